@@ -1,0 +1,112 @@
+"""One error type for domain failures and one renderer for every error the API returns.
+
+Every error body is ``{"error": {"code": "...", "message": "...", "details": {...}}}``: clients
+branch on ``code``, show ``message``, and find field paths or amounts in ``details``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """A domain failure with a machine-readable code, raised by services and rendered by the API."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status_code is not None:
+            self.status_code = status_code
+        self.details = details or {}
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(status_code: int, code: str, message: str, details: dict[str, Any] | None = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status_code)
+
+
+# DRF exception -> our code. Anything not listed keeps DRF's own default_code.
+_DRF_CODES: dict[type[exceptions.APIException], str] = {
+    exceptions.ParseError: "malformed_request",
+    exceptions.ValidationError: "validation_error",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "invalid_token",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def _flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as {"field.path": [messages]}, so clients see where it failed."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            sub = f"{path}.{key}" if path else str(key)
+            out.update(_flatten(value, sub))
+    elif isinstance(detail, list) and detail and all(not isinstance(d, (dict, list)) for d in detail):
+        out[path or "non_field_errors"] = [str(d) for d in detail]
+    elif isinstance(detail, list):
+        for i, value in enumerate(detail):
+            if value:
+                out.update(_flatten(value, f"{path}[{i}]" if path else f"[{i}]"))
+    else:
+        out[path or "non_field_errors"] = [str(detail)]
+    return out
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # Not an API exception: let it propagate, so that it is logged with its traceback and
+        # ApiErrorMiddleware answers 500 with the envelope (never a stack trace to the client).
+        return None
+    assert isinstance(exc, exceptions.APIException)
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), exc.default_code)
+    details: dict[str, Any] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        message = "The request has invalid fields."
+        details = {"fields": _flatten(exc.detail)}
+    elif isinstance(exc.detail, (list, dict)):
+        message = str(exc.default_detail)
+        details = {"fields": _flatten(exc.detail)}
+    else:
+        message = str(exc.detail)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        details["retry_after_seconds"] = int(exc.wait + 0.999)
+    response.data = error_body(code, message, details)
+    return response

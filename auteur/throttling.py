@@ -1,0 +1,84 @@
+"""Rate limits shared by every API process: an exact sliding window kept in Redis.
+
+One sorted set per client holds the times of its accepted requests in the last window; a Lua
+script trims, counts and adds atomically, so N processes together admit at most `limit`
+requests per window. Refused requests are not recorded: a client that keeps hammering is let in
+again as soon as its oldest accepted request leaves the window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import redis
+from django.conf import settings
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
+    from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1] the set; ARGV: now (ms), window (ms), limit, member. Returns {allowed, wait_ms}.
+_SLIDING_WINDOW = """
+local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local count = redis.call('ZCARD', key)
+if count < limit then
+  redis.call('ZADD', key, now, ARGV[4])
+  redis.call('PEXPIRE', key, window)
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + window - now}
+"""
+
+
+@lru_cache(maxsize=1)
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+
+
+@lru_cache(maxsize=1)
+def _script() -> redis.commands.core.Script:
+    return _client().register_script(_SLIDING_WINDOW)
+
+
+def hit(key: str, *, limit: int, window_seconds: int) -> float:
+    """Record one request under `key`. Returns 0 when allowed, else the seconds to wait."""
+    now_ms = int(time.time() * 1000)
+    allowed, wait_ms = _script()(keys=[key], args=[now_ms, window_seconds * 1000, limit, uuid.uuid4().hex])
+    return 0.0 if int(allowed) else max(int(wait_ms), 1) / 1000
+
+
+class SlidingWindowThrottle(BaseThrottle):
+    """Per user when authenticated, per client IP otherwise."""
+
+    window_seconds = 60
+
+    def __init__(self) -> None:
+        self.wait_seconds: float | None = None
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            key, limit = f"rl:u:{user.pk}", settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE
+        else:
+            key, limit = f"rl:ip:{self.get_ident(request)}", settings.AUTEUR_RATE_LIMIT_ANON_PER_MINUTE
+        try:
+            wait = hit(key, limit=limit, window_seconds=self.window_seconds)
+        except redis.RedisError as exc:
+            # Fail open: a Redis outage must not lock every user out of reading their data;
+            # anything that needs Redis to do its work fails on its own.
+            logger.warning("rate limiter unavailable (%s); request allowed", type(exc).__name__)
+            return True
+        self.wait_seconds = wait or None
+        return not wait
+
+    def wait(self) -> float | None:
+        return self.wait_seconds

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class UsersConfig(AppConfig):
+    name = "auteur.users"
+    label = "users"
+    verbose_name = "Users"

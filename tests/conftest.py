@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from auteur.users.models import User
+from auteur.users.services import user_issue_token
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Rate-limit windows are shared through Redis; each test starts with none used."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter("rl:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    def make(email: str | None = None, **extra: Any) -> User:
+        return User.objects.create_user(email=email or f"user-{uuid.uuid4().hex[:10]}@example.com", **extra)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user: Callable[..., User]) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def make_token() -> Callable[..., str]:
+    """A token with the given claims over sane defaults; `key`/`alg` to forge bad ones."""
+
+    def make(*, key: Any = None, alg: str = "HS256", headers: dict[str, Any] | None = None, **claims: Any) -> str:
+        now = datetime.now(UTC)
+        body: dict[str, Any] = {
+            "sub": str(uuid.uuid4()),
+            "email": f"tok-{uuid.uuid4().hex[:8]}@example.com",
+            "aud": "authenticated",
+            "exp": int((now + timedelta(hours=1)).timestamp()),
+            "iat": int(now.timestamp()),
+        }
+        body.update(claims)
+        body = {k: v for k, v in body.items() if v is not None}
+        return jwt.encode(body, settings.AUTEUR_JWT_SECRET if key is None else key, algorithm=alg, headers=headers)
+
+    return make
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient(raise_request_exception=False)
+
+
+@pytest.fixture
+def auth_client(user: User) -> APIClient:
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}")
+    return client
+
+
+@pytest.fixture
+def client_for() -> Callable[[User], APIClient]:
+    def make(user: User) -> APIClient:
+        client = APIClient(raise_request_exception=False)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}")
+        return client
+
+    return make
