@@ -90,4 +90,7 @@ timezone = "UTC"
 enable_utc = True
 
 # ---- Beat: every periodic task of the project, by task name (each app owns its task).
-beat_schedule: dict[str, dict[str, object]] = {}
+beat_schedule: dict[str, dict[str, object]] = {
+    # Idempotent by a database constraint: running it twice, or on two beats, grants once.
+    "grant-subscription-allowances": {"task": "credits.grant_subscription_allowances", "schedule": 300.0},
+}

@@ -163,6 +163,13 @@ AUTEUR_JWKS_URL = env.str("AUTEUR_JWKS_URL", default="")
 AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE", default=100)
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
 
+# ---- Plans and credits (credits/)
+AUTEUR_PLAN_ALLOWANCES = {
+    "starter": env.int("AUTEUR_PLAN_STARTER_MONTHLY_CREDITS", default=500),
+    "pro": env.int("AUTEUR_PLAN_PRO_MONTHLY_CREDITS", default=3000),
+}
+AUTEUR_PRO_ONLY_FEATURES = ("video-generation",)
+
 # ---- API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["auteur.users.authentication.JWTAuthentication"],

@@ -6,6 +6,7 @@ from auteur import health
 
 api_v1 = [
     path("", include("auteur.users.urls")),
+    path("", include("credits.urls")),
 ]
 
 urlpatterns = [
