@@ -1,0 +1,194 @@
+"""The embedded stack starts real servers, stops them on exit, and keeps data across restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+import pymongo
+import pytest
+import redis
+import requests
+
+from auteur.devstack import (
+    REPO_ROOT,
+    Stack,
+    free_port,
+    load_recorded_urls,
+    port_is_free,
+    port_offset,
+    preferred_port,
+    running_stack,
+)
+
+pytestmark = pytest.mark.slow
+
+NO_URLS = {"PATH": os.environ["PATH"]}
+
+
+def test_ephemeral_stack_starts_every_server_and_stops_them(tmp_path):
+    with running_stack(tmp_path, NO_URLS, ephemeral=True) as stack:
+        urls = stack.urls()
+        assert set(urls) == {"DATABASE_URL", "REDIS_URL", "MONGODB_URI"}
+        assert all("127.0.0.1" in url for url in urls.values())
+        with psycopg.connect(urls["DATABASE_URL"]) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("auteur",)
+        assert redis.Redis.from_url(urls["REDIS_URL"]).ping()
+        assert pymongo.MongoClient(urls["MONGODB_URI"]).admin.command("ping")["ok"] == 1
+        pids = [s.proc.pid for s in stack.servers if s.proc]
+        ports = [s.port for s in stack.servers]
+    assert len(pids) == 3
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert all(port_is_free(p) for p in ports)
+
+
+def test_a_url_set_in_the_environment_is_used_instead_of_starting_a_server(tmp_path):
+    stack = Stack.plan(tmp_path, {"REDIS_URL": "redis://elsewhere:6379/0"}, ephemeral=True)
+    assert [s.name for s in stack.servers] == ["postgres", "mongodb"]
+
+
+def test_persistent_data_survives_a_restart(tmp_path):
+    env = {"DATABASE_URL": "postgres://unused"}  # Redis and MongoDB only: Postgres is covered above
+    with running_stack(tmp_path, env) as stack:
+        urls = stack.urls()
+        r = redis.Redis.from_url(urls["REDIS_URL"])
+        r.set("kept", "yes")
+        r.save()
+        pymongo.MongoClient(urls["MONGODB_URI"]).auteur.edls.insert_one({"_id": "p1", "version": 3})
+    with running_stack(tmp_path, env) as stack:
+        urls2 = stack.urls()
+        assert urls2 == urls, "a checkout's ports are stable across restarts"
+        assert redis.Redis.from_url(urls2["REDIS_URL"]).get("kept") == b"yes"
+        assert pymongo.MongoClient(urls2["MONGODB_URI"]).auteur.edls.find_one({"_id": "p1"})["version"] == 3
+
+
+def test_port_offset_is_stable_per_checkout_and_differs_between_checkouts():
+    a, b = Path("/srv/checkout-a/var"), Path("/srv/checkout-b/var")
+    assert port_offset(a) == port_offset(Path("/srv/checkout-a/../checkout-a/var"))
+    assert port_offset(a) != port_offset(b)
+    assert 0 <= port_offset(a) < 1000
+
+
+def test_preferred_port_falls_back_to_a_free_one_when_taken(tmp_path):
+    import socket
+
+    wanted = 20000 + port_offset(tmp_path)
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", wanted))
+        except OSError:
+            pytest.skip("the preferred port is taken by something else already")
+        s.listen()
+        assert preferred_port(20000, tmp_path) != wanted
+
+
+def test_recorded_urls_are_adopted_only_while_their_supervisor_lives(tmp_path):
+    record = {"pid": os.getpid(), "urls": {"REDIS_URL": "redis://127.0.0.1:1/0", "DATABASE_URL": "postgres://x"}}
+    (tmp_path / "devstack.json").write_text(json.dumps(record))
+    environ = {"DATABASE_URL": "postgres://mine"}
+    assert load_recorded_urls(tmp_path, environ) == {"REDIS_URL": "redis://127.0.0.1:1/0"}
+    assert environ["DATABASE_URL"] == "postgres://mine", "an explicit URL always wins"
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record["pid"] = dead.pid
+    (tmp_path / "devstack.json").write_text(json.dumps(record))
+    assert load_recorded_urls(tmp_path, {}) == {}
+
+
+def test_exec_runs_a_command_against_a_throwaway_stack_and_cleans_up():
+    code = "import os,redis; print(os.environ['REDIS_URL']); print(redis.Redis.from_url(os.environ['REDIS_URL']).ping())"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
+    result = subprocess.run([sys.executable, "-m", "auteur.devstack", "exec", "--", sys.executable, "-c", code],
+                            env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    url, pong = result.stdout.split()
+    assert pong == "True"
+    assert port_is_free(int(url.rsplit(":", 1)[1].split("/")[0]))
+
+
+def test_exec_passes_the_command_exit_code_through():
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
+    result = subprocess.run([sys.executable, "-m", "auteur.devstack", "exec", "--", sys.executable, "-c",
+                             "raise SystemExit(3)"], env=env, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 3
+
+
+def _wait_http(url: str, timeout: float, **kwargs: object) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return requests.get(url, timeout=5, **kwargs)  # type: ignore[arg-type]
+        except requests.RequestException as exc:
+            last = exc
+            time.sleep(0.3)
+    raise AssertionError(f"{url} never answered: {last}")
+
+
+def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path):
+    """`make run` in miniature: API, worker, beat, Flower over the embedded servers; then SIGINT."""
+    api_port, flower_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI") and not k.startswith(("DJANGO_", "AUTEUR_"))}
+    env.update(AUTEUR_VAR_DIR=str(tmp_path / "var"), AUTEUR_API_PORT=str(api_port), FLOWER_PORT=str(flower_port),
+               WEB_CONCURRENCY="1", CELERY_WORKER_CONCURRENCY="1", FLOWER_BASIC_AUTH="ops:s3cret")
+    proc = subprocess.Popen([sys.executable, "-m", "auteur.devstack", "run"], env=env, cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ready = _wait_http(f"http://127.0.0.1:{api_port}/readyz", 120)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["failed"] == []
+
+        state = json.loads((tmp_path / "var" / "devstack.json").read_text())
+        assert state["pid"] == proc.pid
+        assert set(state["urls"]) == {"DATABASE_URL", "REDIS_URL", "MONGODB_URI"}
+
+        assert _wait_http(f"http://127.0.0.1:{flower_port}/api/workers", 30).status_code == 401
+        deadline = time.monotonic() + 60
+        workers: dict[str, object] = {}
+        while not workers and time.monotonic() < deadline:
+            workers = _wait_http(f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", 30,
+                                 auth=("ops", "s3cret")).json()
+            time.sleep(0.5)
+        assert any(name.startswith("worker@") for name in workers), workers
+
+        # Killing the embedded Redis makes /readyz say so by name.
+        redis_pid = next(p.pid for p in psutil.Process(proc.pid).children(recursive=True)
+                         if "redis-server" in p.name())
+        tree = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        os.kill(redis_pid, signal.SIGKILL)
+        down = _wait_http(f"http://127.0.0.1:{api_port}/readyz", 30)
+        assert down.status_code == 503
+        assert "redis" in down.json()["failed"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    assert "devstack: stopped" in output, output[-3000:]
+    time.sleep(0.5)
+    alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"orphans left behind: {alive}"
+    assert not (tmp_path / "var" / "devstack.json").exists()
+
+
+def test_run_reuses_its_data_after_a_stop(tmp_path):
+    """Second start of the same var/ finds the first one's Postgres data (migrations already applied)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
+    with running_stack(tmp_path, env) as stack:
+        with psycopg.connect(stack.urls()["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute("CREATE TABLE marker (x int)")
+    with running_stack(tmp_path, env) as stack, psycopg.connect(stack.urls()["DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT to_regclass('marker')").fetchone() == ("marker",)
+    assert Path(tmp_path / "postgres" / "PG_VERSION").exists()
