@@ -31,11 +31,11 @@ $(PY):
 	  $(PYTHON) -m virtualenv --quiet $(VENV); }
 	@$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
 
-$(STAMP_RUN): requirements/base.txt | $(PY)
-	$(PY) -m pip install $(PIP_FLAGS) -r requirements/base.txt
+$(STAMP_RUN): requirements/base.txt requirements/embedded.txt | $(PY)
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements/embedded.txt
 	@touch $@
 
-$(STAMP_DEV): requirements/base.txt requirements/dev.txt | $(PY)
+$(STAMP_DEV): requirements/base.txt requirements/embedded.txt requirements/dev.txt | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements/dev.txt
 	@touch $@ $(STAMP_RUN)
 

@@ -425,7 +425,8 @@ def running_stack(var_dir: Path, env: dict[str, str], *, ephemeral: bool = False
 
 
 def load_recorded_urls(var_dir: Path | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """For manage.py: adopt the URLs a running ``make run`` recorded, where the env sets none.
+    """For manage.py: adopt the URLs (and debug flag, var dir) a running ``make run`` recorded,
+    where the environment sets none.
 
     Returns what was adopted. A record whose supervisor is gone is ignored.
     """
@@ -556,7 +557,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"(data in {server.data_dir})", flush=True)
         stack.start()
         env.update(stack.urls())
-        stack.record({})
+        # manage.py in another terminal must see what the stack's processes see.
+        stack.record({"DJANGO_DEBUG": env["DJANGO_DEBUG"], "AUTEUR_VAR_DIR": str(var_dir)})
 
         subprocess.run([py, "manage.py", "migrate", "--noinput"], env=env, cwd=REPO_ROOT, check=True)
 
@@ -572,9 +574,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         supervisor.spawn("beat", [str(bindir / "celery"), "-A", "auteur", "beat", "--loglevel", "INFO",
                                   "-s", str(var_dir / "celerybeat-schedule")])
         flower_auth = _flower_auth(var_dir, env)
+        # Flower reads FLOWER_BASIC_AUTH itself: the password stays out of `ps` output.
+        supervisor.env["FLOWER_BASIC_AUTH"] = flower_auth
         supervisor.spawn("flower", [str(bindir / "celery"), "-A", "auteur", "flower",
-                                    f"--address=127.0.0.1", f"--port={flower_port}",
-                                    f"--basic-auth={flower_auth}", "--purge_offline_workers=60"])
+                                    "--address=127.0.0.1", f"--port={flower_port}",
+                                    "--purge_offline_workers=60"])
         wait_for_port(api_port, 60, supervisor.children[0].proc)
         wait_for_port(flower_port, 60, supervisor.children[-1].proc)
         base = f"http://{'localhost' if host == '127.0.0.1' else host}:{api_port}"

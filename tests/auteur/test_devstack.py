@@ -150,7 +150,18 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
 
         state = json.loads((tmp_path / "var" / "devstack.json").read_text())
         assert state["pid"] == proc.pid
-        assert set(state["urls"]) == {"DATABASE_URL", "REDIS_URL", "MONGODB_URI"}
+        assert set(state["urls"]) == {"DATABASE_URL", "REDIS_URL", "MONGODB_URI", "DJANGO_DEBUG", "AUTEUR_VAR_DIR"}
+
+        # A management command from "another terminal" (no URLs, no secrets) reaches the stack.
+        token = subprocess.run([sys.executable, "manage.py", "issue_token", "dev@example.com"],
+                               env={k: v for k, v in env.items() if k != "AUTEUR_VAR_DIR"} | {
+                                   "AUTEUR_VAR_DIR": str(tmp_path / "var")},
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert token.returncode == 0, token.stderr
+        verify = requests.post(f"http://127.0.0.1:{api_port}/api/v1/auth/verify", timeout=10,
+                               headers={"Authorization": f"Bearer {token.stdout.strip()}"})
+        assert verify.status_code == 200, verify.text
+        assert verify.json()["valid"] is True
 
         assert _wait_http(f"http://127.0.0.1:{flower_port}/api/workers", 30).status_code == 401
         deadline = time.monotonic() + 60

@@ -1,0 +1,590 @@
+"""docker-compose.yml, the Dockerfile and the Caddyfile agree with the code they deploy.
+
+No Docker engine runs here, so the deployment files are checked statically: every secret is
+required (never defaulted), and every command a container runs names things that exist in this
+repository (WSGI app, gunicorn config, Celery app and queues, management commands). A renamed
+module or queue then fails here rather than in a crash loop on a user's server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import celeryconfig
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+CADDYFILE = ROOT / "Caddyfile"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+EXPECTED_SERVICES = {
+    "postgres", "redis", "mongo", "minio", "minio-init", "migrate",
+    "api", "worker-gpu", "worker-cpu", "beat", "flower", "caddy",
+}
+# Compose variables that are secrets: required with ${NAME:?message}, never given a default.
+SECRET_VARS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD",
+               "FLOWER_BASIC_AUTH")
+# Container environment keys that carry a secret: their value must come from a required variable.
+SECRET_ENV_KEYS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD",
+                   "AWS_SECRET_ACCESS_KEY")
+ONE_SHOT_SERVICES = {"migrate", "minio-init"}
+WORKER_SERVICES = {"worker-gpu", "worker-cpu"}
+SKIP_DIRS = {".venv", "var", ".git", "staticfiles", "node_modules"}
+
+# Compose interpolation: $$ (a literal $), ${NAME}, ${NAME:-default}, ${NAME-default},
+# ${NAME:?message}, ${NAME?message}, $NAME.
+VAR_RE = re.compile(
+    r"\$(?:(?P<escaped>\$)"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def load_compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())  # resolves anchors and << merges
+    return data
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_compose()
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def strings_in(node: Any) -> Iterator[str]:
+    """Every string value in a YAML document (compose interpolates values, not keys)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from strings_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings_in(value)
+
+
+def variable_refs(node: Any) -> Iterator[tuple[str, str, str]]:
+    """(name, operator, argument) of every variable reference; operator "" for a plain ${NAME}."""
+    for text in strings_in(node):
+        for match in VAR_RE.finditer(text):
+            if match["escaped"]:
+                continue
+            if match["bare"]:
+                yield match["bare"], "", ""
+            else:
+                yield match["braced"], match["op"] or "", match["arg"] or ""
+
+
+def interpolate(text: str, values: dict[str, str] | None = None) -> str:
+    """What compose would make of `text`: defaults where given, a stand-in for required values."""
+    values = values or {}
+
+    def substitute(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["bare"]
+        if name in values:
+            return values[name]
+        if match["op"] in (":-", "-"):
+            return match["arg"]
+        return f"<{name}>"
+
+    return VAR_RE.sub(substitute, text)
+
+
+def secret_violations(doc: Any, names: tuple[str, ...]) -> list[str]:
+    """Secrets that are missing, defaulted, or required without a message that says what to set."""
+    problems = []
+    for name in names:
+        refs = [(op, arg) for ref_name, op, arg in variable_refs(doc) if ref_name == name]
+        if not refs:
+            problems.append(f"{name} is never used")
+        for op, arg in refs:
+            if op not in (":?", "?"):
+                problems.append(f"{name} is referenced with {op or 'no operator'!r}; secrets use ${{{name}:?message}}")
+            elif not arg.strip():
+                problems.append(f"{name} is required without a message")
+    return problems
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment, whether written as a mapping or as a list of NAME=value."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def argv_of(command: str | list[str]) -> list[str]:
+    if isinstance(command, list):
+        return [interpolate(part) for part in command]
+    return shlex.split(interpolate(command))
+
+
+def built_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in services.items() if "build" in svc}
+
+
+def split_options(argv: list[str], flags: frozenset[str] = frozenset()) -> tuple[list[str], dict[str, list[str]]]:
+    """Positional arguments and {option: [values]}: an option takes a value unless it is a flag.
+
+    Handles `--opt value`, `--opt=value` and short options with the value attached (`-Qa,b`).
+    """
+    positional: list[str] = []
+    options: dict[str, list[str]] = {}
+    tokens = iter(argv)
+    for token in tokens:
+        if token.startswith("--") and "=" in token:
+            key, value = token.split("=", 1)
+            options.setdefault(key, []).append(value)
+        elif token.startswith("--") or (token.startswith("-") and len(token) == 2):
+            options.setdefault(token, []).append("" if token in flags else next(tokens, ""))
+        elif token.startswith("-") and len(token) > 2:
+            options.setdefault(token[:2], []).append(token[2:])
+        else:
+            positional.append(token)
+    return positional, options
+
+
+def option(options: dict[str, list[str]], *names: str) -> list[str]:
+    return [value for name in names for value in options.get(name, [])]
+
+
+def celery_queues(argv: list[str]) -> list[str]:
+    """The queues a `celery ... worker` command consumes, as named after -Q/--queues."""
+    _, options = split_options(argv)
+    return [queue.strip() for value in option(options, "-Q", "--queues") for queue in value.split(",") if queue.strip()]
+
+
+def module_file(dotted: str) -> Path | None:
+    """The source file of a module of this repository, or None."""
+    base = ROOT.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def defines(path: Path, name: str) -> bool:
+    """Whether a module binds `name` at top level (assignment, def, class or import ... as)."""
+    pattern = re.compile(
+        rf"^(?:{re.escape(name)}\s*(?::[^=]*)?=(?!=)|(?:async\s+)?def\s+{re.escape(name)}\s*\("
+        rf"|class\s+{re.escape(name)}\b|(?:from\s+\S+\s+)?import\s+.*\bas\s+{re.escape(name)}\b)",
+        re.MULTILINE,
+    )
+    return bool(pattern.search(path.read_text()))
+
+
+def management_commands() -> set[str]:
+    """Every command `python manage.py X` can run: Django's own, installed apps', and the repo's."""
+    from django.core.management import get_commands
+
+    names = set(get_commands())
+    for top in ROOT.iterdir():
+        if top.is_dir() and top.name not in SKIP_DIRS:
+            names.update(path.stem for path in top.glob("**/management/commands/*.py")
+                         if not path.stem.startswith("_"))
+    return names
+
+
+GUNICORN_FLAGS = frozenset({"--preload", "--reload", "--check-config", "--print-config", "-D", "--daemon",
+                            "-R", "--enable-stdio-inheritance", "--capture-output", "--strip-header-spaces"})
+
+
+def gunicorn_problems(argv: list[str]) -> list[str]:
+    problems = []
+    positional, options = split_options(argv[1:], GUNICORN_FLAGS)
+    if len(positional) != 1:
+        return [f"gunicorn needs exactly one APP_MODULE, got {positional}"]
+    module, _, attr = positional[0].partition(":")
+    path = module_file(module)
+    if path is None:
+        problems.append(f"gunicorn app module {module!r} has no file in the repository")
+    elif not defines(path, attr or "application"):
+        problems.append(f"{path.relative_to(ROOT)} defines no {attr!r}")
+    for config in option(options, "-c", "--config"):
+        if config.startswith("python:"):
+            if module_file(config.removeprefix("python:")) is None:
+                problems.append(f"gunicorn config module {config!r} has no file in the repository")
+        elif not (ROOT / config).is_file():
+            problems.append(f"gunicorn config file {config!r} does not exist")
+    return problems
+
+
+def celery_app_problems(app: str) -> list[str]:
+    """Static form of Celery's find_app: `pkg` (its `app`/`celery`, or pkg.celery's), or `mod:attr`."""
+    module, _, attr = app.partition(":")
+    path = module_file(module)
+    if path is None:
+        return [f"celery app module {module!r} has no file in the repository"]
+    if attr:
+        return [] if defines(path, attr) else [f"{path.relative_to(ROOT)} defines no {attr!r}"]
+    candidates = [path]
+    if path.name == "__init__.py" and (path.parent / "celery.py").is_file():
+        candidates.append(path.parent / "celery.py")
+    if any(defines(candidate, name) for candidate in candidates for name in ("app", "celery")):
+        return []
+    return [f"no Celery app (`app` or `celery`) in {module!r}"]
+
+
+def celery_problems(argv: list[str]) -> list[str]:
+    positional, options = split_options(argv[1:])
+    apps = option(options, "-A", "--app")
+    if len(apps) != 1:
+        return [f"celery needs exactly one -A/--app, got {apps}"]
+    problems = celery_app_problems(apps[0])
+    subcommand = positional[0] if positional else ""
+    if subcommand not in ("worker", "beat", "flower"):
+        problems.append(f"unexpected celery subcommand {subcommand!r}")
+    if subcommand == "worker":
+        queues = celery_queues(argv)
+        if not queues:
+            # Without -Q a worker consumes every queue, and the split between deployments is lost.
+            problems.append("celery worker without -Q consumes every queue")
+        problems += [f"queue {queue!r} is not in celeryconfig.ALL_QUEUES"
+                     for queue in queues if queue not in celeryconfig.ALL_QUEUES]
+    return problems
+
+
+def manage_problems(argv: list[str]) -> list[str]:
+    if len(argv) < 3 or argv[1] != "manage.py":
+        return [f"expected `python manage.py COMMAND`, got {argv}"]
+    problems = [] if (ROOT / "manage.py").is_file() else ["manage.py does not exist"]
+    if argv[2] not in management_commands():
+        problems.append(f"no management command {argv[2]!r}")
+    return problems
+
+
+def command_problems(argv: list[str]) -> list[str]:
+    """Why a command run in the app image would not start; [] when all it names exists."""
+    if not argv:
+        return ["empty command"]
+    checkers = {"gunicorn": gunicorn_problems, "celery": celery_problems, "python": manage_problems}
+    checker = checkers.get(argv[0])
+    if checker is None:
+        return [f"unknown program {argv[0]!r}: teach tests/test_compose.py to check it"]
+    return checker(argv)
+
+
+def seconds(duration: str) -> float:
+    """A compose duration ("1m30s", "60s", "500ms") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"bad duration {duration!r}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", "\n".join(
+        line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")))
+    instructions = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+# ----------------------------------------------------------------------------- the helpers themselves
+
+
+@pytest.mark.parametrize("command", [
+    "celery -A auteur worker -Q default,media -c 2",
+    "celery -A auteur worker --queues=default,media",
+    "celery -A auteur worker --queues default,media -O fair",
+    "celery -A auteur worker -Qdefault,media",
+    "celery -A auteur worker -Q default -Q media",
+])
+def test_queue_extraction_understands_every_spelling(command):
+    assert celery_queues(shlex.split(command)) == ["default", "media"]
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("celery -A auteur worker -Q default,gpu_audoi", "'gpu_audoi' is not in celeryconfig.ALL_QUEUES"),
+    ("celery -A auteur worker --queues=Media", "'Media' is not in celeryconfig.ALL_QUEUES"),
+    ("celery -A auteur worker -c 2", "without -Q"),
+    ("celery -A auteurr worker -Q default", "'auteurr' has no file"),
+    ("celery -A auteur.celery:missing worker -Q default", "defines no 'missing'"),
+    ("celery -A auteur wokrer -Q default", "unexpected celery subcommand 'wokrer'"),
+    ("celery worker -Q default", "exactly one -A"),
+    ("gunicorn auteur.wsgy:application", "'auteur.wsgy' has no file"),
+    ("gunicorn auteur.wsgi:app --bind 0.0.0.0:8000", "defines no 'app'"),
+    ("gunicorn auteur.wsgi:application --config python:auteur.gunicorn_config", "'python:auteur.gunicorn_config'"),
+    ("gunicorn auteur.wsgi:application -c gunicorn.conf.py", "'gunicorn.conf.py' does not exist"),
+    ("gunicorn --bind 0.0.0.0:8000", "exactly one APP_MODULE"),
+    ("python manage.py migrat --noinput", "no management command 'migrat'"),
+    ("python -m http.server", "expected `python manage.py COMMAND`"),
+    ("uvicorn auteur.asgi:application", "unknown program 'uvicorn'"),
+])
+def test_command_checker_catches_a_broken_command(command, expected):
+    problems = command_problems(shlex.split(command))
+    assert any(expected in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize("command", [
+    "gunicorn auteur.wsgi:application --preload -c python:auteur.gunicorn_conf",
+    "gunicorn auteur.wsgi --bind=0.0.0.0:8000",  # the attribute defaults to `application`
+    "celery --app=auteur.celery:app worker -Q render",
+    "python manage.py migrate --noinput",
+    "python manage.py collectstatic --noinput",  # an installed app's command
+    "python manage.py issue_token someone@example.com",  # this repository's command
+])
+def test_command_checker_accepts_a_sound_command(command):
+    assert command_problems(shlex.split(command)) == []
+
+
+def test_secret_check_flags_defaults_literals_and_silent_requirements():
+    doc = {"services": {"x": {"environment": {
+        "A": "${DJANGO_SECRET_KEY:-insecure}",
+        "B": "${AUTEUR_JWT_SECRET}",
+        "C": "${POSTGRES_PASSWORD:?}",
+        "D": "$${MINIO_ROOT_PASSWORD:?escaped, so not a reference}",
+    }}}}
+    problems = secret_violations(doc, ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD",
+                                       "MINIO_ROOT_PASSWORD"))
+    assert problems == [
+        "DJANGO_SECRET_KEY is referenced with ':-'; secrets use ${DJANGO_SECRET_KEY:?message}",
+        "AUTEUR_JWT_SECRET is referenced with 'no operator'; secrets use ${AUTEUR_JWT_SECRET:?message}",
+        "POSTGRES_PASSWORD is required without a message",
+        "MINIO_ROOT_PASSWORD is never used",
+    ]
+
+
+def test_interpolation_follows_compose():
+    assert interpolate("a ${X:-3} ${Y:?set Y} $$HOME ${Z-} $W", {"W": "w"}) == "a 3 <Y> $HOME  w"
+
+
+# ----------------------------------------------------------------------------- docker-compose.yml
+
+
+def test_every_expected_service_exists(services):
+    assert set(services) >= EXPECTED_SERVICES, sorted(EXPECTED_SERVICES - set(services))
+
+
+def test_secrets_are_required_and_never_defaulted(compose):
+    assert secret_violations(compose, SECRET_VARS) == []
+
+
+def test_secret_environment_values_come_only_from_required_variables(services):
+    for name, service in services.items():
+        env = env_of(service)
+        for key in SECRET_ENV_KEYS:
+            if key in env:
+                refs = list(variable_refs(env[key]))
+                assert len(refs) == 1 and refs[0][1] in (":?", "?"), f"{name}: {key}={env[key]!r}"
+                assert VAR_RE.fullmatch(env[key]), f"{name}: {key} mixes a literal into a secret"
+        # The database password sits inside the URL: it must be a required variable too.
+        if "DATABASE_URL" in env:
+            assert "${POSTGRES_PASSWORD:?" in env["DATABASE_URL"], name
+
+
+def test_redis_keeps_queued_messages(services):
+    argv = argv_of(services["redis"]["command"])
+    _, options = split_options(argv[1:])
+    # Evicting keys under memory pressure would drop Celery messages; AOF survives restarts.
+    assert option(options, "--maxmemory-policy") == ["noeviction"]
+    assert option(options, "--appendonly") == ["yes"]
+
+
+def test_flower_requires_basic_auth_and_listens_on_loopback_only(services):
+    flower = services["flower"]
+    assert re.fullmatch(r"\$\{FLOWER_BASIC_AUTH:\?[^}]+\}", flower["environment"]["FLOWER_BASIC_AUTH"])
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+
+
+def test_only_caddy_publishes_ports_beyond_loopback(services):
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            published = str(port)
+            if name == "caddy":
+                assert published.split(":")[0] in ("80", "443"), published
+            else:
+                assert published.startswith("127.0.0.1:"), f"{name} publishes {published} to the world"
+
+
+def test_every_command_in_the_app_image_names_what_exists(services):
+    built = built_services(services)
+    assert {"migrate", "api", "worker-gpu", "worker-cpu", "beat", "flower"} <= set(built)
+    for name, service in built.items():
+        assert "command" in service, f"{name} has no command"
+        assert command_problems(argv_of(service["command"])) == [], name
+
+
+def test_celery_app_resolves_like_celery_does(services):
+    from celery import Celery
+    from celery.app.utils import find_app
+
+    for name, service in built_services(services).items():
+        argv = argv_of(service["command"])
+        if argv[0] == "celery":
+            _, options = split_options(argv[1:])
+            assert isinstance(find_app(option(options, "-A", "--app")[0]), Celery), name
+
+
+def test_workers_together_consume_every_queue_and_keep_gpu_dispatch_apart(services):
+    consumed: dict[str, list[str]] = {}
+    for name, service in built_services(services).items():
+        argv = argv_of(service["command"])
+        if argv[:1] == ["celery"] and "worker" in argv:
+            consumed[name] = celery_queues(argv)
+    assert set(consumed) == WORKER_SERVICES
+    everything = [queue for queues in consumed.values() for queue in queues]
+    assert sorted(everything) == sorted(celeryconfig.ALL_QUEUES), "each queue exactly once"
+    assert set(consumed["worker-gpu"]) == set(celeryconfig.GPU_DISPATCH_QUEUES)
+    assert set(consumed["worker-cpu"]) == set(celeryconfig.CPU_QUEUES)
+
+
+def test_worker_node_names_are_distinct(services):
+    names = []
+    for name in WORKER_SERVICES:
+        _, options = split_options(argv_of(services[name]["command"])[1:])
+        names += option(options, "-n", "--hostname")
+    assert len(names) == len(WORKER_SERVICES) == len(set(names)), names
+
+
+def test_workers_get_time_for_a_warm_shutdown(services):
+    for name in WORKER_SERVICES:
+        assert seconds(services[name]["stop_grace_period"]) >= 60, name
+
+
+def test_app_services_run_production_settings(services):
+    for name, service in built_services(services).items():
+        env = env_of(service)
+        assert env.get("DJANGO_DEBUG") == "0", name
+        for key in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI", "DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET",
+                    "DJANGO_ALLOWED_HOSTS", "AWS_STORAGE_BUCKET_NAME", "AWS_S3_ENDPOINT_URL",
+                    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AUTEUR_GPU_BACKEND"):
+            assert env.get(key), f"{name} lacks {key}"
+        assert interpolate(env["REDIS_URL"]).startswith("redis://redis:"), name
+        assert interpolate(env["DATABASE_URL"]).startswith("postgres://auteur:<POSTGRES_PASSWORD>@postgres:"), name
+        assert interpolate(env["MONGODB_URI"]).startswith("mongodb://mongo:"), name
+        assert interpolate(env["AWS_S3_ENDPOINT_URL"]).startswith("http://minio:"), name
+
+
+def test_the_bucket_the_app_uses_is_the_one_created(services):
+    buckets = {env_of(svc)["AWS_STORAGE_BUCKET_NAME"] for svc in built_services(services).values()}
+    assert len(buckets) == 1
+    init = " ".join(argv_of(services["minio-init"]["command"]))
+    assert f"mc mb --ignore-existing local/{buckets.pop()}" in init
+    # The password reaches mc through the container's environment, not the command line.
+    assert "$MINIO_ROOT_PASSWORD" in init
+
+
+def test_dependencies_wait_for_health_or_completion(services):
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on without conditions"
+        for target, spec in depends.items():
+            assert target in services, f"{name} depends on unknown {target}"
+            condition = spec.get("condition")
+            if target in ONE_SHOT_SERVICES:
+                assert condition == "service_completed_successfully", f"{name} -> {target}"
+            elif "healthcheck" in services[target]:
+                assert condition == "service_healthy", f"{name} -> {target}"
+    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_one_shots_run_once_and_the_rest_restart(services):
+    for name, service in services.items():
+        expected = "no" if name in ONE_SHOT_SERVICES else "unless-stopped"
+        assert service.get("restart") == expected, name
+
+
+def test_stateful_services_keep_their_data_in_named_volumes(compose, services):
+    for name, mount in [("postgres", "/var/lib/postgresql/data"), ("redis", "/data"),
+                        ("mongo", "/data/db"), ("minio", "/data"), ("caddy", "/data")]:
+        volumes = [v for v in services[name]["volumes"] if v.split(":")[1] == mount]
+        assert volumes, f"{name} keeps {mount} in its container"
+        assert volumes[0].split(":")[0] in compose["volumes"], name
+
+
+def test_every_variable_is_documented_in_env_example(compose):
+    documented = env_example()
+    used = {name for name, _, _ in variable_refs(compose)}
+    assert used - set(documented) == set(), "add them to .env.example"
+    assert set(documented) - used == set(), ".env.example lists variables compose never reads"
+
+
+def test_env_example_holds_no_real_secret():
+    documented = env_example()
+    for name in SECRET_VARS:
+        assert "change-me" in documented[name], name
+
+
+# ----------------------------------------------------------------------------- Dockerfile
+
+
+def test_dockerfile_installs_the_runtime_requirements_and_runs_the_api():
+    instructions = dockerfile_instructions()
+    assert instructions[0][0] == "FROM" and instructions[0][1].startswith("python:3.11-slim")
+    runs = [args for keyword, args in instructions if keyword == "RUN"]
+    assert any(re.search(r"pip install .*-r requirements/base\.txt", run) for run in runs)
+    assert (ROOT / "requirements/base.txt").is_file()
+    assert any("ffmpeg" in run and "--no-install-recommends" in run for run in runs)
+    assert any("manage.py collectstatic --noinput" in run for run in runs)
+    assert "EXPOSE" in dict(instructions) and "8000" in dict(instructions)["EXPOSE"]
+    cmd = json.loads([args for keyword, args in instructions if keyword == "CMD"][-1])
+    assert "auteur.wsgi:application" in cmd
+    assert command_problems(cmd) == []
+
+
+def test_dockerfile_runs_as_a_non_root_user():
+    users = [args for keyword, args in dockerfile_instructions() if keyword == "USER"]
+    assert users and users[-1] not in ("root", "0"), users
+
+
+def test_build_only_secrets_never_reach_the_image_environment():
+    for keyword, args in dockerfile_instructions():
+        if keyword in ("ENV", "ARG"):
+            assert not any(secret in args for secret in SECRET_ENV_KEYS), args
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image():
+    ignored = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
+    for entry in (".venv", "var", ".git", "staticfiles", ".env"):
+        assert entry in ignored, entry
+    assert any("__pycache__" in entry for entry in ignored)
+
+
+# ----------------------------------------------------------------------------- Caddyfile
+
+
+def test_caddy_proxies_the_site_to_the_api(services):
+    lines = [line.split("#", 1)[0].strip() for line in CADDYFILE.read_text().splitlines()]
+    lines = [line for line in lines if line]
+    assert re.fullmatch(r"\{\$AUTEUR_DOMAIN(:[^}]+)?\}\s*\{", lines[0]), lines[0]
+    upstreams = [line.split()[1:] for line in lines if line.startswith("reverse_proxy")]
+    assert upstreams == [["api:8000"]]
+    # The upstream is the port gunicorn binds in the api service.
+    _, options = split_options(argv_of(services["api"]["command"])[1:], GUNICORN_FLAGS)
+    assert option(options, "-b", "--bind") == ["0.0.0.0:8000"]
+    caddy = services["caddy"]
+    assert "./Caddyfile:/etc/caddy/Caddyfile:ro" in caddy["volumes"]
+    assert "AUTEUR_DOMAIN" in env_of(caddy)
