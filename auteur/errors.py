@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 class ApplicationError(Exception):
     """A domain failure with a machine-readable code, raised by services and rendered by the API."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "bad_request"
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    code: str = "bad_request"
 
     def __init__(
         self,
@@ -106,7 +106,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         details = {"fields": _flatten(exc.detail)}
     else:
         message = str(exc.detail)
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        details["retry_after_seconds"] = int(exc.wait + 0.999)
+    wait = getattr(exc, "wait", None)  # Throttled sets it; the stubs don't know
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        details["retry_after_seconds"] = int(wait + 0.999)
     response.data = error_body(code, message, details)
     return response

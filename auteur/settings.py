@@ -45,7 +45,8 @@ def required(name: str) -> str:
 SECRET_KEY = secret("DJANGO_SECRET_KEY", "dev-insecure-django-secret-key-not-for-production")
 AUTEUR_JWT_SECRET = secret("AUTEUR_JWT_SECRET", "dev-insecure-jwt-secret-not-for-production-000")
 
-ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+_DEV_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=_DEV_HOSTS if DEBUG else [])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 
@@ -180,6 +181,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "auteur.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Client IP for per-IP limits: REMOTE_ADDR unless this many trusted proxies (Caddy: 1) sit in
+    # front; DRF's default would trust any X-Forwarded-For a client sends.
+    "NUM_PROXIES": env.int("AUTEUR_NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Auteur API",

@@ -4,12 +4,10 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
-
-from auteur.api import StrictSerializer
+from auteur.api import ApiView, StrictSerializer
 
 
-class AuthVerifyApi(APIView):
+class AuthVerifyApi(ApiView):
     """Is this bearer token valid? Answers 401 `invalid_token` when it is not."""
 
     class InputSerializer(StrictSerializer):

@@ -105,10 +105,18 @@ def test_recorded_urls_are_adopted_only_while_their_supervisor_lives(tmp_path):
 
 
 def test_exec_runs_a_command_against_a_throwaway_stack_and_cleans_up():
-    code = "import os,redis; print(os.environ['REDIS_URL']); print(redis.Redis.from_url(os.environ['REDIS_URL']).ping())"
+    code = (
+        "import os,redis; print(os.environ['REDIS_URL']); print(redis.Redis.from_url(os.environ['REDIS_URL']).ping())"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
-    result = subprocess.run([sys.executable, "-m", "auteur.devstack", "exec", "--", sys.executable, "-c", code],
-                            env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "auteur.devstack", "exec", "--", sys.executable, "-c", code],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     url, pong = result.stdout.split()
     assert pong == "True"
@@ -117,8 +125,12 @@ def test_exec_runs_a_command_against_a_throwaway_stack_and_cleans_up():
 
 def test_exec_passes_the_command_exit_code_through():
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
-    result = subprocess.run([sys.executable, "-m", "auteur.devstack", "exec", "--", sys.executable, "-c",
-                             "raise SystemExit(3)"], env=env, cwd=REPO_ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "auteur.devstack", "exec", "--", sys.executable, "-c", "raise SystemExit(3)"],
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert result.returncode == 3
 
 
@@ -137,12 +149,27 @@ def _wait_http(url: str, timeout: float, **kwargs: object) -> requests.Response:
 def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path):
     """`make run` in miniature: API, worker, beat, Flower over the embedded servers; then SIGINT."""
     api_port, flower_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI") and not k.startswith(("DJANGO_", "AUTEUR_"))}
-    env.update(AUTEUR_VAR_DIR=str(tmp_path / "var"), AUTEUR_API_PORT=str(api_port), FLOWER_PORT=str(flower_port),
-               WEB_CONCURRENCY="1", CELERY_WORKER_CONCURRENCY="1", FLOWER_BASIC_AUTH="ops:s3cret")
-    proc = subprocess.Popen([sys.executable, "-m", "auteur.devstack", "run"], env=env, cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI") and not k.startswith(("DJANGO_", "AUTEUR_"))
+    }
+    env.update(
+        AUTEUR_VAR_DIR=str(tmp_path / "var"),
+        AUTEUR_API_PORT=str(api_port),
+        FLOWER_PORT=str(flower_port),
+        WEB_CONCURRENCY="1",
+        CELERY_WORKER_CONCURRENCY="1",
+        FLOWER_BASIC_AUTH="ops:s3cret",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "auteur.devstack", "run"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         ready = _wait_http(f"http://127.0.0.1:{api_port}/readyz", 120)
         assert ready.status_code == 200, ready.text
@@ -153,13 +180,20 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         assert set(state["urls"]) == {"DATABASE_URL", "REDIS_URL", "MONGODB_URI", "DJANGO_DEBUG", "AUTEUR_VAR_DIR"}
 
         # A management command from "another terminal" (no URLs, no secrets) reaches the stack.
-        token = subprocess.run([sys.executable, "manage.py", "issue_token", "dev@example.com"],
-                               env={k: v for k, v in env.items() if k != "AUTEUR_VAR_DIR"} | {
-                                   "AUTEUR_VAR_DIR": str(tmp_path / "var")},
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        token = subprocess.run(
+            [sys.executable, "manage.py", "issue_token", "dev@example.com"],
+            env={k: v for k, v in env.items() if k != "AUTEUR_VAR_DIR"} | {"AUTEUR_VAR_DIR": str(tmp_path / "var")},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert token.returncode == 0, token.stderr
-        verify = requests.post(f"http://127.0.0.1:{api_port}/api/v1/auth/verify", timeout=10,
-                               headers={"Authorization": f"Bearer {token.stdout.strip()}"})
+        verify = requests.post(
+            f"http://127.0.0.1:{api_port}/api/v1/auth/verify",
+            timeout=10,
+            headers={"Authorization": f"Bearer {token.stdout.strip()}"},
+        )
         assert verify.status_code == 200, verify.text
         assert verify.json()["valid"] is True
 
@@ -167,14 +201,14 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         deadline = time.monotonic() + 60
         workers: dict[str, object] = {}
         while not workers and time.monotonic() < deadline:
-            workers = _wait_http(f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", 30,
-                                 auth=("ops", "s3cret")).json()
+            workers = _wait_http(
+                f"http://127.0.0.1:{flower_port}/api/workers?refresh=1", 30, auth=("ops", "s3cret")
+            ).json()
             time.sleep(0.5)
         assert any(name.startswith("worker@") for name in workers), workers
 
         # Killing the embedded Redis makes /readyz say so by name.
-        redis_pid = next(p.pid for p in psutil.Process(proc.pid).children(recursive=True)
-                         if "redis-server" in p.name())
+        redis_pid = next(p.pid for p in psutil.Process(proc.pid).children(recursive=True) if "redis-server" in p.name())
         tree = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         os.kill(redis_pid, signal.SIGKILL)
         down = _wait_http(f"http://127.0.0.1:{api_port}/readyz", 30)
@@ -197,9 +231,8 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
 def test_run_reuses_its_data_after_a_stop(tmp_path):
     """Second start of the same var/ finds the first one's Postgres data (migrations already applied)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
-    with running_stack(tmp_path, env) as stack:
-        with psycopg.connect(stack.urls()["DATABASE_URL"], autocommit=True) as conn:
-            conn.execute("CREATE TABLE marker (x int)")
+    with running_stack(tmp_path, env) as stack, psycopg.connect(stack.urls()["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE marker (x int)")
     with running_stack(tmp_path, env) as stack, psycopg.connect(stack.urls()["DATABASE_URL"]) as conn:
         assert conn.execute("SELECT to_regclass('marker')").fetchone() == ("marker",)
     assert Path(tmp_path / "postgres" / "PG_VERSION").exists()

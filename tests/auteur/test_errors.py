@@ -42,7 +42,9 @@ def test_wrong_method_is_a_405_envelope_with_allow(auth_client):
 
 @pytest.mark.django_db
 def test_unsupported_content_type_is_a_415_envelope(auth_client):
-    response = auth_client.generic("POST", "/api/v1/auth/verify", b"a=b", content_type="application/x-www-form-urlencoded")
+    response = auth_client.generic(
+        "POST", "/api/v1/auth/verify", b"a=b", content_type="application/x-www-form-urlencoded"
+    )
     assert_envelope(response, 415, "unsupported_media_type")
 
 
@@ -66,8 +68,9 @@ def test_unhandled_exception_is_a_500_envelope_without_internals(api_client, cap
 @pytest.mark.django_db
 def test_oversize_body_is_refused_with_an_envelope(auth_client, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = auth_client.generic("POST", "/api/v1/auth/verify", b'{"x": "' + b"a" * 5000 + b'"}',
-                                   content_type="application/json")
+    response = auth_client.generic(
+        "POST", "/api/v1/auth/verify", b'{"x": "' + b"a" * 5000 + b'"}', content_type="application/json"
+    )
     assert response.status_code in (400, 413)
     assert response.json()["error"]["code"] in ("malformed_request", "payload_too_large", "bad_request")
 

@@ -46,8 +46,12 @@ def test_readyz_names_storage_when_the_bucket_is_unreachable(client, settings):
         **settings.STORAGES,
         "default": {
             "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {"bucket_name": "nope", "endpoint_url": f"http://127.0.0.1:{free_port()}",
-                        "access_key": "x", "secret_key": "y"},
+            "OPTIONS": {
+                "bucket_name": "nope",
+                "endpoint_url": f"http://127.0.0.1:{free_port()}",
+                "access_key": "x",
+                "secret_key": "y",
+            },
         },
     }
     # (Django's setting_changed handler rebuilds default_storage on change and on restore.)

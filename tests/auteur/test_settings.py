@@ -22,12 +22,23 @@ PROD_ENV = {
 
 
 def load_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("DJANGO_", "AUTEUR_", "AWS_")) and k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "AUTEUR_", "AWS_")) and k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")
+    }
     clean.update(env)
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
-        env=clean, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
+        env=clean,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
