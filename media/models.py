@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class MediaType(models.TextChoices):
+    VIDEO = "video"
+    AUDIO = "audio"
+    IMAGE = "image"
+
+
+class MediaStatus(models.TextChoices):
+    UPLOADING = "uploading"  # upload URL issued, object not confirmed yet
+    PROCESSING = "processing"  # confirmed; being probed
+    READY = "ready"
+    REJECTED = "rejected"  # not decodable, or not what it claimed to be (see rejection_reason)
+
+
+class MediaFile(models.Model):
+    """A file in object storage that belongs to a project (uploaded, or produced by a job)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # By string: media imports no other app (DESIGN.md layering).
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="media_files")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="media_files")
+    name = models.CharField(max_length=255)
+    type = models.CharField(max_length=10, choices=MediaType.choices)
+    mime_type = models.CharField(max_length=100)
+    status = models.CharField(max_length=12, choices=MediaStatus.choices, default=MediaStatus.UPLOADING)
+    rejection_reason = models.TextField(blank=True, default="")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    file_size_bytes = models.BigIntegerField()
+    storage_key = models.CharField(max_length=500, unique=True)  # the seed's r2_key
+    thumbnail_key = models.CharField(max_length=500, blank=True, default="")
+    caption_key = models.CharField(max_length=500, blank=True, default="")  # transcript JSON, if any
+    metadata = models.JSONField(default=dict, blank=True)  # width, height, codecs, sample rate...
+    # Set when a job produced this file: a redelivered store step finds it instead of adding another.
+    source_job_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "media_files"
+        ordering = ("-created_at",)
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="media_project_created"),
+            models.Index(fields=["user", "status"], name="media_user_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(file_size_bytes__gte=0), name="media_size_non_negative"),
+            models.CheckConstraint(
+                condition=~models.Q(status="rejected") | ~models.Q(rejection_reason=""),
+                name="media_rejected_has_reason",
+            ),
+            # One output per (job, name): the store step of a job is idempotent by construction.
+            models.UniqueConstraint(
+                fields=["source_job_id", "name"],
+                condition=models.Q(source_job_id__isnull=False),
+                name="media_one_output_per_job_and_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VoiceClone(models.Model):
+    """A voice for text-to-speech, cloned from a sample the user uploaded (seed 2.7)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voice_clones")
+    name = models.CharField(max_length=255)
+    # The sample is copied to its own key: deleting the project or media keeps the voice working.
+    sample_key = models.CharField(max_length=500)  # the seed's sample_r2_key
+    sample_duration_ms = models.PositiveIntegerField()
+    source_media = models.ForeignKey(MediaFile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "voice_clones"
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return self.name

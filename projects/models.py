@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+RESOLUTION_RE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+MAX_DIMENSION = 7680  # 8K UHD
+
+
+def validate_resolution(value: str) -> None:
+    match = RESOLUTION_RE.match(value)
+    if not match:
+        raise ValidationError("Resolution must look like 1920x1080.", code="invalid_resolution")
+    width, height = int(match[1]), int(match[2])
+    if not (16 <= width <= MAX_DIMENSION and 16 <= height <= MAX_DIMENSION) or width % 2 or height % 2:
+        raise ValidationError(
+            f"Width and height must be even numbers between 16 and {MAX_DIMENSION}.", code="invalid_resolution"
+        )
+
+
+def parse_resolution(value: str) -> tuple[int, int]:
+    match = RESOLUTION_RE.match(value)
+    if not match:
+        raise ValueError(value)
+    return int(match[1]), int(match[2])
+
+
+class Project(models.Model):
+    """A user's editing project. Its timeline (the EDL) is a MongoDB document; edl_id names it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=255)
+    description = models.TextField(blank=True, default="", max_length=10_000)
+    resolution = models.CharField(max_length=20, default="1920x1080", validators=[validate_resolution])
+    frame_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("30.00"),
+        validators=[MinValueValidator(Decimal("1")), MaxValueValidator(Decimal("240"))],
+    )
+    edl_id = models.CharField(max_length=255, blank=True, default="")
+    thumbnail_url = models.TextField(blank=True, default="")
+    # CodeEndelea behaviour: a confirmed audio/video file starts a transcription job.
+    auto_transcribe = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "projects"
+        ordering = ("-updated_at",)
+        indexes = [models.Index(fields=["user", "-updated_at"], name="projects_user_updated")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from auteur.errors import ApplicationError
+from auteur.users.models import User
+from projects.models import Project
+
+
+class ProjectNotFound(ApplicationError):
+    status_code = 404
+    code = "project_not_found"
+
+
+def project_list(*, user: User) -> QuerySet[Project]:
+    return Project.objects.filter(user=user).order_by("-updated_at", "-id")
+
+
+def project_get(*, user: User, project_id: uuid.UUID | str) -> Project:
+    """The user's project, or 404: another user's project is indistinguishable from none."""
+    try:
+        return Project.objects.get(pk=project_id, user=user)
+    except (Project.DoesNotExist, ValueError, TypeError):
+        raise ProjectNotFound("No such project.") from None
