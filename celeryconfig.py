@@ -53,7 +53,6 @@ event_serializer = "json"
 # worker running it dies; so every task must be idempotent (CONVENTIONS.md rule 4).
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True  # a failure is final and recorded by on_failure
 worker_prefetch_multiplier = 1  # a worker holds one message per process, not a backlog
 worker_cancel_long_running_tasks_on_connection_loss = True
 task_ignore_result = True  # job state lives in Postgres, not in a result backend

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import exceptions, serializers
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 
@@ -43,3 +45,37 @@ class ApiView(APIView):
             raise
         self.check_throttles(request)
         self.check_permissions(request)
+
+
+class KeyedPagination(PageNumberPagination):
+    """`?page=` / `?page_size=` (max 100) pages as `{<key>: [...], "count", "next", "previous"}`.
+
+    The list sits under a named key (`projects`, `transactions`...) as in the seed API shapes.
+    A page past the end is a 404 `not_found` with the envelope, like any missing resource.
+    """
+
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def get_paginated_response(self, data: Any) -> Response:
+        assert self.page is not None
+        return Response(
+            {
+                self.key: data,
+                "count": self.page.paginator.count,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+            }
+        )
+
+
+def paginated_response(
+    request: Request, view: APIView, queryset: Any, serializer_class: type[serializers.BaseSerializer], key: str
+) -> Response:
+    paginator = KeyedPagination(key)
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)

@@ -140,6 +140,10 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(VAR_DIR / "storage")},
     }
+AUTEUR_MAX_UPLOAD_BYTES = env.int("AUTEUR_MAX_UPLOAD_BYTES", default=5 * 1024**3)
+AUTEUR_SIGNED_URL_TTL_SECONDS = env.int("AUTEUR_SIGNED_URL_TTL_SECONDS", default=15 * 60)
+# Absolute base of the URLs the local storage backend signs (the API serves them).
+AUTEUR_PUBLIC_BASE_URL = env.str("AUTEUR_PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
 STORAGES = {
     "default": MEDIA_STORAGE,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -163,6 +167,13 @@ AUTEUR_JWT_ISSUER = env.str("AUTEUR_JWT_ISSUER", default="")
 AUTEUR_JWKS_URL = env.str("AUTEUR_JWKS_URL", default="")
 AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE", default=100)
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
+
+# ---- EDL documents (projects/edl*.py): bounded undo history and size limits per document
+AUTEUR_EDL_HISTORY = env.int("AUTEUR_EDL_HISTORY", default=20)
+AUTEUR_EDL_MAX_BYTES = env.int("AUTEUR_EDL_MAX_BYTES", default=2 * 1024 * 1024)
+AUTEUR_EDL_MAX_TRACKS = env.int("AUTEUR_EDL_MAX_TRACKS", default=50)
+AUTEUR_EDL_MAX_CLIPS = env.int("AUTEUR_EDL_MAX_CLIPS", default=5000)
+AUTEUR_EDL_MAX_SEGMENTS = env.int("AUTEUR_EDL_MAX_SEGMENTS", default=20000)
 
 # ---- Plans and credits (credits/)
 AUTEUR_PLAN_ALLOWANCES = {

@@ -167,7 +167,7 @@ def test_an_algorithm_outside_the_configured_list_is_rejected(settings):
 def test_a_bad_signature_is_rejected(settings):
     assert_rejected(jwt.encode(claims(), "not-the-secret-at-all-0123456789abcdef", algorithm="HS256"))
     good = jwt.encode(claims(), settings.AUTEUR_JWT_SECRET, algorithm="HS256")
-    header, body, sig = good.split(".")
+    header, _body, sig = good.split(".")
     tampered_body = b64(json.dumps(claims(sub=str(uuid.uuid4()))).encode())
     assert_rejected(f"{header}.{tampered_body}.{sig}")
 
@@ -207,6 +207,7 @@ def test_a_disabled_account_is_rejected(settings, make_user):
     token = jwt.encode(claims(sub=str(user.pk), email=user.email), settings.AUTEUR_JWT_SECRET, algorithm="HS256")
     status, body = verify(token)
     assert status == 401
+    assert body["error"]["code"] == "invalid_token"
 
 
 @pytest.mark.django_db

@@ -1,0 +1,116 @@
+"""Credits endpoints: balance, ledger history, and the profile that shows both (seed 4.2, 4.6).
+
+Each one is scoped to request.user; authentication is required by the default permission.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from auteur.api import ApiView
+from auteur.users.models import User
+from credits.models import Plan, SubscriptionStatus, TransactionType
+from credits.selectors import credit_balance_get, credit_transaction_list, subscription_get
+
+
+def caller(request: Request) -> User:
+    """The authenticated user (every view here requires authentication)."""
+    assert isinstance(request.user, User)
+    return request.user
+
+
+class CreditBalanceApi(ApiView):
+    class OutputSerializer(serializers.Serializer):
+        balance = serializers.IntegerField()
+
+    @extend_schema(responses=OutputSerializer, summary="Credit balance")
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer({"balance": credit_balance_get(user=caller(request))}).data)
+
+
+class TransactionPagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100  # larger requests are clamped to this
+
+    def get_paginated_response(self, data: Any) -> Response:
+        assert self.page is not None
+        return Response({
+            "transactions": data,
+            "count": self.page.paginator.count,
+            "next": self.get_next_link(),
+            "previous": self.get_previous_link(),
+        })
+
+
+class CreditTransactionListApi(ApiView):
+    """The user's ledger, newest first, `?type=` to filter, `?page=` / `?page_size=` (max 100)."""
+
+    class FilterSerializer(serializers.Serializer):
+        # Not strict: a query string may carry parameters meant for caches or proxies.
+        type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
+        page = serializers.IntegerField(min_value=1, required=False)
+        page_size = serializers.IntegerField(min_value=1, required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        amount = serializers.IntegerField()
+        balance_after = serializers.IntegerField()
+        type = serializers.ChoiceField(choices=TransactionType.choices)
+        description = serializers.CharField()
+        job_id = serializers.UUIDField(allow_null=True)
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        summary="Credit history",
+        responses=inline_serializer("CreditHistory", {
+            "transactions": OutputSerializer(many=True),
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+        }),
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        transactions = credit_transaction_list(user=caller(request), type=filters.validated_data.get("type"))
+        paginator = TransactionPagination()
+        page = paginator.paginate_queryset(transactions, request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+class UserMeApi(ApiView):
+    """The caller's profile with plan and balance. Here, not in auteur.users: it composes credits data."""
+
+    class OutputSerializer(serializers.Serializer):
+        class SubscriptionSerializer(serializers.Serializer):
+            plan = serializers.ChoiceField(choices=Plan.choices)
+            status = serializers.ChoiceField(choices=SubscriptionStatus.choices)
+
+        class CreditsSerializer(serializers.Serializer):
+            balance = serializers.IntegerField()
+
+        id = serializers.UUIDField()
+        email = serializers.EmailField()
+        name = serializers.CharField()
+        subscription = SubscriptionSerializer(allow_null=True)
+        credits = CreditsSerializer()
+
+    @extend_schema(responses=OutputSerializer, summary="Current user")
+    def get(self, request: Request) -> Response:
+        user = caller(request)
+        profile = {
+            "id": user.pk,
+            "email": user.email,
+            "name": user.name,
+            "subscription": subscription_get(user=user),
+            "credits": {"balance": credit_balance_get(user=user)},
+        }
+        return Response(self.OutputSerializer(profile).data)

@@ -1,0 +1,187 @@
+"""Plans, subscriptions, credit accounts and the append-only credit ledger.
+
+The ledger's invariants (DESIGN.md "Credits ledger invariants") are held by the database, not
+only by the services: a negative balance, a second usage or refund for one job, a reused
+idempotency key, a deduction typed as a grant, and any UPDATE or DELETE of a ledger row (a
+trigger, migration 0002) are all refused by Postgres whatever code path tries them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar, NoReturn
+
+from django.db import models
+from django.db.models import Q
+
+
+class ClockTimestamp(models.Func):
+    """Postgres clock_timestamp(): the current time, advancing even within one statement."""
+
+    template = "clock_timestamp()"
+    output_field = models.DateTimeField()
+
+
+class Plan(models.TextChoices):
+    STARTER = "starter", "Starter"
+    PRO = "pro", "Pro"
+
+
+class SubscriptionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+class Subscription(models.Model):
+    """A user's plan. Its allowance is granted once per period (services.subscription_grant_allowances)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.OneToOneField("users.User", on_delete=models.CASCADE, related_name="subscription")
+    plan = models.CharField(max_length=20, choices=Plan.choices)
+    status = models.CharField(max_length=20, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True, default="")
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "subscriptions"
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(condition=Q(plan__in=Plan.values), name="subscription_plan_valid"),
+            models.CheckConstraint(condition=Q(status__in=SubscriptionStatus.values), name="subscription_status_valid"),
+            models.CheckConstraint(
+                condition=Q(current_period_end__gt=models.F("current_period_start")),
+                name="subscription_period_not_empty",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} ({self.status})"
+
+
+class CreditAccount(models.Model):
+    """One per user. `balance` changes only through credits.services, always with a ledger row."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.OneToOneField("users.User", on_delete=models.CASCADE, related_name="credit_account")
+    balance = models.IntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "credit_accounts"
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="credit_account_balance_non_negative"),
+        ]
+        permissions = (("adjust_credits", "Can make staff credit adjustments"),)
+
+    def __str__(self) -> str:
+        return f"credits of {self.user_id}: {self.balance}"
+
+
+class TransactionType(models.TextChoices):
+    SUBSCRIPTION = "subscription", "Subscription allowance"
+    USAGE = "usage", "Usage (job)"
+    REFUND = "refund", "Refund (job)"
+    BONUS = "bonus", "Bonus"
+    ADJUSTMENT = "adjustment", "Staff adjustment"
+
+
+class LedgerIsAppendOnly(Exception):
+    """Raised on any attempt to change or delete a ledger row through the ORM."""
+
+
+class CreditTransactionQuerySet(models.QuerySet["CreditTransaction"]):
+    # Bulk writes bypass Model.save()/delete(); refuse them here too. (The trigger would refuse
+    # them anyway; this fails earlier, with a clearer error, and before touching the database.)
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise LedgerIsAppendOnly("credit transactions are append-only; write a correcting entry instead")
+
+    def delete(self) -> NoReturn:
+        raise LedgerIsAppendOnly("credit transactions are append-only; write a correcting entry instead")
+
+
+class CreditTransaction(models.Model):
+    """One ledger entry: `amount` is signed (+ add, - deduct), `balance_after` the balance it left.
+
+    Rows are only ever inserted. Deleting a user or an account that has entries is refused
+    (PROTECT): financial history outlives the profile; deactivate the user instead.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Both foreign keys are indexed by the composite indexes in Meta (they lead them), not alone.
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="transactions",
+                                db_index=False)
+    # Denormalized from the account, for filtering and searching by user without a join.
+    user = models.ForeignKey("users.User", on_delete=models.PROTECT, related_name="credit_transactions",
+                             db_index=False)
+    amount = models.IntegerField()
+    balance_after = models.IntegerField()
+    type = models.CharField(max_length=20, choices=TransactionType.choices)
+    description = models.TextField(blank=True, default="")
+    # No foreign key: the jobs app depends on credits, never the reverse (DESIGN.md "Layering").
+    job_id = models.UUIDField(null=True, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL = no key
+    created_by = models.ForeignKey(
+        "users.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="The staff member who made an adjustment.",
+    )
+    # The database's clock when the row is formed, which is after the account's lock was
+    # obtained: entries of one account get increasing timestamps whichever app server wrote
+    # them, so (created_at, id) orders the balance_after chain. Not now() or the statement's
+    # start: both can precede the moment the lock was obtained.
+    created_at = models.DateTimeField(db_default=ClockTimestamp(), db_index=True, editable=False)
+
+    objects = CreditTransactionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "credit_transactions"
+        ordering = ("-created_at", "-id")
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["account", "created_at", "id"], name="credit_tx_account_chain"),
+            models.Index(fields=["user", "-created_at"], name="credit_tx_user_recent"),
+        ]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(condition=~Q(amount=0), name="credit_tx_amount_non_zero"),
+            models.CheckConstraint(condition=Q(balance_after__gte=0), name="credit_tx_balance_after_non_negative"),
+            models.CheckConstraint(condition=Q(type__in=TransactionType.values), name="credit_tx_type_valid"),
+            # The sign follows the type, so a deduction can never be booked as a grant or back.
+            models.CheckConstraint(
+                condition=(
+                    Q(type=TransactionType.USAGE, amount__lt=0)
+                    | Q(type__in=[TransactionType.REFUND, TransactionType.SUBSCRIPTION, TransactionType.BONUS],
+                        amount__gt=0)
+                    | Q(type=TransactionType.ADJUSTMENT)
+                ),
+                name="credit_tx_sign_matches_type",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type__in=[TransactionType.USAGE, TransactionType.REFUND]) | Q(job_id__isnull=False),
+                name="credit_tx_job_entries_have_job_id",
+            ),
+            # Exactly-once per job, whatever the redelivery or race: one charge, at most one refund.
+            models.UniqueConstraint(
+                fields=["job_id"], condition=Q(type=TransactionType.USAGE), name="credit_tx_one_usage_per_job"
+            ),
+            models.UniqueConstraint(
+                fields=["job_id"], condition=Q(type=TransactionType.REFUND), name="credit_tx_one_refund_per_job"
+            ),
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="credit_tx_idempotency_key_once_per_account",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.amount:+d} -> {self.balance_after}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise LedgerIsAppendOnly("credit transactions are append-only; write a correcting entry instead")
+        kwargs["force_insert"] = True  # never let a colliding pk turn the save into an UPDATE
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise LedgerIsAppendOnly("credit transactions are append-only; write a correcting entry instead")

@@ -1,0 +1,127 @@
+"""Reads of balances, ledgers and plans, each scoped by its owner; and the ledger audit."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, Value, Window
+from django.db.models.functions import Coalesce, Lag
+
+from auteur.users.models import User
+from credits.models import CreditAccount, CreditTransaction, Subscription, SubscriptionStatus, TransactionType
+
+
+def credit_balance_get(*, user: User) -> int:
+    """The user's balance; 0 for a user who never had credits (no account is created by a read)."""
+    balance = CreditAccount.objects.filter(user_id=user.pk).values_list("balance", flat=True).first()
+    return balance or 0
+
+
+def credit_transaction_list(*, user: User, type: str | None = None) -> QuerySet[CreditTransaction]:
+    """The user's ledger, newest first."""
+    qs = CreditTransaction.objects.filter(user_id=user.pk)
+    if type:
+        qs = qs.filter(type=type)
+    return qs.order_by("-created_at", "-id")
+
+
+def credit_transaction_get_for_job(*, job_id: uuid.UUID, type: str) -> CreditTransaction | None:
+    """The usage (or refund) entry of a job; there is at most one of each."""
+    return CreditTransaction.objects.filter(job_id=job_id, type=type).select_related("user").first()
+
+
+def credit_transaction_get_by_key(*, user: User, idempotency_key: str) -> CreditTransaction | None:
+    """The entry made with this key on the user's account (keys are unique per account)."""
+    return CreditTransaction.objects.filter(account__user_id=user.pk, idempotency_key=idempotency_key).first()
+
+
+def subscription_get(*, user: User) -> Subscription | None:
+    return Subscription.objects.filter(user_id=user.pk).first()
+
+
+def user_plan(*, user: User) -> str | None:
+    """The plan of the user's active subscription, or None (no subscription, cancelled, expired)."""
+    plan: str | None = (
+        Subscription.objects.filter(user_id=user.pk, status=SubscriptionStatus.ACTIVE)
+        .values_list("plan", flat=True).first()
+    )
+    return plan
+
+
+# ----------------------------------------------------------------------------- the audit
+
+
+@dataclass(frozen=True)
+class LedgerProblem:
+    account_id: uuid.UUID
+    user_email: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"account {self.account_id} ({self.user_email}): {self.message}"
+
+
+def _emails(account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    return dict(CreditAccount.objects.filter(pk__in=account_ids).values_list("pk", "user__email"))
+
+
+def ledger_check() -> list[LedgerProblem]:
+    """Every way an account can disagree with its ledger, found in a few set-based queries.
+
+    Checks, for every account: the balance equals the sum of its entries; each entry's
+    balance_after is the previous entry's plus its own amount (entries ordered by created_at,
+    then id); no balance or balance_after is negative; every entry belongs to the account's
+    user; and each job's refund, if any, gives back exactly what its usage entry charged.
+    """
+    found: list[tuple[uuid.UUID, str]] = []
+
+    ledger_sum = Subquery(
+        CreditTransaction.objects.filter(account_id=OuterRef("pk"))
+        .values("account_id").annotate(total=Sum("amount")).values("total")
+    )
+    off_balance = (
+        CreditAccount.objects.annotate(ledger_sum=Coalesce(ledger_sum, Value(0)))
+        .exclude(balance=F("ledger_sum")).values_list("pk", "balance", "ledger_sum")
+    )
+    for account_id, balance, total in off_balance:
+        found.append((account_id, f"balance is {balance} but its entries add up to {total}"))
+
+    for account_id, balance in CreditAccount.objects.filter(balance__lt=0).values_list("pk", "balance"):
+        found.append((account_id, f"balance is negative ({balance})"))
+
+    # Filtering on a window function: Django evaluates the window in a subquery first.
+    chain = CreditTransaction.objects.annotate(
+        previous=Window(Lag("balance_after", default=0), partition_by=[F("account_id")],
+                        order_by=[F("created_at").asc(), F("id").asc()]),
+    ).exclude(balance_after=F("previous") + F("amount"))
+    for account_id, entry_id, type_, amount, balance_after, previous in chain.values_list(
+        "account_id", "pk", "type", "amount", "balance_after", "previous"
+    ):
+        found.append((account_id, f"entry {entry_id} ({type_} {amount:+d}) says balance_after {balance_after}, "
+                                  f"expected {previous + amount}"))
+
+    for entry in CreditTransaction.objects.filter(balance_after__lt=0).only("pk", "account_id", "balance_after"):
+        found.append((entry.account_id, f"entry {entry.pk} has a negative balance_after ({entry.balance_after})"))
+
+    for entry in CreditTransaction.objects.exclude(user_id=F("account__user_id")).only("pk", "account_id"):
+        found.append((entry.account_id, f"entry {entry.pk} names a user other than the account's"))
+
+    charged = Subquery(
+        CreditTransaction.objects.filter(job_id=OuterRef("job_id"), type=TransactionType.USAGE).values("amount")[:1]
+    )
+    refunds = (
+        CreditTransaction.objects.filter(type=TransactionType.REFUND).annotate(charged=charged)
+        .filter(Q(charged__isnull=True) | ~Q(amount=-F("charged")))
+    )
+    for account_id, entry_id, job_id, amount, charged_amount in refunds.values_list(
+        "account_id", "pk", "job_id", "amount", "charged"
+    ):
+        if charged_amount is None:
+            found.append((account_id, f"refund {entry_id} for job {job_id}, which was never charged"))
+        else:
+            found.append((account_id, f"refund {entry_id} gives back {amount} for job {job_id}, "
+                                      f"which was charged {-charged_amount}"))
+
+    emails = _emails({account_id for account_id, _ in found})
+    return [LedgerProblem(account_id, emails.get(account_id, "?"), message) for account_id, message in found]

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from credits.services import subscription_grant_allowances
+
+
+@shared_task(name="credits.grant_subscription_allowances")
+def grant_subscription_allowances() -> int:
+    """Beat, every 5 minutes (celeryconfig.beat_schedule). Idempotent: see the service."""
+    return subscription_grant_allowances()
