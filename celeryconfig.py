@@ -92,4 +92,6 @@ enable_utc = True
 beat_schedule: dict[str, dict[str, object]] = {
     # Idempotent by a database constraint: running it twice, or on two beats, grants once.
     "grant-subscription-allowances": {"task": "credits.grant_subscription_allowances", "schedule": 300.0},
+    # No media file stays `uploading` or `processing` forever (expire, re-probe, or reject).
+    "media-sweep": {"task": "media.sweep", "schedule": 600.0},
 }

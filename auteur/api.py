@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import drf_spectacular.openapi
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from auteur.users.models import User
+
+
+def request_user(request: Request) -> User:
+    """The authenticated caller. Every API view requires authentication (the default permission)."""
+    assert isinstance(request.user, User)
+    return request.user
 
 
 class StrictSerializer(serializers.Serializer):
@@ -79,3 +88,15 @@ def paginated_response(
     paginator = KeyedPagination(key)
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class AutoSchema(drf_spectacular.openapi.AutoSchema):
+    """Names a view's nested serializers after the view: `CreditBalanceApi.OutputSerializer` is
+    the component `CreditBalanceOutput`, not one of many clashing `Output`s (HackSoft layout)."""
+
+    def get_serializer_name(self, serializer: serializers.BaseSerializer, direction: str) -> str:
+        qualname = type(serializer).__qualname__
+        if "." not in qualname:
+            return super().get_serializer_name(serializer, direction)
+        outer, _, inner = qualname.rpartition(".")
+        return "".join(part.removesuffix("Api") for part in outer.split(".")) + inner

@@ -7,6 +7,8 @@ from auteur import health
 api_v1 = [
     path("", include("auteur.users.urls")),
     path("", include("credits.urls")),
+    path("", include("projects.urls")),
+    path("", include("projects.media_urls")),
 ]
 
 urlpatterns = [
@@ -16,4 +18,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include(api_v1)),
+    # The local storage backend's signed upload/download URLs (unused with S3/R2).
+    path("storage/", include("media.urls")),
 ]

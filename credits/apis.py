@@ -5,24 +5,14 @@ Each one is scoped to request.user; authentication is required by the default pe
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView
-from auteur.users.models import User
+from auteur.api import ApiView, paginated_response, request_user
 from credits.models import Plan, SubscriptionStatus, TransactionType
 from credits.selectors import credit_balance_get, credit_transaction_list, subscription_get
-
-
-def caller(request: Request) -> User:
-    """The authenticated user (every view here requires authentication)."""
-    assert isinstance(request.user, User)
-    return request.user
 
 
 class CreditBalanceApi(ApiView):
@@ -31,22 +21,7 @@ class CreditBalanceApi(ApiView):
 
     @extend_schema(responses=OutputSerializer, summary="Credit balance")
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer({"balance": credit_balance_get(user=caller(request))}).data)
-
-
-class TransactionPagination(PageNumberPagination):
-    page_size = 20
-    page_size_query_param = "page_size"
-    max_page_size = 100  # larger requests are clamped to this
-
-    def get_paginated_response(self, data: Any) -> Response:
-        assert self.page is not None
-        return Response({
-            "transactions": data,
-            "count": self.page.paginator.count,
-            "next": self.get_next_link(),
-            "previous": self.get_previous_link(),
-        })
+        return Response(self.OutputSerializer({"balance": credit_balance_get(user=request_user(request))}).data)
 
 
 class CreditTransactionListApi(ApiView):
@@ -80,10 +55,8 @@ class CreditTransactionListApi(ApiView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        transactions = credit_transaction_list(user=caller(request), type=filters.validated_data.get("type"))
-        paginator = TransactionPagination()
-        page = paginator.paginate_queryset(transactions, request, view=self)
-        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+        transactions = credit_transaction_list(user=request_user(request), type=filters.validated_data.get("type"))
+        return paginated_response(request, self, transactions, self.OutputSerializer, "transactions")
 
 
 class UserMeApi(ApiView):
@@ -105,7 +78,7 @@ class UserMeApi(ApiView):
 
     @extend_schema(responses=OutputSerializer, summary="Current user")
     def get(self, request: Request) -> Response:
-        user = caller(request)
+        user = request_user(request)
         profile = {
             "id": user.pk,
             "email": user.email,

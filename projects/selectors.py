@@ -21,6 +21,6 @@ def project_list(*, user: User) -> QuerySet[Project]:
 def project_get(*, user: User, project_id: uuid.UUID | str) -> Project:
     """The user's project, or 404: another user's project is indistinguishable from none."""
     try:
-        return Project.objects.get(pk=project_id, user=user)
-    except (Project.DoesNotExist, ValueError, TypeError):
+        return Project.objects.get(pk=uuid.UUID(str(project_id)), user=user)
+    except (Project.DoesNotExist, ValueError):
         raise ProjectNotFound("No such project.") from None

@@ -1,0 +1,236 @@
+"""EDL GET and PUT latency for a 2,000-clip timeline, through the services and through the HTTP API.
+
+    .venv/bin/python bench/edl_latency.py [--clips 2000] [--iterations 50]
+
+Starts its own throwaway stack (embedded Postgres, Redis and the nx-27017 MongoDB-protocol server,
+ephemeral, like `make test`), creates a project whose media rows are `ready`, saves a timeline of
+`--clips` clips spread over 4 video tracks and 2 audio tracks plus a 300-segment word-level
+transcript, then times, after a few untimed warm-up rounds:
+
+service  edl_get / edl_replace (head read, validation with its one media query, guarded replace,
+         history snapshot, pruning), and edl_validate on its own;
+http     GET / PUT /api/v1/projects/{id}/edl through Django's test client (APIClient): the whole
+         middleware stack, JWT authentication, rate limiting in Redis, JSON parsing and
+         rendering, but no network socket and no WSGI server.
+
+Each PUT trims one clip and saves over the version it just read, as an editor's autosave would.
+Results are printed and written to bench/results/edl_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from auteur.devstack import URL_VARS, running_stack  # noqa: E402 - needs the path above
+
+RESULTS = REPO_ROOT / "bench" / "results" / "edl_latency.json"
+WARMUP = 5
+VIDEO_TRACKS, AUDIO_TRACKS = 4, 2
+SEGMENTS, WORDS_PER_SEGMENT = 300, 8
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
+def _time(fn: Callable[[], Any], iterations: int) -> list[float]:
+    for _ in range(WARMUP):
+        fn()
+    samples = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def _timeline(doc: dict[str, Any], media: dict[str, list[str]], clips: int) -> dict[str, Any]:
+    """`clips` back-to-back clips over the video and audio tracks, and a word-level transcript."""
+    tracks = [{"id": f"v{i}", "type": "video", "name": f"Video {i + 1}", "clips": []} for i in range(VIDEO_TRACKS)]
+    tracks += [{"id": f"a{i}", "type": "audio", "name": f"Audio {i + 1}", "clips": []} for i in range(AUDIO_TRACKS)]
+    for n in range(clips):
+        track = tracks[n % len(tracks)]
+        pool = media[track["type"]]
+        start = len(track["clips"]) * 2000
+        track["clips"].append({
+            "id": f"clip-{n}",
+            "media_file_id": pool[n % len(pool)],
+            "track_id": track["id"],
+            "start_ms": start,
+            "duration_ms": 1500,
+            "in_point_ms": 500,
+            "out_point_ms": 2000,
+            "effects": [{"type": "fade_in", "duration_ms": 100}] if n % 10 == 0 else [],
+            "deleted": n % 50 == 0,
+        })
+    segments = []
+    for s in range(SEGMENTS):
+        base = s * 4000
+        words = [{"word": f"word{w}", "start_ms": base + w * 400, "end_ms": base + w * 400 + 350,
+                  "confidence": 0.93} for w in range(WORDS_PER_SEGMENT)]
+        segments.append({"id": f"seg-{s}", "speaker": f"Speaker {s % 2 + 1}", "start_ms": base,
+                         "end_ms": base + 3500, "text": " ".join(w["word"] for w in words), "words": words,
+                         "deleted": False, "edited_text": None})
+    return {**doc, "tracks": tracks,
+            "transcript": {"generated_at": "2026-01-31T12:00:00.000Z", "segments": segments}}
+
+
+def _trim(doc: dict[str, Any], n: int) -> dict[str, Any]:
+    clip = doc["tracks"][0]["clips"][1 + n % 100]
+    clip["in_point_ms"] = 500 + n % 200
+    clip["duration_ms"] = clip["out_point_ms"] - clip["in_point_ms"]
+    return doc
+
+
+def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+    from rest_framework.test import APIClient
+
+    from auteur.users.models import User
+    from auteur.users.services import user_issue_token
+    from media.models import MediaFile
+    from projects import edl
+    from projects.edl_services import edl_get, edl_replace, edl_validate
+    from projects.models import Project
+
+    user = User.objects.create_user(email="bench@bench.invalid")
+    project = Project.objects.create(user=user, name="EDL bench")
+    media: dict[str, list[str]] = {"video": [], "audio": []}
+    for kind in ("video", "audio"):
+        for i in range(20):
+            row = MediaFile.objects.create(
+                project=project, user=user, name=f"{kind}{i}", type=kind, mime_type=f"{kind}/x", status="ready",
+                duration_ms=600_000, file_size_bytes=1, storage_key=f"bench/{uuid.uuid4()}",
+            )
+            media[kind].append(str(row.pk))
+
+    doc = edl_replace(project=project, expected_version=1,
+                      data=_timeline(edl_get(project=project), media, args.clips))
+    size = len(json.dumps(doc, separators=(",", ":")).encode())
+    clip_count = sum(len(t["clips"]) for t in doc["tracks"])
+    print(f"timeline: {clip_count} clips, {SEGMENTS} segments, {size / 1024:.0f} KiB of JSON", flush=True)
+
+    counter = iter(range(10**9))
+    current = edl_get(project=project)
+    service_state: dict[str, Any] = {"doc": current}
+
+    def service_put() -> None:
+        # Saves over the version the previous save returned, as an editor does (no GET in between).
+        doc = service_state["doc"]
+        service_state["doc"] = edl_replace(project=project, expected_version=doc["version"],
+                                           data=_trim(doc, next(counter)))
+
+    service = {
+        "get": _stats(_time(lambda: edl_get(project=project), args.iterations)),
+        "put": _stats(_time(service_put, args.iterations)),
+        "validate_only": _stats(_time(lambda: edl_validate(project=project, data=current), args.iterations)),
+    }
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}")
+    path = f"/api/v1/projects/{project.pk}/edl"
+    state: dict[str, Any] = {"doc": client.get(path).json()}
+
+    def http_get() -> None:
+        response = client.get(path)
+        assert response.status_code == 200, response.content[:300]
+        state["doc"] = response.json()
+
+    def http_put() -> None:
+        body = json.dumps(_trim(state["doc"], next(counter)))
+        response = client.put(path, body, content_type="application/json",
+                              HTTP_IF_MATCH=f'"{state["doc"]["version"]}"')
+        assert response.status_code == 200, response.content[:300]
+        state["doc"] = response.json()
+
+    http = {"get": _stats(_time(http_get, args.iterations)), "put": _stats(_time(http_put, args.iterations))}
+    history = edl.history_collection().count_documents({"project_id": str(project.pk)})
+    return {
+        "clips": clip_count,
+        "segments": SEGMENTS,
+        "words": SEGMENTS * WORDS_PER_SEGMENT,
+        "document_bytes": size,
+        "iterations": args.iterations,
+        "warmup": WARMUP,
+        "service": service,
+        "http": http,
+        "http_client": "Django test client (rest_framework.test.APIClient), in process, no socket",
+        "history_snapshots_kept": history,
+        "final_version": edl_get(project=project)["version"],
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+            "mongodb": "nx-27017 (embedded MongoDB wire-protocol server over SQLite), loopback",
+            "postgres": "embedded, fsync=off",
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--clips", type=int, default=2000)
+    parser.add_argument("--iterations", type=int, default=50)
+    args = parser.parse_args(argv)
+
+    env = {k: v for k, v in os.environ.items() if k not in URL_VARS}
+    with tempfile.TemporaryDirectory(prefix="auteur-bench-") as tmp, \
+            running_stack(Path(tmp) / "stack", env, ephemeral=True) as stack:
+        os.environ.update(env)
+        os.environ.update(stack.urls())
+        os.environ.update({
+            "DJANGO_SETTINGS_MODULE": "auteur.settings",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "bench-only-django-secret-key",
+            "AUTEUR_JWT_SECRET": "bench-only-jwt-secret-0123456789abcdef",
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+            "DJANGO_LOG_LEVEL": "WARNING",
+            # 2 x (warm-up + iterations) requests in well under a minute: not what is measured.
+            "AUTEUR_RATE_LIMIT_USER_PER_MINUTE": "1000000",
+        })
+        report = _measure(args)
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{report['clips']} clips, {report['document_bytes'] / 1024:.0f} KiB, "
+          f"{args.iterations} iterations after {WARMUP} warm-up")
+    rows = [
+        ("service edl_get", report["service"]["get"]),
+        ("service edl_replace", report["service"]["put"]),
+        ("service edl_validate alone", report["service"]["validate_only"]),
+        ("HTTP GET  (test client)", report["http"]["get"]),
+        ("HTTP PUT  (test client)", report["http"]["put"]),
+    ]
+    for name, s in rows:
+        print(f"  {name:<28} p50 {s['p50_ms']:>8.2f} ms   p99 {s['p99_ms']:>8.2f} ms")
+    print(f"  written to {RESULTS.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

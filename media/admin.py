@@ -1,0 +1,167 @@
+"""Staff views of media files and voice clones.
+
+Records are read-only here: files are created by uploads and jobs, and their state moves only
+through the probe. Deleting goes through the services, so storage objects are removed too (after
+commit) and a file a running job uses is refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.html import format_html
+
+from auteur.errors import ApplicationError
+from media.hooks import media_in_use_reasons
+from media.models import MediaFile, VoiceClone
+from media.services import media_delete, media_urls, voice_delete, voice_sample_url
+
+
+class _NoAddChange:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class _UuidSearchMixin:
+    """Search by a pasted id as well as by text: an exact match on the primary key."""
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any], search_term: str) -> Any:
+        results, may_have_duplicates = super().get_search_results(  # type: ignore[misc]
+            request, queryset, search_term
+        )
+        try:
+            wanted = uuid.UUID(search_term.strip())
+        except ValueError:
+            return results, may_have_duplicates
+        return results | queryset.filter(pk=wanted), may_have_duplicates
+
+
+@admin.register(MediaFile)
+class MediaFileAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
+    list_display = ("name", "type", "status", "size", "duration", "owner", "project", "created_at")
+    list_filter = ("status", "type", "created_at")
+    search_fields = ("name", "user__email", "=source_job_id")
+    list_select_related = ("user", "project")
+    date_hierarchy = "created_at"
+    fields = (
+        "id", "name", "project", "user", "type", "mime_type", "status", "rejection_reason", "size",
+        "duration", "metadata", "object_link", "thumbnail", "storage_key", "thumbnail_key", "caption_key",
+        "source_job_id", "created_at", "updated_at",
+    )
+    readonly_fields = fields
+    actions = ["delete_selected_media"]
+
+    @admin.display(description="size", ordering="file_size_bytes")
+    def size(self, obj: MediaFile) -> str:
+        return filesizeformat(obj.file_size_bytes)
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj: MediaFile) -> str:
+        return f"{obj.duration_ms / 1000:.2f} s" if obj.duration_ms is not None else "-"
+
+    @admin.display(description="owner", ordering="user__email")
+    def owner(self, obj: MediaFile) -> str:
+        return obj.user.email
+
+    @admin.display(description="object")
+    def object_link(self, obj: MediaFile) -> str:
+        urls = media_urls(media=obj)
+        if not urls.download_url:
+            return "not uploaded yet"
+        # A signed URL, valid 15 minutes, rendered into this page only (never logged).
+        return format_html('<a href="{}" rel="noreferrer">download</a> (link valid 15 minutes)', urls.download_url)
+
+    @admin.display(description="thumbnail")
+    def thumbnail(self, obj: MediaFile) -> str:
+        urls = media_urls(media=obj)
+        if not urls.thumbnail_url:
+            return "-"
+        return format_html('<img src="{}" alt="thumbnail" style="max-width:320px">', urls.thumbnail_url)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # Django's bulk delete would skip the services
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: MediaFile) -> None:
+        try:
+            media_delete(media=obj)
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None) -> Any:
+        # Refuse before Django's view records a deletion in the admin log; the service checks
+        # again under the row lock (a job may start in between).
+        obj = self.get_object(request, object_id)
+        if request.method == "POST" and obj is not None:
+            reasons = media_in_use_reasons(obj)
+            if reasons:
+                self.message_user(request, f"Not deleted: in use ({'; '.join(reasons)}).", messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:media_mediafile_change", args=[obj.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        if MediaFile.objects.filter(pk=obj_id).exists():  # refused (in use): back to the file, no "deleted"
+            return HttpResponseRedirect(reverse("admin:media_mediafile_change", args=[obj_id]))
+        return super().response_delete(request, obj_display, obj_id)
+
+    @admin.action(description="Delete selected media files (and their objects)", permissions=["delete"])
+    def delete_selected_media(self, request: HttpRequest, queryset: QuerySet[MediaFile]) -> None:
+        deleted, refused = 0, 0
+        for media in queryset:
+            try:
+                media_delete(media=media)
+                deleted += 1
+            except ApplicationError:
+                refused += 1
+        self.message_user(request, f"Deleted {deleted} media file(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"{refused} file(s) are in use and were kept.", messages.WARNING)
+
+
+@admin.register(VoiceClone)
+class VoiceCloneAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
+    list_display = ("name", "owner", "sample_seconds", "source_media", "created_at")
+    search_fields = ("name", "user__email")
+    list_select_related = ("user", "source_media")
+    date_hierarchy = "created_at"
+    fields = ("id", "name", "user", "sample_seconds", "sample_link", "sample_key", "source_media", "created_at")
+    readonly_fields = fields
+    actions = ["delete_selected_voices"]
+
+    @admin.display(description="owner", ordering="user__email")
+    def owner(self, obj: VoiceClone) -> str:
+        return obj.user.email
+
+    @admin.display(description="sample", ordering="sample_duration_ms")
+    def sample_seconds(self, obj: VoiceClone) -> str:
+        return f"{obj.sample_duration_ms / 1000:.1f} s"
+
+    @admin.display(description="sample object")
+    def sample_link(self, obj: VoiceClone) -> str:
+        return format_html('<a href="{}" rel="noreferrer">listen</a>', voice_sample_url(voice=obj).url)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: VoiceClone) -> None:
+        voice_delete(voice=obj)
+
+    @admin.action(description="Delete selected voices (and their samples)", permissions=["delete"])
+    def delete_selected_voices(self, request: HttpRequest, queryset: QuerySet[VoiceClone]) -> None:
+        count = 0
+        for voice in queryset:
+            voice_delete(voice=voice)
+            count += 1
+        self.message_user(request, f"Deleted {count} voice(s).", messages.SUCCESS)

@@ -1,0 +1,177 @@
+"""The local backend's signed upload and download URLs (plain Django views, not DRF).
+
+They stand in for S3's presigned URLs when no bucket is configured, with the same rules: the
+URL is the credential (no bearer token), it expires, and an upload is bound to one key, one
+content type and a size limit. The body of a PUT is streamed to disk in chunks: it is never
+held in memory, so DATA_UPLOAD_MAX_MEMORY_SIZE (which guards ``request.body``) does not apply,
+and the signed size limit does. Errors use the API's JSON envelope.
+
+These URLs are never logged: Django and gunicorn log the path only, not the query string that
+holds the signature (auteur/gunicorn_conf.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import IO
+
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from auteur.errors import error_response
+from media.storage import CHUNK_SIZE, LocalStorage, SignatureInvalid, content_disposition, get_local_storage
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class _BodyError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _storage_or_none() -> LocalStorage | None:
+    return get_local_storage()
+
+
+def _not_found() -> HttpResponse:
+    return error_response(404, "not_found", "No such object.")
+
+
+def _body_chunks(request: HttpRequest, length: int) -> Iterator[bytes]:
+    remaining = length
+    while remaining > 0:
+        chunk = request.read(min(CHUNK_SIZE, remaining))
+        if not chunk:
+            # The client went away (or lied about Content-Length): keep nothing.
+            raise _BodyError(400, "incomplete_body", "The body ended before Content-Length bytes were sent.")
+        remaining -= len(chunk)
+        yield chunk
+
+
+@csrf_exempt
+def upload(request: HttpRequest, key: str) -> HttpResponse:
+    """PUT the object's bytes to a URL from ``POST /projects/{id}/media/upload-url``."""
+    storage = _storage_or_none()
+    if storage is None:
+        return _not_found()
+    if request.method != "PUT":
+        response = error_response(405, "method_not_allowed", "Upload with PUT.")
+        response["Allow"] = "PUT"
+        return response
+    try:
+        signed = storage.verify_put(key, request.GET.dict())
+    except SignatureInvalid as exc:
+        return error_response(403, exc.code, exc.message)
+
+    given_type = request.META.get("CONTENT_TYPE", "").strip().lower()
+    if given_type != signed.content_type.lower():
+        return error_response(
+            403,
+            "content_type_mismatch",
+            "The Content-Type header must be exactly the type this URL was issued for.",
+            {"expected": signed.content_type},
+        )
+    raw_length = request.META.get("CONTENT_LENGTH", "")
+    if not raw_length.isdigit():
+        return error_response(411, "length_required", "Send a Content-Length header (chunked uploads are refused).")
+    length = int(raw_length)
+    if length > signed.size_limit:
+        # Refused before a byte is read: nothing is written.
+        return error_response(
+            413,
+            "body_too_large",
+            "The body is larger than this URL allows.",
+            {"max_bytes": signed.size_limit},
+        )
+    try:
+        storage.write_stream(signed.key, _body_chunks(request, length), signed.content_type)
+    except _BodyError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    return HttpResponse(status=200)
+
+
+def _ranged(fh: IO[bytes], start: int, length: int) -> Iterator[bytes]:
+    try:
+        fh.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = fh.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        fh.close()
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
+    """(start, end) inclusive; None for no usable Range (serve it all); False if unsatisfiable."""
+    match = _RANGE_RE.match(header.strip())
+    if not match or (not match[1] and not match[2]):
+        return None  # absent, multi-range or malformed: RFC 9110 lets a server ignore it
+    if not match[1]:
+        suffix = int(match[2])
+        if suffix == 0:
+            return False
+        return max(0, size - suffix), size - 1
+    start = int(match[1])
+    end = int(match[2]) if match[2] else size - 1
+    if start >= size or end < start:
+        return False
+    return start, min(end, size - 1)
+
+
+def download(request: HttpRequest, key: str) -> HttpResponseBase:
+    """GET the object from a URL the API signed (``download_url``, ``thumbnail_url``)."""
+    storage = _storage_or_none()
+    if storage is None:
+        return _not_found()
+    if request.method not in ("GET", "HEAD"):
+        refused = error_response(405, "method_not_allowed", "Download with GET.")
+        refused["Allow"] = "GET, HEAD"
+        return refused
+    try:
+        signed = storage.verify_get(key, request.GET.dict())
+    except SignatureInvalid as exc:
+        return error_response(403, exc.code, exc.message)
+    size = storage.head(signed.key)
+    if size is None:
+        return _not_found()
+    content_type = storage.content_type(signed.key) or "application/octet-stream"
+    headers = {
+        "Accept-Ranges": "bytes",
+        # The URL is a credential: no shared cache may keep the response.
+        "Cache-Control": "private, max-age=0, no-store",
+    }
+    disposition = content_disposition(signed.filename)
+    if disposition:
+        headers["Content-Disposition"] = disposition
+
+    byte_range = _parse_range(request.headers.get("Range", ""), size)
+    if byte_range is False:
+        unsatisfiable = error_response(416, "range_not_satisfiable", "The requested range is outside the object.")
+        unsatisfiable["Content-Range"] = f"bytes */{size}"
+        return unsatisfiable
+    response: HttpResponseBase
+    if request.method == "HEAD":
+        response = HttpResponse(content_type=content_type)
+        response["Content-Length"] = str(size)
+    elif byte_range is None:
+        response = FileResponse(storage.open(signed.key), content_type=content_type)
+        response["Content-Length"] = str(size)
+    else:
+        assert isinstance(byte_range, tuple)
+        start, end = byte_range
+        response = StreamingHttpResponse(
+            _ranged(storage.open(signed.key), start, end - start + 1), status=206, content_type=content_type
+        )
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    for name, value in headers.items():
+        response[name] = value
+    return response

@@ -1,0 +1,62 @@
+"""Reads of media files and voices, always scoped to their owner.
+
+Another user's file or voice is indistinguishable from none: 404, never 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+from rest_framework import status as http
+
+from auteur.errors import ApplicationError
+from auteur.users.models import User
+from media.models import MediaFile, VoiceClone
+
+
+class MediaNotFound(ApplicationError):
+    status_code = http.HTTP_404_NOT_FOUND
+    code = "media_not_found"
+
+
+class VoiceNotFound(ApplicationError):
+    status_code = http.HTTP_404_NOT_FOUND
+    code = "voice_not_found"
+
+
+def media_list(
+    *, user: User, project_id: uuid.UUID, status: str | None = None, type: str | None = None
+) -> QuerySet[MediaFile]:
+    qs = MediaFile.objects.filter(project_id=project_id, user=user)
+    if status:
+        qs = qs.filter(status=status)
+    if type:
+        qs = qs.filter(type=type)
+    return qs.order_by("-created_at", "-id")
+
+
+def media_get(*, user: User, project_id: uuid.UUID, media_id: uuid.UUID | str) -> MediaFile:
+    try:
+        return MediaFile.objects.get(pk=media_id, project_id=project_id, user=user)
+    except (MediaFile.DoesNotExist, ValueError, TypeError):
+        raise MediaNotFound("No such media file.") from None
+
+
+def media_get_for_user(*, user: User, media_id: uuid.UUID | str) -> MediaFile:
+    """A media file of any of the user's projects (voice samples are chosen this way)."""
+    try:
+        return MediaFile.objects.get(pk=media_id, user=user)
+    except (MediaFile.DoesNotExist, ValueError, TypeError):
+        raise MediaNotFound("No such media file.") from None
+
+
+def voice_list(*, user: User) -> QuerySet[VoiceClone]:
+    return VoiceClone.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def voice_get(*, user: User, voice_id: uuid.UUID | str) -> VoiceClone:
+    try:
+        return VoiceClone.objects.get(pk=voice_id, user=user)
+    except (VoiceClone.DoesNotExist, ValueError, TypeError):
+        raise VoiceNotFound("No such voice.") from None

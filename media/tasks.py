@@ -1,0 +1,61 @@
+"""Media tasks (queue ``media``, celeryconfig.task_routes). Thin: ids and keys in, one service call.
+
+Delivery is at-least-once (late acks, requeue on worker loss); each service is idempotent.
+Only storage errors that can recover (network, 5xx: media.storage.StorageError) are retried,
+with exponential back-off and jitter, never further out than LONGEST_COUNTDOWN_SECONDS.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import Task, shared_task
+
+from celeryconfig import LONGEST_COUNTDOWN_SECONDS
+from media.services import media_delete_objects, media_probe, media_sweep
+from media.storage import StorageError
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="media.probe",
+    acks_late=True,
+    autoretry_for=(StorageError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=6,
+    # A 5 GiB upload is downloaded from S3 before PyAV opens it; well under the 30-minute
+    # redelivery bound (LONGEST_TASK_SECONDS) and the sweep's 30-minute re-enqueue.
+    soft_time_limit=1500,
+    time_limit=1560,
+)
+def probe(media_id: str) -> str | None:
+    media = media_probe(media_id=media_id)
+    return media.status if media is not None else None
+
+
+@shared_task(bind=True, name="media.delete_objects", acks_late=True, max_retries=12)
+def delete_objects(self: Task, keys: list[str], prefixes: list[str] | None = None) -> int:
+    """Remove objects after their records were deleted; retried until the store answers.
+
+    12 retries with back-off capped at LONGEST_COUNTDOWN_SECONDS: about 1.5 hours of trying.
+    Giving up leaves the objects orphaned (not lost data: no record refers to them), and the
+    error names them for an operator.
+    """
+    try:
+        return media_delete_objects(keys=keys, prefixes=prefixes or ())
+    except (StorageError, OSError) as exc:
+        if self.request.retries >= (self.max_retries or 0):
+            logger.error("media.delete_objects gave up: keys=%s prefixes=%s (%s)", keys, prefixes, type(exc).__name__)
+            raise
+        backoff = min(LONGEST_COUNTDOWN_SECONDS, 10 * 2**self.request.retries)
+        raise self.retry(exc=exc, countdown=backoff * random.uniform(0.5, 1.0)) from exc  # noqa: S311 - jitter
+
+
+@shared_task(name="media.sweep", acks_late=True)
+def sweep() -> dict[str, int]:
+    """Beat, every 10 minutes: expire abandoned uploads, re-enqueue or time out stuck probes."""
+    return media_sweep()

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from projects.models import Project
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "user", "resolution", "frame_rate", "media_count", "auto_transcribe", "updated_at")
+    list_filter = ("auto_transcribe", "resolution")
+    search_fields = ("name", "id", "user__email")
+    readonly_fields = ("id", "user", "edl_id", "created_at", "updated_at")
+    list_select_related = ("user",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        return super().get_queryset(request).annotate(_media_count=Count("media_files", distinct=True))
+
+    @admin.display(description="media", ordering="_media_count")
+    def media_count(self, obj: Project) -> int:
+        return getattr(obj, "_media_count", 0)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from auteur.api import ApiView, StrictSerializer, paginated_response, request_user
+from projects.edl_services import edl_get
+from projects.models import Project, validate_resolution
+from projects.selectors import project_get, project_list
+from projects.services import project_create, project_delete, project_update
+
+
+class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
+    class Meta:
+        model = Project
+        fields = (
+            "id",
+            "name",
+            "description",
+            "resolution",
+            "frame_rate",
+            "edl_id",
+            "thumbnail_url",
+            "auto_transcribe",
+            "created_at",
+            "updated_at",
+        )
+
+
+class ProjectInputSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=255)
+    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
+    resolution = serializers.CharField(max_length=20, required=False, validators=[validate_resolution])
+    frame_rate = serializers.DecimalField(
+        max_digits=5, decimal_places=2, min_value=Decimal("1"), max_value=Decimal("240"), required=False
+    )
+    thumbnail_url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
+    auto_transcribe = serializers.BooleanField(required=False)
+
+
+class ProjectListApi(ApiView):
+    """The user's projects, most recently updated first; `?page=`, `?page_size=` (max 100)."""
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        projects = project_list(user=request_user(request))
+        return paginated_response(request, self, projects, ProjectOutputSerializer, "projects")
+
+    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = ProjectInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data: dict[str, Any] = dict(serializer.validated_data)
+        data.pop("thumbnail_url", None)
+        project = project_create(user=request_user(request), **data)
+        return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(ApiView):
+    """One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them."""
+
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request: Request, project_id: str) -> Response:
+        project = project_get(user=request_user(request), project_id=project_id)
+        return Response({**ProjectOutputSerializer(project).data, "edl": edl_get(project=project)})
+
+    def _update(self, request: Request, project_id: str, *, partial: bool) -> Response:
+        project = project_get(user=request_user(request), project_id=project_id)
+        serializer = ProjectInputSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        project = project_update(project=project, data=dict(serializer.validated_data))
+        return Response(ProjectOutputSerializer(project).data)
+
+    @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
+    def put(self, request: Request, project_id: str) -> Response:
+        return self._update(request, project_id, partial=False)
+
+    @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
+    def patch(self, request: Request, project_id: str) -> Response:
+        return self._update(request, project_id, partial=True)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, project_id: str) -> Response:
+        project_delete(project=project_get(user=request_user(request), project_id=project_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,251 @@
+"""EDL endpoints: read, save (guarded by the version the client last saw), undo and redo.
+
+The EDL body is validated by ``projects.edl_services`` (field paths in every error) and returned
+as the service builds it: a DRF serializer would add tens of milliseconds on a 2,000-clip
+timeline and check nothing new. The serializers below describe the shape for the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from uuid import UUID
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from auteur.api import ApiView
+from auteur.errors import ApplicationError
+from auteur.users.models import User
+from projects.edl_services import (
+    EdlInvalid,
+    EdlTooLarge,
+    edl_get,
+    edl_limits,
+    edl_redo,
+    edl_replace,
+    edl_undo,
+)
+from projects.models import Project
+from projects.selectors import project_get
+
+# ----------------------------------------------------------------------------- schema
+
+
+class EdlResolutionSerializer(serializers.Serializer):
+    width = serializers.IntegerField(min_value=16, max_value=7680)
+    height = serializers.IntegerField(min_value=16, max_value=7680)
+
+
+class EdlSettingsSerializer(serializers.Serializer):
+    resolution = EdlResolutionSerializer()
+    frame_rate = serializers.FloatField(min_value=1, max_value=240)
+    duration_ms = serializers.IntegerField(
+        read_only=True, help_text="Computed on save: the end of the last non-deleted clip."
+    )
+
+
+class EdlClipSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=64)
+    media_file_id = serializers.UUIDField(help_text="A ready media file of this project.")
+    track_id = serializers.CharField(max_length=64, required=False, help_text="Its track's id (filled if omitted).")
+    start_ms = serializers.IntegerField(min_value=0, help_text="Position on the timeline.")
+    duration_ms = serializers.IntegerField(min_value=0, help_text="Equals out_point_ms - in_point_ms.")
+    in_point_ms = serializers.IntegerField(min_value=0, help_text="Source start trim.")
+    out_point_ms = serializers.IntegerField(min_value=0, help_text="Source end trim, > in_point_ms.")
+    effects = serializers.ListField(child=serializers.DictField(), required=False, max_length=32)
+    deleted = serializers.BooleanField(required=False, default=False)
+
+
+class EdlTrackSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=64)
+    type = serializers.ChoiceField(choices=["video", "audio"])
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    clips = EdlClipSerializer(many=True, required=False, help_text="Non-deleted clips may not overlap.")
+
+
+class EdlWordSerializer(serializers.Serializer):
+    word = serializers.CharField(max_length=255)
+    start_ms = serializers.IntegerField(min_value=0)
+    end_ms = serializers.IntegerField(min_value=0)
+    confidence = serializers.FloatField(min_value=0, max_value=1)
+
+
+class EdlSegmentSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=64)
+    speaker = serializers.CharField(max_length=255, allow_null=True, required=False)
+    start_ms = serializers.IntegerField(min_value=0)
+    end_ms = serializers.IntegerField(min_value=0)
+    text = serializers.CharField(required=False, allow_blank=True)
+    words = EdlWordSerializer(many=True, required=False)
+    deleted = serializers.BooleanField(required=False, default=False)
+    edited_text = serializers.CharField(allow_null=True, required=False, allow_blank=True)
+
+
+class EdlTranscriptSerializer(serializers.Serializer):
+    generated_at = serializers.DateTimeField(allow_null=True, required=False)
+    segments = EdlSegmentSerializer(many=True, required=False)
+
+
+class EdlHistorySerializer(serializers.Serializer):
+    undo = serializers.IntegerField(help_text="How many steps undo can go back.")
+    redo = serializers.IntegerField(help_text="How many steps redo can go forward.")
+
+
+class EdlSerializer(serializers.Serializer):
+    id = serializers.CharField(read_only=True)
+    project_id = serializers.UUIDField(read_only=True)
+    user_id = serializers.UUIDField(read_only=True)
+    version = serializers.IntegerField(
+        min_value=1, help_text="On PUT: the version you last read (or send If-Match)."
+    )
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+    settings = EdlSettingsSerializer()
+    tracks = EdlTrackSerializer(many=True)
+    transcript = EdlTranscriptSerializer()
+    history = EdlHistorySerializer(read_only=True)
+
+
+_ERRORS = {
+    404: OpenApiResponse(description="No such project (or not yours)."),
+    409: OpenApiResponse(description="`edl_conflict`: saved since you read it; details.current_version."),
+}
+_IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='The version you last read, as its ETag ("3") or bare (3).',
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+_ETAG_RE = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+
+
+def _project(request: Request, project_id: UUID) -> Project:
+    assert isinstance(request.user, User)
+    return project_get(user=request.user, project_id=project_id)
+
+
+def _edl_response(edl: dict[str, Any], status: int = 200) -> Response:
+    return Response(edl, status=status, headers={"ETag": f'"{edl["version"]}"'})
+
+
+def _if_match(request: Request) -> int | None:
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    match = _ETAG_RE.match(header)
+    if match is None:
+        # "*" and lists of tags included: a save must name the one version it was edited from.
+        raise ApplicationError(
+            'If-Match must be the version you last read, e.g. "3".', code="invalid_if_match", status_code=400
+        )
+    return int(match[1])
+
+
+def _check_content_length(request: Request) -> None:
+    """Refuse an oversize body before it is read and parsed (the service checks the size too)."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = edl_limits().max_bytes
+    if length > limit:
+        raise EdlTooLarge(
+            f"The request body is {length} bytes; the limit for a timeline is {limit}.",
+            details={"size_bytes": length, "max_bytes": limit},
+        )
+
+
+# ----------------------------------------------------------------------------- views
+
+
+class EdlDetailApi(ApiView):
+    """GET reads the project's timeline; PUT replaces it whole, guarded by the version."""
+
+    @extend_schema(summary="Get a project's timeline (EDL)", responses={200: EdlSerializer, **_ERRORS})
+    def get(self, request: Request, project_id: UUID) -> Response:
+        return _edl_response(edl_get(project=_project(request, project_id)))
+
+    @extend_schema(
+        summary="Save a project's timeline (EDL)",
+        parameters=[_IF_MATCH],
+        request=EdlSerializer,
+        responses={
+            200: EdlSerializer,
+            400: OpenApiResponse(description="Malformed JSON or If-Match, or If-Match and version disagree."),
+            **_ERRORS,
+            413: OpenApiResponse(description="`edl_too_large`."),
+            422: OpenApiResponse(description="`edl_invalid`: details.errors lists {path, message}."),
+            428: OpenApiResponse(description="`version_required`: send If-Match or a version field."),
+        },
+    )
+    def put(self, request: Request, project_id: UUID) -> Response:
+        project = _project(request, project_id)
+        _check_content_length(request)
+        header_version = _if_match(request)
+        data = request.data
+        if not isinstance(data, dict):
+            raise EdlInvalid(
+                "The timeline must be a JSON object.",
+                details={"errors": [{"path": "$", "message": "Must be an object."}]},
+            )
+        body_version = data.get("version")
+        if body_version is not None and (isinstance(body_version, bool) or not isinstance(body_version, int)):
+            raise ApplicationError("version must be an integer.", code="invalid_version", status_code=400)
+        if header_version is not None and body_version is not None and header_version != body_version:
+            raise ApplicationError(
+                "If-Match and the version field name different versions.",
+                code="version_mismatch",
+                status_code=400,
+                details={"if_match": header_version, "version": body_version},
+            )
+        version = header_version if header_version is not None else body_version
+        if version is None:
+            raise ApplicationError(
+                "Send the version you last read, in If-Match or a version field.",
+                code="version_required",
+                status_code=428,
+            )
+        return _edl_response(edl_replace(project=project, expected_version=version, data=data))
+
+
+class EdlUndoApi(ApiView):
+    @extend_schema(
+        summary="Undo the last change to a timeline",
+        description="Writes a new version whose content is the one before the last change. "
+        "If-Match is optional: when sent, a stale version gets 409 edl_conflict.",
+        parameters=[_IF_MATCH],
+        request=None,
+        responses={
+            200: EdlSerializer,
+            **_ERRORS,
+            409: OpenApiResponse(description="`nothing_to_undo`, or `edl_conflict` for a stale If-Match."),
+        },
+    )
+    def post(self, request: Request, project_id: UUID) -> Response:
+        project = _project(request, project_id)
+        return _edl_response(edl_undo(project=project, expected_version=_if_match(request)))
+
+
+class EdlRedoApi(ApiView):
+    @extend_schema(
+        summary="Redo the last undone change to a timeline",
+        description="Writes a new version whose content is the one the last undo took back. "
+        "Any save other than undo/redo clears what can be redone.",
+        parameters=[_IF_MATCH],
+        request=None,
+        responses={
+            200: EdlSerializer,
+            **_ERRORS,
+            409: OpenApiResponse(description="`nothing_to_redo`, or `edl_conflict` for a stale If-Match."),
+        },
+    )
+    def post(self, request: Request, project_id: UUID) -> Response:
+        project = _project(request, project_id)
+        return _edl_response(edl_redo(project=project, expected_version=_if_match(request)))

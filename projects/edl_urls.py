@@ -1,0 +1,10 @@
+from django.urls import path
+
+from projects.edl_apis import EdlDetailApi, EdlRedoApi, EdlUndoApi
+
+# <uuid:...>: a malformed project id matches no route, so it is a 404 like any unknown project.
+urlpatterns = [
+    path("projects/<uuid:project_id>/edl", EdlDetailApi.as_view(), name="project-edl"),
+    path("projects/<uuid:project_id>/edl/undo", EdlUndoApi.as_view(), name="project-edl-undo"),
+    path("projects/<uuid:project_id>/edl/redo", EdlRedoApi.as_view(), name="project-edl-redo"),
+]

@@ -1,0 +1,33 @@
+"""Media of a project and the user's voices, included under /api/v1/ by auteur/urls.py."""
+
+from django.urls import path
+
+from projects.media_apis import (
+    ProjectMediaConfirmApi,
+    ProjectMediaDetailApi,
+    ProjectMediaListApi,
+    ProjectMediaUploadUrlApi,
+    VoiceDetailApi,
+    VoiceListCreateApi,
+)
+
+urlpatterns = [
+    path("projects/<uuid:project_id>/media", ProjectMediaListApi.as_view(), name="project-media-list"),
+    path(
+        "projects/<uuid:project_id>/media/upload-url",
+        ProjectMediaUploadUrlApi.as_view(),
+        name="project-media-upload-url",
+    ),
+    path(
+        "projects/<uuid:project_id>/media/<uuid:media_id>",
+        ProjectMediaDetailApi.as_view(),
+        name="project-media-detail",
+    ),
+    path(
+        "projects/<uuid:project_id>/media/<uuid:media_id>/confirm",
+        ProjectMediaConfirmApi.as_view(),
+        name="project-media-confirm",
+    ),
+    path("voices", VoiceListCreateApi.as_view(), name="voices"),
+    path("voices/<uuid:voice_id>", VoiceDetailApi.as_view(), name="voice-detail"),
+]

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from auteur.users.models import User
+from media.services import media_delete_project_objects
+from projects.edl_services import edl_create, edl_delete
+from projects.models import Project
+from projects.signals import project_deleting
+
+logger = logging.getLogger(__name__)
+
+EDITABLE_FIELDS = ("name", "description", "resolution", "frame_rate", "thumbnail_url", "auto_transcribe")
+
+
+@transaction.atomic
+def project_create(
+    *,
+    user: User,
+    name: str,
+    description: str = "",
+    resolution: str = "1920x1080",
+    frame_rate: Decimal = Decimal("30.00"),
+    auto_transcribe: bool = False,
+) -> Project:
+    project = Project(
+        user=user,
+        name=name,
+        description=description,
+        resolution=resolution,
+        frame_rate=frame_rate,
+        auto_transcribe=auto_transcribe,
+    )
+    project.full_clean()
+    project.save()
+    # The EDL lives in MongoDB, outside this transaction. Creating it first and failing the
+    # row would leave an orphan document (harmless: its project never existed); the other order
+    # could leave a project without a timeline, which edl_get would recreate empty anyway.
+    project.edl_id = str(edl_create(project=project)["id"])
+    project.save(update_fields=["edl_id"])
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, data: dict[str, Any]) -> Project:
+    changed = [field for field in EDITABLE_FIELDS if field in data and getattr(project, field) != data[field]]
+    for field in changed:
+        setattr(project, field, data[field])
+    if changed:
+        project.full_clean()
+        project.save(update_fields=[*changed, "updated_at"])
+    return project
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete a project with everything that hangs off it.
+
+    In the transaction: unfinished jobs are cancelled and refunded (the jobs app's receiver),
+    media rows go by cascade. After commit: storage objects are deleted by a retried task, and
+    the EDL document here (the EDL store is reached only by API processes).
+    """
+    project_id = project.id
+    project_deleting.send(sender=Project, project_id=project_id)
+    media_delete_project_objects(project_id=project_id)
+    project.delete()
+    transaction.on_commit(lambda: _delete_edl_quietly(project_id))
+
+
+def _delete_edl_quietly(project_id: uuid.UUID) -> None:
+    try:
+        edl_delete(project_id=project_id)
+    except Exception:
+        # The project is gone; its document is an orphan nobody can reach. Log it for clean-up
+        # rather than fail a deletion the user already got confirmed.
+        logger.exception("could not delete the EDL of deleted project %s", project_id)

@@ -1,0 +1,207 @@
+"""Services the API does not reach directly: job outputs, the sweep, probe edge cases, storage backends."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.test import TestCase
+from django.utils import timezone
+
+from media.models import MediaFile
+from media.services import (
+    media_create_output,
+    media_probe,
+    media_sweep,
+)
+from media.signals import media_ready
+from media.storage import LocalStorage, S3ObjectStorage, get_storage
+from tests.media.conftest import local_put, request_upload, run_probe, stored, upload_local
+
+pytestmark = pytest.mark.django_db
+
+
+def confirmed(client, project, path, content_type, filename=None) -> MediaFile:
+    """Uploaded and confirmed (processing), probe not run yet."""
+    ticket = request_upload(client, project, path, content_type, filename)
+    local_put(ticket["upload_url"], path.read_bytes(), content_type)
+    assert client.post(f"/api/v1/projects/{project.pk}/media/{ticket['media_id']}/confirm").status_code == 202
+    return MediaFile.objects.get(pk=ticket["media_id"])
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+def test_probe_ignores_files_not_processing(auth_client, project, samples, local_storage):
+    ticket = request_upload(auth_client, project, samples.wav, "audio/wav")
+    assert media_probe(media_id=ticket["media_id"]).status == "uploading"  # not claimed: nothing done
+    assert media_probe(media_id=uuid.uuid4()) is None  # deleted meanwhile
+
+
+def test_probe_of_a_vanished_object_rejects(auth_client, project, samples, local_storage):
+    media = confirmed(auth_client, project, samples.wav, "audio/wav")
+    get_storage().delete(media.storage_key)
+    assert run_probe(media.pk) == "rejected"
+    media.refresh_from_db()
+    assert media.rejection_reason == "the uploaded object is missing from storage"
+
+
+def test_a_failing_ready_receiver_does_not_undo_the_probe(auth_client, project, samples, local_storage):
+    def broken(**kwargs):
+        raise RuntimeError("transcription is down")
+
+    media_ready.connect(broken, dispatch_uid="broken")
+    try:
+        media = confirmed(auth_client, project, samples.wav, "audio/wav")
+        assert run_probe(media.pk) == "ready"
+    finally:
+        media_ready.disconnect(dispatch_uid="broken")
+
+
+def test_two_deliveries_of_one_probe_finish_it_once(auth_client, project, samples, local_storage):
+    sent = []
+    media_ready.connect(lambda **kw: sent.append(kw["media_id"]), dispatch_uid="count", weak=False)
+    try:
+        media = confirmed(auth_client, project, samples.video, "video/mp4")
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            first = media_probe(media_id=media.pk)
+            second = media_probe(media_id=media.pk)
+    finally:
+        media_ready.disconnect(dispatch_uid="count")
+    assert first.status == second.status == "ready"
+    assert first.updated_at == second.updated_at
+    assert sent == [media.pk]
+
+
+# ----------------------------------------------------------------------------- job outputs
+
+
+def test_job_outputs_are_stored_once(user, project, samples, local_storage, monkeypatch):
+    saves = []
+    original = LocalStorage.save
+
+    def counting_save(self, key, fileobj, content_type):
+        saves.append(key)
+        return original(self, key, fileobj, content_type)
+
+    monkeypatch.setattr(LocalStorage, "save", counting_save)
+    job_id = uuid.uuid4()
+    kwargs = dict(project_id=project.pk, user_id=user.pk, job_id=job_id, name="lipsync.mp4", type="video",
+                  mime_type="video/mp4", local_path=samples.video)
+    first = media_create_output(**kwargs)
+    assert first.status == "ready" and first.source_job_id == job_id
+    assert first.metadata["width"] == 320 and 1900 <= first.duration_ms <= 2100
+    assert stored(first.storage_key) and stored(first.thumbnail_key)
+    assert len(saves) == 2  # the file and its thumbnail
+
+    again = media_create_output(**kwargs)  # a redelivered store step
+    assert again.pk == first.pk
+    assert len(saves) == 2  # nothing uploaded twice
+    assert MediaFile.objects.filter(source_job_id=job_id).count() == 1
+
+    other = media_create_output(**{**kwargs, "name": "speech.wav", "type": "audio", "mime_type": "audio/wav",
+                                   "local_path": samples.wav})
+    assert other.pk != first.pk and other.type == "audio"
+
+
+def test_a_job_output_that_is_not_media_is_refused(user, project, samples, local_storage):
+    from auteur.errors import ApplicationError
+
+    with pytest.raises(ApplicationError) as info:
+        media_create_output(project_id=project.pk, user_id=user.pk, job_id=uuid.uuid4(), name="x.mp4",
+                            type="video", mime_type="video/mp4", local_path=samples.text)
+    assert info.value.code == "output_not_decodable"
+    assert MediaFile.objects.count() == 0
+    assert not local_storage.exists() or not any(local_storage.rglob("*.mp4"))
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+def test_sweep_expires_abandoned_uploads_and_unsticks_probes(
+    auth_client, project, samples, local_storage, eager_celery, django_capture_on_commit_callbacks
+):
+    now = timezone.now()
+    abandoned = request_upload(auth_client, project, samples.wav, "audio/wav")
+    local_put(abandoned["upload_url"], samples.wav.read_bytes(), "audio/wav")
+    abandoned_key = MediaFile.objects.get(pk=abandoned["media_id"]).storage_key
+    MediaFile.objects.filter(pk=abandoned["media_id"]).update(created_at=now - timedelta(days=2))
+    fresh = request_upload(auth_client, project, samples.wav, "audio/wav")
+
+    lost = confirmed(auth_client, project, samples.wav, "audio/wav")  # its probe message was lost
+    MediaFile.objects.filter(pk=lost.pk).update(updated_at=now - timedelta(minutes=45))
+    hopeless = confirmed(auth_client, project, samples.wav, "audio/wav")
+    MediaFile.objects.filter(pk=hopeless.pk).update(updated_at=now - timedelta(hours=3))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = media_sweep(now=now)
+    assert counts == {"expired_uploads": 1, "requeued": 1, "timed_out": 1}
+    assert not MediaFile.objects.filter(pk=abandoned["media_id"]).exists()
+    assert not stored(abandoned_key)
+    assert MediaFile.objects.get(pk=fresh["media_id"]).status == "uploading"
+    assert MediaFile.objects.get(pk=lost.pk).status == "ready"  # re-probed (eagerly here)
+    hopeless.refresh_from_db()
+    assert hopeless.status == "rejected" and "did not finish" in hopeless.rejection_reason
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+@pytest.mark.parametrize("backend", ["local_storage", "s3_storage"])
+def test_storage_backend_contract(request, backend, samples):
+    request.getfixturevalue(backend)
+    storage = get_storage()
+    assert isinstance(storage, LocalStorage if backend == "local_storage" else S3ObjectStorage)
+    key = "projects/p1/media/m1/tone.wav"
+    assert storage.head(key) is None
+    with samples.wav.open("rb") as fh:
+        storage.save(key, fh, "audio/wav")
+    assert storage.head(key) == samples.wav.stat().st_size
+    assert storage.content_type(key) == "audio/wav"
+    with storage.open(key) as fh:
+        assert fh.read() == samples.wav.read_bytes()
+    with storage.local_path(key) as path:
+        assert path.read_bytes() == samples.wav.read_bytes()
+    storage.copy(key, "voices/v1/sample.wav")
+    assert storage.head("voices/v1/sample.wav") == samples.wav.stat().st_size
+    storage.save("projects/p1/media/m2/x.wav", samples.wav.open("rb"), "audio/wav")
+    assert storage.delete_prefix("projects/p1") == 2
+    assert storage.head(key) is None and storage.head("voices/v1/sample.wav") is not None
+    storage.delete("voices/v1/sample.wav")
+    storage.delete("voices/v1/sample.wav")  # absent: not an error
+    assert storage.head("voices/v1/sample.wav") is None
+    with pytest.raises(FileNotFoundError):
+        storage.open(key)
+    with pytest.raises(FileNotFoundError), storage.local_path(key):
+        pass
+    for bad in ("../etc/passwd", "/abs/path", "a//b", "a/.hidden", "", "a/../b"):
+        with pytest.raises(ValueError):
+            storage.head(bad)
+
+
+def test_job_output_against_s3(user, project, samples, s3_storage):
+    media = media_create_output(project_id=project.pk, user_id=user.pk, job_id=uuid.uuid4(), name="out.png",
+                                type="image", mime_type="image/png", local_path=samples.png)
+    assert get_storage().head(media.storage_key) == samples.png.stat().st_size
+    assert get_storage().content_type(media.storage_key) == "image/png"
+    assert get_storage().head(media.thumbnail_key) > 0
+
+
+def test_upload_then_voice_against_s3(auth_client, project, samples, s3_storage):
+    import requests
+
+    ticket = request_upload(auth_client, project, samples.wav, "audio/wav")
+    assert requests.put(ticket["upload_url"], data=samples.wav.read_bytes(), headers=ticket["headers"],
+                        timeout=30).status_code == 200
+    assert auth_client.post(f"/api/v1/projects/{project.pk}/media/{ticket['media_id']}/confirm").status_code == 202
+    assert run_probe(ticket["media_id"]) == "ready"
+    response = auth_client.post("/api/v1/voices", {"media_id": ticket["media_id"], "name": "S3 voice"}, format="json")
+    assert response.status_code == 201
+    sample = requests.get(response.json()["voice"]["sample_url"], timeout=30)
+    assert sample.status_code == 200 and sample.content == samples.wav.read_bytes()
+
+
+def test_upload_local_helper_is_the_api_flow(auth_client, project, samples, local_storage):
+    media = upload_local(auth_client, project, samples.wav, "audio/wav")
+    assert media.status == "ready"

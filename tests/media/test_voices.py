@@ -1,0 +1,110 @@
+"""Voice clones from uploaded samples (seed 2.7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from media.models import MediaFile, VoiceClone
+from media.storage import get_storage
+from tests.media.conftest import body_of, local_get, request_upload, stored, upload_local
+
+pytestmark = pytest.mark.django_db
+
+VOICES = "/api/v1/voices"
+
+
+def test_a_valid_sample_makes_a_voice_with_its_own_copy(
+    auth_client, project, samples, local_storage, eager_celery, django_capture_on_commit_callbacks
+):
+    media = upload_local(auth_client, project, samples.wav, "audio/wav")
+    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Narrator"}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()["voice"]
+    assert body["name"] == "Narrator"
+    assert body["source_media_id"] == str(media.pk)
+    assert 3990 <= body["sample_duration_ms"] <= 4010
+    voice = VoiceClone.objects.get(pk=body["id"])
+    assert voice.sample_key == f"voices/{voice.pk}/sample.wav"
+    with get_storage().open(voice.sample_key) as fh:
+        assert fh.read() == samples.wav.read_bytes()
+    sample = local_get(body["sample_url"])
+    assert sample.status_code == 200 and body_of(sample) == samples.wav.read_bytes()
+
+    listing = auth_client.get(VOICES).json()
+    assert listing["count"] == 1 and listing["voices"][0]["id"] == str(voice.pk)
+    assert auth_client.get(f"{VOICES}/{voice.pk}").json()["voice"]["name"] == "Narrator"
+
+    # The voice outlives its source file.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.delete(f"/api/v1/projects/{project.pk}/media/{media.pk}").status_code == 204
+    voice.refresh_from_db()
+    assert voice.source_media is None and stored(voice.sample_key)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.delete(f"{VOICES}/{voice.pk}").status_code == 204
+    assert not VoiceClone.objects.filter(pk=voice.pk).exists()
+    assert not stored(voice.sample_key)
+    assert auth_client.get(VOICES).json()["count"] == 0
+
+
+def test_a_one_second_sample_is_too_short(auth_client, project, samples, local_storage):
+    media = upload_local(auth_client, project, samples.short_wav, "audio/wav")
+    assert media.status == "ready" and 990 <= media.duration_ms <= 1010
+    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Tiny"}, format="json")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_voice_sample"
+    assert error["details"]["min_ms"] == 3000 and error["details"]["max_ms"] == 300_000
+    assert VoiceClone.objects.count() == 0
+    assert not (local_storage / "voices").exists()
+
+
+def test_a_sample_over_five_minutes_is_refused(auth_client, project, samples, local_storage):
+    media = upload_local(auth_client, project, samples.wav, "audio/wav")
+    MediaFile.objects.filter(pk=media.pk).update(duration_ms=5 * 60_000 + 1)
+    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Long"}, format="json")
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_voice_sample"
+    assert VoiceClone.objects.count() == 0
+
+
+@pytest.mark.parametrize("kind", ["video", "not-ready", "rejected"])
+def test_only_ready_audio_makes_a_voice(auth_client, project, samples, local_storage, kind):
+    if kind == "video":
+        media = upload_local(auth_client, project, samples.video, "video/mp4")
+    elif kind == "rejected":
+        media = upload_local(auth_client, project, samples.text, "audio/wav", "fake.wav")
+    else:
+        media_id = request_upload(auth_client, project, samples.wav, "audio/wav")["media_id"]
+        media = MediaFile.objects.get(pk=media_id)
+    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "x"}, format="json")
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_voice_sample"
+    assert VoiceClone.objects.count() == 0
+
+
+def test_another_users_media_is_404(make_user, client_for, make_project, samples, local_storage):
+    owner, intruder = make_user(), make_user()
+    media = upload_local(client_for(owner), make_project(owner), samples.wav, "audio/wav")
+    response = client_for(intruder).post(VOICES, {"media_id": str(media.pk), "name": "Stolen"}, format="json")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "media_not_found"
+    assert VoiceClone.objects.count() == 0
+    assert not (local_storage / "voices").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"media_id": "not-a-uuid", "name": "x"}, "validation_error"),
+        ({"name": "x"}, "validation_error"),
+        ({"media_id": "6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00", "name": ""}, "validation_error"),
+        ({"media_id": "6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00", "name": "x", "engine": "best"}, "validation_error"),
+    ],
+)
+def test_bad_voice_requests_are_400(auth_client, local_storage, body, code):
+    response = auth_client.post(VOICES, body, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == code
+
+
+def test_unknown_media_is_404(auth_client, local_storage):
+    response = auth_client.post(VOICES, {"media_id": "6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00", "name": "x"},
+                                format="json")
+    assert response.status_code == 404

@@ -1,0 +1,119 @@
+"""Fixtures and builders shared by the EDL tests (no tests here).
+
+Imported by test_edl_*.py; the fixtures run against the real embedded MongoDB-protocol server
+and Postgres that `make test` starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from auteur.users.models import User
+from media.models import MediaFile
+from projects import edl
+from projects.models import Project
+
+
+@pytest.fixture(name="clean_edl_store")
+def clean_edl_store_fixture() -> Iterator[None]:
+    """MongoDB is not rolled back with the test's transaction: empty the EDL collections."""
+    edl.edl_collection().delete_many({})
+    edl.history_collection().delete_many({})
+    yield
+    edl.edl_collection().delete_many({})
+    edl.history_collection().delete_many({})
+
+
+@pytest.fixture(name="make_project")
+def make_project_fixture(db: None) -> Callable[..., Project]:
+    def make(user: User, **fields: Any) -> Project:
+        return Project.objects.create(user=user, name=fields.pop("name", "Timeline test"), **fields)
+
+    return make
+
+
+@pytest.fixture(name="project")
+def project_fixture(user: User, make_project: Callable[..., Project]) -> Project:
+    return make_project(user)
+
+
+@pytest.fixture(name="make_media")
+def make_media_fixture(db: None) -> Callable[..., MediaFile]:
+    def make(project: Project, **fields: Any) -> MediaFile:
+        values: dict[str, Any] = {
+            "name": "clip.mp4",
+            "type": "video",
+            "mime_type": "video/mp4",
+            "status": "ready",
+            "duration_ms": 10_000,
+            "file_size_bytes": 1,
+        }
+        values.update(fields)
+        if values["status"] == "rejected":
+            values.setdefault("rejection_reason", "not media")
+        return MediaFile.objects.create(
+            project=project, user=project.user, storage_key=f"k/{uuid.uuid4()}", **values
+        )
+
+    return make
+
+
+def clip(media: MediaFile | str, track: dict[str, Any], *, start: int = 0, inp: int = 0, out: int = 1000,
+         **extra: Any) -> dict[str, Any]:
+    return {
+        "id": extra.pop("id", f"clip-{uuid.uuid4().hex[:8]}"),
+        "media_file_id": str(media.pk if isinstance(media, MediaFile) else media),
+        "track_id": track["id"],
+        "start_ms": start,
+        "duration_ms": out - inp,
+        "in_point_ms": inp,
+        "out_point_ms": out,
+        "effects": [],
+        "deleted": False,
+        **extra,
+    }
+
+
+def segment(start: int = 0, end: int = 1000, words: list[tuple[str, int, int]] | None = None,
+            **extra: Any) -> dict[str, Any]:
+    if words is None:
+        middle = start + (end - start) // 2
+        words = [("hello", start, middle), ("world", middle, end)]
+    return {
+        "id": extra.pop("id", f"seg-{uuid.uuid4().hex[:8]}"),
+        "speaker": "Speaker 1",
+        "start_ms": start,
+        "end_ms": end,
+        "text": " ".join(w for w, _, _ in words),
+        "words": [{"word": w, "start_ms": s, "end_ms": e, "confidence": 0.9} for w, s, e in words],
+        "deleted": False,
+        "edited_text": None,
+        **extra,
+    }
+
+
+def editable(edl_doc: dict[str, Any]) -> dict[str, Any]:
+    """What a client edits and sends back: the document it read, deep-copied."""
+    return copy.deepcopy(edl_doc)
+
+
+def content(edl_doc: dict[str, Any]) -> dict[str, Any]:
+    """The part of a document that undo/redo and round-trips compare."""
+    return {k: edl_doc[k] for k in ("settings", "tracks", "transcript")}
+
+
+def timeline_with(edl_doc: dict[str, Any], media: MediaFile, *, clips: int = 2) -> dict[str, Any]:
+    """The document with `clips` back-to-back 1 s clips of `media` on its video track, and a transcript."""
+    doc = editable(edl_doc)
+    video = doc["tracks"][0]
+    video["clips"] = [clip(media, video, start=i * 1000, inp=0, out=1000, id=f"c{i}") for i in range(clips)]
+    doc["transcript"] = {
+        "generated_at": "2026-01-31T12:00:00.000Z",
+        "segments": [segment(0, 1000, id="s0"), segment(1000, 2000, id="s1")],
+    }
+    return doc
