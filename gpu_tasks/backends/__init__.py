@@ -1,0 +1,67 @@
+"""GPU backends behind one interface (`base.GpuBackend`), and `make_backend` to build the configured one.
+
+- `local`: CPU engines in a detached runner process per call (`local.LocalBackend`);
+- `modal`: the deployed Modal app (`modal_backend.ModalBackend`); render and compression, which
+  run on CPU, stay on the worker (`local`) unless `cpu_types_on_modal` is set;
+- `noop`: instant canned results, for benchmarks only (`noop.NoopBackend`);
+- any of them wrapped in `faults.FaultInjectingBackend` when a fault spec is given.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gpu_tasks.backends.base import CallStatus, GpuBackend
+from gpu_tasks.types import CPU_JOB_TYPES
+
+BACKEND_NAMES = ("local", "modal", "noop")
+
+__all__ = ["BACKEND_NAMES", "CallStatus", "GpuBackend", "make_backend"]
+
+
+def make_backend(
+    name: str,
+    *,
+    local_dir: str | os.PathLike[str] | None = None,
+    modal_app: str | None = None,
+    modal_environment: str | None = None,
+    cpu_types_on_modal: bool = False,
+    faults: str | None = None,
+    fault_seed: int | None = None,
+    **local_options: Any,
+) -> GpuBackend:
+    """The backend named `name` (settings pass `AUTEUR_GPU_BACKEND`, `AUTEUR_GPU_LOCAL_DIR`, ...).
+
+    Raises ValueError for an unknown name, a local backend without `local_dir`, or a bad fault spec.
+    """
+    backend: GpuBackend
+    if name == "noop":
+        from gpu_tasks.backends.noop import NoopBackend
+
+        backend = NoopBackend()
+    elif name in ("local", "modal"):
+        from gpu_tasks.backends.local import LocalBackend
+
+        local = LocalBackend(local_dir, **local_options) if local_dir else None
+        if name == "local":
+            if local is None:
+                raise ValueError("the local GPU backend needs local_dir (AUTEUR_GPU_LOCAL_DIR)")
+            backend = local
+        else:
+            from gpu_tasks.backends.modal_backend import DEFAULT_APP_NAME, ModalBackend
+            from gpu_tasks.backends.routing import RoutingBackend
+
+            remote = ModalBackend(modal_app or DEFAULT_APP_NAME, environment_name=modal_environment)
+            if cpu_types_on_modal or local is None:
+                backend = remote
+            else:
+                routes = {t.value: "local" for t in CPU_JOB_TYPES}
+                backend = RoutingBackend({"modal": remote, "local": local}, default="modal", routes=routes)
+    else:
+        raise ValueError(f"unknown GPU backend {name!r} (expected one of {BACKEND_NAMES})")
+    if faults:
+        from gpu_tasks.backends.faults import FaultInjectingBackend
+
+        backend = FaultInjectingBackend(backend, faults, seed=fault_seed)
+    return backend

@@ -1,0 +1,86 @@
+"""The GPU backend interface: spawn a call, poll it from anywhere, cancel it.
+
+Contract (what `jobs/gpu_client.py` relies on):
+
+- `supports(job_type)`: whether this backend can run the type now. The jobs app refuses a type
+  it cannot run (503 `feature_unavailable`) before charging anything.
+- `spawn(job_type, payload) -> call_id`: starts the work and returns at once (never waits for
+  the inference). The call id is an opaque string of at most 200 characters to store on the job;
+  any process may poll or cancel it later. Raises `PermanentGpuError` (unknown or unsupported
+  type, invalid payload) or `TransientGpuError` (backend unreachable, no capacity: spawn again
+  later). Spawning twice starts two calls: the caller stores the id before polling.
+- `poll(call_id) -> CallStatus`: never blocks on the inference. A `failed` status carries the
+  call's `GpuError`; if that error is transient the call is over and the caller may spawn a new
+  one. `poll` *raises* `TransientGpuError` only when it could not learn the state (backend
+  unreachable): the call may still be running, so poll again later.
+- `cancel(call_id)`: best effort and idempotent; cancelling a finished or unknown call is a no-op.
+- `release(call_id)`: the caller has stored the outputs; the backend may delete its files.
+
+Payload and result shapes, inputs and outputs: see `gpu_tasks.contract`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gpu_tasks.errors import GpuError
+
+CallState = Literal["running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    state: CallState
+    progress: float | None = None  # 0-100 when the engine reports it
+    result: dict[str, Any] | None = None  # on success
+    error: GpuError | None = None  # on failure
+    gpu_seconds: float = 0.0  # accelerator (or, locally, worker CPU) seconds spent by the call
+    details: dict[str, Any] = field(default_factory=dict)  # backend-specific, for logs only
+
+    @property
+    def done(self) -> bool:
+        return self.state != "running"
+
+    @staticmethod
+    def running(progress: float | None = None, **details: Any) -> CallStatus:
+        return CallStatus("running", progress=progress, details=details)
+
+    @staticmethod
+    def succeeded(result: dict[str, Any], gpu_seconds: float = 0.0) -> CallStatus:
+        return CallStatus("succeeded", progress=100.0, result=result, gpu_seconds=gpu_seconds)
+
+    @staticmethod
+    def failed(error: GpuError, gpu_seconds: float = 0.0) -> CallStatus:
+        return CallStatus("failed", error=error, gpu_seconds=gpu_seconds)
+
+    @staticmethod
+    def from_record(record: Mapping[str, Any]) -> CallStatus:
+        """From a final outcome record (`gpu_tasks.contract.status_record`)."""
+        gpu_seconds = float(record.get("gpu_seconds") or 0.0)
+        if record.get("state") == "succeeded":
+            return CallStatus.succeeded(dict(record.get("result") or {}), gpu_seconds)
+        return CallStatus.failed(GpuError.from_dict(dict(record.get("error") or {})), gpu_seconds)
+
+
+class GpuBackend(ABC):
+    """One way of running GPU work (see the module docstring for the contract)."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def supports(self, job_type: str) -> bool: ...
+
+    @abstractmethod
+    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str: ...
+
+    @abstractmethod
+    def poll(self, call_id: str) -> CallStatus: ...
+
+    @abstractmethod
+    def cancel(self, call_id: str) -> None: ...
+
+    def release(self, call_id: str) -> None:
+        return None

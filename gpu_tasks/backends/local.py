@@ -1,0 +1,209 @@
+"""The local backend: the CPU engines, run by a detached runner process per call.
+
+`spawn` writes the call to `<base_dir>/<call_id>/` and starts `python -m gpu_tasks.local_runner`
+in its own session, then returns (a few milliseconds): the Celery worker never runs inference
+in its own process and never waits for it. Everything about a call lives in its directory (see
+`gpu_tasks.local_runner`), so any worker process on the same machine (or sharing `base_dir`
+and its process namespace) can poll or cancel it, including after the spawning process was
+SIGKILLed. `base_dir` comes from the caller (settings: `AUTEUR_GPU_LOCAL_DIR`).
+
+Outputs are written to the payload's `output_dir`, or to `<call_dir>/out` when it has none; they
+stay until `release(call_id)` (or `cleanup()`) deletes the call directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gpu_tasks import _jsonfile
+from gpu_tasks.backends.base import CallStatus, GpuBackend
+from gpu_tasks.contract import status_record
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.types import get_spec
+
+_CALL_ID = re.compile(r"^local-[0-9a-f]{32}$")
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The runner enforces the limit itself; this backstop only catches a runner that cannot.
+_BACKSTOP_GRACE_S = 60.0
+
+
+class LocalBackend(GpuBackend):
+    name = "local"
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        *,
+        python: str | None = None,
+        time_limits: Mapping[str, float] | None = None,
+    ) -> None:
+        self.base_dir = Path(base_dir)
+        self.python = python or sys.executable
+        self.time_limits = dict(time_limits or {})
+
+    # -- the interface -------------------------------------------------------------------------
+    def supports(self, job_type: str) -> bool:
+        try:
+            return get_spec(job_type).local
+        except GpuError:
+            return False
+
+    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+        spec = get_spec(job_type)
+        if not spec.local:
+            raise PermanentGpuError(
+                "feature_unavailable", f"{spec.job_type.value} is not available on the local backend"
+            )
+        payload = dict(payload)
+        call_id = f"local-{uuid.uuid4().hex}"
+        call_dir = self.base_dir / call_id
+        payload.setdefault("output_dir", str(call_dir / "out"))
+        call = {
+            "job_type": spec.job_type.value,
+            "payload": payload,
+            "time_limit_s": float(self.time_limits.get(spec.job_type.value, spec.time_limit_s)),
+            "created_at": time.time(),
+        }
+        try:
+            json.dumps(call)
+        except (TypeError, ValueError) as exc:
+            raise PermanentGpuError("invalid_input", f"payload is not JSON: {exc}") from None
+        try:
+            call_dir.mkdir(parents=True)
+            _jsonfile.write_atomic(call_dir / "call.json", call)
+            with open(call_dir / "runner.log", "ab") as log:
+                proc = subprocess.Popen(
+                    [self.python, "-m", "gpu_tasks.local_runner", str(call_dir)],
+                    cwd=_PROJECT_ROOT,
+                    env=self._runner_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own session and group: survives us, killable as a group
+                    close_fds=True,
+                )
+        except OSError as exc:
+            raise TransientGpuError("capacity", f"could not start the local runner: {exc}") from exc
+        _jsonfile.write_atomic(call_dir / "pid.json", {"pid": proc.pid, "create_time": _create_time(proc.pid)})
+        # Reap the runner when it exits so it never lingers as a zombie of this worker process.
+        threading.Thread(target=proc.wait, name=f"reap-{call_id}", daemon=True).start()
+        return call_id
+
+    def poll(self, call_id: str) -> CallStatus:
+        call_dir = self._call_dir(call_id)
+        if call_dir is None or not (call_dir / "call.json").is_file():
+            return CallStatus.failed(TransientGpuError("worker_lost", "no such local call (its files are gone)"))
+        status = _jsonfile.read(call_dir / "status.json")
+        if status is not None:
+            return CallStatus.from_record(status)
+        if self._runner_alive(call_dir):
+            call = _jsonfile.read(call_dir / "call.json") or {}
+            elapsed = time.time() - float(call.get("created_at") or time.time())
+            if elapsed > float(call.get("time_limit_s") or 0) + _BACKSTOP_GRACE_S:
+                error = PermanentGpuError("timeout", "the call ran past its time limit")
+                self._finish(call_dir, error, gpu_seconds=elapsed)
+                return self.poll(call_id)
+            progress = _jsonfile.read(call_dir / "progress.json") or {}
+            return CallStatus.running(progress.get("progress"))
+        # The runner may have written its status and exited between our two reads.
+        status = _jsonfile.read(call_dir / "status.json")
+        if status is not None:
+            return CallStatus.from_record(status)
+        return CallStatus.failed(TransientGpuError("worker_lost", "the local runner died without reporting a result"))
+
+    def cancel(self, call_id: str) -> None:
+        call_dir = self._call_dir(call_id)
+        if call_dir is None or not call_dir.is_dir():
+            return
+        self._finish(call_dir, PermanentGpuError("canceled", "canceled by the caller"))
+
+    def release(self, call_id: str) -> None:
+        call_dir = self._call_dir(call_id)
+        if call_dir is None or not call_dir.is_dir():
+            return
+        if self._runner_alive(call_dir):
+            self.cancel(call_id)
+        shutil.rmtree(call_dir, ignore_errors=True)
+
+    # -- housekeeping ----------------------------------------------------------------------------
+    def cleanup(self, max_age_s: float) -> int:
+        """Delete finished calls older than `max_age_s` (a periodic task calls this); returns how many."""
+        removed = 0
+        cutoff = time.time() - max_age_s
+        if not self.base_dir.is_dir():
+            return 0
+        for call_dir in self.base_dir.iterdir():
+            if not _CALL_ID.match(call_dir.name):
+                continue
+            try:
+                if call_dir.stat().st_mtime > cutoff:
+                    continue
+                if not (call_dir / "status.json").exists() and self._runner_alive(call_dir):
+                    continue  # still running (a call past its time limit is the reaper's business)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(call_dir, ignore_errors=True)
+            removed += 1
+        return removed
+
+    # -- internals -------------------------------------------------------------------------------
+    def _call_dir(self, call_id: str) -> Path | None:
+        # The id becomes a path: only our own format, never '../'.
+        return self.base_dir / call_id if _CALL_ID.match(call_id or "") else None
+
+    def _runner_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        env["HF_HUB_OFFLINE"] = "1"
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _runner_alive(self, call_dir: Path) -> bool:
+        info = _jsonfile.read(call_dir / "pid.json")
+        if not info:
+            # spawn writes pid.json right after starting the runner; a call this young is starting.
+            call = _jsonfile.read(call_dir / "call.json") or {}
+            return time.time() - float(call.get("created_at") or 0) < 5.0
+        return _pid_alive(int(info["pid"]), info.get("create_time"))
+
+    def _finish(self, call_dir: Path, error: GpuError, gpu_seconds: float = 0.0) -> None:
+        _jsonfile.write_once(call_dir / "status.json", status_record("failed", error=error, gpu_seconds=gpu_seconds))
+        info = _jsonfile.read(call_dir / "pid.json")
+        if info and _pid_alive(int(info["pid"]), info.get("create_time")):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(info["pid"]), signal.SIGKILL)  # the runner leads its own group
+
+
+def _create_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def _pid_alive(pid: int, create_time: float | None) -> bool:
+    """The runner is alive: the pid exists, is not a zombie, and is the same process (not a reuse)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(proc.create_time() - float(create_time)) < 1.0
+    except psutil.Error:
+        return False

@@ -1,0 +1,178 @@
+"""The noop backend: every type "succeeds" at once with a fixed, plausible result. BENCHMARKS ONLY.
+
+It runs no model and reads no input: it exists to measure the orchestration around inference
+(submit -> spawn -> poll -> store -> finalize) without inference time, and, wrapped in
+`FaultInjectingBackend`, to exercise retries and refunds. Never configure it where users get
+results: transcripts are canned and media outputs are a 1 s black clip, silence or a grey tile.
+
+Results have the same shape as the real engines' (see `gpu_tasks.contract`), with outputs
+returned inline (`{"data": bytes}`) so the store step has real files to keep. The call id
+encodes the type, so any process can poll it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import uuid
+import wave
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from gpu_tasks.backends.base import CallStatus, GpuBackend
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.types import JobType, get_spec
+
+_CALL_ID = re.compile(r"^noop-(?P<type>[a-z-]+)-(?P<id>[0-9a-f]{32})$")
+GPU_SECONDS = 0.5
+
+# A 1 s, 64x36, black H.264/AAC MP4 (ffmpeg, bit-exact flags) and a 16x16 grey PNG.
+_MP4_B64 = (
+    "AAAAIGZ0eXBpc29tAAACAGlzb21pc28yYXZjMW1wNDEAAAU9bW9vdgAAAGxtdmhkAAAAAAAAAAAAAAAAAAAfQAAAH0AAAQAAAQAA"
+    "AAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAwAA"
+    "AkN0cmFrAAAAXHRraGQAAAADAAAAAAAAAAAAAAABAAAAAAAAH0AAAAAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAABAAAA"
+    "AAAAAAAAAAAAAABAAAAAAEAAAAAkAAAAAAAkZWR0cwAAABxlbHN0AAAAAAAAAAEAAB9AAAAAAAABAAAAAAG7bWRpYQAAACBtZGhk"
+    "AAAAAAAAAAAAAAAAAABAAAAAQABVxAAAAAAALWhkbHIAAAAAAAAAAHZpZGUAAAAAAAAAAAAAAABWaWRlb0hhbmRsZXIAAAABZm1p"
+    "bmYAAAAUdm1oZAAAAAEAAAAAAAAAAAAAACRkaW5mAAAAHGRyZWYAAAAAAAAAAQAAAAx1cmwgAAAAAQAAASZzdGJsAAAAwnN0c2QA"
+    "AAAAAAAAAQAAALJhdmMxAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAAAAEAAJABIAAAASAAAAAAAAAABDExhdmMgbGlieDI2NAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAGP//AAAAOGF2Y0MBZAAK/+EAGmdkAAqscgREf58BEAAAAwAQAAADACDxIlhGAQAHaOhDgZSyLP34+AAA"
+    "AAAQcGFzcAAAAAEAAAABAAAAFGJ0cnQAAAAAAAAV8AAAAAAAAAAYc3R0cwAAAAAAAAABAAAAAQAAQAAAAAAcc3RzYwAAAAAAAAAB"
+    "AAAAAQAAAAEAAAABAAAAFHN0c3oAAAAAAAACvgAAAAEAAAAUc3RjbwAAAAAAAAABAAAFcQAAAkl0cmFrAAAAXHRraGQAAAADAAAA"
+    "AAAAAAAAAAACAAAAAAAAH0AAAAAAAAAAAAAAAAEBAAAAAAEAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAA"
+    "AAAAAAAkZWR0cwAAABxlbHN0AAAAAAAAAAEAAB9AAAAEAAABAAAAAAHBbWRpYQAAACBtZGhkAAAAAAAAAAAAAAAAAAAfQAAAI0BV"
+    "xAAAAAAALWhkbHIAAAAAAAAAAHNvdW4AAAAAAAAAAAAAAABTb3VuZEhhbmRsZXIAAAABbG1pbmYAAAAQc21oZAAAAAAAAAAAAAAA"
+    "JGRpbmYAAAAcZHJlZgAAAAAAAAABAAAADHVybCAAAAABAAABMHN0YmwAAAB+c3RzZAAAAAAAAAABAAAAbm1wNGEAAAAAAAAAAQAA"
+    "AAAAAAAAAAEAEAAAAAAfQAAAAAAANmVzZHMAAAAAA4CAgCUAAgAEgICAF0AVAAAAAAAfQAAAAP8FgICABRWIVuUABoCAgAECAAAA"
+    "FGJ0cnQAAAAAAAAfQAAAAP8AAAAgc3R0cwAAAAAAAAACAAAACAAABAAAAAABAAADQAAAAChzdHNjAAAAAAAAAAIAAAABAAAAAQAA"
+    "AAEAAAACAAAACAAAAAEAAAAUc3RzegAAAAAAAAAEAAAACQAAABhzdGNvAAAAAAAAAAIAAAVtAAAILwAAABpzZ3BkAQAAAHJvbGwA"
+    "AAACAAAAAf//AAAAHHNiZ3AAAAAAcm9sbAAAAAEAAAAJAAAAAQAAAD11ZHRhAAAANW1ldGEAAAAAAAAAIWhkbHIAAAAAAAAAAG1k"
+    "aXJhcHBsAAAAAAAAAAAAAAAACGlsc3QAAAAIZnJlZQAAAuptZGF0ARggBwAAAqEGBf//ndxF6b3m2Ui3lizYINkj7u94MjY0IC0g"
+    "Y29yZSAxNjUgLSBILjI2NC9NUEVHLTQgQVZDIGNvZGVjIC0gQ29weWxlZnQgMjAwMy0yMDI1IC0gaHR0cDovL3d3dy52aWRlb2xh"
+    "bi5vcmcveDI2NC5odG1sIC0gb3B0aW9uczogY2FiYWM9MSByZWY9MTYgZGVibG9jaz0xOjA6MCBhbmFseXNlPTB4MzoweDEzMyBt"
+    "ZT11bWggc3VibWU9MTAgcHN5PTEgcHN5X3JkPTEuMDA6MC4wMCBtaXhlZF9yZWY9MSBtZV9yYW5nZT0yNCBjaHJvbWFfbWU9MSB0"
+    "cmVsbGlzPTIgOHg4ZGN0PTEgY3FtPTAgZGVhZHpvbmU9MjEsMTEgZmFzdF9wc2tpcD0xIGNocm9tYV9xcF9vZmZzZXQ9LTIgdGhy"
+    "ZWFkcz0xIGxvb2thaGVhZF90aHJlYWRzPTEgc2xpY2VkX3RocmVhZHM9MCBucj0wIGRlY2ltYXRlPTEgaW50ZXJsYWNlZD0wIGJs"
+    "dXJheV9jb21wYXQ9MCBjb25zdHJhaW5lZF9pbnRyYT0wIGJmcmFtZXM9OCBiX3B5cmFtaWQ9MiBiX2FkYXB0PTIgYl9iaWFzPTAg"
+    "ZGlyZWN0PTMgd2VpZ2h0Yj0xIG9wZW5fZ29wPTAgd2VpZ2h0cD0yIGtleWludD0yNTAga2V5aW50X21pbj0xIHNjZW5lY3V0PTQw"
+    "IGludHJhX3JlZnJlc2g9MCByY19sb29rYWhlYWQ9NjAgcmM9Y3JmIG1idHJlZT0xIGNyZj01MS4wIHFjb21wPTAuNjAgcXBtaW49"
+    "MCBxcG1heD02OSBxcHN0ZXA9NCBpcF9yYXRpbz0xLjQwIGFxPTE6MS4wMACAAAAAFWWIgQACvxILW/+EiX0HhbmWAIyqWQEYIAcB"
+    "GCAHARggBwEYIAcBGCAHARggBwEYIAcBGCAH"
+)
+_PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAACXBIWXMAAAABAAAAAQBPJcTWAAAAGUlEQVR4nGNsaGhgIAWwkKR6"
+    "VMOohiGlAQD3PAG+dQ2rPwAAAABJRU5ErkJggg=="
+)
+
+
+@cache
+def _silence_wav(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(b"\x00\x00" * int(seconds * rate))
+    return buf.getvalue()
+
+
+def _output(data: bytes, content_type: str, filename: str) -> dict[str, Any]:
+    return {"data": data, "content_type": content_type, "size_bytes": len(data), "filename": filename}
+
+
+def _video() -> dict[str, Any]:
+    return {
+        "outputs": {"video": _output(base64.b64decode(_MP4_B64), "video/mp4", "noop.mp4")},
+        "duration_ms": 1000,
+        "width": 64,
+        "height": 36,
+    }
+
+
+def _audio() -> dict[str, Any]:
+    return {
+        "outputs": {"audio": _output(_silence_wav(), "audio/wav", "noop.wav")},
+        "duration_ms": 1000,
+        "sample_rate": 16000,
+    }
+
+
+def _transcript() -> dict[str, Any]:
+    words = [
+        {"word": "Hello", "start_ms": 0, "end_ms": 400, "confidence": 0.98},
+        {"word": "world.", "start_ms": 450, "end_ms": 900, "confidence": 0.95},
+    ]
+    return {
+        "language": "en",
+        "duration_ms": 1000,
+        "text": "Hello world.",
+        "segments": [
+            {
+                "id": "seg-0001",
+                "speaker": "Speaker 1",
+                "start_ms": 0,
+                "end_ms": 900,
+                "text": "Hello world.",
+                "words": words,
+            }
+        ],
+        "model": "noop",
+        "diarization": {"performed": False, "reason": "noop backend"},
+        "alignment": {"mode": "none"},
+    }
+
+
+def fixed_result(job_type: JobType) -> dict[str, Any]:
+    """The canned result of `job_type` (a fresh dict each time)."""
+    if job_type is JobType.TRANSCRIPTION:
+        return _transcript()
+    if job_type is JobType.TTS:
+        return {**_audio(), "voice_cloned": False, "engine": "noop"}
+    if job_type is JobType.AUDIO_GENERATION:
+        return _audio()
+    if job_type is JobType.VIDEO_QUERY:
+        return {"answer": "This is a canned answer from the noop backend.", "timestamps_ms": [0]}
+    if job_type is JobType.IMAGE_GENERATION:
+        data = base64.b64decode(_PNG_B64)
+        return {"outputs": {"image": _output(data, "image/png", "noop.png")}, "width": 16, "height": 16}
+    if job_type is JobType.COMPRESSION:
+        return {
+            **_video(),
+            "preset": "480p",
+            "input_size_bytes": 0,
+            "output_size_bytes": len(base64.b64decode(_MP4_B64)),
+        }
+    if job_type is JobType.RENDER:
+        return {**_video(), "frame_rate": 30, "clips": 1}
+    return _video()  # lip-sync, video-generation, performance-cloning, gaze-redirection
+
+
+class NoopBackend(GpuBackend):
+    """Succeeds instantly for every type. Benchmarks and fault-injection drills only."""
+
+    name = "noop"
+
+    def supports(self, job_type: str) -> bool:
+        try:
+            get_spec(job_type)
+        except GpuError:
+            return False
+        return True
+
+    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+        spec = get_spec(job_type)
+        return f"noop-{spec.job_type.value}-{uuid.uuid4().hex}"
+
+    def poll(self, call_id: str) -> CallStatus:
+        match = _CALL_ID.match(call_id or "")
+        if not match:
+            return CallStatus.failed(TransientGpuError("worker_lost", "no such noop call"))
+        try:
+            job_type = JobType(match["type"])
+        except ValueError:
+            return CallStatus.failed(PermanentGpuError("internal", "malformed noop call id"))
+        return CallStatus.succeeded(fixed_result(job_type), GPU_SECONDS)
+
+    def cancel(self, call_id: str) -> None:
+        return None

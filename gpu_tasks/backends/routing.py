@@ -1,0 +1,55 @@
+"""A backend that sends each job type to one of several backends (e.g. CPU types stay local)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gpu_tasks.backends.base import CallStatus, GpuBackend
+from gpu_tasks.errors import TransientGpuError
+
+
+class RoutingBackend(GpuBackend):
+    """`routes` maps a job type to the name of a backend in `backends`; others go to `default`.
+
+    Call ids are prefixed with the backend's name ("local:..."), so poll and cancel find it again.
+    """
+
+    def __init__(self, backends: Mapping[str, GpuBackend], default: str, routes: Mapping[str, str]) -> None:
+        if default not in backends or any(name not in backends for name in routes.values()):
+            raise ValueError("every route must name one of the backends")
+        self.backends = dict(backends)
+        self.default = default
+        self.routes = dict(routes)
+        self.name = "+".join(backends)
+
+    def backend_for(self, job_type: str) -> tuple[str, GpuBackend]:
+        name = self.routes.get(job_type, self.default)
+        return name, self.backends[name]
+
+    def supports(self, job_type: str) -> bool:
+        return self.backend_for(job_type)[1].supports(job_type)
+
+    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+        name, backend = self.backend_for(job_type)
+        return f"{name}:{backend.spawn(job_type, payload)}"
+
+    def _split(self, call_id: str) -> tuple[GpuBackend | None, str]:
+        name, sep, inner = call_id.partition(":")
+        return (self.backends.get(name) if sep else None), inner
+
+    def poll(self, call_id: str) -> CallStatus:
+        backend, inner = self._split(call_id)
+        if backend is None:
+            return CallStatus.failed(TransientGpuError("worker_lost", "call id names no configured backend"))
+        return backend.poll(inner)
+
+    def cancel(self, call_id: str) -> None:
+        backend, inner = self._split(call_id)
+        if backend is not None:
+            backend.cancel(inner)
+
+    def release(self, call_id: str) -> None:
+        backend, inner = self._split(call_id)
+        if backend is not None:
+            backend.release(inner)

@@ -1,0 +1,204 @@
+"""The payload/result contract between the jobs app and every backend.
+
+Payload (a JSON-able dict given to `backend.spawn(job_type, payload)`):
+
+- Inputs are *input refs*: `{"path": "/abs/local/file"}` (local backend only: the file must be
+  readable by the worker) or `{"url": "https://signed-get-url"}` (any backend; downloaded with a
+  connect/read timeout, so a signed URL must outlive the type's time limit plus queueing).
+  Which keys carry inputs depends on the type (see each engine's docstring):
+  transcription `media`; tts `voice_sample` (optional); compression `media`;
+  render `media: {media_file_id: {"kind": "video"|"audio"|"image", **input_ref}}`.
+- Parameters sit beside them (`language`, `script`, `text`, `speed`, `preset`, `edl`, ...).
+- Where outputs go, one of:
+  * `output_dir`: a directory the worker can write (local backend; defaults to a folder inside
+    the call's own directory). Outputs come back as `{"path": ...}` refs inside it.
+  * `upload_urls: {output_name: "https://signed-put-url"}`: the engine PUTs each named output
+    there (Modal, or local with object storage). Outputs come back as `{"uploaded": true}`.
+  * neither (Modal only): outputs come back inline as `{"data": <bytes>}` in the result.
+
+Result (`CallStatus.result` on success): a dict of type-specific fields (a transcript, durations,
+...) plus `outputs: {output_name: output_ref}` where an output ref is exactly one of
+
+    {"path": "/abs/file", "content_type": ..., "size_bytes": N, "filename": ...}
+    {"uploaded": True, "content_type": ..., "size_bytes": N, "filename": ...}
+    {"data": b"...", "content_type": ..., "size_bytes": N, "filename": ...}
+
+so the Django side stores any of them with `save_output(ref, dest)` (or, for "uploaded", just
+records the object key it signed). Output names per type: tts `audio`, render `video`,
+compression `video`; transcription has none (the transcript is in the result).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+
+# (connect, read) seconds for every outbound HTTP call: a stalled peer never holds a worker.
+HTTP_TIMEOUT: tuple[float, float] = (10.0, 60.0)
+MAX_INPUT_BYTES = 8 * 1024**3
+MAX_INLINE_OUTPUT_BYTES = 256 * 1024**2
+
+ProgressFn = Callable[[float], None]
+
+
+def _no_progress(_: float) -> None:
+    return None
+
+
+def input_ref_kind(ref: Any) -> str:
+    """'path' or 'url'; anything else is invalid input."""
+    if isinstance(ref, Mapping):
+        if isinstance(ref.get("path"), str) and ref["path"]:
+            return "path"
+        if isinstance(ref.get("url"), str) and urlsplit(ref["url"]).scheme in ("http", "https"):
+            return "url"
+    raise PermanentGpuError("invalid_input", "an input must be {'path': '/file'} or {'url': 'https://...'}")
+
+
+def resolve_input(
+    ref: Any, dest_dir: Path, *, name: str = "input", timeout: tuple[float, float] = HTTP_TIMEOUT
+) -> Path:
+    """A local path to the input: the path itself, or the URL downloaded into `dest_dir`."""
+    if input_ref_kind(ref) == "path":
+        path = Path(ref["path"])
+        if not path.is_file():
+            raise PermanentGpuError("invalid_input", f"{name}: no such file")
+        return path
+    return download(ref["url"], dest_dir / f"{name}{Path(urlsplit(ref['url']).path).suffix[:10]}", timeout=timeout)
+
+
+def download(url: str, dest: Path, *, timeout: tuple[float, float] = HTTP_TIMEOUT) -> Path:
+    import requests
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as resp:
+            _raise_for_http(resp.status_code, "download")
+            written = 0
+            with open(dest, "wb") as fh:
+                for chunk in resp.iter_content(chunk_size=1 << 20):
+                    written += len(chunk)
+                    if written > MAX_INPUT_BYTES:
+                        raise PermanentGpuError("invalid_input", "input larger than the size limit")
+                    fh.write(chunk)
+    except GpuError:
+        dest.unlink(missing_ok=True)
+        raise
+    except requests.RequestException as exc:
+        dest.unlink(missing_ok=True)
+        # The URL itself is never logged or returned: it is a bearer credential.
+        raise TransientGpuError("network", f"download failed: {type(exc).__name__}") from exc
+    return dest
+
+
+def _raise_for_http(status: int, what: str) -> None:
+    if status < 400:
+        return
+    if status in (408, 429) or status >= 500:
+        raise TransientGpuError("network", f"{what} failed: HTTP {status}")
+    raise PermanentGpuError("invalid_input", f"{what} refused: HTTP {status}")
+
+
+def upload(path: Path, url: str, content_type: str, *, timeout: tuple[float, float] = HTTP_TIMEOUT) -> None:
+    import requests
+
+    try:
+        with open(path, "rb") as fh:
+            resp = requests.put(url, data=fh, headers={"Content-Type": content_type}, timeout=timeout)
+        _raise_for_http(resp.status_code, "upload")
+    except requests.RequestException as exc:
+        raise TransientGpuError("network", f"upload failed: {type(exc).__name__}") from exc
+
+
+def save_output(ref: Mapping[str, Any], dest: str | Path) -> Path | None:
+    """Put an output at `dest` whatever form it came back in (None for 'uploaded': already stored)."""
+    dest = Path(dest)
+    if ref.get("uploaded"):
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if "path" in ref:
+        shutil.copyfile(ref["path"], dest)
+    elif "data" in ref:
+        dest.write_bytes(ref["data"])
+    else:
+        raise ValueError("not an output ref")
+    return dest
+
+
+def status_record(
+    state: str, *, result: Any = None, error: GpuError | None = None, gpu_seconds: float = 0.0
+) -> dict[str, Any]:
+    """A call's final outcome as plain data: the local runner's status file, a Modal function's return."""
+    return {
+        "state": state,
+        "result": result,
+        "error": error.to_dict() if error is not None else None,
+        "gpu_seconds": round(gpu_seconds, 3),
+        "finished_at": time.time(),
+    }
+
+
+@dataclass
+class EngineContext:
+    """What an engine gets besides its payload: a scratch dir, progress, input and output plumbing."""
+
+    workdir: Path
+    payload: Mapping[str, Any]
+    progress: ProgressFn = _no_progress
+    http_timeout: tuple[float, float] = HTTP_TIMEOUT
+    allow_paths: bool = True
+    deadline: float | None = None  # time.monotonic() value after which the engine should give up
+    _outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def remaining_s(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def input_path(self, ref: Any, name: str) -> Path:
+        if not self.allow_paths and input_ref_kind(ref) == "path":
+            raise PermanentGpuError("invalid_input", f"{name}: this backend needs URL inputs, not local paths")
+        return resolve_input(ref, self.workdir / "inputs", name=name, timeout=self.http_timeout)
+
+    def output_path(self, name: str, suffix: str) -> Path:
+        """Where an engine writes output `name` while working (in the scratch dir, so a failed run
+        leaves nothing half-written in `output_dir`); `deliver` then moves or uploads it."""
+        base = self.workdir / "outputs"
+        base.mkdir(parents=True, exist_ok=True)
+        return base / f"{name}-{uuid.uuid4().hex[:8]}{suffix}"
+
+    def deliver(self, name: str, path: Path, content_type: str) -> dict[str, Any]:
+        """Hand output `name` (written at `path`) to the caller in the payload's chosen form."""
+        size = path.stat().st_size
+        ref: dict[str, Any] = {"content_type": content_type, "size_bytes": size, "filename": path.name}
+        upload_urls = self.payload.get("upload_urls") or {}
+        out_dir = self.payload.get("output_dir")
+        if name in upload_urls:
+            upload(path, upload_urls[name], content_type, timeout=self.http_timeout)
+            ref["uploaded"] = True
+        elif out_dir:
+            target = Path(out_dir) / path.name
+            if path.resolve() != target.resolve():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(os.fspath(path), target)
+            ref["path"] = str(target.resolve())
+        else:
+            if size > MAX_INLINE_OUTPUT_BYTES:
+                raise PermanentGpuError("invalid_input", f"output {name} too large to return inline: give upload_urls")
+            ref["data"] = path.read_bytes()
+        self._outputs[name] = ref
+        return ref
+
+    @property
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        return dict(self._outputs)

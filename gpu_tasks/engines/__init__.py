@@ -1,0 +1,32 @@
+"""The inference engines, one module per feature; each exposes `run(payload, ctx) -> result`.
+
+Engines are plain functions of a payload and an `EngineContext` (see `gpu_tasks.contract`), so
+the same code runs in the local runner, inside a Modal container and in tests. Heavy libraries
+(torch, transformers, faster_whisper, ctranslate2) are imported inside the functions that need
+them: importing `gpu_tasks` stays cheap for the Celery worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gpu_tasks.contract import EngineContext
+from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.types import get_spec
+
+Engine = Callable[[Mapping[str, Any], EngineContext], dict[str, Any]]
+
+
+def load_engine(job_type: str, where: str) -> Engine:
+    """The engine that implements `job_type` on `where` ("local" or "modal")."""
+    spec = get_spec(job_type)
+    target = spec.local_engine if where == "local" else spec.modal_engine
+    if target is None:
+        raise PermanentGpuError(
+            "feature_unavailable", f"{spec.job_type.value} is not implemented on the {where} backend yet"
+        )
+    module_name, _, attr = target.partition(":")
+    engine: Engine = getattr(importlib.import_module(module_name), attr)
+    return engine

@@ -1,0 +1,75 @@
+"""Compression: re-encode a video to a 1080p/720p/480p preset, H.264/AAC in MP4.
+
+Payload: `{"media": input_ref, "preset": "1080p"|"720p"|"480p", "encoder_preset"?: x264 speed}`.
+Result: `{"outputs": {"video": ref}, "preset", "width", "height", "duration_ms", "input_size_bytes",
+"output_size_bytes"}`.
+
+The preset bounds the *short* side of the picture (1080p = 1920x1080 landscape or 1080x1920
+portrait), the aspect ratio is kept, and a source already at or below the preset is never
+upscaled. The scale is an ffmpeg expression evaluated on the decoded (auto-rotated) frames,
+so phone videos with a rotation flag come out the right way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gpu_tasks.contract import EngineContext
+from gpu_tasks.engines.ffmpeg import run_ffmpeg
+from gpu_tasks.engines.media import probe
+from gpu_tasks.errors import PermanentGpuError
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "1080p": {"short_side": 1080, "crf": 23, "audio_bitrate": "128k"},
+    "720p": {"short_side": 720, "crf": 23, "audio_bitrate": "128k"},
+    "480p": {"short_side": 480, "crf": 26, "audio_bitrate": "96k"},
+}
+X264_SPEEDS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
+
+
+def scale_filter(short_side: int) -> str:
+    t = short_side
+    # Landscape: bound the height; portrait: bound the width. min(..) never upscales; -2 keeps the
+    # aspect ratio with an even size (yuv420p needs even dimensions), trunc(../2)*2 makes ours even.
+    w = f"if(gte(iw\\,ih)\\,-2\\,trunc(min(iw\\,{t})/2)*2)"
+    h = f"if(gte(iw\\,ih)\\,trunc(min(ih\\,{t})/2)*2\\,-2)"
+    return f"scale=w='{w}':h='{h}',setsar=1"
+
+
+def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
+    preset_name = str(payload.get("preset") or "720p")
+    if preset_name not in PRESETS:
+        raise PermanentGpuError("invalid_input", f"preset must be one of {sorted(PRESETS)}")
+    speed = str(payload.get("encoder_preset") or "fast")
+    if speed not in X264_SPEEDS:
+        raise PermanentGpuError("invalid_input", f"encoder_preset must be one of {X264_SPEEDS}")
+    preset = PRESETS[preset_name]
+    source = ctx.input_path(payload.get("media"), "media")
+    info = probe(source)
+    if not info.has_video:
+        raise PermanentGpuError("invalid_media", "the media has no video stream")
+    out = ctx.output_path("video", ".mp4")
+    args = [
+        "-i", str(source),
+        "-map", "0:v:0", "-map", "0:a:0?",
+        "-vf", scale_filter(preset["short_side"]),
+        "-c:v", "libx264", "-preset", speed, "-crf", str(preset["crf"]), "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", preset["audio_bitrate"],
+        "-movflags", "+faststart",
+        "-y", str(out),
+    ]  # fmt: skip
+    remaining = ctx.remaining_s()
+    run_ffmpeg(args, total_s=info.duration_s, progress=ctx.progress, timeout_s=remaining)
+    result_info = probe(out)
+    input_size = source.stat().st_size
+    ref = ctx.deliver("video", out, "video/mp4")
+    return {
+        "outputs": {"video": ref},
+        "preset": preset_name,
+        "width": result_info.width,
+        "height": result_info.height,
+        "duration_ms": round(result_info.duration_s * 1000),
+        "input_size_bytes": input_size,
+        "output_size_bytes": ref["size_bytes"],
+    }

@@ -1,0 +1,74 @@
+"""Probing and decoding media with FFmpeg's own libraries (PyAV); no ffprobe binary needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpu_tasks.errors import PermanentGpuError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+
+
+def _open(path: Path) -> Any:
+    import av
+
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise PermanentGpuError("invalid_media", f"cannot open media: {type(exc).__name__}") from exc
+
+
+def probe(path: Path) -> MediaInfo:
+    with _open(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        duration = container.duration / 1_000_000 if container.duration else 0.0
+        if not duration:
+            for stream in (video, audio):
+                if stream is not None and stream.duration and stream.time_base:
+                    duration = max(duration, float(stream.duration * stream.time_base))
+        fps = float(video.average_rate) if video is not None and video.average_rate else None
+        return MediaInfo(
+            duration_s=duration,
+            has_video=video is not None,
+            has_audio=audio is not None,
+            width=video.codec_context.width if video is not None else None,
+            height=video.codec_context.height if video is not None else None,
+            fps=fps,
+        )
+
+
+def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
+    """The first audio stream as mono float32 PCM at `sample_rate` (what Whisper models take)."""
+    import av
+    import numpy as np
+
+    chunks: list[np.ndarray] = []
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise PermanentGpuError("invalid_media", "the media has no audio stream")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        try:
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as exc:
+            raise PermanentGpuError("invalid_media", f"cannot decode audio: {type(exc).__name__}") from exc
+    if not chunks:
+        raise PermanentGpuError("invalid_media", "the audio stream is empty")
+    return np.concatenate(chunks).astype(np.float32, copy=False)

@@ -1,0 +1,143 @@
+"""The local backend's runner: `python -m gpu_tasks.local_runner <call_dir>`.
+
+Started detached (its own session, so its pid is also its process group id) by
+`LocalBackend.spawn`. It is a small supervisor that forks the engine into a child process and
+enforces the type's time limit from outside the engine, so a limit is kept even while the
+engine sits in C code (CTranslate2, ffmpeg):
+
+    call_dir/call.json       written by spawn: job type, payload, time limit
+    call_dir/pid.json        written by spawn: the runner's pid and start time
+    call_dir/progress.json   written by the engine child: {"progress": 0-100}
+    call_dir/outcome.json    written by the engine child: its result or error
+    call_dir/status.json     the final status, written once (first writer wins) by the runner,
+                             or by a canceller; pollers read only this and progress.json
+
+If the runner dies without a status (SIGKILL, OOM killer, host reboot), pollers find its pid
+gone and report the call as a transient `worker_lost`; the engine child notices that it was
+orphaned and kills its process group, so no work is left running behind a lost call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from gpu_tasks import _jsonfile
+from gpu_tasks.contract import status_record
+from gpu_tasks.errors import PermanentGpuError, TransientGpuError, classify_exception
+
+POLL_INTERVAL_S = 0.05
+
+
+class ProgressWriter:
+    """Engine progress to progress.json, throttled to whole-percent steps."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last = -1.0
+
+    def __call__(self, pct: float) -> None:
+        pct = max(0.0, min(100.0, float(pct)))
+        if pct >= self.last + 1.0 or (pct == 100.0 and self.last < 100.0):
+            self.last = pct
+            _jsonfile.write_atomic(self.path, {"progress": round(pct, 1), "at": time.time()})
+
+
+def _watch_parent(parent_pid: int) -> None:
+    # Orphaned (the supervisor was killed): take the whole group down, ffmpeg included.
+    while os.getppid() == parent_pid:
+        time.sleep(0.25)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _work(call_dir: Path, call: dict[str, Any], deadline: float, parent_pid: int) -> None:
+    """In the engine child: run the engine and write outcome.json."""
+    from gpu_tasks.contract import EngineContext
+    from gpu_tasks.engines import load_engine
+
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    started = time.monotonic()
+    workdir = call_dir / "work"
+    try:
+        engine = load_engine(call["job_type"], "local")
+        ctx = EngineContext(
+            workdir=workdir,
+            payload=call["payload"],
+            progress=ProgressWriter(call_dir / "progress.json"),
+            deadline=deadline,
+        )
+        result = engine(call["payload"], ctx)
+        outcome = status_record("succeeded", result=result, gpu_seconds=time.monotonic() - started)
+        _jsonfile.write_atomic(call_dir / "outcome.json", outcome)
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the poller gets an outcome
+        error = classify_exception(exc)
+        if error.code == "internal":
+            traceback.print_exc()
+        _jsonfile.write_atomic(
+            call_dir / "outcome.json", status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
+        )
+    finally:
+        # Downloaded inputs and scratch files are never needed again; outputs were moved to output_dir.
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def supervise(call_dir: Path) -> int:
+    call = _jsonfile.read(call_dir / "call.json")
+    if call is None:
+        print(f"no call.json in {call_dir}", file=sys.stderr)
+        return 2
+    limit_s = float(call["time_limit_s"])
+    started = time.monotonic()
+    deadline = started + limit_s
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the engine child
+        code = 0
+        try:
+            _work(call_dir, call, deadline, os.getppid())
+        except BaseException:  # noqa: BLE001 - the child must reach os._exit, never return into our loop
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    while True:
+        done, wait_status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            elapsed = time.monotonic() - started
+            timeout = PermanentGpuError("timeout", f"{call['job_type']} ran past its {limit_s:.0f} s time limit")
+            _jsonfile.write_once(call_dir / "status.json", status_record("failed", error=timeout, gpu_seconds=elapsed))
+            # Our own session: this takes the engine child, its ffmpeg and this runner down together.
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        time.sleep(POLL_INTERVAL_S)
+
+    outcome = _jsonfile.read(call_dir / "outcome.json")
+    if outcome is None:
+        how = f"signal {os.WTERMSIG(wait_status)}" if os.WIFSIGNALED(wait_status) else f"exit {wait_status >> 8}"
+        error = TransientGpuError("worker_lost", f"the engine process died without a result ({how})")
+        outcome = status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
+    _jsonfile.write_once(call_dir / "status.json", outcome)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m gpu_tasks.local_runner CALL_DIR", file=sys.stderr)
+        return 2
+    return supervise(Path(argv[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,179 @@
+"""The Modal app: one function per job type, with the GPU class, timeout and concurrency of `types`.
+
+Deploy (from the repository root, with a Modal token configured: `modal token set ...`):
+
+    modal secret create auteur-huggingface HF_TOKEN=hf_...     # once; read access to the model repos,
+                                                               # with pyannote's conditions accepted
+    modal run gpu_tasks/modal_app.py::download_models          # once: weights onto the Volume
+    modal deploy gpu_tasks/modal_app.py                         # every release
+
+The worker then runs with `AUTEUR_GPU_BACKEND=modal` (and `MODAL_TOKEN_ID`/`MODAL_TOKEN_SECRET`);
+`gpu_tasks.backends.modal_backend` spawns these functions by name (`auteur-gpu` / `transcription`,
+...), polls their calls and cancels them.
+
+- Every function takes the payload dict of `gpu_tasks.contract` and returns an outcome record
+  (`gpu_tasks.modal_runtime.run_call`): failures come back classified, not raised.
+- GPU classes, timeouts and `max_containers` come from `gpu_tasks.types.JOB_TYPES` (seed 002
+  sections 5 and 7.3: A100-80GB at most 10 containers, A10G 50, L4 100).
+- Model weights live on the `auteur-models` Volume mounted at /models (seed: 100 GB volume as the
+  weights cache); the hub is switched off at inference time (`HF_HUB_OFFLINE=1`), so a container
+  never downloads weights on a user's clock.
+- Images are built from requirements/gpu.txt (torch, transformers, pyannote, F5-TTS); render and
+  compression use a small CPU image with ffmpeg only.
+- Types without model code yet (lip sync, video generation, performance cloning, gaze
+  redirection, audio generation, video query, image generation) are deployed so the wiring is
+  complete, and answer `feature_unavailable`; the backend's `supports()` is False for them.
+
+Runtime is Python 3.11 (the seed says 3.10; this codebase's code needs 3.11).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import modal
+
+from gpu_tasks.backends.modal_backend import DEFAULT_APP_NAME, PROGRESS_DICT_NAME
+from gpu_tasks.types import JOB_TYPES, GpuClass, JobType, JobTypeSpec
+
+APP_NAME = os.environ.get("AUTEUR_MODAL_APP", DEFAULT_APP_NAME)
+MODELS_PATH = "/models"
+_ROOT = Path(__file__).resolve().parent.parent
+
+app = modal.App(APP_NAME)
+models_volume = modal.Volume.from_name("auteur-models", create_if_missing=True)
+
+_runtime_env = {"HF_HOME": f"{MODELS_PATH}/hf", "HF_HUB_OFFLINE": "1", "AUTEUR_MODELS_DIR": MODELS_PATH}
+gpu_image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .apt_install("ffmpeg", "libsndfile1")
+    .pip_install_from_requirements(str(_ROOT / "requirements" / "gpu.txt"))
+    .env(_runtime_env)
+    .add_local_python_source("gpu_tasks")
+)
+cpu_image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .pip_install("imageio-ffmpeg==0.8.1", "av==17.0.1", "requests==2.34.2", "numpy==2.4.6")
+    .env(_runtime_env)
+    .add_local_python_source("gpu_tasks")
+)
+
+
+def function_options(spec: JobTypeSpec) -> dict[str, Any]:
+    """The `@app.function(...)` options of a job type."""
+    options: dict[str, Any] = {
+        "timeout": spec.time_limit_s,
+        "max_containers": spec.max_concurrency,
+        "retries": 0,  # retries are the jobs app's decision (it knows the job's attempts and refunds)
+    }
+    if spec.gpu is GpuClass.CPU:
+        options.update(image=cpu_image, cpu=4.0, memory=4096)
+    else:
+        options.update(image=gpu_image, gpu=spec.gpu.value, volumes={MODELS_PATH: models_volume})
+    return options
+
+
+def _run(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
+    from gpu_tasks.modal_runtime import run_call
+
+    call_id = modal.current_function_call_id()
+    sink = None
+    if call_id:
+        progress = modal.Dict.from_name(PROGRESS_DICT_NAME, create_if_missing=True)
+
+        def sink(pct: float) -> None:
+            progress.put(call_id, pct)
+
+    return run_call(job_type.value, payload, progress=sink)
+
+
+_O = {t: function_options(s) for t, s in JOB_TYPES.items()}
+
+
+@app.function(**_O[JobType.TRANSCRIPTION])
+def transcription(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.TRANSCRIPTION, payload)
+
+
+@app.function(**_O[JobType.TTS])
+def tts(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.TTS, payload)
+
+
+@app.function(**_O[JobType.LIP_SYNC])
+def lip_sync(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.LIP_SYNC, payload)
+
+
+@app.function(**_O[JobType.VIDEO_GENERATION])
+def video_generation(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.VIDEO_GENERATION, payload)
+
+
+@app.function(**_O[JobType.PERFORMANCE_CLONING])
+def performance_cloning(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.PERFORMANCE_CLONING, payload)
+
+
+@app.function(**_O[JobType.GAZE_REDIRECTION])
+def gaze_redirection(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.GAZE_REDIRECTION, payload)
+
+
+@app.function(**_O[JobType.AUDIO_GENERATION])
+def audio_generation(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.AUDIO_GENERATION, payload)
+
+
+@app.function(**_O[JobType.VIDEO_QUERY])
+def video_query(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.VIDEO_QUERY, payload)
+
+
+@app.function(**_O[JobType.IMAGE_GENERATION])
+def image_generation(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.IMAGE_GENERATION, payload)
+
+
+@app.function(**_O[JobType.RENDER])
+def render(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.RENDER, payload)
+
+
+@app.function(**_O[JobType.COMPRESSION])
+def compression(payload: dict[str, Any]) -> dict[str, Any]:
+    return _run(JobType.COMPRESSION, payload)
+
+
+@app.function(
+    image=gpu_image,
+    volumes={MODELS_PATH: models_volume},
+    secrets=[modal.Secret.from_name("auteur-huggingface")],
+    timeout=3600,
+)
+def download_models() -> list[str]:
+    """Put every model's weights on the Volume (run once, and after changing a model)."""
+    os.environ["HF_HUB_OFFLINE"] = "0"  # the one place allowed to reach the hub
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    from gpu_tasks.engines import transcription_hf as asr
+    from gpu_tasks.engines import tts_f5
+
+    token = os.environ.get("HF_TOKEN")
+    fetched = [
+        snapshot_download(asr.WHISPER_REPO, local_dir=asr.WHISPER_DIR, token=token),
+        snapshot_download(asr.DIARIZATION_REPO, local_dir=asr.DIARIZATION_DIR, token=token),
+        hf_hub_download(
+            tts_f5.F5_REPO,
+            f"{tts_f5.F5_MODEL}/model_1250000.safetensors",
+            local_dir=f"{MODELS_PATH}/f5-tts",
+            token=token,
+        ),
+        snapshot_download(tts_f5.VOCOS_REPO, local_dir=tts_f5.VOCOS_DIR, token=token),
+        # F5-TTS transcribes a voice sample that comes without its text with this model (HF cache).
+        snapshot_download("openai/whisper-large-v3-turbo", token=token),
+    ]
+    models_volume.commit()
+    return [str(p) for p in fetched]

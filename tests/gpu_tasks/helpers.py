@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from gpu_tasks.engines.ffmpeg import ffmpeg_exe
+
+SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def streams(path: Path) -> dict[str, Any]:
+    """Container duration and per-stream facts, read with PyAV."""
+    with av.open(str(path)) as c:
+        out: dict[str, Any] = {"duration_s": c.duration / 1e6, "video": None, "audio": None}
+        if c.streams.video:
+            v = c.streams.video[0]
+            out["video"] = {
+                "codec": v.codec_context.name, "width": v.codec_context.width, "height": v.codec_context.height,
+                "fps": float(v.average_rate), "frames": v.frames, "duration_s": float(v.duration * v.time_base),
+            }  # fmt: skip
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            out["audio"] = {
+                "codec": a.codec_context.name, "rate": a.codec_context.sample_rate,
+                "channels": a.codec_context.channels, "duration_s": float(a.duration * a.time_base),
+            }  # fmt: skip
+        return out
+
+
+def frame_rgb_at(path: Path, seconds: float) -> tuple[float, float, float]:
+    """Mean (R, G, B) of the first frame at or after `seconds`."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        for frame in c.decode(stream):
+            if frame.time is not None and frame.time + 1e-6 >= seconds:
+                rgb = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
+                return float(rgb[0]), float(rgb[1]), float(rgb[2])
+    raise AssertionError(f"no frame at {seconds}s")
+
+
+def audio_rms(path: Path, start_s: float, end_s: float) -> float:
+    """RMS of the (mono-mixed) audio between two times."""
+    with av.open(str(path)) as c:
+        samples = []
+        rate = c.streams.audio[0].codec_context.sample_rate
+        for frame in c.decode(audio=0):
+            data = frame.to_ndarray()
+            samples.append(data.mean(axis=0) if data.ndim == 2 and data.shape[0] <= 8 else data.reshape(-1))
+        pcm = np.concatenate(samples)
+    chunk = pcm[int(start_s * rate) : int(end_s * rate)]
+    return float(np.sqrt(np.mean(np.square(chunk)))) if len(chunk) else 0.0

@@ -1,0 +1,179 @@
+"""The local backend's lifecycle against real runner processes (each call is a detached process)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from gpu_tasks.backends.base import CallStatus
+from gpu_tasks.backends.local import LocalBackend
+from gpu_tasks.errors import PermanentGpuError, TransientGpuError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(
+    backend: LocalBackend, call_id: str, predicate: Callable[[CallStatus], bool], timeout: float = 60
+) -> CallStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = backend.poll(call_id)
+        if predicate(status):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{call_id}: condition not reached, last {status}")
+
+
+def runner_pid(backend: LocalBackend, call_id: str) -> int:
+    import json
+
+    return int(json.loads((backend.base_dir / call_id / "pid.json").read_text())["pid"])
+
+
+def group_gone(pgid: int, timeout: float = 10) -> bool:
+    """No live process is left in the runner's process group (engine child and ffmpeg included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for proc in psutil.process_iter(["pid", "status"]):
+            try:
+                if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    alive.append(proc.pid)
+            except (ProcessLookupError, PermissionError):
+                continue
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> LocalBackend:
+    return LocalBackend(tmp_path / "calls")
+
+
+def test_spawn_returns_at_once_and_poll_sees_running_then_succeeded(backend: LocalBackend, speech_wav: Path) -> None:
+    started = time.monotonic()
+    call_id = backend.spawn("transcription", {"media": {"path": str(speech_wav)}})
+    spawn_s = time.monotonic() - started
+    assert spawn_s < 0.5, "spawn must not wait for the inference"
+    assert backend.poll(call_id).state == "running"
+    status = wait_for(backend, call_id, lambda s: s.done)
+    assert status.state == "succeeded", status.error
+    assert status.result is not None and status.result["segments"]
+    assert status.gpu_seconds > 0
+    assert status.progress == 100.0
+
+
+def test_outputs_land_in_output_dir_and_release_removes_the_call(backend: LocalBackend, tmp_path: Path) -> None:
+    out_dir = tmp_path / "outputs"
+    call_id = backend.spawn("tts", {"text": "Stored by the caller.", "output_dir": str(out_dir)})
+    status = wait_for(backend, call_id, lambda s: s.done)
+    assert status.state == "succeeded", status.error
+    audio = Path(status.result["outputs"]["audio"]["path"])  # type: ignore[index]
+    assert audio.parent == out_dir and audio.stat().st_size > 1000
+    backend.release(call_id)
+    assert not (backend.base_dir / call_id).exists()
+    assert audio.exists(), "release deletes the call's files, not the caller's output_dir"
+
+
+def test_poll_works_from_another_process_after_the_spawner_was_killed(backend: LocalBackend, speech_wav: Path) -> None:
+    code = (
+        "import sys, time\n"
+        "from gpu_tasks.backends.local import LocalBackend\n"
+        f"b = LocalBackend({str(backend.base_dir)!r})\n"
+        f"print(b.spawn('transcription', {{'media': {{'path': {str(speech_wav)!r}}}}}), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    spawner = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert spawner.stdout is not None
+    call_id = spawner.stdout.readline().strip()
+    spawner.send_signal(signal.SIGKILL)
+    spawner.wait()
+    status = wait_for(LocalBackend(backend.base_dir), call_id, lambda s: s.done)
+    assert status.state == "succeeded", status.error
+    assert status.result is not None and "fox" in status.result["text"].lower()
+
+
+def test_cancel_stops_the_runner_and_its_ffmpeg(backend: LocalBackend, long_render_payload: dict[str, Any]) -> None:
+    call_id = backend.spawn("render", long_render_payload)
+    wait_for(backend, call_id, lambda s: s.progress is not None, timeout=30)
+    pid = runner_pid(backend, call_id)
+    backend.cancel(call_id)
+    assert group_gone(pid), "runner, engine child and ffmpeg are all gone"
+    status = backend.poll(call_id)
+    assert status.state == "failed" and isinstance(status.error, PermanentGpuError)
+    assert status.error.code == "canceled"
+    backend.cancel(call_id)  # idempotent
+
+
+def test_runner_killed_midway_is_a_transient_failure(
+    backend: LocalBackend, long_render_payload: dict[str, Any]
+) -> None:
+    call_id = backend.spawn("render", long_render_payload)
+    wait_for(backend, call_id, lambda s: s.progress is not None, timeout=30)
+    pid = runner_pid(backend, call_id)
+    os.kill(pid, signal.SIGKILL)  # the supervisor only: its engine child must notice and stop too
+    status = wait_for(backend, call_id, lambda s: s.done, timeout=10)
+    assert status.state == "failed" and isinstance(status.error, TransientGpuError)
+    assert status.error.code == "worker_lost" and status.error.retryable
+    assert group_gone(pid), "the orphaned engine and its ffmpeg stop by themselves"
+
+
+def test_time_limit_turns_into_a_timeout_failure(tmp_path: Path, long_render_payload: dict[str, Any]) -> None:
+    backend = LocalBackend(tmp_path / "calls", time_limits={"render": 1.5})
+    started = time.monotonic()
+    call_id = backend.spawn("render", long_render_payload)
+    status = wait_for(backend, call_id, lambda s: s.done, timeout=30)
+    assert time.monotonic() - started < 10
+    assert status.state == "failed" and isinstance(status.error, PermanentGpuError)
+    assert status.error.code == "timeout" and not status.error.retryable
+    assert status.gpu_seconds >= 1.5
+    assert group_gone(runner_pid(backend, call_id))
+
+
+def test_engine_errors_come_back_classified(backend: LocalBackend, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 4096)
+    call_id = backend.spawn("compression", {"media": {"path": str(junk)}, "preset": "480p"})
+    status = wait_for(backend, call_id, lambda s: s.done)
+    assert status.state == "failed" and status.error is not None
+    assert (status.error.code, status.error.retryable) == ("invalid_media", False)
+
+
+def test_types_without_a_local_engine_are_refused_at_spawn(backend: LocalBackend) -> None:
+    assert backend.supports("transcription") and backend.supports("render")
+    assert not backend.supports("lip-sync") and not backend.supports("nonsense")
+    with pytest.raises(PermanentGpuError) as info:
+        backend.spawn("video-generation", {"prompt": "a cat"})
+    assert info.value.code == "feature_unavailable"
+    with pytest.raises(PermanentGpuError) as info:
+        backend.spawn("nonsense", {})
+    assert info.value.code == "invalid_input"
+    assert not backend.base_dir.exists() or not any(backend.base_dir.iterdir()), "nothing was started"
+
+
+def test_unknown_or_malformed_call_ids_are_lost_calls(backend: LocalBackend) -> None:
+    for call_id in ("local-" + "0" * 32, "../../etc", ""):
+        status = backend.poll(call_id)
+        assert status.state == "failed" and status.error is not None and status.error.code == "worker_lost"
+        backend.cancel(call_id)  # a no-op
+
+
+def test_cleanup_removes_only_old_finished_calls(backend: LocalBackend) -> None:
+    call_id = backend.spawn("tts", {"text": "Old call."})
+    wait_for(backend, call_id, lambda s: s.done)
+    assert backend.cleanup(max_age_s=3600) == 0
+    old = time.time() - 7200
+    os.utime(backend.base_dir / call_id, (old, old))
+    assert backend.cleanup(max_age_s=3600) == 1
+    assert not (backend.base_dir / call_id).exists()

@@ -1,0 +1,348 @@
+"""The Modal backend against a fake `modal` module, injected at the one place the client is used.
+
+The fake keeps Modal's real exception classes (the mapping is what is under test) and replaces
+the cloud: `Function.from_name(...).spawn()` either replays scripted outcomes or runs the deployed
+function's own body with `.local()` (gpu_tasks.modal_app), fetching URL inputs from and uploading
+outputs to a loopback HTTP server that stands in for signed object-storage URLs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import http.server
+import itertools
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import modal
+import modal.exception as mx
+import pytest
+
+from gpu_tasks.backends.modal_backend import ModalBackend
+from gpu_tasks.errors import PermanentGpuError, TransientGpuError
+from gpu_tasks.types import JOB_TYPES
+from tests.gpu_tasks.helpers import streams
+
+
+class FakeCall:
+    def __init__(self, object_id: str, outcomes: list[Any]) -> None:
+        self.object_id = object_id
+        self.outcomes = outcomes
+        self.cancelled = False
+        self.cancel_error: BaseException | None = None
+
+    def get(self, timeout: float | None = None) -> Any:
+        assert timeout == 0, "the backend must never block on a call"
+        item = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        if self.cancel_error is not None:
+            raise self.cancel_error
+        self.cancelled = True
+
+
+class FakeModal:
+    """Stands in for the `modal` module: Function, FunctionCall, Dict and the real `exception`."""
+
+    exception = mx
+
+    def __init__(self) -> None:
+        self.calls: dict[str, FakeCall] = {}
+        self.lookups: list[tuple[str, str, dict[str, Any]]] = []
+        self.payloads: list[dict[str, Any]] = []
+        self.script: list[Any] | None = None  # outcomes for the next spawn; None runs the function
+        self.spawn_error: BaseException | None = None
+        self.from_id_error: BaseException | None = None
+        self.progress: dict[str, float] = {}
+        self._ids = itertools.count(1)
+        fake = self
+
+        class Function:
+            @staticmethod
+            def from_name(app_name: str, name: str, **kwargs: Any) -> Any:
+                fake.lookups.append((app_name, name, kwargs))
+                return _Fn(name)
+
+        class _Fn:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            def spawn(self, payload: dict[str, Any]) -> FakeCall:
+                if fake.spawn_error is not None:
+                    raise fake.spawn_error
+                fake.payloads.append(payload)
+                if fake.script is not None:
+                    outcomes = list(fake.script)
+                else:
+                    from gpu_tasks import modal_app
+
+                    outcomes = [getattr(modal_app, self.name).local(payload)]
+                call = FakeCall(f"fc-{next(fake._ids):04d}", outcomes)
+                fake.calls[call.object_id] = call
+                return call
+
+        class FunctionCall:
+            @staticmethod
+            def from_id(call_id: str) -> FakeCall:
+                if fake.from_id_error is not None:
+                    raise fake.from_id_error
+                if call_id not in fake.calls:
+                    raise mx.NotFoundError(f"no call {call_id}")
+                return fake.calls[call_id]
+
+        class _Dict:
+            def get(self, key: str) -> float | None:
+                return fake.progress.get(key)
+
+            def pop(self, key: str, default: Any = None) -> Any:
+                return fake.progress.pop(key, default)
+
+        class Dict:
+            @staticmethod
+            def from_name(name: str, **kwargs: Any) -> _Dict:
+                return _Dict()
+
+        self.Function = Function
+        self.FunctionCall = FunctionCall
+        self.Dict = Dict
+
+
+@pytest.fixture
+def fake() -> FakeModal:
+    return FakeModal()
+
+
+@pytest.fixture
+def backend(fake: FakeModal) -> ModalBackend:
+    return ModalBackend("auteur-test", environment_name="staging", modal_module=fake)
+
+
+def record(state: str = "succeeded", **extra: Any) -> dict[str, Any]:
+    return {"state": state, "result": {"text": "hi"}, "error": None, "gpu_seconds": 12.5, **extra}
+
+
+def test_spawn_by_name_then_poll_running_then_succeeded(fake: FakeModal, backend: ModalBackend) -> None:
+    fake.script = [builtins.TimeoutError(), builtins.TimeoutError(), record()]
+    call_id = backend.spawn("transcription", {"media": {"url": "https://r2.example/a.wav"}, "output_dir": "/x"})
+    assert call_id == "fc-0001"
+    assert fake.lookups == [("auteur-test", "transcription", {"environment_name": "staging"})]
+    assert fake.payloads == [{"media": {"url": "https://r2.example/a.wav"}}], "output_dir means nothing on Modal"
+    fake.progress[call_id] = 42.0
+    first = backend.poll(call_id)
+    assert (first.state, first.progress) == ("running", 42.0)
+    assert backend.poll(call_id).state == "running"
+    done = backend.poll(call_id)
+    assert done.state == "succeeded" and done.result == {"text": "hi"} and done.gpu_seconds == 12.5
+    assert call_id not in fake.progress
+
+
+def test_a_failed_outcome_record_keeps_its_classified_error(fake: FakeModal, backend: ModalBackend) -> None:
+    fake.script = [record("failed", result=None, error=PermanentGpuError("gpu_oom", "4K too big").to_dict())]
+    status = backend.poll(backend.spawn("tts", {"text": "hi"}))
+    assert status.state == "failed" and status.error == PermanentGpuError("gpu_oom", "4K too big")
+    fake.script = ["not a record"]
+    assert backend.poll(backend.spawn("tts", {"text": "hi"})).error.code == "internal"  # type: ignore[union-attr]
+
+
+def test_types_without_model_code_and_local_paths_are_refused_before_modal(
+    fake: FakeModal, backend: ModalBackend
+) -> None:
+    assert backend.supports("transcription") and backend.supports("tts") and backend.supports("render")
+    assert not backend.supports("lip-sync") and not backend.supports("video-generation")
+    with pytest.raises(PermanentGpuError) as info:
+        backend.spawn("video-generation", {"prompt": "a cat on the moon"})
+    assert info.value.code == "feature_unavailable"
+    with pytest.raises(PermanentGpuError) as info:
+        backend.spawn("transcription", {"media": {"path": "/srv/media/a.wav"}})
+    assert info.value.code == "invalid_input"
+    with pytest.raises(PermanentGpuError):
+        backend.spawn("render", {"edl": {}, "media": {"m": {"kind": "video", "path": "/a.mp4"}}})
+    assert fake.lookups == [], "nothing reached Modal"
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "code"),
+    [
+        (mx.NotFoundError("app not deployed"), PermanentGpuError, "model_unavailable"),
+        (mx.ConnectionError("refused"), TransientGpuError, "network"),
+        (mx.ResourceExhaustedError("quota"), TransientGpuError, "capacity"),
+        (mx.ServiceError("503"), TransientGpuError, "backend_error"),
+        (mx.InternalError("500"), TransientGpuError, "backend_error"),
+        (mx.InvalidError("bad arg"), PermanentGpuError, "invalid_input"),
+        (mx.RequestSizeError("too big"), PermanentGpuError, "invalid_input"),
+        (mx.AuthError("token"), PermanentGpuError, "internal"),
+        (OSError("connection reset"), TransientGpuError, "network"),
+    ],
+)
+def test_spawn_errors_map_to_the_taxonomy(
+    fake: FakeModal, backend: ModalBackend, exc: BaseException, kind: type, code: str
+) -> None:
+    fake.spawn_error = exc
+    with pytest.raises(kind) as info:
+        backend.spawn("transcription", {"media": {"url": "https://r2.example/a.wav"}})
+    assert info.value.code == code
+    assert info.value.retryable is (kind is TransientGpuError)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "retryable"),
+    [
+        (mx.FunctionTimeoutError("600 s"), "timeout", False),
+        (mx.RemoteError("container crashed"), "internal", False),
+        (mx.ExecutionError("cannot deserialize"), "internal", False),
+        (mx.InternalFailure("retriable"), "backend_error", True),
+        (mx.OutputExpiredError(), "worker_lost", True),
+        (mx.InputCancellation(), "canceled", False),
+    ],
+)
+def test_poll_reports_call_failures_as_failed_status(
+    fake: FakeModal, backend: ModalBackend, exc: BaseException, code: str, retryable: bool
+) -> None:
+    fake.script = [exc]
+    status = backend.poll(backend.spawn("tts", {"text": "hi"}))
+    assert status.state == "failed" and status.error is not None
+    assert (status.error.code, status.error.retryable) == (code, retryable)
+
+
+@pytest.mark.parametrize(
+    "exc", [mx.ConnectionError("down"), mx.ServiceError("502"), mx.ResourceExhaustedError("rate"), OSError("reset")]
+)
+def test_poll_raises_transient_when_the_state_is_unknown(
+    fake: FakeModal, backend: ModalBackend, exc: BaseException
+) -> None:
+    fake.script = [record()]
+    call_id = backend.spawn("tts", {"text": "hi"})
+    fake.from_id_error = exc
+    with pytest.raises(TransientGpuError):
+        backend.poll(call_id)
+    fake.from_id_error = None
+    assert backend.poll(call_id).state == "succeeded", "the call was fine all along"
+
+
+def test_poll_of_an_unknown_call_is_a_lost_call(backend: ModalBackend) -> None:
+    status = backend.poll("fc-unknown")
+    assert status.state == "failed" and status.error is not None and status.error.code == "worker_lost"
+
+
+def test_cancel_cancels_the_function_call(fake: FakeModal, backend: ModalBackend) -> None:
+    fake.script = [builtins.TimeoutError()]
+    call_id = backend.spawn("transcription", {"media": {"url": "https://r2.example/a.wav"}})
+    backend.cancel(call_id)
+    assert fake.calls[call_id].cancelled
+    backend.cancel("fc-unknown")  # NotFound: nothing to cancel
+    fake.calls[call_id].cancel_error = mx.ConnectionError("down")
+    with pytest.raises(TransientGpuError):
+        backend.cancel(call_id)
+
+
+# -- the deployed functions' bodies, run with .local() ------------------------------------------
+
+
+class _Storage(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    uploads: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:
+        if self.path == "/flaky":
+            self.send_error(503)
+            return
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self) -> None:
+        self.uploads[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def storage(hd_video: Path) -> Iterator[str]:
+    _Storage.files = {"/media/hd.mp4": hd_video.read_bytes()}
+    _Storage.uploads = {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Storage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_compression_runs_in_the_modal_function_body_with_signed_urls(
+    backend: ModalBackend, storage: str, tmp_path: Path
+) -> None:
+    payload = {
+        "media": {"url": f"{storage}/media/hd.mp4"},
+        "preset": "480p",
+        "upload_urls": {"video": f"{storage}/upload/out.mp4"},
+    }
+    status = backend.poll(backend.spawn("compression", payload))
+    assert status.state == "succeeded", status.error
+    ref = status.result["outputs"]["video"]  # type: ignore[index]
+    assert ref["uploaded"] is True and "path" not in ref and "data" not in ref
+    uploaded = tmp_path / "uploaded.mp4"
+    uploaded.write_bytes(_Storage.uploads["/upload/out.mp4"])
+    assert ref["size_bytes"] == uploaded.stat().st_size
+    assert streams(uploaded)["video"]["height"] == 480
+    assert status.gpu_seconds > 0
+
+
+def test_without_upload_urls_outputs_come_back_inline(backend: ModalBackend, storage: str, tmp_path: Path) -> None:
+    status = backend.poll(backend.spawn("compression", {"media": {"url": f"{storage}/media/hd.mp4"}, "preset": "720p"}))
+    assert status.state == "succeeded", status.error
+    ref = status.result["outputs"]["video"]  # type: ignore[index]
+    out = tmp_path / "inline.mp4"
+    out.write_bytes(ref["data"])
+    assert streams(out)["video"]["height"] == 720
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "retryable"), [("/missing", "invalid_input", False), ("/flaky", "network", True)]
+)
+def test_input_download_failures_are_classified_inside_the_function(
+    backend: ModalBackend, storage: str, path: str, code: str, retryable: bool
+) -> None:
+    status = backend.poll(backend.spawn("compression", {"media": {"url": f"{storage}{path}"}, "preset": "480p"}))
+    assert status.state == "failed" and status.error is not None
+    assert (status.error.code, status.error.retryable) == (code, retryable)
+    assert "127.0.0.1" not in status.error.message, "signed URLs never appear in errors"
+
+
+def test_every_type_is_deployed_with_its_gpu_timeout_and_concurrency() -> None:
+    from gpu_tasks import modal_app
+
+    for spec in JOB_TYPES.values():
+        assert isinstance(getattr(modal_app, spec.modal_function), modal.Function)
+        options = modal_app.function_options(spec)
+        assert options["timeout"] == spec.time_limit_s
+        assert options["max_containers"] == spec.max_concurrency
+        if spec.is_gpu:
+            assert options["gpu"] == spec.gpu.value and "/models" in options["volumes"]
+        else:
+            assert "gpu" not in options
+    assert (
+        modal_app.function_options(JOB_TYPES[next(t for t in JOB_TYPES if t.value == "video-generation")])["gpu"]
+        == "A100-80GB"
+    )
+
+
+@pytest.mark.filterwarnings("ignore:The lip_sync function is executing locally")
+def test_undeployed_model_code_answers_feature_unavailable() -> None:
+    from gpu_tasks import modal_app
+
+    outcome = modal_app.lip_sync.local({"video": {"url": "https://x/v.mp4"}, "audio": {"url": "https://x/a.wav"}})
+    assert outcome["state"] == "failed" and outcome["error"]["code"] == "feature_unavailable"

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import av
+import pytest
+
+from gpu_tasks.contract import EngineContext
+from gpu_tasks.engines import transcription
+from gpu_tasks.errors import PermanentGpuError
+from tests.gpu_tasks.helpers import SENTENCE
+
+
+def norm(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def audio_seconds(path: Path) -> float:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return float(stream.duration * stream.time_base)
+
+
+def ctx(tmp_path: Path, payload: dict[str, object]) -> EngineContext:
+    return EngineContext(workdir=tmp_path / "work", payload=payload)
+
+
+def test_local_transcription_of_generated_speech_has_timed_words(tmp_path: Path, speech_wav: Path) -> None:
+    progress: list[float] = []
+    payload = {"media": {"path": str(speech_wav)}}
+    context = EngineContext(workdir=tmp_path, payload=payload, progress=progress.append)
+    result = transcription.run_local(payload, context)
+
+    duration_ms = audio_seconds(speech_wav) * 1000
+    assert result["language"] == "en"
+    assert abs(result["duration_ms"] - duration_ms) < 50
+    heard = set(norm(result["text"]))
+    expected = norm(SENTENCE)
+    assert sum(w in heard for w in expected) >= 0.7 * len(expected), result["text"]
+    all_words = [w for s in result["segments"] for w in s["words"]]
+    assert len(all_words) >= 0.7 * len(expected)
+    previous_start = 0
+    for w in all_words:
+        assert 0 <= w["start_ms"] <= w["end_ms"] <= duration_ms + 1
+        assert w["start_ms"] >= previous_start
+        assert 0.0 <= w["confidence"] <= 1.0
+        previous_start = w["start_ms"]
+    for s in result["segments"]:
+        assert s["speaker"] == "Speaker 1"
+        assert s["start_ms"] <= s["words"][0]["start_ms"]
+    assert result["diarization"]["performed"] is False
+    assert progress and progress[-1] > 90
+
+
+def test_alignment_mode_returns_the_script_with_every_word_timed(tmp_path: Path, speech_wav: Path) -> None:
+    payload = {"media": {"path": str(speech_wav)}, "script": SENTENCE}
+    result = transcription.run_local(payload, ctx(tmp_path, payload))
+    assert result["text"] == SENTENCE
+    words = [w for s in result["segments"] for w in s["words"]]
+    assert [w["word"] for w in words] == SENTENCE.split()
+    assert result["alignment"]["mode"] == "script"
+    assert result["alignment"]["matched"] >= 0.7 * len(words)
+    assert all(a["end_ms"] <= b["start_ms"] + 1 for a, b in itertools.pairwise(words))
+    assert words[-1]["end_ms"] <= result["duration_ms"]
+
+
+def test_non_english_is_unavailable_locally(tmp_path: Path, speech_wav: Path) -> None:
+    payload = {"media": {"path": str(speech_wav)}, "language": "fr"}
+    with pytest.raises(PermanentGpuError) as info:
+        transcription.run_local(payload, ctx(tmp_path, payload))
+    assert info.value.code == "feature_unavailable"
+
+
+def test_undecodable_media_is_invalid_media(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really a wave file" * 10)
+    payload = {"media": {"path": str(junk)}}
+    with pytest.raises(PermanentGpuError) as info:
+        transcription.run_local(payload, ctx(tmp_path, payload))
+    assert info.value.code == "invalid_media"
+
+
+def test_missing_input_file_is_invalid_input(tmp_path: Path) -> None:
+    payload = {"media": {"path": str(tmp_path / "nope.wav")}}
+    with pytest.raises(PermanentGpuError) as info:
+        transcription.run_local(payload, ctx(tmp_path, payload))
+    assert info.value.code == "invalid_input"
