@@ -41,6 +41,7 @@ task_routes = {
     "jobs.audio.*": {"queue": QUEUE_GPU_AUDIO},
     "jobs.vision.*": {"queue": QUEUE_GPU_VISION},
     "jobs.generation.*": {"queue": QUEUE_GPU_GENERATION},
+    "jobs.reap": {"queue": QUEUE_DEFAULT},
 }
 
 # ---- Serialization: JSON only. Pickle would let anyone who can write to Redis run code.
@@ -94,4 +95,6 @@ beat_schedule: dict[str, dict[str, object]] = {
     "grant-subscription-allowances": {"task": "credits.grant_subscription_allowances", "schedule": 300.0},
     # No media file stays `uploading` or `processing` forever (expire, re-probe, or reject).
     "media-sweep": {"task": "media.sweep", "schedule": 600.0},
+    # No job stays non-terminal forever: lost publishes, lost polls, jobs past their limit.
+    "jobs-reaper": {"task": "jobs.reap", "schedule": 60.0},
 }

@@ -94,7 +94,7 @@ class AutoSchema(drf_spectacular.openapi.AutoSchema):
     """Names a view's nested serializers after the view: `CreditBalanceApi.OutputSerializer` is
     the component `CreditBalanceOutput`, not one of many clashing `Output`s (HackSoft layout)."""
 
-    def get_serializer_name(self, serializer: serializers.BaseSerializer, direction: str) -> str:
+    def get_serializer_name(self, serializer: serializers.Serializer, direction: Any) -> str:
         qualname = type(serializer).__qualname__
         if "." not in qualname:
             return super().get_serializer_name(serializer, direction)

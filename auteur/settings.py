@@ -162,8 +162,32 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # ---- GPU backend
 AUTEUR_GPU_BACKEND = env.str("AUTEUR_GPU_BACKEND", default="local")
-if AUTEUR_GPU_BACKEND not in ("local", "modal"):
+AUTEUR_ALLOW_BENCH_BACKEND = env.bool("AUTEUR_ALLOW_BENCH_BACKEND", default=False)
+if AUTEUR_GPU_BACKEND not in ("local", "modal", "noop"):
     raise ImproperlyConfigured(f"AUTEUR_GPU_BACKEND must be 'local' or 'modal', not {AUTEUR_GPU_BACKEND!r}")
+if AUTEUR_GPU_BACKEND == "noop" and not (DEBUG or AUTEUR_ALLOW_BENCH_BACKEND):
+    raise ImproperlyConfigured(
+        "AUTEUR_GPU_BACKEND=noop returns canned results (benchmarks only); it is refused when DJANGO_DEBUG "
+        "is off unless AUTEUR_ALLOW_BENCH_BACKEND=1."
+    )
+# Where the local backend keeps each call's payload, progress and outputs.
+AUTEUR_GPU_LOCAL_DIR = env.str("AUTEUR_GPU_LOCAL_DIR", default=str(VAR_DIR / "gpu-local"))
+AUTEUR_MODAL_APP = env.str("AUTEUR_MODAL_APP", default="auteur-gpu")
+# e.g. "transcription:transient=0.2,permanent=0.1,hang=0.02" (bench/chaos only).
+AUTEUR_FAULT_INJECTION = env.str("AUTEUR_FAULT_INJECTION", default="")
+AUTEUR_FAULT_SEED: int | None = env.int("AUTEUR_FAULT_SEED", default=None)
+if AUTEUR_FAULT_INJECTION and not (DEBUG or AUTEUR_ALLOW_BENCH_BACKEND):
+    raise ImproperlyConfigured("AUTEUR_FAULT_INJECTION is refused in production mode (DJANGO_DEBUG off).")
+
+# ---- Jobs (jobs/)
+# At most this many jobs `processing` at once per user, by plan (None: no active subscription);
+# the rest wait `queued` and start in submission order as slots free.
+AUTEUR_JOB_CONCURRENCY = {
+    None: env.int("AUTEUR_JOB_CONCURRENCY_FREE", default=1),
+    "starter": env.int("AUTEUR_JOB_CONCURRENCY_STARTER", default=2),
+    "pro": env.int("AUTEUR_JOB_CONCURRENCY_PRO", default=5),
+}
+AUTEUR_IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")

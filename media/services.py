@@ -19,6 +19,8 @@ retries until the store answers), so a rolled-back delete never loses a file.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import re
 import tempfile
@@ -587,3 +589,20 @@ def voice_delete(*, voice: VoiceClone) -> None:
 def voice_sample_url(*, voice: VoiceClone) -> PresignedDownload:
     return get_storage().presign_get(voice.sample_key)
 
+
+
+# ----------------------------------------------------------------------------- captions
+
+
+def media_attach_caption(*, media_id: uuid.UUID | str, transcript: dict[str, object]) -> str:
+    """Store a transcript as caption JSON beside its media file (CodeEndelea behaviour); idempotent.
+
+    The key is fixed per media file, so a redelivered store step overwrites the same object.
+    Returns the key.
+    """
+    media = MediaFile.objects.get(pk=media_id)
+    key = f"{media_prefix(project_id=media.project_id, media_id=media.pk)}/captions.json"
+    body = json.dumps(transcript, ensure_ascii=False).encode()
+    get_storage().save(key, io.BytesIO(body), "application/json")
+    MediaFile.objects.filter(pk=media.pk).exclude(caption_key=key).update(caption_key=key, updated_at=timezone.now())
+    return key

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from gpu_tasks.types import JobType as GpuJobType
+
+JOB_TYPE_CHOICES = [(t.value, t.value) for t in GpuJobType]
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"  # accepted and charged; its chain is published (or about to be)
+    QUEUED = "queued"  # waiting for one of the user's concurrency slots
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
+TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+class Job(models.Model):
+    """One AI feature run, paid for when accepted and refunded once if it does not complete (seed 2.8)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    project = models.ForeignKey(
+        "projects.Project", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    type = models.CharField(max_length=32, choices=JOB_TYPE_CHOICES)
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.PENDING)
+    credits_cost = models.PositiveIntegerField()
+    credits_refunded = models.BooleanField(default=False)
+    input_params = models.JSONField(default=dict)
+    output_data = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    retryable = models.BooleanField(default=False)
+    progress = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)  # GPU calls spawned for this job
+    gpu_backend = models.CharField(max_length=16, blank=True, default="")
+    gpu_call_id = models.CharField(max_length=255, blank=True, default="")  # the seed's modal_task_id
+    gpu_seconds = models.FloatField(null=True, blank=True)
+    processing_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # claimed: pending/queued -> processing
+    inference_started_at = models.DateTimeField(null=True, blank=True)
+    inference_ended_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)  # any terminal state
+
+    class Meta:
+        db_table = "jobs"
+        ordering = ("-created_at",)
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="jobs_user_created"),
+            models.Index(fields=["user", "status", "created_at"], name="jobs_user_status_created"),
+            models.Index(fields=["status", "updated_at"], name="jobs_status_updated"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(progress__lte=100), name="jobs_progress_le_100"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=[s.value for s in JobStatus]), name="jobs_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobEvent(models.Model):
+    """What happened to a job, in order: submission, state changes, progress, retries."""
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=32)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "job_events"
+        ordering = ("id",)
+        indexes = [models.Index(fields=["job", "id"], name="job_events_job_id")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.job_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """An `Idempotency-Key` a user sent with a submission: the same key and body return the job.
+
+    One row per (user, key); a key older than the window is replaced, not reused.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "job_idempotency_keys"
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="job_idempotency_user_key")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,118 @@
+"""Celery tasks of the job pipeline (thin: each calls the services) and the reaper.
+
+Tasks are registered per job family with clear names (`jobs.audio.prepare`, `jobs.render.finish`)
+so Flower shows what runs where, and celeryconfig.py routes each family to its queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from celery import shared_task
+from celery.contrib.django.task import DjangoTask
+from celery.exceptions import SoftTimeLimitExceeded
+
+from auteur.errors import ApplicationError
+from gpu_tasks.errors import GpuError, TransientGpuError
+from jobs import pipeline, services
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_RETRIES = 5
+
+
+class JobTask(DjangoTask):
+    """Base of every pipeline step: at-least-once delivery, and a failure ends the job with a refund.
+
+    A step that fails for good (a permanent error, or transient ones past their retries) lands in
+    on_failure, which fails the job and refunds it through the service: exactly once, however
+    many times on_failure runs.
+    """
+
+    acks_late = True
+    reject_on_worker_lost = True
+    max_retries = TRANSIENT_RETRIES
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        job_id = args[0] if args else kwargs.get("job_id")
+        code, retryable = error_code_of(exc)
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if code == "internal":
+            logger.error("job step %s crashed", self.name, exc_info=exc, extra={"job_id": str(job_id)})
+        services.job_fail(job_id=job_id, code=code, message=message, retryable=retryable)
+
+    def retry_transient(self, exc: TransientGpuError) -> None:
+        """Back off exponentially with full jitter, within a bound; then on_failure takes over."""
+        delay = random.uniform(0, min(60.0, 2.0 * 2**self.request.retries))  # noqa: S311 - jitter
+        raise self.retry(exc=exc, countdown=delay)
+
+
+def error_code_of(exc: BaseException) -> tuple[str, bool]:
+    if isinstance(exc, GpuError):
+        return exc.code, exc.retryable
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "timeout", True
+    if isinstance(exc, ApplicationError):
+        return ("invalid_media" if exc.code == "output_not_decodable" else exc.code), False
+    return "internal", True
+
+
+def prepare(self: JobTask, job_id: str) -> None:
+    services.bind_job_to_logs(job_id)
+    job = services.job_claim(job_id=job_id)
+    if job is None:
+        return  # waiting for a slot, or already claimed by an earlier delivery, or ended
+    try:
+        services.job_spawn(job_id=job_id)
+    except TransientGpuError as exc:
+        self.retry_transient(exc)
+    pipeline.publish(job_id, job.type, "infer", countdown=pipeline.poll_countdown(0), polls=1)
+
+
+def infer(self: JobTask, job_id: str, polls: int = 0) -> None:
+    services.bind_job_to_logs(job_id)
+    job = services.job_spawn(job_id=job_id)  # a no-op unless a transient failure needs a new call
+    if job is None or job.status != "processing":
+        return
+    try:
+        status = services.job_poll(job_id=job_id)
+        if status is not None and status.state == "failed":  # transient: re-spawned on the next look
+            services.job_spawn(job_id=job_id)
+    except TransientGpuError as exc:
+        self.retry_transient(exc)
+    if status is None:
+        return
+    if status.state == "succeeded":
+        pipeline.publish(job_id, job.type, "finish")
+    else:
+        pipeline.publish(job_id, job.type, "infer", countdown=pipeline.poll_countdown(polls), polls=polls + 1)
+
+
+def finish(self: JobTask, job_id: str) -> None:
+    services.bind_job_to_logs(job_id)
+    try:
+        status = services.job_poll(job_id=job_id)
+    except TransientGpuError as exc:
+        self.retry_transient(exc)
+    if status is None or status.state != "succeeded":
+        return
+    services.job_complete(job_id=job_id, result=status.result or {}, gpu_seconds=status.gpu_seconds)
+
+
+STEP_LIMITS = {"prepare": (60, 90), "infer": (60, 90), "finish": (900, 960)}  # soft, hard (s)
+TASKS: dict[str, Any] = {}
+for _family in pipeline.FAMILIES:
+    for _step, _fn in (("prepare", prepare), ("infer", infer), ("finish", finish)):
+        _name = pipeline.task_name(_family, _step)
+        _soft, _hard = STEP_LIMITS[_step]
+        TASKS[_name] = shared_task(name=_name, base=JobTask, bind=True, soft_time_limit=_soft, time_limit=_hard)(_fn)
+
+
+@shared_task(name="jobs.reap", acks_late=True, soft_time_limit=50, time_limit=60)
+def reap() -> dict[str, int]:
+    counts = services.jobs_reap()
+    if any(counts.values()):
+        logger.info("reaper: %s", counts)
+    return counts

@@ -1,0 +1,104 @@
+"""A real Celery worker (a subprocess, prefork) on the test database, for pipeline tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from django.conf import settings
+
+from auteur.devstack import REPO_ROOT
+from celeryconfig import ALL_QUEUES
+from tests.media.conftest import samples, upload_local  # noqa: F401 - fixtures and helpers shared
+
+WORKER_READY_TIMEOUT = 60
+
+
+class Worker:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "auteur", "worker", "-Q", ",".join(ALL_QUEUES), "-c", "2",
+             "-O", "fair", "--without-mingle", "--without-gossip", "-n", f"test-{os.getpid()}@%h",
+             "--loglevel", "INFO"],
+            env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        while not any("ready." in line for line in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("celery worker did not start:\n" + "".join(self.lines[-50:]))
+            time.sleep(0.1)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def children(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def start_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[Callable[..., Worker]]:
+    """Start a worker on the test database with extra environment (fault injection...)."""
+    workers: list[Worker] = []
+    db = settings.DATABASES["default"]
+
+    def start(**extra: str) -> Worker:
+        env = dict(os.environ)
+        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+        env["DATABASE_URL"] = f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        env.update(extra)
+        worker = Worker(env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 90, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def wait_terminal(job_id: Any, timeout: float = 120) -> Any:
+    from jobs.models import TERMINAL_STATUSES, Job
+
+    return wait_for(lambda: (j := Job.objects.get(pk=job_id)).status in TERMINAL_STATUSES and j, timeout)
+
+
+def speech_wav(path: Path, text: str) -> Path:
+    from gpu_tasks.engines.tts import synthesize, write_wav
+
+    pcm, rate = synthesize(text)
+    write_wav(path, pcm, rate)
+    return path

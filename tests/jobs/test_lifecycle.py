@@ -1,0 +1,164 @@
+"""Terminal states and hooks, through the services: refunds exactly once, cancels in every state."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.test import TestCase
+
+from credits.models import CreditTransaction
+from credits.selectors import credit_balance_get
+from credits.services import credit_grant
+from jobs import services
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.tasks import TASKS
+from media.models import MediaFile
+from projects.models import Project
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project(user):
+    credit_grant(user=user, amount=100, type="bonus", description="test")
+    return Project.objects.create(user=user, name="p")
+
+
+@pytest.fixture
+def media(project, user):
+    return MediaFile.objects.create(
+        project=project, user=user, name="a.wav", type="audio", mime_type="audio/wav", status="ready",
+        duration_ms=30_000, file_size_bytes=10, storage_key=f"k/{uuid.uuid4()}",
+    )
+
+
+def submit(user, project, media, **kw):
+    params = {"project_id": str(project.pk), "media_id": str(media.pk), "_quantities": {"duration_ms": 30_000}}
+    with TestCase.captureOnCommitCallbacks(execute=False):  # no broker publish: states are set by hand
+        job, _ = services.job_submit(user=user, job_type="transcription", project=project,
+                                           input_params=params, quantities=params["_quantities"],
+                                           media_ids=[media.pk], **kw)
+    return job
+
+
+def refunds(job):
+    return CreditTransaction.objects.filter(job_id=job.pk, type="refund").count()
+
+
+def test_on_failure_invoked_twice_refunds_once(user, project, media):
+    job = submit(user, project, media)
+    balance = credit_balance_get(user=user)
+    task = TASKS["jobs.audio.infer"]
+    from gpu_tasks.errors import PermanentGpuError
+
+    for _ in range(2):
+        task.on_failure(PermanentGpuError("gpu_oom", "out of memory"), "tid", (str(job.pk),), {}, None)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error_code == "gpu_oom" and not job.retryable
+    assert refunds(job) == 1
+    assert credit_balance_get(user=user) == balance + job.credits_cost
+    assert JobEvent.objects.filter(job=job, type="failed").count() == 1
+
+
+def test_an_unexpected_crash_fails_as_internal_and_retryable(user, project, media):
+    job = submit(user, project, media)
+    TASKS["jobs.audio.finish"].on_failure(RuntimeError("boom"), "tid", (str(job.pk),), {}, None)
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.retryable) == (JobStatus.FAILED, "internal", True)
+    assert refunds(job) == 1
+
+
+@pytest.mark.parametrize("state", [JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING])
+def test_cancel_in_each_active_state_refunds_in_full_once(user, project, media, state):
+    job = submit(user, project, media)
+    Job.objects.filter(pk=job.pk).update(status=state)
+    balance = credit_balance_get(user=user)
+    job = services.job_cancel(job=job)
+    assert job.status == JobStatus.CANCELED and job.credits_refunded
+    assert credit_balance_get(user=user) == balance + job.credits_cost
+    with pytest.raises(services.JobNotCancelable):
+        services.job_cancel(job=job)
+    assert refunds(job) == 1
+
+
+@pytest.mark.parametrize("state", [JobStatus.COMPLETED, JobStatus.FAILED])
+def test_a_terminal_job_cannot_be_canceled(user, project, media, state):
+    job = submit(user, project, media)
+    Job.objects.filter(pk=job.pk).update(status=state)
+    balance = credit_balance_get(user=user)
+    with pytest.raises(services.JobNotCancelable) as exc:
+        services.job_cancel(job=job)
+    assert exc.value.status_code == 409
+    assert credit_balance_get(user=user) == balance
+    assert refunds(job) == 0
+
+
+def test_failing_after_cancel_does_not_refund_again(user, project, media):
+    job = submit(user, project, media)
+    services.job_cancel(job=job)
+    assert services.job_fail(job_id=job.pk, code="timeout", message="late", retryable=True) is False
+    assert refunds(job) == 1
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELED
+
+
+def test_deleting_the_project_cancels_and_refunds_its_jobs(user, project, media):
+    from projects.services import project_delete
+
+    job = submit(user, project, media)
+    balance = credit_balance_get(user=user)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        project_delete(project=project)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELED and job.project_id is None
+    assert credit_balance_get(user=user) == balance + job.credits_cost
+
+
+def test_media_used_by_an_unfinished_job_cannot_be_deleted(user, project, media):
+    from media.services import media_delete
+
+    job = submit(user, project, media)
+    with pytest.raises(Exception) as exc:
+        media_delete(media=media)
+    assert getattr(exc.value, "code", "") == "media_in_use"
+    assert MediaFile.objects.filter(pk=media.pk).exists()
+    services.job_cancel(job=job)
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        media_delete(media=media)
+    assert not MediaFile.objects.filter(pk=media.pk).exists()
+
+
+def test_auto_transcription_starts_one_job_per_ready_file(user, project, media):
+    Project.objects.filter(pk=project.pk).update(auto_transcribe=True)
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        first = services.job_auto_transcribe(media_id=media.pk)
+        second = services.job_auto_transcribe(media_id=media.pk)
+    assert first is not None and first.pk == second.pk
+    assert first.type == "transcription" and first.input_params["media_id"] == str(media.pk)
+    assert CreditTransaction.objects.filter(job_id=first.pk, type="usage").count() == 1
+
+
+def test_auto_transcription_is_skipped_with_a_reason_when_credits_are_short(make_user):
+    poor = make_user()
+    project = Project.objects.create(user=poor, name="p", auto_transcribe=True)
+    media = MediaFile.objects.create(project=project, user=poor, name="v.mp4", type="video", mime_type="video/mp4",
+                                     status="ready", duration_ms=60_000, file_size_bytes=1,
+                                     storage_key=f"k/{uuid.uuid4()}")
+    assert services.job_auto_transcribe(media_id=media.pk) is None
+    media.refresh_from_db()
+    assert media.metadata["auto_transcribe"]["skipped"] == "insufficient_credits"
+    assert not Job.objects.filter(user=poor).exists()
+
+
+def test_auto_transcription_ignores_projects_that_did_not_ask(user, project, media):
+    assert services.job_auto_transcribe(media_id=media.pk) is None
+    assert not Job.objects.exists()
+
+
+def test_idempotency_race_charges_once(user, project, media):
+    a = submit(user, project, media, idempotency_key="k1", body_hash="h")
+    b = submit(user, project, media, idempotency_key="k1", body_hash="h")
+    assert a.pk == b.pk
+    with pytest.raises(services.IdempotencyKeyReused):
+        submit(user, project, media, idempotency_key="k1", body_hash="other")
+    assert CreditTransaction.objects.filter(type="usage").count() == 1
