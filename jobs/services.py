@@ -311,6 +311,8 @@ def job_poll(*, job_id: uuid.UUID | str) -> CallStatus | None:
         # A sign of life for the reaper (at most one write per 30 s per job).
         now = timezone.now()
         Job.objects.filter(pk=job.pk, updated_at__lt=now - timedelta(seconds=30)).update(updated_at=now)
+    elif status.state == "succeeded":
+        Job.objects.filter(pk=job.pk, inference_ended_at__isnull=True).update(inference_ended_at=timezone.now())
     elif status.state == "failed":
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
         if error.retryable and job.attempts < MAX_GPU_ATTEMPTS:

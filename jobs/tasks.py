@@ -66,9 +66,15 @@ def prepare(self: JobTask, job_id: str) -> None:
         return  # waiting for a slot, or already claimed by an earlier delivery, or ended
     try:
         services.job_spawn(job_id=job_id)
+        # One look right away: a call that is already done (a short job, a cache hit) skips a
+        # hop through the broker; otherwise polling starts with a short countdown.
+        status = services.job_poll(job_id=job_id)
     except TransientGpuError as exc:
         self.retry_transient(exc)
-    pipeline.publish(job_id, job.type, "infer", countdown=pipeline.poll_countdown(0), polls=1)
+    if status is not None and status.state == "succeeded":
+        pipeline.publish(job_id, job.type, "finish")
+    elif status is not None:
+        pipeline.publish(job_id, job.type, "infer", countdown=pipeline.poll_countdown(0), polls=1)
 
 
 def infer(self: JobTask, job_id: str, polls: int = 0) -> None:

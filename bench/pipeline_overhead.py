@@ -1,0 +1,149 @@
+"""Orchestration overhead of the job pipeline: what the backend adds around inference.
+
+    .venv/bin/python bench/pipeline_overhead.py [--jobs 300] [--users 10] [--concurrency 2]
+
+Starts its own throwaway stack (embedded Postgres, Redis, MongoDB-protocol server), one real
+Celery worker (prefork) consuming every queue, and the `noop` GPU backend, which returns at
+once, so the time measured is the pipeline's own: claim, spawn, poll, store the output
+(a real 1 s WAV saved to storage, probed, recorded as media), finalize. Jobs (TTS, which has an
+output to store and no input media) are submitted through the real submission service (charge,
+ledger row, job, event, publish after commit) from this process.
+
+Reports, per job, p50/p99 of
+  submit -> inference start   (created_at -> inference_started_at: publish, queue, claim, spawn)
+  inference end -> completed  (inference_ended_at -> completed_at: hop to finish, store, finalize)
+and the end-to-end rate. Writes bench/results/pipeline_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument("--unloaded", type=int, default=30, help="jobs run one at a time first")
+    args = parser.parse_args()
+
+    from auteur.devstack import running_stack
+
+    tmp = Path(tempfile.mkdtemp(prefix="auteur-bench-"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
+    with running_stack(tmp / "stack", env, ephemeral=True) as stack:
+        os.environ.update(stack.urls())
+        os.environ.update(
+            DJANGO_SETTINGS_MODULE="auteur.settings", DJANGO_DEBUG="1", AUTEUR_GPU_BACKEND="noop",
+            AUTEUR_VAR_DIR=str(tmp / "var"), DJANGO_LOG_LEVEL="WARNING",
+            AUTEUR_JOB_CONCURRENCY_FREE="1000",  # measure the pipeline, not the per-user slots
+        )
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "auteur", "worker", "-Q",
+             "default,media,render,gpu_audio,gpu_vision,gpu_generation", "-c", str(args.concurrency),
+             "-O", "fair", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
+            cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            results = run(args)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    print(json.dumps(results, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline_overhead.json").write_text(json.dumps(results, indent=2))
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    from auteur.users.models import User
+    from credits.services import credit_grant
+    from jobs.models import TERMINAL_STATUSES, Job
+    from jobs.services import job_submit
+    from projects.models import Project
+
+    users = [User.objects.create_user(email=f"bench{i}@example.com") for i in range(args.users)]
+    projects = []
+    for user in users:
+        credit_grant(user=user, amount=10 * args.jobs, type="bonus", description="bench")
+        projects.append(Project.objects.create(user=user, name="bench"))
+    time.sleep(3)  # let the worker finish starting
+
+    def submit(i: int) -> object:
+        user, project = users[i % len(users)], projects[i % len(projects)]
+        params = {"project_id": str(project.pk), "text": "Hello world.", "speed": 1.0,
+                  "_quantities": {"characters": 12}}
+        job, _ = job_submit(user=user, job_type="tts", project=project, input_params=params,
+                            quantities=params["_quantities"], media_ids=[])
+        return job.pk
+
+    def wait(pks: list[object]) -> None:
+        deadline = time.monotonic() + 600
+        while Job.objects.filter(pk__in=pks).exclude(status__in=TERMINAL_STATUSES).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("jobs did not finish within 10 minutes")
+            time.sleep(0.005)
+
+    # Unloaded: one job at a time, so the figures are the pipeline's own latency, not queueing.
+    alone = []
+    for i in range(args.unloaded):
+        pk = submit(i)
+        wait([pk])
+        alone.append(pk)
+
+    started = time.monotonic()
+    ids = [submit(i) for i in range(args.jobs)]
+    submitted = time.monotonic()
+    wait(ids)
+    finished = time.monotonic()
+
+    jobs = list(Job.objects.filter(pk__in=ids))
+    completed = [j for j in jobs if j.status == "completed"]
+    return {
+        "unloaded": {"jobs": args.unloaded, **overheads(list(Job.objects.filter(pk__in=alone)))},
+        "saturated": {
+            "jobs": args.jobs,
+            "completed": len(completed),
+            "failed": sum(j.status == "failed" for j in jobs),
+            "worker_processes": args.concurrency,
+            "submit_seconds": round(submitted - started, 2),
+            "first_submit_to_last_completed_s": round(finished - started, 2),
+            "jobs_per_second": round(len(completed) / (finished - started), 1),
+            **overheads(completed),
+        },
+    }
+
+
+def overheads(jobs: list) -> dict[str, object]:  # type: ignore[type-arg]
+    to_start = [(j.inference_started_at - j.created_at).total_seconds() * 1000 for j in jobs]
+    to_done = [(j.completed_at - j.inference_ended_at).total_seconds() * 1000 for j in jobs]
+    return {
+        "submit_to_inference_start_ms": {"p50": round(pct(to_start, 50), 1), "p99": round(pct(to_start, 99), 1)},
+        "inference_end_to_completed_ms": {"p50": round(pct(to_done, 50), 1), "p99": round(pct(to_done, 99), 1)},
+    }
+
+
+if __name__ == "__main__":
+    main()
