@@ -192,15 +192,21 @@ def concurrency_limit(user: User) -> int:
 def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
     """pending/queued -> processing when one of the user's slots is free, else -> queued.
 
-    Returns the job when this call claimed it; None when it waits, or was claimed or ended before.
+    Returns the job when it is processing (claimed now, or by an earlier delivery of this step
+    that died before handing over to the next: the caller carries on, every later step being
+    idempotent); None when it waits for a slot or has ended.
     Jobs start in submission order: a job never overtakes an older one of the same user waiting.
     """
     with transaction.atomic():
         job = Job.objects.select_related("user").filter(pk=job_id).first()
-        if job is None or job.status not in (JobStatus.PENDING, JobStatus.QUEUED):
+        if job is None or job.status == JobStatus.PROCESSING:
+            return job
+        if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
             return None
         _user_lock(job.user_id)
         job.refresh_from_db(fields=["status"])
+        if job.status == JobStatus.PROCESSING:
+            return job
         if job.status not in (JobStatus.PENDING, JobStatus.QUEUED):
             return None
         running = Job.objects.filter(user_id=job.user_id, status=JobStatus.PROCESSING).count()
@@ -450,10 +456,16 @@ def job_retry(*, job: Job) -> Job:
         raise JobNotRetryable("The job's project was deleted.")
     media_ids = [uuid.UUID(str(v)) for k, v in job.input_params.items() if k.endswith("media_id") and v]
     quantities = job.input_params.get("_quantities", {})
-    new, _ = job_submit(
-        user=job.user, job_type=job.type, project=job.project, input_params=job.input_params,
-        quantities=quantities, media_ids=media_ids, retry_of=job,
-    )
+    with transaction.atomic():
+        # One retry per failed job: a double click gets the same new job, charged once.
+        Job.objects.select_for_update().filter(pk=job.pk).first()
+        existing = Job.objects.filter(retry_of=job).first()
+        if existing is not None:
+            return existing
+        new, _ = job_submit(
+            user=job.user, job_type=job.type, project=job.project, input_params=job.input_params,
+            quantities=quantities, media_ids=media_ids, retry_of=job,
+        )
     return new
 
 

@@ -162,3 +162,15 @@ def test_idempotency_race_charges_once(user, project, media):
     with pytest.raises(services.IdempotencyKeyReused):
         submit(user, project, media, idempotency_key="k1", body_hash="other")
     assert CreditTransaction.objects.filter(type="usage").count() == 1
+
+
+def test_retrying_twice_creates_and_charges_one_new_job(user, project, media):
+    job = submit(user, project, media)
+    services.job_fail(job_id=job.pk, code="capacity", message="busy", retryable=True)
+    job.refresh_from_db()
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        first = services.job_retry(job=job)
+        second = services.job_retry(job=job)
+    assert first.pk == second.pk != job.pk
+    assert first.retry_of_id == job.pk
+    assert CreditTransaction.objects.filter(job_id=first.pk, type="usage").count() == 1

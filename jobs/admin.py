@@ -1,0 +1,176 @@
+"""Staff view of jobs: find them, read their history and ledger rows, and act through services.
+
+Nothing here creates, edits or deletes a job: a job's state moves only through jobs.services
+(conditional UPDATEs that workers rely on), so a saved admin form could otherwise write back a
+stale status over a worker's. The actions cancel (with refund), retry, or fail and refund a
+stuck job, each through the same service the API and the reaper use.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from auteur.errors import ApplicationError
+from credits.models import CreditTransaction, Plan
+from jobs import services
+from jobs.models import ACTIVE_STATUSES, Job, JobEvent
+from jobs.selectors import job_summary
+
+SUMMARY_WINDOW = timedelta(hours=24)
+
+
+class PlanListFilter(admin.SimpleListFilter):
+    """The plan of the job's owner (any subscription status), or none."""
+
+    title = "user's plan"
+    parameter_name = "plan"
+    NONE = "none"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        return [*((p.value, p.label) for p in Plan), (self.NONE, "No subscription")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        value = self.value()
+        if value == self.NONE:
+            return queryset.filter(user__subscription__isnull=True)
+        if value in Plan.values:
+            return queryset.filter(user__subscription__plan=value)
+        return queryset
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    fields = ("created_at", "type", "data")
+    readonly_fields = fields
+    ordering = ("id",)
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("id", "type", "status", "user_email", "credits_cost", "credits_refunded", "progress",
+                    "error_code", "created_at", "completed_at")
+    list_filter = ("status", "type", "created_at", PlanListFilter, "credits_refunded", "gpu_backend")
+    search_fields = ("=id", "user__email")
+    date_hierarchy = "created_at"
+    list_select_related = ("user",)
+    ordering = ("-created_at",)
+    show_full_result_count = False
+    fields = (
+        "id", "user", "project", "type", "status", "progress", "credits_cost", "credits_refunded", "ledger",
+        "error_code", "error_message", "retryable", "attempts", "retry_of", "idempotency_key",
+        "gpu_backend", "gpu_call_id", "gpu_seconds", "processing_time_ms",
+        "created_at", "queued_at", "started_at", "inference_started_at", "inference_ended_at", "completed_at",
+        "updated_at", "input_params", "output_data",
+    )
+    readonly_fields = fields
+    inlines = (JobEventInline,)
+    actions = ("cancel_selected", "retry_selected", "fail_selected")
+
+    # ----------------------------------------------------------------- permissions
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A job's page is read-only; the change permission still gates the actions (which run
+        # services) on the list, where Django asks without an object.
+        return obj is None and super().has_change_permission(request)
+
+    def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
+        raise PermissionError("jobs change only through jobs.services")  # unreachable: no change permission
+
+    # ----------------------------------------------------------------- display
+
+    @admin.display(description="user", ordering="user__email")
+    def user_email(self, obj: Job) -> str:
+        return obj.user.email
+
+    @admin.display(description="ledger rows")
+    def ledger(self, obj: Job) -> str:
+        # No foreign key from the ledger to jobs (credits does not depend on jobs): by job_id.
+        rows = CreditTransaction.objects.filter(job_id=obj.pk).order_by("created_at", "id")
+        if not rows:
+            return "-"
+        body = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (reverse("admin:credits_credittransaction_change", args=[t.pk]), t.created_at, t.type, f"{t.amount:+d}",
+                 t.balance_after, t.description)
+                for t in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>at</th><th>type</th><th>amount</th><th>balance after</th>"
+            "<th>description</th></tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {**(extra_context or {}), "job_summary": job_summary(since=timezone.now() - SUMMARY_WINDOW)}
+        return super().changelist_view(request, extra_context=context)
+
+    # ----------------------------------------------------------------- actions
+
+    @admin.action(description="Cancel and refund the selected jobs", permissions=["change"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        done = skipped = 0
+        for job in queryset.filter(status__in=ACTIVE_STATUSES):
+            try:
+                services.job_cancel(job=job, reason="canceled by staff")
+                done += 1
+            except services.JobNotCancelable:
+                skipped += 1
+        skipped += queryset.exclude(status__in=ACTIVE_STATUSES).count()
+        self._report(request, f"Canceled and refunded {done} job(s)", skipped, "already ended")
+
+    @admin.action(description="Retry the selected failed jobs (charged as new)", permissions=["change"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        done, refused = 0, []
+        for job in queryset.select_related("user", "project"):
+            try:
+                new = services.job_retry(job=job)
+            except ApplicationError as exc:
+                refused.append(f"{job.pk}: {exc.message}")
+            else:
+                done += 1
+                self.message_user(request, f"Job {job.pk} retried as {new.pk}.", messages.INFO)
+        self._report(request, f"Retried {done} job(s)", len(refused), "refused: " + "; ".join(refused[:5]))
+
+    @admin.action(description="Fail and refund the selected stuck jobs", permissions=["change"])
+    def fail_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        done = skipped = 0
+        for job_id in queryset.values_list("pk", flat=True):
+            if services.job_fail(job_id=job_id, code="internal", message="failed by staff", retryable=True):
+                done += 1
+            else:
+                skipped += 1
+        self._report(request, f"Failed and refunded {done} job(s)", skipped, "already ended")
+
+    def _report(self, request: HttpRequest, done: str, skipped: int, why: str) -> None:
+        self.message_user(request, f"{done}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped {skipped} job(s): {why}.", messages.WARNING)
+

@@ -1,0 +1,328 @@
+"""Job endpoints (issue 5; seed 4.5): submit one of the AI features, follow it, cancel, retry.
+
+Submission answers at once: the job is charged and created in one transaction and its pipeline
+is published after commit (jobs/services.py). Every read and action is scoped to the caller:
+another user's job is a 404 `job_not_found`, exactly like a job that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from auteur.api import ApiView, StrictSerializer, paginated_response, request_user
+from auteur.errors import ApplicationError
+from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
+from jobs.selectors import job_event_list, job_get, job_list, job_output_media, job_type_list
+from jobs.serializers import INPUT_SERIALIZERS, JobInputSerializer
+from jobs.services import job_cancel, job_retry, job_submit, request_hash
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+class InvalidIdempotencyKey(ApplicationError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid_idempotency_key"
+
+
+class UnknownJobType(ApplicationError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "unknown_job_type"
+
+
+def idempotency_key_of(request: Request) -> str:
+    """The request's Idempotency-Key ("" when absent): 1 to 255 printable ASCII characters."""
+    raw = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if raw is None:
+        return ""
+    if not 1 <= len(raw) <= MAX_IDEMPOTENCY_KEY_LENGTH or not all(" " <= ch <= "~" for ch in raw):
+        raise InvalidIdempotencyKey(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters."
+        )
+    return str(raw)
+
+
+def paginated_schema(name: str, key: str, item: serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(name, {
+        key: item,
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+    })
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+class JobAcceptedSerializer(serializers.Serializer):
+    """The answer to a submission (seed 4.5)."""
+
+    job_id = serializers.UUIDField(source="id")
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    credits_cost = serializers.IntegerField()
+
+
+class JobSummarySerializer(serializers.Serializer):
+    """A job without its results (list items); GET /jobs/{id} adds output_data and output_media."""
+
+    id = serializers.UUIDField()
+    type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES)
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    project_id = serializers.UUIDField(allow_null=True)
+    credits_cost = serializers.IntegerField()
+    credits_refunded = serializers.BooleanField()
+    progress = serializers.IntegerField(help_text="0 to 100")
+    error_code = serializers.CharField(allow_blank=True)
+    error_message = serializers.CharField(allow_blank=True)
+    retryable = serializers.BooleanField()
+    attempts = serializers.IntegerField()
+    retry_of_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    queued_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    processing_time_ms = serializers.IntegerField(allow_null=True)
+    gpu_seconds = serializers.FloatField(allow_null=True)
+
+
+class OutputMediaSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    type = serializers.CharField()
+
+
+class JobSerializer(JobSummarySerializer):
+    output_data = serializers.DictField(help_text="The results: transcript, answer text, output media ids...")
+    output_media = serializers.SerializerMethodField()
+
+    @extend_schema_field(OutputMediaSerializer(many=True))
+    def get_output_media(self, obj: Job) -> list[dict[str, Any]]:
+        return [{"id": m.pk, "name": m.name, "type": m.type} for m in job_output_media(job=obj)]
+
+
+class JobEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    type = serializers.CharField()
+    data = serializers.DictField()  # type: ignore[assignment]  # a declared field, not Serializer.data
+    created_at = serializers.DateTimeField()
+
+
+def _accepted(job: Job, *, created: bool) -> Response:
+    code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+    response = Response(JobAcceptedSerializer(job).data, status=code)
+    if not created:
+        response[REPLAYED_HEADER] = "true"
+    return response
+
+
+# ----------------------------------------------------------------------------- submission
+
+
+class JobSubmitApi(ApiView):
+    """Base of the `POST /jobs/<type>` views; `_submit_api` makes one per job type.
+
+    202 `{job_id, status: "pending", credits_cost}`: the job was charged and its work queued.
+    With an `Idempotency-Key` header, the same key and body within 24 hours answer 200 with
+    the original job, in its current status (header `Idempotent-Replayed: true`), and charge
+    nothing; the same key with another body is a 422 `idempotency_key_reused`. 402
+    `insufficient_credits` (nothing created), 403 `plan_required`, 503 `feature_unavailable`
+    when this server's GPU backend cannot run the type (nothing charged).
+    """
+
+    job_type: str = ""
+    InputSerializer: type[JobInputSerializer] = JobInputSerializer
+
+    def submit(self, request: Request) -> Response:
+        user = request_user(request)
+        key = idempotency_key_of(request)
+        data = self.InputSerializer(data=request.data, context={"user": user})
+        data.is_valid(raise_exception=True)
+        job_request = data.job_request()
+        job, created = job_submit(
+            user=user,
+            job_type=self.job_type,
+            project=job_request.project,
+            input_params=job_request.input_params,
+            quantities=job_request.quantities,
+            media_ids=job_request.media_ids,
+            idempotency_key=key,
+            body_hash=request_hash(self.job_type, request.data) if key else "",
+        )
+        return _accepted(job, created=created)
+
+
+def _submit_api(job_type: str) -> type[JobSubmitApi]:
+    serializer = INPUT_SERIALIZERS[job_type]
+    name = "Job" + "".join(part.capitalize() for part in job_type.split("-")) + "SubmitApi"
+
+    class Api(JobSubmitApi):
+        @extend_schema(
+            request=serializer,
+            responses={202: JobAcceptedSerializer, 200: JobAcceptedSerializer},
+            parameters=[
+                OpenApiParameter(
+                    IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER,
+                    description="Optional, 1-255 printable characters: a retry with the same key and body "
+                                "returns the original job instead of charging again.",
+                ),
+            ],
+            summary=f"Submit a {job_type} job",
+            description=(serializer.__doc__ or "").strip(),
+            tags=["jobs"],
+        )
+        def post(self, request: Request) -> Response:
+            return self.submit(request)
+
+    Api.job_type = job_type
+    Api.InputSerializer = serializer
+    Api.__name__ = Api.__qualname__ = name
+    return Api
+
+
+JOB_SUBMIT_APIS: dict[str, type[JobSubmitApi]] = {job_type: _submit_api(job_type) for job_type in INPUT_SERIALIZERS}
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+class JobTypeListApi(ApiView):
+    """Every job type: its price rule, GPU class, time limit, and whether this server can run it."""
+
+    class OutputSerializer(serializers.Serializer):
+        class PriceSerializer(serializers.Serializer):
+            rule = serializers.CharField(source="price_rule")
+            credits = serializers.IntegerField(source="price_credits")
+            unit = serializers.CharField(source="price_unit")
+
+        type = serializers.CharField()
+        description = serializers.CharField()
+        price = PriceSerializer(source="*")
+        gpu = serializers.CharField(help_text="The GPU class (A10G, L4, A100-80GB) or cpu")
+        time_limit_s = serializers.IntegerField()
+        pro_only = serializers.BooleanField()
+        available = serializers.BooleanField(help_text="Whether the configured GPU backend can run it")
+
+    @extend_schema(
+        responses=inline_serializer("JobTypeList", {
+            "backend": serializers.CharField(),
+            "types": OutputSerializer(many=True),
+        }),
+        summary="List job types and prices",
+        tags=["jobs"],
+    )
+    def get(self, request: Request) -> Response:
+        types = self.OutputSerializer(job_type_list(), many=True).data
+        return Response({"backend": settings.AUTEUR_GPU_BACKEND, "types": types})
+
+
+class JobListApi(ApiView):
+    """The caller's jobs, newest first; `?status=`, `?type=`, `?project_id=` filter, `?page=` /
+    `?page_size=` (max 100). Results are in GET /jobs/{id}."""
+
+    class FilterSerializer(serializers.Serializer):
+        # Not strict: a query string may carry parameters meant for caches or proxies.
+        status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+        type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES, required=False)
+        project_id = serializers.UUIDField(required=False)
+        page = serializers.IntegerField(min_value=1, required=False)
+        page_size = serializers.IntegerField(min_value=1, required=False)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses=paginated_schema("JobList", "jobs", JobSummarySerializer(many=True)),
+        summary="List jobs",
+        operation_id="jobs_list",
+        tags=["jobs"],
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        jobs = job_list(
+            user=request_user(request),
+            status=filters.validated_data.get("status"),
+            type=filters.validated_data.get("type"),
+            project_id=filters.validated_data.get("project_id"),
+        )
+        return paginated_response(request, self, jobs, JobSummarySerializer, "jobs")
+
+
+class JobDetailApi(ApiView):
+    """A job: its status and progress, its results (`output_data`, `output_media`) once
+    completed, and `error_code` / `error_message` / `retryable` once failed."""
+
+    @extend_schema(responses=JobSerializer, summary="Get a job", operation_id="jobs_retrieve", tags=["jobs"])
+    def get(self, request: Request, job_id: str) -> Response:
+        job = job_get(user=request_user(request), job_id=job_id)
+        return Response(JobSerializer(job).data)
+
+    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        # POST /jobs/<x> where x is no job type lands here (its path has the detail's shape).
+        if request.method == "POST":
+            raise UnknownJobType(
+                f"There is no job type {kwargs.get('job_id')!r}.", details={"types": sorted(INPUT_SERIALIZERS)}
+            )
+        return super().http_method_not_allowed(request, *args, **kwargs)
+
+
+class JobEventListApi(ApiView):
+    """What happened to a job, oldest first: submitted, queued, started, progress, retries, the end."""
+
+    class FilterSerializer(serializers.Serializer):
+        page = serializers.IntegerField(min_value=1, required=False)
+        page_size = serializers.IntegerField(min_value=1, required=False)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses=paginated_schema("JobEventList", "events", JobEventSerializer(many=True)),
+        summary="List a job's events",
+        tags=["jobs"],
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        job = job_get(user=request_user(request), job_id=job_id)
+        return paginated_response(request, self, job_event_list(job=job), JobEventSerializer, "events")
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+class EmptyInputSerializer(StrictSerializer):
+    """No fields; a body, if any, must be `{}`."""
+
+
+class JobCancelApi(ApiView):
+    """Cancel a job that has not ended: it becomes `canceled` and is refunded in full, once.
+    409 `job_not_cancelable` when it already ended."""
+
+    @extend_schema(request=EmptyInputSerializer, responses=JobSerializer, summary="Cancel a job", tags=["jobs"])
+    def post(self, request: Request, job_id: str) -> Response:
+        user = request_user(request)
+        EmptyInputSerializer(data=request.data or {}).is_valid(raise_exception=True)
+        job = job_cancel(job=job_get(user=user, job_id=job_id))
+        return Response(JobSerializer(job).data)
+
+
+class JobRetryApi(ApiView):
+    """Submit a failed job again with the same input, as a new job charged again (202).
+    409 `job_not_retryable` unless the job failed with a retryable error."""
+
+    @extend_schema(
+        request=EmptyInputSerializer,
+        responses={202: JobAcceptedSerializer},
+        summary="Retry a failed job",
+        tags=["jobs"],
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        user = request_user(request)
+        EmptyInputSerializer(data=request.data or {}).is_valid(raise_exception=True)
+        new = job_retry(job=job_get(user=user, job_id=job_id))
+        return _accepted(new, created=True)

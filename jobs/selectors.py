@@ -1,0 +1,130 @@
+"""Reads of jobs, always scoped to their owner, and the catalogue of job types.
+
+Another user's job is indistinguishable from none: 404 `job_not_found`, never 403, and a
+malformed id is the same 404 (never a 500 from a failed UUID cast).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+from rest_framework import status as http
+
+from auteur.errors import ApplicationError
+from auteur.users.models import User
+from gpu_tasks.types import JOB_TYPES
+from jobs import gpu_client
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.pricing import PRICES
+from media.models import MediaFile
+
+
+class JobNotFound(ApplicationError):
+    status_code = http.HTTP_404_NOT_FOUND
+    code = "job_not_found"
+
+
+def _parse_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def job_get(*, user: User, job_id: uuid.UUID | str) -> Job:
+    """The user's job, or 404."""
+    pk = _parse_uuid(job_id)
+    job = None if pk is None else Job.objects.filter(pk=pk, user=user).select_related("project").first()
+    if job is None:
+        raise JobNotFound("No such job.")
+    return job
+
+
+def job_list(
+    *,
+    user: User,
+    status: str | None = None,
+    type: str | None = None,
+    project_id: uuid.UUID | None = None,
+) -> QuerySet[Job]:
+    """The user's jobs, newest first."""
+    qs = Job.objects.filter(user=user)
+    if status:
+        qs = qs.filter(status=status)
+    if type:
+        qs = qs.filter(type=type)
+    if project_id:
+        qs = qs.filter(project_id=project_id)
+    return qs.order_by("-created_at", "-id")
+
+
+def job_event_list(*, job: Job) -> QuerySet[JobEvent]:
+    """What happened to the job, oldest first (ids are assigned in commit-independent order)."""
+    return JobEvent.objects.filter(job=job).order_by("id")
+
+
+def job_output_media(*, job: Job) -> list[MediaFile]:
+    """The media files a completed job produced that still exist, in the order it listed them."""
+    ids = [i for i in (_parse_uuid(v) for v in (job.output_data or {}).get("output_media_ids") or []) if i]
+    if not ids:
+        return []
+    found = {m.pk: m for m in MediaFile.objects.filter(pk__in=ids, user_id=job.user_id).only("id", "name", "type")}
+    return [found[i] for i in ids if i in found]
+
+
+@dataclass(frozen=True)
+class JobTypeInfo:
+    type: str
+    description: str
+    price_rule: str
+    price_credits: int
+    price_unit: str
+    gpu: str
+    time_limit_s: int
+    pro_only: bool
+    available: bool
+
+
+def job_type_list() -> list[JobTypeInfo]:
+    """Every job type with its price, GPU class and whether this server's backend can run it."""
+    pro_only = set(settings.AUTEUR_PRO_ONLY_FEATURES)
+    out = []
+    for job_type, spec in JOB_TYPES.items():
+        rule = PRICES[job_type]
+        out.append(
+            JobTypeInfo(
+                type=job_type.value,
+                description=spec.description,
+                price_rule=rule.describe(),
+                price_credits=rule.credits,
+                price_unit=rule.unit,
+                gpu=spec.gpu.value,
+                time_limit_s=spec.time_limit_s,
+                pro_only=job_type.value in pro_only,
+                available=gpu_client.supports(job_type.value),
+            )
+        )
+    return out
+
+
+def job_summary(*, since: datetime) -> dict[str, Any]:
+    """Jobs created since `since`, counted per type and status (the admin's 24-hour table)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in Job.objects.filter(created_at__gte=since).values("type", "status").annotate(n=Count("id")):
+        counts[(row["type"], row["status"])] = row["n"]
+    statuses = [s.value for s in JobStatus]
+    types = sorted({t for t, _ in counts})
+    rows = []
+    for job_type in types:
+        cells = [counts[(job_type, s)] for s in statuses]
+        rows.append({"type": job_type, "counts": cells, "total": sum(cells)})
+    totals = [sum(counts[(t, s)] for t in types) for s in statuses]
+    return {"statuses": statuses, "rows": rows, "totals": totals, "total": sum(totals)}

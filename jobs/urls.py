@@ -1,0 +1,30 @@
+"""Job endpoints, included under /api/v1/ by auteur/urls.py.
+
+One submission path per job type, listed before `jobs/<job_id>` so that a type name is never
+read as an id; a POST to any other `jobs/<x>` is a 404 `unknown_job_type`.
+"""
+
+from django.urls import path
+
+from jobs.apis import (
+    JOB_SUBMIT_APIS,
+    JobCancelApi,
+    JobDetailApi,
+    JobEventListApi,
+    JobListApi,
+    JobRetryApi,
+    JobTypeListApi,
+)
+
+urlpatterns = [
+    path("jobs", JobListApi.as_view(), name="job-list"),
+    path("jobs/types", JobTypeListApi.as_view(), name="job-types"),
+    *(
+        path(f"jobs/{job_type}", api.as_view(), name=f"job-submit-{job_type}")
+        for job_type, api in JOB_SUBMIT_APIS.items()
+    ),
+    path("jobs/<str:job_id>", JobDetailApi.as_view(), name="job-detail"),
+    path("jobs/<str:job_id>/events", JobEventListApi.as_view(), name="job-events"),
+    path("jobs/<str:job_id>/cancel", JobCancelApi.as_view(), name="job-cancel"),
+    path("jobs/<str:job_id>/retry", JobRetryApi.as_view(), name="job-retry"),
+]

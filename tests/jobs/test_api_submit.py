@@ -1,0 +1,412 @@
+"""POST /api/v1/jobs/<type>: validation, pricing, charging, availability, plans, idempotency."""
+
+from __future__ import annotations
+
+import pytest
+
+from credits.models import Plan
+from credits.selectors import credit_balance_get
+from credits.services import credit_grant, subscription_create
+from jobs.models import Job, JobEvent, JobStatus
+from media.models import VoiceClone
+from projects.models import Project
+from tests.jobs.test_api_support import (  # noqa: F401 - fixtures
+    LOCAL_TYPES,
+    PRICE,
+    START_BALANCE,
+    UNAVAILABLE_ON_LOCAL,
+    error_code,
+    funded_fixture,
+    gpu_backend_fixture,
+    ledger_state,
+    make_media_fixture,
+    media_fixture,
+    project_fixture,
+    put_timeline,
+    submit,
+    usage_rows,
+    valid_body,
+)
+from tests.projects.test_edl_support import clean_edl_store_fixture  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
+
+ALL_TYPES = (*LOCAL_TYPES, *UNAVAILABLE_ON_LOCAL)
+
+
+def assert_charged_once(response, user, price: int, balance_before: int) -> Job:
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert set(body) == {"job_id", "status", "credits_cost"}
+    assert body["status"] == "pending" and body["credits_cost"] == price
+    job = Job.objects.get(pk=body["job_id"])
+    assert job.user_id == user.pk and job.status == JobStatus.PENDING and job.credits_cost == price
+    assert usage_rows(job.pk) == 1
+    assert credit_balance_get(user=user) == balance_before - price
+    assert list(JobEvent.objects.filter(job=job).values_list("type", flat=True)) == ["submitted"]
+    return job
+
+
+# ----------------------------------------------------------------------------- every type
+
+
+@pytest.mark.parametrize("job_type", LOCAL_TYPES)
+def test_a_type_the_local_backend_runs_is_accepted_charged_once_and_pending(
+    job_type, auth_client, funded, project, media
+):
+    if job_type == "render":
+        put_timeline(project, media["video"])
+    job = assert_charged_once(submit(auth_client, job_type, valid_body(job_type, project, media)), funded,
+                              PRICE[job_type], START_BALANCE)
+    assert job.project_id == project.pk and job.type == job_type
+
+
+@pytest.mark.parametrize("job_type", ALL_TYPES)
+def test_every_type_is_priced_and_charged_on_a_backend_that_runs_it(
+    job_type, auth_client, funded, project, media, gpu_backend
+):
+    gpu_backend("noop")
+    subscription_create(user=funded, plan=Plan.PRO)  # video generation is Pro-only
+    balance = credit_balance_get(user=funded)
+    if job_type == "render":
+        put_timeline(project, media["video"])
+    job = assert_charged_once(submit(auth_client, job_type, valid_body(job_type, project, media)), funded,
+                              PRICE[job_type], balance)
+    params = job.input_params
+    assert params["_quantities"] is not None
+    # Stored as JSON with ids as strings: a retry resubmits exactly this.
+    for key, value in params.items():
+        if key.endswith("media_id"):
+            assert isinstance(value, str)
+
+
+@pytest.mark.parametrize("job_type", UNAVAILABLE_ON_LOCAL)
+def test_a_type_the_local_backend_cannot_run_is_503_and_nothing_is_charged(
+    job_type, auth_client, funded, project, media
+):
+    subscription_create(user=funded, plan=Plan.PRO)
+    before = ledger_state(funded)
+    response = submit(auth_client, job_type, valid_body(job_type, project, media))
+    assert response.status_code == 503, response.json()
+    assert error_code(response) == "feature_unavailable"
+    assert response.json()["error"]["details"]["type"] == job_type
+    assert ledger_state(funded) == before
+
+
+def test_video_generation_on_local_is_unavailable_before_the_plan_is_checked(auth_client, funded, project, media):
+    """job_submit checks the backend first: a non-Pro user on `local` hears 503, not 403."""
+    before = ledger_state(funded)
+    response = submit(auth_client, "video-generation", valid_body("video-generation", project, media))
+    assert response.status_code == 503 and error_code(response) == "feature_unavailable"
+    assert ledger_state(funded) == before
+
+
+def test_video_generation_needs_the_pro_plan_where_the_backend_runs_it(
+    auth_client, funded, project, media, gpu_backend
+):
+    gpu_backend("noop")
+    subscription_create(user=funded, plan=Plan.STARTER)
+    before = ledger_state(funded)
+    response = submit(auth_client, "video-generation", valid_body("video-generation", project, media))
+    assert response.status_code == 403 and error_code(response) == "plan_required"
+    assert response.json()["error"]["details"]["required_plan"] == "pro"
+    assert ledger_state(funded) == before
+
+
+def test_video_generation_of_ten_seconds_costs_two_units(auth_client, funded, project, gpu_backend):
+    gpu_backend("noop")
+    subscription_create(user=funded, plan=Plan.PRO)
+    body = {"project_id": str(project.pk), "prompt": "waves", "duration_sec": 10}
+    response = submit(auth_client, "video-generation", body)
+    assert response.status_code == 202 and response.json()["credits_cost"] == 100
+
+
+def test_image_generation_is_priced_per_image(auth_client, funded, project, gpu_backend):
+    gpu_backend("noop")
+    body = {"project_id": str(project.pk), "prompt": "x", "num_images": 3, "width": 512, "height": 768}
+    response = submit(auth_client, "image-generation", body)
+    assert response.status_code == 202 and response.json()["credits_cost"] == 12
+    job = Job.objects.get(pk=response.json()["job_id"])
+    assert job.input_params == {"prompt": "x", "width": 512, "height": 768, "num_images": 3,
+                                "_quantities": {"images": 3}}
+
+
+# ----------------------------------------------------------------------------- pricing and inputs
+
+
+def test_a_25_minute_transcription_costs_15(auth_client, funded, project, make_media):
+    audio = make_media(project, "audio", duration_ms=25 * 60_000)
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
+    assert response.status_code == 202 and response.json()["credits_cost"] == 15
+    assert credit_balance_get(user=funded) == START_BALANCE - 15
+
+
+def test_transcription_stores_its_options_as_json(auth_client, funded, project, media):
+    body = {"project_id": str(project.pk), "media_id": str(media["video"].pk), "script": "Hello there.",
+            "speaker_diarization": False}
+    response = submit(auth_client, "transcription", body)
+    assert response.status_code == 202, response.json()
+    job = Job.objects.get(pk=response.json()["job_id"])
+    assert job.input_params == {
+        "media_id": str(media["video"].pk), "language": "en", "diarization": False, "script": "Hello there.",
+        "_quantities": {"duration_ms": 90_000},
+    }
+
+
+def test_transcription_is_english_only(auth_client, funded, project, media):
+    before = ledger_state(funded)
+    body = {"project_id": str(project.pk), "media_id": str(media["audio"].pk), "language": "fr"}
+    response = submit(auth_client, "transcription", body)
+    assert response.status_code == 400 and "language" in response.json()["error"]["details"]["fields"]
+    assert ledger_state(funded) == before
+
+
+def test_tts_is_priced_per_started_thousand_characters(auth_client, funded, project):
+    response = submit(auth_client, "tts", {"project_id": str(project.pk), "text": "a" * 2001})
+    assert response.status_code == 202 and response.json()["credits_cost"] == 6
+
+
+def test_tts_with_a_voice_carries_its_sample_key(auth_client, funded, project):
+    voice = VoiceClone.objects.create(user=funded, name="me", sample_key="voices/me.wav", sample_duration_ms=5000)
+    response = submit(auth_client, "tts", {"project_id": str(project.pk), "text": "hi", "voice_id": str(voice.pk)})
+    assert response.status_code == 202, response.json()
+    params = Job.objects.get(pk=response.json()["job_id"]).input_params
+    assert params["voice_id"] == str(voice.pk) and params["voice_sample_key"] == "voices/me.wav"
+
+
+def test_tts_with_another_users_voice_is_404_and_nothing_is_charged(auth_client, funded, project, make_user):
+    voice = VoiceClone.objects.create(user=make_user(), name="x", sample_key="voices/x.wav", sample_duration_ms=5000)
+    before = ledger_state(funded)
+    response = submit(auth_client, "tts", {"project_id": str(project.pk), "text": "hi", "voice_id": str(voice.pk)})
+    assert response.status_code == 404 and error_code(response) == "voice_not_found"
+    assert ledger_state(funded) == before
+
+
+def test_render_snapshots_the_timeline_with_overridden_settings(auth_client, funded, project, media):
+    put_timeline(project, media["video"], clips=3, clip_ms=30_000)  # 90 s: two started minutes
+    body = {"project_id": str(project.pk), "resolution": "1280x720", "frame_rate": 25}
+    response = submit(auth_client, "render", body)
+    assert response.status_code == 202, response.json()
+    assert response.json()["credits_cost"] == 4
+    params = Job.objects.get(pk=response.json()["job_id"]).input_params
+    assert params["format"] == "mp4" and params["_quantities"] == {"duration_ms": 90_000}
+    edl = params["edl"]
+    assert edl["settings"]["resolution"] == {"width": 1280, "height": 720} and edl["settings"]["frame_rate"] == 25
+    assert [c["id"] for c in edl["tracks"][0]["clips"]] == ["c0", "c1", "c2"]
+    assert "transcript" not in edl
+
+
+def test_render_of_an_empty_timeline_is_422_and_nothing_is_charged(auth_client, funded, project):
+    before = ledger_state(funded)
+    response = submit(auth_client, "render", {"project_id": str(project.pk)})
+    assert response.status_code == 422 and error_code(response) == "empty_timeline"
+    assert ledger_state(funded) == before
+
+
+def test_render_refuses_a_clip_whose_media_is_not_ready_any_more(auth_client, funded, project, media):
+    put_timeline(project, media["video"])
+    media["video"].__class__.objects.filter(pk=media["video"].pk).update(status="processing")
+    before = ledger_state(funded)
+    response = submit(auth_client, "render", {"project_id": str(project.pk)})
+    assert response.status_code == 422 and error_code(response) == "media_not_ready"
+    assert response.json()["error"]["details"]["clips"][0]["status"] == "processing"
+    assert ledger_state(funded) == before
+
+
+@pytest.mark.parametrize("resolution", ["abc", "1920x", "1921x1080", "8000x1000", "10x10"])
+def test_render_refuses_a_bad_resolution(auth_client, funded, project, media, resolution):
+    put_timeline(project, media["video"])
+    before = ledger_state(funded)
+    response = submit(auth_client, "render", {"project_id": str(project.pk), "resolution": resolution})
+    assert response.status_code == 400 and "resolution" in response.json()["error"]["details"]["fields"]
+    assert ledger_state(funded) == before
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def test_short_of_credits_is_402_with_amounts_and_no_job(auth_client, user, make_media):
+    credit_grant(user=user, amount=3, type="bonus", description="test")
+    project = Project.objects.create(user=user, name="p")
+    audio = make_media(project, "audio")
+    before = ledger_state(user)
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
+    assert response.status_code == 402 and error_code(response) == "insufficient_credits"
+    assert response.json()["error"]["details"] == {"balance": 3, "cost": 5}
+    assert ledger_state(user) == before
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("job_type", "patch", "field"),
+    [
+        ("tts", {"text": "a" * 5001}, "text"),
+        ("tts", {"text": ""}, "text"),
+        ("tts", {"text": "hi", "speed": 3}, "speed"),
+        ("tts", {"text": "hi", "credits_cost": 0}, "credits_cost"),
+        ("transcription", {"media_id": "not-a-uuid"}, "media_id"),
+        ("transcription", {"script": "x" * 100_001}, "script"),
+        ("compression", {"preset": "4k"}, "preset"),
+        ("render", {"format": "mov"}, "format"),
+        ("video-generation", {"prompt": "p" * 2001}, "prompt"),
+        ("video-generation", {"prompt": "p", "duration_sec": 11}, "duration_sec"),
+        ("audio-generation", {"prompt": "p", "duration_sec": 61}, "duration_sec"),
+        ("image-generation", {"prompt": "p", "width": 300}, "width"),
+        ("image-generation", {"prompt": "p", "num_images": 5}, "num_images"),
+        ("video-query", {"question": "q" * 1001}, "question"),
+        ("lip-sync", {"audio_media_id": None}, "audio_media_id"),
+    ],
+)
+def test_invalid_fields_are_400_naming_the_field_and_nothing_is_charged(
+    auth_client, funded, project, media, job_type, patch, field
+):
+    body = {**valid_body(job_type, project, media), **patch}
+    before = ledger_state(funded)
+    response = submit(auth_client, job_type, body)
+    assert response.status_code == 400, response.json()
+    assert error_code(response) == "validation_error"
+    assert field in response.json()["error"]["details"]["fields"]
+    assert ledger_state(funded) == before
+
+
+def test_project_id_is_required(auth_client, funded):
+    response = submit(auth_client, "tts", {"text": "hi"})
+    assert response.status_code == 400 and "project_id" in response.json()["error"]["details"]["fields"]
+
+
+def test_a_malformed_body_is_400(auth_client, funded):
+    response = auth_client.post("/api/v1/jobs/tts", "{not json", content_type="application/json")
+    assert response.status_code == 400 and error_code(response) == "malformed_request"
+
+
+def test_another_users_project_is_404(auth_client, funded, make_user):
+    other = Project.objects.create(user=make_user(), name="theirs")
+    before = ledger_state(funded)
+    response = submit(auth_client, "tts", {"project_id": str(other.pk), "text": "hi"})
+    assert response.status_code == 404 and error_code(response) == "project_not_found"
+    assert ledger_state(funded) == before
+
+
+def test_media_of_another_project_of_the_same_user_is_404(auth_client, funded, project, make_media):
+    elsewhere = make_media(Project.objects.create(user=funded, name="other"), "audio")
+    before = ledger_state(funded)
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(elsewhere.pk)})
+    assert response.status_code == 404 and error_code(response) == "media_not_found"
+    assert ledger_state(funded) == before
+
+
+def test_media_of_another_user_is_404(auth_client, funded, project, make_media, make_user):
+    theirs = make_media(Project.objects.create(user=make_user(), name="theirs"), "audio")
+    before = ledger_state(funded)
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(theirs.pk)})
+    assert response.status_code == 404 and error_code(response) == "media_not_found"
+    assert ledger_state(funded) == before
+
+
+@pytest.mark.parametrize("status", ["uploading", "processing"])
+def test_media_not_ready_is_422(auth_client, funded, project, make_media, status):
+    audio = make_media(project, "audio", status=status, duration_ms=None)
+    before = ledger_state(funded)
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
+    assert response.status_code == 422 and error_code(response) == "media_not_ready"
+    assert response.json()["error"]["details"]["status"] == status
+    assert ledger_state(funded) == before
+
+
+def test_rejected_media_is_not_ready(auth_client, funded, project, make_media):
+    audio = make_media(project, "audio", status="rejected", rejection_reason="not audio")
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
+    assert response.status_code == 422 and error_code(response) == "media_not_ready"
+
+
+@pytest.mark.parametrize(
+    ("job_type", "field", "kind"),
+    [
+        ("transcription", "media_id", "image"),
+        ("compression", "media_id", "audio"),
+        ("lip-sync", "audio_media_id", "video"),
+        ("lip-sync", "video_media_id", "audio"),
+        ("performance-cloning", "source_image_media_id", "video"),
+        ("gaze-redirection", "video_media_id", "image"),
+    ],
+)
+def test_media_of_the_wrong_kind_is_422(auth_client, funded, project, media, gpu_backend, job_type, field, kind):
+    gpu_backend("noop")
+    body = {**valid_body(job_type, project, media), field: str(media[kind].pk)}
+    before = ledger_state(funded)
+    response = submit(auth_client, job_type, body)
+    assert response.status_code == 422, response.json()
+    assert error_code(response) == "wrong_media_type"
+    assert response.json()["error"]["details"]["field"] == field
+    assert ledger_state(funded) == before
+
+
+def test_an_unknown_type_is_404(auth_client, funded, project):
+    response = submit(auth_client, "teleportation", {"project_id": str(project.pk)})
+    assert response.status_code == 404 and error_code(response) == "unknown_job_type"
+
+
+def test_submitting_needs_authentication(api_client, project, media):
+    before = ledger_state(project.user)
+    response = submit(api_client, "transcription", valid_body("transcription", project, media))
+    assert response.status_code == 401
+    assert ledger_state(project.user) == before
+
+
+# ----------------------------------------------------------------------------- idempotency
+
+
+def test_the_same_key_and_body_return_the_same_job_and_charge_once(auth_client, funded, project, media):
+    body = valid_body("transcription", project, media)
+    first = submit(auth_client, "transcription", body, HTTP_IDEMPOTENCY_KEY="key-1")
+    assert first.status_code == 202 and "Idempotent-Replayed" not in first
+    second = submit(auth_client, "transcription", body, HTTP_IDEMPOTENCY_KEY="key-1")
+    assert second.status_code == 200 and second["Idempotent-Replayed"] == "true"
+    assert second.json() == first.json()
+    assert Job.objects.filter(user=funded).count() == 1
+    assert usage_rows(first.json()["job_id"]) == 1
+    assert credit_balance_get(user=funded) == START_BALANCE - PRICE["transcription"]
+
+
+def test_the_same_key_with_another_body_is_422_and_charges_nothing(auth_client, funded, project, media):
+    body = valid_body("transcription", project, media)
+    first = submit(auth_client, "transcription", body, HTTP_IDEMPOTENCY_KEY="key-1")
+    assert first.status_code == 202
+    before = ledger_state(funded)
+    changed = submit(auth_client, "transcription", {**body, "speaker_diarization": False},
+                     HTTP_IDEMPOTENCY_KEY="key-1")
+    assert changed.status_code == 422 and error_code(changed) == "idempotency_key_reused"
+    other_type = submit(auth_client, "compression", valid_body("compression", project, media),
+                        HTTP_IDEMPOTENCY_KEY="key-1")
+    assert other_type.status_code == 422 and error_code(other_type) == "idempotency_key_reused"
+    assert ledger_state(funded) == before
+
+
+def test_without_a_key_the_same_body_makes_two_jobs(auth_client, funded, project, media):
+    body = valid_body("tts", project, media)
+    assert submit(auth_client, "tts", body).status_code == 202
+    assert submit(auth_client, "tts", body).status_code == 202
+    assert Job.objects.filter(user=funded).count() == 2
+
+
+def test_another_users_key_is_independent(auth_client, funded, project, media, make_user, client_for, make_media):
+    first = submit(auth_client, "transcription", valid_body("transcription", project, media),
+                   HTTP_IDEMPOTENCY_KEY="shared")
+    other = make_user()
+    credit_grant(user=other, amount=100, type="bonus", description="test")
+    their_project = Project.objects.create(user=other, name="theirs")
+    their_audio = make_media(their_project, "audio")
+    second = submit(client_for(other), "transcription",
+                    {"project_id": str(their_project.pk), "media_id": str(their_audio.pk)},
+                    HTTP_IDEMPOTENCY_KEY="shared")
+    assert first.status_code == 202 and second.status_code == 202
+    assert first.json()["job_id"] != second.json()["job_id"]
+    assert Job.objects.get(pk=second.json()["job_id"]).user_id == other.pk
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "tab\tkey", "caf\u00e9"])
+def test_a_malformed_idempotency_key_is_400_and_charges_nothing(auth_client, funded, project, media, key):
+    before = ledger_state(funded)
+    response = submit(auth_client, "tts", valid_body("tts", project, media), HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400 and error_code(response) == "invalid_idempotency_key"
+    assert ledger_state(funded) == before

@@ -1,0 +1,149 @@
+"""Fixtures and builders shared by the job API tests (no tests here).
+
+Jobs are submitted inside the test's transaction, which is rolled back: the after-commit
+publish of the pipeline never runs, so these tests check what the API and the services wrote
+(job rows, ledger rows, events) without a worker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from auteur.users.models import User
+from credits.models import CreditTransaction
+from credits.selectors import credit_balance_get
+from credits.services import credit_grant
+from jobs import gpu_client
+from jobs.models import Job
+from media.models import MediaFile
+from projects.edl_services import edl_get, edl_replace
+from projects.models import Project
+from tests.projects.test_edl_support import clip
+
+START_BALANCE = 1000
+
+LOCAL_TYPES = ("transcription", "tts", "render", "compression")
+UNAVAILABLE_ON_LOCAL = (
+    "lip-sync", "video-generation", "performance-cloning", "gaze-redirection", "audio-generation", "video-query",
+    "image-generation",
+)
+
+# What each body below costs (media: a 30 s audio, a 90 s video, a 4 s timeline).
+PRICE = {
+    "transcription": 5,  # 30 s of audio: one started 10 minutes
+    "tts": 2,  # 11 characters: one started 1,000
+    "lip-sync": 30,  # 90 s of video: two started minutes at 15
+    "video-generation": 50,  # 5 s
+    "performance-cloning": 40,  # two started minutes at 20
+    "gaze-redirection": 20,  # two started minutes at 10
+    "audio-generation": 3,  # 10 s: one started 30 s
+    "video-query": 2,  # per question
+    "render": 2,  # 4 s timeline: one started minute
+    "compression": 1,  # 90 s: one started 10 minutes
+    "image-generation": 4,  # one image
+}
+
+
+def jobs_url(suffix: str = "") -> str:
+    return f"/api/v1/jobs{suffix}"
+
+
+def usage_rows(job_id: Any) -> int:
+    return CreditTransaction.objects.filter(job_id=job_id, type="usage").count()
+
+
+def refund_rows(job_id: Any) -> int:
+    return CreditTransaction.objects.filter(job_id=job_id, type="refund").count()
+
+
+def ledger_state(user: User) -> tuple[int, int, int]:
+    """(balance, ledger rows, jobs): equal before and after means nothing was charged or created."""
+    return (credit_balance_get(user=user), CreditTransaction.objects.filter(user=user).count(),
+            Job.objects.filter(user=user).count())
+
+
+def error_code(response: Any) -> str:
+    return str(response.json()["error"]["code"])
+
+
+@pytest.fixture(name="gpu_backend")
+def gpu_backend_fixture(settings: Any) -> Iterator[Callable[[str], None]]:
+    """Switch the configured GPU backend for one test (`noop` runs every type)."""
+
+    def use(name: str) -> None:
+        settings.AUTEUR_GPU_BACKEND = name
+        gpu_client.reset()
+
+    gpu_client.reset()
+    yield use
+    gpu_client.reset()  # rebuilt from the restored settings on next use
+
+
+@pytest.fixture(name="funded")
+def funded_fixture(user: User) -> User:
+    credit_grant(user=user, amount=START_BALANCE, type="bonus", description="test")
+    return user
+
+
+@pytest.fixture(name="project")
+def project_fixture(funded: User) -> Project:
+    return Project.objects.create(user=funded, name="Film")
+
+
+@pytest.fixture(name="make_media")
+def make_media_fixture(db: None) -> Callable[..., MediaFile]:
+    def make(project: Project, type: str = "video", **fields: Any) -> MediaFile:
+        values: dict[str, Any] = {
+            "name": f"{type}-{uuid.uuid4().hex[:6]}",
+            "mime_type": {"video": "video/mp4", "audio": "audio/wav", "image": "image/png"}[type],
+            "status": "ready",
+            "duration_ms": {"video": 90_000, "audio": 30_000, "image": None}[type],
+            "file_size_bytes": 1000,
+        }
+        values.update(fields)
+        return MediaFile.objects.create(
+            project=project, user=project.user, type=type, storage_key=f"k/{uuid.uuid4()}", **values
+        )
+
+    return make
+
+
+@pytest.fixture(name="media")
+def media_fixture(project: Project, make_media: Callable[..., MediaFile]) -> dict[str, MediaFile]:
+    return {kind: make_media(project, kind) for kind in ("video", "audio", "image")}
+
+
+def put_timeline(project: Project, media: MediaFile, *, clips: int = 1, clip_ms: int = 4000) -> dict[str, Any]:
+    """Save a timeline with `clips` back-to-back clips of `media` on the video track."""
+    doc = edl_get(project=project)
+    video = doc["tracks"][0]
+    video["clips"] = [clip(media, video, start=i * clip_ms, out=clip_ms, id=f"c{i}") for i in range(clips)]
+    return edl_replace(project=project, expected_version=doc["version"], data=doc)
+
+
+def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> dict[str, Any]:
+    """A body each type accepts (render also needs a timeline: see put_timeline)."""
+    p = {"project_id": str(project.pk)}
+    video, audio, image = (str(media[k].pk) for k in ("video", "audio", "image"))
+    return {
+        "transcription": {**p, "media_id": audio},
+        "tts": {**p, "text": "Hello world", "speed": 1.25},
+        "lip-sync": {**p, "video_media_id": video, "audio_media_id": audio},
+        "video-generation": {**p, "prompt": "A cat walking on the moon"},
+        "performance-cloning": {**p, "source_image_media_id": image, "driving_video_media_id": video},
+        "gaze-redirection": {**p, "video_media_id": video},
+        "audio-generation": {**p, "prompt": "rain on a tin roof"},
+        "video-query": {**p, "video_media_id": video, "question": "How many cats?"},
+        "render": {**p},
+        "compression": {**p, "media_id": video, "preset": "480p"},
+        "image-generation": {**p, "prompt": "a lighthouse at dusk"},
+    }[job_type]
+
+
+def submit(client: APIClient, job_type: str, body: dict[str, Any], **headers: Any) -> Any:
+    return client.post(jobs_url(f"/{job_type}"), body, format="json", **headers)

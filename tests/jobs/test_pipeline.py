@@ -1,0 +1,202 @@
+"""Jobs end to end through a real Celery worker, the real broker and the local GPU backend."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+
+import av
+import pytest
+
+from credits.models import CreditTransaction
+from credits.selectors import credit_balance_get
+from credits.services import credit_grant
+from jobs.models import Job, JobEvent, JobStatus
+from media.models import MediaFile
+from media.storage import get_storage
+from projects.models import Project
+from tests.jobs.conftest import speech_wav, upload_local, wait_for, wait_terminal
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
+
+
+@pytest.fixture
+def funded(user):
+    credit_grant(user=user, amount=200, type="bonus", description="test")
+    return user
+
+
+@pytest.fixture
+def project(funded):
+    return Project.objects.create(user=funded, name="p", resolution="640x360")
+
+
+def ledger(job_id):
+    return sorted(CreditTransaction.objects.filter(job_id=job_id).values_list("type", flat=True))
+
+
+def submit(client, job_type, body, **headers):
+    response = client.post(f"/api/v1/jobs/{job_type}", body, format="json", **headers)
+    assert response.status_code == 202, response.json()
+    return response.json()
+
+
+def test_compression_end_to_end(start_worker, auth_client, funded, project, samples):
+    start_worker()
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    before = credit_balance_get(user=funded)
+    accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk),
+                                                   "preset": "480p"})
+    job = wait_terminal(accepted["job_id"])
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert ledger(job.pk) == ["usage"]
+    assert credit_balance_get(user=funded) == before - accepted["credits_cost"]
+    [output] = MediaFile.objects.filter(source_job_id=job.pk)
+    assert output.status == "ready" and output.type == "video" and output.project_id == project.pk
+    assert job.output_data["output_media_ids"] == [str(output.pk)]
+    with get_storage().local_path(output.storage_key) as path, av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.height == 240  # never upscaled: the source is 240p
+    assert job.progress == 100 and job.processing_time_ms is not None
+    assert list(JobEvent.objects.filter(job=job).values_list("type", flat=True))[:3] == [
+        "submitted", "started", "inference_started"]
+
+
+def test_transcription_of_generated_speech_has_word_timings(start_worker, auth_client, project, tmp_path):
+    start_worker()
+    audio = upload_local(auth_client, project, speech_wav(tmp_path / "speech.wav", SENTENCE), "audio/wav")
+    accepted = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
+    assert accepted["credits_cost"] == 5
+    job = wait_terminal(accepted["job_id"])
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    words = [w for segment in job.output_data["segments"] for w in segment["words"]]
+    assert len(words) >= 8
+    assert all(0 <= w["start_ms"] <= w["end_ms"] <= audio.duration_ms + 500 for w in words)
+    text = " ".join(w["word"].strip(" .,").lower() for w in words)
+    assert sum(token in text for token in ("quick", "brown", "fox", "lazy", "dog", "river")) >= 4
+    audio.refresh_from_db()
+    assert audio.caption_key and get_storage().head(audio.caption_key)
+
+
+def test_render_of_a_three_clip_timeline(start_worker, auth_client, project, samples):
+    start_worker()
+    v1 = upload_local(auth_client, project, samples.video, "video/mp4")
+    v2 = upload_local(auth_client, project, samples.video, "video/mp4", filename="second.mp4")
+    a1 = upload_local(auth_client, project, samples.wav, "audio/wav")
+    edl = auth_client.get(f"/api/v1/projects/{project.pk}/edl").json()
+    video_track, audio_track = edl["tracks"]
+    video_track["clips"] = [
+        {"id": "c1", "media_file_id": str(v1.pk), "start_ms": 0, "duration_ms": 1500, "in_point_ms": 0,
+         "out_point_ms": 1500, "effects": [], "deleted": False},
+        {"id": "c2", "media_file_id": str(v2.pk), "start_ms": 2000, "duration_ms": 1000, "in_point_ms": 500,
+         "out_point_ms": 1500, "effects": [], "deleted": False},
+    ]
+    audio_track["clips"] = [
+        {"id": "c3", "media_file_id": str(a1.pk), "start_ms": 0, "duration_ms": 3000, "in_point_ms": 0,
+         "out_point_ms": 3000, "effects": [], "deleted": False},
+    ]
+    saved = auth_client.put(f"/api/v1/projects/{project.pk}/edl", edl, format="json", HTTP_IF_MATCH=str(edl["version"]))
+    assert saved.status_code == 200, saved.json()
+    accepted = submit(auth_client, "render", {"project_id": str(project.pk)})
+    job = wait_terminal(accepted["job_id"], timeout=180)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    [output] = MediaFile.objects.filter(source_job_id=job.pk)
+    assert 2900 <= output.duration_ms <= 3200
+    with get_storage().local_path(output.storage_key) as path, av.open(str(path)) as container:
+        assert {s.type for s in container.streams} == {"video", "audio"}
+        assert (container.streams.video[0].codec_context.width, container.streams.video[0].codec_context.height) == (
+            640, 360)
+
+
+def test_a_permanent_failure_is_refunded_exactly_once(start_worker, auth_client, funded, project, samples):
+    start_worker(AUTEUR_FAULT_INJECTION="compression:permanent=1.0", DJANGO_DEBUG="1")
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    before = credit_balance_get(user=funded)
+    accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
+    job = wait_terminal(accepted["job_id"])
+    assert job.status == JobStatus.FAILED
+    assert job.error_code == "gpu_oom" and job.retryable is False and job.credits_refunded
+    assert ledger(job.pk) == ["refund", "usage"]
+    assert credit_balance_get(user=funded) == before
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+
+
+def test_transient_failures_are_retried_then_succeed_with_one_charge(start_worker, auth_client, funded, project,
+                                                                     samples):
+    # Every first call of a job fails transiently (seeded), the re-spawned one goes through.
+    from gpu_tasks.backends.faults import FaultInjectingBackend
+    from gpu_tasks.backends.noop import NoopBackend
+
+    seed = next(s for s in range(1000) if _first_fails_then_passes(FaultInjectingBackend, NoopBackend, s))
+    start_worker(AUTEUR_FAULT_INJECTION="compression:transient=0.5", AUTEUR_FAULT_SEED=str(seed), DJANGO_DEBUG="1")
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    before = credit_balance_get(user=funded)
+    accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
+    job = wait_terminal(accepted["job_id"])
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert job.attempts >= 2
+    assert JobEvent.objects.filter(job=job, type="inference_retry").exists()
+    assert ledger(job.pk) == ["usage"]
+    assert credit_balance_get(user=funded) == before - accepted["credits_cost"]
+
+
+def _first_fails_then_passes(faults_cls, noop_cls, seed):
+    backend = faults_cls(noop_cls(), "compression:transient=0.5", seed=seed)
+    first, second = backend.spawn("compression", {}), backend.spawn("compression", {})
+    return first.startswith("fault-transient") and not second.startswith("fault-")
+
+
+def test_a_worker_killed_mid_step_still_completes_the_job_once(start_worker, auth_client, funded, project, tmp_path):
+    worker = start_worker()
+    audio = upload_local(auth_client, project, speech_wav(tmp_path / "s.wav", SENTENCE), "audio/wav")
+    accepted = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
+    # Kill the pool processes while the job is in flight (between spawn and the end of polling).
+    wait_for(lambda: Job.objects.get(pk=accepted["job_id"]).gpu_call_id, timeout=60, interval=0.02)
+    for child in worker.children():
+        if "celery" in " ".join(child.cmdline()):
+            os.kill(child.pid, signal.SIGKILL)
+    # Redelivery alone must finish it (no reaper runs here), well within the reaper's 2 minutes.
+    job = wait_terminal(accepted["job_id"], timeout=60)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert ledger(job.pk) == ["usage"]
+    assert JobEvent.objects.filter(job=job, type="completed").count() == 1
+
+
+def test_per_user_concurrency_queues_the_rest_in_order(start_worker, auth_client, funded, project, samples):
+    start_worker()
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    body = {"project_id": str(project.pk), "media_id": str(video.pk), "preset": "480p"}
+    ids = [submit(auth_client, "compression", body)["job_id"] for _ in range(3)]  # no plan: 1 at a time
+    jobs = [wait_terminal(job_id) for job_id in ids]
+    assert all(j.status == JobStatus.COMPLETED for j in jobs)
+    queued = [j for j in jobs if JobEvent.objects.filter(job=j, type="queued").exists()]
+    assert queued, "with one slot, later jobs must have waited"
+    starts = [j.started_at for j in jobs]
+    assert starts == sorted(starts), "jobs start in submission order"
+    for earlier, later in itertools.pairwise(jobs):
+        assert later.started_at >= earlier.completed_at, "never two processing at once"
+
+
+def test_the_reaper_republishes_a_job_whose_publish_was_lost(start_worker, auth_client, funded, project, samples,
+                                                             monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs import pipeline
+    from jobs.services import jobs_reap
+
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: False)  # the broker "lost" it
+    accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
+    monkeypatch.undo()
+    start_worker()
+    job = Job.objects.get(pk=accepted["job_id"])
+    assert job.status == JobStatus.PENDING
+    assert jobs_reap(now=timezone.now() + timedelta(minutes=2))["republished"] == 1
+    job = wait_terminal(job.pk)
+    assert job.status == JobStatus.COMPLETED
+    assert JobEvent.objects.filter(job=job, type="republished").count() == 1
+    assert ledger(job.pk) == ["usage"]
