@@ -14,7 +14,7 @@ TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key AUTEUR_JWT_SECRET=test
 LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=redis://127.0.0.1:1/0 \
 	MONGODB_URI=mongodb://127.0.0.1:1/lint
 
-.PHONY: run test lint manage install install-dev help
+.PHONY: run test lint manage demo install install-dev help
 .DEFAULT_GOAL := help
 
 help:
@@ -22,6 +22,7 @@ help:
 	@echo "make test   install (if needed) and run the test suite against a throwaway stack"
 	@echo "make lint   ruff + mypy"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
+	@echo "make demo   the README's 'Try it' walk-through, against a running 'make run'"
 
 # A venv even where Debian's python3-venv is missing: fall back to virtualenv from PyPI.
 $(PY):
@@ -54,3 +55,6 @@ lint: $(STAMP_DEV)
 
 manage: $(STAMP_RUN)
 	@$(PY) manage.py $(ARGS)
+
+demo: $(STAMP_RUN)
+	@$(PY) scripts/demo.py
