@@ -8,7 +8,6 @@ credits.services.credit_adjust and so records who did it and why.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -21,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from auteur.admin_tools import ReadOnlyAdminMixin
 from auteur.errors import ApplicationError
 from auteur.users.admin import UserAdmin as BaseUserAdmin
 from auteur.users.models import User
@@ -28,22 +28,6 @@ from credits.models import CreditAccount, CreditTransaction, Subscription, Subsc
 from credits.services import credit_adjust, subscription_cancel, subscription_change_plan, subscription_create
 
 ADJUST_PERMISSION = "credits.adjust_credits"
-
-
-class ReadOnlyAdminMixin:
-    """View permission only: no add, change or delete, whoever asks (superusers included)."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-# ----------------------------------------------------------------------------- ledger
 
 
 class CreditTransactionInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from auteur.admin_tools import ReadOnlyAdminMixin
 from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
 from jobs import services
@@ -46,22 +47,13 @@ class PlanListFilter(admin.SimpleListFilter):
         return queryset
 
 
-class JobEventInline(admin.TabularInline):
+class JobEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = JobEvent
     fields = ("created_at", "type", "data")
     readonly_fields = fields
     ordering = ("id",)
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Job)
