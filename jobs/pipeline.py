@@ -68,6 +68,8 @@ def publish(job_id: uuid.UUID | str, job_type: str, step: str, *, countdown: flo
     """Send one step; False (logged) when the broker cannot be reached: the reaper will retry."""
     args = (str(job_id), polls) if step == "infer" else (str(job_id),)
     signature = _task(job_type, step).si(*args)
+    # Stamped with the job id, so that cancelling the job revokes whatever step is queued for it.
+    signature.stamp(job_id=str(job_id))
     if countdown:
         signature.set(countdown=countdown)
     try:
@@ -80,3 +82,14 @@ def publish(job_id: uuid.UUID | str, job_type: str, step: str, *, countdown: flo
 
 def start(job_id: uuid.UUID | str, job_type: str) -> bool:
     return publish(job_id, job_type, "prepare")
+
+
+def revoke(job_id: uuid.UUID | str) -> None:
+    """Tell every worker to drop the job's queued steps (a canceled job's poll, say). Best effort:
+    a step that still runs finds the job canceled and stops on its own."""
+    from auteur.celery import app
+
+    try:
+        app.control.revoke_by_stamped_headers({"job_id": [str(job_id)]})
+    except (OperationalError, OSError) as exc:
+        logger.warning("could not revoke the steps of job %s: %s", job_id, exc, extra={"job_id": str(job_id)})

@@ -443,6 +443,9 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
         call_id = Job.objects.values_list("gpu_call_id", flat=True).get(pk=job.pk)
         if call_id:
             transaction.on_commit(lambda: _quietly(gpu_client.cancel, call_id))
+        from jobs import pipeline
+
+        transaction.on_commit(lambda: pipeline.revoke(job.pk))
     job.refresh_from_db()
     return job
 

@@ -174,3 +174,13 @@ def test_retrying_twice_creates_and_charges_one_new_job(user, project, media):
     assert first.pk == second.pk != job.pk
     assert first.retry_of_id == job.pk
     assert CreditTransaction.objects.filter(job_id=first.pk, type="usage").count() == 1
+
+
+def test_a_file_becoming_ready_in_an_auto_transcribe_project_starts_its_transcription(user, project, media):
+    from media.signals import media_ready
+
+    Project.objects.filter(pk=project.pk).update(auto_transcribe=True)
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        media_ready.send_robust(sender=MediaFile, media_id=media.pk)
+    [job] = Job.objects.filter(user=user)
+    assert (job.type, job.input_params["media_id"], job.status) == ("transcription", str(media.pk), "pending")

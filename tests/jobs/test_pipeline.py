@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import time
 
 import av
 import pytest
@@ -200,3 +201,28 @@ def test_the_reaper_republishes_a_job_whose_publish_was_lost(start_worker, auth_
     assert job.status == JobStatus.COMPLETED
     assert JobEvent.objects.filter(job=job, type="republished").count() == 1
     assert ledger(job.pk) == ["usage"]
+
+
+def test_cancel_during_inference_stops_the_call_and_revokes_the_steps(start_worker, auth_client, funded, project,
+                                                                        samples):
+    worker = start_worker(AUTEUR_FAULT_INJECTION="compression:hang=1.0", DJANGO_DEBUG="1")
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    before = credit_balance_get(user=funded)
+    accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
+    wait_for(lambda: JobEvent.objects.filter(job_id=accepted["job_id"], type="inference_started").exists())
+    response = auth_client.post(f"/api/v1/jobs/{accepted['job_id']}/cancel")
+    assert response.status_code == 200, response.json()
+    job = Job.objects.get(pk=accepted["job_id"])
+    assert job.status == JobStatus.CANCELED
+    assert ledger(job.pk) == ["refund", "usage"]
+    assert credit_balance_get(user=funded) == before
+    # The poll loop of the hanging call ends: its queued step is revoked, or finds the job canceled.
+    def polls() -> int:
+        return sum("jobs.compression.infer" in line and "received" in line for line in worker.lines)
+
+    time.sleep(2)
+    settled = polls()
+    time.sleep(6)  # longer than the longest poll countdown (5 s)
+    assert polls() == settled
+    assert not JobEvent.objects.filter(job=job, type__in=["completed", "failed"]).exists()
+    assert auth_client.post(f"/api/v1/jobs/{job.pk}/cancel").status_code == 409
