@@ -25,7 +25,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from auteur.devstack import URL_VARS, running_stack  # noqa: E402 - needs the path above
+from bench._stack import django_stack  # noqa: E402 - needs the path above
 
 RESULTS = REPO_ROOT / "bench" / "results" / "edl_latency.json"
 WARMUP = 5
@@ -103,12 +102,6 @@ def _trim(doc: dict[str, Any], n: int) -> dict[str, Any]:
 
 
 def _measure(args: argparse.Namespace) -> dict[str, Any]:
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-
     from rest_framework.test import APIClient
 
     from auteur.users.models import User
@@ -198,21 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=50)
     args = parser.parse_args(argv)
 
-    env = {k: v for k, v in os.environ.items() if k not in URL_VARS}
-    with tempfile.TemporaryDirectory(prefix="auteur-bench-") as tmp, \
-            running_stack(Path(tmp) / "stack", env, ephemeral=True) as stack:
-        os.environ.update(env)
-        os.environ.update(stack.urls())
-        os.environ.update({
-            "DJANGO_SETTINGS_MODULE": "auteur.settings",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": "bench-only-django-secret-key",
-            "AUTEUR_JWT_SECRET": "bench-only-jwt-secret-0123456789abcdef",
-            "DJANGO_ALLOWED_HOSTS": "testserver",
-            "DJANGO_LOG_LEVEL": "WARNING",
-            # 2 x (warm-up + iterations) requests in well under a minute: not what is measured.
-            "AUTEUR_RATE_LIMIT_USER_PER_MINUTE": "1000000",
-        })
+    # 2 x (warm-up + iterations) requests in well under a minute: not what is measured.
+    with django_stack(AUTEUR_RATE_LIMIT_USER_PER_MINUTE="1000000"):
         report = _measure(args)
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,7 @@ Then a drain check for each: an account holding exactly D credits is hammered by
 until it refuses; exactly D deductions must succeed and the balance must end at 0 (an overdraft
 is any balance or balance_after below 0). ledger_check runs on everything at the end.
 
-Only Postgres is started (embedded, ephemeral, fsync off like `make test`): Redis and MongoDB
-are not used by this code path, so their URLs are set to placeholders that are never dialled.
+The embedded stack is throwaway (bench/_stack.py; Postgres with fsync off, like `make test`).
 Results are printed and written to bench/results/ledger_contention.json.
 """
 
@@ -30,7 +29,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -39,7 +37,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from auteur.devstack import URL_VARS, running_stack  # noqa: E402 - needs the path above
+from bench._stack import django_stack  # noqa: E402 - needs the path above
 
 RESULTS = REPO_ROOT / "bench" / "results" / "ledger_contention.json"
 HOT_BALANCE = 10**9  # never runs out during a throughput phase
@@ -157,12 +155,6 @@ def _fund(email: str, amount: int) -> tuple[str, str]:
 
 
 def _measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-
     from credits.models import CreditAccount, CreditTransaction
     from credits.selectors import ledger_check
 
@@ -226,20 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=int, default=2000, help="credits in each drain-check account")
     args = parser.parse_args(argv)
 
-    env = {k: v for k, v in os.environ.items() if k not in URL_VARS}
-    env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # placeholders: see the module docstring
-    env["MONGODB_URI"] = "mongodb://127.0.0.1:1/bench"
-    with tempfile.TemporaryDirectory(prefix="auteur-bench-") as tmp, \
-            running_stack(Path(tmp) / "stack", env, ephemeral=True) as stack:
-        os.environ.update(env)
-        os.environ.update(stack.urls())
-        os.environ.update({
-            "DJANGO_SETTINGS_MODULE": "auteur.settings",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": "bench-only-django-secret-key",
-            "AUTEUR_JWT_SECRET": "bench-only-jwt-secret-0123456789abcdef",
-            "DJANGO_LOG_LEVEL": "WARNING",
-        })
+    with django_stack():
         report = _measure(args, os.environ["DATABASE_URL"])
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

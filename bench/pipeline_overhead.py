@@ -19,20 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+from bench._stack import RESULTS_DIR, celery_worker_argv, django_stack
+from bench._stack import percentile as pct
 
 
 def main() -> None:
@@ -43,38 +37,15 @@ def main() -> None:
     parser.add_argument("--unloaded", type=int, default=30, help="jobs run one at a time first")
     args = parser.parse_args()
 
-    from auteur.devstack import running_stack
-
-    tmp = Path(tempfile.mkdtemp(prefix="auteur-bench-"))
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
-    with running_stack(tmp / "stack", env, ephemeral=True) as stack:
-        os.environ.update(stack.urls())
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="auteur.settings", DJANGO_DEBUG="1", AUTEUR_GPU_BACKEND="noop",
-            AUTEUR_VAR_DIR=str(tmp / "var"), DJANGO_LOG_LEVEL="WARNING",
-            AUTEUR_JOB_CONCURRENCY_FREE="1000",  # measure the pipeline, not the per-user slots
-        )
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "auteur", "worker", "-Q",
-             "default,media,render,gpu_audio,gpu_vision,gpu_generation", "-c", str(args.concurrency),
-             "-O", "fair", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-            cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            results = run(args)
-        finally:
-            worker.terminate()
-            worker.wait(30)
+    with django_stack(
+        AUTEUR_GPU_BACKEND="noop",
+        AUTEUR_JOB_CONCURRENCY_FREE="1000",  # measure the pipeline, not the per-user slots
+    ) as stack:
+        stack.spawn("worker", celery_worker_argv(concurrency=args.concurrency))
+        results = run(args)
     print(json.dumps(results, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pipeline_overhead.json").write_text(json.dumps(results, indent=2))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "pipeline_overhead.json").write_text(json.dumps(results, indent=2))
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:

@@ -90,6 +90,6 @@ def revoke(job_id: uuid.UUID | str) -> None:
     from auteur.celery import app
 
     try:
-        app.control.revoke_by_stamped_headers({"job_id": [str(job_id)]})
+        app.control.revoke_by_stamped_headers({"job_id": str(job_id)})
     except (OperationalError, OSError) as exc:
         logger.warning("could not revoke the steps of job %s: %s", job_id, exc, extra={"job_id": str(job_id)})

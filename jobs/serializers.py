@@ -121,7 +121,15 @@ class JobInputSerializer(StrictSerializer):
 
 
 def _duration(media: MediaFile) -> dict[str, Any]:
-    return {"duration_ms": int(media.duration_ms or 0)}
+    """The quantity a length-priced job is charged on. A file whose length the probe could not
+    read (a header without a duration, as live recorders write them) cannot be priced, so it is
+    refused rather than charged the minimum whatever its real length."""
+    if not media.duration_ms:
+        raise ApplicationError(
+            "This file's duration is unknown, so the job cannot be priced; re-encode or remux it.",
+            code="media_duration_unknown", status_code=422, details={"media_id": str(media.pk)},
+        )
+    return {"duration_ms": int(media.duration_ms)}
 
 
 # ----------------------------------------------------------------------------- audio

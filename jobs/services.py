@@ -10,6 +10,7 @@ move to `failed`/`canceled`, which only one caller can win; the ledger's unique 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import json
@@ -39,7 +40,7 @@ from jobs import gpu_client
 from jobs.models import ACTIVE_STATUSES, IdempotencyRecord, Job, JobEvent, JobStatus
 from jobs.pricing import job_cost
 from media.models import MediaFile
-from media.services import media_attach_caption, media_create_output
+from media.services import media_attach_caption, media_create_output, media_delete_job_outputs
 from media.storage import get_local_storage, get_storage
 from projects.models import Project
 
@@ -216,12 +217,16 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         if running >= concurrency_limit(job.user) or older_waiting:
             if job.status == JobStatus.PENDING:
                 Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-                    status=JobStatus.QUEUED, queued_at=timezone.now()
+                    status=JobStatus.QUEUED, queued_at=timezone.now(), updated_at=timezone.now()
                 )
                 event(job.id, "queued", running=running)
             return None
         now = timezone.now()
-        Job.objects.filter(pk=job.pk, status=job.status).update(status=JobStatus.PROCESSING, started_at=now)
+        claimed = Job.objects.filter(pk=job.pk, status=job.status).update(
+            status=JobStatus.PROCESSING, started_at=now, updated_at=now
+        )
+        if not claimed:  # canceled in between (cancel does not take the user lock)
+            return None
         event(job.id, "started")
         job.status, job.started_at = JobStatus.PROCESSING, now
         return job
@@ -287,11 +292,11 @@ def job_spawn(*, job_id: uuid.UUID | str) -> Job | None:
     call_id = gpu_client.spawn(job.type, build_payload(job))
     now = timezone.now()
     won = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id="").update(
-        gpu_call_id=call_id, attempts=F("attempts") + 1, inference_started_at=now
+        gpu_call_id=call_id, attempts=F("attempts") + 1, inference_started_at=now, updated_at=now
     )
     if not won:
         # Another delivery of this step spawned first (or the job was canceled): ours is surplus.
-        gpu_client.cancel(call_id)
+        _quietly(gpu_client.cancel, call_id)
         return Job.objects.filter(pk=job_id).first()
     event(job.id, "inference_started", call_id=call_id, attempt=job.attempts + 1)
     job.refresh_from_db()
@@ -318,7 +323,8 @@ def job_poll(*, job_id: uuid.UUID | str) -> CallStatus | None:
         now = timezone.now()
         Job.objects.filter(pk=job.pk, updated_at__lt=now - timedelta(seconds=30)).update(updated_at=now)
     elif status.state == "succeeded":
-        Job.objects.filter(pk=job.pk, inference_ended_at__isnull=True).update(inference_ended_at=timezone.now())
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk, inference_ended_at__isnull=True).update(inference_ended_at=now, updated_at=now)
     elif status.state == "failed":
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
         if error.retryable and job.attempts < MAX_GPU_ATTEMPTS:
@@ -352,6 +358,7 @@ def job_complete(*, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds
         return None
     ended = timezone.now()
     Job.objects.filter(pk=job.pk, inference_ended_at__isnull=True).update(inference_ended_at=ended)
+    Job.objects.filter(pk=job.pk).update(updated_at=ended)  # the reaper sees the store step at work
     output_data = {k: v for k, v in result.items() if k != "outputs"}
     output_media: list[str] = []
     outputs: dict[str, dict[str, Any]] = result.get("outputs") or {}
@@ -415,11 +422,14 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, message: str, retryable: boo
             error_message=message[:2000],
             retryable=retryable,
             completed_at=timezone.now(),
+            updated_at=timezone.now(),
             credits_refunded=True,
         )
         if not moved:
             return False
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job failed: {code}")
+        # A job that failed while storing keeps nothing it is refunded for.
+        media_delete_job_outputs(job_id=job.pk)
         event(job_id, "failed", code=code, message=message[:500], retryable=retryable)
         _release_slot(job.user_id)
     logger.warning("job failed: %s (%s)", code, message[:200], extra={"job_id": str(job_id)})
@@ -431,12 +441,16 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, message: str, retryable: boo
 def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
     """Cancel a non-terminal job: refund it in full, once, and stop its GPU call. 409 if it ended."""
     with transaction.atomic():
-        moved = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
-            status=JobStatus.CANCELED, completed_at=timezone.now(), credits_refunded=True, error_message=reason
+        # Once inference has produced its result the outputs are being stored: cancelling then
+        # would refund work the user is about to receive.
+        moved = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES, inference_ended_at__isnull=True).update(
+            status=JobStatus.CANCELED, completed_at=timezone.now(), credits_refunded=True, error_message=reason,
+            updated_at=timezone.now(),
         )
         if not moved:
             job.refresh_from_db()
-            raise JobNotCancelable(f"The job is already {job.status}.", details={"status": job.status})
+            state = "finishing" if job.status == JobStatus.PROCESSING else job.status
+            raise JobNotCancelable(f"The job is already {state}.", details={"status": job.status})
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled")
         event(job.pk, "canceled", reason=reason)
         _release_slot(job.user_id)
@@ -505,8 +519,8 @@ def _quietly(fn: Callable[[str], None], call_id: str) -> None:
         logger.warning("GPU call %s: %s failed: %s", call_id, fn.__name__, exc)
 
 
-def bind_job_to_logs(job_id: uuid.UUID | str) -> None:
-    job_id_var.set(str(job_id))
+def bind_job_to_logs(job_id: uuid.UUID | str) -> contextvars.Token[str | None]:
+    return job_id_var.set(str(job_id))
 
 
 # ----------------------------------------------------------------------------- automatic transcription
@@ -548,6 +562,7 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
 # ----------------------------------------------------------------------------- the reaper
 
 REPUBLISH_PENDING_AFTER = timedelta(seconds=60)
+STORE_LIMIT_SECONDS = 960  # the finish step's hard time limit (jobs/tasks.py STEP_LIMITS)
 REPOLL_AFTER = timedelta(seconds=120)
 
 
@@ -574,12 +589,26 @@ def jobs_reap(*, now: Any = None) -> dict[str, int]:
         if oldest is not None and pipeline.start(oldest.pk, oldest.type):
             counts["started"] += 1
     for job in Job.objects.filter(status=JobStatus.PROCESSING):
-        limit = gpu_client.spec(job.type).time_limit_s + TIME_LIMIT_GRACE_SECONDS
-        began = job.inference_started_at or job.started_at or job.created_at
-        if now - began > timedelta(seconds=limit + 60):
-            if job_fail(job_id=job.pk, code="timeout", message=f"no result within {limit} s", retryable=True):
-                counts["timed_out"] += 1
-        elif now - job.updated_at > REPOLL_AFTER and pipeline.publish(job.pk, job.type, "infer"):
-            Job.objects.filter(pk=job.pk).update(updated_at=now)
-            counts["repolled"] += 1
+        try:
+            _reap_processing(job, now, counts)
+        except Exception:
+            # One job that cannot be reaped must not stop the others being reaped.
+            logger.exception("reaper: job %s", job.pk, extra={"job_id": str(job.pk)})
     return counts
+
+
+def _reap_processing(job: Job, now: Any, counts: dict[str, int]) -> None:
+    from jobs import pipeline
+
+    if job.inference_ended_at is not None:
+        # Storing outputs: bounded by the finish step's own hard limit, not the inference's.
+        limit, began, step = STORE_LIMIT_SECONDS, job.inference_ended_at, "finish"
+    else:
+        limit = gpu_client.spec(job.type).time_limit_s + TIME_LIMIT_GRACE_SECONDS
+        began, step = job.inference_started_at or job.started_at or job.created_at, "infer"
+    if now - began > timedelta(seconds=limit + 60):
+        if job_fail(job_id=job.pk, code="timeout", message=f"no result within {limit} s", retryable=True):
+            counts["timed_out"] += 1
+    elif now - job.updated_at > REPOLL_AFTER and pipeline.publish(job.pk, job.type, step):
+        Job.objects.filter(pk=job.pk).update(updated_at=now)
+        counts["repolled"] += 1

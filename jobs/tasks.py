@@ -15,6 +15,7 @@ from celery.contrib.django.task import DjangoTask
 from celery.exceptions import SoftTimeLimitExceeded
 
 from auteur.errors import ApplicationError
+from auteur.logging import job_id_var
 from gpu_tasks.errors import GpuError, TransientGpuError
 from jobs import pipeline, services
 
@@ -34,6 +35,15 @@ class JobTask(DjangoTask):
     acks_late = True
     reject_on_worker_lost = True
     max_retries = TRANSIENT_RETRIES
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Every log line of the step carries its job id, and none after it (a worker process
+        # runs other tasks next).
+        token = services.bind_job_to_logs(args[0] if args else kwargs["job_id"])
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            job_id_var.reset(token)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         job_id = args[0] if args else kwargs.get("job_id")
@@ -60,7 +70,6 @@ def error_code_of(exc: BaseException) -> tuple[str, bool]:
 
 
 def prepare(self: JobTask, job_id: str) -> None:
-    services.bind_job_to_logs(job_id)
     job = services.job_claim(job_id=job_id)
     if job is None:
         return  # waiting for a slot, or already claimed by an earlier delivery, or ended
@@ -78,17 +87,16 @@ def prepare(self: JobTask, job_id: str) -> None:
 
 
 def infer(self: JobTask, job_id: str, polls: int = 0) -> None:
-    services.bind_job_to_logs(job_id)
-    job = services.job_spawn(job_id=job_id)  # a no-op unless a transient failure needs a new call
-    if job is None or job.status != "processing":
-        return
     try:
+        job = services.job_spawn(job_id=job_id)  # a no-op unless a transient failure needs a new call
+        if job is None or job.status != "processing":
+            return
         status = services.job_poll(job_id=job_id)
         if status is not None and status.state == "failed":  # transient: re-spawned on the next look
             services.job_spawn(job_id=job_id)
     except TransientGpuError as exc:
         self.retry_transient(exc)
-    if status is None:
+    if status is None or job is None:
         return
     if status.state == "succeeded":
         pipeline.publish(job_id, job.type, "finish")
@@ -97,7 +105,6 @@ def infer(self: JobTask, job_id: str, polls: int = 0) -> None:
 
 
 def finish(self: JobTask, job_id: str) -> None:
-    services.bind_job_to_logs(job_id)
     try:
         status = services.job_poll(job_id=job_id)
     except TransientGpuError as exc:

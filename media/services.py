@@ -606,3 +606,16 @@ def media_attach_caption(*, media_id: uuid.UUID | str, transcript: dict[str, obj
     get_storage().save(key, io.BytesIO(body), "application/json")
     MediaFile.objects.filter(pk=media.pk).exclude(caption_key=key).update(caption_key=key, updated_at=timezone.now())
     return key
+
+
+def media_delete_job_outputs(*, job_id: uuid.UUID | str) -> int:
+    """Remove what a job stored before it failed (its refund must not leave it the outputs).
+
+    Rows now, objects after commit (the same retried task as every deletion). Returns the count.
+    """
+    outputs = list(MediaFile.objects.filter(source_job_id=job_id))
+    keys = [key for media in outputs for key in _object_keys(media)]
+    MediaFile.objects.filter(pk__in=[m.pk for m in outputs]).delete()
+    if keys:
+        _schedule_object_deletion(keys, [])
+    return len(outputs)

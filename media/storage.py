@@ -221,7 +221,8 @@ class LocalStorage(ObjectStorage):
 
     @staticmethod
     def _check(expected: str, given: str, exp: str) -> None:
-        if not given or not hmac.compare_digest(expected, given):
+        # compare_digest refuses non-ASCII str (TypeError): compare bytes, so garbage is a 403.
+        if not given or not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
             raise SignatureInvalid("invalid_signature", "The URL's signature is not valid.")
         # Only a genuine expiry (its signature verified) is reported as expired.
         if int(exp) < time.time():

@@ -82,3 +82,9 @@ def test_every_response_carries_a_request_id(client):
 
 def test_a_sane_incoming_request_id_is_kept(client):
     assert client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
+
+
+@pytest.mark.django_db
+def test_deeply_nested_json_is_a_400_not_a_500(auth_client):
+    response = auth_client.generic("POST", "/api/v1/projects", b"[" * 100_000, content_type="application/json")
+    assert_envelope(response, 400, "malformed_request")

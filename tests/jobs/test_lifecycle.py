@@ -184,3 +184,36 @@ def test_a_file_becoming_ready_in_an_auto_transcribe_project_starts_its_transcri
         media_ready.send_robust(sender=MediaFile, media_id=media.pk)
     [job] = Job.objects.filter(user=user)
     assert (job.type, job.input_params["media_id"], job.status) == ("transcription", str(media.pk), "pending")
+
+
+def test_a_job_storing_its_outputs_can_no_longer_be_canceled(user, project, media):
+    from django.utils import timezone
+
+    job = submit(user, project, media)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.PROCESSING, inference_ended_at=timezone.now())
+    balance = credit_balance_get(user=user)
+    with pytest.raises(services.JobNotCancelable):
+        services.job_cancel(job=job)
+    assert credit_balance_get(user=user) == balance and refunds(job) == 0
+
+
+def test_a_job_failing_while_storing_loses_its_outputs(user, project, media):
+    job = submit(user, project, media)
+    output = MediaFile.objects.create(project=project, user=user, name="out.wav", type="audio", mime_type="audio/wav",
+                                      status="ready", file_size_bytes=1, storage_key=f"k/{uuid.uuid4()}",
+                                      source_job_id=job.pk)
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        assert services.job_fail(job_id=job.pk, code="internal", message="storage down", retryable=True)
+    assert not MediaFile.objects.filter(pk=output.pk).exists()
+    assert refunds(job) == 1
+
+
+def test_media_of_unknown_duration_cannot_be_priced(auth_client, user, project):
+    unknown = MediaFile.objects.create(project=project, user=user, name="live.mkv", type="video",
+                                       mime_type="video/x-matroska", status="ready", duration_ms=None,
+                                       file_size_bytes=1, storage_key=f"k/{uuid.uuid4()}")
+    response = auth_client.post("/api/v1/jobs/compression", {"project_id": str(project.pk),
+                                                             "media_id": str(unknown.pk)}, format="json")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "media_duration_unknown"
+    assert not Job.objects.exists()

@@ -71,6 +71,7 @@ def test_expired_upload_url_is_403_url_expired(local_storage):
         pytest.param(lambda url: with_query(url, ct="video/webm"), id="content-type"),
         pytest.param(lambda url: with_query(url, sig="0" * 64), id="signature"),
         pytest.param(lambda url: with_query(url, sig=""), id="no-signature"),
+        pytest.param(lambda url: with_query(url, sig="\u00e9" * 64), id="non-ascii-signature"),
         pytest.param(lambda url: with_query(url, exp=str(int(dict(parse_qsl(urlsplit(url).query))["exp"]) + 3600)),
                      id="expiry-extended"),
     ],

@@ -1,0 +1,118 @@
+"""What every benchmark needs: a throwaway embedded stack, Django set up on it, and child servers.
+
+    with django_stack(AUTEUR_GPU_BACKEND="noop") as stack:
+        api = stack.spawn("api", gunicorn_argv(port))      # stopped when the block ends
+        ...
+
+Settings are production-like (DJANGO_DEBUG off) with bench-only secrets, so what is measured is
+what runs in production; the `noop` GPU backend is allowed by AUTEUR_ALLOW_BENCH_BACKEND.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from auteur.devstack import URL_VARS, free_port, running_stack  # noqa: E402 - needs the path above
+
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+BINDIR = Path(sys.executable).parent
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class BenchStack:
+    tmp: Path
+    env: dict[str, str]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, name: str, argv: Sequence[str], **env: str) -> subprocess.Popen[bytes]:
+        logs = self.tmp / "logs"
+        logs.mkdir(exist_ok=True)
+        proc = subprocess.Popen(
+            list(argv), env={**self.env, **env}, cwd=REPO_ROOT, stdout=(logs / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def gunicorn_argv(port: int, workers: int = 2, worker_class: str = "sync", threads: int = 1) -> list[str]:
+    return [str(BINDIR / "gunicorn"), "auteur.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
+            "--timeout", "300", "--config", "python:auteur.gunicorn_conf", "--access-logfile", "/dev/null"]
+
+
+def celery_worker_argv(queues: str | None = None, concurrency: int = 2) -> list[str]:
+    """A worker on `queues` (default: all). Call it inside django_stack: celeryconfig reads the
+    broker URL from the environment when first imported."""
+    if queues is None:
+        from celeryconfig import ALL_QUEUES
+
+        queues = ",".join(ALL_QUEUES)
+    return [str(BINDIR / "celery"), "-A", "auteur", "worker", "-Q", queues, "-c", str(concurrency),
+            "-O", "fair", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
+
+
+@contextlib.contextmanager
+def django_stack(**extra_env: str) -> Iterator[BenchStack]:
+    """A throwaway stack; this process's environment points at it and Django is set up, migrated."""
+    base = {k: v for k, v in os.environ.items() if k not in URL_VARS}
+    with tempfile.TemporaryDirectory(prefix="auteur-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        with running_stack(tmp / "stack", base, ephemeral=True) as stack:
+            env = {
+                **base,
+                **stack.urls(),
+                "DJANGO_SETTINGS_MODULE": "auteur.settings",
+                "DJANGO_DEBUG": "0",
+                "DJANGO_SECRET_KEY": "bench-only-django-secret-key",
+                "AUTEUR_JWT_SECRET": "bench-only-jwt-secret-0123456789abcdef-xyz",
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+                "DJANGO_LOG_LEVEL": "WARNING",
+                "AUTEUR_ALLOW_BENCH_BACKEND": "1",
+                "AUTEUR_VAR_DIR": str(tmp / "var"),
+                **extra_env,
+            }
+            os.environ.update(env)
+            import django
+            from django.core.management import call_command
+
+            django.setup()
+            call_command("migrate", verbosity=0)
+            bench = BenchStack(tmp, env)
+            try:
+                yield bench
+            finally:
+                bench.stop()
+
+
+__all__ = ["RESULTS_DIR", "BenchStack", "celery_worker_argv", "django_stack", "free_port", "gunicorn_argv",
+           "percentile"]
