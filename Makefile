@@ -14,7 +14,7 @@ TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key AUTEUR_JWT_SECRET=test
 LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=redis://127.0.0.1:1/0 \
 	MONGODB_URI=mongodb://127.0.0.1:1/lint
 
-.PHONY: run test lint manage demo install install-dev help
+.PHONY: run test lint manage demo bench install install-dev help
 .DEFAULT_GOAL := help
 
 help:
@@ -23,6 +23,7 @@ help:
 	@echo "make lint   ruff + mypy"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
 	@echo "make demo   the README's 'Try it' walk-through, against a running 'make run'"
+	@echo "make bench  every benchmark in bench/ (each starts its own stack), then bench/RESULTS.md"
 
 # A venv even where Debian's python3-venv is missing: fall back to virtualenv from PyPI.
 $(PY):
@@ -58,3 +59,14 @@ manage: $(STAMP_RUN)
 
 demo: $(STAMP_RUN)
 	@$(PY) scripts/demo.py
+
+# Each benchmark starts its own throwaway stack and prints its figures; report.py gathers them.
+bench: $(STAMP_DEV)
+	$(PY) bench/pipeline_overhead.py
+	$(PY) bench/api_reads.py
+	$(PY) bench/ledger_contention.py
+	$(PY) bench/memory.py
+	$(PY) bench/edl_latency.py
+	$(PY) bench/media_upload.py
+	$(PY) bench/render.py
+	$(PY) bench/report.py

@@ -1,0 +1,155 @@
+"""API reads: `GET /api/v1/jobs/{id}` with its real authentication against a bare Django view.
+
+    .venv/bin/python bench/api_reads.py [--seconds 20] [--clients 32] [--workers 3]
+
+Both are served by the same gunicorn configuration as `make run` (sync workers, cores + 1), on
+a throwaway stack, in the same run: the baseline (bench/bare/urls.py) does the same indexed
+SELECT of the job by id and owner and returns the same fields with JsonResponse, with no DRF,
+no token check and no rate limit. 32 clients (4 processes x 8 threads, a new connection per
+request, as gunicorn's sync workers close them) run for the given seconds against each, in
+alternating halves. Targets: >= 0.7 of the bare view's requests/s, p99 < 50 ms.
+Writes bench/results/api_reads.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._stack import RESULTS_DIR, django_stack, free_port, gunicorn_argv, percentile
+
+PROCESSES = 4
+
+
+def _client(port: int, path: str, headers: dict[str, str], seconds: float, threads: int, out: mp.Queue) -> None:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def loop() -> None:
+        nonlocal errors
+        mine: list[float] = []
+        bad = 0
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status != 200:
+                    bad += 1
+                    continue
+            except OSError:
+                bad += 1
+                continue
+            mine.append((time.perf_counter() - started) * 1000)
+        with lock:
+            latencies.extend(mine)
+            errors += bad
+
+    pool = [threading.Thread(target=loop) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put((latencies, errors))
+
+
+def load(port: int, path: str, headers: dict[str, str], seconds: float, clients: int) -> dict[str, float]:
+    queue: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=_client, args=(port, path, headers, seconds, clients // PROCESSES, queue))
+             for _ in range(PROCESSES)]
+    for p in procs:
+        p.start()
+    latencies: list[float] = []
+    errors = 0
+    for _ in procs:
+        lat, err = queue.get()
+        latencies += lat
+        errors += err
+    for p in procs:
+        p.join()
+    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / seconds,
+            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
+
+
+def merge(a: dict[str, float] | None, b: dict[str, float], seconds: float) -> dict[str, float]:
+    return b if a is None else {
+        "requests": a["requests"] + b["requests"], "errors": a["errors"] + b["errors"],
+        "rps": (a["requests"] + b["requests"]) / seconds,
+        "p50_ms": (a["p50_ms"] + b["p50_ms"]) / 2, "p99_ms": max(a["p99_ms"], b["p99_ms"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=min(4, (os.cpu_count() or 1) + 1))
+    args = parser.parse_args()
+
+    with django_stack(DJANGO_SETTINGS_MODULE="bench.bare.settings",
+                      AUTEUR_RATE_LIMIT_USER_PER_MINUTE="100000000") as stack:
+        from auteur.users.models import User
+        from auteur.users.services import user_issue_token
+        from credits.services import credit_grant
+        from jobs.models import Job
+        from projects.models import Project
+
+        user = User.objects.create_user(email="reads@bench.invalid")
+        credit_grant(user=user, amount=10, type="bonus", description="bench")
+        project = Project.objects.create(user=user, name="bench")
+        job = Job.objects.create(user=user, project=project, type="tts", credits_cost=2, status="completed",
+                                 input_params={"text": "hi"}, output_data={"duration_ms": 1000})
+        token = user_issue_token(user=user)
+        port = free_port()
+        stack.spawn("api", gunicorn_argv(port, workers=args.workers))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("gunicorn did not start") from None
+                time.sleep(0.2)
+
+        api = (f"/api/v1/jobs/{job.pk}", {"Authorization": f"Bearer {token}"})
+        bare = (f"/bare/jobs/{job.pk}?user={user.pk}", {})
+        for path, headers in (api, bare):  # warm both (imports, connections)
+            load(port, path, headers, 1, 8)
+        half = args.seconds / 2
+        results: dict[str, dict[str, float] | None] = {"drf": None, "bare": None}
+        for _ in range(2):  # alternate halves so that a noisy moment hits both
+            results["bare"] = merge(results["bare"], load(port, *bare, half, args.clients), args.seconds)
+            results["drf"] = merge(results["drf"], load(port, *api, half, args.clients), args.seconds)
+    drf, base = results["drf"], results["bare"]
+    assert drf is not None and base is not None
+    report = {
+        "clients": args.clients, "seconds": args.seconds, "gunicorn_workers": args.workers, "worker_class": "sync",
+        "drf": {k: round(v, 1) for k, v in drf.items()},
+        "bare": {k: round(v, 1) for k, v in base.items()},
+        "ratio_rps": round(drf["rps"] / base["rps"], 3),
+        "targets": {"ratio_rps": 0.7, "p99_ms": 50},
+    }
+    print(json.dumps(report, indent=2))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "api_reads.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Writes bench/RESULTS.md from the JSON each benchmark left in bench/results/ (`make bench`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def verdict(ok: bool) -> str:
+    return "meets target" if ok else "**misses target**"
+
+
+def main() -> None:
+    rows: list[str] = []
+    if (d := load("pipeline_overhead")) is not None:
+        u, s = d["unloaded"], d["saturated"]
+        rows.append(f"| pipeline overhead, one job at a time (noop GPU) | submit->inference start p50 "
+                    f"{u['submit_to_inference_start_ms']['p50']} ms / p99 {u['submit_to_inference_start_ms']['p99']} ms;"
+                    f" inference end->completed p50 {u['inference_end_to_completed_ms']['p50']} ms / p99 "
+                    f"{u['inference_end_to_completed_ms']['p99']} ms | - | - | p99 <= 100 ms: "
+                    f"{verdict(max(u['submit_to_inference_start_ms']['p99'], u['inference_end_to_completed_ms']['p99']) <= 100)} |")
+        rows.append(f"| pipeline throughput, {s['jobs']} jobs, {s['worker_processes']} worker processes | "
+                    f"{s['jobs_per_second']} jobs/s ({s['completed']} completed, {s['failed']} failed) | raw Celery chain: "
+                    f"not measured yet | - | >= 100 jobs/s: {verdict(s['jobs_per_second'] >= 100)} |")
+    if (d := load("api_reads")) is not None:
+        rows.append(f"| GET /api/v1/jobs/{{id}}, {d['clients']} clients, gunicorn {d['gunicorn_workers']} "
+                    f"{d['worker_class']} workers | {d['drf']['rps']} req/s, p50 {d['drf']['p50_ms']} ms, p99 "
+                    f"{d['drf']['p99_ms']} ms | bare Django view: {d['bare']['rps']} req/s, p99 {d['bare']['p99_ms']} ms"
+                    f" | {d['ratio_rps']} | >= 0.7: {verdict(d['ratio_rps'] >= 0.7)}; p99 < 50 ms: "
+                    f"{verdict(d['drf']['p99_ms'] < 50)} |")
+    if (d := load("ledger_contention")) is not None:
+        rows.append(f"| ledger: deductions on one hot account, {d['workers']} processes | {d['service']['ops_per_s']} ops/s "
+                    f"| raw guarded UPDATE + INSERT: {d['raw']['ops_per_s']} ops/s | {d['ratio_service_to_raw']} | "
+                    f">= 0.5: {verdict(d['ratio_service_to_raw'] >= 0.5)}; overdrafts {d['overdrafts']}, ledger "
+                    f"{d['ledger_check']} |")
+    if (d := load("render")) is not None:
+        rows.append(f"| render, 10 clips, {d['settings']['output_s']} s output | {d['engine_median_s']} s | hand-written "
+                    f"ffmpeg command: {d['hand_median_s']} s | {d['ratio']} | <= 1.2: {verdict(d['ratio'] <= 1.2)} |")
+    if (d := load("memory")) is not None:
+        rows.append(f"| peak RSS, idle | API worker {d['api_worker_mb']} MB; Celery main {d['worker_main_mb']} MB, pool "
+                    f"{d['worker_pool_mb']} MB | - | - | API <= 150 MB: {verdict(d['api_ok'])}; worker <= 200 MB: "
+                    f"{verdict(d['worker_ok'])} |")
+    if (d := load("media_upload")) is not None:
+        m = d["median"]
+        rows.append(f"| upload -> confirm -> ready, {d['file_bytes'] / 1e6:.0f} MB video | {m['total_s']} s (PUT "
+                    f"{m['put_s']} s, confirm->ready {m['processing_s']} s) | - | - | - |")
+    if (d := load("edl_latency")) is not None:
+        rows.append(f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
+                    f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "
+                    f"{d['service']['put']['p50_ms']:.0f} / p99 {d['service']['put']['p99_ms']:.0f} ms | - | - | - |")
+    text = f"""# Benchmark results
+
+Written by `make bench` (bench/report.py) from bench/results/*.json. Each figure comes from a
+script in this folder that starts its own throwaway stack; where a baseline is shown, it was
+measured in the same run on the same servers.
+
+- machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}
+- written: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+| benchmark | figure | baseline (same run) | ratio | target |
+| --- | --- | --- | --- | --- |
+""" + "\n".join(rows) + """
+
+Not measured yet (issue 6): pipeline throughput over HTTP from 16 clients against a raw Celery
+chain of no-op tasks, and the chaos run (`make chaos`).
+"""
+    (BENCH / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
