@@ -56,6 +56,14 @@ class ApiView(APIView):
         self.check_permissions(request)
 
 
+class PageQuerySerializer(serializers.Serializer):
+    """`?page=` and `?page_size=` of a list endpoint; list filters subclass it. Not strict: a query
+    string may carry parameters meant for caches or proxies."""
+
+    page = serializers.IntegerField(min_value=1, required=False)
+    page_size = serializers.IntegerField(min_value=1, required=False)
+
+
 class KeyedPagination(PageNumberPagination):
     """`?page=` / `?page_size=` (max 100) pages as `{<key>: [...], "count", "next", "previous"}`.
 

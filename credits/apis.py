@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, paginated_response, request_user
+from auteur.api import ApiView, PageQuerySerializer, paginated_response, request_user
 from credits.models import Plan, SubscriptionStatus, TransactionType
 from credits.selectors import credit_balance_get, credit_transaction_list, subscription_get
 
@@ -27,11 +27,8 @@ class CreditBalanceApi(ApiView):
 class CreditTransactionListApi(ApiView):
     """The user's ledger, newest first, `?type=` to filter, `?page=` / `?page_size=` (max 100)."""
 
-    class FilterSerializer(serializers.Serializer):
-        # Not strict: a query string may carry parameters meant for caches or proxies.
+    class FilterSerializer(PageQuerySerializer):
         type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
-        page = serializers.IntegerField(min_value=1, required=False)
-        page_size = serializers.IntegerField(min_value=1, required=False)
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField()

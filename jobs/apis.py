@@ -16,7 +16,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, StrictSerializer, paginated_response, request_user
+from auteur.api import ApiView, PageQuerySerializer, StrictSerializer, paginated_response, request_user
 from auteur.errors import ApplicationError
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
 from jobs.selectors import job_event_list, job_get, job_list, job_output_media, job_type_list
@@ -227,13 +227,10 @@ class JobListApi(ApiView):
     """The caller's jobs, newest first; `?status=`, `?type=`, `?project_id=` filter, `?page=` /
     `?page_size=` (max 100). Results are in GET /jobs/{id}."""
 
-    class FilterSerializer(serializers.Serializer):
-        # Not strict: a query string may carry parameters meant for caches or proxies.
+    class FilterSerializer(PageQuerySerializer):
         status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
         type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES, required=False)
         project_id = serializers.UUIDField(required=False)
-        page = serializers.IntegerField(min_value=1, required=False)
-        page_size = serializers.IntegerField(min_value=1, required=False)
 
     @extend_schema(
         parameters=[FilterSerializer],
@@ -275,9 +272,7 @@ class JobDetailApi(ApiView):
 class JobEventListApi(ApiView):
     """What happened to a job, oldest first: submitted, queued, started, progress, retries, the end."""
 
-    class FilterSerializer(serializers.Serializer):
-        page = serializers.IntegerField(min_value=1, required=False)
-        page_size = serializers.IntegerField(min_value=1, required=False)
+    FilterSerializer = PageQuerySerializer
 
     @extend_schema(
         parameters=[FilterSerializer],

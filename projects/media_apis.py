@@ -15,7 +15,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, StrictSerializer, paginated_response, request_user
+from auteur.api import ApiView, PageQuerySerializer, StrictSerializer, paginated_response, request_user
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
 from media.selectors import media_get, media_get_for_user, media_list, voice_get, voice_list
 from media.services import (
@@ -148,12 +148,9 @@ class ProjectMediaConfirmApi(ApiView):
 class ProjectMediaListApi(ApiView):
     """The project's media, newest first; `?status=` / `?type=` filter, `?page=` / `?page_size=` (max 100)."""
 
-    class FilterSerializer(serializers.Serializer):
-        # Not strict: a query string may carry parameters meant for caches or proxies.
+    class FilterSerializer(PageQuerySerializer):
         status = serializers.ChoiceField(choices=MediaStatus.choices, required=False)
         type = serializers.ChoiceField(choices=MediaType.choices, required=False)
-        page = serializers.IntegerField(min_value=1, required=False)
-        page_size = serializers.IntegerField(min_value=1, required=False)
 
     class OutputSerializer(MediaSerializer):
         class Meta:
@@ -245,9 +242,7 @@ class VoiceListCreateApi(ApiView):
         class Meta:
             ref_name = "VoiceCreateRequest"
 
-    class FilterSerializer(serializers.Serializer):
-        page = serializers.IntegerField(min_value=1, required=False)
-        page_size = serializers.IntegerField(min_value=1, required=False)
+    FilterSerializer = PageQuerySerializer
 
     class OutputSerializer(VoiceSerializer):
         class Meta:
