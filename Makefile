@@ -62,6 +62,7 @@ demo: $(STAMP_RUN)
 
 # Each benchmark starts its own throwaway stack and prints its figures; report.py gathers them.
 bench: $(STAMP_DEV)
+	$(PY) bench/pipeline_throughput.py
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/api_reads.py
 	$(PY) bench/ledger_contention.py

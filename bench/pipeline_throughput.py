@@ -1,0 +1,178 @@
+"""Pipeline throughput over HTTP against a raw Celery chain, in the same run.
+
+    .venv/bin/python bench/pipeline_throughput.py [--jobs 2000] [--clients 16] [--users 50]
+
+On a throwaway stack: the API under gunicorn as `make run` serves it (sync workers), one Celery
+worker (2 processes, every queue, events on) and the `noop` GPU backend, which returns at once.
+16 client threads submit TTS jobs (an output to store, no input media) over HTTP from many users;
+measured: jobs/s from the first submit to the last `completed`, submit latency p50/p99, and the
+orchestration overhead per job (submit -> inference start, inference end -> completed) p50/p99.
+Baseline: the same number of 3-task chains of no-op tasks on the same broker and worker settings.
+Targets (issue 6): >= 100 jobs/s, >= 0.4 of the raw chain rate, overhead p99 <= 100 ms.
+Writes bench/results/pipeline_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._stack import (
+    RESULTS_DIR,
+    celery_worker_argv,
+    django_stack,
+    free_port,
+    gunicorn_argv,
+    percentile,
+)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def raw_chains(n: int) -> float:
+    """Chains/s of n 3-task no-op chains published at once, first publish to last done."""
+    import os
+
+    import redis
+    from celery import chain
+
+    from bench.noop_chain import COUNTER, noop, noop_last
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client.delete(COUNTER)
+    started = time.monotonic()
+    for i in range(n):
+        chain(noop.si(i), noop.si(i), noop_last.si(i)).apply_async(queue="default")
+    wait_until(lambda: int(client.get(COUNTER) or 0) >= n, 600, "the raw chains")
+    return n / (time.monotonic() - started)
+
+
+def submit_all(port: int, tokens: list[tuple[str, str]], jobs: int, clients: int) -> tuple[list[float], list[str]]:
+    latencies: list[float] = []
+    ids: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(jobs))
+
+    def client() -> None:
+        mine: list[float] = []
+        mine_ids: list[str] = []
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            token, project = tokens[i % len(tokens)]
+            body = json.dumps({"project_id": project, "text": "Hello world.", "speed": 1.0})
+            started = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/api/v1/jobs/tts", body=body,
+                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            response = conn.getresponse()
+            data = response.read()
+            conn.close()
+            if response.status != 202:
+                raise SystemExit(f"submission failed: {response.status} {data[:300]!r}")
+            mine.append((time.perf_counter() - started) * 1000)
+            mine_ids.append(json.loads(data)["job_id"])
+        with lock:
+            latencies.extend(mine)
+            ids.extend(mine_ids)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--api-workers", type=int, default=3)
+    parser.add_argument("--worker-processes", type=int, default=2)
+    args = parser.parse_args()
+
+    with django_stack(
+        AUTEUR_GPU_BACKEND="noop",
+        AUTEUR_JOB_CONCURRENCY_FREE="1000",  # the pipeline is measured, not the per-user slots
+        AUTEUR_RATE_LIMIT_USER_PER_MINUTE="1000000",
+    ) as stack:
+        from auteur.users.models import User
+        from auteur.users.services import user_issue_token
+        from credits.services import credit_grant
+        from jobs.models import TERMINAL_STATUSES, Job
+        from projects.models import Project
+
+        tokens = []
+        for i in range(args.users):
+            user = User.objects.create_user(email=f"tp{i}@bench.invalid")
+            credit_grant(user=user, amount=10 * args.jobs, type="bonus", description="bench")
+            tokens.append((user_issue_token(user=user), str(Project.objects.create(user=user, name="b").pk)))
+        port = free_port()
+        stack.spawn("api", gunicorn_argv(port, workers=args.api_workers))
+        stack.spawn("worker", [*celery_worker_argv(concurrency=args.worker_processes), "--include", "bench.noop_chain",
+                               "-E"])
+        wait_until(lambda: _answers(port), 60, "the API")
+        time.sleep(3)  # the worker connects
+
+        raw_rate = raw_chains(min(args.jobs, 2000))
+
+        started = time.monotonic()
+        latencies, ids = submit_all(port, tokens, args.jobs, args.clients)
+        submitted = time.monotonic()
+        wait_until(lambda: not Job.objects.filter(pk__in=ids).exclude(status__in=TERMINAL_STATUSES).exists(),
+                   900, "every job ending")
+        finished = time.monotonic()
+        jobs = list(Job.objects.filter(pk__in=ids))
+        done = [j for j in jobs if j.status == "completed"]
+        to_start = [(j.inference_started_at - j.created_at).total_seconds() * 1000 for j in done]
+        to_end = [(j.completed_at - j.inference_ended_at).total_seconds() * 1000 for j in done]
+    rate = len(done) / (finished - started)
+    report = {
+        "jobs": args.jobs, "completed": len(done), "failed": sum(j.status == "failed" for j in jobs),
+        "clients": args.clients, "users": args.users, "api_workers": args.api_workers,
+        "worker_processes": args.worker_processes,
+        "jobs_per_second": round(rate, 1),
+        "submit_seconds": round(submitted - started, 1),
+        "submit_ms": {"p50": round(percentile(latencies, 50), 1), "p99": round(percentile(latencies, 99), 1)},
+        "submit_to_inference_start_ms": {"p50": round(percentile(to_start, 50), 1),
+                                         "p99": round(percentile(to_start, 99), 1)},
+        "inference_end_to_completed_ms": {"p50": round(percentile(to_end, 50), 1),
+                                          "p99": round(percentile(to_end, 99), 1)},
+        "raw_chain_per_second": round(raw_rate, 1),
+        "ratio_to_raw": round(rate / raw_rate, 3),
+        "targets": {"jobs_per_second": 100, "ratio_to_raw": 0.4, "overhead_p99_ms": 100},
+    }
+    print(json.dumps(report, indent=2))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "pipeline_throughput.json").write_text(json.dumps(report, indent=2))
+
+
+def _answers(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
