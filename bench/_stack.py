@@ -84,6 +84,8 @@ def celery_worker_argv(queues: str | None = None, concurrency: int = 2) -> list[
 @contextlib.contextmanager
 def django_stack(**extra_env: str) -> Iterator[BenchStack]:
     """A throwaway stack; this process's environment points at it and Django is set up, migrated."""
+    # A benchmark stopped with SIGTERM (`timeout`, Ctrl-C's cousin) still stops what it started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     base = {k: v for k, v in os.environ.items() if k not in URL_VARS}
     with tempfile.TemporaryDirectory(prefix="auteur-bench-") as tmp_name:
         tmp = Path(tmp_name)
