@@ -495,24 +495,8 @@ class S3ObjectStorage(ObjectStorage):
 # ----------------------------------------------------------------------------- selection
 
 
-@functools.lru_cache(maxsize=4)
-def _s3_storage(
-    bucket: str,
-    endpoint_url: str | None,
-    region: str | None,
-    access_key: str | None,
-    secret_key: str | None,
-    addressing_style: str | None,
-) -> S3ObjectStorage:
-    # One client per configuration: building one costs tens of milliseconds; clients are thread-safe.
-    return S3ObjectStorage(
-        bucket=bucket,
-        endpoint_url=endpoint_url,
-        region=region,
-        access_key=access_key,
-        secret_key=secret_key,
-        addressing_style=addressing_style,
-    )
+# One client per configuration: building one costs tens of milliseconds; clients are thread-safe.
+_s3_storage = functools.lru_cache(maxsize=4)(S3ObjectStorage)
 
 
 def get_storage() -> ObjectStorage:
@@ -520,12 +504,12 @@ def get_storage() -> ObjectStorage:
     bucket = getattr(settings, "AWS_STORAGE_BUCKET_NAME", "")
     if bucket:
         return _s3_storage(
-            bucket,
-            getattr(settings, "AWS_S3_ENDPOINT_URL", None) or None,
-            getattr(settings, "AWS_S3_REGION_NAME", None) or None,
-            getattr(settings, "AWS_ACCESS_KEY_ID", None) or None,
-            getattr(settings, "AWS_SECRET_ACCESS_KEY", None) or None,
-            getattr(settings, "AWS_S3_ADDRESSING_STYLE", None) or None,
+            bucket=bucket,
+            endpoint_url=getattr(settings, "AWS_S3_ENDPOINT_URL", None) or None,
+            region=getattr(settings, "AWS_S3_REGION_NAME", None) or None,
+            access_key=getattr(settings, "AWS_ACCESS_KEY_ID", None) or None,
+            secret_key=getattr(settings, "AWS_SECRET_ACCESS_KEY", None) or None,
+            addressing_style=getattr(settings, "AWS_S3_ADDRESSING_STYLE", None) or None,
         )
     return LocalStorage(
         Path(settings.MEDIA_ROOT),
