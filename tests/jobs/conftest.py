@@ -18,6 +18,13 @@ from django.conf import settings
 
 from auteur.devstack import REPO_ROOT
 from celeryconfig import ALL_QUEUES
+from tests.jobs.test_api_support import (  # noqa: F401 - fixtures for every test module here
+    funded_fixture,
+    gpu_backend_fixture,
+    make_media_fixture,
+    media_fixture,
+    project_fixture,
+)
 from tests.media.conftest import samples, upload_local  # noqa: F401 - fixtures and helpers shared
 
 WORKER_READY_TIMEOUT = 60

@@ -11,12 +11,8 @@ from credits.selectors import credit_balance_get
 from credits.services import subscription_create
 from jobs import services
 from jobs.models import Job, JobStatus
-from tests.jobs.test_api_support import (  # noqa: F401 - fixtures
+from tests.jobs.test_api_support import (
     START_BALANCE,
-    funded_fixture,
-    make_media_fixture,
-    media_fixture,
-    project_fixture,
     refund_rows,
     submit,
     usage_rows,

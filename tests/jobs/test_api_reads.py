@@ -11,16 +11,12 @@ from jobs import services
 from jobs.models import Job, JobStatus
 from media.models import MediaFile
 from projects.models import Project
-from tests.jobs.test_api_support import (  # noqa: F401 - fixtures
+from tests.jobs.test_api_support import (
     PRICE,
     START_BALANCE,
     error_code,
-    funded_fixture,
     jobs_url,
     ledger_state,
-    make_media_fixture,
-    media_fixture,
-    project_fixture,
     refund_rows,
     submit,
     usage_rows,

@@ -10,18 +10,13 @@ from credits.services import credit_grant, subscription_create
 from jobs.models import Job, JobEvent, JobStatus
 from media.models import VoiceClone
 from projects.models import Project
-from tests.jobs.test_api_support import (  # noqa: F401 - fixtures
+from tests.jobs.test_api_support import (
     LOCAL_TYPES,
     PRICE,
     START_BALANCE,
     UNAVAILABLE_ON_LOCAL,
     error_code,
-    funded_fixture,
-    gpu_backend_fixture,
     ledger_state,
-    make_media_fixture,
-    media_fixture,
-    project_fixture,
     put_timeline,
     submit,
     usage_rows,

@@ -9,13 +9,9 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from projects import edl
-from tests.projects.test_edl_support import (  # noqa: F401 - fixtures
-    clean_edl_store_fixture,
+from tests.projects.test_edl_support import (
     content,
     editable,
-    make_media_fixture,
-    make_project_fixture,
-    project_fixture,
     timeline_with,
 )
 

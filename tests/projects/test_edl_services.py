@@ -26,14 +26,10 @@ from projects.edl_services import (
     edl_snapshot,
     edl_undo,
 )
-from tests.projects.test_edl_support import (  # noqa: F401 - fixtures
-    clean_edl_store_fixture,
+from tests.projects.test_edl_support import (
     clip,
     content,
     editable,
-    make_media_fixture,
-    make_project_fixture,
-    project_fixture,
     timeline_with,
 )
 

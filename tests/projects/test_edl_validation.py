@@ -6,12 +6,8 @@ import pytest
 
 from projects import edl
 from projects.edl_services import EdlInvalid, EdlTooLarge, edl_get, edl_replace
-from tests.projects.test_edl_support import (  # noqa: F401 - fixtures
-    clean_edl_store_fixture,
+from tests.projects.test_edl_support import (
     clip,
-    make_media_fixture,
-    make_project_fixture,
-    project_fixture,
     segment,
     timeline_with,
 )
