@@ -96,5 +96,5 @@ beat_schedule: dict[str, dict[str, object]] = {
     # No media file stays `uploading` or `processing` forever (expire, re-probe, or reject).
     "media-sweep": {"task": "media.sweep", "schedule": 600.0},
     # No job stays non-terminal forever: lost publishes, lost polls, jobs past their limit.
-    "jobs-reaper": {"task": "jobs.reap", "schedule": 60.0},
+    "jobs-reaper": {"task": "jobs.reap", "schedule": float(os.environ.get("AUTEUR_REAPER_INTERVAL_SECONDS", "60"))},
 }

@@ -172,6 +172,11 @@ class EmbeddedServer:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
 
+    def restart(self) -> None:
+        """Stop and start again on the same port and data (drills: bench/chaos.py)."""
+        self.stop()
+        self.start()
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -402,7 +407,7 @@ class Stack:
     servers: list[EmbeddedServer] = field(default_factory=list)
 
     @classmethod
-    def plan(cls, var_dir: Path, env: dict[str, str], *, ephemeral: bool = False) -> Stack:
+    def plan(cls, var_dir: Path, env: dict[str, str], *, ephemeral: bool = False, durable_redis: bool = False) -> Stack:
         stack = cls(var_dir=var_dir, ephemeral=ephemeral)
         logs = var_dir / "log"
 
@@ -417,7 +422,10 @@ class Stack:
             )
         if not env.get("REDIS_URL"):
             stack.servers.append(
-                RedisServer("redis", var_dir / "redis", port(16379), logs / "redis.log", persistent=not ephemeral)
+                RedisServer(
+                    "redis", var_dir / "redis", port(16379), logs / "redis.log",
+                    persistent=durable_redis or not ephemeral,
+                )
             )
         if not env.get("MONGODB_URI"):
             stack.servers.append(MongoServer("mongodb", var_dir / "mongodb", port(17017), logs / "mongodb.log"))
@@ -459,8 +467,10 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(var_dir: Path, env: dict[str, str], *, ephemeral: bool = False) -> Iterator[Stack]:
-    stack = Stack.plan(var_dir, env, ephemeral=ephemeral)
+def running_stack(
+    var_dir: Path, env: dict[str, str], *, ephemeral: bool = False, durable_redis: bool = False
+) -> Iterator[Stack]:
+    stack = Stack.plan(var_dir, env, ephemeral=ephemeral, durable_redis=durable_redis)
     stack.start()
     try:
         yield stack

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -82,9 +83,22 @@ def _flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
     return out
 
 
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is away (a restart, a failover): the request's transaction was rolled
+        # back, so nothing half-done remains, and the client may simply try again.
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            error_body("service_unavailable", "The service is briefly unavailable; try again shortly.",
+                       {"retry_after_seconds": DATABASE_RETRY_AFTER_SECONDS}),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

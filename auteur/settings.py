@@ -191,6 +191,12 @@ AUTEUR_JOB_CONCURRENCY = {
     "pro": env.int("AUTEUR_JOB_CONCURRENCY_PRO", default=5),
 }
 AUTEUR_IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+# The reaper (jobs.reap, run by beat every AUTEUR_REAPER_INTERVAL_SECONDS, celeryconfig.py):
+# re-publish a job still `pending` after this long (its publish was lost), and poll again a
+# `processing` job with no sign of life for this long (its poll message was lost). Lower them
+# for drills (bench/chaos.py); a repoll threshold below a few poll intervals only adds polls.
+AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECONDS", default=60)
+AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
 
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")

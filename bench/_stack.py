@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from auteur.devstack import URL_VARS, free_port, running_stack  # noqa: E402 - needs the path above
+from auteur.devstack import URL_VARS, EmbeddedServer, free_port, running_stack  # noqa: E402 - needs the path above
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BINDIR = Path(sys.executable).parent
@@ -39,6 +39,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 class BenchStack:
     tmp: Path
     env: dict[str, str]
+    servers: dict[str, EmbeddedServer] = field(default_factory=dict)  # "postgres", "redis", "mongodb"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def spawn(self, name: str, argv: Sequence[str], **env: str) -> subprocess.Popen[bytes]:
@@ -70,26 +71,34 @@ def gunicorn_argv(port: int, workers: int = 2, worker_class: str = "sync", threa
             "--timeout", "300", "--config", "python:auteur.gunicorn_conf", "--access-logfile", "/dev/null"]
 
 
-def celery_worker_argv(queues: str | None = None, concurrency: int = 2) -> list[str]:
+def celery_worker_argv(queues: str | None = None, concurrency: int = 2, name: str = "bench") -> list[str]:
     """A worker on `queues` (default: all). Call it inside django_stack: celeryconfig reads the
     broker URL from the environment when first imported."""
     if queues is None:
         from celeryconfig import ALL_QUEUES
 
         queues = ",".join(ALL_QUEUES)
-    return [str(BINDIR / "celery"), "-A", "auteur", "worker", "-Q", queues, "-c", str(concurrency),
+    return [str(BINDIR / "celery"), "-A", "auteur", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",
             "-O", "fair", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
 
 
+def beat_argv(schedule_file: Path) -> list[str]:
+    return [str(BINDIR / "celery"), "-A", "auteur", "beat", "--schedule", str(schedule_file), "--loglevel", "WARNING"]
+
+
 @contextlib.contextmanager
-def django_stack(**extra_env: str) -> Iterator[BenchStack]:
-    """A throwaway stack; this process's environment points at it and Django is set up, migrated."""
+def django_stack(*, durable_redis: bool = False, **extra_env: str) -> Iterator[BenchStack]:
+    """A throwaway stack; this process's environment points at it and Django is set up, migrated.
+
+    `durable_redis`: Redis with its append-only file, as `make run` and production run it (a
+    restart keeps the queues); by default a throwaway stack's Redis keeps nothing on disk.
+    """
     # A benchmark stopped with SIGTERM (`timeout`, Ctrl-C's cousin) still stops what it started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     base = {k: v for k, v in os.environ.items() if k not in URL_VARS}
     with tempfile.TemporaryDirectory(prefix="auteur-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        with running_stack(tmp / "stack", base, ephemeral=True) as stack:
+        with running_stack(tmp / "stack", base, ephemeral=True, durable_redis=durable_redis) as stack:
             env = {
                 **base,
                 **stack.urls(),
@@ -109,12 +118,12 @@ def django_stack(**extra_env: str) -> Iterator[BenchStack]:
 
             django.setup()
             call_command("migrate", verbosity=0)
-            bench = BenchStack(tmp, env)
+            bench = BenchStack(tmp, env, {server.name: server for server in stack.servers})
             try:
                 yield bench
             finally:
                 bench.stop()
 
 
-__all__ = ["RESULTS_DIR", "BenchStack", "celery_worker_argv", "django_stack", "free_port", "gunicorn_argv",
+__all__ = ["RESULTS_DIR", "BenchStack", "beat_argv", "celery_worker_argv", "django_stack", "free_port", "gunicorn_argv",
            "percentile"]

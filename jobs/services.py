@@ -319,9 +319,9 @@ def job_poll(*, job_id: uuid.UUID | str) -> CallStatus | None:
             gpu_client.cancel(job.gpu_call_id)
             raise PermanentGpuError("timeout", f"{job.type} ran past its {limit - TIME_LIMIT_GRACE_SECONDS} s limit")
         _record_progress(job, status.progress)
-        # A sign of life for the reaper (at most one write per 30 s per job).
+        # A sign of life for the reaper: a few writes per repoll period, not one per poll.
         now = timezone.now()
-        Job.objects.filter(pk=job.pk, updated_at__lt=now - timedelta(seconds=30)).update(updated_at=now)
+        Job.objects.filter(pk=job.pk, updated_at__lt=now - _repoll_after() / 4).update(updated_at=now)
     elif status.state == "succeeded":
         now = timezone.now()
         Job.objects.filter(pk=job.pk, inference_ended_at__isnull=True).update(inference_ended_at=now, updated_at=now)
@@ -348,7 +348,8 @@ def _record_progress(job: Job, progress: float | None) -> None:
 
 # ----------------------------------------------------------------------------- store + finalize
 
-OUTPUT_MEDIA_TYPES = {"tts": "audio", "render": "video", "compression": "video"}
+# The kind of media each type's outputs are stored as (every other type makes video).
+OUTPUT_MEDIA_TYPES = {"tts": "audio", "audio-generation": "audio", "image-generation": "image"}
 
 
 def job_complete(*, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0) -> Job | None:
@@ -561,9 +562,11 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
 
 # ----------------------------------------------------------------------------- the reaper
 
-REPUBLISH_PENDING_AFTER = timedelta(seconds=60)
 STORE_LIMIT_SECONDS = 960  # the finish step's hard time limit (jobs/tasks.py STEP_LIMITS)
-REPOLL_AFTER = timedelta(seconds=120)
+
+
+def _repoll_after() -> timedelta:
+    return timedelta(seconds=settings.AUTEUR_REAPER_REPOLL_AFTER_SECONDS)
 
 
 def jobs_reap(*, now: Any = None) -> dict[str, int]:
@@ -572,6 +575,7 @@ def jobs_reap(*, now: Any = None) -> dict[str, int]:
     - pending for a minute: its publish was lost (broker down at submission): publish again;
     - queued while a slot is free: start it (a missed release);
     - processing with no sign of life for two minutes: its poll message was lost: poll again;
+    (the two thresholds are settings: AUTEUR_REAPER_PENDING_AFTER_SECONDS, ..._REPOLL_AFTER_SECONDS)
     - processing past its type's time limit (plus grace): fail and refund it (retryable).
     Every action is idempotent: a duplicate message finds the job moved and does nothing.
     """
@@ -579,7 +583,8 @@ def jobs_reap(*, now: Any = None) -> dict[str, int]:
 
     now = now or timezone.now()
     counts = {"republished": 0, "started": 0, "repolled": 0, "timed_out": 0}
-    for job in Job.objects.filter(status=JobStatus.PENDING, updated_at__lt=now - REPUBLISH_PENDING_AFTER):
+    pending_after = timedelta(seconds=settings.AUTEUR_REAPER_PENDING_AFTER_SECONDS)
+    for job in Job.objects.filter(status=JobStatus.PENDING, updated_at__lt=now - pending_after):
         if pipeline.start(job.pk, job.type):
             Job.objects.filter(pk=job.pk).update(updated_at=now)
             event(job.pk, "republished")
@@ -609,6 +614,6 @@ def _reap_processing(job: Job, now: Any, counts: dict[str, int]) -> None:
     if now - began > timedelta(seconds=limit + 60):
         if job_fail(job_id=job.pk, code="timeout", message=f"no result within {limit} s", retryable=True):
             counts["timed_out"] += 1
-    elif now - job.updated_at > REPOLL_AFTER and pipeline.publish(job.pk, job.type, step):
+    elif now - job.updated_at > _repoll_after() and pipeline.publish(job.pk, job.type, step):
         Job.objects.filter(pk=job.pk).update(updated_at=now)
         counts["repolled"] += 1

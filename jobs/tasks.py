@@ -13,6 +13,7 @@ from typing import Any
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
@@ -29,7 +30,8 @@ class JobTask(DjangoTask):
 
     A step that fails for good (a permanent error, or transient ones past their retries) lands in
     on_failure, which fails the job and refunds it through the service: exactly once, however
-    many times on_failure runs.
+    many times on_failure runs. Losing the database mid-step (a restart, a failover) is
+    transient: the step is retried with back-off, like a GPU capacity error.
     """
 
     acks_late = True
@@ -37,11 +39,18 @@ class JobTask(DjangoTask):
     max_retries = TRANSIENT_RETRIES
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        job_id = args[0] if args else kwargs["job_id"]
         # Every log line of the step carries its job id, and none after it (a worker process
         # runs other tasks next).
-        token = services.bind_job_to_logs(args[0] if args else kwargs["job_id"])
+        token = services.bind_job_to_logs(job_id)
         try:
+            if (self.request.delivery_info or {}).get("redelivered"):
+                # A worker died holding this message, or the broker restored it: the step runs
+                # again and finds its own work done. Recorded so that drills can count them.
+                services.event(job_id, "step_redelivered", step=self.name)
             return super().__call__(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            self.retry_transient(exc)
         finally:
             job_id_var.reset(token)
 
@@ -53,9 +62,12 @@ class JobTask(DjangoTask):
             logger.error("job step %s crashed", self.name, exc_info=exc, extra={"job_id": str(job_id)})
         services.job_fail(job_id=job_id, code=code, message=message, retryable=retryable)
 
-    def retry_transient(self, exc: TransientGpuError) -> None:
+    def retry_transient(self, exc: TransientGpuError | DatabaseError) -> None:
         """Back off exponentially with full jitter, within a bound; then on_failure takes over."""
         delay = random.uniform(0, min(60.0, 2.0 * 2**self.request.retries))  # noqa: S311 - jitter
+        if not isinstance(exc, DatabaseError):  # no event to write while the database is away
+            job_id = self.request.args[0] if self.request.args else self.request.kwargs["job_id"]
+            services.event(job_id, "step_retry", step=self.name, code=getattr(exc, "code", ""))
         raise self.retry(exc=exc, countdown=delay)
 
 

@@ -66,6 +66,15 @@ def test_unhandled_exception_is_a_500_envelope_without_internals(api_client, cap
 
 
 @pytest.mark.django_db
+@pytest.mark.urls("tests.auteur.urls_boom")
+def test_a_lost_database_is_a_503_to_retry_not_a_500(api_client):
+    response = api_client.get("/api/v1/database-away")
+    error = assert_envelope(response, 503, "service_unavailable")
+    assert response["Retry-After"] == "5" and error["details"] == {"retry_after_seconds": 5}
+    assert "secret" not in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_oversize_body_is_refused_with_an_envelope(auth_client, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = auth_client.generic(

@@ -11,7 +11,17 @@ def boom(request):  # type: ignore[no-untyped-def]
     raise RuntimeError("secret internal detail")
 
 
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def database_away(request):  # type: ignore[no-untyped-def]
+    from django.db import OperationalError
+
+    raise OperationalError("server closed the connection unexpectedly (postgres://secret@db)")
+
+
 urlpatterns = [
     path("api/v1/boom", boom),
+    path("api/v1/database-away", database_away),
     path("", include("auteur.urls")),
 ]

@@ -10,6 +10,8 @@ from django.test import TestCase
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
 from credits.services import credit_grant
+from gpu_tasks.backends.noop import fixed_result
+from gpu_tasks.types import JobType
 from jobs import services
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.tasks import TASKS
@@ -206,6 +208,26 @@ def test_a_job_failing_while_storing_loses_its_outputs(user, project, media):
         assert services.job_fail(job_id=job.pk, code="internal", message="storage down", retryable=True)
     assert not MediaFile.objects.filter(pk=output.pk).exists()
     assert refunds(job) == 1
+
+
+OUTPUT_KINDS = {"audio": "audio", "image": "image", "video": "video"}
+
+
+@pytest.mark.parametrize("job_type", sorted(t.value for t in JobType if fixed_result(t).get("outputs")))
+def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, project, media, job_type):
+    """The noop backend's outputs have the real engines' shapes: a wav, a png, an mp4 each stored and probed."""
+    from django.utils import timezone
+
+    job = submit(user, project, media)
+    Job.objects.filter(pk=job.pk).update(type=job_type, status=JobStatus.PROCESSING, started_at=timezone.now())
+    result = fixed_result(JobType(job_type))
+    (ref,) = result["outputs"].values()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        done = services.job_complete(job_id=job.pk, result=result)
+    assert done is not None and done.status == JobStatus.COMPLETED
+    (output,) = MediaFile.objects.filter(source_job_id=job.pk)
+    assert output.status == "ready" and output.type == OUTPUT_KINDS[ref["content_type"].split("/")[0]]
+    assert done.output_data["output_media_ids"] == [str(output.pk)]
 
 
 def test_media_of_unknown_duration_cannot_be_priced(auth_client, user, project):
