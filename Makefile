@@ -14,7 +14,7 @@ TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key AUTEUR_JWT_SECRET=test
 LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=redis://127.0.0.1:1/0 \
 	MONGODB_URI=mongodb://127.0.0.1:1/lint
 
-.PHONY: run test lint manage demo bench install install-dev help
+.PHONY: run test lint manage demo bench chaos install install-dev help
 .DEFAULT_GOAL := help
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
 	@echo "make demo   the README's 'Try it' walk-through, against a running 'make run'"
 	@echo "make bench  every benchmark in bench/ (each starts its own stack), then bench/RESULTS.md"
+	@echo "make chaos  1,000 jobs while workers die and Redis and Postgres restart; checks nothing was lost"
 
 # A venv even where Debian's python3-venv is missing: fall back to virtualenv from PyPI.
 $(PY):
@@ -70,4 +71,9 @@ bench: $(STAMP_DEV)
 	$(PY) bench/edl_latency.py
 	$(PY) bench/media_upload.py
 	$(PY) bench/render.py
+	$(PY) bench/report.py
+
+# Fault injection: its own throwaway stack; prints the table and exits 1 if an invariant fails.
+chaos: $(STAMP_DEV)
+	$(PY) bench/chaos.py
 	$(PY) bench/report.py

@@ -71,6 +71,24 @@ def test_an_unexpected_crash_fails_as_internal_and_retryable(user, project, medi
     assert refunds(job) == 1
 
 
+def test_a_step_that_loses_the_database_is_retried_not_failed(user, project, media, monkeypatch):
+    """A Postgres restart mid-step: the step backs off and runs again; the job is not failed."""
+    from celery.exceptions import Retry
+    from django.db import OperationalError
+
+    job = submit(user, project, media)
+    monkeypatch.setattr(services, "job_claim", lambda **kw: (_ for _ in ()).throw(OperationalError("connection lost")))
+    task = TASKS["jobs.audio.prepare"]
+    task.push_request(args=(str(job.pk),), kwargs={}, retries=0, called_directly=False, is_eager=False)
+    try:
+        with pytest.raises(Retry):
+            task(str(job.pk))
+    finally:
+        task.pop_request()
+    job.refresh_from_db()
+    assert job.status == JobStatus.PENDING and refunds(job) == 0
+
+
 @pytest.mark.parametrize("state", [JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING])
 def test_cancel_in_each_active_state_refunds_in_full_once(user, project, media, state):
     job = submit(user, project, media)

@@ -1,0 +1,493 @@
+"""Chaos drill: jobs of every kind while workers die and Redis and Postgres restart; then proof
+that nothing was lost and no credit moved twice.
+
+    .venv/bin/python bench/chaos.py [--jobs 1000] [--users 30] [--clients 8] [--seed 7]
+    .venv/bin/python bench/chaos.py --quick        # the small version that `make test` runs
+
+On a throwaway stack run as `make run` runs it (gunicorn API, two Celery workers on every queue,
+beat with the reaper; Redis with its append-only file), with the `noop` GPU backend wrapped in
+injected faults (transient and permanent errors, failures at spawn, calls that hang past their
+time limit). Client threads submit the jobs over HTTP with an Idempotency-Key each, retrying
+through outages, and cancel some of them. While the jobs run, at fixed fractions of the
+submissions, the drill:
+
+    SIGKILLs a worker's pool process; restarts Redis; SIGKILLs a whole worker node (and starts a
+    new one); restarts Postgres; SIGKILLs a pool process again.
+
+Then it waits for every job to end and checks, from the database:
+
+    no job lost (every accepted id exists; no job the clients do not know of) or stuck (all end
+    completed, failed or canceled); every failed or canceled job refunded exactly once, no
+    completed job refunded, one charge per job; `ledger_check` clean and no balance ever below 0;
+    one set of outputs per completed job (none for the others); one terminal event per job.
+
+It prints a table of figures and invariants, writes bench/results/chaos.json (or --out), and
+exits 1 if any invariant fails. The full run keeps the production reaper thresholds (60 s /
+120 s), so jobs whose messages died with a worker or a broker restart show up in the drain time;
+--quick lowers them to seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil
+
+from bench._stack import (
+    RESULTS_DIR,
+    BenchStack,
+    beat_argv,
+    celery_worker_argv,
+    django_stack,
+    free_port,
+    gunicorn_argv,
+)
+
+# Faults per type (gpu_tasks/backends/faults.py). Hangs only where the time limit is short
+# (tts: 120 s), so that the drill ends within minutes; the reaper or the poll fails them.
+FAULTS = (
+    "tts:transient=0.06,permanent=0.03,hang=0.01,spawn_transient=0.03;"
+    "transcription:transient=0.08,permanent=0.04,spawn_permanent=0.02;"
+    "*:transient=0.05,permanent=0.03,spawn_transient=0.02"
+)
+QUICK_FAULTS = "tts:transient=0.1,permanent=0.05,spawn_transient=0.05;*:transient=0.08,permanent=0.05"
+# What users submit: (type, weight, pro only).
+MIX = [("tts", 30, False), ("transcription", 15, False), ("compression", 10, False), ("audio-generation", 10, False),
+       ("image-generation", 10, False), ("video-query", 10, False), ("lip-sync", 8, False),
+       ("video-generation", 7, True)]
+OUTPUTS = {"tts": 1, "compression": 1, "audio-generation": 1, "image-generation": 1, "lip-sync": 1,
+           "video-generation": 1, "transcription": 0, "video-query": 0}
+PLANS = (None, "starter", "pro")
+TIGHT_BUDGET_EVERY = 10  # every 10th user can afford only a few jobs: some submissions get 402
+CANCEL_RATE = 0.05
+
+
+@dataclass
+class Outcomes:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    accepted: dict[str, str] = field(default_factory=dict)  # job id -> type
+    refused: Counter[str] = field(default_factory=Counter)  # error code -> count
+    unexpected: list[str] = field(default_factory=list)
+    http_retries: int = 0
+    cancels: Counter[int] = field(default_factory=Counter)  # HTTP status -> count
+    first_submit: float = 0.0
+    last_submit: float = 0.0
+
+    @property
+    def answered(self) -> int:
+        with self.lock:
+            return len(self.accepted) + sum(self.refused.values()) + len(self.unexpected)
+
+
+@dataclass
+class User:
+    token: str
+    project: str
+    plan: str | None
+    media: dict[str, str]  # kind -> media id
+
+
+def request(port: int, method: str, path: str, token: str, body: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=json.dumps(body or {}),
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                              **(headers or {})})
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    return response.status, json.loads(data) if data else {}
+
+
+def request_through_outages(port: int, outcomes: Outcomes, *args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """A client that keeps trying through restarts (5xx, refused connections) for up to 2 min."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            status, body = request(port, *args, **kwargs)
+            if status < 500:
+                return status, body
+        except (OSError, http.client.HTTPException, json.JSONDecodeError):
+            status, body = 0, {}
+        if time.monotonic() > deadline:
+            return status, body
+        with outcomes.lock:
+            outcomes.http_retries += 1
+        time.sleep(0.5)
+
+
+def job_body(job_type: str, user: User, rng: random.Random) -> dict[str, Any]:
+    body: dict[str, Any] = {"project_id": user.project}
+    if job_type == "tts":
+        body.update(text="Chaos " * rng.randint(1, 300), speed=1.0)
+    elif job_type == "transcription":
+        body.update(media_id=user.media["audio"])
+    elif job_type == "compression":
+        body.update(media_id=user.media["video"], preset="480p")
+    elif job_type in ("audio-generation", "image-generation", "video-generation"):
+        body.update(prompt="a quiet harbour at dawn")
+    elif job_type == "video-query":
+        body.update(video_media_id=user.media["video"], question="What happens?")
+    elif job_type == "lip-sync":
+        body.update(video_media_id=user.media["video"], audio_media_id=user.media["audio"])
+    return body
+
+
+def plan_submissions(users: list[User], jobs: int, rng: random.Random) -> list[tuple[int, str, dict[str, Any]]]:
+    plan = []
+    for i in range(jobs):
+        user_index = i % len(users)
+        user = users[user_index]
+        choices = [(t, w) for t, w, pro in MIX if not pro or user.plan == "pro"]
+        job_type = rng.choices([t for t, _ in choices], weights=[w for _, w in choices])[0]
+        plan.append((user_index, job_type, job_body(job_type, user, rng)))
+    return plan
+
+
+def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str, Any]]], clients: int,
+               outcomes: Outcomes, seed: int) -> None:
+    work = iter(enumerate(plan))
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        rng = random.Random(seed * 1000 + n)  # noqa: S311 - a drill
+        while True:
+            with lock:
+                item = next(work, None)
+            if item is None:
+                return
+            i, (user_index, job_type, body) = item
+            user = users[user_index]
+            status, data = request_through_outages(port, outcomes, "POST", f"/api/v1/jobs/{job_type}", user.token,
+                                                    body, headers={"Idempotency-Key": f"chaos-{i}"})
+            with outcomes.lock:
+                outcomes.last_submit = time.monotonic()
+                if status in (200, 202):
+                    outcomes.accepted[data["job_id"]] = job_type
+                elif status == 402:
+                    outcomes.refused[data["error"]["code"]] += 1
+                else:
+                    outcomes.unexpected.append(f"{job_type}: {status} {str(data)[:300]}")
+                    continue
+            if status in (200, 202) and rng.random() < CANCEL_RATE:
+                time.sleep(rng.uniform(0, 0.5))
+                cancel_status, _ = request_through_outages(port, outcomes, "POST",
+                                                           f"/api/v1/jobs/{data['job_id']}/cancel", user.token)
+                with outcomes.lock:
+                    outcomes.cancels[cancel_status] += 1
+
+    outcomes.first_submit = time.monotonic()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+# ----------------------------------------------------------------------------- disruptions
+
+
+class Workers:
+    """The Celery worker nodes of the drill, by name; killed and replaced by the disruptions."""
+
+    def __init__(self, stack: BenchStack, concurrency: int) -> None:
+        self.stack, self.concurrency, self.nodes, self.started = stack, concurrency, {}, 0
+        self.start()
+        self.start()
+
+    def start(self) -> None:
+        self.started += 1
+        name = f"chaos{self.started}"
+        self.nodes[name] = self.stack.spawn(f"worker-{name}", celery_worker_argv(concurrency=self.concurrency,
+                                                                                   name=name))
+
+    def alive(self) -> list[str]:
+        return [name for name, proc in self.nodes.items() if proc.poll() is None]
+
+    def kill_pool_process(self) -> str:
+        name = self.alive()[0]
+        children = psutil.Process(self.nodes[name].pid).children(recursive=True)
+        if not children:
+            return f"no pool process in {name}"
+        victim = children[0]
+        victim.send_signal(signal.SIGKILL)
+        return f"SIGKILL pool process {victim.pid} of worker {name}"
+
+    def kill_node(self) -> str:
+        name = self.alive()[-1]
+        os.killpg(self.nodes[name].pid, signal.SIGKILL)
+        self.nodes[name].wait(10)
+        del self.nodes[name]
+        self.start()
+        return f"SIGKILL worker {name} (main and pool processes); started a new worker"
+
+
+def disrupt(stack: BenchStack, workers: Workers, outcomes: Outcomes, total: int, log: list[dict[str, Any]],
+            stop: threading.Event) -> None:
+    steps: list[tuple[float, Callable[[], str]]] = [
+        (0.10, workers.kill_pool_process),
+        (0.25, lambda: _restart(stack, "redis")),
+        (0.40, workers.kill_node),
+        (0.55, lambda: _restart(stack, "postgres")),
+        (0.70, workers.kill_pool_process),
+    ]
+    for fraction, action in steps:
+        while outcomes.answered < fraction * total:
+            if stop.wait(0.05):
+                return
+        began = time.monotonic()
+        what = action()
+        log.append({"at_submission": outcomes.answered, "what": what,
+                    "seconds": round(time.monotonic() - began, 2)})
+        print(f"  [chaos] after {outcomes.answered} submissions: {what}", flush=True)
+
+
+def _restart(stack: BenchStack, name: str) -> str:
+    stack.servers[name].restart()
+    return f"restarted {name} (same port and data)"
+
+
+# ----------------------------------------------------------------------------- invariants
+
+
+def db(fn: Callable[[], Any]) -> Any:
+    """Run a query, reconnecting once when the drill's own connection died with a restart."""
+    from django.db import InterfaceError, OperationalError, connection
+
+    try:
+        return fn()
+    except (OperationalError, InterfaceError):
+        connection.close()
+        return fn()
+
+
+def wait_for_drain(ids: set[str], deadline_s: float) -> tuple[bool, float]:
+    from jobs.models import TERMINAL_STATUSES, Job
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        with contextlib.suppress(Exception):
+            if not db(lambda: Job.objects.exclude(status__in=TERMINAL_STATUSES).exists()):
+                return True, time.monotonic()
+        if time.monotonic() > deadline:
+            return False, time.monotonic()
+        time.sleep(0.5)
+
+
+def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str]]]:
+    from django.db.models import Count, Min
+
+    from credits.models import CreditTransaction
+    from credits.selectors import ledger_check
+    from jobs.models import TERMINAL_STATUSES, Job, JobEvent
+    from media.models import MediaFile
+
+    jobs = {str(j.pk): j for j in Job.objects.all()}
+    ids = set(outcomes.accepted)
+    statuses = Counter(j.status for j in jobs.values())
+    ledger: dict[str, Counter[str]] = {}
+    amounts_ok = True
+    for tx in CreditTransaction.objects.filter(job_id__isnull=False):
+        ledger.setdefault(str(tx.job_id), Counter())[tx.type] += 1
+        job = jobs.get(str(tx.job_id))
+        amounts_ok &= job is not None and abs(tx.amount) == job.credits_cost
+    events: dict[str, Counter[str]] = {}
+    for job_id, type_, n in JobEvent.objects.values_list("job_id", "type").annotate(n=Count("id")):
+        events.setdefault(str(job_id), Counter())[type_] = n
+    outputs = Counter(str(m) for m in MediaFile.objects.filter(source_job_id__isnull=False)
+                      .values_list("source_job_id", flat=True))
+    # Each ledger row records the balance its own UPDATE left (credits/services.py): the lowest
+    # of them is the lowest any balance ever was.
+    lowest = CreditTransaction.objects.aggregate(low=Min("balance_after"))["low"] or 0
+
+    def bad(predicate: Callable[[str, Job], bool]) -> list[str]:
+        return sorted(job_id for job_id, job in jobs.items() if predicate(job_id, job))
+
+    lost = sorted(ids - set(jobs)) + sorted(set(jobs) - ids)
+    stuck = bad(lambda i, j: j.status not in TERMINAL_STATUSES)
+    wrong_refund = bad(lambda i, j: ledger.get(i, Counter())["refund"] != (1 if j.status in ("failed", "canceled")
+                                                                          else 0)
+                       or j.credits_refunded != (j.status in ("failed", "canceled")))
+    wrong_charge = bad(lambda i, j: ledger.get(i, Counter())["usage"] != 1)
+    wrong_outputs = bad(lambda i, j: outputs[i] != (OUTPUTS[j.type] if j.status == "completed" else 0)
+                        or len(j.output_data.get("output_media_ids", [])) != (outputs[i] if j.status == "completed"
+                                                                              else 0))
+    terminal_events = bad(lambda i, j: sum(events.get(i, Counter())[t] for t in ("completed", "failed", "canceled"))
+                          != 1)
+    problems = ledger_check()
+
+    def result(failures: list[Any], what: str) -> tuple[bool, str]:
+        return (not failures, what if not failures else f"{what}: {len(failures)} off, e.g. {failures[:3]}")
+
+    invariants = {
+        "no job lost": result(lost, "every accepted job exists, and no other"),
+        "no job stuck": result(stuck, "every job completed, failed or canceled"),
+        "refunded exactly once": result(wrong_refund, "failed/canceled: 1 refund; completed: none"),
+        "charged exactly once": result(wrong_charge + ([] if amounts_ok else ["amounts"]), "1 usage row per job"),
+        "ledger_check": result([str(p) for p in problems], "every balance equals the sum of its ledger"),
+        "never negative": (lowest >= 0, f"lowest balance ever recorded: {lowest}"),
+        "one output set per completed job": result(wrong_outputs, "outputs of completed jobs only, once"),
+        "one terminal event per job": result(terminal_events, "exactly one completed/failed/canceled event"),
+        "no unexpected answers": result(outcomes.unexpected, "only 202, 200 (replay) or 402"),
+    }
+    all_events = Counter()
+    for counter in events.values():
+        all_events.update(counter)
+    figures = {
+        "jobs_submitted": len(outcomes.accepted) + sum(outcomes.refused.values()) + len(outcomes.unexpected),
+        "accepted": len(ids),
+        "refused_402": dict(outcomes.refused),
+        "completed": statuses["completed"],
+        "failed": statuses["failed"],
+        "canceled": statuses["canceled"],
+        "refunded": sum(c["refund"] for c in ledger.values()),
+        "retries": all_events["step_retry"] + all_events["inference_retry"],
+        "redeliveries": all_events["step_redelivered"],
+        "reaper_republished": all_events["republished"],
+        "client_http_retries": outcomes.http_retries,
+        "cancel_answers": dict(outcomes.cancels),
+        "failure_codes": dict(Counter(j.error_code for j in jobs.values() if j.status == "failed")),
+    }
+    return figures, invariants
+
+
+# ----------------------------------------------------------------------------- setup and main
+
+
+def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
+    from auteur.users.models import User as UserModel
+    from auteur.users.services import user_issue_token
+    from credits.services import credit_grant, subscription_create
+    from media.models import MediaFile
+    from projects.models import Project
+
+    users = []
+    for i in range(count):
+        owner = UserModel.objects.create_user(email=f"chaos{i}@bench.invalid")
+        plan = PLANS[i % len(PLANS)]
+        if plan:
+            subscription_create(user=owner, plan=plan)
+        budget = 12 if i % TIGHT_BUDGET_EVERY == TIGHT_BUDGET_EVERY - 1 else 200 * (jobs // count + 1)
+        credit_grant(user=owner, amount=budget, type="bonus", description="chaos drill")
+        project = Project.objects.create(user=owner, name=f"chaos {i}")
+        media = {}
+        for kind, mime in (("audio", "audio/wav"), ("video", "video/mp4")):
+            # Ready rows, as a probe leaves them; the noop backend never reads the bytes.
+            m = MediaFile.objects.create(project=project, user=owner, name=f"{kind}.bin", type=kind, mime_type=mime,
+                                         status="ready", file_size_bytes=1000, duration_ms=rng.randint(5, 300) * 1000,
+                                         storage_key=f"chaos/{project.pk}/{kind}")
+            media[kind] = str(m.pk)
+        users.append(User(user_issue_token(user=owner), str(project.pk), plan, media))
+    return users
+
+
+def answers(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def print_table(figures: dict[str, Any], invariants: dict[str, tuple[bool, str]]) -> None:
+    print("\n| figure | value |\n| --- | --- |")
+    for key, value in figures.items():
+        print(f"| {key.replace('_', ' ')} | {value} |")
+    print("\n| invariant | result | detail |\n| --- | --- | --- |")
+    for name, (ok, detail) in invariants.items():
+        print(f"| {name} | {'PASS' if ok else '**FAIL**'} | {detail} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--drain-timeout", type=float, default=600)
+    parser.add_argument("--quick", action="store_true", help="120 jobs, no hangs, reaper thresholds in seconds")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    reaper = {"AUTEUR_REAPER_INTERVAL_SECONDS": "60", "AUTEUR_REAPER_PENDING_AFTER_SECONDS": "60",
+              "AUTEUR_REAPER_REPOLL_AFTER_SECONDS": "120"}
+    faults = FAULTS
+    if args.quick:
+        args.jobs, args.users, args.clients = min(args.jobs, 120), min(args.users, 9), min(args.clients, 4)
+        args.drain_timeout = min(args.drain_timeout, 240)
+        reaper = {"AUTEUR_REAPER_INTERVAL_SECONDS": "3", "AUTEUR_REAPER_PENDING_AFTER_SECONDS": "10",
+                  "AUTEUR_REAPER_REPOLL_AFTER_SECONDS": "20"}
+        faults = QUICK_FAULTS
+    out = args.out or RESULTS_DIR / ("chaos_quick.json" if args.quick else "chaos.json")
+    rng = random.Random(args.seed)  # noqa: S311 - a drill
+
+    with django_stack(
+        durable_redis=True,
+        AUTEUR_GPU_BACKEND="noop",
+        AUTEUR_FAULT_INJECTION=faults,
+        AUTEUR_FAULT_SEED=str(args.seed),
+        AUTEUR_RATE_LIMIT_USER_PER_MINUTE="1000000",  # the drill attacks delivery, not the limiter
+        **reaper,
+    ) as stack:
+        users = make_users(args.users, args.jobs, rng)
+        plan = plan_submissions(users, args.jobs, rng)
+        port = free_port()
+        stack.spawn("api", gunicorn_argv(port, workers=2))
+        stack.spawn("beat", beat_argv(stack.tmp / "beat-schedule"))
+        workers = Workers(stack, concurrency=2)
+        deadline = time.monotonic() + 60
+        while not answers(port):
+            if time.monotonic() > deadline:
+                raise SystemExit("the API did not start")
+            time.sleep(0.1)
+        time.sleep(2)  # the workers connect
+
+        outcomes, disruptions, stop = Outcomes(), [], threading.Event()
+        chaos = threading.Thread(target=disrupt, args=(stack, workers, outcomes, args.jobs, disruptions, stop))
+        chaos.start()
+        print(f"chaos: {args.jobs} jobs from {args.users} users over {args.clients} clients; faults {faults}",
+              flush=True)
+        submit_all(port, users, plan, args.clients, outcomes, args.seed)
+        stop.set()
+        chaos.join()
+        drained, drained_at = wait_for_drain(set(outcomes.accepted), args.drain_timeout)
+        time.sleep(1)  # a step that lost the race to a terminal state finishes its transaction
+        figures, invariants = db(lambda: check(outcomes))
+        figures["time_to_drain_s"] = round(drained_at - outcomes.first_submit, 1)
+        figures["submission_s"] = round(outcomes.last_submit - outcomes.first_submit, 1)
+        figures["disruptions"] = len(disruptions)
+        invariants["every planned disruption ran"] = (len(disruptions) == 5, f"{len(disruptions)} of 5")
+        if not drained:
+            invariants["drained in time"] = (False, f"jobs still running after {args.drain_timeout:.0f} s")
+
+    print_table(figures, invariants)
+    report = {"quick": args.quick, "jobs": args.jobs, "users": args.users, "clients": args.clients, "seed": args.seed,
+              "faults": faults, "reaper": reaper, "figures": figures, "disruptions": disruptions,
+              "invariants": {k: {"pass": ok, "detail": d} for k, (ok, d) in invariants.items()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    failed = [name for name, (ok, _) in invariants.items() if not ok]
+    print(f"\n{'FAIL: ' + ', '.join(failed) if failed else 'every invariant holds'} ({out})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
