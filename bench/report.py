@@ -59,6 +59,17 @@ def main() -> None:
         rows.append(f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
                     f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "
                     f"{d['service']['put']['p50_ms']:.0f} / p99 {d['service']['put']['p99_ms']:.0f} ms | - | - | - |")
+    chaos = ""
+    if (d := load("chaos")) is not None:
+        f = d["figures"]
+        chaos = (f"\n## Chaos drill (`make chaos`)\n\n{d['jobs']} jobs from {d['users']} users over {d['clients']} "
+                 f"clients, noop GPU with faults `{d['faults']}`; reaper every {d['reaper']['AUTEUR_REAPER_INTERVAL_SECONDS']}"
+                 f" s. Disruptions, in order: " + "; ".join(x["what"] for x in d["disruptions"]) + ".\n\n"
+                 "| figure | value |\n| --- | --- |\n"
+                 + "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in f.items())
+                 + "\n\n| invariant | result | detail |\n| --- | --- | --- |\n"
+                 + "\n".join(f"| {k} | {'pass' if v['pass'] else '**FAIL**'} | {v['detail']} |"
+                              for k, v in d["invariants"].items()) + "\n")
     text = f"""# Benchmark results
 
 Written by `make bench` (bench/report.py) from bench/results/*.json. Each figure comes from a
@@ -70,10 +81,7 @@ measured in the same run on the same servers.
 
 | benchmark | figure | baseline (same run) | ratio | target |
 | --- | --- | --- | --- | --- |
-""" + "\n".join(rows) + """
-
-Not measured yet (issue 6): the chaos run (`make chaos`).
-"""
+""" + "\n".join(rows) + "\n" + chaos
     (BENCH / "RESULTS.md").write_text(text)
     print(text)
 

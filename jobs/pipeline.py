@@ -1,14 +1,18 @@
 """How a job's steps follow each other: the one place that builds and publishes them.
 
-    prepare  claim a slot (pending/queued -> processing), resolve inputs, spawn the GPU call
+    prepare  claim a slot (pending/queued -> processing), resolve inputs, spawn the GPU call,
+             and look at it once
     infer    poll the call without blocking: re-published with a growing countdown until it ends
-    finish   store outputs (object storage, media records, caption JSON) and mark it completed
+    finish   the reaper's way to re-drive a job whose store step was interrupted
 
-Each step publishes the next as an immutable signature with the job id as its only argument,
-after its own work is committed; a redelivered step finds its work done and only re-publishes,
-so the worst case of a crash is one duplicate message, which the next step ignores. Three
-tasks, not four: storing and finalizing share one task because a hop through the broker costs
-more than either (bench/ measures the pipeline's overhead).
+The step whose look finds the call done stores the outputs (object storage, media records,
+caption JSON) and marks the job completed right there: a hop through the broker costs more
+than storing a small output, so a job whose call is done at the first look (a short job, a
+cache hit, the benchmarks' noop backend) runs as one task, and a longer one as prepare plus
+its polls. Each step publishes the next as an immutable signature with the job id as its only
+argument, after its own work is committed; a redelivered step finds its work done and only
+re-publishes, so the worst case of a crash is one duplicate message, which the next step
+ignores (bench/ measures the pipeline's overhead).
 
 Queues: one per job family (celeryconfig.py routes `jobs.<family>.*`), so a flood of renders
 cannot starve transcriptions.

@@ -24,7 +24,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from rest_framework import status as http
 
@@ -205,30 +206,29 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
             return None
         _user_lock(job.user_id)
-        job.refresh_from_db(fields=["status"])
-        if job.status == JobStatus.PROCESSING:
-            return job
-        if job.status not in (JobStatus.PENDING, JobStatus.QUEUED):
-            return None
-        running = Job.objects.filter(user_id=job.user_id, status=JobStatus.PROCESSING).count()
-        older_waiting = Job.objects.filter(
-            user_id=job.user_id, status=JobStatus.QUEUED, created_at__lt=job.created_at
-        ).exists()
-        if running >= concurrency_limit(job.user) or older_waiting:
+        # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
+        # job meanwhile makes the conditional UPDATE below match nothing.
+        slots = Job.objects.filter(user_id=job.user_id, status__in=(JobStatus.PROCESSING, JobStatus.QUEUED)).aggregate(
+            running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
+            older_waiting=Count("pk", filter=Q(status=JobStatus.QUEUED, created_at__lt=job.created_at)),
+        )
+        running = slots["running"]
+        if running >= concurrency_limit(job.user) or slots["older_waiting"]:
             if job.status == JobStatus.PENDING:
-                Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-                    status=JobStatus.QUEUED, queued_at=timezone.now(), updated_at=timezone.now()
-                )
-                event(job.id, "queued", running=running)
+                now = timezone.now()
+                if Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+                    status=JobStatus.QUEUED, queued_at=now, updated_at=now
+                ):
+                    event(job.id, "queued", running=running)
             return None
         now = timezone.now()
         claimed = Job.objects.filter(pk=job.pk, status=job.status).update(
             status=JobStatus.PROCESSING, started_at=now, updated_at=now
         )
-        if not claimed:  # canceled in between (cancel does not take the user lock)
+        if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
             return None
         event(job.id, "started")
-        job.status, job.started_at = JobStatus.PROCESSING, now
+        job.status, job.started_at, job.updated_at = JobStatus.PROCESSING, now, now
         return job
 
 
@@ -282,9 +282,12 @@ def _voice_ref(key: str, ttl: int) -> dict[str, Any]:
     return {"url": get_storage().presign_get(key, expires_in=ttl).url}
 
 
-def job_spawn(*, job_id: uuid.UUID | str) -> Job | None:
-    """Start the GPU call of a processing job that has none; a redelivery finds it started."""
-    job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
+def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
+    """Start the GPU call of a processing job that has none; a redelivery finds it started.
+
+    `job`: the row as the caller just read or claimed it (saves reading it again)."""
+    if job is None:
+        job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
     if job is None or job.gpu_call_id:
         return job
     if job.attempts >= MAX_GPU_ATTEMPTS:
@@ -299,17 +302,19 @@ def job_spawn(*, job_id: uuid.UUID | str) -> Job | None:
         _quietly(gpu_client.cancel, call_id)
         return Job.objects.filter(pk=job_id).first()
     event(job.id, "inference_started", call_id=call_id, attempt=job.attempts + 1)
-    job.refresh_from_db()
+    job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
     return job
 
 
-def job_poll(*, job_id: uuid.UUID | str) -> CallStatus | None:
+def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus | None:
     """One non-blocking look at the job's GPU call. None when the job is no longer processing.
 
     A running call past the type's time limit is cancelled and fails the job (`timeout`). A call
-    that ended with a transient error is forgotten so that the next step re-spawns it.
+    that ended with a transient error is forgotten so that the next step re-spawns it. A call
+    that succeeded stamps `inference_ended_at`, from which on the job can no longer be canceled.
     """
-    job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
+    if job is None:
+        job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
     if job is None or not job.gpu_call_id:
         return None
     status = gpu_client.poll(job.gpu_call_id)  # TransientGpuError: could not read; poll later
@@ -323,8 +328,14 @@ def job_poll(*, job_id: uuid.UUID | str) -> CallStatus | None:
         now = timezone.now()
         Job.objects.filter(pk=job.pk, updated_at__lt=now - _repoll_after() / 4).update(updated_at=now)
     elif status.state == "succeeded":
+        # Conditional on `processing`: a cancel that won the row first leaves this job alone
+        # (job_cancel refuses once this is set; exactly one of the two UPDATEs matches).
         now = timezone.now()
-        Job.objects.filter(pk=job.pk, inference_ended_at__isnull=True).update(inference_ended_at=now, updated_at=now)
+        if not Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
+            inference_ended_at=Coalesce(F("inference_ended_at"), Value(now)), updated_at=now
+        ):
+            return None
+        job.inference_ended_at = job.inference_ended_at or now
     elif status.state == "failed":
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
         if error.retryable and job.attempts < MAX_GPU_ATTEMPTS:
@@ -352,14 +363,24 @@ def _record_progress(job: Job, progress: float | None) -> None:
 OUTPUT_MEDIA_TYPES = {"tts": "audio", "audio-generation": "audio", "image-generation": "image"}
 
 
-def job_complete(*, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0) -> Job | None:
-    """Store the outputs (idempotently) and move the job to completed. None if it is not processing."""
-    job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
+def job_complete(
+    *, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0, job: Job | None = None
+) -> Job | None:
+    """Store the outputs (idempotently) and move the job to completed. None if it is not processing.
+
+    A job that ends otherwise while its outputs are being stored (failed by the reaper, say) was
+    refunded, so it keeps none of them.
+    """
+    if job is None:
+        job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
     if job is None:
         return None
-    ended = timezone.now()
-    Job.objects.filter(pk=job.pk, inference_ended_at__isnull=True).update(inference_ended_at=ended)
-    Job.objects.filter(pk=job.pk).update(updated_at=ended)  # the reaper sees the store step at work
+    now = timezone.now()
+    # Conditional on `processing` (see job_poll); updated_at tells the reaper the store is at work.
+    if not Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
+        inference_ended_at=Coalesce(F("inference_ended_at"), Value(now)), updated_at=now
+    ):
+        return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
     output_media: list[str] = []
     outputs: dict[str, dict[str, Any]] = result.get("outputs") or {}
@@ -387,21 +408,23 @@ def job_complete(*, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds
     if output_media:
         output_data["output_media_ids"] = output_media
     with transaction.atomic():
+        completed_at = timezone.now()
+        processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
         done = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
-            status=JobStatus.COMPLETED,
-            output_data=output_data,
-            progress=100,
-            completed_at=timezone.now(),
-            gpu_seconds=gpu_seconds,
-            processing_time_ms=int((timezone.now() - (job.started_at or job.created_at)).total_seconds() * 1000),
+            status=JobStatus.COMPLETED, output_data=output_data, progress=100, completed_at=completed_at,
+            updated_at=completed_at, gpu_seconds=gpu_seconds, processing_time_ms=processing_ms,
         )
         if not done:
-            return None  # canceled while storing: it was refunded; the outputs stay with the project
+            # It ended otherwise meanwhile (the reaper failed it): refunded, so it keeps nothing.
+            media_delete_job_outputs(job_id=job.pk)
+            return None
         event(job.id, "completed", output_media_ids=output_media)
         _release_slot(job.user_id)
     if job.gpu_call_id:
         _quietly(gpu_client.release, job.gpu_call_id)
-    return Job.objects.get(pk=job.pk)
+    job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
+    job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
+    return job
 
 
 # ----------------------------------------------------------------------------- terminal states
