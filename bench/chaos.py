@@ -334,6 +334,9 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
                           != 1)
     problems = ledger_check()
 
+    wrong_outputs = [f"{i} ({jobs[i].type}, {jobs[i].status}: {outputs[i]} stored, "
+                     f"{len(jobs[i].output_data.get('output_media_ids', []))} listed)" for i in wrong_outputs]
+
     def result(failures: list[Any], what: str) -> tuple[bool, str]:
         return (not failures, what if not failures else f"{what}: {len(failures)} off, e.g. {failures[:3]}")
 

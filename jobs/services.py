@@ -415,8 +415,10 @@ def job_complete(
             updated_at=completed_at, gpu_seconds=gpu_seconds, processing_time_ms=processing_ms,
         )
         if not done:
-            # It ended otherwise meanwhile (the reaper failed it): refunded, so it keeps nothing.
-            media_delete_job_outputs(job_id=job.pk)
+            # Completed by a duplicate delivery of this step (the outputs are its too), or ended
+            # otherwise meanwhile (failed by the reaper): refunded, so it keeps nothing.
+            if not Job.objects.filter(pk=job.pk, status=JobStatus.COMPLETED).exists():
+                media_delete_job_outputs(job_id=job.pk)
             return None
         event(job.id, "completed", output_media_ids=output_media)
         _release_slot(job.user_id)

@@ -248,6 +248,57 @@ def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, projec
     assert done.output_data["output_media_ids"] == [str(output.pk)]
 
 
+def _storing_tts_job(user, project, media):
+    from django.utils import timezone
+
+    job = submit(user, project, media)
+    Job.objects.filter(pk=job.pk).update(type="tts", status=JobStatus.PROCESSING, started_at=timezone.now())
+    return Job.objects.get(pk=job.pk), fixed_result(JobType.TTS)
+
+
+def test_a_duplicate_delivery_storing_beside_the_first_keeps_the_outputs(user, project, media, monkeypatch):
+    """Two deliveries store at once; the one that loses the final UPDATE must not delete the winner's outputs."""
+    job, result = _storing_tts_job(user, project, media)
+    real = services.media_create_output
+
+    def the_other_delivery_completes_first(**kwargs):
+        monkeypatch.setattr(services, "media_create_output", real)
+        assert services.job_complete(job_id=job.pk, result=fixed_result(JobType.TTS)) is not None
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "media_create_output", the_other_delivery_completes_first)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert services.job_complete(job_id=job.pk, result=result, job=job) is None
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED and refunds(job) == 0
+    assert [str(m.pk) for m in MediaFile.objects.filter(source_job_id=job.pk)] == job.output_data["output_media_ids"]
+
+
+def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, media, monkeypatch):
+    job, result = _storing_tts_job(user, project, media)
+    real = services.media_create_output
+
+    def reaper_fails_it_meanwhile(**kwargs):
+        services.job_fail(job_id=job.pk, code="timeout", message="no result in time", retryable=True)
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "media_create_output", reaper_fails_it_meanwhile)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert services.job_complete(job_id=job.pk, result=result, job=job) is None
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and refunds(job) == 1
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+
+
+def test_a_cancel_that_wins_the_row_stops_the_store(user, project, media):
+    job, result = _storing_tts_job(user, project, media)
+    services.job_cancel(job=job)
+    assert services.job_complete(job_id=job.pk, result=result, job=job) is None
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELED and job.inference_ended_at is None and refunds(job) == 1
+
+
 def test_media_of_unknown_duration_cannot_be_priced(auth_client, user, project):
     unknown = MediaFile.objects.create(project=project, user=user, name="live.mkv", type="video",
                                        mime_type="video/x-matroska", status="ready", duration_ms=None,
