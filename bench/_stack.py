@@ -65,6 +65,25 @@ class BenchStack:
                     os.killpg(proc.pid, signal.SIGKILL)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live and reaped descendants so far."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + (t.children_user + t.children_system if proc is root else 0.0)
+    return total
+
+
 def gunicorn_argv(port: int, workers: int = 2, worker_class: str = "sync", threads: int = 1) -> list[str]:
     return [str(BINDIR / "gunicorn"), "auteur.wsgi:application", "--bind", f"127.0.0.1:{port}",
             "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
@@ -125,5 +144,5 @@ def django_stack(*, durable_redis: bool = False, **extra_env: str) -> Iterator[B
                 bench.stop()
 
 
-__all__ = ["RESULTS_DIR", "BenchStack", "beat_argv", "celery_worker_argv", "django_stack", "free_port", "gunicorn_argv",
-           "percentile"]
+__all__ = ["RESULTS_DIR", "BenchStack", "beat_argv", "celery_worker_argv", "cpu_seconds", "django_stack",
+           "free_port", "gunicorn_argv", "percentile"]
