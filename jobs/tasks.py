@@ -62,11 +62,11 @@ class JobTask(DjangoTask):
             logger.error("job step %s crashed", self.name, exc_info=exc, extra={"job_id": str(job_id)})
         services.job_fail(job_id=job_id, code=code, message=message, retryable=retryable)
 
-    def retry_transient(self, exc: TransientGpuError | DatabaseError) -> None:
+    def retry_transient(self, exc: TransientGpuError | DatabaseError | InterfaceError) -> None:
         """Back off exponentially with full jitter, within a bound; then on_failure takes over."""
         delay = random.uniform(0, min(60.0, 2.0 * 2**self.request.retries))  # noqa: S311 - jitter
-        if not isinstance(exc, DatabaseError):  # no event to write while the database is away
-            job_id = self.request.args[0] if self.request.args else self.request.kwargs["job_id"]
+        if isinstance(exc, TransientGpuError):  # no event to write while the database is away
+            job_id = self.request.args[0] if self.request.args else (self.request.kwargs or {})["job_id"]
             services.event(job_id, "step_retry", step=self.name, code=getattr(exc, "code", ""))
         raise self.retry(exc=exc, countdown=delay)
 
