@@ -217,7 +217,8 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            output, _ = proc.communicate(timeout=60)
+            # The supervisor's own bound: 20 s for the API and workers, then each server's stop.
+            output, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
             output, _ = proc.communicate()
