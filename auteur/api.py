@@ -11,12 +11,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from auteur.users.authentication import TokenSubject
 from auteur.users.models import User
 
 
 def request_user(request: Request) -> User:
     """The authenticated caller. Every API view requires authentication (the default permission)."""
     assert isinstance(request.user, User)
+    return request.user
+
+
+def request_subject(request: Request) -> TokenSubject:
+    """The caller of a view that authenticates with DeferredAccountJWTAuthentication."""
+    assert isinstance(request.user, TokenSubject)
     return request.user
 
 

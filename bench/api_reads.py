@@ -1,6 +1,6 @@
 """API reads: `GET /api/v1/jobs/{id}` with its real authentication against a bare Django view.
 
-    .venv/bin/python bench/api_reads.py [--seconds 20] [--clients 32] [--workers 3]
+    .venv/bin/python bench/api_reads.py [--seconds 20] [--clients 32] [--workers 3] [--worker-class sync] [--threads 1]
 
 Both are served by the same gunicorn configuration as `make run` (sync workers, cores + 1), on
 a throwaway stack, in the same run: the baseline (bench/bare/urls.py) does the same indexed
@@ -98,6 +98,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=min(4, (os.cpu_count() or 1) + 1))
+    # To compare server configurations; the defaults are what `make run` and the Dockerfile use.
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     with django_stack(DJANGO_SETTINGS_MODULE="bench.bare.settings",
@@ -115,7 +118,8 @@ def main() -> None:
                                  input_params={"text": "hi"}, output_data={"duration_ms": 1000})
         token = user_issue_token(user=user)
         port = free_port()
-        stack.spawn("api", gunicorn_argv(port, workers=args.workers))
+        stack.spawn("api", gunicorn_argv(port, workers=args.workers, worker_class=args.worker_class,
+                                         threads=args.threads))
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -140,7 +144,8 @@ def main() -> None:
     drf, base = results["drf"], results["bare"]
     assert drf is not None and base is not None
     report = {
-        "clients": args.clients, "seconds": args.seconds, "gunicorn_workers": args.workers, "worker_class": "sync",
+        "clients": args.clients, "seconds": args.seconds, "gunicorn_workers": args.workers,
+        "worker_class": args.worker_class, "threads": args.threads,
         "drf": {k: round(v, 1) for k, v in drf.items()},
         "bare": {k: round(v, 1) for k, v in base.items()},
         "ratio_rps": round(drf["rps"] / base["rps"], 3),

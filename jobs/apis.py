@@ -16,10 +16,26 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, PageQuerySerializer, StrictSerializer, paginated_response, request_user
+from auteur.api import (
+    ApiView,
+    PageQuerySerializer,
+    StrictSerializer,
+    paginated_response,
+    request_subject,
+    request_user,
+)
 from auteur.errors import ApplicationError
+from auteur.users.authentication import DeferredAccountJWTAuthentication
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
-from jobs.selectors import job_event_list, job_get, job_list, job_output_media, job_type_list
+from jobs.selectors import (
+    JobNotFound,
+    job_detail_get,
+    job_event_list,
+    job_get,
+    job_list,
+    job_output_media,
+    job_type_list,
+)
 from jobs.serializers import INPUT_SERIALIZERS, JobInputSerializer
 from jobs.services import job_cancel, job_retry, job_submit, request_hash
 
@@ -105,7 +121,8 @@ class JobSerializer(JobSummarySerializer):
 
     @extend_schema_field(OutputMediaSerializer(many=True))
     def get_output_media(self, obj: Job) -> list[dict[str, Any]]:
-        return [{"id": m.pk, "name": m.name, "type": m.type} for m in job_output_media(job=obj)]
+        media = job_output_media(user_id=obj.user_id, output_data=obj.output_data)
+        return [{"id": m.pk, "name": m.name, "type": m.type} for m in media]
 
 
 class JobEventSerializer(serializers.Serializer):
@@ -255,10 +272,28 @@ class JobDetailApi(ApiView):
     """A job: its status and progress, its results (`output_data`, `output_media`) once
     completed, and `error_code` / `error_message` / `retryable` once failed."""
 
+    # The most frequent request of all (clients poll it), so a read is one query: the token is
+    # verified as everywhere, but the caller's account is not read on its own, as the job's row is
+    # found only by its active owner, which proves the same. Without a row, the account is read
+    # after all (a first token creates it, a disabled one is a 401), then the 404.
+    authentication_classes = [DeferredAccountJWTAuthentication]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method not in ("GET", "HEAD"):  # a POST here (no such job type), the 405s
+            request_subject(request).account()
+
     @extend_schema(responses=JobSerializer, summary="Get a job", operation_id="jobs_retrieve", tags=["jobs"])
     def get(self, request: Request, job_id: str) -> Response:
-        job = job_get(user=request_user(request), job_id=job_id)
-        return Response(JobSerializer(job).data)
+        subject = request_subject(request)
+        try:
+            # The same representation as JobSerializer gives (the renderer writes UUIDs and UTC
+            # datetimes as its fields do), without building a serializer per request.
+            job = job_detail_get(user_id=subject.id, job_id=job_id)
+        except JobNotFound:
+            subject.account()
+            raise
+        return Response(job)
 
     def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
         # POST /jobs/<x> where x is no job type lands here (its path has the detail's shape).

@@ -48,6 +48,36 @@ def job_get(*, user: User, job_id: uuid.UUID | str) -> Job:
     return job
 
 
+# What GET /jobs/{id} shows, in its order (jobs.apis.JobSerializer): not input_params, which holds
+# a render's whole timeline and is never sent back.
+JOB_DETAIL_FIELDS = (
+    "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "progress", "error_code",
+    "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
+    "completed_at", "processing_time_ms", "gpu_seconds", "output_data",
+)
+
+
+def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:
+    """The fields of the job GET /jobs/{id} shows, with its output media, or 404.
+
+    One indexed SELECT of just those columns. It matches only while the owner's account is
+    active, so a found job also proves what authentication would otherwise read the account for
+    (auteur.users.authentication.TokenSubject); not found says nothing about the account.
+    """
+    pk = _parse_uuid(job_id)
+    if pk is None:
+        raise JobNotFound("No such job.")
+    try:
+        row = Job.objects.filter(user_id=user_id, user__is_active=True).values(*JOB_DETAIL_FIELDS).get(pk=pk)
+    except Job.DoesNotExist:
+        raise JobNotFound("No such job.") from None
+    row["output_media"] = [
+        {"id": m.pk, "name": m.name, "type": m.type}
+        for m in job_output_media(user_id=user_id, output_data=row["output_data"])
+    ]
+    return row
+
+
 def job_list(
     *,
     user: User,
@@ -71,12 +101,13 @@ def job_event_list(*, job: Job) -> QuerySet[JobEvent]:
     return JobEvent.objects.filter(job=job).order_by("id")
 
 
-def job_output_media(*, job: Job) -> list[MediaFile]:
-    """The media files a completed job produced that still exist, in the order it listed them."""
-    ids = [i for i in (_parse_uuid(v) for v in (job.output_data or {}).get("output_media_ids") or []) if i]
+def job_output_media(*, user_id: uuid.UUID, output_data: dict[str, Any] | None) -> list[MediaFile]:
+    """The media files a completed job (its output_data) produced that still exist, in the order
+    it listed them."""
+    ids = [i for i in (_parse_uuid(v) for v in (output_data or {}).get("output_media_ids") or []) if i]
     if not ids:
         return []
-    found = {m.pk: m for m in MediaFile.objects.filter(pk__in=ids, user_id=job.user_id).only("id", "name", "type")}
+    found = {m.pk: m for m in MediaFile.objects.filter(pk__in=ids, user_id=user_id).only("id", "name", "type")}
     return [found[i] for i in ids if i in found]
 
 

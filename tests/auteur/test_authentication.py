@@ -202,6 +202,26 @@ def test_garbage_and_wrong_schemes_are_rejected():
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("header", ["", "e30", b64(b"[1]"), b64(b'{"alg": "HS256"'), b64(b"\xff\xfe"), "!!!!"])
+def test_a_header_that_is_no_json_object_is_rejected(settings, header):
+    _header, body, sig = jwt.encode(claims(), settings.AUTEUR_JWT_SECRET, algorithm="HS256").split(".")
+    assert_rejected(f"{header}.{body}.{sig}")
+
+
+@pytest.mark.django_db
+def test_a_token_verified_earlier_is_refused_once_it_expires(settings):
+    """Verified tokens are remembered for a while, but never past their exp (+ the leeway)."""
+    import time
+
+    exp = int(time.time()) - authentication.LEEWAY_SECONDS + 3  # 2 to 3 seconds left, leeway included
+    token = jwt.encode(claims(exp=exp), settings.AUTEUR_JWT_SECRET, algorithm="HS256")
+    assert verify(token)[0] == 200
+    assert verify(token)[0] == 200
+    time.sleep(max(0.0, exp + authentication.LEEWAY_SECONDS - time.time()) + 0.1)
+    assert_rejected(token)
+
+
+@pytest.mark.django_db
 def test_a_disabled_account_is_rejected(settings, make_user):
     user = make_user(is_active=False)
     token = jwt.encode(claims(sub=str(user.pk), email=user.email), settings.AUTEUR_JWT_SECRET, algorithm="HS256")

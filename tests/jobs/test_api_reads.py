@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
+from rest_framework.renderers import JSONRenderer
 
+from auteur.throttling import hit
+from auteur.users.models import User
 from credits.selectors import credit_balance_get
 from jobs import services
+from jobs.apis import JobSerializer
 from jobs.models import Job, JobStatus
 from media.models import MediaFile
 from projects.models import Project
@@ -72,6 +77,66 @@ def test_a_completed_job_lists_its_output_media(auth_client, job, project, make_
     assert body["status"] == "completed" and body["output_data"]["text"] == "hello"
     assert body["output_media"] == [{"id": str(produced.pk), "name": "speech.wav", "type": "audio"}]
     assert body["gpu_seconds"] == 1.5 and body["processing_time_ms"] == 2300
+
+
+def test_the_detail_is_byte_for_byte_what_the_job_serializer_writes(auth_client, job, project, make_media):
+    """The detail builds its body without the serializer; cancel answers with the serializer and
+    the schema documents it, so the two must not drift apart, whatever state the job is in."""
+    produced = make_media(project, "audio", name="spéech.wav")
+    at = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # no microseconds: isoformat writes none
+    states = [
+        {},
+        {"status": JobStatus.PROCESSING, "progress": 40, "attempts": 1, "queued_at": at,
+         "started_at": datetime(2026, 3, 1, 12, 0, 1, 250000, tzinfo=UTC)},
+        {"status": JobStatus.COMPLETED, "progress": 100, "gpu_seconds": 1.5, "processing_time_ms": 2300,
+         "completed_at": at, "output_data": {"text": "héllo", "output_media_ids": [str(produced.pk)]}},
+        {"status": JobStatus.FAILED, "error_code": "gpu_oom", "error_message": "out of memory",
+         "retryable": True, "credits_refunded": True, "retry_of_id": job.pk, "gpu_seconds": 2.0},
+    ]
+    for fields in states:
+        Job.objects.filter(pk=job.pk).update(**fields)
+        job.refresh_from_db()
+        response = auth_client.get(jobs_url(f"/{job.pk}"))
+        assert response.status_code == 200, fields
+        assert response.content == JSONRenderer().render(JobSerializer(job).data), fields
+
+
+def test_reading_a_job_is_one_query(auth_client, job, django_assert_num_queries):
+    # The token's account is proven by the job's row (its owner, active): no query of its own.
+    with django_assert_num_queries(1) as captured:
+        assert auth_client.get(jobs_url(f"/{job.pk}")).status_code == 200
+    assert '"jobs"' in captured.captured_queries[0]["sql"]
+
+
+def test_a_disabled_account_cannot_read_its_own_job(auth_client, job, funded):
+    User.objects.filter(pk=funded.pk).update(is_active=False)
+    response = auth_client.get(jobs_url(f"/{job.pk}"))
+    assert response.status_code == 401 and error_code(response) == "invalid_token"
+    # Nor reach what the detail's path answers to other methods.
+    response = auth_client.post(jobs_url("/teleport"))
+    assert response.status_code == 401 and error_code(response) == "invalid_token"
+
+
+def test_the_first_token_of_a_new_account_creates_it_on_a_job_read_too(api_client, make_token, job):
+    sub = str(uuid.uuid4())
+    response = api_client.get(jobs_url(f"/{job.pk}"),
+                              HTTP_AUTHORIZATION=f"Bearer {make_token(sub=sub, email='new@example.com')}")
+    assert response.status_code == 404 and error_code(response) == "job_not_found"
+    assert User.objects.get(pk=sub).email == "new@example.com"
+    # Without an email there is no account to create: 401, and still none.
+    stranger = str(uuid.uuid4())
+    token = make_token(sub=stranger, email=None)
+    response = api_client.get(jobs_url(f"/{job.pk}"), HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401 and error_code(response) == "invalid_token"
+    assert not User.objects.filter(pk=stranger).exists()
+
+
+def test_job_reads_count_against_the_callers_rate_limit(auth_client, job, funded, settings):
+    # Another process fills the caller's window (the submission of the job counted in it too).
+    while not hit(f"rl:u:{funded.pk}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE, window_seconds=60):
+        pass
+    response = auth_client.get(jobs_url(f"/{job.pk}"))
+    assert response.status_code == 429 and error_code(response) == "rate_limited"
 
 
 def test_the_list_is_paginated_newest_first_and_filtered(auth_client, funded, project, media):
