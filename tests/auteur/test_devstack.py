@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -170,6 +171,11 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # Read its output as a terminal would, all along: an undrained pipe would stall its writers.
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
         ready = _wait_http(f"http://127.0.0.1:{api_port}/readyz", 120)
         assert ready.status_code == 200, ready.text
@@ -218,10 +224,12 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         proc.send_signal(signal.SIGINT)
         try:
             # The supervisor's own bound: 20 s for the API and workers, then each server's stop.
-            output, _ = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-            output, _ = proc.communicate()
+            proc.wait()
+        reader.join(10)
+        output = "".join(lines)
     assert "devstack: stopped" in output, output[-3000:]
     time.sleep(0.5)
     alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
