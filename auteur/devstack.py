@@ -593,6 +593,10 @@ def _install_signal_handlers() -> None:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too, explicitly: Python installs its KeyboardInterrupt handler only when SIGINT was
+    # not inherited as ignored, and a parent started in the background (a non-interactive shell's
+    # `&`, some CI runners) hands it down ignored; Ctrl-C must still stop the stack.
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)
 

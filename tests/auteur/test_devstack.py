@@ -167,6 +167,8 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         [sys.executable, "-m", "auteur.devstack", "run"],
         env=env,
         cwd=REPO_ROOT,
+        # Started as a background job is (SIGINT inherited ignored): Ctrl-C must still stop it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
