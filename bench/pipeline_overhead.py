@@ -49,12 +49,14 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    from auteur.celery import warm_up_publisher
     from auteur.users.models import User
     from credits.services import credit_grant
     from jobs.models import TERMINAL_STATUSES, Job
     from jobs.services import job_submit
     from projects.models import Project
 
+    warm_up_publisher()  # this process submits as an API process does: warmed up as auteur/wsgi.py does
     users = [User.objects.create_user(email=f"bench{i}@example.com") for i in range(args.users)]
     projects = []
     for user in users:
