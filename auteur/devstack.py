@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR_DIR = REPO_ROOT / "var"
@@ -41,6 +42,19 @@ URL_VARS = ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")
 PG_DATABASE = "auteur"
 PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
+    """Stop a process that leads its own group (start_new_session): `sig`, then SIGKILL after `timeout`."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 class DevStackError(RuntimeError):
     pass
@@ -160,17 +174,8 @@ class EmbeddedServer:
         return signal.SIGTERM
 
     def stop(self, timeout: float = 15.0) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, self.stop_signal())
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        if self.proc is not None:
+            stop_group(self.proc, timeout, self.stop_signal())
 
     def restart(self) -> None:
         """Stop and start again on the same port and data (drills: bench/chaos.py)."""

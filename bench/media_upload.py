@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -45,7 +44,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from auteur.devstack import URL_VARS, running_stack, wait_for_port  # noqa: E402 - needs the path above
+from auteur.devstack import URL_VARS, running_stack, stop_group, wait_for_port  # noqa: E402 - needs the path above
 
 RESULTS = REPO_ROOT / "bench" / "results" / "media_upload.json"
 POLL_SECONDS = 0.02
@@ -125,16 +124,6 @@ def _in_process_breakdown(path: Path) -> dict[str, float]:
         assert make_thumbnail(path, Path(tmp) / "t.jpg", media_type="video", duration_ms=result.duration_ms)
     t2 = time.perf_counter()
     return {"probe_ms": round((t1 - t0) * 1000, 1), "thumbnail_ms": round((t2 - t1) * 1000, 1)}
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def main() -> int:
@@ -232,7 +221,7 @@ def main() -> int:
         return 0
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_group(proc, 20)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -125,9 +125,13 @@ class JWTAuthentication(BaseAuthentication):
         claims = self.verified_claims(request)
         if claims is None:
             return None
-        user = account_for_claims(claims)
-        user_id_var.set(str(user.id))
-        return user, claims
+        caller = self.caller(claims)
+        user_id_var.set(str(caller.id))
+        return caller, claims
+
+    def caller(self, claims: dict[str, Any]) -> User:
+        """What `request.user` is: the token's account (read, or created for a first token)."""
+        return account_for_claims(claims)
 
     def verified_claims(self, request: Request) -> dict[str, Any] | None:
         """The claims of the request's bearer token (None without an Authorization header)."""
@@ -180,10 +184,5 @@ class DeferredAccountJWTAuthentication(JWTAuthentication):
     answers exactly as with JWTAuthentication, one round trip cheaper.
     """
 
-    def authenticate(self, request: Request) -> tuple[TokenSubject, dict[str, Any]] | None:  # type: ignore[override]
-        claims = self.verified_claims(request)
-        if claims is None:
-            return None
-        subject = TokenSubject(claims)
-        user_id_var.set(str(subject.id))
-        return subject, claims
+    def caller(self, claims: dict[str, Any]) -> TokenSubject:  # type: ignore[override]
+        return TokenSubject(claims)

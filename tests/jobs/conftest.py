@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ import psutil
 import pytest
 from django.conf import settings
 
-from auteur.devstack import REPO_ROOT
+from auteur.devstack import REPO_ROOT, stop_group
 from celeryconfig import ALL_QUEUES
 from tests.jobs.test_api_support import (  # noqa: F401 - fixtures for every test module here
     funded_fixture,
@@ -58,13 +57,7 @@ class Worker:
         return psutil.Process(self.proc.pid).children(recursive=True)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc, 30)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ import redis
 import requests
 from django.conf import settings
 
-from auteur.devstack import REPO_ROOT, RedisServer, free_port, wait_for_port
+from auteur.devstack import REPO_ROOT, RedisServer, free_port, stop_group, wait_for_port
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from celeryconfig import QUEUE_GPU_AUDIO
@@ -95,16 +95,6 @@ def _database_url() -> str:
     db = settings.DATABASES["default"]  # the test database, once django_db_setup has run
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 @dataclass
@@ -163,10 +153,10 @@ def api(broker: RedisServer, django_db_setup: None, tmp_path_factory: pytest.Tem
         wait_for_port(port, SERVER_START_TIMEOUT_S, proc)
         wait_for(lambda: requests.get(f"{server.base_url}/healthz", timeout=5).ok, timeout=SERVER_START_TIMEOUT_S)
     except BaseException:
-        _stop_group(proc)
+        stop_group(proc, 30)
         raise RuntimeError(f"gunicorn did not start:\n{server.log_tail()}") from None
     yield server
-    _stop_group(proc)
+    stop_group(proc, 30)
 
 
 @pytest.fixture
