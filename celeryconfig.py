@@ -1,48 +1,22 @@
 """Celery settings: delivery guarantees, queues and time limits, in one place.
 
-Read by ``auteur/celery.py`` (``app.config_from_object("celeryconfig")``). Never imports Django.
+Read by ``auteur/celery.py`` (``app.config_from_object("celeryconfig")``) when the app is first
+configured. What comes from the environment (the broker, the reaper's interval) is read from
+Django's settings, the one place that reads the environment.
 """
 
 from __future__ import annotations
 
-import os
+from django.conf import settings
 
-from kombu import Queue
+from auteur.queues import QUEUE_DEFAULT, QUEUES, TASK_ROUTES
 
-broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+broker_url = settings.REDIS_URL
 
-# ---- Queues: one per job family, so a flood of one feature cannot starve another, and so each
-# family can get its own worker deployment (GPU dispatch vs CPU media work, docker-compose.yml).
-QUEUE_DEFAULT = "default"  # housekeeping: reaper, subscription grants, storage clean-up
-QUEUE_MEDIA = "media"  # ffprobe, thumbnails (CPU)
-QUEUE_RENDER = "render"  # render and compression: ffmpeg on the worker's CPU in every backend
-QUEUE_GPU_AUDIO = "gpu_audio"  # transcription, tts, audio generation
-QUEUE_GPU_VISION = "gpu_vision"  # lip sync, performance cloning, gaze redirection, video query
-QUEUE_GPU_GENERATION = "gpu_generation"  # video and image generation (the big GPUs)
-
-ALL_QUEUES = (
-    QUEUE_DEFAULT,
-    QUEUE_MEDIA,
-    QUEUE_RENDER,
-    QUEUE_GPU_AUDIO,
-    QUEUE_GPU_VISION,
-    QUEUE_GPU_GENERATION,
-)
-CPU_QUEUES = (QUEUE_DEFAULT, QUEUE_MEDIA, QUEUE_RENDER)
-GPU_DISPATCH_QUEUES = (QUEUE_GPU_AUDIO, QUEUE_GPU_VISION, QUEUE_GPU_GENERATION)
-
-task_queues = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
+# ---- Queues: one per job family (auteur/queues.py).
+task_queues = QUEUES
 task_default_queue = QUEUE_DEFAULT
-# Tasks are named "<app>.<family>.<step>"; the router sends each family to its queue.
-task_routes = {
-    "media.*": {"queue": QUEUE_MEDIA},
-    "jobs.render.*": {"queue": QUEUE_RENDER},
-    "jobs.compression.*": {"queue": QUEUE_RENDER},
-    "jobs.audio.*": {"queue": QUEUE_GPU_AUDIO},
-    "jobs.vision.*": {"queue": QUEUE_GPU_VISION},
-    "jobs.generation.*": {"queue": QUEUE_GPU_GENERATION},
-    "jobs.reap": {"queue": QUEUE_DEFAULT},
-}
+task_routes = TASK_ROUTES
 
 # ---- Serialization: JSON only. Pickle would let anyone who can write to Redis run code.
 task_serializer = "json"
@@ -51,7 +25,7 @@ accept_content = ["json"]
 event_serializer = "json"
 
 # ---- Delivery: at-least-once. A task is acknowledged only after it ran, and requeued when the
-# worker running it dies; so every task must be idempotent (CONVENTIONS.md rule 4).
+# worker running it dies; so every task must be idempotent.
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1  # a worker holds one message per process, not a backlog
@@ -100,5 +74,5 @@ beat_schedule: dict[str, dict[str, object]] = {
     # No media file stays `uploading` or `processing` forever (expire, re-probe, or reject).
     "media-sweep": {"task": "media.sweep", "schedule": 600.0},
     # No job stays non-terminal forever: lost publishes, lost polls, jobs past their limit.
-    "jobs-reaper": {"task": "jobs.reap", "schedule": float(os.environ.get("AUTEUR_REAPER_INTERVAL_SECONDS", "60"))},
+    "jobs-reaper": {"task": "jobs.reap", "schedule": settings.AUTEUR_REAPER_INTERVAL_SECONDS},
 }

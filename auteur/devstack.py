@@ -639,7 +639,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         subprocess.run([py, "manage.py", "migrate", "--noinput"], env=env, cwd=REPO_ROOT, check=True)
 
-        from celeryconfig import ALL_QUEUES
+        from auteur.queues import ALL_QUEUES
 
         supervisor.spawn(
             "api",

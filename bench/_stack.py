@@ -5,7 +5,7 @@
         ...
 
 Settings are production-like (DJANGO_DEBUG off) with bench-only secrets, so what is measured is
-what runs in production; the `noop` GPU backend is allowed by AUTEUR_ALLOW_BENCH_BACKEND.
+what runs in production, with the benchmarks' settings (bench/settings.py: the `noop` GPU backend).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def celery_worker_argv(queues: str | None = None, concurrency: int = 2, name: st
     """A worker on `queues` (default: all). Call it inside django_stack: celeryconfig reads the
     broker URL from the environment when first imported."""
     if queues is None:
-        from celeryconfig import ALL_QUEUES
+        from auteur.queues import ALL_QUEUES
 
         queues = ",".join(ALL_QUEUES)
     return [str(BINDIR / "celery"), "-A", "auteur", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",
@@ -121,13 +121,12 @@ def django_stack(*, durable_redis: bool = False, **extra_env: str) -> Iterator[B
             env = {
                 **base,
                 **stack.urls(),
-                "DJANGO_SETTINGS_MODULE": "auteur.settings",
+                "DJANGO_SETTINGS_MODULE": "bench.settings",
                 "DJANGO_DEBUG": "0",
                 "DJANGO_SECRET_KEY": "bench-only-django-secret-key",
                 "AUTEUR_JWT_SECRET": "bench-only-jwt-secret-0123456789abcdef-xyz",
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
                 "DJANGO_LOG_LEVEL": "WARNING",
-                "AUTEUR_ALLOW_BENCH_BACKEND": "1",
                 "AUTEUR_VAR_DIR": str(tmp / "var"),
                 **extra_env,
             }

@@ -34,6 +34,7 @@ from rest_framework import status
 
 from auteur.errors import ApplicationError
 from auteur.users.models import User
+from credits.errors import IdempotencyConflict, InsufficientCredits, PlanRequired
 from credits.lock_objects import subscription_lock
 from credits.models import (
     CreditAccount,
@@ -53,26 +54,6 @@ from credits.selectors import (
 logger = logging.getLogger(__name__)
 
 GRANT_TYPES = (TransactionType.BONUS, TransactionType.SUBSCRIPTION)
-
-
-class InsufficientCredits(ApplicationError):
-    status_code = status.HTTP_402_PAYMENT_REQUIRED
-    code = "insufficient_credits"
-
-    def __init__(self, *, balance: int, cost: int) -> None:
-        super().__init__(
-            f"This needs {cost} credits and the balance is {balance}.",
-            details={"balance": balance, "cost": cost},
-        )
-        self.balance = balance
-        self.cost = cost
-
-
-class IdempotencyConflict(ApplicationError):
-    """The key (or job) was already used for a different operation: replaying it would lie."""
-
-    status_code = status.HTTP_409_CONFLICT
-    code = "idempotency_conflict"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -315,17 +296,15 @@ def credit_adjust(
 # ----------------------------------------------------------------------------- plans
 
 
-def require_plan(*, user: User, feature: str) -> None:
-    """Refuse (403 `plan_required`) a pro-only feature to anyone without an active pro plan."""
-    if feature not in settings.AUTEUR_PRO_ONLY_FEATURES:
+def require_plan(*, user: User, plan: str | None, feature: str) -> None:
+    """Refuse (403 `plan_required`) a feature that needs `plan` to anyone without it active."""
+    if plan is None:
         return
-    plan = user_plan(user=user)
-    if plan != Plan.PRO:
-        raise ApplicationError(
-            f"{feature} is available on the pro plan.",
-            code="plan_required",
-            status_code=status.HTTP_403_FORBIDDEN,
-            details={"feature": feature, "required_plan": Plan.PRO.value, "current_plan": plan},
+    current = user_plan(user=user)
+    if current != plan:
+        raise PlanRequired(
+            f"{feature} is available on the {plan} plan.",
+            details={"feature": feature, "required_plan": plan, "current_plan": current},
         )
 
 

@@ -13,18 +13,18 @@ The worker then runs with `AUTEUR_GPU_BACKEND=modal` (and `MODAL_TOKEN_ID`/`MODA
 
 - Every function takes the payload dict of `gpu_tasks.contract` and returns an outcome record
   (`gpu_tasks.modal_runtime.run_call`): failures come back classified, not raised.
-- GPU classes, timeouts and `max_containers` come from `gpu_tasks.types.JOB_TYPES` (seed 002
-  sections 5 and 7.3: A100-80GB at most 10 containers, A10G 50, L4 100).
-- Model weights live on the `auteur-models` Volume mounted at /models (seed: 100 GB volume as the
-  weights cache); the hub is switched off at inference time (`HF_HUB_OFFLINE=1`), so a container
-  never downloads weights on a user's clock.
+- GPU classes, timeouts and `max_containers` come from `gpu_tasks.types.JOB_TYPES` (A100-80GB
+  at most 10 containers, A10G 50, L4 100).
+- Model weights live on the `auteur-models` Volume mounted at /models (the weights cache); the
+  hub is switched off at inference time (`HF_HUB_OFFLINE=1`), so a container never downloads
+  weights on a user's clock.
 - Images are built from requirements/gpu.txt (torch, transformers, pyannote, F5-TTS); render and
   compression use a small CPU image with ffmpeg only.
 - Types without model code yet (lip sync, video generation, performance cloning, gaze
   redirection, audio generation, video query, image generation) are deployed so the wiring is
   complete, and answer `feature_unavailable`; the backend's `supports()` is False for them.
 
-Runtime is Python 3.11 (the seed says 3.10; this codebase's code needs 3.11).
+Runtime is Python 3.11, as everywhere in this codebase.
 """
 
 from __future__ import annotations
@@ -89,62 +89,22 @@ def _run(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
     return run_call(job_type.value, payload, progress=sink)
 
 
-_O = {t: function_options(s) for t, s in JOB_TYPES.items()}
+def _register(spec: JobTypeSpec) -> modal.Function:
+    """One Modal function per job type, named after it (`lip_sync`), with the type's options.
+
+    Declared from the table rather than written out, so a new type needs nothing here; such
+    functions are not module-level definitions, so Modal ships them serialized (cloudpickle).
+    """
+
+    def run(payload: dict[str, Any]) -> dict[str, Any]:
+        return _run(spec.job_type, payload)
+
+    run.__name__ = run.__qualname__ = spec.modal_function
+    return app.function(name=spec.modal_function, serialized=True, **function_options(spec))(run)
 
 
-@app.function(**_O[JobType.TRANSCRIPTION])
-def transcription(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.TRANSCRIPTION, payload)
-
-
-@app.function(**_O[JobType.TTS])
-def tts(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.TTS, payload)
-
-
-@app.function(**_O[JobType.LIP_SYNC])
-def lip_sync(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.LIP_SYNC, payload)
-
-
-@app.function(**_O[JobType.VIDEO_GENERATION])
-def video_generation(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.VIDEO_GENERATION, payload)
-
-
-@app.function(**_O[JobType.PERFORMANCE_CLONING])
-def performance_cloning(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.PERFORMANCE_CLONING, payload)
-
-
-@app.function(**_O[JobType.GAZE_REDIRECTION])
-def gaze_redirection(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.GAZE_REDIRECTION, payload)
-
-
-@app.function(**_O[JobType.AUDIO_GENERATION])
-def audio_generation(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.AUDIO_GENERATION, payload)
-
-
-@app.function(**_O[JobType.VIDEO_QUERY])
-def video_query(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.VIDEO_QUERY, payload)
-
-
-@app.function(**_O[JobType.IMAGE_GENERATION])
-def image_generation(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.IMAGE_GENERATION, payload)
-
-
-@app.function(**_O[JobType.RENDER])
-def render(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.RENDER, payload)
-
-
-@app.function(**_O[JobType.COMPRESSION])
-def compression(payload: dict[str, Any]) -> dict[str, Any]:
-    return _run(JobType.COMPRESSION, payload)
+FUNCTIONS: dict[str, modal.Function] = {s.modal_function: _register(s) for s in JOB_TYPES.values()}
+globals().update(FUNCTIONS)  # `modal_app.tts` and `modal run gpu_tasks/modal_app.py::tts` name them
 
 
 @app.function(

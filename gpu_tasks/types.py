@@ -1,27 +1,17 @@
-"""Job types, their GPU class, time limit, concurrency, and which backend implements each.
+"""The GPU side's half of each job type's declaration: what runs it, where, on what, for how long.
 
-This table is the single source of truth shared by the Django side (pricing pages, `GET
-/jobs/types`, per-type time limits and queues) and the Modal app (GPU class, timeout and
-`max_containers` of each function). Values come from the technical specification (seed 002,
-sections 5 and 7.3) and, for image generation, from Pixel Studio (seed 004):
+The jobs app declares the other half (input, price, queue family, plan: `jobs/specs.py`) and
+reads this one through its spec; this module never imports Django, so the Modal app, the local
+runner and every backend read the same table. One row per type:
 
-| type                | GPU       | limit  | max concurrent | local engine          | Modal engine            |
-| ------------------- | --------- | ------ | -------------- | --------------------- | ----------------------- |
-| transcription       | A10G      |  600 s | 50             | faster-whisper tiny.en| Whisper large-v3 + pyannote |
-| tts                 | L4        |  120 s | 100            | espeak-ng (no cloning)| F5-TTS (voice cloning)  |
-| lip-sync            | A10G      |  600 s | 50             | -                     | - (later issue)         |
-| video-generation    | A100-80GB |  900 s | 10             | -                     | - (later issue)         |
-| performance-cloning | A10G      |  600 s | 50             | -                     | - (later issue)         |
-| gaze-redirection    | A10G      |  600 s | 50             | -                     | - (later issue)         |
-| audio-generation    | L4        |  300 s | 100            | -                     | - (later issue)         |
-| video-query         | A10G      |  300 s | 50             | -                     | - (later issue)         |
-| image-generation    | A10G      |  300 s | 20             | -                     | - (later issue)         |
-| render              | CPU       | 1800 s | 20             | ffmpeg                | ffmpeg (CPU function)   |
-| compression         | CPU       | 1800 s | 20             | ffmpeg                | ffmpeg (CPU function)   |
+Engines today: transcription runs faster-whisper (Whisper tiny.en) locally and Whisper
+large-v3 with pyannote on Modal; TTS runs espeak-ng locally (no cloning) and F5-TTS on Modal
+(voice cloning); render and compression run ffmpeg everywhere. The other types have no engine
+yet: every backend reports them unsupported.
 
-Image generation: an SDXL-class model fits an A10G's 24 GB; seed 004 caps concurrent
-generations at 20 in production and times a generation out after 300 s. Render and compression
-run on CPU (a Celery CPU queue) whatever the backend.
+Containers: the most Modal may run at once, by GPU class unless a row says otherwise (an
+SDXL-class image model fits an A10G, but at most 20 generations run at once). Render and
+compression run on CPU (a Celery CPU queue) whatever the backend.
 """
 
 from __future__ import annotations
@@ -55,7 +45,21 @@ class GpuClass(StrEnum):
     CPU = "cpu"
 
 
-# Seed 002 section 7.3: per GPU class, the most containers Modal may run at once.
+class OutputKind(StrEnum):
+    """What a call of the type produces: a media file of that kind, or data in the result."""
+
+    VIDEO = "video"
+    AUDIO = "audio"
+    IMAGE = "image"
+    TRANSCRIPT = "transcript"  # words, speakers and timings in the result (kept as captions)
+    ANSWER = "answer"  # text in the result
+
+    @property
+    def is_media(self) -> bool:
+        return self in (OutputKind.VIDEO, OutputKind.AUDIO, OutputKind.IMAGE)
+
+
+# Per GPU class, the most containers Modal may run at once.
 GPU_CLASS_MAX_CONCURRENCY: Mapping[GpuClass, int] = MappingProxyType(
     {GpuClass.A100_80GB: 10, GpuClass.A10G: 50, GpuClass.L4: 100, GpuClass.CPU: 20}
 )
@@ -67,11 +71,9 @@ class JobTypeSpec:
     gpu: GpuClass
     time_limit_s: int
     max_concurrency: int
-    family: str  # "audio" | "vision" | "cpu": the Modal image and a natural Celery queue group
-    modal_function: str  # the function's name in the Modal app
+    output: OutputKind
     local_engine: str | None  # "module:function" run by the local backend, None if not implemented
     modal_engine: str | None  # "module:function" run inside Modal, None if not implemented
-    description: str
 
     @property
     def local(self) -> bool:
@@ -87,16 +89,23 @@ class JobTypeSpec:
     def is_gpu(self) -> bool:
         return self.gpu is not GpuClass.CPU
 
+    @property
+    def modal_function(self) -> str:
+        """The function's name in the Modal app."""
+        return self.job_type.value.replace("-", "_")
+
+
+_E = "gpu_tasks.engines"
+
 
 def _spec(
     job_type: JobType,
     gpu: GpuClass,
     time_limit_s: int,
-    family: str,
-    description: str,
+    output: OutputKind,
     *,
-    local_engine: str | None = None,
-    modal_engine: str | None = None,
+    local: str | None = None,
+    modal: str | None = None,
     max_concurrency: int | None = None,
 ) -> JobTypeSpec:
     return JobTypeSpec(
@@ -104,72 +113,30 @@ def _spec(
         gpu=gpu,
         time_limit_s=time_limit_s,
         max_concurrency=max_concurrency or GPU_CLASS_MAX_CONCURRENCY[gpu],
-        family=family,
-        modal_function=job_type.value.replace("-", "_"),
-        local_engine=local_engine,
-        modal_engine=modal_engine,
-        description=description,
+        output=output,
+        local_engine=local and f"{_E}.{local}",
+        modal_engine=modal and f"{_E}.{modal}",
     )
 
 
-_E = "gpu_tasks.engines"
-JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType(
-    {
-        s.job_type: s
-        for s in (
-            _spec(
-                JobType.TRANSCRIPTION,
-                GpuClass.A10G,
-                600,
-                "audio",
-                "Speech to text with word timings and speakers",
-                local_engine=f"{_E}.transcription:run_local",
-                modal_engine=f"{_E}.transcription_hf:run_modal",
-            ),
-            _spec(
-                JobType.TTS,
-                GpuClass.L4,
-                120,
-                "audio",
-                "Text to speech in a cloned voice",
-                local_engine=f"{_E}.tts:run_local",
-                modal_engine=f"{_E}.tts_f5:run_modal",
-            ),
-            _spec(JobType.LIP_SYNC, GpuClass.A10G, 600, "vision", "Re-time a face's lips to new audio"),
-            _spec(JobType.VIDEO_GENERATION, GpuClass.A100_80GB, 900, "vision", "Video from a text prompt"),
-            _spec(JobType.PERFORMANCE_CLONING, GpuClass.A10G, 600, "vision", "Animate a face from a driving video"),
-            _spec(JobType.GAZE_REDIRECTION, GpuClass.A10G, 600, "vision", "Redirect eye gaze to the camera"),
-            _spec(JobType.AUDIO_GENERATION, GpuClass.L4, 300, "audio", "Ambient audio from a prompt"),
-            _spec(JobType.VIDEO_QUERY, GpuClass.A10G, 300, "vision", "Answer a question about a video"),
-            _spec(
-                JobType.IMAGE_GENERATION,
-                GpuClass.A10G,
-                300,
-                "vision",
-                "Image from a text prompt",
-                max_concurrency=20,
-            ),
-            _spec(
-                JobType.RENDER,
-                GpuClass.CPU,
-                1800,
-                "cpu",
-                "Render the timeline (EDL) to an MP4",
-                local_engine=f"{_E}.render:run",
-                modal_engine=f"{_E}.render:run",
-            ),
-            _spec(
-                JobType.COMPRESSION,
-                GpuClass.CPU,
-                1800,
-                "cpu",
-                "Re-encode a video to 1080p/720p/480p",
-                local_engine=f"{_E}.compression:run",
-                modal_engine=f"{_E}.compression:run",
-            ),
-        )
-    }
-)
+_T, _G, _O = JobType, GpuClass, OutputKind
+JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
+    s.job_type: s
+    for s in (
+        _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT,
+              local="transcription:run_local", modal="transcription_hf:run_modal"),
+        _spec(_T.TTS, _G.L4, 120, _O.AUDIO, local="tts:run_local", modal="tts_f5:run_modal"),
+        _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO),
+        _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO),
+        _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO),
+        _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO),
+        _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO),
+        _spec(_T.VIDEO_QUERY, _G.A10G, 300, _O.ANSWER),
+        _spec(_T.IMAGE_GENERATION, _G.A10G, 300, _O.IMAGE, max_concurrency=20),
+        _spec(_T.RENDER, _G.CPU, 1800, _O.VIDEO, local="render:run", modal="render:run"),
+        _spec(_T.COMPRESSION, _G.CPU, 1800, _O.VIDEO, local="compression:run", modal="compression:run"),
+    )
+})  # fmt: skip
 CPU_JOB_TYPES = frozenset(t for t, s in JOB_TYPES.items() if not s.is_gpu)
 
 

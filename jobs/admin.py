@@ -21,9 +21,11 @@ from django.utils.html import format_html, format_html_join
 from auteur.admin_tools import ReadOnlyAdminMixin
 from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
-from jobs import services
+from jobs.errors import JobNotCancelable
 from jobs.models import ACTIVE_STATUSES, Job, JobEvent
-from jobs.selectors import job_summary
+from jobs.selectors.jobs import job_summary
+from jobs.services.lifecycle import job_cancel, job_fail
+from jobs.services.submission import job_retry
 
 SUMMARY_WINDOW = timedelta(hours=24)
 
@@ -131,9 +133,9 @@ class JobAdmin(admin.ModelAdmin):
         done = skipped = 0
         for job in queryset.filter(status__in=ACTIVE_STATUSES):
             try:
-                services.job_cancel(job=job, reason="canceled by staff")
+                job_cancel(job=job, reason="canceled by staff")
                 done += 1
-            except services.JobNotCancelable:
+            except JobNotCancelable:
                 skipped += 1
         skipped += queryset.exclude(status__in=ACTIVE_STATUSES).count()
         self._report(request, f"Canceled and refunded {done} job(s)", skipped, "already ended")
@@ -143,7 +145,7 @@ class JobAdmin(admin.ModelAdmin):
         done, refused = 0, []
         for job in queryset.select_related("user", "project"):
             try:
-                new = services.job_retry(job=job)
+                new = job_retry(job=job)
             except ApplicationError as exc:
                 refused.append(f"{job.pk}: {exc.message}")
             else:
@@ -155,7 +157,7 @@ class JobAdmin(admin.ModelAdmin):
     def fail_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         done = skipped = 0
         for job_id in queryset.values_list("pk", flat=True):
-            if services.job_fail(job_id=job_id, code="internal", message="failed by staff", retryable=True):
+            if job_fail(job_id=job_id, code="internal", message="failed by staff", retryable=True):
                 done += 1
             else:
                 skipped += 1

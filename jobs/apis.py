@@ -1,7 +1,7 @@
-"""Job endpoints (issue 5; seed 4.5): submit one of the AI features, follow it, cancel, retry.
+"""Job endpoints: submit one of the AI features, follow it, cancel, retry.
 
 Submission answers at once: the job is charged and created in one transaction and its pipeline
-is published after commit (jobs/services.py). Every read and action is scoped to the caller:
+is published after commit (jobs/services/submission.py). Every read and action is scoped to the caller:
 another user's job is a 404 `job_not_found`, exactly like a job that does not exist.
 """
 
@@ -24,11 +24,10 @@ from auteur.api import (
     request_subject,
     request_user,
 )
-from auteur.errors import ApplicationError
 from auteur.users.authentication import DeferredAccountJWTAuthentication
+from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
-from jobs.selectors import (
-    JobNotFound,
+from jobs.selectors.jobs import (
     job_detail_get,
     job_event_list,
     job_get,
@@ -36,22 +35,14 @@ from jobs.selectors import (
     job_output_media,
     job_type_list,
 )
-from jobs.serializers import INPUT_SERIALIZERS, JobInputSerializer
-from jobs.services import job_cancel, job_retry, job_submit, request_hash
+from jobs.selectors.requests import job_request_get
+from jobs.services.lifecycle import job_cancel
+from jobs.services.submission import job_retry, job_submit, request_hash
+from jobs.specs import JOB_SPECS, JobSpec
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-
-
-class InvalidIdempotencyKey(ApplicationError):
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "invalid_idempotency_key"
-
-
-class UnknownJobType(ApplicationError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "unknown_job_type"
 
 
 def idempotency_key_of(request: Request) -> str:
@@ -79,7 +70,7 @@ def paginated_schema(name: str, key: str, item: serializers.Serializer) -> seria
 
 
 class JobAcceptedSerializer(serializers.Serializer):
-    """The answer to a submission (seed 4.5)."""
+    """The answer to a submission."""
 
     job_id = serializers.UUIDField(source="id")
     status = serializers.ChoiceField(choices=JobStatus.choices)
@@ -154,35 +145,27 @@ class JobSubmitApi(ApiView):
     when this server's GPU backend cannot run the type (nothing charged).
     """
 
-    job_type: str = ""
-    InputSerializer: type[JobInputSerializer] = JobInputSerializer
+    spec: JobSpec
 
     def submit(self, request: Request) -> Response:
         user = request_user(request)
         key = idempotency_key_of(request)
-        data = self.InputSerializer(data=request.data, context={"user": user})
+        data = self.spec.input(data=request.data)
         data.is_valid(raise_exception=True)
-        job_request = data.job_request()
         job, created = job_submit(
             user=user,
-            job_type=self.job_type,
-            project=job_request.project,
-            input_params=job_request.input_params,
-            quantities=job_request.quantities,
-            media_ids=job_request.media_ids,
+            spec=self.spec,
+            request=job_request_get(user=user, spec=self.spec, data=data.validated_data),
             idempotency_key=key,
-            body_hash=request_hash(self.job_type, request.data) if key else "",
+            body_hash=request_hash(self.spec.type, request.data) if key else "",
         )
         return _accepted(job, created=created)
 
 
-def _submit_api(job_type: str) -> type[JobSubmitApi]:
-    serializer = INPUT_SERIALIZERS[job_type]
-    name = "Job" + "".join(part.capitalize() for part in job_type.split("-")) + "SubmitApi"
-
+def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
     class Api(JobSubmitApi):
         @extend_schema(
-            request=serializer,
+            request=spec.input,
             responses={202: JobAcceptedSerializer, 200: JobAcceptedSerializer},
             parameters=[
                 OpenApiParameter(
@@ -191,20 +174,19 @@ def _submit_api(job_type: str) -> type[JobSubmitApi]:
                                 "returns the original job instead of charging again.",
                 ),
             ],
-            summary=f"Submit a {job_type} job",
-            description=(serializer.__doc__ or "").strip(),
+            summary=f"Submit a {spec.type} job",
+            description=(spec.input.__doc__ or "").strip(),
             tags=["jobs"],
         )
         def post(self, request: Request) -> Response:
             return self.submit(request)
 
-    Api.job_type = job_type
-    Api.InputSerializer = serializer
-    Api.__name__ = Api.__qualname__ = name
+    Api.spec = spec
+    Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "SubmitApi"
     return Api
 
 
-JOB_SUBMIT_APIS: dict[str, type[JobSubmitApi]] = {job_type: _submit_api(job_type) for job_type in INPUT_SERIALIZERS}
+JOB_SUBMIT_APIS: dict[str, type[JobSubmitApi]] = {spec.type.value: _submit_api(spec) for spec in JOB_SPECS.values()}
 
 
 # ----------------------------------------------------------------------------- reads
@@ -299,7 +281,7 @@ class JobDetailApi(ApiView):
         # POST /jobs/<x> where x is no job type lands here (its path has the detail's shape).
         if request.method == "POST":
             raise UnknownJobType(
-                f"There is no job type {kwargs.get('job_id')!r}.", details={"types": sorted(INPUT_SERIALIZERS)}
+                f"There is no job type {kwargs.get('job_id')!r}.", details={"types": sorted(t.value for t in JOB_SPECS)}
             )
         return super().http_method_not_allowed(request, *args, **kwargs)
 

@@ -1,4 +1,19 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _check_gpu_backend() -> None:
+    """Refuse to start with a GPU backend the settings in use do not accept."""
+    accepted: tuple[str, ...] = settings.AUTEUR_GPU_BACKENDS
+    if settings.AUTEUR_GPU_BACKEND not in accepted:
+        hint = ""
+        if settings.AUTEUR_GPU_BACKEND == "noop":
+            hint = " ('noop' returns canned results and is for benchmarks only: DJANGO_SETTINGS_MODULE=bench.settings)"
+        raise ImproperlyConfigured(
+            f"AUTEUR_GPU_BACKEND must be one of {', '.join(map(repr, accepted))}, "
+            f"not {settings.AUTEUR_GPU_BACKEND!r}{hint}."
+        )
 
 
 class JobsConfig(AppConfig):
@@ -6,11 +21,12 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from jobs import receivers, services
+        _check_gpu_backend()
+        from jobs import receivers
         from media.hooks import register_in_use_check
         from media.signals import media_ready
         from projects.signals import project_deleting
 
         project_deleting.connect(receivers.on_project_deleting, dispatch_uid="jobs.project_deleting")
         media_ready.connect(receivers.on_media_ready, dispatch_uid="jobs.media_ready")
-        register_in_use_check(services.media_has_active_jobs)
+        register_in_use_check(receivers.media_in_use)

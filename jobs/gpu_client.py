@@ -1,4 +1,4 @@
-"""The one module through which the Django side reaches GPU inference (CONVENTIONS.md rule 10).
+"""The one module through which the Django side reaches GPU inference.
 
 It builds the configured backend from settings once per process. Tests replace Modal's cloud
 below this module (gpu_tasks' Modal backend takes a fake `modal` client), never above it.
@@ -6,13 +6,17 @@ below this module (gpu_tasks' Modal backend takes a fake `modal` client), never 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
-from gpu_tasks.types import JOB_TYPES, JobTypeSpec
+from gpu_tasks.errors import GpuError
+
+logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -21,18 +25,15 @@ def backend() -> GpuBackend:
         settings.AUTEUR_GPU_BACKEND,
         local_dir=settings.AUTEUR_GPU_LOCAL_DIR,
         modal_app=settings.AUTEUR_MODAL_APP,
-        faults=settings.AUTEUR_FAULT_INJECTION or None,
-        fault_seed=settings.AUTEUR_FAULT_SEED,
+        # Drills only: the bench settings module sets these (bench/settings.py).
+        faults=getattr(settings, "AUTEUR_FAULT_INJECTION", "") or None,
+        fault_seed=getattr(settings, "AUTEUR_FAULT_SEED", None),
     )
 
 
 def reset() -> None:
     """Forget the built backend (tests that change the GPU settings call this)."""
     backend.cache_clear()
-
-
-def spec(job_type: str) -> JobTypeSpec:
-    return JOB_TYPES[job_type]  # type: ignore[index]
 
 
 def supports(job_type: str) -> bool:
@@ -53,3 +54,19 @@ def cancel(call_id: str) -> None:
 
 def release(call_id: str) -> None:
     backend().release(call_id)
+
+
+def _quietly(action: Callable[[str], None], call_id: str) -> None:
+    try:
+        action(call_id)
+    except GpuError as exc:
+        logger.warning("GPU call %s: %s failed: %s", call_id, action.__name__, exc)
+
+
+def cancel_quietly(call_id: str) -> None:
+    """Best effort (a surplus or abandoned call): a failure is logged, never raised."""
+    _quietly(cancel, call_id)
+
+
+def release_quietly(call_id: str) -> None:
+    _quietly(release, call_id)

@@ -24,7 +24,7 @@ TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
 class Job(models.Model):
-    """One AI feature run, paid for when accepted and refunded once if it does not complete (seed 2.8)."""
+    """One AI feature run, paid for when accepted and refunded once if it does not complete."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")

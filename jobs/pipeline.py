@@ -1,4 +1,4 @@
-"""How a job's steps follow each other: the one place that builds and publishes them.
+"""How a job's steps follow each other: the one place that publishes them.
 
     prepare  claim a slot (pending/queued -> processing), resolve inputs, spawn the GPU call,
              and look at it once
@@ -12,39 +12,35 @@ cache hit, the benchmarks' noop backend) runs as one task, and a longer one as p
 its polls. Each step publishes the next as an immutable signature with the job id as its only
 argument, after its own work is committed; a redelivered step finds its work done and only
 re-publishes, so the worst case of a crash is one duplicate message, which the next step
-ignores (bench/ measures the pipeline's overhead).
+ignores (bench/pipeline_overhead.py measures the pipeline's overhead).
 
-Queues: one per job family (celeryconfig.py routes `jobs.<family>.*`), so a flood of renders
-cannot starve transcriptions.
+Each step runs on its type's queue family (`jobs.<family>.<step>`, `jobs/tasks.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from enum import StrEnum
 
-from celery import Task
 from kombu.exceptions import OperationalError
 
-from gpu_tasks.types import JobType
+from jobs.specs import job_spec
 
 logger = logging.getLogger(__name__)
 
-FAMILY: dict[str, str] = {
-    JobType.TRANSCRIPTION: "audio",
-    JobType.TTS: "audio",
-    JobType.AUDIO_GENERATION: "audio",
-    JobType.LIP_SYNC: "vision",
-    JobType.PERFORMANCE_CLONING: "vision",
-    JobType.GAZE_REDIRECTION: "vision",
-    JobType.VIDEO_QUERY: "vision",
-    JobType.VIDEO_GENERATION: "generation",
-    JobType.IMAGE_GENERATION: "generation",
-    JobType.RENDER: "render",
-    JobType.COMPRESSION: "compression",
-}
-FAMILIES = sorted(set(FAMILY.values()))
-STEPS = ("prepare", "infer", "finish")
+
+class Step(StrEnum):
+    PREPARE = "prepare"
+    INFER = "infer"
+    FINISH = "finish"
+
+
+# Soft and hard time limits of every step, in seconds. Any step may store a job's outputs (an
+# upload of a long render), hence one generous bound for all; the GPU client's own timeouts
+# bound a spawn or a poll long before. The reaper gives an interrupted store this long too.
+STEP_SOFT_LIMIT_SECONDS = 900
+STEP_HARD_LIMIT_SECONDS = 960
 
 POLL_FIRST_SECONDS = 0.2
 POLL_MAX_SECONDS = 5.0
@@ -53,25 +49,17 @@ POLL_MAX_SECONDS = 5.0
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def task_name(family: str, step: str) -> str:
-    return f"jobs.{family}.{step}"
-
-
-def _task(job_type: str, step: str) -> Task:
-    from jobs.tasks import TASKS
-
-    return TASKS[task_name(FAMILY[job_type], step)]
-
-
 def poll_countdown(polls: int) -> float:
     """0.2 s, 0.4 s, 0.8 s ... up to 5 s: quick jobs finish fast, long ones poll gently."""
     return float(min(POLL_MAX_SECONDS, POLL_FIRST_SECONDS * 2**polls))
 
 
-def publish(job_id: uuid.UUID | str, job_type: str, step: str, *, countdown: float = 0, polls: int = 0) -> bool:
+def publish(job_id: uuid.UUID | str, job_type: str, step: Step, *, countdown: float = 0, polls: int = 0) -> bool:
     """Send one step; False (logged) when the broker cannot be reached: the reaper will retry."""
-    args = (str(job_id), polls) if step == "infer" else (str(job_id),)
-    signature = _task(job_type, step).si(*args)
+    from jobs.tasks import STEP_TASKS  # the tasks call the services, which publish through here
+
+    task = STEP_TASKS[job_spec(job_type).family, step]
+    signature = task.si(str(job_id), polls) if step is Step.INFER else task.si(str(job_id))
     # Stamped with the job id, so that cancelling the job revokes whatever step is queued for it.
     signature.stamp(job_id=str(job_id))
     if countdown:
@@ -85,7 +73,7 @@ def publish(job_id: uuid.UUID | str, job_type: str, step: str, *, countdown: flo
 
 
 def start(job_id: uuid.UUID | str, job_type: str) -> bool:
-    return publish(job_id, job_type, "prepare")
+    return publish(job_id, job_type, Step.PREPARE)
 
 
 def revoke(job_id: uuid.UUID | str) -> None:

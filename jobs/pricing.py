@@ -1,7 +1,9 @@
-"""What each job type costs, computed on the server only (the client never sends a price).
+"""How a job's price is computed, on the server only (the client never sends a price).
 
 Prices are in credits and charged per started unit, so a 10 min 1 s file costs two units of
-10 minutes. The table is the one place to change a price; `GET /api/v1/jobs/types` shows it.
+10 minutes. Each job type's rule is part of its spec (`jobs/specs.py`), the one place to change
+a price; `GET /api/v1/jobs/types` shows it. A rule's measure says what is counted, from the
+resolved request: a media file's duration, a field's value, a text's length, a timeline's length.
 """
 
 from __future__ import annotations
@@ -9,43 +11,100 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpu_tasks.types import JobType
+from jobs.errors import MediaDurationUnknown
+
+if TYPE_CHECKING:
+    from media.models import MediaFile
+
+MINUTE_MS = 60_000
+
+
+class Measure:
+    """What one unit of a price counts; `key` names the quantity stored on the job."""
+
+    key: str
+
+    def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MediaDuration(Measure):
+    """The duration of the media file named by the request's `field`."""
+
+    field: str
+    key: str = "duration_ms"
+
+    def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
+        file = media[self.field]
+        # A file whose length the probe could not read (a header without a duration, as live
+        # recorders write them) cannot be priced: refused rather than charged the minimum.
+        if not file.duration_ms:
+            raise MediaDurationUnknown(
+                "This file's duration is unknown, so the job cannot be priced; re-encode or remux it.",
+                details={"media_id": str(file.pk)},
+            )
+        return int(file.duration_ms)
+
+
+@dataclass(frozen=True)
+class FieldValue(Measure):
+    """A number the request gives (seconds of audio to generate, images to make)."""
+
+    field: str
+    key: str = ""  # the field's own name unless given
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.field)
+
+    def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
+        value: float = params[self.field]
+        return value
+
+
+@dataclass(frozen=True)
+class TextLength(Measure):
+    field: str
+    key: str = "characters"
+
+    def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
+        return len(params[self.field])
+
+
+@dataclass(frozen=True)
+class TimelineDuration(Measure):
+    """The length of the timeline snapshot in `params["edl"]`: its set duration, else its last clip's end."""
+
+    key: str = "duration_ms"
+
+    def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
+        edl = params["edl"]
+        clips = [c for t in edl.get("tracks") or [] for c in t["clips"]]
+        declared = (edl.get("settings") or {}).get("duration_ms")
+        return int(declared or max(c["start_ms"] + c["duration_ms"] for c in clips))
 
 
 @dataclass(frozen=True)
 class PriceRule:
     credits: int  # per unit
     unit: str  # "job", or what is counted: "10 min of media", "1,000 characters"...
-    measure: str | None = None  # the key of the measured quantity in `quantities`
+    measure: Measure | None = None
     per: float = 1.0  # the size of one unit, in the measure's own scale
+
+    def quantities(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> dict[str, Any]:
+        """What the price is computed from, as stored on the job (a retry is priced from it again)."""
+        if self.measure is None:
+            return {}
+        return {self.measure.key: self.measure.of(params, media)}
 
     def cost(self, quantities: Mapping[str, float]) -> int:
         if self.measure is None:
             return self.credits
-        amount = float(quantities[self.measure])
+        amount = float(quantities[self.measure.key])
         return self.credits * max(1, math.ceil(amount / self.per))
 
     def describe(self) -> str:
         return f"{self.credits} credits per {'job' if self.measure is None else 'started ' + self.unit}"
-
-
-MINUTE_MS = 60_000
-PRICES: Mapping[str, PriceRule] = {
-    JobType.TRANSCRIPTION: PriceRule(5, "10 min of audio", "duration_ms", 10 * MINUTE_MS),
-    JobType.TTS: PriceRule(2, "1,000 characters", "characters", 1000),
-    JobType.LIP_SYNC: PriceRule(15, "minute of video", "duration_ms", MINUTE_MS),
-    JobType.VIDEO_GENERATION: PriceRule(50, "5 s of video", "duration_sec", 5),
-    JobType.PERFORMANCE_CLONING: PriceRule(20, "minute of video", "duration_ms", MINUTE_MS),
-    JobType.GAZE_REDIRECTION: PriceRule(10, "minute of video", "duration_ms", MINUTE_MS),
-    JobType.AUDIO_GENERATION: PriceRule(3, "30 s of audio", "duration_sec", 30),
-    JobType.VIDEO_QUERY: PriceRule(2, "question"),
-    JobType.RENDER: PriceRule(2, "minute of output", "duration_ms", MINUTE_MS),
-    JobType.COMPRESSION: PriceRule(1, "10 min of video", "duration_ms", 10 * MINUTE_MS),
-    JobType.IMAGE_GENERATION: PriceRule(4, "image", "images", 1),
-}
-
-
-def job_cost(job_type: str, quantities: Mapping[str, Any]) -> int:
-    return PRICES[job_type].cost(quantities)

@@ -1,26 +1,37 @@
-"""How the jobs app hooks into projects and media, which cannot import it (DESIGN.md layering)."""
+"""How the jobs app hooks into projects and media: they import no app above them, so they send
+signals and call registered checks, which the jobs app connects here."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from jobs import services
+from jobs.selectors.jobs import job_media_in_use
+from jobs.services.lifecycle import jobs_cancel_for_project
+from jobs.services.transcribe import job_auto_transcribe
+
+if TYPE_CHECKING:
+    from media.models import MediaFile
 
 logger = logging.getLogger(__name__)
 
 
 def on_project_deleting(sender: Any, project_id: uuid.UUID, **kwargs: Any) -> None:
     """Inside the deleting transaction: cancel and refund the project's unfinished jobs."""
-    services.jobs_cancel_for_project(project_id=project_id)
+    jobs_cancel_for_project(project_id=project_id)
 
 
 def on_media_ready(sender: Any, media_id: uuid.UUID, **kwargs: Any) -> None:
-    """Automatic transcription (CodeEndelea): a ready audio/video file of a project with
+    """Automatic transcription: a ready audio/video file of a project with
     `auto_transcribe` starts a transcription job, charged as usual; when the credits do not
     cover it, nothing is charged and the skip is recorded on the file's metadata."""
     with transaction.atomic():
-        services.job_auto_transcribe(media_id=media_id)
+        job_auto_transcribe(media_id=media_id)
+
+
+def media_in_use(media: MediaFile) -> str | None:
+    """The in-use check of media deletion: why the file cannot go, if an unfinished job reads it."""
+    return job_media_in_use(media=media)

@@ -1,16 +1,17 @@
-"""Celery tasks of the job pipeline (thin: each calls the services) and the reaper.
+"""Celery tasks of the job pipeline, thin: each step calls its service (`jobs/services/steps.py`).
 
-Tasks are registered per job family with clear names (`jobs.audio.prepare`, `jobs.render.finish`)
-so Flower shows what runs where, and celeryconfig.py routes each family to its queue.
+Every family of job types has its own three step tasks, named `jobs.<family>.<step>` so Flower
+shows what runs where, and celeryconfig routes each family to its queue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import random
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError
@@ -18,11 +19,14 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
 from gpu_tasks.errors import GpuError, TransientGpuError
-from jobs import pipeline, services
+from jobs.pipeline import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step
+from jobs.services.events import bind_job_to_logs, job_event_record
+from jobs.services.lifecycle import job_fail
+from jobs.services.reaper import jobs_reap
+from jobs.services.steps import job_step_finish, job_step_infer, job_step_prepare
+from jobs.specs import Family
 
 logger = logging.getLogger(__name__)
-
-TRANSIENT_RETRIES = 5
 
 
 class JobTask(DjangoTask):
@@ -30,45 +34,52 @@ class JobTask(DjangoTask):
 
     A step that fails for good (a permanent error, or transient ones past their retries) lands in
     on_failure, which fails the job and refunds it through the service: exactly once, however
-    many times on_failure runs. Losing the database mid-step (a restart, a failover) is
-    transient: the step is retried with back-off, like a GPU capacity error.
+    many times on_failure runs. A GPU backend out of reach or out of capacity, and losing the
+    database mid-step (a restart, a failover), are transient: the step is retried with
+    exponential back-off and full jitter (0-2 s, 0-4 s, ... at most 60 s), five times.
     """
 
     acks_late = True
     reject_on_worker_lost = True
-    max_retries = TRANSIENT_RETRIES
+    soft_time_limit = STEP_SOFT_LIMIT_SECONDS
+    time_limit = STEP_HARD_LIMIT_SECONDS
+    autoretry_for = (TransientGpuError, OperationalError, InterfaceError)
+    max_retries = 5
+    retry_backoff = 2
+    retry_backoff_max = 60
+    retry_jitter = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        job_id = args[0] if args else kwargs["job_id"]
+        job_id = _job_id(args, kwargs)
         # Every log line of the step carries its job id, and none after it (a worker process
         # runs other tasks next).
-        token = services.bind_job_to_logs(job_id)
+        token = bind_job_to_logs(job_id)
         try:
             if (self.request.delivery_info or {}).get("redelivered"):
                 # A worker died holding this message, or the broker restored it: the step runs
-                # again and finds its own work done. Recorded so that drills can count them.
-                services.event(job_id, "step_redelivered", step=self.name)
+                # again and finds its own work done. Recorded so that drills can count them; with
+                # the database away there is nothing to record it in, and the step retries anyway.
+                with contextlib.suppress(DatabaseError):
+                    job_event_record(job_id, "step_redelivered", step=self.name)
             return super().__call__(*args, **kwargs)
-        except (OperationalError, InterfaceError) as exc:
-            self.retry_transient(exc)
         finally:
             job_id_var.reset(token)
 
+    def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if isinstance(exc, TransientGpuError):  # no event to write while the database is away
+            job_event_record(_job_id(args, kwargs), "step_retry", step=self.name, code=exc.code)
+
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        job_id = args[0] if args else kwargs.get("job_id")
+        job_id = _job_id(args, kwargs)
         code, retryable = error_code_of(exc)
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if code == "internal":
             logger.error("job step %s crashed", self.name, exc_info=exc, extra={"job_id": str(job_id)})
-        services.job_fail(job_id=job_id, code=code, message=message, retryable=retryable)
+        job_fail(job_id=job_id, code=code, message=message, retryable=retryable)
 
-    def retry_transient(self, exc: TransientGpuError | DatabaseError | InterfaceError) -> None:
-        """Back off exponentially with full jitter, within a bound; then on_failure takes over."""
-        delay = random.uniform(0, min(60.0, 2.0 * 2**self.request.retries))  # noqa: S311 - jitter
-        if isinstance(exc, TransientGpuError):  # no event to write while the database is away
-            job_id = self.request.args[0] if self.request.args else (self.request.kwargs or {})["job_id"]
-            services.event(job_id, "step_retry", step=self.name, code=getattr(exc, "code", ""))
-        raise self.retry(exc=exc, countdown=delay)
+
+def _job_id(args: Any, kwargs: Any) -> str:
+    return str(args[0] if args else (kwargs or {})["job_id"])
 
 
 def error_code_of(exc: BaseException) -> tuple[str, bool]:
@@ -81,72 +92,44 @@ def error_code_of(exc: BaseException) -> tuple[str, bool]:
     return "internal", True
 
 
-def prepare(self: JobTask, job_id: str) -> None:
-    job = services.job_claim(job_id=job_id)
-    if job is None:
-        return  # waiting for a slot, or already claimed by an earlier delivery, or ended
-    try:
-        job = services.job_spawn(job_id=job_id, job=job)
-        # One look right away: a call that is already done (a short job, a cache hit) is stored
-        # at once; otherwise polling starts with a short countdown.
-        status = services.job_poll(job_id=job_id, job=job)
-    except TransientGpuError as exc:
-        self.retry_transient(exc)
-    _carry_on(job_id, job, status, polls=0)
+def prepare(job_id: str) -> None:
+    job_step_prepare(job_id=job_id)
 
 
-def infer(self: JobTask, job_id: str, polls: int = 0) -> None:
-    try:
-        job = services.job_spawn(job_id=job_id)  # a no-op unless a transient failure needs a new call
-        if job is None or job.status != "processing":
-            return
-        status = services.job_poll(job_id=job_id, job=job)
-        if status is not None and status.state == "failed":  # transient: re-spawned on the next look
-            services.job_spawn(job_id=job_id)
-    except TransientGpuError as exc:
-        self.retry_transient(exc)
-    _carry_on(job_id, job, status, polls)
+def infer(job_id: str, polls: int = 0) -> None:
+    job_step_infer(job_id=job_id, polls=polls)
 
 
-def _carry_on(job_id: str, job: Any, status: Any, polls: int) -> None:
-    """After a look at the call: store a finished one right here, or poll again later.
-
-    Storing in the step that saw the result, rather than in a step of its own, saves a hop
-    through the broker per job (bench/pipeline_throughput.py measures it); the finish step
-    remains for the reaper, which re-drives a job whose store was interrupted.
-    """
-    if status is None or job is None:
-        return
-    if status.state == "succeeded":
-        services.job_complete(job_id=job_id, result=status.result or {}, gpu_seconds=status.gpu_seconds, job=job)
-    else:
-        pipeline.publish(job_id, job.type, "infer", countdown=pipeline.poll_countdown(polls), polls=polls + 1)
+def finish(job_id: str) -> None:
+    job_step_finish(job_id=job_id)
 
 
-def finish(self: JobTask, job_id: str) -> None:
-    try:
-        status = services.job_poll(job_id=job_id)
-    except TransientGpuError as exc:
-        self.retry_transient(exc)
-    if status is None or status.state != "succeeded":
-        return
-    services.job_complete(job_id=job_id, result=status.result or {}, gpu_seconds=status.gpu_seconds)
+def _step(name: str, fn: Callable[..., None]) -> Task:
+    return shared_task(name=name, base=JobTask)(fn)
 
 
-# Soft, hard (s). Any step may store a job's outputs (an upload of a long render), hence one
-# generous bound for all; the GPU client's own timeouts bound a spawn or a poll long before.
-STEP_LIMITS = {"prepare": (900, 960), "infer": (900, 960), "finish": (900, 960)}
-TASKS: dict[str, Any] = {}
-for _family in pipeline.FAMILIES:
-    for _step, _fn in (("prepare", prepare), ("infer", infer), ("finish", finish)):
-        _name = pipeline.task_name(_family, _step)
-        _soft, _hard = STEP_LIMITS[_step]
-        TASKS[_name] = shared_task(name=_name, base=JobTask, bind=True, soft_time_limit=_soft, time_limit=_hard)(_fn)
+STEP_TASKS: Mapping[tuple[Family, Step], Task] = {
+    (Family.AUDIO, Step.PREPARE): _step("jobs.audio.prepare", prepare),
+    (Family.AUDIO, Step.INFER): _step("jobs.audio.infer", infer),
+    (Family.AUDIO, Step.FINISH): _step("jobs.audio.finish", finish),
+    (Family.VISION, Step.PREPARE): _step("jobs.vision.prepare", prepare),
+    (Family.VISION, Step.INFER): _step("jobs.vision.infer", infer),
+    (Family.VISION, Step.FINISH): _step("jobs.vision.finish", finish),
+    (Family.GENERATION, Step.PREPARE): _step("jobs.generation.prepare", prepare),
+    (Family.GENERATION, Step.INFER): _step("jobs.generation.infer", infer),
+    (Family.GENERATION, Step.FINISH): _step("jobs.generation.finish", finish),
+    (Family.RENDER, Step.PREPARE): _step("jobs.render.prepare", prepare),
+    (Family.RENDER, Step.INFER): _step("jobs.render.infer", infer),
+    (Family.RENDER, Step.FINISH): _step("jobs.render.finish", finish),
+    (Family.COMPRESSION, Step.PREPARE): _step("jobs.compression.prepare", prepare),
+    (Family.COMPRESSION, Step.INFER): _step("jobs.compression.infer", infer),
+    (Family.COMPRESSION, Step.FINISH): _step("jobs.compression.finish", finish),
+}
 
 
 @shared_task(name="jobs.reap", acks_late=True, soft_time_limit=50, time_limit=60)
 def reap() -> dict[str, int]:
-    counts = services.jobs_reap()
+    counts = jobs_reap()
     if any(counts.values()):
         logger.info("reaper: %s", counts)
     return counts

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-import celeryconfig
+from auteur.queues import ALL_QUEUES, CPU_QUEUES, GPU_DISPATCH_QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -258,8 +258,8 @@ def celery_problems(argv: list[str]) -> list[str]:
         if not queues:
             # Without -Q a worker consumes every queue, and the split between deployments is lost.
             problems.append("celery worker without -Q consumes every queue")
-        problems += [f"queue {queue!r} is not in celeryconfig.ALL_QUEUES"
-                     for queue in queues if queue not in celeryconfig.ALL_QUEUES]
+        problems += [f"queue {queue!r} is not in auteur.queues.ALL_QUEUES"
+                     for queue in queues if queue not in ALL_QUEUES]
     return problems
 
 
@@ -327,8 +327,8 @@ def test_queue_extraction_understands_every_spelling(command):
 
 
 @pytest.mark.parametrize(("command", "expected"), [
-    ("celery -A auteur worker -Q default,gpu_audoi", "'gpu_audoi' is not in celeryconfig.ALL_QUEUES"),
-    ("celery -A auteur worker --queues=Media", "'Media' is not in celeryconfig.ALL_QUEUES"),
+    ("celery -A auteur worker -Q default,gpu_audoi", "'gpu_audoi' is not in auteur.queues.ALL_QUEUES"),
+    ("celery -A auteur worker --queues=Media", "'Media' is not in auteur.queues.ALL_QUEUES"),
     ("celery -A auteur worker -c 2", "without -Q"),
     ("celery -A auteurr worker -Q default", "'auteurr' has no file"),
     ("celery -A auteur.celery:missing worker -Q default", "defines no 'missing'"),
@@ -456,9 +456,9 @@ def test_workers_together_consume_every_queue_and_keep_gpu_dispatch_apart(servic
             consumed[name] = celery_queues(argv)
     assert set(consumed) == WORKER_SERVICES
     everything = [queue for queues in consumed.values() for queue in queues]
-    assert sorted(everything) == sorted(celeryconfig.ALL_QUEUES), "each queue exactly once"
-    assert set(consumed["worker-gpu"]) == set(celeryconfig.GPU_DISPATCH_QUEUES)
-    assert set(consumed["worker-cpu"]) == set(celeryconfig.CPU_QUEUES)
+    assert sorted(everything) == sorted(ALL_QUEUES), "each queue exactly once"
+    assert set(consumed["worker-gpu"]) == set(GPU_DISPATCH_QUEUES)
+    assert set(consumed["worker-cpu"]) == set(CPU_QUEUES)
 
 
 def test_worker_node_names_are_distinct(services):

@@ -1,5 +1,5 @@
-"""The real settings with one more URL: the bare baseline view of bench/api_reads.py."""
+"""The benchmarks' settings with one more URL: the bare baseline view of bench/api_reads.py."""
 
-from auteur.settings import *  # noqa: F403
+from bench.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.bare.urls"

@@ -17,13 +17,13 @@ import io
 import re
 import uuid
 import wave
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
-from gpu_tasks.types import JobType, get_spec
+from gpu_tasks.types import JobType, OutputKind, get_spec
 
 _CALL_ID = re.compile(r"^noop-(?P<type>[a-z-]+)-(?P<id>[0-9a-f]{32})$")
 GPU_SECONDS = 0.5
@@ -123,29 +123,28 @@ def _transcript() -> dict[str, Any]:
     }
 
 
+def _image() -> dict[str, Any]:
+    data = base64.b64decode(_PNG_B64)
+    return {"outputs": {"image": _output(data, "image/png", "noop.png")}, "width": 16, "height": 16}
+
+
+def _answer() -> dict[str, Any]:
+    return {"answer": "This is a canned answer from the noop backend.", "timestamps_ms": [0]}
+
+
+# The canned result of each kind of output, so a new job type needs nothing here.
+_CANNED: Mapping[OutputKind, Callable[[], dict[str, Any]]] = {
+    OutputKind.VIDEO: _video,
+    OutputKind.AUDIO: _audio,
+    OutputKind.IMAGE: _image,
+    OutputKind.TRANSCRIPT: _transcript,
+    OutputKind.ANSWER: _answer,
+}
+
+
 def fixed_result(job_type: JobType) -> dict[str, Any]:
-    """The canned result of `job_type` (a fresh dict each time)."""
-    if job_type is JobType.TRANSCRIPTION:
-        return _transcript()
-    if job_type is JobType.TTS:
-        return {**_audio(), "voice_cloned": False, "engine": "noop"}
-    if job_type is JobType.AUDIO_GENERATION:
-        return _audio()
-    if job_type is JobType.VIDEO_QUERY:
-        return {"answer": "This is a canned answer from the noop backend.", "timestamps_ms": [0]}
-    if job_type is JobType.IMAGE_GENERATION:
-        data = base64.b64decode(_PNG_B64)
-        return {"outputs": {"image": _output(data, "image/png", "noop.png")}, "width": 16, "height": 16}
-    if job_type is JobType.COMPRESSION:
-        return {
-            **_video(),
-            "preset": "480p",
-            "input_size_bytes": 0,
-            "output_size_bytes": len(base64.b64decode(_MP4_B64)),
-        }
-    if job_type is JobType.RENDER:
-        return {**_video(), "frame_rate": 30, "clips": 1}
-    return _video()  # lip-sync, video-generation, performance-cloning, gaze-redirection
+    """The canned result of `job_type`, by the kind of output it declares (a fresh dict each time)."""
+    return _CANNED[get_spec(job_type).output]()
 
 
 class NoopBackend(GpuBackend):

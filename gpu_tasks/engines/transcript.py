@@ -1,6 +1,6 @@
 """Engine-independent transcript building: words -> segments, speakers, alignment to a known script.
 
-The transcript shape is the EDL's (seed 002 section 3.1):
+The transcript shape is the EDL's `transcript`:
     {"language", "duration_ms", "text",
      "segments": [{"id", "speaker", "start_ms", "end_ms", "text",
                    "words": [{"word", "start_ms", "end_ms", "confidence"}]}]}

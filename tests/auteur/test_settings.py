@@ -21,7 +21,7 @@ PROD_ENV = {
 }
 
 
-def load_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def load_settings(env: dict[str, str], show: str = "settings.DEBUG") -> subprocess.CompletedProcess[str]:
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -32,7 +32,7 @@ def load_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-c",
-            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+            f"import django; django.setup(); from django.conf import settings; print({show})",
         ],
         env=clean,
         cwd=ROOT,
@@ -88,3 +88,22 @@ def test_unknown_gpu_backend_is_refused():
     result = load_settings({**PROD_ENV, "AUTEUR_GPU_BACKEND": "cloud9"})
     assert result.returncode != 0
     assert "AUTEUR_GPU_BACKEND" in result.stderr
+    assert "'local', 'modal'" in result.stderr, "the message names every accepted value"
+
+
+def test_the_bench_backend_and_faults_are_refused_by_the_production_settings():
+    result = load_settings({**PROD_ENV, "AUTEUR_GPU_BACKEND": "noop"})
+    assert result.returncode != 0
+    assert "bench.settings" in result.stderr
+    # Fault injection is not even read outside the bench settings: nothing can switch it on.
+    result = load_settings({**PROD_ENV, "AUTEUR_FAULT_INJECTION": "*:permanent=1.0"},
+                           show="hasattr(settings, 'AUTEUR_FAULT_INJECTION')")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_the_bench_settings_accept_the_noop_backend_and_faults():
+    env = {**PROD_ENV, "DJANGO_SETTINGS_MODULE": "bench.settings", "AUTEUR_GPU_BACKEND": "noop",
+           "AUTEUR_FAULT_INJECTION": "tts:permanent=0.5"}
+    result = load_settings(env)
+    assert result.returncode == 0, result.stderr

@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 
 from auteur.devstack import REPO_ROOT, stop_group
-from celeryconfig import ALL_QUEUES
+from auteur.queues import ALL_QUEUES
 from tests.jobs.test_api_support import (  # noqa: F401 - fixtures for every test module here
     funded_fixture,
     gpu_backend_fixture,

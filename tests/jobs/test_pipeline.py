@@ -112,7 +112,7 @@ def test_render_of_a_three_clip_timeline(start_worker, auth_client, project, sam
 
 
 def test_a_permanent_failure_is_refunded_exactly_once(start_worker, auth_client, funded, project, samples):
-    start_worker(AUTEUR_FAULT_INJECTION="compression:permanent=1.0", DJANGO_DEBUG="1")
+    start_worker(AUTEUR_FAULT_INJECTION="compression:permanent=1.0", DJANGO_SETTINGS_MODULE="bench.settings")
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     before = credit_balance_get(user=funded)
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
@@ -131,7 +131,7 @@ def test_transient_failures_are_retried_then_succeed_with_one_charge(start_worke
     from gpu_tasks.backends.noop import NoopBackend
 
     seed = next(s for s in range(1000) if _first_fails_then_passes(FaultInjectingBackend, NoopBackend, s))
-    start_worker(AUTEUR_FAULT_INJECTION="compression:transient=0.5", AUTEUR_FAULT_SEED=str(seed), DJANGO_DEBUG="1")
+    start_worker(AUTEUR_FAULT_INJECTION="compression:transient=0.5", AUTEUR_FAULT_SEED=str(seed), DJANGO_SETTINGS_MODULE="bench.settings")
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     before = credit_balance_get(user=funded)
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
@@ -205,7 +205,7 @@ def test_the_reaper_republishes_a_job_whose_publish_was_lost(start_worker, auth_
 
 def test_cancel_during_inference_stops_the_call_and_revokes_the_steps(start_worker, auth_client, funded, project,
                                                                         samples):
-    worker = start_worker(AUTEUR_FAULT_INJECTION="compression:hang=1.0", DJANGO_DEBUG="1")
+    worker = start_worker(AUTEUR_FAULT_INJECTION="compression:hang=1.0", DJANGO_SETTINGS_MODULE="bench.settings")
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     before = credit_balance_get(user=funded)
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})

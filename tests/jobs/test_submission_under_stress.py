@@ -66,7 +66,7 @@ from django.conf import settings
 from auteur.devstack import REPO_ROOT, RedisServer, free_port, stop_group, wait_for_port
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
-from celeryconfig import QUEUE_GPU_AUDIO
+from auteur.queues import QUEUE_GPU_AUDIO
 from credits.models import CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
 from credits.services import credit_grant

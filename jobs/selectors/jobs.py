@@ -12,22 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, QuerySet
-from rest_framework import status as http
 
-from auteur.errors import ApplicationError
 from auteur.users.models import User
-from gpu_tasks.types import JOB_TYPES
+from credits.models import Plan
 from jobs import gpu_client
-from jobs.models import Job, JobEvent, JobStatus
-from jobs.pricing import PRICES
+from jobs.errors import JobNotFound
+from jobs.models import ACTIVE_STATUSES, Job, JobEvent, JobStatus
+from jobs.specs import JOB_SPECS
 from media.models import MediaFile
-
-
-class JobNotFound(ApplicationError):
-    status_code = http.HTTP_404_NOT_FOUND
-    code = "job_not_found"
 
 
 def _parse_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
@@ -126,24 +119,34 @@ class JobTypeInfo:
 
 def job_type_list() -> list[JobTypeInfo]:
     """Every job type with its price, GPU class and whether this server's backend can run it."""
-    pro_only = set(settings.AUTEUR_PRO_ONLY_FEATURES)
-    out = []
-    for job_type, spec in JOB_TYPES.items():
-        rule = PRICES[job_type]
-        out.append(
-            JobTypeInfo(
-                type=job_type.value,
-                description=spec.description,
-                price_rule=rule.describe(),
-                price_credits=rule.credits,
-                price_unit=rule.unit,
-                gpu=spec.gpu.value,
-                time_limit_s=spec.time_limit_s,
-                pro_only=job_type.value in pro_only,
-                available=gpu_client.supports(job_type.value),
-            )
+    return [
+        JobTypeInfo(
+            type=spec.type.value,
+            description=spec.description,
+            price_rule=spec.price.describe(),
+            price_credits=spec.price.credits,
+            price_unit=spec.price.unit,
+            gpu=spec.engine.gpu.value,
+            time_limit_s=spec.engine.time_limit_s,
+            pro_only=spec.plan == Plan.PRO,
+            available=gpu_client.supports(spec.type),
         )
-    return out
+        for spec in JOB_SPECS.values()
+    ]
+
+
+def job_media_in_use(*, media: MediaFile) -> str | None:
+    """Why the file cannot be deleted, if an unfinished job of its project reads it."""
+    key = str(media.pk)
+    active = Job.objects.filter(project_id=media.project_id, status__in=ACTIVE_STATUSES).only("input_params", "type")
+    for job in active:
+        params = job.input_params
+        if key in {str(v) for k, v in params.items() if k.endswith("media_id")}:
+            return f"used by {job.type} job {job.pk}"
+        edl = params.get("edl")
+        if edl and any(c.get("media_file_id") == key for t in edl.get("tracks", []) for c in t.get("clips", [])):
+            return f"used by render job {job.pk}"
+    return None
 
 
 def job_summary(*, since: datetime) -> dict[str, Any]:

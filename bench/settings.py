@@ -1,0 +1,19 @@
+"""The benchmarks' and drills' settings: production's, plus what only they may use.
+
+- `AUTEUR_GPU_BACKEND=noop`: every job "succeeds" at once with a canned result (no model runs),
+  to measure the orchestration around inference.
+- `AUTEUR_FAULT_INJECTION` (e.g. `transcription:transient=0.2,permanent=0.1,hang=0.02`) and
+  `AUTEUR_FAULT_SEED`: GPU calls fail or hang at those rates (gpu_tasks/backends/faults.py).
+
+Processes get these with `DJANGO_SETTINGS_MODULE=bench.settings` (bench/_stack.py sets it); the
+production settings refuse both, so a deployment cannot serve canned results by mistake.
+"""
+
+from __future__ import annotations
+
+from auteur.settings import *  # noqa: F403
+from auteur.settings import AUTEUR_GPU_BACKENDS, env
+
+AUTEUR_GPU_BACKENDS = (*AUTEUR_GPU_BACKENDS, "noop")
+AUTEUR_FAULT_INJECTION: str = env.str("AUTEUR_FAULT_INJECTION", default="")
+AUTEUR_FAULT_SEED: int | None = env.int("AUTEUR_FAULT_SEED", default=None)

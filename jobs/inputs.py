@@ -1,0 +1,137 @@
+"""The body each job type accepts: shape only (400 `validation_error`, unknown fields included).
+
+What a body names is resolved against the database by `jobs.selectors.requests`: a field
+declared as `MediaRef` is a media file of the job's project, of the kinds it lists, that must
+be ready; a `VoiceRef` is one of the caller's cloned voices. Every type takes `project_id`: the
+job's outputs become media files of that project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rest_framework import serializers
+
+from auteur.api import StrictSerializer
+from media.models import MediaType
+
+
+class MediaRef(serializers.UUIDField):
+    """The id of a ready media file of the job's project, of one of `kinds`."""
+
+    def __init__(self, *, kinds: Iterable[str], **kwargs: Any) -> None:
+        self.kinds = tuple(sorted(str(k) for k in kinds))
+        super().__init__(**kwargs)
+
+
+class VoiceRef(serializers.UUIDField):
+    """The id of one of the caller's cloned voices (optional: null is the engine's own voice)."""
+
+
+def _multiple_of_64(value: int) -> None:
+    if value % 64:
+        raise serializers.ValidationError("Must be a multiple of 64.")
+
+
+def _resolution(value: str) -> None:
+    # The render engine's bounds: even sizes, at most 7680x4320.
+    width, sep, height = value.partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise serializers.ValidationError("Resolution must look like 1920x1080.")
+    w, h = int(width), int(height)
+    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
+        raise serializers.ValidationError("Width and height must be even, between 16 and 7680x4320.")
+
+
+class JobInput(StrictSerializer):
+    """Base of every job type's input."""
+
+    project_id = serializers.UUIDField()
+
+
+_AUDIO_OR_VIDEO = (MediaType.AUDIO, MediaType.VIDEO)
+
+
+class TranscriptionInput(JobInput):
+    """Speech to text with word timings. `language` is `en` only: the local engine (Whisper
+    tiny.en) is English-only. With `script` (the known text) the words are aligned to it."""
+
+    media_id = MediaRef(kinds=_AUDIO_OR_VIDEO, help_text="An audio or video file of the project.")
+    language = serializers.ChoiceField(choices=["en"], default="en")
+    script = serializers.CharField(required=False, max_length=100_000)
+    # Stored as `diarization`, the name the engines read.
+    speaker_diarization = serializers.BooleanField(default=True, source="diarization")
+
+
+class TtsInput(JobInput):
+    """Text to speech, in one of the caller's cloned voices when `voice_id` is given."""
+
+    text = serializers.CharField(min_length=1, max_length=5000)
+    voice_id = VoiceRef(required=False, allow_null=True, default=None)
+    speed = serializers.FloatField(min_value=0.5, max_value=2.0, default=1.0)
+
+
+class AudioGenerationInput(JobInput):
+    prompt = serializers.CharField(min_length=1, max_length=1000)
+    duration_sec = serializers.IntegerField(min_value=1, max_value=60, default=10)
+
+
+class LipSyncInput(JobInput):
+    """Re-time the face of `video_media_id` to `audio_media_id`; priced by the video's length."""
+
+    video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+    audio_media_id = MediaRef(kinds=(MediaType.AUDIO,))
+
+
+class PerformanceCloningInput(JobInput):
+    """Animate the face of a still image with the performance of a driving video."""
+
+    source_image_media_id = MediaRef(kinds=(MediaType.IMAGE,))
+    driving_video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+
+
+class GazeRedirectionInput(JobInput):
+    video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+
+
+class VideoQueryInput(JobInput):
+    """A question about a video; the answer is in the job's output_data. Priced per question."""
+
+    video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+    question = serializers.CharField(min_length=1, max_length=1000)
+
+
+class VideoGenerationInput(JobInput):
+    """Video from a text prompt (Pro plan)."""
+
+    prompt = serializers.CharField(min_length=1, max_length=2000)
+    duration_sec = serializers.IntegerField(min_value=1, max_value=10, default=5)
+
+
+class ImageGenerationInput(JobInput):
+    prompt = serializers.CharField(min_length=1, max_length=2000)
+    width = serializers.IntegerField(min_value=256, max_value=1536, default=1024, validators=[_multiple_of_64])
+    height = serializers.IntegerField(min_value=256, max_value=1536, default=1024, validators=[_multiple_of_64])
+    num_images = serializers.IntegerField(min_value=1, max_value=4, default=1)
+
+
+class CompressionInput(JobInput):
+    """Re-encode a video to H.264/AAC with its short side at most 1080, 720 or 480 pixels."""
+
+    media_id = MediaRef(kinds=(MediaType.VIDEO,), help_text="A video file of the project.")
+    preset = serializers.ChoiceField(choices=["1080p", "720p", "480p"], default="720p")
+
+
+class RenderInput(JobInput):
+    """Render the project's current timeline to an MP4.
+
+    The job keeps a snapshot of the timeline as it is now (later edits do not change this
+    render), with `resolution` / `frame_rate` overriding the timeline's settings when given.
+    """
+
+    resolution = serializers.CharField(required=False, max_length=11, validators=[_resolution],
+                                       help_text="WxH, e.g. 1280x720; default: the timeline's.")
+    frame_rate = serializers.FloatField(required=False, min_value=1, max_value=120,
+                                        help_text="Frames per second; default: the timeline's.")
+    format = serializers.ChoiceField(choices=["mp4"], default="mp4")

@@ -1,0 +1,109 @@
+"""What a submission's body names, read from the database and checked, scoped to the caller.
+
+The project (404 `project_not_found`); each `MediaRef` field's file, of that project (404
+`media_not_found` for another project's or user's file), ready (422 `media_not_ready`) and of
+an allowed kind (422 `wrong_media_type`); a `VoiceRef`'s voice (404 `voice_not_found`); for a
+render, the timeline snapshot (422 `empty_timeline`, 422 `media_not_ready` for clips whose
+media is gone or not ready). The result is what `job_submit` needs: the JSON `input_params`
+stored on the job (ids as strings, plus `_quantities`, which a retry prices again with), the
+`quantities` the price is computed from (never sent by the client), and the media to lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from projects.edl.selectors import edl_snapshot
+
+from auteur.users.models import User
+from jobs.errors import EmptyTimeline, MediaNotReady, WrongMediaType
+from jobs.inputs import MediaRef, VoiceRef
+from jobs.specs import JobSpec
+from media.models import MediaFile, MediaStatus
+from media.selectors import media_get, voice_get
+from projects.models import Project
+from projects.selectors import project_get
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    project: Project
+    input_params: dict[str, Any]
+    quantities: dict[str, Any]
+    media_ids: list[uuid.UUID]
+
+
+def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:
+    """Resolve a body that `spec.input` validated (`data`: its validated_data)."""
+    params = dict(data)
+    project = project_get(user=user, project_id=params.pop("project_id"))
+    fields = spec.input().fields
+    media: dict[str, MediaFile] = {}
+    for name, field in fields.items():
+        if isinstance(field, MediaRef):
+            media[name] = _ready_media(user, project, name, params[name], field.kinds)
+            params[name] = str(media[name].pk)
+        elif isinstance(field, VoiceRef) and params.get(name):
+            voice = voice_get(user=user, voice_id=params[name])
+            params.update({name: str(voice.pk), "voice_sample_key": voice.sample_key})
+    locked = list(media.values())
+    if spec.timeline:
+        params["edl"], locked = _timeline(user, project, params)
+    quantities = spec.price.quantities(params, media)
+    return JobRequest(
+        project=project,
+        input_params={**params, "_quantities": quantities},
+        quantities=quantities,
+        media_ids=[m.pk for m in locked],
+    )
+
+
+def _ready_media(user: User, project: Project, field: str, media_id: uuid.UUID, kinds: tuple[str, ...]) -> MediaFile:
+    media = media_get(user=user, project_id=project.pk, media_id=media_id)
+    if media.status != MediaStatus.READY:
+        raise MediaNotReady(
+            f"The media file is not ready (status: {media.status}).",
+            details={"field": field, "media_id": str(media.pk), "status": media.status},
+        )
+    if media.type not in kinds:
+        raise WrongMediaType(
+            f"{field} must be a {' or '.join(kinds)} file, not {media.type}.",
+            details={"field": field, "media_id": str(media.pk), "type": media.type, "allowed": list(kinds)},
+        )
+    return media
+
+
+def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dict[str, Any], list[MediaFile]]:
+    """The project's timeline as it is now, with `resolution` / `frame_rate` applied, and its media."""
+    edl = edl_snapshot(project=project)
+    # What the render does not read stays out of the job row (a transcript can be large).
+    edl.pop("transcript", None)
+    edl.pop("history", None)
+    for track in edl.get("tracks") or []:
+        track["clips"] = [c for c in track.get("clips") or [] if not c.get("deleted")]
+    timeline = edl.setdefault("settings", {})
+    if params.get("resolution"):
+        width, _, height = params.pop("resolution").partition("x")
+        timeline["resolution"] = {"width": int(width), "height": int(height)}
+    if params.get("frame_rate") is not None:
+        timeline["frame_rate"] = params.pop("frame_rate")
+    clips = [c for t in edl.get("tracks") or [] for c in t["clips"]]
+    if not clips:
+        raise EmptyTimeline("The timeline has no clips to render.")
+    ids = {c["media_file_id"] for c in clips}
+    found = {str(m.pk): m for m in MediaFile.objects.filter(project=project, user=user, pk__in=ids)}
+    problems = [
+        {"clip_id": c["id"], "media_file_id": c["media_file_id"],
+         "status": found[c["media_file_id"]].status if c["media_file_id"] in found else "missing"}
+        for c in clips
+        if c["media_file_id"] not in found or found[c["media_file_id"]].status != MediaStatus.READY
+    ]
+    if problems:
+        raise MediaNotReady(
+            "Some clips of the timeline use media that is not ready or no longer exists.",
+            details={"clips": problems[:50]},
+        )
+    return edl, sorted(found.values(), key=lambda m: m.pk)

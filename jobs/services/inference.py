@@ -1,0 +1,117 @@
+"""A processing job's GPU call: spawn it once, look at it without blocking, record progress."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from gpu_tasks.backends.base import CallStatus
+from gpu_tasks.errors import PermanentGpuError
+from jobs import gpu_client
+from jobs.models import Job, JobStatus
+from jobs.services.events import job_event_record
+from jobs.specs import job_spec
+
+MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
+TIME_LIMIT_GRACE_SECONDS = 30
+PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on every poll
+
+
+def inference_limit_seconds(job: Job) -> int:
+    """How long the job's call may run before it is a `timeout`: its type's limit and a grace."""
+    return job_spec(job.type).engine.time_limit_s + TIME_LIMIT_GRACE_SECONDS
+
+
+def repoll_after() -> timedelta:
+    """Silence for this long means a processing job's poll message was lost (the reaper's threshold)."""
+    return timedelta(seconds=settings.AUTEUR_REAPER_REPOLL_AFTER_SECONDS)
+
+
+def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
+    """Start the GPU call of a processing job that has none; a redelivery finds it started.
+
+    `job`: the row as the caller just read or claimed it (saves reading it again)."""
+    if job is None:
+        job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
+    if job is None or job.gpu_call_id:
+        return job
+    if job.attempts >= MAX_GPU_ATTEMPTS:
+        raise PermanentGpuError("internal", f"gave up after {job.attempts} GPU attempts")
+    call_id = gpu_client.spawn(job.type, job_spec(job.type).payload(job))
+    now = timezone.now()
+    won = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id="").update(
+        gpu_call_id=call_id, attempts=F("attempts") + 1, inference_started_at=now, updated_at=now
+    )
+    if not won:
+        # Another delivery of this step spawned first (or the job was canceled): ours is surplus.
+        gpu_client.cancel_quietly(call_id)
+        return Job.objects.filter(pk=job_id).first()
+    job_event_record(job.id, "inference_started", call_id=call_id, attempt=job.attempts + 1)
+    job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
+    return job
+
+
+def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus | None:
+    """One non-blocking look at the job's GPU call. None when the job is no longer processing.
+
+    A running call past the type's time limit is cancelled and fails the job (`timeout`). A call
+    that ended with a transient error is forgotten so that the next step re-spawns it. A call
+    that succeeded stamps `inference_ended_at`, from which on the job can no longer be canceled.
+    """
+    if job is None:
+        job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
+    if job is None or not job.gpu_call_id:
+        return None
+    status = gpu_client.poll(job.gpu_call_id)  # TransientGpuError: could not read; poll later
+    if status.state == "running":
+        limit = inference_limit_seconds(job)
+        if job.inference_started_at and timezone.now() - job.inference_started_at > timedelta(seconds=limit):
+            gpu_client.cancel(job.gpu_call_id)
+            raise PermanentGpuError("timeout", f"{job.type} ran past its {limit - TIME_LIMIT_GRACE_SECONDS} s limit")
+        _record_progress(job, status.progress)
+        # A sign of life for the reaper: a few writes per repoll period, not one per poll.
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk, updated_at__lt=now - repoll_after() / 4).update(updated_at=now)
+    elif status.state == "succeeded":
+        if not job_inference_ended(job=job):
+            return None
+    elif status.state == "failed":
+        error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
+        if error.retryable and job.attempts < MAX_GPU_ATTEMPTS:
+            Job.objects.filter(pk=job.pk, gpu_call_id=job.gpu_call_id).update(gpu_call_id="")
+            job_event_record(job.id, "inference_retry", code=error.code, attempt=job.attempts)
+            return status
+        raise error
+    return status
+
+
+def job_inference_ended(*, job: Job) -> bool:
+    """Stamp `inference_ended_at` on a processing job (its result is being stored); False if it ended.
+
+    Conditional on `processing`: a cancel that won the row first leaves this job alone, and
+    job_cancel refuses once this is set, so exactly one of the two UPDATEs matches. Stamping
+    again keeps the first time and refreshes `updated_at`, which tells the reaper a store is at work.
+    """
+    now = timezone.now()
+    if not Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
+        inference_ended_at=Coalesce(F("inference_ended_at"), Value(now)), updated_at=now
+    ):
+        return False
+    job.inference_ended_at = job.inference_ended_at or now
+    return True
+
+
+def _record_progress(job: Job, progress: float | None) -> None:
+    if progress is None:
+        return
+    value = max(0, min(99, int(progress)))
+    if value // PROGRESS_EVENT_STEP > job.progress // PROGRESS_EVENT_STEP:
+        if Job.objects.filter(pk=job.pk, progress__lt=value).update(progress=value):
+            job_event_record(job.id, "progress", progress=value)
+    elif value > job.progress:
+        Job.objects.filter(pk=job.pk, progress__lt=value).update(progress=value)

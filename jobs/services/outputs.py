@@ -1,0 +1,88 @@
+"""Storing a finished call's results: its files as media of the project, then `completed`."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from media.services.captions import media_attach_caption
+from media.services.outputs import media_create_output, media_delete_job_outputs
+
+from gpu_tasks.contract import save_output
+from gpu_tasks.types import OutputKind
+from jobs import gpu_client
+from jobs.models import Job, JobStatus
+from jobs.services.events import job_event_record
+from jobs.services.inference import job_inference_ended
+from jobs.services.slots import job_slot_release
+from jobs.specs import job_spec
+
+
+def job_complete(
+    *, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0, job: Job | None = None
+) -> Job | None:
+    """Store the outputs (idempotently) and move the job to completed. None if it is not processing.
+
+    A job that ends otherwise while its outputs are being stored (failed by the reaper, say) was
+    refunded, so it keeps none of them.
+    """
+    if job is None:
+        job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
+    if job is None or not job_inference_ended(job=job):
+        return None
+    output_data = {k: v for k, v in result.items() if k != "outputs"}
+    output_media = _store_outputs(job, result.get("outputs") or {})
+    if job_spec(job.type).output is OutputKind.TRANSCRIPT:
+        output_data["caption_key"] = media_attach_caption(media_id=job.input_params["media_id"], transcript=output_data)
+    if output_media:
+        output_data["output_media_ids"] = output_media
+    with transaction.atomic():
+        completed_at = timezone.now()
+        processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
+        done = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
+            status=JobStatus.COMPLETED, output_data=output_data, progress=100, completed_at=completed_at,
+            updated_at=completed_at, gpu_seconds=gpu_seconds, processing_time_ms=processing_ms,
+        )
+        if not done:
+            # Completed by a duplicate delivery of this step (the outputs are its too), or ended
+            # otherwise meanwhile (failed by the reaper): refunded, so it keeps nothing.
+            if not Job.objects.filter(pk=job.pk, status=JobStatus.COMPLETED).exists():
+                media_delete_job_outputs(job_id=job.pk)
+            return None
+        job_event_record(job.id, "completed", output_media_ids=output_media)
+        job_slot_release(user_id=job.user_id)
+    if job.gpu_call_id:
+        gpu_client.release_quietly(job.gpu_call_id)
+    job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
+    job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
+    return job
+
+
+def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
+    """Each output file as a media file of the job's project (idempotent per job and name)."""
+    output = job_spec(job.type).output
+    media_type = output.value if output.is_media else OutputKind.VIDEO.value
+    stored: list[str] = []
+    for name, ref in outputs.items():
+        if job.project_id is None:
+            break  # the project was deleted meanwhile; its job is being canceled
+        with tempfile.TemporaryDirectory(prefix="auteur-out-") as tmp:
+            filename = ref.get("filename") or f"{name}.bin"
+            local = save_output(ref, Path(tmp) / filename)
+            if local is None:
+                continue
+            media = media_create_output(
+                project_id=job.project_id,
+                user_id=job.user_id,
+                job_id=job.id,
+                name=f"{job.type}-{str(job.id)[:8]}-{filename}",
+                type=media_type,
+                mime_type=ref.get("content_type") or "application/octet-stream",
+                local_path=local,
+            )
+        stored.append(str(media.pk))
+    return stored

@@ -1,0 +1,80 @@
+"""Each user runs at most a few jobs at once (by plan); the rest wait `queued`, oldest first."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from auteur.users.models import User
+from credits.selectors import user_plan
+from jobs import pipeline
+from jobs.models import Job, JobStatus
+from jobs.services.events import job_event_record
+
+# Jobs of a user started at once when slots free; the reaper starts any left over.
+START_BATCH = 5
+
+
+def _user_lock(user_id: uuid.UUID) -> None:
+    """Serialize slot accounting for one user across processes (released at commit)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [uuid.UUID(str(user_id)).int & 0x7FFF_FFFF_FFFF_FFFF])
+
+
+def concurrency_limit(user: User) -> int:
+    limits: dict[str | None, int] = settings.AUTEUR_JOB_CONCURRENCY
+    return limits.get(user_plan(user=user), limits[None])
+
+
+def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
+    """pending/queued -> processing when one of the user's slots is free, else -> queued.
+
+    Returns the job when it is processing (claimed now, or by an earlier delivery of this step
+    that died before handing over to the next: the caller carries on, every later step being
+    idempotent); None when it waits for a slot or has ended.
+    Jobs start in submission order: a job never overtakes an older one of the same user waiting.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_related("user").filter(pk=job_id).first()
+        if job is None or job.status == JobStatus.PROCESSING:
+            return job
+        if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
+            return None
+        _user_lock(job.user_id)
+        # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
+        # job meanwhile makes the conditional UPDATE below match nothing.
+        slots = Job.objects.filter(user_id=job.user_id, status__in=(JobStatus.PROCESSING, JobStatus.QUEUED)).aggregate(
+            running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
+            older_waiting=Count("pk", filter=Q(status=JobStatus.QUEUED, created_at__lt=job.created_at)),
+        )
+        running = slots["running"]
+        if running >= concurrency_limit(job.user) or slots["older_waiting"]:
+            if job.status == JobStatus.PENDING:
+                now = timezone.now()
+                if Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+                    status=JobStatus.QUEUED, queued_at=now, updated_at=now
+                ):
+                    job_event_record(job.id, "queued", running=running)
+            return None
+        now = timezone.now()
+        claimed = Job.objects.filter(pk=job.pk, status=job.status).update(
+            status=JobStatus.PROCESSING, started_at=now, updated_at=now
+        )
+        if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
+            return None
+        job_event_record(job.id, "started")
+        job.status, job.started_at, job.updated_at = JobStatus.PROCESSING, now, now
+        return job
+
+
+def job_slot_release(*, user_id: uuid.UUID) -> None:
+    """After a job of this user ended: start the oldest waiting ones that now fit (after commit)."""
+    queued = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by("created_at")
+    waiting: list[tuple[uuid.UUID, str]] = list(queued.values_list("id", "type")[:START_BATCH])
+    for job_id, job_type in waiting:
+        transaction.on_commit(functools.partial(pipeline.start, job_id, job_type))

@@ -1,0 +1,53 @@
+"""What each pipeline step does: claim, spawn, look at the call, then store it or poll again.
+
+A step that finds the call done stores its outputs right there, rather than in a step of its
+own: that saves a hop through the broker per job (bench/pipeline_throughput.py measures it); the
+finish step remains for the reaper, which re-drives a job whose store was interrupted.
+`TransientGpuError` (the backend could not be reached) propagates: the task retries the step.
+"""
+
+from __future__ import annotations
+
+from gpu_tasks.backends.base import CallStatus
+from jobs import pipeline
+from jobs.models import Job, JobStatus
+from jobs.pipeline import Step
+from jobs.services.inference import job_poll, job_spawn
+from jobs.services.outputs import job_complete
+from jobs.services.slots import job_claim
+
+
+def job_step_prepare(*, job_id: str) -> None:
+    job = job_claim(job_id=job_id)
+    if job is None:
+        return  # waiting for a slot, or already claimed by an earlier delivery, or ended
+    job = job_spawn(job_id=job_id, job=job)
+    # One look right away: a call that is already done (a short job, a cache hit) is stored at
+    # once; otherwise polling starts with a short countdown.
+    _carry_on(job, job_poll(job_id=job_id, job=job), polls=0)
+
+
+def job_step_infer(*, job_id: str, polls: int) -> None:
+    job = job_spawn(job_id=job_id)  # a no-op unless a transient failure needs a new call
+    if job is None or job.status != JobStatus.PROCESSING:
+        return
+    status = job_poll(job_id=job_id, job=job)
+    if status is not None and status.state == "failed":  # transient: re-spawned on the next look
+        job_spawn(job_id=job_id)
+    _carry_on(job, status, polls)
+
+
+def job_step_finish(*, job_id: str) -> None:
+    status = job_poll(job_id=job_id)
+    if status is not None and status.state == "succeeded":
+        job_complete(job_id=job_id, result=status.result or {}, gpu_seconds=status.gpu_seconds)
+
+
+def _carry_on(job: Job | None, status: CallStatus | None, polls: int) -> None:
+    """After a look at the call: store a finished one right here, or poll again later."""
+    if status is None or job is None:
+        return
+    if status.state == "succeeded":
+        job_complete(job_id=job.pk, result=status.result or {}, gpu_seconds=status.gpu_seconds, job=job)
+    else:
+        pipeline.publish(job.pk, job.type, Step.INFER, countdown=pipeline.poll_countdown(polls), polls=polls + 1)

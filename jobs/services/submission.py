@@ -1,0 +1,142 @@
+"""Charge and create a job in one transaction, publishing its pipeline only after commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from auteur.users.models import User
+from credits.services import credit_deduct_for_job, require_plan
+from jobs import gpu_client, pipeline
+from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable
+from jobs.models import IdempotencyRecord, Job, JobStatus
+from jobs.selectors.requests import JobRequest
+from jobs.services.events import job_event_record
+from jobs.specs import JobSpec, job_spec
+from media.models import MediaFile
+
+logger = logging.getLogger(__name__)
+
+
+def request_hash(job_type: str, body: dict[str, Any]) -> str:
+    canonical = json.dumps({"type": job_type, "body": body}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def job_submit(
+    *,
+    user: User,
+    spec: JobSpec,
+    request: JobRequest,
+    idempotency_key: str = "",
+    body_hash: str = "",
+    retry_of: Job | None = None,
+) -> tuple[Job, bool]:
+    """Charge and create a job, publishing its pipeline after commit. Returns (job, created).
+
+    The same Idempotency-Key with the same body within the window returns the original job and
+    charges nothing; with another body it is refused (422).
+    """
+    if not gpu_client.supports(spec.type):
+        backend = settings.AUTEUR_GPU_BACKEND
+        raise FeatureUnavailable(
+            f"{spec.type} is not available on this server's GPU backend ({backend}).",
+            details={"type": spec.type.value, "backend": backend},
+        )
+    require_plan(user=user, plan=spec.plan, feature=spec.type.value)
+    cost = spec.price.cost(request.quantities)
+    try:
+        return _submit(user, spec, request, cost, idempotency_key, body_hash, retry_of)
+    except IntegrityError:
+        # Two requests with the same key raced: the loser's whole transaction (job, charge) was
+        # rolled back; it answers with the winner's job.
+        if not idempotency_key:
+            raise
+        replay = _idempotent_replay(user, idempotency_key, body_hash)
+        if replay is None:
+            raise
+        return replay, False
+
+
+def _idempotent_replay(user: User, key: str, body_hash: str) -> Job | None:
+    record = IdempotencyRecord.objects.filter(user=user, key=key).select_related("job").first()
+    window = timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
+    if record is None or record.created_at < timezone.now() - window:
+        return None
+    if record.request_hash != body_hash:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used with a different request.", details={"job_id": str(record.job_id)}
+        )
+    return record.job
+
+
+def _submit(
+    user: User,
+    spec: JobSpec,
+    request: JobRequest,
+    cost: int,
+    idempotency_key: str,
+    body_hash: str,
+    retry_of: Job | None,
+) -> tuple[Job, bool]:
+    with transaction.atomic():
+        if idempotency_key:
+            replay = _idempotent_replay(user, idempotency_key, body_hash)
+            if replay is not None:
+                return replay, False
+        if request.media_ids:
+            # Media deletion checks "in use" holding the same row locks: a file cannot be deleted
+            # between this check of its jobs and the job's insert.
+            list(MediaFile.objects.select_for_update().filter(pk__in=request.media_ids).values_list("pk", flat=True))
+        job = Job.objects.create(
+            user=user,
+            project=request.project,
+            type=spec.type,
+            credits_cost=cost,
+            input_params=request.input_params,
+            idempotency_key=idempotency_key,
+            gpu_backend=settings.AUTEUR_GPU_BACKEND,
+            retry_of=retry_of,
+        )
+        if idempotency_key:
+            # Inserted before the charge: a racing duplicate blocks here on the unique key and
+            # then fails, rather than charging first.
+            IdempotencyRecord.objects.filter(user=user, key=idempotency_key).delete()  # an expired one
+            IdempotencyRecord.objects.create(user=user, key=idempotency_key, request_hash=body_hash, job=job)
+        credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=f"{spec.type} job")
+        job_event_record(job.id, "submitted", credits_cost=cost)
+        transaction.on_commit(lambda: pipeline.start(job.id, spec.type))
+    logger.info("job submitted: %s for %d credits", spec.type, cost, extra={"job_id": str(job.id)})
+    return job, True
+
+
+def job_retry(*, job: Job) -> Job:
+    """A failed, retryable job submitted again with the same input (charged as new)."""
+    if job.status != JobStatus.FAILED or not job.retryable:
+        raise JobNotRetryable("Only a failed job whose error is retryable can be retried.",
+                              details={"status": job.status, "retryable": job.retryable})
+    if job.project is None:
+        raise JobNotRetryable("The job's project was deleted.")
+    media_ids = [uuid.UUID(str(v)) for k, v in job.input_params.items() if k.endswith("media_id") and v]
+    request = JobRequest(
+        project=job.project,
+        input_params=job.input_params,
+        quantities=job.input_params.get("_quantities", {}),
+        media_ids=media_ids,
+    )
+    with transaction.atomic():
+        # One retry per failed job: a double click gets the same new job, charged once.
+        Job.objects.select_for_update().filter(pk=job.pk).first()
+        existing = Job.objects.filter(retry_of=job).first()
+        if existing is not None:
+            return existing
+        new, _ = job_submit(user=job.user, spec=job_spec(job.type), request=request, retry_of=job)
+    return new

@@ -1,0 +1,53 @@
+"""Automatic transcription: a newly ready audio or video file of a project that asks for it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.db import transaction
+
+from credits.errors import InsufficientCredits
+from gpu_tasks.types import JobType
+from jobs.errors import FeatureUnavailable, MediaDurationUnknown
+from jobs.models import IdempotencyRecord, Job
+from jobs.selectors.requests import job_request_get
+from jobs.services.submission import job_submit, request_hash
+from jobs.specs import job_spec
+from media.models import MediaFile, MediaType
+
+logger = logging.getLogger(__name__)
+
+
+def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
+    """Start the transcription of a newly ready file when its project asks for it; idempotent.
+
+    The job is what the API would make of `{project_id, media_id}`. One automatic transcription
+    per file (a second signal, or a sweep calling again, finds it). When the job cannot be made
+    (credits short, the backend cannot transcribe, the file's length unknown) nothing is charged
+    and the reason is recorded on the file.
+    """
+    media = MediaFile.objects.select_related("project", "user").filter(pk=media_id).first()
+    if media is None or media.type not in (MediaType.AUDIO, MediaType.VIDEO) or not media.project.auto_transcribe:
+        return None
+    key = f"auto-transcribe:{media.pk}"
+    existing = IdempotencyRecord.objects.filter(user=media.user, key=key).select_related("job").first()
+    if existing is not None:
+        return existing.job
+    spec = job_spec(JobType.TRANSCRIPTION)
+    body = {"project_id": str(media.project_id), "media_id": str(media.pk)}
+    data = spec.input(data=body)
+    data.is_valid(raise_exception=True)
+    try:
+        with transaction.atomic():
+            request = job_request_get(user=media.user, spec=spec, data=data.validated_data)
+            job, _ = job_submit(
+                user=media.user, spec=spec, request=request, idempotency_key=key,
+                body_hash=request_hash(spec.type, body),
+            )
+    except (InsufficientCredits, FeatureUnavailable, MediaDurationUnknown) as exc:
+        metadata = {**media.metadata, "auto_transcribe": {"skipped": exc.code, "reason": exc.message}}
+        MediaFile.objects.filter(pk=media.pk).update(metadata=metadata)
+        logger.info("automatic transcription of media %s skipped: %s", media.pk, exc.code)
+        return None
+    return job

@@ -1,0 +1,118 @@
+"""Each job type, declared once: what it accepts, what it costs, where it runs, what it makes.
+
+Everything else reads these specs: the submission routes and their OpenAPI schema, pricing,
+the plan check, the queues the steps run on, the payload sent to the GPU backend, how outputs
+are stored, and `GET /jobs/types`. The GPU side's half of a type's declaration (GPU class,
+time limit, containers, output kind, engines) lives in `gpu_tasks/types.py`, which never
+imports Django; a spec reaches it as `spec.engine`. Adding a job type is one engine module in
+`gpu_tasks/engines/`, its row there, and one spec here (with its input in `jobs/inputs.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from credits.models import Plan
+from gpu_tasks.types import JOB_TYPES, JobType, JobTypeSpec, OutputKind
+from jobs import inputs, payloads
+from jobs.pricing import MINUTE_MS, FieldValue, MediaDuration, PriceRule, TextLength, TimelineDuration
+
+if TYPE_CHECKING:
+    from jobs.models import Job
+
+
+class Family(StrEnum):
+    """A queue family: its steps are the tasks `jobs.<family>.<step>`, which celeryconfig routes
+    to one queue, so a flood of one feature cannot starve another."""
+
+    AUDIO = "audio"
+    VISION = "vision"
+    GENERATION = "generation"
+    RENDER = "render"
+    COMPRESSION = "compression"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    type: JobType
+    description: str
+    family: Family
+    input: type[inputs.JobInput]
+    price: PriceRule
+    plan: Plan | None = None  # the plan a user needs (403 `plan_required` otherwise)
+    # The payload given to the GPU backend; the default sends each media input as a ref.
+    payload: Callable[[Job], dict[str, Any]] = payloads.media_payload
+    # Reads the timeline a render snapshots (the default resolves media and voice refs only).
+    timeline: bool = False
+
+    @property
+    def engine(self) -> JobTypeSpec:
+        """The GPU side's half: GPU class, time limit, containers, output kind, engines."""
+        return JOB_TYPES[self.type]
+
+    @property
+    def output(self) -> OutputKind:
+        return self.engine.output
+
+
+_T, _F, _I = JobType, Family, inputs
+JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
+    s.type: s
+    for s in (
+        JobSpec(
+            _T.TRANSCRIPTION, "Speech to text with word timings and speakers", _F.AUDIO, _I.TranscriptionInput,
+            PriceRule(5, "10 min of audio", MediaDuration("media_id"), 10 * MINUTE_MS),
+        ),
+        JobSpec(
+            _T.TTS, "Text to speech in a cloned voice", _F.AUDIO, _I.TtsInput,
+            PriceRule(2, "1,000 characters", TextLength("text"), 1000),
+        ),
+        JobSpec(
+            _T.AUDIO_GENERATION, "Ambient audio from a prompt", _F.AUDIO, _I.AudioGenerationInput,
+            PriceRule(3, "30 s of audio", FieldValue("duration_sec"), 30),
+        ),
+        JobSpec(
+            _T.LIP_SYNC, "Re-time a face's lips to new audio", _F.VISION, _I.LipSyncInput,
+            PriceRule(15, "minute of video", MediaDuration("video_media_id"), MINUTE_MS),
+        ),
+        JobSpec(
+            _T.PERFORMANCE_CLONING, "Animate a face from a driving video", _F.VISION, _I.PerformanceCloningInput,
+            PriceRule(20, "minute of video", MediaDuration("driving_video_media_id"), MINUTE_MS),
+        ),
+        JobSpec(
+            _T.GAZE_REDIRECTION, "Redirect eye gaze to the camera", _F.VISION, _I.GazeRedirectionInput,
+            PriceRule(10, "minute of video", MediaDuration("video_media_id"), MINUTE_MS),
+        ),
+        JobSpec(
+            _T.VIDEO_QUERY, "Answer a question about a video", _F.VISION, _I.VideoQueryInput,
+            PriceRule(2, "question"),
+        ),
+        JobSpec(
+            _T.VIDEO_GENERATION, "Video from a text prompt", _F.GENERATION, _I.VideoGenerationInput,
+            PriceRule(50, "5 s of video", FieldValue("duration_sec"), 5),
+            plan=Plan.PRO,
+        ),
+        JobSpec(
+            _T.IMAGE_GENERATION, "Image from a text prompt", _F.GENERATION, _I.ImageGenerationInput,
+            PriceRule(4, "image", FieldValue("num_images", key="images"), 1),
+        ),
+        JobSpec(
+            _T.RENDER, "Render the timeline (EDL) to an MP4", _F.RENDER, _I.RenderInput,
+            PriceRule(2, "minute of output", TimelineDuration(), MINUTE_MS),
+            payload=payloads.render_payload, timeline=True,
+        ),
+        JobSpec(
+            _T.COMPRESSION, "Re-encode a video to 1080p/720p/480p", _F.COMPRESSION, _I.CompressionInput,
+            PriceRule(1, "10 min of video", MediaDuration("media_id"), 10 * MINUTE_MS),
+        ),
+    )
+})
+
+
+def job_spec(job_type: str | JobType) -> JobSpec:
+    """The spec of a known job type (callers validate the name first; a stored job's is always known)."""
+    return JOB_SPECS[JobType(job_type)]
