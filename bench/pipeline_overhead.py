@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     from auteur.users.models import User
     from credits.services import credit_grant
     from jobs.models import TERMINAL_STATUSES, Job
-    from jobs.services import job_submit
+    from jobs.selectors.requests import JobRequest
+    from jobs.services.submission import job_submit
+    from jobs.specs import job_spec
     from projects.models import Project
 
     warm_up_publisher()  # this process submits as an API process does: warmed up as auteur/wsgi.py does
@@ -68,8 +70,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         user, project = users[i % len(users)], projects[i % len(projects)]
         params = {"project_id": str(project.pk), "text": "Hello world.", "speed": 1.0,
                   "_quantities": {"characters": 12}}
-        job, _ = job_submit(user=user, job_type="tts", project=project, input_params=params,
-                            quantities=params["_quantities"], media_ids=[])
+        request = JobRequest(project=project, input_params=params, quantities=params["_quantities"], media_ids=[])
+        job, _ = job_submit(user=user, spec=job_spec("tts"), request=request)
         return job.pk
 
     def wait(pks: list[object]) -> None:

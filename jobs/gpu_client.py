@@ -14,7 +14,12 @@ from typing import Any
 from django.conf import settings
 
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
-from gpu_tasks.errors import GpuError
+from gpu_tasks.contract import save_output
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+
+# What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, and a way
+# to keep an output file wherever the call left it.
+__all__ = ["CallStatus", "GpuError", "PermanentGpuError", "TransientGpuError", "save_output"]
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from gpu_tasks.types import JobType as GpuJobType
+from jobs.specs import JobType
 
-JOB_TYPE_CHOICES = [(t.value, t.value) for t in GpuJobType]
+JOB_TYPE_CHOICES = [(t.value, t.value) for t in JobType]
 
 
 class JobStatus(models.TextChoices):

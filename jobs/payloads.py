@@ -1,7 +1,7 @@
 """What a job sends to the GPU backend: its stored parameters, with each input as a ref.
 
 An input ref is a local path when the worker shares the local storage (the local backend),
-else a signed URL that outlives the job's time limit plus an hour of queueing.
+else a signed URL valid for `ttl` seconds (the job's spec gives its time limit plus queueing).
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from gpu_tasks.types import JOB_TYPES
 from media.models import MediaFile
 from media.storage import get_local_storage, get_storage
 
 if TYPE_CHECKING:
     from jobs.models import Job
 
-REF_TTL_MARGIN_SECONDS = 3600
 # The backends that run on this machine and read the worker's files.
 LOCAL_BACKENDS = ("local", "noop")
 
@@ -30,15 +28,10 @@ def input_ref(key: str, ttl_seconds: int) -> dict[str, Any]:
     return {"url": get_storage().presign_get(key, expires_in=ttl_seconds).url}
 
 
-def _ttl(job: Job) -> int:
-    return JOB_TYPES[job.type].time_limit_s + REF_TTL_MARGIN_SECONDS  # type: ignore[index]
-
-
-def media_payload(job: Job) -> dict[str, Any]:
+def media_payload(job: Job, ttl: int) -> dict[str, Any]:
     """The parameters, each `<name>_media_id` sent as `<name>_media` (`media_id` as `media`) and a
     voice's sample as `voice_sample`, as refs."""
     params = dict(job.input_params)
-    ttl = _ttl(job)
     ids = {k: v for k, v in params.items() if k.endswith("media_id") and v}
     keys = {str(pk): key for pk, key in MediaFile.objects.filter(pk__in=ids.values()).values_list("pk", "storage_key")}
     payload: dict[str, Any] = {"job_id": str(job.id), **params}
@@ -50,10 +43,9 @@ def media_payload(job: Job) -> dict[str, Any]:
     return payload
 
 
-def render_payload(job: Job) -> dict[str, Any]:
+def render_payload(job: Job, ttl: int) -> dict[str, Any]:
     """The timeline snapshot, with every media file its clips use as `media: {id: {kind, ref}}`."""
     params = dict(job.input_params)
-    ttl = _ttl(job)
     tracks = params["edl"]["tracks"]
     ids = {clip["media_file_id"] for t in tracks for clip in t["clips"] if not clip.get("deleted")}
     files = MediaFile.objects.filter(pk__in=ids, project=job.project_id)

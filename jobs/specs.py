@@ -24,6 +24,10 @@ from jobs.pricing import MINUTE_MS, FieldValue, MediaDuration, PriceRule, TextLe
 if TYPE_CHECKING:
     from jobs.models import Job
 
+__all__ = ["JOB_SPECS", "Family", "JobSpec", "JobType", "OutputKind", "job_spec"]
+
+INPUT_URL_MARGIN_SECONDS = 3600
+
 
 class Family(StrEnum):
     """A queue family: its steps are the tasks `jobs.<family>.<step>`, which celeryconfig routes
@@ -44,8 +48,9 @@ class JobSpec:
     input: type[inputs.JobInput]
     price: PriceRule
     plan: Plan | None = None  # the plan a user needs (403 `plan_required` otherwise)
-    # The payload given to the GPU backend; the default sends each media input as a ref.
-    payload: Callable[[Job], dict[str, Any]] = payloads.media_payload
+    # The payload given to the GPU backend (the job, and how long its input URLs must stay
+    # valid); the default sends each media input as a ref.
+    payload: Callable[[Job, int], dict[str, Any]] = payloads.media_payload
     # Reads the timeline a render snapshots (the default resolves media and voice refs only).
     timeline: bool = False
 
@@ -57,6 +62,10 @@ class JobSpec:
     @property
     def output(self) -> OutputKind:
         return self.engine.output
+
+    def build_payload(self, job: Job) -> dict[str, Any]:
+        """The call's payload; its input URLs outlive the time limit by an hour of queueing."""
+        return self.payload(job, self.engine.time_limit_s + INPUT_URL_MARGIN_SECONDS)
 
 
 _T, _F, _I = JobType, Family, inputs

@@ -18,7 +18,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 
 from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
-from gpu_tasks.errors import GpuError, TransientGpuError
+from jobs.gpu_client import GpuError, TransientGpuError
 from jobs.pipeline import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step
 from jobs.services.events import bind_job_to_logs, job_event_record
 from jobs.services.lifecycle import job_fail

@@ -10,9 +10,8 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from gpu_tasks.backends.base import CallStatus
-from gpu_tasks.errors import PermanentGpuError
 from jobs import gpu_client
+from jobs.gpu_client import CallStatus, PermanentGpuError
 from jobs.models import Job, JobStatus
 from jobs.services.events import job_event_record
 from jobs.specs import job_spec
@@ -42,7 +41,7 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         return job
     if job.attempts >= MAX_GPU_ATTEMPTS:
         raise PermanentGpuError("internal", f"gave up after {job.attempts} GPU attempts")
-    call_id = gpu_client.spawn(job.type, job_spec(job.type).payload(job))
+    call_id = gpu_client.spawn(job.type, job_spec(job.type).build_payload(job))
     now = timezone.now()
     won = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id="").update(
         gpu_call_id=call_id, attempts=F("attempts") + 1, inference_started_at=now, updated_at=now

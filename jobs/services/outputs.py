@@ -12,14 +12,12 @@ from django.utils import timezone
 from media.services.captions import media_attach_caption
 from media.services.outputs import media_create_output, media_delete_job_outputs
 
-from gpu_tasks.contract import save_output
-from gpu_tasks.types import OutputKind
 from jobs import gpu_client
 from jobs.models import Job, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.inference import job_inference_ended
 from jobs.services.slots import job_slot_release
-from jobs.specs import job_spec
+from jobs.specs import OutputKind, job_spec
 
 
 def job_complete(
@@ -72,7 +70,7 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
             break  # the project was deleted meanwhile; its job is being canceled
         with tempfile.TemporaryDirectory(prefix="auteur-out-") as tmp:
             filename = ref.get("filename") or f"{name}.bin"
-            local = save_output(ref, Path(tmp) / filename)
+            local = gpu_client.save_output(ref, Path(tmp) / filename)
             if local is None:
                 continue
             media = media_create_output(

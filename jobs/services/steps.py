@@ -8,8 +8,8 @@ finish step remains for the reaper, which re-drives a job whose store was interr
 
 from __future__ import annotations
 
-from gpu_tasks.backends.base import CallStatus
 from jobs import pipeline
+from jobs.gpu_client import CallStatus
 from jobs.models import Job, JobStatus
 from jobs.pipeline import Step
 from jobs.services.inference import job_poll, job_spawn

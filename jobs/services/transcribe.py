@@ -8,12 +8,11 @@ import uuid
 from django.db import transaction
 
 from credits.errors import InsufficientCredits
-from gpu_tasks.types import JobType
 from jobs.errors import FeatureUnavailable, MediaDurationUnknown
 from jobs.models import IdempotencyRecord, Job
 from jobs.selectors.requests import job_request_get
 from jobs.services.submission import job_submit, request_hash
-from jobs.specs import job_spec
+from jobs.specs import JobType, job_spec
 from media.models import MediaFile, MediaType
 
 logger = logging.getLogger(__name__)

@@ -127,14 +127,14 @@ def test_pro_only_feature_is_refused_without_an_active_pro_plan(make_user):
     subscription_create(user=pro, plan=Plan.PRO)
     for user, plan in ((nobody, None), (starter, "starter")):
         with pytest.raises(ApplicationError) as exc:
-            require_plan(user=user, feature="video-generation")
+            require_plan(user=user, plan="pro", feature="video-generation")
         assert (exc.value.status_code, exc.value.code) == (403, "plan_required")
         assert exc.value.details["current_plan"] == plan
-    require_plan(user=pro, feature="video-generation")
-    require_plan(user=starter, feature="tts")  # not plan-gated
+    require_plan(user=pro, plan="pro", feature="video-generation")
+    require_plan(user=starter, plan=None, feature="tts")  # not plan-gated
     subscription_cancel(user=pro)
     with pytest.raises(ApplicationError):
-        require_plan(user=pro, feature="video-generation")
+        require_plan(user=pro, plan="pro", feature="video-generation")
 
 
 def test_expired_status_counts_as_no_plan(user):

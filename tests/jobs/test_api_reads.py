@@ -11,7 +11,7 @@ from rest_framework.renderers import JSONRenderer
 from auteur.throttling import hit
 from auteur.users.models import User
 from credits.selectors import credit_balance_get
-from jobs import services
+from jobs.services.lifecycle import job_fail
 from jobs.apis import JobSerializer
 from jobs.models import Job, JobStatus
 from media.models import MediaFile
@@ -244,7 +244,7 @@ def test_retrying_a_job_that_did_not_fail_is_409(auth_client, funded, job):
 
 
 def test_retrying_a_failed_job_whose_error_is_permanent_is_409(auth_client, funded, job):
-    assert services.job_fail(job_id=job.pk, code="invalid_media", message="not decodable", retryable=False)
+    assert job_fail(job_id=job.pk, code="invalid_media", message="not decodable", retryable=False)
     before = ledger_state(funded)
     response = auth_client.post(jobs_url(f"/{job.pk}/retry"))
     assert response.status_code == 409 and error_code(response) == "job_not_retryable"
@@ -252,7 +252,7 @@ def test_retrying_a_failed_job_whose_error_is_permanent_is_409(auth_client, fund
 
 
 def test_retrying_a_failed_retryable_job_submits_a_new_job_charged_again(auth_client, funded, job):
-    assert services.job_fail(job_id=job.pk, code="gpu_oom", message="out of memory", retryable=True)
+    assert job_fail(job_id=job.pk, code="gpu_oom", message="out of memory", retryable=True)
     assert credit_balance_get(user=funded) == START_BALANCE  # refunded
     response = auth_client.post(jobs_url(f"/{job.pk}/retry"), {}, format="json")
     assert response.status_code == 202, response.json()
@@ -272,7 +272,7 @@ def test_retrying_a_failed_retryable_job_submits_a_new_job_charged_again(auth_cl
 
 def test_another_users_job_is_404_on_every_endpoint_and_nothing_changes(job, funded, make_user, client_for):
     other = client_for(make_user())
-    assert services.job_fail(job_id=job.pk, code="gpu_oom", message="oom", retryable=True)
+    assert job_fail(job_id=job.pk, code="gpu_oom", message="oom", retryable=True)
     job.refresh_from_db()
     before = (ledger_state(funded), job.status, Job.objects.count())
     for method, suffix in [("get", ""), ("get", "/events"), ("post", "/cancel"), ("post", "/retry")]:

@@ -12,9 +12,13 @@ from credits.selectors import credit_balance_get
 from credits.services import credit_grant
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
-from jobs import services
+from jobs.errors import IdempotencyKeyReused, JobNotCancelable
+from jobs.selectors.requests import JobRequest
+from jobs.services import lifecycle, outputs, steps, submission, transcribe
 from jobs.models import Job, JobEvent, JobStatus
-from jobs.tasks import TASKS
+from jobs.pipeline import Step
+from jobs.specs import Family, job_spec
+from jobs.tasks import STEP_TASKS
 from media.models import MediaFile
 from projects.models import Project
 
@@ -38,9 +42,9 @@ def media(project, user):
 def submit(user, project, media, **kw):
     params = {"project_id": str(project.pk), "media_id": str(media.pk), "_quantities": {"duration_ms": 30_000}}
     with TestCase.captureOnCommitCallbacks(execute=False):  # no broker publish: states are set by hand
-        job, _ = services.job_submit(user=user, job_type="transcription", project=project,
-                                           input_params=params, quantities=params["_quantities"],
-                                           media_ids=[media.pk], **kw)
+        request = JobRequest(project=project, input_params=params, quantities=params["_quantities"],
+                             media_ids=[media.pk])
+        job, _ = submission.job_submit(user=user, spec=job_spec("transcription"), request=request, **kw)
     return job
 
 
@@ -51,7 +55,7 @@ def refunds(job):
 def test_on_failure_invoked_twice_refunds_once(user, project, media):
     job = submit(user, project, media)
     balance = credit_balance_get(user=user)
-    task = TASKS["jobs.audio.infer"]
+    task = STEP_TASKS[Family.AUDIO, Step.INFER]
     from gpu_tasks.errors import PermanentGpuError
 
     for _ in range(2):
@@ -65,7 +69,7 @@ def test_on_failure_invoked_twice_refunds_once(user, project, media):
 
 def test_an_unexpected_crash_fails_as_internal_and_retryable(user, project, media):
     job = submit(user, project, media)
-    TASKS["jobs.audio.finish"].on_failure(RuntimeError("boom"), "tid", (str(job.pk),), {}, None)
+    STEP_TASKS[Family.AUDIO, Step.FINISH].on_failure(RuntimeError("boom"), "tid", (str(job.pk),), {}, None)
     job.refresh_from_db()
     assert (job.status, job.error_code, job.retryable) == (JobStatus.FAILED, "internal", True)
     assert refunds(job) == 1
@@ -77,8 +81,8 @@ def test_a_step_that_loses_the_database_is_retried_not_failed(user, project, med
     from django.db import OperationalError
 
     job = submit(user, project, media)
-    monkeypatch.setattr(services, "job_claim", lambda **kw: (_ for _ in ()).throw(OperationalError("connection lost")))
-    task = TASKS["jobs.audio.prepare"]
+    monkeypatch.setattr(steps, "job_claim", lambda **kw: (_ for _ in ()).throw(OperationalError("connection lost")))
+    task = STEP_TASKS[Family.AUDIO, Step.PREPARE]
     task.push_request(args=(str(job.pk),), kwargs={}, retries=0, called_directly=False, is_eager=False)
     try:
         with pytest.raises(Retry):
@@ -94,11 +98,11 @@ def test_cancel_in_each_active_state_refunds_in_full_once(user, project, media, 
     job = submit(user, project, media)
     Job.objects.filter(pk=job.pk).update(status=state)
     balance = credit_balance_get(user=user)
-    job = services.job_cancel(job=job)
+    job = lifecycle.job_cancel(job=job)
     assert job.status == JobStatus.CANCELED and job.credits_refunded
     assert credit_balance_get(user=user) == balance + job.credits_cost
-    with pytest.raises(services.JobNotCancelable):
-        services.job_cancel(job=job)
+    with pytest.raises(JobNotCancelable):
+        lifecycle.job_cancel(job=job)
     assert refunds(job) == 1
 
 
@@ -107,8 +111,8 @@ def test_a_terminal_job_cannot_be_canceled(user, project, media, state):
     job = submit(user, project, media)
     Job.objects.filter(pk=job.pk).update(status=state)
     balance = credit_balance_get(user=user)
-    with pytest.raises(services.JobNotCancelable) as exc:
-        services.job_cancel(job=job)
+    with pytest.raises(JobNotCancelable) as exc:
+        lifecycle.job_cancel(job=job)
     assert exc.value.status_code == 409
     assert credit_balance_get(user=user) == balance
     assert refunds(job) == 0
@@ -116,8 +120,8 @@ def test_a_terminal_job_cannot_be_canceled(user, project, media, state):
 
 def test_failing_after_cancel_does_not_refund_again(user, project, media):
     job = submit(user, project, media)
-    services.job_cancel(job=job)
-    assert services.job_fail(job_id=job.pk, code="timeout", message="late", retryable=True) is False
+    lifecycle.job_cancel(job=job)
+    assert lifecycle.job_fail(job_id=job.pk, code="timeout", message="late", retryable=True) is False
     assert refunds(job) == 1
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELED
 
@@ -142,7 +146,7 @@ def test_media_used_by_an_unfinished_job_cannot_be_deleted(user, project, media)
         media_delete(media=media)
     assert getattr(exc.value, "code", "") == "media_in_use"
     assert MediaFile.objects.filter(pk=media.pk).exists()
-    services.job_cancel(job=job)
+    lifecycle.job_cancel(job=job)
     with TestCase.captureOnCommitCallbacks(execute=False):
         media_delete(media=media)
     assert not MediaFile.objects.filter(pk=media.pk).exists()
@@ -151,8 +155,8 @@ def test_media_used_by_an_unfinished_job_cannot_be_deleted(user, project, media)
 def test_auto_transcription_starts_one_job_per_ready_file(user, project, media):
     Project.objects.filter(pk=project.pk).update(auto_transcribe=True)
     with TestCase.captureOnCommitCallbacks(execute=False):
-        first = services.job_auto_transcribe(media_id=media.pk)
-        second = services.job_auto_transcribe(media_id=media.pk)
+        first = transcribe.job_auto_transcribe(media_id=media.pk)
+        second = transcribe.job_auto_transcribe(media_id=media.pk)
     assert first is not None and first.pk == second.pk
     assert first.type == "transcription" and first.input_params["media_id"] == str(media.pk)
     assert CreditTransaction.objects.filter(job_id=first.pk, type="usage").count() == 1
@@ -164,14 +168,14 @@ def test_auto_transcription_is_skipped_with_a_reason_when_credits_are_short(make
     media = MediaFile.objects.create(project=project, user=poor, name="v.mp4", type="video", mime_type="video/mp4",
                                      status="ready", duration_ms=60_000, file_size_bytes=1,
                                      storage_key=f"k/{uuid.uuid4()}")
-    assert services.job_auto_transcribe(media_id=media.pk) is None
+    assert transcribe.job_auto_transcribe(media_id=media.pk) is None
     media.refresh_from_db()
     assert media.metadata["auto_transcribe"]["skipped"] == "insufficient_credits"
     assert not Job.objects.filter(user=poor).exists()
 
 
 def test_auto_transcription_ignores_projects_that_did_not_ask(user, project, media):
-    assert services.job_auto_transcribe(media_id=media.pk) is None
+    assert transcribe.job_auto_transcribe(media_id=media.pk) is None
     assert not Job.objects.exists()
 
 
@@ -179,18 +183,18 @@ def test_idempotency_race_charges_once(user, project, media):
     a = submit(user, project, media, idempotency_key="k1", body_hash="h")
     b = submit(user, project, media, idempotency_key="k1", body_hash="h")
     assert a.pk == b.pk
-    with pytest.raises(services.IdempotencyKeyReused):
+    with pytest.raises(IdempotencyKeyReused):
         submit(user, project, media, idempotency_key="k1", body_hash="other")
     assert CreditTransaction.objects.filter(type="usage").count() == 1
 
 
 def test_retrying_twice_creates_and_charges_one_new_job(user, project, media):
     job = submit(user, project, media)
-    services.job_fail(job_id=job.pk, code="capacity", message="busy", retryable=True)
+    lifecycle.job_fail(job_id=job.pk, code="capacity", message="busy", retryable=True)
     job.refresh_from_db()
     with TestCase.captureOnCommitCallbacks(execute=False):
-        first = services.job_retry(job=job)
-        second = services.job_retry(job=job)
+        first = submission.job_retry(job=job)
+        second = submission.job_retry(job=job)
     assert first.pk == second.pk != job.pk
     assert first.retry_of_id == job.pk
     assert CreditTransaction.objects.filter(job_id=first.pk, type="usage").count() == 1
@@ -212,8 +216,8 @@ def test_a_job_storing_its_outputs_can_no_longer_be_canceled(user, project, medi
     job = submit(user, project, media)
     Job.objects.filter(pk=job.pk).update(status=JobStatus.PROCESSING, inference_ended_at=timezone.now())
     balance = credit_balance_get(user=user)
-    with pytest.raises(services.JobNotCancelable):
-        services.job_cancel(job=job)
+    with pytest.raises(JobNotCancelable):
+        lifecycle.job_cancel(job=job)
     assert credit_balance_get(user=user) == balance and refunds(job) == 0
 
 
@@ -223,7 +227,7 @@ def test_a_job_failing_while_storing_loses_its_outputs(user, project, media):
                                       status="ready", file_size_bytes=1, storage_key=f"k/{uuid.uuid4()}",
                                       source_job_id=job.pk)
     with TestCase.captureOnCommitCallbacks(execute=False):
-        assert services.job_fail(job_id=job.pk, code="internal", message="storage down", retryable=True)
+        assert lifecycle.job_fail(job_id=job.pk, code="internal", message="storage down", retryable=True)
     assert not MediaFile.objects.filter(pk=output.pk).exists()
     assert refunds(job) == 1
 
@@ -241,7 +245,7 @@ def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, projec
     result = fixed_result(JobType(job_type))
     (ref,) = result["outputs"].values()
     with TestCase.captureOnCommitCallbacks(execute=True):
-        done = services.job_complete(job_id=job.pk, result=result)
+        done = outputs.job_complete(job_id=job.pk, result=result)
     assert done is not None and done.status == JobStatus.COMPLETED
     (output,) = MediaFile.objects.filter(source_job_id=job.pk)
     assert output.status == "ready" and output.type == OUTPUT_KINDS[ref["content_type"].split("/")[0]]
@@ -259,16 +263,16 @@ def _storing_tts_job(user, project, media):
 def test_a_duplicate_delivery_storing_beside_the_first_keeps_the_outputs(user, project, media, monkeypatch):
     """Two deliveries store at once; the one that loses the final UPDATE must not delete the winner's outputs."""
     job, result = _storing_tts_job(user, project, media)
-    real = services.media_create_output
+    real = outputs.media_create_output
 
     def the_other_delivery_completes_first(**kwargs):
-        monkeypatch.setattr(services, "media_create_output", real)
-        assert services.job_complete(job_id=job.pk, result=fixed_result(JobType.TTS)) is not None
+        monkeypatch.setattr(outputs, "media_create_output", real)
+        assert outputs.job_complete(job_id=job.pk, result=fixed_result(JobType.TTS)) is not None
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "media_create_output", the_other_delivery_completes_first)
+    monkeypatch.setattr(outputs, "media_create_output", the_other_delivery_completes_first)
     with TestCase.captureOnCommitCallbacks(execute=True):
-        assert services.job_complete(job_id=job.pk, result=result, job=job) is None
+        assert outputs.job_complete(job_id=job.pk, result=result, job=job) is None
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED and refunds(job) == 0
     assert [str(m.pk) for m in MediaFile.objects.filter(source_job_id=job.pk)] == job.output_data["output_media_ids"]
@@ -276,15 +280,15 @@ def test_a_duplicate_delivery_storing_beside_the_first_keeps_the_outputs(user, p
 
 def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, media, monkeypatch):
     job, result = _storing_tts_job(user, project, media)
-    real = services.media_create_output
+    real = outputs.media_create_output
 
     def reaper_fails_it_meanwhile(**kwargs):
-        services.job_fail(job_id=job.pk, code="timeout", message="no result in time", retryable=True)
+        lifecycle.job_fail(job_id=job.pk, code="timeout", message="no result in time", retryable=True)
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "media_create_output", reaper_fails_it_meanwhile)
+    monkeypatch.setattr(outputs, "media_create_output", reaper_fails_it_meanwhile)
     with TestCase.captureOnCommitCallbacks(execute=True):
-        assert services.job_complete(job_id=job.pk, result=result, job=job) is None
+        assert outputs.job_complete(job_id=job.pk, result=result, job=job) is None
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and refunds(job) == 1
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
@@ -292,8 +296,8 @@ def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, m
 
 def test_a_cancel_that_wins_the_row_stops_the_store(user, project, media):
     job, result = _storing_tts_job(user, project, media)
-    services.job_cancel(job=job)
-    assert services.job_complete(job_id=job.pk, result=result, job=job) is None
+    lifecycle.job_cancel(job=job)
+    assert outputs.job_complete(job_id=job.pk, result=result, job=job) is None
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELED and job.inference_ended_at is None and refunds(job) == 1

@@ -26,7 +26,7 @@ session's Redis.
      retry) and is logged, not raised;
    - the rate limiter fails open (auteur/throttling.py);
    and reads (GET /jobs/{id}) need no Redis at all. Once Redis is back, the reaper
-   (`jobs.services.jobs_reap`, run by beat every minute) re-publishes every job still `pending`
+   (`jobs.services.reaper.jobs_reap`, run by beat every minute) re-publishes every job still `pending`
    after a minute, and the job runs to completion, charged once. The API reconnects by itself: a
    submission made after the restart is published at once, with no help from the reaper.
    The test runs it for real: Redis is stopped and restarted on the same port with its
@@ -71,14 +71,14 @@ from credits.models import CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
 from credits.services import credit_grant
 from jobs.models import Job, JobEvent, JobStatus
-from jobs.pricing import job_cost
+from jobs.specs import job_spec
 from projects.models import Project
 from tests.jobs.conftest import Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 TEXT = "Hello world"
-PRICE = job_cost("tts", {"characters": len(TEXT)})  # 2 credits per started 1,000 characters
+PRICE = job_spec("tts").price.cost({"characters": len(TEXT)})  # 2 credits per started 1,000 characters
 PREPARE = "jobs.audio.prepare"  # the first step of a TTS job, routed to QUEUE_GPU_AUDIO
 SUBMISSIONS = 200
 ACCEPTABLE = 50
@@ -289,7 +289,7 @@ import json
 from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
-from jobs.services import jobs_reap
+from jobs.services.reaper import jobs_reap
 pending_after = getattr(settings, "AUTEUR_REAPER_PENDING_AFTER_SECONDS", 60)
 print("REAPED", json.dumps(jobs_reap(now=timezone.now() + timedelta(seconds=pending_after + 1))))
 """

@@ -1,0 +1,104 @@
+"""The layering of the apps holds: a small AST check of every import in app code.
+
+- `media` and `credits` import no other app; `projects` imports only `media` of the apps;
+- `gpu_tasks` imports neither Django nor any app (it runs inside Modal's containers);
+- `jobs` reaches `gpu_tasks` only through its client (`jobs/gpu_client.py`) and its specs
+  (`jobs/specs.py`);
+- the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`) import no app;
+- nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/celery.py` by autodiscovery).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks")
+
+
+def imports(path: Path) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.lineno, node.module
+
+
+def modules(package: str) -> Iterator[Path]:
+    for path in sorted((ROOT / package).rglob("*.py")):
+        if "migrations" not in path.parts:
+            yield path
+
+
+def violations(package: str, allowed: set[str], *, exempt: tuple[str, ...] = ()) -> list[str]:
+    """Imports of another top-level app (or of django, when listed) that `allowed` does not admit."""
+    found = []
+    for path in modules(package):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in exempt:
+            continue
+        for line, name in imports(path):
+            top = name.split(".")[0]
+            if top in (*APPS, "django", "rest_framework") and top != package and top not in allowed:
+                found.append(f"{rel}:{line} imports {name}")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "allowed"),
+    [
+        ("media", {"auteur", "django", "rest_framework"}),
+        ("credits", {"auteur", "django", "rest_framework"}),
+        ("projects", {"auteur", "media", "django", "rest_framework"}),
+        ("gpu_tasks", set()),
+    ],
+)
+def test_lower_apps_import_no_app_above_them(package: str, allowed: set[str]):
+    assert violations(package, allowed) == []
+
+
+def test_gpu_tasks_imports_no_django_at_all():
+    bad = [f"{p.relative_to(ROOT)}:{line} {name}" for p in modules("gpu_tasks") for line, name in imports(p)
+           if name.split(".")[0] in ("django", "rest_framework", "celery", "auteur")]
+    assert bad == []
+
+
+def test_apps_reach_the_auteur_package_only_for_its_foundations():
+    foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.logging", "auteur.queues",
+                   "auteur.admin_tools", "auteur.throttling", "auteur.parsers")
+    bad = []
+    for package in ("credits", "media", "projects", "jobs"):
+        for path in modules(package):
+            bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
+                    if name.split(".")[0] == "auteur" and not name.startswith(foundations)]
+    assert bad == []
+
+
+def test_jobs_reaches_gpu_tasks_only_through_its_client_and_specs():
+    exempt = ("jobs/gpu_client.py", "jobs/specs.py")
+    allowed = {"auteur", "credits", "media", "projects", "django", "rest_framework"}
+    assert violations("jobs", allowed, exempt=exempt) == []
+
+
+def test_foundations_import_no_app():
+    bad = []
+    for path in [*modules("auteur/users"), ROOT / "auteur/errors.py", ROOT / "auteur/api.py"]:
+        bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
+                if name.split(".")[0] in ("credits", "media", "projects", "jobs", "gpu_tasks")]
+    assert bad == []
+
+
+def test_nothing_but_the_wiring_imports_jobs():
+    wiring = {"auteur/urls.py", "auteur/celery.py"}
+    bad = []
+    for package in ("auteur", "credits", "media", "projects", "gpu_tasks"):
+        for path in modules(package):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in wiring:
+                continue
+            bad += [f"{rel}:{line} {name}" for line, name in imports(path) if name.split(".")[0] == "jobs"]
+    assert bad == []
