@@ -28,7 +28,7 @@ from auteur.users.models import User
 from gpu_tasks.types import JobType
 from media.models import MediaFile, MediaStatus, MediaType
 from media.selectors import media_get, voice_get
-from projects.edl_services import edl_snapshot
+from projects.edl.selectors import edl_snapshot
 from projects.models import Project
 from projects.selectors import project_get
 

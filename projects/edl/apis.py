@@ -1,6 +1,6 @@
 """EDL endpoints: read, save (guarded by the version the client last saw), undo and redo.
 
-The EDL body is validated by ``projects.edl_services`` (field paths in every error) and returned
+The EDL body is validated by ``projects.edl.validation`` (field paths in every error) and returned
 as the service builds it: a DRF serializer would add tens of milliseconds on a 2,000-clip
 timeline and check nothing new. The serializers below describe the shape for the OpenAPI schema.
 """
@@ -20,15 +20,11 @@ from rest_framework.response import Response
 from auteur.api import ApiView
 from auteur.errors import ApplicationError
 from auteur.users.models import User
-from projects.edl_services import (
-    EdlInvalid,
-    EdlTooLarge,
-    edl_get,
-    edl_limits,
-    edl_redo,
-    edl_replace,
-    edl_undo,
-)
+from projects.edl.documents import edl_limits
+from projects.edl.history import edl_redo, edl_undo
+from projects.edl.selectors import edl_get
+from projects.edl.services import edl_replace
+from projects.errors import EdlInvalid, EdlTooLarge
 from projects.models import Project
 from projects.selectors import project_get
 
