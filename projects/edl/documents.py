@@ -9,7 +9,7 @@ written.
 Writes never go through ``Document.save()``: on a modified document it sends partial ``$set``
 paths such as ``tracks.0.clips.2.out_point_ms``, which the embedded MongoDB-protocol server
 (nx-27017) silently ignores. ``projects.edl.versions`` writes whole documents with pymongo's
-``find_one_and_replace`` guarded by the version instead (DESIGN.md, "Known limit").
+``find_one_and_replace`` guarded by the version instead, which is also how an editor saves.
 """
 
 from __future__ import annotations
