@@ -199,7 +199,7 @@ AUTEUR_JWKS_URL = env.str("AUTEUR_JWKS_URL", default="")
 AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE", default=100)
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
 
-# ---- EDL documents (projects/edl*.py): bounded undo history and size limits per document
+# ---- EDL documents (projects/edl/): bounded undo history and size limits per document
 AUTEUR_EDL_HISTORY = env.int("AUTEUR_EDL_HISTORY", default=20)
 AUTEUR_EDL_MAX_BYTES = env.int("AUTEUR_EDL_MAX_BYTES", default=2 * 1024 * 1024)
 AUTEUR_EDL_MAX_TRACKS = env.int("AUTEUR_EDL_MAX_TRACKS", default=50)

@@ -107,8 +107,10 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     from auteur.users.models import User
     from auteur.users.services import user_issue_token
     from media.models import MediaFile
-    from projects import edl
-    from projects.edl_services import edl_get, edl_replace, edl_validate
+    from projects.edl.selectors import edl_get
+    from projects.edl.services import edl_replace
+    from projects.edl.store import history_collection
+    from projects.edl.validation import edl_validate
     from projects.models import Project
 
     user = User.objects.create_user(email="bench@bench.invalid")
@@ -162,7 +164,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         state["doc"] = response.json()
 
     http = {"get": _stats(_time(http_get, args.iterations)), "put": _stats(_time(http_put, args.iterations))}
-    history = edl.history_collection().count_documents({"project_id": str(project.pk)})
+    history = history_collection().count_documents({"project_id": str(project.pk)})
     return {
         "clips": clip_count,
         "segments": SEGMENTS,

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from auteur.api import ApiView, StrictSerializer, paginated_response, request_user
-from projects.edl_services import edl_get
+from projects.edl.selectors import edl_get
 from projects.models import Project, validate_resolution
 from projects.selectors import project_get, project_list
 from projects.services import project_create, project_delete, project_update

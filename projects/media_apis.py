@@ -1,4 +1,4 @@
-"""Media of a project, and the user's voices (issue 4; seed 4.4, 2.6, 2.7).
+"""Media of a project, and the user's voices.
 
 Nested under projects, hence here rather than in media/ (media imports no other app). Every
 view resolves the project through ``project_get`` first, scoped to the caller: another user's

@@ -4,14 +4,9 @@ import uuid
 
 from django.db.models import QuerySet
 
-from auteur.errors import ApplicationError
 from auteur.users.models import User
+from projects.errors import ProjectNotFound
 from projects.models import Project
-
-
-class ProjectNotFound(ApplicationError):
-    status_code = 404
-    code = "project_not_found"
 
 
 def project_list(*, user: User) -> QuerySet[Project]:

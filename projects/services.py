@@ -9,7 +9,7 @@ from django.db import transaction
 
 from auteur.users.models import User
 from media.services import media_delete_project_objects
-from projects.edl_services import edl_create, edl_delete
+from projects.edl.services import edl_create, edl_delete
 from projects.models import Project
 from projects.signals import project_deleting
 

@@ -21,7 +21,8 @@ from credits.services import credit_grant
 from jobs import gpu_client
 from jobs.models import Job
 from media.models import MediaFile
-from projects.edl_services import edl_get, edl_replace
+from projects.edl.selectors import edl_get
+from projects.edl.services import edl_replace
 from projects.models import Project
 from tests.projects.test_edl_support import clip
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-from projects import edl
+from projects.edl import store
 from tests.projects.test_edl_support import (
     content,
     editable,
@@ -28,7 +28,7 @@ def put(client, project, body, **headers):
 
 
 def stored(project) -> dict | None:
-    return edl.edl_collection().find_one({"project_id": str(project.pk)})
+    return store.edl_collection().find_one({"project_id": str(project.pk)})
 
 
 def test_get_returns_the_document_with_its_version_and_etag(auth_client, project):
@@ -198,7 +198,7 @@ def test_another_users_project_is_404_everywhere_and_nothing_is_written(auth_cli
     v1 = owner_client.get(url(theirs)).json()
     put(owner_client, theirs, timeline_with(v1, make_media(theirs)))  # v2, with something to undo
     before = stored(theirs)
-    history_before = edl.history_collection().count_documents({"project_id": str(theirs.pk)})
+    history_before = store.history_collection().count_documents({"project_id": str(theirs.pk)})
 
     attempts = [
         auth_client.get(url(theirs)),
@@ -211,7 +211,7 @@ def test_another_users_project_is_404_everywhere_and_nothing_is_written(auth_cli
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "project_not_found"
     assert stored(theirs) == before
-    assert edl.history_collection().count_documents({"project_id": str(theirs.pk)}) == history_before
+    assert store.history_collection().count_documents({"project_id": str(theirs.pk)}) == history_before
 
 
 def test_another_users_project_without_an_edl_does_not_get_one(auth_client, make_user, make_project):

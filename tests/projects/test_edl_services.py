@@ -11,21 +11,12 @@ import threading
 import pytest
 from mongoengine import ValidationError as MongoValidationError
 
-from projects import edl
-from projects.edl import EDL
-from projects.edl_services import (
-    EdlConflict,
-    EdlUnavailable,
-    NothingToRedo,
-    NothingToUndo,
-    edl_create,
-    edl_delete,
-    edl_get,
-    edl_redo,
-    edl_replace,
-    edl_snapshot,
-    edl_undo,
-)
+from projects.edl import store
+from projects.edl.documents import EDL
+from projects.edl.history import edl_redo, edl_undo
+from projects.edl.selectors import edl_get, edl_snapshot
+from projects.edl.services import edl_create, edl_delete, edl_replace
+from projects.errors import EdlConflict, EdlUnavailable, NothingToRedo, NothingToUndo
 from tests.projects.test_edl_support import (
     clip,
     content,
@@ -37,11 +28,11 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
 
 def stored(project) -> dict:
-    return edl.edl_collection().find_one({"project_id": str(project.pk)})
+    return store.edl_collection().find_one({"project_id": str(project.pk)})
 
 
 def history_versions(project) -> list[int]:
-    return sorted(d["version"] for d in edl.history_collection().find({"project_id": str(project.pk)}))
+    return sorted(d["version"] for d in store.history_collection().find({"project_id": str(project.pk)}))
 
 
 # ----------------------------------------------------------------------------- create / get
@@ -69,7 +60,7 @@ def test_create_is_idempotent_and_get_creates_a_missing_document(project):
     first = edl_get(project=project)
     again = edl_create(project=project)
     assert again == first
-    assert edl.edl_collection().count_documents({"project_id": str(project.pk)}) == 1
+    assert store.edl_collection().count_documents({"project_id": str(project.pk)}) == 1
 
 
 def test_delete_removes_the_document_and_its_history_and_is_idempotent(project, make_media):
@@ -233,8 +224,8 @@ def test_concurrent_writers_of_one_version_exactly_one_wins(project):
 
 def _read_in_forked_child(project_id: str, out: multiprocessing.queues.Queue) -> None:
     try:
-        doc = edl.edl_collection().find_one({"project_id": project_id}, {"version": 1})
-        out.put((doc["version"], edl._connected_pid == os.getpid()))
+        doc = store.edl_collection().find_one({"project_id": project_id}, {"version": 1})
+        out.put((doc["version"], store._connected_pid == os.getpid()))
     except BaseException as exc:
         out.put(repr(exc))
 
@@ -327,7 +318,7 @@ def test_undo_with_a_stale_expected_version_is_a_conflict(project, make_media):
 
 def test_undo_steps_over_a_lost_snapshot(project, make_media):
     _, v2, _ = saved_versions(project, make_media(project), 3)[:3]
-    edl.history_collection().delete_one({"project_id": str(project.pk), "version": 3})  # a crash lost it
+    store.history_collection().delete_one({"project_id": str(project.pk), "version": 3})  # a crash lost it
     assert content(edl_undo(project=project)) == content(v2)
 
 
@@ -349,9 +340,9 @@ def unreachable_store(settings):
     from auteur.devstack import free_port
 
     settings.MONGODB_URI = f"mongodb://127.0.0.1:{free_port()}/auteur"
-    edl.disconnect()
+    store.disconnect()
     yield
-    edl.disconnect()
+    store.disconnect()
 
 
 def test_an_unreachable_store_is_a_503(project, unreachable_store):

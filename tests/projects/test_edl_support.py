@@ -15,18 +15,18 @@ import pytest
 
 from auteur.users.models import User
 from media.models import MediaFile
-from projects import edl
+from projects.edl import store
 from projects.models import Project
 
 
 @pytest.fixture(name="clean_edl_store")
 def clean_edl_store_fixture() -> Iterator[None]:
     """MongoDB is not rolled back with the test's transaction: empty the EDL collections."""
-    edl.edl_collection().delete_many({})
-    edl.history_collection().delete_many({})
+    store.edl_collection().delete_many({})
+    store.history_collection().delete_many({})
     yield
-    edl.edl_collection().delete_many({})
-    edl.history_collection().delete_many({})
+    store.edl_collection().delete_many({})
+    store.history_collection().delete_many({})
 
 
 @pytest.fixture(name="make_project")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from projects import edl
-from projects.edl_services import EdlInvalid, EdlTooLarge, edl_get, edl_replace
+from projects.edl import store
+from projects.edl.selectors import edl_get
+from projects.edl.services import edl_replace
+from projects.errors import EdlInvalid, EdlTooLarge
 from tests.projects.test_edl_support import (
     clip,
     segment,
@@ -28,7 +30,7 @@ def base(project, media):
 
 def everything_stored(project) -> tuple[dict, list[dict]]:
     key = {"project_id": str(project.pk)}
-    return edl.edl_collection().find_one(key), list(edl.history_collection().find(key).sort("version", 1))
+    return store.edl_collection().find_one(key), list(store.history_collection().find(key).sort("version", 1))
 
 
 def errors_of(project, doc) -> list[dict[str, str]]:

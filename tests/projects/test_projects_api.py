@@ -96,7 +96,7 @@ def test_malformed_or_unknown_ids_are_404_not_500(auth_client, bad_id):
 
 
 def test_delete_removes_the_project_and_its_edl(auth_client, django_capture_on_commit_callbacks):
-    from projects.edl import EDL  # the mongoengine document
+    from projects.edl.documents import EDL  # the mongoengine document
 
     project_id = create(auth_client).json()["id"]
     assert EDL.objects(project_id=project_id).count() == 1

@@ -1,6 +1,6 @@
 """EDL endpoints: read, save (guarded by the version the client last saw), undo and redo.
 
-The EDL body is validated by ``projects.edl_services`` (field paths in every error) and returned
+The EDL body is validated by ``projects.edl.validation`` (field paths in every error) and returned
 as the service builds it: a DRF serializer would add tens of milliseconds on a 2,000-clip
 timeline and check nothing new. The serializers below describe the shape for the OpenAPI schema.
 """
@@ -8,7 +8,8 @@ timeline and check nothing new. The serializers below describe the shape for the
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from drf_spectacular.types import OpenApiTypes
@@ -20,15 +21,11 @@ from rest_framework.response import Response
 from auteur.api import ApiView
 from auteur.errors import ApplicationError
 from auteur.users.models import User
-from projects.edl_services import (
-    EdlInvalid,
-    EdlTooLarge,
-    edl_get,
-    edl_limits,
-    edl_redo,
-    edl_replace,
-    edl_undo,
-)
+from projects.edl.documents import edl_limits
+from projects.edl.history import edl_redo, edl_undo
+from projects.edl.selectors import edl_get
+from projects.edl.services import edl_replace
+from projects.errors import EdlInvalid, EdlTooLarge
 from projects.models import Project
 from projects.selectors import project_get
 
@@ -123,6 +120,8 @@ _IF_MATCH = OpenApiParameter(
 
 # ----------------------------------------------------------------------------- helpers
 
+_View = TypeVar("_View", bound=Callable[..., Response])
+
 _ETAG_RE = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 
 
@@ -215,37 +214,43 @@ class EdlDetailApi(ApiView):
         return _edl_response(edl_replace(project=project, expected_version=version, data=data))
 
 
-class EdlUndoApi(ApiView):
-    @extend_schema(
-        summary="Undo the last change to a timeline",
-        description="Writes a new version whose content is the one before the last change. "
-        "If-Match is optional: when sent, a stale version gets 409 edl_conflict.",
+def _step_schema(summary: str, nothing_code: str, description: str) -> Callable[[_View], _View]:
+    """The OpenAPI description of undo or redo: no body, If-Match optional, 409 when there is no step."""
+    return extend_schema(
+        summary=summary,
+        description=description,
         parameters=[_IF_MATCH],
         request=None,
         responses={
             200: EdlSerializer,
             **_ERRORS,
-            409: OpenApiResponse(description="`nothing_to_undo`, or `edl_conflict` for a stale If-Match."),
+            409: OpenApiResponse(description=f"`{nothing_code}`, or `edl_conflict` for a stale If-Match."),
         },
     )
+
+
+_UNDO_DESCRIPTION = (
+    "Writes a new version whose content is the one before the last change. "
+    "If-Match is optional: when sent, a stale version gets 409 edl_conflict."
+)
+_REDO_DESCRIPTION = (
+    "Writes a new version whose content is the one the last undo took back. "
+    "Any save other than undo/redo clears what can be redone."
+)
+
+
+def _edl_step(request: Request, project_id: UUID, step: Callable[..., dict[str, Any]]) -> Response:
+    project = _project(request, project_id)
+    return _edl_response(step(project=project, expected_version=_if_match(request)))
+
+
+class EdlUndoApi(ApiView):
+    @_step_schema("Undo the last change to a timeline", "nothing_to_undo", _UNDO_DESCRIPTION)
     def post(self, request: Request, project_id: UUID) -> Response:
-        project = _project(request, project_id)
-        return _edl_response(edl_undo(project=project, expected_version=_if_match(request)))
+        return _edl_step(request, project_id, edl_undo)
 
 
 class EdlRedoApi(ApiView):
-    @extend_schema(
-        summary="Redo the last undone change to a timeline",
-        description="Writes a new version whose content is the one the last undo took back. "
-        "Any save other than undo/redo clears what can be redone.",
-        parameters=[_IF_MATCH],
-        request=None,
-        responses={
-            200: EdlSerializer,
-            **_ERRORS,
-            409: OpenApiResponse(description="`nothing_to_redo`, or `edl_conflict` for a stale If-Match."),
-        },
-    )
+    @_step_schema("Redo the last undone change to a timeline", "nothing_to_redo", _REDO_DESCRIPTION)
     def post(self, request: Request, project_id: UUID) -> Response:
-        project = _project(request, project_id)
-        return _edl_response(edl_redo(project=project, expected_version=_if_match(request)))
+        return _edl_step(request, project_id, edl_redo)

@@ -1,24 +1,25 @@
-"""The EDL (timeline) documents in MongoDB: the mongoengine schema and the connection.
+"""What an EDL (timeline) document is: its mongoengine schema, bounds and limits, and its JSON form.
 
-One ``edl`` document per project (seed section 3.1) and, in ``edl_history``, the content of
-superseded versions that undo/redo can return to. The schema here is the single source of truth
-for field names, types and bounds: ``projects.edl_services`` validates client documents against
-these field definitions (with the exact path of every problem) before anything is written.
+One ``edl`` document per project, keyed by the project's id, and in ``edl_history`` the content
+of superseded versions that undo/redo can return to. The schema here is the single source of
+truth for field names, types and bounds: ``projects.edl.validation`` checks client documents
+against these field definitions (with the exact path of every problem) before anything is
+written.
 
 Writes never go through ``Document.save()``: on a modified document it sends partial ``$set``
 paths such as ``tracks.0.clips.2.out_point_ms``, which the embedded MongoDB-protocol server
-(nx-27017) silently ignores. Services write whole documents with pymongo's
-``find_one_and_replace`` guarded by the version instead (DESIGN.md, "Known limit").
+(nx-27017) silently ignores. ``projects.edl.versions`` writes whole documents with pymongo's
+``find_one_and_replace`` guarded by the version instead, which is also how an editor saves.
 """
 
 from __future__ import annotations
 
-import os
-import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-import mongoengine
 from django.conf import settings
+from django.utils import timezone
 from mongoengine import (
     BooleanField,
     DateTimeField,
@@ -32,13 +33,8 @@ from mongoengine import (
     ListField,
     StringField,
 )
-from pymongo.collection import Collection
 
-ALIAS = "edl"
-# Fail fast when MongoDB is unreachable: an API request should answer 503, not hang.
-SERVER_SELECTION_TIMEOUT_MS = 3_000
-CONNECT_TIMEOUT_MS = 3_000
-SOCKET_TIMEOUT_MS = 15_000
+ALIAS = "edl"  # the mongoengine connection alias, registered by projects.edl.store
 
 MAX_MS = 2**31 - 1  # about 24.8 days: any real timeline, and always a 32-bit BSON int
 ID_MAX_LENGTH = 64
@@ -117,7 +113,9 @@ class Transcript(EmbeddedDocument):
 class EDL(Document):
     """One project's timeline. ``version`` guards every write (optimistic concurrency)."""
 
-    project_id = StringField(required=True)  # Postgres projects.id, as a string (seed 3.1)
+    # The Postgres projects.id in its canonical string form: the document lives in another
+    # database, so the link is by value, not a foreign key.
+    project_id = StringField(required=True)
     user_id = StringField(required=True)
     version = IntField(required=True, min_value=1)
     created_at = DateTimeField(required=True)
@@ -134,7 +132,7 @@ class EDL(Document):
         "collection": "edl",
         "db_alias": ALIAS,
         "indexes": [{"fields": ["project_id"], "unique": True}],
-        "auto_create_index": False,  # created once per process by collections(), see below
+        "auto_create_index": False,  # created once per process by projects.edl.store
     }
 
 
@@ -161,58 +159,62 @@ SERVER_FIELDS = frozenset({"id", "project_id", "user_id", "version", "created_at
 CLIENT_FIELDS = ("settings", "tracks", "transcript")
 
 
-# ----------------------------------------------------------------------------- connection
-
-_lock = threading.Lock()
-_connected_pid: int | None = None
+# ----------------------------------------------------------------------------- limits
 
 
-def _connect() -> None:
-    """Register the connection once per process; a forked child registers its own.
-
-    ``connect=False`` opens no socket until the first operation, so importing or configuring
-    this in a parent that later forks (gunicorn --preload, Celery prefork) shares nothing. A
-    MongoClient must never be used across fork: when the pid changed, the inherited client is
-    dropped and a fresh one registered.
-    """
-    global _connected_pid
-    pid = os.getpid()
-    if _connected_pid == pid:
-        return
-    with _lock:
-        if _connected_pid == pid:
-            return
-        mongoengine.disconnect(alias=ALIAS)
-        mongoengine.connect(
-            host=settings.MONGODB_URI,
-            alias=ALIAS,
-            connect=False,
-            uuidRepresentation="standard",
-            tz_aware=True,
-            serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
-            connectTimeoutMS=CONNECT_TIMEOUT_MS,
-            socketTimeoutMS=SOCKET_TIMEOUT_MS,
-        )
-        EDL.ensure_indexes()
-        EDLHistory.ensure_indexes()
-        _connected_pid = pid
+@dataclass(frozen=True)
+class EdlLimits:
+    history: int
+    max_bytes: int
+    max_tracks: int
+    max_clips: int
+    max_segments: int
 
 
-def disconnect() -> None:
-    """Forget the connection (tests that point MONGODB_URI elsewhere; process shutdown)."""
-    global _connected_pid
-    with _lock:
-        mongoengine.disconnect(alias=ALIAS)
-        _connected_pid = None
+def edl_limits() -> EdlLimits:
+    """Read at call time, so that a changed setting (or a test's override) applies at once."""
+    return EdlLimits(
+        history=int(getattr(settings, "AUTEUR_EDL_HISTORY", 20)),
+        max_bytes=int(getattr(settings, "AUTEUR_EDL_MAX_BYTES", 2 * 1024 * 1024)),
+        max_tracks=int(getattr(settings, "AUTEUR_EDL_MAX_TRACKS", 50)),
+        max_clips=int(getattr(settings, "AUTEUR_EDL_MAX_CLIPS", 5000)),
+        max_segments=int(getattr(settings, "AUTEUR_EDL_MAX_SEGMENTS", 20000)),
+    )
 
 
-def edl_collection() -> Collection[dict[str, Any]]:
-    _connect()
-    collection: Collection[dict[str, Any]] = EDL._get_collection()
-    return collection
+# ----------------------------------------------------------------------------- JSON form
 
 
-def history_collection() -> Collection[dict[str, Any]]:
-    _connect()
-    collection: Collection[dict[str, Any]] = EDLHistory._get_collection()
-    return collection
+def ms_precision(value: datetime) -> datetime:
+    """What MongoDB keeps of a datetime: milliseconds. Truncated before storing, so it reads back equal."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def now() -> datetime:
+    return ms_precision(timezone.now())
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def edl_output(raw: dict[str, Any]) -> dict[str, Any]:
+    """The stored document as the API shows it: JSON-safe, server bookkeeping summarised."""
+    transcript = dict(raw["transcript"])
+    transcript["generated_at"] = _iso(transcript.get("generated_at"))
+    return {
+        "id": str(raw["_id"]) if "_id" in raw else None,
+        "project_id": raw["project_id"],
+        "user_id": raw["user_id"],
+        "version": raw["version"],
+        "created_at": _iso(raw["created_at"]),
+        "updated_at": _iso(raw["updated_at"]),
+        "settings": raw["settings"],
+        "tracks": raw["tracks"],
+        "transcript": transcript,
+        "history": {"undo": len(raw.get("undo_versions") or []), "redo": len(raw.get("redo_versions") or [])},
+    }

@@ -1,6 +1,8 @@
+from __future__ import annotations
+
 from django.urls import path
 
-from projects.edl_apis import EdlDetailApi, EdlRedoApi, EdlUndoApi
+from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlUndoApi
 
 # <uuid:...>: a malformed project id matches no route, so it is a 404 like any unknown project.
 urlpatterns = [

@@ -1,0 +1,12 @@
+"""A project's EDL (timeline): a MongoDB document per project, written whole under a version.
+
+documents.py     the mongoengine schema, its bounds and per-document limits, its JSON form
+store.py         the connection (one per process) and the two collections
+field_checks.py  a JSON value checked against mongoengine field definitions, with paths
+validation.py    edl_validate: the schema plus the EDL's own rules
+versions.py      the version-guarded whole-document write and the snapshots it keeps
+selectors.py     edl_get, edl_snapshot
+services.py      edl_create, edl_replace, edl_delete
+history.py       edl_undo, edl_redo
+apis.py, urls.py the HTTP endpoints
+"""

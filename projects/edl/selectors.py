@@ -1,0 +1,24 @@
+"""The reads of a project's EDL (timeline) document."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from projects.edl.documents import edl_output
+from projects.edl.store import edl_collection, project_key, store_errors
+from projects.edl.versions import first_version
+from projects.models import Project
+
+
+def edl_get(*, project: Project) -> dict[str, Any]:
+    """The project's timeline (created on first use)."""
+    with store_errors():
+        raw = edl_collection().find_one({"project_id": project_key(project.pk)})
+    return edl_output(raw if raw is not None else first_version(project=project))
+
+
+def edl_snapshot(*, project: Project) -> dict[str, Any]:
+    """A deep, JSON-safe copy of the current timeline, for a render job's input."""
+    copied: dict[str, Any] = json.loads(json.dumps(edl_get(project=project)))
+    return copied

@@ -1,0 +1,196 @@
+"""``edl_validate``: a client's timeline checked against the schema and the EDL's own rules.
+
+First the size, then every field against its definition in ``projects.edl.documents``, then what
+only a timeline has: the per-document limits, unique ids, clip times and overlaps, the media
+each clip plays, and transcript segments. Every problem is reported with its field path; the
+document is returned normalised (defaults filled, ``settings.duration_ms`` computed).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from media.models import MediaFile, MediaStatus, MediaType
+from projects.edl.documents import CLIENT_FIELDS, EDL, SERVER_FIELDS, EdlLimits, edl_limits
+from projects.edl.field_checks import ROOT, Errors, check_document
+from projects.errors import EdlTooLarge
+from projects.models import Project
+
+# Which media a track may hold: video tracks show pictures, audio tracks play sound.
+COMPATIBLE_MEDIA: dict[str, frozenset[str]] = {
+    "video": frozenset({MediaType.VIDEO, MediaType.IMAGE}),
+    "audio": frozenset({MediaType.AUDIO, MediaType.VIDEO}),
+}
+
+
+def _json_size(data: Any) -> int:
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
+def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
+    """The client's document checked and normalised: {"settings", "tracks", "transcript"}.
+
+    Raises EdlTooLarge (413) over the size limit, else EdlInvalid (422) listing every problem
+    with its field path (``tracks[0].clips[2].out_point_ms``).
+    """
+    limits = edl_limits()
+    size = _json_size(data)
+    if size > limits.max_bytes:
+        raise EdlTooLarge(
+            f"The timeline is {size} bytes of JSON; the limit is {limits.max_bytes}.",
+            details={"size_bytes": size, "max_bytes": limits.max_bytes},
+        )
+    errors = Errors()
+    doc = check_document(EDL, data, ROOT, errors, names=CLIENT_FIELDS, ignored=SERVER_FIELDS)
+    if doc is None:  # not an object at all: that is the one error
+        errors.raise_if_any()
+    assert doc is not None
+    tracks = [t for t in (doc["tracks"] or []) if t is not None]
+    transcript = doc["transcript"] or {}
+
+    _check_limits(doc, limits, errors)
+    _check_unique_ids(doc, errors)
+    clips = _check_clips(tracks, errors)
+    _check_media(project, clips, errors)
+    _check_segments(transcript.get("segments") or [], errors)
+    errors.raise_if_any()
+
+    settings_doc = doc["settings"]
+    settings_doc["duration_ms"] = max(
+        (c["start_ms"] + c["duration_ms"] for _, _, c in clips if not c["deleted"]), default=0
+    )
+    return {"settings": settings_doc, "tracks": doc["tracks"], "transcript": doc["transcript"]}
+
+
+def _check_limits(doc: dict[str, Any], limits: EdlLimits, errors: Errors) -> None:
+    tracks = doc["tracks"] or []
+    if len(tracks) > limits.max_tracks:
+        errors.add("tracks", f"At most {limits.max_tracks} tracks; got {len(tracks)}.")
+    clips = sum(len(t["clips"] or []) for t in tracks if t)
+    if clips > limits.max_clips:
+        errors.add("tracks", f"At most {limits.max_clips} clips in all tracks together; got {clips}.")
+    segments = (doc["transcript"] or {}).get("segments") or []
+    if len(segments) > limits.max_segments:
+        errors.add("transcript.segments", f"At most {limits.max_segments} segments; got {len(segments)}.")
+
+
+def _check_unique_ids(doc: dict[str, Any], errors: Errors) -> None:
+    def unique(items: Iterator[tuple[str, Any]]) -> None:
+        seen: dict[str, str] = {}
+        for path, ident in items:
+            if not isinstance(ident, str):
+                continue
+            if ident in seen:
+                errors.add(path, f"Duplicate id {ident!r} (also at {seen[ident]}).")
+            else:
+                seen[ident] = path
+
+    tracks = doc["tracks"] or []
+    unique((f"tracks[{i}].id", t["id"]) for i, t in enumerate(tracks) if t)
+    unique(
+        (f"tracks[{i}].clips[{j}].id", c["id"])
+        for i, t in enumerate(tracks) if t
+        for j, c in enumerate(t["clips"] or []) if c
+    )
+    segments = (doc["transcript"] or {}).get("segments") or []
+    unique((f"transcript.segments[{k}].id", s["id"]) for k, s in enumerate(segments) if s)
+
+
+_CLIP_TIMES = ("start_ms", "duration_ms", "in_point_ms", "out_point_ms")
+
+
+def _check_clips(tracks: list[dict[str, Any]], errors: Errors) -> list[tuple[str, str, dict[str, Any]]]:
+    """Per-clip time rules and per-track overlap; returns (path, track type, clip) of the sound clips."""
+    sound: list[tuple[str, str, dict[str, Any]]] = []
+    for i, track in enumerate(tracks):
+        placed: list[tuple[int, int, str, str]] = []  # (start, end, path, id) of non-deleted clips
+        for j, clip in enumerate(track["clips"] or []):
+            if clip is None:
+                continue
+            path = f"tracks[{i}].clips[{j}]"
+            if clip["track_id"] is None and isinstance(track["id"], str):
+                clip["track_id"] = track["id"]
+            elif clip["track_id"] != track["id"] and track["id"] is not None:
+                errors.add(f"{path}.track_id", f"Must be the id of its track ({track['id']!r}).")
+            if any(clip[k] is None for k in _CLIP_TIMES) or clip["deleted"] is None:
+                continue
+            if clip["out_point_ms"] <= clip["in_point_ms"]:
+                errors.add(f"{path}.out_point_ms", f"Must be greater than in_point_ms ({clip['in_point_ms']}).")
+                continue
+            expected = clip["out_point_ms"] - clip["in_point_ms"]
+            if clip["duration_ms"] != expected:
+                errors.add(f"{path}.duration_ms", f"Must equal out_point_ms - in_point_ms ({expected}).")
+                continue
+            if track["type"] is not None and clip["media_file_id"] is not None:
+                sound.append((path, track["type"], clip))
+            if not clip["deleted"]:
+                placed.append((clip["start_ms"], clip["start_ms"] + clip["duration_ms"], path, clip["id"]))
+        placed.sort()
+        latest: tuple[int, int, str, str] | None = None  # the clip reaching furthest so far
+        for start, end, path, ident in placed:
+            if latest is not None and start < latest[1]:
+                errors.add(
+                    f"{path}.start_ms",
+                    f"Overlaps clip {latest[3]!r} ({latest[0]}-{latest[1]} ms) on the same track.",
+                )
+            if latest is None or end > latest[1]:
+                latest = (start, end, path, ident)
+    return sound
+
+
+def _check_media(project: Project, clips: list[tuple[str, str, dict[str, Any]]], errors: Errors) -> None:
+    """Every clip's media: a ready file of this project, of a type its track can hold, long enough."""
+    canonical: dict[str, str] = {}
+    for _, _, c in clips:
+        raw_id = c["media_file_id"]
+        if raw_id not in canonical:
+            canonical[raw_id] = str(uuid.UUID(raw_id))
+        c["media_file_id"] = canonical[raw_id]  # stored in canonical form
+    ids = set(canonical.values())
+    if not ids:
+        return
+    # One query for the whole timeline. Another project's file is reported exactly like a missing
+    # one: its existence is not the caller's business.
+    media = {
+        str(row["id"]): row
+        for row in MediaFile.objects.filter(project_id=project.pk, pk__in=ids).values(
+            "id", "status", "type", "duration_ms"
+        )
+    }
+    for path, track_type, clip in clips:
+        row = media.get(clip["media_file_id"])
+        if row is None:
+            errors.add(f"{path}.media_file_id", "No media file with this id in this project.")
+        elif row["status"] != MediaStatus.READY:
+            errors.add(f"{path}.media_file_id", f"The media file is not ready (status: {row['status']}).")
+        elif row["type"] not in COMPATIBLE_MEDIA[track_type]:
+            allowed = " or ".join(sorted(COMPATIBLE_MEDIA[track_type]))
+            errors.add(f"{path}.media_file_id", f"A {track_type} track takes {allowed} media, not {row['type']}.")
+        elif row["duration_ms"] is not None and row["type"] != MediaType.IMAGE and (
+            clip["out_point_ms"] > row["duration_ms"]
+        ):
+            errors.add(f"{path}.out_point_ms", f"Past the end of the media file ({row['duration_ms']} ms).")
+
+
+def _check_segments(segments: list[dict[str, Any] | None], errors: Errors) -> None:
+    for k, segment in enumerate(segments):
+        if segment is None:
+            continue
+        path = f"transcript.segments[{k}]"
+        start, end = segment["start_ms"], segment["end_ms"]
+        if start is not None and end is not None and end < start:
+            errors.add(f"{path}.end_ms", f"Must be at least start_ms ({start}).")
+            continue
+        for w, word in enumerate(segment["words"] or []):
+            if word is None or word["start_ms"] is None or word["end_ms"] is None:
+                continue
+            wpath = f"{path}.words[{w}]"
+            if word["end_ms"] < word["start_ms"]:
+                errors.add(f"{wpath}.end_ms", f"Must be at least start_ms ({word['start_ms']}).")
+            elif start is not None and word["start_ms"] < start:
+                errors.add(f"{wpath}.start_ms", f"Must be within the segment ({start}-{end} ms).")
+            elif end is not None and word["end_ms"] > end:
+                errors.add(f"{wpath}.end_ms", f"Must be within the segment ({start}-{end} ms).")
