@@ -34,11 +34,12 @@ JWKS_ALGORITHMS = ("RS256", "ES256")
 REQUIRED_CLAIMS = ("exp", "sub", "aud")
 LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
-# A client sends the same token with every request until it expires, and verifying it (PyJWT's
-# parsing, mostly) costs as much as the rest of a job read. So each process keeps the tokens it
-# verified, by their exact text, for at most VERIFIED_TTL_SECONDS and never past their `exp`
-# (with the same leeway); any other text is verified in full. Not longer, so that a signing key
-# dropped from the JWKS stops working about when PyJWKClient's own key cache lets go of it.
+# bench/api_reads.py: a client sends the same token with every request until it expires, and
+# verifying it (PyJWT's parsing, mostly) costs as much as the rest of a job read. So each process
+# keeps the tokens it verified, by their exact text, for at most VERIFIED_TTL_SECONDS and never
+# past their `exp` (with the same leeway); any other text is verified in full. Not longer, so
+# that a signing key dropped from the JWKS stops working about when PyJWKClient's own key cache
+# lets go of it. At most VERIFIED_MAX_TOKENS, the least recently used leaving first.
 VERIFIED_TTL_SECONDS = 60
 VERIFIED_MAX_TOKENS = 4096
 
