@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import drf_spectacular.openapi
-from rest_framework import exceptions, serializers
+from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from auteur.throttling import count_unauthenticated
 from auteur.users.authentication import TokenSubject
 from auteur.users.models import User
 
@@ -43,24 +44,18 @@ class StrictSerializer(serializers.Serializer):
 
 
 class ApiView(APIView):
-    """Base of every API view: rate limits apply before authentication can fail.
+    """Base of every API view: a request answered 401 still counts against its client's limit.
 
-    DRF checks throttles last, after authentication and permissions, so a request with no token
-    or a forged one would be answered 401 without ever counting against its client's limit:
-    token guessing would be unlimited. Here a failed authentication still counts (per IP).
+    DRF checks throttles only after authentication and permissions, so a request with no token or
+    a forged one would be answered 401 without ever counting: token guessing would be unlimited.
+    The authenticator counts refused tokens (JWTAuthentication); a request without any is
+    counted here, where DRF turns the permission's refusal into that 401.
     """
 
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        self.format_kwarg = self.get_format_suffix(**kwargs)
-        request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(request)
-        request.version, request.versioning_scheme = self.determine_version(request, *args, **kwargs)
-        try:
-            self.perform_authentication(request)
-        except exceptions.AuthenticationFailed:
-            self.check_throttles(request)
-            raise
-        self.check_throttles(request)
-        self.check_permissions(request)
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
+        if request.authenticators and not request.successful_authenticator:
+            count_unauthenticated(request)
+        super().permission_denied(request, message=message, code=code)
 
 
 class PageQuerySerializer(serializers.Serializer):
@@ -74,7 +69,8 @@ class PageQuerySerializer(serializers.Serializer):
 class KeyedPagination(PageNumberPagination):
     """`?page=` / `?page_size=` (max 100) pages as `{<key>: [...], "count", "next", "previous"}`.
 
-    The list sits under a named key (`projects`, `transactions`...) as in the seed API shapes.
+    Every list the API answers has this shape: the list under a named key (`projects`,
+    `transactions`...) beside its count and links.
     A page past the end is a 404 `not_found` with the envelope, like any missing resource.
     """
 

@@ -8,11 +8,11 @@ signed URLs never enter a log: scrub() masks them should a message contain one.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import re
-from datetime import UTC, datetime
 from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 user_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
@@ -41,18 +41,30 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": scrub(record.getMessage()),
-        }
-        for key in ("request_id", "user_id", "job_id"):
-            value = getattr(record, key, None)
-            if value and value != "-":
-                entry[key] = value
-        if record.exc_info:
-            entry["exc"] = scrub(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+class JsonFormatter(_LibraryJsonFormatter):
+    """python-json-logger's formatter, writing only the fields below (in this order): the ids
+    the ContextFilter set, when known, and every text scrubbed.
+
+    Only these fields, not the record's extras: Django's loggers pass the request object, whose
+    text (a path with its query string) scrub() would not recognise as a signed URL.
+    """
+
+    FIELDS = ("ts", "level", "logger", "msg", "request_id", "user_id", "job_id", "exc")
+    SCRUBBED = frozenset({"msg", "exc"})
+
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message", "request_id", "user_id", "job_id"],
+            rename_fields={"levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"},
+            timestamp="ts",
+        )
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["ts"] = log_data["ts"].isoformat(timespec="milliseconds")
+        entry: dict[str, Any] = {}
+        for key in self.FIELDS:
+            value = log_data.get(key)
+            if value is None or value in ("", "-"):  # "-" is the ContextFilter's "not known"
+                continue
+            entry[key] = scrub(str(value)) if key in self.SCRUBBED else value
+        return entry

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import redis
 from django.conf import settings
+from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -67,9 +68,14 @@ class SlidingWindowThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            key, limit = f"rl:u:{user.pk}", settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE
-        else:
-            key, limit = f"rl:ip:{self.get_ident(request)}", settings.AUTEUR_RATE_LIMIT_ANON_PER_MINUTE
+            return self._allow(f"rl:u:{user.pk}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE)
+        return self.allow_client(request)
+
+    def allow_client(self, request: Request) -> bool:
+        """Count the request against its client IP's limit (never reads `request.user`)."""
+        return self._allow(f"rl:ip:{self.get_ident(request)}", limit=settings.AUTEUR_RATE_LIMIT_ANON_PER_MINUTE)
+
+    def _allow(self, key: str, *, limit: int) -> bool:
         try:
             wait = hit(key, limit=limit, window_seconds=self.window_seconds)
         except redis.RedisError as exc:
@@ -82,3 +88,16 @@ class SlidingWindowThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self.wait_seconds
+
+
+def count_unauthenticated(request: Request) -> None:
+    """Count a request about to be answered 401 (no credentials, or refused ones) against its
+    client IP's limit, and raise Throttled (429 with Retry-After) instead once that is spent.
+
+    DRF checks throttles only after authentication and permissions, which such a request never
+    passes: without this, token guessing would be unlimited. Never reads `request.user`, so the
+    authenticator may call it before it refuses a token.
+    """
+    throttle = SlidingWindowThrottle()
+    if not throttle.allow_client(request):
+        raise Throttled(wait=throttle.wait())

@@ -1,68 +1,87 @@
-"""Writes bench/RESULTS.md from the JSON each benchmark left in bench/results/ (`make bench`)."""
+"""Writes bench/RESULTS.md from the last measured result of every benchmark (`make bench`).
+
+bench/last_results.json (committed) keeps, for each benchmark, the JSON its script last wrote in
+bench/results/ (git-ignored), with when and on what machine it was measured. Each run merges the
+fresh files into it, so a figure keeps its last measured value, dated, until it is measured
+again: `make chaos` on a fresh clone rewrites the chaos section and keeps every other row.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
-
-
-def load(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+STORE = "last_results.json"
+DATE_FORMAT = "%Y-%m-%d %H:%M UTC"
 
 
 def verdict(ok: bool) -> str:
     return "meets target" if ok else "**misses target**"
 
 
-def main() -> None:
-    rows: list[str] = []
+def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, str]]:
+    """(benchmark, its row of the table) for each benchmark whose result `load` gives, in order."""
+    rows: list[tuple[str, str]] = []
     if (d := load("pipeline_overhead")) is not None:
         u = d["unloaded"]
-        rows.append(f"| pipeline overhead, one job at a time (noop GPU) | submit->inference start p50 "
+        rows.append(("pipeline_overhead", f"| pipeline overhead, one job at a time (noop GPU) | submit->inference start p50 "
                     f"{u['submit_to_inference_start_ms']['p50']} ms / p99 {u['submit_to_inference_start_ms']['p99']} ms;"
                     f" inference end->completed p50 {u['inference_end_to_completed_ms']['p50']} ms / p99 "
                     f"{u['inference_end_to_completed_ms']['p99']} ms | - | - | p99 <= 100 ms: "
-                    f"{verdict(max(u['submit_to_inference_start_ms']['p99'], u['inference_end_to_completed_ms']['p99']) <= 100)} |")
+                    f"{verdict(max(u['submit_to_inference_start_ms']['p99'], u['inference_end_to_completed_ms']['p99']) <= 100)} |"))
     if (d := load("pipeline_throughput")) is not None:
-        rows.append(f"| pipeline throughput: {d['jobs']} TTS jobs over HTTP, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (mean of before {d['raw_chain_per_second_before_after'][0]} / after {d['raw_chain_per_second_before_after'][1]}) | {d['ratio_to_raw']} | >= 100 jobs/s: {verdict(d['jobs_per_second'] >= 100)}; >= 0.4 of raw: {verdict(d['ratio_to_raw'] >= 0.4)} |")
+        rows.append(("pipeline_throughput", f"| pipeline throughput: {d['jobs']} TTS jobs over HTTP, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (mean of before {d['raw_chain_per_second_before_after'][0]} / after {d['raw_chain_per_second_before_after'][1]}) | {d['ratio_to_raw']} | >= 100 jobs/s: {verdict(d['jobs_per_second'] >= 100)}; >= 0.4 of raw: {verdict(d['ratio_to_raw'] >= 0.4)} |"))
     if (d := load("api_reads")) is not None:
-        rows.append(f"| GET /api/v1/jobs/{{id}}, {d['clients']} clients, gunicorn {d['gunicorn_workers']} "
+        rows.append(("api_reads", f"| GET /api/v1/jobs/{{id}}, {d['clients']} clients, gunicorn {d['gunicorn_workers']} "
                     f"{d['worker_class']} workers | {d['drf']['rps']} req/s, p50 {d['drf']['p50_ms']} ms, p99 "
                     f"{d['drf']['p99_ms']} ms | bare Django view: {d['bare']['rps']} req/s, p99 {d['bare']['p99_ms']} ms"
                     f" | {d['ratio_rps']} | >= 0.7: {verdict(d['ratio_rps'] >= 0.7)}; p99 < 50 ms: "
-                    f"{verdict(d['drf']['p99_ms'] < 50)} |")
+                    f"{verdict(d['drf']['p99_ms'] < 50)} |"))
     if (d := load("ledger_contention")) is not None:
-        rows.append(f"| ledger: deductions on one hot account, {d['workers']} processes | {d['service']['ops_per_s']} ops/s "
+        rows.append(("ledger_contention", f"| ledger: deductions on one hot account, {d['workers']} processes | {d['service']['ops_per_s']} ops/s "
                     f"| raw guarded UPDATE + INSERT: {d['raw']['ops_per_s']} ops/s | {d['ratio_service_to_raw']} | "
                     f">= 0.5: {verdict(d['ratio_service_to_raw'] >= 0.5)}; overdrafts {d['overdrafts']}, ledger "
-                    f"{d['ledger_check']} |")
+                    f"{d['ledger_check']} |"))
     if (d := load("render")) is not None:
-        rows.append(f"| render, 10 clips, {d['settings']['output_s']} s output | {d['engine_median_s']} s | hand-written "
-                    f"ffmpeg command: {d['hand_median_s']} s | {d['ratio']} | <= 1.2: {verdict(d['ratio'] <= 1.2)} |")
+        rows.append(("render", f"| render, 10 clips, {d['settings']['output_s']} s output | {d['engine_median_s']} s | hand-written "
+                    f"ffmpeg command: {d['hand_median_s']} s | {d['ratio']} | <= 1.2: {verdict(d['ratio'] <= 1.2)} |"))
     if (d := load("memory")) is not None:
-        rows.append(f"| peak RSS, idle | API worker {d['api_worker_mb']} MB; Celery main {d['worker_main_mb']} MB, pool "
+        rows.append(("memory", f"| peak RSS, idle | API worker {d['api_worker_mb']} MB; Celery main {d['worker_main_mb']} MB, pool "
                     f"{d['worker_pool_mb']} MB | - | - | API <= 150 MB: {verdict(d['api_ok'])}; worker <= 200 MB: "
-                    f"{verdict(d['worker_ok'])} |")
+                    f"{verdict(d['worker_ok'])} |"))
     if (d := load("media_upload")) is not None:
         m = d["median"]
-        rows.append(f"| upload -> confirm -> ready, {d['file_bytes'] / 1e6:.0f} MB video | {m['total_s']} s (PUT "
-                    f"{m['put_s']} s, confirm->ready {m['processing_s']} s) | - | - | - |")
+        rows.append(("media_upload", f"| upload -> confirm -> ready, {d['file_bytes'] / 1e6:.0f} MB video | {m['total_s']} s (PUT "
+                    f"{m['put_s']} s, confirm->ready {m['processing_s']} s) | - | - | - |"))
     if (d := load("edl_latency")) is not None:
-        rows.append(f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
+        rows.append(("edl_latency", f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
                     f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "
-                    f"{d['service']['put']['p50_ms']:.0f} / p99 {d['service']['put']['p99_ms']:.0f} ms | - | - | - |")
+                    f"{d['service']['put']['p50_ms']:.0f} / p99 {d['service']['put']['p99_ms']:.0f} ms | - | - | - |"))
+    return rows
+
+
+HEADER = """# Benchmark results
+
+Written by `make bench` and `make chaos` (bench/report.py) from bench/last_results.json, which
+keeps the last result of each script in this folder, dated: a row keeps its figures until that
+benchmark is run again. Each script starts its own throwaway stack; where a baseline is shown, it
+was measured in the same run on the same servers.
+
+"""
+
+
+def chaos_section(load: Callable[[str], dict[str, Any] | None], measured: Callable[[str], str]) -> str:
     chaos = ""
     if (d := load("chaos")) is not None:
         f = d["figures"]
-        chaos = (f"\n## Chaos drill (`make chaos`)\n\n{d['jobs']} jobs from {d['users']} users over {d['clients']} "
+        chaos = (f"\n## Chaos drill (`make chaos`)\n\nMeasured {measured('chaos')}. {d['jobs']} jobs from {d['users']} "
+                 f"users over {d['clients']} "
                  f"clients, noop GPU with faults `{d['faults']}`; reaper every {d['reaper']['AUTEUR_REAPER_INTERVAL_SECONDS']}"
                  f" s. Disruptions, in order: " + "; ".join(x["what"] for x in d["disruptions"]) + ".\n\n"
                  "| figure | value |\n| --- | --- |\n"
@@ -70,21 +89,57 @@ def main() -> None:
                  + "\n\n| invariant | result | detail |\n| --- | --- | --- |\n"
                  + "\n".join(f"| {k} | {'pass' if v['pass'] else '**FAIL**'} | {v['detail']} |"
                               for k, v in d["invariants"].items()) + "\n")
-    text = f"""# Benchmark results
+    return chaos
 
-Written by `make bench` (bench/report.py) from bench/results/*.json. Each figure comes from a
-script in this folder that starts its own throwaway stack; where a baseline is shown, it was
-measured in the same run on the same servers.
 
-- machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}
-- written: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
 
-| benchmark | figure | baseline (same run) | ratio | target |
-| --- | --- | --- | --- | --- |
-""" + "\n".join(rows) + "\n" + chaos
-    (BENCH / "RESULTS.md").write_text(text)
-    print(text)
+
+def merge_fresh(store: dict[str, Any], results: Path) -> list[str]:
+    """Take into `store` each result file in `results` newer than what the store holds for its
+    benchmark, dated by the file's modification time. Returns the names taken."""
+    taken = []
+    for path in sorted(results.glob("*.json")):
+        measured = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        kept = store.get(path.stem)
+        if kept is not None and datetime.fromisoformat(kept["measured_at"]) >= measured:
+            continue  # a leftover file from before the figure the store holds
+        store[path.stem] = {"measured_at": measured.isoformat(timespec="seconds"), "machine": machine(),
+                            "result": json.loads(path.read_text())}
+        taken.append(path.stem)
+    return taken
+
+
+def render(store: dict[str, Any], now: datetime) -> str:
+    def load(name: str) -> dict[str, Any] | None:
+        return store[name]["result"] if name in store else None
+
+    def measured(name: str) -> str:
+        return datetime.fromisoformat(store[name]["measured_at"]).strftime(DATE_FORMAT)
+
+    named_rows = table_rows(load)
+    shown = [name for name, _row in named_rows] + (["chaos"] if "chaos" in store else [])
+    machines: dict[str, list[str]] = {}
+    for name in shown:
+        machines.setdefault(store[name]["machine"], []).append(name)
+    machine_lines = "".join(f"- machine: {m}" + (f" ({', '.join(names)})" if len(machines) > 1 else "") + "\n"
+                            for m, names in machines.items())
+    rows = [row.removesuffix(" |") + f" | {measured(name)} |" for name, row in named_rows]
+    return (HEADER + machine_lines + f"- written: {now.strftime(DATE_FORMAT)}\n\n"
+            "| benchmark | figure | baseline (same run) | ratio | target | measured |\n"
+            "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured))
+
+
+def main(bench: Path = BENCH) -> str:
+    store_path = bench / STORE
+    store: dict[str, Any] = json.loads(store_path.read_text()) if store_path.exists() else {}
+    if merge_fresh(store, bench / "results"):
+        store_path.write_text(json.dumps(store, indent=2) + "\n")
+    text = render(store, datetime.now(UTC))
+    (bench / "RESULTS.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":
-    main()
+    print(main())

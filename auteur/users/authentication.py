@@ -8,21 +8,22 @@ its HMAC secret (algorithm confusion), both fail verification.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
+import threading
 import time
 import uuid
 from functools import lru_cache
 from typing import Any
 
 import jwt
+from cachetools import TLRUCache
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from auteur.logging import user_id_var
+from auteur.throttling import count_unauthenticated
 from auteur.users.models import User
 from auteur.users.services import user_get_or_create_from_claims
 
@@ -33,14 +34,25 @@ JWKS_ALGORITHMS = ("RS256", "ES256")
 REQUIRED_CLAIMS = ("exp", "sub", "aud")
 LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
-# A client sends the same token with every request until it expires, and verifying it (PyJWT's
-# parsing, mostly) costs as much as the rest of a job read. So each process keeps the tokens it
-# verified, by their exact text, for at most VERIFIED_TTL_SECONDS and never past their `exp`
-# (with the same leeway); any other text is verified in full. Not longer, so that a signing key
-# dropped from the JWKS stops working about when PyJWKClient's own key cache lets go of it.
+# bench/api_reads.py: a client sends the same token with every request until it expires, and
+# verifying it (PyJWT's parsing, mostly) costs as much as the rest of a job read. So each process
+# keeps the tokens it verified, by their exact text, for at most VERIFIED_TTL_SECONDS and never
+# past their `exp` (with the same leeway); any other text is verified in full. Not longer, so
+# that a signing key dropped from the JWKS stops working about when PyJWKClient's own key cache
+# lets go of it. At most VERIFIED_MAX_TOKENS, the least recently used leaving first.
 VERIFIED_TTL_SECONDS = 60
 VERIFIED_MAX_TOKENS = 4096
-_verified: dict[str, tuple[float, dict[str, Any]]] = {}  # token -> (good until, claims: read-only)
+
+
+def _good_until(_token: str, claims: dict[str, Any], now: float) -> float:
+    # PyJWT refuses a token once exp <= now - leeway; `exp` is an integer (it checked).
+    return min(int(claims["exp"]) + LEEWAY_SECONDS, now + VERIFIED_TTL_SECONDS)
+
+
+# token -> claims (read-only). Wall-clock timer, as `exp` is; the lock because cachetools' caches
+# are not thread-safe and gunicorn's threaded workers share the process's cache.
+_verified: TLRUCache[str, dict[str, Any]] = TLRUCache(VERIFIED_MAX_TOKENS, ttu=_good_until, timer=time.time)
+_verified_lock = threading.Lock()
 
 
 @lru_cache(maxsize=4)
@@ -49,40 +61,24 @@ def _jwks_client(url: str) -> jwt.PyJWKClient:
     return jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
 
 
-def _header_alg(token: str) -> object:
-    """The `alg` the token's header names, read only to pick the key and the algorithms that go
-    with it; jwt.decode then checks the header, the signature and the claims in full.
-
-    (jwt.get_unverified_header decodes and checks every segment of the token, character by
-    character in Python: as much work again as jwt.decode, on every request.)
-    """
-    segment = token.partition(".")[0]
-    try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, RecursionError) as exc:  # bad base64, bad UTF-8 and bad JSON are ValueErrors
-        raise jwt.DecodeError("Invalid header") from exc
-    return header.get("alg") if isinstance(header, dict) else None
-
-
 def decode_token(token: str) -> dict[str, Any]:
     """Verify a token and return its claims (never to be modified: they may be shared with the
     next request that sends the same token); raise jwt.InvalidTokenError otherwise."""
-    now = time.time()
-    cached = _verified.get(token)
-    if cached is not None and now < cached[0]:
-        return cached[1]
-    claims = _verify_token(token)
-    if len(_verified) >= VERIFIED_MAX_TOKENS:
-        _verified.clear()
-    # PyJWT refuses a token once exp <= now - leeway; `exp` is an integer (it checked).
-    _verified[token] = (min(int(claims["exp"]) + LEEWAY_SECONDS, now + VERIFIED_TTL_SECONDS), claims)
+    with _verified_lock:
+        claims = _verified.get(token)
+    if claims is None:
+        claims = _verify_token(token)
+        with _verified_lock:
+            _verified[token] = claims
     return claims
 
 
 def _verify_token(token: str) -> dict[str, Any]:
     if len(token) > MAX_TOKEN_LENGTH:
         raise jwt.InvalidTokenError("token too long")
-    alg = _header_alg(token)
+    # The header's `alg` only picks the key and the algorithms that go with it; jwt.decode then
+    # checks the header, the signature and the claims in full.
+    alg = jwt.get_unverified_header(token).get("alg")
     key: Any
     if alg in HMAC_ALGORITHMS:
         key, algorithms = settings.AUTEUR_JWT_SECRET, list(HMAC_ALGORITHMS)
@@ -122,10 +118,16 @@ class JWTAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
-        claims = self.verified_claims(request)
-        if claims is None:
-            return None
-        caller = self.caller(claims)
+        try:
+            claims = self.verified_claims(request)
+            if claims is None:
+                return None
+            caller = self.caller(claims)
+        except AuthenticationFailed:
+            # DRF checks throttles only once authentication has passed: without this count, token
+            # guessing would be unlimited.
+            count_unauthenticated(request)
+            raise
         user_id_var.set(str(caller.id))
         return caller, claims
 

@@ -1,0 +1,84 @@
+"""bench/report.py keeps every figure it did not measure this time, with the date it was measured."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+SEEDED = "2026-11-23 14:30 UTC"
+
+
+def load_report() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_report", BENCH / "report.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def bench_dir(tmp_path: Path) -> Path:
+    """A bench folder as on a fresh clone: the committed store, no bench/results/."""
+    shutil.copy(BENCH / "last_results.json", tmp_path / "last_results.json")
+    return tmp_path
+
+
+def table_rows(text: str) -> list[str]:
+    table = text.split("| benchmark |", 1)[1].split("\n\n", 1)[0]
+    return [line for line in table.splitlines()[2:] if line.startswith("|")]
+
+
+def test_a_fresh_clone_renders_every_stored_figure_with_its_date(bench_dir):
+    report = load_report()
+    text = report.main(bench_dir)
+    rows = table_rows(text)
+    assert len(rows) == 8
+    assert all(row.endswith(f"| {SEEDED} |") for row in rows)
+    assert f"Measured {SEEDED}." in text
+    assert json.loads((bench_dir / "last_results.json").read_text()) == json.loads(
+        (BENCH / "last_results.json").read_text())
+
+
+def test_a_fresh_chaos_result_replaces_only_the_chaos_section(bench_dir):
+    report = load_report()
+    before = json.loads((bench_dir / "last_results.json").read_text())
+    chaos = {**before["chaos"]["result"], "jobs": 12, "users": 3}
+    (bench_dir / "results").mkdir()
+    (bench_dir / "results" / "chaos.json").write_text(json.dumps(chaos))
+
+    text = report.main(bench_dir)
+
+    rows = table_rows(text)
+    assert len(rows) == 8
+    assert all(row.endswith(f"| {SEEDED} |") for row in rows)
+    assert "| GET /api/v1/jobs/{id}, 32 clients, gunicorn 3 sync workers | 339.9 req/s" in text
+    assert f"Measured {SEEDED}." not in text
+    assert "12 jobs from 3 users over 8 clients" in text
+    after = json.loads((bench_dir / "last_results.json").read_text())
+    assert after["chaos"]["result"] == chaos
+    assert after["chaos"]["measured_at"] > before["chaos"]["measured_at"]
+    assert {k: v for k, v in after.items() if k != "chaos"} == {k: v for k, v in before.items() if k != "chaos"}
+    assert (bench_dir / "RESULTS.md").read_text() == text
+
+
+def test_a_leftover_result_older_than_the_stored_one_is_ignored(bench_dir):
+    report = load_report()
+    before = json.loads((bench_dir / "last_results.json").read_text())
+    (bench_dir / "results").mkdir()
+    stale = bench_dir / "results" / "memory.json"
+    stale.write_text(json.dumps({**before["memory"]["result"], "api_worker_mb": 999.0}))
+    old = time.mktime((2020, 1, 1, 0, 0, 0, 0, 0, 0))
+    os.utime(stale, (old, old))
+
+    text = report.main(bench_dir)
+
+    assert "API worker 94.4 MB" in text
+    assert json.loads((bench_dir / "last_results.json").read_text()) == before
