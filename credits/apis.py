@@ -1,4 +1,4 @@
-"""Credits endpoints: balance, ledger history, and the profile that shows both (seed 4.2, 4.6).
+"""Credits endpoints: balance, ledger history, and the profile that shows both.
 
 Each one is scoped to request.user; authentication is required by the default permission.
 """

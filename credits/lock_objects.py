@@ -1,4 +1,4 @@
-"""Row locks (CONVENTIONS.md rule 8), in one place and one order.
+"""Row locks (money moves only under a row lock or a guarded UPDATE), in one place and one order.
 
 The credit services do not lock with these: each balance change is one guarded UPDATE that
 row-locks the account itself and writes its ledger row in the same statement (services.py).

@@ -1,6 +1,7 @@
 """Plans, subscriptions, credit accounts and the append-only credit ledger.
 
-The ledger's invariants (DESIGN.md "Credits ledger invariants") are held by the database, not
+The ledger's invariants (balance >= 0 and equal to its entries' sum, one usage and one refund
+per job, rows never changed) are held by the database, not
 only by the services: a negative balance, a second usage or refund for one job, a reused
 idempotency key, a deduction typed as a grant, and any UPDATE or DELETE of a ledger row (a
 trigger, migration 0002) are all refused by Postgres whatever code path tries them.
@@ -120,7 +121,7 @@ class CreditTransaction(models.Model):
     balance_after = models.IntegerField()
     type = models.CharField(max_length=20, choices=TransactionType.choices)
     description = models.TextField(blank=True, default="")
-    # No foreign key: the jobs app depends on credits, never the reverse (DESIGN.md "Layering").
+    # No foreign key: the jobs app depends on credits, never the reverse (apps import downwards).
     job_id = models.UUIDField(null=True, blank=True, db_index=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL = no key
     created_by = models.ForeignKey(

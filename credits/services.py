@@ -1,6 +1,7 @@
 """Every change to a balance, a ledger or a subscription. Nothing else writes these tables.
 
-How each balance change stays exact under concurrency (DESIGN.md "Credits ledger invariants"):
+How each balance change stays exact under concurrency (balance >= 0, balance == the sum of its
+ledger, one usage and at most one refund per job, ledger rows never changed):
 
 * Credits move in ONE statement (`_POST_SQL`): a guarded `UPDATE credit_accounts SET balance =
   balance + n WHERE user_id = ... AND balance + n >= 0 RETURNING balance` and, fed by it, the

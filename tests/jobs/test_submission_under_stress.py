@@ -1,4 +1,4 @@
-"""Job submission under stress (issue 6): 200 submissions at once, and a Redis outage.
+"""Job submission under stress: 200 submissions at once, and a Redis outage.
 
 Both run against the API as production serves it: gunicorn (`auteur.gunicorn_conf`) in a
 subprocess on the test database, over real HTTP, with a Redis server of its own (the
