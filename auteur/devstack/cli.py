@@ -112,9 +112,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             _banner, env, stack, host=host, api_port=api_port, flower_port=flower_port, started=started,
             flower_basic_auth=flower_basic_auth,
         )
-        # SIGHUP (the terminal closed) becomes the SIGTERM that honcho answers; honcho's own
-        # children ignore SIGTERM, so the handler they inherit does nothing there.
-        signal.signal(signal.SIGHUP, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
         return run_processes(
             processes,
             env,

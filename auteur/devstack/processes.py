@@ -97,7 +97,7 @@ def run_processes(
         # honcho runs a command line through `sh -c`; exec leaves no shell between it and the process.
         command = "exec " + shlex.join(process.argv)
         manager.add_process(process.name, command, env={**env, **process.env}, cwd=str(REPO_ROOT))
-    done = threading.Event()
+    done, never_up = threading.Event(), threading.Event()
 
     def watch() -> None:
         try:
@@ -105,6 +105,7 @@ def run_processes(
                 wait_for_port(port, 60, stop=done)
         except DevStackError as exc:
             if not done.is_set():
+                never_up.set()
                 print(f"devstack: {exc}; stopping everything", flush=True)
                 os.kill(os.getpid(), signal.SIGTERM)  # honcho's own handler stops the processes
             return
@@ -112,9 +113,12 @@ def run_processes(
         while not done.wait(0.5):
             on_tick()
 
+    # SIGHUP (the terminal closed) becomes the SIGTERM that honcho answers (it handles only SIGINT
+    # and SIGTERM); its forked readers ignore SIGTERM, so the handler they inherit does nothing there.
+    signal.signal(signal.SIGHUP, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
     threading.Thread(target=watch, daemon=True).start()
     try:
         manager.loop()
     finally:
         done.set()
-    return 0 if manager.returncode in STOPPED_BY_SIGNAL else 1
+    return 0 if manager.returncode in STOPPED_BY_SIGNAL and not never_up.is_set() else 1
