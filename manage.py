@@ -7,7 +7,7 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
-    from auteur.devstack import load_recorded_urls
+    from auteur.devstack.stack import load_recorded_urls
 
     load_recorded_urls()
     from django.core.management import execute_from_command_line

@@ -9,7 +9,8 @@ measured: jobs/s from the first submit to the last `completed`, submit latency p
 orchestration overhead per job (submit -> inference start, inference end -> completed) p50/p99.
 Baseline: the same number of 3-task chains of no-op tasks on the same broker and worker settings,
 run just before and just after the jobs; the ratio is against the mean of the two.
-Targets (issue 6): >= 100 jobs/s, >= 0.4 of the raw chain rate, overhead p99 <= 100 ms.
+Targets, what the orchestration must sustain on this machine: >= 100 jobs/s, >= 0.4 of the raw
+chain rate, overhead p99 <= 100 ms.
 Writes bench/results/pipeline_throughput.json.
 """
 

@@ -18,16 +18,9 @@ import pytest
 import redis
 import requests
 
-from auteur.devstack import (
-    REPO_ROOT,
-    Stack,
-    free_port,
-    load_recorded_urls,
-    port_is_free,
-    port_offset,
-    preferred_port,
-    running_stack,
-)
+from auteur.devstack import REPO_ROOT
+from auteur.devstack.ports import free_port, port_is_free, port_offset, preferred_port
+from auteur.devstack.stack import Stack, load_recorded_urls, running_stack
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from auteur.devstack import free_port
+from auteur.devstack.ports import free_port
 
 
 def test_healthz_answers_without_touching_dependencies(client):

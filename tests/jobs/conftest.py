@@ -15,7 +15,8 @@ import psutil
 import pytest
 from django.conf import settings
 
-from auteur.devstack import REPO_ROOT, stop_group
+from auteur.devstack import REPO_ROOT
+from auteur.devstack.process_group import stop_group
 from auteur.queues import ALL_QUEUES
 from tests.jobs.test_api_support import (  # noqa: F401 - fixtures for every test module here
     funded_fixture,

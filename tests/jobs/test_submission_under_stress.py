@@ -63,7 +63,10 @@ import redis
 import requests
 from django.conf import settings
 
-from auteur.devstack import REPO_ROOT, RedisServer, free_port, stop_group, wait_for_port
+from auteur.devstack import REPO_ROOT
+from auteur.devstack.ports import free_port, wait_for_port
+from auteur.devstack.process_group import stop_group
+from auteur.devstack.servers import RedisServer
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from auteur.queues import QUEUE_GPU_AUDIO

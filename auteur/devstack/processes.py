@@ -1,0 +1,124 @@
+"""The processes of ``make run`` (API, Celery worker, beat, Flower), run by honcho's process manager.
+
+honcho starts each in its own session, prefixes its output with its name, and on SIGINT or
+SIGTERM (installed explicitly, so also when SIGINT was inherited ignored) or when any one of
+them exits, sends SIGTERM to every process group and SIGKILL to what is left after KILL_WAIT.
+It sees an exit when the process's output closes: a gunicorn master killed outright is noticed
+once its workers, which share its output, find it gone (within gunicorn's --timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import honcho.manager
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from auteur.devstack import REPO_ROOT, DevStackError
+from auteur.devstack.ports import wait_for_port
+
+# honcho's grace between SIGTERM and SIGKILL is this module constant (5 s by default): a Celery
+# worker's warm shutdown, which finishes or requeues its in-flight steps, needs longer.
+honcho.manager.KILL_WAIT = 20
+
+# honcho answers SIGINT and SIGTERM with the exit codes a shell would report for them.
+STOPPED_BY_SIGNAL = (130, 143)
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # added to the stack's environment
+
+
+def flower_auth(var_dir: Path, env: dict[str, str]) -> str:
+    """FLOWER_BASIC_AUTH from env, else a generated dev password kept under var/."""
+    if env.get("FLOWER_BASIC_AUTH"):
+        return env["FLOWER_BASIC_AUTH"]
+    path = var_dir / "flower_basic_auth"
+    if not path.exists():
+        path.write_text(f"admin:{secrets.token_urlsafe(12)}")
+        os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+def stack_processes(
+    env: dict[str, str], var_dir: Path, *, api_bind: str, flower_port: int, flower_basic_auth: str
+) -> list[Process]:
+    from auteur.queues import ALL_QUEUES
+
+    web_workers = env.get("WEB_CONCURRENCY") or str(min(4, (os.cpu_count() or 1) + 1))
+    worker_concurrency = env.get("CELERY_WORKER_CONCURRENCY") or str(max(2, os.cpu_count() or 1))
+    celery = [str(Path(sys.executable).parent / "celery"), "-A", "auteur"]
+    return [
+        Process("api", [
+            str(Path(sys.executable).parent / "gunicorn"), "auteur.wsgi:application", "--bind", api_bind,
+            "--workers", web_workers, "--worker-class", "sync", "--timeout", "60",
+            "--config", "python:auteur.gunicorn_conf",
+        ]),
+        Process("worker", [
+            *celery, "worker", "-Q", ",".join(ALL_QUEUES), "-c", worker_concurrency, "-O", "fair",
+            "-n", "worker@%h", "--loglevel", "INFO",
+        ]),
+        Process("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(var_dir / "celerybeat-schedule")]),
+        # Flower reads FLOWER_BASIC_AUTH itself: the password stays out of `ps` output.
+        Process(
+            "flower",
+            [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}", "--purge_offline_workers=60"],
+            {"FLOWER_BASIC_AUTH": flower_basic_auth},
+        ),
+    ]
+
+
+def run_processes(
+    processes: Sequence[Process],
+    env: dict[str, str],
+    *,
+    ports: Sequence[int],
+    on_up: Callable[[], None],
+    on_tick: Callable[[], None],
+) -> int:
+    """Run `processes` until a signal or the exit of one of them stops all: 0 for a signal, else 1.
+
+    Once every one of `ports` listens, `on_up` runs, then `on_tick` every half second.
+    """
+    manager = Manager(Printer(sys.stdout))
+    for process in processes:
+        # honcho runs a command line through `sh -c`; exec leaves no shell between it and the process.
+        command = "exec " + shlex.join(process.argv)
+        manager.add_process(process.name, command, env={**env, **process.env}, cwd=str(REPO_ROOT))
+    done, never_up = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        try:
+            for port in ports:
+                wait_for_port(port, 60, stop=done)
+        except DevStackError as exc:
+            if not done.is_set():
+                never_up.set()
+                print(f"devstack: {exc}; stopping everything", flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)  # honcho's own handler stops the processes
+            return
+        on_up()
+        while not done.wait(0.5):
+            on_tick()
+
+    # SIGHUP (the terminal closed) becomes the SIGTERM that honcho answers (it handles only SIGINT
+    # and SIGTERM); its forked readers ignore SIGTERM, so the handler they inherit does nothing there.
+    signal.signal(signal.SIGHUP, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        manager.loop()
+    finally:
+        done.set()
+    return 0 if manager.returncode in STOPPED_BY_SIGNAL and not never_up.is_set() else 1

@@ -1,0 +1,120 @@
+"""The embedded servers of one data directory, started for the URLs the environment does not set,
+and the record of their URLs that lets ``manage.py`` in another terminal reach them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from auteur.devstack import REPO_ROOT
+from auteur.devstack.ports import free_port, preferred_port
+from auteur.devstack.servers import EmbeddedServer, MongoServer, PostgresServer, RedisServer
+
+DEFAULT_VAR_DIR = REPO_ROOT / "var"
+STATE_FILE_NAME = "devstack.json"
+URL_VARS = ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")
+
+
+@dataclass
+class Stack:
+    """The embedded servers for one data directory, started for the URLs not already set."""
+
+    var_dir: Path
+    ephemeral: bool = False
+    servers: list[EmbeddedServer] = field(default_factory=list)
+
+    @classmethod
+    def plan(cls, var_dir: Path, env: dict[str, str], *, ephemeral: bool = False, durable_redis: bool = False) -> Stack:
+        stack = cls(var_dir=var_dir, ephemeral=ephemeral)
+        logs = var_dir / "log"
+
+        def port(base: int) -> int:
+            return free_port() if ephemeral else preferred_port(base, var_dir)
+
+        if not env.get("DATABASE_URL"):
+            stack.servers.append(
+                PostgresServer(
+                    "postgres", var_dir / "postgres", port(15432), logs / "postgres.log", fast_unsafe=ephemeral
+                )
+            )
+        if not env.get("REDIS_URL"):
+            stack.servers.append(
+                RedisServer(
+                    "redis", var_dir / "redis", port(16379), logs / "redis.log",
+                    persistent=durable_redis or not ephemeral,
+                )
+            )
+        if not env.get("MONGODB_URI"):
+            stack.servers.append(MongoServer("mongodb", var_dir / "mongodb", port(17017), logs / "mongodb.log"))
+        return stack
+
+    def urls(self) -> dict[str, str]:
+        return {s.env_var: s.url() for s in self.servers}
+
+    def start(self) -> None:
+        started: list[EmbeddedServer] = []
+        try:
+            for server in self.servers:
+                server.start()
+                started.append(server)
+        except BaseException:
+            for server in reversed(started):
+                server.stop()
+            raise
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+    def state_path(self) -> Path:
+        return self.var_dir / STATE_FILE_NAME
+
+    def record(self, extra: dict[str, str]) -> None:
+        """Write the URLs so that manage.py in another terminal reaches these servers."""
+        data = {"pid": os.getpid(), "urls": {**self.urls(), **extra}}
+        path = self.state_path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+
+    def forget(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.state_path().unlink()
+
+
+@contextlib.contextmanager
+def running_stack(
+    var_dir: Path, env: dict[str, str], *, ephemeral: bool = False, durable_redis: bool = False
+) -> Iterator[Stack]:
+    stack = Stack.plan(var_dir, env, ephemeral=ephemeral, durable_redis=durable_redis)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def load_recorded_urls(var_dir: Path | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """For manage.py: adopt the URLs (and debug flag, var dir) a running ``make run`` recorded,
+    where the environment sets none.
+
+    Returns what was adopted. A record whose supervisor is gone is ignored.
+    """
+    if environ is None:
+        environ = os.environ  # type: ignore[assignment]
+    assert environ is not None
+    var_dir = Path(environ.get("AUTEUR_VAR_DIR") or DEFAULT_VAR_DIR) if var_dir is None else var_dir
+    path = var_dir / STATE_FILE_NAME
+    try:
+        data = json.loads(path.read_text())
+        os.kill(int(data["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    adopted = {k: v for k, v in data.get("urls", {}).items() if not environ.get(k)}
+    environ.update(adopted)
+    return adopted
