@@ -41,7 +41,8 @@ from jobs import gpu_client
 from jobs.models import ACTIVE_STATUSES, IdempotencyRecord, Job, JobEvent, JobStatus
 from jobs.pricing import job_cost
 from media.models import MediaFile
-from media.services import media_attach_caption, media_create_output, media_delete_job_outputs
+from media.services.captions import media_attach_caption
+from media.services.outputs import media_create_output, media_delete_job_outputs
 from media.storage import get_local_storage, get_storage
 from projects.models import Project
 

@@ -1,7 +1,7 @@
 """Media tasks (queue ``media``, celeryconfig.task_routes). Thin: ids and keys in, one service call.
 
 Delivery is at-least-once (late acks, requeue on worker loss); each service is idempotent.
-Only storage errors that can recover (network, 5xx: media.storage.StorageError) are retried,
+Only storage errors that can recover (network, 5xx: media.errors.StorageError) are retried,
 with exponential back-off and jitter, never further out than LONGEST_COUNTDOWN_SECONDS.
 """
 
@@ -13,8 +13,9 @@ import random
 from celery import Task, shared_task
 
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
-from media.services import media_delete_objects, media_probe, media_sweep
-from media.storage import StorageError
+from media.errors import StorageError
+from media.services.deletion import media_delete_objects, media_sweep
+from media.services.probing import media_probe
 
 logger = logging.getLogger(__name__)
 

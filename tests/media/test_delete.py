@@ -6,7 +6,7 @@ import pytest
 
 from media.hooks import register_in_use_check, unregister_in_use_check
 from media.models import MediaFile
-from media.services import media_delete_project_objects
+from media.services.deletion import media_delete_project_objects
 from media.storage import get_storage
 from tests.media.conftest import local_put, media_path, request_upload, stored, upload_local
 
