@@ -47,10 +47,10 @@ def check_mongodb() -> None:
 
 
 def check_storage() -> None:
-    from django.core.files.storage import default_storage
+    # The storage the requests use, with its own short timeout (a HEAD of the bucket on S3).
+    from media.storage import get_storage
 
-    # exists() is a HEAD on S3 and a stat locally: it proves credentials, bucket and reachability.
-    default_storage.exists("readyz-probe")
+    get_storage().check()
 
 
 CHECKS: dict[str, Callable[[], None]] = {

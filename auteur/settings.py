@@ -128,24 +128,15 @@ CACHES = {
     }
 }
 
-# ---- Object storage: S3/R2 when a bucket is configured, else local files under var/.
+# ---- Object storage (media/storage/): S3/R2 when a bucket is configured, else local files under
+# var/. media.storage.get_storage() reads these and holds the one S3 client; Django's own
+# default_storage is not configured, so nothing can write to a second storage by mistake.
 AWS_STORAGE_BUCKET_NAME: str = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 AWS_S3_ENDPOINT_URL: str | None = env.str("AWS_S3_ENDPOINT_URL", default="") or None
 AWS_S3_REGION_NAME: str | None = env.str("AWS_S3_REGION_NAME", default="") or None
 if AWS_STORAGE_BUCKET_NAME:
     AWS_ACCESS_KEY_ID = secret("AWS_ACCESS_KEY_ID", "")
     AWS_SECRET_ACCESS_KEY = secret("AWS_SECRET_ACCESS_KEY", "")
-    AWS_DEFAULT_ACL = None
-    AWS_QUERYSTRING_AUTH = True
-    AWS_QUERYSTRING_EXPIRE = 15 * 60
-    AWS_S3_SIGNATURE_VERSION = "s3v4"
-    AWS_S3_FILE_OVERWRITE = False
-    MEDIA_STORAGE: dict[str, object] = {"BACKEND": "storages.backends.s3.S3Storage"}
-else:
-    MEDIA_STORAGE = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(VAR_DIR / "storage")},
-    }
 AWS_S3_ADDRESSING_STYLE: str | None = env.str("AWS_S3_ADDRESSING_STYLE", default="") or None  # MinIO: path
 AUTEUR_MAX_UPLOAD_BYTES = env.int("AUTEUR_MAX_UPLOAD_BYTES", default=5 * 1024**3)
 AUTEUR_SIGNED_URL_TTL_SECONDS = env.int("AUTEUR_SIGNED_URL_TTL_SECONDS", default=15 * 60)
@@ -155,7 +146,6 @@ AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS = env.int("AUTEUR_MEDIA_PROBE_DEADLINE_SECON
 # Absolute base of the URLs the local storage backend signs (the API serves them).
 AUTEUR_PUBLIC_BASE_URL = env.str("AUTEUR_PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
 STORAGES = {
-    "default": MEDIA_STORAGE,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 MEDIA_ROOT = str(VAR_DIR / "storage")

@@ -20,7 +20,9 @@ from django.utils.html import format_html
 from auteur.errors import ApplicationError
 from media.hooks import media_in_use_reasons
 from media.models import MediaFile, VoiceClone
-from media.services import media_delete, media_urls, voice_delete, voice_sample_url
+from media.services.deletion import media_delete
+from media.services.downloads import media_urls
+from media.services.voices import voice_delete, voice_sample_url
 
 
 class _NoAddChange:

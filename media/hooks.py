@@ -12,7 +12,7 @@ that says whether a non-terminal job uses the file:
     register_in_use_check(media_used_by_running_job)
 
 A check returns None when it has no objection, or a short reason (shown to the client in the
-409 `media_in_use` error). media.services.media_delete runs the checks while it holds the media
+409 `media_in_use` error). media.services.deletion.media_delete runs the checks while it holds the media
 row's lock (SELECT ... FOR UPDATE); a job submission that locks the same row before it starts
 using the file can therefore never slip between the check and the delete.
 """

@@ -33,7 +33,7 @@ class MediaFile(models.Model):
     rejection_reason = models.TextField(blank=True, default="")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     file_size_bytes = models.BigIntegerField()
-    storage_key = models.CharField(max_length=500, unique=True)  # the seed's r2_key
+    storage_key = models.CharField(max_length=500, unique=True)  # the object in S3/R2 or local storage
     thumbnail_key = models.CharField(max_length=500, blank=True, default="")
     caption_key = models.CharField(max_length=500, blank=True, default="")  # transcript JSON, if any
     metadata = models.JSONField(default=dict, blank=True)  # width, height, codecs, sample rate...
@@ -68,13 +68,13 @@ class MediaFile(models.Model):
 
 
 class VoiceClone(models.Model):
-    """A voice for text-to-speech, cloned from a sample the user uploaded (seed 2.7)."""
+    """A voice for text-to-speech, cloned from a sample the user uploaded."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voice_clones")
     name = models.CharField(max_length=255)
     # The sample is copied to its own key: deleting the project or media keeps the voice working.
-    sample_key = models.CharField(max_length=500)  # the seed's sample_r2_key
+    sample_key = models.CharField(max_length=500)
     sample_duration_ms = models.PositiveIntegerField()
     source_media = models.ForeignKey(MediaFile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

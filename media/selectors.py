@@ -8,21 +8,10 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import QuerySet
-from rest_framework import status as http
 
-from auteur.errors import ApplicationError
 from auteur.users.models import User
+from media.errors import MediaNotFound, VoiceNotFound
 from media.models import MediaFile, VoiceClone
-
-
-class MediaNotFound(ApplicationError):
-    status_code = http.HTTP_404_NOT_FOUND
-    code = "media_not_found"
-
-
-class VoiceNotFound(ApplicationError):
-    status_code = http.HTTP_404_NOT_FOUND
-    code = "voice_not_found"
 
 
 def media_list(

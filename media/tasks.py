@@ -1,20 +1,21 @@
 """Media tasks (queue ``media``, celeryconfig.task_routes). Thin: ids and keys in, one service call.
 
 Delivery is at-least-once (late acks, requeue on worker loss); each service is idempotent.
-Only storage errors that can recover (network, 5xx: media.storage.StorageError) are retried,
-with exponential back-off and jitter, never further out than LONGEST_COUNTDOWN_SECONDS.
+Only storage errors that can recover (network, 5xx: media.errors.StorageError) are retried, by
+Celery's autoretry with exponential back-off and full jitter, never further out than
+LONGEST_COUNTDOWN_SECONDS.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import Task, shared_task
 
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
-from media.services import media_delete_objects, media_probe, media_sweep
-from media.storage import StorageError
+from media.errors import StorageError
+from media.services.deletion import media_delete_objects, media_sweep
+from media.services.probing import media_probe
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +38,29 @@ def probe(media_id: str) -> str | None:
     return media.status if media is not None else None
 
 
-@shared_task(bind=True, name="media.delete_objects", acks_late=True, max_retries=12)
+@shared_task(
+    bind=True,
+    name="media.delete_objects",
+    acks_late=True,
+    autoretry_for=(StorageError, OSError),
+    retry_backoff=10,
+    retry_backoff_max=LONGEST_COUNTDOWN_SECONDS,
+    retry_jitter=True,
+    max_retries=12,
+)
 def delete_objects(self: Task, keys: list[str], prefixes: list[str] | None = None) -> int:
     """Remove objects after their records were deleted; retried until the store answers.
 
-    12 retries with back-off capped at LONGEST_COUNTDOWN_SECONDS: about 1.5 hours of trying.
-    Giving up leaves the objects orphaned (not lost data: no record refers to them), and the
-    error names them for an operator.
+    12 retries, 10 s doubling up to LONGEST_COUNTDOWN_SECONDS: at most about 70 minutes of
+    trying. Giving up leaves the objects orphaned (not lost data: no record refers to them),
+    and the error names them for an operator.
     """
     try:
         return media_delete_objects(keys=keys, prefixes=prefixes or ())
     except (StorageError, OSError) as exc:
         if self.request.retries >= (self.max_retries or 0):
             logger.error("media.delete_objects gave up: keys=%s prefixes=%s (%s)", keys, prefixes, type(exc).__name__)
-            raise
-        backoff = min(LONGEST_COUNTDOWN_SECONDS, 10 * 2**self.request.retries)
-        raise self.retry(exc=exc, countdown=backoff * random.uniform(0.5, 1.0)) from exc  # noqa: S311 - jitter
+        raise
 
 
 @shared_task(name="media.sweep", acks_late=True)

@@ -6,9 +6,9 @@ With an S3/R2 bucket configured they answer 404.
 
 from django.urls import path
 
-from media import local_storage
+from media.storage import local_views
 
 urlpatterns = [
-    path("upload/<path:key>", local_storage.upload, name="storage-upload"),
-    path("download/<path:key>", local_storage.download, name="storage-download"),
+    path("upload/<path:key>", local_views.upload, name="storage-upload"),
+    path("download/<path:key>", local_views.download, name="storage-download"),
 ]

@@ -18,15 +18,10 @@ from rest_framework.response import Response
 from auteur.api import ApiView, PageQuerySerializer, StrictSerializer, paginated_response, request_user
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
 from media.selectors import media_get, media_get_for_user, media_list, voice_get, voice_list
-from media.services import (
-    media_confirm_upload,
-    media_create_upload,
-    media_delete,
-    media_urls,
-    voice_create,
-    voice_delete,
-    voice_sample_url,
-)
+from media.services.deletion import media_delete
+from media.services.downloads import media_urls
+from media.services.uploads import media_confirm_upload, media_create_upload
+from media.services.voices import voice_create, voice_delete, voice_sample_url
 from projects.selectors import project_get
 
 
@@ -184,7 +179,7 @@ class ProjectMediaDetailApi(ApiView):
     """
 
     class OutputSerializer(MediaSerializer):
-        """The file, with the signed URLs passed in the context (`urls`: media.services.MediaUrls)."""
+        """The file, with the signed URLs passed in the context (`urls`: media.services.downloads.MediaUrls)."""
 
         download_url = serializers.SerializerMethodField()
         thumbnail_url = serializers.SerializerMethodField()

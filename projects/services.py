@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from auteur.users.models import User
-from media.services import media_delete_project_objects
+from media.services.deletion import media_delete_project_objects
 from projects.edl.services import edl_create, edl_delete
 from projects.models import Project
 from projects.signals import project_deleting

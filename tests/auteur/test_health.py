@@ -42,19 +42,12 @@ def test_readyz_names_mongodb_when_it_is_unreachable(client, settings):
 
 @pytest.mark.django_db
 def test_readyz_names_storage_when_the_bucket_is_unreachable(client, settings):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": "nope",
-                "endpoint_url": f"http://127.0.0.1:{free_port()}",
-                "access_key": "x",
-                "secret_key": "y",
-            },
-        },
-    }
-    # (Django's setting_changed handler rebuilds default_storage on change and on restore.)
+    # The storage the requests use (media.storage rebuilds its client when AWS_* settings change).
+    settings.AWS_STORAGE_BUCKET_NAME = "nope"
+    settings.AWS_S3_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.AWS_ACCESS_KEY_ID = "x"
+    settings.AWS_SECRET_ACCESS_KEY = "y"
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["failed"] == ["storage"]

@@ -139,7 +139,7 @@ def test_deleting_the_project_cancels_and_refunds_its_jobs(user, project, media)
 
 
 def test_media_used_by_an_unfinished_job_cannot_be_deleted(user, project, media):
-    from media.services import media_delete
+    from media.services.deletion import media_delete
 
     job = submit(user, project, media)
     with pytest.raises(Exception) as exc:

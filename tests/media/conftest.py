@@ -118,7 +118,6 @@ def s3_storage(settings: Any, moto_endpoint: str) -> str:
     settings.AWS_S3_ENDPOINT_URL = moto_endpoint
     settings.AWS_S3_ADDRESSING_STYLE = "path"
     settings.AWS_STORAGE_BUCKET_NAME = bucket
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
     boto3.client(
         "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",

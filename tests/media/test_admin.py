@@ -10,7 +10,7 @@ from django.test import Client
 
 from media.hooks import register_in_use_check, unregister_in_use_check
 from media.models import MediaFile, VoiceClone
-from media.services import voice_create
+from media.services.voices import voice_create
 from tests.media.conftest import body_of, local_get, stored, upload_local
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import pytest
 
 from media.hooks import register_in_use_check, unregister_in_use_check
 from media.models import MediaFile
-from media.services import media_delete_project_objects
+from media.services.deletion import media_delete_project_objects
 from media.storage import get_storage
 from tests.media.conftest import local_put, media_path, request_upload, stored, upload_local
 
@@ -108,3 +108,24 @@ def test_project_objects_are_all_scheduled_for_deletion(
     assert set(keys) == {ready.storage_key, ready.thumbnail_key, pending_key}
     assert not (local_storage / f"projects/{project.pk}").exists()
     assert stored(kept.storage_key)
+
+
+def test_object_deletion_retries_storage_errors_with_a_bounded_backoff(monkeypatch):
+    from celeryconfig import LONGEST_COUNTDOWN_SECONDS
+    from media import tasks
+    from media.errors import StorageError
+
+    calls = []
+
+    def flaky(*, keys, prefixes):
+        calls.append(list(keys))
+        if len(calls) < 3:
+            raise StorageError("object storage failed: EndpointConnectionError")
+        return len(calls[-1])
+
+    monkeypatch.setattr(tasks, "media_delete_objects", flaky)
+    result = tasks.delete_objects.apply(args=(["projects/p/media/m/a.mp4"], []))
+    assert result.successful() and result.result == 1
+    assert len(calls) == 3  # two failures retried, then done
+    assert tasks.delete_objects.max_retries == 12
+    assert tasks.delete_objects.retry_backoff_max == LONGEST_COUNTDOWN_SECONDS and tasks.delete_objects.retry_jitter

@@ -10,10 +10,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from django.core.handlers.wsgi import WSGIRequest
+from django.core.signing import b64_decode, b64_encode
 from django.test import Client, RequestFactory
 
-from media import local_storage as local_storage_views
-from media.storage import LocalStorage, get_storage
+from media.storage import get_storage
+from media.storage import local_views as local_storage_views
+from media.storage.local import LocalStorage
 from tests.media.conftest import body_of, local_get, local_put
 
 KEY = "projects/0b4a4b0e-6a59-4c59-9c1b-0d7b8d0d0f00/media/6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00/clip.mp4"
@@ -31,6 +33,27 @@ def with_query(url: str, **changes: str) -> str:
     query = dict(parse_qsl(parts.query))
     query.update(changes)
     return f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(query)}"
+
+
+def token_parts(url: str) -> tuple[str, str]:
+    """(payload, signature) of the URL's signed token."""
+    payload, signature = dict(parse_qsl(urlsplit(url).query))["token"].rsplit(":", 1)
+    return payload, signature
+
+
+def fields_of(url: str) -> dict:
+    return json.loads(b64_decode(token_parts(url)[0].encode()))
+
+
+def with_signature(url: str, signature: str) -> str:
+    """The URL with its token's signature replaced (its signed fields kept)."""
+    return with_query(url, token=f"{token_parts(url)[0]}:{signature}")
+
+
+def with_fields(url: str, **changes: object) -> str:
+    """The URL with signed fields changed and the original signature kept: a forgery."""
+    forged = b64_encode(json.dumps({**fields_of(url), **changes}, separators=(",", ":")).encode()).decode()
+    return with_query(url, token=f"{forged}:{token_parts(url)[1]}")
 
 
 def with_path(url: str, path: str) -> str:
@@ -64,28 +87,31 @@ def test_expired_upload_url_is_403_url_expired(local_storage):
 
 
 @pytest.mark.parametrize(
-    "tamper",
+    ("tamper", "content_type"),
     [
-        pytest.param(lambda url: with_path(url, urlsplit(url).path.replace("clip.mp4", "other.mp4")), id="key"),
-        pytest.param(lambda url: with_query(url, max=str(len(BODY) * 10)), id="size-limit"),
-        pytest.param(lambda url: with_query(url, ct="video/webm"), id="content-type"),
-        pytest.param(lambda url: with_query(url, sig="0" * 64), id="signature"),
-        pytest.param(lambda url: with_query(url, sig=""), id="no-signature"),
-        pytest.param(lambda url: with_query(url, sig="\u00e9" * 64), id="non-ascii-signature"),
-        pytest.param(lambda url: with_query(url, exp=str(int(dict(parse_qsl(urlsplit(url).query))["exp"]) + 3600)),
+        pytest.param(lambda url: with_path(url, urlsplit(url).path.replace("clip.mp4", "other.mp4")), "video/mp4",
+                     id="key"),
+        pytest.param(lambda url: with_fields(url, max=len(BODY) * 10), "video/mp4", id="size-limit"),
+        pytest.param(lambda url: with_fields(url, ct="video/webm"), "video/webm", id="content-type"),
+        pytest.param(lambda url: with_fields(url, k=KEY.replace("clip.mp4", "other.mp4")), "video/mp4",
+                     id="signed-key"),
+        pytest.param(lambda url: with_signature(url, "0" * 64), "video/mp4", id="signature"),
+        pytest.param(lambda url: with_signature(url, ""), "video/mp4", id="no-signature"),
+        pytest.param(lambda url: with_query(url, token=""), "video/mp4", id="no-token"),
+        pytest.param(lambda url: with_signature(url, "\u00e9" * 64), "video/mp4", id="non-ascii-signature"),
+        pytest.param(lambda url: with_fields(url, exp=fields_of(url)["exp"] + 3600), "video/mp4",
                      id="expiry-extended"),
     ],
 )
-def test_tampered_upload_url_is_403_invalid_signature(local_storage, tamper):
+def test_tampered_upload_url_is_403_invalid_signature(local_storage, tamper, content_type):
     url = tamper(storage().presign_put(KEY, "video/mp4", len(BODY)).url)
-    content_type = dict(parse_qsl(urlsplit(url).query)).get("ct", "video/mp4")
     assert_error(local_put(url, BODY, content_type), 403, "invalid_signature")
     assert nothing_written(local_storage)
 
 
 def test_tampered_expired_url_is_invalid_signature_not_expired(local_storage):
     url = storage().presign_put(KEY, "video/mp4", len(BODY), expires_in=-1).url
-    assert_error(local_put(with_query(url, sig="f" * 64), BODY, "video/mp4"), 403, "invalid_signature")
+    assert_error(local_put(with_signature(url, "f" * 64), BODY, "video/mp4"), 403, "invalid_signature")
 
 
 def test_a_different_content_type_is_refused(local_storage):
@@ -149,8 +175,8 @@ def test_download_url_rules(local_storage):
     assert "no-store" in ok["Cache-Control"]
 
     assert_error(local_get(storage().presign_get(KEY, expires_in=-1).url), 403, "url_expired")
-    assert_error(local_get(with_query(url, name="evil.html")), 403, "invalid_signature")
-    assert_error(local_get(with_query(url, sig="a" * 64)), 403, "invalid_signature")
+    assert_error(local_get(with_fields(url, name="evil.html")), 403, "invalid_signature")
+    assert_error(local_get(with_signature(url, "a" * 64)), 403, "invalid_signature")
     other = KEY.replace("clip.mp4", "other.mp4")
     assert_error(local_get(with_path(url, f"/storage/download/{other}")), 403, "invalid_signature")
     missing = storage().presign_get(other).url
@@ -174,13 +200,20 @@ def test_signatures_depend_on_the_secret_key(local_storage, settings):
     assert_error(local_put(url, BODY, "video/mp4"), 403, "invalid_signature")
 
 
+def test_urls_signed_before_a_secret_key_rotation_still_work(local_storage, settings):
+    url = storage().presign_put(KEY, "video/mp4", len(BODY)).url
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "the-rotated-deployment-secret"
+    assert local_put(url, BODY, "video/mp4").status_code == 200
+
+
 def test_refused_urls_are_logged_without_their_signature(local_storage, caplog):
     caplog.set_level(logging.DEBUG)
     url = storage().presign_put(KEY, "video/mp4", len(BODY)).url
-    local_put(with_query(url, sig="b" * 64), BODY, "video/mp4")
+    local_put(with_signature(url, "b" * 64), BODY, "video/mp4")
     local_put(url, BODY, "text/plain")
     local_get(storage().presign_get(KEY, expires_in=-1).url)
     assert caplog.records  # Django logs the 4xx responses...
     for record in caplog.records:
         message = record.getMessage()
-        assert "sig=" not in message and "exp=" not in message, message  # ...by path only
+        assert "token=" not in message and "sig=" not in message and "exp=" not in message, message  # by path only

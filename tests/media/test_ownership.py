@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from media.models import MediaFile, VoiceClone
-from media.services import voice_create
+from media.services.voices import voice_create
 from tests.media.conftest import stored, upload_local
 
 pytestmark = pytest.mark.django_db

@@ -10,13 +10,13 @@ from django.test import TestCase
 from django.utils import timezone
 
 from media.models import MediaFile
-from media.services import (
-    media_create_output,
-    media_probe,
-    media_sweep,
-)
+from media.services.deletion import media_sweep
+from media.services.outputs import media_create_output
+from media.services.probing import media_probe
 from media.signals import media_ready
-from media.storage import LocalStorage, S3ObjectStorage, get_storage
+from media.storage import get_storage
+from media.storage.local import LocalStorage
+from media.storage.s3 import S3ObjectStorage
 from tests.media.conftest import local_put, request_upload, run_probe, stored, upload_local
 
 pytestmark = pytest.mark.django_db
@@ -153,6 +153,7 @@ def test_storage_backend_contract(request, backend, samples):
     request.getfixturevalue(backend)
     storage = get_storage()
     assert isinstance(storage, LocalStorage if backend == "local_storage" else S3ObjectStorage)
+    storage.check()
     key = "projects/p1/media/m1/tone.wav"
     assert storage.head(key) is None
     with samples.wav.open("rb") as fh:

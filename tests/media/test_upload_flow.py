@@ -143,7 +143,7 @@ def test_full_upload_flow_against_local_storage(
     # No signed URL reached a log line.
     for record in caplog.records:
         message = record.getMessage()
-        assert "sig=" not in message and "X-Amz-Signature" not in message, message
+        assert "token=" not in message and "X-Amz-Signature" not in message, message
 
 
 def test_full_upload_flow_against_s3(auth_client, project, samples, s3_storage, ready_signals):

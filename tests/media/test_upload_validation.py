@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from media.models import MediaFile
-from media.services import safe_filename
+from media.services.keys import safe_filename
 from tests.media.conftest import upload_url_path
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The local backend's signed upload and download URLs (plain Django views, not DRF).
+"""The views behind the local backend's signed upload and download URLs (plain Django, not DRF).
 
 They stand in for S3's presigned URLs when no bucket is configured, with the same rules: the
 URL is the credential (no bearer token), it expires, and an upload is bound to one key, one
@@ -13,33 +13,43 @@ holds the signature (auteur/gunicorn_conf.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Callable, Iterator
+from typing import IO, TypeVar
 
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from auteur.errors import error_response
-from media.storage import CHUNK_SIZE, LocalStorage, SignatureInvalid, content_disposition, get_local_storage
+from media.errors import IncompleteUploadBody, SignatureInvalid
+from media.storage import get_local_storage
+from media.storage.base import CHUNK_SIZE, content_disposition
+from media.storage.local import LocalStorage
+from media.storage.signing import verify_download, verify_upload
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-class _BodyError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _storage_or_none() -> LocalStorage | None:
-    return get_local_storage()
+Signed = TypeVar("Signed")
 
 
 def _not_found() -> HttpResponse:
     return error_response(404, "not_found", "No such object.")
+
+
+def _admitted(
+    request: HttpRequest, key: str, *, methods: tuple[str, ...], hint: str, verify: Callable[[str, str], Signed]
+) -> tuple[LocalStorage, Signed] | HttpResponse:
+    """The storage and what the URL's token allows, or the answer refusing the request."""
+    storage = get_local_storage()
+    if storage is None:
+        return _not_found()
+    if request.method not in methods:
+        refused = error_response(405, "method_not_allowed", hint)
+        refused["Allow"] = ", ".join(methods)
+        return refused
+    try:
+        return storage, verify(key, request.GET.get("token", ""))
+    except SignatureInvalid as exc:
+        return error_response(403, exc.code, exc.message)
 
 
 def _body_chunks(request: HttpRequest, length: int) -> Iterator[bytes]:
@@ -48,7 +58,7 @@ def _body_chunks(request: HttpRequest, length: int) -> Iterator[bytes]:
         chunk = request.read(min(CHUNK_SIZE, remaining))
         if not chunk:
             # The client went away (or lied about Content-Length): keep nothing.
-            raise _BodyError(400, "incomplete_body", "The body ended before Content-Length bytes were sent.")
+            raise IncompleteUploadBody
         remaining -= len(chunk)
         yield chunk
 
@@ -56,17 +66,10 @@ def _body_chunks(request: HttpRequest, length: int) -> Iterator[bytes]:
 @csrf_exempt
 def upload(request: HttpRequest, key: str) -> HttpResponse:
     """PUT the object's bytes to a URL from ``POST /projects/{id}/media/upload-url``."""
-    storage = _storage_or_none()
-    if storage is None:
-        return _not_found()
-    if request.method != "PUT":
-        response = error_response(405, "method_not_allowed", "Upload with PUT.")
-        response["Allow"] = "PUT"
-        return response
-    try:
-        signed = storage.verify_put(key, request.GET.dict())
-    except SignatureInvalid as exc:
-        return error_response(403, exc.code, exc.message)
+    admitted = _admitted(request, key, methods=("PUT",), hint="Upload with PUT.", verify=verify_upload)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    storage, signed = admitted
 
     given_type = request.META.get("CONTENT_TYPE", "").strip().lower()
     if given_type != signed.content_type.lower():
@@ -90,8 +93,8 @@ def upload(request: HttpRequest, key: str) -> HttpResponse:
         )
     try:
         storage.write_stream(signed.key, _body_chunks(request, length), signed.content_type)
-    except _BodyError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+    except IncompleteUploadBody:
+        return error_response(400, "incomplete_body", "The body ended before Content-Length bytes were sent.")
     return HttpResponse(status=200)
 
 
@@ -128,17 +131,10 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
 
 def download(request: HttpRequest, key: str) -> HttpResponseBase:
     """GET the object from a URL the API signed (``download_url``, ``thumbnail_url``)."""
-    storage = _storage_or_none()
-    if storage is None:
-        return _not_found()
-    if request.method not in ("GET", "HEAD"):
-        refused = error_response(405, "method_not_allowed", "Download with GET.")
-        refused["Allow"] = "GET, HEAD"
-        return refused
-    try:
-        signed = storage.verify_get(key, request.GET.dict())
-    except SignatureInvalid as exc:
-        return error_response(403, exc.code, exc.message)
+    admitted = _admitted(request, key, methods=("GET", "HEAD"), hint="Download with GET.", verify=verify_download)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    storage, signed = admitted
     size = storage.head(signed.key)
     if size is None:
         return _not_found()

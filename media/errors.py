@@ -1,0 +1,73 @@
+"""Every exception of the media app.
+
+Domain failures a client sees are ``ApplicationError``s (rendered by the API's error handler
+with their ``status_code`` and ``code``); the others are raised by storage and handled inside
+the app (retried, or turned into a 403/400 by the local backend's views).
+"""
+
+from __future__ import annotations
+
+from rest_framework import status as http
+
+from auteur.errors import ApplicationError
+
+# ----------------------------------------------------------------------------- storage
+
+
+class StorageError(Exception):
+    """The storage could not be reached or failed on its side: worth retrying later."""
+
+
+class InvalidKey(ValueError):
+    """Not a key this application would make: refused before it reaches a path or a bucket."""
+
+
+class SignatureInvalid(Exception):
+    """A local signed URL that was tampered with, forged or has expired (answered with 403)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class IncompleteUploadBody(Exception):
+    """A PUT body ended before its Content-Length: the upload is aborted and nothing is kept."""
+
+
+# ----------------------------------------------------------------------------- API
+
+
+class MediaNotFound(ApplicationError):
+    status_code = http.HTTP_404_NOT_FOUND
+    code = "media_not_found"
+
+
+class VoiceNotFound(ApplicationError):
+    status_code = http.HTTP_404_NOT_FOUND
+    code = "voice_not_found"
+
+
+class UnsupportedMediaType(ApplicationError):
+    status_code = http.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
+class FileTooLarge(ApplicationError):
+    status_code = http.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "file_too_large"
+
+
+class MediaValidationError(ApplicationError):
+    status_code = http.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "invalid_media"
+
+
+class MediaInUse(ApplicationError):
+    status_code = http.HTTP_409_CONFLICT
+    code = "media_in_use"
+
+
+class InvalidVoiceSample(ApplicationError):
+    status_code = http.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "invalid_voice_sample"

@@ -1,0 +1,121 @@
+"""Deleting media files and their objects, and the sweep that ends abandoned uploads and probes.
+
+Storage objects are deleted only after the deleting transaction commits (``media.delete_objects``
+retries until the store answers), so a rolled-back delete never loses a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from media.errors import MediaInUse
+from media.hooks import media_in_use_reasons
+from media.models import MediaFile, MediaStatus
+from media.services.keys import media_prefix, object_keys
+from media.storage import get_storage
+
+logger = logging.getLogger(__name__)
+
+
+def schedule_object_deletion(keys: list[str], prefixes: list[str]) -> None:
+    """Delete after commit: a rolled-back transaction must not have lost its objects."""
+    from media.tasks import delete_objects
+
+    if keys or prefixes:
+        transaction.on_commit(lambda: delete_objects.delay(keys, prefixes))
+
+
+def media_delete(*, media: MediaFile) -> None:
+    """Delete the record now and its objects after commit; 409 while anything uses it."""
+    with transaction.atomic():
+        # The lock makes the in-use checks and the delete one step against a job submission
+        # that locks the same row (media/hooks.py).
+        locked = MediaFile.objects.select_for_update().filter(pk=media.pk).first()
+        if locked is None:
+            return  # already gone: deleting twice is not an error for the caller
+        reasons = media_in_use_reasons(locked)
+        if reasons:
+            raise MediaInUse(
+                "This media file is in use and cannot be deleted now.", details={"reasons": reasons}
+            )
+        keys = object_keys(locked)
+        prefix = media_prefix(project_id=locked.project_id, media_id=locked.pk)
+        locked.delete()
+        schedule_object_deletion(keys, [prefix])
+    logger.info("media %s: deleted", media.pk)
+
+
+def media_delete_project_objects(*, project_id: uuid.UUID | str) -> list[str]:
+    """For project deletion: schedule removal of every object of the project, after commit.
+
+    Call it inside the transaction that deletes the project, before the delete (the media rows
+    go with the project by cascade). The whole ``projects/<id>/`` prefix is swept too, which
+    catches objects no row names (an upload never confirmed, a thumbnail of a racing probe).
+    """
+    keys: list[str] = []
+    rows = MediaFile.objects.filter(project_id=project_id).values_list("storage_key", "thumbnail_key", "caption_key")
+    for row in rows:
+        keys.extend(k for k in row if k)
+    schedule_object_deletion(keys, [f"projects/{project_id}"])
+    return keys
+
+
+def media_delete_objects(*, keys: Iterable[str], prefixes: Iterable[str] = ()) -> int:
+    """Remove objects (the body of the ``media.delete_objects`` task); absent ones are fine."""
+    storage = get_storage()
+    removed = 0
+    for key in keys:
+        storage.delete(key)
+        removed += 1
+    for prefix in prefixes:
+        removed += storage.delete_prefix(prefix)
+    return removed
+
+
+def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Housekeeping, run by beat (``media.sweep``): no file stays non-terminal forever.
+
+    * ``uploading`` for longer than AUTEUR_MEDIA_STALE_UPLOAD_SECONDS (1 day): the client never
+      confirmed; the record and whatever was uploaded are removed.
+    * ``processing`` for longer than AUTEUR_MEDIA_PROBE_RETRY_SECONDS (30 min, longer than a
+      probe may run): the probe message was lost or its worker died; it is enqueued again
+      (idempotent). Past AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS (2 h) the file is rejected.
+    """
+    from media.tasks import probe
+
+    now = now or timezone.now()
+    stale_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_STALE_UPLOAD_SECONDS", 24 * 3600))
+    retry_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_RETRY_SECONDS", 30 * 60))
+    deadline = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS", 2 * 3600))
+    counts = {"expired_uploads": 0, "requeued": 0, "timed_out": 0}
+
+    stale = MediaFile.objects.filter(status=MediaStatus.UPLOADING, created_at__lt=now - stale_after)
+    for media in stale.order_by("created_at")[:500]:
+        with transaction.atomic():
+            if MediaFile.objects.filter(pk=media.pk, status=MediaStatus.UPLOADING).delete()[0]:
+                schedule_object_deletion(
+                    object_keys(media), [media_prefix(project_id=media.project_id, media_id=media.pk)]
+                )
+                counts["expired_uploads"] += 1
+
+    counts["timed_out"] = MediaFile.objects.filter(
+        status=MediaStatus.PROCESSING, updated_at__lt=now - deadline
+    ).update(
+        status=MediaStatus.REJECTED,
+        rejection_reason="processing did not finish in time; upload the file again",
+        updated_at=now,
+    )
+    stuck = MediaFile.objects.filter(status=MediaStatus.PROCESSING, updated_at__lt=now - retry_after)
+    for media_id in stuck.values_list("pk", flat=True)[:500]:
+        probe.delay(str(media_id))
+        counts["requeued"] += 1
+    if any(counts.values()):
+        logger.info("media sweep: %s", counts)
+    return counts

@@ -1,0 +1,62 @@
+"""Storage keys of media objects and the filenames in them: one rule for every writer."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from pathlib import PurePosixPath
+
+from media.models import MediaFile
+
+MAX_FILENAME_LENGTH = 255
+SAFE_STEM_LENGTH = 80
+
+
+def normalize_content_type(content_type: str) -> str:
+    """``Video/MP4; codecs=avc1`` -> ``video/mp4``: parameters are not part of the decision."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def filename_extension(filename: str) -> str:
+    name = PurePosixPath(filename.replace("\\", "/")).name
+    return name.rsplit(".", 1)[1].lower() if "." in name.strip(".") else ""
+
+
+def safe_filename(filename: str, *, fallback_ext: str = "bin") -> str:
+    """A filename fit for a storage key, whatever the client sent.
+
+    Only the last path component survives; accents are folded to ASCII; anything outside
+    ``[A-Za-z0-9._-]`` becomes ``_`` (runs collapsed); no leading dot or dash; the stem is capped.
+    """
+    name = PurePosixPath(filename.replace("\\", "/")).name
+    ext = filename_extension(name)
+    stem = name[: -(len(ext) + 1)] if ext else name
+    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    stem = "".join(c if (c.isalnum() or c in "._-") else "_" for c in stem)
+    stem = re.sub(r"_{2,}", "_", stem)
+    stem = stem.strip("._- ")[:SAFE_STEM_LENGTH].strip("._-") or "file"
+    ext = "".join(c for c in ext.lower() if c.isascii() and c.isalnum())[:10] or fallback_ext
+    return f"{stem}.{ext}"
+
+
+def media_prefix(*, project_id: uuid.UUID | str, media_id: uuid.UUID | str) -> str:
+    return f"projects/{project_id}/media/{media_id}"
+
+
+def media_key(*, project_id: uuid.UUID | str, media_id: uuid.UUID | str, filename: str) -> str:
+    return f"{media_prefix(project_id=project_id, media_id=media_id)}/{safe_filename(filename)}"
+
+
+def thumbnail_key_for(media: MediaFile) -> str:
+    # A sanitized filename has no "/", so this can never be the key of an upload.
+    return f"{media_prefix(project_id=media.project_id, media_id=media.pk)}/thumbnails/thumbnail.jpg"
+
+
+def caption_key_for(media: MediaFile) -> str:
+    return f"{media_prefix(project_id=media.project_id, media_id=media.pk)}/captions.json"
+
+
+def object_keys(media: MediaFile) -> list[str]:
+    """Every object a media row names (the upload, its thumbnail, its captions)."""
+    return [k for k in (media.storage_key, media.thumbnail_key, media.caption_key) if k]

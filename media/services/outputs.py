@@ -1,0 +1,97 @@
+"""Files a job produced, stored as media of its project, and their removal when the job fails."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+from rest_framework import status as http
+
+from auteur.errors import ApplicationError
+from media.models import MediaFile, MediaStatus, MediaType
+from media.probing import probe_file
+from media.services.deletion import media_delete_objects, schedule_object_deletion
+from media.services.keys import MAX_FILENAME_LENGTH, media_key, normalize_content_type, object_keys
+from media.services.probing import save_thumbnail, stored_duration_ms
+from media.storage import get_storage
+
+logger = logging.getLogger(__name__)
+
+# A redelivered store step derives the same id, hence the same key: nothing is uploaded twice.
+OUTPUT_ID_NAMESPACE = uuid.UUID("6f1d0a52-5c43-4c0e-9d3b-3f1f4e0f8a11")
+
+
+def media_create_output(
+    *,
+    project_id: uuid.UUID | str,
+    user_id: uuid.UUID | str,
+    job_id: uuid.UUID | str,
+    name: str,
+    type: str,
+    mime_type: str,
+    local_path: str | Path,
+) -> MediaFile:
+    """Store a file a job produced as a ``ready`` MediaFile of its project; idempotent.
+
+    One output per (job, name), by a unique constraint; the id is derived from both, so a
+    redelivered store step finds the row (and uploads nothing), or, racing another delivery,
+    writes the same bytes to the same key and loses the insert harmlessly.
+    """
+    if type not in MediaType.values:
+        raise ApplicationError(f"Unknown media type {type!r}.", code="invalid_media_type")
+    existing = MediaFile.objects.filter(source_job_id=job_id, name=name).first()
+    if existing is not None:
+        return existing
+    path = Path(local_path)
+    result = probe_file(path, type)
+    if not result.ok:
+        raise ApplicationError(
+            f"The job produced an unusable file: {result.rejection_reason}.",
+            code="output_not_decodable",
+            status_code=http.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    media_id = uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{job_id}/{name}")
+    media = MediaFile(
+        id=media_id,
+        project_id=project_id,
+        user_id=user_id,
+        name=name[:MAX_FILENAME_LENGTH],
+        type=type,
+        mime_type=normalize_content_type(mime_type) or "application/octet-stream",
+        status=MediaStatus.READY,
+        file_size_bytes=path.stat().st_size,
+        storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
+        duration_ms=stored_duration_ms(result),
+        metadata=result.metadata,
+        source_job_id=job_id,
+    )
+    with path.open("rb") as fh:
+        get_storage().save(media.storage_key, fh, media.mime_type)
+    media.thumbnail_key = save_thumbnail(media=media, source=path, duration_ms=result.duration_ms)
+    try:
+        with transaction.atomic():
+            media.save(force_insert=True)
+    except IntegrityError:
+        existing = MediaFile.objects.filter(source_job_id=job_id, name=name).first()
+        if existing is not None:
+            return existing
+        # Not a duplicate (the project is gone, say): nothing refers to what we uploaded.
+        media_delete_objects(keys=object_keys(media))
+        raise
+    logger.info("media %s: stored output of job %s", media.pk, job_id, extra={"job_id": str(job_id)})
+    return media
+
+
+def media_delete_job_outputs(*, job_id: uuid.UUID | str) -> int:
+    """Remove what a job stored before it failed (its refund must not leave it the outputs).
+
+    Rows now, objects after commit (the same retried task as every deletion). Returns the count.
+    """
+    outputs = list(MediaFile.objects.filter(source_job_id=job_id))
+    keys = [key for media in outputs for key in object_keys(media)]
+    MediaFile.objects.filter(pk__in=[m.pk for m in outputs]).delete()
+    if keys:
+        schedule_object_deletion(keys, [])
+    return len(outputs)

@@ -1,0 +1,167 @@
+"""Uploads: what the API accepts, the signed PUT that fills a new file, and its confirmation.
+
+The life of an upload:
+
+1. ``media_create_upload``: validate the declared type, name and size, insert the MediaFile
+   (``uploading``) and sign a PUT URL bound to its key, content type and size.
+2. The client PUTs the bytes straight to storage (S3/R2, or the local backend's view).
+3. ``media_confirm_upload``: the object must exist with the declared size; one conditional
+   UPDATE moves ``uploading`` -> ``processing`` and only the caller whose UPDATE matched
+   enqueues the probe (media/services/probing.py), after commit. Confirming again changes
+   nothing and enqueues nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+import uuid
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from auteur.users.models import User
+from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, UnsupportedMediaType
+from media.models import MediaFile, MediaStatus, MediaType
+from media.services.keys import MAX_FILENAME_LENGTH, filename_extension, media_key, normalize_content_type
+from media.storage import get_storage
+from media.storage.base import PresignedUpload
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024**3
+
+# Declared content type -> (media type, filename extensions that may carry it).
+ALLOWED_CONTENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "video/mp4": (MediaType.VIDEO, ("mp4", "m4v")),
+    "video/quicktime": (MediaType.VIDEO, ("mov", "qt")),
+    "video/webm": (MediaType.VIDEO, ("webm",)),
+    "video/x-matroska": (MediaType.VIDEO, ("mkv",)),
+    "audio/wav": (MediaType.AUDIO, ("wav",)),
+    "audio/x-wav": (MediaType.AUDIO, ("wav",)),
+    "audio/wave": (MediaType.AUDIO, ("wav",)),
+    "audio/mpeg": (MediaType.AUDIO, ("mp3",)),
+    "audio/mp4": (MediaType.AUDIO, ("m4a", "mp4")),
+    "audio/x-m4a": (MediaType.AUDIO, ("m4a",)),
+    "audio/aac": (MediaType.AUDIO, ("aac",)),
+    "audio/flac": (MediaType.AUDIO, ("flac",)),
+    "audio/x-flac": (MediaType.AUDIO, ("flac",)),
+    "audio/ogg": (MediaType.AUDIO, ("ogg", "oga", "opus")),
+    "image/png": (MediaType.IMAGE, ("png",)),
+    "image/jpeg": (MediaType.IMAGE, ("jpg", "jpeg")),
+    "image/webp": (MediaType.IMAGE, ("webp",)),
+}
+
+
+class ProjectLike(Protocol):
+    """A project, as far as media needs one (media imports no other app)."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def user_id(self) -> Any: ...
+
+
+def max_upload_bytes() -> int:
+    return int(getattr(settings, "AUTEUR_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+def validate_upload(*, filename: str, content_type: str, size_bytes: int) -> tuple[str, str]:
+    """(normalized content type, media type), or the error a client should see.
+
+    Order matters to the client: first whether we take this kind of file at all (415), then
+    its size (422/413), then whether the name agrees with the type (422).
+    """
+    normalized = normalize_content_type(content_type)
+    if normalized not in ALLOWED_CONTENT_TYPES:
+        raise UnsupportedMediaType(
+            f"{content_type!r} is not a supported media type.",
+            details={"content_type": content_type, "allowed": sorted(ALLOWED_CONTENT_TYPES)},
+        )
+    media_type, extensions = ALLOWED_CONTENT_TYPES[normalized]
+    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes <= 0:
+        raise MediaValidationError(
+            "size_bytes must be a positive number of bytes.", code="invalid_size", details={"field": "size_bytes"}
+        )
+    limit = max_upload_bytes()
+    if size_bytes > limit:
+        raise FileTooLarge(
+            f"The file is larger than the {limit}-byte limit.", details={"size_bytes": size_bytes, "max_bytes": limit}
+        )
+    if not filename or len(filename) > MAX_FILENAME_LENGTH or any(unicodedata.category(c)[0] == "C" for c in filename):
+        raise MediaValidationError(
+            f"filename must be 1 to {MAX_FILENAME_LENGTH} printable characters.",
+            code="invalid_filename",
+            details={"field": "filename"},
+        )
+    ext = filename_extension(filename)
+    if ext not in extensions:
+        raise MediaValidationError(
+            f"A {normalized} file must be named *.{' or *.'.join(extensions)}.",
+            code="extension_mismatch",
+            details={"field": "filename", "content_type": normalized, "extensions": list(extensions)},
+        )
+    return normalized, str(media_type)
+
+
+def media_create_upload(
+    *, user: User, project: ProjectLike, filename: str, content_type: str, size_bytes: int
+) -> tuple[MediaFile, PresignedUpload]:
+    """A new ``uploading`` MediaFile and the signed PUT that fills it."""
+    if project.user_id != user.pk:
+        raise MediaNotFound("No such project.", code="project_not_found")
+    normalized, media_type = validate_upload(filename=filename, content_type=content_type, size_bytes=size_bytes)
+    media_id = uuid.uuid4()
+    key = media_key(project_id=project.pk, media_id=media_id, filename=filename)
+    # Sign first: a storage misconfiguration fails the request before a row exists.
+    ticket = get_storage().presign_put(key, normalized, size_bytes)
+    media = MediaFile.objects.create(
+        id=media_id,
+        project_id=project.pk,
+        user=user,
+        name=filename.strip(),
+        type=media_type,
+        mime_type=normalized,
+        status=MediaStatus.UPLOADING,
+        file_size_bytes=size_bytes,
+        storage_key=key,
+    )
+    logger.info("media %s: upload URL issued (%s, %d bytes)", media.pk, normalized, size_bytes)
+    return media, ticket
+
+
+def media_confirm_upload(*, media: MediaFile) -> MediaFile:
+    """``uploading`` -> ``processing`` once the object is there, whole; then probe it.
+
+    Harmless to repeat: a file already past ``uploading`` is returned as it is.
+    """
+    if media.status != MediaStatus.UPLOADING:
+        return media
+    # Outside any transaction: a storage round trip must not hold database locks.
+    size = get_storage().head(media.storage_key)
+    if size is None:
+        raise MediaValidationError(
+            "Nothing was uploaded yet: PUT the file to the upload URL first.", code="upload_incomplete"
+        )
+    if size != media.file_size_bytes:
+        raise MediaValidationError(
+            f"The uploaded object has {size} bytes; {media.file_size_bytes} were declared.",
+            code="size_mismatch",
+            details={"declared_bytes": media.file_size_bytes, "uploaded_bytes": size},
+        )
+    from media.tasks import probe
+
+    with transaction.atomic():
+        claimed = MediaFile.objects.filter(pk=media.pk, status=MediaStatus.UPLOADING).update(
+            status=MediaStatus.PROCESSING, updated_at=timezone.now()
+        )
+        if claimed:
+            media_id = str(media.pk)
+            transaction.on_commit(lambda: probe.delay(media_id))
+    media.refresh_from_db()
+    if claimed:
+        logger.info("media %s: confirmed, probing", media.pk)
+    return media
