@@ -10,6 +10,7 @@ imports Django; a spec reaches it as `spec.engine`. Adding a job type is one eng
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -45,7 +46,7 @@ class JobSpec:
     type: JobType
     description: str
     family: Family
-    input: type[inputs.JobInput]
+    input: builtins.type[inputs.JobInput]  # (`type` is the field above)
     price: PriceRule
     plan: Plan | None = None  # the plan a user needs (403 `plan_required` otherwise)
     # The payload given to the GPU backend (the job, and how long its input URLs must stay

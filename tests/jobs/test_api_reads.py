@@ -11,9 +11,9 @@ from rest_framework.renderers import JSONRenderer
 from auteur.throttling import hit
 from auteur.users.models import User
 from credits.selectors import credit_balance_get
-from jobs.services.lifecycle import job_fail
 from jobs.apis import JobSerializer
 from jobs.models import Job, JobStatus
+from jobs.services.lifecycle import job_fail
 from media.models import MediaFile
 from projects.models import Project
 from tests.jobs.test_api_support import (

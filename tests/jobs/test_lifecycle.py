@@ -13,10 +13,10 @@ from credits.services import credit_grant
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
 from jobs.errors import IdempotencyKeyReused, JobNotCancelable
-from jobs.selectors.requests import JobRequest
-from jobs.services import lifecycle, outputs, steps, submission, transcribe
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.pipeline import Step
+from jobs.selectors.requests import JobRequest
+from jobs.services import lifecycle, outputs, steps, submission, transcribe
 from jobs.specs import Family, job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile

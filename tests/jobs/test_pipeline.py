@@ -131,7 +131,8 @@ def test_transient_failures_are_retried_then_succeed_with_one_charge(start_worke
     from gpu_tasks.backends.noop import NoopBackend
 
     seed = next(s for s in range(1000) if _first_fails_then_passes(FaultInjectingBackend, NoopBackend, s))
-    start_worker(AUTEUR_FAULT_INJECTION="compression:transient=0.5", AUTEUR_FAULT_SEED=str(seed), DJANGO_SETTINGS_MODULE="bench.settings")
+    start_worker(AUTEUR_FAULT_INJECTION="compression:transient=0.5", AUTEUR_FAULT_SEED=str(seed),
+                 DJANGO_SETTINGS_MODULE="bench.settings")
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     before = credit_balance_get(user=funded)
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})

@@ -67,9 +67,9 @@ from auteur.devstack import REPO_ROOT
 from auteur.devstack.ports import free_port, wait_for_port
 from auteur.devstack.process_group import stop_group
 from auteur.devstack.servers import RedisServer
+from auteur.queues import QUEUE_GPU_AUDIO
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
-from auteur.queues import QUEUE_GPU_AUDIO
 from credits.models import CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
 from credits.services import credit_grant
