@@ -7,6 +7,7 @@ branch on ``code``, show ``message``, and find field paths or amounts in ``detai
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -20,26 +21,79 @@ logger = logging.getLogger(__name__)
 
 
 class ApplicationError(Exception):
-    """A domain failure with a machine-readable code, raised by services and rendered by the API."""
+    """A domain failure with a machine-readable code, raised by services and rendered by the API.
 
-    status_code: int = status.HTTP_400_BAD_REQUEST
+    Services know nothing of HTTP: the status a code is answered with is in `HTTP_STATUS` below.
+    """
+
     code: str = "bad_request"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        status_code: int | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
-        if status_code is not None:
-            self.status_code = status_code
         self.details = details or {}
+
+    @property
+    def status_code(self) -> int:
+        return http_status(self.code)
+
+
+# The HTTP status of every domain error code that is not a 400, in one table.
+HTTP_STATUS: Mapping[str, int] = {
+    # 402: the balance does not cover the cost
+    "insufficient_credits": status.HTTP_402_PAYMENT_REQUIRED,
+    # 403: not allowed for this caller
+    "plan_required": status.HTTP_403_FORBIDDEN,
+    "permission_denied": status.HTTP_403_FORBIDDEN,
+    # 404: no such object, or another user's (indistinguishable)
+    "project_not_found": status.HTTP_404_NOT_FOUND,
+    "media_not_found": status.HTTP_404_NOT_FOUND,
+    "voice_not_found": status.HTTP_404_NOT_FOUND,
+    "job_not_found": status.HTTP_404_NOT_FOUND,
+    "unknown_job_type": status.HTTP_404_NOT_FOUND,
+    # 409: the object's state forbids it now
+    "edl_conflict": status.HTTP_409_CONFLICT,
+    "nothing_to_undo": status.HTTP_409_CONFLICT,
+    "nothing_to_redo": status.HTTP_409_CONFLICT,
+    "media_in_use": status.HTTP_409_CONFLICT,
+    "job_not_cancelable": status.HTTP_409_CONFLICT,
+    "job_not_retryable": status.HTTP_409_CONFLICT,
+    "job_not_charged": status.HTTP_409_CONFLICT,
+    "idempotency_conflict": status.HTTP_409_CONFLICT,
+    "subscription_exists": status.HTTP_409_CONFLICT,
+    "subscription_inactive": status.HTTP_409_CONFLICT,
+    # 413, 415: the body or file itself is refused
+    "edl_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    "file_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    "unsupported_media_type": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    # 422: well-formed, but not something that can be done
+    "edl_invalid": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "invalid_size": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "invalid_filename": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "extension_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "size_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "upload_incomplete": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "invalid_media": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "output_not_decodable": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "invalid_voice_sample": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "media_not_ready": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "wrong_media_type": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "media_duration_unknown": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "empty_timeline": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "idempotency_key_reused": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    # 428: a write must say which version it was made from
+    "version_required": status.HTTP_428_PRECONDITION_REQUIRED,
+    # 503: a part of the service is unavailable; nothing was done
+    "feature_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "edl_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+def http_status(code: str) -> int:
+    """The status a domain error code is answered with (400 unless the table says otherwise)."""
+    return HTTP_STATUS.get(code, status.HTTP_400_BAD_REQUEST)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

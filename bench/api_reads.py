@@ -107,7 +107,7 @@ def main() -> None:
                       AUTEUR_RATE_LIMIT_USER_PER_MINUTE="100000000") as stack:
         from auteur.users.models import User
         from auteur.users.services import user_issue_token
-        from credits.services import credit_grant
+        from credits.services.ledger import credit_grant
         from jobs.models import Job
         from projects.models import Project
 

@@ -314,7 +314,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         events.setdefault(str(job_id), Counter())[type_] = n
     outputs = Counter(str(m) for m in MediaFile.objects.filter(source_job_id__isnull=False)
                       .values_list("source_job_id", flat=True))
-    # Each ledger row records the balance its own UPDATE left (credits/services.py): the lowest
+    # Each ledger row records the balance its own UPDATE left (credits/services/ledger.py): the lowest
     # of them is the lowest any balance ever was.
     lowest = CreditTransaction.objects.aggregate(low=Min("balance_after"))["low"] or 0
 
@@ -378,7 +378,8 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
 def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
     from auteur.users.models import User as UserModel
     from auteur.users.services import user_issue_token
-    from credits.services import credit_grant, subscription_create
+    from credits.services.ledger import credit_grant
+    from credits.services.subscriptions import subscription_create
     from media.models import MediaFile
     from projects.models import Project
 

@@ -8,9 +8,9 @@ Two loops on the same throwaway Postgres, each for the same total time, run in a
 raw      the baseline, the plainest correct loop: per operation one transaction with a guarded
          `UPDATE credit_accounts SET balance = balance - 1 WHERE id = %s AND balance >= 1
          RETURNING balance` and the INSERT of its ledger row, straight through psycopg.
-service  credits.services.credit_deduct_for_job (a fresh job id each time): the real code path,
+service  credits.services.ledger.credit_deduct_for_job (a fresh job id each time): the real code path,
          Django's transaction handling and all (its guarded UPDATE and the ledger INSERT are one
-         statement there; see _POST_SQL in credits/services.py).
+         statement there; see _POST_SQL in credits/services/ledger.py).
 
 Then a drain check for each: an account holding exactly D credits is hammered by all workers
 until it refuses; exactly D deductions must succeed and the balance must end at 0 (an overdraft
@@ -83,7 +83,8 @@ def _service_worker(user_id: str, seconds: float, barrier: Any, out: Any) -> Non
     from django.db import connection
 
     from auteur.users.models import User
-    from credits.services import InsufficientCredits, credit_deduct_for_job
+    from credits.errors import InsufficientCredits
+    from credits.services.ledger import credit_deduct_for_job
 
     user = User.objects.get(pk=user_id)
     latencies: list[float] = []
@@ -147,7 +148,7 @@ def _summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _fund(email: str, amount: int) -> tuple[str, str]:
     from auteur.users.models import User
-    from credits.services import credit_grant
+    from credits.services.ledger import credit_grant
 
     user = User.objects.create_user(email=email)
     entry = credit_grant(user=user, amount=amount, description="bench funds")

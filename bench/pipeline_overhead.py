@@ -51,7 +51,7 @@ def main() -> None:
 def run(args: argparse.Namespace) -> dict[str, object]:
     from auteur.celery import warm_up_publisher
     from auteur.users.models import User
-    from credits.services import credit_grant
+    from credits.services.ledger import credit_grant
     from jobs.models import TERMINAL_STATUSES, Job
     from jobs.selectors.requests import JobRequest
     from jobs.services.submission import job_submit

@@ -119,7 +119,7 @@ def main() -> None:
     ) as stack:
         from auteur.users.models import User
         from auteur.users.services import user_issue_token
-        from credits.services import credit_grant
+        from credits.services.ledger import credit_grant
         from jobs.models import TERMINAL_STATUSES, Job
         from projects.models import Project
 

@@ -2,7 +2,7 @@
 
 Nothing here can edit or delete a ledger entry or type a balance: accounts and entries are
 read-only, and the one way staff move credits is the adjustment form, which calls
-credits.services.credit_adjust and so records who did it and why.
+credits.services.ledger.credit_adjust and so records who did it and why.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from auteur.errors import ApplicationError
 from auteur.users.admin import UserAdmin as BaseUserAdmin
 from auteur.users.models import User
 from credits.models import CreditAccount, CreditTransaction, Subscription, SubscriptionStatus
-from credits.services import credit_adjust, subscription_cancel, subscription_change_plan, subscription_create
+from credits.services.ledger import credit_adjust
+from credits.services.subscriptions import subscription_cancel, subscription_change_plan, subscription_create
 
 ADJUST_PERMISSION = "credits.adjust_credits"
 

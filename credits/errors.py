@@ -1,14 +1,12 @@
-"""Every domain failure of the credits app that callers catch by type, each with its code."""
+"""Every domain failure of the credits app that callers catch by type, each with its code
+(auteur/errors.py maps codes to HTTP statuses)."""
 
 from __future__ import annotations
-
-from rest_framework import status
 
 from auteur.errors import ApplicationError
 
 
 class InsufficientCredits(ApplicationError):
-    status_code = status.HTTP_402_PAYMENT_REQUIRED
     code = "insufficient_credits"
 
     def __init__(self, *, balance: int, cost: int) -> None:
@@ -23,10 +21,8 @@ class InsufficientCredits(ApplicationError):
 class IdempotencyConflict(ApplicationError):
     """The key (or job) was already used for a different operation: replaying it would lie."""
 
-    status_code = status.HTTP_409_CONFLICT
     code = "idempotency_conflict"
 
 
 class PlanRequired(ApplicationError):
-    status_code = status.HTTP_403_FORBIDDEN
     code = "plan_required"

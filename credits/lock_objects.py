@@ -1,7 +1,7 @@
 """Row locks (money moves only under a row lock or a guarded UPDATE), in one place and one order.
 
 The credit services do not lock with these: each balance change is one guarded UPDATE that
-row-locks the account itself and writes its ledger row in the same statement (services.py).
+row-locks the account itself and writes its ledger row in the same statement (services/ledger.py).
 These querysets are for code that must hold accounts stable across several statements in one
 transaction, such as reading balances to act on them. Several accounts are always locked in
 primary-key order, so two transactions can never hold one each while waiting for the other's.

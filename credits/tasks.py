@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from credits.services import subscription_grant_allowances
+from credits.services.subscriptions import subscription_grant_allowances
 
 
 @shared_task(name="credits.grant_subscription_allowances")

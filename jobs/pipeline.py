@@ -23,6 +23,7 @@ import logging
 import uuid
 from enum import StrEnum
 
+from celery import current_app
 from kombu.exceptions import OperationalError
 
 from jobs.specs import job_spec
@@ -79,9 +80,7 @@ def start(job_id: uuid.UUID | str, job_type: str) -> bool:
 def revoke(job_id: uuid.UUID | str) -> None:
     """Tell every worker to drop the job's queued steps (a canceled job's poll, say). Best effort:
     a step that still runs finds the job canceled and stops on its own."""
-    from auteur.celery import app
-
     try:
-        app.control.revoke_by_stamped_headers({"job_id": str(job_id)})
+        current_app.control.revoke_by_stamped_headers({"job_id": str(job_id)})
     except (OperationalError, OSError) as exc:
         logger.warning("could not revoke the steps of job %s: %s", job_id, exc, extra={"job_id": str(job_id)})

@@ -21,10 +21,17 @@ if TYPE_CHECKING:
 MINUTE_MS = 60_000
 
 
+@dataclass(frozen=True)
 class Measure:
-    """What one unit of a price counts; `key` names the quantity stored on the job."""
+    """What one unit of a price counts, read from the resolved request's `field`; `key` names
+    the quantity stored on the job (the field's own name unless the measure says otherwise)."""
 
-    key: str
+    field: str = ""
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.field)
 
     def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
         raise NotImplementedError
@@ -32,9 +39,8 @@ class Measure:
 
 @dataclass(frozen=True)
 class MediaDuration(Measure):
-    """The duration of the media file named by the request's `field`."""
+    """The duration of the media file named by `field`."""
 
-    field: str
     key: str = "duration_ms"
 
     def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
@@ -53,13 +59,6 @@ class MediaDuration(Measure):
 class FieldValue(Measure):
     """A number the request gives (seconds of audio to generate, images to make)."""
 
-    field: str
-    key: str = ""  # the field's own name unless given
-
-    def __post_init__(self) -> None:
-        if not self.key:
-            object.__setattr__(self, "key", self.field)
-
     def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
         value: float = params[self.field]
         return value
@@ -67,7 +66,6 @@ class FieldValue(Measure):
 
 @dataclass(frozen=True)
 class TextLength(Measure):
-    field: str
     key: str = "characters"
 
     def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:

@@ -1,13 +1,11 @@
 """Every exception of the media app.
 
 Domain failures a client sees are ``ApplicationError``s (rendered by the API's error handler
-with their ``status_code`` and ``code``); the others are raised by storage and handled inside
+with their ``code``, whose HTTP status auteur/errors.py gives); the others are raised by storage and handled inside
 the app (retried, or turned into a 403/400 by the local backend's views).
 """
 
 from __future__ import annotations
-
-from rest_framework import status as http
 
 from auteur.errors import ApplicationError
 
@@ -39,35 +37,28 @@ class IncompleteUploadBody(Exception):
 
 
 class MediaNotFound(ApplicationError):
-    status_code = http.HTTP_404_NOT_FOUND
     code = "media_not_found"
 
 
 class VoiceNotFound(ApplicationError):
-    status_code = http.HTTP_404_NOT_FOUND
     code = "voice_not_found"
 
 
 class UnsupportedMediaType(ApplicationError):
-    status_code = http.HTTP_415_UNSUPPORTED_MEDIA_TYPE
     code = "unsupported_media_type"
 
 
 class FileTooLarge(ApplicationError):
-    status_code = http.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     code = "file_too_large"
 
 
 class MediaValidationError(ApplicationError):
-    status_code = http.HTTP_422_UNPROCESSABLE_ENTITY
     code = "invalid_media"
 
 
 class MediaInUse(ApplicationError):
-    status_code = http.HTTP_409_CONFLICT
     code = "media_in_use"
 
 
 class InvalidVoiceSample(ApplicationError):
-    status_code = http.HTTP_422_UNPROCESSABLE_ENTITY
     code = "invalid_voice_sample"

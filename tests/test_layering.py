@@ -102,3 +102,18 @@ def test_nothing_but_the_wiring_imports_jobs():
                 continue
             bad += [f"{rel}:{line} {name}" for line, name in imports(path) if name.split(".")[0] == "jobs"]
     assert bad == []
+
+
+def test_domain_errors_carry_no_http_status():
+    """Services, selectors and each app's errors.py speak in error codes; auteur/errors.py alone
+    knows which HTTP status a code is answered with."""
+    bad = []
+    for package in ("credits", "media", "projects", "jobs"):
+        for path in modules(package):
+            rel = path.relative_to(ROOT).as_posix()
+            if not any(part in rel for part in ("errors.py", "services", "selectors")):
+                continue
+            text = path.read_text()
+            bad += [f"{rel}: {needle}" for needle in ("status_code", "rest_framework import status")
+                    if needle in text]
+    assert bad == []

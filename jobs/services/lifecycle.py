@@ -7,14 +7,14 @@ import uuid
 
 from django.db import transaction
 from django.utils import timezone
-from media.services.outputs import media_delete_job_outputs
 
-from credits.services import credit_refund_job
+from credits.services.ledger import credit_refund_job
 from jobs import gpu_client, pipeline
 from jobs.errors import JobNotCancelable
 from jobs.models import ACTIVE_STATUSES, Job, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.slots import job_slot_release
+from media.services.outputs import media_delete_job_outputs
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auteur.users.models import User
-from credits.services import credit_deduct_for_job, require_plan
+from credits.services.ledger import credit_deduct_for_job
+from credits.services.subscriptions import require_plan
 from jobs import gpu_client, pipeline
 from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable
 from jobs.models import IdempotencyRecord, Job, JobStatus

@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from rest_framework import status as http
 
 from auteur.errors import ApplicationError
 from media.models import MediaFile, MediaStatus, MediaType
@@ -50,7 +49,6 @@ def media_create_output(
         raise ApplicationError(
             f"The job produced an unusable file: {result.rejection_reason}.",
             code="output_not_decodable",
-            status_code=http.HTTP_422_UNPROCESSABLE_ENTITY,
         )
     media_id = uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{job_id}/{name}")
     media = MediaFile(

@@ -142,7 +142,7 @@ def _if_match(request: Request) -> int | None:
     if match is None:
         # "*" and lists of tags included: a save must name the one version it was edited from.
         raise ApplicationError(
-            'If-Match must be the version you last read, e.g. "3".', code="invalid_if_match", status_code=400
+            'If-Match must be the version you last read, e.g. "3".', code="invalid_if_match"
         )
     return int(match[1])
 
@@ -196,12 +196,11 @@ class EdlDetailApi(ApiView):
             )
         body_version = data.get("version")
         if body_version is not None and (isinstance(body_version, bool) or not isinstance(body_version, int)):
-            raise ApplicationError("version must be an integer.", code="invalid_version", status_code=400)
+            raise ApplicationError("version must be an integer.", code="invalid_version")
         if header_version is not None and body_version is not None and header_version != body_version:
             raise ApplicationError(
                 "If-Match and the version field name different versions.",
                 code="version_mismatch",
-                status_code=400,
                 details={"if_match": header_version, "version": body_version},
             )
         version = header_version if header_version is not None else body_version
@@ -209,7 +208,6 @@ class EdlDetailApi(ApiView):
             raise ApplicationError(
                 "Send the version you last read, in If-Match or a version field.",
                 code="version_required",
-                status_code=428,
             )
         return _edl_response(edl_replace(project=project, expected_version=version, data=data))
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from auteur.users.models import User
-from credits.services import credit_grant
+from credits.services.ledger import credit_grant
 
 
 @pytest.fixture

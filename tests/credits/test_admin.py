@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from credits.models import CreditAccount, CreditTransaction, Plan, Subscription, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
-from credits.services import credit_deduct_for_job, subscription_create
+from credits.services.ledger import credit_deduct_for_job
+from credits.services.subscriptions import subscription_create
 from tests.credits.helpers import snapshot
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,8 @@ import uuid
 import pytest
 
 from credits.models import Plan
-from credits.services import credit_deduct_for_job, credit_grant, credit_refund_job, subscription_create
+from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_refund_job
+from credits.services.subscriptions import subscription_create
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +115,7 @@ def test_insufficient_credits_renders_as_402_with_balance_and_cost():
     from rest_framework.test import APIRequestFactory
 
     from auteur.errors import api_exception_handler
-    from credits.services import InsufficientCredits
+    from credits.errors import InsufficientCredits
 
     request = APIRequestFactory().get("/")
     response = api_exception_handler(InsufficientCredits(balance=3, cost=5), {"request": request})

@@ -9,7 +9,7 @@ from django.db import connection
 
 from credits.models import CreditAccount
 from credits.selectors import credit_balance_get
-from credits.services import credit_deduct_for_job, credit_grant
+from credits.services.ledger import credit_deduct_for_job, credit_grant
 from tests.credits.helpers import snapshot
 
 pytestmark = pytest.mark.django_db

@@ -12,14 +12,10 @@ from typing import TypeVar
 import pytest
 from django.db import connection
 
+from credits.errors import InsufficientCredits
 from credits.models import CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
-from credits.services import (
-    InsufficientCredits,
-    credit_deduct_for_job,
-    credit_grant,
-    credit_refund_job,
-)
+from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_refund_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

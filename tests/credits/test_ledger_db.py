@@ -8,7 +8,7 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from credits.models import CreditAccount, CreditTransaction, LedgerIsAppendOnly, TransactionType
-from credits.services import credit_deduct_for_job, credit_grant
+from credits.services.ledger import credit_deduct_for_job, credit_grant
 
 pytestmark = pytest.mark.django_db
 
@@ -122,7 +122,7 @@ def test_deleting_a_user_with_ledger_history_is_refused(entry):
 
 
 def test_deleting_a_user_without_ledger_history_is_allowed(user):
-    from credits.services import credit_account_get_or_create
+    from credits.services.ledger import credit_account_get_or_create
 
     credit_account_get_or_create(user=user)
     user.delete()

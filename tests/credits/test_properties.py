@@ -12,16 +12,10 @@ from hypothesis import strategies as st
 
 from auteur.errors import ApplicationError
 from auteur.users.models import User
+from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get, ledger_check
-from credits.services import (
-    IdempotencyConflict,
-    InsufficientCredits,
-    credit_adjust,
-    credit_deduct_for_job,
-    credit_grant,
-    credit_refund_job,
-)
+from credits.services.ledger import credit_adjust, credit_deduct_for_job, credit_grant, credit_refund_job
 
 JOBS = 4
 KEYS = (None, None, "promo-a", "promo-b")

@@ -6,11 +6,10 @@ import pytest
 from django.db import transaction
 
 from auteur.errors import ApplicationError
+from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import CreditAccount, CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
-from credits.services import (
-    IdempotencyConflict,
-    InsufficientCredits,
+from credits.services.ledger import (
     credit_account_get_or_create,
     credit_adjust,
     credit_deduct_for_job,

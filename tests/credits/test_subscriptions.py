@@ -8,7 +8,7 @@ from django.conf import settings
 from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan, Subscription, SubscriptionStatus, TransactionType
 from credits.selectors import credit_balance_get, ledger_check, user_plan
-from credits.services import (
+from credits.services.subscriptions import (
     add_month,
     require_plan,
     subscription_cancel,

@@ -6,7 +6,8 @@ import pytest
 
 from credits.models import Plan
 from credits.selectors import credit_balance_get
-from credits.services import credit_grant, subscription_create
+from credits.services.ledger import credit_grant
+from credits.services.subscriptions import subscription_create
 from jobs.models import Job, JobEvent, JobStatus
 from media.models import VoiceClone
 from projects.models import Project

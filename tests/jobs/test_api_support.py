@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from auteur.users.models import User
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
-from credits.services import credit_grant
+from credits.services.ledger import credit_grant
 from jobs import gpu_client
 from jobs.models import Job
 from media.models import MediaFile

@@ -9,7 +9,7 @@ from django.test import TestCase
 
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
-from credits.services import credit_grant
+from credits.services.ledger import credit_grant
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
 from jobs.errors import IdempotencyKeyReused, JobNotCancelable

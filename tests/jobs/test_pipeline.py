@@ -12,7 +12,7 @@ import pytest
 
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
-from credits.services import credit_grant
+from credits.services.ledger import credit_grant
 from jobs.models import Job, JobEvent, JobStatus
 from media.models import MediaFile
 from media.storage import get_storage

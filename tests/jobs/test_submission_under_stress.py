@@ -11,7 +11,7 @@ session's Redis.
    -> exactly 50 accepted (202, one job row, one usage entry, one `prepare` message each) and 150
    refused (402 `insufficient_credits`: no job row, no ledger entry, nothing published); balances
    end at 0 and the ledger audit (credits.selectors.ledger_check) finds nothing. The guarded
-   UPDATE of credits/services.py decides under the account's row lock; the job row is inserted in
+   UPDATE of credits/services/ledger.py decides under the account's row lock; the job row is inserted in
    the same transaction, so a refused charge rolls it back. gunicorn runs threaded here (2 x 25)
    so that up to 50 submissions are inside Postgres at once, far more contention than
    production's few sync workers. Neither limit of the API interferes: the per-user rate limit is
@@ -72,7 +72,7 @@ from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from credits.models import CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
-from credits.services import credit_grant
+from credits.services.ledger import credit_grant
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.specs import job_spec
 from projects.models import Project

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from auteur.errors import ApplicationError
 from auteur.users.models import User
 from credits.models import TransactionType
-from credits.services import credit_grant
+from credits.services.ledger import credit_grant
 
 
 class Command(BaseCommand):
