@@ -19,6 +19,23 @@ class JobStatus(models.TextChoices):
     CANCELED = "canceled"
 
 
+class JobEventType(models.TextChoices):
+    """What a job's event records (`JobEvent.type`): the API's `/jobs/{id}/events` lists them."""
+
+    SUBMITTED = "submitted"  # accepted and charged
+    REPUBLISHED = "republished"  # the reaper published a job whose publish was lost
+    QUEUED = "queued"  # waiting for one of the user's slots
+    STARTED = "started"  # claimed a slot: processing
+    INFERENCE_STARTED = "inference_started"  # a GPU call was spawned
+    INFERENCE_RETRY = "inference_retry"  # the call failed transiently; another is spawned
+    PROGRESS = "progress"  # every 10 points of the engine's progress
+    STEP_RETRY = "step_retry"  # a step backs off and runs again (the GPU backend unreachable)
+    STEP_REDELIVERED = "step_redelivered"  # a step's message came back (its worker died)
+    COMPLETED = "completed"
+    FAILED = "failed"  # refunded
+    CANCELED = "canceled"  # refunded
+
+
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
 TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
 

@@ -19,6 +19,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
 from jobs.gpu_client import GpuError, TransientGpuError
+from jobs.models import JobEventType
 from jobs.pipeline import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step
 from jobs.services.events import bind_job_to_logs, job_event_record
 from jobs.services.lifecycle import job_fail
@@ -60,14 +61,14 @@ class JobTask(DjangoTask):
                 # again and finds its own work done. Recorded so that drills can count them; with
                 # the database away there is nothing to record it in, and the step retries anyway.
                 with contextlib.suppress(DatabaseError):
-                    job_event_record(job_id, "step_redelivered", step=self.name)
+                    job_event_record(job_id, JobEventType.STEP_REDELIVERED, step=self.name)
             return super().__call__(*args, **kwargs)
         finally:
             job_id_var.reset(token)
 
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, TransientGpuError):  # no event to write while the database is away
-            job_event_record(_job_id(args, kwargs), "step_retry", step=self.name, code=exc.code)
+            job_event_record(_job_id(args, kwargs), JobEventType.STEP_RETRY, step=self.name, code=exc.code)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         job_id = _job_id(args, kwargs)

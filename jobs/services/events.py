@@ -7,10 +7,10 @@ import uuid
 from typing import Any
 
 from auteur.logging import job_id_var
-from jobs.models import JobEvent
+from jobs.models import JobEvent, JobEventType
 
 
-def job_event_record(job_id: uuid.UUID | str, type: str, **data: Any) -> None:
+def job_event_record(job_id: uuid.UUID | str, type: JobEventType, **data: Any) -> None:
     JobEvent.objects.create(job_id=job_id, type=type, data=data)
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from jobs import gpu_client
 from jobs.gpu_client import CallStatus, PermanentGpuError
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.specs import job_spec
 
@@ -50,7 +50,7 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         # Another delivery of this step spawned first (or the job was canceled): ours is surplus.
         gpu_client.cancel_quietly(call_id)
         return Job.objects.filter(pk=job_id).first()
-    job_event_record(job.id, "inference_started", call_id=call_id, attempt=job.attempts + 1)
+    job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=call_id, attempt=job.attempts + 1)
     job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
     return job
 
@@ -83,7 +83,7 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
         if error.retryable and job.attempts < MAX_GPU_ATTEMPTS:
             Job.objects.filter(pk=job.pk, gpu_call_id=job.gpu_call_id).update(gpu_call_id="")
-            job_event_record(job.id, "inference_retry", code=error.code, attempt=job.attempts)
+            job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, attempt=job.attempts)
             return status
         raise error
     return status
@@ -111,6 +111,6 @@ def _record_progress(job: Job, progress: float | None) -> None:
     value = max(0, min(99, int(progress)))
     if value // PROGRESS_EVENT_STEP > job.progress // PROGRESS_EVENT_STEP:
         if Job.objects.filter(pk=job.pk, progress__lt=value).update(progress=value):
-            job_event_record(job.id, "progress", progress=value)
+            job_event_record(job.id, JobEventType.PROGRESS, progress=value)
     elif value > job.progress:
         Job.objects.filter(pk=job.pk, progress__lt=value).update(progress=value)

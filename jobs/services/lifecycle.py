@@ -11,7 +11,7 @@ from django.utils import timezone
 from credits.services.ledger import credit_refund_job
 from jobs import gpu_client, pipeline
 from jobs.errors import JobNotCancelable
-from jobs.models import ACTIVE_STATUSES, Job, JobStatus
+from jobs.models import ACTIVE_STATUSES, Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.slots import job_slot_release
 from media.services.outputs import media_delete_job_outputs
@@ -43,7 +43,7 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, message: str, retryable: boo
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job failed: {code}")
         # A job that failed while storing keeps nothing it is refunded for.
         media_delete_job_outputs(job_id=job.pk)
-        job_event_record(job_id, "failed", code=code, message=message[:500], retryable=retryable)
+        job_event_record(job_id, JobEventType.FAILED, code=code, message=message[:500], retryable=retryable)
         job_slot_release(user_id=job.user_id)
     logger.warning("job failed: %s (%s)", code, message[:200], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
@@ -65,7 +65,7 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
             state = "finishing" if job.status == JobStatus.PROCESSING else job.status
             raise JobNotCancelable(f"The job is already {state}.", details={"status": job.status})
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled")
-        job_event_record(job.pk, "canceled", reason=reason)
+        job_event_record(job.pk, JobEventType.CANCELED, reason=reason)
         job_slot_release(user_id=job.user_id)
         call_id = Job.objects.values_list("gpu_call_id", flat=True).get(pk=job.pk)
         if call_id:

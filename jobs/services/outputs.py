@@ -9,15 +9,15 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from media.services.captions import media_attach_caption
-from media.services.outputs import media_create_output, media_delete_job_outputs
 
 from jobs import gpu_client
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.inference import job_inference_ended
 from jobs.services.slots import job_slot_release
 from jobs.specs import OutputKind, job_spec
+from media.services.captions import media_attach_caption
+from media.services.outputs import media_create_output, media_delete_job_outputs
 
 
 def job_complete(
@@ -51,7 +51,7 @@ def job_complete(
             if not Job.objects.filter(pk=job.pk, status=JobStatus.COMPLETED).exists():
                 media_delete_job_outputs(job_id=job.pk)
             return None
-        job_event_record(job.id, "completed", output_media_ids=output_media)
+        job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media)
         job_slot_release(user_id=job.user_id)
     if job.gpu_call_id:
         gpu_client.release_quietly(job.gpu_call_id)

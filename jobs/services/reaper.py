@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobs import pipeline
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobEventType, JobStatus
 from jobs.pipeline import STEP_HARD_LIMIT_SECONDS, Step
 from jobs.services.events import job_event_record
 from jobs.services.inference import inference_limit_seconds, repoll_after
@@ -37,7 +37,7 @@ def jobs_reap(*, now: datetime | None = None) -> dict[str, int]:
     for job in Job.objects.filter(status=JobStatus.PENDING, updated_at__lt=now - pending_after):
         if pipeline.start(job.pk, job.type):
             Job.objects.filter(pk=job.pk).update(updated_at=now)
-            job_event_record(job.pk, "republished")
+            job_event_record(job.pk, JobEventType.REPUBLISHED)
             counts["republished"] += 1
     for user_id in Job.objects.filter(status=JobStatus.QUEUED).values_list("user_id", flat=True).distinct():
         oldest = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by("created_at").first()

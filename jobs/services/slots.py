@@ -13,7 +13,7 @@ from django.utils import timezone
 from auteur.users.models import User
 from credits.selectors import user_plan
 from jobs import pipeline
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 
 # Jobs of a user started at once when slots free; the reaper starts any left over.
@@ -47,19 +47,23 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             return None
         _user_lock(job.user_id)
         # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
-        # job meanwhile makes the conditional UPDATE below match nothing.
-        slots = Job.objects.filter(user_id=job.user_id, status__in=(JobStatus.PROCESSING, JobStatus.QUEUED)).aggregate(
+        # job meanwhile makes the conditional UPDATE below match nothing. An older job counts as
+        # waiting while it is pending too: two prepares delivered at once to two processes must
+        # not let the younger job take the slot first.
+        waiting = (JobStatus.PENDING, JobStatus.QUEUED)
+        slots = Job.objects.filter(user_id=job.user_id, status__in=(JobStatus.PROCESSING, *waiting)).aggregate(
             running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
-            older_waiting=Count("pk", filter=Q(status=JobStatus.QUEUED, created_at__lt=job.created_at)),
+            older_waiting=Count("pk", filter=Q(status__in=waiting, created_at__lt=job.created_at)),
+            younger_queued=Count("pk", filter=Q(status=JobStatus.QUEUED, created_at__gt=job.created_at)),
         )
-        running = slots["running"]
-        if running >= concurrency_limit(job.user) or slots["older_waiting"]:
+        running, limit = slots["running"], concurrency_limit(job.user)
+        if running >= limit or slots["older_waiting"]:
             if job.status == JobStatus.PENDING:
                 now = timezone.now()
                 if Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
                     status=JobStatus.QUEUED, queued_at=now, updated_at=now
                 ):
-                    job_event_record(job.id, "queued", running=running)
+                    job_event_record(job.id, JobEventType.QUEUED, running=running)
             return None
         now = timezone.now()
         claimed = Job.objects.filter(pk=job.pk, status=job.status).update(
@@ -67,7 +71,10 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         )
         if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
             return None
-        job_event_record(job.id, "started")
+        if slots["younger_queued"] and running + 1 < limit:
+            # Younger jobs queued behind this one while it was pending may fit beside it now.
+            job_slot_release(user_id=job.user_id)
+        job_event_record(job.id, JobEventType.STARTED)
         job.status, job.started_at, job.updated_at = JobStatus.PROCESSING, now, now
         return job
 

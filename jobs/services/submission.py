@@ -18,7 +18,7 @@ from credits.services.ledger import credit_deduct_for_job
 from credits.services.subscriptions import require_plan
 from jobs import gpu_client, pipeline
 from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable
-from jobs.models import IdempotencyRecord, Job, JobStatus
+from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus
 from jobs.selectors.requests import JobRequest
 from jobs.services.events import job_event_record
 from jobs.specs import JobSpec, job_spec
@@ -113,7 +113,7 @@ def _submit(
             IdempotencyRecord.objects.filter(user=user, key=idempotency_key).delete()  # an expired one
             IdempotencyRecord.objects.create(user=user, key=idempotency_key, request_hash=body_hash, job=job)
         credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=f"{spec.type} job")
-        job_event_record(job.id, "submitted", credits_cost=cost)
+        job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost)
         transaction.on_commit(lambda: pipeline.start(job.id, spec.type))
     logger.info("job submitted: %s for %d credits", spec.type, cost, extra={"job_id": str(job.id)})
     return job, True
