@@ -12,11 +12,12 @@ from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
+from jobs import pipeline
 from jobs.errors import IdempotencyKeyReused, JobNotCancelable
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.pipeline import Step
 from jobs.selectors.requests import JobRequest
-from jobs.services import lifecycle, outputs, steps, submission, transcribe
+from jobs.services import lifecycle, outputs, slots, steps, submission, transcribe
 from jobs.specs import Family, job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile
@@ -312,3 +313,32 @@ def test_media_of_unknown_duration_cannot_be_priced(auth_client, user, project):
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "media_duration_unknown"
     assert not Job.objects.exists()
+
+
+def test_a_younger_job_claimed_first_waits_for_the_older_pending_one(user, project, media, monkeypatch):
+    """Two prepares delivered at once: the younger job's claim must not take the only slot."""
+    older, younger = submit(user, project, media), submit(user, project, media)
+    assert slots.job_claim(job_id=younger.pk) is None
+    younger.refresh_from_db()
+    assert younger.status == JobStatus.QUEUED
+    assert slots.job_claim(job_id=older.pk) is not None
+    started = []
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        slots.job_slot_release(user_id=user.pk)
+    assert started == [younger.pk]
+    assert slots.job_claim(job_id=younger.pk) is None, "one slot (no plan): still waiting for the older job"
+
+
+def test_a_claim_starts_younger_queued_jobs_that_fit_beside_it(user, project, media, monkeypatch):
+    from credits.services.subscriptions import subscription_create
+
+    subscription_create(user=user, plan="starter")  # two slots
+    older, younger = submit(user, project, media), submit(user, project, media)
+    assert slots.job_claim(job_id=younger.pk) is None  # the older one is still pending
+    started = []
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert slots.job_claim(job_id=older.pk) is not None
+    assert started == [younger.pk], "the younger job is started at once, not at the reaper's next run"
+    assert slots.job_claim(job_id=younger.pk) is not None
