@@ -4,7 +4,8 @@ Never imports Django: the Django side reaches this package through one client mo
 (jobs/gpu_client.py), so the same code runs inside Modal's containers.
 
 Map of the package:
-- `types`: the job types, their GPU class, time limit, concurrency and which backend implements each.
+- `types`: the GPU side of each job type's declaration: GPU class, time limit, containers, output
+  kind, and the engine each backend runs (the jobs app declares the rest, jobs/specs.py).
 - `errors`: `GpuError(code, message, retryable)`, `TransientGpuError`, `PermanentGpuError`.
 - `contract`: the payload/result contract (input refs, output refs, `EngineContext`).
 - `backends`: `GpuBackend` (`supports`, `spawn`, `poll`, `cancel`, `release`) and `make_backend`:

@@ -1,0 +1,72 @@
+"""Where model engines find their weights, and what every model engine shares.
+
+Weights live under `AUTEUR_MODELS_DIR` (the Modal Volume at /models in production; on the
+local backend, the worker's setting of the same name), one folder per model. Engines load them
+with the hub switched off: a missing folder is `model_unavailable`, never a download on a
+user's clock. `manage.py download_models` (or Modal's `download_models`) puts them there.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpu_tasks.errors import PermanentGpuError
+
+if TYPE_CHECKING:
+    import torch
+
+MODELS_DIR_ENV = "AUTEUR_MODELS_DIR"
+DEFAULT_MODELS_DIR = "/models"
+MAX_SEED = 2**31 - 1
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR)
+
+
+def weights_present(folder: str, marker: str) -> bool:
+    """Whether `folder` under the models directory holds `marker` (a file every copy has)."""
+    return (models_dir() / folder / marker).is_file()
+
+
+def weights_path(folder: str, marker: str, job_type: str) -> Path:
+    """The model's folder, or `model_unavailable` naming what to run to put it there."""
+    path = models_dir() / folder
+    if not (path / marker).is_file():
+        raise PermanentGpuError(
+            "model_unavailable",
+            f"weights for {folder} not found in {models_dir()}; run manage.py download_models {job_type}",
+        )
+    return path
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def dtype_for(device_name: str) -> torch.dtype:
+    """Half precision on a GPU (the models' published dtype), full precision on a CPU."""
+    import torch
+
+    return torch.bfloat16 if device_name == "cuda" else torch.float32
+
+
+def seed_of(payload: Any) -> int:
+    """The payload's seed, or a fresh one; either way it is recorded with the output."""
+    seed = payload.get("seed")
+    if seed is None:
+        return random.SystemRandom().randint(0, MAX_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise PermanentGpuError("invalid_input", f"seed must be an integer from 0 to {MAX_SEED}")
+    return seed
+
+
+def generator(seed: int, device_name: str) -> torch.Generator:
+    import torch
+
+    return torch.Generator(device=device_name).manual_seed(seed)
