@@ -164,6 +164,8 @@ AUTEUR_GPU_BACKENDS: tuple[str, ...] = ("local", "modal")
 # Where the local backend keeps each call's payload, progress and outputs.
 AUTEUR_GPU_LOCAL_DIR = env.str("AUTEUR_GPU_LOCAL_DIR", default=str(VAR_DIR / "gpu-local"))
 AUTEUR_MODAL_APP = env.str("AUTEUR_MODAL_APP", default="auteur-gpu")
+# Model weights for the local backend's engines, one folder per model (manage.py download_models).
+AUTEUR_MODELS_DIR = env.str("AUTEUR_MODELS_DIR", default=str(VAR_DIR / "models"))
 
 # ---- Jobs (jobs/)
 # At most this many jobs `processing` at once per user, by plan (None: no active subscription);

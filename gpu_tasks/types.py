@@ -66,14 +66,25 @@ GPU_CLASS_MAX_CONCURRENCY: Mapping[GpuClass, int] = MappingProxyType(
 
 
 @dataclass(frozen=True)
+class Weights:
+    """A model's folder under AUTEUR_MODELS_DIR and a file every copy of it has."""
+
+    folder: str
+    marker: str
+
+
+@dataclass(frozen=True)
 class JobTypeSpec:
     job_type: JobType
     gpu: GpuClass
     time_limit_s: int
     max_concurrency: int
     output: OutputKind
+    model: str  # the model it runs in production (on Modal)
     local_engine: str | None  # "module:function" run by the local backend, None if not implemented
     modal_engine: str | None  # "module:function" run inside Modal, None if not implemented
+    local_model: str | None = None  # what the local engine runs, when not the production model
+    weights: Weights | None = None  # what the local backend needs on disk to run it (None: in a package)
 
     @property
     def local(self) -> bool:
@@ -103,9 +114,12 @@ def _spec(
     gpu: GpuClass,
     time_limit_s: int,
     output: OutputKind,
+    model: str,
     *,
     local: str | None = None,
     modal: str | None = None,
+    local_model: str | None = None,
+    weights: Weights | None = None,
     max_concurrency: int | None = None,
 ) -> JobTypeSpec:
     return JobTypeSpec(
@@ -114,8 +128,11 @@ def _spec(
         time_limit_s=time_limit_s,
         max_concurrency=max_concurrency or GPU_CLASS_MAX_CONCURRENCY[gpu],
         output=output,
+        model=model,
         local_engine=local and f"{_E}.{local}",
         modal_engine=modal and f"{_E}.{modal}",
+        local_model=local_model,
+        weights=weights,
     )
 
 
@@ -123,18 +140,21 @@ _T, _G, _O = JobType, GpuClass, OutputKind
 JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
     s.job_type: s
     for s in (
-        _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT,
-              local="transcription:run_local", modal="transcription_hf:run_modal"),
-        _spec(_T.TTS, _G.L4, 120, _O.AUDIO, local="tts:run_local", modal="tts_f5:run_modal"),
-        _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO),
-        _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO),
-        _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO),
-        _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO),
-        _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO),
-        _spec(_T.VIDEO_QUERY, _G.A10G, 300, _O.ANSWER),
-        _spec(_T.IMAGE_GENERATION, _G.A10G, 300, _O.IMAGE, max_concurrency=20),
-        _spec(_T.RENDER, _G.CPU, 1800, _O.VIDEO, local="render:run", modal="render:run"),
-        _spec(_T.COMPRESSION, _G.CPU, 1800, _O.VIDEO, local="compression:run", modal="compression:run"),
+        _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT, "Whisper large-v3 + pyannote 3.1",
+              local="transcription:run_local", modal="transcription_hf:run_modal",
+              local_model="Whisper tiny.en (faster-whisper)"),
+        _spec(_T.TTS, _G.L4, 120, _O.AUDIO, "F5-TTS v1 Base", local="tts:run_local", modal="tts_f5:run_modal",
+              local_model="eSpeak NG (no voice cloning)"),
+        _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5"),
+        _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO, "Wan2.1-T2V-14B"),
+        _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO, "LivePortrait"),
+        _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO, "LivePortrait (eye retargeting)"),
+        _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO, "Stable Audio Open 1.0"),
+        _spec(_T.VIDEO_QUERY, _G.A10G, 300, _O.ANSWER, "Qwen2.5-VL-7B-Instruct"),
+        _spec(_T.IMAGE_GENERATION, _G.A10G, 300, _O.IMAGE, "FLUX.1-schnell", max_concurrency=20),
+        _spec(_T.RENDER, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)", local="render:run", modal="render:run"),
+        _spec(_T.COMPRESSION, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)",
+              local="compression:run", modal="compression:run"),
     )
 })  # fmt: skip
 CPU_JOB_TYPES = frozenset(t for t, s in JOB_TYPES.items() if not s.is_gpu)

@@ -205,9 +205,12 @@ class JobTypeListApi(ApiView):
         description = serializers.CharField()
         price = PriceSerializer(source="*")
         gpu = serializers.CharField(help_text="The GPU class (A10G, L4, A100-80GB) or cpu")
+        model = serializers.CharField(help_text="The model this server's GPU backend runs for it")
         time_limit_s = serializers.IntegerField()
+        plan = serializers.CharField(allow_null=True, help_text="The plan it needs (null: any account)")
         pro_only = serializers.BooleanField()
         available = serializers.BooleanField(help_text="Whether the configured GPU backend can run it")
+        reason = serializers.CharField(allow_null=True, help_text="Why it is not available (null when it is)")
 
     @extend_schema(
         responses=inline_serializer("JobTypeList", {

@@ -29,6 +29,7 @@ def backend() -> GpuBackend:
     return make_backend(
         settings.AUTEUR_GPU_BACKEND,
         local_dir=settings.AUTEUR_GPU_LOCAL_DIR,
+        models_dir=settings.AUTEUR_MODELS_DIR,
         modal_app=settings.AUTEUR_MODAL_APP,
         # Drills only: the bench settings module sets these (bench/settings.py).
         faults=getattr(settings, "AUTEUR_FAULT_INJECTION", "") or None,
@@ -43,6 +44,10 @@ def reset() -> None:
 
 def supports(job_type: str) -> bool:
     return backend().supports(job_type)
+
+
+def unavailable_reason(job_type: str) -> str | None:
+    return backend().unavailable_reason(job_type)
 
 
 def spawn(job_type: str, payload: dict[str, Any]) -> str:

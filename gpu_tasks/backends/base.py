@@ -2,8 +2,9 @@
 
 Contract (what `jobs/gpu_client.py` relies on):
 
-- `supports(job_type)`: whether this backend can run the type now. The jobs app refuses a type
-  it cannot run (503 `feature_unavailable`) before charging anything.
+- `supports(job_type)` / `unavailable_reason(job_type)`: whether this backend can run the type
+  now, and if not why (no engine, weights missing). The jobs app refuses a type it cannot run
+  (503 `feature_unavailable`, with the reason) before charging anything.
 - `spawn(job_type, payload) -> call_id`: starts the work and returns at once (never waits for
   the inference). The call id is an opaque string of at most 200 characters to store on the job;
   any process may poll or cancel it later. Raises `PermanentGpuError` (unknown or unsupported
@@ -70,8 +71,12 @@ class GpuBackend(ABC):
 
     name: str = "abstract"
 
+    def supports(self, job_type: str) -> bool:
+        return self.unavailable_reason(job_type) is None
+
     @abstractmethod
-    def supports(self, job_type: str) -> bool: ...
+    def unavailable_reason(self, job_type: str) -> str | None:
+        """Why this backend cannot run `job_type` now, in words for a user; None when it can."""
 
     @abstractmethod
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str: ...

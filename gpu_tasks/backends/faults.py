@@ -99,8 +99,8 @@ class FaultInjectingBackend(GpuBackend):
         self.rng = random.Random(seed)  # noqa: S311 - drills, not security
         self.name = f"{inner.name}+faults"
 
-    def supports(self, job_type: str) -> bool:
-        return self.inner.supports(job_type)
+    def unavailable_reason(self, job_type: str) -> str | None:
+        return self.inner.unavailable_reason(job_type)
 
     def _rates_for(self, job_type: str) -> FaultRates:
         return self.rates.get(job_type) or self.rates.get("*") or FaultRates()

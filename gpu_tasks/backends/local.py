@@ -31,6 +31,7 @@ from typing import Any
 from gpu_tasks import _jsonfile
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.contract import status_record
+from gpu_tasks.engines import weights
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.types import get_spec
 
@@ -49,24 +50,32 @@ class LocalBackend(GpuBackend):
         *,
         python: str | None = None,
         time_limits: Mapping[str, float] | None = None,
+        models_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
         self.python = python or sys.executable
         self.time_limits = dict(time_limits or {})
+        # Where the engines' weights are (the runner gets it as AUTEUR_MODELS_DIR).
+        self.models_dir = Path(models_dir) if models_dir is not None else weights.models_dir()
 
     # -- the interface -------------------------------------------------------------------------
-    def supports(self, job_type: str) -> bool:
+    def unavailable_reason(self, job_type: str) -> str | None:
         try:
-            return get_spec(job_type).local
-        except GpuError:
-            return False
+            spec = get_spec(job_type)
+        except GpuError as exc:
+            return exc.message
+        if not spec.local:
+            return f"{spec.job_type.value} has no engine on the local backend"
+        if spec.weights is not None and not (self.models_dir / spec.weights.folder / spec.weights.marker).is_file():
+            return (f"weights for {spec.weights.folder} not found in {self.models_dir}; "
+                    f"run manage.py download_models {spec.job_type.value}")
+        return None
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)
-        if not spec.local:
-            raise PermanentGpuError(
-                "feature_unavailable", f"{spec.job_type.value} is not available on the local backend"
-            )
+        reason = self.unavailable_reason(job_type)
+        if reason is not None:
+            raise PermanentGpuError("feature_unavailable", reason)
         payload = dict(payload)
         call_id = f"local-{uuid.uuid4().hex}"
         call_dir = self.base_dir / call_id
@@ -168,6 +177,7 @@ class LocalBackend(GpuBackend):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         env["HF_HUB_OFFLINE"] = "1"
+        env[weights.MODELS_DIR_ENV] = str(self.models_dir)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 

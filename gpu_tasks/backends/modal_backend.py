@@ -75,11 +75,12 @@ class ModalBackend(GpuBackend):
         return self._modal
 
     # -- the interface -------------------------------------------------------------------------
-    def supports(self, job_type: str) -> bool:
+    def unavailable_reason(self, job_type: str) -> str | None:
         try:
-            return get_spec(job_type).modal
-        except GpuError:
-            return False
+            spec = get_spec(job_type)
+        except GpuError as exc:
+            return exc.message
+        return None if spec.modal else f"{spec.job_type.value} has no engine deployed on Modal yet"
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)

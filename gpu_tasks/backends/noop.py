@@ -152,12 +152,12 @@ class NoopBackend(GpuBackend):
 
     name = "noop"
 
-    def supports(self, job_type: str) -> bool:
+    def unavailable_reason(self, job_type: str) -> str | None:
         try:
             get_spec(job_type)
-        except GpuError:
-            return False
-        return True
+        except GpuError as exc:
+            return exc.message
+        return None
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)

@@ -27,8 +27,8 @@ class RoutingBackend(GpuBackend):
         name = self.routes.get(job_type, self.default)
         return name, self.backends[name]
 
-    def supports(self, job_type: str) -> bool:
-        return self.backend_for(job_type)[1].supports(job_type)
+    def unavailable_reason(self, job_type: str) -> str | None:
+        return self.backend_for(job_type)[1].unavailable_reason(job_type)
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         name, backend = self.backend_for(job_type)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, QuerySet
 
 from auteur.users.models import User
@@ -112,27 +113,36 @@ class JobTypeInfo:
     price_credits: int
     price_unit: str
     gpu: str
+    model: str
     time_limit_s: int
+    plan: str | None
     pro_only: bool
     available: bool
+    reason: str | None
 
 
 def job_type_list() -> list[JobTypeInfo]:
-    """Every job type with its price, GPU class and whether this server's backend can run it."""
-    return [
-        JobTypeInfo(
+    """Every job type with its price, model, GPU class and whether this server's backend can run it
+    (and if not, why)."""
+    on_local = settings.AUTEUR_GPU_BACKEND == "local"
+    out = []
+    for spec in JOB_SPECS.values():
+        reason = gpu_client.unavailable_reason(spec.type)
+        out.append(JobTypeInfo(
             type=spec.type.value,
             description=spec.description,
             price_rule=spec.price.describe(),
             price_credits=spec.price.credits,
             price_unit=spec.price.unit,
             gpu=spec.engine.gpu.value,
+            model=(on_local and spec.engine.local_model) or spec.engine.model,
             time_limit_s=spec.engine.time_limit_s,
+            plan=spec.plan,
             pro_only=spec.plan == Plan.PRO,
-            available=gpu_client.supports(spec.type),
-        )
-        for spec in JOB_SPECS.values()
-    ]
+            available=reason is None,
+            reason=reason,
+        ))
+    return out
 
 
 def job_media_in_use(*, media: MediaFile) -> str | None:

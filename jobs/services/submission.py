@@ -46,13 +46,16 @@ def job_submit(
     The same Idempotency-Key with the same body within the window returns the original job and
     charges nothing; with another body it is refused (422).
     """
-    if not gpu_client.supports(spec.type):
+    # The plan first: a feature the user's plan does not include is refused as such, whether or
+    # not this server could run it now.
+    require_plan(user=user, plan=spec.plan, feature=spec.type.value)
+    reason = gpu_client.unavailable_reason(spec.type)
+    if reason is not None:
         backend = settings.AUTEUR_GPU_BACKEND
         raise FeatureUnavailable(
-            f"{spec.type} is not available on this server's GPU backend ({backend}).",
-            details={"type": spec.type.value, "backend": backend},
+            f"{spec.type} is not available on this server's GPU backend ({backend}): {reason}.",
+            details={"type": spec.type.value, "backend": backend, "reason": reason},
         )
-    require_plan(user=user, plan=spec.plan, feature=spec.type.value)
     cost = spec.price.cost(request.quantities)
     try:
         return _submit(user, spec, request, cost, idempotency_key, body_hash, retry_of)

@@ -85,15 +85,16 @@ def test_a_type_the_local_backend_cannot_run_is_503_and_nothing_is_charged(
     response = submit(auth_client, job_type, valid_body(job_type, project, media))
     assert response.status_code == 503, response.json()
     assert error_code(response) == "feature_unavailable"
-    assert response.json()["error"]["details"]["type"] == job_type
+    details = response.json()["error"]["details"]
+    assert details["type"] == job_type and details["reason"] in response.json()["error"]["message"]
     assert ledger_state(funded) == before
 
 
-def test_video_generation_on_local_is_unavailable_before_the_plan_is_checked(auth_client, funded, project, media):
-    """job_submit checks the backend first: a non-Pro user on `local` hears 503, not 403."""
+def test_a_pro_only_type_is_refused_by_plan_before_any_availability_check(auth_client, funded, project, media):
+    """A non-Pro user hears 403 `plan_required` even where this server cannot run the type now."""
     before = ledger_state(funded)
     response = submit(auth_client, "video-generation", valid_body("video-generation", project, media))
-    assert response.status_code == 503 and error_code(response) == "feature_unavailable"
+    assert response.status_code == 403 and error_code(response) == "plan_required"
     assert ledger_state(funded) == before
 
 
