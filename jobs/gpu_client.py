@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
+from gpu_tasks import engines
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
 from gpu_tasks.contract import save_output
+from gpu_tasks.engines import weights
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, and a way
@@ -64,6 +67,16 @@ def cancel(call_id: str) -> None:
 
 def release(call_id: str) -> None:
     backend().release(call_id)
+
+
+def weight_repos(job_type: str) -> dict[str, weights.Repo]:
+    """{folder under AUTEUR_MODELS_DIR: hub repository} of what the type's engines load."""
+    return engines.weight_repos(job_type)
+
+
+def download_weights(folder: str, repo: weights.Repo, *, token: str | None = None) -> None:
+    """Fetch a model into AUTEUR_MODELS_DIR (the engines read it from there with the hub off)."""
+    weights.download(folder, repo, into=Path(settings.AUTEUR_MODELS_DIR), token=token)
 
 
 def _quietly(action: Callable[[str], None], call_id: str) -> None:

@@ -47,6 +47,8 @@ DIARIZATION_REPO = "pyannote/speaker-diarization-community-1"
 WHISPER_DIR = f"{MODELS_ROOT}/whisper-large-v3"
 DIARIZATION_DIR = f"{MODELS_ROOT}/pyannote-speaker-diarization-community-1"
 MODEL_NAME = "whisper-large-v3 (transformers)"
+# What download_models fetches: {folder under the models directory: hub repository}.
+REPOS = {"whisper-large-v3": WHISPER_REPO, "pyannote-speaker-diarization-community-1": DIARIZATION_REPO}
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {}

@@ -23,6 +23,7 @@ from typing import Any
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines.tts import validate
+from gpu_tasks.engines.weights import Repo
 from gpu_tasks.errors import PermanentGpuError
 
 MODELS_ROOT = os.environ.get("AUTEUR_MODELS_DIR", "/models")
@@ -32,6 +33,8 @@ F5_CKPT = f"{MODELS_ROOT}/f5-tts/{F5_MODEL}/model_1250000.safetensors"
 VOCOS_REPO = "charactr/vocos-mel-24khz"
 VOCOS_DIR = f"{MODELS_ROOT}/vocos-mel-24khz"
 DEFAULT_REF_TEXT = "Some call me nature, others call me mother nature."
+# What download_models fetches (of F5-TTS's repository, only the checkpoint this engine loads).
+REPOS = {"f5-tts": Repo(F5_REPO, files=(f"{F5_MODEL}/model_1250000.safetensors",)), "vocos-mel-24khz": VOCOS_REPO}
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,3 +71,30 @@ def generator(seed: int, device_name: str) -> torch.Generator:
     import torch
 
     return torch.Generator(device=device_name).manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A hub repository to fetch into a model's folder: whole, or only `files` (glob patterns)."""
+
+    id: str
+    files: tuple[str, ...] = ()
+
+
+def repo_of(value: str | Repo) -> Repo:
+    """An engine's REPOS entry: a repository id, or a Repo naming the files it needs of it."""
+    return value if isinstance(value, Repo) else Repo(value)
+
+
+def download(folder: str, repo: str | Repo, *, into: Path | None = None, token: str | None = None) -> Path:
+    """Fetch a model repository into its folder under the models directory.
+
+    The one place allowed to reach the hub: an operator runs it once per model (manage.py
+    download_models, or the Modal app's download_models), never an engine on a user's clock.
+    """
+    from huggingface_hub import snapshot_download
+
+    source = repo_of(repo)
+    target = (into or models_dir()) / folder
+    snapshot_download(source.id, local_dir=str(target), token=token, allow_patterns=list(source.files) or None)
+    return target
