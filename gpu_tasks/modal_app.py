@@ -114,26 +114,23 @@ globals().update(FUNCTIONS)  # `modal_app.tts` and `modal run gpu_tasks/modal_ap
     timeout=3600,
 )
 def download_models() -> list[str]:
-    """Put every model's weights on the Volume (run once, and after changing a model)."""
-    os.environ["HF_HUB_OFFLINE"] = "0"  # the one place allowed to reach the hub
-    from huggingface_hub import hf_hub_download, snapshot_download
+    """Put every model's weights on the Volume (run once, and after changing a model).
 
-    from gpu_tasks.engines import transcription_hf as asr
-    from gpu_tasks.engines import tts_f5
+    The same repositories as `manage.py download_models`: each engine declares its own (REPOS).
+    """
+    os.environ["HF_HUB_OFFLINE"] = "0"  # the one place allowed to reach the hub
+    from huggingface_hub import snapshot_download
+
+    from gpu_tasks.engines import weight_repos
+    from gpu_tasks.engines.weights import download
 
     token = os.environ.get("HF_TOKEN")
     fetched = [
-        snapshot_download(asr.WHISPER_REPO, local_dir=asr.WHISPER_DIR, token=token),
-        snapshot_download(asr.DIARIZATION_REPO, local_dir=asr.DIARIZATION_DIR, token=token),
-        hf_hub_download(
-            tts_f5.F5_REPO,
-            f"{tts_f5.F5_MODEL}/model_1250000.safetensors",
-            local_dir=f"{MODELS_PATH}/f5-tts",
-            token=token,
-        ),
-        snapshot_download(tts_f5.VOCOS_REPO, local_dir=tts_f5.VOCOS_DIR, token=token),
-        # F5-TTS transcribes a voice sample that comes without its text with this model (HF cache).
-        snapshot_download("openai/whisper-large-v3-turbo", token=token),
+        str(download(folder, repo, into=Path(MODELS_PATH), token=token))
+        for job_type in JOB_TYPES
+        for folder, repo in weight_repos(job_type).items()
     ]
+    # F5-TTS transcribes a voice sample that comes without its text with this model (HF cache).
+    fetched.append(snapshot_download("openai/whisper-large-v3-turbo", token=token))
     models_volume.commit()
-    return [str(p) for p in fetched]
+    return fetched
