@@ -23,9 +23,11 @@ Result (`CallStatus.result` on success): a dict of type-specific fields (a trans
     {"uploaded": True, "content_type": ..., "size_bytes": N, "filename": ...}
     {"data": b"...", "content_type": ..., "size_bytes": N, "filename": ...}
 
-so the Django side stores any of them with `save_output(ref, dest)` (or, for "uploaded", just
-records the object key it signed). Output names per type: tts `audio`, render `video`,
-compression `video`; transcription has none (the transcript is in the result).
+and may also carry `metadata`: every parameter that shaped it (model, seed, steps, prompt...),
+which the Django side keeps with the stored media. The Django side stores any of them with
+`save_output(ref, dest)` (or, for "uploaded", just records the object key it signed). Output
+names per type: tts `audio`, render `video`, compression `video`; transcription has none (the
+transcript is in the result).
 """
 
 from __future__ import annotations

@@ -81,6 +81,7 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
                 type=media_type,
                 mime_type=ref.get("content_type") or "application/octet-stream",
                 local_path=local,
+                generation=ref.get("metadata"),
             )
         stored.append(str(media.pk))
     return stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
+from typing import Any
 
 from django.db import IntegrityError, transaction
 
@@ -31,8 +32,12 @@ def media_create_output(
     type: str,
     mime_type: str,
     local_path: str | Path,
+    generation: dict[str, Any] | None = None,
 ) -> MediaFile:
     """Store a file a job produced as a ``ready`` MediaFile of its project; idempotent.
+
+    `generation`: every parameter that shaped the file (model, seed, steps, prompt...), kept in
+    its metadata under "generation" beside what the probe read, so a result can be reproduced.
 
     One output per (job, name), by a unique constraint; the id is derived from both, so a
     redelivered store step finds the row (and uploads nothing), or, racing another delivery,
@@ -62,7 +67,7 @@ def media_create_output(
         file_size_bytes=path.stat().st_size,
         storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
         duration_ms=stored_duration_ms(result),
-        metadata=result.metadata,
+        metadata={**result.metadata, **({"generation": generation} if generation else {})},
         source_job_id=job_id,
     )
     with path.open("rb") as fh:

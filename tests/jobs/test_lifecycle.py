@@ -342,3 +342,13 @@ def test_a_claim_starts_younger_queued_jobs_that_fit_beside_it(user, project, me
         assert slots.job_claim(job_id=older.pk) is not None
     assert started == [younger.pk], "the younger job is started at once, not at the reaper's next run"
     assert slots.job_claim(job_id=younger.pk) is not None
+
+
+def test_what_shaped_an_output_is_kept_in_its_media_metadata(user, project, media):
+    job, result = _storing_tts_job(user, project, media)
+    result["outputs"]["audio"]["metadata"] = {"model": "noop", "seed": 7, "steps": 3}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert outputs.job_complete(job_id=job.pk, result=result, job=job) is not None
+    (output,) = MediaFile.objects.filter(source_job_id=job.pk)
+    assert output.metadata["generation"] == {"model": "noop", "seed": 7, "steps": 3}
+    assert set(output.metadata) > {"generation"}, "beside what the probe read"
