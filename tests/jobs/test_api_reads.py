@@ -16,7 +16,7 @@ from jobs.models import Job, JobStatus
 from jobs.services.lifecycle import job_fail
 from media.models import MediaFile
 from projects.models import Project
-from tests.jobs.test_api_support import (
+from tests.jobs.support import (
     PRICE,
     START_BALANCE,
     error_code,

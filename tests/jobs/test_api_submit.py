@@ -11,7 +11,7 @@ from credits.services.subscriptions import subscription_create
 from jobs.models import Job, JobEvent, JobStatus
 from media.models import VoiceClone
 from projects.models import Project
-from tests.jobs.test_api_support import (
+from tests.jobs.support import (
     LOCAL_TYPES,
     PRICE,
     START_BALANCE,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
+from billiard.einfo import ExceptionInfo
 from django.test import TestCase
 
 from credits.models import CreditTransaction
@@ -40,12 +42,22 @@ def media(project, user):
 
 
 def submit(user, project, media, **kw):
-    params = {"project_id": str(project.pk), "media_id": str(media.pk), "_quantities": {"duration_ms": 30_000}}
+    params: dict[str, Any] = {
+        "project_id": str(project.pk), "media_id": str(media.pk), "_quantities": {"duration_ms": 30_000},
+    }
     with TestCase.captureOnCommitCallbacks(execute=False):  # no broker publish: states are set by hand
         request = JobRequest(project=project, input_params=params, quantities=params["_quantities"],
                              media_ids=[media.pk])
         job, _ = submission.job_submit(user=user, spec=job_spec("transcription"), request=request, **kw)
     return job
+
+
+def einfo(exc: BaseException) -> ExceptionInfo:
+    """What Celery hands `on_failure`: the exception with its traceback."""
+    try:
+        raise exc
+    except BaseException:
+        return ExceptionInfo()
 
 
 def refunds(job):
@@ -59,7 +71,8 @@ def test_on_failure_invoked_twice_refunds_once(user, project, media):
     from gpu_tasks.errors import PermanentGpuError
 
     for _ in range(2):
-        task.on_failure(PermanentGpuError("gpu_oom", "out of memory"), "tid", (str(job.pk),), {}, None)
+        error = PermanentGpuError("gpu_oom", "out of memory")
+        task.on_failure(error, "tid", (str(job.pk),), {}, einfo(error))
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.error_code == "gpu_oom" and not job.retryable
     assert refunds(job) == 1
@@ -69,7 +82,8 @@ def test_on_failure_invoked_twice_refunds_once(user, project, media):
 
 def test_an_unexpected_crash_fails_as_internal_and_retryable(user, project, media):
     job = submit(user, project, media)
-    STEP_TASKS[Family.AUDIO, Step.FINISH].on_failure(RuntimeError("boom"), "tid", (str(job.pk),), {}, None)
+    crash = RuntimeError("boom")
+    STEP_TASKS[Family.AUDIO, Step.FINISH].on_failure(crash, "tid", (str(job.pk),), {}, einfo(crash))
     job.refresh_from_db()
     assert (job.status, job.error_code, job.retryable) == (JobStatus.FAILED, "internal", True)
     assert refunds(job) == 1
@@ -157,7 +171,7 @@ def test_auto_transcription_starts_one_job_per_ready_file(user, project, media):
     with TestCase.captureOnCommitCallbacks(execute=False):
         first = transcribe.job_auto_transcribe(media_id=media.pk)
         second = transcribe.job_auto_transcribe(media_id=media.pk)
-    assert first is not None and first.pk == second.pk
+    assert first is not None and second is not None and first.pk == second.pk
     assert first.type == "transcription" and first.input_params["media_id"] == str(media.pk)
     assert CreditTransaction.objects.filter(job_id=first.pk, type="usage").count() == 1
 

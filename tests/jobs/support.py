@@ -131,7 +131,7 @@ def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> 
     """A body each type accepts (render also needs a timeline: see put_timeline)."""
     p = {"project_id": str(project.pk)}
     video, audio, image = (str(media[k].pk) for k in ("video", "audio", "image"))
-    return {
+    bodies: dict[str, dict[str, Any]] = {
         "transcription": {**p, "media_id": audio},
         "tts": {**p, "text": "Hello world", "speed": 1.25},
         "lip-sync": {**p, "video_media_id": video, "audio_media_id": audio},
@@ -143,7 +143,8 @@ def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> 
         "render": {**p},
         "compression": {**p, "media_id": video, "preset": "480p"},
         "image-generation": {**p, "prompt": "a lighthouse at dusk"},
-    }[job_type]
+    }
+    return bodies[job_type]
 
 
 def submit(client: APIClient, job_type: str, body: dict[str, Any], **headers: Any) -> Any:
