@@ -7,7 +7,6 @@ publish of the pipeline never runs, so these tests check what the API and the se
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from media.models import MediaFile
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.models import Project
+from tests.factories import MediaFileFactory, ProjectFactory
 from tests.projects.test_edl_support import clip
 
 START_BALANCE = 1000
@@ -93,23 +93,13 @@ def funded_fixture(user: User) -> User:
 
 @pytest.fixture(name="project")
 def project_fixture(funded: User) -> Project:
-    return Project.objects.create(user=funded, name="Film")
+    return ProjectFactory.create(user=funded, name="Film")
 
 
 @pytest.fixture(name="make_media")
 def make_media_fixture(db: None) -> Callable[..., MediaFile]:
     def make(project: Project, type: str = "video", **fields: Any) -> MediaFile:
-        values: dict[str, Any] = {
-            "name": f"{type}-{uuid.uuid4().hex[:6]}",
-            "mime_type": {"video": "video/mp4", "audio": "audio/wav", "image": "image/png"}[type],
-            "status": "ready",
-            "duration_ms": {"video": 90_000, "audio": 30_000, "image": None}[type],
-            "file_size_bytes": 1000,
-        }
-        values.update(fields)
-        return MediaFile.objects.create(
-            project=project, user=project.user, type=type, storage_key=f"k/{uuid.uuid4()}", **values
-        )
+        return MediaFileFactory.create(project=project, type=type, **fields)
 
     return make
 

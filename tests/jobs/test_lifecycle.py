@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from jobs.specs import Family, job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile
 from projects.models import Project
+from tests.factories import MediaFileFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -30,15 +30,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def project(user):
     credit_grant(user=user, amount=100, type="bonus", description="test")
-    return Project.objects.create(user=user, name="p")
+    return ProjectFactory.create(user=user, name="p")
 
 
 @pytest.fixture
-def media(project, user):
-    return MediaFile.objects.create(
-        project=project, user=user, name="a.wav", type="audio", mime_type="audio/wav", status="ready",
-        duration_ms=30_000, file_size_bytes=10, storage_key=f"k/{uuid.uuid4()}",
-    )
+def media(project):
+    return MediaFileFactory.create(project=project, name="a.wav", type="audio", duration_ms=30_000)
 
 
 def submit(user, project, media, **kw):
@@ -178,10 +175,8 @@ def test_auto_transcription_starts_one_job_per_ready_file(user, project, media):
 
 def test_auto_transcription_is_skipped_with_a_reason_when_credits_are_short(make_user):
     poor = make_user()
-    project = Project.objects.create(user=poor, name="p", auto_transcribe=True)
-    media = MediaFile.objects.create(project=project, user=poor, name="v.mp4", type="video", mime_type="video/mp4",
-                                     status="ready", duration_ms=60_000, file_size_bytes=1,
-                                     storage_key=f"k/{uuid.uuid4()}")
+    project = ProjectFactory.create(user=poor, name="p", auto_transcribe=True)
+    media = MediaFileFactory.create(project=project, name="v.mp4", type="video", duration_ms=60_000)
     assert transcribe.job_auto_transcribe(media_id=media.pk) is None
     media.refresh_from_db()
     assert media.metadata["auto_transcribe"]["skipped"] == "insufficient_credits"
@@ -237,9 +232,8 @@ def test_a_job_storing_its_outputs_can_no_longer_be_canceled(user, project, medi
 
 def test_a_job_failing_while_storing_loses_its_outputs(user, project, media):
     job = submit(user, project, media)
-    output = MediaFile.objects.create(project=project, user=user, name="out.wav", type="audio", mime_type="audio/wav",
-                                      status="ready", file_size_bytes=1, storage_key=f"k/{uuid.uuid4()}",
-                                      source_job_id=job.pk)
+    output = MediaFileFactory.create(project=project, name="out.wav", type="audio", duration_ms=None,
+                                     source_job_id=job.pk)
     with TestCase.captureOnCommitCallbacks(execute=False):
         assert lifecycle.job_fail(job_id=job.pk, code="internal", message="storage down", retryable=True)
     assert not MediaFile.objects.filter(pk=output.pk).exists()
@@ -318,9 +312,8 @@ def test_a_cancel_that_wins_the_row_stops_the_store(user, project, media):
 
 
 def test_media_of_unknown_duration_cannot_be_priced(auth_client, user, project):
-    unknown = MediaFile.objects.create(project=project, user=user, name="live.mkv", type="video",
-                                       mime_type="video/x-matroska", status="ready", duration_ms=None,
-                                       file_size_bytes=1, storage_key=f"k/{uuid.uuid4()}")
+    unknown = MediaFileFactory.create(project=project, name="live.mkv", type="video", mime_type="video/x-matroska",
+                                      duration_ms=None)
     response = auth_client.post("/api/v1/jobs/compression", {"project_id": str(project.pk),
                                                              "media_id": str(unknown.pk)}, format="json")
     assert response.status_code == 422

@@ -16,7 +16,7 @@ from credits.services.ledger import credit_grant
 from jobs.models import Job, JobEvent, JobStatus
 from media.models import MediaFile
 from media.storage import get_storage
-from projects.models import Project
+from tests.factories import ProjectFactory
 from tests.jobs.conftest import speech_wav, upload_local, wait_for, wait_terminal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -32,7 +32,7 @@ def funded(user):
 
 @pytest.fixture
 def project(funded):
-    return Project.objects.create(user=funded, name="p", resolution="640x360")
+    return ProjectFactory.create(user=funded, name="p", resolution="640x360")
 
 
 def ledger(job_id):
