@@ -9,8 +9,6 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from media.services.captions import media_attach_caption
-from media.services.outputs import media_create_output, media_delete_job_outputs
 
 from jobs import gpu_client
 from jobs.models import Job, JobStatus
@@ -18,6 +16,8 @@ from jobs.services.events import job_event_record
 from jobs.services.inference import job_inference_ended
 from jobs.services.slots import job_slot_release
 from jobs.specs import OutputKind, job_spec
+from media.services.captions import media_attach_caption
+from media.services.outputs import media_create_output, media_delete_job_outputs
 
 
 def job_complete(
