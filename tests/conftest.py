@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
+from tests.factories import UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +29,9 @@ def _fresh_rate_limits() -> None:
 @pytest.fixture
 def make_user(db: None) -> Callable[..., User]:
     def make(email: str | None = None, **extra: Any) -> User:
-        return User.objects.create_user(email=email or f"user-{uuid.uuid4().hex[:10]}@example.com", **extra)
+        if email:
+            extra["email"] = email
+        return UserFactory.create(**extra)
 
     return make
 

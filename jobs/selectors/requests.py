@@ -16,14 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from projects.edl.selectors import edl_snapshot
-
 from auteur.users.models import User
 from jobs.errors import EmptyTimeline, MediaNotReady, WrongMediaType
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
 from media.selectors import media_get, voice_get
+from projects.edl.selectors import edl_snapshot
 from projects.models import Project
 from projects.selectors import project_get
 

@@ -110,12 +110,12 @@ def test_a_valid_token_authenticates_and_the_first_one_creates_the_user(settings
     status, response = verify(token)
     assert status == 200
     assert response == {"valid": True, "user_id": body["sub"]}
-    user = User.objects.get(pk=body["sub"])
+    user = User.objects.get(pk=str(body["sub"]))
     assert user.email == body["email"]
     assert not user.has_usable_password()
 
     assert verify(token)[0] == 200
-    assert User.objects.filter(pk=body["sub"]).count() == 1
+    assert User.objects.filter(pk=str(body["sub"])).count() == 1
 
 
 @pytest.mark.django_db

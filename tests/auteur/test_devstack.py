@@ -56,12 +56,14 @@ def test_persistent_data_survives_a_restart(tmp_path):
         r = redis.Redis.from_url(urls["REDIS_URL"])
         r.set("kept", "yes")
         r.save()
-        pymongo.MongoClient(urls["MONGODB_URI"]).auteur.edls.insert_one({"_id": "p1", "version": 3})
+        mongo: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(urls["MONGODB_URI"])
+        mongo.auteur.edls.insert_one({"_id": "p1", "version": 3})
     with running_stack(tmp_path, env) as stack:
         urls2 = stack.urls()
         assert urls2 == urls, "a checkout's ports are stable across restarts"
         assert redis.Redis.from_url(urls2["REDIS_URL"]).get("kept") == b"yes"
-        assert pymongo.MongoClient(urls2["MONGODB_URI"]).auteur.edls.find_one({"_id": "p1"})["version"] == 3
+        kept = pymongo.MongoClient(urls2["MONGODB_URI"]).auteur.edls.find_one({"_id": "p1"})
+        assert kept is not None and kept["version"] == 3
 
 
 def test_port_offset_is_stable_per_checkout_and_differs_between_checkouts():
@@ -169,7 +171,8 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
     # Read its output as a terminal would, all along: an undrained pipe would stall its writers.
     lines: list[str] = []
     assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    pipe = proc.stdout
+    reader = threading.Thread(target=lambda: lines.extend(iter(pipe.readline, "")), daemon=True)
     reader.start()
     try:
         ready = _wait_http(f"http://127.0.0.1:{api_port}/readyz", 120)

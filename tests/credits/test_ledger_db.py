@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -13,7 +14,7 @@ from credits.services.ledger import credit_deduct_for_job, credit_grant
 pytestmark = pytest.mark.django_db
 
 
-def raw(sql: str, params: list[object] | None = None) -> None:
+def raw(sql: str, params: list[Any] | None = None) -> None:
     # In a savepoint, so the test's transaction survives the expected error.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params or [])

@@ -32,15 +32,18 @@ def ffmpeg(*args: str) -> None:
 def streams(path: Path) -> dict[str, Any]:
     """Container duration and per-stream facts, read with PyAV."""
     with av.open(str(path)) as c:
+        assert c.duration is not None, f"{path} has no duration"
         out: dict[str, Any] = {"duration_s": c.duration / 1e6, "video": None, "audio": None}
         if c.streams.video:
             v = c.streams.video[0]
+            assert v.average_rate is not None and v.duration is not None and v.time_base is not None
             out["video"] = {
                 "codec": v.codec_context.name, "width": v.codec_context.width, "height": v.codec_context.height,
                 "fps": float(v.average_rate), "frames": v.frames, "duration_s": float(v.duration * v.time_base),
             }  # fmt: skip
         if c.streams.audio:
             a = c.streams.audio[0]
+            assert a.duration is not None and a.time_base is not None
             out["audio"] = {
                 "codec": a.codec_context.name, "rate": a.codec_context.sample_rate,
                 "channels": a.codec_context.channels, "duration_s": float(a.duration * a.time_base),

@@ -21,7 +21,7 @@ import modal.exception as mx
 import pytest
 
 from gpu_tasks.backends.modal_backend import ModalBackend
-from gpu_tasks.errors import PermanentGpuError, TransientGpuError
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.types import JOB_TYPES
 from tests.gpu_tasks.helpers import streams
 
@@ -180,7 +180,7 @@ def test_types_without_model_code_and_local_paths_are_refused_before_modal(
     ],
 )
 def test_spawn_errors_map_to_the_taxonomy(
-    fake: FakeModal, backend: ModalBackend, exc: BaseException, kind: type, code: str
+    fake: FakeModal, backend: ModalBackend, exc: BaseException, kind: type[GpuError], code: str
 ) -> None:
     fake.spawn_error = exc
     with pytest.raises(kind) as info:
@@ -344,5 +344,5 @@ def test_every_type_is_deployed_with_its_gpu_timeout_and_concurrency() -> None:
 def test_undeployed_model_code_answers_feature_unavailable() -> None:
     from gpu_tasks import modal_app
 
-    outcome = modal_app.lip_sync.local({"video": {"url": "https://x/v.mp4"}, "audio": {"url": "https://x/a.wav"}})
+    outcome = modal_app.FUNCTIONS["lip_sync"].local({"video": {"url": "https://x/v.mp4"}, "audio": {"url": "https://x/a.wav"}})
     assert outcome["state"] == "failed" and outcome["error"]["code"] == "feature_unavailable"

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -15,10 +17,11 @@ from tests.gpu_tasks.helpers import SENTENCE, heard_most_of, words_of
 def audio_seconds(path: Path) -> float:
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
+        assert stream.duration is not None and stream.time_base is not None
         return float(stream.duration * stream.time_base)
 
 
-def ctx(tmp_path: Path, payload: dict[str, object]) -> EngineContext:
+def ctx(tmp_path: Path, payload: Mapping[str, Any]) -> EngineContext:
     return EngineContext(workdir=tmp_path / "work", payload=payload)
 
 

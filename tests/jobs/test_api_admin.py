@@ -11,7 +11,7 @@ from credits.selectors import credit_balance_get
 from credits.services.subscriptions import subscription_create
 from jobs.models import Job, JobStatus
 from jobs.services.lifecycle import job_fail
-from tests.jobs.test_api_support import (
+from tests.jobs.support import (
     START_BALANCE,
     refund_rows,
     submit,

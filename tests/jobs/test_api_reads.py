@@ -15,8 +15,8 @@ from jobs.apis import JobSerializer
 from jobs.models import Job, JobStatus
 from jobs.services.lifecycle import job_fail
 from media.models import MediaFile
-from projects.models import Project
-from tests.jobs.test_api_support import (
+from tests.factories import ProjectFactory
+from tests.jobs.support import (
     PRICE,
     START_BALANCE,
     error_code,
@@ -144,7 +144,7 @@ def test_the_list_is_paginated_newest_first_and_filtered(auth_client, funded, pr
     for job_type in ("transcription", "tts", "compression"):
         response = submit(auth_client, job_type, valid_body(job_type, project, media))
         ids.append(response.json()["job_id"])
-    other_project = Project.objects.create(user=funded, name="other")
+    other_project = ProjectFactory.create(user=funded, name="other")
     ids.append(submit(auth_client, "tts", {"project_id": str(other_project.pk), "text": "x"}).json()["job_id"])
     Job.objects.filter(pk=ids[0]).update(status=JobStatus.FAILED)
 

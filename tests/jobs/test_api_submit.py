@@ -9,9 +9,8 @@ from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from credits.services.subscriptions import subscription_create
 from jobs.models import Job, JobEvent, JobStatus
-from media.models import VoiceClone
-from projects.models import Project
-from tests.jobs.test_api_support import (
+from tests.factories import ProjectFactory, VoiceCloneFactory
+from tests.jobs.support import (
     LOCAL_TYPES,
     PRICE,
     START_BALANCE,
@@ -164,7 +163,7 @@ def test_tts_is_priced_per_started_thousand_characters(auth_client, funded, proj
 
 
 def test_tts_with_a_voice_carries_its_sample_key(auth_client, funded, project):
-    voice = VoiceClone.objects.create(user=funded, name="me", sample_key="voices/me.wav", sample_duration_ms=5000)
+    voice = VoiceCloneFactory.create(user=funded, name="me", sample_key="voices/me.wav")
     response = submit(auth_client, "tts", {"project_id": str(project.pk), "text": "hi", "voice_id": str(voice.pk)})
     assert response.status_code == 202, response.json()
     params = Job.objects.get(pk=response.json()["job_id"]).input_params
@@ -172,7 +171,7 @@ def test_tts_with_a_voice_carries_its_sample_key(auth_client, funded, project):
 
 
 def test_tts_with_another_users_voice_is_404_and_nothing_is_charged(auth_client, funded, project, make_user):
-    voice = VoiceClone.objects.create(user=make_user(), name="x", sample_key="voices/x.wav", sample_duration_ms=5000)
+    voice = VoiceCloneFactory.create(user=make_user(), name="x", sample_key="voices/x.wav")
     before = ledger_state(funded)
     response = submit(auth_client, "tts", {"project_id": str(project.pk), "text": "hi", "voice_id": str(voice.pk)})
     assert response.status_code == 404 and error_code(response) == "voice_not_found"
@@ -224,7 +223,7 @@ def test_render_refuses_a_bad_resolution(auth_client, funded, project, media, re
 
 def test_short_of_credits_is_402_with_amounts_and_no_job(auth_client, user, make_media):
     credit_grant(user=user, amount=3, type="bonus", description="test")
-    project = Project.objects.create(user=user, name="p")
+    project = ProjectFactory.create(user=user, name="p")
     audio = make_media(project, "audio")
     before = ledger_state(user)
     response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
@@ -277,7 +276,7 @@ def test_a_malformed_body_is_400(auth_client, funded):
 
 
 def test_another_users_project_is_404(auth_client, funded, make_user):
-    other = Project.objects.create(user=make_user(), name="theirs")
+    other = ProjectFactory.create(user=make_user(), name="theirs")
     before = ledger_state(funded)
     response = submit(auth_client, "tts", {"project_id": str(other.pk), "text": "hi"})
     assert response.status_code == 404 and error_code(response) == "project_not_found"
@@ -285,7 +284,7 @@ def test_another_users_project_is_404(auth_client, funded, make_user):
 
 
 def test_media_of_another_project_of_the_same_user_is_404(auth_client, funded, project, make_media):
-    elsewhere = make_media(Project.objects.create(user=funded, name="other"), "audio")
+    elsewhere = make_media(ProjectFactory.create(user=funded, name="other"), "audio")
     before = ledger_state(funded)
     response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(elsewhere.pk)})
     assert response.status_code == 404 and error_code(response) == "media_not_found"
@@ -293,7 +292,7 @@ def test_media_of_another_project_of_the_same_user_is_404(auth_client, funded, p
 
 
 def test_media_of_another_user_is_404(auth_client, funded, project, make_media, make_user):
-    theirs = make_media(Project.objects.create(user=make_user(), name="theirs"), "audio")
+    theirs = make_media(ProjectFactory.create(user=make_user(), name="theirs"), "audio")
     before = ledger_state(funded)
     response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(theirs.pk)})
     assert response.status_code == 404 and error_code(response) == "media_not_found"
@@ -391,7 +390,7 @@ def test_another_users_key_is_independent(auth_client, funded, project, media, m
                    HTTP_IDEMPOTENCY_KEY="shared")
     other = make_user()
     credit_grant(user=other, amount=100, type="bonus", description="test")
-    their_project = Project.objects.create(user=other, name="theirs")
+    their_project = ProjectFactory.create(user=other, name="theirs")
     their_audio = make_media(their_project, "audio")
     second = submit(client_for(other), "transcription",
                     {"project_id": str(their_project.pk), "media_id": str(their_audio.pk)},

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
+from typing import Any
 
 import pytest
+from billiard.einfo import ExceptionInfo
 from django.test import TestCase
 
 from credits.models import CreditTransaction
@@ -22,6 +23,7 @@ from jobs.specs import Family, job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile
 from projects.models import Project
+from tests.factories import MediaFileFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,24 +31,31 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def project(user):
     credit_grant(user=user, amount=100, type="bonus", description="test")
-    return Project.objects.create(user=user, name="p")
+    return ProjectFactory.create(user=user, name="p")
 
 
 @pytest.fixture
-def media(project, user):
-    return MediaFile.objects.create(
-        project=project, user=user, name="a.wav", type="audio", mime_type="audio/wav", status="ready",
-        duration_ms=30_000, file_size_bytes=10, storage_key=f"k/{uuid.uuid4()}",
-    )
+def media(project):
+    return MediaFileFactory.create(project=project, name="a.wav", type="audio", duration_ms=30_000)
 
 
 def submit(user, project, media, **kw):
-    params = {"project_id": str(project.pk), "media_id": str(media.pk), "_quantities": {"duration_ms": 30_000}}
+    params: dict[str, Any] = {
+        "project_id": str(project.pk), "media_id": str(media.pk), "_quantities": {"duration_ms": 30_000},
+    }
     with TestCase.captureOnCommitCallbacks(execute=False):  # no broker publish: states are set by hand
         request = JobRequest(project=project, input_params=params, quantities=params["_quantities"],
                              media_ids=[media.pk])
         job, _ = submission.job_submit(user=user, spec=job_spec("transcription"), request=request, **kw)
     return job
+
+
+def einfo(exc: BaseException) -> ExceptionInfo:
+    """What Celery hands `on_failure`: the exception with its traceback."""
+    try:
+        raise exc
+    except BaseException:
+        return ExceptionInfo()
 
 
 def refunds(job):
@@ -60,7 +69,8 @@ def test_on_failure_invoked_twice_refunds_once(user, project, media):
     from gpu_tasks.errors import PermanentGpuError
 
     for _ in range(2):
-        task.on_failure(PermanentGpuError("gpu_oom", "out of memory"), "tid", (str(job.pk),), {}, None)
+        error = PermanentGpuError("gpu_oom", "out of memory")
+        task.on_failure(error, "tid", (str(job.pk),), {}, einfo(error))
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.error_code == "gpu_oom" and not job.retryable
     assert refunds(job) == 1
@@ -70,7 +80,8 @@ def test_on_failure_invoked_twice_refunds_once(user, project, media):
 
 def test_an_unexpected_crash_fails_as_internal_and_retryable(user, project, media):
     job = submit(user, project, media)
-    STEP_TASKS[Family.AUDIO, Step.FINISH].on_failure(RuntimeError("boom"), "tid", (str(job.pk),), {}, None)
+    crash = RuntimeError("boom")
+    STEP_TASKS[Family.AUDIO, Step.FINISH].on_failure(crash, "tid", (str(job.pk),), {}, einfo(crash))
     job.refresh_from_db()
     assert (job.status, job.error_code, job.retryable) == (JobStatus.FAILED, "internal", True)
     assert refunds(job) == 1
@@ -158,17 +169,15 @@ def test_auto_transcription_starts_one_job_per_ready_file(user, project, media):
     with TestCase.captureOnCommitCallbacks(execute=False):
         first = transcribe.job_auto_transcribe(media_id=media.pk)
         second = transcribe.job_auto_transcribe(media_id=media.pk)
-    assert first is not None and first.pk == second.pk
+    assert first is not None and second is not None and first.pk == second.pk
     assert first.type == "transcription" and first.input_params["media_id"] == str(media.pk)
     assert CreditTransaction.objects.filter(job_id=first.pk, type="usage").count() == 1
 
 
 def test_auto_transcription_is_skipped_with_a_reason_when_credits_are_short(make_user):
     poor = make_user()
-    project = Project.objects.create(user=poor, name="p", auto_transcribe=True)
-    media = MediaFile.objects.create(project=project, user=poor, name="v.mp4", type="video", mime_type="video/mp4",
-                                     status="ready", duration_ms=60_000, file_size_bytes=1,
-                                     storage_key=f"k/{uuid.uuid4()}")
+    project = ProjectFactory.create(user=poor, name="p", auto_transcribe=True)
+    media = MediaFileFactory.create(project=project, name="v.mp4", type="video", duration_ms=60_000)
     assert transcribe.job_auto_transcribe(media_id=media.pk) is None
     media.refresh_from_db()
     assert media.metadata["auto_transcribe"]["skipped"] == "insufficient_credits"
@@ -224,9 +233,8 @@ def test_a_job_storing_its_outputs_can_no_longer_be_canceled(user, project, medi
 
 def test_a_job_failing_while_storing_loses_its_outputs(user, project, media):
     job = submit(user, project, media)
-    output = MediaFile.objects.create(project=project, user=user, name="out.wav", type="audio", mime_type="audio/wav",
-                                      status="ready", file_size_bytes=1, storage_key=f"k/{uuid.uuid4()}",
-                                      source_job_id=job.pk)
+    output = MediaFileFactory.create(project=project, name="out.wav", type="audio", duration_ms=None,
+                                     source_job_id=job.pk)
     with TestCase.captureOnCommitCallbacks(execute=False):
         assert lifecycle.job_fail(job_id=job.pk, code="internal", message="storage down", retryable=True)
     assert not MediaFile.objects.filter(pk=output.pk).exists()
@@ -305,9 +313,8 @@ def test_a_cancel_that_wins_the_row_stops_the_store(user, project, media):
 
 
 def test_media_of_unknown_duration_cannot_be_priced(auth_client, user, project):
-    unknown = MediaFile.objects.create(project=project, user=user, name="live.mkv", type="video",
-                                       mime_type="video/x-matroska", status="ready", duration_ms=None,
-                                       file_size_bytes=1, storage_key=f"k/{uuid.uuid4()}")
+    unknown = MediaFileFactory.create(project=project, name="live.mkv", type="video", mime_type="video/x-matroska",
+                                      duration_ms=None)
     response = auth_client.post("/api/v1/jobs/compression", {"project_id": str(project.pk),
                                                              "media_id": str(unknown.pk)}, format="json")
     assert response.status_code == 422

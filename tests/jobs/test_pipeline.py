@@ -16,7 +16,7 @@ from credits.services.ledger import credit_grant
 from jobs.models import Job, JobEvent, JobStatus
 from media.models import MediaFile
 from media.storage import get_storage
-from projects.models import Project
+from tests.factories import ProjectFactory
 from tests.jobs.conftest import speech_wav, upload_local, wait_for, wait_terminal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -32,7 +32,7 @@ def funded(user):
 
 @pytest.fixture
 def project(funded):
-    return Project.objects.create(user=funded, name="p", resolution="640x360")
+    return ProjectFactory.create(user=funded, name="p", resolution="640x360")
 
 
 def ledger(job_id):
@@ -74,6 +74,7 @@ def test_transcription_of_generated_speech_has_word_timings(start_worker, auth_c
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
     words = [w for segment in job.output_data["segments"] for w in segment["words"]]
     assert len(words) >= 8
+    assert audio.duration_ms is not None
     assert all(0 <= w["start_ms"] <= w["end_ms"] <= audio.duration_ms + 500 for w in words)
     text = " ".join(w["word"].strip(" .,").lower() for w in words)
     assert sum(token in text for token in ("quick", "brown", "fox", "lazy", "dog", "river")) >= 4
@@ -104,7 +105,7 @@ def test_render_of_a_three_clip_timeline(start_worker, auth_client, project, sam
     job = wait_terminal(accepted["job_id"], timeout=180)
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
     [output] = MediaFile.objects.filter(source_job_id=job.pk)
-    assert 2900 <= output.duration_ms <= 3200
+    assert output.duration_ms is not None and 2900 <= output.duration_ms <= 3200
     with get_storage().local_path(output.storage_key) as path, av.open(str(path)) as container:
         assert {s.type for s in container.streams} == {"video", "audio"}
         assert (container.streams.video[0].codec_context.width, container.streams.video[0].codec_context.height) == (

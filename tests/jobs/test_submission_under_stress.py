@@ -76,6 +76,7 @@ from credits.services.ledger import credit_grant
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.specs import job_spec
 from projects.models import Project
+from tests.factories import ProjectFactory
 from tests.jobs.conftest import Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -196,7 +197,7 @@ def queued_prepares(client: redis.Redis) -> Counter[str]:
 
 def fund(user: User, credits: int) -> Project:
     credit_grant(user=user, amount=credits, description="test funds")
-    return Project.objects.create(user=user, name="Film")
+    return ProjectFactory.create(user=user, name="Film")
 
 
 def submit_all_at_once(api: Api, submissions: list[tuple[str, Project]]) -> list[requests.Response]:

@@ -19,6 +19,7 @@ from media.models import MediaFile
 from media.storage import get_storage
 from media.tasks import probe
 from projects.models import Project
+from tests.factories import ProjectFactory
 
 
 def ffmpeg(*args: str) -> None:
@@ -76,13 +77,13 @@ def eager_celery() -> Iterator[None]:
 
 @pytest.fixture
 def project(user: User) -> Project:
-    return Project.objects.create(user=user, name="My film")
+    return ProjectFactory.create(user=user, name="My film")
 
 
 @pytest.fixture
 def make_project() -> Callable[[User], Project]:
     def make(owner: User) -> Project:
-        return Project.objects.create(user=owner, name=f"{owner.email}'s project")
+        return ProjectFactory.create(user=owner, name=f"{owner.email}'s project")
 
     return make
 

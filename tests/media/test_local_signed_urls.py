@@ -131,7 +131,8 @@ def test_a_body_shorter_than_its_content_length_leaves_nothing(local_storage):
     parts = urlsplit(url)
     # The client announces the full size, then the connection drops after 100 bytes. (The test
     # client refuses to send a short body, so the request is built as a WSGI server would.)
-    environ = RequestFactory()._base_environ(
+    # A private helper of Django's that django-stubs leave out: the environ a WSGI server builds.
+    environ = RequestFactory()._base_environ(  # type: ignore[attr-defined]
         PATH_INFO=parts.path, QUERY_STRING=parts.query, REQUEST_METHOD="PUT", CONTENT_TYPE="video/mp4",
         CONTENT_LENGTH=str(len(BODY)), **{"wsgi.input": io.BytesIO(BODY[:100])},
     )

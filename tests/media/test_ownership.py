@@ -10,6 +10,7 @@ import pytest
 
 from media.models import MediaFile, VoiceClone
 from media.services.voices import voice_create
+from tests.factories import MediaFileFactory
 from tests.media.conftest import stored, upload_local
 
 pytestmark = pytest.mark.django_db
@@ -31,9 +32,9 @@ def world(make_user, client_for, make_project, samples, local_storage) -> World:
     owner, intruder = make_user(), make_user()
     project = make_project(owner)
     media = upload_local(client_for(owner), project, samples.wav, "audio/wav")
-    pending = MediaFile.objects.create(
-        project=project, user=owner, name="p.wav", type="audio", mime_type="audio/wav",
-        file_size_bytes=10, storage_key=f"projects/{project.pk}/media/{uuid.uuid4()}/p.wav",
+    pending = MediaFileFactory.create(
+        project=project, name="p.wav", type="audio", status="uploading", duration_ms=None, file_size_bytes=10,
+        storage_key=f"projects/{project.pk}/media/{uuid.uuid4()}/p.wav",
     )
     voice = voice_create(user=owner, media=media, name="Owner's voice")
     return World(owner, intruder, project, media, pending, voice, make_project(intruder))

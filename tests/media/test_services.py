@@ -35,7 +35,8 @@ def confirmed(client, project, path, content_type, filename=None) -> MediaFile:
 
 def test_probe_ignores_files_not_processing(auth_client, project, samples, local_storage):
     ticket = request_upload(auth_client, project, samples.wav, "audio/wav")
-    assert media_probe(media_id=ticket["media_id"]).status == "uploading"  # not claimed: nothing done
+    untouched = media_probe(media_id=ticket["media_id"])
+    assert untouched is not None and untouched.status == "uploading"  # not claimed: nothing done
     assert media_probe(media_id=uuid.uuid4()) is None  # deleted meanwhile
 
 
@@ -69,6 +70,7 @@ def test_two_deliveries_of_one_probe_finish_it_once(auth_client, project, sample
             second = media_probe(media_id=media.pk)
     finally:
         media_ready.disconnect(dispatch_uid="count")
+    assert first is not None and second is not None
     assert first.status == second.status == "ready"
     assert first.updated_at == second.updated_at
     assert sent == [media.pk]
@@ -91,7 +93,7 @@ def test_job_outputs_are_stored_once(user, project, samples, local_storage, monk
                   mime_type="video/mp4", local_path=samples.video)
     first = media_create_output(**kwargs)
     assert first.status == "ready" and first.source_job_id == job_id
-    assert first.metadata["width"] == 320 and 1900 <= first.duration_ms <= 2100
+    assert first.metadata["width"] == 320 and first.duration_ms is not None and 1900 <= first.duration_ms <= 2100
     assert stored(first.storage_key) and stored(first.thumbnail_key)
     assert len(saves) == 2  # the file and its thumbnail
 
@@ -186,7 +188,8 @@ def test_job_output_against_s3(user, project, samples, s3_storage):
                                 type="image", mime_type="image/png", local_path=samples.png)
     assert get_storage().head(media.storage_key) == samples.png.stat().st_size
     assert get_storage().content_type(media.storage_key) == "image/png"
-    assert get_storage().head(media.thumbnail_key) > 0
+    thumbnail_size = get_storage().head(media.thumbnail_key)
+    assert thumbnail_size is not None and thumbnail_size > 0
 
 
 def test_upload_then_voice_against_s3(auth_client, project, samples, s3_storage):

@@ -46,7 +46,7 @@ def ready_signals() -> Any:
 def assert_video_probed(media: MediaFile) -> None:
     assert media.status == "ready", media.rejection_reason
     assert media.rejection_reason == ""
-    assert 1900 <= media.duration_ms <= 2100
+    assert media.duration_ms is not None and 1900 <= media.duration_ms <= 2100
     meta = media.metadata
     assert meta["width"] == 320 and meta["height"] == 240
     assert meta["video_codec"] == "h264"
@@ -77,6 +77,7 @@ def test_full_upload_flow_against_local_storage(
     assert ticket["method"] == "PUT"
     assert ticket["headers"] == {"Content-Type": "video/mp4"}
     expires_at = parse_datetime(ticket["expires_at"])
+    assert expires_at is not None
     assert timedelta(minutes=14) < expires_at - timezone.now() <= timedelta(minutes=15)
     assert ticket["upload_url"].startswith("http://testserver/storage/upload/projects/")
     media = MediaFile.objects.get(pk=ticket["media_id"])
@@ -110,7 +111,9 @@ def test_full_upload_flow_against_local_storage(
     body = detail.json()["media"]
     assert body["status"] == "ready" and body["duration_ms"] == media.duration_ms
     assert body["has_thumbnail"] is True and body["metadata"]["width"] == 320
-    assert timedelta(minutes=14) < parse_datetime(body["urls_expire_at"]) - timezone.now() <= timedelta(minutes=15)
+    urls_expire_at = parse_datetime(body["urls_expire_at"])
+    assert urls_expire_at is not None
+    assert timedelta(minutes=14) < urls_expire_at - timezone.now() <= timedelta(minutes=15)
     download = local_get(body["download_url"])
     assert download.status_code == 200
     assert download["Content-Type"] == "video/mp4"
@@ -166,7 +169,8 @@ def test_full_upload_flow_against_s3(auth_client, project, samples, s3_storage, 
     media = MediaFile.objects.get(pk=ticket["media_id"])
     assert_video_probed(media)
     assert ready_signals == [media.pk]
-    assert get_storage().head(media.thumbnail_key) > 0
+    thumbnail_size = get_storage().head(media.thumbnail_key)
+    assert thumbnail_size is not None and thumbnail_size > 0
 
     body = auth_client.get(media_path(project.pk, media.pk)).json()["media"]
     assert "X-Amz-Signature=" in body["download_url"]
@@ -191,7 +195,7 @@ def test_s3_confirm_before_upload_and_size_mismatch(auth_client, project, sample
 def test_wav_and_png_are_probed(auth_client, project, samples, local_storage):
     wav = upload_local(auth_client, project, samples.wav, "audio/wav")
     assert wav.status == "ready"
-    assert 3990 <= wav.duration_ms <= 4010
+    assert wav.duration_ms is not None and 3990 <= wav.duration_ms <= 4010
     assert wav.metadata["audio_codec"] == "pcm_s16le"
     assert wav.metadata["sample_rate"] == 44100 and wav.metadata["channels"] == 1
     assert wav.metadata["video_codec"] is None and wav.metadata["width"] is None

@@ -7,6 +7,7 @@ import multiprocessing
 import multiprocessing.queues
 import os
 import threading
+from typing import Any
 
 import pytest
 from mongoengine import ValidationError as MongoValidationError
@@ -27,7 +28,7 @@ from tests.projects.test_edl_support import (
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
 
-def stored(project) -> dict:
+def stored(project) -> dict[str, Any] | None:
     return store.edl_collection().find_one({"project_id": str(project.pk)})
 
 
@@ -112,7 +113,7 @@ def test_nested_edits_round_trip_exactly_on_the_embedded_server(project, make_me
         d["transcript"]["segments"][0]["edited_text"] = "hi"
 
     def add_clip_and_track(d):
-        audio = {"id": "a2", "type": "audio", "name": "Music", "clips": []}
+        audio: dict[str, Any] = {"id": "a2", "type": "audio", "name": "Music", "clips": []}
         audio["clips"].append(clip(audio_media, audio, start=500, inp=1000, out=31_000, id="music"))
         audio["clips"][0]["effects"] = [{"type": "fade_in", "duration_ms": 200, "curve": {"k": [0.1, 0.5]}}]
         d["tracks"].append(audio)
@@ -197,7 +198,7 @@ def test_concurrent_writers_of_one_version_exactly_one_wins(project):
     """Eight saves over v1 at once, each renaming the video track: one lands, seven get 409."""
     base = edl_get(project=project)
     barrier = threading.Barrier(8)
-    outcomes: list[object] = [None] * 8
+    outcomes: list[str | int | None] = [None] * 8
 
     def write(i: int) -> None:
         doc = editable(base)
@@ -215,7 +216,7 @@ def test_concurrent_writers_of_one_version_exactly_one_wins(project):
         t.join(30)
     winners = [o for o in outcomes if isinstance(o, str)]
     assert len(winners) == 1, outcomes
-    assert sorted(o for o in outcomes if not isinstance(o, str)) == [2] * 7
+    assert sorted(o for o in outcomes if isinstance(o, int)) == [2] * 7, outcomes
     final = edl_get(project=project)
     assert (final["version"], final["tracks"][0]["name"]) == (2, winners[0])
     assert history_versions(project) == [1, 2]
@@ -225,6 +226,7 @@ def test_concurrent_writers_of_one_version_exactly_one_wins(project):
 def _read_in_forked_child(project_id: str, out: multiprocessing.queues.Queue) -> None:
     try:
         doc = store.edl_collection().find_one({"project_id": project_id}, {"version": 1})
+        assert doc is not None
         out.put((doc["version"], store._connected_pid == os.getpid()))
     except BaseException as exc:
         out.put(repr(exc))
@@ -355,6 +357,7 @@ def test_schema_and_service_agree_on_a_written_document(project, make_media):
     media = make_media(project)
     save(project, timeline_with(edl_get(project=project), media, clips=4))
     raw = stored(project)
+    assert raw is not None
     EDL._from_son(raw).validate()
     raw["tracks"][0]["clips"][0]["start_ms"] = -1
     with pytest.raises(MongoValidationError):

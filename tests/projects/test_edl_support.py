@@ -17,6 +17,7 @@ from auteur.users.models import User
 from media.models import MediaFile
 from projects.edl import store
 from projects.models import Project
+from tests.factories import MediaFileFactory, ProjectFactory
 
 
 @pytest.fixture(name="clean_edl_store")
@@ -32,7 +33,7 @@ def clean_edl_store_fixture() -> Iterator[None]:
 @pytest.fixture(name="make_project")
 def make_project_fixture(db: None) -> Callable[..., Project]:
     def make(user: User, **fields: Any) -> Project:
-        return Project.objects.create(user=user, name=fields.pop("name", "Timeline test"), **fields)
+        return ProjectFactory.create(user=user, name=fields.pop("name", "Timeline test"), **fields)
 
     return make
 
@@ -45,20 +46,10 @@ def project_fixture(user: User, make_project: Callable[..., Project]) -> Project
 @pytest.fixture(name="make_media")
 def make_media_fixture(db: None) -> Callable[..., MediaFile]:
     def make(project: Project, **fields: Any) -> MediaFile:
-        values: dict[str, Any] = {
-            "name": "clip.mp4",
-            "type": "video",
-            "mime_type": "video/mp4",
-            "status": "ready",
-            "duration_ms": 10_000,
-            "file_size_bytes": 1,
-        }
+        """A 10 s video unless told otherwise: timelines here are measured against its length."""
+        values: dict[str, Any] = {"name": "clip.mp4", "type": "video", "duration_ms": 10_000, "file_size_bytes": 1}
         values.update(fields)
-        if values["status"] == "rejected":
-            values.setdefault("rejection_reason", "not media")
-        return MediaFile.objects.create(
-            project=project, user=project.user, storage_key=f"k/{uuid.uuid4()}", **values
-        )
+        return MediaFileFactory.create(project=project, **values)
 
     return make
 

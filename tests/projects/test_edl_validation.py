@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from projects.edl import store
@@ -28,7 +30,7 @@ def base(project, media):
     return timeline_with(edl_get(project=project), media, clips=2)
 
 
-def everything_stored(project) -> tuple[dict, list[dict]]:
+def everything_stored(project) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     key = {"project_id": str(project.pk)}
     return store.edl_collection().find_one(key), list(store.history_collection().find(key).sort("version", 1))
 

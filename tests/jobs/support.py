@@ -7,7 +7,6 @@ publish of the pipeline never runs, so these tests check what the API and the se
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from media.models import MediaFile
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.models import Project
+from tests.factories import MediaFileFactory, ProjectFactory
 from tests.projects.test_edl_support import clip
 
 START_BALANCE = 1000
@@ -93,23 +93,13 @@ def funded_fixture(user: User) -> User:
 
 @pytest.fixture(name="project")
 def project_fixture(funded: User) -> Project:
-    return Project.objects.create(user=funded, name="Film")
+    return ProjectFactory.create(user=funded, name="Film")
 
 
 @pytest.fixture(name="make_media")
 def make_media_fixture(db: None) -> Callable[..., MediaFile]:
     def make(project: Project, type: str = "video", **fields: Any) -> MediaFile:
-        values: dict[str, Any] = {
-            "name": f"{type}-{uuid.uuid4().hex[:6]}",
-            "mime_type": {"video": "video/mp4", "audio": "audio/wav", "image": "image/png"}[type],
-            "status": "ready",
-            "duration_ms": {"video": 90_000, "audio": 30_000, "image": None}[type],
-            "file_size_bytes": 1000,
-        }
-        values.update(fields)
-        return MediaFile.objects.create(
-            project=project, user=project.user, type=type, storage_key=f"k/{uuid.uuid4()}", **values
-        )
+        return MediaFileFactory.create(project=project, type=type, **fields)
 
     return make
 
@@ -131,7 +121,7 @@ def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> 
     """A body each type accepts (render also needs a timeline: see put_timeline)."""
     p = {"project_id": str(project.pk)}
     video, audio, image = (str(media[k].pk) for k in ("video", "audio", "image"))
-    return {
+    bodies: dict[str, dict[str, Any]] = {
         "transcription": {**p, "media_id": audio},
         "tts": {**p, "text": "Hello world", "speed": 1.25},
         "lip-sync": {**p, "video_media_id": video, "audio_media_id": audio},
@@ -143,7 +133,8 @@ def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> 
         "render": {**p},
         "compression": {**p, "media_id": video, "preset": "480p"},
         "image-generation": {**p, "prompt": "a lighthouse at dusk"},
-    }[job_type]
+    }
+    return bodies[job_type]
 
 
 def submit(client: APIClient, job_type: str, body: dict[str, Any], **headers: Any) -> Any:

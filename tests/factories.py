@@ -1,0 +1,77 @@
+"""Test data: one factory per model that tests build directly, with defaults that make a usable row.
+
+`XFactory.create(**overrides)` saves and returns the model (typed); pass only what the test is about.
+Rows that a service must create (ledger entries, jobs) are made through that service instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import factory
+from factory.django import DjangoModelFactory
+
+from auteur.users.models import User
+from media.models import MediaFile, VoiceClone
+from projects.models import Project
+
+MIME_TYPES = {"video": "video/mp4", "audio": "audio/wav", "image": "image/png"}
+# A still image has no duration; the others are long enough for any job's minimum.
+DURATIONS_MS: dict[str, int | None] = {"video": 90_000, "audio": 30_000, "image": None}
+
+
+def _unique(template: str) -> factory.LazyFunction:
+    """Unique across processes too (workers and the stress test's server share the database)."""
+    return factory.LazyFunction(lambda: template.format(uuid.uuid4().hex[:10]))
+
+
+class UserFactory(DjangoModelFactory[User]):
+    class Meta:
+        model = User
+
+    email = _unique("user-{}@example.com")
+
+    @classmethod
+    def _create(cls, model_class: type[User], *args: Any, **kwargs: Any) -> User:
+        # Through the manager, as sign-in does: it normalises the email and sets no usable password.
+        return model_class.objects.create_user(*args, **kwargs)
+
+
+class ProjectFactory(DjangoModelFactory[Project]):
+    """A plain row: the EDL document is created on first read, as for any new project."""
+
+    class Meta:
+        model = Project
+
+    user = factory.SubFactory(UserFactory)
+    name = "Film"
+
+
+class MediaFileFactory(DjangoModelFactory[MediaFile]):
+    """A ready file, owned by its project's owner; the type picks a matching MIME type and duration."""
+
+    class Meta:
+        model = MediaFile
+
+    project = factory.SubFactory(ProjectFactory)
+    user = factory.LazyAttribute(lambda o: o.project.user)
+    type = "audio"
+    name = factory.LazyAttribute(lambda o: f"{o.type}-{uuid.uuid4().hex[:6]}")
+    mime_type = factory.LazyAttribute(lambda o: MIME_TYPES[o.type])
+    status = "ready"
+    # The database requires a reason on every rejected file.
+    rejection_reason = factory.LazyAttribute(lambda o: "not media" if o.status == "rejected" else "")
+    duration_ms = factory.LazyAttribute(lambda o: DURATIONS_MS[o.type])
+    file_size_bytes = 1000
+    storage_key = factory.LazyFunction(lambda: f"k/{uuid.uuid4()}")
+
+
+class VoiceCloneFactory(DjangoModelFactory[VoiceClone]):
+    class Meta:
+        model = VoiceClone
+
+    user = factory.SubFactory(UserFactory)
+    name = "My voice"
+    sample_key = factory.LazyFunction(lambda: f"voices/{uuid.uuid4()}.wav")
+    sample_duration_ms = 5000
