@@ -1,4 +1,4 @@
-"""A tiny registry through which other apps veto deleting a media file (DESIGN.md layering).
+"""A tiny registry through which other apps veto deleting a media file (media imports no app above it).
 
 media imports no other app; the jobs app registers a check at start-up (in its AppConfig.ready)
 that says whether a non-terminal job uses the file:

@@ -23,7 +23,7 @@ class MediaFile(models.Model):
     """A file in object storage that belongs to a project (uploaded, or produced by a job)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # By string: media imports no other app (DESIGN.md layering).
+    # By string: media imports no other app.
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="media_files")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="media_files")
     name = models.CharField(max_length=255)

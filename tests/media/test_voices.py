@@ -1,4 +1,4 @@
-"""Voice clones from uploaded samples (seed 2.7)."""
+"""Voice clones from uploaded samples."""
 
 from __future__ import annotations
 
