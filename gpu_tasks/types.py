@@ -42,6 +42,7 @@ class GpuClass(StrEnum):
     A10G = "A10G"
     L4 = "L4"
     A100_80GB = "A100-80GB"
+    L40S = "L40S"
     CPU = "cpu"
 
 
@@ -61,7 +62,7 @@ class OutputKind(StrEnum):
 
 # Per GPU class, the most containers Modal may run at once.
 GPU_CLASS_MAX_CONCURRENCY: Mapping[GpuClass, int] = MappingProxyType(
-    {GpuClass.A100_80GB: 10, GpuClass.A10G: 50, GpuClass.L4: 100, GpuClass.CPU: 20}
+    {GpuClass.A100_80GB: 10, GpuClass.L40S: 20, GpuClass.A10G: 50, GpuClass.L4: 100, GpuClass.CPU: 20}
 )
 
 
@@ -151,7 +152,11 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO, "LivePortrait (eye retargeting)"),
         _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO, "Stable Audio Open 1.0"),
         _spec(_T.VIDEO_QUERY, _G.A10G, 300, _O.ANSWER, "Qwen2.5-VL-7B-Instruct"),
-        _spec(_T.IMAGE_GENERATION, _G.A10G, 300, _O.IMAGE, "FLUX.1-schnell", max_concurrency=20),
+        # FLUX.1-schnell's 31 GiB of bf16 weights stay resident on an L40S (48 GB); an A10G would
+        # page them layer by layer on every image.
+        _spec(_T.IMAGE_GENERATION, _G.L40S, 300, _O.IMAGE, "FLUX.1-schnell",
+              local="image_generation:run", modal="image_generation:run",
+              weights=Weights("flux.1-schnell", "model_index.json")),
         _spec(_T.RENDER, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)", local="render:run", modal="render:run"),
         _spec(_T.COMPRESSION, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)",
               local="compression:run", modal="compression:run"),

@@ -44,6 +44,11 @@ def _resolution(value: str) -> None:
         raise serializers.ValidationError("Width and height must be even, between 16 and 7680x4320.")
 
 
+def _seed() -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False,
+                                    help_text="Same seed, same output; default: a fresh one, returned with it.")
+
+
 class JobInput(StrictSerializer):
     """Base of every job type's input."""
 
@@ -110,10 +115,18 @@ class VideoGenerationInput(JobInput):
 
 
 class ImageGenerationInput(JobInput):
+    """Images from a text prompt, one PNG media file each; the same seed gives the same images."""
+
     prompt = serializers.CharField(min_length=1, max_length=2000)
+    negative_prompt = serializers.CharField(required=False, max_length=2000,
+                                            help_text="Recorded; FLUX.1-schnell does not apply one.")
     width = serializers.IntegerField(min_value=256, max_value=1536, default=1024, validators=[_multiple_of_64])
     height = serializers.IntegerField(min_value=256, max_value=1536, default=1024, validators=[_multiple_of_64])
     num_images = serializers.IntegerField(min_value=1, max_value=4, default=1)
+    seed = _seed()
+    steps = serializers.IntegerField(min_value=1, max_value=50, required=False, help_text="Default: 4.")
+    guidance = serializers.FloatField(min_value=0, max_value=20, required=False,
+                                      help_text="Default 0; FLUX.1-schnell takes no guidance.")
 
 
 class CompressionInput(JobInput):

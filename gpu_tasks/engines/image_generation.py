@@ -41,12 +41,19 @@ from typing import Any, Literal
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, weights
+from gpu_tasks.engines.weights import Repo
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.types import get_spec
 
-MODEL = "FLUX.1-schnell"
-WEIGHTS = ("flux.1-schnell", "model_index.json")
-REPOS = {"flux.1-schnell": "black-forest-labs/FLUX.1-schnell"}
 JOB_TYPE = "image-generation"
+MODEL = get_spec(JOB_TYPE).model
+# Of the repository, what diffusers loads (not its 24 GB of single-file checkpoints).
+REPOS = {
+    "flux.1-schnell": Repo("black-forest-labs/FLUX.1-schnell", files=(
+        "model_index.json", "scheduler/*", "text_encoder/*", "text_encoder_2/*", "tokenizer/*", "tokenizer_2/*",
+        "transformer/*", "vae/*",
+    )),
+}
 
 MAX_PROMPT_CHARS = 2000
 SIDE_MULTIPLE = 64
@@ -179,7 +186,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     import torch
 
     request = validate(payload)
-    path = weights.weights_path(*WEIGHTS, JOB_TYPE)
+    path = weights.weights_of(JOB_TYPE)
     ctx.progress(2.0)
     with _pipeline_lock:
         pipe = load(str(path))

@@ -44,6 +44,16 @@ def weights_path(folder: str, marker: str, job_type: str) -> Path:
     return path
 
 
+def weights_of(job_type: str) -> Path:
+    """The folder of the model `job_type` runs, as its declaration names it (gpu_tasks/types.py)."""
+    from gpu_tasks.types import get_spec
+
+    declared = get_spec(job_type).weights
+    if declared is None:
+        raise PermanentGpuError("internal", f"{job_type} declares no weights folder")
+    return weights_path(declared.folder, declared.marker, job_type)
+
+
 def device() -> str:
     import torch
 

@@ -22,8 +22,11 @@ from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import image_generation
 from gpu_tasks.engines.weights import MODELS_DIR_ENV
 from gpu_tasks.errors import PermanentGpuError, classify_exception
+from gpu_tasks.types import get_spec
 
-FOLDER = image_generation.WEIGHTS[0]
+DECLARED = get_spec("image-generation").weights
+assert DECLARED is not None
+FOLDER = DECLARED.folder
 WORDS = "a an the of with in on over under red green blue cat dog tree sky sea photo painting city at night"
 
 
