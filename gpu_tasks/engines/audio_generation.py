@@ -16,9 +16,9 @@ channel count, exactly `duration_sec` long, whose ref carries the parameters tha
 
 GPU memory: about 1.3 B parameters in all (DiT 1.06 B, T5-base encoder 0.11 B, autoencoder 0.16 B),
 so about 2.7 GB of weights in bfloat16; the activations of a 47 s clip (1024 latent frames, doubled
-for classifier-free guidance) are small beside them, so a 24 GB L4 or A10G has ample room. The
-model's scheduler (cosine DPM-Solver SDE) draws its noise through `torchsde`, which the GPU image
-must install.
+for classifier-free guidance) are small beside them, so a 24 GB L4 or A10G should have ample room
+(an estimate from the sizes, not a measurement). The model's scheduler (cosine DPM-Solver SDE)
+draws its noise through `torchsde`, which the GPU image must install.
 """
 
 from __future__ import annotations
