@@ -21,6 +21,7 @@ import pytest
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, video_query
 from gpu_tasks.errors import PermanentGpuError, classify_exception
+from tests.gpu_tasks.helpers import ffmpeg
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
@@ -156,6 +157,21 @@ def test_frames_are_downscaled_and_picked_in_order(small_video: Path) -> None:
     frames = video_query.sample_frames(small_video, start_ms=0, end_ms=None, max_frames=4)
     assert frames.times_ms == [250, 750, 1250, 1750]  # the frame on screen mid-way through each slice
     assert all(image.size == (64, 48) for image in frames.images)  # already under MAX_SIDE
+
+
+def test_seeking_picks_the_same_frames_as_decoding_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    video = tmp_path / "keyframes.mp4"  # 8 s of 640x360 at 8 fps, a keyframe every 4 frames
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=640x360:rate=8:duration=8", "-g", "4", "-c:v", "libx264",
+        "-pix_fmt", "yuv420p", str(video),
+    )  # fmt: skip
+    through = video_query.sample_frames(video, start_ms=0, end_ms=None, max_frames=4)
+    monkeypatch.setattr(video_query, "SEEK_GAP_S", 0.0)  # seek before every frame
+    seeking = video_query.sample_frames(video, start_ms=0, end_ms=None, max_frames=4)
+    assert through.times_ms == seeking.times_ms == [1000, 3000, 5000, 7000]
+    for a, b in zip(through.images, seeking.images, strict=True):
+        assert a.size == (448, 252)  # downscaled to MAX_SIDE on the long side
+        assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_each_frame_gets_one_placeholder_per_visual_token(small_video: Path, models_dir: Path) -> None:
