@@ -150,8 +150,12 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO, "Wan2.1-T2V-14B"),
         _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO, "LivePortrait"),
         _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO, "LivePortrait (eye retargeting)"),
-        _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO, "Stable Audio Open 1.0"),
-        _spec(_T.VIDEO_QUERY, _G.A10G, 300, _O.ANSWER, "Qwen2.5-VL-7B-Instruct"),
+        _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO, "Stable Audio Open 1.0",
+              local="audio_generation:run", modal="audio_generation:run",
+              weights=Weights("stable-audio-open-1.0", "model_index.json")),
+        _spec(_T.VIDEO_QUERY, _G.A10G, 300, _O.ANSWER, "Qwen2.5-VL-7B-Instruct",
+              local="video_query:run", modal="video_query:run",
+              weights=Weights("qwen2.5-vl-7b-instruct", "config.json")),
         # FLUX.1-schnell's 31 GiB of bf16 weights stay resident on an L40S (48 GB); an A10G would
         # page them layer by layer on every image.
         _spec(_T.IMAGE_GENERATION, _G.L40S, 300, _O.IMAGE, "FLUX.1-schnell",

@@ -78,8 +78,14 @@ class TtsInput(JobInput):
 
 
 class AudioGenerationInput(JobInput):
+    """Sound from a text prompt (Stable Audio Open: up to 47 s of 44.1 kHz stereo), as a WAV."""
+
     prompt = serializers.CharField(min_length=1, max_length=1000)
-    duration_sec = serializers.IntegerField(min_value=1, max_value=60, default=10)
+    negative_prompt = serializers.CharField(required=False, max_length=1000)
+    duration_sec = serializers.IntegerField(min_value=1, max_value=47, default=10)
+    seed = _seed()
+    steps = serializers.IntegerField(min_value=1, max_value=200, required=False, help_text="Default: 100.")
+    guidance = serializers.FloatField(min_value=0, max_value=20, required=False, help_text="Default: 7.")
 
 
 class LipSyncInput(JobInput):
@@ -101,10 +107,19 @@ class GazeRedirectionInput(JobInput):
 
 
 class VideoQueryInput(JobInput):
-    """A question about a video; the answer is in the job's output_data. Priced per question."""
+    """A question about a video, optionally about a part of it (`start_ms`..`end_ms`); the answer
+    and the times of the frames it looked at are in the job's output_data. The file's transcript,
+    when it has one, is part of the question. Priced per question."""
 
     video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
     question = serializers.CharField(min_length=1, max_length=1000)
+    start_ms = serializers.IntegerField(min_value=0, required=False)
+    end_ms = serializers.IntegerField(min_value=1, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "start_ms" in attrs and "end_ms" in attrs and attrs["end_ms"] <= attrs["start_ms"]:
+            raise serializers.ValidationError({"end_ms": ["Must be after start_ms."]})
+        return attrs
 
 
 class VideoGenerationInput(JobInput):

@@ -6,6 +6,7 @@ else a signed URL valid for `ttl` seconds (the job's spec gives its time limit p
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 # The backends that run on this machine and read the worker's files.
 LOCAL_BACKENDS = ("local", "noop")
+# More than a video-query engine reads of a transcript (it keeps the first 8,000 characters).
+TRANSCRIPT_MAX_CHARS = 20_000
 
 
 def input_ref(key: str, ttl_seconds: int) -> dict[str, Any]:
@@ -40,6 +43,20 @@ def media_payload(job: Job, ttl: int) -> dict[str, Any]:
             payload[name.removesuffix("_id")] = input_ref(keys[str(media_id)], ttl)
     if params.get("voice_sample_key"):
         payload["voice_sample"] = input_ref(params["voice_sample_key"], ttl)
+    return payload
+
+
+def video_query_payload(job: Job, ttl: int) -> dict[str, Any]:
+    """The media payload, plus the text of the video's transcript when it has one (its captions)."""
+    payload = media_payload(job, ttl)
+    caption_key = (
+        MediaFile.objects.filter(pk=job.input_params["video_media_id"]).values_list("caption_key", flat=True).first()
+    )
+    if caption_key:
+        with get_storage().open(caption_key) as fh:
+            text = json.load(fh).get("text")
+        if isinstance(text, str) and text.strip():
+            payload["transcript"] = text[:TRANSCRIPT_MAX_CHARS]
     return payload
 
 

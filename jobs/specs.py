@@ -99,7 +99,7 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         ),
         JobSpec(
             _T.VIDEO_QUERY, "Answer a question about a video", _F.VISION, _I.VideoQueryInput,
-            PriceRule(2, "question"),
+            PriceRule(2, "question"), payload=payloads.video_query_payload,
         ),
         JobSpec(
             _T.VIDEO_GENERATION, "Video from a text prompt", _F.GENERATION, _I.VideoGenerationInput,

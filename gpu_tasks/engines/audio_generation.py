@@ -32,15 +32,22 @@ from typing import TYPE_CHECKING, Any
 
 from gpu_tasks.contract import EngineContext, ProgressFn
 from gpu_tasks.engines import encode, weights
+from gpu_tasks.engines.weights import Repo
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.types import get_spec
 
 if TYPE_CHECKING:
     import numpy as np
 
 JOB_TYPE = "audio-generation"
-MODEL = "Stable Audio Open 1.0"
-WEIGHTS = ("stable-audio-open-1.0", "model_index.json")
-REPOS = {"stable-audio-open-1.0": "stabilityai/stable-audio-open-1.0"}
+MODEL = get_spec(JOB_TYPE).model
+# Of the (gated) repository, what diffusers loads, not the original single-file checkpoint.
+REPOS = {
+    "stable-audio-open-1.0": Repo("stabilityai/stable-audio-open-1.0", files=(
+        "model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "transformer/*", "vae/*",
+        "projection_model/*",
+    )),
+}
 
 MAX_PROMPT_CHARS = 1000
 MAX_DURATION_S = 47
@@ -156,7 +163,7 @@ def generate(pipe: Any, request: Request, progress: ProgressFn) -> np.ndarray:
 
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     request = validate(payload)
-    path = weights.weights_path(*WEIGHTS, JOB_TYPE)
+    path = weights.weights_of(JOB_TYPE)
     pipe = load(str(path))
     ctx.progress(LOADED_PERCENT)
     samples = generate(pipe, request, ctx.progress)

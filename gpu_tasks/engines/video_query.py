@@ -39,12 +39,11 @@ from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import weights
 from gpu_tasks.engines.media import probe
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.types import get_spec
 
 JOB_TYPE = "video-query"
-MODEL = "Qwen2.5-VL-7B-Instruct"
-FOLDER = "qwen2.5-vl-7b-instruct"
-WEIGHTS = (FOLDER, "config.json")
-REPOS = {FOLDER: "Qwen/Qwen2.5-VL-7B-Instruct"}
+MODEL = get_spec(JOB_TYPE).model
+REPOS = {"qwen2.5-vl-7b-instruct": "Qwen/Qwen2.5-VL-7B-Instruct"}
 
 MAX_FRAMES = 16
 MAX_SIDE = 448  # frame long side in pixels: enough to read a scene, cheap in visual tokens
@@ -264,7 +263,7 @@ def answer(loaded: Loaded, inputs: Mapping[str, Any], query: Query) -> str:
 
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     query = validate(payload)
-    path = weights.weights_path(*WEIGHTS, JOB_TYPE)
+    path = weights.weights_of(JOB_TYPE)
     video = ctx.input_path(payload.get("video_media"), "video")
     frames = sample_frames(video, start_ms=query.start_ms, end_ms=query.end_ms)
     ctx.progress(PROGRESS_FRAMES)

@@ -73,3 +73,12 @@ def audio_rms(path: Path, start_s: float, end_s: float) -> float:
         pcm = np.concatenate(samples)
     chunk = pcm[int(start_s * rate) : int(end_s * rate)]
     return float(np.sqrt(np.mean(np.square(chunk)))) if len(chunk) else 0.0
+
+
+def declared_folder(job_type: str) -> str:
+    """The weights folder gpu_tasks/types.py declares for `job_type` (tests build tiny models there)."""
+    from gpu_tasks.types import get_spec
+
+    declared = get_spec(job_type).weights
+    assert declared is not None
+    return declared.folder

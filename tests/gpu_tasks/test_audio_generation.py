@@ -26,7 +26,7 @@ from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import audio_generation
 from gpu_tasks.engines.weights import MODELS_DIR_ENV
 from gpu_tasks.errors import PermanentGpuError, classify_exception
-from tests.gpu_tasks.helpers import streams
+from tests.gpu_tasks.helpers import declared_folder, streams
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -79,7 +79,7 @@ def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         scheduler=scheduler,
     )  # fmt: skip
     root = tmp_path_factory.mktemp("models")
-    pipe.save_pretrained(root / audio_generation.WEIGHTS[0])
+    pipe.save_pretrained(root / declared_folder("audio-generation"))  # type: ignore[attr-defined]  # set up at runtime
     return root
 
 

@@ -92,7 +92,12 @@ def test_implemented_types_resolve_to_engines_and_the_rest_are_unavailable() -> 
                 with pytest.raises(PermanentGpuError) as info:
                     load_engine(job_type, where)
                 assert info.value.code == "feature_unavailable"
-    assert {t.value for t, s in JOB_TYPES.items() if s.local} == {"transcription", "tts", "render", "compression"}
+    # A model engine runs locally where its weights are (gpu_tasks/types.py names the folder);
+    # the rest run a model shipped in a package, or ffmpeg.
+    model_engines = {"image-generation", "audio-generation", "video-query"}
+    assert {t.value for t, s in JOB_TYPES.items() if s.local} == {"transcription", "tts", "render", "compression",
+                                                                  *model_engines}
+    assert {t.value for t, s in JOB_TYPES.items() if s.weights is not None} == model_engines
 
 
 def test_importing_gpu_tasks_pulls_in_no_heavy_library() -> None:

@@ -22,11 +22,9 @@ from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import image_generation
 from gpu_tasks.engines.weights import MODELS_DIR_ENV
 from gpu_tasks.errors import PermanentGpuError, classify_exception
-from gpu_tasks.types import get_spec
+from tests.gpu_tasks.helpers import declared_folder
 
-DECLARED = get_spec("image-generation").weights
-assert DECLARED is not None
-FOLDER = DECLARED.folder
+FOLDER = declared_folder("image-generation")
 WORDS = "a an the of with in on over under red green blue cat dog tree sky sea photo painting city at night"
 
 
@@ -71,7 +69,7 @@ def models_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         tokenizer=word_tokenizer(77),
         text_encoder_2=T5EncoderModel(T5Config(
             vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=4, pad_token_id=0,
-            eos_token_id=1, decoder_start_token_id=0,
+            eos_token_id=1, decoder_start_token_id=0,  # type: ignore[call-arg]  # a PretrainedConfig kwarg
         )),
         tokenizer_2=word_tokenizer(512),
         scheduler=FlowMatchEulerDiscreteScheduler(
@@ -80,7 +78,7 @@ def models_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         ),
     )  # fmt: skip
     root = tmp_path_factory.mktemp("models")
-    pipe.save_pretrained(root / FOLDER)
+    pipe.save_pretrained(root / FOLDER)  # type: ignore[attr-defined]  # DiffusionPipeline's, set up at runtime
     image_generation.load.cache_clear()
     yield root
     image_generation.load.cache_clear()

@@ -178,3 +178,16 @@ def test_cleanup_removes_only_old_finished_calls(backend: LocalBackend) -> None:
     os.utime(backend.base_dir / call_id, (old, old))
     assert backend.cleanup(max_age_s=3600) == 1
     assert not (backend.base_dir / call_id).exists()
+
+
+def test_a_model_engine_runs_only_where_its_weights_are(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "calls", models_dir=tmp_path / "models")
+    reason = backend.unavailable_reason("image-generation")
+    assert reason is not None and "manage.py download_models image-generation" in reason
+    with pytest.raises(PermanentGpuError) as refused:
+        backend.spawn("image-generation", {"prompt": "a fox"})
+    assert refused.value.code == "feature_unavailable" and not (tmp_path / "calls").exists()
+    folder = tmp_path / "models" / "flux.1-schnell"
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    assert backend.supports("image-generation") and backend.unavailable_reason("image-generation") is None

@@ -21,7 +21,7 @@ import pytest
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, video_query
 from gpu_tasks.errors import PermanentGpuError, classify_exception
-from tests.gpu_tasks.helpers import ffmpeg
+from tests.gpu_tasks.helpers import declared_folder, ffmpeg
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
@@ -43,7 +43,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
     root = tmp_path_factory.mktemp("models")
-    folder = root / video_query.FOLDER
+    folder = root / declared_folder("video-query")
     vocab = {word: index for index, word in enumerate(["<unk>", *WORDS.split(), *map(str, range(10)), ":", "."])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -52,7 +52,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         additional_special_tokens=SPECIAL_TOKENS[1:],
     )  # fmt: skip
     tokenizer.add_special_tokens({"pad_token": "<|endoftext|>"})
-    ids = dict(zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS), strict=True))
+    token_ids = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
+    assert isinstance(token_ids, list)  # a list of tokens gives a list of ids
+    ids = dict(zip(SPECIAL_TOKENS, token_ids, strict=True))
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
@@ -175,7 +177,7 @@ def test_seeking_picks_the_same_frames_as_decoding_through(tmp_path: Path, monke
 
 
 def test_each_frame_gets_one_placeholder_per_visual_token(small_video: Path, models_dir: Path) -> None:
-    loaded = video_query.load(str(models_dir / video_query.FOLDER))
+    loaded = video_query.load(str(models_dir / declared_folder("video-query")))
     query = video_query.validate({"question": "what is in the video"})
     frames = video_query.sample_frames(small_video, start_ms=0, end_ms=None, max_frames=3)
     inputs = video_query.encode_inputs(loaded, query, frames)
@@ -247,7 +249,7 @@ def test_cuda_out_of_memory_ends_as_gpu_oom(
     def out_of_memory(*args: Any, **kwargs: Any) -> Any:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    loaded = video_query.load(str(models_dir / video_query.FOLDER))
+    loaded = video_query.load(str(models_dir / declared_folder("video-query")))
     monkeypatch.setattr(loaded.model, "generate", out_of_memory)
     with pytest.raises(torch.cuda.OutOfMemoryError) as info:
         run(small_video, tmp_path)
