@@ -130,6 +130,20 @@ def test_image_generation_is_priced_per_image(auth_client, funded, project, gpu_
 # ----------------------------------------------------------------------------- pricing and inputs
 
 
+def test_generation_parameters_are_stored_for_the_engine(auth_client, funded, project, gpu_backend):
+    gpu_backend("noop")
+    body = {"project_id": str(project.pk), "prompt": "a fox", "negative_prompt": "blur", "seed": 42, "steps": 8,
+            "guidance": 3.5}
+    response = submit(auth_client, "image-generation", body)
+    assert response.status_code == 202, response.json()
+    params = Job.objects.get(pk=response.json()["job_id"]).input_params
+    assert {k: params[k] for k in ("negative_prompt", "seed", "steps", "guidance")} == {
+        "negative_prompt": "blur", "seed": 42, "steps": 8, "guidance": 3.5,
+    }
+    assert "seed" not in Job.objects.get(pk=submit(auth_client, "image-generation", {
+        "project_id": str(project.pk), "prompt": "a fox"}).json()["job_id"]).input_params, "the engine picks one"
+
+
 def test_a_25_minute_transcription_costs_15(auth_client, funded, project, make_media):
     audio = make_media(project, "audio", duration_ms=25 * 60_000)
     response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
@@ -246,10 +260,14 @@ def test_short_of_credits_is_402_with_amounts_and_no_job(auth_client, user, make
         ("render", {"format": "mov"}, "format"),
         ("video-generation", {"prompt": "p" * 2001}, "prompt"),
         ("video-generation", {"prompt": "p", "duration_sec": 11}, "duration_sec"),
-        ("audio-generation", {"prompt": "p", "duration_sec": 61}, "duration_sec"),
+        ("audio-generation", {"prompt": "p", "duration_sec": 48}, "duration_sec"),
+        ("audio-generation", {"prompt": "p", "steps": 0}, "steps"),
         ("image-generation", {"prompt": "p", "width": 300}, "width"),
         ("image-generation", {"prompt": "p", "num_images": 5}, "num_images"),
+        ("image-generation", {"prompt": "p", "seed": -1}, "seed"),
+        ("image-generation", {"prompt": "p", "guidance": 21}, "guidance"),
         ("video-query", {"question": "q" * 1001}, "question"),
+        ("video-query", {"start_ms": 5000, "end_ms": 5000}, "end_ms"),
         ("lip-sync", {"audio_media_id": None}, "audio_media_id"),
     ],
 )
