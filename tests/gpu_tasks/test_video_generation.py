@@ -1,0 +1,256 @@
+"""The Wan2.1 text-to-video engine end to end, on a tiny randomly initialised Wan of the same architecture.
+
+The test builds every part of a `WanPipeline` at toy size (a 2-layer transformer, a 3-channel VAE,
+a 1-layer UMT5 encoder, a word-level tokenizer), saves it in the diffusers layout under a
+temporary AUTEUR_MODELS_DIR, and runs the real `run()`: loading from disk, denoising, the VAE
+decode, trimming to the duration and the H.264 encode. Its pictures are noise; the tests check
+sizes, frame counts, timing, determinism, progress and the error codes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gpu_tasks.contract import EngineContext
+from gpu_tasks.engines import video_generation
+from gpu_tasks.errors import PermanentGpuError, classify_exception
+
+TINY_RESOLUTION = "32x32"
+WORDS = ("a", "cat", "walks", "on", "the", "grass", "realistic", "dog", "runs", "in", "red", "blue", "sky")
+
+
+def _tiny_wan(dest: Path) -> None:
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {word: index + 3 for index, word in enumerate(WORDS)}
+    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )  # fmt: skip
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=4)
+    )
+    # The scheduler the published Wan2.1 checkpoints ship, so the engine's re-shift is exercised as in production.
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    pipe: Any = WanPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler, transformer=transformer
+    )
+    pipe.save_pretrained(dest)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("models")
+    _tiny_wan(root / video_generation.WEIGHTS[0])
+    with pytest.MonkeyPatch.context() as patch:
+        if importlib.util.find_spec("accelerate") is None:
+            from diffusers import WanTransformer3DModel
+
+            # accelerate is in the GPU image, not in the development requirements. Without it
+            # diffusers refuses to load a model that keeps some layers in float32; on a CPU,
+            # where everything is float32 already, that list changes nothing.
+            patch.setattr(WanTransformer3DModel, "_keep_in_fp32_modules", None)
+        video_generation.load.cache_clear()
+        yield root
+    video_generation.load.cache_clear()
+
+
+@pytest.fixture
+def tiny_engine(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The engine reading the tiny model, with the tiny model's size admitted.
+
+    The engine accepts only the sizes its checkpoint was trained for, read from the module's
+    ALLOWED_RESOLUTIONS at call time; the toy model cannot afford 832x480 on a CPU, so the test
+    adds its own size to that list, as a deployment with another checkpoint would.
+    """
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(models_dir))
+    monkeypatch.setattr(
+        video_generation, "ALLOWED_RESOLUTIONS", (*video_generation.ALLOWED_RESOLUTIONS, TINY_RESOLUTION)
+    )
+    return models_dir
+
+
+def _payload(out_dir: Path, **fields: Any) -> dict[str, Any]:
+    base = {"prompt": "a cat walks on the grass", "duration_sec": 1, "resolution": TINY_RESOLUTION, "steps": 2}
+    return base | {"output_dir": str(out_dir)} | fields
+
+
+def _run(tmp_path: Path, **fields: Any) -> tuple[dict[str, Any], list[float]]:
+    progress: list[float] = []
+    payload = _payload(tmp_path / "out", **fields)
+    ctx = EngineContext(workdir=tmp_path / "work", payload=payload, progress=progress.append)
+    return video_generation.run(payload, ctx), progress
+
+
+def _decode(path: str) -> tuple[np.ndarray, dict[str, Any]]:
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        rate, length, time_base = stream.average_rate, stream.duration, stream.time_base
+        assert rate is not None and length is not None and time_base is not None
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
+        info = {
+            "codec": stream.codec_context.name,
+            "fps": float(rate),
+            "duration_s": float(length * time_base),
+            "audio_streams": len(container.streams.audio),
+        }
+    return frames, info
+
+
+def test_video_is_h264_at_16_fps_lasting_exactly_the_duration(tiny_engine: Path, tmp_path: Path) -> None:
+    result, progress = _run(tmp_path, seed=7, guidance=4.5, negative_prompt="blurry")
+
+    ref = result["outputs"]["video"]
+    assert ref["content_type"] == "video/mp4"
+    frames, info = _decode(ref["path"])
+    assert frames.shape == (16, 32, 32, 3)
+    assert info == {"codec": "h264", "fps": 16.0, "duration_s": 1.0, "audio_streams": 0}
+    assert {key: value for key, value in result.items() if key != "outputs"} == {
+        "duration_ms": 1000, "width": 32, "height": 32, "fps": 16, "frames": 16,
+        "model": video_generation.MODEL, "seed": 7, "steps": 2,
+    }  # fmt: skip
+    assert ref["metadata"] == {
+        "model": video_generation.MODEL, "prompt": "a cat walks on the grass", "negative_prompt": "blurry",
+        "seed": 7, "steps": 2, "guidance": 4.5, "flow_shift": 3.0, "resolution": "32x32", "fps": 16,
+        "num_frames": 17, "duration_sec": 1,
+    }  # fmt: skip
+    assert all(earlier < later for earlier, later in itertools.pairwise(progress))
+    assert progress[-1] == 100.0
+    denoising = [p for p in progress if video_generation.DENOISE_START < p <= video_generation.DENOISE_END]
+    assert len(denoising) == 2  # one report per step
+
+
+def test_same_seed_gives_the_same_pixels_and_another_seed_differs(tiny_engine: Path, tmp_path: Path) -> None:
+    first, _ = _run(tmp_path / "a", seed=11)
+    again, _ = _run(tmp_path / "b", seed=11)
+    other, _ = _run(tmp_path / "c", seed=12)
+
+    pixels = [_decode(result["outputs"]["video"]["path"])[0] for result in (first, again, other)]
+    assert np.array_equal(pixels[0], pixels[1])
+    assert not np.array_equal(pixels[0], pixels[2])
+
+
+def test_an_unset_seed_is_drawn_and_recorded(tiny_engine: Path, tmp_path: Path) -> None:
+    result, _ = _run(tmp_path, steps=1)
+
+    assert isinstance(result["seed"], int)
+    assert result["outputs"]["video"]["metadata"]["seed"] == result["seed"]
+
+
+def test_wan_generates_4k_plus_1_frames_and_keeps_exactly_the_duration() -> None:
+    for seconds in range(1, 11):
+        request = video_generation.validate({"prompt": "x", "duration_sec": seconds})
+        assert request.num_frames % 4 == 1
+        assert request.kept_frames == seconds * 16 < request.num_frames
+    assert video_generation.validate({"prompt": "x"}).num_frames == 81  # the 5 s default: Wan's trained length
+
+
+def test_missing_weights_are_model_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(tmp_path / "empty"))
+    payload = _payload(tmp_path / "out", resolution="832x480")
+
+    with pytest.raises(PermanentGpuError) as info:
+        video_generation.run(payload, EngineContext(workdir=tmp_path / "work", payload=payload))
+    assert info.value.code == "model_unavailable"
+    assert "download_models video-generation" in info.value.message
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"prompt": None},
+        {"prompt": "   "},
+        {"prompt": 42},
+        {"prompt": "x" * 2001},
+        {"negative_prompt": ["blurry"]},
+        {"negative_prompt": "x" * 2001},
+        {"duration_sec": 0},
+        {"duration_sec": 11},
+        {"duration_sec": 1.5},
+        {"duration_sec": True},
+        {"resolution": "1920x1080"},
+        {"resolution": "64x64"},
+        {"resolution": 832},
+        {"steps": 0},
+        {"steps": 101},
+        {"steps": "20"},
+        {"guidance": 0.5},
+        {"guidance": 20.5},
+        {"guidance": "5"},
+        {"guidance": float("nan")},
+        {"seed": -1},
+        {"seed": "7"},
+    ],
+)
+def test_bad_input_is_invalid_input(tiny_engine: Path, tmp_path: Path, fields: dict[str, Any]) -> None:
+    with pytest.raises(PermanentGpuError) as info:
+        _run(tmp_path, **fields)
+    assert info.value.code == "invalid_input"
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_the_checkpoints_trained_sizes_are_allowed_by_default() -> None:
+    trained = video_generation.VARIANTS[video_generation.FOLDER].resolutions
+    assert trained == video_generation.ALLOWED_RESOLUTIONS
+    with pytest.raises(PermanentGpuError) as info:
+        video_generation.validate({"prompt": "x", "resolution": TINY_RESOLUTION})
+    assert info.value.code == "invalid_input"
+    request = video_generation.validate({"prompt": "x", "resolution": "1280x720"})
+    assert (request.width, request.height, request.flow_shift) == (1280, 720, 5.0)
+
+
+def test_the_variant_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(video_generation.VARIANT_ENV, raising=False)
+    assert video_generation._variant_folder() == "wan2.1-t2v-14b"
+    monkeypatch.setenv(video_generation.VARIANT_ENV, "wan2.1-t2v-1.3b")
+    assert video_generation._variant_folder() == "wan2.1-t2v-1.3b"
+    assert "1280x720" not in video_generation.VARIANTS["wan2.1-t2v-1.3b"].resolutions
+    monkeypatch.setenv(video_generation.VARIANT_ENV, "wan2.1-t2v-7b")
+    with pytest.raises(ValueError, match="AUTEUR_VIDEO_MODEL"):
+        video_generation._variant_folder()
+
+
+def test_cuda_out_of_memory_ends_as_gpu_oom(tiny_engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from diffusers import WanPipeline
+
+    def out_of_memory(*_args: Any, **_kwargs: Any) -> Any:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(WanPipeline, "__call__", out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError) as info:
+        _run(tmp_path, seed=1)
+    assert classify_exception(info.value).code == "gpu_oom"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_past_its_deadline_stops_at_the_first_step(tiny_engine: Path, tmp_path: Path) -> None:
+    payload = _payload(tmp_path / "out", seed=1)
+    ctx = EngineContext(workdir=tmp_path / "work", payload=payload, deadline=time.monotonic() - 1.0)
+
+    with pytest.raises(PermanentGpuError) as info:
+        video_generation.run(payload, ctx)
+    assert info.value.code == "timeout"
+    assert not (tmp_path / "out").exists()
