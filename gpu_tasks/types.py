@@ -147,7 +147,10 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         _spec(_T.TTS, _G.L4, 120, _O.AUDIO, "F5-TTS v1 Base", local="tts:run_local", modal="tts_f5:run_modal",
               local_model="eSpeak NG (no voice cloning)"),
         _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5"),
-        _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO, "Wan2.1-T2V-14B"),
+        # Wan2.1-T2V-1.3B (480p only, a 24 GB card) is the cheaper variant: folder "wan2.1-t2v-1.3b".
+        _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO, "Wan2.1-T2V-14B",
+              local="video_generation:run", modal="video_generation:run",
+              weights=Weights("wan2.1-t2v-14b", "model_index.json")),
         _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO, "LivePortrait"),
         _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO, "LivePortrait (eye retargeting)"),
         _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO, "Stable Audio Open 1.0",

@@ -123,10 +123,18 @@ class VideoQueryInput(JobInput):
 
 
 class VideoGenerationInput(JobInput):
-    """Video from a text prompt (Pro plan)."""
+    """Video from a text prompt (Pro plan): an MP4 at 16 fps lasting exactly `duration_sec`."""
 
     prompt = serializers.CharField(min_length=1, max_length=2000)
+    negative_prompt = serializers.CharField(required=False, max_length=2000)
     duration_sec = serializers.IntegerField(min_value=1, max_value=10, default=5)
+    # The sizes Wan2.1-T2V-14B was trained at.
+    resolution = serializers.ChoiceField(choices=["832x480", "480x832", "1280x720", "720x1280"], required=False,
+                                         help_text="Default: 832x480.")
+    seed = _seed()
+    steps = serializers.IntegerField(min_value=1, max_value=100, required=False, help_text="Default: 50.")
+    guidance = serializers.FloatField(min_value=1, max_value=20, required=False,
+                                      help_text="Default 5; 1 turns classifier-free guidance off.")
 
 
 class ImageGenerationInput(JobInput):

@@ -2,9 +2,9 @@
 
 Wan2.1 is a flow-matching diffusion transformer over the latents of a causal 3D VAE, conditioned
 on UMT5-XXL text embeddings. Two sizes share the architecture and this code: 14B (480p and 720p;
-the production model) and 1.3B (480p only). The environment variable `AUTEUR_VIDEO_MODEL` picks
-one of `VARIANTS` (default `wan2.1-t2v-14b`); it must be the same where `download_models` runs
-and where this engine runs, since `MODEL`, `WEIGHTS` and `REPOS` follow it.
+the production model) and 1.3B (480p only). The type's declaration (gpu_tasks/types.py) picks
+one by its weights folder, a key of `VARIANTS`; the model name, the repository download_models
+fetches and the sizes allowed follow it, so the cheaper variant is a change of that one row.
 
 Payload: `{"prompt": str (1-2000 chars), "negative_prompt"?: str (<= 2000 chars),
 "duration_sec"?: int 1..10 (5), "resolution"?: "WxH" from ALLOWED_RESOLUTIONS ("832x480"),
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, weights
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.types import get_spec
 
 JOB_TYPE = "video-generation"
 
@@ -50,21 +50,18 @@ VARIANTS: dict[str, WanVariant] = {
     ),
     "wan2.1-t2v-1.3b": WanVariant("Wan2.1-T2V-1.3B", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", ("832x480", "480x832")),
 }
-VARIANT_ENV = "AUTEUR_VIDEO_MODEL"
-DEFAULT_VARIANT = "wan2.1-t2v-14b"
 
 
-def _variant_folder() -> str:
-    folder = os.environ.get(VARIANT_ENV) or DEFAULT_VARIANT
-    if folder not in VARIANTS:
-        # A typo here would otherwise download and serve a model nobody chose.
-        raise ValueError(f"{VARIANT_ENV}={folder!r}: expected one of {sorted(VARIANTS)}")
-    return folder
+def _declared_folder() -> str:
+    declared = get_spec(JOB_TYPE).weights
+    if declared is None or declared.folder not in VARIANTS:
+        # A declaration naming no known variant would otherwise serve a model nobody chose.
+        raise ValueError(f"{JOB_TYPE} must declare one of {sorted(VARIANTS)} as its weights folder")
+    return declared.folder
 
 
-FOLDER = _variant_folder()
+FOLDER = _declared_folder()
 MODEL = VARIANTS[FOLDER].model
-WEIGHTS = (FOLDER, "model_index.json")
 REPOS = {FOLDER: VARIANTS[FOLDER].repo}
 # validate() reads this at call time, so a test whose tiny model runs at a tiny size can widen it.
 ALLOWED_RESOLUTIONS: tuple[str, ...] = VARIANTS[FOLDER].resolutions
@@ -208,7 +205,7 @@ def generate(pipe: Any, request: VideoRequest, seed: int, ctx: EngineContext) ->
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     request = validate(payload)
     seed = weights.seed_of(payload)
-    path = weights.weights_path(*WEIGHTS, JOB_TYPE)
+    path = weights.weights_of(JOB_TYPE)
     ctx.progress(1.0)
     pipe = load(str(path))
     ctx.progress(DENOISE_START)

@@ -36,8 +36,8 @@ PROMPT = "rain on a tin roof"
 WORDS = ["a", "an", "the", "of", "on", "in", "rain", "tin", "roof", "bark", "hammer", "wood", "low", "quality"]
 
 
-@pytest.fixture(scope="module")
-def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_tiny_model(root: Path) -> None:
+    """A random-weight Stable Audio pipeline of tiny size, saved where the engine looks under `root`."""
     import torch
     from diffusers import (
         AutoencoderOobleck,
@@ -78,8 +78,13 @@ def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         vae=vae, text_encoder=text_encoder, projection_model=projection, tokenizer=tokenizer, transformer=dit,
         scheduler=scheduler,
     )  # fmt: skip
-    root = tmp_path_factory.mktemp("models")
     pipe.save_pretrained(root / declared_folder("audio-generation"))  # type: ignore[attr-defined]  # set up at runtime
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_model(root)
     return root
 
 

@@ -41,9 +41,8 @@ def word_tokenizer(max_length: int) -> Any:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def models_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A models directory holding the tiny pipeline under the engine's folder name."""
+def build_tiny_model(root: Path) -> None:
+    """A random-weight FLUX pipeline of tiny size, saved where the engine looks under `root`."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
@@ -77,8 +76,14 @@ def models_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             max_image_seq_len=4096,
         ),
     )  # fmt: skip
-    root = tmp_path_factory.mktemp("models")
     pipe.save_pretrained(root / FOLDER)  # type: ignore[attr-defined]  # DiffusionPipeline's, set up at runtime
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A models directory holding the tiny pipeline under the engine's folder name."""
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_model(root)
     image_generation.load.cache_clear()
     yield root
     image_generation.load.cache_clear()

@@ -9,8 +9,9 @@ sizes, frame counts, timing, determinism, progress and the error codes.
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import itertools
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,8 @@ TINY_RESOLUTION = "32x32"
 WORDS = ("a", "cat", "walks", "on", "the", "grass", "realistic", "dog", "runs", "in", "red", "blue", "sky")
 
 
-def _tiny_wan(dest: Path) -> None:
+def build_tiny_model(root: Path) -> None:
+    """A random-weight Wan2.1 pipeline of tiny size, saved where the engine looks under `root`."""
     import torch
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -41,7 +43,7 @@ def _tiny_wan(dest: Path) -> None:
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
         text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
+        rope_max_seq_len=64,  # enough for the 832x480 the API offers (52 latent columns)
     )  # fmt: skip
     vae = AutoencoderKLWan(
         base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
@@ -54,23 +56,15 @@ def _tiny_wan(dest: Path) -> None:
     pipe: Any = WanPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler, transformer=transformer
     )
-    pipe.save_pretrained(dest)
+    pipe.save_pretrained(root / video_generation.FOLDER)
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("models")
-    _tiny_wan(root / video_generation.WEIGHTS[0])
-    with pytest.MonkeyPatch.context() as patch:
-        if importlib.util.find_spec("accelerate") is None:
-            from diffusers import WanTransformer3DModel
-
-            # accelerate is in the GPU image, not in the development requirements. Without it
-            # diffusers refuses to load a model that keeps some layers in float32; on a CPU,
-            # where everything is float32 already, that list changes nothing.
-            patch.setattr(WanTransformer3DModel, "_keep_in_fp32_modules", None)
-        video_generation.load.cache_clear()
-        yield root
+    build_tiny_model(root)
+    video_generation.load.cache_clear()
+    yield root
     video_generation.load.cache_clear()
 
 
@@ -221,15 +215,16 @@ def test_only_the_checkpoints_trained_sizes_are_allowed_by_default() -> None:
     assert (request.width, request.height, request.flow_shift) == (1280, 720, 5.0)
 
 
-def test_the_variant_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(video_generation.VARIANT_ENV, raising=False)
-    assert video_generation._variant_folder() == "wan2.1-t2v-14b"
-    monkeypatch.setenv(video_generation.VARIANT_ENV, "wan2.1-t2v-1.3b")
-    assert video_generation._variant_folder() == "wan2.1-t2v-1.3b"
+def test_the_variant_is_the_one_the_declaration_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpu_tasks import types
+
+    assert video_generation.FOLDER == "wan2.1-t2v-14b" and video_generation.MODEL == "Wan2.1-T2V-14B"
     assert "1280x720" not in video_generation.VARIANTS["wan2.1-t2v-1.3b"].resolutions
-    monkeypatch.setenv(video_generation.VARIANT_ENV, "wan2.1-t2v-7b")
-    with pytest.raises(ValueError, match="AUTEUR_VIDEO_MODEL"):
-        video_generation._variant_folder()
+    spec = types.JOB_TYPES[types.JobType.VIDEO_GENERATION]
+    unknown = dataclasses.replace(spec, weights=types.Weights("wan2.1-t2v-7b", "model_index.json"))
+    monkeypatch.setattr(types, "JOB_TYPES", {**types.JOB_TYPES, types.JobType.VIDEO_GENERATION: unknown})
+    with pytest.raises(ValueError, match=re.escape("wan2.1-t2v-1.3b")):
+        video_generation._declared_folder()
 
 
 def test_cuda_out_of_memory_ends_as_gpu_oom(tiny_engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,8 +31,9 @@ WORDS = "you are a helpful assistant system user these frames from video between
 VIDEO_FPS, VIDEO_FRAMES = 8, 16  # 2 s
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_tiny_model(root: Path) -> None:
+    """A random-weight Qwen2.5-VL of tiny size with its tokenizer and image processor, saved where
+    the engine looks under `root`."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
@@ -42,7 +43,6 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Qwen2VLImageProcessorPil,
     )
 
-    root = tmp_path_factory.mktemp("models")
     folder = root / declared_folder("video-query")
     vocab = {word: index for index, word in enumerate(["<unk>", *WORDS.split(), *map(str, range(10)), ":", "."])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -81,6 +81,12 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = json.loads(settings_path.read_text())
     settings["image_processor_type"] = "Qwen2VLImageProcessor"
     settings_path.write_text(json.dumps(settings))
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_model(root)
     return root
 
 

@@ -58,6 +58,13 @@ def test_each_spec_has_every_part(spec: JobSpec):
     assert reverse(f"job-submit-{spec.type.value}").endswith(f"/jobs/{spec.type.value}")
 
 
+def test_the_video_sizes_offered_are_the_ones_the_declared_model_was_trained_at():
+    from gpu_tasks.engines import video_generation
+
+    offered = JOB_SPECS[JobType.VIDEO_GENERATION].input().fields["resolution"].choices
+    assert set(offered) == set(video_generation.ALLOWED_RESOLUTIONS)
+
+
 def test_the_step_tasks_are_exactly_the_families_steps():
     assert set(STEP_TASKS) == {(family, step) for family in Family for step in Step}
     assert {f for f in Family} == {s.family for s in JOB_SPECS.values()}, "no family without a job type"

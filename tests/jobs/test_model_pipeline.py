@@ -1,0 +1,102 @@
+"""Each model engine's job end to end on tiny weights: API -> Celery worker -> local backend
+(its runner loads the tiny model from AUTEUR_MODELS_DIR) -> output media -> completed, charged
+once; and a model whose weights are broken fails the job, refunded once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from credits.models import CreditTransaction
+from credits.services.ledger import credit_grant
+from credits.services.subscriptions import subscription_create
+from jobs import gpu_client
+from jobs.models import Job, JobStatus
+from jobs.specs import JOB_SPECS, JobType
+from media.models import MediaFile
+from tests.factories import ProjectFactory
+from tests.gpu_tasks import test_audio_generation, test_image_generation, test_video_generation, test_video_query
+from tests.gpu_tasks.helpers import declared_folder
+from tests.jobs.conftest import upload_local, wait_terminal
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+BUILDERS: dict[str, Callable[[Path], None]] = {
+    "image-generation": test_image_generation.build_tiny_model,
+    "audio-generation": test_audio_generation.build_tiny_model,
+    "video-query": test_video_query.build_tiny_model,
+    "video-generation": test_video_generation.build_tiny_model,
+}
+
+
+@pytest.fixture
+def project(user):
+    credit_grant(user=user, amount=500, type="bonus", description="test")
+    return ProjectFactory.create(user=user, name="p")
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, settings: Any) -> Iterator[Path]:
+    """The API and the worker read the same models directory (the API to tell what it can run)."""
+    settings.AUTEUR_MODELS_DIR = str(tmp_path / "models")
+    gpu_client.reset()
+    yield Path(settings.AUTEUR_MODELS_DIR)
+    gpu_client.reset()
+
+
+def ledger(job_id: Any) -> list[str]:
+    return sorted(CreditTransaction.objects.filter(job_id=job_id).values_list("type", flat=True))
+
+
+def body_for(job_type: str, project: Any, auth_client: Any, samples: Any) -> dict[str, Any]:
+    base = {"project_id": str(project.pk)}
+    if job_type == "image-generation":
+        return {**base, "prompt": "a red cat", "width": 256, "height": 256, "steps": 2, "seed": 1}
+    if job_type == "audio-generation":
+        return {**base, "prompt": "rain on a roof", "duration_sec": 1, "steps": 2, "seed": 1}
+    if job_type == "video-generation":
+        return {**base, "prompt": "a cat walks on the grass", "duration_sec": 1, "steps": 2, "seed": 1}
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    return {**base, "video_media_id": str(video.pk), "question": "What colour is the sky?"}
+
+
+@pytest.mark.parametrize("job_type", sorted(BUILDERS))
+def test_a_model_job_completes_on_tiny_weights(job_type, start_worker, auth_client, project, models_dir, samples):
+    if JOB_SPECS[JobType(job_type)].plan is not None:
+        subscription_create(user=project.user, plan=JOB_SPECS[JobType(job_type)].plan)
+    BUILDERS[job_type](models_dir)
+    start_worker(AUTEUR_MODELS_DIR=str(models_dir))
+    response = auth_client.post(f"/api/v1/jobs/{job_type}", body_for(job_type, project, auth_client, samples),
+                                format="json")
+    assert response.status_code == 202, response.json()
+    job = wait_terminal(response.json()["job_id"], timeout=240)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert ledger(job.pk) == ["usage"], "charged once, never refunded"
+    outputs = MediaFile.objects.filter(source_job_id=job.pk)
+    if job_type == "video-query":
+        assert isinstance(job.output_data["answer"], str) and job.output_data["timestamps_ms"]
+        assert not outputs.exists()
+    else:
+        (output,) = outputs
+        kind = {"image-generation": "image", "audio-generation": "audio"}.get(job_type, "video")
+        assert output.status == "ready" and output.type == kind
+        assert output.metadata["generation"]["seed"] == 1 and output.metadata["generation"]["steps"] == 2
+
+
+def test_a_model_whose_weights_are_broken_fails_and_is_refunded_once(start_worker, auth_client, project,
+                                                                      models_dir):
+    folder = models_dir / declared_folder("image-generation")
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")  # present, so accepted; unloadable, so failed
+    start_worker(AUTEUR_MODELS_DIR=str(models_dir))
+    response = auth_client.post("/api/v1/jobs/image-generation", {"project_id": str(project.pk), "prompt": "x"},
+                                format="json")
+    assert response.status_code == 202, response.json()
+    job = wait_terminal(response.json()["job_id"], timeout=240)
+    assert job.status == JobStatus.FAILED and job.credits_refunded
+    assert ledger(job.pk) == ["refund", "usage"]
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert Job.objects.filter(retry_of=job).count() == 0
