@@ -65,8 +65,9 @@ def body_for(job_type: str, project: Any, auth_client: Any, samples: Any) -> dic
 
 @pytest.mark.parametrize("job_type", sorted(BUILDERS))
 def test_a_model_job_completes_on_tiny_weights(job_type, start_worker, auth_client, project, models_dir, samples):
-    if JOB_SPECS[JobType(job_type)].plan is not None:
-        subscription_create(user=project.user, plan=JOB_SPECS[JobType(job_type)].plan)
+    plan = JOB_SPECS[JobType(job_type)].plan
+    if plan is not None:
+        subscription_create(user=project.user, plan=plan)
     BUILDERS[job_type](models_dir)
     start_worker(AUTEUR_MODELS_DIR=str(models_dir))
     response = auth_client.post(f"/api/v1/jobs/{job_type}", body_for(job_type, project, auth_client, samples),

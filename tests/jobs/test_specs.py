@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from rest_framework.fields import ChoiceField
 
 from auteur.queues import ALL_QUEUES, TASK_ROUTES
 from credits.models import Plan
@@ -61,8 +62,9 @@ def test_each_spec_has_every_part(spec: JobSpec):
 def test_the_video_sizes_offered_are_the_ones_the_declared_model_was_trained_at():
     from gpu_tasks.engines import video_generation
 
-    offered = JOB_SPECS[JobType.VIDEO_GENERATION].input().fields["resolution"].choices
-    assert set(offered) == set(video_generation.ALLOWED_RESOLUTIONS)
+    field = JOB_SPECS[JobType.VIDEO_GENERATION].input().fields["resolution"]
+    assert isinstance(field, ChoiceField)
+    assert set(field.choices) == set(video_generation.ALLOWED_RESOLUTIONS)
 
 
 def test_the_step_tasks_are_exactly_the_families_steps():
