@@ -3,7 +3,7 @@
 Licences: MuseTalk's code is MIT; its README says of the trained weights "The trained model are
 available for any purpose, even commercially" (and asks that the other models it uses keep their
 own licences). The parts it runs on: sd-vae-ft-mse (Stability AI, MIT) and Whisper tiny (OpenAI,
-Apache-2.0 on the hub). Face boxes come from OpenCV's Haar cascade (BSD-3-Clause, in the package).
+Apache-2.0 on the hub). Face boxes come from OpenCV's Haar cascade (Intel's BSD-style licence, in the package).
 
 MuseTalk is single-step latent inpainting, not a diffusion sampler. Each video frame's face is
 cropped and resized to 256x256; the sd-vae-ft-mse VAE (diffusers `AutoencoderKL`) encodes it twice,
@@ -115,14 +115,14 @@ def load(unet_dir: str, vae_dir: str, whisper_dir: str) -> Loaded:
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(config)
     state = torch.load(Path(unet_dir) / UNET_WEIGHTS, map_location="cpu", weights_only=True)
-    unet.load_state_dict(state, strict=True, assign=True)
-    vae = AutoencoderKL.from_pretrained(vae_dir, local_files_only=True)
-    whisper = WhisperModel.from_pretrained(whisper_dir, local_files_only=True).get_encoder()
+    unet.load_state_dict({key: tensor.to(dtype) for key, tensor in state.items()}, strict=True, assign=True)
+    vae = AutoencoderKL.from_pretrained(vae_dir, dtype=dtype, local_files_only=True)
+    whisper = WhisperModel.from_pretrained(whisper_dir, dtype=dtype, local_files_only=True).get_encoder()
     features = WhisperFeatureExtractor.from_pretrained(whisper_dir, local_files_only=True)
     return Loaded(
-        unet=unet.to(device, dtype).eval(),
-        vae=vae.to(device, dtype).eval(),
-        whisper=whisper.to(device, dtype).eval(),
+        unet=unet.to(device).eval(),
+        vae=vae.to(device).eval(),
+        whisper=whisper.to(device).eval(),
         features=features,
         device=device,
         dtype=dtype,
@@ -265,29 +265,29 @@ def _blend_mask(height: int, width: int) -> Any:
     return cv2.GaussianBlur(mask, (kernel, kernel), 0)[:, :, None]
 
 
-def paste(frame: Any, face: Any, box: Box) -> Any:
-    """The frame with the generated face blended into its box; pixels outside the box untouched."""
+def paste(frame: Any, face: Any, box: Box) -> None:
+    """Blend the generated face into the frame's box, in place; pixels outside the box stay as they are."""
     import cv2
     import numpy as np
 
     height, width = box.y2 - box.y1, box.x2 - box.x1
     resized = cv2.resize(face, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    region = frame[box.y1 : box.y2, box.x1 : box.x2].astype(np.float32)
+    region = frame[box.y1 : box.y2, box.x1 : box.x2]
     mask = _blend_mask(height, width)
-    out = frame.copy()
-    out[box.y1 : box.y2, box.x1 : box.x2] = (resized * mask + region * (1 - mask)).round().astype(np.uint8)
-    return out
+    region[...] = (resized * mask + region.astype(np.float32) * (1 - mask)).round().astype(np.uint8)
 
 
 def sync(loaded: Loaded, source: Any, audio: Any, ctx: EngineContext) -> tuple[Any, int]:
-    """Output frames (one per audio window; source frame min(i, last)) and how many had a face."""
+    """Output frames (frame i shows source frame min(i, last) speaking audio window i) and how many
+    had a face; `source` itself is re-drawn when it has exactly one frame per window."""
     import torch
 
     found = {index: box for index, frame in enumerate(source) if (box := detect_face(frame)) is not None}
     count = audio.shape[0]
     picks = [min(index, len(source) - 1) for index in range(count)]
     todo = [index for index in range(count) if picks[index] in found]
-    output = source[picks].copy()
+    # Frames are re-drawn in place unless some are held (then each output frame needs its own copy).
+    output = source if count == len(source) else source[picks]
     latents: dict[int, Any] = {}  # per source frame: a held last frame is encoded once
     for start in range(0, len(todo), BATCH_SIZE):
         batch = todo[start : start + BATCH_SIZE]
@@ -296,7 +296,7 @@ def sync(loaded: Loaded, source: Any, audio: Any, ctx: EngineContext) -> tuple[A
                 latents[picks[index]] = face_latents(loaded, source[picks[index]], found[picks[index]])
         faces = generate_faces(loaded, torch.stack([latents[picks[i]] for i in batch]), audio[batch])
         for index, face in zip(batch, faces, strict=True):
-            output[index] = paste(source[picks[index]], face, found[picks[index]])
+            paste(output[index], face, found[picks[index]])
         ctx.progress(PROGRESS_AUDIO + (PROGRESS_FACES_END - PROGRESS_AUDIO) * (start + len(batch)) / len(todo))
         if ctx.remaining_s() == 0.0:
             raise PermanentGpuError("timeout", "lip sync ran past the job's time limit")
@@ -327,7 +327,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     ref = ctx.deliver("video", out, "video/mp4")
     height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # as write_mp4 stores them
     ref["metadata"] = {
-        "model": MODEL, "fps": fps, "frames": count, "width": width, "height": height,
+        "model": MODEL, "fps": round(fps, 3), "frames": count, "width": width, "height": height,
         "faces_found": faces_found, "face_size": FACE_SIZE, "face_detector": "opencv-haar-frontalface",
     }  # fmt: skip
     ctx.progress(100.0)
@@ -336,7 +336,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         "duration_ms": round(count / fps * 1000),
         "width": width,
         "height": height,
-        "fps": fps,
+        "fps": round(fps, 3),
         "frames": count,
         "faces_found": faces_found,
         "model": MODEL,

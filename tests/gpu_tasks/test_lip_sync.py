@@ -57,6 +57,7 @@ def build_tiny_model(root: Path) -> None:
             vocab_size=64, num_mel_bins=80, d_model=WHISPER_WIDTH, encoder_layers=1, encoder_attention_heads=2,
             decoder_layers=1, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
             max_source_positions=1500, max_target_positions=16, decoder_start_token_id=1, pad_token_id=0,
+            bos_token_id=1, eos_token_id=2,
         )
     )  # fmt: skip
     whisper.save_pretrained(root / lip_sync.WHISPER_FOLDER)
@@ -81,24 +82,19 @@ def draw_face(frame: np.ndarray, cx: int, cy: int, size: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    build_tiny_model(root)
-    return root
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tiny model, built once; the engine's load cache is emptied around the module so that
+    this model never serves another test module."""
+    lip_sync.load.cache_clear()
+    build_tiny_model(root := tmp_path_factory.mktemp("models"))
+    yield root
+    lip_sync.load.cache_clear()
 
 
 @pytest.fixture(autouse=True)
 def weights_env(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def fresh_load_cache() -> Iterator[None]:
-    """The tiny model is loaded once for the module, and never leaks into other test modules."""
-    lip_sync.load.cache_clear()
-    yield
-    lip_sync.load.cache_clear()
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(models_dir))
 
 
 @pytest.fixture(scope="module")
