@@ -76,7 +76,7 @@ POSITIONS_PER_S = 50  # one Whisper encoder position per 20 ms
 WINDOW_BEFORE, WINDOW = 4, 10
 CHIN_MARGIN = 0.1  # the Haar box ends near the lower lip; grow it by this share of its height
 MOUTH_FROM = 0.5  # the share of the box height above which the original face is kept
-DETECT_SIDE = 640  # frames are searched for faces at most this wide (cascade cost grows with area)
+DETECT_SIDE = 640  # frames are searched for faces at most this long on their long side (cost grows with area)
 PROGRESS_READ, PROGRESS_AUDIO, PROGRESS_FACES_END = 5.0, 15.0, 95.0
 
 
