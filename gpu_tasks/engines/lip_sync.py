@@ -1,0 +1,343 @@
+"""Lip sync: MuseTalk 1.5 (Tencent Music's Lyra Lab) re-draws the mouth of a face video to new speech.
+
+Licences: MuseTalk's code is MIT; its README says of the trained weights "The trained model are
+available for any purpose, even commercially" (and asks that the other models it uses keep their
+own licences). The parts it runs on: sd-vae-ft-mse (Stability AI, MIT) and Whisper tiny (OpenAI,
+Apache-2.0 on the hub). Face boxes come from OpenCV's Haar cascade (Intel's BSD-style licence, in the package).
+
+MuseTalk is single-step latent inpainting, not a diffusion sampler. Each video frame's face is
+cropped and resized to 256x256; the sd-vae-ft-mse VAE (diffusers `AutoencoderKL`) encodes it twice,
+once with its lower half blacked out and once whole (the reference appearance), and the two 4-channel
+latents are stacked into the UNet's 8 input channels. The UNet (diffusers `UNet2DConditionModel`
+with MuseTalk's `musetalk.json`: cross-attention width 384) runs once at timestep 0, attending to
+the audio around that frame: every hidden state of the Whisper-tiny encoder (transformers
+`WhisperModel`; 50 positions per second) over a window of 10 positions (200 ms, from 80 ms before
+the frame), flattened to 10 x layers tokens plus MuseTalk's sinusoidal positional encoding. The
+VAE decodes the predicted latent; the lower half of the face box is blended back with a feathered
+mask. The VAE latents are the posterior's mode (training's choice; the reference's inference
+samples it), so the output depends on the inputs alone: there is no seed.
+
+Face boxes: the reference finds the face with face-alignment (S3FD) and DWPose (mmpose) landmarks
+and a face-parsing network for the paste mask; none of them ships in a pip package without
+downloading weights. OpenCV's frontal-face Haar cascade ships inside opencv-python-headless 4.x, so
+this engine uses its box (grown by CHIN_MARGIN to take in the chin) and a soft lower-half mask
+instead. Frames where no face is found are passed through unchanged.
+
+Payload: `{"video_media": input_ref (the face video), "audio_media": input_ref (the new speech,
+at most MAX_AUDIO_S seconds)}`.
+Result: `{"outputs": {"video": ref}, "duration_ms", "width", "height", "fps", "frames", "faces_found",
+"model"}`. `video` is an H.264 + AAC MP4 (`video/mp4`) at the input's frame rate and size (odd
+sides cropped by one pixel) carrying the new audio. Its length follows the audio: floor(audio
+seconds x fps) frames, the audio cut to exactly that; the video is trimmed when it is longer and
+its last frame held when it is shorter (the held frame keeps talking).
+
+GPU memory: the UNet (about 0.85 B parameters), VAE and Whisper-tiny take about 2 GB in half
+precision; a batch of BATCH_SIZE faces at 256x256 adds well under 2 GB, so an A10G has room to
+spare. Host memory holds every output frame (about 6 MB each at 1080p), which MAX_AUDIO_S bounds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpu_tasks.contract import EngineContext
+from gpu_tasks.engines import encode, weights
+from gpu_tasks.engines.media import decode_audio, probe
+from gpu_tasks.engines.weights import Repo
+from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.types import get_spec
+
+JOB_TYPE = "lip-sync"
+MODEL = get_spec(JOB_TYPE).model
+UNET_FOLDER, VAE_FOLDER, WHISPER_FOLDER = "musetalk", "sd-vae-ft-mse", "whisper-tiny"
+UNET_CONFIG, UNET_WEIGHTS = "musetalkV15/musetalk.json", "musetalkV15/unet.pth"
+WEIGHTS = (UNET_FOLDER, UNET_WEIGHTS)
+# Every folder the engine loads, with the file that proves it is complete.
+COMPONENTS = (WEIGHTS, (VAE_FOLDER, "config.json"), (WHISPER_FOLDER, "preprocessor_config.json"))
+REPOS = {
+    UNET_FOLDER: Repo("TMElyralab/MuseTalk", files=(UNET_CONFIG, UNET_WEIGHTS)),
+    VAE_FOLDER: Repo("stabilityai/sd-vae-ft-mse", files=("config.json", "diffusion_pytorch_model.safetensors")),
+    WHISPER_FOLDER: Repo("openai/whisper-tiny", files=("config.json", "preprocessor_config.json", "model.safetensors")),
+}
+
+FACE_SIZE = 256  # MuseTalk's face crop side: the UNet was trained on 32x32 latents of it
+BATCH_SIZE = 16
+MAX_AUDIO_S = 60.0
+WHISPER_RATE, OUTPUT_RATE = 16000, 48000
+SEGMENT_S = 30  # Whisper's encoder takes exactly 30 s of log-mel frames at a time
+POSITIONS_PER_S = 50  # one Whisper encoder position per 20 ms
+# MuseTalk's audio window per frame at its 25 fps training rate: 2 frames before and 2 after the
+# frame, 2 positions each, i.e. from 4 positions (80 ms) before the frame's time to 6 after.
+WINDOW_BEFORE, WINDOW = 4, 10
+CHIN_MARGIN = 0.1  # the Haar box ends near the lower lip; grow it by this share of its height
+MOUTH_FROM = 0.5  # the share of the box height above which the original face is kept
+DETECT_SIDE = 640  # frames are searched for faces at most this long on their long side (cost grows with area)
+PROGRESS_READ, PROGRESS_AUDIO, PROGRESS_FACES_END = 5.0, 15.0, 95.0
+
+
+@dataclass(frozen=True)
+class Box:
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+
+
+@dataclass(frozen=True)
+class Loaded:
+    unet: Any
+    vae: Any
+    whisper: Any  # the Whisper encoder
+    features: Any  # WhisperFeatureExtractor
+    device: str
+    dtype: Any
+
+
+@functools.lru_cache(maxsize=1)
+def load(unet_dir: str, vae_dir: str, whisper_dir: str) -> Loaded:
+    """The three networks from their folders, once per process (the hub stays off)."""
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import WhisperFeatureExtractor, WhisperModel
+
+    device = weights.device()
+    dtype = weights.dtype_for(device)
+    config = json.loads((Path(unet_dir) / UNET_CONFIG).read_text())
+    # MuseTalk publishes a bare state dict beside its config, not a diffusers folder: build the
+    # UNet without allocating weights, then adopt the checkpoint's tensors (all keys must match).
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    state = torch.load(Path(unet_dir) / UNET_WEIGHTS, map_location="cpu", weights_only=True)
+    unet.load_state_dict({key: tensor.to(dtype) for key, tensor in state.items()}, strict=True, assign=True)
+    vae = AutoencoderKL.from_pretrained(vae_dir, dtype=dtype, local_files_only=True)
+    whisper = WhisperModel.from_pretrained(whisper_dir, dtype=dtype, local_files_only=True).get_encoder()
+    features = WhisperFeatureExtractor.from_pretrained(whisper_dir, local_files_only=True)
+    return Loaded(
+        unet=unet.to(device).eval(),
+        vae=vae.to(device).eval(),
+        whisper=whisper.to(device).eval(),
+        features=features,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def video_fps(path: Path) -> float:
+    info = probe(path)
+    if not info.has_video:
+        raise PermanentGpuError("invalid_media", "video_media has no video stream")
+    if not info.fps:
+        raise PermanentGpuError("invalid_media", "video_media has no frame rate")
+    return info.fps
+
+
+def read_frames(path: Path, limit: int) -> Any:
+    """The first `limit` frames (fewer when the video is shorter) as (N, H, W, 3) uint8 RGB."""
+    import av
+    import numpy as np
+
+    frames: list[Any] = []
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) >= limit:
+                    break
+    except av.FFmpegError as exc:
+        raise PermanentGpuError("invalid_media", f"cannot decode video: {type(exc).__name__}") from exc
+    if not frames:
+        raise PermanentGpuError("invalid_media", "video_media has no frames")
+    return np.stack(frames)
+
+
+@functools.lru_cache(maxsize=1)
+def _cascade() -> Any:
+    import cv2
+
+    # opencv-python-headless 4.x ships its trained cascades in the package's data folder.
+    return cv2.CascadeClassifier(str(Path(cv2.__file__).parent / "data" / "haarcascade_frontalface_default.xml"))
+
+
+def detect_face(frame: Any) -> Box | None:
+    """The largest frontal face in an RGB frame, its box grown down to the chin; None without one."""
+    import cv2
+
+    height, width = frame.shape[:2]
+    scale = min(1.0, DETECT_SIDE / max(height, width))
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    if scale < 1.0:
+        gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    smallest = max(24, round(min(gray.shape) * 0.08))
+    found = _cascade().detectMultiScale(
+        cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest)
+    )
+    if len(found) == 0:
+        return None
+    x, y, w, h = (v / scale for v in max(found, key=lambda f: int(f[2]) * int(f[3])))
+    return Box(
+        x1=max(0, round(x)), y1=max(0, round(y)),
+        x2=min(width, round(x + w)), y2=min(height, round(y + h * (1 + CHIN_MARGIN))),
+    )  # fmt: skip
+
+
+def _positional_encoding(length: int, dim: int) -> Any:
+    """MuseTalk's sinusoidal encoding of token order (sine on even channels, cosine on odd)."""
+    import torch
+
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    rate = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    encoding = torch.zeros(length, dim)
+    encoding[:, 0::2] = torch.sin(position * rate)
+    encoding[:, 1::2] = torch.cos(position * rate)
+    return encoding
+
+
+def audio_windows(loaded: Loaded, pcm: Any, fps: float, count: int) -> Any:
+    """(count, WINDOW x layers, width) audio tokens: for frame i, every encoder hidden state over
+    the window around its time, with the positional encoding added."""
+    import torch
+
+    states = []
+    with torch.inference_mode():
+        for start in range(0, len(pcm), SEGMENT_S * WHISPER_RATE):
+            mel = loaded.features(
+                pcm[start : start + SEGMENT_S * WHISPER_RATE], sampling_rate=WHISPER_RATE, return_tensors="pt"
+            ).input_features.to(loaded.device, loaded.dtype)
+            hidden = loaded.whisper(mel, output_hidden_states=True).hidden_states
+            states.append(torch.stack(hidden, dim=2)[0])  # (positions, layers, width)
+    stacked = torch.cat(states)[: math.floor(len(pcm) / WHISPER_RATE * POSITIONS_PER_S)]
+    padded = torch.cat([stacked.new_zeros(WINDOW_BEFORE, *stacked.shape[1:]), stacked,
+                        stacked.new_zeros(WINDOW, *stacked.shape[1:])])  # fmt: skip
+    centres = [math.floor(index * POSITIONS_PER_S / fps) for index in range(count)]
+    windows = torch.stack([padded[c : c + WINDOW] for c in centres])  # (count, WINDOW, layers, width)
+    tokens = windows.reshape(count, -1, windows.shape[-1]).float()
+    tokens = tokens + _positional_encoding(tokens.shape[1], tokens.shape[2]).to(tokens.device)
+    return tokens.to(loaded.dtype)
+
+
+def face_latents(loaded: Loaded, frame: Any, box: Box) -> Any:
+    """(8, 32, 32): the latent of the face with its lower half blacked out, then of the whole face."""
+    import cv2
+    import torch
+
+    crop = cv2.resize(frame[box.y1 : box.y2, box.x1 : box.x2], (FACE_SIZE, FACE_SIZE),
+                      interpolation=cv2.INTER_LANCZOS4)  # fmt: skip
+    whole = torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0
+    masked = whole.clone()
+    masked[:, FACE_SIZE // 2 :, :] = 0.0
+    pixels = (torch.stack([masked, whole]) - 0.5) / 0.5
+    with torch.inference_mode():
+        posterior = loaded.vae.encode(pixels.to(loaded.device, loaded.dtype)).latent_dist
+        latents = posterior.mode() * loaded.vae.config.scaling_factor
+    return torch.cat([latents[0], latents[1]])
+
+
+def generate_faces(loaded: Loaded, latents: Any, audio: Any) -> Any:
+    """(B, 256, 256, 3) uint8 RGB faces speaking the audio, from (B, 8, 32, 32) latents."""
+    import torch
+
+    with torch.inference_mode():
+        timestep = torch.zeros(1, dtype=torch.long, device=loaded.device)
+        predicted = loaded.unet(latents, timestep, encoder_hidden_states=audio).sample
+        images = loaded.vae.decode(predicted / loaded.vae.config.scaling_factor).sample
+        images = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    return images.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@functools.lru_cache(maxsize=8)
+def _blend_mask(height: int, width: int) -> Any:
+    """(H, W, 1) weights of the generated face inside a box: 1 over the mouth and jaw, falling
+    smoothly to 0 at the box's edges and above MOUTH_FROM, so no seam shows."""
+    import cv2
+    import numpy as np
+
+    feather = max(1, round(0.05 * min(height, width)))
+    mask = np.zeros((height, width), np.float32)
+    mask[round(height * MOUTH_FROM) + feather : height - feather, feather : width - feather] = 1.0
+    kernel = 2 * feather + 1
+    return cv2.GaussianBlur(mask, (kernel, kernel), 0)[:, :, None]
+
+
+def paste(frame: Any, face: Any, box: Box) -> None:
+    """Blend the generated face into the frame's box, in place; pixels outside the box stay as they are."""
+    import cv2
+    import numpy as np
+
+    height, width = box.y2 - box.y1, box.x2 - box.x1
+    resized = cv2.resize(face, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    region = frame[box.y1 : box.y2, box.x1 : box.x2]
+    mask = _blend_mask(height, width)
+    region[...] = (resized * mask + region.astype(np.float32) * (1 - mask)).round().astype(np.uint8)
+
+
+def sync(loaded: Loaded, source: Any, audio: Any, ctx: EngineContext) -> tuple[Any, int]:
+    """Output frames (frame i shows source frame min(i, last) speaking audio window i) and how many
+    had a face; `source` itself is re-drawn when it has exactly one frame per window."""
+    import torch
+
+    found = {index: box for index, frame in enumerate(source) if (box := detect_face(frame)) is not None}
+    count = audio.shape[0]
+    picks = [min(index, len(source) - 1) for index in range(count)]
+    todo = [index for index in range(count) if picks[index] in found]
+    # Frames are re-drawn in place unless some are held (then each output frame needs its own copy).
+    output = source if count == len(source) else source[picks]
+    latents: dict[int, Any] = {}  # per source frame: a held last frame is encoded once
+    for start in range(0, len(todo), BATCH_SIZE):
+        batch = todo[start : start + BATCH_SIZE]
+        for index in batch:
+            if picks[index] not in latents:
+                latents[picks[index]] = face_latents(loaded, source[picks[index]], found[picks[index]])
+        faces = generate_faces(loaded, torch.stack([latents[picks[i]] for i in batch]), audio[batch])
+        for index, face in zip(batch, faces, strict=True):
+            paste(output[index], face, found[picks[index]])
+        ctx.progress(PROGRESS_AUDIO + (PROGRESS_FACES_END - PROGRESS_AUDIO) * (start + len(batch)) / len(todo))
+        if ctx.remaining_s() == 0.0:
+            raise PermanentGpuError("timeout", "lip sync ran past the job's time limit")
+    return output, len(todo)
+
+
+def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
+    folders = [weights.weights_path(folder, marker, JOB_TYPE) for folder, marker in COMPONENTS]
+    video_path = ctx.input_path(payload.get("video_media"), "video_media")
+    audio_path = ctx.input_path(payload.get("audio_media"), "audio_media")
+    fps = video_fps(video_path)
+    speech = decode_audio(audio_path, WHISPER_RATE)
+    audio_s = len(speech) / WHISPER_RATE
+    if audio_s > MAX_AUDIO_S:
+        raise PermanentGpuError("invalid_input", f"audio_media is longer than {MAX_AUDIO_S:g} s")
+    count = math.floor(audio_s * fps)
+    if count < 1:
+        raise PermanentGpuError("invalid_media", "audio_media is shorter than one video frame")
+    source = read_frames(video_path, count)
+    ctx.progress(PROGRESS_READ)
+    loaded = load(*(str(folder) for folder in folders))
+    audio = audio_windows(loaded, speech, fps, count)
+    ctx.progress(PROGRESS_AUDIO)
+    frames, faces_found = sync(loaded, source, audio, ctx)
+    sound = decode_audio(audio_path, OUTPUT_RATE)[: round(count / fps * OUTPUT_RATE)]
+    out = ctx.output_path("video", ".mp4")
+    encode.write_mp4(frames, fps, out, audio=sound, sample_rate=OUTPUT_RATE)
+    ref = ctx.deliver("video", out, "video/mp4")
+    height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # as write_mp4 stores them
+    ref["metadata"] = {
+        "model": MODEL, "fps": round(fps, 3), "frames": count, "width": width, "height": height,
+        "faces_found": faces_found, "face_size": FACE_SIZE, "face_detector": "opencv-haar-frontalface",
+    }  # fmt: skip
+    ctx.progress(100.0)
+    return {
+        "outputs": {"video": ref},
+        "duration_ms": round(count / fps * 1000),
+        "width": width,
+        "height": height,
+        "fps": round(fps, 3),
+        "frames": count,
+        "faces_found": faces_found,
+        "model": MODEL,
+    }
