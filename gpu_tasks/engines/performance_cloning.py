@@ -1,0 +1,184 @@
+"""Performance cloning: LivePortrait (Kuaishou's KwaiVGI, MIT licence for code and weights)
+animates a portrait with the head motion and expressions of a driving video.
+
+LivePortrait reads implicit 3D keypoints, head pose and expression from each face crop with a
+ConvNeXt-V2 motion extractor, moves the source portrait's keypoints by the driving motion, warps
+the source's 3D appearance volume to them and decodes the result with a SPADE generator; a small
+stitching MLP keeps the animated crop's border aligned with the source's (the networks are in
+`gpu_tasks/engines/liveportrait/`). The engine crops the source face with OpenCV's Haar cascade
+(see `liveportrait/crop.py` for why not the reference's InsightFace landmarks), animates the
+256x256 crop, and pastes each 512x512 result back into the full portrait with a feathered edge.
+Inference is deterministic: there is no sampling, so the same inputs give the same video.
+
+Payload: `{"source_image_media": input_ref (a portrait), "driving_video_media": input_ref (a
+video of a face), "relative"?: bool (true: each frame's motion since the first driving frame is
+applied to the source's own pose and expression; false: the driving pose and expression are
+copied as they are), "stitching"?: bool (true)}`.
+Result: `{"outputs": {"video": ref}, "duration_ms", "width", "height", "fps", "frames", "model"}`;
+`video` is an H.264 MP4 (`video/mp4`) at the source's size (at most MAX_SOURCE_SIDE on its long
+side), one frame per driving frame at the driving video's fps, with the driving video's audio
+(AAC, mono) when it has some. The ref's `metadata` records the parameters that shaped it.
+
+Weights: the published `liveportrait/base_models/*.pth` and
+`liveportrait/retargeting_models/stitching_retargeting_module.pth` state dicts, loaded by key
+(about 530 MB in float32). A `liveportrait/models.json` beside them, when present, replaces the
+published hyper-parameters (the published repository has none; smaller builds of the same
+networks carry theirs there).
+
+GPU memory: the weights stay in float32 and the convolutions run under bfloat16 autocast. The
+warping network's 3D hourglass over a 32x16x64x64 volume dominates: about 1.5 GB of activations
+per frame in a batch of BATCH frames, so an A10G (24 GB) holds the weights, a batch and the
+decoded frames with room to spare. Output frames are kept in host memory until encoding: at most
+MAX_FRAMES frames of MAX_SOURCE_SIDE pixels (about 2.5 GB).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpu_tasks.contract import EngineContext
+from gpu_tasks.engines import encode, weights
+from gpu_tasks.engines.liveportrait import CHECKPOINTS, PUBLISHED
+from gpu_tasks.engines.weights import Repo
+from gpu_tasks.errors import PermanentGpuError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gpu_tasks.engines.liveportrait.networks import Networks
+
+JOB_TYPE = "performance-cloning"
+MODEL = "LivePortrait"
+FOLDER = "liveportrait"
+WEIGHTS = (FOLDER, CHECKPOINTS["spade_generator"])
+REPOS = {FOLDER: Repo("KwaiVGI/LivePortrait", files=tuple(CHECKPOINTS.values()))}
+CONFIG_FILE = "liveportrait/models.json"
+
+MAX_SOURCE_SIDE = 1280
+MAX_FRAMES = 900  # 30 s at 30 fps: bounds host memory for the output frames
+BATCH = 8  # driving frames per forward pass
+AUDIO_RATE = 44100
+PROGRESS_LOADED, PROGRESS_ANIMATED = 10.0, 95.0
+
+
+@dataclass(frozen=True)
+class Options:
+    relative: bool
+    stitching: bool
+
+
+def _flag(payload: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = payload.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise PermanentGpuError("invalid_input", f"{name} must be true or false")
+    return value
+
+
+def validate(payload: Mapping[str, Any]) -> Options:
+    return Options(relative=_flag(payload, "relative", True), stitching=_flag(payload, "stitching", True))
+
+
+@functools.lru_cache(maxsize=1)
+def load(path: str) -> Networks:
+    """The networks from the weights folder, once per process."""
+    from gpu_tasks.engines.liveportrait import networks
+
+    folder = Path(path)
+    config_path = folder / CONFIG_FILE
+    config = json.loads(config_path.read_text()) if config_path.is_file() else PUBLISHED
+    device = weights.device()
+    half = weights.dtype_for(device) if device == "cuda" else None
+    try:
+        return networks.load(folder, config, device, half)
+    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
+        # A partial download or another model's files: the fix is the same as for no weights.
+        raise PermanentGpuError("model_unavailable", f"LivePortrait weights unusable: {type(exc).__name__}") from exc
+
+
+def to_tensor(images: np.ndarray) -> Any:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+
+
+def to_pixels(images: Any) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
+    return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def animate(
+    nets: Networks, source: np.ndarray, driving: np.ndarray, options: Options, ctx: EngineContext
+) -> np.ndarray:
+    """(T, H, W, 3) frames: the source portrait moved by each driving face crop."""
+    import numpy as np
+
+    from gpu_tasks.engines.liveportrait import crop, keypoints
+    from gpu_tasks.engines.liveportrait.networks import batches
+
+    face = crop.detect_face(source)
+    if face is None:
+        raise PermanentGpuError("invalid_input", "no face found in the source image")
+    box = crop.crop_box(face, source.shape[1], source.shape[0])
+    source_crop = to_tensor(crop.cut(source, box, nets.input_size)[None])
+    source_motion = nets.read_motion(source_crop)
+    kp_source = keypoints.source_keypoints(source_motion)
+    feature = nets.appearance_of(source_crop)
+    first = nets.read_motion(to_tensor(driving[:1]))
+    blend = crop.feather(box.side)
+    frames = np.empty((driving.shape[0], *source.shape), dtype=np.uint8)
+    for part in batches(driving.shape[0], BATCH):
+        motion = nets.read_motion(to_tensor(driving[part]))
+        kp_driving = keypoints.driven_keypoints(source_motion, motion, first, relative=options.relative)
+        if options.stitching:
+            kp_driving = nets.stitch(kp_source, kp_driving)
+        rendered = to_pixels(nets.render(feature, kp_source, kp_driving))
+        for offset, image in enumerate(rendered):
+            frames[part.start + offset] = crop.paste(source, image, box, blend)
+        ctx.progress(PROGRESS_LOADED + (PROGRESS_ANIMATED - PROGRESS_LOADED) * part.stop / driving.shape[0])
+    return frames
+
+
+def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
+    from gpu_tasks.engines.liveportrait.frames import audio_track, face_crops, read_image
+    from gpu_tasks.engines.media import probe
+
+    options = validate(payload)
+    path = weights.weights_path(*WEIGHTS, JOB_TYPE)
+    source_path = ctx.input_path(payload.get("source_image_media"), "source_image")
+    driving_path = ctx.input_path(payload.get("driving_video_media"), "driving_video")
+    source = read_image(source_path, MAX_SOURCE_SIDE)
+    fps = probe(driving_path).fps
+    if not fps:
+        raise PermanentGpuError("invalid_media", "the driving video has no frame rate")
+    nets = load(str(path))
+    driving = face_crops(driving_path, size=nets.input_size, max_frames=MAX_FRAMES)
+    ctx.progress(PROGRESS_LOADED)
+    frames = animate(nets, source, driving, options, ctx)
+    count, height, width = frames.shape[:3]
+    seconds = count / fps
+    audio = audio_track(driving_path, seconds, AUDIO_RATE)
+    out = ctx.output_path("video", ".mp4")
+    encode.write_mp4(frames, fps, out, audio=audio, sample_rate=AUDIO_RATE if audio is not None else 0)
+    ref = ctx.deliver("video", out, "video/mp4")
+    ref["metadata"] = {
+        "model": MODEL, "width": width, "height": height, "fps": fps, "frames": count,
+        "relative": options.relative, "stitching": options.stitching, "audio": audio is not None,
+    }  # fmt: skip
+    ctx.progress(100.0)
+    return {
+        "outputs": {"video": ref},
+        "duration_ms": round(seconds * 1000),
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "frames": count,
+        "model": MODEL,
+    }
