@@ -18,12 +18,12 @@ Result: `{"outputs": {"video": ref}, "duration_ms", "width", "height", "fps", "f
 `video` is an H.264 MP4 (`video/mp4`) at the source's size (at most MAX_SOURCE_SIDE on its long
 side), one frame per driving frame at the driving video's fps, with the driving video's audio
 (AAC, mono) when it has some. The ref's `metadata` records the parameters that shaped it.
+Refused: a portrait in which no face is found (`invalid_input`), unreadable media (`invalid_media`),
+a driving video longer than MAX_FRAMES frames (`invalid_input`).
 
 Weights: the published `liveportrait/base_models/*.pth` and
 `liveportrait/retargeting_models/stitching_retargeting_module.pth` state dicts, loaded by key
-(about 530 MB in float32). A `liveportrait/models.json` beside them, when present, replaces the
-published hyper-parameters (the published repository has none; smaller builds of the same
-networks carry theirs there).
+(about 500 MB in float32), shared with gaze redirection (`liveportrait/loader.py`).
 
 GPU memory: the weights stay in float32 and the convolutions run under bfloat16 autocast. The
 warping network's 3D hourglass over a 32x16x64x64 volume dominates: about 1.5 GB of activations
@@ -34,17 +34,13 @@ MAX_FRAMES frames of MAX_SOURCE_SIDE pixels (about 2.5 GB).
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_tasks.contract import EngineContext
-from gpu_tasks.engines import encode, weights
-from gpu_tasks.engines.liveportrait import CHECKPOINTS, PUBLISHED
-from gpu_tasks.engines.weights import Repo
+from gpu_tasks.engines import weights
+from gpu_tasks.engines.liveportrait.loader import MODEL, REPOS, WEIGHTS, load
 from gpu_tasks.errors import PermanentGpuError
 
 if TYPE_CHECKING:
@@ -52,17 +48,12 @@ if TYPE_CHECKING:
 
     from gpu_tasks.engines.liveportrait.networks import Networks
 
-JOB_TYPE = "performance-cloning"
-MODEL = "LivePortrait"
-FOLDER = "liveportrait"
-WEIGHTS = (FOLDER, CHECKPOINTS["spade_generator"])
-REPOS = {FOLDER: Repo("KwaiVGI/LivePortrait", files=tuple(CHECKPOINTS.values()))}
-CONFIG_FILE = "liveportrait/models.json"
+__all__ = ["MODEL", "REPOS", "WEIGHTS", "load", "run"]
 
+JOB_TYPE = "performance-cloning"
 MAX_SOURCE_SIDE = 1280
 MAX_FRAMES = 900  # 30 s at 30 fps: bounds host memory for the output frames
 BATCH = 8  # driving frames per forward pass
-AUDIO_RATE = 44100
 PROGRESS_LOADED, PROGRESS_ANIMATED = 10.0, 95.0
 
 
@@ -72,8 +63,9 @@ class Options:
     stitching: bool
 
 
-def _flag(payload: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = payload.get(name, default)
+def flag(payload: Mapping[str, Any], name: str, default: bool) -> bool:
+    """An optional boolean field; anything but true, false or absent is invalid."""
+    value = payload.get(name)
     if value is None:
         return default
     if not isinstance(value, bool):
@@ -82,36 +74,7 @@ def _flag(payload: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def validate(payload: Mapping[str, Any]) -> Options:
-    return Options(relative=_flag(payload, "relative", True), stitching=_flag(payload, "stitching", True))
-
-
-@functools.lru_cache(maxsize=1)
-def load(path: str) -> Networks:
-    """The networks from the weights folder, once per process."""
-    from gpu_tasks.engines.liveportrait import networks
-
-    folder = Path(path)
-    config_path = folder / CONFIG_FILE
-    config = json.loads(config_path.read_text()) if config_path.is_file() else PUBLISHED
-    device = weights.device()
-    half = weights.dtype_for(device) if device == "cuda" else None
-    try:
-        return networks.load(folder, config, device, half)
-    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
-        # A partial download or another model's files: the fix is the same as for no weights.
-        raise PermanentGpuError("model_unavailable", f"LivePortrait weights unusable: {type(exc).__name__}") from exc
-
-
-def to_tensor(images: np.ndarray) -> Any:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
-    import torch
-
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-
-
-def to_pixels(images: Any) -> np.ndarray:
-    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
-    return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return Options(relative=flag(payload, "relative", True), stitching=flag(payload, "stitching", True))
 
 
 def animate(
@@ -121,7 +84,7 @@ def animate(
     import numpy as np
 
     from gpu_tasks.engines.liveportrait import crop, keypoints
-    from gpu_tasks.engines.liveportrait.networks import batches
+    from gpu_tasks.engines.liveportrait.networks import batches, to_pixels, to_tensor
 
     face = crop.detect_face(source)
     if face is None:
@@ -140,45 +103,27 @@ def animate(
         if options.stitching:
             kp_driving = nets.stitch(kp_source, kp_driving)
         rendered = to_pixels(nets.render(feature, kp_source, kp_driving))
-        for offset, image in enumerate(rendered):
-            frames[part.start + offset] = crop.paste(source, image, box, blend)
+        crop.paste_batch(
+            frames, part.start, rendered, np.broadcast_to(source, rendered.shape[:1] + source.shape), box, blend
+        )
         ctx.progress(PROGRESS_LOADED + (PROGRESS_ANIMATED - PROGRESS_LOADED) * part.stop / driving.shape[0])
     return frames
 
 
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
-    from gpu_tasks.engines.liveportrait.frames import audio_track, face_crops, read_image
-    from gpu_tasks.engines.media import probe
+    from gpu_tasks.engines.liveportrait.frames import deliver_video, face_crops, frame_rate, read_image
 
     options = validate(payload)
     path = weights.weights_path(*WEIGHTS, JOB_TYPE)
     source_path = ctx.input_path(payload.get("source_image_media"), "source_image")
     driving_path = ctx.input_path(payload.get("driving_video_media"), "driving_video")
     source = read_image(source_path, MAX_SOURCE_SIDE)
-    fps = probe(driving_path).fps
-    if not fps:
-        raise PermanentGpuError("invalid_media", "the driving video has no frame rate")
+    fps = frame_rate(driving_path)
     nets = load(str(path))
     driving = face_crops(driving_path, size=nets.input_size, max_frames=MAX_FRAMES)
     ctx.progress(PROGRESS_LOADED)
     frames = animate(nets, source, driving, options, ctx)
-    count, height, width = frames.shape[:3]
-    seconds = count / fps
-    audio = audio_track(driving_path, seconds, AUDIO_RATE)
-    out = ctx.output_path("video", ".mp4")
-    encode.write_mp4(frames, fps, out, audio=audio, sample_rate=AUDIO_RATE if audio is not None else 0)
-    ref = ctx.deliver("video", out, "video/mp4")
-    ref["metadata"] = {
-        "model": MODEL, "width": width, "height": height, "fps": fps, "frames": count,
-        "relative": options.relative, "stitching": options.stitching, "audio": audio is not None,
-    }  # fmt: skip
+    metadata = {"model": MODEL, "relative": options.relative, "stitching": options.stitching}
+    result = deliver_video(ctx, frames, fps, audio_from=driving_path, metadata=metadata)
     ctx.progress(100.0)
-    return {
-        "outputs": {"video": ref},
-        "duration_ms": round(seconds * 1000),
-        "width": width,
-        "height": height,
-        "fps": fps,
-        "frames": count,
-        "model": MODEL,
-    }
+    return result

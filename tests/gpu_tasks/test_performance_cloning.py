@@ -1,7 +1,7 @@
 """The performance-cloning engine end to end, on tiny random-weight LivePortrait networks.
 
 The test builds every LivePortrait network from the engine's own classes with tiny
-hyper-parameters (a few channels, one block per stage, four keypoints), saves their state dicts
+hyper-parameters (a few channels, one block per stage, the published 21 keypoints), saves their state dicts
 in the published file layout with a `models.json` naming those hyper-parameters, and runs the
 real `run()`: reading the image and the video, the Haar face crops, loading by key, motion
 transfer, stitching, warping, decoding, pasting back and the H.264 + AAC encode. The faces are
@@ -10,8 +10,9 @@ drawn cartoons that OpenCV's frontal-face cascade detects; the animated pixels a
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +22,28 @@ import pytest
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, performance_cloning
-from gpu_tasks.engines.liveportrait import CHECKPOINTS, RETARGETING_KEYS, crop
+from gpu_tasks.engines.liveportrait import CHECKPOINTS, PUBLISHED, RETARGETING_KEYS, crop, loader
 from gpu_tasks.errors import PermanentGpuError, classify_exception
 from tests.gpu_tasks.helpers import streams
 
-KP = 4
-TINY_CONFIG: dict[str, Any] = {
-    "input_size": 64,
-    "appearance_feature_extractor": {
-        "image_channel": 3, "block_expansion": 4, "num_down_blocks": 2, "max_features": 8,
-        "reshape_channel": 4, "reshape_depth": 2, "num_resblocks": 1,
-    },
-    "motion_extractor": {"num_kp": KP, "depths": [1, 1, 1, 1], "dims": [8, 8, 8, 8], "num_bins": 66},
-    "warping_module": {
-        "num_kp": KP, "block_expansion": 2, "max_features": 8, "num_down_blocks": 2, "reshape_channel": 4,
-        "estimate_occlusion_map": True,
-        "dense_motion_params": {
-            "block_expansion": 4, "max_features": 8, "num_blocks": 2, "reshape_depth": 2, "compress": 1,
-        },
-    },
-    "spade_generator": {
-        "upscale": 2, "block_expansion": 2, "max_features": 8, "num_down_blocks": 2, "out_channels": 4,
-        "spade_hidden": 4,
-    },
-    "stitching_retargeting_module": {
-        "stitching": {"input_size": 6 * KP, "hidden_sizes": [8], "output_size": 3 * KP + 2},
-        "lip": {"input_size": 3 * KP + 2, "hidden_sizes": [8], "output_size": 3 * KP},
-        "eye": {"input_size": 3 * KP + 3, "hidden_sizes": [8], "output_size": 3 * KP},
-    },
-}  # fmt: skip
+
+def tiny_config() -> dict[str, Any]:
+    """The published hyper-parameters with every width, depth and count shrunk, keeping the 21
+    keypoints (gaze redirection moves keypoints by their published index) and the 66 pose bins."""
+    config = copy.deepcopy(PUBLISHED)
+    config["input_size"] = 64
+    config["appearance_feature_extractor"].update(block_expansion=4, max_features=8, reshape_channel=4,
+                                                  reshape_depth=2, num_resblocks=1)  # fmt: skip
+    config["motion_extractor"].update(depths=[1, 1, 1, 1], dims=[8, 8, 8, 8])
+    config["warping_module"].update(block_expansion=2, max_features=8, reshape_channel=4)
+    config["warping_module"]["dense_motion_params"].update(block_expansion=4, max_features=8, num_blocks=2,
+                                                           reshape_depth=2, compress=1)  # fmt: skip
+    config["spade_generator"].update(block_expansion=2, max_features=8, out_channels=4, spade_hidden=4)
+    for mlp in config["stitching_retargeting_module"].values():
+        mlp["hidden_sizes"] = [8]
+    return config
+
+
 SOURCE_SIZE = (320, 256)  # width, height
 FPS, DRIVING_FRAMES = 12, 10
 AUDIO_RATE = 16000
@@ -61,9 +55,9 @@ def build_tiny_model(root: Path) -> None:
 
     from gpu_tasks.engines.liveportrait import networks
 
-    folder = root / performance_cloning.FOLDER
+    folder = root / loader.FOLDER
     torch.manual_seed(0)
-    modules = networks.build(TINY_CONFIG)
+    modules = networks.build(tiny_config())
     for module in modules.values():
         # Random batch-norm statistics, so the eval-mode networks do not start from identity norms.
         for norm in module.modules():
@@ -76,7 +70,7 @@ def build_tiny_model(root: Path) -> None:
     retargeting = folder / CHECKPOINTS["stitching_retargeting_module"]
     state = torch.load(retargeting, weights_only=True)
     torch.save({key: {f"module.{k}": v for k, v in part.items()} for key, part in state.items()}, retargeting)
-    (folder / performance_cloning.CONFIG_FILE).write_text(json.dumps(TINY_CONFIG))
+    (folder / loader.CONFIG_FILE).write_text(json.dumps(tiny_config()))
 
 
 def draw_face(width: int, height: int, *, dx: int = 0, mouth: int = 8) -> np.ndarray:
@@ -225,7 +219,7 @@ def test_incomplete_weights_are_model_unavailable(
 
     partial = tmp_path / "partial"
     shutil.copytree(models_dir, partial)
-    (partial / performance_cloning.FOLDER / CHECKPOINTS["warping_module"]).unlink()
+    (partial / loader.FOLDER / CHECKPOINTS["warping_module"]).unlink()
     monkeypatch.setenv("AUTEUR_MODELS_DIR", str(partial))
     performance_cloning.load.cache_clear()
     try:
@@ -237,12 +231,10 @@ def test_incomplete_weights_are_model_unavailable(
 def test_retargeting_checkpoint_loads_by_its_published_keys(models_dir: Path) -> None:
     import torch
 
-    state = torch.load(
-        models_dir / performance_cloning.FOLDER / CHECKPOINTS["stitching_retargeting_module"], weights_only=True
-    )
+    state = torch.load(models_dir / loader.FOLDER / CHECKPOINTS["stitching_retargeting_module"], weights_only=True)
     assert set(state) == set(RETARGETING_KEYS.values())
     assert all(key.startswith("module.mlp.") for key in state["retarget_eye"])
-    nets = performance_cloning.load(str(models_dir / performance_cloning.FOLDER))
+    nets = performance_cloning.load(str(models_dir / loader.FOLDER))
     first_layer = nets.eye.mlp[0]
     assert isinstance(first_layer, torch.nn.Linear)
     assert torch.equal(first_layer.weight, state["retarget_eye"]["module.mlp.0.weight"])
@@ -281,9 +273,10 @@ def test_too_long_driving_video_is_refused(
     assert error_of(tmp_path, media["source"], media["driving"]).code == "invalid_input"
 
 
-def test_cuda_out_of_memory_ends_as_gpu_oom(
-    media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def check_render_out_of_memory_is_gpu_oom(
+    monkeypatch: pytest.MonkeyPatch, call: Callable[[], object], out: Path
 ) -> None:
+    """A CUDA OOM inside the networks ends as `gpu_oom` and leaves no output behind."""
     import torch
 
     from gpu_tasks.engines.liveportrait.networks import Networks
@@ -293,6 +286,14 @@ def test_cuda_out_of_memory_ends_as_gpu_oom(
 
     monkeypatch.setattr(Networks, "render", out_of_memory)
     with pytest.raises(torch.cuda.OutOfMemoryError) as info:
-        run(tmp_path, media["source"], media["driving"])
+        call()
     assert classify_exception(info.value).code == "gpu_oom"
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()
+
+
+def test_cuda_out_of_memory_ends_as_gpu_oom(
+    media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_render_out_of_memory_is_gpu_oom(
+        monkeypatch, lambda: run(tmp_path, media["source"], media["driving"]), tmp_path / "out"
+    )

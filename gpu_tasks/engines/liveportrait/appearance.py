@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gpu_tasks.engines.liveportrait.blocks import DownBlock2d, ResBlock3d, SameBlock2d
+from gpu_tasks.engines.liveportrait.blocks import DownBlock, ResBlock3d, SameBlock2d
 
 
 class AppearanceFeatureExtractor(nn.Module):
@@ -23,7 +23,7 @@ class AppearanceFeatureExtractor(nn.Module):
         self.reshape_channel, self.reshape_depth = reshape_channel, reshape_depth
         self.first = SameBlock2d(image_channel, block_expansion)
         widths = [min(max_features, block_expansion * 2**i) for i in range(num_down_blocks + 1)]
-        self.down_blocks = nn.ModuleList(DownBlock2d(widths[i], widths[i + 1]) for i in range(num_down_blocks))
+        self.down_blocks = nn.ModuleList(DownBlock(widths[i], widths[i + 1], dims=2) for i in range(num_down_blocks))
         self.second = nn.Conv2d(widths[-1], max_features, kernel_size=1)
         self.resblocks_3d = nn.Sequential()
         for i in range(num_resblocks):

@@ -41,27 +41,15 @@ class SameBlock2d(nn.Module):
         return self.ac(self.norm(self.conv(x)))
 
 
-class DownBlock2d(nn.Module):
-    """Conv, batch norm, ReLU, then halve the resolution."""
+class DownBlock(nn.Module):
+    """Conv, batch norm, ReLU, then halve height and width (depth, in 3D, is kept)."""
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int, dims: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=3, padding=1)
-        self.norm = nn.BatchNorm2d(out_features, affine=True)
-        self.pool = nn.AvgPool2d(kernel_size=(2, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(F.relu(self.norm(self.conv(x))))
-
-
-class DownBlock3d(nn.Module):
-    """The 3D version: halves height and width, keeps depth."""
-
-    def __init__(self, in_features: int, out_features: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv3d(in_features, out_features, kernel_size=3, padding=1)
-        self.norm = nn.BatchNorm3d(out_features, affine=True)
-        self.pool = nn.AvgPool3d(kernel_size=(1, 2, 2))
+        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv3d, nn.BatchNorm3d)
+        self.conv = conv(in_features, out_features, kernel_size=3, padding=1)
+        self.norm = norm(out_features, affine=True)
+        self.pool: nn.Module = nn.AvgPool2d(kernel_size=(2, 2)) if dims == 2 else nn.AvgPool3d(kernel_size=(1, 2, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(F.relu(self.norm(self.conv(x))))
@@ -102,9 +90,10 @@ class Encoder(nn.Module):
     def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int) -> None:
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DownBlock3d(
+            DownBlock(
                 in_features if i == 0 else _hourglass_width(block_expansion, max_features, i),
                 _hourglass_width(block_expansion, max_features, i + 1),
+                dims=3,
             )
             for i in range(num_blocks)
         )

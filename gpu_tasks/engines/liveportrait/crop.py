@@ -96,3 +96,11 @@ def paste(frame: np.ndarray, crop: np.ndarray, box: Box, weights: np.ndarray) ->
     blended = resized * weights + region * (1.0 - weights)
     out[box.y : box.y + box.side, box.x : box.x + box.side] = np.clip(blended.round(), 0, 255).astype(np.uint8)
     return out
+
+
+def paste_batch(
+    out: np.ndarray, start: int, crops: np.ndarray, frames: np.ndarray, box: Box, weights: np.ndarray
+) -> None:
+    """Write into `out[start:]` each of `frames` with the matching one of `crops` blended into `box`."""
+    for offset, (image, frame) in enumerate(zip(crops, frames, strict=True)):
+        out[start + offset] = paste(frame, image, box, weights)

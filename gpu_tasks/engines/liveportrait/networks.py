@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from gpu_tasks.engines.liveportrait.keypoints import Motion, motion_of
 from gpu_tasks.engines.liveportrait.motion import MotionExtractor
 from gpu_tasks.engines.liveportrait.stitching import StitchingRetargetingNetwork
 from gpu_tasks.engines.liveportrait.warping import WarpingNetwork
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DDP_PREFIX = "module."  # the retargeting checkpoint was saved from DistributedDataParallel
 
@@ -134,3 +137,14 @@ def load(folder: Path, config: Mapping[str, Any], device: str, half: torch.dtype
 def batches(count: int, size: int) -> Iterator[slice]:
     for start in range(0, count, size):
         yield slice(start, min(count, start + size))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+
+
+def to_pixels(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
+    pixels: np.ndarray = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return pixels
