@@ -8,6 +8,8 @@ stitching MLP keeps the animated crop's border aligned with the source's (the ne
 `gpu_tasks/engines/liveportrait/`). The engine crops the source face with OpenCV's Haar cascade
 (see `liveportrait/crop.py` for why not the reference's InsightFace landmarks), animates the
 256x256 crop, and pastes each 512x512 result back into the full portrait with a feathered edge.
+The driving frames are cropped to one square around the face in the first frame (the centre
+square when none is found there, as the reference treats driving videos it does not crop).
 Inference is deterministic: there is no sampling, so the same inputs give the same video.
 
 Payload: `{"source_image_media": input_ref (a portrait), "driving_video_media": input_ref (a
@@ -25,11 +27,13 @@ Weights: the published `liveportrait/base_models/*.pth` and
 `liveportrait/retargeting_models/stitching_retargeting_module.pth` state dicts, loaded by key
 (about 500 MB in float32), shared with gaze redirection (`liveportrait/loader.py`).
 
-GPU memory: the weights stay in float32 and the convolutions run under bfloat16 autocast. The
-warping network's 3D hourglass over a 32x16x64x64 volume dominates: about 1.5 GB of activations
-per frame in a batch of BATCH frames, so an A10G (24 GB) holds the weights, a batch and the
-decoded frames with room to spare. Output frames are kept in host memory until encoding: at most
-MAX_FRAMES frames of MAX_SOURCE_SIDE pixels (about 2.5 GB).
+GPU memory: the weights (about 130 M parameters) stay in float32, about 0.5 GB, and the
+convolutions run under bfloat16 autocast (the reference runs them in float16). The warping
+network's hourglass over the 16x64x64 volume and the generator's 256x256 SPADE layers dominate the
+activations: an estimate of a few hundred MB per frame, so a batch of BATCH frames fits an A10G
+(24 GB) with room to spare (estimated from the shapes, not measured on a GPU). Output frames are
+kept in host memory until encoding: at most MAX_FRAMES frames of MAX_SOURCE_SIDE pixels (about
+2.5 GB at 1280x720).
 """
 
 from __future__ import annotations

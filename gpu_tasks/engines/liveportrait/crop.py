@@ -2,10 +2,12 @@
 networks take, and pasting an animated crop back into the full frame.
 
 The reference pipeline crops with InsightFace's detector and a 203-point landmark model, which
-align the crop on the eyes and mouth; neither ships in a pip package, and their weights would be
-two more models on the Volume. A Haar box (the cascade ships inside opencv-python-headless) is
-rougher: it is not rotation-aware and its size varies more from face to face, so the crop is
-widened to leave the networks margin around the face, as the reference's crop does.
+align the crop on the eyes and mouth. InsightFace's models are for non-commercial research only
+(LivePortrait's own licence says to replace them for commercial use), neither ships in a pip
+package, and their weights would be two more models on the Volume. A Haar box (the cascade ships
+inside opencv-python-headless) is rougher: it is not rotation-aware and its size varies more from
+face to face, so the crop is widened to leave the networks margin around the face, as the
+reference's crop does.
 """
 
 from __future__ import annotations
