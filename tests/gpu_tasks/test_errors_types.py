@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_tasks.engines import load_engine
+from gpu_tasks.engines import load_engine, weight_repos
 from gpu_tasks.errors import (
     PERMANENT_CODES,
     TRANSIENT_CODES,
@@ -16,7 +16,7 @@ from gpu_tasks.errors import (
     TransientGpuError,
     classify_exception,
 )
-from gpu_tasks.types import CPU_JOB_TYPES, JOB_TYPES, GpuClass, JobType, get_spec
+from gpu_tasks.types import CPU_JOB_TYPES, JOB_TYPES, GpuClass, JobType, Weights, get_spec
 
 
 def test_error_kinds_carry_retryable_by_default() -> None:
@@ -94,7 +94,8 @@ def test_implemented_types_resolve_to_engines_and_the_rest_are_unavailable() -> 
                 assert info.value.code == "feature_unavailable"
     # A model engine runs locally where its weights are (gpu_tasks/types.py names the folder);
     # the rest run a model shipped in a package, or ffmpeg.
-    model_engines = {"image-generation", "audio-generation", "video-query"}
+    model_engines = {"image-generation", "audio-generation", "video-query", "video-generation", "lip-sync",
+                     "performance-cloning", "gaze-redirection"}
     assert {t.value for t, s in JOB_TYPES.items() if s.local} == {"transcription", "tts", "render", "compression",
                                                                   *model_engines}
     assert {t.value for t, s in JOB_TYPES.items() if s.weights is not None} == model_engines
@@ -112,3 +113,15 @@ def test_importing_gpu_tasks_pulls_in_no_heavy_library() -> None:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+def test_each_model_engine_looks_for_the_weights_its_type_declares() -> None:
+    from gpu_tasks.engines import lip_sync
+    from gpu_tasks.engines.liveportrait import loader
+
+    declared = {t.value: s.weights for t, s in JOB_TYPES.items()}
+    assert declared["lip-sync"] == Weights(*lip_sync.WEIGHTS)
+    assert declared["performance-cloning"] == declared["gaze-redirection"] == Weights(*loader.WEIGHTS)
+    for job_type, weights in declared.items():
+        if weights is not None:
+            assert weights.folder in weight_repos(job_type), f"download_models fetches {job_type}'s folder"

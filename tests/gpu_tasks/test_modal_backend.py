@@ -9,6 +9,7 @@ outputs to a loopback HTTP server that stands in for signed object-storage URLs.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import http.server
 import itertools
 import threading
@@ -20,6 +21,7 @@ import modal
 import modal.exception as mx
 import pytest
 
+from gpu_tasks import types
 from gpu_tasks.backends.modal_backend import ModalBackend
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.types import JOB_TYPES
@@ -150,12 +152,14 @@ def test_a_failed_outcome_record_keeps_its_classified_error(fake: FakeModal, bac
 
 
 def test_types_without_model_code_and_local_paths_are_refused_before_modal(
-    fake: FakeModal, backend: ModalBackend
+    fake: FakeModal, backend: ModalBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert backend.supports("transcription") and backend.supports("tts") and backend.supports("render")
-    assert not backend.supports("lip-sync") and not backend.supports("video-generation")
+    assert all(backend.supports(t) for t in types.JobType), "every type has its engine on Modal"
+    undeployed = dataclasses.replace(types.JOB_TYPES[types.JobType.LIP_SYNC], modal_engine=None)
+    monkeypatch.setattr(types, "JOB_TYPES", {**types.JOB_TYPES, types.JobType.LIP_SYNC: undeployed})
+    assert not backend.supports("lip-sync") and "Modal" in str(backend.unavailable_reason("lip-sync"))
     with pytest.raises(PermanentGpuError) as info:
-        backend.spawn("video-generation", {"prompt": "a cat on the moon"})
+        backend.spawn("lip-sync", {"video_media": {"url": "https://x/v.mp4"}})
     assert info.value.code == "feature_unavailable"
     with pytest.raises(PermanentGpuError) as info:
         backend.spawn("transcription", {"media": {"path": "/srv/media/a.wav"}})
@@ -341,8 +345,13 @@ def test_every_type_is_deployed_with_its_gpu_timeout_and_concurrency() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:The lip_sync function is executing locally")
-def test_undeployed_model_code_answers_feature_unavailable() -> None:
+def test_a_function_without_its_weights_on_the_volume_answers_model_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gpu_tasks import modal_app
 
-    outcome = modal_app.FUNCTIONS["lip_sync"].local({"video": {"url": "https://x/v.mp4"}, "audio": {"url": "https://x/a.wav"}})
-    assert outcome["state"] == "failed" and outcome["error"]["code"] == "feature_unavailable"
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(tmp_path))  # an empty Volume
+    payload = {"video_media": {"url": "https://x/v.mp4"}, "audio_media": {"url": "https://x/a.wav"}}
+    outcome = modal_app.FUNCTIONS["lip_sync"].local(payload)
+    assert outcome["state"] == "failed" and outcome["error"]["code"] == "model_unavailable"
+    assert "download_models lip-sync" in outcome["error"]["message"], "checked before any input is fetched"

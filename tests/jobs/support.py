@@ -29,7 +29,8 @@ from tests.projects.test_edl_support import clip
 START_BALANCE = 1000
 
 LOCAL_TYPES = ("transcription", "tts", "render", "compression")
-# No engine yet, or (image and audio generation, video Q&A) no weights under the tests' AUTEUR_MODELS_DIR.
+# The model engines: no weights under the tests' AUTEUR_MODELS_DIR (tests/jobs/test_model_pipeline.py
+# puts tiny ones there).
 UNAVAILABLE_ON_LOCAL = (
     "lip-sync", "video-generation", "performance-cloning", "gaze-redirection", "audio-generation", "video-query",
     "image-generation",

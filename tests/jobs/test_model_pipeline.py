@@ -8,17 +8,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from credits.models import CreditTransaction
 from credits.services.ledger import credit_grant
 from credits.services.subscriptions import subscription_create
+from gpu_tasks.engines import encode
 from jobs import gpu_client
 from jobs.models import Job, JobStatus
 from jobs.specs import JOB_SPECS, JobType
 from media.models import MediaFile
 from tests.factories import ProjectFactory
-from tests.gpu_tasks import test_audio_generation, test_image_generation, test_video_generation, test_video_query
+from tests.gpu_tasks import (
+    test_audio_generation,
+    test_image_generation,
+    test_lip_sync,
+    test_performance_cloning,
+    test_video_generation,
+    test_video_query,
+)
 from tests.gpu_tasks.helpers import declared_folder
 from tests.jobs.conftest import upload_local, wait_terminal
 
@@ -29,7 +38,24 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "audio-generation": test_audio_generation.build_tiny_model,
     "video-query": test_video_query.build_tiny_model,
     "video-generation": test_video_generation.build_tiny_model,
+    "lip-sync": test_lip_sync.build_tiny_model,
+    "performance-cloning": test_performance_cloning.build_tiny_model,
+    "gaze-redirection": test_performance_cloning.build_tiny_model,  # the same LivePortrait networks
 }
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A portrait and a 1 s talking-face clip (8 fps, with a tone) that the face detector finds."""
+    from PIL import Image
+
+    draw = test_performance_cloning.draw_face
+    folder = tmp_path_factory.mktemp("faces")
+    Image.fromarray(draw(256, 256)).save(folder / "portrait.png")
+    frames = np.stack([draw(256, 256, dx=i % 4, mouth=4 + i) for i in range(8)])
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    encode.write_mp4(frames, 8, folder / "face.mp4", audio=tone, sample_rate=16000)
+    return {"portrait": folder / "portrait.png", "video": folder / "face.mp4"}
 
 
 @pytest.fixture
@@ -51,8 +77,20 @@ def ledger(job_id: Any) -> list[str]:
     return sorted(CreditTransaction.objects.filter(job_id=job_id).values_list("type", flat=True))
 
 
-def body_for(job_type: str, project: Any, auth_client: Any, samples: Any) -> dict[str, Any]:
+def body_for(job_type: str, project: Any, auth_client: Any, samples: Any, faces: dict[str, Path]) -> dict[str, Any]:
     base = {"project_id": str(project.pk)}
+
+    def upload(path: Path, content_type: str) -> str:
+        return str(upload_local(auth_client, project, path, content_type).pk)
+
+    if job_type == "lip-sync":
+        return {**base, "video_media_id": upload(faces["video"], "video/mp4"),
+                "audio_media_id": upload(samples.short_wav, "audio/wav")}
+    if job_type == "performance-cloning":
+        return {**base, "source_image_media_id": upload(faces["portrait"], "image/png"),
+                "driving_video_media_id": upload(faces["video"], "video/mp4")}
+    if job_type == "gaze-redirection":
+        return {**base, "video_media_id": upload(faces["video"], "video/mp4"), "target": {"yaw": 10, "pitch": 0}}
     if job_type == "image-generation":
         return {**base, "prompt": "a red cat", "width": 256, "height": 256, "steps": 2, "seed": 1}
     if job_type == "audio-generation":
@@ -64,14 +102,15 @@ def body_for(job_type: str, project: Any, auth_client: Any, samples: Any) -> dic
 
 
 @pytest.mark.parametrize("job_type", sorted(BUILDERS))
-def test_a_model_job_completes_on_tiny_weights(job_type, start_worker, auth_client, project, models_dir, samples):
+def test_a_model_job_completes_on_tiny_weights(job_type, start_worker, auth_client, project, models_dir, samples,
+                                              faces):
     plan = JOB_SPECS[JobType(job_type)].plan
     if plan is not None:
         subscription_create(user=project.user, plan=plan)
     BUILDERS[job_type](models_dir)
     start_worker(AUTEUR_MODELS_DIR=str(models_dir))
-    response = auth_client.post(f"/api/v1/jobs/{job_type}", body_for(job_type, project, auth_client, samples),
-                                format="json")
+    body = body_for(job_type, project, auth_client, samples, faces)
+    response = auth_client.post(f"/api/v1/jobs/{job_type}", body, format="json")
     assert response.status_code == 202, response.json()
     job = wait_terminal(response.json()["job_id"], timeout=240)
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
@@ -84,7 +123,10 @@ def test_a_model_job_completes_on_tiny_weights(job_type, start_worker, auth_clie
         (output,) = outputs
         kind = {"image-generation": "image", "audio-generation": "audio"}.get(job_type, "video")
         assert output.status == "ready" and output.type == kind
-        assert output.metadata["generation"]["seed"] == 1 and output.metadata["generation"]["steps"] == 2
+        if "seed" in body:
+            assert output.metadata["generation"]["seed"] == 1 and output.metadata["generation"]["steps"] == 2
+        else:
+            assert output.metadata["generation"]["model"] == JOB_SPECS[JobType(job_type)].engine.model
 
 
 def test_a_model_whose_weights_are_broken_fails_and_is_refunded_once(start_worker, auth_client, project,
