@@ -34,7 +34,7 @@ def test_modal_with_a_local_dir_keeps_cpu_types_on_the_worker(tmp_path: Path) ->
     assert isinstance(backend.backend_for("compression")[1], LocalBackend)
     assert isinstance(backend.backend_for("transcription")[1], ModalBackend)
     assert backend.supports("transcription") and backend.supports("tts") and backend.supports("render")
-    assert not backend.supports("lip-sync")
+    assert all(backend.supports(t) for t in ("lip-sync", "video-generation")), "Modal runs every type"
     assert backend.poll("nobody:xyz").state == "failed"
     everything_remote = make_backend("modal", local_dir=tmp_path, cpu_types_on_modal=True)
     assert isinstance(everything_remote, ModalBackend)
