@@ -11,6 +11,7 @@ imports Django; a spec reaches it as `spec.engine`. Adding a job type is one eng
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -63,6 +64,15 @@ class JobSpec:
     @property
     def output(self) -> OutputKind:
         return self.engine.output
+
+    @functools.cached_property
+    def references(self) -> dict[str, inputs.MediaRef | inputs.VoiceRef]:
+        """The input's fields that name a media file or a voice, in declaration order (built once,
+        not per submission)."""
+        return {
+            name: field for name, field in self.input().fields.items()
+            if isinstance(field, inputs.MediaRef | inputs.VoiceRef)
+        }
 
     def build_payload(self, job: Job) -> dict[str, Any]:
         """The call's payload; its input URLs outlive the time limit by an hour of queueing."""

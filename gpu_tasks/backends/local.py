@@ -66,10 +66,9 @@ class LocalBackend(GpuBackend):
             return exc.message
         if not spec.local:
             return f"{spec.job_type.value} has no engine on the local backend"
-        if spec.weights is not None and not (self.models_dir / spec.weights.folder / spec.weights.marker).is_file():
-            return (f"weights for {spec.weights.folder} not found in {self.models_dir}; "
-                    f"run manage.py download_models {spec.job_type.value}")
-        return None
+        if spec.weights is None:
+            return None
+        return weights.missing_weights(spec.weights.folder, spec.weights.marker, spec.job_type.value, self.models_dir)
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)

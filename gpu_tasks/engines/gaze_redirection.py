@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import weights
 from gpu_tasks.engines.liveportrait.loader import MODEL, REPOS, WEIGHTS, load
+from gpu_tasks.engines.media import video_fps
 from gpu_tasks.errors import PermanentGpuError
 
 if TYPE_CHECKING:
@@ -115,12 +116,12 @@ def redirect(nets: Networks, frames: np.ndarray, gaze: Gaze, ctx: EngineContext)
 
 
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
-    from gpu_tasks.engines.liveportrait.frames import deliver_video, frame_rate, read_frames
+    from gpu_tasks.engines.liveportrait.frames import deliver_video, read_frames
 
     gaze = validate(payload)
     path = weights.weights_path(*WEIGHTS, JOB_TYPE)
     video_path = ctx.input_path(payload.get("video_media"), "video")
-    fps = frame_rate(video_path)
+    fps = video_fps(video_path, "video_media")
     frames = read_frames(video_path, max_side=MAX_SIDE, max_frames=MAX_FRAMES)
     nets = load(str(path))
     ctx.progress(PROGRESS_LOADED)

@@ -47,7 +47,8 @@ from typing import Any
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, weights
-from gpu_tasks.engines.media import decode_audio, probe
+from gpu_tasks.engines.faces import largest_face
+from gpu_tasks.engines.media import decode_audio, decoded_frames, video_fps
 from gpu_tasks.engines.weights import Repo
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.types import get_spec
@@ -129,58 +130,27 @@ def load(unet_dir: str, vae_dir: str, whisper_dir: str) -> Loaded:
     )
 
 
-def video_fps(path: Path) -> float:
-    info = probe(path)
-    if not info.has_video:
-        raise PermanentGpuError("invalid_media", "video_media has no video stream")
-    if not info.fps:
-        raise PermanentGpuError("invalid_media", "video_media has no frame rate")
-    return info.fps
-
-
 def read_frames(path: Path, limit: int) -> Any:
     """The first `limit` frames (fewer when the video is shorter) as (N, H, W, 3) uint8 RGB."""
-    import av
     import numpy as np
 
     frames: list[Any] = []
-    try:
-        with av.open(str(path)) as container:
-            for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) >= limit:
-                    break
-    except av.FFmpegError as exc:
-        raise PermanentGpuError("invalid_media", f"cannot decode video: {type(exc).__name__}") from exc
+    for frame in decoded_frames(path, "video_media"):
+        frames.append(frame.to_ndarray(format="rgb24"))
+        if len(frames) >= limit:
+            break
     if not frames:
         raise PermanentGpuError("invalid_media", "video_media has no frames")
     return np.stack(frames)
 
 
-@functools.lru_cache(maxsize=1)
-def _cascade() -> Any:
-    import cv2
-
-    # opencv-python-headless 4.x ships its trained cascades in the package's data folder.
-    return cv2.CascadeClassifier(str(Path(cv2.__file__).parent / "data" / "haarcascade_frontalface_default.xml"))
-
-
 def detect_face(frame: Any) -> Box | None:
     """The largest frontal face in an RGB frame, its box grown down to the chin; None without one."""
-    import cv2
-
     height, width = frame.shape[:2]
-    scale = min(1.0, DETECT_SIDE / max(height, width))
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    if scale < 1.0:
-        gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-    smallest = max(24, round(min(gray.shape) * 0.08))
-    found = _cascade().detectMultiScale(
-        cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest)
-    )
-    if len(found) == 0:
+    face = largest_face(frame, min_share=0.08, max_side=DETECT_SIDE)
+    if face is None:
         return None
-    x, y, w, h = (v / scale for v in max(found, key=lambda f: int(f[2]) * int(f[3])))
+    x, y, w, h = face
     return Box(
         x1=max(0, round(x)), y1=max(0, round(y)),
         x2=min(width, round(x + w)), y2=min(height, round(y + h * (1 + CHIN_MARGIN))),
@@ -307,7 +277,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     folders = [weights.weights_path(folder, marker, JOB_TYPE) for folder, marker in COMPONENTS]
     video_path = ctx.input_path(payload.get("video_media"), "video_media")
     audio_path = ctx.input_path(payload.get("audio_media"), "audio_media")
-    fps = video_fps(video_path)
+    fps = video_fps(video_path, "video_media")
     speech = decode_audio(audio_path, WHISPER_RATE)
     audio_s = len(speech) / WHISPER_RATE
     if audio_s > MAX_AUDIO_S:

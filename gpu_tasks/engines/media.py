@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,31 @@ def probe(path: Path) -> MediaInfo:
             height=video.codec_context.height if video is not None else None,
             fps=fps,
         )
+
+
+def video_fps(path: Path, name: str) -> float:
+    """The frames per second of the video input `name`; one without video or a rate is invalid."""
+    info = probe(path)
+    if not info.has_video:
+        raise PermanentGpuError("invalid_media", f"{name} has no video stream")
+    if not info.fps:
+        raise PermanentGpuError("invalid_media", f"{name} has no frame rate")
+    return info.fps
+
+
+def decoded_frames(path: Path, name: str) -> Iterator[Any]:
+    """The video input `name`'s frames as PyAV frames, decoded as they are read."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise PermanentGpuError("invalid_media", f"{name} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            yield from container.decode(stream)
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise PermanentGpuError("invalid_media", f"cannot decode {name}: {type(exc).__name__}") from exc
 
 
 def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import weights
 from gpu_tasks.engines.liveportrait.loader import MODEL, REPOS, WEIGHTS, load
+from gpu_tasks.engines.media import video_fps
 from gpu_tasks.errors import PermanentGpuError
 
 if TYPE_CHECKING:
@@ -115,14 +116,14 @@ def animate(
 
 
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
-    from gpu_tasks.engines.liveportrait.frames import deliver_video, face_crops, frame_rate, read_image
+    from gpu_tasks.engines.liveportrait.frames import deliver_video, face_crops, read_image
 
     options = validate(payload)
     path = weights.weights_path(*WEIGHTS, JOB_TYPE)
     source_path = ctx.input_path(payload.get("source_image_media"), "source_image")
     driving_path = ctx.input_path(payload.get("driving_video_media"), "driving_video")
     source = read_image(source_path, MAX_SOURCE_SIDE)
-    fps = frame_rate(driving_path)
+    fps = video_fps(driving_path, "driving_video_media")
     nets = load(str(path))
     driving = face_crops(driving_path, size=nets.input_size, max_frames=MAX_FRAMES)
     ctx.progress(PROGRESS_LOADED)

@@ -28,20 +28,21 @@ def models_dir() -> Path:
     return Path(os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR)
 
 
-def weights_present(folder: str, marker: str) -> bool:
-    """Whether `folder` under the models directory holds `marker` (a file every copy has)."""
-    return (models_dir() / folder / marker).is_file()
+def missing_weights(folder: str, marker: str, job_type: str, root: Path | None = None) -> str | None:
+    """Why `folder` under the models directory (`root`) cannot be loaded, or None when it holds
+    `marker` (a file every copy of the model has)."""
+    root = root or models_dir()
+    if (root / folder / marker).is_file():
+        return None
+    return f"weights for {folder} not found in {root}; run manage.py download_models {job_type}"
 
 
 def weights_path(folder: str, marker: str, job_type: str) -> Path:
     """The model's folder, or `model_unavailable` naming what to run to put it there."""
-    path = models_dir() / folder
-    if not (path / marker).is_file():
-        raise PermanentGpuError(
-            "model_unavailable",
-            f"weights for {folder} not found in {models_dir()}; run manage.py download_models {job_type}",
-        )
-    return path
+    missing = missing_weights(folder, marker, job_type)
+    if missing is not None:
+        raise PermanentGpuError("model_unavailable", missing)
+    return models_dir() / folder
 
 
 def weights_of(job_type: str) -> Path:

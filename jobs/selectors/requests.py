@@ -39,9 +39,8 @@ def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> Jo
     """Resolve a body that `spec.input` validated (`data`: its validated_data)."""
     params = dict(data)
     project = project_get(user=user, project_id=params.pop("project_id"))
-    fields = spec.input().fields
     media: dict[str, MediaFile] = {}
-    for name, field in fields.items():
+    for name, field in spec.references.items():
         if isinstance(field, MediaRef):
             media[name] = _ready_media(user, project, name, params[name], field.kinds)
             params[name] = str(media[name].pk)

@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gpu_tasks.engines.faces import largest_face
+
 if TYPE_CHECKING:
     import numpy as np
 
-CASCADE = "haarcascade_frontalface_default.xml"
 CROP_SCALE = 2.0  # crop side over the Haar box's side
 CROP_LIFT = 0.125  # move the crop up by this share of the box: the box sits low on the forehead
 MIN_FACE_SHARE = 0.05  # smallest face searched for, as a share of the image's short side
@@ -36,17 +37,10 @@ class Box:
 
 def detect_face(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     """The largest frontal face as (x, y, w, h), or None."""
-    from pathlib import Path
-
-    import cv2
-
-    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    smallest = max(24, int(min(gray.shape) * MIN_FACE_SHARE))
-    cascade = cv2.CascadeClassifier(str(Path(cv2.__file__).parent / "data" / CASCADE))
-    faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
-    if len(faces) == 0:
+    face = largest_face(rgb, min_share=MIN_FACE_SHARE)
+    if face is None:
         return None
-    x, y, w, h = max(faces, key=lambda face: int(face[2]) * int(face[3]))
+    x, y, w, h = face
     return int(x), int(y), int(w), int(h)
 
 

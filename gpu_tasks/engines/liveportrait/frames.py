@@ -3,13 +3,14 @@ face), and writing the animated frames as an H.264 MP4 carrying the input's audi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode
 from gpu_tasks.engines.liveportrait import crop
+from gpu_tasks.engines.media import decoded_frames
 from gpu_tasks.errors import PermanentGpuError
 
 if TYPE_CHECKING:
@@ -42,36 +43,12 @@ def read_image(path: Path, max_side: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def frame_rate(path: Path) -> float:
-    """The video's frames per second; media without one (no video, a still image) is invalid."""
-    from gpu_tasks.engines.media import probe
-
-    fps = probe(path).fps
-    if not fps:
-        raise PermanentGpuError("invalid_media", "the media has no video frame rate")
-    return fps
-
-
-def _decoded(path: Path) -> Iterator[Any]:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise PermanentGpuError("invalid_media", "the media has no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            yield from container.decode(stream)
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise PermanentGpuError("invalid_media", f"cannot decode the video: {type(exc).__name__}") from exc
-
-
 def read_frames(path: Path, *, max_side: int, max_frames: int) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB: every frame, scaled like `read_image`."""
     import numpy as np
 
     frames: list[np.ndarray] = []
-    for frame in _decoded(path):
+    for frame in decoded_frames(path, "the video"):
         if len(frames) == max_frames:
             raise PermanentGpuError("invalid_input", f"the video is longer than {max_frames} frames")
         width, height = _even_size(frame.width, frame.height, max_side)
@@ -89,7 +66,7 @@ def face_crops(path: Path, *, size: int, max_frames: int) -> np.ndarray:
 
     crops: list[np.ndarray] = []
     box: crop.Box | None = None
-    for frame in _decoded(path):
+    for frame in decoded_frames(path, "the driving video"):
         if len(crops) == max_frames:
             raise PermanentGpuError("invalid_input", f"the video is longer than {max_frames} frames")
         rgb = frame.to_ndarray(format="rgb24")
