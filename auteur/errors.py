@@ -47,6 +47,7 @@ HTTP_STATUS: Mapping[str, int] = {
     # 403: not allowed for this caller
     "plan_required": status.HTTP_403_FORBIDDEN,
     "permission_denied": status.HTTP_403_FORBIDDEN,
+    "quota_exceeded": status.HTTP_403_FORBIDDEN,  # auteur/quotas.py: details name the quota and limit
     # 404: no such object, or another user's (indistinguishable)
     "project_not_found": status.HTTP_404_NOT_FOUND,
     "media_not_found": status.HTTP_404_NOT_FOUND,

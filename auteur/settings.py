@@ -143,6 +143,15 @@ AUTEUR_SIGNED_URL_TTL_SECONDS = env.int("AUTEUR_SIGNED_URL_TTL_SECONDS", default
 AUTEUR_MEDIA_STALE_UPLOAD_SECONDS = env.int("AUTEUR_MEDIA_STALE_UPLOAD_SECONDS", default=24 * 3600)
 AUTEUR_MEDIA_PROBE_RETRY_SECONDS = env.int("AUTEUR_MEDIA_PROBE_RETRY_SECONDS", default=30 * 60)
 AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS = env.int("AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS", default=2 * 3600)
+# A voice's sample is stored as a mono 24 kHz WAV of at most this many seconds (the start of the file).
+AUTEUR_VOICE_SAMPLE_MAX_SECONDS = env.int("AUTEUR_VOICE_SAMPLE_MAX_SECONDS", default=30)
+# Requests per minute per client IP to the local backend's signed URLs (/storage/*).
+AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE", default=300)
+
+# ---- Per-user quotas (auteur/quotas.py; EDL history is AUTEUR_EDL_HISTORY below)
+AUTEUR_QUOTA_STORAGE_BYTES = env.int("AUTEUR_QUOTA_STORAGE_BYTES", default=50 * 1024**3)
+AUTEUR_QUOTA_VOICES = env.int("AUTEUR_QUOTA_VOICES", default=20)
+AUTEUR_QUOTA_PROJECTS = env.int("AUTEUR_QUOTA_PROJECTS", default=200)
 # Absolute base of the URLs the local storage backend signs (the API serves them).
 AUTEUR_PUBLIC_BASE_URL = env.str("AUTEUR_PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
 STORAGES = {
@@ -192,6 +201,7 @@ AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE",
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
 
 # ---- EDL documents (projects/edl/): bounded undo history and size limits per document
+# Undo steps kept per project, a quota that prunes the oldest rather than refusing a save.
 AUTEUR_EDL_HISTORY = env.int("AUTEUR_EDL_HISTORY", default=20)
 AUTEUR_EDL_MAX_BYTES = env.int("AUTEUR_EDL_MAX_BYTES", default=2 * 1024 * 1024)
 AUTEUR_EDL_MAX_TRACKS = env.int("AUTEUR_EDL_MAX_TRACKS", default=50)

@@ -71,9 +71,15 @@ class SlidingWindowThrottle(BaseThrottle):
             return self._allow(f"rl:u:{user.pk}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE)
         return self.allow_client(request)
 
-    def allow_client(self, request: Request) -> bool:
-        """Count the request against its client IP's limit (never reads `request.user`)."""
-        return self._allow(f"rl:ip:{self.get_ident(request)}", limit=settings.AUTEUR_RATE_LIMIT_ANON_PER_MINUTE)
+    def allow_client(self, request: Request, *, scope: str = "ip", limit: int | None = None) -> bool:
+        """Count the request against its client IP's limit (never reads `request.user`).
+
+        ``scope`` and ``limit`` give a window of its own (the storage URLs'); by default the
+        anonymous API limit.
+        """
+        if limit is None:
+            limit = settings.AUTEUR_RATE_LIMIT_ANON_PER_MINUTE
+        return self._allow(f"rl:{scope}:{self.get_ident(request)}", limit=limit)
 
     def _allow(self, key: str, *, limit: int) -> bool:
         try:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
 from auteur.users.models import User
 from media.errors import MediaNotFound, VoiceNotFound
-from media.models import MediaFile, VoiceClone
+from media.models import MediaFile, MediaStatus, VoiceClone
 
 
 def media_list(
@@ -49,3 +49,20 @@ def voice_get(*, user: User, voice_id: uuid.UUID | str) -> VoiceClone:
         return VoiceClone.objects.get(pk=voice_id, user=user)
     except (VoiceClone.DoesNotExist, ValueError, TypeError):
         raise VoiceNotFound("No such voice.") from None
+
+
+def media_bytes_used(*, user_id: uuid.UUID, excluding: uuid.UUID | None = None) -> int:
+    """What the ``storage_bytes`` quota counts: the sizes of all the user's media files.
+
+    Every state counts: an upload in progress has reserved its declared size, and a rejected
+    file keeps its object until the user deletes it.
+    """
+    qs = MediaFile.objects.filter(user_id=user_id)
+    if excluding is not None:
+        qs = qs.exclude(pk=excluding)
+    return int(qs.aggregate(total=Sum("file_size_bytes"))["total"] or 0)
+
+
+def upload_is_open(*, key: str) -> bool:
+    """Whether a signed PUT may still write ``key``: only while its file is ``uploading``."""
+    return MediaFile.objects.filter(storage_key=key, status=MediaStatus.UPLOADING).exists()

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
+from auteur.quotas import quota_check, quota_lock
 from auteur.users.models import User
 from media.services.deletion import media_delete_project_objects
 from projects.edl.services import edl_create, edl_delete
@@ -28,6 +29,9 @@ def project_create(
     frame_rate: Decimal = Decimal("30.00"),
     auto_transcribe: bool = False,
 ) -> Project:
+    """A new project and its empty timeline; QuotaExceeded past the user's ``projects`` quota."""
+    quota_lock(user_id=user.pk)
+    quota_check(name="projects", used=Project.objects.filter(user=user).count())
     project = Project(
         user=user,
         name=name,

@@ -11,6 +11,8 @@ from media.models import MediaFile
 
 MAX_FILENAME_LENGTH = 255
 SAFE_STEM_LENGTH = 80
+# The folder of upload keys; a sanitized filename has no "/", so no other key can be one.
+UPLOAD_DIR = "upload"
 
 
 def normalize_content_type(content_type: str) -> str:
@@ -45,7 +47,23 @@ def media_prefix(*, project_id: uuid.UUID | str, media_id: uuid.UUID | str) -> s
 
 
 def media_key(*, project_id: uuid.UUID | str, media_id: uuid.UUID | str, filename: str) -> str:
+    """Where a file's bytes live once they can no longer change (a confirmed upload, a job output)."""
     return f"{media_prefix(project_id=project_id, media_id=media_id)}/{safe_filename(filename)}"
+
+
+def upload_key(*, project_id: uuid.UUID | str, media_id: uuid.UUID | str, filename: str) -> str:
+    """Where a client's signed PUT writes: a key of its own, which confirm moves away from.
+
+    A signed PUT URL cannot be revoked before it expires (S3 has no way to), so the bytes that
+    are probed and priced must live under a key that no such URL names.
+    """
+    return f"{media_prefix(project_id=project_id, media_id=media_id)}/{UPLOAD_DIR}/{safe_filename(filename)}"
+
+
+def confirmed_key_for(media: MediaFile) -> str:
+    """The key confirm moves an upload to: ``media_key``'s form, with the same sanitized name."""
+    name = PurePosixPath(media.storage_key).name
+    return f"{media_prefix(project_id=media.project_id, media_id=media.pk)}/{name}"
 
 
 def thumbnail_key_for(media: MediaFile) -> str:

@@ -2,13 +2,15 @@
 
 The life of an upload:
 
-1. ``media_create_upload``: validate the declared type, name and size, insert the MediaFile
-   (``uploading``) and sign a PUT URL bound to its key, content type and size.
-2. The client PUTs the bytes straight to storage (S3/R2, or the local backend's view).
-3. ``media_confirm_upload``: the object must exist with the declared size; one conditional
-   UPDATE moves ``uploading`` -> ``processing`` and only the caller whose UPDATE matched
-   enqueues the probe (media/services/probing.py), after commit. Confirming again changes
-   nothing and enqueues nothing.
+1. ``media_create_upload``: validate the declared type, name and size, check the
+   ``storage_bytes`` quota, insert the MediaFile (``uploading``) and sign a PUT URL bound to
+   its upload key, content type and size.
+2. The client PUTs the bytes straight to storage (S3/R2, or the local backend's view, which
+   refuses a PUT once the file is no longer ``uploading``).
+3. ``media_confirm_upload``: the object must exist with the declared size and fit the quota;
+   under the row's lock it is moved to its final key (``media.services.keys``) and the row
+   becomes ``processing``; the probe (media/services/probing.py) is enqueued after commit.
+   Confirming again changes nothing and enqueues nothing.
 """
 
 from __future__ import annotations
@@ -22,16 +24,29 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from auteur.quotas import QuotaExceeded, quota_check, quota_lock
 from auteur.users.models import User
 from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, UnsupportedMediaType
 from media.models import MediaFile, MediaStatus, MediaType
-from media.services.keys import MAX_FILENAME_LENGTH, filename_extension, media_key, normalize_content_type
+from media.selectors import media_bytes_used
+from media.services.deletion import schedule_object_deletion
+from media.services.keys import (
+    MAX_FILENAME_LENGTH,
+    confirmed_key_for,
+    filename_extension,
+    media_prefix,
+    normalize_content_type,
+    object_keys,
+    upload_key,
+)
 from media.storage import get_storage
-from media.storage.base import PresignedUpload
+from media.storage.base import ObjectStorage, PresignedUpload, url_expiry
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024**3
+# Past the upload URL's expiry, before its upload key is swept (clocks of API and worker differ).
+UPLOAD_KEY_GRACE_SECONDS = 60
 
 # Declared content type -> (media type, filename extensions that may carry it).
 ALLOWED_CONTENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -110,25 +125,31 @@ def validate_upload(*, filename: str, content_type: str, size_bytes: int) -> tup
 def media_create_upload(
     *, user: User, project: ProjectLike, filename: str, content_type: str, size_bytes: int
 ) -> tuple[MediaFile, PresignedUpload]:
-    """A new ``uploading`` MediaFile and the signed PUT that fills it."""
+    """A new ``uploading`` MediaFile and the signed PUT that fills it.
+
+    The declared size is reserved against the ``storage_bytes`` quota from now on.
+    """
     if project.user_id != user.pk:
         raise MediaNotFound("No such project.", code="project_not_found")
     normalized, media_type = validate_upload(filename=filename, content_type=content_type, size_bytes=size_bytes)
     media_id = uuid.uuid4()
-    key = media_key(project_id=project.pk, media_id=media_id, filename=filename)
-    # Sign first: a storage misconfiguration fails the request before a row exists.
-    ticket = get_storage().presign_put(key, normalized, size_bytes)
-    media = MediaFile.objects.create(
-        id=media_id,
-        project_id=project.pk,
-        user=user,
-        name=filename.strip(),
-        type=media_type,
-        mime_type=normalized,
-        status=MediaStatus.UPLOADING,
-        file_size_bytes=size_bytes,
-        storage_key=key,
-    )
+    key = upload_key(project_id=project.pk, media_id=media_id, filename=filename)
+    with transaction.atomic():
+        quota_lock(user_id=user.pk)
+        quota_check(name="storage_bytes", used=media_bytes_used(user_id=user.pk), adding=size_bytes)
+        # Sign before the insert: a storage misconfiguration fails the request before a row exists.
+        ticket = get_storage().presign_put(key, normalized, size_bytes)
+        media = MediaFile.objects.create(
+            id=media_id,
+            project_id=project.pk,
+            user=user,
+            name=filename.strip(),
+            type=media_type,
+            mime_type=normalized,
+            status=MediaStatus.UPLOADING,
+            file_size_bytes=size_bytes,
+            storage_key=key,
+        )
     logger.info("media %s: upload URL issued (%s, %d bytes)", media.pk, normalized, size_bytes)
     return media, ticket
 
@@ -136,13 +157,21 @@ def media_create_upload(
 def media_confirm_upload(*, media: MediaFile) -> MediaFile:
     """``uploading`` -> ``processing`` once the object is there, whole; then probe it.
 
+    The object is moved from its upload key to its final key first, so that the signed PUT URL,
+    which stays valid until it expires, can no longer change what is probed, priced and
+    processed. Over the ``storage_bytes`` quota (the limit was lowered, or job outputs filled
+    it since the upload began) the file and its object are deleted and QuotaExceeded raised.
     Harmless to repeat: a file already past ``uploading`` is returned as it is.
     """
     if media.status != MediaStatus.UPLOADING:
         return media
+    storage = get_storage()
     # Outside any transaction: a storage round trip must not hold database locks.
-    size = get_storage().head(media.storage_key)
+    size = storage.head(media.storage_key)
     if size is None:
+        media.refresh_from_db()
+        if media.status != MediaStatus.UPLOADING:
+            return media  # a concurrent confirm moved it away meanwhile
         raise MediaValidationError(
             "Nothing was uploaded yet: PUT the file to the upload URL first.", code="upload_incomplete"
         )
@@ -152,16 +181,58 @@ def media_confirm_upload(*, media: MediaFile) -> MediaFile:
             code="size_mismatch",
             details={"declared_bytes": media.file_size_bytes, "uploaded_bytes": size},
         )
-    from media.tasks import probe
-
+    refused: QuotaExceeded | None = None
     with transaction.atomic():
-        claimed = MediaFile.objects.filter(pk=media.pk, status=MediaStatus.UPLOADING).update(
-            status=MediaStatus.PROCESSING, updated_at=timezone.now()
-        )
-        if claimed:
-            media_id = str(media.pk)
-            transaction.on_commit(lambda: probe.delay(media_id))
+        # The row lock makes one confirm do the move; a concurrent one waits, then finds it done.
+        row = MediaFile.objects.select_for_update().filter(pk=media.pk, status=MediaStatus.UPLOADING).first()
+        if row is not None:
+            try:
+                used = media_bytes_used(user_id=row.user_id, excluding=row.pk)
+                quota_check(name="storage_bytes", used=used, adding=size)
+            except QuotaExceeded as exc:
+                refused = exc
+                _discard(row)
+            else:
+                _seal(storage, row)
+    if refused is not None:
+        logger.info("media %s: confirm refused over the storage quota; deleted", media.pk)
+        raise refused
     media.refresh_from_db()
-    if claimed:
+    if row is not None:
         logger.info("media %s: confirmed, probing", media.pk)
     return media
+
+
+def _seal(storage: ObjectStorage, row: MediaFile) -> None:
+    """Move the upload to its final key and start processing it (inside the confirm's transaction).
+
+    The move happens under the row lock and before the UPDATE commits: if it fails, the file
+    stays ``uploading`` under its upload key and confirming again retries it.
+    """
+    from media.tasks import probe
+
+    upload = row.storage_key
+    final = confirmed_key_for(row)
+    storage.move(upload, final)
+    MediaFile.objects.filter(pk=row.pk).update(
+        status=MediaStatus.PROCESSING, storage_key=final, updated_at=timezone.now()
+    )
+    media_id = str(row.pk)
+    transaction.on_commit(lambda: probe.delay(media_id))
+    _delete_upload_key_once_expired(upload)
+
+
+def _discard(row: MediaFile) -> None:
+    """Delete a refused upload: its row now, its objects after commit (nothing is left behind)."""
+    row.delete()
+    schedule_object_deletion(object_keys(row), [media_prefix(project_id=row.project_id, media_id=row.pk)])
+    _delete_upload_key_once_expired(row.storage_key)
+
+
+def _delete_upload_key_once_expired(key: str) -> None:
+    """A PUT through a URL not yet expired still lands (S3 cannot revoke it): delete what it
+    wrote under the upload key once the URL is dead. Nothing reads that key any more."""
+    from media.tasks import delete_objects
+
+    countdown = url_expiry(None)[0] + UPLOAD_KEY_GRACE_SECONDS
+    transaction.on_commit(lambda: delete_objects.apply_async(args=([key], []), countdown=countdown))

@@ -1,16 +1,22 @@
-"""Voice clones: made from a user's ready audio file, with a sample of their own."""
+"""Voice clones: made from a user's ready audio file, with a small WAV sample of their own."""
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import tempfile
 import uuid
-from pathlib import PurePosixPath
+import wave
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
+from auteur.quotas import quota_check, quota_lock
 from auteur.users.models import User
 from media.errors import InvalidVoiceSample, MediaNotFound
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
+from media.probing import SAFE_INPUT_OPTIONS, ffmpeg_exe
 from media.services.deletion import schedule_object_deletion
 from media.storage import get_storage
 from media.storage.base import PresignedDownload
@@ -18,14 +24,48 @@ from media.storage.base import PresignedDownload
 logger = logging.getLogger(__name__)
 
 VOICE_MIN_MS = 3_000
-VOICE_MAX_MS = 5 * 60_000
+# What a voice's sample is stored as: small, and what the voice-cloning engine reads (24 kHz).
+SAMPLE_RATE = 24_000
+SAMPLE_CONTENT_TYPE = "audio/wav"
+TRANSCODE_TIMEOUT_SECONDS = 120
+
+
+def voice_sample_max_ms() -> int:
+    return int(settings.AUTEUR_VOICE_SAMPLE_MAX_SECONDS) * 1000
+
+
+def transcode_voice_sample(source: Path, target: Path, *, max_ms: int) -> int:
+    """Write the first ``max_ms`` of the source's first audio stream as a mono 16-bit WAV.
+
+    Returns the WAV's duration in ms, counted from the samples written (not from any header the
+    upload carried). InvalidVoiceSample if ffmpeg cannot decode it; its stderr goes to the log.
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
+    for option, value in SAFE_INPUT_OPTIONS.items():
+        cmd += [f"-{option}", value]
+    # -t before -i: ffmpeg stops reading the input there, however long the upload is.
+    cmd += ["-t", f"{max_ms / 1000:.3f}", "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=TRANSCODE_TIMEOUT_SECONDS)
+        with wave.open(str(target), "rb") as wav:
+            return wav.getnframes() * 1000 // wav.getframerate()
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, wave.Error, EOFError) as exc:
+        stderr = (getattr(exc, "stderr", b"") or b"")[-500:].decode(errors="replace")
+        logger.warning("voice sample transcode failed (%s): %s", type(exc).__name__, stderr)
+        raise InvalidVoiceSample("The sample's audio could not be decoded.", details={"field": "media_id"}) from None
+
+
+def _check_voice_quota(user: User) -> None:
+    quota_check(name="voices", used=VoiceClone.objects.filter(user=user).count())
 
 
 def voice_create(*, user: User, media: MediaFile, name: str) -> VoiceClone:
-    """Clone a voice from one of the user's ready audio files (3 s to 5 min).
+    """Clone a voice from one of the user's ready audio files (at least 3 s long).
 
-    The sample is copied to the voice's own key, so deleting the media file or its project
-    leaves the voice working.
+    The sample is stored under the voice's own key as a mono 24 kHz WAV of at most
+    AUTEUR_VOICE_SAMPLE_MAX_SECONDS (the start of the file), so a voice costs little storage
+    and deleting the media file or its project leaves the voice working.
     """
     if media.user_id != user.pk:
         raise MediaNotFound("No such media file.")
@@ -35,34 +75,47 @@ def voice_create(*, user: User, media: MediaFile, name: str) -> VoiceClone:
         raise InvalidVoiceSample(
             f"The sample must be processed first (it is {media.status}).", details={"field": "media_id"}
         )
-    duration = media.duration_ms or 0
-    if not VOICE_MIN_MS <= duration <= VOICE_MAX_MS:
-        raise InvalidVoiceSample(
-            f"A voice sample must last between {VOICE_MIN_MS // 1000} seconds and {VOICE_MAX_MS // 60_000} minutes; "
-            f"this one lasts {duration / 1000:.1f} s.",
-            details={"field": "media_id", "duration_ms": duration, "min_ms": VOICE_MIN_MS, "max_ms": VOICE_MAX_MS},
-        )
+    _too_short(media.duration_ms or 0)
+    _check_voice_quota(user)  # before the transcode, not to do it for nothing; checked again below
     voice_id = uuid.uuid4()
-    ext = PurePosixPath(media.storage_key).suffix.lower()
-    sample_key = f"voices/{voice_id}/sample{ext}"
+    sample_key = f"voices/{voice_id}/sample.wav"
     storage = get_storage()
-    # The copy first: a voice row never exists without its sample.
-    storage.copy(media.storage_key, sample_key)
+    try:
+        with tempfile.TemporaryDirectory(prefix="auteur-voice-") as tmp, storage.local_path(media.storage_key) as src:
+            wav = Path(tmp) / "sample.wav"
+            sample_ms = transcode_voice_sample(src, wav, max_ms=voice_sample_max_ms())
+            _too_short(sample_ms)  # the audio really decoded, whatever the file's header said
+            with wav.open("rb") as fh:
+                # The sample first: a voice row never exists without it.
+                storage.save(sample_key, fh, SAMPLE_CONTENT_TYPE)
+    except FileNotFoundError:
+        raise InvalidVoiceSample("The file is missing from storage.", details={"field": "media_id"}) from None
     try:
         with transaction.atomic():
+            quota_lock(user_id=user.pk)
+            _check_voice_quota(user)
             voice = VoiceClone.objects.create(
                 id=voice_id,
                 user=user,
                 name=name.strip(),
                 sample_key=sample_key,
-                sample_duration_ms=duration,
+                sample_duration_ms=sample_ms,
                 source_media=media,
             )
     except BaseException:
         storage.delete(sample_key)
         raise
-    logger.info("voice %s: created from media %s", voice.pk, media.pk)
+    logger.info("voice %s: created from media %s (%d ms sample)", voice.pk, media.pk, sample_ms)
     return voice
+
+
+def _too_short(duration_ms: int) -> None:
+    if duration_ms < VOICE_MIN_MS:
+        raise InvalidVoiceSample(
+            f"A voice sample must last at least {VOICE_MIN_MS // 1000} seconds; "
+            f"this one lasts {duration_ms / 1000:.1f} s.",
+            details={"field": "media_id", "duration_ms": duration_ms, "min_ms": VOICE_MIN_MS},
+        )
 
 
 def voice_delete(*, voice: VoiceClone) -> None:

@@ -121,6 +121,15 @@ class ObjectStorage(ABC):
     @abstractmethod
     def copy(self, src_key: str, dst_key: str) -> None: ...
 
+    def move(self, src_key: str, dst_key: str) -> None:
+        """Put the object under ``dst_key`` and remove ``src_key`` (FileNotFoundError if absent).
+
+        By default a server-side copy then a delete: a failure in between leaves both objects,
+        and moving again repeats the copy from the same source.
+        """
+        self.copy(src_key, dst_key)
+        self.delete(src_key)
+
     @abstractmethod
     def local_path(self, key: str) -> contextlib.AbstractContextManager[Path]:
         """A path on this machine holding the object's bytes, for ffmpeg and PyAV (a context manager)."""

@@ -126,6 +126,17 @@ class LocalStorage(ObjectStorage):
         with self.open(src_key) as src:
             self.save(dst_key, src, content_type)
 
+    def move(self, src_key: str, dst_key: str) -> None:
+        # A rename: atomic, so a PUT still writing to ``src_key`` lands a new file there later
+        # and can never change what is now under ``dst_key``.
+        src, dst = self.path(src_key), self.path(dst_key)
+        if not src.is_file():
+            raise FileNotFoundError(src_key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self._meta_path(src).replace(self._meta_path(dst))
+        src.replace(dst)
+
     @contextlib.contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
         path = self.path(key)

@@ -4,7 +4,10 @@ They stand in for S3's presigned URLs when no bucket is configured, with the sam
 URL is the credential (no bearer token), it expires, and an upload is bound to one key, one
 content type and a size limit. The body of a PUT is streamed to disk in chunks: it is never
 held in memory, so DATA_UPLOAD_MAX_MEMORY_SIZE (which guards ``request.body``) does not apply,
-and the signed size limit does. Errors use the API's JSON envelope.
+and the signed size limit does. An upload URL writes only while its file is ``uploading``:
+after confirm (which moves the object to a key no URL names) it answers 409 ``upload_closed``.
+Every request counts against a per-IP rate limit (429 ``rate_limited``). Errors use the API's
+JSON envelope.
 
 These URLs are never logged: Django and gunicorn log the path only, not the query string that
 holds the signature (auteur/gunicorn_conf.py).
@@ -12,16 +15,21 @@ holds the signature (auteur/gunicorn_conf.py).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from typing import IO, TypeVar
 
+from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework.request import Request
 
 from auteur.errors import error_response
+from auteur.throttling import SlidingWindowThrottle
 from media.errors import IncompleteUploadBody, SignatureInvalid
+from media.selectors import upload_is_open
 from media.storage import get_local_storage
 from media.storage.base import CHUNK_SIZE, content_disposition
 from media.storage.local import LocalStorage
@@ -35,6 +43,23 @@ def _not_found() -> HttpResponse:
     return error_response(404, "not_found", "No such object.")
 
 
+def _rate_limited(request: HttpRequest) -> HttpResponse | None:
+    """429 once the client IP has spent AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE (the API's limiter).
+
+    These views are outside DRF and its throttles; every request counts, refused ones too, so
+    guessing signatures is as limited as fetching.
+    """
+    throttle = SlidingWindowThrottle()
+    if throttle.allow_client(Request(request), scope="storage", limit=settings.AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE):
+        return None
+    wait = math.ceil(throttle.wait() or 1)
+    refused = error_response(
+        429, "rate_limited", "Too many requests to storage URLs; try again later.", {"retry_after_seconds": wait}
+    )
+    refused["Retry-After"] = str(wait)
+    return refused
+
+
 def _admitted(
     request: HttpRequest, key: str, *, methods: tuple[str, ...], hint: str, verify: Callable[[str, str], Signed]
 ) -> tuple[LocalStorage, Signed] | HttpResponse:
@@ -42,6 +67,9 @@ def _admitted(
     storage = get_local_storage()
     if storage is None:
         return _not_found()
+    limited = _rate_limited(request)
+    if limited is not None:
+        return limited
     if request.method not in methods:
         refused = error_response(405, "method_not_allowed", hint)
         refused["Allow"] = ", ".join(methods)
@@ -90,6 +118,12 @@ def upload(request: HttpRequest, key: str) -> HttpResponse:
             "body_too_large",
             "The body is larger than this URL allows.",
             {"max_bytes": signed.size_limit},
+        )
+    if not upload_is_open(key=signed.key):
+        # Checked last, right before writing: confirm has moved the file away (or it was
+        # deleted), and the URL, still signed and unexpired, must no longer change anything.
+        return error_response(
+            409, "upload_closed", "This upload was already confirmed or deleted; ask the API for a new upload URL."
         )
     try:
         storage.write_stream(signed.key, _body_chunks(request, length), signed.content_type)

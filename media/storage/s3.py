@@ -2,6 +2,14 @@
 
 Clients upload and download straight to/from the bucket with presigned URLs; the PUT URL signs
 the Content-Type and Content-Length headers, so the object can only be that type and size.
+
+A presigned PUT cannot be revoked before it expires. Confirming an upload therefore moves the
+object (``move``: CopyObject to its final key, then DeleteObject of the upload key) rather than
+pinning the uploaded version or ETag: the final key is one no URL can write, so every reader
+(the probe, a job's presigned GET, a download) reads it as it was priced without having to
+know about versions, and it works on stores without object versioning. A PUT through the old
+URL afterwards only makes a new object under the upload key, which nothing reads and which
+is deleted once the URL has expired (media/services/uploads.py).
 """
 
 from __future__ import annotations
@@ -177,10 +185,18 @@ class S3ObjectStorage(ObjectStorage):
             self.client.upload_fileobj(fileobj, self.bucket, key, ExtraArgs={"ContentType": content_type})
 
     def copy(self, src_key: str, dst_key: str) -> None:
+        from botocore.exceptions import ClientError
+
         validate_key(src_key)
         validate_key(dst_key)
-        with self._errors():
-            self.client.copy({"Bucket": self.bucket, "Key": src_key}, self.bucket, dst_key)
+        try:
+            with self._errors():
+                # Server-side (multipart above 8 MiB): no byte passes through this process.
+                self.client.copy({"Bucket": self.bucket, "Key": src_key}, self.bucket, dst_key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(src_key) from exc
+            raise
 
     @contextlib.contextmanager
     def local_path(self, key: str) -> Iterator[Path]:

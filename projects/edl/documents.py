@@ -34,6 +34,8 @@ from mongoengine import (
     StringField,
 )
 
+from auteur.quotas import quota_limit
+
 ALIAS = "edl"  # the mongoengine connection alias, registered by projects.edl.store
 
 MAX_MS = 2**31 - 1  # about 24.8 days: any real timeline, and always a 32-bit BSON int
@@ -164,7 +166,7 @@ CLIENT_FIELDS = ("settings", "tracks", "transcript")
 
 @dataclass(frozen=True)
 class EdlLimits:
-    history: int
+    history: int  # the edl_history quota (auteur/quotas.py): undo steps kept, the oldest pruned
     max_bytes: int
     max_tracks: int
     max_clips: int
@@ -174,7 +176,7 @@ class EdlLimits:
 def edl_limits() -> EdlLimits:
     """Read at call time, so that a changed setting (or a test's override) applies at once."""
     return EdlLimits(
-        history=int(getattr(settings, "AUTEUR_EDL_HISTORY", 20)),
+        history=quota_limit("edl_history"),
         max_bytes=int(getattr(settings, "AUTEUR_EDL_MAX_BYTES", 2 * 1024 * 1024)),
         max_tracks=int(getattr(settings, "AUTEUR_EDL_MAX_TRACKS", 50)),
         max_clips=int(getattr(settings, "AUTEUR_EDL_MAX_CLIPS", 5000)),

@@ -16,10 +16,19 @@ from django.test import Client, RequestFactory
 from media.storage import get_storage
 from media.storage import local_views as local_storage_views
 from media.storage.local import LocalStorage
+from tests.factories import MediaFileFactory
 from tests.media.conftest import body_of, local_get, local_put
+
+pytestmark = pytest.mark.django_db
 
 KEY = "projects/0b4a4b0e-6a59-4c59-9c1b-0d7b8d0d0f00/media/6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00/clip.mp4"
 BODY = b"\x00\x00\x00\x18ftypmp42" + b"x" * 1000
+
+
+@pytest.fixture(autouse=True)
+def _open_upload() -> None:
+    """The file KEY's upload URLs are for, still ``uploading``: a PUT may write it."""
+    MediaFileFactory.create(type="video", status="uploading", duration_ms=None, storage_key=KEY)
 
 
 def storage() -> LocalStorage:

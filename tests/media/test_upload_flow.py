@@ -83,7 +83,7 @@ def test_full_upload_flow_against_local_storage(
     media = MediaFile.objects.get(pk=ticket["media_id"])
     assert media.status == "uploading"
     assert media.name == "My Clip (final).mp4"
-    assert media.storage_key == f"projects/{project.pk}/media/{media.pk}/My_Clip_final.mp4"
+    assert media.storage_key == f"projects/{project.pk}/media/{media.pk}/upload/My_Clip_final.mp4"
     assert media.user_id == project.user_id and media.type == "video"
 
     put = local_put(ticket["upload_url"], data, "video/mp4")
@@ -97,7 +97,12 @@ def test_full_upload_flow_against_local_storage(
         confirm = auth_client.post(media_path(project.pk, media.pk, "/confirm"), {}, format="json")
     assert confirm.status_code == 202
     assert confirm.json()["media"]["status"] == "processing"
-    assert len(callbacks) == 1  # the probe, enqueued after commit
+    # The probe, and the sweep of the upload key once its URL has expired, both after commit.
+    assert len(callbacks) == 2
+    upload_key = media.storage_key
+    media.refresh_from_db()
+    assert media.storage_key == f"projects/{project.pk}/media/{media.pk}/My_Clip_final.mp4"
+    assert (local_storage / media.storage_key).read_bytes() == data and not stored(upload_key)
 
     # The task body, as the media worker would run it.
     assert run_probe(media.pk) == "ready"

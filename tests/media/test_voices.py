@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import wave
+from pathlib import Path
+
 import pytest
 
 from media.models import MediaFile, VoiceClone
 from media.storage import get_storage
-from tests.media.conftest import body_of, local_get, request_upload, stored, upload_local
+from tests.media.conftest import body_of, ffmpeg, local_get, request_upload, stored, upload_local
 
 pytestmark = pytest.mark.django_db
 
@@ -26,9 +30,10 @@ def test_a_valid_sample_makes_a_voice_with_its_own_copy(
     voice = VoiceClone.objects.get(pk=body["id"])
     assert voice.sample_key == f"voices/{voice.pk}/sample.wav"
     with get_storage().open(voice.sample_key) as fh:
-        assert fh.read() == samples.wav.read_bytes()
+        stored_sample = fh.read()
+    assert wav_facts(stored_sample) == (1, 24_000, 4000)
     sample = local_get(body["sample_url"])
-    assert sample.status_code == 200 and body_of(sample) == samples.wav.read_bytes()
+    assert sample.status_code == 200 and body_of(sample) == stored_sample
 
     listing = auth_client.get(VOICES).json()
     assert listing["count"] == 1 and listing["voices"][0]["id"] == str(voice.pk)
@@ -54,17 +59,55 @@ def test_a_one_second_sample_is_too_short(auth_client, project, samples, local_s
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid_voice_sample"
-    assert error["details"]["min_ms"] == 3000 and error["details"]["max_ms"] == 300_000
+    assert error["details"]["min_ms"] == 3000 and error["details"]["duration_ms"] == media.duration_ms
     assert VoiceClone.objects.count() == 0
     assert not (local_storage / "voices").exists()
 
 
-def test_a_sample_over_five_minutes_is_refused(auth_client, project, samples, local_storage):
-    media = upload_local(auth_client, project, samples.wav, "audio/wav")
-    MediaFile.objects.filter(pk=media.pk).update(duration_ms=5 * 60_000 + 1)
+def wav_facts(data: bytes) -> tuple[int, int, int]:
+    """(channels, sample rate, duration in ms) of a WAV file's bytes; wave.Error if it is none."""
+    with wave.open(io.BytesIO(data), "rb") as wav:
+        return wav.getnchannels(), wav.getframerate(), wav.getnframes() * 1000 // wav.getframerate()
+
+
+@pytest.fixture(scope="module")
+def long_flac(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 s of stereo 48 kHz FLAC: another container, rate and channel count than the sample's."""
+    path = tmp_path_factory.mktemp("voices") / "speech.flac"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000", "-t", "12", "-ac", "2", str(path))
+    return path
+
+
+@pytest.mark.parametrize("source", ["wav", "flac"])
+def test_the_stored_sample_is_a_small_wav_capped_whatever_was_uploaded(
+    auth_client, project, samples, long_flac, local_storage, settings, source
+):
+    settings.AUTEUR_VOICE_SAMPLE_MAX_SECONDS = 3
+    path, content_type = (samples.wav, "audio/wav") if source == "wav" else (long_flac, "audio/flac")
+    media = upload_local(auth_client, project, path, content_type)
+    assert media.status == "ready" and media.duration_ms is not None and media.duration_ms > 3000
     response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Long"}, format="json")
-    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_voice_sample"
+    assert response.status_code == 201, response.json()
+    voice = VoiceClone.objects.get(pk=response.json()["voice"]["id"])
+    with get_storage().open(voice.sample_key) as fh:
+        data = fh.read()
+    assert wav_facts(data) == (1, 24_000, 3000)
+    assert voice.sample_duration_ms == 3000 and response.json()["voice"]["sample_duration_ms"] == 3000
+    assert len(data) < 3 * 24_000 * 2 + 1024 < path.stat().st_size  # 16-bit mono: ~144 KB, not the upload
+    assert get_storage().content_type(voice.sample_key) == "audio/wav"
+
+
+def test_a_sample_whose_header_claims_more_than_it_holds_is_measured_by_its_audio(
+    auth_client, project, samples, local_storage
+):
+    media = upload_local(auth_client, project, samples.short_wav, "audio/wav")
+    MediaFile.objects.filter(pk=media.pk).update(duration_ms=60_000)  # what a lying header would give
+    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Liar"}, format="json")
+    assert response.status_code == 422, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "invalid_voice_sample" and 990 <= error["details"]["duration_ms"] <= 1010
     assert VoiceClone.objects.count() == 0
+    assert not (local_storage / "voices").exists() or not any((local_storage / "voices").rglob("*.wav"))
 
 
 @pytest.mark.parametrize("kind", ["video", "not-ready", "rejected"])
