@@ -112,7 +112,7 @@ def test_client_filename_cannot_escape_its_key(auth_client, project, local_stora
     response = ask(auth_client, project, filename="../../../other/secret.mp4")
     assert response.status_code == 201
     media = MediaFile.objects.get(pk=response.json()["media_id"])
-    assert media.storage_key == f"projects/{project.pk}/media/{media.pk}/secret.mp4"
+    assert media.storage_key == f"projects/{project.pk}/media/{media.pk}/upload/secret.mp4"
     assert media.name == "../../../other/secret.mp4"  # shown as given, never used as a path
 
 
