@@ -61,7 +61,7 @@ def quota_check(*, name: str, used: int, adding: int = 1) -> None:
         )
 
 
-def quota_lock(*, user_id: uuid.UUID | int | str) -> None:
+def quota_lock(*, user_id: uuid.UUID | str) -> None:
     """Lock the user's row until the transaction ends: the quota checks of one user take turns."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("quota_lock needs a transaction: the lock ends with it")

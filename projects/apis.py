@@ -44,7 +44,10 @@ class ProjectInputSerializer(StrictSerializer):
 
 
 class ProjectListApi(ApiView):
-    """The user's projects, most recently updated first; `?page=`, `?page_size=` (max 100)."""
+    """The user's projects, most recently updated first; `?page=`, `?page_size=` (max 100).
+
+    POST creates one; 403 `quota_exceeded` once the user has AUTEUR_QUOTA_PROJECTS of them.
+    """
 
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request: Request) -> Response:

@@ -61,7 +61,8 @@ class ProjectMediaUploadUrlApi(ApiView):
     """A signed PUT URL for a new file of the project (valid 15 minutes).
 
     PUT the file's bytes to `upload_url` with the `headers` given (Content-Type, exactly), then
-    call `confirm`. The URL is bound to the content type and size declared here.
+    call `confirm`. The URL is bound to the content type and size declared here. 403
+    `quota_exceeded` if the declared size does not fit the user's storage quota.
     """
 
     class InputSerializer(StrictSerializer):
@@ -109,7 +110,9 @@ class ProjectMediaConfirmApi(ApiView):
 
     202 while the file is being probed (`processing`), 200 once it is `ready` or `rejected`.
     Calling it again is harmless. 422 `upload_incomplete` / `size_mismatch` if the object is
-    missing or not the declared size (the file stays `uploading`; PUT again and retry).
+    missing or not the declared size (the file stays `uploading`; PUT again and retry). 403
+    `quota_exceeded` if the file no longer fits the user's storage quota: it is deleted. After
+    confirm the upload URL can no longer change the file.
     """
 
     class InputSerializer(StrictSerializer):
@@ -228,7 +231,11 @@ class VoiceSerializer(serializers.Serializer):
 
 
 class VoiceListCreateApi(ApiView):
-    """GET: the caller's voices (paginated). POST: clone a voice from a ready audio file (3 s to 5 min)."""
+    """GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s.
+
+    The voice keeps the first AUTEUR_VOICE_SAMPLE_MAX_SECONDS (30 s) as a mono 24 kHz WAV;
+    403 `quota_exceeded` past the user's voice quota.
+    """
 
     class InputSerializer(StrictSerializer):
         media_id = serializers.UUIDField()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from media.models import MediaFile, VoiceClone
-from tests.factories import MediaFileFactory
+from tests.factories import MediaFileFactory, VoiceCloneFactory
 from tests.media.conftest import local_put, media_path, request_upload, upload_local, upload_url_path
 
 pytestmark = pytest.mark.django_db
@@ -95,7 +95,7 @@ def test_a_voice_made_concurrently_past_the_quota_leaves_no_sample(
     transcode = voices.transcode_voice_sample
 
     def racing_transcode(*args: Any, **kwargs: Any) -> int:
-        VoiceClone.objects.create(user=user, name="racer", sample_key="voices/racer/sample.wav", sample_duration_ms=5000)
+        VoiceCloneFactory.create(user=user, name="racer")
         return transcode(*args, **kwargs)
 
     monkeypatch.setattr(voices, "transcode_voice_sample", racing_transcode)

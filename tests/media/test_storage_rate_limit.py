@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db
 KEY = "projects/0b4a4b0e-6a59-4c59-9c1b-0d7b8d0d0f00/media/6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00/clip.mp4"
 
 
-def get(url: str, ip: str) -> object:
+def get(url: str, ip: str) -> Any:
     parts = urlsplit(url)
     return Client().get(f"{parts.path}?{parts.query}", REMOTE_ADDR=ip)
 
