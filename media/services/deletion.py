@@ -20,8 +20,12 @@ from media.hooks import media_in_use_reasons
 from media.models import MediaFile, MediaStatus
 from media.services.keys import media_prefix, object_keys
 from media.storage import get_storage
+from media.storage.base import url_expiry
 
 logger = logging.getLogger(__name__)
+
+# Past an upload URL's expiry, before its upload key is deleted (API and worker clocks differ).
+UPLOAD_KEY_GRACE_SECONDS = 60
 
 
 def schedule_object_deletion(keys: list[str], prefixes: list[str]) -> None:
@@ -30,6 +34,16 @@ def schedule_object_deletion(keys: list[str], prefixes: list[str]) -> None:
 
     if keys or prefixes:
         transaction.on_commit(lambda: delete_objects.delay(keys, prefixes))
+
+
+def schedule_upload_key_deletion(key: str) -> None:
+    """After commit, and again once the upload URL has expired: delete what a PUT through it
+    wrote under the upload key. S3 cannot revoke a presigned URL, so a PUT may still land after
+    confirm or delete; nothing reads that key any more, and the deletion bounds what it costs."""
+    from media.tasks import delete_objects
+
+    countdown = url_expiry(None)[0] + UPLOAD_KEY_GRACE_SECONDS
+    transaction.on_commit(lambda: delete_objects.apply_async(args=([key], []), countdown=countdown))
 
 
 def media_delete(*, media: MediaFile) -> None:
@@ -49,6 +63,8 @@ def media_delete(*, media: MediaFile) -> None:
         prefix = media_prefix(project_id=locked.project_id, media_id=locked.pk)
         locked.delete()
         schedule_object_deletion(keys, [prefix])
+        if locked.status == MediaStatus.UPLOADING:
+            schedule_upload_key_deletion(locked.storage_key)
     logger.info("media %s: deleted", media.pk)
 
 

@@ -29,7 +29,7 @@ from auteur.users.models import User
 from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, UnsupportedMediaType
 from media.models import MediaFile, MediaStatus, MediaType
 from media.selectors import media_bytes_used
-from media.services.deletion import schedule_object_deletion
+from media.services.deletion import schedule_object_deletion, schedule_upload_key_deletion
 from media.services.keys import (
     MAX_FILENAME_LENGTH,
     confirmed_key_for,
@@ -40,13 +40,11 @@ from media.services.keys import (
     upload_key,
 )
 from media.storage import get_storage
-from media.storage.base import ObjectStorage, PresignedUpload, url_expiry
+from media.storage.base import ObjectStorage, PresignedUpload
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024**3
-# Past the upload URL's expiry, before its upload key is swept (clocks of API and worker differ).
-UPLOAD_KEY_GRACE_SECONDS = 60
 
 # Declared content type -> (media type, filename extensions that may carry it).
 ALLOWED_CONTENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -219,20 +217,11 @@ def _seal(storage: ObjectStorage, row: MediaFile) -> None:
     )
     media_id = str(row.pk)
     transaction.on_commit(lambda: probe.delay(media_id))
-    _delete_upload_key_once_expired(upload)
+    schedule_upload_key_deletion(upload)
 
 
 def _discard(row: MediaFile) -> None:
     """Delete a refused upload: its row now, its objects after commit (nothing is left behind)."""
     row.delete()
     schedule_object_deletion(object_keys(row), [media_prefix(project_id=row.project_id, media_id=row.pk)])
-    _delete_upload_key_once_expired(row.storage_key)
-
-
-def _delete_upload_key_once_expired(key: str) -> None:
-    """A PUT through a URL not yet expired still lands (S3 cannot revoke it): delete what it
-    wrote under the upload key once the URL is dead. Nothing reads that key any more."""
-    from media.tasks import delete_objects
-
-    countdown = url_expiry(None)[0] + UPLOAD_KEY_GRACE_SECONDS
-    transaction.on_commit(lambda: delete_objects.apply_async(args=([key], []), countdown=countdown))
+    schedule_upload_key_deletion(row.storage_key)

@@ -86,3 +86,35 @@ def test_s3_put_after_confirm_does_not_change_the_object_that_is_read(
     assert media.duration_ms is not None and 3990 <= media.duration_ms <= 4010
     assert read(media.storage_key) == original
     assert not stored(upload_key)
+
+
+def test_s3_put_after_delete_leaves_nothing_once_the_url_expires(
+    auth_client, project, samples, s3_storage, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from media.tasks import delete_objects
+
+    # Deletions run when sent, except those with a countdown, which wait for the test to run them.
+    later: list[tuple[tuple, int]] = []
+
+    def apply_async(args: tuple, kwargs: dict | None = None, countdown: int | None = None, **options: object) -> None:
+        if countdown:
+            later.append((args, countdown))
+        else:
+            delete_objects(*args, **(kwargs or {}))
+
+    monkeypatch.setattr(delete_objects, "apply_async", apply_async)
+    ticket = request_upload(auth_client, project, samples.wav, "audio/wav")
+    upload_key = MediaFile.objects.get(pk=ticket["media_id"]).storage_key
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.delete(media_path(project.pk, ticket["media_id"])).status_code == 204
+
+    # The URL still works on S3 after the delete and its clean-up...
+    late = requests.put(ticket["upload_url"], data=samples.wav.read_bytes(), headers=ticket["headers"], timeout=30)
+    assert late.status_code == 200 and stored(upload_key)
+    # ...so the upload key is deleted again once the URL has expired.
+    assert [(args, countdown > settings.AUTEUR_SIGNED_URL_TTL_SECONDS) for args, countdown in later] == [
+        (([upload_key], []), True)
+    ]
+    for args, _ in later:
+        delete_objects(*args)
+    assert not stored(upload_key)
