@@ -222,6 +222,7 @@ def _seal(storage: ObjectStorage, row: MediaFile) -> None:
 
 def _discard(row: MediaFile) -> None:
     """Delete a refused upload: its row now, its objects after commit (nothing is left behind)."""
-    row.delete()
-    schedule_object_deletion(object_keys(row), [media_prefix(project_id=row.project_id, media_id=row.pk)])
+    keys, prefix = object_keys(row), media_prefix(project_id=row.project_id, media_id=row.pk)
+    row.delete()  # (which sets row.pk to None)
+    schedule_object_deletion(keys, [prefix])
     schedule_upload_key_deletion(row.storage_key)

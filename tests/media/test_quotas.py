@@ -6,11 +6,13 @@ and the use in ``details``, and that nothing was left behind.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
 
 from media.models import MediaFile, VoiceClone
+from media.storage import get_storage
 from tests.factories import MediaFileFactory, VoiceCloneFactory
 from tests.media.conftest import local_put, media_path, request_upload, upload_local, upload_url_path
 
@@ -58,6 +60,9 @@ def test_a_confirm_past_the_storage_quota_deletes_the_upload(
     assert local_put(ticket["upload_url"], samples.wav.read_bytes(), "audio/wav").status_code == 200
     # Meanwhile a job stored an output: the upload no longer fits.
     output = MediaFileFactory.create(project=project, file_size_bytes=200, storage_key="outputs/a.wav")
+    # And something else lies under the file's prefix (what a racing writer could leave).
+    stray = f"projects/{project.pk}/media/{ticket['media_id']}/captions.json"
+    get_storage().save(stray, io.BytesIO(b"{}"), "application/json")
 
     with django_capture_on_commit_callbacks(execute=True):
         refused = auth_client.post(media_path(project.pk, ticket["media_id"], "/confirm"), {}, format="json")
