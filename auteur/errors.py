@@ -65,6 +65,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "subscription_exists": status.HTTP_409_CONFLICT,
     "subscription_inactive": status.HTTP_409_CONFLICT,
     # 413, 415: the body or file itself is refused
+    "payload_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "edl_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "file_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "unsupported_media_type": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
