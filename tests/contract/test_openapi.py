@@ -29,8 +29,6 @@ import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from drf_spectacular.generators import SchemaGenerator
-from drf_spectacular.renderers import OpenApiJsonRenderer
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -43,6 +41,7 @@ from auteur.users.services import user_issue_token
 from credits.services.ledger import credit_grant
 from media.storage import get_storage
 from projects.models import Project
+from tests.contract.support import served_schema
 from tests.factories import MediaFileFactory, ProjectFactory, VoiceCloneFactory
 from tests.jobs.support import put_timeline, submit, valid_body
 from tests.media.conftest import Samples
@@ -138,12 +137,6 @@ def name_objects(case: Any, ids: dict[str, str]) -> None:
     case.path_parameters = {name: object_id(ids, name, v) for name, v in (case.path_parameters or {}).items()}
     if isinstance(case.body, dict):
         case.body = {name: object_id(ids, name, v) for name, v in case.body.items()}
-
-
-def served_schema() -> dict[str, Any]:
-    """The document /api/schema/ serves (the same generator, called here at collection time)."""
-    generated = SchemaGenerator().get_schema(request=None, public=True)
-    return json.loads(OpenApiJsonRenderer().render(generated, renderer_context={}))
 
 
 schema = schemathesis.openapi.from_dict(
