@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import hypothesis
 import pytest
+import redis
 import schemathesis
+from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -36,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from auteur.queues import ALL_QUEUES
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from credits.services.ledger import credit_grant
@@ -78,6 +81,25 @@ class ContractWsgiApp:
 @pytest.fixture
 def wsgi_app() -> ContractWsgiApp:
     return ContractWsgiApp()
+
+
+def queued_messages() -> int:
+    """Messages waiting on the Celery queues (kombu keeps each queue as Redis lists)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = [key for name in ALL_QUEUES for key in client.scan_iter(f"{name}*") if client.type(key) == b"list"]
+        return sum(int(client.llen(key)) for key in keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def no_work_left() -> Iterator[None]:
+    """Nothing the requests did reaches a queue: submissions publish only after a commit, which
+    the test's transaction never makes."""
+    before = queued_messages()
+    yield
+    assert queued_messages() == before
 
 
 @pytest.fixture
@@ -159,7 +181,7 @@ _alternate = itertools.count()
 # The fixtures' objects are shared by the examples of one operation, on purpose.
 @hypothesis.settings(suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
 def test_every_operation_answers_as_its_schema_says(
-    case: Any, wsgi_app: Callable[..., Any], owner: User, objects: dict[str, str]
+    case: Any, wsgi_app: Callable[..., Any], owner: User, objects: dict[str, str], no_work_left: None
 ) -> None:
     if next(_alternate) % 2 == 0:
         name_objects(case, fresh_objects(owner) if case.method == "DELETE" else objects)
