@@ -7,6 +7,7 @@ with a valid token never gives) and that a view's `@raises` lands in it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from auteur.api import ApiView, KeyedPagination, StrictSerializer
+from auteur.errors import HTTP_STATUS
 from auteur.schema import raises
 from tests.contract.support import operations, resolve, served_schema
 
@@ -100,6 +102,28 @@ def test_a_list_is_documented_as_the_keyed_page_it_answers(path, key):
 )
 def test_what_a_service_refuses_is_listed_under_its_status(method, path, status, code):
     assert f"`{code}`" in error_codes(SCHEMA["paths"][path][method.lower()], status)
+
+
+# Codes with a status that no operation of the schema answers: who raises them instead.
+NOT_ANSWERED_BY_THE_API = {
+    "idempotency_conflict": "the ledger, for a replayed charge key (jobs charge under fresh keys)",
+    "invalid_media": "a job's output step, stored as the failed job's error_code",
+    "output_not_decodable": "the same step, before it is stored as invalid_media",
+    "job_not_charged": "the refund of a job (tasks, admin)",
+    "permission_denied": "the admin's credit adjustment",
+    "subscription_exists": "subscription management (admin, commands)",
+    "subscription_inactive": "subscription management (admin, commands)",
+    "unknown_job_type": "POST /jobs/<anything else>, a path outside the schema",
+}
+
+
+def test_every_error_code_with_a_status_is_documented_on_an_operation():
+    """A code added to HTTP_STATUS is declared with @raises on the views that answer it (or listed
+    above): otherwise a client could meet a status and code the schema never mentions."""
+    documented = {code for _, _, operation in OPERATIONS for response in operation["responses"].values()
+                  for code in re.findall(r"`(\w+)`", response["description"])}
+    assert set(HTTP_STATUS) - documented - set(NOT_ANSWERED_BY_THE_API) == set()
+    assert set(NOT_ANSWERED_BY_THE_API) <= set(HTTP_STATUS) - documented  # none stale
 
 
 def test_a_request_body_that_refuses_unknown_fields_says_so():
