@@ -35,6 +35,7 @@ NOT_FOUND_CODES = {
     "job_id": "job_not_found",
 }
 AUTHENTICATION_CODES = ("not_authenticated", "invalid_token")
+RETRY_AFTER = {"schema": {"type": "integer"}, "description": "Seconds to wait before trying again."}
 BODY_CODES = ((status.HTTP_400_BAD_REQUEST, "malformed_request"), (status.HTTP_400_BAD_REQUEST, "validation_error"),
               (status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "payload_too_large"),
               (status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"))
@@ -121,6 +122,8 @@ class AutoSchema(drf_spectacular.openapi.AutoSchema):
             listed = ", ".join(f"`{code}`" for code in codes)
             described = response.get("description", "")
             response["description"] = f"{described} Codes: {listed}." if described else f"Codes: {listed}."
+            if status_code == status.HTTP_429_TOO_MANY_REQUESTS:
+                response.setdefault("headers", {})["Retry-After"] = RETRY_AFTER
         return operation
 
     def error_responses(self, operation: dict[str, Any]) -> ErrorResponses:
