@@ -1,7 +1,7 @@
 """The API answers what its OpenAPI schema says, for every operation: schemathesis fuzzes each one.
 
-The schema is loaded from /api/schema/ and the generated requests go through the WSGI application
-in this process, against the test stack's Postgres, Redis and Mongo, as a real user holding
+The schema is the document /api/schema/ serves (the last test checks they are the same), and the
+generated requests go through the WSGI application in this process, against the test stack's Postgres, Redis and Mongo, as a real user holding
 credits, a project, media files, a voice and a job. Half of the requests name those objects in
 their paths and bodies (so the success answers are checked too); the others keep the generated
 ids (unknown: the 404s).
