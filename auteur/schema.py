@@ -103,6 +103,11 @@ class AutoSchema(drf_spectacular.openapi.AutoSchema):
         outer, _, inner = qualname.rpartition(".")
         return "".join(part.removesuffix("Api") for part in outer.split(".")) + inner
 
+    def _get_serializer_name(self, serializer: Any, direction: Any, bypass_extensions: bool = False) -> str:
+        # Request components get a `Request` suffix; a serializer already named so gets one only.
+        name: str = super()._get_serializer_name(serializer, direction, bypass_extensions)
+        return name.removesuffix("Request") if name.endswith("RequestRequest") else name
+
     def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
         """A strict input serializer refuses fields it does not know (400): the schema says so."""
         schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)

@@ -1,10 +1,10 @@
 """The API answers what its OpenAPI schema says, for every operation: schemathesis fuzzes each one.
 
 The schema is the document /api/schema/ serves (the last test checks they are the same), and the
-generated requests go through the WSGI application in this process, against the test stack's Postgres, Redis and Mongo, as a real user holding
-credits, a project, media files, a voice and a job. Half of the requests name those objects in
-their paths and bodies (so the success answers are checked too); the others keep the generated
-ids (unknown: the 404s).
+generated requests go through the WSGI application in this process, against the test stack's
+Postgres, Redis and Mongo, as a real user holding credits, a project, media files, a voice and a
+job. Half of the requests name those objects in their paths and bodies (so the success answers
+are checked too); the others keep the generated ids (unknown: the 404s).
 DELETE gets fresh objects of its own, so it never removes what later operations use.
 
 Any finding fails the test: a 5xx, a status the operation does not document, a body that does not
