@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
-import drf_spectacular.openapi
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -70,16 +69,31 @@ class KeyedPagination(PageNumberPagination):
     """`?page=` / `?page_size=` (max 100) pages as `{<key>: [...], "count", "next", "previous"}`.
 
     Every list the API answers has this shape: the list under a named key (`projects`,
-    `transactions`...) beside its count and links.
-    A page past the end is a 404 `not_found` with the envelope, like any missing resource.
+    `transactions`...) beside its count and links. A list view names its key once, with
+    `pagination_class = KeyedPagination.of("projects")`: the page and the OpenAPI schema
+    (`get_paginated_response_schema`) are both built from it.
+    `?page=` / `?page_size=` below 1 or not numbers are a 400 `validation_error`, on every list;
+    a page past the end is a 404 `not_found` with the envelope, like any missing resource.
     """
 
+    key: ClassVar[str] = "results"
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    @classmethod
+    def of(cls, key: str) -> type[KeyedPagination]:
+        return type(f"{key.title()}Pagination", (cls,), {"key": key, "__module__": cls.__module__})
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: APIView | None = None) -> Any:
+        PageQuerySerializer(data=request.query_params).is_valid(raise_exception=True)
+        return super().paginate_queryset(queryset, request, view=view)
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+        return parameters
 
     def get_paginated_response(self, data: Any) -> Response:
         assert self.page is not None
@@ -92,22 +106,21 @@ class KeyedPagination(PageNumberPagination):
             }
         )
 
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": [self.key, "count", "next", "previous"],
+            "properties": {self.key: schema, "count": {"type": "integer"}, "next": link, "previous": link},
+        }
+
 
 def paginated_response(
-    request: Request, view: APIView, queryset: Any, serializer_class: type[serializers.BaseSerializer], key: str
+    request: Request, view: APIView, queryset: Any, serializer_class: type[serializers.BaseSerializer]
 ) -> Response:
-    paginator = KeyedPagination(key)
+    """One page of `queryset`, by the view's `pagination_class` (a `KeyedPagination.of(key)`)."""
+    pagination_class = getattr(view, "pagination_class", None)
+    assert pagination_class is not None and issubclass(pagination_class, KeyedPagination), view
+    paginator = pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
-
-
-class AutoSchema(drf_spectacular.openapi.AutoSchema):
-    """Names a view's nested serializers after the view: `CreditBalanceApi.OutputSerializer` is
-    the component `CreditBalanceOutput`, not one of many clashing `Output`s (HackSoft layout)."""
-
-    def get_serializer_name(self, serializer: serializers.Serializer, direction: Any) -> str:
-        qualname = type(serializer).__qualname__
-        if "." not in qualname:
-            return super().get_serializer_name(serializer, direction)
-        outer, _, inner = qualname.rpartition(".")
-        return "".join(part.removesuffix("Api") for part in outer.split(".")) + inner

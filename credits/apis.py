@@ -5,12 +5,12 @@ Each one is scoped to request.user; authentication is required by the default pe
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, PageQuerySerializer, paginated_response, request_user
+from auteur.api import ApiView, KeyedPagination, PageQuerySerializer, paginated_response, request_user
 from credits.models import Plan, SubscriptionStatus, TransactionType
 from credits.selectors import credit_balance_get, credit_transaction_list, subscription_get
 
@@ -27,6 +27,8 @@ class CreditBalanceApi(ApiView):
 class CreditTransactionListApi(ApiView):
     """The user's ledger, newest first, `?type=` to filter, `?page=` / `?page_size=` (max 100)."""
 
+    pagination_class = KeyedPagination.of("transactions")
+
     class FilterSerializer(PageQuerySerializer):
         type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
 
@@ -42,18 +44,13 @@ class CreditTransactionListApi(ApiView):
     @extend_schema(
         parameters=[FilterSerializer],
         summary="Credit history",
-        responses=inline_serializer("CreditHistory", {
-            "transactions": OutputSerializer(many=True),
-            "count": serializers.IntegerField(),
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-        }),
+        responses=OutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         transactions = credit_transaction_list(user=request_user(request), type=filters.validated_data.get("type"))
-        return paginated_response(request, self, transactions, self.OutputSerializer, "transactions")
+        return paginated_response(request, self, transactions, self.OutputSerializer)
 
 
 class UserMeApi(ApiView):

@@ -18,12 +18,14 @@ from rest_framework.response import Response
 
 from auteur.api import (
     ApiView,
+    KeyedPagination,
     PageQuerySerializer,
     StrictSerializer,
     paginated_response,
     request_subject,
     request_user,
 )
+from auteur.schema import raises
 from auteur.users.authentication import DeferredAccountJWTAuthentication
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
@@ -55,15 +57,6 @@ def idempotency_key_of(request: Request) -> str:
             f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters."
         )
     return str(raw)
-
-
-def paginated_schema(name: str, key: str, item: serializers.Serializer) -> serializers.Serializer:
-    return inline_serializer(name, {
-        key: item,
-        "count": serializers.IntegerField(),
-        "next": serializers.URLField(allow_null=True),
-        "previous": serializers.URLField(allow_null=True),
-    })
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -134,6 +127,8 @@ def _accepted(job: Job, *, created: bool) -> Response:
 # ----------------------------------------------------------------------------- submission
 
 
+@raises("invalid_idempotency_key", "project_not_found", "plan_required", "insufficient_credits",
+        "idempotency_key_reused", "feature_unavailable")
 class JobSubmitApi(ApiView):
     """Base of the `POST /jobs/<type>` views; `_submit_api` makes one per job type.
 
@@ -170,6 +165,7 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
             parameters=[
                 OpenApiParameter(
                     IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER,
+                    pattern=f"^[ -~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$",
                     description="Optional, 1-255 printable characters: a retry with the same key and body "
                                 "returns the original job instead of charging again.",
                 ),
@@ -182,6 +178,11 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
             return self.submit(request)
 
     Api.spec = spec
+    if spec.references:
+        raises("media_not_found", "voice_not_found", "media_not_ready", "wrong_media_type",
+               "media_duration_unknown")(Api)
+    if spec.timeline:
+        raises("empty_timeline", "media_not_ready", "edl_unavailable")(Api)
     Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "SubmitApi"
     return Api
 
@@ -229,6 +230,8 @@ class JobListApi(ApiView):
     """The caller's jobs, newest first; `?status=`, `?type=`, `?project_id=` filter, `?page=` /
     `?page_size=` (max 100). Results are in GET /jobs/{id}."""
 
+    pagination_class = KeyedPagination.of("jobs")
+
     class FilterSerializer(PageQuerySerializer):
         status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
         type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES, required=False)
@@ -236,7 +239,7 @@ class JobListApi(ApiView):
 
     @extend_schema(
         parameters=[FilterSerializer],
-        responses=paginated_schema("JobList", "jobs", JobSummarySerializer(many=True)),
+        responses=JobSummarySerializer(many=True),
         summary="List jobs",
         operation_id="jobs_list",
         tags=["jobs"],
@@ -250,7 +253,7 @@ class JobListApi(ApiView):
             type=filters.validated_data.get("type"),
             project_id=filters.validated_data.get("project_id"),
         )
-        return paginated_response(request, self, jobs, JobSummarySerializer, "jobs")
+        return paginated_response(request, self, jobs, JobSummarySerializer)
 
 
 class JobDetailApi(ApiView):
@@ -295,10 +298,11 @@ class JobEventListApi(ApiView):
     """What happened to a job, oldest first: submitted, queued, started, progress, retries, the end."""
 
     FilterSerializer = PageQuerySerializer
+    pagination_class = KeyedPagination.of("events")
 
     @extend_schema(
         parameters=[FilterSerializer],
-        responses=paginated_schema("JobEventList", "events", JobEventSerializer(many=True)),
+        responses=JobEventSerializer(many=True),
         summary="List a job's events",
         tags=["jobs"],
     )
@@ -306,7 +310,7 @@ class JobEventListApi(ApiView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         job = job_get(user=request_user(request), job_id=job_id)
-        return paginated_response(request, self, job_event_list(job=job), JobEventSerializer, "events")
+        return paginated_response(request, self, job_event_list(job=job), JobEventSerializer)
 
 
 # ----------------------------------------------------------------------------- actions
@@ -316,6 +320,7 @@ class EmptyInputSerializer(StrictSerializer):
     """No fields; a body, if any, must be `{}`."""
 
 
+@raises("job_not_cancelable")
 class JobCancelApi(ApiView):
     """Cancel a job that has not ended: it becomes `canceled` and is refunded in full, once.
     409 `job_not_cancelable` when it already ended."""
@@ -328,6 +333,7 @@ class JobCancelApi(ApiView):
         return Response(JobSerializer(job).data)
 
 
+@raises("job_not_retryable", "plan_required", "insufficient_credits", "feature_unavailable")
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
     409 `job_not_retryable` unless the job failed with a retryable error."""

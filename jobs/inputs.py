@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from auteur.api import StrictSerializer
@@ -105,6 +106,14 @@ class PerformanceCloningInput(JobInput):
     stitching = serializers.BooleanField(default=True, help_text="Keep the shoulders still while the face moves.")
 
 
+_DEGREES = {"type": "number", "minimum": -30, "maximum": 30}
+
+
+@extend_schema_field({"oneOf": [
+    {"type": "string", "enum": ["camera"]},
+    {"type": "object", "properties": {"yaw": _DEGREES, "pitch": _DEGREES}, "required": ["yaw", "pitch"],
+     "additionalProperties": False},
+]})
 class GazeTarget(serializers.Field):
     """`"camera"`, or `{"yaw": degrees, "pitch": degrees}` within 30 degrees either way."""
 

@@ -8,7 +8,9 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, StrictSerializer, paginated_response, request_user
+from auteur.api import ApiView, KeyedPagination, StrictSerializer, paginated_response, request_user
+from auteur.schema import raises
+from projects.edl.apis import EdlSerializer
 from projects.edl.selectors import edl_get
 from projects.models import Project, validate_resolution
 from projects.selectors import project_get, project_list
@@ -18,7 +20,7 @@ from projects.services import project_create, project_delete, project_update
 class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
     class Meta:
         model = Project
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "name",
             "description",
@@ -30,6 +32,15 @@ class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
             "created_at",
             "updated_at",
         )
+
+
+class ProjectDetailOutputSerializer(ProjectOutputSerializer):
+    """A project with its timeline, as GET answers it."""
+
+    edl = EdlSerializer(read_only=True)
+
+    class Meta(ProjectOutputSerializer.Meta):
+        fields = (*ProjectOutputSerializer.Meta.fields, "edl")
 
 
 class ProjectInputSerializer(StrictSerializer):
@@ -49,12 +60,15 @@ class ProjectListApi(ApiView):
     POST creates one; 403 `quota_exceeded` once the user has AUTEUR_QUOTA_PROJECTS of them.
     """
 
+    pagination_class = KeyedPagination.of("projects")
+
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         projects = project_list(user=request_user(request))
-        return paginated_response(request, self, projects, ProjectOutputSerializer, "projects")
+        return paginated_response(request, self, projects, ProjectOutputSerializer)
 
     @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
+    @raises("edl_unavailable", "quota_exceeded")
     def post(self, request: Request) -> Response:
         serializer = ProjectInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -67,7 +81,8 @@ class ProjectListApi(ApiView):
 class ProjectDetailApi(ApiView):
     """One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them."""
 
-    @extend_schema(responses=ProjectOutputSerializer)
+    @extend_schema(responses=ProjectDetailOutputSerializer)
+    @raises("edl_unavailable")
     def get(self, request: Request, project_id: str) -> Response:
         project = project_get(user=request_user(request), project_id=project_id)
         return Response({**ProjectOutputSerializer(project).data, "edl": edl_get(project=project)})

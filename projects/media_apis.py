@@ -15,7 +15,15 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, PageQuerySerializer, StrictSerializer, paginated_response, request_user
+from auteur.api import (
+    ApiView,
+    KeyedPagination,
+    PageQuerySerializer,
+    StrictSerializer,
+    paginated_response,
+    request_user,
+)
+from auteur.schema import raises
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
 from media.selectors import media_get, media_get_for_user, media_list, voice_get, voice_list
 from media.services.deletion import media_delete
@@ -23,15 +31,6 @@ from media.services.downloads import media_urls
 from media.services.uploads import media_confirm_upload, media_create_upload
 from media.services.voices import voice_create, voice_delete, voice_sample_url
 from projects.selectors import project_get
-
-
-def paginated_schema(name: str, key: str, item: type[serializers.Serializer]) -> serializers.Serializer:
-    return inline_serializer(name, {
-        key: item(many=True),
-        "count": serializers.IntegerField(),
-        "next": serializers.URLField(allow_null=True),
-        "previous": serializers.URLField(allow_null=True),
-    })
 
 
 class MediaSerializer(serializers.Serializer):
@@ -57,6 +56,8 @@ class MediaSerializer(serializers.Serializer):
         return bool(obj.thumbnail_key)
 
 
+@raises("invalid_size", "file_too_large", "unsupported_media_type", "invalid_filename", "extension_mismatch",
+        "quota_exceeded")
 class ProjectMediaUploadUrlApi(ApiView):
     """A signed PUT URL for a new file of the project (valid 15 minutes).
 
@@ -105,6 +106,7 @@ class ProjectMediaUploadUrlApi(ApiView):
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
+@raises("upload_incomplete", "size_mismatch", "quota_exceeded")
 class ProjectMediaConfirmApi(ApiView):
     """The upload is done: check it, then probe it in the background.
 
@@ -146,6 +148,8 @@ class ProjectMediaConfirmApi(ApiView):
 class ProjectMediaListApi(ApiView):
     """The project's media, newest first; `?status=` / `?type=` filter, `?page=` / `?page_size=` (max 100)."""
 
+    pagination_class = KeyedPagination.of("media")
+
     class FilterSerializer(PageQuerySerializer):
         status = serializers.ChoiceField(choices=MediaStatus.choices, required=False)
         type = serializers.ChoiceField(choices=MediaType.choices, required=False)
@@ -156,7 +160,7 @@ class ProjectMediaListApi(ApiView):
 
     @extend_schema(
         parameters=[FilterSerializer],
-        responses=paginated_schema("ProjectMediaList", "media", OutputSerializer),
+        responses=OutputSerializer(many=True),
         summary="List a project's media",
         tags=["media"],
     )
@@ -171,7 +175,7 @@ class ProjectMediaListApi(ApiView):
             status=filters.validated_data.get("status"),
             type=filters.validated_data.get("type"),
         )
-        return paginated_response(request, self, qs, self.OutputSerializer, "media")
+        return paginated_response(request, self, qs, self.OutputSerializer)
 
 
 class ProjectMediaDetailApi(ApiView):
@@ -210,6 +214,7 @@ class ProjectMediaDetailApi(ApiView):
 
     @extend_schema(responses={204: OpenApiResponse(description="Deleted")}, summary="Delete a media file",
                    tags=["media"])
+    @raises("media_in_use")
     def delete(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> Response:
         user = request_user(request)
         project = project_get(user=user, project_id=project_id)
@@ -245,6 +250,7 @@ class VoiceListCreateApi(ApiView):
             ref_name = "VoiceCreateRequest"
 
     FilterSerializer = PageQuerySerializer
+    pagination_class = KeyedPagination.of("voices")
 
     class OutputSerializer(VoiceSerializer):
         class Meta:
@@ -252,7 +258,7 @@ class VoiceListCreateApi(ApiView):
 
     @extend_schema(
         parameters=[FilterSerializer],
-        responses=paginated_schema("VoiceList", "voices", OutputSerializer),
+        responses=OutputSerializer(many=True),
         summary="List voices",
         tags=["voices"],
     )
@@ -260,7 +266,7 @@ class VoiceListCreateApi(ApiView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         voices = voice_list(user=request_user(request))
-        return paginated_response(request, self, voices, self.OutputSerializer, "voices")
+        return paginated_response(request, self, voices, self.OutputSerializer)
 
     @extend_schema(
         request=InputSerializer,
@@ -268,6 +274,7 @@ class VoiceListCreateApi(ApiView):
         summary="Create a voice clone",
         tags=["voices"],
     )
+    @raises("media_not_found", "invalid_voice_sample", "quota_exceeded")
     def post(self, request: Request) -> Response:
         user = request_user(request)
         data = self.InputSerializer(data=request.data)

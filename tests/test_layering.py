@@ -4,7 +4,7 @@
 - `gpu_tasks` imports neither Django nor any app (it runs inside Modal's containers);
 - `jobs` reaches `gpu_tasks` only through its client (`jobs/gpu_client.py`) and its specs
   (`jobs/specs.py`);
-- the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`) import no app;
+- the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`, `auteur/schema.py`) import no app;
 - nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/celery.py` by autodiscovery).
 """
 
@@ -68,8 +68,8 @@ def test_gpu_tasks_imports_no_django_at_all():
 
 
 def test_apps_reach_the_auteur_package_only_for_its_foundations():
-    foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.logging", "auteur.queues", "auteur.quotas",
-                   "auteur.admin_tools", "auteur.throttling", "auteur.parsers")
+    foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
+                   "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers")
     bad = []
     for package in ("credits", "media", "projects", "jobs"):
         for path in modules(package):
@@ -86,7 +86,8 @@ def test_jobs_reaches_gpu_tasks_only_through_its_client_and_specs():
 
 def test_foundations_import_no_app():
     bad = []
-    for path in [*modules("auteur/users"), ROOT / "auteur/errors.py", ROOT / "auteur/api.py"]:
+    foundations = [ROOT / "auteur/errors.py", ROOT / "auteur/api.py", ROOT / "auteur/schema.py"]
+    for path in [*modules("auteur/users"), *foundations]:
         bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
                 if name.split(".")[0] in ("credits", "media", "projects", "jobs", "gpu_tasks")]
     assert bad == []

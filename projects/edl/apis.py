@@ -20,6 +20,7 @@ from rest_framework.response import Response
 
 from auteur.api import ApiView
 from auteur.errors import ApplicationError
+from auteur.schema import raises
 from auteur.users.models import User
 from projects.edl.documents import edl_limits
 from projects.edl.history import edl_redo, edl_undo
@@ -107,10 +108,7 @@ class EdlSerializer(serializers.Serializer):
     history = EdlHistorySerializer(read_only=True)
 
 
-_ERRORS = {
-    404: OpenApiResponse(description="No such project (or not yours)."),
-    409: OpenApiResponse(description="`edl_conflict`: saved since you read it; details.current_version."),
-}
+_CONFLICT = OpenApiResponse(description="Saved since you read it (`edl_conflict`: details.current_version).")
 _IF_MATCH = OpenApiParameter(
     "If-Match",
     OpenApiTypes.STR,
@@ -167,7 +165,8 @@ def _check_content_length(request: Request) -> None:
 class EdlDetailApi(ApiView):
     """GET reads the project's timeline; PUT replaces it whole, guarded by the version."""
 
-    @extend_schema(summary="Get a project's timeline (EDL)", responses={200: EdlSerializer, **_ERRORS})
+    @extend_schema(summary="Get a project's timeline (EDL)", responses={200: EdlSerializer})
+    @raises("edl_unavailable")
     def get(self, request: Request, project_id: UUID) -> Response:
         return _edl_response(edl_get(project=_project(request, project_id)))
 
@@ -178,12 +177,14 @@ class EdlDetailApi(ApiView):
         responses={
             200: EdlSerializer,
             400: OpenApiResponse(description="Malformed JSON or If-Match, or If-Match and version disagree."),
-            **_ERRORS,
+            409: _CONFLICT,
             413: OpenApiResponse(description="`edl_too_large`."),
             422: OpenApiResponse(description="`edl_invalid`: details.errors lists {path, message}."),
             428: OpenApiResponse(description="`version_required`: send If-Match or a version field."),
         },
     )
+    @raises("invalid_if_match", "invalid_version", "version_mismatch", "edl_conflict", "edl_too_large", "edl_invalid",
+            "version_required", "edl_unavailable")
     def put(self, request: Request, project_id: UUID) -> Response:
         project = _project(request, project_id)
         _check_content_length(request)
@@ -214,17 +215,15 @@ class EdlDetailApi(ApiView):
 
 def _step_schema(summary: str, nothing_code: str, description: str) -> Callable[[_View], _View]:
     """The OpenAPI description of undo or redo: no body, If-Match optional, 409 when there is no step."""
-    return extend_schema(
+    schema = extend_schema(
         summary=summary,
         description=description,
         parameters=[_IF_MATCH],
         request=None,
-        responses={
-            200: EdlSerializer,
-            **_ERRORS,
-            409: OpenApiResponse(description=f"`{nothing_code}`, or `edl_conflict` for a stale If-Match."),
-        },
+        responses={200: EdlSerializer, 409: OpenApiResponse(description="No step to take, or a stale If-Match.")},
     )
+    errors = raises(nothing_code, "edl_conflict", "invalid_if_match", "edl_unavailable")
+    return lambda view: schema(errors(view))
 
 
 _UNDO_DESCRIPTION = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from projects.models import Project
+
 
 def assert_envelope(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.content
@@ -75,13 +77,20 @@ def test_a_lost_database_is_a_503_to_retry_not_a_500(api_client):
 
 
 @pytest.mark.django_db
-def test_oversize_body_is_refused_with_an_envelope(auth_client, settings):
+def test_oversize_body_is_refused_with_an_envelope(auth_client, settings, user):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = auth_client.generic(
-        "POST", "/api/v1/auth/verify", b'{"x": "' + b"a" * 5000 + b'"}', content_type="application/json"
-    )
-    assert response.status_code in (400, 413)
-    assert response.json()["error"]["code"] in ("malformed_request", "payload_too_large", "bad_request")
+    body = b'{"name": "' + b"a" * 5000 + b'"}'
+    response = auth_client.generic("POST", "/api/v1/projects", body, content_type="application/json")
+    error = assert_envelope(response, 413, "payload_too_large")
+    assert error["details"] == {"max_bytes": 1000}
+    assert not Project.objects.filter(user=user).exists()
+
+
+@pytest.mark.django_db
+def test_a_body_within_the_cap_is_parsed(auth_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = auth_client.post("/api/v1/projects", {"name": "a" * 200}, format="json")
+    assert response.status_code == 201, response.json()
 
 
 def test_every_response_carries_a_request_id(client):
