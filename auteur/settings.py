@@ -46,8 +46,34 @@ def required(name: str) -> str:
     return value
 
 
-SECRET_KEY = secret("DJANGO_SECRET_KEY", "dev-insecure-django-secret-key-not-for-production")
-AUTEUR_JWT_SECRET = secret("AUTEUR_JWT_SECRET", "dev-insecure-jwt-secret-not-for-production-000")
+# A signing secret anyone can read (a placeholder from .env.example or Django's template, a
+# development stand-in) or one short enough to guess signs nothing in production: start-up
+# fails naming the variable, as it does for a missing one.
+MIN_SIGNING_SECRET_BYTES = 32
+_DEV_SECRET_KEY = "dev-insecure-django-secret-key-not-for-production"
+_DEV_JWT_SECRET = "dev-insecure-jwt-secret-not-for-production-000"
+_PLACEHOLDER_PREFIXES = ("change-me", "changeme", "replace-me", "django-insecure", "dev-insecure", "build-only")
+
+
+def signing_secret(name: str, dev_default: str) -> str:
+    value = secret(name, dev_default)
+    if DEBUG:
+        return value
+    if value.strip().lower().startswith(_PLACEHOLDER_PREFIXES):
+        raise ImproperlyConfigured(
+            f"{name} is a placeholder value. Set it to a random secret, e.g. "
+            f"python -c 'import secrets; print(secrets.token_urlsafe(48))'."
+        )
+    if len(value.encode()) < MIN_SIGNING_SECRET_BYTES:
+        raise ImproperlyConfigured(
+            f"{name} is too short: at least {MIN_SIGNING_SECRET_BYTES} bytes are required when "
+            f"DJANGO_DEBUG is off (production)."
+        )
+    return value
+
+
+SECRET_KEY = signing_secret("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
+AUTEUR_JWT_SECRET = signing_secret("AUTEUR_JWT_SECRET", _DEV_JWT_SECRET)
 
 _DEV_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=_DEV_HOSTS if DEBUG else [])
@@ -186,8 +212,25 @@ AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS
 
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")
+# In production every token must name its issuer: a token minted for another project that
+# shares the audience (Supabase's is always `authenticated`) is refused.
 AUTEUR_JWT_ISSUER = env.str("AUTEUR_JWT_ISSUER", default="")
+if not DEBUG and not AUTEUR_JWT_ISSUER:
+    raise ImproperlyConfigured(
+        "AUTEUR_JWT_ISSUER is not set. It is required when DJANGO_DEBUG is off (production): the "
+        "identity provider's `iss`, e.g. https://<project>.supabase.co/auth/v1."
+    )
 AUTEUR_JWKS_URL = env.str("AUTEUR_JWKS_URL", default="")
+# Turn HS256 (tokens signed with the shared AUTEUR_JWT_SECRET) off once the provider signs with
+# the keys of AUTEUR_JWKS_URL: a leaked shared secret then forges nothing.
+AUTEUR_JWT_HS256_ENABLED = env.bool("AUTEUR_JWT_HS256_ENABLED", default=True)
+if not AUTEUR_JWT_HS256_ENABLED and not AUTEUR_JWKS_URL:
+    raise ImproperlyConfigured("AUTEUR_JWT_HS256_ENABLED is off but AUTEUR_JWKS_URL is not set: no token could verify.")
+# JWKS keys are kept this long; the JWKS is fetched at most once per MIN_REFETCH, whatever
+# tokens arrive, and a kid it did not have is refused without a fetch for UNKNOWN_KID_TTL.
+AUTEUR_JWKS_CACHE_SECONDS = env.int("AUTEUR_JWKS_CACHE_SECONDS", default=300)
+AUTEUR_JWKS_MIN_REFETCH_SECONDS = env.int("AUTEUR_JWKS_MIN_REFETCH_SECONDS", default=30)
+AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS = env.int("AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS", default=300)
 AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE", default=100)
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
 

@@ -53,6 +53,7 @@ def make_token() -> Callable[..., str]:
             "aud": "authenticated",
             "exp": int((now + timedelta(hours=1)).timestamp()),
             "iat": int(now.timestamp()),
+            "iss": settings.AUTEUR_JWT_ISSUER or None,
         }
         body.update(claims)
         body = {k: v for k, v in body.items() if v is not None}
