@@ -106,6 +106,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "auteur.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "auteur.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "auteur.middleware.ApiErrorMiddleware",
@@ -233,6 +234,8 @@ AUTEUR_JWKS_MIN_REFETCH_SECONDS = env.int("AUTEUR_JWKS_MIN_REFETCH_SECONDS", def
 AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS = env.int("AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS", default=300)
 AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE", default=100)
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
+# /readyz probes per client IP per minute (a load balancer probes every few seconds).
+AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE = env.int("AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE", default=60)
 
 # ---- EDL documents (projects/edl/): bounded undo history and size limits per document
 AUTEUR_EDL_HISTORY = env.int("AUTEUR_EDL_HISTORY", default=20)
@@ -287,6 +290,13 @@ CSRF_COOKIE_SECURE = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
+# HSTS on HTTPS answers: browsers then refuse plain HTTP to this host for that long. On by default
+# in production (a year), off in debug; 0 turns it off.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Pages served with the strict Content-Security-Policy (auteur/middleware.py): the HTML ones.
+AUTEUR_CSP_PATH_PREFIXES = ("/admin/", "/api/docs/")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
