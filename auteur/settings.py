@@ -10,6 +10,7 @@ where development stand-ins are used instead.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -85,7 +86,7 @@ CORS_EXPOSE_HEADERS = ["Idempotent-Replayed", "X-Request-ID", "ETag", "Retry-Aft
 VAR_DIR = Path(env.str("AUTEUR_VAR_DIR", default=str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "auteur.users.apps.AuteurAdminConfig",  # django.contrib.admin, with the OTP-aware site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -96,6 +97,9 @@ INSTALLED_APPS = [
     "corsheaders",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "auteur.users",
     "credits",
     "media",
@@ -114,8 +118,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "auteur.urls"
@@ -297,6 +303,27 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 # Pages served with the strict Content-Security-Policy (auteur/middleware.py): the HTML ones.
 AUTEUR_CSP_PATH_PREFIXES = ("/admin/", "/api/docs/")
+
+# ---- Admin login (auteur/users/admin_site.py). Passwords are checked through django-axes: after
+# AUTEUR_ADMIN_LOGIN_FAILURE_LIMIT failures from one client address, or for one account, further
+# attempts are refused (429) for AUTEUR_ADMIN_LOCKOUT_MINUTES. Attempts and lockouts are rows in
+# Postgres, shared by every API process and listed in the admin.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AUTEUR_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AUTEUR_ADMIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_USERNAME_FORM_FIELD = "username"  # the admin form's field (it holds the email)
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "auteur.users.admin_site.client_ip"
+AXES_VERBOSE = False
+# Staff with a confirmed TOTP device give its code at the admin login; with this on, every staff
+# member must (enrol with `manage.py totp_enroll <email>` or in the admin's TOTP devices).
+AUTEUR_ADMIN_REQUIRE_OTP = env.bool("AUTEUR_ADMIN_REQUIRE_OTP", default=False)
+OTP_TOTP_ISSUER = "Auteur"
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
