@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test import Client, TestCase
+from django.test import TestCase
 
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
@@ -24,13 +24,6 @@ from tests.media.conftest import eager_celery, local_storage, samples, stored, u
 pytestmark = pytest.mark.django_db
 
 GRANT = 100
-
-
-@pytest.fixture
-def staff_client(make_user) -> Client:
-    client = Client()
-    client.force_login(make_user(email="boss@example.com", is_staff=True, is_superuser=True))
-    return client
 
 
 @pytest.fixture
@@ -64,7 +57,7 @@ def assert_deleted_as_by_the_service(project: Project, job: Job, keys: list[str]
 
 
 def test_deleting_a_project_in_the_admin_cancels_refunds_and_deletes_everything(
-    staff_client, funded, auth_client, samples, local_storage, eager_celery,  # noqa: F811
+    superuser_client, funded, auth_client, samples, local_storage, eager_celery,  # noqa: F811
     django_capture_on_commit_callbacks, clean_edl_store,
 ):
     project, job, keys = project_with_a_running_job(funded, auth_client, samples)
@@ -73,23 +66,23 @@ def test_deleting_a_project_in_the_admin_cancels_refunds_and_deletes_everything(
     assert store.edl_collection().count_documents({"project_id": str(project.pk)}) == 1
 
     url = f"/admin/projects/project/{project.pk}/delete/"
-    assert staff_client.get(url).status_code == 200
+    assert superuser_client.get(url).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
-        assert staff_client.post(url, {"post": "yes"}).status_code == 302
+        assert superuser_client.post(url, {"post": "yes"}).status_code == 302
 
     assert_deleted_as_by_the_service(project, job, keys)
     assert credit_balance_get(user=funded) == GRANT
 
 
 def test_the_bulk_delete_action_goes_through_the_service_for_each_project(
-    staff_client, funded, auth_client, samples, local_storage, eager_celery,  # noqa: F811
+    superuser_client, funded, auth_client, samples, local_storage, eager_celery,  # noqa: F811
     django_capture_on_commit_callbacks, clean_edl_store,
 ):
     doomed = [project_with_a_running_job(funded, auth_client, samples) for _ in range(2)]
     kept = project_create(user=funded, name="kept")
     selected = [str(project.pk) for project, _job, _keys in doomed]
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post("/admin/projects/project/",
+        response = superuser_client.post("/admin/projects/project/",
                                      {"action": "delete_selected", "_selected_action": selected, "post": "yes"})
     assert response.status_code == 302
     for project, job, keys in doomed:
