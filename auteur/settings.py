@@ -323,7 +323,7 @@ AXES_VERBOSE = False
 # member must (enrol with `manage.py totp_enroll <email>` or in the admin's TOTP devices).
 AUTEUR_ADMIN_REQUIRE_OTP = env.bool("AUTEUR_ADMIN_REQUIRE_OTP", default=False)
 OTP_TOTP_ISSUER = "Auteur"
-OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # a device's secret is shown once, by totp_enroll, never in the admin
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -71,8 +71,9 @@ class SuperuserOnlyMixin:
         return self.has_module_permission(request)
 
 
-# django-otp registers its own TOTP device admin; this one is for superusers only. Adding a device
-# here (it shows the QR code to scan) is one way to enrol; `manage.py totp_enroll` is the other.
+# django-otp registers its own TOTP device admin; this one is for superusers only: to list the
+# devices and delete a lost one. A device's secret is never shown here once saved
+# (OTP_ADMIN_HIDE_SENSITIVE_DATA); `manage.py totp_enroll` shows it once, to the person enrolling.
 admin.site.unregister(TOTPDevice)
 
 
