@@ -15,6 +15,7 @@ published here.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
@@ -101,7 +102,7 @@ def fetch_url(url: str) -> bytes:
     try:
         with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 - scheme checked
             body: bytes = response.read(MAX_JWKS_BYTES + 1)
-    except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts are OSErrors
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, HTTPError, timeouts: OSError
         raise jwt.PyJWKClientConnectionError(f"the JWKS could not be fetched ({type(exc).__name__})") from exc
     if len(body) > MAX_JWKS_BYTES:
         raise jwt.PyJWKClientError("the JWKS is too large")

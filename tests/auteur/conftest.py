@@ -52,6 +52,7 @@ class JwksServer:
     fetches: int = 0
     status: int = 200
     body: bytes | None = None  # served instead of the keys when set
+    announced_length: int | None = None  # a Content-Length that lies (the body is cut short)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -73,7 +74,7 @@ def ed_key() -> ed25519.Ed25519PrivateKey:
 @pytest.fixture
 def jwks_server(settings: Any, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey,
                 ed_key: ed25519.Ed25519PrivateKey) -> Iterator[JwksServer]:
-    """Serves `rsa-1`, `ec-1` and `ed-1`; tests may change `keys`, `status` or `body` and read `fetches`."""
+    """Serves `rsa-1`, `ec-1` and `ed-1`; tests may change what it answers and read `fetches`."""
     server_state: JwksServer
 
     class Handler(BaseHTTPRequestHandler):
@@ -82,9 +83,10 @@ def jwks_server(settings: Any, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCu
                 server_state.fetches += 1
                 payload = server_state.body or json.dumps({"keys": server_state.keys}).encode()
                 status = server_state.status
+                length = server_state.announced_length or len(payload)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Content-Length", str(length))
             self.end_headers()
             self.wfile.write(payload)
 

@@ -133,10 +133,16 @@ def test_an_unreachable_jwks_is_a_401(settings, rsa_key):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("status, body", [(500, b"oops"), (200, b"<html>"), (200, b'{"keys": 3}'),
-                                          (200, b'{"keys": [{"kty": "RSA", "kid": "rsa-1", "n": "x"}]}')])
-def test_a_broken_jwks_answer_is_a_401(jwks_server, rsa_key, status, body):
-    jwks_server.status, jwks_server.body = status, body
+@pytest.mark.parametrize("status, body, length", [
+    (500, b"oops", None),
+    (200, b"<html>", None),
+    (200, b'{"keys": 3}', None),
+    (200, b'{"keys": [{"kty": "RSA", "kid": "rsa-1", "n": "x"}]}', None),
+    (200, b'{"keys": []}', 4096),  # cut short
+    (200, b'{"keys": [' + b" " * (1024 * 1024) + b"]}", None),  # over the 1 MiB cap
+], ids=["500", "html", "keys-not-a-list", "bad-key", "truncated", "oversize"])
+def test_a_broken_jwks_answer_is_a_401(jwks_server, rsa_key, status, body, length):
+    jwks_server.status, jwks_server.body, jwks_server.announced_length = status, body, length
     assert_401(jwt.encode(verified(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"}))
 
 
