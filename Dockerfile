@@ -21,10 +21,11 @@ COPY . .
 
 # Production settings refuse to load without their secrets and server URLs, though collectstatic
 # uses none of them: throwaway values, set for this RUN line only (they are not in the image's
-# environment). Nothing is contacted at build time.
+# environment), the secrets random because a known one is refused. Nothing is contacted at build time.
 RUN DJANGO_DEBUG=0 \
-    DJANGO_SECRET_KEY=build-only-not-a-secret \
-    AUTEUR_JWT_SECRET=build-only-not-a-secret \
+    DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(48))')" \
+    AUTEUR_JWT_SECRET="$(python -c 'import secrets; print(secrets.token_urlsafe(48))')" \
+    AUTEUR_JWT_ISSUER=build-only \
     DATABASE_URL=postgres://build@127.0.0.1:1/build \
     REDIS_URL=redis://127.0.0.1:1/0 \
     MONGODB_URI=mongodb://127.0.0.1:1/build \

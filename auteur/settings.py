@@ -10,6 +10,7 @@ where development stand-ins are used instead.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -46,8 +47,34 @@ def required(name: str) -> str:
     return value
 
 
-SECRET_KEY = secret("DJANGO_SECRET_KEY", "dev-insecure-django-secret-key-not-for-production")
-AUTEUR_JWT_SECRET = secret("AUTEUR_JWT_SECRET", "dev-insecure-jwt-secret-not-for-production-000")
+# A signing secret anyone can read (a placeholder from .env.example or Django's template, a
+# development stand-in) or one short enough to guess signs nothing in production: start-up
+# fails naming the variable, as it does for a missing one.
+MIN_SIGNING_SECRET_BYTES = 32
+_DEV_SECRET_KEY = "dev-insecure-django-secret-key-not-for-production"
+_DEV_JWT_SECRET = "dev-insecure-jwt-secret-not-for-production-000"
+_PLACEHOLDER_PREFIXES = ("change-me", "changeme", "replace-me", "django-insecure", "dev-insecure", "build-only")
+
+
+def signing_secret(name: str, dev_default: str) -> str:
+    value = secret(name, dev_default)
+    if DEBUG:
+        return value
+    if value.strip().lower().startswith(_PLACEHOLDER_PREFIXES):
+        raise ImproperlyConfigured(
+            f"{name} is a placeholder value. Set it to a random secret, e.g. "
+            f"python -c 'import secrets; print(secrets.token_urlsafe(48))'."
+        )
+    if len(value.encode()) < MIN_SIGNING_SECRET_BYTES:
+        raise ImproperlyConfigured(
+            f"{name} is too short: at least {MIN_SIGNING_SECRET_BYTES} bytes are required when "
+            f"DJANGO_DEBUG is off (production)."
+        )
+    return value
+
+
+SECRET_KEY = signing_secret("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
+AUTEUR_JWT_SECRET = signing_secret("AUTEUR_JWT_SECRET", _DEV_JWT_SECRET)
 
 _DEV_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=_DEV_HOSTS if DEBUG else [])
@@ -59,7 +86,7 @@ CORS_EXPOSE_HEADERS = ["Idempotent-Replayed", "X-Request-ID", "ETag", "Retry-Aft
 VAR_DIR = Path(env.str("AUTEUR_VAR_DIR", default=str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "auteur.users.apps.AuteurAdminConfig",  # django.contrib.admin, with the OTP-aware site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -70,6 +97,9 @@ INSTALLED_APPS = [
     "corsheaders",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "auteur.users",
     "credits",
     "media",
@@ -80,6 +110,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "auteur.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "auteur.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "auteur.middleware.ApiErrorMiddleware",
@@ -87,8 +118,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "auteur.urls"
@@ -195,10 +228,29 @@ AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS
 
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")
+# In production every token must name its issuer: a token minted for another project that
+# shares the audience (Supabase's is always `authenticated`) is refused.
 AUTEUR_JWT_ISSUER = env.str("AUTEUR_JWT_ISSUER", default="")
+if not DEBUG and not AUTEUR_JWT_ISSUER:
+    raise ImproperlyConfigured(
+        "AUTEUR_JWT_ISSUER is not set. It is required when DJANGO_DEBUG is off (production): the "
+        "identity provider's `iss`, e.g. https://<project>.supabase.co/auth/v1."
+    )
 AUTEUR_JWKS_URL = env.str("AUTEUR_JWKS_URL", default="")
+# Turn HS256 (tokens signed with the shared AUTEUR_JWT_SECRET) off once the provider signs with
+# the keys of AUTEUR_JWKS_URL: a leaked shared secret then forges nothing.
+AUTEUR_JWT_HS256_ENABLED = env.bool("AUTEUR_JWT_HS256_ENABLED", default=True)
+if not AUTEUR_JWT_HS256_ENABLED and not AUTEUR_JWKS_URL:
+    raise ImproperlyConfigured("AUTEUR_JWT_HS256_ENABLED is off but AUTEUR_JWKS_URL is not set: no token could verify.")
+# JWKS keys are kept this long; the JWKS is fetched at most once per MIN_REFETCH, whatever
+# tokens arrive, and a kid it did not have is refused without a fetch for UNKNOWN_KID_TTL.
+AUTEUR_JWKS_CACHE_SECONDS = env.int("AUTEUR_JWKS_CACHE_SECONDS", default=300)
+AUTEUR_JWKS_MIN_REFETCH_SECONDS = env.int("AUTEUR_JWKS_MIN_REFETCH_SECONDS", default=30)
+AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS = env.int("AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS", default=300)
 AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE", default=100)
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
+# /readyz probes per client IP per minute (a load balancer probes every few seconds).
+AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE = env.int("AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE", default=60)
 
 # ---- EDL documents (projects/edl/): bounded undo history and size limits per document
 # Undo steps kept per project, a quota that prunes the oldest rather than refusing a save.
@@ -257,6 +309,34 @@ CSRF_COOKIE_SECURE = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
+# HSTS on HTTPS answers: browsers then refuse plain HTTP to this host for that long. On by default
+# in production (a year), off in debug; 0 turns it off.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Pages served with the strict Content-Security-Policy (auteur/middleware.py): the HTML ones.
+AUTEUR_CSP_PATH_PREFIXES = ("/admin/", "/api/docs/")
+
+# ---- Admin login (auteur/users/admin_site.py). Passwords are checked through django-axes: after
+# AUTEUR_ADMIN_LOGIN_FAILURE_LIMIT failures from one client address, or for one account, further
+# attempts are refused (429) for AUTEUR_ADMIN_LOCKOUT_MINUTES. Attempts and lockouts are rows in
+# Postgres, shared by every API process and listed in the admin.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AUTEUR_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AUTEUR_ADMIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_USERNAME_FORM_FIELD = "username"  # the admin form's field (it holds the email)
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "auteur.users.admin_site.client_ip"
+AXES_VERBOSE = False
+# Staff with a confirmed TOTP device give its code at the admin login; with this on, every staff
+# member must (enrol with `manage.py totp_enroll <email>` or in the admin's TOTP devices).
+AUTEUR_ADMIN_REQUIRE_OTP = env.bool("AUTEUR_ADMIN_REQUIRE_OTP", default=False)
+OTP_TOTP_ISSUER = "Auteur"
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # a device's secret is shown once, by totp_enroll, never in the admin
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

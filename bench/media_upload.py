@@ -145,8 +145,9 @@ def main() -> int:
             env.update(stack.urls())
             env.update({
                 "DJANGO_DEBUG": "0",
-                "DJANGO_SECRET_KEY": "bench-only-django-secret-key",
+                "DJANGO_SECRET_KEY": "bench-only-django-secret-key-0123456789abcdef",
                 "AUTEUR_JWT_SECRET": "bench-only-jwt-secret-0123456789abcdef-xyz",
+                "AUTEUR_JWT_ISSUER": "https://auth.auteur.test/auth/v1",
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "AUTEUR_VAR_DIR": str(tmp / "var"),
                 "AUTEUR_PUBLIC_BASE_URL": base,

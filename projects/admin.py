@@ -5,10 +5,14 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from projects.models import Project
+from projects.services import project_delete
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    """Deleting, one project or a selection, goes through project_delete: unfinished jobs are
+    canceled and refunded, storage objects and the EDL document deleted, as from the API."""
+
     list_display = ("name", "user", "resolution", "frame_rate", "media_count", "auto_transcribe", "updated_at")
     list_filter = ("auto_transcribe", "resolution")
     search_fields = ("name", "id", "user__email")
@@ -21,3 +25,10 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.display(description="media", ordering="_media_count")
     def media_count(self, obj: Project) -> int:
         return getattr(obj, "_media_count", 0)
+
+    def delete_model(self, request: HttpRequest, obj: Project) -> None:
+        project_delete(project=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        for project in queryset:
+            project_delete(project=project)

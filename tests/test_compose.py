@@ -479,7 +479,7 @@ def test_app_services_run_production_settings(services):
         env = env_of(service)
         assert env.get("DJANGO_DEBUG") == "0", name
         for key in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI", "DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET",
-                    "DJANGO_ALLOWED_HOSTS", "AWS_STORAGE_BUCKET_NAME", "AWS_S3_ENDPOINT_URL",
+                    "AUTEUR_JWT_ISSUER", "DJANGO_ALLOWED_HOSTS", "AWS_STORAGE_BUCKET_NAME", "AWS_S3_ENDPOINT_URL",
                     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AUTEUR_GPU_BACKEND"):
             assert env.get(key), f"{name} lacks {key}"
         assert interpolate(env["REDIS_URL"]).startswith("redis://redis:"), name

@@ -1,7 +1,24 @@
+"""Staff views of accounts, and who may change the powers of an account.
+
+Only a superuser grants power: for anyone else `is_superuser`, `groups` and `user_permissions`
+are read-only (a form posted with them changes nothing), and a superuser's account can be
+neither changed nor deleted (its email or password would hand it over). TOTP devices are
+managed by superusers only: a device decides who gets past the admin's second factor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.http import HttpRequest
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from auteur.users.models import User
+
+POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
 
 
 @admin.register(User)
@@ -18,3 +35,48 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        user: Any = request.user
+        return fields if user.is_superuser else (*fields, *POWER_FIELDS)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and _may_touch(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and _may_touch(request, obj)
+
+
+def _may_touch(request: HttpRequest, obj: Any) -> bool:
+    """A superuser's account is changed or deleted by superusers only."""
+    user: Any = request.user
+    return obj is None or not obj.is_superuser or user.is_superuser
+
+
+class SuperuserOnlyMixin:
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+
+# django-otp registers its own TOTP device admin; this one is for superusers only: to list the
+# devices and delete a lost one. A device's secret is never shown here once saved
+# (OTP_ADMIN_HIDE_SENSITIVE_DATA); `manage.py totp_enroll` shows it once, to the person enrolling.
+admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(SuperuserOnlyMixin, BaseTOTPDeviceAdmin):
+    pass

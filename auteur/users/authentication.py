@@ -1,9 +1,11 @@
 """Bearer JWT authentication, Supabase-compatible.
 
-The accepted algorithms are fixed by configuration and tied to the key type, never read from
-the token: HS256 tokens are verified with AUTEUR_JWT_SECRET only, RS256/ES256 tokens only with a
-key from AUTEUR_JWKS_URL. So `alg: none`, and an HS256 token signed with an RSA public key as
-its HMAC secret (algorithm confusion), both fail verification.
+The algorithm is tied to the key, never chosen by the token: an HS256 token is verified with
+AUTEUR_JWT_SECRET only (and refused outright once AUTEUR_JWT_HS256_ENABLED is off), any other
+token only with the key its `kid` names in AUTEUR_JWKS_URL and with an algorithm of that key's
+type (auteur/users/jwks.py). So `alg: none`, and an HS256 token signed with an RSA public key as
+its HMAC secret (algorithm confusion), both fail verification. Every failure, a JWKS that cannot
+be fetched included, is a 401.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 import threading
 import time
 import uuid
-from functools import lru_cache
 from typing import Any
 
 import jwt
@@ -24,13 +25,13 @@ from rest_framework.request import Request
 
 from auteur.logging import user_id_var
 from auteur.throttling import count_unauthenticated
+from auteur.users.jwks import ASYMMETRIC_ALGORITHMS, jwks_keys
 from auteur.users.models import User
 from auteur.users.services import user_get_or_create_from_claims
 
 logger = logging.getLogger(__name__)
 
 HMAC_ALGORITHMS = ("HS256",)
-JWKS_ALGORITHMS = ("RS256", "ES256")
 REQUIRED_CLAIMS = ("exp", "sub", "aud")
 LEEWAY_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
@@ -39,7 +40,7 @@ MAX_TOKEN_LENGTH = 8192
 # keeps the tokens it verified, by their exact text, for at most VERIFIED_TTL_SECONDS and never
 # past their `exp` (with the same leeway); any other text is verified in full. Not longer, so
 # that a signing key dropped from the JWKS stops working about when PyJWKClient's own key cache
-# lets go of it. At most VERIFIED_MAX_TOKENS, the least recently used leaving first.
+# lets go of it (AUTEUR_JWKS_CACHE_SECONDS). At most VERIFIED_MAX_TOKENS, the least recently used leaving first.
 VERIFIED_TTL_SECONDS = 60
 VERIFIED_MAX_TOKENS = 4096
 
@@ -55,15 +56,9 @@ _verified: TLRUCache[str, dict[str, Any]] = TLRUCache(VERIFIED_MAX_TOKENS, ttu=_
 _verified_lock = threading.Lock()
 
 
-@lru_cache(maxsize=4)
-def _jwks_client(url: str) -> jwt.PyJWKClient:
-    # Keys are cached for lifespan seconds; a token with an unknown kid refetches once.
-    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
-
-
 def decode_token(token: str) -> dict[str, Any]:
     """Verify a token and return its claims (never to be modified: they may be shared with the
-    next request that sends the same token); raise jwt.InvalidTokenError otherwise."""
+    next request that sends the same token); raise jwt.PyJWTError otherwise."""
     with _verified_lock:
         claims = _verified.get(token)
     if claims is None:
@@ -76,18 +71,22 @@ def decode_token(token: str) -> dict[str, Any]:
 def _verify_token(token: str) -> dict[str, Any]:
     if len(token) > MAX_TOKEN_LENGTH:
         raise jwt.InvalidTokenError("token too long")
-    # The header's `alg` only picks the key and the algorithms that go with it; jwt.decode then
-    # checks the header, the signature and the claims in full.
-    alg = jwt.get_unverified_header(token).get("alg")
+    # The header's `alg` and `kid` only pick the key; the key decides which algorithms it may
+    # verify, and jwt.decode then checks the header, the signature and the claims in full.
+    header = jwt.get_unverified_header(token)
+    alg, kid = header.get("alg"), header.get("kid")
     key: Any
-    if alg in HMAC_ALGORITHMS:
-        key, algorithms = settings.AUTEUR_JWT_SECRET, list(HMAC_ALGORITHMS)
-    elif alg in JWKS_ALGORITHMS and settings.AUTEUR_JWKS_URL:
-        try:
-            key = _jwks_client(settings.AUTEUR_JWKS_URL).get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientError as exc:
-            raise jwt.InvalidTokenError(f"no usable signing key: {exc}") from exc
-        algorithms = list(JWKS_ALGORITHMS)
+    if not isinstance(alg, str):
+        raise jwt.InvalidAlgorithmError("alg is not a string")
+    if alg in HMAC_ALGORITHMS and settings.AUTEUR_JWT_HS256_ENABLED:
+        key, algorithms, from_jwks = settings.AUTEUR_JWT_SECRET, list(HMAC_ALGORITHMS), False
+    elif alg in ASYMMETRIC_ALGORITHMS and settings.AUTEUR_JWKS_URL:
+        if not isinstance(kid, str) or not kid:
+            raise jwt.InvalidTokenError("a JWKS token must name its key (kid)")
+        signing_key = jwks_keys(settings.AUTEUR_JWKS_URL).signing_key(kid)
+        if alg not in signing_key.algorithms:
+            raise jwt.InvalidAlgorithmError("alg does not match the key's type")
+        key, algorithms, from_jwks = signing_key.key, [alg], True
     else:
         raise jwt.InvalidAlgorithmError("algorithm not allowed")
     claims: dict[str, Any] = jwt.decode(
@@ -103,6 +102,11 @@ def _verify_token(token: str) -> dict[str, Any]:
         uuid.UUID(str(claims["sub"]))
     except ValueError as exc:
         raise jwt.InvalidTokenError("sub is not a UUID") from exc
+    if from_jwks and claims.get("email_verified") is not True and "email" in claims:
+        # An external provider may let anyone claim any address; its email names an account
+        # only once the provider says it verified it. Without that, the token has no email: it
+        # still works for an existing account (found by `sub`) but cannot create one.
+        claims = {name: value for name, value in claims.items() if name != "email"}
     return claims
 
 
@@ -145,7 +149,7 @@ class JWTAuthentication(BaseAuthentication):
             raise AuthenticationFailed("Authorization must be 'Bearer <token>'.")
         try:
             return decode_token(token.strip())
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:
             # The reason goes to the log (without the token), not to the caller.
             logger.info("rejected token: %s", type(exc).__name__)
             raise AuthenticationFailed("The token is invalid or expired.") from exc

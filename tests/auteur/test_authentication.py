@@ -6,37 +6,24 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from rest_framework.test import APIClient
 
 from auteur.users import authentication
 from auteur.users.models import User
+from tests.auteur.conftest import claims
 
 VERIFY = "/api/v1/auth/verify"
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def claims(**overrides: object) -> dict[str, object]:
-    now = datetime.now(UTC)
-    body: dict[str, object] = {
-        "sub": str(uuid.uuid4()),
-        "email": f"u-{uuid.uuid4().hex[:8]}@example.com",
-        "aud": "authenticated",
-        "exp": int((now + timedelta(hours=1)).timestamp()),
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not None}
 
 
 def hand_signed(header: dict[str, object], body: dict[str, object], key: bytes | None) -> str:
@@ -58,48 +45,6 @@ def assert_rejected(token: str) -> None:
     assert body["error"]["code"] == "invalid_token"
 
 
-@pytest.fixture
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture
-def jwks_url(settings, rsa_key, ec_key):
-    """A real JWKS endpoint on loopback serving the public halves of both keys."""
-    keys = []
-    for kid, key in (("rsa-1", rsa_key), ("ec-1", ec_key)):
-        jwk = json.loads(jwt.algorithms.get_default_algorithms()["RS256" if kid == "rsa-1" else "ES256"]
-                         .to_jwk(key.public_key()))
-        jwk["kid"] = kid
-        keys.append(jwk)
-    payload = json.dumps({"keys": keys}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    settings.AUTEUR_JWKS_URL = url
-    authentication._jwks_client.cache_clear()
-    yield url
-    server.shutdown()
-    authentication._jwks_client.cache_clear()
-
-
 # ---------------------------------------------------------------- valid tokens
 
 
@@ -119,9 +64,9 @@ def test_a_valid_token_authenticates_and_the_first_one_creates_the_user(settings
 
 
 @pytest.mark.django_db
-def test_rs256_and_es256_tokens_verify_against_the_jwks(jwks_url, rsa_key, ec_key):
-    rs = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
-    es = jwt.encode(claims(), ec_key, algorithm="ES256", headers={"kid": "ec-1"})
+def test_rs256_and_es256_tokens_verify_against_the_jwks(jwks_server, rsa_key, ec_key):
+    rs = jwt.encode(claims(email_verified=True), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
+    es = jwt.encode(claims(email_verified=True), ec_key, algorithm="ES256", headers={"kid": "ec-1"})
     assert verify(rs)[0] == 200
     assert verify(es)[0] == 200
 
@@ -136,7 +81,7 @@ def test_alg_none_is_rejected(settings):
 
 
 @pytest.mark.django_db
-def test_hs256_signed_with_the_public_key_is_rejected(jwks_url, rsa_key):
+def test_hs256_signed_with_the_public_key_is_rejected(jwks_server, rsa_key):
     """Algorithm confusion: the RSA public key (public by definition) used as an HMAC secret."""
     public_pem = rsa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -151,7 +96,7 @@ def test_rs256_is_rejected_when_no_jwks_is_configured(settings, rsa_key):
 
 
 @pytest.mark.django_db
-def test_rs256_signed_by_a_key_not_in_the_jwks_is_rejected(jwks_url):
+def test_rs256_signed_by_a_key_not_in_the_jwks_is_rejected(jwks_server):
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert_rejected(jwt.encode(claims(), stranger, algorithm="RS256", headers={"kid": "rsa-1"}))
     assert_rejected(jwt.encode(claims(), stranger, algorithm="RS256", headers={"kid": "unknown"}))
@@ -183,8 +128,11 @@ def test_a_bad_signature_is_rejected(settings):
         {"sub": None},
         {"sub": "not-a-uuid"},
         {"email": None},  # a new account needs an email
+        {"iss": "https://another-project.supabase.co/auth/v1"},
+        {"iss": None},
     ],
-    ids=["wrong-aud", "no-aud", "expired", "no-exp", "no-sub", "sub-not-uuid", "new-user-no-email"],
+    ids=["wrong-aud", "no-aud", "expired", "no-exp", "no-sub", "sub-not-uuid", "new-user-no-email",
+         "wrong-iss", "no-iss"],
 )
 def test_invalid_claims_are_rejected(settings, overrides):
     assert_rejected(jwt.encode(claims(**overrides), settings.AUTEUR_JWT_SECRET, algorithm="HS256"))

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-import pytest
+import logging
 
+import pymongo
+import pytest
+import redis
+from django.conf import settings as django_settings
+
+from auteur import health
 from auteur.devstack.ports import free_port
+
+CHECK_NAMES = {"postgres", "redis", "mongodb", "storage"}
 
 
 def test_healthz_answers_without_touching_dependencies(client):
@@ -15,29 +23,32 @@ def test_healthz_answers_without_touching_dependencies(client):
 def test_readyz_reports_every_dependency_ok(client):
     response = client.get("/readyz")
     assert response.status_code == 200, response.json()
-    body = response.json()
-    assert body["status"] == "ok"
-    assert body["failed"] == []
-    assert set(body["checks"]) == {"postgres", "redis", "mongodb", "storage"}
-    assert all(check["ok"] for check in body["checks"].values())
+    assert response.json() == {"status": "ok", "failed": [], "checks": dict.fromkeys(CHECK_NAMES, "ok")}
 
 
 @pytest.mark.django_db
-def test_readyz_names_redis_when_redis_is_unreachable(client, settings):
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    response = client.get("/readyz")
+def test_readyz_names_redis_and_tells_nothing_else(client, settings, caplog):
+    port = free_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    with caplog.at_level(logging.WARNING, logger="auteur.health"):
+        response = client.get("/readyz")
     assert response.status_code == 503
-    body = response.json()
-    assert body["failed"] == ["redis"]
-    assert body["checks"]["redis"]["ok"] is False
-    assert body["checks"]["postgres"]["ok"] is True
+    assert response.json() == {"status": "unavailable", "failed": ["redis"],
+                               "checks": {**dict.fromkeys(CHECK_NAMES, "ok"), "redis": "failed"}}
+    # Neither the address nor the driver's words reach the caller; they are in the log.
+    text = response.content.decode()
+    assert str(port) not in text and "Error" not in text and "127.0.0.1" not in text
+    logged = "\n".join(record.getMessage() + str(record.exc_info) for record in caplog.records)
+    assert "readiness check redis failed" in logged and "ConnectionError" in logged
 
 
 @pytest.mark.django_db
 def test_readyz_names_mongodb_when_it_is_unreachable(client, settings):
     settings.MONGODB_URI = f"mongodb://127.0.0.1:{free_port()}/auteur"
-    body = client.get("/readyz").json()
-    assert body["failed"] == ["mongodb"]
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["mongodb"]
+    assert "ServerSelectionTimeout" not in response.content.decode()
 
 
 @pytest.mark.django_db
@@ -53,10 +64,40 @@ def test_readyz_names_storage_when_the_bucket_is_unreachable(client, settings):
     assert response.json()["failed"] == ["storage"]
 
 
-def test_api_docs_and_schema_render(client):
-    schema = client.get("/api/schema/")
-    assert schema.status_code == 200
-    assert b"/api/v1/auth/verify" in schema.content
-    docs = client.get("/api/docs/")
-    assert docs.status_code == 200
-    assert b"swagger-ui" in docs.content
+@pytest.mark.django_db
+def test_readyz_is_rate_limited_per_client_ip(client, settings):
+    settings.AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE = 3
+    assert [client.get("/readyz").status_code for _ in range(3)] == [200] * 3
+    refused = client.get("/readyz")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert refused.json()["error"]["details"]["retry_after_seconds"] == int(refused["Retry-After"])
+    # A forged X-Forwarded-For buys nothing (no trusted proxy); another address has its own limit.
+    assert client.get("/readyz", HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 429
+    assert client.get("/readyz", REMOTE_ADDR="198.51.100.4").status_code == 200
+
+
+@pytest.mark.django_db
+def test_readyz_reuses_its_redis_and_mongodb_clients(client, settings, monkeypatch):
+    """A flood of probes opens no new connection: the checks' clients live as long as the process."""
+    settings.AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE = 1000
+    mongo_clients: list[object] = []
+
+    class CountingMongoClient(pymongo.MongoClient):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            mongo_clients.append(self)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pymongo, "MongoClient", CountingMongoClient)
+    health._mongo_client.cache_clear()
+    health._redis_client.cache_clear()
+    assert client.get("/readyz").status_code == 200  # warms the clients up
+    server = redis.Redis.from_url(django_settings.REDIS_URL)
+    before = int(server.info("stats")["total_connections_received"])
+    for _ in range(20):
+        assert client.get("/readyz").status_code == 200
+    opened = int(server.info("stats")["total_connections_received"]) - before
+    server.close()
+    assert opened == 0, f"{opened} new Redis connections for 20 probes"
+    assert len(mongo_clients) == 1

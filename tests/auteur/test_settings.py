@@ -1,8 +1,10 @@
-"""Production mode refuses to start without its secrets, naming the variable that is missing."""
+"""Production mode refuses to start without its secrets, or with a guessable one, naming the variable."""
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ PROD_ENV = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "s" * 50,
     "AUTEUR_JWT_SECRET": "j" * 40,
+    "AUTEUR_JWT_ISSUER": "https://project.supabase.co/auth/v1",
     "DATABASE_URL": "postgres://u@127.0.0.1:1/db",
     "REDIS_URL": "redis://127.0.0.1:1/0",
     "MONGODB_URI": "mongodb://127.0.0.1:1/db",
@@ -106,4 +109,70 @@ def test_the_bench_settings_accept_the_noop_backend_and_faults():
     env = {**PROD_ENV, "DJANGO_SETTINGS_MODULE": "bench.settings", "AUTEUR_GPU_BACKEND": "noop",
            "AUTEUR_FAULT_INJECTION": "tts:permanent=0.5"}
     result = load_settings(env)
+    assert result.returncode == 0, result.stderr
+
+
+def env_file_values(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+SIGNING_SECRETS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET")
+PLACEHOLDERS = [
+    "change-me",
+    "CHANGE-ME-please-0123456789abcdef0123456789",
+    "changeme-0123456789abcdef0123456789abcdef",
+    "django-insecure-0123456789abcdef0123456789abcdef",  # Django's startproject template
+    "dev-insecure-django-secret-key-not-for-production",  # the development stand-ins
+    "dev-insecure-jwt-secret-not-for-production-000",
+    *(env_file_values(ROOT / ".env.example")[name] for name in SIGNING_SECRETS),
+]
+
+
+@pytest.mark.parametrize("name", SIGNING_SECRETS)
+@pytest.mark.parametrize("value", PLACEHOLDERS)
+def test_production_refuses_a_placeholder_secret(name, value):
+    result = load_settings({**PROD_ENV, name: value})
+    assert result.returncode != 0
+    assert f"{name} is " in result.stderr and "ImproperlyConfigured" in result.stderr
+
+
+@pytest.mark.parametrize("name", SIGNING_SECRETS)
+def test_production_refuses_a_secret_shorter_than_32_bytes(name):
+    result = load_settings({**PROD_ENV, name: "k" * 31})
+    assert result.returncode != 0
+    assert f"{name} is too short" in result.stderr
+    assert load_settings({**PROD_ENV, name: "k" * 32}).returncode == 0
+
+
+def test_production_requires_the_jwt_issuer():
+    result = load_settings({k: v for k, v in PROD_ENV.items() if k != "AUTEUR_JWT_ISSUER"})
+    assert result.returncode != 0
+    assert "AUTEUR_JWT_ISSUER is not set" in result.stderr
+
+
+def test_development_accepts_its_stand_ins_without_an_issuer():
+    env = {k: v for k, v in PROD_ENV.items() if k not in ("AUTEUR_JWT_ISSUER", *SIGNING_SECRETS)}
+    result = load_settings({**env, "DJANGO_DEBUG": "1", "DJANGO_SECRET_KEY": "short"},
+                           show="settings.AUTEUR_JWT_ISSUER")
+    assert result.returncode == 0, result.stderr
+
+
+def test_hs256_cannot_be_turned_off_without_a_jwks():
+    result = load_settings({**PROD_ENV, "AUTEUR_JWT_HS256_ENABLED": "0"})
+    assert result.returncode != 0
+    assert "AUTEUR_JWKS_URL is not set" in result.stderr
+    ok = load_settings({**PROD_ENV, "AUTEUR_JWT_HS256_ENABLED": "0", "AUTEUR_JWKS_URL": "https://idp.example/jwks"},
+                       show="settings.AUTEUR_JWT_HS256_ENABLED")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "False"
+
+
+def test_the_makefile_test_environment_passes_the_production_checks():
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    assignments = re.search(r"^TEST_ENV := (.*)$", makefile, re.MULTILINE)
+    assert assignments is not None
+    test_env = dict(pair.split("=", 1) for pair in shlex.split(assignments.group(1)))
+    assert set(SIGNING_SECRETS) | {"AUTEUR_JWT_ISSUER"} <= set(test_env)
+    result = load_settings({**PROD_ENV, **test_env})
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,63 @@
+"""The staff site's login: a password (django-axes locks an address or account out after repeated
+failures) and, for staff with a confirmed TOTP device or for all staff when
+AUTEUR_ADMIN_REQUIRE_OTP is on, a one-time code (django-otp).
+
+A session that signed in before its user got a device, or with a password alone, is not let into
+the site once a code is required: it signs in again with the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.admin import AdminSite
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.http import HttpRequest
+from django_otp import devices_for_user, user_has_device
+from django_otp.admin import OTPAdminAuthenticationForm
+from django_otp.models import Device
+from rest_framework.throttling import BaseThrottle
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client address for lockouts, by the API's rule (AUTEUR_NUM_PROXIES trusted proxies):
+    behind Caddy, REMOTE_ADDR is Caddy's, and locking it would lock every staff member out."""
+    ident: str | None = BaseThrottle().get_ident(request)  # type: ignore[arg-type]  # reads META only
+    return ident
+
+
+def otp_required_for(user: Any) -> bool:
+    return bool(settings.AUTEUR_ADMIN_REQUIRE_OTP) or user_has_device(user, confirmed=True)
+
+
+class AdminLoginForm(OTPAdminAuthenticationForm):
+    """The password, then the code when this user needs one (django-otp's form asks everyone)."""
+
+    def clean(self) -> dict[str, Any]:
+        self.cleaned_data = AdminAuthenticationForm.clean(self)
+        user = self.get_user()
+        if user is not None and otp_required_for(user):
+            self.clean_otp(user)
+        return self.cleaned_data
+
+    def _chosen_device(self, user: Any) -> Device | None:
+        # One confirmed device needs no choosing; with several, the user picks one (so that a
+        # wrong code counts against that device only).
+        device: Device | None = super()._chosen_device(user)
+        if device is None:
+            devices = list(devices_for_user(user, confirmed=True, for_verify=True))
+            if len(devices) == 1:
+                device = devices[0]
+        return device
+
+
+class AuteurAdminSite(AdminSite):
+    login_form = AdminLoginForm
+    login_template = "otp/admin111/login.html"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        if not super().has_permission(request):
+            return False
+        user: Any = request.user
+        return bool(user.is_verified()) or not otp_required_for(user)

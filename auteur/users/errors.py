@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from auteur.errors import ApplicationError
+
+
+class TotpEnrollmentMissing(ApplicationError):
+    code = "totp_enrollment_missing"
+
+
+class TotpTokenInvalid(ApplicationError):
+    code = "totp_token_invalid"
