@@ -19,6 +19,7 @@ from auteur.devstack import REPO_ROOT
 from auteur.devstack.front import front_processes
 from auteur.devstack.processes import flower_auth, run_processes, stack_processes
 from auteur.devstack.stack import DEFAULT_VAR_DIR, Stack, running_stack
+from auteur.envfile import read_env_file
 
 
 def _install_signal_handlers() -> None:
@@ -63,6 +64,9 @@ def _banner(
 def cmd_run(args: argparse.Namespace) -> int:
     """``make run``: the embedded servers, then Caddy and the API behind it, worker, beat and Flower,
     in the foreground."""
+    # What `.env` sets counts as set: no embedded server for a URL it names, and Caddy gets the
+    # same body caps as the API.
+    read_env_file()
     var_dir = Path(os.environ.get("AUTEUR_VAR_DIR") or DEFAULT_VAR_DIR).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -140,6 +144,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="auteur-stack-"))
     env = dict(os.environ)
     env.setdefault("AUTEUR_VAR_DIR", str(tmp / "var"))
+    # A developer's `.env` must not change what the tests check.
+    env.setdefault("AUTEUR_ENV_FILE", "")
     _install_signal_handlers()
     try:
         with running_stack(tmp / "stack", env, ephemeral=True) as stack:
