@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from django.conf import settings
 
 from auteur.devstack import REPO_ROOT
 from auteur.devstack.front import ACCESS_LOG_NAME, front_processes
@@ -33,6 +32,7 @@ from auteur.devstack.ports import free_port, wait_for_port
 from auteur.devstack.process_group import stop_group
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
+from tests.servers import subprocess_database_url
 
 # The marker makes pytest-django create the test database that the front runs on.
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -47,12 +47,6 @@ MAX_UPLOAD_BYTES = 1024 * 1024
 # What the issue asks of a normal request while the attack runs.
 ANSWER_WITHIN_S = 1.0
 START_TIMEOUT_S = 90
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]  # the test database, once django_db_setup has run
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @dataclass
@@ -82,7 +76,7 @@ def front(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytes
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "WEB_CONCURRENCY": str(SYNC_WORKERS),
         "AUTEUR_PROXY_HEADER_TIMEOUT": f"{HEADER_TIMEOUT_S}s",
         "AUTEUR_PROXY_BODY_IDLE_TIMEOUT": f"{BODY_IDLE_TIMEOUT_S}s",
