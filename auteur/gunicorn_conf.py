@@ -9,6 +9,14 @@ preload_app = True
 max_requests = 20000
 max_requests_jitter = 2000
 graceful_timeout = 20
+# A worker busy with one request for this long is killed and replaced. A sync worker never waits
+# on a slow client: Caddy hands it only complete requests and takes the response at once (the
+# Caddyfile), so this bounds the application's own time. (A gthread worker, the storage server
+# of `make run`, answers the master from its main loop and is not bound by it per request.)
+timeout = 30
+# No control socket: its default path (~/.gunicorn/gunicorn.ctl) is one per user, which every
+# gunicorn on the machine (the API and storage servers of `make run`, a second checkout) would share.
+control_socket_disable = True
 accesslog = "-"
 # %(U)s is the path without its query string: signed download/upload URLs carry their signature
 # in the query, and no signed URL may reach a log.

@@ -17,8 +17,12 @@ import environ
 from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 
+from auteur.envfile import read_env_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# `.env` at the project root fills in what the environment does not set (auteur/envfile.py).
+read_env_file()
 env = environ.Env()
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)

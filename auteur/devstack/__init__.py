@@ -7,16 +7,17 @@ stop it on exit. This package never imports Django, so it can run before setting
 
 Two entry points (``python -m auteur.devstack ...``, see ``cli.py``):
 
-``run``   ``make run``: persistent data under ``var/``, then the API, a Celery worker, beat and
-          Flower in the foreground. The URLs are recorded in ``var/devstack.json`` so that
+``run``   ``make run``: persistent data under ``var/``, then Caddy with the API behind it, a
+          Celery worker, beat and Flower in the foreground. The URLs are recorded in ``var/devstack.json`` so that
           ``manage.py`` run from another terminal reaches the same servers.
 ``exec``  ``make test``: a throwaway stack in a temporary directory, then one command
           (``pytest``) with the URLs exported; everything is stopped and deleted afterwards.
 
 Modules: ``ports`` (choosing and waiting for ports), ``process_group`` (stopping a child's
 process group), ``servers`` (the three embedded servers), ``stack`` (the servers of one data
-directory and their recorded URLs), ``processes`` (the API, worker, beat and Flower of ``make
-run``), ``cli`` (the two commands).
+directory and their recorded URLs), ``front`` (Caddy, the API's gunicorn and the storage server of
+``make run``), ``processes`` (the worker, beat and Flower, and running them all), ``cli`` (the two
+commands).
 """
 
 from __future__ import annotations

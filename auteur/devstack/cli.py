@@ -16,8 +16,10 @@ from pathlib import Path
 
 import auteur.devstack
 from auteur.devstack import REPO_ROOT
+from auteur.devstack.front import front_processes
 from auteur.devstack.processes import flower_auth, run_processes, stack_processes
 from auteur.devstack.stack import DEFAULT_VAR_DIR, Stack, running_stack
+from auteur.envfile import read_env_file
 
 
 def _install_signal_handlers() -> None:
@@ -60,7 +62,11 @@ def _banner(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``make run``: the embedded servers, then API, worker, beat and Flower, in the foreground."""
+    """``make run``: the embedded servers, then Caddy and the API behind it, worker, beat and Flower,
+    in the foreground."""
+    # What `.env` sets counts as set: no embedded server for a URL it names, and Caddy gets the
+    # same body caps as the API.
+    read_env_file()
     var_dir = Path(os.environ.get("AUTEUR_VAR_DIR") or DEFAULT_VAR_DIR).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -101,12 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                         flush=True,
                     )
 
-        processes = stack_processes(
-            env,
-            var_dir,
-            api_bind=f"{host}:{api_port}",
-            flower_port=flower_port,
-            flower_basic_auth=flower_basic_auth,
+        front = front_processes(env, var_dir, host=host, port=api_port)
+        processes = front.processes + stack_processes(
+            env, var_dir, flower_port=flower_port, flower_basic_auth=flower_basic_auth
         )
         banner = functools.partial(
             _banner, env, stack, host=host, api_port=api_port, flower_port=flower_port, started=started,
@@ -115,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_processes(
             processes,
             env,
-            ports=[api_port, flower_port],
+            ports=[*front.ports, flower_port],
             on_up=lambda: print(banner(), flush=True),
             on_tick=report_dead_servers,
         )
@@ -141,6 +144,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="auteur-stack-"))
     env = dict(os.environ)
     env.setdefault("AUTEUR_VAR_DIR", str(tmp / "var"))
+    # A developer's `.env` must not change what the tests check.
+    env.setdefault("AUTEUR_ENV_FILE", "")
     _install_signal_handlers()
     try:
         with running_stack(tmp / "stack", env, ephemeral=True) as stack:

@@ -1,4 +1,5 @@
-"""The processes of ``make run`` (API, Celery worker, beat, Flower), run by honcho's process manager.
+"""The processes of ``make run`` (the front of ``front.py``, Celery worker, beat, Flower), run by
+honcho's process manager.
 
 honcho starts each in its own session, prefixes its output with its name, and on SIGINT or
 SIGTERM (installed explicitly, so also when SIGINT was inherited ignored) or when any one of
@@ -52,20 +53,13 @@ def flower_auth(var_dir: Path, env: dict[str, str]) -> str:
     return path.read_text().strip()
 
 
-def stack_processes(
-    env: dict[str, str], var_dir: Path, *, api_bind: str, flower_port: int, flower_basic_auth: str
-) -> list[Process]:
+def stack_processes(env: dict[str, str], var_dir: Path, *, flower_port: int, flower_basic_auth: str) -> list[Process]:
+    """The Celery worker, beat and Flower (the API and its proxy are ``front.front_processes``)."""
     from auteur.queues import ALL_QUEUES
 
-    web_workers = env.get("WEB_CONCURRENCY") or str(min(4, (os.cpu_count() or 1) + 1))
     worker_concurrency = env.get("CELERY_WORKER_CONCURRENCY") or str(max(2, os.cpu_count() or 1))
     celery = [str(Path(sys.executable).parent / "celery"), "-A", "auteur"]
     return [
-        Process("api", [
-            str(Path(sys.executable).parent / "gunicorn"), "auteur.wsgi:application", "--bind", api_bind,
-            "--workers", web_workers, "--worker-class", "sync", "--timeout", "60",
-            "--config", "python:auteur.gunicorn_conf",
-        ]),
         Process("worker", [
             *celery, "worker", "-Q", ",".join(ALL_QUEUES), "-c", worker_concurrency, "-O", "fair",
             "-n", "worker@%h", "--loglevel", "INFO",

@@ -135,10 +135,14 @@ def _wait_http(url: str, timeout: float, **kwargs: object) -> requests.Response:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            return requests.get(url, timeout=5, **kwargs)  # type: ignore[arg-type]
+            response = requests.get(url, timeout=5, **kwargs)  # type: ignore[arg-type]
         except requests.RequestException as exc:
             last = exc
             time.sleep(0.3)
+            continue
+        if response.status_code != 502:  # 502: Caddy is up, the gunicorn behind it not yet
+            return response
+        time.sleep(0.3)
     raise AssertionError(f"{url} never answered: {last}")
 
 
@@ -157,6 +161,7 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         WEB_CONCURRENCY="1",
         CELERY_WORKER_CONCURRENCY="1",
         FLOWER_BASIC_AUTH="ops:s3cret",
+        AUTEUR_ENV_FILE="",  # not this checkout's .env
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "auteur.devstack", "run"],
@@ -178,6 +183,8 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         ready = _wait_http(f"http://127.0.0.1:{api_port}/readyz", 120)
         assert ready.status_code == 200, ready.text
         assert ready.json()["failed"] == []
+        # Served through Caddy, as in production, with gunicorn behind it.
+        assert ready.headers["Via"] == "1.1 Caddy" and ready.headers["Server"] == "gunicorn"
 
         state = json.loads((tmp_path / "var" / "devstack.json").read_text())
         assert state["pid"] == proc.pid
@@ -229,6 +236,7 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         reader.join(10)
         output = "".join(lines)
     assert "devstack: stopped" in output, output[-3000:]
+    assert "proxy   | " in output and "storage | " in output
     time.sleep(0.5)
     alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"orphans left behind: {alive}"

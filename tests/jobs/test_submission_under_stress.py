@@ -61,7 +61,6 @@ from typing import Any
 import pytest
 import redis
 import requests
-from django.conf import settings
 
 from auteur.devstack import REPO_ROOT
 from auteur.devstack.ports import free_port, wait_for_port
@@ -78,6 +77,7 @@ from jobs.specs import job_spec
 from projects.models import Project
 from tests.factories import ProjectFactory
 from tests.jobs.conftest import Worker, wait_for
+from tests.servers import subprocess_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -93,12 +93,6 @@ WORKER_RECOVERY_S = 12.0  # a job takes about a second; a reconnection costs a f
 
 
 # ----------------------------------------------------------------------------- servers
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]  # the test database, once django_db_setup has run
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @dataclass
@@ -140,7 +134,7 @@ def api(broker: RedisServer, django_db_setup: None, tmp_path_factory: pytest.Tem
     log = tmp_path_factory.mktemp("api") / "gunicorn.log"
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "REDIS_URL": broker.url(),
         # 200 submissions of one user in a second: the rate limit is not what is tested here.
         "AUTEUR_RATE_LIMIT_USER_PER_MINUTE": "1000000",
@@ -301,7 +295,7 @@ print("REAPED", json.dumps(jobs_reap(now=timezone.now() + timedelta(seconds=pend
 
 def reap_against(broker: RedisServer) -> dict[str, int]:
     """One run of the reaper, a minute from now, in a process whose broker is the module's Redis."""
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": broker.url(),
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": broker.url(),
            "DJANGO_SETTINGS_MODULE": "auteur.settings"}
     done = subprocess.run([sys.executable, "manage.py", "shell", "-c", REAP_SCRIPT], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)

@@ -1,0 +1,137 @@
+"""The Caddyfile as compose and `make run` configure it, adapted by the Caddy binary `make run` runs.
+
+`caddy adapt` turns the file, with each environment's placeholders, into the JSON config Caddy
+would run: these tests read what Caddy itself understood, not the file's text.
+(tests/auteur/test_slow_clients.py runs it against real clients.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from auteur.devstack.front import CADDYFILE, front_processes
+from tests.test_compose import GUNICORN_FLAGS, argv_of, env_of, interpolate, load_compose, option, split_options
+
+CADDY = Path(sys.executable).parent / "caddy"
+
+
+def adapt(env: dict[str, str]) -> dict[str, Any]:
+    result = subprocess.run(
+        [str(CADDY), "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not formatted" not in result.stderr, "run: .venv/bin/caddy fmt --overwrite Caddyfile"
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
+
+
+def handlers(node: Any) -> Iterator[dict[str, Any]]:
+    """Every handler in a config, at any depth of subroutes."""
+    if isinstance(node, dict):
+        if "handler" in node:
+            yield node
+        for value in node.values():
+            yield from handlers(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from handlers(value)
+
+
+def the_server(config: dict[str, Any]) -> dict[str, Any]:
+    servers = config["apps"]["http"]["servers"]
+    assert len(servers) == 1, servers
+    server: dict[str, Any] = next(iter(servers.values()))
+    return server
+
+
+def proxies(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [h for h in handlers(config) if h["handler"] == "reverse_proxy"]
+
+
+@pytest.fixture(scope="module")
+def compose_caddy() -> dict[str, Any]:
+    return load_compose()["services"]["caddy"]
+
+
+@pytest.fixture(scope="module")
+def compose_config(compose_caddy: dict[str, Any]) -> dict[str, Any]:
+    return adapt({key: interpolate(value) for key, value in env_of(compose_caddy).items()})
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any]]:
+    var_dir = tmp_path_factory.mktemp("var")
+    front = front_processes({}, var_dir, host="127.0.0.1", port=18000)
+    proxy = next(p for p in front.processes if p.name == "proxy")
+    assert proxy.argv[1:] == ["run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
+    return front, adapt(proxy.env)
+
+
+def test_compose_serves_the_domain_with_https_and_proxies_to_the_api(compose_caddy, compose_config):
+    server = the_server(compose_config)
+    assert server["listen"] == ["0.0.0.0:443", "[::]:443"]
+    hosts = [m["host"] for route in server["routes"] for m in route.get("match", []) if "host" in m]
+    assert hosts == [["localhost"]]
+    assert {u["dial"] for p in proxies(compose_config) for u in p["upstreams"]} == {"api:8000"}
+    # The upstream is the port gunicorn binds in the api service.
+    api = load_compose()["services"]["api"]
+    _, options = split_options(argv_of(api["command"])[1:], GUNICORN_FLAGS)
+    assert option(options, "-b", "--bind") == ["0.0.0.0:8000"]
+    assert "./Caddyfile:/etc/caddy/Caddyfile:ro" in compose_caddy["volumes"]
+
+
+def test_make_run_serves_the_api_port_on_loopback_with_gunicorn_behind(make_run):
+    front, config = make_run
+    server = the_server(config)
+    assert server["listen"] == ["127.0.0.1:18000"]
+    assert not any("match" in route and any("host" in m for m in route["match"]) for route in server["routes"])
+    api_port, storage_port, public = front.ports
+    assert public == 18000
+    dials = [[u["dial"] for u in p["upstreams"]] for p in proxies(config)]
+    assert sorted(dials) == sorted([[f"127.0.0.1:{api_port}"], [f"127.0.0.1:{storage_port}"]])
+    # No admin endpoint, nothing saved outside var/.
+    assert config["admin"] == {"disabled": True, "config": {"persist": False}}
+    api = next(p for p in front.processes if p.name == "api")
+    assert f"127.0.0.1:{api_port}" in api.argv and "sync" in api.argv
+
+
+def test_bodies_are_capped_like_the_api_and_buffered_before_gunicorn(compose_config, make_run):
+    for config in (compose_config, make_run[1]):
+        caps = sorted(h["max_size"] for h in handlers(config) if h["handler"] == "request_body")
+        assert caps == sorted([settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.AUTEUR_MAX_UPLOAD_BYTES])
+        buffered = [p for p in proxies(config) if p.get("request_buffers")]
+        streamed = [p for p in proxies(config) if not p.get("request_buffers")]
+        # The API's whole body is read first; storage bodies (GBs) are streamed, never held in memory.
+        assert [p["request_buffers"] for p in buffered] == [settings.DATA_UPLOAD_MAX_MEMORY_SIZE]
+        assert len(streamed) == 1
+
+
+def test_slow_clients_are_cut_but_long_transfers_are_not(compose_config):
+    server = the_server(compose_config)
+    assert 0 < server["read_header_timeout"] <= 10 * 10**9
+    assert 0 < server["read_idle_timeout"] <= 10 * 10**9
+    assert server["read_min_rate"] > 0  # a body trickled just fast enough not to stall is cut too
+    # A total limit on reading a body would cut a long upload that keeps the minimum rate.
+    assert "read_timeout" not in server and "write_timeout" not in server
+
+
+def test_no_log_keeps_a_query_string(compose_config, make_run):
+    for config in (compose_config, make_run[1]):
+        logs = config["logging"]["logs"]
+        assert {"default", "log0"} <= set(logs)
+        for name, log in logs.items():
+            fields = log["encoder"]["fields"]
+            assert fields["request>uri"] == {"filter": "regexp", "regexp": "\\?.*"}, name
+            assert fields["request>headers>Referer"] == {"filter": "delete"}, name
+    access = make_run[1]["logging"]["logs"]["log0"]["writer"]
+    assert access["output"] == "file" and access["filename"].endswith("log/caddy-access.log")
