@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from credits.services.ledger import credit_refund_job
-from jobs import gpu_client, pipeline
+from jobs import gpu_client
 from jobs.errors import JobNotCancelable
 from jobs.models import ACTIVE_STATUSES, Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
@@ -70,7 +70,6 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
         call_id = Job.objects.values_list("gpu_call_id", flat=True).get(pk=job.pk)
         if call_id:
             transaction.on_commit(lambda: gpu_client.cancel_quietly(call_id))
-        transaction.on_commit(lambda: pipeline.revoke(job.pk))
     job.refresh_from_db()
     return job
 
