@@ -60,7 +60,7 @@ def _reap_processing(job: Job, now: datetime, counts: dict[str, int]) -> None:
         limit = inference_limit_seconds(job)
         began, step = job.inference_started_at or job.started_at or job.created_at, Step.INFER
     if now - began > timedelta(seconds=limit + REAP_MARGIN_SECONDS):
-        if job_fail(job_id=job.pk, code="timeout", message=f"no result within {limit} s", retryable=True):
+        if job_fail(job_id=job.pk, code="timeout", detail=f"reaper: no result within {limit} s", retryable=True):
             counts["timed_out"] += 1
     elif now - job.updated_at > repoll_after() and pipeline.publish(job.pk, job.type, step):
         Job.objects.filter(pk=job.pk).update(updated_at=now)

@@ -3,17 +3,24 @@ its rate limit."""
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis
 from celery import current_app
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 
 from auteur.queues import ALL_QUEUES
 from credits.models import CreditTransaction
-from credits.selectors import credit_balance_get
+from credits.selectors import credit_balance_get, ledger_check
+from credits.services.ledger import credit_deduct_for_job, credit_grant
+from jobs.errors import JobNotCancelable
 from jobs.models import Job, JobEvent, JobStatus
+from jobs.services import lifecycle
 from tests.jobs.conftest import upload_local, wait_for
 
 CYCLES = 20
@@ -67,3 +74,118 @@ def test_submit_then_cancel_cycles_leave_no_revocations_and_refund_each_job_once
         assert job.gpu_call_id == "" and job.attempts == 0, "no engine ran"
         assert not JobEvent.objects.filter(job=job, type__in=["started", "inference_started"]).exists()
     assert credit_balance_get(user=funded) == before
+
+
+# ----------------------------------------------------------------------------- what a cancel refunds
+
+COST = 20  # a transcription job (time limit 600 s)
+
+
+def _charged_job(user: Any, **fields: Any) -> Job:
+    credit_grant(user=user, amount=100, type="bonus", description="test")
+    job = Job.objects.create(user=user, type="transcription", credits_cost=COST, **fields)
+    credit_deduct_for_job(user=user, job_id=job.pk, amount=COST, description="transcription")
+    return job
+
+
+def _started(seconds_ago: float, progress: int = 0) -> dict[str, Any]:
+    return {"status": JobStatus.PROCESSING, "gpu_call_id": "call-1", "attempts": 1, "progress": progress,
+            "inference_started_at": timezone.now() - timedelta(seconds=seconds_ago)}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fields", [{}, {"status": JobStatus.QUEUED}, {"status": JobStatus.PROCESSING}],
+                         ids=["pending", "queued", "claimed-not-spawned"])
+def test_a_cancel_before_inference_started_refunds_in_full(user: Any, fields: dict[str, Any]) -> None:
+    job = lifecycle.job_cancel(job=_charged_job(user, **fields))
+    assert (job.status, job.credits_refunded, job.credits_refund) == (JobStatus.CANCELED, True, COST)
+    assert _refunds(job.pk) == [COST]
+    assert credit_balance_get(user=user) == 100
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("seconds_ago", "progress", "refund"), [
+    (60, 70, 6),  # progress rules: 70% done keeps ceil(20 * 0.7) = 14
+    (315, 10, 9),  # time rules: 315 s of 600 keeps ceil(20 * 0.525...) = 11
+    (1, 0, 19),  # just started: at least one credit is kept
+    (700, 0, 0),  # past its time limit: nothing is left to refund
+])
+def test_a_cancel_after_inference_started_refunds_only_the_unspent_part(
+    user: Any, seconds_ago: float, progress: int, refund: int
+) -> None:
+    job = lifecycle.job_cancel(job=_charged_job(user, **_started(seconds_ago, progress)))
+    assert job.status == JobStatus.CANCELED and job.credits_refund == refund
+    assert job.credits_refunded is (refund > 0)
+    assert _refunds(job.pk) == ([refund] if refund else [])
+    assert credit_balance_get(user=user) == 100 - COST + refund
+    assert JobEvent.objects.get(job=job, type="canceled").data["refunded"] == refund
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_the_api_shows_a_late_cancels_partial_refund(user: Any, auth_client: Any) -> None:
+    job = _charged_job(user, **_started(60, 70))
+    response = auth_client.post(f"/api/v1/jobs/{job.pk}/cancel")
+    assert response.status_code == 200, response.json()
+    assert (response.json()["credits_refund"], response.json()["credits_refunded"]) == (6, True)
+    assert auth_client.get(f"/api/v1/jobs/{job.pk}").json()["credits_refund"] == 6
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("round_", range(5))
+def test_a_cancel_racing_a_failure_refunds_once_and_never_more_than_the_charge(user: Any, round_: int) -> None:
+    job = _charged_job(user, **_started(60, 70))
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, Any] = {}
+
+    def cancel() -> None:
+        barrier.wait()
+        try:
+            outcomes["cancel"] = lifecycle.job_cancel(job=Job.objects.get(pk=job.pk)).credits_refund
+        except JobNotCancelable:
+            outcomes["cancel"] = "refused"
+        finally:
+            connection.close()
+
+    def fail() -> None:
+        barrier.wait()
+        try:
+            outcomes["fail"] = lifecycle.job_fail(job_id=job.pk, code="gpu_oom", detail="oom", retryable=False)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=cancel), threading.Thread(target=fail)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    job.refresh_from_db()
+    refunds = _refunds(job.pk)
+    assert len(refunds) == 1 and refunds[0] <= COST
+    if job.status == JobStatus.CANCELED:
+        assert outcomes == {"cancel": 6, "fail": False} and refunds == [6]
+    else:
+        assert job.status == JobStatus.FAILED
+        assert outcomes == {"cancel": "refused", "fail": True} and refunds == [COST]
+    assert credit_balance_get(user=user) == 100 - COST + refunds[0]
+    assert ledger_check() == []
+
+
+# ----------------------------------------------------------------------------- rate limit
+
+
+@pytest.mark.django_db
+def test_cancels_past_the_limit_are_refused_with_429_and_cancel_nothing(user: Any, auth_client: Any,
+                                                                        settings: Any) -> None:
+    settings.AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = 3
+    jobs = [_charged_job(user) for _ in range(4)]
+    for job in jobs[:3]:
+        assert auth_client.post(f"/api/v1/jobs/{job.pk}/cancel").status_code == 200
+    response = auth_client.post(f"/api/v1/jobs/{jobs[3].pk}/cancel")
+    assert response.status_code == 429
+    error = response.json()["error"]
+    assert error["code"] == "rate_limited" and error["details"]["retry_after_seconds"] >= 1
+    assert int(response["Retry-After"]) >= 1
+    assert Job.objects.get(pk=jobs[3].pk).status == JobStatus.PENDING and _refunds(jobs[3].pk) == []
+    # Only cancels are held back: the user's other requests still go through.
+    assert auth_client.get(f"/api/v1/jobs/{jobs[3].pk}").status_code == 200

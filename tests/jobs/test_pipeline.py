@@ -52,7 +52,7 @@ def test_compression_end_to_end(start_worker, auth_client, funded, project, samp
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk),
                                                    "preset": "480p"})
     job = wait_terminal(accepted["job_id"])
-    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     assert ledger(job.pk) == ["usage"]
     assert credit_balance_get(user=funded) == before - accepted["credits_cost"]
     [output] = MediaFile.objects.filter(source_job_id=job.pk)
@@ -71,7 +71,7 @@ def test_transcription_of_generated_speech_has_word_timings(start_worker, auth_c
     accepted = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
     assert accepted["credits_cost"] == 5
     job = wait_terminal(accepted["job_id"])
-    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     words = [w for segment in job.output_data["segments"] for w in segment["words"]]
     assert len(words) >= 8
     assert audio.duration_ms is not None
@@ -103,7 +103,7 @@ def test_render_of_a_three_clip_timeline(start_worker, auth_client, project, sam
     assert saved.status_code == 200, saved.json()
     accepted = submit(auth_client, "render", {"project_id": str(project.pk)})
     job = wait_terminal(accepted["job_id"], timeout=180)
-    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     [output] = MediaFile.objects.filter(source_job_id=job.pk)
     assert output.duration_ms is not None and 2900 <= output.duration_ms <= 3200
     with get_storage().local_path(output.storage_key) as path, av.open(str(path)) as container:
@@ -138,7 +138,7 @@ def test_transient_failures_are_retried_then_succeed_with_one_charge(start_worke
     before = credit_balance_get(user=funded)
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
     job = wait_terminal(accepted["job_id"])
-    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     assert job.attempts >= 2
     assert JobEvent.objects.filter(job=job, type="inference_retry").exists()
     assert ledger(job.pk) == ["usage"]
@@ -162,7 +162,7 @@ def test_a_worker_killed_mid_step_still_completes_the_job_once(start_worker, aut
             os.kill(child.pid, signal.SIGKILL)
     # Redelivery alone must finish it (no reaper runs here), well within the reaper's 2 minutes.
     job = wait_terminal(accepted["job_id"], timeout=60)
-    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     assert ledger(job.pk) == ["usage"]
     assert JobEvent.objects.filter(job=job, type="completed").count() == 1
 
