@@ -219,7 +219,7 @@ def test_a_runner_gets_a_minimal_environment_without_any_secret(
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     backend = LocalBackend(tmp_path / "calls", models_dir=tmp_path / "models", engines={"tts": f"{PROBES}:dump_env"})
     status = wait_for(backend, backend.spawn("tts", {"text": "x"}), lambda s: s.done)
-    assert status.state == "succeeded", status.error
+    assert status.state == "succeeded" and status.result is not None, status.error
     env = status.result["env"]
     assert not set(SECRETS) & set(env)
     assert not [name for name, value in env.items() if any(secret in value for secret in SECRETS.values())]
@@ -265,7 +265,8 @@ def test_a_waiting_runner_that_is_canceled_leaves_the_line(tmp_path: Path) -> No
         time.sleep(0.05)
     assert backend.poll(second).waiting
     backend.cancel(second)
-    assert backend.poll(second).error.code == "canceled"
+    canceled = backend.poll(second).error
+    assert canceled is not None and canceled.code == "canceled"
     (shared / "go").touch()
     assert wait_for(backend, first, lambda s: s.done).state == "succeeded"
     assert wait_for(backend, third, lambda s: s.done).state == "succeeded"
@@ -276,7 +277,7 @@ def test_an_engine_allocating_past_the_memory_limit_fails_with_gpu_oom(tmp_path:
     within = wait_for(backend, backend.spawn("tts", {"text": "x", "mb": 64}), lambda s: s.done)
     assert within.state == "succeeded" and within.result == {"allocated_mb": 64}
     over = wait_for(backend, backend.spawn("tts", {"text": "x", "mb": 1024}), lambda s: s.done)
-    assert over.state == "failed"
+    assert over.state == "failed" and over.error is not None
     assert over.error.code == "gpu_oom" and not over.error.retryable
     assert "256 MiB" in over.error.message
 

@@ -3,6 +3,7 @@ its rate limit."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 from typing import Any
@@ -65,7 +66,7 @@ def test_submit_then_cancel_cycles_leave_no_revocations_and_refund_each_job_once
 
     # Every queued step is delivered, and finds its job canceled.
     wait_for(_broker_drained, timeout=120)
-    [reply] = control.broadcast("revocation_state", destination=[worker.name], reply=True, timeout=5)
+    [reply] = control.broadcast("revocation_state", destination=[worker.name], reply=True, timeout=5) or [{}]
     assert reply[worker.name] == {"revoked_ids": 0, "revoked_stamps": 0}
     assert control.inspect(destination=[worker.name]).revoked() == {worker.name: []}
     for job in Job.objects.filter(pk__in=ids):
@@ -189,3 +190,50 @@ def test_cancels_past_the_limit_are_refused_with_429_and_cancel_nothing(user: An
     assert Job.objects.get(pk=jobs[3].pk).status == JobStatus.PENDING and _refunds(jobs[3].pk) == []
     # Only cancels are held back: the user's other requests still go through.
     assert auth_client.get(f"/api/v1/jobs/{jobs[3].pk}").status_code == 200
+
+
+# ----------------------------------------------------------------------------- a call waiting for a runner slot
+
+
+@pytest.mark.django_db
+def test_a_job_waiting_for_a_local_runner_slot_keeps_its_place_and_a_cancel_refunds_it_in_full(
+    funded: Any, project: Any, auth_client: Any, settings: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpu_tasks.local_runner import SLOTS_DIR
+    from gpu_tasks.runner_slots import RunnerSlots
+    from jobs import gpu_client, pipeline
+    from jobs.services.inference import job_poll, job_spawn
+    from jobs.services.reaper import jobs_reap
+    from jobs.services.slots import job_claim
+
+    settings.AUTEUR_GPU_BACKEND, settings.AUTEUR_GPU_LOCAL_DIR = "local", str(tmp_path / "calls")
+    settings.AUTEUR_LOCAL_RUNNER_SLOTS = 1
+    gpu_client.reset()
+    monkeypatch.setattr(pipeline, "publish", lambda *args, **kwargs: True)  # no broker message left behind
+    taken = RunnerSlots(tmp_path / "calls" / SLOTS_DIR, 1).acquire()  # another engine holds the one slot
+    job_id = ""
+    try:
+        accepted = auth_client.post("/api/v1/jobs/tts", {"project_id": str(project.pk), "text": "Hello world"},
+                                    format="json")
+        assert accepted.status_code == 202, accepted.json()
+        job_id = accepted.json()["job_id"]
+        assert job_claim(job_id=job_id) is not None
+        job = job_spawn(job_id=job_id)
+        assert job is not None and job.gpu_call_id
+        status = wait_for(lambda: (s := job_poll(job_id=job_id)) is not None and s.waiting and s, timeout=60)
+        assert status.state == "running"
+        job = Job.objects.get(pk=job_id)
+        assert job.status == JobStatus.PROCESSING and job.inference_started_at is None
+        # Hours later it still waits: the reaper polls it again but never times it out.
+        Job.objects.filter(pk=job_id).update(updated_at=timezone.now() - timedelta(hours=2))
+        counts = jobs_reap(now=timezone.now() + timedelta(hours=2))
+        assert counts["timed_out"] == 0 and counts["repolled"] == 1
+        assert Job.objects.get(pk=job_id).status == JobStatus.PROCESSING
+        canceled = lifecycle.job_cancel(job=Job.objects.get(pk=job_id))
+        assert canceled.credits_refund == canceled.credits_cost and _refunds(job_id) == [canceled.credits_cost]
+    finally:
+        call_id = Job.objects.filter(pk=job_id).values_list("gpu_call_id", flat=True).first() if job_id else None
+        if call_id:
+            gpu_client.cancel_quietly(call_id)
+        os.close(taken)
+        gpu_client.reset()

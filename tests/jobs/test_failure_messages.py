@@ -39,10 +39,10 @@ ERRORS = {
 LEAKS = (PATH, SIGNATURE, "moov atom", "ffmpeg version", settings.AUTEUR_JWT_SECRET, "RuntimeError")
 
 
-def _fail_through_the_step(job: Job, exc: BaseException) -> None:
+def _fail_through_the_step(job: Job, exc: Exception) -> None:
     try:
         raise exc
-    except BaseException:
+    except Exception:
         info = ExceptionInfo()
     STEP_TASKS[Family.AUDIO, Step.INFER].on_failure(exc, "task-id", (str(job.pk),), {}, info)
 
