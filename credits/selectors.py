@@ -122,7 +122,7 @@ def ledger_check() -> list[LedgerProblem]:
             found.append((account_id, f"refund {entry_id} for job {job_id}, which was never charged"))
         else:
             found.append((account_id, f"refund {entry_id} gives back {amount} for job {job_id}, "
-                                      f"which was charged only {-charged_amount}"))
+                                      f"which was charged {-charged_amount}"))
 
     emails = _emails({account_id for account_id, _ in found})
     return [LedgerProblem(account_id, emails.get(account_id, "?"), message) for account_id, message in found]
