@@ -10,6 +10,16 @@ def jobs_refunded_before_were_refunded_in_full(apps, schema_editor):
     Job.objects.filter(credits_refunded=True).update(credits_refund=F("credits_cost"))
 
 
+def failed_jobs_show_their_codes_sentence(apps, schema_editor):
+    # Jobs that failed before showed the error's own text: it becomes staff-only detail.
+    from jobs.failures import failure_detail, failure_message
+
+    Job = apps.get_model("jobs", "Job")
+    for job in Job.objects.filter(status="failed").only("pk", "error_code", "error_message").iterator():
+        Job.objects.filter(pk=job.pk).update(error_detail=failure_detail(job.error_message),
+                                             error_message=failure_message(job.error_code))
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -28,4 +38,5 @@ class Migration(migrations.Migration):
             field=models.TextField(blank=True, default=''),
         ),
         migrations.RunPython(jobs_refunded_before_were_refunded_in_full, migrations.RunPython.noop),
+        migrations.RunPython(failed_jobs_show_their_codes_sentence, migrations.RunPython.noop),
     ]
