@@ -10,6 +10,7 @@ where development stand-ins are used instead.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -209,6 +210,17 @@ AUTEUR_GPU_BACKEND = env.str("AUTEUR_GPU_BACKEND", default="local")
 AUTEUR_GPU_BACKENDS: tuple[str, ...] = ("local", "modal")
 # Where the local backend keeps each call's payload, progress and outputs.
 AUTEUR_GPU_LOCAL_DIR = env.str("AUTEUR_GPU_LOCAL_DIR", default=str(VAR_DIR / "gpu-local"))
+# The local runners on this machine: at most this many engines at once, across every worker
+# process (one per CPU by default: each runs a CPU-bound engine); the rest wait in line.
+AUTEUR_LOCAL_RUNNER_SLOTS = env.int("AUTEUR_LOCAL_RUNNER_SLOTS", default=os.cpu_count() or 1)
+# Memory each engine process (and its ffmpeg) may allocate, in MiB. By default the slots share
+# 80% of the machine's memory, and each gets at least 2 GiB (what ffmpeg needs for a 1080p
+# render, plus headroom; README "Local runners" has the measured figures).
+AUTEUR_LOCAL_RUNNER_MEMORY_MB = env.int(
+    "AUTEUR_LOCAL_RUNNER_MEMORY_MB",
+    default=max(2048, int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.8 / 2**20
+                          / max(1, AUTEUR_LOCAL_RUNNER_SLOTS))),
+)
 AUTEUR_MODAL_APP = env.str("AUTEUR_MODAL_APP", default="auteur-gpu")
 # Model weights for the local backend's engines, one folder per model (manage.py download_models).
 AUTEUR_MODELS_DIR = env.str("AUTEUR_MODELS_DIR", default=str(VAR_DIR / "models"))
@@ -229,6 +241,9 @@ AUTEUR_IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 AUTEUR_REAPER_INTERVAL_SECONDS = env.float("AUTEUR_REAPER_INTERVAL_SECONDS", default=60.0)
 AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECONDS", default=60)
 AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
+# Cancels per user per minute, beside the general limit: a cancel refunds, so a flood of
+# submit-then-cancel is refused early (429) rather than run as free work.
+AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE", default=20)
 
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")

@@ -17,8 +17,10 @@ submissions, the drill:
 Then it waits for every job to end and checks, from the database:
 
     no job lost (every accepted id exists; no job the clients do not know of) or stuck (all end
-    completed, failed or canceled); every failed or canceled job refunded exactly once, no
-    completed job refunded, one charge per job; `ledger_check` clean and no balance ever below 0;
+    completed, failed or canceled); every failed job refunded exactly once in full, every
+    canceled one once by what it records (in full, or the unspent part of a job canceled after
+    its inference started; none when that rounds to 0), no completed job refunded, one charge
+    per job; `ledger_check` clean and no balance ever below 0;
     one set of outputs per completed job (none for the others); one terminal event per job.
 
 It prints a table of figures and invariants, writes bench/results/chaos.json (or --out), and
@@ -308,7 +310,10 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     for tx in CreditTransaction.objects.filter(job_id__isnull=False):
         ledger.setdefault(str(tx.job_id), Counter())[tx.type] += 1
         job = jobs.get(str(tx.job_id))
-        amounts_ok &= job is not None and abs(tx.amount) == job.credits_cost
+        # A charge is the cost; a refund is what the job records it got back (all of it, or the
+        # unspent part of a job canceled after its inference started).
+        amounts_ok &= job is not None and abs(tx.amount) == (job.credits_cost if tx.type == "usage"
+                                                             else job.credits_refund)
     events: dict[str, Counter[str]] = {}
     for job_id, type_, n in JobEvent.objects.values_list("job_id", "type").annotate(n=Count("id")):
         events.setdefault(str(job_id), Counter())[type_] = n
@@ -323,9 +328,11 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
 
     lost = sorted(ids - set(jobs)) + sorted(set(jobs) - ids)
     stuck = bad(lambda i, j: j.status not in TERMINAL_STATUSES)
-    wrong_refund = bad(lambda i, j: ledger.get(i, Counter())["refund"] != (1 if j.status in ("failed", "canceled")
-                                                                          else 0)
-                       or j.credits_refunded != (j.status in ("failed", "canceled")))
+    # Every failed job is refunded once; a canceled one too, unless its inference had spent it all.
+    wrong_refund = bad(lambda i, j: ledger.get(i, Counter())["refund"] != (1 if j.credits_refund else 0)
+                       or j.credits_refunded != bool(j.credits_refund)
+                       or (j.status == "failed" and j.credits_refund != j.credits_cost)
+                       or (j.status not in ("failed", "canceled") and j.credits_refund))
     wrong_charge = bad(lambda i, j: ledger.get(i, Counter())["usage"] != 1)
     wrong_outputs = bad(lambda i, j: outputs[i] != (OUTPUTS[j.type] if j.status == "completed" else 0)
                         or len(j.output_data.get("output_media_ids", [])) != (outputs[i] if j.status == "completed"

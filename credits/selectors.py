@@ -72,7 +72,8 @@ def ledger_check() -> list[LedgerProblem]:
     Checks, for every account: the balance equals the sum of its entries; each entry's
     balance_after is the previous entry's plus its own amount (entries ordered by created_at,
     then id); no balance or balance_after is negative; every entry belongs to the account's
-    user; and each job's refund, if any, gives back exactly what its usage entry charged.
+    user; and each job's refund, if any, gives back at most what its usage entry charged (all of
+    it, or the unspent part of a job canceled after its inference started).
     """
     found: list[tuple[uuid.UUID, str]] = []
 
@@ -112,7 +113,7 @@ def ledger_check() -> list[LedgerProblem]:
     )
     refunds = (
         CreditTransaction.objects.filter(type=TransactionType.REFUND).annotate(charged=charged)
-        .filter(Q(charged__isnull=True) | ~Q(amount=-F("charged")))
+        .filter(Q(charged__isnull=True) | Q(amount__gt=-F("charged")))
     )
     for account_id, entry_id, job_id, amount, charged_amount in refunds.values_list(
         "account_id", "pk", "job_id", "amount", "charged"

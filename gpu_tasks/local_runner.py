@@ -5,8 +5,11 @@ Started detached (its own session, so its pid is also its process group id) by
 enforces the type's time limit from outside the engine, so a limit is kept even while the
 engine sits in C code (CTranslate2, ffmpeg):
 
-    call_dir/call.json       written by spawn: job type, payload, time limit
+    call_dir/call.json       written by spawn: job type, payload, time limit, slots, memory limit
     call_dir/pid.json        written by spawn: the runner's pid and start time
+    call_dir/started.json    written by the runner once it holds one of the machine's runner
+                             slots (gpu_tasks.runner_slots) and starts the engine: until then
+                             the call waits in line, and its time limit has not started
     call_dir/progress.json   written by the engine child: {"progress": 0-100}
     call_dir/outcome.json    written by the engine child: its result or error
     call_dir/status.json     the final status, written once (first writer wins) by the runner,
@@ -15,11 +18,23 @@ engine sits in C code (CTranslate2, ffmpeg):
 If the runner dies without a status (SIGKILL, OOM killer, host reboot), pollers find its pid
 gone and report the call as a transient `worker_lost`; the engine child notices that it was
 orphaned and kills its process group, so no work is left running behind a lost call.
+
+The engine child runs under a memory limit (RLIMIT_DATA, `memory_limit_bytes` in call.json):
+an engine that allocates past it gets a MemoryError (or its library's allocation failure) and
+the call fails with the permanent `gpu_oom`, once, instead of the machine swapping or the
+kernel's OOM killer picking a victim. RLIMIT_DATA rather than RLIMIT_AS: torch and the BLAS
+libraries reserve far more address space than they ever touch, which only RLIMIT_AS counts.
+The supervisor itself stays unlimited, so it can always write the status.
+
+The runner's environment is built by the backend from an allowlist (`LocalBackend.runner_env`):
+it holds no Django, JWT, database, broker or cloud secret, since an engine parses user media.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -31,9 +46,13 @@ from typing import Any
 
 from gpu_tasks import _jsonfile
 from gpu_tasks.contract import status_record
-from gpu_tasks.errors import PermanentGpuError, TransientGpuError, classify_exception
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError, classify_exception
+from gpu_tasks.runner_slots import RunnerSlots
 
 POLL_INTERVAL_S = 0.05
+SLOTS_DIR = "slots"  # under the calls directory, shared by every runner started from it
+# How libraries report that an allocation was refused (the limit's doing, not a bug).
+_ALLOCATION_FAILURES = ("can't allocate memory", "cannot allocate memory", "bad_alloc", "out of memory")
 
 
 class ProgressWriter:
@@ -60,13 +79,15 @@ def _watch_parent(parent_pid: int) -> None:
 def _work(call_dir: Path, call: dict[str, Any], deadline: float, parent_pid: int) -> None:
     """In the engine child: run the engine and write outcome.json."""
     from gpu_tasks.contract import EngineContext
-    from gpu_tasks.engines import load_engine
 
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     started = time.monotonic()
     workdir = call_dir / "work"
+    limit = int(call.get("memory_limit_bytes") or 0)
+    if limit:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     try:
-        engine = load_engine(call["job_type"], "local")
+        engine = _engine(call)
         ctx = EngineContext(
             workdir=workdir,
             payload=call["payload"],
@@ -77,7 +98,7 @@ def _work(call_dir: Path, call: dict[str, Any], deadline: float, parent_pid: int
         outcome = status_record("succeeded", result=result, gpu_seconds=time.monotonic() - started)
         _jsonfile.write_atomic(call_dir / "outcome.json", outcome)
     except BaseException as exc:  # noqa: BLE001 - whatever happens, the poller gets an outcome
-        error = classify_exception(exc)
+        error = _over_limit(exc, limit) or classify_exception(exc)
         if error.code == "internal":
             traceback.print_exc()
         _jsonfile.write_atomic(
@@ -88,12 +109,37 @@ def _work(call_dir: Path, call: dict[str, Any], deadline: float, parent_pid: int
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _engine(call: dict[str, Any]) -> Any:
+    from gpu_tasks.engines import load_engine
+
+    if call.get("engine"):  # a backend built with an engine of its own for the type (tests)
+        module_name, _, attr = str(call["engine"]).partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+    return load_engine(call["job_type"], "local")
+
+
+def _over_limit(exc: BaseException, limit: int) -> GpuError | None:
+    """The permanent `gpu_oom` when an allocation failed under the memory limit."""
+    if not limit:
+        return None
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or any(marker in text.lower() for marker in _ALLOCATION_FAILURES):
+        return PermanentGpuError("gpu_oom", f"the engine went over the local runner's memory limit "
+                                            f"({limit // 2**20} MiB): {text[:300]}")
+    return None
+
+
 def supervise(call_dir: Path) -> int:
     call = _jsonfile.read(call_dir / "call.json")
     if call is None:
         print(f"no call.json in {call_dir}", file=sys.stderr)
         return 2
     limit_s = float(call["time_limit_s"])
+    slots = int(call.get("slots") or 0)
+    # Held until this process and its engine child have exited: the kernel releases it then.
+    if slots:
+        RunnerSlots(call_dir.parent / SLOTS_DIR, slots).acquire()
+    _jsonfile.write_atomic(call_dir / "started.json", {"at": time.time()})
     started = time.monotonic()
     deadline = started + limit_s
     sys.stdout.flush()

@@ -69,8 +69,8 @@ class JobAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     show_full_result_count = False
     fields = (
-        "id", "user", "project", "type", "status", "progress", "credits_cost", "credits_refunded", "ledger",
-        "error_code", "error_message", "retryable", "attempts", "retry_of", "idempotency_key",
+        "id", "user", "project", "type", "status", "progress", "credits_cost", "credits_refunded", "credits_refund",
+        "ledger", "error_code", "error_message", "error_detail", "retryable", "attempts", "retry_of", "idempotency_key",
         "gpu_backend", "gpu_call_id", "gpu_seconds", "processing_time_ms",
         "created_at", "queued_at", "started_at", "inference_started_at", "inference_ended_at", "completed_at",
         "updated_at", "input_params", "output_data",
@@ -156,8 +156,9 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Fail and refund the selected stuck jobs", permissions=["change"])
     def fail_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         done = skipped = 0
+        detail = f"failed by staff (user {request.user.pk})"
         for job_id in queryset.values_list("pk", flat=True):
-            if job_fail(job_id=job_id, code="internal", message="failed by staff", retryable=True):
+            if job_fail(job_id=job_id, code="internal", detail=detail, retryable=True):
                 done += 1
             else:
                 skipped += 1

@@ -15,6 +15,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from auteur.api import (
     ApiView,
@@ -26,6 +27,7 @@ from auteur.api import (
     request_user,
 )
 from auteur.schema import raises
+from auteur.throttling import SlidingWindowThrottle
 from auteur.users.authentication import DeferredAccountJWTAuthentication
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
@@ -79,9 +81,12 @@ class JobSummarySerializer(serializers.Serializer):
     project_id = serializers.UUIDField(allow_null=True)
     credits_cost = serializers.IntegerField()
     credits_refunded = serializers.BooleanField()
+    credits_refund = serializers.IntegerField(
+        help_text="Credits given back: the whole cost when the job failed or was canceled before its inference "
+                  "started, the part not yet spent when it was canceled after")
     progress = serializers.IntegerField(help_text="0 to 100")
     error_code = serializers.CharField(allow_blank=True)
-    error_message = serializers.CharField(allow_blank=True)
+    error_message = serializers.CharField(allow_blank=True, help_text="A fixed sentence for error_code")
     retryable = serializers.BooleanField()
     attempts = serializers.IntegerField()
     retry_of_id = serializers.UUIDField(allow_null=True)
@@ -320,10 +325,22 @@ class EmptyInputSerializer(StrictSerializer):
     """No fields; a body, if any, must be `{}`."""
 
 
+class JobCancelThrottle(SlidingWindowThrottle):
+    """Cancels per user, counted apart from (and as well as) the general per-user limit."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        return self._allow(f"rl:cancel:u:{request_user(request).pk}",
+                           limit=settings.AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE)
+
+
 @raises("job_not_cancelable")
 class JobCancelApi(ApiView):
-    """Cancel a job that has not ended: it becomes `canceled` and is refunded in full, once.
-    409 `job_not_cancelable` when it already ended."""
+    """Cancel a job that has not ended: it becomes `canceled` and is refunded once: in full
+    before its inference started, else the part not yet spent (`credits_refund`). 409
+    `job_not_cancelable` when it already ended or its outputs are being stored; 429
+    `rate_limited` past AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE cancels a minute."""
+
+    throttle_classes = [SlidingWindowThrottle, JobCancelThrottle]
 
     @extend_schema(request=EmptyInputSerializer, responses=JobSerializer, summary="Cancel a job", tags=["jobs"])
     def post(self, request: Request, job_id: str) -> Response:

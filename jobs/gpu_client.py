@@ -34,6 +34,8 @@ def backend() -> GpuBackend:
         local_dir=settings.AUTEUR_GPU_LOCAL_DIR,
         models_dir=settings.AUTEUR_MODELS_DIR,
         modal_app=settings.AUTEUR_MODAL_APP,
+        slots=settings.AUTEUR_LOCAL_RUNNER_SLOTS,
+        memory_limit_mb=settings.AUTEUR_LOCAL_RUNNER_MEMORY_MB,
         # Drills only: the bench settings module sets these (bench/settings.py).
         faults=getattr(settings, "AUTEUR_FAULT_INJECTION", "") or None,
         fault_seed=getattr(settings, "AUTEUR_FAULT_SEED", None),

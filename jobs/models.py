@@ -52,10 +52,16 @@ class Job(models.Model):
     status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.PENDING)
     credits_cost = models.PositiveIntegerField()
     credits_refunded = models.BooleanField(default=False)
+    # Credits given back: the whole cost when the job failed or was canceled before its inference
+    # started, the unspent part when it was canceled after (jobs.services.lifecycle.cancel_refund).
+    credits_refund = models.PositiveIntegerField(default=0)
     input_params = models.JSONField(default=dict)
     output_data = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=40, blank=True, default="")
-    error_message = models.TextField(blank=True, default="")
+    error_message = models.TextField(blank=True, default="")  # shown to the user: a fixed sentence per code
+    # What actually went wrong (exception text, an engine's stderr), for staff only: the admin
+    # shows it, the API never does. Signed URLs and secrets are masked before it is stored.
+    error_detail = models.TextField(blank=True, default="")
     retryable = models.BooleanField(default=False)
     progress = models.PositiveSmallIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)  # GPU calls spawned for this job

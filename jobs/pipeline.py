@@ -14,6 +14,11 @@ argument, after its own work is committed; a redelivered step finds its work don
 re-publishes, so the worst case of a crash is one duplicate message, which the next step
 ignores (bench/pipeline_overhead.py measures the pipeline's overhead).
 
+Cancelling a job sends nothing to the workers: every step re-reads its job and stops when it
+is no longer active, so a step still queued for a canceled job costs one no-op delivery. A
+revocation would cost more: Celery keeps every revoked id or stamp in each worker's memory and
+checks every task it receives against them.
+
 Each step runs on its type's queue family (`jobs.<family>.<step>`, `jobs/tasks.py`).
 """
 
@@ -23,7 +28,6 @@ import logging
 import uuid
 from enum import StrEnum
 
-from celery import current_app
 from kombu.exceptions import OperationalError
 
 from jobs.specs import job_spec
@@ -61,8 +65,6 @@ def publish(job_id: uuid.UUID | str, job_type: str, step: Step, *, countdown: fl
 
     task = STEP_TASKS[job_spec(job_type).family, step]
     signature = task.si(str(job_id), polls) if step is Step.INFER else task.si(str(job_id))
-    # Stamped with the job id, so that cancelling the job revokes whatever step is queued for it.
-    signature.stamp(job_id=str(job_id))
     if countdown:
         signature.set(countdown=countdown)
     try:
@@ -76,11 +78,3 @@ def publish(job_id: uuid.UUID | str, job_type: str, step: Step, *, countdown: fl
 def start(job_id: uuid.UUID | str, job_type: str) -> bool:
     return publish(job_id, job_type, Step.PREPARE)
 
-
-def revoke(job_id: uuid.UUID | str) -> None:
-    """Tell every worker to drop the job's queued steps (a canceled job's poll, say). Best effort:
-    a step that still runs finds the job canceled and stops on its own."""
-    try:
-        current_app.control.revoke_by_stamped_headers({"job_id": str(job_id)})
-    except (OperationalError, OSError) as exc:
-        logger.warning("could not revoke the steps of job %s: %s", job_id, exc, extra={"job_id": str(job_id)})

@@ -73,10 +73,10 @@ class JobTask(DjangoTask):
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         job_id = _job_id(args, kwargs)
         code, retryable = error_code_of(exc)
-        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if code == "internal":
             logger.error("job step %s crashed", self.name, exc_info=exc, extra={"job_id": str(job_id)})
-        job_fail(job_id=job_id, code=code, message=message, retryable=retryable)
+        job_fail(job_id=job_id, code=code, detail=f"{type(exc).__name__}: {detail}", retryable=retryable)
 
 
 def _job_id(args: Any, kwargs: Any) -> str:

@@ -230,20 +230,31 @@ def credit_deduct_for_job(*, user: User, job_id: uuid.UUID, amount: int, descrip
         return _replay(existing, user=user, amount=-amount, type=TransactionType.USAGE)
 
 
-def credit_refund_job(*, job_id: uuid.UUID, reason: str) -> CreditTransaction:
-    """Give back exactly what the job was charged, once. Later calls return the same refund."""
+def credit_refund_job(*, job_id: uuid.UUID, reason: str, amount: int | None = None) -> CreditTransaction:
+    """Give back what the job was charged, or `amount` of it (1 to the charge), once.
+
+    A job has at most one refund, whatever its amount: later calls return that refund and move
+    nothing, so a partial refund and a full one racing for the same job still refund once.
+    """
     reason = _require_text(reason, name="reason")
     usage = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.USAGE)
     if usage is None:
         raise ApplicationError("This job was never charged, so there is nothing to refund.",
                                code="job_not_charged",
                                details={"job_id": str(job_id)})
+    charged = -usage.amount
+    if amount is None:
+        amount = charged
+    _require_positive(amount)
+    if amount > charged:
+        raise ApplicationError("A refund cannot exceed what the job was charged.", code="invalid_amount",
+                               details={"amount": amount, "charged": charged})
     existing = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.REFUND)
     if existing is not None:
         return existing
     try:
         with transaction.atomic():
-            return _must(_post(user=usage.user, amount=-usage.amount, type=TransactionType.REFUND,
+            return _must(_post(user=usage.user, amount=amount, type=TransactionType.REFUND,
                                description=reason, job_id=job_id))
     except IntegrityError:
         # A concurrent refund of this job committed first (one refund per job); ours rolled back.

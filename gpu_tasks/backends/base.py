@@ -40,14 +40,17 @@ class CallStatus:
     error: GpuError | None = None  # on failure
     gpu_seconds: float = 0.0  # accelerator (or, locally, worker CPU) seconds spent by the call
     details: dict[str, Any] = field(default_factory=dict)  # backend-specific, for logs only
+    # Running, but not started yet: the backend keeps it waiting for capacity (a local runner
+    # in line for a slot). Nothing is spent, and its time limit has not started.
+    waiting: bool = False
 
     @property
     def done(self) -> bool:
         return self.state != "running"
 
     @staticmethod
-    def running(progress: float | None = None, **details: Any) -> CallStatus:
-        return CallStatus("running", progress=progress, details=details)
+    def running(progress: float | None = None, *, waiting: bool = False, **details: Any) -> CallStatus:
+        return CallStatus("running", progress=progress, details=details, waiting=waiting)
 
     @staticmethod
     def succeeded(result: dict[str, Any], gpu_seconds: float = 0.0) -> CallStatus:

@@ -9,6 +9,11 @@ SIGKILLed. `base_dir` comes from the caller (settings: `AUTEUR_GPU_LOCAL_DIR`).
 
 Outputs are written to the payload's `output_dir`, or to `<call_dir>/out` when it has none; they
 stay until `release(call_id)` (or `cleanup()`) deletes the call directory.
+
+At most `slots` runners run engines at once on the machine (gpu_tasks.runner_slots); a call
+beyond them waits in line, reported as running with `waiting=True` (nothing spent, its time
+limit not started). Each engine runs under `memory_limit_mb`, in the minimal environment of
+`runner_env`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,15 @@ _CALL_ID = re.compile(r"^local-[0-9a-f]{32}$")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The runner enforces the limit itself; this backstop only catches a runner that cannot.
 _BACKSTOP_GRACE_S = 60.0
+# What a runner inherits of the worker's environment: what Python, the engines, their libraries
+# and ffmpeg need, and nothing else. Above all no secret (Django's, JWT, database, broker,
+# cloud, a hub token): an engine parses user media, and whatever it can read a crafted file
+# could try to exfiltrate.
+RUNNER_ENV_NAMES = frozenset({
+    "PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "AUTEUR_WHISPER_THREADS", "AUTEUR_FFMPEG", "HF_HOME", "HF_HUB_CACHE", "TORCH_HOME",
+})
 
 
 class LocalBackend(GpuBackend):
@@ -51,10 +65,17 @@ class LocalBackend(GpuBackend):
         python: str | None = None,
         time_limits: Mapping[str, float] | None = None,
         models_dir: str | os.PathLike[str] | None = None,
+        slots: int = 0,
+        memory_limit_mb: int = 0,
+        engines: Mapping[str, str] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
         self.python = python or sys.executable
         self.time_limits = dict(time_limits or {})
+        self.slots = slots  # runners at once on the machine; 0: no cap
+        self.memory_limit_mb = memory_limit_mb  # per engine process; 0: none
+        # "module:function" to run for a type instead of its engine (tests run probes this way).
+        self.engines = dict(engines or {})
         # Where the engines' weights are (the runner gets it as AUTEUR_MODELS_DIR).
         self.models_dir = Path(models_dir) if models_dir is not None else weights.models_dir()
 
@@ -84,6 +105,9 @@ class LocalBackend(GpuBackend):
             "payload": payload,
             "time_limit_s": float(self.time_limits.get(spec.job_type.value, spec.time_limit_s)),
             "created_at": time.time(),
+            "slots": self.slots,
+            "memory_limit_bytes": self.memory_limit_mb * 2**20,
+            "engine": self.engines.get(spec.job_type.value),
         }
         try:
             json.dumps(call)
@@ -96,7 +120,7 @@ class LocalBackend(GpuBackend):
                 proc = subprocess.Popen(
                     [self.python, "-m", "gpu_tasks.local_runner", str(call_dir)],
                     cwd=_PROJECT_ROOT,
-                    env=self._runner_env(),
+                    env=self.runner_env(),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -118,8 +142,11 @@ class LocalBackend(GpuBackend):
         if status is not None:
             return CallStatus.from_record(status)
         if self._runner_alive(call_dir):
+            started = _jsonfile.read(call_dir / "started.json")
+            if started is None:
+                return CallStatus.running(None, waiting=True)  # in line for a slot, or starting
             call = _jsonfile.read(call_dir / "call.json") or {}
-            elapsed = time.time() - float(call.get("created_at") or time.time())
+            elapsed = time.time() - float(started.get("at") or time.time())
             if elapsed > float(call.get("time_limit_s") or 0) + _BACKSTOP_GRACE_S:
                 error = PermanentGpuError("timeout", "the call ran past its time limit")
                 self._finish(call_dir, error, gpu_seconds=elapsed)
@@ -172,12 +199,14 @@ class LocalBackend(GpuBackend):
         # The id becomes a path: only our own format, never '../'.
         return self.base_dir / call_id if _CALL_ID.match(call_id or "") else None
 
-    def _runner_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-        env["HF_HUB_OFFLINE"] = "1"
+    def runner_env(self) -> dict[str, str]:
+        """The runner's whole environment: RUNNER_ENV_NAMES from ours, and what the engines need."""
+        env = {name: value for name, value in os.environ.items() if name in RUNNER_ENV_NAMES}
+        env.setdefault("PATH", os.defpath)
+        env["PYTHONPATH"] = str(_PROJECT_ROOT)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["HF_HUB_OFFLINE"] = env["TRANSFORMERS_OFFLINE"] = env["HF_DATASETS_OFFLINE"] = "1"
         env[weights.MODELS_DIR_ENV] = str(self.models_dir)
-        env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
     def _runner_alive(self, call_dir: Path) -> bool:

@@ -45,8 +45,8 @@ def job_get(*, user: User, job_id: uuid.UUID | str) -> Job:
 # What GET /jobs/{id} shows, in its order (jobs.apis.JobSerializer): not input_params, which holds
 # a render's whole timeline and is never sent back.
 JOB_DETAIL_FIELDS = (
-    "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "progress", "error_code",
-    "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
+    "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
+    "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
     "completed_at", "processing_time_ms", "gpu_seconds", "output_data",
 )
 

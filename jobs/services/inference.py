@@ -68,6 +68,7 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
         return None
     status = gpu_client.poll(job.gpu_call_id)  # TransientGpuError: could not read; poll later
     if status.state == "running":
+        _record_start(job, waiting=status.waiting)
         limit = inference_limit_seconds(job)
         if job.inference_started_at and timezone.now() - job.inference_started_at > timedelta(seconds=limit):
             gpu_client.cancel(job.gpu_call_id)
@@ -103,6 +104,24 @@ def job_inference_ended(*, job: Job) -> bool:
         return False
     job.inference_ended_at = job.inference_ended_at or now
     return True
+
+
+def _record_start(job: Job, *, waiting: bool) -> None:
+    """Keep `inference_started_at` to when the call really started running.
+
+    A call the backend keeps waiting for capacity (a local runner in line for a slot) has spent
+    nothing: its start is cleared, so a cancel refunds it in full and neither its time limit nor
+    the reaper's runs; the first look that finds it running stamps the start.
+    """
+    if waiting and job.inference_started_at is not None:
+        Job.objects.filter(pk=job.pk, gpu_call_id=job.gpu_call_id).update(inference_started_at=None)
+        job.inference_started_at = None
+    elif not waiting and job.inference_started_at is None:
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk, gpu_call_id=job.gpu_call_id, inference_started_at__isnull=True).update(
+            inference_started_at=now
+        )
+        job.inference_started_at = now
 
 
 def _record_progress(job: Job, progress: float | None) -> None:

@@ -1,30 +1,38 @@
-"""A job's other ends: failed (refunded, once) and canceled (refunded, once)."""
+"""A job's other ends: failed (refunded in full, once) and canceled (refunded once, in full or
+the part its inference has not used)."""
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from credits.services.ledger import credit_refund_job
-from jobs import gpu_client, pipeline
+from jobs import gpu_client
 from jobs.errors import JobNotCancelable
+from jobs.failures import failure_detail, failure_message
 from jobs.models import ACTIVE_STATUSES, Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.slots import job_slot_release
+from jobs.specs import job_spec
 from media.services.outputs import media_delete_job_outputs
 
 logger = logging.getLogger(__name__)
 
 
-def job_fail(*, job_id: uuid.UUID | str, code: str, message: str, retryable: bool) -> bool:
+def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool) -> bool:
     """Mark a non-terminal job failed and refund it, in one transaction. True if this call did it.
 
+    The user is shown the fixed sentence for `code` (jobs.failures); `detail`, the error's own
+    text, goes scrubbed to the log and to the staff-only `error_detail`.
     Safe to call any number of times (on_failure twice, the reaper beside a late worker): only
     the first conditional UPDATE matches, and only it refunds.
     """
+    message, detail = failure_message(code), failure_detail(detail)
     with transaction.atomic():
         job = Job.objects.filter(pk=job_id).first()
         if job is None:
@@ -32,45 +40,72 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, message: str, retryable: boo
         moved = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(
             status=JobStatus.FAILED,
             error_code=code[:40],
-            error_message=message[:2000],
+            error_message=message,
+            error_detail=detail,
             retryable=retryable,
             completed_at=timezone.now(),
             updated_at=timezone.now(),
             credits_refunded=True,
+            credits_refund=job.credits_cost,
         )
         if not moved:
             return False
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job failed: {code}")
         # A job that failed while storing keeps nothing it is refunded for.
         media_delete_job_outputs(job_id=job.pk)
-        job_event_record(job_id, JobEventType.FAILED, code=code, message=message[:500], retryable=retryable)
+        job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable)
         job_slot_release(user_id=job.user_id)
-    logger.warning("job failed: %s (%s)", code, message[:200], extra={"job_id": str(job_id)})
+    logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
         gpu_client.cancel_quietly(job.gpu_call_id)
     return True
 
 
+def cancel_refund(*, job: Job, at: datetime) -> int:
+    """The credits a job canceled at `at` gets back.
+
+    Before its inference started (or while the backend still keeps the call waiting for
+    capacity), nothing was spent: the whole cost. After, the part not spent, where the spent
+    share is the larger of the time the call has run against its type's time limit and the
+    progress its engine reported, rounded up to whole credits:
+
+        refund = cost - ceil(cost * min(1, max(seconds_run / time_limit, progress / 100)))
+
+    So a cancel just before the end refunds little, and a call canceled soon after it started
+    keeps at least one credit of its cost.
+    """
+    if job.inference_started_at is None:
+        return job.credits_cost
+    seconds_run = max(0.0, (at - job.inference_started_at).total_seconds())
+    spent = min(1.0, max(seconds_run / job_spec(job.type).engine.time_limit_s, job.progress / 100))
+    return job.credits_cost - math.ceil(job.credits_cost * spent)
+
+
 def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
-    """Cancel a non-terminal job: refund it in full, once, and stop its GPU call. 409 if it ended."""
+    """Cancel a non-terminal job: refund it once (cancel_refund) and stop its GPU call. 409 if it ended."""
     with transaction.atomic():
+        now = timezone.now()
         # Once inference has produced its result the outputs are being stored: cancelling then
         # would refund work the user is about to receive.
         moved = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES, inference_ended_at__isnull=True).update(
-            status=JobStatus.CANCELED, completed_at=timezone.now(), credits_refunded=True, error_message=reason,
-            updated_at=timezone.now(),
+            status=JobStatus.CANCELED, completed_at=now, error_message=reason, updated_at=now,
         )
         if not moved:
             job.refresh_from_db()
             state = "finishing" if job.status == JobStatus.PROCESSING else job.status
             raise JobNotCancelable(f"The job is already {state}.", details={"status": job.status})
-        credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled")
-        job_event_record(job.pk, JobEventType.CANCELED, reason=reason)
+        # The UPDATE holds the row's lock until commit, so the progress and start read now are the
+        # last a worker wrote, and no failure of the job can refund it beside us.
+        job.refresh_from_db()
+        refund = cancel_refund(job=job, at=now)
+        if refund:
+            credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled", amount=refund)
+            Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
+        job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund)
         job_slot_release(user_id=job.user_id)
-        call_id = Job.objects.values_list("gpu_call_id", flat=True).get(pk=job.pk)
-        if call_id:
+        if job.gpu_call_id:
+            call_id = job.gpu_call_id
             transaction.on_commit(lambda: gpu_client.cancel_quietly(call_id))
-        transaction.on_commit(lambda: pipeline.revoke(job.pk))
     job.refresh_from_db()
     return job
 

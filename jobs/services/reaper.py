@@ -53,14 +53,17 @@ def jobs_reap(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _reap_processing(job: Job, now: datetime, counts: dict[str, int]) -> None:
+    # A call waiting in line for the backend's capacity keeps its place: it is only polled
+    # again when its polls stop; its own time limit starts when it does.
+    waiting = bool(job.gpu_call_id) and job.inference_started_at is None and job.inference_ended_at is None
     if job.inference_ended_at is not None:
         # Storing outputs: bounded by the storing step's own hard limit, not the inference's.
         limit, began, step = STEP_HARD_LIMIT_SECONDS, job.inference_ended_at, Step.FINISH
     else:
         limit = inference_limit_seconds(job)
         began, step = job.inference_started_at or job.started_at or job.created_at, Step.INFER
-    if now - began > timedelta(seconds=limit + REAP_MARGIN_SECONDS):
-        if job_fail(job_id=job.pk, code="timeout", message=f"no result within {limit} s", retryable=True):
+    if not waiting and now - began > timedelta(seconds=limit + REAP_MARGIN_SECONDS):
+        if job_fail(job_id=job.pk, code="timeout", detail=f"reaper: no result within {limit} s", retryable=True):
             counts["timed_out"] += 1
     elif now - job.updated_at > repoll_after() and pipeline.publish(job.pk, job.type, step):
         Job.objects.filter(pk=job.pk).update(updated_at=now)

@@ -183,6 +183,29 @@ def test_refund_gives_back_exactly_the_charge_once(funded_user):
     assert ledger_check() == []
 
 
+def test_a_partial_refund_gives_back_its_amount_once_and_no_later_refund_adds_to_it(funded_user):
+    user = funded_user(100)
+    job_id = uuid.uuid4()
+    credit_deduct_for_job(user=user, job_id=job_id, amount=10, description="x")
+    partial = credit_refund_job(job_id=job_id, reason="canceled after 40% of the work", amount=6)
+    assert (partial.amount, partial.balance_after) == (6, 96)
+    # A failure refund arriving afterwards (a racing worker) finds the refund and moves nothing.
+    assert credit_refund_job(job_id=job_id, reason="failed").pk == partial.pk
+    assert snapshot(user) == (96, 3)
+    assert ledger_check() == []
+
+
+@pytest.mark.parametrize("amount", [0, -1, 11])
+def test_a_refund_outside_one_to_the_charge_is_refused_and_moves_nothing(funded_user, amount):
+    user = funded_user(100)
+    job_id = uuid.uuid4()
+    credit_deduct_for_job(user=user, job_id=job_id, amount=10, description="x")
+    with pytest.raises(ApplicationError) as exc:
+        credit_refund_job(job_id=job_id, reason="x", amount=amount)
+    assert exc.value.code == "invalid_amount"
+    assert snapshot(user) == (90, 2)
+
+
 def test_refund_of_a_job_never_charged_is_refused_and_moves_nothing(funded_user):
     user = funded_user(100)
     with pytest.raises(ApplicationError) as exc:

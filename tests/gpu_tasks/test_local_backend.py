@@ -191,3 +191,105 @@ def test_a_model_engine_runs_only_where_its_weights_are(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "model_index.json").write_text("{}")
     assert backend.supports("image-generation") and backend.unavailable_reason("image-generation") is None
+
+
+# ----------------------------------------------------------------------------- what a runner gets
+
+PROBES = "tests.gpu_tasks.probe_engines"
+SECRETS = {
+    "DJANGO_SECRET_KEY": "django-secret-for-the-env-test-0123456789",
+    "AUTEUR_JWT_SECRET": "jwt-secret-for-the-env-test-0123456789",
+    "DATABASE_URL": "postgres://app:db-password@127.0.0.1:5432/auteur",
+    "REDIS_URL": "redis://:redis-password@127.0.0.1:6379/0",
+    "MONGODB_URI": "mongodb://app:mongo-password@127.0.0.1:27017/auteur",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-for-the-env-test",
+    "AWS_ACCESS_KEY_ID": "AKIAENVTEST",
+    "MODAL_TOKEN_ID": "ak-env-test",
+    "MODAL_TOKEN_SECRET": "as-env-test",
+    "HF_TOKEN": "hf_envtest",
+    "FLOWER_BASIC_AUTH": "admin:flower-password",
+}
+
+
+def test_a_runner_gets_a_minimal_environment_without_any_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    backend = LocalBackend(tmp_path / "calls", models_dir=tmp_path / "models", engines={"tts": f"{PROBES}:dump_env"})
+    status = wait_for(backend, backend.spawn("tts", {"text": "x"}), lambda s: s.done)
+    assert status.state == "succeeded" and status.result is not None, status.error
+    env = status.result["env"]
+    assert not set(SECRETS) & set(env)
+    assert not [name for name, value in env.items() if any(secret in value for secret in SECRETS.values())]
+    assert not [name for name in env if name.startswith(("DJANGO_", "AUTEUR_JWT", "AWS_", "MODAL_", "CELERY"))]
+    assert env["AUTEUR_MODELS_DIR"] == str(tmp_path / "models") and env["HF_HUB_OFFLINE"] == "1"
+    assert env["OMP_NUM_THREADS"] == "1" and env["PATH"]
+
+
+def test_no_more_runners_than_slots_run_at_once_and_the_rest_wait_in_line(tmp_path: Path) -> None:
+    from gpu_tasks.runner_slots import RunnerSlots
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    backend = LocalBackend(tmp_path / "calls", slots=2, engines={"tts": f"{PROBES}:hold"})
+    calls = [backend.spawn("tts", {"text": "x", "dir": str(shared)}) for _ in range(5)]
+    line = backend.base_dir / "slots" / "tickets"
+    # Two engines run; the three other runners have reached the line and wait there.
+    deadline = time.monotonic() + 60
+    while not (len(list(shared.glob("running-*"))) == 2 and line.is_dir() and len(list(line.iterdir())) == 3):
+        assert time.monotonic() < deadline, "runners did not settle"
+        time.sleep(0.05)
+    statuses = [backend.poll(call_id) for call_id in calls]
+    assert sorted(s.waiting for s in statuses) == [False, False, True, True, True]
+    assert all(s.state == "running" for s in statuses)
+    assert RunnerSlots(backend.base_dir / "slots", 2).held() == 2
+    (shared / "go").touch()
+    results = [wait_for(backend, call_id, lambda s: s.done) for call_id in calls]
+    assert [r.state for r in results] == ["succeeded"] * 5, [r.error for r in results]
+    assert max(r.result["running_at_start"] for r in results if r.result) <= 2
+
+
+def test_a_waiting_runner_that_is_canceled_leaves_the_line(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    backend = LocalBackend(tmp_path / "calls", slots=1, engines={"tts": f"{PROBES}:hold"})
+    first = backend.spawn("tts", {"text": "x", "dir": str(shared)})
+    second = backend.spawn("tts", {"text": "x", "dir": str(shared)})
+    third = backend.spawn("tts", {"text": "x", "dir": str(shared)})
+    line = backend.base_dir / "slots" / "tickets"
+    deadline = time.monotonic() + 60
+    while not (line.is_dir() and len(list(line.iterdir())) == 2):
+        assert time.monotonic() < deadline, "runners did not settle"
+        time.sleep(0.05)
+    assert backend.poll(second).waiting
+    backend.cancel(second)
+    canceled = backend.poll(second).error
+    assert canceled is not None and canceled.code == "canceled"
+    (shared / "go").touch()
+    assert wait_for(backend, first, lambda s: s.done).state == "succeeded"
+    assert wait_for(backend, third, lambda s: s.done).state == "succeeded"
+
+
+def test_an_engine_allocating_past_the_memory_limit_fails_with_gpu_oom(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "calls", memory_limit_mb=256, engines={"tts": f"{PROBES}:allocate"})
+    within = wait_for(backend, backend.spawn("tts", {"text": "x", "mb": 64}), lambda s: s.done)
+    assert within.state == "succeeded" and within.result == {"allocated_mb": 64}
+    over = wait_for(backend, backend.spawn("tts", {"text": "x", "mb": 1024}), lambda s: s.done)
+    assert over.state == "failed" and over.error is not None
+    assert over.error.code == "gpu_oom" and not over.error.retryable
+    assert "256 MiB" in over.error.message
+
+
+def test_the_local_engines_run_under_the_smallest_default_memory_limit(
+    tmp_path: Path, speech_wav: Path, long_render_payload: dict[str, Any]
+) -> None:
+    backend = LocalBackend(tmp_path / "calls", memory_limit_mb=2048)
+    transcribed = wait_for(backend, backend.spawn("transcription", {"media": {"path": str(speech_wav)}}),
+                           lambda s: s.done)
+    assert transcribed.state == "succeeded", transcribed.error
+    media = long_render_payload["media"]["m"]
+    compressed = wait_for(backend, backend.spawn("compression", {"media": media, "preset": "720p"}),
+                          lambda s: s.done, timeout=120)
+    assert compressed.state == "succeeded", compressed.error

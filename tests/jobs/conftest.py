@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -31,13 +32,14 @@ WORKER_READY_TIMEOUT = 60
 
 
 class Worker:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], include: str = "") -> None:
         self.env = env
+        self.name = f"test-{os.getpid()}@{socket.gethostname()}"
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "auteur", "worker", "-Q", ",".join(ALL_QUEUES), "-c", "2",
-             "-O", "fair", "--without-mingle", "--without-gossip", "-n", f"test-{os.getpid()}@%h",
-             "--loglevel", "INFO"],
+             "-O", "fair", "--without-mingle", "--without-gossip", "-n", self.name,
+             "--loglevel", "INFO", *(["--include", include] if include else [])],
             env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )
@@ -63,16 +65,17 @@ class Worker:
 
 @pytest.fixture
 def start_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[Callable[..., Worker]]:
-    """Start a worker on the test database with extra environment (fault injection...)."""
+    """Start a worker on the test database with extra environment (fault injection...);
+    `include`: a module the worker imports too (a remote-control probe, say)."""
     workers: list[Worker] = []
     db = settings.DATABASES["default"]
 
-    def start(**extra: str) -> Worker:
+    def start(include: str = "", **extra: str) -> Worker:
         env = dict(os.environ)
         password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
         env["DATABASE_URL"] = f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
         env.update(extra)
-        worker = Worker(env)
+        worker = Worker(env, include)
         workers.append(worker)
         return worker
 

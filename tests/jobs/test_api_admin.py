@@ -9,6 +9,7 @@ from django.urls import reverse
 from credits.models import Plan
 from credits.selectors import credit_balance_get
 from credits.services.subscriptions import subscription_create
+from jobs.failures import failure_message
 from jobs.models import Job, JobStatus
 from jobs.services.lifecycle import job_fail
 from tests.jobs.support import (
@@ -48,7 +49,7 @@ def run_action(client: Client, action: str, jobs: list[Job]):
 
 
 def test_the_changelist_shows_the_24_hour_summary_per_type_and_status(staff_client, jobs, funded):
-    job_fail(job_id=jobs[0].pk, code="gpu_oom", message="oom", retryable=True)
+    job_fail(job_id=jobs[0].pk, code="gpu_oom", detail="oom", retryable=True)
     response = staff_client.get(reverse(CHANGELIST))
     assert response.status_code == 200
     summary = response.context["job_summary"]
@@ -110,11 +111,12 @@ def test_the_fail_action_fails_and_refunds_stuck_jobs_once(staff_client, jobs, f
         run_action(staff_client, "fail_selected", jobs[:1])
     job = Job.objects.get(pk=jobs[0].pk)
     assert job.status == JobStatus.FAILED and job.error_code == "internal" and job.retryable
-    assert job.error_message == "failed by staff" and refund_rows(job.pk) == 1
+    assert job.error_message == failure_message("internal") and job.error_detail.startswith("failed by staff")
+    assert refund_rows(job.pk) == 1
 
 
 def test_the_retry_action_submits_failed_jobs_again(staff_client, jobs, funded):
-    job_fail(job_id=jobs[0].pk, code="gpu_oom", message="oom", retryable=True)
+    job_fail(job_id=jobs[0].pk, code="gpu_oom", detail="oom", retryable=True)
     balance = credit_balance_get(user=funded)
     run_action(staff_client, "retry_selected", jobs[:2])  # the second is pending: refused, not retried
     retries = list(Job.objects.filter(retry_of__isnull=False))

@@ -31,8 +31,8 @@ from tests.jobs.support import (
 pytestmark = pytest.mark.django_db
 
 DETAIL_KEYS = {
-    "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "progress", "error_code",
-    "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
+    "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
+    "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
     "completed_at", "processing_time_ms", "gpu_seconds", "output_data", "output_media",
 }
 
@@ -91,7 +91,7 @@ def test_the_detail_is_byte_for_byte_what_the_job_serializer_writes(auth_client,
         {"status": JobStatus.COMPLETED, "progress": 100, "gpu_seconds": 1.5, "processing_time_ms": 2300,
          "completed_at": at, "output_data": {"text": "héllo", "output_media_ids": [str(produced.pk)]}},
         {"status": JobStatus.FAILED, "error_code": "gpu_oom", "error_message": "out of memory",
-         "retryable": True, "credits_refunded": True, "retry_of_id": job.pk, "gpu_seconds": 2.0},
+         "retryable": True, "credits_refunded": True, "credits_refund": 5, "retry_of_id": job.pk, "gpu_seconds": 2.0},
     ]
     for fields in states:
         Job.objects.filter(pk=job.pk).update(**fields)
@@ -250,7 +250,7 @@ def test_retrying_a_job_that_did_not_fail_is_409(auth_client, funded, job):
 
 
 def test_retrying_a_failed_job_whose_error_is_permanent_is_409(auth_client, funded, job):
-    assert job_fail(job_id=job.pk, code="invalid_media", message="not decodable", retryable=False)
+    assert job_fail(job_id=job.pk, code="invalid_media", detail="not decodable", retryable=False)
     before = ledger_state(funded)
     response = auth_client.post(jobs_url(f"/{job.pk}/retry"))
     assert response.status_code == 409 and error_code(response) == "job_not_retryable"
@@ -258,7 +258,7 @@ def test_retrying_a_failed_job_whose_error_is_permanent_is_409(auth_client, fund
 
 
 def test_retrying_a_failed_retryable_job_submits_a_new_job_charged_again(auth_client, funded, job):
-    assert job_fail(job_id=job.pk, code="gpu_oom", message="out of memory", retryable=True)
+    assert job_fail(job_id=job.pk, code="gpu_oom", detail="out of memory", retryable=True)
     assert credit_balance_get(user=funded) == START_BALANCE  # refunded
     response = auth_client.post(jobs_url(f"/{job.pk}/retry"), {}, format="json")
     assert response.status_code == 202, response.json()
@@ -278,7 +278,7 @@ def test_retrying_a_failed_retryable_job_submits_a_new_job_charged_again(auth_cl
 
 def test_another_users_job_is_404_on_every_endpoint_and_nothing_changes(job, funded, make_user, client_for):
     other = client_for(make_user())
-    assert job_fail(job_id=job.pk, code="gpu_oom", message="oom", retryable=True)
+    assert job_fail(job_id=job.pk, code="gpu_oom", detail="oom", retryable=True)
     job.refresh_from_db()
     before = (ledger_state(funded), job.status, Job.objects.count())
     for method, suffix in [("get", ""), ("get", "/events"), ("post", "/cancel"), ("post", "/retry")]:

@@ -133,7 +133,7 @@ def test_a_terminal_job_cannot_be_canceled(user, project, media, state):
 def test_failing_after_cancel_does_not_refund_again(user, project, media):
     job = submit(user, project, media)
     lifecycle.job_cancel(job=job)
-    assert lifecycle.job_fail(job_id=job.pk, code="timeout", message="late", retryable=True) is False
+    assert lifecycle.job_fail(job_id=job.pk, code="timeout", detail="late", retryable=True) is False
     assert refunds(job) == 1
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELED
 
@@ -200,7 +200,7 @@ def test_idempotency_race_charges_once(user, project, media):
 
 def test_retrying_twice_creates_and_charges_one_new_job(user, project, media):
     job = submit(user, project, media)
-    lifecycle.job_fail(job_id=job.pk, code="capacity", message="busy", retryable=True)
+    lifecycle.job_fail(job_id=job.pk, code="capacity", detail="busy", retryable=True)
     job.refresh_from_db()
     with TestCase.captureOnCommitCallbacks(execute=False):
         first = submission.job_retry(job=job)
@@ -236,7 +236,7 @@ def test_a_job_failing_while_storing_loses_its_outputs(user, project, media):
     output = MediaFileFactory.create(project=project, name="out.wav", type="audio", duration_ms=None,
                                      source_job_id=job.pk)
     with TestCase.captureOnCommitCallbacks(execute=False):
-        assert lifecycle.job_fail(job_id=job.pk, code="internal", message="storage down", retryable=True)
+        assert lifecycle.job_fail(job_id=job.pk, code="internal", detail="storage down", retryable=True)
     assert not MediaFile.objects.filter(pk=output.pk).exists()
     assert refunds(job) == 1
 
@@ -292,7 +292,7 @@ def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, m
     real = outputs.media_create_output
 
     def reaper_fails_it_meanwhile(**kwargs):
-        lifecycle.job_fail(job_id=job.pk, code="timeout", message="no result in time", retryable=True)
+        lifecycle.job_fail(job_id=job.pk, code="timeout", detail="no result in time", retryable=True)
         return real(**kwargs)
 
     monkeypatch.setattr(outputs, "media_create_output", reaper_fails_it_meanwhile)

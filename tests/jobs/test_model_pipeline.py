@@ -113,7 +113,7 @@ def test_a_model_job_completes_on_tiny_weights(job_type, start_worker, auth_clie
     response = auth_client.post(f"/api/v1/jobs/{job_type}", body, format="json")
     assert response.status_code == 202, response.json()
     job = wait_terminal(response.json()["job_id"], timeout=240)
-    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     assert ledger(job.pk) == ["usage"], "charged once, never refunded"
     outputs = MediaFile.objects.filter(source_job_id=job.pk)
     if job_type == "video-query":
