@@ -13,7 +13,15 @@ import pytest
 from media.models import MediaFile
 from media.probing import OVER_LIMITS, SIZE_UNREADABLE, probe_file
 from media.services import probing
-from tests.media.conftest import ffmpeg, lying_mkv, request_upload, run_probe, upload_local
+from tests.media.conftest import (
+    ffmpeg,
+    local_put,
+    lying_mkv,
+    media_path,
+    request_upload,
+    run_probe,
+    upload_local,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -138,10 +146,9 @@ def test_a_probe_redelivered_past_its_attempts_rejects_the_file_without_probing(
 ):
     settings.AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS = 3
     ticket = request_upload(auth_client, project, samples.video, "video/mp4")
-    from tests.media.conftest import local_put, media_path
-
     assert local_put(ticket["upload_url"], samples.video.read_bytes(), "video/mp4").status_code == 200
-    assert auth_client.post(media_path(project.pk, ticket["media_id"], "/confirm"), {}, format="json").status_code == 202
+    confirm = auth_client.post(media_path(project.pk, ticket["media_id"], "/confirm"), {}, format="json")
+    assert confirm.status_code == 202
     runs: list[Path] = []
 
     def killed(path: Path, *_args: object, **_kwargs: object) -> None:
