@@ -190,6 +190,15 @@ AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_STORAGE_PER_MI
 AUTEUR_QUOTA_STORAGE_BYTES = env.int("AUTEUR_QUOTA_STORAGE_BYTES", default=50 * 1024**3)
 AUTEUR_QUOTA_VOICES = env.int("AUTEUR_QUOTA_VOICES", default=20)
 AUTEUR_QUOTA_PROJECTS = env.int("AUTEUR_QUOTA_PROJECTS", default=200)
+# The probe runs in a child process with these limits (media/probe_sandbox.py); a file it cannot
+# examine within them is rejected. A picture above AUTEUR_MEDIA_MAX_PIXELS is refused before
+# anything decodes it; a file whose probe keeps killing its worker is rejected after
+# AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS runs.
+AUTEUR_MEDIA_PROBE_MEMORY_MB = env.int("AUTEUR_MEDIA_PROBE_MEMORY_MB", default=2048)
+AUTEUR_MEDIA_PROBE_CPU_SECONDS = env.int("AUTEUR_MEDIA_PROBE_CPU_SECONDS", default=120)
+AUTEUR_MEDIA_PROBE_TIMEOUT_SECONDS = env.float("AUTEUR_MEDIA_PROBE_TIMEOUT_SECONDS", default=300.0)
+AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS = env.int("AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS", default=3)
+AUTEUR_MEDIA_MAX_PIXELS = env.int("AUTEUR_MEDIA_MAX_PIXELS", default=8192 * 8192)
 # Absolute base of the URLs the local storage backend signs (the API serves them).
 AUTEUR_PUBLIC_BASE_URL = env.str("AUTEUR_PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
 STORAGES = {

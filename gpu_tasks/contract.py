@@ -8,6 +8,9 @@ Payload (a JSON-able dict given to `backend.spawn(job_type, payload)`):
   Which keys carry inputs depends on the type (see each engine's docstring):
   transcription `media`; tts `voice_sample` (optional); compression `media`;
   render `media: {media_file_id: {"kind": "video"|"audio"|"image", **input_ref}}`.
+- An input ref of audio or video may carry `max_duration_ms`: the length the job was priced
+  for (the probe's measure of the file). An engine reads no further into that input (ffmpeg
+  `-t`, decoders stop there): a file that grew after it was priced is never processed whole.
 - Parameters sit beside them (`language`, `script`, `text`, `speed`, `preset`, `edl`, ...).
 - Where outputs go, one of:
   * `output_dir`: a directory the worker can write (local backend; defaults to a folder inside
@@ -64,6 +67,16 @@ def input_ref_kind(ref: Any) -> str:
         if isinstance(ref.get("url"), str) and urlsplit(ref["url"]).scheme in ("http", "https"):
             return "url"
     raise PermanentGpuError("invalid_input", "an input must be {'path': '/file'} or {'url': 'https://...'}")
+
+
+def input_limit_s(ref: Any) -> float | None:
+    """How many seconds of an input an engine may read: its `max_duration_ms`, or None (no limit)."""
+    value = ref.get("max_duration_ms") if isinstance(ref, Mapping) else None
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise PermanentGpuError("invalid_input", "max_duration_ms must be a positive whole number")
+    return value / 1000
 
 
 def resolve_input(

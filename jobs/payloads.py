@@ -2,6 +2,9 @@
 
 An input ref is a local path when the worker shares the local storage (the local backend),
 else a signed URL valid for `ttl` seconds (the job's spec gives its time limit plus queueing).
+A media input of known length also carries it as `max_duration_ms`: the probe's measure, which
+is what a duration-priced job was charged for (a ready file's duration never changes). The
+engines read no further into the file than that, whatever its bytes hold by the time they run.
 """
 
 from __future__ import annotations
@@ -36,11 +39,20 @@ def media_payload(job: Job, ttl: int) -> dict[str, Any]:
     voice's sample as `voice_sample`, as refs."""
     params = dict(job.input_params)
     ids = {k: v for k, v in params.items() if k.endswith("media_id") and v}
-    keys = {str(pk): key for pk, key in MediaFile.objects.filter(pk__in=ids.values()).values_list("pk", "storage_key")}
+    files = {
+        str(pk): (key, duration_ms)
+        for pk, key, duration_ms in MediaFile.objects.filter(pk__in=ids.values()).values_list(
+            "pk", "storage_key", "duration_ms"
+        )
+    }
     payload: dict[str, Any] = {"job_id": str(job.id), **params}
     for name, media_id in ids.items():
-        if str(media_id) in keys:
-            payload[name.removesuffix("_id")] = input_ref(keys[str(media_id)], ttl)
+        if str(media_id) in files:
+            key, duration_ms = files[str(media_id)]
+            ref = input_ref(key, ttl)
+            if duration_ms:
+                ref["max_duration_ms"] = duration_ms
+            payload[name.removesuffix("_id")] = ref
     if params.get("voice_sample_key"):
         payload["voice_sample"] = input_ref(params["voice_sample_key"], ttl)
     return payload

@@ -1,7 +1,12 @@
 """What a media file really is: PyAV for the facts, the ffmpeg binary for thumbnails.
 
 There is no ffprobe binary in any wheel; PyAV links FFmpeg's own libraries, which is what
-ffprobe uses. Thumbnails come from the ffmpeg that imageio-ffmpeg ships. No Django here.
+ffprobe uses. Thumbnails come from the ffmpeg that imageio-ffmpeg ships. No Django here: the
+probe runs in a child process with memory and CPU limits (media/probe_sandbox.py).
+
+The duration is measured from the packets, not read from the header: a header is whatever the
+uploader wrote, and a WebM that says 1 s can hold an hour. Reading packets is demuxing only (no
+decoding), about 0.6 s for an hour of audio in 20 ms packets.
 """
 
 from __future__ import annotations
@@ -13,28 +18,21 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from gpu_tasks.input_policy import SAFE_INPUT_OPTIONS, STILL_IMAGE_FORMATS, ffmpeg_input
+
 logger = logging.getLogger(__name__)
 
 NOT_DECODABLE = "not a decodable media file"
-# Containers FFmpeg uses for a single still image.
-STILL_IMAGE_FORMATS = ("png_pipe", "jpeg_pipe", "webp_pipe")
-# The only demuxers FFmpeg may use on an uploaded file, and the only protocol. FFmpeg otherwise
-# picks a demuxer by content or by file extension among hundreds: a text file becomes an ANSI
-# "video" (tty), and playlist formats (HLS, concat) would make it open other files or URLs
-# named inside the upload and render them into a thumbnail the user can download.
-FORMAT_WHITELIST = ",".join((
-    "mov,mp4,m4a,3gp,3g2,mj2",  # mp4, mov, m4a
-    "matroska,webm",
-    "wav",
-    "mp3",
-    "aac",
-    "flac",
-    "ogg",
-    *STILL_IMAGE_FORMATS,
-))
-SAFE_INPUT_OPTIONS = {"format_whitelist": FORMAT_WHITELIST, "protocol_whitelist": "file"}
+SIZE_UNREADABLE = "the picture's size cannot be read, or is larger than allowed"
+OVER_LIMITS = "the file could not be examined within the memory and time allowed"
 THUMBNAIL_WIDTH = 320
 FFMPEG_TIMEOUT_SECONDS = 60
+# 8192 x 8192: 8K video and 48-megapixel photos pass; a frame of it decodes in about 100 MB.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+# A muxer's own duration is kept when the packets end at most this far past it: encoder delay and
+# padding overrun it by a few milliseconds, which must not push an exact 10-minute file into a
+# second price unit. Beyond it the header is lying, and the packets are the length.
+HEADER_SLACK_S = 1.0
 
 
 @dataclass
@@ -51,12 +49,17 @@ def _rate(value: Fraction | None) -> float | None:
     return round(float(value), 3)
 
 
-def probe_file(path: Path, declared_type: str) -> ProbeResult:
-    """Open the file with PyAV, decode one frame of its main stream, and check the type claimed."""
+def probe_file(path: Path, declared_type: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ProbeResult:
+    """Open the file with PyAV, check the type claimed and the picture's size, decode one frame
+    of its main stream, and measure its length from every packet's timestamps."""
     import av
 
+    # FFmpeg's decoders refuse a frame above `max_pixels` before allocating it, including the
+    # ones that opening the file runs to fill in stream parameters; one thread keeps the memory
+    # a decode takes predictable.
+    options = {**SAFE_INPUT_OPTIONS, "max_pixels": str(max_pixels), "threads": "1"}
     try:
-        with av.open(str(path), metadata_errors="ignore", options=dict(SAFE_INPUT_OPTIONS)) as container:
+        with av.open(str(path), metadata_errors="ignore", options=options) as container:
             video = next((s for s in container.streams.video if not _is_attached_picture(s)), None)
             audio = container.streams.audio[0] if container.streams.audio else None
             fmt = container.format.name
@@ -68,16 +71,25 @@ def probe_file(path: Path, declared_type: str) -> ProbeResult:
                                       still=still)
             if mismatch:
                 return ProbeResult(ok=False, rejection_reason=mismatch)
+            if video is not None:
+                too_large = _size_refusal(video.codec_context.width, video.codec_context.height, max_pixels)
+                if too_large:
+                    return ProbeResult(ok=False, rejection_reason=too_large)
 
-            # A header is not enough: a truncated or forged file can parse and not decode.
             main = video if declared_type in ("video", "image") else audio
             assert main is not None
-            if next(iter(container.decode(main)), None) is None:
+            main.codec_context.thread_count = 1
+            decoded, length_s = _scan(container, main, [s for s in (video, audio) if s is not None])
+            # A header is not enough: a truncated or forged file can parse and not decode.
+            if not decoded:
                 return ProbeResult(ok=False, rejection_reason=NOT_DECODABLE)
 
             duration_ms: int | None = None
-            if not still and container.duration is not None and container.duration > 0:
-                duration_ms = int(container.duration * 1000 // av.time_base)
+            header_s = container.duration / av.time_base if container.duration and container.duration > 0 else None
+            if not still and length_s is not None:
+                if header_s is not None and length_s <= header_s + HEADER_SLACK_S:
+                    length_s = min(length_s, header_s)
+                duration_ms = int(length_s * 1000) or None
             metadata: dict[str, Any] = {
                 "format": fmt,
                 "width": video.codec_context.width if video else None,
@@ -89,10 +101,49 @@ def probe_file(path: Path, declared_type: str) -> ProbeResult:
                 "fps": _rate(video.average_rate or video.guessed_rate) if video and not still else None,
                 "bit_rate": container.bit_rate or None,
             }
+    except MemoryError:  # FFmpeg's ENOMEM too: the probe's address space is limited
+        logger.warning("probe: out of memory")
+        return ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
     except (av.FFmpegError, OSError, ValueError, StopIteration) as exc:
         logger.info("probe: not decodable (%s)", type(exc).__name__)
         return ProbeResult(ok=False, rejection_reason=NOT_DECODABLE)
     return ProbeResult(ok=True, duration_ms=duration_ms, metadata=metadata)
+
+
+def _scan(container: Any, main: Any, streams: list[Any]) -> tuple[bool, float | None]:
+    """One pass over the packets of `streams`: whether `main` decodes to a frame (only its first
+    packets are decoded), and the span from the earliest packet to the latest packet's end, in
+    seconds (None without timestamps)."""
+    decoded = False
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for packet in container.demux(*streams):
+        index = packet.stream_index
+        if not decoded and index == main.index:
+            decoded = bool(main.decode(packet))  # the empty packet at the end flushes the decoder
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if ts is None:
+            continue
+        end = ts + (packet.duration or 0)
+        if index not in first or ts < first[index]:
+            first[index] = ts
+        if index not in last or end > last[index]:
+            last[index] = end
+    if not last:
+        return decoded, None
+    bases = {s.index: s.time_base for s in streams}
+    start = min(first[i] * bases[i] for i in first)
+    end = max(last[i] * bases[i] for i in last)
+    return decoded, float(end - start) if end > start else None
+
+
+def _size_refusal(width: int, height: int, max_pixels: int) -> str:
+    """Why a picture of `width` x `height` is refused before anything decodes it; "" if it is not."""
+    if not width or not height:
+        return SIZE_UNREADABLE
+    if width * height > max_pixels:
+        return f"the picture is too large: {width}x{height} is more than {max_pixels:,} pixels"
+    return ""
 
 
 def _is_attached_picture(stream: Any) -> bool:
@@ -136,12 +187,9 @@ def make_thumbnail(src: Path, dst: Path, *, media_type: str, duration_ms: int | 
     if media_type == "video" and duration_ms:
         offsets = [min(1.0, duration_ms / 2000), 0.0]
     for offset in offsets:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
-        if offset:
-            cmd += ["-ss", f"{offset:.3f}"]
-        for name, value in SAFE_INPUT_OPTIONS.items():
-            cmd += [f"-{name}", value]
-        cmd += ["-i", str(src), "-frames:v", "1", "-vf", scale, "-q:v", "4", "-f", "image2", str(dst)]
+        seek = ["-ss", f"{offset:.3f}"] if offset else []
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *ffmpeg_input(src, *seek),
+               "-frames:v", "1", "-vf", scale, "-q:v", "4", "-f", "image2", str(dst)]
         try:
             subprocess.run(cmd, check=True, capture_output=True, timeout=FFMPEG_TIMEOUT_SECONDS)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpu_tasks.contract import EngineContext
+from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
 from gpu_tasks.engines.media import probe
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_policy import ffmpeg_input
 
 PRESETS: dict[str, dict[str, Any]] = {
     "1080p": {"short_side": 1080, "crf": 23, "audio_bitrate": "128k"},
@@ -46,12 +47,13 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         raise PermanentGpuError("invalid_input", f"encoder_preset must be one of {X264_SPEEDS}")
     preset = PRESETS[preset_name]
     source = ctx.input_path(payload.get("media"), "media")
+    max_s = input_limit_s(payload.get("media"))
     info = probe(source)
     if not info.has_video:
         raise PermanentGpuError("invalid_media", "the media has no video stream")
     out = ctx.output_path("video", ".mp4")
     args = [
-        "-i", str(source),
+        *ffmpeg_input(source, max_s=max_s),
         "-map", "0:v:0", "-map", "0:a:0?",
         "-vf", scale_filter(preset["short_side"]),
         "-c:v", "libx264", "-preset", speed, "-crf", str(preset["crf"]), "-pix_fmt", "yuv420p",
@@ -60,7 +62,8 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         "-y", str(out),
     ]  # fmt: skip
     remaining = ctx.remaining_s()
-    run_ffmpeg(args, total_s=info.duration_s, progress=ctx.progress, timeout_s=remaining)
+    total_s = info.duration_s if max_s is None else min(info.duration_s, max_s)
+    run_ffmpeg(args, total_s=total_s, progress=ctx.progress, timeout_s=remaining)
     result_info = probe(out)
     input_size = source.stat().st_size
     ref = ctx.deliver("video", out, "video/mp4")

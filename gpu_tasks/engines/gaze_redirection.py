@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gpu_tasks.contract import EngineContext
+from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines import weights
 from gpu_tasks.engines.liveportrait.loader import MODEL, REPOS, WEIGHTS, load
 from gpu_tasks.engines.media import video_fps
@@ -122,7 +122,8 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     path = weights.weights_path(*WEIGHTS, JOB_TYPE)
     video_path = ctx.input_path(payload.get("video_media"), "video")
     fps = video_fps(video_path, "video_media")
-    frames = read_frames(video_path, max_side=MAX_SIDE, max_frames=MAX_FRAMES)
+    max_s = input_limit_s(payload.get("video_media"))
+    frames = read_frames(video_path, max_side=MAX_SIDE, max_frames=MAX_FRAMES, max_s=max_s)
     nets = load(str(path))
     ctx.progress(PROGRESS_LOADED)
     redirected = redirect(nets, frames, gaze, ctx)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_tasks.contract import EngineContext
+from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines import encode, weights
 from gpu_tasks.engines.faces import largest_face
 from gpu_tasks.engines.media import decode_audio, decoded_frames, video_fps
@@ -130,12 +130,13 @@ def load(unet_dir: str, vae_dir: str, whisper_dir: str) -> Loaded:
     )
 
 
-def read_frames(path: Path, limit: int) -> Any:
-    """The first `limit` frames (fewer when the video is shorter) as (N, H, W, 3) uint8 RGB."""
+def read_frames(path: Path, limit: int, *, max_s: float | None = None) -> Any:
+    """The first `limit` frames (fewer when the video, or its first `max_s` seconds, is shorter) as
+    (N, H, W, 3) uint8 RGB."""
     import numpy as np
 
     frames: list[Any] = []
-    for frame in decoded_frames(path, "video_media"):
+    for frame in decoded_frames(path, "video_media", max_s=max_s):
         frames.append(frame.to_ndarray(format="rgb24"))
         if len(frames) >= limit:
             break
@@ -277,21 +278,23 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     folders = [weights.weights_path(folder, marker, JOB_TYPE) for folder, marker in COMPONENTS]
     video_path = ctx.input_path(payload.get("video_media"), "video_media")
     audio_path = ctx.input_path(payload.get("audio_media"), "audio_media")
+    video_max_s = input_limit_s(payload.get("video_media"))
+    audio_max_s = input_limit_s(payload.get("audio_media"))
     fps = video_fps(video_path, "video_media")
-    speech = decode_audio(audio_path, WHISPER_RATE)
+    speech = decode_audio(audio_path, WHISPER_RATE, max_s=audio_max_s)
     audio_s = len(speech) / WHISPER_RATE
     if audio_s > MAX_AUDIO_S:
         raise PermanentGpuError("invalid_input", f"audio_media is longer than {MAX_AUDIO_S:g} s")
     count = math.floor(audio_s * fps)
     if count < 1:
         raise PermanentGpuError("invalid_media", "audio_media is shorter than one video frame")
-    source = read_frames(video_path, count)
+    source = read_frames(video_path, count, max_s=video_max_s)
     ctx.progress(PROGRESS_READ)
     loaded = load(*(str(folder) for folder in folders))
     audio = audio_windows(loaded, speech, fps, count)
     ctx.progress(PROGRESS_AUDIO)
     frames, faces_found = sync(loaded, source, audio, ctx)
-    sound = decode_audio(audio_path, OUTPUT_RATE)[: round(count / fps * OUTPUT_RATE)]
+    sound = decode_audio(audio_path, OUTPUT_RATE, max_s=count / fps)
     out = ctx.output_path("video", ".mp4")
     encode.write_mp4(frames, fps, out, audio=sound, sample_rate=OUTPUT_RATE)
     ref = ctx.deliver("video", out, "video/mp4")

@@ -1,4 +1,8 @@
-"""Probing and decoding media with FFmpeg's own libraries (PyAV); no ffprobe binary needed."""
+"""Probing and decoding media with FFmpeg's own libraries (PyAV); no ffprobe binary needed.
+
+Every input is opened with the demuxer and protocol whitelists (gpu_tasks/input_policy.py), and
+the decoders take `max_s`: the seconds of the input the job paid for, past which they stop.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_policy import SAFE_INPUT_OPTIONS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,17 +28,18 @@ class MediaInfo:
     fps: float | None = None
 
 
-def _open(path: Path) -> Any:
+def open_input(path: Path) -> Any:
+    """The input at `path` as a PyAV container, opened under the whitelists."""
     import av
 
     try:
-        return av.open(str(path))
+        return av.open(str(path), options=dict(SAFE_INPUT_OPTIONS))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise PermanentGpuError("invalid_media", f"cannot open media: {type(exc).__name__}") from exc
 
 
 def probe(path: Path) -> MediaInfo:
-    with _open(path) as container:
+    with open_input(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
         duration = container.duration / 1_000_000 if container.duration else 0.0
@@ -62,28 +68,38 @@ def video_fps(path: Path, name: str) -> float:
     return info.fps
 
 
-def decoded_frames(path: Path, name: str) -> Iterator[Any]:
-    """The video input `name`'s frames as PyAV frames, decoded as they are read."""
+def decoded_frames(path: Path, name: str, *, max_s: float | None = None) -> Iterator[Any]:
+    """The video input `name`'s frames as PyAV frames, decoded as they are read, up to `max_s`
+    seconds after the first one."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with open_input(path) as container:
             if not container.streams.video:
                 raise PermanentGpuError("invalid_media", f"{name} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            yield from container.decode(stream)
+            first: float | None = None
+            for frame in container.decode(stream):
+                if max_s is not None and frame.time is not None:
+                    first = frame.time if first is None else first
+                    if frame.time - first >= max_s:
+                        return
+                yield frame
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise PermanentGpuError("invalid_media", f"cannot decode {name}: {type(exc).__name__}") from exc
 
 
-def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
-    """The first audio stream as mono float32 PCM at `sample_rate` (what Whisper models take)."""
+def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = None) -> np.ndarray:
+    """The first audio stream as mono float32 PCM at `sample_rate` (what Whisper models take),
+    at most `max_s` seconds of it: decoding stops there."""
     import av
     import numpy as np
 
     chunks: list[np.ndarray] = []
-    with _open(path) as container:
+    wanted = None if max_s is None else round(max_s * sample_rate)
+    have = 0
+    with open_input(path) as container:
         if not container.streams.audio:
             raise PermanentGpuError("invalid_media", "the media has no audio stream")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
@@ -91,10 +107,14 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> np.ndarray:
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                    have += len(chunks[-1])
+                if wanted is not None and have >= wanted:
+                    break
+            else:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as exc:
             raise PermanentGpuError("invalid_media", f"cannot decode audio: {type(exc).__name__}") from exc
     if not chunks:
         raise PermanentGpuError("invalid_media", "the audio stream is empty")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return np.concatenate(chunks)[:wanted].astype(np.float32, copy=False)

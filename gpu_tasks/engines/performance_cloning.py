@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gpu_tasks.contract import EngineContext
+from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines import weights
 from gpu_tasks.engines.liveportrait.loader import MODEL, REPOS, WEIGHTS, load
 from gpu_tasks.engines.media import video_fps
@@ -125,7 +125,8 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     source = read_image(source_path, MAX_SOURCE_SIDE)
     fps = video_fps(driving_path, "driving_video_media")
     nets = load(str(path))
-    driving = face_crops(driving_path, size=nets.input_size, max_frames=MAX_FRAMES)
+    max_s = input_limit_s(payload.get("driving_video_media"))
+    driving = face_crops(driving_path, size=nets.input_size, max_frames=MAX_FRAMES, max_s=max_s)
     ctx.progress(PROGRESS_LOADED)
     frames = animate(nets, source, driving, options, ctx)
     metadata = {"model": MODEL, "relative": options.relative, "stitching": options.stitching}

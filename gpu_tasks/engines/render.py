@@ -40,6 +40,7 @@ from gpu_tasks.engines.compression import X264_SPEEDS
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
 from gpu_tasks.engines.media import probe
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_policy import ffmpeg_input
 
 MAX_CLIPS = 400
 MAX_DURATION_MS = 4 * 3600 * 1000
@@ -211,11 +212,10 @@ def build_command(
     def add_input(path: Path, seek_ms: int, dur_ms: float, *, image: bool = False) -> int:
         nonlocal n_inputs
         if image:
-            args.extend(["-loop", "1", "-framerate", fps_s, "-t", _secs(dur_ms), "-i", str(path)])
+            args.extend(ffmpeg_input(path, "-loop", "1", "-framerate", fps_s, "-t", _secs(dur_ms)))
         else:
-            if seek_ms > 0:
-                args.extend(["-ss", _secs(seek_ms)])
-            args.extend(["-t", _secs(dur_ms), "-i", str(path)])
+            seek = ["-ss", _secs(seek_ms)] if seek_ms > 0 else []
+            args.extend(ffmpeg_input(path, *seek, "-t", _secs(dur_ms)))
         n_inputs += 1
         return n_inputs - 1
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gpu_tasks.contract import EngineContext
+from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines.media import decode_audio
 from gpu_tasks.engines.transcript import Word, align_to_script, build_transcript, clamp_words, group_words
 from gpu_tasks.errors import PermanentGpuError
@@ -64,9 +64,9 @@ def load_model() -> Any:
 
 
 def transcribe_file(
-    path: Path, *, language: str = "en", script: str | None = None, progress: Any = None
+    path: Path, *, language: str = "en", script: str | None = None, progress: Any = None, max_s: float | None = None
 ) -> dict[str, Any]:
-    audio = decode_audio(path, SAMPLE_RATE)
+    audio = decode_audio(path, SAMPLE_RATE, max_s=max_s)
     duration_s = len(audio) / SAMPLE_RATE
     model = load_model()
     prompt = " ".join(script.split()[:_PROMPT_WORDS]) if script else None
@@ -110,4 +110,6 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         raise PermanentGpuError("invalid_input", f"script must be text of at most {MAX_SCRIPT_CHARS} characters")
     path = ctx.input_path(payload.get("media"), "media")
     ctx.progress(1.0)
-    return transcribe_file(path, language="en", script=script or None, progress=ctx.progress)
+    return transcribe_file(
+        path, language="en", script=script or None, progress=ctx.progress, max_s=input_limit_s(payload.get("media"))
+    )

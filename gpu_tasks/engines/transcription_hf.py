@@ -26,7 +26,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gpu_tasks.contract import EngineContext, ProgressFn
+from gpu_tasks.contract import EngineContext, ProgressFn, input_limit_s
 from gpu_tasks.engines.media import decode_audio
 from gpu_tasks.engines.transcript import (
     Turn,
@@ -195,7 +195,7 @@ def run_modal(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     if script is not None and not isinstance(script, str):
         raise PermanentGpuError("invalid_input", "script must be text")
     path = ctx.input_path(payload.get("media"), "media")
-    audio = decode_audio(path, SAMPLE_RATE)
+    audio = decode_audio(path, SAMPLE_RATE, max_s=input_limit_s(payload.get("media")))
     ctx.progress(5.0)
     pipe = load_asr_pipeline()
     ctx.progress(10.0)

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_tasks.contract import EngineContext
+from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines import weights
-from gpu_tasks.engines.media import probe
+from gpu_tasks.engines.media import open_input, probe
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.types import get_spec
 
@@ -167,15 +167,18 @@ def _pick_frames(container: Any, targets: Sequence[float], low_s: float, high_s:
     return picked
 
 
-def sample_frames(path: Path, *, start_ms: int, end_ms: int | None, max_frames: int = MAX_FRAMES) -> Frames:
-    """Up to `max_frames` frames spread evenly over `[start_ms, end_ms)` (the whole video by default):
-    one at the middle of each of `max_frames` equal slices, fewer when the range holds fewer frames."""
+def sample_frames(
+    path: Path, *, start_ms: int, end_ms: int | None, max_frames: int = MAX_FRAMES, max_s: float | None = None
+) -> Frames:
+    """Up to `max_frames` frames spread evenly over `[start_ms, end_ms)` (the whole video, or its
+    first `max_s` seconds, by default): one at the middle of each of `max_frames` equal slices,
+    fewer when the range holds fewer frames."""
     import av
 
     info = probe(path)
     if not info.has_video:
         raise PermanentGpuError("invalid_media", "the media has no video stream")
-    duration_ms = int(info.duration_s * 1000)
+    duration_ms = int(min(info.duration_s, max_s if max_s is not None else info.duration_s) * 1000)
     if duration_ms <= 0:
         raise PermanentGpuError("invalid_media", "the video's duration is unknown")
     end_ms = duration_ms if end_ms is None else min(end_ms, duration_ms)
@@ -187,7 +190,7 @@ def sample_frames(path: Path, *, start_ms: int, end_ms: int | None, max_frames: 
     step_ms = (end_ms - start_ms) / count
     targets = [(start_ms + (index + 0.5) * step_ms) / 1000 for index in range(count)]
     try:
-        with av.open(str(path)) as container:
+        with open_input(path) as container:
             picked = _pick_frames(container, targets, start_ms / 1000, end_ms / 1000)
     except av.FFmpegError as exc:
         raise PermanentGpuError("invalid_media", f"cannot decode video: {type(exc).__name__}") from exc
@@ -265,7 +268,9 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     query = validate(payload)
     path = weights.weights_of(JOB_TYPE)
     video = ctx.input_path(payload.get("video_media"), "video")
-    frames = sample_frames(video, start_ms=query.start_ms, end_ms=query.end_ms)
+    frames = sample_frames(
+        video, start_ms=query.start_ms, end_ms=query.end_ms, max_s=input_limit_s(payload.get("video_media"))
+    )
     ctx.progress(PROGRESS_FRAMES)
     loaded = load(str(path))
     ctx.progress(PROGRESS_LOADED)

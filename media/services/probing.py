@@ -1,9 +1,12 @@
 """The probe step of an upload (Celery task ``media.probe``) and the thumbnails it stores.
 
 ``media_probe`` runs at least once per confirmed upload: it re-reads the row, probes the
-object with PyAV (media/probing.py), writes a thumbnail, and finishes with a conditional
-UPDATE from ``processing`` to ``ready`` or ``rejected``. A redelivered run repeats the same
-idempotent work (same thumbnail key) and its UPDATE matches nothing.
+object with PyAV in a limited child process (media/probe_sandbox.py), writes a thumbnail, and
+finishes with a conditional UPDATE from ``processing`` to ``ready`` or ``rejected``. A
+redelivered run repeats the same idempotent work (same thumbnail key) and its UPDATE matches
+nothing. Each run that reaches the probe counts an attempt in Redis: a file whose probe keeps
+killing its worker (so the message keeps coming back) is rejected after
+AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS instead of crash-looping the media workers.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from media.models import MediaFile, MediaStatus, MediaType
-from media.probing import ProbeResult, make_thumbnail, probe_file
+from media.probe_sandbox import ProbeLimits, probe_isolated
+from media.probing import ProbeResult, make_thumbnail
 from media.services.keys import thumbnail_key_for
 from media.signals import media_ready
 from media.storage import get_storage
@@ -25,6 +31,30 @@ from media.storage import get_storage
 logger = logging.getLogger(__name__)
 
 MAX_DURATION_MS = 2**31 - 1  # PositiveIntegerField; 24 days of media
+
+
+def probe_limits() -> ProbeLimits:
+    return ProbeLimits(
+        memory_bytes=settings.AUTEUR_MEDIA_PROBE_MEMORY_MB * 1024**2,
+        cpu_seconds=settings.AUTEUR_MEDIA_PROBE_CPU_SECONDS,
+        timeout_seconds=settings.AUTEUR_MEDIA_PROBE_TIMEOUT_SECONDS,
+        max_pixels=settings.AUTEUR_MEDIA_MAX_PIXELS,
+    )
+
+
+def _attempts_key(media_id: uuid.UUID) -> str:
+    return f"media:probe-attempts:{media_id}"
+
+
+def probe_attempt_claim(*, media_id: uuid.UUID) -> int:
+    """Count one more run of the probe on this file; the count so far, this run included.
+
+    Kept until the sweep's deadline would reject the file anyway; counted before the probe
+    starts, so a run that dies with its worker still counts.
+    """
+    key = _attempts_key(media_id)
+    cache.add(key, 0, timeout=settings.AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS)
+    return int(cache.incr(key))
 
 
 def stored_duration_ms(result: ProbeResult) -> int | None:
@@ -92,13 +122,19 @@ def media_probe(*, media_id: uuid.UUID | str) -> MediaFile | None:
     thumbnail_key = ""
     try:
         with storage.local_path(media.storage_key) as path:
-            result = probe_file(path, media.type)
+            attempt = probe_attempt_claim(media_id=media.pk)
+            limit = settings.AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS
+            if attempt > limit:
+                result = ProbeResult(ok=False, rejection_reason=f"the file could not be examined in {limit} attempts")
+            else:
+                result = probe_isolated(path, media.type, limits=probe_limits())
             if result.ok:
                 thumbnail_key = save_thumbnail(media=media, source=path, duration_ms=result.duration_ms)
     except FileNotFoundError:
         result = ProbeResult(ok=False, rejection_reason="the uploaded object is missing from storage")
 
     if _finish_probe(media, result, thumbnail_key):
+        cache.delete(_attempts_key(media.pk))
         logger.info("media %s: %s", media.pk, "ready" if result.ok else f"rejected ({result.rejection_reason})")
     elif thumbnail_key and not MediaFile.objects.filter(pk=media.pk).exists():
         # Deleted while we probed: its object clean-up may have run before our thumbnail landed.

@@ -22,6 +22,7 @@ from tests.jobs.support import (
     usage_rows,
     valid_body,
 )
+from tests.media.conftest import lying_mkv, upload_local
 from tests.projects.test_edl_support import clean_edl_store_fixture  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
@@ -325,6 +326,34 @@ def test_media_not_ready_is_422(auth_client, funded, project, make_media, status
     assert response.status_code == 422 and error_code(response) == "media_not_ready"
     assert response.json()["error"]["details"]["status"] == status
     assert ledger_state(funded) == before
+
+
+DURATION_PRICED = ("transcription", "lip-sync", "performance-cloning", "gaze-redirection", "compression")
+
+
+@pytest.mark.parametrize("job_type", DURATION_PRICED)
+def test_a_file_of_unknown_length_cannot_be_used_for_a_duration_priced_job(
+    job_type, auth_client, funded, project, media, gpu_backend
+):
+    gpu_backend("noop")
+    for file in media.values():
+        file.duration_ms = None
+        file.save(update_fields=["duration_ms"])
+    before = ledger_state(funded)
+    response = submit(auth_client, job_type, valid_body(job_type, project, media))
+    assert response.status_code == 422 and error_code(response) == "media_duration_unknown"
+    assert not Job.objects.exists() and ledger_state(funded) == before
+
+
+def test_a_file_whose_header_understates_its_length_is_charged_for_its_real_length(
+    auth_client, funded, project, tmp_path
+):
+    """601 s of video whose header says 1 s: two started 10-minute units, not one."""
+    path = lying_mkv(tmp_path / "lying.mkv", seconds=601, header_s=1.0)
+    video = upload_local(auth_client, project, path, "video/x-matroska")
+    assert video.status == "ready" and video.duration_ms == pytest.approx(601_000, abs=1_000)
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(video.pk)})
+    assert_charged_once(response, funded, 2 * PRICE["transcription"], START_BALANCE)
 
 
 def test_rejected_media_is_not_ready(auth_client, funded, project, make_media):

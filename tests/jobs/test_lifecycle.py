@@ -184,6 +184,18 @@ def test_auto_transcription_is_skipped_with_a_reason_when_credits_are_short(make
     assert not Job.objects.filter(user=poor).exists()
 
 
+def test_auto_transcription_of_a_file_of_unknown_length_charges_nothing(user, project):
+    """Never priced as the minimum: skipped, with the reason on the file."""
+    credit_grant(user=user, amount=100, type="bonus", description="test")
+    Project.objects.filter(pk=project.pk).update(auto_transcribe=True)
+    media = MediaFileFactory.create(project=project, name="live.webm", type="video", duration_ms=None)
+    balance = credit_balance_get(user=user)
+    assert transcribe.job_auto_transcribe(media_id=media.pk) is None
+    media.refresh_from_db()
+    assert media.metadata["auto_transcribe"]["skipped"] == "media_duration_unknown"
+    assert not Job.objects.filter(user=user).exists() and credit_balance_get(user=user) == balance
+
+
 def test_auto_transcription_ignores_projects_that_did_not_ask(user, project, media):
     assert transcribe.job_auto_transcribe(media_id=media.pk) is None
     assert not Job.objects.exists()

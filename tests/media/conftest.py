@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,22 @@ from media.storage import get_storage
 from media.tasks import probe
 from projects.models import Project
 from tests.factories import ProjectFactory
+
+
+def lying_mkv(path: Path, *, seconds: int, header_s: float) -> Path:
+    """A Matroska video (32x32 at 1 fps, with silent FLAC audio) of `seconds` whose header says it
+    lasts `header_s`: the Segment Info Duration element (EBML id 0x4489, an 8-byte float in ms)
+    rewritten in place, as a hand edit or a live recorder's muxer can leave it."""
+    ffmpeg(
+        "-f", "lavfi", "-i", f"color=c=gray:s=32x32:r=1:d={seconds}", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
+        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac", str(path),
+    )  # fmt: skip
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")
+    assert at > 0, "no 8-byte Duration element in the Matroska header"
+    data[at + 3 : at + 11] = struct.pack(">d", header_s * 1000)
+    path.write_bytes(bytes(data))
+    return path
 
 
 def ffmpeg(*args: str) -> None:

@@ -43,12 +43,12 @@ def read_image(path: Path, max_side: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def read_frames(path: Path, *, max_side: int, max_frames: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB: every frame, scaled like `read_image`."""
+def read_frames(path: Path, *, max_side: int, max_frames: int, max_s: float | None = None) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB: every frame of the first `max_s` seconds, scaled like `read_image`."""
     import numpy as np
 
     frames: list[np.ndarray] = []
-    for frame in decoded_frames(path, "the video"):
+    for frame in decoded_frames(path, "the video", max_s=max_s):
         if len(frames) == max_frames:
             raise PermanentGpuError("invalid_input", f"the video is longer than {max_frames} frames")
         width, height = _even_size(frame.width, frame.height, max_side)
@@ -58,7 +58,7 @@ def read_frames(path: Path, *, max_side: int, max_frames: int) -> np.ndarray:
     return np.stack(frames)
 
 
-def face_crops(path: Path, *, size: int, max_frames: int) -> np.ndarray:
+def face_crops(path: Path, *, size: int, max_frames: int, max_s: float | None = None) -> np.ndarray:
     """(T, size, size, 3) uint8: every frame cropped to one square around the face the first frame
     shows (one box for the whole clip, so the crop does not jitter), or to the centre square when
     no face is found there, as the reference does with driving videos it does not crop."""
@@ -66,7 +66,7 @@ def face_crops(path: Path, *, size: int, max_frames: int) -> np.ndarray:
 
     crops: list[np.ndarray] = []
     box: crop.Box | None = None
-    for frame in decoded_frames(path, "the driving video"):
+    for frame in decoded_frames(path, "the driving video", max_s=max_s):
         if len(crops) == max_frames:
             raise PermanentGpuError("invalid_input", f"the video is longer than {max_frames} frames")
         rgb = frame.to_ndarray(format="rgb24")
@@ -86,8 +86,7 @@ def audio_track(path: Path, seconds: float, sample_rate: int) -> np.ndarray | No
 
     if not probe(path).has_audio:
         return None
-    samples = decode_audio(path, sample_rate)
-    return samples[: round(seconds * sample_rate)]
+    return decode_audio(path, sample_rate, max_s=seconds)
 
 
 def deliver_video(

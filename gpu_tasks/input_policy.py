@@ -1,0 +1,36 @@
+"""How untrusted media is opened, by the upload probe and by every engine alike.
+
+FFmpeg otherwise picks a demuxer by content or by file extension among hundreds: a text file
+becomes an ANSI "video" (tty), and playlist formats (HLS, concat) make it open other files or
+URLs named inside the file, so a crafted upload could make an engine read the worker's files or
+fetch from the network. Every PyAV open passes `SAFE_INPUT_OPTIONS`; every ffmpeg command line
+names its inputs with `ffmpeg_input`. No imports: the Django side (media/probing.py) shares it.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+# Containers FFmpeg uses for a single still image.
+STILL_IMAGE_FORMATS = ("png_pipe", "jpeg_pipe", "webp_pipe")
+# The only demuxers FFmpeg may use on an input, and the only protocol.
+FORMAT_WHITELIST = ",".join((
+    "mov,mp4,m4a,3gp,3g2,mj2",  # mp4, mov, m4a
+    "matroska,webm",
+    "wav",
+    "mp3",
+    "aac",
+    "flac",
+    "ogg",
+    *STILL_IMAGE_FORMATS,
+))
+SAFE_INPUT_OPTIONS = {"format_whitelist": FORMAT_WHITELIST, "protocol_whitelist": "file"}
+
+
+def ffmpeg_input(path: str | PathLike[str], *options: str, max_s: float | None = None) -> list[str]:
+    """The ffmpeg arguments that open `path` as one input under the whitelists, with its other
+    input `options` (`-ss`, `-loop`...) and, given `max_s`, reading no more than that many seconds."""
+    args = [arg for name, value in SAFE_INPUT_OPTIONS.items() for arg in (f"-{name}", value)]
+    if max_s is not None:
+        args += ["-t", f"{max_s:.3f}"]
+    return [*args, *options, "-i", str(path)]
