@@ -67,6 +67,21 @@ class MediaFile(models.Model):
         return self.name
 
 
+class PendingObjectDeletion(models.Model):
+    """A storage key to delete once `due_at` has passed (beat's ``media.sweep`` does it).
+
+    An upload URL stays valid until it expires, and S3 cannot revoke a presigned URL: a PUT can
+    still write the upload key of a file already confirmed or deleted. The row is written in the
+    transaction that closes the upload, so the deletion survives restarts and lost messages.
+    """
+
+    key = models.CharField(max_length=500)
+    due_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
 class VoiceClone(models.Model):
     """A voice for text-to-speech, cloned from a sample the user uploaded."""
 

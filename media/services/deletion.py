@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from media.errors import MediaInUse
 from media.hooks import media_in_use_reasons
-from media.models import MediaFile, MediaStatus
+from media.models import MediaFile, MediaStatus, PendingObjectDeletion
 from media.services.keys import media_prefix, object_keys
 from media.storage import get_storage
 from media.storage.base import url_expiry
@@ -37,13 +37,13 @@ def schedule_object_deletion(keys: list[str], prefixes: list[str]) -> None:
 
 
 def schedule_upload_key_deletion(key: str) -> None:
-    """After commit, and again once the upload URL has expired: delete what a PUT through it
-    wrote under the upload key. S3 cannot revoke a presigned URL, so a PUT may still land after
-    confirm or delete; nothing reads that key any more, and the deletion bounds what it costs."""
-    from media.tasks import delete_objects
+    """Once the upload URL has expired, delete what a PUT through it wrote under the upload key.
 
-    countdown = url_expiry(None)[0] + UPLOAD_KEY_GRACE_SECONDS
-    transaction.on_commit(lambda: delete_objects.apply_async(args=([key], []), countdown=countdown))
+    S3 cannot revoke a presigned URL, so a PUT may still land after confirm or delete; nothing
+    reads that key any more, and the deletion bounds what it costs. A row in the caller's
+    transaction, swept by beat, rather than a message held for the URL's whole lifetime."""
+    due_at = timezone.now() + timedelta(seconds=url_expiry(None)[0] + UPLOAD_KEY_GRACE_SECONDS)
+    PendingObjectDeletion.objects.create(key=key, due_at=due_at)
 
 
 def media_delete(*, media: MediaFile) -> None:
@@ -95,11 +95,23 @@ def media_delete_objects(*, keys: Iterable[str], prefixes: Iterable[str] = ()) -
     return removed
 
 
+def _delete_due_objects(now: datetime, batch: int = 500) -> int:
+    """Delete the objects whose time has come, then their rows (a failed delete is tried again
+    at the next sweep: the row stays)."""
+    due = list(PendingObjectDeletion.objects.filter(due_at__lte=now).order_by("due_at")[:batch])
+    if not due:
+        return 0
+    media_delete_objects(keys=[row.key for row in due])
+    PendingObjectDeletion.objects.filter(pk__in=[row.pk for row in due]).delete()
+    return len(due)
+
+
 def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Housekeeping, run by beat (``media.sweep``): no file stays non-terminal forever.
 
     * ``uploading`` for longer than AUTEUR_MEDIA_STALE_UPLOAD_SECONDS (1 day): the client never
       confirmed; the record and whatever was uploaded are removed.
+    * upload keys whose URL has expired (``PendingObjectDeletion``) are deleted.
     * ``processing`` for longer than AUTEUR_MEDIA_PROBE_RETRY_SECONDS (30 min, longer than a
       probe may run): the probe message was lost or its worker died; it is enqueued again
       (idempotent). Past AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS (2 h) the file is rejected.
@@ -110,7 +122,7 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     stale_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_STALE_UPLOAD_SECONDS", 24 * 3600))
     retry_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_RETRY_SECONDS", 30 * 60))
     deadline = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS", 2 * 3600))
-    counts = {"expired_uploads": 0, "requeued": 0, "timed_out": 0}
+    counts = {"expired_uploads": 0, "requeued": 0, "timed_out": 0, "upload_keys_deleted": 0}
 
     stale = MediaFile.objects.filter(status=MediaStatus.UPLOADING, created_at__lt=now - stale_after)
     for media in stale.order_by("created_at")[:500]:
@@ -132,6 +144,7 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     for media_id in stuck.values_list("pk", flat=True)[:500]:
         probe.delay(str(media_id))
         counts["requeued"] += 1
+    counts["upload_keys_deleted"] = _delete_due_objects(now)
     if any(counts.values()):
         logger.info("media sweep: %s", counts)
     return counts

@@ -5,11 +5,14 @@ URL) the PUT lands under the upload key, which confirm has moved the object away
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 import requests
+from django.utils import timezone
 
-from media.models import MediaFile
+from media.models import MediaFile, PendingObjectDeletion
+from media.services.deletion import media_sweep
 from media.storage import get_storage
 from tests.media.conftest import body_of, local_put, media_path, request_upload, run_probe, stored
 
@@ -77,32 +80,21 @@ def test_s3_put_after_confirm_does_not_change_the_object_that_is_read(
     assert read(media.storage_key) == original
     assert get_storage().content_type(media.storage_key) == "audio/wav"
 
-    # After commit: the probe reads the final key; the upload key is deleted (its delay, the
-    # URL's lifetime, does not apply to eager tasks).
+    # After commit: the probe reads the final key; once the URL has expired the sweep deletes
+    # the upload key.
     for callback in after_confirm:
         callback()
     media.refresh_from_db()
     assert media.status == "ready", media.rejection_reason
     assert media.duration_ms is not None and 3990 <= media.duration_ms <= 4010
     assert read(media.storage_key) == original
+    media_sweep(now=timezone.now() + timedelta(days=1))
     assert not stored(upload_key)
 
 
 def test_s3_put_after_delete_leaves_nothing_once_the_url_expires(
-    auth_client, project, samples, s3_storage, settings, monkeypatch, django_capture_on_commit_callbacks
+    auth_client, project, samples, s3_storage, settings, django_capture_on_commit_callbacks
 ):
-    from media.tasks import delete_objects
-
-    # Deletions run when sent, except those with a countdown, which wait for the test to run them.
-    later: list[tuple[tuple, int]] = []
-
-    def apply_async(args: tuple, kwargs: dict | None = None, countdown: int | None = None, **options: object) -> None:
-        if countdown:
-            later.append((args, countdown))
-        else:
-            delete_objects(*args, **(kwargs or {}))
-
-    monkeypatch.setattr(delete_objects, "apply_async", apply_async)
     ticket = request_upload(auth_client, project, samples.wav, "audio/wav")
     upload_key = MediaFile.objects.get(pk=ticket["media_id"]).storage_key
     with django_capture_on_commit_callbacks(execute=True):
@@ -111,10 +103,10 @@ def test_s3_put_after_delete_leaves_nothing_once_the_url_expires(
     # The URL still works on S3 after the delete and its clean-up...
     late = requests.put(ticket["upload_url"], data=samples.wav.read_bytes(), headers=ticket["headers"], timeout=30)
     assert late.status_code == 200 and stored(upload_key)
-    # ...so the upload key is deleted again once the URL has expired.
-    assert [(args, countdown > settings.AUTEUR_SIGNED_URL_TTL_SECONDS) for args, countdown in later] == [
-        (([upload_key], []), True)
-    ]
-    for args, _ in later:
-        delete_objects(*args)
+    # ...so the upload key is deleted again by the sweep once the URL has expired, not before.
+    expiry = timezone.now() + timedelta(seconds=settings.AUTEUR_SIGNED_URL_TTL_SECONDS)
+    assert media_sweep(now=expiry - timedelta(seconds=1))["upload_keys_deleted"] == 0
+    assert stored(upload_key)
+    assert media_sweep(now=expiry + timedelta(minutes=2))["upload_keys_deleted"] == 1
     assert not stored(upload_key)
+    assert not PendingObjectDeletion.objects.exists()
