@@ -31,7 +31,7 @@ def test_an_empty_name_reads_no_file(monkeypatch):
 def test_settings_and_manage_py_read_the_same_file(tmp_path):
     """What `make run` and `manage.py` in another terminal see: the file, under the environment."""
     env_file = tmp_path / ".env"
-    env_file.write_text("AUTEUR_EDL_HISTORY=7\nAUTEUR_RATE_LIMIT_USER_PER_MINUTE=11\nDJANGO_SECRET_KEY=from-the-file\n")
+    env_file.write_text("AUTEUR_EDL_HISTORY=7\nAUTEUR_RATE_LIMIT_USER_PER_MINUTE=11\nDJANGO_SECRET_KEY=from-the-file-0123456789abcdef-0123456789\n")
     env = {**os.environ, "AUTEUR_ENV_FILE": str(env_file), "AUTEUR_RATE_LIMIT_USER_PER_MINUTE": "42"}
     env.pop("AUTEUR_EDL_HISTORY", None)
     env.pop("DJANGO_SECRET_KEY", None)
@@ -44,7 +44,7 @@ def test_settings_and_manage_py_read_the_same_file(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["7", "42", "from-the-file"]
+    assert result.stdout.split() == ["7", "42", "from-the-file-0123456789abcdef-0123456789"]
 
 
 def test_the_env_file_is_never_committed():

@@ -14,7 +14,7 @@ import requests
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from media.models import MediaFile
+from media.models import MediaFile, PendingObjectDeletion
 from media.signals import media_ready
 from media.storage import get_storage
 from tests.media.conftest import (
@@ -97,9 +97,11 @@ def test_full_upload_flow_against_local_storage(
         confirm = auth_client.post(media_path(project.pk, media.pk, "/confirm"), {}, format="json")
     assert confirm.status_code == 202
     assert confirm.json()["media"]["status"] == "processing"
-    # The probe, and the sweep of the upload key once its URL has expired, both after commit.
-    assert len(callbacks) == 2
+    # The probe after commit; the upload key's deletion is due once its URL has expired.
+    assert len(callbacks) == 1
     upload_key = media.storage_key
+    [pending] = PendingObjectDeletion.objects.all()
+    assert pending.key == upload_key and pending.due_at > expires_at
     media.refresh_from_db()
     assert media.storage_key == f"projects/{project.pk}/media/{media.pk}/My_Clip_final.mp4"
     assert (local_storage / media.storage_key).read_bytes() == data and not stored(upload_key)
