@@ -255,21 +255,24 @@ def test_a_waiting_runner_that_is_canceled_leaves_the_line(tmp_path: Path) -> No
     shared = tmp_path / "shared"
     shared.mkdir()
     backend = LocalBackend(tmp_path / "calls", slots=1, engines={"tts": f"{PROBES}:hold"})
-    first = backend.spawn("tts", {"text": "x", "dir": str(shared)})
-    second = backend.spawn("tts", {"text": "x", "dir": str(shared)})
-    third = backend.spawn("tts", {"text": "x", "dir": str(shared)})
+    calls = [backend.spawn("tts", {"text": "x", "dir": str(shared)}) for _ in range(3)]
     line = backend.base_dir / "slots" / "tickets"
+    # The runners start concurrently, so which one takes the slot is not the spawn order: wait
+    # until one engine runs and the two others wait, then cancel one of those that wait.
     deadline = time.monotonic() + 60
-    while not (line.is_dir() and len(list(line.iterdir())) == 2):
+    while not (len(list(shared.glob("running-*"))) == 1 and line.is_dir() and len(list(line.iterdir())) == 2):
         assert time.monotonic() < deadline, "runners did not settle"
         time.sleep(0.05)
-    assert backend.poll(second).waiting
-    backend.cancel(second)
-    canceled = backend.poll(second).error
+    waiting = [call_id for call_id in calls if backend.poll(call_id).waiting]
+    assert len(waiting) == 2
+    canceled_id = waiting[0]
+    backend.cancel(canceled_id)
+    canceled = backend.poll(canceled_id).error
     assert canceled is not None and canceled.code == "canceled"
     (shared / "go").touch()
-    assert wait_for(backend, first, lambda s: s.done).state == "succeeded"
-    assert wait_for(backend, third, lambda s: s.done).state == "succeeded"
+    for call_id in calls:
+        if call_id != canceled_id:
+            assert wait_for(backend, call_id, lambda s: s.done).state == "succeeded"
 
 
 def test_an_engine_allocating_past_the_memory_limit_fails_with_gpu_oom(tmp_path: Path) -> None:
