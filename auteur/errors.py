@@ -56,6 +56,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "voice_not_found": status.HTTP_404_NOT_FOUND,
     "job_not_found": status.HTTP_404_NOT_FOUND,
     "unknown_job_type": status.HTTP_404_NOT_FOUND,
+    "webhook_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,
     "nothing_to_undo": status.HTTP_409_CONFLICT,
@@ -67,6 +68,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "idempotency_conflict": status.HTTP_409_CONFLICT,
     "subscription_exists": status.HTTP_409_CONFLICT,
     "subscription_inactive": status.HTTP_409_CONFLICT,
+    "webhook_limit_reached": status.HTTP_409_CONFLICT,
     # 413, 415: the body or file itself is refused
     "edl_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "file_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,

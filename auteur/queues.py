@@ -13,6 +13,8 @@ QUEUE_RENDER = "render"  # render and compression: ffmpeg on the worker's CPU in
 QUEUE_GPU_AUDIO = "gpu_audio"  # transcription, tts, audio generation
 QUEUE_GPU_VISION = "gpu_vision"  # lip sync, performance cloning, gaze redirection, video query
 QUEUE_GPU_GENERATION = "gpu_generation"  # video and image generation (the big GPUs)
+# Outbound webhook deliveries: a slow receiver (10 s timeouts) never delays a job's own steps.
+QUEUE_WEBHOOKS = "webhooks"
 
 ALL_QUEUES = (
     QUEUE_DEFAULT,
@@ -21,8 +23,9 @@ ALL_QUEUES = (
     QUEUE_GPU_AUDIO,
     QUEUE_GPU_VISION,
     QUEUE_GPU_GENERATION,
+    QUEUE_WEBHOOKS,
 )
-CPU_QUEUES = (QUEUE_DEFAULT, QUEUE_MEDIA, QUEUE_RENDER)
+CPU_QUEUES = (QUEUE_DEFAULT, QUEUE_MEDIA, QUEUE_RENDER, QUEUE_WEBHOOKS)
 GPU_DISPATCH_QUEUES = (QUEUE_GPU_AUDIO, QUEUE_GPU_VISION, QUEUE_GPU_GENERATION)
 
 QUEUES = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
@@ -35,4 +38,5 @@ TASK_ROUTES = {
     "jobs.vision.*": {"queue": QUEUE_GPU_VISION},
     "jobs.generation.*": {"queue": QUEUE_GPU_GENERATION},
     "jobs.reap": {"queue": QUEUE_DEFAULT},
+    "webhooks.*": {"queue": QUEUE_WEBHOOKS},
 }

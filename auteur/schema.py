@@ -33,6 +33,7 @@ NOT_FOUND_CODES = {
     "media_id": "media_not_found",
     "voice_id": "voice_not_found",
     "job_id": "job_not_found",
+    "webhook_id": "webhook_not_found",
 }
 AUTHENTICATION_CODES = ("not_authenticated", "invalid_token")
 RETRY_AFTER = {"schema": {"type": "integer"}, "description": "Seconds to wait before trying again."}

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "media",
     "projects",
     "jobs",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -253,6 +254,16 @@ AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS
 # Cancels per user per minute, beside the general limit: a cancel refunds, so a flood of
 # submit-then-cancel is refused early (429) rather than run as free work.
 AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE", default=20)
+
+# ---- Webhooks (webhooks/): outbound deliveries of job events, signed (Standard Webhooks).
+# Plain http and loopback targets are refused unless this is on (development and the tests'
+# local receiver); private, link-local and reserved addresses are refused always.
+AUTEUR_WEBHOOK_ALLOW_LOOPBACK = env.bool("AUTEUR_WEBHOOK_ALLOW_LOOPBACK", default=DEBUG)
+AUTEUR_WEBHOOK_TIMEOUT_SECONDS = env.float("AUTEUR_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# A failed attempt is retried after base * 2**(n-1) seconds (with jitter, at most 10 minutes)
+# for 24 hours; a target failing for 24 hours is disabled.
+AUTEUR_WEBHOOK_RETRY_BASE_SECONDS = env.float("AUTEUR_WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
+AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS", default=15.0)
 
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("credits.urls")),
     path("", include("projects.urls")),
     path("", include("projects.media_urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [

@@ -30,6 +30,7 @@ from auteur.schema import raises
 from auteur.throttling import SlidingWindowThrottle
 from auteur.users.authentication import DeferredAccountJWTAuthentication
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
+from jobs.inputs import WebhookRequest
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
 from jobs.selectors.jobs import (
     job_detail_get,
@@ -133,7 +134,7 @@ def _accepted(job: Job, *, created: bool) -> Response:
 
 
 @raises("invalid_idempotency_key", "project_not_found", "plan_required", "insufficient_credits",
-        "idempotency_key_reused", "feature_unavailable")
+        "idempotency_key_reused", "feature_unavailable", "invalid_webhook_url")
 class JobSubmitApi(ApiView):
     """Base of the `POST /jobs/<type>` views; `_submit_api` makes one per job type.
 
@@ -152,10 +153,13 @@ class JobSubmitApi(ApiView):
         key = idempotency_key_of(request)
         data = self.spec.input(data=request.data)
         data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        webhook = WebhookRequest.pop(fields)
         job, created = job_submit(
             user=user,
             spec=self.spec,
-            request=job_request_get(user=user, spec=self.spec, data=data.validated_data),
+            request=job_request_get(user=user, spec=self.spec, data=fields),
+            webhook=webhook,
             idempotency_key=key,
             body_hash=request_hash(self.spec.type, request.data) if key else "",
         )

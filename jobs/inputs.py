@@ -9,6 +9,7 @@ job's outputs become media files of that project.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -16,6 +17,8 @@ from rest_framework import serializers
 
 from auteur.api import StrictSerializer
 from media.models import MediaType
+from webhooks.models import ALL_EVENT_TYPES, WebhookEventType
+from webhooks.ssrf import MAX_URL_LENGTH, target_check
 
 
 class MediaRef(serializers.UUIDField):
@@ -51,9 +54,44 @@ def _seed() -> serializers.IntegerField:
 
 
 class JobInput(StrictSerializer):
-    """Base of every job type's input."""
+    """Base of every job type's input: the project, and where to send the job's events."""
 
     project_id = serializers.UUIDField()
+    webhook = serializers.CharField(
+        max_length=MAX_URL_LENGTH, required=False,
+        help_text="An https URL that receives the job's events, signed (Standard Webhooks) with the account's "
+                  "jobs secret (GET /webhooks/default/secret). Private, loopback and link-local addresses are "
+                  "refused: 400 `invalid_webhook_url`.")
+    webhook_events_filter = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEventType.choices), min_length=1, max_length=3, required=False,
+        help_text="Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); "
+                  "default: all three.")
+
+    def validate_webhook(self, value: str) -> str:
+        # 400 `invalid_webhook_url` (an ApplicationError, not a field error): the same rule, code
+        # and reasons as an account webhook's URL.
+        target_check(value)
+        return value
+
+    def to_internal_value(self, data: Any) -> Any:
+        attrs = super().to_internal_value(data)
+        if "webhook_events_filter" in attrs and "webhook" not in attrs:
+            raise serializers.ValidationError({"webhook_events_filter": ["Only with a webhook."]})
+        return attrs
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A submission's own webhook: stored beside the job, never in its input_params."""
+
+    url: str
+    events: tuple[str, ...]
+
+    @classmethod
+    def pop(cls, fields: dict[str, Any]) -> WebhookRequest | None:
+        url = fields.pop("webhook", None)
+        events = fields.pop("webhook_events_filter", None) or ALL_EVENT_TYPES
+        return None if url is None else cls(url=url, events=tuple(events))
 
 
 _AUDIO_OR_VIDEO = (MediaType.AUDIO, MediaType.VIDEO)

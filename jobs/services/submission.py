@@ -18,11 +18,14 @@ from credits.services.ledger import credit_deduct_for_job
 from credits.services.subscriptions import require_plan
 from jobs import gpu_client, pipeline
 from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable
+from jobs.inputs import WebhookRequest
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus
 from jobs.selectors.requests import JobRequest
 from jobs.services.events import job_event_record
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
+from webhooks.selectors import job_webhook_of
+from webhooks.services import job_webhook_create
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ def job_submit(
     user: User,
     spec: JobSpec,
     request: JobRequest,
+    webhook: WebhookRequest | None = None,
     idempotency_key: str = "",
     body_hash: str = "",
     retry_of: Job | None = None,
@@ -58,7 +62,7 @@ def job_submit(
         )
     cost = spec.price.cost(request.quantities)
     try:
-        return _submit(user, spec, request, cost, idempotency_key, body_hash, retry_of)
+        return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of)
     except IntegrityError:
         # Two requests with the same key raced: the loser's whole transaction (job, charge) was
         # rolled back; it answers with the winner's job.
@@ -87,6 +91,7 @@ def _submit(
     spec: JobSpec,
     request: JobRequest,
     cost: int,
+    webhook: WebhookRequest | None,
     idempotency_key: str,
     body_hash: str,
     retry_of: Job | None,
@@ -116,6 +121,8 @@ def _submit(
             IdempotencyRecord.objects.filter(user=user, key=idempotency_key).delete()  # an expired one
             IdempotencyRecord.objects.create(user=user, key=idempotency_key, request_hash=body_hash, job=job)
         credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=f"{spec.type} job")
+        if webhook is not None:
+            job_webhook_create(job_id=job.id, owner=user, url=webhook.url, event_types=webhook.events)
         job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost)
         transaction.on_commit(lambda: pipeline.start(job.id, spec.type))
     logger.info("job submitted: %s for %d credits", spec.type, cost, extra={"job_id": str(job.id)})
@@ -142,5 +149,8 @@ def job_retry(*, job: Job) -> Job:
         existing = Job.objects.filter(retry_of=job).first()
         if existing is not None:
             return existing
-        new, _ = job_submit(user=job.user, spec=job_spec(job.type), request=request, retry_of=job)
+        # The retry reports to the same webhook as the job it retries.
+        own = job_webhook_of(job_id=job.pk)
+        webhook = None if own is None else WebhookRequest(url=own[0], events=tuple(own[1]))
+        new, _ = job_submit(user=job.user, spec=job_spec(job.type), request=request, webhook=webhook, retry_of=job)
     return new

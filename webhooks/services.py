@@ -1,0 +1,273 @@
+"""Every write of the webhooks app: targets, deliveries, attempts, and disabling what fails.
+
+A delivery's life: `deliveries_enqueue` (after a job event commits) inserts one pending row per
+matching target, due now, and publishes `webhooks.deliver` after commit. `delivery_attempt`
+claims a due row with a conditional UPDATE (its next attempt moved past the attempt's longest
+duration: a worker that dies mid-send leaves a row the sweep re-sends), sends once, and records
+the attempt. A failure is due again after an exponential, jittered back-off (at most
+MAX_BACKOFF_SECONDS); a short wait is also published as a countdown message, a long one is left
+to `deliveries_sweep` (beat), so no message waits for hours in the broker. Retries stop 24 hours
+after the delivery was created; a target that has failed every attempt for 24 hours is disabled,
+its pending deliveries given up, and its owner gets an `AccountNotice`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from auteur.users.models import User
+from webhooks import keys, sender
+from webhooks.errors import WebhookLimitReached
+from webhooks.models import (
+    PAYLOAD_TYPES,
+    TEST_EVENT,
+    TEST_PAYLOAD_TYPE,
+    AccountNotice,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    JobWebhook,
+    NoticeKind,
+    SigningSecret,
+    Webhook,
+    WebhookEventType,
+)
+from webhooks.ssrf import target_check
+
+logger = logging.getLogger(__name__)
+
+MAX_WEBHOOKS_PER_ACCOUNT = 20
+MAX_BACKOFF_SECONDS = 600
+RETRY_WINDOW = timedelta(hours=24)
+DISABLE_AFTER = timedelta(hours=24)
+# A wait up to this long is also published as a countdown message; longer ones are the sweep's.
+COUNTDOWN_HORIZON_SECONDS = 60
+SWEEP_BATCH = 500
+
+
+def _publish(delivery_id: int, countdown: float = 0) -> None:
+    from webhooks.tasks import deliver
+
+    deliver.apply_async((delivery_id,), countdown=countdown)
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+@transaction.atomic
+def webhook_create(*, owner: User, url: str, event_types: Iterable[str], description: str = "") -> tuple[Webhook, str]:
+    """A new account webhook and its secret, which is returned this once and never again."""
+    target_check(url)
+    # The owner's row is locked so that two concurrent creations cannot both pass the count.
+    User.objects.select_for_update().filter(pk=owner.pk).first()
+    if Webhook.objects.filter(owner=owner).count() >= MAX_WEBHOOKS_PER_ACCOUNT:
+        raise WebhookLimitReached(f"An account has at most {MAX_WEBHOOKS_PER_ACCOUNT} webhooks.",
+                                  details={"limit": MAX_WEBHOOKS_PER_ACCOUNT})
+    secret = keys.secret_new()
+    webhook = Webhook.objects.create(owner=owner, url=url, event_types=_event_types(event_types),
+                                     description=description, secret_sealed=keys.secret_seal(secret))
+    logger.info("webhook created", extra={"user_id": str(owner.pk), "webhook_id": str(webhook.pk)})
+    return webhook, secret
+
+
+def webhook_delete(*, webhook: Webhook) -> None:
+    """The webhook and its delivery log; a delivery being sent now finds no row and stops."""
+    webhook.delete()
+
+
+def signing_secret_get(*, owner: User) -> str:
+    """The secret that signs the owner's jobs' own webhooks (created on first use)."""
+    row = SigningSecret.objects.filter(owner=owner).first()
+    if row is None:
+        sealed = keys.secret_seal(keys.secret_new())
+        SigningSecret.objects.get_or_create(owner=owner, defaults={"secret_sealed": sealed})
+        row = SigningSecret.objects.get(owner=owner)
+    return keys.secret_open(row.secret_sealed)
+
+
+def job_webhook_create(*, job_id: uuid.UUID, owner: User, url: str, event_types: Iterable[str]) -> JobWebhook:
+    """A job's own webhook, inserted in the submission's transaction (its URL already checked)."""
+    signing_secret_get(owner=owner)
+    return JobWebhook.objects.create(job_id=job_id, owner=owner, url=url, event_types=_event_types(event_types))
+
+
+def _event_types(event_types: Iterable[str]) -> list[str]:
+    chosen = set(event_types)
+    return [t.value for t in WebhookEventType if t.value in chosen]
+
+
+def _secret_of(target: Webhook | JobWebhook) -> str:
+    if isinstance(target, Webhook):
+        return keys.secret_open(target.secret_sealed)
+    return signing_secret_get(owner=target.owner)
+
+
+# ----------------------------------------------------------------------------- deliveries
+
+
+def _payload(type: str, data: dict[str, Any]) -> dict[str, Any]:
+    # Through JSON once: UUIDs and datetimes become the strings the receiver will see.
+    body = {"type": type, "timestamp": timezone.now().isoformat(), "data": data}
+    loaded: dict[str, Any] = json.loads(json.dumps(body, cls=DjangoJSONEncoder))
+    return loaded
+
+
+@transaction.atomic
+def deliveries_enqueue(*, owner_id: Any, job_id: uuid.UUID, event_type: WebhookEventType,
+                       data: dict[str, Any]) -> list[Delivery]:
+    """One pending delivery of a job event per enabled target subscribed to its type: the job's
+    own webhook and the owner's account webhooks."""
+    payload = _payload(PAYLOAD_TYPES[event_type], data)
+    now = timezone.now()
+    rows = [
+        Delivery(owner_id=owner_id, webhook_id=w, job_id=job_id, event_type=event_type, payload=payload,
+                 next_attempt_at=now)
+        for w in Webhook.objects.filter(owner_id=owner_id, enabled=True, event_types__contains=[event_type])
+        .values_list("pk", flat=True)
+    ]
+    rows += [
+        Delivery(owner_id=owner_id, job_webhook_id=t, job_id=job_id, event_type=event_type, payload=payload,
+                 next_attempt_at=now)
+        for t in JobWebhook.objects.filter(job_id=job_id, enabled=True, event_types__contains=[event_type])
+        .values_list("pk", flat=True)
+    ]
+    created = Delivery.objects.bulk_create(rows)
+    for delivery in created:
+        transaction.on_commit(partial(_publish, delivery.pk))
+    return created
+
+
+@transaction.atomic
+def webhook_test(*, webhook: Webhook) -> Delivery:
+    """A `webhook.test` message to the webhook, whatever it subscribes to."""
+    payload = _payload(TEST_PAYLOAD_TYPE, {"webhook_id": str(webhook.pk)})
+    delivery = Delivery.objects.create(owner_id=webhook.owner_id, webhook=webhook, event_type=TEST_EVENT,
+                                       payload=payload, next_attempt_at=timezone.now())
+    transaction.on_commit(lambda: _publish(delivery.pk))
+    return delivery
+
+
+@transaction.atomic
+def delivery_redeliver(*, delivery: Delivery) -> Delivery:
+    """Send a delivery again (staff): due now, with the same `webhook-id` and payload; its
+    retry window starts over. A disabled target stays disabled (a test message still goes)."""
+    Delivery.objects.filter(pk=delivery.pk).update(state=DeliveryState.PENDING, next_attempt_at=timezone.now(),
+                                                   created_at=timezone.now(), finished_at=None)
+    transaction.on_commit(lambda: _publish(delivery.pk))
+    delivery.refresh_from_db()
+    return delivery
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential from AUTEUR_WEBHOOK_RETRY_BASE_SECONDS, at most MAX_BACKOFF_SECONDS, with
+    jitter (a random point in its upper half) so that retries of one outage spread out."""
+    ceiling = min(MAX_BACKOFF_SECONDS, settings.AUTEUR_WEBHOOK_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return float(random.uniform(ceiling / 2, ceiling))  # noqa: S311 - spreading, not secrecy
+
+
+def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
+    """Try a due delivery once; None when it is not due or another worker holds it."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.AUTEUR_WEBHOOK_TIMEOUT_SECONDS + 60)
+    claimed = Delivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING,
+                                      next_attempt_at__lte=now).update(next_attempt_at=lease)
+    if not claimed:
+        return None
+    delivery = Delivery.objects.select_related("webhook", "job_webhook", "job_webhook__owner").filter(
+        pk=delivery_id).first()
+    if delivery is None:  # its webhook was deleted meanwhile
+        return None
+    target = delivery.target
+    if not target.enabled and delivery.event_type != TEST_EVENT:
+        Delivery.objects.filter(pk=delivery_id).update(state=DeliveryState.FAILED, finished_at=now,
+                                                       next_attempt_at=None)
+        return None
+    body = json.dumps(delivery.payload, separators=(",", ":"))
+    outcome = sender.send(url=target.url, secret=_secret_of(target), message_id=delivery.message_id, body=body)
+    attempt = _attempt_record(delivery, outcome)
+    logger.info(
+        "webhook attempt %s #%d: %s in %d ms", delivery.message_id, attempt.number,
+        outcome.status_code if outcome.succeeded else (outcome.error or outcome.status_code), outcome.latency_ms,
+        extra={"user_id": str(delivery.owner_id), "job_id": str(delivery.job_id or "")},
+    )
+    return attempt
+
+
+@transaction.atomic
+def _attempt_record(delivery: Delivery, outcome: sender.Outcome) -> DeliveryAttempt:
+    now = timezone.now()
+    target = delivery.target
+    same_target = _same_target(target)
+    number = delivery.attempts + 1
+    attempt = DeliveryAttempt.objects.create(
+        delivery=delivery, number=number, status_code=outcome.status_code, error=outcome.error,
+        latency_ms=outcome.latency_ms, response_body=outcome.response_body,
+    )
+    fields: dict[str, Any] = {"attempts": F("attempts") + 1, "last_status_code": outcome.status_code}
+    if outcome.succeeded:
+        fields.update(state=DeliveryState.SUCCEEDED, finished_at=now, next_attempt_at=None)
+        same_target.update(failing_since=None)
+    else:
+        same_target.filter(failing_since__isnull=True).update(failing_since=now)
+        target.refresh_from_db(fields=["failing_since", "enabled"])
+        assert target.failing_since is not None
+        if delivery.event_type != TEST_EVENT and target.enabled and now - target.failing_since >= DISABLE_AFTER:
+            _target_disable(target, now)
+        if delivery.created_at <= now - RETRY_WINDOW or not target.enabled or delivery.event_type == TEST_EVENT:
+            # A test message is tried once: its answer is what the caller wanted to see.
+            fields.update(state=DeliveryState.FAILED, finished_at=now, next_attempt_at=None)
+        else:
+            wait = backoff_seconds(number)
+            fields.update(next_attempt_at=now + timedelta(seconds=wait))
+            if wait <= COUNTDOWN_HORIZON_SECONDS:
+                transaction.on_commit(lambda: _publish(delivery.pk, countdown=wait))
+    Delivery.objects.filter(pk=delivery.pk).update(**fields)
+    return attempt
+
+
+def _same_target(target: Webhook | JobWebhook) -> QuerySet[Any]:
+    if isinstance(target, Webhook):
+        return Webhook.objects.filter(pk=target.pk)
+    return JobWebhook.objects.filter(pk=target.pk)
+
+
+def _target_disable(target: Webhook | JobWebhook, now: Any) -> None:
+    reason = "Every delivery failed for 24 hours."
+    _same_target(target).update(enabled=False, disabled_at=now, disabled_reason=reason)
+    target.enabled = False
+    Delivery.objects.filter(**{"webhook" if isinstance(target, Webhook) else "job_webhook": target},
+                            state=DeliveryState.PENDING).update(state=DeliveryState.FAILED, finished_at=now,
+                                                                next_attempt_at=None)
+    if isinstance(target, Webhook):
+        message = f"Webhook {target.pk} was disabled: every delivery failed for 24 hours."
+        AccountNotice.objects.create(owner_id=target.owner_id, kind=NoticeKind.WEBHOOK_DISABLED, message=message,
+                                     webhook=target)
+    else:
+        message = f"The webhook of job {target.job_id} was disabled: every delivery failed for 24 hours."
+        AccountNotice.objects.create(owner_id=target.owner_id, kind=NoticeKind.WEBHOOK_DISABLED, message=message,
+                                     job_id=target.job_id)
+    logger.warning("webhook target disabled after 24 hours of failures", extra={"user_id": str(target.owner_id)})
+
+
+def deliveries_sweep(*, limit: int = SWEEP_BATCH) -> int:
+    """Publish the deliveries that are due (their retry time came, or their message was lost)."""
+    due = list(
+        Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=timezone.now())
+        .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+    )
+    for pk in due:
+        _publish(pk)
+    return len(due)

@@ -1,0 +1,22 @@
+"""Webhook tasks (queue `webhooks`, celeryconfig.task_routes): thin, ids in, one service call.
+
+`deliver` is idempotent: it sends only a delivery it claims (due and pending), so a duplicate
+message, a sweep that publishes it again, or a redelivery after a worker died sends at most
+once per attempt. Failures are not Celery retries: the delivery's row holds its next attempt.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from webhooks.services import deliveries_sweep, delivery_attempt
+
+
+@shared_task(name="webhooks.deliver", acks_late=True, soft_time_limit=60, time_limit=90)
+def deliver(delivery_id: int) -> None:
+    delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name="webhooks.sweep", acks_late=True)
+def sweep() -> int:
+    return deliveries_sweep()
