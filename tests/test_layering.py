@@ -1,5 +1,7 @@
 """The layering of the apps holds: a small AST check of every import in app code.
 
+- `webhooks` imports no other app (its job target and deliveries name a job by "jobs.Job" and by
+  id; the jobs app calls it, never the reverse);
 - `media` and `credits` import no other app (but media reads the one definition of how untrusted
   media is opened, `gpu_tasks/input_policy.py`, a module without imports, which the engines use
   too); `projects` imports only `media` of the apps;
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks")
+APPS = ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks", "webhooks")
 
 
 def imports(path: Path) -> Iterator[tuple[int, str]]:
@@ -60,6 +62,7 @@ def violations(package: str, allowed: set[str], *, exempt: tuple[str, ...] = ())
     [
         ("media", {"auteur", "django", "rest_framework"}),
         ("credits", {"auteur", "django", "rest_framework"}),
+        ("webhooks", {"auteur", "django", "rest_framework"}),
         ("projects", {"auteur", "media", "django", "rest_framework"}),
         ("gpu_tasks", set()),
     ],
@@ -78,7 +81,7 @@ def test_apps_reach_the_auteur_package_only_for_its_foundations():
     foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
                    "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers")
     bad = []
-    for package in ("credits", "media", "projects", "jobs"):
+    for package in ("credits", "media", "projects", "jobs", "webhooks"):
         for path in modules(package):
             bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
                     if name.split(".")[0] == "auteur" and not name.startswith(foundations)]
@@ -87,7 +90,7 @@ def test_apps_reach_the_auteur_package_only_for_its_foundations():
 
 def test_jobs_reaches_gpu_tasks_only_through_its_client_and_specs():
     exempt = ("jobs/gpu_client.py", "jobs/specs.py")
-    allowed = {"auteur", "credits", "media", "projects", "django", "rest_framework"}
+    allowed = {"auteur", "credits", "media", "projects", "webhooks", "django", "rest_framework"}
     assert violations("jobs", allowed, exempt=exempt) == []
 
 
@@ -102,14 +105,14 @@ def test_foundations_import_no_app():
     foundations = [ROOT / "auteur/errors.py", ROOT / "auteur/api.py", ROOT / "auteur/schema.py"]
     for path in [*modules("auteur/users"), *foundations]:
         bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
-                if name.split(".")[0] in ("credits", "media", "projects", "jobs", "gpu_tasks")]
+                if name.split(".")[0] in ("credits", "media", "projects", "jobs", "gpu_tasks", "webhooks")]
     assert bad == []
 
 
 def test_nothing_but_the_wiring_imports_jobs():
     wiring = {"auteur/urls.py", "auteur/celery.py"}
     bad = []
-    for package in ("auteur", "credits", "media", "projects", "gpu_tasks"):
+    for package in ("auteur", "credits", "media", "projects", "gpu_tasks", "webhooks"):
         for path in modules(package):
             rel = path.relative_to(ROOT).as_posix()
             if rel in wiring:
