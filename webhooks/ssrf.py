@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -119,12 +120,17 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+    """The system's name resolution (tests replace this one function to fake it)."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
 def resolve(host: str, port: int) -> list[IPAddress]:
     """Every address `host` resolves to (an IP literal: itself)."""
     if _is_ip(host):
         return [ipaddress.ip_address(host)]
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = lookup(host, port)
     except (OSError, UnicodeError):
         raise WebhookUrlRefused("The webhook URL's host does not resolve.",
                                 details={"reason": "unresolvable"}) from None

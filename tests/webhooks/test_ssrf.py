@@ -1,0 +1,198 @@
+"""The SSRF guard and one attempt's HTTP: what is refused (before any connection), and that a
+send goes to the address that was checked, with the name for Host and TLS, following no redirect.
+
+Name resolution is faked (webhooks.ssrf.lookup); the only server is the loopback receiver."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import threading
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from standardwebhooks import Webhook as Verifier
+
+from webhooks import sender, ssrf
+from webhooks.keys import secret_new
+
+REFUSED = [
+    "10.0.0.1", "172.16.5.4", "192.168.1.1", "127.0.0.1", "169.254.169.254", "0.0.0.0", "224.0.0.1",
+    "240.0.0.1", "100.64.0.1", "198.18.0.1", "255.255.255.255",
+    "::1", "::", "fe80::1", "fc00::1", "ff02::1", "::ffff:10.0.0.1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
+    "2001:db8::1",
+]
+
+
+@pytest.fixture
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every outgoing connection attempt is recorded and refused."""
+    attempts: list[Any] = []
+
+    def connect(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise AssertionError(f"connected to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+@pytest.fixture
+def strict(settings: Any) -> None:
+    settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK = False
+
+
+def literal(address: str) -> str:
+    return f"https://[{address}]/hook" if ":" in address else f"https://{address}/hook"
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_ip_literals_that_are_not_public_are_refused(strict, no_connections, address):
+    with pytest.raises(ssrf.WebhookUrlRefused) as refused:
+        ssrf.target_check(literal(address))
+    assert refused.value.code == "invalid_webhook_url" and refused.value.details["reason"] == "address"
+    assert no_connections == []
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_a_name_resolving_to_a_refused_address_is_refused_before_any_connection(strict, fake_dns, no_connections,
+                                                                                 address):
+    fake_dns({"hooks.example.test": [address]})
+    outcome = sender.send(url="https://hooks.example.test/hook", secret=secret_new(), message_id="msg_1", body="{}")
+    assert outcome.status_code is None and outcome.error.startswith("refused:")
+    assert no_connections == []
+
+
+def test_one_private_address_among_public_ones_refuses_the_name(strict, fake_dns, no_connections):
+    fake_dns({"hooks.example.test": ["93.184.216.34", "10.1.2.3"]})
+    with pytest.raises(ssrf.WebhookUrlRefused):
+        ssrf.target_check("https://hooks.example.test/")
+    assert no_connections == []
+
+
+def test_a_public_name_is_accepted_and_pinned_to_its_address(strict, fake_dns):
+    fake_dns({"hooks.example.test": ["93.184.216.34"]})
+    target = ssrf.target_check("https://Hooks.Example.Test./in?x=1")
+    assert (target.scheme, target.host, target.port, target.path) == ("https", "hooks.example.test", 443, "/in?x=1")
+    assert str(target.address) == "93.184.216.34" and target.host_header == "hooks.example.test"
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://hooks.example.test/", "scheme"),
+    ("ftp://hooks.example.test/", "scheme"),
+    ("hooks.example.test/path", "scheme"),
+    ("https://user:pw@hooks.example.test/", "credentials"),
+    ("https:///nohost", "malformed"),
+    ("https://hooks.example.test/#frag", "malformed"),
+    ("https://hooks.example.test/a b", "malformed"),
+    ("https://hooks.example.test:99999/", "malformed"),
+    ("https://unknown.example.test/", "unresolvable"),
+    ("https://hooks.example.test/" + "a" * 2000, "length"),
+])
+def test_malformed_or_non_https_urls_are_refused(strict, fake_dns, no_connections, url, reason):
+    fake_dns({"hooks.example.test": ["93.184.216.34"]})
+    with pytest.raises(ssrf.WebhookUrlRefused) as refused:
+        ssrf.target_check(url)
+    assert refused.value.details["reason"] == reason
+    assert no_connections == []
+
+
+def test_loopback_and_http_only_where_the_setting_allows_and_only_to_loopback(settings, fake_dns):
+    fake_dns({"public.example.test": ["93.184.216.34"], "local.example.test": ["127.0.0.1"]})
+    settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK = True
+    assert str(ssrf.target_check("http://127.0.0.1:8080/x").address) == "127.0.0.1"
+    assert str(ssrf.target_check("http://local.example.test/x").address) == "127.0.0.1"
+    with pytest.raises(ssrf.WebhookUrlRefused):  # plain http is for a local receiver only
+        ssrf.target_check("http://public.example.test/x")
+    with pytest.raises(ssrf.WebhookUrlRefused):  # private stays refused
+        ssrf.target_check("https://10.0.0.1/x")
+    settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK = False
+    with pytest.raises(ssrf.WebhookUrlRefused):
+        ssrf.target_check("https://127.0.0.1/x")
+
+
+def test_a_send_goes_to_the_checked_address_with_the_name_as_host(receiver, fake_dns):
+    looked_up = fake_dns({"hooks.example.test": ["127.0.0.1"]})
+    secret = secret_new()
+    body = '{"type":"job.start","data":{}}'
+    outcome = sender.send(url=f"http://hooks.example.test:{receiver.port}/in?k=v", secret=secret,
+                          message_id="msg_abc", body=body)
+    assert outcome.succeeded, outcome
+    assert looked_up == ["hooks.example.test"]  # resolved once, by the guard: the connection used that answer
+    [got] = receiver.received
+    assert got.path == "/in?k=v" and got.headers["host"] == f"hooks.example.test:{receiver.port}"
+    assert got.headers["webhook-id"] == "msg_abc"
+    assert Verifier(secret).verify(got.body, got.headers) == {"type": "job.start", "data": {}}
+
+
+def _self_signed(name: str, tmp_path: Any) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_tls_uses_the_name_for_sni_and_verifies_the_certificate(settings, fake_dns, tmp_path):
+    """A TLS server on loopback with a certificate no CA signed: the client names the host in
+    SNI, and refuses the certificate (the attempt fails as a TLS error, nothing is sent)."""
+    settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK = True
+    fake_dns({"tls.example.test": ["127.0.0.1"]})
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*_self_signed("tls.example.test", tmp_path))
+    seen: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: seen.append(name)  # type: ignore[assignment,misc,return-value]
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    requests_seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                requests_seen.append(tls.recv(100))
+        except (ssl.SSLError, OSError):
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    outcome = sender.send(url=f"https://tls.example.test:{port}/hook", secret=secret_new(), message_id="m", body="{}")
+    thread.join(5)
+    listener.close()
+    assert seen == ["tls.example.test"]
+    assert outcome.status_code is None and outcome.error.startswith("TLS error"), outcome
+    assert requests_seen == []
+
+
+def test_a_redirect_is_a_failed_attempt_and_is_not_followed(receiver):
+    from tests.webhooks.conftest import Answer
+
+    receiver.default = Answer(status=302, body=b"moved", headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    outcome = sender.send(url=receiver.url(), secret=secret_new(), message_id="m", body="{}")
+    assert not outcome.succeeded
+    assert outcome.status_code == 302 and outcome.error == "redirect not followed (to a refused address)"
+    assert len(receiver.received) == 1
+
+
+def test_a_hanging_receiver_times_out_and_only_1_kb_of_an_answer_is_kept(receiver, settings):
+    from tests.webhooks.conftest import Answer
+
+    settings.AUTEUR_WEBHOOK_TIMEOUT_SECONDS = 0.5
+    receiver.script = [Answer(hang_seconds=2), Answer(status=500, body=b"x" * 5000)]
+    hung = sender.send(url=receiver.url(), secret=secret_new(), message_id="m", body="{}")
+    assert hung.status_code is None and hung.error == "timed out after 0.5 s"
+    failed = sender.send(url=receiver.url(), secret=secret_new(), message_id="m", body="{}")
+    assert failed.status_code == 500 and failed.error == "HTTP 500" and failed.response_body == "x" * 1024
