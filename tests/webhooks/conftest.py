@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.jobs.conftest import start_worker  # noqa: F401 - a real Celery worker
 from tests.jobs.support import (  # noqa: F401 - fixtures for every test module here
     funded_fixture,
     gpu_backend_fixture,
