@@ -1,0 +1,128 @@
+"""Delivery bookkeeping run in this process against the loopback receiver: back-off, giving up
+after 24 hours, disabling a target that failed for 24 hours (the clock moved through the stored
+times), and what a job event costs a user without webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs.models import Job, JobEvent, JobEventType
+from jobs.services.webhooks import job_event_webhooks_send
+from tests.webhooks.conftest import Answer
+from webhooks import services
+from webhooks.models import AccountNotice, Delivery, DeliveryState, JobWebhook, Webhook
+from webhooks.services import deliveries_enqueue, delivery_attempt, job_webhook_create, webhook_create
+
+pytestmark = pytest.mark.django_db
+
+
+def enqueue(user, event_type="completed", job_id=None):
+    return deliveries_enqueue(owner_id=user.pk, job_id=job_id or uuid.uuid4(), event_type=event_type,
+                              data={"status": "completed"})
+
+
+def test_a_failure_schedules_a_retry_with_backoff_and_marks_the_target_failing(user, receiver, settings):
+    settings.AUTEUR_WEBHOOK_RETRY_BASE_SECONDS = 10
+    webhook, _ = webhook_create(owner=user, url=receiver.url(), event_types=["completed"])
+    receiver.default = Answer(status=500)
+    [delivery] = enqueue(user)
+    before = timezone.now()
+    delivery_attempt(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    webhook.refresh_from_db()
+    assert delivery.state == DeliveryState.PENDING and delivery.attempts == 1 and delivery.last_status_code == 500
+    assert before + timedelta(seconds=5) <= delivery.next_attempt_at <= timezone.now() + timedelta(seconds=10)
+    assert webhook.enabled and webhook.failing_since is not None
+    assert delivery_attempt(delivery_id=delivery.pk) is None  # not due yet: nothing sent
+    assert len(receiver.received) == 1
+
+
+def test_backoff_doubles_with_jitter_up_to_ten_minutes(settings):
+    settings.AUTEUR_WEBHOOK_RETRY_BASE_SECONDS = 5
+    for attempts, ceiling in ((1, 5), (2, 10), (3, 20), (8, 600), (50, 600)):
+        waits = [services.backoff_seconds(attempts) for _ in range(50)]
+        assert all(ceiling / 2 <= w <= ceiling for w in waits), attempts
+        assert len(set(waits)) > 1
+
+
+def test_a_success_clears_the_failing_time(user, receiver):
+    webhook, _ = webhook_create(owner=user, url=receiver.url(), event_types=["completed"])
+    Webhook.objects.filter(pk=webhook.pk).update(failing_since=timezone.now() - timedelta(hours=3))
+    [delivery] = enqueue(user)
+    delivery_attempt(delivery_id=delivery.pk)
+    webhook.refresh_from_db()
+    assert webhook.failing_since is None and Delivery.objects.get(pk=delivery.pk).state == DeliveryState.SUCCEEDED
+
+
+def test_a_delivery_is_given_up_24_hours_after_it_was_created(user, receiver):
+    webhook, _ = webhook_create(owner=user, url=receiver.url(), event_types=["completed"])
+    receiver.default = Answer(status=500)
+    [delivery] = enqueue(user)
+    Delivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(hours=24, minutes=1))
+    delivery_attempt(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    webhook.refresh_from_db()
+    assert delivery.state == DeliveryState.FAILED and delivery.next_attempt_at is None
+    assert webhook.enabled  # its own failures began just now
+
+
+def test_a_webhook_failing_for_24_hours_is_disabled_and_the_account_told(user, receiver, auth_client):
+    webhook, _ = webhook_create(owner=user, url=receiver.url(), event_types=["completed", "start"])
+    receiver.default = Answer(status=500)
+    [delivery] = enqueue(user)
+    [other] = enqueue(user, event_type="start")
+    Webhook.objects.filter(pk=webhook.pk).update(failing_since=timezone.now() - timedelta(hours=24, minutes=5))
+    delivery_attempt(delivery_id=delivery.pk)
+    webhook.refresh_from_db()
+    assert not webhook.enabled and webhook.disabled_at is not None
+    assert webhook.disabled_reason == "Every delivery failed for 24 hours."
+    assert set(Delivery.objects.filter(pk__in=[delivery.pk, other.pk]).values_list("state", flat=True)) == {"failed"}
+    [notice] = AccountNotice.objects.filter(owner=user)
+    assert notice.kind == "webhook_disabled" and notice.webhook_id == webhook.pk
+    shown = auth_client.get(f"/api/v1/webhooks/{webhook.pk}").json()
+    assert shown["enabled"] is False and shown["disabled_at"] and shown["disabled_reason"]
+    assert auth_client.get("/api/v1/webhooks/notices").json()["notices"][0]["webhook_id"] == str(webhook.pk)
+    # Nothing more is sent to it: later events create no delivery, a due one is not sent.
+    assert enqueue(user) == []
+    assert len(receiver.received) == 1
+
+
+def test_a_jobs_own_webhook_failing_for_24_hours_is_disabled_too(user, receiver, project):
+    job = Job.objects.create(user=project.user, project=project, type="tts", credits_cost=1)
+    target = job_webhook_create(job_id=job.pk, owner=project.user, url=receiver.url(), event_types=["completed"])
+    receiver.default = Answer(status=502)
+    [delivery] = enqueue(project.user, job_id=job.pk)
+    JobWebhook.objects.filter(pk=target.pk).update(failing_since=timezone.now() - timedelta(days=2))
+    delivery_attempt(delivery_id=delivery.pk)
+    target.refresh_from_db()
+    assert not target.enabled and AccountNotice.objects.get(owner=project.user).job_id == job.pk
+
+
+def test_a_job_event_costs_one_query_for_a_user_without_webhooks(project, django_assert_num_queries):
+    job = Job.objects.create(user=project.user, project=project, type="tts", credits_cost=1)
+    submitted = JobEvent.objects.create(job=job, type=JobEventType.SUBMITTED)
+    completed = JobEvent.objects.create(job=job, type=JobEventType.COMPLETED)
+    with django_assert_num_queries(0):
+        job_event_webhooks_send(submitted)  # no webhook event for it
+    with django_assert_num_queries(1):
+        job_event_webhooks_send(completed)
+    assert not Delivery.objects.exists()
+
+
+def test_a_job_event_reaches_only_targets_subscribed_to_it(project):
+    owner = project.user
+    job = Job.objects.create(user=owner, project=project, type="tts", credits_cost=1)
+    Webhook.objects.create(owner=owner, url="https://a.example.test/", event_types=["completed"], secret_sealed="x")
+    Webhook.objects.create(owner=owner, url="https://b.example.test/", event_types=["start"], secret_sealed="x")
+    Webhook.objects.create(owner=owner, url="https://c.example.test/", event_types=["completed"], secret_sealed="x",
+                           enabled=False)
+    JobWebhook.objects.create(job=job, owner=owner, url="https://d.example.test/", event_types=["completed"])
+    job_event_webhooks_send(JobEvent.objects.create(job=job, type=JobEventType.FAILED))
+    urls = sorted(d.target.url for d in Delivery.objects.all())
+    assert urls == ["https://a.example.test/", "https://d.example.test/"]
+    assert {d.payload["type"] for d in Delivery.objects.all()} == {"job.completed"}
+    assert Delivery.objects.first().payload["data"]["id"] == str(job.pk)
