@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ from tests.contract.support import served_schema
 from tests.factories import MediaFileFactory, ProjectFactory, VoiceCloneFactory
 from tests.jobs.support import put_timeline, submit, valid_body
 from tests.media.conftest import Samples
+from webhooks.models import Webhook
+from webhooks.services import webhook_create
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +79,17 @@ class ContractWsgiApp:
         finally:
             request_started.connect(close_old_connections)
             request_finished.connect(close_old_connections)
+
+
+@pytest.fixture(autouse=True)
+def webhook_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhook URLs are checked by resolving their host: every name resolves to one public
+    address here (nothing is sent: no delivery is committed), so no lookup leaves the machine."""
+
+    def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr("webhooks.ssrf.lookup", lookup)
 
 
 @pytest.fixture
@@ -133,7 +147,13 @@ def objects(owner: User, auth_client: Any, local_storage: Path, samples: Samples
         **{f"{kind}_media_id": str(m.pk) for kind, m in media.items()},
         "voice_id": str(voice.pk),
         "job_id": response.json()["job_id"],
+        "webhook_id": str(_webhook(owner).pk),
     }
+
+
+def _webhook(owner: User) -> Webhook:
+    webhook, _ = webhook_create(owner=owner, url="https://hooks.example.test/in", event_types=["completed"])
+    return webhook
 
 
 def fresh_objects(owner: User) -> dict[str, str]:
@@ -143,6 +163,7 @@ def fresh_objects(owner: User) -> dict[str, str]:
         "project_id": str(project.pk),
         "media_id": str(MediaFileFactory.create(project=project).pk),
         "voice_id": str(VoiceCloneFactory.create(user=owner).pk),
+        "webhook_id": str(_webhook(owner).pk),
     }
 
 
