@@ -193,3 +193,14 @@ def test_the_signing_secret_is_never_in_an_answer_about_jobs(auth_client, funded
     secret = secret_open(SigningSecret.objects.get(owner=funded).secret_sealed)
     job = auth_client.get(f"/api/v1/jobs/{response.json()['job_id']}")
     assert secret not in json.dumps(response.json()) and secret not in job.content.decode()
+
+
+def test_a_retried_job_reports_to_the_same_webhook(auth_client, funded, project, media):
+    response = submit(auth_client, "tts", {**valid_body("tts", project, media), "webhook": URL,
+                                           "webhook_events_filter": ["completed"]})
+    job_id = response.json()["job_id"]
+    Job.objects.filter(pk=job_id).update(status="failed", retryable=True, error_code="gpu_unavailable")
+    retried = auth_client.post(f"/api/v1/jobs/{job_id}/retry", format="json")
+    assert retried.status_code == 202, retried.json()
+    target = JobWebhook.objects.get(job_id=retried.json()["job_id"])
+    assert target.url == URL and target.event_types == ["completed"]

@@ -154,7 +154,7 @@ def test_tls_uses_the_name_for_sni_and_verifies_the_certificate(settings, fake_d
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*_self_signed("tls.example.test", tmp_path))
     seen: list[str | None] = []
-    context.sni_callback = lambda sock, name, ctx: seen.append(name)  # type: ignore[assignment,misc,return-value]
+    context.sni_callback = lambda sock, name, ctx: seen.append(name)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     requests_seen: list[bytes] = []
