@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db import connection
+from django.db.models import QuerySet
 
 from auteur.users.models import User
 from webhooks.errors import WebhookNotFound
@@ -38,17 +39,28 @@ def notice_list(*, owner: User) -> QuerySet[AccountNotice]:
 
 def webhook_subscribers(*, job_id: uuid.UUID | str, event_type: str) -> Any | None:
     """The job owner's id when the job's own webhook or one of the owner's account webhooks
-    wants `event_type`, else None. One indexed query: a user without webhooks pays only this."""
-    row = (
-        User.objects.filter(jobs__id=job_id)
-        .annotate(
-            account=Exists(Webhook.objects.filter(owner=OuterRef("pk"), enabled=True,
-                                                  event_types__contains=[event_type])),
-            own=Exists(JobWebhook.objects.filter(job_id=job_id, enabled=True, event_types__contains=[event_type])),
-        )
-        .values_list("pk", "account", "own")
-        .first()
-    )
+    wants `event_type`, else None.
+
+    Every job event of every user asks this, so it is one indexed query written in SQL: the ORM
+    spent 2 ms building the same statement with its two EXISTS, against 0.3 ms for the whole
+    round trip in SQL (bench/webhooks.py, `record_us`). The jobs table is read through the
+    foreign key's model, so this app still imports nothing of jobs.
+    """
+    job_field = JobWebhook._meta.get_field("job")
+    job_model = job_field.related_model
+    assert job_model is not None and not isinstance(job_model, str)
+    owner_column = job_model._meta.get_field("user").column  # type: ignore[union-attr]
+    sql = f"""
+        SELECT j.{owner_column},
+               EXISTS (SELECT 1 FROM {Webhook._meta.db_table} w
+                       WHERE w.owner_id = j.{owner_column} AND w.enabled AND w.event_types @> ARRAY[%s]::varchar[]),
+               EXISTS (SELECT 1 FROM {JobWebhook._meta.db_table} t
+                       WHERE t.job_id = j.id AND t.enabled AND t.event_types @> ARRAY[%s]::varchar[])
+        FROM {job_model._meta.db_table} j WHERE j.id = %s
+    """  # noqa: S608 - table and column names from the models, values as parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [event_type, event_type, str(job_id)])
+        row = cursor.fetchone()
     if row is None or not (row[1] or row[2]):
         return None
     return row[0]
