@@ -63,6 +63,14 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("edl_latency", f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
                     f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "
                     f"{d['service']['put']['p50_ms']:.0f} / p99 {d['service']['put']['p99_ms']:.0f} ms | - | - | - |"))
+    if (d := load("webhooks")) is not None:
+        r, one, burst = d["record_us"], d["to_receiver_ms"]["one_at_a_time"], d["to_receiver_ms"]["burst"]
+        rows.append(("webhooks", f"| webhooks: job event recorded -> loopback receiver, {d['worker_processes']} worker "
+                    f"processes | one at a time p50 {one['p50']} / p99 {one['p99']} ms; burst of {burst['of']}: p50 "
+                    f"{burst['p50']} / p99 {burst['p99']} ms, {burst['deliveries_per_second']} deliveries/s; recording "
+                    f"an event costs {r['completed_event_with_one_webhook']} us with a webhook | user without webhooks: "
+                    f"{r['completed_event_without_webhooks']} us (an event no webhook takes: {r['submitted_event']} us)"
+                    f" | - | - |"))
     return rows
 
 
