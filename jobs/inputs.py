@@ -3,7 +3,8 @@
 What a body names is resolved against the database by `jobs.selectors.requests`: a field
 declared as `MediaRef` is a media file of the job's project, of the kinds it lists, that must
 be ready; a `VoiceRef` is one of the caller's cloned voices. Every type takes `project_id`: the
-job's outputs become media files of that project.
+job's outputs become media files of that project, and may take `webhook` (whose URL is checked
+here, name resolution included, by the webhooks app's SSRF rules: 400 `invalid_webhook_url`).
 """
 
 from __future__ import annotations
