@@ -25,7 +25,10 @@ ALL_QUEUES = (
     QUEUE_GPU_GENERATION,
     QUEUE_WEBHOOKS,
 )
-CPU_QUEUES = (QUEUE_DEFAULT, QUEUE_MEDIA, QUEUE_RENDER, QUEUE_WEBHOOKS)
+CPU_QUEUES = (QUEUE_DEFAULT, QUEUE_MEDIA, QUEUE_RENDER)
+# Deliveries wait on other people's servers (up to the 10 s timeout each): their own workers, so
+# that hanging receivers cannot take the processes that run renders and housekeeping.
+WEBHOOK_QUEUES = (QUEUE_WEBHOOKS,)
 GPU_DISPATCH_QUEUES = (QUEUE_GPU_AUDIO, QUEUE_GPU_VISION, QUEUE_GPU_GENERATION)
 
 QUEUES = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)

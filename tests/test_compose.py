@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from auteur.queues import ALL_QUEUES, CPU_QUEUES, GPU_DISPATCH_QUEUES
+from auteur.queues import ALL_QUEUES, CPU_QUEUES, GPU_DISPATCH_QUEUES, WEBHOOK_QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -43,7 +43,7 @@ SECRET_ENV_KEYS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD"
 URL_PASSWORDS = {"DATABASE_URL": "POSTGRES_PASSWORD", "REDIS_URL": "REDIS_PASSWORD",
                  "MONGODB_URI": "MONGO_APP_PASSWORD"}
 ONE_SHOT_SERVICES = {"migrate", "minio-init"}
-WORKER_SERVICES = {"worker-gpu", "worker-cpu"}
+WORKER_SERVICES = {"worker-gpu", "worker-cpu", "worker-webhooks"}
 SKIP_DIRS = {".venv", "var", ".git", "staticfiles", "node_modules"}
 
 # Compose interpolation: $$ (a literal $), ${NAME}, ${NAME:-default}, ${NAME-default},
@@ -475,6 +475,7 @@ def test_workers_together_consume_every_queue_and_keep_gpu_dispatch_apart(servic
     assert sorted(everything) == sorted(ALL_QUEUES), "each queue exactly once"
     assert set(consumed["worker-gpu"]) == set(GPU_DISPATCH_QUEUES)
     assert set(consumed["worker-cpu"]) == set(CPU_QUEUES)
+    assert set(consumed["worker-webhooks"]) == set(WEBHOOK_QUEUES)
 
 
 def test_worker_node_names_are_distinct(services):

@@ -59,6 +59,8 @@ SWEEP_BATCH = 500
 
 
 def _publish(delivery_id: int, countdown: float = 0) -> None:
+    """Queue an attempt (after commit, robustly: a publish lost to a broker outage leaves a due
+    row, which the sweep sends)."""
     from webhooks.tasks import deliver
 
     deliver.apply_async((delivery_id,), countdown=countdown)
@@ -146,7 +148,7 @@ def deliveries_enqueue(*, owner_id: Any, job_id: uuid.UUID, event_type: WebhookE
     ]
     created = Delivery.objects.bulk_create(rows)
     for delivery in created:
-        transaction.on_commit(partial(_publish, delivery.pk))
+        transaction.on_commit(partial(_publish, delivery.pk), robust=True)
     return created
 
 
@@ -156,7 +158,7 @@ def webhook_test(*, webhook: Webhook) -> Delivery:
     payload = _payload(TEST_PAYLOAD_TYPE, {"webhook_id": str(webhook.pk)})
     delivery = Delivery.objects.create(owner_id=webhook.owner_id, webhook=webhook, event_type=TEST_EVENT,
                                        payload=payload, next_attempt_at=timezone.now())
-    transaction.on_commit(lambda: _publish(delivery.pk))
+    transaction.on_commit(lambda: _publish(delivery.pk), robust=True)
     return delivery
 
 
@@ -166,7 +168,7 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
     retry window starts over. A disabled target stays disabled (a test message still goes)."""
     Delivery.objects.filter(pk=delivery.pk).update(state=DeliveryState.PENDING, next_attempt_at=timezone.now(),
                                                    created_at=timezone.now(), finished_at=None)
-    transaction.on_commit(lambda: _publish(delivery.pk))
+    transaction.on_commit(lambda: _publish(delivery.pk), robust=True)
     delivery.refresh_from_db()
     return delivery
 
@@ -233,7 +235,7 @@ def _attempt_record(delivery: Delivery, outcome: sender.Outcome) -> DeliveryAtte
             wait = backoff_seconds(number)
             fields.update(next_attempt_at=now + timedelta(seconds=wait))
             if wait <= COUNTDOWN_HORIZON_SECONDS:
-                transaction.on_commit(lambda: _publish(delivery.pk, countdown=wait))
+                transaction.on_commit(lambda: _publish(delivery.pk, countdown=wait), robust=True)
     Delivery.objects.filter(pk=delivery.pk).update(**fields)
     return attempt
 
