@@ -248,8 +248,11 @@ def _same_target(target: Webhook | JobWebhook) -> QuerySet[Any]:
 
 def _target_disable(target: Webhook | JobWebhook, now: Any) -> None:
     reason = "Every delivery failed for 24 hours."
-    _same_target(target).update(enabled=False, disabled_at=now, disabled_reason=reason)
+    # Conditional: of two attempts failing at once, one disables it and tells the account.
+    changed = _same_target(target).filter(enabled=True).update(enabled=False, disabled_at=now, disabled_reason=reason)
     target.enabled = False
+    if not changed:
+        return
     Delivery.objects.filter(**{"webhook" if isinstance(target, Webhook) else "job_webhook": target},
                             state=DeliveryState.PENDING).update(state=DeliveryState.FAILED, finished_at=now,
                                                                 next_attempt_at=None)
