@@ -78,7 +78,6 @@ class NoticeSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-@raises("invalid_webhook_url")
 class WebhookListApi(ApiView):
     """The caller's account webhooks, newest first (`?page=`, `?page_size=`). POST creates one:
     its answer carries the signing `secret`, which is never shown again. 400
@@ -100,7 +99,7 @@ class WebhookListApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses={201: WebhookCreatedSerializer},
                    summary="Create a webhook", operation_id="webhooks_create", tags=["webhooks"])
-    @raises("webhook_limit_reached")
+    @raises("invalid_webhook_url", "webhook_limit_reached")
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
