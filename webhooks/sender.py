@@ -105,7 +105,7 @@ def send(*, url: str, secret: str, message_id: str, body: str) -> Outcome:
         return outcome(None, f"timed out after {settings.AUTEUR_WEBHOOK_TIMEOUT_SECONDS:g} s")
     except SSLError as exc:
         return outcome(None, f"TLS error: {type(exc.__context__ or exc).__name__}")
-    except (HTTPError, OSError) as exc:
+    except (HTTPError, OSError, ValueError) as exc:
         return outcome(None, f"connection failed: {type(exc).__name__}")
     finally:
         pool.close()

@@ -22,6 +22,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -198,7 +199,14 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
                                                        next_attempt_at=None)
         return None
     body = json.dumps(delivery.payload, separators=(",", ":"))
-    outcome = sender.send(url=target.url, secret=_secret_of(target), message_id=delivery.message_id, body=body)
+    try:
+        secret = _secret_of(target)
+    except InvalidToken:
+        # Sealed under another DJANGO_SECRET_KEY: a failed attempt like any other, so that the
+        # delivery ends and the target is disabled in time, rather than a task error for ever.
+        outcome = sender.Outcome(None, "signing secret unreadable (DJANGO_SECRET_KEY changed)", 0, "")
+    else:
+        outcome = sender.send(url=target.url, secret=secret, message_id=delivery.message_id, body=body)
     attempt = _attempt_record(delivery, outcome)
     logger.info(
         "webhook attempt %s #%d: %s in %d ms", delivery.message_id, attempt.number,

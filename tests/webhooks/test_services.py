@@ -126,3 +126,12 @@ def test_a_job_event_reaches_only_targets_subscribed_to_it(project):
     assert urls == ["https://a.example.test/", "https://d.example.test/"]
     assert {d.payload["type"] for d in Delivery.objects.all()} == {"job.completed"}
     assert {d.payload["data"]["id"] for d in Delivery.objects.all()} == {str(job.pk)}
+
+
+def test_a_secret_sealed_under_another_key_is_a_failed_attempt_not_a_task_error(user, receiver, settings):
+    webhook_create(owner=user, url=receiver.url(), event_types=["completed"])
+    [delivery] = enqueue(user)
+    settings.SECRET_KEY = "another-django-secret-key-0123456789abcdef-rotated"
+    attempt = delivery_attempt(delivery_id=delivery.pk)
+    assert attempt is not None and attempt.status_code is None and "unreadable" in attempt.error
+    assert Delivery.objects.get(pk=delivery.pk).state == DeliveryState.PENDING and receiver.received == []
