@@ -196,3 +196,17 @@ def test_a_hanging_receiver_times_out_and_only_1_kb_of_an_answer_is_kept(receive
     assert hung.status_code is None and hung.error == "timed out after 0.5 s"
     failed = sender.send(url=receiver.url(), secret=secret_new(), message_id="m", body="{}")
     assert failed.status_code == 500 and failed.error == "HTTP 500" and failed.response_body == "x" * 1024
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({}, "False"),  # production
+    ({"DJANGO_DEBUG": "1"}, "True"),
+    ({"AUTEUR_WEBHOOK_ALLOW_LOOPBACK": "1"}, "True"),
+    ({"DJANGO_DEBUG": "1", "AUTEUR_WEBHOOK_ALLOW_LOOPBACK": "0"}, "False"),
+])
+def test_loopback_targets_are_allowed_only_in_debug_unless_set(extra, expected):
+    from tests.auteur.test_settings import PROD_ENV, load_settings
+
+    result = load_settings({**PROD_ENV, **extra}, show="settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
