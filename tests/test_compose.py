@@ -238,7 +238,7 @@ UVICORN_FLAGS = frozenset({"--reload", "--proxy-headers", "--no-proxy-headers", 
 
 
 def uvicorn_problems(argv: list[str]) -> list[str]:
-    positional, options = split_options(argv[1:], UVICORN_FLAGS)
+    positional, _options = split_options(argv[1:], UVICORN_FLAGS)
     if len(positional) != 1:
         return [f"uvicorn needs exactly one APP, got {positional}"]
     module, _, attr = positional[0].partition(":")
