@@ -111,8 +111,9 @@ def test_make_run_serves_the_api_port_on_loopback_with_gunicorn_behind(make_run)
     api_port, storage_port, asgi_port, public = front.ports
     assert public == 18000
     dials = [[u["dial"] for u in p["upstreams"]] for p in proxies(config)]
+    # uvicorn twice: event streams and the WebSocket, and submissions that wait.
     assert sorted(dials) == sorted([[f"127.0.0.1:{api_port}"], [f"127.0.0.1:{storage_port}"],
-                                    [f"127.0.0.1:{asgi_port}"]])
+                                    [f"127.0.0.1:{asgi_port}"], [f"127.0.0.1:{asgi_port}"]])
     asgi = next(p for p in front.processes if p.name == "asgi")
     assert asgi.argv[1] == "auteur.asgi:application" and str(asgi_port) in asgi.argv
     # No admin endpoint, nothing saved outside var/.
@@ -124,11 +125,12 @@ def test_make_run_serves_the_api_port_on_loopback_with_gunicorn_behind(make_run)
 def test_bodies_are_capped_like_the_api_and_buffered_before_gunicorn(compose_config, make_run):
     for config in (compose_config, make_run[1]):
         caps = sorted(h["max_size"] for h in handlers(config) if h["handler"] == "request_body")
-        assert caps == sorted([settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.AUTEUR_MAX_UPLOAD_BYTES])
+        api_cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        assert caps == sorted([api_cap, api_cap, settings.AUTEUR_MAX_UPLOAD_BYTES])  # API, waiting submissions, storage
         buffered = [p for p in proxies(config) if p.get("request_buffers")]
         streamed = [p for p in proxies(config) if not p.get("request_buffers") and "flush_interval" not in p]
         # The API's whole body is read first; storage bodies (GBs) are streamed, never held in memory.
-        assert [p["request_buffers"] for p in buffered] == [settings.DATA_UPLOAD_MAX_MEMORY_SIZE]
+        assert [p["request_buffers"] for p in buffered] == [api_cap, api_cap]
         assert len(streamed) == 1
 
 
@@ -138,6 +140,14 @@ def test_event_streams_and_the_websocket_go_to_uvicorn_unbuffered(compose_config
         [push] = [p for p in proxies(config) if p.get("flush_interval") == -1]
         assert [u["dial"] for u in push["upstreams"]] == [upstream]
         assert {"path": ["/ws/*", "*/stream"]} in matchers_above(routes, push)
+
+
+def test_submissions_that_wait_go_to_uvicorn_and_the_rest_to_gunicorn(compose_config, make_run):
+    for config, asgi in ((compose_config, "asgi:8001"), (make_run[1], f"127.0.0.1:{make_run[0].ports[2]}")):
+        [waiting] = [p for p in proxies(config) if p.get("request_buffers") and p["upstreams"] == [{"dial": asgi}]]
+        matchers = matchers_above(the_server(config)["routes"], waiting)
+        assert {"method": ["POST"], "path": ["/api/v1/jobs/*"],
+                "header_regexp": {"Prefer": {"name": "wait", "pattern": "(?i)(^|[,\\s])wait\\s*="}}} in matchers
 
 
 def test_slow_clients_are_cut_but_long_transfers_are_not(compose_config):
