@@ -216,8 +216,9 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
             assert sse.status_code == 200 and sse.headers["Content-Type"].startswith("text/event-stream")
             assert sse.headers["Via"] == "1.1 Caddy" and "gunicorn" not in sse.headers.get("Server", "")
             assert next(sse.iter_lines()) == b"retry: 2000"
+        bearer = [Subprotocol("bearer"), Subprotocol(token.stdout.strip())]
         with websockets.sync.client.connect(f"ws://127.0.0.1:{api_port}/ws/v1/events", open_timeout=30,
-                                            subprotocols=[Subprotocol("bearer"), Subprotocol(token.stdout.strip())]) as ws:
+                                            subprotocols=bearer) as ws:
             assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
 
         assert _wait_http(f"http://127.0.0.1:{flower_port}/api/workers", 30).status_code == 401
