@@ -33,7 +33,7 @@ from jobs.services.stream import event_payload, job_stream_append, stream_key
 from jobs.waiting import prefer_wait
 from tests.jobs.conftest import wait_terminal
 from tests.jobs.support import submit, valid_body
-from tests.servers import AsgiServer, asgi_server
+from tests.servers import AsgiServer, asgi_server, running_front
 
 pytestmark = [
     pytest.mark.django_db(transaction=True), pytest.mark.slow,
@@ -502,3 +502,22 @@ def test_prefer_wait_on_the_sync_api_answers_at_once_with_the_stream(auth_client
     accepted = submit(auth_client, "tts", valid_body("tts", project, media), HTTP_PREFER="wait=30")
     assert accepted.status_code == 202 and "Preference-Applied" not in accepted
     assert accepted["Location"] == f"/api/v1/jobs/{accepted.json()['job_id']}/stream"
+
+
+def test_through_caddy_waiting_submissions_go_to_uvicorn_and_others_to_gunicorn(worker, funded, project, media,
+                                                                                tmp_path):
+    headers = {"Authorization": f"Bearer {token_for(funded)}"}
+    with running_front(tmp_path) as base:
+        done = requests.post(f"{base}/api/v1/jobs/tts", json=valid_body("tts", project, media), timeout=120,
+                             headers={**headers, "Prefer": "respond-async, wait=30"})
+        assert done.status_code == 201, done.text
+        assert done.headers["Preference-Applied"] == "wait=30" and done.json()["status"] == "completed"
+        assert done.headers["Via"] == "1.1 Caddy" and "gunicorn" not in done.headers.get("Server", "")
+        plain = requests.post(f"{base}/api/v1/jobs/tts", json=valid_body("tts", project, media), timeout=60,
+                              headers=headers)
+        assert plain.status_code == 202 and plain.headers["Server"] == "gunicorn"
+        with requests.get(f"{base}/api/v1/jobs/{plain.json()['job_id']}/stream", headers=headers, stream=True,
+                          timeout=120) as stream:
+            assert stream.status_code == 200
+            lines = [line for line in stream.iter_lines() if line.startswith(b"event: ")]
+        assert lines[-1] == b"event: completed"
