@@ -38,6 +38,7 @@ READ_COUNT = 500
 BACKLOG_CHUNK = 500
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 3.0
 _OVERFLOW = object()
+HUB_CLIENT_NAME = "auteur-stream-hub"  # in Redis's CLIENT LIST
 
 
 class SlowClient(Exception):
@@ -152,7 +153,7 @@ class Hub:
         self._has_keys = asyncio.Event()
         # Any: redis-py's async stubs type every reply as a union of every reply shape.
         self.redis: Any = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10,
+            settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10, client_name=HUB_CLIENT_NAME,
         )
 
     @property

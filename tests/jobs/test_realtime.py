@@ -369,6 +369,23 @@ def test_websocket_refuses_a_foreign_origin(asgi, funded):
     ws.close()
 
 
+def test_one_redis_reader_serves_every_connection_of_a_process(asgi, make_user):
+    users = [make_user() for _ in range(12)]
+    sockets = [ws_auth(asgi, token_for(user)) for user in users]
+    streams = [Sse(asgi, "/api/v1/events/stream", token_for(user)) for user in users[:6]]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    hub = [c for c in client.client_list() if c["name"] == "auteur-stream-hub"]
+    assert [c["cmd"] for c in hub].count("xread") == 1
+    assert len(hub) <= 3  # the reader, and a connection or two for subscribing and backlogs
+    for n, user in enumerate(users):  # and it does reach everyone
+        with transaction.atomic():
+            job_event_record(make_job(user).pk, JobEventType.PROGRESS, progress=n)
+    assert [ws_events(ws, 1)[0]["event"]["data"]["progress"] for ws in sockets] == list(range(12))
+    assert [sse.until(1)[0]["data"]["data"]["progress"] for sse in streams] == list(range(6))
+    for ws in sockets:
+        ws.close()
+
+
 # ----------------------------------------------------------------------------- faults
 
 
