@@ -86,8 +86,9 @@ class Sse:
                 return None
             line = line.rstrip("\n")
             if not line:
-                if fields:
+                if fields and set(fields) != {"retry"}:
                     return fields
+                fields = {}
                 continue
             if line.startswith(":"):
                 self.comments.append(line)
@@ -232,6 +233,30 @@ def test_sse_resumes_after_last_event_id_and_a_finished_job_replays_and_ends(asg
     assert types(Sse(asgi, f"/api/v1/jobs/{first['job_id']}/stream", token).events()) == recorded(first["job_id"])
     after_two = Sse(asgi, f"/api/v1/jobs/{first['job_id']}/stream", token, last_event_id=seen[1]["id"]).events()
     assert types(after_two) == recorded(first["job_id"])[2:]
+
+
+def test_a_resume_from_before_the_window_is_told_of_the_gap(asgi, funded):
+    job = make_job(funded)
+    for n in (1, 2):
+        with transaction.atomic():
+            job_event_record(job.pk, JobEventType.PROGRESS, progress=n)
+    oldest = redis.Redis.from_url(settings.REDIS_URL).xrange(stream_key(funded.pk), count=1)[0][0].decode()
+    token = token_for(funded)
+    old = Sse(asgi, "/api/v1/events/stream", token, last_event_id="1-0")  # trimmed long ago
+    assert old.next() == {"event": "gap", "data": json.dumps({"after": "1-0", "message": (
+        "Some events after this id are no longer in the stream; GET /api/v1/jobs/{id}/events has them all.")})}
+    assert [e["data"]["data"] for e in old.until(2)] == [{"progress": 1}, {"progress": 2}]
+    fresh = Sse(asgi, "/api/v1/events/stream", token, last_event_id=oldest)
+    [event] = fresh.until(1)
+    assert event["event"] == "progress" and event["data"]["data"] == {"progress": 2}
+    ws = ws_auth(asgi, token)
+    ws.send(json.dumps({"type": "resume", "after": "1-0"}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "gap", "after": "1-0"}
+    assert [m["event"]["data"] for m in ws_events(ws, 2)] == [{"progress": 1}, {"progress": 2}]
+    ws.send(json.dumps({"type": "resume", "after": oldest}))  # nothing new: no gap, nothing resent
+    ws.send(json.dumps({"type": "ping"}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "pong"}
+    ws.close()
 
 
 def test_sse_sends_heartbeats_while_nothing_happens(asgi, funded):
