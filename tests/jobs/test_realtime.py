@@ -240,7 +240,8 @@ def test_a_resume_from_before_the_window_is_told_of_the_gap(asgi, funded):
     for n in (1, 2):
         with transaction.atomic():
             job_event_record(job.pk, JobEventType.PROGRESS, progress=n)
-    oldest = redis.Redis.from_url(settings.REDIS_URL).xrange(stream_key(funded.pk), count=1)[0][0].decode()
+    entries: Any = redis.Redis.from_url(settings.REDIS_URL).xrange(stream_key(funded.pk), count=1)
+    oldest = entries[0][0].decode()
     token = token_for(funded)
     old = Sse(asgi, "/api/v1/events/stream", token, last_event_id="1-0")  # trimmed long ago
     assert old.next() == {"event": "gap", "data": json.dumps({"after": "1-0", "message": (
