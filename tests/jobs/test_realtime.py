@@ -480,6 +480,16 @@ def test_clients_miss_nothing_when_redis_restarts(django_db_setup, funded, durab
         sse.close()
 
 
+def test_without_redis_streams_refuse_to_open_and_say_so(django_db_setup, funded):
+    with asgi_server(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0") as server:
+        stream = Sse(server, "/api/v1/events/stream", token_for(funded))
+        assert stream.response.status == 503 and stream.response.getheader("Retry-After") == "2"
+        assert json.loads(stream.response.read())["error"]["code"] == "service_unavailable"
+        ws = ws_connect(server)
+        ws.send(json.dumps({"type": "auth", "token": token_for(funded)}))
+        assert ws_close_code(ws) == 1011
+
+
 def test_a_redis_outage_never_fails_the_step(funded, settings):
     job = make_job(funded)
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
