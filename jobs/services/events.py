@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import uuid
-from functools import partial
 from typing import Any
 
 from django.db import transaction
 
 from auteur.logging import job_id_var
 from jobs.models import JobEvent, JobEventType
+from jobs.services.stream import job_stream_append
 from jobs.services.webhooks import job_event_webhooks_send
+
+logger = logging.getLogger(__name__)
 
 
 def job_event_record(job_id: uuid.UUID | str, type: JobEventType, **data: Any) -> None:
     event = JobEvent.objects.create(job_id=job_id, type=type, data=data)
-    # Webhook deliveries once the event is committed; robust: a failure there never fails the job.
-    transaction.on_commit(partial(job_event_webhooks_send, event), robust=True)
+    # Pushed only once the event is the record: a rolled-back step never reaches a client.
+    # robust: a failing push is logged, never the step's failure.
+    transaction.on_commit(lambda: job_event_committed(event), robust=True)
+
+
+def job_event_committed(event: JobEvent) -> None:
+    """Everything that happens once an event is committed: the push channels read from here.
+    Each is guarded on its own: one failing (Redis down, say) must not keep the other from running."""
+    for push in (job_stream_append, job_event_webhooks_send):
+        try:
+            push(event)
+        except Exception:
+            logger.exception("after-commit %s failed for event %s", push.__name__, event.pk)
 
 
 def bind_job_to_logs(job_id: uuid.UUID | str) -> contextvars.Token[str | None]:
