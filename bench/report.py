@@ -63,7 +63,27 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("edl_latency", f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
                     f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "
                     f"{d['service']['put']['p50_ms']:.0f} / p99 {d['service']['put']['p99_ms']:.0f} ms | - | - | - |"))
+    if (d := load("push")) is not None and "push" in d:
+        rows.append(("push", _push_row(d)))
     return rows
+
+
+def _push_row(d: dict[str, Any]) -> str:
+    p, ws, sse = d["push"], d["push"]["ws"], d["push"]["sse"]
+    worst = max(ws.get("p99_ms", float("inf")), sse.get("p99_ms", float("inf")))
+    figure = (f"committed -> received: WS p50 {ws.get('p50_ms')} / p99 {ws.get('p99_ms')} ms, SSE p50 "
+              f"{sse.get('p50_ms')} / p99 {sse.get('p99_ms')} ms; delivered {ws['delivered'] + sse['delivered']} of "
+              f"{ws['expected'] + sse['expected']}; ASGI RSS {p['asgi_rss_kb_per_connection']} KiB/connection, CPU "
+              f"{p['asgi_cpu_percent_of_one_core']} % of a core")
+    baseline, ratio = "-", "-"
+    if (q := d.get("poll")) is not None and "p99_ms" in q:
+        baseline = (f"{q['clients']} clients polling /events every {d['poll_interval_s']} s: p50 {q['p50_ms']} / p99 "
+                    f"{q['p99_ms']} ms, {q['requests_per_second']} req/s, gunicorn CPU "
+                    f"{q['api_cpu_percent_of_one_core']} % of a core")
+        ratio = f"{round(q['p99_ms'] / worst, 1)}x lower p99" if worst and worst != float("inf") else "-"
+    return (f"| push: {d['ws_clients']} WebSocket + {d['sse_clients']} SSE clients, {d['users']} users, "
+            f"{d['jobs_per_second']:g} jobs/s x {d['events_per_job']} events, {d['seconds']:g} s | {figure} | {baseline} "
+            f"| {ratio} | p99 < 100 ms: {verdict(worst < 100)} |")
 
 
 HEADER = """# Benchmark results
