@@ -183,9 +183,11 @@ async def ws_client(url: str, token: str, origin: str | None, got: Received) -> 
         async with websockets.connect(url, origin=origin, open_timeout=60,  # type: ignore[arg-type]
                                       max_queue=None, ping_interval=None) as ws:
             await ws.send(json.dumps({"type": "auth", "token": token}))
-            got.connected += 1
+            counted = False
             async for raw in ws:
                 message = json.loads(raw)
+                if not counted:  # the server's answer to the auth ({"type": "ready"}): subscribed
+                    got.connected, counted = got.connected + 1, True
                 if message.get("type") == "job.event":
                     got.note(message)
         got.errors.append("ws: closed by the server")
