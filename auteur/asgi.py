@@ -1,6 +1,24 @@
+"""The ASGI entry point (uvicorn): event streams (SSE), `Prefer: wait` submissions and the WebSocket.
+
+Caddy sends `/ws/*`, `*/stream` and waiting submissions here; gunicorn (auteur/wsgi.py) serves the
+rest. HTTP goes to Django's own ASGI handler, WebSockets to the Channels consumer. No channel layer
+is configured (jobs/ws.py says why).
+"""
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
-application = get_asgi_application()
+# Django is set up before anything imports a model.
+django_application = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from jobs.ws import JobEventsConsumer  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": django_application,
+    "websocket": URLRouter([path("ws/v1/events", JobEventsConsumer.as_asgi())]),
+})

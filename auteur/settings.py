@@ -254,6 +254,16 @@ AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS
 # submit-then-cancel is refused early (429) rather than run as free work.
 AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE", default=20)
 
+# ---- Real time (jobs/services/stream.py, stream_hub.py, jobs/sse.py, jobs/ws.py): every job event
+# is appended after commit to its owner's Redis Stream, capped by length and by age; SSE and the
+# WebSocket read it (resume from an event id within the window; /jobs/{id}/events is the record).
+AUTEUR_EVENT_STREAM_MAXLEN = env.int("AUTEUR_EVENT_STREAM_MAXLEN", default=10_000)
+AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS = env.int("AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS", default=24 * 3600)
+AUTEUR_STREAM_HEARTBEAT_SECONDS = env.float("AUTEUR_STREAM_HEARTBEAT_SECONDS", default=15.0)
+# Events a connection may have waiting; a client that falls this far behind is disconnected.
+AUTEUR_STREAM_CLIENT_BUFFER = env.int("AUTEUR_STREAM_CLIENT_BUFFER", default=256)
+AUTEUR_WS_AUTH_TIMEOUT_SECONDS = env.float("AUTEUR_WS_AUTH_TIMEOUT_SECONDS", default=5.0)
+
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")
 # In production every token must name its issuer: a token minted for another project that

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.conf import settings
+
+from auteur.devstack import REPO_ROOT
+from auteur.devstack.front import uvicorn_argv
+from auteur.devstack.ports import free_port, wait_for_port
+from auteur.devstack.process_group import stop_group
 
 
 def subprocess_database_url() -> str:
@@ -10,3 +21,40 @@ def subprocess_database_url() -> str:
     db = settings.DATABASES["default"]
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+class AsgiServer:
+    """A real uvicorn serving auteur/asgi.py on a loopback port (its output kept in `lines`)."""
+
+    def __init__(self, port: int, proc: subprocess.Popen[str]) -> None:
+        self.port, self.proc = port, proc
+        self.lines: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+
+@contextmanager
+def asgi_server(**extra_env: str) -> Iterator[AsgiServer]:
+    """uvicorn on the test database and Redis, with `extra_env` added to its environment."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL, **extra_env}
+    proc = subprocess.Popen(uvicorn_argv(port), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = AsgiServer(port, proc)
+    try:
+        wait_for_port(port, 60, proc)  # type: ignore[arg-type]
+        yield server
+    finally:
+        stop_group(proc, 10)

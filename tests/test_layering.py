@@ -107,7 +107,7 @@ def test_foundations_import_no_app():
 
 
 def test_nothing_but_the_wiring_imports_jobs():
-    wiring = {"auteur/urls.py", "auteur/celery.py"}
+    wiring = {"auteur/urls.py", "auteur/celery.py", "auteur/asgi.py"}
     bad = []
     for package in ("auteur", "credits", "media", "projects", "gpu_tasks"):
         for path in modules(package):

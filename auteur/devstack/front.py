@@ -4,7 +4,8 @@ Caddy runs the repository's Caddyfile, the one docker-compose.yml runs, with the
 for this machine. It reads each request body whole before gunicorn's sync workers see the
 request, and cuts clients that stall or trickle, so slow clients cannot hold the workers. The
 local storage backend's signed URLs (``/storage/*``), whose bodies may be gigabytes streamed at
-the client's pace, go to a second gunicorn with threads, never to the API's workers.
+the client's pace, go to a second gunicorn with threads, never to the API's workers. Event
+streams, the WebSocket and waiting submissions go to uvicorn (auteur/asgi.py).
 """
 
 from __future__ import annotations
@@ -45,9 +46,23 @@ def _gunicorn(port: int, *options: str) -> list[str]:
     ]
 
 
+def uvicorn_argv(port: int, *options: str) -> list[str]:
+    """The ASGI server (event streams, WebSocket, waiting submissions) on a loopback port.
+
+    One process, one event loop: its hub holds one Redis reader for all its connections. Lifespan
+    is off: the hub starts with the first connection. On stop, open streams get a few seconds,
+    then are cut (clients reconnect and resume from their last event id).
+    """
+    return [
+        _bin("uvicorn"), "auteur.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        "--lifespan", "off", "--timeout-graceful-shutdown", "3", "--no-server-header",
+        "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1", *options,
+    ]
+
+
 def front_processes(env: dict[str, str], var_dir: Path, *, host: str, port: int) -> Front:
     """Caddy on `host`:`port`, the API's gunicorn and the storage gunicorn on free loopback ports."""
-    api_port, storage_port = free_port(), free_port()
+    api_port, storage_port, asgi_port = free_port(), free_port(), free_port()
     web_workers = env.get("WEB_CONCURRENCY") or str(min(4, (os.cpu_count() or 1) + 1))
     # Caddy is the one proxy in front: the client's address is the last X-Forwarded-For entry.
     behind_proxy = {"AUTEUR_NUM_PROXIES": env.get("AUTEUR_NUM_PROXIES") or "1"}
@@ -59,6 +74,7 @@ def front_processes(env: dict[str, str], var_dir: Path, *, host: str, port: int)
         "AUTEUR_ACCESS_LOG": f'file "{var_dir / "log" / ACCESS_LOG_NAME}"',
         "AUTEUR_API_UPSTREAM": f"127.0.0.1:{api_port}",
         "AUTEUR_STORAGE_UPSTREAM": f"127.0.0.1:{storage_port}",
+        "AUTEUR_ASGI_UPSTREAM": f"127.0.0.1:{asgi_port}",
         # Caddy's own state (instance id, locks) stays under var/, not in the user's home.
         "XDG_DATA_HOME": str(var_dir / "caddy" / "data"),
         "XDG_CONFIG_HOME": str(var_dir / "caddy" / "config"),
@@ -68,7 +84,8 @@ def front_processes(env: dict[str, str], var_dir: Path, *, host: str, port: int)
         processes=[
             Process("api", _gunicorn(api_port, "--workers", web_workers, "--worker-class", "sync"), behind_proxy),
             Process("storage", _gunicorn(storage_port, *storage_options), behind_proxy),
+            Process("asgi", uvicorn_argv(asgi_port), behind_proxy),
             Process("proxy", [_bin("caddy"), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"], caddy_env),
         ],
-        ports=[api_port, storage_port, port],
+        ports=[api_port, storage_port, asgi_port, port],
     )

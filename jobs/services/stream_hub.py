@@ -1,0 +1,234 @@
+"""One reader of the users' event streams per ASGI process, fanned out to its connections.
+
+A connection (SSE or WebSocket) subscribes to its user's stream, optionally after an event id.
+The hub runs ONE task per process that does XREAD BLOCK over the keys of the users that have a
+live connection (plus a wake-up stream of its own, so a newly added key is read at once) and puts
+each entry on the bounded queue of every subscription of that user. Redis connections therefore
+grow with processes, not with clients.
+
+- Resume: a subscription first reads its backlog with XRANGE after the given id, then the live
+  entries the reader queued meanwhile; entries at or before the last one delivered are dropped,
+  so the seam between the two shows no gap and no duplicate.
+- A slow client: when its queue is full it is disconnected (`SlowClient`), never buffered without
+  limit; it reconnects with its last id and reads the rest as backlog.
+- Redis restarting: the reader retries with backoff and goes on from the last id it read per
+  key, so connections stay open and miss nothing that reached the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from jobs.services.stream import parse_entry, stream_key
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_EVENT_TYPES = frozenset({"completed", "failed", "canceled"})
+READ_BLOCK_MS = 5000
+READ_COUNT = 500
+BACKLOG_CHUNK = 500
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 3.0
+_OVERFLOW = object()
+
+
+class SlowClient(Exception):
+    """The connection fell AUTEUR_STREAM_CLIENT_BUFFER events behind."""
+
+
+def id_order(entry_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair; raises ValueError for anything that is not `<ms>-<seq>`."""
+    ms, _, seq = entry_id.partition("-")
+    if not ms.isdigit() or (seq and not seq.isdigit()) or len(entry_id) > 41:
+        raise ValueError(entry_id)
+    return int(ms), int(seq or 0)
+
+
+def valid_event_id(value: str) -> bool:
+    try:
+        id_order(value)
+    except ValueError:
+        return False
+    return True
+
+
+class Subscription:
+    """One connection's view of its user's stream (all jobs, or those of `job_ids` only)."""
+
+    def __init__(self, hub: Hub, key: str, *, job_ids: set[str] | None, after: str | None, maxsize: int) -> None:
+        self.hub, self.key = hub, key
+        self.job_ids = job_ids  # the filter may change (a WebSocket's subscribe)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
+        # The last id delivered (or skipped as not this job's); None: live entries only.
+        self.last_id = after
+        self._backlog: collections.deque[dict[str, Any]] = collections.deque()
+        self._backlog_from = after  # None once the backlog is read
+        self.closed = False
+
+    def _wants(self, event: dict[str, Any]) -> bool:
+        return self.job_ids is None or event["job_id"] in self.job_ids
+
+    def offer(self, event: dict[str, Any]) -> None:
+        """Called by the reader for every live entry of the key."""
+        if self.closed or not self._wants(event):
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.hub.unsubscribe(self)
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(_OVERFLOW)
+
+    async def _read_backlog(self) -> None:
+        assert self._backlog_from is not None
+        entries = await self.hub.redis.xrange(self.key, min=f"({self._backlog_from}", count=BACKLOG_CHUNK)
+        for entry_id, fields in entries:
+            self._backlog_from = entry_id.decode()
+            event = parse_entry(entry_id, fields)
+            if self._wants(event):
+                self._backlog.append(event)
+        if len(entries) < BACKLOG_CHUNK:
+            self._backlog_from = None
+
+    def _deliver(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        if self.last_id is not None and id_order(event["id"]) <= id_order(self.last_id):
+            return None
+        if not self._wants(event):
+            return None
+        self.last_id = event["id"]
+        return event
+
+    async def get(self, timeout: float) -> dict[str, Any] | None:
+        """The next event, or None when none came within `timeout` seconds (for heartbeats).
+
+        Raises SlowClient once the connection fell too far behind, RedisError while the backlog
+        cannot be read.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            while not self._backlog and self._backlog_from is not None:
+                await self._read_backlog()
+            if self._backlog:
+                if (event := self._deliver(self._backlog.popleft())) is not None:
+                    return event
+                continue
+            try:
+                item = await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return None
+            if item is _OVERFLOW:
+                raise SlowClient
+            if (event := self._deliver(item)) is not None:
+                return event
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._subs: dict[str, set[Subscription]] = {}
+        self._positions: dict[str, str] = {}  # key -> the last id the reader has fanned out
+        self._wake_key = f"{stream_key('hub')}:{uuid.uuid4().hex}"
+        self._wake_position = "0-0"
+        self._task: asyncio.Task[None] | None = None
+        self._has_keys = asyncio.Event()
+        # Any: redis-py's async stubs type every reply as a union of every reply shape.
+        self.redis: Any = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10,
+        )
+
+    @property
+    def connections(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    async def subscribe(
+        self, user_id: uuid.UUID | str, *, job_ids: set[str] | None = None, after: str | None = None,
+    ) -> Subscription:
+        """Live events of the user (of `job_ids` only, if given), after the event id `after` first.
+
+        Raises RedisError when Redis cannot be reached now.
+        """
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._read(), name="event-stream-hub")
+        key = stream_key(user_id)
+        if key not in self._positions:
+            last = await self.redis.xrevrange(key, count=1)
+            if key not in self._positions:  # another subscribe may have raced this await
+                self._positions[key] = last[0][0].decode() if last else "0-0"
+        sub = Subscription(self, key, job_ids=job_ids, after=after, maxsize=settings.AUTEUR_STREAM_CLIENT_BUFFER)
+        new_key = key not in self._subs
+        self._subs.setdefault(key, set()).add(sub)
+        self._has_keys.set()
+        if new_key:
+            # Interrupts the reader's blocking XREAD so that it adds this key now.
+            with contextlib.suppress(RedisError):
+                await self.redis.xadd(self._wake_key, {"k": key}, maxlen=10, approximate=False)
+                await self.redis.expire(self._wake_key, 3600)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.closed = True
+        subs = self._subs.get(sub.key)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._subs[sub.key]
+            self._positions.pop(sub.key, None)
+
+    async def _read(self) -> None:
+        backoff = BACKOFF_FIRST
+        while True:
+            if not self._subs:
+                self._has_keys.clear()
+                await self._has_keys.wait()
+                continue
+            streams: dict[Any, Any] = {key: self._positions[key] for key in self._subs}
+            streams[self._wake_key] = self._wake_position
+            try:
+                answer = await self.redis.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+            except (RedisError, OSError) as exc:
+                logger.warning("event stream reader: Redis unavailable (%s), retrying in %.1fs",
+                               type(exc).__name__, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_FIRST
+            for raw_key, entries in answer or []:
+                key = raw_key.decode()
+                if not entries:
+                    continue
+                last_id = entries[-1][0].decode()
+                if key == self._wake_key:
+                    self._wake_position = last_id
+                    continue
+                if key not in self._positions:  # its last connection left during the read
+                    continue
+                self._positions[key] = last_id
+                for entry_id, fields in entries:
+                    event = parse_entry(entry_id, fields)
+                    for sub in list(self._subs.get(key, ())):
+                        sub.offer(event)
+
+
+_hubs: dict[int, Hub] = {}
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (one per ASGI process; tests may run several loops)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(id(loop))
+    if hub is None:
+        hub = _hubs[id(loop)] = Hub()
+    return hub

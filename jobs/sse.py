@@ -1,0 +1,169 @@
+"""Server-Sent Events of job events, served by the ASGI server (uvicorn) behind Caddy.
+
+- `GET /api/v1/jobs/{id}/stream`: one job's events, replayed from the start of the stream window
+  (or after `Last-Event-ID`), then live; the stream ends after the job's terminal event. On a job
+  already finished it replays what the window holds and ends.
+- `GET /api/v1/events/stream`: every job of the caller, live from now (or after `Last-Event-ID`).
+
+Each event is `id:` (the stream id, to resume from), `event:` (its type) and `data:` (JSON with
+the job's status and progress at that moment). A comment line is sent every
+AUTEUR_STREAM_HEARTBEAT_SECONDS so proxies and clients see the connection alive. The bearer token
+is checked as the REST API checks it (same errors); when it expires the stream sends an `error`
+event and ends: the client reconnects with a fresh token and its last id.
+
+Under gunicorn (WSGI) these views answer 503 `stream_unavailable`: a sync worker must never hold
+a connection open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from redis.exceptions import RedisError
+from rest_framework import exceptions
+from rest_framework.request import Request
+
+from auteur.errors import api_exception_handler, error_body, error_response
+from auteur.users.authentication import JWTAuthentication
+from auteur.users.models import User
+from jobs.models import Job
+from jobs.selectors.jobs import job_get
+from jobs.services.stream_hub import TERMINAL_EVENT_TYPES, SlowClient, Subscription, get_hub, valid_event_id
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE_RETRY_AFTER_SECONDS = 2
+
+
+class StreamCaller:
+    """Who opened a stream, and until when their token is good."""
+
+    def __init__(self, user: User, claims: dict[str, Any]) -> None:
+        self.user = user
+        self.expires_at = float(claims["exp"])
+
+
+def authenticate_token(token: str, *, client_ip: str, forwarded_for: str | None) -> StreamCaller:
+    """The caller a bare token names (the WebSocket's auth), raising DRF's AuthenticationFailed
+    (or Throttled: failures count against the client's address as the REST API's do)."""
+    request = HttpRequest()
+    request.META["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    request.META["REMOTE_ADDR"] = client_ip
+    if forwarded_for is not None:
+        request.META["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return _authenticate(Request(request))
+
+
+def _authenticate(request: Request) -> StreamCaller:
+    authenticator = JWTAuthentication()
+    result = authenticator.authenticate(request)
+    if result is None:
+        raise exceptions.NotAuthenticated()
+    user, claims = result
+    return StreamCaller(user, claims)
+
+
+def _authorize(django_request: HttpRequest, job_id: str | None) -> tuple[StreamCaller, Job | None]:
+    request = Request(django_request)
+    caller = _authenticate(request)
+    job = job_get(user=caller.user, job_id=job_id) if job_id is not None else None
+    return caller, job
+
+
+def exception_response(exc: Exception) -> HttpResponse:
+    """The REST API's answer to `exc` (the same body, status and headers)."""
+    response = api_exception_handler(exc, {})
+    if response is None:
+        raise exc
+    out = JsonResponse(response.data, status=response.status_code)
+    for name, value in response.items():
+        if name.lower() != "content-type":  # DRF's unrendered default
+            out[name] = value
+    if response.status_code == 401:
+        out["WWW-Authenticate"] = f'{JWTAuthentication.keyword} realm="api"'
+    return out
+
+
+def format_event(event: dict[str, Any]) -> str:
+    return f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+
+
+def _error_event(code: str, message: str) -> str:
+    return f"event: error\ndata: {json.dumps(error_body(code, message))}\n\n"
+
+
+async def _events(sub: Subscription, caller: StreamCaller, *, per_job: bool, finished: bool) -> AsyncIterator[str]:
+    from django.conf import settings
+
+    heartbeat = settings.AUTEUR_STREAM_HEARTBEAT_SECONDS
+    try:
+        # Sent at once, so the client sees the stream open before the first event.
+        yield "retry: 2000\n\n"
+        while True:
+            remaining = caller.expires_at - time.time()
+            if remaining <= 0:
+                yield _error_event("invalid_token", "The token expired; reconnect with a new one and Last-Event-ID.")
+                return
+            try:
+                event = await sub.get(0 if finished else min(heartbeat, remaining))
+            except SlowClient:
+                logger.info("slow SSE client disconnected", extra={"user_id": str(caller.user.id)})
+                return
+            except RedisError:
+                yield _error_event("service_unavailable", "The event stream is briefly unavailable; reconnect.")
+                return
+            if event is None:
+                if finished:
+                    return
+                yield ": heartbeat\n\n"
+                continue
+            yield format_event(event)
+            if per_job and event["type"] in TERMINAL_EVENT_TYPES:
+                return
+    finally:
+        sub.close()
+
+
+async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
+    if request.method != "GET":
+        return exception_response(exceptions.MethodNotAllowed(request.method or ""))
+    if not isinstance(request, ASGIRequest):
+        return error_response(503, "stream_unavailable", "Event streams are served by the ASGI server only.")
+    try:
+        caller, job = await sync_to_async(_authorize)(request, job_id)
+    except Exception as exc:  # noqa: BLE001 - rendered as the REST API renders it, or re-raised
+        return exception_response(exc)
+    after = request.headers.get("Last-Event-ID") or None
+    if after is not None and not valid_event_id(after):
+        return error_response(400, "invalid_event_id", "Last-Event-ID must be an event id from this stream.")
+    if job is not None and after is None:
+        after = "0-0"  # one job's stream starts with its history
+    try:
+        sub = await get_hub().subscribe(caller.user.id, job_ids={str(job.pk)} if job else None, after=after)
+    except RedisError:
+        response = error_response(503, "service_unavailable", "The event stream is briefly unavailable; try again.")
+        response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+        return response
+    finished = job is not None and job.is_terminal
+    stream = StreamingHttpResponse(
+        _events(sub, caller, per_job=job is not None, finished=finished), content_type="text/event-stream",
+    )
+    stream["Cache-Control"] = "no-cache"
+    stream["X-Accel-Buffering"] = "no"
+    return stream
+
+
+async def job_stream(request: HttpRequest, job_id: str) -> HttpResponseBase:
+    return await _stream(request, job_id)
+
+
+async def events_stream(request: HttpRequest) -> HttpResponseBase:
+    return await _stream(request, None)

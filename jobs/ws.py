@@ -1,0 +1,229 @@
+"""`/ws/v1/events`: the caller's job events over a WebSocket (a Channels consumer under uvicorn).
+
+Events come from the user's Redis Stream through the process's hub (jobs/services/stream_hub.py),
+the same source as SSE: the stream gives every event an id, an order and a replay window, which
+is what resume needs. Channels' Redis channel layer (channels-redis) is deliberately not used: a
+group message is fire-and-forget, with no id to resume from and no replay, so routing events
+through it would make a second, lossy source of truth beside the stream.
+
+Protocol (JSON text frames):
+- authenticate with the first message `{"type": "auth", "token": "<JWT>"}` within
+  AUTEUR_WS_AUTH_TIMEOUT_SECONDS, or at the handshake with `Sec-WebSocket-Protocol: bearer, <JWT>`
+  (the server answers with the `bearer` subprotocol); the server replies `{"type": "ready"}`.
+- `{"type": "subscribe", "job_id": "<id>"}`: from now on only those jobs' events (each subscribe
+  adds one); without any, all of the user's jobs.
+- `{"type": "resume", "after": "<event id>"}`: replay what came after that id, then live.
+- the server sends `{"type": "job.event", "job_id", "event": {...}}` (event: the SSE `data`) and
+  `{"type": "ping"}` every AUTEUR_STREAM_HEARTBEAT_SECONDS; a client's `{"type": "ping"}` gets a
+  `{"type": "pong"}`.
+
+Close codes: 4401 bad or expired token (also when it expires while connected), 4404 unknown job
+or another user's, 4400 a malformed or unknown message, 4408 no auth in time, 1013 the client
+fell AUTEUR_STREAM_CLIENT_BUFFER events behind (reconnect and resume). A handshake whose Origin
+is not in CORS_ALLOWED_ORIGINS is refused (403); clients that send no Origin (not a browser)
+are not affected by that check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from redis.exceptions import RedisError
+from rest_framework.exceptions import APIException
+
+from jobs.errors import JobNotFound
+from jobs.selectors.jobs import job_get
+from jobs.services.stream_hub import SlowClient, Subscription, get_hub, id_order, valid_event_id
+from jobs.sse import StreamCaller, authenticate_token
+
+logger = logging.getLogger(__name__)
+
+CLOSE_BAD_MESSAGE = 4400
+CLOSE_BAD_TOKEN = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_TRY_AGAIN = 1013
+CLOSE_UNAVAILABLE = 1011
+MAX_MESSAGE_CHARS = 16384
+
+
+class JobEventsConsumer(AsyncJsonWebsocketConsumer):
+    caller: StreamCaller | None = None
+    sub: Subscription | None = None
+    job_ids: set[str] | None = None
+    # The ids of the events sent on this connection run from first_sent to last_sent with no gap:
+    # a resume skips them rather than sending them twice.
+    first_sent: str | None = None
+    last_sent: str | None = None
+    _tasks: list[asyncio.Task[Any]]
+
+    async def connect(self) -> None:
+        self._tasks = []
+        self.closing = False
+        origin = dict(self.scope.get("headers") or []).get(b"origin")
+        if origin is not None and origin.decode("latin-1") not in settings.CORS_ALLOWED_ORIGINS:
+            await self.close()  # before accept: the handshake is refused with 403
+            return
+        subprotocols = list(self.scope.get("subprotocols") or [])
+        if subprotocols and subprotocols[0] == "bearer":
+            await self.accept("bearer")
+            if len(subprotocols) != 2:
+                await self._close(CLOSE_BAD_TOKEN)
+                return
+            await self._authenticate(subprotocols[1])
+        else:
+            await self.accept()
+            self._tasks.append(asyncio.create_task(self._auth_deadline()))
+
+    async def disconnect(self, code: int) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._tasks = []
+        if self.sub is not None:
+            self.sub.close()
+            self.sub = None
+
+    async def _close(self, code: int) -> None:
+        if not self.closing:
+            self.closing = True
+            await self._stop()
+            await self.close(code)
+
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(settings.AUTEUR_WS_AUTH_TIMEOUT_SECONDS)
+        if self.caller is None:
+            await self._close(CLOSE_AUTH_TIMEOUT)
+
+    async def _authenticate(self, token: Any) -> None:
+        if not isinstance(token, str) or not token:
+            await self._close(CLOSE_BAD_TOKEN)
+            return
+        try:
+            headers = dict(self.scope.get("headers") or [])
+            forwarded = headers.get(b"x-forwarded-for")
+            client = self.scope.get("client") or ("", 0)
+            self.caller = await sync_to_async(authenticate_token)(
+                token, client_ip=client[0], forwarded_for=forwarded.decode("latin-1") if forwarded else None,
+            )
+        except APIException:
+            await self._close(CLOSE_BAD_TOKEN)
+            return
+        if not await self._resubscribe(None):
+            return
+        await self.send_json({"type": "ready"})
+        self._tasks.append(asyncio.create_task(self._expiry()))
+
+    async def _expiry(self) -> None:
+        assert self.caller is not None
+        await asyncio.sleep(max(0.0, self.caller.expires_at - time.time()))
+        await self._close(CLOSE_BAD_TOKEN)
+
+    async def _resubscribe(self, after: str | None) -> bool:
+        assert self.caller is not None
+        for task in [t for t in self._tasks if t.get_name() == "pump"]:
+            task.cancel()
+            self._tasks.remove(task)
+        if self.sub is not None:
+            self.sub.close()
+        try:
+            self.sub = await get_hub().subscribe(self.caller.user.id, job_ids=self.job_ids, after=after)
+        except RedisError:
+            await self._close(CLOSE_UNAVAILABLE)
+            return False
+        self._tasks.append(asyncio.create_task(self._pump(self.sub), name="pump"))
+        return True
+
+    def _already_sent(self, event_id: str) -> bool:
+        if self.first_sent is None or self.last_sent is None:
+            return False
+        return id_order(self.first_sent) <= id_order(event_id) <= id_order(self.last_sent)
+
+    async def _pump(self, sub: Subscription) -> None:
+        heartbeat = settings.AUTEUR_STREAM_HEARTBEAT_SECONDS
+        while True:
+            try:
+                event = await sub.get(heartbeat)
+            except SlowClient:
+                logger.info("slow WebSocket client disconnected")
+                await self._close(CLOSE_TRY_AGAIN)
+                return
+            except RedisError:
+                await self._close(CLOSE_UNAVAILABLE)
+                return
+            if event is None:
+                await self.send_json({"type": "ping"})
+                continue
+            if self._already_sent(event["id"]):
+                continue
+            await self.send_json({"type": "job.event", "job_id": event["job_id"], "event": event})
+            if self.first_sent is None:
+                self.first_sent = event["id"]
+            self.last_sent = event["id"]
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if text_data is None or len(text_data) > MAX_MESSAGE_CHARS:
+            await self._close(CLOSE_BAD_MESSAGE)
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self._close(CLOSE_BAD_MESSAGE)
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.closing:
+            return
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "auth":
+            if self.caller is not None:
+                await self._close(CLOSE_BAD_MESSAGE)
+            else:
+                await self._authenticate(content.get("token"))
+            return
+        if self.caller is None:
+            await self._close(CLOSE_BAD_TOKEN if kind in ("subscribe", "resume", "ping") else CLOSE_BAD_MESSAGE)
+            return
+        if kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "subscribe":
+            await self._subscribe(content.get("job_id"))
+        elif kind == "resume":
+            after = content.get("after")
+            if not isinstance(after, str) or not valid_event_id(after):
+                await self._close(CLOSE_BAD_MESSAGE)
+                return
+            await self._resubscribe(after)
+        else:
+            await self._close(CLOSE_BAD_MESSAGE)
+
+    async def _subscribe(self, job_id: Any) -> None:
+        assert self.caller is not None
+        if not isinstance(job_id, str) or not job_id:
+            await self._close(CLOSE_BAD_MESSAGE)
+            return
+        try:
+            job = await sync_to_async(job_get)(user=self.caller.user, job_id=job_id)
+        except JobNotFound:
+            await self._close(CLOSE_NOT_FOUND)
+            return
+        self.job_ids = (self.job_ids or set()) | {str(job.pk)}
+        if self.sub is not None:
+            self.sub.job_ids = self.job_ids
+        await self.send_json({"type": "subscribed", "job_id": str(job.pk)})
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        with contextlib.suppress(RuntimeError):  # the socket closed meanwhile
+            await super().send_json(content, close=close)

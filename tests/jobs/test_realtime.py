@@ -1,0 +1,445 @@
+"""Job events pushed live: SSE and the WebSocket, read by real clients from a real uvicorn.
+
+The jobs run through a real Celery worker (noop GPU backend, with a permanent fault injected for
+compression so that one fails and is refunded); the test process's own commits append to the
+users' Redis Streams just as the API's and the worker's do.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import transaction
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from auteur.devstack.ports import free_port
+from auteur.devstack.servers import RedisServer
+from auteur.users.services import user_issue_token
+from jobs.models import Job, JobEvent, JobEventType, JobStatus
+from jobs.services.events import job_event_record
+from jobs.services.stream import event_payload, job_stream_append, stream_key
+from tests.jobs.conftest import wait_terminal
+from tests.jobs.support import submit, valid_body
+from tests.servers import AsgiServer, asgi_server
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True), pytest.mark.slow,
+    # websockets' sync client warns when not used as a context manager; these tests close it themselves.
+    pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager"),
+]
+
+ORIGIN = "https://app.auteur.test"
+WORKER_ENV = {"DJANGO_SETTINGS_MODULE": "bench.settings", "AUTEUR_GPU_BACKEND": "noop",
+              "AUTEUR_FAULT_INJECTION": "compression:permanent=1.0"}
+SUCCEEDED = ["submitted", "started", "inference_started", "completed"]
+FAILED = ["submitted", "started", "inference_started", "failed"]
+
+
+@pytest.fixture
+def asgi(django_db_setup: None) -> Iterator[AsgiServer]:
+    with asgi_server(CORS_ALLOWED_ORIGINS=ORIGIN, AUTEUR_STREAM_HEARTBEAT_SECONDS="1") as server:
+        yield server
+
+
+@pytest.fixture
+def worker(start_worker: Any, gpu_backend: Any) -> Any:
+    gpu_backend("noop")
+    return start_worker(**WORKER_ENV)
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+class Sse:
+    """A plain HTTP client reading text/event-stream one event at a time."""
+
+    def __init__(self, server: AsgiServer, path: str, token: str | None, last_event_id: str | None = None) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        headers = {"Accept": "text/event-stream"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        self.conn.request("GET", path, headers=headers)
+        self.response = self.conn.getresponse()
+        self.comments: list[str] = []
+
+    def next(self) -> dict[str, str] | None:
+        """The next event's fields (comments are kept aside); None once the stream ended."""
+        fields: dict[str, str] = {}
+        while True:
+            line = self.response.readline().decode()
+            if not line:
+                return None
+            line = line.rstrip("\n")
+            if not line:
+                if fields:
+                    return fields
+                continue
+            if line.startswith(":"):
+                self.comments.append(line)
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event until the stream ends, `data` decoded."""
+        out = []
+        while (fields := self.next()) is not None:
+            if "data" in fields:
+                out.append({**fields, "data": json.loads(fields["data"])})
+        return out
+
+    def until(self, count: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while len(out) < count:
+            fields = self.next()
+            assert fields is not None, f"the stream ended after {out}"
+            if "data" in fields:
+                out.append({**fields, "data": json.loads(fields["data"])})
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def ws_connect(server: AsgiServer, **kwargs: Any) -> ClientConnection:
+    return connect(f"{server.ws}/ws/v1/events", open_timeout=30, **kwargs)
+
+
+def ws_auth(server: AsgiServer, token: str) -> ClientConnection:
+    ws = ws_connect(server)
+    ws.send(json.dumps({"type": "auth", "token": token}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+    return ws
+
+
+def ws_events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while len(out) < count:
+        message = json.loads(ws.recv(timeout=60))
+        if message["type"] == "job.event":
+            out.append(message)
+    return out
+
+
+def ws_close_code(ws: ClientConnection) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=60)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+def token_for(user: Any, **claims: Any) -> str:
+    return user_issue_token(user=user) if not claims else _token(user, **claims)
+
+
+def _token(user: Any, **claims: Any) -> str:
+    import jwt
+
+    now = datetime.now(UTC)
+    body = {"sub": str(user.pk), "email": user.email, "aud": "authenticated", "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(hours=1)).timestamp()), "iss": settings.AUTEUR_JWT_ISSUER or None}
+    body.update(claims)
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, settings.AUTEUR_JWT_SECRET, algorithm="HS256")
+
+
+def make_job(user: Any) -> Job:
+    return Job.objects.create(user=user, type="tts", credits_cost=1, status=JobStatus.PROCESSING)
+
+
+def recorded(job_id: str) -> list[str]:
+    """The job's events as GET /jobs/{id}/events lists them (the record the streams must match)."""
+    return list(JobEvent.objects.filter(job_id=job_id).values_list("type", flat=True))
+
+
+def until_terminal(read: Any, job_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Events (the SSE `data` / the WebSocket `event`) by job, read one at a time until every job ended."""
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    ended: set[str] = set()
+    while ended != job_ids:
+        event = read()
+        by_job.setdefault(event["job_id"], []).append(event)
+        if event["type"] in ("completed", "failed", "canceled"):
+            ended.add(event["job_id"])
+    return by_job
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["data"]["type"] if "data" in e else e["event"]["type"] for e in events]
+
+
+# ----------------------------------------------------------------------------- SSE
+
+
+def test_sse_follows_a_job_from_submission_to_completion_and_ends(asgi, worker, auth_client, funded, project, media):
+    accepted = submit(auth_client, "tts", valid_body("tts", project, media)).json()
+    stream = Sse(asgi, f"/api/v1/jobs/{accepted['job_id']}/stream", token_for(funded))
+    assert stream.response.status == 200
+    assert (stream.response.getheader("Content-Type") or "").startswith("text/event-stream")
+    events = stream.events()  # the stream ends by itself after the terminal event
+    assert types(events) == SUCCEEDED == recorded(accepted["job_id"])
+    assert [e["event"] for e in events] == SUCCEEDED
+    assert all(e["id"] == e["data"]["id"] and e["data"]["job_id"] == accepted["job_id"] for e in events)
+    assert events[-1]["data"]["status"] == "completed" and events[-1]["data"]["progress"] == 100
+    assert events[0]["data"]["data"] == {"credits_cost": accepted["credits_cost"]}
+    records = list(JobEvent.objects.filter(job_id=accepted["job_id"]).values_list("id", "type"))
+    assert [(e["data"]["record_id"], e["data"]["type"]) for e in events] == records
+
+
+def test_sse_shows_a_failed_job_refunded(asgi, worker, auth_client, funded, project, media):
+    accepted = submit(auth_client, "compression", valid_body("compression", project, media)).json()
+    events = Sse(asgi, f"/api/v1/jobs/{accepted['job_id']}/stream", token_for(funded)).events()
+    assert types(events) == FAILED == recorded(accepted["job_id"])
+    last = events[-1]["data"]
+    assert last["status"] == "failed" and last["data"]["code"] == "gpu_oom" and last["data"]["retryable"] is False
+    assert wait_terminal(accepted["job_id"]).credits_refunded
+
+
+def test_sse_resumes_after_last_event_id_and_a_finished_job_replays_and_ends(asgi, worker, auth_client, funded,
+                                                                            project, media):
+    token = token_for(funded)
+    everything = Sse(asgi, "/api/v1/events/stream", token)
+    assert everything.response.status == 200
+    first = submit(auth_client, "tts", valid_body("tts", project, media)).json()
+    seen = [e["data"] for e in everything.until(2)]  # then the client goes away
+    everything.close()
+    second = submit(auth_client, "compression", valid_body("compression", project, media)).json()
+    wait_terminal(first["job_id"]), wait_terminal(second["job_id"])
+    resumed = Sse(asgi, "/api/v1/events/stream", token, last_event_id=seen[-1]["id"])
+    rest = until_terminal(lambda: resumed.until(1)[0]["data"], {first["job_id"], second["job_id"]})
+    resumed.close()
+    assert [e["type"] for e in seen + rest[first["job_id"]]] == recorded(first["job_id"])
+    assert [e["type"] for e in rest[second["job_id"]]] == recorded(second["job_id"])
+    assert recorded(second["job_id"])[-1] == "failed"
+    ids = [e["id"] for e in seen + rest[first["job_id"]] + rest[second["job_id"]]]
+    assert len(set(ids)) == len(ids)
+    # A finished job's stream replays it and ends, from the start or after an id.
+    assert types(Sse(asgi, f"/api/v1/jobs/{first['job_id']}/stream", token).events()) == recorded(first["job_id"])
+    after_two = Sse(asgi, f"/api/v1/jobs/{first['job_id']}/stream", token, last_event_id=seen[1]["id"]).events()
+    assert types(after_two) == recorded(first["job_id"])[2:]
+
+
+def test_sse_sends_heartbeats_while_nothing_happens(asgi, funded):
+    stream = Sse(asgi, "/api/v1/events/stream", token_for(funded))
+    line = ""
+    while not line.startswith(":"):
+        line = stream.response.readline().decode()
+    assert line == ": heartbeat\n"
+
+
+@pytest.mark.parametrize("header, code", [(None, "not_authenticated"), ("Bearer nope", "invalid_token"),
+                                          ("Basic abc", "invalid_token")])
+def test_sse_refuses_a_missing_or_bad_token_as_the_api_does(asgi, funded, header, code):
+    conn = http.client.HTTPConnection("127.0.0.1", asgi.port, timeout=30)
+    conn.request("GET", "/api/v1/events/stream", headers={"Authorization": header} if header else {})
+    response = conn.getresponse()
+    assert response.status == 401
+    assert response.getheader("WWW-Authenticate") == 'Bearer realm="api"'
+    assert json.loads(response.read())["error"]["code"] == code
+
+
+def test_sse_of_an_unknown_or_another_users_job_is_404(asgi, funded, make_user):
+    other_job = make_job(make_user())
+    for job_id in (other_job.pk, uuid.uuid4(), "not-a-uuid"):
+        stream = Sse(asgi, f"/api/v1/jobs/{job_id}/stream", token_for(funded))
+        assert stream.response.status == 404
+        assert json.loads(stream.response.read())["error"]["code"] == "job_not_found"
+
+
+def test_sse_refuses_a_malformed_last_event_id(asgi, funded):
+    stream = Sse(asgi, "/api/v1/events/stream", token_for(funded), last_event_id="1-2-3")
+    assert stream.response.status == 400
+    assert json.loads(stream.response.read())["error"]["code"] == "invalid_event_id"
+
+
+def test_sse_ends_when_the_token_expires(asgi, funded):
+    stream = Sse(asgi, "/api/v1/events/stream", _token(funded, exp=int(time.time()) + 2))
+    assert stream.response.status == 200
+    [error] = stream.events()
+    assert error["event"] == "error" and error["data"]["error"]["code"] == "invalid_token"
+
+
+def test_sse_is_not_served_by_the_sync_api(auth_client):
+    response = auth_client.get("/api/v1/events/stream")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "stream_unavailable"
+
+
+# ----------------------------------------------------------------------------- WebSocket
+
+
+def test_websocket_follows_jobs_from_submission_to_their_end(asgi, worker, auth_client, funded, project, media):
+    ws = ws_auth(asgi, token_for(funded))
+    ok = submit(auth_client, "tts", valid_body("tts", project, media)).json()
+    bad = submit(auth_client, "compression", valid_body("compression", project, media)).json()
+
+    def read() -> dict[str, Any]:
+        [message] = ws_events(ws, 1)
+        assert message["job_id"] == message["event"]["job_id"]
+        return message["event"]
+
+    by_job = until_terminal(read, {ok["job_id"], bad["job_id"]})
+    ws.close()
+    assert [e["type"] for e in by_job[ok["job_id"]]] == recorded(ok["job_id"])
+    assert [e["type"] for e in by_job[bad["job_id"]]] == recorded(bad["job_id"])
+    assert by_job[ok["job_id"]][-1]["status"] == JobStatus.COMPLETED
+    assert by_job[bad["job_id"]][-1]["status"] == JobStatus.FAILED
+    assert by_job[bad["job_id"]][-1]["data"]["code"] == "gpu_oom"
+    assert wait_terminal(bad["job_id"]).credits_refunded
+
+
+def test_websocket_subprotocol_auth_subscribe_and_resume(asgi, worker, auth_client, funded, project, media):
+    token = token_for(funded)
+    ws = ws_connect(asgi, subprotocols=["bearer", token])
+    assert ws.subprotocol == "bearer"
+    assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+    ok = submit(auth_client, "tts", valid_body("tts", project, media)).json()
+    ws.send(json.dumps({"type": "subscribe", "job_id": ok["job_id"]}))
+    first = ws_events(ws, 1)
+    ws.close()  # gone after one event
+    other = submit(auth_client, "compression", valid_body("compression", project, media)).json()
+    wait_terminal(ok["job_id"]), wait_terminal(other["job_id"])
+    again = ws_auth(asgi, token)
+    again.send(json.dumps({"type": "subscribe", "job_id": ok["job_id"]}))
+    assert json.loads(again.recv(timeout=30)) == {"type": "subscribed", "job_id": ok["job_id"]}
+    again.send(json.dumps({"type": "resume", "after": first[0]["event"]["id"]}))
+    rest = ws_events(again, len(recorded(ok["job_id"])) - 1)
+    assert [m["event"]["type"] for m in first + rest] == recorded(ok["job_id"])  # the other job filtered out
+    again.send(json.dumps({"type": "ping"}))
+    assert json.loads(again.recv(timeout=30))["type"] in ("pong", "ping")
+    again.close()
+
+
+@pytest.mark.parametrize("message", [
+    "not json", json.dumps([1]), json.dumps({"type": "dance"}), json.dumps({"type": "resume", "after": "x"}),
+    json.dumps({"type": "subscribe"}), json.dumps({"type": "auth", "token": "again"}),
+])
+def test_websocket_closes_4400_on_a_bad_message(asgi, funded, message):
+    ws = ws_auth(asgi, token_for(funded))
+    ws.send(message)
+    assert ws_close_code(ws) == 4400
+
+
+def test_websocket_bad_tokens_and_unknown_jobs(asgi, funded, make_user):
+    ws = ws_connect(asgi)
+    ws.send(json.dumps({"type": "auth", "token": "nope"}))
+    assert ws_close_code(ws) == 4401
+    assert ws_close_code(ws_connect(asgi, subprotocols=["bearer", "nope"])) == 4401
+    expired = _token(funded, exp=int(time.time()) - 3600)
+    assert ws_close_code(ws_connect(asgi, subprotocols=["bearer", expired])) == 4401
+    before_auth = ws_connect(asgi)
+    before_auth.send(json.dumps({"type": "subscribe", "job_id": str(uuid.uuid4())}))
+    assert ws_close_code(before_auth) == 4401
+    for job_id in (str(make_job(make_user()).pk), str(uuid.uuid4()), "x"):
+        ws = ws_auth(asgi, token_for(funded))
+        ws.send(json.dumps({"type": "subscribe", "job_id": job_id}))
+        assert ws_close_code(ws) == 4404
+
+
+def test_websocket_closes_4401_when_the_token_expires(asgi, funded):
+    ws = ws_auth(asgi, _token(funded, exp=int(time.time()) + 2))
+    assert ws_close_code(ws) == 4401
+
+
+def test_websocket_closes_4408_without_auth(asgi):
+    assert ws_close_code(ws_connect(asgi)) == 4408
+
+
+def test_websocket_refuses_a_foreign_origin(asgi, funded):
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(asgi, origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+    ws = ws_connect(asgi, origin=ORIGIN)
+    ws.send(json.dumps({"type": "auth", "token": token_for(funded)}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+    ws.close()
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def _flood(user: Any, count: int) -> None:
+    """`count` large events on the user's stream, as fast as Redis takes them."""
+    job = make_job(user)
+    event = JobEvent.objects.create(job=job, type=JobEventType.PROGRESS, data={"pad": "x" * 4000})
+    body = json.dumps(event_payload(event, status="processing", progress=50))
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    pipe = client.pipeline(transaction=False)
+    for _ in range(count):
+        pipe.xadd(stream_key(user.pk), {"e": body})
+    pipe.execute()
+
+
+def test_a_slow_client_is_disconnected_not_buffered(django_db_setup, funded):
+    with asgi_server(AUTEUR_STREAM_CLIENT_BUFFER="8") as server:
+        ws = ws_connect(server, max_queue=1)
+        ws.send(json.dumps({"type": "auth", "token": token_for(funded)}))
+        sse = socket.create_connection(("127.0.0.1", server.port))
+        sse.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sse.sendall(f"GET /api/v1/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token_for(funded)}"
+                    "\r\n\r\n".encode())
+        time.sleep(1)  # both subscribed before the flood (the WebSocket's ready is still unread)
+        _flood(funded, 5000)  # 20 MB that neither client reads
+        assert ws_close_code(ws) == 1013
+        received = 0
+        sse.settimeout(60)
+        while chunk := sse.recv(65536):
+            received += len(chunk)
+        assert received < 5000 * 4000  # cut off, not buffered to the end
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Any) -> Iterator[RedisServer]:
+    server = RedisServer("redis", tmp_path / "redis", free_port(), tmp_path / "redis.log", persistent=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_clients_miss_nothing_when_redis_restarts(django_db_setup, funded, durable_redis, settings):
+    settings.REDIS_URL = durable_redis.url()  # where this process appends
+    job = make_job(funded)
+
+    def record(n: int) -> None:
+        with transaction.atomic():
+            job_event_record(job.pk, JobEventType.PROGRESS, progress=n)
+
+    with asgi_server(REDIS_URL=durable_redis.url()) as server:
+        token = token_for(funded)
+        ws = ws_auth(server, token)
+        sse = Sse(server, "/api/v1/events/stream", token)
+        record(10)
+        assert [m["event"]["data"] for m in ws_events(ws, 1)] == [{"progress": 10}]
+        assert [e["data"]["data"] for e in sse.until(1)] == [{"progress": 10}]
+        durable_redis.stop()
+        record(20)  # lost for live clients (Redis is down): logged, the step goes on
+        assert JobEvent.objects.filter(job=job, data={"progress": 20}).exists()
+        durable_redis.start()
+        for n in (30, 40, 50):
+            record(n)
+        assert [m["event"]["data"]["progress"] for m in ws_events(ws, 3)] == [30, 40, 50]
+        assert [e["data"]["data"]["progress"] for e in sse.until(3)] == [30, 40, 50]
+        ws.close()
+        sse.close()
+
+
+def test_a_redis_outage_never_fails_the_step(funded, settings):
+    job = make_job(funded)
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=10)
+    assert JobEvent.objects.filter(job=job, type="progress").count() == 1
+    event = JobEvent.objects.get(job=job, type="progress")
+    assert job_stream_append(event) is None
