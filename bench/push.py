@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import BINDIR, RESULTS_DIR, cpu_seconds, django_stack, free_port, gunicorn_argv, percentile
+from bench._stack import RESULTS_DIR, cpu_seconds, django_stack, free_port, gunicorn_argv, percentile
 
 JOB_SECONDS = 1.0  # each job's events are spread over this long
 CONNECT_BATCH = 100  # connections opened at once (a burst of thousands only tests the listen backlog)
@@ -408,8 +408,10 @@ def wait_http(port: int, path: str = "/healthz", timeout: float = 60) -> None:
 
 
 def asgi_argv(port: int) -> list[str]:
-    return [str(BINDIR / "uvicorn"), "auteur.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning", "--lifespan", "off"]
+    """The ASGI server as `make run` starts it, without its access log (a line per request)."""
+    from auteur.devstack.front import uvicorn_argv
+
+    return uvicorn_argv(port, "--no-access-log", "--log-level", "warning")
 
 
 def raise_fd_limit(needed: int) -> int:
