@@ -101,6 +101,7 @@ def drive(job_ids: list[list[str]], events: list[Event], start: Any, out: Any) -
     start_at = start.get()
     committed: dict[int, float] = {}
     late = 0.0
+    record_ms: list[float] = []
     kinds = {"started": JobEventType.STARTED, "progress": JobEventType.PROGRESS, "completed": JobEventType.COMPLETED}
     for event in events:
         wait = start_at + event.at - time.time()
@@ -109,6 +110,7 @@ def drive(job_ids: list[list[str]], events: list[Event], start: Any, out: Any) -
         else:
             late = max(late, -wait)
         job_id = job_ids[event.user][event.job]
+        began = time.perf_counter()
         with transaction.atomic():
             # Registered first, so it runs first: the commit has returned, no other hook has run.
             transaction.on_commit(functools.partial(_stamp, committed, event.seq))
@@ -119,30 +121,45 @@ def drive(job_ids: list[list[str]], events: list[Event], start: Any, out: Any) -
             if event.kind == "progress":
                 data["progress"] = event.progress
             job_event_record(job_id, kinds[event.kind], **data)
+        record_ms.append((time.perf_counter() - began) * 1000)
     connection.close()
-    out.put({"committed": committed, "late_s": late})
+    elapsed = max(committed.values()) - start_at if committed else 0.0
+    out.put({"committed": committed, "late_s": late, "events_per_second": len(committed) / max(elapsed, 1e-9),
+             "record_ms": {"p50": round(percentile(record_ms, 50), 2), "p99": round(percentile(record_ms, 99), 2)}})
 
 
 def _stamp(committed: dict[int, float], seq: int) -> None:
     committed[seq] = time.time()
 
 
-async def run_driver(job_ids: list[list[str]], events: list[Event], clock: dict[str, float] | None = None
-                     ) -> dict[str, Any]:
-    """Start the driver, let it connect, start its clock (noted in `clock["start"]`); its result
-    once every event is recorded."""
-    context = mp.get_context("spawn")
-    start, out = context.Queue(), context.Queue()
-    proc = context.Process(target=drive, args=(job_ids, events, start, out), daemon=True)
-    proc.start()
-    assert await asyncio.to_thread(out.get, True, 120) == "ready"
-    start_at = time.time() + 0.2
-    if clock is not None:
-        clock["start"] = start_at
-    start.put(start_at)
-    result: dict[str, Any] = await asyncio.to_thread(out.get)
-    await asyncio.to_thread(proc.join, 10)
-    return result
+@dataclass
+class Driver:
+    proc: Any
+    start: Any
+    out: Any
+
+    @classmethod
+    async def ready(cls, job_ids: list[list[str]], events: list[Event]) -> Driver:
+        """Spawn the driver and wait until it holds its database connection (taken before the
+        clients connect, so a server that runs the database out of connections fails its clients,
+        not the measuring)."""
+        context = mp.get_context("spawn")
+        start, out = context.Queue(), context.Queue()
+        proc = context.Process(target=drive, args=(job_ids, events, start, out), daemon=True)
+        proc.start()
+        if await asyncio.to_thread(out.get, True, 120) != "ready":
+            raise SystemExit("the driver did not start")
+        return cls(proc, start, out)
+
+    async def run(self, clock: dict[str, float] | None = None) -> dict[str, Any]:
+        """Start its clock (noted in `clock["start"]`); its result once every event is recorded."""
+        start_at = time.time() + 0.2
+        if clock is not None:
+            clock["start"] = start_at
+        self.start.put(start_at)
+        result: dict[str, Any] = await asyncio.to_thread(self.out.get)
+        await asyncio.to_thread(self.proc.join, 10)
+        return result
 
 
 # ----------------------------------------------------------------------------- the clients
@@ -271,6 +288,27 @@ def latency_figures(committed: dict[int, float], got: Received, expected: int) -
     }
 
 
+def _driver_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """How well the driver kept the schedule: the rate it reached, how late it fell at worst, and
+    how long recording one event took (its transaction, with the after-commit hooks)."""
+    return {"events_per_second": round(result["events_per_second"], 1), "late_max_s": round(result["late_s"], 3),
+            "record_ms": result["record_ms"]}
+
+
+def database_monitor() -> Any:
+    """A connection of its own (opened before the clients: they may take all the others)."""
+    from django.db import connection
+
+    return connection.get_new_connection(connection.get_connection_params())
+
+
+def postgres_connections(monitor: Any) -> int:
+    """Client connections the database holds now (its max_connections bounds them)."""
+    with monitor.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+        return int(cursor.fetchone()[0])
+
+
 def rss_mb(pid: int) -> float:
     import psutil
 
@@ -319,27 +357,32 @@ async def push_phase(args: argparse.Namespace, asgi_port: int, asgi_pid: int, to
         await asyncio.sleep(1.0)
         await close_clients(warm[2])
         await asyncio.sleep(1.0)
+        driver = await Driver.ready(job_ids, events)
+        monitor = await asyncio.to_thread(database_monitor)
         rss_before = rss_mb(asgi_pid)
         opened = time.monotonic()
         ws_got, sse_got, tasks = await open_clients(args, session, asgi_port, tokens, origin, args.ws, args.sse)
         connect_s = time.monotonic() - opened
         await asyncio.sleep(SETTLE_SECONDS)
         rss_connected = rss_mb(asgi_pid)
+        db_connections = await asyncio.to_thread(postgres_connections, monitor)
         cpu_before, began = cpu_seconds(asgi_pid), time.monotonic()
-        result = await run_driver(job_ids, events)
+        result = await driver.run()
         await asyncio.sleep(1.0)  # the last events' way to the clients
         cpu, elapsed = cpu_seconds(asgi_pid) - cpu_before, time.monotonic() - began
         rss_end = rss_mb(asgi_pid)
         await close_clients(tasks)
+        monitor.close()
     committed: dict[int, float] = result["committed"]
     connections = ws_got.connected + sse_got.connected
     return {
         "ws": latency_figures(committed, ws_got, expected(events, args.users, args.ws)),
         "sse": latency_figures(committed, sse_got, expected(events, args.users, args.sse)),
         "connected": {"ws": ws_got.connected, "sse": sse_got.connected, "seconds": round(connect_s, 1)},
-        "driver_late_max_s": round(result["late_s"], 3),
+        "driver": _driver_figures(result),
         "asgi_rss_mb": {"before": round(rss_before, 1), "connected": round(rss_connected, 1), "end": round(rss_end, 1)},
         "asgi_rss_kb_per_connection": round((rss_connected - rss_before) * 1024 / max(1, connections), 1),
+        "postgres_connections_while_connected": db_connections,
         "asgi_cpu_percent_of_one_core": round(100 * cpu / elapsed, 1),
     }
 
@@ -360,14 +403,13 @@ async def poll_phase(args: argparse.Namespace, api_port: int, api_pid: int, toke
     clients = args.ws + args.sse
     connector = aiohttp.TCPConnector(limit=0, force_close=True)  # gunicorn's sync workers close them
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        driver = await Driver.ready(job_ids, events)
         tasks = [asyncio.create_task(poll_client(session, f"http://127.0.0.1:{api_port}", tokens[i % args.users],
                                                  starts[i % args.users], last, args.poll_interval, clock, got,
                                                  stats, stop))
                  for i in range(clients)]
-        driver = asyncio.create_task(run_driver(job_ids, events, clock))
-        await _until(lambda: "start" in clock, 120)
         cpu_before, began = cpu_seconds(api_pid), time.monotonic()
-        result = await driver
+        result = await driver.run(clock)
         await asyncio.sleep(args.poll_interval + 1.0)  # a last round of polls
         stop.set()
         cpu, elapsed = cpu_seconds(api_pid) - cpu_before, time.monotonic() - began
@@ -378,7 +420,7 @@ async def poll_phase(args: argparse.Namespace, api_port: int, api_pid: int, toke
         "requests_per_second": round(stats["requests"] / elapsed, 1),
         "request_errors": stats["errors"],
         "api_cpu_percent_of_one_core": round(100 * cpu / elapsed, 1),
-        "driver_late_max_s": round(result["late_s"], 3),
+        "driver": _driver_figures(result),
     }
 
 
