@@ -16,9 +16,10 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from jobs.waiting import PreferWait  # noqa: E402
 from jobs.ws import JobEventsConsumer  # noqa: E402
 
 application = ProtocolTypeRouter({
-    "http": django_application,
+    "http": PreferWait(django_application),
     "websocket": URLRouter([path("ws/v1/events", JobEventsConsumer.as_asgi())]),
 })

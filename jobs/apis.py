@@ -44,6 +44,7 @@ from jobs.selectors.requests import job_request_get
 from jobs.services.lifecycle import job_cancel
 from jobs.services.submission import job_retry, job_submit, request_hash
 from jobs.specs import JOB_SPECS, JobSpec
+from jobs.waiting import event_stream_location, prefer_wait
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -196,7 +197,11 @@ class JobSubmitApi(ApiView):
             idempotency_key=key,
             body_hash=request_hash(self.spec.type, request.data) if key else "",
         )
-        return _accepted(job, created=created)
+        response = _accepted(job, created=created)
+        if created and prefer_wait(request.META.get("HTTP_PREFER")) is not None:
+            # Waiting is the ASGI server's (jobs/waiting.py); here the client is told where to follow.
+            response["Location"] = event_stream_location(job.pk)
+        return response
 
 
 def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:

@@ -225,5 +225,5 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "subscribed", "job_id": str(job.pk)})
 
     async def send_json(self, content: Any, close: bool = False) -> None:
-        with contextlib.suppress(RuntimeError):  # the socket closed meanwhile
+        with contextlib.suppress(RuntimeError, OSError):  # the socket closed meanwhile
             await super().send_json(content, close=close)

@@ -54,6 +54,19 @@ def the_server(config: dict[str, Any]) -> dict[str, Any]:
     return server
 
 
+def matchers_above(node: Any, target: dict[str, Any]) -> list[dict[str, Any]]:
+    """The matchers of every route between `node` and the handler `target` ([] if not below)."""
+    if node is target:
+        return [{}]
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    for child in children:
+        found = matchers_above(child, target)
+        if found:
+            own = node.get("match", []) if isinstance(node, dict) else []
+            return [*own, *found]
+    return []
+
+
 def proxies(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [h for h in handlers(config) if h["handler"] == "reverse_proxy"]
 
@@ -82,7 +95,7 @@ def test_compose_serves_the_domain_with_https_and_proxies_to_the_api(compose_cad
     assert server["listen"] == ["0.0.0.0:443", "[::]:443"]
     hosts = [m["host"] for route in server["routes"] for m in route.get("match", []) if "host" in m]
     assert hosts == [["localhost"]]
-    assert {u["dial"] for p in proxies(compose_config) for u in p["upstreams"]} == {"api:8000"}
+    assert {u["dial"] for p in proxies(compose_config) for u in p["upstreams"]} == {"api:8000", "asgi:8001"}
     # The upstream is the port gunicorn binds in the api service.
     api = load_compose()["services"]["api"]
     _, options = split_options(argv_of(api["command"])[1:], GUNICORN_FLAGS)
@@ -95,10 +108,14 @@ def test_make_run_serves_the_api_port_on_loopback_with_gunicorn_behind(make_run)
     server = the_server(config)
     assert server["listen"] == ["127.0.0.1:18000"]
     assert not any("match" in route and any("host" in m for m in route["match"]) for route in server["routes"])
-    api_port, storage_port, public = front.ports
+    api_port, storage_port, asgi_port, public = front.ports
     assert public == 18000
     dials = [[u["dial"] for u in p["upstreams"]] for p in proxies(config)]
-    assert sorted(dials) == sorted([[f"127.0.0.1:{api_port}"], [f"127.0.0.1:{storage_port}"]])
+    # uvicorn twice: event streams and the WebSocket, and submissions that wait.
+    assert sorted(dials) == sorted([[f"127.0.0.1:{api_port}"], [f"127.0.0.1:{storage_port}"],
+                                    [f"127.0.0.1:{asgi_port}"], [f"127.0.0.1:{asgi_port}"]])
+    asgi = next(p for p in front.processes if p.name == "asgi")
+    assert asgi.argv[1] == "auteur.asgi:application" and str(asgi_port) in asgi.argv
     # No admin endpoint, nothing saved outside var/.
     assert config["admin"] == {"disabled": True, "config": {"persist": False}}
     api = next(p for p in front.processes if p.name == "api")
@@ -108,12 +125,29 @@ def test_make_run_serves_the_api_port_on_loopback_with_gunicorn_behind(make_run)
 def test_bodies_are_capped_like_the_api_and_buffered_before_gunicorn(compose_config, make_run):
     for config in (compose_config, make_run[1]):
         caps = sorted(h["max_size"] for h in handlers(config) if h["handler"] == "request_body")
-        assert caps == sorted([settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.AUTEUR_MAX_UPLOAD_BYTES])
+        api_cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        assert caps == sorted([api_cap, api_cap, settings.AUTEUR_MAX_UPLOAD_BYTES])  # API, waiting submissions, storage
         buffered = [p for p in proxies(config) if p.get("request_buffers")]
-        streamed = [p for p in proxies(config) if not p.get("request_buffers")]
+        streamed = [p for p in proxies(config) if not p.get("request_buffers") and "flush_interval" not in p]
         # The API's whole body is read first; storage bodies (GBs) are streamed, never held in memory.
-        assert [p["request_buffers"] for p in buffered] == [settings.DATA_UPLOAD_MAX_MEMORY_SIZE]
+        assert [p["request_buffers"] for p in buffered] == [api_cap, api_cap]
         assert len(streamed) == 1
+
+
+def test_event_streams_and_the_websocket_go_to_uvicorn_unbuffered(compose_config, make_run):
+    for config, upstream in ((compose_config, "asgi:8001"), (make_run[1], f"127.0.0.1:{make_run[0].ports[2]}")):
+        routes = the_server(config)["routes"]
+        [push] = [p for p in proxies(config) if p.get("flush_interval") == -1]
+        assert [u["dial"] for u in push["upstreams"]] == [upstream]
+        assert {"path": ["/ws/*", "*/stream"]} in matchers_above(routes, push)
+
+
+def test_submissions_that_wait_go_to_uvicorn_and_the_rest_to_gunicorn(compose_config, make_run):
+    for config, asgi in ((compose_config, "asgi:8001"), (make_run[1], f"127.0.0.1:{make_run[0].ports[2]}")):
+        [waiting] = [p for p in proxies(config) if p.get("request_buffers") and p["upstreams"] == [{"dial": asgi}]]
+        matchers = matchers_above(the_server(config)["routes"], waiting)
+        assert {"method": ["POST"], "path": ["/api/v1/jobs/*"],
+                "header_regexp": {"Prefer": {"name": "wait", "pattern": "(?i)(^|[,\\s])wait\\s*="}}} in matchers
 
 
 def test_slow_clients_are_cut_but_long_transfers_are_not(compose_config):

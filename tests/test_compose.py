@@ -233,6 +233,23 @@ def gunicorn_problems(argv: list[str]) -> list[str]:
     return problems
 
 
+UVICORN_FLAGS = frozenset({"--reload", "--proxy-headers", "--no-proxy-headers", "--no-server-header",
+                           "--no-access-log", "--access-log", "--no-date-header", "--use-colors", "--no-use-colors"})
+
+
+def uvicorn_problems(argv: list[str]) -> list[str]:
+    positional, _options = split_options(argv[1:], UVICORN_FLAGS)
+    if len(positional) != 1:
+        return [f"uvicorn needs exactly one APP, got {positional}"]
+    module, _, attr = positional[0].partition(":")
+    path = module_file(module)
+    if path is None:
+        return [f"uvicorn app module {module!r} has no file in the repository"]
+    if not defines(path, attr or "app"):
+        return [f"{path.relative_to(ROOT)} defines no {attr!r}"]
+    return []
+
+
 def celery_app_problems(app: str) -> list[str]:
     """Static form of Celery's find_app: `pkg` (its `app`/`celery`, or pkg.celery's), or `mod:attr`."""
     module, _, attr = app.partition(":")
@@ -281,7 +298,8 @@ def command_problems(argv: list[str]) -> list[str]:
     """Why a command run in the app image would not start; [] when all it names exists."""
     if not argv:
         return ["empty command"]
-    checkers = {"gunicorn": gunicorn_problems, "celery": celery_problems, "python": manage_problems}
+    checkers = {"gunicorn": gunicorn_problems, "celery": celery_problems, "python": manage_problems,
+                "uvicorn": uvicorn_problems}
     checker = checkers.get(argv[0])
     if checker is None:
         return [f"unknown program {argv[0]!r}: teach tests/test_compose.py to check it"]
@@ -340,13 +358,15 @@ def test_queue_extraction_understands_every_spelling(command):
     ("celery -A auteur wokrer -Q default", "unexpected celery subcommand 'wokrer'"),
     ("celery worker -Q default", "exactly one -A"),
     ("gunicorn auteur.wsgy:application", "'auteur.wsgy' has no file"),
+    ("hypercorn auteur.asgi:application", "unknown program 'hypercorn'"),
+    ("uvicorn auteur.asgy:application", "'auteur.asgy' has no file"),
+    ("uvicorn auteur.asgi:app --port 8001", "defines no 'app'"),
     ("gunicorn auteur.wsgi:app --bind 0.0.0.0:8000", "defines no 'app'"),
     ("gunicorn auteur.wsgi:application --config python:auteur.gunicorn_config", "'python:auteur.gunicorn_config'"),
     ("gunicorn auteur.wsgi:application -c gunicorn.conf.py", "'gunicorn.conf.py' does not exist"),
     ("gunicorn --bind 0.0.0.0:8000", "exactly one APP_MODULE"),
     ("python manage.py migrat --noinput", "no management command 'migrat'"),
     ("python -m http.server", "expected `python manage.py COMMAND`"),
-    ("uvicorn auteur.asgi:application", "unknown program 'uvicorn'"),
 ])
 def test_command_checker_catches_a_broken_command(command, expected):
     problems = command_problems(shlex.split(command))
@@ -447,7 +467,7 @@ def test_only_caddy_publishes_ports_beyond_loopback(services):
 
 def test_every_command_in_the_app_image_names_what_exists(services):
     built = built_services(services)
-    assert {"migrate", "api", "worker-gpu", "worker-cpu", "beat", "flower"} <= set(built)
+    assert {"migrate", "api", "asgi", "worker-gpu", "worker-cpu", "beat", "flower"} <= set(built)
     for name, service in built.items():
         assert "command" in service, f"{name} has no command"
         assert command_problems(argv_of(service["command"])) == [], name

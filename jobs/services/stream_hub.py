@@ -71,6 +71,9 @@ class Subscription:
         self.last_id = after
         self._backlog: collections.deque[dict[str, Any]] = collections.deque()
         self._backlog_from = after  # None once the backlog is read
+        # A queue read that outlived a get()'s timeout is kept for the next get(), never
+        # cancelled: cancelling it could drop the entry it was about to return.
+        self._getter: asyncio.Future[Any] | None = None
         self.closed = False
 
     def _wants(self, event: dict[str, Any]) -> bool:
@@ -122,10 +125,12 @@ class Subscription:
                 if (event := self._deliver(self._backlog.popleft())) is not None:
                     return event
                 continue
-            try:
-                item = await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
+            if self._getter is None:
+                self._getter = asyncio.ensure_future(self.queue.get())
+            done, _ = await asyncio.wait({self._getter}, timeout=max(0.0, deadline - loop.time()))
+            if not done:
                 return None
+            item, self._getter = self._getter.result(), None
             if item is _OVERFLOW:
                 raise SlowClient
             if (event := self._deliver(item)) is not None:
@@ -133,6 +138,8 @@ class Subscription:
 
     def close(self) -> None:
         self.hub.unsubscribe(self)
+        if self._getter is not None:
+            self._getter.cancel()
 
 
 class Hub:
@@ -188,6 +195,17 @@ class Hub:
             self._positions.pop(sub.key, None)
 
     async def _read(self) -> None:
+        while True:
+            try:
+                await self._read_forever()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Whatever it was (a malformed entry, a bug), the connections must not stall.
+                logger.exception("event stream reader failed; restarting it")
+                await asyncio.sleep(BACKOFF_MAX)
+
+    async def _read_forever(self) -> None:
         backoff = BACKOFF_FIRST
         while True:
             if not self._subs:
@@ -215,9 +233,13 @@ class Hub:
                     continue
                 if key not in self._positions:  # its last connection left during the read
                     continue
-                self._positions[key] = last_id
                 for entry_id, fields in entries:
-                    event = parse_entry(entry_id, fields)
+                    self._positions[key] = entry_id.decode()
+                    try:
+                        event = parse_entry(entry_id, fields)
+                    except (KeyError, ValueError):
+                        logger.error("malformed entry %s in %s skipped", entry_id, key)
+                        continue
                     for sub in list(self._subs.get(key, ())):
                         sub.offer(event)
 

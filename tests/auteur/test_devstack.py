@@ -17,6 +17,8 @@ import pymongo
 import pytest
 import redis
 import requests
+import websockets.sync.client
+from websockets.typing import Subprotocol
 
 from auteur.devstack import REPO_ROOT
 from auteur.devstack.ports import free_port, port_is_free, port_offset, preferred_port
@@ -208,6 +210,17 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         assert verify.status_code == 200, verify.text
         assert verify.json()["valid"] is True
 
+        # Event streams and the WebSocket answer on the same address, from uvicorn behind Caddy.
+        with requests.get(f"http://127.0.0.1:{api_port}/api/v1/events/stream", timeout=30, stream=True,
+                          headers={"Authorization": f"Bearer {token.stdout.strip()}"}) as sse:
+            assert sse.status_code == 200 and sse.headers["Content-Type"].startswith("text/event-stream")
+            assert sse.headers["Via"] == "1.1 Caddy" and "gunicorn" not in sse.headers.get("Server", "")
+            assert next(sse.iter_lines()) == b"retry: 2000"
+        bearer = [Subprotocol("bearer"), Subprotocol(token.stdout.strip())]
+        with websockets.sync.client.connect(f"ws://127.0.0.1:{api_port}/ws/v1/events", open_timeout=30,
+                                            subprotocols=bearer) as ws:
+            assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+
         assert _wait_http(f"http://127.0.0.1:{flower_port}/api/workers", 30).status_code == 401
         deadline = time.monotonic() + 60
         workers: dict[str, object] = {}
@@ -236,7 +249,7 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         reader.join(10)
         output = "".join(lines)
     assert "devstack: stopped" in output, output[-3000:]
-    assert "proxy   | " in output and "storage | " in output
+    assert "proxy   | " in output and "storage | " in output and "asgi    | " in output
     time.sleep(0.5)
     alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"orphans left behind: {alive}"

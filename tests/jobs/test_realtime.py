@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 from django.conf import settings
 from django.db import transaction
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -29,6 +30,7 @@ from auteur.users.services import user_issue_token
 from jobs.models import Job, JobEvent, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.stream import event_payload, job_stream_append, stream_key
+from jobs.waiting import prefer_wait
 from tests.jobs.conftest import wait_terminal
 from tests.jobs.support import submit, valid_body
 from tests.servers import AsgiServer, asgi_server
@@ -443,3 +445,60 @@ def test_a_redis_outage_never_fails_the_step(funded, settings):
     assert JobEvent.objects.filter(job=job, type="progress").count() == 1
     event = JobEvent.objects.get(job=job, type="progress")
     assert job_stream_append(event) is None
+
+
+# ----------------------------------------------------------------------------- Prefer: wait
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("wait=5", (5, False)), ("respond-async, wait=10", (10, False)), ("WAIT = 7", (7, False)),
+    ('wait="8"', (8, False)), ("wait=100", (60, True)), ("wait=10; foo=bar", (10, False)),
+    ("wait=abc", None), ("wait=-1", None), ("wait=", None), ("wait", None), ("", None), (None, None),
+    ("handling=lenient", None), ("wait=1e3", None),
+])
+def test_prefer_wait_is_parsed_as_rfc_7240_says(header, expected):
+    assert prefer_wait(header) == expected
+
+
+def post_waiting(server: AsgiServer, token: str, job_type: str, body: dict[str, Any], prefer: str) -> Any:
+    return requests.post(f"{server.http}/api/v1/jobs/{job_type}", json=body, timeout=120,
+                         headers={"Authorization": f"Bearer {token}", "Prefer": prefer})
+
+
+def test_prefer_wait_answers_201_with_the_finished_job(asgi, worker, funded, project, media):
+    token = token_for(funded)
+    done = post_waiting(asgi, token, "tts", valid_body("tts", project, media), "wait=30")
+    assert done.status_code == 201, done.text
+    assert done.headers["Preference-Applied"] == "wait=30"
+    job = done.json()
+    assert job["status"] == "completed" and job["progress"] == 100 and job["type"] == "tts"
+    assert done.headers["Location"] == f"/api/v1/jobs/{job['id']}"
+    failed = post_waiting(asgi, token, "compression", valid_body("compression", project, media), "wait=100")
+    assert failed.status_code == 201
+    assert failed.headers["Preference-Applied"] == "wait=60"  # lowered to the maximum, and said so
+    assert failed.json()["status"] == "failed" and failed.json()["credits_refunded"] is True
+
+
+def test_prefer_wait_answers_202_when_the_job_is_not_done_in_time(asgi, funded, project, media):
+    # No worker: the job stays pending.
+    slow = post_waiting(asgi, token_for(funded), "tts", valid_body("tts", project, media), "wait=1")
+    assert slow.status_code == 202
+    assert slow.headers["Preference-Applied"] == "wait=1"
+    assert slow.headers["Location"] == f"/api/v1/jobs/{slow.json()['job_id']}/stream"
+    assert Job.objects.get(pk=slow.json()["job_id"]).status == JobStatus.PENDING
+
+
+def test_prefer_wait_leaves_refusals_and_malformed_preferences_alone(asgi, funded, project, media):
+    token = token_for(funded)
+    refused = post_waiting(asgi, token, "tts", {"project_id": str(project.pk)}, "wait=5")
+    assert refused.status_code == 400 and "Preference-Applied" not in refused.headers
+    assert not Job.objects.filter(user=funded).exists()
+    ignored = post_waiting(asgi, token, "tts", valid_body("tts", project, media), "wait=soon")
+    assert ignored.status_code == 202 and "Preference-Applied" not in ignored.headers
+    assert "Location" not in ignored.headers
+
+
+def test_prefer_wait_on_the_sync_api_answers_at_once_with_the_stream(auth_client, funded, project, media):
+    accepted = submit(auth_client, "tts", valid_body("tts", project, media), HTTP_PREFER="wait=30")
+    assert accepted.status_code == 202 and "Preference-Applied" not in accepted
+    assert accepted["Location"] == f"/api/v1/jobs/{accepted.json()['job_id']}/stream"

@@ -1,0 +1,156 @@
+"""`Prefer: wait=N` on a job submission: answer once the job has ended, up to N seconds.
+
+A submission carrying the preference is routed by Caddy to the ASGI server, where `PreferWait`
+wraps Django: the normal submission view runs as it always does (in Django's thread for sync
+views), and if it answers 202, the wrapper awaits the job's terminal event on the process's hub
+(jobs/services/stream_hub.py), holding no thread while it waits. The job ended in time: 201 with
+the job as `GET /jobs/{id}` shows it, `Preference-Applied: wait=N`; otherwise the 202 as it was.
+
+N is at most MAX_WAIT_SECONDS; a larger N waits that long and says so in `Preference-Applied`.
+A malformed preference is ignored, as RFC 7240 asks. A submission with the preference that reaches
+gunicorn (no ASGI server in front) answers 202 at once, with `Location` naming the job's event
+stream: a sync worker never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from redis.exceptions import RedisError
+from rest_framework.renderers import JSONRenderer
+
+from jobs.models import TERMINAL_STATUSES, Job
+from jobs.selectors.jobs import job_detail_get
+
+logger = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 60
+SUBMISSION_PATH = re.compile(r"^/api/v1/jobs/[a-z][a-z-]*$")
+_WAIT = re.compile(r'^\s*wait\s*=\s*"?(\d{1,9})"?\s*$', re.IGNORECASE)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def prefer_wait(header: str | None) -> tuple[int, bool] | None:
+    """(seconds to wait, whether N was lowered to the maximum) from a Prefer header, or None."""
+    if not header:
+        return None
+    for preference in header.split(","):
+        match = _WAIT.match(preference.split(";", 1)[0])
+        if match:
+            seconds = int(match.group(1))
+            return min(seconds, MAX_WAIT_SECONDS), seconds > MAX_WAIT_SECONDS
+        if preference.split(";", 1)[0].strip().lower().startswith("wait"):
+            return None  # `wait` without a valid delta-seconds: ignored
+    return None
+
+
+def event_stream_location(job_id: uuid.UUID | str) -> str:
+    return f"/api/v1/jobs/{job_id}/stream"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or []:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _owner_and_status(job_id: str) -> tuple[uuid.UUID, str] | None:
+    row = Job.objects.filter(pk=job_id).values_list("user_id", "status").first()
+    return (row[0], row[1]) if row else None
+
+
+async def _until_terminal(job_id: str, user_id: uuid.UUID) -> None:
+    from jobs.services.stream_hub import TERMINAL_EVENT_TYPES, get_hub
+
+    sub = await get_hub().subscribe(user_id, job_ids={job_id})
+    try:
+        # Subscribed first, then read: an end committed in between is seen by one or the other.
+        found = await sync_to_async(_owner_and_status)(job_id)
+        if found is None or found[1] in TERMINAL_STATUSES:
+            return
+        while True:
+            event = await sub.get(3600)
+            if event is not None and event["type"] in TERMINAL_EVENT_TYPES:
+                return
+    finally:
+        sub.close()
+
+
+class PreferWait:
+    """ASGI middleware around Django's HTTP application (see the module docstring)."""
+
+    def __init__(self, app: Any) -> None:  # Django's ASGIHandler (its stubs type scope as a dict)
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wait = None
+        if scope["type"] == "http" and scope["method"] == "POST" and SUBMISSION_PATH.match(scope["path"]):
+            wait = prefer_wait(_header(scope, b"prefer"))
+        if wait is None or wait[0] == 0:
+            await self.app(scope, receive, send)
+            return
+        seconds, lowered = wait
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        start = held[0] if held else None
+        if start is None or start["status"] != 202:
+            for message in held:
+                await send(message)
+            return
+        body = b"".join(m.get("body", b"") for m in held[1:])
+        job_id = str(json.loads(body)["job_id"])
+        found = await sync_to_async(_owner_and_status)(job_id)
+        ended = False
+        if found is not None:
+            ended = await self._wait(job_id, found[0], seconds, receive)
+        applied = [(b"preference-applied", f"wait={seconds}".encode())]
+        if not ended:
+            start["headers"] = [*start["headers"], *applied]
+            for message in held:
+                await send(message)
+            return
+        assert found is not None
+        job = await sync_to_async(job_detail_get)(user_id=found[0], job_id=job_id)
+        payload = JSONRenderer().render(job)
+        kept = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"location")]
+        await send({
+            "type": "http.response.start", "status": 201,
+            "headers": [*kept, *applied, (b"location", f"/api/v1/jobs/{job_id}".encode()),
+                        (b"content-length", str(len(payload)).encode())],
+        })
+        await send({"type": "http.response.body", "body": payload})
+        if lowered:
+            logger.info("Prefer: wait lowered to %s s", seconds)
+
+    async def _wait(self, job_id: str, user_id: uuid.UUID, seconds: int, receive: Receive) -> bool:
+        """True once the job ended within `seconds`; False on timeout, disconnect or no Redis."""
+        ended = asyncio.ensure_future(_until_terminal(job_id, user_id))
+        gone = asyncio.ensure_future(receive())  # http.disconnect: the client left
+        try:
+            done, _ = await asyncio.wait({ended, gone}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (ended, gone):
+                task.cancel()
+        if ended in done:
+            try:
+                ended.result()
+            except RedisError:
+                return False
+            return True
+        return False
