@@ -7,7 +7,9 @@
 
 Each event is `id:` (the stream id, to resume from), `event:` (its type) and `data:` (JSON with
 the job's status and progress at that moment). A comment line is sent every
-AUTEUR_STREAM_HEARTBEAT_SECONDS so proxies and clients see the connection alive. The bearer token
+AUTEUR_STREAM_HEARTBEAT_SECONDS so proxies and clients see the connection alive. A resume from
+an id older than the stream's window starts with `event: gap` (no id): what came between is in
+`GET /jobs/{id}/events`. The bearer token
 is checked as the REST API checks it (same errors); when it expires the stream sends an `error`
 event and ends: the client reconnects with a fresh token and its last id.
 
@@ -96,6 +98,12 @@ def format_event(event: dict[str, Any]) -> str:
     return f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
 
 
+def _gap_event(sub: Subscription) -> str:
+    body = {"after": sub.last_id, "message": "Some events after this id are no longer in the stream; "
+                                             "GET /api/v1/jobs/{id}/events has them all."}
+    return f"event: gap\ndata: {json.dumps(body)}\n\n"
+
+
 def _error_event(code: str, message: str) -> str:
     return f"event: error\ndata: {json.dumps(error_body(code, message))}\n\n"
 
@@ -107,6 +115,8 @@ async def _events(sub: Subscription, caller: StreamCaller, *, per_job: bool, fin
     try:
         # Sent at once, so the client sees the stream open before the first event.
         yield "retry: 2000\n\n"
+        if sub.gap:
+            yield _gap_event(sub)
         while True:
             remaining = caller.expires_at - time.time()
             if remaining <= 0:

@@ -12,7 +12,9 @@ Protocol (JSON text frames):
   (the server answers with the `bearer` subprotocol); the server replies `{"type": "ready"}`.
 - `{"type": "subscribe", "job_id": "<id>"}`: from now on only those jobs' events (each subscribe
   adds one); without any, all of the user's jobs.
-- `{"type": "resume", "after": "<event id>"}`: replay what came after that id, then live.
+- `{"type": "resume", "after": "<event id>"}`: replay what came after that id, then live; first
+  `{"type": "gap", "after"}` when that id is older than the stream's window (what came between
+  is in `GET /jobs/{id}/events`).
 - the server sends `{"type": "job.event", "job_id", "event": {...}}` (event: the SSE `data`) and
   `{"type": "ping"}` every AUTEUR_STREAM_HEARTBEAT_SECONDS; a client's `{"type": "ping"}` gets a
   `{"type": "pong"}`.
@@ -142,6 +144,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         except RedisError:
             await self._close(CLOSE_UNAVAILABLE)
             return False
+        if self.sub.gap:
+            await self.send_json({"type": "gap", "after": after})
         self._tasks.append(asyncio.create_task(self._pump(self.sub), name="pump"))
         return True
 

@@ -7,11 +7,12 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from django.conf import settings
 
 from auteur.devstack import REPO_ROOT
-from auteur.devstack.front import uvicorn_argv
+from auteur.devstack.front import front_processes, uvicorn_argv
 from auteur.devstack.ports import free_port, wait_for_port
 from auteur.devstack.process_group import stop_group
 
@@ -58,3 +59,26 @@ def asgi_server(**extra_env: str) -> Iterator[AsgiServer]:
         yield server
     finally:
         stop_group(proc, 10)
+
+
+@contextmanager
+def running_front(logs: Path, **extra_env: str) -> Iterator[str]:
+    """`make run`'s front on the test database: Caddy on a free port with the API's gunicorn, the
+    storage gunicorn and uvicorn behind it, as auteur/devstack/front.py plans them. Yields Caddy's
+    base URL; each process's output is in `logs`/<name>.out."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL,
+           "WEB_CONCURRENCY": "1", **extra_env}
+    plan = front_processes(env, logs / "var", host="127.0.0.1", port=port)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for process in plan.processes:
+            with (logs / f"{process.name}.out").open("wb") as out:
+                procs.append(subprocess.Popen(process.argv, env={**env, **process.env}, cwd=REPO_ROOT, stdout=out,
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+        for listening in plan.ports:
+            wait_for_port(listening, 60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for proc in reversed(procs):
+            stop_group(proc, 10)

@@ -38,6 +38,7 @@ READ_COUNT = 500
 BACKLOG_CHUNK = 500
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 3.0
 _OVERFLOW = object()
+HUB_CLIENT_NAME = "auteur-stream-hub"  # in Redis's CLIENT LIST
 
 
 class SlowClient(Exception):
@@ -75,6 +76,9 @@ class Subscription:
         # cancelled: cancelling it could drop the entry it was about to return.
         self._getter: asyncio.Future[Any] | None = None
         self.closed = False
+        # True when events after `after` may have left the stream (trimmed by length or age, or
+        # lost with Redis's data): the client should read /jobs/{id}/events for what it missed.
+        self.gap = False
 
     def _wants(self, event: dict[str, Any]) -> bool:
         return self.job_ids is None or event["job_id"] in self.job_ids
@@ -152,7 +156,7 @@ class Hub:
         self._has_keys = asyncio.Event()
         # Any: redis-py's async stubs type every reply as a union of every reply shape.
         self.redis: Any = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10,
+            settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10, client_name=HUB_CLIENT_NAME,
         )
 
     @property
@@ -174,6 +178,11 @@ class Hub:
             if key not in self._positions:  # another subscribe may have raced this await
                 self._positions[key] = last[0][0].decode() if last else "0-0"
         sub = Subscription(self, key, job_ids=job_ids, after=after, maxsize=settings.AUTEUR_STREAM_CLIENT_BUFFER)
+        if after is not None and id_order(after) != (0, 0):
+            # The entry `after` names was in this stream; if the oldest one now is later (or none
+            # is left), what followed it may be gone too.
+            first = await self.redis.xrange(key, count=1)
+            sub.gap = not first or id_order(first[0][0].decode()) > id_order(after)
         new_key = key not in self._subs
         self._subs.setdefault(key, set()).add(sub)
         self._has_keys.set()

@@ -33,7 +33,7 @@ from jobs.services.stream import event_payload, job_stream_append, stream_key
 from jobs.waiting import prefer_wait
 from tests.jobs.conftest import wait_terminal
 from tests.jobs.support import submit, valid_body
-from tests.servers import AsgiServer, asgi_server
+from tests.servers import AsgiServer, asgi_server, running_front
 
 pytestmark = [
     pytest.mark.django_db(transaction=True), pytest.mark.slow,
@@ -86,8 +86,9 @@ class Sse:
                 return None
             line = line.rstrip("\n")
             if not line:
-                if fields:
+                if fields and set(fields) != {"retry"}:
                     return fields
+                fields = {}
                 continue
             if line.startswith(":"):
                 self.comments.append(line)
@@ -234,6 +235,31 @@ def test_sse_resumes_after_last_event_id_and_a_finished_job_replays_and_ends(asg
     assert types(after_two) == recorded(first["job_id"])[2:]
 
 
+def test_a_resume_from_before_the_window_is_told_of_the_gap(asgi, funded):
+    job = make_job(funded)
+    for n in (1, 2):
+        with transaction.atomic():
+            job_event_record(job.pk, JobEventType.PROGRESS, progress=n)
+    entries: Any = redis.Redis.from_url(settings.REDIS_URL).xrange(stream_key(funded.pk), count=1)
+    oldest = entries[0][0].decode()
+    token = token_for(funded)
+    old = Sse(asgi, "/api/v1/events/stream", token, last_event_id="1-0")  # trimmed long ago
+    assert old.next() == {"event": "gap", "data": json.dumps({"after": "1-0", "message": (
+        "Some events after this id are no longer in the stream; GET /api/v1/jobs/{id}/events has them all.")})}
+    assert [e["data"]["data"] for e in old.until(2)] == [{"progress": 1}, {"progress": 2}]
+    fresh = Sse(asgi, "/api/v1/events/stream", token, last_event_id=oldest)
+    [event] = fresh.until(1)
+    assert event["event"] == "progress" and event["data"]["data"] == {"progress": 2}
+    ws = ws_auth(asgi, token)
+    ws.send(json.dumps({"type": "resume", "after": "1-0"}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "gap", "after": "1-0"}
+    assert [m["event"]["data"] for m in ws_events(ws, 2)] == [{"progress": 1}, {"progress": 2}]
+    ws.send(json.dumps({"type": "resume", "after": oldest}))  # nothing new: no gap, nothing resent
+    ws.send(json.dumps({"type": "ping"}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "pong"}
+    ws.close()
+
+
 def test_sse_sends_heartbeats_while_nothing_happens(asgi, funded):
     stream = Sse(asgi, "/api/v1/events/stream", token_for(funded))
     line = ""
@@ -369,6 +395,23 @@ def test_websocket_refuses_a_foreign_origin(asgi, funded):
     ws.close()
 
 
+def test_one_redis_reader_serves_every_connection_of_a_process(asgi, make_user):
+    users = [make_user() for _ in range(12)]
+    sockets = [ws_auth(asgi, token_for(user)) for user in users]
+    streams = [Sse(asgi, "/api/v1/events/stream", token_for(user)) for user in users[:6]]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    hub = [c for c in client.client_list() if c["name"] == "auteur-stream-hub"]
+    assert [c["cmd"] for c in hub].count("xread") == 1
+    assert len(hub) <= 3  # the reader, and a connection or two for subscribing and backlogs
+    for n, user in enumerate(users):  # and it does reach everyone
+        with transaction.atomic():
+            job_event_record(make_job(user).pk, JobEventType.PROGRESS, progress=n)
+    assert [ws_events(ws, 1)[0]["event"]["data"]["progress"] for ws in sockets] == list(range(12))
+    assert [sse.until(1)[0]["data"]["data"]["progress"] for sse in streams] == list(range(6))
+    for ws in sockets:
+        ws.close()
+
+
 # ----------------------------------------------------------------------------- faults
 
 
@@ -502,3 +545,22 @@ def test_prefer_wait_on_the_sync_api_answers_at_once_with_the_stream(auth_client
     accepted = submit(auth_client, "tts", valid_body("tts", project, media), HTTP_PREFER="wait=30")
     assert accepted.status_code == 202 and "Preference-Applied" not in accepted
     assert accepted["Location"] == f"/api/v1/jobs/{accepted.json()['job_id']}/stream"
+
+
+def test_through_caddy_waiting_submissions_go_to_uvicorn_and_others_to_gunicorn(worker, funded, project, media,
+                                                                                tmp_path):
+    headers = {"Authorization": f"Bearer {token_for(funded)}"}
+    with running_front(tmp_path) as base:
+        done = requests.post(f"{base}/api/v1/jobs/tts", json=valid_body("tts", project, media), timeout=120,
+                             headers={**headers, "Prefer": "respond-async, wait=30"})
+        assert done.status_code == 201, done.text
+        assert done.headers["Preference-Applied"] == "wait=30" and done.json()["status"] == "completed"
+        assert done.headers["Via"] == "1.1 Caddy" and "gunicorn" not in done.headers.get("Server", "")
+        plain = requests.post(f"{base}/api/v1/jobs/tts", json=valid_body("tts", project, media), timeout=60,
+                              headers=headers)
+        assert plain.status_code == 202 and plain.headers["Server"] == "gunicorn"
+        with requests.get(f"{base}/api/v1/jobs/{plain.json()['job_id']}/stream", headers=headers, stream=True,
+                          timeout=120) as stream:
+            assert stream.status_code == 200
+            lines = [line for line in stream.iter_lines() if line.startswith(b"event: ")]
+        assert lines[-1] == b"event: completed"
