@@ -298,6 +298,13 @@ def _driver_figures(result: dict[str, Any]) -> dict[str, Any]:
             "record_ms": result["record_ms"]}
 
 
+def own_cpu() -> float:
+    """CPU seconds this process (the clients) has spent: on a small machine they compete with the
+    servers they measure."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def database_monitor() -> Any:
     """A connection of its own (opened before the clients: they may take all the others)."""
     from django.db import connection
@@ -369,10 +376,11 @@ async def push_phase(args: argparse.Namespace, asgi_port: int, asgi_pid: int, to
         await asyncio.sleep(SETTLE_SECONDS)
         rss_connected = rss_mb(asgi_pid)
         db_connections = await asyncio.to_thread(postgres_connections, monitor)
-        cpu_before, began = cpu_seconds(asgi_pid), time.monotonic()
+        cpu_before, own_before, began = cpu_seconds(asgi_pid), own_cpu(), time.monotonic()
         result = await driver.run()
         await asyncio.sleep(1.0)  # the last events' way to the clients
         cpu, elapsed = cpu_seconds(asgi_pid) - cpu_before, time.monotonic() - began
+        own = own_cpu() - own_before
         rss_end = rss_mb(asgi_pid)
         await close_clients(tasks)
         monitor.close()
@@ -387,6 +395,7 @@ async def push_phase(args: argparse.Namespace, asgi_port: int, asgi_pid: int, to
         "asgi_rss_kb_per_connection": round((rss_connected - rss_before) * 1024 / max(1, connections), 1),
         "postgres_connections_while_connected": db_connections,
         "asgi_cpu_percent_of_one_core": round(100 * cpu / elapsed, 1),
+        "clients_cpu_percent_of_one_core": round(100 * own / elapsed, 1),
     }
 
 
@@ -411,11 +420,12 @@ async def poll_phase(args: argparse.Namespace, api_port: int, api_pid: int, toke
                                                  starts[i % args.users], last, args.poll_interval, clock, got,
                                                  stats, stop))
                  for i in range(clients)]
-        cpu_before, began = cpu_seconds(api_pid), time.monotonic()
+        cpu_before, own_before, began = cpu_seconds(api_pid), own_cpu(), time.monotonic()
         result = await driver.run(clock)
         await asyncio.sleep(args.poll_interval + 1.0)  # a last round of polls
         stop.set()
         cpu, elapsed = cpu_seconds(api_pid) - cpu_before, time.monotonic() - began
+        own = own_cpu() - own_before
         await asyncio.gather(*tasks, return_exceptions=True)
     return {
         **latency_figures(result["committed"], got, expected(events, args.users, clients)),
@@ -423,6 +433,7 @@ async def poll_phase(args: argparse.Namespace, api_port: int, api_pid: int, toke
         "requests_per_second": round(stats["requests"] / elapsed, 1),
         "request_errors": stats["errors"],
         "api_cpu_percent_of_one_core": round(100 * cpu / elapsed, 1),
+        "clients_cpu_percent_of_one_core": round(100 * own / elapsed, 1),
         "driver": _driver_figures(result),
     }
 
