@@ -15,6 +15,7 @@ stream: a sync worker never waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ from asgiref.sync import sync_to_async
 from redis.exceptions import RedisError
 from rest_framework.renderers import JSONRenderer
 
+from jobs.errors import JobNotFound
 from jobs.models import TERMINAL_STATUSES, Job
 from jobs.selectors.jobs import job_detail_get
 
@@ -114,19 +116,26 @@ class PreferWait:
                 await send(message)
             return
         body = b"".join(m.get("body", b"") for m in held[1:])
-        job_id = str(json.loads(body)["job_id"])
-        found = await sync_to_async(_owner_and_status)(job_id)
-        ended = False
-        if found is not None:
-            ended = await self._wait(job_id, found[0], seconds, receive)
+        try:
+            job_id = str(uuid.UUID(str(json.loads(body)["job_id"])))
+        except (ValueError, KeyError, TypeError):  # not a submission's answer: passed on as it is
+            job_id = ""
+        found = await sync_to_async(_owner_and_status)(job_id) if job_id else None
+        if found is None:
+            for message in held:
+                await send(message)
+            return
+        ended = await self._wait(job_id, found[0], seconds, receive)
         applied = [(b"preference-applied", f"wait={seconds}".encode())]
-        if not ended:
+        job = None
+        if ended:
+            with contextlib.suppress(JobNotFound):  # deleted with its project meanwhile
+                job = await sync_to_async(job_detail_get)(user_id=found[0], job_id=job_id)
+        if job is None:
             start["headers"] = [*start["headers"], *applied]
             for message in held:
                 await send(message)
             return
-        assert found is not None
-        job = await sync_to_async(job_detail_get)(user_id=found[0], job_id=job_id)
         payload = JSONRenderer().render(job)
         kept = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"location")]
         await send({

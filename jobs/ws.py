@@ -224,6 +224,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._close(CLOSE_NOT_FOUND)
             return
         self.job_ids = (self.job_ids or set()) | {str(job.pk)}
+        # What was sent so far was filtered otherwise: a later resume may repeat, never skip.
+        self.first_sent = self.last_sent = None
         if self.sub is not None:
             self.sub.job_ids = self.job_ids
         await self.send_json({"type": "subscribed", "job_id": str(job.pk)})
