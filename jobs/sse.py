@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -109,8 +110,6 @@ def _error_event(code: str, message: str) -> str:
 
 
 async def _events(sub: Subscription, caller: StreamCaller, *, per_job: bool, finished: bool) -> AsyncIterator[str]:
-    from django.conf import settings
-
     heartbeat = settings.AUTEUR_STREAM_HEARTBEAT_SECONDS
     try:
         # Sent at once, so the client sees the stream open before the first event.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import uuid
 from typing import Any
@@ -39,6 +40,8 @@ BACKLOG_CHUNK = 500
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 3.0
 _OVERFLOW = object()
 HUB_CLIENT_NAME = "auteur-stream-hub"  # in Redis's CLIENT LIST
+REDIS_CONNECTIONS = 8
+REDIS_POOL_WAIT_SECONDS = 10
 
 
 class SlowClient(Exception):
@@ -155,9 +158,13 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._has_keys = asyncio.Event()
         # Any: redis-py's async stubs type every reply as a union of every reply shape.
-        self.redis: Any = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10, client_name=HUB_CLIENT_NAME,
+        # A bounded pool: a burst of connections waits its turn for a Redis connection rather than
+        # opening one each (the blocking reader holds one; subscribes and backlogs share the rest).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=REDIS_CONNECTIONS, timeout=REDIS_POOL_WAIT_SECONDS,
+            socket_connect_timeout=5, health_check_interval=10, client_name=HUB_CLIENT_NAME,
         )
+        self.redis: Any = aioredis.Redis(connection_pool=pool)
 
     @property
     def connections(self) -> int:
@@ -171,7 +178,8 @@ class Hub:
         Raises RedisError when Redis cannot be reached now.
         """
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._read(), name="event-stream-hub")
+            # A context of its own: not the first subscriber's request (its log ids, say).
+            self._task = asyncio.create_task(self._read(), name="event-stream-hub", context=contextvars.Context())
         key = stream_key(user_id)
         if key not in self._positions:
             last = await self.redis.xrevrange(key, count=1)
