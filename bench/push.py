@@ -1,16 +1,16 @@
 """Push: job events to 1,000 WebSocket and 200 SSE clients at once, against the same clients polling.
 
     .venv/bin/python bench/push.py [--ws 1000] [--sse 200] [--users 100] [--jobs-per-second 50]
-                                   [--events-per-job 5] [--seconds 20] [--poll-interval 1]
+                                   [--events-per-job 5] [--seconds 20] [--poll-interval 1] [--drivers 2]
 
 A throwaway stack with the ASGI server (uvicorn, one process, as `make run` starts it) and the
 sync gunicorn (cores + 1 workers). Each user runs one job after another; `--jobs-per-second`
 jobs start every second across the users, each living one second and recording
 `--events-per-job` events (started, progress..., completed) at even intervals, so the events
-come at jobs/s x events/job a second. A driver process records them through
-`jobs.services.events.job_event_record` in a transaction each, as a pipeline step does (with the
-job's status and progress), and notes the moment each commit returns, before the after-commit
-hooks run; each event carries a sequence number in its data. Clients note when they receive it:
+come at jobs/s x events/job a second. Driver processes (`--drivers`, users split between them)
+record them through `jobs.services.events.job_event_record` in a transaction each, as a pipeline
+step does (with the job's status and progress), and note the moment each commit returns, before
+the after-commit hooks run; each event carries a sequence number in its data. Clients note when they receive it:
 event committed -> client received, joined by that number (one machine, one clock).
 
 Two phases in the same run, on the same stack:
@@ -126,9 +126,7 @@ def drive(job_ids: list[list[str]], events: list[Event], start: Any, out: Any) -
             job_event_record(job_id, kinds[event.kind], **data)
         record_ms.append((time.perf_counter() - began) * 1000)
     connection.close()
-    elapsed = max(committed.values()) - start_at if committed else 0.0
-    out.put({"committed": committed, "late_s": late, "events_per_second": len(committed) / max(elapsed, 1e-9),
-             "record_ms": {"p50": round(percentile(record_ms, 50), 2), "p99": round(percentile(record_ms, 99), 2)}})
+    out.put({"committed": committed, "late_s": late, "record_ms": record_ms})
 
 
 def _stamp(committed: dict[int, float], seq: int) -> None:
@@ -137,32 +135,53 @@ def _stamp(committed: dict[int, float], seq: int) -> None:
 
 @dataclass
 class Driver:
-    proc: Any
-    start: Any
-    out: Any
+    """`n` driver processes, each recording the events of the users `user % n` picks (a job's
+    events stay in order in one process)."""
+
+    procs: list[Any]
+    starts: list[Any]
+    outs: list[Any]
 
     @classmethod
-    async def ready(cls, job_ids: list[list[str]], events: list[Event]) -> Driver:
-        """Spawn the driver and wait until it holds its database connection (taken before the
+    async def ready(cls, job_ids: list[list[str]], events: list[Event], n: int) -> Driver:
+        """Spawn the drivers and wait until each holds its database connection (taken before the
         clients connect, so a server that runs the database out of connections fails its clients,
         not the measuring)."""
         context = mp.get_context("spawn")
-        start, out = context.Queue(), context.Queue()
-        proc = context.Process(target=drive, args=(job_ids, events, start, out), daemon=True)
-        proc.start()
-        if await asyncio.to_thread(out.get, True, 120) != "ready":
-            raise SystemExit("the driver did not start")
-        return cls(proc, start, out)
+        driver = cls([], [], [])
+        for i in range(n):
+            start, out = context.Queue(), context.Queue()
+            mine = [e for e in events if e.user % n == i]
+            proc = context.Process(target=drive, args=(job_ids, mine, start, out), daemon=True)
+            proc.start()
+            driver.procs.append(proc)
+            driver.starts.append(start)
+            driver.outs.append(out)
+        for out in driver.outs:
+            if await asyncio.to_thread(out.get, True, 120) != "ready":
+                raise SystemExit("a driver did not start")
+        return driver
 
     async def run(self, clock: dict[str, float] | None = None) -> dict[str, Any]:
-        """Start its clock (noted in `clock["start"]`); its result once every event is recorded."""
+        """Start their clock (noted in `clock["start"]`); the merged result once every event is
+        recorded: {committed: {seq: time}, late_s, events_per_second, record_ms}."""
         start_at = time.time() + 0.2
         if clock is not None:
             clock["start"] = start_at
-        self.start.put(start_at)
-        result: dict[str, Any] = await asyncio.to_thread(self.out.get)
-        await asyncio.to_thread(self.proc.join, 10)
-        return result
+        for start in self.starts:
+            start.put(start_at)
+        results = [await asyncio.to_thread(out.get) for out in self.outs]
+        for proc in self.procs:
+            await asyncio.to_thread(proc.join, 10)
+        committed = {seq: t for r in results for seq, t in r["committed"].items()}
+        record_ms = [ms for r in results for ms in r["record_ms"]]
+        elapsed = max(committed.values()) - start_at if committed else 0.0
+        return {
+            "committed": committed, "late_s": max(r["late_s"] for r in results),
+            "events_per_second": len(committed) / max(elapsed, 1e-9),
+            "record_ms": {"p50": round(percentile(record_ms, 50), 2) if record_ms else None,
+                          "p99": round(percentile(record_ms, 99), 2) if record_ms else None},
+        }
 
 
 # ----------------------------------------------------------------------------- the clients
@@ -367,7 +386,7 @@ async def push_phase(args: argparse.Namespace, asgi_port: int, asgi_pid: int, to
         await asyncio.sleep(1.0)
         await close_clients(warm[2])
         await asyncio.sleep(1.0)
-        driver = await Driver.ready(job_ids, events)
+        driver = await Driver.ready(job_ids, events, args.drivers)
         monitor = await asyncio.to_thread(database_monitor)
         rss_before = rss_mb(asgi_pid)
         opened = time.monotonic()
@@ -415,7 +434,7 @@ async def poll_phase(args: argparse.Namespace, api_port: int, api_pid: int, toke
     clients = args.ws + args.sse
     connector = aiohttp.TCPConnector(limit=0, force_close=True)  # gunicorn's sync workers close them
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        driver = await Driver.ready(job_ids, events)
+        driver = await Driver.ready(job_ids, events, args.drivers)
         tasks = [asyncio.create_task(poll_client(session, f"http://127.0.0.1:{api_port}", tokens[i % args.users],
                                                  starts[i % args.users], last, args.poll_interval, clock, got,
                                                  stats, stop))
@@ -488,9 +507,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="how long each phase drives events")
     parser.add_argument("--poll-interval", type=float, default=1.0)
     parser.add_argument("--only", choices=["push", "poll"], help="run one phase only")
+    parser.add_argument("--drivers", type=int, default=2,
+                        help="processes recording the events (one records about 250 a second on one core)")
     args = parser.parse_args()
-    if args.users < 1 or args.events_per_job < 2 or args.jobs_per_second <= 0:
-        parser.error("--users >= 1, --events-per-job >= 2, --jobs-per-second > 0")
+    if args.users < 1 or args.events_per_job < 2 or args.jobs_per_second <= 0 or args.drivers < 1:
+        parser.error("--users >= 1, --events-per-job >= 2, --jobs-per-second > 0, --drivers >= 1")
     # Each client holds a socket here and one in the server, a child of this process.
     fd_limit = raise_fd_limit(4 * (args.ws + args.sse) + 1024)
     os.environ["AUTEUR_RATE_LIMIT_USER_PER_MINUTE"] = "100000000"
@@ -529,7 +550,7 @@ def main() -> None:
             "jobs_per_second": args.jobs_per_second, "events_per_job": args.events_per_job,
             "events_per_second": round(args.jobs_per_second * args.events_per_job, 1), "seconds": args.seconds,
             "events": len(events), "poll_interval_s": args.poll_interval, "fd_limit": fd_limit,
-            "cores": os.cpu_count(),
+            "cores": os.cpu_count(), "drivers": args.drivers,
         }
         if args.only != "poll":
             report["push"] = asyncio.run(push_phase(args, asgi_port, asgi.pid, tokens, make_jobs(), events, origin))
