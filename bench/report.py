@@ -71,7 +71,27 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"an event costs {r['completed_event_with_one_webhook']} us with a webhook | user without webhooks: "
                     f"{r['completed_event_without_webhooks']} us (an event no webhook takes: {r['submitted_event']} us)"
                     f" | - | - |"))
+    if (d := load("push")) is not None and "push" in d:
+        rows.append(("push", _push_row(d)))
     return rows
+
+
+def _push_row(d: dict[str, Any]) -> str:
+    p, ws, sse = d["push"], d["push"]["ws"], d["push"]["sse"]
+    worst = max(ws.get("p99_ms", float("inf")), sse.get("p99_ms", float("inf")))
+    figure = (f"committed -> received: WS p50 {ws.get('p50_ms')} / p99 {ws.get('p99_ms')} ms, SSE p50 "
+              f"{sse.get('p50_ms')} / p99 {sse.get('p99_ms')} ms; delivered {ws['delivered'] + sse['delivered']} of "
+              f"{ws['expected'] + sse['expected']}; ASGI RSS {p['asgi_rss_kb_per_connection']} KiB/connection, CPU "
+              f"{p['asgi_cpu_percent_of_one_core']} % of a core")
+    baseline, ratio = "-", "-"
+    if (q := d.get("poll")) is not None and "p99_ms" in q:
+        baseline = (f"{q['clients']} clients polling /events every {d['poll_interval_s']} s: p50 {q['p50_ms']} / p99 "
+                    f"{q['p99_ms']} ms, {q['requests_per_second']} req/s, gunicorn CPU "
+                    f"{q['api_cpu_percent_of_one_core']} % of a core")
+        ratio = f"{q['p99_ms'] / worst:.0f} (poll p99 / push p99)" if 0 < worst < float("inf") else "-"
+    return (f"| push: {d['ws_clients']} WebSocket + {d['sse_clients']} SSE clients, {d['users']} users, "
+            f"{d['jobs_per_second']:g} jobs/s x {d['events_per_job']} events, {d['seconds']:g} s | {figure} | {baseline} "
+            f"| {ratio} | p99 < 100 ms: {verdict(worst < 100)} |")
 
 
 HEADER = """# Benchmark results
@@ -98,6 +118,27 @@ def chaos_section(load: Callable[[str], dict[str, Any] | None], measured: Callab
                  + "\n".join(f"| {k} | {'pass' if v['pass'] else '**FAIL**'} | {v['detail']} |"
                               for k, v in d["invariants"].items()) + "\n")
     return chaos
+
+
+def push_section(load: Callable[[str], dict[str, Any] | None]) -> str:
+    """What bench/push.py's row measured and what it did not."""
+    if (d := load("push")) is None or "push" not in d:
+        return ""
+    p = d["push"]
+    return (
+        "\n## Push (`bench/push.py`)\n\n"
+        f"Measured: {p['connected']['ws']} WebSocket and {p['connected']['sse']} SSE clients (of {d['ws_clients']} / "
+        f"{d['sse_clients']}) connected at once to one uvicorn process on loopback (no Caddy, no TLS), on the "
+        "user-wide streams (`/ws/v1/events`, `/api/v1/events/stream`); a driver process records the events through "
+        "`job_event_record` (the after-commit append to the user's Redis Stream, the hub, the clients) at "
+        f"{p['driver']['events_per_second']} events/s reached; latency runs from the commit's return to the "
+        "client's receipt, on one clock. Clients, server, driver, Postgres and Redis share the machine's cores. "
+        f"While connected the database held {p['postgres_connections_while_connected']} client connections. "
+        "The polling baseline counts only the events its clients saw before the phase ended "
+        f"({d['poll']['delivered'] if 'poll' in d else '-'} of {d['poll']['expected'] if 'poll' in d else '-'}), "
+        "so its latencies are lower bounds when it falls behind. Not measured: the per-job stream "
+        "(`/jobs/{id}/stream`), reconnect and resume under load, several ASGI processes, Caddy in front.\n"
+    )
 
 
 def machine() -> str:
@@ -136,7 +177,7 @@ def render(store: dict[str, Any], now: datetime) -> str:
     rows = [row.removesuffix(" |") + f" | {measured(name)} |" for name, row in named_rows]
     return (HEADER + machine_lines + f"- written: {now.strftime(DATE_FORMAT)}\n\n"
             "| benchmark | figure | baseline (same run) | ratio | target | measured |\n"
-            "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured))
+            "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured) + push_section(load))
 
 
 def main(bench: Path = BENCH) -> str:

@@ -40,6 +40,7 @@ from jobs.selectors.jobs import (
     job_output_media,
     job_type_list,
 )
+from jobs.selectors.queue import QueueEstimate, job_queue_estimate
 from jobs.selectors.requests import job_request_get
 from jobs.services.lifecycle import job_cancel
 from jobs.services.submission import job_retry, job_submit, request_hash
@@ -109,11 +110,47 @@ class OutputMediaSerializer(serializers.Serializer):
 class JobSerializer(JobSummarySerializer):
     output_data = serializers.DictField(help_text="The results: transcript, answer text, output media ids...")
     output_media = serializers.SerializerMethodField()
+    # Where a waiting (pending or queued) job stands; all three are null once it is processing
+    # or has ended (jobs/selectors/queue.py defines them).
+    queue_position = serializers.SerializerMethodField()
+    lane_position = serializers.SerializerMethodField()
+    eta_seconds = serializers.SerializerMethodField()
 
     @extend_schema_field(OutputMediaSerializer(many=True))
     def get_output_media(self, obj: Job) -> list[dict[str, Any]]:
         media = job_output_media(user_id=obj.user_id, output_data=obj.output_data)
         return [{"id": m.pk, "name": m.name, "type": m.type} for m in media]
+
+    def _estimate(self, obj: Job) -> QueueEstimate:
+        cached: dict[Any, QueueEstimate] = self.context.setdefault("queue_estimates", {})
+        if obj.pk not in cached:
+            cached[obj.pk] = job_queue_estimate(
+                user_id=obj.user_id, job_type=obj.type, status=obj.status, created_at=obj.created_at
+            )
+        return cached[obj.pk]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1, help_text=(
+        "While the job waits (pending or queued): its place among your waiting jobs, 1 being the next "
+        "to start; your jobs start in submission order as your plan's concurrent slots free. Null once "
+        "it is processing or has ended.")))
+    def get_queue_position(self, obj: Job) -> int | None:
+        return self._estimate(obj).queue_position
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1, help_text=(
+        "While the job waits: 1 + the number of waiting jobs of all users on the same queue (the "
+        "job types that share its workers) submitted before it. A measure of load: each user's "
+        "jobs still start as that user's slots free. Null once it is processing or has ended.")))
+    def get_lane_position(self, obj: Job) -> int | None:
+        return self._estimate(obj).lane_position
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=0, help_text=(
+        "While the job waits: estimated seconds until it starts processing, from the median "
+        "processing time of the latest 50 completed jobs of each type involved: your running jobs "
+        "(less the time they have run) and your waiting jobs ahead of it, spread over your plan's "
+        "concurrent slots. 0 when a slot is free for it now. Null when a job that must end first is "
+        "of a type with no completed jobs yet, and once it is processing or has ended.")))
+    def get_eta_seconds(self, obj: Job) -> int | None:
+        return self._estimate(obj).eta_seconds
 
 
 class JobEventSerializer(serializers.Serializer):

@@ -86,6 +86,15 @@ class Job(models.Model):
             models.Index(fields=["user", "-created_at"], name="jobs_user_created"),
             models.Index(fields=["user", "status", "created_at"], name="jobs_user_status_created"),
             models.Index(fields=["status", "updated_at"], name="jobs_status_updated"),
+            # A waiting job's place in its lane, and its types' recent durations (jobs/selectors/queue.py).
+            models.Index(
+                fields=["type", "created_at"], name="jobs_waiting_type_created",
+                condition=models.Q(status__in=["pending", "queued"]),
+            ),
+            models.Index(
+                fields=["type", "-completed_at"], name="jobs_completed_type_recent",
+                condition=models.Q(status="completed"), include=["processing_time_ms"],
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="jobs_progress_le_100"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from credits.models import Plan
 from jobs import gpu_client
 from jobs.errors import JobNotFound
 from jobs.models import ACTIVE_STATUSES, Job, JobEvent, JobStatus
+from jobs.selectors.queue import job_queue_estimate
 from jobs.specs import JOB_SPECS
 from media.models import MediaFile
 
@@ -52,7 +53,8 @@ JOB_DETAIL_FIELDS = (
 
 
 def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:
-    """The fields of the job GET /jobs/{id} shows, with its output media, or 404.
+    """The fields of the job GET /jobs/{id} shows, with its output media and, while it waits, its
+    place in line (jobs.selectors.queue), or 404.
 
     One indexed SELECT of just those columns. It matches only while the owner's account is
     active, so a found job also proves what authentication would otherwise read the account for
@@ -69,6 +71,10 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
         {"id": m.pk, "name": m.name, "type": m.type}
         for m in job_output_media(user_id=user_id, output_data=row["output_data"])
     ]
+    estimate = job_queue_estimate(
+        user_id=user_id, job_type=row["type"], status=row["status"], created_at=row["created_at"]
+    )
+    row.update(asdict(estimate))
     return row
 
 

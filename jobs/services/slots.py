@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import uuid
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -14,6 +13,7 @@ from auteur.users.models import User
 from credits.selectors import user_plan
 from jobs import pipeline
 from jobs.models import Job, JobEventType, JobStatus
+from jobs.selectors.queue import plan_concurrency_limit
 from jobs.services.events import job_event_record
 
 # Jobs of a user started at once when slots free; the reaper starts any left over.
@@ -27,8 +27,7 @@ def _user_lock(user_id: uuid.UUID) -> None:
 
 
 def concurrency_limit(user: User) -> int:
-    limits: dict[str | None, int] = settings.AUTEUR_JOB_CONCURRENCY
-    return limits.get(user_plan(user=user), limits[None])
+    return plan_concurrency_limit(user_plan(user=user))
 
 
 def job_claim(*, job_id: uuid.UUID | str) -> Job | None:

@@ -34,6 +34,7 @@ DETAIL_KEYS = {
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
     "completed_at", "processing_time_ms", "gpu_seconds", "output_data", "output_media",
+    "queue_position", "lane_position", "eta_seconds",
 }
 
 
@@ -103,6 +104,8 @@ def test_the_detail_is_byte_for_byte_what_the_job_serializer_writes(auth_client,
 
 def test_reading_a_job_is_one_query(auth_client, job, django_assert_num_queries):
     # The token's account is proven by the job's row (its owner, active): no query of its own.
+    # (A job still waiting costs one more, for its place in line: tests/jobs/test_queue_position.py.)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.PROCESSING)
     with django_assert_num_queries(1) as captured:
         assert auth_client.get(jobs_url(f"/{job.pk}")).status_code == 200
     assert '"jobs"' in captured.captured_queries[0]["sql"]
