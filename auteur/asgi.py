@@ -10,6 +10,9 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
+# No persistent database connections here: Django runs each request's sync code in a thread of its
+# own under ASGI, so a connection kept past its request would be stranded with that thread.
+os.environ["DATABASE_CONN_MAX_AGE"] = "0"
 # Django is set up before anything imports a model.
 django_application = get_asgi_application()
 

@@ -25,7 +25,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -34,6 +33,7 @@ from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.request import Request
 
+from auteur.asyncdb import released
 from auteur.errors import api_exception_handler, error_body, error_response
 from auteur.users.authentication import JWTAuthentication
 from auteur.users.models import User
@@ -147,7 +147,7 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
     if not isinstance(request, ASGIRequest):
         return error_response(503, "stream_unavailable", "Event streams are served by the ASGI server only.")
     try:
-        caller, job = await sync_to_async(_authorize)(request, job_id)
+        caller, job = await released(_authorize)(request, job_id)
     except Exception as exc:  # noqa: BLE001 - rendered as the REST API renders it, or re-raised
         return exception_response(exc)
     after = request.headers.get("Last-Event-ID") or None

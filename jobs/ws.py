@@ -35,12 +35,12 @@ import logging
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.exceptions import APIException
 
+from auteur.asyncdb import released
 from jobs.errors import JobNotFound
 from jobs.selectors.jobs import job_get
 from jobs.services.stream_hub import SlowClient, Subscription, get_hub, id_order, valid_event_id
@@ -116,7 +116,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             headers = dict(self.scope.get("headers") or [])
             forwarded = headers.get(b"x-forwarded-for")
             client = self.scope.get("client") or ("", 0)
-            self.caller = await sync_to_async(authenticate_token)(
+            self.caller = await released(authenticate_token)(
                 token, client_ip=client[0], forwarded_for=forwarded.decode("latin-1") if forwarded else None,
             )
         except APIException:
@@ -219,7 +219,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._close(CLOSE_BAD_MESSAGE)
             return
         try:
-            job = await sync_to_async(job_get)(user=self.caller.user, job_id=job_id)
+            job = await released(job_get)(user=self.caller.user, job_id=job_id)
         except JobNotFound:
             await self._close(CLOSE_NOT_FOUND)
             return

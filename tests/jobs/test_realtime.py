@@ -20,7 +20,7 @@ import pytest
 import redis
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -410,6 +410,34 @@ def test_one_redis_reader_serves_every_connection_of_a_process(asgi, make_user):
     assert [sse.until(1)[0]["data"]["data"]["progress"] for sse in streams] == list(range(6))
     for ws in sockets:
         ws.close()
+
+
+def _database_backends() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def test_open_streams_and_sockets_hold_no_database_connection(asgi, make_user):
+    users = [make_user() for _ in range(8)]
+    before = _database_backends()
+    streams = [Sse(asgi, "/api/v1/events/stream", token_for(user)) for user in users]
+    sockets = [ws_auth(asgi, token_for(user)) for user in users]
+    for ws, user in zip(sockets, users, strict=True):  # a subscription reads the job too
+        job_id = str(make_job(user).pk)
+        ws.send(json.dumps({"type": "subscribe", "job_id": job_id}))
+        assert json.loads(ws.recv(timeout=30)) == {"type": "subscribed", "job_id": job_id}
+    assert [stream.response.status for stream in streams] == [200] * 8
+    # Every read is done; a backend whose connection was closed may take a moment to exit.
+    deadline = time.monotonic() + 30
+    while (held := _database_backends() - before) > 1:
+        assert time.monotonic() < deadline, f"{held} database connections held by 16 open streams and sockets"
+        time.sleep(0.1)
+    for ws in sockets:
+        ws.close()
+    for stream in streams:
+        stream.close()
 
 
 # ----------------------------------------------------------------------------- faults
