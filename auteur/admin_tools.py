@@ -18,3 +18,18 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ActionsOnlyAdminMixin:
+    """Read-only pages whose list still offers actions: no add or delete, and the change permission
+    is granted only where Django asks without an object (the list), so it gates the actions (which
+    run services) and never a form that would write the row."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request)  # type: ignore[misc]

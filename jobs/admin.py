@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from auteur.admin_tools import ReadOnlyAdminMixin
+from auteur.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin
 from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
@@ -59,7 +59,7 @@ class JobEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "type", "status", "user_email", "credits_cost", "credits_refunded", "progress",
                     "error_code", "created_at", "completed_at")
     list_filter = ("status", "type", "created_at", PlanListFilter, "credits_refunded", "gpu_backend")
@@ -80,17 +80,6 @@ class JobAdmin(admin.ModelAdmin):
     actions = ("cancel_selected", "retry_selected", "fail_selected")
 
     # ----------------------------------------------------------------- permissions
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # A job's page is read-only; the change permission still gates the actions (which run
-        # services) on the list, where Django asks without an object.
-        return obj is None and super().has_change_permission(request)
 
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
         raise PermissionError("jobs change only through jobs.services")  # unreachable: no change permission

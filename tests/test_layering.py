@@ -79,7 +79,8 @@ def test_gpu_tasks_imports_no_django_at_all():
 
 def test_apps_reach_the_auteur_package_only_for_its_foundations():
     foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
-                   "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers")
+                   "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers",
+                   "auteur.asyncdb")
     bad = []
     for package in ("credits", "media", "projects", "jobs", "webhooks"):
         for path in modules(package):

@@ -6,13 +6,11 @@ never shown (the sealed column is not a field here).
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from auteur.admin_tools import ReadOnlyAdminMixin
+from auteur.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin
 from webhooks.models import AccountNotice, Delivery, DeliveryAttempt, JobWebhook, Webhook
 from webhooks.services import delivery_redeliver
 
@@ -47,7 +45,7 @@ class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("message_id", "event_type", "state", "attempts", "last_status_code", "next_attempt_at",
                     "created_at")
     list_filter = ("state", "event_type")
@@ -57,16 +55,6 @@ class DeliveryAdmin(admin.ModelAdmin):
     readonly_fields = fields
     inlines = [DeliveryAttemptInline]
     actions = ["redeliver"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # A delivery's page is read-only; the change permission still gates "redeliver" on the list.
-        return obj is None and super().has_change_permission(request)
 
     @admin.action(description="Redeliver (same webhook-id, due now)", permissions=["change"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
