@@ -74,6 +74,11 @@ class GpuBackend(ABC):
 
     name: str = "abstract"
 
+    @property
+    def announces(self) -> bool:
+        """Whether every call announces its end (`gpu_tasks.announce`); if not, callers must poll."""
+        return False
+
     def supports(self, job_type: str) -> bool:
         return self.unavailable_reason(job_type) is None
 

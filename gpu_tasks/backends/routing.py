@@ -23,6 +23,10 @@ class RoutingBackend(GpuBackend):
         self.routes = dict(routes)
         self.name = "+".join(backends)
 
+    @property
+    def announces(self) -> bool:
+        return all(backend.announces for backend in self.backends.values())
+
     def backend_for(self, job_type: str) -> tuple[str, GpuBackend]:
         name = self.routes.get(job_type, self.default)
         return name, self.backends[name]
