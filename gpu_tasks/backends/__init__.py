@@ -54,7 +54,7 @@ def make_backend(
     elif name in ("local", "modal"):
         from gpu_tasks.backends.local import LocalBackend
 
-        local = LocalBackend(local_dir, **local_options) if local_dir else None
+        local = LocalBackend(local_dir, announce_url=announce_url, **local_options) if local_dir else None
         if name == "local":
             if local is None:
                 raise ValueError("the local GPU backend needs local_dir (AUTEUR_GPU_LOCAL_DIR)")

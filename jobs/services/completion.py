@@ -14,6 +14,7 @@ import threading
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError
 
 from jobs import pipeline
 from jobs.gpu_client import Announcement, EventQueue, drain_once
@@ -24,6 +25,7 @@ from jobs.services.inference import job_progress_announce
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+RETRY_SECONDS = 2.0
 
 
 def gpu_announcements_handle(announcements: list[Announcement]) -> dict[str, int]:
@@ -64,14 +66,24 @@ def gpu_events_queue() -> EventQueue:
 def gpu_events_run(*, stop: threading.Event, batch_size: int = BATCH_SIZE, block_seconds: float = 1.0) -> int:
     """Drain announcements until `stop` is set; returns how many were taken.
 
-    First re-handles what a consumer that died left in the processing list."""
+    First re-handles what a consumer that died left in the processing list. Redis or the
+    database away (a restart, a failover) pauses it rather than ending it: what it had taken
+    stays in the processing list and is handled again once they are back."""
     queue = gpu_events_queue()
     taken = 0
-    left = queue.pending()
-    if left:
-        logger.info("gpu_events: re-handling %d announcements a previous consumer left", len(left))
-        gpu_announcements_handle([a for a in map(Announcement.loads, left) if a is not None])
-        queue.ack(left)
+    recover = True
     while not stop.is_set():
-        taken += drain_once(queue, gpu_announcements_handle, max_items=batch_size, block_seconds=block_seconds)
+        try:
+            if recover:
+                left = queue.pending()
+                if left:
+                    logger.info("gpu_events: re-handling %d announcements left unacknowledged", len(left))
+                    gpu_announcements_handle([a for a in map(Announcement.loads, left) if a is not None])
+                    queue.ack(left)
+                recover = False
+            taken += drain_once(queue, gpu_announcements_handle, max_items=batch_size, block_seconds=block_seconds)
+        except (redis.ConnectionError, redis.TimeoutError, DatabaseError) as exc:
+            logger.warning("gpu_events: %s; retrying in %s s", type(exc).__name__, RETRY_SECONDS)
+            recover = True
+            stop.wait(RETRY_SECONDS)
     return taken

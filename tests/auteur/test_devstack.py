@@ -217,6 +217,9 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
             ).json()
             time.sleep(0.5)
         assert any(name.startswith("worker@") for name in workers), workers
+        consumers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                     if "gpu_events" in " ".join(p.cmdline())]
+        assert len(consumers) == 1  # the one consumer of GPU calls' announcements
 
         # Killing the embedded Redis makes /readyz say so by name.
         redis_pid = next(p.pid for p in psutil.Process(proc.pid).children(recursive=True) if "redis-server" in p.name())
