@@ -73,6 +73,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/edl_latency.py
 	$(PY) bench/media_upload.py
 	$(PY) bench/render.py
+	$(PY) bench/inflight.py
 	$(PY) bench/report.py
 
 # Fault injection: its own throwaway stack; prints the table and exits 1 if an invariant fails.
