@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from gpu_tasks import engines
-from gpu_tasks.announce import Announcement, EventQueue, drain_once
+from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_once
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
 from gpu_tasks.contract import save_output
 from gpu_tasks.engines import weights
@@ -24,7 +24,8 @@ from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, a way to
 # keep an output file wherever the call left it, and the calls' announcements of their end.
 __all__ = [
-    "Announcement", "CallStatus", "EventQueue", "GpuError", "PermanentGpuError", "TransientGpuError", "drain_once",
+    "Announcement", "CallStatus", "EventQueue", "GpuError", "PermanentGpuError", "RedisAnnouncer", "TransientGpuError",
+    "drain_once",
     "save_output",
 ]
 
@@ -65,6 +66,19 @@ def unavailable_reason(job_type: str) -> str | None:
 def announces() -> bool:
     """Whether the backend's calls announce their end; if not, the infer step polls them."""
     return backend().announces
+
+
+def take_announcements(max_items: int, timeout_s: float) -> list[Announcement]:
+    """Announcements held by the backend itself (Modal's queue), for the consumer to forward."""
+    return backend().take_announcements(max_items, timeout_s)
+
+
+def holds_announcements() -> bool:
+    return backend().holds_announcements
+
+
+def stored_call_ids(call_id: str) -> list[str]:
+    return backend().stored_call_ids(call_id)
 
 
 def spawn(job_type: str, payload: dict[str, Any]) -> str:

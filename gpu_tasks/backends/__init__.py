@@ -63,7 +63,8 @@ def make_backend(
             from gpu_tasks.backends.modal_backend import DEFAULT_APP_NAME, ModalBackend
             from gpu_tasks.backends.routing import RoutingBackend
 
-            remote = ModalBackend(modal_app or DEFAULT_APP_NAME, environment_name=modal_environment)
+            remote = ModalBackend(modal_app or DEFAULT_APP_NAME, environment_name=modal_environment,
+                                  announcements=announce_url is not None)
             if cpu_types_on_modal or local is None:
                 backend = remote
             else:

@@ -16,8 +16,8 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 
-from jobs import pipeline
-from jobs.gpu_client import Announcement, EventQueue, drain_once
+from jobs import gpu_client, pipeline
+from jobs.gpu_client import Announcement, EventQueue, GpuError, RedisAnnouncer, drain_once
 from jobs.models import Job, JobStatus
 from jobs.pipeline import Step
 from jobs.services.inference import job_progress_announce
@@ -41,8 +41,10 @@ def gpu_announcements_handle(announcements: list[Announcement]) -> dict[str, int
         else:
             ended[a.call_id] = a
             progress.pop(a.call_id, None)
-    wanted = set(ended) | set(progress)
-    jobs = {j.gpu_call_id: j for j in Job.objects.filter(gpu_call_id__in=wanted, status=JobStatus.PROCESSING)}
+    # An announced id as the job stored it (a routing backend prefixes the inner backend's id).
+    stored = {s: call_id for call_id in set(ended) | set(progress) for s in gpu_client.stored_call_ids(call_id)}
+    jobs = {stored[j.gpu_call_id]: j
+            for j in Job.objects.filter(gpu_call_id__in=list(stored), status=JobStatus.PROCESSING)}
     for call_id in ended:
         job = jobs.get(call_id)
         if job is None or not pipeline.publish(job.pk, job.type, Step.INFER):
@@ -59,6 +61,20 @@ def gpu_announcements_handle(announcements: list[Announcement]) -> dict[str, int
     return counts
 
 
+def gpu_announcements_forward(*, stop: threading.Event, batch_size: int = BATCH_SIZE) -> None:
+    """Move the announcements a backend holds itself (Modal's queue) onto the Redis list, so
+    that they are handled like every other one. A get from Modal's queue is destructive: what a
+    crash loses between the get and the push is found by the reaper's poll."""
+    announcer = RedisAnnouncer(settings.REDIS_URL)
+    while not stop.is_set():
+        try:
+            for announcement in gpu_client.take_announcements(batch_size, 5.0):
+                announcer(announcement)
+        except (GpuError, redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning("gpu_events: forwarding: %s; retrying in %s s", exc, RETRY_SECONDS)
+            stop.wait(RETRY_SECONDS)
+
+
 def gpu_events_queue() -> EventQueue:
     return EventQueue(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=30, socket_connect_timeout=5))
 
@@ -70,6 +86,9 @@ def gpu_events_run(*, stop: threading.Event, batch_size: int = BATCH_SIZE, block
     database away (a restart, a failover) pauses it rather than ending it: what it had taken
     stays in the processing list and is handled again once they are back."""
     queue = gpu_events_queue()
+    if gpu_client.holds_announcements():
+        threading.Thread(target=gpu_announcements_forward, kwargs={"stop": stop, "batch_size": batch_size},
+                         name="gpu-events-forward", daemon=True).start()
     taken = 0
     recover = True
     while not stop.is_set():

@@ -147,3 +147,35 @@ def test_a_malformed_announcement_is_skipped_and_acknowledged(events_list):
     assert drain_once(EventQueue(events_list), seen.extend, max_items=10, block_seconds=1) == 4
     assert [(a.call_id, a.outcome) for a in seen] == [("c-ok", "failed")]
     assert events_list.llen(PROCESSING_KEY) == 0
+
+
+def test_a_modal_calls_announcement_reaches_its_job_through_the_consumer(auth_client, project, events_list,
+                                                                          monkeypatch):
+    import threading
+
+    from gpu_tasks.backends.modal_backend import ModalBackend
+    from gpu_tasks.modal_runtime import QueueAnnouncer
+    from jobs import gpu_client
+    from jobs.services.completion import gpu_announcements_forward
+    from tests.gpu_tasks.test_modal_backend import FakeModal, with_queue
+
+    fake = FakeModal()
+    queue, _ = with_queue(fake)
+    monkeypatch.setattr(gpu_client, "backend", lambda: ModalBackend("auteur-test", modal_module=fake,
+                                                                    announcements=True))
+    job_id = submit_tts(auth_client, project)  # no worker: the job is moved by hand
+    Job.objects.filter(pk=job_id).update(status=JobStatus.PROCESSING, gpu_call_id="fc-0042")
+    QueueAnnouncer(queue, "fc-0042").outcome({"state": "succeeded"})  # what the Modal function does
+    stop = threading.Event()
+    forward = threading.Thread(target=gpu_announcements_forward, kwargs={"stop": stop})
+    forward.start()
+    try:
+        wait_for(lambda: events_list.llen(EVENTS_KEY) == 1, timeout=10)
+    finally:
+        stop.set()
+        forward.join(10)
+    seen: list[dict[str, int]] = []
+    drain_once(EventQueue(events_list), lambda batch: seen.append(gpu_announcements_handle(batch)), max_items=10,
+               block_seconds=1)
+    assert seen == [{"ended": 1, "progress": 0, "ignored": 0}]  # its infer step was published
+    assert events_list.llen(PROCESSING_KEY) == 0 and queue.items == []
