@@ -82,13 +82,13 @@ class EventQueue:
         self.key = key
         self.processing_key = processing_key
 
-    def pending(self) -> list[bytes]:
+    def pending(self) -> list[Any]:
         """What a previous consumer took and did not acknowledge (it died): handle it first."""
         return list(self.client.lrange(self.processing_key, 0, -1))
 
-    def take(self, max_items: int, block_seconds: float = BLOCK_SECONDS) -> list[bytes]:
+    def take(self, max_items: int, block_seconds: float = BLOCK_SECONDS) -> list[Any]:
         """Up to `max_items`, waiting at most `block_seconds` for the first one."""
-        first = self.client.blmove(self.key, self.processing_key, block_seconds, "LEFT", "RIGHT")
+        first = self.client.blmove(self.key, self.processing_key, block_seconds, "LEFT", "RIGHT")  # type: ignore[arg-type]
         if first is None:
             return []
         batch = [first]
@@ -99,7 +99,7 @@ class EventQueue:
             batch.extend(item for item in pipe.execute() if item is not None)
         return batch
 
-    def ack(self, raw: Iterable[bytes]) -> None:
+    def ack(self, raw: Iterable[Any]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for item in raw:
             pipe.lrem(self.processing_key, 1, item)
@@ -107,7 +107,7 @@ class EventQueue:
 
 
 def drain_once(
-    queue: EventQueue, handle: Callable[[list[Announcement]], None], *, max_items: int, block_seconds: float
+    queue: EventQueue, handle: Callable[[list[Announcement]], object], *, max_items: int, block_seconds: float
 ) -> int:
     """Take one batch, hand its well-formed announcements to `handle`, acknowledge it.
 
