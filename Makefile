@@ -75,6 +75,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/render.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/push.py
+	$(PY) bench/inflight.py
 	$(PY) bench/report.py
 
 # Fault injection: its own throwaway stack; prints the table and exits 1 if an invariant fails.

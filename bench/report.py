@@ -25,6 +25,32 @@ def verdict(ok: bool) -> str:
     return "meets target" if ok else "**misses target**"
 
 
+def inflight_row(d: dict[str, Any]) -> str:
+    """Jobs in flight (bench/inflight.py): announced completions against today's polling."""
+    def side(mode: str) -> str:
+        parts = []
+        for c in (c for c in d["cases"] if c["mode"] == mode):
+            w = c["waiting"]
+            parts.append(f"N={c['n']}: CPU {w.get('cpu_percent_of_core', '-')} % of a core, "
+                         f"{w.get('broker_messages_per_s', '-')} msg/s, Redis +{w.get('redis_memory_kib', '-')} KiB "
+                         f"while waiting; {c['broker_messages_per_job']} msg/job; end->completed p50 "
+                         f"{c['end_to_completed_ms']['p50']} / p99 {c['end_to_completed_ms']['p99']} ms")
+        return "; ".join(parts) or "-"
+    announced = [c for c in d["cases"] if c["mode"] == "announce"]
+    largest = max(announced, key=lambda c: c["n"]) if announced else None
+    polled = next((c for c in d["cases"] if c["mode"] == "poll" and largest and c["n"] == largest["n"]), None)
+    ratio = "-"
+    if largest and polled and polled["waiting"].get("cpu_percent_of_core"):
+        ratio = f"{largest['waiting'].get('cpu_percent_of_core', 0) / polled['waiting']['cpu_percent_of_core']:.3f} (CPU)"
+    cpu_ok = largest is not None and largest["waiting"].get("cpu_percent_of_core", 100) < 5
+    p99_ok = largest is not None and largest["end_to_completed_ms"]["p99"] < 1000
+    verdicts = (f"CPU < 5 % of a core at N={largest['n'] if largest else '-'} (issue: N=5,000, T=120 s): {verdict(cpu_ok)}; "
+                f"p99 < 1 s: {verdict(p99_ok)}")
+    return (f"| jobs in flight: N calls held {d['hold_s']} s, {d['status_latency_ms']} ms status calls, noop GPU, "
+            f"{d['worker_processes']} worker processes; announced | {side('announce')} | polling (same run): "
+            f"{side('poll')} | {ratio} | {verdicts} |")
+
+
 def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, str]]:
     """(benchmark, its row of the table) for each benchmark whose result `load` gives, in order."""
     rows: list[tuple[str, str]] = []
@@ -37,6 +63,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{verdict(max(u['submit_to_inference_start_ms']['p99'], u['inference_end_to_completed_ms']['p99']) <= 100)} |"))
     if (d := load("pipeline_throughput")) is not None:
         rows.append(("pipeline_throughput", f"| pipeline throughput: {d['jobs']} TTS jobs over HTTP, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (mean of before {d['raw_chain_per_second_before_after'][0]} / after {d['raw_chain_per_second_before_after'][1]}) | {d['ratio_to_raw']} | >= 100 jobs/s: {verdict(d['jobs_per_second'] >= 100)}; >= 0.4 of raw: {verdict(d['ratio_to_raw'] >= 0.4)} |"))
+    if (d := load("inflight")) is not None:
+        rows.append(("inflight", inflight_row(d)))
     if (d := load("api_reads")) is not None:
         rows.append(("api_reads", f"| GET /api/v1/jobs/{{id}}, {d['clients']} clients, gunicorn {d['gunicorn_workers']} "
                     f"{d['worker_class']} workers | {d['drf']['rps']} req/s, p50 {d['drf']['p50_ms']} ms, p99 "

@@ -26,6 +26,12 @@ kernel's OOM killer picking a victim. RLIMIT_DATA rather than RLIMIT_AS: torch a
 libraries reserve far more address space than they ever touch, which only RLIMIT_AS counts.
 The supervisor itself stays unlimited, so it can always write the status.
 
+The runner announces the call's start, its progress (every PROGRESS_ANNOUNCE_STEP points) and its
+end on the Redis list whose URL it reads from its stdin (gpu_tasks.announce), so that nothing
+polls it; an empty line means no announcements. The URL stays in the supervisor, which reads it
+before the engine child is forked and never passes it on. A runner killed before it announces
+is found by the reaper's poll.
+
 The runner's environment is built by the backend from an allowlist (`LocalBackend.runner_env`):
 it holds no Django, JWT, database, broker or cloud secret, since an engine parses user media.
 """
@@ -45,11 +51,13 @@ from pathlib import Path
 from typing import Any
 
 from gpu_tasks import _jsonfile
+from gpu_tasks.announce import Announcement, Announcer, RedisAnnouncer
 from gpu_tasks.contract import status_record
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError, classify_exception
 from gpu_tasks.runner_slots import RunnerSlots
 
 POLL_INTERVAL_S = 0.05
+PROGRESS_ANNOUNCE_STEP = 10.0
 SLOTS_DIR = "slots"  # under the calls directory, shared by every runner started from it
 # How libraries report that an allocation was refused (the limit's doing, not a bug).
 _ALLOCATION_FAILURES = ("can't allocate memory", "cannot allocate memory", "bad_alloc", "out of memory")
@@ -129,7 +137,40 @@ def _over_limit(exc: BaseException, limit: int) -> GpuError | None:
     return None
 
 
-def supervise(call_dir: Path) -> int:
+class _Announce:
+    """Best effort: a failed announcement is logged, and the reaper's poll recovers the call."""
+
+    def __init__(self, announcer: Announcer | None, call_id: str) -> None:
+        self.announcer = announcer
+        self.call_id = call_id
+        self.last_progress = -PROGRESS_ANNOUNCE_STEP
+
+    def __call__(self, outcome: str, progress: float | None = None) -> None:
+        if self.announcer is None:
+            return
+        try:
+            self.announcer(Announcement(self.call_id, outcome, progress))  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - never let an announcement fail the call
+            print(f"could not announce {outcome}: {type(exc).__name__}", file=sys.stderr)
+
+    def progress(self, call_dir: Path) -> None:
+        record = _jsonfile.read(call_dir / "progress.json") or {}
+        value = float(record.get("progress") or 0.0)
+        if value >= self.last_progress + PROGRESS_ANNOUNCE_STEP:
+            self.last_progress = value
+            self("progress", value)
+
+
+def _read_announce_url() -> str | None:
+    try:
+        line = sys.stdin.readline().strip() if sys.stdin is not None else ""
+    except (OSError, ValueError):
+        line = ""
+    return line or None
+
+
+def supervise(call_dir: Path, announce_url: str | None = None) -> int:
+    announce = _Announce(RedisAnnouncer(announce_url) if announce_url else None, call_dir.name)
     call = _jsonfile.read(call_dir / "call.json")
     if call is None:
         print(f"no call.json in {call_dir}", file=sys.stderr)
@@ -140,6 +181,8 @@ def supervise(call_dir: Path) -> int:
     if slots:
         RunnerSlots(call_dir.parent / SLOTS_DIR, slots).acquire()
     _jsonfile.write_atomic(call_dir / "started.json", {"at": time.time()})
+    announce("progress", 0.0)  # it holds a slot: its time limit starts now
+    announce.last_progress = 0.0
     started = time.monotonic()
     deadline = started + limit_s
     sys.stdout.flush()
@@ -165,8 +208,10 @@ def supervise(call_dir: Path) -> int:
             elapsed = time.monotonic() - started
             timeout = PermanentGpuError("timeout", f"{call['job_type']} ran past its {limit_s:.0f} s time limit")
             _jsonfile.write_once(call_dir / "status.json", status_record("failed", error=timeout, gpu_seconds=elapsed))
+            announce("failed")
             # Our own session: this takes the engine child, its ffmpeg and this runner down together.
             os.killpg(os.getpgrp(), signal.SIGKILL)
+        announce.progress(call_dir)
         time.sleep(POLL_INTERVAL_S)
 
     outcome = _jsonfile.read(call_dir / "outcome.json")
@@ -175,6 +220,7 @@ def supervise(call_dir: Path) -> int:
         error = TransientGpuError("worker_lost", f"the engine process died without a result ({how})")
         outcome = status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
     _jsonfile.write_once(call_dir / "status.json", outcome)
+    announce("succeeded" if outcome.get("state") == "succeeded" else "failed")
     return 0
 
 
@@ -182,7 +228,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m gpu_tasks.local_runner CALL_DIR", file=sys.stderr)
         return 2
-    return supervise(Path(argv[1]))
+    return supervise(Path(argv[1]), _read_announce_url())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ The worker then runs with `AUTEUR_GPU_BACKEND=modal` (and `MODAL_TOKEN_ID`/`MODA
 `gpu_tasks.backends.modal_backend` spawns these functions by name (`auteur-gpu` / `transcription`,
 ...), polls their calls and cancels them.
 
+- Every call announces its progress and its end on the `<app>-events` modal.Queue
+  (`gpu_tasks.announce`); `manage.py gpu_events` drains it, so nothing polls a call.
 - Every function takes the payload dict of `gpu_tasks.contract` and returns an outcome record
   (`gpu_tasks.modal_runtime.run_call`): failures come back classified, not raised.
 - GPU classes, timeouts and `max_containers` come from `gpu_tasks.types.JOB_TYPES` (A100-80GB
@@ -35,7 +37,7 @@ from typing import Any
 
 import modal
 
-from gpu_tasks.backends.modal_backend import DEFAULT_APP_NAME, PROGRESS_DICT_NAME
+from gpu_tasks.backends.modal_backend import DEFAULT_APP_NAME, PROGRESS_DICT_NAME, events_queue_name
 from gpu_tasks.types import JOB_TYPES, GpuClass, JobType, JobTypeSpec
 
 APP_NAME = os.environ.get("AUTEUR_MODAL_APP", DEFAULT_APP_NAME)
@@ -76,17 +78,24 @@ def function_options(spec: JobTypeSpec) -> dict[str, Any]:
 
 
 def _run(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
-    from gpu_tasks.modal_runtime import run_call
+    from gpu_tasks.modal_runtime import QueueAnnouncer, run_call
 
     call_id = modal.current_function_call_id()
     sink = None
+    announcer = None
     if call_id:
         progress = modal.Dict.from_name(PROGRESS_DICT_NAME, create_if_missing=True)
+        # The call announces its progress and end here, so the worker side never polls it.
+        announcer = QueueAnnouncer(modal.Queue.from_name(events_queue_name(APP_NAME), create_if_missing=True), call_id)
 
         def sink(pct: float) -> None:
             progress.put(call_id, pct)
+            announcer.progress(pct)
 
-    return run_call(job_type.value, payload, progress=sink)
+    record = run_call(job_type.value, payload, progress=sink)
+    if announcer is not None:
+        announcer.outcome(record)
+    return record
 
 
 def _register(spec: JobTypeSpec) -> modal.Function:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gpu_tasks.announce import Announcement
 from gpu_tasks.contract import EngineContext, status_record
 from gpu_tasks.engines import load_engine
 from gpu_tasks.errors import classify_exception
@@ -64,3 +65,23 @@ def run_call(job_type: str, payload: Mapping[str, Any], *, progress: ProgressSin
         if error.code == "internal":
             traceback.print_exc()  # to the Modal function's logs: an internal error is a bug to fix
         return status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
+
+
+class QueueAnnouncer:
+    """Announces a call's progress and end on a modal.Queue (anything with `put(value)`).
+
+    Best effort: a put that fails is dropped, and the reaper's poll finds the call instead."""
+
+    def __init__(self, queue: Any, call_id: str) -> None:
+        self.queue = queue
+        self.call_id = call_id
+
+    def progress(self, pct: float) -> None:
+        self._put(Announcement(self.call_id, "progress", pct))
+
+    def outcome(self, record: Mapping[str, Any]) -> None:
+        self._put(Announcement(self.call_id, "succeeded" if record.get("state") == "succeeded" else "failed"))
+
+    def _put(self, announcement: Announcement) -> None:
+        with contextlib.suppress(Exception):
+            self.queue.put(announcement.dumps())

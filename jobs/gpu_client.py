@@ -15,14 +15,19 @@ from typing import Any
 from django.conf import settings
 
 from gpu_tasks import engines
+from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_once
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
 from gpu_tasks.contract import save_output
 from gpu_tasks.engines import weights
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 
-# What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, and a way
-# to keep an output file wherever the call left it.
-__all__ = ["CallStatus", "GpuError", "PermanentGpuError", "TransientGpuError", "save_output"]
+# What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, a way to
+# keep an output file wherever the call left it, and the calls' announcements of their end.
+__all__ = [
+    "Announcement", "CallStatus", "EventQueue", "GpuError", "PermanentGpuError", "RedisAnnouncer", "TransientGpuError",
+    "drain_once",
+    "save_output",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,9 @@ def backend() -> GpuBackend:
         # Drills only: the bench settings module sets these (bench/settings.py).
         faults=getattr(settings, "AUTEUR_FAULT_INJECTION", "") or None,
         fault_seed=getattr(settings, "AUTEUR_FAULT_SEED", None),
+        announce_url=settings.REDIS_URL if getattr(settings, "AUTEUR_GPU_ANNOUNCE", True) else None,
+        noop_hold_seconds=getattr(settings, "AUTEUR_NOOP_HOLD_SECONDS", 0.0),
+        noop_status_latency_s=getattr(settings, "AUTEUR_NOOP_STATUS_LATENCY_MS", 0) / 1000,
     )
 
 
@@ -53,6 +61,24 @@ def supports(job_type: str) -> bool:
 
 def unavailable_reason(job_type: str) -> str | None:
     return backend().unavailable_reason(job_type)
+
+
+def announces() -> bool:
+    """Whether the backend's calls announce their end; if not, the infer step polls them."""
+    return backend().announces
+
+
+def take_announcements(max_items: int, timeout_s: float) -> list[Announcement]:
+    """Announcements held by the backend itself (Modal's queue), for the consumer to forward."""
+    return backend().take_announcements(max_items, timeout_s)
+
+
+def holds_announcements() -> bool:
+    return backend().holds_announcements
+
+
+def stored_call_ids(call_id: str) -> list[str]:
+    return backend().stored_call_ids(call_id)
 
 
 def spawn(job_type: str, payload: dict[str, Any]) -> str:

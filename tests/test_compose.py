@@ -29,7 +29,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 EXPECTED_SERVICES = {
     "postgres", "redis", "mongo", "minio", "minio-init", "migrate",
-    "api", "worker-gpu", "worker-cpu", "beat", "flower", "caddy",
+    "api", "worker-gpu", "worker-cpu", "beat", "flower", "caddy", "gpu-events",
 }
 # Compose variables that are secrets: required with ${NAME:?message}, never given a default.
 SECRET_VARS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
@@ -467,7 +467,7 @@ def test_only_caddy_publishes_ports_beyond_loopback(services):
 
 def test_every_command_in_the_app_image_names_what_exists(services):
     built = built_services(services)
-    assert {"migrate", "api", "asgi", "worker-gpu", "worker-cpu", "beat", "flower"} <= set(built)
+    assert {"migrate", "api", "asgi", "worker-gpu", "worker-cpu", "beat", "flower", "gpu-events"} <= set(built)
     for name, service in built.items():
         assert "command" in service, f"{name} has no command"
         assert command_problems(argv_of(service["command"])) == [], name

@@ -54,7 +54,9 @@ def flower_auth(var_dir: Path, env: dict[str, str]) -> str:
 
 
 def stack_processes(env: dict[str, str], var_dir: Path, *, flower_port: int, flower_basic_auth: str) -> list[Process]:
-    """The Celery worker, beat and Flower (the API and its proxy are ``front.front_processes``)."""
+    """The Celery worker, beat, the GPU announcements' consumer and Flower.
+
+    (The API and its proxy are ``front.front_processes``.)"""
     from auteur.queues import ALL_QUEUES
 
     worker_concurrency = env.get("CELERY_WORKER_CONCURRENCY") or str(max(2, os.cpu_count() or 1))
@@ -65,6 +67,8 @@ def stack_processes(env: dict[str, str], var_dir: Path, *, flower_port: int, flo
             "-n", "worker@%h", "--loglevel", "INFO",
         ]),
         Process("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(var_dir / "celerybeat-schedule")]),
+        # The one consumer of GPU calls' announcements: without it jobs wait for the reaper's poll.
+        Process("gpu-events", [sys.executable, str(REPO_ROOT / "manage.py"), "gpu_events"]),
         # Flower reads FLOWER_BASIC_AUTH itself: the password stays out of `ps` output.
         Process(
             "flower",

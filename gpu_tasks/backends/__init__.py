@@ -29,21 +29,32 @@ def make_backend(
     cpu_types_on_modal: bool = False,
     faults: str | None = None,
     fault_seed: int | None = None,
+    announce_url: str | None = None,
+    noop_hold_seconds: float = 0.0,
+    noop_status_latency_s: float = 0.0,
     **local_options: Any,
 ) -> GpuBackend:
     """The backend named `name` (settings pass `AUTEUR_GPU_BACKEND`, `AUTEUR_GPU_LOCAL_DIR`, ...).
 
+    `announce_url`: the Redis list calls announce their end on (`gpu_tasks.announce`); without
+    it the noop backend announces nothing and callers poll. `noop_*`: the noop backend's held
+    calls and simulated status latency (benchmarks).
     Raises ValueError for an unknown name, a local backend without `local_dir`, or a bad fault spec.
     """
     backend: GpuBackend
     if name == "noop":
+        from gpu_tasks.announce import RedisAnnouncer
         from gpu_tasks.backends.noop import NoopBackend
 
-        backend = NoopBackend()
+        backend = NoopBackend(
+            hold_seconds=noop_hold_seconds,
+            status_latency_s=noop_status_latency_s,
+            announcer=RedisAnnouncer(announce_url) if announce_url else None,
+        )
     elif name in ("local", "modal"):
         from gpu_tasks.backends.local import LocalBackend
 
-        local = LocalBackend(local_dir, **local_options) if local_dir else None
+        local = LocalBackend(local_dir, announce_url=announce_url, **local_options) if local_dir else None
         if name == "local":
             if local is None:
                 raise ValueError("the local GPU backend needs local_dir (AUTEUR_GPU_LOCAL_DIR)")
@@ -52,7 +63,8 @@ def make_backend(
             from gpu_tasks.backends.modal_backend import DEFAULT_APP_NAME, ModalBackend
             from gpu_tasks.backends.routing import RoutingBackend
 
-            remote = ModalBackend(modal_app or DEFAULT_APP_NAME, environment_name=modal_environment)
+            remote = ModalBackend(modal_app or DEFAULT_APP_NAME, environment_name=modal_environment,
+                                  announcements=announce_url is not None)
             if cpu_types_on_modal or local is None:
                 backend = remote
             else:

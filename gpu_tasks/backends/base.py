@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gpu_tasks.announce import Announcement
 from gpu_tasks.errors import GpuError
 
 CallState = Literal["running", "succeeded", "failed"]
@@ -74,8 +75,27 @@ class GpuBackend(ABC):
 
     name: str = "abstract"
 
+    @property
+    def announces(self) -> bool:
+        """Whether every call announces its end (`gpu_tasks.announce`); if not, callers must poll."""
+        return False
+
     def supports(self, job_type: str) -> bool:
         return self.unavailable_reason(job_type) is None
+
+    @property
+    def holds_announcements(self) -> bool:
+        """Whether `take_announcements` has anything to give (the consumer then forwards them)."""
+        return False
+
+    def take_announcements(self, max_items: int, timeout_s: float) -> list[Announcement]:
+        """Announcements this backend holds itself (a cloud queue), for the consumer to forward
+        to its Redis list. Backends that announce onto that list directly return none."""
+        return []
+
+    def stored_call_ids(self, call_id: str) -> list[str]:
+        """The call ids a job may have stored for an announced `call_id` (a router prefixes them)."""
+        return [call_id]
 
     @abstractmethod
     def unavailable_reason(self, job_type: str) -> str | None:

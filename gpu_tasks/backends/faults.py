@@ -99,6 +99,11 @@ class FaultInjectingBackend(GpuBackend):
         self.rng = random.Random(seed)  # noqa: S311 - drills, not security
         self.name = f"{inner.name}+faults"
 
+    @property
+    def announces(self) -> bool:
+        # An injected failure or hang is never announced: drills keep polling every call.
+        return False
+
     def unavailable_reason(self, job_type: str) -> str | None:
         return self.inner.unavailable_reason(job_type)
 

@@ -68,6 +68,7 @@ class LocalBackend(GpuBackend):
         slots: int = 0,
         memory_limit_mb: int = 0,
         engines: Mapping[str, str] | None = None,
+        announce_url: str | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
         self.python = python or sys.executable
@@ -78,6 +79,13 @@ class LocalBackend(GpuBackend):
         self.engines = dict(engines or {})
         # Where the engines' weights are (the runner gets it as AUTEUR_MODELS_DIR).
         self.models_dir = Path(models_dir) if models_dir is not None else weights.models_dir()
+        # Where runners announce their calls' progress and end (gpu_tasks.announce). It reaches
+        # the runner on its stdin, never in its environment or files, which the engine can read.
+        self.announce_url = announce_url
+
+    @property
+    def announces(self) -> bool:
+        return self.announce_url is not None
 
     # -- the interface -------------------------------------------------------------------------
     def unavailable_reason(self, job_type: str) -> str | None:
@@ -121,12 +129,15 @@ class LocalBackend(GpuBackend):
                     [self.python, "-m", "gpu_tasks.local_runner", str(call_dir)],
                     cwd=_PROJECT_ROOT,
                     env=self.runner_env(),
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # own session and group: survives us, killable as a group
                     close_fds=True,
                 )
+                assert proc.stdin is not None
+                with proc.stdin:
+                    proc.stdin.write(((self.announce_url or "") + "\n").encode())
         except OSError as exc:
             raise TransientGpuError("capacity", f"could not start the local runner: {exc}") from exc
         _jsonfile.write_atomic(call_dir / "pid.json", {"pid": proc.pid, "create_time": _create_time(proc.pid)})

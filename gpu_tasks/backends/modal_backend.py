@@ -34,12 +34,18 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from gpu_tasks.announce import Announcement
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.types import get_spec
 
 DEFAULT_APP_NAME = "auteur-gpu"
 PROGRESS_DICT_NAME = "auteur-gpu-progress"
+
+
+def events_queue_name(app_name: str) -> str:
+    """The modal.Queue the app's calls announce their progress and end on."""
+    return f"{app_name}-events"
 
 
 def _has_path_input(value: Any) -> bool:
@@ -62,8 +68,11 @@ class ModalBackend(GpuBackend):
         environment_name: str | None = None,
         modal_module: ModuleType | Any | None = None,
         progress_dict: str | None = PROGRESS_DICT_NAME,
+        announcements: bool = False,
     ) -> None:
         self.app_name = app_name
+        # Whether the consumer drains the app's events queue (the deployed app always announces).
+        self.announcements = announcements
         self.environment_name = environment_name
         self._modal = modal_module
         self.progress_dict = progress_dict
@@ -129,6 +138,29 @@ class ModalBackend(GpuBackend):
             if error.retryable:
                 raise error from exc
         self._forget_progress(call_id)
+
+    @property
+    def announces(self) -> bool:
+        return self.announcements
+
+    @property
+    def holds_announcements(self) -> bool:
+        return self.announcements
+
+    def take_announcements(self, max_items: int, timeout_s: float) -> list[Announcement]:
+        """Up to `max_items` announcements from the app's modal.Queue, waiting at most `timeout_s`.
+
+        A get is destructive: the consumer hands them on to its Redis list at once, and one that
+        is lost in between is found by the reaper's poll."""
+        if not self.announcements:
+            return []
+        try:
+            kwargs = {"environment_name": self.environment_name} if self.environment_name else {}
+            queue = self.modal.Queue.from_name(events_queue_name(self.app_name), create_if_missing=True, **kwargs)
+            items = queue.get_many(max_items, block=True, timeout=timeout_s)
+        except Exception as exc:
+            raise self.map_error(exc, during="take announcements") from exc
+        return [a for a in map(Announcement.loads, items or []) if a is not None]
 
     # -- errors ----------------------------------------------------------------------------------
     def _is_connectivity(self, exc: BaseException) -> bool:

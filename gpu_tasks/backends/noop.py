@@ -13,19 +13,26 @@ encodes the type, so any process can poll it.
 from __future__ import annotations
 
 import base64
+import heapq
 import io
+import logging
 import re
+import threading
+import time
 import uuid
 import wave
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
+from gpu_tasks.announce import Announcement, Announcer
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.types import JobType, OutputKind, get_spec
 
-_CALL_ID = re.compile(r"^noop-(?P<type>[a-z-]+)-(?P<id>[0-9a-f]{32})$")
+# The call id carries the type and, for a held call, the time it ends (ms since the epoch).
+logger = logging.getLogger(__name__)
+_CALL_ID = re.compile(r"^noop-(?P<type>[a-z-]+?)-(?P<id>[0-9a-f]{32})(?:-(?P<until>[0-9]+))?$")
 GPU_SECONDS = 0.5
 
 # A 1 s, 64x36, black H.264/AAC MP4 (ffmpeg, bit-exact flags) and a 16x16 grey PNG.
@@ -147,10 +154,57 @@ def fixed_result(job_type: JobType) -> dict[str, Any]:
     return _CANNED[get_spec(job_type).output]()
 
 
+class _Alarm:
+    """Announces each held call when its time is up: one daemon thread per process, a heap."""
+
+    def __init__(self, announcer: Announcer) -> None:
+        self.announcer = announcer
+        self.heap: list[tuple[float, str]] = []
+        self.cond = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def add(self, at: float, call_id: str) -> None:
+        with self.cond:
+            heapq.heappush(self.heap, (at, call_id))
+            if self.thread is None or not self.thread.is_alive():  # started after a fork too
+                self.thread = threading.Thread(target=self._run, name="noop-alarm", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.heap or self.heap[0][0] > time.time():
+                    self.cond.wait(timeout=(self.heap[0][0] - time.time()) if self.heap else None)
+                _, call_id = heapq.heappop(self.heap)
+            try:
+                self.announcer(Announcement(call_id, "succeeded"))
+            except Exception:  # a lost announcement is the reaper's to recover
+                logger.warning("noop: could not announce %s", call_id, exc_info=True)
+
+
 class NoopBackend(GpuBackend):
-    """Succeeds instantly for every type. Benchmarks and fault-injection drills only."""
+    """Succeeds for every type, at once or after `hold_seconds`. Benchmarks and drills only.
+
+    `hold_seconds`: each call stays "running" that long; `status_latency_s`: each poll takes that
+    long, as a status call over the network would; `announcer`: told when a call ends, by a
+    thread of the spawning process (a call whose process dies is never announced: the reaper's
+    poll finds it).
+    """
 
     name = "noop"
+
+    def __init__(
+        self, *, hold_seconds: float = 0.0, status_latency_s: float = 0.0, announcer: Announcer | None = None
+    ) -> None:
+        self.hold_seconds = hold_seconds
+        self.status_latency_s = status_latency_s
+        self.announcer = announcer
+        self._alarm = _Alarm(announcer) if announcer is not None else None
+
+    @property
+    def announces(self) -> bool:
+        return self.announcer is not None
 
     def unavailable_reason(self, job_type: str) -> str | None:
         try:
@@ -161,9 +215,18 @@ class NoopBackend(GpuBackend):
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)
-        return f"noop-{spec.job_type.value}-{uuid.uuid4().hex}"
+        call_id = f"noop-{spec.job_type.value}-{uuid.uuid4().hex}"
+        if self.hold_seconds > 0:
+            until = time.time() + self.hold_seconds
+            call_id += f"-{int(until * 1000)}"
+            if self._alarm is not None:
+                self._alarm.add(until, call_id)
+        # A call that is not held is done already: the spawning step's first look stores it.
+        return call_id
 
     def poll(self, call_id: str) -> CallStatus:
+        if self.status_latency_s > 0:
+            time.sleep(self.status_latency_s)
         match = _CALL_ID.match(call_id or "")
         if not match:
             return CallStatus.failed(TransientGpuError("worker_lost", "no such noop call"))
@@ -171,6 +234,8 @@ class NoopBackend(GpuBackend):
             job_type = JobType(match["type"])
         except ValueError:
             return CallStatus.failed(PermanentGpuError("internal", "malformed noop call id"))
+        if match["until"] and time.time() * 1000 < int(match["until"]):
+            return CallStatus.running()
         return CallStatus.succeeded(fixed_result(job_type), GPU_SECONDS)
 
     def cancel(self, call_id: str) -> None:

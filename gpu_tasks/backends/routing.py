@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gpu_tasks.announce import Announcement
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.errors import TransientGpuError
 
@@ -22,6 +23,25 @@ class RoutingBackend(GpuBackend):
         self.default = default
         self.routes = dict(routes)
         self.name = "+".join(backends)
+
+    @property
+    def announces(self) -> bool:
+        return all(backend.announces for backend in self.backends.values())
+
+    def take_announcements(self, max_items: int, timeout_s: float) -> list[Announcement]:
+        taken: list[Announcement] = []
+        for backend in self.backends.values():
+            taken += backend.take_announcements(max_items, timeout_s if not taken else 0.0)
+        return taken
+
+    def stored_call_ids(self, call_id: str) -> list[str]:
+        # Announcements carry the inner backend's id; the job stored it with the route's prefix.
+        return [f"{name}:{inner}" for name, backend in self.backends.items()
+                for inner in backend.stored_call_ids(call_id)]
+
+    @property
+    def holds_announcements(self) -> bool:
+        return any(backend.holds_announcements for backend in self.backends.values())
 
     def backend_for(self, job_type: str) -> tuple[str, GpuBackend]:
         name = self.routes.get(job_type, self.default)

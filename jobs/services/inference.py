@@ -133,3 +133,11 @@ def _record_progress(job: Job, progress: float | None) -> None:
             job_event_record(job.id, JobEventType.PROGRESS, progress=value)
     elif value > job.progress:
         Job.objects.filter(pk=job.pk, progress__lt=value).update(progress=value)
+
+
+def job_progress_announce(*, job: Job, progress: float | None) -> None:
+    """A running call announced its progress: it has started, it is alive, it got this far."""
+    _record_start(job, waiting=False)
+    _record_progress(job, progress)
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, updated_at__lt=now - repoll_after() / 4).update(updated_at=now)

@@ -8,7 +8,7 @@ finish step remains for the reaper, which re-drives a job whose store was interr
 
 from __future__ import annotations
 
-from jobs import pipeline
+from jobs import gpu_client, pipeline
 from jobs.gpu_client import CallStatus
 from jobs.models import Job, JobStatus
 from jobs.pipeline import Step
@@ -44,10 +44,17 @@ def job_step_finish(*, job_id: str) -> None:
 
 
 def _carry_on(job: Job | None, status: CallStatus | None, polls: int) -> None:
-    """After a look at the call: store a finished one right here, or poll again later."""
+    """After a look at the call: store a finished one right here, or wait for its announcement.
+
+    A backend whose calls announce their end (`gpu_tasks.announce`) is not asked again: the
+    completion consumer publishes this step when the call ends, and the reaper polls a call
+    whose announcement was lost. Only a backend that cannot announce is polled again, with a
+    growing countdown.
+    """
     if status is None or job is None:
         return
     if status.state == "succeeded":
         job_complete(job_id=job.pk, result=status.result or {}, gpu_seconds=status.gpu_seconds, job=job)
-    else:
+    elif status.state == "failed" or not gpu_client.announces():
+        # A transient failure was re-spawned just now: its new call is looked at once soon.
         pipeline.publish(job.pk, job.type, Step.INFER, countdown=pipeline.poll_countdown(polls), polls=polls + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -230,6 +231,9 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
             ).json()
             time.sleep(0.5)
         assert any(name.startswith("worker@") for name in workers), workers
+        consumers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                     if "gpu_events" in " ".join(p.cmdline())]
+        assert len(consumers) == 1  # the one consumer of GPU calls' announcements
 
         # Killing the embedded Redis makes /readyz say so by name.
         redis_pid = next(p.pid for p in psutil.Process(proc.pid).children(recursive=True) if "redis-server" in p.name())
@@ -249,7 +253,9 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         reader.join(10)
         output = "".join(lines)
     assert "devstack: stopped" in output, output[-3000:]
-    assert "proxy   | " in output and "storage | " in output and "asgi    | " in output
+    # honcho pads every name to the longest one: each process printed under its own name.
+    missing = [n for n in ("proxy", "storage", "asgi", "gpu-events") if not re.search(rf" {n} +\| ", output)]
+    assert missing == [], output[-3000:]
     time.sleep(0.5)
     alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"orphans left behind: {alive}"

@@ -32,3 +32,11 @@ def hold(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
         return {"running_at_start": beside}
     finally:
         mark.unlink()
+
+
+def progress_steps(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Report 25 % then 60 %, with a pause for the runner to notice each."""
+    for pct in (25, 60):
+        ctx.progress(pct)
+        time.sleep(0.3)
+    return {"steps": 2}

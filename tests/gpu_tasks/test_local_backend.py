@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
+from gpu_tasks.announce import Announcement
 from gpu_tasks.backends.base import CallStatus
 from gpu_tasks.backends.local import LocalBackend
 from gpu_tasks.errors import PermanentGpuError, TransientGpuError
@@ -296,3 +297,47 @@ def test_the_local_engines_run_under_the_smallest_default_memory_limit(
     compressed = wait_for(backend, backend.spawn("compression", {"media": media, "preset": "720p"}),
                           lambda s: s.done, timeout=120)
     assert compressed.state == "succeeded", compressed.error
+
+
+# ----------------------------------------------------------------------------- announcements
+
+@pytest.fixture
+def events() -> Any:
+    import redis
+
+    from gpu_tasks.announce import EVENTS_KEY
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client.delete(EVENTS_KEY)
+    yield lambda: [a for a in map(Announcement.loads, client.lrange(EVENTS_KEY, 0, -1)) if a]
+    client.delete(EVENTS_KEY)
+
+
+def test_a_runner_announces_its_start_progress_and_end(tmp_path: Path, events: Any) -> None:
+    backend = LocalBackend(tmp_path / "calls", engines={"tts": f"{PROBES}:progress_steps"},
+                           announce_url=os.environ["REDIS_URL"])
+    assert backend.announces and not LocalBackend(tmp_path / "other").announces
+    call_id = backend.spawn("tts", {"text": "x"})
+    assert wait_for(backend, call_id, lambda s: s.done).state == "succeeded"
+    deadline = time.monotonic() + 10
+    while not any(a.outcome != "progress" for a in events()):
+        assert time.monotonic() < deadline, events()
+        time.sleep(0.05)
+    seen = [(a.call_id, a.outcome, a.progress) for a in events()]
+    assert seen == [(call_id, "progress", 0.0), (call_id, "progress", 25.0), (call_id, "progress", 60.0),
+                    (call_id, "succeeded", None)]
+
+
+def test_a_failed_call_is_announced_and_the_engine_never_sees_the_announce_url(tmp_path: Path, events: Any) -> None:
+    url = os.environ["REDIS_URL"]
+    backend = LocalBackend(tmp_path / "calls", engines={"tts": f"{PROBES}:dump_env", "render": f"{PROBES}:nope"},
+                           announce_url=url)
+    status = wait_for(backend, backend.spawn("tts", {"text": "x"}), lambda s: s.done)
+    assert status.result is not None and not [v for v in status.result["env"].values() if url in v]
+    assert not [p for p in (tmp_path / "calls").rglob("*") if p.is_file() and url.encode() in p.read_bytes()]
+    failed = backend.spawn("render", {})
+    assert wait_for(backend, failed, lambda s: s.done).state == "failed"
+    deadline = time.monotonic() + 10
+    while not any(a.call_id == failed and a.outcome == "failed" for a in events()):
+        assert time.monotonic() < deadline, events()
+        time.sleep(0.05)

@@ -355,3 +355,84 @@ def test_a_function_without_its_weights_on_the_volume_answers_model_unavailable(
     outcome = modal_app.FUNCTIONS["lip_sync"].local(payload)
     assert outcome["state"] == "failed" and outcome["error"]["code"] == "model_unavailable"
     assert "download_models lip-sync" in outcome["error"]["message"], "checked before any input is fetched"
+
+
+# ----------------------------------------------------------------------------- announcements
+
+class FakeQueue:
+    """A named modal.Queue: put, and get_many as Modal's client has it (block, timeout)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.gets: list[tuple[int, bool, float | None]] = []
+
+    def put(self, value: Any) -> None:
+        self.items.append(value)
+
+    def get_many(self, n_values: int, block: bool = True, timeout: float | None = None) -> list[Any]:
+        self.gets.append((n_values, block, timeout))
+        taken, self.items = self.items[:n_values], self.items[n_values:]
+        return taken
+
+
+def with_queue(fake: FakeModal) -> tuple[FakeQueue, list[tuple[str, dict[str, Any]]]]:
+    queue, names = FakeQueue(), []
+
+    class Queue:
+        @staticmethod
+        def from_name(name: str, **kwargs: Any) -> FakeQueue:
+            names.append((name, kwargs))
+            return queue
+
+    fake.Queue = Queue  # type: ignore[attr-defined]
+    return queue, names
+
+
+def test_announcements_put_by_the_function_are_taken_from_the_apps_queue(fake: FakeModal) -> None:
+    from gpu_tasks.announce import Announcement
+    from gpu_tasks.modal_runtime import QueueAnnouncer
+
+    queue, names = with_queue(fake)
+    backend = ModalBackend("auteur-test", environment_name="staging", modal_module=fake, announcements=True)
+    assert backend.announces and backend.holds_announcements
+    # What the deployed function does (gpu_tasks/modal_app.py) as its call runs and ends.
+    announcer = QueueAnnouncer(queue, "fc-0001")
+    announcer.progress(40.0)
+    announcer.outcome(record("succeeded"))
+    QueueAnnouncer(queue, "fc-0002").outcome(record("failed", error={"code": "gpu_oom", "message": "x"}))
+    queue.put("garbage")
+    taken = backend.take_announcements(10, 2.0)
+    assert taken == [Announcement("fc-0001", "progress", 40.0, taken[0].at), Announcement("fc-0001", "succeeded",
+                     None, taken[1].at), Announcement("fc-0002", "failed", None, taken[2].at)]
+    assert names == [("auteur-test-events", {"create_if_missing": True, "environment_name": "staging"})]
+    assert queue.gets == [(10, True, 2.0)] and queue.items == []
+
+
+def test_a_backend_without_announcements_takes_nothing(fake: FakeModal, backend: ModalBackend) -> None:
+    queue, names = with_queue(fake)
+    queue.put("x")
+    assert not backend.announces and backend.take_announcements(10, 1.0) == [] and names == []
+
+
+def test_a_queue_out_of_reach_is_a_transient_error(fake: FakeModal) -> None:
+    class Queue:
+        @staticmethod
+        def from_name(name: str, **kwargs: Any) -> Any:
+            raise mx.ConnectionError("unreachable")
+
+    fake.Queue = Queue  # type: ignore[attr-defined]
+    backend = ModalBackend("auteur-test", modal_module=fake, announcements=True)
+    with pytest.raises(TransientGpuError):
+        backend.take_announcements(10, 1.0)
+
+
+def test_a_routed_call_is_announced_under_the_id_its_job_stored(tmp_path: Path, fake: FakeModal) -> None:
+    from gpu_tasks.backends.local import LocalBackend
+    from gpu_tasks.backends.routing import RoutingBackend
+
+    with_queue(fake)
+    remote = ModalBackend("auteur-test", modal_module=fake, announcements=True)
+    router = RoutingBackend({"modal": remote, "local": LocalBackend(tmp_path)}, default="modal",
+                            routes={"render": "local"})
+    assert router.holds_announcements and not router.announces  # the local side has no announce URL here
+    assert router.stored_call_ids("fc-9") == ["modal:fc-9", "local:fc-9"]

@@ -32,7 +32,10 @@ WORKER_READY_TIMEOUT = 60
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], include: str = "") -> None:
+    """A Celery worker and, beside it, the GPU announcements' consumer (`manage.py gpu_events`):
+    with a backend that announces, a job whose call is running moves on only through it."""
+
+    def __init__(self, env: dict[str, str], include: str = "", consumer: bool = True) -> None:
         self.env = env
         self.name = f"test-{os.getpid()}@{socket.gethostname()}"
         self.lines: list[str] = []
@@ -44,6 +47,11 @@ class Worker:
             start_new_session=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
+        self.consumer = (
+            subprocess.Popen([sys.executable, "manage.py", "gpu_events"], env=env, cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            if consumer else None
+        )
         deadline = time.monotonic() + WORKER_READY_TIMEOUT
         while not any("ready." in line for line in self.lines):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -61,6 +69,12 @@ class Worker:
 
     def stop(self) -> None:
         stop_group(self.proc, 30)
+        self.stop_consumer()
+
+    def stop_consumer(self) -> None:
+        if self.consumer is not None:
+            stop_group(self.consumer, 10)
+            self.consumer = None
 
 
 @pytest.fixture
@@ -70,12 +84,12 @@ def start_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[Call
     workers: list[Worker] = []
     db = settings.DATABASES["default"]
 
-    def start(include: str = "", **extra: str) -> Worker:
+    def start(include: str = "", consumer: bool = True, **extra: str) -> Worker:
         env = dict(os.environ)
         password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
         env["DATABASE_URL"] = f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
         env.update(extra)
-        worker = Worker(env, include)
+        worker = Worker(env, include, consumer)
         workers.append(worker)
         return worker
 

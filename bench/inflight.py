@@ -1,0 +1,164 @@
+"""Jobs in flight: what waiting for N long GPU calls costs, announced versus polled.
+
+The noop backend holds every call "running" for T seconds, and each status call (a poll) takes
+50 ms, as a round trip to Modal would. N TTS jobs are submitted; then, for each mode:
+
+- `announce` (what runs): the infer step looks once and ends; the call announces its end on the
+  Redis list and `manage.py gpu_events` publishes the job's infer step, which stores it;
+- `poll` (the baseline, the pipeline before announcements): `AUTEUR_GPU_ANNOUNCE=0`, so the same
+  infer step re-publishes itself with a growing countdown (0.2 s doubling to 5 s) until the call
+  has ended: the code path that a backend which cannot announce still takes.
+
+Measured, per mode and N, over the window in which every call is running (after the last spawn,
+before the first call's end): worker CPU (the Celery worker and its pool, plus the consumer in
+`announce` mode) in % of one core, broker messages per second (Redis LPUSH calls, which is how
+kombu publishes), and Redis memory above the idle baseline. Over the whole run: broker messages
+per job, and the latency from a call's end (the time the noop backend ends it) to the job's
+`completed_at`, p50 and p99.
+
+    python bench/inflight.py                       # N = 100 and 1,000, T = 60 s (a few minutes)
+    python bench/inflight.py --n 100 1000 5000 --hold 120   # the full matrix (much longer)
+
+Writes bench/results/inflight.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, cpu_seconds, django_stack, percentile
+
+LATENCY_MS = 50
+_UNTIL = re.compile(r"-(\d+)$")
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.2) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def run_case(stack: Any, mode: str, n: int, hold: float, worker_processes: int, clients: list[Any]) -> dict[str, Any]:
+    import redis
+    from django.conf import settings
+
+    from jobs.models import TERMINAL_STATUSES, Job
+
+    env = {"AUTEUR_NOOP_HOLD_SECONDS": str(hold), "AUTEUR_NOOP_STATUS_LATENCY_MS": str(LATENCY_MS),
+           "AUTEUR_GPU_ANNOUNCE": "1" if mode == "announce" else "0"}
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    worker = stack.spawn(f"worker-{mode}-{n}", celery_worker_argv(concurrency=worker_processes, name=f"{mode}{n}"),
+                         **env)
+    procs = [worker]
+    if mode == "announce":
+        procs.append(stack.spawn(f"gpu-events-{n}", [sys.executable, str(REPO_ROOT / "manage.py"), "gpu_events"],
+                                 **env))
+    time.sleep(4)  # the worker connects
+    r.config_resetstat()
+    idle_memory = int(r.info("memory")["used_memory"])
+
+    ids: list[str] = []
+    for i in range(n):
+        client = clients[i % len(clients)]
+        response = client.post("/api/v1/jobs/tts", {"project_id": client.project, "text": "Hello world"},
+                               content_type="application/json")
+        assert response.status_code == 202, response.content
+        ids.append(response.json()["job_id"])
+    jobs = Job.objects.filter(pk__in=ids)
+    wait_until(lambda: jobs.filter(status="processing").exclude(gpu_call_id="").count() == n
+               or jobs.filter(status__in=TERMINAL_STATUSES).exists(), 600, "every call spawned")
+    ends = [int(m[1]) / 1000 for c in jobs.values_list("gpu_call_id", flat=True) if (m := _UNTIL.search(c))]
+    window_s = min(ends) - time.time() - 1.0
+    window: dict[str, Any] = {"seconds": round(max(window_s, 0.0), 1)}
+    if window_s >= 3:
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        lpush0 = _lpushes(r)
+        t0 = time.monotonic()
+        time.sleep(window_s / 2)
+        memory = int(r.info("memory")["used_memory"]) - idle_memory
+        time.sleep(window_s / 2)
+        elapsed = time.monotonic() - t0
+        window.update(
+            cpu_percent_of_core=round((sum(cpu_seconds(p.pid) for p in procs) - cpu0) / elapsed * 100, 2),
+            broker_messages_per_s=round((_lpushes(r) - lpush0) / elapsed, 1),
+            redis_memory_kib=round(memory / 1024, 1),
+        )
+    wait_until(lambda: jobs.filter(status__in=TERMINAL_STATUSES).count() == n, 600 + hold, "every job ending")
+    lpush_total = _lpushes(r)
+    rpush_total = int(r.info("commandstats").get("cmdstat_rpush", {}).get("calls", 0))
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(30)
+    done = list(jobs.filter(status="completed"))
+    lat, seen = [], []
+    for j in done:
+        if m := _UNTIL.search(j.gpu_call_id):
+            lat.append((j.completed_at.timestamp() - int(m[1]) / 1000) * 1000)
+            seen.append((j.inference_ended_at.timestamp() - int(m[1]) / 1000) * 1000)
+    return {
+        "mode": mode, "n": n, "hold_s": hold, "completed": len(done), "failed": n - len(done),
+        "waiting": window,
+        "broker_messages_per_job": round(lpush_total / n, 2),
+        "announcements_per_job": round(rpush_total / n, 2),  # onto the announcement list, not the broker
+        "end_to_completed_ms": {"p50": round(percentile(lat, 50), 1), "p99": round(percentile(lat, 99), 1)},
+        # Of which: until a step found the call ended (the rest is storing the outputs).
+        "end_to_seen_ms": {"p50": round(percentile(seen, 50), 1), "p99": round(percentile(seen, 99), 1)},
+    }
+
+
+def _lpushes(r: Any) -> int:
+    stats = r.info("commandstats")
+    return int(stats.get("cmdstat_lpush", {}).get("calls", 0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--hold", type=float, default=60.0, help="seconds each call stays running (issue: 120)")
+    parser.add_argument("--modes", nargs="+", default=["announce", "poll"], choices=["announce", "poll"])
+    parser.add_argument("--worker-processes", type=int, default=4)
+    args = parser.parse_args()
+
+    with django_stack(AUTEUR_GPU_BACKEND="noop", AUTEUR_JOB_CONCURRENCY_FREE="1000000",
+                      AUTEUR_RATE_LIMIT_USER_PER_MINUTE="100000000") as stack:
+        from django.test import Client
+
+        from auteur.users.models import User
+        from auteur.users.services import user_issue_token
+        from credits.services.ledger import credit_grant
+        from projects.models import Project
+
+        clients = []
+        for i in range(10):
+            user = User.objects.create_user(email=f"inflight{i}@bench.invalid")
+            credit_grant(user=user, amount=100 * max(args.n), type="bonus", description="bench")
+            client = Client(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}")
+            client.project = str(Project.objects.create(user=user, name="b").pk)  # type: ignore[attr-defined]
+            clients.append(client)
+        cases = []
+        for n in args.n:
+            for mode in args.modes:
+                case = run_case(stack, mode, n, args.hold, args.worker_processes, clients)
+                print(json.dumps(case), flush=True)
+                cases.append(case)
+    report = {"hold_s": args.hold, "status_latency_ms": LATENCY_MS, "worker_processes": args.worker_processes,
+              "cases": cases,
+              "targets": {"cpu_percent_of_core_at_5000": 5, "end_to_completed_p99_ms": 1000}}
+    print(json.dumps(report, indent=2))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "inflight.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
