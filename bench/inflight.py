@@ -1,7 +1,10 @@
 """Jobs in flight: what waiting for N long GPU calls costs, announced versus polled.
 
-The noop backend holds every call "running" for T seconds, and each status call (a poll) takes
-50 ms, as a round trip to Modal would. N TTS jobs are submitted; then, for each mode:
+The noop backend holds every call "running" for T seconds plus a uniform share of a spread S
+(S = T by default: calls submitted together end over [T, 2T], about N / T a second, which is
+the rate of completions that N jobs of T seconds in flight bring in steady state), and each
+status call (a poll) takes 50 ms, as a round trip to Modal would. N TTS jobs are submitted;
+then, for each mode:
 
 - `announce` (what runs): the infer step looks once and ends; the call announces its end on the
   Redis list and `manage.py gpu_events` publishes the job's infer step, which stores it;
@@ -48,13 +51,15 @@ def wait_until(predicate, timeout: float, what: str, every: float = 0.2) -> None
         time.sleep(every)
 
 
-def run_case(stack: Any, mode: str, n: int, hold: float, worker_processes: int, clients: list[Any]) -> dict[str, Any]:
+def run_case(stack: Any, mode: str, n: int, hold: float, spread: float, worker_processes: int,
+             clients: list[Any]) -> dict[str, Any]:
     import redis
     from django.conf import settings
 
     from jobs.models import TERMINAL_STATUSES, Job
 
-    env = {"AUTEUR_NOOP_HOLD_SECONDS": str(hold), "AUTEUR_NOOP_STATUS_LATENCY_MS": str(LATENCY_MS),
+    env = {"AUTEUR_NOOP_HOLD_SECONDS": str(hold), "AUTEUR_NOOP_HOLD_SPREAD_SECONDS": str(spread),
+           "AUTEUR_NOOP_STATUS_LATENCY_MS": str(LATENCY_MS),
            "AUTEUR_GPU_ANNOUNCE": "1" if mode == "announce" else "0"}
     r = redis.Redis.from_url(settings.REDIS_URL)
     worker = stack.spawn(f"worker-{mode}-{n}", celery_worker_argv(concurrency=worker_processes, name=f"{mode}{n}"),
@@ -93,7 +98,7 @@ def run_case(stack: Any, mode: str, n: int, hold: float, worker_processes: int, 
             broker_messages_per_s=round((_lpushes(r) - lpush0) / elapsed, 1),
             redis_memory_kib=round(memory / 1024, 1),
         )
-    wait_until(lambda: jobs.filter(status__in=TERMINAL_STATUSES).count() == n, 600 + hold, "every job ending")
+    wait_until(lambda: jobs.filter(status__in=TERMINAL_STATUSES).count() == n, 600 + hold + spread, "every job ending")
     lpush_total = _lpushes(r)
     rpush_total = int(r.info("commandstats").get("cmdstat_rpush", {}).get("calls", 0))
     for proc in procs:
@@ -107,7 +112,9 @@ def run_case(stack: Any, mode: str, n: int, hold: float, worker_processes: int, 
             lat.append((j.completed_at.timestamp() - int(m[1]) / 1000) * 1000)
             seen.append((j.inference_ended_at.timestamp() - int(m[1]) / 1000) * 1000)
     return {
-        "mode": mode, "n": n, "hold_s": hold, "completed": len(done), "failed": n - len(done),
+        "mode": mode, "n": n, "hold_s": hold, "spread_s": spread,
+        "ends_per_s": round(len(ends) / max(max(ends) - min(ends), 1e-3), 1) if ends else None,
+        "completed": len(done), "failed": n - len(done),
         "waiting": window,
         "broker_messages_per_job": round(lpush_total / n, 2),
         "announcements_per_job": round(rpush_total / n, 2),  # onto the announcement list, not the broker
@@ -126,6 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--hold", type=float, default=60.0, help="seconds each call stays running (issue: 120)")
+    parser.add_argument("--spread", type=float, default=None,
+                        help="each call's end is drawn uniformly over this many seconds after T (default: T)")
     parser.add_argument("--modes", nargs="+", default=["announce", "poll"], choices=["announce", "poll"])
     parser.add_argument("--worker-processes", type=int, default=4)
     args = parser.parse_args()
@@ -147,12 +156,14 @@ def main() -> None:
             client.project = str(Project.objects.create(user=user, name="b").pk)  # type: ignore[attr-defined]
             clients.append(client)
         cases = []
+        spread = args.hold if args.spread is None else args.spread
         for n in args.n:
             for mode in args.modes:
-                case = run_case(stack, mode, n, args.hold, args.worker_processes, clients)
+                case = run_case(stack, mode, n, args.hold, spread, args.worker_processes, clients)
                 print(json.dumps(case), flush=True)
                 cases.append(case)
-    report = {"hold_s": args.hold, "status_latency_ms": LATENCY_MS, "worker_processes": args.worker_processes,
+    report = {"hold_s": args.hold, "spread_s": spread, "status_latency_ms": LATENCY_MS,
+              "worker_processes": args.worker_processes,
               "cases": cases,
               "targets": {"cpu_percent_of_core_at_5000": 5, "end_to_completed_p99_ms": 1000}}
     print(json.dumps(report, indent=2))

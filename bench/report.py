@@ -33,7 +33,7 @@ def inflight_row(d: dict[str, Any]) -> str:
             w = c["waiting"]
             parts.append(f"N={c['n']}: CPU {w.get('cpu_percent_of_core', '-')} % of a core, "
                          f"{w.get('broker_messages_per_s', '-')} msg/s, Redis +{w.get('redis_memory_kib', '-')} KiB "
-                         f"while waiting; {c['broker_messages_per_job']} msg/job; end->completed p50 "
+                         f"while waiting; {c['broker_messages_per_job']} msg/job; ends at {c.get('ends_per_s', '-')}/s, end->completed p50 "
                          f"{c['end_to_completed_ms']['p50']} / p99 {c['end_to_completed_ms']['p99']} ms")
         return "; ".join(parts) or "-"
     announced = [c for c in d["cases"] if c["mode"] == "announce"]
@@ -46,7 +46,7 @@ def inflight_row(d: dict[str, Any]) -> str:
     p99_ok = largest is not None and largest["end_to_completed_ms"]["p99"] < 1000
     verdicts = (f"CPU < 5 % of a core at N={largest['n'] if largest else '-'} (issue: N=5,000, T=120 s): {verdict(cpu_ok)}; "
                 f"p99 < 1 s: {verdict(p99_ok)}")
-    return (f"| jobs in flight: N calls held {d['hold_s']} s, {d['status_latency_ms']} ms status calls, noop GPU, "
+    return (f"| jobs in flight: N calls held {d['hold_s']} s + up to {d.get('spread_s', 0)} s, {d['status_latency_ms']} ms status calls, noop GPU, "
             f"{d['worker_processes']} worker processes; announced | {side('announce')} | polling (same run): "
             f"{side('poll')} | {ratio} | {verdicts} |")
 

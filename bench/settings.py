@@ -17,8 +17,10 @@ from auteur.settings import AUTEUR_GPU_BACKENDS, env
 AUTEUR_GPU_BACKENDS = (*AUTEUR_GPU_BACKENDS, "noop")
 AUTEUR_FAULT_INJECTION: str = env.str("AUTEUR_FAULT_INJECTION", default="")
 AUTEUR_FAULT_SEED: int | None = env.int("AUTEUR_FAULT_SEED", default=None)
-# The noop backend's calls stay "running" this long, and each status call takes this long
-# (bench/inflight.py); AUTEUR_GPU_ANNOUNCE=0 turns announcements off so that calls are polled.
+# The noop backend's calls stay "running" this long plus a uniform share of the spread, and each
+# status call takes this long (bench/inflight.py); AUTEUR_GPU_ANNOUNCE=0 turns announcements off
+# so that calls are polled.
 AUTEUR_NOOP_HOLD_SECONDS: float = env.float("AUTEUR_NOOP_HOLD_SECONDS", default=0.0)
+AUTEUR_NOOP_HOLD_SPREAD_SECONDS: float = env.float("AUTEUR_NOOP_HOLD_SPREAD_SECONDS", default=0.0)
 AUTEUR_NOOP_STATUS_LATENCY_MS: int = env.int("AUTEUR_NOOP_STATUS_LATENCY_MS", default=0)
 AUTEUR_GPU_ANNOUNCE: bool = env.bool("AUTEUR_GPU_ANNOUNCE", default=True)

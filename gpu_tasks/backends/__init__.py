@@ -31,6 +31,7 @@ def make_backend(
     fault_seed: int | None = None,
     announce_url: str | None = None,
     noop_hold_seconds: float = 0.0,
+    noop_hold_spread_seconds: float = 0.0,
     noop_status_latency_s: float = 0.0,
     **local_options: Any,
 ) -> GpuBackend:
@@ -48,6 +49,7 @@ def make_backend(
 
         backend = NoopBackend(
             hold_seconds=noop_hold_seconds,
+            hold_spread_seconds=noop_hold_spread_seconds,
             status_latency_s=noop_status_latency_s,
             announcer=RedisAnnouncer(announce_url) if announce_url else None,
         )

@@ -16,6 +16,7 @@ import base64
 import heapq
 import io
 import logging
+import random
 import re
 import threading
 import time
@@ -186,7 +187,9 @@ class _Alarm:
 class NoopBackend(GpuBackend):
     """Succeeds for every type, at once or after `hold_seconds`. Benchmarks and drills only.
 
-    `hold_seconds`: each call stays "running" that long; `status_latency_s`: each poll takes that
+    `hold_seconds`: each call stays "running" that long, plus a uniformly drawn share of
+    `hold_spread_seconds` (so that the ends of calls spawned together are spread, as real
+    durations are); `status_latency_s`: each poll takes that
     long, as a status call over the network would; `announcer`: told when a call ends, by a
     thread of the spawning process (a call whose process dies is never announced: the reaper's
     poll finds it).
@@ -195,9 +198,11 @@ class NoopBackend(GpuBackend):
     name = "noop"
 
     def __init__(
-        self, *, hold_seconds: float = 0.0, status_latency_s: float = 0.0, announcer: Announcer | None = None
+        self, *, hold_seconds: float = 0.0, hold_spread_seconds: float = 0.0, status_latency_s: float = 0.0,
+        announcer: Announcer | None = None,
     ) -> None:
         self.hold_seconds = hold_seconds
+        self.hold_spread_seconds = hold_spread_seconds
         self.status_latency_s = status_latency_s
         self.announcer = announcer
         self._alarm = _Alarm(announcer) if announcer is not None else None
@@ -217,7 +222,7 @@ class NoopBackend(GpuBackend):
         spec = get_spec(job_type)
         call_id = f"noop-{spec.job_type.value}-{uuid.uuid4().hex}"
         if self.hold_seconds > 0:
-            until = time.time() + self.hold_seconds
+            until = time.time() + self.hold_seconds + self.hold_spread_seconds * random.random()  # noqa: S311 (timing)
             call_id += f"-{int(until * 1000)}"
             if self._alarm is not None:
                 self._alarm.add(until, call_id)

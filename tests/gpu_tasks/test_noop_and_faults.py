@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections import Counter
 
 import av
@@ -34,6 +35,16 @@ def test_noop_refuses_unknown_types_and_lost_ids() -> None:
     with pytest.raises(PermanentGpuError):
         backend.spawn("nonsense", {})
     assert backend.poll("noop-tts-nothex").state == "failed"
+
+
+def test_held_calls_run_until_their_end_which_the_spread_draws_within_its_bounds() -> None:
+    backend = NoopBackend(hold_seconds=100, hold_spread_seconds=50)
+    t0 = time.time()
+    ends = [int(backend.spawn("tts", {}).rsplit("-", 1)[1]) / 1000 - t0 for _ in range(200)]
+    assert all(100 <= end <= 151 for end in ends)
+    assert max(ends) - min(ends) > 25  # drawn, not one shared end
+    held = backend.spawn("tts", {})
+    assert NoopBackend().poll(held).state == "running"
 
 
 def test_fault_spec_parses_rates_per_type() -> None:
