@@ -90,14 +90,25 @@ class Track(EmbeddedDocument):
 
 
 class Word(EmbeddedDocument):
+    """A spoken word at its TIMELINE time (where it plays in the edited video, before cuts)."""
+
     word = StringField(required=True, max_length=NAME_MAX_LENGTH)
     start_ms = _ms(required=True)
     end_ms = _ms(required=True)
     confidence = FloatField(required=True, min_value=0, max_value=1)
+    # A deleted word's time span is cut from every track when the timeline renders.
+    deleted = BooleanField(default=False)
 
 
 class Segment(EmbeddedDocument):
+    """A stretch of speech, at TIMELINE times. A transcription of a media file writes one segment
+    per (speech segment, clip that plays it), naming both: `media_file_id` and `clip_id` say where
+    it came from, so that a newer transcription of that file replaces exactly its segments. A
+    segment a client writes may name neither."""
+
     id = _id_field()
+    media_file_id = StringField(regex=UUID_RE, null=True)
+    clip_id = StringField(min_length=1, max_length=ID_MAX_LENGTH, null=True)
     speaker = StringField(max_length=NAME_MAX_LENGTH, null=True)
     start_ms = _ms(required=True)
     end_ms = _ms(required=True)

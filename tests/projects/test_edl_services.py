@@ -144,7 +144,7 @@ def test_nested_edits_round_trip_exactly_on_the_embedded_server(project, make_me
         {"type": "fade_in", "duration_ms": 200, "curve": {"k": [0.1, 0.5]}}
     ]
     assert final["transcript"]["segments"][1]["words"][0] == {
-        "word": "goodbye", "start_ms": 1000, "end_ms": 1500, "confidence": 0.5,
+        "word": "goodbye", "start_ms": 1000, "end_ms": 1500, "confidence": 0.5, "deleted": False,
     }
     assert final["transcript"]["segments"][0]["deleted"] is True
     assert final["transcript"]["generated_at"] == "2026-01-31T12:00:00.000Z"
