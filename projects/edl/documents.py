@@ -118,9 +118,19 @@ class Segment(EmbeddedDocument):
     edited_text = StringField(max_length=TEXT_MAX_LENGTH, null=True)
 
 
+class Pause(EmbeddedDocument):
+    """A silence between words (TIMELINE times) that an edit marked: when `deleted`, the render
+    cuts it down to the padding kept beside the words around it."""
+
+    start_ms = _ms(required=True)
+    end_ms = _ms(required=True)
+    deleted = BooleanField(default=True)
+
+
 class Transcript(EmbeddedDocument):
     generated_at = DateTimeField(null=True)
     segments = EmbeddedDocumentListField(Segment)
+    pauses = EmbeddedDocumentListField(Pause)
 
 
 class EDL(Document):

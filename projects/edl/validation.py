@@ -56,6 +56,7 @@ def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
     clips = _check_clips(tracks, errors)
     _check_media(project, clips, errors)
     _check_segments(transcript.get("segments") or [], errors)
+    _check_pauses(transcript.get("pauses") or [], errors)
     errors.raise_if_any()
 
     settings_doc = doc["settings"]
@@ -194,3 +195,11 @@ def _check_segments(segments: list[dict[str, Any] | None], errors: Errors) -> No
                 errors.add(f"{wpath}.start_ms", f"Must be within the segment ({start}-{end} ms).")
             elif end is not None and word["end_ms"] > end:
                 errors.add(f"{wpath}.end_ms", f"Must be within the segment ({start}-{end} ms).")
+
+
+def _check_pauses(pauses: list[dict[str, Any] | None], errors: Errors) -> None:
+    for k, pause in enumerate(pauses):
+        if pause is None or pause["start_ms"] is None or pause["end_ms"] is None:
+            continue
+        if pause["end_ms"] <= pause["start_ms"]:
+            errors.add(f"transcript.pauses[{k}].end_ms", f"Must be greater than start_ms ({pause['start_ms']}).")
