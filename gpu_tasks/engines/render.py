@@ -3,7 +3,8 @@
 Payload:
     {"edl": {"settings": {"resolution": {"width", "height"}, "frame_rate"},
              "tracks": [{"type": "video"|"audio", "clips": [{"media_file_id", "start_ms", "duration_ms",
-                         "in_point_ms", "out_point_ms", "deleted"}]}]},
+                         "in_point_ms", "out_point_ms", "deleted", "effects"?, "first"?, "last"?,
+                         "clip_offset_ms"?}]}]},
      "media": {media_file_id: {"kind": "video"|"audio"|"image", "path" | "url": ...}},
      "encoder_preset"?: "veryfast", "crf"?: 20, "include_video_audio"?: false}
 Result: `{"outputs": {"video": ref}, "duration_ms", "width", "height", "frame_rate", "clips"}`.
@@ -12,14 +13,16 @@ Semantics (what an editor's timeline means):
 - The output runs from 0 to the end of the last non-deleted clip on any track.
 - Video tracks: where several tracks have a clip at the same time, the later track in the list
   is on top (as V2 covers V1); clips are full-frame, so the top clip is what shows. Times with no
-  clip are black. Each clip shows its source from `in_point_ms` for `duration_ms` (speed 1), scaled
-  to fit the project resolution with black bars (aspect kept). A source shorter than its clip
+  clip are black. Each clip shows its source from `in_point_ms` for `duration_ms` (times its speed),
+  fitted to the project resolution (default: black bars, aspect kept). A source shorter than its clip
   holds its last frame. Image clips are held for their duration. Video sits on the project's frame
   grid: every boundary is rounded to the nearest frame, so durations add up exactly.
 - Audio tracks: every clip is trimmed the same way, placed at `start_ms` (adelay) and all are
   summed (amix, no normalisation, as a mixer would). Video clips contribute their own sound
   only with `include_video_audio` (an editor normally links it as a separate audio clip).
   With no audio at all the output still carries a silent AAC track.
+- Effects (gpu_tasks/engines/effects.py) apply per clip, in its video and audio chains; a piece
+  of a clip split by cuts has `first`/`last` (absent: true) and `clip_offset_ms` (absent: 0).
 
 Every clip becomes one ffmpeg input seeked with `-ss`/`-t` (fast input seeking: the part before
 `in_point_ms` is skipped, not decoded to the end); the graph normalises each piece (fps, scale,
@@ -36,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from gpu_tasks.contract import EngineContext, ProgressFn
+from gpu_tasks.engines import effects as clip_fx
 from gpu_tasks.engines.compression import X264_SPEEDS
+from gpu_tasks.engines.effects import NO_EFFECTS, ClipEffects, Stretch
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
 from gpu_tasks.engines.media import probe
 from gpu_tasks.errors import PermanentGpuError
@@ -63,10 +68,23 @@ class Clip:
     start_ms: int
     duration_ms: int
     in_point_ms: int
+    effects: ClipEffects = NO_EFFECTS
+    first: bool = True  # holds the start of the clip as placed (a cut piece may not): fade-ins apply
+    last: bool = True  # holds its end: fade-outs apply
+    offset_ms: int = 0  # from the clip's own start to this piece's (text overlay times are the clip's)
 
     @property
     def end_ms(self) -> int:
         return self.start_ms + self.duration_ms
+
+    def stretch(self, start_ms: int, end_ms: int) -> Stretch:
+        """The part of this clip between two timeline instants, for its effects' filters."""
+        return Stretch(
+            offset_ms=self.offset_ms + start_ms - self.start_ms,
+            duration_ms=end_ms - start_ms,
+            starts_clip=self.first and start_ms == self.start_ms,
+            ends_clip=self.last and end_ms == self.end_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -142,6 +160,10 @@ def parse_timeline(edl: Mapping[str, Any]) -> Timeline:
                 start_ms=_int(raw.get("start_ms", 0), f"{where}: start_ms"),
                 duration_ms=_int(raw.get("duration_ms", 0), f"{where}: duration_ms", minimum=1),
                 in_point_ms=_int(raw.get("in_point_ms", 0) or 0, f"{where}: in_point_ms"),
+                effects=clip_fx.parse_effects(raw.get("effects"), where),
+                first=raw.get("first") is not False,
+                last=raw.get("last") is not False,
+                offset_ms=_int(raw.get("clip_offset_ms", 0) or 0, f"{where}: clip_offset_ms"),
             )
             out_point = raw.get("out_point_ms")
             if out_point is not None and _int(out_point, f"{where}: out_point_ms") <= clip.in_point_ms:
@@ -219,10 +241,11 @@ def build_command(
         n_inputs += 1
         return n_inputs - 1
 
-    def audio_chain(index: int, dur_ms: int, at_ms: int, label: str) -> None:
+    def audio_chain(index: int, clip: Clip, stretch: Stretch, at_ms: int, label: str) -> None:
+        fx = clip.effects
         graph.append(
-            f"[{index}:a:0]asetpts=PTS-STARTPTS,aresample=48000,"
-            f"aformat=sample_fmts=fltp:channel_layouts=stereo,atrim=end={_secs(dur_ms)},"
+            f"[{index}:a:0]asetpts=PTS-STARTPTS,aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
+            f"{clip_fx.audio_tempo(fx)}atrim=end={_secs(stretch.duration_ms)},{clip_fx.audio_level(fx, stretch)}"
             f"adelay=delays={at_ms}:all=1[{label}]"
         )
         audio_labels.append(label)
@@ -237,23 +260,24 @@ def build_command(
             video_labels.append(label)
             continue
         source = inputs[piece.clip.media_file_id]
-        seek = piece.clip.in_point_ms + (piece.start_ms - piece.clip.start_ms)
+        fx, stretch = piece.clip.effects, piece.clip.stretch(piece.start_ms, piece.end_ms)
+        seek = piece.clip.in_point_ms + round(clip_fx.source_ms(fx, piece.start_ms - piece.clip.start_ms))
         # One frame of slack so rounding never leaves the trim short; tpad covers a short source.
-        index = add_input(source.path, seek, dur_ms + frame_ms, image=source.kind == "image")
+        span_ms = clip_fx.source_ms(fx, dur_ms + frame_ms)
+        index = add_input(source.path, seek, span_ms, image=source.kind == "image")
         graph.append(
-            f"[{index}:v:0]setpts=PTS-STARTPTS,fps={fps_s},"
-            f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,"
+            f"[{index}:v:0]{clip_fx.video_source(fx)},fps={fps_s},{clip_fx.video_fit(fx, w, h)},"
             f"setsar=1,format=yuv420p,tpad=stop_mode=clone:stop_duration={_secs(dur_ms + frame_ms)},"
-            f"trim=end_frame={piece.frames},setpts=PTS-STARTPTS[{label}]"
+            f"trim=end_frame={piece.frames},setpts=PTS-STARTPTS{clip_fx.video_overlays(fx, stretch, h)}[{label}]"
         )
         video_labels.append(label)
         if include_video_audio and source.kind == "video" and source.has_audio:
-            audio_chain(index, dur_ms, piece.start_ms, f"va{n}")
+            audio_chain(index, piece.clip, stretch, piece.start_ms, f"va{n}")
 
     for n, clip in enumerate(timeline.audio_clips):
         source = inputs[clip.media_file_id]
-        index = add_input(source.path, clip.in_point_ms, clip.duration_ms)
-        audio_chain(index, clip.duration_ms, clip.start_ms, f"a{n}")
+        index = add_input(source.path, clip.in_point_ms, clip_fx.source_ms(clip.effects, clip.duration_ms))
+        audio_chain(index, clip, clip.stretch(clip.start_ms, clip.end_ms), clip.start_ms, f"a{n}")
 
     total = _secs(timeline.total_ms)
     if len(video_labels) == 1:
