@@ -180,17 +180,3 @@ def with_defaults(effect: Mapping[str, Any]) -> dict[str, Any]:
     """A valid effect with its omitted optional parameters filled in."""
     return {**EFFECTS[effect["type"]].defaults, **effect}
 
-
-def speed_rate(effects: Any) -> float:
-    """The playback rate a clip's effects ask for (1 without a speed effect)."""
-    for effect in effects or ():
-        if isinstance(effect, Mapping) and effect.get("type") == "speed":
-            rate = effect.get("rate")
-            if isinstance(rate, int | float) and not isinstance(rate, bool):
-                return float(rate)
-    return 1.0
-
-
-def timeline_duration_ms(in_point_ms: int, out_point_ms: int, rate: float) -> int:
-    """How long a clip plays on the timeline: its source span at its rate."""
-    return round((out_point_ms - in_point_ms) / rate)

@@ -12,27 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpu_tasks.effect_vocabulary import (
-    EFFECTS,
-    KNOWN_TYPES,
-    effect_problems,
-    repeated_singles,
-    speed_rate,
-    timeline_duration_ms,
-)
+from gpu_tasks.effect_vocabulary import EFFECTS, KNOWN_TYPES, effect_problems, repeated_singles
+from projects.edl.cuts import clip_speed
 from projects.edl.field_checks import Errors
 
 __all__ = ["EFFECTS", "KNOWN_TYPES", "check_clip_effects", "clip_speed", "expected_duration_ms"]
 
 
-def clip_speed(clip: Mapping[str, Any]) -> float:
-    """The clip's playback rate: its speed effect's ``rate``, 1 without one."""
-    return speed_rate(clip.get("effects"))
-
-
 def expected_duration_ms(clip: Mapping[str, Any]) -> int:
-    """The clip's length on the timeline: its source span played at its speed."""
-    return timeline_duration_ms(clip["in_point_ms"], clip["out_point_ms"], clip_speed(clip))
+    """The clip's length on the timeline: its source span played at its speed (cuts.clip_speed)."""
+    return round((clip["out_point_ms"] - clip["in_point_ms"]) / clip_speed(clip))
 
 
 def check_clip_effects(clip: dict[str, Any], path: str, errors: Errors) -> bool:

@@ -169,6 +169,19 @@ def test_fit_modes(tmp_path: Path, still_png: Path, mode: str, bars: bool) -> No
     assert (edge < 10) if bars else (edge > 230), (mode, edge)
 
 
+def test_text_times_count_from_the_clips_own_start_in_a_cut_piece(tmp_path: Path, color_video: Path) -> None:
+    # The piece starts 1 s into its clip: a text shown at 1.2-1.6 s of the clip is at 0.2-0.6 s of it.
+    text = {"type": "text", "text": "LATER", "position": "center", "font_size": 48, "start_ms": 1200,
+            "duration_ms": 400}  # fmt: skip
+    plain = render(tmp_path / "plain", {"v": color_video}, video(clip("v", 0, 1000, 4000)))
+    out = render(
+        tmp_path / "text", {"v": color_video},
+        video(clip("v", 0, 1000, 4000, effects=[text], first=False, clip_offset_ms=1000)),
+    )  # fmt: skip
+    changed = [float(np.abs(frame(out, t) - frame(plain, t)).mean()) > 1 for t in (0.1, 0.4, 0.8)]
+    assert changed == [False, True, False]
+
+
 def test_text_overlay_draws_in_its_place_and_time(tmp_path: Path, color_video: Path) -> None:
     plain = render(tmp_path / "plain", {"v": color_video}, video(clip("v", 0, 1500, 4000)))
     text = {"type": "text", "text": "HELLO: [it's], ok; 100%", "position": "bottom", "font_size": 36,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gpu_tasks.effect_vocabulary import timeline_duration_ms
+from projects.edl import cuts
 from projects.edl.effects import clip_speed, expected_duration_ms
 from tests.projects.test_edl_api import put, stored, stored_version, url
 from tests.projects.test_edl_support import timeline_with
@@ -59,7 +59,13 @@ def test_speed_and_duration_helpers_agree():
     clip = {"in_point_ms": 0, "out_point_ms": 1000, "effects": effects}
     assert clip_speed(clip) == 1.0 and expected_duration_ms(clip) == 1000
     effects.append({"type": "speed", "rate": 3})
-    assert clip_speed(clip) == 3.0 and expected_duration_ms(clip) == timeline_duration_ms(0, 1000, 3) == 333
+    assert clip_speed is cuts.clip_speed, "one definition, read by the cuts and the validation alike"
+    assert clip_speed(clip) == 3.0 and expected_duration_ms(clip) == 333
+    piece = cuts.cut_clip({**clip, "id": "c", "start_ms": 0, "duration_ms": 333}, [])[0]
+    assert piece["out_point_ms"] == 1000 and piece["duration_ms"] == expected_duration_ms(piece)
+    # Text overlay times count in the clip's own time: each piece says where it starts in it.
+    pieces = cuts.cut_clip({**clip, "id": "c", "start_ms": 500, "duration_ms": 333}, [(600, 700)])
+    assert [(p["start_ms"], p["clip_offset_ms"]) for p in pieces] == [(500, 0), (600, 200)]
 
 
 BAD = [
