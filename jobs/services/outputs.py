@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import tempfile
 import uuid
 from pathlib import Path
@@ -58,7 +57,8 @@ def job_complete(
         job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media)
         job_slot_release(user_id=job.user_id)
         if job_spec(job.type).output is OutputKind.TRANSCRIPT:
-            transaction.on_commit(functools.partial(_queue_transcript_to_edl, job.pk), robust=True)
+            job_pk = job.pk
+            transaction.on_commit(lambda: _queue_transcript_to_edl(job_pk), robust=True)
     if job.gpu_call_id:
         gpu_client.release_quietly(job.gpu_call_id)
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
