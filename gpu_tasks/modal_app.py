@@ -57,7 +57,8 @@ gpu_image = (
 )
 cpu_image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install("imageio-ffmpeg==0.8.1", "av==17.0.1", "requests==2.34.2", "numpy==2.4.6")
+    .pip_install("imageio-ffmpeg==0.8.1", "av==17.0.1", "requests==2.34.2", "numpy==2.4.6",
+                 "fontpkg==0.2.2", "fontpkg-noto-sans==2.15")  # the render's fonts (captions, text)
     .env(_runtime_env)
     .add_local_python_source("gpu_tasks")
 )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from projects.caption_apis import TimelineCaptionsApi
 from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlUndoApi
 
 # <uuid:...>: a malformed project id matches no route, so it is a 404 like any unknown project.
@@ -9,4 +10,5 @@ urlpatterns = [
     path("projects/<uuid:project_id>/edl", EdlDetailApi.as_view(), name="project-edl"),
     path("projects/<uuid:project_id>/edl/undo", EdlUndoApi.as_view(), name="project-edl-undo"),
     path("projects/<uuid:project_id>/edl/redo", EdlRedoApi.as_view(), name="project-edl-redo"),
+    path("projects/<uuid:project_id>/captions", TimelineCaptionsApi.as_view(), name="project-captions"),
 ]
