@@ -7,9 +7,11 @@ Payload:
                          "clip_offset_ms"?}]}]},
      "media": {media_file_id: {"kind": "video"|"audio"|"image", "path" | "url": ...}},
      "encoder_preset"?: "veryfast", "crf"?: 20, "include_video_audio"?: false, "crossfade_ms"?: 10,
-     "cuts"?: {"duration_before_ms", "spans"}}
-Result: `{"outputs": {"video": ref}, "duration_ms", "width", "height", "frame_rate", "clips",
-          "duration_before_ms", "removed_ms", "cuts"}` (the last three: of the snapshot's cuts).
+     "cuts"?: {"duration_before_ms", "spans"},
+     "captions"?: "none"|"burn"|"sidecar", "captions_ass" | "captions_srt" + "captions_vtt"}
+Result: `{"outputs": {"video": ref, "captions_srt"?, "captions_vtt"?}, "duration_ms", "width", "height",
+"frame_rate", "clips", "duration_before_ms", "removed_ms", "cuts"}` (the last three: of the snapshot's
+cuts); captions: gpu_tasks/engines/captions.py.
 
 Semantics (what an editor's timeline means):
 - The output runs from 0 to the end of the last non-deleted clip on any track.
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_tasks.contract import EngineContext, ProgressFn
+from gpu_tasks.engines import captions as render_captions
 from gpu_tasks.engines import effects as clip_fx
 from gpu_tasks.engines.compression import X264_SPEEDS
 from gpu_tasks.engines.effects import Stretch
@@ -79,6 +82,7 @@ def build_command(
     crf: int = 20,
     include_video_audio: bool = False,
     crossfade_ms: int = DEFAULT_CROSSFADE_MS,
+    subtitles: Path | None = None,
 ) -> list[str]:
     """The ffmpeg arguments (without the binary) that render `timeline` to `output`."""
     w, h, fps = timeline.width, timeline.height, timeline.fps
@@ -155,10 +159,14 @@ def build_command(
         audio_chain(clip, clip.stretch(clip.start_ms, clip.end_ms), f"a{n}")
 
     total = _secs(timeline.total_ms)
+    # Burned-in captions are drawn last, on the finished picture.
+    finish = render_captions.burn_filter(subtitles) if subtitles else "null"
     if len(video_labels) == 1:
-        graph.append(f"[{video_labels[0]}]null[vout]")
+        graph.append(f"[{video_labels[0]}]{finish}[vout]")
     else:
-        graph.append("".join(f"[{lbl}]" for lbl in video_labels) + f"concat=n={len(video_labels)}:v=1:a=0[vout]")
+        graph.append(
+            "".join(f"[{lbl}]" for lbl in video_labels) + f"concat=n={len(video_labels)}:v=1:a=0,{finish}[vout]"
+        )
     if not audio_labels:
         graph.append(f"anullsrc=r=48000:cl=stereo,atrim=end={total}[aout]")
     elif len(audio_labels) == 1:
@@ -194,6 +202,7 @@ def render_timeline(
     crf: int = 20,
     include_video_audio: bool = False,
     crossfade_ms: int = DEFAULT_CROSSFADE_MS,
+    subtitles: Path | None = None,
 ) -> Timeline:
     """Render `edl` with `media` (media_file_id -> (local path, kind)) to `output`."""
     timeline = parse_timeline(edl)
@@ -210,7 +219,7 @@ def render_timeline(
     check_inputs(timeline, inputs)
     args = build_command(
         timeline, inputs, output, encoder_preset=encoder_preset, crf=crf,
-        include_video_audio=include_video_audio, crossfade_ms=crossfade_ms,
+        include_video_audio=include_video_audio, crossfade_ms=crossfade_ms, subtitles=subtitles,
     )  # fmt: skip
     run_ffmpeg(args, total_s=timeline.total_ms / 1000, progress=progress, timeout_s=timeout_s)
     return timeline
@@ -235,6 +244,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         if not isinstance(entry, Mapping):
             raise PermanentGpuError("invalid_input", f"media {media_id} is not in the render's media map")
         local[media_id] = (ctx.input_path(entry, f"media-{len(local)}"), str(entry.get("kind") or "video"))
+    captions = render_captions.prepare(payload, ctx)
     out = ctx.output_path("video", ".mp4")
     render_timeline(
         payload["edl"],
@@ -246,11 +256,12 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         crf=crf,
         include_video_audio=bool(payload.get("include_video_audio")),
         crossfade_ms=crossfade_ms,
+        subtitles=captions.burn,
     )
     ref = ctx.deliver("video", out, "video/mp4")
     fps = timeline.fps
     return {
-        "outputs": {"video": ref},
+        "outputs": {"video": ref, **render_captions.deliver(captions, ctx)},
         "duration_ms": timeline.total_ms,
         "width": timeline.width,
         "height": timeline.height,
