@@ -5,6 +5,7 @@ Whisper tiny.en) is shorter by exactly their span, on both streams, without them
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,22 +64,15 @@ def put_edl(client: Any, project: Project, edl: dict[str, Any]) -> dict[str, Any
     return saved.json()
 
 
-def transcript_segments(job: Job, media: MediaFile, clip: dict[str, Any]) -> list[dict[str, Any]]:
-    """The transcription's segments at timeline times, through the clip that plays the file."""
-
-    def at(t: int) -> int:
-        return clip["start_ms"] + t - clip["in_point_ms"]
-
-    segments = []
-    for n, seg in enumerate(job.output_data["segments"]):
-        words = [{"word": w["word"], "start_ms": at(w["start_ms"]), "end_ms": at(w["end_ms"]),
-                  "confidence": w["confidence"], "deleted": False}
-                 for w in seg["words"] if clip["in_point_ms"] <= w["start_ms"] < clip["out_point_ms"]]  # fmt: skip
-        if words:
-            segments.append({"id": f"s{n}", "media_file_id": str(media.pk), "clip_id": clip["id"],
-                             "speaker": seg.get("speaker"), "start_ms": words[0]["start_ms"],
-                             "end_ms": words[-1]["end_ms"], "text": seg["text"], "words": words})  # fmt: skip
-    return segments
+def edl_with_transcript_of(client: Any, project: Project, media: MediaFile, timeout: float = 30) -> dict[str, Any]:
+    """The EDL once the server has written the file's completed transcription into it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        edl: dict[str, Any] = client.get(f"/api/v1/projects/{project.pk}/edl").json()
+        if any(seg["media_file_id"] == str(media.pk) for seg in edl["transcript"]["segments"]):
+            return edl
+        assert time.monotonic() < deadline, edl["transcript"]
+        time.sleep(0.2)
 
 
 def stream_seconds(path: Path) -> tuple[float, float]:
@@ -102,12 +96,9 @@ def test_deleting_three_words_cuts_their_span_from_picture_and_sound(start_worke
     audio_track["clips"] = [{**placed, "id": "sound"}]
     edl = put_edl(auth_client, project, edl)
 
-    transcribed = run_job(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(media.pk)})
-    edl = auth_client.get(f"/api/v1/projects/{project.pk}/edl").json()
-    if not edl["transcript"]["segments"]:
-        # Written the way a completed transcription writes it: words at timeline times, per clip.
-        edl["transcript"]["segments"] = transcript_segments(transcribed, media, audio_track["clips"][0])
-        edl = put_edl(auth_client, project, edl)
+    run_job(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(media.pk)})
+    edl = edl_with_transcript_of(auth_client, project, media)
+    assert {seg["clip_id"] for seg in edl["transcript"]["segments"]} == {"sound"}  # written once, not per clip
     words = [w for seg in edl["transcript"]["segments"] for w in seg["words"]]
     spoken = [norm(w["word"]) for w in words]
     assert all(w in spoken for w in DELETE), spoken
