@@ -118,6 +118,8 @@ class Segment(EmbeddedDocument):
     words = EmbeddedDocumentListField(Word)
     deleted = BooleanField(default=False)
     edited_text = StringField(max_length=TEXT_MAX_LENGTH, null=True)
+    # The language it was transcribed in (a Whisper code such as "en"), when known.
+    language = StringField(max_length=16, null=True)
 
 
 class Pause(EmbeddedDocument):
