@@ -122,6 +122,17 @@ def test_speed_2x_halves_the_duration_and_keeps_the_pitch(tmp_path: Path, color_
     assert audio_rms(out, 2.5, 2.95) > 0.03, "the sound lasts the whole clip"
 
 
+def test_a_video_clips_own_sound_follows_its_speed(tmp_path: Path, color_video: Path) -> None:
+    fast = [{"type": "speed", "rate": 2}, {"type": "volume", "gain_db": -6}]
+    out = render(
+        tmp_path, {"v": color_video}, video({**clip("v", 0, 2000), "out_point_ms": 4000, "effects": fast}),
+        include_video_audio=True,
+    )  # fmt: skip
+    assert frame_rgb_at(out, 1.5)[1] > 100, "source 3 s: green"
+    assert abs(dominant_hz(out, 0.2, 1.8) - 300) < 10, "its 300 Hz tone, pitch kept"
+    assert audio_rms(out, 1.6, 1.95) > 0.01, "the sound lasts the whole clip"
+
+
 def test_quarter_speed_keeps_the_pitch_with_chained_atempo(tmp_path: Path, tone_wav: Path) -> None:
     slow = [{"type": "speed", "rate": 0.25}]
     out = render(tmp_path, {"a": tone_wav}, audio({**clip("a", 0, 2000), "out_point_ms": 500, "effects": slow}))
