@@ -205,6 +205,7 @@ def _drawtext(text: Text, stretch: Stretch, height: int) -> str:
         "fontfile": str(font_file()),
         "expansion": "none",
         "text": text.text,
+        "text_align": "center",  # the lines of a several-line text, each centred
         "fontsize": str(size),
         "fontcolor": "0x" + text.color[1:],
         "shadowcolor": "black@0.6",

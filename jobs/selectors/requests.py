@@ -3,10 +3,11 @@
 The project (404 `project_not_found`); each `MediaRef` field's file, of that project (404
 `media_not_found` for another project's or user's file), ready (422 `media_not_ready`) and of
 an allowed kind (422 `wrong_media_type`); a `VoiceRef`'s voice (404 `voice_not_found`); for a
-render, the timeline snapshot (422 `empty_timeline`, 422 `media_not_ready` for clips whose
-media is gone or not ready). The result is what `job_submit` needs: the JSON `input_params`
-stored on the job (ids as strings, plus `_quantities`, which a retry prices again with), the
-`quantities` the price is computed from (never sent by the client), and the media to lock.
+render, the timeline snapshot (422 `empty_timeline`, 422 `edl_invalid` for effects the render
+would refuse, 422 `media_not_ready` for clips whose media is gone or not ready). The result is
+what `job_submit` needs: the JSON `input_params` stored on the job (ids as strings, plus
+`_quantities`, which a retry prices again with), the `quantities` the price is computed from
+(never sent by the client), and the media to lock.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from media.models import MediaFile, MediaStatus
 from media.selectors import media_get, voice_get
 from projects.captions import CaptionStyle, render_caption_files
 from projects.edl.cuts import DEFAULT_PADDING_MS, cut_tracks, edited_duration, removed_spans
+from projects.edl.effects import check_tracks_effects
 from projects.edl.selectors import edl_snapshot
 from projects.models import Project
 from projects.selectors import project_get
@@ -84,6 +86,7 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
     # snapshot holds the clips already cut into the pieces that play.
     transcript = edl.pop("transcript", None) or {}
     edl.pop("history", None)
+    check_tracks_effects(edl.get("tracks") or [])
     timeline = edl.setdefault("settings", {})
     if params.get("resolution"):
         width, _, height = params.pop("resolution").partition("x")

@@ -16,7 +16,7 @@ from gpu_tasks.effect_vocabulary import EFFECTS, KNOWN_TYPES, effect_problems, r
 from projects.edl.cuts import clip_speed
 from projects.edl.field_checks import Errors
 
-__all__ = ["EFFECTS", "KNOWN_TYPES", "check_clip_effects", "clip_speed", "expected_duration_ms"]
+__all__ = ["EFFECTS", "KNOWN_TYPES", "check_clip_effects", "check_tracks_effects", "clip_speed", "expected_duration_ms"]
 
 
 def expected_duration_ms(clip: Mapping[str, Any]) -> int:
@@ -53,3 +53,17 @@ def _check_against_clip(effect: Mapping[str, Any], duration: int, path: str, err
         errors.add(f"{path}.duration_ms", f"Must be at most the clip's duration ({duration} ms).")
     elif kind == "text" and effect.get("start_ms", 0) >= duration:
         errors.add(f"{path}.start_ms", f"Must be before the clip's end ({duration} ms).")
+
+
+def check_tracks_effects(tracks: list[dict[str, Any]]) -> None:
+    """EdlInvalid (422) naming every invalid effect of the tracks' clips.
+
+    A timeline saved before the effects were checked may hold effects the render refuses; a render
+    request reads it through this, so such a timeline is refused before anything is charged.
+    """
+    errors = Errors()
+    for i, track in enumerate(tracks):
+        for j, clip in enumerate(track.get("clips") or []):
+            if isinstance(clip, dict) and not clip.get("deleted"):
+                check_clip_effects(clip, f"tracks[{i}].clips[{j}]", errors)
+    errors.raise_if_any()

@@ -51,26 +51,36 @@ def streams(path: Path) -> dict[str, Any]:
         return out
 
 
-def frame_rgb_at(path: Path, seconds: float) -> tuple[float, float, float]:
-    """Mean (R, G, B) of the first frame at or after `seconds`."""
+def frame_at(path: Path, seconds: float) -> np.ndarray:
+    """The first frame at or after `seconds`, as RGB (height x width x 3, float)."""
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         for frame in c.decode(stream):
             if frame.time is not None and frame.time + 1e-6 >= seconds:
-                rgb = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
-                return float(rgb[0]), float(rgb[1]), float(rgb[2])
+                return frame.to_ndarray(format="rgb24").astype(float)
     raise AssertionError(f"no frame at {seconds}s")
 
 
-def audio_rms(path: Path, start_s: float, end_s: float) -> float:
-    """RMS of the (mono-mixed) audio between two times."""
+def frame_rgb_at(path: Path, seconds: float) -> tuple[float, float, float]:
+    """Mean (R, G, B) of the first frame at or after `seconds`."""
+    rgb = frame_at(path, seconds).reshape(-1, 3).mean(axis=0)
+    return float(rgb[0]), float(rgb[1]), float(rgb[2])
+
+
+def audio_pcm(path: Path) -> tuple[np.ndarray, int]:
+    """The audio, mixed to mono, and its sample rate."""
     with av.open(str(path)) as c:
         samples = []
         rate = c.streams.audio[0].codec_context.sample_rate
         for frame in c.decode(audio=0):
             data = frame.to_ndarray()
             samples.append(data.mean(axis=0) if data.ndim == 2 and data.shape[0] <= 8 else data.reshape(-1))
-        pcm = np.concatenate(samples)
+    return np.concatenate(samples), rate
+
+
+def audio_rms(path: Path, start_s: float, end_s: float) -> float:
+    """RMS of the (mono-mixed) audio between two times."""
+    pcm, rate = audio_pcm(path)
     chunk = pcm[int(start_s * rate) : int(end_s * rate)]
     return float(np.sqrt(np.mean(np.square(chunk)))) if len(chunk) else 0.0
 

@@ -12,34 +12,18 @@ import pytest
 
 from gpu_tasks.engines.effects import Stretch, audio_level, audio_tempo, parse_effects
 from gpu_tasks.errors import PermanentGpuError
-from tests.gpu_tasks.helpers import audio_rms, frame_rgb_at, streams
+from tests.gpu_tasks.helpers import audio_pcm, audio_rms, frame_at, frame_rgb_at, streams
 from tests.gpu_tasks.test_render import clip, edl, run
-
-
-def frame(path: Path, seconds: float) -> np.ndarray:
-    """The RGB frame (height x width x 3, float) at or after `seconds`."""
-    with av.open(str(path)) as c:
-        for f in c.decode(c.streams.video[0]):
-            if f.time is not None and f.time + 1e-6 >= seconds:
-                return f.to_ndarray(format="rgb24").astype(float)
-    raise AssertionError(f"no frame at {seconds}s")
 
 
 def last_frame(path: Path) -> np.ndarray:
     with av.open(str(path)) as c:
-        frames = [f for f in c.decode(c.streams.video[0])]
-        return frames[-1].to_ndarray(format="rgb24").astype(float)
-
-
-def mono(path: Path) -> tuple[np.ndarray, int]:
-    with av.open(str(path)) as c:
-        rate = c.streams.audio[0].codec_context.sample_rate
-        pcm = np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)])
-    return pcm, rate
+        *_, final = c.decode(c.streams.video[0])
+        return final.to_ndarray(format="rgb24").astype(float)
 
 
 def dominant_hz(path: Path, start_s: float, end_s: float) -> float:
-    pcm, rate = mono(path)
+    pcm, rate = audio_pcm(path)
     chunk = pcm[int(start_s * rate) : int(end_s * rate)]
     spectrum = np.abs(np.fft.rfft(chunk * np.hanning(len(chunk))))
     return float(np.fft.rfftfreq(len(chunk), 1 / rate)[int(np.argmax(spectrum))])
@@ -138,6 +122,17 @@ def test_speed_2x_halves_the_duration_and_keeps_the_pitch(tmp_path: Path, color_
     assert audio_rms(out, 2.5, 2.95) > 0.03, "the sound lasts the whole clip"
 
 
+def test_a_video_clips_own_sound_follows_its_speed(tmp_path: Path, color_video: Path) -> None:
+    fast = [{"type": "speed", "rate": 2}, {"type": "volume", "gain_db": -6}]
+    out = render(
+        tmp_path, {"v": color_video}, video({**clip("v", 0, 2000), "out_point_ms": 4000, "effects": fast}),
+        include_video_audio=True,
+    )  # fmt: skip
+    assert frame_rgb_at(out, 1.5)[1] > 100, "source 3 s: green"
+    assert abs(dominant_hz(out, 0.2, 1.8) - 300) < 10, "its 300 Hz tone, pitch kept"
+    assert audio_rms(out, 1.6, 1.95) > 0.01, "the sound lasts the whole clip"
+
+
 def test_quarter_speed_keeps_the_pitch_with_chained_atempo(tmp_path: Path, tone_wav: Path) -> None:
     slow = [{"type": "speed", "rate": 0.25}]
     out = render(tmp_path, {"a": tone_wav}, audio({**clip("a", 0, 2000), "out_point_ms": 500, "effects": slow}))
@@ -151,9 +146,9 @@ def test_crop_shows_only_the_chosen_part_of_the_frame(tmp_path: Path, quadrants_
     plain = render(tmp_path / "plain", {"q": quadrants_png}, video(clip("q", 0, 500)))
     crop = [{"type": "crop", "x": 0.5, "y": 0, "width": 0.5, "height": 0.5}]  # the green top-right quadrant
     out = render(tmp_path / "crop", {"q": quadrants_png}, video(clip("q", 0, 500, effects=crop)))
-    r, g, _ = frame(plain, 0.2)[10, 10]
+    r, g, _ = frame_at(plain, 0.2)[10, 10]
     assert r > 200 and g < 60, "without the crop, the top-left corner is red"
-    picture = frame(out, 0.2)
+    picture = frame_at(out, 0.2)
     assert (picture[..., 1] > 200).all() and (picture[..., 0] < 60).all() and (picture[..., 2] < 60).all(), (
         "cropped to the green quadrant, scaled up to fill the frame"
     )
@@ -163,7 +158,7 @@ def test_crop_shows_only_the_chosen_part_of_the_frame(tmp_path: Path, quadrants_
 def test_fit_modes(tmp_path: Path, still_png: Path, mode: str, bars: bool) -> None:
     # A square white still in a 16:9 frame: contain keeps black bars at the sides, the others fill.
     out = render(tmp_path, {"s": still_png}, video(clip("s", 0, 500, effects=[{"type": "fit", "mode": mode}])))
-    picture = frame(out, 0.2)
+    picture = frame_at(out, 0.2)
     edge, middle = picture[:, :20].mean(), picture[:, 150:170].mean()
     assert middle > 230
     assert (edge < 10) if bars else (edge > 230), (mode, edge)
@@ -178,7 +173,7 @@ def test_text_times_count_from_the_clips_own_start_in_a_cut_piece(tmp_path: Path
         tmp_path / "text", {"v": color_video},
         video(clip("v", 0, 1000, 4000, effects=[text], first=False, clip_offset_ms=1000)),
     )  # fmt: skip
-    changed = [float(np.abs(frame(out, t) - frame(plain, t)).mean()) > 1 for t in (0.1, 0.4, 0.8)]
+    changed = [float(np.abs(frame_at(out, t) - frame_at(plain, t)).mean()) > 1 for t in (0.1, 0.4, 0.8)]
     assert changed == [False, True, False]
 
 
@@ -189,7 +184,7 @@ def test_text_overlay_draws_in_its_place_and_time(tmp_path: Path, color_video: P
     out = render(tmp_path / "text", {"v": color_video}, video(clip("v", 0, 1500, 4000, effects=[text])))
 
     def diff(t: float, rows: slice) -> float:
-        return float(np.abs(frame(out, t)[rows] - frame(plain, t)[rows]).mean())
+        return float(np.abs(frame_at(out, t)[rows] - frame_at(plain, t)[rows]).mean())
 
     bottom, top = slice(120, 180), slice(0, 60)
     assert diff(0.2, bottom) < 2, "not yet shown"
@@ -198,8 +193,8 @@ def test_text_overlay_draws_in_its_place_and_time(tmp_path: Path, color_video: P
     assert diff(1.2, bottom) < 2, "gone after its duration"
     title = {"type": "text", "text": "TITLE", "position": "top", "font_size": 36}
     top_text = render(tmp_path / "top", {"v": color_video}, video(clip("v", 0, 1500, 4000, effects=[title])))
-    assert np.abs(frame(top_text, 0.2)[top] - frame(plain, 0.2)[top]).mean() > 3, "a title at the top, from 0"
-    assert np.abs(frame(top_text, 0.2)[bottom] - frame(plain, 0.2)[bottom]).mean() < 2
+    assert np.abs(frame_at(top_text, 0.2)[top] - frame_at(plain, 0.2)[top]).mean() > 3, "a title at the top, from 0"
+    assert np.abs(frame_at(top_text, 0.2)[bottom] - frame_at(plain, 0.2)[bottom]).mean() < 2
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from credits.services.subscriptions import subscription_create
 from jobs.models import Job, JobEvent, JobStatus
+from projects.edl import store
 from tests.factories import ProjectFactory, VoiceCloneFactory
 from tests.jobs.support import (
     LOCAL_TYPES,
@@ -222,6 +223,20 @@ def test_render_refuses_a_clip_whose_media_is_not_ready_any_more(auth_client, fu
     assert response.status_code == 422 and error_code(response) == "media_not_ready"
     assert response.json()["error"]["details"]["clips"][0]["status"] == "processing"
     assert ledger_state(funded) == before
+
+
+def test_render_refuses_effects_saved_before_they_were_checked(auth_client, funded, project, media):
+    put_timeline(project, media["video"])
+    key = {"project_id": str(project.pk)}
+    doc = store.edl_collection().find_one(key)
+    assert doc is not None
+    doc["tracks"][0]["clips"][0]["effects"] = [{"type": "blur", "radius": 3}]  # free-form, as once allowed
+    store.edl_collection().replace_one(key, doc)
+    before = ledger_state(funded)
+    response = submit(auth_client, "render", {"project_id": str(project.pk)})
+    assert response.status_code == 422 and error_code(response) == "edl_invalid"
+    assert [e["path"] for e in response.json()["error"]["details"]["errors"]] == ["tracks[0].clips[0].effects[0].type"]
+    assert ledger_state(funded) == before and not Job.objects.filter(project=project).exists()
 
 
 @pytest.mark.parametrize("resolution", ["abc", "1920x", "1921x1080", "8000x1000", "10x10"])

@@ -90,8 +90,9 @@ def test_render_of_a_three_clip_timeline(start_worker, auth_client, project, sam
     edl = auth_client.get(f"/api/v1/projects/{project.pk}/edl").json()
     video_track, audio_track = edl["tracks"]
     video_track["clips"] = [
-        {"id": "c1", "media_file_id": str(v1.pk), "start_ms": 0, "duration_ms": 1500, "in_point_ms": 0,
-         "out_point_ms": 1500, "effects": [], "deleted": False},
+        {"id": "c1", "media_file_id": str(v1.pk), "start_ms": 0, "duration_ms": 1000, "in_point_ms": 0,
+         "out_point_ms": 2000, "deleted": False,
+         "effects": [{"type": "speed", "rate": 2}, {"type": "fade_in", "duration_ms": 500}]},
         {"id": "c2", "media_file_id": str(v2.pk), "start_ms": 2000, "duration_ms": 1000, "in_point_ms": 500,
          "out_point_ms": 1500, "effects": [], "deleted": False},
     ]
@@ -110,6 +111,8 @@ def test_render_of_a_three_clip_timeline(start_worker, auth_client, project, sam
         assert {s.type for s in container.streams} == {"video", "audio"}
         assert (container.streams.video[0].codec_context.width, container.streams.video[0].codec_context.height) == (
             640, 360)
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+        assert first.mean() < 20, "the first clip's effects reach the render: it fades in from black"
 
 
 def test_a_permanent_failure_is_refunded_exactly_once(start_worker, auth_client, funded, project, samples):
