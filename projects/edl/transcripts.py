@@ -30,22 +30,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from projects.edl.cuts import clip_speed
 from projects.edl.services import edl_edit
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
 
 Span = tuple[int, int]
-
-
-def clip_speed(clip: dict[str, Any]) -> float:
-    """The rate of the clip's `speed` effect; 1 without one."""
-    for effect in clip.get("effects") or []:
-        if isinstance(effect, dict) and effect.get("type") == "speed":
-            rate = effect.get("rate")
-            if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
-                return float(rate)
-    return 1.0
 
 
 def segment_id(media_file_id: str, clip_id: str, index: int) -> str:
