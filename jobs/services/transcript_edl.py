@@ -106,8 +106,9 @@ def job_transcript_to_edl(*, job_id: uuid.UUID | str) -> dict[str, Any] | None:
     except Exception as exc:  # noqa: BLE001 - recorded and logged rather than retried: it cannot recover
         job_transcript_to_edl_failed(job_id=job.pk, exc=exc)
         return _failure(exc)
-    if outcome is not None:
-        _record(job.pk, outcome)
+    if outcome is None:  # its project was deleted meanwhile
+        outcome = {"status": "failed", "code": "project_not_found", "message": "The project was deleted."}
+    _record(job.pk, outcome)
     return outcome
 
 

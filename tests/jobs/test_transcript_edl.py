@@ -158,6 +158,18 @@ def test_a_store_out_of_reach_for_good_is_recorded_after_the_last_try(funded, pr
                                       "message": "The timeline store is unavailable."}
 
 
+@pytest.mark.django_db
+def test_a_retry_for_a_project_deleted_meanwhile_records_why_and_a_written_one_is_left_alone(
+        funded, project, audio):
+    on_the_timeline(project, audio)
+    job = store(transcribing(funded, project, audio))
+    assert transcript_edl.job_transcript_to_edl(job_id=job.pk) is None, "written already: nothing to retry"
+    Job.objects.filter(pk=job.pk).update(project=None, output_data={**job.output_data, "edl": {"status": "pending"}})
+    assert transcript_edl.job_transcript_to_edl(job_id=job.pk) == {
+        "status": "failed", "code": "project_not_found", "message": "The project was deleted."}
+    assert Job.objects.get(pk=job.pk).output_data["edl"]["code"] == "project_not_found"
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_spoken_words_transcribed_by_the_local_engine_appear_in_the_timeline(
