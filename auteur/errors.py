@@ -57,6 +57,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "job_not_found": status.HTTP_404_NOT_FOUND,
     "unknown_job_type": status.HTTP_404_NOT_FOUND,
     "webhook_not_found": status.HTTP_404_NOT_FOUND,
+    "captions_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,
     "nothing_to_undo": status.HTTP_409_CONFLICT,
@@ -87,6 +88,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "wrong_media_type": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_duration_unknown": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "empty_timeline": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "no_captions": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "idempotency_key_reused": status.HTTP_422_UNPROCESSABLE_ENTITY,
     # 428: a write must say which version it was made from
     "version_required": status.HTTP_428_PRECONDITION_REQUIRED,

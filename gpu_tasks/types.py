@@ -17,7 +17,7 @@ compression run on CPU (a Celery CPU queue) whatever the backend.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -54,10 +54,11 @@ class OutputKind(StrEnum):
     IMAGE = "image"
     TRANSCRIPT = "transcript"  # words, speakers and timings in the result (kept as captions)
     ANSWER = "answer"  # text in the result
+    CAPTIONS = "captions"  # a subtitle file (SRT, WebVTT)
 
     @property
     def is_media(self) -> bool:
-        return self in (OutputKind.VIDEO, OutputKind.AUDIO, OutputKind.IMAGE)
+        return self in (OutputKind.VIDEO, OutputKind.AUDIO, OutputKind.IMAGE, OutputKind.CAPTIONS)
 
 
 # Per GPU class, the most containers Modal may run at once.
@@ -86,6 +87,12 @@ class JobTypeSpec:
     modal_engine: str | None  # "module:function" run inside Modal, None if not implemented
     local_model: str | None = None  # what the local engine runs, when not the production model
     weights: Weights | None = None  # what the local backend needs on disk to run it (None: in a package)
+    # Outputs of another kind than `output`, by name (a render's caption files beside its video).
+    side_outputs: Mapping[str, OutputKind] = field(default_factory=lambda: MappingProxyType({}))
+
+    def output_kind(self, name: str) -> OutputKind:
+        """The kind of the output called `name`."""
+        return self.side_outputs.get(name, self.output)
 
     @property
     def local(self) -> bool:
@@ -122,6 +129,7 @@ def _spec(
     local_model: str | None = None,
     weights: Weights | None = None,
     max_concurrency: int | None = None,
+    side_outputs: Mapping[str, OutputKind] | None = None,
 ) -> JobTypeSpec:
     return JobTypeSpec(
         job_type=job_type,
@@ -134,6 +142,7 @@ def _spec(
         modal_engine=modal and f"{_E}.{modal}",
         local_model=local_model,
         weights=weights,
+        side_outputs=MappingProxyType(dict(side_outputs or {})),
     )
 
 
@@ -169,7 +178,8 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         _spec(_T.IMAGE_GENERATION, _G.L40S, 300, _O.IMAGE, "FLUX.1-schnell",
               local="image_generation:run", modal="image_generation:run",
               weights=Weights("flux.1-schnell", "model_index.json")),
-        _spec(_T.RENDER, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)", local="render:run", modal="render:run"),
+        _spec(_T.RENDER, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)", local="render:run", modal="render:run",
+              side_outputs={"captions_srt": _O.CAPTIONS, "captions_vtt": _O.CAPTIONS}),
         _spec(_T.COMPRESSION, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)",
               local="compression:run", modal="compression:run"),
     )

@@ -233,7 +233,7 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
         raises("media_not_found", "voice_not_found", "media_not_ready", "wrong_media_type",
                "media_duration_unknown")(Api)
     if spec.timeline:
-        raises("empty_timeline", "media_not_ready", "edl_unavailable")(Api)
+        raises("empty_timeline", "media_not_ready", "edl_unavailable", "no_captions")(Api)
     Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "SubmitApi"
     return Api
 

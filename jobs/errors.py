@@ -42,6 +42,10 @@ class EmptyTimeline(ApplicationError):
     code = "empty_timeline"
 
 
+class NoCaptions(ApplicationError):
+    code = "no_captions"
+
+
 class JobNotCancelable(ApplicationError):
     code = "job_not_cancelable"
 

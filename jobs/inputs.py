@@ -18,6 +18,7 @@ from rest_framework import serializers
 
 from auteur.api import StrictSerializer
 from media.models import MediaType
+from projects.captions import POSITIONS
 from webhooks.models import ALL_EVENT_TYPES, WebhookEventType
 from webhooks.ssrf import MAX_URL_LENGTH, target_check
 
@@ -233,6 +234,18 @@ class CompressionInput(JobInput):
     preset = serializers.ChoiceField(choices=["1080p", "720p", "480p"], default="720p")
 
 
+class CaptionStyleInput(StrictSerializer):
+    """How burned-in captions look (font: Roboto)."""
+
+    font_size = serializers.IntegerField(min_value=8, max_value=200, required=False,
+                                         help_text="Pixels of the output frame; default: 5% of its height.")
+    position = serializers.ChoiceField(choices=POSITIONS, default="bottom")
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", default="#ffffff", help_text="Text colour, #rrggbb.")
+
+    class Meta:
+        ref_name = "CaptionStyle"
+
+
 class RenderInput(JobInput):
     """Render the project's current timeline to an MP4.
 
@@ -241,6 +254,10 @@ class RenderInput(JobInput):
     Words, segments and pauses deleted in the transcript are cut from every track, keeping
     `cut_padding_ms` of silence beside the kept words, with an audio crossfade of
     `crossfade_ms` at each cut; the price is that of the timeline after the cuts.
+    `captions` adds the transcript's captions as the edited timeline plays them (deleted words
+    gone, `edited_text` shown): `burn` draws them into the picture (`caption_style`), `sidecar`
+    delivers SRT and WebVTT files beside the video, as media of type `captions`. 422
+    `no_captions` when the transcript has nothing to caption.
     """
 
     resolution = serializers.CharField(required=False, max_length=11, validators=[_resolution],
@@ -254,3 +271,5 @@ class RenderInput(JobInput):
     crossfade_ms = serializers.IntegerField(
         min_value=0, max_value=200, default=10,
         help_text="Length of the audio crossfade centred on each cut (ms); 0 joins the sound hard.")
+    captions = serializers.ChoiceField(choices=["none", "burn", "sidecar"], default="none")
+    caption_style = CaptionStyleInput(required=False, help_text="With `captions: burn`.")

@@ -10,6 +10,7 @@ class MediaType(models.TextChoices):
     VIDEO = "video"
     AUDIO = "audio"
     IMAGE = "image"
+    CAPTIONS = "captions"  # a subtitle file (SRT, WebVTT) a render delivered beside its video
 
 
 class MediaStatus(models.TextChoices):

@@ -110,6 +110,18 @@ def probe_file(path: Path, declared_type: str, *, max_pixels: int = DEFAULT_MAX_
     return ProbeResult(ok=True, duration_ms=duration_ms, metadata=metadata)
 
 
+def probe_captions(path: Path) -> ProbeResult:
+    """A subtitle file (SRT, WebVTT, UTF-8): it parses, and lasts until its last cue ends."""
+    import pysubs2
+
+    try:
+        subs = pysubs2.load(str(path), encoding="utf-8")
+    except (pysubs2.Pysubs2Error, UnicodeDecodeError, ValueError, OSError):
+        return ProbeResult(ok=False, rejection_reason=NOT_DECODABLE)
+    end_ms = max((event.end for event in subs), default=0)
+    return ProbeResult(ok=True, duration_ms=end_ms or None, metadata={"format": subs.format, "cues": len(subs)})
+
+
 def _scan(container: Any, main: Any, streams: list[Any]) -> tuple[bool, float | None]:
     """One pass over the packets of `streams`: whether `main` decodes to a frame (only its first
     packets are decoded), and the span from the earliest packet to the latest packet's end, in

@@ -32,3 +32,7 @@ class NothingToRedo(ApplicationError):
 
 class EdlUnavailable(ApplicationError):
     code = "edl_unavailable"
+
+
+class CaptionsNotFound(ApplicationError):
+    code = "captions_not_found"

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from projects.caption_apis import MediaCaptionsApi
 from projects.media_apis import (
     ProjectMediaConfirmApi,
     ProjectMediaDetailApi,
@@ -27,6 +28,11 @@ urlpatterns = [
         "projects/<uuid:project_id>/media/<uuid:media_id>/confirm",
         ProjectMediaConfirmApi.as_view(),
         name="project-media-confirm",
+    ),
+    path(
+        "projects/<uuid:project_id>/media/<uuid:media_id>/captions",
+        MediaCaptionsApi.as_view(),
+        name="project-media-captions",
     ),
     path("voices", VoiceListCreateApi.as_view(), name="voices"),
     path("voices/<uuid:voice_id>", VoiceDetailApi.as_view(), name="voice-detail"),

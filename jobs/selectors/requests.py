@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from auteur.users.models import User
-from jobs.errors import EmptyTimeline, MediaNotReady, WrongMediaType
+from jobs.errors import EmptyTimeline, MediaNotReady, NoCaptions, WrongMediaType
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
 from media.selectors import media_get, voice_get
+from projects.captions import CaptionStyle, render_caption_files
 from projects.edl.cuts import DEFAULT_PADDING_MS, cut_tracks, removed_spans
 from projects.edl.selectors import edl_snapshot
 from projects.models import Project
@@ -114,6 +115,7 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
             "Some clips of the timeline use media that is not ready or no longer exists.",
             details={"clips": problems[:50]},
         )
+    params.update(_captions(edl, transcript, params))
     return edl, sorted(found.values(), key=lambda m: m.pk)
 
 
@@ -140,3 +142,14 @@ def _end(tracks: list[dict[str, Any]]) -> int:
         (c["start_ms"] + c["duration_ms"] for t in tracks for c in t.get("clips") or [] if not c.get("deleted")),
         default=0,
     )
+
+
+def _captions(edl: dict[str, Any], transcript: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    """The caption files the render carries (at output times), for its `captions` mode."""
+    style = params.pop("caption_style", None)
+    files = render_caption_files(edl, transcript, params.get("captions", "none"),
+                                 style=CaptionStyle(**style) if style else None,
+                                 padding_ms=params["cuts"]["padding_ms"])  # the cuts the render makes
+    if params.get("captions", "none") != "none" and not files:
+        raise NoCaptions("The timeline's transcript has no words to caption.")
+    return files

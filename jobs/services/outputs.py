@@ -81,12 +81,13 @@ def _queue_transcript_to_edl(job_id: uuid.UUID) -> None:
 
 def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
     """Each output file as a media file of the job's project (idempotent per job and name)."""
-    output = job_spec(job.type).output
-    media_type = output.value if output.is_media else OutputKind.VIDEO.value
+    engine = job_spec(job.type).engine
     stored: list[str] = []
     for name, ref in outputs.items():
         if job.project_id is None:
             break  # the project was deleted meanwhile; its job is being canceled
+        kind = engine.output_kind(name)
+        media_type = kind.value if kind.is_media else OutputKind.VIDEO.value
         with tempfile.TemporaryDirectory(prefix="auteur-out-") as tmp:
             filename = ref.get("filename") or f"{name}.bin"
             local = gpu_client.save_output(ref, Path(tmp) / filename)

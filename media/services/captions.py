@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from typing import Any
 
 from django.utils import timezone
 
@@ -25,3 +26,15 @@ def media_attach_caption(*, media_id: uuid.UUID | str, transcript: dict[str, obj
     get_storage().save(key, io.BytesIO(body), "application/json")
     MediaFile.objects.filter(pk=media.pk).exclude(caption_key=key).update(caption_key=key, updated_at=timezone.now())
     return key
+
+
+def media_caption_read(*, media: MediaFile) -> dict[str, Any] | None:
+    """The file's caption JSON (its latest completed transcription), or None when it has none."""
+    if not media.caption_key:
+        return None
+    try:
+        with get_storage().open(media.caption_key) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    return data if isinstance(data, dict) else None

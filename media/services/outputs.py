@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from auteur.errors import ApplicationError
 from media.models import MediaFile, MediaStatus, MediaType
 from media.probe_sandbox import probe_isolated
+from media.probing import probe_captions
 from media.services.deletion import media_delete_objects, schedule_object_deletion
 from media.services.keys import MAX_FILENAME_LENGTH, media_key, normalize_content_type, object_keys
 from media.services.probing import probe_limits, save_thumbnail, stored_duration_ms
@@ -49,7 +50,8 @@ def media_create_output(
     if existing is not None:
         return existing
     path = Path(local_path)
-    result = probe_isolated(path, type, limits=probe_limits())
+    # A subtitle file is text the job wrote: parsed here, not demuxed by FFmpeg.
+    result = probe_captions(path) if type == MediaType.CAPTIONS else probe_isolated(path, type, limits=probe_limits())
     if not result.ok:
         raise ApplicationError(
             f"The job produced an unusable file: {result.rejection_reason}.",

@@ -23,6 +23,7 @@ from auteur.errors import ApplicationError
 from auteur.schema import raises
 from auteur.users.models import User
 from projects.edl.documents import edl_limits
+from projects.edl.effects import EFFECTS
 from projects.edl.fillers import DEFAULT_MIN_PAUSE_MS, FILLERS, edl_remove_fillers, language_code
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.selectors import edl_get
@@ -47,15 +48,47 @@ class EdlSettingsSerializer(serializers.Serializer):
     )
 
 
+def _effect_param_field(name: str) -> serializers.Field:
+    """One parameter of the effect vocabulary, as the schema shows it (every type that takes it)."""
+    users = [(spec.name, spec.params[name]) for spec in EFFECTS.values() if name in spec.params]
+    param = users[0][1]
+    help_text = "Of " + ", ".join(kind for kind, _ in users) + "."
+    if param.kind == "int":
+        return serializers.IntegerField(required=False, help_text=help_text)
+    if param.kind == "number":
+        return serializers.FloatField(required=False, help_text=help_text)
+    if param.kind == "choice":
+        choices = sorted({c for _, p in users for c in p.choices})
+        return serializers.ChoiceField(choices=choices, required=False, help_text=help_text)
+    return serializers.CharField(required=False, help_text=help_text)
+
+
+# Built from the vocabulary, so that a new effect needs no change here; the README lists each
+# type's parameters and bounds.
+EdlEffectSerializer = type(
+    "EdlEffectSerializer",
+    (serializers.Serializer,),
+    {
+        "type": serializers.ChoiceField(choices=sorted(EFFECTS)),
+        **{name: _effect_param_field(name) for name in sorted({n for e in EFFECTS.values() for n in e.params})},
+    },
+)
+
+
 class EdlClipSerializer(serializers.Serializer):
     id = serializers.CharField(max_length=64)
     media_file_id = serializers.UUIDField(help_text="A ready media file of this project.")
     track_id = serializers.CharField(max_length=64, required=False, help_text="Its track's id (filled if omitted).")
     start_ms = serializers.IntegerField(min_value=0, help_text="Position on the timeline.")
-    duration_ms = serializers.IntegerField(min_value=0, help_text="Equals out_point_ms - in_point_ms.")
+    duration_ms = serializers.IntegerField(
+        min_value=0, help_text="Equals out_point_ms - in_point_ms, or round((out - in) / rate) with a speed effect."
+    )
     in_point_ms = serializers.IntegerField(min_value=0, help_text="Source start trim.")
     out_point_ms = serializers.IntegerField(min_value=0, help_text="Source end trim, > in_point_ms.")
-    effects = serializers.ListField(child=serializers.DictField(), required=False, max_length=32)
+    effects = serializers.ListField(
+        child=EdlEffectSerializer(), required=False, max_length=32,
+        help_text="Applied in the render; at most one speed, crop and fit each. Unknown types or keys: 422.",
+    )
     deleted = serializers.BooleanField(required=False, default=False)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from projects.caption_apis import TimelineCaptionsApi
 from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlRemoveFillersApi, EdlUndoApi
 
 # <uuid:...>: a malformed project id matches no route, so it is a 404 like any unknown project.
@@ -13,4 +14,5 @@ urlpatterns = [
         "projects/<uuid:project_id>/edl/transcript/remove-fillers", EdlRemoveFillersApi.as_view(),
         name="project-edl-remove-fillers",
     ),
+    path("projects/<uuid:project_id>/captions", TimelineCaptionsApi.as_view(), name="project-captions"),
 ]

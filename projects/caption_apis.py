@@ -1,0 +1,121 @@
+"""Caption files to download: a media file's (its latest transcription) and the edited timeline's.
+
+`?format=` names the file's format here (srt, vtt or json), not a renderer: DRF's own use of the
+parameter is switched off for these views, whose errors still answer as JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+
+from auteur.api import ApiView, request_user
+from auteur.schema import raises
+from media.selectors import media_get
+from media.services.captions import media_caption_read
+from projects.captions import FORMATS, media_caption_file, timeline_caption_file
+from projects.edl.selectors import edl_get
+from projects.errors import CaptionsNotFound
+from projects.selectors import project_get
+
+
+class _FormatIsNotARenderer(DefaultContentNegotiation):
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, str(renderer.media_type)
+
+
+class CaptionWordSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    start = serializers.FloatField(help_text="Seconds.")
+    end = serializers.FloatField(help_text="Seconds.")
+    speaker = serializers.CharField(required=False, allow_null=True, help_text="With `speakers=true`.")
+
+
+class CaptionJsonSerializer(serializers.Serializer):
+    duration = serializers.FloatField(help_text="Seconds.")
+    language = serializers.CharField()
+    words = CaptionWordSerializer(many=True)
+
+    class Meta:
+        ref_name = "Captions"
+
+
+class CaptionQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=list(FORMATS), default="srt")
+    speakers = serializers.BooleanField(default=False, help_text="Label each change of speaker (`Name: `).")
+
+
+_CAPTION_RESPONSES: dict[Any, Any] = {
+    (200, FORMATS["srt"][0]): OpenApiResponse(OpenApiTypes.STR, description="SubRip"),
+    (200, FORMATS["vtt"][0]): OpenApiResponse(OpenApiTypes.STR, description="WebVTT"),
+    (200, FORMATS["json"][0]): CaptionJsonSerializer,
+}
+
+
+class _CaptionFileApi(ApiView):
+    content_negotiation_class = _FormatIsNotARenderer
+
+    def query(self, request: Request) -> tuple[str, bool]:
+        query = CaptionQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return query.validated_data["format"], query.validated_data["speakers"]
+
+    @staticmethod
+    def file_response(body: str, fmt: str, stem: str) -> HttpResponse:
+        content_type, ext = FORMATS[fmt]
+        response = HttpResponse(body.encode(), content_type=f"{content_type}; charset=utf-8")
+        response["Content-Disposition"] = content_disposition_header(True, f"{stem or 'captions'}.{ext}") or ""
+        return response
+
+
+@raises("captions_not_found")
+class MediaCaptionsApi(_CaptionFileApi):
+    """The captions of a media file, from its latest completed transcription, at the file's own
+    times: SRT or WebVTT (lines of at most 42 characters, at most 2 lines a cue) or JSON
+    (`{duration, language, words: [{text, start, end}]}`, in seconds). 404 `captions_not_found`
+    when the file has never been transcribed."""
+
+    @extend_schema(parameters=[CaptionQuerySerializer], responses=_CAPTION_RESPONSES,
+                   summary="Download a media file's captions", tags=["media"])
+    def get(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> HttpResponse:
+        user = request_user(request)
+        project = project_get(user=user, project_id=project_id)
+        media = media_get(user=user, project_id=project.pk, media_id=media_id)
+        fmt, speakers = self.query(request)
+        caption = media_caption_read(media=media)
+        if caption is None:
+            raise CaptionsNotFound("This file has no transcription yet.")
+        return self.file_response(media_caption_file(caption, fmt, speakers=speakers), fmt, Path(media.name).stem)
+
+
+@raises("captions_not_found", "edl_unavailable")
+class TimelineCaptionsApi(_CaptionFileApi):
+    """The captions of the edited timeline, from the EDL's transcript, at the times they play in
+    the render: deleted words and segments are gone (and the time they took), and a segment's
+    `edited_text` is what its captions say. Formats as for a media file's captions. 404
+    `captions_not_found` when the transcript is empty."""
+
+    @extend_schema(parameters=[CaptionQuerySerializer], responses=_CAPTION_RESPONSES,
+                   summary="Download the edited timeline's captions")
+    def get(self, request: Request, project_id: uuid.UUID) -> HttpResponse:
+        project = project_get(user=request_user(request), project_id=project_id)
+        fmt, speakers = self.query(request)
+        edl = edl_get(project=project)
+        if not (edl.get("transcript") or {}).get("segments"):
+            raise CaptionsNotFound("The timeline has no transcript.")
+        return self.file_response(timeline_caption_file(edl, fmt, speakers=speakers), fmt, slugify(project.name))

@@ -1,0 +1,331 @@
+"""Captions: cues from a transcript, and the files they are written as (SRT, WebVTT, ASS, JSON).
+
+Two sources. A media file's own transcription (its stored caption JSON: source times, every word).
+And the project's EDL transcript, at TIMELINE times, which captions the edited timeline: deleted
+segments and words are dropped, times are mapped through the cuts to where they play after them,
+and a segment's `edited_text`, when set, is what its captions say (its words keep the audio):
+the edited text's words are spread over the span the segment's kept words cover.
+
+Cue rules: a line holds at most 42 characters and a cue at most 2 lines, balanced; a cue never
+spans two segments (so never two speakers), a pause over 1 s, or more than 7 s, and ends at the
+end of a sentence. With speaker labels, a cue whose speaker differs from the previous cue's begins
+with "<speaker>: ", counted in its first line. Formats are written (and parsed by the tests) with
+pysubs2.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pysubs2
+
+from projects.edl.cuts import DEFAULT_PADDING_MS, Span, edited_duration, edited_time, removed_spans
+
+MAX_LINE_CHARS = 42
+MAX_LINES = 2
+MAX_CUE_MS = 7000
+MAX_GAP_MS = 1000
+MAX_LABEL_CHARS = 24
+SENTENCE_END = (".", "?", "!", "…")
+
+# format -> (Content-Type, file extension)
+FORMATS: Mapping[str, tuple[str, str]] = {
+    "srt": ("application/x-subrip", "srt"),
+    "vtt": ("text/vtt", "vtt"),
+    "json": ("application/json", "json"),
+}
+POSITIONS = ("bottom", "center", "top")
+_ALIGNMENT = {
+    "bottom": pysubs2.Alignment.BOTTOM_CENTER,
+    "center": pysubs2.Alignment.MIDDLE_CENTER,
+    "top": pysubs2.Alignment.TOP_CENTER,
+}
+# The font burned-in captions are drawn with: the family the render engine's fonts folder holds.
+CAPTION_FONT = "Roboto"
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word as the captions show it, at the times they show it (ms)."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_ms: int
+    end_ms: int
+    lines: tuple[str, ...]
+    speaker: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True)
+class CaptionStyle:
+    """How burned-in captions look: size in pixels of the output frame, position, text colour."""
+
+    font_size: int | None = None  # default: 5% of the frame's height
+    position: str = "bottom"
+    color: str = "#ffffff"
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def _clean(text: str) -> str:
+    # Braces and backslashes are markup in the ASS text pysubs2 keeps events in.
+    return " ".join(text.replace("{", "(").replace("}", ")").replace("\\", "/").split())
+
+
+def media_words(caption_json: Mapping[str, Any]) -> list[list[Word]]:
+    """A transcription's words (source times), one list per segment."""
+    transcript = caption_json.get("transcript", caption_json)
+    groups = []
+    for seg in transcript.get("segments") or []:
+        words = [
+            Word(_clean(w.get("word") or ""), int(w["start_ms"]), int(w["end_ms"]), seg.get("speaker"))
+            for w in seg.get("words") or []
+        ]
+        groups.append([w for w in words if w.text])
+    return [g for g in groups if g]
+
+
+def timeline_words(transcript: Mapping[str, Any], *, padding_ms: int = DEFAULT_PADDING_MS) -> list[list[Word]]:
+    """The EDL transcript's words as the edited timeline plays them (output times after the
+    cuts), with `edited_text` in place of a segment's words; one list per segment, in time order."""
+    spans = removed_spans(transcript, padding_ms=padding_ms)
+    groups = []
+    segments = sorted(transcript.get("segments") or [], key=lambda s: (s.get("start_ms", 0), s.get("end_ms", 0)))
+    for seg in segments:
+        if seg.get("deleted"):
+            continue
+        words = [w for w in _mapped(seg, spans) if w.text]
+        if words:
+            groups.append(words)
+    return groups
+
+
+def _output_time(t: int, spans: Sequence[Span]) -> tuple[int, bool]:
+    """Where `t` plays after the cuts, and whether it survives them (inside a cut: the cut's point)."""
+    edited = edited_time(t, spans)
+    if edited is not None:
+        return edited, True
+    k = bisect.bisect_right(spans, (t, math.inf)) - 1
+    cut_point = edited_time(spans[k][1], spans)
+    assert cut_point is not None  # merged spans never touch: a span's end is kept
+    return cut_point, False
+
+
+def _mapped(seg: Mapping[str, Any], spans: Sequence[Span]) -> list[Word]:
+    speaker = seg.get("speaker")
+    all_words = seg.get("words") or []
+    kept = [w for w in all_words if not w.get("deleted")]
+    if all_words and not kept:
+        return []  # every word was cut: nothing of it plays
+    mapped: list[Word] = []
+    # A segment without words is timed by its own span.
+    for w in kept or [{"word": "", "start_ms": seg["start_ms"], "end_ms": seg["end_ms"]}]:
+        (start, start_kept), (end, _) = _output_time(int(w["start_ms"]), spans), _output_time(int(w["end_ms"]), spans)
+        if start_kept or end > start:  # else wholly inside a cut
+            mapped.append(Word(_clean(w.get("word") or ""), start, max(start, end), speaker))
+    edited = seg.get("edited_text")
+    if (edited is None and all_words) or not mapped:
+        return mapped
+    text = edited if edited is not None else seg.get("text") or ""
+    return _spread(_clean(text).split(), mapped[0].start_ms, mapped[-1].end_ms, speaker)
+
+
+def _spread(tokens: Sequence[str], start: int, end: int, speaker: str | None) -> list[Word]:
+    """`tokens` timed over [start, end] in proportion to their lengths."""
+    total = sum(len(t) for t in tokens) or 1
+    words, used = [], 0
+    for token in tokens:
+        t0 = start + (end - start) * used // total
+        used += len(token)
+        words.append(Word(token, t0, start + (end - start) * used // total, speaker))
+    return words
+
+
+# ----------------------------------------------------------------------------- cues
+
+
+def _layout(words: Sequence[Word], label: str) -> tuple[str, ...] | None:
+    """The words (and label) as at most two balanced lines of at most 42 characters, or None."""
+    texts = [w.text for w in words]
+    one = label + " ".join(texts)
+    if len(one) <= MAX_LINE_CHARS:
+        return (one,)
+    best: tuple[str, ...] | None = None
+    for i in range(0 if label else 1, len(texts)):
+        first, second = (label + " ".join(texts[:i])).rstrip(), " ".join(texts[i:])
+        if len(first) <= MAX_LINE_CHARS and len(second) <= MAX_LINE_CHARS and (
+            best is None or max(len(first), len(second)) < max(len(x) for x in best)
+        ):
+            best = (first, second)
+    return best
+
+
+def _split_long(words: Iterable[Word]) -> list[Word]:
+    """A word longer than a line, cut into line-long pieces sharing its time."""
+    out: list[Word] = []
+    for w in words:
+        if len(w.text) <= MAX_LINE_CHARS:
+            out.append(w)
+            continue
+        pieces = [w.text[i : i + MAX_LINE_CHARS] for i in range(0, len(w.text), MAX_LINE_CHARS)]
+        out += [replace(p, speaker=w.speaker) for p in _spread(pieces, w.start_ms, w.end_ms, w.speaker)]
+    return out
+
+
+def build_cues(groups: Iterable[Sequence[Word]], *, speakers: bool = False) -> list[Cue]:
+    cues: list[Cue] = []
+    last_speaker: str | None = None
+
+    def label_for(speaker: str | None) -> str:
+        if not speakers or not speaker or (cues and speaker == last_speaker):
+            return ""
+        return f"{speaker[:MAX_LABEL_CHARS]}: "
+
+    for group in groups:
+        current: list[Word] = []
+        for word in _split_long(group):
+            if current:
+                label = label_for(current[0].speaker)
+                too_long = word.end_ms - current[0].start_ms > MAX_CUE_MS
+                if too_long or word.start_ms - current[-1].end_ms > MAX_GAP_MS or not _layout([*current, word], label):
+                    cues.append(_cue(current, label))
+                    last_speaker = current[0].speaker
+                    current = []
+            current.append(word)
+            if word.text.endswith(SENTENCE_END):
+                cues.append(_cue(current, label_for(current[0].speaker)))
+                last_speaker, current = current[0].speaker, []
+        if current:
+            cues.append(_cue(current, label_for(current[0].speaker)))
+            last_speaker = current[0].speaker
+    return cues
+
+
+def _cue(words: Sequence[Word], label: str) -> Cue:
+    lines = _layout(words, label)
+    assert lines is not None  # one word always fits: _split_long made it a line at most
+    start = words[0].start_ms
+    return Cue(start, max(start + 1, words[-1].end_ms), lines, words[0].speaker)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _subs(cues: Iterable[Cue]) -> pysubs2.SSAFile:
+    subs = pysubs2.SSAFile()
+    for cue in cues:
+        event = pysubs2.SSAEvent(start=cue.start_ms, end=cue.end_ms)
+        event.plaintext = cue.text
+        subs.append(event)
+    return subs
+
+
+def write(cues: Iterable[Cue], fmt: str) -> str:
+    """SRT (`srt`) or WebVTT (`vtt`) text."""
+    return str(_subs(cues).to_string(fmt))
+
+
+def write_ass(cues: Iterable[Cue], *, width: int, height: int, style: CaptionStyle | None = None) -> str:
+    """An ASS script drawing the cues on a `width` x `height` frame (burn-in), one style for all."""
+    style = style or CaptionStyle()
+    subs = _subs(cues)
+    subs.info.update({"PlayResX": str(width), "PlayResY": str(height), "ScaledBorderAndShadow": "yes"})
+    size = style.font_size or max(8, round(height * 0.05))
+    rgb = style.color.lstrip("#")
+    subs.styles["Default"] = pysubs2.SSAStyle(
+        fontname=CAPTION_FONT,
+        fontsize=size,
+        primarycolor=pysubs2.Color(int(rgb[0:2], 16), int(rgb[2:4], 16), int(rgb[4:6], 16)),
+        outlinecolor=pysubs2.Color(0, 0, 0),
+        backcolor=pysubs2.Color(0, 0, 0, 128),
+        outline=max(1, round(size / 16)),
+        shadow=0,
+        alignment=_ALIGNMENT[style.position],
+        marginv=round(height * 0.05),
+        marginl=round(width * 0.05),
+        marginr=round(width * 0.05),
+    )
+    return str(subs.to_string("ass"))
+
+
+def caption_json(
+    groups: Iterable[Sequence[Word]], *, duration_ms: int, language: str | None, speakers: bool = False
+) -> dict[str, Any]:
+    """`{duration, language, words: [{text, start, end}]}`, times in seconds (with each word's
+    `speaker` when asked)."""
+    words = []
+    for group in groups:
+        for w in group:
+            item: dict[str, Any] = {"text": w.text, "start": w.start_ms / 1000, "end": w.end_ms / 1000}
+            if speakers:
+                item["speaker"] = w.speaker
+            words.append(item)
+    return {"duration": duration_ms / 1000, "language": language or "und", "words": words}
+
+
+# ----------------------------------------------------------------------------- what callers ask for
+
+
+def _file(groups: list[list[Word]], fmt: str, *, speakers: bool, duration_ms: int, language: str | None) -> str:
+    if fmt == "json":
+        return json.dumps(
+            caption_json(groups, duration_ms=duration_ms, language=language, speakers=speakers), ensure_ascii=False
+        )
+    return write(build_cues(groups, speakers=speakers), fmt)
+
+
+def media_caption_file(caption: Mapping[str, Any], fmt: str, *, speakers: bool = False) -> str:
+    """A media file's captions (`fmt`: srt, vtt or json) from its stored transcription."""
+    transcript = caption.get("transcript", caption)
+    groups = media_words(transcript)
+    duration_ms = int(transcript.get("duration_ms") or max((g[-1].end_ms for g in groups), default=0))
+    return _file(groups, fmt, speakers=speakers, duration_ms=duration_ms, language=transcript.get("language"))
+
+
+def timeline_caption_file(
+    edl: Mapping[str, Any], fmt: str, *, speakers: bool = False, padding_ms: int = DEFAULT_PADDING_MS
+) -> str:
+    """The edited timeline's captions (`fmt`: srt, vtt or json), at output times."""
+    transcript = edl.get("transcript") or {}
+    spans = removed_spans(transcript, padding_ms=padding_ms)
+    total_ms = int((edl.get("settings") or {}).get("duration_ms") or 0)
+    groups = timeline_words(transcript, padding_ms=padding_ms)
+    return _file(groups, fmt, speakers=speakers, duration_ms=edited_duration(total_ms, spans),
+                 language=transcript.get("language"))
+
+
+def render_caption_files(
+    edl: Mapping[str, Any],
+    transcript: Mapping[str, Any],
+    mode: str,
+    *,
+    style: CaptionStyle | None = None,
+    padding_ms: int = DEFAULT_PADDING_MS,
+) -> dict[str, str]:
+    """What a render with captions `mode` carries: `captions_ass` to burn in ("burn"), or
+    `captions_srt` and `captions_vtt` to deliver beside the video ("sidecar"); nothing for "none", or
+    when nothing is left to caption."""
+    cues = [] if mode == "none" else build_cues(timeline_words(transcript, padding_ms=padding_ms))
+    if not cues:
+        return {}
+    if mode == "sidecar":
+        return {"captions_srt": write(cues, "srt"), "captions_vtt": write(cues, "vtt")}
+    resolution = (edl.get("settings") or {}).get("resolution") or {}
+    width, height = int(resolution.get("width", 1920)), int(resolution.get("height", 1080))
+    return {"captions_ass": write_ass(cues, width=width, height=height, style=style)}
