@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
+import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -224,6 +225,7 @@ def edl_transcript_write(
     """
     if not project.transcript_to_edl:
         return None
+    media_file_id = str(uuid.UUID(media_file_id))  # as clips store it
 
     def change(doc: dict[str, Any]) -> dict[str, Any] | None:
         merged = merge_transcript(
