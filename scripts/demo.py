@@ -159,16 +159,15 @@ def spoken(words: list[dict[str, Any]]) -> str:
 def cut_demo(session: requests.Session, project_id: str, edl_path: str, clip: dict[str, Any],
              job: dict[str, Any]) -> None:
     """Text-based editing: delete three words in the EDL's transcript, render, hear the cut."""
+    # A completed transcription is written into the EDL's transcript by the server, just after.
+    deadline = time.monotonic() + 30
     edl = call(session, "GET", edl_path)
-    if not edl["transcript"]["segments"]:
-        # The words at timeline times (the clip starts at 0 and plays the file from its start).
-        edl["transcript"]["segments"] = [
-            {"id": f"s{n}", "media_file_id": clip["media_file_id"], "clip_id": clip["id"], "text": seg["text"],
-             "start_ms": seg["start_ms"], "end_ms": seg["end_ms"], "speaker": seg.get("speaker"),
-             "words": [{k: w[k] for k in ("word", "start_ms", "end_ms", "confidence")} for w in seg["words"]]}
-            for n, seg in enumerate(segments_of(job)) if seg["words"]
-        ]  # fmt: skip
-        edl = put_edl(session, edl_path, edl)
+    while not any(seg.get("media_file_id") == clip["media_file_id"] for seg in edl["transcript"]["segments"]):
+        if time.monotonic() > deadline:
+            step("10. the transcript never reached the EDL", edl["transcript"])
+            return
+        time.sleep(0.5)
+        edl = call(session, "GET", edl_path)
     words = [w for seg in edl["transcript"]["segments"] for w in seg["words"]]
     names = [w["word"].strip(" .,").lower() for w in words]
     at = next((i for i in range(len(names)) if names[i : i + 3] == DELETE), max(0, len(names) // 2 - 1))

@@ -23,7 +23,7 @@ from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
 from media.selectors import media_get, voice_get
 from projects.captions import CaptionStyle, render_caption_files
-from projects.edl.cuts import DEFAULT_PADDING_MS, cut_tracks, removed_spans
+from projects.edl.cuts import DEFAULT_PADDING_MS, cut_tracks, edited_duration, removed_spans
 from projects.edl.selectors import edl_snapshot
 from projects.models import Project
 from projects.selectors import project_get
@@ -122,11 +122,10 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
 def _cut(edl: dict[str, Any], transcript: Mapping[str, Any], *, padding_ms: int) -> dict[str, Any]:
     """Replace the snapshot's tracks by the pieces that play once the transcript's deletions are
     cut (deleted clips dropped); what was cut, and the timeline's length before and after."""
-    tracks = edl.get("tracks") or []
-    before = _end(tracks)
+    before = int(edl["settings"].get("duration_ms") or 0)  # the end of the last non-deleted clip
     spans = removed_spans(transcript, padding_ms=padding_ms)
-    edl["tracks"] = cut_tracks(tracks, spans)
-    after = _end(edl["tracks"])
+    edl["tracks"] = cut_tracks(edl.get("tracks") or [], spans)
+    after = edited_duration(before, spans)
     edl["settings"]["duration_ms"] = after  # what the render makes, and is priced by
     return {
         "padding_ms": padding_ms,
@@ -135,13 +134,6 @@ def _cut(edl: dict[str, Any], transcript: Mapping[str, Any], *, padding_ms: int)
         "duration_after_ms": after,
         "removed_ms": before - after,
     }
-
-
-def _end(tracks: list[dict[str, Any]]) -> int:
-    return max(
-        (c["start_ms"] + c["duration_ms"] for t in tracks for c in t.get("clips") or [] if not c.get("deleted")),
-        default=0,
-    )
 
 
 def _captions(edl: dict[str, Any], transcript: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:

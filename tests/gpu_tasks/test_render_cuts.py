@@ -154,3 +154,19 @@ def test_the_crossfade_leaves_no_click_where_a_hard_join_does(
     # The crossfade keeps the tone's loudness across the join (equal power, no dip).
     envelope = np.abs(samples[near])
     assert envelope.max() > 0.6 * np.abs(samples[rate // 4 : rate // 2]).max()
+
+
+def test_a_video_clip_s_own_sound_is_cut_with_its_picture(tmp_path: Path, color_video: Path) -> None:
+    edl = cut_timeline([CUT])
+    edl["tracks"] = edl["tracks"][:1]  # the video track only: its sound comes from the clip itself
+    payload = {"output_dir": str(tmp_path / "out"), "edl": edl, "include_video_audio": True,
+               "media": {"v": {"kind": "video", "path": str(color_video)}}}  # fmt: skip
+    result = render.run(payload, EngineContext(workdir=tmp_path / "work", payload=payload))
+    out = Path(result["outputs"]["video"]["path"])
+    info = streams(out)
+    kept_s = (4000 - (CUT[1] - CUT[0])) / 1000
+    assert abs(info["audio"]["duration_s"] - kept_s) <= 1 / FPS
+    samples, rate = pcm(out)
+    at = CUT[0] * rate // 1000
+    steady = max_step(samples[rate // 4 : rate // 2])
+    assert max_step(samples[at - rate // 50 : at + rate // 50]) < 1.5 * steady
