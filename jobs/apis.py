@@ -108,7 +108,11 @@ class OutputMediaSerializer(serializers.Serializer):
 
 
 class JobSerializer(JobSummarySerializer):
-    output_data = serializers.DictField(help_text="The results: transcript, answer text, output media ids...")
+    output_data = serializers.DictField(
+        help_text="The results: transcript, answer text, output media ids... A transcription's `edl` says whether "
+        "its words reached the project's timeline: {status: written (with version) | unchanged | off | superseded "
+        "| pending | failed (with code, message)}."
+    )
     output_media = serializers.SerializerMethodField()
     # Where a waiting (pending or queued) job stands; all three are null once it is processing
     # or has ended (jobs/selectors/queue.py defines them).

@@ -17,7 +17,7 @@ from jobs.pipeline import PUBLISH_RETRY
 from jobs.services.events import job_event_record
 from jobs.services.inference import job_inference_ended
 from jobs.services.slots import job_slot_release
-from jobs.services.transcript_edl import job_transcript_to_edl_failed
+from jobs.services.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.specs import OutputKind, job_spec
 from media.services.captions import media_attach_caption
 from media.services.outputs import media_create_output, media_delete_job_outputs
@@ -39,6 +39,9 @@ def job_complete(
     output_media = _store_outputs(job, result.get("outputs") or {})
     if job_spec(job.type).output is OutputKind.TRANSCRIPT:
         output_data["caption_key"] = media_attach_caption(media_id=job.input_params["media_id"], transcript=output_data)
+        edl = job_transcript_to_edl_first(job=job, output_data=output_data)
+        if edl is not None:
+            output_data["edl"] = edl
     if output_media:
         output_data["output_media_ids"] = output_media
     with transaction.atomic():
@@ -56,7 +59,7 @@ def job_complete(
             return None
         job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media)
         job_slot_release(user_id=job.user_id)
-        if job_spec(job.type).output is OutputKind.TRANSCRIPT:
+        if (output_data.get("edl") or {}).get("status") == PENDING:
             job_pk = job.pk
             transaction.on_commit(lambda: _queue_transcript_to_edl(job_pk), robust=True)
     if job.gpu_call_id:
@@ -67,7 +70,7 @@ def job_complete(
 
 
 def _queue_transcript_to_edl(job_id: uuid.UUID) -> None:
-    """The transcript into the project's timeline, by its own task (jobs.services.transcript_edl)."""
+    """Retry writing the transcript into the project's timeline, by its own task (jobs.services.transcript_edl)."""
     from jobs.tasks import transcript_to_edl  # the tasks call the services
 
     try:

@@ -6,7 +6,9 @@ field_checks.py  a JSON value checked against mongoengine field definitions, wit
 validation.py    edl_validate: the schema plus the EDL's own rules
 versions.py      the version-guarded whole-document write and the snapshots it keeps
 selectors.py     edl_get, edl_snapshot
-services.py      edl_create, edl_replace, edl_delete
+services.py      edl_create, edl_replace, edl_edit (a server-side edit, retried over saves), edl_delete
 history.py       edl_undo, edl_redo
+transcripts.py   a file's transcription mapped onto its clips and written into the transcript
+fillers.py       filler words and long pauses marked deleted
 apis.py, urls.py the HTTP endpoints
 """

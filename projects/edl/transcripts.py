@@ -26,26 +26,19 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
+import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from projects.edl.cuts import clip_speed
 from projects.edl.services import edl_edit
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
 
 Span = tuple[int, int]
-
-
-def clip_speed(clip: dict[str, Any]) -> float:
-    """The rate of the clip's `speed` effect; 1 without one."""
-    for effect in clip.get("effects") or []:
-        if isinstance(effect, dict) and effect.get("type") == "speed":
-            rate = effect.get("rate")
-            if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
-                return float(rate)
-    return 1.0
 
 
 def segment_id(media_file_id: str, clip_id: str, index: int) -> str:
@@ -71,43 +64,52 @@ def _confidence(value: Any) -> float:
     return 0.0
 
 
+def _source_words(transcript: dict[str, Any]) -> list[tuple[int, int, int, str]]:
+    """(source start, segment index, word index, text) of every usable word, by start."""
+    return sorted(
+        (word["start_ms"], s_index, w_index, text)
+        for s_index, source in enumerate(transcript.get("segments") or [])
+        for w_index, word in enumerate(source.get("words") or [])
+        if isinstance(word.get("start_ms"), int) and (text := str(word.get("word") or "").strip())
+    )
+
+
 def map_transcript(
     transcript: dict[str, Any], *, media_file_id: str, tracks: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The EDL segments of a file's transcript (its source times) on this timeline, by start."""
     language = transcript.get("language")
     language = language[:16] if isinstance(language, str) and language else None
+    sources = transcript.get("segments") or []
+    flat = _source_words(transcript)
+    starts = [item[0] for item in flat]
     placed: set[tuple[int, int, int]] = set()  # (segment, word, timeline start) already written
     out: list[dict[str, Any]] = []
     for clip in _clips_playing(tracks, media_file_id):
         speed = clip_speed(clip)
         inp, outp, start = clip["in_point_ms"], clip["out_point_ms"], clip["start_ms"]
         end_on_timeline = start + round((outp - inp) / speed)
-        for s_index, source in enumerate(transcript.get("segments") or []):
-            words: list[dict[str, Any]] = []
-            for w_index, word in enumerate(source.get("words") or []):
-                t, text = word.get("start_ms"), str(word.get("word") or "").strip()
-                if not text or not isinstance(t, int) or not inp <= t < outp:
-                    continue
-                at = start + round((t - inp) / speed)
-                if (s_index, w_index, at) in placed:
-                    continue
-                placed.add((s_index, w_index, at))
-                until = min(max(word.get("end_ms") or t, t), outp)
-                words.append({
-                    "word": text[:255],
-                    "start_ms": at,
-                    "end_ms": min(max(start + round((until - inp) / speed), at), end_on_timeline),
-                    "confidence": _confidence(word.get("confidence")),
-                    "deleted": False,
-                })
-            if not words:
+        by_segment: dict[int, list[dict[str, Any]]] = {}
+        for t, s_index, w_index, text in flat[bisect_left(starts, inp):bisect_left(starts, outp)]:
+            at = start + round((t - inp) / speed)
+            if (s_index, w_index, at) in placed:
                 continue
+            placed.add((s_index, w_index, at))
+            word = sources[s_index]["words"][w_index]
+            until = min(max(word.get("end_ms") or t, t), outp)
+            by_segment.setdefault(s_index, []).append({
+                "word": text[:255],
+                "start_ms": at,
+                "end_ms": min(max(start + round((until - inp) / speed), at), end_on_timeline),
+                "confidence": _confidence(word.get("confidence")),
+                "deleted": False,
+            })
+        for s_index, words in sorted(by_segment.items()):
             out.append({
                 "id": segment_id(media_file_id, clip["id"], s_index),
                 "media_file_id": media_file_id,
                 "clip_id": clip["id"],
-                "speaker": source.get("speaker"),
+                "speaker": sources[s_index].get("speaker"),
                 "start_ms": words[0]["start_ms"],
                 "end_ms": max(w["end_ms"] for w in words),
                 "text": " ".join(w["word"] for w in words),
@@ -123,9 +125,26 @@ def map_transcript(
 # ----------------------------------------------------------------------------- user edits
 
 
-def _inside(word: dict[str, Any], spans: Iterable[Span]) -> bool:
-    middle2 = word["start_ms"] + word["end_ms"]  # twice the middle: integers only
-    return any(2 * a <= middle2 <= 2 * b for a, b in spans)
+class _Spans:
+    """A union of closed time spans, asked whether a word's middle lies inside it."""
+
+    def __init__(self, spans: Iterable[Span]) -> None:
+        merged: list[list[int]] = []
+        for a, b in sorted(spans):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        self.starts = [2 * a for a, _ in merged]  # doubled, as the middles: integers only
+        self.ends = [2 * b for _, b in merged]
+
+    def __bool__(self) -> bool:
+        return bool(self.starts)
+
+    def holds(self, word: dict[str, Any]) -> bool:
+        middle2 = word["start_ms"] + word["end_ms"]
+        at = bisect_right(self.starts, middle2) - 1
+        return at >= 0 and middle2 <= self.ends[at]
 
 
 def _overlap(a: Span, b: Span) -> int:
@@ -142,21 +161,24 @@ def carry_edits(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> lis
     by_clip: dict[Any, list[dict[str, Any]]] = {}
     for segment in old:
         by_clip.setdefault(segment.get("clip_id"), []).append(segment)
+    deleted: dict[Any, tuple[_Spans, _Spans]] = {  # per clip: the words, the segments the user deleted
+        clip_id: (
+            _Spans((w["start_ms"], w["end_ms"]) for s in before for w in s.get("words") or [] if w.get("deleted")),
+            _Spans((s["start_ms"], s["end_ms"]) for s in before if s.get("deleted")),
+        )
+        for clip_id, before in by_clip.items()
+    }
     for segment in new:
-        before = by_clip.get(segment["clip_id"], [])
-        deleted_words = [
-            (w["start_ms"], w["end_ms"]) for s in before for w in s.get("words") or [] if w.get("deleted")
-        ]
-        deleted_segments = [(s["start_ms"], s["end_ms"]) for s in before if s.get("deleted")]
+        if segment["clip_id"] not in by_clip:
+            continue
+        deleted_words, deleted_segments = deleted[segment["clip_id"]]
         words = segment["words"]
-        if deleted_segments and all(_inside(w, deleted_segments) for w in words):
-            segment["deleted"] = True
+        segment["deleted"] = bool(deleted_segments) and all(deleted_segments.holds(w) for w in words)
         for word in words:
-            if _inside(word, deleted_words) or (not segment["deleted"] and _inside(word, deleted_segments)):
-                word["deleted"] = True
+            word["deleted"] = deleted_words.holds(word) or (not segment["deleted"] and deleted_segments.holds(word))
         span = (segment["start_ms"], segment["end_ms"])
         edited = [
-            s for s in before
+            s for s in by_clip[segment["clip_id"]]
             if s.get("edited_text") is not None and _same_stretch((s["start_ms"], s["end_ms"]), span)
         ]
         if edited:
@@ -203,6 +225,7 @@ def edl_transcript_write(
     """
     if not project.transcript_to_edl:
         return None
+    media_file_id = str(uuid.UUID(media_file_id))  # as clips store it
 
     def change(doc: dict[str, Any]) -> dict[str, Any] | None:
         merged = merge_transcript(

@@ -1,8 +1,8 @@
-"""A completed transcription reaches its project's timeline (EDL), by its own task, never failing the job."""
+"""A completed transcription reaches its project's timeline (EDL) in the store step, retried by its own task,
+and never fails the job."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from jobs.tasks import transcript_to_edl
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.errors import EdlInvalid, EdlUnavailable
-from tests.jobs.conftest import speech_wav, upload_local, wait_for, wait_terminal
+from tests.jobs.conftest import speech_wav, upload_local, wait_terminal
 from tests.media.conftest import eager_celery  # noqa: F401 - fixture
 from tests.projects.test_edl_support import clean_edl_store_fixture, clip, editable  # noqa: F401 - fixture
 
@@ -87,19 +87,18 @@ def test_with_transcript_to_edl_off_the_timeline_is_untouched(funded, project, a
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("eager_celery")
-def test_an_older_transcription_finishing_late_does_not_replace_a_newer_one(funded, project, audio):
+def test_a_transcription_requested_earlier_but_finishing_later_does_not_replace_the_newer_one(
+        funded, project, audio):
     on_the_timeline(project, audio)
-    older = transcribing(funded, project, audio)
-    newer = store(transcribing(funded, project, audio))
-    older = store(older)
-    assert newer.completed_at is not None
-    Job.objects.filter(pk=older.pk).update(completed_at=newer.completed_at - timedelta(seconds=1))
-    assert transcript_edl.job_transcript_to_edl(job_id=older.pk) == {"status": "superseded"}
+    earlier = transcribing(funded, project, audio)
+    later = store(transcribing(funded, project, audio))
+    assert later.output_data["edl"]["status"] == "written"
+    version = edl_get(project=project)["version"]
+    assert store(earlier).output_data["edl"] == {"status": "superseded"}
+    assert edl_get(project=project)["version"] == version
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("eager_celery")
 def test_a_result_the_timeline_refuses_leaves_the_job_completed_and_says_why(funded, project, audio, monkeypatch):
     before = on_the_timeline(project, audio)
     attempts = []
@@ -119,13 +118,32 @@ def test_a_result_the_timeline_refuses_leaves_the_job_completed_and_says_why(fun
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("eager_celery")
-def test_an_unreachable_store_is_retried_and_recorded_after_the_last_try(funded, project, audio, monkeypatch):
+def test_a_store_out_of_reach_at_completion_is_retried_by_the_task(funded, project, audio, monkeypatch):
+    before = on_the_timeline(project, audio)
+    real, attempts = transcript_edl.edl_transcript_write, []
+
+    def down_once(**kwargs):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise EdlUnavailable("The timeline store is unavailable.")
+        return real(**kwargs)
+
+    monkeypatch.setattr(transcript_edl, "edl_transcript_write", down_once)
+    job = store(transcribing(funded, project, audio))  # the task runs after commit (eagerly here)
+    assert job.status == JobStatus.COMPLETED and len(attempts) == 2
+    assert job.output_data["edl"] == {"status": "written", "version": before["version"] + 1}
+    assert len(edl_get(project=project)["transcript"]["segments"]) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("eager_celery")
+def test_a_store_out_of_reach_for_good_is_recorded_after_the_last_try(funded, project, audio, monkeypatch):
     def down(**kwargs):
         raise EdlUnavailable("The timeline store is unavailable.")
 
     monkeypatch.setattr(transcript_edl, "edl_transcript_write", down)
-    job = store(transcribing(funded, project, audio))  # the first try fails: a retry is scheduled
-    assert job.status == JobStatus.COMPLETED and "edl" not in job.output_data
+    job = store(transcribing(funded, project, audio))  # the first try, and the task's: a retry is scheduled
+    assert job.status == JobStatus.COMPLETED and job.output_data["edl"] == {"status": "pending"}
     task: Task = transcript_to_edl
     task.push_request(args=(str(job.pk),), kwargs={}, retries=task.max_retries, called_directly=False,
                       is_eager=False)
@@ -138,6 +156,18 @@ def test_an_unreachable_store_is_retried_and_recorded_after_the_last_try(funded,
     assert job.status == JobStatus.COMPLETED and not job.credits_refunded
     assert job.output_data["edl"] == {"status": "failed", "code": "edl_unavailable",
                                       "message": "The timeline store is unavailable."}
+
+
+@pytest.mark.django_db
+def test_a_retry_for_a_project_deleted_meanwhile_records_why_and_a_written_one_is_left_alone(
+        funded, project, audio):
+    on_the_timeline(project, audio)
+    job = store(transcribing(funded, project, audio))
+    assert transcript_edl.job_transcript_to_edl(job_id=job.pk) is None, "written already: nothing to retry"
+    Job.objects.filter(pk=job.pk).update(project=None, output_data={**job.output_data, "edl": {"status": "pending"}})
+    assert transcript_edl.job_transcript_to_edl(job_id=job.pk) == {
+        "status": "failed", "code": "project_not_found", "message": "The project was deleted."}
+    assert Job.objects.get(pk=job.pk).output_data["edl"]["code"] == "project_not_found"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -157,8 +187,7 @@ def test_spoken_words_transcribed_by_the_local_engine_appear_in_the_timeline(
     assert response.status_code == 202, response.json()
     job = wait_terminal(response.json()["job_id"])
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
-    written = wait_for(lambda: Job.objects.get(pk=job.pk).output_data.get("edl"))
-    assert written["status"] == "written", written
+    assert job.output_data["edl"]["status"] == "written", "in the timeline by the time the job is completed"
     words = [w for s in edl_get(project=project)["transcript"]["segments"] for w in s["words"]]
     text = " ".join(w["word"].strip(" .,").lower() for w in words)
     assert sum(token in text for token in ("quick", "brown", "fox", "jumps")) >= 3, text

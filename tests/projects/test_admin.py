@@ -90,3 +90,19 @@ def test_the_bulk_delete_action_goes_through_the_service_for_each_project(
     assert credit_balance_get(user=funded) == GRANT
     assert Project.objects.filter(pk=kept.pk).exists()
     assert store.edl_collection().count_documents({"project_id": str(kept.pk)}) == 1
+
+
+def test_the_admin_shows_and_edits_transcript_to_edl(superuser_client, user):
+    project = project_create(user=user, name="settings")
+    listing = superuser_client.get("/admin/projects/project/?transcript_to_edl__exact=1")
+    assert listing.status_code == 200 and b"settings" in listing.content
+    form = superuser_client.get(f"/admin/projects/project/{project.pk}/change/")
+    assert b'name="transcript_to_edl"' in form.content
+    saved = superuser_client.post(f"/admin/projects/project/{project.pk}/change/", {
+        "name": project.name, "description": "", "resolution": project.resolution,
+        "frame_rate": str(project.frame_rate), "thumbnail_url": "", "auto_transcribe": "",
+        "transcript_to_edl": "",
+    })
+    assert saved.status_code == 302, saved.content[:2000]
+    project.refresh_from_db()
+    assert project.transcript_to_edl is False

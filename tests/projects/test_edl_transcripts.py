@@ -268,3 +268,19 @@ def test_a_re_transcription_keeps_the_words_the_user_deleted(project, timeline):
     assert again is not None
     first = again["transcript"]["segments"][0]["words"][0]
     assert (first["word"], first["start_ms"], first["deleted"]) == ("Hallo", 20, True)
+
+
+@pytest.mark.django_db
+def test_a_sped_up_clip_on_a_saved_timeline_gets_its_words_at_its_rate(project, make_media):
+    audio = make_media(project, type="audio", name="talk.wav", duration_ms=10_000)
+    doc = editable(edl_get(project=project))
+    audio_track = doc["tracks"][1]
+    fast = clip(audio, audio_track, start=1000, inp=0, out=3000, id="fast", effects=[{"type": "speed", "rate": 2}])
+    fast["duration_ms"] = 1500  # 3 s of source at twice the speed
+    audio_track["clips"] = [fast]
+    edl_replace(project=project, expected_version=doc["version"], data=doc)
+    saved = edl_transcript_write(project=project, media_file_id=str(audio.pk), transcript=transcript(),
+                                 generated_at=WHEN)
+    assert saved is not None
+    assert words_of(saved["transcript"]["segments"]) == [
+        ("Hello", 1000, 1200), ("there.", 1250, 1450), ("Good", 2000, 2200), ("morning.", 2250, 2450)]

@@ -111,3 +111,17 @@ def test_requests_without_a_token_are_401(api_client):
     assert api_client.get("/api/v1/projects").status_code == 401
     assert api_client.post("/api/v1/projects", {"name": "x"}, format="json").status_code == 401
     assert Project.objects.count() == 0
+
+
+def test_transcript_to_edl_is_on_by_default_and_can_be_switched_off(auth_client):
+    created = create(auth_client)
+    assert created.json()["transcript_to_edl"] is True
+    project_id = created.json()["id"]
+    patched = auth_client.patch(f"/api/v1/projects/{project_id}", {"transcript_to_edl": False}, format="json")
+    assert patched.status_code == 200 and patched.json()["transcript_to_edl"] is False
+    assert Project.objects.get(pk=project_id).transcript_to_edl is False
+    assert auth_client.get(f"/api/v1/projects/{project_id}").json()["transcript_to_edl"] is False
+    off = create(auth_client, transcript_to_edl=False).json()
+    assert off["transcript_to_edl"] is False
+    refused = auth_client.patch(f"/api/v1/projects/{project_id}", {"transcript_to_edl": "maybe"}, format="json")
+    assert refused.status_code == 400 and "transcript_to_edl" in refused.json()["error"]["details"]["fields"]
