@@ -250,6 +250,9 @@ AUTEUR_IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 # for drills (bench/chaos.py); a repoll threshold below a few poll intervals only adds polls.
 AUTEUR_REAPER_INTERVAL_SECONDS = env.float("AUTEUR_REAPER_INTERVAL_SECONDS", default=60.0)
 AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECONDS", default=60)
+# A GPU call still running this long past its type's time limit is cancelled and its job fails
+# (`timeout`); the grace covers a container's start and the result's upload.
+AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=30)
 AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
 # Cancels per user per minute, beside the general limit: a cancel refunds, so a flood of
 # submit-then-cancel is refused early (429) rather than run as free work.

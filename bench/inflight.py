@@ -169,6 +169,9 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "inflight.json").write_text(json.dumps(report, indent=2))
+    failed = [f"{c['mode']} N={c['n']}: {c['failed']}" for c in cases if c["failed"]]
+    if failed:  # a job that failed never waited its whole hold: that case measured something else
+        raise SystemExit(f"jobs failed ({', '.join(failed)}): these figures do not measure waiting")
 
 
 if __name__ == "__main__":

@@ -23,4 +23,6 @@ AUTEUR_FAULT_SEED: int | None = env.int("AUTEUR_FAULT_SEED", default=None)
 AUTEUR_NOOP_HOLD_SECONDS: float = env.float("AUTEUR_NOOP_HOLD_SECONDS", default=0.0)
 AUTEUR_NOOP_HOLD_SPREAD_SECONDS: float = env.float("AUTEUR_NOOP_HOLD_SPREAD_SECONDS", default=0.0)
 AUTEUR_NOOP_STATUS_LATENCY_MS: int = env.int("AUTEUR_NOOP_STATUS_LATENCY_MS", default=0)
+# Held calls outlive the type's time limit (120 s for TTS): the bench measures waiting, not timeouts.
+AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS: int = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=3600)
 AUTEUR_GPU_ANNOUNCE: bool = env.bool("AUTEUR_GPU_ANNOUNCE", default=True)

@@ -251,6 +251,9 @@ class RenderInput(JobInput):
 
     The job keeps a snapshot of the timeline as it is now (later edits do not change this
     render), with `resolution` / `frame_rate` overriding the timeline's settings when given.
+    Words, segments and pauses deleted in the transcript are cut from every track, keeping
+    `cut_padding_ms` of silence beside the kept words, with an audio crossfade of
+    `crossfade_ms` at each cut; the price is that of the timeline after the cuts.
     `captions` adds the transcript's captions as the edited timeline plays them (deleted words
     gone, `edited_text` shown): `burn` draws them into the picture (`caption_style`), `sidecar`
     delivers SRT and WebVTT files beside the video, as media of type `captions`. 422
@@ -262,5 +265,11 @@ class RenderInput(JobInput):
     frame_rate = serializers.FloatField(required=False, min_value=1, max_value=120,
                                         help_text="Frames per second; default: the timeline's.")
     format = serializers.ChoiceField(choices=["mp4"], default="mp4")
+    cut_padding_ms = serializers.IntegerField(
+        min_value=0, max_value=1000, default=40,
+        help_text="Silence kept beside a kept word where deleted words, segments or pauses are cut (ms).")
+    crossfade_ms = serializers.IntegerField(
+        min_value=0, max_value=200, default=10,
+        help_text="Length of the audio crossfade centred on each cut (ms); 0 joins the sound hard.")
     captions = serializers.ChoiceField(choices=["none", "burn", "sidecar"], default="none")
     caption_style = CaptionStyleInput(required=False, help_text="With `captions: burn`.")

@@ -1,7 +1,9 @@
 """The README's "Try it" walk-through, run against a `make run` that is up (`make demo`).
 
-token -> credits -> project -> upload a generated speech file -> confirm -> ready ->
-transcription job -> progress -> transcript -> balance and history. Each step prints its result.
+token -> credits -> project -> upload a generated speech file -> confirm -> ready -> the file on
+the timeline -> transcription job -> progress -> transcript, in the EDL -> three words deleted in
+the transcript -> render: shorter by their span -> the render transcribed again, without them ->
+balance and history. Each step prints its result.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 API = os.environ.get("AUTEUR_API", "http://localhost:8000").rstrip("/") + "/api/v1"
-SENTENCE = "Welcome to Auteur. This sentence was spoken by a machine and transcribed by another."
+SENTENCE = "Our small team painted seven wooden boats during the cold winter."
+DELETE = ["seven", "wooden", "boats"]  # deleted from the transcript, then cut from the render
 
 
 def manage(*args: str) -> str:
@@ -93,22 +96,21 @@ def main() -> None:
         {k: media[k] for k in ("status", "duration_ms", "metadata")},
     )
 
-    job = call(
-        session,
-        "POST",
-        "/jobs/transcription",
+    edl_path = f"/projects/{project['id']}/edl"
+    edl = call(session, "GET", edl_path)
+    clip = {"id": "speech", "media_file_id": ticket["media_id"], "start_ms": 0, "duration_ms": media["duration_ms"],
+            "in_point_ms": 0, "out_point_ms": media["duration_ms"], "effects": [], "deleted": False}  # fmt: skip
+    next(t for t in edl["tracks"] if t["type"] == "audio")["clips"] = [clip]
+    edl = put_edl(session, edl_path, edl)
+    step("7. the sound on the timeline's audio track (PUT /projects/{id}/edl)", {"clip": clip})
+
+    job = wait_job(session, call(
+        session, "POST", "/jobs/transcription",
         json={"project_id": project["id"], "media_id": ticket["media_id"]},
         headers={"Idempotency-Key": f"demo-{ticket['media_id']}"},
-    )
-    step("7. a transcription job (POST /jobs/transcription)", job)
-    for _ in range(600):
-        job = call(session, "GET", f"/jobs/{job['job_id'] if 'job_id' in job else job['id']}")
-        if job["status"] in ("completed", "failed", "canceled"):
-            break
-        print(f"   {job['status']} {job['progress']}%")
-        time.sleep(0.5)
+    ), "8. a transcription job (POST /jobs/transcription)")  # fmt: skip
     step(
-        "8. the result (GET /jobs/{id})",
+        "9. the result (GET /jobs/{id})",
         {
             "status": job["status"],
             "text": job["output_data"].get("text"),
@@ -119,12 +121,82 @@ def main() -> None:
             else job.get("error_message"),
         },
     )
-    step("9. the balance (GET /credits)", call(session, "GET", "/credits"))
+    if job["status"] == "completed":
+        cut_demo(session, project["id"], edl_path, clip, job)
+    step("16. the balance (GET /credits)", call(session, "GET", "/credits"))
     history = call(session, "GET", "/credits/history")
     step(
-        "10. the ledger (GET /credits/history)",
+        "17. the ledger (GET /credits/history)",
         [{k: t[k] for k in ("type", "amount", "balance_after", "description")} for t in history["transactions"][:5]],
     )
+
+
+def wait_job(session: requests.Session, job: dict[str, Any], title: str) -> dict[str, Any]:
+    step(title, job)
+    for _ in range(600):
+        job = call(session, "GET", f"/jobs/{job['job_id'] if 'job_id' in job else job['id']}")
+        if job["status"] in ("completed", "failed", "canceled"):
+            break
+        print(f"   {job['status']} {job['progress']}%")
+        time.sleep(0.5)
+    return job
+
+
+def put_edl(session: requests.Session, path: str, edl: dict[str, Any]) -> dict[str, Any]:
+    return call(session, "PUT", path, json=edl, headers={"If-Match": str(edl["version"])})
+
+
+def segments_of(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """A transcription's segments: in `output_data`, or in its `transcript` where it has one."""
+    data = job.get("output_data") or {}
+    return data.get("segments") or (data.get("transcript") or {}).get("segments") or []
+
+
+def spoken(words: list[dict[str, Any]]) -> str:
+    return " ".join(w["word"].strip() for w in words)
+
+
+def cut_demo(session: requests.Session, project_id: str, edl_path: str, clip: dict[str, Any],
+             job: dict[str, Any]) -> None:
+    """Text-based editing: delete three words in the EDL's transcript, render, hear the cut."""
+    edl = call(session, "GET", edl_path)
+    if not edl["transcript"]["segments"]:
+        # The words at timeline times (the clip starts at 0 and plays the file from its start).
+        edl["transcript"]["segments"] = [
+            {"id": f"s{n}", "media_file_id": clip["media_file_id"], "clip_id": clip["id"], "text": seg["text"],
+             "start_ms": seg["start_ms"], "end_ms": seg["end_ms"], "speaker": seg.get("speaker"),
+             "words": [{k: w[k] for k in ("word", "start_ms", "end_ms", "confidence")} for w in seg["words"]]}
+            for n, seg in enumerate(segments_of(job)) if seg["words"]
+        ]  # fmt: skip
+        edl = put_edl(session, edl_path, edl)
+    words = [w for seg in edl["transcript"]["segments"] for w in seg["words"]]
+    names = [w["word"].strip(" .,").lower() for w in words]
+    at = next((i for i in range(len(names)) if names[i : i + 3] == DELETE), max(0, len(names) // 2 - 1))
+    for word in words[at : at + 3]:
+        word["deleted"] = True
+    step("10. the transcript in the EDL (GET /projects/{id}/edl)", spoken(words))
+    edl = put_edl(session, edl_path, edl)
+    step("11. three words deleted (PUT /projects/{id}/edl, words[].deleted = true)",
+         [(w["word"], w["start_ms"], w["end_ms"]) for w in words[at : at + 3]])  # fmt: skip
+
+    render = wait_job(session, call(session, "POST", "/jobs/render", json={"project_id": project_id}),
+                      "12. a render of the timeline (POST /jobs/render)")  # fmt: skip
+    if render["status"] != "completed":
+        step("13. the render failed", render.get("error_message") or render["status"])
+        return
+    out = render["output_data"]
+    media = call(session, "GET", f"/projects/{project_id}/media/{out['output_media_ids'][0]}")["media"]
+    step("13. the render: shorter by the deleted words' span", {
+        "duration before cuts (ms)": out["duration_before_ms"], "duration after cuts (ms)": out["duration_ms"],
+        "removed (ms)": out["removed_ms"], "the output file, probed (ms)": media["duration_ms"],
+        "credits": render["credits_cost"], "output media": media["id"],
+    })  # fmt: skip
+    again = wait_job(session, call(
+        session, "POST", "/jobs/transcription",
+        json={"project_id": project_id, "media_id": out["output_media_ids"][0]},
+    ), "14. the render transcribed again (POST /jobs/transcription)")  # fmt: skip
+    heard = spoken([w for seg in segments_of(again) for w in seg["words"]])
+    step("15. words before and after the cut", {"before": spoken(words), "after": heard})
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ Payload:
              "tracks": [{"type": "video"|"audio", "clips": [{"media_file_id", "start_ms", "duration_ms",
                          "in_point_ms", "out_point_ms", "deleted"}]}]},
      "media": {media_file_id: {"kind": "video"|"audio"|"image", "path" | "url": ...}},
-     "encoder_preset"?: "veryfast", "crf"?: 20, "include_video_audio"?: false,
-     "captions"?: "none"|"burn"|"sidecar", "captions_ass" | "captions_srt" + "captions_vtt"}
+     "encoder_preset"?: "veryfast", "crf"?: 20, "include_video_audio"?: false, "crossfade_ms"?: 10,
+     "cuts"?: {"duration_before_ms", "spans"}, "captions"?: ... (gpu_tasks/engines/captions.py)}
 Result: `{"outputs": {"video": ref, "captions_srt"?, "captions_vtt"?}, "duration_ms", "width", "height",
-"frame_rate", "clips"}`; captions: gpu_tasks/engines/captions.py.
+"frame_rate", "clips", "duration_before_ms", "removed_ms", "cuts"}` (the last three: of the snapshot's cuts).
 
 Semantics (what an editor's timeline means):
 - The output runs from 0 to the end of the last non-deleted clip on any track.
@@ -23,6 +23,9 @@ Semantics (what an editor's timeline means):
   only with `include_video_audio` (an editor normally links it as a separate audio clip).
   With no audio at all the output still carries a silent AAC track.
 
+Cuts (deleted words) arrive as pieces of clips: an edge a cut made (`cut_in` / `cut_out`) is a
+hard cut of the picture on the frame grid and a crossfade of the sound (engines/render_cuts.py).
+
 Every clip becomes one ffmpeg input seeked with `-ss`/`-t` (fast input seeking: the part before
 `in_point_ms` is skipped, not decoded to the end); the graph normalises each piece (fps, scale,
 pad, format) and concatenates the video pieces, then mixes the audio.
@@ -30,6 +33,7 @@ pad, format) and concatenates the video pieces, then mixes the audio.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +46,7 @@ from gpu_tasks.engines import captions as render_captions
 from gpu_tasks.engines.compression import X264_SPEEDS
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
 from gpu_tasks.engines.media import probe
+from gpu_tasks.engines.render_cuts import DEFAULT_CROSSFADE_MS, audio_window, crossfade_of, cut_summary
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.input_policy import ffmpeg_input
 
@@ -66,6 +71,8 @@ class Clip:
     start_ms: int
     duration_ms: int
     in_point_ms: int
+    cut_in: bool = False  # a cut made this edge: the sound crossfades there (engines/render_cuts.py)
+    cut_out: bool = False
 
     @property
     def end_ms(self) -> int:
@@ -145,6 +152,8 @@ def parse_timeline(edl: Mapping[str, Any]) -> Timeline:
                 start_ms=_int(raw.get("start_ms", 0), f"{where}: start_ms"),
                 duration_ms=_int(raw.get("duration_ms", 0), f"{where}: duration_ms", minimum=1),
                 in_point_ms=_int(raw.get("in_point_ms", 0) or 0, f"{where}: in_point_ms"),
+                cut_in=bool(raw.get("cut_in")),
+                cut_out=bool(raw.get("cut_out")),
             )
             out_point = raw.get("out_point_ms")
             if out_point is not None and _int(out_point, f"{where}: out_point_ms") <= clip.in_point_ms:
@@ -201,6 +210,7 @@ def build_command(
     encoder_preset: str = "veryfast",
     crf: int = 20,
     include_video_audio: bool = False,
+    crossfade_ms: int = DEFAULT_CROSSFADE_MS,
     subtitles: Path | None = None,
 ) -> list[str]:
     """The ffmpeg arguments (without the binary) that render `timeline` to `output`."""
@@ -223,12 +233,17 @@ def build_command(
         n_inputs += 1
         return n_inputs - 1
 
-    def audio_chain(index: int, dur_ms: int, at_ms: int, label: str) -> None:
-        graph.append(
-            f"[{index}:a:0]asetpts=PTS-STARTPTS,aresample=48000,"
-            f"aformat=sample_fmts=fltp:channel_layouts=stereo,atrim=end={_secs(dur_ms)},"
-            f"adelay=delays={at_ms}:all=1[{label}]"
-        )
+    def audio_chain(clip: Clip, label: str) -> None:
+        window = audio_window(
+            start_ms=clip.start_ms, duration_ms=clip.duration_ms, in_point_ms=clip.in_point_ms,
+            cut_in=clip.cut_in, cut_out=clip.cut_out, total_ms=timeline.total_ms, crossfade_ms=crossfade_ms,
+        )  # fmt: skip
+        index = add_input(inputs[clip.media_file_id].path, window.seek_ms, window.source_ms)
+        graph.append(",".join([
+            f"[{index}:a:0]asetpts=PTS-STARTPTS", "aresample=48000",
+            "aformat=sample_fmts=fltp:channel_layouts=stereo", f"atrim=end={_secs(window.duration_ms)}",
+            *window.filters(), f"adelay=delays={window.at_ms}:all=1[{label}]",
+        ]))  # fmt: skip
         audio_labels.append(label)
 
     for n, piece in enumerate(flatten_video(timeline.video_clips, timeline.total_ms, fps)):
@@ -252,22 +267,22 @@ def build_command(
         )
         video_labels.append(label)
         if include_video_audio and source.kind == "video" and source.has_audio:
-            audio_chain(index, dur_ms, piece.start_ms, f"va{n}")
+            # The part of the clip this piece shows; a cut's crossfade only at the clip's own edges.
+            clip = piece.clip
+            shown = dataclasses.replace(
+                clip, start_ms=piece.start_ms, duration_ms=dur_ms, in_point_ms=seek,
+                cut_in=clip.cut_in and piece.start_ms == clip.start_ms,
+                cut_out=clip.cut_out and piece.end_ms == clip.end_ms,
+            )  # fmt: skip
+            audio_chain(shown, f"va{n}")
 
     for n, clip in enumerate(timeline.audio_clips):
-        source = inputs[clip.media_file_id]
-        index = add_input(source.path, clip.in_point_ms, clip.duration_ms)
-        audio_chain(index, clip.duration_ms, clip.start_ms, f"a{n}")
+        audio_chain(clip, f"a{n}")
 
     total = _secs(timeline.total_ms)
-    # Burned-in captions are drawn last, on the finished picture.
-    finish = render_captions.burn_filter(subtitles) if subtitles else "null"
-    if len(video_labels) == 1:
-        graph.append(f"[{video_labels[0]}]{finish}[vout]")
-    else:
-        graph.append(
-            "".join(f"[{lbl}]" for lbl in video_labels) + f"concat=n={len(video_labels)}:v=1:a=0,{finish}[vout]"
-        )
+    finish = render_captions.burn_filter(subtitles) if subtitles else "null"  # captions: drawn last
+    concat = f"concat=n={len(video_labels)}:v=1:a=0," if len(video_labels) > 1 else ""
+    graph.append("".join(f"[{lbl}]" for lbl in video_labels) + f"{concat}{finish}[vout]")
     if not audio_labels:
         graph.append(f"anullsrc=r=48000:cl=stereo,atrim=end={total}[aout]")
     elif len(audio_labels) == 1:
@@ -315,6 +330,7 @@ def render_timeline(
     encoder_preset: str = "veryfast",
     crf: int = 20,
     include_video_audio: bool = False,
+    crossfade_ms: int = DEFAULT_CROSSFADE_MS,
     subtitles: Path | None = None,
 ) -> Timeline:
     """Render `edl` with `media` (media_file_id -> (local path, kind)) to `output`."""
@@ -331,9 +347,9 @@ def render_timeline(
         inputs[media_id] = RenderInput(path, kind, has_audio=info.has_audio, has_video=info.has_video)
     check_inputs(timeline, inputs)
     args = build_command(
-        timeline, inputs, output, encoder_preset=encoder_preset, crf=crf, include_video_audio=include_video_audio,
-        subtitles=subtitles,
-    )
+        timeline, inputs, output, encoder_preset=encoder_preset, crf=crf,
+        include_video_audio=include_video_audio, crossfade_ms=crossfade_ms, subtitles=subtitles,
+    )  # fmt: skip
     run_ffmpeg(args, total_s=timeline.total_ms / 1000, progress=progress, timeout_s=timeout_s)
     return timeline
 
@@ -348,6 +364,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     crf = _int(payload.get("crf", 20), "crf")
     if not 0 <= crf <= 51:
         raise PermanentGpuError("invalid_input", "crf must be between 0 and 51")
+    crossfade_ms = crossfade_of(payload)
     timeline = parse_timeline(payload.get("edl") or {})
     used = {c.media_file_id for c in (*timeline.video_clips, *timeline.audio_clips)}
     local: dict[str, tuple[Path, str]] = {}
@@ -356,7 +373,6 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         if not isinstance(entry, Mapping):
             raise PermanentGpuError("invalid_input", f"media {media_id} is not in the render's media map")
         local[media_id] = (ctx.input_path(entry, f"media-{len(local)}"), str(entry.get("kind") or "video"))
-    captions = render_captions.prepare(payload, ctx)
     out = ctx.output_path("video", ".mp4")
     render_timeline(
         payload["edl"],
@@ -367,15 +383,17 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         encoder_preset=encoder_preset,
         crf=crf,
         include_video_audio=bool(payload.get("include_video_audio")),
-        subtitles=captions.burn,
+        crossfade_ms=crossfade_ms,
+        subtitles=render_captions.prepare(payload, ctx),
     )
     ref = ctx.deliver("video", out, "video/mp4")
     fps = timeline.fps
     return {
-        "outputs": {"video": ref, **render_captions.deliver(captions, ctx)},
+        "outputs": {"video": ref, **render_captions.deliver(payload, ctx)},
         "duration_ms": timeline.total_ms,
         "width": timeline.width,
         "height": timeline.height,
         "frame_rate": float(fps) if fps.denominator != 1 else fps.numerator,
         "clips": len(timeline.video_clips) + len(timeline.audio_clips),
+        **cut_summary(payload.get("cuts"), timeline.total_ms),
     }

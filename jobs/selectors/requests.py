@@ -23,6 +23,7 @@ from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
 from media.selectors import media_get, voice_get
 from projects.captions import CaptionStyle, render_caption_files
+from projects.edl.cuts import DEFAULT_PADDING_MS, cut_tracks, removed_spans
 from projects.edl.selectors import edl_snapshot
 from projects.models import Project
 from projects.selectors import project_get
@@ -76,28 +77,37 @@ def _ready_media(user: User, project: Project, field: str, media_id: uuid.UUID, 
 
 
 def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dict[str, Any], list[MediaFile]]:
-    """The project's timeline as it is now, with `resolution` / `frame_rate` applied, and its media."""
+    """The project's timeline as it is now, with `resolution` / `frame_rate` applied and the
+    transcript's deletions cut (`params["cuts"]` records what was cut), and its media."""
     edl = edl_snapshot(project=project)
-    # What the render does not read stays out of the job row (a transcript can be large).
+    # What the render does not read stays out of the job row (a transcript can be large): the
+    # snapshot holds the clips already cut into the pieces that play.
     transcript = edl.pop("transcript", None) or {}
     edl.pop("history", None)
-    for track in edl.get("tracks") or []:
-        track["clips"] = [c for c in track.get("clips") or [] if not c.get("deleted")]
     timeline = edl.setdefault("settings", {})
     if params.get("resolution"):
         width, _, height = params.pop("resolution").partition("x")
         timeline["resolution"] = {"width": int(width), "height": int(height)}
     if params.get("frame_rate") is not None:
         timeline["frame_rate"] = params.pop("frame_rate")
+    params["cuts"] = _cut(edl, transcript, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
     clips = [c for t in edl.get("tracks") or [] for c in t["clips"]]
     if not clips:
-        raise EmptyTimeline("The timeline has no clips to render.")
+        raise EmptyTimeline(
+            "The cuts remove the whole timeline: nothing is left to render."
+            if params["cuts"]["spans"]
+            else "The timeline has no clips to render.",
+            details={k: v for k, v in params["cuts"].items() if k != "spans"},
+        )
     ids = {c["media_file_id"] for c in clips}
     found = {str(m.pk): m for m in MediaFile.objects.filter(project=project, user=user, pk__in=ids)}
     problems = [
-        {"clip_id": c["id"], "media_file_id": c["media_file_id"],
-         "status": found[c["media_file_id"]].status if c["media_file_id"] in found else "missing"}
-        for c in clips
+        {
+            "clip_id": c["clip_id"],
+            "media_file_id": c["media_file_id"],
+            "status": found[c["media_file_id"]].status if c["media_file_id"] in found else "missing",
+        }
+        for c in {c["clip_id"]: c for c in clips}.values()
         if c["media_file_id"] not in found or found[c["media_file_id"]].status != MediaStatus.READY
     ]
     if problems:
@@ -110,10 +120,38 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
 
 
 def _captions(edl: dict[str, Any], transcript: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
-    """The caption files the render carries (at output times), for its `captions` mode."""
+    """The caption files the render carries (at output times, after the same cuts), for its
+    `captions` mode."""
     style = params.pop("caption_style", None)
-    files = render_caption_files(edl, transcript, params.get("captions", "none"),
-                                 style=CaptionStyle(**style) if style else None)
+    files = render_caption_files(
+        edl, transcript, params.get("captions", "none"), style=CaptionStyle(**style) if style else None,
+        padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS),
+    )
     if params.get("captions", "none") != "none" and not files:
         raise NoCaptions("The timeline's transcript has no words to caption.")
     return files
+
+
+def _cut(edl: dict[str, Any], transcript: Mapping[str, Any], *, padding_ms: int) -> dict[str, Any]:
+    """Replace the snapshot's tracks by the pieces that play once the transcript's deletions are
+    cut (deleted clips dropped); what was cut, and the timeline's length before and after."""
+    tracks = edl.get("tracks") or []
+    before = _end(tracks)
+    spans = removed_spans(transcript, padding_ms=padding_ms)
+    edl["tracks"] = cut_tracks(tracks, spans)
+    after = _end(edl["tracks"])
+    edl["settings"]["duration_ms"] = after  # what the render makes, and is priced by
+    return {
+        "padding_ms": padding_ms,
+        "spans": [[start, end] for start, end in spans if start < before],
+        "duration_before_ms": before,
+        "duration_after_ms": after,
+        "removed_ms": before - after,
+    }
+
+
+def _end(tracks: list[dict[str, Any]]) -> int:
+    return max(
+        (c["start_ms"] + c["duration_ms"] for t in tracks for c in t.get("clips") or [] if not c.get("deleted")),
+        default=0,
+    )

@@ -136,3 +136,10 @@ def test_a_timeline_without_transcript_is_404_captions_not_found(auth_client, pr
     response = auth_client.get(timeline_url(project, "?format=srt"))
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "captions_not_found"
+
+
+def test_timeline_captions_follow_the_cut_padding_asked_for(auth_client, project, make_media):
+    _save_timeline(auth_client, project, make_media(project), [seg(["So", "um", "we", "start."], cut=(1,), id="a")])
+    body = auth_client.get(timeline_url(project, "?format=json&cut_padding_ms=0")).json()
+    assert [w["start"] for w in body["words"]] == [0.0, 0.25, 0.55]  # "um" cut from 250 to 600
+    assert auth_client.get(timeline_url(project, "?cut_padding_ms=-1")).status_code == 400
