@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import av
+import numpy as np
 import pysubs2
 import pytest
 
@@ -125,3 +127,30 @@ def test_a_sidecar_render_stores_srt_and_vtt_media_beside_the_video(start_worker
             subs = pysubs2.SSAFile.from_string(fh.read().decode(), format_=fmt)
         assert [e.plaintext for e in subs] == ["So we start.", "They're there."]
         assert media.duration_ms == subs[-1].end
+
+
+def _frame(media: MediaFile, seconds: float) -> np.ndarray:
+    with get_storage().local_path(media.storage_key) as path, av.open(str(path)) as container:
+        for frame in container.decode(container.streams.video[0]):
+            if frame.time is not None and frame.time + 1e-6 >= seconds:
+                return frame.to_ndarray(format="rgb24").astype(np.int32)
+    raise AssertionError(f"no frame at {seconds}s")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_burned_in_captions_are_visible_in_the_rendered_video(start_worker, auth_client, funded, project, samples):
+    start_worker()
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    put_transcribed_timeline(project, video, SEGMENTS, clip_ms=2000)
+    jobs = {mode: render(auth_client, project, resolution="320x240", captions=mode).json()["job_id"]
+            for mode in ("none", "burn")}
+    frames = {}
+    for mode, job_id in jobs.items():
+        job = wait_terminal(job_id, timeout=180)
+        assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
+        [output] = MediaFile.objects.filter(source_job_id=job.pk)
+        frames[mode] = _frame(output, 0.5)  # "So we start." shows from 0 to 0.88 s
+    diff = np.abs(frames["burn"] - frames["none"]).sum(axis=2)
+    assert diff[180:].mean() > 5 * max(diff[:120].mean(), 1), "the bottom of the picture changed, the top did not"
+    assert (diff[180:] > 150).sum() > 150, "text is drawn at the bottom"
