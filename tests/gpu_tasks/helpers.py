@@ -51,15 +51,20 @@ def streams(path: Path) -> dict[str, Any]:
         return out
 
 
-def frame_rgb_at(path: Path, seconds: float) -> tuple[float, float, float]:
-    """Mean (R, G, B) of the first frame at or after `seconds`."""
+def frame_at(path: Path, seconds: float) -> np.ndarray:
+    """The first frame at or after `seconds`, as an RGB array of ints (height x width x 3)."""
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         for frame in c.decode(stream):
             if frame.time is not None and frame.time + 1e-6 >= seconds:
-                rgb = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
-                return float(rgb[0]), float(rgb[1]), float(rgb[2])
+                return frame.to_ndarray(format="rgb24").astype(np.int32)
     raise AssertionError(f"no frame at {seconds}s")
+
+
+def frame_rgb_at(path: Path, seconds: float) -> tuple[float, float, float]:
+    """Mean (R, G, B) of the first frame at or after `seconds`."""
+    rgb = frame_at(path, seconds).reshape(-1, 3).mean(axis=0)
+    return float(rgb[0]), float(rgb[1]), float(rgb[2])
 
 
 def audio_rms(path: Path, start_s: float, end_s: float) -> float:
