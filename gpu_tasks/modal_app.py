@@ -21,7 +21,7 @@ The worker then runs with `AUTEUR_GPU_BACKEND=modal` (and `MODAL_TOKEN_ID`/`MODA
   hub is switched off at inference time (`HF_HUB_OFFLINE=1`), so a container never downloads
   weights on a user's clock.
 - Images are built from requirements/gpu.txt (torch, transformers, pyannote, F5-TTS); render and
-  compression use a small CPU image with ffmpeg only.
+  compression use a small CPU image with ffmpeg and the font of text overlays and captions.
 - Types without model code yet (lip sync, video generation, performance cloning, gaze
   redirection, audio generation, video query, image generation) are deployed so the wiring is
   complete, and answer `feature_unavailable`; the backend's `supports()` is False for them.
@@ -57,8 +57,7 @@ gpu_image = (
 )
 cpu_image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install("imageio-ffmpeg==0.8.1", "av==17.0.1", "requests==2.34.2", "numpy==2.4.6",
-                 "fontpkg==0.2.2", "fontpkg-noto-sans==2.15")  # the render's fonts (captions, text)
+    .pip_install("imageio-ffmpeg==0.8.1", "av==17.0.1", "requests==2.34.2", "numpy==2.4.6", "font-roboto==0.0.1")
     .env(_runtime_env)
     .add_local_python_source("gpu_tasks")
 )

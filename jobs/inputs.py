@@ -235,7 +235,7 @@ class CompressionInput(JobInput):
 
 
 class CaptionStyleInput(StrictSerializer):
-    """How burned-in captions look (font: Noto Sans)."""
+    """How burned-in captions look (font: Roboto)."""
 
     font_size = serializers.IntegerField(min_value=8, max_value=200, required=False,
                                          help_text="Pixels of the output frame; default: 5% of its height.")

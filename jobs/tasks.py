@@ -25,7 +25,9 @@ from jobs.services.events import bind_job_to_logs, job_event_record
 from jobs.services.lifecycle import job_fail
 from jobs.services.reaper import jobs_reap
 from jobs.services.steps import job_step_finish, job_step_infer, job_step_prepare
+from jobs.services.transcript_edl import job_transcript_to_edl, job_transcript_to_edl_failed
 from jobs.specs import Family
+from projects.errors import EdlConflict, EdlUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,31 @@ STEP_TASKS: Mapping[tuple[Family, Step], Task] = {
     (Family.COMPRESSION, Step.INFER): _step("jobs.compression.infer", infer),
     (Family.COMPRESSION, Step.FINISH): _step("jobs.compression.finish", finish),
 }
+
+
+# What can recover by trying again later: the EDL store out of reach, the user saving the
+# timeline again and again while we retried, the database restarting.
+_EDL_RETRYABLE = (EdlUnavailable, EdlConflict, OperationalError, InterfaceError)
+
+
+@shared_task(
+    bind=True, name="jobs.transcript_to_edl", acks_late=True, soft_time_limit=60, time_limit=90,
+    autoretry_for=_EDL_RETRYABLE, max_retries=8, retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
+)
+def transcript_to_edl(self: Task, job_id: str) -> str | None:
+    """A completed transcription into its project's timeline. About 15 minutes of retries at
+    most; then, or at once for an error that retrying cannot cure, the failure is recorded on
+    the job and logged. The job itself stays completed either way."""
+    try:
+        outcome = job_transcript_to_edl(job_id=job_id)
+    except _EDL_RETRYABLE as exc:
+        if self.request.retries >= (self.max_retries or 0):
+            job_transcript_to_edl_failed(job_id=job_id, exc=exc)
+        raise
+    except Exception as exc:  # noqa: BLE001 - an invalid document, a bug: recorded and logged, not retried
+        job_transcript_to_edl_failed(job_id=job_id, exc=exc)
+        return "failed"
+    return outcome["status"] if outcome else None
 
 
 @shared_task(name="jobs.reap", acks_late=True, soft_time_limit=50, time_limit=60)

@@ -13,8 +13,10 @@ class ProjectAdmin(admin.ModelAdmin):
     """Deleting, one project or a selection, goes through project_delete: unfinished jobs are
     canceled and refunded, storage objects and the EDL document deleted, as from the API."""
 
-    list_display = ("name", "user", "resolution", "frame_rate", "media_count", "auto_transcribe", "updated_at")
-    list_filter = ("auto_transcribe", "resolution")
+    list_display = (
+        "name", "user", "resolution", "frame_rate", "media_count", "auto_transcribe", "transcript_to_edl", "updated_at",
+    )
+    list_filter = ("auto_transcribe", "transcript_to_edl", "resolution")
     search_fields = ("name", "id", "user__email")
     readonly_fields = ("id", "user", "edl_id", "created_at", "updated_at")
     list_select_related = ("user",)

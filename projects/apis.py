@@ -29,6 +29,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
             "edl_id",
             "thumbnail_url",
             "auto_transcribe",
+            "transcript_to_edl",
             "created_at",
             "updated_at",
         )
@@ -52,6 +53,11 @@ class ProjectInputSerializer(StrictSerializer):
     )
     thumbnail_url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
     auto_transcribe = serializers.BooleanField(required=False)
+    transcript_to_edl = serializers.BooleanField(
+        required=False,
+        help_text="When on (the default), a completed transcription of a file writes its words into the "
+        "timeline's transcript, at the times where the clips that use the file play them.",
+    )
 
 
 class ProjectListApi(ApiView):

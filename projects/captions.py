@@ -46,7 +46,7 @@ _ALIGNMENT = {
     "top": pysubs2.Alignment.TOP_CENTER,
 }
 # The font burned-in captions are drawn with: the family the render engine's fonts folder holds.
-CAPTION_FONT = "Noto Sans"
+CAPTION_FONT = "Roboto"
 
 
 @dataclass(frozen=True)

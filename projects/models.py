@@ -49,6 +49,9 @@ class Project(models.Model):
     thumbnail_url = models.TextField(blank=True, default="")
     # CodeEndelea behaviour: a confirmed audio/video file starts a transcription job.
     auto_transcribe = models.BooleanField(default=False)
+    # A completed transcription of one of the project's files writes its words into the EDL's
+    # transcript (projects.edl.transcripts); off, the transcript stays with the job and the file.
+    transcript_to_edl = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -16,7 +16,9 @@ from projects.signals import project_deleting
 
 logger = logging.getLogger(__name__)
 
-EDITABLE_FIELDS = ("name", "description", "resolution", "frame_rate", "thumbnail_url", "auto_transcribe")
+EDITABLE_FIELDS = (
+    "name", "description", "resolution", "frame_rate", "thumbnail_url", "auto_transcribe", "transcript_to_edl",
+)
 
 
 @transaction.atomic
@@ -28,6 +30,7 @@ def project_create(
     resolution: str = "1920x1080",
     frame_rate: Decimal = Decimal("30.00"),
     auto_transcribe: bool = False,
+    transcript_to_edl: bool = True,
 ) -> Project:
     """A new project and its empty timeline; QuotaExceeded past the user's ``projects`` quota."""
     quota_lock(user_id=user.pk)
@@ -39,6 +42,7 @@ def project_create(
         resolution=resolution,
         frame_rate=frame_rate,
         auto_transcribe=auto_transcribe,
+        transcript_to_edl=transcript_to_edl,
     )
     project.full_clean()
     project.save()

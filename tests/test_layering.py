@@ -4,7 +4,8 @@
   id; the jobs app calls it, never the reverse);
 - `media` and `credits` import no other app (but media reads the one definition of how untrusted
   media is opened, `gpu_tasks/input_policy.py`, a module without imports, which the engines use
-  too); `projects` imports only `media` of the apps;
+  too); `projects` imports only `media` of the apps (and the effect vocabulary,
+  `gpu_tasks/effect_vocabulary.py`, another such leaf, which the render engine reads too);
 - `gpu_tasks` imports neither Django nor any app (it runs inside Modal's containers);
 - `jobs` reaches `gpu_tasks` only through its client (`jobs/gpu_client.py`) and its specs
   (`jobs/specs.py`);
@@ -38,7 +39,7 @@ def modules(package: str) -> Iterator[Path]:
             yield path
 
 
-SHARED_LEAVES = ("gpu_tasks.input_policy",)
+SHARED_LEAVES = ("gpu_tasks.input_policy", "gpu_tasks.effect_vocabulary")
 
 
 def violations(package: str, allowed: set[str], *, exempt: tuple[str, ...] = ()) -> list[str]:

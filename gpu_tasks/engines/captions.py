@@ -9,11 +9,12 @@ script); with "sidecar", `captions_srt` and `captions_vtt` (the files' text).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpu_tasks.contract import EngineContext
-from gpu_tasks.engines.fonts import fonts_dir
+from gpu_tasks.engines.fonts import filter_value, font_dir
 from gpu_tasks.errors import PermanentGpuError
 
 MODES = ("none", "burn", "sidecar")
@@ -25,6 +26,12 @@ SIDECARS = {
 }
 
 
+@dataclass(frozen=True)
+class RenderCaptions:
+    burn: Path | None = None  # the ASS script to draw on the picture
+    sidecars: tuple[tuple[str, Path, str], ...] = ()  # (output name, file, content type)
+
+
 def _text(payload: Mapping[str, Any], key: str) -> str:
     value = payload.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -34,45 +41,28 @@ def _text(payload: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _mode(payload: Mapping[str, Any]) -> str:
+def prepare(payload: Mapping[str, Any], ctx: EngineContext) -> RenderCaptions:
+    """Write the payload's caption files into the scratch dir."""
     mode = payload.get("captions") or "none"
     if mode not in MODES:
         raise PermanentGpuError("invalid_input", f"captions must be one of {MODES}")
-    return str(mode)
+    if mode == "burn":
+        path = ctx.output_path("captions", ".ass")
+        path.write_text(_text(payload, "captions_ass"), encoding="utf-8")
+        return RenderCaptions(burn=path)
+    sidecars = []
+    if mode == "sidecar":
+        for name, (key, suffix, content_type) in SIDECARS.items():
+            path = ctx.output_path(name, suffix)
+            path.write_text(_text(payload, key), encoding="utf-8")
+            sidecars.append((name, path, content_type))
+    return RenderCaptions(sidecars=tuple(sidecars))
 
 
-def prepare(payload: Mapping[str, Any], ctx: EngineContext) -> Path | None:
-    """Check the payload's captions before anything is rendered; the ASS script to burn in, written
-    into the scratch dir, or None."""
-    mode = _mode(payload)
-    for key, _, _ in SIDECARS.values() if mode == "sidecar" else ():
-        _text(payload, key)
-    if mode != "burn":
-        return None
-    path = ctx.output_path("captions", ".ass")
-    path.write_text(_text(payload, "captions_ass"), encoding="utf-8")
-    return path
-
-
-def deliver(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, dict[str, Any]]:
-    """The sidecar files, delivered as outputs (none unless `captions` is "sidecar")."""
-    refs = {}
-    for name, (key, suffix, content_type) in SIDECARS.items() if _mode(payload) == "sidecar" else ():
-        path = ctx.output_path(name, suffix)
-        path.write_text(_text(payload, key), encoding="utf-8")
-        refs[name] = ctx.deliver(name, path, content_type)
-    return refs
-
-
-def _escape(value: str) -> str:
-    """A filter option value, escaped for the option and then for the filtergraph around it."""
-    for ch in "\\':":
-        value = value.replace(ch, "\\" + ch)
-    for ch in "\\'[],;":
-        value = value.replace(ch, "\\" + ch)
-    return value
+def deliver(captions: RenderCaptions, ctx: EngineContext) -> dict[str, dict[str, Any]]:
+    return {name: ctx.deliver(name, path, content_type) for name, path, content_type in captions.sidecars}
 
 
 def burn_filter(script: Path) -> str:
     """The filter that draws `script` on a picture, with the packaged fonts."""
-    return f"subtitles=filename={_escape(str(script))}:fontsdir={_escape(str(fonts_dir()))}"
+    return f"subtitles=filename={filter_value(str(script))}:fontsdir={filter_value(str(font_dir()))}"

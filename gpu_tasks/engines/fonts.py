@@ -1,30 +1,49 @@
-"""The fonts the render draws text with (burned-in captions, text overlays).
+"""The font that text drawn into a picture uses: text overlays and burned-in captions.
 
-They come from pinned pip packages, never from the system: the same font on every machine, the
-worker's and Modal's CPU image alike. Noto Sans covers Latin, Greek and Cyrillic.
+It comes from a pinned pip package (``font-roboto``, Apache-2.0: Roboto covers Latin, Greek
+and Cyrillic), so a render looks the same on every machine and never depends on the fonts a
+system happens to have. ffmpeg's drawtext takes the file; libass (the subtitles filter) takes the
+folder and the family name.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from importlib.resources import files
 from pathlib import Path
 
 from gpu_tasks.errors import PermanentGpuError
 
-DEFAULT_FAMILY = "Noto Sans"
+FONT_FAMILY = "Roboto"
+_PACKAGE = "font_roboto"
+_REGULAR = "Roboto-Regular.ttf"
+_BOLD = "Roboto-Bold.ttf"
 
 
-@cache
-def font_file(family: str = DEFAULT_FAMILY) -> Path:
-    """The regular-weight file of an installed font family."""
-    import fontpkg
-
+def font_dir() -> Path:
+    """The folder holding the font files (for libass's ``fontsdir``)."""
     try:
-        return Path(fontpkg.path(family, nearest=True))
-    except fontpkg.FontpkgError as exc:
-        raise PermanentGpuError("invalid_input", f"font {family!r} is not installed") from exc
+        folder = Path(str(files(_PACKAGE) / "files"))
+    except ModuleNotFoundError as exc:  # a deployment without requirements/base.txt
+        raise PermanentGpuError("internal", f"the {_PACKAGE} package is not installed") from exc
+    return folder
 
 
-def fonts_dir(family: str = DEFAULT_FAMILY) -> Path:
-    """The folder holding the family's files (libass's `fontsdir`)."""
-    return font_file(family).parent
+def font_file(*, bold: bool = False) -> Path:
+    """The TrueType file of the regular (or bold) face."""
+    path = font_dir() / (_BOLD if bold else _REGULAR)
+    if not path.is_file():
+        raise PermanentGpuError("internal", f"font file {path.name} is missing from {_PACKAGE}")
+    return path
+
+
+def filter_value(value: str) -> str:
+    """`value` escaped for an option of a filter inside a -filter_complex graph.
+
+    Two levels parse it: the option parser (``:``, ``'`` and ``\\`` are special) and then the graph
+    parser (also ``[ ] , ;``); each level's escaping is applied in turn.
+    """
+    option_level = value.replace("\\", "\\\\").replace("'", "\\'").replace(":", "\\:")
+    graph_level = option_level.replace("\\", "\\\\").replace("'", "\\'")
+    for ch in "[],;":
+        graph_level = graph_level.replace(ch, "\\" + ch)
+    return graph_level

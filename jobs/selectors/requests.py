@@ -119,19 +119,6 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
     return edl, sorted(found.values(), key=lambda m: m.pk)
 
 
-def _captions(edl: dict[str, Any], transcript: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
-    """The caption files the render carries (at output times, after the same cuts), for its
-    `captions` mode."""
-    style = params.pop("caption_style", None)
-    files = render_caption_files(
-        edl, transcript, params.get("captions", "none"), style=CaptionStyle(**style) if style else None,
-        padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS),
-    )
-    if params.get("captions", "none") != "none" and not files:
-        raise NoCaptions("The timeline's transcript has no words to caption.")
-    return files
-
-
 def _cut(edl: dict[str, Any], transcript: Mapping[str, Any], *, padding_ms: int) -> dict[str, Any]:
     """Replace the snapshot's tracks by the pieces that play once the transcript's deletions are
     cut (deleted clips dropped); what was cut, and the timeline's length before and after."""
@@ -155,3 +142,14 @@ def _end(tracks: list[dict[str, Any]]) -> int:
         (c["start_ms"] + c["duration_ms"] for t in tracks for c in t.get("clips") or [] if not c.get("deleted")),
         default=0,
     )
+
+
+def _captions(edl: dict[str, Any], transcript: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    """The caption files the render carries (at output times), for its `captions` mode."""
+    style = params.pop("caption_style", None)
+    files = render_caption_files(edl, transcript, params.get("captions", "none"),
+                                 style=CaptionStyle(**style) if style else None,
+                                 padding_ms=params["cuts"]["padding_ms"])  # the cuts the render makes
+    if params.get("captions", "none") != "none" and not files:
+        raise NoCaptions("The timeline's transcript has no words to caption.")
+    return files

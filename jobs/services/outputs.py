@@ -9,12 +9,15 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jobs import gpu_client
 from jobs.models import Job, JobEventType, JobStatus
+from jobs.pipeline import PUBLISH_RETRY
 from jobs.services.events import job_event_record
 from jobs.services.inference import job_inference_ended
 from jobs.services.slots import job_slot_release
+from jobs.services.transcript_edl import job_transcript_to_edl_failed
 from jobs.specs import OutputKind, job_spec
 from media.services.captions import media_attach_caption
 from media.services.outputs import media_create_output, media_delete_job_outputs
@@ -53,11 +56,24 @@ def job_complete(
             return None
         job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media)
         job_slot_release(user_id=job.user_id)
+        if job_spec(job.type).output is OutputKind.TRANSCRIPT:
+            job_pk = job.pk
+            transaction.on_commit(lambda: _queue_transcript_to_edl(job_pk), robust=True)
     if job.gpu_call_id:
         gpu_client.release_quietly(job.gpu_call_id)
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
     job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
     return job
+
+
+def _queue_transcript_to_edl(job_id: uuid.UUID) -> None:
+    """The transcript into the project's timeline, by its own task (jobs.services.transcript_edl)."""
+    from jobs.tasks import transcript_to_edl  # the tasks call the services
+
+    try:
+        transcript_to_edl.apply_async((str(job_id),), retry=True, retry_policy=PUBLISH_RETRY)
+    except (KombuOperationalError, OSError) as exc:
+        job_transcript_to_edl_failed(job_id=job_id, exc=exc)
 
 
 def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:

@@ -18,11 +18,13 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView
+from auteur.api import ApiView, StrictSerializer
 from auteur.errors import ApplicationError
 from auteur.schema import raises
 from auteur.users.models import User
 from projects.edl.documents import edl_limits
+from projects.edl.effects import EFFECTS
+from projects.edl.fillers import DEFAULT_MIN_PAUSE_MS, FILLERS, edl_remove_fillers, language_code
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
@@ -46,15 +48,47 @@ class EdlSettingsSerializer(serializers.Serializer):
     )
 
 
+def _effect_param_field(name: str) -> serializers.Field:
+    """One parameter of the effect vocabulary, as the schema shows it (every type that takes it)."""
+    users = [(spec.name, spec.params[name]) for spec in EFFECTS.values() if name in spec.params]
+    param = users[0][1]
+    help_text = "Of " + ", ".join(kind for kind, _ in users) + "."
+    if param.kind == "int":
+        return serializers.IntegerField(required=False, help_text=help_text)
+    if param.kind == "number":
+        return serializers.FloatField(required=False, help_text=help_text)
+    if param.kind == "choice":
+        choices = sorted({c for _, p in users for c in p.choices})
+        return serializers.ChoiceField(choices=choices, required=False, help_text=help_text)
+    return serializers.CharField(required=False, help_text=help_text)
+
+
+# Built from the vocabulary, so that a new effect needs no change here; the README lists each
+# type's parameters and bounds.
+EdlEffectSerializer = type(
+    "EdlEffectSerializer",
+    (serializers.Serializer,),
+    {
+        "type": serializers.ChoiceField(choices=sorted(EFFECTS)),
+        **{name: _effect_param_field(name) for name in sorted({n for e in EFFECTS.values() for n in e.params})},
+    },
+)
+
+
 class EdlClipSerializer(serializers.Serializer):
     id = serializers.CharField(max_length=64)
     media_file_id = serializers.UUIDField(help_text="A ready media file of this project.")
     track_id = serializers.CharField(max_length=64, required=False, help_text="Its track's id (filled if omitted).")
     start_ms = serializers.IntegerField(min_value=0, help_text="Position on the timeline.")
-    duration_ms = serializers.IntegerField(min_value=0, help_text="Equals out_point_ms - in_point_ms.")
+    duration_ms = serializers.IntegerField(
+        min_value=0, help_text="Equals out_point_ms - in_point_ms, or round((out - in) / rate) with a speed effect."
+    )
     in_point_ms = serializers.IntegerField(min_value=0, help_text="Source start trim.")
     out_point_ms = serializers.IntegerField(min_value=0, help_text="Source end trim, > in_point_ms.")
-    effects = serializers.ListField(child=serializers.DictField(), required=False, max_length=32)
+    effects = serializers.ListField(
+        child=EdlEffectSerializer(), required=False, max_length=32,
+        help_text="Applied in the render; at most one speed, crop and fit each. Unknown types or keys: 422.",
+    )
     deleted = serializers.BooleanField(required=False, default=False)
 
 
@@ -67,13 +101,21 @@ class EdlTrackSerializer(serializers.Serializer):
 
 class EdlWordSerializer(serializers.Serializer):
     word = serializers.CharField(max_length=255)
-    start_ms = serializers.IntegerField(min_value=0)
+    start_ms = serializers.IntegerField(min_value=0, help_text="Timeline time, before cuts.")
     end_ms = serializers.IntegerField(min_value=0)
     confidence = serializers.FloatField(min_value=0, max_value=1)
+    deleted = serializers.BooleanField(required=False, default=False, help_text="Cut from every track.")
 
 
 class EdlSegmentSerializer(serializers.Serializer):
     id = serializers.CharField(max_length=64)
+    media_file_id = serializers.UUIDField(
+        allow_null=True, required=False, help_text="The file it was transcribed from (a transcription writes it)."
+    )
+    clip_id = serializers.CharField(
+        max_length=64, allow_null=True, required=False, help_text="The clip that plays it on the timeline."
+    )
+    language = serializers.CharField(max_length=16, allow_null=True, required=False)
     speaker = serializers.CharField(max_length=255, allow_null=True, required=False)
     start_ms = serializers.IntegerField(min_value=0)
     end_ms = serializers.IntegerField(min_value=0)
@@ -83,9 +125,16 @@ class EdlSegmentSerializer(serializers.Serializer):
     edited_text = serializers.CharField(allow_null=True, required=False, allow_blank=True)
 
 
+class EdlPauseSerializer(serializers.Serializer):
+    start_ms = serializers.IntegerField(min_value=0)
+    end_ms = serializers.IntegerField(min_value=0)
+    deleted = serializers.BooleanField(required=False, default=True)
+
+
 class EdlTranscriptSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField(allow_null=True, required=False)
     segments = EdlSegmentSerializer(many=True, required=False)
+    pauses = EdlPauseSerializer(many=True, required=False, help_text="Silences between words; deleted ones are cut.")
 
 
 class EdlHistorySerializer(serializers.Serializer):
@@ -145,6 +194,17 @@ def _if_match(request: Request) -> int | None:
     return int(match[1])
 
 
+def _one_version(header: int | None, body: int | None, field: str) -> int | None:
+    """The version a write was made from, named by If-Match or a body field (or neither)."""
+    if header is not None and body is not None and header != body:
+        raise ApplicationError(
+            f"If-Match and {field} name different versions.",
+            code="version_mismatch",
+            details={"if_match": header, field: body},
+        )
+    return header if header is not None else body
+
+
 def _check_content_length(request: Request) -> None:
     """Refuse an oversize body before it is read and parsed (the service checks the size too)."""
     try:
@@ -198,13 +258,7 @@ class EdlDetailApi(ApiView):
         body_version = data.get("version")
         if body_version is not None and (isinstance(body_version, bool) or not isinstance(body_version, int)):
             raise ApplicationError("version must be an integer.", code="invalid_version")
-        if header_version is not None and body_version is not None and header_version != body_version:
-            raise ApplicationError(
-                "If-Match and the version field name different versions.",
-                code="version_mismatch",
-                details={"if_match": header_version, "version": body_version},
-            )
-        version = header_version if header_version is not None else body_version
+        version = _one_version(header_version, body_version, "version")
         if version is None:
             raise ApplicationError(
                 "Send the version you last read, in If-Match or a version field.",
@@ -251,3 +305,75 @@ class EdlRedoApi(ApiView):
     @_step_schema("Redo the last undone change to a timeline", "nothing_to_redo", _REDO_DESCRIPTION)
     def post(self, request: Request, project_id: UUID) -> Response:
         return _edl_step(request, project_id, edl_redo)
+
+
+class FillerWordSerializer(serializers.Serializer):
+    segment_id = serializers.CharField()
+    index = serializers.IntegerField(help_text="The word's position in its segment's words.")
+    word = serializers.CharField()
+    start_ms = serializers.IntegerField()
+    end_ms = serializers.IntegerField()
+
+
+class SpanSerializer(serializers.Serializer):
+    start_ms = serializers.IntegerField()
+    end_ms = serializers.IntegerField()
+
+
+class RemoveFillersOutputSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The timeline's version now (unchanged when nothing was marked).")
+    words = FillerWordSerializer(many=True, help_text="The filler words marked deleted.")
+    pauses = SpanSerializer(many=True, help_text="The pauses added to transcript.pauses, deleted.")
+    skipped_languages = serializers.ListField(
+        child=serializers.CharField(), help_text="Languages of segments left alone: no filler list."
+    )
+
+
+class EdlRemoveFillersApi(ApiView):
+    """Mark filler words ("um", "uh", ...) and long pauses of the transcript deleted: one undo step."""
+
+    class InputSerializer(StrictSerializer):
+        language = serializers.CharField(
+            max_length=16, required=False,
+            help_text="Whose fillers: " + ", ".join(sorted(FILLERS)) + ". Default: each segment's own "
+            "language, else en.",
+        )
+        min_pause_ms = serializers.IntegerField(
+            min_value=0, max_value=3_600_000, required=False, default=DEFAULT_MIN_PAUSE_MS,
+            help_text="Pauses between kept words longer than this are marked deleted; 0 marks none.",
+        )
+        expected_version = serializers.IntegerField(
+            min_value=1, required=False, help_text="The version you last read (or If-Match); 409 when stale.",
+        )
+
+        def validate_language(self, value: str) -> str:
+            code = language_code(value)
+            if code not in FILLERS:
+                raise serializers.ValidationError(
+                    f"No filler list for {value!r}; supported: {', '.join(sorted(FILLERS))}."
+                )
+            return code
+
+    @extend_schema(
+        summary="Remove filler words and long pauses from a timeline's transcript",
+        parameters=[_IF_MATCH],
+        request=InputSerializer,
+        responses={200: RemoveFillersOutputSerializer, 409: _CONFLICT},
+    )
+    @raises("invalid_if_match", "version_mismatch", "edl_conflict", "edl_invalid",
+            "edl_too_large", "edl_unavailable")
+    def post(self, request: Request, project_id: UUID) -> Response:
+        project = _project(request, project_id)
+        body = self.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        saved, marked = edl_remove_fillers(
+            project=project, language=data.get("language"), min_pause_ms=data["min_pause_ms"],
+            expected_version=_one_version(_if_match(request), data.get("expected_version"), "expected_version"),
+        )
+        version = saved["version"] if saved is not None else edl_get(project=project)["version"]
+        return Response(
+            {"version": version, "words": marked.words, "pauses": marked.pauses,
+             "skipped_languages": sorted(marked.skipped_languages)},
+            headers={"ETag": f'"{version}"'},
+        )

@@ -140,7 +140,8 @@ def cut_clip(clip: Mapping[str, Any], spans: Sequence[Span]) -> list[dict[str, A
 
     A piece keeps the clip's fields, with `start_ms`, `duration_ms`, `in_point_ms` and
     `out_point_ms` its own, and adds `clip_id` (the clip's id), `first` / `last` (whether it holds
-    the clip's own start / end) and `cut_in` / `cut_out` (whether a cut made that edge).
+    the clip's own start / end), `cut_in` / `cut_out` (whether a cut made that edge) and
+    `clip_offset_ms` (where the piece starts in the clip's own time, which text overlays count in).
     """
     start = int(clip["start_ms"])
     end = start + int(clip["duration_ms"])
@@ -165,6 +166,7 @@ def cut_clip(clip: Mapping[str, Any], spans: Sequence[Span]) -> list[dict[str, A
             "last": last,
             "cut_in": not first,
             "cut_out": not last,
+            "clip_offset_ms": a - start,
         })
     return result
 

@@ -75,10 +75,12 @@ class Clip(EmbeddedDocument):
     # Filled with the enclosing track's id when omitted; must equal it when given.
     track_id = StringField(min_length=1, max_length=ID_MAX_LENGTH)
     start_ms = _ms(required=True)  # position on the timeline
-    duration_ms = _ms(required=True)  # length on the timeline == out_point_ms - in_point_ms
+    # Length on the timeline: out_point_ms - in_point_ms, divided by the rate of a speed effect.
+    duration_ms = _ms(required=True)
     in_point_ms = _ms(required=True)  # source start trim
     out_point_ms = _ms(required=True)  # source end trim
-    effects = ListField(DictField(), max_length=MAX_EFFECTS_PER_CLIP)  # opaque small JSON objects
+    # Small JSON objects, each checked against the effect vocabulary (projects.edl.effects).
+    effects = ListField(DictField(), max_length=MAX_EFFECTS_PER_CLIP)
     deleted = BooleanField(default=False)
 
 
@@ -116,6 +118,8 @@ class Segment(EmbeddedDocument):
     words = EmbeddedDocumentListField(Word)
     deleted = BooleanField(default=False)
     edited_text = StringField(max_length=TEXT_MAX_LENGTH, null=True)
+    # The language it was transcribed in (a Whisper code such as "en"), when known.
+    language = StringField(max_length=16, null=True)
 
 
 class Pause(EmbeddedDocument):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from projects.edl.documents import edl_limits, edl_output
+from projects.edl.selectors import edl_get
 from projects.edl.store import edl_collection, history_collection, project_key, store_errors
 from projects.edl.validation import edl_validate
 from projects.edl.versions import conflict, first_version, head_get, stack_push, version_commit
+from projects.errors import EdlConflict
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,42 @@ def edl_replace(*, project: Project, expected_version: int, data: dict[str, Any]
     bound = edl_limits().history
     undo = stack_push(head.undo, head.version, bound)
     return version_commit(project=project, head=head, content=content, undo=undo, redo=[])
+
+
+# How often a server-side edit reads the timeline again after a concurrent save: each conflict
+# means someone saved in the few milliseconds between our read and write.
+EDIT_ATTEMPTS = 5
+
+
+def edl_edit(
+    *,
+    project: Project,
+    change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    expected_version: int | None = None,
+    attempts: int = EDIT_ATTEMPTS,
+) -> dict[str, Any] | None:
+    """A server-side edit of the timeline, saved as a client's save is (one undo step).
+
+    ``change`` gets the current document (as GET shows it; its own copy) and returns the document
+    to save, or None when there is nothing to change (then nothing is written and None returned).
+    With ``expected_version``, a timeline saved since is 409 ``edl_conflict``, as for a client.
+    Without it, a concurrent save makes the edit start over from the newer document, at most
+    ``attempts`` times, then 409: another writer's save is never overwritten.
+    """
+    for attempt in range(attempts):
+        doc = edl_get(project=project)
+        if expected_version is not None and doc["version"] != expected_version:
+            raise conflict(doc["version"])
+        changed = change(doc)
+        if changed is None:
+            return None
+        try:
+            return edl_replace(project=project, expected_version=doc["version"], data=changed)
+        except EdlConflict:
+            if expected_version is not None or attempt == attempts - 1:
+                raise
+            logger.info("EDL edit retried after a concurrent save", extra={"project_id": project_key(project.pk)})
+    raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
 
 
 def edl_delete(*, project_id: uuid.UUID | str) -> None:

@@ -3,12 +3,16 @@ from __future__ import annotations
 from django.urls import path
 
 from projects.caption_apis import TimelineCaptionsApi
-from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlUndoApi
+from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlRemoveFillersApi, EdlUndoApi
 
 # <uuid:...>: a malformed project id matches no route, so it is a 404 like any unknown project.
 urlpatterns = [
     path("projects/<uuid:project_id>/edl", EdlDetailApi.as_view(), name="project-edl"),
     path("projects/<uuid:project_id>/edl/undo", EdlUndoApi.as_view(), name="project-edl-undo"),
     path("projects/<uuid:project_id>/edl/redo", EdlRedoApi.as_view(), name="project-edl-redo"),
+    path(
+        "projects/<uuid:project_id>/edl/transcript/remove-fillers", EdlRemoveFillersApi.as_view(),
+        name="project-edl-remove-fillers",
+    ),
     path("projects/<uuid:project_id>/captions", TimelineCaptionsApi.as_view(), name="project-captions"),
 ]

@@ -1,9 +1,10 @@
 """``edl_validate``: a client's timeline checked against the schema and the EDL's own rules.
 
 First the size, then every field against its definition in ``projects.edl.documents``, then what
-only a timeline has: the per-document limits, unique ids, clip times and overlaps, the media
-each clip plays, and transcript segments. Every problem is reported with its field path; the
-document is returned normalised (defaults filled, ``settings.duration_ms`` computed).
+only a timeline has: the per-document limits, unique ids, clip effects (``projects.edl.effects``),
+clip times and overlaps, the media each clip plays, and transcript segments. Every problem is
+reported with its field path; the document is returned normalised (defaults filled,
+``settings.duration_ms`` computed).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from media.models import MediaFile, MediaStatus, MediaType
 from projects.edl.documents import CLIENT_FIELDS, EDL, SERVER_FIELDS, EdlLimits, edl_limits
+from projects.edl.effects import check_clip_effects, clip_speed, expected_duration_ms
 from projects.edl.field_checks import ROOT, Errors, check_document
 from projects.errors import EdlTooLarge
 from projects.models import Project
@@ -116,14 +118,20 @@ def _check_clips(tracks: list[dict[str, Any]], errors: Errors) -> list[tuple[str
                 clip["track_id"] = track["id"]
             elif clip["track_id"] != track["id"] and track["id"] is not None:
                 errors.add(f"{path}.track_id", f"Must be the id of its track ({track['id']!r}).")
+            effects_valid = check_clip_effects(clip, path, errors)
             if any(clip[k] is None for k in _CLIP_TIMES) or clip["deleted"] is None:
                 continue
             if clip["out_point_ms"] <= clip["in_point_ms"]:
                 errors.add(f"{path}.out_point_ms", f"Must be greater than in_point_ms ({clip['in_point_ms']}).")
                 continue
-            expected = clip["out_point_ms"] - clip["in_point_ms"]
+            if not effects_valid:  # its speed, and so its length, is not known
+                continue
+            expected = expected_duration_ms(clip)
             if clip["duration_ms"] != expected:
-                errors.add(f"{path}.duration_ms", f"Must equal out_point_ms - in_point_ms ({expected}).")
+                rate = clip_speed(clip)
+                rule = "out_point_ms - in_point_ms"
+                rule = rule if rate == 1 else f"round(({rule}) / {rate:g}), at its speed"
+                errors.add(f"{path}.duration_ms", f"Must equal {rule} ({expected}).")
                 continue
             if track["type"] is not None and clip["media_file_id"] is not None:
                 sound.append((path, track["type"], clip))

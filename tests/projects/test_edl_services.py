@@ -115,7 +115,8 @@ def test_nested_edits_round_trip_exactly_on_the_embedded_server(project, make_me
     def add_clip_and_track(d):
         audio: dict[str, Any] = {"id": "a2", "type": "audio", "name": "Music", "clips": []}
         audio["clips"].append(clip(audio_media, audio, start=500, inp=1000, out=31_000, id="music"))
-        audio["clips"][0]["effects"] = [{"type": "fade_in", "duration_ms": 200, "curve": {"k": [0.1, 0.5]}}]
+        audio["clips"][0]["effects"] = [{"type": "fade_in", "duration_ms": 200, "target": "audio"},
+                                        {"type": "volume", "gain_db": -6.5}]
         d["tracks"].append(audio)
 
     def remove_clip_and_track(d):
@@ -141,7 +142,7 @@ def test_nested_edits_round_trip_exactly_on_the_embedded_server(project, make_me
     final = edl_get(project=project)
     assert [t["id"] for t in final["tracks"]] == [final["tracks"][0]["id"], "a2"]
     assert final["tracks"][1]["clips"][0]["effects"] == [
-        {"type": "fade_in", "duration_ms": 200, "curve": {"k": [0.1, 0.5]}}
+        {"type": "fade_in", "duration_ms": 200, "target": "audio"}, {"type": "volume", "gain_db": -6.5}
     ]
     assert final["transcript"]["segments"][1]["words"][0] == {
         "word": "goodbye", "start_ms": 1000, "end_ms": 1500, "confidence": 0.5, "deleted": False,
