@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -322,7 +323,12 @@ def timeline_caption_file(
     total_ms = int((edl.get("settings") or {}).get("duration_ms") or 0)
     duration_ms = edited_duration(total_ms, removed_spans(transcript, padding_ms=padding_ms))
     groups = timeline_words(transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=duration_ms)
-    return _file(groups, fmt, speakers=speakers, duration_ms=duration_ms, language=transcript.get("language"))
+    # Each transcription records its language on its segments: the timeline's is the most common.
+    languages = Counter(
+        s["language"] for s in transcript.get("segments") or () if s.get("language") and not s.get("deleted")
+    )
+    language = transcript.get("language") or (languages.most_common(1)[0][0] if languages else None)
+    return _file(groups, fmt, speakers=speakers, duration_ms=duration_ms, language=language)
 
 
 def render_caption_files(
