@@ -26,6 +26,7 @@ from auteur.schema import raises
 from media.selectors import media_get
 from media.services.captions import media_caption_read
 from projects.captions import FORMATS, media_caption_file, timeline_caption_file
+from projects.edl.cuts import DEFAULT_PADDING_MS
 from projects.edl.selectors import edl_get
 from projects.errors import CaptionsNotFound
 from projects.selectors import project_get
@@ -60,6 +61,12 @@ class CaptionQuerySerializer(serializers.Serializer):
     speakers = serializers.BooleanField(default=False, help_text="Label each change of speaker (`Name: `).")
 
 
+class TimelineCaptionQuerySerializer(CaptionQuerySerializer):
+    cut_padding_ms = serializers.IntegerField(
+        min_value=0, max_value=1000, default=DEFAULT_PADDING_MS,
+        help_text="As the render's: the silence kept beside a kept word where deletions are cut (ms).")
+
+
 _CAPTION_RESPONSES: dict[Any, Any] = {
     (200, FORMATS["srt"][0]): OpenApiResponse(OpenApiTypes.STR, description="SubRip"),
     (200, FORMATS["vtt"][0]): OpenApiResponse(OpenApiTypes.STR, description="WebVTT"),
@@ -70,10 +77,12 @@ _CAPTION_RESPONSES: dict[Any, Any] = {
 class _CaptionFileApi(ApiView):
     content_negotiation_class = _FormatIsNotARenderer
 
-    def query(self, request: Request) -> tuple[str, bool]:
-        query = CaptionQuerySerializer(data=request.query_params)
+    query_serializer: type[CaptionQuerySerializer] = CaptionQuerySerializer
+
+    def query(self, request: Request) -> dict[str, Any]:
+        query = self.query_serializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return query.validated_data["format"], query.validated_data["speakers"]
+        return dict(query.validated_data)
 
     @staticmethod
     def file_response(body: str, fmt: str, stem: str) -> HttpResponse:
@@ -96,26 +105,31 @@ class MediaCaptionsApi(_CaptionFileApi):
         user = request_user(request)
         project = project_get(user=user, project_id=project_id)
         media = media_get(user=user, project_id=project.pk, media_id=media_id)
-        fmt, speakers = self.query(request)
+        query = self.query(request)
         caption = media_caption_read(media=media)
         if caption is None:
             raise CaptionsNotFound("This file has no transcription yet.")
-        return self.file_response(media_caption_file(caption, fmt, speakers=speakers), fmt, Path(media.name).stem)
+        body = media_caption_file(caption, query["format"], speakers=query["speakers"])
+        return self.file_response(body, query["format"], Path(media.name).stem)
 
 
 @raises("captions_not_found", "edl_unavailable")
 class TimelineCaptionsApi(_CaptionFileApi):
     """The captions of the edited timeline, from the EDL's transcript, at the times they play in
-    the render: deleted words and segments are gone (and the time they took), and a segment's
-    `edited_text` is what its captions say. Formats as for a media file's captions. 404
+    the render (with the same `cut_padding_ms`): deleted words and segments are gone (and the time
+    they took), and a segment's `edited_text` is what its captions say. Formats as for a media file's captions. 404
     `captions_not_found` when the transcript is empty."""
 
-    @extend_schema(parameters=[CaptionQuerySerializer], responses=_CAPTION_RESPONSES,
+    query_serializer = TimelineCaptionQuerySerializer
+
+    @extend_schema(parameters=[TimelineCaptionQuerySerializer], responses=_CAPTION_RESPONSES,
                    summary="Download the edited timeline's captions")
     def get(self, request: Request, project_id: uuid.UUID) -> HttpResponse:
         project = project_get(user=request_user(request), project_id=project_id)
-        fmt, speakers = self.query(request)
+        query = self.query(request)
         edl = edl_get(project=project)
         if not (edl.get("transcript") or {}).get("segments"):
             raise CaptionsNotFound("The timeline has no transcript.")
-        return self.file_response(timeline_caption_file(edl, fmt, speakers=speakers), fmt, slugify(project.name))
+        body = timeline_caption_file(edl, query["format"], speakers=query["speakers"],
+                                     padding_ms=query["cut_padding_ms"])
+        return self.file_response(body, query["format"], slugify(project.name))

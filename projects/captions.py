@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -101,16 +102,32 @@ def media_words(caption_json: Mapping[str, Any]) -> list[list[Word]]:
     return [g for g in groups if g]
 
 
-def timeline_words(transcript: Mapping[str, Any], *, padding_ms: int = DEFAULT_PADDING_MS) -> list[list[Word]]:
+def timeline_words(
+    transcript: Mapping[str, Any],
+    *,
+    padding_ms: int = DEFAULT_PADDING_MS,
+    tracks: Sequence[Mapping[str, Any]] | None = None,
+    end_ms: int = 0,
+) -> list[list[Word]]:
     """The EDL transcript's words as the edited timeline plays them (output times after the
-    cuts), with `edited_text` in place of a segment's words; one list per segment, in time order."""
+    cuts), with `edited_text` in place of a segment's words; one list per segment, in time order.
+
+    With `tracks`, a segment transcribed from a clip that no longer plays (deleted, or gone) has
+    no captions; with `end_ms` (the output's length), nothing is shown past the end.
+    """
     spans = removed_spans(transcript, padding_ms=padding_ms)
+    playing = None if tracks is None else {
+        str(c.get("clip_id") or c.get("id"))  # a piece of a cut clip names its clip
+        for t in tracks for c in t.get("clips") or () if not c.get("deleted")
+    }  # fmt: skip
     groups = []
     segments = sorted(transcript.get("segments") or [], key=lambda s: (s.get("start_ms", 0), s.get("end_ms", 0)))
     for seg in segments:
-        if seg.get("deleted"):
+        if seg.get("deleted") or (playing is not None and seg.get("clip_id") and str(seg["clip_id"]) not in playing):
             continue
         words = [w for w in _mapped(seg, spans) if w.text]
+        if end_ms > 0:
+            words = [replace(w, end_ms=min(w.end_ms, end_ms)) for w in words if w.start_ms < end_ms]
         if words:
             groups.append(words)
     return groups
@@ -303,15 +320,19 @@ def timeline_caption_file(
 ) -> str:
     """The edited timeline's captions (`fmt`: srt, vtt or json), at output times."""
     transcript = edl.get("transcript") or {}
-    spans = removed_spans(transcript, padding_ms=padding_ms)
     total_ms = int((edl.get("settings") or {}).get("duration_ms") or 0)
-    groups = timeline_words(transcript, padding_ms=padding_ms)
-    return _file(groups, fmt, speakers=speakers, duration_ms=edited_duration(total_ms, spans),
-                 language=transcript.get("language"))
+    duration_ms = edited_duration(total_ms, removed_spans(transcript, padding_ms=padding_ms))
+    groups = timeline_words(transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=duration_ms)
+    # Each transcription records its language on its segments: the timeline's is the most common.
+    languages = Counter(
+        s["language"] for s in transcript.get("segments") or () if s.get("language") and not s.get("deleted")
+    )
+    language = transcript.get("language") or (languages.most_common(1)[0][0] if languages else None)
+    return _file(groups, fmt, speakers=speakers, duration_ms=duration_ms, language=language)
 
 
 def render_caption_files(
-    edl: Mapping[str, Any],
+    edl: Mapping[str, Any],  # the render's snapshot: tracks already cut, settings.duration_ms the output's
     transcript: Mapping[str, Any],
     mode: str,
     *,
@@ -321,11 +342,15 @@ def render_caption_files(
     """What a render with captions `mode` carries: `captions_ass` to burn in ("burn"), or
     `captions_srt` and `captions_vtt` to deliver beside the video ("sidecar"); nothing for "none", or
     when nothing is left to caption."""
-    cues = [] if mode == "none" else build_cues(timeline_words(transcript, padding_ms=padding_ms))
+    settings = edl.get("settings") or {}
+    words = [] if mode == "none" else timeline_words(
+        transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=int(settings.get("duration_ms") or 0)
+    )
+    cues = build_cues(words)
     if not cues:
         return {}
     if mode == "sidecar":
         return {"captions_srt": write(cues, "srt"), "captions_vtt": write(cues, "vtt")}
-    resolution = (edl.get("settings") or {}).get("resolution") or {}
+    resolution = settings.get("resolution") or {}
     width, height = int(resolution.get("width", 1920)), int(resolution.get("height", 1080))
     return {"captions_ass": write_ass(cues, width=width, height=height, style=style)}

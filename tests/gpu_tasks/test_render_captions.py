@@ -5,25 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pysubs2
 import pytest
 
 from gpu_tasks.errors import PermanentGpuError
 from projects.captions import Cue, write, write_ass
+from tests.gpu_tasks.helpers import frame_at
 from tests.gpu_tasks.test_render import clip, edl, run
 
 WIDTH, HEIGHT = 320, 180
 CUES = [Cue(500, 1500, ("Burned-in captions",)), Cue(2500, 3500, ("Second cue", "on two lines"))]
-
-
-def frame_at(path: Path, seconds: float) -> np.ndarray:
-    with av.open(str(path)) as c:
-        for frame in c.decode(c.streams.video[0]):
-            if frame.time is not None and frame.time + 1e-6 >= seconds:
-                return frame.to_ndarray(format="rgb24").astype(np.int32)
-    raise AssertionError(f"no frame at {seconds}s")
 
 
 def render(tmp_path: Path, color_video: Path, name: str, **captions: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pysubs2
 import pytest
 
@@ -12,6 +13,7 @@ from media.models import MediaFile
 from media.storage import get_storage
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
+from tests.gpu_tasks.helpers import frame_at
 from tests.jobs.conftest import wait_terminal
 from tests.jobs.support import error_code, ledger_state, submit
 from tests.media.conftest import upload_local
@@ -28,6 +30,8 @@ SEGMENTS = [
     seg(["Their", "there."], start=2000, id="b", edited_text="They're there."),
 ]
 UM_CUT = (600 - 40) - (250 + 40)
+# The same, within the 2 s of the sample video.
+SHORT_SEGMENTS = [SEGMENTS[0], seg(["Their", "there."], start=1200, id="b", edited_text="They're there.")]
 
 
 def put_transcribed_timeline(project, media, segments: list[dict[str, Any]], clip_ms: int = 4000) -> None:
@@ -90,6 +94,19 @@ def test_captions_without_words_to_show_are_422_and_nothing_is_charged(auth_clie
     assert ledger_state(funded) == before
 
 
+def test_captions_stop_at_the_end_of_the_output_and_skip_clips_that_do_not_play(auth_client, funded, project,
+                                                                               media):
+    gone = {**seg(["Not", "played."], start=1000, id="x"), "clip_id": "deleted-clip"}
+    put_transcribed_timeline(project, media["video"], [{**SEGMENTS[0], "clip_id": "c0"}, gone, SEGMENTS[1]],
+                             clip_ms=2200)
+    params = params_of(render(auth_client, project, captions="sidecar"))
+    end = params["edl"]["settings"]["duration_ms"]
+    assert end == 2200 - UM_CUT
+    subs = pysubs2.SSAFile.from_string(params["captions_srt"], format_="srt")
+    # "Their" starts before the end and is cut short there; "there." would start after it.
+    assert [(e.plaintext, e.end) for e in subs] == [("So we start.", 1150 - UM_CUT), ("They're", end)]
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"captions": "subtitles"}, "captions"),
     ({"captions": "burn", "caption_style": {"font_size": 4}}, "caption_style"),
@@ -112,7 +129,7 @@ def test_a_sidecar_render_stores_srt_and_vtt_media_beside_the_video(start_worker
                                                                     samples):
     start_worker()
     video = upload_local(auth_client, project, samples.video, "video/mp4")
-    put_transcribed_timeline(project, video, SEGMENTS, clip_ms=2000)
+    put_transcribed_timeline(project, video, SHORT_SEGMENTS, clip_ms=2000)
     job = wait_terminal(render(auth_client, project, captions="sidecar").json()["job_id"], timeout=180)
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     assert sorted(MediaFile.objects.filter(source_job_id=job.pk).values_list("type", flat=True)) == [
@@ -125,3 +142,23 @@ def test_a_sidecar_render_stores_srt_and_vtt_media_beside_the_video(start_worker
             subs = pysubs2.SSAFile.from_string(fh.read().decode(), format_=fmt)
         assert [e.plaintext for e in subs] == ["So we start.", "They're there."]
         assert media.duration_ms == subs[-1].end
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_burned_in_captions_are_visible_in_the_rendered_video(start_worker, auth_client, funded, project, samples):
+    start_worker()
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    put_transcribed_timeline(project, video, SHORT_SEGMENTS, clip_ms=2000)
+    jobs = {mode: render(auth_client, project, resolution="320x240", captions=mode).json()["job_id"]
+            for mode in ("none", "burn")}
+    frames = {}
+    for mode, job_id in jobs.items():
+        job = wait_terminal(job_id, timeout=180)
+        assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
+        [output] = MediaFile.objects.filter(source_job_id=job.pk)
+        with get_storage().local_path(output.storage_key) as path:
+            frames[mode] = frame_at(path, 0.5)  # "So we start." shows from 0 to 0.88 s
+    diff = np.abs(frames["burn"] - frames["none"]).sum(axis=2)
+    assert diff[180:].mean() > 5 * max(diff[:120].mean(), 1), "the bottom of the picture changed, the top did not"
+    assert (diff[180:] > 150).sum() > 150, "text is drawn at the bottom"

@@ -136,3 +136,23 @@ def test_a_timeline_without_transcript_is_404_captions_not_found(auth_client, pr
     response = auth_client.get(timeline_url(project, "?format=srt"))
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "captions_not_found"
+
+
+def test_timeline_captions_follow_the_cut_padding_asked_for(auth_client, project, make_media):
+    _save_timeline(auth_client, project, make_media(project), [seg(["So", "um", "we", "start."], cut=(1,), id="a")])
+    body = auth_client.get(timeline_url(project, "?format=json&cut_padding_ms=0")).json()
+    assert [w["start"] for w in body["words"]] == [0.0, 0.25, 0.55]  # "um" cut from 250 to 600
+    assert auth_client.get(timeline_url(project, "?cut_padding_ms=-1")).status_code == 400
+
+
+def test_timeline_captions_skip_segments_of_deleted_clips(auth_client, project, make_media):
+    media = make_media(project)
+    doc = editable(auth_client.get(f"/api/v1/projects/{project.pk}/edl").json())
+    video = doc["tracks"][0]
+    video["clips"] = [clip(media, video, start=0, out=2000, id="kept"),
+                      clip(media, video, start=2000, out=2000, id="gone", deleted=True)]
+    doc["transcript"] = {"segments": [{**seg(["Shown."], id="a"), "clip_id": "kept"},
+                                      {**seg(["Hidden."], start=2000, id="b"), "clip_id": "gone"}], "pauses": []}
+    assert auth_client.put(f"/api/v1/projects/{project.pk}/edl", doc, format="json").status_code == 200
+    body = auth_client.get(timeline_url(project, "?format=json")).json()
+    assert [w["text"] for w in body["words"]] == ["Shown."] and body["duration"] == 2.0

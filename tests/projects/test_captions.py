@@ -182,3 +182,11 @@ def test_render_captions_sidecar_is_srt_and_vtt_and_none_is_nothing():
 def test_markup_in_words_is_shown_as_text():
     subs = parse(media_caption_file({"segments": [seg(["{\\b1}bold", "x"])]}, "srt"), "srt")
     assert subs[0].plaintext == "(/b1)bold x"
+
+
+def test_timeline_json_language_is_the_segments_most_common_one():
+    segments = [seg(["Hola."], language="es"), seg(["Hello."], start=1000, language="en"),
+                seg(["Adiós."], start=2000, language="es")]
+    edl = {"settings": {"duration_ms": 3000}, "transcript": {"segments": segments}}
+    assert json.loads(timeline_caption_file(edl, "json"))["language"] == "es"
+    assert json.loads(timeline_caption_file({"transcript": {"segments": [seg(["x"])]}}, "json"))["language"] == "und"
