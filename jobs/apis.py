@@ -37,6 +37,7 @@ from jobs.selectors.jobs import (
     job_event_list,
     job_get,
     job_list,
+    job_output_data,
     job_output_media,
     job_type_list,
 )
@@ -108,13 +109,20 @@ class OutputMediaSerializer(serializers.Serializer):
 
 
 class JobSerializer(JobSummarySerializer):
-    output_data = serializers.DictField(help_text="The results: transcript, answer text, output media ids...")
+    output_data = serializers.SerializerMethodField()
     output_media = serializers.SerializerMethodField()
     # Where a waiting (pending or queued) job stands; all three are null once it is processing
     # or has ended (jobs/selectors/queue.py defines them).
     queue_position = serializers.SerializerMethodField()
     lane_position = serializers.SerializerMethodField()
     eta_seconds = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.DictField(help_text=(
+        "The results: the transcript, answer text, output media ids... A transcription's transcript "
+        "(`language`: the one transcribed, the detected one for `auto`; `duration_ms`, `text`, `segments` "
+        "with their `words`) is under `transcript`, and also at the top level, where it has always been.")))
+    def get_output_data(self, obj: Job) -> dict[str, Any]:
+        return job_output_data(job_type=obj.type, output_data=obj.output_data)
 
     @extend_schema_field(OutputMediaSerializer(many=True))
     def get_output_media(self, obj: Job) -> list[dict[str, Any]]:
@@ -231,7 +239,9 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
     Api.spec = spec
     if spec.references:
         raises("media_not_found", "voice_not_found", "media_not_ready", "wrong_media_type",
-               "media_duration_unknown")(Api)
+               "media_duration_unknown", "media_projects_differ")(Api)
+    if spec.languages:
+        raises("language_unsupported")(Api)
     if spec.timeline:
         raises("empty_timeline", "media_not_ready", "edl_unavailable")(Api)
     Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "SubmitApi"
@@ -242,6 +252,11 @@ JOB_SUBMIT_APIS: dict[str, type[JobSubmitApi]] = {spec.type.value: _submit_api(s
 
 
 # ----------------------------------------------------------------------------- reads
+
+
+class LanguageSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="A Whisper language code, or auto")
+    name = serializers.CharField()
 
 
 class JobTypeListApi(ApiView):
@@ -263,6 +278,9 @@ class JobTypeListApi(ApiView):
         pro_only = serializers.BooleanField()
         available = serializers.BooleanField(help_text="Whether the configured GPU backend can run it")
         reason = serializers.CharField(allow_null=True, help_text="Why it is not available (null when it is)")
+        languages = LanguageSerializer(many=True, allow_null=True, help_text=(
+            "The spoken languages this server takes for it (`auto`: detect), for the types whose input "
+            "names one; null for the others"))
 
     @extend_schema(
         responses=inline_serializer("JobTypeList", {

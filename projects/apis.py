@@ -29,6 +29,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
             "edl_id",
             "thumbnail_url",
             "auto_transcribe",
+            "is_library",
             "created_at",
             "updated_at",
         )

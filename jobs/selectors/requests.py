@@ -1,7 +1,11 @@
 """What a submission's body names, read from the database and checked, scoped to the caller.
 
-The project (404 `project_not_found`); each `MediaRef` field's file, of that project (404
-`media_not_found` for another project's or user's file), ready (422 `media_not_ready`) and of
+The project (404 `project_not_found`): the one named, else the one the body's media files share
+(404 `media_not_found` for a file that is not the caller's, 422 `media_projects_differ` when
+they are in more than one), else, for a body naming no media file, the caller's "Library"
+project (created on first use: the one write a submission may make before it is charged);
+each `MediaRef` field's file, of that project (404 `media_not_found` for another project's or
+user's file), ready (422 `media_not_ready`) and of
 an allowed kind (422 `wrong_media_type`); a `VoiceRef`'s voice (404 `voice_not_found`); for a
 render, the timeline snapshot (422 `empty_timeline`, 422 `media_not_ready` for clips whose
 media is gone or not ready). The result is what `job_submit` needs: the JSON `input_params`
@@ -17,14 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from auteur.users.models import User
-from jobs.errors import EmptyTimeline, MediaNotReady, WrongMediaType
+from jobs.errors import EmptyTimeline, MediaNotReady, MediaProjectsDiffer, WrongMediaType
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
-from media.selectors import media_get, voice_get
+from media.selectors import media_get, media_get_for_user, voice_get
 from projects.edl.selectors import edl_snapshot
 from projects.models import Project
 from projects.selectors import project_get
+from projects.services import project_library_get_or_create
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class JobRequest:
 def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:
     """Resolve a body that `spec.input` validated (`data`: its validated_data)."""
     params = dict(data)
-    project = project_get(user=user, project_id=params.pop("project_id"))
+    project = _project(user, spec, params.pop("project_id", None), params)
     media: dict[str, MediaFile] = {}
     for name, field in spec.references.items():
         if isinstance(field, MediaRef):
@@ -57,6 +62,22 @@ def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> Jo
         quantities=quantities,
         media_ids=[m.pk for m in locked],
     )
+
+
+def _project(user: User, spec: JobSpec, project_id: uuid.UUID | None, params: dict[str, Any]) -> Project:
+    if project_id is not None:
+        return project_get(user=user, project_id=project_id)
+    named = {name: params[name] for name, f in spec.references.items() if isinstance(f, MediaRef) and params.get(name)}
+    if not named:
+        return project_library_get_or_create(user=user)
+    projects = {name: media_get_for_user(user=user, media_id=media_id).project_id for name, media_id in named.items()}
+    if len(set(projects.values())) > 1:
+        raise MediaProjectsDiffer(
+            "The media files are in different projects: name the project with project_id, or use files of one "
+            "project.",
+            details={"projects": {name: str(pid) for name, pid in projects.items()}},
+        )
+    return project_get(user=user, project_id=next(iter(projects.values())))
 
 
 def _ready_media(user: User, project: Project, field: str, media_id: uuid.UUID, kinds: tuple[str, ...]) -> MediaFile:

@@ -202,7 +202,7 @@ def test_types_lists_every_type_with_price_gpu_and_local_availability(auth_clien
     assert types["video-query"]["price"]["rule"] == "2 credits per job"
     # Every type names its model (the local engine's where it runs another), its plan, and why not.
     assert all(t["model"] for t in types.values())
-    assert types["transcription"]["model"] == "Whisper tiny.en (faster-whisper)"
+    assert types["transcription"]["model"] == "Whisper tiny.en for English, base for other languages (faster-whisper)"
     assert types["video-generation"]["plan"] == "pro" and types["tts"]["plan"] is None
     assert all((t["reason"] is None) == t["available"] for t in types.values())
     assert "lip-sync" in types["lip-sync"]["reason"]

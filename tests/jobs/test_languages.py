@@ -1,0 +1,87 @@
+"""Spoken languages: any Whisper code or `auto`, where this server's engine takes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpu_tasks.backends.modal_backend import ModalBackend
+from jobs import gpu_client
+from tests.gpu_tasks.test_modal_backend import FakeModal
+from tests.jobs.support import (
+    START_BALANCE,
+    error_code,
+    jobs_url,
+    ledger_state,
+    submit,
+    valid_body,
+)
+from tests.projects.test_edl_support import clean_edl_store_fixture  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
+
+
+@pytest.fixture
+def on_modal(monkeypatch: pytest.MonkeyPatch) -> FakeModal:
+    fake = FakeModal()
+    monkeypatch.setattr(gpu_client, "backend", lambda: ModalBackend("auteur-test", modal_module=fake))
+    return fake
+
+
+def transcription(project: Any, media: Any, **fields: Any) -> dict[str, Any]:
+    return {**valid_body("transcription", project, media), **fields}
+
+
+def types(client: Any) -> dict[str, Any]:
+    response = client.get(jobs_url("/types"))
+    assert response.status_code == 200
+    return {t["type"]: t for t in response.json()["types"]}
+
+
+@pytest.mark.parametrize("language", ["es", "auto", "en", "ja"])
+def test_the_local_backend_takes_its_models_languages(auth_client, funded, project, media, language):
+    response = submit(auth_client, "transcription", transcription(project, media, language=language))
+    assert response.status_code == 202, response.json()
+    assert credit_balance_after(funded) == START_BALANCE - 5
+
+
+def credit_balance_after(user: Any) -> int:
+    return ledger_state(user)[0]
+
+
+def test_a_language_the_local_models_lack_is_422_naming_the_supported_and_charges_nothing(
+    auth_client, funded, project, media
+):
+    before = ledger_state(funded)
+    response = submit(auth_client, "transcription", transcription(project, media, language="yue"))
+    assert response.status_code == 422 and error_code(response) == "language_unsupported"
+    details = response.json()["error"]["details"]
+    assert details["field"] == "language" and details["language"] == "yue" and details["backend"] == "local"
+    codes = [entry["code"] for entry in details["supported"]]
+    assert codes[0] == "auto" and {"en", "es", "de"} <= set(codes) and "yue" not in codes
+    assert ledger_state(funded) == before  # no charge, no job
+
+
+def test_a_code_that_is_no_whisper_language_is_a_validation_error(auth_client, funded, project, media):
+    before = ledger_state(funded)
+    response = submit(auth_client, "transcription", transcription(project, media, language="xx"))
+    assert response.status_code == 400 and error_code(response) == "validation_error"
+    assert "language" in response.json()["error"]["details"]["fields"]
+    assert ledger_state(funded) == before
+
+
+def test_modal_takes_every_whisper_language(auth_client, funded, project, media, on_modal):
+    response = submit(auth_client, "transcription", transcription(project, media, language="yue"))
+    assert response.status_code == 202, response.json()
+    listed = types(auth_client)["transcription"]["languages"]
+    assert listed[0] == {"code": "auto", "name": "Detect the language"}
+    assert {"code": "yue", "name": "Cantonese"} in listed and len(listed) == 101
+
+
+def test_job_types_list_the_languages_of_the_types_that_take_one(auth_client):
+    listed = types(auth_client)
+    codes = {entry["code"] for entry in listed["transcription"]["languages"]}
+    assert {"auto", "en", "es"} <= codes and "yue" not in codes
+    assert {"code": "es", "name": "Spanish"} in listed["transcription"]["languages"]
+    assert listed["tts"]["languages"] is None
