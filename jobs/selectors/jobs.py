@@ -43,7 +43,7 @@ def job_get(*, user: User, job_id: uuid.UUID | str) -> Job:
     return job
 
 
-# What GET /jobs/{id} shows, in its order (jobs.apis.JobSerializer): not input_params, which holds
+# What GET /jobs/{id} shows, in its order (jobs.serializers.JobSerializer): not input_params, which holds
 # a render's whole timeline and is never sent back.
 JOB_DETAIL_FIELDS = (
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",

@@ -11,8 +11,8 @@ from rest_framework.renderers import JSONRenderer
 from auteur.throttling import hit
 from auteur.users.models import User
 from credits.selectors import credit_balance_get
-from jobs.apis import JobSerializer
 from jobs.models import Job, JobStatus
+from jobs.serializers import JobSerializer
 from jobs.services.lifecycle import job_fail
 from media.models import MediaFile
 from tests.factories import ProjectFactory
