@@ -17,6 +17,7 @@ from tests.jobs.support import (
     submit,
     valid_body,
 )
+from tests.media.conftest import local_storage  # noqa: F401 - fixture
 from tests.projects.test_edl_support import clean_edl_store_fixture  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
@@ -85,3 +86,34 @@ def test_job_types_list_the_languages_of_the_types_that_take_one(auth_client):
     assert {"auto", "en", "es"} <= codes and "yue" not in codes
     assert {"code": "es", "name": "Spanish"} in listed["transcription"]["languages"]
     assert listed["tts"]["languages"] is None
+
+
+def test_modal_is_sent_the_language_and_the_job_records_the_detected_one(
+    auth_client, funded, project, media, on_modal, settings, local_storage
+):
+    from gpu_tasks.contract import status_record
+    from jobs.models import Job, JobStatus
+    from jobs.services.inference import job_poll, job_spawn
+    from jobs.services.outputs import job_complete
+
+    settings.AUTEUR_GPU_BACKEND = "modal"  # inputs go as signed URLs, as they do to Modal
+    detected = {"language": "es", "duration_ms": 900, "text": "Hola.", "model": "whisper-large-v3",
+                "segments": [{"id": "seg-0001", "speaker": "SPEAKER_00", "start_ms": 0, "end_ms": 900,
+                              "text": "Hola.", "words": [{"word": "Hola.", "start_ms": 0, "end_ms": 900,
+                                                          "confidence": None}]}],
+                "diarization": {"performed": True, "speakers": 1}, "alignment": {"mode": "none"}}
+    on_modal.script = [status_record("succeeded", result=detected)]  # what the Modal function answers
+    response = submit(auth_client, "transcription", transcription(project, media, language="auto"))
+    assert response.status_code == 202, response.json()
+    job_id = response.json()["job_id"]
+    Job.objects.filter(pk=job_id).update(status=JobStatus.PROCESSING)
+
+    job_spawn(job_id=job_id)
+    assert on_modal.payloads[0]["language"] == "auto"  # the engine detects it (test_transcription_hf.py)
+    status = job_poll(job_id=job_id)
+    assert status is not None and status.result is not None
+    job_complete(job_id=job_id, result=status.result)
+
+    shown = auth_client.get(jobs_url(f"/{job_id}")).json()
+    assert shown["status"] == "completed"
+    assert shown["output_data"]["transcript"]["language"] == "es" and shown["output_data"]["language"] == "es"
