@@ -88,8 +88,9 @@ def test_job_types_list_the_languages_of_the_types_that_take_one(auth_client):
     assert listed["tts"]["languages"] is None
 
 
+@pytest.mark.usefixtures("local_storage")
 def test_modal_is_sent_the_language_and_the_job_records_the_detected_one(
-    auth_client, funded, project, media, on_modal, settings, local_storage
+    auth_client, funded, project, media, on_modal, settings
 ):
     from gpu_tasks.contract import status_record
     from jobs.models import Job, JobStatus
