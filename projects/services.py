@@ -12,6 +12,7 @@ from auteur.users.models import User
 from media.services.deletion import media_delete_project_objects
 from projects.edl.services import edl_create, edl_delete
 from projects.models import Project
+from projects.selectors import project_library_get
 from projects.signals import project_deleting
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def project_library_get_or_create(*, user: User) -> Project:
     waits, then finds the first's (the unique constraint backs this up).
     """
     quota_lock(user_id=user.pk)
-    library = Project.objects.filter(user=user, is_library=True).first()
+    library = project_library_get(user=user)
     return library if library is not None else _create(Project(user=user, name=LIBRARY_NAME, is_library=True))
 
 

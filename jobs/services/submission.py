@@ -24,6 +24,7 @@ from jobs.selectors.requests import JobRequest
 from jobs.services.events import job_event_record
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
+from projects.services import project_library_get_or_create
 from webhooks.selectors import job_webhook_of
 from webhooks.services import job_webhook_create
 
@@ -122,9 +123,12 @@ def _submit(
             # Media deletion checks "in use" holding the same row locks: a file cannot be deleted
             # between this check of its jobs and the job's insert.
             list(MediaFile.objects.select_for_update().filter(pk__in=request.media_ids).values_list("pk", flat=True))
+        # A job naming no project nor media goes to the Library, made here on first use: rolled
+        # back with the job if the charge fails.
+        project = request.project or project_library_get_or_create(user=user)
         job = Job.objects.create(
             user=user,
-            project=request.project,
+            project=project,
             type=spec.type,
             credits_cost=cost,
             input_params=request.input_params,

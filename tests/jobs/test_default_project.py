@@ -110,3 +110,15 @@ def test_another_types_output_is_unchanged(auth_client, funded, project, media):
     job_id = response.json()["job_id"]
     Job.objects.filter(pk=job_id).update(status=JobStatus.COMPLETED, output_data={"output_media_ids": []})
     assert auth_client.get(jobs_url(f"/{job_id}")).json()["output_data"] == {"output_media_ids": []}
+
+
+def test_a_refused_submission_without_a_project_leaves_no_library(auth_client, user, gpu_backend):
+    gpu_backend("noop")
+    # No credits: 402, and the Library made for it is rolled back with the job.
+    response = submit(auth_client, "tts", {"text": "Hello world"})
+    assert response.status_code == 402 and error_code(response) == "insufficient_credits"
+    # No plan: 403 before anything is made.
+    response = submit(auth_client, "video-generation", {"prompt": "A cat walking on the moon"})
+    assert response.status_code == 403 and error_code(response) == "plan_required"
+    assert not Project.objects.filter(user=user, is_library=True).exists()
+    assert ledger_state(user) == (0, 0, 0)
