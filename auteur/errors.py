@@ -90,6 +90,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "empty_timeline": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "no_captions": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "idempotency_key_reused": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "language_unsupported": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "media_projects_differ": status.HTTP_422_UNPROCESSABLE_ENTITY,
     # 428: a write must say which version it was made from
     "version_required": status.HTTP_428_PRECONDITION_REQUIRED,
     # 503: a part of the service is unavailable; nothing was done

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/runner_memory.py
 
-Runs transcription (Whisper tiny.en), TTS, a 720p compression and a 1080p render through the
+Runs transcription (Whisper tiny.en for English; Whisper base for Spanish detected with
+`auto`), TTS, a 720p compression and a 1080p render through the
 local backend with no memory limit, sampling every 20 ms the runner's children (the engine
 process and its ffmpeg): the peak of their data segments (what RLIMIT_DATA counts) and of their
 address space (what RLIMIT_AS would count). Then `import torch, transformers` and one layer
@@ -38,14 +39,17 @@ torch.nn.Linear(512, 512)(torch.randn(64, 512))
 
 
 def payloads(tmp: Path) -> dict[str, dict[str, Any]]:
-    wav, clip = tmp / "speech.wav", tmp / "clip.mp4"
+    wav, spanish, clip = tmp / "speech.wav", tmp / "es.wav", tmp / "clip.mp4"
     write_wav(wav, *synthesize("The quick brown fox jumps over the lazy dog near the river bank.", speed=0.9))
+    write_wav(spanish, *synthesize("Buenos días, hoy vamos a hablar de la historia de la ciudad.", speed=0.9,
+                                   voice="es"))
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
                     "testsrc=size=1280x720:rate=30:duration=10", "-c:v", "libx264", "-preset", "ultrafast",
                     "-pix_fmt", "yuv420p", str(clip)], check=True)
     video = {"kind": "video", "path": str(clip)}
     return {
         "transcription": {"media": {"path": str(wav)}},
+        "transcription auto (base)": {"media": {"path": str(spanish)}, "language": "auto"},
         "tts": {"text": "Hello there, this is a test of the speech engine."},
         "compression 720p": {"media": video, "preset": "720p"},
         "render 1080p 10 s": {

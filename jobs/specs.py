@@ -74,6 +74,11 @@ class JobSpec:
             if isinstance(field, inputs.MediaRef | inputs.VoiceRef)
         }
 
+    @functools.cached_property
+    def languages(self) -> tuple[str, ...]:
+        """The input's fields that name a spoken language (checked against the backend's)."""
+        return tuple(name for name, field in self.input().fields.items() if isinstance(field, inputs.LanguageField))
+
     def build_payload(self, job: Job) -> dict[str, Any]:
         """The call's payload; its input URLs outlive the time limit by an hour of queueing."""
         return self.payload(job, self.engine.time_limit_s + INPUT_URL_MARGIN_SECONDS)

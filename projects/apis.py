@@ -30,6 +30,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer[Project]):
             "thumbnail_url",
             "auto_transcribe",
             "transcript_to_edl",
+            "is_library",
             "created_at",
             "updated_at",
         )

@@ -62,14 +62,18 @@ class ProjectMediaUploadUrlApi(ApiView):
     """A signed PUT URL for a new file of the project (valid 15 minutes).
 
     PUT the file's bytes to `upload_url` with the `headers` given (Content-Type, exactly), then
-    call `confirm`. The URL is bound to the content type and size declared here. 403
-    `quota_exceeded` if the declared size does not fit the user's storage quota.
+    call `confirm`. The URL is bound to the content type and size declared here (without
+    `size_bytes`, to at most the maximum upload size). 403 `quota_exceeded` if the declared size
+    does not fit the user's storage quota (an undeclared size is checked at confirm).
     """
 
     class InputSerializer(StrictSerializer):
         filename = serializers.CharField(max_length=255, trim_whitespace=False)
         content_type = serializers.CharField(max_length=255)
-        size_bytes = serializers.IntegerField()
+        size_bytes = serializers.IntegerField(
+            required=False,
+            help_text="The file's size. Optional: without it the URL takes up to the maximum upload size, and "
+                      "the size is checked at confirm (413 `file_too_large` there deletes the file).")
 
         class Meta:
             ref_name = "MediaUploadUrlRequest"
@@ -106,13 +110,15 @@ class ProjectMediaUploadUrlApi(ApiView):
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
-@raises("upload_incomplete", "size_mismatch", "quota_exceeded")
+@raises("upload_incomplete", "size_mismatch", "quota_exceeded", "file_too_large", "invalid_size")
 class ProjectMediaConfirmApi(ApiView):
     """The upload is done: check it, then probe it in the background.
 
     202 while the file is being probed (`processing`), 200 once it is `ready` or `rejected`.
     Calling it again is harmless. 422 `upload_incomplete` / `size_mismatch` if the object is
-    missing or not the declared size (the file stays `uploading`; PUT again and retry). 403
+    missing or not the declared size (the file stays `uploading`; PUT again and retry). For an
+    upload whose size was not declared, 413 `file_too_large` (or 422 `invalid_size` when empty):
+    the file and its object are deleted. 403
     `quota_exceeded` if the file no longer fits the user's storage quota: it is deleted. After
     confirm the upload URL can no longer change the file.
     """

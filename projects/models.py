@@ -52,6 +52,9 @@ class Project(models.Model):
     # A completed transcription of one of the project's files writes its words into the EDL's
     # transcript (projects.edl.transcripts); off, the transcript stays with the job and the file.
     transcript_to_edl = models.BooleanField(default=True)
+    # The user's default project ("Library"), made on first use: where the outputs of a job
+    # submitted without a project go. At most one per user (the constraint below).
+    is_library = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -59,6 +62,11 @@ class Project(models.Model):
         db_table = "projects"
         ordering = ("-updated_at",)
         indexes = [models.Index(fields=["user", "-updated_at"], name="projects_user_updated")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(is_library=True), name="projects_one_library_per_user"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

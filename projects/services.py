@@ -12,9 +12,12 @@ from auteur.users.models import User
 from media.services.deletion import media_delete_project_objects
 from projects.edl.services import edl_create, edl_delete
 from projects.models import Project
+from projects.selectors import project_library_get
 from projects.signals import project_deleting
 
 logger = logging.getLogger(__name__)
+
+LIBRARY_NAME = "Library"
 
 EDITABLE_FIELDS = (
     "name", "description", "resolution", "frame_rate", "thumbnail_url", "auto_transcribe", "transcript_to_edl",
@@ -34,8 +37,9 @@ def project_create(
 ) -> Project:
     """A new project and its empty timeline; QuotaExceeded past the user's ``projects`` quota."""
     quota_lock(user_id=user.pk)
-    quota_check(name="projects", used=Project.objects.filter(user=user).count())
-    project = Project(
+    # The Library is made for the user, on demand: it never counts against the quota.
+    quota_check(name="projects", used=Project.objects.filter(user=user, is_library=False).count())
+    return _create(Project(
         user=user,
         name=name,
         description=description,
@@ -43,7 +47,22 @@ def project_create(
         frame_rate=frame_rate,
         auto_transcribe=auto_transcribe,
         transcript_to_edl=transcript_to_edl,
-    )
+    ))
+
+
+@transaction.atomic
+def project_library_get_or_create(*, user: User) -> Project:
+    """The user's default "Library" project, created on first use.
+
+    Under the user's row lock, so two first submissions at once make one Library: the second
+    waits, then finds the first's (the unique constraint backs this up).
+    """
+    quota_lock(user_id=user.pk)
+    library = project_library_get(user=user)
+    return library if library is not None else _create(Project(user=user, name=LIBRARY_NAME, is_library=True))
+
+
+def _create(project: Project) -> Project:
     project.full_clean()
     project.save()
     # The EDL lives in MongoDB, outside this transaction. Creating it first and failing the

@@ -5,6 +5,9 @@ Contract (what `jobs/gpu_client.py` relies on):
 - `supports(job_type)` / `unavailable_reason(job_type)`: whether this backend can run the type
   now, and if not why (no engine, weights missing). The jobs app refuses a type it cannot run
   (503 `feature_unavailable`, with the reason) before charging anything.
+- `languages(job_type)`: the spoken languages the type's engine here takes (Whisper codes and
+  `auto`; empty for a type that takes none). The jobs app refuses another language (422
+  `language_unsupported`) before charging anything.
 - `spawn(job_type, payload) -> call_id`: starts the work and returns at once (never waits for
   the inference). The call id is an opaque string of at most 200 characters to store on the job;
   any process may poll or cancel it later. Raises `PermanentGpuError` (unknown or unsupported
@@ -96,6 +99,10 @@ class GpuBackend(ABC):
     def stored_call_ids(self, call_id: str) -> list[str]:
         """The call ids a job may have stored for an announced `call_id` (a router prefixes them)."""
         return [call_id]
+
+    def languages(self, job_type: str) -> frozenset[str]:
+        """The spoken languages the type's engine on this backend takes (see the module docstring)."""
+        return frozenset()
 
     @abstractmethod
     def unavailable_reason(self, job_type: str) -> str | None:

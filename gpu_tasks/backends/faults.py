@@ -107,6 +107,9 @@ class FaultInjectingBackend(GpuBackend):
     def unavailable_reason(self, job_type: str) -> str | None:
         return self.inner.unavailable_reason(job_type)
 
+    def languages(self, job_type: str) -> frozenset[str]:
+        return self.inner.languages(job_type)
+
     def _rates_for(self, job_type: str) -> FaultRates:
         return self.rates.get(job_type) or self.rates.get("*") or FaultRates()
 

@@ -36,7 +36,7 @@ from typing import Any
 from gpu_tasks import _jsonfile
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.contract import status_record
-from gpu_tasks.engines import weights
+from gpu_tasks.engines import engine_languages, weights
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.types import get_spec
 
@@ -98,6 +98,9 @@ class LocalBackend(GpuBackend):
         if spec.weights is None:
             return None
         return weights.missing_weights(spec.weights.folder, spec.weights.marker, spec.job_type.value, self.models_dir)
+
+    def languages(self, job_type: str) -> frozenset[str]:
+        return engine_languages(job_type, "local")
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)

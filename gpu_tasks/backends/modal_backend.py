@@ -36,6 +36,7 @@ from typing import Any
 
 from gpu_tasks.announce import Announcement
 from gpu_tasks.backends.base import CallStatus, GpuBackend
+from gpu_tasks.engines import engine_languages
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.types import get_spec
 
@@ -90,6 +91,9 @@ class ModalBackend(GpuBackend):
         except GpuError as exc:
             return exc.message
         return None if spec.modal else f"{spec.job_type.value} has no engine deployed on Modal yet"
+
+    def languages(self, job_type: str) -> frozenset[str]:
+        return engine_languages(job_type, "modal")
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)

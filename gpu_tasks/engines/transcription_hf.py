@@ -4,9 +4,11 @@ Runs inside the Modal container (A10G). Weights are read from the `auteur-models
 at /models (put there once by `modal run gpu_tasks/modal_app.py::download_models`); the hub is
 switched off at run time.
 
-Payload: `{"media": {"url": ...}, "language"?: "en" | null (detect), "script"?: str,
-"diarization"?: true}`. Result: the transcript shape of `gpu_tasks.engines.transcript`, plus
-`"model"`, `"diarization"`, `"alignment"`.
+Payload: `{"media": {"url": ...}, "language"?: code | "auto" | null (both detect), "script"?: str,
+"diarization"?: true}`; large-v3 is multilingual: every language of `gpu_tasks.languages`.
+Result: the transcript shape of `gpu_tasks.engines.transcript` (its `language` the one
+transcribed, the detected one when none was named), plus `"model"`, `"diarization"`,
+`"alignment"`.
 
 Word timings come from the ASR pipeline's `return_timestamps="word"` (cross-attention DTW over
 the model's alignment heads). The pipeline exposes no per-word probability, so `confidence` is
@@ -38,6 +40,7 @@ from gpu_tasks.engines.transcript import (
     group_words,
 )
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.languages import AUTO, WHISPER_LANGUAGES, with_auto
 
 SAMPLE_RATE = 16000
 CHUNK_S = 30
@@ -52,6 +55,11 @@ REPOS = {"whisper-large-v3": WHISPER_REPO, "pyannote-speaker-diarization-communi
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {}
+
+
+def languages() -> frozenset[str]:
+    """What large-v3 transcribes: every Whisper language, and `auto`."""
+    return with_auto(WHISPER_LANGUAGES)
 
 
 def load_asr_pipeline(model_dir: str = WHISPER_DIR, device: str | None = None) -> Any:
@@ -194,6 +202,9 @@ def run_modal(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     script = payload.get("script")
     if script is not None and not isinstance(script, str):
         raise PermanentGpuError("invalid_input", "script must be text")
+    language = payload.get("language") or AUTO
+    if language not in languages():
+        raise PermanentGpuError("invalid_input", f"unknown language {language!r}")
     path = ctx.input_path(payload.get("media"), "media")
     audio = decode_audio(path, SAMPLE_RATE, max_s=input_limit_s(payload.get("media")))
     ctx.progress(5.0)
@@ -203,5 +214,7 @@ def run_modal(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     if payload.get("diarization", True):
         turns = diarize(load_diarization(), audio)
         ctx.progress(30.0)
-    language = payload.get("language") or None
-    return transcribe_audio(pipe, audio, language=language, script=script or None, turns=turns, progress=ctx.progress)
+    return transcribe_audio(
+        pipe, audio, language=None if language == AUTO else language, script=script or None, turns=turns,
+        progress=ctx.progress,
+    )

@@ -21,7 +21,7 @@ from jobs import gpu_client
 from jobs.errors import JobNotFound
 from jobs.models import ACTIVE_STATUSES, Job, JobEvent, JobStatus
 from jobs.selectors.queue import job_queue_estimate
-from jobs.specs import JOB_SPECS
+from jobs.specs import JOB_SPECS, OutputKind, job_spec
 from media.models import MediaFile
 
 
@@ -43,13 +43,25 @@ def job_get(*, user: User, job_id: uuid.UUID | str) -> Job:
     return job
 
 
-# What GET /jobs/{id} shows, in its order (jobs.apis.JobSerializer): not input_params, which holds
+# What GET /jobs/{id} shows, in its order (jobs.serializers.JobSerializer): not input_params, which holds
 # a render's whole timeline and is never sent back.
 JOB_DETAIL_FIELDS = (
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
     "completed_at", "processing_time_ms", "gpu_seconds", "output_data",
 )
+
+
+# What a transcription's output_data holds beside its transcript: how it was stored.
+_STORAGE_KEYS = ("caption_key", "output_media_ids")
+
+
+def job_output_data(*, job_type: str, output_data: dict[str, Any]) -> dict[str, Any]:
+    """A job's `output_data` as clients see it. A transcript is shown under `transcript` and, as
+    it always was, at the top level too (`language`, `text`, `segments`, ...); both stay."""
+    if not output_data or job_spec(job_type).output is not OutputKind.TRANSCRIPT:
+        return output_data
+    return {**output_data, "transcript": {k: v for k, v in output_data.items() if k not in _STORAGE_KEYS}}
 
 
 def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:
@@ -67,6 +79,7 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
         row = Job.objects.filter(user_id=user_id, user__is_active=True).values(*JOB_DETAIL_FIELDS).get(pk=pk)
     except Job.DoesNotExist:
         raise JobNotFound("No such job.") from None
+    row["output_data"] = job_output_data(job_type=row["type"], output_data=row["output_data"])
     row["output_media"] = [
         {"id": m.pk, "name": m.name, "type": m.type}
         for m in job_output_media(user_id=user_id, output_data=row["output_data"])
@@ -125,6 +138,7 @@ class JobTypeInfo:
     pro_only: bool
     available: bool
     reason: str | None
+    languages: list[dict[str, str]] | None
 
 
 def job_type_list() -> list[JobTypeInfo]:
@@ -147,6 +161,7 @@ def job_type_list() -> list[JobTypeInfo]:
             pro_only=spec.plan == Plan.PRO,
             available=reason is None,
             reason=reason,
+            languages=gpu_client.describe_languages(spec.type) if spec.languages else None,
         ))
     return out
 

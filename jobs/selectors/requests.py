@@ -1,13 +1,18 @@
 """What a submission's body names, read from the database and checked, scoped to the caller.
 
-The project (404 `project_not_found`); each `MediaRef` field's file, of that project (404
-`media_not_found` for another project's or user's file), ready (422 `media_not_ready`) and of
-an allowed kind (422 `wrong_media_type`); a `VoiceRef`'s voice (404 `voice_not_found`); for a
-render, the timeline snapshot (422 `empty_timeline`, 422 `edl_invalid` for effects the render
-would refuse, 422 `media_not_ready` for clips whose media is gone or not ready). The result is
-what `job_submit` needs: the JSON `input_params` stored on the job (ids as strings, plus
-`_quantities`, which a retry prices again with), the `quantities` the price is computed from
-(never sent by the client), and the media to lock.
+The project (404 `project_not_found`): the one named, else the one the body's media files share
+(404 `media_not_found` for a file that is not the caller's, 422 `media_projects_differ` when
+they are in more than one), else, for a body naming no media file, the caller's "Library"
+project (None here when it does not exist yet: `job_submit` makes it, in the transaction that
+charges the job, so a refused submission leaves none behind); each `MediaRef` field's file, of
+that project (404 `media_not_found` for another project's or user's file), ready (422
+`media_not_ready`) and of an allowed kind (422 `wrong_media_type`); a `VoiceRef`'s voice (404
+`voice_not_found`); for a render, the timeline snapshot (422 `empty_timeline`, 422
+`edl_invalid` for effects the render would refuse, 422 `no_captions`, 422 `media_not_ready` for clips
+whose media is gone or not ready). The result is what `job_submit`
+needs: the JSON `input_params` stored on the job (ids as strings, plus `_quantities`, which a
+retry prices again with), the `quantities` the price is computed from (never sent by the
+client), and the media to lock.
 """
 
 from __future__ import annotations
@@ -18,22 +23,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from auteur.users.models import User
-from jobs.errors import EmptyTimeline, MediaNotReady, NoCaptions, WrongMediaType
+from jobs.errors import EmptyTimeline, MediaNotReady, MediaProjectsDiffer, NoCaptions, WrongMediaType
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
-from media.selectors import media_get, voice_get
+from media.selectors import media_get, media_get_for_user, voice_get
 from projects.captions import CaptionStyle, render_caption_files
 from projects.edl.cuts import DEFAULT_PADDING_MS, cut_tracks, edited_duration, removed_spans
 from projects.edl.effects import check_tracks_effects
 from projects.edl.selectors import edl_snapshot
 from projects.models import Project
-from projects.selectors import project_get
+from projects.selectors import project_get, project_library_get
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    project: Project
+    project: Project | None  # None: the user's Library, which does not exist yet
     input_params: dict[str, Any]
     quantities: dict[str, Any]
     media_ids: list[uuid.UUID]
@@ -42,17 +47,17 @@ class JobRequest:
 def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:
     """Resolve a body that `spec.input` validated (`data`: its validated_data)."""
     params = dict(data)
-    project = project_get(user=user, project_id=params.pop("project_id"))
+    project = _project(user, spec, params.pop("project_id", None), params)
     media: dict[str, MediaFile] = {}
     for name, field in spec.references.items():
-        if isinstance(field, MediaRef):
+        if isinstance(field, MediaRef) and project is not None:  # (None: the body names no media)
             media[name] = _ready_media(user, project, name, params[name], field.kinds)
             params[name] = str(media[name].pk)
         elif isinstance(field, VoiceRef) and params.get(name):
             voice = voice_get(user=user, voice_id=params[name])
             params.update({name: str(voice.pk), "voice_sample_key": voice.sample_key})
     locked = list(media.values())
-    if spec.timeline:
+    if spec.timeline and project is not None:  # (a render's input requires project_id)
         params["edl"], locked = _timeline(user, project, params)
     quantities = spec.price.quantities(params, media)
     return JobRequest(
@@ -61,6 +66,22 @@ def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> Jo
         quantities=quantities,
         media_ids=[m.pk for m in locked],
     )
+
+
+def _project(user: User, spec: JobSpec, project_id: uuid.UUID | None, params: dict[str, Any]) -> Project | None:
+    if project_id is not None:
+        return project_get(user=user, project_id=project_id)
+    named = {name: params[name] for name, f in spec.references.items() if isinstance(f, MediaRef) and params.get(name)}
+    if not named:
+        return project_library_get(user=user)
+    projects = {name: media_get_for_user(user=user, media_id=media_id).project_id for name, media_id in named.items()}
+    if len(set(projects.values())) > 1:
+        raise MediaProjectsDiffer(
+            "The media files are in different projects: name the project with project_id, or use files of one "
+            "project.",
+            details={"projects": {name: str(pid) for name, pid in projects.items()}},
+        )
+    return project_get(user=user, project_id=next(iter(projects.values())))
 
 
 def _ready_media(user: User, project: Project, field: str, media_id: uuid.UUID, kinds: tuple[str, ...]) -> MediaFile:

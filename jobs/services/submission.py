@@ -17,13 +17,14 @@ from auteur.users.models import User
 from credits.services.ledger import credit_deduct_for_job
 from credits.services.subscriptions import require_plan
 from jobs import gpu_client, pipeline
-from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable
+from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable, LanguageUnsupported
 from jobs.inputs import WebhookRequest
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus
 from jobs.selectors.requests import JobRequest
 from jobs.services.events import job_event_record
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
+from projects.services import project_library_get_or_create
 from webhooks.selectors import job_webhook_of
 from webhooks.services import job_webhook_create
 
@@ -60,6 +61,7 @@ def job_submit(
             f"{spec.type} is not available on this server's GPU backend ({backend}): {reason}.",
             details={"type": spec.type.value, "backend": backend, "reason": reason},
         )
+    _check_languages(spec, request.input_params)
     cost = spec.price.cost(request.quantities)
     try:
         return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of)
@@ -72,6 +74,22 @@ def job_submit(
         if replay is None:
             raise
         return replay, False
+
+
+def _check_languages(spec: JobSpec, params: dict[str, Any]) -> None:
+    """Each spoken language the request names must be one this server's engine takes."""
+    for field in spec.languages:
+        language = params.get(field)
+        if language is None:
+            continue
+        supported = gpu_client.languages(spec.type)
+        if language not in supported:
+            backend = settings.AUTEUR_GPU_BACKEND
+            raise LanguageUnsupported(
+                f"This server ({backend} backend) does not take language {language!r} for {spec.type} jobs.",
+                details={"field": field, "language": language, "backend": backend,
+                         "supported": gpu_client.describe_languages(spec.type)},
+            )
 
 
 def _idempotent_replay(user: User, key: str, body_hash: str) -> Job | None:
@@ -105,9 +123,12 @@ def _submit(
             # Media deletion checks "in use" holding the same row locks: a file cannot be deleted
             # between this check of its jobs and the job's insert.
             list(MediaFile.objects.select_for_update().filter(pk__in=request.media_ids).values_list("pk", flat=True))
+        # A job naming no project nor media goes to the Library, made here on first use: rolled
+        # back with the job if the charge fails.
+        project = request.project or project_library_get_or_create(user=user)
         job = Job.objects.create(
             user=user,
-            project=request.project,
+            project=project,
             type=spec.type,
             credits_cost=cost,
             input_params=request.input_params,

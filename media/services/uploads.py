@@ -4,10 +4,13 @@ The life of an upload:
 
 1. ``media_create_upload``: validate the declared type, name and size, check the
    ``storage_bytes`` quota, insert the MediaFile (``uploading``) and sign a PUT URL bound to
-   its upload key, content type and size.
+   its upload key, content type and size. The size may be left undeclared: the URL then takes
+   up to the maximum upload size, nothing is reserved against the quota (``file_size_bytes``
+   stays 0, which no declared size can be), and the size is checked at confirm.
 2. The client PUTs the bytes straight to storage (S3/R2, or the local backend's view, which
    refuses a PUT once the file is no longer ``uploading``).
-3. ``media_confirm_upload``: the object must exist with the declared size and fit the quota;
+3. ``media_confirm_upload``: the object must exist with the declared size (an undeclared one:
+   at most the maximum, else the file and its object are deleted) and fit the quota;
    under the row's lock it is moved to its final key (``media.services.keys``) and the row
    becomes ``processing``; the probe (media/services/probing.py) is enqueued after commit.
    Confirming again changes nothing and enqueues nothing.
@@ -82,7 +85,19 @@ def max_upload_bytes() -> int:
     return int(getattr(settings, "AUTEUR_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
 
 
-def validate_upload(*, filename: str, content_type: str, size_bytes: int) -> tuple[str, str]:
+def _check_size(size_bytes: int) -> None:
+    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes <= 0:
+        raise MediaValidationError(
+            "size_bytes must be a positive number of bytes.", code="invalid_size", details={"field": "size_bytes"}
+        )
+    limit = max_upload_bytes()
+    if size_bytes > limit:
+        raise FileTooLarge(
+            f"The file is larger than the {limit}-byte limit.", details={"size_bytes": size_bytes, "max_bytes": limit}
+        )
+
+
+def validate_upload(*, filename: str, content_type: str, size_bytes: int | None) -> tuple[str, str]:
     """(normalized content type, media type), or the error a client should see.
 
     Order matters to the client: first whether we take this kind of file at all (415), then
@@ -95,15 +110,8 @@ def validate_upload(*, filename: str, content_type: str, size_bytes: int) -> tup
             details={"content_type": content_type, "allowed": sorted(ALLOWED_CONTENT_TYPES)},
         )
     media_type, extensions = ALLOWED_CONTENT_TYPES[normalized]
-    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes <= 0:
-        raise MediaValidationError(
-            "size_bytes must be a positive number of bytes.", code="invalid_size", details={"field": "size_bytes"}
-        )
-    limit = max_upload_bytes()
-    if size_bytes > limit:
-        raise FileTooLarge(
-            f"The file is larger than the {limit}-byte limit.", details={"size_bytes": size_bytes, "max_bytes": limit}
-        )
+    if size_bytes is not None:
+        _check_size(size_bytes)
     if not filename or len(filename) > MAX_FILENAME_LENGTH or any(unicodedata.category(c)[0] == "C" for c in filename):
         raise MediaValidationError(
             f"filename must be 1 to {MAX_FILENAME_LENGTH} printable characters.",
@@ -121,11 +129,12 @@ def validate_upload(*, filename: str, content_type: str, size_bytes: int) -> tup
 
 
 def media_create_upload(
-    *, user: User, project: ProjectLike, filename: str, content_type: str, size_bytes: int
+    *, user: User, project: ProjectLike, filename: str, content_type: str, size_bytes: int | None = None
 ) -> tuple[MediaFile, PresignedUpload]:
     """A new ``uploading`` MediaFile and the signed PUT that fills it.
 
-    The declared size is reserved against the ``storage_bytes`` quota from now on.
+    The declared size is reserved against the ``storage_bytes`` quota from now on; an
+    undeclared one (None) reserves nothing and is checked at confirm.
     """
     if project.user_id != user.pk:
         raise MediaNotFound("No such project.", code="project_not_found")
@@ -134,9 +143,11 @@ def media_create_upload(
     key = upload_key(project_id=project.pk, media_id=media_id, filename=filename)
     with transaction.atomic():
         quota_lock(user_id=user.pk)
-        quota_check(name="storage_bytes", used=media_bytes_used(user_id=user.pk), adding=size_bytes)
+        quota_check(name="storage_bytes", used=media_bytes_used(user_id=user.pk), adding=size_bytes or 0)
         # Sign before the insert: a storage misconfiguration fails the request before a row exists.
-        ticket = get_storage().presign_put(key, normalized, size_bytes)
+        ticket = get_storage().presign_put(
+            key, normalized, size_bytes or max_upload_bytes(), exact=size_bytes is not None
+        )
         media = MediaFile.objects.create(
             id=media_id,
             project_id=project.pk,
@@ -145,10 +156,10 @@ def media_create_upload(
             type=media_type,
             mime_type=normalized,
             status=MediaStatus.UPLOADING,
-            file_size_bytes=size_bytes,
+            file_size_bytes=size_bytes or 0,
             storage_key=key,
         )
-    logger.info("media %s: upload URL issued (%s, %d bytes)", media.pk, normalized, size_bytes)
+    logger.info("media %s: upload URL issued (%s, %s bytes)", media.pk, normalized, size_bytes or "undeclared")
     return media, ticket
 
 
@@ -173,7 +184,9 @@ def media_confirm_upload(*, media: MediaFile) -> MediaFile:
         raise MediaValidationError(
             "Nothing was uploaded yet: PUT the file to the upload URL first.", code="upload_incomplete"
         )
-    if size != media.file_size_bytes:
+    if not media.file_size_bytes:  # undeclared: whatever was PUT, up to the maximum
+        _refuse_if_too_large(media, size)
+    elif size != media.file_size_bytes:
         raise MediaValidationError(
             f"The uploaded object has {size} bytes; {media.file_size_bytes} were declared.",
             code="size_mismatch",
@@ -191,7 +204,7 @@ def media_confirm_upload(*, media: MediaFile) -> MediaFile:
                 refused = exc
                 _discard(row)
             else:
-                _seal(storage, row)
+                _seal(storage, row, size)
     if refused is not None:
         logger.info("media %s: confirm refused over the storage quota; deleted", media.pk)
         raise refused
@@ -201,7 +214,21 @@ def media_confirm_upload(*, media: MediaFile) -> MediaFile:
     return media
 
 
-def _seal(storage: ObjectStorage, row: MediaFile) -> None:
+def _refuse_if_too_large(media: MediaFile, size: int) -> None:
+    """An upload of undeclared size must be a file of at most the maximum size; a refused one is
+    deleted (its row and object), so it holds no storage and no quota."""
+    try:
+        _check_size(size)
+    except (MediaValidationError, FileTooLarge):
+        with transaction.atomic():
+            row = MediaFile.objects.select_for_update().filter(pk=media.pk, status=MediaStatus.UPLOADING).first()
+            if row is not None:
+                _discard(row)
+        logger.info("media %s: confirm refused (%d bytes uploaded, size undeclared); deleted", media.pk, size)
+        raise
+
+
+def _seal(storage: ObjectStorage, row: MediaFile, size: int) -> None:
     """Move the upload to its final key and start processing it (inside the confirm's transaction).
 
     The move happens under the row lock and before the UPDATE commits: if it fails, the file
@@ -213,7 +240,7 @@ def _seal(storage: ObjectStorage, row: MediaFile) -> None:
     final = confirmed_key_for(row)
     storage.move(upload, final)
     MediaFile.objects.filter(pk=row.pk).update(
-        status=MediaStatus.PROCESSING, storage_key=final, updated_at=timezone.now()
+        status=MediaStatus.PROCESSING, storage_key=final, file_size_bytes=size, updated_at=timezone.now()
     )
     media_id = str(row.pk)
     transaction.on_commit(lambda: probe.delay(media_id))

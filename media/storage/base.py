@@ -78,11 +78,13 @@ class ObjectStorage(ABC):
         """Raise unless the storage answers within CHECK_TIMEOUT_SECONDS (for /readyz)."""
 
     def presign_put(
-        self, key: str, content_type: str, size_bytes: int, *, expires_in: int | None = None
+        self, key: str, content_type: str, size_bytes: int, *, exact: bool = True, expires_in: int | None = None
     ) -> PresignedUpload:
-        """A URL that PUTs exactly this object: this key, this content type, at most this size."""
+        """A URL that PUTs exactly this object: this key, this content type, at most this size
+        (`exact`: a declared size; otherwise only a limit, which a store that can sign nothing
+        but an exact length leaves to the check at confirm)."""
         ttl, expires_at = url_expiry(expires_in)
-        url = self._put_url(validate_key(key), content_type, size_bytes, ttl=ttl, expires_at=expires_at)
+        url = self._put_url(validate_key(key), content_type, size_bytes, exact, ttl=ttl, expires_at=expires_at)
         return PresignedUpload(url=url, expires_at=expires_at, headers={"Content-Type": content_type})
 
     def presign_get(
@@ -94,7 +96,9 @@ class ObjectStorage(ABC):
         return PresignedDownload(url=url, expires_at=expires_at)
 
     @abstractmethod
-    def _put_url(self, key: str, content_type: str, size_bytes: int, *, ttl: int, expires_at: datetime) -> str: ...
+    def _put_url(
+        self, key: str, content_type: str, size_bytes: int, exact: bool, *, ttl: int, expires_at: datetime
+    ) -> str: ...
 
     @abstractmethod
     def _get_url(self, key: str, filename: str, *, ttl: int, expires_at: datetime) -> str: ...

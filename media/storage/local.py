@@ -52,7 +52,10 @@ class LocalStorage(ObjectStorage):
             raise StorageError("the local storage root is not writable")
 
     # ---- signed URLs
-    def _put_url(self, key: str, content_type: str, size_bytes: int, *, ttl: int, expires_at: datetime) -> str:
+    def _put_url(
+        self, key: str, content_type: str, size_bytes: int, exact: bool, *, ttl: int, expires_at: datetime
+    ) -> str:
+        # The local PUT view refuses a body over the signed limit, exact or not.
         token = sign_upload(key=key, content_type=content_type, size_limit=size_bytes, expires_at=expires_at)
         return f"{self.public_base_url}/storage/upload/{quote(key)}?{urlencode({'token': token})}"
 

@@ -104,11 +104,17 @@ class S3ObjectStorage(ObjectStorage):
         with self._errors():
             self._check_client.head_bucket(Bucket=self.bucket)
 
-    def _put_url(self, key: str, content_type: str, size_bytes: int, *, ttl: int, expires_at: datetime) -> str:
+    def _put_url(
+        self, key: str, content_type: str, size_bytes: int, exact: bool, *, ttl: int, expires_at: datetime
+    ) -> str:
         # ContentType and ContentLength become signed headers: S3 refuses any other type or size.
+        # A presigned PUT cannot sign a range of lengths: an undeclared size is checked at confirm.
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+        if exact:
+            params["ContentLength"] = size_bytes
         return str(self.client.generate_presigned_url(
             "put_object",
-            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size_bytes},
+            Params=params,
             ExpiresIn=ttl,
             HttpMethod="PUT",
         ))

@@ -10,7 +10,9 @@ import pytest
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import transcription
+from gpu_tasks.engines.tts import synthesize, write_wav
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.languages import AUTO, LANGUAGE_CHOICES, WHISPER_LANGUAGES
 from tests.gpu_tasks.helpers import SENTENCE, heard_most_of, words_of
 
 
@@ -63,8 +65,53 @@ def test_alignment_mode_returns_the_script_with_every_word_timed(tmp_path: Path,
     assert words[-1]["end_ms"] <= result["duration_ms"]
 
 
-def test_non_english_is_unavailable_locally(tmp_path: Path, speech_wav: Path) -> None:
-    payload = {"media": {"path": str(speech_wav)}, "language": "fr"}
+SPANISH = "Buenos días, hoy vamos a hablar de la historia de la ciudad."
+
+
+@pytest.fixture(scope="module")
+def spanish_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SPANISH spoken by eSpeak NG's Spanish voice, about 4 s."""
+    path = tmp_path_factory.mktemp("spanish") / "es.wav"
+    pcm, rate = synthesize(SPANISH, speed=0.9, voice="es")
+    write_wav(path, pcm, rate)
+    return path
+
+
+def test_the_language_table_is_whispers() -> None:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    assert set(WHISPER_LANGUAGES) == set(_LANGUAGE_CODES)
+    assert LANGUAGE_CHOICES[0] == AUTO and len(LANGUAGE_CHOICES) == len(WHISPER_LANGUAGES) + 1
+
+
+def test_the_local_engine_takes_its_models_languages() -> None:
+    supported = transcription.languages()
+    # tiny.en's English and the multilingual base model's 99 languages (not large-v3's Cantonese).
+    assert {"en", "es", "de", "ja", AUTO} <= supported
+    assert "yue" not in supported
+    assert len(supported) == len(WHISPER_LANGUAGES)  # 99 codes + auto
+
+
+@pytest.mark.parametrize("language", ["auto", "es"])
+def test_spanish_speech_is_transcribed_with_its_language(tmp_path: Path, spanish_wav: Path, language: str) -> None:
+    payload = {"media": {"path": str(spanish_wav)}, "language": language}
+    result = transcription.run_local(payload, ctx(tmp_path, payload))
+    assert result["language"] == "es"  # detected for auto
+    assert result["model"] == transcription.MULTILINGUAL_MODEL_NAME
+    heard = set(words_of(result["text"]))
+    assert len(heard & set(words_of(SPANISH))) >= 6, result["text"]
+    words = [w for s in result["segments"] for w in s["words"]]
+    assert words and all(0 <= w["start_ms"] <= w["end_ms"] <= result["duration_ms"] + 1 for w in words)
+
+
+def test_english_still_runs_on_tiny_en(tmp_path: Path, speech_wav: Path) -> None:
+    payload = {"media": {"path": str(speech_wav)}, "language": "en"}
+    result = transcription.run_local(payload, ctx(tmp_path, payload))
+    assert result["model"] == transcription.MODEL_NAME and result["language"] == "en"
+
+
+def test_a_language_the_local_models_lack_is_unavailable(tmp_path: Path, speech_wav: Path) -> None:
+    payload = {"media": {"path": str(speech_wav)}, "language": "yue"}
     with pytest.raises(PermanentGpuError) as info:
         transcription.run_local(payload, ctx(tmp_path, payload))
     assert info.value.code == "feature_unavailable"

@@ -131,3 +131,34 @@ def test_modal_engine_refuses_local_paths(tmp_path: Path) -> None:
     with pytest.raises(PermanentGpuError) as info:
         transcription_hf.run_modal(payload, context)
     assert info.value.code == "invalid_input"
+
+
+@pytest.mark.parametrize(("language", "recorded"), [("auto", "en"), (None, "en"), ("de", "de")])
+def test_the_modal_engine_passes_the_language_or_detects_it(
+    tiny_pipeline: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, language: str | None, recorded: str
+) -> None:
+    import wave
+
+    wav = tmp_path / "tone.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((tone(2) * 32767).astype("<i2").tobytes())
+    # The real weights live on Modal's Volume: the tiny model stands in for large-v3.
+    monkeypatch.setattr(transcription_hf, "load_asr_pipeline", lambda: tiny_pipeline)
+    payload = {"media": {"path": str(wav)}, "language": language, "diarization": False}
+    context = EngineContext(workdir=tmp_path / "work", payload=payload)
+    result = transcription_hf.run_modal(payload, context)
+    # An English-only checkpoint detects English; a named language is recorded as asked.
+    assert result["language"] == recorded
+
+
+def test_the_modal_engine_takes_every_whisper_language() -> None:
+    from gpu_tasks.languages import AUTO, WHISPER_LANGUAGES
+
+    assert transcription_hf.languages() == frozenset(WHISPER_LANGUAGES) | {AUTO}
+    with pytest.raises(PermanentGpuError) as info:
+        transcription_hf.run_modal({"media": {"url": "https://r2.example/a.wav"}, "language": "xx"},
+                                   EngineContext(workdir=Path("/nonexistent"), payload={}))
+    assert info.value.code == "invalid_input"

@@ -11,8 +11,8 @@ from rest_framework.renderers import JSONRenderer
 from auteur.throttling import hit
 from auteur.users.models import User
 from credits.selectors import credit_balance_get
-from jobs.apis import JobSerializer
 from jobs.models import Job, JobStatus
+from jobs.serializers import JobSerializer
 from jobs.services.lifecycle import job_fail
 from media.models import MediaFile
 from tests.factories import ProjectFactory
@@ -202,7 +202,7 @@ def test_types_lists_every_type_with_price_gpu_and_local_availability(auth_clien
     assert types["video-query"]["price"]["rule"] == "2 credits per job"
     # Every type names its model (the local engine's where it runs another), its plan, and why not.
     assert all(t["model"] for t in types.values())
-    assert types["transcription"]["model"] == "Whisper tiny.en (faster-whisper)"
+    assert types["transcription"]["model"] == "Whisper tiny.en for English, base for other languages (faster-whisper)"
     assert types["video-generation"]["plan"] == "pro" and types["tts"]["plan"] is None
     assert all((t["reason"] is None) == t["available"] for t in types.values())
     assert "lip-sync" in types["lip-sync"]["reason"]

@@ -165,9 +165,10 @@ def test_transcription_stores_its_options_as_json(auth_client, funded, project, 
     }
 
 
-def test_transcription_is_english_only(auth_client, funded, project, media):
+def test_transcription_takes_whisper_languages_only(auth_client, funded, project, media):
+    # Which of them this server takes: tests/jobs/test_languages.py.
     before = ledger_state(funded)
-    body = {"project_id": str(project.pk), "media_id": str(media["audio"].pk), "language": "fr"}
+    body = {"project_id": str(project.pk), "media_id": str(media["audio"].pk), "language": "klingon"}
     response = submit(auth_client, "transcription", body)
     assert response.status_code == 400 and "language" in response.json()["error"]["details"]["fields"]
     assert ledger_state(funded) == before
@@ -299,8 +300,9 @@ def test_invalid_fields_are_400_naming_the_field_and_nothing_is_charged(
     assert ledger_state(funded) == before
 
 
-def test_project_id_is_required(auth_client, funded):
-    response = submit(auth_client, "tts", {"text": "hi"})
+def test_project_id_is_required_for_a_render(auth_client, funded):
+    # Other types default it (tests/jobs/test_default_project.py).
+    response = submit(auth_client, "render", {})
     assert response.status_code == 400 and "project_id" in response.json()["error"]["details"]["fields"]
 
 
