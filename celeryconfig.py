@@ -7,6 +7,7 @@ Django's settings, the one place that reads the environment.
 
 from __future__ import annotations
 
+from celery.schedules import crontab
 from django.conf import settings
 
 from auteur.queues import QUEUE_DEFAULT, QUEUES, TASK_ROUTES
@@ -67,7 +68,18 @@ worker_redirect_stdouts = False
 timezone = "UTC"
 enable_utc = True
 
-# ---- Beat: every periodic task of the project, by task name (each app owns its task).
+# ---- Beat: RedBeat keeps the schedule (and each entry's last run) in Redis, and sends only while
+# it holds the lock below, renewed every tick: any number of beat replicas can run, one sends.
+# A standby polls for the lock every max loop interval; a dead leader's lock expires after
+# redbeat_lock_timeout, so a standby takes over within that time and no period is sent twice.
+beat_scheduler = "redbeat.RedBeatScheduler"
+beat_max_loop_interval = settings.AUTEUR_BEAT_MAX_LOOP_SECONDS
+redbeat_redis_url = settings.REDIS_URL
+redbeat_redis_options = {"socket_timeout": 10, "socket_connect_timeout": 5}
+redbeat_key_prefix = "auteur:beat:"
+redbeat_lock_timeout = settings.AUTEUR_BEAT_LOCK_SECONDS
+
+# Every periodic task of the project, by task name (each app owns its task).
 beat_schedule: dict[str, dict[str, object]] = {
     # Idempotent by a database constraint: running it twice, or on two beats, grants once.
     "grant-subscription-allowances": {"task": "credits.grant_subscription_allowances", "schedule": 300.0},
@@ -78,4 +90,8 @@ beat_schedule: dict[str, dict[str, object]] = {
     # Webhook retries are rows with a next-attempt time, not countdown messages: this sends the
     # due ones (and any whose message was lost).
     "webhooks-sweep": {"task": "webhooks.sweep", "schedule": settings.AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS},
+    # Every account against its ledger, nightly; the result is exported as a metric and alerted on.
+    "ledger-check": {
+        "task": "credits.ledger_check", "schedule": crontab(minute=0, hour=settings.AUTEUR_LEDGER_CHECK_HOUR_UTC),
+    },
 }

@@ -254,6 +254,13 @@ AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECON
 # (`timeout`); the grace covers a container's start and the result's upload.
 AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=30)
 AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
+# Beat (celeryconfig.py) schedules through RedBeat: its schedule lives in Redis, and a beat sends
+# only while it holds a Redis lock it renews every tick, so a second replica waits as a standby
+# and takes over within AUTEUR_BEAT_LOCK_SECONDS of the first one's death.
+AUTEUR_BEAT_MAX_LOOP_SECONDS = env.float("AUTEUR_BEAT_MAX_LOOP_SECONDS", default=5.0)
+AUTEUR_BEAT_LOCK_SECONDS = env.int("AUTEUR_BEAT_LOCK_SECONDS", default=30)
+# ledger_check runs nightly at this UTC hour; its result is a metric (credits_ledger_check_*).
+AUTEUR_LEDGER_CHECK_HOUR_UTC = env.int("AUTEUR_LEDGER_CHECK_HOUR_UTC", default=3)
 # Cancels per user per minute, beside the general limit: a cancel refunds, so a flood of
 # submit-then-cancel is refused early (429) rather than run as free work.
 AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE", default=20)
