@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
 
@@ -33,6 +35,37 @@ def close_old_connections(task: Any = None, **kwargs: Any) -> None:
     from django.db import close_old_connections as close_old
 
     close_old()
+
+
+SENT_AT_HEADER = "auteur_sent_at"
+QUEUE_WAIT_EVENT = "task-queue-wait"
+
+
+@before_task_publish.connect
+def stamp_sent_at(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """The publish time travels in the message, so the worker can tell how long it waited."""
+    if headers is not None:
+        headers.setdefault(SENT_AT_HEADER, time.time())
+
+
+@task_prerun.connect
+def report_queue_wait(task: Any = None, **kwargs: Any) -> None:
+    """One event per task run: the seconds since it became runnable (its publish, or its ETA for a
+    countdown), for the metrics exporter. Sent by the worker, so a submission pays nothing for it
+    (a "task-sent" event would cost every publish a Redis round trip)."""
+    request = getattr(task, "request", None)
+    if request is None or getattr(request, "is_eager", False) or not getattr(request, "hostname", None):
+        return
+    sent = getattr(request, SENT_AT_HEADER, None) or (getattr(request, "headers", None) or {}).get(SENT_AT_HEADER)
+    if not isinstance(sent, (int, float)):
+        return
+    runnable = float(sent)
+    if request.eta:
+        with contextlib.suppress(TypeError, ValueError):
+            runnable = max(runnable, datetime.fromisoformat(str(request.eta)).timestamp())
+    queue = (request.delivery_info or {}).get("routing_key") or ""
+    with contextlib.suppress(Exception):  # a lost measurement never fails the task
+        task.send_event(QUEUE_WAIT_EVENT, retry=False, wait=max(0.0, time.time() - runnable), queue=queue)
 
 
 def warm_up_publisher() -> None:

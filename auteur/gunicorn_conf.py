@@ -21,3 +21,13 @@ accesslog = "-"
 # %(U)s is the path without its query string: signed download/upload URLs carry their signature
 # in the query, and no signed URL may reach a log.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms req=%({x-request-id}o)s'
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A dead worker's live gauges leave the API's summed metrics (prometheus-client multiprocess mode)."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -111,9 +111,12 @@ INSTALLED_APPS = [
     "projects",
     "jobs",
     "webhooks",
+    "django_prometheus",  # the API's request metrics (auteur/metrics.py)
 ]
 
 MIDDLEWARE = [
+    # First and (but for axes) last: every request's latency and response, by view and status.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "auteur.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auteur.middleware.ContentSecurityPolicyMiddleware",
@@ -127,6 +130,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
@@ -261,6 +265,17 @@ AUTEUR_BEAT_MAX_LOOP_SECONDS = env.float("AUTEUR_BEAT_MAX_LOOP_SECONDS", default
 AUTEUR_BEAT_LOCK_SECONDS = env.int("AUTEUR_BEAT_LOCK_SECONDS", default=30)
 # ledger_check runs nightly at this UTC hour; its result is a metric (credits_ledger_check_*).
 AUTEUR_LEDGER_CHECK_HOUR_UTC = env.int("AUTEUR_LEDGER_CHECK_HOUR_UTC", default=3)
+# ---- Metrics. The exporter (`manage.py metrics_exporter`) serves the queues, workers, tasks and
+# business state here (an internal address: never publish its port); it polls every
+# AUTEUR_METRICS_POLL_SECONDS and, on start, counts the jobs that ended in the last
+# AUTEUR_METRICS_BACKFILL_SECONDS. The API's own /metrics answers only a bearer token equal to
+# AUTEUR_METRICS_TOKEN (404 while unset).
+AUTEUR_METRICS_EXPORTER_ADDRESS = env.str("AUTEUR_METRICS_EXPORTER_ADDRESS", default="127.0.0.1")
+AUTEUR_METRICS_EXPORTER_PORT = env.int("AUTEUR_METRICS_EXPORTER_PORT", default=9808)
+AUTEUR_METRICS_POLL_SECONDS = env.float("AUTEUR_METRICS_POLL_SECONDS", default=15.0)
+AUTEUR_METRICS_BACKFILL_SECONDS = env.float("AUTEUR_METRICS_BACKFILL_SECONDS", default=3600.0)
+PROMETHEUS_EXPORT_MIGRATIONS = False  # no database query at every start
+AUTEUR_METRICS_TOKEN: str = env.str("AUTEUR_METRICS_TOKEN", default="")
 # Cancels per user per minute, beside the general limit: a cancel refunds, so a flood of
 # submit-then-cancel is refused early (429) rather than run as free work.
 AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE", default=20)

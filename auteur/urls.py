@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from auteur import health
+from auteur import health, metrics
 
 # Patterns are tried in order and no two overlap: the API's busiest (job submissions and polls)
 # come first, so resolving them does not walk the admin's and the others' patterns first.
@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's initialisation as a script file, not inline, so the

@@ -29,16 +29,16 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 EXPECTED_SERVICES = {
     "postgres", "redis", "mongo", "minio", "minio-init", "migrate",
-    "api", "worker-gpu", "worker-cpu", "beat", "flower", "caddy", "gpu-events",
+    "api", "worker-gpu", "worker-cpu", "beat", "flower", "caddy", "gpu-events", "exporter",
 }
 # Compose variables that are secrets: required with ${NAME:?message}, never given a default.
 SECRET_VARS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
                "MONGO_ROOT_PASSWORD", "MONGO_APP_PASSWORD", "MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD",
-               "FLOWER_BASIC_AUTH")
+               "FLOWER_BASIC_AUTH", "AUTEUR_METRICS_TOKEN")
 # Container environment keys that carry a secret: their value must come from a required variable.
 SECRET_ENV_KEYS = ("DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "REDISCLI_AUTH",
                    "MONGO_INITDB_ROOT_PASSWORD", "MONGO_APP_PASSWORD", "MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD",
-                   "AWS_SECRET_ACCESS_KEY")
+                   "AWS_SECRET_ACCESS_KEY", "AUTEUR_METRICS_TOKEN")
 # The server URLs of the app's environment, and the required variable each carries as its password.
 URL_PASSWORDS = {"DATABASE_URL": "POSTGRES_PASSWORD", "REDIS_URL": "REDIS_PASSWORD",
                  "MONGODB_URI": "MONGO_APP_PASSWORD"}

@@ -17,7 +17,8 @@ from pathlib import Path
 import auteur.devstack
 from auteur.devstack import REPO_ROOT
 from auteur.devstack.front import front_processes
-from auteur.devstack.processes import flower_auth, run_processes, stack_processes
+from auteur.devstack.ports import preferred_port
+from auteur.devstack.processes import flower_auth, metrics_token, run_processes, stack_processes
 from auteur.devstack.stack import DEFAULT_VAR_DIR, Stack, running_stack
 from auteur.envfile import read_env_file
 
@@ -55,6 +56,8 @@ def _banner(
         f"  Health     {base}/healthz   {base}/readyz\n"
         f"  Flower     http://127.0.0.1:{flower_port}/   (user {user}, password in var/flower_basic_auth"
         f"{' or FLOWER_BASIC_AUTH' if env.get('FLOWER_BASIC_AUTH') else ''}: {flower_basic_auth})\n"
+        + f"  Metrics    {base}/metrics   (Authorization: Bearer <var/auteur_metrics_token or AUTEUR_METRICS_TOKEN>)\n"
+        f"  Exporter   http://127.0.0.1:{env.get('AUTEUR_METRICS_EXPORTER_PORT', '9808')}/metrics\n"
         + "".join(f"  {k:<10} {v}\n" for k, v in stack.urls().items())
         + "  Token      .venv/bin/python manage.py issue_token you@example.com\n"
         "  Ctrl-C stops everything.\n"
@@ -93,6 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], env=env, cwd=REPO_ROOT, check=True)
 
         flower_basic_auth = flower_auth(var_dir, env)
+        env["AUTEUR_METRICS_TOKEN"] = metrics_token(var_dir, env)
+        # Stable per checkout, like the servers' ports: two checkouts' exporters never collide.
+        env.setdefault("AUTEUR_METRICS_EXPORTER_PORT", str(preferred_port(9808, var_dir)))
         reported_down: set[str] = set()
 
         def report_dead_servers() -> None:

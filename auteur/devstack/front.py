@@ -11,6 +11,7 @@ streams, the WebSocket and waiting submissions go to uvicorn (auteur/asgi.py).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +80,16 @@ def front_processes(env: dict[str, str], var_dir: Path, *, host: str, port: int)
         "XDG_DATA_HOME": str(var_dir / "caddy" / "data"),
         "XDG_CONFIG_HOME": str(var_dir / "caddy" / "config"),
     }
+    # The API's gunicorn workers share their metrics through files (prometheus-client's multiprocess
+    # mode), so /metrics sums every worker; the files of a previous run are stale.
+    prometheus_dir = var_dir / "prometheus-api"
+    shutil.rmtree(prometheus_dir, ignore_errors=True)
+    prometheus_dir.mkdir(parents=True)
+    api_env = {**behind_proxy, "PROMETHEUS_MULTIPROC_DIR": str(prometheus_dir)}
     storage_options = ("--workers", "1", "--worker-class", "gthread", "--threads", str(STORAGE_THREADS))
     return Front(
         processes=[
-            Process("api", _gunicorn(api_port, "--workers", web_workers, "--worker-class", "sync"), behind_proxy),
+            Process("api", _gunicorn(api_port, "--workers", web_workers, "--worker-class", "sync"), api_env),
             Process("storage", _gunicorn(storage_port, *storage_options), behind_proxy),
             Process("asgi", uvicorn_argv(asgi_port), behind_proxy),
             Process("proxy", [_bin("caddy"), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"], caddy_env),

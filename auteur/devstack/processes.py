@@ -42,19 +42,29 @@ class Process:
     env: dict[str, str] = field(default_factory=dict)  # added to the stack's environment
 
 
-def flower_auth(var_dir: Path, env: dict[str, str]) -> str:
-    """FLOWER_BASIC_AUTH from env, else a generated dev password kept under var/."""
-    if env.get("FLOWER_BASIC_AUTH"):
-        return env["FLOWER_BASIC_AUTH"]
-    path = var_dir / "flower_basic_auth"
+def _dev_secret(var_dir: Path, env: dict[str, str], name: str, make: Callable[[], str]) -> str:
+    """`name` from env, else a generated development value kept in var/<name lower-cased>."""
+    if env.get(name):
+        return env[name]
+    path = var_dir / name.lower()
     if not path.exists():
-        path.write_text(f"admin:{secrets.token_urlsafe(12)}")
+        path.write_text(make())
         os.chmod(path, 0o600)
     return path.read_text().strip()
 
 
+def flower_auth(var_dir: Path, env: dict[str, str]) -> str:
+    """FLOWER_BASIC_AUTH from env, else a generated dev password kept under var/."""
+    return _dev_secret(var_dir, env, "FLOWER_BASIC_AUTH", lambda: f"admin:{secrets.token_urlsafe(12)}")
+
+
+def metrics_token(var_dir: Path, env: dict[str, str]) -> str:
+    """AUTEUR_METRICS_TOKEN (the API's /metrics) from env, else a generated one kept under var/."""
+    return _dev_secret(var_dir, env, "AUTEUR_METRICS_TOKEN", lambda: secrets.token_urlsafe(24))
+
+
 def stack_processes(env: dict[str, str], var_dir: Path, *, flower_port: int, flower_basic_auth: str) -> list[Process]:
-    """The Celery worker, beat, the GPU announcements' consumer and Flower.
+    """The Celery worker, beat, the GPU announcements' consumer, the metrics exporter and Flower.
 
     (The API and its proxy are ``front.front_processes``.)"""
     from auteur.queues import ALL_QUEUES
@@ -69,6 +79,8 @@ def stack_processes(env: dict[str, str], var_dir: Path, *, flower_port: int, flo
         Process("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(var_dir / "celerybeat-schedule")]),
         # The one consumer of GPU calls' announcements: without it jobs wait for the reaper's poll.
         Process("gpu-events", [sys.executable, str(REPO_ROOT / "manage.py"), "gpu_events"]),
+        # Prometheus metrics of the queues, workers, tasks and jobs, on AUTEUR_METRICS_EXPORTER_PORT.
+        Process("exporter", [sys.executable, str(REPO_ROOT / "manage.py"), "metrics_exporter"]),
         # Flower reads FLOWER_BASIC_AUTH itself: the password stays out of `ps` output.
         Process(
             "flower",

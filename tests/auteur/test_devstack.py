@@ -151,7 +151,7 @@ def _wait_http(url: str, timeout: float, **kwargs: object) -> requests.Response:
 
 def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path):
     """`make run` in miniature: API, worker, beat, Flower over the embedded servers; then SIGINT."""
-    api_port, flower_port = free_port(), free_port()
+    api_port, flower_port, exporter_port = free_port(), free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -161,6 +161,7 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         AUTEUR_VAR_DIR=str(tmp_path / "var"),
         AUTEUR_API_PORT=str(api_port),
         FLOWER_PORT=str(flower_port),
+        AUTEUR_METRICS_EXPORTER_PORT=str(exporter_port),
         WEB_CONCURRENCY="1",
         CELERY_WORKER_CONCURRENCY="1",
         FLOWER_BASIC_AUTH="ops:s3cret",
@@ -235,6 +236,14 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
                      if "gpu_events" in " ".join(p.cmdline())]
         assert len(consumers) == 1  # the one consumer of GPU calls' announcements
 
+        # The exporter on its internal port; the API's /metrics for the generated token only.
+        assert "auteur_celery_queue_length" in _wait_http(f"http://127.0.0.1:{exporter_port}/metrics", 60).text
+        assert requests.get(f"http://127.0.0.1:{api_port}/metrics", timeout=10).status_code == 401
+        metrics_token = (tmp_path / "var" / "auteur_metrics_token").read_text().strip()
+        api_metrics = requests.get(f"http://127.0.0.1:{api_port}/metrics", timeout=10,
+                                   headers={"Authorization": f"Bearer {metrics_token}"})
+        assert api_metrics.status_code == 200 and "django_http_requests_latency_seconds" in api_metrics.text
+
         # Killing the embedded Redis makes /readyz say so by name.
         redis_pid = next(p.pid for p in psutil.Process(proc.pid).children(recursive=True) if "redis-server" in p.name())
         tree = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
@@ -254,7 +263,8 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         output = "".join(lines)
     assert "devstack: stopped" in output, output[-3000:]
     # honcho pads every name to the longest one: each process printed under its own name.
-    missing = [n for n in ("proxy", "storage", "asgi", "gpu-events") if not re.search(rf" {n} +\| ", output)]
+    names = ("proxy", "storage", "asgi", "gpu-events", "exporter")
+    missing = [n for n in names if not re.search(rf" {n} +\| ", output)]
     assert missing == [], output[-3000:]
     time.sleep(0.5)
     alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]

@@ -77,19 +77,22 @@ class Worker:
             self.consumer = None
 
 
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This process's environment with the test database's URL: for a process the test starts."""
+    db = settings.DATABASES["default"]
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            **extra}
+
+
 @pytest.fixture
 def start_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[Callable[..., Worker]]:
     """Start a worker on the test database with extra environment (fault injection...);
     `include`: a module the worker imports too (a remote-control probe, say)."""
     workers: list[Worker] = []
-    db = settings.DATABASES["default"]
 
     def start(include: str = "", consumer: bool = True, **extra: str) -> Worker:
-        env = dict(os.environ)
-        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-        env["DATABASE_URL"] = f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-        env.update(extra)
-        worker = Worker(env, include, consumer)
+        worker = Worker(subprocess_env(**extra), include, consumer)
         workers.append(worker)
         return worker
 
