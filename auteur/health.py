@@ -1,5 +1,11 @@
 """Liveness and readiness for load balancers.
 
+/readyz answers 503 only when a dependency every request needs is down (Postgres, Redis,
+MongoDB, storage). What only some work needs (a worker on each queue, the GPU backend) makes it
+`degraded` with a 200: a load balancer must not drain the API because a worker restarts. Those
+checks are slower (a Celery inspect waits for replies), so their result is kept in the cache for
+AUTEUR_READYZ_DEGRADED_CACHE_SECONDS and one request at a time refreshes it.
+
 /readyz names the dependencies that failed and nothing more: the exception (hosts, ports, driver
 messages) goes to the log, never to an unauthenticated caller. It is rate-limited per client IP,
 and its Redis and MongoDB clients are created once per process, so probing it cannot open a
@@ -17,11 +23,14 @@ from functools import lru_cache
 import pymongo
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.utils.module_loading import import_string
 from rest_framework.throttling import BaseThrottle
 
 from auteur.errors import error_response
+from auteur.queues import queue_workers
 from auteur.throttling import hit
 
 logger = logging.getLogger(__name__)
@@ -75,6 +84,60 @@ CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
+class Degraded(Exception):
+    """A check's finding that degrades the service without making it unavailable."""
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+def check_workers() -> None:
+    """At least one worker consumes each queue."""
+    idle = [queue for queue, workers in queue_workers().items() if not workers]
+    if idle:
+        raise Degraded("queues without a worker", {"queues_without_workers": idle})
+
+
+DEGRADED_CACHE_KEY = "readyz:degraded"
+DEGRADED_STALE_KEY = "readyz:degraded:last"
+DEGRADED_REFRESH_LOCK = "readyz:degraded:refreshing"
+
+
+def run_degraded_checks() -> dict[str, dict[str, object]]:
+    """Every check of AUTEUR_READYZ_DEGRADED_CHECKS, now: {name: {"state": ok|degraded, ...details}}."""
+    results: dict[str, dict[str, object]] = {}
+    for name, path in settings.AUTEUR_READYZ_DEGRADED_CHECKS.items():
+        try:
+            import_string(path)()
+        except Degraded as exc:
+            results[name] = {"state": "degraded", **exc.details}
+        except Exception:
+            logger.warning("readiness check %s degraded", name, exc_info=True)
+            results[name] = {"state": "degraded"}
+        else:
+            results[name] = {"state": "ok"}
+    return results
+
+
+def degraded_checks() -> dict[str, dict[str, object]]:
+    """The checks' last result, refreshed by one request at most every N seconds."""
+    try:
+        fresh = cache.get(DEGRADED_CACHE_KEY)
+        if fresh is not None:
+            return fresh
+        stale = cache.get(DEGRADED_STALE_KEY)
+        if stale is not None and not cache.add(DEGRADED_REFRESH_LOCK, 1, timeout=10):
+            return stale  # another request is refreshing it
+    except redis.RedisError:  # Redis is down: /readyz says so itself; don't wait on a broker that is gone
+        return {name: {"state": "unknown"} for name in settings.AUTEUR_READYZ_DEGRADED_CHECKS}
+    results = run_degraded_checks()
+    cache.set(DEGRADED_CACHE_KEY, results, settings.AUTEUR_READYZ_DEGRADED_CACHE_SECONDS)
+    cache.set(DEGRADED_STALE_KEY, results, None)
+    cache.delete(DEGRADED_REFRESH_LOCK)
+    return results
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
@@ -105,9 +168,19 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception:  # any failure means "not ready": named in the answer, detailed in the log
             logger.warning("readiness check %s failed", name, exc_info=True)
             failed.append(name)
+    checks: dict[str, object] = {name: "failed" if name in failed else "ok" for name in CHECKS}
+    degraded: list[str] = []
+    if not failed:
+        for name, result in degraded_checks().items():
+            checks[name] = result["state"]
+            if result["state"] != "ok":
+                degraded.append(name)
+            if result.get("queues_without_workers"):
+                checks["queues_without_workers"] = result["queues_without_workers"]
     body = {
-        "status": "unavailable" if failed else "ok",
+        "status": "unavailable" if failed else "degraded" if degraded else "ok",
         "failed": failed,
-        "checks": {name: "failed" if name in failed else "ok" for name in CHECKS},
+        "degraded": degraded,
+        "checks": checks,
     }
     return JsonResponse(body, status=503 if failed else 200)

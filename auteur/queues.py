@@ -1,9 +1,14 @@
-"""The Celery queues and which tasks go to each. Never imports Django (`make run`'s supervisor
-reads the names before any settings exist)."""
+"""The Celery queues and which tasks go to each, and what the broker and the workers say about
+them. Never imports Django (`make run`'s supervisor reads the names before any settings exist)."""
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
+
 from kombu import Queue
+
+logger = logging.getLogger(__name__)
 
 # One queue per job family, so a flood of one feature cannot starve another, and so each
 # family can get its own worker deployment (GPU dispatch vs CPU media work, docker-compose.yml).
@@ -43,3 +48,38 @@ TASK_ROUTES = {
     "jobs.reap": {"queue": QUEUE_DEFAULT},
     "webhooks.*": {"queue": QUEUE_WEBHOOKS},
 }
+
+
+INSPECT_TIMEOUT_SECONDS = 1.0
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting in each queue (not those a worker holds or that wait for an ETA).
+
+    Broker-agnostic: a passive declare reports the depth on Redis (its list's length) and on
+    RabbitMQ alike."""
+    from celery import current_app
+
+    depths: dict[str, int] = {}
+    with current_app.connection_for_read() as connection:
+        channel = connection.default_channel
+        for queue in ALL_QUEUES:
+            try:
+                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count  # type: ignore[attr-defined]
+            except Exception:  # a queue never declared yet (RabbitMQ's 404) holds nothing
+                logger.debug("queue %s not declared", queue, exc_info=True)
+                depths[queue] = 0
+    return depths
+
+
+def queue_workers(timeout: float = INSPECT_TIMEOUT_SECONDS) -> dict[str, list[str]]:
+    """The workers that answer a Celery inspect within `timeout`, by each queue they consume
+    (every queue listed, with no worker when none does)."""
+    from celery import current_app
+
+    replies = current_app.control.inspect(timeout=timeout).active_queues() or {}
+    consumers: dict[str, list[str]] = defaultdict(list)
+    for worker, queues in replies.items():
+        for queue in queues or []:
+            consumers[queue["name"]].append(worker)
+    return {queue: sorted(consumers.get(queue, [])) for queue in ALL_QUEUES}

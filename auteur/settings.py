@@ -265,6 +265,13 @@ AUTEUR_BEAT_MAX_LOOP_SECONDS = env.float("AUTEUR_BEAT_MAX_LOOP_SECONDS", default
 AUTEUR_BEAT_LOCK_SECONDS = env.int("AUTEUR_BEAT_LOCK_SECONDS", default=30)
 # ledger_check runs nightly at this UTC hour; its result is a metric (credits_ledger_check_*).
 AUTEUR_LEDGER_CHECK_HOUR_UTC = env.int("AUTEUR_LEDGER_CHECK_HOUR_UTC", default=3)
+# /readyz (auteur/health.py): checks whose failure degrades the service (200, "degraded") rather
+# than making it unavailable; their result is cached this long and refreshed by one request.
+AUTEUR_READYZ_DEGRADED_CHECKS = {
+    "workers": "auteur.health.check_workers",
+    "gpu_backend": "jobs.gpu_client.check",
+}
+AUTEUR_READYZ_DEGRADED_CACHE_SECONDS = env.int("AUTEUR_READYZ_DEGRADED_CACHE_SECONDS", default=15)
 # ---- Metrics. The exporter (`manage.py metrics_exporter`) serves the queues, workers, tasks and
 # business state here (an internal address: never publish its port); it polls every
 # AUTEUR_METRICS_POLL_SECONDS and, on start, counts the jobs that ended in the last

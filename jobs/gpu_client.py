@@ -57,6 +57,11 @@ def reset() -> None:
     backend.cache_clear()
 
 
+def check() -> None:
+    """Raise when the configured backend does not answer (readiness, `manage.py doctor`)."""
+    backend().check()
+
+
 def supports(job_type: str) -> bool:
     return backend().supports(job_type)
 

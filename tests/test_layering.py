@@ -82,9 +82,13 @@ def test_apps_reach_the_auteur_package_only_for_its_foundations():
     foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
                    "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers",
                    "auteur.asyncdb")
+    # `manage.py doctor` is an interface over every component, readiness's checks included.
+    wiring = {"jobs/management/commands/doctor.py"}
     bad = []
     for package in ("credits", "media", "projects", "jobs", "webhooks"):
         for path in modules(package):
+            if path.relative_to(ROOT).as_posix() in wiring:
+                continue
             bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
                     if name.split(".")[0] == "auteur" and not name.startswith(foundations)]
     assert bad == []

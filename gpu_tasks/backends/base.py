@@ -104,6 +104,11 @@ class GpuBackend(ABC):
         """The spoken languages the type's engine on this backend takes (see the module docstring)."""
         return frozenset()
 
+    def check(self) -> None:
+        """Raise when the backend does not answer now (readiness). Backends that run in this
+        process always answer."""
+        return None
+
     @abstractmethod
     def unavailable_reason(self, job_type: str) -> str | None:
         """Why this backend cannot run `job_type` now, in words for a user; None when it can."""

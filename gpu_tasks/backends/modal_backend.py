@@ -166,6 +166,14 @@ class ModalBackend(GpuBackend):
             raise self.map_error(exc, during="take announcements") from exc
         return [a for a in map(Announcement.loads, items or []) if a is not None]
 
+    def check(self) -> None:
+        """One round trip to Modal: the length of the app's events queue."""
+        try:
+            kwargs = {"environment_name": self.environment_name} if self.environment_name else {}
+            self.modal.Queue.from_name(events_queue_name(self.app_name), create_if_missing=True, **kwargs).len()
+        except Exception as exc:
+            raise self.map_error(exc, during="check") from exc
+
     # -- errors ----------------------------------------------------------------------------------
     def _is_connectivity(self, exc: BaseException) -> bool:
         e = self.modal.exception

@@ -43,6 +43,10 @@ class RoutingBackend(GpuBackend):
     def holds_announcements(self) -> bool:
         return any(backend.holds_announcements for backend in self.backends.values())
 
+    def check(self) -> None:
+        for backend in self.backends.values():
+            backend.check()
+
     def backend_for(self, job_type: str) -> tuple[str, GpuBackend]:
         name = self.routes.get(job_type, self.default)
         return name, self.backends[name]

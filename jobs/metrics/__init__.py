@@ -3,8 +3,8 @@ business state in the database, as Prometheus metrics on an internal port.
 
 - `celery_events.py`: tasks received, succeeded, failed and retried, runtimes and queue waits,
   from the workers' events; the reaper's findings from its results.
-- `broker.py`: each queue's depth (from the broker) and the workers consuming it (a Celery
-  `inspect`), shared with /readyz and `manage.py doctor`.
+- each queue's depth (from the broker) and the workers consuming it (a Celery `inspect`):
+  `auteur/queues.py`, shared with /readyz and `manage.py doctor`.
 - `business.py`: jobs by type and state, their latencies, refunds, GPU seconds, credits and
   webhook deliveries, tailed from the database; the nightly ledger check's result.
 """

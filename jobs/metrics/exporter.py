@@ -10,8 +10,7 @@ import time
 from django.db import close_old_connections
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from auteur.queues import ALL_QUEUES
-from jobs.metrics.broker import queue_depths, queue_workers
+from auteur.queues import ALL_QUEUES, queue_depths, queue_workers
 from jobs.metrics.business import BusinessMetrics
 from jobs.metrics.celery_events import TaskMetrics, consume_events
 

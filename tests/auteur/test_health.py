@@ -19,11 +19,55 @@ def test_healthz_answers_without_touching_dependencies(client):
     assert response.json() == {"status": "ok"}
 
 
+@pytest.fixture(autouse=True)
+def _no_cached_degraded_checks() -> None:
+    from django.core.cache import cache
+
+    cache.delete_many([health.DEGRADED_CACHE_KEY, health.DEGRADED_STALE_KEY, health.DEGRADED_REFRESH_LOCK])
+
+
 @pytest.mark.django_db
-def test_readyz_reports_every_dependency_ok(client):
+def test_readyz_reports_every_dependency_ok_and_queues_without_workers_as_degraded(client):
+    from auteur.queues import ALL_QUEUES
+
     response = client.get("/readyz")
+    # No worker runs in this test: the API stays in service (200), degraded, naming the queues.
     assert response.status_code == 200, response.json()
-    assert response.json() == {"status": "ok", "failed": [], "checks": dict.fromkeys(CHECK_NAMES, "ok")}
+    assert response.json() == {
+        "status": "degraded", "failed": [], "degraded": ["workers"],
+        "checks": {**dict.fromkeys(CHECK_NAMES, "ok"), "workers": "degraded", "gpu_backend": "ok",
+                   "queues_without_workers": list(ALL_QUEUES)},
+    }
+
+
+CALLS: list[str] = []
+
+
+def counting_check() -> None:
+    CALLS.append("called")
+
+
+def failing_gpu_check() -> None:
+    raise ConnectionError("gpu.internal:443 refused")
+
+
+@pytest.mark.django_db
+def test_degraded_checks_run_at_most_once_per_cache_period_not_per_request(client, settings):
+    settings.AUTEUR_READYZ_DEGRADED_CHECKS = {"counting": "tests.auteur.test_health.counting_check"}
+    settings.AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE = 100
+    CALLS.clear()
+    bodies = [client.get("/readyz").json() for _ in range(5)]
+    assert CALLS == ["called"]
+    assert all(body["status"] == "ok" and body["checks"]["counting"] == "ok" for body in bodies)
+
+
+@pytest.mark.django_db
+def test_a_gpu_backend_that_does_not_answer_degrades_but_never_fails_readiness(client, settings):
+    settings.AUTEUR_READYZ_DEGRADED_CHECKS = {"gpu_backend": "tests.auteur.test_health.failing_gpu_check"}
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded" and response.json()["degraded"] == ["gpu_backend"]
+    assert "gpu.internal" not in response.content.decode()
 
 
 @pytest.mark.django_db
@@ -33,7 +77,7 @@ def test_readyz_names_redis_and_tells_nothing_else(client, settings, caplog):
     with caplog.at_level(logging.WARNING, logger="auteur.health"):
         response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "failed": ["redis"],
+    assert response.json() == {"status": "unavailable", "failed": ["redis"], "degraded": [],
                                "checks": {**dict.fromkeys(CHECK_NAMES, "ok"), "redis": "failed"}}
     # Neither the address nor the driver's words reach the caller; they are in the log.
     text = response.content.decode()

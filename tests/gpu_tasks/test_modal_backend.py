@@ -374,6 +374,9 @@ class FakeQueue:
         taken, self.items = self.items[:n_values], self.items[n_values:]
         return taken
 
+    def len(self) -> int:
+        return len(self.items)
+
 
 def with_queue(fake: FakeModal) -> tuple[FakeQueue, list[tuple[str, dict[str, Any]]]]:
     queue, names = FakeQueue(), []
@@ -436,3 +439,21 @@ def test_a_routed_call_is_announced_under_the_id_its_job_stored(tmp_path: Path, 
                             routes={"render": "local"})
     assert router.holds_announcements and not router.announces  # the local side has no announce URL here
     assert router.stored_call_ids("fc-9") == ["modal:fc-9", "local:fc-9"]
+
+
+def test_check_asks_modal_for_the_apps_queue_and_maps_an_outage_to_a_gpu_error(fake: FakeModal) -> None:
+    from gpu_tasks.errors import GpuError
+
+    _, names = with_queue(fake)
+    backend = ModalBackend("auteur-test", environment_name="staging", modal_module=fake)
+    backend.check()  # answers
+    assert names == [("auteur-test-events", {"create_if_missing": True, "environment_name": "staging"})]
+
+    class Down:
+        @staticmethod
+        def from_name(name: str, **kwargs: Any) -> Any:
+            raise mx.ConnectionError("modal unreachable")
+
+    fake.Queue = Down  # type: ignore[attr-defined]
+    with pytest.raises(GpuError):
+        backend.check()
