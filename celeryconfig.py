@@ -68,11 +68,12 @@ worker_redirect_stdouts = False
 timezone = "UTC"
 enable_utc = True
 
-# ---- Beat: RedBeat keeps the schedule (and each entry's last run) in Redis, and sends only while
-# it holds the lock below, renewed every tick: any number of beat replicas can run, one sends.
+# ---- Beat: RedBeat (auteur/beat.py) keeps the schedule (and each entry's last run) in Redis, and
+# sends only while it holds the lock below, renewed every tick: any number of beat replicas can
+# run, one sends.
 # A standby polls for the lock every max loop interval; a dead leader's lock expires after
 # redbeat_lock_timeout, so a standby takes over within that time and no period is sent twice.
-beat_scheduler = "redbeat.RedBeatScheduler"
+beat_scheduler = "auteur.beat:Scheduler"
 beat_max_loop_interval = settings.AUTEUR_BEAT_MAX_LOOP_SECONDS
 redbeat_redis_url = settings.REDIS_URL
 redbeat_redis_options = {"socket_timeout": 10, "socket_connect_timeout": 5}

@@ -18,7 +18,9 @@ import redis
 from django.conf import settings
 
 from auteur.devstack import REPO_ROOT
+from auteur.devstack.ports import free_port
 from auteur.devstack.process_group import stop_group
+from auteur.devstack.servers import RedisServer
 
 PERIOD = 1.0  # the reaper's and the webhook sweep's period in this test
 BEAT_ENV = {
@@ -30,12 +32,12 @@ BEAT_ENV = {
 
 
 class Beat:
-    def __init__(self, tmp_path: Path, name: str) -> None:
+    def __init__(self, tmp_path: Path, name: str, **extra: str) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "auteur", "beat", "--loglevel", "INFO",
              "-s", str(tmp_path / f"{name}-schedule")],
-            env={**os.environ, **BEAT_ENV}, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, **BEAT_ENV, **extra}, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
@@ -97,3 +99,22 @@ def test_two_beats_send_each_periodic_task_once_per_period_and_the_standby_takes
         for beat in beats:
             stop_group(beat.proc, 10)
         client.delete("default", "media", "webhooks", *client.keys("auteur:beat:*"))
+
+
+def test_beat_rides_out_a_redis_outage_and_sends_again_once_redis_is_back(tmp_path):
+    server = RedisServer("redis", tmp_path / "redis", free_port(), tmp_path / "redis.log", persistent=True)
+    server.start()
+    client = redis.Redis.from_url(server.url())
+    beat = Beat(tmp_path, "outage", REDIS_URL=server.url())
+    try:
+        wait_until(lambda: beat.leads and sent(client)["jobs.reap"] >= 2, 60)
+        server.stop()
+        time.sleep(4)  # several ticks with Redis gone
+        assert beat.proc.poll() is None, "".join(beat.lines[-30:])
+        server.start()
+        before = sent(client)["jobs.reap"]
+        wait_until(lambda: sent(client)["jobs.reap"] >= before + 2, 30)
+        assert beat.proc.poll() is None
+    finally:
+        stop_group(beat.proc, 10)
+        server.stop()
