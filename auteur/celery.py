@@ -11,6 +11,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init, worker_process_init
 
+from auteur.queues import QUEUE_WAIT_EVENT, SENT_AT_HEADER
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
 
 app = Celery("auteur")
@@ -36,9 +38,6 @@ def close_old_connections(task: Any = None, **kwargs: Any) -> None:
 
     close_old()
 
-
-SENT_AT_HEADER = "auteur_sent_at"
-QUEUE_WAIT_EVENT = "task-queue-wait"
 
 
 @before_task_publish.connect

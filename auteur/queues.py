@@ -50,6 +50,12 @@ TASK_ROUTES = {
 }
 
 
+# A message's publish time (a header the publisher adds), and the event a worker sends with the
+# seconds the message waited before its run (the metrics exporter's queue-wait histogram). Not a
+# "task-" event: celery's event State, Flower's too, would take it for a task state.
+SENT_AT_HEADER = "auteur_sent_at"
+QUEUE_WAIT_EVENT = "auteur-queue-wait"
+
 INSPECT_TIMEOUT_SECONDS = 1.0
 
 

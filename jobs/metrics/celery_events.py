@@ -14,9 +14,10 @@ from celery import current_app
 from celery.events.state import State
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from auteur.queues import QUEUE_WAIT_EVENT
+
 logger = logging.getLogger(__name__)
 
-QUEUE_WAIT_EVENT = "task-queue-wait"  # sent by the worker before each run (auteur/celery.py)
 REAPER_TASK = "jobs.reap"
 SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
