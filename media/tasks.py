@@ -12,6 +12,7 @@ import logging
 
 from celery import Task, shared_task
 
+from auteur.retention import run_sweep
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
 from media.errors import StorageError
 from media.services.deletion import media_delete_objects, media_sweep
@@ -67,3 +68,9 @@ def delete_objects(self: Task, keys: list[str], prefixes: list[str] | None = Non
 def sweep() -> dict[str, int]:
     """Beat, every 10 minutes: expire abandoned uploads, re-enqueue or time out stuck probes."""
     return media_sweep()
+
+
+@shared_task(name="media.retention.job_outputs", acks_late=True)
+def retention_job_outputs() -> str:
+    """Beat: files jobs produced, past AUTEUR_RETENTION_JOB_OUTPUTS_DAYS (off by default)."""
+    return run_sweep("job_outputs").describe()
