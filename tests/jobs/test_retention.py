@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from auteur.retention import registered_sweeps, run_sweep
@@ -212,3 +212,23 @@ def test_no_sweep_deletes_a_ledger_row(user, settings, capsys):
     after = list(CreditTransaction.objects.filter(user=user).order_by("pk").values_list("pk", "amount"))
     assert after == before
     assert Job.objects.filter(pk__in=[j.pk for j in jobs]).count() == 2
+
+
+# ------------------------------------------------------------------------------------------ command
+
+
+def test_the_command_dry_run_prints_what_would_go_and_deletes_nothing(user, capsys):
+    job = ended_job(user, ended_ago=WINDOW + MINUTE, events=3)
+
+    call_command("retention", "--dry-run", "--only", "job_events", "--batch-size", "2")
+
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("job_events: would delete 3 in 2 batch(es)")
+    assert events_of(job) == 3
+
+
+def test_the_command_refuses_an_unknown_sweep_and_runs_none(user):
+    job = ended_job(user, ended_ago=WINDOW + MINUTE)
+    with pytest.raises(CommandError, match="unknown sweep"):
+        call_command("retention", "--only", "job_events", "--only", "ledger")
+    assert events_of(job) == 2
