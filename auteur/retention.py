@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,11 +41,21 @@ class SweepResult:
         return f"{self.name}: {verb} {self.count} in {self.batches} batch(es){extra}"
 
 
+# A beat task stops starting batches after this long, well inside Celery's soft time limit
+# (celeryconfig.task_soft_time_limit, 300 s): a backlog is worked off over several runs, each
+# ending cleanly, rather than by a run killed mid-batch.
+TASK_TIME_BUDGET_SECONDS = 240.0
+
+
 @dataclass(frozen=True)
 class SweepContext:
     now: datetime
     batch_size: int
     dry_run: bool
+    deadline: float | None = None  # time.monotonic() past which no new batch starts
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
 
 SweepFunction = Callable[[SweepContext], SweepResult]
@@ -76,17 +87,22 @@ def registered_sweeps() -> list[Sweep]:
     return sorted(_sweeps.values(), key=lambda s: s.name)
 
 
-def sweep_context(*, dry_run: bool = False, batch_size: int | None = None, now: datetime | None = None) -> SweepContext:
+def sweep_context(
+    *, dry_run: bool = False, batch_size: int | None = None, now: datetime | None = None,
+    time_budget: float | None = None,
+) -> SweepContext:
     size = batch_size if batch_size is not None else settings.AUTEUR_RETENTION_BATCH_SIZE
     if size < 1:
         raise ValueError("the retention batch size must be at least 1")
-    return SweepContext(now=now or timezone.now(), batch_size=size, dry_run=dry_run)
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+    return SweepContext(now=now or timezone.now(), batch_size=size, dry_run=dry_run, deadline=deadline)
 
 
 def run_sweep(name: str, **context: Any) -> SweepResult:
-    """Run the sweep called ``name`` (the body of each app's beat task), and log what it did."""
+    """Run the sweep called ``name`` and log what it did. Beat's tasks pass
+    ``time_budget=TASK_TIME_BUDGET_SECONDS``; the command runs to the end."""
     result = _sweeps[name].run(sweep_context(**context))
-    if result.count or not result.dry_run:
+    if result.count:
         logger.info("retention %s", result.describe())
     return result
 
@@ -112,6 +128,6 @@ def delete_in_batches(name: str, queryset: QuerySet[Any], ctx: SweepContext) -> 
             break
         deleted += n
         batches += 1
-        if n < ctx.batch_size:
+        if n < ctx.batch_size or ctx.out_of_time():
             break
     return SweepResult(name, deleted, batches, dry_run=False)

@@ -12,7 +12,7 @@ import logging
 
 from celery import Task, shared_task
 
-from auteur.retention import run_sweep
+from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
 from media.errors import StorageError
 from media.services.deletion import media_delete_objects, media_sweep
@@ -73,4 +73,4 @@ def sweep() -> dict[str, int]:
 @shared_task(name="media.retention.job_outputs", acks_late=True)
 def retention_job_outputs() -> str:
     """Beat: files jobs produced, past AUTEUR_RETENTION_JOB_OUTPUTS_DAYS (off by default)."""
-    return run_sweep("job_outputs").describe()
+    return run_sweep("job_outputs", time_budget=TASK_TIME_BUDGET_SECONDS).describe()

@@ -42,6 +42,8 @@ def deleted_project_objects_sweep(ctx: SweepContext) -> SweepResult:
         orphans += len(gone)
         if gone and not ctx.dry_run:
             objects += media_delete_objects(keys=(), prefixes=gone)
+        if ctx.out_of_time():
+            break
     details = {} if ctx.dry_run else {"objects": objects}
     return SweepResult("deleted_project_objects", orphans, batches, ctx.dry_run, details=details)
 

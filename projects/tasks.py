@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from auteur.retention import run_sweep
+from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 
 
 @shared_task(name="projects.retention.deleted_project_objects", acks_late=True)
 def retention_deleted_project_objects() -> str:
     """Beat: storage folders of projects that no longer exist (projects/retention.py)."""
-    return run_sweep("deleted_project_objects").describe()
+    return run_sweep("deleted_project_objects", time_budget=TASK_TIME_BUDGET_SECONDS).describe()

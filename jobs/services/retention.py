@@ -71,7 +71,7 @@ def event_streams_sweep(ctx: SweepContext) -> SweepResult:
                 existed = bool(client.exists(key))
                 removed += int(trim(keys=[key], args=[min_id]))
                 keys_deleted += int(existed and not client.exists(key))
-        if int(cursor) == 0:
+        if int(cursor) == 0 or ctx.out_of_time():
             break
     return SweepResult("event_streams", removed, batches, ctx.dry_run,
                        details={"streams": keys_seen, "streams_deleted": keys_deleted})

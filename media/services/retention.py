@@ -43,7 +43,7 @@ def job_outputs_sweep(ctx: SweepContext) -> SweepResult:
             except MediaInUse:
                 skipped += 1
         after = batch[-1].pk
-        if len(batch) < ctx.batch_size:
+        if len(batch) < ctx.batch_size or ctx.out_of_time():
             break
     return SweepResult("job_outputs", deleted, batches, dry_run=False, details={"in_use": skipped})
 

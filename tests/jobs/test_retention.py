@@ -21,6 +21,7 @@ from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_
 from jobs.models import IdempotencyRecord, Job, JobEvent, JobStatus
 from jobs.services.stream import stream_key
 from jobs.services.transcribe import AUTO_TRANSCRIBE_KEY_PREFIX
+from jobs.tasks import retention_job_events
 from media.models import MediaFile
 from tests.factories import MediaFileFactory, ProjectFactory
 
@@ -73,6 +74,16 @@ def test_job_events_are_deleted_in_batches(user):
     result = run_sweep("job_events", batch_size=2)
 
     assert (result.count, result.batches) == (5, 3)
+    assert events_of(job) == 0
+
+
+def test_a_sweep_out_of_time_stops_between_batches_and_the_next_run_goes_on(user):
+    job = ended_job(user, ended_ago=WINDOW + MINUTE, events=5)
+
+    first = run_sweep("job_events", batch_size=2, time_budget=0)
+    assert (first.count, first.batches, events_of(job)) == (2, 1, 3)
+
+    assert retention_job_events() == "job_events: deleted 3 in 1 batch(es)"  # beat's task
     assert events_of(job) == 0
 
 
