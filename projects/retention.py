@@ -2,12 +2,12 @@
 projects.
 
 Deleting a project removes its media rows by cascade, in its transaction, and its objects
-(``projects/<id>/``) after commit through ``media.delete_objects``, which retries for about 70
-minutes and then gives up. Objects can also land after the deletion: a job's store step that
-was already uploading. This sweep lists the project folders in storage, ``batch_size`` at a
-time, and deletes every one whose project no longer exists. A project's row is committed
-before anything can write under its folder, so a folder without a row is never a project
-still being made.
+(``projects/<id>/``) after commit through ``media.delete_objects`` (then ``media.sweep``, when
+its retries are spent). Objects can still land after the deletion, from a job's store step that
+was already uploading, or have been left by a deletion before that hand-over. This sweep lists
+the project folders in storage, ``batch_size`` at a time, and deletes every one whose project no
+longer exists. A project's row is committed before anything can write under its folder, so a
+folder without a row is never a project still being made.
 """
 
 from __future__ import annotations
