@@ -17,12 +17,17 @@ from jobs.models import TERMINAL_STATUSES, IdempotencyRecord, JobEvent
 from jobs.services.stream import KEY_PREFIX, stream_redis
 from jobs.services.transcribe import AUTO_TRANSCRIBE_KEY_PREFIX
 
-# KEYS[1] a user's stream; ARGV[1] the oldest id kept. Trims exactly (XADD's own trim is
-# approximate) and deletes the stream once empty; a script, so an append that races the
+# KEYS[1] a user's stream; ARGV[1] the oldest id kept, ARGV[2] the window in seconds. Trims
+# exactly (XADD's own trim is approximate), deletes the stream once empty, and gives a stream
+# without a TTL one (an append whose EXPIRE was lost); a script, so an append that races the
 # emptiness check is never lost with the key. Returns the entries removed.
 _TRIM_STREAM = """
 local removed = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
-if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+if redis.call('XLEN', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1])
+elseif redis.call('TTL', KEYS[1]) == -1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
 return removed
 """
 
@@ -53,7 +58,8 @@ def event_streams_sweep(ctx: SweepContext) -> SweepResult:
     ``batch_size`` keys at a time, so Redis is never blocked by one long command.
     """
     client = stream_redis()
-    min_id = f"{int(ctx.now.timestamp() * 1000) - settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS * 1000}-0"
+    max_age = settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS
+    min_id = f"{int(ctx.now.timestamp() * 1000) - max_age * 1000}-0"
     trim = client.register_script(_TRIM_STREAM)
     removed = keys_seen = keys_deleted = batches = 0
     cursor: int | str = 0
@@ -69,7 +75,7 @@ def event_streams_sweep(ctx: SweepContext) -> SweepResult:
                 keys_deleted += int(old == client.xlen(key))
             else:
                 existed = bool(client.exists(key))
-                removed += int(trim(keys=[key], args=[min_id]))
+                removed += int(trim(keys=[key], args=[min_id, max_age]))
                 keys_deleted += int(existed and not client.exists(key))
         if int(cursor) == 0 or ctx.out_of_time():
             break

@@ -172,6 +172,21 @@ def test_event_streams_are_trimmed_to_their_age_and_empty_ones_deleted(streams):
     assert (result.count, result.details["streams_deleted"]) == (4, 1)
     assert client.xlen(mixed) == 1 and client.xlen(recent) == 2
     assert not client.exists(idle)
+    # A stream whose append lost its EXPIRE gets one: it still goes once its user is quiet.
+    assert 0 < client.ttl(mixed) <= settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS
+
+
+def test_event_streams_are_walked_in_batches_of_keys(streams):
+    client, make = streams
+    day = timedelta(seconds=settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS)
+    idle = [make(day + MINUTE) for _ in range(5)]
+
+    result = run_sweep("event_streams", batch_size=2)
+
+    # SCAN's COUNT is a hint, so how many keys each batch holds is Redis's choice; every key is
+    # visited and every idle stream goes.
+    assert (result.count, result.details["streams_deleted"]) == (5, 5)
+    assert result.batches >= 1 and not any(client.exists(key) for key in idle)
 
 
 # ---------------------------------------------------------------------------- rate limits, schedule
