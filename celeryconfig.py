@@ -78,4 +78,15 @@ beat_schedule: dict[str, dict[str, object]] = {
     # Webhook retries are rows with a next-attempt time, not countdown messages: this sends the
     # due ones (and any whose message was lost).
     "webhooks-sweep": {"task": "webhooks.sweep", "schedule": settings.AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS},
+    # Retention (auteur/retention.py): each sweep deletes in committed batches; README "Retention".
+    **{
+        f"retention-{name}": {"task": task, "schedule": settings.AUTEUR_RETENTION_INTERVAL_SECONDS}
+        for name, task in (
+            ("job-events", "jobs.retention.job_events"),
+            ("idempotency-keys", "jobs.retention.idempotency_keys"),
+            ("event-streams", "jobs.retention.event_streams"),
+            ("job-outputs", "media.retention.job_outputs"),
+            ("deleted-project-objects", "projects.retention.deleted_project_objects"),
+        )
+    },
 }
