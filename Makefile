@@ -21,7 +21,7 @@ LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=
 help:
 	@echo "make run    install (if needed) and run the whole stack in the foreground"
 	@echo "make test   install (if needed), lint, then run the test suite against a throwaway stack"
-	@echo "make lint   ruff + mypy"
+	@echo "make lint   ruff + mypy, actionlint (.github/workflows), deploy/k8s against its schemas"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
 	@echo "make demo   the README's 'Try it' walk-through, against a running 'make run'"
 	@echo "make bench  every benchmark in bench/ (each starts its own stack), then bench/RESULTS.md"
@@ -56,6 +56,8 @@ test: lint
 lint: $(STAMP_DEV)
 	$(PY) -m ruff check .
 	$(LINT_ENV) $(PY) -m mypy .
+	$(VENV)/bin/actionlint
+	$(PY) scripts/check_k8s.py
 
 manage: $(STAMP_RUN)
 	@$(PY) manage.py $(ARGS)

@@ -95,4 +95,15 @@ beat_schedule: dict[str, dict[str, object]] = {
     "ledger-check": {
         "task": "credits.ledger_check", "schedule": crontab(minute=0, hour=settings.AUTEUR_LEDGER_CHECK_HOUR_UTC),
     },
+    # Retention (auteur/retention.py): each sweep deletes in committed batches; README "Retention".
+    **{
+        f"retention-{name}": {"task": task, "schedule": settings.AUTEUR_RETENTION_INTERVAL_SECONDS}
+        for name, task in (
+            ("job-events", "jobs.retention.job_events"),
+            ("idempotency-keys", "jobs.retention.idempotency_keys"),
+            ("event-streams", "jobs.retention.event_streams"),
+            ("job-outputs", "media.retention.job_outputs"),
+            ("deleted-project-objects", "projects.retention.deleted_project_objects"),
+        )
+    },
 }

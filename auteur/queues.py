@@ -39,6 +39,9 @@ GPU_DISPATCH_QUEUES = (QUEUE_GPU_AUDIO, QUEUE_GPU_VISION, QUEUE_GPU_GENERATION)
 QUEUES = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
 # Tasks are named "<app>.<family>.<step>"; the router sends each family to its queue.
 TASK_ROUTES = {
+    # Retention sweeps are housekeeping, whichever app owns the data (listed before "media.*":
+    # the first pattern that matches wins).
+    "*.retention.*": {"queue": QUEUE_DEFAULT},
     "media.*": {"queue": QUEUE_MEDIA},
     "jobs.render.*": {"queue": QUEUE_RENDER},
     "jobs.compression.*": {"queue": QUEUE_RENDER},

@@ -247,7 +247,7 @@ AUTEUR_JOB_CONCURRENCY = {
     "starter": env.int("AUTEUR_JOB_CONCURRENCY_STARTER", default=2),
     "pro": env.int("AUTEUR_JOB_CONCURRENCY_PRO", default=5),
 }
-AUTEUR_IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+AUTEUR_IDEMPOTENCY_WINDOW_SECONDS = env.int("AUTEUR_IDEMPOTENCY_WINDOW_SECONDS", default=24 * 3600)
 # The reaper (jobs.reap, run by beat every AUTEUR_REAPER_INTERVAL_SECONDS, celeryconfig.py):
 # re-publish a job still `pending` after this long (its publish was lost), and poll again a
 # `processing` job with no sign of life for this long (its poll message was lost). Lower them
@@ -296,6 +296,14 @@ AUTEUR_WEBHOOK_TIMEOUT_SECONDS = env.float("AUTEUR_WEBHOOK_TIMEOUT_SECONDS", def
 # for 24 hours; a target failing for 24 hours is disabled.
 AUTEUR_WEBHOOK_RETRY_BASE_SECONDS = env.float("AUTEUR_WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
 AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS", default=15.0)
+
+# ---- Retention (auteur/retention.py; README "Retention"): beat runs every sweep this often, each
+# deleting at most BATCH_SIZE rows per statement and transaction. Job events go this long after
+# their job ended (the job row stays); job outputs after this many days (0: never).
+AUTEUR_RETENTION_INTERVAL_SECONDS = env.float("AUTEUR_RETENTION_INTERVAL_SECONDS", default=3600.0)
+AUTEUR_RETENTION_BATCH_SIZE = env.int("AUTEUR_RETENTION_BATCH_SIZE", default=1000)
+AUTEUR_RETENTION_JOB_EVENTS_DAYS = env.int("AUTEUR_RETENTION_JOB_EVENTS_DAYS", default=30)
+AUTEUR_RETENTION_JOB_OUTPUTS_DAYS = env.int("AUTEUR_RETENTION_JOB_OUTPUTS_DAYS", default=0)
 
 # ---- Real time (jobs/services/stream.py, stream_hub.py, jobs/sse.py, jobs/ws.py): every job event
 # is appended after commit to its owner's Redis Stream, capped by length and by age; SSE and the

@@ -62,8 +62,11 @@ def run_case(stack: Any, mode: str, n: int, hold: float, spread: float, worker_p
            "AUTEUR_NOOP_STATUS_LATENCY_MS": str(LATENCY_MS),
            "AUTEUR_GPU_ANNOUNCE": "1" if mode == "announce" else "0"}
     r = redis.Redis.from_url(settings.REDIS_URL)
-    worker = stack.spawn(f"worker-{mode}-{n}", celery_worker_argv(concurrency=worker_processes, name=f"{mode}{n}"),
-                         **env)
+    # The noop backend stands in for the GPU side with a thread of the pool process that spawned
+    # each call; a recycled pool process would take its calls' announcements with it (a real GPU
+    # side announces from its own process), so pool processes are not recycled here.
+    argv = [*celery_worker_argv(concurrency=worker_processes, name=f"{mode}{n}"), "--max-tasks-per-child", "1000000000"]
+    worker = stack.spawn(f"worker-{mode}-{n}", argv, **env)
     procs = [worker]
     if mode == "announce":
         procs.append(stack.spawn(f"gpu-events-{n}", [sys.executable, str(REPO_ROOT / "manage.py"), "gpu_events"],

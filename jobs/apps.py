@@ -22,7 +22,9 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         _check_gpu_backend()
+        from auteur.retention import register_sweep
         from jobs import receivers
+        from jobs.services.retention import SWEEPS
         from media.hooks import register_in_use_check
         from media.signals import media_ready
         from projects.signals import project_deleting
@@ -30,3 +32,5 @@ class JobsConfig(AppConfig):
         project_deleting.connect(receivers.on_project_deleting, dispatch_uid="jobs.project_deleting")
         media_ready.connect(receivers.on_media_ready, dispatch_uid="jobs.media_ready")
         register_in_use_check(receivers.media_in_use)
+        for sweep in SWEEPS:
+            register_sweep(sweep)

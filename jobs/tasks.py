@@ -18,6 +18,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 
 from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
+from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from jobs.gpu_client import GpuError, TransientGpuError
 from jobs.models import JobEventType
 from jobs.pipeline import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step
@@ -151,3 +152,20 @@ def reap() -> dict[str, int]:
     if any(counts.values()):
         logger.info("reaper: %s", counts)
     return counts
+
+
+# ---- Retention (auteur/retention.py; beat runs each, celeryconfig.beat_schedule). Each deletes in
+# committed batches, so a run cut short by its time limit loses nothing: the next one goes on.
+@shared_task(name="jobs.retention.job_events", acks_late=True)
+def retention_job_events() -> str:
+    return run_sweep("job_events", time_budget=TASK_TIME_BUDGET_SECONDS).describe()
+
+
+@shared_task(name="jobs.retention.idempotency_keys", acks_late=True)
+def retention_idempotency_keys() -> str:
+    return run_sweep("idempotency_keys", time_budget=TASK_TIME_BUDGET_SECONDS).describe()
+
+
+@shared_task(name="jobs.retention.event_streams", acks_late=True)
+def retention_event_streams() -> str:
+    return run_sweep("event_streams", time_budget=TASK_TIME_BUDGET_SECONDS).describe()

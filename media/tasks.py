@@ -12,9 +12,10 @@ import logging
 
 from celery import Task, shared_task
 
+from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
 from media.errors import StorageError
-from media.services.deletion import media_delete_objects, media_sweep
+from media.services.deletion import media_defer_object_deletion, media_delete_objects, media_sweep
 from media.services.probing import media_probe
 
 logger = logging.getLogger(__name__)
@@ -51,19 +52,28 @@ def probe(media_id: str) -> str | None:
 def delete_objects(self: Task, keys: list[str], prefixes: list[str] | None = None) -> int:
     """Remove objects after their records were deleted; retried until the store answers.
 
-    12 retries, 10 s doubling up to LONGEST_COUNTDOWN_SECONDS: at most about 70 minutes of
-    trying. Giving up leaves the objects orphaned (not lost data: no record refers to them),
-    and the error names them for an operator.
+    12 retries, 10 s doubling up to LONGEST_COUNTDOWN_SECONDS: about 70 minutes of trying. Then
+    the objects are handed to beat's ``media.sweep`` (a PendingObjectDeletion row each), which
+    tries again at every sweep: an outage longer than the retries orphans nothing.
     """
     try:
         return media_delete_objects(keys=keys, prefixes=prefixes or ())
     except (StorageError, OSError) as exc:
-        if self.request.retries >= (self.max_retries or 0):
-            logger.error("media.delete_objects gave up: keys=%s prefixes=%s (%s)", keys, prefixes, type(exc).__name__)
-        raise
+        if self.request.retries < (self.max_retries or 0):
+            raise
+        media_defer_object_deletion(keys=keys, prefixes=prefixes or ())
+        logger.warning("media.delete_objects: retries spent (%s); left to media.sweep: keys=%s prefixes=%s",
+                       type(exc).__name__, keys, prefixes)
+        return 0
 
 
 @shared_task(name="media.sweep", acks_late=True)
 def sweep() -> dict[str, int]:
     """Beat, every 10 minutes: expire abandoned uploads, re-enqueue or time out stuck probes."""
     return media_sweep()
+
+
+@shared_task(name="media.retention.job_outputs", acks_late=True)
+def retention_job_outputs() -> str:
+    """Beat: files jobs produced, past AUTEUR_RETENTION_JOB_OUTPUTS_DAYS (off by default)."""
+    return run_sweep("job_outputs", time_budget=TASK_TIME_BUDGET_SECONDS).describe()

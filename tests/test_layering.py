@@ -9,7 +9,8 @@
 - `gpu_tasks` imports neither Django nor any app (it runs inside Modal's containers);
 - `jobs` reaches `gpu_tasks` only through its client (`jobs/gpu_client.py`) and its specs
   (`jobs/specs.py`);
-- the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`, `auteur/schema.py`) import no app;
+- the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`, `auteur/schema.py`,
+  `auteur/retention.py`) import no app;
 - nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/celery.py` by autodiscovery).
 """
 
@@ -81,7 +82,7 @@ def test_gpu_tasks_imports_no_django_at_all():
 def test_apps_reach_the_auteur_package_only_for_its_foundations():
     foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
                    "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers",
-                   "auteur.asyncdb")
+                   "auteur.asyncdb", "auteur.retention")
     # `manage.py doctor` is an interface over every component, readiness's checks included.
     wiring = {"jobs/management/commands/doctor.py"}
     bad = []
@@ -108,7 +109,8 @@ def test_the_shared_leaves_import_nothing_of_the_project():
 
 def test_foundations_import_no_app():
     bad = []
-    foundations = [ROOT / "auteur/errors.py", ROOT / "auteur/api.py", ROOT / "auteur/schema.py"]
+    foundations = [ROOT / "auteur/errors.py", ROOT / "auteur/api.py", ROOT / "auteur/schema.py",
+                   ROOT / "auteur/retention.py"]
     for path in [*modules("auteur/users"), *foundations]:
         bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
                 if name.split(".")[0] in ("credits", "media", "projects", "jobs", "gpu_tasks", "webhooks")]

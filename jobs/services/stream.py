@@ -37,7 +37,8 @@ def stream_key(user_id: uuid.UUID | str) -> str:
     return f"{KEY_PREFIX}{user_id}"
 
 
-def _redis() -> redis.Redis:
+def stream_redis() -> redis.Redis:
+    """The client every append and the retention sweep use (short timeouts: never hang a step)."""
     global _client, _client_url
     if _client is None or _client_url != settings.REDIS_URL:
         _client = redis.Redis.from_url(
@@ -69,7 +70,7 @@ def job_stream_append(event: JobEvent) -> str | None:
     key = stream_key(job["user_id"])
     max_age_ms = settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS * 1000
     try:
-        pipe = _redis().pipeline(transaction=False)
+        pipe = stream_redis().pipeline(transaction=False)
         pipe.xadd(key, {"e": json.dumps(payload, separators=(",", ":"))},
                   maxlen=settings.AUTEUR_EVENT_STREAM_MAXLEN, approximate=True)
         # XADD takes one trimming rule; the age cap is a second, approximate trim. The key itself

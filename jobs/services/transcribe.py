@@ -17,6 +17,9 @@ from media.models import MediaFile, MediaType
 
 logger = logging.getLogger(__name__)
 
+# The Idempotency-Key of a file's automatic transcription; retention keeps these records.
+AUTO_TRANSCRIBE_KEY_PREFIX = "auto-transcribe:"
+
 
 def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
     """Start the transcription of a newly ready file when its project asks for it; idempotent.
@@ -29,7 +32,7 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
     media = MediaFile.objects.select_related("project", "user").filter(pk=media_id).first()
     if media is None or media.type not in (MediaType.AUDIO, MediaType.VIDEO) or not media.project.auto_transcribe:
         return None
-    key = f"auto-transcribe:{media.pk}"
+    key = f"{AUTO_TRANSCRIBE_KEY_PREFIX}{media.pk}"
     existing = IdempotencyRecord.objects.filter(user=media.user, key=key).select_related("job").first()
     if existing is not None:
         return existing.job

@@ -95,13 +95,28 @@ def media_delete_objects(*, keys: Iterable[str], prefixes: Iterable[str] = ()) -
     return removed
 
 
+# A pending deletion of a whole folder is its prefix with a trailing "/", which no object key has.
+PREFIX_MARK = "/"
+
+
+def media_defer_object_deletion(*, keys: Iterable[str], prefixes: Iterable[str] = ()) -> None:
+    """Leave objects to beat's ``media.sweep`` (due now, tried at every sweep until the store
+    answers): for a deletion whose own retries are spent, so its objects are not orphaned."""
+    now = timezone.now()
+    rows = [*keys, *(prefix.rstrip("/") + PREFIX_MARK for prefix in prefixes)]
+    PendingObjectDeletion.objects.bulk_create(PendingObjectDeletion(key=key, due_at=now) for key in rows)
+
+
 def _delete_due_objects(now: datetime, batch: int = 500) -> int:
     """Delete the objects whose time has come, then their rows (a failed delete is tried again
     at the next sweep: the row stays)."""
     due = list(PendingObjectDeletion.objects.filter(due_at__lte=now).order_by("due_at")[:batch])
     if not due:
         return 0
-    media_delete_objects(keys=[row.key for row in due])
+    media_delete_objects(
+        keys=[row.key for row in due if not row.key.endswith(PREFIX_MARK)],
+        prefixes=[row.key.rstrip(PREFIX_MARK) for row in due if row.key.endswith(PREFIX_MARK)],
+    )
     PendingObjectDeletion.objects.filter(pk__in=[row.pk for row in due]).delete()
     return len(due)
 

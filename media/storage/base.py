@@ -11,6 +11,7 @@ import contextlib
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +115,11 @@ class ObjectStorage(ABC):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
         """Remove every object under ``prefix/``; returns how many were removed."""
+
+    @abstractmethod
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        """The names of the folders directly under ``prefix/`` (``projects`` -> each project id),
+        in key order, read page by page (a store's listing is never held whole)."""
 
     @abstractmethod
     def open(self, key: str) -> IO[bytes]:

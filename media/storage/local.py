@@ -92,6 +92,11 @@ class LocalStorage(ObjectStorage):
         shutil.rmtree(directory, ignore_errors=True)
         return count
 
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        directory = self.path(prefix.rstrip("/"))
+        if directory.is_dir():
+            yield from sorted(p.name for p in directory.iterdir() if p.is_dir())
+
     def open(self, key: str) -> IO[bytes]:
         return self.path(key).open("rb")
 

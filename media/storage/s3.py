@@ -171,6 +171,15 @@ class S3ObjectStorage(ObjectStorage):
                     removed += len(objects)
         return removed
 
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        validate_key(prefix.rstrip("/"))
+        prefix = prefix.rstrip("/") + "/"
+        with self._errors():
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                for common in page.get("CommonPrefixes", []):
+                    yield common["Prefix"][len(prefix):].rstrip("/")
+
     def open(self, key: str) -> IO[bytes]:
         from botocore.exceptions import ClientError
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from media.hooks import register_in_use_check, unregister_in_use_check
@@ -132,3 +134,27 @@ def test_object_deletion_retries_storage_errors_with_a_bounded_backoff(monkeypat
     # Celery sets the autoretry options as task attributes at runtime; celery-types does not declare them.
     assert task.retry_backoff_max == LONGEST_COUNTDOWN_SECONDS  # type: ignore[attr-defined]
     assert task.retry_jitter  # type: ignore[attr-defined]
+
+
+def test_objects_whose_deletion_spent_its_retries_are_deleted_by_the_sweep(monkeypatch, local_storage, project):
+    from media import tasks
+    from media.errors import StorageError
+    from media.models import PendingObjectDeletion
+    from media.services.deletion import media_sweep
+
+    key, folder = f"projects/{project.pk}/media/a/a.mp4", f"projects/{project.pk}/media/b"
+    for k in (key, f"{folder}/b.mp4"):
+        get_storage().save(k, io.BytesIO(b"x"), "video/mp4")
+
+    def down(*, keys, prefixes):
+        raise StorageError("object storage failed: EndpointConnectionError")
+
+    monkeypatch.setattr(tasks, "media_delete_objects", down)
+    result = tasks.delete_objects.apply(args=([key], [folder]))
+    assert result.successful() and result.result == 0
+    assert set(PendingObjectDeletion.objects.values_list("key", flat=True)) == {key, f"{folder}/"}
+    assert stored(key)
+
+    assert media_sweep()["upload_keys_deleted"] == 2
+    assert not stored(key) and not stored(f"{folder}/b.mp4")
+    assert not PendingObjectDeletion.objects.exists()

@@ -1,0 +1,193 @@
+"""deploy/k8s agrees with the code it deploys, and with itself.
+
+Schemas are checked by scripts/check_k8s.py (in `make lint`, and once here); this file checks what
+no schema can: every queue has exactly one consumer Deployment, every ScaledObject scales an
+existing worker on a queue that worker consumes, probes reach real endpoints with an allowed Host,
+every command names code that exists, every image is the one pinned release.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+from django.urls import Resolver404, resolve
+
+from auteur.queues import ALL_QUEUES
+from scripts import check_k8s
+from tests.test_compose import argv_of, celery_queues, command_problems, management_commands
+
+IMAGE_REPO = "ghcr.io/auteur-ai/auteur-backend"
+SECRET = "auteur-secrets"
+CONFIG_MAP = "auteur-config"
+SINGLETONS = {"auteur-beat", "auteur-gpu-events", "auteur-exporter", "auteur-flower"}
+
+
+def docs() -> list[dict[str, Any]]:
+    return [doc for _name, doc in check_k8s.manifests()]
+
+
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in docs() if doc["kind"] == kind}
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def containers() -> list[tuple[str, dict[str, Any]]]:
+    workloads = {**of_kind("Deployment"), **of_kind("Job")}
+    return [(name, container) for name, workload in workloads.items()
+            for container in pod_spec(workload)["containers"]]
+
+
+def workers() -> dict[str, list[str]]:
+    """Worker Deployment name -> the queues its `celery worker -Q` consumes."""
+    found = {}
+    for name, container in containers():
+        argv = container["command"]
+        if argv[:1] == ["celery"] and "worker" in argv:
+            found[name] = celery_queues(argv)
+    return found
+
+
+def test_manifests_pass_their_schemas():
+    assert check_k8s.problems() == []
+
+
+def test_schema_check_catches_an_unknown_field_and_a_non_string_trigger_value():
+    deployment = copy.deepcopy(of_kind("Deployment")["auteur-api"])
+    pod_spec(deployment)["containers"][0]["livenessprobe"] = {}
+    with pytest.raises(check_k8s.kubernetes_validate.ValidationError):
+        check_k8s.kubernetes_validate.validate(deployment, check_k8s.KUBERNETES_VERSION, strict=True)
+    scaled = copy.deepcopy(next(iter(of_kind("ScaledObject").values())))
+    scaled["spec"]["triggers"][0]["metadata"]["listLength"] = 5  # KEDA takes strings only
+    schema = check_k8s.crd_schema("keda.sh/v1alpha1", "ScaledObject")
+    assert schema is not None
+    with pytest.raises(check_k8s.jsonschema.ValidationError):
+        check_k8s.jsonschema.validate(scaled, schema)
+
+
+def test_every_queue_has_exactly_one_worker_deployment():
+    consumers = Counter(queue for queues in workers().values() for queue in queues)
+    assert {queue: consumers[queue] for queue in ALL_QUEUES} == dict.fromkeys(ALL_QUEUES, 1)
+    assert set(consumers) == set(ALL_QUEUES)
+
+
+def test_every_worker_is_scaled_on_its_own_queues_by_one_scaled_object():
+    scaled = of_kind("ScaledObject")
+    deployments = of_kind("Deployment")
+    targets = Counter(obj["spec"]["scaleTargetRef"]["name"] for obj in scaled.values())
+    assert set(targets) <= set(deployments), "a ScaledObject targets a Deployment that does not exist"
+    assert targets == Counter(set(workers())), "each worker Deployment needs exactly one ScaledObject"
+    authentications = of_kind("TriggerAuthentication")
+    for obj in scaled.values():
+        target = obj["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["apiVersion"]) == ("Deployment", "apps/v1")
+        assert obj["spec"]["minReplicaCount"] >= 1, "a worker holds countdown messages: never scale to zero"
+        lists = {trigger["metadata"]["listName"] for trigger in obj["spec"]["triggers"] if trigger["type"] == "redis"}
+        assert lists == set(workers()[target["name"]])
+        for trigger in obj["spec"]["triggers"]:
+            assert trigger["authenticationRef"]["name"] in authentications
+    for name in workers():
+        assert "replicas" not in deployments[name]["spec"], f"{name}: KEDA owns replicas"
+
+
+def test_singletons_run_exactly_one_replica_and_never_two_at_once():
+    deployments = of_kind("Deployment")
+    for name in SINGLETONS:
+        assert deployments[name]["spec"]["replicas"] == 1
+        assert deployments[name]["spec"]["strategy"]["type"] == "Recreate"
+    assert deployments["auteur-beat"]["spec"]["template"]["spec"]["containers"][0]["command"][3] == "beat"
+
+
+def test_probes_reach_real_endpoints_with_an_allowed_host():
+    allowed = of_kind("ConfigMap")[CONFIG_MAP]["data"]["DJANGO_ALLOWED_HOSTS"].split(",")
+    probed = 0
+    for name, container in containers():
+        ports = {port["name"] for port in container.get("ports", [])}
+        for kind in ("livenessProbe", "readinessProbe"):
+            http = container.get(kind, {}).get("httpGet")
+            if http is None:
+                continue
+            probed += 1
+            try:
+                resolve(http["path"])
+            except Resolver404:
+                pytest.fail(f"{name} {kind}: no URL {http['path']}")
+            assert http["port"] in ports, f"{name} {kind}: no port named {http['port']}"
+            hosts = [header["value"] for header in http.get("httpHeaders", []) if header["name"] == "Host"]
+            assert hosts and hosts[0] in allowed, f"{name} {kind}: Host must be one of DJANGO_ALLOWED_HOSTS"
+    assert probed == 4  # liveness on /healthz and readiness on /readyz, for the API and the ASGI server
+    for name in ("auteur-api", "auteur-asgi"):
+        container = pod_spec(of_kind("Deployment")[name])["containers"][0]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_worker_liveness_pings_the_worker_by_its_own_name():
+    for name in workers():
+        container = pod_spec(of_kind("Deployment")[name])["containers"][0]
+        node = container["command"][container["command"].index("-n") + 1]
+        assert node.endswith("@%h")
+        ping = container["livenessProbe"]["exec"]["command"][-1]
+        assert f"-d {node.removesuffix('%h')}$HOSTNAME" in ping
+
+
+def test_every_command_names_code_that_exists():
+    commands = management_commands()
+    for name, container in containers():
+        argv = container["command"]
+        if argv[:3] == ["python", "manage.py", "metrics_exporter"] and "metrics_exporter" not in commands:
+            continue  # the exporter's command ships with the metrics code; checked once it is there
+        assert command_problems(argv) == [], name
+    assert argv_of("python manage.py gpu_events") in [c["command"] for _n, c in containers()]
+    exporter = pod_spec(of_kind("Deployment")["auteur-exporter"])["containers"][0]
+    assert exporter["command"] == ["python", "manage.py", "metrics_exporter"]
+
+
+def test_images_are_the_one_pinned_release():
+    kustomization = check_k8s.kustomization()
+    (pin,) = kustomization["images"]
+    assert pin["name"] == IMAGE_REPO
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pin["newTag"])
+    for name, container in containers():
+        assert container["image"] == f"{IMAGE_REPO}:{pin['newTag']}", name
+
+
+def test_every_container_has_requests_limits_and_config_by_name():
+    config_maps, secrets = set(of_kind("ConfigMap")), {SECRET}  # the Secret is created out of band
+    for name, container in containers():
+        resources = container["resources"]
+        assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}, name
+        sources = {next(iter(source)): next(iter(source.values()))["name"] for source in container["envFrom"]}
+        assert sources == {"configMapRef": CONFIG_MAP, "secretRef": SECRET}, name
+        for variable in container.get("env", []):
+            ref = variable.get("valueFrom", {}).get("secretKeyRef")
+            assert ref is None or ref["name"] in secrets, name
+        assert all("valueFrom" in variable for variable in container.get("env", [])), f"{name}: a literal value"
+    assert CONFIG_MAP in config_maps
+    for auth in of_kind("TriggerAuthentication").values():
+        assert {ref["name"] for ref in auth["spec"]["secretTargetRef"]} == secrets
+
+
+def test_disruption_budgets_select_existing_replicated_deployments():
+    deployments = of_kind("Deployment")
+    budgets = of_kind("PodDisruptionBudget")
+    for name, budget in budgets.items():
+        labels = budget["spec"]["selector"]["matchLabels"]
+        matches = [d for d in deployments.values() if d["spec"]["selector"]["matchLabels"] == labels]
+        assert len(matches) == 1, name
+    assert set(budgets) == {"auteur-api", "auteur-asgi", *workers()}
+    assert not SINGLETONS & set(budgets), "a singleton's budget would block every node drain"
+
+
+def test_migrations_run_as_a_job():
+    job = of_kind("Job")["auteur-migrate"]
+    assert pod_spec(job)["containers"][0]["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert pod_spec(job)["restartPolicy"] == "Never"
+

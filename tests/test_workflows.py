@@ -1,0 +1,95 @@
+"""The GitHub Actions workflows do what README.md's "Deploying" says, with pinned actions and
+secrets by name only. (Their syntax and expressions are checked by actionlint in `make lint`.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+# owner/name@vMAJOR.MINOR.PATCH or @<40-hex commit>: never a branch or a moving major tag.
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+# Keys whose value is a credential: it must come from an expression, never be written out.
+CREDENTIAL_KEY = re.compile(r"(password|token|secret|key|known_hosts)$", re.IGNORECASE)
+
+
+def load(name: str) -> dict[Any, Any]:
+    data: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    return data
+
+
+def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
+    on: dict[str, Any] = workflow[True]  # YAML 1.1 reads the key `on` as True
+    return on
+
+
+def steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def runs(workflow: dict[Any, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in steps(workflow))
+
+
+def mappings(node: Any) -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [(str(k), v) for k, v in node.items()] + [kv for v in node.values() for kv in mappings(v)]
+    if isinstance(node, list):
+        return [kv for item in node for kv in mappings(item)]
+    return []
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "release.yml", "deploy.yml", "deploy-modal.yml"])
+def test_actions_are_pinned_and_credentials_come_from_secrets(name):
+    workflow = load(name)
+    for step in steps(workflow):
+        if "uses" in step:
+            assert PINNED_ACTION.match(step["uses"]), f"{name}: {step['uses']} is not pinned to a version"
+    for key, value in mappings(workflow):
+        if CREDENTIAL_KEY.search(key) and isinstance(value, str):
+            assert re.fullmatch(r"\$\{\{ secrets\.[A-Z_]+ \}\}", value), f"{name}: {key} is not a named secret"
+    assert "permissions" in workflow, f"{name}: the token's permissions must be explicit"
+
+
+def test_ci_runs_make_test():
+    workflow = load("ci.yml")
+    assert "make test" in runs(workflow)
+    assert set(triggers(workflow)) == {"push", "pull_request"}
+
+
+def test_release_pushes_the_dockerfile_image_to_ghcr_on_a_tag():
+    workflow = load("release.yml")
+    assert triggers(workflow)["push"]["tags"]
+    build = next(step for step in steps(workflow) if step.get("uses", "").startswith("docker/build-push-action@"))
+    assert build["with"]["push"] is True and build["with"]["file"] == "Dockerfile"
+    assert (ROOT / build["with"]["file"]).is_file()
+    login = next(step for step in steps(workflow) if step.get("uses", "").startswith("docker/login-action@"))
+    assert login["with"]["registry"] == "ghcr.io"
+    assert workflow["permissions"]["packages"] == "write"
+
+
+def test_deploy_pulls_migrates_then_starts_over_ssh():
+    workflow = load("deploy.yml")
+    script = runs(workflow)
+    assert "ssh " in script and "StrictHostKeyChecking=yes" in script
+    order = [script.index(command) for command in
+             ("docker compose pull", "docker compose run --rm migrate", "docker compose up -d")]
+    assert order == sorted(order)
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert "AUTEUR_IMAGE" in script and "${AUTEUR_IMAGE" in compose
+    assert "migrate:" in compose
+    assert triggers(workflow)["workflow_run"]["workflows"] == [load("release.yml")["name"]]
+
+
+def test_deploy_modal_runs_when_gpu_tasks_change():
+    workflow = load("deploy-modal.yml")
+    assert "gpu_tasks/**" in triggers(workflow)["push"]["paths"]
+    match = re.search(r"modal deploy (\S+)", runs(workflow))
+    assert match and (ROOT / match.group(1)).is_file()
+    env = next(step["env"] for step in steps(workflow) if "modal deploy" in step.get("run", ""))
+    assert set(env) == {"MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"}
