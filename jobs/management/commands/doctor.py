@@ -108,6 +108,10 @@ class Command(BaseCommand):
         client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(settings.MONGODB_URI,
                                                                           serverSelectionTimeoutMS=2000)
         try:
-            return str(client.server_info()["version"])
+            version = client.server_info().get("version")
+            if version:
+                return str(version)
+            # A MongoDB-protocol server that names no version still says which wire protocol it speaks.
+            return f"unnamed (wire version {client.admin.command('hello').get('maxWireVersion')})"
         finally:
             client.close()
