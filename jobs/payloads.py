@@ -9,12 +9,12 @@ engines read no further into the file than that, whatever its bytes hold by the 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from media.models import MediaFile
+from media.services.captions import media_caption_read
 from media.storage import get_local_storage, get_storage
 
 if TYPE_CHECKING:
@@ -61,14 +61,11 @@ def media_payload(job: Job, ttl: int) -> dict[str, Any]:
 def video_query_payload(job: Job, ttl: int) -> dict[str, Any]:
     """The media payload, plus the text of the video's transcript when it has one (its captions)."""
     payload = media_payload(job, ttl)
-    caption_key = (
-        MediaFile.objects.filter(pk=job.input_params["video_media_id"]).values_list("caption_key", flat=True).first()
-    )
-    if caption_key:
-        with get_storage().open(caption_key) as fh:
-            text = json.load(fh).get("text")
-        if isinstance(text, str) and text.strip():
-            payload["transcript"] = text[:TRANSCRIPT_MAX_CHARS]
+    video = MediaFile.objects.filter(pk=job.input_params["video_media_id"]).only("caption_key").first()
+    captions = media_caption_read(media=video) if video is not None else None
+    text = (captions or {}).get("text")
+    if isinstance(text, str) and text.strip():
+        payload["transcript"] = text[:TRANSCRIPT_MAX_CHARS]
     return payload
 
 
