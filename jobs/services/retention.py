@@ -40,8 +40,8 @@ def job_events_due(cutoff: datetime) -> QuerySet[JobEvent]:
     would keep, except an event recorded after the end (a late redelivery), which goes once it too
     is past the window. It is what makes the query cheap: the index on the event's time
     (``job_events_created``) finds the few events older than the cutoff, where the job's end
-    alone would mean joining every job ever ended (they are never deleted) to the whole table,
-    on every run (bench/retention_sweep.py).
+    alone made the last batch of every run, the one that finds too few, walk the whole events
+    table (bench/retention_sweep.py).
     """
     return JobEvent.objects.filter(
         created_at__lt=cutoff, job__status__in=TERMINAL_STATUSES, job__completed_at__lt=cutoff
