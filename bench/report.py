@@ -221,6 +221,12 @@ def retention_section(load: Callable[[str], dict[str, Any] | None], measured: Ca
             lines.append(f"| {sweep}, {state} | {row['due']} | {row['before']['ms']} ms: {row['before']['plan']} | "
                          f"{row['after']['ms']} ms: {row['after']['plan']} | {row['ratio']} |")
         lines.append(f"| {sweep}: index | | | `{d[sweep]['index']}` | |")
+    if (pending := d.get("pending_deletions")) is not None:
+        row = pending["due"]
+        lines.append(f"| pending storage deletions ({pending['rows']} rows), 500 due first | {row['due']} | "
+                     f"{row['before']['ms']} ms: {row['before']['plan']} | {row['after']['ms']} ms: "
+                     f"{row['after']['plan']} | {row['ratio']} |")
+        lines.append(f"| pending deletions: index (the model's own) | | | `{pending['index']}` | |")
     steady = d["job_events"]["steady"]
     lines.append(f"\nA whole job-events run in the steady state ({steady['run_deleted']} due): "
                  f"{steady['before']['run_ms']} ms before, {steady['after']['run_ms']} ms after "

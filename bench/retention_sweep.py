@@ -6,7 +6,8 @@ On a throwaway stack (migrated: the indexes exist), each table is filled by one
 INSERT ... SELECT generate_series: `--jobs` jobs created evenly over `--days` days in
 `--projects` projects (each ended 20 s after it started; the newest 200 still processing),
 `--events-per-job` events each, one idempotency record per job (a quarter of them the automatic
-transcription's, kept for ever) and one output (a media file) per completed job. Then, for each
+transcription's, kept for ever), one output (a media file) per completed job and, for media.sweep,
+`--jobs` pending storage deletions (1 % due). Then, for each
 sweep, in the same run, the plan (EXPLAIN ANALYZE, BUFFERS) and the median time of one batch as
 `delete_in_batches` runs it (select `batch` ids, delete them; rolled back, so every repetition
 sees the same rows), without the sweep's index ("before") and with it ("after"), in these states:
@@ -166,7 +167,8 @@ def plan(queryset: Any, batch: int) -> str:
 def measure(label: str, queryset: Any, batch: int, plans: list[str], page: bool = False) -> dict[str, Any]:
     """A batch's plan and median time: select-and-delete as `delete_in_batches` runs it, or (`page`)
     the select of one page of ids alone."""
-    text = plan(queryset, batch)
+    text = (str(queryset.values("pk")[:batch].explain(analyze=True, buffers=True)) if page
+            else plan(queryset, batch))
     plans.append(f"### {label}\n{text}\n")
     if page:
         ms = _timed_select(lambda: list(queryset.values_list("pk", flat=True)[:batch]))
@@ -189,7 +191,7 @@ def with_index(name: str, present: bool, definition: str) -> None:
     sql(f"DROP INDEX IF EXISTS {name}")
     if present:
         sql(definition)
-    sql("ANALYZE jobs, job_events, job_idempotency_keys, media_files")
+    sql("ANALYZE jobs, job_events, job_idempotency_keys, media_files, media_pendingobjectdeletion")
 
 
 def main() -> None:
@@ -209,6 +211,7 @@ def main() -> None:
         from auteur.retention import sweep_context
         from jobs.models import JobEvent
         from jobs.services import retention as jobs_retention
+        from media.models import PendingObjectDeletion
         from media.services import retention as media_retention
 
         now = timezone.now()
@@ -226,13 +229,14 @@ def main() -> None:
             "postgres": server, "fill_seconds": took,
         }
 
-        def compare(what: str, index: str, before_query: Any, after_query: Any, page: bool = False) -> dict[str, Any]:
+        def compare(what: str, index: str, before_query: Any, after_query: Any, page: bool = False,
+                    batch: int = args.batch) -> dict[str, Any]:
             """One batch without the index (and, for job events, with main's query) and with it."""
             definition = index_definition(index)
             row: dict[str, Any] = {"due": after_query.count()}
             for side, query in (("before", before_query), ("after", after_query)):
                 with_index(index, side == "after", definition)
-                row[side] = measure(f"{what}, {side}", query, args.batch, plans, page=page)
+                row[side] = measure(f"{what}, {side}", query, batch, plans, page=page)
             row["ratio"] = round(row["before"]["ms"] / row["after"]["ms"], 1)
             return row
 
@@ -287,6 +291,22 @@ def main() -> None:
         outputs["swept"] = compare("job outputs, swept (nothing due)", media_index, media_query, media_query,
                                    page=True)
         report["job_outputs"] = outputs
+
+        # ---- Pending storage deletions (media.sweep): the due rows, oldest first, 500 at a time,
+        # as media.services.deletion._delete_due_objects selects them; its index is `due_at`'s own.
+        sql("""INSERT INTO media_pendingobjectdeletion (key, due_at)
+               SELECT 'projects/x/' || g || '/upload', %(now)s::timestamptz + (g %% 1000 - 10) * interval '10 s'
+               FROM generate_series(1, %(n)s) g""", {"now": now, "n": args.jobs})
+        sql("VACUUM ANALYZE media_pendingobjectdeletion")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'media_pendingobjectdeletion' "
+                           "AND indexdef LIKE '%%(due_at)%%'")
+            due_index = cursor.fetchone()[0]
+        due_query = PendingObjectDeletion.objects.filter(due_at__lte=now).order_by("due_at")
+        pending: dict[str, Any] = {"index": index_definition(due_index), "rows": args.jobs}
+        pending["due"] = compare("pending storage deletions, 1 % due", due_index, due_query, due_query, page=True,
+                                 batch=500)
+        report["pending_deletions"] = pending
 
     report["load_average"]["end"] = load_average()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
