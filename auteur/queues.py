@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,24 @@ WEBHOOK_QUEUES = (QUEUE_WEBHOOKS,)
 GPU_DISPATCH_QUEUES = (QUEUE_GPU_AUDIO, QUEUE_GPU_VISION, QUEUE_GPU_GENERATION)
 
 QUEUES = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
+
+# On RabbitMQ the task queues are quorum queues (replicated by Raft, publishes confirmed by a
+# majority) bound to one topic exchange: Celery's native delayed delivery, which keeps a countdown
+# message in the broker rather than in a worker's memory, forwards due messages through a topic
+# exchange only (a direct one would make the worker hold every countdown message until it is due).
+RABBITMQ_EXCHANGE = "auteur"
+QUORUM = {"x-queue-type": "quorum"}
+RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def broker_is_rabbitmq(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in RABBITMQ_SCHEMES
+
+
+def rabbitmq_queues() -> tuple[Queue, ...]:
+    exchange = Exchange(RABBITMQ_EXCHANGE, type="topic", durable=True)
+    return tuple(Queue(name, exchange, routing_key=name, queue_arguments=QUORUM) for name in ALL_QUEUES)
+
 # Tasks are named "<app>.<family>.<step>"; the router sends each family to its queue.
 TASK_ROUTES = {
     # Retention sweeps are housekeeping, whichever app owns the data (listed before "media.*":
@@ -70,7 +88,7 @@ def queue_depths() -> dict[str, int]:
     from celery import current_app
 
     depths: dict[str, int] = {}
-    with current_app.connection_for_read() as connection:
+    with current_app.connection_for_read() as connection:  # a connection of its own, closed after
         channel = connection.default_channel
         for queue in ALL_QUEUES:
             try:
@@ -78,6 +96,9 @@ def queue_depths() -> dict[str, int]:
             except Exception:  # a queue never declared yet (RabbitMQ's 404) holds nothing
                 logger.debug("queue %s not declared", queue, exc_info=True)
                 depths[queue] = 0
+                # RabbitMQ closes the channel that asked for a queue it does not have: the next
+                # queues are asked on a new one, or each would be reported empty.
+                channel = connection.channel()
     return depths
 
 
