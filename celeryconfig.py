@@ -21,7 +21,7 @@ task_queues = rabbitmq_queues() if ON_RABBITMQ else QUEUES
 task_default_queue = QUEUE_DEFAULT
 task_routes = TASK_ROUTES
 
-# ---- Serialization: JSON only. Pickle would let anyone who can write to Redis run code.
+# ---- Serialization: JSON only. Pickle would let anyone who can write to the broker run code.
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
@@ -78,7 +78,7 @@ broker_pool_limit = 10
 
 # ---- Events for Flower.
 worker_send_task_events = True
-# No "task-sent" event: it is one more Redis publish per message sent (0.5 ms of a submission,
+# No "task-sent" event: it is one more broker publish per message sent (0.5 ms of a submission,
 # bench/), and Flower shows a task from its "task-received" on.
 task_send_sent_event = False
 task_track_started = True
