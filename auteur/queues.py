@@ -88,17 +88,15 @@ def queue_depths() -> dict[str, int]:
     from celery import current_app
 
     depths: dict[str, int] = {}
-    with current_app.connection_for_read() as connection:  # a connection of its own, closed after
+    with current_app.connection_for_read() as connection:
         channel = connection.default_channel
         for queue in ALL_QUEUES:
             try:
                 depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count  # type: ignore[attr-defined]
             except Exception:  # a queue never declared yet (RabbitMQ's 404) holds nothing
+                # (py-amqp reopens the channel RabbitMQ closes on that 404: the next queues are still asked.)
                 logger.debug("queue %s not declared", queue, exc_info=True)
                 depths[queue] = 0
-                # RabbitMQ closes the channel that asked for a queue it does not have: the next
-                # queues are asked on a new one, or each would be reported empty.
-                channel = connection.channel()
     return depths
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import time
 import types
 from typing import Any
 
@@ -78,6 +79,30 @@ def test_the_broker_defaults_to_redis_and_is_checked_by_readyz_only_when_separat
     else:
         assert django_settings.CELERY_BROKER_URL == django_settings.REDIS_URL
         assert "broker" not in django_settings.AUTEUR_READYZ_DEGRADED_CHECKS
+
+
+def test_the_queue_wait_event_names_the_queue_of_a_message_that_came_through_delayed_delivery():
+    from kombu.transport.native_delayed_delivery import calculate_routing_key
+
+    from auteur.celery import report_queue_wait
+    from auteur.queues import QUEUE_WAIT_EVENT, SENT_AT_HEADER
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    class Request:
+        hostname, is_eager, eta = "worker@host", False, None
+        delivery_info = {"routing_key": calculate_routing_key(3, "gpu_audio")}  # "0.0.….1.1.gpu_audio"
+        headers = {SENT_AT_HEADER: time.time() - 3}
+
+    class Task:
+        request = Request()
+
+        def send_event(self, type_: str, **fields: Any) -> None:
+            sent.append((type_, fields))
+
+    report_queue_wait(task=Task())
+    [(event, fields)] = sent
+    assert event == QUEUE_WAIT_EVENT and fields["queue"] == "gpu_audio" and fields["wait"] >= 3
 
 
 def test_the_broker_check_fails_when_nothing_answers(monkeypatch):
