@@ -30,6 +30,8 @@ class Plan(models.TextChoices):
 
 class SubscriptionStatus(models.TextChoices):
     ACTIVE = "active", "Active"
+    # A renewal payment failed: plan-gated features answer `payment_required` until one succeeds.
+    PAST_DUE = "past_due", "Past due"
     CANCELLED = "cancelled", "Cancelled"
     EXPIRED = "expired", "Expired"
 
@@ -87,6 +89,9 @@ class TransactionType(models.TextChoices):
     REFUND = "refund", "Refund (job)"
     BONUS = "bonus", "Bonus"
     ADJUSTMENT = "adjustment", "Staff adjustment"
+    # A credit pack paid through Stripe, and the removal of its credits when the payment is refunded.
+    PURCHASE = "purchase", "Credit pack purchase"
+    PURCHASE_REVERSAL = "purchase_reversal", "Credit pack refund"
 
 
 class LedgerIsAppendOnly(Exception):
@@ -150,9 +155,9 @@ class CreditTransaction(models.Model):
             # The sign follows the type, so a deduction can never be booked as a grant or back.
             models.CheckConstraint(
                 condition=(
-                    Q(type=TransactionType.USAGE, amount__lt=0)
-                    | Q(type__in=[TransactionType.REFUND, TransactionType.SUBSCRIPTION, TransactionType.BONUS],
-                        amount__gt=0)
+                    Q(type__in=[TransactionType.USAGE, TransactionType.PURCHASE_REVERSAL], amount__lt=0)
+                    | Q(type__in=[TransactionType.REFUND, TransactionType.SUBSCRIPTION, TransactionType.BONUS,
+                                  TransactionType.PURCHASE], amount__gt=0)
                     | Q(type=TransactionType.ADJUSTMENT)
                 ),
                 name="credit_tx_sign_matches_type",
@@ -167,6 +172,20 @@ class CreditTransaction(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["job_id"], condition=Q(type=TransactionType.REFUND), name="credit_tx_one_refund_per_job"
+            ),
+            # One purchase, and at most one reversal, per Stripe payment (its key), whichever account.
+            models.CheckConstraint(
+                condition=~Q(type__in=[TransactionType.PURCHASE, TransactionType.PURCHASE_REVERSAL])
+                | Q(idempotency_key__isnull=False),
+                name="credit_tx_purchase_entries_have_key",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=Q(type=TransactionType.PURCHASE),
+                name="credit_tx_one_purchase_per_payment",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=Q(type=TransactionType.PURCHASE_REVERSAL),
+                name="credit_tx_one_reversal_per_payment",
             ),
             models.UniqueConstraint(
                 fields=["account", "idempotency_key"],
