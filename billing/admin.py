@@ -64,7 +64,7 @@ class StripeEventAdmin(ReadOnlyAdmin):
         for event_id in queryset.order_by("created").values_list("event_id", flat=True):
             record = stripe_event_reprocess(event_id=event_id)
             level = messages.ERROR if record.outcome == EventOutcome.FAILED else messages.SUCCESS
-            self.message_user(request, f"{record.event_id}: {record.outcome} {record.error}".strip(), level)
+            self.message_user(request, f"Event {record.event_id}: {record.outcome} {record.error}".strip(), level)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         # The action re-runs handlers that move credits: only staff who may adjust credits.

@@ -92,7 +92,17 @@ class PackPurchase(models.Model):
     def payment_key(self) -> str:
         return payment_key(self.stripe_payment_intent_id)
 
+    @property
+    def refund_key(self) -> str:
+        return refund_key(self.stripe_payment_intent_id)
+
 
 def payment_key(payment_intent_id: str) -> str:
-    """The ledger key of a Stripe payment: its purchase row and its reversal row carry it."""
+    """The ledger key of a Stripe payment's purchase entry."""
     return f"stripe:payment:{payment_intent_id}"
+
+
+def refund_key(payment_intent_id: str) -> str:
+    """The ledger key of the entry taking a refunded payment's credits back (keys are unique per
+    account, so it differs from the purchase's)."""
+    return f"stripe:refund:{payment_intent_id}"

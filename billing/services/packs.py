@@ -43,7 +43,7 @@ def pack_purchase_refund(*, payment_intent_id: str) -> PackPurchase | None:
                 .filter(stripe_payment_intent_id=payment_intent_id).first())
     if purchase is None or purchase.refunded_at is not None:
         return purchase
-    entry, _ = credit_purchase_reverse(user=purchase.user, amount=purchase.credits, payment_key=purchase.payment_key,
+    entry, _ = credit_purchase_reverse(user=purchase.user, amount=purchase.credits, payment_key=purchase.refund_key,
                                        description=f"refund of credit pack {purchase.pack_id}")
     taken = -entry.amount if entry is not None else 0
     purchase.refund_shortfall = purchase.credits - taken
