@@ -33,7 +33,9 @@ def stripe_customer_get_or_create(*, user: User) -> StripeCustomer:
         return existing
     with transaction.atomic():
         # Serializes one user's concurrent first checkouts: the second finds the first's customer.
-        User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+        # FOR NO KEY UPDATE: it does not block the KEY SHARE locks that the user's ledger and job
+        # inserts take on this row (their foreign keys) while Stripe is called.
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk", flat=True).first()
         existing = StripeCustomer.objects.filter(user_id=user.pk).first()
         if existing is not None:
             return existing

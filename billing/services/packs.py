@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from auteur.users.models import User
@@ -16,6 +17,13 @@ from billing.models import PackPurchase
 from credits.services.purchases import credit_purchase_grant, credit_purchase_reverse
 
 logger = logging.getLogger(__name__)
+
+
+def _locked() -> QuerySet[PackPurchase]:
+    # The purchase row only (`of`): locking the joined user row FOR UPDATE would block every
+    # ledger insert of that user at its commit (their foreign keys take KEY SHARE on it), while
+    # this transaction waits for one of them to free the user's credit account: a deadlock.
+    return PackPurchase.objects.select_for_update(of=("self",)).select_related("user")
 
 
 @transaction.atomic
@@ -28,8 +36,7 @@ def pack_purchase_record(
                       stripe_checkout_session_id=checkout_session_id)],
         ignore_conflicts=True,
     )
-    purchase = PackPurchase.objects.select_for_update().select_related("user").get(
-        stripe_payment_intent_id=payment_intent_id)
+    purchase = _locked().get(stripe_payment_intent_id=payment_intent_id)
     credit_purchase_grant(user=purchase.user, amount=purchase.credits, payment_key=purchase.payment_key,
                           description=f"credit pack {purchase.pack_id}")
     return purchase
@@ -39,8 +46,7 @@ def pack_purchase_record(
 def pack_purchase_refund(*, payment_intent_id: str) -> PackPurchase | None:
     """Take a refunded pack's credits back, once: as many as the balance holds, recording the
     rest as the shortfall. None when the payment was not a pack's."""
-    purchase = (PackPurchase.objects.select_for_update().select_related("user")
-                .filter(stripe_payment_intent_id=payment_intent_id).first())
+    purchase = _locked().filter(stripe_payment_intent_id=payment_intent_id).first()
     if purchase is None or purchase.refunded_at is not None:
         return purchase
     entry, _ = credit_purchase_reverse(user=purchase.user, amount=purchase.credits, payment_key=purchase.refund_key,
