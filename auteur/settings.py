@@ -363,6 +363,8 @@ STRIPE_WEBHOOK_SECRET: str = env.str("STRIPE_WEBHOOK_SECRET", default="")
 # A signed event older than this is refused (a replayed capture), as Stripe's libraries do.
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
+# Another address for Stripe's API (stripe-mock, `http://localhost:12111`); empty: Stripe's own.
+STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
 # The Stripe price of each plan (plan -> price id); a plan without one cannot be bought.
 STRIPE_PLAN_PRICES: dict[str, str] = {
     plan: price for plan, price in (

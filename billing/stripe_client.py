@@ -21,17 +21,18 @@ def configured() -> bool:
 
 
 @lru_cache(maxsize=4)
-def _client(api_key: str, timeout: float) -> stripe.StripeClient:
+def _client(api_key: str, timeout: float, api_base: str) -> stripe.StripeClient:
     # Every call has a timeout; the library retries network errors and 409/5xx itself, with the
     # same idempotency key, so a retried create makes one object.
     return stripe.StripeClient(api_key, max_network_retries=2,
-                               http_client=stripe.RequestsClient(timeout=timeout))
+                               http_client=stripe.RequestsClient(timeout=timeout),
+                               base_addresses={"api": api_base} if api_base else None)
 
 
 def client() -> stripe.StripeClient:
     if not configured():
         raise BillingUnavailable()
-    return _client(settings.STRIPE_SECRET_KEY, float(settings.STRIPE_TIMEOUT_SECONDS))
+    return _client(settings.STRIPE_SECRET_KEY, float(settings.STRIPE_TIMEOUT_SECONDS), settings.STRIPE_API_BASE)
 
 
 def customer_create(*, user_id: str, email: str) -> str:
