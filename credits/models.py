@@ -2,9 +2,9 @@
 
 The ledger's invariants (balance >= 0 and equal to its entries' sum, one usage and one refund
 per job, one purchase and one purchase reversal per paid payment, rows never changed) are held
-by the database, not only by the services: a negative balance, a second usage or refund for one job, a reused
-idempotency key, a deduction typed as a grant, and any UPDATE or DELETE of a ledger row (a
-trigger, migration 0002) are all refused by Postgres whatever code path tries them.
+by the database, not only by the services: a negative balance, a second usage or refund for one
+job, a reused idempotency key, a deduction typed as a grant, and any UPDATE or DELETE of a
+ledger row (a trigger, migration 0002) are all refused by Postgres whatever code path tries them.
 """
 
 from __future__ import annotations
