@@ -44,7 +44,8 @@ def stripe_event_verify(*, payload: bytes, signature: str | None) -> dict[str, A
     except (stripe.SignatureVerificationError, ValueError) as exc:
         raise InvalidSignature(f"The event is not signed by Stripe: {exc}") from None
     if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)
-            and isinstance(event.get("created"), int) and isinstance(event.get("data"), dict)):
+            and isinstance(event.get("created"), int) and isinstance(event.get("data"), dict)
+            and isinstance(event["data"].get("object"), dict)):
         raise InvalidSignature("The signed body is not a Stripe event.")
     return event
 

@@ -55,7 +55,8 @@ def test_a_body_tampered_with_after_signing_is_400(api_client: Any, stripe_fake:
     assert not StripeEvent.objects.exists()
 
 
-@pytest.mark.parametrize("body", ["{not json", "[1, 2]", json.dumps({"id": "evt_1", "type": "x"})])
+@pytest.mark.parametrize("body", ["{not json", "[1, 2]", json.dumps({"id": "evt_1", "type": "x"}),
+                                  json.dumps({"id": "evt_1", "type": "x", "created": 1, "data": {}})])
 def test_a_signed_body_that_is_not_an_event_is_400(api_client: Any, stripe_fake: FakeStripe, body: str):
     response = deliver(api_client, body)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_signature"
