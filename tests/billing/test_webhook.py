@@ -84,8 +84,11 @@ def test_the_same_event_delivered_twice_is_processed_once(api_client: Any, strip
     assert StripeEvent.objects.filter(event_id=body["id"]).get().attempts == 1
 
 
-def test_without_stripe_configured_the_webhook_is_503_and_stores_nothing(api_client: Any, settings: Any):
-    settings.STRIPE_SECRET_KEY = ""
+@pytest.mark.parametrize("unset", ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"])
+def test_without_stripe_configured_the_webhook_is_503_and_stores_nothing(
+    api_client: Any, stripe_fake: FakeStripe, settings: Any, unset: str
+):
+    setattr(settings, unset, "")
     response = deliver(api_client, event("invoice.paid", {}))
     assert response.status_code == 503 and response.json()["error"]["code"] == "billing_unavailable"
     assert not StripeEvent.objects.exists()
