@@ -61,3 +61,9 @@ def subscription_retrieve(subscription_id: str) -> dict[str, Any]:
     """The subscription's current state, as Stripe holds it now."""
     subscription = client().v1.subscriptions.retrieve(subscription_id)
     return subscription.to_dict()
+
+
+def payment_intent_retrieve(payment_intent_id: str) -> dict[str, Any]:
+    """The payment intent as Stripe holds it now (its metadata names the credit pack it paid for)."""
+    payment_intent = client().v1.payment_intents.retrieve(payment_intent_id)
+    return payment_intent.to_dict()

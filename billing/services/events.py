@@ -35,13 +35,13 @@ def stripe_event_verify(*, payload: bytes, signature: str | None) -> dict[str, A
     if not (settings.STRIPE_SECRET_KEY and settings.STRIPE_WEBHOOK_SECRET):
         raise BillingUnavailable()
     try:
-        # The verification stripe.Webhook.construct_event runs (HMAC-SHA256 of "<t>.<body>" with
-        # the secret, compared in constant time; t within the tolerance), then our own parse:
-        # construct_event itself fails with an AttributeError on a signed body that is not an object.
-        stripe.WebhookSignature.verify_header(payload, signature, settings.STRIPE_WEBHOOK_SECRET,
-                                              settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS)
+        stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET,
+                                       tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+                                       api_key=settings.STRIPE_SECRET_KEY)
+        # The handlers read plain JSON; construct_event's StripeObject is only the check that
+        # the signed body is an event (it raises on one that is not a JSON object).
         event = json.loads(payload)
-    except (stripe.SignatureVerificationError, ValueError) as exc:
+    except (stripe.SignatureVerificationError, ValueError, AttributeError, TypeError, KeyError) as exc:
         raise InvalidSignature(f"The event is not signed by Stripe: {exc}") from None
     if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)
             and isinstance(event.get("created"), int) and isinstance(event.get("data"), dict)

@@ -118,6 +118,19 @@ def _line_price(line: dict[str, Any]) -> str | None:
     return _id(price_details.get("price") or line.get("price"))
 
 
+def _pack_record(paid: dict[str, Any], payment_intent_id: str, *, checkout_session_id: str = "") -> bool:
+    """Record the credit pack that `paid` (a Checkout Session or a payment intent, whose metadata
+    names the pack and its credits) paid for; False if it is no pack of a customer of ours."""
+    user = _user_for_customer(paid.get("customer"))
+    metadata = paid.get("metadata") or {}
+    pack_id, credits = metadata.get("credit_pack"), str(metadata.get("credits", ""))
+    if user is None or not pack_id or not credits.isdigit() or int(credits) <= 0:
+        return False
+    pack_purchase_record(user=user, pack_id=pack_id, credits=int(credits), payment_intent_id=payment_intent_id,
+                         checkout_session_id=checkout_session_id)
+    return True
+
+
 def checkout_session_completed(session: dict[str, Any]) -> Result:
     if session.get("mode") == "subscription":
         return _synced(_id(session.get("subscription")))
@@ -126,14 +139,10 @@ def checkout_session_completed(session: dict[str, Any]) -> Result:
     if session.get("payment_status") != "paid":
         # Paid later (a bank debit): checkout.session.async_payment_succeeded credits it.
         return ignored(f"payment is {session.get('payment_status')}")
-    user = _user_for_customer(session.get("customer"))
-    metadata = session.get("metadata") or {}
-    pack_id, credits = metadata.get("credit_pack"), str(metadata.get("credits", ""))
     payment_intent = _id(session.get("payment_intent"))
-    if user is None or not pack_id or not credits.isdigit() or int(credits) <= 0 or not payment_intent:
+    session_id = str(session.get("id", ""))
+    if not payment_intent or not _pack_record(session, payment_intent, checkout_session_id=session_id):
         return ignored("not a credit pack session of ours")
-    pack_purchase_record(user=user, pack_id=pack_id, credits=int(credits), payment_intent_id=payment_intent,
-                         checkout_session_id=str(session.get("id", "")))
     return PROCESSED
 
 
@@ -173,8 +182,15 @@ def charge_refunded(charge: dict[str, Any]) -> Result:
         # to: staff decide (a credit adjustment in the admin).
         logger.warning("partial refund of payment %s: no credits taken back", payment_intent)
         return ignored("partial refund: credits are adjusted by staff")
-    purchase = pack_purchase_refund(payment_intent_id=payment_intent)
-    return PROCESSED if purchase is not None else ignored("not a credit pack payment")
+    if pack_purchase_refund(payment_intent_id=payment_intent) is not None:
+        return PROCESSED
+    # The refund can arrive before the payment's checkout.session.completed: the payment's
+    # current state at Stripe says whether it paid for a pack of ours. If so, the pack is
+    # recorded, credited and taken back here, and the late completion finds it done.
+    if not _pack_record(stripe_client.payment_intent_retrieve(payment_intent), payment_intent):
+        return ignored("not a credit pack payment")
+    pack_purchase_refund(payment_intent_id=payment_intent)
+    return PROCESSED
 
 
 HANDLERS: dict[str, Callable[[dict[str, Any]], Result]] = {

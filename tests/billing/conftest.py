@@ -31,6 +31,7 @@ def stripe_fake(settings: Any, monkeypatch: pytest.MonkeyPatch) -> FakeStripe:
     """Billing configured, with Stripe's API replaced at billing/stripe_client.py."""
     configure(settings)
     fake = FakeStripe()
-    for name in ("customer_create", "checkout_session_create", "portal_session_create", "subscription_retrieve"):
+    for name in ("customer_create", "checkout_session_create", "portal_session_create", "subscription_retrieve",
+                 "payment_intent_retrieve"):
         monkeypatch.setattr(stripe_client, name, getattr(fake, name))
     return fake

@@ -35,6 +35,7 @@ class FakeStripe:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     customers: dict[str, str] = field(default_factory=dict)  # user id -> customer id
+    payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def customer_create(self, *, user_id: str, email: str) -> str:
         self.calls.append(("customer_create", {"user_id": user_id, "email": email}))
@@ -53,6 +54,14 @@ class FakeStripe:
     def subscription_retrieve(self, subscription_id: str) -> dict[str, Any]:
         self.calls.append(("subscription_retrieve", {"id": subscription_id}))
         return json.loads(json.dumps(self.subscriptions[subscription_id]))
+
+    def payment_intent_retrieve(self, payment_intent_id: str) -> dict[str, Any]:
+        self.calls.append(("payment_intent_retrieve", {"id": payment_intent_id}))
+        # Every payment intent of the account exists at Stripe; one this test did not describe
+        # paid for something other than a pack (no metadata of ours).
+        default = {"id": payment_intent_id, "object": "payment_intent", "customer": None, "metadata": {},
+                   "status": "succeeded"}
+        return json.loads(json.dumps(self.payment_intents.get(payment_intent_id, default)))
 
     def called(self, name: str) -> list[dict[str, Any]]:
         return [params for call, params in self.calls if call == name]

@@ -98,6 +98,29 @@ def test_a_refund_with_nothing_left_writes_no_entry_and_records_the_whole_pack(
     assert ledger_check() == []
 
 
+def test_a_refund_that_arrives_before_the_payments_completion_takes_the_pack_back_once(
+    api_client: Any, auth_client: Any, stripe_fake: FakeStripe, user: User
+):
+    auth_client.post("/api/v1/billing/checkout", {"credit_pack": "pack_500"}, format="json")
+    metadata = stripe_fake.called("checkout_session_create")[-1]["metadata"]
+    customer, payment_intent = stripe_fake.customers[str(user.pk)], new_id("pi")
+    # Stripe's copy of the payment names the pack (checkout put it in payment_intent_data.metadata).
+    assert stripe_fake.called("checkout_session_create")[-1]["payment_intent_data"]["metadata"] == metadata
+    stripe_fake.payment_intents[payment_intent] = {"id": payment_intent, "object": "payment_intent",
+                                                   "customer": customer, "metadata": metadata}
+    refund = deliver(api_client, event("charge.refunded", charge(payment_intent=payment_intent)))
+    assert refund.json()["outcome"] == "processed"
+    assert credit_balance_get(user=user) == 0
+    assert rows(user, TransactionType.PURCHASE) == [500] and rows(user, TransactionType.PURCHASE_REVERSAL) == [-500]
+    completed = deliver(api_client, event("checkout.session.completed", checkout_session(
+        customer=customer, user_id=str(user.pk), mode="payment", payment_intent=payment_intent, metadata=metadata)))
+    assert completed.status_code == 200
+    assert credit_balance_get(user=user) == 0 and rows(user, TransactionType.PURCHASE) == [500]
+    purchase = PackPurchase.objects.get()
+    assert purchase.refunded_at is not None and purchase.refund_shortfall == 0
+    assert ledger_check() == []
+
+
 def test_a_partial_refund_or_a_payment_that_is_no_pack_takes_nothing(
     api_client: Any, auth_client: Any, stripe_fake: FakeStripe, user: User
 ):
@@ -106,6 +129,7 @@ def test_a_partial_refund_or_a_payment_that_is_no_pack_takes_nothing(
     other = deliver(api_client, event("charge.refunded", charge(payment_intent="pi_not_a_pack")))
     assert partial.json()["outcome"] == other.json()["outcome"] == "ignored"
     assert credit_balance_get(user=user) == 500 and PackPurchase.objects.get().refunded_at is None
+    assert [call["id"] for call in stripe_fake.called("payment_intent_retrieve")] == ["pi_not_a_pack"]
 
 
 def test_the_database_refuses_a_second_purchase_entry_for_one_payment(user: User, make_user: Any):

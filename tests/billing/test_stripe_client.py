@@ -28,6 +28,10 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
                                               "price": {"id": "price_pro", "object": "price"},
                                               "current_period_start": 1, "current_period_end": 2}]},
     },
+    ("GET", "/v1/payment_intents/pi_loop"): {
+        "id": "pi_loop", "object": "payment_intent", "status": "succeeded", "customer": "cus_loop",
+        "metadata": {"user_id": "u-1", "credit_pack": "pack_500", "credits": "500"},
+    },
 }
 
 
@@ -96,6 +100,12 @@ def test_subscription_retrieve_returns_plain_dicts(stripe_api: list[dict[str, An
     assert type(subscription) is dict and type(subscription["items"]["data"][0]) is dict
     assert subscription["items"]["data"][0]["price"]["id"] == "price_pro"
     assert (stripe_api[0]["method"], stripe_api[0]["path"]) == ("GET", "/v1/subscriptions/sub_loop")
+
+
+def test_payment_intent_retrieve_returns_its_metadata(stripe_api: list[dict[str, Any]]):
+    payment_intent = stripe_client.payment_intent_retrieve("pi_loop")
+    assert type(payment_intent) is dict and payment_intent["metadata"]["credit_pack"] == "pack_500"
+    assert (stripe_api[0]["method"], stripe_api[0]["path"]) == ("GET", "/v1/payment_intents/pi_loop")
 
 
 def test_without_a_key_nothing_is_sent(settings: Any):
