@@ -59,7 +59,8 @@ class FakeStripe:
         self.calls.append(("payment_intent_retrieve", {"id": payment_intent_id}))
         # Every payment intent of the account exists at Stripe; one this test did not describe
         # paid for something other than a pack (no metadata of ours).
-        default = {"id": payment_intent_id, "object": "payment_intent", "customer": None, "metadata": {},
+        default: dict[str, Any] = {"id": payment_intent_id, "object": "payment_intent", "customer": None,
+                                   "metadata": {},
                    "status": "succeeded"}
         return json.loads(json.dumps(self.payment_intents.get(payment_intent_id, default)))
 
