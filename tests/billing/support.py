@@ -60,8 +60,7 @@ class FakeStripe:
         # Every payment intent of the account exists at Stripe; one this test did not describe
         # paid for something other than a pack (no metadata of ours).
         default: dict[str, Any] = {"id": payment_intent_id, "object": "payment_intent", "customer": None,
-                                   "metadata": {},
-                   "status": "succeeded"}
+                                   "metadata": {}, "status": "succeeded"}
         return json.loads(json.dumps(self.payment_intents.get(payment_intent_id, default)))
 
     def called(self, name: str) -> list[dict[str, Any]]:
