@@ -162,6 +162,10 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 
 REDIS_URL = required("REDIS_URL")
+# The Celery broker: Redis by default, or RabbitMQ (amqp://) with quorum queues (celeryconfig.py;
+# README "Broker choice"). Only the job queues move: event streams, rate limits, the GPU
+# announcements, the cache and beat's schedule stay on REDIS_URL whatever the broker.
+CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
 MONGODB_URI = required("MONGODB_URI")
 
 CACHES = {
@@ -272,6 +276,10 @@ AUTEUR_READYZ_DEGRADED_CHECKS = {
     "workers": "auteur.health.check_workers",
     "gpu_backend": "jobs.gpu_client.check",
 }
+if CELERY_BROKER_URL != REDIS_URL:
+    # A broker of its own: without it jobs are still accepted (and charged), and wait for the
+    # reaper to publish them again, so it degrades the service rather than making it unavailable.
+    AUTEUR_READYZ_DEGRADED_CHECKS["broker"] = "auteur.health.check_broker"
 AUTEUR_READYZ_DEGRADED_CACHE_SECONDS = env.int("AUTEUR_READYZ_DEGRADED_CACHE_SECONDS", default=15)
 # ---- Metrics. The exporter (`manage.py metrics_exporter`) serves the queues, workers, tasks and
 # business state here (an internal address: never publish its port); it polls every
