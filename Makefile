@@ -15,12 +15,13 @@ TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key-0123456789abcdef \
 LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=redis://127.0.0.1:1/0 \
 	MONGODB_URI=mongodb://127.0.0.1:1/lint
 
-.PHONY: run test lint manage demo bench chaos install install-dev help
+.PHONY: run test test-rabbitmq lint manage demo bench chaos install install-dev help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    install (if needed) and run the whole stack in the foreground"
 	@echo "make test   install (if needed), lint, then run the test suite against a throwaway stack"
+	@echo "make test-rabbitmq   pipeline, broker, doctor, exporter and chaos tests on a RabbitMQ broker (apt-get installs it)"
 	@echo "make lint   ruff + mypy, actionlint (.github/workflows), deploy/k8s against its schemas"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
 	@echo "make demo   the README's 'Try it' walk-through, against a running 'make run'"
@@ -52,6 +53,14 @@ run: $(STAMP_RUN)
 # Lint first, so CI (which runs `make test`) cannot skip it; mypy's cache in .mypy_cache keeps a rerun quick.
 test: lint
 	@$(TEST_ENV) $(PY) -m auteur.devstack exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The same tests on a RabbitMQ broker (quorum queues): an embedded node of its own on loopback, stopped
+# afterwards; Postgres, Redis and MongoDB as in `make test`. The one target that may run apt-get.
+RABBITMQ_TESTS := tests/jobs/test_broker.py tests/jobs/test_pipeline.py tests/jobs/test_doctor.py \
+	tests/jobs/test_metrics_exporter.py tests/jobs/test_chaos.py
+test-rabbitmq: $(STAMP_DEV)
+	@$(PY) -m auteur.devstack install-rabbitmq
+	@$(TEST_ENV) AUTEUR_DEVSTACK_BROKER=rabbitmq $(PY) -m auteur.devstack exec -- $(PY) -m pytest $(RABBITMQ_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
 	$(PY) -m ruff check .

@@ -10,16 +10,18 @@ from __future__ import annotations
 from celery.schedules import crontab
 from django.conf import settings
 
-from auteur.queues import QUEUE_DEFAULT, QUEUES, TASK_ROUTES
+from auteur.queues import QUEUE_DEFAULT, QUEUES, RABBITMQ_EXCHANGE, TASK_ROUTES, broker_is_rabbitmq, rabbitmq_queues
 
-broker_url = settings.REDIS_URL
+# The broker: Redis (REDIS_URL) unless CELERY_BROKER_URL names another; README "Broker choice".
+broker_url = settings.CELERY_BROKER_URL
+ON_RABBITMQ = broker_is_rabbitmq(broker_url)
 
-# ---- Queues: one per job family (auteur/queues.py).
-task_queues = QUEUES
+# ---- Queues: one per job family (auteur/queues.py); quorum queues on RabbitMQ.
+task_queues = rabbitmq_queues() if ON_RABBITMQ else QUEUES
 task_default_queue = QUEUE_DEFAULT
 task_routes = TASK_ROUTES
 
-# ---- Serialization: JSON only. Pickle would let anyone who can write to Redis run code.
+# ---- Serialization: JSON only. Pickle would let anyone who can write to the broker run code.
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
@@ -39,24 +41,44 @@ task_soft_time_limit = 300
 task_time_limit = 330
 LONGEST_TASK_SECONDS = 1800  # render of a long timeline; see jobs/ for per-task limits
 LONGEST_COUNTDOWN_SECONDS = 600  # a poll or a retry back-off is never scheduled further out
-# Redis redelivers a message not acknowledged within the visibility timeout. It must exceed the
-# longest task plus the longest countdown (an ETA message is held unacknowledged by the worker),
-# or a healthy task would be delivered a second time while it still runs.
-broker_transport_options = {
-    "visibility_timeout": LONGEST_TASK_SECONDS + LONGEST_COUNTDOWN_SECONDS + 600,
-    "socket_timeout": 10,
-    "socket_connect_timeout": 5,
-    # No redis-py level retry: it would reconnect a reset pub/sub connection inside kombu's read
-    # and block there for ever (the worker stops consuming; tests/jobs/test_submission_under_stress.py).
-    # kombu and Celery reconnect by themselves.
-}
+broker_transport_options: dict[str, object]
+if ON_RABBITMQ:
+    # RabbitMQ has no visibility timeout: a delivery stays with its consumer until acknowledged or
+    # until the consumer's connection closes (a dead worker), then goes back to the queue. Its
+    # server-side consumer_timeout (30 min by default) must exceed the longest task; the embedded
+    # node sets it (auteur/devstack/rabbitmq.py) and a production broker must too.
+    task_default_exchange = RABBITMQ_EXCHANGE
+    task_default_exchange_type = "topic"  # native delayed delivery needs a topic exchange
+    task_default_queue_type = "quorum"
+    task_create_missing_queue_type = "quorum"
+    # Quorum queues refuse a global prefetch: the worker detects them and sets it per consumer.
+    worker_detect_quorum_queues = True
+    # A countdown message waits in the broker's delay queues (quorum too), not in a worker.
+    broker_native_delayed_delivery_queue_type = "quorum"
+    broker_transport_options = {
+        # A publish returns only once the broker has the message (a quorum queue: a majority of
+        # its replicas): a job is never accepted on a message the broker did not take.
+        "confirm_publish": True,
+    }
+else:
+    # Redis redelivers a message not acknowledged within the visibility timeout. It must exceed
+    # the longest task plus the longest countdown (an ETA message is held unacknowledged by the
+    # worker), or a healthy task would be delivered a second time while it still runs.
+    broker_transport_options = {
+        "visibility_timeout": LONGEST_TASK_SECONDS + LONGEST_COUNTDOWN_SECONDS + 600,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        # No redis-py level retry: it would reconnect a reset pub/sub connection inside kombu's
+        # read and block there for ever (the worker stops consuming;
+        # tests/jobs/test_submission_under_stress.py). kombu and Celery reconnect by themselves.
+    }
 broker_connection_retry_on_startup = True
 broker_connection_timeout = 5
 broker_pool_limit = 10
 
 # ---- Events for Flower.
 worker_send_task_events = True
-# No "task-sent" event: it is one more Redis publish per message sent (0.5 ms of a submission,
+# No "task-sent" event: it is one more broker publish per message sent (0.5 ms of a submission,
 # bench/), and Flower shows a task from its "task-received" on.
 task_send_sent_event = False
 task_track_started = True

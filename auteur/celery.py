@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init, worker_process_init
+from celery.utils.quorum_queues import detect_quorum_queues
 
 from auteur.queues import QUEUE_WAIT_EVENT, SENT_AT_HEADER
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
 
-app = Celery("auteur")
+class AuteurCelery(Celery):
+    """Celery, with countdowns that RabbitMQ's native delayed delivery can carry."""
+
+    # Celery's own parameters after `eta` pass through untouched in `options`.
+    def send_task(  # type: ignore[override]
+        self, name: str, args: Any = None, kwargs: Any = None, countdown: float | None = None, eta: Any = None,
+        **options: Any,
+    ) -> Any:
+        # Native delayed delivery (quorum queues) counts whole seconds and refuses a countdown
+        # that truncates to 0 (the first polls wait 0.2 s): round up, never sooner than asked.
+        if countdown and countdown > 0 and self.native_delayed_delivery:
+            countdown = math.ceil(countdown)
+        return super().send_task(name, args, kwargs, countdown, eta, **options)
+
+    @cached_property
+    def native_delayed_delivery(self) -> bool:
+        with self.connection_for_write() as connection:  # connects nothing
+            return detect_quorum_queues(self, connection.transport.driver_type)[0]
+
+
+app = AuteurCelery("auteur")
 # Celery's Django task class keeps `delay_on_commit`; the base classes of the apps subclass it.
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks()
@@ -62,7 +85,9 @@ def report_queue_wait(task: Any = None, **kwargs: Any) -> None:
     if request.eta:
         with contextlib.suppress(TypeError, ValueError):
             runnable = max(runnable, datetime.fromisoformat(str(request.eta)).timestamp())
-    queue = (request.delivery_info or {}).get("routing_key") or ""
+    # RabbitMQ's delayed delivery prefixes the routing key with the delay's bits ("0.1.….media"):
+    # the queue is its last word (no queue name holds a dot).
+    queue = ((request.delivery_info or {}).get("routing_key") or "").rsplit(".", 1)[-1]
     with contextlib.suppress(Exception):  # a lost measurement never fails the task
         task.send_event(QUEUE_WAIT_EVENT, retry=False, wait=max(0.0, time.time() - runnable), queue=queue)
 
@@ -71,7 +96,7 @@ def warm_up_publisher() -> None:
     """Do once, before serving, what a process's first publish would: ~70 ms of imports and set-up.
 
     Imports the apps' tasks, finalizes the app (its task registry), loads the result backend (an entry-point scan) and
-    imports the broker transport (kombu's redis transport and redis-py). Opens no connection, so
+    imports the broker's transport (kombu's redis transport and redis-py, or py-amqp). Opens no connection, so
     it is safe before a fork (gunicorn's preloaded master, auteur/wsgi.py).
     """
     app.loader.import_default_modules()  # the apps' tasks modules (autodiscovery)

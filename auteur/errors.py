@@ -48,6 +48,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "insufficient_credits": status.HTTP_402_PAYMENT_REQUIRED,
     # 403: not allowed for this caller
     "plan_required": status.HTTP_403_FORBIDDEN,
+    "payment_required": status.HTTP_403_FORBIDDEN,  # the plan's renewal payment failed (past due)
     "permission_denied": status.HTTP_403_FORBIDDEN,
     "quota_exceeded": status.HTTP_403_FORBIDDEN,  # auteur/quotas.py: details name the quota and limit
     # 404: no such object, or another user's (indistinguishable)
@@ -70,6 +71,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "subscription_exists": status.HTTP_409_CONFLICT,
     "subscription_inactive": status.HTTP_409_CONFLICT,
     "webhook_limit_reached": status.HTTP_409_CONFLICT,
+    "plan_active": status.HTTP_409_CONFLICT,  # change or cancel a running plan in the billing portal
+    "no_billing_account": status.HTTP_409_CONFLICT,
     # 413, 415: the body or file itself is refused
     "edl_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "file_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -92,11 +95,16 @@ HTTP_STATUS: Mapping[str, int] = {
     "idempotency_key_reused": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "language_unsupported": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_projects_differ": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "plan_not_for_sale": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "unknown_credit_pack": status.HTTP_422_UNPROCESSABLE_ENTITY,
     # 428: a write must say which version it was made from
     "version_required": status.HTTP_428_PRECONDITION_REQUIRED,
     # 503: a part of the service is unavailable; nothing was done
     "feature_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "edl_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "billing_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    # 500: a Stripe event failed while being processed; rolled back and retried by Stripe
+    "event_processing_failed": status.HTTP_500_INTERNAL_SERVER_ERROR,
 }
 
 

@@ -92,6 +92,15 @@ class Degraded(Exception):
         self.details = details or {}
 
 
+def check_broker() -> None:
+    """The Celery broker accepts a connection (checked only when it is not Redis, which the
+    `redis` check covers)."""
+    from celery import current_app
+
+    with current_app.connection_for_write(connect_timeout=CHECK_TIMEOUT_SECONDS) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=CHECK_TIMEOUT_SECONDS)
+
+
 def check_workers() -> None:
     """At least one worker consumes each queue."""
     idle = [queue for queue, workers in queue_workers().items() if not workers]

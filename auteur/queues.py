@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,24 @@ WEBHOOK_QUEUES = (QUEUE_WEBHOOKS,)
 GPU_DISPATCH_QUEUES = (QUEUE_GPU_AUDIO, QUEUE_GPU_VISION, QUEUE_GPU_GENERATION)
 
 QUEUES = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
+
+# On RabbitMQ the task queues are quorum queues (replicated by Raft, publishes confirmed by a
+# majority) bound to one topic exchange: Celery's native delayed delivery, which keeps a countdown
+# message in the broker rather than in a worker's memory, forwards due messages through a topic
+# exchange only (a direct one would make the worker hold every countdown message until it is due).
+RABBITMQ_EXCHANGE = "auteur"
+QUORUM = {"x-queue-type": "quorum"}
+RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def broker_is_rabbitmq(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in RABBITMQ_SCHEMES
+
+
+def rabbitmq_queues() -> tuple[Queue, ...]:
+    exchange = Exchange(RABBITMQ_EXCHANGE, type="topic", durable=True)
+    return tuple(Queue(name, exchange, routing_key=name, queue_arguments=QUORUM) for name in ALL_QUEUES)
+
 # Tasks are named "<app>.<family>.<step>"; the router sends each family to its queue.
 TASK_ROUTES = {
     # Retention sweeps are housekeeping, whichever app owns the data (listed before "media.*":
@@ -76,6 +94,7 @@ def queue_depths() -> dict[str, int]:
             try:
                 depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count  # type: ignore[attr-defined]
             except Exception:  # a queue never declared yet (RabbitMQ's 404) holds nothing
+                # (py-amqp reopens the channel RabbitMQ closes on that 404: the next queues are still asked.)
                 logger.debug("queue %s not declared", queue, exc_info=True)
                 depths[queue] = 0
     return depths

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "projects",
     "jobs",
     "webhooks",
+    "billing.apps.BillingConfig",
     "django_prometheus",  # the API's request metrics (auteur/metrics.py)
 ]
 
@@ -161,6 +162,10 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 
 REDIS_URL = required("REDIS_URL")
+# The Celery broker: Redis by default, or RabbitMQ (amqp://) with quorum queues (celeryconfig.py;
+# README "Broker choice"). Only the job queues move: event streams, rate limits, the GPU
+# announcements, the cache and beat's schedule stay on REDIS_URL whatever the broker.
+CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
 MONGODB_URI = required("MONGODB_URI")
 
 CACHES = {
@@ -271,6 +276,10 @@ AUTEUR_READYZ_DEGRADED_CHECKS = {
     "workers": "auteur.health.check_workers",
     "gpu_backend": "jobs.gpu_client.check",
 }
+if CELERY_BROKER_URL != REDIS_URL:
+    # A broker of its own: without it jobs are still accepted (and charged), and wait for the
+    # reaper to publish them again, so it degrades the service rather than making it unavailable.
+    AUTEUR_READYZ_DEGRADED_CHECKS["broker"] = "auteur.health.check_broker"
 AUTEUR_READYZ_DEGRADED_CACHE_SECONDS = env.int("AUTEUR_READYZ_DEGRADED_CACHE_SECONDS", default=15)
 # ---- Metrics. The exporter (`manage.py metrics_exporter`) serves the queues, workers, tasks and
 # business state here (an internal address: never publish its port); it polls every
@@ -354,6 +363,45 @@ AUTEUR_PLAN_ALLOWANCES = {
     "starter": env.int("AUTEUR_PLAN_STARTER_MONTHLY_CREDITS", default=500),
     "pro": env.int("AUTEUR_PLAN_PRO_MONTHLY_CREDITS", default=3000),
 }
+
+# ---- Billing through Stripe (billing/). Without STRIPE_SECRET_KEY every billing endpoint
+# answers 503 `billing_unavailable` and nothing else changes; there is no default for a secret.
+STRIPE_SECRET_KEY: str = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET: str = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# A signed event older than this is refused (a replayed capture), as Stripe's libraries do.
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
+# Another address for Stripe's API (stripe-mock, `http://localhost:12111`); empty: Stripe's own.
+STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
+# The Stripe price of each plan (plan -> price id); a plan without one cannot be bought.
+STRIPE_PLAN_PRICES: dict[str, str] = {
+    plan: price for plan, price in (
+        ("starter", env.str("STRIPE_PRICE_STARTER", default="")),
+        ("pro", env.str("STRIPE_PRICE_PRO", default="")),
+    ) if price
+}
+
+
+def _credit_packs(value: str) -> dict[str, tuple[str, int]]:
+    """`pack_500:price_abc:500,pack_2000:price_def:2000` -> {pack id: (Stripe price id, credits)}."""
+    packs: dict[str, tuple[str, int]] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            pack_id, price, credits = item.split(":")
+            amount = int(credits)
+        except ValueError:
+            raise ImproperlyConfigured(f"AUTEUR_CREDIT_PACKS: {item!r} is not <id>:<price id>:<credits>") from None
+        if amount <= 0:
+            raise ImproperlyConfigured(f"AUTEUR_CREDIT_PACKS: {item!r} must grant a positive number of credits")
+        packs[pack_id] = (price, amount)
+    return packs
+
+
+AUTEUR_CREDIT_PACKS = _credit_packs(env.str("AUTEUR_CREDIT_PACKS", default=""))
+# Where Stripe's hosted pages send the user back to (the web app's pages).
+STRIPE_CHECKOUT_SUCCESS_URL = env.str("STRIPE_CHECKOUT_SUCCESS_URL", default="http://localhost:3000/billing/success")
+STRIPE_CHECKOUT_CANCEL_URL = env.str("STRIPE_CHECKOUT_CANCEL_URL", default="http://localhost:3000/billing")
+STRIPE_PORTAL_RETURN_URL = env.str("STRIPE_PORTAL_RETURN_URL", default="http://localhost:3000/billing")
 
 # ---- API
 REST_FRAMEWORK = {

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("projects.urls")),
     path("", include("projects.media_urls")),
     path("", include("webhooks.urls")),
+    path("", include("billing.urls")),
 ]
 
 urlpatterns = [

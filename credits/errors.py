@@ -26,3 +26,9 @@ class IdempotencyConflict(ApplicationError):
 
 class PlanRequired(ApplicationError):
     code = "plan_required"
+
+
+class PaymentRequired(ApplicationError):
+    """The plan's renewal payment failed: its features wait for a successful payment."""
+
+    code = "payment_required"

@@ -1,10 +1,10 @@
 """Plans, subscriptions, credit accounts and the append-only credit ledger.
 
 The ledger's invariants (balance >= 0 and equal to its entries' sum, one usage and one refund
-per job, rows never changed) are held by the database, not
-only by the services: a negative balance, a second usage or refund for one job, a reused
-idempotency key, a deduction typed as a grant, and any UPDATE or DELETE of a ledger row (a
-trigger, migration 0002) are all refused by Postgres whatever code path tries them.
+per job, one purchase and one purchase reversal per paid payment, rows never changed) are held
+by the database, not only by the services: a negative balance, a second usage or refund for one
+job, a reused idempotency key, a deduction typed as a grant, and any UPDATE or DELETE of a
+ledger row (a trigger, migration 0002) are all refused by Postgres whatever code path tries them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class Plan(models.TextChoices):
 
 class SubscriptionStatus(models.TextChoices):
     ACTIVE = "active", "Active"
+    # A renewal payment failed: plan-gated features answer `payment_required` until one succeeds.
+    PAST_DUE = "past_due", "Past due"
     CANCELLED = "cancelled", "Cancelled"
     EXPIRED = "expired", "Expired"
 
@@ -87,6 +89,9 @@ class TransactionType(models.TextChoices):
     REFUND = "refund", "Refund (job)"
     BONUS = "bonus", "Bonus"
     ADJUSTMENT = "adjustment", "Staff adjustment"
+    # A credit pack paid through Stripe, and the removal of its credits when the payment is refunded.
+    PURCHASE = "purchase", "Credit pack purchase"
+    PURCHASE_REVERSAL = "purchase_reversal", "Credit pack refund"
 
 
 class LedgerIsAppendOnly(Exception):
@@ -150,9 +155,9 @@ class CreditTransaction(models.Model):
             # The sign follows the type, so a deduction can never be booked as a grant or back.
             models.CheckConstraint(
                 condition=(
-                    Q(type=TransactionType.USAGE, amount__lt=0)
-                    | Q(type__in=[TransactionType.REFUND, TransactionType.SUBSCRIPTION, TransactionType.BONUS],
-                        amount__gt=0)
+                    Q(type__in=[TransactionType.USAGE, TransactionType.PURCHASE_REVERSAL], amount__lt=0)
+                    | Q(type__in=[TransactionType.REFUND, TransactionType.SUBSCRIPTION, TransactionType.BONUS,
+                                  TransactionType.PURCHASE], amount__gt=0)
                     | Q(type=TransactionType.ADJUSTMENT)
                 ),
                 name="credit_tx_sign_matches_type",
@@ -167,6 +172,20 @@ class CreditTransaction(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["job_id"], condition=Q(type=TransactionType.REFUND), name="credit_tx_one_refund_per_job"
+            ),
+            # One purchase, and at most one reversal, per Stripe payment (its key), whichever account.
+            models.CheckConstraint(
+                condition=~Q(type__in=[TransactionType.PURCHASE, TransactionType.PURCHASE_REVERSAL])
+                | Q(idempotency_key__isnull=False),
+                name="credit_tx_purchase_entries_have_key",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=Q(type=TransactionType.PURCHASE),
+                name="credit_tx_one_purchase_per_payment",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"], condition=Q(type=TransactionType.PURCHASE_REVERSAL),
+                name="credit_tx_one_reversal_per_payment",
             ),
             models.UniqueConstraint(
                 fields=["account", "idempotency_key"],

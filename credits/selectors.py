@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, Value, Window
@@ -40,6 +41,11 @@ def subscription_get(*, user: User) -> Subscription | None:
     return Subscription.objects.filter(user_id=user.pk).first()
 
 
+def credit_transaction_get_for_payment(*, idempotency_key: str, type: str) -> CreditTransaction | None:
+    """The purchase (or reversal) entry of a payment; keys of those types are unique ledger-wide."""
+    return CreditTransaction.objects.filter(idempotency_key=idempotency_key, type=type).first()
+
+
 def user_plan(*, user: User) -> str | None:
     """The plan of the user's active subscription, or None (no subscription, cancelled, expired)."""
     plan: str | None = (
@@ -62,6 +68,18 @@ class LedgerProblem:
         return f"account {self.account_id} ({self.user_email}): {self.message}"
 
 
+# Apps above credits that move credits for an outside object (billing: a paid Stripe payment) add
+# their own checks that each such object has exactly its ledger row. Each returns
+# (account id, message) pairs. Registered at start-up (AppConfig.ready), never per request.
+ExtraLedgerCheck = Callable[[], Iterable[tuple[uuid.UUID, str]]]
+_EXTRA_CHECKS: list[ExtraLedgerCheck] = []
+
+
+def ledger_check_register(check: ExtraLedgerCheck) -> None:
+    if check not in _EXTRA_CHECKS:
+        _EXTRA_CHECKS.append(check)
+
+
 def _emails(account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     return dict(CreditAccount.objects.filter(pk__in=account_ids).values_list("pk", "user__email"))
 
@@ -73,7 +91,8 @@ def ledger_check() -> list[LedgerProblem]:
     balance_after is the previous entry's plus its own amount (entries ordered by created_at,
     then id); no balance or balance_after is negative; every entry belongs to the account's
     user; and each job's refund, if any, gives back at most what its usage entry charged (all of
-    it, or the unspent part of a job canceled after its inference started).
+    it, or the unspent part of a job canceled after its inference started). Then the checks
+    other apps registered (`ledger_check_register`), such as billing's paid payments.
     """
     found: list[tuple[uuid.UUID, str]] = []
 
@@ -123,6 +142,9 @@ def ledger_check() -> list[LedgerProblem]:
         else:
             found.append((account_id, f"refund {entry_id} gives back {amount} for job {job_id}, "
                                       f"which was charged {-charged_amount}"))
+
+    for check in _EXTRA_CHECKS:
+        found.extend(check())
 
     emails = _emails({account_id for account_id, _ in found})
     return [LedgerProblem(account_id, emails.get(account_id, "?"), message) for account_id, message in found]

@@ -77,8 +77,8 @@ def _accepted(job: Job, *, created: bool) -> Response:
 # ----------------------------------------------------------------------------- submission
 
 
-@raises("invalid_idempotency_key", "project_not_found", "plan_required", "insufficient_credits",
-        "idempotency_key_reused", "feature_unavailable", "invalid_webhook_url")
+@raises("invalid_idempotency_key", "project_not_found", "plan_required", "payment_required",
+        "insufficient_credits", "idempotency_key_reused", "feature_unavailable", "invalid_webhook_url")
 class JobSubmitApi(ApiView):
     """Base of the `POST /jobs/<type>` views; `_submit_api` makes one per job type.
 
@@ -86,7 +86,8 @@ class JobSubmitApi(ApiView):
     With an `Idempotency-Key` header, the same key and body within 24 hours answer 200 with
     the original job, in its current status (header `Idempotent-Replayed: true`), and charge
     nothing; the same key with another body is a 422 `idempotency_key_reused`. 402
-    `insufficient_credits` (nothing created), 403 `plan_required`, 503 `feature_unavailable`
+    `insufficient_credits` (nothing created), 403 `plan_required` (`payment_required` while the
+    plan's renewal is unpaid), 503 `feature_unavailable`
     when this server's GPU backend cannot run the type (nothing charged).
     """
 
@@ -307,7 +308,7 @@ class JobCancelApi(ApiView):
         return Response(JobSerializer(job).data)
 
 
-@raises("job_not_retryable", "plan_required", "insufficient_credits", "feature_unavailable")
+@raises("job_not_retryable", "plan_required", "payment_required", "insufficient_credits", "feature_unavailable")
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
     409 `job_not_retryable` unless the job failed with a retryable error."""

@@ -49,7 +49,7 @@ STEP_HARD_LIMIT_SECONDS = 960
 
 POLL_FIRST_SECONDS = 0.2
 POLL_MAX_SECONDS = 5.0
-# Publishing must fail fast when Redis is down: the job is already charged and committed, and
+# Publishing must fail fast when the broker is down: the job is already charged and committed, and
 # the reaper re-publishes pending jobs; a client must not wait on broker retries.
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 

@@ -11,7 +11,9 @@
   (`jobs/specs.py`);
 - the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`, `auteur/schema.py`,
   `auteur/retention.py`) import no app;
-- nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/celery.py` by autodiscovery).
+- nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/celery.py` by autodiscovery);
+- `billing` imports only `credits` of the apps (and the foundations); nothing imports `billing`
+  but the wiring (`auteur/urls.py`, and INSTALLED_APPS by name).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks", "webhooks")
+APPS = ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks", "webhooks", "billing")
 
 
 def imports(path: Path) -> Iterator[tuple[int, str]]:
@@ -66,6 +68,7 @@ def violations(package: str, allowed: set[str], *, exempt: tuple[str, ...] = ())
         ("credits", {"auteur", "django", "rest_framework"}),
         ("webhooks", {"auteur", "django", "rest_framework"}),
         ("projects", {"auteur", "media", "django", "rest_framework"}),
+        ("billing", {"auteur", "credits", "django", "rest_framework"}),
         ("gpu_tasks", set()),
     ],
 )
@@ -86,7 +89,7 @@ def test_apps_reach_the_auteur_package_only_for_its_foundations():
     # `manage.py doctor` is an interface over every component, readiness's checks included.
     wiring = {"jobs/management/commands/doctor.py"}
     bad = []
-    for package in ("credits", "media", "projects", "jobs", "webhooks"):
+    for package in ("credits", "media", "projects", "jobs", "webhooks", "billing"):
         for path in modules(package):
             if path.relative_to(ROOT).as_posix() in wiring:
                 continue
@@ -113,7 +116,7 @@ def test_foundations_import_no_app():
                    ROOT / "auteur/retention.py"]
     for path in [*modules("auteur/users"), *foundations]:
         bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
-                if name.split(".")[0] in ("credits", "media", "projects", "jobs", "gpu_tasks", "webhooks")]
+                if name.split(".")[0] in ("credits", "media", "projects", "jobs", "gpu_tasks", "webhooks", "billing")]
     assert bad == []
 
 
@@ -129,11 +132,23 @@ def test_nothing_but_the_wiring_imports_jobs():
     assert bad == []
 
 
+def test_nothing_but_the_wiring_imports_billing():
+    wiring = {"auteur/urls.py"}
+    bad = []
+    for package in ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks", "webhooks"):
+        for path in modules(package):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in wiring:
+                continue
+            bad += [f"{rel}:{line} {name}" for line, name in imports(path) if name.split(".")[0] == "billing"]
+    assert bad == []
+
+
 def test_domain_errors_carry_no_http_status():
     """Services, selectors and each app's errors.py speak in error codes; auteur/errors.py alone
     knows which HTTP status a code is answered with."""
     bad = []
-    for package in ("credits", "media", "projects", "jobs"):
+    for package in ("credits", "media", "projects", "jobs", "billing"):
         for path in modules(package):
             rel = path.relative_to(ROOT).as_posix()
             if not any(part in rel for part in ("errors.py", "services", "selectors")):

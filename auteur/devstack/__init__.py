@@ -14,7 +14,8 @@ Two entry points (``python -m auteur.devstack ...``, see ``cli.py``):
           (``pytest``) with the URLs exported; everything is stopped and deleted afterwards.
 
 Modules: ``ports`` (choosing and waiting for ports), ``process_group`` (stopping a child's
-process group), ``servers`` (the three embedded servers), ``stack`` (the servers of one data
+process group), ``servers`` (the three embedded servers), ``rabbitmq`` (an embedded RabbitMQ node,
+the broker of ``make test-rabbitmq``), ``stack`` (the servers of one data
 directory and their recorded URLs), ``front`` (Caddy, the API's gunicorn and the storage server of
 ``make run``), ``processes`` (the worker, beat and Flower, and running them all), ``cli`` (the two
 commands).

@@ -163,6 +163,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def cmd_install_rabbitmq(args: argparse.Namespace) -> int:
+    """``make test-rabbitmq``'s first step: Debian's rabbitmq-server, installed when missing."""
+    from auteur.devstack import rabbitmq
+
+    print(f"devstack: rabbitmq-server {rabbitmq.install()}", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m auteur.devstack",
@@ -174,5 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_exec = sub.add_parser("exec", help="run a command against a throwaway stack (make test)")
     p_exec.add_argument("command", nargs=argparse.REMAINDER)
     p_exec.set_defaults(fn=cmd_exec)
+    sub.add_parser(
+        "install-rabbitmq", help="install Debian's rabbitmq-server if missing (make test-rabbitmq; apt-get)"
+    ).set_defaults(fn=cmd_install_rabbitmq)
     args = parser.parse_args(argv)
     return int(args.fn(args))

@@ -10,13 +10,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from auteur.devstack import REPO_ROOT
+from auteur.devstack import REPO_ROOT, DevStackError
 from auteur.devstack.ports import free_port, preferred_port
+from auteur.devstack.rabbitmq import RabbitMQServer
 from auteur.devstack.servers import EmbeddedServer, MongoServer, PostgresServer, RedisServer
 
 DEFAULT_VAR_DIR = REPO_ROOT / "var"
 STATE_FILE_NAME = "devstack.json"
-URL_VARS = ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")
+URL_VARS = ("DATABASE_URL", "REDIS_URL", "MONGODB_URI", "CELERY_BROKER_URL")
+# Which broker the stack starts when CELERY_BROKER_URL is unset: "redis" (the default: the broker
+# is REDIS_URL's server) or "rabbitmq" (an embedded node; `make test-rabbitmq`).
+BROKER_VAR = "AUTEUR_DEVSTACK_BROKER"
+BROKERS = ("redis", "rabbitmq")
 
 
 @dataclass
@@ -50,6 +55,16 @@ class Stack:
             )
         if not env.get("MONGODB_URI"):
             stack.servers.append(MongoServer("mongodb", var_dir / "mongodb", port(17017), logs / "mongodb.log"))
+        broker = env.get(BROKER_VAR) or "redis"
+        if broker not in BROKERS:
+            raise DevStackError(f"{BROKER_VAR}={broker!r}: expected one of {', '.join(BROKERS)}")
+        if broker == "rabbitmq" and not env.get("CELERY_BROKER_URL"):
+            stack.servers.append(
+                RabbitMQServer(
+                    "rabbitmq", var_dir / "rabbitmq", port(15670), logs / "rabbitmq.log",
+                    dist_port=port(25670), epmd_port=port(14370),
+                )
+            )
         return stack
 
     def urls(self) -> dict[str, str]:

@@ -18,24 +18,32 @@ from django.utils import timezone
 
 from auteur.errors import ApplicationError
 from auteur.users.models import User
-from credits.errors import PlanRequired
+from credits.errors import PaymentRequired, PlanRequired
 from credits.lock_objects import subscription_lock
 from credits.models import Plan, Subscription, SubscriptionStatus, TransactionType
-from credits.selectors import user_plan
+from credits.selectors import subscription_get, user_plan
 from credits.services.ledger import credit_grant_once
 
 logger = logging.getLogger(__name__)
 
 def require_plan(*, user: User, plan: str | None, feature: str) -> None:
-    """Refuse (403 `plan_required`) a feature that needs `plan` to anyone without it active."""
+    """Refuse a feature that needs `plan`: 403 `payment_required` while that plan's renewal is
+    unpaid (past due), 403 `plan_required` to anyone else without it active."""
     if plan is None:
         return
     current = user_plan(user=user)
-    if current != plan:
-        raise PlanRequired(
-            f"{feature} is available on the {plan} plan.",
-            details={"feature": feature, "required_plan": plan, "current_plan": current},
+    if current == plan:
+        return
+    subscription = subscription_get(user=user)
+    if subscription is not None and subscription.status == SubscriptionStatus.PAST_DUE and subscription.plan == plan:
+        raise PaymentRequired(
+            f"{feature} is available again once the {plan} plan's payment succeeds.",
+            details={"feature": feature, "required_plan": plan, "status": subscription.status},
         )
+    raise PlanRequired(
+        f"{feature} is available on the {plan} plan.",
+        details={"feature": feature, "required_plan": plan, "current_plan": current},
+    )
 
 
 def add_month(moment: datetime) -> datetime:
@@ -44,21 +52,23 @@ def add_month(moment: datetime) -> datetime:
     return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
-def _allowance_key(subscription: Subscription) -> str:
+def _allowance_key(subscription: Subscription, period_start: datetime) -> str:
     # One grant per (subscription, period): the ledger's unique (account, idempotency_key)
     # makes a second beat, a re-run or a retry a no-op.
-    return f"subscription:{subscription.pk}:{subscription.current_period_start.isoformat()}"
+    return f"subscription:{subscription.pk}:{period_start.isoformat()}"
 
 
-def _grant_period_allowance(subscription: Subscription) -> bool:
-    amount = int(settings.AUTEUR_PLAN_ALLOWANCES[subscription.plan])
+def _grant_period_allowance(subscription: Subscription, *, plan: str | None = None,
+                            period_start: datetime | None = None) -> bool:
+    plan = plan or subscription.plan
+    period_start = period_start or subscription.current_period_start
+    amount = int(settings.AUTEUR_PLAN_ALLOWANCES[plan])
     _, created = credit_grant_once(
         user=subscription.user,
         amount=amount,
         type=TransactionType.SUBSCRIPTION,
-        description=f"{subscription.plan} plan allowance, period from "
-                    f"{subscription.current_period_start:%Y-%m-%d}",
-        idempotency_key=_allowance_key(subscription),
+        description=f"{plan} plan allowance, period from {period_start:%Y-%m-%d}",
+        idempotency_key=_allowance_key(subscription, period_start),
         created_by=None,
     )
     return created
@@ -146,11 +156,15 @@ def subscription_grant_allowances(*, now: datetime | None = None) -> int:
     its end the subscription rolls forward by calendar months to the period containing `now`,
     and that period's allowance (AUTEUR_PLAN_ALLOWANCES[plan]) is granted with the idempotency
     key `subscription:<id>:<period start>`. Running this twice, or from two beats at once,
-    grants once. Returns how many grants this call made.
+    grants once. Subscriptions billed through Stripe are left out: their paid invoices grant
+    them (subscription_grant_paid_period). Returns how many grants this call made.
     """
     now = now or timezone.now()
+    # A subscription billed by Stripe is granted by its paid invoices (billing/), never here,
+    # so a period is never granted both ways.
     ids = list(
-        Subscription.objects.filter(status=SubscriptionStatus.ACTIVE, current_period_start__lte=now)
+        Subscription.objects.filter(status=SubscriptionStatus.ACTIVE, current_period_start__lte=now,
+                                    stripe_subscription_id="")
         .order_by("pk").values_list("pk", flat=True)
     )
     granted = 0
@@ -162,3 +176,54 @@ def subscription_grant_allowances(*, now: datetime | None = None) -> int:
             logger.exception("subscription %s: allowance grant failed; retried on the next run", subscription_id)
     return granted
 
+
+
+# ----------------------------------------------------------------------------- billed elsewhere
+
+
+@transaction.atomic
+def subscription_sync_external(
+    *,
+    user: User,
+    external_id: str,
+    plan: str,
+    status: str,
+    current_period_start: datetime,
+    current_period_end: datetime,
+) -> Subscription | None:
+    """Make the user's subscription the billing provider's current state of `external_id`.
+
+    The caller passes the provider's state as it is now, not as an event described it, so a
+    late or repeated event cannot roll a newer state back. A subscription other than the one
+    the user has now only replaces it when it is active (a new subscription after an ended one):
+    a late event about an old, ended subscription changes nothing (None).
+    """
+    _validate_plan(plan)
+    if status not in SubscriptionStatus.values:
+        raise ApplicationError(f"status must be one of {', '.join(SubscriptionStatus.values)}.",
+                               code="invalid_status", details={"status": status})
+    fields = {"plan": plan, "status": status, "stripe_subscription_id": external_id,
+              "current_period_start": current_period_start, "current_period_end": current_period_end}
+    current = subscription_get(user=user)
+    if current is None:
+        try:
+            with transaction.atomic():
+                return Subscription.objects.create(user=user, **fields)
+        except IntegrityError:
+            current = subscription_get(user=user)  # created by a concurrent sync a moment ago
+            if current is None:
+                raise
+    subscription = subscription_lock(subscription_id=current.pk)
+    if subscription.stripe_subscription_id != external_id and status != SubscriptionStatus.ACTIVE:
+        return None
+    for name, value in fields.items():
+        setattr(subscription, name, value)
+    subscription.save(update_fields=[*fields, "updated_at"])
+    return subscription
+
+
+def subscription_grant_paid_period(*, subscription: Subscription, plan: str, period_start: datetime) -> bool:
+    """Grant `plan`'s allowance for the paid period starting at `period_start`, once (the same
+    key the beat uses). Returns whether this call granted it."""
+    _validate_plan(plan)
+    return _grant_period_allowance(subscription, plan=plan, period_start=period_start)

@@ -280,3 +280,43 @@ def test_run_reuses_its_data_after_a_stop(tmp_path):
     with running_stack(tmp_path, env) as stack, psycopg.connect(stack.urls()["DATABASE_URL"]) as conn:
         assert conn.execute("SELECT to_regclass('marker')").fetchone() == ("marker",)
     assert Path(tmp_path / "postgres" / "PG_VERSION").exists()
+
+
+def test_the_broker_is_redis_unless_rabbitmq_is_asked_for_and_no_url_is_set(tmp_path):
+    from auteur.devstack import DevStackError
+    from auteur.devstack.rabbitmq import RabbitMQServer
+
+    assert "rabbitmq" not in [s.name for s in Stack.plan(tmp_path, NO_URLS, ephemeral=True).servers]
+    stack = Stack.plan(tmp_path, {**NO_URLS, "AUTEUR_DEVSTACK_BROKER": "rabbitmq"}, ephemeral=True)
+    [node] = [s for s in stack.servers if isinstance(s, RabbitMQServer)]
+    assert len({node.port, node.dist_port, node.epmd_port}) == 3
+    assert stack.urls()["CELERY_BROKER_URL"] == f"amqp://guest:guest@127.0.0.1:{node.port}//"
+    elsewhere = {**NO_URLS, "AUTEUR_DEVSTACK_BROKER": "rabbitmq", "CELERY_BROKER_URL": "amqp://broker.internal//"}
+    assert "rabbitmq" not in [s.name for s in Stack.plan(tmp_path, elsewhere, ephemeral=True).servers]
+    with pytest.raises(DevStackError, match="AUTEUR_DEVSTACK_BROKER"):
+        Stack.plan(tmp_path, {**NO_URLS, "AUTEUR_DEVSTACK_BROKER": "kafka"}, ephemeral=True)
+
+
+@pytest.mark.skipif(not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists(),
+                    reason="rabbitmq-server is not installed (make test-rabbitmq installs it)")
+def test_an_embedded_rabbitmq_node_listens_on_loopback_only_and_leaves_nothing_behind(tmp_path):
+    import kombu
+
+    from auteur.devstack.rabbitmq import RabbitMQServer
+
+    env = {**NO_URLS, "DATABASE_URL": "unused", "REDIS_URL": "unused", "MONGODB_URI": "unused",
+           "AUTEUR_DEVSTACK_BROKER": "rabbitmq"}
+    with running_stack(tmp_path, env, ephemeral=True) as stack:
+        [node] = stack.servers
+        assert isinstance(node, RabbitMQServer)
+        with kombu.Connection(stack.urls()["CELERY_BROKER_URL"]) as connection:
+            connection.ensure_connection(max_retries=1)
+            assert connection.connection.server_properties["product"] == "RabbitMQ"
+        ports = {node.port, node.dist_port, node.epmd_port}
+        listening = {c.laddr for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port in ports}
+        assert {port for _, port in listening} == ports
+        assert {host for host, _ in listening} <= {"127.0.0.1", "::1"}
+        assert (tmp_path / "rabbitmq" / "mnesia").is_dir()  # its data under its own directory
+        pid = node.proc.pid if node.proc else 0
+    assert all(port_is_free(p) for p in ports)  # epmd too, though it ran outside the node's process group
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -117,10 +117,12 @@ def no_work_left() -> Iterator[None]:
 
 
 @pytest.fixture
-def owner(settings: Any, user: User, gpu_backend: Callable[[str], None]) -> User:
+def owner(settings: Any, user: User, gpu_backend: Callable[[str], None], stripe_fake: Any) -> User:
     # Hundreds of requests within a minute: the limits are raised for this test only.
     settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE = 1_000_000
     settings.AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = 1_000_000
+    # Billing is configured (`stripe_fake`: Stripe's API replaced at its client module, as in
+    # tests/billing), so its endpoints answer as they do in production, not 503.
     # Every job type can be submitted (the local backend's 503 for a type it lacks the weights of
     # is tested in tests/jobs); nothing runs, as explained above.
     gpu_backend("noop")

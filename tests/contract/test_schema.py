@@ -114,6 +114,7 @@ NOT_ANSWERED_BY_THE_API = {
     "subscription_exists": "subscription management (admin, commands)",
     "subscription_inactive": "subscription management (admin, commands)",
     "unknown_job_type": "POST /jobs/<anything else>, a path outside the schema",
+    "event_processing_failed": "the Stripe webhook, which is not in the public schema",
 }
 
 

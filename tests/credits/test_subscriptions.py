@@ -15,6 +15,8 @@ from credits.services.subscriptions import (
     subscription_change_plan,
     subscription_create,
     subscription_grant_allowances,
+    subscription_grant_paid_period,
+    subscription_sync_external,
 )
 from credits.tasks import grant_subscription_allowances
 
@@ -141,3 +143,39 @@ def test_expired_status_counts_as_no_plan(user):
     subscription_create(user=user, plan=Plan.PRO)
     Subscription.objects.filter(user=user).update(status=SubscriptionStatus.EXPIRED)
     assert user_plan(user=user) is None
+
+
+def sync(user, external_id: str, status: str, plan: str = Plan.PRO, start: datetime = T0) -> Subscription | None:
+    return subscription_sync_external(user=user, external_id=external_id, plan=plan, status=status,
+                                      current_period_start=start, current_period_end=add_month(start))
+
+
+def test_past_due_refuses_the_plans_features_with_payment_required(user):
+    sync(user, "sub_1", SubscriptionStatus.PAST_DUE)
+    with pytest.raises(ApplicationError) as exc:
+        require_plan(user=user, plan="pro", feature="video-generation")
+    assert (exc.value.status_code, exc.value.code) == (403, "payment_required")
+    sync(user, "sub_1", SubscriptionStatus.ACTIVE)
+    require_plan(user=user, plan="pro", feature="video-generation")
+
+
+def test_the_beat_leaves_externally_billed_subscriptions_to_their_invoices(user):
+    subscription = sync(user, "sub_1", SubscriptionStatus.ACTIVE, start=T0)
+    assert subscription is not None
+    assert subscription_grant_allowances(now=T0 + timedelta(days=40)) == 0
+    assert allowance_entries(user) == []
+    assert subscription_grant_paid_period(subscription=subscription, plan=Plan.PRO, period_start=T0)
+    assert not subscription_grant_paid_period(subscription=subscription, plan=Plan.PRO, period_start=T0)
+    assert credit_balance_get(user=user) == PRO and ledger_check() == []
+
+
+def test_an_ended_subscription_never_replaces_the_current_one(user):
+    sync(user, "sub_new", SubscriptionStatus.ACTIVE)
+    assert sync(user, "sub_old", SubscriptionStatus.CANCELLED) is None
+    current = Subscription.objects.get(user=user)
+    assert (current.stripe_subscription_id, current.status) == ("sub_new", SubscriptionStatus.ACTIVE)
+    # A new active subscription after an ended one takes its place.
+    sync(user, "sub_new", SubscriptionStatus.CANCELLED)
+    sync(user, "sub_newer", SubscriptionStatus.ACTIVE, plan=Plan.STARTER)
+    current.refresh_from_db()
+    assert (current.stripe_subscription_id, current.plan, current.status) == ("sub_newer", "starter", "active")

@@ -36,6 +36,7 @@ def test_doctor_prints_components_versions_queues_and_the_oldest_job_per_state(s
     assert re.search(r"^gpu_backend +ok$", text, re.M)
     assert re.search(r"^postgres server +\d+", text, re.M) and re.search(r"^redis server +\d+\.", text, re.M)
     assert re.search(r"^celery +5\.", text, re.M) and re.search(r"^mongodb server +\S+", text, re.M)
+    assert re.search(r"^celery broker +(redis|RabbitMQ [\d.]+) at (redis|amqp)://", text, re.M), text
     assert not re.search(r"^\w[\w ]* +unavailable", text, re.M), text  # every version is read
     for queue in ALL_QUEUES:
         assert re.search(rf"^{queue} +\d+  NO WORKER$", text, re.M), text

@@ -15,7 +15,7 @@ from auteur.queues import ALL_QUEUES, queue_depths, queue_workers
 from credits.services.ledger_audit import ledger_audit_last
 from jobs.models import Job, JobStatus
 
-PACKAGES = ("Django", "celery", "kombu", "redis", "psycopg", "pymongo", "celery-redbeat", "prometheus-client",
+PACKAGES = ("Django", "celery", "kombu", "redis", "amqp", "psycopg", "pymongo", "celery-redbeat", "prometheus-client",
             "django-prometheus", "modal")
 
 
@@ -51,6 +51,7 @@ class Command(BaseCommand):
         out(f"{'postgres server':<18} {self._safely(self._postgres_version)}")
         out(f"{'redis server':<18} {self._safely(self._redis_version)}")
         out(f"{'mongodb server':<18} {self._safely(self._mongo_version)}")
+        out(f"{'celery broker':<18} {self._safely(self._broker)}")
 
         out("== queues (waiting messages, workers)")
         depths = self._safely(queue_depths)
@@ -101,6 +102,16 @@ class Command(BaseCommand):
         import redis
 
         return str(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).info("server")["redis_version"])
+
+    def _broker(self) -> str:
+        """What the Celery broker is and says it runs: Redis (the server above), or RabbitMQ's version."""
+        from celery import current_app
+
+        with current_app.connection_for_write(connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+            properties = getattr(connection.connection, "server_properties", None) or {}  # AMQP's handshake
+            server = f"{properties.get('product', '')} {properties.get('version', '')}".strip()
+            return f"{server or connection.transport.driver_type} at {connection.as_uri()}"  # password masked
 
     def _mongo_version(self) -> str:
         import pymongo
