@@ -126,6 +126,7 @@ beat_schedule: dict[str, dict[str, object]] = {
             ("event-streams", "jobs.retention.event_streams"),
             ("job-outputs", "media.retention.job_outputs"),
             ("deleted-project-objects", "projects.retention.deleted_project_objects"),
+            ("deleted-project-edls", "projects.retention.deleted_project_edls"),
         )
     },
 }

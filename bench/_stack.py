@@ -32,6 +32,12 @@ RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BINDIR = Path(sys.executable).parent
 
 
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages (`uptime`): recorded beside each figure,
+    since the machine may be shared with other work while a benchmark runs."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -147,4 +153,4 @@ def django_stack(*, durable_redis: bool = False, **extra_env: str) -> Iterator[B
 
 
 __all__ = ["RESULTS_DIR", "BenchStack", "beat_argv", "celery_worker_argv", "cpu_seconds", "django_stack",
-           "free_port", "gunicorn_argv", "percentile"]
+           "free_port", "gunicorn_argv", "load_average", "percentile"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import RESULTS_DIR, celery_worker_argv, django_stack
+from bench._stack import RESULTS_DIR, celery_worker_argv, django_stack, load_average
 from bench._stack import percentile as pct
 
 
@@ -42,7 +42,9 @@ def main() -> None:
         AUTEUR_JOB_CONCURRENCY_FREE="1000",  # measure the pipeline, not the per-user slots
     ) as stack:
         stack.spawn("worker", celery_worker_argv(concurrency=args.concurrency))
+        load_start = load_average()
         results = run(args)
+        results["load_average"] = {"start": load_start, "end": load_average()}
     print(json.dumps(results, indent=2))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "pipeline_overhead.json").write_text(json.dumps(results, indent=2))

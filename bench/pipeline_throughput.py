@@ -11,6 +11,10 @@ Baseline: the same number of 3-task chains of no-op tasks on the same broker and
 run just before and just after the jobs; the ratio is against the mean of the two.
 Targets, what the orchestration must sustain on this machine: >= 100 jobs/s, >= 0.4 of the raw
 chain rate, overhead p99 <= 100 ms.
+With `--events-ab`, the same is measured again on the same stack with a worker whose task
+events and queue-wait events are off (bench/worker_without_events.py): what the metrics' events
+cost, as jobs/s and worker CPU per job, side by side in `events_ab`. The top-level figures stay
+those of the worker as production runs it.
 Writes bench/results/pipeline_throughput.json.
 """
 
@@ -20,10 +24,12 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,6 +40,7 @@ from bench._stack import (
     django_stack,
     free_port,
     gunicorn_argv,
+    load_average,
     percentile,
 )
 
@@ -110,6 +117,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--api-workers", type=int, default=3)
     parser.add_argument("--worker-processes", type=int, default=2)
+    parser.add_argument("--events-ab", action="store_true",
+                        help="then the same again with the worker's task and queue-wait events off")
     args = parser.parse_args()
 
     with django_stack(
@@ -120,7 +129,6 @@ def main() -> None:
         from auteur.users.models import User
         from auteur.users.services import user_issue_token
         from credits.services.ledger import credit_grant
-        from jobs.models import TERMINAL_STATUSES, Job
         from projects.models import Project
 
         tokens = []
@@ -130,18 +138,49 @@ def main() -> None:
             tokens.append((user_issue_token(user=user), str(Project.objects.create(user=user, name="b").pk)))
         port = free_port()
         api = stack.spawn("api", gunicorn_argv(port, workers=args.api_workers))
-        worker = stack.spawn("worker", [*celery_worker_argv(concurrency=args.worker_processes), "--include",
-                                        "bench.noop_chain", "-E"])
         wait_until(lambda: _answers(port), 60, "the API")
-        time.sleep(3)  # the worker connects
+        report = {"jobs": args.jobs, "clients": args.clients, "users": args.users, "api_workers": args.api_workers,
+                  "worker_processes": args.worker_processes}
+        on_argv = [*celery_worker_argv(concurrency=args.worker_processes), "--include", "bench.noop_chain", "-E"]
+        report.update(run_phase(stack, "worker", api.pid, on_argv, port, tokens, args))
+        if args.events_ab:
+            # The same worker without the metrics' events (bench/worker_without_events.py), on the same
+            # stack, measured the same way right after: what the events cost, within one run.
+            off_argv = [sys.executable, "-m", "bench.worker_without_events",
+                        *celery_worker_argv(concurrency=args.worker_processes, name="bench-off")[3:],
+                        "--include", "bench.noop_chain"]
+            off = run_phase(stack, "worker-without-events", api.pid, off_argv, port, tokens, args)
+            on = {k: report[k] for k in ("jobs_per_second", "cpu_ms_per_job", "raw_chain_per_second", "ratio_to_raw",
+                                          "submit_to_inference_start_ms", "inference_end_to_completed_ms",
+                                          "load_average")}
+            report["events_ab"] = {
+                "on": on, "off": {k: off[k] for k in on},
+                "jobs_per_second_off_over_on": round(off["jobs_per_second"] / on["jobs_per_second"], 3),
+                "worker_cpu_ms_per_job_on_minus_off": round(
+                    on["cpu_ms_per_job"]["worker"] - off["cpu_ms_per_job"]["worker"], 2),
+            }
+        report["targets"] = {"jobs_per_second": 100, "ratio_to_raw": 0.4, "overhead_p99_ms": 100}
+    print(json.dumps(report, indent=2))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "pipeline_throughput.json").write_text(json.dumps(report, indent=2))
 
+
+def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port: int, tokens: list[tuple[str, str]],
+              args: argparse.Namespace) -> dict[str, Any]:
+    """Start a worker with `worker_argv`, measure raw chains, the jobs, raw chains again; stop it."""
+    from jobs.models import TERMINAL_STATUSES, Job
+
+    worker = stack.spawn(name, worker_argv)
+    load_start = load_average()
+    try:
+        time.sleep(3)  # the worker connects
         # The baseline brackets the pipeline's run (once before, once after; their mean is the
         # ratio's denominator): on a machine whose speed drifts, one measurement taken a minute
         # apart from the pipeline's moved the ratio by 0.35 -> 0.69 between identical runs.
         raw_before = raw_chains(min(args.jobs, 2000))
 
         # Where the CPU goes, per job: robust to a machine that other work shares, unlike rates.
-        pids = {"api": api.pid, "worker": worker.pid, "postgres": stack.servers["postgres"].proc.pid,
+        pids = {"api": api_pid, "worker": worker.pid, "postgres": stack.servers["postgres"].proc.pid,
                 "redis": stack.servers["redis"].proc.pid}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         cpu_before["clients"] = _own_cpu()
@@ -156,17 +195,18 @@ def main() -> None:
         cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         cpu_after["clients"] = _own_cpu()  # this process alone: the stack is its children
         raw_after = raw_chains(min(args.jobs, 2000))
-        cpu_ms = {name: round((cpu_after[name] - cpu_before[name]) * 1000 / args.jobs, 2) for name in cpu_after}
-        jobs = list(Job.objects.filter(pk__in=ids))
-        done = [j for j in jobs if j.status == "completed"]
-        to_start = [(j.inference_started_at - j.created_at).total_seconds() * 1000 for j in done]
-        to_end = [(j.completed_at - j.inference_ended_at).total_seconds() * 1000 for j in done]
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)  # warm shutdown: nothing of this phase runs into the next
+        worker.wait(60)
+    cpu_ms = {name: round((cpu_after[name] - cpu_before[name]) * 1000 / args.jobs, 2) for name in cpu_after}
+    jobs = list(Job.objects.filter(pk__in=ids))
+    done = [j for j in jobs if j.status == "completed"]
+    to_start = [(j.inference_started_at - j.created_at).total_seconds() * 1000 for j in done]
+    to_end = [(j.completed_at - j.inference_ended_at).total_seconds() * 1000 for j in done]
     rate = len(done) / (finished - started)
     raw_rate = (raw_before + raw_after) / 2
-    report = {
-        "jobs": args.jobs, "completed": len(done), "failed": sum(j.status == "failed" for j in jobs),
-        "clients": args.clients, "users": args.users, "api_workers": args.api_workers,
-        "worker_processes": args.worker_processes,
+    return {
+        "completed": len(done), "failed": sum(j.status == "failed" for j in jobs),
         "jobs_per_second": round(rate, 1),
         "submit_seconds": round(submitted - started, 1),
         "submit_ms": {"p50": round(percentile(latencies, 50), 1), "p99": round(percentile(latencies, 99), 1)},
@@ -178,11 +218,8 @@ def main() -> None:
         "raw_chain_per_second": round(raw_rate, 1),
         "raw_chain_per_second_before_after": [round(raw_before, 1), round(raw_after, 1)],
         "ratio_to_raw": round(rate / raw_rate, 3),
-        "targets": {"jobs_per_second": 100, "ratio_to_raw": 0.4, "overhead_p99_ms": 100},
+        "load_average": {"start": load_start, "end": load_average()},
     }
-    print(json.dumps(report, indent=2))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "pipeline_throughput.json").write_text(json.dumps(report, indent=2))
 
 
 def _own_cpu() -> float:

@@ -51,6 +51,39 @@ def inflight_row(d: dict[str, Any]) -> str:
             f"{side('poll')} | {ratio} | {verdicts} |")
 
 
+def load_note(d: dict[str, Any]) -> str:
+    """The machine's load averages while the figure was measured, where the result recorded them."""
+    if "load_average" not in d:
+        return ""
+    start, end = d["load_average"]["start"], d["load_average"]["end"]
+    return f"; load average {'/'.join(map(str, start))} at start, {'/'.join(map(str, end))} at end (2 cores)"
+
+
+def events_ab_note(d: dict[str, Any]) -> str:
+    """`--events-ab`: the same run again with the worker's task and queue-wait events off."""
+    if "events_ab" not in d:
+        return ""
+    ab, off = d["events_ab"], d["events_ab"]["off"]
+    return (f"; same stack, worker without task/queue-wait events: {off['jobs_per_second']} jobs/s "
+            f"({ab['jobs_per_second_off_over_on']} x with), raw {off['raw_chain_per_second']} chains/s, worker CPU "
+            f"{off['cpu_ms_per_job']['worker']} ms/job (events cost {ab['worker_cpu_ms_per_job_on_minus_off']} ms/job)")
+
+
+def retention_row(d: dict[str, Any]) -> str:
+    """bench/retention_sweep.py: one batch of each sweep without and with its index."""
+    ev, idem, out = d["job_events"], d["idempotency_keys"], d["job_outputs"]
+
+    def side(name: str) -> str:
+        return (f"job events: backlog batch {ev['backlog'][name]['ms']} ms, steady run ({ev['steady']['run_deleted']} "
+                f"due) {ev['steady'][name]['run_ms']} ms, nothing-due batch {ev['swept'][name]['ms']} ms; idempotency "
+                f"records: backlog {idem['backlog'][name]['ms']} ms, nothing due {idem['swept'][name]['ms']} ms; job "
+                f"outputs page: backlog {out['backlog'][name]['ms']} ms, nothing due {out['swept'][name]['ms']} ms")
+    return (f"| retention sweeps: {d['jobs']} jobs, {d['events']} events over {d['days']} days, batches of {d['batch']},"
+            f" Postgres {d['postgres']} | with the indexes: {side('after')} | without (job events: the query before "
+            f"the index): {side('before')} | steady run {ev['steady']['run_ratio']}; nothing due: job events "
+            f"{ev['swept']['ratio']}, idempotency {idem['swept']['ratio']}, outputs {out['swept']['ratio']} | - |")
+
+
 def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, str]]:
     """(benchmark, its row of the table) for each benchmark whose result `load` gives, in order."""
     rows: list[tuple[str, str]] = []
@@ -59,10 +92,12 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("pipeline_overhead", f"| pipeline overhead, one job at a time (noop GPU) | submit->inference start p50 "
                     f"{u['submit_to_inference_start_ms']['p50']} ms / p99 {u['submit_to_inference_start_ms']['p99']} ms;"
                     f" inference end->completed p50 {u['inference_end_to_completed_ms']['p50']} ms / p99 "
-                    f"{u['inference_end_to_completed_ms']['p99']} ms | - | - | p99 <= 100 ms: "
+                    f"{u['inference_end_to_completed_ms']['p99']} ms{load_note(d)} | - | - | p99 <= 100 ms: "
                     f"{verdict(max(u['submit_to_inference_start_ms']['p99'], u['inference_end_to_completed_ms']['p99']) <= 100)} |"))
     if (d := load("pipeline_throughput")) is not None:
-        rows.append(("pipeline_throughput", f"| pipeline throughput: {d['jobs']} TTS jobs over HTTP, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (mean of before {d['raw_chain_per_second_before_after'][0]} / after {d['raw_chain_per_second_before_after'][1]}) | {d['ratio_to_raw']} | >= 100 jobs/s: {verdict(d['jobs_per_second'] >= 100)}; >= 0.4 of raw: {verdict(d['ratio_to_raw'] >= 0.4)} |"))
+        rows.append(("pipeline_throughput", f"| pipeline throughput: {d['jobs']} TTS jobs over HTTP, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms; worker CPU {d['cpu_ms_per_job']['worker']} ms/job{load_note(d)} | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (mean of before {d['raw_chain_per_second_before_after'][0]} / after {d['raw_chain_per_second_before_after'][1]}){events_ab_note(d)} | {d['ratio_to_raw']} | >= 100 jobs/s: {verdict(d['jobs_per_second'] >= 100)}; >= 0.4 of raw: {verdict(d['ratio_to_raw'] >= 0.4)} |"))
+    if (d := load("retention_sweep")) is not None:
+        rows.append(("retention_sweep", retention_row(d)))
     if (d := load("inflight")) is not None:
         rows.append(("inflight", inflight_row(d)))
     if (d := load("api_reads")) is not None:
@@ -169,6 +204,36 @@ def push_section(load: Callable[[str], dict[str, Any] | None]) -> str:
     )
 
 
+def retention_section(load: Callable[[str], dict[str, Any] | None], measured: Callable[[str], str]) -> str:
+    """What the planner chose for each sweep's batch, without and with its index."""
+    if (d := load("retention_sweep")) is None:
+        return ""
+    lines = [f"\n## Retention sweeps (`bench/retention_sweep.py`)\n\nMeasured {measured('retention_sweep')}: "
+             f"{d['jobs']} jobs in {d.get('projects', '-')} projects over {d['days']} days, {d['events']} job events, "
+             f"batches of {d['batch']} (median of 5, each rolled back), Postgres {d['postgres']}{load_note(d)}. "
+             "Before: no index (job "
+             "events: the query the sweep ran before its index); after: the sweep's query with its index.\n",
+             "| sweep, state | due | before: ms, plan | after: ms, plan | ratio |", "| --- | --- | --- | --- | --- |"]
+    for sweep in ("job_events", "idempotency_keys", "job_outputs"):
+        for state in ("backlog", "steady", "swept"):
+            if (row := d[sweep].get(state)) is None:
+                continue
+            lines.append(f"| {sweep}, {state} | {row['due']} | {row['before']['ms']} ms: {row['before']['plan']} | "
+                         f"{row['after']['ms']} ms: {row['after']['plan']} | {row['ratio']} |")
+        lines.append(f"| {sweep}: index | | | `{d[sweep]['index']}` | |")
+    if (pending := d.get("pending_deletions")) is not None:
+        row = pending["due"]
+        lines.append(f"| pending storage deletions ({pending['rows']} rows), 500 due first | {row['due']} | "
+                     f"{row['before']['ms']} ms: {row['before']['plan']} | {row['after']['ms']} ms: "
+                     f"{row['after']['plan']} | {row['ratio']} |")
+        lines.append(f"| pending deletions: index (the model's own) | | | `{pending['index']}` | |")
+    steady = d["job_events"]["steady"]
+    lines.append(f"\nA whole job-events run in the steady state ({steady['run_deleted']} due): "
+                 f"{steady['before']['run_ms']} ms before, {steady['after']['run_ms']} ms after "
+                 f"({steady['run_ratio']} x).\n")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     return f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
 
@@ -205,7 +270,8 @@ def render(store: dict[str, Any], now: datetime) -> str:
     rows = [row.removesuffix(" |") + f" | {measured(name)} |" for name, row in named_rows]
     return (HEADER + machine_lines + f"- written: {now.strftime(DATE_FORMAT)}\n\n"
             "| benchmark | figure | baseline (same run) | ratio | target | measured |\n"
-            "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured) + push_section(load))
+            "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured) + push_section(load)
+            + retention_section(load, measured))
 
 
 def main(bench: Path = BENCH) -> str:

@@ -8,6 +8,9 @@ from django.db import models
 from jobs.specs import JobType
 
 JOB_TYPE_CHOICES = [(t.value, t.value) for t in JobType]
+# The Idempotency-Key of a file's automatic transcription (jobs/services/transcribe.py); retention
+# keeps these records, and an index leaves them out.
+AUTO_TRANSCRIBE_KEY_PREFIX = "auto-transcribe:"
 
 
 class JobStatus(models.TextChoices):
@@ -123,7 +126,11 @@ class JobEvent(models.Model):
     class Meta:
         db_table = "job_events"
         ordering = ("id",)
-        indexes = [models.Index(fields=["job", "id"], name="job_events_job_id")]
+        indexes = [
+            models.Index(fields=["job", "id"], name="job_events_job_id"),
+            # Retention finds the events past the window by their time (jobs/services/retention.py).
+            models.Index(fields=["created_at"], name="job_events_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.job_id}"
@@ -145,6 +152,14 @@ class IdempotencyRecord(models.Model):
     class Meta:
         db_table = "job_idempotency_keys"
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="job_idempotency_user_key")]
+        indexes = [
+            # Retention's query (jobs/services/retention.py): records past the window, leaving out
+            # the automatic transcription's, which are kept for ever.
+            models.Index(
+                fields=["created_at"], name="job_idempotency_created",
+                condition=~models.Q(key__startswith=AUTO_TRANSCRIBE_KEY_PREFIX),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.key

@@ -49,6 +49,11 @@ class MediaFile(models.Model):
         indexes = [
             models.Index(fields=["project", "-created_at"], name="media_project_created"),
             models.Index(fields=["user", "status"], name="media_user_status"),
+            # Retention of job outputs finds those past the window (media/services/retention.py).
+            models.Index(
+                fields=["created_at"], name="media_job_outputs_created",
+                condition=models.Q(source_job_id__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(file_size_bytes__gte=0), name="media_size_non_negative"),

@@ -93,3 +93,28 @@ def test_a_leftover_result_older_than_the_stored_one_is_ignored(bench_dir):
 
     assert f"API worker {before['memory']['result']['api_worker_mb']} MB" in text
     assert json.loads((bench_dir / "last_results.json").read_text()) == before
+
+
+def test_the_events_ab_and_load_averages_of_a_fresh_throughput_result_are_shown(bench_dir):
+    report = load_report()
+    before = json.loads((bench_dir / "last_results.json").read_text())
+    base = {k: v for k, v in before["pipeline_throughput"]["result"].items() if k not in ("events_ab", "load_average")}
+    off = {**base, "jobs_per_second": 50.0, "raw_chain_per_second": 90.0,
+           "cpu_ms_per_job": {**base["cpu_ms_per_job"], "worker": 20.0}}
+    fresh = {**base, "load_average": {"start": [1.5, 1.2, 1.0], "end": [2.5, 1.7, 1.1]},
+             "events_ab": {"on": base, "off": off, "jobs_per_second_off_over_on": 1.1,
+                           "worker_cpu_ms_per_job_on_minus_off": 3.5}}
+    (bench_dir / "results").mkdir()
+    (bench_dir / "results" / "pipeline_throughput.json").write_text(json.dumps(fresh))
+
+    text = report.main(bench_dir)
+
+    row = next(line for line in table_rows(text) if line.startswith("| pipeline throughput"))
+    assert "load average 1.5/1.2/1.0 at start, 2.5/1.7/1.1 at end" in row
+    assert "worker without task/queue-wait events: 50.0 jobs/s (1.1 x with), raw 90.0 chains/s" in row
+    assert "(events cost 3.5 ms/job)" in row
+
+
+def test_a_result_without_load_averages_or_events_ab_renders_as_before():
+    report = load_report()
+    assert report.load_note({}) == "" and report.events_ab_note({}) == ""

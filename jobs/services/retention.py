@@ -8,14 +8,14 @@ has been over for AUTEUR_RETENTION_JOB_EVENTS_DAYS.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from auteur.retention import Sweep, SweepContext, SweepResult, delete_in_batches
-from jobs.models import TERMINAL_STATUSES, IdempotencyRecord, JobEvent
+from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, TERMINAL_STATUSES, IdempotencyRecord, JobEvent
 from jobs.services.stream import KEY_PREFIX, stream_redis
-from jobs.services.transcribe import AUTO_TRANSCRIBE_KEY_PREFIX
 
 # KEYS[1] a user's stream; ARGV[1] the oldest id kept, ARGV[2] the window in seconds. Trims
 # exactly (XADD's own trim is approximate), deletes the stream once empty, and gives a stream
@@ -32,11 +32,26 @@ return removed
 """
 
 
+def job_events_due(cutoff: datetime) -> QuerySet[JobEvent]:
+    """Events of jobs that ended (completed, failed, canceled) before ``cutoff``, themselves
+    recorded before it.
+
+    An event is recorded before its job ends, so the second condition removes nothing the first
+    would keep, except an event recorded after the end (a late redelivery), which goes once it too
+    is past the window. It is what makes the query cheap: the index on the event's time
+    (``job_events_created``) finds the few events older than the cutoff, where the job's end
+    alone made the last batch of every run, the one that finds too few, walk the whole events
+    table (bench/retention_sweep.py).
+    """
+    return JobEvent.objects.filter(
+        created_at__lt=cutoff, job__status__in=TERMINAL_STATUSES, job__completed_at__lt=cutoff
+    )
+
+
 def job_events_sweep(ctx: SweepContext) -> SweepResult:
-    """Events of jobs that ended (completed, failed, canceled) more than the window ago."""
+    """Events of jobs that ended more than the window ago."""
     cutoff = ctx.now - timedelta(days=settings.AUTEUR_RETENTION_JOB_EVENTS_DAYS)
-    old = JobEvent.objects.filter(job__status__in=TERMINAL_STATUSES, job__completed_at__lt=cutoff)
-    return delete_in_batches("job_events", old, ctx)
+    return delete_in_batches("job_events", job_events_due(cutoff), ctx)
 
 
 def idempotency_keys_sweep(ctx: SweepContext) -> SweepResult:
@@ -44,10 +59,13 @@ def idempotency_keys_sweep(ctx: SweepContext) -> SweepResult:
     already, so removing them changes no answer. The automatic transcription's records are
     kept: they are what makes it one per file, however late a signal comes again."""
     cutoff = ctx.now - timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
-    spent = IdempotencyRecord.objects.filter(created_at__lt=cutoff).exclude(
-        key__startswith=AUTO_TRANSCRIBE_KEY_PREFIX
-    )
-    return delete_in_batches("idempotency_keys", spent, ctx)
+    return delete_in_batches("idempotency_keys", idempotency_records_due(cutoff), ctx)
+
+
+def idempotency_records_due(cutoff: datetime) -> QuerySet[IdempotencyRecord]:
+    """Served by the partial index ``job_idempotency_created``, which leaves out the records kept
+    for ever: they would otherwise be read again at every run."""
+    return IdempotencyRecord.objects.filter(created_at__lt=cutoff).exclude(key__startswith=AUTO_TRANSCRIBE_KEY_PREFIX)
 
 
 def event_streams_sweep(ctx: SweepContext) -> SweepResult:

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from credits.errors import InsufficientCredits
 from jobs.errors import FeatureUnavailable, MediaDurationUnknown
-from jobs.models import IdempotencyRecord, Job
+from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, IdempotencyRecord, Job
 from jobs.selectors.requests import job_request_get
 from jobs.services.submission import job_submit, request_hash
 from jobs.specs import JobType, job_spec
@@ -17,8 +17,6 @@ from media.models import MediaFile, MediaType
 
 logger = logging.getLogger(__name__)
 
-# The Idempotency-Key of a file's automatic transcription; retention keeps these records.
-AUTO_TRANSCRIBE_KEY_PREFIX = "auto-transcribe:"
 
 
 def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:

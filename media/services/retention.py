@@ -8,9 +8,10 @@ the next sweep). Uploads are never touched: only rows with a ``source_job_id``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from auteur.retention import Sweep, SweepContext, SweepResult
 from media.errors import MediaInUse
@@ -18,12 +19,18 @@ from media.models import MediaFile
 from media.services.deletion import media_delete
 
 
+def job_outputs_due(cutoff: datetime) -> QuerySet[MediaFile]:
+    """Files jobs produced before ``cutoff``, in primary-key order (the sweep's keyset). The
+    partial index ``media_job_outputs_created`` finds them without reading the uploads or the
+    files still inside the window (bench/retention_sweep.py)."""
+    return MediaFile.objects.filter(source_job_id__isnull=False, created_at__lt=cutoff).order_by("pk")
+
+
 def job_outputs_sweep(ctx: SweepContext) -> SweepResult:
     days = settings.AUTEUR_RETENTION_JOB_OUTPUTS_DAYS
     if days <= 0:
         return SweepResult("job_outputs", 0, 0, ctx.dry_run, details={"disabled": 1})
-    cutoff = ctx.now - timedelta(days=days)
-    old = MediaFile.objects.filter(source_job_id__isnull=False, created_at__lt=cutoff).order_by("pk")
+    old = job_outputs_due(ctx.now - timedelta(days=days))
     if ctx.dry_run:
         count = old.count()
         return SweepResult("job_outputs", count, -(-count // ctx.batch_size), dry_run=True)

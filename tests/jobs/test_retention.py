@@ -39,6 +39,8 @@ def ended_job(user: User, *, ended_ago: timedelta | None, status: str = JobStatu
         status=JobStatus.PROCESSING if ended is None else status, completed_at=ended,
     )
     JobEvent.objects.bulk_create(JobEvent(job=job, type="progress", data={"n": i}) for i in range(events))
+    if ended is not None:  # recorded while the job ran, as every event of a job is
+        JobEvent.objects.filter(job=job).update(created_at=ended - MINUTE)
     return job
 
 
@@ -66,6 +68,17 @@ def test_job_events_go_only_once_the_job_has_been_over_for_the_window(make_user)
     # The job itself stays, with what it was asked and what it produced.
     kept = Job.objects.get(pk=past.pk)
     assert kept.input_params == {"text": "hello"} and kept.output_data == {"media_ids": ["x"]}
+
+
+def test_an_event_recorded_after_its_job_ended_goes_once_it_too_is_past_the_window(user):
+    job = ended_job(user, ended_ago=WINDOW + MINUTE)
+    late = JobEvent.objects.create(job=job, type="step_redelivered")  # a redelivery after the end
+    JobEvent.objects.filter(pk=late.pk).update(created_at=timezone.now() - WINDOW + MINUTE)
+
+    assert run_sweep("job_events").count == 2
+    assert list(JobEvent.objects.filter(job=job).values_list("pk", flat=True)) == [late.pk]
+    assert run_sweep("job_events", now=timezone.now() + 2 * MINUTE).count == 1
+    assert events_of(job) == 0
 
 
 def test_job_events_are_deleted_in_batches(user):
@@ -209,7 +222,8 @@ def test_beat_runs_every_sweep_through_its_own_task():
     app.loader.import_default_modules()  # what a worker does at start: every app's tasks module
     scheduled = {entry["task"] for entry in beat_schedule.values()}
     names = {sweep.name for sweep in registered_sweeps()}
-    assert names == {"job_events", "idempotency_keys", "event_streams", "job_outputs", "deleted_project_objects"}
+    assert names == {"job_events", "idempotency_keys", "event_streams", "job_outputs", "deleted_project_objects",
+                     "deleted_project_edls"}
     for sweep in registered_sweeps():
         assert sweep.task in scheduled, sweep.name
         assert sweep.task in app.tasks, sweep.name

@@ -1,16 +1,26 @@
-"""Retention: the storage a deleted project left behind is purged, and nothing else."""
+"""Retention: the storage and the EDL documents a deleted project left behind are purged, and
+nothing else."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
 import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
 from auteur.retention import run_sweep
 from media.storage import get_storage
+from projects.edl import store
+from projects.edl.services import edl_create, edl_replace
 from projects.models import Project
+from projects.retention import EDL_ORPHAN_GRACE
 from projects.services import project_delete
 from tests.factories import MediaFileFactory, ProjectFactory
 from tests.media.conftest import local_storage, moto_endpoint, s3_storage, stored  # noqa: F401 - fixtures
@@ -75,3 +85,110 @@ def test_a_dry_run_counts_the_folders_and_deletes_nothing(storage):
 
     assert (result.count, result.batches, result.dry_run) == (3, 2, True)
     assert all(stored(key) for key in [*orphans, kept])
+
+
+# ----------------------------------------------------------------------------------- EDL documents
+
+LATER = EDL_ORPHAN_GRACE + timedelta(minutes=1)
+
+
+def timeline(project: Project, *, saves: int = 1) -> None:
+    """The project's EDL document, saved `saves` times over: `saves + 1` history entries (every
+    version's content is kept there)."""
+    doc = edl_create(project=project)
+    for _ in range(saves):
+        doc = edl_replace(project=project, expected_version=doc["version"], data=doc)
+
+
+def documents_of(project_id: Any) -> tuple[int, int]:
+    key = str(project_id)
+    return (store.edl_collection().count_documents({"project_id": key}),
+            store.history_collection().count_documents({"project_id": key}))
+
+
+def edl_sweep(**context: Any) -> Any:
+    return run_sweep("deleted_project_edls", now=timezone.now() + LATER, **context)
+
+
+@contextlib.contextmanager
+def mongodb_unreachable(settings: Any) -> Iterator[None]:
+    """The EDL store's address pointed at a port nothing listens on, then back."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    original = settings.MONGODB_URI
+    store.disconnect()
+    settings.MONGODB_URI = f"mongodb://127.0.0.1:{port}/auteur"
+    try:
+        yield
+    finally:
+        store.disconnect()
+        settings.MONGODB_URI = original
+
+
+def test_an_edl_whose_delete_failed_after_commit_is_removed_by_the_sweep(
+    clean_edl_store, make_user, settings, django_capture_on_commit_callbacks, caplog
+):
+    gone, live, theirs = ProjectFactory.create(), ProjectFactory.create(), ProjectFactory.create(user=make_user())
+    for project in (gone, live, theirs):
+        timeline(project, saves=2)
+    assert documents_of(gone.pk) == (1, 3)
+    with django_capture_on_commit_callbacks() as after_commit:
+        project_delete(project=Project.objects.get(pk=gone.pk))
+    with mongodb_unreachable(settings):
+        for callback in after_commit:
+            callback()  # the after-commit EDL delete, against a MongoDB that does not answer
+    assert f"could not delete the EDL of deleted project {gone.pk}" in caplog.text
+    assert documents_of(gone.pk) == (1, 3)
+
+    result = edl_sweep()
+
+    assert (result.count, result.details) == (4, {"edl": 1, "history": 3})
+    assert documents_of(gone.pk) == (0, 0)
+    assert documents_of(live.pk) == (1, 3) and documents_of(theirs.pk) == (1, 3)
+    assert edl_sweep().count == 0
+
+
+def test_a_document_younger_than_the_grace_is_left_alone(clean_edl_store):
+    """A project's document is written inside the transaction that creates the project: until
+    that commits, the document has no row to be found by."""
+    project = ProjectFactory.create()
+    timeline(project, saves=1)
+    Project.objects.filter(pk=project.pk).delete()  # as the sweep sees a project not yet committed
+
+    assert run_sweep("deleted_project_edls").count == 0
+    assert documents_of(project.pk) == (1, 2)
+    assert run_sweep("deleted_project_edls", now=timezone.now() + LATER).count == 3
+    assert documents_of(project.pk) == (0, 0)
+
+
+def test_documents_are_walked_in_batches_and_foreign_ones_are_left(clean_edl_store):
+    orphans = [ProjectFactory.create() for _ in range(3)]
+    for project in orphans:
+        timeline(project, saves=1)
+    Project.objects.filter(pk__in=[p.pk for p in orphans]).delete()
+    store.edl_collection().insert_one({"project_id": "not-a-project", "created_at": timezone.now() - LATER})
+
+    result = edl_sweep(batch_size=2)
+
+    # edl: 4 documents in 2 batches; history: 6 in 3.
+    assert (result.count, result.batches, result.details) == (9, 5, {"edl": 3, "history": 6})
+    assert all(documents_of(p.pk) == (0, 0) for p in orphans)
+    assert documents_of("not-a-project") == (1, 0)
+
+
+def test_a_dry_run_counts_the_orphans_and_deletes_nothing(clean_edl_store, capsys):
+    orphan, live = ProjectFactory.create(), ProjectFactory.create()
+    timeline(orphan, saves=1)
+    timeline(live, saves=1)
+    Project.objects.filter(pk=orphan.pk).delete()
+    for collection in (store.edl_collection(), store.history_collection()):  # written long ago
+        for doc in collection.find():  # whole-document replaces: what the embedded server applies
+            collection.replace_one({"_id": doc["_id"]}, {**doc, "created_at": timezone.now() - LATER})
+
+    call_command("retention", "--dry-run", "--only", "deleted_project_edls", "--batch-size", "1")
+
+    assert "deleted_project_edls: would delete 3 in 6 batch(es), edl=1, history=2" in capsys.readouterr().out
+    assert documents_of(orphan.pk) == (1, 2) and documents_of(live.pk) == (1, 2)
+    assert run_sweep("deleted_project_edls").details == {"edl": 1, "history": 2}
+    assert documents_of(orphan.pk) == (0, 0) and documents_of(live.pk) == (1, 2)
