@@ -1,6 +1,7 @@
 """Staff views of billing: customers with their Stripe ids and dashboard links, the events Stripe
-sent and their outcome (with a re-process action, through the same service), and pack purchases
-with any refund shortfall. Nothing here moves credits by hand; the ledger stays read-only."""
+sent and their outcome (with a re-process action, through the same service), pack purchases
+with any refund shortfall, and the paid invoices that granted allowances. Nothing here moves
+credits by hand; the ledger stays read-only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from billing.models import EventOutcome, PackPurchase, StripeCustomer, StripeEvent
+from billing.models import EventOutcome, PackPurchase, PaidInvoice, StripeCustomer, StripeEvent
 from billing.services.events import stripe_event_reprocess
 
 
@@ -85,3 +86,16 @@ class PackPurchaseAdmin(ReadOnlyAdmin):
     def dashboard(self, obj: PackPurchase) -> str:
         return format_html('<a href="{}" target="_blank" rel="noopener">payment</a>',
                            dashboard_url(f"payments/{obj.stripe_payment_intent_id}"))
+
+
+@admin.register(PaidInvoice)
+class PaidInvoiceAdmin(ReadOnlyAdmin):
+    list_display = ("user", "stripe_invoice_id", "plan", "period_start", "allowance_key", "paid_at", "dashboard")
+    list_filter = ("plan",)
+    search_fields = ("user__email", "stripe_invoice_id", "stripe_subscription_id")
+    list_select_related = ("user",)
+
+    @admin.display(description="Dashboard")
+    def dashboard(self, obj: PaidInvoice) -> str:
+        return format_html('<a href="{}" target="_blank" rel="noopener">invoice</a>',
+                           dashboard_url(f"invoices/{obj.stripe_invoice_id}"))

@@ -2,7 +2,8 @@
 
 Plans live in credits (`Subscription`, with its Stripe subscription id) and money in credits'
 ledger; billing keeps only what maps Stripe's objects onto ours, each exactly once by a unique
-constraint: one customer per user, one row per event id, one pack purchase per payment.
+constraint: one customer per user, one row per event id, one pack purchase per payment,
+one record per paid invoice.
 """
 
 from __future__ import annotations
@@ -95,6 +96,27 @@ class PackPurchase(models.Model):
     @property
     def refund_key(self) -> str:
         return refund_key(self.stripe_payment_intent_id)
+
+
+class PaidInvoice(models.Model):
+    """A paid subscription invoice that starts a period (the first one or a renewal), and the key
+    of the ledger row its allowance was granted under; written in the transaction of the grant."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey("users.User", on_delete=models.PROTECT, related_name="paid_invoices")
+    stripe_invoice_id = models.CharField(max_length=255, unique=True)
+    stripe_subscription_id = models.CharField(max_length=255)
+    plan = models.CharField(max_length=20)
+    period_start = models.DateTimeField()
+    allowance_key = models.CharField(max_length=255, help_text="The subscription ledger row's key.")
+    paid_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "billing_paid_invoices"
+        ordering = ("-paid_at",)
+
+    def __str__(self) -> str:
+        return f"{self.stripe_invoice_id} ({self.plan}, period from {self.period_start:%Y-%m-%d})"
 
 
 def payment_key(payment_intent_id: str) -> str:

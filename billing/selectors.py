@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 
 from auteur.users.models import User
-from billing.models import PackPurchase
+from billing.models import PackPurchase, PaidInvoice
 from credits.models import CreditAccount, CreditTransaction, SubscriptionStatus, TransactionType
 from credits.selectors import subscription_get
 
@@ -34,9 +35,27 @@ def billing_overview(*, user: User) -> dict[str, Any]:
 
 
 def billing_ledger_problems() -> Iterator[tuple[uuid.UUID, str]]:
+    """Every paid Stripe object has exactly its ledger row. Registered with credits' ledger_check."""
+    yield from _pack_problems()
+    yield from _invoice_problems()
+
+
+def _invoice_problems() -> Iterator[tuple[uuid.UUID, str]]:
+    """Every paid invoice has its period's `subscription` row, of its user (the ledger's unique
+    key per account makes it one). Checked from the invoice's side only: the same key is used by
+    periods granted without Stripe (staff-made subscriptions), so a row needs no invoice."""
+    granted = CreditTransaction.objects.filter(type=TransactionType.SUBSCRIPTION, user_id=OuterRef("user_id"),
+                                               idempotency_key=OuterRef("allowance_key"))
+    missing = PaidInvoice.objects.annotate(granted=Exists(granted)).filter(granted=False)
+    for user_id, invoice_id, key in missing.values_list("user_id", "stripe_invoice_id", "allowance_key"):
+        account_id = CreditAccount.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
+        yield account_id or user_id, f"paid invoice {invoice_id} has no subscription entry ({key})"
+
+
+def _pack_problems() -> Iterator[tuple[uuid.UUID, str]]:
     """Every paid pack has exactly its `purchase` row (same user, the pack's credits), every
     refunded one its `purchase_reversal` row taking back the pack less the recorded shortfall,
-    and no such row exists without its paid pack. Registered with credits' ledger_check."""
+    and no such row exists without its paid pack."""
     purchases = list(PackPurchase.objects.all())
     accounts = dict(CreditAccount.objects.filter(user_id__in={p.user_id for p in purchases})
                     .values_list("user_id", "pk"))

@@ -26,10 +26,14 @@ from django.conf import settings
 
 from auteur.users.models import User
 from billing import stripe_client
-from billing.models import EventOutcome, StripeCustomer
+from billing.models import EventOutcome, PaidInvoice, StripeCustomer
 from billing.services.packs import pack_purchase_record, pack_purchase_refund
 from credits.models import Subscription, SubscriptionStatus
-from credits.services.subscriptions import subscription_grant_paid_period, subscription_sync_external
+from credits.services.subscriptions import (
+    subscription_allowance_key,
+    subscription_grant_paid_period,
+    subscription_sync_external,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +167,15 @@ def invoice_paid(invoice: dict[str, Any]) -> Result:
     if not lines:
         return ignored("no line of the invoice is a plan")
     line = lines[0]
-    subscription_grant_paid_period(subscription=subscription, plan=str(_plan_for_price(_line_price(line))),
-                                   period_start=_moment(line["period"]["start"]))
+    plan, period_start = str(_plan_for_price(_line_price(line))), _moment(line["period"]["start"])
+    subscription_grant_paid_period(subscription=subscription, plan=plan, period_start=period_start)
+    # What ledger_check holds the grant to: this paid invoice has its period's row.
+    PaidInvoice.objects.bulk_create(
+        [PaidInvoice(user_id=subscription.user_id, stripe_invoice_id=str(invoice["id"]),
+                     stripe_subscription_id=subscription_id, plan=plan, period_start=period_start,
+                     allowance_key=subscription_allowance_key(subscription, period_start))],
+        ignore_conflicts=True,
+    )
     return PROCESSED
 
 

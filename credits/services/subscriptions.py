@@ -52,7 +52,7 @@ def add_month(moment: datetime) -> datetime:
     return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
-def _allowance_key(subscription: Subscription, period_start: datetime) -> str:
+def subscription_allowance_key(subscription: Subscription, period_start: datetime) -> str:
     # One grant per (subscription, period): the ledger's unique (account, idempotency_key)
     # makes a second beat, a re-run or a retry a no-op.
     return f"subscription:{subscription.pk}:{period_start.isoformat()}"
@@ -68,7 +68,7 @@ def _grant_period_allowance(subscription: Subscription, *, plan: str | None = No
         amount=amount,
         type=TransactionType.SUBSCRIPTION,
         description=f"{plan} plan allowance, period from {period_start:%Y-%m-%d}",
-        idempotency_key=_allowance_key(subscription, period_start),
+        idempotency_key=subscription_allowance_key(subscription, period_start),
         created_by=None,
     )
     return created

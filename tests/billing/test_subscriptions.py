@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from auteur.users.models import User
-from billing.models import StripeEvent
+from billing.models import PaidInvoice, StripeEvent
 from credits.models import CreditTransaction, Subscription, SubscriptionStatus, TransactionType
 from credits.selectors import credit_balance_get, ledger_check, user_plan
 from credits.services.subscriptions import subscription_grant_allowances
@@ -100,6 +101,8 @@ def test_no_plan_to_pro_through_checkout_and_webhooks_grants_the_allowance_once(
     period_key = f"subscription:{subscription.pk}:{subscription.current_period_start.isoformat()}"
     assert allowances(user) == [(3000, period_key)]
     assert credit_balance_get(user=user) == 3000
+    paid = PaidInvoice.objects.get()
+    assert (paid.user_id, paid.plan, paid.allowance_key) == (user.pk, "pro", period_key)
     assert ledger_check() == []
 
     # The same invoice again (a new event id for the same period) and the beat grant nothing more.
@@ -218,3 +221,17 @@ def test_the_beat_still_grants_staff_created_subscriptions(user: User, stripe_fa
     later = subscription.current_period_end + (subscription.current_period_end - subscription.current_period_start) / 2
     assert subscription_grant_allowances(now=later) == 1
     assert credit_balance_get(user=user) == 1000
+
+
+def test_ledger_check_reports_a_paid_invoice_without_its_allowance(journey: Journey, user: User):
+    journey.stripe_state("active")
+    journey.completed()
+    journey.invoice()
+    assert ledger_check() == []
+    # A paid invoice whose grant is missing (as if its row had been lost) is reported.
+    PaidInvoice.objects.create(user=user, stripe_invoice_id=new_id("in"),
+                               stripe_subscription_id=journey.subscription_id, plan="pro",
+                               period_start=timezone.now(), allowance_key="subscription:lost:period")
+    problems = [str(problem) for problem in ledger_check()]
+    assert len(problems) == 1 and "has no subscription entry (subscription:lost:period)" in problems[0]
+    assert user.email in problems[0]
