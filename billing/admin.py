@@ -23,6 +23,10 @@ def dashboard_url(path: str) -> str:
     return f"https://dashboard.stripe.com{test}/{path}"
 
 
+def dashboard_link(label: str, path: str) -> str:
+    return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', dashboard_url(path), label)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -47,8 +51,7 @@ class StripeCustomerAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Dashboard")
     def dashboard(self, obj: StripeCustomer) -> str:
-        return format_html('<a href="{}" target="_blank" rel="noopener">customer</a>',
-                           dashboard_url(f"customers/{obj.stripe_customer_id}"))
+        return dashboard_link("customer", f"customers/{obj.stripe_customer_id}")
 
 
 @admin.register(StripeEvent)
@@ -84,8 +87,7 @@ class PackPurchaseAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Dashboard")
     def dashboard(self, obj: PackPurchase) -> str:
-        return format_html('<a href="{}" target="_blank" rel="noopener">payment</a>',
-                           dashboard_url(f"payments/{obj.stripe_payment_intent_id}"))
+        return dashboard_link("payment", f"payments/{obj.stripe_payment_intent_id}")
 
 
 @admin.register(PaidInvoice)
@@ -97,5 +99,4 @@ class PaidInvoiceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Dashboard")
     def dashboard(self, obj: PaidInvoice) -> str:
-        return format_html('<a href="{}" target="_blank" rel="noopener">invoice</a>',
-                           dashboard_url(f"invoices/{obj.stripe_invoice_id}"))
+        return dashboard_link("invoice", f"invoices/{obj.stripe_invoice_id}")
