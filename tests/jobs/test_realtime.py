@@ -53,7 +53,9 @@ FAILED = ["submitted", "started", "inference_started", "failed"]
 
 @pytest.fixture(scope="module")
 def asgi(django_db_setup: None) -> Iterator[AsgiServer]:
-    with asgi_server(CORS_ALLOWED_ORIGINS=ORIGIN, AUTEUR_STREAM_HEARTBEAT_SECONDS="1") as server:
+    # A 2 s wait for a socket's first message: ample for a client that sends it at once.
+    with asgi_server(CORS_ALLOWED_ORIGINS=ORIGIN, AUTEUR_STREAM_HEARTBEAT_SECONDS="1",
+                     AUTEUR_WS_AUTH_TIMEOUT_SECONDS="2") as server:
         yield server
 
 
