@@ -50,8 +50,9 @@ run: $(STAMP_RUN)
 	@exec $(PY) -m auteur.devstack run
 
 # Lint first, so CI (which runs `make test`) cannot skip it; mypy's cache in .mypy_cache keeps a rerun quick.
+# The 20 slowest tests close the report: the suite must stay under about 10 minutes.
 test: lint
-	@$(TEST_ENV) $(PY) -m auteur.devstack exec -- $(PY) -m pytest $(PYTEST_ARGS)
+	@$(TEST_ENV) $(PY) -m auteur.devstack exec -- $(PY) -m pytest --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
 	$(PY) -m ruff check .
