@@ -51,8 +51,9 @@ run: $(STAMP_RUN)
 	@exec $(PY) -m auteur.devstack run
 
 # Lint first, so CI (which runs `make test`) cannot skip it; mypy's cache in .mypy_cache keeps a rerun quick.
+# The 20 slowest tests close the report: the suite must stay under about 10 minutes.
 test: lint
-	@$(TEST_ENV) $(PY) -m auteur.devstack exec -- $(PY) -m pytest $(PYTEST_ARGS)
+	@$(TEST_ENV) $(PY) -m auteur.devstack exec -- $(PY) -m pytest --durations=20 $(PYTEST_ARGS)
 
 # The same tests on a RabbitMQ broker (quorum queues): an embedded node of its own on loopback, stopped
 # afterwards; Postgres, Redis and MongoDB as in `make test`. The one target that may run apt-get.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -68,6 +70,10 @@ class Worker:
         return psutil.Process(self.proc.pid).children(recursive=True)
 
     def stop(self) -> None:
+        # The consumer is told first: its blocking read ends while the worker shuts down.
+        if self.consumer is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.consumer.pid, signal.SIGTERM)
         stop_group(self.proc, 30)
         self.stop_consumer()
 

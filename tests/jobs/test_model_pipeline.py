@@ -1,9 +1,14 @@
 """Each model engine's job end to end on tiny weights: API -> Celery worker -> local backend
 (its runner loads the tiny model from AUTEUR_MODELS_DIR) -> output media -> completed, charged
-once; and a model whose weights are broken fails the job, refunded once."""
+once; and a model whose weights are broken fails the job, refunded once.
+
+The tiny models are built once and one worker runs every engine's job: each job's runner is a
+process of its own that loads only its type's folder, so what one job checks does not depend
+on which other jobs the worker ran before."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,7 @@ from tests.gpu_tasks import (
     test_video_query,
 )
 from tests.gpu_tasks.helpers import declared_folder
-from tests.jobs.conftest import upload_local, wait_terminal
+from tests.jobs.conftest import Worker, subprocess_env, upload_local, wait_terminal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -64,12 +69,29 @@ def project(user):
     return ProjectFactory.create(user=user, name="p")
 
 
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every engine's tiny model, each in its own folder of one models directory."""
+    root = tmp_path_factory.mktemp("models")
+    for build in dict.fromkeys(BUILDERS.values()):  # LivePortrait's networks serve two types
+        build(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_worker(django_db_setup: None, tiny_models: Path) -> Iterator[Worker]:
+    """One worker reading the tiny models, for every model job of this module."""
+    worker = Worker(subprocess_env(AUTEUR_MODELS_DIR=str(tiny_models)))
+    yield worker
+    worker.stop()
+
+
 @pytest.fixture
-def models_dir(tmp_path: Path, settings: Any) -> Iterator[Path]:
-    """The API and the worker read the same models directory (the API to tell what it can run)."""
-    settings.AUTEUR_MODELS_DIR = str(tmp_path / "models")
+def api_models(tiny_models: Path, settings: Any) -> Iterator[Path]:
+    """The API reads the worker's models directory (to tell what it can run)."""
+    settings.AUTEUR_MODELS_DIR = str(tiny_models)
     gpu_client.reset()
-    yield Path(settings.AUTEUR_MODELS_DIR)
+    yield tiny_models
     gpu_client.reset()
 
 
@@ -102,13 +124,11 @@ def body_for(job_type: str, project: Any, auth_client: Any, samples: Any, faces:
 
 
 @pytest.mark.parametrize("job_type", sorted(BUILDERS))
-def test_a_model_job_completes_on_tiny_weights(job_type, start_worker, auth_client, project, models_dir, samples,
+def test_a_model_job_completes_on_tiny_weights(job_type, model_worker, api_models, auth_client, project, samples,
                                               faces):
     plan = JOB_SPECS[JobType(job_type)].plan
     if plan is not None:
         subscription_create(user=project.user, plan=plan)
-    BUILDERS[job_type](models_dir)
-    start_worker(AUTEUR_MODELS_DIR=str(models_dir))
     body = body_for(job_type, project, auth_client, samples, faces)
     response = auth_client.post(f"/api/v1/jobs/{job_type}", body, format="json")
     assert response.status_code == 202, response.json()
@@ -129,16 +149,20 @@ def test_a_model_job_completes_on_tiny_weights(job_type, start_worker, auth_clie
             assert output.metadata["generation"]["model"] == JOB_SPECS[JobType(job_type)].engine.model
 
 
-def test_a_model_whose_weights_are_broken_fails_and_is_refunded_once(start_worker, auth_client, project,
-                                                                      models_dir):
-    folder = models_dir / declared_folder("image-generation")
-    folder.mkdir(parents=True)
+def test_a_model_whose_weights_are_broken_fails_and_is_refunded_once(model_worker, api_models, auth_client,
+                                                                      project):
+    folder = api_models / declared_folder("image-generation")
+    working = folder.rename(folder.with_name(folder.name + ".working"))
+    folder.mkdir()
     (folder / "model_index.json").write_text("{}")  # present, so accepted; unloadable, so failed
-    start_worker(AUTEUR_MODELS_DIR=str(models_dir))
-    response = auth_client.post("/api/v1/jobs/image-generation", {"project_id": str(project.pk), "prompt": "x"},
-                                format="json")
-    assert response.status_code == 202, response.json()
-    job = wait_terminal(response.json()["job_id"], timeout=240)
+    try:
+        response = auth_client.post("/api/v1/jobs/image-generation", {"project_id": str(project.pk), "prompt": "x"},
+                                    format="json")
+        assert response.status_code == 202, response.json()
+        job = wait_terminal(response.json()["job_id"], timeout=240)
+    finally:
+        shutil.rmtree(folder)
+        working.rename(folder)
     assert job.status == JobStatus.FAILED and job.credits_refunded
     assert ledger(job.pk) == ["refund", "usage"]
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()

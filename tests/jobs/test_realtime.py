@@ -3,6 +3,9 @@
 The jobs run through a real Celery worker (noop GPU backend, with a permanent fault injected for
 compression so that one fails and is refunded); the test process's own commits append to the
 users' Redis Streams just as the API's and the worker's do.
+
+One uvicorn and one worker serve the module's tests: every test reads only its own users'
+streams and jobs, and a test that needs no worker at all says so (`no_worker`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from jobs.models import Job, JobEvent, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.stream import event_payload, job_stream_append, stream_key
 from jobs.waiting import prefer_wait
-from tests.jobs.conftest import wait_terminal
+from tests.jobs.conftest import Worker, subprocess_env, wait_terminal
 from tests.jobs.support import submit, valid_body
 from tests.servers import AsgiServer, asgi_server, running_front
 
@@ -48,16 +51,48 @@ SUCCEEDED = ["submitted", "started", "inference_started", "completed"]
 FAILED = ["submitted", "started", "inference_started", "failed"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def asgi(django_db_setup: None) -> Iterator[AsgiServer]:
-    with asgi_server(CORS_ALLOWED_ORIGINS=ORIGIN, AUTEUR_STREAM_HEARTBEAT_SECONDS="1") as server:
+    # A 2 s wait for a socket's first message: ample for a client that sends it at once.
+    with asgi_server(CORS_ALLOWED_ORIGINS=ORIGIN, AUTEUR_STREAM_HEARTBEAT_SECONDS="1",
+                     AUTEUR_WS_AUTH_TIMEOUT_SECONDS="2") as server:
         yield server
 
 
+class SharedWorker:
+    """The module's worker, started when a test first needs it and stopped for one that must
+    run without any."""
+
+    def __init__(self) -> None:
+        self.worker: Worker | None = None
+
+    def get(self) -> Worker:
+        if self.worker is None:
+            self.worker = Worker(subprocess_env(**WORKER_ENV))
+        return self.worker
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+
+@pytest.fixture(scope="module")
+def shared_worker(django_db_setup: None) -> Iterator[SharedWorker]:
+    shared = SharedWorker()
+    yield shared
+    shared.stop()
+
+
 @pytest.fixture
-def worker(start_worker: Any, gpu_backend: Any) -> Any:
+def worker(shared_worker: SharedWorker, gpu_backend: Any) -> Worker:
     gpu_backend("noop")
-    return start_worker(**WORKER_ENV)
+    return shared_worker.get()
+
+
+@pytest.fixture
+def no_worker(shared_worker: SharedWorker) -> None:
+    shared_worker.stop()
 
 
 # ----------------------------------------------------------------------------- clients
@@ -560,7 +595,7 @@ def test_prefer_wait_answers_201_with_the_finished_job(asgi, worker, funded, pro
     assert failed.json()["status"] == "failed" and failed.json()["credits_refunded"] is True
 
 
-def test_prefer_wait_answers_202_when_the_job_is_not_done_in_time(asgi, funded, project, media):
+def test_prefer_wait_answers_202_when_the_job_is_not_done_in_time(asgi, no_worker, funded, project, media):
     # No worker: the job stays pending.
     slow = post_waiting(asgi, token_for(funded), "tts", valid_body("tts", project, media), "wait=1")
     assert slow.status_code == 202

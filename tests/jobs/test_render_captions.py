@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from media.storage import get_storage
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.gpu_tasks.helpers import frame_at
-from tests.jobs.conftest import wait_terminal
+from tests.jobs.conftest import Worker, subprocess_env, wait_terminal
 from tests.jobs.support import error_code, ledger_state, submit
 from tests.media.conftest import upload_local
 from tests.projects.test_captions import seg
@@ -32,6 +33,15 @@ SEGMENTS = [
 UM_CUT = (600 - 40) - (250 + 40)
 # The same, within the 2 s of the sample video.
 SHORT_SEGMENTS = [SEGMENTS[0], seg(["Their", "there."], start=1200, id="b", edited_text="They're there.")]
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup: None) -> Iterator[Worker]:
+    """One worker for the module's renders (the tests without one submit inside a rolled-back
+    transaction: nothing is published)."""
+    started = Worker(subprocess_env())
+    yield started
+    started.stop()
 
 
 def put_transcribed_timeline(project, media, segments: list[dict[str, Any]], clip_ms: int = 4000) -> None:
@@ -125,9 +135,8 @@ def test_a_bad_captions_option_is_400_and_nothing_is_charged(auth_client, funded
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_sidecar_render_stores_srt_and_vtt_media_beside_the_video(start_worker, auth_client, funded, project,
+def test_a_sidecar_render_stores_srt_and_vtt_media_beside_the_video(worker, auth_client, funded, project,
                                                                     samples):
-    start_worker()
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     put_transcribed_timeline(project, video, SHORT_SEGMENTS, clip_ms=2000)
     job = wait_terminal(render(auth_client, project, captions="sidecar").json()["job_id"], timeout=180)
@@ -146,8 +155,7 @@ def test_a_sidecar_render_stores_srt_and_vtt_media_beside_the_video(start_worker
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_burned_in_captions_are_visible_in_the_rendered_video(start_worker, auth_client, funded, project, samples):
-    start_worker()
+def test_burned_in_captions_are_visible_in_the_rendered_video(worker, auth_client, funded, project, samples):
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     put_transcribed_timeline(project, video, SHORT_SEGMENTS, clip_ms=2000)
     jobs = {mode: render(auth_client, project, resolution="320x240", captions=mode).json()["job_id"]

@@ -1,11 +1,15 @@
 """Deliveries through a real Celery worker (queue `webhooks`) to the loopback receiver, which
 verifies every signature with `standardwebhooks`: a job's whole life, retries that keep their
 `webhook-id`, hangs, 500s and redirects that never hold the job up, the durable sweep and the
-admin's redeliver."""
+admin's redeliver.
+
+One worker serves the whole module: a test's leftover messages (a retry still due when it
+ended) find their delivery rows gone with the test's data and send nothing."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +20,7 @@ from standardwebhooks import Webhook as Verifier
 from jobs.models import JobEvent, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.webhooks import WEBHOOK_EVENT_OF
-from tests.jobs.conftest import wait_for, wait_terminal
+from tests.jobs.conftest import Worker, subprocess_env, wait_for, wait_terminal
 from tests.jobs.support import submit
 from tests.webhooks.conftest import Answer, Receiver
 from webhooks.models import Delivery, DeliveryState, Webhook
@@ -29,6 +33,13 @@ WORKER_ENV = {
     "AUTEUR_WEBHOOK_TIMEOUT_SECONDS": "1",
     "AUTEUR_WEBHOOK_RETRY_BASE_SECONDS": "0.3",
 }
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup: None) -> Iterator[Worker]:
+    started = Worker(subprocess_env(**WORKER_ENV))
+    yield started
+    started.stop()
 
 
 def received_at(receiver: Receiver, path: str) -> list[Any]:
@@ -52,8 +63,7 @@ def account_webhook(client: Any, url: str, **body: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
-def test_a_jobs_whole_life_reaches_its_own_and_the_account_webhook(start_worker, auth_client, project, receiver):
-    start_worker(**WORKER_ENV)
+def test_a_jobs_whole_life_reaches_its_own_and_the_account_webhook(worker, auth_client, project, receiver):
     account = account_webhook(auth_client, receiver.url("/account"))
     job_secret = auth_client.get("/api/v1/webhooks/default/secret").json()["key"]
     job_id = tts(auth_client, project, webhook=receiver.url("/job"))
@@ -83,8 +93,7 @@ def test_a_jobs_whole_life_reaches_its_own_and_the_account_webhook(start_worker,
                for d in log["deliveries"])
 
 
-def test_a_progress_event_is_delivered_and_an_unsubscribed_type_is_not(start_worker, auth_client, project, receiver):
-    start_worker(**WORKER_ENV)
+def test_a_progress_event_is_delivered_and_an_unsubscribed_type_is_not(worker, auth_client, project, receiver):
     account = account_webhook(auth_client, receiver.url("/account"), event_types=["progress"])
     job_id = tts(auth_client, project)
     wait_terminal(job_id)
@@ -95,8 +104,7 @@ def test_a_progress_event_is_delivered_and_an_unsubscribed_type_is_not(start_wor
     assert Delivery.objects.count() == 1  # start and completed were not subscribed
 
 
-def test_the_test_endpoint_sends_a_signed_test_message(start_worker, auth_client, receiver):
-    start_worker(**WORKER_ENV)
+def test_the_test_endpoint_sends_a_signed_test_message(worker, auth_client, receiver):
     account = account_webhook(auth_client, receiver.url("/account"), event_types=["completed"])
     response = auth_client.post(f"/api/v1/webhooks/{account['id']}/test", format="json")
     assert response.status_code == 202
@@ -107,8 +115,7 @@ def test_the_test_endpoint_sends_a_signed_test_message(start_worker, auth_client
     wait_for(lambda: Delivery.objects.filter(state=DeliveryState.SUCCEEDED).exists())
 
 
-def test_a_500_is_retried_with_the_same_webhook_id_and_logged(start_worker, auth_client, project, receiver):
-    start_worker(**WORKER_ENV)
+def test_a_500_is_retried_with_the_same_webhook_id_and_logged(worker, auth_client, project, receiver):
     receiver.script = [Answer(status=500, body=b"down for maintenance"), Answer(status=503, body=b"still down")]
     job_id = tts(auth_client, project, webhook=receiver.url("/job"), webhook_events_filter=["completed"])
     assert wait_terminal(job_id).status == JobStatus.COMPLETED
@@ -123,9 +130,8 @@ def test_a_500_is_retried_with_the_same_webhook_id_and_logged(start_worker, auth
     assert delivery.attempts == 3 and delivery.job_webhook is not None and delivery.job_webhook.failing_since is None
 
 
-def test_a_hanging_receiver_times_out_is_retried_and_never_holds_the_job(start_worker, auth_client, project,
+def test_a_hanging_receiver_times_out_is_retried_and_never_holds_the_job(worker, auth_client, project,
                                                                           receiver):
-    start_worker(**WORKER_ENV)
     receiver.default = Answer(hang_seconds=3)  # every attempt outlasts the 1 s timeout
     job_id = tts(auth_client, project, webhook=receiver.url("/job"))
     assert wait_terminal(job_id).status == JobStatus.COMPLETED
@@ -139,9 +145,8 @@ def test_a_hanging_receiver_times_out_is_retried_and_never_holds_the_job(start_w
             if b"job.completed" in r.body} == {delivery.message_id}
 
 
-def test_a_redirect_to_a_private_address_is_refused_logged_and_retried(start_worker, auth_client, project,
+def test_a_redirect_to_a_private_address_is_refused_logged_and_retried(worker, auth_client, project,
                                                                         receiver):
-    start_worker(**WORKER_ENV)
     receiver.default = Answer(status=307, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
     job_id = tts(auth_client, project, webhook=receiver.url("/job"), webhook_events_filter=["completed"])
     assert wait_terminal(job_id).status == JobStatus.COMPLETED
@@ -152,8 +157,7 @@ def test_a_redirect_to_a_private_address_is_refused_logged_and_retried(start_wor
     assert {r.path for r in receiver.received} == {"/job"}
 
 
-def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep(start_worker, auth_client, user, receiver):
-    start_worker(**WORKER_ENV)
+def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep(worker, auth_client, user, receiver):
     account = account_webhook(auth_client, receiver.url("/account"))
     webhook = Webhook.objects.get(pk=account["id"])
     # A due row and no message for it (as after a broker loss): only the sweep can send it.
@@ -166,8 +170,7 @@ def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep(start_worker, au
     assert got.headers["webhook-id"] == lost.message_id
 
 
-def test_the_admin_redelivers_with_the_same_webhook_id(start_worker, auth_client, superuser_client, receiver):
-    start_worker(**WORKER_ENV)
+def test_the_admin_redelivers_with_the_same_webhook_id(worker, auth_client, superuser_client, receiver):
     account = account_webhook(auth_client, receiver.url("/account"))
     auth_client.post(f"/api/v1/webhooks/{account['id']}/test", format="json")
     delivery = wait_for(lambda: Delivery.objects.filter(state=DeliveryState.SUCCEEDED).first())
