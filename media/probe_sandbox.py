@@ -162,6 +162,30 @@ def current_server_pid() -> int | None:
     return _server.pid if _server is not None and _server.owner == os.getpid() else None
 
 
+def _ask(request: bytes, limits: ProbeLimits) -> dict[str, Any] | None:
+    """Send one request to this process's server and read its answer; None (and the server
+    replaced) if it died, hung or answered garbage after the request was written."""
+    server = _server_for_this_process()
+    try:
+        server.send(request)
+    except ServerLost:
+        # Gone before it saw this file (killed earlier, say): not the file's doing.
+        logger.warning("probe: the probe server %s had exited; starting another", server.pid)
+        stop_server()
+        server = _server_for_this_process()
+        try:
+            server.send(request)
+        except ServerLost as exc:
+            stop_server()
+            raise ProbeServerUnavailable("the probe server exited before reading a request") from exc
+    answer = server.read_answer(time.monotonic() + limits.timeout_seconds + ANSWER_MARGIN_SECONDS)
+    if answer is None or not (isinstance(answer.get("result"), dict) or isinstance(answer.get("failed"), str)):
+        logger.warning("probe: the probe server %s died, hung or answered garbage; replacing it", server.pid)
+        stop_server()
+        return None
+    return answer
+
+
 def probe_isolated(path: Path, declared_type: str, *, limits: ProbeLimits) -> ProbeResult:
     """`probe_file` run in a limited child process; a child that fails rejects the file."""
     request = json.dumps({
@@ -170,23 +194,14 @@ def probe_isolated(path: Path, declared_type: str, *, limits: ProbeLimits) -> Pr
         "timeout_seconds": limits.timeout_seconds,
     }).encode() + b"\n"  # fmt: skip
     with _lock:
-        server = _server_for_this_process()
         try:
-            server.send(request)
-        except ServerLost:
-            # Gone before it saw this file (killed earlier, say): not the file's doing.
-            logger.warning("probe: the probe server %s had exited; starting another", server.pid)
+            answer = _ask(request, limits)
+        except BaseException:
+            # Interrupted mid-request (a task's soft time limit, say): the server's answer to this
+            # file must never be read as the answer for the next one.
             stop_server()
-            server = _server_for_this_process()
-            try:
-                server.send(request)
-            except ServerLost as exc:
-                stop_server()
-                raise ProbeServerUnavailable("the probe server exited before reading a request") from exc
-        answer = server.read_answer(time.monotonic() + limits.timeout_seconds + ANSWER_MARGIN_SECONDS)
-        if answer is None or not isinstance(answer.get("result", answer.get("failed")), (dict, str)):
-            logger.warning("probe: the probe server %s died, hung or answered garbage; replacing it", server.pid)
-            stop_server()
+            raise
+        if answer is None:
             return ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
     if "failed" in answer:
         logger.warning("probe: the child %s", answer["failed"])

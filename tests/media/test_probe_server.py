@@ -109,6 +109,42 @@ def test_a_child_killed_mid_probe_rejects_the_file_and_the_server_serves_the_nex
     assert server_pid() == server
 
 
+def test_a_server_that_hangs_is_killed_and_replaced_and_the_file_rejected(samples, monkeypatch):
+    assert probe_isolated(samples.video, "video", limits=LIMITS).ok
+    hung = server_pid()
+    monkeypatch.setattr(probe_sandbox, "ANSWER_MARGIN_SECONDS", 0.5)
+    os.kill(hung, signal.SIGSTOP)  # alive, its pipe open, answering nothing
+    result = probe_isolated(samples.video, "video", limits=ProbeLimits(timeout_seconds=0.5))
+    assert result == ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
+    assert has_exited(hung) and current_server_pid() is None
+    assert probe_isolated(samples.video, "video", limits=LIMITS).ok
+    assert server_pid() != hung
+
+
+class SoftTimeLimit(Exception):
+    """What Celery raises in a task past its soft time limit (from a signal handler)."""
+
+
+def test_a_probe_interrupted_mid_request_leaves_no_answer_for_the_next_file(samples, fifo):
+    def interrupt(*_args: object) -> None:
+        raise SoftTimeLimit
+
+    assert probe_isolated(samples.video, "video", limits=LIMITS).ok
+    interrupted = server_pid()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(SoftTimeLimit):
+            probe_isolated(fifo, "video", limits=ProbeLimits(timeout_seconds=2))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert has_exited(interrupted)
+    # Had the server been kept, this would read the FIFO's rejection, due two seconds later.
+    result = probe_isolated(samples.wav, "audio", limits=LIMITS)
+    assert result.ok and result.metadata["audio_codec"] == "pcm_s16le"
+
+
 def test_the_server_holds_none_of_the_workers_secrets(samples, monkeypatch):
     secrets = {
         "DJANGO_SECRET_KEY": "s3cret-django-key",
