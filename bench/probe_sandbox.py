@@ -8,8 +8,9 @@ probe at a time, alternating the two ways so that the machine's load falls on bo
                      imports media.probing and PyAV, probes, prints the JSON (the code is below)
   server             probe_isolated as it is: the per-process server forks a limited child
 The server's start (interpreter and PyAV import, once per worker process) is timed apart and
-left out of its per-probe figures. Prints per-probe ms (p50, mean, p99) and the ratio of the
-medians. No stack needed. Writes bench/results/probe_sandbox.json.
+left out of its per-probe figures. Prints per-probe ms (p50, mean, p99), the ratio of the
+medians, and the CPU each way costs per probe outside this process (the fresh interpreters; the
+server and its children). No stack needed. Writes bench/results/probe_sandbox.json.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,6 +45,19 @@ resource.setrlimit(resource.RLIMIT_AS, (int(memory_bytes), int(memory_bytes)))
 resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds) + 1))
 sys.stdout.write(json.dumps(asdict(probe_file(Path(path), declared_type, max_pixels=int(max_pixels)))))
 """
+
+
+def reaped_children_cpu() -> float:
+    """CPU seconds of this process's reaped children: the fresh interpreters (the server is not
+    reaped while it runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of the server and of the probe children it reaped."""
+    t = proc.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def main() -> None:
@@ -74,12 +91,16 @@ def main() -> None:
         server_start_ms = (time.perf_counter() - started) * 1000
         server_pid = current_server_pid()
         timings: dict[str, list[float]] = {"fresh": [], "server": []}
+        server = psutil.Process(server_pid)
+        cpu_before = {"fresh": reaped_children_cpu(), "server": process_cpu(server)}
         for _ in range(args.probes):
             for name, probe in (("fresh", fresh), ("server", lambda p: probe_isolated(p, "video", limits=limits))):
                 started = time.perf_counter()
                 result = probe(video)
                 timings[name].append((time.perf_counter() - started) * 1000)
                 assert result == first and result.ok, result
+        cpu_ms = {"fresh": (reaped_children_cpu() - cpu_before["fresh"]) * 1000 / args.probes,
+                  "server": (process_cpu(server) - cpu_before["server"]) * 1000 / args.probes}
         assert current_server_pid() == server_pid  # one server served every probe
         load_end = load_average()
 
@@ -91,6 +112,7 @@ def main() -> None:
         "file": "2 s 320x240 H.264 + AAC mp4",
         "fresh_interpreter_ms": summary(timings["fresh"]),
         "server_ms": summary(timings["server"]),
+        "cpu_ms_per_probe": {name: round(ms, 2) for name, ms in cpu_ms.items()},
         "server_start_ms": round(server_start_ms, 1),
         "ratio_p50": round(pct(timings["fresh"], 50) / pct(timings["server"], 50), 1),
         "load_average": {"start": load_start, "end": load_end},
