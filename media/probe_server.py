@@ -72,7 +72,12 @@ def handle(line: bytes) -> dict[str, Any]:
         return {"failed": "malformed request"}
     read_end, write_end = os.pipe()
     deadline = time.monotonic() + timeout
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:  # out of processes or memory: this request fails, the server serves on
+        os.close(read_end)
+        os.close(write_end)
+        return {"failed": f"could not be forked ({exc.strerror})"}
     if pid == 0:
         os.close(read_end)
         _child(write_end, path, declared_type, max_pixels, memory_bytes, cpu_seconds)
