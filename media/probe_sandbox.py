@@ -7,8 +7,8 @@ with a minimal environment (no secrets) that imports PyAV once and forks a child
 child lowers its own RLIMIT_AS and RLIMIT_CPU before it opens the file; the server kills it past
 the wall-clock timeout. Whatever happens to the child, the caller gets a ProbeResult: a child
 that runs out of memory, CPU or time, or dies, rejects the file with a plain reason, and the
-worker itself is never at risk. Forking from a warm server costs about a millisecond where a
-fresh interpreter importing PyAV cost a quarter of a second (bench/probe_sandbox.py).
+worker itself is never at risk. A probe forked from the warm server costs about 15 ms of CPU
+where a fresh interpreter importing PyAV for each file cost about 100 ms (bench/probe_sandbox.py).
 
 The server is started on the first probe of a process, and belongs to that process (its PID is
 recorded): a process forked from it (a Celery pool process) starts its own, and the server exits
