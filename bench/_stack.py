@@ -74,7 +74,9 @@ class BenchStack:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its live and reaped descendants so far."""
+    """CPU time (user + system) of a process and its live and reaped descendants so far: a live
+    process's `children_*` hold the children it reaped (a probe child reaped by a pool process or
+    by the probe server), which are no longer in the tree to be counted themselves."""
     import psutil
 
     try:
@@ -88,7 +90,7 @@ def cpu_seconds(pid: int) -> float:
             t = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += t.user + t.system + (t.children_user + t.children_system if proc is root else 0.0)
+        total += t.user + t.system + t.children_user + t.children_system
     return total
 
 

@@ -96,6 +96,13 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{verdict(max(u['submit_to_inference_start_ms']['p99'], u['inference_end_to_completed_ms']['p99']) <= 100)} |"))
     if (d := load("pipeline_throughput")) is not None:
         rows.append(("pipeline_throughput", f"| pipeline throughput: {d['jobs']} TTS jobs over HTTP, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms; worker CPU {d['cpu_ms_per_job']['worker']} ms/job{load_note(d)} | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (mean of before {d['raw_chain_per_second_before_after'][0]} / after {d['raw_chain_per_second_before_after'][1]}){events_ab_note(d)} | {d['ratio_to_raw']} | >= 100 jobs/s: {verdict(d['jobs_per_second'] >= 100)}; >= 0.4 of raw: {verdict(d['ratio_to_raw'] >= 0.4)} |"))
+    if (d := load("probe_sandbox")) is not None:
+        f, s, cpu = d["fresh_interpreter_ms"], d["server_ms"], d["cpu_ms_per_probe"]
+        rows.append(("probe_sandbox", f"| sandboxed probe of a {d['file']}, {d['probes']} probes each way | probe "
+                    f"server (fork per probe): p50 {s['p50']} / mean {s['mean']} / p99 {s['p99']} ms, CPU "
+                    f"{cpu['server']} ms/probe; server start once per worker process {d['server_start_ms']} ms"
+                    f"{load_note(d)} | fresh interpreter per probe: p50 {f['p50']} / mean {f['mean']} / p99 "
+                    f"{f['p99']} ms, CPU {cpu['fresh']} ms/probe | {d['ratio_p50']} (p50) | - |"))
     if (d := load("retention_sweep")) is not None:
         rows.append(("retention_sweep", retention_row(d)))
     if (d := load("inflight")) is not None:

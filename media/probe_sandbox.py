@@ -1,11 +1,22 @@
-"""The upload probe in a child process with memory and CPU limits and a wall-clock timeout.
+"""The upload probe in a limited child process: memory and CPU limits, a wall-clock timeout.
 
 A media file is untrusted input to FFmpeg's parsers: a crafted one can ask for gigabytes, spin
-the CPU, or crash the process that reads it. The probe therefore runs in a child Python
-(`python -m media.probe_sandbox`) that lowers its own RLIMIT_AS and RLIMIT_CPU before it
-imports PyAV, with a minimal environment (no secrets). Whatever happens to the child, the
-caller gets a ProbeResult: a child that runs out of memory, CPU or time, or dies, rejects the
-file with a plain reason; the worker itself is never at risk. No Django here.
+the CPU, or crash the process that reads it. So the process that parses it is never the worker:
+each worker process keeps one probe server (media/probe_server.py), a separate Python started
+with a minimal environment (no secrets) that imports PyAV once and forks a child per probe. The
+child lowers its own RLIMIT_AS and RLIMIT_CPU before it opens the file; the server kills it past
+the wall-clock timeout. Whatever happens to the child, the caller gets a ProbeResult: a child
+that runs out of memory, CPU or time, or dies, rejects the file with a plain reason, and the
+worker itself is never at risk. A probe forked from the warm server costs about 15 ms of CPU
+where a fresh interpreter importing PyAV for each file cost about 100 ms (bench/probe_sandbox.py).
+
+The server is started on the first probe of a process, and belongs to that process (its PID is
+recorded): a process forked from it (a Celery pool process) starts its own, and the server exits
+when its stdin closes, that is when the process that started it exits, however it exits. A
+server found dead before a request is replaced and the request sent again; one that dies, hangs
+or answers garbage after it is killed and replaced, and that file is rejected as a failed child
+would have rejected it. One probe at a time per process (a lock): Celery's prefork pool runs one
+task per process anyway. No Django here.
 """
 
 from __future__ import annotations
@@ -13,17 +24,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
+import select
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from media.probing import DEFAULT_MAX_PIXELS, OVER_LIMITS, ProbeResult, probe_file
+from media.probing import DEFAULT_MAX_PIXELS, OVER_LIMITS, ProbeResult
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
+# Time allowed past the probe's own timeout for the server to answer: it forks, waits and writes
+# one line, so only a server that is stuck or gone takes longer.
+ANSWER_MARGIN_SECONDS = 10.0
+# Starting an interpreter and importing PyAV: a quarter of a second idle, seconds under load.
+STARTUP_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -34,38 +53,161 @@ class ProbeLimits:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
+class ProbeServerUnavailable(RuntimeError):
+    """The probe server could not be started: a fault of this machine, not of the file."""
+
+
+class ServerLost(Exception):
+    """The server was gone before it read the request."""
+
+
+class ProbeServer:
+    """One running `python -m media.probe_server` and the pipes to it."""
+
+    def __init__(self) -> None:
+        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
+        self.owner = os.getpid()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "media.probe_server"],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+        )  # fmt: skip
+        self._buffer = b""
+        if self.read_answer(time.monotonic() + STARTUP_TIMEOUT_SECONDS) != {"ready": True}:
+            self.stop()
+            raise ProbeServerUnavailable(f"the probe server did not start (exit status {self.proc.returncode})")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, request: bytes) -> None:
+        assert self.proc.stdin is not None
+        if self.proc.poll() is not None:
+            raise ServerLost
+        try:
+            while request:
+                request = request[self.proc.stdin.write(request) or 0 :]
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise ServerLost from exc
+
+    def read_answer(self, deadline: float) -> dict[str, Any] | None:
+        """The server's next line as a JSON object; None if it closed, ran past the deadline or
+        wrote something else."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+_lock = threading.Lock()
+_server: ProbeServer | None = None
+
+
+def _server_for_this_process() -> ProbeServer:
+    global _server
+    if _server is not None and _server.owner != os.getpid():
+        _forget_inherited_server()
+    if _server is None:
+        _server = ProbeServer()
+    return _server
+
+
+def stop_server() -> None:
+    """Kill this process's probe server, if it has one; the next probe starts another."""
+    global _server
+    if _server is not None and _server.owner == os.getpid():
+        _server.stop()
+    _server = None
+
+
+def _forget_inherited_server() -> None:
+    """In a forked child: the parent's server is not ours to use or to kill, and our copy of its
+    stdin must close so that it still sees EOF when the parent exits."""
+    global _server, _lock
+    _lock = threading.Lock()  # a copy taken while another thread held it would never be released
+    if _server is not None:
+        _server.close_pipes()
+        _inherited.append(_server)  # kept: a Popen collected in a non-parent would try to reap it
+        _server = None
+
+
+_inherited: list[ProbeServer] = []
+os.register_at_fork(after_in_child=_forget_inherited_server)
+
+
+def current_server_pid() -> int | None:
+    """The pid of this process's probe server, if one is running."""
+    return _server.pid if _server is not None and _server.owner == os.getpid() else None
+
+
+def _ask(request: bytes, limits: ProbeLimits) -> dict[str, Any] | None:
+    """Send one request to this process's server and read its answer; None (and the server
+    replaced) if it died, hung or answered garbage after the request was written."""
+    server = _server_for_this_process()
+    try:
+        server.send(request)
+    except ServerLost:
+        # Gone before it saw this file (killed earlier, say): not the file's doing.
+        logger.warning("probe: the probe server %s had exited; starting another", server.pid)
+        stop_server()
+        server = _server_for_this_process()
+        try:
+            server.send(request)
+        except ServerLost as exc:
+            stop_server()
+            raise ProbeServerUnavailable("the probe server exited before reading a request") from exc
+    answer = server.read_answer(time.monotonic() + limits.timeout_seconds + ANSWER_MARGIN_SECONDS)
+    if answer is None or not (isinstance(answer.get("result"), dict) or isinstance(answer.get("failed"), str)):
+        logger.warning("probe: the probe server %s died, hung or answered garbage; replacing it", server.pid)
+        stop_server()
+        return None
+    return answer
+
+
 def probe_isolated(path: Path, declared_type: str, *, limits: ProbeLimits) -> ProbeResult:
     """`probe_file` run in a limited child process; a child that fails rejects the file."""
-    cmd = [
-        sys.executable, "-m", "media.probe_sandbox", str(path), declared_type,
-        str(limits.max_pixels), str(limits.memory_bytes), str(limits.cpu_seconds),
-    ]  # fmt: skip
-    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
+    request = json.dumps({
+        "path": str(path), "declared_type": declared_type, "max_pixels": limits.max_pixels,
+        "memory_bytes": limits.memory_bytes, "cpu_seconds": limits.cpu_seconds,
+        "timeout_seconds": limits.timeout_seconds,
+    }).encode() + b"\n"  # fmt: skip
+    with _lock:
+        try:
+            answer = _ask(request, limits)
+        except BaseException:
+            # Interrupted mid-request (a task's soft time limit, say): the server's answer to this
+            # file must never be read as the answer for the next one.
+            stop_server()
+            raise
+        if answer is None:
+            return ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
+    if "failed" in answer:
+        logger.warning("probe: the child %s", answer["failed"])
+        return ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
     try:
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=limits.timeout_seconds
-        )
-    except subprocess.TimeoutExpired:
-        logger.warning("probe: child ran past %s s", limits.timeout_seconds)
+        return ProbeResult(**answer["result"])
+    except TypeError:
+        logger.warning("probe: the probe server answered an unreadable result")
         return ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
-    if proc.returncode != 0:
-        # A negative code is the signal that ended it (SIGXCPU past the CPU limit, SIGKILL...).
-        tail = proc.stderr[-500:].decode("utf-8", "replace").strip().splitlines()[-1:]
-        logger.warning("probe: child exited with %s (%s)", proc.returncode, tail[0] if tail else "")
-        return ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
-    return ProbeResult(**json.loads(proc.stdout))
-
-
-def main(argv: list[str]) -> int:
-    """The child: limit this process, probe, and print the result as JSON."""
-    path, declared_type, max_pixels, memory_bytes, cpu_seconds = argv
-    resource.setrlimit(resource.RLIMIT_AS, (int(memory_bytes), int(memory_bytes)))
-    # Past the soft limit the kernel sends SIGXCPU, which ends the process.
-    resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds) + 1))
-    result = probe_file(Path(path), declared_type, max_pixels=int(max_pixels))
-    sys.stdout.write(json.dumps(asdict(result)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

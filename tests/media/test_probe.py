@@ -132,7 +132,7 @@ def test_the_same_file_within_the_default_limits_is_ready(auth_client, project, 
 def test_a_probe_that_runs_past_its_time_limit_rejects_the_file(
     auth_client, project, local_storage, samples, settings
 ):
-    settings.AUTEUR_MEDIA_PROBE_TIMEOUT_SECONDS = 0.01  # a Python child cannot even start in that
+    settings.AUTEUR_MEDIA_PROBE_TIMEOUT_SECONDS = 0.001  # a forked child cannot open the file in that
     media = upload_local(auth_client, project, samples.video, "video/mp4")
     assert media.status == "rejected" and media.rejection_reason == OVER_LIMITS
 

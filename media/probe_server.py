@@ -1,0 +1,171 @@
+"""The probe server: one sandboxed interpreter that forks a limited child for every probe.
+
+Started by media/probe_sandbox.py (`python -m media.probe_server`, minimal environment, no
+secrets) once per process that probes. It imports PyAV and media.probing once; each request
+(one JSON line on stdin) is probed by a child forked from it, which lowers its own RLIMIT_AS and
+RLIMIT_CPU before touching the file, writes its ProbeResult as JSON to a pipe and exits. The
+server never parses media: it only waits for the child under the wall-clock deadline (SIGKILL
+past it) and answers one JSON line on stdout, `{"result": {...}}` or `{"failed": "why"}` for a
+child that was killed, ran out of time or exited non-zero. It exits when its stdin closes, so a
+worker that dies, however it dies, leaves no server behind. No Django here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn
+
+from media.probing import ProbeResult, probe_file
+
+READY = {"ready": True}
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+class CallerGone(Exception):
+    """The caller's end of stdin closed (or it broke the one-request-at-a-time protocol)."""
+
+
+def serve() -> int:
+    import av  # noqa: F401  # once here, so that every forked child starts with it loaded
+
+    # A Ctrl-C in the worker's terminal reaches this process group too; the worker decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    buffer = b""
+    try:
+        _answer(READY)
+        while True:
+            newline = buffer.find(b"\n")
+            if newline < 0:
+                chunk = os.read(0, 65536)
+                if not chunk:
+                    return 0  # the caller exited
+                buffer += chunk
+                continue
+            line, buffer = buffer[:newline], buffer[newline + 1 :]
+            _answer(handle(line))
+    except (CallerGone, BrokenPipeError):
+        return 0
+
+
+def handle(line: bytes) -> dict[str, Any]:
+    """One request: fork a limited child to probe the file, wait for it under the deadline."""
+    try:
+        request = json.loads(line)
+        path = str(request["path"])
+        declared_type = str(request["declared_type"])
+        max_pixels = int(request["max_pixels"])
+        memory_bytes = int(request["memory_bytes"])
+        cpu_seconds = int(request["cpu_seconds"])
+        timeout = float(request["timeout_seconds"])
+    except (ValueError, KeyError, TypeError):
+        return {"failed": "malformed request"}
+    read_end, write_end = os.pipe()
+    deadline = time.monotonic() + timeout
+    try:
+        pid = os.fork()
+    except OSError as exc:  # out of processes or memory: this request fails, the server serves on
+        os.close(read_end)
+        os.close(write_end)
+        return {"failed": f"could not be forked ({exc.strerror})"}
+    if pid == 0:
+        os.close(read_end)
+        _child(write_end, path, declared_type, max_pixels, memory_bytes, cpu_seconds)
+    os.close(write_end)
+    return _collect(pid, read_end, deadline, timeout)
+
+
+def _child(out: int, path: str, declared_type: str, max_pixels: int, memory_bytes: int, cpu_seconds: int) -> NoReturn:
+    code = 1
+    try:
+        server = os.getppid()
+        if _libc is not None:
+            # Dies with the server: a child left running after a SIGKILLed server has no one
+            # to enforce its deadline.
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != server:
+                os._exit(1)
+        # The server's pipes are not the child's: one held by a stray child would hide the
+        # server's death from the caller.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        # Past the soft limit the kernel sends SIGXCPU, which ends the process.
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+        result = probe_file(Path(path), declared_type, max_pixels=max_pixels)
+        data = json.dumps(asdict(result)).encode()
+        while data:
+            data = data[os.write(out, data) :]
+        code = 0
+    except BaseException:  # noqa: BLE001 - a child never returns into the server's loop: logged, exit 1
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _collect(pid: int, pipe: int, deadline: float, timeout: float) -> dict[str, Any]:
+    """Read the child's result until it exits, killing it at the deadline."""
+    pidfd = os.pidfd_open(pid)
+    chunks: list[bytes] = []
+    watched = [pipe, pidfd, 0]
+    try:
+        # Done when the child has exited and its pipe is drained (EOF).
+        while pidfd in watched or pipe in watched:
+            remaining = deadline - time.monotonic()
+            readable = select.select(watched, [], [], remaining)[0] if remaining > 0 else []
+            if not readable:
+                return _kill(pid, f"ran past {timeout} s")
+            if 0 in readable:
+                # The caller writes nothing while a probe runs: stdin readable means it closed.
+                _kill(pid, "")
+                raise CallerGone
+            if pipe in readable:
+                chunk = os.read(pipe, 65536)
+                if chunk:
+                    chunks.append(chunk)
+                else:
+                    watched.remove(pipe)
+            if pidfd in readable:
+                watched.remove(pidfd)
+    finally:
+        os.close(pipe)
+        os.close(pidfd)
+    status = os.waitpid(pid, 0)[1]
+    if os.WIFSIGNALED(status):
+        return {"failed": f"killed by {signal.Signals(os.WTERMSIG(status)).name}"}
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        return {"failed": f"exited with {code}"}
+    try:
+        result = json.loads(b"".join(chunks))
+        ProbeResult(**result)
+    except (ValueError, TypeError):
+        return {"failed": "unreadable result"}
+    return {"result": result}
+
+
+def _kill(pid: int, why: str) -> dict[str, Any]:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return {"failed": why}
+
+
+def _answer(message: dict[str, Any]) -> None:
+    data = json.dumps(message).encode() + b"\n"
+    while data:
+        data = data[os.write(1, data) :]
+
+
+if __name__ == "__main__":
+    sys.exit(serve())
