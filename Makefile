@@ -88,6 +88,8 @@ bench: $(STAMP_DEV)
 	$(PY) bench/webhooks.py
 	$(PY) bench/push.py
 	$(PY) bench/inflight.py
+	$(PY) bench/probe_sandbox.py
+	$(PY) bench/retention_sweep.py
 	$(PY) bench/report.py
 
 # Fault injection: its own throwaway stack; prints the table and exits 1 if an invariant fails.
