@@ -2,7 +2,7 @@
 that nothing was lost and no credit moved twice.
 
     .venv/bin/python bench/chaos.py [--jobs 1000] [--users 30] [--clients 8] [--seed 7]
-    .venv/bin/python bench/chaos.py --quick        # the small version that `make test` runs
+    .venv/bin/python bench/chaos.py --quick        # the short version that `make test` runs
     AUTEUR_DEVSTACK_BROKER=rabbitmq .venv/bin/python bench/chaos.py --quick   # `make test-rabbitmq`
 
 On a throwaway stack run as `make run` runs it (gunicorn API, two Celery workers on every queue,
@@ -26,9 +26,12 @@ Then it waits for every job to end and checks, from the database:
     one set of outputs per completed job (none for the others); one terminal event per job.
 
 It prints a table of figures and invariants, writes bench/results/chaos.json (or --out), and
-exits 1 if any invariant fails. The full run keeps the production reaper thresholds (60 s /
-120 s), so jobs whose messages died with a worker or a broker restart show up in the drain time;
---quick lowers them to seconds.
+exits 1 if any invariant fails; a job left running is named with its status, its last events and
+what the reaper did with it. The full run keeps production's timing (time limits, grace, reaper
+period and thresholds), so hung calls are timed out as in production (TTS: 120 s + 30 s grace)
+and jobs whose messages died with a worker or a broker restart show up in the drain time.
+--quick runs 300 jobs with every disruption and production's timing scaled down as a whole
+(--time-scale, 0.1: every time limit, the grace, the reaper's period, thresholds and margin).
 """
 
 from __future__ import annotations
@@ -64,13 +67,13 @@ from bench._stack import (
 )
 
 # Faults per type (gpu_tasks/backends/faults.py). Hangs only where the time limit is short
-# (tts: 120 s), so that the drill ends within minutes; the reaper or the poll fails them.
+# (tts: 120 s), so that the drill ends within minutes; the poll or the reaper times them out.
 FAULTS = (
     "tts:transient=0.06,permanent=0.03,hang=0.01,spawn_transient=0.03;"
     "transcription:transient=0.08,permanent=0.04,spawn_permanent=0.02;"
     "*:transient=0.05,permanent=0.03,spawn_transient=0.02"
 )
-QUICK_FAULTS = "tts:transient=0.1,permanent=0.05,spawn_transient=0.05;*:transient=0.08,permanent=0.05"
+QUICK_FAULTS = "tts:transient=0.1,permanent=0.05,hang=0.05,spawn_transient=0.05;*:transient=0.08,permanent=0.05"
 # What users submit: (type, weight, pro only).
 MIX = [("tts", 30, False), ("transcription", 15, False), ("compression", 10, False), ("audio-generation", 10, False),
        ("image-generation", 10, False), ("video-query", 10, False), ("lip-sync", 8, False),
@@ -305,6 +308,32 @@ def wait_for_drain(ids: set[str], deadline_s: float) -> tuple[bool, float]:
         time.sleep(0.5)
 
 
+def explain(job_ids: list[str], limit: int = 20) -> list[dict[str, Any]]:
+    """What a job left running was doing: its status, its call, its last events, and the reaper's part."""
+    from django.utils import timezone
+
+    from jobs.models import Job, JobEvent
+
+    now = timezone.now()
+    reaper_types = ("republished", "repolled")
+    stories = []
+    for job in Job.objects.filter(pk__in=job_ids[:limit]).order_by("created_at"):
+        events = list(JobEvent.objects.filter(job=job).order_by("-id").values_list("type", "data", "created_at"))
+        last = [f"{t} {json.dumps(d, default=str)[:120] if d else ''} ({(now - at).total_seconds():.0f} s ago)"
+                for t, d, at in events[:6]][::-1]
+        reaper = Counter(t for t, _, _ in events if t in reaper_types)
+        started = job.inference_started_at
+        stories.append({
+            "job": str(job.pk), "type": job.type, "status": job.status, "attempts": job.attempts,
+            "gpu_call": job.gpu_call_id or None,
+            "inference_running_s": round((now - started).total_seconds(), 1) if started else None,
+            "last_sign_of_life_s": round((now - job.updated_at).total_seconds(), 1),
+            "reaper": dict(reaper) or "nothing yet",
+            "last_events": last,
+        })
+    return stories
+
+
 def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str]]]:
     from django.db.models import Count, Min
 
@@ -386,6 +415,11 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "client_http_retries": outcomes.http_retries,
         "cancel_answers": dict(outcomes.cancels),
         "failure_codes": dict(Counter(j.error_code for j in jobs.values() if j.status == "failed")),
+        # Who ended each hung call: its own poll, or the reaper's backstop.
+        "timed_out_by": dict(Counter("reaper" if j.error_detail.startswith("reaper:") else "poll"
+                                     for j in jobs.values() if j.status == "failed" and j.error_code == "timeout")),
+        "reaper_repolls": all_events["repolled"],
+        "stuck_jobs": explain(stuck),
     }
     return figures, invariants
 
@@ -430,10 +464,45 @@ def answers(port: int) -> bool:
         return False
 
 
+def timing_in_force() -> dict[str, Any]:
+    """The time limits and reaper thresholds the stack runs, as its processes read them."""
+    from django.conf import settings
+
+    from jobs.services.reaper import REAP_MARGIN_SECONDS
+    from jobs.specs import job_spec, time_scale
+
+    scale = time_scale()
+    timing = {
+        "scale": scale,
+        "tts_limit_s": job_spec("tts").time_limit_seconds,
+        "grace_s": settings.AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS,
+        "reaper_every_s": settings.AUTEUR_REAPER_INTERVAL_SECONDS,
+        "reaper_pending_after_s": settings.AUTEUR_REAPER_PENDING_AFTER_SECONDS,
+        "reaper_repoll_after_s": settings.AUTEUR_REAPER_REPOLL_AFTER_SECONDS,
+        "reaper_margin_s": REAP_MARGIN_SECONDS * scale,
+    }
+    what = "production's" if scale == 1 else f"production's x {scale:g}"
+    timing["summary"] = (f"{what}: TTS limit {timing['tts_limit_s']:g} s + grace {timing['grace_s']} s; reaper every "
+                         f"{timing['reaper_every_s']:g} s, republish after {timing['reaper_pending_after_s']} s, "
+                         f"repoll after {timing['reaper_repoll_after_s']} s, time-out margin "
+                         f"{timing['reaper_margin_s']:g} s")
+    return timing
+
+
 def print_table(figures: dict[str, Any], invariants: dict[str, tuple[bool, str]]) -> None:
+    stuck = figures.get("stuck_jobs") or []
     print("\n| figure | value |\n| --- | --- |")
     for key, value in figures.items():
-        print(f"| {key.replace('_', ' ')} | {value} |")
+        if key != "stuck_jobs":
+            print(f"| {key.replace('_', ' ')} | {value} |")
+    if stuck:
+        print(f"\nJobs left running (first {len(stuck)}):")
+        for story in stuck:
+            events = story.pop("last_events")
+            print("  " + ", ".join(f"{k}={v}" for k, v in story.items()))
+            story["last_events"] = events
+            for line in events:
+                print(f"      {line}")
     print("\n| invariant | result | detail |\n| --- | --- | --- |")
     for name, (ok, detail) in invariants.items():
         print(f"| {name} | {'PASS' if ok else '**FAIL**'} | {detail} |")
@@ -446,18 +515,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--drain-timeout", type=float, default=600)
-    parser.add_argument("--quick", action="store_true", help="120 jobs, no hangs, reaper thresholds in seconds")
+    parser.add_argument("--time-scale", type=float, default=None,
+                        help="production's timing scaled as a whole (default 1; 0.1 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="300 jobs, every disruption, hung calls, production's timing x 0.1")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    reaper = {"AUTEUR_REAPER_INTERVAL_SECONDS": "60", "AUTEUR_REAPER_PENDING_AFTER_SECONDS": "60",
-              "AUTEUR_REAPER_REPOLL_AFTER_SECONDS": "120"}
     faults = FAULTS
     if args.quick:
-        args.jobs, args.users, args.clients = min(args.jobs, 120), min(args.users, 9), min(args.clients, 4)
+        args.jobs, args.users, args.clients = min(args.jobs, 300), min(args.users, 12), min(args.clients, 4)
         args.drain_timeout = min(args.drain_timeout, 240)
-        reaper = {"AUTEUR_REAPER_INTERVAL_SECONDS": "3", "AUTEUR_REAPER_PENDING_AFTER_SECONDS": "10",
-                  "AUTEUR_REAPER_REPOLL_AFTER_SECONDS": "20"}
         faults = QUICK_FAULTS
+    scale = args.time_scale if args.time_scale is not None else (0.1 if args.quick else 1.0)
     out = args.out or RESULTS_DIR / ("chaos_quick.json" if args.quick else "chaos.json")
     rng = random.Random(args.seed)  # noqa: S311 - a drill
 
@@ -467,8 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         AUTEUR_FAULT_INJECTION=faults,
         AUTEUR_FAULT_SEED=str(args.seed),
         AUTEUR_RATE_LIMIT_USER_PER_MINUTE="1000000",  # the drill attacks delivery, not the limiter
-        **reaper,
+        AUTEUR_DRILL_TIME_SCALE=str(scale),
     ) as stack:
+        timing = timing_in_force()
         users = make_users(args.users, args.jobs, rng)
         plan = plan_submissions(users, args.jobs, rng)
         port = free_port()
@@ -489,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         broker = "rabbitmq" if "rabbitmq" in stack.servers else "redis"
         print(f"chaos: {args.jobs} jobs from {args.users} users over {args.clients} clients; broker {broker}; "
               f"faults {faults}", flush=True)
+        print(f"timing: {timing['summary']}", flush=True)
         submit_all(port, users, plan, args.clients, outcomes, args.seed)
         stop.set()
         chaos.join()
@@ -505,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(figures, invariants)
     report = {"quick": args.quick, "broker": broker, "jobs": args.jobs, "users": args.users, "clients": args.clients,
               "seed": args.seed,
-              "faults": faults, "reaper": reaper, "figures": figures, "disruptions": done,
+              "faults": faults, "timing": timing, "figures": figures, "disruptions": done,
               "invariants": {k: {"pass": ok, "detail": d} for k, (ok, d) in invariants.items()}}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -12,7 +12,14 @@ production settings refuse both, so a deployment cannot serve canned results by 
 from __future__ import annotations
 
 from auteur.settings import *  # noqa: F403
-from auteur.settings import AUTEUR_GPU_BACKENDS, env
+from auteur.settings import (
+    AUTEUR_GPU_BACKENDS,
+    AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS,
+    AUTEUR_REAPER_INTERVAL_SECONDS,
+    AUTEUR_REAPER_PENDING_AFTER_SECONDS,
+    AUTEUR_REAPER_REPOLL_AFTER_SECONDS,
+    env,
+)
 
 AUTEUR_GPU_BACKENDS = (*AUTEUR_GPU_BACKENDS, "noop")
 AUTEUR_FAULT_INJECTION: str = env.str("AUTEUR_FAULT_INJECTION", default="")
@@ -23,6 +30,16 @@ AUTEUR_FAULT_SEED: int | None = env.int("AUTEUR_FAULT_SEED", default=None)
 AUTEUR_NOOP_HOLD_SECONDS: float = env.float("AUTEUR_NOOP_HOLD_SECONDS", default=0.0)
 AUTEUR_NOOP_HOLD_SPREAD_SECONDS: float = env.float("AUTEUR_NOOP_HOLD_SPREAD_SECONDS", default=0.0)
 AUTEUR_NOOP_STATUS_LATENCY_MS: int = env.int("AUTEUR_NOOP_STATUS_LATENCY_MS", default=0)
-# Held calls outlive the type's time limit (120 s for TTS): the bench measures waiting, not timeouts.
-AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS: int = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=3600)
 AUTEUR_GPU_ANNOUNCE: bool = env.bool("AUTEUR_GPU_ANNOUNCE", default=True)
+
+# Every other setting is production's: a benchmark that needs another value (bench/inflight.py's
+# long grace) sets it in its own stack's environment, so no drill silently runs other rules.
+# A drill that must end in minutes scales time as a whole: every type's time limit (jobs.specs),
+# the grace past it, the reaper's period, thresholds and margin are multiplied by this together.
+AUTEUR_DRILL_TIME_SCALE: float = env.float("AUTEUR_DRILL_TIME_SCALE", default=1.0)
+if not 0 < AUTEUR_DRILL_TIME_SCALE <= 1:
+    raise ValueError("AUTEUR_DRILL_TIME_SCALE must be in (0, 1]")
+AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = max(1, round(AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS * AUTEUR_DRILL_TIME_SCALE))
+AUTEUR_REAPER_INTERVAL_SECONDS = AUTEUR_REAPER_INTERVAL_SECONDS * AUTEUR_DRILL_TIME_SCALE
+AUTEUR_REAPER_PENDING_AFTER_SECONDS = max(1, round(AUTEUR_REAPER_PENDING_AFTER_SECONDS * AUTEUR_DRILL_TIME_SCALE))
+AUTEUR_REAPER_REPOLL_AFTER_SECONDS = max(1, round(AUTEUR_REAPER_REPOLL_AFTER_SECONDS * AUTEUR_DRILL_TIME_SCALE))

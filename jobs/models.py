@@ -27,6 +27,7 @@ class JobEventType(models.TextChoices):
 
     SUBMITTED = "submitted"  # accepted and charged
     REPUBLISHED = "republished"  # the reaper published a job whose publish was lost
+    REPOLLED = "repolled"  # the reaper looked again at a call that showed no sign of life
     QUEUED = "queued"  # waiting for one of the user's slots
     STARTED = "started"  # claimed a slot: processing
     INFERENCE_STARTED = "inference_started"  # a GPU call was spawned

@@ -18,6 +18,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from credits.models import Plan
 from gpu_tasks.types import JOB_TYPES, JobType, JobTypeSpec, OutputKind
 from jobs import inputs, payloads
@@ -64,6 +66,13 @@ class JobSpec:
     @property
     def output(self) -> OutputKind:
         return self.engine.output
+
+    @property
+    def time_limit_seconds(self) -> float:
+        """How long the type's GPU call may run, as the orchestrator enforces it (the time-out, the
+        reaper, a cancel's refund). The declared limit; a drill that must end in minutes scales every
+        limit and threshold together (`time_scale`), never one alone."""
+        return self.engine.time_limit_s * time_scale()
 
     @functools.cached_property
     def references(self) -> dict[str, inputs.MediaRef | inputs.VoiceRef]:
@@ -136,6 +145,13 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         ),
     )
 })
+
+
+def time_scale() -> float:
+    """1 in production. The drills' settings (bench/settings.py) may set `AUTEUR_DRILL_TIME_SCALE`:
+    every time limit, grace and reaper threshold a job is held to is multiplied by it, so a short
+    drill runs production's timing rules in proportion."""
+    return float(getattr(settings, "AUTEUR_DRILL_TIME_SCALE", 1.0))
 
 
 def job_spec(job_type: str | JobType) -> JobSpec:

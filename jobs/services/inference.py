@@ -20,9 +20,9 @@ MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spaw
 PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on every poll
 
 
-def inference_limit_seconds(job: Job) -> int:
+def inference_limit_seconds(job: Job) -> float:
     """How long the job's call may run before it is a `timeout`: its type's limit and a grace."""
-    return job_spec(job.type).engine.time_limit_s + settings.AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS
+    return job_spec(job.type).time_limit_seconds + settings.AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS
 
 
 def repoll_after() -> timedelta:
@@ -71,8 +71,8 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
         limit = inference_limit_seconds(job)
         if job.inference_started_at and timezone.now() - job.inference_started_at > timedelta(seconds=limit):
             gpu_client.cancel(job.gpu_call_id)
-            type_limit = job_spec(job.type).engine.time_limit_s
-            raise PermanentGpuError("timeout", f"{job.type} ran past its {type_limit} s limit")
+            type_limit = job_spec(job.type).time_limit_seconds
+            raise PermanentGpuError("timeout", f"{job.type} ran past its {type_limit:g} s limit")
         _record_progress(job, status.progress)
         # A sign of life for the reaper: a few writes per repoll period, not one per poll.
         now = timezone.now()

@@ -77,7 +77,7 @@ def cancel_refund(*, job: Job, at: datetime) -> int:
     if job.inference_started_at is None:
         return job.credits_cost
     seconds_run = max(0.0, (at - job.inference_started_at).total_seconds())
-    spent = min(1.0, max(seconds_run / job_spec(job.type).engine.time_limit_s, job.progress / 100))
+    spent = min(1.0, max(seconds_run / job_spec(job.type).time_limit_seconds, job.progress / 100))
     return job.credits_cost - math.ceil(job.credits_cost * spent)
 
 

@@ -14,6 +14,7 @@ from jobs.pipeline import STEP_HARD_LIMIT_SECONDS, Step
 from jobs.services.events import job_event_record
 from jobs.services.inference import inference_limit_seconds, repoll_after
 from jobs.services.lifecycle import job_fail
+from jobs.specs import time_scale
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,10 @@ def _reap_processing(job: Job, now: datetime, counts: dict[str, int]) -> None:
     else:
         limit = inference_limit_seconds(job)
         began, step = job.inference_started_at or job.started_at or job.created_at, Step.INFER
-    if not waiting and now - began > timedelta(seconds=limit + REAP_MARGIN_SECONDS):
-        if job_fail(job_id=job.pk, code="timeout", detail=f"reaper: no result within {limit} s", retryable=True):
+    if not waiting and now - began > timedelta(seconds=limit + REAP_MARGIN_SECONDS * time_scale()):
+        if job_fail(job_id=job.pk, code="timeout", detail=f"reaper: no result within {limit:g} s", retryable=True):
             counts["timed_out"] += 1
     elif now - job.updated_at > repoll_after() and pipeline.publish(job.pk, job.type, step):
         Job.objects.filter(pk=job.pk).update(updated_at=now)
+        job_event_record(job.pk, JobEventType.REPOLLED, step=step)
         counts["repolled"] += 1
