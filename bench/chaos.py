@@ -73,7 +73,7 @@ FAULTS = (
     "transcription:transient=0.08,permanent=0.04,spawn_permanent=0.02;"
     "*:transient=0.05,permanent=0.03,spawn_transient=0.02"
 )
-QUICK_FAULTS = "tts:transient=0.1,permanent=0.05,hang=0.05,spawn_transient=0.05;*:transient=0.08,permanent=0.05"
+QUICK_FAULTS = "tts:transient=0.1,permanent=0.05,hang=0.08,spawn_transient=0.05;*:transient=0.08,permanent=0.05"
 # What users submit: (type, weight, pro only).
 MIX = [("tts", 30, False), ("transcription", 15, False), ("compression", 10, False), ("audio-generation", 10, False),
        ("image-generation", 10, False), ("video-query", 10, False), ("lip-sync", 8, False),
@@ -317,7 +317,9 @@ def explain(job_ids: list[str], limit: int = 20) -> list[dict[str, Any]]:
     now = timezone.now()
     reaper_types = ("republished", "repolled")
     stories = []
-    for job in Job.objects.filter(pk__in=job_ids[:limit]).order_by("created_at"):
+    # The jobs holding a call first: the queued ones wait behind them for their user's slots.
+    left = sorted(Job.objects.filter(pk__in=job_ids), key=lambda j: (j.status != "processing", j.created_at))
+    for job in left[:limit]:
         events = list(JobEvent.objects.filter(job=job).order_by("-id").values_list("type", "data", "created_at"))
         last = [f"{t} {json.dumps(d, default=str)[:120] if d else ''} ({(now - at).total_seconds():.0f} s ago)"
                 for t, d, at in events[:6]][::-1]
@@ -331,6 +333,9 @@ def explain(job_ids: list[str], limit: int = 20) -> list[dict[str, Any]]:
             "reaper": dict(reaper) or "nothing yet",
             "last_events": last,
         })
+        if job.status == "queued":
+            holding = Job.objects.filter(user_id=job.user_id, status="processing").values_list("pk", flat=True)
+            stories[-1]["behind"] = [str(pk) for pk in holding]
     return stories
 
 
@@ -368,6 +373,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
 
     lost = sorted(ids - set(jobs)) + sorted(set(jobs) - ids)
     stuck = bad(lambda i, j: j.status not in TERMINAL_STATUSES)
+    stuck_by = Counter(f"{jobs[i].status} {jobs[i].type}" for i in stuck)
     # Every failed job is refunded once; a canceled one too, unless its inference had spent it all.
     wrong_refund = bad(lambda i, j: ledger.get(i, Counter())["refund"] != (1 if j.credits_refund else 0)
                        or j.credits_refunded != bool(j.credits_refund)
@@ -389,7 +395,8 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
 
     invariants = {
         "no job lost": result(lost, "every accepted job exists, and no other"),
-        "no job stuck": result(stuck, "every job completed, failed or canceled"),
+        "no job stuck": result(stuck, "every job completed, failed or canceled" + (
+            f" (left: {dict(stuck_by)})" if stuck else "")),
         "refunded exactly once": result(wrong_refund, "failed/canceled: 1 refund; completed: none"),
         "charged exactly once": result(wrong_charge + ([] if amounts_ok else ["amounts"]), "1 usage row per job"),
         "ledger_check": result([str(p) for p in problems], "every balance equals the sum of its ledger"),
@@ -496,7 +503,7 @@ def print_table(figures: dict[str, Any], invariants: dict[str, tuple[bool, str]]
         if key != "stuck_jobs":
             print(f"| {key.replace('_', ' ')} | {value} |")
     if stuck:
-        print(f"\nJobs left running (first {len(stuck)}):")
+        print(f"\nJobs left running (the first {len(stuck)}, those holding a call first):")
         for story in stuck:
             events = story.pop("last_events")
             print("  " + ", ".join(f"{k}={v}" for k, v in story.items()))

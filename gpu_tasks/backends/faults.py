@@ -9,7 +9,8 @@ Per job type (`*` = every type not named), the probability of each fault:
 
 - `transient`: the call fails with a retryable `TransientGpuError("capacity")` (reported by poll);
 - `permanent`: the call fails with `PermanentGpuError("gpu_oom")` (reported by poll);
-- `hang`: the call never finishes (poll reports `running` forever; cancel is accepted);
+- `hang`: the call never finishes and never announces (poll reports `running` forever; cancel
+  is accepted);
 - `spawn_transient` / `spawn_permanent`: `spawn` itself raises that error (nothing started).
 
 Each spawn draws one number: the faults' rates are disjoint slices of [0, 1) and must sum to at
@@ -101,8 +102,11 @@ class FaultInjectingBackend(GpuBackend):
 
     @property
     def announces(self) -> bool:
-        # An injected failure or hang is never announced: drills keep polling every call.
-        return False
+        # As the wrapped backend. An injected failure needs no announcement: it fails at once, so
+        # the spawning step's first look finds it (and a transient one's re-spawn is looked at
+        # again). An injected hang is never announced, as a hung container says nothing: with an
+        # announcing backend only the reaper can end it (its repoll, its time-out).
+        return self.inner.announces
 
     def unavailable_reason(self, job_type: str) -> str | None:
         return self.inner.unavailable_reason(job_type)

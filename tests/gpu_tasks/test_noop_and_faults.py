@@ -130,3 +130,10 @@ def test_injected_faults_are_visible_from_any_instance_and_hangs_never_finish() 
     assert status.error == PermanentGpuError("gpu_oom", "injected fault: out of GPU memory")
     with pytest.raises(PermanentGpuError):
         FaultInjectingBackend(NoopBackend(), "tts:spawn_permanent=1.0").spawn("tts", {})
+
+
+def test_the_fault_wrapper_announces_as_the_backend_it_wraps() -> None:
+    # An announcing backend's hung calls are silent: only the reaper can end them.
+    announcing = NoopBackend(announcer=lambda announcement: None)
+    assert FaultInjectingBackend(announcing, "tts:hang=1.0").announces
+    assert not FaultInjectingBackend(NoopBackend(), "tts:hang=1.0").announces

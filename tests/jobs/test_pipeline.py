@@ -209,7 +209,9 @@ def test_the_reaper_republishes_a_job_whose_publish_was_lost(start_worker, auth_
 
 
 def test_cancel_during_inference_stops_the_call_and_its_polls(start_worker, auth_client, funded, project, samples):
-    worker = start_worker(AUTEUR_FAULT_INJECTION="compression:hang=1.0", DJANGO_SETTINGS_MODULE="bench.settings")
+    # A backend that does not announce, so that the hanging call is polled until the cancel.
+    worker = start_worker(AUTEUR_FAULT_INJECTION="compression:hang=1.0", DJANGO_SETTINGS_MODULE="bench.settings",
+                          AUTEUR_GPU_ANNOUNCE="0")
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     before = credit_balance_get(user=funded)
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
