@@ -488,7 +488,7 @@ def timing_in_force() -> dict[str, Any]:
         "reaper_repoll_after_s": settings.AUTEUR_REAPER_REPOLL_AFTER_SECONDS,
         "reaper_margin_s": REAP_MARGIN_SECONDS * scale,
     }
-    what = "production's" if scale == 1 else f"production's x {scale:g}"
+    what = "unscaled" if scale == 1 else f"scaled x {scale:g}"
     timing["summary"] = (f"{what}: TTS limit {timing['tts_limit_s']:g} s + grace {timing['grace_s']} s; reaper every "
                          f"{timing['reaper_every_s']:g} s, republish after {timing['reaper_pending_after_s']} s, "
                          f"repoll after {timing['reaper_repoll_after_s']} s, time-out margin "
