@@ -177,11 +177,12 @@ was measured in the same run on the same servers.
 def chaos_section(load: Callable[[str], dict[str, Any] | None], measured: Callable[[str], str]) -> str:
     chaos = ""
     if (d := load("chaos")) is not None:
-        f = d["figures"]
+        f = {k: v for k, v in d["figures"].items() if k != "stuck_jobs"}  # named in the drill's own output
+        timing = d["timing"]["summary"] if "timing" in d else f"reaper every {d['reaper']['AUTEUR_REAPER_INTERVAL_SECONDS']} s"
         chaos = (f"\n## Chaos drill (`make chaos`)\n\nMeasured {measured('chaos')}. {d['jobs']} jobs from {d['users']} "
                  f"users over {d['clients']} "
-                 f"clients, noop GPU with faults `{d['faults']}`; reaper every {d['reaper']['AUTEUR_REAPER_INTERVAL_SECONDS']}"
-                 f" s. Disruptions, in order: " + "; ".join(x["what"] for x in d["disruptions"]) + ".\n\n"
+                 f"clients, noop GPU with faults `{d['faults']}`; timing {timing}"
+                 f". Disruptions, in order: " + "; ".join(x["what"] for x in d["disruptions"]) + ".\n\n"
                  "| figure | value |\n| --- | --- |\n"
                  + "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in f.items())
                  + "\n\n| invariant | result | detail |\n| --- | --- | --- |\n"
