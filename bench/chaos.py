@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     faults = FAULTS
     if args.quick:
         args.jobs, args.users, args.clients = min(args.jobs, 300), min(args.users, 12), min(args.clients, 4)
-        args.drain_timeout = min(args.drain_timeout, 240)
+        args.drain_timeout = min(args.drain_timeout, 300)
         faults = QUICK_FAULTS
     scale = args.time_scale if args.time_scale is not None else (0.1 if args.quick else 1.0)
     out = args.out or RESULTS_DIR / ("chaos_quick.json" if args.quick else "chaos.json")
