@@ -345,6 +345,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     from credits.models import CreditTransaction
     from credits.selectors import ledger_check
     from jobs.models import TERMINAL_STATUSES, Job, JobEvent
+    from jobs.services.lifecycle import failure_refund
     from media.models import MediaFile
 
     jobs = {str(j.pk): j for j in Job.objects.all()}
@@ -374,10 +375,11 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     lost = sorted(ids - set(jobs)) + sorted(set(jobs) - ids)
     stuck = bad(lambda i, j: j.status not in TERMINAL_STATUSES)
     stuck_by = Counter(f"{jobs[i].status} {jobs[i].type}" for i in stuck)
-    # Every failed job is refunded once; a canceled one too, unless its inference had spent it all.
+    # Every failed job is refunded once (in full, or a timed-out call all but the share its engine
+    # reported done); a canceled one too, unless its inference had spent it all.
     wrong_refund = bad(lambda i, j: ledger.get(i, Counter())["refund"] != (1 if j.credits_refund else 0)
                        or j.credits_refunded != bool(j.credits_refund)
-                       or (j.status == "failed" and j.credits_refund != j.credits_cost)
+                       or (j.status == "failed" and j.credits_refund != failure_refund(job=j, code=j.error_code))
                        or (j.status not in ("failed", "canceled") and j.credits_refund))
     wrong_charge = bad(lambda i, j: ledger.get(i, Counter())["usage"] != 1)
     wrong_outputs = bad(lambda i, j: outputs[i] != (OUTPUTS[j.type] if j.status == "completed" else 0)
@@ -397,7 +399,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "no job lost": result(lost, "every accepted job exists, and no other"),
         "no job stuck": result(stuck, "every job completed, failed or canceled" + (
             f" (left: {dict(stuck_by)})" if stuck else "")),
-        "refunded exactly once": result(wrong_refund, "failed/canceled: 1 refund; completed: none"),
+        "refunded exactly once": result(wrong_refund, "failed/canceled: 1 refund, as the rules give; none else"),
         "charged exactly once": result(wrong_charge + ([] if amounts_ok else ["amounts"]), "1 usage row per job"),
         "ledger_check": result([str(p) for p in problems], "every balance equals the sum of its ledger"),
         "never negative": (lowest >= 0, f"lowest balance ever recorded: {lowest}"),

@@ -85,6 +85,25 @@ class TimelineDuration(Measure):
         return int(declared or max(c["start_ms"] + c["duration_ms"] for c in clips))
 
 
+# A render's reference output: a minute of it costs the render's price per minute.
+REFERENCE_PIXEL_RATE = 1920 * 1080 * 30
+
+
+@dataclass(frozen=True)
+class RenderOutput(TimelineDuration):
+    """The timeline's length (as TimelineDuration), weighted by its output's pixels per second
+    against 1080p at 30 fps, never less than 1: a minute at 720p or 1080p30 is one minute, a
+    minute of 4K at 60 fps eight, of 8K at 120 fps sixty-four. What a render costs to make grows
+    with the pixels it encodes, and so does its price."""
+
+    def weight(self, params: Mapping[str, Any]) -> float:
+        timeline = params["edl"].get("settings") or {}
+        resolution = timeline.get("resolution") or {}
+        pixel_rate = (float(resolution.get("width", 1920)) * float(resolution.get("height", 1080))
+                      * float(timeline.get("frame_rate", 30)))
+        return max(1.0, pixel_rate / REFERENCE_PIXEL_RATE)
+
+
 @dataclass(frozen=True)
 class PriceRule:
     credits: int  # per unit
@@ -96,13 +115,20 @@ class PriceRule:
         """What the price is computed from, as stored on the job (a retry is priced from it again)."""
         if self.measure is None:
             return {}
-        return {self.measure.key: self.measure.of(params, media)}
+        quantities: dict[str, Any] = {self.measure.key: self.measure.of(params, media)}
+        if isinstance(self.measure, RenderOutput):
+            quantities["output_weight"] = round(self.measure.weight(params), 4)
+        return quantities
 
     def cost(self, quantities: Mapping[str, float]) -> int:
         if self.measure is None:
             return self.credits
-        amount = float(quantities[self.measure.key])
-        return self.credits * max(1, math.ceil(amount / self.per))
+        amount = float(quantities[self.measure.key]) * float(quantities.get("output_weight", 1.0))
+        # Rounded first: a weight stored to 4 places must not push an exact number of units up by one.
+        return self.credits * max(1, math.ceil(round(amount / self.per, 6)))
 
     def describe(self) -> str:
-        return f"{self.credits} credits per {'job' if self.measure is None else 'started ' + self.unit}"
+        text = f"{self.credits} credits per {'job' if self.measure is None else 'started ' + self.unit}"
+        if isinstance(self.measure, RenderOutput):
+            text += "; above 1080p at 30 fps, in proportion to the pixels per second"
+        return text

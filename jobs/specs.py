@@ -23,7 +23,7 @@ from django.conf import settings
 from credits.models import Plan
 from gpu_tasks.types import JOB_TYPES, JobType, JobTypeSpec, OutputKind
 from jobs import inputs, payloads
-from jobs.pricing import MINUTE_MS, FieldValue, MediaDuration, PriceRule, TextLength, TimelineDuration
+from jobs.pricing import MINUTE_MS, FieldValue, MediaDuration, PriceRule, RenderOutput, TextLength
 
 if TYPE_CHECKING:
     from jobs.models import Job
@@ -136,7 +136,7 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         ),
         JobSpec(
             _T.RENDER, "Render the timeline (EDL) to an MP4", _F.RENDER, _I.RenderInput,
-            PriceRule(2, "minute of output", TimelineDuration(), MINUTE_MS),
+            PriceRule(2, "minute of output at 1080p30", RenderOutput(), MINUTE_MS),
             payload=payloads.render_payload, timeline=True,
         ),
         JobSpec(

@@ -1,5 +1,4 @@
-"""A job's other ends: failed (refunded in full, once) and canceled (refunded once, in full or
-the part its inference has not used)."""
+"""A job's other ends: failed and canceled, each refunded once (`failure_refund`, `cancel_refund`)."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool) -> bool:
-    """Mark a non-terminal job failed and refund it, in one transaction. True if this call did it.
+    """Mark a non-terminal job failed and refund it (failure_refund), in one transaction. True if this call did it.
 
     The user is shown the fixed sentence for `code` (jobs.failures); `detail`, the error's own
     text, goes scrubbed to the log and to the staff-only `error_detail`.
@@ -34,9 +33,11 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
     """
     message, detail = failure_message(code), failure_detail(detail)
     with transaction.atomic():
-        job = Job.objects.filter(pk=job_id).first()
-        if job is None:
+        # Locked: the progress and start read here are the last a worker wrote (failure_refund).
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status not in ACTIVE_STATUSES:
             return False
+        refund = failure_refund(job=job, code=code)
         moved = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(
             status=JobStatus.FAILED,
             error_code=code[:40],
@@ -45,20 +46,41 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
             retryable=retryable,
             completed_at=timezone.now(),
             updated_at=timezone.now(),
-            credits_refunded=True,
-            credits_refund=job.credits_cost,
+            credits_refunded=bool(refund),
+            credits_refund=refund,
         )
         if not moved:
             return False
-        credit_refund_job(job_id=job.pk, reason=f"{job.type} job failed: {code}")
+        if refund:
+            credit_refund_job(job_id=job.pk, reason=f"{job.type} job failed: {code}", amount=refund)
         # A job that failed while storing keeps nothing it is refunded for.
         media_delete_job_outputs(job_id=job.pk)
-        job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable)
+        job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable,
+                         refunded=refund)
         job_slot_release(user_id=job.user_id)
     logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
         gpu_client.cancel_quietly(job.gpu_call_id)
     return True
+
+
+def failure_refund(*, job: Job, code: str) -> int:
+    """The credits a job that failed with `code` gets back.
+
+    All of its cost, except for a GPU call that ran past its time limit (`timeout` after its
+    inference started and before it ended): it keeps the share of its cost that its engine
+    reported done, rounded up to whole credits, and gets the rest back:
+
+        refund = cost - ceil(cost * progress / 100)
+
+    So an input that makes an engine grind up to its limit pays for the work it got done, and
+    cannot burn GPU time for free again and again, while a call that hung without reporting any
+    progress (a stuck container: the platform's fault) is refunded in full.
+    """
+    timed_out_call = code == "timeout" and job.inference_started_at is not None and job.inference_ended_at is None
+    if not timed_out_call:
+        return job.credits_cost
+    return job.credits_cost - math.ceil(job.credits_cost * min(job.progress, 100) / 100)
 
 
 def cancel_refund(*, job: Job, at: datetime) -> int:

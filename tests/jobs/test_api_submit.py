@@ -202,7 +202,7 @@ def test_render_snapshots_the_timeline_with_overridden_settings(auth_client, fun
     assert response.status_code == 202, response.json()
     assert response.json()["credits_cost"] == 4
     params = Job.objects.get(pk=response.json()["job_id"]).input_params
-    assert params["format"] == "mp4" and params["_quantities"] == {"duration_ms": 90_000}
+    assert params["format"] == "mp4" and params["_quantities"] == {"duration_ms": 90_000, "output_weight": 1.0}
     edl = params["edl"]
     assert edl["settings"]["resolution"] == {"width": 1280, "height": 720} and edl["settings"]["frame_rate"] == 25
     assert [c["id"] for c in edl["tracks"][0]["clips"]] == ["c0", "c1", "c2"]

@@ -371,3 +371,55 @@ def test_what_shaped_an_output_is_kept_in_its_media_metadata(user, project, medi
     (output,) = MediaFile.objects.filter(source_job_id=job.pk)
     assert output.metadata["generation"] == {"model": "noop", "seed": 7, "steps": 3}
     assert set(output.metadata) > {"generation"}, "beside what the probe read"
+
+
+def _processing(job, **fields):
+    from django.utils import timezone
+
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.PROCESSING, started_at=timezone.now(), **fields)
+
+
+def _refund_rows(job):
+    return list(CreditTransaction.objects.filter(job_id=job.pk, type="refund").values_list("amount", flat=True))
+
+
+@pytest.mark.parametrize(("progress", "refund"), [(0, 5), (40, 3), (100, 0)])
+def test_a_call_that_runs_past_its_limit_keeps_the_share_its_engine_reported_done(user, project, media,
+                                                                                    progress, refund):
+    from django.utils import timezone
+
+    job = submit(user, project, media)  # 5 credits: 30 s of audio
+    assert job.credits_cost == 5
+    before = credit_balance_get(user=user)
+    _processing(job, inference_started_at=timezone.now(), gpu_call_id="noop-x", progress=progress)
+    assert lifecycle.job_fail(job_id=job.pk, code="timeout", detail="ran past its limit", retryable=True)
+    job.refresh_from_db()
+    # refund = cost - ceil(cost * progress / 100): 5 - ceil(2.0) = 3 at 40 %.
+    assert job.status == JobStatus.FAILED and job.credits_refund == refund
+    assert job.credits_refunded is bool(refund)
+    assert _refund_rows(job) == ([refund] if refund else [])  # nothing written when nothing comes back
+    assert credit_balance_get(user=user) == before + refund
+    event = JobEvent.objects.get(job=job, type="failed")
+    assert event.data["refunded"] == refund and event.data["code"] == "timeout"
+    # A second failure of the same job moves nothing.
+    assert not lifecycle.job_fail(job_id=job.pk, code="timeout", detail="again", retryable=True)
+    assert _refund_rows(job) == ([refund] if refund else [])
+
+
+@pytest.mark.parametrize("case", ["other_code", "before_inference", "while_storing"])
+def test_every_other_failure_refunds_in_full(user, project, media, case):
+    from django.utils import timezone
+
+    job = submit(user, project, media)
+    now = timezone.now()
+    fields: dict[str, Any] = {"progress": 60}
+    code = "timeout"
+    if case == "other_code":
+        fields.update(inference_started_at=now, gpu_call_id="noop-x")
+        code = "gpu_oom"
+    elif case == "while_storing":  # the call ended; a step ran out of time storing its outputs
+        fields.update(inference_started_at=now, inference_ended_at=now, gpu_call_id="noop-x")
+    _processing(job, **fields)
+    assert lifecycle.job_fail(job_id=job.pk, code=code, detail="x", retryable=True)
+    job.refresh_from_db()
+    assert job.credits_refund == job.credits_cost and _refund_rows(job) == [job.credits_cost]

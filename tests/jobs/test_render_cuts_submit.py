@@ -48,7 +48,7 @@ def test_a_deleted_segment_is_cut_from_the_snapshot_recorded_and_not_charged(aut
     assert response.json()["credits_cost"] == 2
     assert ledger_state(funded)[0] == before[0] - 2
     params = Job.objects.get(pk=response.json()["job_id"]).input_params
-    assert params["_quantities"] == {"duration_ms": 55_000}
+    assert params["_quantities"] == {"duration_ms": 55_000, "output_weight": 1.0}
     assert params["cuts"] == {"padding_ms": 40, "spans": [[10_000, 45_000]], "duration_before_ms": 90_000,
                               "duration_after_ms": 55_000, "removed_ms": 35_000}  # fmt: skip
     assert params["crossfade_ms"] == 10 and params["cut_padding_ms"] == 40

@@ -14,7 +14,7 @@ from gpu_tasks.types import JOB_TYPES, GpuClass
 from jobs.inputs import JobInput, MediaRef
 from jobs.pipeline import Step
 from jobs.pricing import FieldValue, MediaDuration, TextLength, TimelineDuration
-from jobs.specs import JOB_SPECS, Family, JobSpec, JobType, OutputKind
+from jobs.specs import JOB_SPECS, Family, JobSpec, JobType, OutputKind, job_spec
 from jobs.tasks import STEP_TASKS
 
 
@@ -70,3 +70,21 @@ def test_the_video_sizes_offered_are_the_ones_the_declared_model_was_trained_at(
 def test_the_step_tasks_are_exactly_the_families_steps():
     assert set(STEP_TASKS) == {(family, step) for family in Family for step in Step}
     assert {f for f in Family} == {s.family for s in JOB_SPECS.values()}, "no family without a job type"
+
+
+@pytest.mark.parametrize(("resolution", "fps", "weight", "credits"), [
+    ((1280, 720), 30, 1.0, 4),  # below the reference: as 1080p30
+    ((1920, 1080), 30, 1.0, 4),
+    ((1920, 1080), 60, 2.0, 6),
+    ((3840, 2160), 60, 8.0, 24),
+    ((7680, 4320), 120, 64.0, 192),
+])
+def test_a_render_is_priced_by_its_output_pixels_per_second(resolution, fps, weight, credits):
+    spec = job_spec("render")
+    edl = {"settings": {"resolution": {"width": resolution[0], "height": resolution[1]}, "frame_rate": fps,
+                        "duration_ms": 90_000}, "tracks": []}
+    quantities = spec.price.quantities({"edl": edl}, {})
+    assert quantities == {"duration_ms": 90_000, "output_weight": weight}
+    # 2 credits per started minute at 1080p30: 90 s weighs 1.5 minutes times the weight, rounded up.
+    assert spec.price.cost(quantities) == credits
+    assert "1080p" in spec.price.describe()
