@@ -10,6 +10,7 @@ where development stand-ins are used instead.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -118,6 +119,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First and (but for axes) last: every request's latency and response, by view and status.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Before anything reads the client's address or scheme: X-Forwarded-* only from the proxy.
+    "auteur.proxies.ForwardedHeadersMiddleware",
     "auteur.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auteur.middleware.ContentSecurityPolicyMiddleware",
@@ -417,6 +420,21 @@ REST_FRAMEWORK = {
     # front; DRF's default would trust any X-Forwarded-For a client sends.
     "NUM_PROXIES": env.int("AUTEUR_NUM_PROXIES", default=0),
 }
+# The reverse proxy's addresses or networks (Caddy, the ingress controller): the only peer whose
+# X-Forwarded-For/-Proto are believed (auteur/proxies.py). gunicorn and uvicorn read this same
+# variable for their own handling of those headers. Never `*`: a client that reached the server
+# past the proxy could then forge its address (and escape per-IP limits) and its scheme.
+FORWARDED_ALLOW_IPS: list[str] = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+for _entry in FORWARDED_ALLOW_IPS:
+    try:
+        if _entry.strip() == "*":
+            raise ValueError(_entry)
+        ipaddress.ip_network(_entry.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FORWARDED_ALLOW_IPS: {_entry!r} is not an address or network. List the reverse proxy's "
+            f"addresses (never '*', which would believe any client that bypasses the proxy)."
+        ) from None
 SPECTACULAR_SETTINGS = {
     "TITLE": "Auteur API",
     "DESCRIPTION": "Projects, media, EDL documents, credits and AI jobs for Auteur.",

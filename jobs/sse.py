@@ -35,6 +35,7 @@ from rest_framework.request import Request
 
 from auteur.asyncdb import released
 from auteur.errors import api_exception_handler, error_body, error_response
+from auteur.proxies import drop_untrusted_forwarded
 from auteur.users.authentication import JWTAuthentication
 from auteur.users.models import User
 from jobs.models import Job
@@ -62,6 +63,7 @@ def authenticate_token(token: str, *, client_ip: str, forwarded_for: str | None)
     request.META["REMOTE_ADDR"] = client_ip
     if forwarded_for is not None:
         request.META["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    drop_untrusted_forwarded(request.META)  # as the HTTP middleware does: believed from the proxy only
     return _authenticate(Request(request))
 
 
