@@ -326,6 +326,12 @@ AUTEUR_STREAM_HEARTBEAT_SECONDS = env.float("AUTEUR_STREAM_HEARTBEAT_SECONDS", d
 # Events a connection may have waiting; a client that falls this far behind is disconnected.
 AUTEUR_STREAM_CLIENT_BUFFER = env.int("AUTEUR_STREAM_CLIENT_BUFFER", default=256)
 AUTEUR_WS_AUTH_TIMEOUT_SECONDS = env.float("AUTEUR_WS_AUTH_TIMEOUT_SECONDS", default=5.0)
+# Event streams and WebSockets one user may hold open at once, across every ASGI process
+# (jobs/services/stream_leases.py); one more is refused (SSE: 429 too_many_streams, WebSocket:
+# close 4429). Each holds a lease in Redis, renewed while open: a crashed server's connections
+# stop counting after AUTEUR_STREAM_LEASE_SECONDS.
+AUTEUR_MAX_STREAMS_PER_USER = env.int("AUTEUR_MAX_STREAMS_PER_USER", default=20)
+AUTEUR_STREAM_LEASE_SECONDS = env.float("AUTEUR_STREAM_LEASE_SECONDS", default=60.0)
 
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")
