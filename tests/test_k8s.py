@@ -277,8 +277,9 @@ def _public(block: dict[str, Any]) -> bool:
         return False
     for private in NON_PUBLIC:
         if private.version == network.version:
-            assert any(private.subnet_of(e) for e in excepted if e.version == private.version), \
-                f"{block['cidr']} lets {private} through"
+            # The whole private network lies inside one excepted block.
+            assert any(e.version == private.version and private.network_address in e
+                       and private.broadcast_address in e for e in excepted), f"{block['cidr']} lets {private} through"
     return True
 
 

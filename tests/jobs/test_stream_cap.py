@@ -108,8 +108,8 @@ def test_one_stream_over_the_cap_is_refused_with_a_code(server, make_user):
     streams[0].close()
     ws.close()
     wait_until(lambda: leases(user) == CAP - 2, 10, "closed connections kept their leases")
-    again = [Sse(server, token), ws_open(server, token)]
-    assert again[0].status == 200 and again[1][1] == {"type": "ready"}
+    again_sse, again_ws = Sse(server, token), ws_open(server, token)
+    assert again_sse.status == 200 and again_ws[1] == {"type": "ready"}
 
 
 def test_the_cap_holds_across_processes_and_a_crashed_servers_count_heals(django_db_setup, make_user):
