@@ -19,10 +19,12 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from auteur.asgi_limits import RequestBodyLimit  # noqa: E402
 from jobs.waiting import PreferWait  # noqa: E402
 from jobs.ws import JobEventsConsumer  # noqa: E402
 
 application = ProtocolTypeRouter({
-    "http": PreferWait(django_application),
+    # Bodies are refused from their headers before Django would spool them (auteur/asgi_limits.py).
+    "http": RequestBodyLimit(PreferWait(django_application)),
     "websocket": URLRouter([path("ws/v1/events", JobEventsConsumer.as_asgi())]),
 })

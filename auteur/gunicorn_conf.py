@@ -1,5 +1,7 @@
 """gunicorn settings shared by `make run`, the Dockerfile and the benchmarks."""
 
+import os
+
 # Sync workers: DRF is CPU-bound under the GIL, and gthread workers lose time handing the GIL
 # between threads of one process; more processes serve more requests (bench/ measures it).
 worker_class = "sync"
@@ -17,6 +19,10 @@ timeout = 30
 # No control socket: its default path (~/.gunicorn/gunicorn.ctl) is one per user, which every
 # gunicorn on the machine (the API and storage servers of `make run`, a second checkout) would share.
 control_socket_disable = True
+# X-Forwarded-Proto (the request's scheme) is believed from the reverse proxy's addresses only: the
+# FORWARDED_ALLOW_IPS that uvicorn and the app (auteur/proxies.py) read too; the app's settings
+# refuse "*" at start-up, and preload_app loads them in the master.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = "-"
 # %(U)s is the path without its query string: signed download/upload URLs carry their signature
 # in the query, and no signed URL may reach a log.
@@ -25,8 +31,6 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms req=%({x-request-id
 
 def child_exit(server: object, worker: object) -> None:
     """A dead worker's live gauges leave the API's summed metrics (prometheus-client multiprocess mode)."""
-    import os
-
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

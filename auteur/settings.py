@@ -10,6 +10,7 @@ where development stand-ins are used instead.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -118,6 +119,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First and (but for axes) last: every request's latency and response, by view and status.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Before anything reads the client's address or scheme: X-Forwarded-* only from the proxy.
+    "auteur.proxies.ForwardedHeadersMiddleware",
     "auteur.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auteur.middleware.ContentSecurityPolicyMiddleware",
@@ -323,6 +326,12 @@ AUTEUR_STREAM_HEARTBEAT_SECONDS = env.float("AUTEUR_STREAM_HEARTBEAT_SECONDS", d
 # Events a connection may have waiting; a client that falls this far behind is disconnected.
 AUTEUR_STREAM_CLIENT_BUFFER = env.int("AUTEUR_STREAM_CLIENT_BUFFER", default=256)
 AUTEUR_WS_AUTH_TIMEOUT_SECONDS = env.float("AUTEUR_WS_AUTH_TIMEOUT_SECONDS", default=5.0)
+# Event streams and WebSockets one user may hold open at once, across every ASGI process
+# (jobs/services/stream_leases.py); one more is refused (SSE: 429 too_many_streams, WebSocket:
+# close 4429). Each holds a lease in Redis, renewed while open: a crashed server's connections
+# stop counting after AUTEUR_STREAM_LEASE_SECONDS.
+AUTEUR_MAX_STREAMS_PER_USER = env.int("AUTEUR_MAX_STREAMS_PER_USER", default=20)
+AUTEUR_STREAM_LEASE_SECONDS = env.float("AUTEUR_STREAM_LEASE_SECONDS", default=60.0)
 
 # ---- Authentication: Supabase-compatible JWTs (auteur/users/authentication.py)
 AUTEUR_JWT_AUDIENCE = env.str("AUTEUR_JWT_AUDIENCE", default="authenticated")
@@ -417,6 +426,21 @@ REST_FRAMEWORK = {
     # front; DRF's default would trust any X-Forwarded-For a client sends.
     "NUM_PROXIES": env.int("AUTEUR_NUM_PROXIES", default=0),
 }
+# The reverse proxy's addresses or networks (Caddy, the ingress controller): the only peer whose
+# X-Forwarded-For/-Proto are believed (auteur/proxies.py). gunicorn and uvicorn read this same
+# variable for their own handling of those headers. Never `*`: a client that reached the server
+# past the proxy could then forge its address (and escape per-IP limits) and its scheme.
+FORWARDED_ALLOW_IPS: list[str] = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+for _entry in FORWARDED_ALLOW_IPS:
+    try:
+        if _entry.strip() == "*":
+            raise ValueError(_entry)
+        ipaddress.ip_network(_entry.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FORWARDED_ALLOW_IPS: {_entry!r} is not an address or network. List the reverse proxy's "
+            f"addresses (never '*', which would believe any client that bypasses the proxy)."
+        ) from None
 SPECTACULAR_SETTINGS = {
     "TITLE": "Auteur API",
     "DESCRIPTION": "Projects, media, EDL documents, credits and AI jobs for Auteur.",

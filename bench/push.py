@@ -515,6 +515,8 @@ def main() -> None:
     # Each client holds a socket here and one in the server, a child of this process.
     fd_limit = raise_fd_limit(4 * (args.ws + args.sse) + 1024)
     os.environ["AUTEUR_RATE_LIMIT_USER_PER_MINUTE"] = "100000000"
+    # Clients per user are the benchmark's choice (--ws, --sse, --users), not the per-user cap's.
+    os.environ["AUTEUR_MAX_STREAMS_PER_USER"] = str(args.ws + args.sse + 10)
 
     with django_stack(AUTEUR_RATE_LIMIT_USER_PER_MINUTE="100000000") as stack:
         from django.conf import settings

@@ -13,6 +13,10 @@ an id older than the stream's window starts with `event: gap` (no id): what came
 is checked as the REST API checks it (same errors); when it expires the stream sends an `error`
 event and ends: the client reconnects with a fresh token and its last id.
 
+A user holds at most AUTEUR_MAX_STREAMS_PER_USER streams and WebSockets open at once, across every
+ASGI process (jobs/services/stream_leases.py); one more is answered 429 `too_many_streams`, with
+the limit in `details.limit`.
+
 Under gunicorn (WSGI) these views answer 503 `stream_unavailable`: a sync worker must never hold
 a connection open.
 """
@@ -35,11 +39,13 @@ from rest_framework.request import Request
 
 from auteur.asyncdb import released
 from auteur.errors import api_exception_handler, error_body, error_response
+from auteur.proxies import drop_untrusted_forwarded
 from auteur.users.authentication import JWTAuthentication
 from auteur.users.models import User
 from jobs.models import Job
 from jobs.selectors.jobs import job_get
 from jobs.services.stream_hub import TERMINAL_EVENT_TYPES, SlowClient, Subscription, get_hub, valid_event_id
+from jobs.services.stream_leases import StreamLease, TooManyStreams, stream_lease_acquire
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +68,7 @@ def authenticate_token(token: str, *, client_ip: str, forwarded_for: str | None)
     request.META["REMOTE_ADDR"] = client_ip
     if forwarded_for is not None:
         request.META["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    drop_untrusted_forwarded(request.META)  # as the HTTP middleware does: believed from the proxy only
     return _authenticate(Request(request))
 
 
@@ -109,7 +116,9 @@ def _error_event(code: str, message: str) -> str:
     return f"event: error\ndata: {json.dumps(error_body(code, message))}\n\n"
 
 
-async def _events(sub: Subscription, caller: StreamCaller, *, per_job: bool, finished: bool) -> AsyncIterator[str]:
+async def _events(
+    sub: Subscription, lease: StreamLease, caller: StreamCaller, *, per_job: bool, finished: bool,
+) -> AsyncIterator[str]:
     heartbeat = settings.AUTEUR_STREAM_HEARTBEAT_SECONDS
     try:
         # Sent at once, so the client sees the stream open before the first event.
@@ -121,8 +130,9 @@ async def _events(sub: Subscription, caller: StreamCaller, *, per_job: bool, fin
             if remaining <= 0:
                 yield _error_event("invalid_token", "The token expired; reconnect with a new one and Last-Event-ID.")
                 return
+            await lease.renew_if_due()
             try:
-                event = await sub.get(0 if finished else min(heartbeat, remaining))
+                event = await sub.get(0 if finished else min(heartbeat, remaining, lease.seconds_to_renewal() + 0.01))
             except SlowClient:
                 logger.info("slow SSE client disconnected", extra={"user_id": str(caller.user.id)})
                 return
@@ -139,6 +149,21 @@ async def _events(sub: Subscription, caller: StreamCaller, *, per_job: bool, fin
                 return
     finally:
         sub.close()
+        await lease.release()
+
+
+def too_many_streams(exc: TooManyStreams) -> HttpResponse:
+    return error_response(
+        429, "too_many_streams",
+        f"At most {exc.limit} event streams and WebSockets may be open at once; close one first.",
+        {"limit": exc.limit},
+    )
+
+
+def _unavailable() -> HttpResponse:
+    response = error_response(503, "service_unavailable", "The event stream is briefly unavailable; try again.")
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+    return response
 
 
 async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
@@ -155,15 +180,22 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
         return error_response(400, "invalid_event_id", "Last-Event-ID must be an event id from this stream.")
     if job is not None and after is None:
         after = "0-0"  # one job's stream starts with its history
+    hub = get_hub()
     try:
-        sub = await get_hub().subscribe(caller.user.id, job_ids={str(job.pk)} if job else None, after=after)
+        lease = await stream_lease_acquire(hub.redis, caller.user.id)
+    except TooManyStreams as exc:
+        return too_many_streams(exc)
     except RedisError:
-        response = error_response(503, "service_unavailable", "The event stream is briefly unavailable; try again.")
-        response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
-        return response
+        return _unavailable()
+    try:
+        sub = await hub.subscribe(caller.user.id, job_ids={str(job.pk)} if job else None, after=after)
+    except RedisError:
+        await lease.release()
+        return _unavailable()
     finished = job is not None and job.is_terminal
+    # The lease is released when the stream ends; a response never started leaves it to run out.
     stream = StreamingHttpResponse(
-        _events(sub, caller, per_job=job is not None, finished=finished), content_type="text/event-stream",
+        _events(sub, lease, caller, per_job=job is not None, finished=finished), content_type="text/event-stream",
     )
     stream["Cache-Control"] = "no-cache"
     stream["X-Accel-Buffering"] = "no"

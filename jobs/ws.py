@@ -20,8 +20,10 @@ Protocol (JSON text frames):
   `{"type": "pong"}`.
 
 Close codes: 4401 bad or expired token (also when it expires while connected), 4404 unknown job
-or another user's, 4400 a malformed or unknown message, 4408 no auth in time, 1013 the client
-fell AUTEUR_STREAM_CLIENT_BUFFER events behind (reconnect and resume). A handshake whose Origin
+or another user's, 4400 a malformed or unknown message, 4408 no auth in time, 4429 (reason
+`too_many_streams`) the user already holds AUTEUR_MAX_STREAMS_PER_USER streams and sockets open
+(jobs/services/stream_leases.py), 1013 the client fell AUTEUR_STREAM_CLIENT_BUFFER events behind
+(reconnect and resume). A handshake whose Origin
 is not in CORS_ALLOWED_ORIGINS is refused (403); clients that send no Origin (not a browser)
 are not affected by that check.
 """
@@ -44,6 +46,7 @@ from auteur.asyncdb import released
 from jobs.errors import JobNotFound
 from jobs.selectors.jobs import job_get
 from jobs.services.stream_hub import SlowClient, Subscription, get_hub, id_order, valid_event_id
+from jobs.services.stream_leases import StreamLease, TooManyStreams, stream_lease_acquire
 from jobs.sse import StreamCaller, authenticate_token
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ CLOSE_BAD_MESSAGE = 4400
 CLOSE_BAD_TOKEN = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_TOO_MANY_STREAMS = 4429
 CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAVAILABLE = 1011
 MAX_MESSAGE_CHARS = 16384
@@ -60,6 +64,7 @@ MAX_MESSAGE_CHARS = 16384
 class JobEventsConsumer(AsyncJsonWebsocketConsumer):
     caller: StreamCaller | None = None
     sub: Subscription | None = None
+    lease: StreamLease | None = None
     job_ids: set[str] | None = None
     # The ids of the events sent on this connection run from first_sent to last_sent with no gap:
     # a resume skips them rather than sending them twice.
@@ -96,12 +101,15 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         if self.sub is not None:
             self.sub.close()
             self.sub = None
+        if self.lease is not None:
+            lease, self.lease = self.lease, None
+            await lease.release()
 
-    async def _close(self, code: int) -> None:
+    async def _close(self, code: int, reason: str | None = None) -> None:
         if not self.closing:
             self.closing = True
             await self._stop()
-            await self.close(code)
+            await self.close(code, reason)
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(settings.AUTEUR_WS_AUTH_TIMEOUT_SECONDS)
@@ -122,10 +130,24 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         except APIException:
             await self._close(CLOSE_BAD_TOKEN)
             return
+        try:
+            self.lease = await stream_lease_acquire(get_hub().redis, self.caller.user.id)
+        except TooManyStreams:
+            await self._close(CLOSE_TOO_MANY_STREAMS, "too_many_streams")
+            return
+        except RedisError:
+            await self._close(CLOSE_UNAVAILABLE)
+            return
+        self._tasks.append(asyncio.create_task(self._renew_lease(self.lease)))
         if not await self._resubscribe(None):
             return
         await self.send_json({"type": "ready"})
         self._tasks.append(asyncio.create_task(self._expiry()))
+
+    async def _renew_lease(self, lease: StreamLease) -> None:
+        while not lease.released:
+            await asyncio.sleep(lease.seconds_to_renewal())
+            await lease.renew_if_due()
 
     async def _expiry(self) -> None:
         assert self.caller is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 
 from auteur.devstack import REPO_ROOT
-from auteur.devstack.front import front_processes, uvicorn_argv
+from auteur.devstack.front import front_processes, gunicorn_argv, uvicorn_argv
 from auteur.devstack.ports import free_port, wait_for_port
 from auteur.devstack.process_group import stop_group
 
@@ -52,6 +52,21 @@ def asgi_server(**extra_env: str) -> Iterator[AsgiServer]:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL, **extra_env}
     proc = subprocess.Popen(uvicorn_argv(port), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = AsgiServer(port, proc)
+    try:
+        wait_for_port(port, 60, proc)  # type: ignore[arg-type]
+        yield server
+    finally:
+        stop_group(proc, 10)
+
+
+@contextmanager
+def gunicorn_server(**extra_env: str) -> Iterator[AsgiServer]:
+    """The API's gunicorn (one sync worker, `make run`'s config) on the test database and Redis."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL, **extra_env}
+    proc = subprocess.Popen(gunicorn_argv(port, "--workers", "1"), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     server = AsgiServer(port, proc)
     try:

@@ -126,7 +126,8 @@ def test_bodies_are_capped_like_the_api_and_buffered_before_gunicorn(compose_con
     for config in (compose_config, make_run[1]):
         caps = sorted(h["max_size"] for h in handlers(config) if h["handler"] == "request_body")
         api_cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        assert caps == sorted([api_cap, api_cap, settings.AUTEUR_MAX_UPLOAD_BYTES])  # API, waiting submissions, storage
+        # API, waiting submissions, storage; and the event streams, which take no body at all.
+        assert caps == sorted([1, api_cap, api_cap, settings.AUTEUR_MAX_UPLOAD_BYTES])
         buffered = [p for p in proxies(config) if p.get("request_buffers")]
         streamed = [p for p in proxies(config) if not p.get("request_buffers") and "flush_interval" not in p]
         # The API's whole body is read first; storage bodies (GBs) are streamed, never held in memory.
@@ -140,6 +141,10 @@ def test_event_streams_and_the_websocket_go_to_uvicorn_unbuffered(compose_config
         [push] = [p for p in proxies(config) if p.get("flush_interval") == -1]
         assert [u["dial"] for u in push["upstreams"]] == [upstream]
         assert {"path": ["/ws/*", "*/stream"]} in matchers_above(routes, push)
+        # Refused there from the headers, before the body is read (tests/jobs/test_stream_bodies.py).
+        refusals = {h["status_code"]: matchers_above(routes, h) for h in handlers(routes) if h["handler"] == "error"}
+        assert {"not": [{"method": ["GET"]}]} in refusals[405]
+        assert {"header_regexp": {"Content-Length": {"name": "has_body", "pattern": "^0*[1-9]"}}} in refusals[413]
 
 
 def test_submissions_that_wait_go_to_uvicorn_and_the_rest_to_gunicorn(compose_config, make_run):

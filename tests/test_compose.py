@@ -8,6 +8,7 @@ module or queue then fails here rather than in a crash loop on a user's server.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
@@ -620,6 +621,17 @@ def test_the_api_trusts_exactly_the_one_proxy_in_front(services):
     # Caddy writes the last X-Forwarded-For entry; with 0 every client would share Caddy's address
     # in per-IP limits, with 2 a client could choose its own by sending the header.
     assert env_of(services["api"])["AUTEUR_NUM_PROXIES"] == "1"
+
+
+def test_forwarded_headers_are_believed_from_caddys_address_only(compose, services):
+    # gunicorn, uvicorn and the app read FORWARDED_ALLOW_IPS; `*` would believe any container.
+    caddy = services["caddy"]["networks"]["default"]["ipv4_address"]
+    [subnet] = compose["networks"]["default"]["ipam"]["config"]
+    assert ipaddress.ip_address(caddy) in ipaddress.ip_network(subnet["subnet"])
+    for name in ("api", "asgi"):
+        assert env_of(services[name])["FORWARDED_ALLOW_IPS"] == caddy, name
+        assert env_of(services[name])["AUTEUR_NUM_PROXIES"] == "1", name
+        assert "--forwarded-allow-ips" not in argv_of(services[name]["command"]), f"{name}: the variable decides"
 
 
 def test_dependencies_wait_for_health_or_completion(services):

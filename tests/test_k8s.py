@@ -9,6 +9,7 @@ every command names code that exists, every image is the one pinned release.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 from collections import Counter
 from typing import Any
@@ -24,6 +25,38 @@ IMAGE_REPO = "ghcr.io/auteur-ai/auteur-backend"
 SECRET = "auteur-secrets"
 CONFIG_MAP = "auteur-config"
 SINGLETONS = {"auteur-beat", "auteur-gpu-events", "auteur-exporter", "auteur-flower"}
+PROXY_NAMESPACE = "ingress-nginx"
+MONITORING_NAMESPACE = "monitoring"
+# Never reachable through a "public" rule: private networks, loopback, carrier-grade NAT and
+# link-local (the cloud's metadata endpoint).
+NON_PUBLIC = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8",
+                                                 "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",
+                                                 "::1/128", "fc00::/7", "fe80::/10")]
+METADATA_ENDPOINT = ipaddress.ip_address("169.254.169.254")
+DATASTORE_PORTS = {5432: "postgres", 6379: "redis", 27017: "mongodb"}
+_JOB_RUNNER = {"dns", "postgres", "redis", "mongodb", "public-https"}
+# Everything each component may reach, whole: a new path is a reviewed change of this table.
+EGRESS = {
+    "auteur-api": _JOB_RUNNER,  # + Stripe, the identity provider's keys (HTTPS)
+    "auteur-asgi": _JOB_RUNNER,  # readiness checks every store
+    "auteur-migrate": {"dns", "postgres"},
+    "auteur-beat": {"dns", "redis"},
+    "auteur-flower": {"dns", "redis"},
+    "auteur-gpu-events": {"dns", "postgres", "redis", "public-https"},  # Modal's queue
+    "auteur-exporter": {"dns", "postgres", "redis"},
+    "auteur-worker-default": _JOB_RUNNER,
+    "auteur-worker-media": _JOB_RUNNER,
+    "auteur-worker-render": _JOB_RUNNER,
+    "auteur-worker-gpu-audio": _JOB_RUNNER,
+    "auteur-worker-gpu-vision": _JOB_RUNNER,
+    "auteur-worker-gpu-generation": _JOB_RUNNER,
+    "auteur-worker-webhooks": {"dns", "postgres", "redis", "public-any-port"},  # receivers name their port
+}
+INGRESS = {
+    "auteur-api": {(PROXY_NAMESPACE, 8000), (MONITORING_NAMESPACE, 8000)},
+    "auteur-asgi": {(PROXY_NAMESPACE, 8001)},
+    "auteur-exporter": {(MONITORING_NAMESPACE, 9808)},
+}
 
 
 def docs() -> list[dict[str, Any]]:
@@ -163,7 +196,9 @@ def test_every_container_has_requests_limits_and_config_by_name():
     config_maps, secrets = set(of_kind("ConfigMap")), {SECRET}  # the Secret is created out of band
     for name, container in containers():
         resources = container["resources"]
-        assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}, name
+        # Ephemeral storage too: temp files (media fetched to disk, ffmpeg's outputs) and logs are
+        # bounded per pod, so one pod cannot fill its node's disk and get its neighbours evicted.
+        assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory", "ephemeral-storage"}, name
         sources = {next(iter(source)): next(iter(source.values()))["name"] for source in container["envFrom"]}
         assert sources == {"configMapRef": CONFIG_MAP, "secretRef": SECRET}, name
         for variable in container.get("env", []):
@@ -191,3 +226,116 @@ def test_migrations_run_as_a_job():
     assert pod_spec(job)["containers"][0]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert pod_spec(job)["restartPolicy"] == "Never"
 
+
+
+def test_every_pod_runs_without_a_service_account_token():
+    # No pod talks to the Kubernetes API: a token mounted anyway is a credential for whoever
+    # takes over a process (a crafted media file in a worker, say).
+    for name, workload in {**of_kind("Deployment"), **of_kind("Job")}.items():
+        assert pod_spec(workload)["automountServiceAccountToken"] is False, name
+
+
+def test_forwarded_headers_are_believed_from_the_proxy_only():
+    allowed = of_kind("ConfigMap")[CONFIG_MAP]["data"]["FORWARDED_ALLOW_IPS"]
+    assert "*" not in allowed
+    for entry in allowed.split(","):
+        ipaddress.ip_network(entry.strip(), strict=False)
+    for name, container in containers():
+        assert "--forwarded-allow-ips" not in container["command"], f"{name}: FORWARDED_ALLOW_IPS decides"
+    assert "--proxy-headers" in pod_spec(of_kind("Deployment")["auteur-asgi"])["containers"][0]["command"]
+
+
+# ----------------------------------------------------------------------------- network policies
+
+
+def pod_labels() -> dict[str, dict[str, str]]:
+    workloads = {**of_kind("Deployment"), **of_kind("Job")}
+    return {name: w["spec"]["template"]["metadata"]["labels"] for name, w in workloads.items()}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        present = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
+                   "Exists": key in labels, "DoesNotExist": key not in labels}[operator]
+        if not present:
+            return False
+    return True
+
+
+def policies_for(labels: dict[str, str], kind: str) -> list[dict[str, Any]]:
+    return [p for p in of_kind("NetworkPolicy").values()
+            if kind in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], labels)]
+
+
+def _public(block: dict[str, Any]) -> bool:
+    network = ipaddress.ip_network(block["cidr"])
+    excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+    if network.prefixlen != 0:
+        return False
+    for private in NON_PUBLIC:
+        if private.version == network.version:
+            # The whole private network lies inside one excepted block.
+            assert any(e.version == private.version and private.network_address in e
+                       and private.broadcast_address in e for e in excepted), f"{block['cidr']} lets {private} through"
+    return True
+
+
+def egress_paths(rule: dict[str, Any]) -> set[str]:
+    """What one egress rule opens, in EGRESS's words; anything else fails the test."""
+    ports = [(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports", [])]
+    assert ports, f"an egress rule without ports opens everything: {rule}"
+    found = set()
+    for peer in rule["to"]:
+        if "ipBlock" not in peer:
+            assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}, peer
+            assert sorted(ports) == [("TCP", 53), ("UDP", 53)]
+            found.add("dns")
+        elif _public(peer["ipBlock"]):
+            assert ports in ([("TCP", 443)], [("TCP", None)]), ports
+            found.add("public-https" if ports == [("TCP", 443)] else "public-any-port")
+        else:
+            # A datastore's own addresses, on its own port.
+            block = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+            assert METADATA_ENDPOINT not in block and block.prefixlen >= 16, block
+            [(protocol, port)] = ports
+            assert protocol == "TCP" and port in DATASTORE_PORTS, ports
+            found.add(DATASTORE_PORTS[port])
+    return found
+
+
+def test_every_pod_starts_from_nothing_in_and_nothing_out():
+    deny = [p for p in of_kind("NetworkPolicy").values()
+            if p["spec"]["podSelector"] == {} and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}]
+    assert len(deny) == 1 and "ingress" not in deny[0]["spec"] and "egress" not in deny[0]["spec"]
+    assert "network-policies.yaml" in check_k8s.kustomization()["resources"]
+
+
+def test_each_component_reaches_only_what_it_needs():
+    """Above all the workers, which parse untrusted media: databases, DNS and public HTTPS, nothing
+    else of the cluster or the private network, never the cloud's metadata endpoint."""
+    labels = pod_labels()
+    assert set(labels) == set(EGRESS)
+    for name, pod in labels.items():
+        reached = {path for policy in policies_for(pod, "Egress")
+                   for rule in policy["spec"].get("egress", []) for path in egress_paths(rule)}
+        assert reached == EGRESS[name], name
+
+
+def test_only_the_proxy_and_prometheus_connect_in():
+    ports = {name: {p["containerPort"] for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
+             for name, w in of_kind("Deployment").items()}
+    for name, pod in pod_labels().items():
+        allowed = set()
+        for policy in policies_for(pod, "Ingress"):
+            for rule in policy["spec"].get("ingress", []):
+                assert rule.get("ports") and rule.get("from"), f"{policy['metadata']['name']}: open to all"
+                for peer in rule["from"]:
+                    assert set(peer) == {"namespaceSelector"}, peer
+                    namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    allowed |= {(namespace, port["port"]) for port in rule["ports"]}
+        assert allowed == INGRESS.get(name, set()), name
+        assert {port for _namespace, port in allowed} <= ports.get(name, set()), name

@@ -85,7 +85,7 @@ def test_gpu_tasks_imports_no_django_at_all():
 def test_apps_reach_the_auteur_package_only_for_its_foundations():
     foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
                    "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers",
-                   "auteur.asyncdb", "auteur.retention")
+                   "auteur.asyncdb", "auteur.retention", "auteur.proxies")
     # `manage.py doctor` is an interface over every component, readiness's checks included.
     wiring = {"jobs/management/commands/doctor.py"}
     bad = []

@@ -12,8 +12,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
-# owner/name@vMAJOR.MINOR.PATCH or @<40-hex commit>: never a branch or a moving major tag.
-PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+# owner/name@<40-hex commit>: a tag, even a full version, can be moved to other code by whoever
+# controls the action's repository; a commit cannot. The version it is stays beside it as a comment.
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+USES_LINE = re.compile(r"^\s*(?:- )?uses:\s*(\S+)(.*)$")
+VERSION_COMMENT = re.compile(r"^\s+# v\d+\.\d+\.\d+$")
 # Keys whose value is a credential: it must come from an expression, never be written out.
 CREDENTIAL_KEY = re.compile(r"(password|token|secret|key|known_hosts)$", re.IGNORECASE)
 
@@ -49,7 +52,11 @@ def test_actions_are_pinned_and_credentials_come_from_secrets(name):
     workflow = load(name)
     for step in steps(workflow):
         if "uses" in step:
-            assert PINNED_ACTION.match(step["uses"]), f"{name}: {step['uses']} is not pinned to a version"
+            assert PINNED_ACTION.match(step["uses"]), f"{name}: {step['uses']} is not pinned to a commit"
+    for line in (WORKFLOWS / name).read_text().splitlines():
+        match = USES_LINE.match(line)
+        if match:
+            assert VERSION_COMMENT.match(match.group(2)), f"{name}: {match.group(1)} needs its version as a comment"
     for key, value in mappings(workflow):
         if CREDENTIAL_KEY.search(key) and isinstance(value, str):
             assert re.fullmatch(r"\$\{\{ secrets\.[A-Z_]+ \}\}", value), f"{name}: {key} is not a named secret"

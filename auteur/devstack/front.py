@@ -40,7 +40,7 @@ def _bin(name: str) -> str:
     return str(path)
 
 
-def _gunicorn(port: int, *options: str) -> list[str]:
+def gunicorn_argv(port: int, *options: str) -> list[str]:
     return [
         _bin("gunicorn"), "auteur.wsgi:application", "--bind", f"127.0.0.1:{port}",
         "--config", "python:auteur.gunicorn_conf", *options,
@@ -52,12 +52,13 @@ def uvicorn_argv(port: int, *options: str) -> list[str]:
 
     One process, one event loop: its hub holds one Redis reader for all its connections. Lifespan
     is off: the hub starts with the first connection. On stop, open streams get a few seconds,
-    then are cut (clients reconnect and resume from their last event id).
+    then are cut (clients reconnect and resume from their last event id). X-Forwarded-* are
+    believed from FORWARDED_ALLOW_IPS only, read from the environment (auteur/proxies.py).
     """
     return [
         _bin("uvicorn"), "auteur.asgi:application", "--host", "127.0.0.1", "--port", str(port),
         "--lifespan", "off", "--timeout-graceful-shutdown", "3", "--no-server-header",
-        "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1", *options,
+        "--proxy-headers", *options,
     ]
 
 
@@ -65,8 +66,9 @@ def front_processes(env: dict[str, str], var_dir: Path, *, host: str, port: int)
     """Caddy on `host`:`port`, the API's gunicorn and the storage gunicorn on free loopback ports."""
     api_port, storage_port, asgi_port = free_port(), free_port(), free_port()
     web_workers = env.get("WEB_CONCURRENCY") or str(min(4, (os.cpu_count() or 1) + 1))
-    # Caddy is the one proxy in front: the client's address is the last X-Forwarded-For entry.
-    behind_proxy = {"AUTEUR_NUM_PROXIES": env.get("AUTEUR_NUM_PROXIES") or "1"}
+    # Caddy is the one proxy in front: the client's address is the last X-Forwarded-For entry, and
+    # those headers are believed from Caddy's address only (it dials the servers from loopback).
+    behind_proxy = {"AUTEUR_NUM_PROXIES": env.get("AUTEUR_NUM_PROXIES") or "1", "FORWARDED_ALLOW_IPS": "127.0.0.1"}
     (var_dir / "log").mkdir(parents=True, exist_ok=True)
     caddy_env = {
         "AUTEUR_SITE": f"http://:{port}",
@@ -89,8 +91,8 @@ def front_processes(env: dict[str, str], var_dir: Path, *, host: str, port: int)
     storage_options = ("--workers", "1", "--worker-class", "gthread", "--threads", str(STORAGE_THREADS))
     return Front(
         processes=[
-            Process("api", _gunicorn(api_port, "--workers", web_workers, "--worker-class", "sync"), api_env),
-            Process("storage", _gunicorn(storage_port, *storage_options), behind_proxy),
+            Process("api", gunicorn_argv(api_port, "--workers", web_workers, "--worker-class", "sync"), api_env),
+            Process("storage", gunicorn_argv(storage_port, *storage_options), behind_proxy),
             Process("asgi", uvicorn_argv(asgi_port), behind_proxy),
             Process("proxy", [_bin("caddy"), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"], caddy_env),
         ],

@@ -72,6 +72,7 @@ def test_behind_the_proxy_one_locked_client_does_not_lock_out_the_others(staff, 
     """Caddy is every client's REMOTE_ADDR: the lockout must key on the forwarded address."""
     settings.AXES_FAILURE_LIMIT = 3
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    settings.FORWARDED_ALLOW_IPS = ["10.0.0.2"]
     staff("boss@example.com")
     staff("colleague@example.com")
     caddy = {"REMOTE_ADDR": "10.0.0.2"}
