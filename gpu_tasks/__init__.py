@@ -11,8 +11,13 @@ Map of the package:
 - `backends`: `GpuBackend` (`supports`, `spawn`, `poll`, `cancel`, `release`) and `make_backend`:
   `local` (detached runner per call, `local_runner`), `modal` (`modal_backend`), `noop`
   (benchmarks only), fault injection (`faults`), routing.
-- `engines`: transcription (faster-whisper locally, transformers Whisper + pyannote on Modal),
-  tts (eSpeak NG locally, F5-TTS on Modal), render and compression (ffmpeg).
+- `engines`: one module per engine, named in `types` (each type's `local_engine` and
+  `modal_engine`): transcription (faster-whisper locally) and transcription_hf (Whisper +
+  pyannote), tts (eSpeak NG) and tts_f5 (F5-TTS), lip_sync (MuseTalk), video_generation (Wan2.1),
+  performance_cloning and gaze_redirection (LivePortrait, `engines/liveportrait`),
+  audio_generation (Stable Audio Open), video_query (Qwen2.5-VL), image_generation (FLUX.1),
+  render and compression (ffmpeg); beside them, what they share (media, ffmpeg, encode, faces,
+  timeline, effects, captions, fonts, weights).
 - `modal_app`: the deployable Modal app (`modal deploy gpu_tasks/modal_app.py`);
   `modal_runtime`: what each of its functions runs.
 

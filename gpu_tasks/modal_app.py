@@ -22,9 +22,8 @@ The worker then runs with `AUTEUR_GPU_BACKEND=modal` (and `MODAL_TOKEN_ID`/`MODA
   weights on a user's clock.
 - Images are built from requirements/gpu.txt (torch, transformers, pyannote, F5-TTS); render and
   compression use a small CPU image with ffmpeg and the font of text overlays and captions.
-- Types without model code yet (lip sync, video generation, performance cloning, gaze
-  redirection, audio generation, video query, image generation) are deployed so the wiring is
-  complete, and answer `feature_unavailable`; the backend's `supports()` is False for them.
+- Every type's engine is deployed. A call whose weights are not on the Volume yet fails
+  `model_unavailable` (permanent, refunded) until `download_models` puts them there.
 
 Runtime is Python 3.11, as everywhere in this codebase.
 """

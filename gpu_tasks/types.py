@@ -152,7 +152,7 @@ _LIVEPORTRAIT = Weights("liveportrait", "liveportrait/base_models/spade_generato
 JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
     s.job_type: s
     for s in (
-        _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT, "Whisper large-v3 + pyannote 3.1",
+        _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT, "Whisper large-v3 + pyannote community-1",
               local="transcription:run_local", modal="transcription_hf:run_modal",
               local_model="Whisper tiny.en for English, base for other languages (faster-whisper)"),
         _spec(_T.TTS, _G.L4, 120, _O.AUDIO, "F5-TTS v1 Base", local="tts:run_local", modal="tts_f5:run_modal",

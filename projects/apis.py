@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -79,9 +78,7 @@ class ProjectListApi(ApiView):
     def post(self, request: Request) -> Response:
         serializer = ProjectInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data: dict[str, Any] = dict(serializer.validated_data)
-        data.pop("thumbnail_url", None)
-        project = project_create(user=request_user(request), **data)
+        project = project_create(user=request_user(request), **serializer.validated_data)
         return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
 
 

@@ -32,6 +32,7 @@ def project_create(
     description: str = "",
     resolution: str = "1920x1080",
     frame_rate: Decimal = Decimal("30.00"),
+    thumbnail_url: str = "",
     auto_transcribe: bool = False,
     transcript_to_edl: bool = True,
 ) -> Project:
@@ -45,6 +46,7 @@ def project_create(
         description=description,
         resolution=resolution,
         frame_rate=frame_rate,
+        thumbnail_url=thumbnail_url,
         auto_transcribe=auto_transcribe,
         transcript_to_edl=transcript_to_edl,
     ))

@@ -125,3 +125,11 @@ def test_transcript_to_edl_is_on_by_default_and_can_be_switched_off(auth_client)
     assert off["transcript_to_edl"] is False
     refused = auth_client.patch(f"/api/v1/projects/{project_id}", {"transcript_to_edl": "maybe"}, format="json")
     assert refused.status_code == 400 and "transcript_to_edl" in refused.json()["error"]["details"]["fields"]
+
+
+def test_create_keeps_the_thumbnail_url_it_was_given(auth_client):
+    response = create(auth_client, name="With a cover", thumbnail_url="https://cdn.example.com/cover.jpg")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["thumbnail_url"] == "https://cdn.example.com/cover.jpg"
+    assert Project.objects.get(pk=body["id"]).thumbnail_url == "https://cdn.example.com/cover.jpg"
