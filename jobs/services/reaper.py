@@ -57,6 +57,7 @@ def _reap_processing(job: Job, now: datetime, counts: dict[str, int]) -> None:
     # A call waiting in line for the backend's capacity keeps its place: it is only polled
     # again when its polls stop; its own time limit starts when it does.
     waiting = bool(job.gpu_call_id) and job.inference_started_at is None and job.inference_ended_at is None
+    limit: float
     if job.inference_ended_at is not None:
         # Storing outputs: bounded by the storing step's own hard limit, not the inference's.
         limit, began, step = STEP_HARD_LIMIT_SECONDS, job.inference_ended_at, Step.FINISH
