@@ -149,11 +149,16 @@ def _exchange(conn: HTTPConnection, deadline: Deadline, *, path: str, body: byte
     conn.request("POST", path, body=body, headers=headers, preload_content=False, decode_content=False)
     response = conn.getresponse()
     data = bytearray()
-    while len(data) < RESPONSE_BODY_BYTES and not deadline.expired:
-        chunk = response.read1(RESPONSE_BODY_BYTES - len(data), decode_content=False)
-        if not chunk:
-            break
-        data += chunk
+    try:
+        while len(data) < RESPONSE_BODY_BYTES and not deadline.expired:
+            chunk = response.read1(RESPONSE_BODY_BYTES - len(data), decode_content=False)
+            if not chunk:
+                break
+            data += chunk
+    except (HTTPError, HTTPException, OSError, ValueError):
+        if not deadline.expired:
+            raise
+        # Cut at the deadline with the status known: the caller says which answer was unfinished.
     return response.status, bytes(data)
 
 
