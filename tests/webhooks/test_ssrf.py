@@ -311,3 +311,11 @@ def test_loopback_targets_are_allowed_only_in_debug_unless_set(extra, expected):
     result = load_settings({**PROD_ENV, **extra}, show="settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "31", "120"])
+def test_an_attempt_deadline_that_could_outlast_the_tasks_soft_limit_is_refused_at_startup(value):
+    from tests.auteur.test_settings import PROD_ENV, load_settings
+
+    result = load_settings({**PROD_ENV, "AUTEUR_WEBHOOK_TIMEOUT_SECONDS": value})
+    assert result.returncode != 0 and "AUTEUR_WEBHOOK_TIMEOUT_SECONDS must be above 0 and at most 30" in result.stderr
