@@ -19,7 +19,7 @@ from django.utils import timezone
 from tests.webhooks.conftest import DripReceiver
 from webhooks import sender
 from webhooks.keys import secret_new
-from webhooks.models import AccountNotice, Delivery, DeliveryState, Webhook
+from webhooks.models import AccountNotice, Delivery, DeliveryState, Webhook, WebhookEventType
 from webhooks.services import deliveries_enqueue, deliveries_sweep, delivery_attempt, webhook_create
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ def deadline(settings: Any) -> int:
 
 
 def enqueue(user: Any) -> Delivery:
-    [delivery] = deliveries_enqueue(owner_id=user.pk, job_id=uuid.uuid4(), event_type="completed",
+    [delivery] = deliveries_enqueue(owner_id=user.pk, job_id=uuid.uuid4(), event_type=WebhookEventType.COMPLETED,
                                     data={"status": "completed"})
     return delivery
 
