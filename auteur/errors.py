@@ -99,6 +99,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "unknown_credit_pack": status.HTTP_422_UNPROCESSABLE_ENTITY,
     # 428: a write must say which version it was made from
     "version_required": status.HTTP_428_PRECONDITION_REQUIRED,
+    # 429: too much of something is already under way for this caller
+    "webhook_backlog_full": status.HTTP_429_TOO_MANY_REQUESTS,
     # 503: a part of the service is unavailable; nothing was done
     "feature_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "edl_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -159,7 +161,9 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        retry_after = exc.details.get("retry_after_seconds")
+        headers = {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers)
     if isinstance(exc, (OperationalError, InterfaceError)):
         # The database is away (a restart, a failover): the request's transaction was rolled
         # back, so nothing half-done remains, and the client may simply try again.

@@ -1,6 +1,7 @@
 """Staff views of billing: customers with their Stripe ids and dashboard links, the events Stripe
 sent and their outcome (with a re-process action, through the same service), pack purchases
-with any refund shortfall, and the paid invoices that granted allowances. Nothing here moves
+with any refund shortfall and the dispute that took them back, and the paid invoices with the
+credits they granted. Nothing here moves
 credits by hand; the ledger stays read-only."""
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class StripeEventAdmin(ReadOnlyAdmin):
 
 @admin.register(PackPurchase)
 class PackPurchaseAdmin(ReadOnlyAdmin):
-    list_display = ("user", "pack_id", "credits", "purchased_at", "refunded_at", "refund_shortfall", "dashboard")
+    list_display = ("user", "pack_id", "credits", "purchased_at", "refunded_at", "refund_shortfall", "dispute_id",
+                    "reinstated_at", "dashboard")
     list_filter = ("pack_id", ("refunded_at", admin.EmptyFieldListFilter))
     search_fields = ("user__email", "stripe_payment_intent_id")
     list_select_related = ("user",)
@@ -92,7 +94,8 @@ class PackPurchaseAdmin(ReadOnlyAdmin):
 
 @admin.register(PaidInvoice)
 class PaidInvoiceAdmin(ReadOnlyAdmin):
-    list_display = ("user", "stripe_invoice_id", "plan", "period_start", "allowance_key", "paid_at", "dashboard")
+    list_display = ("user", "stripe_invoice_id", "plan", "period_start", "credits", "allowance_key", "paid_at",
+                    "dashboard")
     list_filter = ("plan",)
     search_fields = ("user__email", "stripe_invoice_id", "stripe_subscription_id")
     list_select_related = ("user",)

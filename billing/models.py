@@ -64,7 +64,9 @@ class StripeEvent(models.Model):
 
 class PackPurchase(models.Model):
     """A credit pack paid through Stripe: its `purchase` ledger row is written in the same
-    transaction, and a refund's `purchase_reversal` row with whatever could not be taken back."""
+    transaction, and a refund's (or a dispute's) `purchase_reversal` row with whatever could not
+    be taken back. A dispute the merchant wins gives back what it took: a second `purchase` row,
+    under the payment's reinstatement key."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey("users.User", on_delete=models.PROTECT, related_name="pack_purchases")
@@ -76,6 +78,10 @@ class PackPurchase(models.Model):
     refunded_at = models.DateTimeField(null=True, blank=True)
     # Credits the refund could not take back because they had been spent (balance never < 0).
     refund_shortfall = models.PositiveIntegerField(default=0)
+    # The dispute that took the pack back (blank: a refund did, or nothing has).
+    dispute_id = models.CharField(max_length=255, blank=True, default="")
+    # When that dispute was won and what it took was given back.
+    reinstated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "billing_pack_purchases"
@@ -84,6 +90,11 @@ class PackPurchase(models.Model):
             models.CheckConstraint(condition=Q(credits__gt=0), name="pack_purchase_credits_positive"),
             models.CheckConstraint(condition=Q(refund_shortfall__lte=models.F("credits")),
                                    name="pack_purchase_shortfall_within_pack"),
+            # Only what a dispute took back is ever given back.
+            models.CheckConstraint(
+                condition=Q(reinstated_at__isnull=True) | (Q(refunded_at__isnull=False) & ~Q(dispute_id="")),
+                name="pack_purchase_reinstated_after_dispute",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -97,6 +108,15 @@ class PackPurchase(models.Model):
     def refund_key(self) -> str:
         return refund_key(self.stripe_payment_intent_id)
 
+    @property
+    def reinstate_key(self) -> str:
+        return reinstate_key(self.stripe_payment_intent_id)
+
+    @property
+    def credits_taken_back(self) -> int:
+        """What the refund or dispute actually took (the pack less what had been spent)."""
+        return self.credits - self.refund_shortfall if self.refunded_at is not None else 0
+
 
 class PaidInvoice(models.Model):
     """A paid subscription invoice that starts a period (the first one or a renewal), and the key
@@ -109,6 +129,9 @@ class PaidInvoice(models.Model):
     plan = models.CharField(max_length=20)
     period_start = models.DateTimeField()
     allowance_key = models.CharField(max_length=255, help_text="The subscription ledger row's key.")
+    # What the period was granted: the plan's allowance in proportion to what was paid (0 for a
+    # period nothing was paid for: no ledger row). Null on rows from before the rule.
+    credits = models.PositiveIntegerField(null=True, blank=True)
     paid_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -128,3 +151,8 @@ def refund_key(payment_intent_id: str) -> str:
     """The ledger key of the entry taking a refunded payment's credits back (keys are unique per
     account, so it differs from the purchase's)."""
     return f"stripe:refund:{payment_intent_id}"
+
+
+def reinstate_key(payment_intent_id: str) -> str:
+    """The ledger key of the entry giving a pack back when the dispute that took it is won."""
+    return f"stripe:dispute-won:{payment_intent_id}"

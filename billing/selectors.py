@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
 
 from auteur.users.models import User
 from billing.models import PackPurchase, PaidInvoice
@@ -41,21 +41,32 @@ def billing_ledger_problems() -> Iterator[tuple[uuid.UUID, str]]:
 
 
 def _invoice_problems() -> Iterator[tuple[uuid.UUID, str]]:
-    """Every paid invoice has its period's `subscription` row, of its user (the ledger's unique
-    key per account makes it one). Checked from the invoice's side only: the same key is used by
-    periods granted without Stripe (staff-made subscriptions), so a row needs no invoice."""
-    granted = CreditTransaction.objects.filter(type=TransactionType.SUBSCRIPTION, user_id=OuterRef("user_id"),
-                                               idempotency_key=OuterRef("allowance_key"))
-    missing = PaidInvoice.objects.annotate(granted=Exists(granted)).filter(granted=False)
-    for user_id, invoice_id, key in missing.values_list("user_id", "stripe_invoice_id", "allowance_key"):
-        account_id = CreditAccount.objects.filter(user_id=user_id).values_list("pk", flat=True).first()
-        yield account_id or user_id, f"paid invoice {invoice_id} has no subscription entry ({key})"
+    """Every paid invoice that granted credits has its period's `subscription` row, of its user
+    and of the amount it granted (the ledger's unique key per account makes it one). An invoice
+    that granted 0 (nothing paid) needs no row: another paid invoice of the same period may
+    still have granted one. Checked from the invoice's side only: the same key is used by periods
+    granted without Stripe (staff-made subscriptions), so a row needs no invoice."""
+    grants = CreditTransaction.objects.filter(type=TransactionType.SUBSCRIPTION, user_id=OuterRef("user_id"),
+                                              idempotency_key=OuterRef("allowance_key"))
+    invoices = PaidInvoice.objects.exclude(credits=0).annotate(
+        granted=Exists(grants), granted_amount=Subquery(grants.values("amount")[:1]))
+    for paid in invoices:
+        if not paid.granted:
+            problem = f"paid invoice {paid.stripe_invoice_id} has no subscription entry ({paid.allowance_key})"
+        elif paid.credits is not None and paid.granted_amount != paid.credits:  # null: from before the rule
+            problem = (f"paid invoice {paid.stripe_invoice_id} granted {paid.credits}, "
+                       f"but its entry ({paid.allowance_key}) is {paid.granted_amount}")
+        else:
+            continue
+        account_id = CreditAccount.objects.filter(user_id=paid.user_id).values_list("pk", flat=True).first()
+        yield account_id or paid.user_id, problem
 
 
 def _pack_problems() -> Iterator[tuple[uuid.UUID, str]]:
     """Every paid pack has exactly its `purchase` row (same user, the pack's credits), every
-    refunded one its `purchase_reversal` row taking back the pack less the recorded shortfall,
-    and no such row exists without its paid pack."""
+    refunded (or disputed) one its `purchase_reversal` row taking back the pack less the recorded
+    shortfall, every one given back after a won dispute its second `purchase` row of what was
+    taken, and no such row exists without its paid pack."""
     purchases = list(PackPurchase.objects.all())
     accounts = dict(CreditAccount.objects.filter(user_id__in={p.user_id for p in purchases})
                     .values_list("user_id", "pk"))
@@ -82,6 +93,12 @@ def _pack_problems() -> Iterator[tuple[uuid.UUID, str]]:
         ):
             yield where, (f"refunded pack {purchase.pk} took back {taken} with a shortfall of "
                           f"{purchase.refund_shortfall}, not its {purchase.credits} credits")
+        given_back = rows[TransactionType.PURCHASE].pop(purchase.reinstate_key, None)
+        owed = purchase.credits_taken_back if purchase.reinstated_at is not None else 0
+        if (given_back.amount if given_back is not None else 0) != owed or (
+                given_back is not None and given_back.user_id != purchase.user_id):
+            yield where, (f"pack {purchase.pk} was given back {given_back.amount if given_back else 0} "
+                          f"after its dispute, not the {owed} credits it took")
     # What is left has no paid pack.
     for type_, by_key in rows.items():
         for key, row in by_key.items():

@@ -67,3 +67,9 @@ def payment_intent_retrieve(payment_intent_id: str) -> dict[str, Any]:
     """The payment intent as Stripe holds it now (its metadata names the credit pack it paid for)."""
     payment_intent = client().v1.payment_intents.retrieve(payment_intent_id)
     return payment_intent.to_dict()
+
+
+def dispute_retrieve(dispute_id: str) -> dict[str, Any]:
+    """The dispute as Stripe holds it now (its `status`: open, won or lost; its payment intent)."""
+    dispute = client().v1.disputes.retrieve(dispute_id)
+    return dispute.to_dict()

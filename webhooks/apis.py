@@ -129,10 +129,12 @@ class EmptyInputSerializer(StrictSerializer):
 
 class WebhookTestApi(ApiView):
     """Send a `webhook.test` message to the webhook now, once (202); its answer shows in the
-    delivery log."""
+    delivery log. 429 `webhook_backlog_full` (with Retry-After) while 3 test messages are still
+    waiting or in flight for it, or 100 deliveries of any kind are pending."""
 
     @extend_schema(request=EmptyInputSerializer, responses={202: DeliverySerializer}, summary="Test a webhook",
                    operation_id="webhooks_test", tags=["webhooks"])
+    @raises("webhook_backlog_full")
     def post(self, request: Request, webhook_id: str) -> Response:
         webhook = webhook_get(owner=request_user(request), webhook_id=webhook_id)
         EmptyInputSerializer(data=request.data or {}).is_valid(raise_exception=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from auteur.errors import ApplicationError
 from webhooks.ssrf import WebhookUrlRefused
 
-__all__ = ["WebhookLimitReached", "WebhookNotFound", "WebhookUrlRefused"]
+__all__ = ["WebhookBacklogFull", "WebhookLimitReached", "WebhookNotFound", "WebhookUrlRefused"]
 
 
 class WebhookNotFound(ApplicationError):
@@ -12,3 +12,10 @@ class WebhookNotFound(ApplicationError):
 
 class WebhookLimitReached(ApplicationError):
     code = "webhook_limit_reached"
+
+
+class WebhookBacklogFull(ApplicationError):
+    """429: the webhook has too many messages waiting; `details.retry_after_seconds` says when
+    the ones in flight will have ended."""
+
+    code = "webhook_backlog_full"

@@ -7,15 +7,23 @@ duration: a worker that dies mid-send leaves a row the sweep re-sends), sends on
 the attempt. A failure is due again after an exponential, jittered back-off (at most
 MAX_BACKOFF_SECONDS); a short wait is also published as a countdown message, a long one is left
 to `deliveries_sweep` (beat), so no message waits for hours in the broker. Retries stop 24 hours
-after the delivery was created; a target that has failed every attempt for 24 hours is disabled,
-its pending deliveries given up, and its owner gets an `AccountNotice`.
+after the delivery was created: an attempt is never claimed past that window (the sweep gives
+such rows up), so a delivery whose attempts never got recorded still ends. A target that has
+failed every attempt for 24 hours is disabled, its pending deliveries given up, and its owner
+gets an `AccountNotice`.
+
+An attempt is bounded by its sender's wall-clock deadline (webhooks/sender.py), and whatever
+interrupts it (the task's soft time limit included) is recorded as a failed attempt, so that the
+retry schedule and the 24-hour rules go on as for any failure.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -31,7 +39,7 @@ from django.utils import timezone
 
 from auteur.users.models import User
 from webhooks import keys, sender
-from webhooks.errors import WebhookLimitReached
+from webhooks.errors import WebhookBacklogFull, WebhookLimitReached
 from webhooks.models import (
     PAYLOAD_TYPES,
     TEST_EVENT,
@@ -57,6 +65,13 @@ DISABLE_AFTER = timedelta(hours=24)
 # A wait up to this long is also published as a countdown message; longer ones are the sweep's.
 COUNTDOWN_HORIZON_SECONDS = 60
 SWEEP_BATCH = 500
+# A test message costs its sender nothing, so it is what a flood of slow receivers would be made
+# of: a webhook has at most this many test messages waiting or in flight (each ends within one
+# attempt's deadline), and none is accepted while this many deliveries of any kind are pending
+# for it (its receiver is behind; a test would only add to the queue). Job events are not
+# refused: each is paid for with a job, and the 24-hour window and disabling bound them.
+MAX_PENDING_TESTS = 3
+MAX_PENDING_FOR_TEST = 100
 
 
 def _publish(delivery_id: int, countdown: float = 0) -> None:
@@ -155,7 +170,20 @@ def deliveries_enqueue(*, owner_id: Any, job_id: uuid.UUID, event_type: WebhookE
 
 @transaction.atomic
 def webhook_test(*, webhook: Webhook) -> Delivery:
-    """A `webhook.test` message to the webhook, whatever it subscribes to."""
+    """A `webhook.test` message to the webhook, whatever it subscribes to; WebhookBacklogFull
+    while it has too many messages pending."""
+    # The webhook's row is locked so that concurrent requests cannot all pass the count.
+    Webhook.objects.select_for_update().filter(pk=webhook.pk).first()
+    pending = Delivery.objects.filter(webhook=webhook, state=DeliveryState.PENDING)
+    tests, total = pending.filter(event_type=TEST_EVENT).count(), pending.count()
+    if tests >= MAX_PENDING_TESTS or total >= MAX_PENDING_FOR_TEST:
+        # The pending test messages will have had their one attempt by then.
+        attempt = settings.AUTEUR_WEBHOOK_TIMEOUT_SECONDS + settings.AUTEUR_WEBHOOK_RESOLVE_TIMEOUT_SECONDS
+        raise WebhookBacklogFull(
+            "This webhook has too many messages waiting to be sent; try again once they are done.",
+            details={"pending_tests": tests, "max_pending_tests": MAX_PENDING_TESTS, "pending": total,
+                     "max_pending": MAX_PENDING_FOR_TEST, "retry_after_seconds": math.ceil(attempt)},
+        )
     payload = _payload(TEST_PAYLOAD_TYPE, {"webhook_id": str(webhook.pk)})
     delivery = Delivery.objects.create(owner_id=webhook.owner_id, webhook=webhook, event_type=TEST_EVENT,
                                        payload=payload, next_attempt_at=timezone.now())
@@ -181,13 +209,23 @@ def backoff_seconds(attempts: int) -> float:
     return float(random.uniform(ceiling / 2, ceiling))  # noqa: S311 - spreading, not secrecy
 
 
+def _expired(now: Any) -> QuerySet[Delivery]:
+    """Pending deliveries past their retry window, due or not."""
+    return Delivery.objects.filter(state=DeliveryState.PENDING, created_at__lte=now - RETRY_WINDOW)
+
+
 def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
-    """Try a due delivery once; None when it is not due or another worker holds it."""
+    """Try a due delivery once; None when it is not due, another worker holds it, or its retry
+    window is over (it is then given up, unsent)."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.AUTEUR_WEBHOOK_TIMEOUT_SECONDS + 60)
-    claimed = Delivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING,
-                                      next_attempt_at__lte=now).update(next_attempt_at=lease)
+    claimed = Delivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING, next_attempt_at__lte=now,
+                                      created_at__gt=now - RETRY_WINDOW).update(next_attempt_at=lease)
     if not claimed:
+        # Past its window, it is given up here: the claim above is what enforces the window,
+        # even for a delivery whose every attempt died before it could be recorded.
+        _expired(now).filter(pk=delivery_id).update(state=DeliveryState.FAILED, finished_at=now,
+                                                    next_attempt_at=None)
         return None
     delivery = Delivery.objects.select_related("webhook", "job_webhook", "job_webhook__owner").filter(
         pk=delivery_id).first()
@@ -206,7 +244,7 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
         # delivery ends and the target is disabled in time, rather than a task error for ever.
         outcome = sender.Outcome(None, "signing secret unreadable (DJANGO_SECRET_KEY changed)", 0, "")
     else:
-        outcome = sender.send(url=target.url, secret=secret, message_id=delivery.message_id, body=body)
+        outcome = _send(delivery, target, secret, body)
     attempt = _attempt_record(delivery, outcome)
     logger.info(
         "webhook attempt %s #%d: %s in %d ms", delivery.message_id, attempt.number,
@@ -214,6 +252,19 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
         extra={"user_id": str(delivery.owner_id), "job_id": str(delivery.job_id or "")},
     )
     return attempt
+
+
+def _send(delivery: Delivery, target: Webhook | JobWebhook, secret: str, body: str) -> sender.Outcome:
+    """One attempt; whatever interrupts it is a failed attempt (recorded by the caller) rather
+    than a task error that leaves the delivery leased, unrecorded, to be sent again for ever."""
+    started = time.monotonic()
+    try:
+        return sender.send(url=target.url, secret=secret, message_id=delivery.message_id, body=body)
+    except Exception as exc:  # SoftTimeLimitExceeded, or a fault of ours
+        logger.exception("webhook attempt %s interrupted", delivery.message_id,
+                         extra={"user_id": str(delivery.owner_id), "job_id": str(delivery.job_id or "")})
+        latency = int((time.monotonic() - started) * 1000)
+        return sender.Outcome(None, f"attempt interrupted: {type(exc).__name__}", latency, "")
 
 
 @transaction.atomic
@@ -276,9 +327,12 @@ def _target_disable(target: Webhook | JobWebhook, now: Any) -> None:
 
 
 def deliveries_sweep(*, limit: int = SWEEP_BATCH) -> int:
-    """Publish the deliveries that are due (their retry time came, or their message was lost)."""
+    """Give up the deliveries past their retry window, and publish the ones that are due (their
+    retry time came, or their message was lost)."""
+    now = timezone.now()
+    _expired(now).update(state=DeliveryState.FAILED, finished_at=now, next_attempt_at=None)
     due = list(
-        Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=timezone.now())
+        Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now)
         .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
     )
     for pk in due:

@@ -3,6 +3,8 @@
 `deliver` is idempotent: it sends only a delivery it claims (due and pending), so a duplicate
 message, a sweep that publishes it again, or a redelivery after a worker died sends at most
 once per attempt. Failures are not Celery retries: the delivery's row holds its next attempt.
+Its soft time limit outlasts any attempt (a deadline of at most 30 s, settings.py); one that
+fires anyway is recorded as a failed attempt (services._send).
 """
 
 from __future__ import annotations

@@ -7,8 +7,12 @@ that state (plan from its price, status, current period). So `invoice.paid` befo
 `checkout.session.completed` works, and a late `customer.subscription.updated` never rolls a
 newer state back. Money follows paid objects, each exactly once: a paid subscription invoice
 grants its period's allowance (the key `subscription:<our id>:<period start>`, the period being
-the invoice line's), a paid Checkout Session for a pack credits the pack (one `purchase` row per
-payment), a fully refunded pack payment takes the pack back (one `purchase_reversal` row).
+the invoice line's, its amount what was paid of the plan's price: see `invoice_allowance`), a paid
+Checkout Session for a pack credits the pack (one `purchase` row per payment), a fully refunded
+or disputed pack payment takes the pack back (one `purchase_reversal` row), and a won dispute
+gives back what it took (one more `purchase` row). Disputes follow the same out-of-order rule:
+every dispute event fetches the dispute's current status, so a late `charge.dispute.created`
+after the dispute was won takes nothing.
 
 A handler answers (outcome, note): `processed`, or `ignored` with why (an object that is not
 ours, a status with nothing to change). It raises to fail: the event's transaction is rolled
@@ -27,8 +31,9 @@ from django.conf import settings
 from auteur.users.models import User
 from billing import stripe_client
 from billing.models import EventOutcome, PaidInvoice, StripeCustomer
-from billing.services.packs import pack_purchase_record, pack_purchase_refund
+from billing.services.packs import pack_purchase_record, pack_purchase_refund, pack_purchase_reinstate
 from credits.models import Subscription, SubscriptionStatus
+from credits.selectors import credit_transaction_get_by_key
 from credits.services.subscriptions import (
     subscription_allowance_key,
     subscription_grant_paid_period,
@@ -54,6 +59,10 @@ STATUSES = {
 # Invoices that start a period: the first one and each renewal. Others (a proration on a plan
 # change) grant nothing; the next period is granted at the new plan's allowance.
 ALLOWANCE_BILLING_REASONS = ("subscription_create", "subscription_cycle")
+# A dispute's statuses at Stripe that withdrew the payment's funds (open or lost): the pack is
+# taken back. `warning_*` are inquiries that withdraw nothing: no credits move. `won` gives back.
+DISPUTE_TAKES_BACK = ("needs_response", "under_review", "lost")
+DISPUTE_WON = "won"
 
 
 def ignored(note: str) -> Result:
@@ -154,6 +163,41 @@ def subscription_changed(subscription: dict[str, Any]) -> Result:
     return _synced(_id(subscription.get("id")))
 
 
+def _amount(invoice: dict[str, Any], field: str, fallback: str | None = None) -> int:
+    value = invoice.get(field)
+    if value is None and fallback is not None:
+        value = invoice.get(fallback)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"invoice {invoice.get('id')} has no integer {field}")
+    return value
+
+
+def invoice_allowance(invoice: dict[str, Any], allowance: int) -> int:
+    """The credits a paid period's invoice grants: the plan's allowance in proportion to what was
+    paid of the plan's price, rounded down.
+
+    The rule: credits are GPU time we pay for, so a period grants what was paid for it. The price
+    is the invoice before discounts and tax (`subtotal_excluding_tax`); what was paid is
+    `amount_paid`, plus any of the customer's Stripe balance the invoice used (money paid before,
+    e.g. a downgrade's proration credit), less tax. A full-price period grants the whole
+    allowance; a 100 % coupon or a trial (nothing paid) grants none: the plan's features come
+    with the subscription, its credits with payment; a partially discounted invoice grants its
+    share (a 25 % coupon: 75 % of the allowance). Never more than the allowance.
+    """
+    price = _amount(invoice, "subtotal_excluding_tax", "subtotal")
+    if price <= 0:
+        return 0  # a trial's invoice: nothing priced, nothing paid
+    total = _amount(invoice, "total")
+    tax = total - _amount(invoice, "total_excluding_tax", "total")
+    # The customer balance moves up by what the invoice used of a credit (balances are negative
+    # when in the customer's favour), and down by an earlier debt the invoice collected.
+    balance_used = int(invoice.get("ending_balance") or 0) - int(invoice.get("starting_balance") or 0)
+    paid = _amount(invoice, "amount_paid") + balance_used - tax
+    if paid <= 0:
+        return 0
+    return min(allowance, allowance * paid // price)
+
+
 def invoice_paid(invoice: dict[str, Any]) -> Result:
     subscription_id = _invoice_subscription(invoice)
     if not subscription_id:
@@ -168,14 +212,22 @@ def invoice_paid(invoice: dict[str, Any]) -> Result:
         return ignored("no line of the invoice is a plan")
     line = lines[0]
     plan, period_start = str(_plan_for_price(_line_price(line))), _moment(line["period"]["start"])
-    subscription_grant_paid_period(subscription=subscription, plan=plan, period_start=period_start)
-    # What ledger_check holds the grant to: this paid invoice has its period's row.
+    credits = invoice_allowance(invoice, int(settings.AUTEUR_PLAN_ALLOWANCES[plan]))
+    key = subscription_allowance_key(subscription, period_start)
+    if credits:
+        subscription_grant_paid_period(subscription=subscription, plan=plan, period_start=period_start,
+                                       amount=credits)
+    # A period is granted once, by its first paid invoice: a second invoice for it records what
+    # the period was actually granted. What ledger_check holds the grant to (no row for 0).
+    entry = credit_transaction_get_by_key(user=subscription.user, idempotency_key=key)
     PaidInvoice.objects.bulk_create(
         [PaidInvoice(user_id=subscription.user_id, stripe_invoice_id=str(invoice["id"]),
                      stripe_subscription_id=subscription_id, plan=plan, period_start=period_start,
-                     allowance_key=subscription_allowance_key(subscription, period_start))],
+                     allowance_key=key, credits=entry.amount if entry is not None else 0)],
         ignore_conflicts=True,
     )
+    if not credits:
+        return EventOutcome.PROCESSED, "nothing was paid for this period (a trial, a 100 % discount): no credits"
     return PROCESSED
 
 
@@ -193,15 +245,40 @@ def charge_refunded(charge: dict[str, Any]) -> Result:
         # to: staff decide (a credit adjustment in the admin).
         logger.warning("partial refund of payment %s: no credits taken back", payment_intent)
         return ignored("partial refund: credits are adjusted by staff")
-    if pack_purchase_refund(payment_intent_id=payment_intent) is not None:
+    return _take_back(payment_intent)
+
+
+def _take_back(payment_intent: str, dispute_id: str = "") -> Result:
+    """A refunded or disputed payment: its pack taken back, once (the two share the reversal)."""
+    if pack_purchase_refund(payment_intent_id=payment_intent, dispute_id=dispute_id) is not None:
         return PROCESSED
     # The refund can arrive before the payment's checkout.session.completed: the payment's
     # current state at Stripe says whether it paid for a pack of ours. If so, the pack is
     # recorded, credited and taken back here, and the late completion finds it done.
     if not _pack_record(stripe_client.payment_intent_retrieve(payment_intent), payment_intent):
         return ignored("not a credit pack payment")
-    pack_purchase_refund(payment_intent_id=payment_intent)
+    pack_purchase_refund(payment_intent_id=payment_intent, dispute_id=dispute_id)
     return PROCESSED
+
+
+def charge_dispute(dispute: dict[str, Any]) -> Result:
+    """Every dispute event (created, updated, closed, funds withdrawn or reinstated) makes ours
+    the dispute's current status at Stripe: open or lost takes the pack back as a refund does,
+    won gives back what the dispute took, an inquiry moves nothing."""
+    dispute_id = _id(dispute.get("id"))
+    if not dispute_id:
+        return ignored("no dispute named")
+    current = stripe_client.dispute_retrieve(dispute_id)
+    payment_intent = _id(current.get("payment_intent") or dispute.get("payment_intent"))
+    if not payment_intent:
+        return ignored("the disputed charge has no payment intent")
+    status = str(current.get("status", ""))
+    if status in DISPUTE_TAKES_BACK:
+        return _take_back(payment_intent, dispute_id=dispute_id)
+    if status == DISPUTE_WON:
+        purchase = pack_purchase_reinstate(payment_intent_id=payment_intent, dispute_id=dispute_id)
+        return PROCESSED if purchase is not None else ignored("not a credit pack payment")
+    return ignored(f"dispute is {status}: no credits move")
 
 
 HANDLERS: dict[str, Callable[[dict[str, Any]], Result]] = {
@@ -213,4 +290,9 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Result]] = {
     "invoice.paid": invoice_paid,
     "invoice.payment_failed": invoice_payment_failed,
     "charge.refunded": charge_refunded,
+    "charge.dispute.created": charge_dispute,
+    "charge.dispute.updated": charge_dispute,
+    "charge.dispute.closed": charge_dispute,
+    "charge.dispute.funds_withdrawn": charge_dispute,
+    "charge.dispute.funds_reinstated": charge_dispute,
 }

@@ -59,10 +59,11 @@ def subscription_allowance_key(subscription: Subscription, period_start: datetim
 
 
 def _grant_period_allowance(subscription: Subscription, *, plan: str | None = None,
-                            period_start: datetime | None = None) -> bool:
+                            period_start: datetime | None = None, amount: int | None = None) -> bool:
     plan = plan or subscription.plan
     period_start = period_start or subscription.current_period_start
-    amount = int(settings.AUTEUR_PLAN_ALLOWANCES[plan])
+    if amount is None:
+        amount = int(settings.AUTEUR_PLAN_ALLOWANCES[plan])
     _, created = credit_grant_once(
         user=subscription.user,
         amount=amount,
@@ -222,8 +223,10 @@ def subscription_sync_external(
     return subscription
 
 
-def subscription_grant_paid_period(*, subscription: Subscription, plan: str, period_start: datetime) -> bool:
-    """Grant `plan`'s allowance for the paid period starting at `period_start`, once (the same
-    key the beat uses). Returns whether this call granted it."""
+def subscription_grant_paid_period(*, subscription: Subscription, plan: str, period_start: datetime,
+                                   amount: int | None = None) -> bool:
+    """Grant the paid period starting at `period_start` its credits, once (the same key the beat
+    uses): `amount`, as the caller worked it out from what was paid, else `plan`'s allowance.
+    Returns whether this call granted it."""
     _validate_plan(plan)
-    return _grant_period_allowance(subscription, plan=plan, period_start=period_start)
+    return _grant_period_allowance(subscription, plan=plan, period_start=period_start, amount=amount)

@@ -32,6 +32,6 @@ def stripe_fake(settings: Any, monkeypatch: pytest.MonkeyPatch) -> FakeStripe:
     configure(settings)
     fake = FakeStripe()
     for name in ("customer_create", "checkout_session_create", "portal_session_create", "subscription_retrieve",
-                 "payment_intent_retrieve"):
+                 "payment_intent_retrieve", "dispute_retrieve"):
         monkeypatch.setattr(stripe_client, name, getattr(fake, name))
     return fake

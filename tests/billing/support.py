@@ -36,6 +36,7 @@ class FakeStripe:
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     customers: dict[str, str] = field(default_factory=dict)  # user id -> customer id
     payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def customer_create(self, *, user_id: str, email: str) -> str:
         self.calls.append(("customer_create", {"user_id": user_id, "email": email}))
@@ -62,6 +63,15 @@ class FakeStripe:
         default: dict[str, Any] = {"id": payment_intent_id, "object": "payment_intent", "customer": None,
                                    "metadata": {}, "status": "succeeded"}
         return json.loads(json.dumps(self.payment_intents.get(payment_intent_id, default)))
+
+    def dispute_retrieve(self, dispute_id: str) -> dict[str, Any]:
+        self.calls.append(("dispute_retrieve", {"id": dispute_id}))
+        return json.loads(json.dumps(self.disputes[dispute_id]))
+
+    def set_dispute(self, dispute: dict[str, Any], status: str) -> dict[str, Any]:
+        """Stripe's current state of a dispute: `dispute` (as events carry it) now at `status`."""
+        self.disputes[dispute["id"]] = {**dispute, "status": status}
+        return self.disputes[dispute["id"]]
 
     def called(self, name: str) -> list[dict[str, Any]]:
         return [params for call, params in self.calls if call == name]
@@ -115,15 +125,24 @@ def checkout_session(*, customer: str, user_id: str, mode: str, subscription: st
 
 
 def invoice(*, customer: str, subscription: str, price: str, period_start: int, period_end: int | None = None,
-            billing_reason: str = "subscription_create", status: str = "paid") -> dict[str, Any]:
+            billing_reason: str = "subscription_create", status: str = "paid", amount: int = 2900,
+            discount: int = 0, tax: int = 0, starting_balance: int = 0) -> dict[str, Any]:
+    """A subscription invoice for one period of `price`, whose list price is `amount` (cents),
+    less `discount` (a coupon), plus exclusive `tax`; a negative `starting_balance` is the
+    customer's Stripe credit, used before the card is charged."""
     period_end = period_end or period_start + 30 * DAY
+    total = amount - discount + tax
+    used = min(max(0, -starting_balance), total)
     return {
         "id": new_id("in"), "object": "invoice", "customer": customer, "status": status,
-        "billing_reason": billing_reason,
+        "billing_reason": billing_reason, "currency": "usd",
+        "subtotal": amount, "subtotal_excluding_tax": amount, "total": total, "total_excluding_tax": total - tax,
+        "starting_balance": starting_balance, "ending_balance": starting_balance + used,
+        "amount_due": total - used, "amount_paid": total - used if status == "paid" else 0,
         "parent": {"type": "subscription_details",
                    "subscription_details": {"subscription": subscription, "metadata": {}}},
         "lines": {"object": "list", "data": [{
-            "id": new_id("il"), "object": "line_item", "amount": 2900,
+            "id": new_id("il"), "object": "line_item", "amount": amount,
             "period": {"start": period_start, "end": period_end},
             "pricing": {"type": "price_details", "price_details": {"price": price, "product": "prod_test"}},
         }]},
@@ -133,3 +152,9 @@ def invoice(*, customer: str, subscription: str, price: str, period_start: int, 
 def charge(*, payment_intent: str, refunded: bool = True, amount: int = 1000) -> dict[str, Any]:
     return {"id": new_id("ch"), "object": "charge", "payment_intent": payment_intent, "amount": amount,
             "amount_refunded": amount if refunded else amount // 2, "refunded": refunded}
+
+
+def dispute(*, payment_intent: str, amount: int = 1000, status: str = "needs_response") -> dict[str, Any]:
+    """A dispute as `charge.dispute.*` events carry it (the status then, not necessarily now)."""
+    return {"id": new_id("du"), "object": "dispute", "charge": new_id("ch"), "payment_intent": payment_intent,
+            "amount": amount, "currency": "usd", "reason": "fraudulent", "status": status}

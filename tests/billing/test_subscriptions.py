@@ -1,5 +1,10 @@
 """A user's plan through Stripe: checkout -> webhook -> credits, payment failures, cancellation,
-and events out of order. The ledger and ledger_check are exact after every step."""
+and events out of order. The ledger and ledger_check are exact after every step.
+
+What a paid invoice grants: the plan's allowance in proportion to what was paid of the plan's
+price (billing/services/handlers.py, `invoice_allowance`). A trial or a 100 % coupon grants no
+credits, a partial discount its share, tax and the customer's Stripe balance change nothing;
+replayed and out of order, credits move once."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from django.utils import timezone
 
 from auteur.users.models import User
 from billing.models import PaidInvoice, StripeEvent
+from billing.services.handlers import invoice_allowance
 from credits.models import CreditTransaction, Subscription, SubscriptionStatus, TransactionType
 from credits.selectors import credit_balance_get, ledger_check, user_plan
 from credits.services.subscriptions import subscription_grant_allowances
@@ -73,9 +79,12 @@ class Journey:
         return self.send(type, {"id": self.subscription_id, "object": "subscription", "customer": self.customer})
 
     def invoice(self, type: str = "invoice.paid", *, price: str = PRICE_PRO, period_start: int = PERIOD,
-                billing_reason: str = "subscription_create") -> dict[str, Any]:
+                billing_reason: str = "subscription_create", amount: int = 2900, discount: int = 0, tax: int = 0,
+                starting_balance: int = 0) -> dict[str, Any]:
+        """An invoice event; the amounts as support.invoice takes them."""
         return self.send(type, invoice(customer=self.customer, subscription=self.subscription_id, price=price,
-                                       period_start=period_start, billing_reason=billing_reason))
+                                       period_start=period_start, billing_reason=billing_reason, amount=amount,
+                                       discount=discount, tax=tax, starting_balance=starting_balance))
 
 
 @pytest.fixture
@@ -235,3 +244,82 @@ def test_ledger_check_reports_a_paid_invoice_without_its_allowance(journey: Jour
     problems = [str(problem) for problem in ledger_check()]
     assert len(problems) == 1 and "has no subscription entry (subscription:lost:period)" in problems[0]
     assert user.email in problems[0]
+
+
+PRO = 3000  # the tests' pro allowance (tests/billing/conftest.py); its price is 2900 cents
+
+
+@pytest.mark.parametrize(("amounts", "granted"), [
+    ({}, PRO),
+    ({"discount": 2900}, 0),  # a 100 % coupon
+    ({"amount": 0}, 0),  # a trial's invoice: nothing priced
+    ({"discount": 725}, 2250),  # 25 % off
+    ({"discount": 1450, "tax": 290}, 1500),  # 50 % off, with 20 % tax on what is left
+    ({"tax": 580}, PRO),  # tax is no extra allowance
+    ({"starting_balance": -1000}, PRO),  # paid partly from the customer's Stripe credit
+    ({"starting_balance": -5000}, PRO),  # paid wholly from it
+    ({"discount": 1}, 2998),  # rounded down
+])
+def test_a_paid_invoice_grants_the_share_of_the_allowance_that_was_paid(journey: Journey, user: User,
+                                                                        amounts: dict[str, Any], granted: int):
+    journey.stripe_state("active")
+    journey.completed()
+    body = journey.invoice(**amounts)
+    deliver(journey.client, body)  # Stripe's retry of the same event
+    journey.invoice(**amounts)  # another invoice for the same period
+    assert credit_balance_get(user=user) == granted
+    assert [amount for amount, _ in allowances(user)] == ([granted] if granted else [])
+    assert set(PaidInvoice.objects.values_list("credits", flat=True)) == {granted}
+    assert user_plan(user=user) == "pro"  # the plan's features come with the subscription either way
+    assert ledger_check() == []
+
+
+def test_a_period_nothing_was_paid_for_is_processed_and_says_why(journey: Journey, user: User):
+    journey.stripe_state("trialing")
+    body = journey.invoice(amount=0)
+    record = StripeEvent.objects.get(event_id=body["id"])
+    assert record.outcome == "processed" and "nothing was paid" in record.error
+    assert credit_balance_get(user=user) == 0 and user_plan(user=user) == "pro"
+
+
+def test_a_discounted_invoice_before_the_checkout_completes_grants_its_share_once(journey: Journey, user: User):
+    journey.stripe_state("active")
+    body = journey.invoice(discount=725)
+    journey.completed()
+    journey.subscription_event("customer.subscription.created")
+    deliver(journey.client, body)
+    assert credit_balance_get(user=user) == 2250 and len(allowances(user)) == 1
+    assert ledger_check() == []
+
+
+def test_the_renewal_after_a_free_first_period_grants_the_full_allowance(journey: Journey, user: User):
+    journey.stripe_state("active")
+    journey.completed()
+    journey.invoice(discount=2900)  # the first month free
+    renewal = PERIOD + 30 * DAY
+    journey.stripe_state("active", period_start=renewal)
+    journey.invoice(period_start=renewal, billing_reason="subscription_cycle")
+    assert credit_balance_get(user=user) == PRO and len(allowances(user)) == 1
+    assert ledger_check() == []
+
+
+def test_an_invoice_missing_its_amounts_fails_and_grants_nothing(journey: Journey, user: User):
+    """A paid invoice whose amounts cannot be read is not guessed at: the event fails (500, so
+    Stripe retries it and staff see it) and no credits move."""
+    journey.stripe_state("active")
+    journey.completed()
+    broken = invoice(customer=journey.customer, subscription=journey.subscription_id, price="price_pro_test",
+                     period_start=PERIOD)
+    del broken["amount_paid"]
+    response = deliver(journey.client, event("invoice.paid", broken))
+    assert response.status_code == 500 and response.json()["error"]["code"] == "event_processing_failed"
+    assert credit_balance_get(user=user) == 0 and not PaidInvoice.objects.exists()
+
+
+def test_invoice_allowance_never_exceeds_the_allowance():
+    # It also collected an earlier debt of 500: that is no payment for this period.
+    with_debt = {"subtotal": 100, "subtotal_excluding_tax": 100, "total": 100, "total_excluding_tax": 100,
+                 "amount_paid": 600, "starting_balance": 500, "ending_balance": 0}
+    assert invoice_allowance(with_debt, PRO) == PRO
+    assert invoice_allowance({**with_debt, "ending_balance": 500}, PRO) == PRO  # more than the price: capped
+    assert invoice_allowance({**with_debt, "subtotal_excluding_tax": None}, PRO) == PRO  # Stripe may send null

@@ -1,4 +1,5 @@
-"""A webhook receiver on 127.0.0.1 (a real HTTP server in a thread) and faked name resolution.
+"""A webhook receiver on 127.0.0.1 (a real HTTP server in a thread), a slow-drip receiver (a raw
+socket server that answers one byte a second), and faked name resolution.
 
 The receiver records every request (headers, body) and answers what the test scripts: a status
 with a body, a redirect, or a hang longer than the sender's timeout. Webhooks reach it only
@@ -85,6 +86,88 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass
+class Drip:
+    """What one connection to the slow-drip receiver saw."""
+
+    request: bytes = b""
+    sent: int = 0  # bytes of the answer that went out before the connection ended
+    cut: bool = False  # the sender closed the connection before the whole answer went out
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
+class DripReceiver:
+    """Reads each request, sends `head` at once, then the rest of `answer` one byte a second: each
+    byte arrives well inside any read timeout, so only a deadline on the whole attempt ends it.
+    The full answer would take `len(answer) - len(head)` seconds."""
+
+    HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n\r\n"
+    ANSWER = HEAD + b"dripping, one byte a sec"
+
+    def __init__(self, *, head: bytes = b"", answer: bytes = ANSWER, interval: float = 1.0) -> None:
+        self.head, self.answer, self.interval = head, answer, interval
+        self.connections: list[Drip] = []
+        self.stopping = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path: str = "/drip") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            drip = Drip()
+            self.connections.append(drip)
+            threading.Thread(target=self._serve, args=(conn, drip), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, drip: Drip) -> None:
+        try:
+            with conn:
+                while b"\r\n\r\n" not in drip.request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    drip.request += chunk
+                conn.sendall(self.head)
+                drip.sent = len(self.head)
+                for byte in self.answer[len(self.head):]:
+                    if self.stopping.wait(self.interval):
+                        return
+                    conn.sendall(bytes([byte]))
+                    drip.sent += 1
+        except OSError:
+            drip.cut = True  # the sender shut the connection: a write after that fails
+        finally:
+            drip.ended.set()
+
+    def wait_ended(self, count: int = 1, timeout: float = 30) -> list[Drip]:
+        """The first `count` connections, once each has ended (cut, or its answer fully sent)."""
+        give_up = time.monotonic() + timeout
+        while len(self.connections) < count and time.monotonic() < give_up:
+            time.sleep(0.05)
+        assert len(self.connections) >= count, f"{len(self.connections)} connections, expected {count}"
+        for drip in self.connections[:count]:
+            assert drip.ended.wait(max(0.0, give_up - time.monotonic())), "a connection never ended"
+        return self.connections[:count]
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def drip_receiver(settings: Any) -> Iterator[DripReceiver]:
+    settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK = True
+    server = DripReceiver()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from jobs.models import Job
 from tests.factories import ProjectFactory
 from tests.jobs.support import error_code, ledger_state, submit, valid_body
+from webhooks import services
 from webhooks.keys import secret_open
 from webhooks.models import AccountNotice, Delivery, JobWebhook, NoticeKind, SigningSecret, Webhook
 
@@ -23,7 +25,8 @@ URL = "https://hooks.example.test/in"
 @pytest.fixture(autouse=True)
 def public_dns(fake_dns, settings) -> None:
     settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK = False  # production's rules
-    fake_dns({"hooks.example.test": ["93.184.216.34"], "intranet.example.test": ["10.0.0.7"]})
+    fake_dns({"hooks.example.test": ["93.184.216.34"], "intranet.example.test": ["10.0.0.7"],
+              "sixtofour.example.test": ["2002:c0a8:1::1"]})
 
 
 def create(client: Any, **body: Any) -> Any:
@@ -59,6 +62,9 @@ def test_event_types_default_to_all(auth_client):
     ("https://169.254.169.254/latest/meta-data", "address"),
     ("https://127.0.0.1/in", "address"),
     ("https://intranet.example.test/in", "address"),
+    ("https://[2002:a00:1::1]/in", "address"),  # 6to4 of 10.0.0.1
+    ("https://[64:ff9b::a9fe:a9fe]/in", "address"),  # NAT64 of 169.254.169.254
+    ("https://sixtofour.example.test/in", "address"),
     ("https://nowhere.example.test/in", "unresolvable"),
     ("not a url", "malformed"),
 ])
@@ -110,6 +116,50 @@ def test_the_test_endpoint_queues_one_test_delivery(auth_client):
     assert deliveries["count"] == 1 and deliveries["deliveries"][0]["webhook_id"] == body["webhook_id"]
     refused = auth_client.post(f"/api/v1/webhooks/{webhook_id}/test", {"x": 1}, format="json")
     assert refused.status_code == 400 and Delivery.objects.count() == 1
+
+
+def test_a_hung_resolver_is_a_400_at_creation_and_creates_nothing(auth_client, user, monkeypatch, settings):
+    settings.AUTEUR_WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.2
+    release = threading.Event()
+    monkeypatch.setattr("webhooks.ssrf.lookup", lambda host, port: release.wait(60) and [])
+    try:
+        response = create(auth_client, url="https://hung.example.test/in")
+    finally:
+        release.set()
+    assert response.status_code == 400 and error_code(response) == "invalid_webhook_url"
+    assert response.json()["error"]["details"] == {"reason": "resolution_timeout"}
+    assert not Webhook.objects.filter(owner=user).exists()
+
+
+def test_the_test_endpoint_refuses_with_429_while_too_many_tests_are_pending(auth_client,
+                                                                             django_capture_on_commit_callbacks):
+    """No worker runs here: each accepted test message stays pending, as it would while a slow
+    receiver holds it. Past the limit the endpoint refuses, and nothing is created or queued."""
+    webhook_id = create(auth_client).json()["id"]
+    for _ in range(services.MAX_PENDING_TESTS):
+        assert auth_client.post(f"/api/v1/webhooks/{webhook_id}/test", format="json").status_code == 202
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        refused = auth_client.post(f"/api/v1/webhooks/{webhook_id}/test", format="json")
+    assert refused.status_code == 429 and error_code(refused) == "webhook_backlog_full"
+    details = refused.json()["error"]["details"]
+    assert details["pending_tests"] == details["max_pending_tests"] == services.MAX_PENDING_TESTS
+    assert refused["Retry-After"] == str(details["retry_after_seconds"])
+    assert Delivery.objects.filter(webhook_id=webhook_id).count() == services.MAX_PENDING_TESTS and queued == []
+    # Once they have had their attempt, testing works again.
+    Delivery.objects.filter(webhook_id=webhook_id).update(state="failed")
+    assert auth_client.post(f"/api/v1/webhooks/{webhook_id}/test", format="json").status_code == 202
+
+
+def test_the_test_endpoint_refuses_while_the_receiver_is_far_behind(auth_client, user):
+    webhook_id = create(auth_client).json()["id"]
+    Delivery.objects.bulk_create([
+        Delivery(owner=user, webhook_id=webhook_id, event_type="completed", payload={}, next_attempt_at=None)
+        for _ in range(services.MAX_PENDING_FOR_TEST)
+    ])
+    refused = auth_client.post(f"/api/v1/webhooks/{webhook_id}/test", format="json")
+    assert refused.status_code == 429 and error_code(refused) == "webhook_backlog_full"
+    assert refused.json()["error"]["details"]["pending"] == services.MAX_PENDING_FOR_TEST
+    assert not Delivery.objects.filter(webhook_id=webhook_id, event_type="test").exists()
 
 
 def test_deliveries_page_like_every_list(auth_client):

@@ -152,9 +152,38 @@ def test_a_redirect_to_a_private_address_is_refused_logged_and_retried(worker, a
     assert wait_terminal(job_id).status == JobStatus.COMPLETED
     delivery = wait_for(lambda: Delivery.objects.filter(attempts__gte=2).first())
     assert delivery.state == DeliveryState.PENDING
-    assert list(delivery.attempt_log.values_list("status_code", "error"))[:2] == [
-        (307, "redirect not followed (to a refused address)")] * 2
+    assert list(delivery.attempt_log.values_list("status_code", "error"))[:2] == [(307, "redirect not followed")] * 2
     assert {r.path for r in receiver.received} == {"/job"}
+    # Its retries would go on past the test; it is given up, so no attempt is left to run into
+    # the emptying of the tables.
+    Delivery.objects.filter(pk=delivery.pk).update(state=DeliveryState.FAILED, next_attempt_at=None)
+
+
+def test_test_messages_to_a_slow_drip_receiver_cost_one_bounded_attempt_each(worker, auth_client, user,
+                                                                              drip_receiver, receiver):
+    """The flood: test messages to a receiver that answers a byte a second. Past 3 pending the
+    endpoint refuses (429); each accepted one has one attempt that ends at the worker's 1 s
+    deadline and is logged as failed; another account's delivery still goes through."""
+    account = account_webhook(auth_client, drip_receiver.url())
+    accepted = [auth_client.post(f"/api/v1/webhooks/{account['id']}/test", format="json") for _ in range(3)]
+    assert [r.status_code for r in accepted] == [202] * 3
+    refused = auth_client.post(f"/api/v1/webhooks/{account['id']}/test", format="json")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "webhook_backlog_full"
+    other = Webhook.objects.create(owner=user, url=receiver.url("/other"), event_types=["completed"],
+                                   secret_sealed=Webhook.objects.get(pk=account["id"]).secret_sealed)
+    lost = Delivery.objects.create(owner=user, webhook=other, event_type="completed",
+                                   payload={"type": "job.completed", "data": {}}, next_attempt_at=timezone.now())
+    sweep.delay()
+    wait_for(lambda: Delivery.objects.filter(pk=lost.pk, state=DeliveryState.SUCCEEDED).exists())
+    tests = Delivery.objects.filter(webhook_id=account["id"])
+    wait_for(lambda: tests.filter(state=DeliveryState.FAILED).count() == 3)
+    assert [list(d.attempt_log.values_list("status_code", "error")) for d in tests] == [
+        [(None, "timed out after 1 s")]] * 3
+    assert all(d.cut for d in drip_receiver.wait_ended(3))
+    # Their attempts are over: the webhook can be tested again (and that attempt ends like them,
+    # before the test does: nothing of it is left in flight when the tables are emptied).
+    assert auth_client.post(f"/api/v1/webhooks/{account['id']}/test", format="json").status_code == 202
+    wait_for(lambda: tests.filter(state=DeliveryState.FAILED).count() == 4)
 
 
 def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep(worker, auth_client, user, receiver):

@@ -63,11 +63,12 @@ def test_a_delivery_is_given_up_24_hours_after_it_was_created(user, receiver):
     receiver.default = Answer(status=500)
     [delivery] = enqueue(user)
     Delivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(hours=24, minutes=1))
-    delivery_attempt(delivery_id=delivery.pk)
+    assert delivery_attempt(delivery_id=delivery.pk) is None  # past its window: not claimed
     delivery.refresh_from_db()
     webhook.refresh_from_db()
     assert delivery.state == DeliveryState.FAILED and delivery.next_attempt_at is None
-    assert webhook.enabled  # its own failures began just now
+    assert receiver.received == [] and delivery.attempts == 0
+    assert webhook.enabled and webhook.failing_since is None  # nothing failed: nothing was sent
 
 
 def test_a_webhook_failing_for_24_hours_is_disabled_and_the_account_told(user, receiver, auth_client):

@@ -26,6 +26,19 @@ REFUSED = [
     "240.0.0.1", "100.64.0.1", "198.18.0.1", "255.255.255.255",
     "::1", "::", "fe80::1", "fc00::1", "ff02::1", "::ffff:10.0.0.1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
     "2001:db8::1",
+    # IPv6 forms that carry or reach an IPv4 address are refused whole, a public one's too.
+    "64:ff9b::a00:1", "64:ff9b::5db8:d822", "64:ff9b:1::a00:1", "64:ff9b:1:2::5db8:d822",  # NAT64
+    "2002:a00:1::1", "2002:5db8:d822::1",  # 6to4 (of 10.0.0.1, of a public address)
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001::a00:1",  # Teredo
+    "::ffff:5db8:d822", "::5db8:d822", "::a00:1", "::ffff:0:5db8:d822",  # mapped, compatible, translated
+]
+# What each of those IPv6 forms is refused as.
+EMBEDDED = [
+    ("64:ff9b::5db8:d822", "NAT64 address"), ("64:ff9b:1::a00:1", "NAT64 address"),
+    ("2002:5db8:d822::1", "6to4 address"), ("2002:a00:1::1", "6to4 address"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo address"),
+    ("::ffff:5db8:d822", "IPv4-mapped address"), ("::ffff:10.0.0.1", "IPv4-mapped address"),
+    ("::5db8:d822", "IPv4-compatible address"), ("::ffff:0:5db8:d822", "IPv4-translated address"),
 ]
 
 
@@ -66,6 +79,24 @@ def test_a_name_resolving_to_a_refused_address_is_refused_before_any_connection(
     outcome = sender.send(url="https://hooks.example.test/hook", secret=secret_new(), message_id="msg_1", body="{}")
     assert outcome.status_code is None and outcome.error.startswith("refused:")
     assert no_connections == []
+
+
+@pytest.mark.parametrize(("address", "kind"), EMBEDDED)
+def test_ipv6_forms_that_lead_to_an_ipv4_address_are_refused_whatever_they_carry(strict, fake_dns, no_connections,
+                                                                                   address, kind):
+    """6to4 of 10.0.0.1 passed as a global address, and a NAT64 or mapped form of a public IPv4
+    would be judged on an address other than the one reached: each is refused, by its name."""
+    fake_dns({"hooks.example.test": ["93.184.216.34", address]})
+    with pytest.raises(ssrf.WebhookUrlRefused) as refused:
+        ssrf.target_check("https://hooks.example.test/")
+    assert refused.value.details["reason"] == "address" and kind in refused.value.message
+    assert no_connections == []
+
+
+def test_public_ipv6_and_ipv4_addresses_are_still_accepted(strict, fake_dns):
+    fake_dns({"v6.example.test": ["2606:2800:220:1:248:1893:25c8:1946"], "v4.example.test": ["93.184.216.34"]})
+    assert str(ssrf.target_check("https://v6.example.test/").address) == "2606:2800:220:1:248:1893:25c8:1946"
+    assert str(ssrf.target_check("https://v4.example.test/").address) == "93.184.216.34"
 
 
 def test_one_private_address_among_public_ones_refuses_the_name(strict, fake_dns, no_connections):
@@ -177,14 +208,84 @@ def test_tls_uses_the_name_for_sni_and_verifies_the_certificate(settings, fake_d
     assert requests_seen == []
 
 
-def test_a_redirect_is_a_failed_attempt_and_is_not_followed(receiver):
+@pytest.mark.parametrize("location", [
+    "http://169.254.169.254/latest/meta-data",  # a refused address
+    "https://internal.example.test/admin",  # a name resolving to a private address
+    "https://nowhere.example.test/",  # a name that does not resolve
+    "https://public.example.test/",  # a name resolving to a public address
+    "/relative/path",
+    None,  # no Location at all
+])
+def test_a_redirect_is_a_failed_attempt_that_says_nothing_of_where_it_pointed(receiver, fake_dns, location):
+    """Every 3xx reads the same, and its Location is never resolved: the delivery log cannot be
+    used to learn which names our resolver knows, or which of them it would refuse."""
     from tests.webhooks.conftest import Answer
 
-    receiver.default = Answer(status=302, body=b"moved", headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    looked_up = fake_dns({"internal.example.test": ["10.0.0.7"], "public.example.test": ["93.184.216.34"]})
+    receiver.default = Answer(status=302, body=b"moved", headers={"Location": location} if location else {})
     outcome = sender.send(url=receiver.url(), secret=secret_new(), message_id="m", body="{}")
     assert not outcome.succeeded
-    assert outcome.status_code == 302 and outcome.error == "redirect not followed (to a refused address)"
+    assert outcome.status_code == 302 and outcome.error == sender.REDIRECT_ERROR == "redirect not followed"
+    assert looked_up == []  # the receiver is an IP literal; the Location's host was never resolved
     assert len(receiver.received) == 1
+
+
+@pytest.fixture
+def hung_resolver(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Any:
+    """socket.getaddrinfo never answers (until the test ends); resolution is given 0.2 s."""
+    settings.AUTEUR_WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.2
+    release = threading.Event()
+    calls: list[str] = []
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(host)
+        release.wait(60)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield calls
+    release.set()
+
+
+def _resolver_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "webhook-resolve")
+
+
+def test_a_hung_resolver_refuses_the_url_clearly_instead_of_holding_the_caller(strict, hung_resolver,
+                                                                                 no_connections):
+    with pytest.raises(ssrf.WebhookUrlRefused) as refused:
+        ssrf.target_check("https://slow-dns.example.test/hook")
+    assert refused.value.code == "invalid_webhook_url"
+    assert refused.value.details == {"reason": "resolution_timeout"}
+    assert refused.value.message == "The webhook URL's host did not resolve within 0.2 s."
+    assert hung_resolver == ["slow-dns.example.test"]  # through the real lookup, in its thread
+    # An attempt meets the same refusal as a failed attempt, and connects nowhere.
+    outcome = sender.send(url="https://slow-dns.example.test/hook", secret=secret_new(), message_id="m", body="{}")
+    assert outcome.status_code is None and outcome.error == f"refused: {refused.value.message}"
+    assert no_connections == []
+
+
+def test_hung_lookups_hold_at_most_a_bounded_number_of_threads(strict, hung_resolver, settings):
+    settings.AUTEUR_WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.05
+    before = _resolver_threads()
+    for n in range(ssrf.MAX_RESOLVER_THREADS + 4):
+        with pytest.raises(ssrf.WebhookUrlRefused) as refused:
+            ssrf.target_check(f"https://slow-{n}.example.test/")
+        assert refused.value.details["reason"] == "resolution_timeout"
+    # The lookups past the bound waited for a free thread (and were refused) instead of adding one.
+    assert _resolver_threads() - before <= ssrf.MAX_RESOLVER_THREADS
+    assert len(hung_resolver) <= ssrf.MAX_RESOLVER_THREADS
+
+
+def test_a_resolver_error_through_the_thread_is_unresolvable(strict, monkeypatch, no_connections):
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with pytest.raises(ssrf.WebhookUrlRefused) as refused:
+        ssrf.target_check("https://unknown.example.test/")
+    assert refused.value.details == {"reason": "unresolvable"}
+    assert no_connections == []
 
 
 def test_a_hanging_receiver_times_out_and_only_1_kb_of_an_answer_is_kept(receiver, settings):
@@ -210,3 +311,11 @@ def test_loopback_targets_are_allowed_only_in_debug_unless_set(extra, expected):
     result = load_settings({**PROD_ENV, **extra}, show="settings.AUTEUR_WEBHOOK_ALLOW_LOOPBACK")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "31", "120"])
+def test_an_attempt_deadline_that_could_outlast_the_tasks_soft_limit_is_refused_at_startup(value):
+    from tests.auteur.test_settings import PROD_ENV, load_settings
+
+    result = load_settings({**PROD_ENV, "AUTEUR_WEBHOOK_TIMEOUT_SECONDS": value})
+    assert result.returncode != 0 and "AUTEUR_WEBHOOK_TIMEOUT_SECONDS must be above 0 and at most 30" in result.stderr
