@@ -475,6 +475,11 @@ AUTEUR_ADMIN_REQUIRE_OTP = env.bool("AUTEUR_ADMIN_REQUIRE_OTP", default=False)
 OTP_TOTP_ISSUER = "Auteur"
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # a device's secret is shown once, by totp_enroll, never in the admin
 
+# The admin's password login names an account by email, which is unique among staff only (a
+# database constraint): UserManager.get_by_natural_key looks among staff alone, so the
+# non-unique USERNAME_FIELD that auth.W004 warns of is handled.
+SILENCED_SYSTEM_CHECKS = ["auth.W004"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
