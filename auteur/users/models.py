@@ -68,7 +68,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         constraints = [
             # A staff member's email is their admin login name (UserManager.get_by_natural_key).
             models.UniqueConstraint(
-                Lower("email"), condition=models.Q(is_staff=True) & ~models.Q(email=""), name="users_staff_email_unique",
+                Lower("email"), condition=models.Q(is_staff=True) & ~models.Q(email=""),
+                name="users_staff_email_unique",
                 violation_error_message="Another staff account has this email.",
             ),
         ]

@@ -11,7 +11,6 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from auteur.errors import ApplicationError
 from auteur.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -77,7 +76,11 @@ def user_issue_token(*, user: User, days: float = 7) -> str:
 
 def user_find(*, ref: str) -> User | None:
     """The account `ref` names, for staff tools and scripts: its id, or an email exactly one
-    account has (emails are not unique: with several, ApplicationError `ambiguous_email`)."""
+    account has (emails are not unique: with several, AmbiguousEmail)."""
+    # Imported here: DRF imports this module (through the authentication class) while its own
+    # views module, which auteur.errors imports, is still loading.
+    from auteur.users.errors import AmbiguousEmail
+
     ref = ref.strip()
     try:
         return User.objects.filter(pk=uuid.UUID(ref)).first()
@@ -85,9 +88,7 @@ def user_find(*, ref: str) -> User | None:
         pass
     users = list(User.objects.filter(email__iexact=ref).order_by("created_at")[:2])
     if len(users) > 1:
-        raise ApplicationError(
-            f"Several accounts have the email {ref!r}; name the account by its id.", code="ambiguous_email",
-        )
+        raise AmbiguousEmail(f"Several accounts have the email {ref!r}; name the account by its id.")
     return users[0] if users else None
 
 

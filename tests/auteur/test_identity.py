@@ -14,11 +14,14 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
+from django.test import Client
 from rest_framework.test import APIClient
 
 from auteur.users.models import User
 from projects.models import Project
+
 
 def supabase_claims(settings: Any, **overrides: Any) -> dict[str, Any]:
     """The claims of a Supabase access token for a user who signed up with email and password."""
@@ -123,14 +126,18 @@ def test_another_sub_with_the_same_email_is_another_account_and_sees_nothing_of_
 def test_a_staff_members_email_in_a_token_neither_takes_nor_blocks_the_staff_account(
     jwks_server, supabase, rsa_key, make_user
 ):
-    staff = make_user(email="boss@example.com", is_staff=True, password="a-long-staff-password-1")
+    password = "correct horse battery staple 42"
+    staff = make_user(email="boss@example.com", is_staff=True, password=password)
     body = supabase(email="Boss@Example.com", email_verified=True)
     status, profile = me(sign(body, rsa_key))
     assert status == 200 and profile["id"] == body["sub"] != str(staff.pk)
     assert User.objects.get(pk=body["sub"]).is_staff is False
     # The admin's password login by email still finds the staff account alone (no ambiguity, no 500).
-    assert authenticate(username="boss@example.com", password="a-long-staff-password-1") == staff
-    assert authenticate(username="boss@example.com", password="wrong") is None
+    browser = Client()
+    login = browser.post("/admin/login/", {"username": "boss@example.com", "password": password, "next": "/admin/"})
+    assert login.status_code == 302, login.content[:300]
+    assert browser.get("/admin/").status_code == 200
+    assert str(browser.session["_auth_user_id"]) == str(staff.pk)
 
 
 @pytest.mark.django_db
@@ -201,3 +208,21 @@ def test_a_supabase_shaped_token_with_the_wrong_algorithm_or_key_is_refused(jwks
         status, body = me(token)
         assert status == 401 and body["error"]["code"] == "invalid_token", body
     assert not User.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_email_is_unique_among_staff_only(make_user):
+    make_user(email="ops@example.com", is_staff=True)
+    make_user(email="ops@example.com")  # anyone may carry it
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_user(email="OPS@example.com", is_staff=True)  # but it names one staff login
+    assert User.objects.filter(is_staff=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_issue_token_refuses_an_email_two_accounts_have(make_user, capsys):
+    make_user(email="twice@example.com")
+    make_user(email="twice@example.com")
+    with pytest.raises(CommandError, match="Several accounts"):
+        call_command("issue_token", "twice@example.com")
+    assert capsys.readouterr().out == "" and User.objects.count() == 2

@@ -227,7 +227,8 @@ def test_hs256_can_be_turned_off_once_the_jwks_is_used(jwks_server, rsa_key, set
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("email_verified", [True, False, None, "true", 1], ids=["true", "false", "missing", "string", "one"])
+@pytest.mark.parametrize("email_verified", [True, False, None, "true", 1],
+                         ids=["true", "false", "missing", "string", "one"])
 def test_an_external_email_never_gets_the_account_that_has_it(jwks_server, rsa_key, make_user, email_verified):
     """Verified or not, a token's email creates a separate account for its own `sub`."""
     victim = make_user(email="victim@example.com")
