@@ -57,7 +57,9 @@ def env_value(name: str) -> str:
     try:
         value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ImproperlyConfigured(f"{name}_FILE names {path!r}, which cannot be read ({type(exc).__name__}).") from None
+        raise ImproperlyConfigured(
+            f"{name}_FILE names {path!r}, which cannot be read ({type(exc).__name__})."
+        ) from None
     if not value:
         raise ImproperlyConfigured(f"{name}_FILE names {path!r}, which is empty.")
     return value

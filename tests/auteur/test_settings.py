@@ -208,7 +208,8 @@ def without(name: str, extra: dict[str, str]) -> dict[str, str]:
 
 def load_settings_clean(env: dict[str, str], show: str) -> subprocess.CompletedProcess[str]:
     # The library secrets and any NAME_FILE of the calling environment stay out of the child's.
-    for name in (*LIBRARY_NAMES, *(f"{n}_FILE" for n in SECRET_FILE_CASES), "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
+    for name in (*LIBRARY_NAMES, *(f"{n}_FILE" for n in SECRET_FILE_CASES),
+                 "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
         env.setdefault(name, "")
     return load_settings(env, show=show)
 
