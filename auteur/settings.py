@@ -11,14 +11,19 @@ where development stand-ins are used instead.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import environ
 from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from auteur.envfile import read_env_file
+from auteur.tls import TlsConfigError, broker_tls, redis_tls_options
+
+_T = TypeVar("_T")
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -203,6 +208,20 @@ REDIS_URL = required("REDIS_URL")
 # announcements, the cache and beat's schedule stay on REDIS_URL whatever the broker.
 CELERY_BROKER_URL: str = env_value("CELERY_BROKER_URL") or REDIS_URL
 MONGODB_URI = required("MONGODB_URI")
+
+
+def _tls(name: str, derive: Callable[[str], _T], url: str) -> _T:
+    try:
+        return derive(url)
+    except TlsConfigError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}.") from None
+
+
+# TLS (auteur/tls.py; README "TLS to the data stores"): a rediss:// or amqps:// URL turns it on and
+# its query names the CA file. redis-py reads that itself; Celery's broker, its result backend and
+# RedBeat are handed these options (celeryconfig.py), which check the server by default.
+REDIS_TLS = _tls("REDIS_URL", redis_tls_options, REDIS_URL)
+CELERY_BROKER_URL, CELERY_BROKER_TLS = _tls("CELERY_BROKER_URL", broker_tls, CELERY_BROKER_URL)
 
 CACHES = {
     "default": {
