@@ -189,10 +189,9 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        message, details = exc.public()
         if exc.status_code >= 500:
             logger.warning("answered %d %s: %s", exc.status_code, exc.code, exc.message)
-        return Response(error_body(exc.code, message, details), status=exc.status_code)
+        return Response(error_body(exc.code, *exc.public()), status=exc.status_code)
     if isinstance(exc, (OperationalError, InterfaceError)):
         # The database is away (a restart, a failover): the request's transaction was rolled
         # back, so nothing half-done remains, and the client may simply try again.
