@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -220,15 +221,20 @@ def test_every_secret_setting_is_covered_here():
     assert set(result.stdout.strip().split(",")) == set(SECRET_FILE_CASES)
 
 
-@pytest.mark.parametrize("name", sorted(SECRET_FILE_CASES))
-def test_a_secret_is_read_from_the_file_its_FILE_variable_names(name, tmp_path):
-    value, show, extra = SECRET_FILE_CASES[name]
-    path = tmp_path / "secret"
-    path.write_text(value + "\n")  # as `echo value > file` writes it
-    result = load_settings_clean({**without(name, extra), f"{name}_FILE": str(path)}, show)
+def test_every_secret_is_read_from_the_file_its_FILE_variable_names(tmp_path):
+    """All at once, in one start-up: each NAME unset, NAME_FILE naming a file as `echo` writes it."""
+    env = {**PROD_ENV, "AWS_STORAGE_BUCKET_NAME": "media"}
+    for name, (value, _show, _extra) in SECRET_FILE_CASES.items():
+        env.pop(name, None)
+        path = tmp_path / name.lower()
+        path.write_text(value + "\n")
+        env[f"{name}_FILE"] = str(path)
+    show = "__import__('json').dumps([" + ", ".join(show for _v, show, _e in SECRET_FILE_CASES.values()) + "])"
+    result = load_settings_clean(env, show)
     assert result.returncode == 0, result.stderr
-    expected = "pw-from-file" if name == "DATABASE_URL" else value
-    assert result.stdout.strip() == expected
+    expected = ["pw-from-file" if name == "DATABASE_URL" else value
+                for name, (value, _show, _extra) in SECRET_FILE_CASES.items()]
+    assert json.loads(result.stdout) == expected
 
 
 def test_only_the_trailing_newline_of_a_secret_file_is_dropped(tmp_path):
