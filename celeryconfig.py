@@ -14,6 +14,17 @@ from auteur.queues import QUEUE_DEFAULT, QUEUES, RABBITMQ_EXCHANGE, TASK_ROUTES,
 
 # The broker: Redis (REDIS_URL) unless CELERY_BROKER_URL names another; README "Broker choice".
 broker_url = settings.CELERY_BROKER_URL
+# Celery would prefer the environment's CELERY_BROKER_URL to broker_url; the URL the settings made
+# (read from CELERY_BROKER_URL_FILE, TLS options taken out of an amqps:// query) is the one to use.
+broker_read_url = broker_write_url = broker_url
+# TLS (auteur/tls.py): without these, kombu would connect to a rediss:// broker without checking
+# its certificate, and RedBeat and py-amqp without checking its host name. No result backend is
+# used (task_ignore_result), but one set on REDIS_URL would get the same options.
+if settings.CELERY_BROKER_TLS is not None:
+    broker_use_ssl = settings.CELERY_BROKER_TLS
+if settings.REDIS_TLS is not None:
+    redbeat_redis_use_ssl = settings.REDIS_TLS
+    redis_backend_use_ssl = settings.REDIS_TLS
 ON_RABBITMQ = broker_is_rabbitmq(broker_url)
 
 # ---- Queues: one per job family (auteur/queues.py); quorum queues on RabbitMQ.

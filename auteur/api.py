@@ -43,13 +43,23 @@ class StrictSerializer(serializers.Serializer):
 
 
 class ApiView(APIView):
-    """Base of every API view: a request answered 401 still counts against its client's limit.
+    """Base of every API view: a request answered 401 still counts against its client's limit,
+    and a method the view does not have is a 405 before any permission is asked.
 
     DRF checks throttles only after authentication and permissions, so a request with no token or
     a forged one would be answered 401 without ever counting: token guessing would be unlimited.
     The authenticator counts refused tokens (JWTAuthentication); a request without any is
     counted here, where DRF turns the permission's refusal into that 401.
     """
+
+    def check_permissions(self, request: Request) -> None:
+        # DRF looks for the handler only after the permissions, so `TRACE` on a view whose
+        # permission checks the server's configuration would be answered by that check (a 503
+        # telling what is not configured) rather than by what the method is: not allowed here.
+        method = (request.method or "").lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            self.http_method_not_allowed(request)
+        super().check_permissions(request)
 
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         if request.authenticators and not request.successful_authenticator:

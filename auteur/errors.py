@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +27,8 @@ class ApplicationError(Exception):
     """A domain failure with a machine-readable code, raised by services and rendered by the API.
 
     Services know nothing of HTTP: the status a code is answered with is in `HTTP_STATUS` below.
+    What a client is told is `public()`: for a refusal of its request (4xx), the message and
+    details; for a failure on the server's side (5xx), a fixed sentence per code (`SERVER_FAILURES`).
     """
 
     code: str = "bad_request"
@@ -40,6 +43,15 @@ class ApplicationError(Exception):
     @property
     def status_code(self) -> int:
         return http_status(self.code)
+
+    def public(self) -> tuple[str, dict[str, Any]]:
+        """(message, details) as a client may see them, wherever it sees them (an API answer, a
+        record it can read). A server-side failure's own message is for operators: it may name a
+        path, a host, a setting or the command that fixes it, so it goes to the log instead."""
+        if self.status_code < 500:
+            return self.message, self.details
+        failure = SERVER_FAILURES.get(self.code, UNLISTED_SERVER_FAILURE)
+        return failure.message, {name: value for name, value in self.details.items() if name in failure.details}
 
 
 # The HTTP status of every domain error code that is not a 400, in one table.
@@ -110,6 +122,24 @@ HTTP_STATUS: Mapping[str, int] = {
 }
 
 
+@dataclass(frozen=True)
+class ServerFailure:
+    """What a client is told of a server-side failure: a sentence, and the details it may see."""
+
+    message: str
+    details: tuple[str, ...] = ()
+
+
+# Every 5xx domain error code, as clients see it (ApplicationError.public).
+SERVER_FAILURES: Mapping[str, ServerFailure] = {
+    "feature_unavailable": ServerFailure("This feature is not available on this server.", ("type", "backend")),
+    "edl_unavailable": ServerFailure("The timeline store is unavailable. Try again shortly."),
+    "billing_unavailable": ServerFailure("Billing is not available on this server."),
+    "event_processing_failed": ServerFailure("The event could not be processed; it will be retried.", ("event_id",)),
+}
+UNLISTED_SERVER_FAILURE = ServerFailure("The service could not complete the request. Try again later.")
+
+
 def http_status(code: str) -> int:
     """The status a domain error code is answered with (400 unless the table says otherwise)."""
     return HTTP_STATUS.get(code, status.HTTP_400_BAD_REQUEST)
@@ -161,9 +191,11 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
+        if exc.status_code >= 500:
+            logger.warning("answered %d %s: %s", exc.status_code, exc.code, exc.message)
         retry_after = exc.details.get("retry_after_seconds")
         headers = {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers)
+        return Response(error_body(exc.code, *exc.public()), status=exc.status_code, headers=headers)
     if isinstance(exc, (OperationalError, InterfaceError)):
         # The database is away (a restart, a failover): the request's transaction was rolled
         # back, so nothing half-done remains, and the client may simply try again.

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import environ
 from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from auteur.envfile import read_env_file
+from auteur.tls import TlsConfigError, broker_tls, redis_tls_options
+
+_T = TypeVar("_T")
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,21 +35,57 @@ env = environ.Env()
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 
-def secret(name: str, dev_default: str) -> str:
-    """A secret from the environment; outside debug there is no default."""
+# Every setting that is a secret or may carry one (a password in a URL): each is read by
+# env_value, so it may also come from a file, as Docker and Kubernetes mount secrets. The last
+# three are read from the environment by libraries (Modal's client, huggingface_hub) and are put
+# there from their file.
+SECRET_NAMES = (
+    "DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MONGODB_URI",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+    "AUTEUR_METRICS_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN",
+)
+LIBRARY_SECRET_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN")
+
+
+def env_value(name: str) -> str:
+    """NAME from the environment, or the contents of the file that NAME_FILE names ("" if neither).
+
+    Both set is refused: which one wins would be a guess, and a stale value kept by mistake. The
+    file's trailing newline (echo and editors add one) is not part of the value. An empty
+    variable counts as unset (compose's `${NAME:-}` sets NAME to "").
+    """
     value: str = env.str(name, default="")
+    path: str = env.str(f"{name}_FILE", default="")
+    if not path:
+        return value
+    if value:
+        raise ImproperlyConfigured(f"{name} and {name}_FILE are both set; set only one of them.")
+    try:
+        value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(
+            f"{name}_FILE names {path!r}, which cannot be read ({type(exc).__name__})."
+        ) from None
+    if not value:
+        raise ImproperlyConfigured(f"{name}_FILE names {path!r}, which is empty.")
+    return value
+
+
+def secret(name: str, dev_default: str) -> str:
+    """A secret from the environment (or NAME_FILE); outside debug there is no default."""
+    value = env_value(name)
     if value:
         return value
     if DEBUG:
         return dev_default
     raise ImproperlyConfigured(
         f"{name} is not set. It is required when DJANGO_DEBUG is off (production); "
-        f"set it in the environment, or set DJANGO_DEBUG=1 for development."
+        f"set it (or {name}_FILE) in the environment, or set DJANGO_DEBUG=1 for development."
     )
 
 
 def required(name: str) -> str:
-    value: str = env.str(name, default="")
+    value = env_value(name)
     if not value:
         raise ImproperlyConfigured(
             f"{name} is not set. `make run` / `make test` start embedded servers and set it; "
@@ -168,8 +209,22 @@ REDIS_URL = required("REDIS_URL")
 # The Celery broker: Redis by default, or RabbitMQ (amqp://) with quorum queues (celeryconfig.py;
 # README "Broker choice"). Only the job queues move: event streams, rate limits, the GPU
 # announcements, the cache and beat's schedule stay on REDIS_URL whatever the broker.
-CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
+CELERY_BROKER_URL: str = env_value("CELERY_BROKER_URL") or REDIS_URL
 MONGODB_URI = required("MONGODB_URI")
+
+
+def _tls(name: str, derive: Callable[[str], _T], url: str) -> _T:
+    try:
+        return derive(url)
+    except TlsConfigError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}.") from None
+
+
+# TLS (auteur/tls.py; README "TLS to the data stores"): a rediss:// or amqps:// URL turns it on and
+# its query names the CA file. redis-py reads that itself; Celery's broker, its result backend and
+# RedBeat are handed these options (celeryconfig.py), which check the server by default.
+REDIS_TLS = _tls("REDIS_URL", redis_tls_options, REDIS_URL)
+CELERY_BROKER_URL, CELERY_BROKER_TLS = _tls("CELERY_BROKER_URL", broker_tls, CELERY_BROKER_URL)
 
 CACHES = {
     "default": {
@@ -244,6 +299,9 @@ AUTEUR_LOCAL_RUNNER_MEMORY_MB = env.int(
                           / max(1, AUTEUR_LOCAL_RUNNER_SLOTS))),
 )
 AUTEUR_MODAL_APP = env.str("AUTEUR_MODAL_APP", default="auteur-gpu")
+for _name in LIBRARY_SECRET_NAMES:  # read by Modal's client and huggingface_hub themselves
+    if _value := env_value(_name):
+        os.environ[_name] = _value
 # Model weights for the local backend's engines, one folder per model (manage.py download_models).
 AUTEUR_MODELS_DIR = env.str("AUTEUR_MODELS_DIR", default=str(VAR_DIR / "models"))
 
@@ -294,7 +352,7 @@ AUTEUR_METRICS_EXPORTER_PORT = env.int("AUTEUR_METRICS_EXPORTER_PORT", default=9
 AUTEUR_METRICS_POLL_SECONDS = env.float("AUTEUR_METRICS_POLL_SECONDS", default=15.0)
 AUTEUR_METRICS_BACKFILL_SECONDS = env.float("AUTEUR_METRICS_BACKFILL_SECONDS", default=3600.0)
 PROMETHEUS_EXPORT_MIGRATIONS = False  # no database query at every start
-AUTEUR_METRICS_TOKEN: str = env.str("AUTEUR_METRICS_TOKEN", default="")
+AUTEUR_METRICS_TOKEN = env_value("AUTEUR_METRICS_TOKEN")
 # Cancels per user per minute, beside the general limit: a cancel refunds, so a flood of
 # submit-then-cancel is refused early (429) rather than run as free work.
 AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE", default=20)
@@ -381,8 +439,8 @@ AUTEUR_PLAN_ALLOWANCES = {
 
 # ---- Billing through Stripe (billing/). Without STRIPE_SECRET_KEY every billing endpoint
 # answers 503 `billing_unavailable` and nothing else changes; there is no default for a secret.
-STRIPE_SECRET_KEY: str = env.str("STRIPE_SECRET_KEY", default="")
-STRIPE_WEBHOOK_SECRET: str = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_SECRET_KEY = env_value("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_value("STRIPE_WEBHOOK_SECRET")
 # A signed event older than this is refused (a replayed capture), as Stripe's libraries do.
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
@@ -504,6 +562,11 @@ AXES_VERBOSE = False
 AUTEUR_ADMIN_REQUIRE_OTP = env.bool("AUTEUR_ADMIN_REQUIRE_OTP", default=False)
 OTP_TOTP_ISSUER = "Auteur"
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # a device's secret is shown once, by totp_enroll, never in the admin
+
+# The admin's password login names an account by email, which is unique among staff only (a
+# database constraint): UserManager.get_by_natural_key looks among staff alone, so the
+# non-unique USERNAME_FIELD that auth.W004 warns of is handled.
+SILENCED_SYSTEM_CHECKS = ["auth.W004"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -38,10 +38,10 @@ def client() -> stripe.StripeClient:
 def customer_create(*, user_id: str, email: str) -> str:
     """A Stripe customer for the user (metadata.user_id maps it back); its id. The idempotency
     key makes a retried call (even from a second request) return the same customer."""
-    customer = client().v1.customers.create(
-        {"email": email, "metadata": {"user_id": user_id}},
-        {"idempotency_key": f"auteur-customer-{user_id}"},
-    )
+    params: dict[str, Any] = {"metadata": {"user_id": user_id}}
+    if email:  # an account from a phone or anonymous sign-in has none
+        params["email"] = email
+    customer = client().v1.customers.create(params, {"idempotency_key": f"auteur-customer-{user_id}"})  # type: ignore[arg-type]
     return str(customer.id)
 
 

@@ -65,7 +65,9 @@ class UserMeApi(ApiView):
             balance = serializers.IntegerField()
 
         id = serializers.UUIDField()
-        email = serializers.EmailField()
+        email = serializers.EmailField(allow_null=True, help_text="As the identity provider gave it when the "
+                                       "account was created; null for a sign-in without one (phone, anonymous)")
+        email_verified = serializers.BooleanField(help_text="Whether the identity provider said it verified the email")
         name = serializers.CharField()
         subscription = SubscriptionSerializer(allow_null=True)
         credits = CreditsSerializer()
@@ -75,7 +77,8 @@ class UserMeApi(ApiView):
         user = request_user(request)
         profile = {
             "id": user.pk,
-            "email": user.email,
+            "email": user.email or None,
+            "email_verified": user.email_verified,
             "name": user.name,
             "subscription": subscription_get(user=user),
             "credits": {"balance": credit_balance_get(user=user)},

@@ -28,7 +28,7 @@ from auteur.api import (
 )
 from auteur.schema import raises
 from auteur.throttling import SlidingWindowThrottle
-from auteur.users.authentication import DeferredAccountJWTAuthentication
+from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import WebhookRequest
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
@@ -231,10 +231,12 @@ class JobDetailApi(ApiView):
     # creates it, a disabled one is a 401), then the 404.
     authentication_classes = [DeferredAccountJWTAuthentication]
 
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        if request.method not in ("GET", "HEAD"):  # a POST here (no such job type), the 405s
-            request_subject(request).account()
+    def perform_authentication(self, request: Request) -> None:
+        super().perform_authentication(request)
+        # A POST here (no such job type) and the 405s: the account is read at once, so that a
+        # disabled one is a 401 before anything is said about the path.
+        if request.method not in ("GET", "HEAD") and isinstance(request.user, TokenSubject):
+            request.user.account()
 
     @extend_schema(responses=JobSerializer, summary="Get a job", operation_id="jobs_retrieve", tags=["jobs"])
     def get(self, request: Request, job_id: str) -> Response:

@@ -242,7 +242,9 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
     except InvalidToken:
         # Sealed under another DJANGO_SECRET_KEY: a failed attempt like any other, so that the
         # delivery ends and the target is disabled in time, rather than a task error for ever.
-        outcome = sender.Outcome(None, "signing secret unreadable (DJANGO_SECRET_KEY changed)", 0, "")
+        # The owner reads the attempt's error; the cause is for operators, in the log.
+        logger.error("webhook %s: its signing secret was sealed under another DJANGO_SECRET_KEY", target.pk)
+        outcome = sender.Outcome(None, "the signing secret could not be read; create the webhook again", 0, "")
     else:
         outcome = _send(delivery, target, secret, body)
     attempt = _attempt_record(delivery, outcome)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,25 +40,25 @@ class Stack:
         def port(base: int) -> int:
             return free_port() if ephemeral else preferred_port(base, var_dir)
 
-        if not env.get("DATABASE_URL"):
+        if not is_set(env, "DATABASE_URL"):
             stack.servers.append(
                 PostgresServer(
                     "postgres", var_dir / "postgres", port(15432), logs / "postgres.log", fast_unsafe=ephemeral
                 )
             )
-        if not env.get("REDIS_URL"):
+        if not is_set(env, "REDIS_URL"):
             stack.servers.append(
                 RedisServer(
                     "redis", var_dir / "redis", port(16379), logs / "redis.log",
                     persistent=durable_redis or not ephemeral,
                 )
             )
-        if not env.get("MONGODB_URI"):
+        if not is_set(env, "MONGODB_URI"):
             stack.servers.append(MongoServer("mongodb", var_dir / "mongodb", port(17017), logs / "mongodb.log"))
         broker = env.get(BROKER_VAR) or "redis"
         if broker not in BROKERS:
             raise DevStackError(f"{BROKER_VAR}={broker!r}: expected one of {', '.join(BROKERS)}")
-        if broker == "rabbitmq" and not env.get("CELERY_BROKER_URL"):
+        if broker == "rabbitmq" and not is_set(env, "CELERY_BROKER_URL"):
             stack.servers.append(
                 RabbitMQServer(
                     "rabbitmq", var_dir / "rabbitmq", port(15670), logs / "rabbitmq.log",
@@ -114,6 +114,11 @@ def running_stack(
         stack.stop()
 
 
+def is_set(env: Mapping[str, str], name: str) -> bool:
+    """Whether the environment sets `name` itself or through `name`_FILE (auteur/settings.py)."""
+    return bool(env.get(name) or env.get(f"{name}_FILE"))
+
+
 def load_recorded_urls(var_dir: Path | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
     """For manage.py: adopt the URLs (and debug flag, var dir) a running ``make run`` recorded,
     where the environment sets none.
@@ -130,6 +135,6 @@ def load_recorded_urls(var_dir: Path | None = None, environ: dict[str, str] | No
         os.kill(int(data["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    adopted = {k: v for k, v in data.get("urls", {}).items() if not environ.get(k)}
+    adopted = {k: v for k, v in data.get("urls", {}).items() if not is_set(environ, k)}
     environ.update(adopted)
     return adopted

@@ -24,12 +24,13 @@ POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("-created_at",)
-    list_display = ("email", "name", "is_staff", "is_active", "created_at")
+    list_display = ("__str__", "email_verified", "name", "is_staff", "is_active", "created_at")
     list_filter = ("is_staff", "is_active")
     search_fields = ("email", "name", "id")
-    readonly_fields = ("id", "created_at", "updated_at", "last_login")
+    # Whether the provider verified the email is its word, not staff's.
+    readonly_fields = ("id", "email_verified", "created_at", "updated_at", "last_login")
     fieldsets = (
-        (None, {"fields": ("id", "email", "password")}),
+        (None, {"fields": ("id", "email", "email_verified", "password")}),
         ("Profile", {"fields": ("name", "avatar_url")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),

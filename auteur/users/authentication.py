@@ -6,6 +6,9 @@ token only with the key its `kid` names in AUTEUR_JWKS_URL and with an algorithm
 type (auteur/users/jwks.py). So `alg: none`, and an HS256 token signed with an RSA public key as
 its HMAC secret (algorithm confusion), both fail verification. Every failure, a JWKS that cannot
 be fetched included, is a 401.
+
+A verified token names its account by `sub` alone; its email is recorded on the account it creates
+and never used to find one (auteur/users/services.py).
 """
 
 from __future__ import annotations
@@ -79,14 +82,14 @@ def _verify_token(token: str) -> dict[str, Any]:
     if not isinstance(alg, str):
         raise jwt.InvalidAlgorithmError("alg is not a string")
     if alg in HMAC_ALGORITHMS and settings.AUTEUR_JWT_HS256_ENABLED:
-        key, algorithms, from_jwks = settings.AUTEUR_JWT_SECRET, list(HMAC_ALGORITHMS), False
+        key, algorithms = settings.AUTEUR_JWT_SECRET, list(HMAC_ALGORITHMS)
     elif alg in ASYMMETRIC_ALGORITHMS and settings.AUTEUR_JWKS_URL:
         if not isinstance(kid, str) or not kid:
             raise jwt.InvalidTokenError("a JWKS token must name its key (kid)")
         signing_key = jwks_keys(settings.AUTEUR_JWKS_URL).signing_key(kid)
         if alg not in signing_key.algorithms:
             raise jwt.InvalidAlgorithmError("alg does not match the key's type")
-        key, algorithms, from_jwks = signing_key.key, [alg], True
+        key, algorithms = signing_key.key, [alg]
     else:
         raise jwt.InvalidAlgorithmError("algorithm not allowed")
     claims: dict[str, Any] = jwt.decode(
@@ -102,11 +105,6 @@ def _verify_token(token: str) -> dict[str, Any]:
         uuid.UUID(str(claims["sub"]))
     except ValueError as exc:
         raise jwt.InvalidTokenError("sub is not a UUID") from exc
-    if from_jwks and claims.get("email_verified") is not True and "email" in claims:
-        # An external provider may let anyone claim any address; its email names an account
-        # only once the provider says it verified it. Without that, the token has no email: it
-        # still works for an existing account (found by `sub`) but cannot create one.
-        claims = {name: value for name, value in claims.items() if name != "email"}
     return claims
 
 

@@ -9,3 +9,9 @@ class TotpEnrollmentMissing(ApplicationError):
 
 class TotpTokenInvalid(ApplicationError):
     code = "totp_token_invalid"
+
+
+class AmbiguousEmail(ApplicationError):
+    """Staff tools name an account by email only where exactly one account has it."""
+
+    code = "ambiguous_email"

@@ -1,35 +1,61 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from rest_framework.exceptions import AuthenticationFailed
+from django.contrib.auth.hashers import make_password
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 from auteur.users.models import User
 
+logger = logging.getLogger(__name__)
+
+EMAIL_MAX_LENGTH = User._meta.get_field("email").max_length or 255
+
+
+def token_email(claims: dict[str, Any]) -> tuple[str, bool]:
+    """The email a verified token carries, as the provider gave it, and whether the provider
+    says it verified it; ("", False) when there is none or it is not an address.
+
+    Only the top-level `email_verified` counts: Supabase's `user_metadata` is written by the user.
+    """
+    email = claims.get("email")
+    if not isinstance(email, str) or not email.strip():
+        return "", False
+    email = email.strip()
+    try:
+        if len(email) > EMAIL_MAX_LENGTH:
+            raise ValidationError("too long")
+        validate_email(email)
+    except ValidationError:
+        # The account is still created (its `sub` names it); the address is not kept.
+        logger.info("token email not recorded: not an address of at most %d characters", EMAIL_MAX_LENGTH)
+        return "", False
+    return email, claims.get("email_verified") is True
+
 
 def user_get_or_create_from_claims(*, claims: dict[str, Any]) -> User:
-    """The user a verified token names; the first token for an unknown `sub` creates it."""
+    """The account a verified token names by its `sub`; the first token for an unknown `sub`
+    creates it, whatever email it carries or lacks.
+
+    An email never finds, links or takes an account (User's docstring): the new account records
+    the token's email, and whether the provider verified it, and nothing is looked up by it.
+    """
     user_id = uuid.UUID(str(claims["sub"]))
     user = User.objects.filter(pk=user_id).first()
     if user is not None:
         return user
-    email = str(claims.get("email") or "").strip().lower()
-    if not email:
-        raise AuthenticationFailed("The token has no email claim for this new account.")
-    try:
-        with transaction.atomic():
-            return User.objects.create_user(email=email, id=user_id)
-    except IntegrityError:
-        # Two first requests raced (the other created it), or the email belongs to another id.
-        user = User.objects.filter(pk=user_id).first()
-        if user is None:
-            raise AuthenticationFailed("This email is already registered to another account.") from None
-        return user
+    email, verified = token_email(claims)
+    # Two first requests may race: the loser's insert fails on the primary key and reads the row.
+    user, _created = User.objects.get_or_create(
+        pk=user_id, defaults={"email": email, "email_verified": verified, "password": make_password(None)},
+    )
+    return user
 
 
 def user_issue_token(*, user: User, days: float = 7) -> str:
@@ -48,7 +74,25 @@ def user_issue_token(*, user: User, days: float = 7) -> str:
     return jwt.encode(claims, settings.AUTEUR_JWT_SECRET, algorithm="HS256")
 
 
+def user_find(*, ref: str) -> User | None:
+    """The account `ref` names, for staff tools and scripts: its id, or an email exactly one
+    account has (emails are not unique: with several, AmbiguousEmail)."""
+    # Imported here: DRF imports this module (through the authentication class) while its own
+    # views module, which auteur.errors imports, is still loading.
+    from auteur.users.errors import AmbiguousEmail
+
+    ref = ref.strip()
+    try:
+        return User.objects.filter(pk=uuid.UUID(ref)).first()
+    except ValueError:
+        pass
+    users = list(User.objects.filter(email__iexact=ref).order_by("created_at")[:2])
+    if len(users) > 1:
+        raise AmbiguousEmail(f"Several accounts have the email {ref!r}; name the account by its id.")
+    return users[0] if users else None
+
+
 def user_get_or_create_by_email(*, email: str) -> User:
-    email = email.strip().lower()
-    user = User.objects.filter(email=email).first()
+    """The one account with this email, created if there is none (development and scripts)."""
+    user = user_find(ref=email)
     return user if user is not None else User.objects.create_user(email=email)

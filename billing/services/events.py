@@ -42,7 +42,9 @@ def stripe_event_verify(*, payload: bytes, signature: str | None) -> dict[str, A
         # the signed body is an event (it raises on one that is not a JSON object).
         event = json.loads(payload)
     except (stripe.SignatureVerificationError, ValueError, AttributeError, TypeError, KeyError) as exc:
-        raise InvalidSignature(f"The event is not signed by Stripe: {exc}") from None
+        # Why it failed is the library's text: for the log, not for whoever posted it.
+        logger.info("stripe webhook refused: %s", exc)
+        raise InvalidSignature("The event is not signed by Stripe.") from None
     if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)
             and isinstance(event.get("created"), int) and isinstance(event.get("data"), dict)
             and isinstance(event["data"].get("object"), dict)):

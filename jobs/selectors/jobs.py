@@ -18,7 +18,7 @@ from django.db.models import Count, QuerySet
 from auteur.users.models import User
 from credits.models import Plan
 from jobs import gpu_client
-from jobs.errors import JobNotFound
+from jobs.errors import FeatureUnavailable, JobNotFound
 from jobs.models import ACTIVE_STATUSES, Job, JobEvent, JobStatus
 from jobs.selectors.queue import job_queue_estimate
 from jobs.specs import JOB_SPECS, OutputKind, job_spec
@@ -143,11 +143,14 @@ class JobTypeInfo:
 
 def job_type_list() -> list[JobTypeInfo]:
     """Every job type with its price, model, GPU class and whether this server's backend can run it
-    (and if not, why)."""
+    (and if not, the sentence a client is told: the backend's own reason names paths and commands
+    for operators, who find it in `manage.py doctor` and the log of a refused submission)."""
     on_local = settings.AUTEUR_GPU_BACKEND == "local"
     out = []
     for spec in JOB_SPECS.values():
-        reason = gpu_client.unavailable_reason(spec.type)
+        reason = None
+        if gpu_client.unavailable_reason(spec.type) is not None:
+            reason, _details = FeatureUnavailable("").public()
         out.append(JobTypeInfo(
             type=spec.type.value,
             description=spec.description,

@@ -46,7 +46,9 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
                 body_hash=request_hash(spec.type, body),
             )
     except (InsufficientCredits, FeatureUnavailable, MediaDurationUnknown) as exc:
-        metadata = {**media.metadata, "auto_transcribe": {"skipped": exc.code, "reason": exc.message}}
+        # The owner reads the media's metadata: it gets what a client may be told, not an operator's hint.
+        reason, _details = exc.public()
+        metadata = {**media.metadata, "auto_transcribe": {"skipped": exc.code, "reason": reason}}
         MediaFile.objects.filter(pk=media.pk).update(metadata=metadata)
         logger.info("automatic transcription of media %s skipped: %s", media.pk, exc.code)
         return None

@@ -52,6 +52,14 @@ def test_a_url_set_in_the_environment_is_used_instead_of_starting_a_server(tmp_p
     assert [s.name for s in stack.servers] == ["postgres", "mongodb"]
 
 
+def test_a_url_set_through_its_file_variable_is_used_instead_of_starting_a_server(tmp_path):
+    """A URL that settings read from NAME_FILE is set: exporting an embedded server's URL beside it
+    would make the settings refuse to start (both set)."""
+    env = {"DATABASE_URL_FILE": str(tmp_path / "db-url"), "MONGODB_URI_FILE": str(tmp_path / "mongo-uri")}
+    stack = Stack.plan(tmp_path, env, ephemeral=True)
+    assert [s.name for s in stack.servers] == ["redis"]
+
+
 def test_persistent_data_survives_a_restart(tmp_path):
     env = {"DATABASE_URL": "postgres://unused"}  # Redis and MongoDB only: Postgres is covered above
     with running_stack(tmp_path, env) as stack:

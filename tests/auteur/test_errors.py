@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from auteur.errors import HTTP_STATUS, SERVER_FAILURES
 from projects.models import Project
 
 
@@ -106,3 +109,58 @@ def test_a_sane_incoming_request_id_is_kept(client):
 def test_deeply_nested_json_is_a_400_not_a_500(auth_client):
     response = auth_client.generic("POST", "/api/v1/projects", b"[" * 100_000, content_type="application/json")
     assert_envelope(response, 400, "malformed_request")
+
+
+# ---------------------------------------------------------------- what a client is told
+
+
+SERVER_INTERNALS = ("/srv/auteur", "db.internal", "manage.py", "5432", "private")
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.auteur.urls_boom")
+@pytest.mark.parametrize("code", ["feature_unavailable", "edl_unavailable", "billing_unavailable", "a_new_5xx_code"])
+def test_a_server_side_failure_tells_the_client_its_sentence_and_the_log_the_rest(
+    api_client, caplog, monkeypatch, code
+):
+    if code == "a_new_5xx_code":  # one added to the status table without a sentence of its own
+        monkeypatch.setitem(HTTP_STATUS, code, 503)
+    with caplog.at_level(logging.WARNING, logger="auteur.errors"):
+        response = api_client.get("/api/v1/server-side-failure", {"code": code})
+    error = assert_envelope(response, 503, code)
+    text = response.content.decode()
+    for internal in SERVER_INTERNALS:
+        assert internal not in text, internal
+    expected = SERVER_FAILURES.get(code)
+    assert error["message"] == (expected.message if expected else "The service could not complete the request. "
+                                                                   "Try again later.")
+    assert error["details"] == ({"type": "tts"} if code == "feature_unavailable" else {})
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/srv/auteur/var/private" in logged and "manage.py cleanup" in logged
+
+
+def test_every_server_side_code_has_its_sentence():
+    assert {code for code, status in HTTP_STATUS.items() if status >= 500} <= set(SERVER_FAILURES)
+    for failure in SERVER_FAILURES.values():
+        assert failure.message.endswith(".") and "_" not in failure.message
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("authenticated", [False, True], ids=["anonymous", "signed-in"])
+@pytest.mark.parametrize(("method", "path"), [
+    ("TRACE", "/api/v1/billing"), ("PUT", "/api/v1/billing"), ("DELETE", "/api/v1/billing/checkout"),
+    ("TRACE", "/api/v1/billing/stripe-webhook"), ("TRACE", "/api/v1/jobs/types"),
+])
+def test_an_unsupported_method_is_a_405_before_any_configuration_check(
+    api_client, auth_client, settings, authenticated, method, path
+):
+    settings.STRIPE_SECRET_KEY = ""  # billing not configured: its endpoints answer 503 to their methods
+    client = auth_client if authenticated else api_client
+    response = client.generic(method, path)
+    assert_envelope(response, 405, "method_not_allowed")
+    assert method not in response["Allow"]
+    # The methods the view has still meet the configuration check, told as a sentence.
+    if authenticated and path == "/api/v1/billing":
+        error = assert_envelope(client.get(path), 503, "billing_unavailable")
+        assert error["message"] == "Billing is not available on this server."
+        assert "STRIPE" not in client.get(path).content.decode()

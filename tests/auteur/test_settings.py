@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -176,3 +177,102 @@ def test_the_makefile_test_environment_passes_the_production_checks():
     assert set(SIGNING_SECRETS) | {"AUTEUR_JWT_ISSUER"} <= set(test_env)
     result = load_settings({**PROD_ENV, **test_env})
     assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------- secrets from files (NAME_FILE)
+
+BUCKET = {"AWS_STORAGE_BUCKET_NAME": "media", "AWS_ACCESS_KEY_ID": "key-id", "AWS_SECRET_ACCESS_KEY": "key-secret"}
+# name -> (the value its file holds, what to print to see it, other variables it needs)
+SECRET_FILE_CASES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "DJANGO_SECRET_KEY": ("f" * 50, "settings.SECRET_KEY", {}),
+    "AUTEUR_JWT_SECRET": ("g" * 40, "settings.AUTEUR_JWT_SECRET", {}),
+    "DATABASE_URL": ("postgres://u:pw-from-file@127.0.0.1:1/db", "settings.DATABASES['default']['PASSWORD']", {}),
+    "REDIS_URL": ("redis://:pw-from-file@127.0.0.1:1/0", "settings.REDIS_URL", {}),
+    "CELERY_BROKER_URL": ("redis://:broker-pw@127.0.0.1:2/0", "settings.CELERY_BROKER_URL", {}),
+    "MONGODB_URI": ("mongodb://u:pw-from-file@127.0.0.1:1/db", "settings.MONGODB_URI", {}),
+    "AWS_ACCESS_KEY_ID": ("id-from-file", "settings.AWS_ACCESS_KEY_ID", BUCKET),
+    "AWS_SECRET_ACCESS_KEY": ("secret-from-file", "settings.AWS_SECRET_ACCESS_KEY", BUCKET),
+    "STRIPE_SECRET_KEY": ("sk_test_from_file", "settings.STRIPE_SECRET_KEY", {}),
+    "STRIPE_WEBHOOK_SECRET": ("whsec_from_file", "settings.STRIPE_WEBHOOK_SECRET", {}),
+    "AUTEUR_METRICS_TOKEN": ("metrics-token-from-file", "settings.AUTEUR_METRICS_TOKEN", {}),
+    # Read by their libraries from the environment: the settings put them there.
+    "MODAL_TOKEN_ID": ("ak-from-file", "__import__('os').environ['MODAL_TOKEN_ID']", {}),
+    "MODAL_TOKEN_SECRET": ("as-from-file", "__import__('os').environ['MODAL_TOKEN_SECRET']", {}),
+    "HF_TOKEN": ("hf_from_file", "__import__('os').environ['HF_TOKEN']", {}),
+}
+LIBRARY_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN")
+
+
+def without(name: str, extra: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in {**PROD_ENV, **extra}.items() if k != name}
+
+
+def load_settings_clean(env: dict[str, str], show: str) -> subprocess.CompletedProcess[str]:
+    # The library secrets and any NAME_FILE of the calling environment stay out of the child's.
+    for name in (*LIBRARY_NAMES, *(f"{n}_FILE" for n in SECRET_FILE_CASES),
+                 "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
+        env.setdefault(name, "")
+    return load_settings(env, show=show)
+
+
+def test_every_secret_setting_is_covered_here():
+    result = load_settings(PROD_ENV, show="','.join(settings.SECRET_NAMES)")
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.strip().split(",")) == set(SECRET_FILE_CASES)
+
+
+def test_every_secret_is_read_from_the_file_its_FILE_variable_names(tmp_path):
+    """All at once, in one start-up: each NAME unset, NAME_FILE naming a file as `echo` writes it."""
+    env = {**PROD_ENV, "AWS_STORAGE_BUCKET_NAME": "media"}
+    for name, (value, _show, _extra) in SECRET_FILE_CASES.items():
+        env.pop(name, None)
+        path = tmp_path / name.lower()
+        path.write_text(value + "\n")
+        env[f"{name}_FILE"] = str(path)
+    show = "__import__('json').dumps([" + ", ".join(show for _v, show, _e in SECRET_FILE_CASES.values()) + "])"
+    result = load_settings_clean(env, show)
+    assert result.returncode == 0, result.stderr
+    expected = ["pw-from-file" if name == "DATABASE_URL" else value
+                for name, (value, _show, _extra) in SECRET_FILE_CASES.items()]
+    assert json.loads(result.stdout) == expected
+
+
+def test_only_the_trailing_newline_of_a_secret_file_is_dropped(tmp_path):
+    path = tmp_path / "secret"
+    path.write_bytes(b"  spaced secret value of more than 32 bytes \r\n")
+    result = load_settings_clean({**without("DJANGO_SECRET_KEY", {}), "DJANGO_SECRET_KEY_FILE": str(path)},
+                                 "repr(settings.SECRET_KEY)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr("  spaced secret value of more than 32 bytes ")
+
+
+@pytest.mark.parametrize("name", ["DJANGO_SECRET_KEY", "DATABASE_URL", "STRIPE_SECRET_KEY", "HF_TOKEN"])
+def test_a_secret_set_both_ways_is_refused(name, tmp_path):
+    value, show, extra = SECRET_FILE_CASES[name]
+    path = tmp_path / "secret"
+    path.write_text(value)
+    env = {**PROD_ENV, **extra, name: value, f"{name}_FILE": str(path)}
+    result = load_settings_clean(env, show)
+    assert result.returncode != 0
+    assert f"{name} and {name}_FILE are both set" in result.stderr
+    assert value not in result.stderr.replace(f"{name}_FILE", "")  # the error names, never shows, the secret
+
+
+@pytest.mark.parametrize("content", [None, ""], ids=["missing-file", "empty-file"])
+def test_a_secret_file_that_is_missing_or_empty_is_refused(content, tmp_path):
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_text(content)
+    env = {**without("AUTEUR_JWT_SECRET", {}), "AUTEUR_JWT_SECRET_FILE": str(path)}
+    result = load_settings_clean(env, "settings.AUTEUR_JWT_SECRET")
+    assert result.returncode != 0
+    assert "AUTEUR_JWT_SECRET_FILE names" in result.stderr
+    assert ("empty" if content is not None else "cannot be read") in result.stderr
+
+
+def test_a_secret_from_a_file_gets_the_same_checks(tmp_path):
+    path = tmp_path / "secret"
+    path.write_text("change-me\n")
+    result = load_settings_clean({**without("DJANGO_SECRET_KEY", {}), "DJANGO_SECRET_KEY_FILE": str(path)},
+                                 "settings.SECRET_KEY")
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY is a placeholder value" in result.stderr

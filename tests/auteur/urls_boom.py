@@ -25,8 +25,22 @@ def database_away(request: Request) -> NoReturn:
     raise OperationalError("server closed the connection unexpectedly (postgres://secret@db)")
 
 
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def server_side_failure(request: Request) -> NoReturn:
+    from auteur.errors import ApplicationError
+
+    raise ApplicationError(
+        "the store at /srv/auteur/var/private is full (db.internal:5432); run manage.py cleanup",
+        code=request.query_params.get("code", "feature_unavailable"),
+        details={"type": "tts", "path": "/srv/auteur/var/private", "host": "db.internal"},
+    )
+
+
 urlpatterns = [
     path("api/v1/boom", boom),
+    path("api/v1/server-side-failure", server_side_failure),
     path("api/v1/database-away", database_away),
     path("", include("auteur.urls")),
 ]

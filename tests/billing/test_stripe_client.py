@@ -80,6 +80,12 @@ def test_customer_create_sends_the_user_and_an_idempotency_key_per_user(stripe_a
     assert request["headers"]["Authorization"] == "Bearer sk_test_loopback"
 
 
+def test_a_customer_without_an_email_is_created_without_one(stripe_api: list[dict[str, Any]]):
+    assert stripe_client.customer_create(user_id="u-2", email="") == "cus_loop"
+    (request,) = stripe_api
+    assert request["form"] == {"metadata[user_id]": ["u-2"]}
+
+
 def test_checkout_and_portal_sessions_return_their_urls(stripe_api: list[dict[str, Any]]):
     session = stripe_client.checkout_session_create({
         "mode": "payment", "customer": "cus_loop", "client_reference_id": "u-1",

@@ -99,6 +99,7 @@ def test_users_me_has_the_seed_shape(make_user, client_for):
     assert body == {
         "id": str(user.id),
         "email": user.email,
+        "email_verified": False,
         "name": "John Doe",
         "subscription": {"plan": "pro", "status": "active"},
         "credits": {"balance": 3000},

@@ -48,6 +48,16 @@ def test_grant_credits_refuses_an_unknown_user(db):
     assert not CreditAccount.objects.exists()
 
 
+def test_grant_credits_refuses_an_email_two_accounts_have_and_takes_an_id(make_user):
+    """An email is no account key: two accounts may carry one, and a grant must not guess."""
+    first, second = make_user(email="shared@example.com"), make_user(email="shared@example.com")
+    with pytest.raises(CommandError, match="Several accounts"):
+        run("grant_credits", "Shared@Example.com", "10", "--reason", "x")
+    assert not CreditAccount.objects.exists()
+    run("grant_credits", str(second.pk), "10", "--reason", "x")
+    assert snapshot(second) == (10, 1) and snapshot(first) == (0, 0)
+
+
 def test_grant_credits_requires_a_reason(user):
     with pytest.raises(CommandError):
         run("grant_credits", user.email, "10")

@@ -87,7 +87,8 @@ def test_a_type_the_local_backend_cannot_run_is_503_and_nothing_is_charged(
     assert response.status_code == 503, response.json()
     assert error_code(response) == "feature_unavailable"
     details = response.json()["error"]["details"]
-    assert details["type"] == job_type and details["reason"] in response.json()["error"]["message"]
+    assert details == {"type": job_type, "backend": "local"}
+    assert response.json()["error"]["message"] == "This feature is not available on this server."
     assert ledger_state(funded) == before
 
 

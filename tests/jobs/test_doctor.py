@@ -38,6 +38,9 @@ def test_doctor_prints_components_versions_queues_and_the_oldest_job_per_state(s
     assert re.search(r"^celery +5\.", text, re.M) and re.search(r"^mongodb server +\S+", text, re.M)
     assert re.search(r"^celery broker +(redis|RabbitMQ [\d.]+) at (redis|amqp)://", text, re.M), text
     assert not re.search(r"^\w[\w ]* +unavailable", text, re.M), text  # every version is read
+    # The operator's side of `feature_unavailable`: each type this server cannot run, and why.
+    assert re.search(r"^lip-sync +weights for \S+ not found in .+; run manage.py download_models lip-sync$", text,
+                     re.M), text
     for queue in ALL_QUEUES:
         assert re.search(rf"^{queue} +\d+  NO WORKER$", text, re.M), text
     assert re.search(rf"^pending +{old.id} compression created", text, re.M), text

@@ -13,7 +13,9 @@ from django.utils import timezone
 from auteur.health import CHECKS, run_degraded_checks
 from auteur.queues import ALL_QUEUES, queue_depths, queue_workers
 from credits.services.ledger_audit import ledger_audit_last
+from jobs import gpu_client
 from jobs.models import Job, JobStatus
+from jobs.specs import JOB_SPECS
 
 PACKAGES = ("Django", "celery", "kombu", "redis", "amqp", "psycopg", "pymongo", "celery-redbeat", "prometheus-client",
             "django-prometheus", "modal")
@@ -24,6 +26,15 @@ def _package(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "not installed"
+
+
+def _unavailable_types() -> list[str]:
+    lines = []
+    for spec in JOB_SPECS.values():
+        reason = gpu_client.unavailable_reason(spec.type)
+        if reason is not None:
+            lines.append(f"{spec.type.value:<20} {reason}")
+    return lines or ["none"]
 
 
 def _age(seconds: float) -> str:
@@ -43,6 +54,12 @@ class Command(BaseCommand):
             extra = {k: v for k, v in result.items() if k != "state"}
             out(f"{name:<14} {result['state']}" + (f" {extra}" if extra else ""))
         out(f"{'gpu backend':<14} {settings.AUTEUR_GPU_BACKEND}")
+
+        # Clients are told only that a type is not available here; the backend's reason is for you.
+        out("== job types this server cannot run")
+        unavailable = self._safely(_unavailable_types)
+        for line in unavailable if isinstance(unavailable, list) else [unavailable]:
+            out(line)
 
         out("== versions")
         out(f"{'python':<18} {platform.python_version()}")

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
 
+from auteur.errors import ApplicationError
 from auteur.users.services import user_get_or_create_by_email, user_issue_token
 
 
@@ -23,5 +24,8 @@ class Command(BaseCommand):
             raise CommandError(f"not an email address: {email!r}") from exc
         if not 0 < days <= 365:
             raise CommandError("--days must be between 0 and 365")
-        user = user_get_or_create_by_email(email=email)
+        try:
+            user = user_get_or_create_by_email(email=email)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
         self.stdout.write(user_issue_token(user=user, days=days))

@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="authenticator", help="the device's name (default: authenticator)")
 
     def handle(self, *args: Any, email: str, confirm: str | None, name: str, **options: Any) -> None:
-        user = User.objects.filter(email=email.strip().lower(), is_staff=True).first()
+        user = User.objects.filter(email__iexact=email.strip(), is_staff=True).first()
         if user is None:
             raise CommandError(f"no staff account with the email {email!r}")
         try:
