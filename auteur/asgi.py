@@ -22,7 +22,10 @@ from django.urls import path  # noqa: E402
 from jobs.waiting import PreferWait  # noqa: E402
 from jobs.ws import JobEventsConsumer  # noqa: E402
 
-application = ProtocolTypeRouter({
+from auteur.rls import scoped_asgi  # noqa: E402
+
+# Every call, a WebSocket's whole life included, sees only its caller's rows (auteur/rls.py).
+application = scoped_asgi(ProtocolTypeRouter({
     "http": PreferWait(django_application),
     "websocket": URLRouter([path("ws/v1/events", JobEventsConsumer.as_asgi())]),
-})
+}))

@@ -119,6 +119,8 @@ MIDDLEWARE = [
     # First and (but for axes) last: every request's latency and response, by view and status.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "auteur.middleware.RequestContextMiddleware",
+    # Before anything reads the database: each request's queries see only its caller's rows.
+    "auteur.rls.RowLevelSecurityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auteur.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -157,9 +159,17 @@ TEMPLATES = [
 
 # ---- Data stores
 DATABASES = {"default": env.db_url_config(required("DATABASE_URL"))}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+# The API's own login (auteur/rls.py): set for the API's processes only (gunicorn, uvicorn). Their
+# connections then log in as auteur_api, and the owner's (DATABASE_URL) serves only the views that
+# act across users (the admin, Stripe's webhook). Workers, beat and commands must not have it.
+DATABASE_API_URL: str = env.str("DATABASE_API_URL", default="")
+if DATABASE_API_URL:
+    DATABASES["owner"] = DATABASES["default"]
+    DATABASES["default"] = env.db_url_config(DATABASE_API_URL)
+for _db in DATABASES.values():
+    _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
 
 REDIS_URL = required("REDIS_URL")
 # The Celery broker: Redis by default, or RabbitMQ (amqp://) with quorum queues (celeryconfig.py;
