@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import requests
 from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
 from django.test import Client
@@ -15,11 +16,13 @@ from rest_framework.test import APIClient
 
 from auteur import rls
 from auteur.users.models import User
+from auteur.users.services import user_issue_token
 from credits.models import CreditAccount
 from jobs.models import Job, JobEvent
 from projects.models import Project
 from tests.auteur.urls_rls import everything
 from tests.factories import MediaFileFactory, ProjectFactory, VoiceCloneFactory
+from tests.servers import asgi_server
 
 pytestmark = pytest.mark.django_db
 
@@ -190,6 +193,31 @@ def test_the_api_login_cannot_lift_its_restriction(alice: User, bob: User):
             session.execute("ALTER TABLE projects DISABLE ROW LEVEL SECURITY")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             session.execute("DELETE FROM credit_transactions")  # the ledger is append-only
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_with_its_own_login_the_api_serves_each_user_their_rows_and_the_admin_everyones(
+    alice: User, bob: User, make_user: Callable[..., User]
+):
+    """A real server with DATABASE_API_URL, as `make run` and production run the API."""
+    alices_project = ProjectFactory.create(user=alice, name="Alice's film")
+    bobs_project = ProjectFactory.create(user=bob, name="Bob's film")
+    staff = Client()
+    staff.force_login(make_user(is_staff=True, is_superuser=True))
+    db = settings.DATABASES["default"]
+    api_url = f"postgres://{rls.API_ROLE}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    with asgi_server(DATABASE_API_URL=api_url) as server:
+        as_alice = {"Authorization": f"Bearer {user_issue_token(user=alice)}"}
+        listed = requests.get(f"{server.http}/api/v1/projects", headers=as_alice, timeout=10)
+        assert listed.status_code == 200, listed.text
+        assert [p["id"] for p in listed.json()["projects"]] == [str(alices_project.pk)]
+        bobs = requests.get(f"{server.http}/api/v1/projects/{bobs_project.pk}", headers=as_alice, timeout=10)
+        assert bobs.status_code == 404
+        page = requests.get(f"{server.http}/admin/projects/project/", timeout=10,
+                            cookies={"sessionid": staff.cookies["sessionid"].value})
+        assert page.status_code == 200
+        assert "Alice&#x27;s film" in page.text and "Bob&#x27;s film" in page.text
 
 
 def test_every_table_holding_a_users_rows_has_a_policy():
