@@ -19,10 +19,9 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from auteur.rls import scoped_asgi  # noqa: E402
 from jobs.waiting import PreferWait  # noqa: E402
 from jobs.ws import JobEventsConsumer  # noqa: E402
-
-from auteur.rls import scoped_asgi  # noqa: E402
 
 # Every call, a WebSocket's whole life included, sees only its caller's rows (auteur/rls.py).
 application = scoped_asgi(ProtocolTypeRouter({
