@@ -205,18 +205,26 @@ def scoped_asgi(app: Any) -> Any:
 
 # ---- the policies, for the migrations
 
-# The migrations' login may SET ROLE to auteur_api: with one login for everything (`make test`), the
-# API restricts itself so. A role is the cluster's, not the database's: it is created only if
-# missing (an operator may have created it with a password for the API's own login) and never
-# dropped by a reverse migration (another database may use it).
+# A role is the cluster's, not the database's: it is created only if missing (an operator may have
+# made it, with a password, as the API's own login) and never dropped by a reverse migration
+# (another database may use it). The migrations' login becomes a member, so that with one login
+# for everything (`make test`) the API can restrict itself with SET ROLE.
 ROLE_SQL = f"""
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
         CREATE ROLE {API_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
     END IF;
+    -- (Not pg_has_role: a role's creator is a member with ADMIN OPTION, but may not SET it.)
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = CURRENT_USER) THEN
+        BEGIN
+            GRANT {API_ROLE} TO CURRENT_USER;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING '% may not grant itself {API_ROLE}: give the API its own login '
+                '(DATABASE_API_URL), or run GRANT {API_ROLE} TO %', CURRENT_USER, CURRENT_USER;
+        END;
+    END IF;
 END $$;
-GRANT {API_ROLE} TO CURRENT_USER;
 GRANT USAGE ON SCHEMA public TO {API_ROLE};
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {API_ROLE};
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {API_ROLE};
