@@ -13,6 +13,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
 # No persistent database connections here: Django runs each request's sync code in a thread of its
 # own under ASGI, so a connection kept past its request would be stranded with that thread.
 os.environ["DATABASE_CONN_MAX_AGE"] = "0"
+# It serves requests: as the API's own database role where one is given (auteur/wsgi.py).
+os.environ["AUTEUR_SERVES_REQUESTS"] = "1"
 # Django is set up before anything imports a model.
 django_application = get_asgi_application()
 

@@ -159,10 +159,11 @@ TEMPLATES = [
 
 # ---- Data stores
 DATABASES = {"default": env.db_url_config(required("DATABASE_URL"))}
-# The API's own login (auteur/rls.py): set for the API's processes only (gunicorn, uvicorn). Their
-# connections then log in as auteur_api, and the owner's (DATABASE_URL) serves only the views that
-# act across users (the admin, Stripe's webhook). Workers, beat and commands must not have it.
-DATABASE_API_URL: str = env.str("DATABASE_API_URL", default="")
+# The API's own login (auteur/rls.py), read only by the processes that serve requests (auteur/wsgi.py
+# and auteur/asgi.py set AUTEUR_SERVES_REQUESTS): their connections log in as auteur_api, and the
+# owner's (DATABASE_URL) serves only the views that act across users (the admin, Stripe's webhook).
+# Workers, beat and management commands keep the owner's login, whatever the environment holds.
+DATABASE_API_URL: str = env.str("DATABASE_API_URL", default="") if env.bool("AUTEUR_SERVES_REQUESTS", False) else ""
 if DATABASE_API_URL:
     DATABASES["owner"] = DATABASES["default"]
     DATABASES["default"] = env.db_url_config(DATABASE_API_URL)

@@ -181,7 +181,8 @@ def test_the_makefile_test_environment_passes_the_production_checks():
 def test_with_database_api_url_the_api_logs_in_as_its_own_role_and_keeps_the_owners_login():
     env = {**PROD_ENV, "DATABASE_API_URL": "postgres://auteur_api:pw@127.0.0.1:1/db"}
     show = "[(a, d['USER'], d['CONN_MAX_AGE']) for a, d in sorted(settings.DATABASES.items())]"
-    result = load_settings(env, show=show)
+    result = load_settings({**env, "AUTEUR_SERVES_REQUESTS": "1"}, show=show)  # as auteur/wsgi.py sets it
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[('default', 'auteur_api', 60), ('owner', 'u', 60)]"
-    assert load_settings(PROD_ENV, show="list(settings.DATABASES)").stdout.strip() == "['default']"
+    # A worker, beat or a management command: the owner's login, DATABASE_API_URL or not.
+    assert load_settings(env, show="list(settings.DATABASES)").stdout.strip() == "['default']"
