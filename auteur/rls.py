@@ -233,7 +233,7 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {A
 -- The user the session acts for; NULL (no row matches) when none is set.
 CREATE FUNCTION auteur_user_id() RETURNS uuid LANGUAGE sql STABLE PARALLEL SAFE
     AS $$ SELECT NULLIF(current_setting('{USER_SETTING}', true), '')::uuid $$;
-"""
+"""  # noqa: S608 - module constants only
 
 ROLE_REVERSE_SQL = f"""
 DROP FUNCTION auteur_user_id();
