@@ -13,6 +13,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
 # No persistent database connections here: Django runs each request's sync code in a thread of its
 # own under ASGI, so a connection kept past its request would be stranded with that thread.
 os.environ["DATABASE_CONN_MAX_AGE"] = "0"
+# It serves requests: as the API's own database role where one is given (auteur/wsgi.py).
+os.environ["AUTEUR_SERVES_REQUESTS"] = "1"
 # Django is set up before anything imports a model.
 django_application = get_asgi_application()
 
@@ -20,11 +22,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from auteur.asgi_limits import RequestBodyLimit  # noqa: E402
+from auteur.rls import scoped_asgi  # noqa: E402
 from jobs.waiting import PreferWait  # noqa: E402
 from jobs.ws import JobEventsConsumer  # noqa: E402
 
-application = ProtocolTypeRouter({
+# Every call, a WebSocket's whole life included, sees only its caller's rows (auteur/rls.py).
+application = scoped_asgi(ProtocolTypeRouter({
     # Bodies are refused from their headers before Django would spool them (auteur/asgi_limits.py).
     "http": RequestBodyLimit(PreferWait(django_application)),
     "websocket": URLRouter([path("ws/v1/events", JobEventsConsumer.as_asgi())]),
-})
+}))

@@ -163,6 +163,8 @@ MIDDLEWARE = [
     # Before anything reads the client's address or scheme: X-Forwarded-* only from the proxy.
     "auteur.proxies.ForwardedHeadersMiddleware",
     "auteur.middleware.RequestContextMiddleware",
+    # Before anything reads the database: each request's queries see only its caller's rows.
+    "auteur.rls.RowLevelSecurityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auteur.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -201,9 +203,18 @@ TEMPLATES = [
 
 # ---- Data stores
 DATABASES = {"default": env.db_url_config(required("DATABASE_URL"))}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+# The API's own login (auteur/rls.py), read only by the processes that serve requests (auteur/wsgi.py
+# and auteur/asgi.py set AUTEUR_SERVES_REQUESTS): their connections log in as auteur_api, and the
+# owner's (DATABASE_URL) serves only the views that act across users (the admin, Stripe's webhook).
+# Workers, beat and management commands keep the owner's login, whatever the environment holds.
+DATABASE_API_URL: str = env.str("DATABASE_API_URL", default="") if env.bool("AUTEUR_SERVES_REQUESTS", False) else ""
+if DATABASE_API_URL:
+    DATABASES["owner"] = DATABASES["default"]
+    DATABASES["default"] = env.db_url_config(DATABASE_API_URL)
+for _db in DATABASES.values():
+    _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
 
 REDIS_URL = required("REDIS_URL")
 # The Celery broker: Redis by default, or RabbitMQ (amqp://) with quorum queues (celeryconfig.py;

@@ -99,6 +99,9 @@ class StripeWebhookApi(ApiView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
     throttle_classes: list[Any] = []
+    # An event moves any customer's subscription and credits: the owner's database login, with no
+    # row-level restriction (auteur/rls.py). Its signature is checked before anything is read.
+    reads_across_users = True
 
     @extend_schema(exclude=True)
     def post(self, request: Request) -> Response:

@@ -94,16 +94,16 @@ def project_delete(*, project: Project) -> None:
     media rows go by cascade. After commit: storage objects are deleted by a retried task, and
     the EDL document here (the EDL store is reached only by API processes).
     """
-    project_id = project.id
+    project_id, user_id = project.id, project.user_id
     project_deleting.send(sender=Project, project_id=project_id)
     media_delete_project_objects(project_id=project_id)
     project.delete()
-    transaction.on_commit(lambda: _delete_edl_quietly(project_id))
+    transaction.on_commit(lambda: _delete_edl_quietly(project_id, user_id))
 
 
-def _delete_edl_quietly(project_id: uuid.UUID) -> None:
+def _delete_edl_quietly(project_id: uuid.UUID, user_id: uuid.UUID) -> None:
     try:
-        edl_delete(project_id=project_id)
+        edl_delete(project_id=project_id, user_id=user_id)
     except Exception:
         # The project is gone; its document is an orphan nobody can reach. Log it for clean-up
         # rather than fail a deletion the user already got confirmed.

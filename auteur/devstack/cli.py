@@ -19,6 +19,7 @@ from auteur.devstack import REPO_ROOT
 from auteur.devstack.front import front_processes
 from auteur.devstack.ports import preferred_port
 from auteur.devstack.processes import flower_auth, metrics_token, run_processes, stack_processes
+from auteur.devstack.servers import PostgresServer
 from auteur.devstack.stack import DEFAULT_VAR_DIR, Stack, running_stack
 from auteur.envfile import read_env_file
 
@@ -91,6 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         stack.start()
         env.update(stack.urls())
+        # The processes that serve requests log in as the API's own role (auteur/rls.py); the rest
+        # (migrations, workers, beat, manage.py) as the owner.
+        database_api_url = env.pop("DATABASE_API_URL", "")
         # manage.py in another terminal must see what the stack's processes see.
         stack.record({"DJANGO_DEBUG": env["DJANGO_DEBUG"], "AUTEUR_VAR_DIR": str(var_dir)})
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], env=env, cwd=REPO_ROOT, check=True)
@@ -113,7 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                         flush=True,
                     )
 
-        front = front_processes(env, var_dir, host=host, port=api_port)
+        database_api_url = database_api_url or next(
+            (s.api_url() for s in stack.servers if isinstance(s, PostgresServer)), ""
+        )
+        front = front_processes(env, var_dir, host=host, port=api_port, database_api_url=database_api_url)
         processes = front.processes + stack_processes(
             env, var_dir, flower_port=flower_port, flower_basic_auth=flower_basic_auth
         )

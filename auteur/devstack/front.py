@@ -62,13 +62,19 @@ def uvicorn_argv(port: int, *options: str) -> list[str]:
     ]
 
 
-def front_processes(env: dict[str, str], var_dir: Path, *, host: str, port: int) -> Front:
-    """Caddy on `host`:`port`, the API's gunicorn and the storage gunicorn on free loopback ports."""
+def front_processes(
+    env: dict[str, str], var_dir: Path, *, host: str, port: int, database_api_url: str = ""
+) -> Front:
+    """Caddy on `host`:`port`, the API's gunicorn and the storage gunicorn on free loopback ports.
+
+    `database_api_url`, if given, is the login of the processes that serve requests (auteur/rls.py)."""
     api_port, storage_port, asgi_port = free_port(), free_port(), free_port()
     web_workers = env.get("WEB_CONCURRENCY") or str(min(4, (os.cpu_count() or 1) + 1))
     # Caddy is the one proxy in front: the client's address is the last X-Forwarded-For entry, and
     # those headers are believed from Caddy's address only (it dials the servers from loopback).
     behind_proxy = {"AUTEUR_NUM_PROXIES": env.get("AUTEUR_NUM_PROXIES") or "1", "FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    if database_api_url:
+        behind_proxy["DATABASE_API_URL"] = database_api_url
     (var_dir / "log").mkdir(parents=True, exist_ok=True)
     caddy_env = {
         "AUTEUR_SITE": f"http://:{port}",

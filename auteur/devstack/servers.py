@@ -215,13 +215,31 @@ class PostgresServer(EmbeddedServer):
     def after_start(self) -> None:
         import psycopg
 
+        from auteur.rls import API_ROLE
+
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [PG_DATABASE]).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+            # The API's own login (auteur/rls.py), as production has it; the migrations give it
+            # its privileges. Loopback with trust authentication: no password.
+            conn.execute(f"""
+                DO $$ BEGIN
+                    IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
+                        ALTER ROLE {API_ROLE} LOGIN;
+                    ELSE
+                        CREATE ROLE {API_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+                    END IF;
+                END $$""")
 
     def url(self) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{PG_DATABASE}"
+
+    def api_url(self) -> str:
+        """DATABASE_API_URL: the same database, as the API's own login."""
+        from auteur.rls import API_ROLE
+
+        return f"postgres://{API_ROLE}@127.0.0.1:{self.port}/{PG_DATABASE}"
 
 
 @dataclass

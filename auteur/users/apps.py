@@ -9,7 +9,10 @@ class UsersConfig(AppConfig):
     verbose_name = "Users"
 
     def ready(self) -> None:
+        from auteur import rls
         from auteur.users import schema  # noqa: F401 - registers the OpenAPI auth extension
+
+        rls.install()
 
 
 class AuteurAdminConfig(admin_apps.AdminConfig):

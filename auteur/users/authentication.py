@@ -26,6 +26,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
+from auteur import rls
 from auteur.logging import user_id_var
 from auteur.throttling import count_unauthenticated
 from auteur.users.jwks import ASYMMETRIC_ALGORITHMS, jwks_keys
@@ -131,6 +132,7 @@ class JWTAuthentication(BaseAuthentication):
             count_unauthenticated(request)
             raise
         user_id_var.set(str(caller.id))
+        rls.act_as(caller.id)
         return caller, claims
 
     def caller(self, claims: dict[str, Any]) -> User:

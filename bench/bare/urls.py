@@ -1,7 +1,9 @@
 """The real URLs plus the baseline: the minimum the job detail answer needs, without DRF.
 
 The same indexed SELECT of the job by id and owner, the same fields, `JsonResponse`; no token
-check (the owner comes in the query string), no throttling, no serializer.
+check (the owner comes in the query string), no throttling, no serializer, and no row-level
+security (it runs as the database login's own role, auteur/rls.py): what the API's per-request
+session scope costs shows in the ratio.
 """
 
 from django.http import HttpRequest, JsonResponse
@@ -19,6 +21,9 @@ def bare_job(request: HttpRequest, job_id: str) -> JsonResponse:
     if row is None:
         return JsonResponse({"error": {"code": "job_not_found"}}, status=404)
     return JsonResponse(row)
+
+
+bare_job.reads_across_users = True  # type: ignore[attr-defined]
 
 
 urlpatterns = [

@@ -90,7 +90,9 @@ def slot_free_after(*, limit: int, running_left: Iterable[float], ahead: Iterabl
 # One round trip for everything a waiting job's estimate needs; GET /jobs/{id} is the request
 # clients poll (bench/api_reads.py), so a waiting job costs it one query more, and any other
 # job none. Indexes: jobs_user_status_created for the owner's jobs, jobs_waiting_type_created
-# for the lane, jobs_completed_type_recent for the history (jobs/models.py).
+# for the lane, jobs_completed_type_recent for the history (jobs/models.py). The lane and the
+# history are every user's jobs, which a request's session may not read (auteur/rls.py): two
+# functions of jobs/migrations/0005_row_level_security.py give it their count and median only.
 _ESTIMATE_SQL = """
 WITH ahead AS (
     SELECT type, status, started_at, created_at FROM {jobs}
@@ -98,20 +100,13 @@ WITH ahead AS (
         status = 'processing' OR (status IN ('pending', 'queued') AND created_at < %(created_at)s)
     )
 ), durations AS (
-    SELECT t.type, (
-        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.ms) FROM (
-            SELECT processing_time_ms AS ms FROM {jobs}
-            WHERE status = 'completed' AND type = t.type AND processing_time_ms IS NOT NULL
-            ORDER BY completed_at DESC LIMIT %(sample)s
-        ) h
-    ) AS median_ms
+    SELECT t.type, auteur_median_processing_ms(t.type, %(sample)s) AS median_ms
     FROM (SELECT DISTINCT type FROM ahead) t
 )
 SELECT
     (SELECT plan FROM {subscriptions} WHERE user_id = %(user_id)s AND status = %(active)s LIMIT 1),
     (SELECT count(*) FROM ahead WHERE status <> 'processing'),
-    (SELECT count(*) FROM {jobs} WHERE status IN ('pending', 'queued') AND type = ANY(%(lane)s)
-        AND created_at < %(created_at)s),
+    auteur_waiting_jobs_before(%(lane)s, %(created_at)s),
     (SELECT coalesce(json_agg(json_build_array(
         type, status = 'processing', extract(epoch FROM clock_timestamp() - coalesce(started_at, created_at))
      ) ORDER BY status <> 'processing', created_at), '[]') FROM (

@@ -158,7 +158,9 @@ class EDL(Document):
     meta = {
         "collection": "edl",
         "db_alias": ALIAS,
-        "indexes": [{"fields": ["project_id"], "unique": True}],
+        # Every query names the project and its owner (projects.edl.store.owned): the unique
+        # project_id index finds the one document, (user_id, project_id) a user's documents.
+        "indexes": [{"fields": ["project_id"], "unique": True}, {"fields": ["user_id", "project_id"]}],
         "auto_create_index": False,  # created once per process by projects.edl.store
     }
 
@@ -167,6 +169,9 @@ class EDLHistory(Document):
     """The content (settings, tracks, transcript) of one superseded version of a project's EDL."""
 
     project_id = StringField(required=True)
+    # The project's owner, as in EDL (the snapshots written before it was recorded got it from
+    # their EDL document: projects/migrations/0005_edl_history_owner.py).
+    user_id = StringField(required=True)
     version = IntField(required=True, min_value=1)
     snapshot = DictField(required=True)
     created_at = DateTimeField(required=True)
@@ -174,7 +179,10 @@ class EDLHistory(Document):
     meta = {
         "collection": "edl_history",
         "db_alias": ALIAS,
-        "indexes": [{"fields": ["project_id", "version"], "unique": True}],
+        "indexes": [
+            {"fields": ["project_id", "version"], "unique": True},
+            {"fields": ["user_id", "project_id", "version"]},
+        ],
         "auto_create_index": False,
     }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from projects.edl.documents import edl_limits
-from projects.edl.store import history_collection, project_key, store_errors
+from projects.edl.store import history_collection, owned_by, store_errors
 from projects.edl.versions import conflict, head_get, stack_push, version_commit
 from projects.errors import NothingToRedo, NothingToUndo
 from projects.models import Project
@@ -22,12 +22,12 @@ def _step(project: Project, expected_version: int | None, *, back: bool) -> dict
     head = head_get(project=project)
     if expected_version is not None and head.version != expected_version:
         raise conflict(head.version)
-    key = project_key(project.pk)
+    owner = owned_by(project)
     stack = list(head.undo if back else head.redo)
     snapshot: dict[str, Any] | None = None
     with store_errors():
         while stack and snapshot is None:
-            found = history_collection().find_one({"project_id": key, "version": stack.pop()})
+            found = history_collection().find_one({**owner, "version": stack.pop()})
             snapshot = found["snapshot"] if found else None
     if snapshot is None:
         if back:

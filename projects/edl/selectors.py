@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from projects.edl.documents import edl_output
-from projects.edl.store import edl_collection, project_key, store_errors
+from projects.edl.store import edl_collection, owned_by, store_errors
 from projects.edl.versions import first_version
 from projects.models import Project
 
@@ -14,7 +14,7 @@ from projects.models import Project
 def edl_get(*, project: Project) -> dict[str, Any]:
     """The project's timeline (created on first use)."""
     with store_errors():
-        raw = edl_collection().find_one({"project_id": project_key(project.pk)})
+        raw = edl_collection().find_one(owned_by(project))
     return edl_output(raw if raw is not None else first_version(project=project))
 
 

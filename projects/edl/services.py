@@ -14,7 +14,7 @@ from typing import Any
 
 from projects.edl.documents import edl_limits, edl_output
 from projects.edl.selectors import edl_get
-from projects.edl.store import edl_collection, history_collection, project_key, store_errors
+from projects.edl.store import edl_collection, history_collection, owned, project_key, store_errors
 from projects.edl.validation import edl_validate
 from projects.edl.versions import conflict, first_version, head_get, stack_push, version_commit
 from projects.errors import EdlConflict
@@ -81,10 +81,10 @@ def edl_edit(
     raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
 
 
-def edl_delete(*, project_id: uuid.UUID | str) -> None:
+def edl_delete(*, project_id: uuid.UUID | str, user_id: uuid.UUID | str) -> None:
     """The document and its history. Idempotent (called when a project is deleted)."""
-    key = project_key(project_id)
+    owner = owned(project_id, user_id)
     with store_errors():
-        edl_collection().delete_many({"project_id": key})
-        history_collection().delete_many({"project_id": key})
-    logger.info("EDL deleted", extra={"project_id": key})
+        edl_collection().delete_many(owner)
+        history_collection().delete_many(owner)
+    logger.info("EDL deleted", extra={"project_id": owner["project_id"]})

@@ -1,7 +1,7 @@
 """Where EDL documents live: one MongoDB connection per process and the two collections.
 
-Also the two things every access needs: the key a project's documents are stored under, and
-the rule that an unreachable store is a 503 the client may retry.
+Also the two things every access needs: the filter a project's documents are found by (its id
+and its owner's), and the rule that an unreachable store is a 503 the client may retry.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pymongo.errors import ConnectionFailure
 
 from projects.edl.documents import ALIAS, EDL, EDLHistory
 from projects.errors import EdlUnavailable
+from projects.models import Project
 
 logger = logging.getLogger(__name__)
 
@@ -100,3 +101,15 @@ def project_key(project_id: Any) -> str:
         return str(uuid.UUID(str(project_id)))
     except ValueError:
         return str(project_id)
+
+
+def owned(project_id: Any, user_id: Any) -> dict[str, str]:
+    """The filter of every read and write of a project's documents: the project's id AND its
+    owner's. A project id from anywhere else (another user's, in a job's input or a client's
+    document) finds nothing of that user's: the owner comes from the caller's own project row.
+    (The unique project_id index finds the one candidate; its owner must match too.)"""
+    return {"project_id": project_key(project_id), "user_id": str(user_id)}
+
+
+def owned_by(project: Project) -> dict[str, str]:
+    return owned(project.pk, project.user_id)

@@ -1,7 +1,7 @@
 """How an EDL document is written: whole, and only over the version the writer read.
 
 Concurrency: each write replaces the whole document with ``find_one_and_replace`` filtered on
-``{project_id, version}`` and bumps the version; a client that saved from a stale version gets
+``{project_id, user_id, version}`` and bumps the version; a client that saved from a stale version gets
 409 ``edl_conflict`` and nothing is written. Partial updates are never sent (the embedded MongoDB
 ignores positional paths; an editor saves whole timelines anyway).
 
@@ -25,7 +25,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from projects.edl.documents import CLIENT_FIELDS, edl_output, now
-from projects.edl.store import edl_collection, history_collection, project_key, store_errors
+from projects.edl.store import edl_collection, history_collection, owned_by, store_errors
 from projects.errors import EdlConflict, EdlUnavailable
 from projects.models import Project, parse_resolution
 
@@ -48,8 +48,7 @@ def _new_document(project: Project) -> dict[str, Any]:
         width, height = DEFAULT_RESOLUTION
     created = now()
     return {
-        "project_id": project_key(project.pk),
-        "user_id": str(project.user_id),
+        **owned_by(project),
         "version": 1,
         "created_at": created,
         "updated_at": created,
@@ -70,9 +69,9 @@ def _new_document(project: Project) -> dict[str, Any]:
 
 def first_version(*, project: Project) -> dict[str, Any]:
     """The stored document, after writing version 1 (one empty video and audio track) if there is none."""
-    key = project_key(project.pk)
+    owner = owned_by(project)
     with store_errors():
-        existing = edl_collection().find_one({"project_id": key})
+        existing = edl_collection().find_one(owner)
         if existing is not None:
             return existing
         doc = _new_document(project)
@@ -80,12 +79,14 @@ def first_version(*, project: Project) -> dict[str, Any]:
             edl_collection().insert_one(doc)  # adds "_id" to doc
         except DuplicateKeyError:
             # Created by a concurrent request between our read and insert: that one is the EDL.
-            existing = edl_collection().find_one({"project_id": key})
-            if existing is None:  # and deleted since: the project is being deleted
+            existing = edl_collection().find_one(owner)
+            # None: deleted since (the project is being deleted), or the project id is another
+            # user's, whose document this one may neither read nor replace.
+            if existing is None:
                 raise conflict(None) from None
             return existing
-        snapshot_put(key=key, version=1, content=doc)
-    logger.info("EDL created", extra={"project_id": key})
+        snapshot_put(owner=owner, version=1, content=doc)
+    logger.info("EDL created", extra={"project_id": owner["project_id"]})
     return doc
 
 
@@ -94,29 +95,27 @@ class Head:
     """What a write needs of the current document, without its (large) content."""
 
     version: int
-    user_id: str
     created_at: datetime
     undo: list[int]
     redo: list[int]
 
 
-_HEAD_FIELDS = {"version": 1, "user_id": 1, "created_at": 1, "undo_versions": 1, "redo_versions": 1}
+_HEAD_FIELDS = {"version": 1, "created_at": 1, "undo_versions": 1, "redo_versions": 1}
 
 
 def head_get(*, project: Project) -> Head:
     """The current version and stacks of the project's EDL (created on first use)."""
-    key = project_key(project.pk)
+    owner = owned_by(project)
     with store_errors():
-        raw = edl_collection().find_one({"project_id": key}, _HEAD_FIELDS)
+        raw = edl_collection().find_one(owner, _HEAD_FIELDS)
     if raw is None:
         first_version(project=project)
         with store_errors():
-            raw = edl_collection().find_one({"project_id": key}, _HEAD_FIELDS)
+            raw = edl_collection().find_one(owner, _HEAD_FIELDS)
         if raw is None:
             raise conflict(None)
     return Head(
         version=raw["version"],
-        user_id=raw["user_id"],
         created_at=raw["created_at"],
         undo=list(raw.get("undo_versions") or []),
         redo=list(raw.get("redo_versions") or []),
@@ -132,11 +131,11 @@ def version_commit(
     *, project: Project, head: Head, content: dict[str, Any], undo: list[int], redo: list[int]
 ) -> dict[str, Any]:
     """Replace version ``head.version`` with ``head.version + 1``; keep the superseded content."""
-    key = project_key(project.pk)
+    owner = owned_by(project)
+    key = owner["project_id"]
     new_version = head.version + 1
     new: dict[str, Any] = {
-        "project_id": key,
-        "user_id": head.user_id,
+        **owner,
         "version": new_version,
         "created_at": head.created_at,
         "updated_at": now(),
@@ -150,11 +149,11 @@ def version_commit(
         edls = edl_collection()
         # Projection: only whether it matched matters, not 600 KB of the old timeline back.
         matched = edls.find_one_and_replace(
-            {"project_id": key, "version": head.version}, new, projection={"_id": 1},
+            {**owner, "version": head.version}, new, projection={"_id": 1},
             return_document=ReturnDocument.BEFORE,
         )
         if matched is None:
-            current = edls.find_one({"project_id": key}, {"version": 1})
+            current = edls.find_one(owner, {"version": 1})
             current_version = current["version"] if current else None
             if current_version == head.version:
                 # The embedded server answers "no match" when a replace fails; MongoDB would raise.
@@ -166,7 +165,7 @@ def version_commit(
             )
             raise conflict(current_version)
         # Only the writer that won version new_version gets here, so the snapshot is its own.
-        snapshot_put(key=key, version=new_version, content=content)
+        snapshot_put(owner=owner, version=new_version, content=content)
         # Snapshots no stack refers to any more, when this write dropped one (most saves once the
         # undo stack is full; none before). Only versions below ours: a later writer's snapshots
         # (>= new_version) are not ours to judge, and every version below ours that it still
@@ -174,20 +173,20 @@ def version_commit(
         keep = set(undo) | set(redo)
         if (set(head.undo) | set(head.redo) | {head.version}) - keep - {new_version}:
             history_collection().delete_many(
-                {"project_id": key, "version": {"$lt": new_version, "$nin": sorted(keep)}}
+                {**owner, "version": {"$lt": new_version, "$nin": sorted(keep)}}
             )
     new["_id"] = matched["_id"]
     return edl_output(new)
 
 
-def snapshot_put(*, key: str, version: int, content: dict[str, Any]) -> None:
+def snapshot_put(*, owner: dict[str, str], version: int, content: dict[str, Any]) -> None:
     """Keep the content of a version, for when undo or redo needs to return to it.
 
     Written right after the version itself; if the process dies in between, that version is
     skipped by undo/redo later (they step over missing snapshots) rather than restored wrongly.
     """
     doc = {
-        "project_id": key,
+        **owner,
         "version": version,
         "snapshot": {name: content[name] for name in CLIENT_FIELDS},
         "created_at": now(),
@@ -197,4 +196,4 @@ def snapshot_put(*, key: str, version: int, content: dict[str, Any]) -> None:
         history.insert_one(doc)
     except DuplicateKeyError:  # left by a deleted EDL of the same project id: ours replaces it
         doc.pop("_id", None)
-        history.replace_one({"project_id": key, "version": version}, doc)
+        history.replace_one({**owner, "version": version}, doc)

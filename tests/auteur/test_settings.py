@@ -276,3 +276,11 @@ def test_a_secret_from_a_file_gets_the_same_checks(tmp_path):
     result = load_settings_clean({**without("DJANGO_SECRET_KEY", {}), "DJANGO_SECRET_KEY_FILE": str(path)},
                                  "settings.SECRET_KEY")
     assert result.returncode != 0 and "DJANGO_SECRET_KEY is a placeholder value" in result.stderr
+def test_with_database_api_url_the_api_logs_in_as_its_own_role_and_keeps_the_owners_login():
+    env = {**PROD_ENV, "DATABASE_API_URL": "postgres://auteur_api:pw@127.0.0.1:1/db"}
+    show = "[(a, d['USER'], d['CONN_MAX_AGE']) for a, d in sorted(settings.DATABASES.items())]"
+    result = load_settings({**env, "AUTEUR_SERVES_REQUESTS": "1"}, show=show)  # as auteur/wsgi.py sets it
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[('default', 'auteur_api', 60), ('owner', 'u', 60)]"
+    # A worker, beat or a management command: the owner's login, DATABASE_API_URL or not.
+    assert load_settings(env, show="list(settings.DATABASES)").stdout.strip() == "['default']"

@@ -69,8 +69,8 @@ def test_delete_removes_the_document_and_its_history_and_is_idempotent(project, 
     doc = edl_get(project=project)
     edl_replace(project=project, expected_version=1, data=timeline_with(doc, media))
     assert history_versions(project) == [1, 2]
-    edl_delete(project_id=str(project.pk).upper())
-    edl_delete(project_id=project.pk)
+    edl_delete(project_id=str(project.pk).upper(), user_id=project.user_id)
+    edl_delete(project_id=project.pk, user_id=project.user_id)
     assert stored(project) is None
     assert history_versions(project) == []
 
