@@ -40,7 +40,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # three are read from the environment by libraries (Modal's client, huggingface_hub) and are put
 # there from their file.
 SECRET_NAMES = (
-    "DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MONGODB_URI",
+    "DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "DATABASE_URL", "DATABASE_API_URL", "REDIS_URL", "CELERY_BROKER_URL",
+    "MONGODB_URI",
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
     "AUTEUR_METRICS_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN",
 )
@@ -207,7 +208,7 @@ DATABASES = {"default": env.db_url_config(required("DATABASE_URL"))}
 # and auteur/asgi.py set AUTEUR_SERVES_REQUESTS): their connections log in as auteur_api, and the
 # owner's (DATABASE_URL) serves only the views that act across users (the admin, Stripe's webhook).
 # Workers, beat and management commands keep the owner's login, whatever the environment holds.
-DATABASE_API_URL: str = env.str("DATABASE_API_URL", default="") if env.bool("AUTEUR_SERVES_REQUESTS", False) else ""
+DATABASE_API_URL: str = env_value("DATABASE_API_URL") if env.bool("AUTEUR_SERVES_REQUESTS", False) else ""
 if DATABASE_API_URL:
     DATABASES["owner"] = DATABASES["default"]
     DATABASES["default"] = env.db_url_config(DATABASE_API_URL)

@@ -187,6 +187,8 @@ SECRET_FILE_CASES: dict[str, tuple[str, str, dict[str, str]]] = {
     "DJANGO_SECRET_KEY": ("f" * 50, "settings.SECRET_KEY", {}),
     "AUTEUR_JWT_SECRET": ("g" * 40, "settings.AUTEUR_JWT_SECRET", {}),
     "DATABASE_URL": ("postgres://u:pw-from-file@127.0.0.1:1/db", "settings.DATABASES['default']['PASSWORD']", {}),
+    # Read only where requests are served: the start-ups below say they serve requests.
+    "DATABASE_API_URL": ("postgres://auteur_api:api-pw@127.0.0.1:1/db", "settings.DATABASE_API_URL", {}),
     "REDIS_URL": ("redis://:pw-from-file@127.0.0.1:1/0", "settings.REDIS_URL", {}),
     "CELERY_BROKER_URL": ("redis://:broker-pw@127.0.0.1:2/0", "settings.CELERY_BROKER_URL", {}),
     "MONGODB_URI": ("mongodb://u:pw-from-file@127.0.0.1:1/db", "settings.MONGODB_URI", {}),
@@ -223,13 +225,15 @@ def test_every_secret_setting_is_covered_here():
 
 def test_every_secret_is_read_from_the_file_its_FILE_variable_names(tmp_path):
     """All at once, in one start-up: each NAME unset, NAME_FILE naming a file as `echo` writes it."""
-    env = {**PROD_ENV, "AWS_STORAGE_BUCKET_NAME": "media"}
+    env = {**PROD_ENV, "AWS_STORAGE_BUCKET_NAME": "media", "AUTEUR_SERVES_REQUESTS": "1"}
     for name, (value, _show, _extra) in SECRET_FILE_CASES.items():
         env.pop(name, None)
         path = tmp_path / name.lower()
         path.write_text(value + "\n")
         env[f"{name}_FILE"] = str(path)
     show = "__import__('json').dumps([" + ", ".join(show for _v, show, _e in SECRET_FILE_CASES.values()) + "])"
+    # DATABASE_URL is the owner's login, which a process that serves requests keeps as "owner".
+    show = show.replace("settings.DATABASES['default']['PASSWORD']", "settings.DATABASES['owner']['PASSWORD']")
     result = load_settings_clean(env, show)
     assert result.returncode == 0, result.stderr
     expected = ["pw-from-file" if name == "DATABASE_URL" else value
