@@ -142,7 +142,7 @@ def check_result(job_type: str, result: Any, *, policy: OutputPolicy, limits: Re
         check_transcript(rest)
     elif spec.output is OutputKind.ANSWER:
         check_answer(rest)
-    return {**rest, "outputs": checked_outputs}
+    return {**rest, "outputs": checked_outputs} if "outputs" in result else rest
 
 
 def check_output_ref(

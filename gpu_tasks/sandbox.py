@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import signal
 import stat
@@ -165,6 +166,19 @@ def detect(setting: str = "auto", uid_base: int = DEFAULT_UID_BASE, uid_count: i
     if _userns_works():
         return Sandbox("userns", True, uid_base, uid_count)
     return Sandbox("none", False, uid_base, uid_count)
+
+
+_logged: set[Sandbox] = set()
+
+
+def log_once(sandbox: Sandbox, logger: logging.Logger) -> None:
+    """Say once per process what isolation its children get: a warning where it is less than
+    full (a uid of their own and no network), so that a degraded sandbox is never silent."""
+    if sandbox in _logged:
+        return
+    _logged.add(sandbox)
+    full = sandbox.mode == "uid" and sandbox.network_isolated
+    logger.log(logging.INFO if full else logging.WARNING, "%s", sandbox.describe())
 
 
 def make_non_dumpable() -> bool:

@@ -49,7 +49,7 @@ def job_complete(
         return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
     with _refusals_logged(job):
-        output_media = _store_outputs(job, result["outputs"])
+        output_media = _store_outputs(job, result.get("outputs") or {})
     if job_spec(job.type).output is OutputKind.TRANSCRIPT:
         output_data["caption_key"] = media_attach_caption(media_id=job.input_params["media_id"], transcript=output_data)
         edl = job_transcript_to_edl_first(job=job, output_data=output_data)
