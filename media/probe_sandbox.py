@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_tasks import sandbox as isolation
+import gpu_tasks.sandbox as isolation
 from media.probing import DEFAULT_MAX_PIXELS, OVER_LIMITS, ProbeResult
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gpu_tasks import sandbox as isolation
+import gpu_tasks.sandbox as isolation
 from gpu_tasks.sandbox import Sandbox
 from media.probing import NOT_DECODABLE, ProbeResult, probe_file
 
