@@ -87,7 +87,6 @@ from gpu_tasks.sandbox import Sandbox, UidLeases
 POLL_INTERVAL_S = 0.05
 PROGRESS_ANNOUNCE_STEP = 10.0
 SLOTS_DIR = "slots"  # under the calls directory, shared by every runner started from it
-UIDS_DIR = "uids"  # likewise: the sandbox uids' leases
 BOX = "box"
 PROGRESS_MAX_BYTES = 4096
 # How libraries report that an allocation was refused (the limit's doing, not a bug).
@@ -357,7 +356,7 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
     # Held until this process and its engine child have exited: the kernel releases it then.
     if slots:
         RunnerSlots(call_dir.parent / SLOTS_DIR, slots).acquire()
-    uid = UidLeases(call_dir.parent / UIDS_DIR, sandbox).acquire()[0] if sandbox.separate_uid else None
+    uid = UidLeases(sandbox).acquire()[0] if sandbox.separate_uid else None
     box = isolation.private_dir(call_dir / BOX, sandbox, uid)
     _jsonfile.write_atomic(call_dir / "started.json", {"at": time.time()})
     announce("progress", 0.0)  # it holds a slot: its time limit starts now

@@ -40,6 +40,7 @@ import os
 import signal
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -330,23 +331,40 @@ def kill_uid(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
+def lease_dir() -> Path:
+    """The machine's one folder of uid leases, whichever calls folder a runner serves: two
+    deployments (or test runs) on one machine draw from the same uids, so they must share the
+    leases. Root's own (0700), in /run, or else in the temporary folder."""
+    for candidate in (Path("/run/auteur-sandbox"), Path(tempfile.gettempdir()) / f"auteur-sandbox-{os.geteuid()}"):
+        try:
+            candidate.mkdir(mode=0o700, exist_ok=True)
+            info = os.lstat(candidate)
+        except OSError:
+            continue
+        # Never a folder someone else made (or a symlink) in a world-writable place.
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077:
+            return candidate
+    raise SandboxError(errno.EACCES, "no private folder for the sandbox's uid leases (/run, the temporary folder)")
+
+
 class UidLeases:
     """One uid per running call, among `sandbox.uid_base + 1 ..`: a lease is an exclusive flock on
-    a file, held by the call's runner for its life and let go by the kernel when it exits, so a
-    dead runner never keeps one. A leased uid is first cleared of any process a previous call
-    left behind, so no call ever shares its uid with another's processes."""
+    a file of the machine's lease folder (`lease_dir`), held by the call's runner for its life
+    and let go by the kernel when it exits, so a dead runner never keeps one. A leased uid is
+    first cleared of any process a previous call left behind, so no call ever shares its uid with
+    another's processes."""
 
-    def __init__(self, directory: Path, sandbox: Sandbox) -> None:
-        self.directory = directory
+    def __init__(self, sandbox: Sandbox, directory: Path | None = None) -> None:
         self.sandbox = sandbox
+        self.directory = directory
 
     def acquire(self) -> tuple[int, int]:
         """(uid, the descriptor that holds it): waits while every uid is leased."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        directory = self.directory or lease_dir()
         while True:
             for index in range(1, self.sandbox.uid_count + 1):
                 uid = self.sandbox.uid_base + index
-                fd = os.open(self.directory / f"uid-{uid}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(directory / f"uid-{uid}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
