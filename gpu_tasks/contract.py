@@ -14,7 +14,9 @@ Payload (a JSON-able dict given to `backend.spawn(job_type, payload)`):
 - Parameters sit beside them (`language`, `script`, `text`, `speed`, `preset`, `edl`, ...).
 - Where outputs go, one of:
   * `output_dir`: a directory the worker can write (local backend; defaults to a folder inside
-    the call's own directory). Outputs come back as `{"path": ...}` refs inside it.
+    the call's own directory). Outputs come back as `{"path": ...}` refs inside it. The local
+    runner gives its sandboxed engine a folder of its own box instead, and copies the outputs
+    it has checked from there to this one (gpu_tasks.local_runner).
   * `upload_urls: {output_name: "https://signed-put-url"}`: the engine PUTs each named output
     there (Modal, or local with object storage). Outputs come back as `{"uploaded": true}`.
   * neither (Modal only): outputs come back inline as `{"data": <bytes>}` in the result.

@@ -415,9 +415,10 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
 
 
 def _end(call_dir: Path, box: Path, uid: int | None, record: dict[str, Any], announce: _Announce) -> None:
-    _jsonfile.write_once(call_dir / "status.json", record)
+    # The box first: whoever reads the status finds the call's inputs and scratch files gone.
     with contextlib.suppress(OSError):
         shutil.rmtree(box)
+    _jsonfile.write_once(call_dir / "status.json", record)
     announce("succeeded" if record.get("state") == "succeeded" else "failed")
 
 

@@ -158,6 +158,8 @@ def _userns_works() -> bool:
 @cache
 def detect(setting: str = "auto", uid_base: int = DEFAULT_UID_BASE, uid_count: int = DEFAULT_UID_COUNT) -> Sandbox:
     """The best isolation this process can give its children (`setting`: "auto" or "off")."""
+    if setting not in ("auto", "off"):
+        raise ValueError(f"AUTEUR_SANDBOX must be 'auto' or 'off', not {setting!r}")
     if setting == "off" or _libc is None:
         return Sandbox("none", False, uid_base, uid_count)
     caps = _effective_caps()
