@@ -366,7 +366,7 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
     try:
         payload = stage_inputs(call["payload"], box, sandbox, uid)
     except GpuError as exc:
-        _end(call_dir, box, uid, status_record("failed", error=exc, gpu_seconds=time.monotonic() - started), announce)
+        _end(call_dir, box, status_record("failed", error=exc, gpu_seconds=time.monotonic() - started), announce)
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
@@ -410,11 +410,11 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
         how = f"signal {os.WTERMSIG(wait_status)}" if os.WIFSIGNALED(wait_status) else f"exit {wait_status >> 8}"
         error = TransientGpuError("worker_lost", f"the engine process died without a result ({how})")
         outcome = status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
-    _end(call_dir, box, uid, final_status(call, outcome, box, limits), announce)
+    _end(call_dir, box, final_status(call, outcome, box, limits), announce)
     return 0
 
 
-def _end(call_dir: Path, box: Path, uid: int | None, record: dict[str, Any], announce: _Announce) -> None:
+def _end(call_dir: Path, box: Path, record: dict[str, Any], announce: _Announce) -> None:
     # The box first: whoever reads the status finds the call's inputs and scratch files gone.
     with contextlib.suppress(OSError):
         shutil.rmtree(box)

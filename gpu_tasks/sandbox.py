@@ -245,7 +245,7 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
                        flags, data.encode() if data else None), f"mount {target}")
 
 
-def reach(sandbox: Sandbox, paths: Iterable[str | os.PathLike[str]]) -> None:
+def reach(sandbox: Sandbox, paths: Iterable[str | os.PathLike[str]], uid: int | None = None) -> None:
     """Make each of `paths` reachable by the child's uid, in a mount namespace of its own.
 
     Only the ancestors closed to other uids are dealt with: each is covered by an empty tmpfs
@@ -255,6 +255,11 @@ def reach(sandbox: Sandbox, paths: Iterable[str | os.PathLike[str]]) -> None:
     if _libc is None or not sandbox.separate_uid:
         return
     wanted = sorted({os.path.realpath(p) for p in paths if os.path.exists(p)}, key=len)
+    for path in wanted:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid != uid and not info.st_mode & stat.S_IXOTH:
+            raise SandboxError(errno.EACCES, f"{path} is closed to the sandbox's uids: make it readable by others "
+                                             "(chmod o+rX), as manage.py download_models leaves the models")
     kept: list[str] = []
     for path in wanted:
         if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
@@ -313,7 +318,7 @@ def enter(sandbox: Sandbox, uid: int | None, *, reachable: Iterable[str | os.Pat
     caller isolated it already), `reachable` reachable, then the sandbox's uid. Irreversible."""
     if network:
         isolate_network(sandbox)
-    reach(sandbox, [*python_paths(), *reachable])
+    reach(sandbox, [*python_paths(), *reachable], uid)
     drop_privileges(sandbox, uid)
 
 
