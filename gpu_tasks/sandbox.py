@@ -88,6 +88,7 @@ class Sandbox:
     uid_base: int = DEFAULT_UID_BASE
     uid_count: int = DEFAULT_UID_COUNT
     mounts: bool = False  # `uid` mode with CAP_SYS_ADMIN: a mount namespace per child (see above)
+    turned_off: bool = False  # AUTEUR_SANDBOX=off
 
     @property
     def separate_uid(self) -> bool:
@@ -108,6 +109,9 @@ class Sandbox:
             return ("sandbox: media parsers run in a user and network namespace of their own (no network), "
                     "with the worker's uid: calls are NOT kept out of each other's folders (needs root or "
                     "CAP_SETUID for that)")
+        if self.turned_off:
+            return ("sandbox: OFF (AUTEUR_SANDBOX=off): media parsers run with the worker's uid and network, for "
+                    "benchmark comparisons only")
         return ("sandbox: NONE available (not Linux, or no CAP_SETUID and no unprivileged user namespaces): "
                 "media parsers run with the worker's uid and network, limited only by rlimits, a minimal "
                 "environment and the checks of what they return")
@@ -161,7 +165,7 @@ def detect(setting: str = "auto", uid_base: int = DEFAULT_UID_BASE, uid_count: i
     if setting not in ("auto", "off"):
         raise ValueError(f"AUTEUR_SANDBOX must be 'auto' or 'off', not {setting!r}")
     if setting == "off" or _libc is None:
-        return Sandbox("none", False, uid_base, uid_count)
+        return Sandbox("none", False, uid_base, uid_count, turned_off=setting == "off")
     caps = _effective_caps()
     if os.geteuid() == 0 or all(caps >> cap & 1 for cap in _UID_MODE_CAPS):
         admin = os.geteuid() == 0 or bool(caps >> _CAP_SYS_ADMIN & 1)

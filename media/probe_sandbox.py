@@ -12,7 +12,7 @@ uid sandbox) cannot read its environment or memory either. Whatever happens to t
 caller gets a ProbeResult: a child that runs out of memory, CPU or time, or dies, rejects the
 file with a plain reason, and the worker itself is never at risk. A probe forked from the warm
 server costs about 15 ms of CPU where a fresh interpreter importing PyAV for each file cost
-about 100 ms (bench/probe_sandbox.py).
+about 100 ms; the sandbox adds about 1 ms of it (bench/probe_sandbox.py).
 
 The server is started on the first probe of a process, and belongs to that process (its PID is
 recorded): a process forked from it (a Celery pool process) starts its own, and the server exits

@@ -2,12 +2,14 @@
 
 Started by media/probe_sandbox.py (`python -m media.probe_server`, minimal environment, no
 secrets) once per process that probes. It imports PyAV and media.probing once; each request
-(one JSON line on stdin) is probed by a child forked from it, which opens the file, enters the
-sandbox (gpu_tasks.sandbox: the probe's own uid, in a mount namespace where Python stays
-readable; or a user namespace), lowers its own RLIMIT_AS and RLIMIT_CPU, parses the file through
-the descriptor it opened, writes its ProbeResult as JSON to a pipe and exits. The server itself
-enters a network namespace of its own at start (every child inherits it: no network), makes
-itself non-dumpable, and says which sandbox applies in its first line (`{"ready": true,
+(one JSON line on stdin) is probed by a child forked from it, which opens the file, takes the
+probe's own uid (gpu_tasks.sandbox, where the machine allows it), lowers its own RLIMIT_AS and
+RLIMIT_CPU, parses the file through the descriptor it opened, writes its ProbeResult as JSON to a
+pipe and exits. The server itself enters at start what every child inherits: a network
+namespace of its own (no network), in `userns` mode a user namespace, in `uid` mode a mount
+namespace in which Python and the project stay readable by the probe's uid (the children open
+their file through a descriptor of the worker's view of the file system, then close it). It
+makes itself non-dumpable, and says which sandbox applies in its first line (`{"ready": true,
 "sandbox": ...}`). The server never parses media: it only waits for the child under the
 wall-clock deadline (SIGKILL past it) and answers one JSON line on stdout, `{"result": {...}}`
 or `{"failed": "why"}` for a child that was killed, ran out of time or exited non-zero. It
@@ -48,6 +50,9 @@ ProbeFn = Callable[..., ProbeResult]
 class _Server:
     sandbox: Sandbox
     probe: ProbeFn
+    # The file system as the worker sees it, for the children to open their file through: the
+    # server's own view may cover folders closed to other uids (see `_start`).
+    root: int | None = None
 
 
 _server = _Server(isolation.NO_SANDBOX, probe_file)
@@ -76,6 +81,16 @@ def _start(args: argparse.Namespace) -> Sandbox:
         print(f"probe server: no network namespace ({exc}); the children keep the network", file=sys.stderr)
         sandbox = dataclasses.replace(sandbox, network_isolated=False,
                                       mode="none" if sandbox.mode == "userns" else sandbox.mode)
+    if sandbox.separate_uid:
+        # Once for every child (a mount namespace per probe cost about 9 ms of wall time).
+        _server.root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            isolation.reach(sandbox, [*isolation.python_paths(), _PROJECT_ROOT], sandbox.probe_uid)
+        except isolation.SandboxError as exc:
+            print(f"probe server: the children cannot run as uid {sandbox.probe_uid} ({exc})", file=sys.stderr)
+            os.close(_server.root)
+            _server.root = None
+            sandbox = dataclasses.replace(sandbox, mode="none")
     _server.sandbox = sandbox
     return sandbox
 
@@ -145,12 +160,19 @@ def _child(out: int, path: str, declared_type: str, max_pixels: int, memory_byte
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
-        # Opened with the worker's rights (a file only it may read), before they are given up.
+        # Opened with the worker's rights (a file only it may read) and in its view of the file
+        # system, before both are given up.
         try:
-            fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if _server.root is not None:
+                fd: int | None = os.open(path.lstrip("/"), os.O_RDONLY | os.O_CLOEXEC, dir_fd=_server.root)
+            else:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             fd = None
-        isolation.enter(_server.sandbox, _server.sandbox.probe_uid, reachable=[_PROJECT_ROOT], network=False)
+        if _server.root is not None:
+            os.close(_server.root)
+        # The server entered the network and mount namespaces; what is left is the uid.
+        isolation.drop_privileges(_server.sandbox, _server.sandbox.probe_uid)
         # Dies with the server (set after the uid changed, which clears it): a child left
         # running after a SIGKILLed server has no one to enforce its deadline.
         isolation.die_with_parent()
