@@ -134,11 +134,13 @@ def _work(box: Path, call: dict[str, Any], payload: dict[str, Any], deadline: fl
     started = time.monotonic()
     try:
         # First, while this process has a single thread (a user namespace needs it).
-        reachable = [_PROJECT_ROOT, box, *(os.environ[name] for name in _READ_DIRS_ENV if os.environ.get(name))]
+        reachable: list[str | os.PathLike[str]] = [
+            _PROJECT_ROOT, box, *(os.environ[name] for name in _READ_DIRS_ENV if os.environ.get(name))
+        ]
         isolation.enter(sandbox, uid, reachable=reachable)
     except OSError as exc:
-        error = PermanentGpuError("internal", f"the engine's sandbox could not be set up: {exc}")
-        _jsonfile.write_atomic(box / "outcome.json", status_record("failed", error=error))
+        unisolated = PermanentGpuError("internal", f"the engine's sandbox could not be set up: {exc}")
+        _jsonfile.write_atomic(box / "outcome.json", status_record("failed", error=unisolated))
         return
     if sandbox.separate_uid:
         # The worker's home and temporary folders are not this uid's: its own, in the box.

@@ -36,9 +36,11 @@ BATCH_SIZE = 200
 RETRY_SECONDS = 2.0
 # What stops a whole batch, to be handled again later: the database, Redis or the broker away.
 # Anything else raised while handling one announcement is that announcement's fault.
-PASSING_FAILURES: tuple[type[BaseException], ...] = (
+PASSING_FAILURES: tuple[type[Exception], ...] = (
     OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError, KombuOperationalError,
 )
+# The loop also pauses on any other database error (one the batch's lookup met, say).
+PAUSING_FAILURES: tuple[type[Exception], ...] = (*PASSING_FAILURES, DatabaseError)
 
 
 def gpu_announcements_handle(announcements: list[Announcement]) -> dict[str, int]:
@@ -153,7 +155,7 @@ def gpu_events_run(*, stop: threading.Event, batch_size: int = BATCH_SIZE, block
                     queue.ack(left)
                 recover = False
             taken += drain_once(queue, gpu_announcements_handle, max_items=batch_size, block_seconds=block_seconds)
-        except (*PASSING_FAILURES, DatabaseError) as exc:
+        except PAUSING_FAILURES as exc:
             logger.warning("gpu_events: %s; retrying in %s s", type(exc).__name__, RETRY_SECONDS)
             recover = True
             stop.wait(RETRY_SECONDS)
