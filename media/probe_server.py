@@ -155,6 +155,12 @@ def _child(out: int, path: str, declared_type: str, max_pixels: int, memory_byte
     code = 1
     try:
         server = os.getppid()
+        # Dies with the server: a child left running after a SIGKILLed server has no one to
+        # enforce its deadline (opening a FIFO, say, blocks for ever). Set again after the uid
+        # changes, which clears it.
+        isolation.die_with_parent()
+        if os.getppid() != server:
+            os._exit(1)
         # The server's pipes are not the child's: one held by a stray child would hide the
         # server's death from the caller.
         devnull = os.open(os.devnull, os.O_RDWR)
@@ -173,8 +179,6 @@ def _child(out: int, path: str, declared_type: str, max_pixels: int, memory_byte
             os.close(_server.root)
         # The server entered the network and mount namespaces; what is left is the uid.
         isolation.drop_privileges(_server.sandbox, _server.sandbox.probe_uid)
-        # Dies with the server (set after the uid changed, which clears it): a child left
-        # running after a SIGKILLed server has no one to enforce its deadline.
         isolation.die_with_parent()
         if os.getppid() != server:
             os._exit(1)

@@ -66,3 +66,22 @@ def test_a_file_only_the_worker_may_read_is_still_probed(samples, tmp_path):
     finally:
         probe_sandbox.stop_server()
     assert result.ok and result.duration_ms == 2000
+
+
+def test_a_child_blocked_opening_its_file_dies_with_its_server(tmp_path):
+    import psutil
+
+    fifo = tmp_path / "never.mp4"
+    os.mkfifo(fifo)  # opening it blocks: the child waits there, before it gives up its rights
+    server = ProbeServer(ProbeLimits())
+    request = {"path": str(fifo), "declared_type": "video", "max_pixels": 1, "memory_bytes": 2 * 1024**3,
+               "cpu_seconds": 30, "timeout_seconds": 60}
+    server.send(json.dumps(request).encode() + b"\n")
+    deadline = time.monotonic() + 10
+    while not (children := psutil.Process(server.pid).children()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    [child] = children
+    server.stop()  # SIGKILL, as the OOM killer would
+    gone, _ = psutil.wait_procs([child], timeout=10)
+    assert gone, "the child outlived its server"
