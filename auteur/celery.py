@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -113,6 +114,29 @@ def warm_up_publisher() -> None:
 def import_what_every_job_uses(**kwargs: Any) -> None:
     """In the worker's main process, before the pool forks: its children share the pages."""
     import av  # noqa: F401  (PyAV probes every stored output; no models, ~20 MB)
+
+
+@worker_init.connect
+def keep_the_workers_secrets(**kwargs: Any) -> None:
+    """The worker holds every secret in its environment and memory, and starts parsers of
+    untrusted media (the probe's children, the local engines) that may share its uid where no
+    uid sandbox is possible: non-dumpable, its /proc environ, memory and descriptors are closed
+    to other processes of its uid. Its pool processes inherit it, and set it again at their
+    start (an exec or a uid change would reset it). Says once which sandbox the parsers get."""
+    from django.conf import settings
+
+    from gpu_tasks.sandbox import detect, log_once, make_non_dumpable
+
+    make_non_dumpable()
+    log_once(detect(settings.AUTEUR_SANDBOX, settings.AUTEUR_SANDBOX_UID_BASE, settings.AUTEUR_SANDBOX_UID_COUNT),
+             logging.getLogger("auteur.sandbox"))
+
+
+@worker_process_init.connect
+def non_dumpable_pool_process(**kwargs: Any) -> None:
+    from gpu_tasks.sandbox import make_non_dumpable
+
+    make_non_dumpable()
 
 
 @worker_process_init.connect

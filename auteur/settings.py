@@ -314,6 +314,19 @@ AUTEUR_MODAL_APP = env.str("AUTEUR_MODAL_APP", default="auteur-gpu")
 for _name in LIBRARY_SECRET_NAMES:  # read by Modal's client and huggingface_hub themselves
     if _value := env_value(_name):
         os.environ[_name] = _value
+# A GPU call's result is input (gpu_tasks/results.py): the largest output file, inline output
+# (bytes in a Modal result) and result JSON (transcript, answer, metadata) that are accepted; a
+# larger one fails the job (`invalid_result`, refunded).
+AUTEUR_GPU_OUTPUT_MAX_BYTES = env.int("AUTEUR_GPU_OUTPUT_MAX_BYTES", default=8 * 1024**3)
+AUTEUR_GPU_INLINE_OUTPUT_MAX_BYTES = env.int("AUTEUR_GPU_INLINE_OUTPUT_MAX_BYTES", default=256 * 1024**2)
+AUTEUR_GPU_RESULT_MAX_BYTES = env.int("AUTEUR_GPU_RESULT_MAX_BYTES", default=16 * 1024**2)
+# How the probe's children and the local engines are isolated (gpu_tasks/sandbox.py): "auto"
+# takes the best this machine allows (a uid of their own from AUTEUR_SANDBOX_UID_BASE + 0..COUNT
+# and no network as root or with CAP_SETUID; a user and network namespace otherwise; none where
+# neither works), and each process that starts them logs which once; "off" is for benchmarks.
+AUTEUR_SANDBOX = env.str("AUTEUR_SANDBOX", default="auto")
+AUTEUR_SANDBOX_UID_BASE = env.int("AUTEUR_SANDBOX_UID_BASE", default=2_000_000)
+AUTEUR_SANDBOX_UID_COUNT = env.int("AUTEUR_SANDBOX_UID_COUNT", default=64)
 # Model weights for the local backend's engines, one folder per model (manage.py download_models).
 AUTEUR_MODELS_DIR = env.str("AUTEUR_MODELS_DIR", default=str(VAR_DIR / "models"))
 

@@ -3,14 +3,17 @@
     .venv/bin/python bench/probe_sandbox.py [--probes 50]
 
 Probes one small video (2 s, 320x240 H.264 + AAC, made here with ffmpeg) N times each way, one
-probe at a time, alternating the two ways so that the machine's load falls on both alike:
+probe at a time, alternating the ways so that the machine's load falls on all alike:
   fresh interpreter  what probe_isolated did before the server: `python -c` lowers its rlimits,
                      imports media.probing and PyAV, probes, prints the JSON (the code is below)
-  server             probe_isolated as it is: the per-process server forks a limited child
+  server             probe_isolated as it is: the per-process server forks a limited child, which
+                     enters the sandbox (gpu_tasks.sandbox: on root, its own uid, no network, a
+                     mount namespace) before it parses the file
+  unsandboxed        the same server started with AUTEUR_SANDBOX=off: what the sandbox costs
 The server's start (interpreter and PyAV import, once per worker process) is timed apart and
-left out of its per-probe figures. Prints per-probe ms (p50, mean, p99), the ratio of the
+left out of its per-probe figures. Prints per-probe ms (p50, mean, p99), the ratios of the
 medians, and the CPU each way costs per probe outside this process (the fresh interpreters; the
-server and its children). No stack needed. Writes bench/results/probe_sandbox.json.
+servers and their children). No stack needed. Writes bench/results/probe_sandbox.json.
 """
 
 from __future__ import annotations
@@ -60,16 +63,33 @@ def process_cpu(proc: psutil.Process) -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def server_sandbox() -> str:
+    from media import probe_sandbox
+
+    return probe_sandbox._server.sandbox if probe_sandbox._server is not None else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--probes", type=int, default=50)
     args = parser.parse_args()
 
-    from media.probe_sandbox import ProbeLimits, current_server_pid, probe_isolated
+    from media.probe_sandbox import ProbeLimits, ProbeServer, current_server_pid, probe_isolated
     from media.probing import ProbeResult, ffmpeg_exe
 
     limits = ProbeLimits()
     env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
+    unsandboxed = ProbeServer(ProbeLimits(sandbox="off"))
+
+    def bare(path: Path) -> ProbeResult:
+        unsandboxed.send(json.dumps({
+            "path": str(path), "declared_type": "video", "max_pixels": limits.max_pixels,
+            "memory_bytes": limits.memory_bytes, "cpu_seconds": limits.cpu_seconds,
+            "timeout_seconds": limits.timeout_seconds,
+        }).encode() + b"\n")  # fmt: skip
+        answer = unsandboxed.read_answer(time.monotonic() + limits.timeout_seconds)
+        assert answer is not None and "result" in answer, answer
+        return ProbeResult(**answer["result"])
 
     def fresh(path: Path) -> ProbeResult:
         cmd = [sys.executable, "-c", FRESH_CHILD, str(path), "video", str(limits.max_pixels),
@@ -90,19 +110,26 @@ def main() -> None:
         first = probe_isolated(video, "video", limits=limits)
         server_start_ms = (time.perf_counter() - started) * 1000
         server_pid = current_server_pid()
-        timings: dict[str, list[float]] = {"fresh": [], "server": []}
+        timings: dict[str, list[float]] = {"fresh": [], "server": [], "unsandboxed": []}
         server = psutil.Process(server_pid)
-        cpu_before = {"fresh": reaped_children_cpu(), "server": process_cpu(server)}
+        bare_server = psutil.Process(unsandboxed.pid)
+        cpu_before = {"fresh": reaped_children_cpu(), "server": process_cpu(server),
+                      "unsandboxed": process_cpu(bare_server)}
+        ways = (("fresh", fresh), ("server", lambda p: probe_isolated(p, "video", limits=limits)),
+                ("unsandboxed", bare))
         for _ in range(args.probes):
-            for name, probe in (("fresh", fresh), ("server", lambda p: probe_isolated(p, "video", limits=limits))):
+            for name, probe in ways:
                 started = time.perf_counter()
                 result = probe(video)
                 timings[name].append((time.perf_counter() - started) * 1000)
                 assert result == first and result.ok, result
         cpu_ms = {"fresh": (reaped_children_cpu() - cpu_before["fresh"]) * 1000 / args.probes,
-                  "server": (process_cpu(server) - cpu_before["server"]) * 1000 / args.probes}
+                  "server": (process_cpu(server) - cpu_before["server"]) * 1000 / args.probes,
+                  "unsandboxed": (process_cpu(bare_server) - cpu_before["unsandboxed"]) * 1000 / args.probes}
         assert current_server_pid() == server_pid  # one server served every probe
         load_end = load_average()
+        sandbox = server_sandbox()
+        unsandboxed.stop()
 
     def summary(ms: list[float]) -> dict[str, float]:
         return {"p50": round(pct(ms, 50), 2), "mean": round(sum(ms) / len(ms), 2), "p99": round(pct(ms, 99), 2)}
@@ -112,9 +139,12 @@ def main() -> None:
         "file": "2 s 320x240 H.264 + AAC mp4",
         "fresh_interpreter_ms": summary(timings["fresh"]),
         "server_ms": summary(timings["server"]),
+        "unsandboxed_server_ms": summary(timings["unsandboxed"]),
+        "sandbox": sandbox,
         "cpu_ms_per_probe": {name: round(ms, 2) for name, ms in cpu_ms.items()},
         "server_start_ms": round(server_start_ms, 1),
         "ratio_p50": round(pct(timings["fresh"], 50) / pct(timings["server"], 50), 1),
+        "sandbox_cost_ratio_p50": round(pct(timings["server"], 50) / pct(timings["unsandboxed"], 50), 2),
         "load_average": {"start": load_start, "end": load_end},
     }
     print(json.dumps(results, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,25 @@ def write_once(path: Path, data: Any) -> bool:
         os.unlink(tmp)
 
 
-def read(path: Path) -> Any | None:
+class TooLarge(ValueError):
+    """The file is larger than its reader accepts (written by a process it does not trust)."""
+
+
+def read(path: Path, *, max_bytes: int | None = None) -> Any | None:
+    """The JSON in `path`, or None when it is missing, unreadable, not JSON, or a symlink or
+    anything but a regular file. Raises TooLarge past `max_bytes`: a reader of what a sandboxed
+    process wrote never loads more than it expects."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise TooLarge(f"{path.name} is larger than {max_bytes} bytes")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
         return None

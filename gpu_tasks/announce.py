@@ -16,6 +16,9 @@ This module never imports Django; the Redis URL reaches it as an argument.
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +32,26 @@ EVENTS_KEY = "auteur:gpu:events"
 PROCESSING_KEY = "auteur:gpu:events:processing"
 # The longest a consumer blocks waiting for the first announcement of a batch.
 BLOCK_SECONDS = 1.0
+# An announcement is a few dozen bytes; anything much longer is not one, and is not parsed.
+MAX_ANNOUNCEMENT_BYTES = 1024
+# A call id as the backends make them (at most 200 characters, gpu_tasks.backends.base):
+# printable ASCII without spaces, so it can be looked up, logged and compared safely.
+CALL_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+logger = logging.getLogger(__name__)
+
+
+def sane_progress(value: object) -> float | None:
+    """A progress figure as reported by a call, or None where it is not one: a finite number
+    (not a bool, not a string) in 0-100. NaN, infinities, negatives or 1e999 are no progress."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    progress = float(value)
+    return progress if math.isfinite(progress) and 0.0 <= progress <= 100.0 else None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
 
 
 @dataclass(frozen=True)
@@ -46,17 +69,45 @@ class Announcement:
 
     @staticmethod
     def loads(raw: str | bytes) -> Announcement | None:
-        """None for anything malformed: one bad entry must not stop the consumer."""
+        """None for anything that is not an announcement: one bad entry must not stop the consumer.
+
+        Checked as input (a runner or a container wrote it): at most MAX_ANNOUNCEMENT_BYTES, plain
+        JSON (no NaN or Infinity), a call id of the backends' form, a known outcome, a progress
+        that `sane_progress` accepts (or none), a finite time."""
         try:
-            body = json.loads(raw)
-            call_id, outcome = body["call_id"], body["outcome"]
-            progress = body.get("progress")
-            if not isinstance(call_id, str) or not call_id or outcome not in OUTCOMES:
+            if not isinstance(raw, str | bytes | bytearray) or len(raw) > MAX_ANNOUNCEMENT_BYTES:
                 return None
-            return Announcement(call_id, outcome, float(progress) if progress is not None else None,
-                                float(body.get("at") or 0.0))
-        except (ValueError, TypeError, KeyError):
+            body = json.loads(raw, parse_constant=_no_constant)
+            if not isinstance(body, dict):
+                return None
+            call_id, outcome = body.get("call_id"), body.get("outcome")
+            if not isinstance(call_id, str) or not CALL_ID.match(call_id) or outcome not in OUTCOMES:
+                return None
+            progress = body.get("progress")
+            if progress is not None:
+                progress = sane_progress(progress)
+                if progress is None:
+                    return None
+            at = body.get("at") or 0.0
+            if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at < 0:
+                return None
+            return Announcement(call_id, outcome, progress, float(at))
+        except (ValueError, TypeError, RecursionError):
             return None
+
+
+def parse_all(raw: Iterable[Any]) -> list[Announcement]:
+    """The announcements among `raw`; each entry that is not one is logged (its size, never its
+    content) and left out."""
+    parsed = []
+    for item in raw:
+        announcement = Announcement.loads(item)
+        if announcement is None:
+            size = len(item) if isinstance(item, str | bytes | bytearray) else -1
+            logger.warning("gpu announcements: dropped an entry that is not an announcement (%d bytes)", size)
+            continue
+        parsed.append(announcement)
+    return parsed
 
 
 class Announcer(Protocol):
@@ -111,10 +162,12 @@ def drain_once(
 ) -> int:
     """Take one batch, hand its well-formed announcements to `handle`, acknowledge it.
 
-    If `handle` raises, nothing is acknowledged: the batch stays in the processing list and is
-    handled again (handling is idempotent)."""
+    Malformed entries are logged and acknowledged with the rest. If `handle` raises, nothing is
+    acknowledged: the batch stays in the processing list and is handled again (handling is
+    idempotent), so `handle` must raise only for what passes (a database or Redis away), and
+    deal with a bad announcement itself."""
     raw = queue.take(max_items, block_seconds)
     if raw:
-        handle([a for a in map(Announcement.loads, raw) if a is not None])
+        handle(parse_all(raw))
         queue.ack(raw)
     return len(raw)

@@ -14,7 +14,9 @@ Payload (a JSON-able dict given to `backend.spawn(job_type, payload)`):
 - Parameters sit beside them (`language`, `script`, `text`, `speed`, `preset`, `edl`, ...).
 - Where outputs go, one of:
   * `output_dir`: a directory the worker can write (local backend; defaults to a folder inside
-    the call's own directory). Outputs come back as `{"path": ...}` refs inside it.
+    the call's own directory). Outputs come back as `{"path": ...}` refs inside it. The local
+    runner gives its sandboxed engine a folder of its own box instead, and copies the outputs
+    it has checked from there to this one (gpu_tasks.local_runner).
   * `upload_urls: {output_name: "https://signed-put-url"}`: the engine PUTs each named output
     there (Modal, or local with object storage). Outputs come back as `{"uploaded": true}`.
   * neither (Modal only): outputs come back inline as `{"data": <bytes>}` in the result.
@@ -27,8 +29,9 @@ Result (`CallStatus.result` on success): a dict of type-specific fields (a trans
     {"data": b"...", "content_type": ..., "size_bytes": N, "filename": ...}
 
 and may also carry `metadata`: every parameter that shaped it (model, seed, steps, prompt...),
-which the Django side keeps with the stored media. The Django side stores any of them with
-`save_output(ref, dest)` (or, for "uploaded", just records the object key it signed). Output
+which the Django side keeps with the stored media. A result is the container's word: the Django
+side keeps it only once `gpu_tasks.results.check_result` has found it to be what the backend
+produces, then stores each output with `save_output(ref, dest, policy=...)`. Output
 names per type: tts `audio`, render `video`, compression `video`; transcription has none (the
 transcript is in the result).
 """
@@ -46,11 +49,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.results import (
+    DATA,
+    PATH,
+    UPLOADED,
+    OutputPolicy,
+    ResultLimits,
+    copy_output,
+    open_output,
+    refused,
+)
 
 # (connect, read) seconds for every outbound HTTP call: a stalled peer never holds a worker.
 HTTP_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 MAX_INPUT_BYTES = 8 * 1024**3
 MAX_INLINE_OUTPUT_BYTES = 256 * 1024**2
+DEFAULT_LIMITS = ResultLimits()
 
 ProgressFn = Callable[[float], None]
 
@@ -134,18 +148,34 @@ def upload(path: Path, url: str, content_type: str, *, timeout: tuple[float, flo
         raise TransientGpuError("network", f"upload failed: {type(exc).__name__}") from exc
 
 
-def save_output(ref: Mapping[str, Any], dest: str | Path) -> Path | None:
-    """Put an output at `dest` whatever form it came back in (None for 'uploaded': already stored)."""
+def save_output(ref: Mapping[str, Any], dest: str | Path, *, policy: OutputPolicy,
+                limits: ResultLimits = DEFAULT_LIMITS) -> Path | None:
+    """Put an output at `dest` whatever form it came back in (None for 'uploaded': already stored).
+
+    `ref` is a GPU container's word (see `gpu_tasks.results`): only the forms `policy` admits, a
+    file only from inside the call's own output folder, bytes only up to the limits. `dest` is
+    created, never overwritten, and never written through a symlink."""
     dest = Path(dest)
-    if ref.get("uploaded"):
+    form = next((f for f in (UPLOADED, PATH, DATA) if f in ref), None)
+    if form is None:
+        raise refused("not an output ref")
+    if form not in policy.forms:
+        raise refused(f"an output comes as {form!r}, which this backend never produces")
+    if form == UPLOADED:
         return None
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if "path" in ref:
-        shutil.copyfile(ref["path"], dest)
-    elif "data" in ref:
-        dest.write_bytes(ref["data"])
-    else:
-        raise ValueError("not an output ref")
+    if form == PATH:
+        if policy.root is None or not isinstance(ref[PATH], str):
+            raise refused("an output names a path, and the call has no output folder")
+        fd = open_output(ref[PATH], policy.root, max_bytes=limits.max_file_bytes)
+        copy_output(fd, dest, max_bytes=limits.max_file_bytes)
+        return dest
+    data = ref[DATA]
+    if not isinstance(data, bytes | bytearray) or len(data) > limits.max_inline_bytes:
+        raise refused("an output's inline data is not bytes within the limit")
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     return dest
 
 

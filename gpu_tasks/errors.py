@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+MESSAGE_MAX_CHARS = 1000
+
 TRANSIENT_CODES = frozenset(
     {
         "network",  # a download, upload or backend call failed or timed out on the wire
@@ -36,6 +38,7 @@ PERMANENT_CODES = frozenset(
         "timeout",
         "feature_unavailable",
         "canceled",
+        "invalid_result",  # the call's result is not what the backend produces (gpu_tasks.results)
     }
 )
 
@@ -63,8 +66,10 @@ class GpuError(Exception):
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> GpuError:
-        code = str(data.get("code") or "internal")
-        message = str(data.get("message") or "")
+        # Written by a runner or a container: bounded, and a code outside the closed set below
+        # becomes `internal` / `backend_error`.
+        code = str(data.get("code") or "internal")[:40]
+        message = str(data.get("message") or "")[:MESSAGE_MAX_CHARS]
         if data.get("kind") == "transient" or code in TRANSIENT_CODES:
             cls: type[GpuError] = TransientGpuError
         else:
@@ -72,7 +77,8 @@ class GpuError(Exception):
         if code not in cls.codes:
             # A status written by a newer version with a code this one does not know.
             return cls("internal" if cls is PermanentGpuError else "backend_error", f"{code}: {message}")
-        return cls(code, message, retryable=data.get("retryable"))
+        retryable = data.get("retryable")
+        return cls(code, message, retryable=retryable if isinstance(retryable, bool) else None)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GpuError) and type(self) is type(other) and self.to_dict() == other.to_dict()

@@ -3,17 +3,36 @@
 Started detached (its own session, so its pid is also its process group id) by
 `LocalBackend.spawn`. It is a small supervisor that forks the engine into a child process and
 enforces the type's time limit from outside the engine, so a limit is kept even while the
-engine sits in C code (CTranslate2, ffmpeg):
+engine sits in C code (CTranslate2, ffmpeg). The engine parses user media, so the child runs
+in the sandbox the backend chose (`gpu_tasks.sandbox`): in `uid` mode as a uid leased for this
+call alone, with no network and no access to the worker's files or to any other call's. The
+call's folder is split accordingly:
 
-    call_dir/call.json       written by spawn: job type, payload, time limit, slots, memory limit
-    call_dir/pid.json        written by spawn: the runner's pid and start time
-    call_dir/started.json    written by the runner once it holds one of the machine's runner
+    call_dir/                mode 0711, the worker's: only the worker and this supervisor write here
+      call.json              written by spawn: job type, payload, time limit, slots, memory
+                             limit, sandbox, result limits
+      pid.json               written by spawn: the runner's pid and start time
+      started.json           written by the runner once it holds one of the machine's runner
                              slots (gpu_tasks.runner_slots) and starts the engine: until then
                              the call waits in line, and its time limit has not started
-    call_dir/progress.json   written by the engine child: {"progress": 0-100}
-    call_dir/outcome.json    written by the engine child: its result or error
-    call_dir/status.json     the final status, written once (first writer wins) by the runner,
-                             or by a canceller; pollers read only this and progress.json
+      status.json            the final status, written once (first writer wins) by the runner,
+                             or by a canceller; pollers read only this and box/progress.json
+      out/                   the outputs, as the runner copied them out of the box (or the
+                             payload's `output_dir`)
+      box/                   mode 0700, the engine child's uid's: the only folder it can write
+        inputs/              its inputs, staged by the runner (below)
+        work/, out/          its scratch files and the outputs it delivers
+        progress.json        written by the engine child: {"progress": 0-100}
+        outcome.json         written by the engine child: its result or error
+
+The engine child never touches the network or the worker's files: the runner stages its inputs
+into the box before it starts (a URL downloaded when the child has no network; in `uid` mode a
+path copied, since the worker's files are not the child's to read), and afterwards reads what
+the child wrote as untrusted input: outcome.json bounded in size, its result checked
+(`gpu_tasks.results`: only files inside box/out, opened without following links, plain JSON
+within the limits), each output copied into `out/` (or uploaded to its `upload_urls` entry).
+The box is then deleted, and in `uid` mode every process the uid still runs is killed, before
+the uid's lease goes back.
 
 If the runner dies without a status (SIGKILL, OOM killer, host reboot), pollers find its pid
 gone and report the call as a transient `worker_lost`; the engine child notices that it was
@@ -28,9 +47,9 @@ The supervisor itself stays unlimited, so it can always write the status.
 
 The runner announces the call's start, its progress (every PROGRESS_ANNOUNCE_STEP points) and its
 end on the Redis list whose URL it reads from its stdin (gpu_tasks.announce), so that nothing
-polls it; an empty line means no announcements. The URL stays in the supervisor, which reads it
-before the engine child is forked and never passes it on. A runner killed before it announces
-is found by the reaper's poll.
+polls it; an empty line means no announcements. The URL stays in the supervisor, which makes
+itself non-dumpable: the engine child, whose memory is a copy of the supervisor's, has no
+network to use it on.
 
 The runner's environment is built by the backend from an allowlist (`LocalBackend.runner_env`):
 it holds no Django, JWT, database, broker or cloud secret, since an engine parses user media.
@@ -38,29 +57,43 @@ it holds no Django, JWT, database, broker or cloud secret, since an engine parse
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import resource
 import shutil
 import signal
+import stat
 import sys
+import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from gpu_tasks import _jsonfile
-from gpu_tasks.announce import Announcement, Announcer, RedisAnnouncer
-from gpu_tasks.contract import status_record
+from gpu_tasks import sandbox as isolation
+from gpu_tasks.announce import Announcement, Announcer, RedisAnnouncer, sane_progress
+from gpu_tasks.backends.base import CallStatus
+from gpu_tasks.contract import HTTP_TIMEOUT, MAX_INPUT_BYTES, download, input_ref_kind, status_record, upload
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError, classify_exception
+from gpu_tasks.results import PATH, UPLOADED, OutputPolicy, ResultLimits, check_result, copy_output, open_output
 from gpu_tasks.runner_slots import RunnerSlots
+from gpu_tasks.sandbox import Sandbox, UidLeases
 
 POLL_INTERVAL_S = 0.05
 PROGRESS_ANNOUNCE_STEP = 10.0
 SLOTS_DIR = "slots"  # under the calls directory, shared by every runner started from it
+BOX = "box"
+PROGRESS_MAX_BYTES = 4096
 # How libraries report that an allocation was refused (the limit's doing, not a bug).
 _ALLOCATION_FAILURES = ("can't allocate memory", "cannot allocate memory", "bad_alloc", "out of memory")
+# Folders an engine reads by path besides Python's and the project's: its weights and caches.
+_READ_DIRS_ENV = ("AUTEUR_MODELS_DIR", "HF_HOME", "HF_HUB_CACHE", "TORCH_HOME")
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ProgressWriter:
@@ -77,6 +110,15 @@ class ProgressWriter:
             _jsonfile.write_atomic(self.path, {"progress": round(pct, 1), "at": time.time()})
 
 
+def read_progress(box: Path) -> float | None:
+    """The progress the engine child last wrote, if it is a plausible figure (it is its word)."""
+    try:
+        record = _jsonfile.read(box / "progress.json", max_bytes=PROGRESS_MAX_BYTES)
+    except _jsonfile.TooLarge:
+        return None
+    return sane_progress(record.get("progress")) if isinstance(record, dict) else None
+
+
 def _watch_parent(parent_pid: int) -> None:
     # Orphaned (the supervisor was killed): take the whole group down, ffmpeg included.
     while os.getppid() == parent_pid:
@@ -84,13 +126,30 @@ def _watch_parent(parent_pid: int) -> None:
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
-def _work(call_dir: Path, call: dict[str, Any], deadline: float, parent_pid: int) -> None:
-    """In the engine child: run the engine and write outcome.json."""
+def _work(box: Path, call: dict[str, Any], payload: dict[str, Any], deadline: float, parent_pid: int,
+          sandbox: Sandbox, uid: int | None) -> None:
+    """In the engine child: isolate it, run the engine and write outcome.json into the box."""
     from gpu_tasks.contract import EngineContext
 
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     started = time.monotonic()
-    workdir = call_dir / "work"
+    try:
+        # First, while this process has a single thread (a user namespace needs it).
+        reachable: list[str | os.PathLike[str]] = [
+            _PROJECT_ROOT, box, *(os.environ[name] for name in _READ_DIRS_ENV if os.environ.get(name))
+        ]
+        isolation.enter(sandbox, uid, reachable=reachable)
+    except OSError as exc:
+        unisolated = PermanentGpuError("internal", f"the engine's sandbox could not be set up: {exc}")
+        _jsonfile.write_atomic(box / "outcome.json", status_record("failed", error=unisolated))
+        return
+    if sandbox.separate_uid:
+        # The worker's home and temporary folders are not this uid's: its own, in the box.
+        for name in ("home", "tmp"):
+            (box / name).mkdir(mode=0o700, exist_ok=True)
+        os.environ.update(HOME=str(box / "home"), TMPDIR=str(box / "tmp"), XDG_CACHE_HOME=str(box / "home"))
+        tempfile.tempdir = None
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    workdir = box / "work"
     limit = int(call.get("memory_limit_bytes") or 0)
     if limit:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
@@ -98,22 +157,22 @@ def _work(call_dir: Path, call: dict[str, Any], deadline: float, parent_pid: int
         engine = _engine(call)
         ctx = EngineContext(
             workdir=workdir,
-            payload=call["payload"],
-            progress=ProgressWriter(call_dir / "progress.json"),
+            payload=payload,
+            progress=ProgressWriter(box / "progress.json"),
             deadline=deadline,
         )
-        result = engine(call["payload"], ctx)
+        result = engine(payload, ctx)
         outcome = status_record("succeeded", result=result, gpu_seconds=time.monotonic() - started)
-        _jsonfile.write_atomic(call_dir / "outcome.json", outcome)
+        _jsonfile.write_atomic(box / "outcome.json", outcome)
     except BaseException as exc:  # noqa: BLE001 - whatever happens, the poller gets an outcome
         error = _over_limit(exc, limit) or classify_exception(exc)
         if error.code == "internal":
             traceback.print_exc()
         _jsonfile.write_atomic(
-            call_dir / "outcome.json", status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
+            box / "outcome.json", status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
         )
     finally:
-        # Downloaded inputs and scratch files are never needed again; outputs were moved to output_dir.
+        # Downloaded inputs and scratch files are never needed again; outputs were moved to out/.
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -137,6 +196,122 @@ def _over_limit(exc: BaseException, limit: int) -> GpuError | None:
     return None
 
 
+# -- what the runner does for the engine child: its inputs before, its outputs after ----------------------
+
+
+def stage_inputs(payload: Mapping[str, Any], box: Path, sandbox: Sandbox, uid: int | None) -> dict[str, Any]:
+    """The payload the engine child gets: its input refs made local files it can read (a URL
+    downloaded when it has no network; a path copied when it runs as another uid), no upload
+    URLs, and its own output folder."""
+    inputs = box / "inputs"
+    counter = iter(range(1, 10_000))
+
+    def stage(value: Any, key: str | None) -> Any:
+        if key in ("edl", "upload_urls", "output_dir"):
+            return value
+        if isinstance(value, Mapping):
+            kind = _input_kind(value)
+            if (kind == "url" and sandbox.network_isolated) or (kind == "path" and sandbox.separate_uid):
+                return _staged(value, kind, inputs, next(counter), uid)
+            return {k: stage(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [stage(v, None) for v in value]
+        return value
+
+    staged = {k: stage(v, k) for k, v in payload.items() if k not in ("upload_urls", "output_dir")}
+    staged["output_dir"] = str(box / "out")
+    return staged
+
+
+def _input_kind(value: Mapping[str, Any]) -> str | None:
+    try:
+        return input_ref_kind(value)
+    except GpuError:
+        return None
+
+
+def _staged(ref: Mapping[str, Any], kind: str, inputs: Path, number: int, uid: int | None) -> dict[str, Any]:
+    inputs.mkdir(mode=0o700, exist_ok=True)
+    if uid is not None:
+        os.chown(inputs, uid, uid)
+    source = ref["url"] if kind == "url" else ref["path"]
+    suffix = "".join(ch for ch in Path(urlsplit(source).path if kind == "url" else source).suffix[:10]
+                     if ch.isalnum() or ch == ".")
+    dest = inputs / f"input-{number}{suffix}"
+    if kind == "url":
+        download(source, dest, timeout=HTTP_TIMEOUT)
+    else:
+        _copy_input(Path(source), dest)
+    if uid is not None:
+        os.chown(dest, uid, uid)
+    os.chmod(dest, 0o400)
+    return {**{k: v for k, v in ref.items() if k not in ("url", "path")}, "path": str(dest)}
+
+
+def _copy_input(source: Path, dest: Path) -> None:
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise PermanentGpuError("invalid_input", "an input file cannot be read") from None
+    with os.fdopen(fd, "rb") as src:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PermanentGpuError("invalid_input", "an input is not a regular file")
+        if info.st_size > MAX_INPUT_BYTES:
+            raise PermanentGpuError("invalid_input", "input larger than the size limit")
+        with open(dest, "xb") as out:
+            remaining = info.st_size
+            while remaining > 0:
+                try:
+                    copied = os.copy_file_range(src.fileno(), out.fileno(), remaining)
+                except OSError:  # across filesystems on older kernels, or not supported: by hand
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    break
+                if copied == 0:
+                    break
+                remaining -= copied
+
+
+def collect_outputs(call: Mapping[str, Any], result: Any, box: Path, out_dir: Path, limits: ResultLimits) -> Any:
+    """The engine child's result as the runner reports it: checked as untrusted input (its
+    files only from box/out), each output copied into `out_dir` or uploaded to its URL."""
+    checked = check_result(call["job_type"], result, policy=OutputPolicy(frozenset({PATH}), root=box / "out"),
+                           limits=limits)
+    upload_urls = call["payload"].get("upload_urls") or {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, dict[str, Any]] = {}
+    for name, ref in checked.get("outputs", {}).items():
+        fd = open_output(ref[PATH], box / "out", max_bytes=limits.max_file_bytes, name=f"output {name}")
+        dest = out_dir / ref["filename"]
+        if dest.exists() or dest.is_symlink():
+            dest = out_dir / f"{name}-{ref['filename']}"
+        size = copy_output(fd, dest, max_bytes=limits.max_file_bytes, name=f"output {name}")
+        kept = {**ref, PATH: str(dest), "size_bytes": size}
+        if name in upload_urls:
+            upload(dest, upload_urls[name], ref["content_type"], timeout=HTTP_TIMEOUT)
+            dest.unlink()
+            kept.pop(PATH)
+            kept[UPLOADED] = True
+        outputs[name] = kept
+    return {**checked, "outputs": outputs} if "outputs" in checked else checked
+
+
+def final_status(call: Mapping[str, Any], outcome: Any, box: Path, limits: ResultLimits) -> dict[str, Any]:
+    """status.json's record from the child's outcome, which is its word: normalized, and a
+    success only once its result has been checked and its outputs collected."""
+    status = CallStatus.from_record(outcome if isinstance(outcome, dict) else {})
+    if status.state != "succeeded":
+        error = status.error or PermanentGpuError("internal", "the engine failed without an error")
+        return status_record("failed", error=error, gpu_seconds=status.gpu_seconds)
+    out_dir = Path(call["payload"].get("output_dir") or box.parent / "out")
+    try:
+        result = collect_outputs(call, status.result, box, out_dir, limits)
+    except GpuError as exc:
+        print(f"the engine's result was refused: {exc.message}", file=sys.stderr)
+        return status_record("failed", error=exc, gpu_seconds=status.gpu_seconds)
+    return status_record("succeeded", result=result, gpu_seconds=status.gpu_seconds)
+
+
 class _Announce:
     """Best effort: a failed announcement is logged, and the reaper's poll recovers the call."""
 
@@ -153,9 +328,8 @@ class _Announce:
         except Exception as exc:  # noqa: BLE001 - never let an announcement fail the call
             print(f"could not announce {outcome}: {type(exc).__name__}", file=sys.stderr)
 
-    def progress(self, call_dir: Path) -> None:
-        record = _jsonfile.read(call_dir / "progress.json") or {}
-        value = float(record.get("progress") or 0.0)
+    def progress(self, box: Path) -> None:
+        value = read_progress(box) or 0.0
         if value >= self.last_progress + PROGRESS_ANNOUNCE_STEP:
             self.last_progress = value
             self("progress", value)
@@ -170,28 +344,39 @@ def _read_announce_url() -> str | None:
 
 
 def supervise(call_dir: Path, announce_url: str | None = None) -> int:
+    # It holds the announce URL, and its engine child, maybe of its own uid, must not read it here.
+    isolation.make_non_dumpable()
     announce = _Announce(RedisAnnouncer(announce_url) if announce_url else None, call_dir.name)
     call = _jsonfile.read(call_dir / "call.json")
     if call is None:
         print(f"no call.json in {call_dir}", file=sys.stderr)
         return 2
+    sandbox = Sandbox.from_dict(call.get("sandbox"))
+    limits = ResultLimits.from_dict(call.get("limits"))
     limit_s = float(call["time_limit_s"])
     slots = int(call.get("slots") or 0)
     # Held until this process and its engine child have exited: the kernel releases it then.
     if slots:
         RunnerSlots(call_dir.parent / SLOTS_DIR, slots).acquire()
+    uid = UidLeases(sandbox).acquire()[0] if sandbox.separate_uid else None
+    box = isolation.private_dir(call_dir / BOX, sandbox, uid)
     _jsonfile.write_atomic(call_dir / "started.json", {"at": time.time()})
     announce("progress", 0.0)  # it holds a slot: its time limit starts now
     announce.last_progress = 0.0
     started = time.monotonic()
     deadline = started + limit_s
+    try:
+        payload = stage_inputs(call["payload"], box, sandbox, uid)
+    except GpuError as exc:
+        _end(call_dir, box, status_record("failed", error=exc, gpu_seconds=time.monotonic() - started), announce)
+        return 0
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the engine child
         code = 0
         try:
-            _work(call_dir, call, deadline, os.getppid())
+            _work(box, call, payload, deadline, os.getppid(), sandbox, uid)
         except BaseException:  # noqa: BLE001 - the child must reach os._exit, never return into our loop
             traceback.print_exc()
             code = 1
@@ -209,19 +394,34 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
             timeout = PermanentGpuError("timeout", f"{call['job_type']} ran past its {limit_s:.0f} s time limit")
             _jsonfile.write_once(call_dir / "status.json", status_record("failed", error=timeout, gpu_seconds=elapsed))
             announce("failed")
+            if uid is not None:
+                isolation.kill_uid(uid)  # what left the group (setsid) too
             # Our own session: this takes the engine child, its ffmpeg and this runner down together.
             os.killpg(os.getpgrp(), signal.SIGKILL)
-        announce.progress(call_dir)
+        announce.progress(box)
         time.sleep(POLL_INTERVAL_S)
 
-    outcome = _jsonfile.read(call_dir / "outcome.json")
+    if uid is not None:
+        isolation.kill_uid(uid)  # nothing of the engine outlives it, so nothing can touch its outputs
+    try:
+        outcome = _jsonfile.read(box / "outcome.json", max_bytes=limits.max_json_bytes + 65536)
+    except _jsonfile.TooLarge:
+        outcome = status_record("failed", error=PermanentGpuError("invalid_result", "the engine's outcome is larger "
+                                                                  "than the result limit"))
     if outcome is None:
         how = f"signal {os.WTERMSIG(wait_status)}" if os.WIFSIGNALED(wait_status) else f"exit {wait_status >> 8}"
         error = TransientGpuError("worker_lost", f"the engine process died without a result ({how})")
         outcome = status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
-    _jsonfile.write_once(call_dir / "status.json", outcome)
-    announce("succeeded" if outcome.get("state") == "succeeded" else "failed")
+    _end(call_dir, box, final_status(call, outcome, box, limits), announce)
     return 0
+
+
+def _end(call_dir: Path, box: Path, record: dict[str, Any], announce: _Announce) -> None:
+    # The box first: whoever reads the status finds the call's inputs and scratch files gone.
+    with contextlib.suppress(OSError):
+        shutil.rmtree(box)
+    _jsonfile.write_once(call_dir / "status.json", record)
+    announce("succeeded" if record.get("state") == "succeeded" else "failed")
 
 
 def main(argv: list[str]) -> int:

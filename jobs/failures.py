@@ -31,6 +31,7 @@ FAILURE_MESSAGES: Mapping[str, str] = MappingProxyType({
     "timeout": "The job did not finish within its time limit.",
     "feature_unavailable": "This feature is not available on this server.",
     "canceled": "The job's inference was canceled.",
+    "invalid_result": "The inference returned a result that could not be accepted; it has been logged for our team.",
 })
 UNKNOWN_FAILURE_MESSAGE = "The job failed."
 

@@ -14,20 +14,22 @@ from typing import Any
 
 from django.conf import settings
 
-from gpu_tasks import engines
+from gpu_tasks import contract, engines
 from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_once
+from gpu_tasks.announce import parse_all as parse_announcements
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
-from gpu_tasks.contract import save_output
 from gpu_tasks.engines import weights
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
+from gpu_tasks.results import ResultLimits, check_result
+from gpu_tasks.sandbox import Sandbox
+from gpu_tasks.sandbox import detect as detect_sandbox
 
-# What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, a way to
-# keep an output file wherever the call left it, the calls' announcements of their end, and the
-# spoken languages (Whisper's codes) a request may name.
+# What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, the calls'
+# announcements of their end, and the spoken languages (Whisper's codes) a request may name.
 __all__ = [
     "LANGUAGE_CHOICES", "Announcement", "CallStatus", "EventQueue", "GpuError", "PermanentGpuError", "RedisAnnouncer",
-    "TransientGpuError", "drain_once", "save_output",
+    "TransientGpuError", "drain_once", "parse_announcements",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,33 @@ def backend() -> GpuBackend:
         noop_hold_seconds=getattr(settings, "AUTEUR_NOOP_HOLD_SECONDS", 0.0),
         noop_hold_spread_seconds=getattr(settings, "AUTEUR_NOOP_HOLD_SPREAD_SECONDS", 0.0),
         noop_status_latency_s=getattr(settings, "AUTEUR_NOOP_STATUS_LATENCY_MS", 0) / 1000,
+        result_limits=result_limits(),
+        sandbox=sandbox(),
     )
+
+
+def result_limits() -> ResultLimits:
+    return ResultLimits(
+        max_file_bytes=settings.AUTEUR_GPU_OUTPUT_MAX_BYTES,
+        max_inline_bytes=settings.AUTEUR_GPU_INLINE_OUTPUT_MAX_BYTES,
+        max_json_bytes=settings.AUTEUR_GPU_RESULT_MAX_BYTES,
+    )
+
+
+def sandbox() -> Sandbox:
+    """How this process isolates the local engines and the probe's children (gpu_tasks.sandbox)."""
+    return detect_sandbox(settings.AUTEUR_SANDBOX, settings.AUTEUR_SANDBOX_UID_BASE, settings.AUTEUR_SANDBOX_UID_COUNT)
+
+
+def checked_result(job_type: str, call_id: str, result: Any) -> dict[str, Any]:
+    """A finished call's result as it may be kept: what `call_id`'s backend produces, within the
+    limits (gpu_tasks.results). Raises PermanentGpuError("invalid_result") otherwise."""
+    return check_result(job_type, result, policy=backend().output_policy(call_id), limits=result_limits())
+
+
+def save_output(call_id: str, ref: dict[str, Any], dest: Path) -> Path | None:
+    """Keep one output of `call_id` (a checked ref) at `dest`; None when it was uploaded."""
+    return contract.save_output(ref, dest, policy=backend().output_policy(call_id), limits=result_limits())
 
 
 def reset() -> None:

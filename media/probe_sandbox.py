@@ -4,11 +4,15 @@ A media file is untrusted input to FFmpeg's parsers: a crafted one can ask for g
 the CPU, or crash the process that reads it. So the process that parses it is never the worker:
 each worker process keeps one probe server (media/probe_server.py), a separate Python started
 with a minimal environment (no secrets) that imports PyAV once and forks a child per probe. The
-child lowers its own RLIMIT_AS and RLIMIT_CPU before it opens the file; the server kills it past
-the wall-clock timeout. Whatever happens to the child, the caller gets a ProbeResult: a child
-that runs out of memory, CPU or time, or dies, rejects the file with a plain reason, and the
-worker itself is never at risk. A probe forked from the warm server costs about 15 ms of CPU
-where a fresh interpreter importing PyAV for each file cost about 100 ms (bench/probe_sandbox.py).
+child opens the file, enters the sandbox (gpu_tasks.sandbox: a uid of its own and no network
+where the machine allows it, which the server logs once), and lowers its own RLIMIT_AS and
+RLIMIT_CPU before it parses the file; the server kills it past the wall-clock timeout. The
+process that starts the server makes itself non-dumpable, so that a child of its own uid (no
+uid sandbox) cannot read its environment or memory either. Whatever happens to the child, the
+caller gets a ProbeResult: a child that runs out of memory, CPU or time, or dies, rejects the
+file with a plain reason, and the worker itself is never at risk. A probe forked from the warm
+server costs about 15 ms of CPU where a fresh interpreter importing PyAV for each file cost
+about 100 ms; the sandbox adds about 1 ms of it (bench/probe_sandbox.py).
 
 The server is started on the first probe of a process, and belongs to that process (its PID is
 recorded): a process forked from it (a Celery pool process) starts its own, and the server exits
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gpu_tasks.sandbox as isolation
 from media.probing import DEFAULT_MAX_PIXELS, OVER_LIMITS, ProbeResult
 
 logger = logging.getLogger(__name__)
@@ -51,6 +56,10 @@ class ProbeLimits:
     cpu_seconds: int = 120
     timeout_seconds: float = 300.0
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # How the children are isolated (gpu_tasks.sandbox), fixed when the server starts.
+    sandbox: str = "auto"
+    sandbox_uid_base: int = isolation.DEFAULT_UID_BASE
+    sandbox_uid_count: int = isolation.DEFAULT_UID_COUNT
 
 
 class ProbeServerUnavailable(RuntimeError):
@@ -62,19 +71,30 @@ class ServerLost(Exception):
 
 
 class ProbeServer:
-    """One running `python -m media.probe_server` and the pipes to it."""
+    """One running `python -m media.probe_server` and the pipes to it.
 
-    def __init__(self) -> None:
+    `probe`: "module:function" the children run instead of probe_file (tests run attacks so)."""
+
+    def __init__(self, limits: ProbeLimits | None = None, *, probe: str = "") -> None:
+        limits = limits or ProbeLimits()
         env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
         self.owner = os.getpid()
+        # The process that starts parsers of untrusted media keeps its memory and environment to
+        # itself: a child that shares its uid (no uid sandbox here) could read them otherwise.
+        isolation.make_non_dumpable()
+        args = ["--sandbox", limits.sandbox, "--uid-base", str(limits.sandbox_uid_base),
+                "--uid-count", str(limits.sandbox_uid_count), *(["--probe", probe] if probe else [])]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "media.probe_server"],
+            [sys.executable, "-m", "media.probe_server", *args],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
         )  # fmt: skip
         self._buffer = b""
-        if self.read_answer(time.monotonic() + STARTUP_TIMEOUT_SECONDS) != {"ready": True}:
+        ready = self.read_answer(time.monotonic() + STARTUP_TIMEOUT_SECONDS)
+        if not ready or ready.get("ready") is not True:
             self.stop()
             raise ProbeServerUnavailable(f"the probe server did not start (exit status {self.proc.returncode})")
+        self.sandbox = str(ready.get("sandbox") or "")
+        _log_sandbox_once(self.sandbox, full=ready.get("mode") == "uid" and ready.get("network_isolated") is True)
 
     @property
     def pid(self) -> int:
@@ -123,14 +143,22 @@ class ProbeServer:
 
 _lock = threading.Lock()
 _server: ProbeServer | None = None
+_sandbox_logged: set[str] = set()
 
 
-def _server_for_this_process() -> ProbeServer:
+def _log_sandbox_once(description: str, *, full: bool) -> None:
+    """What the probe's children can reach, said once per process (a warning when degraded)."""
+    if description and description not in _sandbox_logged:
+        _sandbox_logged.add(description)
+        logger.log(logging.INFO if full else logging.WARNING, "probe %s", description)
+
+
+def _server_for_this_process(limits: ProbeLimits | None = None) -> ProbeServer:
     global _server
     if _server is not None and _server.owner != os.getpid():
         _forget_inherited_server()
     if _server is None:
-        _server = ProbeServer()
+        _server = ProbeServer(limits)
     return _server
 
 
@@ -165,14 +193,14 @@ def current_server_pid() -> int | None:
 def _ask(request: bytes, limits: ProbeLimits) -> dict[str, Any] | None:
     """Send one request to this process's server and read its answer; None (and the server
     replaced) if it died, hung or answered garbage after the request was written."""
-    server = _server_for_this_process()
+    server = _server_for_this_process(limits)
     try:
         server.send(request)
     except ServerLost:
         # Gone before it saw this file (killed earlier, say): not the file's doing.
         logger.warning("probe: the probe server %s had exited; starting another", server.pid)
         stop_server()
-        server = _server_for_this_process()
+        server = _server_for_this_process(limits)
         try:
             server.send(request)
         except ServerLost as exc:

@@ -49,17 +49,26 @@ def _rate(value: Fraction | None) -> float | None:
     return round(float(value), 3)
 
 
-def probe_file(path: Path, declared_type: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ProbeResult:
+def probe_file(
+    path: Path, declared_type: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, fd: int | None = None
+) -> ProbeResult:
     """Open the file with PyAV, check the type claimed and the picture's size, decode one frame
-    of its main stream, and measure its length from every packet's timestamps."""
+    of its main stream, and measure its length from every packet's timestamps.
+
+    `fd`: the file already open (read through FFmpeg's `fd` protocol, and no other): the
+    sandboxed probe opens it before it gives up the rights to open it by `path`."""
     import av
 
     # FFmpeg's decoders refuse a frame above `max_pixels` before allocating it, including the
     # ones that opening the file runs to fill in stream parameters; one thread keeps the memory
     # a decode takes predictable.
     options = {**SAFE_INPUT_OPTIONS, "max_pixels": str(max_pixels), "threads": "1"}
+    source = str(path)
+    if fd is not None:
+        source = "fd:"
+        options.update(fd=str(fd), protocol_whitelist="fd")
     try:
-        with av.open(str(path), metadata_errors="ignore", options=options) as container:
+        with av.open(source, metadata_errors="ignore", options=options) as container:
             video = next((s for s in container.streams.video if not _is_attached_picture(s)), None)
             audio = container.streams.audio[0] if container.streams.audio else None
             fmt = container.format.name

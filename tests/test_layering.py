@@ -4,7 +4,8 @@
   id; the jobs app calls it, never the reverse);
 - `media` and `credits` import no other app (but media reads the one definition of how untrusted
   media is opened, `gpu_tasks/input_policy.py`, a module without imports, which the engines use
-  too); `projects` imports only `media` of the apps (and the effect vocabulary,
+  too, and isolates its probe's children with `gpu_tasks/sandbox.py`, another such leaf, which
+  the local runner uses too); `projects` imports only `media` of the apps (and the effect vocabulary,
   `gpu_tasks/effect_vocabulary.py`, another such leaf, which the render engine reads too);
 - `gpu_tasks` imports neither Django nor any app (it runs inside Modal's containers);
 - `jobs` reaches `gpu_tasks` only through its client (`jobs/gpu_client.py`) and its specs
@@ -42,7 +43,7 @@ def modules(package: str) -> Iterator[Path]:
             yield path
 
 
-SHARED_LEAVES = ("gpu_tasks.input_policy", "gpu_tasks.effect_vocabulary")
+SHARED_LEAVES = ("gpu_tasks.input_policy", "gpu_tasks.effect_vocabulary", "gpu_tasks.sandbox")
 
 
 def violations(package: str, allowed: set[str], *, exempt: tuple[str, ...] = ()) -> list[str]:

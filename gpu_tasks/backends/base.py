@@ -19,6 +19,9 @@ Contract (what `jobs/gpu_client.py` relies on):
   unreachable): the call may still be running, so poll again later.
 - `cancel(call_id)`: best effort and idempotent; cancelling a finished or unknown call is a no-op.
 - `release(call_id)`: the caller has stored the outputs; the backend may delete its files.
+- `output_policy(call_id)`: the output refs this backend produces for the call (their forms,
+  and the call's own output folder where it leaves files). A result is kept only as far as it
+  fits (`gpu_tasks.results`): a call's container is not trusted to say where its outputs are.
 
 Payload and result shapes, inputs and outputs: see `gpu_tasks.contract`.
 """
@@ -30,8 +33,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gpu_tasks.announce import Announcement
-from gpu_tasks.errors import GpuError
+from gpu_tasks.announce import Announcement, sane_progress
+from gpu_tasks.errors import GpuError, PermanentGpuError
+from gpu_tasks.results import REMOTE_OUTPUTS, OutputPolicy, refused
+
+# The most accelerator seconds a call can report: a day (no type's time limit comes near it).
+MAX_GPU_SECONDS = 86_400.0
 
 CallState = Literal["running", "succeeded", "failed"]
 
@@ -53,8 +60,8 @@ class CallStatus:
         return self.state != "running"
 
     @staticmethod
-    def running(progress: float | None = None, *, waiting: bool = False, **details: Any) -> CallStatus:
-        return CallStatus("running", progress=progress, details=details, waiting=waiting)
+    def running(progress: Any = None, *, waiting: bool = False, **details: Any) -> CallStatus:
+        return CallStatus("running", progress=sane_progress(progress), details=details, waiting=waiting)
 
     @staticmethod
     def succeeded(result: dict[str, Any], gpu_seconds: float = 0.0) -> CallStatus:
@@ -66,11 +73,28 @@ class CallStatus:
 
     @staticmethod
     def from_record(record: Mapping[str, Any]) -> CallStatus:
-        """From a final outcome record (`gpu_tasks.contract.status_record`)."""
-        gpu_seconds = float(record.get("gpu_seconds") or 0.0)
+        """From a final outcome record (`gpu_tasks.contract.status_record`), as a container or a
+        runner wrote it: a success whose result is not an object, or whose seconds are not a
+        plain number, is a failure (`invalid_result`)."""
+        gpu_seconds = record.get("gpu_seconds") or 0.0
+        if (not isinstance(gpu_seconds, int | float) or isinstance(gpu_seconds, bool)
+                or not 0.0 <= gpu_seconds <= MAX_GPU_SECONDS):  # NaN fails both comparisons
+            if record.get("state") == "succeeded":
+                return CallStatus.failed(refused("its GPU seconds are not a plain number"))
+            gpu_seconds = 0.0
+        gpu_seconds = float(gpu_seconds)
         if record.get("state") == "succeeded":
-            return CallStatus.succeeded(dict(record.get("result") or {}), gpu_seconds)
-        return CallStatus.failed(GpuError.from_dict(dict(record.get("error") or {})), gpu_seconds)
+            result = record.get("result")
+            if result is None:
+                result = {}
+            if not isinstance(result, dict):
+                return CallStatus.failed(refused("it is not an object"), gpu_seconds)
+            return CallStatus.succeeded(result, gpu_seconds)
+        error = record.get("error")
+        if not isinstance(error, dict):
+            return CallStatus.failed(PermanentGpuError("internal", "the call failed without a readable error"),
+                                     gpu_seconds)
+        return CallStatus.failed(GpuError.from_dict(error), gpu_seconds)
 
 
 class GpuBackend(ABC):
@@ -124,3 +148,8 @@ class GpuBackend(ABC):
 
     def release(self, call_id: str) -> None:
         return None
+
+    def output_policy(self, call_id: str) -> OutputPolicy:
+        """The output refs this backend produces for `call_id`: by default uploaded objects and
+        inline bytes only, never a path on this machine."""
+        return REMOTE_OUTPUTS

@@ -30,6 +30,7 @@ from typing import Any
 
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.errors import PermanentGpuError, TransientGpuError
+from gpu_tasks.results import OutputPolicy
 from gpu_tasks.types import JobType
 
 FAULT_KINDS = ("transient", "permanent", "hang", "spawn_transient", "spawn_permanent")
@@ -147,3 +148,6 @@ class FaultInjectingBackend(GpuBackend):
     def release(self, call_id: str) -> None:
         if _FAULT_ID.match(call_id) is None:
             self.inner.release(call_id)
+
+    def output_policy(self, call_id: str) -> OutputPolicy:
+        return self.inner.output_policy(call_id)

@@ -7,7 +7,14 @@ in its own process and never waits for it. Everything about a call lives in its 
 and its process namespace) can poll or cancel it, including after the spawning process was
 SIGKILLed. `base_dir` comes from the caller (settings: `AUTEUR_GPU_LOCAL_DIR`).
 
-Outputs are written to the payload's `output_dir`, or to `<call_dir>/out` when it has none; they
+The engines run in the sandbox of `sandbox` (`gpu_tasks.sandbox`; by default the best this
+machine allows, logged once per process): in `uid` mode, as a uid of the call's own with no
+network, able to write only its call's `box/`. What comes back from there is checked as input,
+by the runner and again by `output_policy`: a result's files are kept only from inside
+`<call_dir>/out`, which the engine cannot write.
+
+Outputs are copied by the runner to `<call_dir>/out` (or the payload's `output_dir`, which the
+store step of the jobs app never uses: it keeps files only from the call's own folder); they
 stay until `release(call_id)` (or `cleanup()`) deletes the call directory.
 
 At most `slots` runners run engines at once on the machine (gpu_tasks.runner_slots); a call
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,11 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from gpu_tasks import _jsonfile
+from gpu_tasks import sandbox as isolation
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.contract import status_record
 from gpu_tasks.engines import engine_languages, weights
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.local_runner import BOX, read_progress
+from gpu_tasks.results import PATH, UPLOADED, OutputPolicy, ResultLimits, refused
+from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.types import get_spec
+
+logger = logging.getLogger(__name__)
 
 _CALL_ID = re.compile(r"^local-[0-9a-f]{32}$")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +83,8 @@ class LocalBackend(GpuBackend):
         memory_limit_mb: int = 0,
         engines: Mapping[str, str] | None = None,
         announce_url: str | None = None,
+        result_limits: ResultLimits | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
         self.python = python or sys.executable
@@ -82,6 +98,9 @@ class LocalBackend(GpuBackend):
         # Where runners announce their calls' progress and end (gpu_tasks.announce). It reaches
         # the runner on its stdin, never in its environment or files, which the engine can read.
         self.announce_url = announce_url
+        self.result_limits = result_limits or ResultLimits()
+        self.sandbox = sandbox if sandbox is not None else isolation.detect()
+        isolation.log_once(self.sandbox, logger)
 
     @property
     def announces(self) -> bool:
@@ -119,13 +138,20 @@ class LocalBackend(GpuBackend):
             "slots": self.slots,
             "memory_limit_bytes": self.memory_limit_mb * 2**20,
             "engine": self.engines.get(spec.job_type.value),
+            "sandbox": self.sandbox.to_dict(),
+            "limits": self.result_limits.to_dict(),
         }
         try:
             json.dumps(call)
         except (TypeError, ValueError) as exc:
             raise PermanentGpuError("invalid_input", f"payload is not JSON: {exc}") from None
         try:
-            call_dir.mkdir(parents=True)
+            if not self.base_dir.is_dir():
+                # Other uids (the engines') may pass through, not list which calls there are.
+                self.base_dir.mkdir(parents=True, mode=0o711, exist_ok=True)
+            # Passable by the call's engine on its way to its box, writable by the worker alone.
+            call_dir.mkdir(mode=0o711)
+            os.chmod(call_dir, 0o711)  # noqa: S103 - a stricter umask would lock the engine out
             _jsonfile.write_atomic(call_dir / "call.json", call)
             with open(call_dir / "runner.log", "ab") as log:
                 proc = subprocess.Popen(
@@ -152,12 +178,12 @@ class LocalBackend(GpuBackend):
         call_dir = self._call_dir(call_id)
         if call_dir is None or not (call_dir / "call.json").is_file():
             return CallStatus.failed(TransientGpuError("worker_lost", "no such local call (its files are gone)"))
-        status = _jsonfile.read(call_dir / "status.json")
+        status = self._status(call_dir)
         if status is not None:
-            return CallStatus.from_record(status)
+            return status
         if self._runner_alive(call_dir):
             started = _jsonfile.read(call_dir / "started.json")
-            if started is None:
+            if not isinstance(started, dict):
                 return CallStatus.running(None, waiting=True)  # in line for a slot, or starting
             call = _jsonfile.read(call_dir / "call.json") or {}
             elapsed = time.time() - float(started.get("at") or time.time())
@@ -165,13 +191,29 @@ class LocalBackend(GpuBackend):
                 error = PermanentGpuError("timeout", "the call ran past its time limit")
                 self._finish(call_dir, error, gpu_seconds=elapsed)
                 return self.poll(call_id)
-            progress = _jsonfile.read(call_dir / "progress.json") or {}
-            return CallStatus.running(progress.get("progress"))
+            return CallStatus.running(read_progress(call_dir / BOX))
         # The runner may have written its status and exited between our two reads.
-        status = _jsonfile.read(call_dir / "status.json")
+        status = self._status(call_dir)
         if status is not None:
-            return CallStatus.from_record(status)
+            return status
         return CallStatus.failed(TransientGpuError("worker_lost", "the local runner died without reporting a result"))
+
+    def _status(self, call_dir: Path) -> CallStatus | None:
+        try:
+            record = _jsonfile.read(call_dir / "status.json", max_bytes=self.result_limits.max_json_bytes + 65536)
+        except _jsonfile.TooLarge:
+            return CallStatus.failed(refused("its status is larger than the result limit"))
+        if record is None:
+            return None
+        return CallStatus.from_record(record if isinstance(record, dict) else {})
+
+    def output_policy(self, call_id: str) -> OutputPolicy:
+        """Files only from `<call_dir>/out`, where the runner copies the outputs it checked and
+        the engine cannot write; a folder derived from the call id, never read from a file."""
+        call_dir = self._call_dir(call_id)
+        if call_dir is None:
+            return OutputPolicy(frozenset({UPLOADED}))
+        return OutputPolicy(frozenset({PATH, UPLOADED}), root=call_dir / "out")
 
     def cancel(self, call_id: str) -> None:
         call_dir = self._call_dir(call_id)

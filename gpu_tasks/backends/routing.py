@@ -8,6 +8,7 @@ from typing import Any
 from gpu_tasks.announce import Announcement
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.errors import TransientGpuError
+from gpu_tasks.results import REMOTE_OUTPUTS, OutputPolicy
 
 
 class RoutingBackend(GpuBackend):
@@ -80,3 +81,7 @@ class RoutingBackend(GpuBackend):
         backend, inner = self._split(call_id)
         if backend is not None:
             backend.release(inner)
+
+    def output_policy(self, call_id: str) -> OutputPolicy:
+        backend, inner = self._split(call_id)
+        return backend.output_policy(inner) if backend is not None else REMOTE_OUTPUTS

@@ -108,4 +108,16 @@ def download(folder: str, repo: str | Repo, *, into: Path | None = None, token: 
     source = repo_of(repo)
     target = (into or models_dir()) / folder
     snapshot_download(source.id, local_dir=str(target), token=token, allow_patterns=list(source.files) or None)
+    readable_by_all(target)
     return target
+
+
+def readable_by_all(root: Path) -> None:
+    """Let every uid read `root` (folders o+rx, files o+r): the local engines run as uids of their
+    own (gpu_tasks.sandbox), and weights are no secret; nothing becomes writable."""
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, os.stat(folder).st_mode | 0o555)  # noqa: S103 - read and pass through, never write
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o444)

@@ -5,19 +5,27 @@ stores a success or fails or re-spawns as it always did. Handling is idempotent:
 late or unknown announcement finds no processing job with that call, or an infer step that
 finds its work done. A lost announcement is the reaper's: it polls a processing job that has
 shown no sign of life for `AUTEUR_REAPER_REPOLL_AFTER_SECONDS`.
+
+An announcement is input (a runner or a container wrote it): it is parsed strictly
+(`gpu_tasks.announce`), and each one is handled on its own, so that one that fails for what it
+holds is logged and dropped while the rest of its batch goes on. Only the database or Redis
+being away stops a batch, which is then handled again whole: were a bad announcement to stop
+it, every restart of the consumer would meet it again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jobs import gpu_client, pipeline
-from jobs.gpu_client import Announcement, EventQueue, GpuError, RedisAnnouncer, drain_once
+from jobs.gpu_client import Announcement, EventQueue, GpuError, RedisAnnouncer, drain_once, parse_announcements
 from jobs.models import Job, JobStatus
 from jobs.pipeline import Step
 from jobs.services.inference import job_progress_announce
@@ -26,10 +34,36 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 RETRY_SECONDS = 2.0
+# What stops a whole batch, to be handled again later: the database, Redis or the broker away.
+# Anything else raised while handling one announcement is that announcement's fault.
+PASSING_FAILURES: tuple[type[Exception], ...] = (
+    OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError, KombuOperationalError,
+)
+# The loop also pauses on any other database error (one the batch's lookup met, say).
+PAUSING_FAILURES: tuple[type[Exception], ...] = (*PASSING_FAILURES, DatabaseError)
 
 
 def gpu_announcements_handle(announcements: list[Announcement]) -> dict[str, int]:
-    """Publish the infer step of each job whose call ended; record the progress of the others."""
+    """Publish the infer step of each job whose call ended; record the progress of the others.
+
+    Should the batch's shared work fail for what an announcement holds, each is handled alone,
+    and the one that fails is logged and dropped."""
+    try:
+        return _handle_batch(announcements)
+    except PASSING_FAILURES:
+        raise
+    except Exception:
+        if len(announcements) <= 1:
+            logger.exception("gpu_events: dropped an announcement: handling it failed")
+            return {"ended": 0, "progress": 0, "ignored": len(announcements)}
+    counts = {"ended": 0, "progress": 0, "ignored": 0}
+    for announcement in announcements:
+        for key, value in gpu_announcements_handle([announcement]).items():
+            counts[key] += value
+    return counts
+
+
+def _handle_batch(announcements: list[Announcement]) -> dict[str, int]:
     counts = {"ended": 0, "progress": 0, "ignored": 0}
     ended: dict[str, Announcement] = {}
     progress: dict[str, Announcement] = {}
@@ -47,18 +81,37 @@ def gpu_announcements_handle(announcements: list[Announcement]) -> dict[str, int
             for j in Job.objects.filter(gpu_call_id__in=list(stored), status=JobStatus.PROCESSING)}
     for call_id in ended:
         job = jobs.get(call_id)
-        if job is None or not pipeline.publish(job.pk, job.type, Step.INFER):
+        if job is None or not _handled(call_id, _publish_infer, job):
             counts["ignored"] += 1  # a lost publish is the reaper's, as for any other step
             continue
         counts["ended"] += 1
     for call_id, a in progress.items():
         job = jobs.get(call_id)
-        if job is None:
+        if job is None or not _handled(call_id, _record_progress, job, a.progress):
             counts["ignored"] += 1
             continue
-        job_progress_announce(job=job, progress=a.progress)
         counts["progress"] += 1
     return counts
+
+
+def _publish_infer(job: Job) -> bool:
+    return pipeline.publish(job.pk, job.type, Step.INFER)
+
+
+def _record_progress(job: Job, progress: float | None) -> bool:
+    job_progress_announce(job=job, progress=progress)
+    return True
+
+
+def _handled(call_id: str, action: Callable[..., bool], *args: object) -> bool:
+    """Handle one announcement; False when it failed for what it holds (logged, then dropped)."""
+    try:
+        return action(*args)
+    except PASSING_FAILURES:
+        raise
+    except Exception:
+        logger.exception("gpu_events: dropped the announcement of call %s: handling it failed", call_id)
+        return False
 
 
 def gpu_announcements_forward(*, stop: threading.Event, batch_size: int = BATCH_SIZE) -> None:
@@ -84,7 +137,8 @@ def gpu_events_run(*, stop: threading.Event, batch_size: int = BATCH_SIZE, block
 
     First re-handles what a consumer that died left in the processing list. Redis or the
     database away (a restart, a failover) pauses it rather than ending it: what it had taken
-    stays in the processing list and is handled again once they are back."""
+    stays in the processing list and is handled again once they are back. Nothing an
+    announcement holds ends it."""
     queue = gpu_events_queue()
     if gpu_client.holds_announcements():
         threading.Thread(target=gpu_announcements_forward, kwargs={"stop": stop, "batch_size": batch_size},
@@ -97,12 +151,18 @@ def gpu_events_run(*, stop: threading.Event, batch_size: int = BATCH_SIZE, block
                 left = queue.pending()
                 if left:
                     logger.info("gpu_events: re-handling %d announcements left unacknowledged", len(left))
-                    gpu_announcements_handle([a for a in map(Announcement.loads, left) if a is not None])
+                    gpu_announcements_handle(parse_announcements(left))
                     queue.ack(left)
                 recover = False
             taken += drain_once(queue, gpu_announcements_handle, max_items=batch_size, block_seconds=block_seconds)
-        except (redis.ConnectionError, redis.TimeoutError, DatabaseError) as exc:
+        except PAUSING_FAILURES as exc:
             logger.warning("gpu_events: %s; retrying in %s s", type(exc).__name__, RETRY_SECONDS)
+            recover = True
+            stop.wait(RETRY_SECONDS)
+        except Exception:
+            # Not an announcement's doing (each is handled on its own): the consumer stays up and
+            # handles what it holds again.
+            logger.exception("gpu_events: handling a batch failed; retrying in %s s", RETRY_SECONDS)
             recover = True
             stop.wait(RETRY_SECONDS)
     return taken

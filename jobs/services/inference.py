@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import timedelta
 
@@ -125,7 +126,9 @@ def _record_start(job: Job, *, waiting: bool) -> None:
 
 
 def _record_progress(job: Job, progress: float | None) -> None:
-    if progress is None:
+    # Reported by the call (its runner, its container): a figure that is no number is no progress.
+    if progress is None or isinstance(progress, bool) or not isinstance(progress, int | float) \
+            or not math.isfinite(progress):
         return
     value = max(0, min(99, int(progress)))
     if value // PROGRESS_EVENT_STEP > job.progress // PROGRESS_EVENT_STEP:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from jobs.specs import OutputKind, job_spec
 from media.services.captions import media_attach_caption
 from media.services.outputs import media_create_output, media_delete_job_outputs
 
+logger = logging.getLogger(__name__)
+
 
 def job_complete(
     *, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0, job: Job | None = None
@@ -33,10 +38,18 @@ def job_complete(
     """
     if job is None:
         job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
-    if job is None or not job_inference_ended(job=job):
+    if job is None:
+        return None
+    # Checked before anything is stored, and each file again as it is opened: a result that is
+    # not what the backend produces fails the job (refunded as any failure) and nothing of it is
+    # kept (job_fail deletes what was stored).
+    with _refusals_logged(job):
+        result = gpu_client.checked_result(job.type, job.gpu_call_id, result)
+    if not job_inference_ended(job=job):
         return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
-    output_media = _store_outputs(job, result.get("outputs") or {})
+    with _refusals_logged(job):
+        output_media = _store_outputs(job, result.get("outputs") or {})
     if job_spec(job.type).output is OutputKind.TRANSCRIPT:
         output_data["caption_key"] = media_attach_caption(media_id=job.input_params["media_id"], transcript=output_data)
         edl = job_transcript_to_edl_first(job=job, output_data=output_data)
@@ -69,6 +82,18 @@ def job_complete(
     return job
 
 
+@contextlib.contextmanager
+def _refusals_logged(job: Job) -> Iterator[None]:
+    """A refused result is logged for operators: the rule it broke, never its content."""
+    try:
+        yield
+    except gpu_client.PermanentGpuError as exc:
+        if exc.code == "invalid_result":
+            logger.warning("GPU result refused: job %s, call %s: %s", job.pk, job.gpu_call_id, exc.message,
+                           extra={"job_id": str(job.pk)})
+        raise
+
+
 def _queue_transcript_to_edl(job_id: uuid.UUID) -> None:
     """Retry writing the transcript into the project's timeline, by its own task (jobs.services.transcript_edl)."""
     from jobs.tasks import transcript_to_edl  # the tasks call the services
@@ -80,7 +105,10 @@ def _queue_transcript_to_edl(job_id: uuid.UUID) -> None:
 
 
 def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
-    """Each output file as a media file of the job's project (idempotent per job and name)."""
+    """Each output file as a media file of the job's project (idempotent per job and name).
+
+    `outputs` are checked refs (gpu_client.checked_result): a plain base name, an allowed content
+    type, and bytes or a file that the call's backend produced."""
     engine = job_spec(job.type).engine
     stored: list[str] = []
     for name, ref in outputs.items():
@@ -89,8 +117,8 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
         kind = engine.output_kind(name)
         media_type = kind.value if kind.is_media else OutputKind.VIDEO.value
         with tempfile.TemporaryDirectory(prefix="auteur-out-") as tmp:
-            filename = ref.get("filename") or f"{name}.bin"
-            local = gpu_client.save_output(ref, Path(tmp) / filename)
+            filename = ref["filename"]
+            local = gpu_client.save_output(job.gpu_call_id, ref, Path(tmp) / filename)
             if local is None:
                 continue
             media = media_create_output(
@@ -99,7 +127,7 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
                 job_id=job.id,
                 name=f"{job.type}-{str(job.id)[:8]}-{filename}",
                 type=media_type,
-                mime_type=ref.get("content_type") or "application/octet-stream",
+                mime_type=ref["content_type"],
                 local_path=local,
                 generation=ref.get("metadata"),
             )

@@ -39,6 +39,9 @@ def probe_limits() -> ProbeLimits:
         cpu_seconds=settings.AUTEUR_MEDIA_PROBE_CPU_SECONDS,
         timeout_seconds=settings.AUTEUR_MEDIA_PROBE_TIMEOUT_SECONDS,
         max_pixels=settings.AUTEUR_MEDIA_MAX_PIXELS,
+        sandbox=settings.AUTEUR_SANDBOX,
+        sandbox_uid_base=settings.AUTEUR_SANDBOX_UID_BASE,
+        sandbox_uid_count=settings.AUTEUR_SANDBOX_UID_COUNT,
     )
 
 

@@ -40,3 +40,102 @@ def progress_steps(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
         ctx.progress(pct)
         time.sleep(0.3)
     return {"steps": 2}
+
+
+# ----------------------------------------------------------------------------- attacks
+# What an engine that a crafted input took over could try, run in the sandbox the local backend
+# gives it. Each returns what happened, so that the test can assert it was refused.
+
+
+def _attempt(action: Any) -> str:
+    try:
+        action()
+    except OSError as exc:
+        return type(exc).__name__
+    return "done"
+
+
+def read_environs(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Read the worker's /proc environ (its pid in the payload) and the runner's (our parent)."""
+    return {
+        "worker": _attempt(lambda: Path(f"/proc/{payload['pid']}/environ").read_bytes()),
+        "runner": _attempt(lambda: Path(f"/proc/{os.getppid()}/environ").read_bytes()),
+        "worker_mem": _attempt(lambda: Path(f"/proc/{payload['pid']}/mem").open("rb").close()),
+    }
+
+
+def connect(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Open a TCP connection to `port` on loopback (Redis, say)."""
+    import socket
+
+    def dial() -> None:
+        socket.create_connection(("127.0.0.1", int(payload["port"])), timeout=5).close()
+
+    return {"connect": _attempt(dial)}
+
+
+def trespass(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Write into another call's folder (`victim`, its call directory) and into our own call's."""
+    victim = Path(payload["victim"])
+    own = Path(payload["output_dir"]).parent.parent  # box/out -> the call directory
+    attempts = {
+        "victim_box_file": lambda: (victim / "box" / "pwned").write_text("x"),
+        "victim_progress": lambda: (victim / "box" / "progress.json").write_text('{"progress": 99}'),
+        "victim_status": lambda: (victim / "status.json").write_text("{}"),
+        "victim_out": lambda: (victim / "out").mkdir(),
+        "victim_call": lambda: (victim / "call.json").write_text("{}"),
+        "own_status": lambda: (own / "status.json").write_text("{}"),
+        "own_call": lambda: (own / "call.json").write_text("{}"),
+    }
+    return {name: _attempt(action) for name, action in attempts.items()}
+
+
+def _wav(ctx: Any) -> Path:
+    from gpu_tasks.backends.noop import _silence_wav
+
+    path = ctx.output_path("audio", ".wav")
+    path.write_bytes(_silence_wav())
+    return Path(path)
+
+
+def environ_ref(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Name the process's own environment as the output (the worker would copy its secrets)."""
+    return {"outputs": {"audio": {"path": "/proc/self/environ", "content_type": "audio/wav", "size_bytes": 100,
+                                  "filename": "voice.wav"}}}
+
+
+def symlink_out(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A symlink inside the output folder that points out of it, to `target`."""
+    out = Path(payload["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    link = out / "voice.wav"
+    link.symlink_to(payload["target"])
+    return {"outputs": {"audio": {"path": str(link), "content_type": "audio/wav", "size_bytes": 100,
+                                  "filename": "voice.wav"}}}
+
+
+def absolute_filename(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A real output whose `filename` is an absolute path elsewhere (a write anywhere)."""
+    ref = ctx.deliver("audio", _wav(ctx), "audio/wav")
+    ref["filename"] = payload["target"]
+    return {"outputs": {"audio": ref}}
+
+
+def html_audio(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A real output labelled as a web page."""
+    ref = ctx.deliver("audio", _wav(ctx), "text/html")
+    return {"outputs": {"audio": ref}}
+
+
+def big_output(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """An output of `bytes` bytes."""
+    path = ctx.output_path("audio", ".wav")
+    path.write_bytes(b"\0" * int(payload["bytes"]))
+    return {"outputs": {"audio": ctx.deliver("audio", path, "audio/wav")}}
+
+
+def read_input(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Read the input as given, and the worker's original of it (its path in `original`)."""
+    given = ctx.input_path(payload["media"], "media")
+    return {"given": Path(given).read_text(), "given_path": str(given),
+            "original": _attempt(lambda: Path(payload["original"]).read_text())}

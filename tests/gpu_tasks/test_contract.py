@@ -6,6 +6,7 @@ import pytest
 
 from gpu_tasks.contract import EngineContext, input_ref_kind, save_output
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.results import FORMS, OutputPolicy
 
 
 @pytest.mark.parametrize("ref", [None, {}, {"path": ""}, {"url": "ftp://x/y"}, {"url": "/relative"}, "a string"])
@@ -30,9 +31,10 @@ def test_deliver_moves_to_output_dir_or_returns_bytes(tmp_path: Path) -> None:
     ref2 = inline.deliver("audio", scratch, "audio/wav")
     assert ref2["data"] == b"RIFF" and "path" not in ref2
 
-    assert save_output(ref, tmp_path / "stored" / "a.mp4") == tmp_path / "stored" / "a.mp4"
+    every_form = OutputPolicy(frozenset(FORMS), root=tmp_path / "out")
+    assert save_output(ref, tmp_path / "stored" / "a.mp4", policy=every_form) == tmp_path / "stored" / "a.mp4"
     assert (tmp_path / "stored" / "a.mp4").read_bytes() == b"abc"
-    save_output(ref2, tmp_path / "stored" / "b.wav")
+    save_output(ref2, tmp_path / "stored" / "b.wav", policy=every_form)
     assert (tmp_path / "stored" / "b.wav").read_bytes() == b"RIFF"
-    assert save_output({"uploaded": True, "size_bytes": 3}, tmp_path / "never") is None
+    assert save_output({"uploaded": True, "size_bytes": 3}, tmp_path / "never", policy=every_form) is None
     assert not (tmp_path / "never").exists()

@@ -229,11 +229,22 @@ def test_a_runner_gets_a_minimal_environment_without_any_secret(
     assert env["OMP_NUM_THREADS"] == "1" and env["PATH"]
 
 
-def test_no_more_runners_than_slots_run_at_once_and_the_rest_wait_in_line(tmp_path: Path) -> None:
+@pytest.fixture
+def shared() -> Any:
+    """A folder that every engine may write, whatever uid its sandbox runs it as (the test's
+    tmp_path is the test's alone)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="auteur-shared-"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_no_more_runners_than_slots_run_at_once_and_the_rest_wait_in_line(tmp_path: Path, shared: Path) -> None:
     from gpu_tasks.runner_slots import RunnerSlots
 
-    shared = tmp_path / "shared"
-    shared.mkdir()
     backend = LocalBackend(tmp_path / "calls", slots=2, engines={"tts": f"{PROBES}:hold"})
     calls = [backend.spawn("tts", {"text": "x", "dir": str(shared)}) for _ in range(5)]
     line = backend.base_dir / "slots" / "tickets"
@@ -252,9 +263,7 @@ def test_no_more_runners_than_slots_run_at_once_and_the_rest_wait_in_line(tmp_pa
     assert max(r.result["running_at_start"] for r in results if r.result) <= 2
 
 
-def test_a_waiting_runner_that_is_canceled_leaves_the_line(tmp_path: Path) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir()
+def test_a_waiting_runner_that_is_canceled_leaves_the_line(tmp_path: Path, shared: Path) -> None:
     backend = LocalBackend(tmp_path / "calls", slots=1, engines={"tts": f"{PROBES}:hold"})
     calls = [backend.spawn("tts", {"text": "x", "dir": str(shared)}) for _ in range(3)]
     line = backend.base_dir / "slots" / "tickets"

@@ -179,3 +179,74 @@ def test_a_modal_calls_announcement_reaches_its_job_through_the_consumer(auth_cl
                block_seconds=1)
     assert seen == [{"ended": 1, "progress": 0, "ignored": 0}]  # its infer step was published
     assert events_list.llen(PROCESSING_KEY) == 0 and queue.items == []
+
+
+# A batch as a runner or container that a crafted input took over could push it: progress that is
+# NaN, infinite, negative or a string, a huge body, deep nesting, a call id with a NUL in it.
+POISON = [
+    b'{"call_id": "call-good-progress", "outcome": "progress", "progress": NaN}',
+    b'{"call_id": "call-good-progress", "outcome": "progress", "progress": 1e999}',
+    b'{"call_id": "call-good-progress", "outcome": "progress", "progress": -5}',
+    b'{"call_id": "call-good-progress", "outcome": "progress", "progress": "50"}',
+    b'{"call_id": "call-good-progress", "outcome": "progress", "progress": 50, "pad": "' + b"x" * 1_000_000 + b'"}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"call_id": "call-\\u0000", "outcome": "failed"}',
+    b'{"call_id": "call-good-progress", "outcome": "progress", "progress": 20, "at": 1e999}',
+]
+
+
+def test_a_poison_batch_is_dropped_and_the_consumer_survives_its_restart(auth_client, project, events_list,
+                                                                          monkeypatch, caplog):
+    import threading
+
+    from django.db import connections
+
+    from jobs import pipeline
+    from jobs.services.completion import gpu_events_run
+
+    old = timezone.now() - timedelta(hours=1)
+    progressing, ending, broken = (submit_tts(auth_client, project) for _ in range(3))
+    Job.objects.filter(pk=progressing).update(status=JobStatus.PROCESSING, gpu_call_id="call-good-progress",
+                                              inference_started_at=None, updated_at=old)
+    Job.objects.filter(pk=ending).update(status=JobStatus.PROCESSING, gpu_call_id="call-good-end")
+    # A job whose handling raises (its type is no type): that announcement alone is dropped.
+    Job.objects.filter(pk=broken).update(status=JobStatus.PROCESSING, gpu_call_id="call-broken", type="nonsense")
+    published: list[str] = []
+    real_publish = pipeline.publish
+
+    def publish(job_id, job_type, step, **kwargs):
+        published.append(str(job_id))
+        return real_publish(job_id, job_type, step, **kwargs)
+
+    monkeypatch.setattr(pipeline, "publish", publish)
+    good = [Announcement("call-good-progress", "progress", 35.0).dumps().encode(),
+            Announcement("call-broken", "succeeded").dumps().encode(),
+            Announcement("call-good-end", "succeeded").dumps().encode()]
+    # What a consumer that died on the poison left unacknowledged (it meets it again on restart),
+    # and more of it still queued.
+    events_list.rpush(PROCESSING_KEY, *POISON, good[0])
+    events_list.rpush(EVENTS_KEY, *POISON, good[1], good[2])
+    stop = threading.Event()
+
+    def consume() -> None:
+        try:
+            gpu_events_run(stop=stop, block_seconds=0.2)
+        finally:
+            connections.close_all()  # the thread's own connection, which would keep the test database
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    try:
+        wait_for(lambda: events_list.llen(EVENTS_KEY) == 0 and events_list.llen(PROCESSING_KEY) == 0, timeout=30)
+        wait_for(lambda: str(ending) in published, timeout=10)
+        assert consumer.is_alive(), "the consumer survived the poison"
+    finally:
+        stop.set()
+        consumer.join(10)
+    job = Job.objects.get(pk=progressing)
+    assert job.progress == 35 and job.inference_started_at is not None
+    assert published.count(str(ending)) == 1 and str(broken) in published
+    assert Job.objects.get(pk=broken).status == JobStatus.PROCESSING  # dropped: the reaper's, as any lost one
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) >= 2 * len(POISON)  # each poisoned entry, in both lists, logged
+    assert all(b"x" * 100 not in r.getMessage().encode() for r in dropped), "never the entry's content"

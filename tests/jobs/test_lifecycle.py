@@ -256,7 +256,15 @@ def test_a_job_failing_while_storing_loses_its_outputs(user, project, media):
 OUTPUT_KINDS = {"audio": "audio", "image": "image", "video": "video"}
 
 
+@pytest.fixture
+def canned_results(gpu_backend):
+    """The noop backend, whose canned results (inline bytes) the tests below store: a result is
+    kept only in the forms the configured backend produces (gpu_tasks.results)."""
+    gpu_backend("noop")
+
+
 @pytest.mark.parametrize("job_type", sorted(t.value for t in JobType if fixed_result(t).get("outputs")))
+@pytest.mark.usefixtures("canned_results")
 def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, project, media, job_type):
     """The noop backend's outputs have the real engines' shapes: a wav, a png, an mp4 each stored and probed."""
     from django.utils import timezone
@@ -281,6 +289,7 @@ def _storing_tts_job(user, project, media):
     return Job.objects.get(pk=job.pk), fixed_result(JobType.TTS)
 
 
+@pytest.mark.usefixtures("canned_results")
 def test_a_duplicate_delivery_storing_beside_the_first_keeps_the_outputs(user, project, media, monkeypatch):
     """Two deliveries store at once; the one that loses the final UPDATE must not delete the winner's outputs."""
     job, result = _storing_tts_job(user, project, media)
@@ -299,6 +308,7 @@ def test_a_duplicate_delivery_storing_beside_the_first_keeps_the_outputs(user, p
     assert [str(m.pk) for m in MediaFile.objects.filter(source_job_id=job.pk)] == job.output_data["output_media_ids"]
 
 
+@pytest.mark.usefixtures("canned_results")
 def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, media, monkeypatch):
     job, result = _storing_tts_job(user, project, media)
     real = outputs.media_create_output
@@ -315,6 +325,7 @@ def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, m
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
 
 
+@pytest.mark.usefixtures("canned_results")
 def test_a_cancel_that_wins_the_row_stops_the_store(user, project, media):
     job, result = _storing_tts_job(user, project, media)
     lifecycle.job_cancel(job=job)
@@ -363,6 +374,7 @@ def test_a_claim_starts_younger_queued_jobs_that_fit_beside_it(user, project, me
     assert slots.job_claim(job_id=younger.pk) is not None
 
 
+@pytest.mark.usefixtures("canned_results")
 def test_what_shaped_an_output_is_kept_in_its_media_metadata(user, project, media):
     job, result = _storing_tts_job(user, project, media)
     result["outputs"]["audio"]["metadata"] = {"model": "noop", "seed": 7, "steps": 3}

@@ -19,7 +19,7 @@ import pytest
 from credits.models import CreditTransaction
 from credits.services.ledger import credit_grant
 from credits.services.subscriptions import subscription_create
-from gpu_tasks.engines import encode
+from gpu_tasks.engines import encode, weights
 from jobs import gpu_client
 from jobs.models import Job, JobStatus
 from jobs.specs import JOB_SPECS, JobType
@@ -75,6 +75,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     for build in dict.fromkeys(BUILDERS.values()):  # LivePortrait's networks serve two types
         build(root)
+    # Readable by the engines' sandbox uids, as `manage.py download_models` leaves the models.
+    weights.readable_by_all(root)
     return root
 
 

@@ -1,0 +1,87 @@
+"""The probe's children run sandboxed: a child that a crafted file took over (an attack function
+run in its place, tests/media/probe_attacks.py) cannot read the worker's /proc environ, nor open
+its file again by path, nor reach loopback; and the real probe still works through the file it
+was handed."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from gpu_tasks import sandbox as isolation
+from media import probe_sandbox
+from media.probe_sandbox import ProbeLimits, ProbeServer, probe_isolated
+
+HERE = isolation.detect()
+pytestmark = pytest.mark.skipif(HERE.mode == "none", reason="no sandbox on this machine")
+
+
+@pytest.fixture
+def attacked() -> Iterator[ProbeServer]:
+    server = ProbeServer(ProbeLimits(), probe="tests.media.probe_attacks:escape")
+    yield server
+    server.stop()
+
+
+def attack(server: ProbeServer, target: Path) -> dict[str, object]:
+    target.write_text(f"{os.getpid()}\n")  # the worker's pid, for the child to aim at
+    target.chmod(0o600)
+    port = urlsplit(os.environ["REDIS_URL"]).port or 6379
+    request = {"path": str(target), "declared_type": str(port), "max_pixels": 1, "memory_bytes": 2 * 1024**3,
+               "cpu_seconds": 30, "timeout_seconds": 30}
+    server.send(json.dumps(request).encode() + b"\n")
+    answer = server.read_answer(time.monotonic() + 60)
+    assert answer is not None and "result" in answer, answer
+    return json.loads(answer["result"]["rejection_reason"])
+
+
+def test_a_probe_child_cannot_read_the_workers_environ_nor_reach_loopback(attacked, tmp_path):
+    outcome = attack(attacked, tmp_path / "upload.mp4")
+    assert outcome["worker_environ"] == "PermissionError"
+    assert outcome["loopback"] in ("OSError", "ConnectionRefusedError")  # ENETUNREACH: no interface up
+    if HERE.separate_uid:
+        assert outcome["uid"] == HERE.probe_uid != os.getuid()
+        assert outcome["server_environ"] == "PermissionError"
+        # The worker's file is the child's only through the descriptor it was handed.
+        assert outcome["reopen_by_path"] in ("PermissionError", "FileNotFoundError")
+
+
+def test_the_servers_start_says_which_sandbox_its_children_get(attacked):
+    assert attacked.sandbox == isolation.detect().describe()
+
+
+def test_a_file_only_the_worker_may_read_is_still_probed(samples, tmp_path):
+    probe_sandbox.stop_server()
+    private = tmp_path / "private.mp4"
+    private.write_bytes(Path(samples.video).read_bytes())
+    private.chmod(0o600)
+    try:
+        result = probe_isolated(private, "video", limits=ProbeLimits())
+    finally:
+        probe_sandbox.stop_server()
+    assert result.ok and result.duration_ms == 2000
+
+
+def test_a_child_blocked_opening_its_file_dies_with_its_server(tmp_path):
+    import psutil
+
+    fifo = tmp_path / "never.mp4"
+    os.mkfifo(fifo)  # opening it blocks: the child waits there, before it gives up its rights
+    server = ProbeServer(ProbeLimits())
+    request = {"path": str(fifo), "declared_type": "video", "max_pixels": 1, "memory_bytes": 2 * 1024**3,
+               "cpu_seconds": 30, "timeout_seconds": 60}
+    server.send(json.dumps(request).encode() + b"\n")
+    deadline = time.monotonic() + 10
+    while not (children := psutil.Process(server.pid).children()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    [child] = children
+    server.stop()  # SIGKILL, as the OOM killer would
+    gone, _ = psutil.wait_procs([child], timeout=10)
+    assert gone, "the child outlived its server"
