@@ -98,6 +98,11 @@ class PriceRule:
             return {}
         return {self.measure.key: self.measure.of(params, media)}
 
+    @property
+    def minimum(self) -> int:
+        """The least any job of this rule costs (one unit): what a balance must cover to submit one."""
+        return self.credits
+
     def cost(self, quantities: Mapping[str, float]) -> int:
         if self.measure is None:
             return self.credits

@@ -15,9 +15,7 @@ pysubs2.
 
 from __future__ import annotations
 
-import bisect
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +23,7 @@ from typing import Any
 
 import pysubs2
 
-from projects.edl.cuts import DEFAULT_PADDING_MS, Span, edited_duration, edited_time, removed_spans
+from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, removed_spans
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -108,14 +106,18 @@ def timeline_words(
     padding_ms: int = DEFAULT_PADDING_MS,
     tracks: Sequence[Mapping[str, Any]] | None = None,
     end_ms: int = 0,
+    cuts: Cuts | None = None,
 ) -> list[list[Word]]:
     """The EDL transcript's words as the edited timeline plays them (output times after the
     cuts), with `edited_text` in place of a segment's words; one list per segment, in time order.
 
     With `tracks`, a segment transcribed from a clip that no longer plays (deleted, or gone) has
-    no captions; with `end_ms` (the output's length), nothing is shown past the end.
+    no captions; with `end_ms` (the output's length), nothing is shown past the end. `cuts`: the
+    transcript's own (`Cuts(removed_spans(transcript, padding_ms=...))`) when the caller has them.
+    Each word's times are two bisects in the cuts: n log n in all.
     """
-    spans = removed_spans(transcript, padding_ms=padding_ms)
+    if cuts is None:
+        cuts = Cuts(removed_spans(transcript, padding_ms=padding_ms))
     playing = None if tracks is None else {
         str(c.get("clip_id") or c.get("id"))  # a piece of a cut clip names its clip
         for t in tracks for c in t.get("clips") or () if not c.get("deleted")
@@ -125,7 +127,7 @@ def timeline_words(
     for seg in segments:
         if seg.get("deleted") or (playing is not None and seg.get("clip_id") and str(seg["clip_id"]) not in playing):
             continue
-        words = [w for w in _mapped(seg, spans) if w.text]
+        words = [w for w in _mapped(seg, cuts) if w.text]
         if end_ms > 0:
             words = [replace(w, end_ms=min(w.end_ms, end_ms)) for w in words if w.start_ms < end_ms]
         if words:
@@ -133,18 +135,7 @@ def timeline_words(
     return groups
 
 
-def _output_time(t: int, spans: Sequence[Span]) -> tuple[int, bool]:
-    """Where `t` plays after the cuts, and whether it survives them (inside a cut: the cut's point)."""
-    edited = edited_time(t, spans)
-    if edited is not None:
-        return edited, True
-    k = bisect.bisect_right(spans, (t, math.inf)) - 1
-    cut_point = edited_time(spans[k][1], spans)
-    assert cut_point is not None  # merged spans never touch: a span's end is kept
-    return cut_point, False
-
-
-def _mapped(seg: Mapping[str, Any], spans: Sequence[Span]) -> list[Word]:
+def _mapped(seg: Mapping[str, Any], cuts: Cuts) -> list[Word]:
     speaker = seg.get("speaker")
     all_words = seg.get("words") or []
     kept = [w for w in all_words if not w.get("deleted")]
@@ -153,7 +144,7 @@ def _mapped(seg: Mapping[str, Any], spans: Sequence[Span]) -> list[Word]:
     mapped: list[Word] = []
     # A segment without words is timed by its own span.
     for w in kept or [{"word": "", "start_ms": seg["start_ms"], "end_ms": seg["end_ms"]}]:
-        (start, start_kept), (end, _) = _output_time(int(w["start_ms"]), spans), _output_time(int(w["end_ms"]), spans)
+        (start, start_kept), (end, _) = cuts.output_time(int(w["start_ms"])), cuts.output_time(int(w["end_ms"]))
         if start_kept or end > start:  # else wholly inside a cut
             mapped.append(Word(_clean(w.get("word") or ""), start, max(start, end), speaker))
     edited = seg.get("edited_text")
@@ -321,8 +312,9 @@ def timeline_caption_file(
     """The edited timeline's captions (`fmt`: srt, vtt or json), at output times."""
     transcript = edl.get("transcript") or {}
     total_ms = int((edl.get("settings") or {}).get("duration_ms") or 0)
-    duration_ms = edited_duration(total_ms, removed_spans(transcript, padding_ms=padding_ms))
-    groups = timeline_words(transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=duration_ms)
+    cuts = Cuts(removed_spans(transcript, padding_ms=padding_ms))
+    duration_ms = cuts.edited_duration(total_ms)
+    groups = timeline_words(transcript, tracks=edl.get("tracks") or [], end_ms=duration_ms, cuts=cuts)
     # Each transcription records its language on its segments: the timeline's is the most common.
     languages = Counter(
         s["language"] for s in transcript.get("segments") or () if s.get("language") and not s.get("deleted")
@@ -338,13 +330,15 @@ def render_caption_files(
     *,
     style: CaptionStyle | None = None,
     padding_ms: int = DEFAULT_PADDING_MS,
+    cuts: Cuts | None = None,
 ) -> dict[str, str]:
     """What a render with captions `mode` carries: `captions_ass` to burn in ("burn"), or
     `captions_srt` and `captions_vtt` to deliver beside the video ("sidecar"); nothing for "none", or
-    when nothing is left to caption."""
+    when nothing is left to caption. `cuts`: those the snapshot was cut with, when the caller has them."""
     settings = edl.get("settings") or {}
     words = [] if mode == "none" else timeline_words(
-        transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=int(settings.get("duration_ms") or 0)
+        transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=int(settings.get("duration_ms") or 0),
+        cuts=cuts,
     )
     cues = build_cues(words)
     if not cues:

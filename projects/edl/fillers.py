@@ -10,16 +10,19 @@ A pause is the silence between two consecutive words that are kept (not deleted,
 deleted segment, not a filler marked now), over all segments in timeline order: one longer than
 ``min_pause_ms`` becomes a deleted entry of ``transcript.pauses``, unless an entry already
 overlaps it (deleted or one the user restored: either way, the user's). Running it again marks
-nothing new.
+nothing new. Linear in the transcript but for two sorts (the kept words, the pauses).
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 from projects.edl.services import edl_edit
+from projects.edl.validation import check_edl_limits
 from projects.models import Project
 
 FILLERS: dict[str, frozenset[str]] = {
@@ -82,12 +85,16 @@ def mark_fillers(
                 kept.append((word["start_ms"], word["end_ms"]))
     if min_pause_ms > 0:
         pauses = out.setdefault("pauses", [])
-        existing = [(p["start_ms"], p["end_ms"]) for p in pauses]
+        # The user's pauses by start, with the furthest end among each prefix: whether any of them
+        # overlaps a gap is one bisect (they may overlap each other, so the end is a running max).
+        existing = sorted((p["start_ms"], p["end_ms"]) for p in pauses)
+        existing_starts = [a for a, _ in existing]
+        furthest_end = list(itertools.accumulate((b for _, b in existing), max))
         kept.sort()
         reached = None  # the furthest end of the words so far (speech on two tracks may overlap)
         for start, end in kept:
-            if reached is not None and start - reached > min_pause_ms and not any(
-                a < start and reached < b for a, b in existing
+            if reached is not None and start - reached > min_pause_ms and not _overlapped(
+                existing_starts, furthest_end, reached, start
             ):
                 pause = {"start_ms": reached, "end_ms": start}
                 pauses.append({**pause, "deleted": True})
@@ -95,6 +102,13 @@ def mark_fillers(
             reached = end if reached is None else max(reached, end)
         pauses.sort(key=lambda p: (p["start_ms"], p["end_ms"]))
     return out, marked
+
+
+def _overlapped(starts: list[int], furthest_end: list[int], gap_start: int, gap_end: int) -> bool:
+    """Whether a pause (start, end), of those `starts` and `furthest_end` index, overlaps the open
+    gap (gap_start, gap_end): one starts before the gap ends and ends after it starts."""
+    before = bisect.bisect_left(starts, gap_end)  # the pauses that start before the gap ends
+    return before > 0 and furthest_end[before - 1] > gap_start
 
 
 def edl_remove_fillers(
@@ -111,6 +125,7 @@ def edl_remove_fillers(
 
     def change(doc: dict[str, Any]) -> dict[str, Any] | None:
         nonlocal result
+        check_edl_limits(doc)  # one saved under other limits: refused before it is read
         transcript, result = mark_fillers(doc["transcript"], language=language, min_pause_ms=min_pause_ms)
         if not result.words and not result.pauses:
             return None
