@@ -4,8 +4,9 @@ tests/projects/test_timeline_equivalence.py compares the linear ones with.
 
 Not used by the application. Each function is the former code, unchanged but for its imports:
 `removed_spans` takes a max over every earlier word for each run of deleted words,
-`removed_before` scans the spans for every instant it maps, and `mark_fillers` scans every
-existing pause for each gap between words, so each is quadratic in the timeline's size.
+`removed_before` scans the spans for every instant it maps (two per caption word, one per render
+piece), `mark_fillers` scans every existing pause for each gap between words, and `carry_edits`
+every old segment of a clip for each new one, so each is quadratic in the timeline's size.
 The parts of the captions that were already linear (cue layout, the file writers) are imported
 from the application, so that only the quadratic parts differ.
 """
@@ -22,7 +23,8 @@ from typing import Any
 
 from projects.captions import Word, _clean, _file, _spread, build_cues, write, write_ass
 from projects.edl.cuts import DEFAULT_PADDING_MS, Span, _words, clip_speed, merge_spans
-from projects.edl.fillers import FILLERS, DEFAULT_LANGUAGE, Marked, is_filler, language_code
+from projects.edl.fillers import DEFAULT_LANGUAGE, FILLERS, Marked, is_filler, language_code
+from projects.edl.transcripts import _overlap, _same_stretch, _Spans
 
 # ----------------------------------------------------------------------------- projects/edl/cuts.py
 
@@ -258,3 +260,36 @@ def mark_fillers(
             reached = end if reached is None else max(reached, end)
         pauses.sort(key=lambda p: (p["start_ms"], p["end_ms"]))
     return out, marked
+
+
+# ----------------------------------------------------------------------------- projects/edl/transcripts.py
+
+
+def carry_edits(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_clip: dict[Any, list[dict[str, Any]]] = {}
+    for segment in old:
+        by_clip.setdefault(segment.get("clip_id"), []).append(segment)
+    deleted: dict[Any, tuple[_Spans, _Spans]] = {
+        clip_id: (
+            _Spans((w["start_ms"], w["end_ms"]) for s in before for w in s.get("words") or [] if w.get("deleted")),
+            _Spans((s["start_ms"], s["end_ms"]) for s in before if s.get("deleted")),
+        )
+        for clip_id, before in by_clip.items()
+    }
+    for segment in new:
+        if segment["clip_id"] not in by_clip:
+            continue
+        deleted_words, deleted_segments = deleted[segment["clip_id"]]
+        words = segment["words"]
+        segment["deleted"] = bool(deleted_segments) and all(deleted_segments.holds(w) for w in words)
+        for word in words:
+            word["deleted"] = deleted_words.holds(word) or (not segment["deleted"] and deleted_segments.holds(word))
+        span = (segment["start_ms"], segment["end_ms"])
+        edited = [
+            s for s in by_clip[segment["clip_id"]]
+            if s.get("edited_text") is not None and _same_stretch((s["start_ms"], s["end_ms"]), span)
+        ]
+        if edited:
+            best = max(edited, key=lambda s: _overlap((s["start_ms"], s["end_ms"]), span))
+            segment["edited_text"] = best["edited_text"]
+    return new

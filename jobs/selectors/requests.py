@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from auteur.users.models import User
+from jobs import gpu_client
 from jobs.errors import EmptyTimeline, MediaNotReady, MediaProjectsDiffer, NoCaptions, WrongMediaType
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
 from media.selectors import media_get, media_get_for_user, voice_get
 from projects.captions import CaptionStyle, render_caption_files
-from jobs import gpu_client
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, removed_spans
 from projects.edl.documents import edl_limits
 from projects.edl.effects import check_tracks_effects

@@ -240,7 +240,7 @@ class EdlDetailApi(ApiView):
             409: _CONFLICT,
             413: OpenApiResponse(description="`edl_too_large`."),
             422: OpenApiResponse(description="`edl_invalid`: details.errors lists {path, message}; "
-                                             "`edl_limit_exceeded`: details give the `limit`, its `max` and the `count`."),
+                                             "`edl_limit_exceeded`: details give the `limit`, `max` and `count`."),
             428: OpenApiResponse(description="`version_required`: send If-Match or a version field."),
         },
     )
