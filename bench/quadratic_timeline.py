@@ -2,26 +2,42 @@
 bench/timeline_limits.py measures against in the same run, and the oracle that
 tests/projects/test_timeline_equivalence.py compares the linear ones with.
 
-Not used by the application. Each function is the former code, unchanged but for its imports:
+Not used by the application. Each function is the former code, unchanged but for its imports
+(and `Word`, now a named tuple, copied with `_replace`):
 `removed_spans` takes a max over every earlier word for each run of deleted words,
 `removed_before` scans the spans for every instant it maps (two per caption word, one per render
 piece), `mark_fillers` scans every existing pause for each gap between words, and `carry_edits`
 every old segment of a clip for each new one, so each is quadratic in the timeline's size.
-The parts of the captions that were already linear (cue layout, the file writers) are imported
-from the application, so that only the quadratic parts differ.
+The parts of the captions that did not change (the layout of one cue, the file writers) are
+imported from the application.
 """
 
 from __future__ import annotations
 
 import bisect
 import copy
+import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from projects.captions import Word, _clean, _file, _spread, build_cues, write, write_ass
+from projects.captions import (
+    MAX_CUE_MS,
+    MAX_GAP_MS,
+    MAX_LABEL_CHARS,
+    SENTENCE_END,
+    Cue,
+    Word,
+    _clean,
+    _cue,
+    _layout,
+    _split_long,
+    _spread,
+    caption_json,
+    write,
+    write_ass,
+)
 from projects.edl.cuts import DEFAULT_PADDING_MS, Span, _words, clip_speed, merge_spans
 from projects.edl.fillers import DEFAULT_LANGUAGE, FILLERS, Marked, is_filler, language_code
 from projects.edl.transcripts import _overlap, _same_stretch, _Spans
@@ -153,7 +169,7 @@ def timeline_words(
             continue
         words = [w for w in _mapped(seg, spans) if w.text]
         if end_ms > 0:
-            words = [replace(w, end_ms=min(w.end_ms, end_ms)) for w in words if w.start_ms < end_ms]
+            words = [w._replace(end_ms=min(w.end_ms, end_ms)) for w in words if w.start_ms < end_ms]
         if words:
             groups.append(words)
     return groups
@@ -216,6 +232,43 @@ def render_caption_files(
     resolution = settings.get("resolution") or {}
     width, height = int(resolution.get("width", 1920)), int(resolution.get("height", 1080))
     return {"captions_ass": write_ass(cues, width=width, height=height)}
+
+
+def build_cues(groups: Iterable[Sequence[Word]], *, speakers: bool = False) -> list[Cue]:
+    cues: list[Cue] = []
+    last_speaker: str | None = None
+
+    def label_for(speaker: str | None) -> str:
+        if not speakers or not speaker or (cues and speaker == last_speaker):
+            return ""
+        return f"{speaker[:MAX_LABEL_CHARS]}: "
+
+    for group in groups:
+        current: list[Word] = []
+        for word in _split_long(group):
+            if current:
+                label = label_for(current[0].speaker)
+                too_long = word.end_ms - current[0].start_ms > MAX_CUE_MS
+                if too_long or word.start_ms - current[-1].end_ms > MAX_GAP_MS or not _layout([*current, word], label):
+                    cues.append(_cue(current, label))
+                    last_speaker = current[0].speaker
+                    current = []
+            current.append(word)
+            if word.text.endswith(SENTENCE_END):
+                cues.append(_cue(current, label_for(current[0].speaker)))
+                last_speaker, current = current[0].speaker, []
+        if current:
+            cues.append(_cue(current, label_for(current[0].speaker)))
+            last_speaker = current[0].speaker
+    return cues
+
+
+def _file(groups: list[list[Word]], fmt: str, *, speakers: bool, duration_ms: int, language: str | None) -> str:
+    if fmt == "json":
+        return json.dumps(
+            caption_json(groups, duration_ms=duration_ms, language=language, speakers=speakers), ensure_ascii=False
+        )
+    return write(build_cues(groups, speakers=speakers), fmt)
 
 
 # ----------------------------------------------------------------------------- projects/edl/fillers.py

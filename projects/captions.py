@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import pysubs2
 
-from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, removed_spans
+from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, transcript_cuts
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -48,9 +48,12 @@ _ALIGNMENT = {
 CAPTION_FONT = "Roboto"
 
 
-@dataclass(frozen=True)
-class Word:
-    """A word as the captions show it, at the times they show it (ms)."""
+class Word(NamedTuple):
+    """A word as the captions show it, at the times they show it (ms).
+
+    A named tuple rather than a frozen dataclass: one is made per word of a transcript, and it
+    costs half as much to make (bench/timeline_limits.py measures the captions at the limits).
+    """
 
     text: str
     start_ms: int
@@ -113,11 +116,11 @@ def timeline_words(
 
     With `tracks`, a segment transcribed from a clip that no longer plays (deleted, or gone) has
     no captions; with `end_ms` (the output's length), nothing is shown past the end. `cuts`: the
-    transcript's own (`Cuts(removed_spans(transcript, padding_ms=...))`) when the caller has them.
+    transcript's own (`transcript_cuts(transcript, padding_ms=...)`) when the caller has them.
     Each word's times are two bisects in the cuts: n log n in all.
     """
     if cuts is None:
-        cuts = Cuts(removed_spans(transcript, padding_ms=padding_ms))
+        cuts = transcript_cuts(transcript, padding_ms=padding_ms)
     playing = None if tracks is None else {
         str(c.get("clip_id") or c.get("id"))  # a piece of a cut clip names its clip
         for t in tracks for c in t.get("clips") or () if not c.get("deleted")
@@ -129,7 +132,7 @@ def timeline_words(
             continue
         words = [w for w in _mapped(seg, cuts) if w.text]
         if end_ms > 0:
-            words = [replace(w, end_ms=min(w.end_ms, end_ms)) for w in words if w.start_ms < end_ms]
+            words = [w if w.end_ms <= end_ms else w._replace(end_ms=end_ms) for w in words if w.start_ms < end_ms]
         if words:
             groups.append(words)
     return groups
@@ -142,11 +145,13 @@ def _mapped(seg: Mapping[str, Any], cuts: Cuts) -> list[Word]:
     if all_words and not kept:
         return []  # every word was cut: nothing of it plays
     mapped: list[Word] = []
+    output_time = cuts.output_time
     # A segment without words is timed by its own span.
     for w in kept or [{"word": "", "start_ms": seg["start_ms"], "end_ms": seg["end_ms"]}]:
-        (start, start_kept), (end, _) = cuts.output_time(int(w["start_ms"])), cuts.output_time(int(w["end_ms"]))
+        start, start_kept = output_time(int(w["start_ms"]))
+        end = output_time(int(w["end_ms"]))[0]
         if start_kept or end > start:  # else wholly inside a cut
-            mapped.append(Word(_clean(w.get("word") or ""), start, max(start, end), speaker))
+            mapped.append(Word(_clean(w.get("word") or ""), start, end if end > start else start, speaker))
     edited = seg.get("edited_text")
     if (edited is None and all_words) or not mapped:
         return mapped
@@ -192,7 +197,7 @@ def _split_long(words: Iterable[Word]) -> list[Word]:
             out.append(w)
             continue
         pieces = [w.text[i : i + MAX_LINE_CHARS] for i in range(0, len(w.text), MAX_LINE_CHARS)]
-        out += [replace(p, speaker=w.speaker) for p in _spread(pieces, w.start_ms, w.end_ms, w.speaker)]
+        out += [p._replace(speaker=w.speaker) for p in _spread(pieces, w.start_ms, w.end_ms, w.speaker)]
     return out
 
 
@@ -207,14 +212,19 @@ def build_cues(groups: Iterable[Sequence[Word]], *, speakers: bool = False) -> l
 
     for group in groups:
         current: list[Word] = []
+        width = 0  # len(" ".join(w.text for w in current)): while the words fit one line, no layout is tried
         for word in _split_long(group):
             if current:
                 label = label_for(current[0].speaker)
                 too_long = word.end_ms - current[0].start_ms > MAX_CUE_MS
-                if too_long or word.start_ms - current[-1].end_ms > MAX_GAP_MS or not _layout([*current, word], label):
+                one_line = len(label) + width + 1 + len(word.text) <= MAX_LINE_CHARS
+                if too_long or word.start_ms - current[-1].end_ms > MAX_GAP_MS or (
+                    not one_line and not _layout([*current, word], label)
+                ):
                     cues.append(_cue(current, label))
                     last_speaker = current[0].speaker
                     current = []
+            width = width + 1 + len(word.text) if current else len(word.text)
             current.append(word)
             if word.text.endswith(SENTENCE_END):
                 cues.append(_cue(current, label_for(current[0].speaker)))
@@ -312,7 +322,7 @@ def timeline_caption_file(
     """The edited timeline's captions (`fmt`: srt, vtt or json), at output times."""
     transcript = edl.get("transcript") or {}
     total_ms = int((edl.get("settings") or {}).get("duration_ms") or 0)
-    cuts = Cuts(removed_spans(transcript, padding_ms=padding_ms))
+    cuts = transcript_cuts(transcript, padding_ms=padding_ms)
     duration_ms = cuts.edited_duration(total_ms)
     groups = timeline_words(transcript, tracks=edl.get("tracks") or [], end_ms=duration_ms, cuts=cuts)
     # Each transcription records its language on its segments: the timeline's is the most common.

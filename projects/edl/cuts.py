@@ -44,6 +44,7 @@ def clip_speed(clip: Mapping[str, Any]) -> float:
 def _words(transcript: Mapping[str, Any]) -> tuple[list[tuple[int, int, bool]], list[Span]]:
     """Every word as (start, end, deleted) in time order, and the spans of deleted empty segments."""
     words: list[tuple[int, int, bool]] = []
+    append = words.append
     bare: list[Span] = []
     for segment in transcript.get("segments") or ():
         segment_deleted = bool(segment.get("deleted"))
@@ -52,20 +53,27 @@ def _words(transcript: Mapping[str, Any]) -> tuple[list[tuple[int, int, bool]], 
             bare.append((int(segment["start_ms"]), int(segment["end_ms"])))
         for word in seg_words:
             start, end = int(word["start_ms"]), int(word["end_ms"])
-            words.append((start, max(start, end), segment_deleted or bool(word.get("deleted"))))
+            append((start, end if end > start else start, segment_deleted or bool(word.get("deleted"))))
     words.sort()
     return words, bare
 
 
 def merge_spans(spans: Iterable[Span]) -> list[Span]:
     """Sorted, with overlapping or touching spans merged and empty ones dropped."""
-    merged: list[list[int]] = []
-    for start, end in sorted(s for s in spans if s[1] > s[0]):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
+    ordered = sorted(s for s in spans if s[1] > s[0])
+    merged: list[Span] = []
+    if not ordered:
+        return merged
+    at, reach = ordered[0]
+    for start, end in ordered:
+        if start <= reach:
+            if end > reach:
+                reach = end
         else:
-            merged.append([start, end])
-    return [(a, b) for a, b in merged]
+            merged.append((at, reach))
+            at, reach = start, end
+    merged.append((at, reach))
+    return merged
 
 
 def removed_spans(transcript: Mapping[str, Any], *, padding_ms: int = DEFAULT_PADDING_MS) -> list[Span]:
@@ -112,8 +120,9 @@ class Cuts:
 
     __slots__ = ("_before", "_ends", "_starts", "spans")
 
-    def __init__(self, spans: Iterable[Span]) -> None:
-        self.spans: list[Span] = merge_spans(spans)
+    def __init__(self, spans: Iterable[Span], *, merged: bool = False) -> None:
+        """`merged`: the spans are already sorted and merged (as `removed_spans` returns them)."""
+        self.spans: list[Span] = list(spans) if merged else merge_spans(spans)
         self._starts = [a for a, _ in self.spans]
         self._ends = [b for _, b in self.spans]
         # _before[k]: the time the first k spans remove.
@@ -142,12 +151,11 @@ class Cuts:
 
     def output_time(self, t_ms: int) -> tuple[int, bool]:
         """Where `t_ms` plays after the cuts, and whether it survives them (inside a cut: the
-        instant the cut joins to)."""
-        k = self.span_at(t_ms)
-        if k is None:
-            return t_ms - self.removed_before(t_ms), True
-        end = self._ends[k]  # merged spans never touch: a span's end is kept
-        return end - self._before[k + 1], False
+        instant the cut joins to). One bisect: captions ask it twice per word."""
+        k = bisect.bisect_right(self._starts, t_ms) - 1  # the last span starting at or before t
+        if k >= 0 and t_ms < self._ends[k]:
+            return self._ends[k] - self._before[k + 1], False  # merged spans never touch: an end is kept
+        return t_ms - self._before[k + 1], True  # spans 0..k all end at or before t
 
     def edited_duration(self, total_ms: int) -> int:
         """The length of a timeline of `total_ms` after the cuts."""
@@ -184,6 +192,11 @@ class Cuts:
         if self._ends[stop - 1] >= end:  # the last removes the end
             pieces -= 1
         return pieces
+
+
+def transcript_cuts(transcript: Mapping[str, Any], *, padding_ms: int = DEFAULT_PADDING_MS) -> Cuts:
+    """The cuts the transcript's deletions make, indexed."""
+    return Cuts(removed_spans(transcript, padding_ms=padding_ms), merged=True)
 
 
 def cut_index(spans: Sequence[Span] | Cuts) -> Cuts:

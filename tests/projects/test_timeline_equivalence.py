@@ -32,7 +32,7 @@ from projects.edl.transcripts import carry_edits
 
 EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-TEXTS = ["um", "Hello", "world.", "uh,", "this", "is", "fine?", "", "supercalifragilisticexpialidocious" * 2]
+TEXTS = ["um", "Hello", "world.", "uh,", "this", "is", "fine?", "", "extraordinary", "internationalization,", "supercalifragilisticexpialidocious" * 2]
 
 
 @st.composite
