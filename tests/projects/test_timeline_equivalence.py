@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import quadratic_timeline as old
-from projects.captions import render_caption_files, timeline_caption_file, timeline_words
+from projects.captions import Word, build_cues, render_caption_files, timeline_caption_file, timeline_words
 from projects.edl.cuts import (
     Cuts,
     count_pieces,
@@ -32,7 +32,8 @@ from projects.edl.transcripts import carry_edits
 
 EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-TEXTS = ["um", "Hello", "world.", "uh,", "this", "is", "fine?", "", "extraordinary", "internationalization,", "supercalifragilisticexpialidocious" * 2]
+TEXTS = ["um", "Hello", "world.", "uh,", "this", "is", "fine?", "", "extraordinary", "internationalization,",
+         "supercalifragilisticexpialidocious" * 2]
 
 
 @st.composite
@@ -142,6 +143,27 @@ def test_captions_match_the_former_code(transcript, timeline, padding, total):
     for mode in ("burn", "sidecar"):
         assert render_caption_files(snapshot, transcript, mode, padding_ms=padding) == old.render_caption_files(
             snapshot, transcript, mode, padding_ms=padding)
+
+
+@st.composite
+def word_groups(draw: st.DrawFn) -> list[list[Word]]:
+    groups, at = [], 0
+    for _ in range(draw(st.integers(0, 4))):
+        group = []
+        for _ in range(draw(st.integers(1, 30))):
+            text = "x" * draw(st.integers(1, 50)) + draw(st.sampled_from(["", "", ",", "."]))
+            at += draw(st.sampled_from([0, 100, 400, 1200]))
+            end = at + draw(st.integers(0, 3000))
+            group.append(Word(text, at, end, draw(st.sampled_from([None, "A", "Bob"]))))
+            at = end
+        groups.append(group)
+    return groups
+
+
+@EXAMPLES
+@given(word_groups(), st.booleans())
+def test_cues_match_the_former_code(groups, speakers):
+    assert build_cues(groups, speakers=speakers) == old.build_cues(groups, speakers=speakers)
 
 
 @EXAMPLES
