@@ -90,18 +90,18 @@ def size(doc: dict[str, Any]) -> int:
 
 
 def largest_within(counts: Counts, media: dict[str, Sequence[str]], max_bytes: int) -> tuple[Counts, dict[str, Any]]:
-    """The largest timeline of this shape (words, pauses and segments scaled down together from
-    `counts`) whose document fits in `max_bytes`."""
+    """The largest timeline of this shape whose document fits in `max_bytes`: every count scaled
+    down from `counts` by the same factor."""
     doc = timeline(counts, media)
     if size(doc) <= max_bytes:
         return counts, doc
     low, high = 0.0, 1.0
-    best = (counts.scaled(0.0), timeline(counts.scaled(0.0), media))
+    best = (counts.scaled(0.0, clips=True), timeline(counts.scaled(0.0, clips=True), media))
     for _ in range(14):  # to within 1/16,000 of the counts
         middle = (low + high) / 2
-        doc = timeline(counts.scaled(middle), media)
+        doc = timeline(counts.scaled(middle, clips=True), media)
         if size(doc) <= max_bytes:
-            low, best = middle, (counts.scaled(middle), doc)
+            low, best = middle, (counts.scaled(middle, clips=True), doc)
         else:
             high = middle
     return best

@@ -16,6 +16,7 @@ pysubs2.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -254,9 +255,49 @@ def _subs(cues: Iterable[Cue]) -> pysubs2.SSAFile:
     return subs
 
 
+# The largest time SubRip writes (99:59:59,999); pysubs2 clamps past it, with a warning.
+_MAX_TIMESTAMP_MS = 100 * 3_600_000 - 1
+_LINE_RUNS = re.compile("\n+")
+
+
+def _timestamp(ms: int, separator: str) -> str:
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+def _plain(cue: Cue) -> bool:
+    """Whether pysubs2 would write the cue as it is: no override tags or escapes (braces,
+    backslashes), integer times it does not clamp."""
+    return (
+        type(cue.start_ms) is int and type(cue.end_ms) is int
+        and 0 <= cue.start_ms <= _MAX_TIMESTAMP_MS and 0 <= cue.end_ms <= _MAX_TIMESTAMP_MS
+        and not any("{" in line or "}" in line or "\\" in line for line in cue.lines)
+    )
+
+
 def write(cues: Iterable[Cue], fmt: str) -> str:
-    """SRT (`srt`) or WebVTT (`vtt`) text."""
-    return str(_subs(cues).to_string(fmt))
+    """SRT (`srt`) or WebVTT (`vtt`) text, exactly as pysubs2 writes it.
+
+    Cues of plain text (all that this module makes: `_clean`) are written here, in a fraction of
+    what pysubs2 spends per cue (bench/timeline_limits.py: a transcript at the limits makes
+    20,000 cues); any other goes through pysubs2. tests/projects/test_timeline_equivalence.py
+    compares the two.
+    """
+    cues = list(cues)
+    if fmt not in ("srt", "vtt") or not all(_plain(cue) for cue in cues):
+        return str(_subs(cues).to_string(fmt))
+    separator = "," if fmt == "srt" else "."
+    parts = []
+    if fmt == "vtt":
+        parts.append("WEBVTT\n\n")
+        cues.sort(key=lambda cue: cue.start_ms)  # as pysubs2 orders WebVTT (a stable sort)
+    for number, cue in enumerate(cues, 1):
+        text = _LINE_RUNS.sub("\n", cue.text.strip())
+        parts.append(f"{number}\n{_timestamp(cue.start_ms, separator)} --> {_timestamp(cue.end_ms, separator)}\n"
+                     f"{text}\n\n")
+    return "".join(parts)
 
 
 def write_ass(cues: Iterable[Cue], *, width: int, height: int, style: CaptionStyle | None = None) -> str:

@@ -10,6 +10,7 @@ tracks, fillers, edited texts; and the edge cases are also checked on their own.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import pytest
@@ -17,7 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import quadratic_timeline as old
-from projects.captions import Word, build_cues, render_caption_files, timeline_caption_file, timeline_words
+from projects.captions import (
+    Cue,
+    Word,
+    _subs,
+    build_cues,
+    render_caption_files,
+    timeline_caption_file,
+    timeline_words,
+    write,
+)
 from projects.edl.cuts import (
     Cuts,
     count_pieces,
@@ -164,6 +174,26 @@ def word_groups(draw: st.DrawFn) -> list[list[Word]]:
 @given(word_groups(), st.booleans())
 def test_cues_match_the_former_code(groups, speakers):
     assert build_cues(groups, speakers=speakers) == old.build_cues(groups, speakers=speakers)
+
+
+cue_times = st.one_of(st.integers(0, 10_000), st.integers(-5, 5), st.just(100 * 3_600_000 - 1),
+                     st.just(100 * 3_600_000), st.floats(0, 5000, allow_nan=False))
+cue_lines = st.lists(st.text(alphabet="ab ,.\n{}\\hN:é", max_size=12), min_size=1, max_size=2)
+
+
+plain_times = st.integers(0, 10_000)
+plain_lines = st.lists(st.text(alphabet="ab ,.\né", max_size=12), min_size=1, max_size=2)
+
+
+@EXAMPLES
+@given(st.one_of(  # all plain (written here), or any (some through pysubs2)
+    st.lists(st.builds(Cue, plain_times, plain_times, plain_lines.map(tuple), st.none()), max_size=8),
+    st.lists(st.builds(Cue, cue_times, cue_times, cue_lines.map(tuple), st.none()), max_size=8),
+), st.sampled_from(["srt", "vtt"]))
+def test_caption_files_are_written_exactly_as_pysubs2_writes_them(cues, fmt):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pysubs2 clamping a time past 99:59:59,999
+        assert write(cues, fmt) == str(_subs(cues).to_string(fmt))
 
 
 @EXAMPLES
