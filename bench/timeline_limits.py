@@ -6,7 +6,8 @@ Starts its own throwaway stack (as bench/edl_latency.py). The timelines are the 
 (bench/timelines.py): every other word deleted, a deleted pause in every gap, clips back to back
 on every track.
 
-1. In this process, GC on as in production, each computation `--iterations` times after two
+1. In this process, as the API runs them (the cyclic collector paused during each, as the API
+   pauses it: auteur/collector.py), each computation `--iterations` times after two
    untimed rounds, wall and CPU time (the machine is shared: CPU time is what the code costs):
    - `cuts`: the transcript's deletions as indexed spans (projects/edl/cuts.py);
    - `render_refusal`: what a render submission computes before it refuses a timeline that the
@@ -90,6 +91,7 @@ def _render_tracks(counts: Counts, pieces: int, media: dict[str, list[str]]) -> 
 
 
 def _computations(doc: dict[str, Any], counts: Counts, media: dict[str, list[str]]) -> dict[str, Callable[[], Any]]:
+    from auteur.collector import collector_paused
     from jobs import gpu_client
     from projects.captions import render_caption_files, timeline_caption_file
     from projects.edl.cuts import count_pieces, cut_tracks, transcript_cuts
@@ -108,17 +110,22 @@ def _computations(doc: dict[str, Any], counts: Counts, media: dict[str, list[str
         # What jobs/selectors/requests.py _timeline computes, without its two queries.
         check_edl_limits(edl)
         check_tracks_effects(edl["tracks"])
-        cuts = transcript_cuts(edl["transcript"], padding_ms=PADDING_MS)
-        pieces = count_pieces(edl["tracks"], cuts)
-        if not build:
-            return pieces
-        assert pieces <= max_pieces, pieces
-        snapshot = {"settings": {**edl["settings"]}, "tracks": cut_tracks(edl["tracks"], cuts)}
-        snapshot["settings"]["duration_ms"] = cuts.edited_duration(total)
-        return render_caption_files(snapshot, edl["transcript"], "burn", padding_ms=PADDING_MS, cuts=cuts)
+        with collector_paused():
+            cuts = transcript_cuts(edl["transcript"], padding_ms=PADDING_MS)
+            pieces = count_pieces(edl["tracks"], cuts)
+            if not build:
+                return pieces
+            assert pieces <= max_pieces, pieces
+            snapshot = {"settings": {**edl["settings"]}, "tracks": cut_tracks(edl["tracks"], cuts)}
+            snapshot["settings"]["duration_ms"] = cuts.edited_duration(total)
+            return render_caption_files(snapshot, edl["transcript"], "burn", padding_ms=PADDING_MS, cuts=cuts)
+
+    def cuts_alone() -> Any:
+        with collector_paused():  # as the render computes them
+            return transcript_cuts(transcript, padding_ms=PADDING_MS)
 
     return {
-        "cuts": lambda: transcript_cuts(transcript, padding_ms=PADDING_MS),
+        "cuts": cuts_alone,
         "render_refusal": lambda: render(stored, build=False),
         "render_snapshot": lambda: render(render_doc, build=True),
         "captions_json": lambda: timeline_caption_file(stored, "json", padding_ms=PADDING_MS),

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import pysubs2
 
+from auteur.collector import collector_paused
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, transcript_cuts
 
 MAX_LINE_CHARS = 42
@@ -361,6 +362,11 @@ def timeline_caption_file(
     edl: Mapping[str, Any], fmt: str, *, speakers: bool = False, padding_ms: int = DEFAULT_PADDING_MS
 ) -> str:
     """The edited timeline's captions (`fmt`: srt, vtt or json), at output times."""
+    with collector_paused():  # bounded by the timeline's limits: auteur/collector.py
+        return _timeline_caption_file(edl, fmt, speakers=speakers, padding_ms=padding_ms)
+
+
+def _timeline_caption_file(edl: Mapping[str, Any], fmt: str, *, speakers: bool, padding_ms: int) -> str:
     transcript = edl.get("transcript") or {}
     total_ms = int((edl.get("settings") or {}).get("duration_ms") or 0)
     cuts = transcript_cuts(transcript, padding_ms=padding_ms)

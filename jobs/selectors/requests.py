@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from auteur.collector import collector_paused
 from auteur.users.models import User
 from jobs import gpu_client
 from jobs.errors import EmptyTimeline, MediaNotReady, MediaProjectsDiffer, NoCaptions, WrongMediaType
@@ -33,7 +34,7 @@ from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
 from media.selectors import media_get, media_get_for_user, voice_get
 from projects.captions import CaptionStyle, render_caption_files
-from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, removed_spans
+from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
 from projects.edl.effects import check_tracks_effects
 from projects.edl.selectors import edl_snapshot
@@ -123,8 +124,9 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
         timeline["resolution"] = {"width": int(width), "height": int(height)}
     if params.get("frame_rate") is not None:
         timeline["frame_rate"] = params.pop("frame_rate")
-    cuts = Cuts(removed_spans(transcript, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS)))
-    params["cuts"] = _cut(edl, cuts, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
+    with collector_paused():  # bounded by the timeline's limits: auteur/collector.py
+        cuts = transcript_cuts(transcript, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
+        params["cuts"] = _cut(edl, cuts, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
     clips = [c for t in edl.get("tracks") or [] for c in t["clips"]]
     if not clips:
         raise EmptyTimeline(
@@ -149,7 +151,8 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
             "Some clips of the timeline use media that is not ready or no longer exists.",
             details={"clips": problems[:50]},
         )
-    params.update(_captions(edl, transcript, params, cuts))
+    with collector_paused():
+        params.update(_captions(edl, transcript, params, cuts))
     return edl, sorted(found.values(), key=lambda m: m.pk)
 
 

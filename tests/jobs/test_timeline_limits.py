@@ -64,7 +64,7 @@ def test_a_render_from_an_account_that_cannot_pay_is_402_before_its_timeline_is_
     project, client = broke
     monkeypatch.setattr("jobs.selectors.requests._timeline", boom)
     monkeypatch.setattr("jobs.selectors.requests.edl_snapshot", boom)
-    monkeypatch.setattr("jobs.selectors.requests.removed_spans", boom)
+    monkeypatch.setattr("jobs.selectors.requests.transcript_cuts", boom)
     monkeypatch.setattr("jobs.selectors.requests.render_caption_files", boom)
     before = ledger_state(user)
     projects = Project.objects.filter(user=user).count()
@@ -127,7 +127,7 @@ def test_a_timeline_over_lowered_limits_is_refused_before_anything_is_computed_f
     settings.AUTEUR_EDL_MAX_PAUSES = 4  # lowered after the save
     monkeypatch.setattr("projects.caption_apis.timeline_caption_file", boom)
     monkeypatch.setattr("projects.edl.fillers.mark_fillers", boom)
-    monkeypatch.setattr("jobs.selectors.requests.removed_spans", boom)
+    monkeypatch.setattr("jobs.selectors.requests.transcript_cuts", boom)
     expected = {"limit": "pauses", "max": 4, "count": 5, "path": "transcript.pauses"}
 
     response = auth_client.get(f"/api/v1/projects/{project.pk}/captions?format=json")
