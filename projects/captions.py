@@ -259,6 +259,8 @@ def _subs(cues: Iterable[Cue]) -> pysubs2.SSAFile:
 # The largest time SubRip writes (99:59:59,999); pysubs2 clamps past it, with a warning.
 _MAX_TIMESTAMP_MS = 100 * 3_600_000 - 1
 _LINE_RUNS = re.compile("\n+")
+# The largest time SubStation writes (9:59:59.99).
+_MAX_ASS_MS = 10 * 3_600_000 - 10
 
 
 def _timestamp(ms: int, separator: str) -> str:
@@ -301,8 +303,35 @@ def write(cues: Iterable[Cue], fmt: str) -> str:
     return "".join(parts)
 
 
+def _ass_timestamp(ms: int) -> str:
+    ms = ms + 5 - (ms + 5) % 10  # to the centisecond, as pysubs2 (and Aegisub) round
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:01d}:{m:02d}:{s:02d}.{ms // 10:02d}"
+
+
 def write_ass(cues: Iterable[Cue], *, width: int, height: int, style: CaptionStyle | None = None) -> str:
-    """An ASS script drawing the cues on a `width` x `height` frame (burn-in), one style for all."""
+    """An ASS script drawing the cues on a `width` x `height` frame (burn-in), one style for all,
+    exactly as pysubs2 writes it: pysubs2 writes the script's head, and the events of plain cues
+    are written here, as `write` does (bench/timeline_limits.py: pysubs2 spent most of a render
+    submission's time on them)."""
+    cues = list(cues)
+    plain = all(_plain(cue) and cue.start_ms <= _MAX_ASS_MS and cue.end_ms <= _MAX_ASS_MS for cue in cues)
+    head = _ass(() if plain else cues, width=width, height=height, style=style)
+    if not plain:
+        return head
+    # pysubs2 ends the script with its events, one line each, the fields of a default SSAEvent
+    # and the text with its line breaks as \N.
+    parts = [head]
+    for cue in cues:
+        text = cue.text.replace("\n", "\\N")
+        parts.append(f"Dialogue: 0,{_ass_timestamp(cue.start_ms)},{_ass_timestamp(cue.end_ms)},Default,,0,0,0,,"
+                     f"{text}\n")
+    return "".join(parts)
+
+
+def _ass(cues: Iterable[Cue], *, width: int, height: int, style: CaptionStyle | None) -> str:
     style = style or CaptionStyle()
     subs = _subs(cues)
     subs.info.update({"PlayResX": str(width), "PlayResY": str(height), "ScaledBorderAndShadow": "yes"})

@@ -19,14 +19,17 @@ from hypothesis import strategies as st
 
 from bench import quadratic_timeline as old
 from projects.captions import (
+    CaptionStyle,
     Cue,
     Word,
+    _ass,
     _subs,
     build_cues,
     render_caption_files,
     timeline_caption_file,
     timeline_words,
     write,
+    write_ass,
 )
 from projects.edl.cuts import (
     Cuts,
@@ -194,6 +197,18 @@ def test_caption_files_are_written_exactly_as_pysubs2_writes_them(cues, fmt):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # pysubs2 clamping a time past 99:59:59,999
         assert write(cues, fmt) == str(_subs(cues).to_string(fmt))
+
+
+@EXAMPLES
+@given(st.one_of(
+    st.lists(st.builds(Cue, plain_times, plain_times, plain_lines.map(tuple), st.none()), max_size=8),
+    st.lists(st.builds(Cue, cue_times | st.just(10 * 3_600_000 - 5), cue_times, cue_lines.map(tuple), st.none()),
+             max_size=8),
+), st.sampled_from([None, CaptionStyle(font_size=20, position="top", color="#ff0000")]))
+def test_burned_in_captions_are_written_exactly_as_pysubs2_writes_them(cues, style):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert write_ass(cues, width=640, height=360, style=style) == _ass(cues, width=640, height=360, style=style)
 
 
 @EXAMPLES
