@@ -203,6 +203,43 @@ def _split_long(words: Iterable[Word]) -> list[Word]:
     return out
 
 
+class _Lines:
+    """The cue being built: whether one more word still fits its lines, in O(1) a word.
+
+    Trying every split (`_layout`) for every word made a cue of forty one-letter words cost
+    forty splits a word (bench/timeline_limits.py). The first line only grows and the second
+    only shrinks as the split moves right, so some split fits if and only if the one with the
+    longest first line that fits does: that one is kept up to date as the words come.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.count = 0
+        self.width = 0  # len(" ".join(texts))
+        self.trailing = 0  # the whitespace ending the last text (a piece of a long word may end so)
+        # The longest first line that fits: how many words it holds (the label alone: 0), and
+        # their width.
+        self.first_count: int | None = 0 if label else None
+        self.first_width = 0
+
+    def add(self, text: str) -> None:
+        self.width = self.width + 1 + len(text) if self.count else len(text)
+        self.count += 1
+        self.trailing = len(text) - len(text.rstrip())
+
+    def fits(self, text: str) -> bool:
+        """Whether the words and `text` make one line, or two, of at most MAX_LINE_CHARS each."""
+        width = self.width + 1 + len(text)
+        if len(self.label) + width <= MAX_LINE_CHARS:
+            return True
+        # All the words so far as the first line (stripped, as `_layout` strips it), `text` the second.
+        if len(self.label) + self.width - self.trailing <= MAX_LINE_CHARS:
+            self.first_count, self.first_width = self.count, self.width
+        if self.first_count is None:
+            return False
+        return width - self.first_width - (1 if self.first_count else 0) <= MAX_LINE_CHARS
+
+
 def build_cues(groups: Iterable[Sequence[Word]], *, speakers: bool = False) -> list[Cue]:
     cues: list[Cue] = []
     last_speaker: str | None = None
@@ -214,25 +251,25 @@ def build_cues(groups: Iterable[Sequence[Word]], *, speakers: bool = False) -> l
 
     for group in groups:
         current: list[Word] = []
-        width = 0  # len(" ".join(w.text for w in current)): while the words fit one line, no layout is tried
+        lines = _Lines("")
         for word in _split_long(group):
-            if current:
-                label = label_for(current[0].speaker)
-                too_long = word.end_ms - current[0].start_ms > MAX_CUE_MS
-                one_line = len(label) + width + 1 + len(word.text) <= MAX_LINE_CHARS
-                if too_long or word.start_ms - current[-1].end_ms > MAX_GAP_MS or (
-                    not one_line and not _layout([*current, word], label)
-                ):
-                    cues.append(_cue(current, label))
-                    last_speaker = current[0].speaker
-                    current = []
-            width = width + 1 + len(word.text) if current else len(word.text)
+            if current and (
+                word.end_ms - current[0].start_ms > MAX_CUE_MS
+                or word.start_ms - current[-1].end_ms > MAX_GAP_MS
+                or not lines.fits(word.text)
+            ):
+                cues.append(_cue(current, lines.label))
+                last_speaker = current[0].speaker
+                current = []
+            if not current:
+                lines = _Lines(label_for(word.speaker))  # what the cue's first word says: its label
             current.append(word)
+            lines.add(word.text)
             if word.text.endswith(SENTENCE_END):
-                cues.append(_cue(current, label_for(current[0].speaker)))
+                cues.append(_cue(current, lines.label))
                 last_speaker, current = current[0].speaker, []
         if current:
-            cues.append(_cue(current, label_for(current[0].speaker)))
+            cues.append(_cue(current, lines.label))
             last_speaker = current[0].speaker
     return cues
 

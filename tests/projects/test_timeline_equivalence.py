@@ -23,6 +23,8 @@ from projects.captions import (
     Cue,
     Word,
     _ass,
+    _layout,
+    _Lines,
     _subs,
     build_cues,
     render_caption_files,
@@ -164,13 +166,30 @@ def word_groups(draw: st.DrawFn) -> list[list[Word]]:
     for _ in range(draw(st.integers(0, 4))):
         group = []
         for _ in range(draw(st.integers(1, 30))):
-            text = "x" * draw(st.integers(1, 50)) + draw(st.sampled_from(["", "", ",", "."]))
+            # As cleaned words are: no whitespace at either end, single spaces inside (a long one is
+            # cut into pieces, which may end with a space).
+            text = " ".join(draw(st.text(alphabet="xxxxy ", min_size=1, max_size=60)).split()) or "x"
+            text += draw(st.sampled_from(["", "", ",", "."]))
             at += draw(st.sampled_from([0, 100, 400, 1200]))
             end = at + draw(st.integers(0, 3000))
             group.append(Word(text, at, end, draw(st.sampled_from([None, "A", "Bob"]))))
             at = end
         groups.append(group)
     return groups
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(["", "Bob: "]), st.lists(st.sampled_from(
+    ["x", "xx", "x" * 5, "x" * 20, "x" * 21, "x" * 20 + " ", "x" * 36, "x" * 37, "x" * 41, "x" * 42, "x" * 41 + " "]),
+    min_size=1, max_size=8))
+def test_a_cue_takes_one_more_word_exactly_when_some_layout_holds_it(label, texts):
+    lines, words = _Lines(label), []
+    for text in texts:
+        word = Word(text, 0, 0)
+        if words:
+            assert lines.fits(text) == (_layout([*words, word], label) is not None), (label, texts, text)
+        words.append(word)
+        lines.add(text)
 
 
 @EXAMPLES
