@@ -84,7 +84,8 @@ def retention_row(d: dict[str, Any]) -> str:
             f"{ev['swept']['ratio']}, idempotency {idem['swept']['ratio']}, outputs {out['swept']['ratio']} | - |")
 
 
-TIMELINE_COMPUTATIONS = ("cuts", "render_refusal", "render_snapshot", "captions_json", "captions_srt", "fillers")
+TIMELINE_COMPUTATIONS = ("cuts", "render_refusal", "render_snapshot", "captions_json", "captions_srt",
+                         "captions_dense_srt", "fillers")
 
 
 def _timeline_counts(t: dict[str, Any]) -> str:

@@ -15,6 +15,8 @@ on every track.
    - `render_snapshot`: a render the engine takes (`max_render_pieces` pieces) with burned-in
      captions: limits, effects, cuts, pieces, the cut tracks and the ASS file;
    - `captions_json`, `captions_srt`: GET projects/{id}/captions's computation;
+   - `captions_dense_srt`: the same, on as many one-letter words in one segment, none deleted
+     (every cue as full as its lines allow: the costliest for laying cues out);
    - `fillers`: remove-fillers's computation, with `min_pause_ms` 100 (every gap a long pause).
    On two timelines: the largest the default limits accept (the count limits, scaled down
    together until the document fits `max_bytes`: the byte limit binds first), and one at the
@@ -49,7 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import RESULTS_DIR, django_stack, free_port, gunicorn_argv, load_average, percentile
-from bench.timelines import Counts, duration_ms, largest_within, timeline
+from bench.timelines import Counts, dense_transcript, duration_ms, largest_within, timeline
 
 RESULTS = RESULTS_DIR / "timeline_limits.json"
 WARMUP = 2
@@ -124,12 +126,16 @@ def _computations(doc: dict[str, Any], counts: Counts, media: dict[str, list[str
         with collector_paused():  # as the render computes them
             return transcript_cuts(transcript, padding_ms=PADDING_MS)
 
+    dense = {**stored, "transcript": dense_transcript(counts.words)}
+    dense["settings"] = {**stored["settings"], "duration_ms": counts.words * 100}
+
     return {
         "cuts": cuts_alone,
         "render_refusal": lambda: render(stored, build=False),
         "render_snapshot": lambda: render(render_doc, build=True),
         "captions_json": lambda: timeline_caption_file(stored, "json", padding_ms=PADDING_MS),
         "captions_srt": lambda: timeline_caption_file(stored, "srt", padding_ms=PADDING_MS),
+        "captions_dense_srt": lambda: timeline_caption_file(dense, "srt", padding_ms=PADDING_MS),
         "fillers": lambda: mark_fillers(transcript, language=None, min_pause_ms=MIN_PAUSE_MS),
     }
 
@@ -140,6 +146,8 @@ def _former(doc: dict[str, Any], counts: Counts) -> dict[str, Callable[[], Any]]
 
     transcript = doc["transcript"]
     stored = {**doc, "settings": {**doc["settings"], "duration_ms": duration_ms(counts)}}
+    dense = {**stored, "transcript": dense_transcript(counts.words)}
+    dense["settings"] = {**stored["settings"], "duration_ms": counts.words * 100}
 
     def spans() -> Any:
         return old.removed_spans(transcript, padding_ms=PADDING_MS)
@@ -149,6 +157,7 @@ def _former(doc: dict[str, Any], counts: Counts) -> dict[str, Callable[[], Any]]
         "render_refusal": lambda: old.cut_tracks(stored["tracks"], spans()),
         "captions_json": lambda: old.timeline_caption_file(stored, "json", padding_ms=PADDING_MS),
         "captions_srt": lambda: old.timeline_caption_file(stored, "srt", padding_ms=PADDING_MS),
+        "captions_dense_srt": lambda: old.timeline_caption_file(dense, "srt", padding_ms=PADDING_MS),
         "fillers": lambda: old.mark_fillers(transcript, language=None, min_pause_ms=MIN_PAUSE_MS),
     }
 

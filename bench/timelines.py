@@ -105,3 +105,10 @@ def largest_within(counts: Counts, media: dict[str, Sequence[str]], max_bytes: i
         else:
             high = middle
     return best
+
+
+def dense_transcript(words: int) -> dict[str, Any]:
+    """`words` one-letter words 100 ms apart in one segment, none deleted, no sentence end: every
+    cue as full as its two lines allow, the costliest for laying cues out."""
+    items = [{"word": "a", "start_ms": k * 100, "end_ms": k * 100 + 50, "confidence": 1} for k in range(words)]
+    return {"segments": [{"id": "dense", "start_ms": 0, "end_ms": max(1, words * 100), "words": items}]}
