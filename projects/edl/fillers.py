@@ -58,20 +58,6 @@ class Marked:
     skipped_languages: set[str] = field(default_factory=set)
 
 
-def _copy(transcript: dict[str, Any]) -> dict[str, Any]:
-    """A copy of what `mark_fillers` changes (each word, the pauses), sharing the rest: as a deep
-    copy for the caller, at a fraction of `copy.deepcopy`'s cost on a long transcript."""
-    out = dict(transcript)
-    if isinstance(out.get("segments"), list):
-        out["segments"] = [
-            {**s, "words": [dict(w) for w in s["words"]]} if isinstance(s.get("words"), list) else dict(s)
-            for s in out["segments"]
-        ]
-    if isinstance(out.get("pauses"), list):
-        out["pauses"] = [dict(p) for p in out["pauses"]]
-    return out
-
-
 def mark_fillers(
     transcript: dict[str, Any], *, language: str | None, min_pause_ms: int
 ) -> tuple[dict[str, Any], Marked]:
@@ -83,21 +69,32 @@ def mark_fillers(
 def _mark_fillers(
     transcript: dict[str, Any], *, language: str | None, min_pause_ms: int
 ) -> tuple[dict[str, Any], Marked]:
-    out = _copy(transcript)
+    # The copy shares what it does not change with `transcript` (a word, a segment, a pause is
+    # copied only when it changes): a copy of everything made the collector's passes over a long
+    # transcript cost more than the rest (bench/timeline_limits.py).
+    out = dict(transcript)
+    segments = list(transcript.get("segments") or [])
+    if "segments" in out:
+        out["segments"] = segments
     marked = Marked()
     kept: list[tuple[int, int]] = []  # (start, end) of every word that stays
-    for segment in out.get("segments") or []:
+    for s_index, segment in enumerate(segments):
         if segment.get("deleted"):
             continue
         lang = language or language_code(segment.get("language") or DEFAULT_LANGUAGE)
         listed = lang in FILLERS
         if not listed:
             marked.skipped_languages.add(lang)
-        for index, word in enumerate(segment.get("words") or []):
+        words = segment.get("words") or []
+        changed: list[dict[str, Any]] | None = None  # the segment's words, once one is marked
+        for index, word in enumerate(words):
             if word.get("deleted"):
                 continue
             if listed and is_filler(word["word"], lang):
-                word["deleted"] = True
+                if changed is None:
+                    changed = list(words)
+                    segments[s_index] = {**segment, "words": changed}
+                changed[index] = {**word, "deleted": True}
                 marked.words.append({
                     "segment_id": segment["id"], "index": index, "word": word["word"],
                     "start_ms": word["start_ms"], "end_ms": word["end_ms"],
@@ -105,7 +102,7 @@ def _mark_fillers(
             else:
                 kept.append((word["start_ms"], word["end_ms"]))
     if min_pause_ms > 0:
-        pauses = out.setdefault("pauses", [])
+        pauses = out["pauses"] = list(out.get("pauses") or [])
         # The user's pauses by start, with the furthest end among each prefix: whether any of them
         # overlaps a gap is one bisect (they may overlap each other, so the end is a running max).
         existing = sorted((p["start_ms"], p["end_ms"]) for p in pauses)

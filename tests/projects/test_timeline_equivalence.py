@@ -236,7 +236,9 @@ def test_mark_fillers_matches_the_former_code(transcript, language, min_pause):
     for segment in transcript["segments"]:  # the stored form: every word has `deleted`
         for word in segment["words"]:
             word.setdefault("deleted", False)
+    given_transcript = copy.deepcopy(transcript)
     new, marked = mark_fillers(transcript, language=language, min_pause_ms=min_pause)
+    assert transcript == given_transcript  # the result shares what it did not change, and changed nothing given
     former, former_marked = old.mark_fillers(transcript, language=language, min_pause_ms=min_pause)
     assert new == former
     assert marked == former_marked
