@@ -11,7 +11,7 @@ defaults left out), so that as many items as possible fit in the document's byte
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,7 @@ def duration_ms(counts: Counts) -> int:
     return max(counts.words, counts.pauses) * (WORD_MS + GAP_MS)
 
 
-def tracks(counts: Counts, media: dict[str, Sequence[str]]) -> list[dict[str, Any]]:
+def tracks(counts: Counts, media: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     """`counts.clips` clips back to back over `counts.tracks` tracks (the first half video, the
     rest audio), each track covering the whole timeline; `media`: ids by kind ("video", "audio")."""
     total = duration_ms(counts)
@@ -78,7 +78,7 @@ def tracks(counts: Counts, media: dict[str, Sequence[str]]) -> list[dict[str, An
     return out
 
 
-def timeline(counts: Counts, media: dict[str, Sequence[str]]) -> dict[str, Any]:
+def timeline(counts: Counts, media: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """A client's document (PUT /edl body) with these counts."""
     return {"settings": {"resolution": {"width": 1280, "height": 720}, "frame_rate": 30},
             "tracks": tracks(counts, media), "transcript": transcript(counts)}
@@ -89,7 +89,7 @@ def size(doc: dict[str, Any]) -> int:
     return len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
-def largest_within(counts: Counts, media: dict[str, Sequence[str]], max_bytes: int) -> tuple[Counts, dict[str, Any]]:
+def largest_within(counts: Counts, media: Mapping[str, Sequence[str]], max_bytes: int) -> tuple[Counts, dict[str, Any]]:
     """The largest timeline of this shape whose document fits in `max_bytes`: every count scaled
     down from `counts` by the same factor."""
     doc = timeline(counts, media)

@@ -67,7 +67,7 @@ def words(draw: st.DrawFn, at: int, until: int) -> list[dict[str, Any]]:
 
 @st.composite
 def transcripts(draw: st.DrawFn) -> dict[str, Any]:
-    segments = []
+    segments: list[dict[str, Any]] = []
     for n in range(draw(st.integers(0, 6))):
         start = draw(st.integers(0, 8000))
         end = draw(st.integers(start, start + 3000))
@@ -183,7 +183,7 @@ def word_groups(draw: st.DrawFn) -> list[list[Word]]:
     ["x", "xx", "x" * 5, "x" * 20, "x" * 21, "x" * 20 + " ", "x" * 36, "x" * 37, "x" * 41, "x" * 42, "x" * 41 + " "]),
     min_size=1, max_size=8))
 def test_a_cue_takes_one_more_word_exactly_when_some_layout_holds_it(label, texts):
-    lines, words = _Lines(label), []
+    lines, words = _Lines(label), list[Word]()
     for text in texts:
         word = Word(text, 0, 0)
         if words:
