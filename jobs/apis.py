@@ -86,7 +86,8 @@ class JobSubmitApi(ApiView):
     With an `Idempotency-Key` header, the same key and body within 24 hours answer 200 with
     the original job, in its current status (header `Idempotent-Replayed: true`), and charge
     nothing; the same key with another body is a 422 `idempotency_key_reused`. 402
-    `insufficient_credits` (nothing created), 403 `plan_required` (`payment_required` while the
+    `insufficient_credits` (nothing created; a balance short of the type's least price is refused
+    before the request is resolved, a render's timeline read), 403 `plan_required` (`payment_required` while the
     plan's renewal is unpaid), 503 `feature_unavailable`
     when this server's GPU backend cannot run the type (nothing charged).
     """
