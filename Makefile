@@ -85,6 +85,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/ledger_contention.py
 	$(PY) bench/memory.py
 	$(PY) bench/edl_latency.py
+	$(PY) bench/timeline_limits.py
 	$(PY) bench/media_upload.py
 	$(PY) bench/render.py
 	$(PY) bench/webhooks.py

@@ -91,6 +91,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "unsupported_media_type": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     # 422: well-formed, but not something that can be done
     "edl_invalid": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "edl_limit_exceeded": status.HTTP_422_UNPROCESSABLE_ENTITY,  # details name the limit, its max and the count
     "invalid_size": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "invalid_filename": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "extension_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,

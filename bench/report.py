@@ -84,6 +84,76 @@ def retention_row(d: dict[str, Any]) -> str:
             f"{ev['swept']['ratio']}, idempotency {idem['swept']['ratio']}, outputs {out['swept']['ratio']} | - |")
 
 
+TIMELINE_COMPUTATIONS = ("cuts", "render_refusal", "render_snapshot", "captions_json", "captions_srt",
+                         "captions_dense_srt", "fillers")
+
+
+def _timeline_counts(t: dict[str, Any]) -> str:
+    return (f"{t['words']:,} words, {t['pauses']:,} pauses, {t['segments']:,} segments, {t['clips']:,} clips, "
+            f"{t['document_bytes'] / 2**20:.1f} MiB")
+
+
+def timeline_limits_row(d: dict[str, Any]) -> str:
+    """bench/timeline_limits.py: the slowest computation on the largest accepted timeline, the
+    bystander's wait over HTTP, the former code's captions on a smaller timeline."""
+    accepted, base, http = d["in_process"]["largest_accepted"], d["in_process"]["baseline"], d["http"]
+    worst = max(accepted["figures"].items(), key=lambda kv: kv[1]["cpu"]["p99_ms"])
+    captions = base["figures"]["captions_json"]
+    return (f"| timeline at the EDL limits (largest accepted: {_timeline_counts(accepted['timeline'])}), one core "
+            f"| slowest computation {worst[0]}: CPU p99 {worst[1]['cpu']['p99_ms']} ms (wall {worst[1]['wall']['p99_ms']}"
+            f" ms); over HTTP, {http['caption_clients']} clients asking for its captions on {http['gunicorn_workers']} "
+            f"gunicorn workers: another user's GET /projects p99 {http['bystander_loaded']['p99_ms']} ms (alone "
+            f"{http['bystander_alone']['p99_ms']} ms){load_note(d)} | former code, captions of "
+            f"{base['timeline']['words']:,} words: CPU p50 {captions['former']['cpu']['p50_ms']} ms (new "
+            f"{captions['new']['cpu']['p50_ms']} ms) | {captions['ratio_cpu_p50']} (captions) | p99 < "
+            f"{d['target_p99_ms']} ms: {verdict(worst[1]['cpu']['p99_ms'] < d['target_p99_ms'])} |")
+
+
+def timeline_limits_section(load: Callable[[str], dict[str, Any] | None], measured: Callable[[str], str]) -> str:
+    """Each computation of bench/timeline_limits.py on its three timelines, and the HTTP figures."""
+    if (d := load("timeline_limits")) is None:
+        return ""
+    ip, http = d["in_process"], d["http"]
+    accepted, limits, base = ip["largest_accepted"], ip["count_limits"], ip["baseline"]
+    lines = [f"\n## Timeline limits (`bench/timeline_limits.py`)\n\nMeasured {measured('timeline_limits')}"
+             f"{load_note(d)}. The costliest shape (every other word deleted, a deleted pause in every gap, clips "
+             "back to back on every track), the cyclic collector paused as the API pauses it (auteur/collector.py), CPU "
+             f"time of one process (wall time in brackets: the machine is shared). Largest accepted: {_timeline_counts(accepted['timeline'])} (the byte limit binds first); at "
+             f"the count limits: {_timeline_counts(limits['timeline'])}; baseline: "
+             f"{_timeline_counts(base['timeline'])}, the former quadratic code (`bench/quadratic_timeline.py`) and "
+             "the new in the same run. The former render submission had no piece limit and cut every clip; the new "
+             "one counts the pieces and refuses past the engine's limit, so its baseline row compares the two.\n",
+             "| computation | largest accepted: p50 / p99 (wall p99) ms | count limits: p50 / p99 (wall p99) ms | "
+             "baseline: former p50 ms | baseline: new p50 ms | ratio |",
+             "| --- | --- | --- | --- | --- | --- |"]
+
+    def cell(f: dict[str, Any]) -> str:
+        return f"{f['cpu']['p50_ms']} / {f['cpu']['p99_ms']} ({f['wall']['p99_ms']})"
+
+    for name in TIMELINE_COMPUTATIONS:
+        b = base["figures"].get(name)
+        lines.append(f"| {name} | {cell(accepted['figures'][name])} | {cell(limits['figures'][name])} | "
+                     f"{b['former']['cpu']['p50_ms'] if b else '-'} | {b['new']['cpu']['p50_ms'] if b else '-'} | "
+                     f"{b['ratio_cpu_p50'] if b else '-'} |")
+    target = d["target_p99_ms"]
+    slowest = {key: max(part["figures"].items(), key=lambda kv: kv[1]["cpu"]["p99_ms"])
+               for key, part in (("accepted", accepted), ("limits", limits))}
+    lines.append(f"\nTarget p99 < {target} ms: on the largest accepted timeline, slowest {slowest['accepted'][0]} "
+                 f"{slowest['accepted'][1]['cpu']['p99_ms']} ms, "
+                 f"{verdict(slowest['accepted'][1]['cpu']['p99_ms'] < target)}; at the count limits (which only a "
+                 f"raised `AUTEUR_EDL_MAX_BYTES` admits), slowest {slowest['limits'][0]} "
+                 f"{slowest['limits'][1]['cpu']['p99_ms']} ms, {verdict(slowest['limits'][1]['cpu']['p99_ms'] < target)}.")
+    lines.append(f"\nOver HTTP (gunicorn, {http['gunicorn_workers']} sync workers, the largest accepted timeline "
+                 f"saved in {http['save_s']} s and read back from the embedded MongoDB-protocol server in "
+                 f"{http['edl_get']['p50_ms']} ms at p50): {http['caption_clients']} clients asked for its JSON "
+                 f"captions without pause ({http['captions_requests']} requests, p50 {http['captions_json']['p50_ms']}"
+                 f" / p99 {http['captions_json']['p99_ms']} ms) while another user listed their projects: p50 "
+                 f"{http['bystander_loaded']['p50_ms']} / p99 {http['bystander_loaded']['p99_ms']} / max "
+                 f"{http['bystander_loaded']['max_ms']} ms, against p50 {http['bystander_alone']['p50_ms']} / p99 "
+                 f"{http['bystander_alone']['p99_ms']} ms alone on the same server just before.\n")
+    return "\n".join(lines)
+
+
 def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, str]]:
     """(benchmark, its row of the table) for each benchmark whose result `load` gives, in order."""
     rows: list[tuple[str, str]] = []
@@ -133,6 +203,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("edl_latency", f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
                     f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "
                     f"{d['service']['put']['p50_ms']:.0f} / p99 {d['service']['put']['p99_ms']:.0f} ms | - | - | - |"))
+    if (d := load("timeline_limits")) is not None:
+        rows.append(("timeline_limits", timeline_limits_row(d)))
     if (d := load("webhooks")) is not None:
         r, one, burst = d["record_us"], d["to_receiver_ms"]["one_at_a_time"], d["to_receiver_ms"]["burst"]
         rows.append(("webhooks", f"| webhooks: job event recorded -> loopback receiver, {d['worker_processes']} worker "
@@ -279,7 +351,7 @@ def render(store: dict[str, Any], now: datetime) -> str:
     return (HEADER + machine_lines + f"- written: {now.strftime(DATE_FORMAT)}\n\n"
             "| benchmark | figure | baseline (same run) | ratio | target | measured |\n"
             "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured) + push_section(load)
-            + retention_section(load, measured))
+            + retention_section(load, measured) + timeline_limits_section(load, measured))
 
 
 def main(bench: Path = BENCH) -> str:

@@ -42,7 +42,7 @@ from jobs.serializers import (
     LanguageSerializer,
 )
 from jobs.services.lifecycle import job_cancel
-from jobs.services.submission import job_retry, job_submit, request_hash
+from jobs.services.submission import job_retry, job_submit, job_submit_precheck, request_hash
 from jobs.specs import JOB_SPECS, JobSpec
 from jobs.waiting import event_stream_location, prefer_wait
 
@@ -86,7 +86,8 @@ class JobSubmitApi(ApiView):
     With an `Idempotency-Key` header, the same key and body within 24 hours answer 200 with
     the original job, in its current status (header `Idempotent-Replayed: true`), and charge
     nothing; the same key with another body is a 422 `idempotency_key_reused`. 402
-    `insufficient_credits` (nothing created), 403 `plan_required` (`payment_required` while the
+    `insufficient_credits` (nothing created; a balance short of the type's least price is refused
+    before the request is resolved, a render's timeline read), 403 `plan_required` (`payment_required` while the
     plan's renewal is unpaid), 503 `feature_unavailable`
     when this server's GPU backend cannot run the type (nothing charged).
     """
@@ -100,13 +101,19 @@ class JobSubmitApi(ApiView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         webhook = WebhookRequest.pop(fields)
+        body_hash = request_hash(self.spec.type, request.data) if key else ""
+        # Plan, backend, replay and credits before the request is resolved: a render's timeline
+        # is read, cut and captioned there, which an account that cannot pay must not cost.
+        replay = job_submit_precheck(user=user, spec=self.spec, idempotency_key=key, body_hash=body_hash)
+        if replay is not None:
+            return _accepted(replay, created=False)
         job, created = job_submit(
             user=user,
             spec=self.spec,
             request=job_request_get(user=user, spec=self.spec, data=fields),
             webhook=webhook,
             idempotency_key=key,
-            body_hash=request_hash(self.spec.type, request.data) if key else "",
+            body_hash=body_hash,
         )
         response = _accepted(job, created=created)
         if created and prefer_wait(request.META.get("HTTP_PREFER")) is not None:
@@ -142,7 +149,8 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
     if spec.languages:
         raises("language_unsupported")(Api)
     if spec.timeline:
-        raises("empty_timeline", "edl_invalid", "media_not_ready", "edl_unavailable", "no_captions")(Api)
+        raises("empty_timeline", "edl_invalid", "edl_limit_exceeded", "media_not_ready", "edl_unavailable",
+               "no_captions")(Api)
     Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "SubmitApi"
     return Api
 

@@ -19,6 +19,7 @@ from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_o
 from gpu_tasks.announce import parse_all as parse_announcements
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
 from gpu_tasks.engines import weights
+from gpu_tasks.engines.timeline import MAX_CLIPS as RENDER_ENGINE_MAX_CLIPS
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
 from gpu_tasks.results import ResultLimits, check_result
@@ -106,6 +107,11 @@ def languages(job_type: str) -> frozenset[str]:
 def describe_languages(job_type: str) -> list[dict[str, str]]:
     """`[{code, name}]` of `languages(job_type)`, `auto` first."""
     return describe(languages(job_type))
+
+
+def render_max_pieces() -> int:
+    """The most clips (pieces, once cuts split them) one render takes: the engine refuses more."""
+    return RENDER_ENGINE_MAX_CLIPS
 
 
 def announces() -> bool:

@@ -120,6 +120,11 @@ class PriceRule:
             quantities["output_weight"] = round(self.measure.weight(params), 4)
         return quantities
 
+    @property
+    def minimum(self) -> int:
+        """The least any job of this rule costs (one unit): what a balance must cover to submit one."""
+        return self.credits
+
     def cost(self, quantities: Mapping[str, float]) -> int:
         if self.measure is None:
             return self.credits

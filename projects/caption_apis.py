@@ -28,6 +28,7 @@ from media.services.captions import media_caption_read
 from projects.captions import FORMATS, media_caption_file, timeline_caption_file
 from projects.edl.cuts import DEFAULT_PADDING_MS
 from projects.edl.selectors import edl_get
+from projects.edl.validation import check_edl_limits
 from projects.errors import CaptionsNotFound
 from projects.selectors import project_get
 
@@ -113,12 +114,13 @@ class MediaCaptionsApi(_CaptionFileApi):
         return self.file_response(body, query["format"], Path(media.name).stem)
 
 
-@raises("captions_not_found", "edl_unavailable")
+@raises("captions_not_found", "edl_unavailable", "edl_limit_exceeded")
 class TimelineCaptionsApi(_CaptionFileApi):
     """The captions of the edited timeline, from the EDL's transcript, at the times they play in
     the render (with the same `cut_padding_ms`): deleted words and segments are gone (and the time
     they took), and a segment's `edited_text` is what its captions say. Formats as for a media file's captions. 404
-    `captions_not_found` when the transcript is empty."""
+    `captions_not_found` when the transcript is empty; 422 `edl_limit_exceeded` for a timeline saved
+    before its limits were lowered, over them now."""
 
     query_serializer = TimelineCaptionQuerySerializer
 
@@ -128,6 +130,7 @@ class TimelineCaptionsApi(_CaptionFileApi):
         project = project_get(user=request_user(request), project_id=project_id)
         query = self.query(request)
         edl = edl_get(project=project)
+        check_edl_limits(edl)  # one saved under other limits: refused before anything is computed
         if not (edl.get("transcript") or {}).get("segments"):
             raise CaptionsNotFound("The timeline has no transcript.")
         body = timeline_caption_file(edl, query["format"], speakers=query["speakers"],

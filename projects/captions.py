@@ -15,17 +15,17 @@ pysubs2.
 
 from __future__ import annotations
 
-import bisect
 import json
-import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import pysubs2
 
-from projects.edl.cuts import DEFAULT_PADDING_MS, Span, edited_duration, edited_time, removed_spans
+from auteur.collector import collector_paused
+from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, transcript_cuts
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -50,9 +50,12 @@ _ALIGNMENT = {
 CAPTION_FONT = "Roboto"
 
 
-@dataclass(frozen=True)
-class Word:
-    """A word as the captions show it, at the times they show it (ms)."""
+class Word(NamedTuple):
+    """A word as the captions show it, at the times they show it (ms).
+
+    A named tuple rather than a frozen dataclass: one is made per word of a transcript, and it
+    costs half as much to make (bench/timeline_limits.py measures the captions at the limits).
+    """
 
     text: str
     start_ms: int
@@ -108,14 +111,18 @@ def timeline_words(
     padding_ms: int = DEFAULT_PADDING_MS,
     tracks: Sequence[Mapping[str, Any]] | None = None,
     end_ms: int = 0,
+    cuts: Cuts | None = None,
 ) -> list[list[Word]]:
     """The EDL transcript's words as the edited timeline plays them (output times after the
     cuts), with `edited_text` in place of a segment's words; one list per segment, in time order.
 
     With `tracks`, a segment transcribed from a clip that no longer plays (deleted, or gone) has
-    no captions; with `end_ms` (the output's length), nothing is shown past the end.
+    no captions; with `end_ms` (the output's length), nothing is shown past the end. `cuts`: the
+    transcript's own (`transcript_cuts(transcript, padding_ms=...)`) when the caller has them.
+    Each word's times are two bisects in the cuts: n log n in all.
     """
-    spans = removed_spans(transcript, padding_ms=padding_ms)
+    if cuts is None:
+        cuts = transcript_cuts(transcript, padding_ms=padding_ms)
     playing = None if tracks is None else {
         str(c.get("clip_id") or c.get("id"))  # a piece of a cut clip names its clip
         for t in tracks for c in t.get("clips") or () if not c.get("deleted")
@@ -125,37 +132,28 @@ def timeline_words(
     for seg in segments:
         if seg.get("deleted") or (playing is not None and seg.get("clip_id") and str(seg["clip_id"]) not in playing):
             continue
-        words = [w for w in _mapped(seg, spans) if w.text]
+        words = [w for w in _mapped(seg, cuts) if w.text]
         if end_ms > 0:
-            words = [replace(w, end_ms=min(w.end_ms, end_ms)) for w in words if w.start_ms < end_ms]
+            words = [w if w.end_ms <= end_ms else w._replace(end_ms=end_ms) for w in words if w.start_ms < end_ms]
         if words:
             groups.append(words)
     return groups
 
 
-def _output_time(t: int, spans: Sequence[Span]) -> tuple[int, bool]:
-    """Where `t` plays after the cuts, and whether it survives them (inside a cut: the cut's point)."""
-    edited = edited_time(t, spans)
-    if edited is not None:
-        return edited, True
-    k = bisect.bisect_right(spans, (t, math.inf)) - 1
-    cut_point = edited_time(spans[k][1], spans)
-    assert cut_point is not None  # merged spans never touch: a span's end is kept
-    return cut_point, False
-
-
-def _mapped(seg: Mapping[str, Any], spans: Sequence[Span]) -> list[Word]:
+def _mapped(seg: Mapping[str, Any], cuts: Cuts) -> list[Word]:
     speaker = seg.get("speaker")
     all_words = seg.get("words") or []
     kept = [w for w in all_words if not w.get("deleted")]
     if all_words and not kept:
         return []  # every word was cut: nothing of it plays
     mapped: list[Word] = []
+    output_time = cuts.output_time
     # A segment without words is timed by its own span.
     for w in kept or [{"word": "", "start_ms": seg["start_ms"], "end_ms": seg["end_ms"]}]:
-        (start, start_kept), (end, _) = _output_time(int(w["start_ms"]), spans), _output_time(int(w["end_ms"]), spans)
+        start, start_kept = output_time(int(w["start_ms"]))
+        end = output_time(int(w["end_ms"]))[0]
         if start_kept or end > start:  # else wholly inside a cut
-            mapped.append(Word(_clean(w.get("word") or ""), start, max(start, end), speaker))
+            mapped.append(Word(_clean(w.get("word") or ""), start, end if end > start else start, speaker))
     edited = seg.get("edited_text")
     if (edited is None and all_words) or not mapped:
         return mapped
@@ -201,8 +199,45 @@ def _split_long(words: Iterable[Word]) -> list[Word]:
             out.append(w)
             continue
         pieces = [w.text[i : i + MAX_LINE_CHARS] for i in range(0, len(w.text), MAX_LINE_CHARS)]
-        out += [replace(p, speaker=w.speaker) for p in _spread(pieces, w.start_ms, w.end_ms, w.speaker)]
+        out += [p._replace(speaker=w.speaker) for p in _spread(pieces, w.start_ms, w.end_ms, w.speaker)]
     return out
+
+
+class _Lines:
+    """The cue being built: whether one more word still fits its lines, in O(1) a word.
+
+    Trying every split (`_layout`) for every word made a cue of forty one-letter words cost
+    forty splits a word (bench/timeline_limits.py). The first line only grows and the second
+    only shrinks as the split moves right, so some split fits if and only if the one with the
+    longest first line that fits does: that one is kept up to date as the words come.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.count = 0
+        self.width = 0  # len(" ".join(texts))
+        self.trailing = 0  # the whitespace ending the last text (a piece of a long word may end so)
+        # The longest first line that fits: how many words it holds (the label alone: 0), and
+        # their width.
+        self.first_count: int | None = 0 if label else None
+        self.first_width = 0
+
+    def add(self, text: str) -> None:
+        self.width = self.width + 1 + len(text) if self.count else len(text)
+        self.count += 1
+        self.trailing = len(text) - len(text.rstrip())
+
+    def fits(self, text: str) -> bool:
+        """Whether the words and `text` make one line, or two, of at most MAX_LINE_CHARS each."""
+        width = self.width + 1 + len(text)
+        if len(self.label) + width <= MAX_LINE_CHARS:
+            return True
+        # All the words so far as the first line (stripped, as `_layout` strips it), `text` the second.
+        if len(self.label) + self.width - self.trailing <= MAX_LINE_CHARS:
+            self.first_count, self.first_width = self.count, self.width
+        if self.first_count is None:
+            return False
+        return width - self.first_width - (1 if self.first_count else 0) <= MAX_LINE_CHARS
 
 
 def build_cues(groups: Iterable[Sequence[Word]], *, speakers: bool = False) -> list[Cue]:
@@ -216,20 +251,25 @@ def build_cues(groups: Iterable[Sequence[Word]], *, speakers: bool = False) -> l
 
     for group in groups:
         current: list[Word] = []
+        lines = _Lines("")
         for word in _split_long(group):
-            if current:
-                label = label_for(current[0].speaker)
-                too_long = word.end_ms - current[0].start_ms > MAX_CUE_MS
-                if too_long or word.start_ms - current[-1].end_ms > MAX_GAP_MS or not _layout([*current, word], label):
-                    cues.append(_cue(current, label))
-                    last_speaker = current[0].speaker
-                    current = []
+            if current and (
+                word.end_ms - current[0].start_ms > MAX_CUE_MS
+                or word.start_ms - current[-1].end_ms > MAX_GAP_MS
+                or not lines.fits(word.text)
+            ):
+                cues.append(_cue(current, lines.label))
+                last_speaker = current[0].speaker
+                current = []
+            if not current:
+                lines = _Lines(label_for(word.speaker))  # what the cue's first word says: its label
             current.append(word)
+            lines.add(word.text)
             if word.text.endswith(SENTENCE_END):
-                cues.append(_cue(current, label_for(current[0].speaker)))
+                cues.append(_cue(current, lines.label))
                 last_speaker, current = current[0].speaker, []
         if current:
-            cues.append(_cue(current, label_for(current[0].speaker)))
+            cues.append(_cue(current, lines.label))
             last_speaker = current[0].speaker
     return cues
 
@@ -253,13 +293,82 @@ def _subs(cues: Iterable[Cue]) -> pysubs2.SSAFile:
     return subs
 
 
+# The largest time SubRip writes (99:59:59,999); pysubs2 clamps past it, with a warning.
+_MAX_TIMESTAMP_MS = 100 * 3_600_000 - 1
+_LINE_RUNS = re.compile("\n+")
+# The largest time SubStation writes (9:59:59.99).
+_MAX_ASS_MS = 10 * 3_600_000 - 10
+
+
+def _timestamp(ms: int, separator: str) -> str:
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+def _plain(cue: Cue) -> bool:
+    """Whether pysubs2 would write the cue as it is: no override tags or escapes (braces,
+    backslashes), integer times it does not clamp."""
+    return (
+        type(cue.start_ms) is int and type(cue.end_ms) is int
+        and 0 <= cue.start_ms <= _MAX_TIMESTAMP_MS and 0 <= cue.end_ms <= _MAX_TIMESTAMP_MS
+        and not any("{" in line or "}" in line or "\\" in line for line in cue.lines)
+    )
+
+
 def write(cues: Iterable[Cue], fmt: str) -> str:
-    """SRT (`srt`) or WebVTT (`vtt`) text."""
-    return str(_subs(cues).to_string(fmt))
+    """SRT (`srt`) or WebVTT (`vtt`) text, exactly as pysubs2 writes it.
+
+    Cues of plain text (all that this module makes: `_clean`) are written here, in a fraction of
+    what pysubs2 spends per cue (bench/timeline_limits.py: a transcript at the limits makes
+    20,000 cues); any other goes through pysubs2. tests/projects/test_timeline_equivalence.py
+    compares the two.
+    """
+    cues = list(cues)
+    if fmt not in ("srt", "vtt") or not all(_plain(cue) for cue in cues):
+        return str(_subs(cues).to_string(fmt))
+    separator = "," if fmt == "srt" else "."
+    parts = []
+    if fmt == "vtt":
+        parts.append("WEBVTT\n\n")
+        cues.sort(key=lambda cue: cue.start_ms)  # as pysubs2 orders WebVTT (a stable sort)
+    for number, cue in enumerate(cues, 1):
+        text = _LINE_RUNS.sub("\n", cue.text.strip())
+        parts.append(f"{number}\n{_timestamp(cue.start_ms, separator)} --> {_timestamp(cue.end_ms, separator)}\n"
+                     f"{text}\n\n")
+    return "".join(parts)
+
+
+def _ass_timestamp(ms: int) -> str:
+    ms = ms + 5 - (ms + 5) % 10  # to the centisecond, as pysubs2 (and Aegisub) round
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:01d}:{m:02d}:{s:02d}.{ms // 10:02d}"
 
 
 def write_ass(cues: Iterable[Cue], *, width: int, height: int, style: CaptionStyle | None = None) -> str:
-    """An ASS script drawing the cues on a `width` x `height` frame (burn-in), one style for all."""
+    """An ASS script drawing the cues on a `width` x `height` frame (burn-in), one style for all,
+    exactly as pysubs2 writes it: pysubs2 writes the script's head, and the events of plain cues
+    are written here, as `write` does (bench/timeline_limits.py: pysubs2 spent most of a render
+    submission's time on them)."""
+    cues = list(cues)
+    plain = all(_plain(cue) and cue.start_ms <= _MAX_ASS_MS and cue.end_ms <= _MAX_ASS_MS for cue in cues)
+    head = _ass(() if plain else cues, width=width, height=height, style=style)
+    if not plain:
+        return head
+    # pysubs2 ends the script with its events, one line each, the fields of a default SSAEvent
+    # and the text with its line breaks as \N.
+    parts = [head]
+    for cue in cues:
+        text = cue.text.replace("\n", "\\N")
+        parts.append(f"Dialogue: 0,{_ass_timestamp(cue.start_ms)},{_ass_timestamp(cue.end_ms)},Default,,0,0,0,,"
+                     f"{text}\n")
+    return "".join(parts)
+
+
+def _ass(cues: Iterable[Cue], *, width: int, height: int, style: CaptionStyle | None) -> str:
     style = style or CaptionStyle()
     subs = _subs(cues)
     subs.info.update({"PlayResX": str(width), "PlayResY": str(height), "ScaledBorderAndShadow": "yes"})
@@ -319,10 +428,16 @@ def timeline_caption_file(
     edl: Mapping[str, Any], fmt: str, *, speakers: bool = False, padding_ms: int = DEFAULT_PADDING_MS
 ) -> str:
     """The edited timeline's captions (`fmt`: srt, vtt or json), at output times."""
+    with collector_paused():  # bounded by the timeline's limits: auteur/collector.py
+        return _timeline_caption_file(edl, fmt, speakers=speakers, padding_ms=padding_ms)
+
+
+def _timeline_caption_file(edl: Mapping[str, Any], fmt: str, *, speakers: bool, padding_ms: int) -> str:
     transcript = edl.get("transcript") or {}
     total_ms = int((edl.get("settings") or {}).get("duration_ms") or 0)
-    duration_ms = edited_duration(total_ms, removed_spans(transcript, padding_ms=padding_ms))
-    groups = timeline_words(transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=duration_ms)
+    cuts = transcript_cuts(transcript, padding_ms=padding_ms)
+    duration_ms = cuts.edited_duration(total_ms)
+    groups = timeline_words(transcript, tracks=edl.get("tracks") or [], end_ms=duration_ms, cuts=cuts)
     # Each transcription records its language on its segments: the timeline's is the most common.
     languages = Counter(
         s["language"] for s in transcript.get("segments") or () if s.get("language") and not s.get("deleted")
@@ -338,13 +453,15 @@ def render_caption_files(
     *,
     style: CaptionStyle | None = None,
     padding_ms: int = DEFAULT_PADDING_MS,
+    cuts: Cuts | None = None,
 ) -> dict[str, str]:
     """What a render with captions `mode` carries: `captions_ass` to burn in ("burn"), or
     `captions_srt` and `captions_vtt` to deliver beside the video ("sidecar"); nothing for "none", or
-    when nothing is left to caption."""
+    when nothing is left to caption. `cuts`: those the snapshot was cut with, when the caller has them."""
     settings = edl.get("settings") or {}
     words = [] if mode == "none" else timeline_words(
-        transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=int(settings.get("duration_ms") or 0)
+        transcript, padding_ms=padding_ms, tracks=edl.get("tracks") or [], end_ms=int(settings.get("duration_ms") or 0),
+        cuts=cuts,
     )
     cues = build_cues(words)
     if not cues:

@@ -18,6 +18,12 @@ class EdlTooLarge(ApplicationError):
     code = "edl_too_large"
 
 
+class EdlLimitExceeded(ApplicationError):
+    """A timeline holds more of something than the limits allow (details: `limit`, `max`, `count`)."""
+
+    code = "edl_limit_exceeded"
+
+
 class EdlConflict(ApplicationError):
     code = "edl_conflict"
 

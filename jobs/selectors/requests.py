@@ -7,9 +7,12 @@ project (None here when it does not exist yet: `job_submit` makes it, in the tra
 charges the job, so a refused submission leaves none behind); each `MediaRef` field's file, of
 that project (404 `media_not_found` for another project's or user's file), ready (422
 `media_not_ready`) and of an allowed kind (422 `wrong_media_type`); a `VoiceRef`'s voice (404
-`voice_not_found`); for a render, the timeline snapshot (422 `empty_timeline`, 422
-`edl_invalid` for effects the render would refuse, 422 `no_captions`, 422 `media_not_ready` for clips
-whose media is gone or not ready). The result is what `job_submit`
+`voice_not_found`); for a render, the timeline snapshot (422 `edl_limit_exceeded` for a timeline
+over the limits, or cut into more pieces than the render engine takes, checked before the pieces
+are built; 422 `empty_timeline`, 422 `edl_invalid` for effects the render would refuse, 422
+`no_captions`, 422 `media_not_ready` for clips whose media is gone or not ready). The API calls
+this after the cheap checks (plan, backend, credits: jobs/services/submission.py
+`job_submit_precheck`): reading and cutting a timeline costs more than they do. The result is what `job_submit`
 needs: the JSON `input_params` stored on the job (ids as strings, plus `_quantities`, which a
 retry prices again with), the `quantities` the price is computed from (never sent by the
 client), and the media to lock.
@@ -22,16 +25,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from auteur.collector import collector_paused
 from auteur.users.models import User
+from jobs import gpu_client
 from jobs.errors import EmptyTimeline, MediaNotReady, MediaProjectsDiffer, NoCaptions, WrongMediaType
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus
 from media.selectors import media_get, media_get_for_user, voice_get
 from projects.captions import CaptionStyle, render_caption_files
-from projects.edl.cuts import DEFAULT_PADDING_MS, cut_tracks, edited_duration, removed_spans
+from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
+from projects.edl.documents import edl_limits
 from projects.edl.effects import check_tracks_effects
 from projects.edl.selectors import edl_snapshot
+from projects.edl.validation import check_edl_limits
+from projects.errors import EdlLimitExceeded
 from projects.models import Project
 from projects.selectors import project_get, project_library_get
 
@@ -103,6 +111,8 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
     """The project's timeline as it is now, with `resolution` / `frame_rate` applied and the
     transcript's deletions cut (`params["cuts"]` records what was cut), and its media."""
     edl = edl_snapshot(project=project)
+    # A timeline saved under other limits is refused before anything is computed from it.
+    check_edl_limits(edl)
     # What the render does not read stays out of the job row (a transcript can be large): the
     # snapshot holds the clips already cut into the pieces that play.
     transcript = edl.pop("transcript", None) or {}
@@ -114,7 +124,9 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
         timeline["resolution"] = {"width": int(width), "height": int(height)}
     if params.get("frame_rate") is not None:
         timeline["frame_rate"] = params.pop("frame_rate")
-    params["cuts"] = _cut(edl, transcript, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
+    with collector_paused():  # bounded by the timeline's limits: auteur/collector.py
+        cuts = transcript_cuts(transcript, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
+        params["cuts"] = _cut(edl, cuts, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
     clips = [c for t in edl.get("tracks") or [] for c in t["clips"]]
     if not clips:
         raise EmptyTimeline(
@@ -139,33 +151,48 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
             "Some clips of the timeline use media that is not ready or no longer exists.",
             details={"clips": problems[:50]},
         )
-    params.update(_captions(edl, transcript, params))
+    with collector_paused():
+        params.update(_captions(edl, transcript, params, cuts))
     return edl, sorted(found.values(), key=lambda m: m.pk)
 
 
-def _cut(edl: dict[str, Any], transcript: Mapping[str, Any], *, padding_ms: int) -> dict[str, Any]:
+def _check_pieces(tracks: list[dict[str, Any]], cuts: Cuts) -> None:
+    """422 `edl_limit_exceeded` when the cuts split the clips into more pieces than a render takes
+    (the engine would refuse the job after it was charged): counted, not built."""
+    maximum = min(edl_limits().max_render_pieces, gpu_client.render_max_pieces())
+    pieces = count_pieces(tracks, cuts)
+    if pieces > maximum:
+        raise EdlLimitExceeded(
+            f"A render takes at most {maximum} clips, counting each piece the transcript's cuts split a clip "
+            f"into; this timeline makes {pieces}.",
+            details={"limit": "render_pieces", "max": maximum, "count": pieces, "path": "tracks[].clips"},
+        )
+
+
+def _cut(edl: dict[str, Any], cuts: Cuts, *, padding_ms: int) -> dict[str, Any]:
     """Replace the snapshot's tracks by the pieces that play once the transcript's deletions are
     cut (deleted clips dropped); what was cut, and the timeline's length before and after."""
     before = int(edl["settings"].get("duration_ms") or 0)  # the end of the last non-deleted clip
-    spans = removed_spans(transcript, padding_ms=padding_ms)
-    edl["tracks"] = cut_tracks(edl.get("tracks") or [], spans)
-    after = edited_duration(before, spans)
+    tracks = edl.get("tracks") or []
+    _check_pieces(tracks, cuts)
+    edl["tracks"] = cut_tracks(tracks, cuts)
+    after = cuts.edited_duration(before)
     edl["settings"]["duration_ms"] = after  # what the render makes, and is priced by
     return {
         "padding_ms": padding_ms,
-        "spans": [[start, end] for start, end in spans if start < before],
+        "spans": [[start, end] for start, end in cuts.spans if start < before],
         "duration_before_ms": before,
         "duration_after_ms": after,
         "removed_ms": before - after,
     }
 
 
-def _captions(edl: dict[str, Any], transcript: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+def _captions(edl: dict[str, Any], transcript: dict[str, Any], params: dict[str, Any], cuts: Cuts) -> dict[str, str]:
     """The caption files the render carries (at output times), for its `captions` mode."""
     style = params.pop("caption_style", None)
     files = render_caption_files(edl, transcript, params.get("captions", "none"),
                                  style=CaptionStyle(**style) if style else None,
-                                 padding_ms=params["cuts"]["padding_ms"])  # the cuts the render makes
+                                 padding_ms=params["cuts"]["padding_ms"], cuts=cuts)  # the cuts the render makes
     if params.get("captions", "none") != "none" and not files:
         raise NoCaptions("The timeline's transcript has no words to caption.")
     return files

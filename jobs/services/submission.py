@@ -14,6 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auteur.users.models import User
+from credits.errors import InsufficientCredits
+from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_deduct_for_job
 from credits.services.subscriptions import require_plan
 from jobs import gpu_client, pipeline
@@ -51,17 +53,7 @@ def job_submit(
     The same Idempotency-Key with the same body within the window returns the original job and
     charges nothing; with another body it is refused (422).
     """
-    # The plan first: a feature the user's plan does not include is refused as such, whether or
-    # not this server could run it now.
-    require_plan(user=user, plan=spec.plan, feature=spec.type.value)
-    reason = gpu_client.unavailable_reason(spec.type)
-    if reason is not None:
-        backend = settings.AUTEUR_GPU_BACKEND
-        # The reason is an operator's (auteur.errors: a client is told the code's fixed sentence).
-        raise FeatureUnavailable(
-            f"{spec.type} is not available on this server's GPU backend ({backend}): {reason}.",
-            details={"type": spec.type.value, "backend": backend, "reason": reason},
-        )
+    _require_runnable(user, spec)
     _check_languages(spec, request.input_params)
     cost = spec.price.cost(request.quantities)
     try:
@@ -75,6 +67,39 @@ def job_submit(
         if replay is None:
             raise
         return replay, False
+
+
+def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "", body_hash: str = "") -> Job | None:
+    """The checks that cost a query or two, made before the request is resolved (for a render:
+    its timeline read, cut and captioned, which costs far more): the plan, this server's backend,
+    a replay of the same Idempotency-Key (returned: there is nothing else to do), and a balance
+    that covers the type's least price. So an account that cannot pay makes the server do
+    nothing else. `job_submit` then checks the exact cost under the account's row lock.
+    """
+    _require_runnable(user, spec)
+    if idempotency_key:
+        replay = _idempotent_replay(user, idempotency_key, body_hash)
+        if replay is not None:
+            return replay
+    least = spec.price.minimum
+    balance = credit_balance_get(user=user)
+    if balance < least:
+        raise InsufficientCredits(balance=balance, cost=least)
+    return None
+
+
+def _require_runnable(user: User, spec: JobSpec) -> None:
+    # The plan first: a feature the user's plan does not include is refused as such, whether or
+    # not this server could run it now.
+    require_plan(user=user, plan=spec.plan, feature=spec.type.value)
+    reason = gpu_client.unavailable_reason(spec.type)
+    if reason is not None:
+        backend = settings.AUTEUR_GPU_BACKEND
+        # The reason is an operator's (auteur.errors: a client is told the code's fixed sentence).
+        raise FeatureUnavailable(
+            f"{spec.type} is not available on this server's GPU backend ({backend}): {reason}.",
+            details={"type": spec.type.value, "backend": backend, "reason": reason},
+        )
 
 
 def _check_languages(spec: JobSpec, params: dict[str, Any]) -> None:

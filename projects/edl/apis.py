@@ -239,12 +239,13 @@ class EdlDetailApi(ApiView):
             400: OpenApiResponse(description="Malformed JSON or If-Match, or If-Match and version disagree."),
             409: _CONFLICT,
             413: OpenApiResponse(description="`edl_too_large`."),
-            422: OpenApiResponse(description="`edl_invalid`: details.errors lists {path, message}."),
+            422: OpenApiResponse(description="`edl_invalid`: details.errors lists {path, message}; "
+                                             "`edl_limit_exceeded`: details give the `limit`, `max` and `count`."),
             428: OpenApiResponse(description="`version_required`: send If-Match or a version field."),
         },
     )
     @raises("invalid_if_match", "invalid_version", "version_mismatch", "edl_conflict", "edl_too_large", "edl_invalid",
-            "version_required", "edl_unavailable")
+            "edl_limit_exceeded", "version_required", "edl_unavailable")
     def put(self, request: Request, project_id: UUID) -> Response:
         project = _project(request, project_id)
         _check_content_length(request)
@@ -360,7 +361,7 @@ class EdlRemoveFillersApi(ApiView):
         request=InputSerializer,
         responses={200: RemoveFillersOutputSerializer, 409: _CONFLICT},
     )
-    @raises("invalid_if_match", "version_mismatch", "edl_conflict", "edl_invalid",
+    @raises("invalid_if_match", "version_mismatch", "edl_conflict", "edl_invalid", "edl_limit_exceeded",
             "edl_too_large", "edl_unavailable")
     def post(self, request: Request, project_id: UUID) -> Response:
         project = _project(request, project_id)

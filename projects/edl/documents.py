@@ -199,11 +199,27 @@ CLIENT_FIELDS = ("settings", "tracks", "transcript")
 
 @dataclass(frozen=True)
 class EdlLimits:
+    """What one timeline may hold. Every computation on a timeline (validation, cuts, captions,
+    fillers, the render's snapshot) is linear or n log n in these counts, and the counts are
+    checked before any of it runs, so a request's cost is bounded whatever its body.
+
+    The defaults are generous for real use: a 3-hour recording is about 30,000 words (160 a
+    minute); 50,000 covers the render's 4-hour maximum at a fast 200 words a minute. A pause lies
+    between two words, so a transcript has fewer pauses than words. A transcription writes one
+    segment per sentence or so (a 4-hour talk: a few thousand); 20,000 leaves room for a
+    segment per clip of a finely cut timeline. `max_render_pieces` is what the render engine takes
+    (gpu_tasks/engines/timeline.py MAX_CLIPS: one ffmpeg input per piece), counted after the
+    transcript's cuts split the clips, and refused before anything is charged or built.
+    """
+
     history: int  # the edl_history quota (auteur/quotas.py): undo steps kept, the oldest pruned
     max_bytes: int
     max_tracks: int
     max_clips: int
     max_segments: int
+    max_words: int
+    max_pauses: int
+    max_render_pieces: int
 
 
 def edl_limits() -> EdlLimits:
@@ -214,7 +230,40 @@ def edl_limits() -> EdlLimits:
         max_tracks=int(getattr(settings, "AUTEUR_EDL_MAX_TRACKS", 50)),
         max_clips=int(getattr(settings, "AUTEUR_EDL_MAX_CLIPS", 5000)),
         max_segments=int(getattr(settings, "AUTEUR_EDL_MAX_SEGMENTS", 20000)),
+        max_words=int(getattr(settings, "AUTEUR_EDL_MAX_WORDS", 50000)),
+        max_pauses=int(getattr(settings, "AUTEUR_EDL_MAX_PAUSES", 50000)),
+        max_render_pieces=int(getattr(settings, "AUTEUR_RENDER_MAX_PIECES", 400)),
     )
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def edl_counts(doc: Any) -> dict[str, int]:
+    """What the limits count in a timeline, read before (or without) its field checks: a part of
+    the wrong shape counts as empty (the field checks report it). Linear in the document."""
+    doc = doc if isinstance(doc, dict) else {}
+    tracks = _items(doc.get("tracks"))
+    transcript = doc.get("transcript") if isinstance(doc.get("transcript"), dict) else {}
+    segments = _items(transcript.get("segments"))
+    return {
+        "tracks": len(tracks),
+        "clips": sum(len(_items(t.get("clips"))) for t in tracks if isinstance(t, dict)),
+        "segments": len(segments),
+        "words": sum(len(_items(s.get("words"))) for s in segments if isinstance(s, dict)),
+        "pauses": len(_items(transcript.get("pauses"))),
+    }
+
+
+# (what is counted, its EdlLimits field, where it is in the document, in words), in checking order.
+COUNTED_LIMITS: tuple[tuple[str, str, str, str], ...] = (
+    ("tracks", "max_tracks", "tracks", "tracks"),
+    ("clips", "max_clips", "tracks[].clips", "clips in all tracks together"),
+    ("segments", "max_segments", "transcript.segments", "transcript segments"),
+    ("words", "max_words", "transcript.segments[].words", "words in all transcript segments together"),
+    ("pauses", "max_pauses", "transcript.pauses", "transcript pauses"),
+)
 
 
 # ----------------------------------------------------------------------------- JSON form

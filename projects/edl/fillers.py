@@ -10,16 +10,19 @@ A pause is the silence between two consecutive words that are kept (not deleted,
 deleted segment, not a filler marked now), over all segments in timeline order: one longer than
 ``min_pause_ms`` becomes a deleted entry of ``transcript.pauses``, unless an entry already
 overlaps it (deleted or one the user restored: either way, the user's). Running it again marks
-nothing new.
+nothing new. Linear in the transcript but for two sorts (the kept words, the pauses).
 """
 
 from __future__ import annotations
 
-import copy
+import bisect
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from auteur.collector import collector_paused
 from projects.edl.services import edl_edit
+from projects.edl.validation import check_edl_limits
 from projects.models import Project
 
 FILLERS: dict[str, frozenset[str]] = {
@@ -59,21 +62,39 @@ def mark_fillers(
     transcript: dict[str, Any], *, language: str | None, min_pause_ms: int
 ) -> tuple[dict[str, Any], Marked]:
     """A copy of the EDL transcript with fillers and long pauses marked deleted, and what was marked."""
-    out = copy.deepcopy(transcript)
+    with collector_paused():  # bounded by the timeline's limits: auteur/collector.py
+        return _mark_fillers(transcript, language=language, min_pause_ms=min_pause_ms)
+
+
+def _mark_fillers(
+    transcript: dict[str, Any], *, language: str | None, min_pause_ms: int
+) -> tuple[dict[str, Any], Marked]:
+    # The copy shares what it does not change with `transcript` (a word, a segment, a pause is
+    # copied only when it changes): a copy of everything made the collector's passes over a long
+    # transcript cost more than the rest (bench/timeline_limits.py).
+    out = dict(transcript)
+    segments = list(transcript.get("segments") or [])
+    if "segments" in out:
+        out["segments"] = segments
     marked = Marked()
     kept: list[tuple[int, int]] = []  # (start, end) of every word that stays
-    for segment in out.get("segments") or []:
+    for s_index, segment in enumerate(segments):
         if segment.get("deleted"):
             continue
         lang = language or language_code(segment.get("language") or DEFAULT_LANGUAGE)
         listed = lang in FILLERS
         if not listed:
             marked.skipped_languages.add(lang)
-        for index, word in enumerate(segment.get("words") or []):
+        words = segment.get("words") or []
+        changed: list[dict[str, Any]] | None = None  # the segment's words, once one is marked
+        for index, word in enumerate(words):
             if word.get("deleted"):
                 continue
             if listed and is_filler(word["word"], lang):
-                word["deleted"] = True
+                if changed is None:
+                    changed = list(words)
+                    segments[s_index] = {**segment, "words": changed}
+                changed[index] = {**word, "deleted": True}
                 marked.words.append({
                     "segment_id": segment["id"], "index": index, "word": word["word"],
                     "start_ms": word["start_ms"], "end_ms": word["end_ms"],
@@ -81,13 +102,17 @@ def mark_fillers(
             else:
                 kept.append((word["start_ms"], word["end_ms"]))
     if min_pause_ms > 0:
-        pauses = out.setdefault("pauses", [])
-        existing = [(p["start_ms"], p["end_ms"]) for p in pauses]
+        pauses = out["pauses"] = list(out.get("pauses") or [])
+        # The user's pauses by start, with the furthest end among each prefix: whether any of them
+        # overlaps a gap is one bisect (they may overlap each other, so the end is a running max).
+        existing = sorted((p["start_ms"], p["end_ms"]) for p in pauses)
+        existing_starts = [a for a, _ in existing]
+        furthest_end = list(itertools.accumulate((b for _, b in existing), max))
         kept.sort()
         reached = None  # the furthest end of the words so far (speech on two tracks may overlap)
         for start, end in kept:
-            if reached is not None and start - reached > min_pause_ms and not any(
-                a < start and reached < b for a, b in existing
+            if reached is not None and start - reached > min_pause_ms and not _overlapped(
+                existing_starts, furthest_end, reached, start
             ):
                 pause = {"start_ms": reached, "end_ms": start}
                 pauses.append({**pause, "deleted": True})
@@ -95,6 +120,13 @@ def mark_fillers(
             reached = end if reached is None else max(reached, end)
         pauses.sort(key=lambda p: (p["start_ms"], p["end_ms"]))
     return out, marked
+
+
+def _overlapped(starts: list[int], furthest_end: list[int], gap_start: int, gap_end: int) -> bool:
+    """Whether a pause (start, end), of those `starts` and `furthest_end` index, overlaps the open
+    gap (gap_start, gap_end): one starts before the gap ends and ends after it starts."""
+    before = bisect.bisect_left(starts, gap_end)  # the pauses that start before the gap ends
+    return before > 0 and furthest_end[before - 1] > gap_start
 
 
 def edl_remove_fillers(
@@ -111,6 +143,7 @@ def edl_remove_fillers(
 
     def change(doc: dict[str, Any]) -> dict[str, Any] | None:
         nonlocal result
+        check_edl_limits(doc)  # one saved under other limits: refused before it is read
         transcript, result = mark_fillers(doc["transcript"], language=language, min_pause_ms=min_pause_ms)
         if not result.words and not result.pauses:
             return None

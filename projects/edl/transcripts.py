@@ -156,11 +156,46 @@ def _same_stretch(old: Span, new: Span) -> bool:
     return old == new if longer == 0 else 2 * _overlap(old, new) >= longer
 
 
+class _EditedTexts:
+    """The old segments of one clip that carry an ``edited_text``, indexed by their middles.
+
+    An old segment that overlaps a new one for at least half the length of the longer of the two
+    has at least half of itself inside the new one, so its middle lies inside the new one: only
+    those are compared (a bisect, then the few a transcription's non-overlapping segments put
+    there), not every old segment of the clip for every new one.
+    """
+
+    def __init__(self, segments: Sequence[dict[str, Any]]) -> None:
+        edited = [
+            (s["start_ms"] + s["end_ms"], order, s)  # doubled middles: integers only
+            for order, s in enumerate(segments) if s.get("edited_text") is not None
+        ]
+        edited.sort(key=lambda item: (item[0], item[1]))
+        self.middles = [middle for middle, _, _ in edited]
+        self.items = [(order, s) for _, order, s in edited]
+
+    def best(self, span: Span) -> str | None:
+        """The edited text of the old segment that overlaps `span` most, of those that overlap it
+        for at least half the longer's length (the first of them on a tie); None without one."""
+        lo, hi = bisect_left(self.middles, 2 * span[0]), bisect_right(self.middles, 2 * span[1])
+        if lo == hi:
+            return None
+        matching = sorted(
+            (order, s) for order, s in self.items[lo:hi] if _same_stretch((s["start_ms"], s["end_ms"]), span)
+        )
+        if not matching:
+            return None
+        _, best = max(matching, key=lambda item: _overlap((item[1]["start_ms"], item[1]["end_ms"]), span))
+        text: str = best["edited_text"]
+        return text
+
+
 def carry_edits(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """``new`` (mapped segments of a file) with the user's edits of ``old`` (its previous ones) applied."""
     by_clip: dict[Any, list[dict[str, Any]]] = {}
     for segment in old:
         by_clip.setdefault(segment.get("clip_id"), []).append(segment)
+    edited_texts = {clip_id: _EditedTexts(before) for clip_id, before in by_clip.items()}
     deleted: dict[Any, tuple[_Spans, _Spans]] = {  # per clip: the words, the segments the user deleted
         clip_id: (
             _Spans((w["start_ms"], w["end_ms"]) for s in before for w in s.get("words") or [] if w.get("deleted")),
@@ -176,14 +211,9 @@ def carry_edits(new: list[dict[str, Any]], old: Sequence[dict[str, Any]]) -> lis
         segment["deleted"] = bool(deleted_segments) and all(deleted_segments.holds(w) for w in words)
         for word in words:
             word["deleted"] = deleted_words.holds(word) or (not segment["deleted"] and deleted_segments.holds(word))
-        span = (segment["start_ms"], segment["end_ms"])
-        edited = [
-            s for s in by_clip[segment["clip_id"]]
-            if s.get("edited_text") is not None and _same_stretch((s["start_ms"], s["end_ms"]), span)
-        ]
-        if edited:
-            best = max(edited, key=lambda s: _overlap((s["start_ms"], s["end_ms"]), span))
-            segment["edited_text"] = best["edited_text"]
+        text = edited_texts[segment["clip_id"]].best((segment["start_ms"], segment["end_ms"]))
+        if text is not None:
+            segment["edited_text"] = text
     return new
 
 

@@ -1,7 +1,8 @@
 """``edl_validate``: a client's timeline checked against the schema and the EDL's own rules.
 
-First the size, then every field against its definition in ``projects.edl.documents``, then what
-only a timeline has: the per-document limits, unique ids, clip effects (``projects.edl.effects``),
+First the size and the per-document limits (cheap counts, before anything else reads the
+document), then every field against its definition in ``projects.edl.documents``, then what
+only a timeline has: unique ids, clip effects (``projects.edl.effects``),
 clip times and overlaps, the media each clip plays, and transcript segments. Every problem is
 reported with its field path; the document is returned normalised (defaults filled,
 ``settings.duration_ms`` computed).
@@ -15,10 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from media.models import MediaFile, MediaStatus, MediaType
-from projects.edl.documents import CLIENT_FIELDS, EDL, SERVER_FIELDS, EdlLimits, edl_limits
+from projects.edl.documents import CLIENT_FIELDS, COUNTED_LIMITS, EDL, SERVER_FIELDS, EdlLimits, edl_counts, edl_limits
 from projects.edl.effects import check_clip_effects, clip_speed, expected_duration_ms
 from projects.edl.field_checks import ROOT, Errors, check_document
-from projects.errors import EdlTooLarge
+from projects.errors import EdlLimitExceeded, EdlTooLarge
 from projects.models import Project
 
 # Which media a track may hold: video tracks show pictures, audio tracks play sound.
@@ -35,8 +36,9 @@ def _json_size(data: Any) -> int:
 def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
     """The client's document checked and normalised: {"settings", "tracks", "transcript"}.
 
-    Raises EdlTooLarge (413) over the size limit, else EdlInvalid (422) listing every problem
-    with its field path (``tracks[0].clips[2].out_point_ms``).
+    Raises EdlTooLarge (413) over the size limit, EdlLimitExceeded (422) over a count limit,
+    else EdlInvalid (422) listing every problem with its field path
+    (``tracks[0].clips[2].out_point_ms``).
     """
     limits = edl_limits()
     size = _json_size(data)
@@ -45,6 +47,7 @@ def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
             f"The timeline is {size} bytes of JSON; the limit is {limits.max_bytes}.",
             details={"size_bytes": size, "max_bytes": limits.max_bytes},
         )
+    check_edl_limits(data, limits)
     errors = Errors()
     doc = check_document(EDL, data, ROOT, errors, names=CLIENT_FIELDS, ignored=SERVER_FIELDS)
     if doc is None:  # not an object at all: that is the one error
@@ -53,7 +56,6 @@ def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
     tracks = [t for t in (doc["tracks"] or []) if t is not None]
     transcript = doc["transcript"] or {}
 
-    _check_limits(doc, limits, errors)
     _check_unique_ids(doc, errors)
     clips = _check_clips(tracks, errors)
     _check_media(project, clips, errors)
@@ -68,16 +70,20 @@ def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
     return {"settings": settings_doc, "tracks": doc["tracks"], "transcript": doc["transcript"]}
 
 
-def _check_limits(doc: dict[str, Any], limits: EdlLimits, errors: Errors) -> None:
-    tracks = doc["tracks"] or []
-    if len(tracks) > limits.max_tracks:
-        errors.add("tracks", f"At most {limits.max_tracks} tracks; got {len(tracks)}.")
-    clips = sum(len(t["clips"] or []) for t in tracks if t)
-    if clips > limits.max_clips:
-        errors.add("tracks", f"At most {limits.max_clips} clips in all tracks together; got {clips}.")
-    segments = (doc["transcript"] or {}).get("segments") or []
-    if len(segments) > limits.max_segments:
-        errors.add("transcript.segments", f"At most {limits.max_segments} segments; got {len(segments)}.")
+def check_edl_limits(doc: Any, limits: EdlLimits | None = None) -> None:
+    """EdlLimitExceeded (422) naming the first count over its limit, with `limit`, `max`, `count`
+    and `path` in its details. Linear in the document, and read before anything else reads it: a
+    client's document before its field checks, a stored one (saved under other limits) before a
+    render, the captions or an edit compute anything from it."""
+    limits = limits or edl_limits()
+    counts = edl_counts(doc)
+    for name, field, path, what in COUNTED_LIMITS:
+        maximum = getattr(limits, field)
+        if counts[name] > maximum:
+            raise EdlLimitExceeded(
+                f"A timeline may hold at most {maximum} {what}; this one has {counts[name]}.",
+                details={"limit": name, "max": maximum, "count": counts[name], "path": path},
+            )
 
 
 def _check_unique_ids(doc: dict[str, Any], errors: Errors) -> None:

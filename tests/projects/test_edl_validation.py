@@ -9,7 +9,7 @@ import pytest
 from projects.edl import store
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
-from projects.errors import EdlInvalid, EdlTooLarge
+from projects.errors import EdlInvalid, EdlLimitExceeded, EdlTooLarge
 from tests.projects.test_edl_support import (
     clip,
     segment,
@@ -236,23 +236,39 @@ def test_media_is_looked_up_in_one_query(project, base, make_media, django_asser
 
 
 @pytest.mark.parametrize(
-    ("setting", "edit", "path"),
+    ("setting", "edit", "limit", "at_limit"),
     [
         ("AUTEUR_EDL_MAX_TRACKS", lambda d: d["tracks"].append({"id": "t3", "type": "audio", "name": "", "clips": []}),
-         "tracks"),
+         "tracks", 2),
         ("AUTEUR_EDL_MAX_CLIPS", lambda d: d["tracks"][0]["clips"].append(
-            clip(c0(d)["media_file_id"], d["tracks"][0], start=5000, id="c9")), "tracks"),
+            clip(c0(d)["media_file_id"], d["tracks"][0], start=5000, id="c9")), "clips", 2),
         ("AUTEUR_EDL_MAX_SEGMENTS", lambda d: d["transcript"]["segments"].append(segment(3000, 4000, id="s9")),
-         "transcript.segments"),
+         "segments", 2),
+        ("AUTEUR_EDL_MAX_WORDS", lambda d: d["transcript"]["segments"][0]["words"].append(
+            {"word": "more", "start_ms": 0, "end_ms": 10, "confidence": 1.0}), "words", 4),  # 2 segments x 2
+        ("AUTEUR_EDL_MAX_PAUSES", lambda d: d["transcript"].setdefault("pauses", []).append(
+            {"start_ms": 0, "end_ms": 10}), "pauses", 0),
     ],
 )
-def test_limits_on_tracks_clips_and_segments(project, base, settings, setting, edit, path):
-    setattr(settings, setting, 2)
-    edl_replace(project=project, expected_version=1, data=base)  # exactly at the limit: fine
+def test_limits_are_422_naming_the_limit_its_max_and_the_count(project, base, settings, setting, edit, limit, at_limit):
+    setattr(settings, setting, at_limit)
+    saved = edl_replace(project=project, expected_version=1, data=base)  # exactly at the limit: fine
     edit(base)
-    errors = errors_of(project, base)
-    assert [e["path"] for e in errors] == [path]
-    assert "At most 2" in errors[0]["message"]
+    with pytest.raises(EdlLimitExceeded) as exc:
+        edl_replace(project=project, expected_version=saved["version"], data=base)
+    assert exc.value.status_code == 422 and exc.value.code == "edl_limit_exceeded"
+    assert exc.value.details["limit"] == limit
+    assert exc.value.details["max"] == at_limit and exc.value.details["count"] == at_limit + 1
+    assert f"at most {at_limit}" in exc.value.message
+    assert edl_get(project=project)["version"] == saved["version"]  # nothing written
+
+
+def test_limits_are_counted_before_the_fields_are_checked(project, base, settings):
+    settings.AUTEUR_EDL_MAX_PAUSES = 1
+    base["transcript"]["pauses"] = [{"start_ms": "bad"}] * 2  # invalid too: the count comes first
+    with pytest.raises(EdlLimitExceeded) as exc:
+        edl_replace(project=project, expected_version=1, data=base)
+    assert exc.value.details == {"limit": "pauses", "max": 1, "count": 2, "path": "transcript.pauses"}
 
 
 def test_a_document_over_the_size_limit_is_refused_before_validation(project, base):
