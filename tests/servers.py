@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,24 +49,22 @@ class AsgiServer:
 @contextmanager
 def asgi_server(**extra_env: str) -> Iterator[AsgiServer]:
     """uvicorn on the test database and Redis, with `extra_env` added to its environment."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL, **extra_env}
-    proc = subprocess.Popen(uvicorn_argv(port), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    server = AsgiServer(port, proc)
-    try:
-        wait_for_port(port, 60, proc)  # type: ignore[arg-type]
+    with _server(uvicorn_argv, **extra_env) as server:
         yield server
-    finally:
-        stop_group(proc, 10)
 
 
 @contextmanager
 def gunicorn_server(**extra_env: str) -> Iterator[AsgiServer]:
     """The API's gunicorn (one sync worker, `make run`'s config) on the test database and Redis."""
+    with _server(lambda port: gunicorn_argv(port, "--workers", "1"), **extra_env) as server:
+        yield server
+
+
+@contextmanager
+def _server(argv: Callable[[int], list[str]], **extra_env: str) -> Iterator[AsgiServer]:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL, **extra_env}
-    proc = subprocess.Popen(gunicorn_argv(port, "--workers", "1"), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv(port), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     server = AsgiServer(port, proc)
     try:
