@@ -63,6 +63,9 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
                     status=JobStatus.QUEUED, queued_at=now, updated_at=now
                 ):
                     job_event_record(job.id, JobEventType.QUEUED, running=running)
+                    # A job that ends while this transaction is open looks for queued jobs before
+                    # this one is committed queued: look again once it is (job_slot_release).
+                    transaction.on_commit(functools.partial(_start_waiting, job.user_id, if_free=True))
             return None
         now = timezone.now()
         claimed = Job.objects.filter(pk=job.pk, status=job.status).update(
@@ -79,8 +82,21 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
 
 
 def job_slot_release(*, user_id: uuid.UUID) -> None:
-    """After a job of this user ended: start the oldest waiting ones that now fit (after commit)."""
+    """After a job of this user ended: start the oldest waiting ones (once the end is committed).
+
+    The queued jobs are read after the commit, and a claim that queues a job looks for a free slot
+    after its own commit: whichever of the two commits last sees the other's, so a job queued at
+    the moment another ends is started now, not at the reaper's next run. A start that finds no
+    free slot queues the job again (job_claim decides under the user's lock)."""
+    transaction.on_commit(functools.partial(_start_waiting, user_id))
+
+
+def _start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
+    if if_free:
+        running = Job.objects.filter(user_id=user_id, status=JobStatus.PROCESSING).count()
+        user = User.objects.filter(pk=user_id).first()
+        if user is None or running >= concurrency_limit(user):
+            return
     queued = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by("created_at")
-    waiting: list[tuple[uuid.UUID, str]] = list(queued.values_list("id", "type")[:START_BATCH])
-    for job_id, job_type in waiting:
-        transaction.on_commit(functools.partial(pipeline.start, job_id, job_type))
+    for job_id, job_type in queued.values_list("id", "type")[:START_BATCH]:
+        pipeline.start(job_id, job_type)

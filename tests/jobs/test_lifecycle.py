@@ -435,3 +435,39 @@ def test_every_other_failure_refunds_in_full(user, project, media, case):
     assert lifecycle.job_fail(job_id=job.pk, code=code, detail="x", retryable=True)
     job.refresh_from_db()
     assert job.credits_refund == job.credits_cost and _refund_rows(job) == [job.credits_cost]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_queued_while_the_running_one_ends_is_started_at_once(user, project, media, monkeypatch):
+    """The claim that queues B counts A running; A ends before that claim commits, so A's release
+    finds nothing queued. B must still start now, not at the reaper's next run."""
+    import threading
+
+    from django.db import connection, transaction
+
+    running, waiting = submit(user, project, media), submit(user, project, media)
+    Job.objects.filter(pk=running.pk).update(status=JobStatus.PROCESSING)
+    started: list[Any] = []
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
+    queued, ended = threading.Event(), threading.Event()
+
+    def claim() -> None:
+        try:
+            with transaction.atomic():
+                assert slots.job_claim(job_id=waiting.pk) is None  # one slot (no plan), taken
+                queued.set()
+                ended.wait(30)
+        finally:
+            connection.close()
+
+    claimer = threading.Thread(target=claim)
+    claimer.start()
+    assert queued.wait(30)
+    with transaction.atomic():  # the running job ends while the claim is still open
+        Job.objects.filter(pk=running.pk).update(status=JobStatus.COMPLETED)
+        slots.job_slot_release(user_id=user.pk)
+    assert started == []  # nothing was queued yet, as far as this transaction could see
+    ended.set()
+    claimer.join(30)
+    assert Job.objects.get(pk=waiting.pk).status == JobStatus.QUEUED
+    assert started == [waiting.pk]
