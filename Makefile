@@ -48,20 +48,20 @@ install: $(STAMP_RUN)
 install-dev: $(STAMP_DEV)
 
 run: $(STAMP_RUN)
-	@exec $(PY) -m auteur.devstack run
+	@exec $(PY) -m devstack run
 
 # Lint first, so CI (which runs `make test`) cannot skip it; mypy's cache in .mypy_cache keeps a rerun quick.
 # The 20 slowest tests close the report: the suite must stay under about 10 minutes.
 test: lint
-	@$(TEST_ENV) $(PY) -m auteur.devstack exec -- $(PY) -m pytest --durations=20 $(PYTEST_ARGS)
+	@$(TEST_ENV) $(PY) -m devstack exec -- $(PY) -m pytest --durations=20 $(PYTEST_ARGS)
 
 # The same tests on a RabbitMQ broker (quorum queues): an embedded node of its own on loopback, stopped
 # afterwards; Postgres, Redis and MongoDB as in `make test`. The one target that may run apt-get.
 RABBITMQ_TESTS := tests/jobs/test_broker.py tests/jobs/test_pipeline.py tests/jobs/test_doctor.py \
 	tests/jobs/test_metrics_exporter.py tests/jobs/test_chaos.py
 test-rabbitmq: $(STAMP_DEV)
-	@$(PY) -m auteur.devstack install-rabbitmq
-	@$(TEST_ENV) AUTEUR_DEVSTACK_BROKER=rabbitmq $(PY) -m auteur.devstack exec -- $(PY) -m pytest $(RABBITMQ_TESTS) $(PYTEST_ARGS)
+	@$(PY) -m devstack install-rabbitmq
+	@$(TEST_ENV) AUTEUR_DEVSTACK_BROKER=rabbitmq $(PY) -m devstack exec -- $(PY) -m pytest $(RABBITMQ_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
 	$(PY) -m ruff check .

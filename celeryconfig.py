@@ -57,7 +57,7 @@ if ON_RABBITMQ:
     # RabbitMQ has no visibility timeout: a delivery stays with its consumer until acknowledged or
     # until the consumer's connection closes (a dead worker), then goes back to the queue. Its
     # server-side consumer_timeout (30 min by default) must exceed the longest task; the embedded
-    # node sets it (auteur/devstack/rabbitmq.py) and a production broker must too.
+    # node sets it (devstack/rabbitmq.py) and a production broker must too.
     task_default_exchange = RABBITMQ_EXCHANGE
     task_default_exchange_type = "topic"  # native delayed delivery needs a topic exchange
     task_default_queue_type = "quorum"

@@ -7,9 +7,12 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
-    from auteur.devstack.stack import load_recorded_urls
-
-    load_recorded_urls()
+    try:
+        from devstack.stack import load_recorded_urls
+    except ModuleNotFoundError:  # the production image ships no dev tooling (.dockerignore)
+        pass
+    else:
+        load_recorded_urls()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -24,9 +24,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from auteur.devstack.ports import free_port  # noqa: E402 - needs the path above
-from auteur.devstack.servers import EmbeddedServer  # noqa: E402
-from auteur.devstack.stack import URL_VARS, running_stack  # noqa: E402
+from devstack.ports import free_port  # noqa: E402 - needs the path above
+from devstack.servers import EmbeddedServer  # noqa: E402
+from devstack.stack import URL_VARS, running_stack  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BINDIR = Path(sys.executable).parent

@@ -44,9 +44,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from auteur.devstack.ports import wait_for_port  # noqa: E402 - needs the path above
-from auteur.devstack.process_group import stop_group  # noqa: E402
-from auteur.devstack.stack import URL_VARS, running_stack  # noqa: E402
+from devstack.ports import wait_for_port  # noqa: E402 - needs the path above
+from devstack.process_group import stop_group  # noqa: E402
+from devstack.stack import URL_VARS, running_stack  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results" / "media_upload.json"
 POLL_SECONDS = 0.02

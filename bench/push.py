@@ -484,7 +484,7 @@ def wait_http(port: int, path: str = "/healthz", timeout: float = 60) -> None:
 
 def asgi_argv(port: int) -> list[str]:
     """The ASGI server as `make run` starts it, without its access log (a line per request)."""
-    from auteur.devstack.front import uvicorn_argv
+    from devstack.front import uvicorn_argv
 
     return uvicorn_argv(port, "--no-access-log", "--log-level", "warning")
 

@@ -213,8 +213,8 @@ def _in_process(args: argparse.Namespace, media: dict[str, list[str]]) -> dict[s
 def _http(args: argparse.Namespace, stack: Any, media: dict[str, list[str]], users: dict[str, Any]) -> dict[str, Any]:
     import requests
 
-    from auteur.devstack.ports import wait_for_port
     from auteur.users.services import user_issue_token
+    from devstack.ports import wait_for_port
     from projects.edl.documents import edl_limits
     from projects.edl.selectors import edl_get
     from projects.edl.services import edl_replace

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.front import front_processes, gunicorn_argv, uvicorn_argv
-from auteur.devstack.ports import free_port, wait_for_port
-from auteur.devstack.process_group import stop_group
+from devstack import REPO_ROOT
+from devstack.front import front_processes, gunicorn_argv, uvicorn_argv
+from devstack.ports import free_port, wait_for_port
+from devstack.process_group import stop_group
 
 
 def subprocess_database_url() -> str:
@@ -77,7 +77,7 @@ def _server(argv: Callable[[int], list[str]], **extra_env: str) -> Iterator[Asgi
 @contextmanager
 def running_front(logs: Path, **extra_env: str) -> Iterator[str]:
     """`make run`'s front on the test database: Caddy on a free port with the API's gunicorn, the
-    storage gunicorn and uvicorn behind it, as auteur/devstack/front.py plans them. Yields Caddy's
+    storage gunicorn and uvicorn behind it, as devstack/front.py plans them. Yields Caddy's
     base URL; each process's output is in `logs`/<name>.out."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "REDIS_URL": settings.REDIS_URL,

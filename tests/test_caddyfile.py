@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from auteur.devstack.front import CADDYFILE, front_processes
+from devstack.front import CADDYFILE, front_processes
 from tests.test_compose import GUNICORN_FLAGS, argv_of, env_of, interpolate, load_compose, option, split_options
 
 CADDY = Path(sys.executable).parent / "caddy"

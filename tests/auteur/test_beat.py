@@ -17,10 +17,10 @@ from pathlib import Path
 import redis
 from django.conf import settings
 
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.ports import free_port
-from auteur.devstack.process_group import stop_group
-from auteur.devstack.servers import RedisServer
+from devstack import REPO_ROOT
+from devstack.ports import free_port
+from devstack.process_group import stop_group
+from devstack.servers import RedisServer
 
 PERIOD = 1.0  # the reaper's and the webhook sweep's period in this test
 BEAT_ENV = {

@@ -21,9 +21,9 @@ import requests
 import websockets.sync.client
 from websockets.typing import Subprotocol
 
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.ports import free_port, port_is_free, port_offset, preferred_port
-from auteur.devstack.stack import Stack, load_recorded_urls, running_stack
+from devstack import REPO_ROOT
+from devstack.ports import free_port, port_is_free, port_offset, preferred_port
+from devstack.stack import Stack, load_recorded_urls, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +119,7 @@ def test_exec_runs_a_command_against_a_throwaway_stack_passes_its_exit_code_and_
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")}
     result = subprocess.run(
-        [sys.executable, "-m", "auteur.devstack", "exec", "--", sys.executable, "-c", code],
+        [sys.executable, "-m", "devstack", "exec", "--", sys.executable, "-c", code],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -167,7 +167,7 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         AUTEUR_ENV_FILE="",  # not this checkout's .env
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "auteur.devstack", "run"],
+        [sys.executable, "-m", "devstack", "run"],
         env=env,
         cwd=REPO_ROOT,
         # Started as a background job is (SIGINT inherited ignored): Ctrl-C must still stop it.
@@ -282,8 +282,8 @@ def test_run_reuses_its_data_after_a_stop(tmp_path):
 
 
 def test_the_broker_is_redis_unless_rabbitmq_is_asked_for_and_no_url_is_set(tmp_path):
-    from auteur.devstack import DevStackError
-    from auteur.devstack.rabbitmq import RabbitMQServer
+    from devstack import DevStackError
+    from devstack.rabbitmq import RabbitMQServer
 
     assert "rabbitmq" not in [s.name for s in Stack.plan(tmp_path, NO_URLS, ephemeral=True).servers]
     stack = Stack.plan(tmp_path, {**NO_URLS, "AUTEUR_DEVSTACK_BROKER": "rabbitmq"}, ephemeral=True)
@@ -301,7 +301,7 @@ def test_the_broker_is_redis_unless_rabbitmq_is_asked_for_and_no_url_is_set(tmp_
 def test_an_embedded_rabbitmq_node_listens_on_loopback_only_and_leaves_nothing_behind(tmp_path):
     import kombu
 
-    from auteur.devstack.rabbitmq import RabbitMQServer
+    from devstack.rabbitmq import RabbitMQServer
 
     env = {**NO_URLS, "DATABASE_URL": "unused", "REDIS_URL": "unused", "MONGODB_URI": "unused",
            "AUTEUR_DEVSTACK_BROKER": "rabbitmq"}

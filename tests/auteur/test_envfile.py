@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from auteur.devstack import REPO_ROOT
 from auteur.envfile import DEFAULT_ENV_FILE, read_env_file
+from devstack import REPO_ROOT
 
 
 def test_the_file_fills_in_what_the_environment_lacks_and_never_overrides_it(tmp_path, monkeypatch):

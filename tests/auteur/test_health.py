@@ -8,7 +8,7 @@ import redis
 from django.conf import settings as django_settings
 
 from auteur import health
-from auteur.devstack.ports import free_port
+from devstack.ports import free_port
 
 CHECK_NAMES = {"postgres", "redis", "mongodb", "storage"}
 

@@ -14,10 +14,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from rest_framework.test import APIClient
 
-from auteur.devstack.ports import free_port
 from auteur.users import authentication
 from auteur.users.jwks import JwksKeys
 from auteur.users.models import User
+from devstack.ports import free_port
 from tests.auteur.conftest import claims, jwk_of
 from tests.auteur.test_authentication import b64, hand_signed
 

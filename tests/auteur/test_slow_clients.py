@@ -1,6 +1,6 @@
 """Slow clients cannot take the API down: the front of `make run` (Caddy, then gunicorn) under attack.
 
-The front is started as `make run` starts it (auteur.devstack.front: the repository's Caddyfile,
+The front is started as `make run` starts it (devstack.front: the repository's Caddyfile,
 the API's gunicorn with 3 sync workers, the storage server), against this test run's Postgres
 and Redis, with short proxy timeouts so that the cut-offs show within seconds.
 
@@ -26,12 +26,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.front import ACCESS_LOG_NAME, front_processes
-from auteur.devstack.ports import free_port, wait_for_port
-from auteur.devstack.process_group import stop_group
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
+from devstack import REPO_ROOT
+from devstack.front import ACCESS_LOG_NAME, front_processes
+from devstack.ports import free_port, wait_for_port
+from devstack.process_group import stop_group
 from tests.servers import subprocess_database_url
 
 # The marker makes pytest-django create the test database that the front runs on.

@@ -18,9 +18,9 @@ import psutil
 import pytest
 from django.conf import settings
 
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.process_group import stop_group
 from auteur.queues import ALL_QUEUES
+from devstack import REPO_ROOT
+from devstack.process_group import stop_group
 from tests.jobs.support import (  # noqa: F401 - fixtures for every test module here
     funded_fixture,
     gpu_backend_fixture,

@@ -19,10 +19,10 @@ from django.conf import settings as django_settings
 from kombu import Connection
 
 from auteur.celery import app
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.ports import free_port
 from auteur.health import check_broker
 from auteur.queues import ALL_QUEUES, queue_depths
+from devstack import REPO_ROOT
+from devstack.ports import free_port
 from tests.jobs.conftest import wait_for
 
 REDIS_ONLY_OPTIONS = {"visibility_timeout", "socket_timeout", "socket_connect_timeout"}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from auteur.devstack import REPO_ROOT
+from devstack import REPO_ROOT
 
 
 # The drill waits up to 300 s for its jobs to end: a failing drill reports what it left running.

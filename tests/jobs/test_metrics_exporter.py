@@ -15,12 +15,12 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.ports import free_port
-from auteur.devstack.process_group import stop_group
 from auteur.queues import ALL_QUEUES
 from credits.services.ledger import credit_grant
 from credits.tasks import ledger_check
+from devstack import REPO_ROOT
+from devstack.ports import free_port
+from devstack.process_group import stop_group
 from jobs.models import JobStatus
 from jobs.tasks import reap
 from tests.factories import ProjectFactory

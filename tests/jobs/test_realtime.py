@@ -27,9 +27,9 @@ from django.db import connection, transaction
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from auteur.devstack.ports import free_port
-from auteur.devstack.servers import RedisServer
 from auteur.users.services import user_issue_token
+from devstack.ports import free_port
+from devstack.servers import RedisServer
 from jobs.models import Job, JobEvent, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.stream import event_payload, job_stream_append, stream_key

@@ -62,16 +62,16 @@ import pytest
 import redis
 import requests
 
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.ports import free_port, wait_for_port
-from auteur.devstack.process_group import stop_group
-from auteur.devstack.servers import RedisServer
 from auteur.queues import QUEUE_GPU_AUDIO
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from credits.models import CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
 from credits.services.ledger import credit_grant
+from devstack import REPO_ROOT
+from devstack.ports import free_port, wait_for_port
+from devstack.process_group import stop_group
+from devstack.servers import RedisServer
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.specs import job_spec
 from projects.models import Project

@@ -340,7 +340,7 @@ def test_undo_restores_a_transcript_exactly(project, make_media):
 
 @pytest.fixture
 def unreachable_store(settings):
-    from auteur.devstack.ports import free_port
+    from devstack.ports import free_port
 
     settings.MONGODB_URI = f"mongodb://127.0.0.1:{free_port()}/auteur"
     store.disconnect()

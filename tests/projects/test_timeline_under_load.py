@@ -25,11 +25,11 @@ import pytest
 import requests
 from django.conf import settings
 
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.ports import free_port, wait_for_port
-from auteur.devstack.process_group import stop_group
 from auteur.users.services import user_issue_token
 from bench.timelines import Counts, largest_within
+from devstack import REPO_ROOT
+from devstack.ports import free_port, wait_for_port
+from devstack.process_group import stop_group
 from projects.edl.documents import edl_limits
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace

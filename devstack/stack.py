@@ -10,10 +10,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from auteur.devstack import REPO_ROOT, DevStackError
-from auteur.devstack.ports import free_port, preferred_port
-from auteur.devstack.rabbitmq import RabbitMQServer
-from auteur.devstack.servers import EmbeddedServer, MongoServer, PostgresServer, RedisServer
+from devstack import REPO_ROOT, DevStackError
+from devstack.ports import free_port, preferred_port
+from devstack.rabbitmq import RabbitMQServer
+from devstack.servers import EmbeddedServer, MongoServer, PostgresServer, RedisServer
 
 DEFAULT_VAR_DIR = REPO_ROOT / "var"
 STATE_FILE_NAME = "devstack.json"

@@ -15,8 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from auteur.devstack import DevStackError
-from auteur.devstack.servers import EmbeddedServer
+from devstack import DevStackError
+from devstack.servers import EmbeddedServer
 
 SERVER_SCRIPT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")  # the node itself, not the su wrapper
 PACKAGE = "rabbitmq-server"

@@ -24,8 +24,8 @@ import honcho.manager
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from auteur.devstack import REPO_ROOT, DevStackError
-from auteur.devstack.ports import wait_for_port
+from devstack import REPO_ROOT, DevStackError
+from devstack.ports import wait_for_port
 
 # honcho's grace between SIGTERM and SIGKILL is this module constant (5 s by default): a Celery
 # worker's warm shutdown, which finishes or requeues its in-flight steps, needs longer.

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from auteur.devstack import DevStackError
+from devstack import DevStackError
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from auteur.devstack import REPO_ROOT, DevStackError
-from auteur.devstack.ports import free_port
-from auteur.devstack.processes import Process
+from devstack import REPO_ROOT, DevStackError
+from devstack.ports import free_port
+from devstack.processes import Process
 
 CADDYFILE = REPO_ROOT / "Caddyfile"
 ACCESS_LOG_NAME = "caddy-access.log"

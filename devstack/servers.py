@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from auteur.devstack import DevStackError
-from auteur.devstack.ports import wait_for_port
-from auteur.devstack.process_group import stop_group
+from devstack import DevStackError
+from devstack.ports import wait_for_port
+from devstack.process_group import stop_group
 
 PG_DATABASE = "auteur"
 PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root

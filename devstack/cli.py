@@ -1,4 +1,4 @@
-"""``python -m auteur.devstack run|exec``: the stack for ``make run`` and for ``make test``."""
+"""``python -m devstack run|exec``: the stack for ``make run`` and for ``make test``."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import auteur.devstack
-from auteur.devstack import REPO_ROOT
-from auteur.devstack.front import front_processes
-from auteur.devstack.ports import preferred_port
-from auteur.devstack.processes import flower_auth, metrics_token, run_processes, stack_processes
-from auteur.devstack.servers import PostgresServer
-from auteur.devstack.stack import DEFAULT_VAR_DIR, Stack, running_stack
+import devstack
 from auteur.envfile import read_env_file
+from devstack import REPO_ROOT
+from devstack.front import front_processes
+from devstack.ports import preferred_port
+from devstack.processes import flower_auth, metrics_token, run_processes, stack_processes
+from devstack.servers import PostgresServer
+from devstack.stack import DEFAULT_VAR_DIR, Stack, running_stack
 
 
 def _install_signal_handlers() -> None:
@@ -172,7 +172,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_install_rabbitmq(args: argparse.Namespace) -> int:
     """``make test-rabbitmq``'s first step: Debian's rabbitmq-server, installed when missing."""
-    from auteur.devstack import rabbitmq
+    from devstack import rabbitmq
 
     print(f"devstack: rabbitmq-server {rabbitmq.install()}", flush=True)
     return 0
@@ -180,8 +180,8 @@ def cmd_install_rabbitmq(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m auteur.devstack",
-        description=auteur.devstack.__doc__,
+        prog="python -m devstack",
+        description=devstack.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="cmd", required=True)

