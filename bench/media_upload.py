@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/media_upload.py [--size-mb 100] [--runs 3]
 
-Starts its own throwaway stack (embedded Postgres and Redis, ephemeral, like `make test`; the
-media endpoints never reach MongoDB, so its URL is a placeholder that is never dialled), then
+Starts its own throwaway stack (embedded Postgres, Redis and MongoDB, ephemeral, like `make test`:
+the migrations reach MongoDB, the media endpoints never do), then
 the real processes `make run` uses:
 
 api     gunicorn with auteur.gunicorn_conf (2 sync workers) on a loopback port: the API and the
@@ -136,7 +136,6 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="auteur-bench-media-"))
     env = {k: v for k, v in os.environ.items() if k not in URL_VARS}
-    env["MONGODB_URI"] = "mongodb://127.0.0.1:1/bench"  # placeholder: see the module docstring
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with running_stack(tmp / "stack", env, ephemeral=True) as stack:
