@@ -1,11 +1,24 @@
-"""A job's other ends: failed and canceled, each refunded once (`failure_refund`, `cancel_refund`)."""
+"""Every change of a job's status, and nothing else: the one module that writes `Job.status`.
+
+    pending ──claim──> processing ──complete──> completed
+       │  └─claim─> queued ─claim─┘     │
+       └──────────┴──── fail, cancel ───┴──> failed / canceled (refunded once)
+
+Each move is one conditional UPDATE (`filter(pk=..., status=<from>).update(status=<to>, ...)`):
+delivery is at-least-once, so a redelivered or duplicate step finds its move made by someone
+else and does nothing twice, and of two callers racing to end a job (a worker's failure beside
+the reaper's time-out, a cancel beside the completion) exactly one wins. A refund is written in
+the same transaction as the move to `failed` or `canceled`, so only the winner refunds; the
+ledger's unique constraint on (job, refund) backs that up. Every move records its event and, when
+it frees a slot, starts the user's next waiting job (`jobs.life.slots`).
+(tests/jobs/test_status_writes.py fails if another module writes a job's status.)
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 import uuid
-from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,13 +27,79 @@ from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
 from jobs.failures import failure_detail, failure_message
+from jobs.life.refunds import cancel_refund, failure_refund
+from jobs.life.slots import concurrency_limit, job_slot_release, slots_around, start_waiting_if_free, user_lock
 from jobs.models import ACTIVE_STATUSES, Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
-from jobs.services.slots import job_slot_release
-from jobs.specs import job_spec
 from media.services.outputs import media_delete_job_outputs
 
 logger = logging.getLogger(__name__)
+
+
+def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
+    """pending/queued -> processing when one of the user's slots is free, else pending -> queued.
+
+    Returns the job when it is processing (claimed now, or by an earlier delivery of this step
+    that died before handing over to the next: the caller carries on, every later step being
+    idempotent); None when it waits for a slot or has ended.
+    Jobs start in submission order: a job never overtakes an older one of the same user waiting.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_related("user").filter(pk=job_id).first()
+        if job is None or job.status == JobStatus.PROCESSING:
+            return job
+        if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
+            return None
+        user_lock(job.user_id)
+        # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
+        # job meanwhile makes the conditional UPDATE below match nothing.
+        slots = slots_around(job)
+        running, limit = slots["running"], concurrency_limit(job.user)
+        if running >= limit or slots["older_waiting"]:
+            if job.status == JobStatus.PENDING:
+                now = timezone.now()
+                if Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+                    status=JobStatus.QUEUED, queued_at=now, updated_at=now
+                ):
+                    job_event_record(job.id, JobEventType.QUEUED, running=running)
+                    # A job that ends while this transaction is open looks for queued jobs before
+                    # this one is committed queued: look again once it is (job_slot_release).
+                    start_waiting_if_free(job.user_id)
+            return None
+        now = timezone.now()
+        claimed = Job.objects.filter(pk=job.pk, status=job.status).update(
+            status=JobStatus.PROCESSING, started_at=now, updated_at=now
+        )
+        if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
+            return None
+        if slots["younger_queued"] and running + 1 < limit:
+            # Younger jobs queued behind this one while it was pending may fit beside it now.
+            job_slot_release(user_id=job.user_id)
+        job_event_record(job.id, JobEventType.STARTED)
+        job.status, job.started_at, job.updated_at = JobStatus.PROCESSING, now, now
+        return job
+
+
+def job_complete(
+    *, job: Job, output_data: dict[str, Any], output_media: list[str], gpu_seconds: float
+) -> bool:
+    """processing -> completed, with the record of its stored outputs. False if it is not processing.
+
+    Call it inside the transaction that settles the outputs (jobs.life.outputs): a job that ended
+    otherwise meanwhile (failed by the reaper, say) was refunded and must keep none of them.
+    """
+    completed_at = timezone.now()
+    processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
+    if not Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
+        status=JobStatus.COMPLETED, output_data=output_data, progress=100, completed_at=completed_at,
+        updated_at=completed_at, gpu_seconds=gpu_seconds, processing_time_ms=processing_ms,
+    ):
+        return False
+    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media)
+    job_slot_release(user_id=job.user_id)
+    job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
+    job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
+    return True
 
 
 def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool) -> bool:
@@ -62,45 +141,6 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
     if job.gpu_call_id:
         gpu_client.cancel_quietly(job.gpu_call_id)
     return True
-
-
-def failure_refund(*, job: Job, code: str) -> int:
-    """The credits a job that failed with `code` gets back.
-
-    All of its cost, except for a GPU call that ran past its time limit (`timeout` after its
-    inference started and before it ended): it keeps the share of its cost that its engine
-    reported done, rounded up to whole credits, and gets the rest back:
-
-        refund = cost - ceil(cost * progress / 100)
-
-    So an input that makes an engine grind up to its limit pays for the work it got done, and
-    cannot burn GPU time for free again and again, while a call that hung without reporting any
-    progress (a stuck container: the platform's fault) is refunded in full.
-    """
-    timed_out_call = code == "timeout" and job.inference_started_at is not None and job.inference_ended_at is None
-    if not timed_out_call:
-        return job.credits_cost
-    return job.credits_cost - math.ceil(job.credits_cost * min(job.progress, 100) / 100)
-
-
-def cancel_refund(*, job: Job, at: datetime) -> int:
-    """The credits a job canceled at `at` gets back.
-
-    Before its inference started (or while the backend still keeps the call waiting for
-    capacity), nothing was spent: the whole cost. After, the part not spent, where the spent
-    share is the larger of the time the call has run against its type's time limit and the
-    progress its engine reported, rounded up to whole credits:
-
-        refund = cost - ceil(cost * min(1, max(seconds_run / time_limit, progress / 100)))
-
-    So a cancel just before the end refunds little, and a call canceled soon after it started
-    keeps at least one credit of its cost.
-    """
-    if job.inference_started_at is None:
-        return job.credits_cost
-    seconds_run = max(0.0, (at - job.inference_started_at).total_seconds())
-    spent = min(1.0, max(seconds_run / job_spec(job.type).time_limit_seconds, job.progress / 100))
-    return job.credits_cost - math.ceil(job.credits_cost * spent)
 
 
 def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
