@@ -344,8 +344,8 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
 
     from credits.models import CreditTransaction
     from credits.selectors import ledger_check
+    from jobs.life.refunds import failure_refund
     from jobs.models import TERMINAL_STATUSES, Job, JobEvent
-    from jobs.services.lifecycle import failure_refund
     from media.models import MediaFile
 
     jobs = {str(j.pk): j for j in Job.objects.all()}
@@ -477,7 +477,7 @@ def timing_in_force() -> dict[str, Any]:
     """The time limits and reaper thresholds the stack runs, as its processes read them."""
     from django.conf import settings
 
-    from jobs.services.reaper import REAP_MARGIN_SECONDS
+    from jobs.life.reaper import REAP_MARGIN_SECONDS
     from jobs.specs import job_spec, time_scale
 
     scale = time_scale()

@@ -22,9 +22,9 @@ from auteur.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin
 from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
+from jobs.life.status import job_cancel, job_fail
 from jobs.models import ACTIVE_STATUSES, Job, JobEvent
 from jobs.selectors.jobs import job_summary
-from jobs.services.lifecycle import job_cancel, job_fail
 from jobs.services.submission import job_retry
 
 SUMMARY_WINDOW = timedelta(hours=24)

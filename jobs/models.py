@@ -57,7 +57,7 @@ class Job(models.Model):
     credits_cost = models.PositiveIntegerField()
     credits_refunded = models.BooleanField(default=False)
     # Credits given back: the whole cost when the job failed or was canceled before its inference
-    # started, the unspent part when it was canceled after (jobs.services.lifecycle.cancel_refund).
+    # started, the unspent part when it was canceled after (jobs.life.status.cancel_refund).
     credits_refund = models.PositiveIntegerField(default=0)
     input_params = models.JSONField(default=dict)
     output_data = models.JSONField(default=dict, blank=True)

@@ -1,14 +1,15 @@
-"""Celery tasks of the job pipeline, thin: each step calls its service (`jobs/services/steps.py`).
+"""Celery tasks of the job pipeline, thin: each step calls its service (`jobs/life/steps.py`).
 
 Every family of job types has its own three step tasks, named `jobs.<family>.<step>` so Flower
-shows what runs where, and celeryconfig routes each family to its queue.
+shows what runs where, and celeryconfig routes each family to its queue. This module is the
+jobs app's leaf: nothing imports it, and the services publish its tasks by name (jobs.life.publish).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Task, shared_task
@@ -20,12 +21,12 @@ from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
 from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from jobs.gpu_client import GpuError, TransientGpuError
+from jobs.life.publish import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step, step_task_name
+from jobs.life.reaper import jobs_reap
+from jobs.life.status import job_fail
+from jobs.life.steps import job_step_finish, job_step_infer, job_step_prepare
 from jobs.models import JobEventType
-from jobs.pipeline import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step
 from jobs.services.events import bind_job_to_logs, job_event_record
-from jobs.services.lifecycle import job_fail
-from jobs.services.reaper import jobs_reap
-from jobs.services.steps import job_step_finish, job_step_infer, job_step_prepare
 from jobs.services.transcript_edl import RETRYABLE, job_transcript_to_edl, job_transcript_to_edl_failed
 from jobs.specs import Family
 
@@ -107,26 +108,12 @@ def finish(job_id: str) -> None:
     job_step_finish(job_id=job_id)
 
 
-def _step(name: str, fn: Callable[..., None]) -> Task:
-    return shared_task(name=name, base=JobTask)(fn)
-
-
+# `jobs.<family>.<step>` for every family: jobs.audio.prepare, jobs.audio.infer, jobs.audio.finish,
+# jobs.vision.prepare, ... The services publish them by these names (jobs.life.publish).
 STEP_TASKS: Mapping[tuple[Family, Step], Task] = {
-    (Family.AUDIO, Step.PREPARE): _step("jobs.audio.prepare", prepare),
-    (Family.AUDIO, Step.INFER): _step("jobs.audio.infer", infer),
-    (Family.AUDIO, Step.FINISH): _step("jobs.audio.finish", finish),
-    (Family.VISION, Step.PREPARE): _step("jobs.vision.prepare", prepare),
-    (Family.VISION, Step.INFER): _step("jobs.vision.infer", infer),
-    (Family.VISION, Step.FINISH): _step("jobs.vision.finish", finish),
-    (Family.GENERATION, Step.PREPARE): _step("jobs.generation.prepare", prepare),
-    (Family.GENERATION, Step.INFER): _step("jobs.generation.infer", infer),
-    (Family.GENERATION, Step.FINISH): _step("jobs.generation.finish", finish),
-    (Family.RENDER, Step.PREPARE): _step("jobs.render.prepare", prepare),
-    (Family.RENDER, Step.INFER): _step("jobs.render.infer", infer),
-    (Family.RENDER, Step.FINISH): _step("jobs.render.finish", finish),
-    (Family.COMPRESSION, Step.PREPARE): _step("jobs.compression.prepare", prepare),
-    (Family.COMPRESSION, Step.INFER): _step("jobs.compression.infer", infer),
-    (Family.COMPRESSION, Step.FINISH): _step("jobs.compression.finish", finish),
+    (family, step): shared_task(name=step_task_name(family, step), base=JobTask)(fn)
+    for family in Family
+    for step, fn in ((Step.PREPARE, prepare), (Step.INFER, infer), (Step.FINISH, finish))
 }
 
 

@@ -158,3 +158,104 @@ def test_domain_errors_carry_no_http_status():
             bad += [f"{rel}: {needle}" for needle in ("status_code", "rest_framework import status")
                     if needle in text]
     assert bad == []
+
+
+# ---- No import cycle within an app. Lazy imports (inside a function) count: they hide a cycle
+# from the interpreter, not from a reader. Only imports under `if TYPE_CHECKING:` are left out.
+
+
+def _runtime_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+    def visit(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                yield from (n for branch in child.orelse for n in visit(branch))
+                continue
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                yield child
+            yield from visit(child)
+
+    return visit(tree)
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _is_module(name: str) -> bool:
+    base = ROOT / name.replace(".", "/")
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def import_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same app it names in an import. (The packages above a module,
+    which Python imports first, are left out: a package's `__init__` that re-exports its
+    submodules is not a cycle a reader has to untangle.)"""
+    graph: dict[str, set[str]] = {}
+    for path in modules(package):
+        here = _module_name(path)
+        targets: set[str] = set()
+        for node in _runtime_imports(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    anchor = here.split(".")[: len(here.split(".")) - node.level + (path.name == "__init__.py")]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                names = [f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base for alias in node.names]
+            targets.update(names)
+        top = package.split("/")[0]
+        graph[here] = {t for t in targets if t.split(".")[0] == top and t != here and _is_module(t)}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return cycles
+
+
+@pytest.mark.parametrize("package", APPS)
+def test_no_import_cycle_within_an_app(package: str):
+    assert import_cycles(import_graph(package)) == []
+
+
+def test_the_cycle_check_sees_lazy_and_relative_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    app = tmp_path / "app"
+    (app / "sub").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "sub" / "__init__.py").write_text("")
+    (app / "a.py").write_text("from app.sub import b\n")
+    (app / "sub" / "b.py").write_text("def f():\n    from ..a import x\n")
+    (app / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app import a\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    assert import_cycles(import_graph("app")) == [["app.a", "app.sub.b"]]

@@ -14,7 +14,8 @@ gets an `AccountNotice`.
 
 An attempt is bounded by its sender's wall-clock deadline (webhooks/sender.py), and whatever
 interrupts it (the task's soft time limit included) is recorded as a failed attempt, so that the
-retry schedule and the 24-hour rules go on as for any failure.
+retry schedule and the 24-hour rules go on as for any failure. The tasks (webhooks/tasks.py) sit
+above these services: they are sent here by name.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from celery import current_app
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -77,9 +79,7 @@ MAX_PENDING_FOR_TEST = 100
 def _publish(delivery_id: int, countdown: float = 0) -> None:
     """Queue an attempt (after commit, robustly: a publish lost to a broker outage leaves a due
     row, which the sweep sends)."""
-    from webhooks.tasks import deliver
-
-    deliver.apply_async((delivery_id,), countdown=countdown)
+    current_app.signature("webhooks.deliver", args=(delivery_id,)).apply_async(countdown=countdown)
 
 
 # ----------------------------------------------------------------------------- targets

@@ -3,7 +3,7 @@ should start.
 
 A job waits while it is `pending` (its first step is on its lane's Celery queue) or `queued` (it
 holds none of its owner's concurrency slots yet). What decides when it starts is its owner's
-slots (jobs.services.slots): at most the plan's limit of the owner's jobs are `processing` at
+slots (jobs.life.slots): at most the plan's limit of the owner's jobs are `processing` at
 once, and the owner's waiting jobs start strictly in submission order. No limit applies per lane
 before a job starts processing: the first step only claims a slot and spawns the GPU call, and a
 GPU class's container cap or the local runner's slots make a job wait after it is `processing`,

@@ -18,9 +18,10 @@ from credits.errors import InsufficientCredits
 from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_deduct_for_job
 from credits.services.subscriptions import require_plan
-from jobs import gpu_client, pipeline
+from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable, LanguageUnsupported
 from jobs.inputs import WebhookRequest
+from jobs.life import publish
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus
 from jobs.selectors.requests import JobRequest
 from jobs.services.events import job_event_record
@@ -171,7 +172,7 @@ def _submit(
         if webhook is not None:
             job_webhook_create(job_id=job.id, owner=user, url=webhook.url, event_types=webhook.events)
         job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost)
-        transaction.on_commit(lambda: pipeline.start(job.id, spec.type))
+        transaction.on_commit(lambda: publish.start(job.id, spec.type))
     logger.info("job submitted: %s for %d credits", spec.type, cost, extra={"job_id": str(job.id)})
     return job, True
 

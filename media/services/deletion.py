@@ -1,7 +1,8 @@
 """Deleting media files and their objects, and the sweep that ends abandoned uploads and probes.
 
 Storage objects are deleted only after the deleting transaction commits (``media.delete_objects``
-retries until the store answers), so a rolled-back delete never loses a file.
+retries until the store answers), so a rolled-back delete never loses a file. The media tasks
+(media/tasks.py) sit above these services: they are sent here by name.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -30,10 +32,8 @@ UPLOAD_KEY_GRACE_SECONDS = 60
 
 def schedule_object_deletion(keys: list[str], prefixes: list[str]) -> None:
     """Delete after commit: a rolled-back transaction must not have lost its objects."""
-    from media.tasks import delete_objects
-
     if keys or prefixes:
-        transaction.on_commit(lambda: delete_objects.delay(keys, prefixes))
+        transaction.on_commit(lambda: current_app.signature("media.delete_objects", args=(keys, prefixes)).delay())
 
 
 def schedule_upload_key_deletion(key: str) -> None:
@@ -131,8 +131,6 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
       probe may run): the probe message was lost or its worker died; it is enqueued again
       (idempotent). Past AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS (2 h) the file is rejected.
     """
-    from media.tasks import probe
-
     now = now or timezone.now()
     stale_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_STALE_UPLOAD_SECONDS", 24 * 3600))
     retry_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_RETRY_SECONDS", 30 * 60))
@@ -157,7 +155,7 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     )
     stuck = MediaFile.objects.filter(status=MediaStatus.PROCESSING, updated_at__lt=now - retry_after)
     for media_id in stuck.values_list("pk", flat=True)[:500]:
-        probe.delay(str(media_id))
+        current_app.signature("media.probe", args=(str(media_id),)).delay()
         counts["requeued"] += 1
     counts["upload_keys_deleted"] = _delete_due_objects(now)
     if any(counts.values()):

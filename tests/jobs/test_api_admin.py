@@ -10,8 +10,8 @@ from credits.models import Plan
 from credits.selectors import credit_balance_get
 from credits.services.subscriptions import subscription_create
 from jobs.failures import failure_message
+from jobs.life.status import job_fail
 from jobs.models import Job, JobStatus
-from jobs.services.lifecycle import job_fail
 from tests.jobs.support import (
     START_BALANCE,
     refund_rows,

@@ -11,9 +11,9 @@ from rest_framework.renderers import JSONRenderer
 from auteur.throttling import hit
 from auteur.users.models import User
 from credits.selectors import credit_balance_get
+from jobs.life.status import job_fail
 from jobs.models import Job, JobStatus
 from jobs.serializers import JobSerializer
-from jobs.services.lifecycle import job_fail
 from media.models import MediaFile
 from tests.factories import ProjectFactory
 from tests.jobs.support import (

@@ -20,8 +20,8 @@ from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get, ledger_check
 from credits.services.ledger import credit_deduct_for_job, credit_grant
 from jobs.errors import JobNotCancelable
+from jobs.life import status as lifecycle
 from jobs.models import Job, JobEvent, JobStatus
-from jobs.services import lifecycle
 from tests.jobs.conftest import upload_local, wait_for
 
 CYCLES = 20
@@ -201,10 +201,11 @@ def test_a_job_waiting_for_a_local_runner_slot_keeps_its_place_and_a_cancel_refu
 ) -> None:
     from gpu_tasks.local_runner import SLOTS_DIR
     from gpu_tasks.runner_slots import RunnerSlots
-    from jobs import gpu_client, pipeline
-    from jobs.services.inference import job_poll, job_spawn
-    from jobs.services.reaper import jobs_reap
-    from jobs.services.slots import job_claim
+    from jobs import gpu_client
+    from jobs.life import publish as pipeline
+    from jobs.life.inference import job_poll, job_spawn
+    from jobs.life.reaper import jobs_reap
+    from jobs.life.status import job_claim
 
     settings.AUTEUR_GPU_BACKEND, settings.AUTEUR_GPU_LOCAL_DIR = "local", str(tmp_path / "calls")
     settings.AUTEUR_LOCAL_RUNNER_SLOTS = 1

@@ -14,9 +14,9 @@ from django.utils import timezone
 from credits.models import CreditTransaction
 from credits.services.ledger import credit_grant
 from gpu_tasks.announce import EVENTS_KEY, PROCESSING_KEY, Announcement, EventQueue, RedisAnnouncer, drain_once
+from jobs.life.announcements import gpu_announcements_handle
+from jobs.life.reaper import jobs_reap
 from jobs.models import Job, JobEvent, JobEventType, JobStatus
-from jobs.services.completion import gpu_announcements_handle
-from jobs.services.reaper import jobs_reap
 from media.models import MediaFile
 from tests.factories import ProjectFactory
 from tests.jobs.conftest import wait_for, wait_terminal
@@ -156,7 +156,7 @@ def test_a_modal_calls_announcement_reaches_its_job_through_the_consumer(auth_cl
     from gpu_tasks.backends.modal_backend import ModalBackend
     from gpu_tasks.modal_runtime import QueueAnnouncer
     from jobs import gpu_client
-    from jobs.services.completion import gpu_announcements_forward
+    from jobs.life.announcements import gpu_announcements_forward
     from tests.gpu_tasks.test_modal_backend import FakeModal, with_queue
 
     fake = FakeModal()
@@ -201,8 +201,8 @@ def test_a_poison_batch_is_dropped_and_the_consumer_survives_its_restart(auth_cl
 
     from django.db import connections
 
-    from jobs import pipeline
-    from jobs.services.completion import gpu_events_run
+    from jobs.life import publish as pipeline
+    from jobs.life.announcements import gpu_events_run
 
     old = timezone.now() - timedelta(hours=1)
     progressing, ending, broken = (submit_tts(auth_client, project) for _ in range(3))

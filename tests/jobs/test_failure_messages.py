@@ -15,8 +15,8 @@ from django.urls import reverse
 from credits.services.ledger import credit_deduct_for_job, credit_grant
 from gpu_tasks.errors import GpuError
 from jobs.failures import FAILURE_MESSAGES, UNKNOWN_FAILURE_MESSAGE
+from jobs.life.publish import Step
 from jobs.models import Job, JobStatus
-from jobs.pipeline import Step
 from jobs.specs import Family
 from jobs.tasks import STEP_TASKS
 
@@ -54,9 +54,9 @@ def test_an_engine_errors_text_reaches_only_staff_and_the_log(
     credit_grant(user=user, amount=10, type="bonus", description="test")
     job = Job.objects.create(user=user, type="transcription", credits_cost=5, status=JobStatus.PROCESSING)
     credit_deduct_for_job(user=user, job_id=job.pk, amount=5, description="transcription")
-    with caplog.at_level(logging.WARNING, logger="jobs.services.lifecycle"):
+    with caplog.at_level(logging.WARNING, logger="jobs.life.status"):
         _fail_through_the_step(job, ERRORS[case])
-    [logged] = [r.getMessage() for r in caplog.records if r.name == "jobs.services.lifecycle"]
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "jobs.life.status"]
     assert "input.mp4" in logged and SIGNATURE not in logged and settings.AUTEUR_JWT_SECRET not in logged
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED

@@ -93,9 +93,9 @@ def test_modal_is_sent_the_language_and_the_job_records_the_detected_one(
     auth_client, funded, project, media, on_modal, settings
 ):
     from gpu_tasks.contract import status_record
+    from jobs.life.inference import job_poll, job_spawn
+    from jobs.life.outputs import job_result_store
     from jobs.models import Job, JobStatus
-    from jobs.services.inference import job_poll, job_spawn
-    from jobs.services.outputs import job_complete
 
     settings.AUTEUR_GPU_BACKEND = "modal"  # inputs go as signed URLs, as they do to Modal
     detected = {"language": "es", "duration_ms": 900, "text": "Hola.", "model": "whisper-large-v3",
@@ -113,7 +113,7 @@ def test_modal_is_sent_the_language_and_the_job_records_the_detected_one(
     assert on_modal.payloads[0]["language"] == "auto"  # the engine detects it (test_transcription_hf.py)
     status = job_poll(job_id=job_id)
     assert status is not None and status.result is not None
-    job_complete(job_id=job_id, result=status.result)
+    job_result_store(job_id=job_id, result=status.result)
 
     shown = auth_client.get(jobs_url(f"/{job_id}")).json()
     assert shown["status"] == "completed"

@@ -13,12 +13,14 @@ from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
-from jobs import pipeline
 from jobs.errors import IdempotencyKeyReused, JobNotCancelable
+from jobs.life import outputs, slots, steps
+from jobs.life import publish as pipeline
+from jobs.life import status as lifecycle
+from jobs.life.publish import Step
 from jobs.models import Job, JobEvent, JobStatus
-from jobs.pipeline import Step
 from jobs.selectors.requests import JobRequest
-from jobs.services import lifecycle, outputs, slots, steps, submission, transcribe
+from jobs.services import submission, transcribe
 from jobs.specs import Family, job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile
@@ -274,7 +276,7 @@ def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, projec
     result = fixed_result(JobType(job_type))
     (ref,) = result["outputs"].values()
     with TestCase.captureOnCommitCallbacks(execute=True):
-        done = outputs.job_complete(job_id=job.pk, result=result)
+        done = outputs.job_result_store(job_id=job.pk, result=result)
     assert done is not None and done.status == JobStatus.COMPLETED
     (output,) = MediaFile.objects.filter(source_job_id=job.pk)
     assert output.status == "ready" and output.type == OUTPUT_KINDS[ref["content_type"].split("/")[0]]
@@ -297,12 +299,12 @@ def test_a_duplicate_delivery_storing_beside_the_first_keeps_the_outputs(user, p
 
     def the_other_delivery_completes_first(**kwargs):
         monkeypatch.setattr(outputs, "media_create_output", real)
-        assert outputs.job_complete(job_id=job.pk, result=fixed_result(JobType.TTS)) is not None
+        assert outputs.job_result_store(job_id=job.pk, result=fixed_result(JobType.TTS)) is not None
         return real(**kwargs)
 
     monkeypatch.setattr(outputs, "media_create_output", the_other_delivery_completes_first)
     with TestCase.captureOnCommitCallbacks(execute=True):
-        assert outputs.job_complete(job_id=job.pk, result=result, job=job) is None
+        assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is None
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED and refunds(job) == 0
     assert [str(m.pk) for m in MediaFile.objects.filter(source_job_id=job.pk)] == job.output_data["output_media_ids"]
@@ -319,7 +321,7 @@ def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, m
 
     monkeypatch.setattr(outputs, "media_create_output", reaper_fails_it_meanwhile)
     with TestCase.captureOnCommitCallbacks(execute=True):
-        assert outputs.job_complete(job_id=job.pk, result=result, job=job) is None
+        assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is None
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and refunds(job) == 1
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
@@ -329,7 +331,7 @@ def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, m
 def test_a_cancel_that_wins_the_row_stops_the_store(user, project, media):
     job, result = _storing_tts_job(user, project, media)
     lifecycle.job_cancel(job=job)
-    assert outputs.job_complete(job_id=job.pk, result=result, job=job) is None
+    assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is None
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELED and job.inference_ended_at is None and refunds(job) == 1
@@ -348,16 +350,16 @@ def test_media_of_unknown_duration_cannot_be_priced(auth_client, user, project):
 def test_a_younger_job_claimed_first_waits_for_the_older_pending_one(user, project, media, monkeypatch):
     """Two prepares delivered at once: the younger job's claim must not take the only slot."""
     older, younger = submit(user, project, media), submit(user, project, media)
-    assert slots.job_claim(job_id=younger.pk) is None
+    assert lifecycle.job_claim(job_id=younger.pk) is None
     younger.refresh_from_db()
     assert younger.status == JobStatus.QUEUED
-    assert slots.job_claim(job_id=older.pk) is not None
+    assert lifecycle.job_claim(job_id=older.pk) is not None
     started = []
     monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
     with TestCase.captureOnCommitCallbacks(execute=True):
         slots.job_slot_release(user_id=user.pk)
     assert started == [younger.pk]
-    assert slots.job_claim(job_id=younger.pk) is None, "one slot (no plan): still waiting for the older job"
+    assert lifecycle.job_claim(job_id=younger.pk) is None, "one slot (no plan): still waiting for the older job"
 
 
 def test_a_claim_starts_younger_queued_jobs_that_fit_beside_it(user, project, media, monkeypatch):
@@ -365,13 +367,13 @@ def test_a_claim_starts_younger_queued_jobs_that_fit_beside_it(user, project, me
 
     subscription_create(user=user, plan="starter")  # two slots
     older, younger = submit(user, project, media), submit(user, project, media)
-    assert slots.job_claim(job_id=younger.pk) is None  # the older one is still pending
+    assert lifecycle.job_claim(job_id=younger.pk) is None  # the older one is still pending
     started = []
     monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
     with TestCase.captureOnCommitCallbacks(execute=True):
-        assert slots.job_claim(job_id=older.pk) is not None
+        assert lifecycle.job_claim(job_id=older.pk) is not None
     assert started == [younger.pk], "the younger job is started at once, not at the reaper's next run"
-    assert slots.job_claim(job_id=younger.pk) is not None
+    assert lifecycle.job_claim(job_id=younger.pk) is not None
 
 
 @pytest.mark.usefixtures("canned_results")
@@ -379,7 +381,7 @@ def test_what_shaped_an_output_is_kept_in_its_media_metadata(user, project, medi
     job, result = _storing_tts_job(user, project, media)
     result["outputs"]["audio"]["metadata"] = {"model": "noop", "seed": 7, "steps": 3}
     with TestCase.captureOnCommitCallbacks(execute=True):
-        assert outputs.job_complete(job_id=job.pk, result=result, job=job) is not None
+        assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is not None
     (output,) = MediaFile.objects.filter(source_job_id=job.pk)
     assert output.metadata["generation"] == {"model": "noop", "seed": 7, "steps": 3}
     assert set(output.metadata) > {"generation"}, "beside what the probe read"
@@ -454,7 +456,7 @@ def test_a_job_queued_while_the_running_one_ends_is_started_at_once(user, projec
     def claim() -> None:
         try:
             with transaction.atomic():
-                assert slots.job_claim(job_id=waiting.pk) is None  # one slot (no plan), taken
+                assert lifecycle.job_claim(job_id=waiting.pk) is None  # one slot (no plan), taken
                 queued.set()
                 ended.wait(30)
         finally:

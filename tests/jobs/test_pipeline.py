@@ -191,8 +191,8 @@ def test_the_reaper_republishes_a_job_whose_publish_was_lost(start_worker, auth_
 
     from django.utils import timezone
 
-    from jobs import pipeline
-    from jobs.services.reaper import jobs_reap
+    from jobs.life import publish as pipeline
+    from jobs.life.reaper import jobs_reap
 
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: False)  # the broker "lost" it

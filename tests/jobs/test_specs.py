@@ -12,7 +12,7 @@ from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.engines import load_engine
 from gpu_tasks.types import JOB_TYPES, GpuClass
 from jobs.inputs import JobInput, MediaRef
-from jobs.pipeline import Step
+from jobs.life.publish import Step
 from jobs.pricing import FieldValue, MediaDuration, TextLength, TimelineDuration
 from jobs.specs import JOB_SPECS, Family, JobSpec, JobType, OutputKind, job_spec
 from jobs.tasks import STEP_TASKS

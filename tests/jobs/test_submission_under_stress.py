@@ -22,11 +22,11 @@ session's Redis.
 2. Redis outage. The design: while Redis is down, a submission is still accepted at once (202,
    charged exactly once, the job row `pending` with its `submitted` event), because the charge
    and the job live in Postgres and everything that needs Redis fails fast and open:
-   - publishing the pipeline after commit gives up fast (jobs/pipeline.py PUBLISH_RETRY: one
+   - publishing the pipeline after commit gives up fast (jobs/life/publish.py PUBLISH_RETRY: one
      retry) and is logged, not raised;
    - the rate limiter fails open (auteur/throttling.py);
    and reads (GET /jobs/{id}) need no Redis at all. Once Redis is back, the reaper
-   (`jobs.services.reaper.jobs_reap`, run by beat every minute) re-publishes every job still `pending`
+   (`jobs.life.reaper.jobs_reap`, run by beat every minute) re-publishes every job still `pending`
    after a minute, and the job runs to completion, charged once. The API reconnects by itself: a
    submission made after the restart is published at once, with no help from the reaper.
    The test runs it for real: Redis is stopped and restarted on the same port with its
@@ -287,7 +287,7 @@ import json
 from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
-from jobs.services.reaper import jobs_reap
+from jobs.life.reaper import jobs_reap
 pending_after = getattr(settings, "AUTEUR_REAPER_PENDING_AFTER_SECONDS", 60)
 print("REAPED", json.dumps(jobs_reap(now=timezone.now() + timedelta(seconds=pending_after + 1))))
 """

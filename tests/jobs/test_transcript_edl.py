@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
+from jobs.life import outputs
 from jobs.models import Job, JobStatus
 from jobs.selectors.requests import JobRequest
-from jobs.services import outputs, submission, transcript_edl
+from jobs.services import submission, transcript_edl
 from jobs.specs import job_spec
 from jobs.tasks import transcript_to_edl
 from projects.edl.selectors import edl_get
@@ -50,7 +51,7 @@ def transcribing(user, project, media) -> Job:
 def store(job: Job) -> Job:
     """The real store step with the GPU's result faked (the noop backend's canned transcript)."""
     with TestCase.captureOnCommitCallbacks(execute=True):
-        assert outputs.job_complete(job_id=job.pk, result=fixed_result(JobType.TRANSCRIPTION)) is not None
+        assert outputs.job_result_store(job_id=job.pk, result=fixed_result(JobType.TRANSCRIPTION)) is not None
     return Job.objects.get(pk=job.pk)
 
 

@@ -28,8 +28,8 @@ from gpu_tasks.contract import status_record
 from gpu_tasks.results import ResultLimits
 from gpu_tasks.types import JobType
 from jobs import gpu_client
+from jobs.life.publish import Step
 from jobs.models import Job, JobStatus
-from jobs.pipeline import Step
 from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile

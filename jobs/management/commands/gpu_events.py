@@ -1,7 +1,7 @@
 """`manage.py gpu_events`: the deployment's one consumer of GPU calls' announcements.
 
 Long-running: drains the announcement list in batches and moves each job on
-(`jobs.services.completion`). SIGTERM or SIGINT finishes the batch at hand, then exits.
+(`jobs.life.announcements`). SIGTERM or SIGINT finishes the batch at hand, then exits.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from jobs.services.completion import BATCH_SIZE, gpu_events_run
+from jobs.life.announcements import BATCH_SIZE, gpu_events_run
 
 
 class Command(BaseCommand):

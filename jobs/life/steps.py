@@ -8,13 +8,14 @@ finish step remains for the reaper, which re-drives a job whose store was interr
 
 from __future__ import annotations
 
-from jobs import gpu_client, pipeline
+from jobs import gpu_client
 from jobs.gpu_client import CallStatus
+from jobs.life import publish
+from jobs.life.inference import job_poll, job_spawn
+from jobs.life.outputs import job_result_store
+from jobs.life.publish import Step
+from jobs.life.status import job_claim
 from jobs.models import Job, JobStatus
-from jobs.pipeline import Step
-from jobs.services.inference import job_poll, job_spawn
-from jobs.services.outputs import job_complete
-from jobs.services.slots import job_claim
 
 
 def job_step_prepare(*, job_id: str) -> None:
@@ -40,7 +41,7 @@ def job_step_infer(*, job_id: str, polls: int) -> None:
 def job_step_finish(*, job_id: str) -> None:
     status = job_poll(job_id=job_id)
     if status is not None and status.state == "succeeded":
-        job_complete(job_id=job_id, result=status.result or {}, gpu_seconds=status.gpu_seconds)
+        job_result_store(job_id=job_id, result=status.result or {}, gpu_seconds=status.gpu_seconds)
 
 
 def _carry_on(job: Job | None, status: CallStatus | None, polls: int) -> None:
@@ -54,7 +55,7 @@ def _carry_on(job: Job | None, status: CallStatus | None, polls: int) -> None:
     if status is None or job is None:
         return
     if status.state == "succeeded":
-        job_complete(job_id=job.pk, result=status.result or {}, gpu_seconds=status.gpu_seconds, job=job)
+        job_result_store(job_id=job.pk, result=status.result or {}, gpu_seconds=status.gpu_seconds, job=job)
     elif status.state == "failed" or not gpu_client.announces():
         # A transient failure was re-spawned just now: its new call is looked at once soon.
-        pipeline.publish(job.pk, job.type, Step.INFER, countdown=pipeline.poll_countdown(polls), polls=polls + 1)
+        publish.publish(job.pk, job.type, Step.INFER, countdown=publish.poll_countdown(polls), polls=polls + 1)

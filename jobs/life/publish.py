@@ -1,4 +1,4 @@
-"""How a job's steps follow each other: the one place that publishes them.
+"""How a job's steps follow each other: the one place that publishes them, by task name.
 
     prepare  claim a slot (pending/queued -> processing), resolve inputs, spawn the GPU call,
              and look at it once
@@ -19,7 +19,8 @@ is no longer active, so a step still queued for a canceled job costs one no-op d
 revocation would cost more: Celery keeps every revoked id or stamp in each worker's memory and
 checks every task it receives against them.
 
-Each step runs on its type's queue family (`jobs.<family>.<step>`, `jobs/tasks.py`).
+Each step runs on its type's queue family: its task is named `jobs.<family>.<step>` (`jobs/tasks.py`
+declares them) and is published by that name, so nothing below the tasks imports them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import uuid
 from enum import StrEnum
 
+from celery import current_app
 from kombu.exceptions import OperationalError
 
 from jobs.specs import job_spec
@@ -61,20 +63,27 @@ def poll_countdown(polls: int) -> float:
 
 def publish(job_id: uuid.UUID | str, job_type: str, step: Step, *, countdown: float = 0, polls: int = 0) -> bool:
     """Send one step; False (logged) when the broker cannot be reached: the reaper will retry."""
-    from jobs.tasks import STEP_TASKS  # the tasks call the services, which publish through here
+    args = (str(job_id), polls) if step is Step.INFER else (str(job_id),)
+    return publish_task(step_task_name(job_spec(job_type).family, step), args, job_id=job_id, countdown=countdown)
 
-    task = STEP_TASKS[job_spec(job_type).family, step]
-    signature = task.si(str(job_id), polls) if step is Step.INFER else task.si(str(job_id))
+
+def step_task_name(family: str, step: Step) -> str:
+    """The name of a family's step task: `jobs.audio.prepare`, ..."""
+    return f"jobs.{family}.{step}"
+
+
+def publish_task(name: str, args: tuple[object, ...], *, job_id: uuid.UUID | str, countdown: float = 0) -> bool:
+    """Send the task `name` about a job; False (logged) when the broker cannot be reached."""
+    signature = current_app.signature(name, args=args, immutable=True)
     if countdown:
         signature.set(countdown=countdown)
     try:
         signature.apply_async(retry=True, retry_policy=PUBLISH_RETRY)
     except (OperationalError, OSError) as exc:
-        logger.warning("could not publish %s of job %s: %s", step, job_id, exc, extra={"job_id": str(job_id)})
+        logger.warning("could not publish %s of job %s: %s", name, job_id, exc, extra={"job_id": str(job_id)})
         return False
     return True
 
 
 def start(job_id: uuid.UUID | str, job_type: str) -> bool:
     return publish(job_id, job_type, Step.PREPARE)
-

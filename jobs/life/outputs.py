@@ -1,4 +1,4 @@
-"""Storing a finished call's results: its files as media of the project, then `completed`."""
+"""Storing a finished call's result: its files as media of the project, then the move to `completed`."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jobs import gpu_client
-from jobs.models import Job, JobEventType, JobStatus
-from jobs.pipeline import PUBLISH_RETRY
-from jobs.services.events import job_event_record
-from jobs.services.inference import job_inference_ended
-from jobs.services.slots import job_slot_release
+from jobs.life.inference import job_inference_ended
+from jobs.life.publish import publish_task
+from jobs.life.status import job_complete
+from jobs.models import Job, JobStatus
 from jobs.services.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.specs import OutputKind, job_spec
 from media.services.captions import media_attach_caption
@@ -28,10 +26,10 @@ from media.services.outputs import media_create_output, media_delete_job_outputs
 logger = logging.getLogger(__name__)
 
 
-def job_complete(
+def job_result_store(
     *, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0, job: Job | None = None
 ) -> Job | None:
-    """Store the outputs (idempotently) and move the job to completed. None if it is not processing.
+    """Store the call's outputs (idempotently) and complete the job. None if it is not processing.
 
     A job that ends otherwise while its outputs are being stored (failed by the reaper, say) was
     refunded, so it keeps none of them.
@@ -58,27 +56,17 @@ def job_complete(
     if output_media:
         output_data["output_media_ids"] = output_media
     with transaction.atomic():
-        completed_at = timezone.now()
-        processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
-        done = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
-            status=JobStatus.COMPLETED, output_data=output_data, progress=100, completed_at=completed_at,
-            updated_at=completed_at, gpu_seconds=gpu_seconds, processing_time_ms=processing_ms,
-        )
-        if not done:
+        if not job_complete(job=job, output_data=output_data, output_media=output_media, gpu_seconds=gpu_seconds):
             # Completed by a duplicate delivery of this step (the outputs are its too), or ended
             # otherwise meanwhile (failed by the reaper): refunded, so it keeps nothing.
             if not Job.objects.filter(pk=job.pk, status=JobStatus.COMPLETED).exists():
                 media_delete_job_outputs(job_id=job.pk)
             return None
-        job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media)
-        job_slot_release(user_id=job.user_id)
         if (output_data.get("edl") or {}).get("status") == PENDING:
             job_pk = job.pk
             transaction.on_commit(lambda: _queue_transcript_to_edl(job_pk), robust=True)
     if job.gpu_call_id:
         gpu_client.release_quietly(job.gpu_call_id)
-    job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
-    job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
     return job
 
 
@@ -96,12 +84,8 @@ def _refusals_logged(job: Job) -> Iterator[None]:
 
 def _queue_transcript_to_edl(job_id: uuid.UUID) -> None:
     """Retry writing the transcript into the project's timeline, by its own task (jobs.services.transcript_edl)."""
-    from jobs.tasks import transcript_to_edl  # the tasks call the services
-
-    try:
-        transcript_to_edl.apply_async((str(job_id),), retry=True, retry_policy=PUBLISH_RETRY)
-    except (KombuOperationalError, OSError) as exc:
-        job_transcript_to_edl_failed(job_id=job_id, exc=exc)
+    if not publish_task("jobs.transcript_to_edl", (str(job_id),), job_id=job_id):
+        job_transcript_to_edl_failed(job_id=job_id, exc=KombuOperationalError("the broker could not be reached"))
 
 
 def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:

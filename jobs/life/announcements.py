@@ -24,11 +24,12 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from jobs import gpu_client, pipeline
+from jobs import gpu_client
 from jobs.gpu_client import Announcement, EventQueue, GpuError, RedisAnnouncer, drain_once, parse_announcements
+from jobs.life import publish
+from jobs.life.inference import job_progress_announce
+from jobs.life.publish import Step
 from jobs.models import Job, JobStatus
-from jobs.pipeline import Step
-from jobs.services.inference import job_progress_announce
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def _handle_batch(announcements: list[Announcement]) -> dict[str, int]:
 
 
 def _publish_infer(job: Job) -> bool:
-    return pipeline.publish(job.pk, job.type, Step.INFER)
+    return publish.publish(job.pk, job.type, Step.INFER)
 
 
 def _record_progress(job: Job, progress: float | None) -> bool:

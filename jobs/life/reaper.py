@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import pipeline
+from jobs.life import publish
+from jobs.life.inference import inference_limit_seconds, repoll_after
+from jobs.life.publish import STEP_HARD_LIMIT_SECONDS, Step
+from jobs.life.status import job_fail
 from jobs.models import Job, JobEventType, JobStatus
-from jobs.pipeline import STEP_HARD_LIMIT_SECONDS, Step
 from jobs.services.events import job_event_record
-from jobs.services.inference import inference_limit_seconds, repoll_after
-from jobs.services.lifecycle import job_fail
 from jobs.specs import time_scale
 
 logger = logging.getLogger(__name__)
@@ -36,13 +36,13 @@ def jobs_reap(*, now: datetime | None = None) -> dict[str, int]:
     counts = {"republished": 0, "started": 0, "repolled": 0, "timed_out": 0}
     pending_after = timedelta(seconds=settings.AUTEUR_REAPER_PENDING_AFTER_SECONDS)
     for job in Job.objects.filter(status=JobStatus.PENDING, updated_at__lt=now - pending_after):
-        if pipeline.start(job.pk, job.type):
+        if publish.start(job.pk, job.type):
             Job.objects.filter(pk=job.pk).update(updated_at=now)
             job_event_record(job.pk, JobEventType.REPUBLISHED)
             counts["republished"] += 1
     for user_id in Job.objects.filter(status=JobStatus.QUEUED).values_list("user_id", flat=True).distinct():
         oldest = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by("created_at").first()
-        if oldest is not None and pipeline.start(oldest.pk, oldest.type):
+        if oldest is not None and publish.start(oldest.pk, oldest.type):
             counts["started"] += 1
     for job in Job.objects.filter(status=JobStatus.PROCESSING):
         try:
@@ -67,7 +67,7 @@ def _reap_processing(job: Job, now: datetime, counts: dict[str, int]) -> None:
     if not waiting and now - began > timedelta(seconds=limit + REAP_MARGIN_SECONDS * time_scale()):
         if job_fail(job_id=job.pk, code="timeout", detail=f"reaper: no result within {limit:g} s", retryable=True):
             counts["timed_out"] += 1
-    elif now - job.updated_at > repoll_after() and pipeline.publish(job.pk, job.type, step):
+    elif now - job.updated_at > repoll_after() and publish.publish(job.pk, job.type, step):
         Job.objects.filter(pk=job.pk).update(updated_at=now)
         job_event_record(job.pk, JobEventType.REPOLLED, step=step)
         counts["repolled"] += 1

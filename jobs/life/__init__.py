@@ -1,0 +1,16 @@
+"""A job's life, from its claim to its end: modules whose imports run one way, bottom to top.
+
+    publish        publishing a step or task by name (nothing here imports jobs/tasks.py)
+    slots          a user's concurrency slots; starting waiting jobs as slots free
+    refunds        how much a failed or canceled job gets back
+    status         every change of a job's status, and only there: claim, complete, fail, cancel
+    inference      spawn the GPU call, look at it, record its start and progress
+    outputs        store a finished call's result, then complete the job
+    steps          what each pipeline step does (prepare, infer, finish)
+    announcements  the consumer of GPU calls' announcements (`manage.py gpu_events`)
+    reaper         no job stays non-terminal forever
+
+Each module imports only those above it in this list (tests/test_layering.py refuses a cycle),
+and `jobs/tasks.py`, the Celery tasks, sits on top of them all. A job is created (charged and
+`pending`) by `jobs/services/submission.py`.
+"""

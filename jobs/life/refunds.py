@@ -1,0 +1,48 @@
+"""How much of its cost a job that did not complete gets back: pure functions of the job's row."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from jobs.models import Job
+from jobs.specs import job_spec
+
+
+def failure_refund(*, job: Job, code: str) -> int:
+    """The credits a job that failed with `code` gets back.
+
+    All of its cost, except for a GPU call that ran past its time limit (`timeout` after its
+    inference started and before it ended): it keeps the share of its cost that its engine
+    reported done, rounded up to whole credits, and gets the rest back:
+
+        refund = cost - ceil(cost * progress / 100)
+
+    So an input that makes an engine grind up to its limit pays for the work it got done, and
+    cannot burn GPU time for free again and again, while a call that hung without reporting any
+    progress (a stuck container: the platform's fault) is refunded in full.
+    """
+    timed_out_call = code == "timeout" and job.inference_started_at is not None and job.inference_ended_at is None
+    if not timed_out_call:
+        return job.credits_cost
+    return job.credits_cost - math.ceil(job.credits_cost * min(job.progress, 100) / 100)
+
+
+def cancel_refund(*, job: Job, at: datetime) -> int:
+    """The credits a job canceled at `at` gets back.
+
+    Before its inference started (or while the backend still keeps the call waiting for
+    capacity), nothing was spent: the whole cost. After, the part not spent, where the spent
+    share is the larger of the time the call has run against its type's time limit and the
+    progress its engine reported, rounded up to whole credits:
+
+        refund = cost - ceil(cost * min(1, max(seconds_run / time_limit, progress / 100)))
+
+    So a cancel just before the end refunds little, and a call canceled soon after it started
+    keeps at least one credit of its cost.
+    """
+    if job.inference_started_at is None:
+        return job.credits_cost
+    seconds_run = max(0.0, (at - job.inference_started_at).total_seconds())
+    spent = min(1.0, max(seconds_run / job_spec(job.type).time_limit_seconds, job.progress / 100))
+    return job.credits_cost - math.ceil(job.credits_cost * spent)

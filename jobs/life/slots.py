@@ -1,0 +1,80 @@
+"""Each user runs at most a few jobs at once (by plan); the rest wait `queued`, oldest first.
+
+This module counts a user's slots and starts waiting jobs when one frees; the moves between
+`pending`, `queued` and `processing` themselves are `jobs.life.status.job_claim`'s.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from typing import TypedDict
+
+from django.db import connection, transaction
+from django.db.models import Count, Q
+
+from auteur.users.models import User
+from credits.selectors import user_plan
+from jobs.life import publish
+from jobs.models import Job, JobStatus
+from jobs.selectors.queue import plan_concurrency_limit
+
+# Jobs of a user started at once when slots free; the reaper starts any left over.
+START_BATCH = 5
+WAITING = (JobStatus.PENDING, JobStatus.QUEUED)
+
+
+class Slots(TypedDict):
+    running: int  # the user's jobs processing now
+    older_waiting: int  # jobs of the user older than this one, pending or queued
+    younger_queued: int  # jobs of the user younger than this one, queued
+
+
+def user_lock(user_id: uuid.UUID) -> None:
+    """Serialize slot accounting for one user across processes (released at commit)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [uuid.UUID(str(user_id)).int & 0x7FFF_FFFF_FFFF_FFFF])
+
+
+def concurrency_limit(user: User) -> int:
+    return plan_concurrency_limit(user_plan(user=user))
+
+
+def slots_around(job: Job) -> Slots:
+    """The user's slots as `job` sees them; read under `user_lock`.
+
+    An older job counts as waiting while it is pending too: two prepares delivered at once to two
+    processes must not let the younger job take the slot first."""
+    counts = Job.objects.filter(user_id=job.user_id, status__in=(JobStatus.PROCESSING, *WAITING)).aggregate(
+        running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
+        older_waiting=Count("pk", filter=Q(status__in=WAITING, created_at__lt=job.created_at)),
+        younger_queued=Count("pk", filter=Q(status=JobStatus.QUEUED, created_at__gt=job.created_at)),
+    )
+    return Slots(running=counts["running"], older_waiting=counts["older_waiting"],
+                 younger_queued=counts["younger_queued"])
+
+
+def job_slot_release(*, user_id: uuid.UUID) -> None:
+    """After a job of this user ended: start the oldest waiting ones (once the end is committed).
+
+    The queued jobs are read after the commit, and a claim that queues a job looks for a free slot
+    after its own commit: whichever of the two commits last sees the other's, so a job queued at
+    the moment another ends is started now, not at the reaper's next run. A start that finds no
+    free slot queues the job again (job_claim decides under the user's lock)."""
+    transaction.on_commit(functools.partial(start_waiting, user_id))
+
+
+def start_waiting_if_free(user_id: uuid.UUID) -> None:
+    """After a claim queued a job, committed: start waiting jobs if a slot freed meanwhile."""
+    transaction.on_commit(functools.partial(start_waiting, user_id, if_free=True))
+
+
+def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
+    if if_free:
+        running = Job.objects.filter(user_id=user_id, status=JobStatus.PROCESSING).count()
+        user = User.objects.filter(pk=user_id).first()
+        if user is None or running >= concurrency_limit(user):
+            return
+    queued = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by("created_at")
+    for job_id, job_type in queued.values_list("id", "type")[:START_BATCH]:
+        publish.start(job_id, job_type)

@@ -1,0 +1,184 @@
+"""Every change of a job's status, and nothing else: the one module that writes `Job.status`.
+
+    pending ──claim──> processing ──complete──> completed
+       │  └─claim─> queued ─claim─┘     │
+       └──────────┴──── fail, cancel ───┴──> failed / canceled (refunded once)
+
+Each move is one conditional UPDATE (`filter(pk=..., status=<from>).update(status=<to>, ...)`):
+delivery is at-least-once, so a redelivered or duplicate step finds its move made by someone
+else and does nothing twice, and of two callers racing to end a job (a worker's failure beside
+the reaper's time-out, a cancel beside the completion) exactly one wins. A refund is written in
+the same transaction as the move to `failed` or `canceled`, so only the winner refunds; the
+ledger's unique constraint on (job, refund) backs that up. Every move records its event and, when
+it frees a slot, starts the user's next waiting job (`jobs.life.slots`).
+(tests/jobs/test_status_writes.py fails if another module writes a job's status.)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from credits.services.ledger import credit_refund_job
+from jobs import gpu_client
+from jobs.errors import JobNotCancelable
+from jobs.failures import failure_detail, failure_message
+from jobs.life.refunds import cancel_refund, failure_refund
+from jobs.life.slots import concurrency_limit, job_slot_release, slots_around, start_waiting_if_free, user_lock
+from jobs.models import ACTIVE_STATUSES, Job, JobEventType, JobStatus
+from jobs.services.events import job_event_record
+from media.services.outputs import media_delete_job_outputs
+
+logger = logging.getLogger(__name__)
+
+
+def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
+    """pending/queued -> processing when one of the user's slots is free, else pending -> queued.
+
+    Returns the job when it is processing (claimed now, or by an earlier delivery of this step
+    that died before handing over to the next: the caller carries on, every later step being
+    idempotent); None when it waits for a slot or has ended.
+    Jobs start in submission order: a job never overtakes an older one of the same user waiting.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_related("user").filter(pk=job_id).first()
+        if job is None or job.status == JobStatus.PROCESSING:
+            return job
+        if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
+            return None
+        user_lock(job.user_id)
+        # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
+        # job meanwhile makes the conditional UPDATE below match nothing.
+        slots = slots_around(job)
+        running, limit = slots["running"], concurrency_limit(job.user)
+        if running >= limit or slots["older_waiting"]:
+            if job.status == JobStatus.PENDING:
+                now = timezone.now()
+                if Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+                    status=JobStatus.QUEUED, queued_at=now, updated_at=now
+                ):
+                    job_event_record(job.id, JobEventType.QUEUED, running=running)
+                    # A job that ends while this transaction is open looks for queued jobs before
+                    # this one is committed queued: look again once it is (job_slot_release).
+                    start_waiting_if_free(job.user_id)
+            return None
+        now = timezone.now()
+        claimed = Job.objects.filter(pk=job.pk, status=job.status).update(
+            status=JobStatus.PROCESSING, started_at=now, updated_at=now
+        )
+        if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
+            return None
+        if slots["younger_queued"] and running + 1 < limit:
+            # Younger jobs queued behind this one while it was pending may fit beside it now.
+            job_slot_release(user_id=job.user_id)
+        job_event_record(job.id, JobEventType.STARTED)
+        job.status, job.started_at, job.updated_at = JobStatus.PROCESSING, now, now
+        return job
+
+
+def job_complete(
+    *, job: Job, output_data: dict[str, Any], output_media: list[str], gpu_seconds: float
+) -> bool:
+    """processing -> completed, with the record of its stored outputs. False if it is not processing.
+
+    Call it inside the transaction that settles the outputs (jobs.life.outputs): a job that ended
+    otherwise meanwhile (failed by the reaper, say) was refunded and must keep none of them.
+    """
+    completed_at = timezone.now()
+    processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
+    if not Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
+        status=JobStatus.COMPLETED, output_data=output_data, progress=100, completed_at=completed_at,
+        updated_at=completed_at, gpu_seconds=gpu_seconds, processing_time_ms=processing_ms,
+    ):
+        return False
+    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media)
+    job_slot_release(user_id=job.user_id)
+    job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
+    job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
+    return True
+
+
+def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool) -> bool:
+    """Mark a non-terminal job failed and refund it (failure_refund), in one transaction. True if this call did it.
+
+    The user is shown the fixed sentence for `code` (jobs.failures); `detail`, the error's own
+    text, goes scrubbed to the log and to the staff-only `error_detail`.
+    Safe to call any number of times (on_failure twice, the reaper beside a late worker): only
+    the first conditional UPDATE matches, and only it refunds.
+    """
+    message, detail = failure_message(code), failure_detail(detail)
+    with transaction.atomic():
+        # Locked: the progress and start read here are the last a worker wrote (failure_refund).
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status not in ACTIVE_STATUSES:
+            return False
+        refund = failure_refund(job=job, code=code)
+        moved = Job.objects.filter(pk=job_id, status__in=ACTIVE_STATUSES).update(
+            status=JobStatus.FAILED,
+            error_code=code[:40],
+            error_message=message,
+            error_detail=detail,
+            retryable=retryable,
+            completed_at=timezone.now(),
+            updated_at=timezone.now(),
+            credits_refunded=bool(refund),
+            credits_refund=refund,
+        )
+        if not moved:
+            return False
+        if refund:
+            credit_refund_job(job_id=job.pk, reason=f"{job.type} job failed: {code}", amount=refund)
+        # A job that failed while storing keeps nothing it is refunded for.
+        media_delete_job_outputs(job_id=job.pk)
+        job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable,
+                         refunded=refund)
+        job_slot_release(user_id=job.user_id)
+    logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
+    if job.gpu_call_id:
+        gpu_client.cancel_quietly(job.gpu_call_id)
+    return True
+
+
+def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
+    """Cancel a non-terminal job: refund it once (cancel_refund) and stop its GPU call. 409 if it ended."""
+    with transaction.atomic():
+        now = timezone.now()
+        # Once inference has produced its result the outputs are being stored: cancelling then
+        # would refund work the user is about to receive.
+        moved = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES, inference_ended_at__isnull=True).update(
+            status=JobStatus.CANCELED, completed_at=now, error_message=reason, updated_at=now,
+        )
+        if not moved:
+            job.refresh_from_db()
+            state = "finishing" if job.status == JobStatus.PROCESSING else job.status
+            raise JobNotCancelable(f"The job is already {state}.", details={"status": job.status})
+        # The UPDATE holds the row's lock until commit, so the progress and start read now are the
+        # last a worker wrote, and no failure of the job can refund it beside us.
+        job.refresh_from_db()
+        refund = cancel_refund(job=job, at=now)
+        if refund:
+            credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled", amount=refund)
+            Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
+        job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund)
+        job_slot_release(user_id=job.user_id)
+        if job.gpu_call_id:
+            call_id = job.gpu_call_id
+            transaction.on_commit(lambda: gpu_client.cancel_quietly(call_id))
+    job.refresh_from_db()
+    return job
+
+
+def jobs_cancel_for_project(*, project_id: uuid.UUID) -> int:
+    """The project is being deleted: cancel (and refund) its unfinished jobs."""
+    count = 0
+    for job in Job.objects.filter(project_id=project_id, status__in=ACTIVE_STATUSES):
+        try:
+            job_cancel(job=job, reason="its project was deleted")
+            count += 1
+        except JobNotCancelable:
+            pass
+    return count
