@@ -154,6 +154,7 @@ INSTALLED_APPS = [
     "projects",
     "jobs",
     "realtime",  # live job events: SSE, the WebSocket, `Prefer: wait`
+    "metrics_exporter",  # `manage.py metrics_exporter`: Celery and business metrics for Prometheus
     "webhooks",
     "billing.apps.BillingConfig",
     "django_prometheus",  # the API's request metrics (auteur/metrics.py)
@@ -368,9 +369,9 @@ if CELERY_BROKER_URL != REDIS_URL:
     # reaper to publish them again, so it degrades the service rather than making it unavailable.
     AUTEUR_READYZ_DEGRADED_CHECKS["broker"] = "auteur.health.check_broker"
 AUTEUR_READYZ_DEGRADED_CACHE_SECONDS = env.int("AUTEUR_READYZ_DEGRADED_CACHE_SECONDS", default=15)
-# ---- Metrics. The exporter (`manage.py metrics_exporter`) serves the queues, workers, tasks and
-# business state here (an internal address: never publish its port); it polls every
-# AUTEUR_METRICS_POLL_SECONDS and, on start, counts the jobs that ended in the last
+# ---- Metrics. The exporter (metrics_exporter/, `manage.py metrics_exporter`) serves the queues,
+# workers, tasks and business state here (an internal address: never publish its port); it polls
+# every AUTEUR_METRICS_POLL_SECONDS and, on start, counts the jobs that ended in the last
 # AUTEUR_METRICS_BACKFILL_SECONDS. The API's own /metrics answers only a bearer token equal to
 # AUTEUR_METRICS_TOKEN (404 while unset).
 AUTEUR_METRICS_EXPORTER_ADDRESS = env.str("AUTEUR_METRICS_EXPORTER_ADDRESS", default="127.0.0.1")
