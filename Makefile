@@ -58,7 +58,7 @@ test: lint
 # The same tests on a RabbitMQ broker (quorum queues): an embedded node of its own on loopback, stopped
 # afterwards; Postgres, Redis and MongoDB as in `make test`. The one target that may run apt-get.
 RABBITMQ_TESTS := tests/jobs/test_broker.py tests/jobs/test_pipeline.py tests/jobs/test_doctor.py \
-	tests/jobs/test_metrics_exporter.py tests/jobs/test_chaos.py
+	tests/metrics_exporter/test_metrics_exporter.py tests/jobs/test_chaos.py
 test-rabbitmq: $(STAMP_DEV)
 	@$(PY) -m devstack install-rabbitmq
 	@$(TEST_ENV) AUTEUR_DEVSTACK_BROKER=rabbitmq $(PY) -m devstack exec -- $(PY) -m pytest $(RABBITMQ_TESTS) $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
 Caddy sends `/ws/*`, `*/stream` and waiting submissions here; gunicorn (auteur/wsgi.py) serves the
 rest. HTTP goes to Django's own ASGI handler, WebSockets to the Channels consumer. No channel layer
-is configured (jobs/ws.py says why).
+is configured (realtime/ws.py says why).
 """
 
 import os
@@ -23,8 +23,8 @@ from django.urls import path  # noqa: E402
 
 from auteur.asgi_limits import RequestBodyLimit  # noqa: E402
 from auteur.rls import scoped_asgi  # noqa: E402
-from jobs.waiting import PreferWait  # noqa: E402
-from jobs.ws import JobEventsConsumer  # noqa: E402
+from realtime.prefer_wait import PreferWait  # noqa: E402
+from realtime.ws import JobEventsConsumer  # noqa: E402
 
 # Every call, a WebSocket's whole life included, sees only its caller's rows (auteur/rls.py).
 application = scoped_asgi(ProtocolTypeRouter({

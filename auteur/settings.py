@@ -153,6 +153,8 @@ INSTALLED_APPS = [
     "media",
     "projects",
     "jobs",
+    "realtime",  # live job events: SSE, the WebSocket, `Prefer: wait`
+    "metrics_exporter",  # `manage.py metrics_exporter`: Celery and business metrics for Prometheus
     "webhooks",
     "billing.apps.BillingConfig",
     "django_prometheus",  # the API's request metrics (auteur/metrics.py)
@@ -367,9 +369,9 @@ if CELERY_BROKER_URL != REDIS_URL:
     # reaper to publish them again, so it degrades the service rather than making it unavailable.
     AUTEUR_READYZ_DEGRADED_CHECKS["broker"] = "auteur.health.check_broker"
 AUTEUR_READYZ_DEGRADED_CACHE_SECONDS = env.int("AUTEUR_READYZ_DEGRADED_CACHE_SECONDS", default=15)
-# ---- Metrics. The exporter (`manage.py metrics_exporter`) serves the queues, workers, tasks and
-# business state here (an internal address: never publish its port); it polls every
-# AUTEUR_METRICS_POLL_SECONDS and, on start, counts the jobs that ended in the last
+# ---- Metrics. The exporter (metrics_exporter/, `manage.py metrics_exporter`) serves the queues,
+# workers, tasks and business state here (an internal address: never publish its port); it polls
+# every AUTEUR_METRICS_POLL_SECONDS and, on start, counts the jobs that ended in the last
 # AUTEUR_METRICS_BACKFILL_SECONDS. The API's own /metrics answers only a bearer token equal to
 # AUTEUR_METRICS_TOKEN (404 while unset).
 AUTEUR_METRICS_EXPORTER_ADDRESS = env.str("AUTEUR_METRICS_EXPORTER_ADDRESS", default="127.0.0.1")
@@ -406,9 +408,9 @@ AUTEUR_RETENTION_BATCH_SIZE = env.int("AUTEUR_RETENTION_BATCH_SIZE", default=100
 AUTEUR_RETENTION_JOB_EVENTS_DAYS = env.int("AUTEUR_RETENTION_JOB_EVENTS_DAYS", default=30)
 AUTEUR_RETENTION_JOB_OUTPUTS_DAYS = env.int("AUTEUR_RETENTION_JOB_OUTPUTS_DAYS", default=0)
 
-# ---- Real time (jobs/services/stream.py, stream_hub.py, jobs/sse.py, jobs/ws.py): every job event
-# is appended after commit to its owner's Redis Stream, capped by length and by age; SSE and the
-# WebSocket read it (resume from an event id within the window; /jobs/{id}/events is the record).
+# ---- Real time: every job event is appended after commit to its owner's Redis Stream
+# (jobs/services/stream.py), capped by length and by age; SSE and the WebSocket (realtime/) read
+# it (resume from an event id within the window; /jobs/{id}/events is the record).
 AUTEUR_EVENT_STREAM_MAXLEN = env.int("AUTEUR_EVENT_STREAM_MAXLEN", default=10_000)
 AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS = env.int("AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS", default=24 * 3600)
 AUTEUR_STREAM_HEARTBEAT_SECONDS = env.float("AUTEUR_STREAM_HEARTBEAT_SECONDS", default=15.0)
@@ -416,7 +418,7 @@ AUTEUR_STREAM_HEARTBEAT_SECONDS = env.float("AUTEUR_STREAM_HEARTBEAT_SECONDS", d
 AUTEUR_STREAM_CLIENT_BUFFER = env.int("AUTEUR_STREAM_CLIENT_BUFFER", default=256)
 AUTEUR_WS_AUTH_TIMEOUT_SECONDS = env.float("AUTEUR_WS_AUTH_TIMEOUT_SECONDS", default=5.0)
 # Event streams and WebSockets one user may hold open at once, across every ASGI process
-# (jobs/services/stream_leases.py); one more is refused (SSE: 429 too_many_streams, WebSocket:
+# (realtime/leases.py); one more is refused (SSE: 429 too_many_streams, WebSocket:
 # close 4429). Each holds a lease in Redis, renewed while open: a crashed server's connections
 # stop counting after AUTEUR_STREAM_LEASE_SECONDS.
 AUTEUR_MAX_STREAMS_PER_USER = env.int("AUTEUR_MAX_STREAMS_PER_USER", default=20)

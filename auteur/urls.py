@@ -8,6 +8,7 @@ from auteur import health, metrics
 # come first, so resolving them does not walk the admin's and the others' patterns first.
 api_v1 = [
     path("", include("jobs.urls")),
+    path("", include("realtime.urls")),  # the event streams (SSE)
     path("", include("auteur.users.urls")),
     path("", include("credits.urls")),
     path("", include("projects.urls")),

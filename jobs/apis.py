@@ -33,6 +33,7 @@ from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import WebhookRequest
 from jobs.life.status import job_cancel
 from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
+from jobs.prefer_header import event_stream_location, prefer_wait
 from jobs.selectors.jobs import job_detail_get, job_event_list, job_get, job_list, job_type_list
 from jobs.selectors.requests import job_request_get
 from jobs.serializers import (
@@ -44,7 +45,6 @@ from jobs.serializers import (
 )
 from jobs.services.submission import job_retry, job_submit, job_submit_precheck, request_hash
 from jobs.specs import JOB_SPECS, JobSpec
-from jobs.waiting import event_stream_location, prefer_wait
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -117,7 +117,7 @@ class JobSubmitApi(ApiView):
         )
         response = _accepted(job, created=created)
         if created and prefer_wait(request.META.get("HTTP_PREFER")) is not None:
-            # Waiting is the ASGI server's (jobs/waiting.py); here the client is told where to follow.
+            # Waiting is the ASGI server's (realtime/prefer_wait.py); here the client is told where to follow.
             response["Location"] = event_stream_location(job.pk)
         return response
 

@@ -15,7 +15,6 @@ from jobs.apis import (
     JobRetryApi,
     JobTypeListApi,
 )
-from jobs.sse import events_stream, job_stream
 
 urlpatterns = [
     path("jobs", JobListApi.as_view(), name="job-list"),
@@ -26,9 +25,6 @@ urlpatterns = [
     ),
     path("jobs/<str:job_id>", JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<str:job_id>/events", JobEventListApi.as_view(), name="job-events"),
-    # Served by the ASGI server: Caddy routes */stream there (jobs/sse.py).
-    path("jobs/<str:job_id>/stream", job_stream, name="job-stream"),
-    path("events/stream", events_stream, name="events-stream"),
     path("jobs/<str:job_id>/cancel", JobCancelApi.as_view(), name="job-cancel"),
     path("jobs/<str:job_id>/retry", JobRetryApi.as_view(), name="job-retry"),
 ]

@@ -12,7 +12,14 @@
   (`jobs/specs.py`);
 - the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`, `auteur/schema.py`,
   `auteur/retention.py`, `auteur/collector.py`) import no app;
-- nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/celery.py` by autodiscovery);
+- nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/asgi.py`, `auteur/celery.py` by
+  autodiscovery) and the two apps that read it: `realtime` and `metrics_exporter`;
+- `realtime` (SSE, the WebSocket, `Prefer: wait`) imports only `jobs` of the apps (and the
+  foundations, Django, DRF and Channels); nothing imports it but the wiring (`auteur/asgi.py`,
+  `auteur/urls.py`, and INSTALLED_APPS by name): the jobs app appends to the event streams, and
+  realtime only reads them;
+- `metrics_exporter` imports only `jobs`, `credits` and `webhooks` of the apps (and the
+  foundations and Django); nothing imports it (INSTALLED_APPS finds its command by name);
 - `billing` imports only `credits` of the apps (and the foundations); nothing imports `billing`
   but the wiring (`auteur/urls.py`, and INSTALLED_APPS by name).
 """
@@ -26,7 +33,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks", "webhooks", "billing")
+APPS = ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks", "webhooks", "billing", "realtime",
+        "metrics_exporter")
 
 
 def imports(path: Path) -> Iterator[tuple[int, str]]:
@@ -70,6 +78,8 @@ def violations(package: str, allowed: set[str], *, exempt: tuple[str, ...] = ())
         ("webhooks", {"auteur", "django", "rest_framework"}),
         ("projects", {"auteur", "media", "django", "rest_framework"}),
         ("billing", {"auteur", "credits", "django", "rest_framework"}),
+        ("realtime", {"auteur", "jobs", "django", "rest_framework"}),
+        ("metrics_exporter", {"auteur", "jobs", "credits", "webhooks", "django"}),
         ("gpu_tasks", set()),
     ],
 )
@@ -90,7 +100,7 @@ def test_apps_reach_the_auteur_package_only_for_its_foundations():
     # `manage.py doctor` is an interface over every component, readiness's checks included.
     wiring = {"jobs/management/commands/doctor.py"}
     bad = []
-    for package in ("credits", "media", "projects", "jobs", "webhooks", "billing"):
+    for package in ("credits", "media", "projects", "jobs", "webhooks", "billing", "realtime", "metrics_exporter"):
         for path in modules(package):
             if path.relative_to(ROOT).as_posix() in wiring:
                 continue
@@ -117,32 +127,40 @@ def test_foundations_import_no_app():
                    ROOT / "auteur/retention.py", ROOT / "auteur/collector.py"]
     for path in [*modules("auteur/users"), *foundations]:
         bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
-                if name.split(".")[0] in ("credits", "media", "projects", "jobs", "gpu_tasks", "webhooks", "billing")]
+                if name.split(".")[0] in APPS and name.split(".")[0] != "auteur"]
     assert bad == []
+
+
+def importers(target: str, *, wiring: set[str], readers: tuple[str, ...] = ()) -> list[str]:
+    """Imports of `target` anywhere in the apps (every one in APPS, so a new app is checked too)
+    but in its own package, the wiring's files and the apps in `readers`."""
+    bad = []
+    for package in APPS:
+        if package == target or package in readers:
+            continue
+        for path in modules(package):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in wiring:
+                continue
+            bad += [f"{rel}:{line} {name}" for line, name in imports(path) if name.split(".")[0] == target]
+    return bad
 
 
 def test_nothing_but_the_wiring_imports_jobs():
     wiring = {"auteur/urls.py", "auteur/celery.py", "auteur/asgi.py"}
-    bad = []
-    for package in ("auteur", "credits", "media", "projects", "gpu_tasks", "webhooks"):
-        for path in modules(package):
-            rel = path.relative_to(ROOT).as_posix()
-            if rel in wiring:
-                continue
-            bad += [f"{rel}:{line} {name}" for line, name in imports(path) if name.split(".")[0] == "jobs"]
-    assert bad == []
+    assert importers("jobs", wiring=wiring, readers=("realtime", "metrics_exporter")) == []
 
 
 def test_nothing_but_the_wiring_imports_billing():
-    wiring = {"auteur/urls.py"}
-    bad = []
-    for package in ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks", "webhooks"):
-        for path in modules(package):
-            rel = path.relative_to(ROOT).as_posix()
-            if rel in wiring:
-                continue
-            bad += [f"{rel}:{line} {name}" for line, name in imports(path) if name.split(".")[0] == "billing"]
-    assert bad == []
+    assert importers("billing", wiring={"auteur/urls.py"}) == []
+
+
+def test_nothing_but_the_wiring_imports_realtime():
+    assert importers("realtime", wiring={"auteur/asgi.py", "auteur/urls.py"}) == []
+
+
+def test_nothing_imports_the_metrics_exporter():
+    assert importers("metrics_exporter", wiring=set()) == []
 
 
 def test_domain_errors_carry_no_http_status():

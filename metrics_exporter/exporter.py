@@ -11,8 +11,8 @@ from django.db import close_old_connections
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from auteur.queues import ALL_QUEUES, queue_depths, queue_workers
-from jobs.metrics.business import BusinessMetrics
-from jobs.metrics.celery_events import TaskMetrics, consume_events
+from metrics_exporter.business import BusinessMetrics
+from metrics_exporter.celery_events import TaskMetrics, consume_events
 
 logger = logging.getLogger(__name__)
 

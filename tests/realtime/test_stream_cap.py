@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from auteur.users.services import user_issue_token
-from jobs.services.stream_leases import lease_key
+from realtime.leases import lease_key
 from tests.servers import AsgiServer, asgi_server
 
 pytestmark = [

@@ -7,4 +7,7 @@ business state in the database, as Prometheus metrics on an internal port.
   `auteur/queues.py`, shared with /readyz and `manage.py doctor`.
 - `business.py`: jobs by type and state, their latencies, refunds, GPU seconds, credits and
   webhook deliveries, tailed from the database; the nightly ledger check's result.
+
+An app of its own because it reads every other one (Celery, credits, jobs, webhooks) and none of
+them reads it: nothing imports this package but INSTALLED_APPS, which finds its command.
 """

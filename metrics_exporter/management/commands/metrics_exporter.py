@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from jobs.metrics.exporter import Exporter
+from metrics_exporter.exporter import Exporter
 
 
 class Command(BaseCommand):

@@ -3,13 +3,12 @@
 A submission carrying the preference is routed by Caddy to the ASGI server, where `PreferWait`
 wraps Django: the normal submission view runs as it always does (in Django's thread for sync
 views), and if it answers 202, the wrapper awaits the job's terminal event on the process's hub
-(jobs/services/stream_hub.py), holding no thread while it waits. The job ended in time: 201 with
-the job as `GET /jobs/{id}` shows it, `Preference-Applied: wait=N`; otherwise the 202 as it was.
+(realtime/hub.py), holding no thread while it waits. The job ended in time: 201 with the job as
+`GET /jobs/{id}` shows it, `Preference-Applied: wait=N`; otherwise the 202 as it was.
 
-N is at most MAX_WAIT_SECONDS; a larger N waits that long and says so in `Preference-Applied`.
-A malformed preference is ignored, as RFC 7240 asks. A submission with the preference that reaches
-gunicorn (no ASGI server in front) answers 202 at once, with `Location` naming the job's event
-stream: a sync worker never waits.
+How the header is read (N at most MAX_WAIT_SECONDS, a malformed preference ignored) and what gunicorn answers
+instead (202 at once, `Location` naming the job's event stream) are the jobs app's:
+jobs/prefer_header.py.
 """
 
 from __future__ import annotations
@@ -29,36 +28,18 @@ from rest_framework.renderers import JSONRenderer
 
 from jobs.errors import JobNotFound
 from jobs.models import TERMINAL_STATUSES, Job
+from jobs.prefer_header import prefer_wait
 from jobs.selectors.jobs import job_detail_get
+from realtime.hub import TERMINAL_EVENT_TYPES, get_hub
 
 logger = logging.getLogger(__name__)
 
-MAX_WAIT_SECONDS = 60
 SUBMISSION_PATH = re.compile(r"^/api/v1/jobs/[a-z][a-z-]*$")
-_WAIT = re.compile(r'^\s*wait\s*=\s*"?(\d{1,9})"?\s*$', re.IGNORECASE)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-def prefer_wait(header: str | None) -> tuple[int, bool] | None:
-    """(seconds to wait, whether N was lowered to the maximum) from a Prefer header, or None."""
-    if not header:
-        return None
-    for preference in header.split(","):
-        match = _WAIT.match(preference.split(";", 1)[0])
-        if match:
-            seconds = int(match.group(1))
-            return min(seconds, MAX_WAIT_SECONDS), seconds > MAX_WAIT_SECONDS
-        if preference.split(";", 1)[0].strip().lower().startswith("wait"):
-            return None  # `wait` without a valid delta-seconds: ignored
-    return None
-
-
-def event_stream_location(job_id: uuid.UUID | str) -> str:
-    return f"/api/v1/jobs/{job_id}/stream"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -74,8 +55,6 @@ def _owner_and_status(job_id: str) -> tuple[uuid.UUID, str] | None:
 
 
 async def _until_terminal(job_id: str, user_id: uuid.UUID) -> None:
-    from jobs.services.stream_hub import TERMINAL_EVENT_TYPES, get_hub
-
     sub = await get_hub().subscribe(user_id, job_ids={job_id})
     try:
         # Subscribed first, then read: an end committed in between is seen by one or the other.

@@ -14,7 +14,7 @@ is checked as the REST API checks it (same errors); when it expires the stream s
 event and ends: the client reconnects with a fresh token and its last id.
 
 A user holds at most AUTEUR_MAX_STREAMS_PER_USER streams and WebSockets open at once, across every
-ASGI process (jobs/services/stream_leases.py); one more is answered 429 `too_many_streams`, with
+ASGI process (realtime/leases.py); one more is answered 429 `too_many_streams`, with
 the limit in `details.limit`.
 
 Under gunicorn (WSGI) these views answer 503 `stream_unavailable`: a sync worker must never hold
@@ -44,8 +44,8 @@ from auteur.users.authentication import JWTAuthentication
 from auteur.users.models import User
 from jobs.models import Job
 from jobs.selectors.jobs import job_get
-from jobs.services.stream_hub import TERMINAL_EVENT_TYPES, SlowClient, Subscription, get_hub, valid_event_id
-from jobs.services.stream_leases import StreamLease, TooManyStreams, stream_lease_acquire
+from realtime.hub import TERMINAL_EVENT_TYPES, SlowClient, Subscription, get_hub, valid_event_id
+from realtime.leases import StreamLease, TooManyStreams, stream_lease_acquire
 
 logger = logging.getLogger(__name__)
 

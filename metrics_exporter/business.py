@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from credits.models import CreditTransaction, TransactionType
 from credits.services.ledger_audit import ledger_audit_last
-from jobs.metrics.celery_events import SECONDS_BUCKETS
 from jobs.models import TERMINAL_STATUSES, Job, JobStatus
 from jobs.specs import JOB_SPECS, job_spec
+from metrics_exporter.celery_events import SECONDS_BUCKETS
 from webhooks.models import DeliveryAttempt
 
 # Rows commit a little after the time they carry: each poll looks back this far again and skips

@@ -31,9 +31,9 @@ from auteur.users.services import user_issue_token
 from devstack.ports import free_port
 from devstack.servers import RedisServer
 from jobs.models import Job, JobEvent, JobEventType, JobStatus
+from jobs.prefer_header import prefer_wait
 from jobs.services.events import job_event_record
 from jobs.services.stream import event_payload, job_stream_append, stream_key
-from jobs.waiting import prefer_wait
 from tests.jobs.conftest import Worker, subprocess_env, wait_terminal
 from tests.jobs.support import submit, valid_body
 from tests.servers import AsgiServer, asgi_server, running_front

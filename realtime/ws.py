@@ -1,6 +1,6 @@
 """`/ws/v1/events`: the caller's job events over a WebSocket (a Channels consumer under uvicorn).
 
-Events come from the user's Redis Stream through the process's hub (jobs/services/stream_hub.py),
+Events come from the user's Redis Stream through the process's hub (realtime/hub.py),
 the same source as SSE: the stream gives every event an id, an order and a replay window, which
 is what resume needs. Channels' Redis channel layer (channels-redis) is deliberately not used: a
 group message is fire-and-forget, with no id to resume from and no replay, so routing events
@@ -22,7 +22,7 @@ Protocol (JSON text frames):
 Close codes: 4401 bad or expired token (also when it expires while connected), 4404 unknown job
 or another user's, 4400 a malformed or unknown message, 4408 no auth in time, 4429 (reason
 `too_many_streams`) the user already holds AUTEUR_MAX_STREAMS_PER_USER streams and sockets open
-(jobs/services/stream_leases.py), 1013 the client fell AUTEUR_STREAM_CLIENT_BUFFER events behind
+(realtime/leases.py), 1013 the client fell AUTEUR_STREAM_CLIENT_BUFFER events behind
 (reconnect and resume). A handshake whose Origin
 is not in CORS_ALLOWED_ORIGINS is refused (403); clients that send no Origin (not a browser)
 are not affected by that check.
@@ -45,9 +45,9 @@ from rest_framework.exceptions import APIException
 from auteur.asyncdb import released
 from jobs.errors import JobNotFound
 from jobs.selectors.jobs import job_get
-from jobs.services.stream_hub import SlowClient, Subscription, get_hub, id_order, valid_event_id
-from jobs.services.stream_leases import StreamLease, TooManyStreams, stream_lease_acquire
-from jobs.sse import StreamCaller, authenticate_token
+from realtime.hub import SlowClient, Subscription, get_hub, id_order, valid_event_id
+from realtime.leases import StreamLease, TooManyStreams, stream_lease_acquire
+from realtime.sse import StreamCaller, authenticate_token
 
 logger = logging.getLogger(__name__)
 
