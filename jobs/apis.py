@@ -31,7 +31,7 @@ from auteur.throttling import SlidingWindowThrottle
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import WebhookRequest
-from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
+from jobs.models import Job, JobStatus
 from jobs.selectors.jobs import job_detail_get, job_event_list, job_get, job_list, job_type_list
 from jobs.selectors.requests import job_request_get
 from jobs.serializers import (
@@ -43,7 +43,7 @@ from jobs.serializers import (
 )
 from jobs.services.lifecycle import job_cancel
 from jobs.services.submission import job_retry, job_submit, job_submit_precheck, request_hash
-from jobs.specs import JOB_SPECS, JobSpec
+from jobs.specs import JOB_SPECS, JOB_TYPE_CHOICES, JobSpec
 from jobs.waiting import event_stream_location, prefer_wait
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
