@@ -69,8 +69,8 @@ def test_no_model_field_takes_its_choices_from_the_job_types():
     bad = [
         f"{model._meta.label}.{field.name}"
         for model in apps.get_models()
-        for field in model._meta.get_fields()
-        if getattr(field, "choices", None) and types & {str(v) for v, _ in field.flatchoices}
+        for field in model._meta.fields
+        if field.choices and types & {str(v) for v, _ in field.flatchoices}
     ]
     assert bad == []
 
