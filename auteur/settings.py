@@ -555,7 +555,7 @@ SPECTACULAR_SETTINGS = {
         "TransactionTypeEnum": "credits.models.TransactionType",
         "SubscriptionStatusEnum": "credits.models.SubscriptionStatus",
         "JobStatusEnum": "jobs.models.JobStatus",
-        "JobTypeEnum": "jobs.models.JOB_TYPE_CHOICES",
+        "JobTypeEnum": "jobs.specs.JOB_TYPE_CHOICES",
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AUTEUR_MAX_BODY_BYTES", default=5 * 1024 * 1024)

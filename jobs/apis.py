@@ -32,7 +32,7 @@ from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenS
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import WebhookRequest
 from jobs.life.status import job_cancel
-from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
+from jobs.models import Job, JobStatus
 from jobs.prefer_header import event_stream_location, prefer_wait
 from jobs.selectors.jobs import job_detail_get, job_event_list, job_get, job_list, job_type_list
 from jobs.selectors.requests import job_request_get
@@ -44,7 +44,7 @@ from jobs.serializers import (
     LanguageSerializer,
 )
 from jobs.services.submission import job_retry, job_submit, job_submit_precheck, request_hash
-from jobs.specs import JOB_SPECS, JobSpec
+from jobs.specs import JOB_SPECS, JOB_TYPE_CHOICES, JobSpec
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

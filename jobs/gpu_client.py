@@ -18,19 +18,22 @@ from gpu_tasks import contract, engines
 from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_once
 from gpu_tasks.announce import parse_all as parse_announcements
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
-from gpu_tasks.engines import weights
+from gpu_tasks.engines import input_bounds, weights
 from gpu_tasks.engines.timeline import MAX_CLIPS as RENDER_ENGINE_MAX_CLIPS
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.input_bounds import Bound, Choices, InputBound, Resolution
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
 from gpu_tasks.results import ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
 
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, the calls'
-# announcements of their end, and the spoken languages (Whisper's codes) a request may name.
+# announcements of their end, the spoken languages (Whisper's codes) a request may name, and the
+# bounds each type's engines declare of a request's fields (the inputs read them: written once).
 __all__ = [
-    "LANGUAGE_CHOICES", "Announcement", "CallStatus", "EventQueue", "GpuError", "PermanentGpuError", "RedisAnnouncer",
-    "TransientGpuError", "drain_once", "parse_announcements",
+    "LANGUAGE_CHOICES", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError", "InputBound",
+    "PermanentGpuError", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once", "input_bounds",
+    "parse_announcements",
 ]
 
 logger = logging.getLogger(__name__)

@@ -7,11 +7,15 @@ job's outputs become media files of that project. Only a render needs it; withou
 project is the one the named media files share, or, for a type that names none, the user's
 default "Library" project. Every type may take `webhook` (whose URL is checked here, name
 resolution included, by the webhooks app's SSRF rules: 400 `invalid_webhook_url`).
+
+The bounds of a field that an engine checks too (lengths, sizes, durations, steps, guidance...)
+are the engine's own, read from its declaration (`gpu_client.input_bounds`, declared in each engine
+module's INPUT_BOUNDS): a request the engine would refuse is a 400 here, before any charge.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +23,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from auteur.api import StrictSerializer
-from jobs.gpu_client import LANGUAGE_CHOICES
+from jobs import gpu_client
+from jobs.gpu_client import LANGUAGE_CHOICES, Bound, Choices, InputBound, Resolution
 from media.models import MediaType
 from projects.captions import POSITIONS
 from webhooks.models import ALL_EVENT_TYPES, WebhookEventType
@@ -47,24 +52,95 @@ class LanguageField(serializers.ChoiceField):
         super().__init__(choices=LANGUAGE_CHOICES, **kwargs)
 
 
-def _multiple_of_64(value: int) -> None:
-    if value % 64:
-        raise serializers.ValidationError("Must be a multiple of 64.")
+# ----------------------------------------------------------------------------- the engines' bounds
 
 
-def _resolution(value: str) -> None:
-    # The render engine's bounds: even sizes, at most 7680x4320.
-    width, sep, height = value.partition("x")
-    if not (sep and width.isdigit() and height.isdigit()):
-        raise serializers.ValidationError("Resolution must look like 1920x1080.")
-    w, h = int(width), int(height)
-    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
-        raise serializers.ValidationError("Width and height must be even, between 16 and 7680x4320.")
+def _bound(bounds: Mapping[str, InputBound], name: str) -> Bound:
+    bound = bounds[name]
+    assert isinstance(bound, Bound), name
+    return bound
 
 
-def _seed() -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False,
-                                    help_text="Same seed, same output; default: a fresh one, returned with it.")
+def _upper(bound: Bound, key: str) -> dict[str, Any]:
+    """The keyword that bounds a field above (none when the engine sets no upper bound)."""
+    return {} if bound.high is None else {key: bound.high}
+
+
+def _text(bounds: Mapping[str, InputBound], name: str, **kwargs: Any) -> serializers.CharField:
+    """Text of at most the engine's length (and at least its least, when it has one). A blank
+    string is refused whatever the bound, as every CharField refuses it."""
+    bound = _bound(bounds, name)
+    if bound.low:
+        kwargs["min_length"] = int(bound.low)
+    return serializers.CharField(**_upper(bound, "max_length"), **kwargs)
+
+
+def _multiple_of(step: int) -> Callable[[int], None]:
+    def check(value: int) -> None:
+        if value % step:
+            raise serializers.ValidationError(f"Must be a multiple of {step}.")
+
+    return check
+
+
+def _integer(bounds: Mapping[str, InputBound], name: str, **kwargs: Any) -> serializers.IntegerField:
+    bound = _bound(bounds, name)
+    if bound.multiple_of:
+        kwargs["validators"] = [_multiple_of(bound.multiple_of)]
+    return serializers.IntegerField(min_value=int(bound.low), **_upper(bound, "max_value"), **kwargs)
+
+
+def _number(bounds: Mapping[str, InputBound], name: str, **kwargs: Any) -> serializers.FloatField:
+    bound = _bound(bounds, name)
+    return serializers.FloatField(min_value=bound.low, **_upper(bound, "max_value"), **kwargs)
+
+
+def _default(bounds: Mapping[str, InputBound], name: str) -> Any:
+    """The engine's default for a field: the input's default, or what its help text says."""
+    bound = bounds[name]
+    assert not isinstance(bound, Resolution), name
+    return bound.default
+
+
+def _choices(bounds: Mapping[str, InputBound], name: str) -> list[str]:
+    choices = bounds[name]
+    assert isinstance(choices, Choices), name
+    return list(choices.values)
+
+
+def _resolution(size: InputBound) -> Callable[[str], None]:
+    """A "WxH" size within the render engine's: even sides, within its least and greatest."""
+    assert isinstance(size, Resolution)
+
+    def check(value: str) -> None:
+        width, sep, height = value.partition("x")
+        if not (sep and width.isdigit() and height.isdigit()):
+            raise serializers.ValidationError("Resolution must look like 1920x1080.")
+        w, h = int(width), int(height)
+        if not (size.min_side <= w <= size.max_width and size.min_side <= h <= size.max_height) or w % 2 or h % 2:
+            raise serializers.ValidationError(
+                f"Width and height must be even, between {size.min_side} and {size.max_width}x{size.max_height}.")
+
+    return check
+
+
+def _seed(bounds: Mapping[str, InputBound]) -> serializers.IntegerField:
+    return _integer(bounds, "seed", required=False,
+                    help_text="Same seed, same output; default: a fresh one, returned with it.")
+
+
+_TRANSCRIPTION = gpu_client.input_bounds("transcription")
+_TTS = gpu_client.input_bounds("tts")
+_AUDIO_GENERATION = gpu_client.input_bounds("audio-generation")
+_GAZE = gpu_client.input_bounds("gaze-redirection")
+_VIDEO_QUERY = gpu_client.input_bounds("video-query")
+_VIDEO_GENERATION = gpu_client.input_bounds("video-generation")
+_IMAGE_GENERATION = gpu_client.input_bounds("image-generation")
+_COMPRESSION = gpu_client.input_bounds("compression")
+_RENDER = gpu_client.input_bounds("render")
+
+
+# ----------------------------------------------------------------------------- the inputs
 
 
 class JobInput(StrictSerializer):
@@ -124,7 +200,7 @@ class TranscriptionInput(JobInput):
 
     media_id = MediaRef(kinds=_AUDIO_OR_VIDEO, help_text="An audio or video file of the project.")
     language = LanguageField(default="en")
-    script = serializers.CharField(required=False, max_length=100_000)
+    script = _text(_TRANSCRIPTION, "script", required=False)
     # Stored as `diarization`, the name the engines read.
     speaker_diarization = serializers.BooleanField(default=True, source="diarization")
 
@@ -132,20 +208,22 @@ class TranscriptionInput(JobInput):
 class TtsInput(JobInput):
     """Text to speech, in one of the caller's cloned voices when `voice_id` is given."""
 
-    text = serializers.CharField(min_length=1, max_length=5000)
+    text = _text(_TTS, "text")
     voice_id = VoiceRef(required=False, allow_null=True, default=None)
-    speed = serializers.FloatField(min_value=0.5, max_value=2.0, default=1.0)
+    speed = _number(_TTS, "speed", default=_default(_TTS, "speed"))
 
 
 class AudioGenerationInput(JobInput):
     """Sound from a text prompt (Stable Audio Open: up to 47 s of 44.1 kHz stereo), as a WAV."""
 
-    prompt = serializers.CharField(min_length=1, max_length=1000)
-    negative_prompt = serializers.CharField(required=False, max_length=1000)
-    duration_sec = serializers.IntegerField(min_value=1, max_value=47, default=10)
-    seed = _seed()
-    steps = serializers.IntegerField(min_value=1, max_value=200, required=False, help_text="Default: 100.")
-    guidance = serializers.FloatField(min_value=0, max_value=20, required=False, help_text="Default: 7.")
+    prompt = _text(_AUDIO_GENERATION, "prompt")
+    negative_prompt = _text(_AUDIO_GENERATION, "negative_prompt", required=False)
+    duration_sec = _integer(_AUDIO_GENERATION, "duration_sec", default=_default(_AUDIO_GENERATION, "duration_sec"))
+    seed = _seed(_AUDIO_GENERATION)
+    steps = _integer(_AUDIO_GENERATION, "steps", required=False,
+                     help_text=f"Default: {_default(_AUDIO_GENERATION, 'steps')}.")
+    guidance = _number(_AUDIO_GENERATION, "guidance", required=False,
+                       help_text=f"Default: {_default(_AUDIO_GENERATION, 'guidance'):g}.")
 
 
 class LipSyncInput(JobInput):
@@ -165,18 +243,24 @@ class PerformanceCloningInput(JobInput):
     stitching = serializers.BooleanField(default=True, help_text="Keep the shoulders still while the face moves.")
 
 
-_DEGREES = {"type": "number", "minimum": -30, "maximum": 30}
+def _angle(name: str) -> tuple[int | float, int | float]:
+    bound = _bound(_GAZE, f"target.{name}")
+    assert bound.high is not None
+    return bound.low, bound.high
+
+
+_ANGLES = {name: _angle(name) for name in ("yaw", "pitch")}
 
 
 @extend_schema_field({"oneOf": [
     {"type": "string", "enum": ["camera"]},
-    {"type": "object", "properties": {"yaw": _DEGREES, "pitch": _DEGREES}, "required": ["yaw", "pitch"],
-     "additionalProperties": False},
+    {"type": "object",
+     "properties": {name: {"type": "number", "minimum": low, "maximum": high} for name, (low, high) in _ANGLES.items()},
+     "required": ["yaw", "pitch"], "additionalProperties": False},
 ]})
 class GazeTarget(serializers.Field):
-    """`"camera"`, or `{"yaw": degrees, "pitch": degrees}` within 30 degrees either way."""
-
-    LIMIT = 30.0
+    """`"camera"`, or `{"yaw": degrees, "pitch": degrees}` within the engine's angles (30 degrees
+    either way)."""
 
     def to_internal_value(self, data: Any) -> Any:
         if data == "camera":
@@ -184,8 +268,9 @@ class GazeTarget(serializers.Field):
         if not isinstance(data, dict) or set(data) != {"yaw", "pitch"}:
             raise serializers.ValidationError('Must be "camera" or {"yaw": degrees, "pitch": degrees}.')
         for name, value in data.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > self.LIMIT:
-                raise serializers.ValidationError(f"{name} must be a number from -30 to 30 degrees.")
+            low, high = _ANGLES[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise serializers.ValidationError(f"{name} must be a number from {low} to {high} degrees.")
         return {"yaw": float(data["yaw"]), "pitch": float(data["pitch"])}
 
     def to_representation(self, value: Any) -> Any:
@@ -197,7 +282,7 @@ class GazeRedirectionInput(JobInput):
 
     video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
     target = GazeTarget(default="camera")
-    strength = serializers.FloatField(min_value=0, max_value=1, default=1.0)
+    strength = _number(_GAZE, "strength", default=_default(_GAZE, "strength"))
 
 
 class VideoQueryInput(JobInput):
@@ -206,9 +291,9 @@ class VideoQueryInput(JobInput):
     when it has one, is part of the question. Priced per question."""
 
     video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
-    question = serializers.CharField(min_length=1, max_length=1000)
-    start_ms = serializers.IntegerField(min_value=0, required=False)
-    end_ms = serializers.IntegerField(min_value=1, required=False)
+    question = _text(_VIDEO_QUERY, "question")
+    start_ms = _integer(_VIDEO_QUERY, "start_ms", required=False)
+    end_ms = _integer(_VIDEO_QUERY, "end_ms", required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "start_ms" in attrs and "end_ms" in attrs and attrs["end_ms"] <= attrs["start_ms"]:
@@ -219,38 +304,43 @@ class VideoQueryInput(JobInput):
 class VideoGenerationInput(JobInput):
     """Video from a text prompt (Pro plan): an MP4 at 16 fps lasting exactly `duration_sec`."""
 
-    prompt = serializers.CharField(min_length=1, max_length=2000)
-    negative_prompt = serializers.CharField(required=False, max_length=2000)
-    duration_sec = serializers.IntegerField(min_value=1, max_value=10, default=5)
-    # The sizes Wan2.1-T2V-14B was trained at.
-    resolution = serializers.ChoiceField(choices=["832x480", "480x832", "1280x720", "720x1280"], required=False,
-                                         help_text="Default: 832x480.")
-    seed = _seed()
-    steps = serializers.IntegerField(min_value=1, max_value=100, required=False, help_text="Default: 50.")
-    guidance = serializers.FloatField(min_value=1, max_value=20, required=False,
-                                      help_text="Default 5; 1 turns classifier-free guidance off.")
+    prompt = _text(_VIDEO_GENERATION, "prompt")
+    negative_prompt = _text(_VIDEO_GENERATION, "negative_prompt", required=False)
+    duration_sec = _integer(_VIDEO_GENERATION, "duration_sec", default=_default(_VIDEO_GENERATION, "duration_sec"))
+    # The sizes the declared Wan2.1 checkpoint was trained at.
+    resolution = serializers.ChoiceField(choices=_choices(_VIDEO_GENERATION, "resolution"), required=False,
+                                         help_text=f"Default: {_default(_VIDEO_GENERATION, 'resolution')}.")
+    seed = _seed(_VIDEO_GENERATION)
+    steps = _integer(_VIDEO_GENERATION, "steps", required=False,
+                     help_text=f"Default: {_default(_VIDEO_GENERATION, 'steps')}.")
+    guidance = _number(
+        _VIDEO_GENERATION, "guidance", required=False,
+        help_text=f"Default {_default(_VIDEO_GENERATION, 'guidance'):g}; "
+                  f"{_bound(_VIDEO_GENERATION, 'guidance').low} turns classifier-free guidance off.")
 
 
 class ImageGenerationInput(JobInput):
     """Images from a text prompt, one PNG media file each; the same seed gives the same images."""
 
-    prompt = serializers.CharField(min_length=1, max_length=2000)
-    negative_prompt = serializers.CharField(required=False, max_length=2000,
-                                            help_text="Recorded; FLUX.1-schnell does not apply one.")
-    width = serializers.IntegerField(min_value=256, max_value=1536, default=1024, validators=[_multiple_of_64])
-    height = serializers.IntegerField(min_value=256, max_value=1536, default=1024, validators=[_multiple_of_64])
-    num_images = serializers.IntegerField(min_value=1, max_value=4, default=1)
-    seed = _seed()
-    steps = serializers.IntegerField(min_value=1, max_value=50, required=False, help_text="Default: 4.")
-    guidance = serializers.FloatField(min_value=0, max_value=20, required=False,
-                                      help_text="Default 0; FLUX.1-schnell takes no guidance.")
+    prompt = _text(_IMAGE_GENERATION, "prompt")
+    negative_prompt = _text(_IMAGE_GENERATION, "negative_prompt", required=False,
+                            help_text="Recorded; FLUX.1-schnell does not apply one.")
+    width = _integer(_IMAGE_GENERATION, "width", default=_default(_IMAGE_GENERATION, "width"))
+    height = _integer(_IMAGE_GENERATION, "height", default=_default(_IMAGE_GENERATION, "height"))
+    num_images = _integer(_IMAGE_GENERATION, "num_images", default=_default(_IMAGE_GENERATION, "num_images"))
+    seed = _seed(_IMAGE_GENERATION)
+    steps = _integer(_IMAGE_GENERATION, "steps", required=False,
+                     help_text=f"Default: {_default(_IMAGE_GENERATION, 'steps')}.")
+    guidance = _number(
+        _IMAGE_GENERATION, "guidance", required=False,
+        help_text=f"Default {_default(_IMAGE_GENERATION, 'guidance'):g}; FLUX.1-schnell takes no guidance.")
 
 
 class CompressionInput(JobInput):
     """Re-encode a video to H.264/AAC with its short side at most 1080, 720 or 480 pixels."""
 
     media_id = MediaRef(kinds=(MediaType.VIDEO,), help_text="A video file of the project.")
-    preset = serializers.ChoiceField(choices=["1080p", "720p", "480p"], default="720p")
+    preset = serializers.ChoiceField(choices=_choices(_COMPRESSION, "preset"), default=_default(_COMPRESSION, "preset"))
 
 
 class CaptionStyleInput(StrictSerializer):
@@ -281,16 +371,15 @@ class RenderInput(JobInput):
 
     project_id = serializers.UUIDField(help_text="The project whose timeline is rendered.")
 
-    resolution = serializers.CharField(required=False, max_length=11, validators=[_resolution],
+    resolution = serializers.CharField(required=False, max_length=11, validators=[_resolution(_RENDER["resolution"])],
                                        help_text="WxH, e.g. 1280x720; default: the timeline's.")
-    frame_rate = serializers.FloatField(required=False, min_value=1, max_value=120,
-                                        help_text="Frames per second; default: the timeline's.")
+    frame_rate = _number(_RENDER, "frame_rate", required=False, help_text="Frames per second; default: the timeline's.")
     format = serializers.ChoiceField(choices=["mp4"], default="mp4")
     cut_padding_ms = serializers.IntegerField(
         min_value=0, max_value=1000, default=40,
         help_text="Silence kept beside a kept word where deleted words, segments or pauses are cut (ms).")
-    crossfade_ms = serializers.IntegerField(
-        min_value=0, max_value=200, default=10,
+    crossfade_ms = _integer(
+        _RENDER, "crossfade_ms", default=_default(_RENDER, "crossfade_ms"),
         help_text="Length of the audio crossfade centred on each cut (ms); 0 joins the sound hard.")
     captions = serializers.ChoiceField(choices=["none", "burn", "sidecar"], default="none")
     caption_style = CaptionStyleInput(required=False, help_text="With `captions: burn`.")

@@ -8,9 +8,10 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.models import JOB_TYPE_CHOICES, Job, JobStatus
+from jobs.models import Job, JobStatus
 from jobs.selectors.jobs import job_output_data, job_output_media
 from jobs.selectors.queue import QueueEstimate, job_queue_estimate
+from jobs.specs import JOB_TYPE_CHOICES
 
 
 class JobAcceptedSerializer(serializers.Serializer):

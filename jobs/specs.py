@@ -28,7 +28,7 @@ from jobs.pricing import MINUTE_MS, FieldValue, MediaDuration, PriceRule, Render
 if TYPE_CHECKING:
     from jobs.models import Job
 
-__all__ = ["JOB_SPECS", "Family", "JobSpec", "JobType", "OutputKind", "job_spec"]
+__all__ = ["JOB_SPECS", "JOB_TYPE_CHOICES", "Family", "JobSpec", "JobType", "OutputKind", "job_spec"]
 
 INPUT_URL_MARGIN_SECONDS = 3600
 
@@ -145,6 +145,9 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         ),
     )
 })
+# The API's type enum (`JobTypeEnum` in the schema: SPECTACULAR_SETTINGS names it). The Job model's
+# `type` has no choices: a new type changes this list, never the database.
+JOB_TYPE_CHOICES = [(t.value, t.value) for t in JobType]
 
 
 def time_scale() -> float:

@@ -15,6 +15,7 @@ from typing import Any
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines.weights import Repo, repo_of
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import InputBound
 from gpu_tasks.types import get_spec
 
 Engine = Callable[[Mapping[str, Any], EngineContext], dict[str, Any]]
@@ -57,3 +58,19 @@ def engine_languages(job_type: str, where: str) -> frozenset[str]:
         return frozenset()
     languages = getattr(importlib.import_module(target.partition(":")[0]), "languages", None)
     return frozenset(languages()) if languages is not None else frozenset()
+
+
+def input_bounds(job_type: str) -> dict[str, InputBound]:
+    """The bounds `job_type`'s engines declare of the fields the API's input names (each engine
+    module's `INPUT_BOUNDS`; see `gpu_tasks.input_bounds`). Where the local and the Modal engine
+    both declare a field, they declare the same bound."""
+    spec = get_spec(job_type)
+    bounds: dict[str, InputBound] = {}
+    for target in (spec.local_engine, spec.modal_engine):
+        if target is None:
+            continue
+        declared = getattr(importlib.import_module(target.partition(":")[0]), "INPUT_BOUNDS", {})
+        for name, bound in declared.items():
+            if bounds.setdefault(name, bound) != bound:
+                raise ValueError(f"{spec.job_type.value}'s engines declare two bounds for {name}")
+    return bounds

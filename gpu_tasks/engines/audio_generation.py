@@ -34,6 +34,7 @@ from gpu_tasks.contract import EngineContext, ProgressFn
 from gpu_tasks.engines import encode, weights
 from gpu_tasks.engines.weights import Repo
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound
 from gpu_tasks.types import get_spec
 
 if TYPE_CHECKING:
@@ -54,8 +55,17 @@ MAX_DURATION_S = 47
 DEFAULT_DURATION_S = 10
 MAX_STEPS = 200
 DEFAULT_STEPS = 100
-MAX_GUIDANCE = 20.0
+MAX_GUIDANCE = 20
 DEFAULT_GUIDANCE = 7.0
+# What the API's input reads (gpu_tasks.input_bounds): validate() checks the same constants.
+INPUT_BOUNDS = {
+    "prompt": Bound("text", 1, MAX_PROMPT_CHARS),
+    "negative_prompt": Bound("text", 0, MAX_PROMPT_CHARS),
+    "duration_sec": Bound("integer", 1, MAX_DURATION_S, DEFAULT_DURATION_S),
+    "seed": weights.SEED_BOUND,
+    "steps": Bound("integer", 1, MAX_STEPS, DEFAULT_STEPS),
+    "guidance": Bound("number", 0, MAX_GUIDANCE, DEFAULT_GUIDANCE),
+}
 # Share of the progress bar reached once the model is loaded, and once every step is denoised;
 # decoding, writing and delivering the WAV take the rest.
 LOADED_PERCENT = 10.0
@@ -113,7 +123,7 @@ def validate(payload: Mapping[str, Any]) -> Request:
         duration_sec=_number(payload, "duration_sec", 1, MAX_DURATION_S, DEFAULT_DURATION_S, integer=True),
         seed=weights.seed_of(payload),
         steps=_number(payload, "steps", 1, MAX_STEPS, DEFAULT_STEPS, integer=True),
-        guidance=_number(payload, "guidance", 0.0, MAX_GUIDANCE, DEFAULT_GUIDANCE, integer=False),
+        guidance=_number(payload, "guidance", 0, MAX_GUIDANCE, DEFAULT_GUIDANCE, integer=False),
     )
 
 

@@ -19,6 +19,7 @@ from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
 from gpu_tasks.engines.media import probe
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Choices
 from gpu_tasks.input_policy import ffmpeg_input
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -26,6 +27,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "720p": {"short_side": 720, "crf": 23, "audio_bitrate": "128k"},
     "480p": {"short_side": 480, "crf": 26, "audio_bitrate": "96k"},
 }
+DEFAULT_PRESET = "720p"
+# What the API's input reads (gpu_tasks.input_bounds): run() checks the same table.
+INPUT_BOUNDS = {"preset": Choices(tuple(PRESETS), DEFAULT_PRESET)}
 X264_SPEEDS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
 
 
@@ -39,7 +43,7 @@ def scale_filter(short_side: int) -> str:
 
 
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
-    preset_name = str(payload.get("preset") or "720p")
+    preset_name = str(payload.get("preset") or DEFAULT_PRESET)
     if preset_name not in PRESETS:
         raise PermanentGpuError("invalid_input", f"preset must be one of {sorted(PRESETS)}")
     speed = str(payload.get("encoder_preset") or "fast")

@@ -39,6 +39,7 @@ from gpu_tasks.engines import weights
 from gpu_tasks.engines.liveportrait.loader import MODEL, REPOS, WEIGHTS, load
 from gpu_tasks.engines.media import video_fps
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,7 +51,14 @@ __all__ = ["MODEL", "REPOS", "WEIGHTS", "load", "run"]
 JOB_TYPE = "gaze-redirection"
 MAX_SIDE = 1280
 MAX_FRAMES = 900  # 30 s at 30 fps: bounds host memory for the frames
-MAX_TARGET_DEGREES = 30.0
+MAX_TARGET_DEGREES = 30
+MIN_STRENGTH, MAX_STRENGTH, DEFAULT_STRENGTH = 0, 1, 1.0
+# What the API's input reads (gpu_tasks.input_bounds): validate() checks the same constants.
+INPUT_BOUNDS = {
+    "target.yaw": Bound("number", -MAX_TARGET_DEGREES, MAX_TARGET_DEGREES),
+    "target.pitch": Bound("number", -MAX_TARGET_DEGREES, MAX_TARGET_DEGREES),
+    "strength": Bound("number", MIN_STRENGTH, MAX_STRENGTH, DEFAULT_STRENGTH),
+}
 BATCH = 8
 PROGRESS_LOADED, PROGRESS_DONE = 10.0, 95.0
 
@@ -79,9 +87,13 @@ def validate(payload: Mapping[str, Any]) -> Gaze:
         yaw, pitch, camera = _degrees(target["yaw"], "yaw"), _degrees(target["pitch"], "pitch"), False
     else:
         raise PermanentGpuError("invalid_input", 'target must be "camera" or {"yaw": degrees, "pitch": degrees}')
-    strength = payload.get("strength", 1.0)
-    if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0.0 <= strength <= 1.0:
-        raise PermanentGpuError("invalid_input", "strength must be a number from 0 to 1")
+    strength = payload.get("strength", DEFAULT_STRENGTH)
+    if (
+        isinstance(strength, bool)
+        or not isinstance(strength, int | float)
+        or not MIN_STRENGTH <= strength <= MAX_STRENGTH
+    ):
+        raise PermanentGpuError("invalid_input", f"strength must be a number from {MIN_STRENGTH} to {MAX_STRENGTH}")
     return Gaze(yaw=yaw, pitch=pitch, camera=camera, strength=float(strength))
 
 

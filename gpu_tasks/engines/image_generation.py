@@ -43,6 +43,7 @@ from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, weights
 from gpu_tasks.engines.weights import Repo
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound
 from gpu_tasks.types import get_spec
 
 JOB_TYPE = "image-generation"
@@ -60,7 +61,18 @@ SIDE_MULTIPLE = 64
 MIN_SIDE, MAX_SIDE, DEFAULT_SIDE = 256, 1536, 1024
 MAX_IMAGES = 4
 MAX_STEPS, DEFAULT_STEPS = 50, 4
-MAX_GUIDANCE, DEFAULT_GUIDANCE = 20.0, 0.0
+MAX_GUIDANCE, DEFAULT_GUIDANCE = 20, 0.0
+# What the API's input reads (gpu_tasks.input_bounds): validate() checks the same constants.
+INPUT_BOUNDS = {
+    "prompt": Bound("text", 1, MAX_PROMPT_CHARS),
+    "negative_prompt": Bound("text", 0, MAX_PROMPT_CHARS),
+    "width": Bound("integer", MIN_SIDE, MAX_SIDE, DEFAULT_SIDE, multiple_of=SIDE_MULTIPLE),
+    "height": Bound("integer", MIN_SIDE, MAX_SIDE, DEFAULT_SIDE, multiple_of=SIDE_MULTIPLE),
+    "num_images": Bound("integer", 1, MAX_IMAGES, 1),
+    "seed": weights.SEED_BOUND,
+    "steps": Bound("integer", 1, MAX_STEPS, DEFAULT_STEPS),
+    "guidance": Bound("number", 0, MAX_GUIDANCE, DEFAULT_GUIDANCE),
+}
 # The longest T5 prompt schnell was trained on; longer ones degrade images rather than help.
 MAX_SEQUENCE_LENGTH = 256
 # GPU memory kept free beyond the weights for activations and the VAE decode at the largest size.

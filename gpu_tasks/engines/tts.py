@@ -21,8 +21,15 @@ from typing import Any
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound
 
 MAX_TEXT_CHARS = 5000
+MIN_SPEED, MAX_SPEED, DEFAULT_SPEED = 0.5, 2.0, 1.0
+# What the API's input reads (gpu_tasks.input_bounds); F5-TTS (tts_f5.py) validates with this module too.
+INPUT_BOUNDS = {
+    "text": Bound("text", 1, MAX_TEXT_CHARS),
+    "speed": Bound("number", MIN_SPEED, MAX_SPEED, DEFAULT_SPEED),
+}
 DEFAULT_RATE_WPM = 175  # eSpeak's own default speaking rate: speed 1.0
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_RATE = 1
@@ -96,9 +103,9 @@ def validate(payload: Mapping[str, Any]) -> tuple[str, float]:
         raise PermanentGpuError("invalid_input", "text is required")
     if len(text) > MAX_TEXT_CHARS:
         raise PermanentGpuError("invalid_input", f"text longer than {MAX_TEXT_CHARS} characters")
-    speed = payload.get("speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.5 <= speed <= 2.0:
-        raise PermanentGpuError("invalid_input", "speed must be between 0.5 and 2.0")
+    speed = payload.get("speed", DEFAULT_SPEED)
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not MIN_SPEED <= speed <= MAX_SPEED:
+        raise PermanentGpuError("invalid_input", f"speed must be between {MIN_SPEED} and {MAX_SPEED}")
     return text, float(speed)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, weights
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound, Choices
 from gpu_tasks.types import get_spec
 
 JOB_TYPE = "video-generation"
@@ -71,7 +72,17 @@ FPS = 16  # Wan's native frame rate: it was trained on 16 fps clips
 MAX_PROMPT_CHARS = 2000
 MIN_DURATION_S, MAX_DURATION_S, DEFAULT_DURATION_S = 1, 10, 5
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 1, 100, 50
-MIN_GUIDANCE, MAX_GUIDANCE, DEFAULT_GUIDANCE = 1.0, 20.0, 5.0
+MIN_GUIDANCE, MAX_GUIDANCE, DEFAULT_GUIDANCE = 1, 20, 5.0
+# What the API's input reads (gpu_tasks.input_bounds): validate() checks the same constants.
+INPUT_BOUNDS = {
+    "prompt": Bound("text", 1, MAX_PROMPT_CHARS),
+    "negative_prompt": Bound("text", 0, MAX_PROMPT_CHARS),
+    "duration_sec": Bound("integer", MIN_DURATION_S, MAX_DURATION_S, DEFAULT_DURATION_S),
+    "resolution": Choices(ALLOWED_RESOLUTIONS, DEFAULT_RESOLUTION),
+    "seed": weights.SEED_BOUND,
+    "steps": Bound("integer", MIN_STEPS, MAX_STEPS, DEFAULT_STEPS),
+    "guidance": Bound("number", MIN_GUIDANCE, MAX_GUIDANCE, DEFAULT_GUIDANCE),
+}
 # The flow-matching shift diffusers' Wan2.1 example uses per size: more noisy steps for more pixels.
 FLOW_SHIFT_480P, FLOW_SHIFT_720P = 3.0, 5.0
 # Progress: denoising runs from DENOISE_START to DENOISE_END percent; the VAE decode and the
@@ -146,7 +157,7 @@ def validate(payload: Mapping[str, Any]) -> VideoRequest:
         or not isinstance(guidance, int | float)
         or not MIN_GUIDANCE <= guidance <= MAX_GUIDANCE
     ):
-        raise _invalid(f"guidance must be a number from {MIN_GUIDANCE} to {MAX_GUIDANCE}")
+        raise _invalid(f"guidance must be a number from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}")
     return VideoRequest(
         prompt=prompt,
         negative_prompt=_text_field(payload, "negative_prompt"),

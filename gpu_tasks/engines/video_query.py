@@ -39,6 +39,7 @@ from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines import weights
 from gpu_tasks.engines.media import open_input, probe
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound
 from gpu_tasks.types import get_spec
 
 JOB_TYPE = "video-query"
@@ -50,6 +51,12 @@ MAX_SIDE = 448  # frame long side in pixels: enough to read a scene, cheap in vi
 MAX_QUESTION_CHARS = 1000
 MAX_TRANSCRIPT_CHARS = 8000  # about 2k tokens: keeps the prompt inside an A10G's memory
 MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS = 512, 256
+# What the API's input reads (gpu_tasks.input_bounds): validate() checks the same constants.
+INPUT_BOUNDS = {
+    "question": Bound("text", 1, MAX_QUESTION_CHARS),
+    "start_ms": Bound("integer", 0, None),
+    "end_ms": Bound("integer", 1, None),
+}
 # Qwen's recommended sampling settings for its instruction-tuned models.
 SAMPLING = {"temperature": 0.7, "top_p": 0.8, "top_k": 20}
 # Decoding forward is cheaper than a seek (which restarts at the previous keyframe) when the

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import Bound
 
 if TYPE_CHECKING:
     import torch
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 MODELS_DIR_ENV = "AUTEUR_MODELS_DIR"
 DEFAULT_MODELS_DIR = "/models"
 MAX_SEED = 2**31 - 1
+SEED_BOUND = Bound("integer", 0, MAX_SEED)  # seed_of() checks it
 
 
 def models_dir() -> Path:

@@ -65,7 +65,7 @@ def test_filters_search_and_the_job_page_load(staff_client, jobs, funded):
     subscription_create(user=funded, plan=Plan.STARTER)
     url = reverse(CHANGELIST)
     for query, expected in [
-        ({"status__exact": "pending"}, 3), ({"type__exact": "tts"}, 2), ({"plan": "starter"}, 3),
+        ({"status__exact": "pending"}, 3), ({"type": "tts"}, 2), ({"type": "render"}, 0), ({"plan": "starter"}, 3),
         ({"plan": "pro"}, 0), ({"plan": "none"}, 0), ({"q": funded.email}, 3), ({"q": str(jobs[1].pk)}, 1),
         ({"q": "nobody@example.com"}, 0),
     ]:

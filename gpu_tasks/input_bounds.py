@@ -1,0 +1,48 @@
+"""How an engine declares the bounds of its payload's fields, so that they are written once.
+
+An engine module lists them in `INPUT_BOUNDS` ({field: bound}), built from the constants its own
+checks use; `gpu_tasks.engines.input_bounds(job_type)` gathers a type's, and the API's input for the
+type (`jobs/inputs.py`, through the jobs app's GPU client) reads the same numbers, so a request the
+engine would refuse is refused at submission, before anything is charged. A field of the payload
+that the API's input does not name (an engine-only option) is not listed. A dotted name is a
+field of an object (`target.yaw`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A number from `low` to `high` (None: unbounded above), or text of `low` to `high` characters.
+
+    The numbers keep the form the API shows (20, not 20.0, in its messages and schema).
+    """
+
+    kind: Literal["integer", "number", "text"]
+    low: int | float
+    high: int | float | None
+    default: int | float | None = None  # what the engine takes when the field is absent
+    multiple_of: int | None = None
+
+
+@dataclass(frozen=True)
+class Choices:
+    """One of `values` ("WxH" sizes, preset names...), in the order the API lists them."""
+
+    values: tuple[str, ...]
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A "WxH" size: even sides, each at least `min_side`, at most `max_width` x `max_height`."""
+
+    min_side: int
+    max_width: int
+    max_height: int
+
+
+InputBound = Bound | Choices | Resolution
