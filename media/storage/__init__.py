@@ -8,8 +8,6 @@ FileSystemStorage (media/storage/local.py). Nothing else in the apps touches a s
 
 from __future__ import annotations
 
-import threading
-
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
@@ -20,7 +18,6 @@ from media.storage.s3 import S3ObjectStorage
 # The wrapper of the storage Django holds now: Django builds each storage once and builds it
 # again when STORAGES changes (tests), and the S3 wrapper keeps a client for /readyz.
 _current: ObjectStorage | None = None
-_lock = threading.Lock()
 
 
 def _wrap(backend: Storage) -> ObjectStorage:
@@ -39,10 +36,8 @@ def get_storage() -> ObjectStorage:
     backend = storages[settings.MEDIA_STORAGE_ALIAS]
     current = _current
     if current is None or current.backend is not backend:
-        with _lock:
-            current = _current
-            if current is None or current.backend is not backend:
-                current = _current = _wrap(backend)
+        # Two threads may both build one here: either will do, and the storage under it is the same.
+        current = _current = _wrap(backend)
     return current
 
 

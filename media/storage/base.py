@@ -130,7 +130,7 @@ class ObjectStorage(ABC):
 
     def open(self, key: str) -> IO[bytes]:
         """A binary stream of the object's bytes (FileNotFoundError if absent)."""
-        return self.backend.open(validate_key(key), "rb")  # type: ignore[return-value]
+        return self.backend.open(validate_key(key), "rb")
 
     def save(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
         """Store the bytes under ``key`` with this Content-Type, replacing any object there."""

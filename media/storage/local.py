@@ -35,7 +35,7 @@ from media.storage.base import CHUNK_SIZE, ObjectStorage, validate_key
 from media.storage.signing import sign_download, sign_upload
 
 
-class _FinishedFile(File):  # type: ignore[type-arg]
+class _FinishedFile(File):
     """A complete file on the storage's disk: FileSystemStorage moves it into place (a rename)
     instead of copying its bytes, as it does for Django's temporary uploads."""
 
