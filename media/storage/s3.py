@@ -1,14 +1,15 @@
 """The S3 backend: S3 or an S3-compatible store (Cloudflare R2, MinIO) through django-storages.
 
 Reads, writes, deletes, existence, sizes and presigned GET URLs go through the Django storage
-(``storages.backends.s3.S3Storage``, configured in STORAGES). The rule for boto3: it is used
-only where django-storages has no operation, and only through the storage's own connection
-(its credentials, endpoint and timeouts; never a second client configured apart). Those places,
-all in this module, are: presigned PUT URLs for direct uploads (``_put_url``), and multipart
-uploads when they come (next to it); the server-side copy behind ``move`` (no byte passes through
-this process); batched deletes and the page-by-page folder listing (one request per 1,000 keys,
-never the whole listing in memory); downloading an object straight to a file for ffmpeg; and the
-readiness check's HEAD of the bucket with a short timeout. Anything else goes through the storage.
+(``storages.backends.s3.S3Storage``, configured in STORAGES). The rule for boto3: it is called
+only where django-storages has no operation, and only with the storage's own session and
+configuration (its credentials, endpoint and timeouts), all in this module. Those places are:
+presigned PUT URLs for direct uploads (``_put_url``; multipart uploads, when added, go beside it:
+create, presign each part, complete, abort); the server-side copy behind ``move`` (no byte passes
+through this process); batched deletes and the page-by-page folder listing (one request per 1,000
+keys, never a whole listing in memory); downloading an object straight to a file for ffmpeg; and
+the readiness check's HEAD of the bucket with a short timeout. Everything else goes through the
+storage.
 
 Clients upload and download straight to/from the bucket with presigned URLs; the PUT URL signs
 the Content-Type and Content-Length headers, so the object can only be that type and size.
