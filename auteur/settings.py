@@ -22,6 +22,7 @@ from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from auteur.envfile import read_env_file
+from auteur.storage_settings import local_media_storage, s3_media_storage
 from auteur.tls import TlsConfigError, broker_tls, redis_tls_options
 
 _T = TypeVar("_T")
@@ -248,9 +249,9 @@ CACHES = {
     }
 }
 
-# ---- Object storage (media/storage/): S3/R2 when a bucket is configured, else local files under
-# var/. media.storage.get_storage() reads these and holds the one S3 client; Django's own
-# default_storage is not configured, so nothing can write to a second storage by mistake.
+# ---- Object storage: the Django storage under MEDIA_STORAGE_ALIAS in STORAGES (below), which
+# media.storage.get_storage() wraps: django-storages' S3 backend when a bucket is configured (S3,
+# R2, MinIO), else Django's FileSystemStorage under MEDIA_ROOT (var/storage).
 AWS_STORAGE_BUCKET_NAME: str = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 AWS_S3_ENDPOINT_URL: str | None = env.str("AWS_S3_ENDPOINT_URL", default="") or None
 AWS_S3_REGION_NAME: str | None = env.str("AWS_S3_REGION_NAME", default="") or None
@@ -283,10 +284,27 @@ AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS = env.int("AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS", def
 AUTEUR_MEDIA_MAX_PIXELS = env.int("AUTEUR_MEDIA_MAX_PIXELS", default=8192 * 8192)
 # Absolute base of the URLs the local storage backend signs (the API serves them).
 AUTEUR_PUBLIC_BASE_URL = env.str("AUTEUR_PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
+MEDIA_ROOT = str(VAR_DIR / "storage")
+MEDIA_STORAGE_ALIAS = "media"
+MEDIA_STORAGE = (
+    s3_media_storage(
+        bucket=AWS_STORAGE_BUCKET_NAME,
+        endpoint_url=AWS_S3_ENDPOINT_URL,
+        region=AWS_S3_REGION_NAME,
+        access_key=AWS_ACCESS_KEY_ID,
+        secret_key=AWS_SECRET_ACCESS_KEY,
+        addressing_style=AWS_S3_ADDRESSING_STYLE,
+        url_ttl_seconds=AUTEUR_SIGNED_URL_TTL_SECONDS,
+    )
+    if AWS_STORAGE_BUCKET_NAME
+    else local_media_storage()
+)
 STORAGES = {
+    # Anything that asks Django for its default storage gets the media storage, not a second one.
+    "default": MEDIA_STORAGE,
+    MEDIA_STORAGE_ALIAS: MEDIA_STORAGE,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-MEDIA_ROOT = str(VAR_DIR / "storage")
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

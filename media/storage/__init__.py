@@ -1,52 +1,47 @@
-"""Object storage: the configured backend, S3/R2 when a bucket is set, else local files.
+"""Object storage: the one entry point the apps use, on the Django storage STORAGES configures.
 
 Callers use ``get_storage()`` (or ``get_local_storage()`` for what only the local backend has);
-the interface is in media/storage/base.py, the backends in local.py and s3.py.
+the interface is in media/storage/base.py. It wraps ``storages[settings.MEDIA_STORAGE_ALIAS]``:
+django-storages' S3Storage when a bucket is configured (media/storage/s3.py), else Django's
+FileSystemStorage (media/storage/local.py). Nothing else in the apps touches a storage directly.
 """
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-from typing import Any
-
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
+from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from media.storage.base import ObjectStorage
 from media.storage.local import LocalStorage
 from media.storage.s3 import S3ObjectStorage
 
-# One client per configuration: building one costs tens of milliseconds; clients are thread-safe.
-_s3_storage = functools.lru_cache(maxsize=4)(S3ObjectStorage)
+# The wrapper of the storage Django holds now: Django builds each storage once and builds it
+# again when STORAGES changes (tests), and the S3 wrapper keeps a client for /readyz.
+_current: ObjectStorage | None = None
+
+
+def _wrap(backend: Storage) -> ObjectStorage:
+    if isinstance(backend, FileSystemStorage):
+        return LocalStorage(backend)
+    from storages.backends.s3 import S3Storage
+
+    if isinstance(backend, S3Storage):
+        return S3ObjectStorage(backend)
+    raise TypeError(f"no object storage for {type(backend).__name__}: configure FileSystemStorage or S3Storage")
 
 
 def get_storage() -> ObjectStorage:
-    """The configured backend: S3/R2 when AWS_STORAGE_BUCKET_NAME is set, else local files."""
-    bucket = getattr(settings, "AWS_STORAGE_BUCKET_NAME", "")
-    if bucket:
-        return _s3_storage(
-            bucket=bucket,
-            endpoint_url=getattr(settings, "AWS_S3_ENDPOINT_URL", None) or None,
-            region=getattr(settings, "AWS_S3_REGION_NAME", None) or None,
-            access_key=getattr(settings, "AWS_ACCESS_KEY_ID", None) or None,
-            secret_key=getattr(settings, "AWS_SECRET_ACCESS_KEY", None) or None,
-            addressing_style=getattr(settings, "AWS_S3_ADDRESSING_STYLE", None) or None,
-        )
-    return LocalStorage(
-        Path(settings.MEDIA_ROOT),
-        getattr(settings, "AUTEUR_PUBLIC_BASE_URL", "http://localhost:8000"),
-    )
+    """The configured storage: S3/R2 when a bucket is set, else local files."""
+    global _current
+    backend = storages[settings.MEDIA_STORAGE_ALIAS]
+    current = _current
+    if current is None or current.backend is not backend:
+        # Two threads may both build one here: either will do, and the storage under it is the same.
+        current = _current = _wrap(backend)
+    return current
 
 
 def get_local_storage() -> LocalStorage | None:
     """The local backend when it is the configured one (its URL views are off otherwise)."""
     storage = get_storage()
     return storage if isinstance(storage, LocalStorage) else None
-
-
-@receiver(setting_changed)
-def _forget_clients(setting: str, **kwargs: Any) -> None:
-    if setting.startswith("AWS_"):
-        _s3_storage.cache_clear()

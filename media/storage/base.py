@@ -1,14 +1,20 @@
 """What the application needs from object storage: one small interface and its value types.
 
-Two backends implement it (media/storage/local.py, media/storage/s3.py); media/storage/__init__.py
-picks the configured one. Workers use ``open`` / ``save`` / ``local_path`` (ffmpeg and PyAV want
-a file on disk); clients get presigned URLs. Signed URLs are credentials: never log one.
+``ObjectStorage`` is the one entry point the apps use (media.storage.get_storage() returns the
+configured one). It is built on the Django storage configured under ``settings.MEDIA_STORAGE_ALIAS``
+in STORAGES (``django.core.files.storage.storages``): reads, writes, deletes, existence and sizes
+go through that storage object. Two subclasses add what differs: media/storage/local.py
+(FileSystemStorage, with URLs the API signs) and media/storage/s3.py (django-storages' S3Storage).
+Workers use ``open`` / ``save`` / ``local_path`` (ffmpeg and PyAV want a file on disk); clients
+get signed URLs. Signed URLs are credentials: never log one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import shutil
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -19,6 +25,8 @@ from typing import IO
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import Storage
 
 from media.errors import InvalidKey
 
@@ -70,14 +78,18 @@ def content_disposition(filename: str | None) -> str | None:
 
 
 class ObjectStorage(ABC):
-    """What the application needs from object storage, and nothing more."""
+    """What the application needs from object storage, and nothing more, on a Django storage."""
 
     name: str
+
+    def __init__(self, backend: Storage) -> None:
+        self.backend = backend
 
     @abstractmethod
     def check(self) -> None:
         """Raise unless the storage answers within CHECK_TIMEOUT_SECONDS (for /readyz)."""
 
+    # ---- signed URLs
     def presign_put(
         self, key: str, content_type: str, size_bytes: int, *, exact: bool = True, expires_in: int | None = None
     ) -> PresignedUpload:
@@ -104,45 +116,94 @@ class ObjectStorage(ABC):
     @abstractmethod
     def _get_url(self, key: str, filename: str, *, ttl: int, expires_at: datetime) -> str: ...
 
-    @abstractmethod
+    # ---- objects, through the Django storage
     def head(self, key: str) -> int | None:
         """The object's size in bytes, or None when there is no such object."""
+        validate_key(key)
+        try:
+            return int(self.backend.size(key))
+        except FileNotFoundError:
+            return None
 
-    @abstractmethod
-    def delete(self, key: str) -> None:
-        """Remove the object; removing an absent object is not an error."""
+    def exists(self, key: str) -> bool:
+        return bool(self.backend.exists(validate_key(key)))
 
-    @abstractmethod
-    def delete_prefix(self, prefix: str) -> int:
-        """Remove every object under ``prefix/``; returns how many were removed."""
-
-    @abstractmethod
-    def list_folders(self, prefix: str) -> Iterator[str]:
-        """The names of the folders directly under ``prefix/`` (``projects`` -> each project id),
-        in key order, read page by page (a store's listing is never held whole)."""
-
-    @abstractmethod
     def open(self, key: str) -> IO[bytes]:
         """A binary stream of the object's bytes (FileNotFoundError if absent)."""
+        return self.backend.open(validate_key(key), "rb")
 
-    @abstractmethod
-    def save(self, key: str, fileobj: IO[bytes], content_type: str) -> None: ...
+    def save(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
+        """Store the bytes under ``key`` with this Content-Type, replacing any object there."""
+        validate_key(key)
+        content = File(fileobj, name=key)
+        content.content_type = content_type  # type: ignore[attr-defined]  # read by S3Storage
+        self._saved(key, self.backend.save(key, content))
 
-    @abstractmethod
-    def copy(self, src_key: str, dst_key: str) -> None: ...
+    @staticmethod
+    def _saved(key: str, name: str) -> None:
+        # Both backends are configured to overwrite; a storage that chose another name would leave
+        # the object where no record points.
+        if name != key:
+            raise RuntimeError(f"the storage saved {key!r} under another name")
+
+    def delete(self, key: str) -> None:
+        """Remove the object; removing an absent object is not an error."""
+        self.backend.delete(validate_key(key))
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under ``prefix/``; returns how many were removed."""
+        removed = 0
+        for key in self._walk(validate_key(prefix.rstrip("/"))):
+            self.delete(key)
+            removed += 1
+        return removed
+
+    def _walk(self, folder: str) -> Iterator[str]:
+        try:
+            folders, files = self.backend.listdir(folder)
+        except FileNotFoundError:
+            return
+        # A dot-name is no key (KEY_RE): the local backend's sidecars and uploads in progress.
+        for name in files:
+            if not name.startswith("."):
+                yield f"{folder}/{name}"
+        for name in folders:
+            if not name.startswith("."):
+                yield from self._walk(f"{folder}/{name}")
+
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        """The names of the folders directly under ``prefix/`` (``projects`` -> each project id),
+        in key order (a store's listing is read page by page, never held whole: media/storage/s3.py)."""
+        try:
+            folders, _files = self.backend.listdir(validate_key(prefix.rstrip("/")))
+        except FileNotFoundError:
+            return
+        yield from sorted(folders)
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Put a copy of the object under ``dst_key`` (FileNotFoundError if absent)."""
+        content_type = self.content_type(src_key) or "application/octet-stream"
+        with self.open(src_key) as src:
+            self.save(dst_key, src, content_type)
 
     def move(self, src_key: str, dst_key: str) -> None:
         """Put the object under ``dst_key`` and remove ``src_key`` (FileNotFoundError if absent).
 
-        By default a server-side copy then a delete: a failure in between leaves both objects,
-        and moving again repeats the copy from the same source.
+        By default a copy then a delete: a failure in between leaves both objects, and moving
+        again repeats the copy from the same source.
         """
         self.copy(src_key, dst_key)
         self.delete(src_key)
 
-    @abstractmethod
-    def local_path(self, key: str) -> contextlib.AbstractContextManager[Path]:
+    @contextlib.contextmanager
+    def local_path(self, key: str) -> Iterator[Path]:
         """A path on this machine holding the object's bytes, for ffmpeg and PyAV (a context manager)."""
+        suffix = Path(validate_key(key)).suffix[:16]
+        with tempfile.TemporaryDirectory(prefix="auteur-media-") as tmpdir:
+            path = Path(tmpdir) / f"object{suffix}"
+            with self.open(key) as src, path.open("wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK_SIZE)
+            yield path
 
     @abstractmethod
     def content_type(self, key: str) -> str | None:

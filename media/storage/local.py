@@ -1,8 +1,14 @@
-"""The local backend: files under a root directory, uploaded and downloaded through URLs the API signs.
+"""The local backend: Django's FileSystemStorage, with uploads and downloads through URLs the API signs.
 
 It stands in for S3 when no bucket is configured, with the same rules: the URL is the
 credential, it expires, and an upload is bound to one key, one content type and a size limit
 (media/storage/signing.py signs them, media/storage/local_views.py serves them).
+
+Every object reaches the disk through the storage's ``save`` as a finished file beside its
+destination, which FileSystemStorage moves into place with a rename: a reader never sees half an
+object, and a confirmed upload is renamed away from a key that a late PUT may still write.
+The Content-Type an object was stored with is kept in a sidecar under a dot-name, which no key
+can reach (KEY_RE).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,32 +25,55 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote, urlencode
 
+from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage
+
 from media.errors import InvalidKey, StorageError
 from media.storage.base import CHUNK_SIZE, ObjectStorage, validate_key
 from media.storage.signing import sign_download, sign_upload
 
 
+class _FinishedFile(File):
+    """A complete file on the storage's disk: FileSystemStorage moves it into place (a rename)
+    instead of copying its bytes, as it does for Django's temporary uploads."""
+
+    def temporary_file_path(self) -> str:
+        return str(self.name)
+
+
+def _meta_name(key: str) -> str:
+    folder, name = posixpath.split(key)
+    return posixpath.join(folder, f".{name}.meta.json")
+
+
 class LocalStorage(ObjectStorage):
-    """Files under a root directory; uploads and downloads through URLs the API signs."""
+    """Files in a FileSystemStorage; uploads and downloads through URLs the API signs."""
 
     name = "local"
+    backend: FileSystemStorage
 
-    def __init__(self, root: Path, public_base_url: str) -> None:
-        self.root = root
-        self.public_base_url = public_base_url.rstrip("/")
+    @property
+    def public_base_url(self) -> str:
+        """The base of the URLs this backend signs (the API serves them)."""
+        return str(getattr(settings, "AUTEUR_PUBLIC_BASE_URL", "http://localhost:8000")).rstrip("/")
 
     # ---- paths
+    @property
+    def root(self) -> Path:
+        return Path(self.backend.location)
+
     def path(self, key: str) -> Path:
         validate_key(key)
-        path = self.root / key
+        try:
+            path = Path(self.backend.path(key))
+        except SuspiciousFileOperation:
+            raise InvalidKey("Invalid storage key.") from None
         # KEY_RE already forbids "..", absolute paths and dot-segments; this is the backstop.
         if not path.resolve().is_relative_to(self.root.resolve()):
             raise InvalidKey("Invalid storage key.")
         return path
-
-    @staticmethod
-    def _meta_path(path: Path) -> Path:
-        return path.with_name(f".{path.name}.meta.json")
 
     def check(self) -> None:
         # The root is created on first use; what matters is that this process may write there.
@@ -64,44 +94,30 @@ class LocalStorage(ObjectStorage):
         return f"{self.public_base_url}/storage/download/{quote(key)}?{urlencode({'token': token})}"
 
     # ---- objects
-    def head(self, key: str) -> int | None:
-        try:
-            return self.path(key).stat().st_size
-        except FileNotFoundError:
-            return None
-
     def content_type(self, key: str) -> str | None:
         try:
-            meta = json.loads(self._meta_path(self.path(key)).read_text())
+            with self.backend.open(_meta_name(validate_key(key)), "rb") as fh:
+                meta = json.loads(fh.read())
         except (FileNotFoundError, ValueError):
             return None
-        value = meta.get("content_type")
+        value = meta.get("content_type") if isinstance(meta, dict) else None
         return value if isinstance(value, str) else None
 
     def delete(self, key: str) -> None:
-        path = self.path(key)
-        for p in (path, self._meta_path(path)):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        self.backend.delete(validate_key(key))
+        self.backend.delete(_meta_name(key))
 
     def delete_prefix(self, prefix: str) -> int:
-        directory = self.path(prefix.rstrip("/"))
-        if not directory.is_dir():
-            return 0
-        count = sum(1 for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
-        shutil.rmtree(directory, ignore_errors=True)
-        return count
+        removed = super().delete_prefix(prefix)
+        # What is left is folders and uploads still being written (dot-names): they go with the folder.
+        shutil.rmtree(self.path(prefix.rstrip("/")), ignore_errors=True)
+        return removed
 
-    def list_folders(self, prefix: str) -> Iterator[str]:
-        directory = self.path(prefix.rstrip("/"))
-        if directory.is_dir():
-            yield from sorted(p.name for p in directory.iterdir() if p.is_dir())
-
-    def open(self, key: str) -> IO[bytes]:
-        return self.path(key).open("rb")
+    def _move_in(self, name: str, finished: Path) -> None:
+        self._saved(name, self.backend.save(name, _FinishedFile(None, name=str(finished))))
 
     def write_stream(self, key: str, chunks: Iterator[bytes], content_type: str) -> int:
-        """Write atomically: into a temp file beside the target, then rename over it.
+        """Write atomically: into a temp file beside the target, which the storage then renames over it.
 
         A reader never sees half an object, and an upload cut off half-way leaves nothing.
         The iterator may raise to abort; the temp file is then removed.
@@ -110,40 +126,38 @@ class LocalStorage(ObjectStorage):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         tmp = Path(tmp_name)
+        meta_tmp = tmp.with_name(tmp.name + ".meta")
         written = 0
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
                     written += len(chunk)
-            meta_tmp = tmp.with_name(tmp.name + ".meta")
             meta_tmp.write_text(json.dumps({"content_type": content_type}))
-            meta_tmp.replace(self._meta_path(path))
-            tmp.replace(path)
+            self._move_in(_meta_name(key), meta_tmp)
+            self._move_in(key, tmp)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            for leftover in (tmp, meta_tmp):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
             raise
         return written
 
     def save(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
         self.write_stream(key, iter(lambda: fileobj.read(CHUNK_SIZE), b""), content_type)
 
-    def copy(self, src_key: str, dst_key: str) -> None:
-        content_type = self.content_type(src_key) or "application/octet-stream"
-        with self.open(src_key) as src:
-            self.save(dst_key, src, content_type)
-
     def move(self, src_key: str, dst_key: str) -> None:
         # A rename: atomic, so a PUT still writing to ``src_key`` lands a new file there later
         # and can never change what is now under ``dst_key``.
-        src, dst = self.path(src_key), self.path(dst_key)
+        src = self.path(src_key)
+        self.path(dst_key)
         if not src.is_file():
             raise FileNotFoundError(src_key)
-        dst.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            self._meta_path(src).replace(self._meta_path(dst))
-        src.replace(dst)
+            meta = Path(self.backend.path(_meta_name(src_key)))
+            if meta.is_file():
+                self._move_in(_meta_name(dst_key), meta)
+        self._move_in(dst_key, src)
 
     @contextlib.contextmanager
     def local_path(self, key: str) -> Iterator[Path]:

@@ -1,4 +1,15 @@
-"""The S3 backend: S3 or an S3-compatible store (Cloudflare R2, MinIO) through one boto3 client.
+"""The S3 backend: S3 or an S3-compatible store (Cloudflare R2, MinIO) through django-storages.
+
+Reads, writes, deletes, existence, sizes and presigned GET URLs go through the Django storage
+(``storages.backends.s3.S3Storage``, configured in STORAGES). The rule for boto3: it is called
+only where django-storages has no operation, and only with the storage's own session and
+configuration (its credentials, endpoint and timeouts), all in this module. Those places are:
+presigned PUT URLs for direct uploads (``_put_url``; multipart uploads, when added, go beside it:
+create, presign each part, complete, abort); the server-side copy behind ``move`` (no byte passes
+through this process); batched deletes and the page-by-page folder listing (one request per 1,000
+keys, never a whole listing in memory); downloading an object straight to a file for ffmpeg; and
+the readiness check's HEAD of the bucket with a short timeout. Everything else goes through the
+storage.
 
 Clients upload and download straight to/from the bucket with presigned URLs; the PUT URL signs
 the Content-Type and Content-Length headers, so the object can only be that type and size.
@@ -27,6 +38,7 @@ from media.storage.base import CHECK_TIMEOUT_SECONDS, ObjectStorage, content_dis
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
+    from storages.backends.s3 import S3Storage
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -34,49 +46,39 @@ def _is_missing(exc: ClientError) -> bool:
 
 
 class S3ObjectStorage(ObjectStorage):
-    """S3 or an S3-compatible store (Cloudflare R2, MinIO) through boto3."""
+    """S3 or an S3-compatible store (Cloudflare R2, MinIO) through django-storages' S3Storage."""
 
     name = "s3"
+    backend: S3Storage
 
-    def __init__(
-        self,
-        *,
-        bucket: str,
-        endpoint_url: str | None,
-        region: str | None,
-        access_key: str | None,
-        secret_key: str | None,
-        addressing_style: str | None,
-    ) -> None:
-        self.bucket = bucket
-        self._connection = {
-            "endpoint_url": endpoint_url,
-            "region_name": region,
-            "aws_access_key_id": access_key or None,
-            "aws_secret_access_key": secret_key or None,
-        }
-        self._addressing_style = addressing_style or "auto"
-        # Every outbound call has a timeout; botocore retries throttling and 5xx itself.
-        self.client = self._client(connect_timeout=5, read_timeout=60, max_attempts=4)
+    @property
+    def bucket(self) -> str:
+        return str(self.backend.bucket_name)
 
-    def _client(self, *, connect_timeout: float, read_timeout: float, max_attempts: int) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        config = Config(
-            signature_version="s3v4",
-            s3={"addressing_style": self._addressing_style},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
-        )
-        return boto3.session.Session().client("s3", config=config, **self._connection)
+    @property
+    def client(self) -> Any:
+        """The storage's own boto3 client (one per thread), for what django-storages does not do."""
+        return self.backend.connection.meta.client
 
     @functools.cached_property
     def _check_client(self) -> Any:
-        # The same connection with a short timeout and a single attempt: /readyz must answer fast.
-        return self._client(
-            connect_timeout=CHECK_TIMEOUT_SECONDS, read_timeout=CHECK_TIMEOUT_SECONDS, max_attempts=1
+        # The storage's connection with a short timeout and a single attempt: /readyz must answer fast.
+        from botocore.config import Config
+
+        config = self.backend.client_config.merge(
+            Config(
+                connect_timeout=CHECK_TIMEOUT_SECONDS,
+                read_timeout=CHECK_TIMEOUT_SECONDS,
+                retries={"max_attempts": 1, "mode": "standard"},
+            )
+        )
+        return self.backend._create_session().client(
+            "s3",
+            region_name=self.backend.region_name,
+            use_ssl=self.backend.use_ssl,
+            endpoint_url=self.backend.endpoint_url,
+            verify=self.backend.verify,
+            config=config,
         )
 
     @staticmethod
@@ -104,55 +106,61 @@ class S3ObjectStorage(ObjectStorage):
         with self._errors():
             self._check_client.head_bucket(Bucket=self.bucket)
 
+    # ---- signed URLs
     def _put_url(
         self, key: str, content_type: str, size_bytes: int, exact: bool, *, ttl: int, expires_at: datetime
     ) -> str:
+        # django-storages signs only GETs: the PUT is signed with its connection's client.
         # ContentType and ContentLength become signed headers: S3 refuses any other type or size.
         # A presigned PUT cannot sign a range of lengths: an undeclared size is checked at confirm.
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
         if exact:
             params["ContentLength"] = size_bytes
-        return str(self.client.generate_presigned_url(
-            "put_object",
-            Params=params,
-            ExpiresIn=ttl,
-            HttpMethod="PUT",
-        ))
+        return str(self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl, HttpMethod="PUT"))
 
     def _get_url(self, key: str, filename: str, *, ttl: int, expires_at: datetime) -> str:
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        parameters: dict[str, Any] = {}
         disposition = content_disposition(filename)
         if disposition:
-            params["ResponseContentDisposition"] = disposition
-        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl))
+            parameters["ResponseContentDisposition"] = disposition
+        with self._errors():
+            return str(self.backend.url(key, parameters=parameters, expire=ttl))
 
+    # ---- objects: the storage's operations, with transient failures as StorageError
     def head(self, key: str) -> int | None:
-        from botocore.exceptions import ClientError
+        with self._errors():
+            return super().head(key)
 
-        validate_key(key)
-        try:
-            with self._errors():
-                response = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _is_missing(exc):
-                return None
-            raise
-        return int(response["ContentLength"])
+    def exists(self, key: str) -> bool:
+        with self._errors():
+            return super().exists(key)
+
+    def open(self, key: str) -> IO[bytes]:
+        with self._errors():
+            fh = super().open(key)
+            # S3File reads the object on first use: fetch it here, where a failure is reported.
+            fh.read(0)
+        return fh
+
+    def save(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
+        with self._errors():
+            # Multipart above 8 MiB (the storage's transfer config), so large outputs stream.
+            super().save(key, fileobj, content_type)
+
+    def delete(self, key: str) -> None:
+        with self._errors():
+            super().delete(key)
 
     def content_type(self, key: str) -> str | None:
         from botocore.exceptions import ClientError
 
         try:
-            with self._errors():
-                return str(self.client.head_object(Bucket=self.bucket, Key=validate_key(key))["ContentType"])
-        except ClientError:
+            with self._errors(), self.backend.open(validate_key(key), "rb") as fh:
+                return str(fh.obj.content_type)  # S3File's object, loaded by the HEAD that opened it
+        except (ClientError, FileNotFoundError):
             return None
 
-    def delete(self, key: str) -> None:
-        validate_key(key)
-        with self._errors():
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-
+    # ---- what django-storages does not do (boto3, through the storage's connection)
     def delete_prefix(self, prefix: str) -> int:
         validate_key(prefix.rstrip("/"))
         prefix = prefix.rstrip("/") + "/"
@@ -180,25 +188,6 @@ class S3ObjectStorage(ObjectStorage):
                 for common in page.get("CommonPrefixes", []):
                     yield common["Prefix"][len(prefix):].rstrip("/")
 
-    def open(self, key: str) -> IO[bytes]:
-        from botocore.exceptions import ClientError
-
-        validate_key(key)
-        try:
-            with self._errors():
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise FileNotFoundError(key) from exc
-            raise
-        return body
-
-    def save(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
-        validate_key(key)
-        with self._errors():
-            # Multipart above 8 MiB, so large outputs stream instead of sitting in memory.
-            self.client.upload_fileobj(fileobj, self.bucket, key, ExtraArgs={"ContentType": content_type})
-
     def copy(self, src_key: str, dst_key: str) -> None:
         from botocore.exceptions import ClientError
 
@@ -223,7 +212,8 @@ class S3ObjectStorage(ObjectStorage):
             path = Path(tmpdir) / f"object{suffix}"
             try:
                 with self._errors():
-                    self.client.download_file(self.bucket, key, str(path))
+                    # Straight to the file: reading through the storage would spool a copy first.
+                    self.client.download_file(self.bucket, key, str(path), Config=self.backend.transfer_config)
             except ClientError as exc:
                 if _is_missing(exc):
                     raise FileNotFoundError(key) from exc

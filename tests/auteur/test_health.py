@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 
 from auteur import health
 from devstack.ports import free_port
+from tests.media.conftest import use_s3
 
 CHECK_NAMES = {"postgres", "redis", "mongodb", "storage"}
 
@@ -97,12 +98,8 @@ def test_readyz_names_mongodb_when_it_is_unreachable(client, settings):
 
 @pytest.mark.django_db
 def test_readyz_names_storage_when_the_bucket_is_unreachable(client, settings):
-    # The storage the requests use (media.storage rebuilds its client when AWS_* settings change).
-    settings.AWS_STORAGE_BUCKET_NAME = "nope"
-    settings.AWS_S3_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
-    settings.AWS_S3_REGION_NAME = "us-east-1"
-    settings.AWS_ACCESS_KEY_ID = "x"
-    settings.AWS_SECRET_ACCESS_KEY = "y"
+    # The storage the requests use (Django builds it again when STORAGES changes).
+    use_s3(settings, bucket="nope", endpoint_url=f"http://127.0.0.1:{free_port()}")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["failed"] == ["storage"]

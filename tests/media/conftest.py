@@ -15,6 +15,7 @@ from django.test import Client, TestCase
 from rest_framework.test import APIClient
 
 from auteur.celery import app as celery_app
+from auteur.storage_settings import local_media_storage, s3_media_storage
 from auteur.users.models import User
 from media.models import MediaFile
 from media.storage import get_storage
@@ -77,7 +78,7 @@ def local_storage(settings: Any, tmp_path: Path) -> Path:
     """The local backend, rooted in a fresh directory; returns the root."""
     root = tmp_path / "storage"
     settings.MEDIA_ROOT = str(root)
-    settings.AWS_STORAGE_BUCKET_NAME = ""
+    settings.STORAGES = {**settings.STORAGES, settings.MEDIA_STORAGE_ALIAS: local_media_storage()}
     settings.AUTEUR_PUBLIC_BASE_URL = "http://testserver"
     return root
 
@@ -122,6 +123,25 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+S3_TEST_ACCESS_KEY = "AKIATESTONLY0KEYID00"
+S3_TEST_SECRET_KEY = "test-only-secret-access-key-0123456789abcdef"
+
+
+def use_s3(settings: Any, *, bucket: str, endpoint_url: str) -> None:
+    """Configure the media storage as production does with a bucket (auteur/storage_settings.py)."""
+    settings.AWS_ACCESS_KEY_ID = S3_TEST_ACCESS_KEY
+    settings.AWS_SECRET_ACCESS_KEY = S3_TEST_SECRET_KEY
+    settings.AWS_STORAGE_BUCKET_NAME = bucket
+    settings.STORAGES = {
+        **settings.STORAGES,
+        settings.MEDIA_STORAGE_ALIAS: s3_media_storage(
+            bucket=bucket, endpoint_url=endpoint_url, region="us-east-1", access_key=S3_TEST_ACCESS_KEY,
+            secret_key=S3_TEST_SECRET_KEY, addressing_style="path",
+            url_ttl_seconds=settings.AUTEUR_SIGNED_URL_TTL_SECONDS,
+        ),
+    }
+
+
 @pytest.fixture
 def s3_storage(settings: Any, moto_endpoint: str) -> str:
     """S3 (moto's server, over real HTTP) as the configured backend; returns the bucket."""
@@ -130,15 +150,10 @@ def s3_storage(settings: Any, moto_endpoint: str) -> str:
     import boto3
 
     bucket = f"auteur-test-{uuid.uuid4().hex[:12]}"
-    settings.AWS_ACCESS_KEY_ID = "testing"
-    settings.AWS_SECRET_ACCESS_KEY = "testing"
-    settings.AWS_S3_REGION_NAME = "us-east-1"
-    settings.AWS_S3_ENDPOINT_URL = moto_endpoint
-    settings.AWS_S3_ADDRESSING_STYLE = "path"
-    settings.AWS_STORAGE_BUCKET_NAME = bucket
+    use_s3(settings, bucket=bucket, endpoint_url=moto_endpoint)
     boto3.client(
         "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        aws_access_key_id=S3_TEST_ACCESS_KEY, aws_secret_access_key=S3_TEST_SECRET_KEY,
     ).create_bucket(Bucket=bucket)
     return bucket
 

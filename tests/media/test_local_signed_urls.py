@@ -17,7 +17,7 @@ from media.storage import get_storage
 from media.storage import local_views as local_storage_views
 from media.storage.local import LocalStorage
 from tests.factories import MediaFileFactory
-from tests.media.conftest import body_of, local_get, local_put
+from tests.media.conftest import body_of, free_port, local_get, local_put, use_s3
 
 pytestmark = pytest.mark.django_db
 
@@ -198,8 +198,7 @@ def test_download_url_rules(local_storage):
 
 def test_local_urls_are_off_when_s3_is_configured(local_storage, settings):
     url = storage().presign_put(KEY, "video/mp4", len(BODY)).url
-    settings.AWS_STORAGE_BUCKET_NAME = "some-bucket"
-    settings.AWS_S3_REGION_NAME = "us-east-1"
+    use_s3(settings, bucket="some-bucket", endpoint_url=f"http://127.0.0.1:{free_port()}")
     assert_error(local_put(url, BODY, "video/mp4"), 404, "not_found")
     assert nothing_written(local_storage)
 

@@ -1,0 +1,61 @@
+"""The STORAGES entry of the media storage, built in one place: settings call it with the
+environment's values, tests with theirs (a moto bucket, a temporary directory), so a test runs the
+configuration production runs. No Django here: settings import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+S3_BACKEND = "storages.backends.s3.S3Storage"
+LOCAL_BACKEND = "django.core.files.storage.FileSystemStorage"
+# A file read through the S3 storage spills to disk past this size; it is never held whole in memory.
+S3_READ_MEMORY_BYTES = 8 * 1024**2
+
+
+def s3_media_storage(
+    *,
+    bucket: str,
+    endpoint_url: str | None,
+    region: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    addressing_style: str | None,
+    url_ttl_seconds: int,
+) -> dict[str, Any]:
+    """django-storages' S3 backend for S3, R2 or MinIO: private objects, presigned GET URLs."""
+    from botocore.config import Config
+
+    return {
+        "BACKEND": S3_BACKEND,
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region or None,
+            # None: boto3's own chain (instance role, environment) supplies the credentials.
+            "access_key": access_key or None,
+            "secret_key": secret_key or None,
+            "querystring_auth": True,
+            "querystring_expire": url_ttl_seconds,
+            "default_acl": None,
+            "file_overwrite": True,
+            "max_memory_size": S3_READ_MEMORY_BYTES,
+            # Every outbound call has a timeout; botocore retries throttling and 5xx itself.
+            "client_config": Config(
+                signature_version="s3v4",
+                s3={"addressing_style": addressing_style or "auto"},
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 4, "mode": "standard"},
+            ),
+        },
+    }
+
+
+def local_media_storage(location: str | None = None) -> dict[str, Any]:
+    """Django's FileSystemStorage; without a location it reads MEDIA_ROOT when used. A key is
+    written in place (a second save of a key replaces the object, as on S3)."""
+    options: dict[str, Any] = {"allow_overwrite": True}
+    if location is not None:
+        options["location"] = location
+    return {"BACKEND": LOCAL_BACKEND, "OPTIONS": options}
