@@ -34,6 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from devstack.ports import free_port
+from devstack.servers import RedisServer
 from devstack.stack import STARTED_VAR
 
 WORKER_VAR = "PYTEST_XDIST_WORKER"  # set by pytest-xdist in each worker before pytest starts
@@ -81,10 +83,7 @@ def worker_environ(environ: dict[str, str], worker: str) -> dict[str, str]:
     return changed
 
 
-def _own_redis(var_dir: Path, worker: str) -> object:
-    from devstack.ports import free_port
-    from devstack.servers import RedisServer
-
+def _own_redis(var_dir: Path, worker: str) -> RedisServer:
     server = RedisServer(f"redis-{worker}", var_dir / "redis", free_port(), var_dir / "log" / "redis.log",
                          persistent=False)
     server.start()
@@ -100,8 +99,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         changed = worker_environ(environ, worker)
         if "REDIS_URL" in os.environ.get(STARTED_VAR, "").split() and "CELERY_BROKER_URL" not in changed:
             server = _own_redis(Path(changed["AUTEUR_VAR_DIR"]), worker)
-            early_config.add_cleanup(server.stop)  # type: ignore[attr-defined]
-            changed["REDIS_URL"] = server.url()  # type: ignore[attr-defined]
+            early_config.add_cleanup(server.stop)
+            changed["REDIS_URL"] = server.url()
         os.environ.update(changed)
     return (yield)
 
@@ -120,7 +119,7 @@ def ensure_api_role(database_url: str) -> None:
                     CREATE ROLE {API_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
                 END IF;
             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;  -- another run made it meanwhile
-            END $$""")  # type: ignore[arg-type]
+            END $$""")
 
 
 def is_controller(config: pytest.Config) -> bool:
