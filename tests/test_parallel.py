@@ -69,7 +69,9 @@ def test_two_workers_never_see_each_others_redis_keys(tmp_path):
     out.mkdir()
     shared = redis.Redis.from_url(os.environ["REDIS_URL"])
     shared.set("rl:stack", 1)
-    env = {**os.environ, "PROBE_OUT": str(out), "PYTHONPATH": str(REPO_ROOT),
+    # Not a worker of this run's own xdist (if any): the nested run's controller hands out its own.
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    env = {**outer, "PROBE_OUT": str(out), "PYTHONPATH": str(REPO_ROOT),
            "AUTEUR_VAR_DIR": str(tmp_path / "var"), STARTED_VAR: "REDIS_URL"}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:django", "-p", "no:cacheprovider", "-p", "tests.parallel",
