@@ -28,6 +28,7 @@ the same time as each other, and start first.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Generator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -159,6 +160,15 @@ def _module(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+def _set_nodeid(item: pytest.Item, nodeid: str) -> None:
+    """The test's id as the scheduler and the reports know it (pytest 9 keeps it structured, in `_id`)."""
+    item._nodeid = nodeid  # type: ignore[attr-defined]
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import coerce_node_id
+
+        item._id = coerce_node_id(nodeid)
+
+
 def _shares_a_module_fixture(item: pytest.Item) -> bool:
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
@@ -170,9 +180,17 @@ def _shares_a_module_fixture(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not (is_controller(config) or os.environ.get(WORKER_VAR)):
         return
-    modules_sharing = {
-        _module(item) for item in items if item.get_closest_marker("slow") or _shares_a_module_fixture(item)
-    }
+    # Schemathesis gives every operation's test the function's own id: the scheduler, which knows tests
+    # by id, would run one operation of the 54 and drop the rest. Each gets its item's name (which
+    # names the operation), and the module stays on one process, in its order, as it was written.
+    counts = Counter(item.nodeid for item in items)
+    modules_sharing = set()
+    for item in items:
+        if counts[item.nodeid] > 1:
+            _set_nodeid(item, f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}")
+            modules_sharing.add(_module(item))
+        elif item.get_closest_marker("slow") or _shares_a_module_fixture(item):
+            modules_sharing.add(_module(item))
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
@@ -180,6 +198,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(HEAVY_GROUP))
         elif _module(item) in modules_sharing:
             item.add_marker(pytest.mark.xdist_group(_module(item)))
+
+    if config.getoption("loadgroup", False):
+        # pytest-xdist 3.8 appends "@<group>" to `item._nodeid`, which pytest 9 no longer reads (the id
+        # is `item._id`): without this every test would be a unit of its own, whatever its group.
+        for item in items:
+            names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                            for m in item.iter_markers("xdist_group")})
+            if names:
+                _set_nodeid(item, f"{item.nodeid}@{'_'.join(names)}")
 
     def rank(item: pytest.Item) -> tuple[int, int]:
         module = _module(item)
