@@ -25,7 +25,7 @@ SHARED = {
 }
 
 # Two workers each write a rate-limit key of their own name into their Redis and delete `rl:*` as
-# tests/conftest.py does before each test, then report what they saw.
+# tests/conftest.py does before each test, then report what they saw; a third runs a group's two tests.
 PROBE = '''
 import json, os, time
 from pathlib import Path
@@ -33,6 +33,21 @@ import pytest, redis
 
 @pytest.mark.parametrize("n", [1, 2])
 def test_probe(n):
+    _probe(n)
+
+
+# One lane: both on one worker, one after the other, whatever else is free.
+@pytest.mark.xdist_group("lane")
+def test_lane_a():
+    Path(os.environ["PROBE_OUT"], "lane-a").write_text(os.environ["PYTEST_XDIST_WORKER"])
+
+
+@pytest.mark.xdist_group("lane")
+def test_lane_b():
+    Path(os.environ["PROBE_OUT"], "lane-b").write_text(os.environ["PYTEST_XDIST_WORKER"])
+
+
+def _probe(n):
     me = os.environ["PYTEST_XDIST_WORKER"]
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     client.set(f"rl:{me}", 1)
@@ -61,7 +76,7 @@ def test_a_shared_rabbitmq_broker_is_refused_rather_than_split_between_workers()
 
 
 def test_two_workers_never_see_each_others_redis_keys(tmp_path):
-    """A real two-worker run on this stack: each worker has a redis-server of its own, and its
+    """A real parallel run on this stack: each worker has a redis-server of its own, and its
     `rl:*` clean-up (tests/conftest.py) neither sees nor deletes the other's keys, nor the stack's."""
     (tmp_path / "test_probe.py").write_text(PROBE)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
@@ -75,12 +90,14 @@ def test_two_workers_never_see_each_others_redis_keys(tmp_path):
            "AUTEUR_VAR_DIR": str(tmp_path / "var"), STARTED_VAR: "REDIS_URL"}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:django", "-p", "no:cacheprovider", "-p", "tests.parallel",
-         "-n", "2", "--dist", "loadgroup", "--rootdir", str(tmp_path), str(tmp_path / "test_probe.py")],
+         "-n", "3", "--dist", "loadgroup", "--no-loadscope-reorder", "--rootdir", str(tmp_path),
+         str(tmp_path / "test_probe.py")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (out / "lane-a").read_text() == (out / "lane-b").read_text()  # the group stayed on one worker
     reports = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
-    assert set(reports) == {"gw0", "gw1"}, run.stdout[-3000:]
+    assert len(reports) == 2, run.stdout[-3000:]  # the two probes, at once, on two workers
     for worker, report in reports.items():
         assert report["seen"] == [f"rl:{worker}"]  # its own key only, though both wrote at once
         assert report["REDIS_URL"] != os.environ["REDIS_URL"]
