@@ -7,6 +7,11 @@ STAMP_RUN := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
 PIP_FLAGS ?= --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
+# `make test` runs the suite on this many processes (pytest-xdist): it mostly waits on servers,
+# subprocesses and sleeps, so more processes than cores pay. Each has its own servers and names
+# (tests/parallel.py). PYTEST_WORKERS=0: one process, as before.
+PYTEST_WORKERS ?= 4
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 # Tests run production-like settings (DJANGO_DEBUG off) with throwaway secrets.
 TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key-0123456789abcdef \
 	AUTEUR_JWT_SECRET=test-only-jwt-secret-0123456789abcdef-xyz AUTEUR_JWT_ISSUER=https://auth.auteur.test/auth/v1 \
@@ -20,7 +25,7 @@ LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=
 
 help:
 	@echo "make run    install (if needed) and run the whole stack in the foreground"
-	@echo "make test   install (if needed), lint, then run the test suite against a throwaway stack"
+	@echo "make test   install (if needed), lint, then run the test suite against a throwaway stack (PYTEST_WORKERS=0: on one process)"
 	@echo "make test-rabbitmq   pipeline, broker, doctor, exporter and chaos tests on a RabbitMQ broker (apt-get installs it)"
 	@echo "make lint   ruff + mypy, missing migrations, actionlint (.github/workflows), deploy/k8s against its schemas"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
@@ -53,15 +58,17 @@ run: $(STAMP_RUN)
 # Lint first, so CI (which runs `make test`) cannot skip it; mypy's cache in .mypy_cache keeps a rerun quick.
 # The 20 slowest tests close the report: the suite must stay under about 10 minutes.
 test: lint
-	@$(TEST_ENV) $(PY) -m devstack exec -- $(PY) -m pytest --durations=20 $(PYTEST_ARGS)
+	@$(TEST_ENV) $(PY) -m devstack exec -- $(PY) -m pytest $(PYTEST_PARALLEL) --durations=20 $(PYTEST_ARGS)
 
 # The same tests on a RabbitMQ broker (quorum queues): an embedded node of its own on loopback, stopped
 # afterwards; Postgres, Redis and MongoDB as in `make test`. The one target that may run apt-get.
+# One process: the node's queues would be shared by parallel workers (tests/parallel.py refuses it).
 RABBITMQ_TESTS := tests/jobs/test_broker.py tests/jobs/test_pipeline.py tests/jobs/test_doctor.py \
 	tests/metrics_exporter/test_metrics_exporter.py tests/jobs/test_chaos.py
 test-rabbitmq: $(STAMP_DEV)
 	@$(PY) -m devstack install-rabbitmq
-	@$(TEST_ENV) AUTEUR_DEVSTACK_BROKER=rabbitmq $(PY) -m devstack exec -- $(PY) -m pytest $(RABBITMQ_TESTS) $(PYTEST_ARGS)
+	@$(TEST_ENV) AUTEUR_DEVSTACK_BROKER=rabbitmq $(PY) -m devstack exec -- $(PY) -m pytest -n 0 $(RABBITMQ_TESTS) \
+	  $(PYTEST_ARGS)
 
 lint: $(STAMP_DEV)
 	$(PY) -m ruff check .

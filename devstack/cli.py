@@ -21,7 +21,7 @@ from devstack.front import front_processes
 from devstack.ports import preferred_port
 from devstack.processes import flower_auth, metrics_token, run_processes, stack_processes
 from devstack.servers import PostgresServer
-from devstack.stack import DEFAULT_VAR_DIR, Stack, running_stack
+from devstack.stack import DEFAULT_VAR_DIR, STARTED_VAR, Stack, running_stack
 
 
 def _install_signal_handlers() -> None:
@@ -163,6 +163,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
     try:
         with running_stack(tmp / "stack", env, ephemeral=True) as stack:
             env.update(stack.urls())
+            # Which URLs are throwaway servers of this run: a parallel test run gives each of its
+            # processes a Redis of its own beside them (tests/parallel.py).
+            env[STARTED_VAR] = " ".join(stack.urls())
             return subprocess.call(command, env=env, cwd=REPO_ROOT)
     except KeyboardInterrupt:
         return 130

@@ -18,6 +18,8 @@ from devstack.servers import EmbeddedServer, MongoServer, PostgresServer, RedisS
 DEFAULT_VAR_DIR = REPO_ROOT / "var"
 STATE_FILE_NAME = "devstack.json"
 URL_VARS = ("DATABASE_URL", "REDIS_URL", "MONGODB_URI", "CELERY_BROKER_URL")
+# `devstack exec` names here, space-separated, the URL variables it pointed at servers it started.
+STARTED_VAR = "AUTEUR_DEVSTACK_STARTED"
 # Which broker the stack starts when CELERY_BROKER_URL is unset: "redis" (the default: the broker
 # is REDIS_URL's server) or "rabbitmq" (an embedded node; `make test-rabbitmq`).
 BROKER_VAR = "AUTEUR_DEVSTACK_BROKER"

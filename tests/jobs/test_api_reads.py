@@ -296,7 +296,7 @@ def test_another_users_job_is_404_on_every_endpoint_and_nothing_changes(job, fun
     assert (ledger_state(funded), job.status, Job.objects.count()) == before
 
 
-@pytest.mark.parametrize("job_id", ["not-a-uuid", "12345", str(uuid.uuid4()), "%20"])
+@pytest.mark.parametrize("job_id", ["not-a-uuid", "12345", pytest.param(str(uuid.uuid4()), id="unknown-uuid"), "%20"])
 def test_an_unknown_or_malformed_job_id_is_404_never_500(auth_client, funded, job_id):
     for method, suffix in [("get", ""), ("get", "/events"), ("post", "/cancel"), ("post", "/retry")]:
         response = getattr(auth_client, method)(jobs_url(f"/{job_id}{suffix}"))

@@ -88,7 +88,7 @@ def test_another_users_project_is_404_for_every_method_and_untouched(auth_client
     assert Project.objects.get(pk=project_id).name == "My Project"
 
 
-@pytest.mark.parametrize("bad_id", ["not-a-uuid", "123", str(uuid.uuid4())])
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "123", pytest.param(str(uuid.uuid4()), id="unknown-uuid")])
 def test_malformed_or_unknown_ids_are_404_not_500(auth_client, bad_id):
     response = auth_client.get(f"/api/v1/projects/{bad_id}")
     assert response.status_code == 404
