@@ -57,7 +57,7 @@ HEAVY_MODULES = (
 LONGEST_FIRST = (
     "tests/jobs/test_model_pipeline.py",
     "tests/jobs/test_pipeline.py",
-    "tests/jobs/test_realtime.py",
+    "tests/realtime/test_realtime.py",
     "tests/auteur/test_slow_clients.py",
     "tests/gpu_tasks/test_transcription_hf.py",
     "tests/gpu_tasks/test_lip_sync.py",
