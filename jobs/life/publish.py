@@ -64,7 +64,9 @@ def poll_countdown(polls: int) -> float:
 def publish(job_id: uuid.UUID | str, job_type: str, step: Step, *, countdown: float = 0, polls: int = 0) -> bool:
     """Send one step; False (logged) when the broker cannot be reached: the reaper will retry."""
     args = (str(job_id), polls) if step is Step.INFER else (str(job_id),)
-    return publish_task(step_task_name(job_spec(job_type).family, step), args, job_id=job_id, countdown=countdown)
+    return publish_task(
+        step_task_name(job_spec(job_type).family, step), args, job_id=job_id, countdown=countdown, label=step
+    )
 
 
 def step_task_name(family: str, step: Step) -> str:
@@ -72,15 +74,18 @@ def step_task_name(family: str, step: Step) -> str:
     return f"jobs.{family}.{step}"
 
 
-def publish_task(name: str, args: tuple[object, ...], *, job_id: uuid.UUID | str, countdown: float = 0) -> bool:
-    """Send the task `name` about a job; False (logged) when the broker cannot be reached."""
+def publish_task(
+    name: str, args: tuple[object, ...], *, job_id: uuid.UUID | str, countdown: float = 0, label: str = ""
+) -> bool:
+    """Send the task `name` about a job; False (logged, as `label` or the name) when the broker
+    cannot be reached."""
     signature = current_app.signature(name, args=args, immutable=True)
     if countdown:
         signature.set(countdown=countdown)
     try:
         signature.apply_async(retry=True, retry_policy=PUBLISH_RETRY)
     except (OperationalError, OSError) as exc:
-        logger.warning("could not publish %s of job %s: %s", name, job_id, exc, extra={"job_id": str(job_id)})
+        logger.warning("could not publish %s of job %s: %s", label or name, job_id, exc, extra={"job_id": str(job_id)})
         return False
     return True
 
