@@ -7,10 +7,11 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.settings_fork import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_ENV = {
@@ -32,18 +33,7 @@ def load_settings(env: dict[str, str], show: str = "settings.DEBUG") -> subproce
         if not k.startswith(("DJANGO_", "AUTEUR_", "AWS_")) and k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI")
     }
     clean.update(env)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import django; django.setup(); from django.conf import settings; print({show})",
-        ],
-        env=clean,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_python(f"import django; django.setup(); from django.conf import settings; print({show})", clean, ROOT)
 
 
 def test_production_settings_load_with_every_secret():
