@@ -86,10 +86,12 @@ def test_two_workers_never_see_each_others_redis_keys(tmp_path):
     shared.set("rl:stack", 1)
     # Not a worker of this run's own xdist (if any): the nested run's controller hands out its own.
     outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    # Only the plugins the run needs: the nested controller and its three workers each skip importing
+    # the rest (pytest-django, hypothesis, schemathesis...).
     env = {**outer, "PROBE_OUT": str(out), "PYTHONPATH": str(REPO_ROOT),
-           "AUTEUR_VAR_DIR": str(tmp_path / "var"), STARTED_VAR: "REDIS_URL"}
+           "AUTEUR_VAR_DIR": str(tmp_path / "var"), STARTED_VAR: "REDIS_URL", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:django", "-p", "no:cacheprovider", "-p", "tests.parallel",
+        [sys.executable, "-m", "pytest", "-q", "-p", "xdist.plugin", "-p", "no:cacheprovider", "-p", "tests.parallel",
          "-n", "3", "--dist", "loadgroup", "--no-loadscope-reorder", "--rootdir", str(tmp_path),
          str(tmp_path / "test_probe.py")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
