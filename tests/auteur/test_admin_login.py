@@ -17,6 +17,13 @@ LOGIN = "/admin/login/"
 PASSWORD = "correct horse battery staple 42"
 
 
+@pytest.fixture(autouse=True)
+def _quick_hasher(settings):
+    """What these tests check is the lockout and the second factor, not the hash: each wrong guess
+    would otherwise cost the production hasher's full work factor."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def staff(make_user):
     def make(email: str, **extra):
