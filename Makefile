@@ -8,10 +8,10 @@ STAMP_DEV := $(VENV)/.installed-dev
 PIP_FLAGS ?= --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
 # How many processes run the suite (pytest-xdist; each has its own servers and names, tests/parallel.py).
-# One by default: on 2 cores, 4 processes finish in 8 min instead of 14 but leave the machine so
-# loaded that timing-bound tests (rate-limit windows, the JWKS refetch interval, the stress test's
-# queue) fail now and then. `make test PYTEST_WORKERS=4` runs it on 4.
-PYTEST_WORKERS ?= 0
+# Three by default: on 2 cores they keep both cores busy while one process waits on a server or a
+# sleep; four loaded the machine so much that timing-bound tests failed now and then.
+# `make test PYTEST_WORKERS=0` runs it on one process.
+PYTEST_WORKERS ?= 3
 PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 # Tests run production-like settings (DJANGO_DEBUG off) with throwaway secrets.
 TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key-0123456789abcdef \
@@ -26,7 +26,7 @@ LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=
 
 help:
 	@echo "make run    install (if needed) and run the whole stack in the foreground"
-	@echo "make test   install (if needed), lint, then run the test suite against a throwaway stack (PYTEST_WORKERS=4: on 4 processes)"
+	@echo "make test   install (if needed), lint, then run the test suite against a throwaway stack, on 3 processes (PYTEST_WORKERS=0: on one)"
 	@echo "make test-rabbitmq   pipeline, broker, doctor, exporter and chaos tests on a RabbitMQ broker (apt-get installs it)"
 	@echo "make lint   ruff + mypy, missing migrations, actionlint (.github/workflows), deploy/k8s against its schemas"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
