@@ -22,6 +22,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from auteur.asgi_limits import RequestBodyLimit  # noqa: E402
+from auteur.collector import startup_objects_frozen  # noqa: E402
 from auteur.rls import scoped_asgi  # noqa: E402
 from realtime.prefer_wait import PreferWait  # noqa: E402
 from realtime.ws import JobEventsConsumer  # noqa: E402
@@ -32,3 +33,6 @@ application = scoped_asgi(ProtocolTypeRouter({
     "http": RequestBodyLimit(PreferWait(django_application)),
     "websocket": URLRouter([path("ws/v1/events", JobEventsConsumer.as_asgi())]),
 }))
+
+# Everything loaded so far lives as long as the process: out of the collector's passes.
+startup_objects_frozen()

@@ -140,6 +140,14 @@ def non_dumpable_pool_process(**kwargs: Any) -> None:
 
 
 @worker_process_init.connect
+def freeze_startup_objects(**kwargs: Any) -> None:
+    """The loaded application's objects are out of the collector's passes (auteur/collector.py)."""
+    from auteur.collector import startup_objects_frozen
+
+    startup_objects_frozen()
+
+
+@worker_process_init.connect
 def connect_to_the_database(**kwargs: Any) -> None:
     """In each pool process after the fork: its first job finds the connection open."""
     from django.db import DatabaseError, connection

@@ -29,6 +29,14 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms req=%({x-request-id}o)s'
 
 
+def pre_fork(server: object, worker: object) -> None:
+    """The preloaded application's objects are out of the collector's passes in every worker
+    (auteur/collector.py); frozen before the fork, they also stay on pages the workers share."""
+    from auteur.collector import startup_objects_frozen
+
+    startup_objects_frozen()
+
+
 def child_exit(server: object, worker: object) -> None:
     """A dead worker's live gauges leave the API's summed metrics (prometheus-client multiprocess mode)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

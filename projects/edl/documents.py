@@ -9,7 +9,7 @@ written.
 Writes never go through ``Document.save()``: on a modified document it sends partial ``$set``
 paths such as ``tracks.0.clips.2.out_point_ms``, which the embedded MongoDB-protocol server
 (nx-27017) silently ignores. ``projects.edl.versions`` writes whole documents with pymongo's
-``find_one_and_replace`` guarded by the version instead, which is also how an editor saves.
+``replace_one`` guarded by the version instead, which is also how an editor saves.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 from mongoengine import (
+    BinaryField,
     BooleanField,
     DateTimeField,
     DictField,
@@ -173,7 +174,11 @@ class EDLHistory(Document):
     # their EDL document: projects/migrations/0005_edl_history_owner.py).
     user_id = StringField(required=True)
     version = IntField(required=True, min_value=1)
-    snapshot = DictField(required=True)
+    # The content as zlib-compressed BSON ({"settings", "tracks", "transcript"}): about 15 times
+    # smaller than the document itself, and written and read as one opaque value. Snapshots
+    # written before it was introduced hold the plain ``snapshot`` dict; both are read.
+    snapshot_z = BinaryField()
+    snapshot = DictField()
     created_at = DateTimeField(required=True)
 
     meta = {

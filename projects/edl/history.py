@@ -13,7 +13,7 @@ from typing import Any
 
 from projects.edl.documents import edl_limits
 from projects.edl.store import history_collection, owned_by, store_errors
-from projects.edl.versions import conflict, head_get, stack_push, version_commit
+from projects.edl.versions import conflict, head_get, snapshot_unpack, stack_push, version_commit
 from projects.errors import NothingToRedo, NothingToUndo
 from projects.models import Project
 
@@ -28,7 +28,7 @@ def _step(project: Project, expected_version: int | None, *, back: bool) -> dict
     with store_errors():
         while stack and snapshot is None:
             found = history_collection().find_one({**owner, "version": stack.pop()})
-            snapshot = found["snapshot"] if found else None
+            snapshot = snapshot_unpack(found) if found else None
     if snapshot is None:
         if back:
             raise NothingToUndo("There is nothing to undo.", details={"current_version": head.version})

@@ -44,3 +44,40 @@ def test_a_collector_someone_switched_off_stays_off():
     with collector_paused():
         pass
     assert not gc.isenabled()
+
+
+@pytest.fixture
+def unfrozen_after() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.mark.parametrize("hook", ["gunicorn pre_fork", "celery pool process", "helper"])
+def test_a_serving_process_freezes_what_it_loaded_and_still_collects_what_it_makes_later(hook, unfrozen_after):
+    import weakref
+
+    from auteur import celery as celery_module
+    from auteur import gunicorn_conf
+    from auteur.collector import startup_objects_frozen
+
+    gc.unfreeze()
+    loaded = _Cycle()
+    run = {
+        "gunicorn pre_fork": lambda: gunicorn_conf.pre_fork(None, None),
+        "celery pool process": lambda: celery_module.freeze_startup_objects(),
+        "helper": startup_objects_frozen,
+    }[hook]
+    run()
+    assert gc.get_freeze_count() > 1000  # the test process's modules, classes and functions
+    assert not any(obj is loaded for obj in gc.get_objects())  # out of the collector's sight
+
+    later = _Cycle()
+    ref = weakref.ref(later)
+    del later
+    gc.collect()
+    assert ref() is None  # a cycle made after the freeze is still collected

@@ -7,6 +7,7 @@ import multiprocessing
 import multiprocessing.queues
 import os
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from projects.edl.documents import EDL
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.selectors import edl_get, edl_snapshot
 from projects.edl.services import edl_create, edl_delete, edl_replace
+from projects.edl.versions import snapshot_unpack
 from projects.errors import EdlConflict, EdlUnavailable, NothingToRedo, NothingToUndo
 from tests.projects.test_edl_support import (
     clip,
@@ -333,6 +335,42 @@ def test_undo_restores_a_transcript_exactly(project, make_media):
     edited["transcript"]["segments"][0]["words"][1]["word"] = "there"
     save(project, edited)
     assert edl_undo(project=project)["transcript"] == v2["transcript"]
+
+
+def test_snapshots_are_stored_compressed_and_restore_exactly(project, make_media):
+    _, v2, _ = saved_versions(project, make_media(project), 2)
+    stored_v2 = store.history_collection().find_one({"project_id": str(project.pk), "version": 2})
+    assert stored_v2 is not None
+    assert set(stored_v2) == {"_id", "project_id", "user_id", "version", "snapshot_z", "created_at"}
+    # One opaque value, far smaller than the content's own JSON.
+    assert len(stored_v2["snapshot_z"]) < len(json.dumps(content(v2))) / 2
+    assert content(edl_undo(project=project)) == content(v2)
+
+
+def test_a_snapshot_written_before_compression_is_still_restored(project, make_media):
+    _, v2, _ = saved_versions(project, make_media(project), 2)
+    history = store.history_collection()
+    key = {"project_id": str(project.pk), "version": 2}
+    old = history.find_one(key)
+    assert old is not None
+    history.delete_one(key)
+    plain = snapshot_unpack(old)  # the stored content: what such a snapshot held, uncompressed
+    history.insert_one({**{k: old[k] for k in ("project_id", "user_id", "version", "created_at")}, "snapshot": plain})
+    assert content(edl_undo(project=project)) == content(v2)
+
+
+def test_a_snapshot_left_at_the_same_version_is_replaced_by_the_new_one(project, make_media):
+    """A crash between deleting a project's EDL and its history leaves snapshots behind; the
+    next timeline of that project id writes its own over them, and undo finds its own."""
+    media = make_media(project)
+    v1 = edl_get(project=project)
+    stale = {"project_id": str(project.pk), "user_id": str(project.user_id), "version": 2,
+             "snapshot": {"settings": {}, "tracks": [], "transcript": {}}, "created_at": datetime.now(UTC)}
+    store.history_collection().insert_one(stale)
+    v2 = save(project, timeline_with(v1, media, clips=2))
+    save(project, timeline_with(v2, media, clips=3))
+    assert history_versions(project) == [1, 2, 3]
+    assert content(edl_undo(project=project)) == content(v2)
 
 
 # ----------------------------------------------------------------------------- store down

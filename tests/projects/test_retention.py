@@ -183,8 +183,9 @@ def test_a_dry_run_counts_the_orphans_and_deletes_nothing(clean_edl_store, capsy
     timeline(live, saves=1)
     Project.objects.filter(pk=orphan.pk).delete()
     for collection in (store.edl_collection(), store.history_collection()):  # written long ago
-        for doc in collection.find():  # whole-document replaces: what the embedded server applies
-            collection.replace_one({"_id": doc["_id"]}, {**doc, "created_at": timezone.now() - LATER})
+        for doc in collection.find():  # deleted and inserted: the embedded server replaces no binary data
+            collection.delete_one({"_id": doc["_id"]})
+            collection.insert_one({**doc, "created_at": timezone.now() - LATER})
 
     call_command("retention", "--dry-run", "--only", "deleted_project_edls", "--batch-size", "1")
 
