@@ -12,6 +12,7 @@ decoding), about 0.6 s for an hour of audio in 20 ms packets.
 from __future__ import annotations
 
 import logging
+import struct
 import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -129,6 +130,82 @@ def probe_captions(path: Path) -> ProbeResult:
         return ProbeResult(ok=False, rejection_reason=NOT_DECODABLE)
     end_ms = max((event.end for event in subs), default=0)
     return ProbeResult(ok=True, duration_ms=end_ms or None, metadata={"format": subs.format, "cues": len(subs)})
+
+
+# The WAVE formats read without FFmpeg, by (format tag, bits per sample): integer PCM and IEEE
+# float, with FFmpeg's names for them.
+_WAV_CODECS = {
+    (1, 8): "pcm_u8", (1, 16): "pcm_s16le", (1, 24): "pcm_s24le", (1, 32): "pcm_s32le",
+    (3, 32): "pcm_f32le", (3, 64): "pcm_f64le",
+}
+_WAV_MAX_CHUNKS = 16  # chunk headers read before the data chunk, at the most
+_WAV_MAX_CHANNELS = 8
+_WAV_MAX_RATE = 384_000
+
+
+def probe_pcm_wav(path: Path) -> ProbeResult | None:
+    """A plain PCM (or float) WAV, read without FFmpeg; None for any other file.
+
+    A RIFF header is a handful of fixed-size little-endian fields: this reads at most
+    `_WAV_MAX_CHUNKS` chunk headers and the format chunk with `struct`, decodes nothing (every
+    byte of PCM is a sample) and allocates nothing that the file sizes, so no crafted byte
+    reaches a C parser. It accepts only what it accounts for entirely: the format chunk before
+    a data chunk that lies wholly inside the file, of whole frames, at least one of them. Anything
+    else (an extensible or compressed format, a truncated or padded file, another container
+    named .wav) is None, and the caller probes the file in the sandbox as any other.
+    Gives what `probe_file` gives for the same file (tests/media/test_probing.py compares them).
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            riff = fh.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:] != b"WAVE":
+                return None
+            fmt: tuple[int, ...] | None = None
+            offset = 12
+            for _ in range(_WAV_MAX_CHUNKS):
+                fh.seek(offset)
+                header = fh.read(8)
+                if len(header) < 8:
+                    return None
+                chunk_id, (chunk_size,) = header[:4], struct.unpack("<I", header[4:])
+                if chunk_id == b"fmt ":
+                    body = fh.read(16) if 16 <= chunk_size <= 18 else b""
+                    if len(body) < 16 or fmt is not None:
+                        return None
+                    fmt = struct.unpack("<HHIIHH", body)
+                elif chunk_id == b"data":
+                    if offset + 8 + chunk_size > size:  # truncated, or a size that lies
+                        return None
+                    return _pcm_result(fmt, data_bytes=chunk_size, file_bytes=size)
+                offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to an even length
+    except OSError:
+        return None
+    return None
+
+
+def _pcm_result(fmt: tuple[int, ...] | None, *, data_bytes: int, file_bytes: int) -> ProbeResult | None:
+    if fmt is None:
+        return None
+    tag, channels, rate, byte_rate, block_align, bits = fmt
+    codec = _WAV_CODECS.get((tag, bits))
+    if (
+        codec is None or not 1 <= channels <= _WAV_MAX_CHANNELS or not 1 <= rate <= _WAV_MAX_RATE
+        or block_align != channels * bits // 8 or byte_rate != rate * block_align or data_bytes % block_align
+    ):
+        return None
+    frames = data_bytes // block_align
+    if frames == 0:
+        return None
+    # FFmpeg's container bit rate: the whole file's bits over its duration (rounded to the nearest
+    # microsecond), rounded down.
+    duration_us = (frames * 1_000_000 + rate // 2) // rate
+    bit_rate = file_bytes * 8 * 1_000_000 // duration_us if duration_us else None
+    metadata: dict[str, Any] = {
+        "format": "wav", "width": None, "height": None, "video_codec": None, "audio_codec": codec,
+        "sample_rate": rate, "channels": channels, "fps": None, "bit_rate": bit_rate or None,
+    }
+    return ProbeResult(ok=True, duration_ms=int(frames / rate * 1000) or None, metadata=metadata)
 
 
 def _scan(container: Any, main: Any, streams: list[Any]) -> tuple[bool, float | None]:

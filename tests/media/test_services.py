@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import TestCase
 from django.utils import timezone
 
+from auteur.errors import ApplicationError
 from media.models import MediaFile
 from media.services.deletion import media_sweep
 from media.services.outputs import media_create_output
@@ -108,14 +110,43 @@ def test_job_outputs_are_stored_once(user, project, samples, local_storage, monk
 
 
 def test_a_job_output_that_is_not_media_is_refused(user, project, samples, local_storage):
-    from auteur.errors import ApplicationError
-
     with pytest.raises(ApplicationError) as info:
         media_create_output(project_id=project.pk, user_id=user.pk, job_id=uuid.uuid4(), name="x.mp4",
                             type="video", mime_type="video/mp4", local_path=samples.text)
     assert info.value.code == "output_not_decodable"
     assert MediaFile.objects.count() == 0
     assert not local_storage.exists() or not any(local_storage.rglob("*.mp4"))
+
+
+def test_a_pcm_wav_output_is_read_without_the_sandbox_and_everything_else_in_it(
+    user, project, samples, local_storage, monkeypatch, tmp_path
+):
+    from media.services import outputs
+
+    sandboxed: list[str] = []
+    real = outputs.probe_isolated
+
+    def spy(path, declared_type, **kwargs):
+        sandboxed.append(Path(path).name)
+        return real(path, declared_type, **kwargs)
+
+    monkeypatch.setattr(outputs, "probe_isolated", spy)
+    common = dict(project_id=project.pk, user_id=user.pk)
+    speech = media_create_output(**common, job_id=uuid.uuid4(), name="speech.wav", type="audio",
+                                 mime_type="audio/wav", local_path=samples.wav)
+    assert speech.status == "ready" and speech.duration_ms and speech.metadata["audio_codec"] == "pcm_s16le"
+    assert sandboxed == []
+    media_create_output(**common, job_id=uuid.uuid4(), name="clip.mp4", type="video", mime_type="video/mp4",
+                        local_path=samples.video)
+    assert sandboxed == [samples.video.name]
+    # Named .wav and declared audio, but not a RIFF WAVE: FFmpeg reads it, in the sandbox.
+    fake = tmp_path / "fake.wav"
+    fake.write_bytes(samples.text.read_bytes())
+    with pytest.raises(ApplicationError) as info:
+        media_create_output(**common, job_id=uuid.uuid4(), name="fake.wav", type="audio", mime_type="audio/wav",
+                            local_path=fake)
+    assert info.value.code == "output_not_decodable"
+    assert sandboxed == [samples.video.name, "fake.wav"]
 
 
 # ----------------------------------------------------------------------------- sweep
