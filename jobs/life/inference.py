@@ -15,6 +15,7 @@ from jobs import gpu_client
 from jobs.gpu_client import CallStatus, PermanentGpuError
 from jobs.models import Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
+from jobs.services.stream import JobState
 from jobs.specs import job_spec
 
 MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
@@ -50,7 +51,8 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         # Another delivery of this step spawned first (or the job was canceled): ours is surplus.
         gpu_client.cancel_quietly(call_id)
         return Job.objects.filter(pk=job_id).first()
-    job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=call_id, attempt=job.attempts + 1)
+    job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=call_id, attempt=job.attempts + 1,
+                     state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
     job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
     return job
 

@@ -27,12 +27,14 @@ logger = logging.getLogger(__name__)
 
 
 def job_result_store(
-    *, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0, job: Job | None = None
+    *, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0, job: Job | None = None,
+    inference_ended: bool = False,
 ) -> Job | None:
     """Store the call's outputs (idempotently) and complete the job. None if it is not processing.
 
     A job that ends otherwise while its outputs are being stored (failed by the reaper, say) was
-    refunded, so it keeps none of them.
+    refunded, so it keeps none of them. `inference_ended`: the caller's poll stamped
+    `inference_ended_at` just now (job_poll, on a call that succeeded), so it is not stamped again.
     """
     if job is None:
         job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
@@ -43,7 +45,7 @@ def job_result_store(
     # kept (job_fail deletes what was stored).
     with _refusals_logged(job):
         result = gpu_client.checked_result(job.type, job.gpu_call_id, result)
-    if not job_inference_ended(job=job):
+    if not inference_ended and not job_inference_ended(job=job):
         return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
     with _refusals_logged(job):

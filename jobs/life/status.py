@@ -31,6 +31,7 @@ from jobs.life.refunds import cancel_refund, failure_refund
 from jobs.life.slots import concurrency_limit, job_slot_release, slots_around, start_waiting_if_free, user_lock
 from jobs.models import ACTIVE_STATUSES, Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
+from jobs.services.stream import JobState
 from media.services.outputs import media_delete_job_outputs
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         if slots["younger_queued"] and running + 1 < limit:
             # Younger jobs queued behind this one while it was pending may fit beside it now.
             job_slot_release(user_id=job.user_id)
-        job_event_record(job.id, JobEventType.STARTED)
+        job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
         job.status, job.started_at, job.updated_at = JobStatus.PROCESSING, now, now
         return job
 
@@ -95,7 +96,8 @@ def job_complete(
         updated_at=completed_at, gpu_seconds=gpu_seconds, processing_time_ms=processing_ms,
     ):
         return False
-    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media)
+    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media,
+                     state=JobState(job.user_id, JobStatus.COMPLETED, 100))
     job_slot_release(user_id=job.user_id)
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
     job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at

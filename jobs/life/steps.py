@@ -41,7 +41,8 @@ def job_step_infer(*, job_id: str, polls: int) -> None:
 def job_step_finish(*, job_id: str) -> None:
     status = job_poll(job_id=job_id)
     if status is not None and status.state == "succeeded":
-        job_result_store(job_id=job_id, result=status.result or {}, gpu_seconds=status.gpu_seconds)
+        job_result_store(job_id=job_id, result=status.result or {}, gpu_seconds=status.gpu_seconds,
+                         inference_ended=True)
 
 
 def _carry_on(job: Job | None, status: CallStatus | None, polls: int) -> None:
@@ -55,7 +56,9 @@ def _carry_on(job: Job | None, status: CallStatus | None, polls: int) -> None:
     if status is None or job is None:
         return
     if status.state == "succeeded":
-        job_result_store(job_id=job.pk, result=status.result or {}, gpu_seconds=status.gpu_seconds, job=job)
+        # job_poll stamped the end of inference on finding the call succeeded.
+        job_result_store(job_id=job.pk, result=status.result or {}, gpu_seconds=status.gpu_seconds, job=job,
+                         inference_ended=True)
     elif status.state == "failed" or not gpu_client.announces():
         # A transient failure was re-spawned just now: its new call is looked at once soon.
         publish.publish(job.pk, job.type, Step.INFER, countdown=publish.poll_countdown(polls), polls=polls + 1)

@@ -11,27 +11,36 @@ from django.db import transaction
 
 from auteur.logging import job_id_var
 from jobs.models import JobEvent, JobEventType
-from jobs.services.stream import job_stream_append
+from jobs.services.stream import JobState, job_stream_append
 from jobs.services.webhooks import job_event_webhooks_send
 
 logger = logging.getLogger(__name__)
 
 
-def job_event_record(job_id: uuid.UUID | str, type: JobEventType, **data: Any) -> None:
+def job_event_record(
+    job_id: uuid.UUID | str, type: JobEventType, *, state: JobState | None = None, **data: Any
+) -> None:
+    """Record an event of the job; once committed, push it (its user's stream, webhooks).
+
+    `state`: the job's user, status and progress as the caller just wrote them (a status move, a
+    spawn); without it the push reads them from the row."""
     event = JobEvent.objects.create(job_id=job_id, type=type, data=data)
     # Pushed only once the event is the record: a rolled-back step never reaches a client.
     # robust: a failing push is logged, never the step's failure.
-    transaction.on_commit(lambda: job_event_committed(event), robust=True)
+    transaction.on_commit(lambda: job_event_committed(event, state), robust=True)
 
 
-def job_event_committed(event: JobEvent) -> None:
+def job_event_committed(event: JobEvent, state: JobState | None = None) -> None:
     """Everything that happens once an event is committed: the push channels read from here.
     Each is guarded on its own: one failing (Redis down, say) must not keep the other from running."""
-    for push in (job_stream_append, job_event_webhooks_send):
-        try:
-            push(event)
-        except Exception:
-            logger.exception("after-commit %s failed for event %s", push.__name__, event.pk)
+    try:
+        job_stream_append(event, state)
+    except Exception:
+        logger.exception("after-commit job_stream_append failed for event %s", event.pk)
+    try:
+        job_event_webhooks_send(event)
+    except Exception:
+        logger.exception("after-commit job_event_webhooks_send failed for event %s", event.pk)
 
 
 def bind_job_to_logs(job_id: uuid.UUID | str) -> contextvars.Token[str | None]:

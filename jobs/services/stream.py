@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -31,6 +32,15 @@ REDIS_TIMEOUT_SECONDS = 1.0
 
 _client: redis.Redis | None = None
 _client_url = ""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """The job as of an event, from the writer that just set it: what its stream entry shows."""
+
+    user_id: uuid.UUID
+    status: str
+    progress: int
 
 
 def stream_key(user_id: uuid.UUID | str) -> str:
@@ -61,13 +71,18 @@ def event_payload(event: JobEvent, *, status: str, progress: int) -> dict[str, A
     }
 
 
-def job_stream_append(event: JobEvent) -> str | None:
-    """Append a committed event to its owner's stream; the entry's id, or None when Redis failed."""
-    job = Job.objects.filter(pk=event.job_id).values("user_id", "status", "progress").first()
-    if job is None:  # deleted with its project since
-        return None
-    payload = event_payload(event, status=job["status"], progress=job["progress"])
-    key = stream_key(job["user_id"])
+def job_stream_append(event: JobEvent, state: JobState | None = None) -> str | None:
+    """Append a committed event to its owner's stream; the entry's id, or None when Redis failed.
+
+    `state`: the job's user, status and progress as the event's writer set them; without it they
+    are read from the row (None when the job was deleted with its project since)."""
+    if state is None:
+        job = Job.objects.filter(pk=event.job_id).values("user_id", "status", "progress").first()
+        if job is None:
+            return None
+        state = JobState(user_id=job["user_id"], status=job["status"], progress=job["progress"])
+    payload = event_payload(event, status=state.status, progress=state.progress)
+    key = stream_key(state.user_id)
     max_age_ms = settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS * 1000
     try:
         pipe = stream_redis().pipeline(transaction=False)

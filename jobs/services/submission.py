@@ -25,6 +25,7 @@ from jobs.life import publish
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus
 from jobs.selectors.requests import JobRequest
 from jobs.services.events import job_event_record
+from jobs.services.stream import JobState
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
 from projects.services import project_library_get_or_create
@@ -171,7 +172,8 @@ def _submit(
         credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=f"{spec.type} job")
         if webhook is not None:
             job_webhook_create(job_id=job.id, owner=user, url=webhook.url, event_types=webhook.events)
-        job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost)
+        job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost,
+                         state=JobState(user.pk, job.status, job.progress))
         transaction.on_commit(lambda: publish.start(job.id, spec.type))
     logger.info("job submitted: %s for %d credits", spec.type, cost, extra={"job_id": str(job.id)})
     return job, True
