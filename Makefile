@@ -98,7 +98,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/render.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/push.py
-	$(PY) bench/inflight.py
+	$(PY) bench/inflight.py --n 100 1000 5000
 	$(PY) bench/probe_sandbox.py
 	$(PY) bench/retention_sweep.py
 	$(PY) bench/report.py
