@@ -17,11 +17,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from credits.services.ledger import credit_grant
 from media import probe_sandbox
 from media.probe_sandbox import ProbeLimits, current_server_pid, probe_isolated
 from media.probing import OVER_LIMITS, ProbeResult
-from tests.jobs.conftest import start_worker, wait_for, wait_terminal  # noqa: F401 - fixture
+from media.models import MediaFile
+from tests.jobs.conftest import start_worker, wait_for  # noqa: F401 - fixture
+from tests.media.conftest import local_put, media_path, request_upload
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 LIMITS = ProbeLimits()
@@ -225,15 +226,16 @@ def probe_servers(pid: int) -> list[psutil.Process]:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_a_sigkilled_celery_pool_process_leaves_no_probe_server(start_worker, auth_client, user, project):  # noqa: F811
-    credit_grant(user=user, amount=100, type="bonus", description="test")
+def test_a_sigkilled_celery_pool_process_leaves_no_probe_server(start_worker, auth_client, project, samples):  # noqa: F811
     worker = start_worker()
-    response = auth_client.post("/api/v1/jobs/tts", {"project_id": str(project.pk), "text": "Hello there."},
-                                format="json")
+    # An upload, probed by the worker's media task (a job's WAV output is read without the sandbox).
+    ticket = request_upload(auth_client, project, samples.video, "video/mp4")
+    assert local_put(ticket["upload_url"], samples.video.read_bytes(), "video/mp4").status_code == 200
+    response = auth_client.post(media_path(project.pk, ticket["media_id"], "/confirm"), {}, format="json")
     assert response.status_code == 202, response.json()
-    job = wait_terminal(response.json()["job_id"])
-    assert job.status == "completed", (job.error_code, job.error_detail)
-    servers = probe_servers(worker.proc.pid)  # the output was probed in a pool process
+    media = wait_for(lambda: (m := MediaFile.objects.get(pk=ticket["media_id"])).status != "processing" and m)
+    assert media.status == "ready", media.rejection_reason
+    servers = probe_servers(worker.proc.pid)  # the upload was probed in a pool process
     assert servers
     pools = {server.ppid() for server in servers}
     assert worker.proc.pid not in pools  # started by the pool processes that probed, not the main one
