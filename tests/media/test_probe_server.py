@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from media import probe_sandbox
+from media.models import MediaFile
 from media.probe_sandbox import ProbeLimits, current_server_pid, probe_isolated
 from media.probing import OVER_LIMITS, ProbeResult
-from media.models import MediaFile
 from tests.jobs.conftest import start_worker, wait_for  # noqa: F401 - fixture
 from tests.media.conftest import local_put, media_path, request_upload
 
