@@ -40,7 +40,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.
 
 WORKERS = 2
 CAPTION_CLIENTS = 4  # more than the workers: every worker is kept busy with captions
-REQUESTS_PER_CLIENT = 2
+# Each client asks again until the other user has been answered (at most this many times): the
+# workers stay busy however fast a captions request is.
+MAX_REQUESTS_PER_CLIENT = 50
 BYSTANDER_REQUESTS = 3
 # Generous for a shared, loaded machine; a bystander waited 16 s and more before.
 ANSWER_WITHIN_S = 20.0
@@ -90,10 +92,13 @@ def test_another_users_requests_are_served_while_one_asks_for_captions_of_the_la
     as_bystander = {"Authorization": f"Bearer {user_issue_token(user=bystander)}"}
 
     in_flight = threading.Semaphore(0)
+    bystander_done = threading.Event()
     statuses: list[int | str] = []
 
     def ask_for_captions() -> None:
-        for _ in range(REQUESTS_PER_CLIENT):
+        for _ in range(MAX_REQUESTS_PER_CLIENT):
+            if bystander_done.is_set():
+                return
             in_flight.release()
             try:
                 statuses.append(requests.get(captions_url, headers=as_attacker, timeout=300).status_code)
@@ -115,9 +120,10 @@ def test_another_users_requests_are_served_while_one_asks_for_captions_of_the_la
         assert response.status_code == 200
         answered.append([p["name"] for p in response.json()["projects"]])
     busy = sum(client.is_alive() for client in clients)
+    bystander_done.set()
     for client in clients:
         client.join(300)
 
     assert answered == [["Mine"]] * BYSTANDER_REQUESTS
     assert busy > 0, "the captions requests ended before the bystander's: nothing was tested"
-    assert statuses == [200] * CAPTION_CLIENTS * REQUESTS_PER_CLIENT
+    assert len(statuses) >= CAPTION_CLIENTS and statuses == [200] * len(statuses)
