@@ -231,7 +231,7 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
     ratio = statistics.median(ratios)
     return {
         "completed": len(done), "failed": sum(j.status == "failed" for j in jobs),
-        "rounds": rounds,
+        "each_round": rounds,
         "jobs_per_second": round(statistics.median(r["jobs_per_second"] for r in rounds), 1),
         "submit_seconds": round(statistics.median(r["submit_seconds"] for r in rounds), 1),
         "submit_ms": {"p50": round(percentile(latencies, 50), 1), "p99": round(percentile(latencies, 99), 1)},
