@@ -153,7 +153,7 @@ def probe_pcm_wav(path: Path) -> ProbeResult | None:
     a data chunk that lies wholly inside the file, of whole frames, at least one of them. Anything
     else (an extensible or compressed format, a truncated or padded file, another container
     named .wav) is None, and the caller probes the file in the sandbox as any other.
-    Gives what `probe_file` gives for the same file (tests/media/test_probing.py compares them).
+    Gives what `probe_file` gives for the same file (tests/media/test_wav_probe.py compares them).
     """
     try:
         size = path.stat().st_size
@@ -198,12 +198,12 @@ def _pcm_result(fmt: tuple[int, ...] | None, *, data_bytes: int, file_bytes: int
     if frames == 0:
         return None
     # FFmpeg's container bit rate: the whole file's bits over its duration (rounded to the nearest
-    # microsecond), rounded down.
+    # microsecond, at least 3 for one frame at the highest rate), rounded down.
     duration_us = (frames * 1_000_000 + rate // 2) // rate
-    bit_rate = file_bytes * 8 * 1_000_000 // duration_us if duration_us else None
+    bit_rate = file_bytes * 8 * 1_000_000 // duration_us
     metadata: dict[str, Any] = {
         "format": "wav", "width": None, "height": None, "video_codec": None, "audio_codec": codec,
-        "sample_rate": rate, "channels": channels, "fps": None, "bit_rate": bit_rate or None,
+        "sample_rate": rate, "channels": channels, "fps": None, "bit_rate": bit_rate,
     }
     return ProbeResult(ok=True, duration_ms=int(frames / rate * 1000) or None, metadata=metadata)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -33,14 +34,11 @@ def job_event_record(
 def job_event_committed(event: JobEvent, state: JobState | None = None) -> None:
     """Everything that happens once an event is committed: the push channels read from here.
     Each is guarded on its own: one failing (Redis down, say) must not keep the other from running."""
-    try:
-        job_stream_append(event, state)
-    except Exception:
-        logger.exception("after-commit job_stream_append failed for event %s", event.pk)
-    try:
-        job_event_webhooks_send(event)
-    except Exception:
-        logger.exception("after-commit job_event_webhooks_send failed for event %s", event.pk)
+    for push in (partial(job_stream_append, event, state), partial(job_event_webhooks_send, event)):
+        try:
+            push()
+        except Exception:
+            logger.exception("after-commit %s failed for event %s", push.func.__name__, event.pk)
 
 
 def bind_job_to_logs(job_id: uuid.UUID | str) -> contextvars.Token[str | None]:
