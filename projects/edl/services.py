@@ -16,8 +16,18 @@ from projects.edl.documents import edl_limits, edl_output
 from projects.edl.selectors import edl_get
 from projects.edl.store import edl_collection, history_collection, owned, project_key, store_errors
 from projects.edl.validation import edl_validate
-from projects.edl.versions import conflict, first_version, head_get, stack_push, version_commit
-from projects.errors import EdlConflict
+from projects.edl.versions import (
+    Head,
+    HeadStale,
+    conflict,
+    first_version,
+    head_forget,
+    head_get,
+    head_remembered,
+    stack_push,
+    version_commit,
+)
+from projects.errors import EdlConflict, EdlInvalid
 from projects.models import Project
 
 logger = logging.getLogger(__name__)
@@ -36,13 +46,31 @@ def edl_replace(*, project: Project, expected_version: int, data: dict[str, Any]
     Server fields in ``data`` (project_id, user_id, version, created_at, updated_at, history)
     are ignored: they are what the client read. A save clears what could be redone.
     """
+    head = head_remembered(project=project)
+    if head is None or head.version != expected_version:
+        head = _current_head(project, expected_version)
+    try:
+        content = edl_validate(project=project, data=data)
+    except EdlInvalid:
+        if head.remembered:  # a save over a stale version is a conflict first, as when read
+            _current_head(project, expected_version)
+        raise
+    bound = edl_limits().history
+    try:
+        return version_commit(project=project, head=head, content=content,
+                              undo=stack_push(head.undo, head.version, bound), redo=[])
+    except HeadStale:
+        head = _current_head(project, expected_version)
+        return version_commit(project=project, head=head, content=content,
+                              undo=stack_push(head.undo, head.version, bound), redo=[])
+
+
+def _current_head(project: Project, expected_version: int) -> Head:
+    """The stored head; 409 ``edl_conflict`` when it is not at ``expected_version``."""
     head = head_get(project=project)
     if head.version != expected_version:
         raise conflict(head.version)
-    content = edl_validate(project=project, data=data)
-    bound = edl_limits().history
-    undo = stack_push(head.undo, head.version, bound)
-    return version_commit(project=project, head=head, content=content, undo=undo, redo=[])
+    return head
 
 
 # How often a server-side edit reads the timeline again after a concurrent save: each conflict
@@ -87,4 +115,5 @@ def edl_delete(*, project_id: uuid.UUID | str, user_id: uuid.UUID | str) -> None
     with store_errors():
         edl_collection().delete_many(owner)
         history_collection().delete_many(owner)
+    head_forget(owner)
     logger.info("EDL deleted", extra={"project_id": owner["project_id"]})

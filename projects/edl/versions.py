@@ -11,6 +11,13 @@ so that the state a save supersedes is already there for undo/redo (``projects.e
 The EDL holds two small stacks of version numbers, ``undo_versions`` and ``redo_versions``,
 which change in the same atomic replace as the content; after each write the snapshots that
 neither stack nor the current version refers to are deleted.
+
+The head a write needs (the document's id, version, creation time and stacks) is remembered in
+the cache after each write, so that a save over the version it just read does not read the
+stored document first. It is only a guess: the guarded replace matches only the document with
+that id at that version, whose stacks and creation time are exactly those remembered (a
+document writes each version once), and any miss is retried on the stored head. A stale or lost
+entry costs a read, never a wrong write.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from typing import Any
 
 import bson
 from bson import Binary
+from django.core.cache import cache
 from pymongo.errors import DuplicateKeyError
+from redis.exceptions import RedisError
 
 from projects.edl.documents import CLIENT_FIELDS, edl_output, now
 from projects.edl.store import edl_collection, history_collection, owned_by, store_errors
@@ -34,6 +43,7 @@ from projects.models import Project, parse_resolution
 logger = logging.getLogger(__name__)
 
 DEFAULT_RESOLUTION = (1920, 1080)
+HEAD_CACHE_SECONDS = 3600
 
 
 def conflict(current_version: int | None) -> EdlConflict:
@@ -101,6 +111,44 @@ class Head:
     created_at: datetime
     undo: list[int]
     redo: list[int]
+    remembered: bool = False  # from the cache, not read from the store: a guess (see above)
+
+
+class HeadStale(Exception):
+    """A write guarded by a remembered head matched nothing: read the stored head and retry."""
+
+
+def _head_key(owner: dict[str, str]) -> str:
+    return f"edl-head:{owner['project_id']}:{owner['user_id']}"
+
+
+def head_remembered(*, project: Project) -> Head | None:
+    """The head the last write of this EDL left in the cache, if any (None when Redis fails)."""
+    try:
+        raw = cache.get(_head_key(owned_by(project)))
+    except RedisError as exc:
+        logger.warning("EDL head not read from the cache (%s)", type(exc).__name__)
+        return None
+    if not isinstance(raw, dict):
+        return None
+    return Head(id=raw["id"], version=raw["version"], created_at=raw["created_at"], undo=list(raw["undo"]),
+                redo=list(raw["redo"]), remembered=True)
+
+
+def _head_remember(owner: dict[str, str], head: Head) -> None:
+    entry = {"id": head.id, "version": head.version, "created_at": head.created_at, "undo": head.undo,
+             "redo": head.redo}
+    try:
+        cache.set(_head_key(owner), entry, HEAD_CACHE_SECONDS)
+    except RedisError as exc:
+        logger.warning("EDL head not remembered (%s)", type(exc).__name__)
+
+
+def head_forget(owner: dict[str, str]) -> None:
+    try:
+        cache.delete(_head_key(owner))
+    except RedisError as exc:
+        logger.warning("EDL head not forgotten (%s)", type(exc).__name__)
 
 
 _HEAD_FIELDS = {"version": 1, "created_at": 1, "undo_versions": 1, "redo_versions": 1}
@@ -154,6 +202,8 @@ def version_commit(
         # replace_one, not find_one_and_replace: only whether it matched matters, and the server
         # need not send anything of the old timeline back.
         matched = edls.replace_one({"_id": head.id, **owner, "version": head.version}, new).matched_count
+        if not matched and head.remembered:
+            raise HeadStale
         if not matched:
             current = edls.find_one(owner, {"version": 1})
             current_version = current["version"] if current else None
@@ -177,6 +227,7 @@ def version_commit(
             history_collection().delete_many(
                 {**owner, "version": {"$lt": new_version, "$nin": sorted(keep)}}
             )
+    _head_remember(owner, Head(id=head.id, version=new_version, created_at=head.created_at, undo=undo, redo=redo))
     new["_id"] = head.id
     return edl_output(new)
 

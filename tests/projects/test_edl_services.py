@@ -34,6 +34,12 @@ def stored(project) -> dict[str, Any] | None:
     return store.edl_collection().find_one({"project_id": str(project.pk)})
 
 
+def stored_undo(project) -> list[int]:
+    doc = stored(project)
+    assert doc is not None
+    return list(doc["undo_versions"])
+
+
 def history_versions(project) -> list[int]:
     return sorted(d["version"] for d in store.history_collection().find({"project_id": str(project.pk)}))
 
@@ -371,6 +377,126 @@ def test_a_snapshot_left_at_the_same_version_is_replaced_by_the_new_one(project,
     save(project, timeline_with(v2, media, clips=3))
     assert history_versions(project) == [1, 2, 3]
     assert content(edl_undo(project=project)) == content(v2)
+
+
+# ----------------------------------------------------------------------------- remembered head
+
+
+@pytest.fixture
+def head_reads(monkeypatch):
+    """Counts the reads of the stored head that saves make."""
+    from projects.edl import services, versions
+
+    calls: list[int] = []
+    real = versions.head_get
+
+    def counted(*, project):
+        calls.append(1)
+        return real(project=project)
+
+    monkeypatch.setattr(services, "head_get", counted)
+    return calls
+
+
+def test_a_save_over_the_version_just_saved_reads_no_stored_head(project, make_media, head_reads):
+    media = make_media(project)
+    doc = save(project, timeline_with(edl_get(project=project), media, clips=1))
+    assert len(head_reads) == 1  # version 1 was written by the first read, not by a save
+    previous = doc
+    for n in range(2, 4):
+        previous, doc = doc, save(project, timeline_with(doc, media, clips=n))
+    assert len(head_reads) == 1
+    assert doc["version"] == 4 and doc["history"] == {"undo": 3, "redo": 0}
+    assert stored_undo(project) == [1, 2, 3]
+    assert content(edl_undo(project=project)) == content(previous)
+
+
+def test_a_remembered_head_of_a_replaced_document_is_retried_on_the_stored_one(project, make_media, head_reads):
+    """The EDL deleted and written again up to the same version: same number, another document."""
+    from django.core.cache import cache
+
+    from projects.edl.store import owned_by
+    from projects.edl.versions import _head_key
+
+    media = make_media(project)
+    doc = save(project, timeline_with(edl_get(project=project), media, clips=1))
+    remembered = cache.get(_head_key(owned_by(project)))
+    store.edl_collection().delete_many({"project_id": str(project.pk)})  # behind the service's back
+    store.history_collection().delete_many({"project_id": str(project.pk)})
+    again = save(project, timeline_with(edl_get(project=project), media, clips=2))
+    assert again["version"] == doc["version"] == 2 and again["id"] != doc["id"]
+    cache.set(_head_key(owned_by(project)), remembered)  # the old document's version 2
+    reads = len(head_reads)
+    third = save(project, timeline_with(again, media, clips=3))
+    assert len(head_reads) == reads + 1  # the guarded replace missed, the stored head was read
+    assert third["version"] == 3 and third["id"] == again["id"]
+    assert stored_undo(project) == [1, 2]
+    assert content(edl_undo(project=project)) == content(again)
+
+
+def test_a_stale_remembered_head_never_writes_a_wrong_version(project, make_media, head_reads):
+    """The cache says version 2 while the store is at 3 (a late write of the cache, say)."""
+    from django.core.cache import cache
+
+    from projects.edl.store import owned_by
+    from projects.edl.versions import _head_key
+
+    media = make_media(project)
+    v2 = save(project, timeline_with(edl_get(project=project), media, clips=1))
+    remembered = cache.get(_head_key(owned_by(project)))
+    v3 = save(project, timeline_with(v2, media, clips=2))
+    cache.set(_head_key(owned_by(project)), remembered)
+    before, reads = stored(project), len(head_reads)
+    with pytest.raises(EdlConflict) as exc:
+        save(project, timeline_with(v2, media, clips=5))  # over version 2, as the cache has it
+    assert exc.value.details == {"current_version": 3}
+    assert len(head_reads) == reads + 1  # the miss was checked against the stored head
+    assert stored(project) == before
+    saved = save(project, timeline_with(v3, media, clips=4))  # over 3: the cache's 2 is not used
+    assert saved["version"] == 4 and stored_undo(project) == [1, 2, 3]
+
+
+def test_an_invalid_save_over_a_stale_version_is_a_conflict_first(project, make_media):
+    from projects.errors import EdlInvalid
+
+    media = make_media(project)
+    v2 = save(project, timeline_with(edl_get(project=project), media, clips=1))
+    save(project, timeline_with(v2, media, clips=2))
+    from django.core.cache import cache
+
+    from projects.edl.store import owned_by
+    from projects.edl.versions import _head_key
+
+    raw = stored(project)
+    assert raw is not None
+    # The head of version 2, as a late write to the cache would leave it.
+    cache.set(_head_key(owned_by(project)), {"id": raw["_id"], "version": 2, "created_at": raw["created_at"],
+                                             "undo": [1], "redo": []})
+    broken = timeline_with(v2, media, clips=1)
+    broken["tracks"][0]["clips"][0]["duration_ms"] = -5
+    with pytest.raises(EdlConflict):
+        save(project, broken)
+    with pytest.raises(EdlInvalid):  # over the current version it is what it is: invalid
+        edl_replace(project=project, expected_version=3, data=broken)
+
+
+def test_saves_go_on_when_the_cache_fails(project, make_media, monkeypatch, head_reads):
+    from django.core.cache import cache
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("Redis is down")
+
+    monkeypatch.setattr(cache, "get", down)
+    monkeypatch.setattr(cache, "set", down)
+    media = make_media(project)
+    doc = edl_get(project=project)
+    for n in range(1, 4):
+        doc = save(project, timeline_with(doc, media, clips=n))
+    assert doc["version"] == 4 and len(head_reads) == 3
+    monkeypatch.setattr(cache, "delete", down)
+    edl_delete(project_id=project.pk, user_id=project.user_id)
+    assert stored(project) is None
 
 
 # ----------------------------------------------------------------------------- store down
