@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, Value, Window
 from django.db.models.functions import Coalesce, Lag
 
+from auteur.prepared import PreparedRead
 from auteur.users.models import User
 from credits.models import CreditAccount, CreditTransaction, Subscription, SubscriptionStatus, TransactionType
 
@@ -46,13 +47,18 @@ def credit_transaction_get_for_payment(*, idempotency_key: str, type: str) -> Cr
     return CreditTransaction.objects.filter(idempotency_key=idempotency_key, type=type).first()
 
 
+# Every job's claim asks it: built once per process (auteur.prepared).
+_ACTIVE_PLAN = PreparedRead(
+    lambda user_id: Subscription.objects.filter(user_id=user_id, status=SubscriptionStatus.ACTIVE)
+    .order_by("pk").values("plan")[:1],
+    user_id=uuid.UUID(int=1),
+)
+
+
 def user_plan(*, user: User) -> str | None:
     """The plan of the user's active subscription, or None (no subscription, cancelled, expired)."""
-    plan: str | None = (
-        Subscription.objects.filter(user_id=user.pk, status=SubscriptionStatus.ACTIVE)
-        .values_list("plan", flat=True).first()
-    )
-    return plan
+    row = _ACTIVE_PLAN.first(user_id=user.pk)
+    return None if row is None else str(row["plan"])
 
 
 # ----------------------------------------------------------------------------- the audit

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import uuid
+from datetime import UTC, datetime
 from typing import TypedDict
 
 from django.db import connection, transaction
 from django.db.models import Count, Q
 
+from auteur.prepared import PreparedRead
 from auteur.users.models import User
 from credits.selectors import user_plan
 from jobs.life import publish
@@ -40,16 +42,32 @@ def concurrency_limit(user: User) -> int:
     return plan_concurrency_limit(user_plan(user=user))
 
 
+# Every claim reads them: built once per process (auteur.prepared).
+_SLOTS = PreparedRead(
+    lambda user_id, created_at: Job.objects.filter(user_id=user_id, status__in=(JobStatus.PROCESSING, *WAITING))
+    .values("user_id")
+    .annotate(
+        running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
+        older_waiting=Count("pk", filter=Q(status__in=WAITING, created_at__lt=created_at)),
+        younger_queued=Count("pk", filter=Q(status=JobStatus.QUEUED, created_at__gt=created_at)),
+    ),
+    user_id=uuid.UUID(int=1), created_at=datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+)
+_WAITING_NEXT = PreparedRead(
+    lambda user_id: Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED)
+    .order_by("created_at").values("id", "type")[:START_BATCH],
+    user_id=uuid.UUID(int=1),
+)
+
+
 def slots_around(job: Job) -> Slots:
     """The user's slots as `job` sees them; read under `user_lock`.
 
     An older job counts as waiting while it is pending too: two prepares delivered at once to two
     processes must not let the younger job take the slot first."""
-    counts = Job.objects.filter(user_id=job.user_id, status__in=(JobStatus.PROCESSING, *WAITING)).aggregate(
-        running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
-        older_waiting=Count("pk", filter=Q(status__in=WAITING, created_at__lt=job.created_at)),
-        younger_queued=Count("pk", filter=Q(status=JobStatus.QUEUED, created_at__gt=job.created_at)),
-    )
+    counts = _SLOTS.first(user_id=job.user_id, created_at=job.created_at)
+    if counts is None:  # none of the user's jobs waits or runs (this one has ended meanwhile)
+        return Slots(running=0, older_waiting=0, younger_queued=0)
     return Slots(running=counts["running"], older_waiting=counts["older_waiting"],
                  younger_queued=counts["younger_queued"])
 
@@ -75,6 +93,5 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
         user = User.objects.filter(pk=user_id).first()
         if user is None or running >= concurrency_limit(user):
             return
-    queued = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by("created_at")
-    for job_id, job_type in queued.values_list("id", "type")[:START_BATCH]:
-        publish.start(job_id, job_type)
+    for row in _WAITING_NEXT.rows(user_id=user_id):
+        publish.start(row["id"], row["type"])

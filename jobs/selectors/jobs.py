@@ -6,7 +6,6 @@ malformed id is the same 404 (never a 500 from a failed UUID cast).
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -14,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
 from django.db.models import Count, QuerySet
 
+from auteur.prepared import PreparedRead
 from auteur.users.models import User
 from credits.models import Plan
 from jobs import gpu_client
@@ -77,7 +76,7 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
     pk = _parse_uuid(job_id)
     if pk is None:
         raise JobNotFound("No such job.")
-    row = _detail_row(user_id=user_id, pk=pk)
+    row = _DETAIL.first(user_id=user_id, pk=pk)
     if row is None:
         raise JobNotFound("No such job.")
     row["output_data"] = job_output_data(job_type=row["type"], output_data=row["output_data"])
@@ -92,33 +91,11 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
     return row
 
 
-# The read behind every GET /jobs/{id} (clients poll it) is built by the ORM once per process and
-# then only executed: building it costs more CPU than the database spends answering it.
-_USER_SLOT, _JOB_SLOT = uuid.UUID(int=1), uuid.UUID(int=2)
-
-
-@functools.cache
-def _detail_statement() -> tuple[str, tuple[Any, ...], tuple[str, ...], Any, Any]:
-    query = Job.objects.filter(user_id=_USER_SLOT, user__is_active=True, pk=_JOB_SLOT).values(*JOB_DETAIL_FIELDS)
-    compiler = query.query.get_compiler(using=query.db)
-    sql, params = compiler.as_sql()
-    if params.count(_USER_SLOT) != 1 or params.count(_JOB_SLOT) != 1:
-        raise AssertionError(f"unexpected parameters of the job detail read: {params!r}")
-    converters = compiler.get_converters([col for col, _, _ in compiler.select])
-    return sql, tuple(params), tuple(query.query.values_select), compiler, converters
-
-
-def _detail_row(*, user_id: uuid.UUID, pk: uuid.UUID) -> dict[str, Any] | None:
-    """The JOB_DETAIL_FIELDS of the user's job `pk` while the user is active, or None."""
-    sql, slots, names, compiler, converters = _detail_statement()
-    params = [user_id if p == _USER_SLOT else pk if p == _JOB_SLOT else p for p in slots]
-    with connections[Job.objects.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    if not rows:
-        return None
-    row = next(iter(compiler.apply_converters(rows, converters))) if converters else rows[0]
-    return dict(zip(names, row, strict=True))
+# Clients poll GET /jobs/{id}: its read is built once per process (auteur.prepared).
+_DETAIL = PreparedRead(
+    lambda user_id, pk: Job.objects.filter(user_id=user_id, user__is_active=True, pk=pk).values(*JOB_DETAIL_FIELDS),
+    user_id=uuid.UUID(int=1), pk=uuid.UUID(int=2),
+)
 
 
 def job_list(

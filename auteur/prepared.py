@@ -1,0 +1,110 @@
+"""Reads the ORM builds once per process and then only executes.
+
+Django compiles a queryset to SQL on every evaluation, and for a small indexed read that costs
+more CPU than PostgreSQL spends answering it (about 0.5 ms against 0.1 ms for a job's detail).
+A `PreparedRead` builds its queryset once, with placeholder values (`slots`) where the real
+values go, keeps the SQL, the parameters and the column converters Django chose, and later runs
+that SQL with each slot's placeholder replaced by the value given. Only for the hot reads: a
+read whose shape changes with its input (an optional filter, an IN list) cannot be prepared.
+
+The placeholders must be values no caller passes as a constant of the same read: they are found
+among the compiled parameters by equality, and each must be found at least once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections
+from django.db.models import QuerySet
+
+
+class PreparedRead:
+    """`build(**slots)` must return a `.values(...)` queryset; `rows(**values)` runs it."""
+
+    def __init__(self, build: Callable[..., QuerySet[Any, Any]], **slots: Any) -> None:
+        self._build = build
+        self._slots = slots
+        self._compiled: _Compiled | None = None
+        self._lock = threading.Lock()
+
+    def _compile(self) -> _Compiled:
+        query = self._build(**self._slots)
+        compiler = query.query.get_compiler(using=query.db)
+        sql, params = compiler.as_sql()
+        order: list[Any] = []
+        found: set[str] = set()
+        for param in params:
+            name = next((n for n, v in self._slots.items() if _same(param, v)), None)
+            if name is None:
+                order.append(param)
+            else:
+                # The value as the field adapted it (an int as psycopg's Int4, say): wrapped alike.
+                order.append(_Slot(name, None if type(param) is type(self._slots[name]) else type(param)))
+                found.add(name)
+        missing = set(self._slots) - found
+        if missing:
+            raise AssertionError(f"slots {sorted(missing)} are not parameters of {sql}")
+        names = (*query.query.extra_select, *query.query.values_select, *query.query.annotation_select)
+        converters = tuple(
+            (position, tuple(functions), expression)
+            for position, (functions, expression) in compiler.get_converters(
+                [col for col, _, _ in compiler.select]
+            ).items()
+        )
+        return _Compiled(sql, tuple(order), query.db, names, converters)
+
+    def rows(self, **values: Any) -> list[dict[str, Any]]:
+        compiled = self._compiled
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled = self._compiled or self._compile()
+        params = [p.value(values) if isinstance(p, _Slot) else p for p in compiled.order]
+        connection = connections[compiled.alias]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        out = []
+        for row in rows:
+            if compiled.converters:  # as Django's compiler applies them (JSON decoded, say)
+                row = list(row)
+                for position, functions, expression in compiled.converters:
+                    value = row[position]
+                    for convert in functions:
+                        value = convert(value, expression, connection)
+                    row[position] = value
+            out.append(dict(zip(compiled.names, row, strict=True)))
+        return out
+
+    def first(self, **values: Any) -> dict[str, Any] | None:
+        found = self.rows(**values)
+        return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    order: tuple[Any, ...]  # the parameters, a _Slot where a value is given per call
+    alias: str
+    names: tuple[str, ...]
+    converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
+
+
+def _same(param: Any, slot: Any) -> bool:
+    """A compiled parameter is the slot's placeholder: equal, of its type or a subclass (the
+    field's adaptation), and never a bool for a number or the reverse (True == 1)."""
+    return isinstance(param, type(slot)) and isinstance(param, bool) == isinstance(slot, bool) and param == slot
+
+
+class _Slot:
+    __slots__ = ("name", "wrap")
+
+    def __init__(self, name: str, wrap: type | None) -> None:
+        self.name, self.wrap = name, wrap
+
+    def value(self, values: dict[str, Any]) -> Any:
+        value = values[self.name]
+        return value if self.wrap is None else self.wrap(value)

@@ -1,0 +1,76 @@
+"""auteur.prepared: a read built once answers exactly what the ORM answers each time."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db.models import Count, Q
+
+from auteur.prepared import PreparedRead
+from jobs.models import Job, JobStatus
+from tests.factories import ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = ("id", "type", "status", "credits_cost", "input_params", "output_data", "created_at", "gpu_seconds")
+
+
+@pytest.fixture
+def jobs(make_user):
+    owner, other = make_user(), make_user()
+    made = []
+    for n, (user, status) in enumerate([(owner, "pending"), (owner, "processing"), (owner, "completed"),
+                                        (other, "processing")]):
+        project = ProjectFactory.create(user=user, name=f"p{n}")
+        made.append(Job.objects.create(user=user, project=project, type="tts", status=status, credits_cost=n + 1,
+                                       input_params={"text": f"t{n}", "nested": {"n": [n, 1.5]}},
+                                       output_data={"é": "ü", "n": n} if n else {}, gpu_seconds=n / 2))
+    return owner, other, made
+
+
+BY_OWNER_AND_ID = PreparedRead(
+    lambda user_id, pk: Job.objects.filter(user_id=user_id, pk=pk).values(*FIELDS),
+    user_id=uuid.UUID(int=1), pk=uuid.UUID(int=2),
+)
+
+
+def test_a_prepared_read_gives_what_the_orm_gives_json_and_datetimes_included(jobs):
+    owner, other, made = jobs
+    for job in made:
+        for user in (owner, other):
+            expected = Job.objects.filter(user_id=user.pk, pk=job.pk).values(*FIELDS).first()
+            assert BY_OWNER_AND_ID.first(user_id=user.pk, pk=job.pk) == expected
+    read = BY_OWNER_AND_ID.first(user_id=owner.pk, pk=made[1].pk)
+    assert read is not None and read["output_data"] == {"é": "ü", "n": 1}
+    assert BY_OWNER_AND_ID.first(user_id=owner.pk, pk=uuid.uuid4()) is None
+
+
+def test_a_slot_used_twice_gets_its_value_in_both_places_and_groups_read_as_rows(jobs):
+    owner, _, made = jobs
+    counts = PreparedRead(
+        lambda user_id, at: Job.objects.filter(user_id=user_id).values("user_id").annotate(
+            before=Count("pk", filter=Q(created_at__lt=at)), after=Count("pk", filter=Q(created_at__gt=at))),
+        user_id=uuid.UUID(int=1), at=datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    )
+    middle = made[1].created_at
+    assert counts.rows(user_id=owner.pk, at=middle) == [{"user_id": owner.pk, "before": 1, "after": 1}]
+    later = counts.first(user_id=owner.pk, at=middle + timedelta(days=1))
+    assert later is not None and later["before"] == 3
+    assert counts.rows(user_id=uuid.uuid4(), at=middle) == []
+
+
+def test_a_slot_the_field_adapts_is_adapted_alike_each_time(jobs):
+    made = jobs[2]
+    # An integer field's value is compiled as psycopg's Int4, not as the int placeholder itself.
+    read = PreparedRead(lambda cost: Job.objects.filter(credits_cost=cost, user__is_active=True).values("id"),
+                        cost=1)
+    assert read.rows(cost=2) == [{"id": made[1].pk}]
+
+
+def test_a_slot_that_is_not_a_parameter_is_refused_when_first_run(jobs):
+    read = PreparedRead(lambda user_id, status: Job.objects.filter(user_id=user_id, status=JobStatus.PENDING)
+                        .values("id"), user_id=uuid.UUID(int=1), status="\x00status")
+    with pytest.raises(AssertionError, match="status"):
+        read.rows(user_id=uuid.uuid4(), status="queued")
