@@ -23,7 +23,8 @@ from django.db.models import QuerySet
 
 
 class PreparedRead:
-    """`build(**slots)` must return a `.values(...)` queryset; `rows(**values)` runs it."""
+    """`build(**slots)` returns the queryset: of `.values(...)`, read with `rows`/`first` as dicts,
+    or of model instances (no `select_related`), read with `objects`/`object`."""
 
     def __init__(self, build: Callable[..., QuerySet[Any, Any]], **slots: Any) -> None:
         self._build = build
@@ -48,16 +49,24 @@ class PreparedRead:
         missing = set(self._slots) - found
         if missing:
             raise AssertionError(f"slots {sorted(missing)} are not parameters of {sql}")
-        names = (*query.query.extra_select, *query.query.values_select, *query.query.annotation_select)
+        model = None
+        if not query.query.values_select:  # a queryset of instances
+            klass_info = compiler.klass_info
+            if klass_info is None or klass_info.get("related_klass_infos"):
+                raise AssertionError(f"only plain reads of one model can be prepared: {sql}")
+            model = klass_info["model"]
+            names = tuple(col.target.attname for col, _, _ in compiler.select)
+        else:
+            names = (*query.query.extra_select, *query.query.values_select, *query.query.annotation_select)
         converters = tuple(
             (position, tuple(functions), expression)
             for position, (functions, expression) in compiler.get_converters(
                 [col for col, _, _ in compiler.select]
             ).items()
         )
-        return _Compiled(sql, tuple(order), query.db, names, converters)
+        return _Compiled(sql, tuple(order), query.db, names, converters, model)
 
-    def rows(self, **values: Any) -> list[dict[str, Any]]:
+    def _run(self, values: dict[str, Any]) -> tuple[_Compiled, list[Any]]:
         compiled = self._compiled
         if compiled is None:
             with self._lock:
@@ -66,21 +75,35 @@ class PreparedRead:
         connection = connections[compiled.alias]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
-            rows = cursor.fetchall()
-        out = []
-        for row in rows:
-            if compiled.converters:  # as Django's compiler applies them (JSON decoded, say)
+            rows: list[Any] = cursor.fetchall()
+        if compiled.converters:  # as Django's compiler applies them (JSON decoded, say)
+            converted = []
+            for row in rows:
                 row = list(row)
                 for position, functions, expression in compiled.converters:
                     value = row[position]
                     for convert in functions:
                         value = convert(value, expression, connection)
                     row[position] = value
-            out.append(dict(zip(compiled.names, row, strict=True)))
-        return out
+                converted.append(row)
+            rows = converted
+        return compiled, rows
+
+    def rows(self, **values: Any) -> list[dict[str, Any]]:
+        compiled, rows = self._run(values)
+        return [dict(zip(compiled.names, row, strict=True)) for row in rows]
 
     def first(self, **values: Any) -> dict[str, Any] | None:
         found = self.rows(**values)
+        return found[0] if found else None
+
+    def objects(self, **values: Any) -> list[Any]:
+        compiled, rows = self._run(values)
+        assert compiled.model is not None, "a read of values: use rows()"
+        return [compiled.model.from_db(compiled.alias, compiled.names, row) for row in rows]
+
+    def object(self, **values: Any) -> Any | None:
+        found = self.objects(**values)
         return found[0] if found else None
 
 
@@ -91,6 +114,7 @@ class _Compiled:
     alias: str
     names: tuple[str, ...]
     converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
+    model: Any  # the model of a read of instances, None for values
 
 
 def _same(param: Any, slot: Any) -> bool:

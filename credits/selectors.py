@@ -13,11 +13,15 @@ from auteur.prepared import PreparedRead
 from auteur.users.models import User
 from credits.models import CreditAccount, CreditTransaction, Subscription, SubscriptionStatus, TransactionType
 
+# Every submission checks it: built once per process (auteur.prepared).
+_BALANCE = PreparedRead(lambda user_id: CreditAccount.objects.filter(user_id=user_id).values("balance")[:1],
+                        user_id=uuid.UUID(int=1))
+
 
 def credit_balance_get(*, user: User) -> int:
     """The user's balance; 0 for a user who never had credits (no account is created by a read)."""
-    balance = CreditAccount.objects.filter(user_id=user.pk).values_list("balance", flat=True).first()
-    return balance or 0
+    row = _BALANCE.first(user_id=user.pk)
+    return row["balance"] if row else 0
 
 
 def credit_transaction_list(*, user: User, type: str | None = None) -> QuerySet[CreditTransaction]:
@@ -57,7 +61,12 @@ _ACTIVE_PLAN = PreparedRead(
 
 def user_plan(*, user: User) -> str | None:
     """The plan of the user's active subscription, or None (no subscription, cancelled, expired)."""
-    row = _ACTIVE_PLAN.first(user_id=user.pk)
+    return user_plan_of(user_id=user.pk)
+
+
+def user_plan_of(*, user_id: uuid.UUID) -> str | None:
+    """`user_plan` by the account's id, for a caller that has not read the account."""
+    row = _ACTIVE_PLAN.first(user_id=user_id)
     return None if row is None else str(row["plan"])
 
 

@@ -11,6 +11,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from auteur.prepared import PreparedRead
 from auteur.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ def token_email(claims: dict[str, Any]) -> tuple[str, bool]:
     return email, claims.get("email_verified") is True
 
 
+# Every authenticated request reads it: built once per process (auteur.prepared).
+_BY_ID = PreparedRead(lambda pk: User.objects.filter(pk=pk), pk=uuid.UUID(int=1))
+
+
 def user_get_or_create_from_claims(*, claims: dict[str, Any]) -> User:
     """The account a verified token names by its `sub`; the first token for an unknown `sub`
     creates it, whatever email it carries or lacks.
@@ -47,7 +52,7 @@ def user_get_or_create_from_claims(*, claims: dict[str, Any]) -> User:
     the token's email, and whether the provider verified it, and nothing is looked up by it.
     """
     user_id = uuid.UUID(str(claims["sub"]))
-    user = User.objects.filter(pk=user_id).first()
+    user = _BY_ID.object(pk=user_id)
     if user is not None:
         return user
     email, verified = token_email(claims)

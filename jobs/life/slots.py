@@ -16,7 +16,7 @@ from django.db.models import Count, Q
 
 from auteur.prepared import PreparedRead
 from auteur.users.models import User
-from credits.selectors import user_plan
+from credits.selectors import user_plan_of
 from jobs.life import publish
 from jobs.models import Job, JobStatus
 from jobs.selectors.queue import plan_concurrency_limit
@@ -38,8 +38,8 @@ def user_lock(user_id: uuid.UUID) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [uuid.UUID(str(user_id)).int & 0x7FFF_FFFF_FFFF_FFFF])
 
 
-def concurrency_limit(user: User) -> int:
-    return plan_concurrency_limit(user_plan(user=user))
+def concurrency_limit(user_id: uuid.UUID) -> int:
+    return plan_concurrency_limit(user_plan_of(user_id=user_id))
 
 
 # Every claim reads them: built once per process (auteur.prepared).
@@ -90,8 +90,7 @@ def start_waiting_if_free(user_id: uuid.UUID) -> None:
 def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
     if if_free:
         running = Job.objects.filter(user_id=user_id, status=JobStatus.PROCESSING).count()
-        user = User.objects.filter(pk=user_id).first()
-        if user is None or running >= concurrency_limit(user):
+        if not User.objects.filter(pk=user_id).exists() or running >= concurrency_limit(user_id):
             return
     for row in _WAITING_NEXT.rows(user_id=user_id):
         publish.start(row["id"], row["type"])

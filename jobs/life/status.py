@@ -23,6 +23,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from auteur.prepared import PreparedRead
 from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
@@ -37,6 +38,10 @@ from media.services.outputs import media_delete_job_outputs
 logger = logging.getLogger(__name__)
 
 
+# Every job's first step reads it: built once per process (auteur.prepared).
+_CLAIMED = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=uuid.UUID(int=1))
+
+
 def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
     """pending/queued -> processing when one of the user's slots is free, else pending -> queued.
 
@@ -46,7 +51,7 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
     Jobs start in submission order: a job never overtakes an older one of the same user waiting.
     """
     with transaction.atomic():
-        job = Job.objects.select_related("user").filter(pk=job_id).first()
+        job = _CLAIMED.object(pk=job_id)
         if job is None or job.status == JobStatus.PROCESSING:
             return job
         if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
@@ -55,7 +60,7 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
         # job meanwhile makes the conditional UPDATE below match nothing.
         slots = slots_around(job)
-        running, limit = slots["running"], concurrency_limit(job.user)
+        running, limit = slots["running"], concurrency_limit(job.user_id)
         if running >= limit or slots["older_waiting"]:
             if job.status == JobStatus.PENDING:
                 now = timezone.now()

@@ -74,3 +74,28 @@ def test_a_slot_that_is_not_a_parameter_is_refused_when_first_run(jobs):
                         .values("id"), user_id=uuid.UUID(int=1), status="\x00status")
     with pytest.raises(AssertionError, match="status"):
         read.rows(user_id=uuid.uuid4(), status="queued")
+
+
+def test_a_prepared_read_of_instances_gives_the_orms_instances(jobs):
+    made = jobs[2]
+    by_id = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=uuid.UUID(int=1))
+    for job in made:
+        read = by_id.object(pk=job.pk)
+        expected = Job.objects.get(pk=job.pk)
+        assert read is not None and type(read) is Job
+        assert {f.attname: getattr(read, f.attname) for f in Job._meta.concrete_fields} == {
+            f.attname: getattr(expected, f.attname) for f in Job._meta.concrete_fields}
+        assert read._state.adding is False and read._state.db == "default"
+    assert by_id.object(pk=uuid.uuid4()) is None
+    read = by_id.object(pk=made[1].pk)
+    assert read is not None
+    read.progress = 40
+    read.save(update_fields=["progress"])  # a loaded instance saves as an UPDATE of its row
+    assert Job.objects.get(pk=made[1].pk).progress == 40
+    assert Job.objects.count() == len(made)
+
+
+def test_a_read_across_a_join_of_instances_is_refused(jobs):
+    joined = PreparedRead(lambda pk: Job.objects.select_related("user").filter(pk=pk), pk=uuid.UUID(int=1))
+    with pytest.raises(AssertionError, match="only plain reads"):
+        joined.object(pk=jobs[2][0].pk)
