@@ -4,6 +4,7 @@ import uuid
 
 from django.db.models import QuerySet
 
+from auteur.prepared import PreparedRead
 from auteur.users.models import User
 from projects.errors import ProjectNotFound
 from projects.models import Project
@@ -18,9 +19,18 @@ def project_library_get(*, user: User) -> Project | None:
     return Project.objects.filter(user=user, is_library=True).first()
 
 
+# Every request about a project reads it: built once per process (auteur.prepared).
+_OWNED = PreparedRead(lambda pk, user_id: Project.objects.filter(pk=pk, user_id=user_id),
+                      pk=uuid.UUID(int=1), user_id=uuid.UUID(int=2))
+
+
 def project_get(*, user: User, project_id: uuid.UUID | str) -> Project:
     """The user's project, or 404: another user's project is indistinguishable from none."""
     try:
-        return Project.objects.get(pk=uuid.UUID(str(project_id)), user=user)
-    except (Project.DoesNotExist, ValueError):
+        pk = uuid.UUID(str(project_id))
+    except ValueError:
         raise ProjectNotFound("No such project.") from None
+    project: Project | None = _OWNED.object(pk=pk, user_id=user.pk)
+    if project is None:
+        raise ProjectNotFound("No such project.")
+    return project

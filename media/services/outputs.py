@@ -10,6 +10,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from auteur.errors import ApplicationError
+from auteur.prepared import PreparedRead
 from media.models import MediaFile, MediaStatus, MediaType
 from media.probe_sandbox import probe_isolated
 from media.probing import ProbeResult, probe_captions, probe_pcm_wav
@@ -22,6 +23,12 @@ logger = logging.getLogger(__name__)
 
 # A redelivered store step derives the same id, hence the same key: nothing is uploaded twice.
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1d0a52-5c43-4c0e-9d3b-3f1f4e0f8a11")
+
+
+# Every job that stores a file asks first whether an earlier delivery stored it: built once per
+# process (auteur.prepared). The (job, name) pair is unique.
+_OUTPUT = PreparedRead(lambda job_id, name: MediaFile.objects.filter(source_job_id=job_id, name=name),
+                       job_id=uuid.UUID(int=1), name="\x00output name")
 
 
 def media_create_output(
@@ -46,7 +53,7 @@ def media_create_output(
     """
     if type not in MediaType.values:
         raise ApplicationError(f"Unknown media type {type!r}.", code="invalid_media_type")
-    existing = MediaFile.objects.filter(source_job_id=job_id, name=name).first()
+    existing: MediaFile | None = _OUTPUT.object(job_id=uuid.UUID(str(job_id)), name=name)
     if existing is not None:
         return existing
     path = Path(local_path)
