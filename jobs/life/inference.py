@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from auteur.prepared import PreparedUpdate
 from jobs import gpu_client
 from jobs.gpu_client import CallStatus, PermanentGpuError
 from jobs.models import Job, JobEventType, JobStatus
@@ -20,6 +21,21 @@ from jobs.specs import job_spec
 
 MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
 PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on every poll
+
+# Every job makes these writes: built once per process (auteur.prepared).
+_SOME_JOB, _SOME_TIME = uuid.UUID(int=1), datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+_SPAWNED = PreparedUpdate(
+    lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING, gpu_call_id=""),
+    lambda call_id, now, now_too, **_: {"gpu_call_id": call_id, "attempts": F("attempts") + 1,
+                                         "inference_started_at": now, "updated_at": now_too},
+    pk=_SOME_JOB, call_id="\x00call id", now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
+)
+_ENDED = PreparedUpdate(
+    lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
+    lambda now, now_too, **_: {"inference_ended_at": Coalesce(F("inference_ended_at"), Value(now)),
+                                "updated_at": now_too},
+    pk=_SOME_JOB, now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
+)
 
 
 def inference_limit_seconds(job: Job) -> float:
@@ -44,9 +60,7 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         raise PermanentGpuError("internal", f"gave up after {job.attempts} GPU attempts")
     call_id = gpu_client.spawn(job.type, job_spec(job.type).build_payload(job))
     now = timezone.now()
-    won = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id="").update(
-        gpu_call_id=call_id, attempts=F("attempts") + 1, inference_started_at=now, updated_at=now
-    )
+    won = _SPAWNED.run(pk=job.pk, call_id=call_id, now=now, now_too=now)
     if not won:
         # Another delivery of this step spawned first (or the job was canceled): ours is surplus.
         gpu_client.cancel_quietly(call_id)
@@ -101,9 +115,7 @@ def job_inference_ended(*, job: Job) -> bool:
     again keeps the first time and refreshes `updated_at`, which tells the reaper a store is at work.
     """
     now = timezone.now()
-    if not Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
-        inference_ended_at=Coalesce(F("inference_ended_at"), Value(now)), updated_at=now
-    ):
+    if not _ENDED.run(pk=job.pk, now=now, now_too=now):
         return False
     job.inference_ended_at = job.inference_ended_at or now
     return True

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from auteur.prepared import PreparedRead
+from auteur.prepared import PreparedRead, PreparedUpdate
 from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
@@ -38,8 +39,23 @@ from media.services.outputs import media_delete_job_outputs
 logger = logging.getLogger(__name__)
 
 
-# Every job's first step reads it: built once per process (auteur.prepared).
-_CLAIMED = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=uuid.UUID(int=1))
+# Every job makes these moves: built once per process (auteur.prepared).
+_SOME_JOB, _SOME_TIME = uuid.UUID(int=1), datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+_CLAIMED = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=_SOME_JOB)
+_CLAIM = PreparedUpdate(
+    lambda pk, status, now, now_too: Job.objects.filter(pk=pk, status=status),
+    lambda pk, status, now, now_too: {"status": JobStatus.PROCESSING, "started_at": now, "updated_at": now_too},
+    pk=_SOME_JOB, status="\x00status", now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
+)
+_COMPLETE = PreparedUpdate(
+    lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
+    lambda pk, output_data, now, now_too, gpu_seconds, processing_ms: {
+        "status": JobStatus.COMPLETED, "output_data": output_data, "progress": 100, "completed_at": now,
+        "updated_at": now_too, "gpu_seconds": gpu_seconds, "processing_time_ms": processing_ms,
+    },
+    pk=_SOME_JOB, output_data={"\x00": "output data"}, now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
+    gpu_seconds=-1.0e-300, processing_ms=-987_654_321,
+)
 
 
 def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
@@ -73,9 +89,7 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
                     start_waiting_if_free(job.user_id)
             return None
         now = timezone.now()
-        claimed = Job.objects.filter(pk=job.pk, status=job.status).update(
-            status=JobStatus.PROCESSING, started_at=now, updated_at=now
-        )
+        claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, now_too=now)
         if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
             return None
         if slots["younger_queued"] and running + 1 < limit:
@@ -96,10 +110,8 @@ def job_complete(
     """
     completed_at = timezone.now()
     processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
-    if not Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).update(
-        status=JobStatus.COMPLETED, output_data=output_data, progress=100, completed_at=completed_at,
-        updated_at=completed_at, gpu_seconds=gpu_seconds, processing_time_ms=processing_ms,
-    ):
+    if not _COMPLETE.run(pk=job.pk, output_data=output_data, now=completed_at, now_too=completed_at,
+                         gpu_seconds=gpu_seconds, processing_ms=processing_ms):
         return False
     job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media,
                      state=JobState(job.user_id, JobStatus.COMPLETED, 100))

@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 
-from auteur.prepared import PreparedRead
+from auteur.prepared import PreparedRead, PreparedUpdate
 from jobs.models import Job, JobStatus
 from tests.factories import ProjectFactory
 
@@ -99,3 +99,39 @@ def test_a_read_across_a_join_of_instances_is_refused(jobs):
     joined = PreparedRead(lambda pk: Job.objects.select_related("user").filter(pk=pk), pk=uuid.UUID(int=1))
     with pytest.raises(AssertionError, match="only plain reads"):
         joined.object(pk=jobs[2][0].pk)
+
+
+SET_OUTPUT = PreparedUpdate(
+    lambda pk, status, **_: Job.objects.filter(pk=pk, status=status),
+    lambda output, at, cost, seconds, **_: {"output_data": output, "completed_at": at, "credits_cost": cost,
+                                            "gpu_seconds": seconds, "attempts": F("attempts") + 1},
+    pk=uuid.UUID(int=1), status="\x00status", output={"\x00": "output"}, at=datetime(1, 1, 1, tzinfo=UTC),
+    cost=-987_654_321, seconds=-1.0e-300,
+)
+
+
+def test_a_prepared_update_writes_what_the_orms_update_writes(jobs):
+    _, _, made = jobs
+    at = datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC)
+    values = {"output": {"text": "é", "n": [1, 2.5, None]}, "at": at, "cost": 7, "seconds": 1.25}
+    assert SET_OUTPUT.run(pk=made[1].pk, status="processing", **values) == 1
+    Job.objects.filter(pk=made[3].pk).update(output_data=values["output"], completed_at=at, credits_cost=7,
+                                             gpu_seconds=1.25, attempts=F("attempts") + 1)
+    fields = ("output_data", "completed_at", "credits_cost", "gpu_seconds", "attempts")
+    assert Job.objects.filter(pk=made[1].pk).values(*fields).get() == \
+        Job.objects.filter(pk=made[3].pk).values(*fields).get()
+    assert Job.objects.get(pk=made[1].pk).attempts == 1
+    # The filter's slots hold: another status or another job changes nothing.
+    assert SET_OUTPUT.run(pk=made[0].pk, status="processing", **values) == 0
+    assert SET_OUTPUT.run(pk=uuid.uuid4(), status="pending", **values) == 0
+    assert Job.objects.get(pk=made[0].pk).output_data == {}
+
+
+def test_a_failed_prepared_update_marks_its_transaction_for_rollback(jobs):
+    from django.db import DatabaseError, transaction
+
+    _, _, made = jobs
+    with pytest.raises(DatabaseError), transaction.atomic():
+        SET_OUTPUT.run(pk=made[1].pk, status="processing", output={}, at=datetime(2026, 1, 1, tzinfo=UTC),
+                       cost=2**40, seconds=0.0)  # out of the column's range
+    assert Job.objects.get(pk=made[1].pk).credits_cost == 2
