@@ -121,6 +121,8 @@ beat_schedule: dict[str, dict[str, object]] = {
     "media-sweep": {"task": "media.sweep", "schedule": 600.0},
     # No job stays non-terminal forever: lost publishes, lost polls, jobs past their limit.
     "jobs-reaper": {"task": "jobs.reap", "schedule": settings.AUTEUR_REAPER_INTERVAL_SECONDS},
+    # Start and run deadlines, queue TTLs: rows with a time, swept (jobs.life.deadlines).
+    "jobs-deadlines": {"task": "jobs.deadlines", "schedule": settings.AUTEUR_DEADLINE_INTERVAL_SECONDS},
     # Webhook retries are rows with a next-attempt time, not countdown messages: this sends the
     # due ones (and any whose message was lost).
     "webhooks-sweep": {"task": "webhooks.sweep", "schedule": settings.AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS},

@@ -369,6 +369,16 @@ AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECON
 # (`timeout`); the grace covers a container's start and the result's upload.
 AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=30)
 AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
+# Deadlines (jobs.life.deadlines): a job not started this long after its submission is aborted
+# and refunded in full, whatever the client asked (0: no limit); per type in
+# AUTEUR_QUEUE_TTL_BY_TYPE, e.g. "render=7200,tts=600" (a type not named takes the default).
+AUTEUR_QUEUE_TTL_SECONDS = env.int("AUTEUR_QUEUE_TTL_SECONDS", default=24 * 3600)
+AUTEUR_QUEUE_TTL_BY_TYPE = {
+    name: int(value) for name, value in env.dict("AUTEUR_QUEUE_TTL_BY_TYPE", default={}).items()
+}
+# How often beat sends the deadline sweep: a deadline is enforced at most this late (a job's start
+# checks its own deadline exactly).
+AUTEUR_DEADLINE_INTERVAL_SECONDS = env.float("AUTEUR_DEADLINE_INTERVAL_SECONDS", default=5.0)
 # Beat (celeryconfig.py) schedules through RedBeat: its schedule lives in Redis, and a beat sends
 # only while it holds a Redis lock it renews every tick, so a second replica waits as a standby
 # and takes over within AUTEUR_BEAT_LOCK_SECONDS of the first one's death.

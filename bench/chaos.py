@@ -380,13 +380,13 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     wrong_refund = bad(lambda i, j: ledger.get(i, Counter())["refund"] != (1 if j.credits_refund else 0)
                        or j.credits_refunded != bool(j.credits_refund)
                        or (j.status == "failed" and j.credits_refund != failure_refund(job=j, code=j.error_code))
-                       or (j.status not in ("failed", "canceled") and j.credits_refund))
+                       or (j.status not in ("failed", "canceled", "aborted") and j.credits_refund))
     wrong_charge = bad(lambda i, j: ledger.get(i, Counter())["usage"] != 1)
     wrong_outputs = bad(lambda i, j: outputs[i] != (OUTPUTS[j.type] if j.status == "completed" else 0)
                         or len(j.output_data.get("output_media_ids", [])) != (outputs[i] if j.status == "completed"
                                                                               else 0))
-    terminal_events = bad(lambda i, j: sum(events.get(i, Counter())[t] for t in ("completed", "failed", "canceled"))
-                          != 1)
+    terminal_events = bad(lambda i, j: sum(events.get(i, Counter())[t]
+                                           for t in ("completed", "failed", "canceled", "aborted")) != 1)
     problems = ledger_check()
 
     wrong_outputs = [f"{i} ({jobs[i].type}, {jobs[i].status}: {outputs[i]} stored, "

@@ -78,7 +78,8 @@ class JobEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "type", "status", "user_email", "credits_cost", "credits_refunded", "progress",
                     "error_code", "created_at", "completed_at")
-    list_filter = ("status", JobTypeListFilter, "created_at", PlanListFilter, "credits_refunded", "gpu_backend")
+    list_filter = ("status", JobTypeListFilter, "created_at", PlanListFilter, "credits_refunded", "priority",
+                   "gpu_backend")
     search_fields = ("=id", "user__email")
     date_hierarchy = "created_at"
     list_select_related = ("user",)
@@ -87,7 +88,8 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     fields = (
         "id", "user", "project", "type", "status", "progress", "credits_cost", "credits_refunded", "credits_refund",
         "ledger", "error_code", "error_message", "error_detail", "retryable", "attempts", "retry_of", "idempotency_key",
-        "gpu_backend", "gpu_call_id", "gpu_seconds", "processing_time_ms",
+        "gpu_backend", "gpu_call_id", "gpu_seconds", "processing_time_ms", "priority", "start_within_seconds",
+        "start_deadline", "run_within_seconds", "run_deadline",
         "created_at", "queued_at", "started_at", "inference_started_at", "inference_ended_at", "completed_at",
         "updated_at", "input_params", "output_data",
     )

@@ -30,7 +30,7 @@ from auteur.schema import raises
 from auteur.throttling import SlidingWindowThrottle
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
-from jobs.inputs import WebhookRequest
+from jobs.inputs import Scheduling, WebhookRequest
 from jobs.life.status import job_cancel
 from jobs.models import Job, JobStatus
 from jobs.prefer_header import event_stream_location, prefer_wait
@@ -101,6 +101,7 @@ class JobSubmitApi(ApiView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         webhook = WebhookRequest.pop(fields)
+        scheduling = Scheduling.pop(fields)
         body_hash = request_hash(self.spec.type, request.data) if key else ""
         # Plan, backend, replay and credits before the request is resolved: a render's timeline
         # is read, cut and captioned there, which an account that cannot pay must not cost.
@@ -114,6 +115,7 @@ class JobSubmitApi(ApiView):
             webhook=webhook,
             idempotency_key=key,
             body_hash=body_hash,
+            scheduling=scheduling,
         )
         response = _accepted(job, created=created)
         if created and prefer_wait(request.META.get("HTTP_PREFER")) is not None:

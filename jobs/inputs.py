@@ -25,10 +25,14 @@ from rest_framework import serializers
 from auteur.api import StrictSerializer
 from jobs import gpu_client
 from jobs.gpu_client import LANGUAGE_CHOICES, Bound, Choices, InputBound, Resolution
+from jobs.models import JobPriority
 from media.models import MediaType
 from projects.captions import POSITIONS
 from webhooks.models import ALL_EVENT_TYPES, WebhookEventType
 from webhooks.ssrf import MAX_URL_LENGTH, target_check
+
+# The longest start or run deadline a request may set: a week.
+MAX_DEADLINE_SECONDS = 7 * 24 * 3600
 
 
 class MediaRef(serializers.UUIDField):
@@ -161,6 +165,20 @@ class JobInput(StrictSerializer):
         help_text="Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); "
                   "default: all three.")
 
+    priority = serializers.ChoiceField(
+        choices=[label for _, label in JobPriority.choices], default="normal",
+        help_text="Which of your own waiting jobs starts first: `high` before `normal` before `low`, then the "
+                  "older. It never moves your job ahead of another user's.")
+    start_within_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_DEADLINE_SECONDS, required=False,
+        help_text="If the job has not started this many seconds after it is accepted, it ends `aborted` and is "
+                  "refunded in full; it never starts late. The server's queue TTL for the type applies too "
+                  "(`error_code` `queue_ttl` when it is the earlier).")
+    run_within_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_DEADLINE_SECONDS, required=False,
+        help_text="If the job is still running this many seconds after it started, it is canceled "
+                  "(`error_code` `run_deadline`) and refunded the part not spent, as any cancel.")
+
     def validate_webhook(self, value: str) -> str:
         # 400 `invalid_webhook_url` (an ApplicationError, not a field error): the same rule, code
         # and reasons as an account webhook's URL.
@@ -186,6 +204,25 @@ class WebhookRequest:
         url = fields.pop("webhook", None)
         events = fields.pop("webhook_events_filter", None) or ALL_EVENT_TYPES
         return None if url is None else cls(url=url, events=tuple(events))
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """When a submission may start and run, and its priority among the user's own jobs: stored
+    on the job's own columns, never in its input_params."""
+
+    priority: int = JobPriority.NORMAL
+    start_within_seconds: int | None = None
+    run_within_seconds: int | None = None
+
+    @classmethod
+    def pop(cls, fields: dict[str, Any]) -> Scheduling:
+        label = fields.pop("priority", "normal")
+        return cls(
+            priority=next(value for value, name in JobPriority.choices if name == label),
+            start_within_seconds=fields.pop("start_within_seconds", None),
+            run_within_seconds=fields.pop("run_within_seconds", None),
+        )
 
 
 _AUDIO_OR_VIDEO = (MediaType.AUDIO, MediaType.VIDEO)

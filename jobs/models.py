@@ -17,6 +17,18 @@ class JobStatus(models.TextChoices):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELED = "canceled"
+    # Never started: its start deadline (the client's, or its type's queue TTL) passed while it
+    # waited. Refunded in full; distinct from `canceled`, which a client or a run deadline asks for.
+    ABORTED = "aborted"
+
+
+class JobPriority(models.IntegerChoices):
+    """Which of a user's own waiting jobs starts first: higher first, then the older. It orders
+    only the user's own jobs, never one user's job before another's."""
+
+    LOW = 0, "low"
+    NORMAL = 1, "normal"
+    HIGH = 2, "high"
 
 
 class JobEventType(models.TextChoices):
@@ -35,10 +47,12 @@ class JobEventType(models.TextChoices):
     COMPLETED = "completed"
     FAILED = "failed"  # refunded
     CANCELED = "canceled"  # refunded
+    ABORTED = "aborted"  # not started by its start deadline; refunded in full
 
 
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
-TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
+WAITING_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED)
+TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.ABORTED)
 
 
 class Job(models.Model):
@@ -82,6 +96,15 @@ class Job(models.Model):
     inference_started_at = models.DateTimeField(null=True, blank=True)
     inference_ended_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)  # any terminal state
+    priority = models.PositiveSmallIntegerField(choices=JobPriority.choices, default=JobPriority.NORMAL)
+    # Deadlines (jobs.life.deadlines): not started by `start_deadline` (the client's
+    # `start_within_seconds` or the type's queue TTL, the earlier) -> aborted; still running
+    # `run_within_seconds` after its start -> canceled, refunded pro rata (`run_deadline`, set
+    # when it starts).
+    start_within_seconds = models.PositiveIntegerField(null=True, blank=True)
+    start_deadline = models.DateTimeField(null=True, blank=True)
+    run_within_seconds = models.PositiveIntegerField(null=True, blank=True)
+    run_deadline = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "jobs"
@@ -98,6 +121,15 @@ class Job(models.Model):
             models.Index(
                 fields=["type", "-completed_at"], name="jobs_completed_type_recent",
                 condition=models.Q(status="completed"), include=["processing_time_ms"],
+            ),
+            # The deadline sweep's two reads (jobs.life.deadlines), every few seconds.
+            models.Index(
+                fields=["start_deadline"], name="jobs_waiting_start_deadline",
+                condition=models.Q(status__in=["pending", "queued"], start_deadline__isnull=False),
+            ),
+            models.Index(
+                fields=["run_deadline"], name="jobs_processing_run_deadline",
+                condition=models.Q(status="processing", run_deadline__isnull=False),
             ),
         ]
         constraints = [

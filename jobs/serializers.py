@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobPriority, JobStatus
 from jobs.selectors.jobs import job_output_data, job_output_media
 from jobs.selectors.queue import QueueEstimate, job_queue_estimate
 from jobs.specs import JOB_TYPE_CHOICES
@@ -20,6 +20,20 @@ class JobAcceptedSerializer(serializers.Serializer):
     job_id = serializers.UUIDField(source="id")
     status = serializers.ChoiceField(choices=JobStatus.choices)
     credits_cost = serializers.IntegerField()
+
+
+class PriorityField(serializers.ChoiceField):
+    """A job's priority as the API names it (`low`, `normal`, `high`); stored as its rank."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=[label for _, label in JobPriority.choices], **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return priority_label(value)
+
+
+def priority_label(value: int | str) -> str:
+    return str(JobPriority(int(value)).label) if not isinstance(value, str) else value
 
 
 class JobSummarySerializer(serializers.Serializer):
@@ -46,6 +60,15 @@ class JobSummarySerializer(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     processing_time_ms = serializers.IntegerField(allow_null=True)
     gpu_seconds = serializers.FloatField(allow_null=True)
+    priority = PriorityField(help_text="Its order among your own waiting jobs: `high`, `normal` or `low`.")
+    start_deadline = serializers.DateTimeField(allow_null=True, help_text=(
+        "A job still waiting then ends `aborted`, refunded in full: submission + the earlier of its "
+        "`start_within_seconds` and the server's queue TTL for its type. Null when neither applies."))
+    run_within_seconds = serializers.IntegerField(allow_null=True, help_text=(
+        "The run deadline the request set, in seconds after the job starts."))
+    run_deadline = serializers.DateTimeField(allow_null=True, help_text=(
+        "Once started: its start + `run_within_seconds`; a job still running then is `canceled` "
+        "(`error_code` `run_deadline`), refunded the part not spent."))
 
 
 class OutputMediaSerializer(serializers.Serializer):
@@ -81,14 +104,15 @@ class JobSerializer(JobSummarySerializer):
         cached: dict[Any, QueueEstimate] = self.context.setdefault("queue_estimates", {})
         if obj.pk not in cached:
             cached[obj.pk] = job_queue_estimate(
-                user_id=obj.user_id, job_type=obj.type, status=obj.status, created_at=obj.created_at
+                user_id=obj.user_id, job_type=obj.type, status=obj.status, created_at=obj.created_at,
+                priority=obj.priority,
             )
         return cached[obj.pk]
 
     @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1, help_text=(
         "While the job waits (pending or queued): its place among your waiting jobs, 1 being the next "
-        "to start; your jobs start in submission order as your plan's concurrent slots free. Null once "
-        "it is processing or has ended.")))
+        "to start; your jobs start by priority, then in submission order, as your plan's concurrent "
+        "slots free. Null once it is processing or has ended.")))
     def get_queue_position(self, obj: Job) -> int | None:
         return self._estimate(obj).queue_position
 

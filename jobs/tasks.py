@@ -21,6 +21,7 @@ from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
 from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from jobs.gpu_client import GpuError, TransientGpuError
+from jobs.life.deadlines import jobs_deadlines_enforce
 from jobs.life.publish import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step, step_task_name
 from jobs.life.reaper import jobs_reap
 from jobs.life.status import job_fail
@@ -131,6 +132,14 @@ def transcript_to_edl(self: Task, job_id: str) -> str | None:
             job_transcript_to_edl_failed(job_id=job_id, exc=exc)
         raise
     return outcome["status"] if outcome else None
+
+
+@shared_task(name="jobs.deadlines", acks_late=True, soft_time_limit=50, time_limit=60)
+def deadlines() -> dict[str, int]:
+    counts = jobs_deadlines_enforce()
+    if any(counts.values()):
+        logger.info("deadlines: %s", counts)
+    return counts
 
 
 @shared_task(name="jobs.reap", acks_late=True, soft_time_limit=50, time_limit=60)

@@ -33,7 +33,7 @@ from jobs.services.stream import parse_entry, stream_key
 
 logger = logging.getLogger(__name__)
 
-TERMINAL_EVENT_TYPES = frozenset({"completed", "failed", "canceled"})
+TERMINAL_EVENT_TYPES = frozenset({"completed", "failed", "canceled", "aborted"})
 READ_BLOCK_MS = 5000
 READ_COUNT = 500
 BACKLOG_CHUNK = 500

@@ -135,7 +135,7 @@ def wait_job(session: requests.Session, job: dict[str, Any], title: str) -> dict
     step(title, job)
     for _ in range(600):
         job = call(session, "GET", f"/jobs/{job['job_id'] if 'job_id' in job else job['id']}")
-        if job["status"] in ("completed", "failed", "canceled"):
+        if job["status"] in ("completed", "failed", "canceled", "aborted"):
             break
         print(f"   {job['status']} {job['progress']}%")
         time.sleep(0.5)

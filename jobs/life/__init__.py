@@ -2,11 +2,13 @@
 
     publish        publishing a step or task by name (nothing here imports jobs/tasks.py)
     slots          a user's concurrency slots; starting waiting jobs as slots free
+    windows        how long a job may wait to start: the client's limit, its type's queue TTL
     refunds        how much a failed or canceled job gets back
     status         every change of a job's status, and only there: claim, complete, fail, cancel
     inference      spawn the GPU call, look at it, record its start and progress
     outputs        store a finished call's result, then complete the job
     steps          what each pipeline step does (prepare, infer, finish)
+    deadlines      start and run deadlines, queue TTLs: abort or cancel the jobs past theirs
     announcements  the consumer of GPU calls' announcements (`manage.py gpu_events`)
     reaper         no job stays non-terminal forever
 

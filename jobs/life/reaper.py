@@ -11,6 +11,7 @@ from django.utils import timezone
 from jobs.life import publish
 from jobs.life.inference import inference_limit_seconds, repoll_after
 from jobs.life.publish import STEP_HARD_LIMIT_SECONDS, Step
+from jobs.life.slots import START_ORDER
 from jobs.life.status import job_fail
 from jobs.models import Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
@@ -41,7 +42,7 @@ def jobs_reap(*, now: datetime | None = None) -> dict[str, int]:
             job_event_record(job.pk, JobEventType.REPUBLISHED)
             counts["republished"] += 1
     for user_id in Job.objects.filter(status=JobStatus.QUEUED).values_list("user_id", flat=True).distinct():
-        oldest = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by("created_at").first()
+        oldest = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by(*START_ORDER).first()
         if oldest is not None and publish.start(oldest.pk, oldest.type):
             counts["started"] += 1
     for job in Job.objects.filter(status=JobStatus.PROCESSING):

@@ -1,4 +1,5 @@
-"""Each user runs at most a few jobs at once (by plan); the rest wait `queued`, oldest first.
+"""Each user runs at most a few jobs at once (by plan); the rest wait `queued`, the higher
+priority first, then the oldest (a priority orders only the user's own jobs).
 
 This module counts a user's slots and starts waiting jobs when one frees; the moves between
 `pending`, `queued` and `processing` themselves are `jobs.life.status.job_claim`'s.
@@ -28,8 +29,8 @@ WAITING = (JobStatus.PENDING, JobStatus.QUEUED)
 
 class Slots(TypedDict):
     running: int  # the user's jobs processing now
-    older_waiting: int  # jobs of the user older than this one, pending or queued
-    younger_queued: int  # jobs of the user younger than this one, queued
+    ahead_waiting: int  # the user's jobs that start before this one (higher priority, or equal and older), waiting
+    behind_queued: int  # the user's jobs that start after this one, queued
 
 
 def user_lock(user_id: uuid.UUID) -> None:
@@ -43,19 +44,35 @@ def concurrency_limit(user_id: uuid.UUID) -> int:
 
 
 # Every claim reads them: built once per process (auteur.prepared).
+def _ahead(priority: int, created_at: datetime) -> Q:
+    """The jobs of a user that start before one of this priority and submission time."""
+    return Q(priority__gt=priority) | Q(priority=priority, created_at__lt=created_at)
+
+
+def _behind(priority: int, created_at: datetime) -> Q:
+    return Q(priority__lt=priority) | Q(priority=priority, created_at__gt=created_at)
+
+
+# The order in which a user's waiting jobs start.
+START_ORDER = ("-priority", "created_at")
+
 _SLOTS = PreparedRead(
-    lambda user_id, created_at: Job.objects.filter(user_id=user_id, status__in=(JobStatus.PROCESSING, *WAITING))
+    lambda user_id, priority, created_at: Job.objects.filter(
+        user_id=user_id, status__in=(JobStatus.PROCESSING, *WAITING)
+    )
     .values("user_id")
     .annotate(
         running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
-        older_waiting=Count("pk", filter=Q(status__in=WAITING, created_at__lt=created_at)),
-        younger_queued=Count("pk", filter=Q(status=JobStatus.QUEUED, created_at__gt=created_at)),
+        ahead_waiting=Count("pk", filter=Q(status__in=WAITING) & _ahead(priority, created_at)),
+        behind_queued=Count("pk", filter=Q(status=JobStatus.QUEUED) & _behind(priority, created_at)),
     ),
-    user_id=uuid.UUID(int=1), created_at=datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    # The placeholder priority lies within the column's range: Django drops a comparison with a
+    # value no row can hold.
+    user_id=uuid.UUID(int=1), priority=32_123, created_at=datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
 )
 _WAITING_NEXT = PreparedRead(
     lambda user_id: Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED)
-    .order_by("created_at").values("id", "type")[:START_BATCH],
+    .order_by(*START_ORDER).values("id", "type")[:START_BATCH],
     user_id=uuid.UUID(int=1),
 )
 
@@ -63,13 +80,13 @@ _WAITING_NEXT = PreparedRead(
 def slots_around(job: Job) -> Slots:
     """The user's slots as `job` sees them; read under `user_lock`.
 
-    An older job counts as waiting while it is pending too: two prepares delivered at once to two
-    processes must not let the younger job take the slot first."""
-    counts = _SLOTS.first(user_id=job.user_id, created_at=job.created_at)
+    A job ahead counts as waiting while it is pending too: two prepares delivered at once to two
+    processes must not let the job behind take the slot first."""
+    counts = _SLOTS.first(user_id=job.user_id, priority=job.priority, created_at=job.created_at)
     if counts is None:  # none of the user's jobs waits or runs (this one has ended meanwhile)
-        return Slots(running=0, older_waiting=0, younger_queued=0)
-    return Slots(running=counts["running"], older_waiting=counts["older_waiting"],
-                 younger_queued=counts["younger_queued"])
+        return Slots(running=0, ahead_waiting=0, behind_queued=0)
+    return Slots(running=counts["running"], ahead_waiting=counts["ahead_waiting"],
+                 behind_queued=counts["behind_queued"])
 
 
 def job_slot_release(*, user_id: uuid.UUID) -> None:

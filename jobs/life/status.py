@@ -3,6 +3,7 @@
     pending ──claim──> processing ──complete──> completed
        │  └─claim─> queued ─claim─┘     │
        └──────────┴──── fail, cancel ───┴──> failed / canceled (refunded once)
+       └──────────┴──── abort (its start deadline passed) ──> aborted (refunded in full)
 
 Each move is one conditional UPDATE (`filter(pk=..., status=<from>).update(status=<to>, ...)`):
 delivery is at-least-once, so a redelivered or duplicate step finds its move made by someone
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -31,7 +32,8 @@ from jobs.errors import JobNotCancelable
 from jobs.failures import failure_detail, failure_message
 from jobs.life.refunds import cancel_refund, failure_refund
 from jobs.life.slots import concurrency_limit, job_slot_release, slots_around, start_waiting_if_free, user_lock
-from jobs.models import ACTIVE_STATUSES, Job, JobEventType, JobStatus
+from jobs.life.windows import abort_code
+from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.stream import JobState
 from media.services.outputs import media_delete_job_outputs
@@ -43,9 +45,11 @@ logger = logging.getLogger(__name__)
 _SOME_JOB, _SOME_TIME = uuid.UUID(int=1), datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 _CLAIMED = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=_SOME_JOB)
 _CLAIM = PreparedUpdate(
-    lambda pk, status, now, now_too: Job.objects.filter(pk=pk, status=status),
-    lambda pk, status, now, now_too: {"status": JobStatus.PROCESSING, "started_at": now, "updated_at": now_too},
+    lambda pk, status, **_: Job.objects.filter(pk=pk, status=status),
+    lambda now, now_too, run_deadline, **_: {"status": JobStatus.PROCESSING, "started_at": now,
+                                             "updated_at": now_too, "run_deadline": run_deadline},
     pk=_SOME_JOB, status="\x00status", now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
+    run_deadline=_SOME_TIME.replace(microsecond=3),
 )
 _COMPLETE = PreparedUpdate(
     lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
@@ -64,7 +68,9 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
     Returns the job when it is processing (claimed now, or by an earlier delivery of this step
     that died before handing over to the next: the caller carries on, every later step being
     idempotent); None when it waits for a slot or has ended.
-    Jobs start in submission order: a job never overtakes an older one of the same user waiting.
+    A user's jobs start by priority, then in submission order: a job never overtakes one of the
+    same user ahead of it (jobs.life.slots). One whose start deadline has passed is aborted
+    instead (job_abort): it never starts late.
     """
     with transaction.atomic():
         job = _CLAIMED.object(pk=job_id)
@@ -72,31 +78,33 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             return job
         if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
             return None
+        now = timezone.now()
+        if job.start_deadline is not None and now >= job.start_deadline:
+            job_abort(job_id=job.pk, now=now)  # its start deadline passed while it waited: never starts
+            return None
         user_lock(job.user_id)
         # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
         # job meanwhile makes the conditional UPDATE below match nothing.
         slots = slots_around(job)
         running, limit = slots["running"], concurrency_limit(job.user_id)
-        if running >= limit or slots["older_waiting"]:
-            if job.status == JobStatus.PENDING:
-                now = timezone.now()
-                if Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-                    status=JobStatus.QUEUED, queued_at=now, updated_at=now
-                ):
-                    job_event_record(job.id, JobEventType.QUEUED, running=running)
-                    # A job that ends while this transaction is open looks for queued jobs before
-                    # this one is committed queued: look again once it is (job_slot_release).
-                    start_waiting_if_free(job.user_id)
+        if running >= limit or slots["ahead_waiting"]:
+            if job.status == JobStatus.PENDING and Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+                status=JobStatus.QUEUED, queued_at=now, updated_at=now
+            ):
+                job_event_record(job.id, JobEventType.QUEUED, running=running)
+                # A job that ends while this transaction is open looks for queued jobs before
+                # this one is committed queued: look again once it is (job_slot_release).
+                start_waiting_if_free(job.user_id)
             return None
-        now = timezone.now()
-        claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, now_too=now)
+        run_deadline = None if job.run_within_seconds is None else now + timedelta(seconds=job.run_within_seconds)
+        claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, now_too=now, run_deadline=run_deadline)
         if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
             return None
-        if slots["younger_queued"] and running + 1 < limit:
-            # Younger jobs queued behind this one while it was pending may fit beside it now.
+        if slots["behind_queued"] and running + 1 < limit:
+            # Jobs queued behind this one while it was pending may fit beside it now.
             job_slot_release(user_id=job.user_id)
         job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
-        job.status, job.started_at, job.updated_at = JobStatus.PROCESSING, now, now
+        job.status, job.started_at, job.updated_at, job.run_deadline = JobStatus.PROCESSING, now, now, run_deadline
         return job
 
 
@@ -162,14 +170,17 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
     return True
 
 
-def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
-    """Cancel a non-terminal job: refund it once (cancel_refund) and stop its GPU call. 409 if it ended."""
+def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = "") -> Job:
+    """Cancel a non-terminal job: refund it once (cancel_refund) and stop its GPU call. 409 if it ended.
+
+    `code`: why, for machines (`run_deadline` when its run deadline passed; empty when a person
+    canceled it)."""
     with transaction.atomic():
         now = timezone.now()
         # Once inference has produced its result the outputs are being stored: cancelling then
         # would refund work the user is about to receive.
         moved = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES, inference_ended_at__isnull=True).update(
-            status=JobStatus.CANCELED, completed_at=now, error_message=reason, updated_at=now,
+            status=JobStatus.CANCELED, completed_at=now, error_message=reason, error_code=code, updated_at=now,
         )
         if not moved:
             job.refresh_from_db()
@@ -189,6 +200,40 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user") -> Job:
             transaction.on_commit(lambda: gpu_client.cancel_quietly(call_id))
     job.refresh_from_db()
     return job
+
+
+# Why a job never started, for machines (`error_code`) and for people (`error_message`).
+ABORT_REASONS = {
+    "start_deadline": "The job did not start within the time its request allowed; it was refunded in full.",
+    "queue_ttl": "The job waited longer than this server keeps a job waiting; it was refunded in full.",
+}
+
+
+def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
+    """pending/queued -> aborted once its start deadline passed, refunded in full. True if this call did it.
+
+    Only a job that never started: one that started meanwhile is left alone (its run deadline,
+    if any, is what bounds it now). Safe to call any number of times: one conditional UPDATE wins.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status not in WAITING_STATUSES or job.start_deadline is None:
+            return False
+        now = now or timezone.now()
+        if now < job.start_deadline:
+            return False
+        code = abort_code(job)
+        if not Job.objects.filter(pk=job.pk, status__in=WAITING_STATUSES).update(
+            status=JobStatus.ABORTED, error_code=code, error_message=ABORT_REASONS[code], retryable=True,
+            completed_at=now, updated_at=now, credits_refunded=True, credits_refund=job.credits_cost,
+        ):
+            return False
+        credit_refund_job(job_id=job.pk, reason=f"{job.type} job aborted: {code}", amount=job.credits_cost)
+        job_event_record(job.pk, JobEventType.ABORTED, code=code, refunded=job.credits_cost)
+        # It may have held younger jobs back (a job never overtakes an older one of its user).
+        job_slot_release(user_id=job.user_id)
+    logger.info("job aborted: %s", code, extra={"job_id": str(job_id)})
+    return True
 
 
 def jobs_cancel_for_project(*, project_id: uuid.UUID) -> int:

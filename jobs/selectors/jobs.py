@@ -20,7 +20,7 @@ from auteur.users.models import User
 from credits.models import Plan
 from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, JobNotFound
-from jobs.models import ACTIVE_STATUSES, Job, JobEvent, JobStatus
+from jobs.models import ACTIVE_STATUSES, Job, JobEvent, JobPriority, JobStatus
 from jobs.selectors.queue import job_queue_estimate
 from jobs.specs import JOB_SPECS, OutputKind, job_spec
 from media.models import MediaFile
@@ -49,7 +49,8 @@ def job_get(*, user: User, job_id: uuid.UUID | str) -> Job:
 JOB_DETAIL_FIELDS = (
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
-    "completed_at", "processing_time_ms", "gpu_seconds", "output_data",
+    "completed_at", "processing_time_ms", "gpu_seconds", "priority", "start_deadline", "run_within_seconds",
+    "run_deadline", "output_data",
 )
 
 
@@ -85,8 +86,10 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
         for m in job_output_media(user_id=user_id, output_data=row["output_data"])
     ]
     estimate = job_queue_estimate(
-        user_id=user_id, job_type=row["type"], status=row["status"], created_at=row["created_at"]
+        user_id=user_id, job_type=row["type"], status=row["status"], created_at=row["created_at"],
+        priority=row["priority"],
     )
+    row["priority"] = JobPriority(row["priority"]).label
     row.update(asdict(estimate))
     return row
 

@@ -4,12 +4,13 @@ should start.
 A job waits while it is `pending` (its first step is on its lane's Celery queue) or `queued` (it
 holds none of its owner's concurrency slots yet). What decides when it starts is its owner's
 slots (jobs.life.slots): at most the plan's limit of the owner's jobs are `processing` at
-once, and the owner's waiting jobs start strictly in submission order. No limit applies per lane
+once, and the owner's waiting jobs start by priority, then in submission order. No limit applies per lane
 before a job starts processing: the first step only claims a slot and spawns the GPU call, and a
 GPU class's container cap or the local runner's slots make a job wait after it is `processing`,
 which the history's processing times already include.
 
-    queue_position  1 + the owner's waiting jobs submitted before it: 1 starts next
+    queue_position  1 + the owner's waiting jobs that start before it (a higher priority, or the
+                    same and submitted before): 1 starts next
     lane_position   1 + the waiting jobs of every user on the same Celery queue submitted before
                     it (a count: nothing of other users' jobs is shown but how many)
     eta_seconds     when one of the owner's slots frees for it: the owner's slots are replayed
@@ -95,9 +96,11 @@ def slot_free_after(*, limit: int, running_left: Iterable[float], ahead: Iterabl
 # functions of jobs/migrations/0005_row_level_security.py give it their count and median only.
 _ESTIMATE_SQL = """
 WITH ahead AS (
-    SELECT type, status, started_at, created_at FROM {jobs}
+    SELECT type, status, started_at, created_at, priority FROM {jobs}
     WHERE user_id = %(user_id)s AND (
-        status = 'processing' OR (status IN ('pending', 'queued') AND created_at < %(created_at)s)
+        status = 'processing' OR (status IN ('pending', 'queued') AND (
+            priority > %(priority)s OR (priority = %(priority)s AND created_at < %(created_at)s)
+        ))
     )
 ), durations AS (
     SELECT t.type, auteur_median_processing_ms(t.type, %(sample)s) AS median_ms
@@ -109,15 +112,15 @@ SELECT
     auteur_waiting_jobs_before(%(lane)s, %(created_at)s),
     (SELECT coalesce(json_agg(json_build_array(
         type, status = 'processing', extract(epoch FROM clock_timestamp() - coalesce(started_at, created_at))
-     ) ORDER BY status <> 'processing', created_at), '[]') FROM (
-        SELECT * FROM ahead ORDER BY status <> 'processing', created_at LIMIT %(replayed)s
+     ) ORDER BY status <> 'processing', priority DESC, created_at), '[]') FROM (
+        SELECT * FROM ahead ORDER BY status <> 'processing', priority DESC, created_at LIMIT %(replayed)s
      ) a),
     (SELECT coalesce(json_object_agg(type, median_ms), '{{}}') FROM durations)
 """
 
 
 def job_queue_estimate(
-    *, user_id: uuid.UUID, job_type: str, status: str, created_at: datetime
+    *, user_id: uuid.UUID, job_type: str, status: str, created_at: datetime, priority: int = 1
 ) -> QueueEstimate:
     """The positions and start estimate of one of the user's jobs (all None unless it waits)."""
     if status not in WAITING_STATUSES:
@@ -125,7 +128,8 @@ def job_queue_estimate(
     quote = connection.ops.quote_name
     sql = _ESTIMATE_SQL.format(jobs=quote(Job._meta.db_table), subscriptions=quote(Subscription._meta.db_table))
     params: dict[str, Any] = {
-        "user_id": user_id, "created_at": created_at, "sample": HISTORY_SAMPLE, "replayed": REPLAYED_AHEAD,
+        "user_id": user_id, "created_at": created_at, "priority": int(priority), "sample": HISTORY_SAMPLE,
+        "replayed": REPLAYED_AHEAD,
         "active": SubscriptionStatus.ACTIVE.value, "lane": lane_types(lane_of(job_type)),
     }
     with connection.cursor() as cursor:

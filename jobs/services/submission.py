@@ -20,8 +20,9 @@ from credits.services.ledger import credit_deduct_for_job
 from credits.services.subscriptions import require_plan
 from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable, LanguageUnsupported
-from jobs.inputs import WebhookRequest
+from jobs.inputs import Scheduling, WebhookRequest
 from jobs.life import publish
+from jobs.life.windows import start_deadline_of
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus
 from jobs.selectors.requests import JobRequest
 from jobs.services.events import job_event_record
@@ -40,6 +41,9 @@ def request_hash(job_type: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+DEFAULT_SCHEDULING = Scheduling()
+
+
 def job_submit(
     *,
     user: User,
@@ -49,8 +53,12 @@ def job_submit(
     idempotency_key: str = "",
     body_hash: str = "",
     retry_of: Job | None = None,
+    scheduling: Scheduling = DEFAULT_SCHEDULING,
 ) -> tuple[Job, bool]:
     """Charge and create a job, publishing its pipeline after commit. Returns (job, created).
+
+    `scheduling`: its priority among the user's own jobs and its start and run deadlines; the
+    start deadline is the earlier of the client's and the type's queue TTL (jobs.life.windows).
 
     The same Idempotency-Key with the same body within the window returns the original job and
     charges nothing; with another body it is refused (422).
@@ -59,7 +67,7 @@ def job_submit(
     _check_languages(spec, request.input_params)
     cost = spec.price.cost(request.quantities)
     try:
-        return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of)
+        return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of, scheduling)
     except IntegrityError:
         # Two requests with the same key raced: the loser's whole transaction (job, charge) was
         # rolled back; it answers with the winner's job.
@@ -141,6 +149,7 @@ def _submit(
     idempotency_key: str,
     body_hash: str,
     retry_of: Job | None,
+    scheduling: Scheduling,
 ) -> tuple[Job, bool]:
     with transaction.atomic():
         if idempotency_key:
@@ -163,6 +172,11 @@ def _submit(
             idempotency_key=idempotency_key,
             gpu_backend=settings.AUTEUR_GPU_BACKEND,
             retry_of=retry_of,
+            priority=scheduling.priority,
+            start_within_seconds=scheduling.start_within_seconds,
+            start_deadline=start_deadline_of(job_type=spec.type, submitted_at=timezone.now(),
+                                             start_within_seconds=scheduling.start_within_seconds),
+            run_within_seconds=scheduling.run_within_seconds,
         )
         if idempotency_key:
             # Inserted before the charge: a racing duplicate blocks here on the unique key and
@@ -180,9 +194,10 @@ def _submit(
 
 
 def job_retry(*, job: Job) -> Job:
-    """A failed, retryable job submitted again with the same input (charged as new)."""
-    if job.status != JobStatus.FAILED or not job.retryable:
-        raise JobNotRetryable("Only a failed job whose error is retryable can be retried.",
+    """A failed, retryable job (or one aborted before it started) submitted again with the same
+    input, priority and deadlines (charged as new)."""
+    if job.status not in (JobStatus.FAILED, JobStatus.ABORTED) or not job.retryable:
+        raise JobNotRetryable("Only a failed job whose error is retryable, or an aborted one, can be retried.",
                               details={"status": job.status, "retryable": job.retryable})
     if job.project is None:
         raise JobNotRetryable("The job's project was deleted.")
@@ -202,5 +217,8 @@ def job_retry(*, job: Job) -> Job:
         # The retry reports to the same webhook as the job it retries.
         own = job_webhook_of(job_id=job.pk)
         webhook = None if own is None else WebhookRequest(url=own[0], events=tuple(own[1]))
-        new, _ = job_submit(user=job.user, spec=job_spec(job.type), request=request, webhook=webhook, retry_of=job)
+        scheduling = Scheduling(priority=job.priority, start_within_seconds=job.start_within_seconds,
+                                run_within_seconds=job.run_within_seconds)
+        new, _ = job_submit(user=job.user, spec=job_spec(job.type), request=request, webhook=webhook, retry_of=job,
+                            scheduling=scheduling)
     return new

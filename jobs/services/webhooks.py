@@ -16,6 +16,7 @@ WEBHOOK_EVENT_OF = {
     JobEventType.COMPLETED: WebhookEventType.COMPLETED,
     JobEventType.FAILED: WebhookEventType.COMPLETED,
     JobEventType.CANCELED: WebhookEventType.COMPLETED,
+    JobEventType.ABORTED: WebhookEventType.COMPLETED,
 }
 
 
