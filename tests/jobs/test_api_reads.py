@@ -33,8 +33,8 @@ pytestmark = pytest.mark.django_db
 DETAIL_KEYS = {
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
-    "completed_at", "processing_time_ms", "gpu_seconds", "output_data", "output_media",
-    "queue_position", "lane_position", "eta_seconds",
+    "completed_at", "processing_time_ms", "gpu_seconds", "priority", "start_deadline", "run_within_seconds",
+    "run_deadline", "output_data", "output_media", "queue_position", "lane_position", "eta_seconds",
 }
 
 
@@ -93,6 +93,10 @@ def test_the_detail_is_byte_for_byte_what_the_job_serializer_writes(auth_client,
          "completed_at": at, "output_data": {"text": "héllo", "output_media_ids": [str(produced.pk)]}},
         {"status": JobStatus.FAILED, "error_code": "gpu_oom", "error_message": "out of memory",
          "retryable": True, "credits_refunded": True, "credits_refund": 5, "retry_of_id": job.pk, "gpu_seconds": 2.0},
+        {"status": JobStatus.ABORTED, "error_code": "start_deadline", "priority": 2, "start_deadline": at,
+         "run_within_seconds": 60, "credits_refunded": True, "credits_refund": 5},
+        {"status": JobStatus.QUEUED, "priority": 0, "run_deadline": at, "error_code": "", "credits_refunded": False,
+         "credits_refund": 0},
     ]
     for fields in states:
         Job.objects.filter(pk=job.pk).update(**fields)
