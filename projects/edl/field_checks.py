@@ -179,6 +179,11 @@ def _check_list(fld: ListField, value: Any, parent: str, key: Key, errors: Error
         return []
     path = _path(parent, key)
     inner = fld.field
+    if isinstance(inner, EmbeddedDocumentField):
+        # A list of documents (clips, words): each checked directly, its path built only here.
+        doc_cls = inner.document_type
+        return [check_document(doc_cls, item, f"{path}[{i}]", errors) if item is not None
+                else _check_value(inner, item, path, i, errors) for i, item in enumerate(value)]
     return [_check_value(inner, item, path, i, errors) for i, item in enumerate(value)]
 
 
@@ -224,7 +229,7 @@ def _check_value(fld: BaseField, value: Any, parent: str, key: Key, errors: Erro
 
 # Fast paths for the common valid values (most of a timeline is ints, short strings and flags);
 # anything else goes through the field's full check, which also words the error.
-_SLOW, _INT, _STR, _BOOL = range(4)
+_SLOW, _INT, _STR, _BOOL, _FLOAT = range(5)
 
 
 @dataclass(frozen=True)
@@ -236,7 +241,7 @@ class _FieldSpec:
     null: bool
     default: Any
     kind: int = _SLOW
-    low: float = -math.inf  # _INT: value bounds; _STR: length bounds
+    low: float = -math.inf  # _INT, _FLOAT: value bounds; _STR: length bounds
     high: float = math.inf
 
 
@@ -252,6 +257,10 @@ def _spec(name: str, fld: BaseField) -> _FieldSpec:
         high = fld.max_length if fld.max_length is not None else math.inf
     elif isinstance(fld, BooleanField):
         kind = _BOOL
+    elif isinstance(fld, FloatField):
+        kind = _FLOAT
+        low = fld.min_value if fld.min_value is not None else -math.inf
+        high = fld.max_value if fld.max_value is not None else math.inf
     return _FieldSpec(name, fld, _check_for(fld), bool(fld.required), bool(fld.null), fld.default, kind, low, high)
 
 
@@ -296,6 +305,7 @@ def check_document(
                 (kind == _INT and type(item) is int and spec.low <= item <= spec.high)
                 or (kind == _STR and type(item) is str and spec.low <= len(item) <= spec.high)
                 or (kind == _BOOL and type(item) is bool)
+                or (kind == _FLOAT and type(item) is float and spec.low <= item <= spec.high and math.isfinite(item))
             ):
                 out[name] = item
             elif item is None:

@@ -87,25 +87,25 @@ def check_edl_limits(doc: Any, limits: EdlLimits | None = None) -> None:
 
 
 def _check_unique_ids(doc: dict[str, Any], errors: Errors) -> None:
-    def unique(items: Iterator[tuple[str, Any]]) -> None:
-        seen: dict[str, str] = {}
-        for path, ident in items:
+    # Each id with where it is, as indexes: a path is written only for a duplicate.
+    def unique(items: Iterator[tuple[tuple[int, ...], Any]], path: str) -> None:
+        seen: dict[str, tuple[int, ...]] = {}
+        for where, ident in items:
             if not isinstance(ident, str):
                 continue
             if ident in seen:
-                errors.add(path, f"Duplicate id {ident!r} (also at {seen[ident]}).")
+                errors.add(path.format(*where), f"Duplicate id {ident!r} (also at {path.format(*seen[ident])}).")
             else:
-                seen[ident] = path
+                seen[ident] = where
 
     tracks = doc["tracks"] or []
-    unique((f"tracks[{i}].id", t["id"]) for i, t in enumerate(tracks) if t)
+    unique((((i,), t["id"]) for i, t in enumerate(tracks) if t), "tracks[{}].id")
     unique(
-        (f"tracks[{i}].clips[{j}].id", c["id"])
-        for i, t in enumerate(tracks) if t
-        for j, c in enumerate(t["clips"] or []) if c
+        (((i, j), c["id"]) for i, t in enumerate(tracks) if t for j, c in enumerate(t["clips"] or []) if c),
+        "tracks[{}].clips[{}].id",
     )
     segments = (doc["transcript"] or {}).get("segments") or []
-    unique((f"transcript.segments[{k}].id", s["id"]) for k, s in enumerate(segments) if s)
+    unique((((k,), s["id"]) for k, s in enumerate(segments) if s), "transcript.segments[{}].id")
 
 
 _CLIP_TIMES = ("start_ms", "duration_ms", "in_point_ms", "out_point_ms")
