@@ -4,7 +4,7 @@
     slots          a user's concurrency slots; starting waiting jobs as slots free
     windows        how long a job may wait to start: the client's limit, its type's queue TTL
     refunds        how much a failed or canceled job gets back
-    status         every change of a job's status, and only there: claim, complete, fail, cancel
+    status         every change of a job's status, and only there: claim, complete, fail, cancel, abort
     inference      spawn the GPU call, look at it, record its start and progress
     outputs        store a finished call's result, then complete the job
     steps          what each pipeline step does (prepare, infer, finish)
