@@ -96,7 +96,11 @@ class Job(models.Model):
     inference_started_at = models.DateTimeField(null=True, blank=True)
     inference_ended_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)  # any terminal state
-    priority = models.PositiveSmallIntegerField(choices=JobPriority.choices, default=JobPriority.NORMAL)
+    # A default in the database too: a job inserted by code that predates the column (a server
+    # of the previous release during a rolling deploy, a raw INSERT) is `normal`.
+    priority = models.PositiveSmallIntegerField(
+        choices=JobPriority.choices, default=JobPriority.NORMAL, db_default=JobPriority.NORMAL
+    )
     # Deadlines (jobs.life.deadlines): not started by `start_deadline` (the client's
     # `start_within_seconds` or the type's queue TTL, the earlier) -> aborted; still running
     # `run_within_seconds` after its start -> canceled, refunded pro rata (`run_deadline`, set

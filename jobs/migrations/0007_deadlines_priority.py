@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='job',
             name='priority',
-            field=models.PositiveSmallIntegerField(choices=[(0, 'low'), (1, 'normal'), (2, 'high')], default=1),
+            field=models.PositiveSmallIntegerField(choices=[(0, 'low'), (1, 'normal'), (2, 'high')], db_default=1, default=1),
         ),
         migrations.AddField(
             model_name='job',

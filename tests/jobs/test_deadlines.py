@@ -311,3 +311,14 @@ def test_beat_sends_the_deadline_sweep_to_the_housekeeping_queue(settings):
     (entry,) = [e for e in beat_schedule.values() if e["task"] == "jobs.deadlines"]
     assert entry["schedule"] == settings.AUTEUR_DEADLINE_INTERVAL_SECONDS == 5.0
     assert TASK_ROUTES["jobs.deadlines"] == {"queue": QUEUE_DEFAULT}
+
+
+def test_a_job_inserted_without_a_priority_is_normal():
+    """A server of the previous release inserts jobs without the column during a rolling deploy."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT column_default, is_nullable FROM information_schema.columns "
+                       "WHERE table_name = 'jobs' AND column_name = 'priority'")
+        default, nullable = cursor.fetchone()
+    assert (default, nullable) == ("1", "NO")
