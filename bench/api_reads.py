@@ -24,7 +24,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -114,14 +116,10 @@ def _open_client(port: int, path: str, headers: dict[str, str], seconds: float, 
     out.put((latencies, errors))
 
 
-def open_load(port: int, path: str, headers: dict[str, str], seconds: float, rate: float,
-              clients: int) -> dict[str, float]:
-    """`rate` requests/s for `seconds`, spread evenly over `clients` threads in PROCESSES processes."""
+def _in_processes(target: Callable[..., None], args: tuple[Any, ...]) -> tuple[list[float], int]:
+    """Run `target(*args, queue)` in PROCESSES processes; their latencies and error count together."""
     queue: mp.Queue = mp.Queue()
-    per_process = clients // PROCESSES
-    procs = [mp.Process(target=_open_client,
-                        args=(port, path, headers, seconds, rate / PROCESSES, per_process, queue))
-             for _ in range(PROCESSES)]
+    procs = [mp.Process(target=target, args=(*args, queue)) for _ in range(PROCESSES)]
     for p in procs:
         p.start()
     latencies: list[float] = []
@@ -132,24 +130,20 @@ def open_load(port: int, path: str, headers: dict[str, str], seconds: float, rat
         errors += err
     for p in procs:
         p.join()
+    return latencies, errors
+
+
+def open_load(port: int, path: str, headers: dict[str, str], seconds: float, rate: float,
+              clients: int) -> dict[str, float]:
+    """`rate` requests/s for `seconds`, spread evenly over `clients` threads in PROCESSES processes."""
+    latencies, errors = _in_processes(_open_client, (port, path, headers, seconds, rate / PROCESSES,
+                                                     clients // PROCESSES))
     return {"rate": rate, "requests": len(latencies), "errors": errors, "p50_ms": percentile(latencies, 50),
             "p99_ms": percentile(latencies, 99)}
 
 
 def load(port: int, path: str, headers: dict[str, str], seconds: float, clients: int) -> dict[str, float]:
-    queue: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_client, args=(port, path, headers, seconds, clients // PROCESSES, queue))
-             for _ in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    latencies: list[float] = []
-    errors = 0
-    for _ in procs:
-        lat, err = queue.get()
-        latencies += lat
-        errors += err
-    for p in procs:
-        p.join()
+    latencies, errors = _in_processes(_client, (port, path, headers, seconds, clients // PROCESSES))
     return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / seconds,
             "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
 

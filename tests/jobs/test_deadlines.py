@@ -32,23 +32,18 @@ HIGH, NORMAL, LOW = JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW
 
 
 @pytest.fixture
-def project(user):
-    credit_grant(user=user, amount=100, type="bonus", description="test")
-    return ProjectFactory.create(user=user, name="p")
+def audio(project, make_media):
+    """A 30 s audio file of the funded user's project (tests/jobs/support.py): 5 credits to transcribe."""
+    return make_media(project, "audio", duration_ms=30_000)
 
 
-@pytest.fixture
-def media(project):
-    return MediaFileFactory.create(project=project, name="a.wav", type="audio", duration_ms=30_000)
-
-
-def submit(user, project, media, **scheduling: Any) -> Job:
+def submit(user, project, audio, **scheduling: Any) -> Job:
     params: dict[str, Any] = {
-        "project_id": str(project.pk), "media_id": str(media.pk), "_quantities": {"duration_ms": 30_000},
+        "project_id": str(project.pk), "media_id": str(audio.pk), "_quantities": {"duration_ms": audio.duration_ms},
     }
     with TestCase.captureOnCommitCallbacks(execute=False):  # no broker publish: states are set by hand
         request = JobRequest(project=project, input_params=params, quantities=params["_quantities"],
-                             media_ids=[media.pk])
+                             media_ids=[audio.pk])
         job, _ = submission.job_submit(user=user, spec=job_spec("transcription"), request=request,
                                        scheduling=Scheduling(**scheduling))
     return job
@@ -71,9 +66,9 @@ def past(job: Job, **delta: float) -> None:
 # ----------------------------------------------------------------------------- the API
 
 
-def test_a_submission_takes_its_priority_and_deadlines_and_shows_them(auth_client, project, media):
+def test_a_submission_takes_its_priority_and_deadlines_and_shows_them(auth_client, project, audio):
     before = timezone.now()
-    body = {"project_id": str(project.pk), "media_id": str(media.pk), "priority": "high",
+    body = {"project_id": str(project.pk), "media_id": str(audio.pk), "priority": "high",
             "start_within_seconds": 30, "run_within_seconds": 600}
     response = auth_client.post(jobs_url("/transcription"), body, format="json")
     assert response.status_code == 202, response.json()
@@ -88,14 +83,14 @@ def test_a_submission_takes_its_priority_and_deadlines_and_shows_them(auth_clien
     assert (listed["priority"], listed["start_deadline"]) == ("high", shown["start_deadline"])
 
 
-def test_without_them_a_job_is_normal_and_waits_at_most_the_queue_ttl(auth_client, project, media, settings):
+def test_without_them_a_job_is_normal_and_waits_at_most_the_queue_ttl(auth_client, project, audio, settings):
     settings.AUTEUR_QUEUE_TTL_SECONDS = 3600
-    response = auth_client.post(jobs_url("/transcription"), {"media_id": str(media.pk)}, format="json")
+    response = auth_client.post(jobs_url("/transcription"), {"media_id": str(audio.pk)}, format="json")
     job = Job.objects.get(pk=response.json()["job_id"])
     assert job.priority == NORMAL and job.start_within_seconds is None and job.run_within_seconds is None
     assert abs((start_deadline(job) - job.created_at) - timedelta(hours=1)) < timedelta(seconds=5)
     settings.AUTEUR_QUEUE_TTL_SECONDS = 0  # no TTL, no client deadline: no start deadline at all
-    response = auth_client.post(jobs_url("/transcription"), {"media_id": str(media.pk)}, format="json")
+    response = auth_client.post(jobs_url("/transcription"), {"media_id": str(audio.pk)}, format="json")
     assert Job.objects.get(pk=response.json()["job_id"]).start_deadline is None
 
 
@@ -103,9 +98,9 @@ def test_without_them_a_job_is_normal_and_waits_at_most_the_queue_ttl(auth_clien
     {"priority": "urgent"}, {"priority": 2}, {"start_within_seconds": 0}, {"start_within_seconds": -5},
     {"start_within_seconds": 7 * 24 * 3600 + 1}, {"run_within_seconds": 0}, {"run_within_seconds": "soon"},
 ])
-def test_a_bad_priority_or_deadline_is_a_400_and_charges_nothing(auth_client, project, media, field):
+def test_a_bad_priority_or_deadline_is_a_400_and_charges_nothing(auth_client, project, audio, field):
     balance = credit_balance_get(user=project.user)
-    response = auth_client.post(jobs_url("/transcription"), {"media_id": str(media.pk), **field}, format="json")
+    response = auth_client.post(jobs_url("/transcription"), {"media_id": str(audio.pk), **field}, format="json")
     assert response.status_code == 400, response.json()
     assert response.json()["error"]["code"] == "validation_error"
     assert set(response.json()["error"]["details"]["fields"]) == set(field)
@@ -115,8 +110,8 @@ def test_a_bad_priority_or_deadline_is_a_400_and_charges_nothing(auth_client, pr
 # ----------------------------------------------------------------------------- start deadlines
 
 
-def test_a_job_claimed_after_its_start_deadline_is_aborted_and_refunded_in_full(user, project, media):
-    job = submit(user, project, media, start_within_seconds=30)
+def test_a_job_claimed_after_its_start_deadline_is_aborted_and_refunded_in_full(user, project, audio):
+    job = submit(user, project, audio, start_within_seconds=30)
     balance = credit_balance_get(user=user)
     past(job, seconds=1)
     with TestCase.captureOnCommitCallbacks(execute=True):
@@ -136,12 +131,12 @@ def test_a_job_claimed_after_its_start_deadline_is_aborted_and_refunded_in_full(
     assert refunds(job) == [job.credits_cost]
 
 
-def test_the_sweep_aborts_pending_and_queued_jobs_past_their_deadline_only(user, project, media):
-    pending = submit(user, project, media, start_within_seconds=10)
-    queued = submit(user, project, media, start_within_seconds=10)
+def test_the_sweep_aborts_pending_and_queued_jobs_past_their_deadline_only(user, project, audio):
+    pending = submit(user, project, audio, start_within_seconds=10)
+    queued = submit(user, project, audio, start_within_seconds=10)
     Job.objects.filter(pk=queued.pk).update(status=JobStatus.QUEUED)
-    not_yet = submit(user, project, media, start_within_seconds=3600)
-    running = submit(user, project, media, start_within_seconds=10)
+    not_yet = submit(user, project, audio, start_within_seconds=3600)
+    running = submit(user, project, audio, start_within_seconds=10)
     Job.objects.filter(pk=running.pk).update(status=JobStatus.PROCESSING, started_at=timezone.now())
     for job in (pending, queued, running):
         past(job, seconds=1)
@@ -152,9 +147,9 @@ def test_the_sweep_aborts_pending_and_queued_jobs_past_their_deadline_only(user,
     assert refunds(pending) == [pending.credits_cost] and refunds(running) == []
 
 
-def test_an_abort_starts_the_jobs_it_held_back(user, project, media, monkeypatch):
+def test_an_abort_starts_the_jobs_it_held_back(user, project, audio, monkeypatch):
     """A user's waiting job ahead of the others is aborted: the next one starts now."""
-    ahead, behind = submit(user, project, media, start_within_seconds=10), submit(user, project, media)
+    ahead, behind = submit(user, project, audio, start_within_seconds=10), submit(user, project, audio)
     Job.objects.filter(pk__in=[ahead.pk, behind.pk]).update(status=JobStatus.QUEUED)
     started: list[Any] = []
     monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
@@ -166,10 +161,10 @@ def test_an_abort_starts_the_jobs_it_held_back(user, project, media, monkeypatch
 
 @pytest.mark.parametrize(("ttl", "client", "code"), [(60, None, "queue_ttl"), (60, 3600, "queue_ttl"),
                                                       (3600, 60, "start_deadline")])
-def test_the_queue_ttl_ends_a_forgotten_job_the_same_way(user, project, media, settings, ttl, client, code):
+def test_the_queue_ttl_ends_a_forgotten_job_the_same_way(user, project, audio, settings, ttl, client, code):
     settings.AUTEUR_QUEUE_TTL_SECONDS = 24 * 3600
     settings.AUTEUR_QUEUE_TTL_BY_TYPE = {"transcription": ttl, "tts": 5}
-    job = submit(user, project, media, start_within_seconds=client)
+    job = submit(user, project, audio, start_within_seconds=client)
     expected = timedelta(seconds=min(ttl, client or ttl))
     assert abs((start_deadline(job) - job.created_at) - expected) < timedelta(seconds=5)
     assert jobs_deadlines_enforce(now=start_deadline(job) - timedelta(seconds=1))["aborted"] == 0
@@ -178,8 +173,8 @@ def test_the_queue_ttl_ends_a_forgotten_job_the_same_way(user, project, media, s
     assert (job.status, job.error_code, refunds(job)) == (JobStatus.ABORTED, code, [job.credits_cost])
 
 
-def test_an_aborted_job_can_be_retried_with_its_priority_and_deadlines(auth_client, user, project, media):
-    job = submit(user, project, media, priority=HIGH, start_within_seconds=20, run_within_seconds=90)
+def test_an_aborted_job_can_be_retried_with_its_priority_and_deadlines(auth_client, user, project, audio):
+    job = submit(user, project, audio, priority=HIGH, start_within_seconds=20, run_within_seconds=90)
     past(job, seconds=1)
     jobs_deadlines_enforce()
     response = auth_client.post(jobs_url(f"/{job.pk}/retry"), {}, format="json")
@@ -192,22 +187,22 @@ def test_an_aborted_job_can_be_retried_with_its_priority_and_deadlines(auth_clie
 # ----------------------------------------------------------------------------- run deadlines
 
 
-def test_a_claim_sets_the_run_deadline_from_its_start(user, project, media):
-    job = submit(user, project, media, run_within_seconds=120)
+def test_a_claim_sets_the_run_deadline_from_its_start(user, project, audio):
+    job = submit(user, project, audio, run_within_seconds=120)
     claimed = lifecycle.job_claim(job_id=job.pk)
     assert claimed is not None
     job.refresh_from_db()
     assert job.started_at is not None
     assert job.run_deadline == job.started_at + timedelta(seconds=120) == claimed.run_deadline
-    plain = submit(user, project, media)
+    plain = submit(user, project, audio)
     Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED)
     assert lifecycle.job_claim(job_id=plain.pk) is not None
     plain.refresh_from_db()
     assert plain.run_deadline is None
 
 
-def test_a_job_running_past_its_run_deadline_is_canceled_pro_rata(user, project, media):
-    job = submit(user, project, media, run_within_seconds=60)
+def test_a_job_running_past_its_run_deadline_is_canceled_pro_rata(user, project, audio):
+    job = submit(user, project, audio, run_within_seconds=60)
     assert lifecycle.job_claim(job_id=job.pk) is not None
     started = timezone.now() - timedelta(seconds=120)
     Job.objects.filter(pk=job.pk).update(inference_started_at=started, gpu_call_id="noop-1", progress=40,
@@ -222,8 +217,8 @@ def test_a_job_running_past_its_run_deadline_is_canceled_pro_rata(user, project,
     assert JobEvent.objects.get(job=job, type="canceled").data["reason"] == RUN_DEADLINE_REASON
 
 
-def test_a_job_storing_its_result_is_left_to_finish_past_its_run_deadline(user, project, media):
-    job = submit(user, project, media, run_within_seconds=60)
+def test_a_job_storing_its_result_is_left_to_finish_past_its_run_deadline(user, project, audio):
+    job = submit(user, project, audio, run_within_seconds=60)
     assert lifecycle.job_claim(job_id=job.pk) is not None
     now = timezone.now()
     Job.objects.filter(pk=job.pk).update(inference_started_at=now, inference_ended_at=now, gpu_call_id="noop-1",
@@ -236,11 +231,11 @@ def test_a_job_storing_its_result_is_left_to_finish_past_its_run_deadline(user, 
 # ----------------------------------------------------------------------------- priority
 
 
-def test_a_users_high_priority_job_starts_before_their_older_normal_ones(user, project, media, monkeypatch):
-    running = submit(user, project, media)
+def test_a_users_high_priority_job_starts_before_their_older_normal_ones(user, project, audio, monkeypatch):
+    running = submit(user, project, audio)
     assert lifecycle.job_claim(job_id=running.pk) is not None  # the only slot (no plan)
-    batch = [submit(user, project, media, priority=LOW) for _ in range(2)] + [submit(user, project, media)]
-    urgent = submit(user, project, media, priority=HIGH)
+    batch = [submit(user, project, audio, priority=LOW) for _ in range(2)] + [submit(user, project, audio)]
+    urgent = submit(user, project, audio, priority=HIGH)
     for job in (*batch, urgent):
         assert lifecycle.job_claim(job_id=job.pk) is None  # queued behind the running one
     started: list[Any] = []
@@ -264,13 +259,13 @@ def job_position(user, job: Job) -> int | None:
     return job_detail_get(user_id=user.pk, job_id=job.pk)["queue_position"]
 
 
-def test_priority_orders_only_a_users_own_jobs(user, make_user, project, media):
+def test_priority_orders_only_a_users_own_jobs(user, make_user, project, audio):
     """Another user's high-priority jobs neither take this user's slot nor move this user's place."""
     other = make_user()
     credit_grant(user=other, amount=100, type="bonus", description="test")
     theirs_project = ProjectFactory.create(user=other, name="q")
     theirs_media = MediaFileFactory.create(project=theirs_project, name="b.wav", type="audio", duration_ms=30_000)
-    mine = submit(user, project, media, priority=LOW)
+    mine = submit(user, project, audio, priority=LOW)
     theirs = [submit(other, theirs_project, theirs_media, priority=HIGH) for _ in range(3)]
     assert job_position(user, mine) == 1
     assert lifecycle.job_claim(job_id=mine.pk) is not None  # their urgent jobs do not hold mine back
@@ -281,12 +276,12 @@ def test_priority_orders_only_a_users_own_jobs(user, make_user, project, media):
 # ----------------------------------------------------------------------------- where it shows
 
 
-def test_an_aborted_job_is_a_terminal_webhook_and_stream_event(user, project, media, monkeypatch):
+def test_an_aborted_job_is_a_terminal_webhook_and_stream_event(user, project, audio, monkeypatch):
     from jobs.services import stream
     from webhooks.models import Delivery
     from webhooks.services import job_webhook_create
 
-    job = submit(user, project, media, start_within_seconds=5)
+    job = submit(user, project, audio, start_within_seconds=5)
     job_webhook_create(job_id=job.pk, owner=user, url="https://receiver.invalid/a", event_types=["completed"])
     monkeypatch.setattr("webhooks.services._publish", lambda delivery_id: None)  # no broker here
     streamed: list[Any] = []
