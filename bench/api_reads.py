@@ -35,6 +35,19 @@ from bench._stack import RESULTS_DIR, django_stack, free_port, gunicorn_argv, lo
 PROCESSES = 4
 
 
+def _get(port: int, path: str, headers: dict[str, str]) -> bool:
+    """One GET on a new connection (as gunicorn's sync workers close them); True on a 200."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+    except OSError:
+        return False
+    return response.status == 200
+
+
 def _client(port: int, path: str, headers: dict[str, str], seconds: float, threads: int, out: mp.Queue) -> None:
     latencies: list[float] = []
     errors = 0
@@ -47,16 +60,7 @@ def _client(port: int, path: str, headers: dict[str, str], seconds: float, threa
         bad = 0
         while time.monotonic() < deadline:
             started = time.perf_counter()
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("GET", path, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                conn.close()
-                if response.status != 200:
-                    bad += 1
-                    continue
-            except OSError:
+            if not _get(port, path, headers):
                 bad += 1
                 continue
             mine.append((time.perf_counter() - started) * 1000)
@@ -92,15 +96,7 @@ def _open_client(port: int, path: str, headers: dict[str, str], seconds: float, 
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("GET", path, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                conn.close()
-                if response.status != 200:
-                    bad += 1
-            except OSError:
+            if not _get(port, path, headers):
                 bad += 1
             mine.append((time.perf_counter() - due) * 1000)
             due += interval
