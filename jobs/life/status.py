@@ -78,11 +78,11 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             return job
         if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
             return None
-        now = timezone.now()
+        user_lock(job.user_id)
+        now = timezone.now()  # after the lock's wait: the start is now or never
         if job.start_deadline is not None and now >= job.start_deadline:
             job_abort(job_id=job.pk, now=now)  # its start deadline passed while it waited: never starts
             return None
-        user_lock(job.user_id)
         # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
         # job meanwhile makes the conditional UPDATE below match nothing.
         slots = slots_around(job)
