@@ -15,7 +15,6 @@ among the compiled parameters by equality, and each must be found at least once.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +31,10 @@ class PreparedRead:
     def __init__(self, build: Callable[..., QuerySet[Any, Any]], **slots: Any) -> None:
         self._build = build
         self._slots = slots
-        self._compiled: _Compiled | None = None
-        self._lock = threading.Lock()
 
-    def _compile(self) -> _Compiled:
+    @functools.cached_property
+    def _compiled(self) -> _Compiled:
+        # Compiled on first use; a racing thread compiling it again would get the same statement.
         query = self._build(**self._slots)
         compiler = query.query.get_compiler(using=query.db)
         sql, params = compiler.as_sql()
@@ -59,13 +58,9 @@ class PreparedRead:
 
     def _run(self, values: dict[str, Any]) -> tuple[_Compiled, list[Any]]:
         compiled = self._compiled
-        if compiled is None:
-            with self._lock:
-                compiled = self._compiled = self._compiled or self._compile()
-        params = [p.value(values) if isinstance(p, _Slot) else p for p in compiled.order]
         connection = connections[compiled.alias]
         with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
+            cursor.execute(compiled.sql, _params(compiled.order, values))
             rows: list[Any] = cursor.fetchall()
         if compiled.converters:  # as Django's compiler applies them (JSON decoded, say)
             converted = []
@@ -115,10 +110,9 @@ class PreparedUpdate:
     def __init__(self, build: Callable[..., QuerySet[Any, Any]], changes: Callable[..., dict[str, Any]],
                  **slots: Any) -> None:
         self._build, self._changes, self._slots = build, changes, slots
-        self._compiled: tuple[str, tuple[Any, ...], str] | None = None
-        self._lock = threading.Lock()
 
-    def _compile(self) -> tuple[str, tuple[Any, ...], str]:
+    @functools.cached_property
+    def _compiled(self) -> tuple[str, tuple[Any, ...], str]:
         queryset = self._build(**self._slots)
         query: UpdateQuery = queryset.query.chain(UpdateQuery)  # type: ignore[assignment]
         query.add_update_values(self._changes(**self._slots))
@@ -129,14 +123,9 @@ class PreparedUpdate:
         return sql, _slotted(sql, params, self._slots), queryset.db
 
     def run(self, **values: Any) -> int:
-        compiled = self._compiled
-        if compiled is None:
-            with self._lock:
-                compiled = self._compiled = self._compiled or self._compile()
-        sql, order, alias = compiled
-        params = [p.value(values) if isinstance(p, _Slot) else p for p in order]
+        sql, order, alias = self._compiled
         with transaction.mark_for_rollback_on_error(using=alias), connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, _params(order, values))
             return int(cursor.rowcount)
 
 
@@ -162,6 +151,11 @@ def _slotted(sql: str, params: tuple[Any, ...] | list[Any], slots: dict[str, Any
     if missing:
         raise AssertionError(f"slots {sorted(missing)} are not parameters of {sql}")
     return tuple(order)
+
+
+def _params(order: tuple[Any, ...], values: dict[str, Any]) -> list[Any]:
+    """The compiled parameters with each slot's value for this call."""
+    return [p.value(values) if isinstance(p, _Slot) else p for p in order]
 
 
 def _same(param: Any, slot: Any) -> bool:

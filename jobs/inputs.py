@@ -217,9 +217,8 @@ class Scheduling:
 
     @classmethod
     def pop(cls, fields: dict[str, Any]) -> Scheduling:
-        label = fields.pop("priority", "normal")
         return cls(
-            priority=next(value for value, name in JobPriority.choices if name == label),
+            priority=JobPriority[fields.pop("priority", "normal").upper()],
             start_within_seconds=fields.pop("start_within_seconds", None),
             run_within_seconds=fields.pop("run_within_seconds", None),
         )

@@ -29,11 +29,7 @@ class PriorityField(serializers.ChoiceField):
         super().__init__(choices=[label for _, label in JobPriority.choices], **kwargs)
 
     def to_representation(self, value: Any) -> str:
-        return priority_label(value)
-
-
-def priority_label(value: int | str) -> str:
-    return str(JobPriority(int(value)).label) if not isinstance(value, str) else value
+        return str(JobPriority(value).label)
 
 
 class JobSummarySerializer(serializers.Serializer):

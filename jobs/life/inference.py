@@ -26,15 +26,14 @@ PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on ever
 _SOME_JOB, _SOME_TIME = uuid.UUID(int=1), datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 _SPAWNED = PreparedUpdate(
     lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING, gpu_call_id=""),
-    lambda call_id, now, now_too, **_: {"gpu_call_id": call_id, "attempts": F("attempts") + 1,
-                                         "inference_started_at": now, "updated_at": now_too},
-    pk=_SOME_JOB, call_id="\x00call id", now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
+    lambda call_id, now, **_: {"gpu_call_id": call_id, "attempts": F("attempts") + 1,
+                                "inference_started_at": now, "updated_at": now},
+    pk=_SOME_JOB, call_id="\x00call id", now=_SOME_TIME,
 )
 _ENDED = PreparedUpdate(
     lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
-    lambda now, now_too, **_: {"inference_ended_at": Coalesce(F("inference_ended_at"), Value(now)),
-                                "updated_at": now_too},
-    pk=_SOME_JOB, now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
+    lambda now, **_: {"inference_ended_at": Coalesce(F("inference_ended_at"), Value(now)), "updated_at": now},
+    pk=_SOME_JOB, now=_SOME_TIME,
 )
 
 
@@ -60,7 +59,7 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         raise PermanentGpuError("internal", f"gave up after {job.attempts} GPU attempts")
     call_id = gpu_client.spawn(job.type, job_spec(job.type).build_payload(job))
     now = timezone.now()
-    won = _SPAWNED.run(pk=job.pk, call_id=call_id, now=now, now_too=now)
+    won = _SPAWNED.run(pk=job.pk, call_id=call_id, now=now)
     if not won:
         # Another delivery of this step spawned first (or the job was canceled): ours is surplus.
         gpu_client.cancel_quietly(call_id)
@@ -115,7 +114,7 @@ def job_inference_ended(*, job: Job) -> bool:
     again keeps the first time and refreshes `updated_at`, which tells the reaper a store is at work.
     """
     now = timezone.now()
-    if not _ENDED.run(pk=job.pk, now=now, now_too=now):
+    if not _ENDED.run(pk=job.pk, now=now):
         return False
     job.inference_ended_at = job.inference_ended_at or now
     return True

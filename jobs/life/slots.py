@@ -19,12 +19,11 @@ from auteur.prepared import PreparedRead
 from auteur.users.models import User
 from credits.selectors import user_plan_of
 from jobs.life import publish
-from jobs.models import Job, JobStatus
+from jobs.models import WAITING_STATUSES, Job, JobStatus
 from jobs.selectors.queue import plan_concurrency_limit
 
 # Jobs of a user started at once when slots free; the reaper starts any left over.
 START_BATCH = 5
-WAITING = (JobStatus.PENDING, JobStatus.QUEUED)
 
 
 class Slots(TypedDict):
@@ -43,7 +42,6 @@ def concurrency_limit(user_id: uuid.UUID) -> int:
     return plan_concurrency_limit(user_plan_of(user_id=user_id))
 
 
-# Every claim reads them: built once per process (auteur.prepared).
 def _ahead(priority: int, created_at: datetime) -> Q:
     """The jobs of a user that start before one of this priority and submission time."""
     return Q(priority__gt=priority) | Q(priority=priority, created_at__lt=created_at)
@@ -56,14 +54,15 @@ def _behind(priority: int, created_at: datetime) -> Q:
 # The order in which a user's waiting jobs start.
 START_ORDER = ("-priority", "created_at")
 
+# Every claim reads them: built once per process (auteur.prepared).
 _SLOTS = PreparedRead(
     lambda user_id, priority, created_at: Job.objects.filter(
-        user_id=user_id, status__in=(JobStatus.PROCESSING, *WAITING)
+        user_id=user_id, status__in=(JobStatus.PROCESSING, *WAITING_STATUSES)
     )
     .values("user_id")
     .annotate(
         running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
-        ahead_waiting=Count("pk", filter=Q(status__in=WAITING) & _ahead(priority, created_at)),
+        ahead_waiting=Count("pk", filter=Q(status__in=WAITING_STATUSES) & _ahead(priority, created_at)),
         behind_queued=Count("pk", filter=Q(status=JobStatus.QUEUED) & _behind(priority, created_at)),
     ),
     # The placeholder priority lies within the column's range: Django drops a comparison with a

@@ -46,19 +46,18 @@ _SOME_JOB, _SOME_TIME = uuid.UUID(int=1), datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=U
 _CLAIMED = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=_SOME_JOB)
 _CLAIM = PreparedUpdate(
     lambda pk, status, **_: Job.objects.filter(pk=pk, status=status),
-    lambda now, now_too, run_deadline, **_: {"status": JobStatus.PROCESSING, "started_at": now,
-                                             "updated_at": now_too, "run_deadline": run_deadline},
-    pk=_SOME_JOB, status="\x00status", now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
-    run_deadline=_SOME_TIME.replace(microsecond=3),
+    lambda now, run_deadline, **_: {"status": JobStatus.PROCESSING, "started_at": now, "updated_at": now,
+                                     "run_deadline": run_deadline},
+    pk=_SOME_JOB, status="\x00status", now=_SOME_TIME, run_deadline=_SOME_TIME.replace(microsecond=3),
 )
 _COMPLETE = PreparedUpdate(
     lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
-    lambda pk, output_data, now, now_too, gpu_seconds, processing_ms: {
+    lambda pk, output_data, now, gpu_seconds, processing_ms: {
         "status": JobStatus.COMPLETED, "output_data": output_data, "progress": 100, "completed_at": now,
-        "updated_at": now_too, "gpu_seconds": gpu_seconds, "processing_time_ms": processing_ms,
+        "updated_at": now, "gpu_seconds": gpu_seconds, "processing_time_ms": processing_ms,
     },
-    pk=_SOME_JOB, output_data={"\x00": "output data"}, now=_SOME_TIME, now_too=_SOME_TIME.replace(microsecond=2),
-    gpu_seconds=-1.0e-300, processing_ms=-987_654_321,
+    pk=_SOME_JOB, output_data={"\x00": "output data"}, now=_SOME_TIME, gpu_seconds=-1.0e-300,
+    processing_ms=-987_654_321,
 )
 
 
@@ -97,7 +96,7 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
                 start_waiting_if_free(job.user_id)
             return None
         run_deadline = None if job.run_within_seconds is None else now + timedelta(seconds=job.run_within_seconds)
-        claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, now_too=now, run_deadline=run_deadline)
+        claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline)
         if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
             return None
         if slots["behind_queued"] and running + 1 < limit:
@@ -118,8 +117,8 @@ def job_complete(
     """
     completed_at = timezone.now()
     processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
-    if not _COMPLETE.run(pk=job.pk, output_data=output_data, now=completed_at, now_too=completed_at,
-                         gpu_seconds=gpu_seconds, processing_ms=processing_ms):
+    if not _COMPLETE.run(pk=job.pk, output_data=output_data, now=completed_at, gpu_seconds=gpu_seconds,
+                         processing_ms=processing_ms):
         return False
     job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media,
                      state=JobState(job.user_id, JobStatus.COMPLETED, 100))
@@ -230,7 +229,7 @@ def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
             return False
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job aborted: {code}", amount=job.credits_cost)
         job_event_record(job.pk, JobEventType.ABORTED, code=code, refunded=job.credits_cost)
-        # It may have held younger jobs back (a job never overtakes an older one of its user).
+        # It may have held the user's jobs behind it back (none overtakes one ahead of it).
         job_slot_release(user_id=job.user_id)
     logger.info("job aborted: %s", code, extra={"job_id": str(job_id)})
     return True

@@ -35,10 +35,9 @@ from django.db import connection
 
 from auteur.queues import TASK_ROUTES
 from credits.models import Subscription, SubscriptionStatus
-from jobs.models import Job, JobStatus
+from jobs.models import WAITING_STATUSES, Job
 from jobs.specs import JOB_SPECS, JobType, job_spec
 
-WAITING_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED)
 # A type's duration is the median processing time (claimed -> completed) of its latest
 # completed jobs, of every user: recent enough to follow a model or backend change.
 HISTORY_SAMPLE = 50
@@ -120,7 +119,7 @@ SELECT
 
 
 def job_queue_estimate(
-    *, user_id: uuid.UUID, job_type: str, status: str, created_at: datetime, priority: int = 1
+    *, user_id: uuid.UUID, job_type: str, status: str, created_at: datetime, priority: int
 ) -> QueueEstimate:
     """The positions and start estimate of one of the user's jobs (all None unless it waits)."""
     if status not in WAITING_STATUSES:
