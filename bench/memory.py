@@ -24,6 +24,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import RESULTS_DIR, celery_worker_argv, django_stack, free_port, gunicorn_argv
+from devstack.process_group import children_running
 
 TARGETS_MB = {"api": 150, "worker": 200}
 
@@ -62,7 +63,7 @@ def main() -> None:
             requests.get(f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         time.sleep(8)  # the worker connects, and both sit idle
         api_children = psutil.Process(api.pid).children()
-        pool = [p for p in psutil.Process(worker.pid).children() if "celery" in " ".join(p.cmdline())]
+        pool = children_running(worker.pid, "celery")
         modules_heavy = [m for m in ("torch", "transformers", "faster_whisper", "ctranslate2")
                          if m in sys.modules]  # in this (bench) process: a sanity note only
         result = {

@@ -23,6 +23,7 @@ from websockets.typing import Subprotocol
 
 from devstack import REPO_ROOT
 from devstack.ports import free_port, port_is_free, port_offset, preferred_port
+from devstack.process_group import children_running
 from devstack.stack import Stack, load_recorded_urls, running_stack
 
 pytestmark = pytest.mark.slow
@@ -231,8 +232,7 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
             ).json()
             time.sleep(0.5)
         assert any(name.startswith("worker@") for name in workers), workers
-        consumers = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                     if "gpu_events" in " ".join(p.cmdline())]
+        consumers = children_running(proc.pid, "gpu_events", recursive=True)
         assert len(consumers) == 1  # the one consumer of GPU calls' announcements
 
         # The exporter on its internal port; the API's /metrics for the generated token only.

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from auteur.queues import ALL_QUEUES
 from devstack import REPO_ROOT
-from devstack.process_group import stop_group
+from devstack.process_group import children_running, stop_group
 from tests.jobs.support import (  # noqa: F401 - fixtures for every test module here
     funded_fixture,
     gpu_backend_fixture,
@@ -66,8 +66,9 @@ class Worker:
         for line in self.proc.stdout:
             self.lines.append(line)
 
-    def children(self) -> list[psutil.Process]:
-        return psutil.Process(self.proc.pid).children(recursive=True)
+    def children(self, marker: str) -> list[psutil.Process]:
+        """The worker's live descendants whose command line contains `marker`."""
+        return children_running(self.proc.pid, marker, recursive=True)
 
     def stop(self) -> None:
         # The consumer is told first: its blocking read ends while the worker shuts down.

@@ -160,9 +160,8 @@ def test_a_worker_killed_mid_step_still_completes_the_job_once(start_worker, aut
     accepted = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
     # Kill the pool processes while the job is in flight (between spawn and the end of polling).
     wait_for(lambda: Job.objects.get(pk=accepted["job_id"]).gpu_call_id, timeout=60, interval=0.02)
-    for child in worker.children():
-        if "celery" in " ".join(child.cmdline()):
-            os.kill(child.pid, signal.SIGKILL)
+    for child in worker.children("celery"):
+        os.kill(child.pid, signal.SIGKILL)
     # Redelivery alone must finish it (no reaper runs here), well within the reaper's 2 minutes.
     job = wait_terminal(accepted["job_id"], timeout=60)
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from devstack.process_group import children_running
 from media import probe_sandbox
 from media.models import MediaFile
 from media.probe_sandbox import ProbeLimits, current_server_pid, probe_isolated
@@ -221,7 +222,7 @@ def test_the_server_exits_when_the_process_that_started_it_is_killed(samples):
 
 
 def probe_servers(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children(recursive=True) if "media.probe_server" in p.cmdline()]
+    return children_running(pid, "media.probe_server", recursive=True)
 
 
 @pytest.mark.django_db(transaction=True)
