@@ -376,6 +376,26 @@ AUTEUR_QUEUE_TTL_SECONDS = env.int("AUTEUR_QUEUE_TTL_SECONDS", default=24 * 3600
 AUTEUR_QUEUE_TTL_BY_TYPE = {
     name: int(value) for name, value in env.dict("AUTEUR_QUEUE_TTL_BY_TYPE", default={}).items()
 }
+# Fair share (jobs.life.fairshare): at most a type's capacity of its jobs are in inference at once:
+# by default its Modal function's max_containers (gpu_tasks/types.py), or as named here, e.g.
+# "lip-sync=4,tts=50" (0: no limit). While a type is full, its next job to start is the head job of
+# the user with the least virtual time there (the credits started for them, over their plan's
+# weight below): "weighted". "arrival" starts the oldest waiting job instead (first in, first out).
+AUTEUR_TYPE_CAPACITY = {
+    name: int(value) for name, value in env.dict("AUTEUR_TYPE_CAPACITY", default={}).items()
+}
+AUTEUR_FAIR_SHARE = env.str("AUTEUR_FAIR_SHARE", default="weighted")
+if AUTEUR_FAIR_SHARE not in ("weighted", "arrival"):
+    raise ImproperlyConfigured("AUTEUR_FAIR_SHARE must be weighted or arrival.")
+if any(value < 0 for value in AUTEUR_TYPE_CAPACITY.values()):
+    raise ImproperlyConfigured("AUTEUR_TYPE_CAPACITY: a capacity is a number of jobs, 0 for no limit.")
+AUTEUR_FAIR_SHARE_WEIGHTS = {
+    None: env.float("AUTEUR_FAIR_SHARE_WEIGHT_FREE", default=1.0),
+    "starter": env.float("AUTEUR_FAIR_SHARE_WEIGHT_STARTER", default=2.0),
+    "pro": env.float("AUTEUR_FAIR_SHARE_WEIGHT_PRO", default=4.0),
+}
+if not all(weight > 0 for weight in AUTEUR_FAIR_SHARE_WEIGHTS.values()):
+    raise ImproperlyConfigured("AUTEUR_FAIR_SHARE_WEIGHT_*: a plan's weight must be above 0.")
 # How often beat sends the deadline sweep: a deadline is enforced at most this late (a job's start
 # checks its own deadline exactly).
 AUTEUR_DEADLINE_INTERVAL_SECONDS = env.float("AUTEUR_DEADLINE_INTERVAL_SECONDS", default=5.0)

@@ -135,6 +135,16 @@ class Job(models.Model):
                 fields=["run_deadline"], name="jobs_processing_run_deadline",
                 condition=models.Q(status="processing", run_deadline__isnull=False),
             ),
+            # Fair share (jobs.life.fairshare): the users waiting on a type, one index probe per
+            # user, and the type's containers in use.
+            models.Index(
+                fields=["type", "user"], name="jobs_waiting_type_user",
+                condition=models.Q(status__in=["pending", "queued"]),
+            ),
+            models.Index(
+                fields=["type"], name="jobs_type_in_inference",
+                condition=models.Q(status="processing", inference_ended_at__isnull=True),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="jobs_progress_le_100"),
@@ -149,6 +159,38 @@ class Job(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+class FairShare(models.Model):
+    """A user's virtual time on one job type (jobs.life.fairshare): the credits of the work started
+    for them there, over their plan's weight. While the type's capacity is full, the waiting user
+    with the least goes next."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=32)
+    virtual_time = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "job_fair_share"
+        constraints = [models.UniqueConstraint(fields=["type", "user"], name="job_fair_share_type_user")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.user_id}: {self.virtual_time:g}"
+
+
+class TypeClock(models.Model):
+    """A job type's virtual clock: the virtual time of the last job started on it. A user who comes
+    back after a pause starts from it, not from where they left off, so a pause earns no burst."""
+
+    type = models.CharField(max_length=32, primary_key=True)
+    virtual_time = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "job_type_clocks"
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.virtual_time:g}"
 
 
 class JobEvent(models.Model):

@@ -17,6 +17,7 @@ it frees a slot, starts the user's next waiting job (`jobs.life.slots`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,8 @@ from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
 from jobs.failures import failure_detail, failure_message
+from jobs.life import fairshare, publish
+from jobs.life.fairshare import type_capacity, type_lock
 from jobs.life.refunds import cancel_refund, failure_refund
 from jobs.life.slots import concurrency_limit, job_slot_release, slots_around, start_waiting_if_free, user_lock
 from jobs.life.windows import abort_code
@@ -77,23 +80,41 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             return job
         if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
             return None
+        capacity = type_capacity(job.type)
+        if capacity:
+            type_lock(job.type)  # the type's lock first, then the user's: never the other way
         user_lock(job.user_id)
-        now = timezone.now()  # after the lock's wait: the start is now or never
+        now = timezone.now()  # after the locks' wait: the start is now or never
         if job.start_deadline is not None and now >= job.start_deadline:
             job_abort(job_id=job.pk, now=now)  # its start deadline passed while it waited: never starts
             return None
-        # Under the lock the user's slots cannot change; a duplicate delivery that claimed this
-        # job meanwhile makes the conditional UPDATE below match nothing.
+        # Under the locks the user's slots and the type's units cannot change; a duplicate
+        # delivery that claimed this job meanwhile makes the conditional UPDATE below match nothing.
         slots = slots_around(job)
         running, limit = slots["running"], concurrency_limit(job.user_id)
+        turn = None
         if running >= limit or slots["ahead_waiting"]:
+            waiting_for = "slot"
+        elif capacity and (turn := fairshare.turn_of(job.type)).next_job != job.pk:
+            waiting_for = "capacity"  # the type is full, or another user's job goes first
+        else:
+            waiting_for = ""
+        if waiting_for:
             if job.status == JobStatus.PENDING and Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
                 status=JobStatus.QUEUED, queued_at=now, updated_at=now
             ):
-                job_event_record(job.id, JobEventType.QUEUED, running=running)
-                # A job that ends while this transaction is open looks for queued jobs before
-                # this one is committed queued: look again once it is (job_slot_release).
-                start_waiting_if_free(job.user_id)
+                job_event_record(job.id, JobEventType.QUEUED, running=running, waiting_for=waiting_for)
+                if running >= limit:
+                    # A job that ends while this transaction is open looks for queued jobs before
+                    # this one is committed queued: look again once it is (job_slot_release). A
+                    # job of the user's ahead of this one starts it when it starts itself (its
+                    # claim waits for this transaction's lock); a unit of the type that frees
+                    # meanwhile is handed on by its own look (capacity_freed), which finds this
+                    # job waiting, pending or queued.
+                    start_waiting_if_free(job.user_id)
+            if turn is not None and turn.next_job is not None:
+                # A unit is free, and another user's job goes first: hand it over.
+                transaction.on_commit(functools.partial(publish.start, turn.next_job, job.type))
             return None
         run_deadline = None if job.run_within_seconds is None else now + timedelta(seconds=job.run_within_seconds)
         claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline)
@@ -102,6 +123,11 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         if slots["behind_queued"] and running + 1 < limit:
             # Jobs queued behind this one while it was pending may fit beside it now.
             job_slot_release(user_id=job.user_id)
+        if turn is not None:
+            fairshare.charge(job, turn)
+            if turn.free > 1 and len(turn.order) > 1:
+                # Units are left after this one: the next users' jobs may take them.
+                transaction.on_commit(functools.partial(fairshare.start_next, job.type))
         job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
         job.status, job.started_at, job.updated_at, job.run_deadline = JobStatus.PROCESSING, now, now, run_deadline
         return job
@@ -163,6 +189,8 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
         job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable,
                          refunded=refund)
         job_slot_release(user_id=job.user_id)
+        if job.status == JobStatus.PROCESSING and job.inference_ended_at is None:
+            fairshare.capacity_freed(job.type)
     logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
         gpu_client.cancel_quietly(job.gpu_call_id)
@@ -194,6 +222,8 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
             Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
         job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund)
         job_slot_release(user_id=job.user_id)
+        if job.started_at is not None:  # it was processing, before the end of its inference
+            fairshare.capacity_freed(job.type)
         if job.gpu_call_id:
             call_id = job.gpu_call_id
             transaction.on_commit(lambda: gpu_client.cancel_quietly(call_id))

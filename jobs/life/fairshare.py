@@ -1,0 +1,175 @@
+"""Fair share between users on a full job type.
+
+A job type runs at most its capacity of jobs at once (`type_capacity`: its Modal function's
+`max_containers`, unless AUTEUR_TYPE_CAPACITY names another number; 0 for no limit). A job holds
+one unit of it from its start (`processing`) until its inference ends. While a type is full its
+waiting jobs wait `queued`; when a unit frees, the next to start is the head job (by the user's
+own order: priority, then age) of one of the users who have a waiting job of the type at the head
+and a slot of their own free (jobs.life.slots):
+
+- `weighted` (AUTEUR_FAIR_SHARE, the default): the user with the least virtual time on the type.
+  Starting a job adds its price in credits over the user's plan weight (AUTEUR_FAIR_SHARE_WEIGHTS)
+  to the user's virtual time, so the users waiting on a type share its capacity in proportion to
+  their weights whatever their backlogs: a light user's job starts at the next free unit, however
+  many jobs a heavy user queued before it (start-time fair queuing). A user's virtual time counts
+  from the type's clock (the virtual time at which its last job started) when it is behind it: a
+  pause earns no burst afterwards. Ties go to the older head job.
+- `arrival`: the oldest head job (first in, first out): the baseline bench/fair_share.py compares.
+
+job_claim decides under the type's lock, then the user's (always in that order): two claims never
+both take the last unit, and virtual times change only there. They are rows in PostgreSQL
+(`FairShare`, `TypeClock`), so a worker that restarts carries on where the last left off. When a
+unit frees, `capacity_freed` publishes the start of the job that should take it; the claim of that
+job decides again, so a stale choice costs one message, and the reaper's minute-by-minute restart
+of queued jobs mends a lost one.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from auteur.rls import trusted
+from credits.models import SubscriptionStatus
+from jobs.life import publish
+from jobs.models import Job
+from jobs.selectors.queue import plan_concurrency_limit
+from jobs.specs import job_spec
+
+# The first key of the types' advisory locks (the users' take the one-bigint form: no overlap).
+_TYPE_LOCK_CLASS = 0x4A0B
+
+
+def type_capacity(job_type: str) -> int:
+    """How many jobs of the type may be in inference at once (0: no limit)."""
+    by_type: dict[str, int] = settings.AUTEUR_TYPE_CAPACITY
+    named = by_type.get(str(job_type))
+    return job_spec(job_type).engine.max_concurrency if named is None else named
+
+
+def type_lock(job_type: str) -> None:
+    """Serialize the starts of one type's jobs across processes (released at commit)."""
+    key = zlib.crc32(str(job_type).encode()) - 2**31  # a signed int4
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_TYPE_LOCK_CLASS, key])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A user whose next job is of the type, with a slot of their own free."""
+
+    user_id: uuid.UUID
+    job_id: uuid.UUID  # the user's next job (their head)
+    created_at: datetime
+    tag: float  # the user's virtual time on the type, not below the type's clock
+    plan: str | None
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The type as a claim finds it: who goes next, and how much room is left."""
+
+    free: int  # units free now (capacity less the jobs in inference)
+    order: list[Candidate]  # the eligible users, the next to start first
+
+    @property
+    def next_job(self) -> uuid.UUID | None:
+        return self.order[0].job_id if self.free > 0 and self.order else None
+
+
+# One round trip for everything a decision needs. The waiting users are found with one probe of
+# jobs_waiting_type_user per user (a loose index scan), however many jobs each has waiting; each
+# user's head job, running jobs and plan by jobs_user_status_created and the subscription's index.
+_TURN_SQL = """
+WITH RECURSIVE waiting_users(user_id) AS (
+    (SELECT user_id FROM jobs WHERE type = %(type)s AND status IN ('pending', 'queued')
+     ORDER BY user_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.user_id FROM jobs j WHERE j.type = %(type)s AND j.status IN ('pending', 'queued')
+            AND j.user_id > w.user_id ORDER BY j.user_id LIMIT 1)
+    FROM waiting_users w WHERE w.user_id IS NOT NULL
+)
+SELECT
+    (SELECT count(*) FROM jobs WHERE type = %(type)s AND status = 'processing' AND inference_ended_at IS NULL),
+    (SELECT virtual_time FROM job_type_clocks WHERE type = %(type)s),
+    h.user_id, h.id, h.created_at, f.virtual_time,
+    (SELECT count(*) FROM jobs r WHERE r.user_id = h.user_id AND r.status = 'processing'),
+    (SELECT s.plan FROM subscriptions s WHERE s.user_id = h.user_id AND s.status = %(active)s
+     ORDER BY s.id LIMIT 1)
+FROM (SELECT 1) one
+LEFT JOIN (
+    SELECT w.user_id, head.id, head.type, head.created_at FROM waiting_users w
+    CROSS JOIN LATERAL (
+        SELECT id, type, created_at FROM jobs j WHERE j.user_id = w.user_id AND j.status IN ('pending', 'queued')
+        ORDER BY priority DESC, created_at, id LIMIT 1
+    ) head
+    WHERE w.user_id IS NOT NULL
+) h ON h.type = %(type)s
+LEFT JOIN job_fair_share f ON f.type = %(type)s AND f.user_id = h.user_id
+"""
+
+
+def turn_of(job_type: str) -> Turn:
+    """The type's free units and its eligible users, the next to start first."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TURN_SQL, {"type": str(job_type), "active": SubscriptionStatus.ACTIVE.value})
+        rows = cursor.fetchall()
+    in_inference, clock = rows[0][0], rows[0][1] or 0.0
+    order = [
+        Candidate(user_id=user_id, job_id=job_id, created_at=created_at, tag=max(virtual_time or 0.0, clock), plan=plan)
+        for _, _, user_id, job_id, created_at, virtual_time, running, plan in rows
+        if user_id is not None and running < plan_concurrency_limit(plan)
+    ]
+    if settings.AUTEUR_FAIR_SHARE == "arrival":
+        order.sort(key=lambda c: (c.created_at, c.job_id))
+    else:
+        order.sort(key=lambda c: (c.tag, c.created_at, c.job_id))
+    return Turn(free=type_capacity(job_type) - in_inference, order=order)
+
+
+def charge(job: Job, turn: Turn) -> None:
+    """`job` starts (under the type's lock): its user's virtual time moves on by its price over
+    their plan's weight, and the type's clock to where the user's stood."""
+    if settings.AUTEUR_FAIR_SHARE != "weighted":
+        return
+    mine = next((c for c in turn.order if c.user_id == job.user_id), None)
+    tag, plan = (0.0, None) if mine is None else (mine.tag, mine.plan)
+    weights: dict[str | None, float] = settings.AUTEUR_FAIR_SHARE_WEIGHTS
+    weight = weights.get(plan, weights[None])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH clock AS (
+                INSERT INTO job_type_clocks (type, virtual_time) VALUES (%(type)s, %(tag)s)
+                ON CONFLICT (type) DO UPDATE
+                SET virtual_time = greatest(job_type_clocks.virtual_time, excluded.virtual_time)
+            )
+            INSERT INTO job_fair_share (type, user_id, virtual_time) VALUES (%(type)s, %(user_id)s, %(after)s)
+            ON CONFLICT (type, user_id) DO UPDATE SET virtual_time = excluded.virtual_time
+            """,
+            {"type": job.type, "tag": tag, "user_id": job.user_id, "after": tag + max(job.credits_cost, 1) / weight},
+        )
+
+
+def capacity_freed(job_type: str) -> None:
+    """A job of the type left inference: once that is committed, start the jobs that should take
+    the free units."""
+    if type_capacity(job_type):
+        transaction.on_commit(functools.partial(start_next, job_type))
+
+
+def start_next(job_type: str) -> None:
+    """Publish the start of the next jobs of the type, as many as it has units free.
+
+    Across users: inside a request (a user's cancel) it reads as the owner's login. Each start
+    is decided again by its claim."""
+    with trusted():
+        turn = turn_of(job_type)
+    for candidate in turn.order[: max(turn.free, 0)]:
+        publish.start(candidate.job_id, job_type)

@@ -1,0 +1,249 @@
+"""Fair share between users on a full job type: its capacity holds, the next free unit goes to
+the waiting user with the least virtual time (weighted by plan), and plain arrival order is
+the alternative an operator may choose."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import TestCase
+from django.utils import timezone
+
+from credits.models import Subscription
+from credits.services.ledger import credit_grant
+from jobs.inputs import Scheduling
+from jobs.life import fairshare
+from jobs.life import publish as pipeline
+from jobs.life import status as lifecycle
+from jobs.life.inference import job_inference_ended
+from jobs.models import FairShare, Job, JobEvent, JobStatus, TypeClock
+from jobs.selectors.requests import JobRequest
+from jobs.services import submission
+from jobs.specs import job_spec
+from tests.factories import MediaFileFactory, ProjectFactory
+from tests.jobs.support import jobs_url
+
+pytestmark = pytest.mark.django_db
+
+PRICE = 5  # a 30 s transcription
+
+
+@pytest.fixture(autouse=True)
+def _two_units(settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 2}
+    settings.AUTEUR_JOB_CONCURRENCY = {None: 10, "starter": 10, "pro": 10}  # the type's units bind, not the slots
+
+
+@pytest.fixture
+def started(monkeypatch) -> list[Any]:
+    """The jobs whose start is published, in order."""
+    published: list[Any] = []
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: published.append(job_id) or True)
+    return published
+
+
+class Account:
+    def __init__(self, make_user, plan: str | None = None) -> None:
+        self.user = make_user()
+        credit_grant(user=self.user, amount=1000, type="bonus", description="test")
+        if plan:
+            now = timezone.now()
+            Subscription.objects.create(user=self.user, plan=plan, current_period_start=now,
+                                        current_period_end=now + timedelta(days=30), status="active")
+        self.project = ProjectFactory.create(user=self.user, name="p")
+        self.audio = MediaFileFactory.create(project=self.project, name="a.wav", type="audio", duration_ms=30_000)
+
+    def submit(self, **scheduling: Any) -> Job:
+        params: dict[str, Any] = {"project_id": str(self.project.pk), "media_id": str(self.audio.pk),
+                                  "_quantities": {"duration_ms": 30_000}}
+        with TestCase.captureOnCommitCallbacks(execute=False):  # no broker publish: claims are made here
+            request = JobRequest(project=self.project, input_params=params, quantities=params["_quantities"],
+                                 media_ids=[self.audio.pk])
+            job, _ = submission.job_submit(user=self.user, spec=job_spec("transcription"), request=request,
+                                           scheduling=Scheduling(**scheduling))
+        return job
+
+
+def claim(job: Job) -> bool:
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return lifecycle.job_claim(job_id=job.pk) is not None
+
+
+def end_inference(job: Job) -> None:
+    """The job's call ended: its unit frees, and the next job's start is published."""
+    job = Job.objects.get(pk=job.pk)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert job_inference_ended(job=job)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED, completed_at=timezone.now())
+
+
+def in_inference() -> int:
+    return Job.objects.filter(type="transcription", status=JobStatus.PROCESSING, inference_ended_at__isnull=True).count()
+
+
+def waited_for(job: Job) -> str | None:
+    event = JobEvent.objects.filter(job_id=job.pk, type="queued").first()
+    return None if event is None else event.data["waiting_for"]
+
+
+def test_a_full_type_queues_the_next_job_until_a_unit_frees(make_user, started):
+    heavy = Account(make_user)
+    jobs = [heavy.submit() for _ in range(3)]
+    assert [claim(job) for job in jobs] == [True, True, False]
+    assert in_inference() == 2 and waited_for(jobs[2]) == "capacity"
+    end_inference(jobs[0])
+    assert started == [jobs[2].pk]
+    assert claim(jobs[2]) and in_inference() == 2
+
+
+def test_the_next_unit_goes_to_the_light_user_not_the_heavy_users_backlog(make_user, started):
+    heavy, light = Account(make_user), Account(make_user)
+    backlog = [heavy.submit() for _ in range(6)]
+    assert [claim(job) for job in backlog] == [True, True, False, False, False, False]
+    mine = light.submit()
+    assert not claim(mine) and waited_for(mine) == "capacity"
+    end_inference(backlog[0])
+    assert started == [mine.pk]
+    # The heavy user's next job, delivered first, hands the unit over instead of taking it...
+    started.clear()
+    assert not claim(backlog[2])
+    assert started == [mine.pk]
+    # ... and the light user's takes it.
+    assert claim(mine)
+    end_inference(backlog[1])
+    assert started[-1] == backlog[2].pk  # nobody else waits: the heavy user goes on
+
+
+def test_in_arrival_order_the_heavy_users_backlog_goes_first(make_user, started, settings):
+    settings.AUTEUR_FAIR_SHARE = "arrival"
+    heavy, light = Account(make_user), Account(make_user)
+    backlog = [heavy.submit() for _ in range(4)]
+    assert [claim(job) for job in backlog] == [True, True, False, False]
+    mine = light.submit()
+    assert not claim(mine)
+    end_inference(backlog[0])
+    assert started == [backlog[2].pk]
+    assert not claim(mine) and claim(backlog[2])
+    assert not FairShare.objects.exists()  # arrival order keeps no virtual times
+
+
+def run_turns(accounts: dict[str, Account], turns: int) -> list[str]:
+    """With every account backlogged on one unit, start `turns` jobs one after another: whose each was."""
+    by_user = {account.user.pk: name for name, account in accounts.items()}
+    order = []
+    for _ in range(turns):
+        turn = fairshare.turn_of("transcription")
+        job = Job.objects.get(pk=turn.next_job)
+        assert claim(job)
+        order.append(by_user[job.user_id])
+        end_inference(job)
+    return order
+
+
+def test_a_pro_user_gets_four_times_a_free_users_share(make_user, started, settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 1}
+    accounts = {"pro": Account(make_user, plan="pro"), "free": Account(make_user)}
+    for account in accounts.values():
+        for _ in range(12):
+            account.submit()
+    shares = Counter(run_turns(accounts, 10))
+    assert shares == {"pro": 8, "free": 2}
+
+
+def test_equal_users_alternate_and_a_pause_earns_no_burst(make_user, started, settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 1}
+    a, b = Account(make_user), Account(make_user)
+    for _ in range(4):
+        a.submit()
+    assert run_turns({"a": a}, 4) == ["a"] * 4  # alone, a runs as fast as the unit allows
+    for _ in range(3):
+        a.submit()
+        b.submit()
+    # b has never run: it starts from the type's clock, not from zero, so it does not get the
+    # next four units for the four a had alone.
+    order = run_turns({"a": a, "b": b}, 6)
+    assert order in (["b", "a"] * 3, ["a", "b"] * 3)
+
+
+def test_virtual_times_are_rows_that_a_new_process_reads(make_user, started, settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 1}
+    pro, free = Account(make_user, plan="pro"), Account(make_user)
+    pro.submit(), free.submit(), pro.submit()
+    # Both start from 0 (the older head first); then free, at 5 (its price over weight 1), is
+    # behind pro, at 1.25 (over weight 4): pro goes again.
+    assert run_turns({"pro": pro, "free": free}, 3) == ["pro", "free", "pro"]
+    times = dict(FairShare.objects.filter(type="transcription").values_list("user_id", "virtual_time"))
+    assert times == {pro.user.pk: 2 * PRICE / 4, free.user.pk: PRICE / 1}
+    # The clock stands where the last job started: pro's virtual time before it.
+    assert TypeClock.objects.get(type="transcription").virtual_time == PRICE / 4
+
+
+def test_a_user_without_a_free_slot_of_their_own_is_passed_over(make_user, started, settings):
+    settings.AUTEUR_JOB_CONCURRENCY = {None: 1, "starter": 10, "pro": 10}
+    heavy, light = Account(make_user, plan="pro"), Account(make_user)
+    light_running, light_waiting = light.submit(), light.submit()
+    backlog = [heavy.submit() for _ in range(3)]
+    assert claim(light_running) and claim(backlog[0])
+    assert not claim(light_waiting) and waited_for(light_waiting) == "slot"
+    assert not claim(backlog[1])
+    started.clear()
+    end_inference(backlog[0])  # light's slot is still taken by its running job (still processing)
+    assert started == [backlog[1].pk]
+
+
+def test_priority_still_orders_a_users_own_jobs_on_a_full_type(make_user, started):
+    user = Account(make_user)
+    first, second = user.submit(), user.submit()
+    assert claim(first) and claim(second)
+    batch, urgent = user.submit(priority=0), user.submit(priority=2)
+    assert not claim(batch) and not claim(urgent)
+    end_inference(first)
+    assert started == [urgent.pk]
+
+
+def test_a_canceled_running_job_frees_its_unit_for_the_next(make_user, started, client_for):
+    owner, other = Account(make_user), Account(make_user)
+    running = [owner.submit() for _ in range(2)]
+    assert all(claim(job) for job in running)
+    theirs = other.submit()
+    assert not claim(theirs)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client_for(owner.user).post(jobs_url(f"/{running[0].pk}/cancel"))
+    assert response.status_code == 200, response.json()
+    assert started == [theirs.pk]  # the cancel reads across users to hand the unit on
+
+
+def test_a_failed_running_job_frees_its_unit_for_the_next(make_user, started):
+    user = Account(make_user)
+    jobs = [user.submit() for _ in range(3)]
+    assert [claim(job) for job in jobs] == [True, True, False]
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert lifecycle.job_fail(job_id=jobs[0].pk, code="internal", detail="boom", retryable=True)
+    assert started[-1] == jobs[2].pk
+
+
+def test_no_capacity_means_no_limit(make_user, started, settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 0}
+    user = Account(make_user)
+    assert all(claim(user.submit()) for _ in range(5))
+    assert not FairShare.objects.exists()
+
+
+def test_a_type_not_named_takes_its_containers(settings):
+    settings.AUTEUR_TYPE_CAPACITY = {}
+    assert fairshare.type_capacity("lip-sync") == job_spec("lip-sync").engine.max_concurrency > 0
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("AUTEUR_FAIR_SHARE", "random", "weighted or arrival"),
+    ("AUTEUR_TYPE_CAPACITY", "tts=-1", "a number of jobs"),
+    ("AUTEUR_FAIR_SHARE_WEIGHT_PRO", "0", "above 0"),
+])
+def test_a_bad_setting_stops_the_start(name, value, message):
+    from tests.auteur.test_settings import PROD_ENV, load_settings
+
+    result = load_settings({**PROD_ENV, name: value})
+    assert result.returncode != 0 and message in result.stderr
