@@ -4,6 +4,7 @@ the alternative an operator may choose."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from jobs.selectors.requests import JobRequest
 from jobs.services import submission
 from jobs.specs import job_spec
 from tests.factories import MediaFileFactory, ProjectFactory
+from tests.jobs.conftest import wait_for, wait_terminal
 from tests.jobs.support import jobs_url
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +83,8 @@ def end_inference(job: Job) -> None:
 
 
 def in_inference() -> int:
-    return Job.objects.filter(type="transcription", status=JobStatus.PROCESSING, inference_ended_at__isnull=True).count()
+    return Job.objects.filter(type="transcription", status=JobStatus.PROCESSING,
+                              inference_ended_at__isnull=True).count()
 
 
 def waited_for(job: Job) -> str | None:
@@ -247,3 +250,35 @@ def test_a_bad_setting_stops_the_start(name, value, message):
 
     result = load_settings({**PROD_ENV, name: value})
     assert result.returncode != 0 and message in result.stderr
+
+
+# ----------------------------------------------------------------------------- through a worker
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_through_a_worker_the_unit_is_never_shared_and_the_light_user_goes_first(start_worker, make_user,
+                                                                                   client_for):
+    """One unit of TTS: the heavy user's backlog runs one job at a time, and the light user's job,
+    submitted after it, starts at the next free unit."""
+    heavy, light = Account(make_user), Account(make_user)
+    start_worker(AUTEUR_TYPE_CAPACITY="tts=1", AUTEUR_JOB_CONCURRENCY_FREE="10")
+
+    def submit(account: Account) -> str:
+        response = client_for(account.user).post(
+            jobs_url("/tts"), {"project_id": str(account.project.pk), "text": "Hello world"}, format="json")
+        assert response.status_code == 202, response.json()
+        return response.json()["job_id"]
+
+    backlog = [submit(heavy) for _ in range(5)]
+    wait_for(lambda: Job.objects.filter(pk__in=backlog, status=JobStatus.QUEUED).count() >= 3, timeout=60)
+    mine = submit(light)
+    jobs = [wait_terminal(job_id) for job_id in [*backlog, mine]]
+    assert all(job.status == JobStatus.COMPLETED for job in jobs), [(j.error_code, j.error_detail) for j in jobs]
+    spans = sorted((job.started_at, job.inference_ended_at) for job in jobs)
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), "one unit, one job"
+    light_job = jobs[-1]
+    waiting_when_light_came = [j for j in jobs[:-1] if j.started_at > light_job.created_at]
+    assert waiting_when_light_came, "the heavy user still had jobs waiting"
+    # Of the heavy user's jobs waiting when it came, at most the one given the unit first ran before it.
+    assert sum(j.started_at < light_job.started_at for j in waiting_when_light_came) <= 1
