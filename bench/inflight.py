@@ -155,7 +155,9 @@ def main() -> None:
 
     # Held calls outlive the type's time limit (120 s for TTS): this bench measures waiting, not
     # time-outs, so its stack alone gives them an hour of grace.
-    with django_stack(AUTEUR_GPU_BACKEND="noop", AUTEUR_JOB_CONCURRENCY_FREE="1000000",
+    # N calls in flight at once: TTS's capacity (its containers, 100) would hold the rest back
+    # before they spawn, so it is lifted here.
+    with django_stack(AUTEUR_GPU_BACKEND="noop", AUTEUR_JOB_CONCURRENCY_FREE="1000000", AUTEUR_TYPE_CAPACITY="tts=0",
                       AUTEUR_RATE_LIMIT_USER_PER_MINUTE="100000000",
                       AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS="3600") as stack:
         from django.test import Client

@@ -34,14 +34,22 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Count
 
+from auteur.prepared import PreparedRead
 from auteur.rls import trusted
 from credits.models import SubscriptionStatus
 from jobs.life import publish
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 from jobs.selectors.queue import plan_concurrency_limit
 from jobs.specs import job_spec
 
+# Every start of a queued job on a limited type reads it (jobs.life.slots): built once per process.
+_IN_INFERENCE = PreparedRead(
+    lambda job_type: Job.objects.filter(type=job_type, status=JobStatus.PROCESSING, inference_ended_at__isnull=True)
+    .values("type").annotate(n=Count("pk")),
+    job_type="\x00type",
+)
 # The first key of the types' advisory locks (the users' take the one-bigint form: no overlap).
 _TYPE_LOCK_CLASS = 0x4A0B
 
@@ -51,6 +59,15 @@ def type_capacity(job_type: str) -> int:
     by_type: dict[str, int] = settings.AUTEUR_TYPE_CAPACITY
     named = by_type.get(str(job_type))
     return job_spec(job_type).engine.max_concurrency if named is None else named
+
+
+def units_free(job_type: str) -> int | None:
+    """How many more jobs of the type may start now; None when it has no limit."""
+    capacity = type_capacity(job_type)
+    if not capacity:
+        return None
+    row = _IN_INFERENCE.first(job_type=str(job_type))
+    return capacity - (0 if row is None else int(row["n"]))
 
 
 def type_lock(job_type: str) -> None:

@@ -19,6 +19,7 @@ from auteur.prepared import PreparedRead
 from auteur.users.models import User
 from credits.selectors import user_plan_of
 from jobs.life import publish
+from jobs.life.fairshare import units_free
 from jobs.models import WAITING_STATUSES, Job, JobStatus
 from jobs.selectors.queue import plan_concurrency_limit
 
@@ -108,5 +109,13 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
         running = Job.objects.filter(user_id=user_id, status=JobStatus.PROCESSING).count()
         if not User.objects.filter(pk=user_id).exists() or running >= concurrency_limit(user_id):
             return
+    free: dict[str, int | None] = {}
     for row in _WAITING_NEXT.rows(user_id=user_id):
-        publish.start(row["id"], row["type"])
+        job_type = row["type"]
+        if job_type not in free:
+            free[job_type] = units_free(job_type)
+        if free[job_type] is not None:
+            if free[job_type] <= 0:  # its type is full: the next unit to free is handed on (fairshare)
+                continue
+            free[job_type] -= 1
+        publish.start(row["id"], job_type)
