@@ -99,6 +99,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/webhooks.py
 	$(PY) bench/push.py
 	$(PY) bench/inflight.py --n 100 1000 5000
+	$(PY) bench/fair_share.py
 	$(PY) bench/probe_sandbox.py
 	$(PY) bench/retention_sweep.py
 	$(PY) bench/report.py

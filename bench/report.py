@@ -171,6 +171,27 @@ def timeline_limits_section(load: Callable[[str], dict[str, Any] | None], measur
     return "\n".join(lines)
 
 
+def fair_share_row(d: dict[str, Any]) -> str:
+    """A light user's wait behind a heavy user's backlog (bench/fair_share.py): fair share against arrival order."""
+    def side(mode: str) -> str:
+        parts = []
+        for c in (c for c in d["cases"] if c["mode"] == mode):
+            w, jd = c["light_wait_s"], c["light_wait_in_job_durations"]
+            parts.append(f"backlog {c['heavy_jobs']}: light wait p50 {w['p50']} / p99 {w['p99']} s ({jd['p99']} job "
+                         f"durations; first {w['first']}, last {w['last']} s), {c['all_started_per_s']} starts/s, "
+                         f"at most {c['most_in_inference_at_once']} in inference, {c['broker_messages_per_started_job']} "
+                         f"msg/job")
+        return "; ".join(parts)
+    weighted = [c for c in d["cases"] if c["mode"] == "weighted"]
+    ok = bool(weighted) and all(c["light_wait_in_job_durations"]["p99"] <= d["targets"]["weighted_light_p99_wait_in_job_durations"]
+                                and c["most_in_inference_at_once"] <= d["capacity"] for c in weighted)
+    ratios = ", ".join(f"{v} (backlog {k})" for k, v in d["light_p99_wait_arrival_over_weighted"].items())
+    return (f"| fair share: TTS capped at {d['capacity']}, {d['hold_s']} s jobs (noop GPU), a heavy user's backlog, then "
+            f"a light user's {d['light_jobs']} jobs at 1/s; weighted | {side('weighted')} | arrival order (same run): "
+            f"{side('arrival')} | {ratios} (arrival p99 / fair p99) | light p99 wait <= 2 job durations at every backlog, "
+            f"capacity held: {verdict(ok)} |")
+
+
 def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, str]]:
     """(benchmark, its row of the table) for each benchmark whose result `load` gives, in order."""
     rows: list[tuple[str, str]] = []
@@ -195,6 +216,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("retention_sweep", retention_row(d)))
     if (d := load("inflight")) is not None:
         rows.append(("inflight", inflight_row(d)))
+    if (d := load("fair_share")) is not None:
+        rows.append(("fair_share", fair_share_row(d)))
     if (d := load("api_reads")) is not None:
         opened = d.get("open_loop_at_half_of_bare") or {}
         drf_open, bare_open = opened.get("drf"), opened.get("bare")

@@ -23,7 +23,7 @@ from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
 from jobs.life.status import job_cancel, job_fail
-from jobs.models import ACTIVE_STATUSES, Job, JobEvent
+from jobs.models import ACTIVE_STATUSES, FairShare, Job, JobEvent, TypeClock
 from jobs.selectors.jobs import job_summary
 from jobs.services.submission import job_retry
 from jobs.specs import JOB_SPECS
@@ -176,3 +176,26 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
         if skipped:
             self.message_user(request, f"Skipped {skipped} job(s): {why}.", messages.WARNING)
 
+
+
+@admin.register(FairShare)
+class FairShareAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Each user's virtual time per type (jobs.life.fairshare): while a type is full, its next free
+    unit goes to the waiting user with the least. Read only: the claims alone move it."""
+
+    list_display = ("type", "user", "virtual_time")
+    list_filter = (JobTypeListFilter,)
+    search_fields = ("user__email",)
+    list_select_related = ("user",)
+    ordering = ("type", "virtual_time")
+    fields = ("type", "user", "virtual_time")
+    readonly_fields = fields
+
+
+@admin.register(TypeClock)
+class TypeClockAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Each type's virtual clock: the virtual time at which its last job started."""
+
+    list_display = ("type", "virtual_time")
+    fields = list_display
+    readonly_fields = fields

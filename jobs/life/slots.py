@@ -112,10 +112,9 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
     free: dict[str, int | None] = {}
     for row in _WAITING_NEXT.rows(user_id=user_id):
         job_type = row["type"]
-        if job_type not in free:
-            free[job_type] = units_free(job_type)
-        if free[job_type] is not None:
-            if free[job_type] <= 0:  # its type is full: the next unit to free is handed on (fairshare)
+        units = free[job_type] = free[job_type] if job_type in free else units_free(job_type)
+        if units is not None:
+            if units <= 0:  # its type is full: the next unit to free is handed on (jobs.life.fairshare)
                 continue
-            free[job_type] -= 1
+            free[job_type] = units - 1
         publish.start(row["id"], job_type)

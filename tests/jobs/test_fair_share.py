@@ -43,7 +43,11 @@ def _two_units(settings):
 def started(monkeypatch) -> list[Any]:
     """The jobs whose start is published, in order."""
     published: list[Any] = []
-    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: published.append(job_id) or True)
+    def start(job_id: Any, job_type: str) -> bool:
+        published.append(job_id)
+        return True
+
+    monkeypatch.setattr(pipeline, "start", start)
     return published
 
 
@@ -138,8 +142,9 @@ def run_turns(accounts: dict[str, Account], turns: int) -> list[str]:
     by_user = {account.user.pk: name for name, account in accounts.items()}
     order = []
     for _ in range(turns):
-        turn = fairshare.turn_of("transcription")
-        job = Job.objects.get(pk=turn.next_job)
+        next_job = fairshare.turn_of("transcription").next_job
+        assert next_job is not None
+        job = Job.objects.get(pk=next_job)
         assert claim(job)
         order.append(by_user[job.user_id])
         end_inference(job)
@@ -226,6 +231,25 @@ def test_a_failed_running_job_frees_its_unit_for_the_next(make_user, started):
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert lifecycle.job_fail(job_id=jobs[0].pk, code="internal", detail="boom", retryable=True)
     assert started[-1] == jobs[2].pk
+
+
+def test_staff_read_the_virtual_times_and_clocks_and_cannot_edit_them(make_user, started, settings,
+                                                                       superuser_client):
+    from django.urls import reverse
+
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 1}
+    user = Account(make_user)
+    user.submit()
+    run_turns({"u": user}, 1)
+    share = FairShare.objects.get()
+    listing = reverse("admin:jobs_fairshare_changelist")
+    for url in (listing, listing + "?type=transcription", reverse("admin:jobs_fairshare_change", args=[share.pk]),
+                reverse("admin:jobs_typeclock_changelist")):
+        page = superuser_client.get(url)
+        assert page.status_code == 200, url
+    assert user.user.email in superuser_client.get(listing).content.decode()
+    edit = superuser_client.post(reverse("admin:jobs_fairshare_change", args=[share.pk]), {"virtual_time": "0"})
+    assert edit.status_code == 403 and FairShare.objects.get().virtual_time == share.virtual_time
 
 
 def test_no_capacity_means_no_limit(make_user, started, settings):
