@@ -71,6 +71,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "unknown_job_type": status.HTTP_404_NOT_FOUND,
     "webhook_not_found": status.HTTP_404_NOT_FOUND,
     "captions_not_found": status.HTTP_404_NOT_FOUND,
+    "quote_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,
     "nothing_to_undo": status.HTTP_409_CONFLICT,
@@ -85,6 +86,10 @@ HTTP_STATUS: Mapping[str, int] = {
     "webhook_limit_reached": status.HTTP_409_CONFLICT,
     "plan_active": status.HTTP_409_CONFLICT,  # change or cancel a running plan in the billing portal
     "no_billing_account": status.HTTP_409_CONFLICT,
+    "quote_used": status.HTTP_409_CONFLICT,  # a quote pays for one job
+    "quote_mismatch": status.HTTP_409_CONFLICT,  # the body or the work differs from what was quoted
+    # 410: it was valid once, and is no more
+    "quote_expired": status.HTTP_410_GONE,
     # 413, 415: the body or file itself is refused
     "edl_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "file_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,

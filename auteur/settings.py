@@ -396,6 +396,10 @@ AUTEUR_FAIR_SHARE_WEIGHTS = {
 }
 if not all(weight > 0 for weight in AUTEUR_FAIR_SHARE_WEIGHTS.values()):
     raise ImproperlyConfigured("AUTEUR_FAIR_SHARE_WEIGHT_*: a plan's weight must be above 0.")
+# Quotes (jobs/services/quotes.py): how long a quoted price holds for a submission that names it.
+AUTEUR_QUOTE_TTL_SECONDS = env.int("AUTEUR_QUOTE_TTL_SECONDS", default=600)
+if AUTEUR_QUOTE_TTL_SECONDS < 1:
+    raise ImproperlyConfigured("AUTEUR_QUOTE_TTL_SECONDS must be at least 1.")
 # How often beat sends the deadline sweep: a deadline is enforced at most this late (a job's start
 # checks its own deadline exactly).
 AUTEUR_DEADLINE_INTERVAL_SECONDS = env.float("AUTEUR_DEADLINE_INTERVAL_SECONDS", default=5.0)

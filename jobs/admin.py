@@ -24,7 +24,7 @@ from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
 from jobs.life.status import job_cancel, job_fail
 from jobs.models import ACTIVE_STATUSES, FairShare, Job, JobEvent, TypeClock
-from jobs.selectors.jobs import job_summary
+from jobs.selectors.jobs import job_charge, job_ledger_entries, job_summary
 from jobs.services.submission import job_retry
 from jobs.specs import JOB_SPECS
 
@@ -87,9 +87,9 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     fields = (
         "id", "user", "project", "type", "status", "progress", "credits_cost", "credits_refunded", "credits_refund",
-        "ledger", "error_code", "error_message", "error_detail", "retryable", "attempts", "retry_of", "idempotency_key",
-        "gpu_backend", "gpu_call_id", "gpu_seconds", "processing_time_ms", "priority", "start_within_seconds",
-        "start_deadline", "run_within_seconds", "run_deadline",
+        "charge", "ledger", "error_code", "error_message", "error_detail", "retryable", "attempts", "retry_of",
+        "idempotency_key", "gpu_backend", "gpu_call_id", "gpu_seconds", "processing_time_ms", "priority",
+        "start_within_seconds", "start_deadline", "run_within_seconds", "run_deadline",
         "created_at", "queued_at", "started_at", "inference_started_at", "inference_ended_at", "completed_at",
         "updated_at", "input_params", "output_data",
     )
@@ -107,6 +107,13 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="user", ordering="user__email")
     def user_email(self, obj: Job) -> str:
         return obj.user.email
+
+    @admin.display(description="charge")
+    def charge(self, obj: Job) -> str:
+        """What the API shows as `charge`: from the job's ledger entries alone."""
+        c = job_charge(status=obj.status, error_code=obj.error_code, entries=job_ledger_entries(job_id=obj.pk))
+        reason = f" ({c['refund_reason']})" if c["refund_reason"] else ""
+        return f"charged {c['charged']}, refunded {c['refunded']}{reason}, net {c['net']}"
 
     @admin.display(description="ledger rows")
     def ledger(self, obj: Job) -> str:
@@ -175,7 +182,6 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"{done}.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"Skipped {skipped} job(s): {why}.", messages.WARNING)
-
 
 
 @admin.register(FairShare)

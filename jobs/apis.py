@@ -42,8 +42,18 @@ from jobs.serializers import (
     JobSerializer,
     JobSummarySerializer,
     LanguageSerializer,
+    QuoteSerializer,
 )
-from jobs.services.submission import job_retry, job_submit, job_submit_precheck, request_hash
+from jobs.services.admission import require_runnable
+from jobs.services.quotes import quote_create
+from jobs.services.submission import (
+    QuoteRequest,
+    job_retry,
+    job_submit,
+    job_submit_precheck,
+    quoted_body_hash,
+    request_hash,
+)
 from jobs.specs import JOB_SPECS, JOB_TYPE_CHOICES, JobSpec
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -77,8 +87,11 @@ def _accepted(job: Job, *, created: bool) -> Response:
 # ----------------------------------------------------------------------------- submission
 
 
+QUOTE_ERRORS = ("quote_not_found", "quote_expired", "quote_mismatch", "quote_used")
+
+
 @raises("invalid_idempotency_key", "project_not_found", "plan_required", "payment_required",
-        "insufficient_credits", "idempotency_key_reused", "feature_unavailable", "invalid_webhook_url")
+        "insufficient_credits", "idempotency_key_reused", "feature_unavailable", "invalid_webhook_url", *QUOTE_ERRORS)
 class JobSubmitApi(ApiView):
     """Base of the `POST /jobs/<type>` views; `_submit_api` makes one per job type.
 
@@ -102,7 +115,9 @@ class JobSubmitApi(ApiView):
         fields = dict(data.validated_data)
         webhook = WebhookRequest.pop(fields)
         scheduling = Scheduling.pop(fields)
+        quote_id = fields.pop("quote_id", None)
         body_hash = request_hash(self.spec.type, request.data) if key else ""
+        quote = None if quote_id is None else QuoteRequest(quote_id, quoted_body_hash(self.spec.type, request.data))
         # Plan, backend, replay and credits before the request is resolved: a render's timeline
         # is read, cut and captioned there, which an account that cannot pay must not cost.
         replay = job_submit_precheck(user=user, spec=self.spec, idempotency_key=key, body_hash=body_hash)
@@ -116,6 +131,7 @@ class JobSubmitApi(ApiView):
             idempotency_key=key,
             body_hash=body_hash,
             scheduling=scheduling,
+            quote=quote,
         )
         response = _accepted(job, created=created)
         if created and prefer_wait(request.META.get("HTTP_PREFER")) is not None:
@@ -158,6 +174,52 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
 
 
 JOB_SUBMIT_APIS: dict[str, type[JobSubmitApi]] = {spec.type.value: _submit_api(spec) for spec in JOB_SPECS.values()}
+
+
+class JobQuoteApi(ApiView):
+    """Base of the `POST /jobs/<type>/quote` views; `_quote_api` makes one per job type.
+
+    201: what the body would cost if submitted now, the balance after it, where the job would
+    stand, and a `quote_id` that holds the price until `expires_at` (AUTEUR_QUOTE_TTL_SECONDS):
+    a submission of the same body with `quote_id` added is charged `credits_cost`. Nothing is
+    charged and no job is made; the request is checked as a submission would be (the same 4xx).
+    """
+
+    spec: JobSpec
+
+    def quote(self, request: Request) -> Response:
+        user = request_user(request)
+        data = self.spec.input(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if "quote_id" in fields:
+            raise serializers.ValidationError({"quote_id": ["A quote request does not name a quote."]})
+        WebhookRequest.pop(fields)  # checked as a submission's; a quote sends nothing
+        scheduling = Scheduling.pop(fields)
+        require_runnable(user, self.spec)  # before the request is resolved, as a submission does
+        job_request = job_request_get(user=user, spec=self.spec, data=fields)
+        quoted = quote_create(user=user, spec=self.spec, request=job_request,
+                              body_hash=quoted_body_hash(self.spec.type, request.data), scheduling=scheduling)
+        return Response(QuoteSerializer(quoted).data, status=status.HTTP_201_CREATED)
+
+
+def _quote_api(spec: JobSpec) -> type[JobQuoteApi]:
+    class Api(JobQuoteApi):
+        @extend_schema(request=spec.input, responses={201: QuoteSerializer}, summary=f"Quote a {spec.type} job",
+                       description="The same body as the submission; `quote_id` may not be in it.", tags=["jobs"])
+        def post(self, request: Request) -> Response:
+            return self.quote(request)
+
+    Api.spec = spec
+    # What its submission answers, but what only a submission does: charge, replay, take a quote.
+    submission_only = ("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", *QUOTE_ERRORS)
+    codes = getattr(JOB_SUBMIT_APIS[spec.type.value], "api_error_codes", ())
+    raises(*(c for c in codes if c not in submission_only))(Api)
+    Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "QuoteApi"
+    return Api
+
+
+JOB_QUOTE_APIS: dict[str, type[JobQuoteApi]] = {spec.type.value: _quote_api(spec) for spec in JOB_SPECS.values()}
 
 
 # ----------------------------------------------------------------------------- reads

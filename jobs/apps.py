@@ -23,7 +23,9 @@ class JobsConfig(AppConfig):
     def ready(self) -> None:
         _check_gpu_backend()
         from auteur.retention import register_sweep
+        from credits.selectors import ledger_check_register
         from jobs import receivers
+        from jobs.selectors.jobs import job_ledger_problems
         from jobs.services.retention import SWEEPS
         from media.hooks import register_in_use_check
         from media.signals import media_ready
@@ -32,5 +34,6 @@ class JobsConfig(AppConfig):
         project_deleting.connect(receivers.on_project_deleting, dispatch_uid="jobs.project_deleting")
         media_ready.connect(receivers.on_media_ready, dispatch_uid="jobs.media_ready")
         register_in_use_check(receivers.media_in_use)
+        ledger_check_register(job_ledger_problems)
         for sweep in SWEEPS:
             register_sweep(sweep)

@@ -60,3 +60,19 @@ class JobNotCancelable(ApplicationError):
 
 class JobNotRetryable(ApplicationError):
     code = "job_not_retryable"
+
+
+class QuoteNotFound(ApplicationError):
+    code = "quote_not_found"
+
+
+class QuoteExpired(ApplicationError):
+    code = "quote_expired"
+
+
+class QuoteMismatch(ApplicationError):
+    code = "quote_mismatch"
+
+
+class QuoteUsed(ApplicationError):
+    code = "quote_used"

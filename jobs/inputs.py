@@ -179,6 +179,13 @@ class JobInput(StrictSerializer):
         help_text="If the job is still running this many seconds after it started, it is canceled "
                   "(`error_code` `run_deadline`) and refunded the part not spent, as any cancel.")
 
+    quote_id = serializers.UUIDField(
+        required=False,
+        help_text="A quote of this request (POST /jobs/{type}/quote, with this body less `quote_id`) that has not "
+                  "expired: the job is charged the quoted price. 409 `quote_mismatch` when the body or the work "
+                  "(the media's duration, the timeline) differs from the one quoted, 409 `quote_used` once it paid "
+                  "for a job, 410 `quote_expired` after its time, 404 `quote_not_found`.")
+
     def validate_webhook(self, value: str) -> str:
         # 400 `invalid_webhook_url` (an ApplicationError, not a field error): the same rule, code
         # and reasons as an account webhook's URL.

@@ -161,6 +161,29 @@ class Job(models.Model):
         return self.status in TERMINAL_STATUSES
 
 
+class Quote(models.Model):
+    """A price promised for a stated time (POST /jobs/{type}/quote): one submission of the same
+    type, body and work that names it before it expires is charged this price."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=32)
+    request_hash = models.CharField(max_length=64)  # the body as quoted, less `quote_id`
+    quantities = models.JSONField(default=dict)  # what the price was computed from (the work)
+    credits_cost = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    job = models.OneToOneField(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="quote")
+
+    class Meta:
+        db_table = "job_quotes"
+        # Retention removes the expired ones (jobs/services/retention.py).
+        indexes = [models.Index(fields=["expires_at"], name="job_quotes_expires")]
+
+    def __str__(self) -> str:
+        return f"{self.type} quote {self.id}: {self.credits_cost}"
+
+
 class FairShare(models.Model):
     """A user's virtual time on one job type (jobs.life.fairshare): the credits of the work started
     for them there, over their plan's weight. While the type's capacity is full, the waiting user

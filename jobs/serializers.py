@@ -8,8 +8,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from credits.models import TransactionType
 from jobs.models import Job, JobPriority, JobStatus
-from jobs.selectors.jobs import job_output_data, job_output_media
+from jobs.selectors.jobs import job_charge, job_ledger_entries, job_output_data, job_output_media
 from jobs.selectors.queue import QueueEstimate, job_queue_estimate
 from jobs.specs import JOB_TYPE_CHOICES
 
@@ -30,6 +31,29 @@ class PriorityField(serializers.ChoiceField):
 
     def to_representation(self, value: Any) -> str:
         return str(JobPriority(value).label)
+
+
+class LedgerEntrySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.ChoiceField(choices=TransactionType.choices, help_text=(
+        "`usage`: the charge when the job was accepted; `refund`: credits given back when it failed, was "
+        "canceled or aborted; another type: a correction by staff"))
+    amount = serializers.IntegerField(help_text="Signed: negative takes credits, positive gives them back")
+    balance_after = serializers.IntegerField(help_text="Your balance once this entry was written")
+    description = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+
+class ChargeSerializer(serializers.Serializer):
+    """What a job cost, from the credit ledger alone."""
+
+    charged = serializers.IntegerField(help_text="Credits taken when the job was accepted")
+    refunded = serializers.IntegerField(help_text="Credits given back (0 if none)")
+    refund_reason = serializers.CharField(allow_null=True, help_text=(
+        "Why credits were given back: the job's status, then `:` and its `error_code` where it has one "
+        "(`failed:timeout`, `canceled`, `canceled:run_deadline`, `aborted:start_deadline`); null without a refund"))
+    net = serializers.IntegerField(help_text="What the job cost you: the sum of its ledger entries, negated")
+    entries = LedgerEntrySerializer(many=True, help_text="The ledger entries behind these figures, oldest first")
 
 
 class JobSummarySerializer(serializers.Serializer):
@@ -65,6 +89,14 @@ class JobSummarySerializer(serializers.Serializer):
     run_deadline = serializers.DateTimeField(allow_null=True, help_text=(
         "Once started: its start + `run_within_seconds`; a job still running then is `canceled` "
         "(`error_code` `run_deadline`), refunded the part not spent."))
+    charge = serializers.SerializerMethodField()
+
+    @extend_schema_field(ChargeSerializer)
+    def get_charge(self, obj: Job) -> dict[str, Any]:
+        entries = getattr(obj, "ledger_entries", None)  # read with the job by the list (jobs.selectors.jobs)
+        if entries is None:
+            entries = job_ledger_entries(job_id=obj.pk)
+        return ChargeSerializer(job_charge(status=obj.status, error_code=obj.error_code, entries=entries)).data
 
 
 class OutputMediaSerializer(serializers.Serializer):
@@ -139,3 +171,21 @@ class JobEventSerializer(serializers.Serializer):
 class LanguageSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="A Whisper language code, or auto")
     name = serializers.CharField()
+
+
+class QuoteSerializer(serializers.Serializer):
+    """What a job would cost if submitted now, promised until `expires_at`."""
+
+    quote_id = serializers.UUIDField(help_text="Name it in the submission's body (`quote_id`) to be charged this price")
+    type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES)
+    credits_cost = serializers.IntegerField(help_text="The price the quote holds")
+    balance = serializers.IntegerField(help_text="Your balance now")
+    balance_after = serializers.IntegerField(help_text=(
+        "Your balance once charged (negative: the submission would be refused with 402 `insufficient_credits`)"))
+    queue_position = serializers.IntegerField(allow_null=True, min_value=1, help_text=(
+        "Its place among your waiting jobs if submitted now (as a job's `queue_position`)"))
+    lane_position = serializers.IntegerField(allow_null=True, min_value=1, help_text=(
+        "1 + the waiting jobs of all users on its queue now (as a job's `lane_position`)"))
+    eta_seconds = serializers.IntegerField(allow_null=True, min_value=0, help_text=(
+        "Estimated seconds until it would start (as a job's `eta_seconds`); null without history"))
+    expires_at = serializers.DateTimeField(help_text="After this, a submission naming it is refused (410)")

@@ -165,3 +165,8 @@ def retention_idempotency_keys() -> str:
 @shared_task(name="jobs.retention.event_streams", acks_late=True)
 def retention_event_streams() -> str:
     return run_sweep("event_streams", time_budget=TASK_TIME_BUDGET_SECONDS).describe()
+
+
+@shared_task(name="jobs.retention.quotes", acks_late=True)
+def retention_quotes() -> str:
+    return run_sweep("quotes", time_budget=TASK_TIME_BUDGET_SECONDS).describe()

@@ -7,6 +7,7 @@ read as an id; a POST to any other `jobs/<x>` is a 404 `unknown_job_type`.
 from django.urls import path
 
 from jobs.apis import (
+    JOB_QUOTE_APIS,
     JOB_SUBMIT_APIS,
     JobCancelApi,
     JobDetailApi,
@@ -22,6 +23,10 @@ urlpatterns = [
     *(
         path(f"jobs/{job_type}", api.as_view(), name=f"job-submit-{job_type}")
         for job_type, api in JOB_SUBMIT_APIS.items()
+    ),
+    *(
+        path(f"jobs/{job_type}/quote", api.as_view(), name=f"job-quote-{job_type}")
+        for job_type, api in JOB_QUOTE_APIS.items()
     ),
     path("jobs/<str:job_id>", JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<str:job_id>/events", JobEventListApi.as_view(), name="job-events"),

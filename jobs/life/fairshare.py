@@ -16,12 +16,17 @@ and a slot of their own free (jobs.life.slots):
   pause earns no burst afterwards. Ties go to the older head job.
 - `arrival`: the oldest head job (first in, first out): the baseline bench/fair_share.py compares.
 
-job_claim decides under the type's lock, then the user's (always in that order): two claims never
-both take the last unit, and virtual times change only there. They are rows in PostgreSQL
-(`FairShare`, `TypeClock`), so a worker that restarts carries on where the last left off. When a
-unit frees, `capacity_freed` publishes the start of the job that should take it; the claim of that
-job decides again, so a stale choice costs one message, and the reaper's minute-by-minute restart
-of queued jobs mends a lost one.
+job_claim decides under the type's lock, then the user's (always in that order): a job starts if
+its user is among the first `free` of the order (units free: capacity less the jobs in
+inference), so while units are free for every waiting user, nobody waits, and once they are not,
+the order decides. Two claims never both take the last unit, and virtual times change only
+there. They are rows in PostgreSQL (`FairShare`, `TypeClock`), so a worker that restarts carries
+on where the last left off.
+
+Wake-ups are bounded: a unit that frees publishes the start of the queued jobs due to take the
+free units (`start_due`), and so does a claim turned away while units are free; a pending job's
+own first step is already on its way. Each claim decides again, so a stale choice costs one
+message, and the reaper's minute-by-minute restart of queued jobs mends a lost one.
 """
 
 from __future__ import annotations
@@ -86,18 +91,28 @@ class Candidate:
     created_at: datetime
     tag: float  # the user's virtual time on the type, not below the type's clock
     plan: str | None
+    queued: bool  # the job waits queued (else pending: its first step is on its way)
 
 
 @dataclass(frozen=True)
 class Turn:
-    """The type as a claim finds it: who goes next, and how much room is left."""
+    """The type as a claim finds it: how much room is left, and who goes first."""
 
     free: int  # units free now (capacity less the jobs in inference)
     order: list[Candidate]  # the eligible users, the next to start first
 
     @property
-    def next_job(self) -> uuid.UUID | None:
-        return self.order[0].job_id if self.free > 0 and self.order else None
+    def due(self) -> list[Candidate]:
+        """The users whose next jobs take the free units: the first `free` of the order."""
+        return self.order[: max(self.free, 0)]
+
+    def admits(self, job_id: uuid.UUID) -> bool:
+        return any(c.job_id == job_id for c in self.due)
+
+    def waiting_due(self) -> list[uuid.UUID]:
+        """The due jobs that wait `queued`: no message of theirs is on its way (a pending job's
+        first step is), so each needs its start published."""
+        return [c.job_id for c in self.due if c.queued]
 
 
 # One round trip for everything a decision needs. The waiting users are found with one probe of
@@ -115,15 +130,16 @@ WITH RECURSIVE waiting_users(user_id) AS (
 SELECT
     (SELECT count(*) FROM jobs WHERE type = %(type)s AND status = 'processing' AND inference_ended_at IS NULL),
     (SELECT virtual_time FROM job_type_clocks WHERE type = %(type)s),
-    h.user_id, h.id, h.created_at, f.virtual_time,
+    h.user_id, h.id, h.created_at, h.status, f.virtual_time,
     (SELECT count(*) FROM jobs r WHERE r.user_id = h.user_id AND r.status = 'processing'),
     (SELECT s.plan FROM subscriptions s WHERE s.user_id = h.user_id AND s.status = %(active)s
      ORDER BY s.id LIMIT 1)
 FROM (SELECT 1) one
 LEFT JOIN (
-    SELECT w.user_id, head.id, head.type, head.created_at FROM waiting_users w
+    SELECT w.user_id, head.id, head.type, head.created_at, head.status FROM waiting_users w
     CROSS JOIN LATERAL (
-        SELECT id, type, created_at FROM jobs j WHERE j.user_id = w.user_id AND j.status IN ('pending', 'queued')
+        SELECT id, type, created_at, status FROM jobs j
+        WHERE j.user_id = w.user_id AND j.status IN ('pending', 'queued')
         ORDER BY priority DESC, created_at, id LIMIT 1
     ) head
     WHERE w.user_id IS NOT NULL
@@ -139,8 +155,9 @@ def turn_of(job_type: str) -> Turn:
         rows = cursor.fetchall()
     in_inference, clock = rows[0][0], rows[0][1] or 0.0
     order = [
-        Candidate(user_id=user_id, job_id=job_id, created_at=created_at, tag=max(virtual_time or 0.0, clock), plan=plan)
-        for _, _, user_id, job_id, created_at, virtual_time, running, plan in rows
+        Candidate(user_id=user_id, job_id=job_id, created_at=created_at, tag=max(virtual_time or 0.0, clock),
+                  plan=plan, queued=status == JobStatus.QUEUED)
+        for _, _, user_id, job_id, created_at, status, virtual_time, running, plan in rows
         if user_id is not None and running < plan_concurrency_limit(plan)
     ]
     if settings.AUTEUR_FAIR_SHARE == "arrival":
@@ -175,18 +192,17 @@ def charge(job: Job, turn: Turn) -> None:
 
 
 def capacity_freed(job_type: str) -> None:
-    """A job of the type left inference: once that is committed, start the jobs that should take
-    the free units."""
+    """A job of the type left inference (or a waiting one left the line): once that is
+    committed, publish the start of the queued jobs due to take the free units."""
     if type_capacity(job_type):
-        transaction.on_commit(functools.partial(start_next, job_type))
+        transaction.on_commit(functools.partial(start_due, job_type))
 
 
-def start_next(job_type: str) -> None:
-    """Publish the start of the next jobs of the type, as many as it has units free.
+def start_due(job_type: str) -> None:
+    """Publish the start of the type's queued jobs due now (Turn.waiting_due); their claims decide.
 
-    Across users: inside a request (a user's cancel) it reads as the owner's login. Each start
-    is decided again by its claim."""
+    Across users: inside a request (a user's cancel) it reads as the owner's login."""
     with trusted():
         turn = turn_of(job_type)
-    for candidate in turn.order[: max(turn.free, 0)]:
-        publish.start(candidate.job_id, job_type)
+    for job_id in turn.waiting_due():
+        publish.start(job_id, job_type)

@@ -64,6 +64,11 @@ _COMPLETE = PreparedUpdate(
 )
 
 
+def _charge(job: Job, refund: int) -> dict[str, int]:
+    """A terminal event's `charge`: the figures of the ledger entries written with it."""
+    return {"charged": job.credits_cost, "refunded": refund, "net": job.credits_cost - refund}
+
+
 def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
     """pending/queued -> processing when one of the user's slots is free, else pending -> queued.
 
@@ -95,8 +100,8 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         turn = None
         if running >= limit or slots["ahead_waiting"]:
             waiting_for = "slot"
-        elif capacity and (turn := fairshare.turn_of(job.type)).next_job != job.pk:
-            waiting_for = "capacity"  # the type is full, or another user's job goes first
+        elif capacity and not (turn := fairshare.turn_of(job.type)).admits(job.pk):
+            waiting_for = "capacity"  # the type is full, or its free units are due to other users first
         else:
             waiting_for = ""
         if waiting_for:
@@ -112,9 +117,10 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
                     # meanwhile is handed on by its own look (capacity_freed), which finds this
                     # job waiting, pending or queued.
                     start_waiting_if_free(job.user_id)
-            if turn is not None and turn.next_job is not None:
-                # A unit is free, and another user's job goes first: hand it over.
-                transaction.on_commit(functools.partial(publish.start, turn.next_job, job.type))
+            if turn is not None:
+                # Units are free, and due to other users' jobs first: hand them over.
+                for due in turn.waiting_due():
+                    transaction.on_commit(functools.partial(publish.start, due, job.type))
             return None
         run_deadline = None if job.run_within_seconds is None else now + timedelta(seconds=job.run_within_seconds)
         claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline)
@@ -125,9 +131,6 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             job_slot_release(user_id=job.user_id)
         if turn is not None:
             fairshare.charge(job, turn)
-            if turn.free > 1 and len(turn.order) > 1:
-                # Units are left after this one: the next users' jobs may take them.
-                transaction.on_commit(functools.partial(fairshare.start_next, job.type))
         job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
         job.status, job.started_at, job.updated_at, job.run_deadline = JobStatus.PROCESSING, now, now, run_deadline
         return job
@@ -146,7 +149,7 @@ def job_complete(
     if not _COMPLETE.run(pk=job.pk, output_data=output_data, now=completed_at, gpu_seconds=gpu_seconds,
                          processing_ms=processing_ms):
         return False
-    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media,
+    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
                      state=JobState(job.user_id, JobStatus.COMPLETED, 100))
     job_slot_release(user_id=job.user_id)
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
@@ -187,9 +190,9 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
         # A job that failed while storing keeps nothing it is refunded for.
         media_delete_job_outputs(job_id=job.pk)
         job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable,
-                         refunded=refund)
+                         refunded=refund, charge=_charge(job, refund))
         job_slot_release(user_id=job.user_id)
-        if job.status == JobStatus.PROCESSING and job.inference_ended_at is None:
+        if job.inference_ended_at is None:  # it held a unit of its type, or a place in its line
             fairshare.capacity_freed(job.type)
     logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
@@ -220,10 +223,9 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
         if refund:
             credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled", amount=refund)
             Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
-        job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund)
+        job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund, charge=_charge(job, refund))
         job_slot_release(user_id=job.user_id)
-        if job.started_at is not None:  # it was processing, before the end of its inference
-            fairshare.capacity_freed(job.type)
+        fairshare.capacity_freed(job.type)  # it held a unit of its type, or a place in its line
         if job.gpu_call_id:
             call_id = job.gpu_call_id
             transaction.on_commit(lambda: gpu_client.cancel_quietly(call_id))
@@ -258,9 +260,12 @@ def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
         ):
             return False
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job aborted: {code}", amount=job.credits_cost)
-        job_event_record(job.pk, JobEventType.ABORTED, code=code, refunded=job.credits_cost)
-        # It may have held the user's jobs behind it back (none overtakes one ahead of it).
+        job_event_record(job.pk, JobEventType.ABORTED, code=code, refunded=job.credits_cost,
+                         charge=_charge(job, job.credits_cost))
+        # It may have held the user's jobs behind it back (none overtakes one ahead of it), and
+        # other users' jobs in its type's line.
         job_slot_release(user_id=job.user_id)
+        fairshare.capacity_freed(job.type)
     logger.info("job aborted: %s", code, extra={"job_id": str(job_id)})
     return True
 

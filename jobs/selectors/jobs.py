@@ -8,16 +8,30 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import (
+    BooleanField,
+    Count,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, JSONObject
 
 from auteur.prepared import PreparedRead
 from auteur.users.models import User
-from credits.models import Plan
+from credits.models import CreditAccount, CreditTransaction, Plan, TransactionType
 from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, JobNotFound
 from jobs.models import ACTIVE_STATUSES, Job, JobEvent, JobPriority, JobStatus
@@ -66,6 +80,46 @@ def job_output_data(*, job_type: str, output_data: dict[str, Any]) -> dict[str, 
     return {**output_data, "transcript": {k: v for k, v in output_data.items() if k not in _STORAGE_KEYS}}
 
 
+# A job's ledger entries, oldest first, read in the job's own statement (one JSON object each).
+LEDGER_ENTRIES = ArraySubquery(
+    CreditTransaction.objects.filter(job_id=OuterRef("pk")).order_by("created_at", "id").values(
+        entry=JSONObject(id="id", type="type", amount="amount", balance_after="balance_after",
+                         description="description", created_at="created_at"),
+    )
+)
+
+
+def job_ledger_entries(*, job_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The job's ledger entries, oldest first, as LEDGER_ENTRIES reads them."""
+    entries = CreditTransaction.objects.filter(job_id=job_id).order_by("created_at", "id").values(
+        "id", "type", "amount", "balance_after", "description", "created_at")
+    return [dict(entry) for entry in entries]
+
+
+def job_charge(*, status: str, error_code: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the job cost, from its ledger entries alone: what was charged (its usage entry), what
+    was given back (its refund) and why, and the net (every entry of the job, staff corrections
+    included)."""
+    entries = [_entry(e) for e in entries]
+    refunded = sum(e["amount"] for e in entries if e["type"] == "refund")
+    return {
+        "charged": -sum(e["amount"] for e in entries if e["type"] == "usage"),
+        "refunded": refunded,
+        "refund_reason": (f"{status}:{error_code}" if error_code else status) if refunded else None,
+        "net": -sum(e["amount"] for e in entries),
+        "entries": entries,
+    }
+
+
+def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as the API shows it; one read as JSON has its id and time as text."""
+    created_at = entry["created_at"]
+    if isinstance(created_at, str):
+        created_at = datetime.fromisoformat(created_at)
+    return {"id": uuid.UUID(str(entry["id"])), "type": entry["type"], "amount": entry["amount"],
+            "balance_after": entry["balance_after"], "description": entry["description"], "created_at": created_at}
+
+
 def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:
     """The fields of the job GET /jobs/{id} shows, with its output media and, while it waits, its
     place in line (jobs.selectors.queue), or 404.
@@ -91,12 +145,15 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
     )
     row["priority"] = JobPriority(row["priority"]).label
     row.update(asdict(estimate))
-    return row
+    charge = job_charge(status=row["status"], error_code=row["error_code"], entries=row.pop("ledger") or [])
+    # In JobSerializer's order: the charge comes after the job's own fields, before its results.
+    return {**{k: row.pop(k) for k in JOB_DETAIL_FIELDS if k != "output_data"}, "charge": charge, **row}
 
 
 # Clients poll GET /jobs/{id}: its read is built once per process (auteur.prepared).
 _DETAIL = PreparedRead(
-    lambda user_id, pk: Job.objects.filter(user_id=user_id, user__is_active=True, pk=pk).values(*JOB_DETAIL_FIELDS),
+    lambda user_id, pk: Job.objects.filter(user_id=user_id, user__is_active=True, pk=pk).values(
+        *JOB_DETAIL_FIELDS, ledger=LEDGER_ENTRIES),
     user_id=uuid.UUID(int=1), pk=uuid.UUID(int=2),
 )
 
@@ -116,7 +173,7 @@ def job_list(
         qs = qs.filter(type=type)
     if project_id:
         qs = qs.filter(project_id=project_id)
-    return qs.order_by("-created_at", "-id")
+    return qs.annotate(ledger_entries=LEDGER_ENTRIES).order_by("-created_at", "-id")
 
 
 def job_event_list(*, job: Job) -> QuerySet[JobEvent]:
@@ -206,3 +263,26 @@ def job_summary(*, since: datetime) -> dict[str, Any]:
         rows.append({"type": job_type, "counts": cells, "total": sum(cells)})
     totals = [sum(counts[(t, s)] for t in types) for s in statuses]
     return {"statuses": statuses, "rows": rows, "totals": totals, "total": sum(totals)}
+
+
+def job_ledger_problems() -> Iterator[tuple[uuid.UUID, str]]:
+    """Every job's figures agree with its ledger entries: `credits_cost` with its usage entry,
+    `credits_refund` with its refund, and `credits_refunded` with having one, so the `charge` each
+    job shows (read from the entries) is what its fields say. Registered with credits'
+    ledger_check; one pass over the jobs, each looking up its entries by the job id index."""
+    entries = CreditTransaction.objects.filter(job_id=OuterRef("pk")).values("job_id")
+    usage = entries.filter(type=TransactionType.USAGE).annotate(total=Sum("amount")).values("total")
+    refund = entries.filter(type=TransactionType.REFUND).annotate(total=Sum("amount")).values("total")
+    disagreeing = (
+        Job.objects.annotate(charged=-Coalesce(Subquery(usage), Value(0)),
+                             refunded=Coalesce(Subquery(refund), Value(0)))
+        .annotate(has_refund=ExpressionWrapper(Q(refunded__gt=0), output_field=BooleanField()))
+        .exclude(credits_cost=F("charged"), credits_refund=F("refunded"), credits_refunded=F("has_refund"))
+        .values_list("pk", "user_id", "credits_cost", "charged", "credits_refund", "refunded", "credits_refunded")
+    )
+    rows = list(disagreeing)
+    accounts = dict(CreditAccount.objects.filter(user_id__in={r[1] for r in rows}).values_list("user_id", "pk"))
+    for job_id, user_id, cost, charged, given_back, refunded, flagged in rows:
+        if user_id in accounts:
+            yield accounts[user_id], (f"job {job_id} says cost {cost}, refund {given_back} (refunded: {flagged}); "
+                                      f"its entries charged {charged} and refunded {refunded}")

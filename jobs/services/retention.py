@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from auteur.retention import Sweep, SweepContext, SweepResult, delete_in_batches
-from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, TERMINAL_STATUSES, IdempotencyRecord, JobEvent
+from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, TERMINAL_STATUSES, IdempotencyRecord, JobEvent, Quote
 from jobs.services.stream import KEY_PREFIX, stream_redis
 
 # KEYS[1] a user's stream; ARGV[1] the oldest id kept, ARGV[2] the window in seconds. Trims
@@ -101,6 +101,13 @@ def event_streams_sweep(ctx: SweepContext) -> SweepResult:
                        details={"streams": keys_seen, "streams_deleted": keys_deleted})
 
 
+def quotes_sweep(ctx: SweepContext) -> SweepResult:
+    """Quotes past their time by the idempotency window: none can pay for a job any more, and a
+    job that one paid for keeps the quote's id in its ledger entry."""
+    cutoff = ctx.now - timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
+    return delete_in_batches("quotes", Quote.objects.filter(expires_at__lt=cutoff), ctx)
+
+
 SWEEPS = [
     Sweep("job_events", "jobs.retention.job_events",
           "events of jobs ended more than AUTEUR_RETENTION_JOB_EVENTS_DAYS ago", job_events_sweep),
@@ -109,5 +116,7 @@ SWEEPS = [
     Sweep("event_streams", "jobs.retention.event_streams",
           "event stream entries older than AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS; empty streams",
           event_streams_sweep),
+    Sweep("quotes", "jobs.retention.quotes", "quotes expired more than AUTEUR_IDEMPOTENCY_WINDOW_SECONDS ago",
+          quotes_sweep),
 ]
 

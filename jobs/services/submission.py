@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,15 +18,15 @@ from auteur.users.models import User
 from credits.errors import InsufficientCredits
 from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_deduct_for_job
-from credits.services.subscriptions import require_plan
-from jobs import gpu_client
-from jobs.errors import FeatureUnavailable, IdempotencyKeyReused, JobNotRetryable, LanguageUnsupported
+from jobs.errors import IdempotencyKeyReused, JobNotRetryable
 from jobs.inputs import Scheduling, WebhookRequest
 from jobs.life import publish
 from jobs.life.windows import start_deadline_of
-from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus
+from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote
 from jobs.selectors.requests import JobRequest
+from jobs.services.admission import job_submit_checks, require_runnable
 from jobs.services.events import job_event_record
+from jobs.services.quotes import quote_take
 from jobs.services.stream import JobState
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
@@ -41,7 +42,20 @@ def request_hash(job_type: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def quoted_body_hash(job_type: str, body: dict[str, Any]) -> str:
+    """The body as a quote compares it: without the `quote_id` that names the quote."""
+    return request_hash(job_type, {k: v for k, v in body.items() if k != "quote_id"})
+
+
 DEFAULT_SCHEDULING = Scheduling()
+
+
+@dataclass(frozen=True)
+class QuoteRequest:
+    """The quote a submission names, and its body as the quote compares it (less `quote_id`)."""
+
+    quote_id: uuid.UUID
+    body_hash: str
 
 
 def job_submit(
@@ -54,8 +68,11 @@ def job_submit(
     body_hash: str = "",
     retry_of: Job | None = None,
     scheduling: Scheduling = DEFAULT_SCHEDULING,
+    quote: QuoteRequest | None = None,
 ) -> tuple[Job, bool]:
     """Charge and create a job, publishing its pipeline after commit. Returns (job, created).
+
+    `quote`: the quote the body names: the job is charged its price (jobs.services.quotes).
 
     `scheduling`: its priority among the user's own jobs and its start and run deadlines; the
     start deadline is the earlier of the client's and the type's queue TTL (jobs.life.windows).
@@ -63,11 +80,10 @@ def job_submit(
     The same Idempotency-Key with the same body within the window returns the original job and
     charges nothing; with another body it is refused (422).
     """
-    _require_runnable(user, spec)
-    _check_languages(spec, request.input_params)
+    job_submit_checks(user=user, spec=spec, request=request)
     cost = spec.price.cost(request.quantities)
     try:
-        return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of, scheduling)
+        return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of, scheduling, quote)
     except IntegrityError:
         # Two requests with the same key raced: the loser's whole transaction (job, charge) was
         # rolled back; it answers with the winner's job.
@@ -86,7 +102,7 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
     that covers the type's least price. So an account that cannot pay makes the server do
     nothing else. `job_submit` then checks the exact cost under the account's row lock.
     """
-    _require_runnable(user, spec)
+    require_runnable(user, spec)
     if idempotency_key:
         replay = _idempotent_replay(user, idempotency_key, body_hash)
         if replay is not None:
@@ -96,36 +112,6 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
     if balance < least:
         raise InsufficientCredits(balance=balance, cost=least)
     return None
-
-
-def _require_runnable(user: User, spec: JobSpec) -> None:
-    # The plan first: a feature the user's plan does not include is refused as such, whether or
-    # not this server could run it now.
-    require_plan(user=user, plan=spec.plan, feature=spec.type.value)
-    reason = gpu_client.unavailable_reason(spec.type)
-    if reason is not None:
-        backend = settings.AUTEUR_GPU_BACKEND
-        # The reason is an operator's (auteur.errors: a client is told the code's fixed sentence).
-        raise FeatureUnavailable(
-            f"{spec.type} is not available on this server's GPU backend ({backend}): {reason}.",
-            details={"type": spec.type.value, "backend": backend, "reason": reason},
-        )
-
-
-def _check_languages(spec: JobSpec, params: dict[str, Any]) -> None:
-    """Each spoken language the request names must be one this server's engine takes."""
-    for field in spec.languages:
-        language = params.get(field)
-        if language is None:
-            continue
-        supported = gpu_client.languages(spec.type)
-        if language not in supported:
-            backend = settings.AUTEUR_GPU_BACKEND
-            raise LanguageUnsupported(
-                f"This server ({backend} backend) does not take language {language!r} for {spec.type} jobs.",
-                details={"field": field, "language": language, "backend": backend,
-                         "supported": gpu_client.describe_languages(spec.type)},
-            )
 
 
 def _idempotent_replay(user: User, key: str, body_hash: str) -> Job | None:
@@ -150,12 +136,18 @@ def _submit(
     body_hash: str,
     retry_of: Job | None,
     scheduling: Scheduling,
+    quote: QuoteRequest | None,
 ) -> tuple[Job, bool]:
     with transaction.atomic():
         if idempotency_key:
             replay = _idempotent_replay(user, idempotency_key, body_hash)
             if replay is not None:
                 return replay, False
+        taken = None
+        if quote is not None:
+            taken = quote_take(user=user, spec=spec, quote_id=quote.quote_id, body_hash=quote.body_hash,
+                               quantities=request.quantities)
+            cost = taken.credits_cost
         if request.media_ids:
             # Media deletion checks "in use" holding the same row locks: a file cannot be deleted
             # between this check of its jobs and the job's insert.
@@ -183,7 +175,10 @@ def _submit(
             # then fails, rather than charging first.
             IdempotencyRecord.objects.filter(user=user, key=idempotency_key).delete()  # an expired one
             IdempotencyRecord.objects.create(user=user, key=idempotency_key, request_hash=body_hash, job=job)
-        credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=f"{spec.type} job")
+        if taken is not None:
+            Quote.objects.filter(pk=taken.pk).update(job=job)
+        description = f"{spec.type} job" if taken is None else f"{spec.type} job at quote {taken.pk}"
+        credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=description)
         if webhook is not None:
             job_webhook_create(job_id=job.id, owner=user, url=webhook.url, event_types=webhook.events)
         job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost,

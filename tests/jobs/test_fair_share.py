@@ -124,6 +124,34 @@ def test_the_next_unit_goes_to_the_light_user_not_the_heavy_users_backlog(make_u
     assert started[-1] == backlog[2].pk  # nobody else waits: the heavy user goes on
 
 
+def test_while_units_are_free_for_every_waiting_user_nobody_waits(make_user, started, settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 3}
+    first, second = Account(make_user), Account(make_user)
+    assert claim(first.submit())  # first is ahead in virtual time now
+    theirs, mine = second.submit(), first.submit()
+    # second goes before first in the order, but two units are free for the two of them.
+    assert claim(mine) and claim(theirs)
+    assert started == []  # nothing handed over, nothing published
+
+
+def test_a_turned_away_claim_publishes_only_the_queued_jobs_due(make_user, started, settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 1}
+    heavy, light = Account(make_user), Account(make_user)
+    backlog = [heavy.submit() for _ in range(4)]
+    assert [claim(job) for job in backlog] == [True, False, False, False]
+    mine = light.submit()
+    assert not claim(mine)  # full: queued
+    started.clear()
+    end_inference(backlog[0])
+    assert started == [mine.pk]  # one unit: one start
+    # The heavy user's next job, delivered first, hands that one unit over: one message; the one
+    # behind it waits for it, and sends nothing.
+    assert not claim(backlog[1]) and not claim(backlog[2])
+    assert started == [mine.pk] * 2
+    assert claim(mine) and not claim(backlog[1])
+    assert started == [mine.pk] * 2  # full again: nothing more is sent
+
+
 def test_in_arrival_order_the_heavy_users_backlog_goes_first(make_user, started, settings):
     settings.AUTEUR_FAIR_SHARE = "arrival"
     heavy, light = Account(make_user), Account(make_user)
@@ -142,9 +170,9 @@ def run_turns(accounts: dict[str, Account], turns: int) -> list[str]:
     by_user = {account.user.pk: name for name, account in accounts.items()}
     order = []
     for _ in range(turns):
-        next_job = fairshare.turn_of("transcription").next_job
-        assert next_job is not None
-        job = Job.objects.get(pk=next_job)
+        due = fairshare.turn_of("transcription").due
+        assert due
+        job = Job.objects.get(pk=due[0].job_id)
         assert claim(job)
         order.append(by_user[job.user_id])
         end_inference(job)

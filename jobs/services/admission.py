@@ -1,0 +1,51 @@
+"""What a job request must pass before it is priced: the caller's plan, this server's backend,
+and the spoken languages it names. A submission and a quote check the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from auteur.users.models import User
+from credits.services.subscriptions import require_plan
+from jobs import gpu_client
+from jobs.errors import FeatureUnavailable, LanguageUnsupported
+from jobs.selectors.requests import JobRequest
+from jobs.specs import JobSpec
+
+
+def job_submit_checks(*, user: User, spec: JobSpec, request: JobRequest) -> None:
+    """What a submission checks of the caller and the resolved request before pricing it."""
+    require_runnable(user, spec)
+    _check_languages(spec, request.input_params)
+
+
+def require_runnable(user: User, spec: JobSpec) -> None:
+    # The plan first: a feature the user's plan does not include is refused as such, whether or
+    # not this server could run it now.
+    require_plan(user=user, plan=spec.plan, feature=spec.type.value)
+    reason = gpu_client.unavailable_reason(spec.type)
+    if reason is not None:
+        backend = settings.AUTEUR_GPU_BACKEND
+        # The reason is an operator's (auteur.errors: a client is told the code's fixed sentence).
+        raise FeatureUnavailable(
+            f"{spec.type} is not available on this server's GPU backend ({backend}): {reason}.",
+            details={"type": spec.type.value, "backend": backend, "reason": reason},
+        )
+
+
+def _check_languages(spec: JobSpec, params: dict[str, Any]) -> None:
+    """Each spoken language the request names must be one this server's engine takes."""
+    for field in spec.languages:
+        language = params.get(field)
+        if language is None:
+            continue
+        supported = gpu_client.languages(spec.type)
+        if language not in supported:
+            backend = settings.AUTEUR_GPU_BACKEND
+            raise LanguageUnsupported(
+                f"This server ({backend} backend) does not take language {language!r} for {spec.type} jobs.",
+                details={"field": field, "language": language, "backend": backend,
+                         "supported": gpu_client.describe_languages(spec.type)},
+            )

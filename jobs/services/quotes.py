@@ -1,0 +1,76 @@
+"""Quotes: what a job would cost, and where it would stand, promised for a stated time.
+
+`POST /jobs/{type}/quote` takes the body a submission would and checks it as a submission does
+(the plan, this server's backend, the languages, the media or timeline it names), then stores
+the price for AUTEUR_QUOTE_TTL_SECONDS. A submission whose body names the quote (`quote_id`)
+within that time is charged the quoted price, whatever the price table says by then, provided
+it is the same request: the same type and body (less `quote_id`) and the same work, the
+quantities the price is computed from (a render's timeline that grew since is another job). A
+quote pays for one job; its owner alone can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from auteur.users.models import User
+from credits.selectors import credit_balance_get
+from jobs.errors import QuoteExpired, QuoteMismatch, QuoteNotFound, QuoteUsed
+from jobs.inputs import Scheduling
+from jobs.models import JobStatus, Quote
+from jobs.selectors.queue import job_queue_estimate
+from jobs.selectors.requests import JobRequest
+from jobs.services.admission import job_submit_checks
+from jobs.specs import JobSpec
+
+
+def _work(quantities: dict[str, Any]) -> Any:
+    """The quantities as stored in JSON: what a quote and a submission compare."""
+    return json.loads(json.dumps(quantities, sort_keys=True, default=str))
+
+
+def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: str,
+                 scheduling: Scheduling) -> dict[str, Any]:
+    """Price the request as a submission would, and promise that price for the quote's time."""
+    job_submit_checks(user=user, spec=spec, request=request)
+    cost = spec.price.cost(request.quantities)
+    now = timezone.now()
+    quote = Quote.objects.create(
+        user=user, type=spec.type, request_hash=body_hash, quantities=_work(request.quantities), credits_cost=cost,
+        expires_at=now + timedelta(seconds=settings.AUTEUR_QUOTE_TTL_SECONDS),
+    )
+    balance = credit_balance_get(user=user)
+    # Where it would stand if submitted now: among the user's waiting jobs, by its priority.
+    estimate = job_queue_estimate(user_id=user.pk, job_type=spec.type, status=JobStatus.PENDING, created_at=now,
+                                  priority=scheduling.priority)
+    return {
+        "quote_id": quote.pk, "type": spec.type.value, "credits_cost": cost, "balance": balance,
+        "balance_after": balance - cost, "queue_position": estimate.queue_position,
+        "lane_position": estimate.lane_position, "eta_seconds": estimate.eta_seconds,
+        "expires_at": quote.expires_at,
+    }
+
+
+def quote_take(*, user: User, spec: JobSpec, quote_id: uuid.UUID, body_hash: str,
+               quantities: dict[str, Any]) -> Quote:
+    """The quote a submission names, locked until its transaction ends, if it may pay for it."""
+    quote = Quote.objects.select_for_update().filter(pk=quote_id, user=user).first()
+    if quote is None:
+        raise QuoteNotFound("No such quote.")
+    if quote.job_id is not None:
+        raise QuoteUsed("This quote was used for another job.", details={"job_id": str(quote.job_id)})
+    if quote.expires_at <= timezone.now():
+        raise QuoteExpired("This quote has expired; ask for another.",
+                           details={"expired_at": quote.expires_at.isoformat()})
+    if quote.type != spec.type or quote.request_hash != body_hash:
+        raise QuoteMismatch("The request differs from the one quoted.", details={"quoted_type": quote.type})
+    if quote.quantities != _work(quantities):
+        raise QuoteMismatch("The work differs from the one quoted (its media or timeline changed).",
+                            details={"quoted": quote.quantities, "now": _work(quantities)})
+    return quote
