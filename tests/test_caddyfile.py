@@ -142,7 +142,10 @@ def test_event_streams_and_the_websocket_go_to_uvicorn_unbuffered(compose_config
         assert [u["dial"] for u in push["upstreams"]] == [upstream]
         assert {"path": ["/ws/*", "*/stream"]} in matchers_above(routes, push)
         # Refused there from the headers, before the body is read (tests/jobs/test_stream_bodies.py).
-        refusals = {h["status_code"]: matchers_above(routes, h) for h in handlers(routes) if h["handler"] == "error"}
+        refusals: dict[int, list[dict]] = {}
+        for h in handlers(routes):
+            if h["handler"] == "error":
+                refusals.setdefault(h["status_code"], []).extend(matchers_above(routes, h))
         assert {"not": [{"method": ["GET"]}]} in refusals[405]
         assert {"header_regexp": {"Content-Length": {"name": "has_body", "pattern": "^0*[1-9]"}}} in refusals[413]
 
