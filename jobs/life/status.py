@@ -122,6 +122,10 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
                 for due in turn.waiting_due():
                     transaction.on_commit(functools.partial(publish.start, due, job.type))
             return None
+        if turn is not None:
+            # Started once the type's units were counted: a unit freed just before is stamped
+            # ended before this start, as it was.
+            now = timezone.now()
         run_deadline = None if job.run_within_seconds is None else now + timedelta(seconds=job.run_within_seconds)
         claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline)
         if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
