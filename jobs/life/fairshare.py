@@ -18,10 +18,11 @@ and a slot of their own free (jobs.life.slots):
 
 job_claim decides under the type's lock, then the user's (always in that order): a job starts if
 its user is among the first `free` of the order (units free: capacity less the jobs in
-inference), so while units are free for every waiting user, nobody waits, and once they are not,
-the order decides. Two claims never both take the last unit, and virtual times change only
-there. They are rows in PostgreSQL (`FairShare`, `TypeClock`), so a worker that restarts carries
-on where the last left off.
+inference). While units are free for every waiting user (`room_for_all`, one cheap query), nobody
+waits and the order is not even read; every start moves its user's virtual time all the same.
+Two claims never both take the last unit, and virtual times change only there. They are rows in
+PostgreSQL (`FairShare`, `TypeClock`), so a worker that restarts carries on where the last left
+off.
 
 Wake-ups are bounded: a unit that frees publishes the start of the queued jobs due to take the
 free units (`start_due`), and so does a claim turned away while units are free; a pending job's
@@ -90,7 +91,6 @@ class Candidate:
     job_id: uuid.UUID  # the user's next job (their head)
     created_at: datetime
     tag: float  # the user's virtual time on the type, not below the type's clock
-    plan: str | None
     queued: bool  # the job waits queued (else pending: its first step is on its way)
 
 
@@ -148,6 +148,32 @@ LEFT JOIN job_fair_share f ON f.type = %(type)s AND f.user_id = h.user_id
 """
 
 
+# Whether every user waiting on the type fits in its free units: the in-inference count, and the
+# waiting users counted by the same loose index scan as below, stopping past `most`.
+_ROOM_SQL = """
+WITH RECURSIVE waiting_users(user_id, n) AS (
+    (SELECT user_id, 1 FROM jobs WHERE type = %(type)s AND status IN ('pending', 'queued')
+     ORDER BY user_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.user_id FROM jobs j WHERE j.type = %(type)s AND j.status IN ('pending', 'queued')
+            AND j.user_id > w.user_id ORDER BY j.user_id LIMIT 1), w.n + 1
+    FROM waiting_users w WHERE w.user_id IS NOT NULL AND w.n <= %(most)s
+)
+SELECT
+    (SELECT count(*) FROM jobs WHERE type = %(type)s AND status = 'processing' AND inference_ended_at IS NULL),
+    (SELECT count(user_id) FROM waiting_users)
+"""
+
+
+def room_for_all(job_type: str, capacity: int) -> bool:
+    """Whether the type's free units are as many as the users waiting on it: then every one of
+    them may start, nobody's turn is at stake, and a claim starts its job without ordering anyone."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ROOM_SQL, {"type": str(job_type), "most": capacity})
+        in_inference, waiting_users = cursor.fetchone()
+    return bool(in_inference + waiting_users <= capacity)
+
+
 def turn_of(job_type: str) -> Turn:
     """The type's free units and its eligible users, the next to start first."""
     with connection.cursor() as cursor:
@@ -156,7 +182,7 @@ def turn_of(job_type: str) -> Turn:
     in_inference, clock = rows[0][0], rows[0][1] or 0.0
     order = [
         Candidate(user_id=user_id, job_id=job_id, created_at=created_at, tag=max(virtual_time or 0.0, clock),
-                  plan=plan, queued=status == JobStatus.QUEUED)
+                  queued=status == JobStatus.QUEUED)
         for _, _, user_id, job_id, created_at, status, virtual_time, running, plan in rows
         if user_id is not None and running < plan_concurrency_limit(plan)
     ]
@@ -167,28 +193,33 @@ def turn_of(job_type: str) -> Turn:
     return Turn(free=type_capacity(job_type) - in_inference, order=order)
 
 
-def charge(job: Job, turn: Turn) -> None:
+# A start's charge, in one statement: the user's start tag (their virtual time, not below the
+# type's clock), the clock moved up to it, and the user's virtual time moved past it.
+_CHARGE_SQL = """
+WITH mine AS (
+    SELECT greatest(
+        coalesce((SELECT virtual_time FROM job_fair_share WHERE type = %(type)s AND user_id = %(user_id)s), 0),
+        coalesce((SELECT virtual_time FROM job_type_clocks WHERE type = %(type)s), 0)
+    ) AS tag
+), clock AS (
+    INSERT INTO job_type_clocks (type, virtual_time) SELECT %(type)s, tag FROM mine
+    ON CONFLICT (type) DO UPDATE SET virtual_time = greatest(job_type_clocks.virtual_time, excluded.virtual_time)
+)
+INSERT INTO job_fair_share (type, user_id, virtual_time) SELECT %(type)s, %(user_id)s, tag + %(step)s FROM mine
+ON CONFLICT (type, user_id) DO UPDATE SET virtual_time = excluded.virtual_time
+"""
+
+
+def charge(job: Job, plan: str | None) -> None:
     """`job` starts (under the type's lock): its user's virtual time moves on by its price over
-    their plan's weight, and the type's clock to where the user's stood."""
+    their plan's weight, from where it stood or from the type's clock if that is ahead, and the
+    clock moves up to where the user started."""
     if settings.AUTEUR_FAIR_SHARE != "weighted":
         return
-    mine = next((c for c in turn.order if c.user_id == job.user_id), None)
-    tag, plan = (0.0, None) if mine is None else (mine.tag, mine.plan)
     weights: dict[str | None, float] = settings.AUTEUR_FAIR_SHARE_WEIGHTS
-    weight = weights.get(plan, weights[None])
+    step = max(job.credits_cost, 1) / weights.get(plan, weights[None])
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH clock AS (
-                INSERT INTO job_type_clocks (type, virtual_time) VALUES (%(type)s, %(tag)s)
-                ON CONFLICT (type) DO UPDATE
-                SET virtual_time = greatest(job_type_clocks.virtual_time, excluded.virtual_time)
-            )
-            INSERT INTO job_fair_share (type, user_id, virtual_time) VALUES (%(type)s, %(user_id)s, %(after)s)
-            ON CONFLICT (type, user_id) DO UPDATE SET virtual_time = excluded.virtual_time
-            """,
-            {"type": job.type, "tag": tag, "user_id": job.user_id, "after": tag + max(job.credits_cost, 1) / weight},
-        )
+        cursor.execute(_CHARGE_SQL, {"type": job.type, "user_id": job.user_id, "step": step})
 
 
 def capacity_freed(job_type: str) -> None:

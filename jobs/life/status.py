@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from auteur.prepared import PreparedRead, PreparedUpdate
+from credits.selectors import user_plan_of
 from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
@@ -34,9 +35,10 @@ from jobs.failures import failure_detail, failure_message
 from jobs.life import fairshare, publish
 from jobs.life.fairshare import type_capacity, type_lock
 from jobs.life.refunds import cancel_refund, failure_refund
-from jobs.life.slots import concurrency_limit, job_slot_release, slots_around, start_waiting_if_free, user_lock
+from jobs.life.slots import job_slot_release, slots_around, start_waiting_if_free, user_lock
 from jobs.life.windows import abort_code
 from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, JobStatus
+from jobs.selectors.queue import plan_concurrency_limit
 from jobs.services.events import job_event_record
 from jobs.services.stream import JobState
 from media.services.outputs import media_delete_job_outputs
@@ -96,11 +98,13 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         # Under the locks the user's slots and the type's units cannot change; a duplicate
         # delivery that claimed this job meanwhile makes the conditional UPDATE below match nothing.
         slots = slots_around(job)
-        running, limit = slots["running"], concurrency_limit(job.user_id)
+        plan = user_plan_of(user_id=job.user_id)
+        running, limit = slots["running"], plan_concurrency_limit(plan)
         turn = None
         if running >= limit or slots["ahead_waiting"]:
             waiting_for = "slot"
-        elif capacity and not (turn := fairshare.turn_of(job.type)).admits(job.pk):
+        elif (capacity and not fairshare.room_for_all(job.type, capacity)
+              and not (turn := fairshare.turn_of(job.type)).admits(job.pk)):
             waiting_for = "capacity"  # the type is full, or its free units are due to other users first
         else:
             waiting_for = ""
@@ -122,7 +126,7 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
                 for due in turn.waiting_due():
                     transaction.on_commit(functools.partial(publish.start, due, job.type))
             return None
-        if turn is not None:
+        if capacity:
             # Started once the type's units were counted: a unit freed just before is stamped
             # ended before this start, as it was.
             now = timezone.now()
@@ -133,8 +137,8 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         if slots["behind_queued"] and running + 1 < limit:
             # Jobs queued behind this one while it was pending may fit beside it now.
             job_slot_release(user_id=job.user_id)
-        if turn is not None:
-            fairshare.charge(job, turn)
+        if capacity:
+            fairshare.charge(job, plan)
         job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
         job.status, job.started_at, job.updated_at, job.run_deadline = JobStatus.PROCESSING, now, now, run_deadline
         return job
