@@ -105,6 +105,9 @@ class Job(models.Model):
     # `start_within_seconds` or the type's queue TTL, the earlier) -> aborted; still running
     # `run_within_seconds` after its start -> canceled, refunded pro rata (`run_deadline`, set
     # when it starts).
+    # Why a queued job waits: `slot` (its owner's concurrency limit, or their job ahead of it) or
+    # `capacity` (its type is full: jobs.life.fairshare); empty once it starts or if it never waited.
+    waiting_for = models.CharField(max_length=8, blank=True, default="", db_default="")
     start_within_seconds = models.PositiveIntegerField(null=True, blank=True)
     start_deadline = models.DateTimeField(null=True, blank=True)
     run_within_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -144,6 +147,10 @@ class Job(models.Model):
             models.Index(
                 fields=["type"], name="jobs_type_in_inference",
                 condition=models.Q(status="processing", inference_ended_at__isnull=True),
+            ),
+            models.Index(
+                fields=["type"], name="jobs_queued_for_capacity",
+                condition=models.Q(status="queued", waiting_for="capacity"),
             ),
         ]
         constraints = [

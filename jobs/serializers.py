@@ -89,6 +89,10 @@ class JobSummarySerializer(serializers.Serializer):
     run_deadline = serializers.DateTimeField(allow_null=True, help_text=(
         "Once started: its start + `run_within_seconds`; a job still running then is `canceled` "
         "(`error_code` `run_deadline`), refunded the part not spent."))
+    waiting_for = serializers.ChoiceField(choices=["", "slot", "capacity"], help_text=(
+        "Why a `queued` job waits: `slot` (your plan's concurrent jobs are running, or a job of yours ahead of "
+        "it waits) or `capacity` (its type is running all it can at once, and other users' turns come first: "
+        "fair share); empty once it started, or if it never waited"))
     charge = serializers.SerializerMethodField()
 
     @extend_schema_field(ChargeSerializer)

@@ -25,9 +25,10 @@ PostgreSQL (`FairShare`, `TypeClock`), so a worker that restarts carries on wher
 off.
 
 Wake-ups are bounded: a unit that frees publishes the start of the queued jobs due to take the
-free units (`start_due`), and so does a claim turned away while units are free; a pending job's
-own first step is already on its way. Each claim decides again, so a stale choice costs one
-message, and the reaper's minute-by-minute restart of queued jobs mends a lost one.
+free units (`start_due`), and so does a claim turned away; a pending job's own first step is
+already on its way, and nothing is read while no job of the type waits for a unit. Each claim
+decides again, so a stale choice costs one message, and the reaper's minute-by-minute restart of
+queued jobs mends a lost one.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ from jobs.specs import job_spec
 _IN_INFERENCE = PreparedRead(
     lambda job_type: Job.objects.filter(type=job_type, status=JobStatus.PROCESSING, inference_ended_at__isnull=True)
     .values("type").annotate(n=Count("pk")),
+    job_type="\x00type",
+)
+_QUEUED_FOR_CAPACITY = PreparedRead(
+    lambda job_type: Job.objects.filter(type=job_type, status=JobStatus.QUEUED, waiting_for="capacity")
+    .values("id")[:1],
     job_type="\x00type",
 )
 # The first key of the types' advisory locks (the users' take the one-bigint form: no overlap).
@@ -222,9 +228,9 @@ def charge(job: Job, plan: str | None) -> None:
         cursor.execute(_CHARGE_SQL, {"type": job.type, "user_id": job.user_id, "step": step})
 
 
-def capacity_freed(job_type: str) -> None:
-    """A job of the type left inference (or a waiting one left the line): once that is
-    committed, publish the start of the queued jobs due to take the free units."""
+def start_due_on_commit(job_type: str) -> None:
+    """Once the transaction commits, publish the start of the type's queued jobs due now: after a
+    job left inference (a unit freed) or the line (canceled, aborted), or was turned away."""
     if type_capacity(job_type):
         transaction.on_commit(functools.partial(start_due, job_type))
 
@@ -232,8 +238,12 @@ def capacity_freed(job_type: str) -> None:
 def start_due(job_type: str) -> None:
     """Publish the start of the type's queued jobs due now (Turn.waiting_due); their claims decide.
 
-    Across users: inside a request (a user's cancel) it reads as the owner's login."""
+    Nothing to do unless a job of the type waits queued for a unit (one indexed probe, so a type
+    that is never short costs no more). Across users: inside a request (a user's cancel) it reads
+    as the owner's login."""
     with trusted():
+        if _QUEUED_FOR_CAPACITY.first(job_type=str(job_type)) is None:
+            return
         turn = turn_of(job_type)
     for job_id in turn.waiting_due():
         publish.start(job_id, job_type)

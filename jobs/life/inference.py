@@ -14,7 +14,7 @@ from django.utils import timezone
 from auteur.prepared import PreparedUpdate
 from jobs import gpu_client
 from jobs.gpu_client import CallStatus, PermanentGpuError
-from jobs.life.fairshare import capacity_freed
+from jobs.life.fairshare import start_due_on_commit
 from jobs.models import Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
 from jobs.services.stream import JobState
@@ -119,7 +119,7 @@ def job_inference_ended(*, job: Job) -> bool:
         return False
     if job.inference_ended_at is None:
         job.inference_ended_at = now
-        capacity_freed(job.type)  # its unit of the type's capacity is free for the next job
+        start_due_on_commit(job.type)  # its unit of the type's capacity is free for the next job
     return True
 
 

@@ -110,11 +110,15 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
         if not User.objects.filter(pk=user_id).exists() or running >= concurrency_limit(user_id):
             return
     free: dict[str, int | None] = {}
+    full = []
     for row in _WAITING_NEXT.rows(user_id=user_id):
         job_type = row["type"]
         units = free[job_type] = free[job_type] if job_type in free else units_free(job_type)
         if units is not None:
-            if units <= 0:  # its type is full: the next unit to free is handed on (jobs.life.fairshare)
+            if units <= 0:  # its type is full: it waits for a unit, which is handed on when it frees
+                full.append(row["id"])
                 continue
             free[job_type] = units - 1
         publish.start(row["id"], job_type)
+    if full:
+        Job.objects.filter(pk__in=full, status=JobStatus.QUEUED).update(waiting_for="capacity")

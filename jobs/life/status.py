@@ -17,7 +17,6 @@ it frees a slot, starts the user's next waiting job (`jobs.life.slots`).
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
 from jobs.failures import failure_detail, failure_message
-from jobs.life import fairshare, publish
+from jobs.life import fairshare
 from jobs.life.fairshare import type_capacity, type_lock
 from jobs.life.refunds import cancel_refund, failure_refund
 from jobs.life.slots import job_slot_release, slots_around, start_waiting_if_free, user_lock
@@ -52,7 +51,7 @@ _CLAIMED = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=_SOME_JOB)
 _CLAIM = PreparedUpdate(
     lambda pk, status, **_: Job.objects.filter(pk=pk, status=status),
     lambda now, run_deadline, **_: {"status": JobStatus.PROCESSING, "started_at": now, "updated_at": now,
-                                     "run_deadline": run_deadline},
+                                     "run_deadline": run_deadline, "waiting_for": ""},
     pk=_SOME_JOB, status="\x00status", now=_SOME_TIME, run_deadline=_SOME_TIME.replace(microsecond=3),
 )
 _COMPLETE = PreparedUpdate(
@@ -100,31 +99,32 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         slots = slots_around(job)
         plan = user_plan_of(user_id=job.user_id)
         running, limit = slots["running"], plan_concurrency_limit(plan)
-        turn = None
         if running >= limit or slots["ahead_waiting"]:
             waiting_for = "slot"
         elif (capacity and not fairshare.room_for_all(job.type, capacity)
-              and not (turn := fairshare.turn_of(job.type)).admits(job.pk)):
+              and not fairshare.turn_of(job.type).admits(job.pk)):
             waiting_for = "capacity"  # the type is full, or its free units are due to other users first
         else:
             waiting_for = ""
         if waiting_for:
-            if job.status == JobStatus.PENDING and Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-                status=JobStatus.QUEUED, queued_at=now, updated_at=now
-            ):
-                job_event_record(job.id, JobEventType.QUEUED, running=running, waiting_for=waiting_for)
-                if running >= limit:
-                    # A job that ends while this transaction is open looks for queued jobs before
-                    # this one is committed queued: look again once it is (job_slot_release). A
-                    # job of the user's ahead of this one starts it when it starts itself (its
-                    # claim waits for this transaction's lock); a unit of the type that frees
-                    # meanwhile is handed on by its own look (capacity_freed), which finds this
-                    # job waiting, pending or queued.
-                    start_waiting_if_free(job.user_id)
-            if turn is not None:
-                # Units are free, and due to other users' jobs first: hand them over.
-                for due in turn.waiting_due():
-                    transaction.on_commit(functools.partial(publish.start, due, job.type))
+            if job.status == JobStatus.PENDING:
+                if Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+                    status=JobStatus.QUEUED, queued_at=now, updated_at=now, waiting_for=waiting_for
+                ):
+                    job_event_record(job.id, JobEventType.QUEUED, running=running, waiting_for=waiting_for)
+                    if running >= limit:
+                        # A job that ends while this transaction is open looks for queued jobs
+                        # before this one is committed queued: look again once it is
+                        # (job_slot_release). A job of the user's ahead of this one starts it
+                        # when it starts itself (its claim waits for this transaction's lock).
+                        start_waiting_if_free(job.user_id)
+            elif job.waiting_for != waiting_for:
+                Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(waiting_for=waiting_for)
+            if waiting_for == "capacity":
+                # A unit that frees while this transaction is open looks for queued jobs before
+                # this one is committed queued, and units may be free now for other users' jobs
+                # due first: look again once this is committed.
+                fairshare.start_due_on_commit(job.type)
             return None
         if capacity:
             # Started once the type's units were counted: a unit freed just before is stamped
@@ -201,7 +201,7 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
                          refunded=refund, charge=_charge(job, refund))
         job_slot_release(user_id=job.user_id)
         if job.inference_ended_at is None:  # it held a unit of its type, or a place in its line
-            fairshare.capacity_freed(job.type)
+            fairshare.start_due_on_commit(job.type)
     logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
         gpu_client.cancel_quietly(job.gpu_call_id)
@@ -233,7 +233,7 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
             Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
         job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund, charge=_charge(job, refund))
         job_slot_release(user_id=job.user_id)
-        fairshare.capacity_freed(job.type)  # it held a unit of its type, or a place in its line
+        fairshare.start_due_on_commit(job.type)  # it held a unit of its type, or a place in its line
         if job.gpu_call_id:
             call_id = job.gpu_call_id
             transaction.on_commit(lambda: gpu_client.cancel_quietly(call_id))
@@ -273,7 +273,7 @@ def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
         # It may have held the user's jobs behind it back (none overtakes one ahead of it), and
         # other users' jobs in its type's line.
         job_slot_release(user_id=job.user_id)
-        fairshare.capacity_freed(job.type)
+        fairshare.start_due_on_commit(job.type)
     logger.info("job aborted: %s", code, extra={"job_id": str(job_id)})
     return True
 

@@ -64,7 +64,7 @@ JOB_DETAIL_FIELDS = (
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
     "completed_at", "processing_time_ms", "gpu_seconds", "priority", "start_deadline", "run_within_seconds",
-    "run_deadline", "output_data",
+    "run_deadline", "waiting_for", "output_data",
 )
 
 

@@ -92,8 +92,12 @@ def in_inference() -> int:
 
 
 def waited_for(job: Job) -> str | None:
+    """Why the job waits, as its `queued` event said it and as the job says it now (the same)."""
     event = JobEvent.objects.filter(job_id=job.pk, type="queued").first()
-    return None if event is None else event.data["waiting_for"]
+    if event is None:
+        return None
+    assert Job.objects.get(pk=job.pk).waiting_for == event.data["waiting_for"]
+    return str(event.data["waiting_for"])
 
 
 def test_a_full_type_queues_the_next_job_until_a_unit_frees(make_user, started):
