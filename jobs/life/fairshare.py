@@ -18,7 +18,7 @@ and a slot of their own free (jobs.life.slots):
 
 job_claim decides under the type's lock, then the user's (always in that order): a job starts if
 its user is among the first `free` of the order (units free: capacity less the jobs in
-inference). While units are free for every waiting user (`room_for_all`, one cheap query), nobody
+inference). While units are free for every waiting user (`slots_and_room`, read with the user's slots), nobody
 waits and the order is not even read; every start moves its user's virtual time all the same.
 Two claims never both take the last unit, and virtual times change only there. They are rows in
 PostgreSQL (`FairShare`, `TypeClock`), so a worker that restarts carries on where the last left
@@ -82,11 +82,9 @@ def units_free(job_type: str) -> int | None:
     return capacity - (0 if row is None else int(row["n"]))
 
 
-def type_lock(job_type: str) -> None:
-    """Serialize the starts of one type's jobs across processes (released at commit)."""
-    key = zlib.crc32(str(job_type).encode()) - 2**31  # a signed int4
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_TYPE_LOCK_CLASS, key])
+def _type_key(job_type: str) -> int:
+    """The second key of a type's advisory lock: serializes the starts of its jobs across processes."""
+    return zlib.crc32(str(job_type).encode()) - 2**31  # a signed int4
 
 
 @dataclass(frozen=True)
@@ -154,30 +152,50 @@ LEFT JOIN job_fair_share f ON f.type = %(type)s AND f.user_id = h.user_id
 """
 
 
-# Whether every user waiting on the type fits in its free units: the in-inference count, and the
-# waiting users counted by the same loose index scan as below, stopping past `most`.
-_ROOM_SQL = """
-WITH RECURSIVE waiting_users(user_id, n) AS (
-    (SELECT user_id, 1 FROM jobs WHERE type = %(type)s AND status IN ('pending', 'queued')
-     ORDER BY user_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT j.user_id FROM jobs j WHERE j.type = %(type)s AND j.status IN ('pending', 'queued')
-            AND j.user_id > w.user_id ORDER BY j.user_id LIMIT 1), w.n + 1
-    FROM waiting_users w WHERE w.user_id IS NOT NULL AND w.n <= %(most)s
-)
+# A claim's read on a limited type, in one round trip: the user's slots (as jobs.life.slots reads
+# them for any job) and whether the type has a unit free for every user waiting on it (the jobs
+# in inference, and the waiting users counted by the loose index scan below, stopping past
+# `most`).
+_SLOTS_AND_ROOM_SQL = """
 SELECT
+    count(*) FILTER (WHERE status = 'processing'),
+    count(*) FILTER (WHERE status IN ('pending', 'queued')
+                     AND (priority > %(priority)s OR (priority = %(priority)s AND created_at < %(created_at)s))),
+    count(*) FILTER (WHERE status = 'queued'
+                     AND (priority < %(priority)s OR (priority = %(priority)s AND created_at > %(created_at)s))),
     (SELECT count(*) FROM jobs WHERE type = %(type)s AND status = 'processing' AND inference_ended_at IS NULL),
-    (SELECT count(user_id) FROM waiting_users)
+    (WITH RECURSIVE waiting_users(user_id, n) AS (
+        (SELECT user_id, 1 FROM jobs WHERE type = %(type)s AND status IN ('pending', 'queued')
+         ORDER BY user_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.user_id FROM jobs j WHERE j.type = %(type)s AND j.status IN ('pending', 'queued')
+                AND j.user_id > w.user_id ORDER BY j.user_id LIMIT 1), w.n + 1
+        FROM waiting_users w WHERE w.user_id IS NOT NULL AND w.n <= %(most)s
+     ) SELECT count(user_id) FROM waiting_users)
+FROM jobs WHERE user_id = %(user_id)s AND status IN ('processing', 'pending', 'queued')
 """
 
 
-def room_for_all(job_type: str, capacity: int) -> bool:
-    """Whether the type's free units are as many as the users waiting on it: then every one of
-    them may start, nobody's turn is at stake, and a claim starts its job without ordering anyone."""
+def slots_and_room(job: Job, capacity: int) -> tuple[int, int, int, bool]:
+    """The user's slots as `job` sees them (running, ahead waiting, behind queued: jobs.life.slots.
+    Slots), and whether the type's free units are as many as the users waiting on it: then every
+    one of them may start, nobody's turn is at stake, and the claim starts its job without reading
+    the order. Read under the type's and the user's locks."""
     with connection.cursor() as cursor:
-        cursor.execute(_ROOM_SQL, {"type": str(job_type), "most": capacity})
-        in_inference, waiting_users = cursor.fetchone()
-    return bool(in_inference + waiting_users <= capacity)
+        cursor.execute(_SLOTS_AND_ROOM_SQL, {"user_id": job.user_id, "priority": job.priority,
+                                             "created_at": job.created_at, "type": job.type, "most": capacity})
+        running, ahead, behind, in_inference, waiting_users = cursor.fetchone()
+    return running, ahead, behind, bool(in_inference + waiting_users <= capacity)
+
+
+def locks(job_type: str, user_key: int) -> None:
+    """The type's lock, then the user's (its key: jobs.life.slots.user_lock_key), in one round
+    trip: the inner query is a fence, evaluated, its lock taken, before the outer one."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s) FROM (SELECT pg_advisory_xact_lock(%s, %s) OFFSET 0) type_lock",
+            [user_key, _TYPE_LOCK_CLASS, _type_key(job_type)],
+        )
 
 
 def turn_of(job_type: str) -> Turn:

@@ -33,10 +33,14 @@ class Slots(TypedDict):
     behind_queued: int  # the user's jobs that start after this one, queued
 
 
+def user_lock_key(user_id: uuid.UUID) -> int:
+    return uuid.UUID(str(user_id)).int & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def user_lock(user_id: uuid.UUID) -> None:
     """Serialize slot accounting for one user across processes (released at commit)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [uuid.UUID(str(user_id)).int & 0x7FFF_FFFF_FFFF_FFFF])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [user_lock_key(user_id)])
 
 
 def concurrency_limit(user_id: uuid.UUID) -> int:

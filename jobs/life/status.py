@@ -32,9 +32,9 @@ from jobs import gpu_client
 from jobs.errors import JobNotCancelable
 from jobs.failures import failure_detail, failure_message
 from jobs.life import fairshare
-from jobs.life.fairshare import type_capacity, type_lock
+from jobs.life.fairshare import type_capacity
 from jobs.life.refunds import cancel_refund, failure_refund
-from jobs.life.slots import job_slot_release, slots_around, start_waiting_if_free, user_lock
+from jobs.life.slots import Slots, job_slot_release, slots_around, start_waiting_if_free, user_lock, user_lock_key
 from jobs.life.windows import abort_code
 from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, JobStatus
 from jobs.selectors.queue import plan_concurrency_limit
@@ -88,21 +88,25 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             return None
         capacity = type_capacity(job.type)
         if capacity:
-            type_lock(job.type)  # the type's lock first, then the user's: never the other way
-        user_lock(job.user_id)
+            fairshare.locks(job.type, user_lock_key(job.user_id))  # the type's, then the user's
+        else:
+            user_lock(job.user_id)
         now = timezone.now()  # after the locks' wait: the start is now or never
         if job.start_deadline is not None and now >= job.start_deadline:
             job_abort(job_id=job.pk, now=now)  # its start deadline passed while it waited: never starts
             return None
         # Under the locks the user's slots and the type's units cannot change; a duplicate
         # delivery that claimed this job meanwhile makes the conditional UPDATE below match nothing.
-        slots = slots_around(job)
+        if capacity:
+            running, ahead, behind, room = fairshare.slots_and_room(job, capacity)
+            slots = Slots(running=running, ahead_waiting=ahead, behind_queued=behind)
+        else:
+            slots, room = slots_around(job), True
         plan = user_plan_of(user_id=job.user_id)
         running, limit = slots["running"], plan_concurrency_limit(plan)
         if running >= limit or slots["ahead_waiting"]:
             waiting_for = "slot"
-        elif (capacity and not fairshare.room_for_all(job.type, capacity)
-              and not fairshare.turn_of(job.type).admits(job.pk)):
+        elif not room and not fairshare.turn_of(job.type).admits(job.pk):
             waiting_for = "capacity"  # the type is full, or its free units are due to other users first
         else:
             waiting_for = ""

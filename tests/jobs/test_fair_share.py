@@ -338,3 +338,20 @@ def test_through_a_worker_the_unit_is_never_shared_and_the_light_user_goes_first
     assert waiting_when_light_came, "the heavy user still had jobs waiting"
     # Of the heavy user's jobs waiting when it came, at most the one given the unit first ran before it.
     assert sum(j.started_at < light_job.started_at for j in waiting_when_light_came) <= 1
+
+
+def test_a_claim_on_a_limited_type_holds_the_types_lock_and_the_users(make_user):
+    from django.db import connection, transaction
+
+    from jobs.life.slots import user_lock_key
+
+    user = Account(make_user).user
+    with transaction.atomic():
+        fairshare.locks("transcription", user_lock_key(user.pk))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT classid, objid, objsubid FROM pg_locks WHERE locktype = 'advisory' "
+                           "AND pid = pg_backend_pid() AND granted")
+            held = cursor.fetchall()
+    key = user_lock_key(user.pk)
+    assert (key >> 32, key & 0xFFFF_FFFF, 1) in held  # the user's (one bigint)
+    assert any(objsubid == 2 and classid == 0x4A0B for classid, _, objsubid in held)  # the type's (two int4)
