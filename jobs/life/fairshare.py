@@ -217,33 +217,14 @@ def turn_of(job_type: str) -> Turn:
     return Turn(free=type_capacity(job_type) - in_inference, order=order)
 
 
-# A start's charge, in one statement: the user's start tag (their virtual time, not below the
-# type's clock), the clock moved up to it, and the user's virtual time moved past it.
-_CHARGE_SQL = """
-WITH mine AS (
-    SELECT greatest(
-        coalesce((SELECT virtual_time FROM job_fair_share WHERE type = %(type)s AND user_id = %(user_id)s), 0),
-        coalesce((SELECT virtual_time FROM job_type_clocks WHERE type = %(type)s), 0)
-    ) AS tag
-), clock AS (
-    INSERT INTO job_type_clocks (type, virtual_time) SELECT %(type)s, tag FROM mine
-    ON CONFLICT (type) DO UPDATE SET virtual_time = greatest(job_type_clocks.virtual_time, excluded.virtual_time)
-)
-INSERT INTO job_fair_share (type, user_id, virtual_time) SELECT %(type)s, %(user_id)s, tag + %(step)s FROM mine
-ON CONFLICT (type, user_id) DO UPDATE SET virtual_time = excluded.virtual_time
-"""
-
-
-def charge(job: Job, plan: str | None) -> None:
-    """`job` starts (under the type's lock): its user's virtual time moves on by its price over
-    their plan's weight, from where it stood or from the type's clock if that is ahead, and the
-    clock moves up to where the user started."""
+def charge_step(job: Job, plan: str | None) -> float | None:
+    """How far `job`'s start moves its user's virtual time on the type: its price over their plan's
+    weight; None in arrival order, which keeps no virtual times. The move itself is made with the
+    job's start, in one statement (jobs.life.status)."""
     if settings.AUTEUR_FAIR_SHARE != "weighted":
-        return
+        return None
     weights: dict[str | None, float] = settings.AUTEUR_FAIR_SHARE_WEIGHTS
-    step = max(job.credits_cost, 1) / weights.get(plan, weights[None])
-    with connection.cursor() as cursor:
-        cursor.execute(_CHARGE_SQL, {"type": job.type, "user_id": job.user_id, "step": step})
+    return max(job.credits_cost, 1) / weights.get(plan, weights[None])
 
 
 def start_due_on_commit(job_type: str) -> None:

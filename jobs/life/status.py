@@ -22,7 +22,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from auteur.prepared import PreparedRead, PreparedUpdate
@@ -63,6 +63,42 @@ _COMPLETE = PreparedUpdate(
     pk=_SOME_JOB, output_data={"\x00": "output data"}, now=_SOME_TIME, gpu_seconds=-1.0e-300,
     processing_ms=-987_654_321,
 )
+
+
+# A start on a limited type, in one statement: the claim's move (as _CLAIM) and, if it moved and
+# a step is given, the user's charge on the type (jobs.life.fairshare): their start tag (their
+# virtual time, not below the type's clock), the clock moved up to it, their virtual time past it.
+_START_CHARGED_SQL = """
+WITH claimed AS (
+    UPDATE jobs SET status = 'processing', started_at = %(now)s, updated_at = %(now)s,
+                    run_deadline = %(run_deadline)s, waiting_for = ''
+    WHERE id = %(job_id)s AND status = %(status)s
+    RETURNING id
+), mine AS (
+    SELECT greatest(
+        coalesce((SELECT virtual_time FROM job_fair_share WHERE type = %(type)s AND user_id = %(user_id)s), 0),
+        coalesce((SELECT virtual_time FROM job_type_clocks WHERE type = %(type)s), 0)
+    ) AS tag
+    FROM claimed WHERE %(step)s::float8 IS NOT NULL
+), clock AS (
+    INSERT INTO job_type_clocks (type, virtual_time) SELECT %(type)s, tag FROM mine
+    ON CONFLICT (type) DO UPDATE SET virtual_time = greatest(job_type_clocks.virtual_time, excluded.virtual_time)
+), share AS (
+    INSERT INTO job_fair_share (type, user_id, virtual_time)
+    SELECT %(type)s, %(user_id)s, tag + %(step)s::float8 FROM mine
+    ON CONFLICT (type, user_id) DO UPDATE SET virtual_time = excluded.virtual_time
+)
+SELECT count(*) FROM claimed
+"""
+
+
+def _start_charged(job: Job, *, now: datetime, run_deadline: datetime | None, step: float | None) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_START_CHARGED_SQL, {
+            "now": now, "run_deadline": run_deadline, "job_id": job.pk, "status": job.status, "type": job.type,
+            "user_id": job.user_id, "step": step,
+        })
+        return bool(cursor.fetchone()[0])
 
 
 def _charge(job: Job, refund: int) -> dict[str, int]:
@@ -135,14 +171,15 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             # ended before this start, as it was.
             now = timezone.now()
         run_deadline = None if job.run_within_seconds is None else now + timedelta(seconds=job.run_within_seconds)
-        claimed = _CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline)
+        if capacity:  # with its charge to the user's virtual time on the type, in one statement
+            claimed = _start_charged(job, now=now, run_deadline=run_deadline, step=fairshare.charge_step(job, plan))
+        else:
+            claimed = bool(_CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline))
         if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
             return None
         if slots["behind_queued"] and running + 1 < limit:
             # Jobs queued behind this one while it was pending may fit beside it now.
             job_slot_release(user_id=job.user_id)
-        if capacity:
-            fairshare.charge(job, plan)
         job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
         job.status, job.started_at, job.updated_at, job.run_deadline = JobStatus.PROCESSING, now, now, run_deadline
         return job

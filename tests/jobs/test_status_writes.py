@@ -14,6 +14,7 @@ migrations) for the ways a job's status can be written:
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def status_writes(source: str, filename: str = "<source>") -> list[int]:
                         found.append(node.lineno)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             sql = " ".join(node.value.lower().split())
-            if "update jobs_job" in sql and "status" in sql:
+            if re.search(r"\bupdate jobs(_job)? set\b((?!\bwhere\b)[^;])*\bstatus\s*=", sql):
                 found.append(node.lineno)
     return sorted(set(found))
 
@@ -95,6 +96,9 @@ def test_the_check_finds_each_way_of_writing_it():
         "retry_of.save(update_fields=['status'])": 0,  # not a name that says it is a job
         "old_job.save(update_fields=['status', 'updated_at'])": 1,
         "cursor.execute('UPDATE jobs_job SET status = %s WHERE id = %s', [s, i])": 1,
+        "cursor.execute('WITH m AS (UPDATE jobs SET updated_at = now(), status = %s WHERE id = %s) SELECT 1')": 1,
+        "cursor.execute('UPDATE jobs SET progress = %s WHERE id = %s', [p, i])": 0,
+        "cursor.execute(\"UPDATE jobs SET progress = 1 WHERE status = 'processing'\")": 0,
         # Not writes of a job's status:
         "Job.objects.filter(status='failed').count()": 0,
         "MediaFile.objects.filter(pk=1).update(status='ready')": 0,
