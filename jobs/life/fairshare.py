@@ -171,21 +171,33 @@ SELECT
         SELECT (SELECT j.user_id FROM jobs j WHERE j.type = %(type)s AND j.status IN ('pending', 'queued')
                 AND j.user_id > w.user_id ORDER BY j.user_id LIMIT 1), w.n + 1
         FROM waiting_users w WHERE w.user_id IS NOT NULL AND w.n <= %(most)s
-     ) SELECT count(user_id) FROM waiting_users)
+     ) SELECT count(user_id) FROM waiting_users),
+    (SELECT plan FROM subscriptions WHERE user_id = %(user_id)s AND status = %(active)s ORDER BY id LIMIT 1)
 FROM jobs WHERE user_id = %(user_id)s AND status IN ('processing', 'pending', 'queued')
 """
 
 
-def slots_and_room(job: Job, capacity: int) -> tuple[int, int, int, bool]:
-    """The user's slots as `job` sees them (running, ahead waiting, behind queued: jobs.life.slots.
-    Slots), and whether the type's free units are as many as the users waiting on it: then every
-    one of them may start, nobody's turn is at stake, and the claim starts its job without reading
-    the order. Read under the type's and the user's locks."""
+@dataclass(frozen=True)
+class SlotsAndRoom:
+    running: int  # the user's slots as `job` sees them (jobs.life.slots.Slots)
+    ahead_waiting: int
+    behind_queued: int
+    room: bool  # the type's free units are as many as the users waiting on it
+    plan: str | None  # the user's active plan (credits.selectors.user_plan_of)
+
+
+def slots_and_room(job: Job, capacity: int) -> SlotsAndRoom:
+    """Everything a claim on a limited type reads, in one statement, under the type's and the
+    user's locks. With `room`, every waiting user may start: nobody's turn is at stake, and the
+    claim starts its job without reading the order."""
     with connection.cursor() as cursor:
-        cursor.execute(_SLOTS_AND_ROOM_SQL, {"user_id": job.user_id, "priority": job.priority,
-                                             "created_at": job.created_at, "type": job.type, "most": capacity})
-        running, ahead, behind, in_inference, waiting_users = cursor.fetchone()
-    return running, ahead, behind, bool(in_inference + waiting_users <= capacity)
+        cursor.execute(_SLOTS_AND_ROOM_SQL, {
+            "user_id": job.user_id, "priority": job.priority, "created_at": job.created_at, "type": job.type,
+            "most": capacity, "active": SubscriptionStatus.ACTIVE.value,
+        })
+        running, ahead, behind, in_inference, waiting_users, plan = cursor.fetchone()
+    return SlotsAndRoom(running=running, ahead_waiting=ahead, behind_queued=behind,
+                        room=in_inference + waiting_users <= capacity, plan=plan)
 
 
 def locks(job_type: str, user_key: int) -> None:

@@ -134,11 +134,11 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         # Under the locks the user's slots and the type's units cannot change; a duplicate
         # delivery that claimed this job meanwhile makes the conditional UPDATE below match nothing.
         if capacity:
-            running, ahead, behind, room = fairshare.slots_and_room(job, capacity)
-            slots = Slots(running=running, ahead_waiting=ahead, behind_queued=behind)
+            read = fairshare.slots_and_room(job, capacity)
+            slots = Slots(running=read.running, ahead_waiting=read.ahead_waiting, behind_queued=read.behind_queued)
+            room, plan = read.room, read.plan
         else:
-            slots, room = slots_around(job), True
-        plan = user_plan_of(user_id=job.user_id)
+            slots, room, plan = slots_around(job), True, user_plan_of(user_id=job.user_id)
         running, limit = slots["running"], plan_concurrency_limit(plan)
         if running >= limit or slots["ahead_waiting"]:
             waiting_for = "slot"
