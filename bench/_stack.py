@@ -16,7 +16,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,15 @@ def load_average() -> list[float]:
     """The machine's 1, 5 and 15 minute load averages (`uptime`): recorded beside each figure,
     since the machine may be shared with other work while a benchmark runs."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.2) -> None:
+    """Poll `predicate` every `every` seconds; exit the benchmark if it is still false after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what} ({timeout:.0f} s)")
+        time.sleep(every)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -155,4 +165,4 @@ def django_stack(*, durable_redis: bool = False, **extra_env: str) -> Iterator[B
 
 
 __all__ = ["RESULTS_DIR", "BenchStack", "beat_argv", "celery_worker_argv", "cpu_seconds", "django_stack",
-           "free_port", "gunicorn_argv", "load_average", "percentile"]
+           "free_port", "gunicorn_argv", "load_average", "percentile", "wait_until"]

@@ -39,18 +39,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, django_stack, percentile
+from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, django_stack, percentile, wait_until
 
 CAPACITY = 4
 MODES = ("weighted", "arrival")
 
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.1) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 class InferenceSampler(threading.Thread):

@@ -44,18 +44,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, cpu_seconds, django_stack, percentile
+from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, cpu_seconds, django_stack, percentile, wait_until
 
 LATENCY_MS = 50
 _UNTIL = re.compile(r"-(\d+)$")
 
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.2) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 def run_case(stack: Any, mode: str, n: int, hold: float, spread: float, worker_processes: int,

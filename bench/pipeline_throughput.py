@@ -45,15 +45,8 @@ from bench._stack import (
     gunicorn_argv,
     load_average,
     percentile,
+    wait_until,
 )
-
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(every)
 
 
 def raw_chains(n: int) -> float:
@@ -70,7 +63,7 @@ def raw_chains(n: int) -> float:
     started = time.monotonic()
     for i in range(n):
         chain(noop.si(i), noop.si(i), noop_last.si(i)).apply_async(queue="default")
-    wait_until(lambda: int(client.get(COUNTER) or 0) >= n, 600, "the raw chains")
+    wait_until(lambda: int(client.get(COUNTER) or 0) >= n, 600, "the raw chains", every=0.05)
     return n / (time.monotonic() - started)
 
 
@@ -142,7 +135,7 @@ def main() -> None:
             tokens.append((user_issue_token(user=user), str(Project.objects.create(user=user, name="b").pk)))
         port = free_port()
         api = stack.spawn("api", gunicorn_argv(port, workers=args.api_workers))
-        wait_until(lambda: _answers(port), 60, "the API")
+        wait_until(lambda: _answers(port), 60, "the API", every=0.05)
         report = {"jobs": args.jobs, "rounds": args.rounds, "clients": args.clients, "users": args.users,
                   "api_workers": args.api_workers, "worker_processes": args.worker_processes}
         on_argv = [*celery_worker_argv(concurrency=args.worker_processes), "--include", "bench.noop_chain", "-E"]
