@@ -119,20 +119,29 @@ class Turn:
         return [c.job_id for c in self.due if c.queued]
 
 
-# One round trip for everything a decision needs. The waiting users are found with one probe of
-# jobs_waiting_type_user per user (a loose index scan), however many jobs each has waiting; each
-# user's head job, running jobs and plan by jobs_user_status_created and the subscription's index.
-_TURN_SQL = """
-WITH RECURSIVE waiting_users(user_id) AS (
-    (SELECT user_id FROM jobs WHERE type = %(type)s AND status IN ('pending', 'queued')
+# The users waiting on a type, found with one probe of jobs_waiting_type_user per user (a loose
+# index scan), however many jobs each has waiting; at most `most` of them.
+_WAITING_USERS_CTE = """
+WITH RECURSIVE waiting_users(user_id, n) AS (
+    (SELECT user_id, 1 FROM jobs WHERE type = %(type)s AND status IN ('pending', 'queued')
      ORDER BY user_id LIMIT 1)
     UNION ALL
     SELECT (SELECT j.user_id FROM jobs j WHERE j.type = %(type)s AND j.status IN ('pending', 'queued')
-            AND j.user_id > w.user_id ORDER BY j.user_id LIMIT 1)
-    FROM waiting_users w WHERE w.user_id IS NOT NULL
+            AND j.user_id > w.user_id ORDER BY j.user_id LIMIT 1), w.n + 1
+    FROM waiting_users w WHERE w.user_id IS NOT NULL AND w.n <= %(most)s
 )
+"""
+# The type's jobs in inference: the units in use.
+_IN_INFERENCE_SQL = (
+    "(SELECT count(*) FROM jobs WHERE type = %(type)s AND status = 'processing' AND inference_ended_at IS NULL)"
+)
+_EVERY_USER = 2**31 - 1
+
+# One round trip for everything a decision needs: the waiting users, then each one's head job,
+# running jobs and plan by jobs_user_status_created and the subscription's index.
+_TURN_SQL = _WAITING_USERS_CTE + f"""
 SELECT
-    (SELECT count(*) FROM jobs WHERE type = %(type)s AND status = 'processing' AND inference_ended_at IS NULL),
+    {_IN_INFERENCE_SQL},
     (SELECT virtual_time FROM job_type_clocks WHERE type = %(type)s),
     h.user_id, h.id, h.created_at, h.status, f.virtual_time,
     (SELECT count(*) FROM jobs r WHERE r.user_id = h.user_id AND r.status = 'processing'),
@@ -149,32 +158,24 @@ LEFT JOIN (
     WHERE w.user_id IS NOT NULL
 ) h ON h.type = %(type)s
 LEFT JOIN job_fair_share f ON f.type = %(type)s AND f.user_id = h.user_id
-"""
+"""  # noqa: S608 - composed of this module's constant fragments only
 
 
 # A claim's read on a limited type, in one round trip: the user's slots (as jobs.life.slots reads
-# them for any job) and whether the type has a unit free for every user waiting on it (the jobs
-# in inference, and the waiting users counted by the loose index scan below, stopping past
-# `most`).
-_SLOTS_AND_ROOM_SQL = """
+# them for any job), their plan, and whether the type has a unit free for every user waiting on
+# it (the units in use, and the waiting users, counted up to one past the capacity).
+_SLOTS_AND_ROOM_SQL = f"""
 SELECT
     count(*) FILTER (WHERE status = 'processing'),
     count(*) FILTER (WHERE status IN ('pending', 'queued')
                      AND (priority > %(priority)s OR (priority = %(priority)s AND created_at < %(created_at)s))),
     count(*) FILTER (WHERE status = 'queued'
                      AND (priority < %(priority)s OR (priority = %(priority)s AND created_at > %(created_at)s))),
-    (SELECT count(*) FROM jobs WHERE type = %(type)s AND status = 'processing' AND inference_ended_at IS NULL),
-    (WITH RECURSIVE waiting_users(user_id, n) AS (
-        (SELECT user_id, 1 FROM jobs WHERE type = %(type)s AND status IN ('pending', 'queued')
-         ORDER BY user_id LIMIT 1)
-        UNION ALL
-        SELECT (SELECT j.user_id FROM jobs j WHERE j.type = %(type)s AND j.status IN ('pending', 'queued')
-                AND j.user_id > w.user_id ORDER BY j.user_id LIMIT 1), w.n + 1
-        FROM waiting_users w WHERE w.user_id IS NOT NULL AND w.n <= %(most)s
-     ) SELECT count(user_id) FROM waiting_users),
+    {_IN_INFERENCE_SQL},
+    ({_WAITING_USERS_CTE} SELECT count(user_id) FROM waiting_users),
     (SELECT plan FROM subscriptions WHERE user_id = %(user_id)s AND status = %(active)s ORDER BY id LIMIT 1)
 FROM jobs WHERE user_id = %(user_id)s AND status IN ('processing', 'pending', 'queued')
-"""
+"""  # noqa: S608 - composed of this module's constant fragments only
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,8 @@ def locks(job_type: str, user_key: int) -> None:
 def turn_of(job_type: str) -> Turn:
     """The type's free units and its eligible users, the next to start first."""
     with connection.cursor() as cursor:
-        cursor.execute(_TURN_SQL, {"type": str(job_type), "active": SubscriptionStatus.ACTIVE.value})
+        cursor.execute(_TURN_SQL, {"type": str(job_type), "most": _EVERY_USER,
+                                   "active": SubscriptionStatus.ACTIVE.value})
         rows = cursor.fetchall()
     in_inference, clock = rows[0][0], rows[0][1] or 0.0
     order = [

@@ -153,3 +153,20 @@ def test_the_schema_describes_quotes():
     assert "quote_id" in schema["components"]["schemas"]["Quote"]["required"]
     submission = schema["paths"]["/api/v1/jobs/tts"]["post"]
     assert {"404", "409", "410"} <= set(submission["responses"])
+
+
+def test_a_quote_of_another_users_project_or_media_is_not_found_and_stores_nothing(
+        auth_client, client_for, make_user, funded, project, media):
+    other = make_user()
+    body = valid_body("transcription", project, media)  # this user's project and file
+    response = client_for(other).post(jobs_url("/transcription/quote"), body, format="json")
+    assert response.status_code == 404 and error_code(response) in ("project_not_found", "media_not_found")
+    no_project = {k: v for k, v in body.items() if k != "project_id"}
+    response = client_for(other).post(jobs_url("/transcription/quote"), no_project, format="json")
+    assert response.status_code == 404 and error_code(response) == "media_not_found"
+    assert not Quote.objects.exists()
+
+
+def test_a_quote_needs_a_token(api_client, project, media):
+    response = api_client.post(jobs_url("/tts/quote"), valid_body("tts", project, media), format="json")
+    assert response.status_code == 401 and not Quote.objects.exists()
