@@ -400,6 +400,11 @@ if not all(weight > 0 for weight in AUTEUR_FAIR_SHARE_WEIGHTS.values()):
 AUTEUR_QUOTE_TTL_SECONDS = env.int("AUTEUR_QUOTE_TTL_SECONDS", default=600)
 if AUTEUR_QUOTE_TTL_SECONDS < 1:
     raise ImproperlyConfigured("AUTEUR_QUOTE_TTL_SECONDS must be at least 1.")
+# The result cache (jobs/services/result_cache.py): a job served from it costs this percentage of
+# its price, rounded up, at least 1 credit.
+AUTEUR_RESULT_CACHE_PRICE_PERCENT = env.int("AUTEUR_RESULT_CACHE_PRICE_PERCENT", default=10)
+if not 1 <= AUTEUR_RESULT_CACHE_PRICE_PERCENT <= 100:
+    raise ImproperlyConfigured("AUTEUR_RESULT_CACHE_PRICE_PERCENT must be 1 to 100.")
 # How often beat sends the deadline sweep: a deadline is enforced at most this late (a job's start
 # checks its own deadline exactly).
 AUTEUR_DEADLINE_INTERVAL_SECONDS = env.float("AUTEUR_DEADLINE_INTERVAL_SECONDS", default=5.0)

@@ -67,6 +67,15 @@ GPU_CLASS_MAX_CONCURRENCY: Mapping[GpuClass, int] = MappingProxyType(
 )
 
 
+class Determinism(StrEnum):
+    """Whether a call's output is a function of its input alone, which the result cache relies on
+    (jobs/services/result_cache.py): only then may an earlier output stand for a new call."""
+
+    INPUT = "input"  # the same input, model and version give the same output
+    SEED = "seed"  # only when the request names a seed: without one a fresh one is drawn
+    NONE = "none"  # never: each call samples anew
+
+
 @dataclass(frozen=True)
 class Weights:
     """A model's folder under AUTEUR_MODELS_DIR and a file every copy of it has."""
@@ -86,6 +95,10 @@ class JobTypeSpec:
     local_engine: str | None  # "module:function" run by the local backend, None if not implemented
     modal_engine: str | None  # "module:function" run inside Modal, None if not implemented
     local_model: str | None = None  # what the local engine runs, when not the production model
+    determinism: Determinism = Determinism.INPUT
+    # The engine's version: raise it whenever the same input would now give another output (new
+    # weights, new defaults, a fixed bug), so that no cached result of the old one is served.
+    version: int = 1
     weights: Weights | None = None  # what the local backend needs on disk to run it (None: in a package)
     # Outputs of another kind than `output`, by name (a render's caption files beside its video).
     side_outputs: Mapping[str, OutputKind] = field(default_factory=lambda: MappingProxyType({}))
@@ -130,6 +143,7 @@ def _spec(
     weights: Weights | None = None,
     max_concurrency: int | None = None,
     side_outputs: Mapping[str, OutputKind] | None = None,
+    determinism: Determinism = Determinism.INPUT,
 ) -> JobTypeSpec:
     return JobTypeSpec(
         job_type=job_type,
@@ -141,12 +155,13 @@ def _spec(
         local_engine=local and f"{_E}.{local}",
         modal_engine=modal and f"{_E}.{modal}",
         local_model=local_model,
+        determinism=determinism,
         weights=weights,
         side_outputs=MappingProxyType(dict(side_outputs or {})),
     )
 
 
-_T, _G, _O = JobType, GpuClass, OutputKind
+_T, _G, _O, _D = JobType, GpuClass, OutputKind, Determinism
 # Performance cloning and gaze redirection run the same LivePortrait networks.
 _LIVEPORTRAIT = Weights("liveportrait", "liveportrait/base_models/spade_generator.pth")
 JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
@@ -155,21 +170,22 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT, "Whisper large-v3 + pyannote community-1",
               local="transcription:run_local", modal="transcription_hf:run_modal",
               local_model="Whisper tiny.en for English, base for other languages (faster-whisper)"),
+        # F5-TTS samples its noise and a TTS request names no seed: TTS is never served from the cache.
         _spec(_T.TTS, _G.L4, 120, _O.AUDIO, "F5-TTS v1 Base", local="tts:run_local", modal="tts_f5:run_modal",
-              local_model="eSpeak NG (no voice cloning)"),
+              local_model="eSpeak NG (no voice cloning)", determinism=_D.SEED),
         _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5", local="lip_sync:run", modal="lip_sync:run",
               weights=Weights("musetalk", "musetalkV15/unet.pth")),
         # Wan2.1-T2V-1.3B (480p only, a 24 GB card) is the cheaper variant: folder "wan2.1-t2v-1.3b".
         _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO, "Wan2.1-T2V-14B",
               local="video_generation:run", modal="video_generation:run",
-              weights=Weights("wan2.1-t2v-14b", "model_index.json")),
+              weights=Weights("wan2.1-t2v-14b", "model_index.json"), determinism=_D.SEED),
         _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO, "LivePortrait",
               local="performance_cloning:run", modal="performance_cloning:run", weights=_LIVEPORTRAIT),
         _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO, "LivePortrait",
               local="gaze_redirection:run", modal="gaze_redirection:run", weights=_LIVEPORTRAIT),
         _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO, "Stable Audio Open 1.0",
               local="audio_generation:run", modal="audio_generation:run",
-              weights=Weights("stable-audio-open-1.0", "model_index.json")),
+              weights=Weights("stable-audio-open-1.0", "model_index.json"), determinism=_D.SEED),
         _spec(_T.VIDEO_QUERY, _G.A10G, 300, _O.ANSWER, "Qwen2.5-VL-7B-Instruct",
               local="video_query:run", modal="video_query:run",
               weights=Weights("qwen2.5-vl-7b-instruct", "config.json")),
@@ -177,7 +193,7 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         # page them layer by layer on every image.
         _spec(_T.IMAGE_GENERATION, _G.L40S, 300, _O.IMAGE, "FLUX.1-schnell",
               local="image_generation:run", modal="image_generation:run",
-              weights=Weights("flux.1-schnell", "model_index.json")),
+              weights=Weights("flux.1-schnell", "model_index.json"), determinism=_D.SEED),
         _spec(_T.RENDER, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)", local="render:run", modal="render:run",
               side_outputs={"captions_srt": _O.CAPTIONS, "captions_vtt": _O.CAPTIONS}),
         _spec(_T.COMPRESSION, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)",

@@ -115,6 +115,7 @@ class JobSubmitApi(ApiView):
         fields = dict(data.validated_data)
         webhook = WebhookRequest.pop(fields)
         scheduling = Scheduling.pop(fields)
+        use_cache = fields.pop("cache")
         quote_id = fields.pop("quote_id", None)
         body_hash = request_hash(self.spec.type, request.data) if key else ""
         quote = None if quote_id is None else QuoteRequest(quote_id, quoted_body_hash(self.spec.type, request.data))
@@ -132,6 +133,7 @@ class JobSubmitApi(ApiView):
             body_hash=body_hash,
             scheduling=scheduling,
             quote=quote,
+            use_cache=use_cache,
         )
         response = _accepted(job, created=created)
         if created and prefer_wait(request.META.get("HTTP_PREFER")) is not None:
@@ -181,8 +183,9 @@ class JobQuoteApi(ApiView):
 
     201: what the body would cost if submitted now, the balance after it, where the job would
     stand, and a `quote_id` that holds the price until `expires_at` (AUTEUR_QUOTE_TTL_SECONDS):
-    a submission of the same body with `quote_id` added is charged `credits_cost`. Nothing is
-    charged and no job is made; the request is checked as a submission would be (the same 4xx).
+    a submission of the same body with `quote_id` added is charged `credits_cost`, or the cache
+    price when the result cache serves it (`cache`). Nothing is charged and no job is made; the
+    request is checked as a submission would be (the same 4xx).
     """
 
     spec: JobSpec
@@ -196,10 +199,12 @@ class JobQuoteApi(ApiView):
             raise serializers.ValidationError({"quote_id": ["A quote request does not name a quote."]})
         WebhookRequest.pop(fields)  # checked as a submission's; a quote sends nothing
         scheduling = Scheduling.pop(fields)
+        use_cache = fields.pop("cache")
         require_runnable(user, self.spec)  # before the request is resolved, as a submission does
         job_request = job_request_get(user=user, spec=self.spec, data=fields)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
-                              body_hash=quoted_body_hash(self.spec.type, request.data), scheduling=scheduling)
+                              body_hash=quoted_body_hash(self.spec.type, request.data), scheduling=scheduling,
+                              use_cache=use_cache)
         return Response(QuoteSerializer(quoted).data, status=status.HTTP_201_CREATED)
 
 

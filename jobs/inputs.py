@@ -179,6 +179,12 @@ class JobInput(StrictSerializer):
         help_text="If the job is still running this many seconds after it started, it is canceled "
                   "(`error_code` `run_deadline`) and refunded the part not spent, as any cancel.")
 
+    cache = serializers.BooleanField(
+        default=True,
+        help_text="Whether an identical earlier job of yours may serve this one (the same input files' content, "
+                  "parameters, model version and seed): it then completes at once, with no GPU call, for the cache "
+                  "price (a tenth of the price, at least 1 credit). `false` runs it anyway. Only types whose output "
+                  "is a function of their input are cached; generators only when the request names a `seed`.")
     quote_id = serializers.UUIDField(
         required=False,
         help_text="A quote of this request (POST /jobs/{type}/quote, with this body less `quote_id`) that has not "

@@ -112,6 +112,13 @@ class Job(models.Model):
     start_deadline = models.DateTimeField(null=True, blank=True)
     run_within_seconds = models.PositiveIntegerField(null=True, blank=True)
     run_deadline = models.DateTimeField(null=True, blank=True)
+    # The result cache (jobs/services/result_cache.py): what identifies the job's work (empty for a
+    # type or request whose output is not a function of its input), and, for a job served from
+    # the cache, the earlier job of the same user whose outputs it got.
+    cache_key = models.CharField(max_length=64, blank=True, default="", db_default="")
+    cache_source = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
 
     class Meta:
         db_table = "jobs"
@@ -151,6 +158,16 @@ class Job(models.Model):
             models.Index(
                 fields=["type"], name="jobs_queued_for_capacity",
                 condition=models.Q(status="queued", waiting_for="capacity"),
+            ),
+            # The result cache's lookup: a user's completed jobs by the work they did, newest first.
+            models.Index(
+                fields=["user", "cache_key", "-completed_at"], name="jobs_completed_cache_key",
+                condition=models.Q(status="completed") & ~models.Q(cache_key=""),
+            ),
+            # The jobs served from a job's outputs, found when it is deleted (few jobs have a source).
+            models.Index(
+                fields=["cache_source"], name="jobs_cache_source",
+                condition=models.Q(cache_source__isnull=False),
             ),
         ]
         constraints = [

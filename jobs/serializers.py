@@ -10,17 +10,33 @@ from rest_framework import serializers
 
 from credits.models import TransactionType
 from jobs.models import Job, JobPriority, JobStatus
-from jobs.selectors.jobs import job_charge, job_ledger_entries, job_output_data, job_output_media
+from jobs.selectors.jobs import job_cache, job_charge, job_ledger_entries, job_output_data, job_output_media
 from jobs.selectors.queue import QueueEstimate, job_queue_estimate
 from jobs.specs import JOB_TYPE_CHOICES
+
+
+class CacheSerializer(serializers.Serializer):
+    """Whether the result cache served a job."""
+
+    hit = serializers.BooleanField(help_text=(
+        "The job was served from the result cache: it completed when it was accepted, with no GPU call, "
+        "charged the cache price"))
+    source_job_id = serializers.UUIDField(allow_null=True, help_text=(
+        "Your earlier job of the same work whose outputs it got (null without a hit, or once that job is deleted)"))
 
 
 class JobAcceptedSerializer(serializers.Serializer):
     """The answer to a submission."""
 
     job_id = serializers.UUIDField(source="id")
-    status = serializers.ChoiceField(choices=JobStatus.choices)
+    status = serializers.ChoiceField(choices=JobStatus.choices, help_text=(
+        "`pending` (its work is queued), or `completed` when the result cache served it"))
     credits_cost = serializers.IntegerField()
+    cache = serializers.SerializerMethodField()
+
+    @extend_schema_field(CacheSerializer)
+    def get_cache(self, obj: Job) -> dict[str, Any]:
+        return CacheSerializer(job_cache(cache_source_id=obj.cache_source_id)).data
 
 
 class PriorityField(serializers.ChoiceField):
@@ -102,6 +118,12 @@ class JobSummarySerializer(serializers.Serializer):
             entries = job_ledger_entries(job_id=obj.pk)
         return ChargeSerializer(job_charge(status=obj.status, error_code=obj.error_code, entries=entries)).data
 
+    cache = serializers.SerializerMethodField()
+
+    @extend_schema_field(CacheSerializer)
+    def get_cache(self, obj: Job) -> dict[str, Any]:
+        return CacheSerializer(job_cache(cache_source_id=obj.cache_source_id)).data
+
 
 class OutputMediaSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -177,6 +199,13 @@ class LanguageSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
+class QuoteCacheSerializer(serializers.Serializer):
+    hit = serializers.BooleanField(help_text="An identical earlier job of yours would serve it")
+    source_job_id = serializers.UUIDField(allow_null=True, help_text="That job; null without a hit")
+    credits_cost = serializers.IntegerField(allow_null=True, help_text=(
+        "The cache price, what it would be charged; null without a hit"))
+
+
 class QuoteSerializer(serializers.Serializer):
     """What a job would cost if submitted now, promised until `expires_at`."""
 
@@ -193,3 +222,6 @@ class QuoteSerializer(serializers.Serializer):
     eta_seconds = serializers.IntegerField(allow_null=True, min_value=0, help_text=(
         "Estimated seconds until it would start (as a job's `eta_seconds`); null without history"))
     expires_at = serializers.DateTimeField(help_text="After this, a submission naming it is refused (410)")
+    cache = QuoteCacheSerializer(help_text=(
+        "Whether the result cache would serve it if submitted now: then it completes at once, charged "
+        "`cache.credits_cost` instead"))

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from credits.models import Plan
-from gpu_tasks.types import JOB_TYPES, JobType, JobTypeSpec, OutputKind
+from gpu_tasks.types import JOB_TYPES, Determinism, JobType, JobTypeSpec, OutputKind
 from jobs import inputs, payloads
 from jobs.pricing import MINUTE_MS, FieldValue, MediaDuration, PriceRule, RenderOutput, TextLength
 
 if TYPE_CHECKING:
     from jobs.models import Job
 
-__all__ = ["JOB_SPECS", "JOB_TYPE_CHOICES", "Family", "JobSpec", "JobType", "OutputKind", "job_spec"]
+__all__ = ["JOB_SPECS", "JOB_TYPE_CHOICES", "Determinism", "Family", "JobSpec", "JobType", "OutputKind", "job_spec"]
 
 INPUT_URL_MARGIN_SECONDS = 3600
 

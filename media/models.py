@@ -38,6 +38,9 @@ class MediaFile(models.Model):
     thumbnail_key = models.CharField(max_length=500, blank=True, default="")
     caption_key = models.CharField(max_length=500, blank=True, default="")  # transcript JSON, if any
     metadata = models.JSONField(default=dict, blank=True)  # width, height, codecs, sample rate...
+    # The SHA-256 of its bytes, once known (probed uploads, job outputs; "" before, and for files
+    # stored before it was recorded): the result cache identifies a job's inputs by it.
+    content_sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
     # Set when a job produced this file: a redelivered store step finds it instead of adding another.
     source_job_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

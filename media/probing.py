@@ -11,6 +11,7 @@ decoding), about 0.6 s for an hour of audio in 20 ms packets.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 import subprocess
@@ -42,6 +43,16 @@ class ProbeResult:
     rejection_reason: str = ""
     duration_ms: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def content_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB pieces: what identifies its content (the same
+    file uploaded twice, to two projects, has the same one)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _rate(value: Fraction | None) -> float | None:

@@ -46,6 +46,9 @@ class MediaSerializer(serializers.Serializer):
     rejection_reason = serializers.CharField(allow_blank=True)
     duration_ms = serializers.IntegerField(allow_null=True)
     file_size_bytes = serializers.IntegerField()
+    content_sha256 = serializers.CharField(allow_blank=True, help_text=(
+        "The SHA-256 of the file's bytes (hex), recorded once it is ready; empty before, and for files stored "
+        "before it was recorded. The result cache knows an input file by it."))
     metadata = serializers.DictField()
     has_thumbnail = serializers.SerializerMethodField()
     source_job_id = serializers.UUIDField(allow_null=True)

@@ -66,7 +66,7 @@ def job_result_store(
             return None
         if (output_data.get("edl") or {}).get("status") == PENDING:
             job_pk = job.pk
-            transaction.on_commit(lambda: _queue_transcript_to_edl(job_pk), robust=True)
+            transaction.on_commit(lambda: queue_transcript_to_edl(job_pk), robust=True)
     if job.gpu_call_id:
         gpu_client.release_quietly(job.gpu_call_id)
     return job
@@ -84,7 +84,7 @@ def _refusals_logged(job: Job) -> Iterator[None]:
         raise
 
 
-def _queue_transcript_to_edl(job_id: uuid.UUID) -> None:
+def queue_transcript_to_edl(job_id: uuid.UUID) -> None:
     """Retry writing the transcript into the project's timeline, by its own task (jobs.services.transcript_edl)."""
     if not publish_task("jobs.transcript_to_edl", (str(job_id),), job_id=job_id):
         job_transcript_to_edl_failed(job_id=job_id, exc=KombuOperationalError("the broker could not be reached"))

@@ -206,6 +206,23 @@ def job_complete(
     return True
 
 
+def job_complete_from_cache(*, job: Job, output_data: dict[str, Any], output_media: list[str]) -> None:
+    """pending -> completed for a job served from the result cache (jobs.services.result_cache),
+    in the transaction that creates and charges it: it never waits, starts or holds a slot, and
+    no GPU call is made."""
+    now = timezone.now()
+    processing_ms = int((now - job.created_at).total_seconds() * 1000)
+    Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+        status=JobStatus.COMPLETED, output_data=output_data, progress=100, started_at=job.created_at,
+        completed_at=now, updated_at=now, gpu_seconds=0.0, processing_time_ms=processing_ms,
+    )
+    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
+                     cache={"hit": True, "source_job_id": str(job.cache_source_id)},
+                     state=JobState(job.user_id, JobStatus.COMPLETED, 100))
+    job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, now
+    job.started_at, job.gpu_seconds, job.processing_time_ms, job.updated_at = job.created_at, 0.0, processing_ms, now
+
+
 def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool) -> bool:
     """Mark a non-terminal job failed and refund it (failure_refund), in one transaction. True if this call did it.
 

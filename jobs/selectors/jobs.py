@@ -68,6 +68,11 @@ JOB_DETAIL_FIELDS = (
 )
 
 
+def job_cache(*, cache_source_id: uuid.UUID | None) -> dict[str, Any]:
+    """A job's `cache`: whether the result cache served it, and from which of the user's jobs."""
+    return {"hit": cache_source_id is not None, "source_job_id": cache_source_id}
+
+
 # What a transcription's output_data holds beside its transcript: how it was stored.
 _STORAGE_KEYS = ("caption_key", "output_media_ids")
 
@@ -146,14 +151,16 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
     row["priority"] = JobPriority(row["priority"]).label
     row.update(asdict(estimate))
     charge = job_charge(status=row["status"], error_code=row["error_code"], entries=row.pop("ledger") or [])
-    # In JobSerializer's order: the charge comes after the job's own fields, before its results.
-    return {**{k: row.pop(k) for k in JOB_DETAIL_FIELDS if k != "output_data"}, "charge": charge, **row}
+    cache = job_cache(cache_source_id=row.pop("cache_source_id"))
+    # In JobSerializer's order: the charge and the cache come after the job's own fields, before its results.
+    return {**{k: row.pop(k) for k in JOB_DETAIL_FIELDS if k != "output_data"}, "charge": charge, "cache": cache,
+            **row}
 
 
 # Clients poll GET /jobs/{id}: its read is built once per process (auteur.prepared).
 _DETAIL = PreparedRead(
     lambda user_id, pk: Job.objects.filter(user_id=user_id, user__is_active=True, pk=pk).values(
-        *JOB_DETAIL_FIELDS, ledger=LEDGER_ENTRIES),
+        *JOB_DETAIL_FIELDS, "cache_source_id", ledger=LEDGER_ENTRIES),
     user_id=uuid.UUID(int=1), pk=uuid.UUID(int=2),
 )
 

@@ -50,6 +50,10 @@ class JobRequest:
     input_params: dict[str, Any]
     quantities: dict[str, Any]
     media_ids: list[uuid.UUID]
+    # Each media file the request names (by id, as in input_params): the SHA-256 of its bytes, ""
+    # when unknown. The result cache identifies the input by these (jobs/services/result_cache.py);
+    # None (a request rebuilt from a job's input, a retry's) is never cached.
+    content: dict[str, str] | None = None
 
 
 def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:
@@ -73,6 +77,7 @@ def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> Jo
         input_params={**params, "_quantities": quantities},
         quantities=quantities,
         media_ids=[m.pk for m in locked],
+        content={str(m.pk): m.content_sha256 for m in locked},
     )
 
 

@@ -27,6 +27,7 @@ from jobs.models import JobStatus, Quote
 from jobs.selectors.queue import job_queue_estimate
 from jobs.selectors.requests import JobRequest
 from jobs.services.admission import job_submit_checks
+from jobs.services.result_cache import cache_key, cache_lookup, cache_price
 from jobs.specs import JobSpec
 
 
@@ -36,10 +37,14 @@ def _work(quantities: dict[str, Any]) -> Any:
 
 
 def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: str,
-                 scheduling: Scheduling) -> dict[str, Any]:
-    """Price the request as a submission would, and promise that price for the quote's time."""
+                 scheduling: Scheduling, use_cache: bool = True) -> dict[str, Any]:
+    """Price the request as a submission would, and promise that price for the quote's time.
+
+    It says too whether the result cache would serve it now (`cache`), and for what: a
+    submission served from the cache is charged the cache price of the quoted one."""
     job_submit_checks(user=user, spec=spec, request=request)
     cost = spec.price.cost(request.quantities)
+    hit = cache_lookup(user_id=user.pk, key=cache_key(spec=spec, request=request)) if use_cache else None
     now = timezone.now()
     quote = Quote.objects.create(
         user=user, type=spec.type, request_hash=body_hash, quantities=_work(request.quantities), credits_cost=cost,
@@ -54,6 +59,8 @@ def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: s
         "balance_after": balance - cost, "queue_position": estimate.queue_position,
         "lane_position": estimate.lane_position, "eta_seconds": estimate.eta_seconds,
         "expires_at": quote.expires_at,
+        "cache": {"hit": hit is not None, "source_job_id": hit.source.pk if hit else None,
+                  "credits_cost": cache_price(cost) if hit else None},
     }
 
 

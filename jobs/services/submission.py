@@ -27,9 +27,11 @@ from jobs.selectors.requests import JobRequest
 from jobs.services.admission import job_submit_checks, require_runnable
 from jobs.services.events import job_event_record
 from jobs.services.quotes import quote_take
+from jobs.services.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
 from jobs.services.stream import JobState
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
+from projects.selectors import project_library_get
 from projects.services import project_library_get_or_create
 from webhooks.selectors import job_webhook_of
 from webhooks.services import job_webhook_create
@@ -69,8 +71,12 @@ def job_submit(
     retry_of: Job | None = None,
     scheduling: Scheduling = DEFAULT_SCHEDULING,
     quote: QuoteRequest | None = None,
+    use_cache: bool = True,
 ) -> tuple[Job, bool]:
     """Charge and create a job, publishing its pipeline after commit. Returns (job, created).
+
+    The result cache (jobs.services.result_cache): a request whose work the user already had done
+    completes here, charged the cache price, with no pipeline; `use_cache=False` runs it anyway.
 
     `quote`: the quote the body names: the job is charged its price (jobs.services.quotes).
 
@@ -82,8 +88,11 @@ def job_submit(
     """
     job_submit_checks(user=user, spec=spec, request=request)
     cost = spec.price.cost(request.quantities)
+    key = cache_key(spec=spec, request=request)
+    cached = _cached(user, key, request) if use_cache else None
     try:
-        return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of, scheduling, quote)
+        return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of, scheduling, quote,
+                       key, cached)
     except IntegrityError:
         # Two requests with the same key raced: the loser's whole transaction (job, charge) was
         # rolled back; it answers with the winner's job.
@@ -114,6 +123,18 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
     return None
 
 
+def _cached(user: User, key: str, request: JobRequest) -> CachedResult | None:
+    """The outputs of the user's earlier job of this work, copied for a new job (before the
+    transaction that charges it: a copy is no work for the database)."""
+    hit = cache_lookup(user_id=user.pk, key=key)
+    if hit is None:
+        return None
+    project = request.project or project_library_get(user=user)
+    if project is None:
+        return None
+    return cache_prepare(hit=hit, job_id=uuid.uuid4(), project_id=project.pk)
+
+
 def _idempotent_replay(user: User, key: str, body_hash: str) -> Job | None:
     record = IdempotencyRecord.objects.filter(user=user, key=key).select_related("job").first()
     window = timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
@@ -137,6 +158,8 @@ def _submit(
     retry_of: Job | None,
     scheduling: Scheduling,
     quote: QuoteRequest | None,
+    key: str,
+    cached: CachedResult | None,
 ) -> tuple[Job, bool]:
     with transaction.atomic():
         if idempotency_key:
@@ -155,7 +178,13 @@ def _submit(
         # A job naming no project nor media goes to the Library, made here on first use: rolled
         # back with the job if the charge fails.
         project = request.project or project_library_get_or_create(user=user)
+        if cached is not None and cached.project_id != project.pk:
+            cached = None  # its Library was deleted since the copies were made: run it
+        if cached is not None:
+            cost = cache_price(cost)
         job = Job.objects.create(
+            **({"id": cached.job_id, "cache_source_id": cached.source_id} if cached else {}),
+            cache_key=key,
             user=user,
             project=project,
             type=spec.type,
@@ -178,13 +207,20 @@ def _submit(
         if taken is not None:
             Quote.objects.filter(pk=taken.pk).update(job=job)
         description = f"{spec.type} job" if taken is None else f"{spec.type} job at quote {taken.pk}"
+        if cached is not None:
+            description += f", from the result cache of job {cached.source_id}"
         credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=description)
         if webhook is not None:
             job_webhook_create(job_id=job.id, owner=user, url=webhook.url, event_types=webhook.events)
         job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost,
+                         **({"cache": {"hit": True, "source_job_id": str(cached.source_id)}} if cached else {}),
                          state=JobState(user.pk, job.status, job.progress))
-        transaction.on_commit(lambda: publish.start(job.id, spec.type))
-    logger.info("job submitted: %s for %d credits", spec.type, cost, extra={"job_id": str(job.id)})
+        if cached is not None:
+            cache_complete(job=job, spec=spec, cached=cached)
+        else:
+            transaction.on_commit(lambda: publish.start(job.id, spec.type))
+    served = " (served from the result cache)" if cached else ""
+    logger.info("job submitted: %s for %d credits%s", spec.type, cost, served, extra={"job_id": str(job.id)})
     return job, True
 
 

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from auteur.errors import ApplicationError
 from auteur.prepared import PreparedRead
-from media.models import MediaFile, MediaStatus, MediaType
+from media.models import MediaFile, MediaStatus, MediaType, PendingObjectDeletion
 from media.probe_sandbox import probe_isolated
-from media.probing import ProbeResult, probe_captions, probe_pcm_wav
-from media.services.deletion import media_delete_objects, schedule_object_deletion
-from media.services.keys import MAX_FILENAME_LENGTH, media_key, normalize_content_type, object_keys
+from media.probing import ProbeResult, content_sha256, probe_captions, probe_pcm_wav
+from media.services.deletion import PREFIX_MARK, media_delete_objects, schedule_object_deletion
+from media.services.keys import (
+    MAX_FILENAME_LENGTH,
+    media_key,
+    media_prefix,
+    normalize_content_type,
+    object_keys,
+    thumbnail_key_for,
+)
 from media.services.probing import probe_limits, save_thumbnail, stored_duration_ms
 from media.storage import get_storage
 
@@ -23,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 # A redelivered store step derives the same id, hence the same key: nothing is uploaded twice.
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1d0a52-5c43-4c0e-9d3b-3f1f4e0f8a11")
+# How long a copy of another job's output waits for its row before the sweep deletes it: far
+# longer than the transaction that inserts the row may run.
+COPY_LEASE_SECONDS = 3600
 
 
 # Every job that stores a file asks first whether an earlier delivery stored it: built once per
@@ -63,7 +77,7 @@ def media_create_output(
             f"The job produced an unusable file: {result.rejection_reason}.",
             code="output_not_decodable",
         )
-    media_id = uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{job_id}/{name}")
+    media_id = output_media_id(job_id=job_id, name=name)
     media = MediaFile(
         id=media_id,
         project_id=project_id,
@@ -74,6 +88,7 @@ def media_create_output(
         status=MediaStatus.READY,
         file_size_bytes=path.stat().st_size,
         storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
+        content_sha256=content_sha256(path),
         duration_ms=stored_duration_ms(result),
         metadata={**result.metadata, **({"generation": generation} if generation else {})},
         source_job_id=job_id,
@@ -93,6 +108,70 @@ def media_create_output(
         raise
     logger.info("media %s: stored output of job %s", media.pk, job_id, extra={"job_id": str(job_id)})
     return media
+
+
+def output_media_id(*, job_id: uuid.UUID | str, name: str) -> uuid.UUID:
+    """The id of job `job_id`'s output called `name`: the same for every delivery of its store."""
+    return uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{job_id}/{name}")
+
+
+@dataclass(frozen=True)
+class OutputCopies:
+    """Another job's output files copied as a job's own (media_copy_outputs): the objects are
+    stored, the rows not yet (media_save_copies, in the caller's transaction)."""
+
+    media: list[MediaFile]
+    leases: list[int]  # PendingObjectDeletion rows that delete the copies unless the rows commit
+
+
+def media_copy_outputs(
+    *, sources: list[MediaFile], job_id: uuid.UUID, project_id: uuid.UUID, renamed: Callable[[str], str],
+) -> OutputCopies | None:
+    """Copy `sources` (a job's output files) as job `job_id`'s outputs in `project_id`, named
+    `renamed(source name)`: the objects now, server-side where the store can (S3's CopyObject),
+    each under the key a stored output of that job and name has. None if a source object is gone
+    (deleted meanwhile): nothing is kept of it.
+
+    Each copy is leased first: a deletion of its prefix, committed and due in an hour, that
+    `media_save_copies` removes in the transaction that inserts the rows. A transaction that
+    rolls back, or a process that dies in between, leaves the lease, and the sweep deletes the
+    copies; no object is ever left without a row.
+    """
+    storage = get_storage()
+    copies = []
+    for source in sources:
+        name = renamed(source.name)
+        media_id = output_media_id(job_id=job_id, name=name)
+        copies.append(MediaFile(
+            id=media_id, project_id=project_id, user_id=source.user_id, name=name[:MAX_FILENAME_LENGTH],
+            type=source.type, mime_type=source.mime_type, status=MediaStatus.READY,
+            file_size_bytes=source.file_size_bytes,
+            storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
+            duration_ms=source.duration_ms, metadata=source.metadata, content_sha256=source.content_sha256,
+            source_job_id=job_id,
+        ))
+    due = timezone.now() + timedelta(seconds=COPY_LEASE_SECONDS)
+    leases = PendingObjectDeletion.objects.bulk_create(
+        PendingObjectDeletion(key=media_prefix(project_id=project_id, media_id=m.pk) + PREFIX_MARK, due_at=due)
+        for m in copies
+    )
+    try:
+        for source, copy in zip(sources, copies, strict=True):
+            storage.copy(source.storage_key, copy.storage_key)
+            if source.thumbnail_key:
+                copy.thumbnail_key = thumbnail_key_for(copy)
+                storage.copy(source.thumbnail_key, copy.thumbnail_key)
+    except FileNotFoundError:
+        return None
+    return OutputCopies(media=copies, leases=[lease.pk for lease in leases])
+
+
+def media_save_copies(copies: OutputCopies) -> list[str]:
+    """The copies' rows, and their leases gone: call it inside the transaction that makes them a
+    job's. Their ids."""
+    MediaFile.objects.bulk_create(copies.media)
+    PendingObjectDeletion.objects.filter(pk__in=copies.leases).delete()
+    return [str(m.pk) for m in copies.media]
 
 
 def _probe_output(path: Path, type: str) -> ProbeResult:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from media.models import MediaFile, MediaStatus, MediaType
 from media.probe_sandbox import ProbeLimits, probe_isolated
-from media.probing import ProbeResult, make_thumbnail
+from media.probing import ProbeResult, content_sha256, make_thumbnail
 from media.services.keys import thumbnail_key_for
 from media.signals import media_ready
 from media.storage import get_storage
@@ -87,7 +87,7 @@ def _send_media_ready(media_id: uuid.UUID) -> None:
             )
 
 
-def _finish_probe(media: MediaFile, result: ProbeResult, thumbnail_key: str) -> bool:
+def _finish_probe(media: MediaFile, result: ProbeResult, thumbnail_key: str, sha256: str) -> bool:
     """The one conditional UPDATE that ends processing; True if this run made it."""
     with transaction.atomic():
         pending = MediaFile.objects.filter(pk=media.pk, status=MediaStatus.PROCESSING)
@@ -97,6 +97,7 @@ def _finish_probe(media: MediaFile, result: ProbeResult, thumbnail_key: str) -> 
                 duration_ms=stored_duration_ms(result),
                 metadata=result.metadata,
                 thumbnail_key=thumbnail_key,
+                content_sha256=sha256,
                 rejection_reason="",
                 updated_at=timezone.now(),
             )
@@ -122,7 +123,7 @@ def media_probe(*, media_id: uuid.UUID | str) -> MediaFile | None:
     if media is None or media.status != MediaStatus.PROCESSING:
         return media
     storage = get_storage()
-    thumbnail_key = ""
+    thumbnail_key = sha256 = ""
     try:
         with storage.local_path(media.storage_key) as path:
             attempt = probe_attempt_claim(media_id=media.pk)
@@ -133,10 +134,11 @@ def media_probe(*, media_id: uuid.UUID | str) -> MediaFile | None:
                 result = probe_isolated(path, media.type, limits=probe_limits())
             if result.ok:
                 thumbnail_key = save_thumbnail(media=media, source=path, duration_ms=result.duration_ms)
+                sha256 = content_sha256(path)
     except FileNotFoundError:
         result = ProbeResult(ok=False, rejection_reason="the uploaded object is missing from storage")
 
-    if _finish_probe(media, result, thumbnail_key):
+    if _finish_probe(media, result, thumbnail_key, sha256):
         cache.delete(_attempts_key(media.pk))
         logger.info("media %s: %s", media.pk, "ready" if result.ok else f"rejected ({result.rejection_reason})")
     elif thumbnail_key and not MediaFile.objects.filter(pk=media.pk).exists():
