@@ -87,7 +87,8 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     fields = (
         "id", "user", "project", "type", "status", "progress", "credits_cost", "credits_refunded", "credits_refund",
-        "charge", "ledger", "error_code", "error_message", "error_detail", "retryable", "attempts", "retry_of",
+        "charge", "ledger", "cache_source", "cache_key", "error_code", "error_message", "error_detail", "retryable",
+        "attempts", "retry_of",
         "idempotency_key", "gpu_backend", "gpu_call_id", "gpu_seconds", "processing_time_ms", "priority",
         "start_within_seconds", "start_deadline", "run_within_seconds", "run_deadline",
         "created_at", "queued_at", "started_at", "inference_started_at", "inference_ended_at", "completed_at",

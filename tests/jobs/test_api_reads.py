@@ -34,7 +34,7 @@ DETAIL_KEYS = {
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
     "completed_at", "processing_time_ms", "gpu_seconds", "priority", "start_deadline", "run_within_seconds",
-    "run_deadline", "waiting_for", "charge", "output_data", "output_media", "queue_position", "lane_position",
+    "run_deadline", "waiting_for", "charge", "cache", "output_data", "output_media", "queue_position", "lane_position",
     "eta_seconds",
 }
 
@@ -273,7 +273,7 @@ def test_retrying_a_failed_retryable_job_submits_a_new_job_charged_again(auth_cl
     response = auth_client.post(jobs_url(f"/{job.pk}/retry"), {}, format="json")
     assert response.status_code == 202, response.json()
     body = response.json()
-    assert set(body) == {"job_id", "status", "credits_cost"}
+    assert set(body) == {"job_id", "status", "credits_cost", "cache"}
     assert body["job_id"] != str(job.pk) and body["status"] == "pending" and body["credits_cost"] == job.credits_cost
     new = Job.objects.get(pk=body["job_id"])
     assert new.retry_of_id == job.pk and new.input_params == job.input_params and new.type == job.type

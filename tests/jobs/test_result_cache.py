@@ -253,3 +253,43 @@ def test_credits_balance_stays_exact(auth_client, funded, project, no_gpu):
         submit(auth_client, "image-generation", image_body(project))
     submit(auth_client, "image-generation", image_body(project, seed=11))
     assert credit_balance_get(user=funded) == START_BALANCE - 2 * IMAGE_PRICE - 2 * CACHE_PRICE
+
+
+# ----------------------------------------------------------------------------- through a worker
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_through_a_worker_the_same_file_transcribed_in_another_project_is_served_from_the_cache(
+        start_worker, auth_client, user, tmp_path):
+    """The first transcription runs on the local backend; the same bytes uploaded to a second project
+    are transcribed at once, for a fifth of the price, with no call: their caption and the second
+    project's timeline get the words all the same."""
+    from tests.jobs.conftest import speech_wav, upload_local, wait_for, wait_terminal
+
+    credit_grant(user=user, amount=100, type="bonus", description="test")
+    first, second = (ProjectFactory.create(user=user, name=name) for name in ("first", "second"))
+    start_worker()
+    wav = speech_wav(tmp_path / "speech.wav", "The quick brown fox jumps over the lazy dog.")
+    original = upload_local(auth_client, first, wav, "audio/wav")
+    response = submit(auth_client, "transcription", {"project_id": str(first.pk), "media_id": str(original.pk)})
+    source = wait_terminal(response.json()["job_id"])
+    assert source.status == JobStatus.COMPLETED and source.attempts == 1, (source.error_code, source.error_detail)
+
+    again = upload_local(auth_client, second, wav, "audio/wav", filename="again.wav")
+    assert again.content_sha256 == original.content_sha256
+    response = submit(auth_client, "transcription", {"project_id": str(second.pk), "media_id": str(again.pk)})
+    accepted = response.json()
+    assert (accepted["status"], accepted["credits_cost"], accepted["cache"]) == (
+        "completed", 1, {"hit": True, "source_job_id": str(source.pk)})
+    job = Job.objects.get(pk=accepted["job_id"])
+    assert (job.attempts, job.gpu_call_id) == (0, "")
+    assert job.output_data["segments"] == source.output_data["segments"]
+    again.refresh_from_db()
+    assert again.caption_key and get_storage().head(again.caption_key)
+    # The worker's task writes the words into the second project's timeline as the first job's store
+    # did into the first's (neither timeline has a clip of the file here: "unchanged").
+    wait_for(lambda: Job.objects.get(pk=job.pk).output_data["edl"]["status"] != "pending", timeout=60)
+    assert Job.objects.get(pk=job.pk).output_data["edl"] == source.output_data["edl"]
+    assert list(JobEvent.objects.filter(job=job).values_list("type", flat=True)) == ["submitted", "completed"]
+    assert credit_balance_get(user=user) == 100 - 5 - 1

@@ -101,7 +101,7 @@ def test_exporter_shows_every_family_during_real_jobs_and_the_deploy_files_use_o
     # A second worker that fails every compression permanently: a failed, refunded job.
     worker.stop()
     start_worker(AUTEUR_FAULT_INJECTION="compression:permanent=1.0", DJANGO_SETTINGS_MODULE="bench.settings")
-    failed = wait_terminal(submit(auth_client, body))
+    failed = wait_terminal(submit(auth_client, {**body, "cache": False}))  # a fresh run, not the first one's result
     assert failed.status == JobStatus.FAILED and failed.credits_refunded
     reap.delay()
     ledger_check()
