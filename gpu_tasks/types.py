@@ -170,9 +170,10 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT, "Whisper large-v3 + pyannote community-1",
               local="transcription:run_local", modal="transcription_hf:run_modal",
               local_model="Whisper tiny.en for English, base for other languages (faster-whisper)"),
-        # F5-TTS samples its noise and a TTS request names no seed: TTS is never served from the cache.
+        # F5-TTS samples its noise and a TTS request names no seed: TTS is never served from the cache
+        # (a client asks again for another take).
         _spec(_T.TTS, _G.L4, 120, _O.AUDIO, "F5-TTS v1 Base", local="tts:run_local", modal="tts_f5:run_modal",
-              local_model="eSpeak NG (no voice cloning)", determinism=_D.SEED),
+              local_model="eSpeak NG (no voice cloning)", determinism=_D.NONE),
         _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5", local="lip_sync:run", modal="lip_sync:run",
               weights=Weights("musetalk", "musetalkV15/unet.pth")),
         # Wan2.1-T2V-1.3B (480p only, a 24 GB card) is the cheaper variant: folder "wan2.1-t2v-1.3b".

@@ -252,6 +252,12 @@ class JobTypeListApi(ApiView):
         languages = LanguageSerializer(many=True, allow_null=True, help_text=(
             "The spoken languages this server takes for it (`auto`: detect), for the types whose input "
             "names one; null for the others"))
+        cached = serializers.ChoiceField(choices=["input", "seed", "none"], help_text=(
+            "When the result cache serves an identical request of yours: `input` always, `seed` only when the "
+            "request names a seed, `none` never (each run samples anew)"))
+        engine_version = serializers.IntegerField(help_text=(
+            "The engine's version: raised when the same input would give another output, so no cached result "
+            "of an older one is served"))
 
     @extend_schema(
         responses=inline_serializer("JobTypeList", {

@@ -213,6 +213,8 @@ class JobTypeInfo:
     available: bool
     reason: str | None
     languages: list[dict[str, str]] | None
+    cached: str  # when the result cache serves it: Determinism's value
+    engine_version: int
 
 
 def job_type_list() -> list[JobTypeInfo]:
@@ -239,6 +241,8 @@ def job_type_list() -> list[JobTypeInfo]:
             available=reason is None,
             reason=reason,
             languages=gpu_client.describe_languages(spec.type) if spec.languages else None,
+            cached=spec.engine.determinism.value,
+            engine_version=spec.engine.version,
         ))
     return out
 

@@ -205,6 +205,13 @@ def test_types_lists_every_type_with_price_gpu_and_local_availability(auth_clien
     assert types["video-generation"]["pro_only"] is True and types["video-generation"]["gpu"] == "A100-80GB"
     assert types["render"]["gpu"] == "cpu" and types["tts"]["time_limit_s"] == 120
     assert types["video-query"]["price"]["rule"] == "2 credits per job"
+    # What the result cache serves: deterministic types always, generators with a seed, TTS never.
+    assert {t: v["cached"] for t, v in types.items()} == {
+        **{t: "input" for t in ("transcription", "lip-sync", "performance-cloning", "gaze-redirection",
+                                "video-query", "render", "compression")},
+        **{t: "seed" for t in ("audio-generation", "video-generation", "image-generation")}, "tts": "none",
+    }
+    assert all(v["engine_version"] >= 1 for v in types.values())
     # Every type names its model (the local engine's where it runs another), its plan, and why not.
     assert all(t["model"] for t in types.values())
     assert types["transcription"]["model"] == "Whisper tiny.en for English, base for other languages (faster-whisper)"

@@ -293,3 +293,18 @@ def test_through_a_worker_the_same_file_transcribed_in_another_project_is_served
     assert Job.objects.get(pk=job.pk).output_data["edl"] == source.output_data["edl"]
     assert list(JobEvent.objects.filter(job=job).values_list("type", flat=True)) == ["submitted", "completed"]
     assert credit_balance_get(user=user) == 100 - 5 - 1
+
+
+def test_the_schema_describes_the_cache_fields():
+    from tests.contract.support import served_schema
+
+    schemas = served_schema()["components"]["schemas"]
+    for name in ("JobAccepted", "Job", "JobSummary"):
+        assert schemas[name]["properties"]["cache"]["allOf"][0]["$ref"].endswith("/Cache"), name
+        assert "cache" in schemas[name]["required"], name
+    assert set(schemas["Cache"]["properties"]) == {"hit", "source_job_id"}
+    assert set(schemas["QuoteCache"]["properties"]) == {"hit", "source_job_id", "credits_cost"}
+    assert schemas["Media"]["properties"]["content_sha256"]["type"] == "string"
+    for name in ("ImageGenerationInputRequest", "TranscriptionInputRequest"):
+        field = schemas[name]["properties"]["cache"]
+        assert field["type"] == "boolean" and field["default"] is True and "cache price" in field["description"]
