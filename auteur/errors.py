@@ -77,6 +77,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "nothing_to_undo": status.HTTP_409_CONFLICT,
     "nothing_to_redo": status.HTTP_409_CONFLICT,
     "media_in_use": status.HTTP_409_CONFLICT,
+    "not_multipart": status.HTTP_409_CONFLICT,  # parts asked of a file uploaded with one PUT
+    "upload_closed": status.HTTP_409_CONFLICT,  # parts asked of an upload already completed
     "job_not_cancelable": status.HTTP_409_CONFLICT,
     "job_not_retryable": status.HTTP_409_CONFLICT,
     "job_not_charged": status.HTTP_409_CONFLICT,
@@ -101,7 +103,9 @@ HTTP_STATUS: Mapping[str, int] = {
     "invalid_filename": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "extension_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "size_mismatch": status.HTTP_422_UNPROCESSABLE_ENTITY,
-    "upload_incomplete": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "upload_incomplete": status.HTTP_422_UNPROCESSABLE_ENTITY,  # details name the parts still to send
+    "invalid_part": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "invalid_checksum": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "invalid_media": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "output_not_decodable": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "invalid_voice_sample": status.HTTP_422_UNPROCESSABLE_ENTITY,

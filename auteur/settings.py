@@ -259,7 +259,16 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_ACCESS_KEY_ID = secret("AWS_ACCESS_KEY_ID", "")
     AWS_SECRET_ACCESS_KEY = secret("AWS_SECRET_ACCESS_KEY", "")
 AWS_S3_ADDRESSING_STYLE: str | None = env.str("AWS_S3_ADDRESSING_STYLE", default="") or None  # MinIO: path
-AUTEUR_MAX_UPLOAD_BYTES = env.int("AUTEUR_MAX_UPLOAD_BYTES", default=5 * 1024**3)
+AUTEUR_MAX_UPLOAD_BYTES = env.int("AUTEUR_MAX_UPLOAD_BYTES", default=50 * 1024**3)
+# A declared size of at least this is uploaded in parts of AUTEUR_MULTIPART_PART_BYTES (more when a
+# file would need over 10,000), each resumable on its own (media/services/uploads.py). S3 takes
+# parts of 5 MiB to 5 GiB, and a single PUT of at most 5 GiB.
+AUTEUR_MULTIPART_THRESHOLD_BYTES = env.int("AUTEUR_MULTIPART_THRESHOLD_BYTES", default=64 * 1024**2)
+AUTEUR_MULTIPART_PART_BYTES = env.int("AUTEUR_MULTIPART_PART_BYTES", default=64 * 1024**2)
+if not 5 * 1024**2 <= AUTEUR_MULTIPART_PART_BYTES <= 5 * 1024**3:
+    raise ImproperlyConfigured("AUTEUR_MULTIPART_PART_BYTES must be 5 MiB to 5 GiB.")
+if not 1 <= AUTEUR_MULTIPART_THRESHOLD_BYTES <= 5 * 1024**3:
+    raise ImproperlyConfigured("AUTEUR_MULTIPART_THRESHOLD_BYTES must be at most 5 GiB (S3's largest single PUT).")
 AUTEUR_SIGNED_URL_TTL_SECONDS = env.int("AUTEUR_SIGNED_URL_TTL_SECONDS", default=15 * 60)
 AUTEUR_MEDIA_STALE_UPLOAD_SECONDS = env.int("AUTEUR_MEDIA_STALE_UPLOAD_SECONDS", default=24 * 3600)
 AUTEUR_MEDIA_PROBE_RETRY_SECONDS = env.int("AUTEUR_MEDIA_PROBE_RETRY_SECONDS", default=30 * 60)

@@ -41,6 +41,10 @@ class MediaFile(models.Model):
     # The SHA-256 of its bytes, once known (probed uploads, job outputs; "" before, and for files
     # stored before it was recorded): the result cache identifies a job's inputs by it.
     content_sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # A multipart upload in progress (media/services/uploads.py): the store's upload id and the size
+    # of every part but the last; cleared once it is completed.
+    upload_id = models.CharField(max_length=1024, blank=True, default="", db_default="")
+    part_size = models.BigIntegerField(null=True, blank=True)
     # Set when a job produced this file: a redelivered store step finds it instead of adding another.
     source_job_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
     retry_backoff_max=300,
     retry_jitter=True,
     max_retries=6,
-    # A 5 GiB upload is downloaded from S3 before PyAV opens it; well under the 30-minute
-    # redelivery bound (LONGEST_TASK_SECONDS) and the sweep's 30-minute re-enqueue.
+    # An upload is downloaded from S3 before PyAV opens it and its SHA-256 is read: 50 GiB (the
+    # default largest) at 200 MB/s is about 5 minutes, under the 30-minute redelivery bound
+    # (LONGEST_TASK_SECONDS) and the sweep's 30-minute re-enqueue.
     soft_time_limit=1500,
     time_limit=1560,
 )

@@ -10,5 +10,6 @@ from media.storage import local_views
 
 urlpatterns = [
     path("upload/<path:key>", local_views.upload, name="storage-upload"),
+    path("part/<str:upload_id>/<int:number>", local_views.upload_part, name="storage-upload-part"),
     path("download/<path:key>", local_views.download, name="storage-download"),
 ]

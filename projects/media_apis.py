@@ -8,8 +8,10 @@ project, media file or voice is a 404, never a 403, for reads and writes alike.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -28,7 +30,14 @@ from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
 from media.selectors import media_get, media_get_for_user, media_list, voice_get, voice_list
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
-from media.services.uploads import media_confirm_upload, media_create_upload
+from media.services.uploads import (
+    MAX_PARTS_PER_REQUEST,
+    MultipartUpload,
+    media_confirm_upload,
+    media_create_upload,
+    media_sign_parts,
+    media_upload_parts,
+)
 from media.services.voices import voice_create, voice_delete, voice_sample_url
 from projects.selectors import project_get
 
@@ -59,15 +68,36 @@ class MediaSerializer(serializers.Serializer):
         return bool(obj.thumbnail_key)
 
 
+class MultipartSerializer(serializers.Serializer):
+    part_size = serializers.IntegerField(help_text="Bytes of every part but the last")
+    part_count = serializers.IntegerField(help_text="Parts 1 to part_count; the last holds the rest")
+    parts_url = serializers.CharField(help_text=(
+        "POST it {parts: [{number, sha256}]} for the parts' signed PUTs; GET it for the parts stored"))
+
+    class Meta:
+        ref_name = "MediaMultipartUpload"
+
+
 @raises("invalid_size", "file_too_large", "unsupported_media_type", "invalid_filename", "extension_mismatch",
         "quota_exceeded")
 class ProjectMediaUploadUrlApi(ApiView):
-    """A signed PUT URL for a new file of the project (valid 15 minutes).
+    """Where to upload a new file of the project.
 
-    PUT the file's bytes to `upload_url` with the `headers` given (Content-Type, exactly), then
-    call `confirm`. The URL is bound to the content type and size declared here (without
-    `size_bytes`, to at most the maximum upload size). 403 `quota_exceeded` if the declared size
-    does not fit the user's storage quota (an undeclared size is checked at confirm).
+    Up to AUTEUR_MULTIPART_THRESHOLD_BYTES (64 MiB), or with no `size_bytes`: a signed PUT URL
+    (valid 15 minutes). PUT the file's bytes to `upload_url` with the `headers` given
+    (Content-Type, exactly), then call `confirm`. The URL is bound to the content type and size
+    declared here (without `size_bytes`, to at most 5 GiB).
+
+    A declared `size_bytes` of at least the threshold (up to AUTEUR_MAX_UPLOAD_BYTES, 50 GiB): a
+    multipart upload (`multipart`, and `upload_url` null). Cut the file into `part_count` parts of
+    `part_size` bytes (the last one shorter); ask `parts_url` (POST) for each part's signed PUT,
+    naming its number and the SHA-256 of its bytes; PUT each part with its `headers`; then call
+    `confirm`. Parts go in any order and at once. After a dropped connection or a restart, GET
+    `parts_url` lists the parts stored: send only the others. The upload stays open until
+    `expires_at` (a day), then it is deleted.
+
+    403 `quota_exceeded` if the declared size does not fit the user's storage quota (an
+    undeclared size is checked at confirm).
     """
 
     class InputSerializer(StrictSerializer):
@@ -75,18 +105,21 @@ class ProjectMediaUploadUrlApi(ApiView):
         content_type = serializers.CharField(max_length=255)
         size_bytes = serializers.IntegerField(
             required=False,
-            help_text="The file's size. Optional: without it the URL takes up to the maximum upload size, and "
-                      "the size is checked at confirm (413 `file_too_large` there deletes the file).")
+            help_text="The file's size. Optional below 5 GiB: without it the URL takes up to 5 GiB, and the size "
+                      "is checked at confirm (413 `file_too_large` there deletes the file). At least "
+                      "AUTEUR_MULTIPART_THRESHOLD_BYTES (64 MiB): a multipart upload.")
 
         class Meta:
             ref_name = "MediaUploadUrlRequest"
 
     class OutputSerializer(serializers.Serializer):
-        upload_url = serializers.URLField()
+        upload_url = serializers.URLField(allow_null=True, help_text="The signed PUT; null for a multipart upload")
         media_id = serializers.UUIDField()
-        expires_at = serializers.DateTimeField()
+        expires_at = serializers.DateTimeField(help_text=(
+            "When the URL expires; for a multipart upload, when the unconfirmed upload is deleted"))
         method = serializers.CharField()
         headers = serializers.DictField(child=serializers.CharField())
+        multipart = MultipartSerializer(allow_null=True)
 
         class Meta:
             ref_name = "MediaUploadUrl"
@@ -94,7 +127,7 @@ class ProjectMediaUploadUrlApi(ApiView):
     @extend_schema(
         request=InputSerializer,
         responses={201: OutputSerializer},
-        summary="Get a signed upload URL",
+        summary="Start an upload",
         tags=["media"],
     )
     def post(self, request: Request, project_id: uuid.UUID) -> Response:
@@ -103,14 +136,97 @@ class ProjectMediaUploadUrlApi(ApiView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         media, ticket = media_create_upload(user=user, project=project, **data.validated_data)
-        body = {
-            "upload_url": ticket.url,
-            "media_id": media.pk,
-            "expires_at": ticket.expires_at,
-            "method": ticket.method,
-            "headers": ticket.headers,
-        }
+        body: dict[str, Any]
+        if isinstance(ticket, MultipartUpload):
+            body = {
+                "upload_url": None, "media_id": media.pk, "method": "PUT", "headers": {},
+                "expires_at": media.created_at + timedelta(seconds=settings.AUTEUR_MEDIA_STALE_UPLOAD_SECONDS),
+                "multipart": {"part_size": ticket.part_size, "part_count": ticket.part_count,
+                              "parts_url": f"/api/v1/projects/{project.pk}/media/{media.pk}/parts"},
+            }
+        else:
+            body = {"upload_url": ticket.url, "media_id": media.pk, "expires_at": ticket.expires_at,
+                    "method": ticket.method, "headers": ticket.headers, "multipart": None}
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+@raises("not_multipart", "upload_closed", "invalid_part", "invalid_checksum")
+class ProjectMediaPartsApi(ApiView):
+    """A multipart upload's parts: GET lists those stored (a resuming client sends only the
+    others); POST signs a PUT for each part named, bound to its number, its exact size and the
+    SHA-256 of its bytes (base64, as S3's `x-amz-checksum-sha256` carries it): a part whose bytes
+    do not match is refused. 409 `not_multipart` for a file uploaded with one PUT, 409
+    `upload_closed` once confirmed."""
+
+    class PartRequestSerializer(StrictSerializer):
+        number = serializers.IntegerField(min_value=1, max_value=10_000)
+        sha256 = serializers.CharField(max_length=64, help_text="The base64 of the part's SHA-256")
+
+        class Meta:
+            ref_name = "MediaPartRequest"
+
+    class InputSerializer(StrictSerializer):
+        parts = serializers.ListField(min_length=1, max_length=MAX_PARTS_PER_REQUEST,
+                                      child=serializers.DictField())  # each checked by PartRequestSerializer
+
+        class Meta:
+            ref_name = "MediaPartsRequest"
+
+    class SignedPartSerializer(serializers.Serializer):
+        number = serializers.IntegerField()
+        url = serializers.URLField()
+        method = serializers.CharField()
+        headers = serializers.DictField(child=serializers.CharField(), help_text="Send them with the PUT, exactly")
+        expires_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "MediaSignedPart"
+
+    class StoredPartSerializer(serializers.Serializer):
+        number = serializers.IntegerField()
+        size = serializers.IntegerField()
+        sha256 = serializers.CharField(allow_blank=True)
+
+        class Meta:
+            ref_name = "MediaStoredPart"
+
+    def _media(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> MediaFile:
+        user = request_user(request)
+        project = project_get(user=user, project_id=project_id)
+        return media_get(user=user, project_id=project.pk, media_id=media_id)
+
+    @extend_schema(
+        responses={200: inline_serializer("MediaUploadParts", {
+            "part_size": serializers.IntegerField(), "part_count": serializers.IntegerField(),
+            "parts": StoredPartSerializer(many=True)})},
+        summary="List the parts of a multipart upload stored so far",
+        tags=["media"],
+    )
+    def get(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> Response:
+        plan, parts = media_upload_parts(media=self._media(request, project_id, media_id))
+        return Response({"part_size": plan.part_size, "part_count": plan.part_count,
+                         "parts": self.StoredPartSerializer(parts, many=True).data})
+
+    @extend_schema(
+        request=inline_serializer("MediaPartsRequestBody", {"parts": PartRequestSerializer(many=True)}),
+        responses={200: inline_serializer("MediaSignedParts", {"parts": SignedPartSerializer(many=True)})},
+        summary="Sign the PUTs of parts of a multipart upload",
+        tags=["media"],
+    )
+    def post(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> Response:
+        media = self._media(request, project_id, media_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        asked = []
+        for index, raw in enumerate(data.validated_data["parts"]):
+            part = self.PartRequestSerializer(data=raw)
+            if not part.is_valid():
+                raise serializers.ValidationError({"parts": {str(index): part.errors}})
+            asked.append((part.validated_data["number"], part.validated_data["sha256"]))
+        signed = media_sign_parts(media=media, parts=asked)
+        return Response({"parts": [
+            {"number": number, "url": ticket.url, "method": ticket.method, "headers": ticket.headers,
+             "expires_at": ticket.expires_at} for number, ticket in signed]})
 
 
 @raises("upload_incomplete", "size_mismatch", "quota_exceeded", "file_too_large", "invalid_size")

@@ -7,6 +7,7 @@ from projects.media_apis import (
     ProjectMediaConfirmApi,
     ProjectMediaDetailApi,
     ProjectMediaListApi,
+    ProjectMediaPartsApi,
     ProjectMediaUploadUrlApi,
     VoiceDetailApi,
     VoiceListCreateApi,
@@ -28,6 +29,11 @@ urlpatterns = [
         "projects/<uuid:project_id>/media/<uuid:media_id>/confirm",
         ProjectMediaConfirmApi.as_view(),
         name="project-media-confirm",
+    ),
+    path(
+        "projects/<uuid:project_id>/media/<uuid:media_id>/parts",
+        ProjectMediaPartsApi.as_view(),
+        name="project-media-parts",
     ),
     path(
         "projects/<uuid:project_id>/media/<uuid:media_id>/captions",

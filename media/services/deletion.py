@@ -46,6 +46,23 @@ def schedule_upload_key_deletion(key: str) -> None:
     PendingObjectDeletion.objects.create(key=key, due_at=due_at)
 
 
+def schedule_multipart_abort(media: MediaFile) -> None:
+    """After commit, abort the file's multipart upload if one is in progress: on S3 its parts are no
+    objects, which no deletion of keys or prefixes reaches. A failure is logged; the bucket's
+    AbortIncompleteMultipartUpload lifecycle rule is the backstop."""
+    if not media.upload_id or media.status != MediaStatus.UPLOADING:
+        return
+    key, upload_id, media_id = media.storage_key, media.upload_id, media.pk
+
+    def abort() -> None:
+        try:
+            get_storage().multipart_abort(key, upload_id)
+        except Exception as exc:  # noqa: BLE001 - logged; the lifecycle rule ends it
+            logger.warning("media %s: multipart upload not aborted: %s", media_id, type(exc).__name__)
+
+    transaction.on_commit(abort)
+
+
 def media_delete(*, media: MediaFile) -> None:
     """Delete the record now and its objects after commit; 409 while anything uses it."""
     with transaction.atomic():
@@ -63,6 +80,7 @@ def media_delete(*, media: MediaFile) -> None:
         prefix = media_prefix(project_id=locked.project_id, media_id=locked.pk)
         locked.delete()
         schedule_object_deletion(keys, [prefix])
+        schedule_multipart_abort(locked)
         if locked.status == MediaStatus.UPLOADING:
             schedule_upload_key_deletion(locked.storage_key)
     logger.info("media %s: deleted", media.pk)
@@ -144,6 +162,7 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
                 schedule_object_deletion(
                     object_keys(media), [media_prefix(project_id=media.project_id, media_id=media.pk)]
                 )
+                schedule_multipart_abort(media)
                 counts["expired_uploads"] += 1
 
     counts["timed_out"] = MediaFile.objects.filter(

@@ -14,13 +14,27 @@ The life of an upload:
    under the row's lock it is moved to its final key (``media.services.keys``) and the row
    becomes ``processing``; the probe (media/services/probing.py) is enqueued after commit.
    Confirming again changes nothing and enqueues nothing.
+
+A declared size of at least AUTEUR_MULTIPART_THRESHOLD_BYTES is a multipart upload instead of
+step 2: the file is PUT in parts of ``part_size`` bytes (the last one shorter), each part to a
+URL of its own (``media_sign_parts``) bound to its number, its exact size and the SHA-256 of its
+bytes, so a part that does not match is refused and a dropped connection costs one part. The
+parts received so far are listed by ``media_upload_parts``, so a client that restarts resumes
+from them. Confirm completes the upload, refusing it while a part is missing or of the wrong
+size (422 ``upload_incomplete``, with the parts to send), then goes on as above. The parts go
+straight to the file's final key: completing makes the object there at once, and no part URL
+can change it after. Deleting the file, or the sweep of abandoned uploads, aborts the upload.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import math
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -32,22 +46,28 @@ from auteur.users.models import User
 from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, UnsupportedMediaType
 from media.models import MediaFile, MediaStatus, MediaType
 from media.selectors import media_bytes_used
-from media.services.deletion import schedule_object_deletion, schedule_upload_key_deletion
+from media.services.deletion import schedule_multipart_abort, schedule_object_deletion, schedule_upload_key_deletion
 from media.services.keys import (
     MAX_FILENAME_LENGTH,
     confirmed_key_for,
     filename_extension,
+    media_key,
     media_prefix,
     normalize_content_type,
     object_keys,
     upload_key,
 )
 from media.storage import get_storage
-from media.storage.base import ObjectStorage, PresignedUpload
+from media.storage.base import ObjectStorage, PresignedUpload, UploadedPart
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024**3
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024**3
+# The largest object one PUT may write (S3's limit); above the multipart threshold a size must
+# be declared, and the file comes in parts.
+SINGLE_PUT_MAX_BYTES = 5 * 1024**3
+MAX_PARTS = 10_000  # S3's limit
+MAX_PARTS_PER_REQUEST = 100
 
 # Declared content type -> (media type, filename extensions that may carry it).
 ALLOWED_CONTENT_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -83,6 +103,38 @@ class ProjectLike(Protocol):
 
 def max_upload_bytes() -> int:
     return int(getattr(settings, "AUTEUR_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+def single_put_max_bytes() -> int:
+    return min(max_upload_bytes(), SINGLE_PUT_MAX_BYTES)
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """How a multipart upload is cut: every part `part_size` bytes but the last."""
+
+    size: int
+    part_size: int
+
+    @classmethod
+    def of(cls, size: int) -> MultipartUpload:
+        """The configured part size, or a larger one (whole MiB) where that would need more than MAX_PARTS."""
+        least = math.ceil(size / MAX_PARTS / 1024**2) * 1024**2
+        return cls(size=size, part_size=max(int(settings.AUTEUR_MULTIPART_PART_BYTES), least))
+
+    @property
+    def part_count(self) -> int:
+        return math.ceil(self.size / self.part_size)
+
+    def part_bytes(self, number: int) -> int:
+        """The exact size of part `number` (1 to part_count)."""
+        return min(self.part_size, self.size - (number - 1) * self.part_size)
+
+
+def multipart_of(media: MediaFile) -> MultipartUpload | None:
+    if not media.upload_id or not media.part_size:
+        return None
+    return MultipartUpload(size=media.file_size_bytes, part_size=media.part_size)
 
 
 def _check_size(size_bytes: int) -> None:
@@ -130,8 +182,10 @@ def validate_upload(*, filename: str, content_type: str, size_bytes: int | None)
 
 def media_create_upload(
     *, user: User, project: ProjectLike, filename: str, content_type: str, size_bytes: int | None = None
-) -> tuple[MediaFile, PresignedUpload]:
-    """A new ``uploading`` MediaFile and the signed PUT that fills it.
+) -> tuple[MediaFile, PresignedUpload | MultipartUpload]:
+    """A new ``uploading`` MediaFile and the signed PUT that fills it, or, for a declared size of
+    at least AUTEUR_MULTIPART_THRESHOLD_BYTES, its multipart upload (its parts are signed by
+    ``media_sign_parts``).
 
     The declared size is reserved against the ``storage_bytes`` quota from now on; an
     undeclared one (None) reserves nothing and is checked at confirm.
@@ -140,14 +194,16 @@ def media_create_upload(
         raise MediaNotFound("No such project.", code="project_not_found")
     normalized, media_type = validate_upload(filename=filename, content_type=content_type, size_bytes=size_bytes)
     media_id = uuid.uuid4()
+    storage = get_storage()
+    if size_bytes is not None and size_bytes >= settings.AUTEUR_MULTIPART_THRESHOLD_BYTES:
+        return _create_multipart(user, project, filename, normalized, media_type, size_bytes, media_id, storage)
     key = upload_key(project_id=project.pk, media_id=media_id, filename=filename)
     with transaction.atomic():
         quota_lock(user_id=user.pk)
         quota_check(name="storage_bytes", used=media_bytes_used(user_id=user.pk), adding=size_bytes or 0)
         # Sign before the insert: a storage misconfiguration fails the request before a row exists.
-        ticket = get_storage().presign_put(
-            key, normalized, size_bytes or max_upload_bytes(), exact=size_bytes is not None
-        )
+        ticket = storage.presign_put(key, normalized, size_bytes or single_put_max_bytes(),
+                                     exact=size_bytes is not None)
         media = MediaFile.objects.create(
             id=media_id,
             project_id=project.pk,
@@ -163,6 +219,101 @@ def media_create_upload(
     return media, ticket
 
 
+def _create_multipart(
+    user: User, project: ProjectLike, filename: str, content_type: str, media_type: str, size: int,
+    media_id: uuid.UUID, storage: ObjectStorage,
+) -> tuple[MediaFile, MultipartUpload]:
+    plan = MultipartUpload.of(size)
+    # The parts go to the final key: completing makes the object there, after which no part URL
+    # writes anything. Begun before the row (a storage misconfiguration fails the request first),
+    # aborted if the row is refused.
+    key = media_key(project_id=project.pk, media_id=media_id, filename=filename)
+    upload_id = storage.multipart_start(key, content_type)
+    try:
+        with transaction.atomic():
+            quota_lock(user_id=user.pk)
+            quota_check(name="storage_bytes", used=media_bytes_used(user_id=user.pk), adding=size)
+            media = MediaFile.objects.create(
+                id=media_id, project_id=project.pk, user=user, name=filename.strip(), type=media_type,
+                mime_type=content_type, status=MediaStatus.UPLOADING, file_size_bytes=size, storage_key=key,
+                upload_id=upload_id, part_size=plan.part_size,
+            )
+    except BaseException:
+        storage.multipart_abort(key, upload_id)
+        raise
+    logger.info("media %s: multipart upload begun (%s, %d bytes in %d parts)", media.pk, content_type, size,
+                plan.part_count)
+    return media, plan
+
+
+def _open_multipart(media: MediaFile) -> MultipartUpload:
+    """The file's multipart upload while it can take parts: 409 otherwise."""
+    if media.status != MediaStatus.UPLOADING:
+        raise MediaValidationError("This upload was already completed.", code="upload_closed")
+    plan = multipart_of(media)
+    if plan is None:
+        raise MediaValidationError("This file is not a multipart upload: PUT it to its upload URL.",
+                                   code="not_multipart")
+    return plan
+
+
+def _sha256_b64(value: str) -> bool:
+    try:
+        return len(base64.b64decode(value, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+def media_sign_parts(*, media: MediaFile, parts: list[tuple[int, str]]) -> list[tuple[int, PresignedUpload]]:
+    """A signed PUT for each (part number, SHA-256 of its bytes in base64), bound to both and to
+    the part's exact size. 422 `invalid_part` for a number out of range or given twice, 422
+    `invalid_checksum` for a checksum that is not a SHA-256."""
+    plan = _open_multipart(media)
+    numbers = [number for number, _ in parts]
+    bad = sorted({n for n in numbers if not 1 <= n <= plan.part_count} | {n for n in numbers if numbers.count(n) > 1})
+    if bad:
+        raise MediaValidationError(f"Part numbers run from 1 to {plan.part_count}, each once.", code="invalid_part",
+                                   details={"parts": bad[:100], "part_count": plan.part_count})
+    wrong = [number for number, sha256 in parts if not _sha256_b64(sha256)]
+    if wrong:
+        raise MediaValidationError("sha256 must be the base64 of the part's SHA-256 (32 bytes).",
+                                   code="invalid_checksum", details={"parts": wrong[:100]})
+    storage = get_storage()
+    return [(number, storage.presign_part(media.storage_key, media.upload_id, number, plan.part_bytes(number),
+                                          sha256)) for number, sha256 in parts]
+
+
+def media_upload_parts(*, media: MediaFile) -> tuple[MultipartUpload, list[UploadedPart]]:
+    """The upload's cut and the parts stored so far: what a resuming client need not send again."""
+    plan = _open_multipart(media)
+    try:
+        return plan, get_storage().multipart_parts(media.storage_key, media.upload_id)
+    except FileNotFoundError:
+        raise MediaValidationError("This upload was already completed.", code="upload_closed") from None
+
+
+def _complete_multipart(storage: ObjectStorage, media: MediaFile, plan: MultipartUpload) -> None:
+    """Make the object from its parts, every one present and of its size; 422 otherwise."""
+    try:
+        stored = {part.number: part for part in storage.multipart_parts(media.storage_key, media.upload_id)}
+    except FileNotFoundError:
+        return  # completed by a concurrent confirm (the object is there), or aborted (it is not)
+    missing = [n for n in range(1, plan.part_count + 1) if n not in stored]
+    wrong = [n for n, part in sorted(stored.items()) if n <= plan.part_count and part.size != plan.part_bytes(n)]
+    if missing or wrong:
+        raise MediaValidationError(
+            f"The upload is missing {len(missing)} of its {plan.part_count} parts"
+            + (f" and {len(wrong)} are not their size" if wrong else "") + ": send them, then confirm again.",
+            code="upload_incomplete",
+            details={"part_count": plan.part_count, "missing_parts": missing[:1000], "wrong_size_parts": wrong[:1000]},
+        )
+    try:
+        storage.multipart_complete(media.storage_key, media.upload_id,
+                                   [stored[n] for n in range(1, plan.part_count + 1)])
+    except FileNotFoundError:
+        return
+
+
 def media_confirm_upload(*, media: MediaFile) -> MediaFile:
     """``uploading`` -> ``processing`` once the object is there, whole; then probe it.
 
@@ -176,6 +327,9 @@ def media_confirm_upload(*, media: MediaFile) -> MediaFile:
         return media
     storage = get_storage()
     # Outside any transaction: a storage round trip must not hold database locks.
+    plan = multipart_of(media)
+    if plan is not None:
+        _complete_multipart(storage, media, plan)
     size = storage.head(media.storage_key)
     if size is None:
         media.refresh_from_db()
@@ -238,18 +392,22 @@ def _seal(storage: ObjectStorage, row: MediaFile, size: int) -> None:
 
     upload = row.storage_key
     final = confirmed_key_for(row)
-    storage.move(upload, final)
+    if not row.upload_id:  # (a multipart upload was made at its final key)
+        storage.move(upload, final)
     MediaFile.objects.filter(pk=row.pk).update(
-        status=MediaStatus.PROCESSING, storage_key=final, file_size_bytes=size, updated_at=timezone.now()
+        status=MediaStatus.PROCESSING, storage_key=final, file_size_bytes=size, updated_at=timezone.now(),
+        upload_id="",
     )
     media_id = str(row.pk)
     transaction.on_commit(lambda: probe.delay(media_id))
-    schedule_upload_key_deletion(upload)
+    if not row.upload_id:
+        schedule_upload_key_deletion(upload)
 
 
 def _discard(row: MediaFile) -> None:
     """Delete a refused upload: its row now, its objects after commit (nothing is left behind)."""
     keys, prefix = object_keys(row), media_prefix(project_id=row.project_id, media_id=row.pk)
+    schedule_multipart_abort(row)
     row.delete()  # (which sets row.pk to None)
     schedule_object_deletion(keys, [prefix])
     schedule_upload_key_deletion(row.storage_key)

@@ -55,6 +55,21 @@ class PresignedDownload:
     expires_at: datetime
 
 
+# The checksum header of a part's PUT: S3's own name for a SHA-256 in base64, which the local
+# backend takes too.
+CHECKSUM_HEADER = "x-amz-checksum-sha256"
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """A part of a multipart upload, as the store holds it."""
+
+    number: int  # 1 to 10,000
+    size: int
+    etag: str
+    sha256: str  # base64, as CHECKSUM_HEADER carries it
+
+
 def validate_key(key: str) -> str:
     if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or not KEY_RE.match(key):
         raise InvalidKey("Invalid storage key.")
@@ -115,6 +130,38 @@ class ObjectStorage(ABC):
 
     @abstractmethod
     def _get_url(self, key: str, filename: str, *, ttl: int, expires_at: datetime) -> str: ...
+
+    # ---- multipart uploads: a large object PUT in parts, each part a signed URL of its own,
+    # bound to its number, its size and the SHA-256 of its bytes (a mismatching part is refused).
+    # Completing makes the object from the parts, at once; the parts' URLs are then worthless.
+    @abstractmethod
+    def multipart_start(self, key: str, content_type: str) -> str:
+        """Begin a multipart upload of ``key``; its upload id."""
+
+    def presign_part(
+        self, key: str, upload_id: str, number: int, size: int, sha256: str, *, expires_in: int | None = None
+    ) -> PresignedUpload:
+        """A URL that PUTs part ``number``: exactly ``size`` bytes whose SHA-256 (base64) is ``sha256``."""
+        ttl, expires_at = url_expiry(expires_in)
+        url = self._part_url(validate_key(key), upload_id, number, size, sha256, ttl=ttl, expires_at=expires_at)
+        return PresignedUpload(url=url, expires_at=expires_at, headers={CHECKSUM_HEADER: sha256})
+
+    @abstractmethod
+    def _part_url(
+        self, key: str, upload_id: str, number: int, size: int, sha256: str, *, ttl: int, expires_at: datetime
+    ) -> str: ...
+
+    @abstractmethod
+    def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        """The parts stored so far, by number (FileNotFoundError if the upload is not open)."""
+
+    @abstractmethod
+    def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
+        """Make the object from ``parts``, in order (FileNotFoundError if the upload is not open)."""
+
+    @abstractmethod
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        """Discard the upload and its parts; aborting one that is not open is not an error."""
 
     # ---- objects, through the Django storage
     def head(self, key: str) -> int | None:

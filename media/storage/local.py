@@ -13,10 +13,14 @@ can reach (KEY_RE).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import posixpath
+import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,8 +35,10 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage
 
 from media.errors import InvalidKey, StorageError
-from media.storage.base import CHUNK_SIZE, ObjectStorage, validate_key
-from media.storage.signing import sign_download, sign_upload
+from media.storage.base import CHUNK_SIZE, ObjectStorage, UploadedPart, validate_key
+from media.storage.signing import sign_download, sign_part, sign_upload
+
+UPLOAD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 class _FinishedFile(File):
@@ -158,6 +164,90 @@ class LocalStorage(ObjectStorage):
             if meta.is_file():
                 self._move_in(_meta_name(dst_key), meta)
         self._move_in(dst_key, src)
+
+    # ---- multipart uploads: S3's protocol on disk. The parts of an upload live in a dot-named
+    # folder beside the object's key (no key reaches it; deleting the file's prefix takes it
+    # along), each part a file of its own with its size and checksum beside it, written by the
+    # part's signed URL (local_views.upload_part). Completing streams them into the object.
+    def _parts_dir(self, key: str, upload_id: str) -> Path:
+        if not UPLOAD_ID_RE.match(upload_id):
+            raise FileNotFoundError(upload_id)
+        path = self.path(key)
+        return path.parent / f".multipart-{upload_id}"
+
+    def multipart_start(self, key: str, content_type: str) -> str:
+        upload_id = secrets.token_urlsafe(24)
+        folder = self._parts_dir(key, upload_id)
+        folder.mkdir(parents=True)
+        (folder / "upload.json").write_text(json.dumps({"key": key, "content_type": content_type}))
+        return upload_id
+
+    def _part_url(
+        self, key: str, upload_id: str, number: int, size: int, sha256: str, *, ttl: int, expires_at: datetime
+    ) -> str:
+        token = sign_part(key=key, upload_id=upload_id, number=number, size=size, sha256=sha256,
+                          expires_at=expires_at)
+        return f"{self.public_base_url}/storage/part/{upload_id}/{number}?{urlencode({'token': token})}"
+
+    def write_part(self, key: str, upload_id: str, number: int, chunks: Iterator[bytes], sha256: str) -> bool:
+        """Store part ``number`` from ``chunks`` if its SHA-256 (base64) is ``sha256``: False (and
+        nothing kept) otherwise. FileNotFoundError if the upload is not open."""
+        folder = self._parts_dir(key, upload_id)
+        if not folder.is_dir():
+            raise FileNotFoundError(upload_id)
+        digest = hashlib.sha256()
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{number}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            if base64.b64encode(digest.digest()).decode() != sha256:
+                tmp.unlink()
+                return False
+            Path(f"{tmp}.json").write_text(json.dumps({"size": size, "sha256": sha256}))
+            os.replace(f"{tmp}.json", folder / f"{number}.json")
+            os.replace(tmp, folder / f"{number}.part")
+        except BaseException:
+            for leftover in (tmp, Path(f"{tmp}.json")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            raise
+        return True
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        folder = self._parts_dir(key, upload_id)
+        if not folder.is_dir():
+            raise FileNotFoundError(upload_id)
+        parts = []
+        for meta in folder.glob("[0-9]*.json"):
+            number = int(meta.stem)
+            if (folder / f"{number}.part").is_file():
+                facts = json.loads(meta.read_text())
+                parts.append(UploadedPart(number=number, size=facts["size"], etag=facts["sha256"],
+                                          sha256=facts["sha256"]))
+        return sorted(parts, key=lambda p: p.number)
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
+        folder = self._parts_dir(key, upload_id)
+        if not folder.is_dir():
+            raise FileNotFoundError(upload_id)
+        content_type = json.loads((folder / "upload.json").read_text())["content_type"]
+
+        def chunks() -> Iterator[bytes]:
+            for part in parts:
+                with (folder / f"{part.number}.part").open("rb") as fh:
+                    yield from iter(lambda: fh.read(CHUNK_SIZE), b"")
+
+        self.write_stream(key, chunks(), content_type)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self._parts_dir(key, upload_id))
 
     @contextlib.contextmanager
     def local_path(self, key: str) -> Iterator[Path]:

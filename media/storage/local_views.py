@@ -31,9 +31,9 @@ from auteur.throttling import SlidingWindowThrottle
 from media.errors import IncompleteUploadBody, SignatureInvalid
 from media.selectors import upload_is_open
 from media.storage import get_local_storage
-from media.storage.base import CHUNK_SIZE, content_disposition
+from media.storage.base import CHECKSUM_HEADER, CHUNK_SIZE, content_disposition
 from media.storage.local import LocalStorage
-from media.storage.signing import verify_download, verify_upload
+from media.storage.signing import verify_download, verify_part, verify_upload
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 Signed = TypeVar("Signed")
@@ -135,6 +135,42 @@ def upload(request: HttpRequest, key: str) -> HttpResponse:
 # The one query (whether the file still waits for its bytes) names the file by the signed key, not by
 # a caller: this view has no user to act as, so it reads with the owner's login (auteur/rls.py).
 upload.reads_across_users = True  # type: ignore[attr-defined]
+
+
+@csrf_exempt
+def upload_part(request: HttpRequest, upload_id: str, number: int) -> HttpResponse:
+    """PUT one part of a multipart upload, to a URL from ``POST .../media/{id}/parts``: exactly the
+    signed size, with the signed SHA-256 in CHECKSUM_HEADER; a body whose SHA-256 differs is
+    refused (400 ``checksum_mismatch``) and nothing of it is kept. PUT again to replace a part."""
+    admitted = _admitted(request, f"{upload_id}/{number}", methods=("PUT",), hint="Upload a part with PUT.",
+                         verify=lambda _key, token: verify_part(upload_id, number, token))
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    storage, signed = admitted
+    header = "HTTP_" + CHECKSUM_HEADER.upper().replace("-", "_")
+    if request.META.get(header, "") != signed.sha256:
+        return error_response(403, "checksum_header_mismatch",
+                              f"Send the {CHECKSUM_HEADER} header this URL was issued for, exactly.",
+                              {"expected": signed.sha256})
+    raw_length = request.META.get("CONTENT_LENGTH", "")
+    if not raw_length.isdigit():
+        return error_response(411, "length_required", "Send a Content-Length header (chunked uploads are refused).")
+    if int(raw_length) != signed.size:
+        return error_response(400, "part_size_mismatch", "A part must be exactly the size its URL was issued for.",
+                              {"expected_bytes": signed.size})
+    try:
+        stored = storage.write_part(signed.key, upload_id, number, _body_chunks(request, signed.size), signed.sha256)
+    except IncompleteUploadBody:
+        return error_response(400, "incomplete_body", "The body ended before Content-Length bytes were sent.")
+    except FileNotFoundError:
+        return error_response(409, "upload_closed",
+                              "This upload was already completed or deleted; ask the API for a new upload URL.")
+    if not stored:
+        return error_response(400, "checksum_mismatch",
+                              f"The part's bytes do not match its {CHECKSUM_HEADER}; nothing was kept.")
+    response = HttpResponse(status=200)
+    response["ETag"] = f'"{signed.sha256}"'
+    return response
 
 
 def _ranged(fh: IO[bytes], start: int, length: int) -> Iterator[bytes]:

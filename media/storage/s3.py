@@ -4,8 +4,8 @@ Reads, writes, deletes, existence, sizes and presigned GET URLs go through the D
 (``storages.backends.s3.S3Storage``, configured in STORAGES). The rule for boto3: it is called
 only where django-storages has no operation, and only with the storage's own session and
 configuration (its credentials, endpoint and timeouts), all in this module. Those places are:
-presigned PUT URLs for direct uploads (``_put_url``; multipart uploads, when added, go beside it:
-create, presign each part, complete, abort); the server-side copy behind ``move`` (no byte passes
+presigned PUT URLs for direct uploads (``_put_url``) and multipart uploads beside them (create,
+presign each part, list the parts, complete, abort); the server-side copy behind ``move`` (no byte passes
 through this process); batched deletes and the page-by-page folder listing (one request per 1,000
 keys, never a whole listing in memory); downloading an object straight to a file for ffmpeg; and
 the readiness check's HEAD of the bucket with a short timeout. Everything else goes through the
@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from media.errors import StorageError
-from media.storage.base import CHECK_TIMEOUT_SECONDS, ObjectStorage, content_disposition, validate_key
+from media.storage.base import (
+    CHECK_TIMEOUT_SECONDS,
+    ObjectStorage,
+    UploadedPart,
+    content_disposition,
+    validate_key,
+)
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -117,6 +123,68 @@ class S3ObjectStorage(ObjectStorage):
         if exact:
             params["ContentLength"] = size_bytes
         return str(self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl, HttpMethod="PUT"))
+
+    # ---- multipart uploads: the client PUTs each part straight to the bucket. Each part's URL
+    # signs its length and its SHA-256 (S3 refuses a body that does not match: BadDigest); the
+    # upload is made with the SHA-256 algorithm, so completing checks every part's checksum again.
+    # A bucket lifecycle rule (AbortIncompleteMultipartUpload) is the backstop for parts of an
+    # upload nobody aborted.
+    def multipart_start(self, key: str, content_type: str) -> str:
+        with self._errors():
+            answer = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=validate_key(key), ContentType=content_type, ChecksumAlgorithm="SHA256")
+        return str(answer["UploadId"])
+
+    def _part_url(
+        self, key: str, upload_id: str, number: int, size: int, sha256: str, *, ttl: int, expires_at: datetime
+    ) -> str:
+        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number,
+                  "ContentLength": size, "ChecksumSHA256": sha256}
+        return str(self.client.generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl, HttpMethod="PUT"))
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        from botocore.exceptions import ClientError
+
+        parts: list[UploadedPart] = []
+        marker = 0
+        try:
+            with self._errors():
+                while True:  # a page of at most 1,000 parts per request
+                    page = self.client.list_parts(Bucket=self.bucket, Key=validate_key(key), UploadId=upload_id,
+                                                  PartNumberMarker=marker)
+                    parts += [UploadedPart(number=int(p["PartNumber"]), size=int(p["Size"]), etag=str(p["ETag"]),
+                                           sha256=str(p.get("ChecksumSHA256") or "")) for p in page.get("Parts", [])]
+                    if not page.get("IsTruncated"):
+                        return parts
+                    marker = int(page["NextPartNumberMarker"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404"):
+                raise FileNotFoundError(key) from exc
+            raise
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
+        from botocore.exceptions import ClientError
+
+        listed = [{"PartNumber": p.number, "ETag": p.etag, **({"ChecksumSHA256": p.sha256} if p.sha256 else {})}
+                  for p in parts]
+        try:
+            with self._errors():
+                self.client.complete_multipart_upload(Bucket=self.bucket, Key=validate_key(key), UploadId=upload_id,
+                                                      MultipartUpload={"Parts": listed})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404"):
+                raise FileNotFoundError(key) from exc
+            raise
+
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors():
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=validate_key(key), UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+                raise
 
     def _get_url(self, key: str, filename: str, *, ttl: int, expires_at: datetime) -> str:
         parameters: dict[str, Any] = {}

@@ -73,7 +73,7 @@ def test_full_upload_flow_against_local_storage(
     data = samples.video.read_bytes()
 
     ticket = request_upload(auth_client, project, samples.video, "video/mp4", "My Clip (final).mp4")
-    assert set(ticket) == {"upload_url", "media_id", "expires_at", "method", "headers"}
+    assert set(ticket) == {"upload_url", "media_id", "expires_at", "method", "headers", "multipart"}
     assert ticket["method"] == "PUT"
     assert ticket["headers"] == {"Content-Type": "video/mp4"}
     expires_at = parse_datetime(ticket["expires_at"])

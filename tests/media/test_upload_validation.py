@@ -54,9 +54,10 @@ def test_size_over_the_limit_is_413(auth_client, project, local_storage, setting
     assert MediaFile.objects.count() == 1
 
 
-def test_default_limit_is_5_gib(auth_client, project, local_storage):
-    assert ask(auth_client, project, size_bytes=5 * 1024**3).status_code == 201
-    assert ask(auth_client, project, size_bytes=5 * 1024**3 + 1).status_code == 413
+def test_default_limit_is_50_gib(auth_client, project, local_storage, settings):
+    settings.AUTEUR_QUOTA_STORAGE_BYTES = 100 * 1024**3
+    assert ask(auth_client, project, size_bytes=50 * 1024**3).status_code == 201
+    assert ask(auth_client, project, size_bytes=50 * 1024**3 + 1).status_code == 413
 
 
 @pytest.mark.parametrize(
