@@ -191,7 +191,13 @@ def main() -> int:
         auth = {"Authorization": f"Bearer {user_issue_token(user=user)}"}
         front = front_processes(stack.env, stack.tmp / "var", host="127.0.0.1", port=port)
         procs = {p.name: stack.spawn(p.name, p.argv, **p.env) for p in front.processes}
-        wait_until(lambda: requests.get(f"{base}/healthz", timeout=2).ok, 60, "the front")
+        def up() -> bool:
+            try:
+                return requests.get(f"{base}/healthz", timeout=2).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, 60, "the front")
         path = stack.tmp / "interview.wav"
         size = int(args.size_gib * 1024**3)
         print(f"making a {size / 1024**3:.1f} GiB WAV...", flush=True)

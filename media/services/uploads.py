@@ -228,7 +228,7 @@ def _create_multipart(
     # writes anything. Begun before the row (a storage misconfiguration fails the request first),
     # aborted if the row is refused.
     key = media_key(project_id=project.pk, media_id=media_id, filename=filename)
-    upload_id = storage.multipart_start(key, content_type)
+    upload_id = storage.multipart_start(key, content_type, plan.part_size)
     try:
         with transaction.atomic():
             quota_lock(user_id=user.pk)

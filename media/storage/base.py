@@ -135,8 +135,8 @@ class ObjectStorage(ABC):
     # bound to its number, its size and the SHA-256 of its bytes (a mismatching part is refused).
     # Completing makes the object from the parts, at once; the parts' URLs are then worthless.
     @abstractmethod
-    def multipart_start(self, key: str, content_type: str) -> str:
-        """Begin a multipart upload of ``key``; its upload id."""
+    def multipart_start(self, key: str, content_type: str, part_size: int) -> str:
+        """Begin a multipart upload of ``key`` whose parts but the last are ``part_size`` bytes; its upload id."""
 
     def presign_part(
         self, key: str, upload_id: str, number: int, size: int, sha256: str, *, expires_in: int | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -165,21 +166,23 @@ class LocalStorage(ObjectStorage):
                 self._move_in(_meta_name(dst_key), meta)
         self._move_in(dst_key, src)
 
-    # ---- multipart uploads: S3's protocol on disk. The parts of an upload live in a dot-named
-    # folder beside the object's key (no key reaches it; deleting the file's prefix takes it
-    # along), each part a file of its own with its size and checksum beside it, written by the
-    # part's signed URL (local_views.upload_part). Completing streams them into the object.
+    # ---- multipart uploads: S3's protocol on disk. An upload is a dot-named folder beside the
+    # object's key (no key reaches it; deleting the file's prefix takes it along) holding one data
+    # file, which each part's PUT (local_views.upload_part) writes at the part's offset, and a
+    # record per part stored (its size and checksum), written once its bytes matched. Completing
+    # renames the data file into place: no byte is copied, whatever the file's size. PUTs of one
+    # part take turns (a lock per part), so a bad body can never overwrite a part recorded good.
     def _parts_dir(self, key: str, upload_id: str) -> Path:
         if not UPLOAD_ID_RE.match(upload_id):
             raise FileNotFoundError(upload_id)
-        path = self.path(key)
-        return path.parent / f".multipart-{upload_id}"
+        return self.path(key).parent / f".multipart-{upload_id}"
 
-    def multipart_start(self, key: str, content_type: str) -> str:
+    def multipart_start(self, key: str, content_type: str, part_size: int) -> str:
         upload_id = secrets.token_urlsafe(24)
         folder = self._parts_dir(key, upload_id)
         folder.mkdir(parents=True)
-        (folder / "upload.json").write_text(json.dumps({"key": key, "content_type": content_type}))
+        (folder / "data").touch()
+        (folder / "upload.json").write_text(json.dumps({"content_type": content_type, "part_size": part_size}))
         return upload_id
 
     def _part_url(
@@ -190,32 +193,31 @@ class LocalStorage(ObjectStorage):
         return f"{self.public_base_url}/storage/part/{upload_id}/{number}?{urlencode({'token': token})}"
 
     def write_part(self, key: str, upload_id: str, number: int, chunks: Iterator[bytes], sha256: str) -> bool:
-        """Store part ``number`` from ``chunks`` if its SHA-256 (base64) is ``sha256``: False (and
-        nothing kept) otherwise. FileNotFoundError if the upload is not open."""
+        """Write part ``number`` from ``chunks`` at its offset and record it if its SHA-256 (base64)
+        is ``sha256``; False otherwise (the part is then not stored, even if it was before).
+        FileNotFoundError if the upload is not open."""
         folder = self._parts_dir(key, upload_id)
-        if not folder.is_dir():
-            raise FileNotFoundError(upload_id)
-        digest = hashlib.sha256()
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{number}.", suffix=".tmp")
-        tmp = Path(tmp_name)
         try:
-            size = 0
-            with os.fdopen(fd, "wb") as out:
+            part_size = json.loads((folder / "upload.json").read_text())["part_size"]
+            lock = (folder / f".{number}.lock").open("a")
+        except FileNotFoundError:
+            raise FileNotFoundError(upload_id) from None
+        record = folder / f"{number}.json"
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            digest, size = hashlib.sha256(), 0
+            with (folder / "data").open("r+b") as out:
+                out.seek((number - 1) * part_size)
                 for chunk in chunks:
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
             if base64.b64encode(digest.digest()).decode() != sha256:
-                tmp.unlink()
+                record.unlink(missing_ok=True)
                 return False
-            Path(f"{tmp}.json").write_text(json.dumps({"size": size, "sha256": sha256}))
-            os.replace(f"{tmp}.json", folder / f"{number}.json")
-            os.replace(tmp, folder / f"{number}.part")
-        except BaseException:
-            for leftover in (tmp, Path(f"{tmp}.json")):
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
-            raise
+            staged = folder / f".{number}.json.tmp"
+            staged.write_text(json.dumps({"size": size, "sha256": sha256}))
+            os.replace(staged, record)
         return True
 
     def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
@@ -223,26 +225,24 @@ class LocalStorage(ObjectStorage):
         if not folder.is_dir():
             raise FileNotFoundError(upload_id)
         parts = []
-        for meta in folder.glob("[0-9]*.json"):
-            number = int(meta.stem)
-            if (folder / f"{number}.part").is_file():
-                facts = json.loads(meta.read_text())
-                parts.append(UploadedPart(number=number, size=facts["size"], etag=facts["sha256"],
-                                          sha256=facts["sha256"]))
+        for record in folder.glob("[0-9]*.json"):
+            facts = json.loads(record.read_text())
+            parts.append(UploadedPart(number=int(record.stem), size=facts["size"], etag=facts["sha256"],
+                                      sha256=facts["sha256"]))
         return sorted(parts, key=lambda p: p.number)
 
     def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
         folder = self._parts_dir(key, upload_id)
-        if not folder.is_dir():
-            raise FileNotFoundError(upload_id)
-        content_type = json.loads((folder / "upload.json").read_text())["content_type"]
-
-        def chunks() -> Iterator[bytes]:
-            for part in parts:
-                with (folder / f"{part.number}.part").open("rb") as fh:
-                    yield from iter(lambda: fh.read(CHUNK_SIZE), b"")
-
-        self.write_stream(key, chunks(), content_type)
+        try:
+            upload = json.loads((folder / "upload.json").read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(upload_id) from None
+        data = folder / "data"
+        os.truncate(data, sum(part.size for part in parts))  # (a larger last part sent earlier, replaced)
+        meta = folder / ".meta.json"
+        meta.write_text(json.dumps({"content_type": upload["content_type"]}))
+        self._move_in(_meta_name(key), meta)
+        self._move_in(key, data)
         shutil.rmtree(folder, ignore_errors=True)
 
     def multipart_abort(self, key: str, upload_id: str) -> None:

@@ -129,7 +129,7 @@ class S3ObjectStorage(ObjectStorage):
     # upload is made with the SHA-256 algorithm, so completing checks every part's checksum again.
     # A bucket lifecycle rule (AbortIncompleteMultipartUpload) is the backstop for parts of an
     # upload nobody aborted.
-    def multipart_start(self, key: str, content_type: str) -> str:
+    def multipart_start(self, key: str, content_type: str, part_size: int) -> str:
         with self._errors():
             answer = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=validate_key(key), ContentType=content_type, ChecksumAlgorithm="SHA256")

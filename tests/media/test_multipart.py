@@ -145,6 +145,17 @@ def test_a_part_that_does_not_match_its_checksum_is_refused_and_not_kept(auth_cl
                       HTTP_X_AMZ_CHECKSUM_SHA256=signed["headers"]["x-amz-checksum-sha256"])
     assert short.status_code == 400 and short.json()["error"]["code"] == "part_size_mismatch"
     assert auth_client.get(media_path(project.pk, ticket["media_id"], "/parts")).json()["parts"] == []
+    # A part stored, then sent again with bad bytes, is no longer stored: it must be sent again.
+    checksum = {"HTTP_X_AMZ_CHECKSUM_SHA256": signed["headers"]["x-amz-checksum-sha256"]}
+
+    def stored() -> list[int]:
+        listed = auth_client.get(media_path(project.pk, ticket["media_id"], "/parts")).json()["parts"]
+        return [p["number"] for p in listed]
+
+    assert local_put(signed["url"], parts[1], "application/octet-stream", **checksum).status_code == 200
+    assert stored() == [1]
+    assert local_put(signed["url"], tampered, "application/octet-stream", **checksum).status_code == 400
+    assert stored() == []
 
 
 def test_an_s3_part_url_signs_its_length_and_checksum(auth_client, project, long_wav, s3_storage):
