@@ -95,6 +95,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/edl_latency.py
 	$(PY) bench/timeline_limits.py
 	$(PY) bench/media_upload.py
+	$(PY) bench/large_upload.py
 	$(PY) bench/render.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/push.py

@@ -245,6 +245,14 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         m = d["median"]
         rows.append(("media_upload", f"| upload -> confirm -> ready, {d['file_bytes'] / 1e6:.0f} MB video | {m['total_s']} s (PUT "
                     f"{m['put_s']} s, confirm->ready {m['processing_s']} s) | - | - | - |"))
+    if (d := load("large_upload")) is not None:
+        single, parts = d["single"], d["multipart"]
+        wide = next(v for k, v in d.items() if k.startswith("multipart_"))
+        growth = max(single["server_rss_growth_mib"], parts["server_rss_growth_mib"], wide["server_rss_growth_mib"])
+        rows.append(("large_upload", f"| {d['file_bytes'] / 1024**3:.1f} GiB upload through Caddy, local storage | "
+                    f"{parts['parts']} parts: {parts['mb_per_s']} MB/s, {wide['mb_per_s']} MB/s in parallel; confirm "
+                    f"{parts['confirm_s']} s | one PUT: {single['mb_per_s']} MB/s | {parts['mb_per_s'] / single['mb_per_s']:.2f} "
+                    f"| server memory flat (peak growth {growth} MiB): {verdict(growth < 64)} |"))
     if (d := load("edl_latency")) is not None:
         rows.append(("edl_latency", f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
                     f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "
