@@ -111,6 +111,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "invalid_voice_sample": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_not_ready": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "wrong_media_type": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "media_too_short": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_duration_unknown": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "empty_timeline": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "no_captions": status.HTTP_422_UNPROCESSABLE_ENTITY,

@@ -390,6 +390,11 @@ class CompressionInput(JobInput):
 
     media_id = MediaRef(kinds=(MediaType.VIDEO,), help_text="A video file of the project.")
     preset = serializers.ChoiceField(choices=_choices(_COMPRESSION, "preset"), default=_default(_COMPRESSION, "preset"))
+    replace_in_timeline = serializers.BooleanField(
+        default=False,
+        help_text="Once compressed, play the compressed file wherever the project's timeline plays the source (one "
+                  "undo step); the job's `output_data.timeline` says how it went. The compressed file is a version of "
+                  "the source either way (its `derived_from_id`).")
 
 
 class CaptionStyleInput(StrictSerializer):

@@ -57,6 +57,9 @@ class JobSpec:
     payload: Callable[[Job, int], dict[str, Any]] = payloads.media_payload
     # Reads the timeline a render snapshots (the default resolves media and voice refs only).
     timeline: bool = False
+    # The input field naming the file whose versions the outputs are (a compression's source): each
+    # output records it as `derived_from`.
+    version_of: str | None = None
 
     @property
     def engine(self) -> JobTypeSpec:
@@ -142,6 +145,7 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         JobSpec(
             _T.COMPRESSION, "Re-encode a video to 1080p/720p/480p", _F.COMPRESSION, _I.CompressionInput,
             PriceRule(1, "10 min of video", MediaDuration("media_id"), 10 * MINUTE_MS),
+            version_of="media_id",
         ),
     )
 })

@@ -28,6 +28,7 @@ from jobs.life.status import job_fail
 from jobs.life.steps import job_step_finish, job_step_infer, job_step_prepare
 from jobs.models import JobEventType
 from jobs.services.events import bind_job_to_logs, job_event_record
+from jobs.services.timeline_swap import job_timeline_swap, job_timeline_swap_failed
 from jobs.services.transcript_edl import RETRYABLE, job_transcript_to_edl, job_transcript_to_edl_failed
 from jobs.specs import Family
 
@@ -130,6 +131,22 @@ def transcript_to_edl(self: Task, job_id: str) -> str | None:
     except RETRYABLE as exc:
         if self.request.retries >= (self.max_retries or 0):
             job_transcript_to_edl_failed(job_id=job_id, exc=exc)
+        raise
+    return outcome["status"] if outcome else None
+
+
+@shared_task(
+    bind=True, name="jobs.replace_in_timeline", acks_late=True, soft_time_limit=60, time_limit=90,
+    autoretry_for=RETRYABLE, max_retries=8, retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
+)
+def replace_in_timeline(self: Task, job_id: str) -> str | None:
+    """Put a finished compression in its source's place in the timeline (jobs.services.timeline_swap):
+    about 15 minutes of tries at most, then the failure is recorded on the job."""
+    try:
+        outcome = job_timeline_swap(job_id=job_id)
+    except RETRYABLE as exc:
+        if self.request.retries >= (self.max_retries or 0):
+            job_timeline_swap_failed(job_id=job_id, exc=exc)
         raise
     return outcome["status"] if outcome else None
 

@@ -45,6 +45,10 @@ class MediaFile(models.Model):
     # of every part but the last; cleared once it is completed.
     upload_id = models.CharField(max_length=1024, blank=True, default="", db_default="")
     part_size = models.BigIntegerField(null=True, blank=True)
+    # The file this one is a version of (a compression's source); null when the source is deleted.
+    derived_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     # Set when a job produced this file: a redelivered store step finds it instead of adding another.
     source_job_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -60,6 +64,11 @@ class MediaFile(models.Model):
             models.Index(
                 fields=["created_at"], name="media_job_outputs_created",
                 condition=models.Q(source_job_id__isnull=False),
+            ),
+            # A file's versions (`?derived_from=`), and the rows to unlink when it is deleted.
+            models.Index(
+                fields=["derived_from"], name="media_derived_from",
+                condition=models.Q(derived_from__isnull=False),
             ),
         ]
         constraints = [

@@ -15,13 +15,16 @@ from media.models import MediaFile, MediaStatus, VoiceClone
 
 
 def media_list(
-    *, user: User, project_id: uuid.UUID, status: str | None = None, type: str | None = None
+    *, user: User, project_id: uuid.UUID, status: str | None = None, type: str | None = None,
+    derived_from: uuid.UUID | None = None,
 ) -> QuerySet[MediaFile]:
     qs = MediaFile.objects.filter(project_id=project_id, user=user)
     if status:
         qs = qs.filter(status=status)
     if type:
         qs = qs.filter(type=type)
+    if derived_from:
+        qs = qs.filter(derived_from_id=derived_from)
     return qs.order_by("-created_at", "-id")
 
 

@@ -42,3 +42,9 @@ class EdlUnavailable(ApplicationError):
 
 class CaptionsNotFound(ApplicationError):
     code = "captions_not_found"
+
+
+class MediaTooShort(ApplicationError):
+    """A replacement file ends before a clip of the file it replaces (details: the clip, the lengths)."""
+
+    code = "media_too_short"

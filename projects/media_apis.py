@@ -61,6 +61,8 @@ class MediaSerializer(serializers.Serializer):
     metadata = serializers.DictField()
     has_thumbnail = serializers.SerializerMethodField()
     source_job_id = serializers.UUIDField(allow_null=True)
+    derived_from_id = serializers.UUIDField(allow_null=True, help_text=(
+        "The file this one is a version of (a compression's source); null otherwise, or once that file is deleted"))
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -271,13 +273,15 @@ class ProjectMediaConfirmApi(ApiView):
 
 
 class ProjectMediaListApi(ApiView):
-    """The project's media, newest first; `?status=` / `?type=` filter, `?page=` / `?page_size=` (max 100)."""
+    """The project's media, newest first; `?status=` / `?type=` / `?derived_from=` (a file's versions: its
+    compressions) filter, `?page=` / `?page_size=` (max 100)."""
 
     pagination_class = KeyedPagination.of("media")
 
     class FilterSerializer(PageQuerySerializer):
         status = serializers.ChoiceField(choices=MediaStatus.choices, required=False)
         type = serializers.ChoiceField(choices=MediaType.choices, required=False)
+        derived_from = serializers.UUIDField(required=False, help_text="Only the versions of this file")
 
     class OutputSerializer(MediaSerializer):
         class Meta:
@@ -299,6 +303,7 @@ class ProjectMediaListApi(ApiView):
             project_id=project.pk,
             status=filters.validated_data.get("status"),
             type=filters.validated_data.get("type"),
+            derived_from=filters.validated_data.get("derived_from"),
         )
         return paginated_response(request, self, qs, self.OutputSerializer)
 

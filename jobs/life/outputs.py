@@ -18,6 +18,7 @@ from jobs.life.inference import job_inference_ended
 from jobs.life.publish import publish_task
 from jobs.life.status import job_complete
 from jobs.models import Job, JobStatus
+from jobs.services.timeline_swap import job_timeline_swap_requested
 from jobs.services.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.specs import OutputKind, job_spec
 from media.services.captions import media_attach_caption
@@ -58,6 +59,7 @@ def job_result_store(
     if output_media:
         output_data["output_media_ids"] = output_media
     with transaction.atomic():
+        job_timeline_swap_requested(job=job, output_data=output_data)
         if not job_complete(job=job, output_data=output_data, output_media=output_media, gpu_seconds=gpu_seconds):
             # Completed by a duplicate delivery of this step (the outputs are its too), or ended
             # otherwise meanwhile (failed by the reaper): refunded, so it keeps nothing.
@@ -95,7 +97,9 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
 
     `outputs` are checked refs (gpu_client.checked_result): a plain base name, an allowed content
     type, and bytes or a file that the call's backend produced."""
-    engine = job_spec(job.type).engine
+    spec = job_spec(job.type)
+    engine = spec.engine
+    derived_from = job.input_params.get(spec.version_of) if spec.version_of else None
     stored: list[str] = []
     for name, ref in outputs.items():
         if job.project_id is None:
@@ -116,6 +120,7 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
                 mime_type=ref["content_type"],
                 local_path=local,
                 generation=ref.get("metadata"),
+                derived_from=derived_from,
             )
         stored.append(str(media.pk))
     return stored

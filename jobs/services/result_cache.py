@@ -35,6 +35,7 @@ from jobs.life.outputs import queue_transcript_to_edl
 from jobs.life.status import job_complete_from_cache
 from jobs.models import Job, JobStatus
 from jobs.selectors.requests import JobRequest
+from jobs.services.timeline_swap import job_timeline_swap_requested
 from jobs.services.transcript_edl import PENDING
 from jobs.specs import Determinism, JobSpec, OutputKind
 from media.models import MediaFile, MediaStatus
@@ -43,9 +44,9 @@ from media.services.outputs import OutputCopies, media_copy_outputs, media_save_
 
 # Raised when the key's recipe changes, so that no key of the old recipe is matched.
 CACHE_KEY_VERSION = 1
-# Input params that are not the work: derived from it (the price's quantities) or naming where
-# it is stored (a voice's sample key: the voice's id stands for it).
-_NOT_WORK = frozenset({"_quantities", "voice_sample_key"})
+# Input params that are not the work: derived from it (the price's quantities), naming where it is
+# stored (a voice's sample key: the voice's id stands for it), or what is done with the output.
+_NOT_WORK = frozenset({"_quantities", "voice_sample_key", "replace_in_timeline"})
 # What a job's results say of that job alone, not of its work: made again for the new job.
 _PER_JOB = frozenset({"output_media_ids", "caption_key", "edl"})
 # How many of the user's completed jobs with the key are looked at for one whose files remain.
@@ -118,7 +119,8 @@ class CachedResult:
     copies: OutputCopies
 
 
-def cache_prepare(*, hit: CacheHit, job_id: uuid.UUID, project_id: uuid.UUID) -> CachedResult | None:
+def cache_prepare(*, hit: CacheHit, job_id: uuid.UUID, project_id: uuid.UUID,
+                  derived_from: str | None = None) -> CachedResult | None:
     """Copy the hit's output files as job `job_id`'s (outside any transaction: the copies are
     leased until `cache_complete` commits their rows). None if a file was deleted meanwhile."""
     source = hit.source
@@ -127,7 +129,8 @@ def cache_prepare(*, hit: CacheHit, job_id: uuid.UUID, project_id: uuid.UUID) ->
     def renamed(name: str) -> str:
         return renamed_prefix + name.removeprefix(prefix)
 
-    copies = media_copy_outputs(sources=hit.outputs, job_id=job_id, project_id=project_id, renamed=renamed)
+    copies = media_copy_outputs(sources=hit.outputs, job_id=job_id, project_id=project_id, renamed=renamed,
+                                derived_from=derived_from)
     if copies is None:
         return None
     output_data = {k: v for k, v in (source.output_data or {}).items() if k not in _PER_JOB}
@@ -149,4 +152,5 @@ def cache_complete(*, job: Job, spec: JobSpec, cached: CachedResult) -> None:
     output_media = media_save_copies(cached.copies)
     if output_media:
         output_data["output_media_ids"] = output_media
+    job_timeline_swap_requested(job=job, output_data=output_data)
     job_complete_from_cache(job=job, output_data=output_data, output_media=output_media)

@@ -89,7 +89,7 @@ def job_submit(
     job_submit_checks(user=user, spec=spec, request=request)
     cost = spec.price.cost(request.quantities)
     key = cache_key(spec=spec, request=request)
-    cached = _cached(user, key, request) if use_cache else None
+    cached = _cached(user, spec, key, request) if use_cache else None
     try:
         return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of, scheduling, quote,
                        key, cached)
@@ -123,7 +123,7 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
     return None
 
 
-def _cached(user: User, key: str, request: JobRequest) -> CachedResult | None:
+def _cached(user: User, spec: JobSpec, key: str, request: JobRequest) -> CachedResult | None:
     """The outputs of the user's earlier job of this work, copied for a new job (before the
     transaction that charges it: a copy is no work for the database)."""
     hit = cache_lookup(user_id=user.pk, key=key)
@@ -132,7 +132,8 @@ def _cached(user: User, key: str, request: JobRequest) -> CachedResult | None:
     project = request.project or project_library_get(user=user)
     if project is None:
         return None
-    return cache_prepare(hit=hit, job_id=uuid.uuid4(), project_id=project.pk)
+    derived_from = request.input_params.get(spec.version_of) if spec.version_of else None
+    return cache_prepare(hit=hit, job_id=uuid.uuid4(), project_id=project.pk, derived_from=derived_from)
 
 
 def _idempotent_replay(user: User, key: str, body_hash: str) -> Job | None:

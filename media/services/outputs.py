@@ -55,11 +55,13 @@ def media_create_output(
     mime_type: str,
     local_path: str | Path,
     generation: dict[str, Any] | None = None,
+    derived_from: uuid.UUID | str | None = None,
 ) -> MediaFile:
     """Store a file a job produced as a ``ready`` MediaFile of its project; idempotent.
 
     `generation`: every parameter that shaped the file (model, seed, steps, prompt...), kept in
     its metadata under "generation" beside what the probe read, so a result can be reproduced.
+    `derived_from`: the input file the output is a version of (a compression's source).
 
     One output per (job, name), by a unique constraint; the id is derived from both, so a
     redelivered store step finds the row (and uploads nothing), or, racing another delivery,
@@ -89,6 +91,7 @@ def media_create_output(
         file_size_bytes=path.stat().st_size,
         storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
         content_sha256=content_sha256(path),
+        derived_from_id=derived_from,
         duration_ms=stored_duration_ms(result),
         metadata={**result.metadata, **({"generation": generation} if generation else {})},
         source_job_id=job_id,
@@ -126,10 +129,12 @@ class OutputCopies:
 
 def media_copy_outputs(
     *, sources: list[MediaFile], job_id: uuid.UUID, project_id: uuid.UUID, renamed: Callable[[str], str],
+    derived_from: uuid.UUID | str | None = None,
 ) -> OutputCopies | None:
     """Copy `sources` (a job's output files) as job `job_id`'s outputs in `project_id`, named
     `renamed(source name)`: the objects now, server-side where the store can (S3's CopyObject),
-    each under the key a stored output of that job and name has. None if a source object is gone
+    each under the key a stored output of that job and name has, a version of `derived_from` (the
+    new job's input) where the job's outputs are versions of it. None if a source object is gone
     (deleted meanwhile): nothing is kept of it.
 
     Each copy is leased first: a deletion of its prefix, committed and due in an hour, that
@@ -148,7 +153,7 @@ def media_copy_outputs(
             file_size_bytes=source.file_size_bytes,
             storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
             duration_ms=source.duration_ms, metadata=source.metadata, content_sha256=source.content_sha256,
-            source_job_id=job_id,
+            source_job_id=job_id, derived_from_id=derived_from,
         ))
     due = timezone.now() + timedelta(seconds=COPY_LEASE_SECONDS)
     leases = PendingObjectDeletion.objects.bulk_create(

@@ -22,10 +22,13 @@ from auteur.api import ApiView, StrictSerializer
 from auteur.errors import ApplicationError
 from auteur.schema import raises
 from auteur.users.models import User
+from media.models import MediaStatus
+from media.selectors import media_get
 from projects.edl.documents import edl_limits
 from projects.edl.effects import EFFECTS
 from projects.edl.fillers import DEFAULT_MIN_PAUSE_MS, FILLERS, edl_remove_fillers, language_code
 from projects.edl.history import edl_redo, edl_undo
+from projects.edl.media_swap import edl_replace_media
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.errors import EdlInvalid, EdlTooLarge
@@ -378,3 +381,55 @@ class EdlRemoveFillersApi(ApiView):
              "skipped_languages": sorted(marked.skipped_languages)},
             headers={"ETag": f'"{version}"'},
         )
+
+
+class EdlReplaceMediaApi(ApiView):
+    """Play another file of the project wherever the timeline plays one (a compressed version for
+    its source, say): every clip of it, from the same points, and its transcript's segments, which
+    keep their words and edits. One undo step. 404 `media_not_found` for a file not of this
+    project, 422 `wrong_media_type` when the two are not of one kind, `media_not_ready` when the
+    other is not ready, `media_too_short` when it ends before a clip's out point (by more than
+    250 ms: a re-encode's padding is allowed for)."""
+
+    class InputSerializer(StrictSerializer):
+        media_id = serializers.UUIDField(help_text="The file the timeline plays now")
+        with_media_id = serializers.UUIDField(help_text="The file to play instead")
+        expected_version = serializers.IntegerField(
+            min_value=1, required=False, help_text="The version you last read (or If-Match); 409 when stale.",
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(help_text="The timeline's version now (unchanged when no clip played it).")
+        clips = serializers.IntegerField(help_text="How many clips now play the other file")
+
+    @extend_schema(
+        summary="Play another file wherever the timeline plays one",
+        parameters=[_IF_MATCH],
+        request=InputSerializer,
+        responses={200: OutputSerializer, 409: _CONFLICT},
+    )
+    @raises("invalid_if_match", "version_mismatch", "edl_conflict", "edl_invalid", "edl_limit_exceeded",
+            "edl_too_large", "edl_unavailable", "media_not_found", "wrong_media_type", "media_not_ready",
+            "media_too_short")
+    def post(self, request: Request, project_id: UUID) -> Response:
+        project = _project(request, project_id)
+        body = self.InputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        assert isinstance(request.user, User)
+        media = media_get(user=request.user, project_id=project.pk, media_id=data["media_id"])
+        other = media_get(user=request.user, project_id=project.pk, media_id=data["with_media_id"])
+        if other.type != media.type:
+            raise ApplicationError(
+                f"A {media.type} file can be replaced by a {media.type} file only, not {other.type}.",
+                code="wrong_media_type", details={"type": media.type, "with_type": other.type})
+        if other.status != MediaStatus.READY:
+            raise ApplicationError(f"The other file is not ready (status: {other.status}).", code="media_not_ready",
+                                   details={"media_id": str(other.pk), "status": other.status})
+        saved, clips = edl_replace_media(
+            project=project, media_id=str(media.pk), replacement_id=str(other.pk),
+            replacement_duration_ms=other.duration_ms,
+            expected_version=_one_version(_if_match(request), data.get("expected_version"), "expected_version"),
+        )
+        version = saved["version"] if saved is not None else edl_get(project=project)["version"]
+        return Response({"version": version, "clips": clips}, headers={"ETag": f'"{version}"'})

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from projects.caption_apis import TimelineCaptionsApi
-from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlRemoveFillersApi, EdlUndoApi
+from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlRemoveFillersApi, EdlReplaceMediaApi, EdlUndoApi
 
 # <uuid:...>: a malformed project id matches no route, so it is a 404 like any unknown project.
 urlpatterns = [
@@ -13,6 +13,10 @@ urlpatterns = [
     path(
         "projects/<uuid:project_id>/edl/transcript/remove-fillers", EdlRemoveFillersApi.as_view(),
         name="project-edl-remove-fillers",
+    ),
+    path(
+        "projects/<uuid:project_id>/edl/replace-media", EdlReplaceMediaApi.as_view(),
+        name="project-edl-replace-media",
     ),
     path("projects/<uuid:project_id>/captions", TimelineCaptionsApi.as_view(), name="project-captions"),
 ]
