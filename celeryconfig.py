@@ -119,6 +119,8 @@ beat_schedule: dict[str, dict[str, object]] = {
     "grant-subscription-allowances": {"task": "credits.grant_subscription_allowances", "schedule": 300.0},
     # No media file stays `uploading` or `processing` forever (expire, re-probe, or reject).
     "media-sweep": {"task": "media.sweep", "schedule": 600.0},
+    # The content hash of files stored before it was recorded (the result cache knows inputs by it).
+    "media-hash-backfill": {"task": "media.hash_backfill", "schedule": 600.0},
     # No job stays non-terminal forever: lost publishes, lost polls, jobs past their limit.
     "jobs-reaper": {"task": "jobs.reap", "schedule": settings.AUTEUR_REAPER_INTERVAL_SECONDS},
     # Start and run deadlines, queue TTLs: rows with a time, swept (jobs.life.deadlines).

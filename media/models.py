@@ -65,6 +65,11 @@ class MediaFile(models.Model):
                 fields=["created_at"], name="media_job_outputs_created",
                 condition=models.Q(source_job_id__isnull=False),
             ),
+            # The files whose hash the backfill has yet to read (media.services.probing).
+            models.Index(
+                fields=["created_at"], name="media_unhashed",
+                condition=models.Q(status="ready", content_sha256=""),
+            ),
             # A file's versions (`?derived_from=`), and the rows to unlink when it is deleted.
             models.Index(
                 fields=["derived_from"], name="media_derived_from",

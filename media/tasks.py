@@ -16,7 +16,7 @@ from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
 from media.errors import StorageError
 from media.services.deletion import media_defer_object_deletion, media_delete_objects, media_sweep
-from media.services.probing import media_probe
+from media.services.probing import media_hash_backfill, media_probe
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,12 @@ def delete_objects(self: Task, keys: list[str], prefixes: list[str] | None = Non
 def sweep() -> dict[str, int]:
     """Beat, every 10 minutes: expire abandoned uploads, re-enqueue or time out stuck probes."""
     return media_sweep()
+
+
+@shared_task(name="media.hash_backfill", acks_late=True, soft_time_limit=1500, time_limit=1560)
+def hash_backfill() -> int:
+    """Beat, every 10 minutes: the SHA-256 of files stored before it was recorded, a few GiB a run."""
+    return media_hash_backfill()
 
 
 @shared_task(name="media.retention.job_outputs", acks_late=True)

@@ -145,3 +145,31 @@ def media_probe(*, media_id: uuid.UUID | str) -> MediaFile | None:
         # Deleted while we probed: its object clean-up may have run before our thumbnail landed.
         storage.delete(thumbnail_key)
     return MediaFile.objects.filter(pk=media.pk).first()
+
+
+# What one run of the backfill reads, at most (one file larger than that is still hashed alone).
+HASH_BACKFILL_BYTES = 5 * 1024**3
+
+
+def media_hash_backfill(*, byte_budget: int = HASH_BACKFILL_BYTES) -> int:
+    """The SHA-256 of ready files stored before it was recorded (``content_sha256`` empty), oldest
+    first, reading at most ``byte_budget`` bytes (beat's ``media.hash_backfill``, every 10 minutes):
+    until it has been through them, jobs on those files are not served by the result cache. A file
+    whose object is gone is skipped (its row is left to whoever deletes it). Returns how many."""
+    storage = get_storage()
+    hashed = spent = 0
+    unhashed = MediaFile.objects.filter(status=MediaStatus.READY, content_sha256="").order_by("created_at")
+    # Read through, not a first page: files whose object is gone must not hold back the rest.
+    for media in unhashed.only("id", "storage_key", "file_size_bytes").iterator(chunk_size=100):
+        if hashed and spent + media.file_size_bytes > byte_budget:
+            break
+        try:
+            with storage.local_path(media.storage_key) as path:
+                sha256 = content_sha256(path)
+        except FileNotFoundError:
+            continue
+        spent += media.file_size_bytes
+        hashed += MediaFile.objects.filter(pk=media.pk, content_sha256="").update(content_sha256=sha256)
+    if hashed:
+        logger.info("media hash backfill: %d files, %d bytes", hashed, spent)
+    return hashed

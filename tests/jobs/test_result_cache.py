@@ -308,3 +308,20 @@ def test_the_schema_describes_the_cache_fields():
     for name in ("ImageGenerationInputRequest", "TranscriptionInputRequest"):
         field = schemas[name]["properties"]["cache"]
         assert field["type"] == "boolean" and field["default"] is True and "cache price" in field["description"]
+
+
+def test_files_stored_before_hashes_were_recorded_are_hashed_by_the_backfill(auth_client, funded, project,
+                                                                             samples):
+    from media.services.probing import media_hash_backfill
+    from tests.factories import MediaFileFactory
+    from tests.jobs.conftest import upload_local
+
+    video = upload_local(auth_client, project, samples.video, "video/mp4")
+    expected = video.content_sha256
+    MediaFile.objects.filter(pk=video.pk).update(content_sha256="")  # as a file of an older release
+    gone = MediaFileFactory.create(project=project, type="video")  # its object is not in storage
+    assert media_hash_backfill() == 1
+    video.refresh_from_db()
+    gone.refresh_from_db()
+    assert (video.content_sha256, gone.content_sha256) == (expected, "")
+    assert media_hash_backfill() == 0, "nothing left to read but the file without an object"
