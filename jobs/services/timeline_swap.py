@@ -21,7 +21,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jobs.life.publish import publish_task
 from jobs.models import Job, JobStatus
-from jobs.services.transcript_edl import RETRYABLE
+from jobs.services.transcript_edl import RETRYABLE, job_output_record
 from media.models import MediaFile
 from projects.edl.media_swap import edl_replace_media
 from projects.models import Project
@@ -48,10 +48,7 @@ def _queue(job_id: uuid.UUID) -> None:
 
 
 def _record(job_id: uuid.UUID | str, outcome: dict[str, Any]) -> None:
-    with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).only("output_data").first()
-        if job is not None:
-            Job.objects.filter(pk=job_id).update(output_data={**(job.output_data or {}), "timeline": outcome})
+    job_output_record(job_id, "timeline", outcome)
 
 
 def job_timeline_swap(*, job_id: uuid.UUID | str) -> dict[str, Any] | None:

@@ -84,11 +84,17 @@ def job_transcript_to_edl_first(*, job: Job, output_data: dict[str, Any]) -> dic
         return _failure(exc)
 
 
-def _record(job_id: uuid.UUID | str, outcome: dict[str, Any]) -> None:
+def job_output_record(job_id: uuid.UUID | str, name: str, outcome: dict[str, Any]) -> None:
+    """Set `output_data[name]` of a completed job to what a follow-up task did (under the row's
+    lock: two follow-ups of one job never overwrite each other's record)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).only("output_data").first()
         if job is not None:
-            Job.objects.filter(pk=job_id).update(output_data={**(job.output_data or {}), "edl": outcome})
+            Job.objects.filter(pk=job_id).update(output_data={**(job.output_data or {}), name: outcome})
+
+
+def _record(job_id: uuid.UUID | str, outcome: dict[str, Any]) -> None:
+    job_output_record(job_id, "edl", outcome)
 
 
 def job_transcript_to_edl(*, job_id: uuid.UUID | str) -> dict[str, Any] | None:
