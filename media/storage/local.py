@@ -206,6 +206,7 @@ class LocalStorage(ObjectStorage):
         with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             digest, size = hashlib.sha256(), 0
+            # (Gone once completed: FileNotFoundError, the upload is closed.)
             with (folder / "data").open("r+b") as out:
                 out.seek((number - 1) * part_size)
                 for chunk in chunks:
@@ -238,12 +239,18 @@ class LocalStorage(ObjectStorage):
         except FileNotFoundError:
             raise FileNotFoundError(upload_id) from None
         data = folder / "data"
-        os.truncate(data, sum(part.size for part in parts))  # (a larger last part sent earlier, replaced)
-        meta = folder / ".meta.json"
-        meta.write_text(json.dumps({"content_type": upload["content_type"]}))
-        self._move_in(_meta_name(key), meta)
-        self._move_in(key, data)
-        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.ExitStack() as held:
+            # Every part's lock: a PUT still writing finishes first, and one that comes after finds
+            # no data file (409). No byte changes once the object is in place.
+            for part in parts:
+                lock = held.enter_context((folder / f".{part.number}.lock").open("a"))
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            os.truncate(data, sum(part.size for part in parts))  # (a larger last part sent earlier, replaced)
+            meta = folder / ".meta.json"
+            meta.write_text(json.dumps({"content_type": upload["content_type"]}))
+            self._move_in(_meta_name(key), meta)
+            self._move_in(key, data)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def multipart_abort(self, key: str, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
