@@ -277,6 +277,9 @@ AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS = env.int("AUTEUR_MEDIA_PROBE_DEADLINE_SECON
 AUTEUR_VOICE_SAMPLE_MAX_SECONDS = env.int("AUTEUR_VOICE_SAMPLE_MAX_SECONDS", default=30)
 # Requests per minute per client IP to the local backend's signed URLs (/storage/*).
 AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE", default=300)
+# The same for the parts of multipart uploads, counted apart: 1,200 parts of 64 MiB a minute is
+# 1.3 GB/s from one client.
+AUTEUR_RATE_LIMIT_STORAGE_PARTS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_STORAGE_PARTS_PER_MINUTE", default=1200)
 
 # ---- Per-user quotas (auteur/quotas.py; EDL history is AUTEUR_EDL_HISTORY below)
 AUTEUR_QUOTA_STORAGE_BYTES = env.int("AUTEUR_QUOTA_STORAGE_BYTES", default=50 * 1024**3)

@@ -43,14 +43,19 @@ def _not_found() -> HttpResponse:
     return error_response(404, "not_found", "No such object.")
 
 
-def _rate_limited(request: HttpRequest) -> HttpResponse | None:
-    """429 once the client IP has spent AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE (the API's limiter).
+def _rate_limited(request: HttpRequest, scope: str = "storage") -> HttpResponse | None:
+    """429 once the client IP has spent AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE (the API's limiter),
+    or, for the parts of multipart uploads (scope "storage-parts"), the larger
+    AUTEUR_RATE_LIMIT_STORAGE_PARTS_PER_MINUTE: a client sending a large file sends a part every
+    fraction of a second, each one worth a full upload.
 
     These views are outside DRF and its throttles; every request counts, refused ones too, so
     guessing signatures is as limited as fetching.
     """
+    limit = (settings.AUTEUR_RATE_LIMIT_STORAGE_PARTS_PER_MINUTE if scope == "storage-parts"
+             else settings.AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE)
     throttle = SlidingWindowThrottle()
-    if throttle.allow_client(Request(request), scope="storage", limit=settings.AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE):
+    if throttle.allow_client(Request(request), scope=scope, limit=limit):
         return None
     wait = math.ceil(throttle.wait() or 1)
     refused = error_response(
@@ -61,13 +66,14 @@ def _rate_limited(request: HttpRequest) -> HttpResponse | None:
 
 
 def _admitted(
-    request: HttpRequest, key: str, *, methods: tuple[str, ...], hint: str, verify: Callable[[str, str], Signed]
+    request: HttpRequest, key: str, *, methods: tuple[str, ...], hint: str, verify: Callable[[str, str], Signed],
+    scope: str = "storage",
 ) -> tuple[LocalStorage, Signed] | HttpResponse:
     """The storage and what the URL's token allows, or the answer refusing the request."""
     storage = get_local_storage()
     if storage is None:
         return _not_found()
-    limited = _rate_limited(request)
+    limited = _rate_limited(request, scope)
     if limited is not None:
         return limited
     if request.method not in methods:
@@ -143,7 +149,7 @@ def upload_part(request: HttpRequest, upload_id: str, number: int) -> HttpRespon
     signed size, with the signed SHA-256 in CHECKSUM_HEADER; a body whose SHA-256 differs is
     refused (400 ``checksum_mismatch``) and nothing of it is kept. PUT again to replace a part."""
     admitted = _admitted(request, f"{upload_id}/{number}", methods=("PUT",), hint="Upload a part with PUT.",
-                         verify=lambda _key, token: verify_part(upload_id, number, token))
+                         verify=lambda _key, token: verify_part(upload_id, number, token), scope="storage-parts")
     if isinstance(admitted, HttpResponse):
         return admitted
     storage, signed = admitted

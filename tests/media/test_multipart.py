@@ -250,3 +250,18 @@ def test_an_upload_over_the_quota_is_refused_and_begins_nothing(auth_client, pro
         assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
     else:
         assert isinstance(storage, LocalStorage) and not list(storage.root.rglob(".multipart-*"))
+
+
+def test_parts_have_a_rate_limit_of_their_own(auth_client, project, long_wav, local_storage, settings):
+    """A large file's parts come fast: they are counted apart from the other storage requests."""
+    settings.AUTEUR_RATE_LIMIT_STORAGE_PARTS_PER_MINUTE = 2
+    settings.AUTEUR_RATE_LIMIT_STORAGE_PER_MINUTE = 100
+    ticket = start(auth_client, project, long_wav)
+    parts = cut(long_wav.read_bytes(), PART)
+    signed = sign(auth_client, project, ticket["media_id"], parts)
+    answers = [put(signed[n]["url"], parts[n], signed[n]["headers"]) for n in (1, 2, 3)]
+    assert answers == [200, 200, 429]
+    media = MediaFile.objects.get(pk=ticket["media_id"])
+    assert local_put(get_storage().presign_put("projects/x/media/y/z.wav", "audio/wav", 1).url, b"0",
+                     "audio/wav").status_code != 429, "other storage requests have their own window"
+    assert [p.number for p in get_storage().multipart_parts(media.storage_key, media.upload_id)] == [1, 2]
