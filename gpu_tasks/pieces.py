@@ -1,0 +1,136 @@
+"""A long file cut into pieces that run as separate calls, and their transcripts stitched back.
+
+Where to cut a recording: at silences, so that no word straddles a cut. ``silences`` reads the
+audio once, streaming (an hour of it holds about 120,000 numbers here, never the samples), and
+finds the runs quieter than a threshold. ``plan_pieces`` puts a cut near every ``target_ms``
+of audio: at the middle of the silence nearest the target within ``window_ms`` of it, or, in a
+recording with no pause there, at the target itself (a hard cut). Each piece's audio reaches
+``overlap_ms`` past its own span on both sides, so a word a hard cut splits is heard whole by
+one of its two pieces.
+
+``stitch_transcript`` puts the pieces' transcripts back on the file's time: each word is moved
+by its piece's offset and kept by the piece whose own span holds the word's middle, so a word
+heard by two pieces (in their overlap) is kept once, and none is lost. The words are then
+grouped into segments as a whole-file transcript's are (gpu_tasks.engines.transcript).
+
+No Django here: the workers plan and stitch, the engines transcribe each piece.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpu_tasks.engines.media import open_input
+from gpu_tasks.engines.transcript import Word, build_transcript, group_words
+from gpu_tasks.errors import PermanentGpuError
+
+FRAME_S = 0.03  # the loudness of the audio is measured per 30 ms
+SILENCE_DB = -40.0  # quieter than this (dBFS, RMS) is silence
+MIN_SILENCE_S = 0.3
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Part `index` of a file: its own span [start_ms, end_ms), and the audio its call hears."""
+
+    index: int
+    start_ms: int
+    end_ms: int
+    audio_start_ms: int
+    audio_end_ms: int
+
+
+def silences(path: Path, *, threshold_db: float = SILENCE_DB, min_silence_s: float = MIN_SILENCE_S,
+             sample_rate: int = 8000) -> list[tuple[int, int]]:
+    """The file's silences as (start_ms, end_ms), in order: runs of 30 ms frames quieter than
+    `threshold_db` lasting at least `min_silence_s`. The audio is decoded once, streaming."""
+    import av
+    import numpy as np
+
+    frame_len = round(FRAME_S * sample_rate)
+    levels: list[float] = []
+    carry = np.zeros(0, dtype=np.float32)
+    with open_input(path) as container:
+        if not container.streams.audio:
+            raise PermanentGpuError("invalid_media", "the media has no audio stream")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+
+        def resampled() -> Any:
+            for frame in container.decode(audio=0):
+                yield from resampler.resample(frame)
+            yield from resampler.resample(None)
+
+        try:
+            for out in resampled():
+                samples = np.concatenate([carry, out.to_ndarray().reshape(-1)])
+                whole = len(samples) // frame_len * frame_len
+                if whole:
+                    blocks = samples[:whole].reshape(-1, frame_len)
+                    rms = np.sqrt(np.mean(blocks.astype(np.float64) ** 2, axis=1))
+                    levels.extend((20 * np.log10(np.maximum(rms, 1e-9))).tolist())
+                carry = samples[whole:]
+        except av.FFmpegError as exc:
+            raise PermanentGpuError("invalid_media", f"cannot decode audio: {type(exc).__name__}") from exc
+    found: list[tuple[int, int]] = []
+    run_start: int | None = None
+    for i, level in enumerate([*levels, 0.0]):  # a loud sentinel ends a silence at the end
+        if level < threshold_db and run_start is None:
+            run_start = i
+        elif level >= threshold_db and run_start is not None:
+            if (i - run_start) * FRAME_S >= min_silence_s:
+                found.append((round(run_start * FRAME_S * 1000), round(i * FRAME_S * 1000)))
+            run_start = None
+    return found
+
+
+def plan_pieces(duration_ms: int, quiet: Sequence[tuple[int, int]], *, target_ms: int, window_ms: int,
+                overlap_ms: int) -> list[Piece]:
+    """The file's pieces: about `target_ms` each, cut at the middle of the silence nearest each
+    target within `window_ms`, else at the target. One piece when the file is not longer than
+    1.5 targets (a last piece of a few seconds would cost a call for nothing)."""
+    if duration_ms <= 0:
+        raise ValueError("a file of no duration has no pieces")
+    cuts: list[int] = []
+    count = piece_count(duration_ms, target_ms)
+    for k in range(1, count):
+        target = round(duration_ms * k / count)
+        near = [(abs((a + b) // 2 - target), (a + b) // 2) for a, b in quiet
+                if abs((a + b) // 2 - target) <= window_ms and (not cuts or (a + b) // 2 > cuts[-1])]
+        cuts.append(min(near)[1] if near else target)
+    bounds = [0, *cuts, duration_ms]
+    return [
+        Piece(index=i, start_ms=start, end_ms=end,
+              audio_start_ms=max(0, start - overlap_ms), audio_end_ms=min(duration_ms, end + overlap_ms))
+        for i, (start, end) in enumerate(itertools.pairwise(bounds))
+    ]
+
+
+def stitch_transcript(pieces: Sequence[Piece], transcripts: Sequence[dict[str, Any]], *, language: str,
+                      duration_ms: int) -> dict[str, Any]:
+    """One transcript of the whole file from each piece's (on its own audio's time)."""
+    if len(pieces) != len(transcripts):
+        raise ValueError("one transcript per piece")
+    words: list[Word] = []
+    for piece, transcript in zip(pieces, transcripts, strict=True):
+        for segment in transcript.get("segments") or []:
+            for w in segment.get("words") or []:
+                start = (w["start_ms"] + piece.audio_start_ms) / 1000
+                end = (w["end_ms"] + piece.audio_start_ms) / 1000
+                middle_ms = (start + end) * 500
+                last = piece.index == len(pieces) - 1
+                if piece.start_ms <= middle_ms < piece.end_ms or (last and middle_ms >= piece.end_ms):
+                    words.append(Word(text=w["word"], start_s=start, end_s=end, confidence=w.get("confidence"),
+                                      speaker=segment.get("speaker")))
+    words.sort(key=lambda w: (w.start_s, w.end_s))
+    return build_transcript(group_words(words), language=language, duration_s=duration_ms / 1000)
+
+
+def piece_count(duration_ms: int, target_ms: int) -> int:
+    """How many pieces `plan_pieces` makes of a file this long."""
+    return max(1, round(duration_ms / target_ms)) if duration_ms > 1.5 * target_ms else 1
+
+
