@@ -4,9 +4,9 @@ Where to cut a recording: at silences, so that no word straddles a cut. ``silenc
 audio once, streaming (an hour of it holds about 120,000 numbers here, never the samples), and
 finds the runs quieter than a threshold. ``plan_pieces`` puts a cut near every ``target_ms``
 of audio: at the middle of the silence nearest the target within ``window_ms`` of it, or, in a
-recording with no pause there, at the target itself (a hard cut). Each piece's audio reaches
-``overlap_ms`` past its own span on both sides, so a word a hard cut splits is heard whole by
-one of its two pieces.
+recording with no pause there, at the target itself (a hard cut). A cut in a silence falls just
+before the speech resumes, and each piece hears only its own span; at a hard cut, the audio of
+both pieces reaches ``overlap_ms`` past it, so a word the cut splits is heard whole by one of them.
 
 ``stitch_transcript`` puts the pieces' transcripts back on the file's time: each word is moved
 by its piece's offset and kept by the piece whose own span holds the word's middle, so a word
@@ -31,6 +31,8 @@ from gpu_tasks.errors import PermanentGpuError
 FRAME_S = 0.03  # the loudness of the audio is measured per 30 ms
 SILENCE_DB = -40.0  # quieter than this (dBFS, RMS) is silence
 MIN_SILENCE_S = 0.3
+# A cut in a silence falls this long before the speech resumes.
+SPEECH_LEAD_MS = 100
 
 
 @dataclass(frozen=True)
@@ -89,24 +91,33 @@ def silences(path: Path, *, threshold_db: float = SILENCE_DB, min_silence_s: flo
 
 def plan_pieces(duration_ms: int, quiet: Sequence[tuple[int, int]], *, target_ms: int, window_ms: int,
                 overlap_ms: int) -> list[Piece]:
-    """The file's pieces: about `target_ms` each, cut at the middle of the silence nearest each
-    target within `window_ms`, else at the target. One piece when the file is not longer than
-    1.5 targets (a last piece of a few seconds would cost a call for nothing)."""
+    """The file's pieces: about `target_ms` each, cut in the silence nearest each target within
+    `window_ms`, else at the target. One piece when the file is not longer than 1.5 targets (a
+    last piece of a few seconds would cost a call for nothing).
+
+    A cut in a silence falls SPEECH_LEAD_MS before the speech resumes, and the pieces on both
+    sides hear only their own span: a recogniser places the first word of its audio well only
+    when the audio does not open on a long silence. A hard cut's pieces hear `overlap_ms` more on
+    both sides."""
     if duration_ms <= 0:
         raise ValueError("a file of no duration has no pieces")
-    cuts: list[int] = []
+    cuts: list[tuple[int, bool]] = []  # (where, in a silence)
     count = piece_count(duration_ms, target_ms)
     for k in range(1, count):
         target = round(duration_ms * k / count)
-        near = [(abs((a + b) // 2 - target), (a + b) // 2) for a, b in quiet
-                if abs((a + b) // 2 - target) <= window_ms and (not cuts or (a + b) // 2 > cuts[-1])]
-        cuts.append(min(near)[1] if near else target)
-    bounds = [0, *cuts, duration_ms]
-    return [
-        Piece(index=i, start_ms=start, end_ms=end,
-              audio_start_ms=max(0, start - overlap_ms), audio_end_ms=min(duration_ms, end + overlap_ms))
-        for i, (start, end) in enumerate(itertools.pairwise(bounds))
-    ]
+        after = cuts[-1][0] if cuts else 0
+        near = [(abs(max(a, b - SPEECH_LEAD_MS) - target), max(a, b - SPEECH_LEAD_MS)) for a, b in quiet
+                if abs(max(a, b - SPEECH_LEAD_MS) - target) <= window_ms and max(a, b - SPEECH_LEAD_MS) > after]
+        cuts.append((min(near)[1], True) if near else (target, False))
+    bounds = [(0, True), *cuts, (duration_ms, True)]
+    pieces = []
+    for i, ((start, soft_start), (end, soft_end)) in enumerate(itertools.pairwise(bounds)):
+        pieces.append(Piece(
+            index=i, start_ms=start, end_ms=end,
+            audio_start_ms=start if soft_start else max(0, start - overlap_ms),
+            audio_end_ms=end if soft_end else min(duration_ms, end + overlap_ms),
+        ))
+    return pieces
 
 
 def stitch_transcript(pieces: Sequence[Piece], transcripts: Sequence[dict[str, Any]], *, language: str,
