@@ -10,7 +10,8 @@ downloaded at run time:
   `-part2` wheels (its `model.bin` is the two parts joined, read into memory at load time).
 Without those two wheels the engine is English-only and says so (`languages()`).
 
-Payload: `{"media": input_ref, "language"?: code | "auto", "script"?: str, "diarization"?: bool}`.
+Payload: `{"media": input_ref, "language"?: code | "auto", "script"?: str, "diarization"?: bool,
+"span"?: {"start_ms", "end_ms"}}` (a piece of a long file: only that stretch, timed from its start).
 Result: the transcript (see `gpu_tasks.engines.transcript`) with the language it was made in
 (the detected one for `auto`), plus `"model"`, `"diarization"` and `"alignment"`.
 
@@ -121,10 +122,17 @@ def _multilingual_files() -> dict[str, bytes]:
 
 
 def transcribe_file(
-    path: Path, *, language: str = ENGLISH, script: str | None = None, progress: Any = None, max_s: float | None = None
+    path: Path, *, language: str = ENGLISH, script: str | None = None, progress: Any = None, max_s: float | None = None,
+    span_ms: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Transcribe `path` in `language` (a code, or `auto` to detect it)."""
-    audio = decode_audio(path, SAMPLE_RATE, max_s=max_s)
+    """Transcribe `path` in `language` (a code, or `auto` to detect it); only [start, end) of it
+    with `span_ms`, a piece of a long file (gpu_tasks.pieces), its timings then from the start."""
+    if span_ms is not None:
+        start_ms, end_ms = span_ms
+        ends = end_ms / 1000 if max_s is None else min(max_s, end_ms / 1000)
+        audio = decode_audio(path, SAMPLE_RATE, max_s=ends)[start_ms * SAMPLE_RATE // 1000:]
+    else:
+        audio = decode_audio(path, SAMPLE_RATE, max_s=max_s)
     duration_s = len(audio) / SAMPLE_RATE
     model = load_model(language)
     prompt = " ".join(script.split()[:_PROMPT_WORDS]) if script else None
@@ -168,8 +176,22 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     script = payload.get("script")
     if script is not None and (not isinstance(script, str) or len(script) > MAX_SCRIPT_CHARS):
         raise PermanentGpuError("invalid_input", f"script must be text of at most {MAX_SCRIPT_CHARS} characters")
+    span = span_of(payload)
     path = ctx.input_path(payload.get("media"), "media")
     ctx.progress(1.0)
     return transcribe_file(
-        path, language=language, script=script or None, progress=ctx.progress, max_s=input_limit_s(payload.get("media"))
+        path, language=language, script=script or None, progress=ctx.progress,
+        max_s=input_limit_s(payload.get("media")), span_ms=span,
     )
+
+
+def span_of(payload: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A piece's `span`: {"start_ms", "end_ms"}, whole milliseconds, start before end; None without one."""
+    span = payload.get("span")
+    if span is None:
+        return None
+    start, end = (span.get("start_ms"), span.get("end_ms")) if isinstance(span, Mapping) else (None, None)
+    if (isinstance(start, int) and isinstance(end, int) and not isinstance(start, bool)
+            and not isinstance(end, bool) and 0 <= start < end):
+        return start, end
+    raise PermanentGpuError("invalid_input", "span must be {start_ms, end_ms}: whole milliseconds, start < end")

@@ -108,12 +108,8 @@ def test_a_long_speech_transcribed_in_pieces_matches_the_whole_file(tmp_path):
     pieces = plan_pieces(duration_ms, silences(whole_path), target_ms=duration_ms // 3, window_ms=4_000,
                          overlap_ms=500)
     assert len(pieces) == 3
-    results = []
-    for piece in pieces:
-        part = tmp_path / f"piece{piece.index}.wav"
-        sliced = audio[piece.audio_start_ms * rate // 1000: piece.audio_end_ms * rate // 1000]
-        write_wav(part, (sliced * 32767).astype("<i2").tobytes(), rate)
-        results.append(transcribe_file(part))
+    # Each piece as its call transcribes it: a span of the file, timed from the span's start.
+    results = [transcribe_file(whole_path, span_ms=(p.audio_start_ms, p.audio_end_ms)) for p in pieces]
     stitched = stitch_transcript(pieces, results, language="en", duration_ms=duration_ms)
     whole = transcribe_file(whole_path)
 
@@ -135,3 +131,14 @@ def test_a_long_speech_transcribed_in_pieces_matches_the_whole_file(tmp_path):
     assert len(same) >= 0.85 * len(reference), (len(same), len(reference))
     gaps = sorted(abs(a[1] - b[1]) for a, b in same)
     assert gaps[int(0.9 * len(gaps))] <= 100 and gaps[-1] <= 500, gaps
+
+
+def test_a_span_must_be_whole_milliseconds_start_before_end():
+    from gpu_tasks.engines.transcription import span_of
+    from gpu_tasks.errors import PermanentGpuError
+
+    assert span_of({}) is None and span_of({"span": {"start_ms": 0, "end_ms": 5}}) == (0, 5)
+    for bad in ({"start_ms": 5, "end_ms": 5}, {"start_ms": -1, "end_ms": 5}, {"start_ms": 0.5, "end_ms": 5},
+                {"start_ms": True, "end_ms": 5}, "0-5", {"end_ms": 5}):
+        with pytest.raises(PermanentGpuError):
+            span_of({"span": bad})
