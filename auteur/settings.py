@@ -408,6 +408,10 @@ AUTEUR_FAIR_SHARE_WEIGHTS = {
 }
 if not all(weight > 0 for weight in AUTEUR_FAIR_SHARE_WEIGHTS.values()):
     raise ImproperlyConfigured("AUTEUR_FAIR_SHARE_WEIGHT_*: a plan's weight must be above 0.")
+# Long files in pieces (jobs/life/pieces.py): a transcription of a file longer than this runs as
+# pieces of about AUTEUR_PIECES_TARGET_MS, cut at silences, at once (0: never).
+AUTEUR_PIECES_MIN_MS = env.int("AUTEUR_PIECES_MIN_MS", default=20 * 60_000)
+AUTEUR_PIECES_TARGET_MS = env.int("AUTEUR_PIECES_TARGET_MS", default=10 * 60_000)
 # Quotes (jobs/services/quotes.py): how long a quoted price holds for a submission that names it.
 AUTEUR_QUOTE_TTL_SECONDS = env.int("AUTEUR_QUOTE_TTL_SECONDS", default=600)
 if AUTEUR_QUOTE_TTL_SECONDS < 1:

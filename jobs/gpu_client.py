@@ -23,17 +23,19 @@ from gpu_tasks.engines.timeline import MAX_CLIPS as RENDER_ENGINE_MAX_CLIPS
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.input_bounds import Bound, Choices, InputBound, Resolution
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
+from gpu_tasks.pieces import Piece, plan_pieces, silences, stitch_transcript
 from gpu_tasks.results import ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
 
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, the calls'
 # announcements of their end, the spoken languages (Whisper's codes) a request may name, and the
-# bounds each type's engines declare of a request's fields (the inputs read them: written once).
+# bounds each type's engines declare of a request's fields (the inputs read them: written once),
+# and how a long file is cut into pieces and their transcripts stitched (jobs.life.pieces).
 __all__ = [
     "LANGUAGE_CHOICES", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError", "InputBound",
-    "PermanentGpuError", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once", "input_bounds",
-    "parse_announcements",
+    "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once", "input_bounds",
+    "parse_announcements", "plan_pieces", "silences", "stitch_transcript",
 ]
 
 logger = logging.getLogger(__name__)

@@ -185,6 +185,41 @@ class Job(models.Model):
         return self.status in TERMINAL_STATUSES
 
 
+class JobPiece(models.Model):
+    """A piece of a long file's job (jobs.life.pieces): a span of the file, run as a GPU call of its
+    own, retried on its own; the job completes when every piece has, with the results stitched."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # not spawned yet, or to be spawned again after a transient failure
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pieces")
+    index = models.PositiveSmallIntegerField()
+    start_ms = models.PositiveIntegerField()  # its own span, on the file's time
+    end_ms = models.PositiveIntegerField()
+    audio_start_ms = models.PositiveIntegerField()  # what its call hears
+    audio_end_ms = models.PositiveIntegerField()
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    call_id = models.CharField(max_length=255, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    progress = models.FloatField(default=0.0)
+    result = models.JSONField(null=True, blank=True)
+    gpu_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "job_pieces"
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="job_pieces_job_index")]
+        indexes = [
+            models.Index(fields=["call_id"], name="job_pieces_running_call", condition=models.Q(state="running")),
+        ]
+
+    def __str__(self) -> str:
+        return f"piece {self.index} of {self.job_id}"
+
+
 class Quote(models.Model):
     """A price promised for a stated time (POST /jobs/{type}/quote): one submission of the same
     type, body and work that names it before it expires is charged this price."""

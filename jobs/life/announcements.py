@@ -28,6 +28,7 @@ from jobs import gpu_client
 from jobs.gpu_client import Announcement, EventQueue, GpuError, RedisAnnouncer, drain_once, parse_announcements
 from jobs.life import publish
 from jobs.life.inference import job_progress_announce
+from jobs.life.pieces import PIECES, piece_job_ids
 from jobs.life.publish import Step
 from jobs.models import Job, JobStatus
 
@@ -80,6 +81,10 @@ def _handle_batch(announcements: list[Announcement]) -> dict[str, int]:
     stored = {s: call_id for call_id in set(ended) | set(progress) for s in gpu_client.stored_call_ids(call_id)}
     jobs = {stored[j.gpu_call_id]: j
             for j in Job.objects.filter(gpu_call_id__in=list(stored), status=JobStatus.PROCESSING)}
+    # The calls of a long file's pieces (jobs.life.pieces) move their job on the same way.
+    unknown = [s for s, call_id in stored.items() if call_id not in jobs]
+    if unknown:
+        jobs.update({stored[s]: job for s, job in piece_job_ids(unknown).items()})
     for call_id in ended:
         job = jobs.get(call_id)
         if job is None or not _handled(call_id, _publish_infer, job):
@@ -88,6 +93,8 @@ def _handle_batch(announcements: list[Announcement]) -> dict[str, int]:
         counts["ended"] += 1
     for call_id, a in progress.items():
         job = jobs.get(call_id)
+        if job is not None and job.gpu_call_id == PIECES:
+            continue  # a piece's progress: the job's is all its pieces', which its polls compute
         if job is None or not _handled(call_id, _record_progress, job, a.progress):
             counts["ignored"] += 1
             continue

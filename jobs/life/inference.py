@@ -14,6 +14,7 @@ from django.utils import timezone
 from auteur.prepared import PreparedUpdate
 from jobs import gpu_client
 from jobs.gpu_client import CallStatus, PermanentGpuError
+from jobs.life import pieces
 from jobs.life.fairshare import start_due_on_commit
 from jobs.models import Job, JobEventType, JobStatus
 from jobs.services.events import job_event_record
@@ -56,6 +57,8 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
     if job is None or job.gpu_call_id:
         return job
+    if pieces.pieces_wanted(job):
+        return pieces.pieces_start(job)
     if job.attempts >= MAX_GPU_ATTEMPTS:
         raise PermanentGpuError("internal", f"gave up after {job.attempts} GPU attempts")
     call_id = gpu_client.spawn(job.type, job_spec(job.type).build_payload(job))
@@ -82,6 +85,13 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
         job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
     if job is None or not job.gpu_call_id:
         return None
+    if job.gpu_call_id == pieces.PIECES:
+        status = pieces.pieces_poll(job)
+        if status.state == "running":
+            _record_progress(job, status.progress)
+        elif not job_inference_ended(job=job):
+            return None
+        return status
     status = gpu_client.poll(job.gpu_call_id)  # TransientGpuError: could not read; poll later
     if status.state == "running":
         _record_start(job, waiting=status.waiting)

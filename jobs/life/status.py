@@ -31,7 +31,7 @@ from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
 from jobs.failures import failure_detail, failure_message
-from jobs.life import fairshare
+from jobs.life import fairshare, pieces
 from jobs.life.fairshare import type_capacity
 from jobs.life.refunds import cancel_refund, failure_refund
 from jobs.life.slots import Slots, job_slot_release, slots_around, start_waiting_if_free, user_lock, user_lock_key
@@ -262,7 +262,7 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
             fairshare.start_due_on_commit(job.type)
     logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
-        gpu_client.cancel_quietly(job.gpu_call_id)
+        _stop_calls(job.pk, job.gpu_call_id)
     return True
 
 
@@ -293,10 +293,18 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
         job_slot_release(user_id=job.user_id)
         fairshare.start_due_on_commit(job.type)  # it held a unit of its type, or a place in its line
         if job.gpu_call_id:
-            call_id = job.gpu_call_id
-            transaction.on_commit(lambda: gpu_client.cancel_quietly(call_id))
+            job_pk, call_id = job.pk, job.gpu_call_id
+            transaction.on_commit(lambda: _stop_calls(job_pk, call_id))
     job.refresh_from_db()
     return job
+
+
+def _stop_calls(job_id: uuid.UUID, call_id: str) -> None:
+    """Cancel an ended job's GPU call, or each of its pieces' (jobs.life.pieces)."""
+    if call_id == pieces.PIECES:
+        pieces.pieces_cancel_quietly(job_id)
+    else:
+        gpu_client.cancel_quietly(call_id)
 
 
 # Why a job never started, for machines (`error_code`) and for people (`error_message`).

@@ -1,0 +1,159 @@
+"""A long file's job run as pieces: separate GPU calls at once, each retried on its own, stitched back.
+
+A transcription of a file longer than AUTEUR_PIECES_MIN_MS is cut at its silences into pieces of
+about AUTEUR_PIECES_TARGET_MS (gpu_tasks.pieces plans the cuts and stitches the transcripts). The
+job's `gpu_call_id` is then PIECES, and its calls are its `JobPiece` rows': the spawn step
+starts at most `in_flight` of them at once, each look polls the running ones, starts the next,
+re-spawns one that failed transiently (its own attempts, MAX_GPU_ATTEMPTS each), and fails the
+whole job on one that failed for good (the usual refund: the job is charged for the whole file,
+once). When every piece has succeeded, the look answers a succeeded call whose result is the
+stitched transcript, which the store step keeps as any call's. Progress counts the pieces.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from jobs import gpu_client
+from jobs.gpu_client import CallStatus, PermanentGpuError, Piece, plan_pieces, silences, stitch_transcript
+from jobs.life.fairshare import type_capacity
+from jobs.models import Job, JobEventType, JobPiece, JobStatus
+from jobs.services.events import job_event_record
+from jobs.specs import OutputKind, job_spec
+from media.models import MediaFile
+from media.storage import get_storage
+
+logger = logging.getLogger(__name__)
+
+PIECES = "pieces"  # a job's gpu_call_id while its pieces run
+MAX_PIECE_ATTEMPTS = 3
+
+
+def pieces_wanted(job: Job) -> bool:
+    """Whether the job runs as pieces: a transcription of a file longer than AUTEUR_PIECES_MIN_MS."""
+    if job_spec(job.type).output is not OutputKind.TRANSCRIPT or settings.AUTEUR_PIECES_MIN_MS <= 0:
+        return False
+    if (job.input_params or {}).get("script"):
+        return False  # aligned to a known script: the alignment reads the whole transcript at once
+    duration = (job.input_params.get("_quantities") or {}).get("duration_ms") or 0
+    return bool(duration > settings.AUTEUR_PIECES_MIN_MS)
+
+
+def in_flight(job: Job) -> int:
+    """How many of the job's pieces run at once: the type's capacity (0: no limit), at most 32."""
+    capacity = type_capacity(job.type)
+    return min(32, capacity) if capacity > 0 else 32
+
+
+def pieces_plan(job: Job) -> list[Piece]:
+    """Where to cut the job's file: at its silences, read on this worker."""
+    media = MediaFile.objects.get(pk=job.input_params["media_id"])
+    duration = media.duration_ms or 0
+    with get_storage().local_path(media.storage_key) as path:
+        quiet = silences(path)
+    return plan_pieces(duration, quiet, target_ms=settings.AUTEUR_PIECES_TARGET_MS,
+                       window_ms=settings.AUTEUR_PIECES_TARGET_MS // 4, overlap_ms=2_000)
+
+
+def pieces_start(job: Job) -> Job:
+    """Cut the job into pieces (once: a redelivery finds them) and start the first of them."""
+    if not JobPiece.objects.filter(job=job).exists():
+        planned = pieces_plan(job)
+        JobPiece.objects.bulk_create(
+            [JobPiece(job=job, index=p.index, start_ms=p.start_ms, end_ms=p.end_ms,
+                      audio_start_ms=p.audio_start_ms, audio_end_ms=p.audio_end_ms) for p in planned],
+            ignore_conflicts=True,
+        )
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id="").update(
+            gpu_call_id=PIECES, attempts=F("attempts") + 1, inference_started_at=now, updated_at=now)
+        job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=PIECES, pieces=len(planned))
+        job.gpu_call_id, job.inference_started_at = PIECES, now
+    pieces_spawn(job)
+    return job
+
+
+def pieces_spawn(job: Job) -> None:
+    """Start pending pieces while fewer than `in_flight` run."""
+    room = in_flight(job) - JobPiece.objects.filter(job=job, state=JobPiece.State.RUNNING).count()
+    base = job_spec(job.type).build_payload(job)
+    for piece in JobPiece.objects.filter(job=job, state=JobPiece.State.PENDING).order_by("index")[:max(0, room)]:
+        if piece.attempts >= MAX_PIECE_ATTEMPTS:
+            raise PermanentGpuError("internal", f"piece {piece.index} gave up after {piece.attempts} attempts")
+        payload = {**base, "span": {"start_ms": piece.audio_start_ms, "end_ms": piece.audio_end_ms}}
+        call_id = gpu_client.spawn(job.type, payload)
+        won = JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.PENDING).update(
+            state=JobPiece.State.RUNNING, call_id=call_id, attempts=F("attempts") + 1, started_at=timezone.now())
+        if not won:
+            gpu_client.cancel_quietly(call_id)
+
+
+def pieces_poll(job: Job) -> CallStatus:
+    """One look at every running piece; the stitched result once every piece has succeeded."""
+    limit = job_spec(job.type).time_limit_seconds + settings.AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS
+    for piece in JobPiece.objects.filter(job=job, state=JobPiece.State.RUNNING):
+        status = gpu_client.poll(piece.call_id)
+        if status.state == "running":
+            if piece.started_at and (timezone.now() - piece.started_at).total_seconds() > limit:
+                gpu_client.cancel(piece.call_id)
+                raise PermanentGpuError("timeout", f"piece {piece.index} ran past its {limit:g} s limit")
+            if isinstance(status.progress, int | float) and math.isfinite(status.progress):
+                JobPiece.objects.filter(pk=piece.pk).update(progress=max(0.0, min(100.0, float(status.progress))))
+        elif status.state == "succeeded":
+            result = gpu_client.checked_result(job.type, piece.call_id, status.result or {})
+            JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.RUNNING).update(
+                state=JobPiece.State.SUCCEEDED, result=result, progress=100.0, gpu_seconds=status.gpu_seconds)
+            gpu_client.release_quietly(piece.call_id)
+        else:
+            error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
+            if not error.retryable or piece.attempts >= MAX_PIECE_ATTEMPTS:
+                pieces_cancel(job)
+                raise error
+            JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.RUNNING).update(state=JobPiece.State.PENDING)
+            job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, piece=piece.index,
+                             attempt=piece.attempts)
+    pieces_spawn(job)
+    pieces = list(JobPiece.objects.filter(job=job).order_by("index"))
+    done = sum(p.state == JobPiece.State.SUCCEEDED for p in pieces)
+    if pieces and done == len(pieces):
+        return CallStatus(state="succeeded", result=_stitched(job, pieces), progress=100.0,
+                          gpu_seconds=sum(p.gpu_seconds for p in pieces))
+    progress = sum(p.progress for p in pieces) / max(1, len(pieces))
+    return CallStatus(state="running", progress=progress)
+
+
+def _stitched(job: Job, pieces: list[JobPiece]) -> dict[str, Any]:
+    results = [p.result or {} for p in pieces]
+    planned = [Piece(p.index, p.start_ms, p.end_ms, p.audio_start_ms, p.audio_end_ms) for p in pieces]
+    duration = pieces[-1].end_ms
+    language = str(results[0].get("language") or job.input_params.get("language") or "en")
+    stitched = stitch_transcript(planned, results, language=language, duration_ms=duration)
+    for key in ("model", "diarization", "alignment"):
+        if key in results[0]:
+            stitched[key] = results[0][key]
+    stitched["pieces"] = len(pieces)
+    return stitched
+
+
+def pieces_cancel(job: Job) -> None:
+    """Stop every running piece's call (the job failed, was canceled, or one piece failed for good)."""
+    pieces_cancel_quietly(job.pk)
+
+
+def pieces_cancel_quietly(job_id: Any) -> None:
+    for call_id in JobPiece.objects.filter(job_id=job_id, state=JobPiece.State.RUNNING).values_list(
+            "call_id", flat=True):
+        gpu_client.cancel_quietly(call_id)
+
+
+def piece_job_ids(call_ids: list[str]) -> dict[str, Job]:
+    """The processing jobs whose running pieces are these calls (an announcement's lookup)."""
+    rows = JobPiece.objects.filter(call_id__in=call_ids, state=JobPiece.State.RUNNING,
+                                   job__status=JobStatus.PROCESSING).select_related("job")
+    return {row.call_id: row.job for row in rows}
