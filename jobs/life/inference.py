@@ -40,8 +40,10 @@ _ENDED = PreparedUpdate(
 
 
 def inference_limit_seconds(job: Job) -> float:
-    """How long the job's call may run before it is a `timeout`: its type's limit and a grace."""
-    return job_spec(job.type).time_limit_seconds + settings.AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS
+    """How long the job's call may run before it is a `timeout`: its type's limit and a grace (for
+    a job in pieces, as many limits as rounds of its pieces: each piece has its own limit too)."""
+    limit = job_spec(job.type).time_limit_seconds * pieces.time_limit_factor(job)
+    return limit + settings.AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS
 
 
 def repoll_after() -> timedelta:

@@ -33,11 +33,18 @@ logger = logging.getLogger(__name__)
 
 PIECES = "pieces"  # a job's gpu_call_id while its pieces run
 MAX_PIECE_ATTEMPTS = 3
+MAX_IN_FLIGHT = 32
+# The backends whose transcription engine takes a piece's span. Modal's does not yet: there the
+# speakers must come from one diarization of the whole file beside the pieces' recognition, which
+# is not built, so a long file runs whole on Modal.
+SPAN_BACKENDS = frozenset({"local", "noop"})
 
 
 def pieces_wanted(job: Job) -> bool:
     """Whether the job runs as pieces: a transcription of a file longer than AUTEUR_PIECES_MIN_MS."""
     if job_spec(job.type).output is not OutputKind.TRANSCRIPT or settings.AUTEUR_PIECES_MIN_MS <= 0:
+        return False
+    if (job.gpu_backend or settings.AUTEUR_GPU_BACKEND) not in SPAN_BACKENDS:
         return False
     if (job.input_params or {}).get("script"):
         return False  # aligned to a known script: the alignment reads the whole transcript at once
@@ -46,9 +53,25 @@ def pieces_wanted(job: Job) -> bool:
 
 
 def in_flight(job: Job) -> int:
-    """How many of the job's pieces run at once: the type's capacity (0: no limit), at most 32."""
+    """How many of the job's pieces may run at once: the type's units that no other job holds (the
+    job holds one already), at least 1, at most MAX_IN_FLIGHT; with no capacity set, MAX_IN_FLIGHT.
+    (Fair share counts a job in pieces as the one unit it claimed: the others it takes here are the
+    ones free when it looks, so several long files at once can go past the capacity for a while.)"""
     capacity = type_capacity(job.type)
-    return min(32, capacity) if capacity > 0 else 32
+    if capacity <= 0:
+        return MAX_IN_FLIGHT
+    others = Job.objects.filter(type=job.type, status=JobStatus.PROCESSING, inference_ended_at__isnull=True).exclude(
+        pk=job.pk).count()
+    return max(1, min(MAX_IN_FLIGHT, capacity - others))
+
+
+def time_limit_factor(job: Job) -> int:
+    """How many of the type's time limits a job in pieces may take: its pieces in rounds of what
+    may run at once (1 for any other job)."""
+    if job.gpu_call_id != PIECES:
+        return 1
+    count = JobPiece.objects.filter(job=job).count()
+    return max(1, math.ceil(count / in_flight(job)))
 
 
 def pieces_plan(job: Job) -> list[Piece]:

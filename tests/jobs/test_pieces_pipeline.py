@@ -85,3 +85,59 @@ def test_a_piece_that_fails_once_is_retried_alone(start_worker, auth_client, use
     retries = job.events.filter(type="inference_retry")
     assert [e.data["piece"] for e in retries] == [1]
     assert list(CreditTransaction.objects.filter(job_id=job.pk).values_list("type", flat=True)) == ["usage"]
+
+
+def _pieced_job(start_worker, auth_client, user, tmp_path, **worker_env: str) -> str:
+    credit_grant(user=user, amount=100, type="bonus", description="test")
+    project = ProjectFactory.create(user=user)
+    start_worker(AUTEUR_PIECES_MIN_MS="10000", AUTEUR_PIECES_TARGET_MS="8000", DJANGO_SETTINGS_MODULE="bench.settings",
+                 **worker_env)
+    audio = upload_local(auth_client, project, long_speech(tmp_path / "long.wav"), "audio/wav")
+    response = auth_client.post("/api/v1/jobs/transcription", {"media_id": str(audio.pk)}, format="json")
+    assert response.status_code == 202, response.json()
+    return str(response.json()["job_id"])
+
+
+def test_a_piece_that_fails_for_good_fails_the_job_refunded_once(start_worker, auth_client, user, tmp_path):
+    from gpu_tasks.backends.faults import FaultInjectingBackend
+    from gpu_tasks.backends.noop import NoopBackend
+
+    def fails(seed: int) -> list[bool]:
+        backend = FaultInjectingBackend(NoopBackend(), "transcription:permanent=0.3", seed=seed)
+        return [backend.spawn("transcription", {}).startswith("fault-") for _ in range(3)]
+
+    seed = next(s for s in range(2000) if fails(s) == [False, True, False])
+    job = wait_terminal(_pieced_job(start_worker, auth_client, user, tmp_path,
+                                    AUTEUR_FAULT_INJECTION="transcription:permanent=0.3", AUTEUR_FAULT_SEED=str(seed)))
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "gpu_oom")
+    assert sorted(CreditTransaction.objects.filter(job_id=job.pk).values_list("type", flat=True)) == [
+        "refund", "usage"]
+    assert job.credits_refund == job.credits_cost
+
+
+def test_pieces_run_at_most_the_types_capacity_at_once_and_a_cancel_stops_them(start_worker, auth_client, user,
+                                                                               tmp_path):
+    from tests.jobs.conftest import wait_for
+
+    job_id = _pieced_job(start_worker, auth_client, user, tmp_path, AUTEUR_FAULT_INJECTION="transcription:hang=1.0",
+                         AUTEUR_TYPE_CAPACITY="transcription=2")
+    wait_for(lambda: JobPiece.objects.filter(job_id=job_id, state="running").count() == 2, timeout=60)
+    assert JobPiece.objects.filter(job_id=job_id, state="pending").count() == 1, "the third waits for a unit"
+    canceled = auth_client.post(f"/api/v1/jobs/{job_id}/cancel", {}, format="json")
+    assert canceled.status_code == 200, canceled.json()
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.CANCELED and job.credits_refunded
+
+
+@pytest.mark.django_db
+def test_a_long_file_runs_whole_on_a_backend_whose_engine_takes_no_span(settings, user):
+    from jobs.life.pieces import pieces_wanted
+
+    settings.AUTEUR_PIECES_MIN_MS = 1000
+    job = Job(user=user, type="transcription", credits_cost=1, gpu_backend="local",
+              input_params={"media_id": "x", "_quantities": {"duration_ms": 60_000}})
+    assert pieces_wanted(job)
+    job.gpu_backend = "modal"
+    assert not pieces_wanted(job)
+    job.gpu_backend, job.input_params = "local", {"media_id": "x", "_quantities": {"duration_ms": 500}}
+    assert not pieces_wanted(job)
