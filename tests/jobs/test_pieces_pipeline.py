@@ -9,18 +9,11 @@ from credits.models import CreditTransaction
 from credits.services.ledger import credit_grant
 from jobs.models import Job, JobPiece, JobStatus
 from tests.factories import ProjectFactory
+from tests.gpu_tasks.test_pieces import SENTENCES
 from tests.jobs.conftest import upload_local, wait_terminal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-SENTENCES = [
-    "The river runs past the old mill at the edge of the village.",
-    "Every morning the baker opens his shop before the sun comes up.",
-    "Children walk to school along the narrow path beside the water.",
-    "In the afternoon the market fills with farmers selling apples.",
-    "At night the lights of the harbour shine across the quiet bay.",
-    "The fishermen return with their boats full of silver fish.",
-]
 
 
 def long_speech(path):
