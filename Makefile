@@ -96,6 +96,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/timeline_limits.py
 	$(PY) bench/media_upload.py
 	$(PY) bench/large_upload.py
+	$(PY) bench/long_file_pieces.py
 	$(PY) bench/render.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/push.py

@@ -253,6 +253,11 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{parts['parts']} parts: {parts['mb_per_s']} MB/s, {wide['mb_per_s']} MB/s in parallel; confirm "
                     f"{parts['confirm_s']} s | one PUT: {single['mb_per_s']} MB/s | {parts['mb_per_s'] / single['mb_per_s']:.2f} "
                     f"| server memory flat (peak growth {growth} MiB): {verdict(growth < 64)} |"))
+    if (d := load("long_file_pieces")) is not None:
+        w, p = d["whole"], d["pieces"]
+        rows.append(("long_file_pieces", f"| transcription of a {d['minutes']} min file, noop GPU at {d['seconds_per_minute']} s "
+                    f"per minute of audio, capacity {d['capacity']} | in {p['pieces']} pieces: {p['wall_s']} s (cuts planned "
+                    f"in {p['planning_s']} s) | whole: {w['wall_s']} s | {d['speedup']}x faster | - |"))
     if (d := load("edl_latency")) is not None:
         rows.append(("edl_latency", f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
                     f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "

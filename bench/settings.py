@@ -30,6 +30,8 @@ AUTEUR_FAULT_SEED: int | None = env.int("AUTEUR_FAULT_SEED", default=None)
 AUTEUR_NOOP_HOLD_SECONDS: float = env.float("AUTEUR_NOOP_HOLD_SECONDS", default=0.0)
 AUTEUR_NOOP_HOLD_SPREAD_SECONDS: float = env.float("AUTEUR_NOOP_HOLD_SPREAD_SECONDS", default=0.0)
 AUTEUR_NOOP_STATUS_LATENCY_MS: int = env.int("AUTEUR_NOOP_STATUS_LATENCY_MS", default=0)
+# ...and this long more per minute of media a call is given (its span, or its media's length).
+AUTEUR_NOOP_HOLD_PER_MEDIA_MINUTE: float = env.float("AUTEUR_NOOP_HOLD_PER_MEDIA_MINUTE", default=0.0)
 AUTEUR_GPU_ANNOUNCE: bool = env.bool("AUTEUR_GPU_ANNOUNCE", default=True)
 
 # Every other setting is production's: a benchmark that needs another value (bench/inflight.py's

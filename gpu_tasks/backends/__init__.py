@@ -33,6 +33,7 @@ def make_backend(
     noop_hold_seconds: float = 0.0,
     noop_hold_spread_seconds: float = 0.0,
     noop_status_latency_s: float = 0.0,
+    noop_hold_per_media_minute: float = 0.0,
     **local_options: Any,
 ) -> GpuBackend:
     """The backend named `name` (settings pass `AUTEUR_GPU_BACKEND`, `AUTEUR_GPU_LOCAL_DIR`, ...).
@@ -50,6 +51,7 @@ def make_backend(
         backend = NoopBackend(
             hold_seconds=noop_hold_seconds,
             hold_spread_seconds=noop_hold_spread_seconds,
+            hold_per_media_minute=noop_hold_per_media_minute,
             status_latency_s=noop_status_latency_s,
             announcer=RedisAnnouncer(announce_url) if announce_url else None,
         )

@@ -185,12 +185,23 @@ class _Alarm:
                 logger.warning("noop: could not announce %s", call_id, exc_info=True)
 
 
+def _media_minutes(payload: Mapping[str, Any]) -> float:
+    """Minutes of media a call is given: its span's, or its media's (as its ref declares it)."""
+    span = payload.get("span")
+    if isinstance(span, Mapping):
+        return max(0, int(span.get("end_ms", 0)) - int(span.get("start_ms", 0))) / 60_000
+    media = payload.get("media")
+    return (int(media.get("max_duration_ms") or 0) / 60_000) if isinstance(media, Mapping) else 0.0
+
+
 class NoopBackend(GpuBackend):
     """Succeeds for every type, at once or after `hold_seconds`. Benchmarks and drills only.
 
     `hold_seconds`: each call stays "running" that long, plus a uniformly drawn share of
     `hold_spread_seconds` (so that the ends of calls spawned together are spread, as real
-    durations are); `status_latency_s`: each poll takes that
+    durations are), plus `hold_per_media_minute` for each minute of media it is given (its
+    `span`, a piece of a long file, or else its media's length: a call takes time in proportion
+    to its length, as a transcription does); `status_latency_s`: each poll takes that
     long, as a status call over the network would; `announcer`: told when a call ends, by a
     thread of the spawning process (a call whose process dies is never announced: the reaper's
     poll finds it).
@@ -200,9 +211,10 @@ class NoopBackend(GpuBackend):
 
     def __init__(
         self, *, hold_seconds: float = 0.0, hold_spread_seconds: float = 0.0, status_latency_s: float = 0.0,
-        announcer: Announcer | None = None,
+        announcer: Announcer | None = None, hold_per_media_minute: float = 0.0,
     ) -> None:
         self.hold_seconds = hold_seconds
+        self.hold_per_media_minute = hold_per_media_minute
         self.hold_spread_seconds = hold_spread_seconds
         self.status_latency_s = status_latency_s
         self.announcer = announcer
@@ -226,8 +238,9 @@ class NoopBackend(GpuBackend):
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)
         call_id = f"noop-{spec.job_type.value}-{uuid.uuid4().hex}"
-        if self.hold_seconds > 0:
-            until = time.time() + self.hold_seconds + self.hold_spread_seconds * random.random()  # noqa: S311 (timing)
+        hold = self.hold_seconds + self.hold_per_media_minute * _media_minutes(payload)
+        if hold > 0:
+            until = time.time() + hold + self.hold_spread_seconds * random.random()  # noqa: S311 (timing)
             call_id += f"-{int(until * 1000)}"
             if self._alarm is not None:
                 self._alarm.add(until, call_id)
