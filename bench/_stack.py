@@ -83,6 +83,19 @@ class BenchStack:
                     os.killpg(proc.pid, signal.SIGKILL)
 
 
+def terminate(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """Stop some of a stack's processes before the others (a mode's worker, between modes): SIGTERM,
+    then SIGKILL to one that has not exited within `timeout`."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of a process and its live and reaped descendants so far: a live
     process's `children_*` hold the children it reaped (a probe child reaped by a pool process or
@@ -165,4 +178,4 @@ def django_stack(*, durable_redis: bool = False, **extra_env: str) -> Iterator[B
 
 
 __all__ = ["RESULTS_DIR", "BenchStack", "beat_argv", "celery_worker_argv", "cpu_seconds", "django_stack",
-           "free_port", "gunicorn_argv", "load_average", "percentile", "wait_until"]
+           "free_port", "gunicorn_argv", "load_average", "percentile", "terminate", "wait_until"]

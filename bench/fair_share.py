@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, django_stack, percentile, wait_until
+from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, django_stack, percentile, terminate, wait_until
 
 CAPACITY = 4
 MODES = ("weighted", "arrival")
@@ -119,14 +118,7 @@ def run_case(stack: Any, mode: str, heavy_jobs: int, args: argparse.Namespace, h
     pushes = _pushes(r) - pushes0
     time.sleep(2)  # all ended: nothing may be sent any more
     idle_pushes = _pushes(r) - pushes0 - pushes
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+    terminate(procs)
 
     lights = list(light_jobs.order_by("created_at"))
     failed = [j for j in lights if j.status != "completed"]

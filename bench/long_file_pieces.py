@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import time
 import wave
@@ -29,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, django_stack, load_average, wait_until
+from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, django_stack, load_average, terminate, wait_until
 
 RATE = 8000
 
@@ -81,14 +80,7 @@ def run_mode(stack: Any, mode: str, media_id: str, token: str, project_id: str, 
     # From the job's start (its claim) to its first piece's spawn: reading the file for its silences.
     planning = ((pieces[0].started_at - job.started_at).total_seconds()
                 if pieces and pieces[0].started_at and job.started_at else 0.0)
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+    terminate(procs)
     return {"mode": mode, "wall_s": round(wall, 1), "pieces": len(pieces) or 1,
             "piece_minutes": [round((p.end_ms - p.start_ms) / 60_000, 2) for p in pieces],
             "planning_s": round(planning, 2)}
