@@ -136,7 +136,7 @@ def pieces_poll(job: Job) -> CallStatus:
         else:
             error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
             if not error.retryable or piece.attempts >= MAX_PIECE_ATTEMPTS:
-                pieces_cancel(job)
+                pieces_cancel(job.pk)
                 raise error
             JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.RUNNING).update(state=JobPiece.State.PENDING)
             job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, piece=piece.index,
@@ -164,12 +164,8 @@ def _stitched(job: Job, pieces: list[JobPiece]) -> dict[str, Any]:
     return stitched
 
 
-def pieces_cancel(job: Job) -> None:
+def pieces_cancel(job_id: Any) -> None:
     """Stop every running piece's call (the job failed, was canceled, or one piece failed for good)."""
-    pieces_cancel_quietly(job.pk)
-
-
-def pieces_cancel_quietly(job_id: Any) -> None:
     for call_id in JobPiece.objects.filter(job_id=job_id, state=JobPiece.State.RUNNING).values_list(
             "call_id", flat=True):
         gpu_client.cancel_quietly(call_id)

@@ -302,7 +302,7 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
 def _stop_calls(job_id: uuid.UUID, call_id: str) -> None:
     """Cancel an ended job's GPU call, or each of its pieces' (jobs.life.pieces)."""
     if call_id == pieces.PIECES:
-        pieces.pieces_cancel_quietly(job_id)
+        pieces.pieces_cancel(job_id)
     else:
         gpu_client.cancel_quietly(call_id)
 

@@ -86,6 +86,14 @@ def _admitted(
         return error_response(403, exc.code, exc.message)
 
 
+def _declared_length(request: HttpRequest) -> int | HttpResponse:
+    """The body's Content-Length, or the 411 refusing a body of undeclared length."""
+    raw_length = request.META.get("CONTENT_LENGTH", "")
+    if not raw_length.isdigit():
+        return error_response(411, "length_required", "Send a Content-Length header (chunked uploads are refused).")
+    return int(raw_length)
+
+
 def _body_chunks(request: HttpRequest, length: int) -> Iterator[bytes]:
     remaining = length
     while remaining > 0:
@@ -113,10 +121,9 @@ def upload(request: HttpRequest, key: str) -> HttpResponse:
             "The Content-Type header must be exactly the type this URL was issued for.",
             {"expected": signed.content_type},
         )
-    raw_length = request.META.get("CONTENT_LENGTH", "")
-    if not raw_length.isdigit():
-        return error_response(411, "length_required", "Send a Content-Length header (chunked uploads are refused).")
-    length = int(raw_length)
+    length = _declared_length(request)
+    if isinstance(length, HttpResponse):
+        return length
     if length > signed.size_limit:
         # Refused before a byte is read: nothing is written.
         return error_response(
@@ -158,10 +165,10 @@ def upload_part(request: HttpRequest, upload_id: str, number: int) -> HttpRespon
         return error_response(403, "checksum_header_mismatch",
                               f"Send the {CHECKSUM_HEADER} header this URL was issued for, exactly.",
                               {"expected": signed.sha256})
-    raw_length = request.META.get("CONTENT_LENGTH", "")
-    if not raw_length.isdigit():
-        return error_response(411, "length_required", "Send a Content-Length header (chunked uploads are refused).")
-    if int(raw_length) != signed.size:
+    length = _declared_length(request)
+    if isinstance(length, HttpResponse):
+        return length
+    if length != signed.size:
         return error_response(400, "part_size_mismatch", "A part must be exactly the size its URL was issued for.",
                               {"expected_bytes": signed.size})
     try:
