@@ -87,8 +87,9 @@ SENTENCES = [
 @pytest.mark.slow
 def test_a_long_speech_transcribed_in_pieces_matches_the_whole_file(tmp_path):
     """The real local engine (Whisper tiny.en) on speech built here: cut at its pauses into three
-    pieces, each transcribed alone, stitched back: the same words in the same order as the whole
-    file's transcript, each within 100 ms of it, none twice."""
+    pieces, each transcribed alone, stitched back exactly (no word lost or twice at a seam), and
+    close to the whole file's transcript: mostly the same words in the same order, mostly within
+    100 ms of it."""
     from gpu_tasks.engines.media import decode_audio
     from gpu_tasks.engines.transcription import transcribe_file
     from gpu_tasks.engines.tts import synthesize, write_wav
@@ -120,19 +121,32 @@ def test_a_long_speech_transcribed_in_pieces_matches_the_whole_file(tmp_path):
     mine, reference = flat(stitched), flat(whole)
     starts = [s for _, s, _ in mine]
     assert starts == sorted(starts) and len(set(starts)) == len(starts), "no word twice"
-    # Whisper tiny.en does not say or time every word the same way twice: another 30 s window or
+    # The stitching itself is exact: each word is a word of the piece that owns its middle, moved by
+    # that piece's audio start, and every owned word is kept.
+    owned = sorted(
+        (w.strip(" .,").lower(), start + p.audio_start_ms, end + p.audio_start_ms)
+        for p, result in zip(pieces, results, strict=True)
+        for w, start, end in flat(result)
+        if p.start_ms <= (start + end) / 2 + p.audio_start_ms < p.end_ms
+        or (p.index == len(pieces) - 1 and (start + end) / 2 + p.audio_start_ms >= p.end_ms)
+    )
+    assert sorted(mine) == owned
+    # Against the whole file's run the comparison is of the model with itself in another context:
+    # Whisper tiny.en does not say or time every word the same way twice. Another 30 s window or
     # context changes a few words ("every morning" heard as "and remorning" in one run, "and
     # reminding" in the other) and moves a few timings (a word squeezed to 20 ms after a long one;
-    # the first word after a cut put at the very start of its piece's audio; and the model's CPU
-    # threads do not sum in the same order on every run, which moves a word now and then). The
-    # variation is bounded here: at least 85% of the words are the same, in the same order; of
-    # those, 90% start within 100 ms of the whole-file run's, and at most one word a piece is
-    # more than 500 ms away (one run on a loaded machine put one 950 ms away).
+    # the first word after a cut put at the very start of its piece's audio). On this machine 59 of
+    # 69 words are the same, their median start 10 ms apart, 80% within 60 ms and the 90th
+    # percentile at 100 ms; a CI run under load once put it at 120 ms and another put one word
+    # 950 ms away. The bounds leave that margin: at least 80% of the words the same, in the same
+    # order; of those, the median within 50 ms, 80% within 100 ms, at most one word a piece more
+    # than 500 ms away.
     matcher = difflib.SequenceMatcher(a=[w for w, _, _ in mine], b=[w for w, _, _ in reference], autojunk=False)
     same = [(mine[i + k], reference[j + k]) for i, j, n in matcher.get_matching_blocks() for k in range(n)]
-    assert len(same) >= 0.85 * len(reference), (len(same), len(reference))
+    assert len(same) >= 0.80 * len(reference), (len(same), len(reference))
     gaps = sorted(abs(a[1] - b[1]) for a, b in same)
-    assert gaps[int(0.9 * len(gaps))] <= 100 and sum(gap > 500 for gap in gaps) <= len(pieces), gaps
+    assert gaps[len(gaps) // 2] <= 50 and gaps[int(0.8 * len(gaps))] <= 100, gaps
+    assert sum(gap > 500 for gap in gaps) <= len(pieces), gaps
 
 
 def test_a_span_must_be_whole_milliseconds_start_before_end():
