@@ -34,3 +34,10 @@ def ffmpeg_input(path: str | PathLike[str], *options: str, max_s: float | None =
     if max_s is not None:
         args += ["-t", f"{max_s:.3f}"]
     return [*args, *options, "-i", str(path)]
+
+
+def ffmpeg_concat_input(listing: str | PathLike[str]) -> list[str]:
+    """The ffmpeg arguments that open `listing`, a concat list this process wrote naming files its
+    own calls produced, as one input: the concat demuxer, and under it only the MP4 family."""
+    return ["-f", "concat", "-safe", "0", "-format_whitelist", "concat,mov,mp4,m4a,3gp,3g2,mj2",
+            "-protocol_whitelist", "file", "-i", str(listing)]

@@ -1,4 +1,4 @@
-"""A long file cut into pieces that run as separate calls, and their transcripts stitched back.
+"""A long file cut into pieces that run as separate calls, and their results stitched back.
 
 Where to cut a recording: at silences, so that no word straddles a cut. ``silences`` reads the
 audio once, streaming (an hour of it holds about 120,000 numbers here, never the samples), and
@@ -13,13 +13,21 @@ by its piece's offset and kept by the piece whose own span holds the word's midd
 heard by two pieces (in their overlap) is kept once, and none is lost. The words are then
 grouped into segments as a whole-file transcript's are (gpu_tasks.engines.transcript).
 
-No Django here: the workers plan and stitch, the engines transcribe each piece.
+A video to compress is cut at keyframes instead (``keyframes``, ``plan_keyframe_pieces``): each
+piece starts on a keyframe, so its call decodes from there exactly, and ends just before the next
+piece's keyframe; the pieces do not overlap and together hold every frame once. Their encodings
+are joined end to end (gpu_tasks.engines.compression.join_pieces).
+
+A piece's call names its span as `span: {start_ms, end_ms}` (``span_of``).
+
+No Django here: the workers plan and stitch, the engines run each piece.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,3 +153,59 @@ def piece_count(duration_ms: int, target_ms: int) -> int:
     return max(1, round(duration_ms / target_ms)) if duration_ms > 1.5 * target_ms else 1
 
 
+
+
+def span_of(payload: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A piece's `span`: {"start_ms", "end_ms"}, whole milliseconds, start before end; None without one."""
+    span = payload.get("span")
+    if span is None:
+        return None
+    start, end = (span.get("start_ms"), span.get("end_ms")) if isinstance(span, Mapping) else (None, None)
+    if (isinstance(start, int) and isinstance(end, int) and not isinstance(start, bool)
+            and not isinstance(end, bool) and 0 <= start < end):
+        return start, end
+    raise PermanentGpuError("invalid_input", "span must be {start_ms, end_ms}: whole milliseconds, start < end")
+
+
+def keyframes(path: Path) -> tuple[list[int], int]:
+    """Where a video may be cut, and where its frames end: the keyframes' times and one past the last
+    frame's, in whole milliseconds from the file's start (as ffmpeg's `-ss` counts them), read from
+    the packets without decoding. A keyframe is a cut only when no frame falls in the millisecond
+    before it, so a span starting at its rounded-down time starts exactly on it."""
+    with open_input(path) as container:
+        if not container.streams.video:
+            raise PermanentGpuError("invalid_media", "the media has no video stream")
+        stream = container.streams.video[0]
+        base = stream.time_base
+        origin = (container.start_time or 0) / 1_000_000
+        frames: list[tuple[float, bool]] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and base is not None:
+                    frames.append((float(packet.pts * base) - origin, bool(packet.is_keyframe)))
+        except Exception as exc:  # PyAV raises its own error classes per FFmpeg error
+            raise PermanentGpuError("invalid_media", f"cannot read the video: {type(exc).__name__}") from exc
+    if not frames:
+        raise PermanentGpuError("invalid_media", "the video has no frames")
+    frames.sort()
+    cuts = [math.floor(t * 1000) for (before, _), (t, key) in itertools.pairwise(frames)
+            if key and t > 0 and before < math.floor(t * 1000) / 1000]
+    return cuts, math.floor(frames[-1][0] * 1000) + 1
+
+
+def plan_keyframe_pieces(end_ms: int, cuts: Sequence[int], *, target_ms: int) -> list[Piece]:
+    """The video's pieces: about `target_ms` each, cut at the keyframe nearest each target (later
+    than the cut before). `end_ms` is one past the last frame (``keyframes``). Pieces do not
+    overlap: a piece's call encodes the frames of [start_ms, end_ms)."""
+    if end_ms <= 0:
+        raise ValueError("a file of no duration has no pieces")
+    bounds = [0]
+    count = piece_count(end_ms, target_ms)
+    for k in range(1, count):
+        target = round(end_ms * k / count)
+        later = [c for c in cuts if bounds[-1] < c < end_ms]
+        if later:
+            bounds.append(min(later, key=lambda c: (abs(c - target), c)))
+    bounds = [*sorted(set(bounds)), end_ms]
+    return [Piece(index=i, start_ms=a, end_ms=b, audio_start_ms=a, audio_end_ms=b)
+            for i, (a, b) in enumerate(itertools.pairwise(bounds))]

@@ -19,11 +19,12 @@ from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_o
 from gpu_tasks.announce import parse_all as parse_announcements
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
 from gpu_tasks.engines import input_bounds, weights
+from gpu_tasks.engines.compression import join_pieces
 from gpu_tasks.engines.timeline import MAX_CLIPS as RENDER_ENGINE_MAX_CLIPS
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.input_bounds import Bound, Choices, InputBound, Resolution
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
-from gpu_tasks.pieces import Piece, plan_pieces, silences, stitch_transcript
+from gpu_tasks.pieces import Piece, keyframes, plan_keyframe_pieces, plan_pieces, silences, stitch_transcript
 from gpu_tasks.results import ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
@@ -31,11 +32,12 @@ from gpu_tasks.sandbox import detect as detect_sandbox
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, the calls'
 # announcements of their end, the spoken languages (Whisper's codes) a request may name, and the
 # bounds each type's engines declare of a request's fields (the inputs read them: written once),
-# and how a long file is cut into pieces and their transcripts stitched (jobs.life.pieces).
+# and how a long file is cut into pieces and their results stitched or joined (jobs.life.pieces).
 __all__ = [
     "LANGUAGE_CHOICES", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError", "InputBound",
     "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once", "input_bounds",
-    "parse_announcements", "plan_pieces", "silences", "stitch_transcript",
+    "join_pieces", "keyframes", "parse_announcements", "plan_keyframe_pieces", "plan_pieces", "silences",
+    "stitch_transcript",
 ]
 
 logger = logging.getLogger(__name__)

@@ -185,6 +185,9 @@ class Job(models.Model):
         return self.status in TERMINAL_STATUSES
 
 
+PIECES = "pieces"  # the gpu_call_id of a job whose calls are its pieces'
+
+
 class JobPiece(models.Model):
     """A piece of a long file's job (jobs.life.pieces): a span of the file, run as a GPU call of its
     own, retried on its own; the job completes when every piece has, with the results stitched."""

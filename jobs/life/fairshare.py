@@ -2,7 +2,8 @@
 
 A job type runs at most its capacity of jobs at once (`type_capacity`: its Modal function's
 `max_containers`, unless AUTEUR_TYPE_CAPACITY names another number; 0 for no limit). A job holds
-one unit of it from its start (`processing`) until its inference ends. While a type is full its
+one unit of it from its start (`processing`) until its inference ends; a job in pieces
+(jobs.life.pieces) holds one per running piece, at least one. While a type is full its
 waiting jobs wait `queued`; when a unit frees, the next to start is the head job (by the user's
 own order: priority, then age) of one of the users who have a waiting job of the type at the head
 and a slot of their own free (jobs.life.slots):
@@ -17,8 +18,7 @@ and a slot of their own free (jobs.life.slots):
 - `arrival`: the oldest head job (first in, first out): the baseline bench/fair_share.py compares.
 
 job_claim decides under the type's lock, then the user's (always in that order): a job starts if
-its user is among the first `free` of the order (units free: capacity less the jobs in
-inference). While units are free for every waiting user (`slots_and_room`, read with the user's slots), nobody
+its user is among the first `free` of the order (units free: capacity less the units in use). While units are free for every waiting user (`slots_and_room`, read with the user's slots), nobody
 waits and the order is not even read; every start moves its user's virtual time all the same.
 Two claims never both take the last unit, and virtual times change only there. They are rows in
 PostgreSQL (`FairShare`, `TypeClock`), so a worker that restarts carries on where the last left
@@ -41,20 +41,29 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Case, Count, OuterRef, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce, Greatest
 
 from auteur.prepared import PreparedRead
 from auteur.rls import trusted
 from credits.models import SubscriptionStatus
 from jobs.life import publish
-from jobs.models import Job, JobStatus
+from jobs.models import PIECES, Job, JobPiece, JobStatus
 from jobs.selectors.queue import plan_concurrency_limit
 from jobs.specs import job_spec
 
 # Every start of a queued job on a limited type reads it (jobs.life.slots): built once per process.
+# The units a job in inference holds: one, or one per running piece of a job in pieces (at least
+# the one it claimed).
+_UNITS = Case(
+    When(gpu_call_id=PIECES, then=Greatest(Coalesce(Subquery(
+        JobPiece.objects.filter(job=OuterRef("pk"), state=JobPiece.State.RUNNING).order_by().values("job")
+        .annotate(n=Count("pk")).values("n")), 0), 1)),
+    default=Value(1),
+)
 _IN_INFERENCE = PreparedRead(
     lambda job_type: Job.objects.filter(type=job_type, status=JobStatus.PROCESSING, inference_ended_at__isnull=True)
-    .values("type").annotate(n=Count("pk")),
+    .values("type").annotate(n=Sum(_UNITS)),
     job_type="\x00type",
 )
 _QUEUED_FOR_CAPACITY = PreparedRead(
@@ -71,6 +80,21 @@ def type_capacity(job_type: str) -> int:
     by_type: dict[str, int] = settings.AUTEUR_TYPE_CAPACITY
     named = by_type.get(str(job_type))
     return job_spec(job_type).engine.max_concurrency if named is None else named
+
+
+def units_in_use(job_type: str, *, excluding: uuid.UUID | None = None) -> int:
+    """The type's units held by jobs in inference (but `excluding`): one each, one per running piece."""
+    jobs = Job.objects.filter(type=job_type, status=JobStatus.PROCESSING, inference_ended_at__isnull=True)
+    if excluding is not None:
+        jobs = jobs.exclude(pk=excluding)
+    return int(jobs.aggregate(n=Sum(_UNITS))["n"] or 0)
+
+
+def others_waiting(job_type: str, user_id: uuid.UUID, *, most: int) -> int:
+    """How many users other than `user_id` have a job of the type waiting (counted up to `most`)."""
+    with trusted(), connection.cursor() as cursor:
+        cursor.execute(_OTHERS_WAITING_SQL, {"type": str(job_type), "user_id": user_id, "most": most})
+        return int(cursor.fetchone()[0])
 
 
 def units_free(job_type: str) -> int | None:
@@ -131,11 +155,16 @@ WITH RECURSIVE waiting_users(user_id, n) AS (
     FROM waiting_users w WHERE w.user_id IS NOT NULL AND w.n <= %(most)s
 )
 """
-# The type's jobs in inference: the units in use.
-_IN_INFERENCE_SQL = (
-    "(SELECT count(*) FROM jobs WHERE type = %(type)s AND status = 'processing' AND inference_ended_at IS NULL)"
-)
+# The units in use: the type's jobs in inference, a job in pieces counting its running pieces.
+_IN_INFERENCE_SQL = f"""(
+    SELECT coalesce(sum(CASE WHEN i.gpu_call_id = '{PIECES}' THEN greatest(1, (
+        SELECT count(*) FROM job_pieces p WHERE p.job_id = i.id AND p.state = 'running')) ELSE 1 END), 0)::int
+    FROM jobs i WHERE i.type = %(type)s AND i.status = 'processing' AND i.inference_ended_at IS NULL
+)"""  # noqa: S608 - composed of this module's constant fragments only
 _EVERY_USER = 2**31 - 1
+_OTHERS_WAITING_SQL = _WAITING_USERS_CTE + """
+SELECT count(user_id) FROM waiting_users WHERE user_id <> %(user_id)s
+"""
 
 # One round trip for everything a decision needs: the waiting users, then each one's head job,
 # running jobs and plan by jobs_user_status_created and the subscription's index.

@@ -14,6 +14,7 @@ from django.db import transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jobs import gpu_client
+from jobs.life import pieces
 from jobs.life.inference import job_inference_ended
 from jobs.life.publish import publish_task
 from jobs.life.status import job_complete
@@ -21,6 +22,7 @@ from jobs.models import Job, JobStatus
 from jobs.services.timeline_swap import job_timeline_swap_requested
 from jobs.services.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.specs import OutputKind, job_spec
+from media.models import MediaFile
 from media.services.captions import media_attach_caption
 from media.services.outputs import media_create_output, media_delete_job_outputs
 
@@ -44,13 +46,16 @@ def job_result_store(
     # Checked before anything is stored, and each file again as it is opened: a result that is
     # not what the backend produces fails the job (refunded as any failure) and nothing of it is
     # kept (job_fail deletes what was stored).
-    with _refusals_logged(job):
-        result = gpu_client.checked_result(job.type, job.gpu_call_id, result)
+    if job.gpu_call_id != pieces.PIECES:  # a job in pieces: each piece's result was checked as it came
+        with _refusals_logged(job):
+            result = gpu_client.checked_result(job.type, job.gpu_call_id, result)
     if not inference_ended and not job_inference_ended(job=job):
         return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
     with _refusals_logged(job):
         output_media = _store_outputs(job, result.get("outputs") or {})
+    if job.gpu_call_id == pieces.PIECES and output_media and "output_size_bytes" in output_data:
+        output_data["output_size_bytes"] = MediaFile.objects.get(pk=output_media[0]).file_size_bytes
     if job_spec(job.type).output is OutputKind.TRANSCRIPT:
         output_data["caption_key"] = media_attach_caption(media_id=job.input_params["media_id"], transcript=output_data)
         edl = job_transcript_to_edl_first(job=job, output_data=output_data)
@@ -69,7 +74,9 @@ def job_result_store(
         if (output_data.get("edl") or {}).get("status") == PENDING:
             job_pk = job.pk
             transaction.on_commit(lambda: queue_transcript_to_edl(job_pk), robust=True)
-    if job.gpu_call_id:
+    if job.gpu_call_id == pieces.PIECES:
+        pieces.pieces_release(job)
+    elif job.gpu_call_id:
         gpu_client.release_quietly(job.gpu_call_id)
     return job
 
@@ -108,7 +115,10 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
         media_type = kind.value if kind.is_media else OutputKind.VIDEO.value
         with tempfile.TemporaryDirectory(prefix="auteur-out-") as tmp:
             filename = ref["filename"]
-            local = gpu_client.save_output(job.gpu_call_id, ref, Path(tmp) / filename)
+            if job.gpu_call_id == pieces.PIECES:
+                local: Path | None = pieces.pieces_save_output(job, name, Path(tmp) / filename)
+            else:
+                local = gpu_client.save_output(job.gpu_call_id, ref, Path(tmp) / filename)
             if local is None:
                 continue
             media = media_create_output(

@@ -1,19 +1,25 @@
 """A long file's job run as pieces: separate GPU calls at once, each retried on its own, stitched back.
 
-A transcription of a file longer than AUTEUR_PIECES_MIN_MS is cut at its silences into pieces of
-about AUTEUR_PIECES_TARGET_MS (gpu_tasks.pieces plans the cuts and stitches the transcripts). The
-job's `gpu_call_id` is then PIECES, and its calls are its `JobPiece` rows': the spawn step
-starts at most `in_flight` of them at once, each look polls the running ones, starts the next,
-re-spawns one that failed transiently (its own attempts, MAX_GPU_ATTEMPTS each), and fails the
-whole job on one that failed for good (the usual refund: the job is charged for the whole file,
-once). When every piece has succeeded, the look answers a succeeded call whose result is the
-stitched transcript, which the store step keeps as any call's. Progress counts the pieces.
+A transcription or a compression of a file longer than AUTEUR_PIECES_MIN_MS is cut into pieces of
+about AUTEUR_PIECES_TARGET_MS: a recording at its silences, a video at its keyframes
+(gpu_tasks.pieces plans the cuts and stitches the transcripts). The job's `gpu_call_id` is then
+PIECES, and its calls are its `JobPiece` rows': the spawn step starts at most `in_flight` of them
+at once, each look polls the running ones, starts the next, re-spawns one that failed
+transiently (its own attempts, MAX_PIECE_ATTEMPTS each), and fails the whole job on one that
+failed for good (the usual refund: the job is charged for the whole file, once). Progress counts
+the pieces.
+
+When every piece has succeeded, the look answers a succeeded call whose result is the stitched
+one, which the store step keeps as any call's: the transcript, or a compression's figures with
+one `video` output that `pieces_save_output` joins from the pieces' files when it is stored (each
+piece's result was checked as it arrived, and its call is kept until then).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -21,9 +27,19 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs import gpu_client
-from jobs.gpu_client import CallStatus, PermanentGpuError, Piece, plan_pieces, silences, stitch_transcript
-from jobs.life.fairshare import type_capacity
-from jobs.models import Job, JobEventType, JobPiece, JobStatus
+from jobs.gpu_client import (
+    CallStatus,
+    PermanentGpuError,
+    Piece,
+    join_pieces,
+    keyframes,
+    plan_keyframe_pieces,
+    plan_pieces,
+    silences,
+    stitch_transcript,
+)
+from jobs.life.fairshare import others_waiting, start_due_on_commit, type_capacity, units_in_use
+from jobs.models import PIECES, Job, JobEventType, JobPiece, JobStatus
 from jobs.services.events import job_event_record
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
@@ -31,20 +47,26 @@ from media.storage import get_storage
 
 logger = logging.getLogger(__name__)
 
-PIECES = "pieces"  # a job's gpu_call_id while its pieces run
 MAX_PIECE_ATTEMPTS = 3
 MAX_IN_FLIGHT = 32
 # The backends whose transcription engine takes a piece's span. Modal's does not yet: there the
 # speakers must come from one diarization of the whole file beside the pieces' recognition, which
-# is not built, so a long file runs whole on Modal.
+# is not built, so a long file is transcribed whole on Modal. Compression runs ffmpeg's engine,
+# which takes a span, on every backend.
 SPAN_BACKENDS = frozenset({"local", "noop"})
+COMPRESSION = "compression"
+
+
+def _transcribes(job: Job) -> bool:
+    return job_spec(job.type).output is OutputKind.TRANSCRIPT
 
 
 def pieces_wanted(job: Job) -> bool:
-    """Whether the job runs as pieces: a transcription of a file longer than AUTEUR_PIECES_MIN_MS."""
-    if job_spec(job.type).output is not OutputKind.TRANSCRIPT or settings.AUTEUR_PIECES_MIN_MS <= 0:
+    """Whether the job runs as pieces: a transcription or compression of a file longer than
+    AUTEUR_PIECES_MIN_MS."""
+    if not (_transcribes(job) or job.type == COMPRESSION) or settings.AUTEUR_PIECES_MIN_MS <= 0:
         return False
-    if (job.gpu_backend or settings.AUTEUR_GPU_BACKEND) not in SPAN_BACKENDS:
+    if _transcribes(job) and (job.gpu_backend or settings.AUTEUR_GPU_BACKEND) not in SPAN_BACKENDS:
         return False
     if (job.input_params or {}).get("script"):
         return False  # aligned to a known script: the alignment reads the whole transcript at once
@@ -53,16 +75,16 @@ def pieces_wanted(job: Job) -> bool:
 
 
 def in_flight(job: Job) -> int:
-    """How many of the job's pieces may run at once: the type's units that no other job holds (the
-    job holds one already), at least 1, at most MAX_IN_FLIGHT; with no capacity set, MAX_IN_FLIGHT.
-    (Fair share counts a job in pieces as the one unit it claimed: the others it takes here are the
-    ones free when it looks, so several long files at once can go past the capacity for a while.)"""
+    """How many of the job's pieces may run at once: the type's units that no other job holds and
+    no other user waits for, at least 1 (the unit the job claimed when it started), at most
+    MAX_IN_FLIGHT; with no capacity set, MAX_IN_FLIGHT. Fair share counts each running piece as a
+    unit in use, so a job in pieces spreads over idle units only, and another user's queued job
+    takes the next unit a piece frees (each piece's end starts the jobs due)."""
     capacity = type_capacity(job.type)
     if capacity <= 0:
         return MAX_IN_FLIGHT
-    others = Job.objects.filter(type=job.type, status=JobStatus.PROCESSING, inference_ended_at__isnull=True).exclude(
-        pk=job.pk).count()
-    return max(1, min(MAX_IN_FLIGHT, capacity - others))
+    free = capacity - units_in_use(job.type, excluding=job.pk) - others_waiting(job.type, job.user_id, most=capacity)
+    return max(1, min(MAX_IN_FLIGHT, free))
 
 
 def time_limit_factor(job: Job) -> int:
@@ -75,13 +97,16 @@ def time_limit_factor(job: Job) -> int:
 
 
 def pieces_plan(job: Job) -> list[Piece]:
-    """Where to cut the job's file: at its silences, read on this worker."""
+    """Where to cut the job's file, read on this worker: a recording at its silences, a video at
+    its keyframes."""
     media = MediaFile.objects.get(pk=job.input_params["media_id"])
-    duration = media.duration_ms or 0
+    target = settings.AUTEUR_PIECES_TARGET_MS
     with get_storage().local_path(media.storage_key) as path:
+        if not _transcribes(job):
+            cuts, end_ms = keyframes(path)
+            return plan_keyframe_pieces(end_ms, cuts, target_ms=target)
         quiet = silences(path)
-    return plan_pieces(duration, quiet, target_ms=settings.AUTEUR_PIECES_TARGET_MS,
-                       window_ms=settings.AUTEUR_PIECES_TARGET_MS // 4, overlap_ms=2_000)
+    return plan_pieces(media.duration_ms or 0, quiet, target_ms=target, window_ms=target // 4, overlap_ms=2_000)
 
 
 def pieces_start(job: Job) -> Job:
@@ -132,7 +157,9 @@ def pieces_poll(job: Job) -> CallStatus:
             result = gpu_client.checked_result(job.type, piece.call_id, status.result or {})
             JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.RUNNING).update(
                 state=JobPiece.State.SUCCEEDED, result=result, progress=100.0, gpu_seconds=status.gpu_seconds)
-            gpu_client.release_quietly(piece.call_id)
+            if not result.get("outputs"):
+                gpu_client.release_quietly(piece.call_id)  # else kept for its files until they are joined
+            start_due_on_commit(job.type)  # the piece's unit is free
         else:
             error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
             if not error.retryable or piece.attempts >= MAX_PIECE_ATTEMPTS:
@@ -153,6 +180,8 @@ def pieces_poll(job: Job) -> CallStatus:
 
 def _stitched(job: Job, pieces: list[JobPiece]) -> dict[str, Any]:
     results = [p.result or {} for p in pieces]
+    if not _transcribes(job):
+        return _joined(results)
     planned = [Piece(p.index, p.start_ms, p.end_ms, p.audio_start_ms, p.audio_end_ms) for p in pieces]
     duration = pieces[-1].end_ms
     language = str(results[0].get("language") or job.input_params.get("language") or "en")
@@ -164,11 +193,52 @@ def _stitched(job: Job, pieces: list[JobPiece]) -> dict[str, Any]:
     return stitched
 
 
+def _joined(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A compression's result from its pieces': the first's figures, the pieces' length, and one
+    video output, joined as it is stored (its size then too)."""
+    first = results[0]
+    video = dict(first["outputs"]["video"])
+    video.pop("path", None)
+    video.pop("data", None)
+    return {**first, "duration_ms": sum(int(r.get("duration_ms") or 0) for r in results),
+            "outputs": {"video": {**video, "pieces": len(results)}}, "pieces": len(results)}
+
+
+def pieces_save_output(job: Job, name: str, dest: Path) -> Path:
+    """Output `name` of a job in pieces at `dest`: each piece's file fetched from its own call (as
+    any call's output is), then joined, with the source's audio."""
+    pieces = list(JobPiece.objects.filter(job=job, state=JobPiece.State.SUCCEEDED).order_by("index"))
+    if not pieces or len(pieces) != JobPiece.objects.filter(job=job).count():
+        raise PermanentGpuError("internal", "a piece of the job has no result")
+    media = MediaFile.objects.get(pk=job.input_params["media_id"])
+    files = []
+    for piece in pieces:
+        ref = ((piece.result or {}).get("outputs") or {}).get(name)
+        local = gpu_client.save_output(piece.call_id, ref, dest.parent / f"piece-{piece.index}.mp4") if ref else None
+        if local is None:
+            raise PermanentGpuError("internal", f"piece {piece.index}'s {name} was not kept")
+        files.append(local)
+    with get_storage().local_path(media.storage_key) as source:
+        join_pieces(files, source, dest, preset_name=str((pieces[0].result or {}).get("preset")),
+                    timeout_s=job_spec(job.type).time_limit_seconds)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return dest
+
+
 def pieces_cancel(job_id: Any) -> None:
-    """Stop every running piece's call (the job failed, was canceled, or one piece failed for good)."""
-    for call_id in JobPiece.objects.filter(job_id=job_id, state=JobPiece.State.RUNNING).values_list(
-            "call_id", flat=True):
-        gpu_client.cancel_quietly(call_id)
+    """Stop every running piece's call (the job failed, was canceled, or one piece failed for good),
+    and let go of the finished ones' files."""
+    for state, call_id in JobPiece.objects.filter(
+            job_id=job_id, state__in=(JobPiece.State.RUNNING, JobPiece.State.SUCCEEDED)).values_list(
+            "state", "call_id"):
+        (gpu_client.cancel_quietly if state == JobPiece.State.RUNNING else gpu_client.release_quietly)(call_id)
+
+
+def pieces_release(job: Job) -> None:
+    """Let go of the finished pieces' calls once their files are stored."""
+    for call_id in JobPiece.objects.filter(job=job, state=JobPiece.State.SUCCEEDED).values_list("call_id", flat=True):
+        gpu_client.release_quietly(call_id)
 
 
 def piece_job_ids(call_ids: list[str]) -> dict[str, Job]:

@@ -150,8 +150,8 @@ def test_a_long_speech_transcribed_in_pieces_matches_the_whole_file(tmp_path):
 
 
 def test_a_span_must_be_whole_milliseconds_start_before_end():
-    from gpu_tasks.engines.transcription import span_of
     from gpu_tasks.errors import PermanentGpuError
+    from gpu_tasks.pieces import span_of
 
     assert span_of({}) is None and span_of({"span": {"start_ms": 0, "end_ms": 5}}) == (0, 5)
     for bad in ({"start_ms": 5, "end_ms": 5}, {"start_ms": -1, "end_ms": 5}, {"start_ms": 0.5, "end_ms": 5},

@@ -355,3 +355,46 @@ def test_a_claim_on_a_limited_type_holds_the_types_lock_and_the_users(make_user)
     key = user_lock_key(user.pk)
     assert (key >> 32, key & 0xFFFF_FFFF, 1) in held  # the user's (one bigint)
     assert any(objsubid == 2 and classid == 0x4A0B for classid, _, objsubid in held)  # the type's (two int4)
+
+
+def _in_pieces(job: Job, running: int) -> None:
+    """The job runs as pieces (jobs.life.pieces), `running` of them at once."""
+    from jobs.models import PIECES, JobPiece
+
+    Job.objects.filter(pk=job.pk).update(gpu_call_id=PIECES)
+    JobPiece.objects.bulk_create([
+        JobPiece(job=job, index=i, start_ms=i * 1000, end_ms=(i + 1) * 1000, audio_start_ms=i * 1000,
+                 audio_end_ms=(i + 1) * 1000, state="running", call_id=f"call-{i}") for i in range(running)])
+
+
+def test_each_running_piece_of_a_long_file_holds_a_unit(make_user, started):
+    heavy, light = Account(make_user), Account(make_user)
+    long_file = heavy.submit()
+    assert claim(long_file)
+    _in_pieces(long_file, running=2)
+    waiting = light.submit()
+    assert not claim(waiting) and waited_for(waiting) == "capacity", "two pieces fill the two units"
+    assert fairshare.units_in_use("transcription") == 2 and fairshare.units_free("transcription") == 0
+
+    from jobs.models import JobPiece
+    JobPiece.objects.filter(job=long_file, index=0).update(state="succeeded")
+    fairshare.start_due("transcription")  # as the piece's end does
+    assert started == [waiting.pk]
+    assert claim(waiting) and fairshare.units_in_use("transcription") == 2
+
+
+def test_a_long_file_spreads_only_over_units_nobody_else_waits_for(make_user, started, settings):
+    from jobs.life.pieces import in_flight
+
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 4}
+    heavy, light, other = Account(make_user), Account(make_user), Account(make_user)
+    long_file = heavy.submit()
+    assert claim(long_file)
+    _in_pieces(long_file, running=1)
+    assert in_flight(Job.objects.get(pk=long_file.pk)) == 4, "idle units: all of them"
+    light.submit()
+    assert in_flight(Job.objects.get(pk=long_file.pk)) == 3, "one unit left for the waiting user"
+    running = other.submit()
+    assert claim(running)
+    assert in_flight(Job.objects.get(pk=long_file.pk)) == 2
+    assert fairshare.units_in_use("transcription", excluding=long_file.pk) == 1

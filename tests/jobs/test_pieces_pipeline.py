@@ -7,6 +7,7 @@ import pytest
 
 from credits.models import CreditTransaction
 from credits.services.ledger import credit_grant
+from jobs import gpu_client
 from jobs.models import Job, JobPiece, JobStatus
 from tests.factories import ProjectFactory
 from tests.gpu_tasks.test_pieces import SENTENCES
@@ -134,3 +135,45 @@ def test_a_long_file_runs_whole_on_a_backend_whose_engine_takes_no_span(settings
     assert not pieces_wanted(job)
     job.gpu_backend, job.input_params = "local", {"media_id": "x", "_quantities": {"duration_ms": 500}}
     assert not pieces_wanted(job)
+
+
+def test_a_long_video_is_compressed_in_pieces_and_joined_frame_for_frame(start_worker, auth_client, user, tmp_path):
+    """A 12 s video with a keyframe every 2 s, each frame its own grey level, compressed in three
+    pieces through a worker and the local backend: every frame once and in order, the audio whole,
+    charged once, a version of its source; the pieces' calls are let go of."""
+    from gpu_tasks.engines.media import probe
+    from media.models import MediaFile
+    from media.storage import get_storage
+    from tests.gpu_tasks.helpers import ffmpeg
+    from tests.gpu_tasks.test_compression_pieces import FPS, SECONDS, STEP, grey_levels
+
+    source = tmp_path / "numbered.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"color=c=black:s=160x96:r={FPS}:d={SECONDS},geq=lum='mod(N*{STEP},256)':cb=128:cr=128",
+           "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={SECONDS}", "-c:v", "libx264",
+           "-g", str(2 * FPS), "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(source))
+    credit_grant(user=user, amount=100, type="bonus", description="test")
+    project = ProjectFactory.create(user=user)
+    start_worker(AUTEUR_PIECES_MIN_MS="5000", AUTEUR_PIECES_TARGET_MS="4000")
+    video = upload_local(auth_client, project, source, "video/mp4")
+    response = auth_client.post("/api/v1/jobs/compression", {"media_id": str(video.pk), "preset": "480p"},
+                                format="json")
+    assert response.status_code == 202, response.json()
+    job = wait_terminal(response.json()["job_id"])
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
+    pieces = list(JobPiece.objects.filter(job=job).order_by("index"))
+    assert [(p.start_ms, p.end_ms, p.state) for p in pieces] == [
+        (0, 4000, "succeeded"), (4000, 8000, "succeeded"), (8000, 11961, "succeeded")]
+    assert job.output_data["pieces"] == 3 and job.output_data["duration_ms"] == 12_000
+
+    [output] = MediaFile.objects.filter(pk__in=job.output_data["output_media_ids"])
+    assert output.derived_from_id == video.pk and job.output_data["output_size_bytes"] == output.file_size_bytes
+    with get_storage().local_path(output.storage_key) as path:
+        result, info = grey_levels(path), probe(path)
+    expected = grey_levels(source)
+    assert len(result) == len(expected) == SECONDS * FPS
+    assert np.abs(result - expected).max() < STEP / 2, "a frame lost, doubled or out of order"
+    assert info.has_audio and abs(info.duration_s - SECONDS) < 0.1
+    assert list(CreditTransaction.objects.filter(job_id=job.pk).values_list("type", flat=True)) == ["usage"]
+    local = gpu_client.backend()
+    folders = [local._call_dir(p.call_id.partition(":")[2] or p.call_id) for p in pieces]  # type: ignore[attr-defined]
+    assert folders and all(f is not None and not f.exists() for f in folders), "each piece's call was let go of"
