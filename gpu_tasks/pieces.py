@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_tasks.engines.media import open_input
-from gpu_tasks.engines.transcript import Word, build_transcript, group_words
+from gpu_tasks.engines.transcript import Turn, Word, assign_speakers, build_transcript, group_words
 from gpu_tasks.errors import PermanentGpuError
 
 FRAME_S = 0.03  # the loudness of the audio is measured per 30 ms
@@ -129,8 +129,10 @@ def plan_pieces(duration_ms: int, quiet: Sequence[tuple[int, int]], *, target_ms
 
 
 def stitch_transcript(pieces: Sequence[Piece], transcripts: Sequence[dict[str, Any]], *, language: str,
-                      duration_ms: int) -> dict[str, Any]:
-    """One transcript of the whole file from each piece's (on its own audio's time)."""
+                      duration_ms: int, turns: Sequence[Turn] | None = None) -> dict[str, Any]:
+    """One transcript of the whole file from each piece's (on its own audio's time); with `turns`
+    (the whole file's diarization), each word's speaker is the turn's that it overlaps most, the
+    same across pieces."""
     if len(pieces) != len(transcripts):
         raise ValueError("one transcript per piece")
     words: list[Word] = []
@@ -145,6 +147,8 @@ def stitch_transcript(pieces: Sequence[Piece], transcripts: Sequence[dict[str, A
                     words.append(Word(text=w["word"], start_s=start, end_s=end, confidence=w.get("confidence"),
                                       speaker=segment.get("speaker")))
     words.sort(key=lambda w: (w.start_s, w.end_s))
+    if turns is not None:
+        words = assign_speakers(words, turns)
     return build_transcript(group_words(words), language=language, duration_s=duration_ms / 1000)
 
 

@@ -21,6 +21,7 @@ from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
 from gpu_tasks.engines import input_bounds, weights
 from gpu_tasks.engines.compression import join_pieces
 from gpu_tasks.engines.timeline import MAX_CLIPS as RENDER_ENGINE_MAX_CLIPS
+from gpu_tasks.engines.transcript import turns_of
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.input_bounds import Bound, Choices, InputBound, Resolution
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
@@ -37,7 +38,7 @@ __all__ = [
     "LANGUAGE_CHOICES", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError", "InputBound",
     "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once", "input_bounds",
     "join_pieces", "keyframes", "parse_announcements", "plan_keyframe_pieces", "plan_pieces", "silences",
-    "stitch_transcript",
+    "stitch_transcript", "turns_of",
 ]
 
 logger = logging.getLogger(__name__)

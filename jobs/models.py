@@ -197,9 +197,14 @@ class JobPiece(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
 
+    class Kind(models.TextChoices):
+        SPAN = "span"  # its call runs the job on its span of the file
+        SPEAKERS = "speakers"  # its call diarizes the whole file, for the spans' words (the last index)
+
     id = models.BigAutoField(primary_key=True)
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pieces")
     index = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SPAN)
     start_ms = models.PositiveIntegerField()  # its own span, on the file's time
     end_ms = models.PositiveIntegerField()
     audio_start_ms = models.PositiveIntegerField()  # what its call hears

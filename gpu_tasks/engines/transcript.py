@@ -9,9 +9,11 @@ The transcript shape is the EDL's `transcript`:
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -59,25 +61,59 @@ def assign_speakers(words: Sequence[Word], turns: Sequence[Turn]) -> list[Word]:
     """Label each word with the speaker whose turns overlap it most (nearest turn if none overlaps).
 
     Diarization labels (SPEAKER_00, ...) become "Speaker 1", "Speaker 2", ... in order of first
-    appearance in the transcript.
+    appearance in the transcript. The turns are swept in order of their starts, so two hours of
+    words and turns take milliseconds, not a pass over every turn for every word.
     """
     if not turns:
         return [replace(w, speaker=w.speaker or "Speaker 1") for w in words]
-    names: dict[str, str] = {}
-    out = []
-    for w in words:
+    ordered = sorted(turns, key=lambda t: t.start_s)
+    starts = [t.start_s for t in ordered]
+    latest_end = list(itertools.accumulate((t.end_s for t in ordered), max))
+    labels: list[str] = [""] * len(words)
+    first = 0  # the turns before it end before every word still to come
+    for index in sorted(range(len(words)), key=lambda i: words[i].start_s):
+        w = words[index]
+        while first < len(ordered) and ordered[first].end_s <= w.start_s:
+            first += 1
         best, best_overlap = None, 0.0
-        for t in turns:
+        j = first
+        while j < len(ordered) and ordered[j].start_s < w.end_s:
+            t = ordered[j]
             overlap = min(w.end_s, t.end_s) - max(w.start_s, t.start_s)
             if overlap > best_overlap:
                 best, best_overlap = t.speaker, overlap
-        if best is None:
+            j += 1
+        if best is None:  # the nearest turn: the latest ending before the word, or the next to start
             mid = (w.start_s + w.end_s) / 2
-            best = min(turns, key=lambda t: min(abs(mid - t.start_s), abs(mid - t.end_s))).speaker
-        if best not in names:
-            names[best] = f"Speaker {len(names) + 1}"
-        out.append(replace(w, speaker=names[best]))
-    return out
+            after = bisect.bisect_right(starts, mid)
+            near = [(mid - latest_end[after - 1], _latest(ordered, after, latest_end))] if after else []
+            if after < len(ordered):
+                near.append((ordered[after].start_s - mid, ordered[after]))
+            best = min(near, key=lambda pair: pair[0])[1].speaker
+        labels[index] = best
+    names: dict[str, str] = {}
+    for label in labels:
+        names.setdefault(label, f"Speaker {len(names) + 1}")
+    return [replace(w, speaker=names[label]) for w, label in zip(words, labels, strict=True)]
+
+
+def _latest(ordered: Sequence[Turn], before: int, latest_end: Sequence[float]) -> Turn:
+    """The turn among the first `before` whose end is the latest."""
+    return next(t for t in ordered[:before] if t.end_s == latest_end[before - 1])
+
+
+def speaker_turns(turns: Sequence[Turn], *, duration_s: float) -> dict[str, Any]:
+    """Speaker turns alone in the transcript shape: one segment a turn, with no words (a long file's
+    diarization, beside the recognition of its pieces)."""
+    segments = [{"id": f"turn-{i + 1:05d}", "speaker": t.speaker, "start_ms": round(t.start_s * 1000),
+                 "end_ms": round(t.end_s * 1000), "text": "", "words": []} for i, t in enumerate(turns)]
+    return {"language": None, "duration_ms": round(duration_s * 1000), "text": "", "segments": segments}
+
+
+def turns_of(transcript: Mapping[str, Any]) -> list[Turn]:
+    """The speaker turns `speaker_turns` wrote."""
+    return [Turn(s["start_ms"] / 1000, s["end_ms"] / 1000, str(s["speaker"]))
+            for s in transcript.get("segments") or [] if s.get("speaker") is not None]
 
 
 def group_words(

@@ -10,6 +10,12 @@ Result: the transcript shape of `gpu_tasks.engines.transcript` (its `language` t
 transcribed, the detected one when none was named), plus `"model"`, `"diarization"`,
 `"alignment"`.
 
+A long file runs in pieces (gpu_tasks.pieces): each piece's call names its `span` and
+`"diarization": false` and transcribes that span alone, timed from its start; one more call with
+`"speakers_only": true` diarizes the whole file and answers its speaker turns alone
+(`transcript.speaker_turns`: one segment a turn, no words), so the speakers are the same across
+the pieces when they are stitched.
+
 Word timings come from the ASR pipeline's `return_timestamps="word"` (cross-attention DTW over
 the model's alignment heads). The pipeline exposes no per-word probability, so `confidence` is
 null here rather than an invented number. Audio longer than 30 s is transcribed in 30 s chunks
@@ -38,9 +44,11 @@ from gpu_tasks.engines.transcript import (
     build_transcript,
     clamp_words,
     group_words,
+    speaker_turns,
 )
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.languages import AUTO, WHISPER_LANGUAGES, with_auto
+from gpu_tasks.pieces import span_of
 
 SAMPLE_RATE = 16000
 CHUNK_S = 30
@@ -205,9 +213,20 @@ def run_modal(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     language = payload.get("language") or AUTO
     if language not in languages():
         raise PermanentGpuError("invalid_input", f"unknown language {language!r}")
+    span = span_of(payload)
+    speakers_only = payload.get("speakers_only") is True
+    if speakers_only and (span is not None or payload.get("diarization") is False):
+        raise PermanentGpuError("invalid_input", "speakers_only diarizes a whole file")
     path = ctx.input_path(payload.get("media"), "media")
-    audio = decode_audio(path, SAMPLE_RATE, max_s=input_limit_s(payload.get("media")))
+    max_s = input_limit_s(payload.get("media"))
+    if span is None:
+        audio = decode_audio(path, SAMPLE_RATE, max_s=max_s)
+    else:
+        end_s = span[1] / 1000 if max_s is None else min(max_s, span[1] / 1000)
+        audio = decode_audio(path, SAMPLE_RATE, max_s=end_s)[span[0] * SAMPLE_RATE // 1000:]
     ctx.progress(5.0)
+    if speakers_only:
+        return speaker_turns(diarize(load_diarization(), audio), duration_s=len(audio) / SAMPLE_RATE)
     pipe = load_asr_pipeline()
     ctx.progress(10.0)
     turns: list[Turn] = []

@@ -18,7 +18,8 @@ and a slot of their own free (jobs.life.slots):
 - `arrival`: the oldest head job (first in, first out): the baseline bench/fair_share.py compares.
 
 job_claim decides under the type's lock, then the user's (always in that order): a job starts if
-its user is among the first `free` of the order (units free: capacity less the units in use). While units are free for every waiting user (`slots_and_room`, read with the user's slots), nobody
+its user is among the first `free` of the order (units free: capacity less the units in use).
+While units are free for every waiting user (`slots_and_room`, read with the user's slots), nobody
 waits and the order is not even read; every start moves its user's virtual time all the same.
 Two claims never both take the last unit, and virtual times change only there. They are rows in
 PostgreSQL (`FairShare`, `TypeClock`), so a worker that restarts carries on where the last left

@@ -7,7 +7,8 @@ PIECES, and its calls are its `JobPiece` rows': the spawn step starts at most `i
 at once, each look polls the running ones, starts the next, re-spawns one that failed
 transiently (its own attempts, MAX_PIECE_ATTEMPTS each), and fails the whole job on one that
 failed for good (the usual refund: the job is charged for the whole file, once). Progress counts
-the pieces.
+the pieces. Where the transcription engine diarizes (DIARIZING_BACKENDS), one more call, a
+SPEAKERS piece started first, diarizes the whole file, and the stitched words take its speakers.
 
 When every piece has succeeded, the look answers a succeeded call whose result is the stitched
 one, which the store step keeps as any call's: the transcript, or a compression's figures with
@@ -37,6 +38,7 @@ from jobs.gpu_client import (
     plan_pieces,
     silences,
     stitch_transcript,
+    turns_of,
 )
 from jobs.life.fairshare import others_waiting, start_due_on_commit, type_capacity, units_in_use
 from jobs.models import PIECES, Job, JobEventType, JobPiece, JobStatus
@@ -49,11 +51,10 @@ logger = logging.getLogger(__name__)
 
 MAX_PIECE_ATTEMPTS = 3
 MAX_IN_FLIGHT = 32
-# The backends whose transcription engine takes a piece's span. Modal's does not yet: there the
-# speakers must come from one diarization of the whole file beside the pieces' recognition, which
-# is not built, so a long file is transcribed whole on Modal. Compression runs ffmpeg's engine,
-# which takes a span, on every backend.
-SPAN_BACKENDS = frozenset({"local", "noop"})
+# The backends whose transcription engine labels speakers by diarizing the audio. There a long
+# file's pieces only recognise words, and one more call (a SPEAKERS piece) diarizes the whole
+# file beside them, so a speaker keeps one label across the pieces.
+DIARIZING_BACKENDS = frozenset({"modal"})
 COMPRESSION = "compression"
 
 
@@ -65,8 +66,6 @@ def pieces_wanted(job: Job) -> bool:
     """Whether the job runs as pieces: a transcription or compression of a file longer than
     AUTEUR_PIECES_MIN_MS."""
     if not (_transcribes(job) or job.type == COMPRESSION) or settings.AUTEUR_PIECES_MIN_MS <= 0:
-        return False
-    if _transcribes(job) and (job.gpu_backend or settings.AUTEUR_GPU_BACKEND) not in SPAN_BACKENDS:
         return False
     if (job.input_params or {}).get("script"):
         return False  # aligned to a known script: the alignment reads the whole transcript at once
@@ -109,19 +108,28 @@ def pieces_plan(job: Job) -> list[Piece]:
     return plan_pieces(media.duration_ms or 0, quiet, target_ms=target, window_ms=target // 4, overlap_ms=2_000)
 
 
+def _diarizes(job: Job) -> bool:
+    """Whether the job's speakers come from a diarization of the whole file, beside its pieces."""
+    return (_transcribes(job) and (job.input_params or {}).get("diarization", True) is not False
+            and (job.gpu_backend or settings.AUTEUR_GPU_BACKEND) in DIARIZING_BACKENDS)
+
+
 def pieces_start(job: Job) -> Job:
     """Cut the job into pieces (once: a redelivery finds them) and start the first of them."""
     if not JobPiece.objects.filter(job=job).exists():
         planned = pieces_plan(job)
-        JobPiece.objects.bulk_create(
-            [JobPiece(job=job, index=p.index, start_ms=p.start_ms, end_ms=p.end_ms,
-                      audio_start_ms=p.audio_start_ms, audio_end_ms=p.audio_end_ms) for p in planned],
-            ignore_conflicts=True,
-        )
+        rows = [JobPiece(job=job, index=p.index, start_ms=p.start_ms, end_ms=p.end_ms,
+                         audio_start_ms=p.audio_start_ms, audio_end_ms=p.audio_end_ms) for p in planned]
+        if _diarizes(job):
+            end = planned[-1].end_ms
+            rows.append(JobPiece(job=job, index=len(planned), kind=JobPiece.Kind.SPEAKERS, start_ms=0, end_ms=end,
+                                 audio_start_ms=0, audio_end_ms=end))
+        JobPiece.objects.bulk_create(rows, ignore_conflicts=True)
         now = timezone.now()
         Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id="").update(
             gpu_call_id=PIECES, attempts=F("attempts") + 1, inference_started_at=now, updated_at=now)
-        job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=PIECES, pieces=len(planned))
+        job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=PIECES, pieces=len(planned),
+                         speakers=len(rows) > len(planned))
         job.gpu_call_id, job.inference_started_at = PIECES, now
     pieces_spawn(job)
     return job
@@ -131,10 +139,17 @@ def pieces_spawn(job: Job) -> None:
     """Start pending pieces while fewer than `in_flight` run."""
     room = in_flight(job) - JobPiece.objects.filter(job=job, state=JobPiece.State.RUNNING).count()
     base = job_spec(job.type).build_payload(job)
-    for piece in JobPiece.objects.filter(job=job, state=JobPiece.State.PENDING).order_by("index")[:max(0, room)]:
+    # The speakers' call first ("speakers" sorts after "span"): it hears the whole file.
+    pending = JobPiece.objects.filter(job=job, state=JobPiece.State.PENDING).order_by("-kind", "index")
+    for piece in pending[:max(0, room)]:
         if piece.attempts >= MAX_PIECE_ATTEMPTS:
             raise PermanentGpuError("internal", f"piece {piece.index} gave up after {piece.attempts} attempts")
-        payload = {**base, "span": {"start_ms": piece.audio_start_ms, "end_ms": piece.audio_end_ms}}
+        if piece.kind == JobPiece.Kind.SPEAKERS:
+            payload = {**base, "speakers_only": True}
+        else:
+            payload = {**base, "span": {"start_ms": piece.audio_start_ms, "end_ms": piece.audio_end_ms}}
+            if _transcribes(job):
+                payload["diarization"] = False  # the speakers come from the whole file's call, if any
         call_id = gpu_client.spawn(job.type, payload)
         won = JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.PENDING).update(
             state=JobPiece.State.RUNNING, call_id=call_id, attempts=F("attempts") + 1, started_at=timezone.now())
@@ -179,17 +194,21 @@ def pieces_poll(job: Job) -> CallStatus:
 
 
 def _stitched(job: Job, pieces: list[JobPiece]) -> dict[str, Any]:
-    results = [p.result or {} for p in pieces]
+    spans = [p for p in pieces if p.kind == JobPiece.Kind.SPAN]
+    results = [p.result or {} for p in spans]
     if not _transcribes(job):
         return _joined(results)
-    planned = [Piece(p.index, p.start_ms, p.end_ms, p.audio_start_ms, p.audio_end_ms) for p in pieces]
-    duration = pieces[-1].end_ms
+    planned = [Piece(p.index, p.start_ms, p.end_ms, p.audio_start_ms, p.audio_end_ms) for p in spans]
+    speakers = next((p.result or {} for p in pieces if p.kind == JobPiece.Kind.SPEAKERS), None)
+    turns = None if speakers is None else turns_of(speakers)
     language = str(results[0].get("language") or job.input_params.get("language") or "en")
-    stitched = stitch_transcript(planned, results, language=language, duration_ms=duration)
+    stitched = stitch_transcript(planned, results, language=language, duration_ms=spans[-1].end_ms, turns=turns)
     for key in ("model", "diarization", "alignment"):
         if key in results[0]:
             stitched[key] = results[0][key]
-    stitched["pieces"] = len(pieces)
+    if turns is not None:
+        stitched["diarization"] = {"performed": True, "speakers": len({t.speaker for t in turns})}
+    stitched["pieces"] = len(spans)
     return stitched
 
 

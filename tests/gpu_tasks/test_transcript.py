@@ -68,3 +68,46 @@ def test_clamping_keeps_timings_inside_the_audio_and_monotonic() -> None:
     ws = [Word(" a", -0.5, 0.2), Word("b", 0.1, 9.0), Word("  ", 1.0, 2.0), Word("c", 0.05, 0.01)]
     clamped = clamp_words(ws, 5.0)
     assert [(w.text, w.start_s, w.end_s) for w in clamped] == [("a", 0.0, 0.2), ("b", 0.1, 5.0), ("c", 0.1, 0.1)]
+
+
+def test_speakers_swept_in_order_match_every_turn_tried_for_every_word() -> None:
+    """The sweep gives each word the label a pass over every turn would: most overlap, else the
+    nearest turn; overlapping turns and words between turns included."""
+    import random
+    from dataclasses import replace
+
+    from gpu_tasks.engines.transcript import Turn, Word, assign_speakers
+
+    def every_turn(words: list[Word], turns: list[Turn]) -> list[Word]:
+        names: dict[str, str] = {}
+        out = []
+        for w in words:
+            best, most = None, 0.0
+            for t in turns:
+                overlap = min(w.end_s, t.end_s) - max(w.start_s, t.start_s)
+                if overlap > most:
+                    best, most = t.speaker, overlap
+            if best is None:
+                mid = (w.start_s + w.end_s) / 2
+                best = min(turns, key=lambda t: min(abs(mid - t.start_s), abs(mid - t.end_s))).speaker
+            names.setdefault(best, f"Speaker {len(names) + 1}")
+            out.append(replace(w, speaker=names[best]))
+        return out
+
+    rng = random.Random(7)
+    for _ in range(500):
+        starts = sorted(rng.uniform(0, 60) for _ in range(rng.randint(1, 12)))
+        turns = [Turn(a, a + rng.uniform(0.1, 5), f"SPEAKER_0{rng.randint(0, 3)}") for a in starts]
+        words = [Word("w", a, a + rng.uniform(0.05, 1.0))
+                 for a in sorted(rng.uniform(0, 70) for _ in range(rng.randint(0, 30)))]
+        assert assign_speakers(words, turns) == every_turn(words, turns)
+
+
+def test_speaker_turns_travel_in_the_transcript_shape() -> None:
+    from gpu_tasks.engines.transcript import Turn, speaker_turns, turns_of
+    from gpu_tasks.results import check_transcript
+
+    turns = [Turn(0.0, 2.5, "SPEAKER_00"), Turn(2.5, 4.0, "SPEAKER_01")]
+    shaped = speaker_turns(turns, duration_s=4.0)
+    check_transcript(shaped)
+    assert turns_of(shaped) == turns and shaped["text"] == "" and shaped["duration_ms"] == 4000

@@ -164,3 +164,58 @@ def test_the_modal_engine_takes_every_whisper_language() -> None:
         transcription_hf.run_modal({"media": {"url": "https://r2.example/a.wav"}, "language": "xx"},
                                    EngineContext(workdir=Path("/nonexistent"), payload={}))
     assert info.value.code == "invalid_input"
+
+
+def _tone_wav(path: Path, seconds: float) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((tone(seconds) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def test_a_piece_of_a_long_file_transcribes_its_span_alone(tiny_pipeline: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transcription_hf, "load_asr_pipeline", lambda: tiny_pipeline)
+    monkeypatch.setattr(transcription_hf, "load_diarization", lambda: pytest.fail("a piece does not diarize"))
+    payload = {"media": {"path": str(_tone_wav(tmp_path / "t.wav", 6))}, "language": "en", "diarization": False,
+               "span": {"start_ms": 2000, "end_ms": 4500}}
+    result = transcription_hf.run_modal(payload, EngineContext(workdir=tmp_path / "work", payload=payload))
+    assert result["duration_ms"] == 2500 and result["diarization"] == {"performed": False, "speakers": 0}
+    assert all(w["end_ms"] <= 2500 for s in result["segments"] for w in s["words"])
+
+
+def test_speakers_only_diarizes_the_whole_file_and_answers_its_turns(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The diarization pipeline is pyannote's on Modal (its weights are not here): a stand-in with
+    pyannote's output shape records what it hears."""
+    heard: list[int] = []
+
+    class Segment:
+        def __init__(self, start: float, end: float) -> None:
+            self.start, self.end = start, end
+
+    class Annotation:
+        def itertracks(self, yield_label: bool) -> Any:
+            yield Segment(0.0, 2.5), "A", "SPEAKER_00"
+            yield Segment(2.5, 6.0), "B", "SPEAKER_01"
+
+    def pipeline(given: dict[str, Any]) -> Any:
+        heard.append(int(given["waveform"].shape[-1]))
+        return type("Output", (), {"exclusive_speaker_diarization": Annotation()})()
+
+    monkeypatch.setattr(transcription_hf, "load_diarization", lambda: pipeline)
+    monkeypatch.setattr(transcription_hf, "load_asr_pipeline", lambda: pytest.fail("no recognition"))
+    payload = {"media": {"path": str(_tone_wav(tmp_path / "t.wav", 6))}, "speakers_only": True}
+    result = transcription_hf.run_modal(payload, EngineContext(workdir=tmp_path / "work", payload=payload))
+    assert heard == [6 * 16000]
+    assert [(s["speaker"], s["start_ms"], s["end_ms"], s["words"]) for s in result["segments"]] == [
+        ("SPEAKER_00", 0, 2500, []), ("SPEAKER_01", 2500, 6000, [])]
+    assert result["duration_ms"] == 6000
+    with pytest.raises(PermanentGpuError) as info:
+        bad = {**payload, "span": {"start_ms": 0, "end_ms": 1000}}
+        transcription_hf.run_modal(bad, EngineContext(workdir=tmp_path / "w2", payload=bad))
+    assert info.value.code == "invalid_input"

@@ -124,17 +124,26 @@ def test_pieces_run_at_most_the_types_capacity_at_once_and_a_cancel_stops_them(s
 
 
 @pytest.mark.django_db
-def test_a_long_file_runs_whole_on_a_backend_whose_engine_takes_no_span(settings, user):
+def test_which_jobs_run_in_pieces(settings, user):
     from jobs.life.pieces import pieces_wanted
 
     settings.AUTEUR_PIECES_MIN_MS = 1000
     job = Job(user=user, type="transcription", credits_cost=1, gpu_backend="local",
               input_params={"media_id": "x", "_quantities": {"duration_ms": 60_000}})
     assert pieces_wanted(job)
-    job.gpu_backend = "modal"
+    job.gpu_backend = "modal"  # its pieces' speakers come from one more call (test_pieces_speakers.py)
+    assert pieces_wanted(job)
+    job.type = "compression"
+    assert pieces_wanted(job)
+    job.type, job.input_params = "transcription", {**job.input_params, "script": "Known words."}
+    assert not pieces_wanted(job), "aligned to a script: whole"
+    job.input_params = {"media_id": "x", "_quantities": {"duration_ms": 500}}
+    assert not pieces_wanted(job), "short: whole"
+    job.type, job.input_params = "render", {"_quantities": {"duration_ms": 60_000}}
     assert not pieces_wanted(job)
-    job.gpu_backend, job.input_params = "local", {"media_id": "x", "_quantities": {"duration_ms": 500}}
-    assert not pieces_wanted(job)
+    settings.AUTEUR_PIECES_MIN_MS = 0
+    job.type = "transcription"
+    assert not pieces_wanted(job), "pieces switched off"
 
 
 def test_a_long_video_is_compressed_in_pieces_and_joined_frame_for_frame(start_worker, auth_client, user, tmp_path):
