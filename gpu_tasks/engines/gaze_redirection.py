@@ -4,12 +4,16 @@ eyes of the face in a video towards the camera or a chosen direction, frame by f
 Each frame is its own source: the motion extractor reads the face crop's keypoints, head pose and
 expression; the eyes' expression keypoints are moved the way LivePortrait's eyeball-direction
 editor moves them (`liveportrait/keypoints.py`); the stitching MLP keeps the crop's border in
-place; and the warping network and generator re-render the crop, pasted back with a feathered
-edge. LivePortrait has no gaze estimator, so the eyes are taken to look where the head points:
-the turn applied is the target direction minus the head's yaw and pitch, in the editor's units
-(read as degrees), capped at its range, times `strength`. One face box, found with OpenCV's Haar
-cascade on the first frame, serves the whole clip (see `liveportrait/crop.py`): a face that moves
-far from where it starts leaves the box. Inference is deterministic: no sampling.
+place; and the warping network and generator re-render the crop, pasted back with a feathered edge.
+LivePortrait has no gaze estimator, so the eyes are taken to look where the head points: the turn
+applied is the target direction minus the head's direction, in the editor's units (read as
+degrees), capped at its range, times `strength` (`camera_turn`). LivePortrait's head pose counts
+yaw positive when the face turns to the image's left and pitch positive when it tips down (its
+keypoints are right-down-in: x right, y down, z into the picture, so a nose has z < 0 and `kp @ R`
+moves it left for a positive yaw and down for a positive pitch); the target counts the other way
+(right, up), so the head's direction in the target's terms is (-yaw, -pitch). One face box, found
+with OpenCV's Haar cascade on the first frame, serves the whole clip (see `liveportrait/crop.py`):
+a face that moves far from where it starts leaves the box. Inference is deterministic: no sampling.
 
 The retargeting module's eye MLP is not used: it sets how open the eyes are from eye-openness
 ratios measured on facial landmarks (a landmark model this engine does not carry), not where
@@ -43,6 +47,7 @@ from gpu_tasks.input_bounds import Bound
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
     from gpu_tasks.engines.liveportrait.networks import Networks
 
@@ -97,6 +102,18 @@ def validate(payload: Mapping[str, Any]) -> Gaze:
     return Gaze(yaw=yaw, pitch=pitch, camera=camera, strength=float(strength))
 
 
+def camera_turn(gaze: Gaze, yaw: torch.Tensor, pitch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far to turn the eyes, in eyeball-direction units (x to the image's right, y up), for a
+    head at LivePortrait's (B,) `yaw` (positive: face to the image's left) and `pitch` (positive:
+    face down): the target less the head's direction in the target's terms, (-yaw, -pitch)."""
+    from gpu_tasks.engines.liveportrait import keypoints
+
+    limit = keypoints.EYEBALL_RANGE
+    head_right, head_up = -yaw, -pitch
+    return ((gaze.yaw - head_right).clamp(-limit, limit) * gaze.strength,
+            (gaze.pitch - head_up).clamp(-limit, limit) * gaze.strength)
+
+
 def redirect(nets: Networks, frames: np.ndarray, gaze: Gaze, ctx: EngineContext) -> np.ndarray:
     """(T, H, W, 3) frames with the face's eyes turned towards the target."""
     import numpy as np
@@ -115,9 +132,7 @@ def redirect(nets: Networks, frames: np.ndarray, gaze: Gaze, ctx: EngineContext)
         motion = nets.read_motion(crops)
         feature = nets.appearance_of(crops)
         kp_source = keypoints.source_keypoints(motion)
-        limit = keypoints.EYEBALL_RANGE
-        turn_x = (gaze.yaw - motion.yaw[:, 0]).clamp(-limit, limit) * gaze.strength
-        turn_y = (gaze.pitch - motion.pitch[:, 0]).clamp(-limit, limit) * gaze.strength
+        turn_x, turn_y = camera_turn(gaze, motion.yaw[:, 0], motion.pitch[:, 0])
         exp = motion.exp + keypoints.eyeball_offsets(turn_x, turn_y, motion.kp.shape[1])
         kp_driving = keypoints.posed(motion.kp, motion.rotation(), exp, motion.scale, motion.t)
         kp_driving = nets.stitch(kp_source, kp_driving)

@@ -11,8 +11,10 @@ once with its lower half blacked out and once whole (the reference appearance), 
 latents are stacked into the UNet's 8 input channels. The UNet (diffusers `UNet2DConditionModel`
 with MuseTalk's `musetalk.json`: cross-attention width 384) runs once at timestep 0, attending to
 the audio around that frame: every hidden state of the Whisper-tiny encoder (transformers
-`WhisperModel`; 50 positions per second) over a window of 10 positions (200 ms, from 80 ms before
-the frame), flattened to 10 x layers tokens plus MuseTalk's sinusoidal positional encoding. The
+`WhisperModel`; 50 positions per second) over a window of 10 positions (200 ms, starting two
+frames' worth of positions before the frame: 80 ms at 25 and 30 fps, 120 ms at 24 fps, as
+MuseTalk's inference pads it), flattened to 10 x layers tokens plus MuseTalk's sinusoidal
+positional encoding. The
 VAE decodes the predicted latent; the lower half of the face box is blended back with a feathered
 mask. The VAE latents are the posterior's mode (training's choice; the reference's inference
 samples it), so the output depends on the inputs alone: there is no seed.
@@ -72,9 +74,9 @@ MAX_AUDIO_S = 60.0
 WHISPER_RATE, OUTPUT_RATE = 16000, 48000
 SEGMENT_S = 30  # Whisper's encoder takes exactly 30 s of log-mel frames at a time
 POSITIONS_PER_S = 50  # one Whisper encoder position per 20 ms
-# MuseTalk's audio window per frame at its 25 fps training rate: 2 frames before and 2 after the
-# frame, 2 positions each, i.e. from 4 positions (80 ms) before the frame's time to 6 after.
-WINDOW_BEFORE, WINDOW = 4, 10
+# MuseTalk's audio window per frame: 10 positions, starting `window_before(fps)` positions before
+# the frame's own (2 frames' worth: 4 positions, 80 ms, at its 25 fps training rate).
+WINDOW = 10
 CHIN_MARGIN = 0.1  # the Haar box ends near the lower lip; grow it by this share of its height
 MOUTH_FROM = 0.5  # the share of the box height above which the original face is kept
 DETECT_SIDE = 640  # frames are searched for faces at most this long on their long side (cost grows with area)
@@ -170,6 +172,28 @@ def _positional_encoding(length: int, dim: int) -> Any:
     return encoding
 
 
+def window_before(fps: float) -> int:
+    """How many positions a frame's window starts before the frame's own: two frames' worth,
+    ceil(50 / fps) positions each, as MuseTalk's inference pads its features (4 at 25 and 30 fps,
+    6 at 24 and 23.976, 2 at 50 and 60). The tolerance keeps a rate like 25.0000001 from
+    rounding up to the next whole position."""
+    return 2 * math.ceil(POSITIONS_PER_S / fps - 1e-6)
+
+
+def slice_windows(stacked: Any, fps: float, count: int) -> Any:
+    """(count, WINDOW, ...) of the (positions, ...) encoder states: frame i's window starts at
+    position floor(i * 50 / fps) - window_before(fps), zeros outside the audio. The frame's own
+    position comes from the exact rate (MuseTalk's reference truncates it to a whole number first,
+    which at 29.97 fps drifts about a second behind by frame 1000)."""
+    import torch
+
+    before = window_before(fps)
+    padded = torch.cat([stacked.new_zeros(before, *stacked.shape[1:]), stacked,
+                        stacked.new_zeros(WINDOW, *stacked.shape[1:])])  # fmt: skip
+    starts = [math.floor(index * POSITIONS_PER_S / fps) for index in range(count)]
+    return torch.stack([padded[s : s + WINDOW] for s in starts])
+
+
 def audio_windows(loaded: Loaded, pcm: Any, fps: float, count: int) -> Any:
     """(count, WINDOW x layers, width) audio tokens: for frame i, every encoder hidden state over
     the window around its time, with the positional encoding added."""
@@ -184,10 +208,7 @@ def audio_windows(loaded: Loaded, pcm: Any, fps: float, count: int) -> Any:
             hidden = loaded.whisper(mel, output_hidden_states=True).hidden_states
             states.append(torch.stack(hidden, dim=2)[0])  # (positions, layers, width)
     stacked = torch.cat(states)[: math.floor(len(pcm) / WHISPER_RATE * POSITIONS_PER_S)]
-    padded = torch.cat([stacked.new_zeros(WINDOW_BEFORE, *stacked.shape[1:]), stacked,
-                        stacked.new_zeros(WINDOW, *stacked.shape[1:])])  # fmt: skip
-    centres = [math.floor(index * POSITIONS_PER_S / fps) for index in range(count)]
-    windows = torch.stack([padded[c : c + WINDOW] for c in centres])  # (count, WINDOW, layers, width)
+    windows = slice_windows(stacked, fps, count)  # (count, WINDOW, layers, width)
     tokens = windows.reshape(count, -1, windows.shape[-1]).float()
     tokens = tokens + _positional_encoding(tokens.shape[1], tokens.shape[2]).to(tokens.device)
     return tokens.to(loaded.dtype)

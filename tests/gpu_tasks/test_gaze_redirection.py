@@ -158,3 +158,36 @@ def test_cuda_out_of_memory_ends_as_gpu_oom(
     videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     check_render_out_of_memory_is_gpu_oom(monkeypatch, lambda: run(tmp_path, videos["face"]), tmp_path / "out")
+
+
+def test_looking_at_the_camera_turns_the_eyes_against_the_head() -> None:
+    """LivePortrait's head pose: a positive yaw turns the face to the image's left and a positive
+    pitch tips it down (a nose point, nearer the camera than the face's centre, moves that way
+    under `kp @ R`). To look at the camera the pupils turn the other way: to the image's right
+    and up."""
+    import torch
+
+    kp = torch.zeros(1, 21, 3)
+    kp[0, 0] = torch.tensor([0.0, 0.0, -0.2])  # right-down-in: nearer the camera is z < 0
+
+    def nose(pitch: float, yaw: float) -> torch.Tensor:
+        rotation = keypoints.rotation_matrix(torch.tensor([[pitch]]), torch.tensor([[yaw]]), torch.tensor([[0.0]]))
+        return keypoints.posed(kp, rotation, torch.zeros_like(kp), torch.ones(1, 1), torch.zeros(1, 3))[0, 0, :2]
+
+    assert nose(0, 20)[0] < 0 and nose(15, 0)[1] > 0  # +yaw: face to the image's left; +pitch: down
+
+    camera = gaze_redirection.Gaze(yaw=0.0, pitch=0.0, camera=True, strength=1.0)
+    turn_x, turn_y = gaze_redirection.camera_turn(camera, torch.tensor([20.0]), torch.tensor([15.0]))
+    offsets = keypoints.eyeball_offsets(turn_x, turn_y, 21)
+    eyes = [keypoints.LEFT_EYE, keypoints.RIGHT_EYE]
+    assert (offsets[0, eyes, 0] > 0).all(), "the pupils move to the image's right, against the nose"
+    assert (offsets[0, eyes, 1] < 0).all(), "and up (image y points down), against the nose's drop"
+    assert (turn_x.item(), turn_y.item()) == (20.0, 15.0)
+
+    # A face turned to the image's right (yaw -10) asked to look 10 degrees right: no turn at all.
+    asked = gaze_redirection.Gaze(yaw=10.0, pitch=0.0, camera=False, strength=1.0)
+    turn_x, turn_y = gaze_redirection.camera_turn(asked, torch.tensor([-10.0]), torch.tensor([0.0]))
+    assert turn_x.item() == 0.0 and turn_y.item() == 0.0
+    # Half strength, and the editor's range caps the turn.
+    half = gaze_redirection.Gaze(yaw=0.0, pitch=0.0, camera=True, strength=0.5)
+    assert gaze_redirection.camera_turn(half, torch.tensor([50.0]), torch.tensor([0.0]))[0].item() == 15.0

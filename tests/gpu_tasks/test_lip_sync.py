@@ -219,6 +219,26 @@ def test_audio_windows_give_each_frame_its_tokens(models_dir: Path) -> None:
     assert tuple(tokens.shape) == (25, lip_sync.WINDOW * layers, WHISPER_WIDTH)
 
 
+@pytest.mark.parametrize(("fps", "before"), [(25, 4), (24, 6), (24000 / 1001, 6), (30, 4), (30000 / 1001, 4),
+                                            (50, 2), (60, 2), (25.0000001, 4)])
+def test_a_frames_window_starts_two_frames_of_positions_before_it(fps: float, before: int) -> None:
+    assert lip_sync.window_before(fps) == before
+
+
+def test_each_frames_window_is_sliced_where_musetalk_puts_it() -> None:
+    import torch
+
+    stacked = torch.arange(1, 201, dtype=torch.float32)[:, None, None]  # position p holds p + 1; padding 0
+    at_24 = lip_sync.slice_windows(stacked, 24.0, 11)[..., 0, 0]
+    assert at_24[0].tolist() == [0] * 6 + [1, 2, 3, 4]  # from 6 positions (120 ms) before the first frame
+    assert at_24[10].tolist() == list(range(15, 25))  # frame 10 is at position 20: from 14
+    at_25 = lip_sync.slice_windows(stacked, 25.0, 11)[..., 0, 0]
+    assert at_25[0].tolist() == [0] * 4 + list(range(1, 7)) and at_25[10][0] == 17  # from position 16
+    # The exact rate places frame 1000 of 29.97 fps at position 1668 (not 1724, as a whole 29 would).
+    long = torch.arange(1, 2001, dtype=torch.float32)[:, None, None]
+    assert lip_sync.slice_windows(long, 30000 / 1001, 1001)[1000, 0, 0, 0] == 1668 - 4 + 1
+
+
 @pytest.mark.parametrize(
     "fields",
     [{"video_media": None}, {"audio_media": None}, {"audio_media": {"url": "ftp://host/a.wav"}}, {"video_media": "x"}],

@@ -104,7 +104,7 @@ def driven_keypoints(source: Motion, driving: Motion, first: Motion, *, relative
 # unit of LivePortrait's eyeball-direction control moves them (its editor offers -30..30 units).
 LEFT_EYE, LEFT_LID, RIGHT_EYE, RIGHT_LID = 11, 13, 15, 16
 EYEBALL_RANGE = 30.0
-GAZE_NEAR, GAZE_FAR = 0.0007, 0.001  # the eye nearer the turn moves less
+GAZE_TRAILING, GAZE_LEADING = 0.0007, 0.001  # the eye on the side the eyes turn to moves more
 GAZE_UP = -0.001  # image y points down
 LID_FOLLOW = 0.0003  # the lids rise and fall a little with the gaze
 
@@ -115,8 +115,8 @@ def eyeball_offsets(x: torch.Tensor, y: torch.Tensor, count: int) -> torch.Tenso
     which is how LivePortrait's own eyeball editor moves them."""
     offsets = torch.zeros(x.shape[0], count, 3, dtype=x.dtype, device=x.device)
     right = x > 0
-    offsets[:, LEFT_EYE, 0] = x * torch.where(right, GAZE_NEAR, GAZE_FAR)
-    offsets[:, RIGHT_EYE, 0] = x * torch.where(right, GAZE_FAR, GAZE_NEAR)
+    offsets[:, LEFT_EYE, 0] = x * torch.where(right, GAZE_TRAILING, GAZE_LEADING)
+    offsets[:, RIGHT_EYE, 0] = x * torch.where(right, GAZE_LEADING, GAZE_TRAILING)
     # The editor's vertical move: the gaze itself plus a blink of half the opposite amount.
     offsets[:, LEFT_EYE, 1] = offsets[:, RIGHT_EYE, 1] = y * GAZE_UP + (-y / 2) * GAZE_UP
     offsets[:, LEFT_LID, 1] = offsets[:, RIGHT_LID, 1] = (-y / 2) * LID_FOLLOW
