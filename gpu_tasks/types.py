@@ -177,7 +177,9 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5", local="lip_sync:run", modal="lip_sync:run",
               weights=Weights("musetalk", "musetalkV15/unet.pth")),
         # Wan2.1-T2V-1.3B (480p only, a 24 GB card) is the cheaper variant: folder "wan2.1-t2v-1.3b".
-        _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 900, _O.VIDEO, "Wan2.1-T2V-14B",
+        # The limit fits the default (832x480, 5 s, 50 steps: about 1,370 s by the engine's cost
+        # model); a request the model puts past it is refused at submission with the steps that fit.
+        _spec(_T.VIDEO_GENERATION, _G.A100_80GB, 1800, _O.VIDEO, "Wan2.1-T2V-14B",
               local="video_generation:run", modal="video_generation:run",
               weights=Weights("wan2.1-t2v-14b", "model_index.json"), determinism=_D.SEED),
         _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO, "LivePortrait",

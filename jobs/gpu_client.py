@@ -7,7 +7,7 @@ below this module (gpu_tasks' Modal backend takes a fake `modal` client), never 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from gpu_tasks import contract, engines
 from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_once
 from gpu_tasks.announce import parse_all as parse_announcements
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
-from gpu_tasks.engines import input_bounds, weights
+from gpu_tasks.engines import input_bounds, video_generation, weights
 from gpu_tasks.engines.compression import join_pieces
 from gpu_tasks.engines.timeline import MAX_CLIPS as RENDER_ENGINE_MAX_CLIPS
 from gpu_tasks.engines.transcript import turns_of
@@ -181,3 +181,16 @@ def cancel_quietly(call_id: str) -> None:
 
 def release_quietly(call_id: str) -> None:
     _quietly(release, call_id)
+
+
+def video_generation_cost(params: Mapping[str, Any]) -> tuple[float, str | None]:
+    """A text-to-video request's estimated seconds on its GPU (the engine's cost model), and why it
+    cannot finish within the type's time limit (None when it can). Fields the request leaves out
+    take the engine's defaults."""
+    v = video_generation
+    width, height = (int(side) for side in str(params.get("resolution") or v.DEFAULT_RESOLUTION).split("x"))
+    duration = int(params.get("duration_sec") or v.DEFAULT_DURATION_S)
+    steps = int(params.get("steps") or v.DEFAULT_STEPS)
+    guidance = float(params.get("guidance") or v.DEFAULT_GUIDANCE)
+    return (v.estimated_seconds(width, height, duration, steps, guidance),
+            v.too_costly(width, height, duration, steps, guidance))

@@ -367,6 +367,14 @@ class VideoGenerationInput(JobInput):
         help_text=f"Default {_default(_VIDEO_GENERATION, 'guidance'):g}; "
                   f"{_bound(_VIDEO_GENERATION, 'guidance').low} turns classifier-free guidance off.")
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A request the engine's cost model puts past the type's time limit would only time out:
+        # refused here, naming the most steps that fit at its size and length.
+        _seconds, reason = gpu_client.video_generation_cost(attrs)
+        if reason is not None:
+            raise serializers.ValidationError({"steps": [reason]})
+        return attrs
+
 
 class ImageGenerationInput(JobInput):
     """Images from a text prompt, one PNG media file each; the same seed gives the same images."""

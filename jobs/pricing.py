@@ -85,6 +85,19 @@ class TimelineDuration(Measure):
         return int(declared or max(c["start_ms"] + c["duration_ms"] for c in clips))
 
 
+@dataclass(frozen=True)
+class EstimatedGpuSeconds(Measure):
+    """What a text-to-video call is estimated to take on its GPU, from the request's size, length,
+    steps and guidance (the engine's cost model): what it costs to make grows with all four."""
+
+    key: str = "gpu_seconds"
+
+    def of(self, params: Mapping[str, Any], media: Mapping[str, MediaFile]) -> float:
+        from jobs.gpu_client import video_generation_cost
+
+        return round(video_generation_cost(params)[0], 1)
+
+
 # A render's reference output: a minute of it costs the render's price per minute.
 REFERENCE_PIXEL_RATE = 1920 * 1080 * 30
 

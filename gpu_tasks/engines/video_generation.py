@@ -43,13 +43,18 @@ class WanVariant:
     model: str  # display name, recorded with every output
     repo: str  # the diffusers-format repository download_models fetches
     resolutions: tuple[str, ...]  # "WxH" sizes the checkpoint was trained for
+    layers: int  # transformer blocks (the cost model's attention term)
+    dim: int  # their width
+    params: float  # the transformer's parameters (the cost model's linear term)
 
 
 VARIANTS: dict[str, WanVariant] = {
     "wan2.1-t2v-14b": WanVariant(
-        "Wan2.1-T2V-14B", "Wan-AI/Wan2.1-T2V-14B-Diffusers", ("832x480", "480x832", "1280x720", "720x1280")
+        "Wan2.1-T2V-14B", "Wan-AI/Wan2.1-T2V-14B-Diffusers", ("832x480", "480x832", "1280x720", "720x1280"),
+        layers=40, dim=5120, params=14.0e9,
     ),
-    "wan2.1-t2v-1.3b": WanVariant("Wan2.1-T2V-1.3B", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", ("832x480", "480x832")),
+    "wan2.1-t2v-1.3b": WanVariant("Wan2.1-T2V-1.3B", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", ("832x480", "480x832"),
+                                  layers=30, dim=1536, params=1.3e9),
 }
 
 
@@ -85,6 +90,16 @@ INPUT_BOUNDS = {
 }
 # The flow-matching shift diffusers' Wan2.1 example uses per size: more noisy steps for more pixels.
 FLOW_SHIFT_480P, FLOW_SHIFT_720P = 3.0, 5.0
+# The cost model (`estimated_seconds`): bf16 throughput a GPU sustains on a video transformer
+# (its dense peak times the utilisation such models reach: 45% on an A100, 40% on an H100), and
+# what a call spends besides denoising (the text encoder, the VAE decode of up to 161 frames, the
+# MP4 encode). Estimates from it run somewhat above published timings (a 720p clip at 40 steps on
+# an A100 is estimated at 3,874 s against 2,736 s reported), so a request it admits finishes.
+SUSTAINED_FLOPS = {"A100-80GB": 312e12 * 0.45, "H100": 989e12 * 0.40, "L40S": 362e12 * 0.40, "A10G": 125e12 * 0.40}
+OVERHEAD_S = 90.0
+# The latent video: the VAE shrinks 4x in time (plus the first frame) and 8x in space, and the
+# transformer's patches are 1x2x2 of it.
+VAE_TIME, VAE_SPACE, PATCH = 4, 8, 2
 # Progress: denoising runs from DENOISE_START to DENOISE_END percent; the VAE decode and the
 # MP4 encode take the rest.
 DENOISE_START, DENOISE_END = 5.0, 90.0
@@ -143,6 +158,43 @@ def _text_field(payload: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def tokens(width: int, height: int, num_frames: int) -> int:
+    """The transformer's sequence length for a clip: its latent frames times its patches."""
+    side = VAE_SPACE * PATCH
+    return ((num_frames - 1) // VAE_TIME + 1) * (height // side) * (width // side)
+
+
+def estimated_seconds(width: int, height: int, duration_s: int, steps: int, guidance: float) -> float:
+    """What a call takes on the type's GPU, by the cost model: each denoising step is one pass of
+    the transformer (two with classifier-free guidance, guidance > 1), and a pass costs 2 x params
+    FLOPs per token for its linear layers plus 4 x layers x tokens^2 x dim for self-attention."""
+    variant = VARIANTS[FOLDER]
+    n = tokens(width, height, 4 * math.ceil(duration_s * FPS / 4) + 1)
+    per_pass = 2 * variant.params * n + 4 * variant.layers * n * n * variant.dim
+    passes = steps * (2 if guidance > 1.0 else 1)
+    return per_pass * passes / SUSTAINED_FLOPS[get_spec(JOB_TYPE).gpu.value] + OVERHEAD_S
+
+
+def most_steps(width: int, height: int, duration_s: int, guidance: float) -> int:
+    """The most denoising steps that fit in the type's time limit at this size and length (0: none)."""
+    limit = get_spec(JOB_TYPE).time_limit_s
+    one = estimated_seconds(width, height, duration_s, 1, guidance) - OVERHEAD_S
+    return max(0, min(MAX_STEPS, math.floor((limit - OVERHEAD_S) / one)))
+
+
+def too_costly(width: int, height: int, duration_s: int, steps: int, guidance: float) -> str | None:
+    """Why the request cannot finish within the type's time limit, naming what fits; None when it can."""
+    fits = most_steps(width, height, duration_s, guidance)
+    if steps <= fits:
+        return None
+    spec = get_spec(JOB_TYPE)
+    seconds = estimated_seconds(width, height, duration_s, steps, guidance)
+    advice = (f"at most {fits} steps fit at this size and length" if fits else
+              "no number of steps fits at this size and length: choose a shorter duration or a smaller resolution")
+    return (f"{width}x{height} for {duration_s} s at {steps} steps takes about {seconds:,.0f} s on an "
+            f"{spec.gpu.value}, past the {spec.time_limit_s} s limit; {advice}")
+
+
 def validate(payload: Mapping[str, Any]) -> VideoRequest:
     prompt = _text_field(payload, "prompt")
     if prompt is None or not prompt.strip():
@@ -158,7 +210,7 @@ def validate(payload: Mapping[str, Any]) -> VideoRequest:
         or not MIN_GUIDANCE <= guidance <= MAX_GUIDANCE
     ):
         raise _invalid(f"guidance must be a number from {MIN_GUIDANCE:g} to {MAX_GUIDANCE:g}")
-    return VideoRequest(
+    request = VideoRequest(
         prompt=prompt,
         negative_prompt=_text_field(payload, "negative_prompt"),
         duration_s=_int_field(payload, "duration_sec", MIN_DURATION_S, MAX_DURATION_S, DEFAULT_DURATION_S),
@@ -167,6 +219,10 @@ def validate(payload: Mapping[str, Any]) -> VideoRequest:
         steps=_int_field(payload, "steps", MIN_STEPS, MAX_STEPS, DEFAULT_STEPS),
         guidance=float(guidance),
     )
+    reason = too_costly(width, height, request.duration_s, request.steps, request.guidance)
+    if reason is not None:
+        raise _invalid(reason)
+    return request
 
 
 @functools.lru_cache(maxsize=1)
@@ -183,13 +239,25 @@ def load(path: str) -> Any:
     return pipe.to(device)
 
 
+def flow_scheduler(flow_shift: float) -> Any:
+    """Wan's sampler: UniPC over flow-matching sigmas, every setting named. Built from no config:
+    a repository revision that ships FlowMatchEuler's config would otherwise leave UniPC predicting
+    noise (`epsilon`) on variance-preserving sigmas, which turns Wan's output to noise. A fresh one
+    each call: the shift depends on the size, and the cached pipeline outlives the call."""
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(
+        num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=flow_shift,
+        solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True, final_sigmas_type="zero",
+        timestep_spacing="linspace",
+    )
+
+
 def generate(pipe: Any, request: VideoRequest, seed: int, ctx: EngineContext) -> Any:
     """(T, H, W, 3) uint8 RGB frames, `request.num_frames` of them, reporting each denoising step."""
     import numpy as np
-    from diffusers import UniPCMultistepScheduler
 
-    # A fresh scheduler each call: the shift depends on the size, and the cached pipeline outlives the call.
-    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=request.flow_shift)
+    pipe.scheduler = flow_scheduler(request.flow_shift)
 
     def on_step_end(_pipe: Any, step: int, _timestep: Any, _tensors: dict[str, Any]) -> dict[str, Any]:
         ctx.progress(DENOISE_START + (DENOISE_END - DENOISE_START) * (step + 1) / request.steps)

@@ -1,5 +1,6 @@
-"""What people read about the engines says what `gpu_tasks/types.py` declares: README's table of AI
-features (model and GPU of each type) and the package map in `gpu_tasks/__init__.py`."""
+"""What people read about the engines says what the code declares: README's table of AI features
+(model, price, GPU and time limit of each type, as `gpu_tasks/types.py` and `jobs/specs.py` say)
+and the package map in `gpu_tasks/__init__.py`."""
 
 from __future__ import annotations
 
@@ -36,7 +37,16 @@ def test_readme_names_each_types_model_and_gpu_as_declared() -> None:
     for job_type, spec in JOB_TYPES.items():
         cells = rows[job_type.value]
         assert cells[1].startswith(_name(spec.model)), f"{job_type}: README says {cells[1]!r}, types.py {spec.model!r}"
-        assert cells[-1].lower() == spec.gpu.value.lower(), f"{job_type}: GPU"
+        assert cells[-2].lower() == spec.gpu.value.lower(), f"{job_type}: GPU"
+        assert cells[-1] == f"{spec.time_limit_s} s", f"{job_type}: time limit"
+
+
+def test_readme_prices_each_type_as_its_spec_does() -> None:
+    from jobs.specs import JOB_SPECS
+
+    rows = _feature_rows()
+    for job_type, spec in JOB_SPECS.items():
+        assert rows[job_type.value][-3] == spec.price.describe().replace(" credits per", " per"), job_type
 
 
 def test_the_package_map_names_every_engine_module() -> None:

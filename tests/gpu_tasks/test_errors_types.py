@@ -68,7 +68,9 @@ def test_every_job_type_has_a_spec_matching_the_seed() -> None:
     assert get_spec("tts").time_limit_s == 120
     assert get_spec("audio-generation").gpu is GpuClass.L4
     video = get_spec("video-generation")
-    assert (video.gpu, video.time_limit_s, video.max_concurrency) == (GpuClass.A100_80GB, 900, 10)
+    # The seed's A100-80GB and 10 containers; its 900 s cannot hold Wan2.1-14B's default clip
+    # (about 1,370 s by the engine's cost model), so the limit is the model's (test_video_generation.py).
+    assert (video.gpu, video.time_limit_s, video.max_concurrency) == (GpuClass.A100_80GB, 1800, 10)
     assert get_spec("gaze-redirection").max_concurrency == 50
     assert get_spec("tts").max_concurrency == 100
     assert {t.value for t in CPU_JOB_TYPES} == {"render", "compression"}

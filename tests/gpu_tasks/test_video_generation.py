@@ -159,7 +159,7 @@ def test_an_unset_seed_is_drawn_and_recorded(tiny_engine: Path, tmp_path: Path) 
 
 def test_wan_generates_4k_plus_1_frames_and_keeps_exactly_the_duration() -> None:
     for seconds in range(1, 11):
-        request = video_generation.validate({"prompt": "x", "duration_sec": seconds})
+        request = video_generation.validate({"prompt": "x", "duration_sec": seconds, "steps": 20})
         assert request.num_frames % 4 == 1
         assert request.kept_frames == seconds * 16 < request.num_frames
     assert video_generation.validate({"prompt": "x"}).num_frames == 81  # the 5 s default: Wan's trained length
@@ -216,7 +216,7 @@ def test_only_the_checkpoints_trained_sizes_are_allowed_by_default() -> None:
     with pytest.raises(PermanentGpuError) as info:
         video_generation.validate({"prompt": "x", "resolution": TINY_RESOLUTION})
     assert info.value.code == "invalid_input"
-    request = video_generation.validate({"prompt": "x", "resolution": "1280x720"})
+    request = video_generation.validate({"prompt": "x", "resolution": "1280x720", "steps": 17})
     assert (request.width, request.height, request.flow_shift) == (1280, 720, 5.0)
 
 
@@ -254,3 +254,46 @@ def test_a_run_past_its_deadline_stops_at_the_first_step(tiny_engine: Path, tmp_
         video_generation.run(payload, ctx)
     assert info.value.code == "timeout"
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cost_model_sizes_each_request_and_names_the_steps_that_fit() -> None:
+    """14B on an A100-80GB at 45% of its bf16 peak: 2 x 14e9 FLOPs a token for the linear layers
+    and 4 x 40 x tokens^2 x 5120 for attention, per pass, two passes a step with guidance."""
+    assert video_generation.tokens(832, 480, 81) == 21 * 30 * 52 == 32_760
+    assert video_generation.tokens(1280, 720, 81) == 21 * 45 * 80
+    n = 32_760
+    expected = (2 * 14e9 * n + 4 * 40 * n * n * 5120) * 2 * 50 / (312e12 * 0.45) + 90
+    assert video_generation.estimated_seconds(832, 480, 5, 50, 5.0) == pytest.approx(expected)
+    assert round(expected) == 1370
+    # Without guidance a step is one pass.
+    halved = video_generation.estimated_seconds(832, 480, 5, 50, 1.0) - 90
+    assert halved == pytest.approx((expected - 90) / 2)
+    # The default fits the 1,800 s limit; 720p for 5 s fits 17 steps, 480p for 10 s 23.
+    assert video_generation.too_costly(832, 480, 5, 50, 5.0) is None
+    assert video_generation.most_steps(1280, 720, 5, 5.0) == 17
+    assert video_generation.most_steps(832, 480, 10, 5.0) == 23
+    reason = video_generation.too_costly(1280, 720, 5, 50, 5.0)
+    assert reason is not None and "at most 17 steps fit" in reason and "1800 s limit" in reason
+    with pytest.raises(PermanentGpuError) as info:
+        video_generation.validate({"prompt": "x", "resolution": "1280x720"})
+    assert info.value.code == "invalid_input" and "17 steps" in info.value.message
+
+
+def test_the_sampler_is_flow_matching_whatever_config_the_repository_ships() -> None:
+    """An older revision of Wan's repository ships FlowMatchEuler's config; built from it, UniPC
+    would predict noise on variance-preserving sigmas. The engine names every setting instead."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    ours = video_generation.flow_scheduler(3.0)
+    assert ours.config.prediction_type == "flow_prediction" and ours.config.use_flow_sigmas
+    ours.set_timesteps(50)
+    assert float(ours.sigmas[0]) == pytest.approx(1.0, abs=1e-4) and float(ours.sigmas[-1]) == 0.0
+    # What the old way gave from the older revision's config: noise prediction, sigmas in the hundreds.
+    old_config = FlowMatchEulerDiscreteScheduler(shift=3.0).config
+    wrong = UniPCMultistepScheduler.from_config(old_config, flow_shift=3.0)
+    wrong.set_timesteps(50)
+    assert wrong.config.prediction_type == "epsilon" and float(wrong.sigmas[0]) > 100
+    # The published flow config gives exactly our schedule.
+    published = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    published.set_timesteps(50)
+    assert (published.sigmas == ours.sigmas).all() and (published.timesteps == ours.timesteps).all()

@@ -41,7 +41,7 @@ PRICE = {
     "transcription": 5,  # 30 s of audio: one started 10 minutes
     "tts": 2,  # 11 characters: one started 1,000
     "lip-sync": 30,  # 90 s of video: two started minutes at 15
-    "video-generation": 50,  # 5 s
+    "video-generation": 46,  # the default clip: 23 estimated minutes of A100 time
     "performance-cloning": 40,  # two started minutes at 20
     "gaze-redirection": 20,  # two started minutes at 10
     "audio-generation": 3,  # 10 s: one started 30 s

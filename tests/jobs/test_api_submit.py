@@ -112,12 +112,34 @@ def test_video_generation_needs_the_pro_plan_where_the_backend_runs_it(
     assert ledger_state(funded) == before
 
 
-def test_video_generation_of_ten_seconds_costs_two_units(auth_client, funded, project, gpu_backend):
+def test_video_generation_is_priced_by_its_estimated_gpu_time(auth_client, funded, project, gpu_backend):
+    """2 credits per started minute of A100 time by the engine's cost model: the default (832x480,
+    5 s, 50 steps) about 1,370 s, 23 minutes; 10 s at 20 steps about 1,555 s, 26 minutes."""
     gpu_backend("noop")
     subscription_create(user=funded, plan=Plan.PRO)
-    body = {"project_id": str(project.pk), "prompt": "waves", "duration_sec": 10}
+    base = {"project_id": str(project.pk), "prompt": "waves"}
+    response = submit(auth_client, "video-generation", base)
+    assert response.status_code == 202 and response.json()["credits_cost"] == 46
+    job = Job.objects.get(pk=response.json()["job_id"])
+    assert job.input_params["_quantities"] == {"gpu_seconds": pytest.approx(1370, abs=1)}
+    response = submit(auth_client, "video-generation", {**base, "duration_sec": 10, "steps": 20})
+    assert response.status_code == 202 and response.json()["credits_cost"] == 52
+    response = submit(auth_client, "video-generation", {**base, "duration_sec": 1, "guidance": 1.0})
+    assert response.status_code == 202 and response.json()["credits_cost"] == 2 * 4  # one pass a step: 185 s
+
+
+def test_video_generation_past_the_time_limit_is_refused_naming_the_steps_that_fit(auth_client, funded, project,
+                                                                                   gpu_backend):
+    gpu_backend("noop")
+    subscription_create(user=funded, plan=Plan.PRO)
+    before = ledger_state(funded)
+    body = {"project_id": str(project.pk), "prompt": "waves", "resolution": "1280x720"}
     response = submit(auth_client, "video-generation", body)
-    assert response.status_code == 202 and response.json()["credits_cost"] == 100
+    assert response.status_code == 400 and error_code(response) == "validation_error"
+    [message] = response.json()["error"]["details"]["fields"]["steps"]
+    assert "at most 17 steps fit" in message and "1800 s limit" in message
+    assert ledger_state(funded) == before and not Job.objects.filter(type="video-generation").exists()
+    assert submit(auth_client, "video-generation", {**body, "steps": 17}).status_code == 202
 
 
 def test_image_generation_is_priced_per_image(auth_client, funded, project, gpu_backend):

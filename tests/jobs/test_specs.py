@@ -13,7 +13,7 @@ from gpu_tasks.engines import load_engine
 from gpu_tasks.types import JOB_TYPES, GpuClass
 from jobs.inputs import JobInput, MediaRef
 from jobs.life.publish import Step
-from jobs.pricing import FieldValue, MediaDuration, TextLength, TimelineDuration
+from jobs.pricing import EstimatedGpuSeconds, FieldValue, MediaDuration, TextLength, TimelineDuration
 from jobs.specs import JOB_SPECS, Family, JobSpec, JobType, OutputKind, job_spec
 from jobs.tasks import STEP_TASKS
 
@@ -37,6 +37,8 @@ def test_each_spec_has_every_part(spec: JobSpec):
         assert measure.field in fields
     elif isinstance(measure, TimelineDuration):
         assert spec.timeline
+    elif isinstance(measure, EstimatedGpuSeconds):
+        assert {"resolution", "duration_sec", "steps", "guidance"} <= set(fields)
     else:
         assert measure is None
     assert spec.plan is None or spec.plan in Plan.values
