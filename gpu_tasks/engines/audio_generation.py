@@ -19,6 +19,15 @@ so about 2.7 GB of weights in bfloat16; the activations of a 47 s clip (1024 lat
 for classifier-free guidance) are small beside them, so a 24 GB L4 or A10G should have ample room
 (an estimate from the sizes, not a measurement). The model's scheduler (cosine DPM-Solver SDE)
 draws its noise through `torchsde`, which the GPU image must install.
+
+That scheduler's noise comes from a Brownian tree over [sigma_min, sigma_max] that it queries
+between consecutive sigmas. Its last sigma before 0 lands on sigma_min give or take a float32
+rounding: just below (as on this machine's CPU), torchsde clamps both ends and answers zeros;
+just above (as on some GPUs), the interval is shorter than torchsde's tolerance and it recurses
+until Python's limit (diffusers issue 13274). `load` swaps in `guarded_scheduler`: the same
+sampler, with each query clamped into the tree and an interval below the tolerance answered with
+no noise, which is what the stock one answers where it works (the step to sigma 0 multiplies the
+noise by 0), so a seed gives the same audio.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gpu_tasks.contract import EngineContext, ProgressFn
 from gpu_tasks.engines import encode, weights
@@ -135,7 +144,59 @@ def load(path: str) -> Any:
     device = weights.device()
     pipe = StableAudioPipeline.from_pretrained(path, dtype=weights.dtype_for(device), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = guarded_scheduler(pipe.scheduler)
     return pipe.to(device)
+
+
+# Intervals shorter than this are not drawn: torchsde rounds query times to 1e-6 and cannot split them.
+MIN_NOISE_INTERVAL = 1e-5
+
+
+def guarded_scheduler(scheduler: Any) -> Any:
+    """The cosine DPM-Solver SDE scheduler with its Brownian noise queried only inside its tree and
+    never on an interval torchsde cannot split; any other scheduler as it is."""
+    from diffusers import CosineDPMSolverMultistepScheduler
+
+    if not isinstance(scheduler, CosineDPMSolverMultistepScheduler):
+        return scheduler
+    return _guarded_class().from_config(cast(Any, scheduler).config)
+
+
+@functools.lru_cache(maxsize=1)
+def _guarded_class() -> Any:
+    import torch
+    from diffusers import CosineDPMSolverMultistepScheduler
+    from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
+
+    stock: Any = CosineDPMSolverMultistepScheduler  # diffusers' classes are untyped
+
+    class InRangeBrownianNoise:
+        def __init__(self, like: torch.Tensor, sigma_min: float, sigma_max: float, seed: Any) -> None:
+            self.sampler = BrownianTreeNoiseSampler(like, sigma_min=sigma_min, sigma_max=sigma_max, seed=seed)
+            self.low, self.high, self.like = float(sigma_min), float(sigma_max), like
+
+        def __call__(self, sigma: Any, sigma_next: Any) -> torch.Tensor:
+            a = min(max(float(sigma), self.low), self.high)
+            b = min(max(float(sigma_next), self.low), self.high)
+            if abs(a - b) < MIN_NOISE_INTERVAL:
+                return torch.zeros_like(self.like)
+            t0, t1 = torch.as_tensor(sigma), torch.as_tensor(sigma_next)
+            return self.sampler.tree(a, b) / (t1 - t0).abs().sqrt()  # diffusers' own scaling
+
+    class GuardedCosineDPMSolverMultistepScheduler(stock):
+        noise_sampler: Any
+        def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, generator: Any = None,
+                 return_dict: bool = True) -> Any:
+            if self.noise_sampler is None:  # set_timesteps() resets it: the stock step would build its own
+                seed = None
+                if generator is not None:
+                    seed = ([g.initial_seed() for g in generator] if isinstance(generator, list)
+                            else generator.initial_seed())
+                self.noise_sampler = InRangeBrownianNoise(model_output, self.config.sigma_min,
+                                                          self.config.sigma_max, seed)
+            return super().step(model_output, timestep, sample, generator=generator, return_dict=return_dict)
+
+    return GuardedCosineDPMSolverMultistepScheduler
 
 
 def max_duration_s(pipe: Any) -> int:

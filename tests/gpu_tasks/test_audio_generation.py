@@ -6,10 +6,9 @@ autoencoder, a T5 encoder, the seconds projection model and a T5-style tokenizer
 and runs `run()` as a worker would. The sound is noise; the tests check the engine around it:
 the WAV's exact length, rate and channels, determinism, progress, and the error codes.
 
-The scheduler is the one difference: the published model's cosine DPM-Solver SDE draws its noise
-through `torchsde`, which the development environment does not install, so the tiny model uses
-diffusers' EDM DPM-Solver (the same sigma parametrisation, deterministic). The engine loads
-whichever scheduler the weights folder names.
+The scheduler is the published model's: the cosine DPM-Solver SDE with its scheduler config,
+drawing its noise through `torchsde` (installed for the tests), which the engine swaps for the
+guarded one (`audio_generation.guarded_scheduler`).
 """
 
 from __future__ import annotations
@@ -36,12 +35,20 @@ PROMPT = "rain on a tin roof"
 WORDS = ["a", "an", "the", "of", "on", "in", "rain", "tin", "roof", "bark", "hammer", "wood", "low", "quality"]
 
 
+# stabilityai/stable-audio-open-1.0's scheduler/scheduler_config.json.
+PUBLISHED_SCHEDULER: dict[str, Any] = {
+    "sigma_min": 0.3, "sigma_max": 500, "sigma_data": 1.0, "sigma_schedule": "exponential",
+    "prediction_type": "v_prediction", "solver_order": 2, "solver_type": "midpoint", "final_sigmas_type": "zero",
+    "lower_order_final": True, "euler_at_final": False, "rho": 7.0,
+}  # fmt: skip
+
+
 def build_tiny_model(root: Path) -> None:
     """A random-weight Stable Audio pipeline of tiny size, saved where the engine looks under `root`."""
     import torch
     from diffusers import (
         AutoencoderOobleck,
-        EDMDPMSolverMultistepScheduler,
+        CosineDPMSolverMultistepScheduler,
         StableAudioDiTModel,
         StableAudioPipeline,
         StableAudioProjectionModel,
@@ -71,9 +78,7 @@ def build_tiny_model(root: Path) -> None:
         encoder_hidden_size=8, downsampling_ratios=[2, 4, 8], channel_multiples=[1, 2, 2], decoder_channels=8,
         decoder_input_channels=4, audio_channels=2, sampling_rate=SAMPLE_RATE,
     )  # fmt: skip
-    scheduler = EDMDPMSolverMultistepScheduler(
-        sigma_min=0.3, sigma_max=500, sigma_data=1.0, sigma_schedule="exponential", prediction_type="v_prediction"
-    )
+    scheduler = CosineDPMSolverMultistepScheduler(**PUBLISHED_SCHEDULER)
     pipe = StableAudioPipeline(
         vae=vae, text_encoder=text_encoder, projection_model=projection, tokenizer=tokenizer, transformer=dit,
         scheduler=scheduler,
@@ -196,3 +201,41 @@ def test_cuda_out_of_memory_ends_as_gpu_oom(weights_in: Path, tmp_path: Path, mo
         generate(tmp_path)
     assert classify_exception(caught.value).code == "gpu_oom"
     assert not (tmp_path / "out").exists()
+
+
+def _denoise(scheduler: Any, steps: int, *, last_sigma: float | None = None) -> Any:
+    """Step `scheduler` through `steps` steps on fixed random tensors, as the pipeline does."""
+    import torch
+
+    scheduler.set_timesteps(steps)
+    if last_sigma is not None:
+        scheduler.sigmas[-2] = torch.tensor(last_sigma)  # where another GPU's float32 exp lands
+    torch.manual_seed(0)
+    sample = torch.randn(1, 64, 16) * scheduler.init_noise_sigma
+    generator = torch.Generator().manual_seed(5)
+    for t in scheduler.timesteps:
+        sample = scheduler.step(torch.randn(1, 64, 16), t, sample, generator=generator).prev_sample
+    return sample
+
+
+def test_the_published_sampler_reaches_sigma_zero_where_the_stock_one_recurses() -> None:
+    """diffusers issue 13274: the last sigma before 0 a float32 ULP above sigma_min makes the stock
+    Brownian tree recurse until Python's limit; the guarded scheduler finishes, and with any other
+    schedule it gives exactly the stock scheduler's samples (a seed keeps its audio)."""
+    import torch
+    from diffusers import CosineDPMSolverMultistepScheduler
+
+    stock = CosineDPMSolverMultistepScheduler(**PUBLISHED_SCHEDULER)
+    guarded = audio_generation.guarded_scheduler(CosineDPMSolverMultistepScheduler(**PUBLISHED_SCHEDULER))
+    assert type(guarded) is not CosineDPMSolverMultistepScheduler and isinstance(guarded, type(stock))
+    for steps in (8, 100):
+        assert torch.equal(_denoise(stock, steps), _denoise(guarded, steps))
+    just_above = float(torch.nextafter(torch.tensor(0.3), torch.tensor(1.0)))
+    with pytest.raises(RecursionError):
+        _denoise(stock, 8, last_sigma=just_above)
+    assert torch.isfinite(_denoise(guarded, 8, last_sigma=just_above)).all()
+    # Any other scheduler is left as it is.
+    from diffusers import EDMDPMSolverMultistepScheduler
+
+    other = EDMDPMSolverMultistepScheduler()
+    assert audio_generation.guarded_scheduler(other) is other

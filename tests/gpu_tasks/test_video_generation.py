@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -284,16 +284,16 @@ def test_the_sampler_is_flow_matching_whatever_config_the_repository_ships() -> 
     would predict noise on variance-preserving sigmas. The engine names every setting instead."""
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
-    ours = video_generation.flow_scheduler(3.0)
+    ours: Any = video_generation.flow_scheduler(3.0)
     assert ours.config.prediction_type == "flow_prediction" and ours.config.use_flow_sigmas
     ours.set_timesteps(50)
     assert float(ours.sigmas[0]) == pytest.approx(1.0, abs=1e-4) and float(ours.sigmas[-1]) == 0.0
     # What the old way gave from the older revision's config: noise prediction, sigmas in the hundreds.
-    old_config = FlowMatchEulerDiscreteScheduler(shift=3.0).config
-    wrong = UniPCMultistepScheduler.from_config(old_config, flow_shift=3.0)
+    old_config = cast(Any, FlowMatchEulerDiscreteScheduler(shift=3.0)).config
+    wrong: Any = UniPCMultistepScheduler.from_config(old_config, flow_shift=3.0)
     wrong.set_timesteps(50)
     assert wrong.config.prediction_type == "epsilon" and float(wrong.sigmas[0]) > 100
     # The published flow config gives exactly our schedule.
-    published = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    published: Any = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     published.set_timesteps(50)
     assert (published.sigmas == ours.sigmas).all() and (published.timesteps == ours.timesteps).all()
