@@ -51,6 +51,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     email_verified = models.BooleanField(default=False)
     name = models.CharField(max_length=255, blank=True, default="")
     avatar_url = models.URLField(max_length=2000, blank=True, default="")
+    # When the user last set their name or avatar (PATCH /users/me); until then both are taken from
+    # the identity token's profile (auteur.users.services.token_profile).
+    profile_edited_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -9,7 +9,8 @@ import jwt
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import URLValidator, validate_email
+from django.utils import timezone
 
 from auteur.prepared import PreparedRead
 from auteur.users.models import User
@@ -40,6 +41,44 @@ def token_email(claims: dict[str, Any]) -> tuple[str, bool]:
     return email, claims.get("email_verified") is True
 
 
+NAME_MAX_LENGTH = User._meta.get_field("name").max_length or 255
+AVATAR_MAX_LENGTH = User._meta.get_field("avatar_url").max_length or 2000
+
+
+def clean_name(value: Any) -> str:
+    """A display name as kept: text, its whitespace runs made single spaces, no control
+    characters, at most NAME_MAX_LENGTH characters; "" for anything else."""
+    if not isinstance(value, str):
+        return ""
+    text = " ".join("".join(c for c in value if c.isprintable() or c.isspace()).split())
+    return text[:NAME_MAX_LENGTH]
+
+
+def clean_avatar_url(value: Any) -> str:
+    """An avatar's address as kept: an https URL with a host, at most AVATAR_MAX_LENGTH
+    characters; "" for anything else. It is only shown to its owner's apps, never fetched here."""
+    if not isinstance(value, str) or len(value) > AVATAR_MAX_LENGTH:
+        return ""
+    try:
+        URLValidator(schemes=["https"])(value)
+    except ValidationError:
+        return ""
+    return value
+
+
+def token_profile(claims: dict[str, Any]) -> tuple[str, str]:
+    """The display name and avatar a token's `user_metadata` carries (the provider's profile:
+    `full_name` or `name`, `avatar_url` or `picture`, as Supabase fills them from Google, GitHub
+    and the like), cleaned; ("", "") when it carries none. The user can write this metadata, which
+    is why only a profile is taken from it, never anything that grants access."""
+    metadata = claims.get("user_metadata")
+    if not isinstance(metadata, dict):
+        return "", ""
+    name = clean_name(metadata.get("full_name") or metadata.get("name"))
+    avatar = clean_avatar_url(metadata.get("avatar_url") or metadata.get("picture"))
+    return name, avatar
+
+
 # Every authenticated request reads it: built once per process (auteur.prepared).
 _BY_ID = PreparedRead(lambda pk: User.objects.filter(pk=pk), pk=uuid.UUID(int=1))
 
@@ -54,12 +93,37 @@ def user_get_or_create_from_claims(*, claims: dict[str, Any]) -> User:
     user_id = uuid.UUID(str(claims["sub"]))
     user = _BY_ID.object(pk=user_id)
     if user is not None:
+        if not (user.name or user.avatar_url or user.profile_edited_at):
+            _profile_from_token(user, claims)
         return user
     email, verified = token_email(claims)
+    name, avatar = token_profile(claims)
     # Two first requests may race: the loser's insert fails on the primary key and reads the row.
     user, _created = User.objects.get_or_create(
-        pk=user_id, defaults={"email": email, "email_verified": verified, "password": make_password(None)},
+        pk=user_id, defaults={"email": email, "email_verified": verified, "password": make_password(None),
+                              "name": name, "avatar_url": avatar},
     )
+    return user
+
+
+def _profile_from_token(user: User, claims: dict[str, Any]) -> None:
+    """An account with no profile that its user never set takes the token's, once it carries one
+    (accounts created before profiles were read from tokens, or whose provider added one later)."""
+    name, avatar = token_profile(claims)
+    if not (name or avatar):
+        return
+    User.objects.filter(pk=user.pk, name="", avatar_url="", profile_edited_at__isnull=True).update(
+        name=name, avatar_url=avatar)
+    user.name, user.avatar_url = name, avatar
+
+
+def user_profile_update(*, user: User, fields: dict[str, str]) -> User:
+    """Set the user's `name` and/or `avatar_url` (already cleaned; "" clears one). From then on the
+    token's profile no longer replaces them."""
+    for field, value in fields.items():
+        setattr(user, field, value)
+    user.profile_edited_at = timezone.now()
+    user.save(update_fields=[*fields, "profile_edited_at", "updated_at"])
     return user
 
 

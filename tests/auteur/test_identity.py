@@ -226,3 +226,33 @@ def test_issue_token_refuses_an_email_two_accounts_have(make_user, capsys):
     with pytest.raises(CommandError, match="Several accounts"):
         call_command("issue_token", "twice@example.com")
     assert capsys.readouterr().out == "" and User.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_the_providers_name_and_avatar_fill_a_new_accounts_profile(jwks_server, supabase, rsa_key):
+    """As Supabase fills `user_metadata` from Google or GitHub: `full_name` (or `name`) and
+    `avatar_url` (or `picture`)."""
+    body = supabase()
+    body["user_metadata"] |= {"full_name": "  Ada\tLovelace\u0007 ", "avatar_url": "https://cdn.example.com/ada.png"}
+    status, profile = me(sign(body, rsa_key))
+    assert status == 200
+    assert (profile["name"], profile["avatar_url"]) == ("Ada Lovelace", "https://cdn.example.com/ada.png")
+    other = supabase()
+    other["user_metadata"] |= {"name": "Grace", "picture": "javascript:alert(1)"}  # not an https address: dropped
+    profile = me(sign(other, rsa_key))[1]
+    assert (profile["name"], profile["avatar_url"]) == ("Grace", None)
+
+
+@pytest.mark.django_db
+def test_an_account_without_a_profile_takes_the_tokens_once_and_never_over_the_users_own(
+    jwks_server, supabase, rsa_key
+):
+    body = supabase()
+    assert me(sign(body, rsa_key))[1]["name"] == ""  # a token with no profile: none
+    body["user_metadata"] |= {"full_name": "Ada Lovelace"}
+    assert me(sign(body, rsa_key))[1]["name"] == "Ada Lovelace"  # the provider added one later
+    api = client(sign(body, rsa_key))
+    response = api.patch("/api/v1/users/me", {"name": "", "avatar_url": None}, format="json")
+    assert response.status_code == 200 and response.json()["name"] == ""
+    # Cleared by the user: the token's profile does not come back.
+    assert me(sign(body, rsa_key))[1]["name"] == ""

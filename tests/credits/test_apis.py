@@ -101,6 +101,7 @@ def test_users_me_has_the_seed_shape(make_user, client_for):
         "email": user.email,
         "email_verified": False,
         "name": "John Doe",
+        "avatar_url": None,
         "subscription": {"plan": "pro", "status": "active"},
         "credits": {"balance": 3000},
     }
@@ -132,3 +133,40 @@ def test_schema_documents_the_credit_endpoints(client):
     assert {"/api/v1/credits", "/api/v1/credits/history", "/api/v1/users/me"} <= set(paths)
     history = paths["/api/v1/credits/history"]["get"]
     assert {"type", "page", "page_size"} <= {p["name"] for p in history["parameters"]}
+
+
+def test_users_me_sets_and_clears_the_name_and_avatar(user, auth_client):
+    response = auth_client.patch("/api/v1/users/me", {"name": " Ada   Lovelace ",
+                                                      "avatar_url": "https://cdn.example.com/a.png"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert (response.json()["name"], response.json()["avatar_url"]) == ("Ada Lovelace", "https://cdn.example.com/a.png")
+    assert auth_client.get("/api/v1/users/me").json()["name"] == "Ada Lovelace"
+    response = auth_client.patch("/api/v1/users/me", {"avatar_url": None}, format="json")
+    assert response.status_code == 200 and response.json()["avatar_url"] is None
+    assert response.json()["name"] == "Ada Lovelace", "a field left out is kept"
+    user.refresh_from_db()
+    assert user.profile_edited_at is not None and user.avatar_url == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"avatar_url": "http://cdn.example.com/a.png"}, "avatar_url"),
+        ({"avatar_url": "javascript:alert(1)"}, "avatar_url"),
+        ({"avatar_url": "https://" + "a" * 2000 + ".com/x.png"}, "avatar_url"),
+        ({"name": "x" * 256}, "name"),
+        ({"name": "\u0007\u0008"}, "name"),
+        ({"email": "someone@example.com"}, "email"),
+    ],
+)
+def test_users_me_refuses_a_bad_profile_and_changes_nothing(user, auth_client, body, field):
+    before = auth_client.get("/api/v1/users/me").json()
+    response = auth_client.patch("/api/v1/users/me", body, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"
+    assert field in response.json()["error"]["details"]["fields"], response.json()
+    assert auth_client.get("/api/v1/users/me").json() == before
+
+
+def test_users_me_refuses_an_empty_update(auth_client):
+    response = auth_client.patch("/api/v1/users/me", {}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"
