@@ -158,6 +158,12 @@ class EdlSerializer(serializers.Serializer):
     tracks = EdlTrackSerializer(many=True)
     transcript = EdlTranscriptSerializer()
     history = EdlHistorySerializer(read_only=True)
+    undo_stack = serializers.ListField(
+        child=serializers.IntegerField(), read_only=True,
+        help_text="The versions undo returns to, the next one last; kept by the server (ignored on PUT).")
+    redo_stack = serializers.ListField(
+        child=serializers.IntegerField(), read_only=True,
+        help_text="The versions redo returns to, the next one last; kept by the server (ignored on PUT).")
 
 
 _CONFLICT = OpenApiResponse(description="Saved since you read it (`edl_conflict`: details.current_version).")

@@ -192,10 +192,13 @@ class EDLHistory(Document):
     }
 
 
-# Fields that only the server writes; a client may send them back (as read from GET) and they are
-# ignored. "id" is the document's MongoDB id (for projects.edl_id); "history" is the read-only
-# {"undo": n, "redo": n} summary that GET shows instead of the stacks.
-SERVER_FIELDS = frozenset({"id", "project_id", "user_id", "version", "created_at", "updated_at", "history"})
+# Fields that only the server writes; a client may send them back (as read from GET, or as the
+# document's published shape has them) and they are ignored. "id" is the document's MongoDB id
+# (for projects.edl_id); "history" is the read-only {"undo": n, "redo": n} summary, and
+# "undo_stack" / "redo_stack" the versions undo and redo return to (the last first): the server
+# keeps them, and only POST .../edl/undo and .../redo move along them.
+SERVER_FIELDS = frozenset({"id", "project_id", "user_id", "version", "created_at", "updated_at", "history",
+                           "undo_stack", "redo_stack"})
 CLIENT_FIELDS = ("settings", "tracks", "transcript")
 
 
@@ -306,4 +309,6 @@ def edl_output(raw: dict[str, Any]) -> dict[str, Any]:
         "tracks": raw["tracks"],
         "transcript": transcript,
         "history": {"undo": len(raw.get("undo_versions") or []), "redo": len(raw.get("redo_versions") or [])},
+        "undo_stack": list(raw.get("undo_versions") or []),
+        "redo_stack": list(raw.get("redo_versions") or []),
     }

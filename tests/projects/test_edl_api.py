@@ -264,3 +264,23 @@ def test_the_openapi_schema_describes_the_edl_endpoints():
     put_op = paths["/api/v1/projects/{project_id}/edl"]["put"]
     assert {"409", "413", "422", "428"} <= set(put_op["responses"])
     assert any(p["name"] == "If-Match" for p in put_op["parameters"])
+
+
+def test_a_document_in_the_published_shape_with_its_stacks_saves_and_get_shows_the_stacks(
+    auth_client, project, make_media
+):
+    """The EDL's published shape carries `undo_stack` and `redo_stack`: a client that sends them
+    back (empty, or as read) saves; the server keeps the stacks and shows them."""
+    media = make_media(project)
+    v1 = auth_client.get(url(project)).json()
+    assert (v1["undo_stack"], v1["redo_stack"]) == ([], [])
+    spec_shaped = {**timeline_with(v1, media, clips=1), "undo_stack": [], "redo_stack": []}
+    v2 = put(auth_client, project, spec_shaped)
+    assert v2.status_code == 200, v2.json()
+    assert (v2.json()["undo_stack"], v2.json()["redo_stack"]) == ([1], [])
+    # Whatever a client writes into them is not taken: only undo and redo move along them.
+    v3 = put(auth_client, project, {**timeline_with(v2.json(), media, clips=2), "undo_stack": [99], "redo_stack": [7]})
+    assert v3.status_code == 200 and (v3.json()["undo_stack"], v3.json()["redo_stack"]) == ([1, 2], [])
+    undone = auth_client.post(url(project, "/undo")).json()
+    assert (undone["undo_stack"], undone["redo_stack"]) == ([1], [3])
+    assert undone["history"] == {"undo": 1, "redo": 1}
