@@ -134,6 +134,10 @@ def _raise_for_http(status: int, what: str) -> None:
         return
     if status in (408, 429) or status >= 500:
         raise TransientGpuError("network", f"{what} failed: HTTP {status}")
+    if status == 403:
+        # The call's signed URLs last minutes from its spawn; a call that began later finds them
+        # expired. Spawned again, it gets fresh ones.
+        raise TransientGpuError("network", f"{what} refused: HTTP 403 (its signed URL expired before the call began)")
     raise PermanentGpuError("invalid_input", f"{what} refused: HTTP {status}")
 
 

@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["JOB_SPECS", "JOB_TYPE_CHOICES", "Determinism", "Family", "JobSpec", "JobType", "OutputKind", "job_spec"]
 
-INPUT_URL_MARGIN_SECONDS = 3600
-
-
 class Family(StrEnum):
     """A queue family: its steps are the tasks `jobs.<family>.<step>`, which celeryconfig routes
     to one queue, so a flood of one feature cannot starve another."""
@@ -92,8 +89,11 @@ class JobSpec:
         return tuple(name for name, field in self.input().fields.items() if isinstance(field, inputs.LanguageField))
 
     def build_payload(self, job: Job) -> dict[str, Any]:
-        """The call's payload; its input URLs outlive the time limit by an hour of queueing."""
-        return self.payload(job, self.engine.time_limit_s + INPUT_URL_MARGIN_SECONDS)
+        """The call's payload. Its signed input URLs last AUTEUR_SIGNED_URL_TTL_SECONDS (15 minutes)
+        as every signed URL does: an engine fetches its inputs as it begins, a call is spawned only
+        when its type has a unit free, and a call that still began too late is refused the download
+        (403, a transient failure) and spawned again with fresh URLs."""
+        return self.payload(job, settings.AUTEUR_SIGNED_URL_TTL_SECONDS)
 
 
 _T, _F, _I = JobType, Family, inputs

@@ -255,6 +255,9 @@ class _Storage(http.server.BaseHTTPRequestHandler):
         if self.path == "/flaky":
             self.send_error(503)
             return
+        if self.path == "/expired":  # as S3 and R2 answer a signed URL past its expiry
+            self.send_error(403)
+            return
         body = self.files.get(self.path)
         if body is None:
             self.send_error(404)
@@ -315,7 +318,8 @@ def test_without_upload_urls_outputs_come_back_inline(backend: ModalBackend, sto
 
 
 @pytest.mark.parametrize(
-    ("path", "code", "retryable"), [("/missing", "invalid_input", False), ("/flaky", "network", True)]
+    ("path", "code", "retryable"),
+    [("/missing", "invalid_input", False), ("/flaky", "network", True), ("/expired", "network", True)],
 )
 def test_input_download_failures_are_classified_inside_the_function(
     backend: ModalBackend, storage: str, path: str, code: str, retryable: bool

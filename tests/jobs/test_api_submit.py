@@ -493,3 +493,31 @@ def test_a_malformed_idempotency_key_is_400_and_charges_nothing(auth_client, fun
     response = submit(auth_client, "tts", valid_body("tts", project, media), HTTP_IDEMPOTENCY_KEY=key)
     assert response.status_code == 400 and error_code(response) == "invalid_idempotency_key"
     assert ledger_state(funded) == before
+
+
+def test_a_gpu_calls_signed_input_urls_last_as_long_as_any_signed_url(funded, project, settings, monkeypatch):
+    """15 minutes (AUTEUR_SIGNED_URL_TTL_SECONDS), whatever the type's time limit: the engine
+    fetches its inputs as it begins, and a call that begins later is spawned again with fresh ones."""
+    from jobs import payloads
+    from jobs.specs import job_spec
+    from media.storage import get_storage
+    from tests.factories import MediaFileFactory
+
+    settings.AUTEUR_GPU_BACKEND = "modal"  # inputs go as signed URLs
+    asked: list[int | None] = []
+    storage = get_storage()
+    presign = storage.presign_get
+
+    def recording(key: str, filename: str | None = None, *, expires_in: int | None = None) -> object:
+        asked.append(expires_in)
+        return presign(key, filename, expires_in=expires_in)
+
+    monkeypatch.setattr(storage, "presign_get", recording)
+    monkeypatch.setattr(payloads, "get_storage", lambda: storage)
+    media = MediaFileFactory.create(project=project, name="a.wav", type="audio", duration_ms=30_000)
+    for job_type in ("transcription", "video-query"):
+        job = Job(user=funded, project=project, type=job_type, credits_cost=5,
+                  input_params={"media_id": str(media.pk), "video_media_id": str(media.pk), "question": "?",
+                                "_quantities": {"duration_ms": 30_000}})
+        assert job_spec(job_type).build_payload(job)
+    assert asked and set(asked) == {settings.AUTEUR_SIGNED_URL_TTL_SECONDS} == {900}
