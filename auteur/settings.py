@@ -380,6 +380,10 @@ AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECON
 # A GPU call still running this long past its type's time limit is cancelled and its job fails
 # (`timeout`); the grace covers a container's start and the result's upload.
 AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=30)
+# AI features switched off by the operator, by job type ("video-generation,lip-sync"), whatever
+# the backend and its weights: submissions and quotes are 503 `feature_unavailable`, GET
+# /jobs/types shows them unavailable, and jobs already accepted run to their end.
+AUTEUR_FEATURES_OFF = frozenset(name.strip() for name in env.list("AUTEUR_FEATURES_OFF", default=[]) if name.strip())
 AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
 # Deadlines (jobs.life.deadlines): a job not started this long after its submission is aborted
 # and refunded in full, whatever the client asked (0: no limit); per type in

@@ -16,12 +16,25 @@ def _check_gpu_backend() -> None:
         )
 
 
+def _check_features_off() -> None:
+    """Refuse to start with a switched-off feature that is no job type (a typo would switch off nothing)."""
+    from gpu_tasks.types import JobType
+
+    unknown = set(settings.AUTEUR_FEATURES_OFF) - {t.value for t in JobType}
+    if unknown:
+        raise ImproperlyConfigured(
+            f"AUTEUR_FEATURES_OFF names no job type: {', '.join(sorted(unknown))} "
+            f"(the types: {', '.join(t.value for t in JobType)})."
+        )
+
+
 class JobsConfig(AppConfig):
     name = "jobs"
     verbose_name = "Jobs"
 
     def ready(self) -> None:
         _check_gpu_backend()
+        _check_features_off()
         from auteur.retention import register_sweep
         from credits.selectors import ledger_check_register
         from jobs import receivers

@@ -105,6 +105,10 @@ def supports(job_type: str) -> bool:
 
 
 def unavailable_reason(job_type: str) -> str | None:
+    """Why this server does not take jobs of the type now (None: it does): the operator switched it
+    off (AUTEUR_FEATURES_OFF), or the backend cannot run it (no engine, no weights)."""
+    if str(job_type) in settings.AUTEUR_FEATURES_OFF:
+        return f"{job_type} is switched off on this server by its operator"
     return backend().unavailable_reason(job_type)
 
 

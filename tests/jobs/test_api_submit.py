@@ -521,3 +521,33 @@ def test_a_gpu_calls_signed_input_urls_last_as_long_as_any_signed_url(funded, pr
                                 "_quantities": {"duration_ms": 30_000}})
         assert job_spec(job_type).build_payload(job)
     assert asked and set(asked) == {settings.AUTEUR_SIGNED_URL_TTL_SECONDS} == {900}
+
+
+def test_a_feature_the_operator_switched_off_is_503_whatever_its_weights(auth_client, funded, project, media,
+                                                                          settings):
+    settings.AUTEUR_FEATURES_OFF = frozenset({"tts"})
+    before = ledger_state(funded)
+    response = submit(auth_client, "tts", valid_body("tts", project, media))
+    assert response.status_code == 503 and error_code(response) == "feature_unavailable"
+    assert response.json()["error"]["details"] == {"type": "tts", "backend": "local"}
+    quote = auth_client.post("/api/v1/jobs/tts/quote", valid_body("tts", project, media), format="json")
+    assert quote.status_code == 503 and error_code(quote) == "feature_unavailable"
+    assert ledger_state(funded) == before
+    types = {t["type"]: t for t in auth_client.get("/api/v1/jobs/types").json()["types"]}
+    assert types["tts"]["available"] is False and types["transcription"]["available"] is True
+    # The others run as before; switched on again, so does it.
+    assert submit(auth_client, "transcription", valid_body("transcription", project, media)).status_code == 202
+    settings.AUTEUR_FEATURES_OFF = frozenset()
+    assert submit(auth_client, "tts", valid_body("tts", project, media)).status_code == 202
+
+
+def test_a_switched_off_feature_must_be_a_job_type(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from jobs.apps import _check_features_off
+
+    settings.AUTEUR_FEATURES_OFF = frozenset({"tts", "teleportation"})
+    with pytest.raises(ImproperlyConfigured, match="teleportation"):
+        _check_features_off()
+    settings.AUTEUR_FEATURES_OFF = frozenset({"tts"})
+    _check_features_off()
