@@ -18,7 +18,7 @@ def _check_gpu_backend() -> None:
 
 def _check_features_off() -> None:
     """Refuse to start with a switched-off feature that is no job type (a typo would switch off nothing)."""
-    from gpu_tasks.types import JobType
+    from jobs.specs import JobType
 
     unknown = set(settings.AUTEUR_FEATURES_OFF) - {t.value for t in JobType}
     if unknown:

@@ -47,8 +47,10 @@ class Project(models.Model):
     )
     edl_id = models.CharField(max_length=255, blank=True, default="")
     thumbnail_url = models.TextField(blank=True, default="")
-    # CodeEndelea behaviour: a confirmed audio/video file starts a transcription job.
-    auto_transcribe = models.BooleanField(default=False)
+    # A confirmed audio/video file starts a transcription job (charged as any). On for projects
+    # made since it became the default; a project made before keeps what it had (off unless its
+    # owner turned it on), and the Library never transcribes on its own.
+    auto_transcribe = models.BooleanField(default=True)
     # A completed transcription of one of the project's files writes its words into the EDL's
     # transcript (projects.edl.transcripts); off, the transcript stays with the job and the file.
     transcript_to_edl = models.BooleanField(default=True)

@@ -33,7 +33,7 @@ def project_create(
     resolution: str = "1920x1080",
     frame_rate: Decimal = Decimal("30.00"),
     thumbnail_url: str = "",
-    auto_transcribe: bool = False,
+    auto_transcribe: bool = True,
     transcript_to_edl: bool = True,
 ) -> Project:
     """A new project and its empty timeline; QuotaExceeded past the user's ``projects`` quota."""
@@ -61,7 +61,8 @@ def project_library_get_or_create(*, user: User) -> Project:
     """
     quota_lock(user_id=user.pk)
     library = project_library_get(user=user)
-    return library if library is not None else _create(Project(user=user, name=LIBRARY_NAME, is_library=True))
+    return library if library is not None else _create(Project(user=user, name=LIBRARY_NAME, is_library=True,
+                                                                       auto_transcribe=False))
 
 
 def _create(project: Project) -> Project:

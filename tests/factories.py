@@ -46,6 +46,9 @@ class ProjectFactory(DjangoModelFactory[Project]):
 
     user = factory.SubFactory(UserFactory)
     name = "Film"
+    # Off unless a test asks: an upload to a project that transcribes on its own starts (and
+    # charges) a job the test did not make (tests/jobs/test_lifecycle.py tests it).
+    auto_transcribe = False
 
 
 class MediaFileFactory(DjangoModelFactory[MediaFile]):

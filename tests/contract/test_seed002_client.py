@@ -12,6 +12,7 @@ from auteur.users.services import user_issue_token
 from credits.models import Plan
 from credits.services.ledger import credit_grant
 from credits.services.subscriptions import subscription_create
+from jobs.models import Job
 from media.storage import get_storage
 from projects.models import Project
 from tests.contract import seed002_client
@@ -54,5 +55,10 @@ def test_a_seed002_client_runs_unchanged(live_server, settings, start_worker, gp
                           ("lip-sync", seen["project"]["id"]), ("transcription", seen["project"]["id"])):
         assert str(jobs[name]["project_id"]) == str(project), name
     spent = sum(a["credits_cost"] for a in seen["accepted"].values())
+    # The files it uploads to its project are transcribed on their own, as the project asks by default.
+    automatic = Job.objects.filter(user=user, type="transcription").exclude(
+        pk__in=[a["job_id"] for a in seen["accepted"].values()])
+    assert automatic.exists()
+    spent += sum(job.credits_cost for job in automatic)
     assert seen["balance_after"] == seen["balance_before"] - spent
-    assert len([t for t in seen["history"] if t["type"] == "usage"]) == 4
+    assert len([t for t in seen["history"] if t["type"] == "usage"]) == 4 + automatic.count()

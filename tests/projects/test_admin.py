@@ -34,7 +34,7 @@ def funded(user):
 
 def project_with_a_running_job(user, auth_client, samples) -> tuple[Project, Job, list[str]]:  # noqa: F811
     """A project with an uploaded file, its EDL, and a transcription job being processed."""
-    project = project_create(user=user, name="doomed")
+    project = project_create(user=user, name="doomed", auto_transcribe=False)
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
     params: dict[str, Any] = {"project_id": str(project.pk), "media_id": str(media.pk),
                               "_quantities": {"duration_ms": 30_000}}

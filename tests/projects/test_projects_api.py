@@ -133,3 +133,17 @@ def test_create_keeps_the_thumbnail_url_it_was_given(auth_client):
     body = response.json()
     assert body["thumbnail_url"] == "https://cdn.example.com/cover.jpg"
     assert Project.objects.get(pk=body["id"]).thumbnail_url == "https://cdn.example.com/cover.jpg"
+
+
+def test_automatic_transcription_is_on_for_a_new_project_and_off_for_the_library(auth_client, user):
+    """A file uploaded to a new project is transcribed on its own (charged as any job) unless the
+    project switches it off; the Library, where jobs without a project put their outputs, never is."""
+    from projects.services import project_library_get_or_create
+
+    created = create(auth_client).json()
+    assert created["auto_transcribe"] is True
+    off = create(auth_client, auto_transcribe=False).json()
+    assert off["auto_transcribe"] is False
+    patched = auth_client.patch(f"/api/v1/projects/{created['id']}", {"auto_transcribe": False}, format="json")
+    assert patched.status_code == 200 and patched.json()["auto_transcribe"] is False
+    assert project_library_get_or_create(user=user).auto_transcribe is False
