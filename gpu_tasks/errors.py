@@ -39,6 +39,7 @@ PERMANENT_CODES = frozenset(
         "feature_unavailable",
         "canceled",
         "invalid_result",  # the call's result is not what the backend produces (gpu_tasks.results)
+        "face_not_found",  # too few frames of the video show a face for the feature to work on
     }
 )
 

@@ -32,6 +32,7 @@ FAILURE_MESSAGES: Mapping[str, str] = MappingProxyType({
     "feature_unavailable": "This feature is not available on this server.",
     "canceled": "The job's inference was canceled.",
     "invalid_result": "The inference returned a result that could not be accepted; it has been logged for our team.",
+    "face_not_found": "Too few frames of the video show a face: at least half of those to change must show one.",
 })
 UNKNOWN_FAILURE_MESSAGE = "The job failed."
 

@@ -161,12 +161,12 @@ def release(call_id: str) -> None:
     backend().release(call_id)
 
 
-def weight_repos(job_type: str) -> dict[str, weights.Repo]:
+def weight_repos(job_type: str) -> dict[str, weights.Repo | weights.Release]:
     """{folder under AUTEUR_MODELS_DIR: hub repository} of what the type's engines load."""
     return engines.weight_repos(job_type)
 
 
-def download_weights(folder: str, repo: weights.Repo, *, token: str | None = None) -> None:
+def download_weights(folder: str, repo: weights.Repo | weights.Release, *, token: str | None = None) -> None:
     """Fetch a model into AUTEUR_MODELS_DIR (the engines read it from there with the hub off)."""
     weights.download(folder, repo, into=Path(settings.AUTEUR_MODELS_DIR), token=token)
 

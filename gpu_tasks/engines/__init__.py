@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gpu_tasks.contract import EngineContext
-from gpu_tasks.engines.weights import Repo, repo_of
+from gpu_tasks.engines.weights import Release, Repo, repo_of
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.input_bounds import InputBound
 from gpu_tasks.types import get_spec
@@ -34,14 +34,14 @@ def load_engine(job_type: str, where: str) -> Engine:
     return engine
 
 
-def weight_repos(job_type: str) -> dict[str, Repo]:
+def weight_repos(job_type: str) -> dict[str, Repo | Release]:
     """What `job_type`'s engines load from the models directory: {folder: hub repository}.
 
     Each model engine declares it (`REPOS`); an engine whose model ships in a package, or that
     runs none (ffmpeg), declares nothing.
     """
     spec = get_spec(job_type)
-    repos: dict[str, Repo] = {}
+    repos: dict[str, Repo | Release] = {}
     for target in {spec.local_engine, spec.modal_engine} - {None}:
         module = importlib.import_module(str(target).partition(":")[0])
         repos.update({folder: repo_of(repo) for folder, repo in getattr(module, "REPOS", {}).items()})

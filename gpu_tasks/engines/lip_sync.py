@@ -19,19 +19,31 @@ VAE decodes the predicted latent; the lower half of the face box is blended back
 mask. The VAE latents are the posterior's mode (training's choice; the reference's inference
 samples it), so the output depends on the inputs alone: there is no seed.
 
-Face boxes: the reference finds the face with face-alignment (S3FD) and DWPose (mmpose) landmarks
-and a face-parsing network for the paste mask; none of them ships in a pip package without
-downloading weights. OpenCV's frontal-face Haar cascade ships inside opencv-python-headless 4.x, so
-this engine uses its box (grown by CHIN_MARGIN to take in the chin) and a soft lower-half mask
-instead. Frames where no face is found are passed through unchanged.
+Faces: RetinaFace (MobileNet-0.25, `retinaface.py`) finds the face in every frame, turned ones
+included, with its five landmarks; where its weights are not in the models folder (a local
+backend that has not downloaded them) OpenCV's frontal-face Haar cascade, shipped inside
+opencv-python-headless 4.x, stands in (frontal faces only, no landmarks). A Haar box ends near the
+lower lip, so it is grown by CHIN_MARGIN to take in the chin; a RetinaFace box by FACE_MARGIN.
+The boxes are smoothed over time (`smooth_faces`): a gap of at most MAX_GAP frames between two
+detections is filled in, and each box is the mean of the detected boxes within SMOOTH_RADIUS frames
+of it, so the pasted face does not jitter. A clip in which fewer than MIN_FACE_SHARE of the output
+frames show a face fails with `face_not_found` (refunded as any failure); otherwise frames without
+one are passed through unchanged. The generated face is blended into the lower half of the box
+with a soft mask (the reference uses a face-parsing network for it).
+
+Restoration: where the GFPGAN v1.4 weights are present (`gfpgan.py`), each re-drawn frame's face is
+aligned by its landmarks to the FFHQ template, restored, and put back over the same soft lower-face
+mask, so the 256x256 generated mouth is as sharp as the rest of the frame. Without landmarks (the
+Haar stand-in) or weights there is no restoration; the result says which detector and restorer ran.
 
 Payload: `{"video_media": input_ref (the face video), "audio_media": input_ref (the new speech,
 at most MAX_AUDIO_S seconds)}`.
 Result: `{"outputs": {"video": ref}, "duration_ms", "width", "height", "fps", "frames", "faces_found",
-"model"}`. `video` is an H.264 + AAC MP4 (`video/mp4`) at the input's frame rate and size (odd
-sides cropped by one pixel) carrying the new audio. Its length follows the audio: floor(audio
-seconds x fps) frames, the audio cut to exactly that; the video is trimmed when it is longer and
-its last frame held when it is shorter (the held frame keeps talking).
+"face_detector", "restoration", "model"}`. `video` is an H.264 + AAC MP4 (`video/mp4`) at the
+input's frame rate and size (odd sides cropped by one pixel) carrying the new audio. Its length
+follows the audio: floor(audio seconds x fps) frames, the audio cut to exactly that; the video is
+trimmed when it is longer and its last frame held when it is shorter (the held frame keeps
+talking).
 
 GPU memory: the UNet (about 0.85 B parameters), VAE and Whisper-tiny take about 2 GB in half
 precision; a batch of BATCH_SIZE faces at 256x256 adds well under 2 GB, so an A10G has room to
@@ -41,6 +53,7 @@ spare. Host memory holds every output frame (about 6 MB each at 1080p), which MA
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,7 +64,7 @@ from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines import encode, weights
 from gpu_tasks.engines.faces import largest_face
 from gpu_tasks.engines.media import decode_audio, decoded_frames, video_fps
-from gpu_tasks.engines.weights import Repo
+from gpu_tasks.engines.weights import Release, Repo
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.types import get_spec
 
@@ -62,11 +75,24 @@ UNET_CONFIG, UNET_WEIGHTS = "musetalkV15/musetalk.json", "musetalkV15/unet.pth"
 WEIGHTS = (UNET_FOLDER, UNET_WEIGHTS)
 # Every folder the engine loads, with the file that proves it is complete.
 COMPONENTS = (WEIGHTS, (VAE_FOLDER, "config.json"), (WHISPER_FOLDER, "preprocessor_config.json"))
+# The face detector and the restorer: downloaded with the rest, used where present (the docstring).
+DETECTOR_FOLDER, DETECTOR_FILE = "retinaface-mobilenet0.25", "detection_mobilenet0.25_Final.pth"
+RESTORER_FOLDER, RESTORER_FILE = "gfpgan-v1.4", "GFPGANv1.4.pth"
 REPOS = {
     UNET_FOLDER: Repo("TMElyralab/MuseTalk", files=(UNET_CONFIG, UNET_WEIGHTS)),
     VAE_FOLDER: Repo("stabilityai/sd-vae-ft-mse", files=("config.json", "diffusion_pytorch_model.safetensors")),
     WHISPER_FOLDER: Repo("openai/whisper-tiny", files=("config.json", "preprocessor_config.json", "model.safetensors")),
+    DETECTOR_FOLDER: Release(f"https://github.com/xinntao/facexlib/releases/download/v0.1.0/{DETECTOR_FILE}"),
+    RESTORER_FOLDER: Release(f"https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/{RESTORER_FILE}"),
 }
+HAAR, RETINAFACE, GFPGAN = "opencv-haar-frontalface", "retinaface-mobilenet0.25", "gfpgan-v1.4"
+FACE_MARGIN = 0.05  # a RetinaFace box ends at the chin; this share of its height more below it
+MIN_FACE_SHARE = 0.5  # fewer output frames with a face than this fails the job (face_not_found)
+MAX_GAP, SMOOTH_RADIUS = 3, 2  # frames: gaps filled in between detections; boxes averaged around each
+# Where the five landmarks (eyes, nose, mouth corners) of a face sit in the FFHQ-aligned 512x512
+# crops GFPGAN was trained on.
+FFHQ_LANDMARKS_512 = ((192.98138, 239.94708), (318.90277, 240.1936), (256.63416, 314.01935),
+                      (201.26117, 371.41043), (313.08905, 371.15118))
 
 FACE_SIZE = 256  # MuseTalk's face crop side: the UNet was trained on 32x32 latents of it
 BATCH_SIZE = 16
@@ -89,6 +115,15 @@ class Box:
     y1: int
     x2: int
     y2: int
+
+
+@dataclass(frozen=True)
+class FoundFace:
+    """A face in one frame: its box (chin included) and, from RetinaFace, its five landmarks
+    ((x, y) of the eyes, the nose and the mouth corners)."""
+
+    box: Box
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +180,74 @@ def read_frames(path: Path, limit: int, *, max_s: float | None = None) -> Any:
     if not frames:
         raise PermanentGpuError("invalid_media", "video_media has no frames")
     return np.stack(frames)
+
+
+def find_faces(frames: Any) -> tuple[list[FoundFace | None], str]:
+    """Each frame's face (the largest), smoothed over time, and which detector found them."""
+    path = weights.models_dir() / DETECTOR_FOLDER / DETECTOR_FILE
+    if not path.is_file():
+        boxes = [detect_face(frame) for frame in frames]
+        return smooth_faces([None if b is None else FoundFace(b) for b in boxes]), HAAR
+    from gpu_tasks.engines import retinaface
+
+    model = _detector(str(path))
+    found: list[FoundFace | None] = []
+    for frame in frames:
+        faces = retinaface.detect(model, frame, max_side=DETECT_SIDE)
+        if not faces:
+            found.append(None)
+            continue
+        face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        x0, y0, x1, y1 = face.box
+        height, width = frame.shape[:2]
+        box = Box(x1=max(0, round(x0)), y1=max(0, round(y0)), x2=min(width, round(x1)),
+                  y2=min(height, round(y1 + (y1 - y0) * FACE_MARGIN)))
+        if box.x2 - box.x1 < 8 or box.y2 - box.y1 < 8:
+            found.append(None)
+            continue
+        found.append(FoundFace(box, tuple((float(x), float(y)) for x, y in face.landmarks)))
+    return smooth_faces(found), RETINAFACE
+
+
+@functools.lru_cache(maxsize=1)
+def _detector(path: str) -> Any:
+    from gpu_tasks.engines import retinaface
+
+    return retinaface.load(path, weights.device())
+
+
+def smooth_faces(found: list[FoundFace | None]) -> list[FoundFace | None]:
+    """The faces with gaps of at most MAX_GAP frames between two detections filled in (linearly),
+    and each box and landmark the mean of the detected ones within SMOOTH_RADIUS frames of it;
+    frames before the first detection and after the last stay without a face."""
+    import numpy as np
+
+    def vector(face: FoundFace) -> Any:
+        box = face.box
+        points = [c for point in face.landmarks for c in point] if face.landmarks else []
+        return np.array([box.x1, box.y1, box.x2, box.y2, *points], dtype=np.float64)
+
+    values: list[Any] = [None if f is None else vector(f) for f in found]
+    with_points = [f is not None and f.landmarks is not None for f in found]
+    seen = [i for i, v in enumerate(values) if v is not None]
+    filled = list(values)
+    for a, b in itertools.pairwise(seen):
+        if 1 < b - a <= MAX_GAP + 1 and len(values[a]) == len(values[b]):
+            for i in range(a + 1, b):
+                filled[i] = values[a] + (values[b] - values[a]) * (i - a) / (b - a)
+                with_points[i] = with_points[a] and with_points[b]
+    out: list[FoundFace | None] = []
+    for i, value in enumerate(filled):
+        if value is None:
+            out.append(None)
+            continue
+        near = [filled[j] for j in range(max(0, i - SMOOTH_RADIUS), min(len(filled), i + SMOOTH_RADIUS + 1))
+                if filled[j] is not None and len(filled[j]) == len(value)]
+        mean = np.mean(near, axis=0)
+        box = Box(*(round(float(c)) for c in mean[:4]))
+        points = tuple((float(mean[k]), float(mean[k + 1])) for k in range(4, len(mean), 2))
+        out.append(FoundFace(box, points if with_points[i] and points else None))
+    return out
 
 
 def detect_face(frame: Any) -> Box | None:
@@ -269,15 +372,76 @@ def paste(frame: Any, face: Any, box: Box) -> None:
     region[...] = (resized * mask + region.astype(np.float32) * (1 - mask)).round().astype(np.uint8)
 
 
-def sync(loaded: Loaded, source: Any, audio: Any, ctx: EngineContext) -> tuple[Any, int]:
-    """Output frames (frame i shows source frame min(i, last) speaking audio window i) and how many
-    had a face; `source` itself is re-drawn when it has exactly one frame per window."""
+def _restorer() -> Any:
+    """GFPGAN from the models folder, or None where its weights are not there."""
+    path = weights.models_dir() / RESTORER_FOLDER / RESTORER_FILE
+    return _load_restorer(str(path)) if path.is_file() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _load_restorer(path: str) -> Any:
+    from gpu_tasks.engines import gfpgan
+
+    return gfpgan.load(path, weights.device())
+
+
+def aligning_transform(landmarks: tuple[tuple[float, float], ...], side: int) -> Any:
+    """The 2x3 similarity transform that puts a face's five landmarks on the FFHQ template of a
+    `side` x `side` crop (least squares over rotation, uniform scale and shift)."""
+    import cv2
+    import numpy as np
+
+    template = np.array(FFHQ_LANDMARKS_512, dtype=np.float32) * (side / 512)
+    matrix, _inliers = cv2.estimateAffinePartial2D(np.array(landmarks, dtype=np.float32), template,
+                                                    method=cv2.LMEDS)
+    return matrix
+
+
+def restore_faces(restorer: Any, frames: Any, faces: dict[int, FoundFace]) -> None:
+    """Each listed frame's face restored by GFPGAN in place, only over its box's soft lower-face
+    mask (where the generated mouth is) and only where the aligned crop covers it."""
+    import cv2
+    import numpy as np
+
+    from gpu_tasks.engines import gfpgan
+
+    side = int(restorer.out_size)
+    order = [i for i, face in faces.items() if face.landmarks is not None]
+    for start in range(0, len(order), gfpgan.BATCH_SIZE):
+        batch = order[start : start + gfpgan.BATCH_SIZE]
+        transforms = [aligning_transform(faces[i].landmarks, side) for i in batch]  # type: ignore[arg-type]
+        crops = np.stack([
+            cv2.warpAffine(frames[i], m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+            for i, m in zip(batch, transforms, strict=True)])
+        restored = gfpgan.restore(restorer, crops)
+        for i, matrix, face in zip(batch, transforms, restored, strict=True):
+            box = faces[i].box
+            height, width = box.y2 - box.y1, box.x2 - box.x1
+            back = cv2.invertAffineTransform(matrix)
+            back[:, 2] -= (box.x1, box.y1)  # into the box's own coordinates
+            region = frames[i][box.y1 : box.y2, box.x1 : box.x2]
+            drawn = cv2.warpAffine(face, back, (width, height), flags=cv2.INTER_LINEAR)
+            covered = cv2.warpAffine(np.ones((side, side), np.float32), back, (width, height))[:, :, None]
+            mask = _blend_mask(height, width) * covered
+            region[...] = (drawn.astype(np.float32) * mask + region.astype(np.float32) * (1 - mask)).round().astype(
+                np.uint8)
+
+
+def sync(loaded: Loaded, source: Any, audio: Any, ctx: EngineContext) -> tuple[Any, int, str, str]:
+    """Output frames (frame i shows source frame min(i, last) speaking audio window i), how many had
+    a face, the detector and the restorer that ran; `source` itself is re-drawn when it has exactly
+    one frame per window. Too few frames with a face is `face_not_found`."""
     import torch
 
-    found = {index: box for index, frame in enumerate(source) if (box := detect_face(frame)) is not None}
+    seen, detector = find_faces(source)
+    found = {index: face.box for index, face in enumerate(seen) if face is not None}
     count = audio.shape[0]
     picks = [min(index, len(source) - 1) for index in range(count)]
     todo = [index for index in range(count) if picks[index] in found]
+    if len(todo) < MIN_FACE_SHARE * count:
+        raise PermanentGpuError(
+            "face_not_found", f"a face was found in {len(todo)} of the {count} frames to sync; at least "
+                              f"{MIN_FACE_SHARE:.0%} of them must show one ({detector})")
     # Frames are re-drawn in place unless some are held (then each output frame needs its own copy).
     output = source if count == len(source) else source[picks]
     latents: dict[int, Any] = {}  # per source frame: a held last frame is encoded once
@@ -292,7 +456,11 @@ def sync(loaded: Loaded, source: Any, audio: Any, ctx: EngineContext) -> tuple[A
         ctx.progress(PROGRESS_AUDIO + (PROGRESS_FACES_END - PROGRESS_AUDIO) * (start + len(batch)) / len(todo))
         if ctx.remaining_s() == 0.0:
             raise PermanentGpuError("timeout", "lip sync ran past the job's time limit")
-    return output, len(todo)
+    restorer = _restorer() if detector == RETINAFACE else None
+    if restorer is not None:
+        marked = {i: seen[picks[i]] for i in todo}
+        restore_faces(restorer, output, {i: f for i, f in marked.items() if f is not None and f.landmarks})
+    return output, len(todo), detector, GFPGAN if restorer is not None else "none"
 
 
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
@@ -314,7 +482,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     loaded = load(*(str(folder) for folder in folders))
     audio = audio_windows(loaded, speech, fps, count)
     ctx.progress(PROGRESS_AUDIO)
-    frames, faces_found = sync(loaded, source, audio, ctx)
+    frames, faces_found, detector, restoration = sync(loaded, source, audio, ctx)
     sound = decode_audio(audio_path, OUTPUT_RATE, max_s=count / fps)
     out = ctx.output_path("video", ".mp4")
     encode.write_mp4(frames, fps, out, audio=sound, sample_rate=OUTPUT_RATE)
@@ -322,7 +490,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # as write_mp4 stores them
     ref["metadata"] = {
         "model": MODEL, "fps": round(fps, 3), "frames": count, "width": width, "height": height,
-        "faces_found": faces_found, "face_size": FACE_SIZE, "face_detector": "opencv-haar-frontalface",
+        "faces_found": faces_found, "face_size": FACE_SIZE, "face_detector": detector, "restoration": restoration,
     }  # fmt: skip
     ctx.progress(100.0)
     return {
@@ -333,5 +501,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         "fps": round(fps, 3),
         "frames": count,
         "faces_found": faces_found,
+        "face_detector": detector,
+        "restoration": restoration,
         "model": MODEL,
     }

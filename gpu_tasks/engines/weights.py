@@ -94,24 +94,60 @@ class Repo:
     files: tuple[str, ...] = ()
 
 
-def repo_of(value: str | Repo) -> Repo:
-    """An engine's REPOS entry: a repository id, or a Repo naming the files it needs of it."""
-    return value if isinstance(value, Repo) else Repo(value)
+@dataclass(frozen=True)
+class Release:
+    """A weights file published as a release asset at an https `url` (not on the hub), fetched into
+    a model's folder under its own name."""
+
+    url: str
+
+    @property
+    def id(self) -> str:
+        return self.url
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
 
 
-def download(folder: str, repo: str | Repo, *, into: Path | None = None, token: str | None = None) -> Path:
-    """Fetch a model repository into its folder under the models directory.
+def repo_of(value: str | Repo | Release) -> Repo | Release:
+    """An engine's REPOS entry: a repository id, a Repo naming the files it needs of it, or a Release."""
+    return value if isinstance(value, Repo | Release) else Repo(value)
+
+
+def download(folder: str, repo: str | Repo | Release, *, into: Path | None = None, token: str | None = None) -> Path:
+    """Fetch a model repository (or release file) into its folder under the models directory.
 
     The one place allowed to reach the hub: an operator runs it once per model (manage.py
     download_models, or the Modal app's download_models), never an engine on a user's clock.
     """
-    from huggingface_hub import snapshot_download
-
     source = repo_of(repo)
     target = (into or models_dir()) / folder
-    snapshot_download(source.id, local_dir=str(target), token=token, allow_patterns=list(source.files) or None)
+    if isinstance(source, Release):
+        _fetch_release(source, target)
+    else:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(source.id, local_dir=str(target), token=token, allow_patterns=list(source.files) or None)
     readable_by_all(target)
     return target
+
+
+def _fetch_release(release: Release, target: Path) -> None:
+    """The release file into `target`, streamed to a temporary name and renamed when complete (a
+    broken transfer leaves no half file an engine would try to load)."""
+    import requests
+
+    if not release.url.startswith("https://"):
+        raise ValueError(f"a release is fetched over https only: {release.url}")
+    target.mkdir(parents=True, exist_ok=True)
+    partial = target / f".{release.filename}.part"
+    with requests.get(release.url, stream=True, timeout=(10, 120)) as response:
+        response.raise_for_status()
+        with partial.open("wb") as out:
+            for chunk in response.iter_content(1 << 20):
+                out.write(chunk)
+    partial.replace(target / release.filename)
 
 
 def readable_by_all(root: Path) -> None:

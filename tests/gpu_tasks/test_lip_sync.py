@@ -283,3 +283,108 @@ def test_cuda_out_of_memory_ends_as_gpu_oom(
     with pytest.raises(torch.cuda.OutOfMemoryError) as info:
         run(media["video"], media["short"], tmp_path)
     assert classify_exception(info.value).code == "gpu_oom"
+
+
+def test_faces_are_smoothed_over_time_and_short_gaps_filled() -> None:
+    box = lip_sync.Box
+
+    def face(x: int) -> lip_sync.FoundFace:
+        return lip_sync.FoundFace(box(x, 10, x + 40, 60), ((x + 10.0, 20.0), (x + 30.0, 20.0), (x + 20.0, 30.0),
+                                                            (x + 12.0, 45.0), (x + 28.0, 45.0)))
+
+    # None at the start, two detections 4 apart (a gap of 3: filled), then a gap of 4 (not filled).
+    found = [None, face(0), None, None, None, face(40), None, None, None, None, face(40)]
+    smooth = lip_sync.smooth_faces(found)
+    assert smooth[0] is None, "nothing before the first detection"
+    assert all(smooth[i] is not None for i in range(1, 6)), "a gap of MAX_GAP frames is filled"
+    assert all(smooth[i] is None for i in range(6, 10)) and smooth[10] is not None
+    # Frame 3 lies halfway: the filled boxes 1..5 run 0, 10, 20, 30, 40, and frame 3 is their
+    # mean over frames 1..5.
+    assert smooth[3] is not None and smooth[3].box == box(20, 10, 60, 60)
+    assert smooth[3].landmarks is not None and smooth[3].landmarks[0] == pytest.approx((30.0, 20.0))
+    # A jittery detection is pulled towards its neighbours.
+    jitter = lip_sync.smooth_faces([face(0), face(0), face(10), face(0), face(0)])
+    assert jitter[2] is not None and jitter[2].box.x1 == 2
+    # Haar boxes carry no landmarks, and smoothing keeps it so.
+    plain = lip_sync.smooth_faces([lip_sync.FoundFace(box(0, 0, 10, 10)), None, lip_sync.FoundFace(box(2, 0, 12, 10))])
+    assert plain[1] is not None and plain[1].landmarks is None and plain[1].box == box(1, 0, 11, 10)
+
+
+def test_a_clip_where_too_few_frames_show_a_face_fails_face_not_found(tmp_path: Path, media: dict[str, Path]) -> None:
+    frames = np.zeros((VIDEO_FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    frames[:] = (90, 120, 160)
+    for index in range(VIDEO_FRAMES - 3, VIDEO_FRAMES):  # a face in the last 3 of 10: 1 of the 8 synced
+        draw_face(frames[index], WIDTH // 2, HEIGHT // 2, 60)
+    encode.write_mp4(frames, FPS, tmp_path / "mostly_empty.mp4")
+    with pytest.raises(PermanentGpuError) as info:
+        run(tmp_path / "mostly_empty.mp4", media["short"], tmp_path)
+    assert info.value.code == "face_not_found" and not info.value.retryable
+    assert "a face was found in 1 of the 8 frames to sync; at least 50%" in info.value.message
+
+
+def _tiny_restorer(folder: Path) -> Any:
+    """GFPGAN's network at a 64-pixel face size with random weights, saved and loaded as the published file is."""
+    import torch
+
+    from gpu_tasks.engines import gfpgan
+
+    torch.manual_seed(0)
+    network = gfpgan.GFPGANv1Clean(64, 32, 1, 0.125, 2)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"params_ema": network.state_dict()}, folder / lip_sync.RESTORER_FILE)
+    return gfpgan.load(str(folder / lip_sync.RESTORER_FILE), "cpu", out_size=64, num_style_feat=32,
+                       channel_multiplier=1, narrow=0.125, num_mlp=2)
+
+
+def test_a_turned_face_found_by_retinaface_is_synced_and_its_mouth_restored(
+    media: dict[str, Path], tmp_path: Path, written: list[np.ndarray], models_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the detector's weights in the models folder the engine asks RetinaFace (its network is
+    tested in test_retinaface.py; here it answers a box and landmarks where the face was drawn, as
+    it would for a turned face the Haar cascade misses), and with GFPGAN's it restores each
+    re-drawn face over the lower-face mask only."""
+    from gpu_tasks.engines import retinaface
+
+    detector = tmp_path / "models" / lip_sync.DETECTOR_FOLDER
+    detector.mkdir(parents=True)
+    (detector / lip_sync.DETECTOR_FILE).write_bytes(b"stand-in")
+    models = tmp_path / "models"
+    for folder in (lip_sync.UNET_FOLDER, lip_sync.VAE_FOLDER, lip_sync.WHISPER_FOLDER):
+        (models / folder).symlink_to(models_dir / folder)
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(models))
+    monkeypatch.setattr(lip_sync, "_detector", lambda path: "retinaface")
+    asked: list[int] = []
+
+    def detect(model: Any, frame: np.ndarray, **kwargs: Any) -> list[retinaface.Face]:
+        asked.append(1)
+        index = len(asked) - 1
+        if index < FACELESS:
+            return []
+        cx, cy, size = WIDTH // 2 + index, HEIGHT // 2, 60
+        box = (cx - size, cy - 1.3 * size, cx + size, cy + 1.3 * size)
+        marks = ((cx - 0.4 * size, cy - 0.25 * size), (cx + 0.4 * size, cy - 0.25 * size), (cx, cy + 0.1 * size),
+                 (cx - 0.3 * size, cy + 0.6 * size), (cx + 0.3 * size, cy + 0.6 * size))
+        return [retinaface.Face(box, 0.99, marks)]
+
+    monkeypatch.setattr(retinaface, "detect", detect)
+    restorer = _tiny_restorer(tmp_path / "gfpgan")
+    monkeypatch.setattr(lip_sync, "_restorer", lambda: None)
+    plain, _ = run(media["video"], media["short"], tmp_path / "plain")
+    asked.clear()
+    monkeypatch.setattr(lip_sync, "_restorer", lambda: restorer)
+    restored, _ = run(media["video"], media["short"], tmp_path / "restored")
+    assert (plain["face_detector"], plain["restoration"]) == (lip_sync.RETINAFACE, "none")
+    assert (restored["face_detector"], restored["restoration"]) == (lip_sync.RETINAFACE, lip_sync.GFPGAN)
+    assert restored["faces_found"] == 8 - FACELESS
+    assert restored["outputs"]["video"]["metadata"]["restoration"] == lip_sync.GFPGAN
+    before, after = written[0], written[1]
+    for index in range(FACELESS, 8):
+        changed = np.any(before[index] != after[index], axis=-1)
+        rows, cols = np.nonzero(changed)
+        assert len(rows) > 0, "the restored face differs"
+        cx, cy, size = WIDTH // 2 + index, HEIGHT // 2, 60
+        mouth_top = round(cy - 1.3 * size + 2.6 * size * lip_sync.MOUTH_FROM)
+        assert rows.min() >= mouth_top - 3 and cols.min() >= cx - size - 3 and cols.max() <= cx + size + 3
+    for index in range(FACELESS):
+        assert np.array_equal(before[index], after[index]), "a frame without a face is untouched"

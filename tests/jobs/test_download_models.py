@@ -47,3 +47,51 @@ def test_an_unknown_type_is_refused_before_any_download(fetched: list[dict[str, 
     with pytest.raises(CommandError, match="teleportation"):
         call_command("download_models", "tts", "teleportation")
     assert fetched == []
+
+
+def test_lip_syncs_detector_and_restorer_come_from_their_release_files(
+    fetched: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published as release assets, not on the hub: streamed to a temporary name, renamed when whole."""
+    import requests
+
+    asked: list[str] = []
+
+    class Response:
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+        def __enter__(self) -> Response:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def raise_for_status(self) -> None:
+            return None
+
+        def iter_content(self, size: int) -> Any:
+            yield b"weights of " + self.url.rsplit("/", 1)[-1].encode()
+
+    def get(url: str, **kwargs: Any) -> Response:
+        asked.append(url)
+        assert kwargs["stream"] is True and kwargs["timeout"]
+        return Response(url)
+
+    monkeypatch.setattr(requests, "get", get)
+    call_command("download_models", "lip-sync", stdout=io.StringIO())
+    assert {c["repo"] for c in fetched} == {"TMElyralab/MuseTalk", "stabilityai/sd-vae-ft-mse", "openai/whisper-tiny"}
+    assert asked == [
+        "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
+        "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
+    ]
+    detector = tmp_path / "models" / "retinaface-mobilenet0.25" / "detection_mobilenet0.25_Final.pth"
+    assert detector.read_bytes() == b"weights of detection_mobilenet0.25_Final.pth"
+    assert not list(detector.parent.glob(".*.part"))
+
+
+def test_a_release_is_fetched_over_https_only(tmp_path: Path) -> None:
+    from gpu_tasks.engines.weights import Release, download
+
+    with pytest.raises(ValueError, match="https"):
+        download("x", Release("http://example.com/w.pth"), into=tmp_path)
