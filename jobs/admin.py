@@ -23,9 +23,10 @@ from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
 from jobs.life.status import job_cancel, job_fail
-from jobs.models import ACTIVE_STATUSES, FairShare, Job, JobEvent, TypeClock
+from jobs.models import ACTIVE_STATUSES, FairShare, Job, JobEvent, TypeClock, UsageEvent
 from jobs.selectors.jobs import job_charge, job_ledger_entries, job_summary
 from jobs.services.submission import job_retry
+from jobs.services.usage import usage_write_csv
 from jobs.specs import JOB_SPECS
 
 SUMMARY_WINDOW = timedelta(hours=24)
@@ -206,3 +207,25 @@ class TypeClockAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("type", "virtual_time")
     fields = list_display
     readonly_fields = fields
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
+    """Usage analytics (jobs.services.usage): one row per ended job, kept AUTEUR_USAGE_RETENTION_DAYS.
+    Filter by feature, outcome, date or user, then export the selection as CSV."""
+
+    list_display = ("created_at", "type", "outcome", "user", "credits_net", "credits_refunded", "processing_ms",
+                    "gpu_seconds", "cached")
+    list_filter = ("type", "outcome", "cached", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=user__id", "user__email", "=job_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("user",)
+    ordering = ("-created_at",)
+    actions = ("export_csv",)
+
+    @admin.action(description="Export the selected usage as CSV")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[UsageEvent]) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="usage.csv"'
+        usage_write_csv(queryset.order_by("created_at").iterator(chunk_size=2000), response)
+        return response

@@ -332,3 +332,46 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class UsageEvent(models.Model):
+    """One ended job as usage analytics keep it (jobs.services.usage): who used which feature, for
+    how long, at what charge. Written in the transaction that ends the job, kept
+    AUTEUR_USAGE_RETENTION_DAYS (90) whatever becomes of the job, read by staff (the admin, its CSV
+    export, `manage.py usage_export`)."""
+
+    class Outcome(models.TextChoices):
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELED = "canceled"
+        ABORTED = "aborted"
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField()  # when the job ended
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_events")
+    job_id = models.UUIDField()  # not a foreign key: the event outlives what becomes of the job
+    project_id = models.UUIDField(null=True, blank=True)
+    type = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    credits_charged = models.IntegerField()
+    credits_refunded = models.IntegerField(default=0)
+    credits_net = models.IntegerField()
+    # What the price counted (the job's `_quantities`: duration_ms, characters, images...).
+    quantities = models.JSONField(default=dict, blank=True)
+    waited_ms = models.BigIntegerField(null=True, blank=True)  # submission to start
+    processing_ms = models.BigIntegerField(null=True, blank=True)  # start to end
+    gpu_seconds = models.FloatField(default=0.0)
+    cached = models.BooleanField(default=False)  # served from the result cache
+
+    class Meta:
+        db_table = "usage_events"
+        indexes = [
+            models.Index(fields=["created_at"], name="usage_events_created"),
+            models.Index(fields=["user", "created_at"], name="usage_events_user_created"),
+            models.Index(fields=["type", "created_at"], name="usage_events_type_created"),
+        ]
+        constraints = [models.UniqueConstraint(fields=["job_id"], name="usage_events_one_per_job")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.outcome} ({self.credits_net} credits)"

@@ -187,3 +187,8 @@ def retention_event_streams() -> str:
 @shared_task(name="jobs.retention.quotes", acks_late=True)
 def retention_quotes() -> str:
     return run_sweep("quotes", time_budget=TASK_TIME_BUDGET_SECONDS).describe()
+
+
+@shared_task(name="jobs.retention.usage_events", acks_late=True)
+def retention_usage_events() -> str:
+    return run_sweep("usage_events", time_budget=TASK_TIME_BUDGET_SECONDS).describe()

@@ -40,6 +40,7 @@ from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, Jo
 from jobs.selectors.queue import plan_concurrency_limit
 from jobs.services.events import job_event_record
 from jobs.services.stream import JobState
+from jobs.services.usage import usage_record
 from media.services.outputs import media_delete_job_outputs
 
 logger = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ def job_complete(
         return False
     job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
                      state=JobState(job.user_id, JobStatus.COMPLETED, 100))
+    usage_record(job=job, outcome="completed", refunded=0, ended_at=completed_at, gpu_seconds=gpu_seconds)
     job_slot_release(user_id=job.user_id)
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
     job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
@@ -221,6 +223,7 @@ def job_complete_from_cache(*, job: Job, output_data: dict[str, Any], output_med
                      state=JobState(job.user_id, JobStatus.COMPLETED, 100))
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, now
     job.started_at, job.gpu_seconds, job.processing_time_ms, job.updated_at = job.created_at, 0.0, processing_ms, now
+    usage_record(job=job, outcome="completed", refunded=0, ended_at=now)
 
 
 def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool) -> bool:
@@ -257,6 +260,7 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
         media_delete_job_outputs(job_id=job.pk)
         job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable,
                          refunded=refund, charge=_charge(job, refund))
+        usage_record(job=job, outcome="failed", refunded=refund, code=code)
         job_slot_release(user_id=job.user_id)
         if job.inference_ended_at is None:  # it held a unit of its type, or a place in its line
             fairshare.start_due_on_commit(job.type)
@@ -290,6 +294,7 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
             credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled", amount=refund)
             Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
         job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund, charge=_charge(job, refund))
+        usage_record(job=job, outcome="canceled", refunded=refund, code=code, ended_at=now)
         job_slot_release(user_id=job.user_id)
         fairshare.start_due_on_commit(job.type)  # it held a unit of its type, or a place in its line
         if job.gpu_call_id:
@@ -336,6 +341,7 @@ def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job aborted: {code}", amount=job.credits_cost)
         job_event_record(job.pk, JobEventType.ABORTED, code=code, refunded=job.credits_cost,
                          charge=_charge(job, job.credits_cost))
+        usage_record(job=job, outcome="aborted", refunded=job.credits_cost, code=code, ended_at=now)
         # It may have held the user's jobs behind it back (none overtakes one ahead of it), and
         # other users' jobs in its type's line.
         job_slot_release(user_id=job.user_id)

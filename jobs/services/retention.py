@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from auteur.retention import Sweep, SweepContext, SweepResult, delete_in_batches
-from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, TERMINAL_STATUSES, IdempotencyRecord, JobEvent, Quote
+from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, TERMINAL_STATUSES, IdempotencyRecord, JobEvent, Quote, UsageEvent
 from jobs.services.stream import KEY_PREFIX, stream_redis
 
 # KEYS[1] a user's stream; ARGV[1] the oldest id kept, ARGV[2] the window in seconds. Trims
@@ -108,6 +108,12 @@ def quotes_sweep(ctx: SweepContext) -> SweepResult:
     return delete_in_batches("quotes", Quote.objects.filter(expires_at__lt=cutoff), ctx)
 
 
+def usage_events_sweep(ctx: SweepContext) -> SweepResult:
+    """Usage analytics older than AUTEUR_USAGE_RETENTION_DAYS."""
+    cutoff = ctx.now - timedelta(days=settings.AUTEUR_USAGE_RETENTION_DAYS)
+    return delete_in_batches("usage_events", UsageEvent.objects.filter(created_at__lt=cutoff), ctx)
+
+
 SWEEPS = [
     Sweep("job_events", "jobs.retention.job_events",
           "events of jobs ended more than AUTEUR_RETENTION_JOB_EVENTS_DAYS ago", job_events_sweep),
@@ -118,5 +124,7 @@ SWEEPS = [
           event_streams_sweep),
     Sweep("quotes", "jobs.retention.quotes", "quotes expired more than AUTEUR_IDEMPOTENCY_WINDOW_SECONDS ago",
           quotes_sweep),
+    Sweep("usage_events", "jobs.retention.usage_events", "usage analytics older than AUTEUR_USAGE_RETENTION_DAYS",
+          usage_events_sweep),
 ]
 

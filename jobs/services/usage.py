@@ -1,0 +1,72 @@
+"""Usage analytics: one UsageEvent per ended job, written in the transaction that ends it.
+
+Every terminal transition (jobs.life.status: completed, completed from the cache, failed,
+canceled, aborted) records the job's usage with its charge, so the events hold exactly what the
+ledger holds for the job. A job ends once, and the event is unique per job, so a redelivered step
+that finds the job ended writes nothing. Staff read them in the admin (filters, CSV export) and
+with `manage.py usage_export`; retention deletes them after AUTEUR_USAGE_RETENTION_DAYS.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any, Protocol
+
+from django.utils import timezone
+
+from jobs.models import Job, UsageEvent
+
+EXPORT_FIELDS = ("created_at", "user_id", "job_id", "project_id", "type", "outcome", "error_code", "credits_charged",
+                 "credits_refunded", "credits_net", "quantities", "waited_ms", "processing_ms", "gpu_seconds", "cached")
+
+
+def _ms(start: datetime | None, end: datetime | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return max(0, int((end - start).total_seconds() * 1000))
+
+
+def usage_record(*, job: Job, outcome: str, refunded: int, code: str = "", ended_at: datetime | None = None,
+                 gpu_seconds: float | None = None) -> None:
+    """The ended job's usage event (once per job: a second call for it writes nothing)."""
+    ended_at = ended_at or timezone.now()
+    UsageEvent.objects.bulk_create([UsageEvent(
+        created_at=ended_at, user_id=job.user_id, job_id=job.pk, project_id=job.project_id, type=job.type,
+        outcome=outcome, error_code=code[:40],
+        credits_charged=job.credits_cost, credits_refunded=refunded, credits_net=job.credits_cost - refunded,
+        quantities=dict((job.input_params or {}).get("_quantities") or {}),
+        waited_ms=_ms(job.created_at, job.started_at), processing_ms=_ms(job.started_at, ended_at) if job.started_at
+        else None, gpu_seconds=(job.gpu_seconds or 0.0) if gpu_seconds is None else gpu_seconds,
+        cached=bool(job.cache_source_id),
+    )], ignore_conflicts=True)
+
+
+def usage_rows(events: Iterable[UsageEvent]) -> Iterator[list[Any]]:
+    """Each event as a row of EXPORT_FIELDS (times in ISO 8601, quantities as JSON)."""
+    import json
+
+    for event in events:
+        yield [
+            event.created_at.isoformat(), event.user_id, event.job_id, event.project_id or "", event.type,
+            event.outcome, event.error_code, event.credits_charged, event.credits_refunded, event.credits_net,
+            json.dumps(event.quantities, sort_keys=True), "" if event.waited_ms is None else event.waited_ms,
+            "" if event.processing_ms is None else event.processing_ms, round(event.gpu_seconds, 3),
+            int(event.cached),
+        ]
+
+
+class _Writes(Protocol):
+    def write(self, text: str, /) -> Any: ...
+
+
+def usage_write_csv(events: Iterable[UsageEvent], out: _Writes) -> int:
+    """The events as CSV with a header row; how many were written."""
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_FIELDS)
+    count = 0
+    for row in usage_rows(events):
+        writer.writerow(row)
+        count += 1
+    return count
