@@ -97,6 +97,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/media_upload.py
 	$(PY) bench/large_upload.py
 	$(PY) bench/long_file_pieces.py
+	$(PY) bench/speaker_assignment.py
 	$(PY) bench/render.py
 	$(PY) bench/webhooks.py
 	$(PY) bench/push.py

@@ -258,6 +258,10 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("long_file_pieces", f"| transcription of a {d['minutes']} min file, noop GPU at {d['seconds_per_minute']} s "
                     f"per minute of audio, capacity {d['capacity']} | in {p['pieces']} pieces: {p['wall_s']} s (cuts planned "
                     f"in {p['planning_s']} s) | whole: {w['wall_s']} s | {d['speedup']}x faster | - |"))
+    if (d := load("speaker_assignment")) is not None:
+        rows.append(("speaker_assignment", f"| speakers of {d['words']:,} words from {d['turns']:,} diarization turns "
+                    f"(a long file's stitched transcript) | {d['sweep_s']} s | every turn for every word: "
+                    f"{d['every_turn_s']} s | {d['speedup']}x faster | - |"))
     if (d := load("edl_latency")) is not None:
         rows.append(("edl_latency", f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB) | service GET p50 "
                     f"{d['service']['get']['p50_ms']:.0f} / p99 {d['service']['get']['p99_ms']:.0f} ms; PUT p50 "

@@ -222,7 +222,7 @@ def test_beat_runs_every_sweep_through_its_own_task():
     app.loader.import_default_modules()  # what a worker does at start: every app's tasks module
     scheduled = {entry["task"] for entry in beat_schedule.values()}
     names = {sweep.name for sweep in registered_sweeps()}
-    assert names == {"job_events", "idempotency_keys", "event_streams", "quotes", "job_outputs",
+    assert names == {"job_events", "idempotency_keys", "event_streams", "quotes", "usage_events", "job_outputs",
                      "deleted_project_objects", "deleted_project_edls"}
     for sweep in registered_sweeps():
         assert sweep.task in scheduled, sweep.name
