@@ -10,10 +10,12 @@ with `manage.py usage_export`; retention deletes them after AUTEUR_USAGE_RETENTI
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
+from django.db import connection
 from django.utils import timezone
 
 from jobs.models import Job, UsageEvent
@@ -28,25 +30,33 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return max(0, int((end - start).total_seconds() * 1000))
 
 
+# One statement a job's end runs: compiled by hand (the ORM's bulk_create builds and compiles a
+# query for every row, on the path that completes every job).
+_INSERT = """
+INSERT INTO usage_events (created_at, user_id, job_id, project_id, type, outcome, error_code, credits_charged,
+                          credits_refunded, credits_net, quantities, waited_ms, processing_ms, gpu_seconds, cached)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)
+ON CONFLICT (job_id) DO NOTHING
+"""
+
+
 def usage_record(*, job: Job, outcome: str, refunded: int, code: str = "", ended_at: datetime | None = None,
                  gpu_seconds: float | None = None) -> None:
     """The ended job's usage event (once per job: a second call for it writes nothing)."""
     ended_at = ended_at or timezone.now()
-    UsageEvent.objects.bulk_create([UsageEvent(
-        created_at=ended_at, user_id=job.user_id, job_id=job.pk, project_id=job.project_id, type=job.type,
-        outcome=outcome, error_code=code[:40],
-        credits_charged=job.credits_cost, credits_refunded=refunded, credits_net=job.credits_cost - refunded,
-        quantities=dict((job.input_params or {}).get("_quantities") or {}),
-        waited_ms=_ms(job.created_at, job.started_at), processing_ms=_ms(job.started_at, ended_at) if job.started_at
-        else None, gpu_seconds=(job.gpu_seconds or 0.0) if gpu_seconds is None else gpu_seconds,
-        cached=bool(job.cache_source_id),
-    )], ignore_conflicts=True)
+    quantities = json.dumps(dict((job.input_params or {}).get("_quantities") or {}), sort_keys=True)
+    processing = _ms(job.started_at, ended_at) if job.started_at else None
+    seconds = (job.gpu_seconds or 0.0) if gpu_seconds is None else gpu_seconds
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT, [
+            ended_at, job.user_id, job.pk, job.project_id, job.type, outcome, code[:40], job.credits_cost, refunded,
+            job.credits_cost - refunded, quantities, _ms(job.created_at, job.started_at), processing, seconds,
+            bool(job.cache_source_id),
+        ])
 
 
 def usage_rows(events: Iterable[UsageEvent]) -> Iterator[list[Any]]:
     """Each event as a row of EXPORT_FIELDS (times in ISO 8601, quantities as JSON)."""
-    import json
-
     for event in events:
         yield [
             event.created_at.isoformat(), event.user_id, event.job_id, event.project_id or "", event.type,
