@@ -16,7 +16,7 @@ PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 # Tests run production-like settings (DJANGO_DEBUG off) with throwaway secrets.
 TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key-0123456789abcdef \
 	AUTEUR_JWT_SECRET=test-only-jwt-secret-0123456789abcdef-xyz AUTEUR_JWT_ISSUER=https://auth.auteur.test/auth/v1 \
-	DJANGO_ALLOWED_HOSTS=testserver,localhost,127.0.0.1
+	DJANGO_ALLOWED_HOSTS=testserver,localhost,127.0.0.1 AUTEUR_CHECK_EVENT_SCHEMA=1
 # mypy's Django plugin imports settings; it needs URLs, not servers.
 LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=redis://127.0.0.1:1/0 \
 	MONGODB_URI=mongodb://127.0.0.1:1/lint

@@ -383,6 +383,9 @@ AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECON
 # AI features switched off by the operator, by job type ("video-generation,lip-sync"), whatever
 # the backend and its weights: submissions and quotes are 503 `feature_unavailable`, GET
 # /jobs/types shows them unavailable, and jobs already accepted run to their end.
+# Check every job event's data against the published event schema as it is recorded (the tests
+# turn it on; a mismatch raises): jobs/event_schema.py.
+AUTEUR_CHECK_EVENT_SCHEMA = env.bool("AUTEUR_CHECK_EVENT_SCHEMA", default=False)
 AUTEUR_FEATURES_OFF = frozenset(name.strip() for name in env.list("AUTEUR_FEATURES_OFF", default=[]) if name.strip())
 AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
 # Deadlines (jobs.life.deadlines): a job not started this long after its submission is aborted
@@ -636,6 +639,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "jobs.models.JobStatus",
         "JobTypeEnum": "jobs.specs.JOB_TYPE_CHOICES",
     },
+    # The event streams (plain ASGI views) and the event schema's link (realtime/openapi.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "realtime.openapi.add_event_streams"],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AUTEUR_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 

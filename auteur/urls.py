@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from auteur import health, metrics
+from realtime.schema_view import events_schema
 
 # Patterns are tried in order and no two overlap: the API's busiest (job submissions and polls)
 # come first, so resolving them does not walk the admin's and the others' patterns first.
@@ -24,6 +25,8 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The job events' JSON Schema (SSE, WebSocket, webhooks), linked from the OpenAPI document.
+    path("api/schema/events/", events_schema, name="events-schema"),
     # The split view serves Swagger UI's initialisation as a script file, not inline, so the
     # page works under a Content-Security-Policy without 'unsafe-inline'.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -8,6 +8,7 @@ import uuid
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from auteur.logging import job_id_var
@@ -25,6 +26,8 @@ def job_event_record(
 
     `state`: the job's user, status and progress as the caller just wrote them (a status move, a
     spawn); without it the push reads them from the row."""
+    if settings.AUTEUR_CHECK_EVENT_SCHEMA:
+        _check_schema(type, data)
     event = JobEvent.objects.create(job_id=job_id, type=type, data=data)
     # Pushed only once the event is the record: a rolled-back step never reaches a client.
     # robust: a failing push is logged, never the step's failure.
@@ -44,3 +47,14 @@ def job_event_committed(event: JobEvent, state: JobState | None = None) -> None:
 def bind_job_to_logs(job_id: uuid.UUID | str) -> contextvars.Token[str | None]:
     """Every log line from here on carries the job's id (reset the token when the step ends)."""
     return job_id_var.set(str(job_id))
+
+
+def _check_schema(type: JobEventType, data: dict[str, Any]) -> None:
+    """Refuse an event whose data the published event schema (jobs/event_schema.py) does not
+    describe: on in the tests (AUTEUR_CHECK_EVENT_SCHEMA), so every event the suite makes the
+    server emit, in any process, is checked where it is recorded."""
+    from jobs.event_schema import event_errors
+
+    errors = event_errors(data, str(type))
+    if errors:
+        raise ValueError(f"a {type} event's data breaks the published event schema: {errors}")

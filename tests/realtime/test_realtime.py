@@ -132,11 +132,11 @@ class Sse:
             fields[name] = value
 
     def events(self) -> list[dict[str, Any]]:
-        """Every event until the stream ends, `data` decoded."""
+        """Every event until the stream ends, `data` decoded (and checked against the event schema)."""
         out = []
         while (fields := self.next()) is not None:
             if "data" in fields:
-                out.append({**fields, "data": json.loads(fields["data"])})
+                out.append(sse_checked(fields))
         return out
 
     def until(self, count: int) -> list[dict[str, Any]]:
@@ -145,7 +145,7 @@ class Sse:
             fields = self.next()
             assert fields is not None, f"the stream ended after {out}"
             if "data" in fields:
-                out.append({**fields, "data": json.loads(fields["data"])})
+                out.append(sse_checked(fields))
         return out
 
     def close(self) -> None:
@@ -163,10 +163,27 @@ def ws_auth(server: AsgiServer, token: str) -> ClientConnection:
     return ws
 
 
+def sse_checked(fields: dict[str, str]) -> dict[str, Any]:
+    """An SSE event's fields with `data` decoded, its data checked against the published event
+    schema: a `gap` is a StreamGap, an `error` an Error, anything else a JobEvent of that type."""
+    from jobs.event_schema import event_errors
+
+    data = json.loads(fields["data"])
+    kind = fields.get("event")
+    definition = {"gap": "StreamGap", "error": "Error"}.get(kind or "", "JobEvent")
+    assert not event_errors(data, definition), (kind, data, event_errors(data, definition))
+    if definition == "JobEvent":
+        assert data["type"] == kind and data["id"] == fields.get("id"), fields
+    return {**fields, "data": data}
+
+
 def ws_events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
+    from jobs.event_schema import event_errors
+
     out: list[dict[str, Any]] = []
     while len(out) < count:
         message = json.loads(ws.recv(timeout=60))
+        assert not event_errors(message, "WsServerMessage"), (message, event_errors(message, "WsServerMessage"))
         if message["type"] == "job.event":
             out.append(message)
     return out
@@ -481,7 +498,8 @@ def test_open_streams_and_sockets_hold_no_database_connection(asgi, make_user):
 def _flood(user: Any, count: int) -> None:
     """`count` large events on the user's stream, as fast as Redis takes them."""
     job = make_job(user)
-    event = JobEvent.objects.create(job=job, type=JobEventType.PROGRESS, data={"pad": "x" * 4000})
+    # A step's retry with a 4 KB step name: large, and still an event of the published shape.
+    event = JobEvent.objects.create(job=job, type=JobEventType.STEP_RETRY, data={"step": "x" * 4000, "code": "network"})
     body = json.dumps(event_payload(event, status="processing", progress=50))
     client = redis.Redis.from_url(settings.REDIS_URL)
     pipe = client.pipeline(transaction=False)

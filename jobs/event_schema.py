@@ -1,0 +1,120 @@
+"""The job events a client receives, described as exactly as the REST API: JSON Schema (2020-12).
+
+One event has one shape wherever it arrives:
+- Server-Sent Events (`GET /api/v1/jobs/{id}/stream`, `GET /api/v1/events/stream`): each `data:`
+  line is a `JobEvent`; the stream's own `gap` and `error` events are `StreamGap` and `Error`.
+- WebSocket (`/api/v1/ws`): the server's messages are `WsServerMessage`; a `job.event` carries the
+  same `JobEvent`.
+- `GET /api/v1/jobs/{id}/events`: the same `type` and `data`, with the record's own id.
+Webhooks deliver the job itself (the OpenAPI document's `JobDetail`) in the Standard Webhooks
+envelope `{type, timestamp, data}` (`WebhookPayload`).
+
+Each event type's `data` is closed: a key the server writes and this document does not name fails
+the test that validates every event the suite emits (tests/jobs/test_event_schema.py). Served at
+`GET /api/schema/events/` and linked from the OpenAPI document's description.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.models import JobEventType, JobStatus
+from webhooks.models import PAYLOAD_TYPES, TEST_PAYLOAD_TYPE
+
+_UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
+_INT: dict[str, Any] = {"type": "integer"}
+_TEXT: dict[str, Any] = {"type": "string"}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": {**required, **(optional or {})}, "required": sorted(required),
+            "additionalProperties": False, **extra}
+
+
+_CHARGE = _object({"charged": _INT, "refunded": _INT, "net": _INT},
+                  description="The ledger's figures for the job as it ended: charged, refunded, net credits.")
+_CACHE = _object({"hit": {"const": True}, "source_job_id": _UUID},
+                 description="Served from the result cache: the earlier job whose outputs were copied.")
+
+# What each type's `data` holds (jobs.models.JobEventType says when each is recorded).
+EVENT_DATA: dict[str, dict[str, Any]] = {
+    JobEventType.SUBMITTED: _object({"credits_cost": _INT}, {"cache": _CACHE}),
+    JobEventType.REPUBLISHED: _object({}),
+    JobEventType.REPOLLED: _object({"step": _TEXT}),
+    JobEventType.QUEUED: _object({"running": _INT, "waiting_for": {"enum": ["slot", "capacity", ""]}}),
+    JobEventType.STARTED: _object({}),
+    JobEventType.INFERENCE_STARTED: _object(
+        {"call_id": _TEXT}, {"attempt": _INT, "pieces": _INT, "speakers": {"type": "boolean"}},
+        description="A GPU call spawned; a long file's: `call_id` is `pieces`, with their count."),
+    JobEventType.INFERENCE_RETRY: _object({"code": _TEXT, "attempt": _INT}, {"piece": _INT}),
+    JobEventType.PROGRESS: _object({"progress": {"type": "integer", "minimum": 0, "maximum": 100}}),
+    JobEventType.STEP_RETRY: _object({"step": _TEXT, "code": _TEXT}),
+    JobEventType.STEP_REDELIVERED: _object({"step": _TEXT}),
+    JobEventType.COMPLETED: _object({"output_media_ids": {"type": "array", "items": _UUID}, "charge": _CHARGE},
+                                    {"cache": _CACHE}),
+    JobEventType.FAILED: _object({"code": _TEXT, "message": _TEXT, "retryable": {"type": "boolean"},
+                                  "refunded": _INT, "charge": _CHARGE}),
+    JobEventType.CANCELED: _object({"reason": _TEXT, "refunded": _INT, "charge": _CHARGE}),
+    JobEventType.ABORTED: _object({"code": {"enum": ["start_deadline", "queue_ttl"]}, "refunded": _INT,
+                                   "charge": _CHARGE}),
+}
+
+JOB_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One job event, as a stream delivers it.",
+    "properties": {
+        "id": {"type": "string", "pattern": r"^\d+-\d+$",
+               "description": "The stream's id of the event: resume after it (Last-Event-ID, `resume`)."},
+        "record_id": {"type": "integer", "description": "The same event's id in GET /jobs/{id}/events."},
+        "job_id": _UUID,
+        "type": {"enum": sorted(EVENT_DATA)},
+        "data": {"type": "object"},
+        "status": {"enum": list(JobStatus.values), "description": "The job's status as the event left it."},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+    "required": ["id", "record_id", "job_id", "type", "data", "status", "progress", "created_at"],
+    "additionalProperties": False,
+    "allOf": [{"if": {"properties": {"type": {"const": kind}}},
+               "then": {"properties": {"data": {"$ref": f"#/$defs/{kind}"}}}} for kind in sorted(EVENT_DATA)],
+}
+ERROR: dict[str, Any] = _object({"error": _object({"code": _TEXT, "message": _TEXT}, {"details": {"type": "object"}})})
+STREAM_GAP: dict[str, Any] = _object({"after": {"type": ["string", "null"]}, "message": _TEXT},
+                                     description="Events after `after` are no longer in the stream window.")
+WS_SERVER_MESSAGE: dict[str, Any] = {"oneOf": [
+    _object({"type": {"const": "ready"}}),
+    _object({"type": {"const": "subscribed"}, "job_id": _UUID}),
+    _object({"type": {"const": "job.event"}, "job_id": _UUID, "event": {"$ref": "#/$defs/JobEvent"}}),
+    _object({"type": {"const": "gap"}, "after": {"type": ["string", "null"]}}),
+    _object({"type": {"const": "ping"}}),
+    _object({"type": {"const": "pong"}}),
+]}
+WEBHOOK_PAYLOAD: dict[str, Any] = _object(
+    {"type": {"enum": [*PAYLOAD_TYPES.values(), TEST_PAYLOAD_TYPE]},
+     "timestamp": {"type": "string", "format": "date-time"},
+     "data": {"type": "object", "description": "The job as GET /api/v1/jobs/{id} shows it (OpenAPI `JobDetail`); "
+                                               "`job.completed` is sent for every end, its `status` says which."}},
+    description="A webhook delivery's body (Standard Webhooks: signed with webhook-id, webhook-timestamp, "
+                "webhook-signature headers).")
+
+
+def event_schema() -> dict[str, Any]:
+    """The whole document: every message above under `$defs`, events by their type's name."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "/api/schema/events/",
+        "title": "Auteur job events",
+        "description": __doc__,
+        "$defs": {"JobEvent": JOB_EVENT, "StreamGap": STREAM_GAP, "Error": ERROR,
+                  "WsServerMessage": WS_SERVER_MESSAGE, "WebhookPayload": WEBHOOK_PAYLOAD, **EVENT_DATA},
+    }
+
+
+def event_errors(instance: Any, definition: str = "JobEvent") -> list[str]:
+    """What in `instance` breaks `$defs/<definition>` (empty when it validates); for the tests."""
+    import jsonschema
+
+    document = event_schema()
+    validator = jsonschema.Draft202012Validator({**document, "$ref": f"#/$defs/{definition}"},
+                                                 format_checker=jsonschema.FormatChecker())
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
