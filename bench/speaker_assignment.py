@@ -1,7 +1,8 @@
 """Speaker assignment of a long transcript (gpu_tasks.engines.transcript.assign_speakers), against
 the pass over every turn for every word it replaced, in the same run: two hours of speech, 20,000
 words and 2,000 diarization turns (a long file's stitched words and its whole-file turns).
-Writes bench/results/speaker_assignment.json."""
+Writes bench/results/speaker_assignment.json. `every_turn` is also the oracle the sweep is tested
+against (tests/gpu_tasks/test_transcript.py)."""
 
 from __future__ import annotations
 

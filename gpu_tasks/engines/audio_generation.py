@@ -24,7 +24,7 @@ That scheduler's noise comes from a Brownian tree over [sigma_min, sigma_max] th
 between consecutive sigmas. Its last sigma before 0 lands on sigma_min give or take a float32
 rounding: just below (as on this machine's CPU), torchsde clamps both ends and answers zeros;
 just above (as on some GPUs), the interval is shorter than torchsde's tolerance and it recurses
-until Python's limit (diffusers issue 13274). `load` swaps in `guarded_scheduler`: the same
+until Python's limit. `load` swaps in `guarded_scheduler`: the same
 sampler, with each query clamped into the tree and an interval below the tolerance answered with
 no noise, which is what the stock one answers where it works (the step to sigma 0 multiplies the
 noise by 0), so a seed gives the same audio.

@@ -219,7 +219,7 @@ def _denoise(scheduler: Any, steps: int, *, last_sigma: float | None = None) -> 
 
 
 def test_the_published_sampler_reaches_sigma_zero_where_the_stock_one_recurses() -> None:
-    """diffusers issue 13274: the last sigma before 0 a float32 ULP above sigma_min makes the stock
+    """The last sigma before 0 a float32 ULP above sigma_min makes the stock
     Brownian tree recurse until Python's limit; the guarded scheduler finishes, and with any other
     schedule it gives exactly the stock scheduler's samples (a seed keeps its audio)."""
     import torch
