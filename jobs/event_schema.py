@@ -16,6 +16,7 @@ the test that validates every event the suite emits (tests/jobs/test_event_schem
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from jobs.models import JobEventType, JobStatus
@@ -110,11 +111,14 @@ def event_schema() -> dict[str, Any]:
     }
 
 
-def event_errors(instance: Any, definition: str = "JobEvent") -> list[str]:
-    """What in `instance` breaks `$defs/<definition>` (empty when it validates); for the tests."""
+@functools.lru_cache(maxsize=32)
+def _validator(definition: str) -> Any:
     import jsonschema
 
-    document = event_schema()
-    validator = jsonschema.Draft202012Validator({**document, "$ref": f"#/$defs/{definition}"},
-                                                 format_checker=jsonschema.FormatChecker())
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
+    return jsonschema.Draft202012Validator({**event_schema(), "$ref": f"#/$defs/{definition}"},
+                                           format_checker=jsonschema.FormatChecker())
+
+
+def event_errors(instance: Any, definition: str = "JobEvent") -> list[str]:
+    """What in `instance` breaks `$defs/<definition>` (empty when it validates); for the tests."""
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(definition).iter_errors(instance)]

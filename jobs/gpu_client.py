@@ -189,12 +189,5 @@ def release_quietly(call_id: str) -> None:
 
 def video_generation_cost(params: Mapping[str, Any]) -> tuple[float, str | None]:
     """A text-to-video request's estimated seconds on its GPU (the engine's cost model), and why it
-    cannot finish within the type's time limit (None when it can). Fields the request leaves out
-    take the engine's defaults."""
-    v = video_generation
-    width, height = (int(side) for side in str(params.get("resolution") or v.DEFAULT_RESOLUTION).split("x"))
-    duration = int(params.get("duration_sec") or v.DEFAULT_DURATION_S)
-    steps = int(params.get("steps") or v.DEFAULT_STEPS)
-    guidance = float(params.get("guidance") or v.DEFAULT_GUIDANCE)
-    return (v.estimated_seconds(width, height, duration, steps, guidance),
-            v.too_costly(width, height, duration, steps, guidance))
+    cannot finish within the type's time limit (None when it can)."""
+    return video_generation.request_cost(params)

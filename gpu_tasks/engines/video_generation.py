@@ -195,6 +195,17 @@ def too_costly(width: int, height: int, duration_s: int, steps: int, guidance: f
             f"{spec.gpu.value}, past the {spec.time_limit_s} s limit; {advice}")
 
 
+def request_cost(params: Mapping[str, Any]) -> tuple[float, str | None]:
+    """A request's estimated seconds and why it cannot finish in time (None when it can), the
+    fields it leaves out at their defaults: what the API prices and refuses by."""
+    width, height = (int(side) for side in str(params.get("resolution") or DEFAULT_RESOLUTION).split("x"))
+    duration = int(params.get("duration_sec") or DEFAULT_DURATION_S)
+    steps = int(params.get("steps") or DEFAULT_STEPS)
+    guidance = float(params.get("guidance") or DEFAULT_GUIDANCE)
+    return (estimated_seconds(width, height, duration, steps, guidance),
+            too_costly(width, height, duration, steps, guidance))
+
+
 def validate(payload: Mapping[str, Any]) -> VideoRequest:
     prompt = _text_field(payload, "prompt")
     if prompt is None or not prompt.strip():
