@@ -10,6 +10,7 @@ import pytest
 from gpu_tasks.backends.modal_backend import ModalBackend
 from gpu_tasks.contract import status_record
 from gpu_tasks.engines.transcript import Turn, speaker_turns
+from gpu_tasks.errors import PermanentGpuError
 from jobs import gpu_client
 from jobs.models import Job, JobPiece, JobStatus
 from tests.gpu_tasks.test_modal_backend import FakeModal
@@ -31,12 +32,18 @@ class Transcription:
 
     def __init__(self) -> None:
         self.payloads: list[dict[str, Any]] = []
+        self.poisoned: int | None = None  # the span call of this index (from 0) answers no transcript
+        self.spans = 0
 
     def local(self, payload: dict[str, Any]) -> dict[str, Any]:
         self.payloads.append(payload)
         if payload.get("speakers_only"):
             return status_record("succeeded", result=speaker_turns(TURNS, duration_s=24.0))
         start, end = payload["span"]["start_ms"], payload["span"]["end_ms"]
+        self.spans += 1
+        if self.spans - 1 == self.poisoned:  # a container's word that is not what the engine returns
+            return status_record("succeeded", result={"text": "owned", "segments": "<script>", "outputs": {
+                "video": {"path": "/etc/passwd", "content_type": "video/mp4", "size_bytes": 1, "filename": "x.mp4"}}})
         heard = [s for s in range(24) if start <= s * 1000 + 100 < end]  # a word starting in the span
         words = [{"word": f"w{s}", "start_ms": s * 1000 + 100 - start, "end_ms": min(end, s * 1000 + 400) - start,
                   "confidence": None} for s in heard]
@@ -111,3 +118,30 @@ def test_without_diarization_no_speakers_call_is_made(auth_client, funded, proje
     assert list(JobPiece.objects.filter(job=job).values_list("kind", flat=True)) == ["span"] * 3
     assert not any(p.get("speakers_only") for p in on_modal.payloads)
     assert {s["speaker"] for s in job.output_data["segments"]} == {"Speaker 1"}
+
+
+def test_a_piece_answering_what_the_engine_never_returns_fails_the_job_refunded(auth_client, funded, project,
+                                                                                 on_modal, tmp_path):
+    """One piece's container answers a result that is no transcript, naming a file outside its call:
+    it is refused as it arrives (`invalid_result`), nothing of it is kept, and the job fails as any
+    failure does, refunded, its other calls let go of."""
+    from credits.models import CreditTransaction
+    from jobs.life import status as lifecycle
+
+    wav = tone_and_silence(tmp_path / "long.wav", [(7.5, True), (0.8, False), (7.5, True), (0.8, False),
+                                                   (7.4, True)])
+    audio = upload_local(auth_client, project, wav, "audio/wav")
+    job_id = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)}).json()[
+        "job_id"]
+    on_modal.poisoned = 1  # the second piece's call
+    with pytest.raises(PermanentGpuError) as info:
+        run_to_the_end(job_id)
+    assert info.value.code == "invalid_result"
+    assert not JobPiece.objects.filter(job_id=job_id, state="succeeded", index=1).exists()
+    assert JobPiece.objects.filter(job_id=job_id, index=1).values_list("result", flat=True).get() is None
+    # The step's failure handler, as a worker runs it.
+    assert lifecycle.job_fail(job_id=job_id, code=info.value.code, detail=info.value.message, retryable=False)
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.FAILED and job.credits_refund == job.credits_cost and not job.output_data
+    assert sorted(CreditTransaction.objects.filter(job_id=job_id).values_list("type", flat=True)) == [
+        "refund", "usage"]
