@@ -53,10 +53,12 @@ def run_ffmpeg(
     total_s: float,
     progress: ProgressFn | None = None,
     timeout_s: float | None = None,
-) -> None:
+) -> str:
     """Run `ffmpeg <args>` (args must not name -progress), reporting percent done through `progress`.
 
     A failing run raises `invalid_media` when ffmpeg says the input is unreadable, else `internal`.
+    A run that succeeds returns the end of what ffmpeg reported at level error (usually nothing):
+    a caller that finds its output wrong has ffmpeg's own account of why.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-progress", "pipe:1", "-nostats", *args]
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -87,5 +89,8 @@ def run_ffmpeg(
             lowered = tail.lower()
             code = "invalid_media" if any(marker in lowered for marker in _MEDIA_ERRORS) else "internal"
             raise PermanentGpuError(code, f"ffmpeg exited with {rc}: {tail[-400:]}")
+        err.seek(0)
+        reported = err.read()[-2000:].decode("utf-8", "replace").strip()
     if progress is not None and last < 100.0:
         progress(100.0)
+    return reported

@@ -39,6 +39,8 @@ pad, format) and concatenates the video pieces, then mixes the audio.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ from gpu_tasks.engines import effects as clip_fx
 from gpu_tasks.engines.compression import X264_SPEEDS
 from gpu_tasks.engines.effects import Stretch
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
-from gpu_tasks.engines.media import probe
+from gpu_tasks.engines.media import open_input, probe
 from gpu_tasks.engines.render_cuts import (
     DEFAULT_CROSSFADE_MS,
     MAX_CROSSFADE_MS,
@@ -76,6 +78,8 @@ from gpu_tasks.input_policy import ffmpeg_input
 
 # The timeline's model lives in engines/timeline.py; these names stay importable from here.
 __all__ = ["Clip", "flatten_video", "parse_timeline", "render_timeline", "run"]
+
+log = logging.getLogger(__name__)
 
 # What the API's input reads (gpu_tasks.input_bounds): a render's `resolution` and `frame_rate`
 # replace the snapshot's settings, which parse_timeline() checks; crossfade_of() checks the fade.
@@ -239,8 +243,31 @@ def render_timeline(
         timeline, inputs, output, encoder_preset=encoder_preset, crf=crf,
         include_video_audio=include_video_audio, crossfade_ms=crossfade_ms, subtitles=subtitles,
     )  # fmt: skip
-    run_ffmpeg(args, total_s=timeline.total_ms / 1000, progress=progress, timeout_s=timeout_s)
-    return timeline
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    # ffmpeg has been seen, rarely and only under load, to end the mixed sound of a cut timeline
+    # early while exiting 0: a render is delivered only once both of its streams run the
+    # timeline's length. A short one is rendered once more, then fails with ffmpeg's own report.
+    for attempt in (1, 2):
+        remaining = None if deadline is None else max(1.0, deadline - time.monotonic())
+        reported = run_ffmpeg(args, total_s=timeline.total_ms / 1000, progress=progress, timeout_s=remaining)
+        short = short_streams(output, timeline.total_ms, 1000 / float(timeline.fps))
+        if not short:
+            return timeline
+        log.warning("render attempt %d came out short (%s); ffmpeg reported: %s", attempt, short, reported or "nothing")
+    raise PermanentGpuError("internal", f"the rendered file came out short twice ({short}): {reported[-400:]}")
+
+
+def short_streams(path: Path, total_ms: int, frame_ms: float) -> str:
+    """Which of the file's streams end earlier than `total_ms` by more than two frames (at least
+    100 ms, several AAC frames), as "video 2.540 s of 4.140 s"; empty when none does."""
+    slack_ms = max(100.0, 2 * frame_ms)
+    short = []
+    with open_input(path) as container:
+        for stream in (*container.streams.video[:1], *container.streams.audio[:1]):
+            seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+            if seconds * 1000 < total_ms - slack_ms:
+                short.append(f"{stream.type} {seconds:.3f} s of {total_ms / 1000:.3f} s")
+    return ", ".join(short)
 
 
 def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:

@@ -119,3 +119,51 @@ def test_bad_timelines_are_refused_before_ffmpeg_runs(
 def test_ntsc_frame_rate_is_kept_exact() -> None:
     timeline = parse_timeline(edl({"type": "video", "clips": [clip("v", 0, 1000)]}, fps=29.97))
     assert timeline.fps == Fraction(30000, 1001)
+
+
+def truncating_ffmpeg(monkeypatch: pytest.MonkeyPatch, short_runs: int) -> list[str]:
+    """run_ffmpeg as the engine calls it, except that its first `short_runs` runs leave a file whose
+    sound stops after one second (what a flaky ffmpeg run was seen to deliver): each run is logged."""
+    real = render.run_ffmpeg
+    runs: list[str] = []
+
+    def flaky(args: list[str], **kwargs: Any) -> str:
+        reported = real(args, **kwargs)
+        runs.append("short" if len(runs) < short_runs else "whole")
+        if runs[-1] == "short":
+            out = Path(args[-1])
+            cut = out.with_name("cut.mp4")
+            real(["-i", str(out), "-map", "0:v", "-map", "0:a", "-c:v", "copy", "-af", "atrim=end=1",
+                  "-c:a", "aac", "-y", str(cut)], total_s=1)  # fmt: skip
+            cut.replace(out)
+        return reported
+
+    monkeypatch.setattr(render, "run_ffmpeg", flaky)
+    return runs
+
+
+def test_a_render_whose_sound_comes_out_short_is_rendered_again(
+    tmp_path: Path, color_video: Path, tone_wav: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = truncating_ffmpeg(monkeypatch, short_runs=1)
+    timeline = edl({"type": "video", "clips": [clip("v", 0, 3000)]}, {"type": "audio", "clips": [clip("a", 0, 3000)]})
+    media = {"v": {"kind": "video", "path": str(color_video)}, "a": {"kind": "audio", "path": str(tone_wav)}}
+    result = run(tmp_path, {"edl": timeline, "media": media})
+
+    assert runs == ["short", "whole"]
+    info = streams(Path(result["outputs"]["video"]["path"]))
+    assert abs(info["audio"]["duration_s"] - 3.0) < 0.06 and abs(info["video"]["duration_s"] - 3.0) < 0.06
+
+
+def test_a_render_short_twice_fails_instead_of_delivering_it(
+    tmp_path: Path, color_video: Path, tone_wav: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = truncating_ffmpeg(monkeypatch, short_runs=2)
+    timeline = edl({"type": "video", "clips": [clip("v", 0, 3000)]}, {"type": "audio", "clips": [clip("a", 0, 3000)]})
+    media = {"v": {"kind": "video", "path": str(color_video)}, "a": {"kind": "audio", "path": str(tone_wav)}}
+    with pytest.raises(PermanentGpuError) as failed:
+        run(tmp_path, {"edl": timeline, "media": media})
+
+    assert runs == ["short", "short"]
+    assert failed.value.code == "internal" and "audio 1.0" in str(failed.value), str(failed.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir()), "nothing delivered"
