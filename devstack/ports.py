@@ -45,16 +45,21 @@ def port_offset(var_dir: Path) -> int:
 
 
 def wait_for_port(
-    port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, *, stop: threading.Event | None = None
+    port: int,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    *,
+    stop: threading.Event | None = None,
+    host: str = "127.0.0.1",
 ) -> None:
-    """Return once 127.0.0.1:`port` accepts a connection; give up if `proc` exits or `stop` is set."""
+    """Return once `host`:`port` accepts a connection; give up if `proc` exits or `stop` is set."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise DevStackError(f"process exited with {proc.returncode} before listening on {port}")
         if stop is not None and stop.is_set():
             raise DevStackError(f"stopped before anything listened on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise DevStackError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+    raise DevStackError(f"nothing listens on {host}:{port} after {timeout:.0f}s")

