@@ -12,7 +12,7 @@ from django.conf import settings
 
 from auteur.queues import QUEUE_DEFAULT, QUEUES, RABBITMQ_EXCHANGE, TASK_ROUTES, broker_is_rabbitmq, rabbitmq_queues
 
-# The broker: Redis (REDIS_URL) unless CELERY_BROKER_URL names another; README "Broker choice".
+# The broker: Redis (REDIS_URL) unless CELERY_BROKER_URL names another; docs/broker.md.
 broker_url = settings.CELERY_BROKER_URL
 # Celery would prefer the environment's CELERY_BROKER_URL to broker_url; the URL the settings made
 # (read from CELERY_BROKER_URL_FILE, TLS options taken out of an amqps:// query) is the one to use.
@@ -132,7 +132,7 @@ beat_schedule: dict[str, dict[str, object]] = {
     "ledger-check": {
         "task": "credits.ledger_check", "schedule": crontab(minute=0, hour=settings.AUTEUR_LEDGER_CHECK_HOUR_UTC),
     },
-    # Retention (auteur/retention.py): each sweep deletes in committed batches; README "Retention".
+    # Retention (auteur/retention.py): each sweep deletes in committed batches; docs/retention.md.
     **{
         f"retention-{name}": {"task": task, "schedule": settings.AUTEUR_RETENTION_INTERVAL_SECONDS}
         for name, task in (

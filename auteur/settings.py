@@ -1,4 +1,4 @@
-"""Settings, read from the environment in this one place (README "Configuration" lists them all).
+"""Settings, read from the environment in this one place (docs/configuration.md lists them all).
 
 Celery's own settings (celeryconfig.py) take their values from here; the benchmarks' settings
 (bench/settings.py) import these and add what only drills may use.
@@ -222,7 +222,7 @@ for _db in DATABASES.values():
 
 REDIS_URL = required("REDIS_URL")
 # The Celery broker: Redis by default, or RabbitMQ (amqp://) with quorum queues (celeryconfig.py;
-# README "Broker choice"). Only the job queues move: event streams, rate limits, the GPU
+# docs/broker.md). Only the job queues move: event streams, rate limits, the GPU
 # announcements, the cache and beat's schedule stay on REDIS_URL whatever the broker.
 CELERY_BROKER_URL: str = env_value("CELERY_BROKER_URL") or REDIS_URL
 MONGODB_URI = required("MONGODB_URI")
@@ -235,7 +235,7 @@ def _tls(name: str, derive: Callable[[str], _T], url: str) -> _T:
         raise ImproperlyConfigured(f"{name}: {exc}.") from None
 
 
-# TLS (auteur/tls.py; README "TLS to the data stores"): a rediss:// or amqps:// URL turns it on and
+# TLS (auteur/tls.py; docs/security.md, "TLS to the data stores"): a rediss:// or amqps:// URL turns it on and
 # its query names the CA file. redis-py reads that itself; Celery's broker, its result backend and
 # RedBeat are handed these options (celeryconfig.py), which check the server by default.
 REDIS_TLS = _tls("REDIS_URL", redis_tls_options, REDIS_URL)
@@ -336,7 +336,7 @@ AUTEUR_GPU_LOCAL_DIR = env.str("AUTEUR_GPU_LOCAL_DIR", default=str(VAR_DIR / "gp
 AUTEUR_LOCAL_RUNNER_SLOTS = env.int("AUTEUR_LOCAL_RUNNER_SLOTS", default=os.cpu_count() or 1)
 # Memory each engine process (and its ffmpeg) may allocate, in MiB. By default the slots share
 # 80% of the machine's memory, and each gets at least 2 GiB (what ffmpeg needs for a 1080p
-# render, plus headroom; README "Local runners" has the measured figures).
+# render, plus headroom; docs/jobs.md, "Local runners", has the measured figures).
 AUTEUR_LOCAL_RUNNER_MEMORY_MB = env.int(
     "AUTEUR_LOCAL_RUNNER_MEMORY_MB",
     default=max(2048, int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.8 / 2**20
@@ -380,12 +380,12 @@ AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECON
 # A GPU call still running this long past its type's time limit is cancelled and its job fails
 # (`timeout`); the grace covers a container's start and the result's upload.
 AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=30)
-# AI features switched off by the operator, by job type ("video-generation,lip-sync"), whatever
-# the backend and its weights: submissions and quotes are 503 `feature_unavailable`, GET
-# /jobs/types shows them unavailable, and jobs already accepted run to their end.
 # Check every job event's data against the published event schema as it is recorded (the tests
 # turn it on; a mismatch raises): jobs/event_schema.py.
 AUTEUR_CHECK_EVENT_SCHEMA = env.bool("AUTEUR_CHECK_EVENT_SCHEMA", default=False)
+# AI features switched off by the operator, by job type ("video-generation,lip-sync"), whatever
+# the backend and its weights: submissions and quotes are 503 `feature_unavailable`, GET
+# /jobs/types shows them unavailable, and jobs already accepted run to their end.
 AUTEUR_FEATURES_OFF = frozenset(name.strip() for name in env.list("AUTEUR_FEATURES_OFF", default=[]) if name.strip())
 AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
 # Deadlines (jobs.life.deadlines): a job not started this long after its submission is aborted
@@ -480,7 +480,7 @@ AUTEUR_WEBHOOK_RESOLVE_TIMEOUT_SECONDS = env.float("AUTEUR_WEBHOOK_RESOLVE_TIMEO
 AUTEUR_WEBHOOK_RETRY_BASE_SECONDS = env.float("AUTEUR_WEBHOOK_RETRY_BASE_SECONDS", default=5.0)
 AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS", default=15.0)
 
-# ---- Retention (auteur/retention.py; README "Retention"): beat runs every sweep this often, each
+# ---- Retention (auteur/retention.py; docs/retention.md): beat runs every sweep this often, each
 # deleting at most BATCH_SIZE rows per statement and transaction. Job events go this long after
 # their job ended (the job row stays); job outputs after this many days (0: never).
 AUTEUR_RETENTION_INTERVAL_SECONDS = env.float("AUTEUR_RETENTION_INTERVAL_SECONDS", default=3600.0)

@@ -1,4 +1,4 @@
-"""The README's "Try it" walk-through, run against a `make run` that is up (`make demo`).
+"""The README's tour (docs/tour.md), run against a `make run` that is up (`make demo`).
 
 token -> credits -> project -> upload a generated speech file -> confirm -> ready -> the file on
 the timeline -> transcription job -> progress -> transcript, in the EDL -> three words deleted in

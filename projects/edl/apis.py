@@ -66,7 +66,7 @@ def _effect_param_field(name: str) -> serializers.Field:
     return serializers.CharField(required=False, help_text=help_text)
 
 
-# Built from the vocabulary, so that a new effect needs no change here; the README lists each
+# Built from the vocabulary, so that a new effect needs no change here; docs/editing.md lists each
 # type's parameters and bounds.
 EdlEffectSerializer = type(
     "EdlEffectSerializer",

@@ -13,7 +13,7 @@ from auteur.retention import registered_sweeps, run_sweep
 
 
 class Command(BaseCommand):
-    help = "Run the retention sweeps (README: Retention); --dry-run only counts."
+    help = "Run the retention sweeps (docs/retention.md); --dry-run only counts."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="delete nothing; print what would go")
