@@ -1,0 +1,122 @@
+import type { components } from "./generated/openapi.js";
+
+/** Every error answer's body: `{"error": {"code", "message", "details"}}`. */
+export type ErrorBody = components["schemas"]["Error"];
+export type ErrorDetail = components["schemas"]["ErrorDetail"];
+
+/** An error answer from the API. Branch on `code` (machine-readable), show `message`; `details`
+ * holds field paths, limits and amounts. Subclasses exist for the statuses a client handles
+ * differently (402, 404, 429...), so `instanceof` narrows without comparing numbers. */
+export class ApiError extends Error {
+  override readonly name: string = "ApiError";
+  readonly status: number;
+  readonly code: string;
+  readonly details: Readonly<Record<string, unknown>>;
+  /** The envelope as received; undefined when the body was not one (a proxy's page, say). */
+  readonly body: ErrorBody | undefined;
+  readonly requestId: string | null;
+
+  constructor(status: number, body: ErrorBody | undefined, headers?: Headers) {
+    super(body?.error.message ?? `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error.code ?? `http_${status}`;
+    this.details = body?.error.details ?? {};
+    this.body = body;
+    this.requestId = headers?.get("X-Request-ID") ?? null;
+  }
+}
+
+/** 401: no token, or one that is malformed, expired or revoked (`not_authenticated`, `invalid_token`). */
+export class AuthenticationError extends ApiError {
+  override readonly name = "AuthenticationError";
+}
+
+/** 402: the balance does not cover the cost (`insufficient_credits`; details name the amounts). */
+export class InsufficientCreditsError extends ApiError {
+  override readonly name = "InsufficientCreditsError";
+}
+
+/** 403: not allowed for this caller (a plan required, a quota exceeded...). */
+export class ForbiddenError extends ApiError {
+  override readonly name = "ForbiddenError";
+}
+
+/** 404: no such object, or another user's: the API does not tell them apart. */
+export class NotFoundError extends ApiError {
+  override readonly name = "NotFoundError";
+}
+
+/** 409: the object's state forbids it now (a job already ended, an EDL saved by someone else...). */
+export class ConflictError extends ApiError {
+  override readonly name = "ConflictError";
+}
+
+/** 400 and 422: the request is malformed or cannot be done; `details.fields` names the fields. */
+export class ValidationError extends ApiError {
+  override readonly name = "ValidationError";
+}
+
+/** 429: too many requests (or streams) for now. */
+export class RateLimitedError extends ApiError {
+  override readonly name = "RateLimitedError";
+  /** When to try again: the `Retry-After` header, else `details.retry_after_seconds`; null if neither. */
+  readonly retryAfterSeconds: number | null;
+
+  constructor(status: number, body: ErrorBody | undefined, headers?: Headers) {
+    super(status, body, headers);
+    this.retryAfterSeconds = retryAfterSeconds(headers, this.details);
+  }
+}
+
+/** 5xx: the server could not do it now; retrying later may work. */
+export class ServerError extends ApiError {
+  override readonly name = "ServerError";
+  readonly retryAfterSeconds: number | null;
+
+  constructor(status: number, body: ErrorBody | undefined, headers?: Headers) {
+    super(status, body, headers);
+    this.retryAfterSeconds = retryAfterSeconds(headers, this.details);
+  }
+}
+
+function retryAfterSeconds(headers: Headers | undefined, details: Readonly<Record<string, unknown>>): number | null {
+  const header = headers?.get("Retry-After");
+  if (header && /^\d+$/.test(header.trim())) return Number(header.trim());
+  const detail = details["retry_after_seconds"];
+  return typeof detail === "number" && Number.isFinite(detail) ? detail : null;
+}
+
+/** True when `value` has the envelope's shape (checked, not assumed: it crossed the network). */
+export function isErrorBody(value: unknown): value is ErrorBody {
+  if (typeof value !== "object" || value === null) return false;
+  const error = (value as { error?: unknown }).error;
+  if (typeof error !== "object" || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return typeof code === "string" && typeof message === "string";
+}
+
+/** The typed error for an answer's status and body. */
+export function apiError(status: number, body: unknown, headers?: Headers): ApiError {
+  const envelope = isErrorBody(body) ? { error: { ...body.error, details: body.error.details ?? {} } } : undefined;
+  if (status === 401) return new AuthenticationError(status, envelope, headers);
+  if (status === 402) return new InsufficientCreditsError(status, envelope, headers);
+  if (status === 403) return new ForbiddenError(status, envelope, headers);
+  if (status === 404) return new NotFoundError(status, envelope, headers);
+  if (status === 409) return new ConflictError(status, envelope, headers);
+  if (status === 400 || status === 422) return new ValidationError(status, envelope, headers);
+  if (status === 429) return new RateLimitedError(status, envelope, headers);
+  if (status >= 500) return new ServerError(status, envelope, headers);
+  return new ApiError(status, envelope, headers);
+}
+
+/** The typed error for a non-2xx `Response`, its body read (JSON when it is JSON). */
+export async function apiErrorFromResponse(response: Response): Promise<ApiError> {
+  let body: unknown;
+  try {
+    const text = await response.text();
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    body = undefined;
+  }
+  return apiError(response.status, body, response.headers);
+}

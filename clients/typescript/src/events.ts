@@ -1,0 +1,68 @@
+import type { components as events } from "./generated/events.js";
+import type { components } from "./generated/openapi.js";
+
+type EventSchemas = events["schemas"];
+
+/** One job event as the streams deliver it; narrowing on `type` narrows `data`. */
+export type JobEvent = EventSchemas["JobEvent"];
+export type JobEventType = EventSchemas["JobEventType"];
+/** The `data` of an event of type `T`. */
+export type JobEventData<T extends JobEventType> = Extract<JobEvent, { type: T }>["data"];
+/** Events after `after` are no longer in the stream's window (GET /jobs/{id}/events has them). */
+export type StreamGap = EventSchemas["StreamGap"];
+/** Every message the WebSocket server sends. */
+export type WsServerMessage = EventSchemas["WsServerMessage"];
+/** A webhook delivery's body as the event schema describes it. */
+export type WebhookPayloadEnvelope = EventSchemas["WebhookPayload"];
+/** A webhook delivery's body, `data` typed as the job it carries (`GET /jobs/{id}`'s `Job`). A
+ * `webhook.test` delivery (POST /webhooks/{id}/test) carries no job: narrow on `type` first. */
+export type WebhookPayload =
+  | (Omit<WebhookPayloadEnvelope, "type" | "data"> & {
+      type: Exclude<WebhookPayloadEnvelope["type"], "webhook.test">;
+      data: components["schemas"]["Job"];
+    })
+  | (Omit<WebhookPayloadEnvelope, "type"> & { type: "webhook.test" });
+
+/** The event types after which a job changes no more. */
+export const TERMINAL_EVENT_TYPES: ReadonlySet<JobEventType> = new Set<JobEventType>([
+  "completed",
+  "failed",
+  "canceled",
+  "aborted",
+]);
+
+export function isTerminalEvent(event: JobEvent): boolean {
+  return TERMINAL_EVENT_TYPES.has(event.type);
+}
+
+/** What a subscription yields: an event, or word that some were missed (read them over REST). */
+export type StreamItem = { kind: "event"; event: JobEvent } | { kind: "gap"; after: string | null };
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Checks the fields every event has before it is handed on typed: what arrives over the network
+ * is input. `data`'s shape per type is the server's contract (the schema the types come from). */
+export function parseJobEvent(value: unknown): JobEvent {
+  if (
+    !isObject(value) ||
+    typeof value["id"] !== "string" ||
+    typeof value["job_id"] !== "string" ||
+    typeof value["type"] !== "string" ||
+    typeof value["status"] !== "string" ||
+    !isObject(value["data"])
+  ) {
+    throw new TypeError(`not a job event: ${JSON.stringify(value)}`);
+  }
+  return value as unknown as JobEvent;
+}
+
+/** Checks a WebSocket message's `type` (and a `job.event`'s event) before it is handed on typed. */
+export function parseWsMessage(value: unknown): WsServerMessage {
+  if (!isObject(value) || typeof value["type"] !== "string") {
+    throw new TypeError(`not a WebSocket message: ${JSON.stringify(value)}`);
+  }
+  if (value["type"] === "job.event") parseJobEvent(value["event"]);
+  return value as unknown as WsServerMessage;
+}
