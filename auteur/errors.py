@@ -112,6 +112,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "media_not_ready": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "wrong_media_type": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_too_short": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "interchange_invalid": status.HTTP_422_UNPROCESSABLE_ENTITY,  # an editor's file that cannot be read
+    "media_unmatched": status.HTTP_422_UNPROCESSABLE_ENTITY,  # details list the names no file matches
     "media_duration_unknown": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "empty_timeline": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "no_captions": status.HTTP_422_UNPROCESSABLE_ENTITY,

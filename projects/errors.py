@@ -48,3 +48,15 @@ class MediaTooShort(ApplicationError):
     """A replacement file ends before a clip of the file it replaces (details: the clip, the lengths)."""
 
     code = "media_too_short"
+
+
+class InterchangeInvalid(ApplicationError):
+    """An editor's timeline file that cannot be read (or a format that cannot be imported)."""
+
+    code = "interchange_invalid"
+
+
+class MediaUnmatched(ApplicationError):
+    """An imported timeline names media that matches no file of the project (details: `unmatched`)."""
+
+    code = "media_unmatched"

@@ -4,6 +4,7 @@ from django.urls import path
 
 from projects.caption_apis import TimelineCaptionsApi
 from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlRemoveFillersApi, EdlReplaceMediaApi, EdlUndoApi
+from projects.edl.interchange_apis import TimelineExportApi, TimelineImportApi
 
 # <uuid:...>: a malformed project id matches no route, so it is a 404 like any unknown project.
 urlpatterns = [
@@ -19,4 +20,6 @@ urlpatterns = [
         name="project-edl-replace-media",
     ),
     path("projects/<uuid:project_id>/captions", TimelineCaptionsApi.as_view(), name="project-captions"),
+    path("projects/<uuid:project_id>/timeline/export", TimelineExportApi.as_view(), name="project-timeline-export"),
+    path("projects/<uuid:project_id>/timeline/import", TimelineImportApi.as_view(), name="project-timeline-import"),
 ]

@@ -1,0 +1,701 @@
+"""Timeline interchange: the timeline as a professional editor's file (OTIO, FCPXML, FCP7 XML,
+CMX 3600 EDL, AAF), and such a file back as a new version of the timeline.
+
+Export reads the cuts from `projects.edl.cuts` exactly as the render's snapshot does
+(`transcript_cuts` then `cut_tracks`): each piece the render plays is one clip of the file, at its
+edited time, with its own source in point, so the file's cut list is the render's by construction.
+The file is written by OpenTimelineIO's adapters from one OTIO timeline; what a format cannot
+carry is removed from that timeline before it is written and listed in the report, never lost
+silently. The formats and what each carries are declared once, in `FORMATS`.
+
+How the timeline maps to OTIO:
+- a track is a track of its kind; a piece is a clip whose `source_range` starts at the piece's
+  in point and lasts its length on the timeline (OTIO's convention: a clip's duration is its
+  record duration), with a `LinearTimeWarp` of the clip's speed; the space between pieces is a gap;
+- a fade is a dissolve (`Transition`) from or to a gap: black on a video track, silence on an
+  audio one;
+- volume, text, crop and fit are OTIO effects named `auteur.<type>` whose metadata holds the
+  effect as the timeline has it (only OTIO files keep them);
+- media is named by a stable name (the file's name, with the start of its id where two files
+  share one) and referenced by a relink path, or by a signed URL when asked;
+- markers (opt-in) mark each transcript cut, on the piece that plays right after it.
+
+Import is the reverse, for the text formats: every clip's media is matched to a file of the
+project (by id where the file carries ours, else by name), and the timeline's tracks are replaced
+in one save (one undo step). The cuts are real edits in the file, so the imported timeline has no
+transcript deletions to apply again: its transcript is emptied (the report says so).
+
+Work is bounded: an import's file size is checked before it is parsed, XML with entity
+declarations is refused (entity expansion), and clip counts are checked against the timeline's
+limits before a timeline is built; an export is at most the render's pieces of a timeline within
+its limits.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import posixpath
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote, unquote, urlparse
+
+import aaf2.mobid
+import opentimelineio as otio
+from django.conf import settings
+
+from auteur.errors import ApplicationError
+from auteur.users.models import User
+from media.models import MediaFile, MediaStatus
+from media.services.downloads import media_urls
+from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
+from projects.edl.documents import edl_limits
+from projects.edl.selectors import edl_get
+from projects.edl.services import edl_edit
+from projects.edl.validation import check_edl_limits
+from projects.errors import EdlLimitExceeded, InterchangeInvalid, MediaUnmatched
+from projects.models import Project
+
+# ----------------------------------------------------------------------------- formats
+
+SPEED, FADES, VOLUME, TEXT, CROP, FIT = "speed", "fades", "volume", "text", "crop", "fit"
+MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS = "markers", "audio_tracks", "extra_video_tracks"
+# The effects that only travel as `auteur.<type>` OTIO effects.
+PLAIN_EFFECTS = (VOLUME, TEXT, CROP, FIT)
+
+
+@dataclass(frozen=True)
+class InterchangeFormat:
+    """One target format: its OTIO adapter, file, and what of a timeline it carries."""
+
+    name: str
+    adapter: str
+    extension: str
+    content_type: str
+    binary: bool
+    carries: frozenset[str]
+    importable: bool
+    editors: str
+    # Why each feature it does not carry is dropped, in words for the report.
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+
+_ALL = frozenset({SPEED, FADES, VOLUME, TEXT, CROP, FIT, MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS})
+_ONLY_OTIO = "only OpenTimelineIO files carry it"
+
+FORMATS: dict[str, InterchangeFormat] = {
+    f.name: f
+    for f in (
+        InterchangeFormat("otio", "otio_json", "otio", "application/json", False, _ALL, True,
+                          "DaVinci Resolve, Premiere Pro (OTIO import), any OTIO tool"),
+        InterchangeFormat(
+            "fcpxml", "fcpx_xml", "fcpxml", "application/xml", False,
+            frozenset({MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True, "Final Cut Pro, DaVinci Resolve",
+            notes={SPEED: "the FCPXML adapter writes no retiming: the clip plays at 100% from its in point",
+                   FADES: "the FCPXML adapter writes no transitions"},
+        ),
+        InterchangeFormat(
+            "fcp7xml", "fcp_xml", "xml", "application/xml", False,
+            frozenset({FADES, MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True,
+            "Premiere Pro, DaVinci Resolve, Final Cut Pro 7",
+            notes={SPEED: "the FCP7 XML adapter writes no time remapping: the clip plays at 100% from its in point"},
+        ),
+        InterchangeFormat(
+            "edl", "cmx_3600", "edl", "text/plain", False, frozenset({SPEED, MARKERS}), True,
+            "Avid Media Composer, DaVinci Resolve, Premiere Pro",
+            notes={FADES: "the CMX 3600 adapter writes a dissolve from black as a dissolve from the clip before",
+                   AUDIO_TRACKS: "a CMX 3600 list holds one track: the first video track",
+                   EXTRA_VIDEO_TRACKS: "a CMX 3600 list holds one track: the first video track"},
+        ),
+        InterchangeFormat(
+            "aaf", "AAF", "aaf", "application/octet-stream", True,
+            frozenset({FADES, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), False, "Avid Media Composer, Pro Tools",
+            notes={SPEED: "the AAF adapter writes no speed: the clip plays at 100% from its in point",
+                   MARKERS: "the AAF adapter writes no markers"},
+        ),
+    )
+}
+
+IMPORT_EXTENSIONS = {f".{f.extension}": f.name for f in FORMATS.values() if f.importable}
+
+_FEATURE_WORDS = {
+    SPEED: "speed changes", FADES: "fades", VOLUME: "volume changes", TEXT: "text overlays", CROP: "crops",
+    FIT: "fit modes", MARKERS: "cut markers", AUDIO_TRACKS: "audio tracks", EXTRA_VIDEO_TRACKS: "video tracks",
+}
+
+MAX_REPORTED_IDS = 20  # clip ids listed per dropped feature; the count is always whole
+RELINK_ROOT = "media"
+
+
+def max_import_bytes() -> int:
+    return int(getattr(settings, "AUTEUR_INTERCHANGE_MAX_BYTES", 5 * 1024 * 1024))
+
+
+# ----------------------------------------------------------------------------- report
+
+
+class Report:
+    """What a conversion could not carry: per feature, how many clips (or tracks, or cuts) and which."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._ids: dict[str, dict[str, None]] = {}  # (an ordered set)
+        self._why: dict[str, str] = {}
+
+    def drop(self, feature: str, why: str, ident: str | None = None) -> None:
+        """One thing `feature` loses; a clip's pieces are one clip (`ident`: the clip's id)."""
+        self._why.setdefault(feature, why)
+        ids = self._ids.setdefault(feature, {})
+        if ident is None:
+            self._counts[feature] += 1
+        elif ident not in ids:
+            ids[ident] = None
+            self._counts[feature] += 1
+
+    def items(self) -> list[dict[str, Any]]:
+        return [
+            {"feature": feature, "count": count, "message": f"{_FEATURE_WORDS.get(feature, feature)} dropped: "
+             f"{self._why[feature]}.", "clip_ids": list(self._ids.get(feature, {}))[:MAX_REPORTED_IDS]}
+            for feature, count in sorted(self._counts.items())
+        ]
+
+
+# ----------------------------------------------------------------------------- time
+
+
+def _frames(ms: int, rate: float) -> int:
+    return round(ms * rate / 1000)
+
+
+def _rt(frames: int, rate: float) -> otio.opentime.RationalTime:
+    return otio.opentime.RationalTime(frames, rate)
+
+
+def _range(start: int, duration: int, rate: float) -> otio.opentime.TimeRange:
+    return otio.opentime.TimeRange(_rt(start, rate), _rt(duration, rate))
+
+
+def _ms(time: otio.opentime.RationalTime) -> int:
+    return round(time.to_seconds() * 1000)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@dataclass(frozen=True)
+class MediaEntry:
+    media_file_id: str
+    name: str  # the stable name clips carry
+    path: str  # the relink path
+    url: str | None = None
+    expires_at: str | None = None
+    missing: bool = False
+
+
+@dataclass(frozen=True)
+class Export:
+    format: str
+    filename: str
+    content_type: str
+    data: bytes
+    dropped: list[dict[str, Any]]
+    media: list[MediaEntry]
+    version: int
+    pieces: int
+    duration_ms: int
+
+    def content(self) -> tuple[str, str]:
+        """(encoding, content): the file as text, or base64 for a binary format."""
+        if FORMATS[self.format].binary:
+            return "base64", base64.b64encode(self.data).decode()
+        return "utf-8", self.data.decode()
+
+
+def stable_names(files: Iterable[MediaFile]) -> dict[str, str]:
+    """Each file's name in an exported timeline: its own, or with the start of its id where
+    several files share it (an editor relinks by name, so a name must name one file)."""
+    files = sorted(files, key=lambda m: str(m.pk))
+    counts = Counter(m.name for m in files)
+    names = {}
+    for media in files:
+        if counts[media.name] == 1:
+            names[str(media.pk)] = media.name
+        else:
+            stem, ext = posixpath.splitext(media.name)
+            names[str(media.pk)] = f"{stem} ({str(media.pk)[:8]}){ext}"
+    return names
+
+
+def _mob_id(media_file_id: str) -> str:
+    """A stable AAF MobID for a media file: its id as the UMID's material number."""
+    mob = aaf2.mobid.MobID.new()
+    mob.material = uuid.UUID(media_file_id)
+    return str(mob)
+
+
+def _reel(media_file_id: str) -> str:
+    """A CMX 3600 reel name (8 characters, no spaces): the start of the file's id."""
+    return media_file_id.replace("-", "")[:8].upper()
+
+
+def _fade(kind: str, duration_frames: int, rate: float, target: str) -> otio.schema.Transition:
+    fade_in = kind == "fade_in"
+    transition = otio.schema.Transition(
+        name=kind, transition_type=otio.schema.TransitionTypes.SMPTE_Dissolve,
+        in_offset=_rt(0 if fade_in else duration_frames, rate), out_offset=_rt(duration_frames if fade_in else 0, rate),
+    )
+    transition.metadata["auteur"] = {"type": kind, "target": target}
+    transition.metadata["AAF"] = _aaf_dissolve(fade_in, 0 if fade_in else duration_frames)
+    return transition
+
+
+def _aaf_dissolve(fade_in: bool, cut_point: int) -> dict[str, Any]:
+    """What the AAF writer requires of a transition: its operation, its level's keyframes, and its
+    cut point (the frames before the cut: AAF's form of OTIO's in_offset, which its reader reads)."""
+    return {
+        "PointList": [{"Value": 0 if fade_in else 1, "Time": 0}, {"Value": 1 if fade_in else 0, "Time": 1}],
+        "CutPoint": cut_point,
+        "OperationGroup": {"Operation": {
+            "DataDefinition": {"Name": "Picture"}, "Description": "Video Dissolve", "Name": "VideoDissolve_2",
+            "Identification": "0c3bea41-fc05-11d2-8a29-0050040ef7d2", "IsTimeWarp": False, "Bypass": 1,
+            "NumberInputs": 2, "OperationCategory": "OperationCategory_Effect",
+        }},
+    }
+
+
+def _gap(frames: int, rate: float) -> otio.schema.Gap:
+    return otio.schema.Gap(source_range=_range(0, frames, rate))
+
+
+def _track_fades(piece: Mapping[str, Any], track_type: str, fmt: InterchangeFormat,
+                 report: Report, frames: int, rate: float) -> dict[str, int]:
+    """The fades of a piece that the file shows, in frames: a fade belongs to the piece that holds
+    the clip's own start (fade_in) or end (fade_out), as in the render."""
+    fades: dict[str, int] = {}
+    for effect in piece.get("effects") or ():
+        kind = effect.get("type")
+        if kind not in ("fade_in", "fade_out") or not piece["first" if kind == "fade_in" else "last"]:
+            continue
+        target = effect.get("target", "both")
+        if FADES not in fmt.carries:
+            report.drop(FADES, fmt.notes.get(FADES, "the format has no fades"), piece["clip_id"])
+        elif target not in ("both", track_type):
+            report.drop(FADES, f"a {target}-only fade on a {track_type} track is a fade of the whole clip in an "
+                        "editor's file", piece["clip_id"])
+        else:
+            fades[kind] = max(1, min(frames, _frames(int(effect["duration_ms"]), rate)))
+    return fades
+
+
+def _clip(piece: Mapping[str, Any], media: MediaEntry, fmt: InterchangeFormat, rate: float,
+          start_f: int, frames: int, available_ms: int | None, report: Report) -> otio.schema.Clip:
+    media_id = media.media_file_id
+    reference = otio.schema.ExternalReference(target_url=media.url or media.path)
+    reference.name = media.name
+    if available_ms:
+        reference.available_range = _range(0, max(_frames(available_ms, rate), 1), rate)
+    reference.metadata["auteur"] = {"media_file_id": media_id}
+    reference.metadata["AAF"] = {"MobID": _mob_id(media_id)}
+    clip = otio.schema.Clip(name=media.name, media_reference=reference,
+                            source_range=_range(_frames(int(piece["in_point_ms"]), rate), frames, rate))
+    clip.metadata["auteur"] = {
+        "clip_id": str(piece["clip_id"]), "piece_id": str(piece["id"]), "media_file_id": media_id,
+        "in_point_ms": piece["in_point_ms"], "out_point_ms": piece["out_point_ms"],
+        "start_ms": piece["start_ms"], "duration_ms": piece["duration_ms"],
+    }
+    clip.metadata["cmx_3600"] = {"reel": _reel(media_id)}
+    for effect in piece.get("effects") or ():
+        kind = effect.get("type")
+        if kind == SPEED:
+            if SPEED in fmt.carries:
+                clip.effects.append(otio.schema.LinearTimeWarp(name="speed", time_scalar=float(effect["rate"])))
+            else:
+                report.drop(SPEED, fmt.notes.get(SPEED, "the format has no speed"), str(piece["clip_id"]))
+        elif kind in PLAIN_EFFECTS:
+            if kind in fmt.carries:
+                clip.effects.append(otio.schema.Effect(name=kind, effect_name=f"auteur.{kind}",
+                                                       metadata={"auteur": dict(effect)}))
+            else:
+                report.drop(kind, fmt.notes.get(kind, _ONLY_OTIO), str(piece["clip_id"]))
+    return clip
+
+
+def _cut_markers(cuts: Cuts, duration_ms: int) -> list[tuple[int, int]]:
+    """(edited time, removed ms) of every cut inside the timeline: where it joins, and how much."""
+    return [(a - cuts.removed_before(a), b - a) for a, b in cuts.spans if a < duration_ms]
+
+
+def timeline_to_otio(
+    *, edl: Mapping[str, Any], pieces: Sequence[Mapping[str, Any]], cuts: Cuts, fmt: InterchangeFormat,
+    media: Mapping[str, MediaEntry], available: Mapping[str, int | None], markers: bool, name: str,
+    report: Report,
+) -> otio.schema.Timeline:
+    """The cut timeline (`pieces`: `cut_tracks` of the timeline's tracks) as an OTIO timeline,
+    less what `fmt` cannot carry (in `report`)."""
+    rate = float(edl["settings"]["frame_rate"])
+    timeline = otio.schema.Timeline(name=name)
+    timeline.global_start_time = _rt(0, rate)
+    timeline.metadata["auteur"] = {"version": edl["version"], "frame_rate": rate}
+    first_video = next((t["id"] for t in pieces if t["type"] == "video"), None)
+    cut_points = {_frames(at, rate): (at, removed) for at, removed in _cut_markers(cuts, int(edl["settings"].get(
+        "duration_ms") or 0))} if markers else {}
+    marked: set[int] = set()
+    for track in pieces:
+        kind = track["type"]
+        if kind == "audio" and AUDIO_TRACKS not in fmt.carries:
+            report.drop(AUDIO_TRACKS, fmt.notes[AUDIO_TRACKS], None)
+            continue
+        if kind == "video" and track["id"] != first_video and EXTRA_VIDEO_TRACKS not in fmt.carries:
+            report.drop(EXTRA_VIDEO_TRACKS, fmt.notes[EXTRA_VIDEO_TRACKS], None)
+            continue
+        out = otio.schema.Track(name=track.get("name") or track["id"],
+                                kind=otio.schema.TrackKind.Video if kind == "video" else otio.schema.TrackKind.Audio)
+        out.metadata["auteur"] = {"track_id": track["id"], "type": kind}
+        at = 0  # frames placed so far
+        for piece in sorted(track["clips"], key=lambda p: int(p["start_ms"])):
+            start_f = _frames(int(piece["start_ms"]), rate)
+            end_f = _frames(int(piece["start_ms"]) + int(piece["duration_ms"]), rate)
+            frames = end_f - max(start_f, at)
+            if frames <= 0:
+                report.drop("sub_frame_pieces", "a piece shorter than a frame has no frame of its own in a "
+                            "frame-based file", str(piece["clip_id"]))
+                continue
+            start_f = max(start_f, at)
+            fades = _track_fades(piece, kind, fmt, report, frames, rate)
+            if start_f > at or "fade_in" in fades:
+                out.append(_gap(start_f - at, rate))
+            if "fade_in" in fades:
+                out.append(_fade("fade_in", fades["fade_in"], rate, _target(piece, "fade_in")))
+            entry = media[str(piece["media_file_id"])]
+            clip = _clip(piece, entry, fmt, rate, start_f, frames, available.get(entry.media_file_id), report)
+            if start_f in cut_points and piece.get("cut_in") and start_f not in marked:
+                when, removed = cut_points[start_f]
+                if MARKERS in fmt.carries:
+                    marker = otio.schema.Marker(
+                        name=f"Cut: {removed / 1000:.3f} s removed",
+                        marked_range=otio.opentime.TimeRange(clip.source_range.start_time, _rt(0, rate)),
+                        color=otio.schema.MarkerColor.RED)
+                    marker.metadata["auteur"] = {"edited_ms": when, "removed_ms": removed}
+                    clip.markers.append(marker)
+                else:
+                    report.drop(MARKERS, fmt.notes.get(MARKERS, "the format has no markers"), None)
+                marked.add(start_f)
+            out.append(clip)
+            at = start_f + frames
+            if "fade_out" in fades:
+                out.append(_fade("fade_out", fades["fade_out"], rate, _target(piece, "fade_out")))
+                out.append(_gap(0, rate))
+        timeline.tracks.append(out)
+    return timeline
+
+
+def _target(piece: Mapping[str, Any], kind: str) -> str:
+    return next((str(e.get("target", "both")) for e in piece.get("effects") or () if e.get("type") == kind), "both")
+
+
+def _write(timeline: otio.schema.Timeline, fmt: InterchangeFormat, rate: float) -> bytes:
+    if fmt.binary:
+        # The AAF adapter writes to a file only.
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, f"timeline.{fmt.extension}")
+            otio.adapters.write_to_file(timeline, path, adapter_name=fmt.adapter)
+            with open(path, "rb") as handle:
+                return handle.read()
+    kwargs: dict[str, Any] = {"rate": rate} if fmt.adapter == "cmx_3600" else {}
+    text: str = otio.adapters.write_to_string(timeline, adapter_name=fmt.adapter, **kwargs)
+    return text.encode()
+
+
+def _max_export_pieces() -> int:
+    limits = edl_limits()
+    return int(getattr(settings, "AUTEUR_INTERCHANGE_MAX_PIECES", limits.max_clips * 2))
+
+
+def _media_entries(user: User, project: Project, ids: set[str], *, signed: bool, report: Report,
+                   ) -> tuple[dict[str, MediaEntry], dict[str, int | None]]:
+    files = list(MediaFile.objects.filter(project=project, user=user, pk__in=ids))
+    names = stable_names(files)
+    entries: dict[str, MediaEntry] = {}
+    available: dict[str, int | None] = {}
+    for media in files:
+        key = str(media.pk)
+        url = expires = None
+        if signed and media.status == MediaStatus.READY:
+            urls = media_urls(media=media)
+            url = urls.download_url
+            expires = urls.expires_at.isoformat() if urls.expires_at else None
+        entries[key] = MediaEntry(media_file_id=key, name=names[key], path=f"{RELINK_ROOT}/{quote(names[key])}",
+                                  url=url, expires_at=expires)
+        available[key] = media.duration_ms
+    for key in sorted(ids - entries.keys()):
+        name = f"missing-{key[:8]}"
+        report.drop("media", "the file was deleted from the project: the clip names it by id", None)
+        entries[key] = MediaEntry(media_file_id=key, name=name, path=f"{RELINK_ROOT}/{name}", missing=True)
+        available[key] = None
+    return entries, available
+
+
+def timeline_export(*, user: User, project: Project, fmt: str, padding_ms: int = DEFAULT_PADDING_MS,
+                    markers: bool = False, signed_urls: bool = False) -> Export:
+    """The project's timeline as the render plays it, in format `fmt` (a key of FORMATS)."""
+    spec = FORMATS[fmt]
+    edl = edl_get(project=project)
+    check_edl_limits(edl)  # one saved under other limits: refused before anything is computed
+    cuts = transcript_cuts(edl.get("transcript") or {}, padding_ms=padding_ms)
+    tracks = edl.get("tracks") or []
+    count, maximum = count_pieces(tracks, cuts), _max_export_pieces()
+    if count > maximum:
+        raise EdlLimitExceeded(
+            f"An export takes at most {maximum} clips, counting each piece the transcript's cuts split a clip "
+            f"into; this timeline makes {count}.",
+            details={"limit": "export_pieces", "max": maximum, "count": count, "path": "tracks[].clips"},
+        )
+    pieces = cut_tracks(tracks, cuts)
+    report = Report()
+    ids = {str(p["media_file_id"]) for t in pieces for p in t["clips"]}
+    media, available = _media_entries(user, project, ids, signed=signed_urls, report=report)
+    timeline = timeline_to_otio(edl=edl, pieces=pieces, cuts=cuts, fmt=spec, media=media, available=available,
+                                markers=markers, name=project.name or "Timeline", report=report)
+    data = _write(timeline, spec, float(edl["settings"]["frame_rate"]))
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in (project.name or "timeline"))[:80]
+    before = int(edl["settings"].get("duration_ms") or 0)
+    return Export(
+        format=fmt, filename=f"{stem or 'timeline'}.{spec.extension}", content_type=spec.content_type, data=data,
+        dropped=report.items(), media=sorted(media.values(), key=lambda m: m.name), version=edl["version"],
+        pieces=sum(len(t["clips"]) for t in pieces), duration_ms=cuts.edited_duration(before),
+    )
+
+
+# ----------------------------------------------------------------------------- import
+
+
+@dataclass(frozen=True)
+class Import:
+    version: int
+    tracks: int
+    clips: int
+    dropped: list[dict[str, Any]]
+    matched: list[dict[str, Any]]
+    transcript_cleared: bool
+
+
+def import_format(*, filename: str, fmt: str | None) -> str:
+    """The format an upload is read as: the one named, else its extension's."""
+    if fmt:
+        if fmt not in FORMATS or not FORMATS[fmt].importable:
+            importable = ", ".join(sorted(n for n, f in FORMATS.items() if f.importable))
+            raise InterchangeInvalid(f"{fmt!r} cannot be imported; importable formats: {importable}.",
+                                     details={"format": fmt})
+        return fmt
+    ext = PurePosixPath(filename.lower()).suffix
+    if ext not in IMPORT_EXTENSIONS:
+        raise InterchangeInvalid(
+            f"Cannot tell the format of {filename!r}: name it with format, or upload a "
+            f"{', '.join(sorted(IMPORT_EXTENSIONS))} file.", details={"filename": filename})
+    return IMPORT_EXTENSIONS[ext]
+
+
+def _read(data: bytes, fmt: InterchangeFormat, rate: float) -> otio.schema.Timeline:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InterchangeInvalid("The file is not UTF-8 text.", details={"format": fmt.name}) from None
+    if fmt.adapter in ("fcp_xml", "fcpx_xml") and "<!ENTITY" in text.upper():
+        # Expanding entity declarations is how a small XML file grows into gigabytes.
+        raise InterchangeInvalid("XML entity declarations are not accepted.", details={"format": fmt.name})
+    kwargs: dict[str, Any] = {"rate": rate} if fmt.adapter == "cmx_3600" else {}
+    try:
+        result = otio.adapters.read_from_string(text, adapter_name=fmt.adapter, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - an adapter's failure on a malformed file has no one type
+        raise InterchangeInvalid(f"The file could not be read as {fmt.name}: {str(exc)[:300]}",
+                                 details={"format": fmt.name}) from None
+    if isinstance(result, otio.schema.SerializableCollection):
+        found = next(iter(result.find_children(descended_from_type=otio.schema.Timeline)), None) \
+            if hasattr(result, "find_children") else None
+        result = found or next((c for c in result if isinstance(c, otio.schema.Timeline)), None)
+    if not isinstance(result, otio.schema.Timeline):
+        raise InterchangeInvalid("The file holds no timeline.", details={"format": fmt.name})
+    return result
+
+
+def _names(clip: otio.schema.Clip) -> list[str]:
+    """What a clip calls its media, best first: the reference's name, its file name, the clip's."""
+    names = []
+    reference = clip.media_reference
+    if reference is not None and reference.name:
+        names.append(str(reference.name))
+    url = str(getattr(reference, "target_url", None) or "")
+    if url:
+        names.append(unquote(posixpath.basename(urlparse(url).path or url)))
+    if clip.name:
+        names.append(clip.name)
+    return [n.strip() for n in names if n and n.strip()]
+
+
+class _Matcher:
+    """A clip's media file of the project: by our id where the file carries it, else by name
+    (a stable name with an id's start included), else by CMX reel (the id's start)."""
+
+    def __init__(self, files: Sequence[MediaFile]) -> None:
+        self.by_id = {str(m.pk): m for m in files}
+        self.by_name: dict[str, list[MediaFile]] = {}
+        for media in files:
+            self.by_name.setdefault(media.name.lower(), []).append(media)
+        stable = stable_names(files)
+        for key, name in stable.items():
+            if name != self.by_id[key].name:
+                self.by_name.setdefault(name.lower(), []).append(self.by_id[key])
+        self.by_reel: dict[str, list[MediaFile]] = {}
+        for key, media in self.by_id.items():
+            self.by_reel.setdefault(_reel(key), []).append(media)
+
+    def match(self, clip: otio.schema.Clip) -> MediaFile | None:
+        ours = (clip.metadata.get("auteur") or {}).get("media_file_id") if isinstance(
+            clip.metadata.get("auteur"), Mapping) else None
+        if isinstance(ours, str) and ours in self.by_id:
+            return self.by_id[ours]
+        for name in _names(clip):
+            found = self.by_name.get(name.lower(), [])
+            if len(found) == 1:
+                return found[0]
+        reel = (clip.metadata.get("cmx_3600") or {}).get("reel") if isinstance(
+            clip.metadata.get("cmx_3600"), Mapping) else None
+        found = self.by_reel.get(str(reel).upper(), []) if reel else []
+        return found[0] if len(found) == 1 else None
+
+
+def _imported_effects(clip: otio.schema.Clip, report: Report, ident: str) -> tuple[list[dict[str, Any]], float]:
+    effects: list[dict[str, Any]] = []
+    rate = 1.0
+    for effect in clip.effects:
+        if isinstance(effect, otio.schema.LinearTimeWarp) and not isinstance(effect, otio.schema.FreezeFrame):
+            scalar = float(effect.time_scalar)
+            if 0.25 <= scalar <= 4 and abs(scalar - 1) > 1e-9:
+                rate = scalar
+                effects.append({"type": SPEED, "rate": round(scalar, 6)})
+            elif abs(scalar - 1) > 1e-9:
+                report.drop(SPEED, "a speed outside 0.25x-4x (or a reverse or freeze) is not a timeline speed", ident)
+            continue
+        ours = effect.metadata.get("auteur") if isinstance(effect.metadata.get("auteur"), Mapping) else None
+        kind = ours.get("type") if ours is not None else None
+        if ours is not None and kind in PLAIN_EFFECTS and effect.effect_name == f"auteur.{kind}":
+            effects.append(dict(ours))
+        else:
+            report.drop("effects", "an editor's own effects have no equivalent here", ident)
+    return effects, rate
+
+
+def otio_to_tracks(timeline: otio.schema.Timeline, matcher: _Matcher, report: Report,
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """The timeline's tracks as EDL tracks; (tracks, unmatched names, clips per matched file)."""
+    tracks: list[dict[str, Any]] = []
+    unmatched: dict[str, int] = {}
+    matched: Counter[str] = Counter()
+    used_ids: set[str] = set()
+    for n, track in enumerate(timeline.tracks):
+        kind = "video" if track.kind == otio.schema.TrackKind.Video else "audio"
+        ours = track.metadata.get("auteur") if isinstance(track.metadata.get("auteur"), Mapping) else {}
+        track_id = str(ours.get("track_id") or f"{kind}-{n + 1}")[:64]
+        if track_id in used_ids:
+            track_id = f"{kind}-{n + 1}"
+        used_ids.add(track_id)
+        clips: list[dict[str, Any]] = []
+        fades: dict[int, list[tuple[str, otio.schema.Transition]]] = {}  # by the OTIO clip they belong to
+        items = list(track)
+        for i, item in enumerate(items):
+            if isinstance(item, otio.schema.Transition):
+                before = items[i - 1] if i else None
+                after = items[i + 1] if i + 1 < len(items) else None
+                if not isinstance(before, otio.schema.Clip) and isinstance(after, otio.schema.Clip):
+                    fades.setdefault(id(after), []).append(("fade_in", item))
+                elif isinstance(before, otio.schema.Clip) and not isinstance(after, otio.schema.Clip):
+                    fades.setdefault(id(before), []).append(("fade_out", item))
+                else:
+                    report.drop("transitions", "a dissolve between two clips has no equivalent here", None)
+                continue
+            if not isinstance(item, otio.schema.Clip):
+                continue
+            if item.markers:
+                report.drop(MARKERS, "markers are not kept in the timeline", None)
+            media = matcher.match(item)
+            if media is None:
+                name = (_names(item) or ["(unnamed clip)"])[0]
+                unmatched[name] = unmatched.get(name, 0) + 1
+                continue
+            ident = str((item.metadata.get("auteur") or {}).get("piece_id") or f"{track_id}-{len(clips) + 1}")[:64]
+            placed = item.range_in_parent()
+            start_ms, duration_ms = _ms(placed.start_time), _ms(placed.duration)
+            source = item.source_range or item.trimmed_range()
+            origin = getattr(item.media_reference, "available_range", None)
+            in_ms = _ms(source.start_time - origin.start_time) if origin is not None else _ms(source.start_time)
+            effects, rate = _imported_effects(item, report, ident)
+            out_ms = max(in_ms, 0) + max(1, round(duration_ms * rate))
+            in_ms = max(in_ms, 0)
+            clip: dict[str, Any] = {
+                "id": ident, "media_file_id": str(media.pk), "track_id": track_id, "start_ms": start_ms,
+                "in_point_ms": in_ms, "out_point_ms": out_ms, "effects": effects, "deleted": False,
+            }
+            clip["duration_ms"] = round((out_ms - in_ms) / rate)
+            clip["_otio"] = id(item)
+            clips.append(clip)
+            matched[str(media.pk)] += 1
+        for clip in clips:
+            for kind_, transition in fades.get(clip.pop("_otio"), []):
+                length = _ms(transition.in_offset + transition.out_offset)
+                target = (transition.metadata.get("auteur") or {}).get("target", "both") if isinstance(
+                    transition.metadata.get("auteur"), Mapping) else "both"
+                clip["effects"].append({"type": kind_, "duration_ms": max(1, min(length, clip["duration_ms"])),
+                                        "target": target if target in ("both", "video", "audio") else "both"})
+        tracks.append({"id": track_id, "type": kind, "name": (track.name or "")[:255], "clips": clips})
+    return tracks, [{"name": k, "clips": v} for k, v in sorted(unmatched.items())], dict(matched)
+
+
+def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
+                    expected_version: int | None = None) -> Import:
+    """Replace the timeline's tracks by the file's: one save, so one undo step."""
+    spec = FORMATS[fmt]
+    limit = max_import_bytes()
+    if len(data) > limit:
+        raise ApplicationError(f"The file is {len(data)} bytes; the limit for an import is {limit}.",
+                               code="file_too_large", details={"size_bytes": len(data), "max_bytes": limit})
+    current = edl_get(project=project)
+    timeline = _read(data, spec, float(current["settings"]["frame_rate"]))
+    limits = edl_limits()
+    counts = {"tracks": len(timeline.tracks), "clips": sum(1 for _ in timeline.find_clips())}
+    for what, maximum in (("tracks", limits.max_tracks), ("clips", limits.max_clips)):
+        if counts[what] > maximum:
+            raise EdlLimitExceeded(f"The file has {counts[what]} {what}; a timeline holds at most {maximum}.",
+                                   details={"limit": what, "max": maximum, "count": counts[what]})
+    files = list(MediaFile.objects.filter(project=project, user=user).exclude(status=MediaStatus.UPLOADING))
+    report = Report()
+    tracks, unmatched, matched = otio_to_tracks(timeline, _Matcher(files), report)
+    if unmatched:
+        raise MediaUnmatched(
+            f"{len(unmatched)} media name(s) in the file match no file of this project: "
+            + ", ".join(u["name"] for u in unmatched[:10]) + ("..." if len(unmatched) > 10 else ""),
+            details={"unmatched": unmatched[:50], "count": len(unmatched)},
+        )
+    cleared = False
+
+    def change(doc: dict[str, Any]) -> dict[str, Any]:
+        nonlocal cleared
+        transcript = doc.get("transcript") or {}
+        cleared = bool(transcript.get("segments") or transcript.get("pauses"))
+        doc["tracks"] = tracks
+        doc["transcript"] = {"generated_at": None, "segments": [], "pauses": []}
+        return doc
+
+    saved = edl_edit(project=project, change=change, expected_version=expected_version)
+    assert saved is not None  # change() always returns a document
+    by_id = {str(m.pk): m for m in files}
+    return Import(
+        version=saved["version"], tracks=len(tracks), clips=sum(len(t["clips"]) for t in tracks),
+        dropped=report.items(),
+        matched=[{"media_file_id": k, "name": by_id[k].name, "clips": v} for k, v in sorted(matched.items())],
+        transcript_cleared=cleared,
+    )
