@@ -303,7 +303,7 @@ def _push_row(d: dict[str, Any]) -> str:
 
 HEADER = """# Benchmark results
 
-Written by `make bench` and `make chaos` (bench/report.py) from bench/last_results.json, which
+Written by `make bench`, `make chaos` and `make soak` (bench/report.py) from bench/last_results.json, which
 keeps the last result of each script in this folder, dated: a row keeps its figures until that
 benchmark is run again. Each script starts its own throwaway stack; where a baseline is shown, it
 was measured in the same run on the same servers.
@@ -379,6 +379,46 @@ def retention_section(load: Callable[[str], dict[str, Any] | None], measured: Ca
     return "\n".join(lines)
 
 
+def _num(v: Any, sign: bool = False) -> str:
+    if v is None:
+        return "-"
+    text = f"{v:+.1f}" if sign else f"{v:.1f}"
+    return text.removesuffix(".0")
+
+
+def soak_table(d: dict[str, Any]) -> str:
+    """bench/soak.py's series: the value after warm-up, at the end, the range, and the growth per hour."""
+    lines = ["| series | unit | after warm-up | end | min - max | growth per hour | per hour, % of after warm-up | flag |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in d["series"]:
+        lines.append(f"| {r['label']} | {r['unit']} | {_num(r.get('after_warmup'))} | {_num(r.get('end'))} | "
+                     f"{_num(r.get('min'))} - {_num(r.get('max'))} | {_num(r.get('per_hour'), sign=True)} | "
+                     f"{_num(r.get('pct_per_hour'), sign=True)} | {'**' + r['flag'] + '**' if r['flag'] else '-'} |")
+    return "\n".join(lines)
+
+
+def soak_section(load: Callable[[str], dict[str, Any] | None], measured: Callable[[str], str]) -> str:
+    if (d := load("soak")) is None:
+        return ""
+    t = d["totals"]
+    flagged = ", ".join(d["flagged"]) or "none"
+    return (f"\n## Soak (`make soak`)\n\nMeasured {measured('soak')}: {d['duration_s'] / 60:g} min of load against "
+            f"`python -m devstack run` (up in {d['startup_s']} s; noop GPU, DJANGO_DEBUG off, {d['worker_concurrency']} "
+            f"worker processes): {d['rate']:g} job submissions/s of the chaos drill's mix from {d['users']} users, one "
+            f"SSE observer per user, {d['sse_clients']} SSE and {d['ws_clients']} WebSocket clients coming and going, "
+            f"one webhook per user; sampled every {d['interval_s']:g} s{load_note(d)}. Growth is the least-squares "
+            f"slope after a {d['warmup_s']:g} s warm-up; a group's RSS is flagged when it ends more than 10 % above "
+            f"its value after warm-up, its descriptors when more than 10 % and 16. Flagged: {flagged}. Plots: "
+            f"bench/results/soak/*.png.\n\n" + soak_table(d) + "\n\n"
+            f"Totals: {t['submissions']} submissions ({t.get('accepted', 0)} accepted, {t.get('refused_402', 0)} "
+            f"refused 402), terminal events {t['terminal_events']}, {t['terminal_event_not_received']} not received; "
+            f"{t['webhooks_received']} webhooks received ({t['webhook_bad_signatures']} bad signatures, "
+            f"{t['webhook_redeliveries']} redeliveries); SSE visits {t.get('sse_visits', 0)}, WebSocket visits "
+            f"{t.get('ws_visits', 0)}, stream client failures {t.get('sse_failures', 0) + t.get('ws_failures', 0)}, "
+            f"observer reconnects {t.get('observer_reconnects', 0)}; after the drain {t['jobs_in_flight_after_drain']} "
+            f"jobs in flight, {t['webhooks_pending_after_drain']} deliveries pending.\n")
+
+
 def machine() -> str:
     return f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
 
@@ -406,7 +446,7 @@ def render(store: dict[str, Any], now: datetime) -> str:
         return datetime.fromisoformat(store[name]["measured_at"]).strftime(DATE_FORMAT)
 
     named_rows = table_rows(load)
-    shown = [name for name, _row in named_rows] + (["chaos"] if "chaos" in store else [])
+    shown = [name for name, _row in named_rows] + [name for name in ("chaos", "soak") if name in store]
     machines: dict[str, list[str]] = {}
     for name in shown:
         machines.setdefault(store[name]["machine"], []).append(name)
@@ -416,7 +456,7 @@ def render(store: dict[str, Any], now: datetime) -> str:
     return (HEADER + machine_lines + f"- written: {now.strftime(DATE_FORMAT)}\n\n"
             "| benchmark | figure | baseline (same run) | ratio | target | measured |\n"
             "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured) + push_section(load)
-            + retention_section(load, measured) + timeline_limits_section(load, measured))
+            + retention_section(load, measured) + timeline_limits_section(load, measured) + soak_section(load, measured))
 
 
 def main(bench: Path = BENCH) -> str:
