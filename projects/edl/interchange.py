@@ -293,7 +293,7 @@ def _track_fades(piece: Mapping[str, Any], track_type: str, fmt: InterchangeForm
 
 
 def _clip(piece: Mapping[str, Any], media: MediaEntry, fmt: InterchangeFormat, rate: float,
-          start_f: int, frames: int, available_ms: int | None, report: Report) -> otio.schema.Clip:
+          frames: int, available_ms: int | None, report: Report) -> otio.schema.Clip:
     media_id = media.media_file_id
     reference = otio.schema.ExternalReference(target_url=media.url or media.path)
     reference.name = media.name
@@ -372,7 +372,7 @@ def timeline_to_otio(
             if "fade_in" in fades:
                 out.append(_fade("fade_in", fades["fade_in"], rate, _target(piece, "fade_in")))
             entry = media[str(piece["media_file_id"])]
-            clip = _clip(piece, entry, fmt, rate, start_f, frames, available.get(entry.media_file_id), report)
+            clip = _clip(piece, entry, fmt, rate, frames, available.get(entry.media_file_id), report)
             if start_f in cut_points and piece.get("cut_in") and start_f not in marked:
                 when, removed = cut_points[start_f]
                 if MARKERS in fmt.carries:
