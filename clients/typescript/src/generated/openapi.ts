@@ -1107,6 +1107,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project_id}/timeline/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export the timeline for Premiere, Final Cut, Resolve or Avid
+         * @description The timeline as the render plays it, as a file for a professional editor: each piece the
+         *     transcript's cuts leave is one clip with its own source in and out points, placed where the
+         *     render places it. Speed, fades, volume, text, crop and fit go as far as the format carries them;
+         *     what it cannot carry is listed in `dropped` (and, with `download=true`, in the
+         *     `Auteur-Interchange-Dropped` header as JSON). Media is named by a stable name and referenced by
+         *     the relink path `media/<name>`, or by a signed download URL with `media_urls=signed` (they expire:
+         *     `expires_at`). 422 `edl_limit_exceeded` when the cuts make more pieces than an export takes.
+         */
+        get: operations["projects_timeline_export_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project_id}/timeline/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import an editor's timeline file as a new version of the timeline
+         * @description Replace the timeline's tracks by those of an editor's file (multipart field `file`:
+         *     .otio, .fcpxml, .xml for FCP7 XML, .edl for CMX 3600), as one new version (one undo step).
+         *     Each clip's media is matched to a file of the project by id (files this API exported carry
+         *     it), else by name; 422 `media_unmatched` lists the names that match none, and nothing is
+         *     saved. The file's cuts are the timeline's edits now, so the transcript is emptied
+         *     (`transcript_cleared`); what the timeline cannot hold is listed in `dropped`. 413
+         *     `file_too_large` over the import limit, 422 `interchange_invalid` for a file that cannot be read.
+         */
+        post: operations["projects_timeline_import_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users/me": {
         parameters: {
             query?: never;
@@ -1589,6 +1641,15 @@ export interface components {
             /** @description The `webhook-id` header, the same on retries */
             webhook_id: string;
         };
+        Dropped: {
+            /** @description The first 20 clips it concerns. */
+            clip_ids: string[];
+            /** @description How many (clips, tracks or cuts). */
+            count: number;
+            /** @description What was not carried: speed, fades, volume, text, crop, fit, markers, audio_tracks, extra_video_tracks, effects, transitions, ... */
+            feature: string;
+            message: string;
+        };
         Edl: {
             /** Format: date-time */
             readonly created_at: string;
@@ -1993,6 +2054,12 @@ export interface components {
         };
         /** @description No fields; a body, if any, must be `{}`. */
         EmptyInputRequest: Record<string, never>;
+        /**
+         * @description * `utf-8` - utf-8
+         *     * `base64` - base64
+         * @enum {string}
+         */
+        EncodingEnum: "utf-8" | "base64";
         /** @description Every error answer's body. */
         Error: {
             error: components["schemas"]["ErrorDetail"];
@@ -2022,11 +2089,6 @@ export interface components {
             start_ms: number;
             word: string;
         };
-        /**
-         * @description * `mp4` - mp4
-         * @enum {string}
-         */
-        FormatEnum: "mp4";
         /** @description Turn the eyes of the face in a video towards the camera (or given angles), frame by frame. */
         GazeRedirectionInputRequest: {
             /**
@@ -3047,6 +3109,11 @@ export interface components {
             words: components["schemas"]["FillerWord"][];
         };
         /**
+         * @description * `mp4` - mp4
+         * @enum {string}
+         */
+        RenderInputFormatEnum: "mp4";
+        /**
          * @description Render the project's current timeline to an MP4.
          *
          *     The job keeps a snapshot of the timeline as it is now (later edits do not change this
@@ -3080,7 +3147,7 @@ export interface components {
              */
             cut_padding_ms?: number;
             /** @default mp4 */
-            format?: components["schemas"]["FormatEnum"];
+            format?: components["schemas"]["RenderInputFormatEnum"];
             /**
              * Format: double
              * @description Frames per second; default: the timeline's.
@@ -3175,6 +3242,92 @@ export interface components {
          * @enum {string}
          */
         TargetEnum: "audio" | "both" | "video";
+        TimelineExportOutput: {
+            /** @description The file. */
+            content: string;
+            content_type: string;
+            dropped: components["schemas"]["Dropped"][];
+            /** @description The edited timeline's length, as the render's. */
+            duration_ms: number;
+            /**
+             * @description base64 for AAF (binary).
+             *
+             *     * `utf-8` - utf-8
+             *     * `base64` - base64
+             */
+            encoding: components["schemas"]["EncodingEnum"];
+            filename: string;
+            format: components["schemas"]["TimelineExportOutputFormatEnum"];
+            media: components["schemas"]["TimelineExportOutputSerializerMedia"][];
+            /** @description Clips the cuts made, as the render plays them. */
+            pieces: number;
+            /** @description The timeline version exported. */
+            version: number;
+        };
+        /**
+         * @description * `otio` - otio
+         *     * `fcpxml` - fcpxml
+         *     * `fcp7xml` - fcp7xml
+         *     * `edl` - edl
+         *     * `aaf` - aaf
+         * @enum {string}
+         */
+        TimelineExportOutputFormatEnum: "otio" | "fcpxml" | "fcp7xml" | "edl" | "aaf";
+        TimelineExportOutputSerializerMedia: {
+            /** Format: date-time */
+            expires_at: string | null;
+            /** Format: uuid */
+            media_file_id: string;
+            /** @description The file was deleted from the project. */
+            missing: boolean;
+            /** @description The stable name the file's clips carry. */
+            name: string;
+            /** @description The relink path clips reference (without media_urls=signed). */
+            path: string;
+            /** @description The signed URL, with media_urls=signed. */
+            url: string | null;
+        };
+        /**
+         * @description * `edl` - edl
+         *     * `fcp7xml` - fcp7xml
+         *     * `fcpxml` - fcpxml
+         *     * `otio` - otio
+         * @enum {string}
+         */
+        TimelineImportInputFormatEnum: "edl" | "fcp7xml" | "fcpxml" | "otio";
+        TimelineImportInputRequest: {
+            /** @description The version you last read; 409 when stale. */
+            expected_version?: number;
+            /**
+             * Format: binary
+             * @description The timeline file: .edl, .fcpxml, .otio, .xml
+             */
+            file: string;
+            /**
+             * @description Default: from the file's extension.
+             *
+             *     * `edl` - edl
+             *     * `fcp7xml` - fcp7xml
+             *     * `fcpxml` - fcpxml
+             *     * `otio` - otio
+             */
+            format?: components["schemas"]["TimelineImportInputFormatEnum"];
+        };
+        TimelineImportOutput: {
+            clips: number;
+            dropped: components["schemas"]["Dropped"][];
+            matched: components["schemas"]["TimelineImportOutputSerializerMatched"][];
+            tracks: number;
+            transcript_cleared: boolean;
+            /** @description The timeline's new version. */
+            version: number;
+        };
+        TimelineImportOutputSerializerMatched: {
+            clips: number;
+            /** Format: uuid */
+            media_file_id: string;
+            name: string;
+        };
         /**
          * @description * `subscription` - Subscription allowance
          *     * `usage` - Usage (job)
@@ -9088,6 +9241,216 @@ export interface operations {
                 };
             };
             /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    projects_timeline_export_retrieve: {
+        parameters: {
+            query: {
+                /** @description As the render's: the silence kept beside a kept word where deletions are cut (ms). */
+                cut_padding_ms?: number;
+                /** @description Answer the file itself (Content-Disposition) instead of JSON. */
+                download?: boolean;
+                /**
+                 * @description `otio` (.otio): DaVinci Resolve, Premiere Pro (OTIO import), any OTIO tool; `fcpxml` (.fcpxml): Final Cut Pro, DaVinci Resolve; `fcp7xml` (.xml): Premiere Pro, DaVinci Resolve, Final Cut Pro 7; `edl` (.edl): Avid Media Composer, DaVinci Resolve, Premiere Pro; `aaf` (.aaf): Avid Media Composer, Pro Tools
+                 *
+                 *     * `otio` - otio
+                 *     * `fcpxml` - fcpxml
+                 *     * `fcp7xml` - fcp7xml
+                 *     * `edl` - edl
+                 *     * `aaf` - aaf
+                 */
+                format: "otio" | "fcpxml" | "fcp7xml" | "edl" | "aaf";
+                /** @description Mark each transcript cut with a marker. */
+                markers?: boolean;
+                /**
+                 * @description `path`: clips reference `media/<name>` to relink; `signed`: signed download URLs.
+                 *
+                 *     * `path` - path
+                 *     * `signed` - signed
+                 */
+                media_urls?: "path" | "signed";
+            };
+            header?: never;
+            path: {
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimelineExportOutput"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Codes: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `edl_limit_exceeded`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `edl_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    projects_timeline_import_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["TimelineImportInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimelineImportOutput"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `edl_conflict`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`, `file_too_large`, `edl_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `interchange_invalid`, `media_unmatched`, `edl_invalid`, `edl_limit_exceeded`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `edl_unavailable`, `service_unavailable`. */
             503: {
                 headers: {
                     [name: string]: unknown;
