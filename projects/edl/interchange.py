@@ -15,12 +15,15 @@ How the timeline maps to OTIO:
 - a fade is a dissolve (`Transition`) from or to a gap: black on a video track, silence on an
   audio one;
 - volume, text, crop and fit are OTIO effects named `auteur.<type>` whose metadata holds the
-  effect as the timeline has it (only OTIO files keep them);
+  effect as the timeline has it (OTIO files keep them all; FCP7 XML and FCPXML also carry an
+  audio clip's volume);
+- speed and volume in FCP7 XML, FCPXML and AAF, which their adapters do not write or read, are
+  added to and read from the adapter's document by `interchange_formats`;
 - media is named by a stable name (the file's name, with the start of its id where two files
   share one) and referenced by a relink path, or by a signed URL when asked;
 - markers (opt-in) mark each transcript cut, on the piece that plays right after it.
 
-Import is the reverse, for the text formats: every clip's media is matched to a file of the
+Import is the reverse, for every format: every clip's media is matched to a file of the
 project (by id where the file carries ours, else by name), and the timeline's tracks are replaced
 in one save (one undo step). The cuts are real edits in the file, so the imported timeline has no
 transcript deletions to apply again: its transcript is emptied (the report says so).
@@ -53,6 +56,7 @@ from auteur.errors import ApplicationError
 from auteur.users.models import User
 from media.models import MediaFile, MediaStatus
 from media.services.downloads import media_urls
+from projects.edl import interchange_formats as formats
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
 from projects.edl.selectors import edl_get
@@ -95,15 +99,16 @@ FORMATS: dict[str, InterchangeFormat] = {
                           "DaVinci Resolve, Premiere Pro (OTIO import), any OTIO tool"),
         InterchangeFormat(
             "fcpxml", "fcpx_xml", "fcpxml", "application/xml", False,
-            frozenset({MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True, "Final Cut Pro, DaVinci Resolve",
-            notes={SPEED: "the FCPXML adapter writes no retiming: the clip plays at 100% from its in point",
-                   FADES: "the FCPXML adapter writes no transitions"},
+            frozenset({SPEED, VOLUME, MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True,
+            "Final Cut Pro, DaVinci Resolve",
+            notes={FADES: "the FCPXML adapter writes no transitions",
+                   VOLUME: "a clip of a video track has no sound of its own in the file"},
         ),
         InterchangeFormat(
             "fcp7xml", "fcp_xml", "xml", "application/xml", False,
-            frozenset({FADES, MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True,
+            frozenset({SPEED, FADES, VOLUME, MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True,
             "Premiere Pro, DaVinci Resolve, Final Cut Pro 7",
-            notes={SPEED: "the FCP7 XML adapter writes no time remapping: the clip plays at 100% from its in point"},
+            notes={VOLUME: "a clip of a video track has no sound of its own in the file"},
         ),
         InterchangeFormat(
             "edl", "cmx_3600", "edl", "text/plain", False, frozenset({SPEED, MARKERS}), True,
@@ -114,9 +119,8 @@ FORMATS: dict[str, InterchangeFormat] = {
         ),
         InterchangeFormat(
             "aaf", "AAF", "aaf", "application/octet-stream", True,
-            frozenset({FADES, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), False, "Avid Media Composer, Pro Tools",
-            notes={SPEED: "the AAF adapter writes no speed: the clip plays at 100% from its in point",
-                   MARKERS: "the AAF adapter writes no markers"},
+            frozenset({SPEED, FADES, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True, "Avid Media Composer, Pro Tools",
+            notes={MARKERS: "the AAF adapter writes no markers"},
         ),
     )
 }
@@ -128,6 +132,7 @@ _FEATURE_WORDS = {
     FIT: "fit modes", MARKERS: "cut markers", AUDIO_TRACKS: "audio tracks", EXTRA_VIDEO_TRACKS: "video tracks",
 }
 
+MAX_XML_GAIN_DB = 12.0
 MAX_REPORTED_IDS = 20  # clip ids listed per dropped feature; the count is always whole
 RELINK_ROOT = "media"
 
@@ -293,7 +298,7 @@ def _track_fades(piece: Mapping[str, Any], track_type: str, fmt: InterchangeForm
 
 
 def _clip(piece: Mapping[str, Any], media: MediaEntry, fmt: InterchangeFormat, rate: float,
-          frames: int, available_ms: int | None, report: Report) -> otio.schema.Clip:
+          frames: int, available_ms: int | None, report: Report, track_type: str) -> otio.schema.Clip:
     media_id = media.media_file_id
     reference = otio.schema.ExternalReference(target_url=media.url or media.path)
     reference.name = media.name
@@ -317,12 +322,27 @@ def _clip(piece: Mapping[str, Any], media: MediaEntry, fmt: InterchangeFormat, r
             else:
                 report.drop(SPEED, fmt.notes.get(SPEED, "the format has no speed"), str(piece["clip_id"]))
         elif kind in PLAIN_EFFECTS:
-            if kind in fmt.carries:
+            why = _volume_problem(effect, fmt, track_type) if kind == VOLUME and kind in fmt.carries else None
+            if why:
+                report.drop(kind, why, str(piece["clip_id"]))
+            elif kind in fmt.carries:
                 clip.effects.append(otio.schema.Effect(name=kind, effect_name=f"auteur.{kind}",
                                                        metadata={"auteur": dict(effect)}))
             else:
                 report.drop(kind, fmt.notes.get(kind, _ONLY_OTIO), str(piece["clip_id"]))
     return clip
+
+
+def _volume_problem(effect: Mapping[str, Any], fmt: InterchangeFormat, track_type: str) -> str | None:
+    """Why `fmt` cannot carry this volume change, if it cannot. The XML formats give a level to an
+    audio clip only, and their level stops at +12 dB (an FCP7 level of 3.98)."""
+    if fmt.name == "otio":
+        return None
+    if track_type != "audio":
+        return fmt.notes[VOLUME]
+    if float(effect.get("gain_db") or 0) > MAX_XML_GAIN_DB:
+        return f"the format's level stops at +{MAX_XML_GAIN_DB:g} dB"
+    return None
 
 
 def _cut_markers(cuts: Cuts, duration_ms: int) -> list[tuple[int, int]]:
@@ -372,7 +392,7 @@ def timeline_to_otio(
             if "fade_in" in fades:
                 out.append(_fade("fade_in", fades["fade_in"], rate, _target(piece, "fade_in")))
             entry = media[str(piece["media_file_id"])]
-            clip = _clip(piece, entry, fmt, rate, frames, available.get(entry.media_file_id), report)
+            clip = _clip(piece, entry, fmt, rate, frames, available.get(entry.media_file_id), report, kind)
             if start_f in cut_points and piece.get("cut_in") and start_f not in marked:
                 when, removed = cut_points[start_f]
                 if MARKERS in fmt.carries:
@@ -404,8 +424,13 @@ def _write(timeline: otio.schema.Timeline, fmt: InterchangeFormat, rate: float) 
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, f"timeline.{fmt.extension}")
             otio.adapters.write_to_file(timeline, path, adapter_name=fmt.adapter)
+            formats.aaf_add_speed(timeline, path)
             with open(path, "rb") as handle:
                 return handle.read()
+    if fmt.adapter == "fcp_xml":
+        return formats.fcp7_write(timeline).encode()
+    if fmt.adapter == "fcpx_xml":
+        return formats.fcpx_write(timeline).encode()
     kwargs: dict[str, Any] = {"rate": rate} if fmt.adapter == "cmx_3600" else {}
     text: str = otio.adapters.write_to_string(timeline, adapter_name=fmt.adapter, **kwargs)
     return text.encode()
@@ -500,7 +525,36 @@ def import_format(*, filename: str, fmt: str | None) -> str:
     return IMPORT_EXTENSIONS[ext]
 
 
-def _read(data: bytes, fmt: InterchangeFormat, rate: float) -> otio.schema.Timeline:
+def read_timeline(data: bytes, fmt: str, rate: float) -> otio.schema.Timeline:
+    """The file as an OTIO timeline, read by the format's adapter, with the speed and volume that
+    `interchange_formats` writes read too (422 `interchange_invalid` for a file that is not one)."""
+    spec = FORMATS[fmt]
+    try:
+        result = _adapter_read(data, spec, rate)
+    except InterchangeInvalid:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an adapter's failure on a malformed file has no one type
+        raise InterchangeInvalid(f"The file could not be read as {fmt}: {str(exc)[:300]}",
+                                 details={"format": fmt}) from None
+    if isinstance(result, otio.schema.SerializableCollection):
+        found = next(iter(result.find_children(descended_from_type=otio.schema.Timeline)), None) \
+            if hasattr(result, "find_children") else None
+        result = found or next((c for c in result if isinstance(c, otio.schema.Timeline)), None)
+    if not isinstance(result, otio.schema.Timeline):
+        raise InterchangeInvalid("The file holds no timeline.", details={"format": fmt})
+    if spec.adapter == "fcp_xml":
+        formats.fcp7_read_effects(result)
+    return result
+
+
+def _adapter_read(data: bytes, fmt: InterchangeFormat, rate: float) -> Any:
+    if fmt.binary:
+        # The AAF adapter reads from a file only.
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, f"timeline.{fmt.extension}")
+            with open(path, "wb") as handle:
+                handle.write(data)
+            return otio.adapters.read_from_file(path, adapter_name=fmt.adapter)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -508,19 +562,10 @@ def _read(data: bytes, fmt: InterchangeFormat, rate: float) -> otio.schema.Timel
     if fmt.adapter in ("fcp_xml", "fcpx_xml") and "<!ENTITY" in text.upper():
         # Expanding entity declarations is how a small XML file grows into gigabytes.
         raise InterchangeInvalid("XML entity declarations are not accepted.", details={"format": fmt.name})
+    if fmt.adapter == "fcpx_xml":
+        return formats.fcpx_read(text)
     kwargs: dict[str, Any] = {"rate": rate} if fmt.adapter == "cmx_3600" else {}
-    try:
-        result = otio.adapters.read_from_string(text, adapter_name=fmt.adapter, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - an adapter's failure on a malformed file has no one type
-        raise InterchangeInvalid(f"The file could not be read as {fmt.name}: {str(exc)[:300]}",
-                                 details={"format": fmt.name}) from None
-    if isinstance(result, otio.schema.SerializableCollection):
-        found = next(iter(result.find_children(descended_from_type=otio.schema.Timeline)), None) \
-            if hasattr(result, "find_children") else None
-        result = found or next((c for c in result if isinstance(c, otio.schema.Timeline)), None)
-    if not isinstance(result, otio.schema.Timeline):
-        raise InterchangeInvalid("The file holds no timeline.", details={"format": fmt.name})
-    return result
+    return otio.adapters.read_from_string(text, adapter_name=fmt.adapter, **kwargs)
 
 
 def _names(clip: otio.schema.Clip) -> list[str]:
@@ -658,13 +703,12 @@ def otio_to_tracks(timeline: otio.schema.Timeline, matcher: _Matcher, report: Re
 def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
                     expected_version: int | None = None) -> Import:
     """Replace the timeline's tracks by the file's: one save, so one undo step."""
-    spec = FORMATS[fmt]
     limit = max_import_bytes()
     if len(data) > limit:
         raise ApplicationError(f"The file is {len(data)} bytes; the limit for an import is {limit}.",
                                code="file_too_large", details={"size_bytes": len(data), "max_bytes": limit})
     current = edl_get(project=project)
-    timeline = _read(data, spec, float(current["settings"]["frame_rate"]))
+    timeline = read_timeline(data, fmt, float(current["settings"]["frame_rate"]))
     limits = edl_limits()
     counts = {"tracks": len(timeline.tracks), "clips": sum(1 for _ in timeline.find_clips())}
     for what, maximum in (("tracks", limits.max_tracks), ("clips", limits.max_clips)):

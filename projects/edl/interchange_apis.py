@@ -123,7 +123,7 @@ class TimelineExportApi(ApiView):
 
 class TimelineImportApi(ApiView):
     """Replace the timeline's tracks by those of an editor's file (multipart field `file`:
-    .otio, .fcpxml, .xml for FCP7 XML, .edl for CMX 3600), as one new version (one undo step).
+    .otio, .fcpxml, .xml for FCP7 XML, .edl for CMX 3600, .aaf), as one new version (one undo step).
     Each clip's media is matched to a file of the project by id (files this API exported carry
     it), else by name; 422 `media_unmatched` lists the names that match none, and nothing is
     saved. The file's cuts are the timeline's edits now, so the transcript is emptied

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -24,6 +22,7 @@ from django.test import override_settings
 from jobs.selectors.requests import job_request_get
 from jobs.specs import job_spec
 from projects.edl import store
+from projects.edl.interchange import read_timeline
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import clip, editable, segment
@@ -104,29 +103,23 @@ def file_cut_list(timeline: otio.schema.Timeline) -> dict[str, list[list[dict[st
 
 
 def read_back(fmt: str, answer: dict[str, Any], rate: float) -> otio.schema.Timeline:
-    if answer["encoding"] == "base64":
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, answer["filename"])
-            with open(path, "wb") as handle:
-                handle.write(base64.b64decode(answer["content"]))
-            return otio.adapters.read_from_file(path, adapter_name=ADAPTERS[fmt])
-    kwargs = {"rate": rate} if fmt == "edl" else {}
-    return otio.adapters.read_from_string(answer["content"], adapter_name=ADAPTERS[fmt], **kwargs)
+    """The file read by OpenTimelineIO's adapter for its format, with the speed and volume the
+    adapters leave to `interchange_formats` read too (as an import reads it)."""
+    data = base64.b64decode(answer["content"]) if answer["encoding"] == "base64" else answer["content"].encode()
+    return read_timeline(data, fmt, rate)
 
 
-def assert_same_cuts(render_track: list[dict[str, Any]], file_track: list[dict[str, Any]], frame_ms: float,
-                     dropped: set[str]) -> None:
+def assert_same_cuts(render_track: list[dict[str, Any]], file_track: list[dict[str, Any]], frame_ms: float) -> None:
+    """Each piece at its record place and length, with its source in AND out points, within a frame."""
     assert len(file_track) == len(render_track)
     for piece, got in zip(sorted(render_track, key=lambda p: p["start_ms"]), file_track, strict=True):
         assert abs(got["start"] - piece["start_ms"]) <= frame_ms, (piece["id"], got)
         assert abs(got["length"] - piece["duration_ms"]) <= frame_ms, (piece["id"], got)
         assert abs(got["in"] - piece["in_point_ms"]) <= frame_ms, (piece["id"], got)
         speed = next((e["rate"] for e in piece["effects"] if e["type"] == "speed"), 1.0)
-        if got["speed"] == speed:  # the source out point follows from the speed the file carries
-            out = got["in"] + got["length"] * got["speed"]
-            assert abs(out - piece["out_point_ms"]) <= frame_ms * speed, (piece["id"], got)
-        else:
-            assert "speed" in dropped, (piece["id"], got)
+        assert got["speed"] == pytest.approx(speed), (piece["id"], got)
+        out = got["in"] + got["length"] * got["speed"]
+        assert abs(out - piece["out_point_ms"]) <= frame_ms, (piece["id"], got)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -137,30 +130,30 @@ def test_each_format_holds_the_renders_cut_list(auth_client, user, project, edit
     assert response.status_code == 200, response.content
     answer = response.json()
     assert answer["pieces"] == 7 and answer["duration_ms"] == duration
-    dropped = {d["feature"] for d in answer["dropped"]}
     timeline = read_back(fmt, answer, rate)
     cut_list = file_cut_list(timeline)
     frame_ms = 1000 / rate
     render_by_kind = {"video": [t["clips"] for t in tracks if t["type"] == "video"],
                       "audio": [t["clips"] for t in tracks if t["type"] == "audio"]}
-    assert_same_cuts(render_by_kind["video"][0], cut_list["video"][0], frame_ms, dropped)
+    assert any(c["speed"] == 2.0 for c in cut_list["video"][0])  # "b" plays at twice the speed
+    assert_same_cuts(render_by_kind["video"][0], cut_list["video"][0], frame_ms)
     if fmt == "edl":  # one track per list: the audio track is reported, not lost silently
-        assert cut_list["audio"] == [] and "audio_tracks" in dropped
+        assert cut_list["audio"] == [] and "audio_tracks" in {d["feature"] for d in answer["dropped"]}
     else:
-        assert_same_cuts(render_by_kind["audio"][0], cut_list["audio"][0], frame_ms, dropped)
+        assert_same_cuts(render_by_kind["audio"][0], cut_list["audio"][0], frame_ms)
     names = {c["name"] for track in cut_list["video"] for c in track}
     assert names <= {"interview.mp4", "b roll.mp4"}
 
 
-SPEED_CARRIED = {"otio", "edl"}
 FADES_CARRIED = {"otio", "fcp7xml", "aaf"}
+VOLUME_CARRIED = {"otio", "fcp7xml", "fcpxml"}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_what_a_format_cannot_carry_is_reported(auth_client, project, edited, fmt):
     answer = auth_client.get(export_url(project, f"format={fmt}&markers=true")).json()
     dropped = {d["feature"]: d for d in answer["dropped"]}
-    assert ("speed" in dropped) == (fmt not in SPEED_CARRIED)
+    assert "speed" not in dropped  # every format carries a constant speed
     assert ("fades" in dropped) == (fmt not in FADES_CARRIED)
     if fmt == "otio":
         assert dropped == {}
@@ -168,11 +161,11 @@ def test_what_a_format_cannot_carry_is_reported(auth_client, project, edited, fm
         assert dropped["text"]["count"] == 1 and dropped["text"]["clip_ids"] == ["a"]
         if fmt == "edl":  # the audio track is dropped whole, with its volume change
             assert "volume" not in dropped and dropped["audio_tracks"]["count"] == 1
+        elif fmt in VOLUME_CARRIED:
+            assert "volume" not in dropped
         else:
             assert dropped["volume"]["clip_ids"] == ["m"]
         assert "text overlays dropped" in dropped["text"]["message"]
-    if "speed" in dropped:
-        assert dropped["speed"]["clip_ids"] == ["b"]
 
 
 def test_cmx_3600_reports_the_tracks_and_fades_it_drops(auth_client, project, edited):
@@ -182,6 +175,25 @@ def test_cmx_3600_reports_the_tracks_and_fades_it_drops(auth_client, project, ed
     assert dropped["fades"]["count"] == 2 and set(dropped["fades"]["clip_ids"]) == {"a", "b"}
     assert "M2" in answer["content"]  # the speed change travels as a motion effect
     assert "* FROM CLIP NAME:  b roll.mp4" in answer["content"]
+
+
+def test_fcp7_xml_carries_speed_and_volume_as_its_own_filters(auth_client, project, edited):
+    answer = auth_client.get(export_url(project, "format=fcp7xml")).json()
+    root = ET.fromstring(answer["content"])
+    remaps = [f for f in root.iter("filter") if f.findtext("effect/effectid") == "timeremap"]
+    levels = [f for f in root.iter("filter") if f.findtext("effect/effectid") == "audiolevels"]
+    assert len(remaps) == 1 and len(levels) == 3
+    params = {p.findtext("parameterid"): p.findtext("value") for p in remaps[0].iter("parameter")}
+    assert params == {"speed": "200", "reverse": "FALSE", "frameblending": "FALSE", "variablespeed": "0"}
+    assert abs(float(levels[0].findtext("effect/parameter/value") or 0) - 10 ** (-6 / 20)) < 1e-5
+    for item in root.iter("clipitem"):  # a clipitem's filters follow its file, as the format orders them
+        tags = [child.tag for child in item]
+        assert "auteurclip" not in item.attrib
+        if "filter" in tags:
+            assert tags.index("filter") > tags.index("file")
+    # The in point of the clip at twice the speed is in its retimed frames (2000 ms of source: 30).
+    clip = next(c for c in root.iter("clipitem") if c.findtext("name") == "b roll.mp4")
+    assert clip.findtext("in") == "30"
 
 
 def test_fades_travel_as_dissolves_from_and_to_black(auth_client, user, project, edited):
@@ -247,7 +259,12 @@ FCPXML_18: dict[str, tuple[set[str], set[str | None]]] = {
     "video": ({"ref"}, STORY),
     "audio": ({"ref"}, STORY),
     "marker": ({"start", "value"}, STORY - {"spine"}),
+    "timeMap": (set(), {"clip", "asset-clip"}),
+    "timept": ({"time", "value"}, {"timeMap"}),
+    "adjust-volume": ({"amount"}, {"clip", "asset-clip"}),
 }
+# Where the DTD puts them in a clip: timing parameters, then intrinsic ones, before the clip's items.
+CLIP_ORDER = ("timeMap", "adjust-volume")
 TIME_RE = re.compile(r"^(0|\d+(/\d+)?)s$")
 IDREFS = {"format", "ref"}
 
@@ -267,7 +284,11 @@ def test_fcpxml_is_well_formed_and_meets_its_versions_dtd_rules(auth_client, pro
         assert required <= set(element.keys()), (element.tag, element.attrib)
         parent = parents.get(element)
         assert (parent.tag if parent is not None else None) in allowed_parents, element.tag
-        for attr in ("offset", "duration", "start", "frameDuration"):
+        if element.tag in ("clip", "asset-clip"):
+            tags = [child.tag for child in element]
+            leading = [t for t in tags if t in CLIP_ORDER]
+            assert tags[:len(leading)] == leading == sorted(leading, key=CLIP_ORDER.index), tags
+        for attr in ("offset", "duration", "start", "frameDuration", "time"):
             value = element.get(attr)
             if value is not None:
                 assert TIME_RE.match(value), (element.tag, attr, value)
@@ -277,6 +298,7 @@ def test_fcpxml_is_well_formed_and_meets_its_versions_dtd_rules(auth_client, pro
     assert assets == {"interview.mp4", "b roll.mp4", "music.wav"}
     assert root.find("./project/sequence/spine") is not None
     assert any(m.get("value", "").startswith("Cut:") for m in root.iter("marker"))
+    assert len(list(root.iter("timeMap"))) == 1 and len(list(root.iter("adjust-volume"))) == 3
 
 
 # ----------------------------------------------------------------------------- import
@@ -284,6 +306,23 @@ def test_fcpxml_is_well_formed_and_meets_its_versions_dtd_rules(auth_client, pro
 
 def upload(name: str, data: bytes | str) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data.encode() if isinstance(data, str) else data)
+
+
+def assert_renders_the_same(before: list[dict[str, Any]], after: list[dict[str, Any]], rate: float) -> None:
+    """The same pieces of the same media, placed, trimmed and timed alike (within a frame; 2 for
+    an out point, which is in + length x speed), with the same effects as far as they travel."""
+    frame_ms = 1000 / rate
+    assert len(after) == len(before)
+    # By kind: an FCPXML reader lists its audio lanes before the video ones.
+    before, after = (sorted(tracks, key=lambda t: t["type"] != "video") for tracks in (before, after))
+    for old, new in zip(before, after, strict=True):
+        assert old["type"] == new["type"] and len(old["clips"]) == len(new["clips"])
+        for a, b in zip(old["clips"], new["clips"], strict=True):
+            assert a["media_file_id"] == b["media_file_id"]
+            for key in ("start_ms", "duration_ms", "in_point_ms", "out_point_ms"):
+                assert abs(a[key] - b[key]) <= frame_ms * 2, (key, a, b)
+            speeds = [[e["rate"] for e in c["effects"] if e["type"] == "speed"] for c in (a, b)]
+            assert speeds[0] == speeds[1], (a, b)
 
 
 def test_an_otio_round_trip_renders_the_same_length_and_cut_points(auth_client, user, project, edited):
@@ -298,29 +337,27 @@ def test_an_otio_round_trip_renders_the_same_length_and_cut_points(auth_client, 
     assert {m["name"]: m["clips"] for m in result["matched"]} == {"interview.mp4": 3, "b roll.mp4": 1,
                                                                   "music.wav": 3}
     after, duration_after, _ = render_pieces(user, project)
-    frame_ms = 1000 / rate
-    assert abs(duration_after - duration) <= frame_ms
-    for old, new in zip(before, after, strict=True):
-        assert old["type"] == new["type"] and len(old["clips"]) == len(new["clips"])
-        for a, b in zip(old["clips"], new["clips"], strict=True):
-            assert a["media_file_id"] == b["media_file_id"]
-            for key in ("start_ms", "duration_ms", "in_point_ms", "out_point_ms"):
-                assert abs(a[key] - b[key]) <= frame_ms * 2, (key, a, b)  # 2: out = in + length x speed
-            assert {e["type"] for e in a["effects"] if a["first"] or e["type"] != "fade_in"} - {"fade_out"} <= {
-                e["type"] for e in b["effects"]}
+    assert abs(duration_after - duration) <= 1000 / rate
+    assert_renders_the_same(before, after, rate)
     # One undo step brings the transcript-edited timeline back.
     undone = auth_client.post(f"/api/v1/projects/{project.pk}/edl/undo")
     assert undone.status_code == 200 and undone.json()["transcript"]["segments"]
 
 
-@pytest.mark.parametrize("fmt", ["fcp7xml", "edl", "fcpxml"])
+@pytest.mark.parametrize("fmt", ["fcp7xml", "edl", "fcpxml", "aaf"])
 def test_editor_files_import_by_media_name(auth_client, user, project, edited, fmt):
+    before, _, rate = render_pieces(user, project)
     answer = auth_client.get(export_url(project, f"format={fmt}")).json()
-    response = auth_client.post(import_url(project), {"file": upload(answer["filename"], answer["content"])},
+    data = base64.b64decode(answer["content"]) if answer["encoding"] == "base64" else answer["content"]
+    response = auth_client.post(import_url(project), {"file": upload(answer["filename"], data)},
                                 format="multipart")
     assert response.status_code == 200, response.content
     tracks, _, _ = render_pieces(user, project)
     assert sum(len(t["clips"]) for t in tracks) == response.json()["clips"] > 0
+    kept = [t for t in before if fmt != "edl" or t["type"] == "video"]  # a CMX list holds the video track
+    assert_renders_the_same(kept, tracks, rate)
+    volumes = [e for t in tracks for c in t["clips"] for e in c["effects"] if e["type"] == "volume"]
+    assert volumes == ([{"type": "volume", "gain_db": -6.0}] * 3 if fmt in VOLUME_CARRIED else [])
 
 
 def test_unmatched_media_is_422_listing_the_names_and_nothing_is_saved(auth_client, project, edited):
@@ -340,6 +377,7 @@ def test_unmatched_media_is_422_listing_the_names_and_nothing_is_saved(auth_clie
     ("cut.xml", "<xmeml><sequence>"),
     ("cut.edl", "TITLE: x\n001  AX V C 00:00:00:00\n"),
     ("cut.xml", '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xmeml>&a;</xmeml>'),
+    ("cut.aaf", b"\xd0\xcf\x11\xe0 not a compound file"),
 ])
 def test_a_malformed_file_is_422_and_nothing_is_saved(auth_client, project, edited, name, content):
     version = edl_get(project=project)["version"]
@@ -350,7 +388,7 @@ def test_a_malformed_file_is_422_and_nothing_is_saved(auth_client, project, edit
 
 
 def test_an_unknown_extension_is_refused(auth_client, project, edited):
-    response = auth_client.post(import_url(project), {"file": upload("cut.aaf", b"\x00")}, format="multipart")
+    response = auth_client.post(import_url(project), {"file": upload("cut.mov", b"\x00")}, format="multipart")
     assert response.status_code == 422 and response.json()["error"]["code"] == "interchange_invalid"
 
 

@@ -1,0 +1,366 @@
+"""What the FCP7 XML, FCPXML and AAF adapters do not write or read themselves: a clip's constant speed
+(all three) and its volume (the two XML formats), in each format's own form.
+
+The adapters still write and read every document; these steps add one element to a clip the
+adapter wrote, or read one the adapter skipped, and nothing else:
+
+- FCP7 XML (xmeml): a `Time Remap` filter (effectid `timeremap`, speed in percent) and an
+  `Audio Levels` filter (effectid `audiolevels`, a linear level) appended to the clipitem, after
+  its `file` as the format orders them. The adapter's reader keeps unknown filters as effects
+  with their XML as metadata; `fcp7_read_effects` turns those two back into speed and volume.
+- FCPXML: a `timeMap` (two points, one constant speed) and an `adjust-volume` as the first
+  children of the `clip`, where FCPXML's DTD puts timing and intrinsic audio parameters. The
+  adapter's writer and reader are subclassed for exactly that (the adapter's version is pinned).
+- AAF: the adapter writes a plain SourceClip; `aaf_add_speed` wraps it, in the written file, in
+  the `Motion Control` time warp (an OperationGroup with a SpeedRatio) that Avid writes and the
+  adapter's own reader already turns into a `LinearTimeWarp`.
+
+In both XML formats a retimed clip's in point is counted in the clip's retimed frames (the source
+in point divided by the speed), as Premiere, Resolve and Final Cut write it; `retime_in_points`
+shapes a timeline so before writing, and the readers undo it. AAF counts the source frames.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping
+from fractions import Fraction
+from typing import Any
+
+import aaf2
+import opentimelineio as otio
+from otio_fcpx_xml_adapter import fcpx_xml
+
+XML_LEVEL_MAX = 3.98109  # an FCP7 Audio Levels value of +12 dB, the filter's maximum
+_MOTION_CONTROL = uuid.UUID("9d2ea890-0968-11d3-8a38-0050040ef7d2")  # OperationDef_VideoSpeedControl
+_SPEED_RATIO = uuid.UUID("72559a80-24d7-11d3-8a50-0050040ef7d2")  # ParameterDef_SpeedRatio
+
+
+def clip_speed(clip: otio.schema.Clip) -> float:
+    """The clip's constant speed: its `LinearTimeWarp`'s scalar, 1 without one."""
+    for effect in clip.effects:
+        if isinstance(effect, otio.schema.LinearTimeWarp) and not isinstance(effect, otio.schema.FreezeFrame):
+            return float(effect.time_scalar)
+    return 1.0
+
+
+def clip_gain_db(clip: otio.schema.Clip) -> float | None:
+    """The sum of the clip's volume changes in dB, None without one."""
+    gains = [float(ours.get("gain_db") or 0) for effect in clip.effects
+             if isinstance(ours := effect.metadata.get("auteur"), Mapping) and ours.get("type") == "volume"]
+    return sum(gains) if gains else None
+
+
+def _origin(clip: otio.schema.Clip) -> otio.opentime.RationalTime:
+    available = clip.media_reference.available_range if clip.media_reference is not None else None
+    if available is not None:
+        return available.start_time
+    return otio.opentime.RationalTime(0, clip.source_range.start_time.rate)
+
+
+def retime_in_points(timeline: otio.schema.Timeline) -> otio.schema.Timeline:
+    """A copy whose retimed clips start at their in point in retimed frames (in / speed), and
+    whose markers sit in that time too."""
+    shaped = copy.deepcopy(timeline)
+    for clip in shaped.find_clips():
+        speed = clip_speed(clip)
+        if speed == 1.0:
+            continue
+        origin, source = _origin(clip), clip.source_range
+        rate = source.start_time.rate
+        start = origin + otio.opentime.RationalTime(round((source.start_time - origin).rescaled_to(rate).value / speed),
+                                                    rate)
+        clip.source_range = otio.opentime.TimeRange(start, source.duration)
+        for marker in clip.markers:
+            at = marker.marked_range.start_time
+            marker.marked_range = otio.opentime.TimeRange(
+                origin + otio.opentime.RationalTime((at - origin).rescaled_to(rate).value / speed, rate),
+                marker.marked_range.duration)
+    return shaped
+
+
+def _source_in_from_retimed(clip: otio.schema.Clip, speed: float) -> None:
+    origin, source = _origin(clip), clip.source_range
+    rate = source.start_time.rate
+    start = origin + otio.opentime.RationalTime((source.start_time - origin).rescaled_to(rate).value * speed, rate)
+    clip.source_range = otio.opentime.TimeRange(start, source.duration)
+
+
+def _replace_effects(clip: otio.schema.Clip, effects: list[otio.schema.Effect]) -> None:
+    del clip.effects[:]
+    clip.effects.extend(effects)
+
+
+def _volume_effect(gain_db: float) -> otio.schema.Effect:
+    gain = max(-60.0, min(24.0, round(gain_db, 2)))
+    return otio.schema.Effect(name="volume", effect_name="auteur.volume",
+                              metadata={"auteur": {"type": "volume", "gain_db": gain}})
+
+
+# ----------------------------------------------------------------------------- FCP7 XML
+
+_MARK = "auteurclip"  # a clipitem attribute naming the clip, set through the adapter and removed after
+
+
+def _param(parent: ET.Element, pid: str, value: str, low: str | None = None, high: str | None = None) -> None:
+    param = ET.SubElement(parent, "parameter")
+    ET.SubElement(param, "parameterid").text = pid
+    ET.SubElement(param, "name").text = pid
+    if low is not None and high is not None:
+        ET.SubElement(param, "valuemin").text = low
+        ET.SubElement(param, "valuemax").text = high
+    ET.SubElement(param, "value").text = value
+
+
+def _filter(name: str, effectid: str, category: str, mediatype: str) -> tuple[ET.Element, ET.Element]:
+    element = ET.Element("filter")
+    effect = ET.SubElement(element, "effect")
+    for tag, text in (("name", name), ("effectid", effectid), ("effectcategory", category),
+                      ("effecttype", category), ("mediatype", mediatype)):
+        ET.SubElement(effect, tag).text = text
+    return element, effect
+
+
+def _time_remap(speed: float) -> ET.Element:
+    element, effect = _filter("Time Remap", "timeremap", "motion", "video")
+    _param(effect, "variablespeed", "0", "0", "1")
+    _param(effect, "speed", f"{speed * 100:g}", "-100000", "100000")
+    _param(effect, "reverse", "FALSE")
+    _param(effect, "frameblending", "FALSE")
+    return element
+
+
+def _audio_levels(gain_db: float) -> ET.Element:
+    element, effect = _filter("Audio Levels", "audiolevels", "audiolevels", "audio")
+    _param(effect, "level", f"{min(10 ** (gain_db / 20), XML_LEVEL_MAX):.6g}", "0", f"{XML_LEVEL_MAX}")
+    return element
+
+
+def fcp7_write(timeline: otio.schema.Timeline) -> str:
+    """The adapter's FCP7 XML of `timeline`, with each clip's speed and volume as filters."""
+    shaped = retime_in_points(timeline)
+    extras: dict[str, tuple[float, float | None]] = {}
+    for n, clip in enumerate(shaped.find_clips()):
+        speed, gain = clip_speed(clip), clip_gain_db(clip)
+        if speed != 1.0 or gain is not None:
+            extras[str(n)] = (speed, gain)
+            # The adapter writes a clip's `fcp_xml` metadata onto its clipitem, `@` keys as attributes.
+            clip.metadata["fcp_xml"] = {f"@{_MARK}": str(n)}
+    text: str = otio.adapters.write_to_string(shaped, adapter_name="fcp_xml")
+    if not extras:
+        return text
+    root = ET.fromstring(text)  # noqa: S314 - the adapter's own output for our timeline, not an upload
+    for item in root.iter("clipitem"):
+        key = item.attrib.pop(_MARK, None)
+        if key is None:
+            continue
+        speed, gain = extras[key]
+        if speed != 1.0:
+            item.append(_time_remap(speed))
+        if gain is not None:
+            item.append(_audio_levels(gain))
+    ET.indent(root, "    ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) or type(value).__name__ == "AnyVector" else [value]
+
+
+def _fcp7_params(info: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(p.get("parameterid")): p.get("value") for p in _as_list(info.get("parameter"))
+            if isinstance(p, Mapping)}
+
+
+def fcp7_read_effects(timeline: otio.schema.Timeline) -> None:
+    """Turn the reader's Time Remap (one constant speed, forwards) and Audio Levels (one level)
+    effects into a `LinearTimeWarp` with the source in point, and a volume change; any other
+    remap or level (keyframed, reversed, variable) stays an editor's own effect."""
+    for clip in timeline.find_clips():
+        effects: list[otio.schema.Effect] = []
+        for effect in clip.effects:
+            info = effect.metadata.get("fcp_xml")
+            params = _fcp7_params(info) if isinstance(info, Mapping) else {}
+            kind = info.get("effectid") if isinstance(info, Mapping) else None
+            try:
+                if kind == "timeremap" and str(params.get("variablespeed") or "0").strip() == "0" \
+                        and str(params.get("reverse") or "FALSE").strip().upper() == "FALSE":
+                    speed = float(params["speed"]) / 100
+                    if speed > 0 and math.isfinite(speed):
+                        if abs(speed - 1) > 1e-9:
+                            _source_in_from_retimed(clip, speed)
+                            effects.append(otio.schema.LinearTimeWarp(name="speed", time_scalar=speed))
+                        continue
+                if kind == "audiolevels":
+                    level = float(params["level"])
+                    if level >= 0 and math.isfinite(level):
+                        if abs(level - 1) > 1e-6:
+                            effects.append(_volume_effect(20 * math.log10(level) if level > 0 else -60.0))
+                        continue
+            except (KeyError, TypeError, ValueError):
+                pass  # a keyframed value (no single `value`) is the editor's own effect
+            effects.append(effect)
+        _replace_effects(clip, effects)
+
+
+# ----------------------------------------------------------------------------- FCPXML
+
+
+def _seconds(value: Fraction) -> str:
+    return f"{value.numerator}s" if value.denominator == 1 else f"{value.numerator}/{value.denominator}s"
+
+
+def _fraction(time: otio.opentime.RationalTime) -> Fraction:
+    return Fraction(time.value).limit_denominator(1_000_000) / Fraction(time.rate).limit_denominator(100_000)
+
+
+def _parse_seconds(text: str | None) -> Fraction:
+    if not text:
+        raise ValueError("no time")
+    return Fraction(text.strip().removesuffix("s"))
+
+
+class FcpxWriter(fcpx_xml.FcpxOtio):
+    """The adapter's FCPXML writer; a clip also gets its speed (`timeMap`) and volume."""
+
+    def _element_for_clip(self, item: otio.schema.Clip, asset_id: str, duration: str, lane: Any) -> ET.Element:
+        element: ET.Element = super()._element_for_clip(item, asset_id, duration, lane)
+        at = 0
+        speed = clip_speed(item)
+        if speed != 1.0:
+            # Clip time t plays source time origin + (t - origin) x speed, over the whole media.
+            origin = _fraction(_origin(item))
+            ratio = Fraction(speed).limit_denominator(1000)
+            available = item.media_reference.available_range if item.media_reference is not None else None
+            end = _fraction(available.end_time_exclusive()) if available is not None else \
+                origin + (_fraction(item.source_range.end_time_exclusive()) - origin) * ratio
+            time_map = ET.Element("timeMap")
+            ET.SubElement(time_map, "timept", {"time": _seconds(origin), "value": _seconds(origin), "interp": "linear"})
+            ET.SubElement(time_map, "timept", {"time": _seconds(origin + (end - origin) / ratio),
+                                               "value": _seconds(end), "interp": "linear"})
+            element.insert(at, time_map)
+            at += 1
+        gain = clip_gain_db(item)
+        if gain is not None:
+            element.insert(at, ET.Element("adjust-volume", {"amount": f"{gain:g}dB"}))
+        return element
+
+
+class FcpxReader(fcpx_xml.FcpxXml):
+    """The adapter's FCPXML reader; a clip's constant `timeMap` and single `adjust-volume` are read too
+    (a varying map or a keyframed volume is reported as the editor's own effect)."""
+
+    def _build_composable(self, element: ET.Element, default_format: Any) -> Any:
+        composable = super()._build_composable(element, default_format)
+        if isinstance(composable, otio.schema.Clip):
+            _fcpx_read_adjustments(composable, self._timing_clip(element))
+        return composable
+
+
+def _fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
+    time_map = timing.find("./timeMap")
+    if time_map is not None:
+        try:
+            points = [(_parse_seconds(p.get("time")), _parse_seconds(p.get("value")))
+                      for p in time_map.findall("timept")]
+            (t0, v0), (t1, v1) = points[0], points[-1]
+            ratio = (v1 - v0) / (t1 - t0)
+            constant = ratio > 0 and all(abs((v - v0) - (t - t0) * ratio) < Fraction(1, 1000) for t, v in points)
+        except (ValueError, ZeroDivisionError, IndexError):
+            constant = False
+        if constant:
+            source = clip.source_range
+            rate = source.start_time.rate
+            start = v0 + (_fraction(source.start_time) - t0) * ratio
+            clip.source_range = otio.opentime.TimeRange(
+                otio.opentime.RationalTime(float(start * Fraction(rate).limit_denominator(100_000)), rate),
+                source.duration)
+            if ratio != 1:
+                clip.effects.append(otio.schema.LinearTimeWarp(name="speed", time_scalar=float(ratio)))
+        else:
+            clip.effects.append(otio.schema.TimeEffect(name="timeMap", effect_name="timeMap"))
+    volume = timing.find("./adjust-volume")
+    if volume is not None:
+        try:
+            if volume.find("./param") is not None:
+                raise ValueError("keyframed")
+            gain = float((volume.get("amount") or "0dB").strip().removesuffix("dB"))
+            if not math.isfinite(gain):
+                raise ValueError("not a number")
+            if gain != 0:
+                clip.effects.append(_volume_effect(gain))
+        except ValueError:
+            clip.effects.append(otio.schema.Effect(name="adjust-volume", effect_name="adjust-volume"))
+
+
+def fcpx_write(timeline: otio.schema.Timeline) -> str:
+    text: str = FcpxWriter(retime_in_points(timeline)).to_xml()
+    return text
+
+
+def fcpx_read(text: str) -> Any:
+    return FcpxReader(text).to_otio()
+
+
+# ----------------------------------------------------------------------------- AAF
+
+
+def _sequences(timeline: otio.schema.Timeline, mob: Any) -> Iterator[tuple[otio.schema.Track, Any]]:
+    """Each written track with its sequence: the adapter writes one slot per non-empty track, in
+    order, its sequence the slot's segment (picture) or the first input of its pan group (sound);
+    a timecode slot has none."""
+    tracks = [t for t in timeline.tracks if len(t)]
+    sequences = []
+    for slot in mob.slots:
+        segment = slot.segment
+        if isinstance(segment, aaf2.components.OperationGroup) and len(segment.segments):
+            segment = segment.segments[0]
+        if isinstance(segment, aaf2.components.Sequence):
+            sequences.append(segment)
+    if len(tracks) != len(sequences):
+        raise ValueError("the AAF file's tracks are not the timeline's")
+    yield from zip(tracks, sequences, strict=True)
+
+
+def aaf_add_speed(timeline: otio.schema.Timeline, path: str) -> None:
+    """Wrap each retimed clip's SourceClip in the written file in a Motion Control time warp: the
+    group lasts the clip's frames on the timeline, the SourceClip its frames of source."""
+    retimed = [c for c in timeline.find_clips() if clip_speed(c) != 1.0]
+    if not retimed:
+        return
+    with aaf2.open(path, "rw") as f:
+        mob = next(f.content.compositionmobs())
+        op_def = f.create.OperationDef(_MOTION_CONTROL, "Motion Control")
+        f.dictionary.register_def(op_def)
+        op_def["IsTimeWarp"].value = True
+        op_def["Bypass"].value = 0
+        op_def["NumberInputs"].value = 1
+        op_def["OperationCategory"].value = "OperationCategory_Effect"
+        op_def["DataDefinition"].value = f.dictionary.lookup_datadef("picture")
+        param_def = f.create.ParameterDef(_SPEED_RATIO, "SpeedRatio", "speed ratio",
+                                          f.dictionary.lookup_typedef("Rational"))
+        f.dictionary.register_def(param_def)
+        for track, sequence in _sequences(timeline, mob):
+            components = list(sequence.components)
+            if len(components) != len(track):
+                raise ValueError("the AAF sequence's components are not the track's items")
+            for index, item in enumerate(track):
+                speed = clip_speed(item) if isinstance(item, otio.schema.Clip) else 1.0
+                if speed == 1.0:
+                    continue
+                source = components[index]
+                inner = f.create.SourceClip(start=source.start, length=max(1, round(source.length * speed)),
+                                            media_kind=source.media_kind)
+                inner.mob, inner.slot_id = source.mob, source.slot_id
+                group = f.create.OperationGroup(op_def, source.length)
+                group.media_kind = source.media_kind
+                # Avid's SpeedRatio is timeline frames per source frame: 1/2 plays at twice the speed.
+                group["Parameters"].append(f.create.ConstantValue(
+                    param_def, Fraction(1 / speed).limit_denominator(1000)))
+                sequence.components[index] = group
+                group.segments.append(inner)
