@@ -1145,7 +1145,7 @@ export interface paths {
         /**
          * Import an editor's timeline file as a new version of the timeline
          * @description Replace the timeline's tracks by those of an editor's file (multipart field `file`:
-         *     .otio, .fcpxml, .xml for FCP7 XML, .edl for CMX 3600), as one new version (one undo step).
+         *     .otio, .fcpxml, .xml for FCP7 XML, .edl for CMX 3600, .aaf), as one new version (one undo step).
          *     Each clip's media is matched to a file of the project by id (files this API exported carry
          *     it), else by name; 422 `media_unmatched` lists the names that match none, and nothing is
          *     saved. The file's cuts are the timeline's edits now, so the transcript is emptied
@@ -2089,6 +2089,15 @@ export interface components {
             start_ms: number;
             word: string;
         };
+        /**
+         * @description * `otio` - otio
+         *     * `fcpxml` - fcpxml
+         *     * `fcp7xml` - fcp7xml
+         *     * `edl` - edl
+         *     * `aaf` - aaf
+         * @enum {string}
+         */
+        FormatF4dEnum: "otio" | "fcpxml" | "fcp7xml" | "edl" | "aaf";
         /** @description Turn the eyes of the face in a video towards the camera (or given angles), frame by frame. */
         GazeRedirectionInputRequest: {
             /**
@@ -3257,22 +3266,13 @@ export interface components {
              */
             encoding: components["schemas"]["EncodingEnum"];
             filename: string;
-            format: components["schemas"]["TimelineExportOutputFormatEnum"];
+            format: components["schemas"]["FormatF4dEnum"];
             media: components["schemas"]["TimelineExportOutputSerializerMedia"][];
             /** @description Clips the cuts made, as the render plays them. */
             pieces: number;
             /** @description The timeline version exported. */
             version: number;
         };
-        /**
-         * @description * `otio` - otio
-         *     * `fcpxml` - fcpxml
-         *     * `fcp7xml` - fcp7xml
-         *     * `edl` - edl
-         *     * `aaf` - aaf
-         * @enum {string}
-         */
-        TimelineExportOutputFormatEnum: "otio" | "fcpxml" | "fcp7xml" | "edl" | "aaf";
         TimelineExportOutputSerializerMedia: {
             /** Format: date-time */
             expires_at: string | null;
@@ -3287,31 +3287,24 @@ export interface components {
             /** @description The signed URL, with media_urls=signed. */
             url: string | null;
         };
-        /**
-         * @description * `edl` - edl
-         *     * `fcp7xml` - fcp7xml
-         *     * `fcpxml` - fcpxml
-         *     * `otio` - otio
-         * @enum {string}
-         */
-        TimelineImportInputFormatEnum: "edl" | "fcp7xml" | "fcpxml" | "otio";
         TimelineImportInputRequest: {
             /** @description The version you last read; 409 when stale. */
             expected_version?: number;
             /**
              * Format: binary
-             * @description The timeline file: .edl, .fcpxml, .otio, .xml
+             * @description The timeline file: .aaf, .edl, .fcpxml, .otio, .xml
              */
             file: string;
             /**
              * @description Default: from the file's extension.
              *
+             *     * `aaf` - aaf
              *     * `edl` - edl
              *     * `fcp7xml` - fcp7xml
              *     * `fcpxml` - fcpxml
              *     * `otio` - otio
              */
-            format?: components["schemas"]["TimelineImportInputFormatEnum"];
+            format?: components["schemas"]["FormatF4dEnum"];
         };
         TimelineImportOutput: {
             clips: number;
