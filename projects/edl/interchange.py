@@ -124,6 +124,8 @@ FORMATS: dict[str, InterchangeFormat] = {
         ),
     )
 }
+# The formats' names, as the API schema's one enum of them (auteur/settings.py names it).
+FORMAT_NAMES = list(FORMATS)
 
 IMPORT_EXTENSIONS = {f".{f.extension}": f.name for f in FORMATS.values() if f.importable}
 

@@ -2089,15 +2089,6 @@ export interface components {
             start_ms: number;
             word: string;
         };
-        /**
-         * @description * `otio` - otio
-         *     * `fcpxml` - fcpxml
-         *     * `fcp7xml` - fcp7xml
-         *     * `edl` - edl
-         *     * `aaf` - aaf
-         * @enum {string}
-         */
-        FormatF4dEnum: "otio" | "fcpxml" | "fcp7xml" | "edl" | "aaf";
         /** @description Turn the eyes of the face in a video towards the camera (or given angles), frame by frame. */
         GazeRedirectionInputRequest: {
             /**
@@ -3266,7 +3257,7 @@ export interface components {
              */
             encoding: components["schemas"]["EncodingEnum"];
             filename: string;
-            format: components["schemas"]["FormatF4dEnum"];
+            format: components["schemas"]["TimelineFormatEnum"];
             media: components["schemas"]["TimelineExportOutputSerializerMedia"][];
             /** @description Clips the cuts made, as the render plays them. */
             pieces: number;
@@ -3287,6 +3278,15 @@ export interface components {
             /** @description The signed URL, with media_urls=signed. */
             url: string | null;
         };
+        /**
+         * @description * `otio` - otio
+         *     * `fcpxml` - fcpxml
+         *     * `fcp7xml` - fcp7xml
+         *     * `edl` - edl
+         *     * `aaf` - aaf
+         * @enum {string}
+         */
+        TimelineFormatEnum: "otio" | "fcpxml" | "fcp7xml" | "edl" | "aaf";
         TimelineImportInputRequest: {
             /** @description The version you last read; 409 when stale. */
             expected_version?: number;
@@ -3304,7 +3304,7 @@ export interface components {
              *     * `fcpxml` - fcpxml
              *     * `otio` - otio
              */
-            format?: components["schemas"]["FormatF4dEnum"];
+            format?: components["schemas"]["TimelineFormatEnum"];
         };
         TimelineImportOutput: {
             clips: number;
