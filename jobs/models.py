@@ -82,9 +82,12 @@ class Job(models.Model):
     error_detail = models.TextField(blank=True, default="")
     retryable = models.BooleanField(default=False)
     progress = models.PositiveSmallIntegerField(default=0)
-    attempts = models.PositiveSmallIntegerField(default=0)  # GPU calls spawned for this job
+    attempts = models.PositiveSmallIntegerField(default=0)  # GPU calls this job claimed the right to spawn
     gpu_backend = models.CharField(max_length=16, blank=True, default="")
     gpu_call_id = models.CharField(max_length=255, blank=True, default="")  # the seed's modal_task_id
+    # Set by the step that is about to spawn the job's call, cleared when the call's id is recorded:
+    # another delivery of that step starts no call of its own meanwhile (jobs.life.inference).
+    spawn_claimed_at = models.DateTimeField(null=True, blank=True)
     gpu_seconds = models.FloatField(null=True, blank=True)
     processing_time_ms = models.PositiveIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True, default="")

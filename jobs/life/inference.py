@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Value
+from django.db import InterfaceError, OperationalError, connection
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -26,12 +28,30 @@ PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on ever
 
 # Every job makes these writes: built once per process (auteur.prepared).
 _SOME_JOB, _SOME_TIME = uuid.UUID(int=1), datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
-_SPAWNED = PreparedUpdate(
-    lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING, gpu_call_id=""),
-    lambda call_id, now, **_: {"gpu_call_id": call_id, "attempts": F("attempts") + 1,
-                                "inference_started_at": now, "updated_at": now},
-    pk=_SOME_JOB, call_id="\x00call id", now=_SOME_TIME,
+_CLAIMED_BEFORE = datetime(1, 1, 1, 0, 0, 0, 2, tzinfo=UTC)
+# The right to spawn the job's call: one step at a time holds it, until the call's id is recorded
+# or, for a step that died holding it, until it is as old as the reaper's repoll threshold. Each
+# claim is an attempt, whether or not its call was ever started.
+_SPAWN_CLAIMED = PreparedUpdate(
+    lambda pk, stale, **_: Job.objects.filter(
+        Q(spawn_claimed_at__isnull=True) | Q(spawn_claimed_at__lt=stale),
+        pk=pk, status=JobStatus.PROCESSING, gpu_call_id="",
+    ),
+    lambda now, **_: {"spawn_claimed_at": now, "attempts": F("attempts") + 1, "updated_at": now},
+    pk=_SOME_JOB, stale=_CLAIMED_BEFORE, now=_SOME_TIME,
 )
+_SPAWNED = PreparedUpdate(
+    lambda pk, claimed, **_: Job.objects.filter(
+        pk=pk, status=JobStatus.PROCESSING, gpu_call_id="", spawn_claimed_at=claimed
+    ),
+    lambda call_id, now, **_: {"gpu_call_id": call_id, "spawn_claimed_at": None, "inference_started_at": now,
+                                "updated_at": now},
+    pk=_SOME_JOB, claimed=_CLAIMED_BEFORE, call_id="\x00call id", now=_SOME_TIME,
+)
+# How long the step that started a call keeps trying to record its id while the database is out
+# of reach, before it cancels the call: well within the claim's life, so that no other step
+# starts a call while this one may still record its own.
+RECORD_RETRY_SHARE = 0.5
 _ENDED = PreparedUpdate(
     lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
     lambda now, **_: {"inference_ended_at": Coalesce(F("inference_ended_at"), Value(now)), "updated_at": now},
@@ -63,17 +83,39 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         return pieces.pieces_start(job)
     if job.attempts >= MAX_GPU_ATTEMPTS:
         raise PermanentGpuError("internal", f"gave up after {job.attempts} GPU attempts")
+    claimed = timezone.now()
+    if not _SPAWN_CLAIMED.run(pk=job.pk, stale=claimed - repoll_after(), now=claimed):
+        # Another delivery of this step is starting the call (or the job moved on): it carries on.
+        return Job.objects.filter(pk=job_id).first()
     call_id = gpu_client.spawn(job.type, job_spec(job.type).build_payload(job))
     now = timezone.now()
-    won = _SPAWNED.run(pk=job.pk, call_id=call_id, now=now)
-    if not won:
-        # Another delivery of this step spawned first (or the job was canceled): ours is surplus.
+    if not _record_call(job, call_id, claimed=claimed, now=now):
+        # The job was canceled or failed while the call started: the call is surplus.
         gpu_client.cancel_quietly(call_id)
         return Job.objects.filter(pk=job_id).first()
     job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=call_id, attempt=job.attempts + 1,
                      state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
     job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
     return job
+
+
+def _record_call(job: Job, call_id: str, *, claimed: datetime, now: datetime) -> bool:
+    """Record the started call's id under the step's claim. While the database is out of reach
+    the id is only in this process: it keeps trying (outside a transaction) for a share of the
+    claim's life, then cancels the call and lets the error go, so the call is never left running
+    unrecorded while another step starts one."""
+    deadline = time.monotonic() + repoll_after().total_seconds() * RECORD_RETRY_SHARE
+    pause = 0.2
+    while True:
+        try:
+            return bool(_SPAWNED.run(pk=job.pk, claimed=claimed, call_id=call_id, now=now))
+        except (OperationalError, InterfaceError):
+            if connection.in_atomic_block or time.monotonic() + pause > deadline:
+                gpu_client.cancel_quietly(call_id)
+                raise
+            connection.close()  # a broken connection is opened anew on the next try
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus | None:

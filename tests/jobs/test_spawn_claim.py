@@ -1,0 +1,132 @@
+"""One GPU call per attempt: the step that starts a job's call claims the right first, so a second
+delivery of the step (a redelivered or republished message) starts none, and a call whose id
+cannot be recorded (the database out of reach) is cancelled rather than left running unrecorded."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from jobs import gpu_client
+from jobs.life import inference
+from jobs.life import publish as pipeline
+from jobs.life.status import job_claim
+from jobs.models import Job, JobStatus
+
+
+@pytest.fixture
+def processing(auth_client: Any, project: Any, monkeypatch: pytest.MonkeyPatch, settings: Any) -> str:
+    """A claimed tts job (processing, no call yet); no broker message is left behind."""
+    settings.AUTEUR_REAPER_REPOLL_AFTER_SECONDS = 2  # the claim's life: the record retries for 1 s
+    monkeypatch.setattr(pipeline, "publish", lambda *args, **kwargs: True)
+    accepted = auth_client.post("/api/v1/jobs/tts", {"project_id": str(project.pk), "text": "Hello"}, format="json")
+    assert accepted.status_code == 202, accepted.json()
+    job_id = str(accepted.json()["job_id"])
+    assert job_claim(job_id=job_id) is not None
+    return job_id
+
+
+class Calls:
+    """gpu_client's spawn and cancel, recorded; a spawn can be held until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.spawned: list[str] = []
+        self.canceled: list[str] = []
+        self.hold: threading.Event | None = None
+        self.entered = threading.Event()
+        monkeypatch.setattr(gpu_client, "spawn", self.spawn)
+        monkeypatch.setattr(gpu_client, "cancel_quietly", self.canceled.append)
+
+    def spawn(self, job_type: str, payload: dict[str, Any]) -> str:
+        self.entered.set()
+        if self.hold is not None:
+            assert self.hold.wait(30)
+        self.spawned.append(f"call-{len(self.spawned) + 1}")
+        return self.spawned[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_delivery_while_the_first_starts_the_call_starts_none(
+    processing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Calls(monkeypatch)
+    calls.hold = threading.Event()
+    first: dict[str, Any] = {}
+
+    def deliver() -> None:
+        try:
+            first["job"] = inference.job_spawn(job_id=processing)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    assert calls.entered.wait(30), "the first delivery is starting the call"
+    second = inference.job_spawn(job_id=processing)  # the same step, delivered again meanwhile
+    assert second is not None and second.gpu_call_id == "" and calls.spawned == []
+    calls.hold.set()
+    thread.join(30)
+
+    assert calls.spawned == ["call-1"] and calls.canceled == []
+    assert first["job"].gpu_call_id == "call-1"
+    job = Job.objects.get(pk=processing)
+    assert (job.gpu_call_id, job.attempts, job.spawn_claimed_at) == ("call-1", 1, None)
+    # Later deliveries find the call recorded.
+    assert inference.job_spawn(job_id=processing).gpu_call_id == "call-1" and calls.spawned == ["call-1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_id_is_recorded_once_the_database_answers_again(
+    processing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Calls(monkeypatch)
+    real = inference._SPAWNED.run
+    failures = iter([OperationalError("server closed the connection"), OperationalError("could not connect")])
+
+    def flaky(**values: Any) -> int:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real(**values)
+
+    monkeypatch.setattr(inference._SPAWNED, "run", flaky)
+    job = inference.job_spawn(job_id=processing)
+
+    assert job is not None and job.gpu_call_id == "call-1"
+    assert calls.spawned == ["call-1"] and calls.canceled == []
+    assert Job.objects.get(pk=processing).gpu_call_id == "call-1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_whose_id_cannot_be_recorded_is_canceled_and_the_next_attempt_waits_for_the_claim(
+    processing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Calls(monkeypatch)
+    real = inference._SPAWNED.run
+
+    def unreachable(**values: Any) -> int:
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(inference._SPAWNED, "run", unreachable)
+    with pytest.raises(OperationalError):
+        inference.job_spawn(job_id=processing)
+    assert calls.spawned == ["call-1"] and calls.canceled == ["call-1"], "never left running unrecorded"
+    job = Job.objects.get(pk=processing)
+    assert (job.status, job.gpu_call_id, job.attempts) == (JobStatus.PROCESSING, "", 1)
+    assert job.spawn_claimed_at is not None
+
+    monkeypatch.setattr(inference._SPAWNED, "run", real)
+    # A retry while the claim is young starts nothing: the claim's holder may yet record its call.
+    assert inference.job_spawn(job_id=processing).gpu_call_id == "" and calls.spawned == ["call-1"]
+    # Once the claim is as old as the reaper's repoll threshold, its holder is taken for dead.
+    Job.objects.filter(pk=processing).update(spawn_claimed_at=timezone.now() - timedelta(seconds=3))
+    job = inference.job_spawn(job_id=processing)
+    assert job is not None and job.gpu_call_id == "call-2"
+    stored = Job.objects.get(pk=processing)
+    assert (stored.gpu_call_id, stored.attempts, stored.spawn_claimed_at) == ("call-2", 2, None)
+    assert len(calls.spawned) == stored.attempts, "one call per attempt"
