@@ -117,8 +117,10 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def gunicorn_argv(port: int, workers: int = 2, worker_class: str = "sync", threads: int = 1) -> list[str]:
-    return [str(BINDIR / "gunicorn"), "auteur.wsgi:application", "--bind", f"127.0.0.1:{port}",
+def gunicorn_argv(
+    port: int, workers: int = 2, worker_class: str = "sync", threads: int = 1, host: str = "127.0.0.1"
+) -> list[str]:
+    return [str(BINDIR / "gunicorn"), "auteur.wsgi:application", "--bind", f"{host}:{port}",
             "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
             "--timeout", "300", "--config", "python:auteur.gunicorn_conf", "--access-logfile", "/dev/null"]
 
@@ -139,18 +141,21 @@ def beat_argv(schedule_file: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def django_stack(*, durable_redis: bool = False, **extra_env: str) -> Iterator[BenchStack]:
+def django_stack(
+    *, durable_redis: bool = False, place: Callable[[EmbeddedServer], None] | None = None, **extra_env: str
+) -> Iterator[BenchStack]:
     """A throwaway stack; this process's environment points at it and Django is set up, migrated.
 
     `durable_redis`: Redis with its append-only file, as `make run` and production run it (a
     restart keeps the queues); by default a throwaway stack's Redis keeps nothing on disk.
+    `place`: puts each server where it is to run before it starts (devstack.stack.running_stack).
     """
     # A benchmark stopped with SIGTERM (`timeout`, Ctrl-C's cousin) still stops what it started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     base = {k: v for k, v in os.environ.items() if k not in URL_VARS}
     with tempfile.TemporaryDirectory(prefix="auteur-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        with running_stack(tmp / "stack", base, ephemeral=True, durable_redis=durable_redis) as stack:
+        with running_stack(tmp / "stack", base, ephemeral=True, durable_redis=durable_redis, place=place) as stack:
             env = {
                 **base,
                 **stack.urls(),

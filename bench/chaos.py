@@ -170,7 +170,9 @@ def plan_submissions(users: list[User], jobs: int, rng: random.Random) -> list[t
 
 
 def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str, Any]]], clients: int,
-               outcomes: Outcomes, seed: int) -> None:
+               outcomes: Outcomes, seed: int, rate: float = 0.0) -> None:
+    """Every planned submission, over `clients` threads; at most `rate` per second when given (a
+    drill whose faults must meet traffic), else as fast as the API answers."""
     work = iter(enumerate(plan))
     lock = threading.Lock()
 
@@ -182,6 +184,8 @@ def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str
             if item is None:
                 return
             i, (user_index, job_type, body) = item
+            if rate:
+                time.sleep(max(0.0, outcomes.first_submit + i / rate - time.monotonic()))
             user = users[user_index]
             status, data = request_through_outages(port, outcomes, "POST", f"/api/v1/jobs/{job_type}", user.token,
                                                     body, headers={"Idempotency-Key": f"chaos-{i}"})

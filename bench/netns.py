@@ -118,6 +118,11 @@ class Topology:
         for network in self.machines[machine]:
             self.cut(machine, network)
 
+    def rejoin(self, machine: str) -> None:
+        """Every link of `machine` up again."""
+        for network in self.machines[machine]:
+            self.heal(machine, network)
+
     # ------------------------------------------------------------------ names and teardown
 
     def _bridge(self, network: str) -> str:
@@ -136,10 +141,12 @@ class Topology:
                 if entry.name.startswith(f"{self.tag}-"):
                     # The veth pairs go with the namespace that holds one end.
                     _ip("netns", "del", entry.name, check=False)
-        links = _ip("-o", "link", "show", "type", "bridge", check=False).stdout
+        # A namespace outlives its deletion while anything still holds it, and its links with it:
+        # the host's end of each link and each bridge of the tag are deleted by name too.
+        links = _ip("-o", "link", "show", check=False).stdout
         for line in links.splitlines():
             name = line.split(":", 2)[1].strip().split("@")[0] if ":" in line else ""
-            if name.startswith(f"{self.tag}b-"):
+            if name.startswith(self.tag) and (name.startswith(f"{self.tag}b-") or "-" in name):
                 _ip("link", "del", name, check=False)
         self.networks.clear()
         self.machines.clear()

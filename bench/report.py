@@ -303,7 +303,7 @@ def _push_row(d: dict[str, Any]) -> str:
 
 HEADER = """# Benchmark results
 
-Written by `make bench`, `make chaos` and `make soak` (bench/report.py) from bench/last_results.json, which
+Written by `make bench`, `make chaos`, `make soak` and `make partition` (bench/report.py) from bench/last_results.json, which
 keeps the last result of each script in this folder, dated: a row keeps its figures until that
 benchmark is run again. Each script starts its own throwaway stack; where a baseline is shown, it
 was measured in the same run on the same servers.
@@ -397,6 +397,38 @@ def soak_table(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def partition_section(load: Callable[[str], dict[str, Any] | None], measured: Callable[[str], str]) -> str:
+    """bench/partition.py: each run's faults with their recovery, its figures and invariants, and the
+    same broker cut without the check for a recorded call."""
+    if (d := load("partition")) is None:
+        return ""
+    out = [f"\n## Partition drill (`make partition`)\n\nMeasured {measured('partition')}: {len(d['runs'])} run(s) in a "
+           f"row, each {d['jobs']} jobs from {d['users']} users at {d['rate']:g}/s over {d['clients']} clients, on machines "
+           f"made of network namespaces ({', '.join(f'{m}: {sorted(n)}' for m, n in d['machines'].items())}); noop GPU "
+           f"(calls held 2-6 s, 200 ms status calls); broker visibility timeout {d['visibility_timeout_s']} s, reaper "
+           f"timing x {d['time_scale']:g}. Recovery: from a fault's end until every job unfinished then had finished.\n"]
+    for n, run in enumerate(d["runs"], 1):
+        out.append(f"\nRun {n} (seed {run['seed']}): {'every invariant holds' if run['passed'] else '**FAIL**'}.\n\n"
+                   "| fault | at submission | held | recovered after | jobs waited for |\n| --- | --- | --- | --- | --- |\n"
+                   + "\n".join(f"| {e['fault']} | {e['at_submission']} | {e['held_s']} s | "
+                                f"{e.get('recovered_after_s', 'never')} s | {e.get('jobs_waited_for', '-')} |"
+                                for e in run["faults"]))
+        figures = {k: v for k, v in run["figures"].items() if k != "stuck_jobs"}
+        out.append("\n\n| figure | value |\n| --- | --- |\n"
+                   + "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in figures.items())
+                   + "\n\n| invariant | result | detail |\n| --- | --- | --- |\n"
+                   + "\n".join(f"| {k} | {'pass' if v['pass'] else '**FAIL**'} | {v['detail']} |"
+                                for k, v in run["invariants"].items()) + "\n")
+    if (u := load("partition_unprotected")) is not None:
+        run = u["runs"][-1]
+        (name, verdict), = run["invariants"].items()
+        out.append(f"\nWithout the check for a recorded call (`--unprotected`, measured {measured('partition_unprotected')}, "
+                   f"{u['jobs']} jobs, the broker cut only): {name}: {'yes' if verdict['pass'] else 'no'} "
+                   f"({verdict['detail']}; {run['figures'].get('gpu_calls')} calls for "
+                   f"{run['figures'].get('jobs_with_a_call')} jobs).\n")
+    return "".join(out)
+
+
 def soak_section(load: Callable[[str], dict[str, Any] | None], measured: Callable[[str], str]) -> str:
     if (d := load("soak")) is None:
         return ""
@@ -446,7 +478,7 @@ def render(store: dict[str, Any], now: datetime) -> str:
         return datetime.fromisoformat(store[name]["measured_at"]).strftime(DATE_FORMAT)
 
     named_rows = table_rows(load)
-    shown = [name for name, _row in named_rows] + [name for name in ("chaos", "soak") if name in store]
+    shown = [name for name, _row in named_rows] + [name for name in ("chaos", "soak", "partition") if name in store]
     machines: dict[str, list[str]] = {}
     for name in shown:
         machines.setdefault(store[name]["machine"], []).append(name)
@@ -456,7 +488,8 @@ def render(store: dict[str, Any], now: datetime) -> str:
     return (HEADER + machine_lines + f"- written: {now.strftime(DATE_FORMAT)}\n\n"
             "| benchmark | figure | baseline (same run) | ratio | target | measured |\n"
             "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured) + push_section(load)
-            + retention_section(load, measured) + timeline_limits_section(load, measured) + soak_section(load, measured))
+            + retention_section(load, measured) + timeline_limits_section(load, measured) + soak_section(load, measured)
+            + partition_section(load, measured))
 
 
 def main(bench: Path = BENCH) -> str:

@@ -33,6 +33,12 @@ AUTEUR_NOOP_STATUS_LATENCY_MS: int = env.int("AUTEUR_NOOP_STATUS_LATENCY_MS", de
 # ...and this long more per minute of media a call is given (its span, or its media's length).
 AUTEUR_NOOP_HOLD_PER_MEDIA_MINUTE: float = env.float("AUTEUR_NOOP_HOLD_PER_MEDIA_MINUTE", default=0.0)
 AUTEUR_GPU_ANNOUNCE: bool = env.bool("AUTEUR_GPU_ANNOUNCE", default=True)
+# A file the noop backend appends "<job id> <call id>" to for every call it spawns: a drill
+# counts the GPU calls each job started (bench/partition.py).
+AUTEUR_NOOP_SPAWN_LOG: str = env.str("AUTEUR_NOOP_SPAWN_LOG", default="")
+# The Redis broker's visibility timeout, shortened for a drill that shows what happens when a
+# worker holds a message past it (0: production's, celeryconfig.py).
+AUTEUR_DRILL_VISIBILITY_TIMEOUT_SECONDS: int = env.int("AUTEUR_DRILL_VISIBILITY_TIMEOUT_SECONDS", default=0)
 
 # Every other setting is production's: a benchmark that needs another value (bench/inflight.py's
 # long grace) sets it in its own stack's environment, so no drill silently runs other rules.

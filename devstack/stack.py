@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,9 +106,19 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(
-    var_dir: Path, env: dict[str, str], *, ephemeral: bool = False, durable_redis: bool = False
+    var_dir: Path,
+    env: dict[str, str],
+    *,
+    ephemeral: bool = False,
+    durable_redis: bool = False,
+    place: Callable[[EmbeddedServer], None] | None = None,
 ) -> Iterator[Stack]:
+    """The stack's servers, running for the block. `place`: called on each server before it starts
+    (a drill puts them on a machine of their own: its `host` and `netns`)."""
     stack = Stack.plan(var_dir, env, ephemeral=ephemeral, durable_redis=durable_redis)
+    for server in stack.servers:
+        if place is not None:
+            place(server)
     stack.start()
     try:
         yield stack

@@ -61,6 +61,7 @@ def backend() -> GpuBackend:
         noop_hold_spread_seconds=getattr(settings, "AUTEUR_NOOP_HOLD_SPREAD_SECONDS", 0.0),
         noop_status_latency_s=getattr(settings, "AUTEUR_NOOP_STATUS_LATENCY_MS", 0) / 1000,
         noop_hold_per_media_minute=getattr(settings, "AUTEUR_NOOP_HOLD_PER_MEDIA_MINUTE", 0.0),
+        noop_spawn_log=getattr(settings, "AUTEUR_NOOP_SPAWN_LOG", ""),
         result_limits=result_limits(),
         sandbox=sandbox(),
     )

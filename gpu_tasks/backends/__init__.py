@@ -34,13 +34,14 @@ def make_backend(
     noop_hold_spread_seconds: float = 0.0,
     noop_status_latency_s: float = 0.0,
     noop_hold_per_media_minute: float = 0.0,
+    noop_spawn_log: str = "",
     **local_options: Any,
 ) -> GpuBackend:
     """The backend named `name` (settings pass `AUTEUR_GPU_BACKEND`, `AUTEUR_GPU_LOCAL_DIR`, ...).
 
     `announce_url`: the Redis list calls announce their end on (`gpu_tasks.announce`); without
     it the noop backend announces nothing and callers poll. `noop_*`: the noop backend's held
-    calls and simulated status latency (benchmarks).
+    calls, simulated status latency, and the file each spawn is written to (benchmarks, drills).
     Raises ValueError for an unknown name, a local backend without `local_dir`, or a bad fault spec.
     """
     backend: GpuBackend
@@ -54,6 +55,7 @@ def make_backend(
             hold_per_media_minute=noop_hold_per_media_minute,
             status_latency_s=noop_status_latency_s,
             announcer=RedisAnnouncer(announce_url) if announce_url else None,
+            spawn_log=noop_spawn_log,
         )
     elif name in ("local", "modal"):
         from gpu_tasks.backends.local import LocalBackend

@@ -16,6 +16,7 @@ import base64
 import heapq
 import io
 import logging
+import os
 import random
 import re
 import threading
@@ -204,14 +205,15 @@ class NoopBackend(GpuBackend):
     to its length, as a transcription does); `status_latency_s`: each poll takes that
     long, as a status call over the network would; `announcer`: told when a call ends, by a
     thread of the spawning process (a call whose process dies is never announced: the reaper's
-    poll finds it).
+    poll finds it); `spawn_log`: a file that gets a line "<job id> <call id>" for every call
+    spawned, by any process on the machine (a drill counts the GPU calls each job started).
     """
 
     name = "noop"
 
     def __init__(
         self, *, hold_seconds: float = 0.0, hold_spread_seconds: float = 0.0, status_latency_s: float = 0.0,
-        announcer: Announcer | None = None, hold_per_media_minute: float = 0.0,
+        announcer: Announcer | None = None, hold_per_media_minute: float = 0.0, spawn_log: str = "",
     ) -> None:
         self.hold_seconds = hold_seconds
         self.hold_per_media_minute = hold_per_media_minute
@@ -219,6 +221,7 @@ class NoopBackend(GpuBackend):
         self.status_latency_s = status_latency_s
         self.announcer = announcer
         self._alarm = _Alarm(announcer) if announcer is not None else None
+        self.spawn_log = spawn_log
 
     @property
     def announces(self) -> bool:
@@ -244,6 +247,13 @@ class NoopBackend(GpuBackend):
             call_id += f"-{int(until * 1000)}"
             if self._alarm is not None:
                 self._alarm.add(until, call_id)
+        if self.spawn_log:
+            # One write of one short line in append mode: lines of concurrent processes never mix.
+            fd = os.open(self.spawn_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{payload.get('job_id', '')} {call_id}\n".encode())
+            finally:
+                os.close(fd)
         # A call that is not held is done already: the spawning step's first look stores it.
         return call_id
 
