@@ -25,8 +25,9 @@ How the timeline maps to OTIO:
 
 Import is the reverse, for every format: every clip's media is matched to a file of the
 project (by id where the file carries ours, else by name), and the timeline's tracks are replaced
-in one save (one undo step). The cuts are real edits in the file, so the imported timeline has no
-transcript deletions to apply again: its transcript is emptied (the report says so).
+in one save (one undo step). The cuts are real edits in the file, so the transcript's deleted
+words are not carried over (they would be cut twice); its other words are placed on the imported
+clips that play them (`transcript_onto`), and the report counts those kept and those dropped.
 
 Work is bounded: an import's file size is checked before it is parsed, XML with entity
 declarations is refused (entity expansion), and clip counts are checked against the timeline's
@@ -37,6 +38,7 @@ its limits.
 from __future__ import annotations
 
 import base64
+import bisect
 import os
 import posixpath
 import tempfile
@@ -57,10 +59,11 @@ from auteur.users.models import User
 from media.models import MediaFile, MediaStatus
 from media.services.downloads import media_urls
 from projects.edl import interchange_formats as formats
-from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
+from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, clip_speed, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_edit
+from projects.edl.transcripts import map_transcript
 from projects.edl.validation import check_edl_limits
 from projects.errors import EdlLimitExceeded, InterchangeInvalid, MediaUnmatched
 from projects.models import Project
@@ -508,7 +511,8 @@ class Import:
     clips: int
     dropped: list[dict[str, Any]]
     matched: list[dict[str, Any]]
-    transcript_cleared: bool
+    transcript_words: int  # the transcript's words the imported clips still play
+    transcript_words_dropped: int  # those deleted before, or that no imported clip plays
 
 
 def import_format(*, filename: str, fmt: str | None) -> str:
@@ -702,6 +706,71 @@ def otio_to_tracks(timeline: otio.schema.Timeline, matcher: _Matcher, report: Re
     return tracks, [{"name": k, "clips": v} for k, v in sorted(unmatched.items())], dict(matched)
 
 
+class _ClipsAt:
+    """The clip that plays a timeline time: audio tracks first, then video, each in track order
+    (as a transcription is written); a bisect per track."""
+
+    def __init__(self, tracks: Sequence[Mapping[str, Any]]) -> None:
+        ordered = sorted(tracks, key=lambda t: t.get("type") != "audio")
+        self.tracks = []
+        for track in ordered:
+            clips = sorted((c for c in track.get("clips") or [] if isinstance(c, Mapping) and not c.get("deleted")
+                            and isinstance(c.get("start_ms"), int)), key=lambda c: c["start_ms"])
+            self.tracks.append(([c["start_ms"] for c in clips], clips))
+
+    def at(self, t: int) -> Mapping[str, Any] | None:
+        for starts, clips in self.tracks:
+            i = bisect.bisect_right(starts, t) - 1
+            if i >= 0 and t < clips[i]["start_ms"] + int(clips[i].get("duration_ms") or 0):
+                return clips[i]
+        return None
+
+
+def transcript_onto(
+    transcript: Mapping[str, Any], old_tracks: Sequence[Mapping[str, Any]], new_tracks: Sequence[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int, int]:
+    """The transcript's words on the imported timeline: (segments, words kept, words before).
+
+    Each kept word goes back to its file's source time through the clip it was on, then onto
+    every imported clip that plays that source time (projects.edl.transcripts.map_transcript, as
+    a transcription is written). Deleted words are the cuts the file already made: they are
+    dropped, as are words no imported clip plays; so are edited segment texts and pauses, which
+    belong to the old clips."""
+    clips = {str(c.get("id")): c for t in old_tracks for c in t.get("clips") or [] if isinstance(c, Mapping)}
+    playing = _ClipsAt(old_tracks)
+    sources: dict[tuple[str, str], dict[str, Any]] = {}  # (segment, clip) -> a source-time segment
+    before = 0
+    for n, segment in enumerate(transcript.get("segments") or []):
+        words = [w for w in segment.get("words") or [] if isinstance(w.get("start_ms"), int)]
+        before += len(words)
+        if segment.get("deleted"):
+            continue
+        named = clips.get(str(segment.get("clip_id")))
+        for word in words:
+            # A segment written by a transcription names its clip; a client's own is placed by time.
+            clip = named or playing.at(word["start_ms"])
+            if word.get("deleted") or clip is None or not clip.get("media_file_id"):
+                continue
+            speed, start, inp = clip_speed(clip), clip["start_ms"], clip["in_point_ms"]
+            source = sources.setdefault((str(n), str(clip.get("id"))), {
+                "media": str(clip["media_file_id"]), "speaker": segment.get("speaker"),
+                "language": segment.get("language"), "words": []})
+            source["words"].append({
+                **word, "start_ms": inp + round((word["start_ms"] - start) * speed),
+                "end_ms": inp + round((int(word.get("end_ms") or word["start_ms"]) - start) * speed)})
+    by_media: dict[str, list[dict[str, Any]]] = {}
+    for source in sources.values():
+        by_media.setdefault(source["media"], []).append(source)
+    segments: list[dict[str, Any]] = []
+    for media_id, source_segments in by_media.items():
+        language = next((s["language"] for s in source_segments if s.get("language")), None)
+        source_segments.sort(key=lambda s: s["words"][0]["start_ms"])
+        segments.extend(map_transcript({"segments": source_segments, "language": language},
+                                       media_file_id=media_id, tracks=new_tracks))
+    segments.sort(key=lambda s: s["start_ms"])
+    return segments, sum(len(s["words"]) for s in segments), before
+
+
 def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
                     expected_version: int | None = None) -> Import:
     """Replace the timeline's tracks by the file's: one save, so one undo step."""
@@ -726,14 +795,13 @@ def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
             + ", ".join(u["name"] for u in unmatched[:10]) + ("..." if len(unmatched) > 10 else ""),
             details={"unmatched": unmatched[:50], "count": len(unmatched)},
         )
-    cleared = False
+    words = {"kept": 0, "before": 0}
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:
-        nonlocal cleared
         transcript = doc.get("transcript") or {}
-        cleared = bool(transcript.get("segments") or transcript.get("pauses"))
+        segments, words["kept"], words["before"] = transcript_onto(transcript, doc.get("tracks") or [], tracks)
         doc["tracks"] = tracks
-        doc["transcript"] = {"generated_at": None, "segments": [], "pauses": []}
+        doc["transcript"] = {"generated_at": transcript.get("generated_at"), "segments": segments, "pauses": []}
         return doc
 
     saved = edl_edit(project=project, change=change, expected_version=expected_version)
@@ -743,5 +811,6 @@ def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
         version=saved["version"], tracks=len(tracks), clips=sum(len(t["clips"]) for t in tracks),
         dropped=report.items(),
         matched=[{"media_file_id": k, "name": by_id[k].name, "clips": v} for k, v in sorted(matched.items())],
-        transcript_cleared=cleared,
+        transcript_words=words["kept"],
+        transcript_words_dropped=words["before"] - words["kept"],
     )

@@ -325,6 +325,12 @@ def assert_renders_the_same(before: list[dict[str, Any]], after: list[dict[str, 
             assert speeds[0] == speeds[1], (a, b)
 
 
+def before_cuts(doc: dict[str, Any]) -> list[tuple[int, int]]:
+    from projects.edl.cuts import transcript_cuts
+
+    return list(transcript_cuts(doc["transcript"]).spans)
+
+
 def test_an_otio_round_trip_renders_the_same_length_and_cut_points(auth_client, user, project, edited):
     before, duration, rate = render_pieces(user, project)
     answer = auth_client.get(export_url(project, "format=otio")).json()
@@ -333,7 +339,21 @@ def test_an_otio_round_trip_renders_the_same_length_and_cut_points(auth_client, 
                                 format="multipart")
     assert response.status_code == 200, response.content
     result = response.json()
-    assert result["version"] == version + 1 and result["clips"] == 7 and result["transcript_cleared"] is True
+    assert result["version"] == version + 1 and result["clips"] == 7
+    # The deleted words are the file's cuts now (dropped); the others stay, on the imported clips
+    # at their new times, in order, none deleted: nothing is cut twice.
+    assert (result["transcript_words"], result["transcript_words_dropped"]) == (5, 2)
+    segments = edl_get(project=project)["transcript"]["segments"]
+    words = [w for seg in segments for w in seg["words"]]
+    assert [w["word"] for w in words] == ["one", "two", "three", "four", "five"]
+    assert not any(w["deleted"] for w in words)
+    assert {seg["media_file_id"] for seg in segments} == {str(edited["media"]["music"].pk)}
+    starts = [w["start_ms"] for w in words]
+    assert starts == sorted(starts) and starts[0] == 0
+    # "three" followed the cut of "um" (2000-2400 and its silences): it moved earlier by that cut,
+    # within the frame its pieces snap to.
+    cut = before_cuts(edited["doc"])[0]
+    assert abs(starts[2] - (2500 - (cut[1] - cut[0]))) <= 1000 / rate, (starts, cut)
     assert {m["name"]: m["clips"] for m in result["matched"]} == {"interview.mp4": 3, "b roll.mp4": 1,
                                                                   "music.wav": 3}
     after, duration_after, _ = render_pieces(user, project)
@@ -415,3 +435,27 @@ def test_another_users_project_is_404(client_for, make_user, project, edited):
     response = other.post(import_url(project), {"file": upload("cut.otio", "{}")}, format="multipart")
     assert response.status_code == 404
     assert store.edl_collection().count_documents({"project_id": str(project.pk)}) == 1
+
+
+def test_a_transcribed_segment_follows_its_clip_through_speed_and_a_new_place():
+    from projects.edl.interchange import transcript_onto
+
+    old_tracks = [{"id": "a1", "type": "audio", "clips": [
+        {"id": "a", "media_file_id": "m", "start_ms": 0, "duration_ms": 2000, "in_point_ms": 1000,
+         "out_point_ms": 5000, "effects": [{"type": "speed", "rate": 2.0}], "deleted": False}]}]
+    # Timeline times on the 2x clip: source = 1000 + 2 * t.
+    words = [("alpha", 100, 300, False), ("beta", 500, 700, True), ("gamma", 1500, 1700, False)]
+    transcript = {"segments": [{"id": "s", "clip_id": "a", "media_file_id": "m", "speaker": "A", "deleted": False,
+                                "words": [{"word": w, "start_ms": a, "end_ms": b, "confidence": 0.9, "deleted": d}
+                                          for w, a, b, d in words]}]}
+    # The file placed the source 1000-3000 at 10 s, at normal speed; 3000-5000 is not played.
+    new_tracks = [{"id": "a1", "type": "audio", "clips": [
+        {"id": "p1", "media_file_id": "m", "start_ms": 10_000, "duration_ms": 2000, "in_point_ms": 1000,
+         "out_point_ms": 3000, "effects": [], "deleted": False}]}]
+    segments, kept, before = transcript_onto(transcript, old_tracks, new_tracks)
+
+    assert (kept, before) == (1, 3)  # beta was deleted; gamma (source 4000) is not played any more
+    [segment] = segments
+    assert segment["clip_id"] == "p1" and segment["speaker"] == "A"
+    [alpha] = segment["words"]
+    assert (alpha["word"], alpha["start_ms"], alpha["end_ms"]) == ("alpha", 10_200, 10_600)

@@ -1148,8 +1148,9 @@ export interface paths {
          *     .otio, .fcpxml, .xml for FCP7 XML, .edl for CMX 3600, .aaf), as one new version (one undo step).
          *     Each clip's media is matched to a file of the project by id (files this API exported carry
          *     it), else by name; 422 `media_unmatched` lists the names that match none, and nothing is
-         *     saved. The file's cuts are the timeline's edits now, so the transcript is emptied
-         *     (`transcript_cleared`); what the timeline cannot hold is listed in `dropped`. 413
+         *     saved. The file's cuts are the timeline's edits now: the transcript keeps the words the imported
+         *     clips play, at their new times (`transcript_words`), and drops the deleted ones and those no
+         *     clip plays (`transcript_words_dropped`); what the timeline cannot hold is listed in `dropped`. 413
          *     `file_too_large` over the import limit, 422 `interchange_invalid` for a file that cannot be read.
          */
         post: operations["projects_timeline_import_create"];
@@ -3311,7 +3312,10 @@ export interface components {
             dropped: components["schemas"]["Dropped"][];
             matched: components["schemas"]["TimelineImportOutputSerializerMatched"][];
             tracks: number;
-            transcript_cleared: boolean;
+            /** @description The transcript's words kept on the imported clips. */
+            transcript_words: number;
+            /** @description Words deleted before the import (the file's cuts) or that no imported clip plays. */
+            transcript_words_dropped: number;
             /** @description The timeline's new version. */
             version: number;
         };
