@@ -47,6 +47,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -365,7 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS_DIR / ("partition_unprotected.json" if args.unprotected else "partition.json")
     runs = []
     for n in range(args.repeat):
-        runs.append(run_once(args, args.seed + n))
+        if args.repeat == 1:
+            runs.append(run_once(args, args.seed))
+            break
+        # Each drill in a process of its own: Django is set up once per process, on one stack.
+        part = Path(tempfile.mkdtemp(prefix="auteur-partition-run-")) / "run.json"
+        child = ["--jobs", str(args.jobs), "--users", str(args.users), "--clients", str(args.clients),
+                 "--rate", str(args.rate), "--drain-timeout", str(args.drain_timeout),
+                 "--seed", str(args.seed + n), "--out", str(part), *(["--unprotected"] if args.unprotected else [])]
+        subprocess.run([sys.executable, __file__, *child], check=False)
+        runs.extend(json.loads(part.read_text())["runs"] if part.exists() else
+                    [{"seed": args.seed + n, "passed": False, "faults": [], "figures": {},
+                      "invariants": {"the drill ran": {"pass": False, "detail": "it stopped before its report"}}}])
         verdict = "every invariant holds" if runs[-1]["passed"] else "FAIL"
         print(f"\nrun {n + 1} of {args.repeat}: {verdict}", flush=True)
     report = {"unprotected": args.unprotected, "jobs": args.jobs, "users": args.users, "clients": args.clients,
