@@ -14,7 +14,7 @@ Machines are network namespaces on one host (bench/netns.py), on three networks:
     events  the GPU announcements' consumer       db, bk
 
 The GPU backend is noop (calls held a few seconds, so that they are running when links fail;
-each status call takes 200 ms, so that steps are running too), and every spawn is written to a
+each spawn takes 500 ms and each status call 200 ms, so that steps are running too), and every spawn is written to a
 log, so the drill counts the GPU calls each job started. While the clients submit the jobs
 (chaos.py's mix, users and budgets, with an Idempotency-Key each, retrying through outages), the
 drill, at fixed fractions of the submissions:
@@ -95,6 +95,7 @@ MACHINES = {
     "events": {"db": 21, "bk": 21},
 }
 VISIBILITY_TIMEOUT_S = 30
+SPAWN_LATENCY_MS = 500  # a step that starts a call is running when its worker is cut off
 TIME_SCALE = 0.25
 API_PORT = 8000
 
@@ -294,6 +295,7 @@ def run_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             durable_redis=True, place=place,
             AUTEUR_GPU_BACKEND="noop",
             AUTEUR_NOOP_HOLD_SECONDS="2", AUTEUR_NOOP_HOLD_SPREAD_SECONDS="4", AUTEUR_NOOP_STATUS_LATENCY_MS="200",
+            AUTEUR_NOOP_SPAWN_LATENCY_MS=str(SPAWN_LATENCY_MS),
             AUTEUR_NOOP_SPAWN_LOG=str(tmp / "spawns.log"),
             AUTEUR_DRILL_VISIBILITY_TIMEOUT_SECONDS=str(VISIBILITY_TIMEOUT_S),
             AUTEUR_DRILL_TIME_SCALE=str(TIME_SCALE),
@@ -349,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--rate", type=float, default=4.0,
-                        help="submissions per second, so that every fault meets traffic (default 4)")
+    parser.add_argument("--rate", type=float, default=3.0,
+                        help="submissions per second, so that every fault meets traffic (default 3)")
     parser.add_argument("--repeat", type=int, default=1, help="drills in a row (seed, seed + 1, ...); all must pass")
     parser.add_argument("--drain-timeout", type=float, default=600)
     parser.add_argument("--unprotected", action="store_true",

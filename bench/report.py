@@ -405,7 +405,7 @@ def partition_section(load: Callable[[str], dict[str, Any] | None], measured: Ca
     out = [f"\n## Partition drill (`make partition`)\n\nMeasured {measured('partition')}: {len(d['runs'])} run(s) in a "
            f"row, each {d['jobs']} jobs from {d['users']} users at {d['rate']:g}/s over {d['clients']} clients, on machines "
            f"made of network namespaces ({', '.join(f'{m}: {sorted(n)}' for m, n in d['machines'].items())}); noop GPU "
-           f"(calls held 2-6 s, 200 ms status calls); broker visibility timeout {d['visibility_timeout_s']} s, reaper "
+           f"(calls held 2-6 s, 500 ms spawns, 200 ms status calls); broker visibility timeout {d['visibility_timeout_s']} s, reaper "
            f"timing x {d['time_scale']:g}. Recovery: from a fault's end until every job running then (started, not ended) had finished.\n"]
     for n, run in enumerate(d["runs"], 1):
         out.append(f"\nRun {n} (seed {run['seed']}): {'every invariant holds' if run['passed'] else '**FAIL**'}.\n\n"

@@ -36,6 +36,9 @@ AUTEUR_GPU_ANNOUNCE: bool = env.bool("AUTEUR_GPU_ANNOUNCE", default=True)
 # A file the noop backend appends "<job id> <call id>" to for every call it spawns: a drill
 # counts the GPU calls each job started (bench/partition.py).
 AUTEUR_NOOP_SPAWN_LOG: str = env.str("AUTEUR_NOOP_SPAWN_LOG", default="")
+# Each noop spawn takes this long, as a container's start request does: a step that starts a call
+# is then still running when a drill cuts its worker off (bench/partition.py).
+AUTEUR_NOOP_SPAWN_LATENCY_MS: int = env.int("AUTEUR_NOOP_SPAWN_LATENCY_MS", default=0)
 # The Redis broker's visibility timeout, shortened for a drill that shows what happens when a
 # worker holds a message past it (0: production's, celeryconfig.py).
 AUTEUR_DRILL_VISIBILITY_TIMEOUT_SECONDS: int = env.int("AUTEUR_DRILL_VISIBILITY_TIMEOUT_SECONDS", default=0)

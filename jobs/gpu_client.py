@@ -62,6 +62,7 @@ def backend() -> GpuBackend:
         noop_status_latency_s=getattr(settings, "AUTEUR_NOOP_STATUS_LATENCY_MS", 0) / 1000,
         noop_hold_per_media_minute=getattr(settings, "AUTEUR_NOOP_HOLD_PER_MEDIA_MINUTE", 0.0),
         noop_spawn_log=getattr(settings, "AUTEUR_NOOP_SPAWN_LOG", ""),
+        noop_spawn_latency_s=getattr(settings, "AUTEUR_NOOP_SPAWN_LATENCY_MS", 0) / 1000,
         result_limits=result_limits(),
         sandbox=sandbox(),
     )

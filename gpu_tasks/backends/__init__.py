@@ -35,6 +35,7 @@ def make_backend(
     noop_status_latency_s: float = 0.0,
     noop_hold_per_media_minute: float = 0.0,
     noop_spawn_log: str = "",
+    noop_spawn_latency_s: float = 0.0,
     **local_options: Any,
 ) -> GpuBackend:
     """The backend named `name` (settings pass `AUTEUR_GPU_BACKEND`, `AUTEUR_GPU_LOCAL_DIR`, ...).
@@ -56,6 +57,7 @@ def make_backend(
             status_latency_s=noop_status_latency_s,
             announcer=RedisAnnouncer(announce_url) if announce_url else None,
             spawn_log=noop_spawn_log,
+            spawn_latency_s=noop_spawn_latency_s,
         )
     elif name in ("local", "modal"):
         from gpu_tasks.backends.local import LocalBackend

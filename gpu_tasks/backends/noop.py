@@ -206,7 +206,8 @@ class NoopBackend(GpuBackend):
     long, as a status call over the network would; `announcer`: told when a call ends, by a
     thread of the spawning process (a call whose process dies is never announced: the reaper's
     poll finds it); `spawn_log`: a file that gets a line "<job id> <call id>" for every call
-    spawned, by any process on the machine (a drill counts the GPU calls each job started).
+    spawned, by any process on the machine (a drill counts the GPU calls each job started);
+    `spawn_latency_s`: each spawn takes that long, as a container's start request does.
     """
 
     name = "noop"
@@ -214,6 +215,7 @@ class NoopBackend(GpuBackend):
     def __init__(
         self, *, hold_seconds: float = 0.0, hold_spread_seconds: float = 0.0, status_latency_s: float = 0.0,
         announcer: Announcer | None = None, hold_per_media_minute: float = 0.0, spawn_log: str = "",
+        spawn_latency_s: float = 0.0,
     ) -> None:
         self.hold_seconds = hold_seconds
         self.hold_per_media_minute = hold_per_media_minute
@@ -222,6 +224,7 @@ class NoopBackend(GpuBackend):
         self.announcer = announcer
         self._alarm = _Alarm(announcer) if announcer is not None else None
         self.spawn_log = spawn_log
+        self.spawn_latency_s = spawn_latency_s
 
     @property
     def announces(self) -> bool:
@@ -239,6 +242,8 @@ class NoopBackend(GpuBackend):
         return engine_languages(job_type, "modal")
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+        if self.spawn_latency_s > 0:
+            time.sleep(self.spawn_latency_s)
         spec = get_spec(job_type)
         call_id = f"noop-{spec.job_type.value}-{uuid.uuid4().hex}"
         hold = self.hold_seconds + self.hold_per_media_minute * _media_minutes(payload)
