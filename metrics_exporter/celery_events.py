@@ -1,17 +1,19 @@
 """Task metrics from the workers' events (`worker_send_task_events`, celeryconfig.py).
 
 A task-succeeded or task-failed event carries only the task's id: its name comes from the
-task-received event before it, which celery's event State remembers (bounded)."""
+task-received event before it. Only that name is kept, from the task's receipt to its end, so the
+memory held follows the tasks in flight, not the tasks seen (celery's event State keeps whole
+task records up to a count, which grew this process by tens of MiB over an hour's steady load)."""
 
 from __future__ import annotations
 
 import ast
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 from celery import current_app
-from celery.events.state import State
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from auteur.queues import QUEUE_WAIT_EVENT
@@ -19,6 +21,7 @@ from auteur.queues import QUEUE_WAIT_EVENT
 logger = logging.getLogger(__name__)
 
 REAPER_TASK = "jobs.reap"
+MAX_NAMES_IN_FLIGHT = 50_000  # far above the tasks a deployment runs or holds at once
 SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
@@ -33,21 +36,28 @@ class TaskMetrics:
                                     buckets=SECONDS_BUCKETS, registry=registry)
         self.reaper = Counter("auteur_reaper_jobs", "Jobs the reaper acted on, by action "
                               "(republished, started, timed_out, repolled)", ["action"], registry=registry)
-        self.state = State(max_tasks_in_memory=20_000, max_workers_in_memory=200)
+        # Task id -> name, from task-received to its end; the oldest go first past the bound (a
+        # task whose end event was lost).
+        self.names: OrderedDict[str, str] = OrderedDict()
 
     def _name(self, event: dict[str, Any]) -> str:
-        task = self.state.tasks.get(event.get("uuid", ""))  # type: ignore[attr-defined]
-        return (task.name if task is not None else None) or event.get("name") or "unknown"
+        return self.names.get(event.get("uuid", "")) or event.get("name") or "unknown"
 
     def handle(self, event: dict[str, Any]) -> None:
-        self.state.event(event)
-        kind = event.get("type", "")
+        kind, task_id = event.get("type", ""), event.get("uuid", "")
+        if kind == "task-received" and task_id:
+            self.names[task_id] = event.get("name") or "unknown"
+            self.names.move_to_end(task_id)
+            if len(self.names) > MAX_NAMES_IN_FLIGHT:
+                self.names.popitem(last=False)
         if kind == QUEUE_WAIT_EVENT:
             self.queue_wait.labels(event.get("queue") or "unknown", self._name(event)).observe(float(event["wait"]))
             return
         if kind not in ("task-received", "task-succeeded", "task-failed", "task-retried"):
             return
         name = self._name(event)
+        if kind in ("task-succeeded", "task-failed"):
+            self.names.pop(task_id, None)
         self.tasks.labels(name, kind.removeprefix("task-")).inc()
         if kind == "task-succeeded":
             if event.get("runtime") is not None:
