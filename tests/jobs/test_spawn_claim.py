@@ -77,7 +77,8 @@ def test_a_second_delivery_while_the_first_starts_the_call_starts_none(
     job = Job.objects.get(pk=processing)
     assert (job.gpu_call_id, job.attempts, job.spawn_claimed_at) == ("call-1", 1, None)
     # Later deliveries find the call recorded.
-    assert inference.job_spawn(job_id=processing).gpu_call_id == "call-1" and calls.spawned == ["call-1"]
+    again = inference.job_spawn(job_id=processing)
+    assert again is not None and again.gpu_call_id == "call-1" and calls.spawned == ["call-1"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -122,11 +123,12 @@ def test_a_call_whose_id_cannot_be_recorded_is_canceled_and_the_next_attempt_wai
 
     monkeypatch.setattr(inference._SPAWNED, "run", real)
     # A retry while the claim is young starts nothing: the claim's holder may yet record its call.
-    assert inference.job_spawn(job_id=processing).gpu_call_id == "" and calls.spawned == ["call-1"]
+    young = inference.job_spawn(job_id=processing)
+    assert young is not None and young.gpu_call_id == "" and calls.spawned == ["call-1"]
     # Once the claim is as old as the reaper's repoll threshold, its holder is taken for dead.
     Job.objects.filter(pk=processing).update(spawn_claimed_at=timezone.now() - timedelta(seconds=3))
-    job = inference.job_spawn(job_id=processing)
-    assert job is not None and job.gpu_call_id == "call-2"
+    lapsed = inference.job_spawn(job_id=processing)
+    assert lapsed is not None and lapsed.gpu_call_id == "call-2"
     stored = Job.objects.get(pk=processing)
     assert (stored.gpu_call_id, stored.attempts, stored.spawn_claimed_at) == ("call-2", 2, None)
     assert len(calls.spawned) == stored.attempts, "one call per attempt"
