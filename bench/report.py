@@ -301,6 +301,9 @@ def _push_row(d: dict[str, Any]) -> str:
             f"| {ratio} | p99 < 100 ms: {verdict(worst < 100)} |")
 
 
+# Results shown as sections of their own, not as rows of the table.
+SECTIONS_ONLY = ("chaos", "soak", "partition", "partition_unprotected")
+
 HEADER = """# Benchmark results
 
 Written by `make bench`, `make chaos`, `make soak` and `make partition` (bench/report.py) from bench/last_results.json, which
@@ -478,7 +481,7 @@ def render(store: dict[str, Any], now: datetime) -> str:
         return datetime.fromisoformat(store[name]["measured_at"]).strftime(DATE_FORMAT)
 
     named_rows = table_rows(load)
-    shown = [name for name, _row in named_rows] + [name for name in ("chaos", "soak", "partition") if name in store]
+    shown = [name for name, _row in named_rows] + [name for name in SECTIONS_ONLY if name in store]
     machines: dict[str, list[str]] = {}
     for name in shown:
         machines.setdefault(store[name]["machine"], []).append(name)
