@@ -146,7 +146,7 @@ class Topology:
         links = _ip("-o", "link", "show", check=False).stdout
         for line in links.splitlines():
             name = line.split(":", 2)[1].strip().split("@")[0] if ":" in line else ""
-            if name.startswith(self.tag) and (name.startswith(f"{self.tag}b-") or "-" in name):
+            if name.startswith(self.tag) and "-" in name:  # bridges ({tag}b-...) and machines' links
                 _ip("link", "del", name, check=False)
         self.networks.clear()
         self.machines.clear()

@@ -259,22 +259,13 @@ def spawns_per_attempt() -> tuple[dict[str, Any], tuple[bool, str]]:
         for line in log.read_text().splitlines():
             job_id, _, _ = line.partition(" ")
             spawned[job_id] += 1
-    attempts = dict(db(lambda: list(Job.objects.values_list("pk", "attempts"))))
-    twice = sorted(f"{job_id} ({n} calls, {attempts.get(uuid_of(job_id), '?')} attempts)"
-                   for job_id, n in spawned.items() if n > attempts.get(uuid_of(job_id), 0))
+    attempts = {str(pk): n for pk, n in db(lambda: list(Job.objects.values_list("pk", "attempts")))}
+    twice = sorted(f"{job_id} ({n} calls, {attempts.get(job_id, '?')} attempts)"
+                   for job_id, n in spawned.items() if n > attempts.get(job_id, 0))
     figures = {"gpu_calls": sum(spawned.values()), "jobs_with_a_call": len(spawned),
                "jobs_with_more_calls_than_attempts": len(twice)}
     detail = "every job's calls equal its attempts" if not twice else f"{len(twice)} off, e.g. {twice[:3]}"
     return figures, (not twice, detail)
-
-
-def uuid_of(text: str) -> Any:
-    import uuid
-
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return text
 
 
 def run_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:

@@ -142,13 +142,18 @@ def truncating_ffmpeg(monkeypatch: pytest.MonkeyPatch, short_runs: int) -> list[
     return runs
 
 
+def three_seconds(video: Path, sound: Path) -> dict[str, Any]:
+    """A 3 s timeline: the video's picture and the sound's tone."""
+    timeline = edl({"type": "video", "clips": [clip("v", 0, 3000)]}, {"type": "audio", "clips": [clip("a", 0, 3000)]})
+    return {"edl": timeline, "media": {"v": {"kind": "video", "path": str(video)},
+                                       "a": {"kind": "audio", "path": str(sound)}}}
+
+
 def test_a_render_whose_sound_comes_out_short_is_rendered_again(
     tmp_path: Path, color_video: Path, tone_wav: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = truncating_ffmpeg(monkeypatch, short_runs=1)
-    timeline = edl({"type": "video", "clips": [clip("v", 0, 3000)]}, {"type": "audio", "clips": [clip("a", 0, 3000)]})
-    media = {"v": {"kind": "video", "path": str(color_video)}, "a": {"kind": "audio", "path": str(tone_wav)}}
-    result = run(tmp_path, {"edl": timeline, "media": media})
+    result = run(tmp_path, three_seconds(color_video, tone_wav))
 
     assert runs == ["short", "whole"]
     info = streams(Path(result["outputs"]["video"]["path"]))
@@ -159,10 +164,8 @@ def test_a_render_short_twice_fails_instead_of_delivering_it(
     tmp_path: Path, color_video: Path, tone_wav: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = truncating_ffmpeg(monkeypatch, short_runs=2)
-    timeline = edl({"type": "video", "clips": [clip("v", 0, 3000)]}, {"type": "audio", "clips": [clip("a", 0, 3000)]})
-    media = {"v": {"kind": "video", "path": str(color_video)}, "a": {"kind": "audio", "path": str(tone_wav)}}
     with pytest.raises(PermanentGpuError) as failed:
-        run(tmp_path, {"edl": timeline, "media": media})
+        run(tmp_path, three_seconds(color_video, tone_wav))
 
     assert runs == ["short", "short"]
     assert failed.value.code == "internal" and "audio 1.0" in str(failed.value), str(failed.value)
