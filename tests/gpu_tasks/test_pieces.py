@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import wave
 from pathlib import Path
 
@@ -120,7 +121,11 @@ def test_a_long_speech_transcribed_in_pieces_matches_the_whole_file(tmp_path):
 
     mine, reference = flat(stitched), flat(whole)
     starts = [s for _, s, _ in mine]
-    assert starts == sorted(starts) and len(set(starts)) == len(starts), "no word twice"
+    assert starts == sorted(starts), "in time order"
+    # No word twice at a seam: a word both pieces hear in their overlap is kept from one of them only,
+    # so no two neighbours say the same word over the same time. Two different words may share a
+    # start: Whisper can give a word no length and put it where the next one starts.
+    assert not any(a[0] == b[0] and b[1] < a[2] for a, b in itertools.pairwise(mine)), "no word twice"
     # The stitching itself is exact: each word is a word of the piece that owns its middle, moved by
     # that piece's audio start, and every owned word is kept.
     owned = sorted(
