@@ -93,6 +93,8 @@ class Outcomes:
     unexpected: list[str] = field(default_factory=list)
     http_retries: int = 0
     cancels: Counter[int] = field(default_factory=Counter)  # HTTP status -> count
+    # Each submission: sent, answered (monotonic, retries through outages included), HTTP status, job id.
+    answers: list[tuple[float, float, int, str | None]] = field(default_factory=list)
     first_submit: float = 0.0
     last_submit: float = 0.0
 
@@ -187,10 +189,13 @@ def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str
             if rate:
                 time.sleep(max(0.0, outcomes.first_submit + i / rate - time.monotonic()))
             user = users[user_index]
+            sent = time.monotonic()
             status, data = request_through_outages(port, outcomes, "POST", f"/api/v1/jobs/{job_type}", user.token,
                                                     body, headers={"Idempotency-Key": f"chaos-{i}"})
             with outcomes.lock:
                 outcomes.last_submit = time.monotonic()
+                outcomes.answers.append((sent, outcomes.last_submit, status,
+                                         data["job_id"] if status in (200, 202) else None))
                 if status in (200, 202):
                     outcomes.accepted[data["job_id"]] = job_type
                 elif status == 402:

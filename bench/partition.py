@@ -21,18 +21,23 @@ drill, at fixed fractions of the submissions:
 
     cuts w1 from the broker for longer than the visibility timeout, then heals the link;
     cuts w2 from PostgreSQL mid-step;
-    cuts the API from Redis (submissions fail cleanly and are retried; nothing is charged twice);
+    cuts the API from Redis (submissions are still accepted: a job and its charge commit in
+        PostgreSQL, its publish fails fast, and the reaper publishes it once Redis is back);
     cuts the completion consumer off while calls end;
     makes w1's links slow and unreliable (200 ms each way, connections reset) through its relay;
     removes w2 for good (its links down, its processes killed).
 
 Each fault's recovery time is the time from its end until every job that was running (started,
-not ended) when it ended has finished. Then, from the database and the spawn log, the chaos drill's invariants
-(chaos.check: no job lost or stuck, charged once, refunded at most once, ledger exact, ...) plus
-one GPU call per attempt: no job's spawns exceed its recorded attempts. It prints a table,
-writes bench/results/partition.json (partition_unprotected.json), and exits 1 if an invariant
-fails. `--unprotected` runs the workers on bench/unprotected.py's app, whose first step does not
-check for a recorded call, with only the broker cut: there the same fault starts two calls.
+not ended) when it ended has finished. What each fault touched is reported too: the submissions
+sent while it held (their answers, and how long each took to answer, retries included), and how
+the jobs running when it began and those accepted while it held ended (status, attempts).
+
+Then, from the database and the spawn log, the chaos drill's invariants (chaos.check: no job
+lost or stuck, charged once, refunded at most once, ledger exact, ...) plus one GPU call per
+attempt: no job's spawns exceed its recorded attempts. It prints a table, writes
+bench/results/partition.json (partition_unprotected.json), and exits 1 if an invariant fails.
+`--unprotected` runs the workers on bench/unprotected.py's app, whose first step does not check
+for a recorded call, with only the broker cut: there the same fault starts two calls.
 
 It needs root (network namespaces) and iproute2; elsewhere it says why and exits 0 without
 running. Timing: production's, except the broker's visibility timeout (30 s, so that the cut
@@ -71,6 +76,7 @@ from bench._stack import (
     free_port,
     gunicorn_argv,
     load_average,
+    percentile,
     wait_until,
 )
 from bench.chaos import (
@@ -84,6 +90,7 @@ from bench.chaos import (
     submit_all,
     wait_for_drain,
 )
+from bench.report import TOUCHED_HEADER, touched_line
 from devstack.servers import EmbeddedServer
 
 NETWORKS = {"db": "10.77.1", "bk": "10.77.2", "fr": "10.77.3"}
@@ -221,8 +228,16 @@ class Recovery:
                 self.pending.remove(item)
 
 
+@dataclass
+class Window:
+    """A fault's span (monotonic) and the jobs running (started, not ended) when it began."""
+    began: float
+    ended: float
+    running: set[str]
+
+
 def inject(faults: list[Fault], outcomes: Outcomes, total: int, log: list[dict[str, Any]],
-           stop: threading.Event) -> None:
+           windows: list[Window], stop: threading.Event) -> None:
     """Each fault at its fraction of the submissions, held, then ended; until `stop`, each ended
     fault's recovery is watched."""
     recovery = Recovery()
@@ -237,6 +252,7 @@ def inject(faults: list[Fault], outcomes: Outcomes, total: int, log: list[dict[s
     for fault in faults:
         if not wait(lambda: outcomes.answered >= fault.at * total):  # noqa: B023 - used within the loop
             return
+        running = unfinished_ids(processing=True)
         began = time.monotonic()
         fault.start()
         print(f"  [partition] after {outcomes.answered} submissions: {fault.name}", flush=True)
@@ -245,8 +261,34 @@ def inject(faults: list[Fault], outcomes: Outcomes, total: int, log: list[dict[s
         entry = {"fault": fault.name, "at_submission": outcomes.answered,
                  "held_s": round(time.monotonic() - began, 1)}
         log.append(entry)
+        windows.append(Window(began, time.monotonic(), running))
         recovery.ended(entry)
     wait(lambda: not recovery.pending)
+
+
+def what_it_touched(window: Window, outcomes: Outcomes) -> dict[str, Any]:
+    """A fault's effect on the clients and the jobs, once every job has ended: the submissions sent
+    while it held (their answers and how long each took, retries included), and how the jobs that
+    were running when it began, and those accepted while it held, ended (status, attempts)."""
+    from jobs.models import Job
+
+    sent = [a for a in outcomes.answers if window.began <= a[0] < window.ended]
+    accepted = {job_id for _, _, _, job_id in sent if job_id}
+
+    def ends(ids: set[str]) -> dict[str, Any]:
+        rows = db(lambda: list(Job.objects.filter(pk__in=ids).values_list("status", "attempts")))
+        return {"jobs": len(ids), "ended": dict(Counter(status for status, _ in rows)),
+                "attempts_over_1": sum(attempts > 1 for _, attempts in rows)}
+
+    latencies = [(answered - began) * 1000 for began, answered, _, _ in sent]
+    return {
+        "submissions": len(sent),
+        "answers": dict(Counter(str(status) for _, _, status, _ in sent)),
+        "answer_ms": {q: round(percentile(latencies, n)) for q, n in (("p50", 50), ("p95", 95), ("max", 100))}
+        if latencies else {},
+        "running_at_start": ends(window.running),
+        "accepted_during": ends(accepted),
+    }
 
 
 def spawns_per_attempt() -> tuple[dict[str, Any], tuple[bool, str]]:
@@ -296,9 +338,9 @@ def run_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             port = drill.start()
             users = make_users(args.users, args.jobs, rng)
             plan = plan_submissions(users, args.jobs, rng)
-            outcomes, log, stop = Outcomes(), [], threading.Event()
+            outcomes, log, windows, stop = Outcomes(), [], [], threading.Event()
             faults = drill.faults()
-            injector = threading.Thread(target=inject, args=(faults, outcomes, args.jobs, log, stop))
+            injector = threading.Thread(target=inject, args=(faults, outcomes, args.jobs, log, windows, stop))
             injector.start()
             mode = "unprotected (no check for a recorded call)" if args.unprotected else "protected"
             print(f"partition: {args.jobs} jobs from {args.users} users over {args.clients} clients at "
@@ -315,6 +357,8 @@ def run_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             if not drained:
                 invariants["drained in time"] = (False, f"jobs still running {args.drain_timeout:.0f} s after the "
                                                         "last submission")
+            for entry, window in zip(log, windows, strict=True):
+                entry["touched"] = what_it_touched(window, outcomes)
             calls, once = spawns_per_attempt()
             figures.update(calls)
             figures["time_to_drain_s"] = round(time.monotonic() - outcomes.first_submit, 1)
@@ -331,6 +375,9 @@ def run_once(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     for entry in log:
         print(f"| {entry['fault']} | {entry['at_submission']} | {entry['held_s']} s | "
               f"{entry.get('recovered_after_s', 'never')} s | {entry.get('jobs_waited_for', '?')} |")
+    print(f"\n{TOUCHED_HEADER}")
+    for entry in log:
+        print(touched_line(entry))
     return {"seed": seed, "load_average_end": load_average(), "figures": figures, "faults": log,
             "invariants": {k: {"pass": ok, "detail": d} for k, (ok, d) in invariants.items()},
             "passed": all(ok for ok, _ in invariants.values())}

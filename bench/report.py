@@ -400,6 +400,28 @@ def soak_table(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def touched_line(entry: dict[str, Any]) -> str:
+    """One table row of what a fault touched."""
+    t = entry.get("touched") or {}
+    if not t:
+        return f"| {entry['fault']} | - | - | - | - |"
+    ms = t["answer_ms"]
+
+    def jobs(part: dict[str, Any]) -> str:
+        ended = ", ".join(f"{k} {v}" for k, v in sorted(part["ended"].items())) or "-"
+        return f"{part['jobs']} ({ended}; {part['attempts_over_1']} with 2+ attempts)"
+
+    answers = ", ".join(f"{k}: {v}" for k, v in sorted(t["answers"].items())) or "-"
+    timing = f"{ms['p50']} / {ms['p95']} / {ms['max']} ms" if ms else "-"
+    return (f"| {entry['fault']} | {t['submissions']} ({answers}) | {timing} | {jobs(t['running_at_start'])} | "
+            f"{jobs(t['accepted_during'])} |")
+
+
+TOUCHED_HEADER = ("| fault | submissions sent while it held (answers) | answered in p50 / p95 / max | "
+                  "jobs running when it began: how they ended | jobs accepted while it held: how they ended |\n"
+                  "| --- | --- | --- | --- | --- |")
+
+
 def partition_section(load: Callable[[str], dict[str, Any] | None], measured: Callable[[str], str]) -> str:
     """bench/partition.py: each run's faults with their recovery, its figures and invariants, and the
     same broker cut without the check for a recorded call."""
@@ -416,6 +438,8 @@ def partition_section(load: Callable[[str], dict[str, Any] | None], measured: Ca
                    + "\n".join(f"| {e['fault']} | {e['at_submission']} | {e['held_s']} s | "
                                 f"{e.get('recovered_after_s', 'never')} s | {e.get('jobs_waited_for', '-')} |"
                                 for e in run["faults"]))
+        if any("touched" in e for e in run["faults"]):
+            out.append(f"\n\n{TOUCHED_HEADER}\n" + "\n".join(touched_line(e) for e in run["faults"]))
         figures = {k: v for k, v in run["figures"].items() if k != "stuck_jobs"}
         out.append("\n\n| figure | value |\n| --- | --- |\n"
                    + "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in figures.items())

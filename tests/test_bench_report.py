@@ -120,3 +120,23 @@ def test_the_events_ab_and_load_averages_of_a_fresh_throughput_result_are_shown(
 def test_a_result_without_load_averages_or_events_ab_renders_as_before():
     report = load_report()
     assert report.load_note({}) == "" and report.events_ab_note({}) == ""
+
+
+def test_a_partition_run_shows_what_each_fault_touched(bench_dir):
+    report = load_report()
+    before = json.loads((bench_dir / "last_results.json").read_text())
+    run = before["partition"]["result"]["runs"][0]
+    touched = {"submissions": 45, "answers": {"202": 43, "402": 2}, "answer_ms": {"p50": 40, "p95": 900, "max": 3100},
+               "running_at_start": {"jobs": 8, "ended": {"completed": 7, "canceled": 1}, "attempts_over_1": 2},
+               "accepted_during": {"jobs": 43, "ended": {"completed": 43}, "attempts_over_1": 0}}
+    faults = [{**run["faults"][0], "touched": touched}, {**run["faults"][1], "touched": {}}]
+    fresh = {**before["partition"]["result"], "runs": [{**run, "faults": faults}]}
+    (bench_dir / "results").mkdir()
+    (bench_dir / "results" / "partition.json").write_text(json.dumps(fresh))
+
+    text = report.main(bench_dir)
+
+    assert report.TOUCHED_HEADER in text
+    assert (f"| {faults[0]['fault']} | 45 (202: 43, 402: 2) | 40 / 900 / 3100 ms | "
+            "8 (canceled 1, completed 7; 2 with 2+ attempts) | 43 (completed 43; 0 with 2+ attempts) |") in text
+    assert f"| {faults[1]['fault']} | - | - | - | - |" in text
