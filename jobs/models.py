@@ -167,6 +167,11 @@ class Job(models.Model):
                 fields=["user", "cache_key", "-completed_at"], name="jobs_completed_cache_key",
                 condition=models.Q(status="completed") & ~models.Q(cache_key=""),
             ),
+            # The jobs that ended since a time, in the order they ended: the metrics exporter's
+            # poll reads only the rows new since its last one, however many jobs ever ended.
+            models.Index(
+                fields=["completed_at"], name="jobs_ended_at", condition=models.Q(completed_at__isnull=False),
+            ),
             # The jobs served from a job's outputs, found when it is deleted (few jobs have a source).
             models.Index(
                 fields=["cache_source"], name="jobs_cache_source",

@@ -37,8 +37,13 @@ class _Tail:
         self.field, self.since = field, since
         self.seen: dict[Any, dt.datetime] = {}
 
+    def query(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """What a poll reads: the rows after the last poll (less the overlap), oldest first, at most
+        BATCH. It must be served by an index on the field, or each poll reads the whole table."""
+        return queryset.filter(**{f"{self.field}__gt": self.since - OVERLAP}).order_by(self.field)[:BATCH]
+
     def new(self, queryset: QuerySet[Any]) -> list[Any]:
-        rows = list(queryset.filter(**{f"{self.field}__gt": self.since - OVERLAP}).order_by(self.field)[:BATCH])
+        rows = list(self.query(queryset))
         fresh = [row for row in rows if row.pk not in self.seen]
         for row in fresh:
             self.seen[row.pk] = getattr(row, self.field)
@@ -47,6 +52,25 @@ class _Tail:
         horizon = self.since - OVERLAP
         self.seen = {pk: at for pk, at in self.seen.items() if at > horizon}
         return fresh
+
+
+def ended_jobs() -> QuerySet[Job]:
+    return Job.objects.filter(status__in=TERMINAL_STATUSES).only(
+        "id", "type", "status", "created_at", "started_at", "completed_at", "error_code", "credits_refunded",
+        "gpu_seconds")
+
+
+def job_ledger_entries() -> QuerySet[CreditTransaction]:
+    return CreditTransaction.objects.filter(type__in=[TransactionType.USAGE, TransactionType.REFUND]).only(
+        "id", "type", "amount", "created_at")
+
+
+def active_job_counts() -> QuerySet[Job, dict[str, Any]]:
+    return Job.objects.filter(status__in=ACTIVE_STATUSES).values("type", "status").annotate(n=Count("id"))
+
+
+def attempts_after(attempt_id: int) -> QuerySet[DeliveryAttempt]:
+    return DeliveryAttempt.objects.filter(id__gt=attempt_id).order_by("id")
 
 
 class BusinessMetrics:
@@ -86,19 +110,15 @@ class BusinessMetrics:
 
     def poll(self) -> None:
         self._active_jobs()
-        self._ended_jobs(self._jobs_tail.new(Job.objects.filter(status__in=TERMINAL_STATUSES).only(
-            "id", "type", "status", "created_at", "started_at", "completed_at", "error_code", "credits_refunded",
-            "gpu_seconds")))
-        self._ledger(self._ledger_tail.new(CreditTransaction.objects.filter(
-            type__in=[TransactionType.USAGE, TransactionType.REFUND]).only("id", "type", "amount", "created_at")))
+        self._ended_jobs(self._jobs_tail.new(ended_jobs()))
+        self._ledger(self._ledger_tail.new(job_ledger_entries()))
         self._attempts()
         audit = ledger_audit_last()
         self.ledger_problems.set(audit.problems if audit else -1)
         self.ledger_last_run.set(audit.finished_at if audit else 0)
 
     def _active_jobs(self) -> None:
-        counts = {(row["type"], row["status"]): row["n"] for row in
-                  Job.objects.filter(status__in=ACTIVE_STATUSES).values("type", "status").annotate(n=Count("id"))}
+        counts = {(row["type"], row["status"]): row["n"] for row in active_job_counts()}
         for job_type in JOB_SPECS:
             for state in ACTIVE_STATUSES:
                 self.jobs.labels(str(job_type), state).set(counts.get((str(job_type), state), 0))
@@ -121,8 +141,7 @@ class BusinessMetrics:
             counter.inc(abs(entry.amount))
 
     def _attempts(self) -> None:
-        attempts = list(DeliveryAttempt.objects.filter(id__gt=self._last_attempt_id).order_by("id").values_list(
-            "id", "status_code")[:BATCH])
+        attempts = list(attempts_after(self._last_attempt_id).values_list("id", "status_code")[:BATCH])
         for attempt_id, status_code in attempts:
             ok = status_code is not None and 200 <= status_code < 300
             self.webhook_deliveries.labels("succeeded" if ok else "failed").inc()
