@@ -24,14 +24,18 @@ The load, on loopback through the stack's proxy (Caddy):
   user's recent jobs), read for 5 to 30 s, leave, and come back;
 - one webhook per user to a receiver in this process, which checks every signature.
 
-Every `--interval` seconds it samples RSS and open descriptors of each group of processes the
-devstack started (api, storage, asgi, proxy, worker with its pool, beat, gpu-events, exporter,
-flower, postgres with its backends, redis, mongodb, and devstack itself with its output
-readers), PostgreSQL client connections, Redis used_memory, the job event streams (entries,
-longest, count: each is capped by AUTEUR_EVENT_STREAM_MAXLEN and a 24 h age, so within an hour
-they grow by design), Celery queue depths and messages held unacknowledged, jobs in flight,
-pending webhook deliveries, and the interval's submissions, completions and deliveries per
-second with request and completion latency p50/p95.
+Every `--interval` seconds it samples RSS, open descriptors and CPU (the share of one core used
+since the last sample) of each group of processes the devstack started (api, storage, asgi,
+proxy, worker with its pool, beat, gpu-events, exporter, flower, postgres with its backends,
+redis, mongodb, and devstack itself with its output readers; the CPU of this process, the load,
+too), PostgreSQL client connections and the rows it read by sequential scans (per second, and
+the table read most: a query scanning a table that grows with the load shows here), the disk's
+time to fsync 8 KiB (every commit waits for one flush, so latency follows the disk), Redis
+used_memory, the job event streams (entries, longest, count: each is capped by
+AUTEUR_EVENT_STREAM_MAXLEN and a 24 h age, so within an hour they grow by design), Celery
+queue depths and messages held unacknowledged, jobs in flight, pending webhook deliveries, and
+the interval's submissions, completions and deliveries per second with request and completion
+latency p50/p95.
 
 Growth: a least-squares slope over the samples after `--warmup` (default 10 % of the run), per
 hour and as a % of the value after warm-up (the median of its first three samples). Flagged
@@ -89,6 +93,7 @@ FDS_LIMIT = (0.10, 16.0)
 # Postgres process counts the pages of shared_buffers it has touched (bounded by that setting),
 # so its private memory (USS) is judged; Redis holds the event streams (24 h, capped per user),
 # so what it holds beyond its data is.
+LOAD_GROUP = "soak"  # this process: the clients, the webhook receiver, the sampling
 RSS_JUDGED_BY = {"postgres": "uss_mib.postgres", "redis": "redis_beyond_data_mib"}
 FLAG_RULE = ("a process group's RSS (Postgres: its private memory, shared_buffers left out; Redis: its RSS beyond "
              "its data, the event streams growing by design) ending more than 10 % and 8 MiB above its value after "
@@ -476,21 +481,96 @@ def process_tree(root_pid: int) -> Iterator[tuple[str, psutil.Process]]:
         todo.extend((child, group) for child in children)
 
 
-def process_figures(root_pid: int) -> dict[str, dict[str, float]]:
+class CpuMeter:
+    """CPU time each process used since the last look, by pid: a process born since then counts
+    from its birth, one that ended since then is not counted (a recycled pool child's last moments)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[float, float]] = {}  # pid -> (create time, user + system seconds)
+        self.fresh: dict[int, tuple[float, float]] = {}  # the same, of the look under way
+        self.at = time.monotonic()
+        self.since = time.time()  # the last look, on the clock create_time() uses
+
+    def used(self, proc: psutil.Process) -> float:
+        times, born = proc.cpu_times(), proc.create_time()
+        total = times.user + times.system
+        before_born, before = self.seen.get(proc.pid, (None, 0.0))
+        self.fresh[proc.pid] = (born, total)
+        if before_born == born:
+            return total - before
+        return total if born >= self.since else 0.0  # born before the first look: no baseline yet
+
+    def look(self) -> float:
+        """Starts a look; returns the seconds since the last one."""
+        now = time.monotonic()
+        seconds, self.at = now - self.at, now
+        self.fresh = {}
+        self.since = time.time() - seconds
+        return seconds
+
+    def done(self) -> None:
+        self.seen = self.fresh
+
+
+def process_figures(root_pid: int, cpu: CpuMeter | None = None) -> dict[str, dict[str, float]]:
+    """Memory, descriptors and (with `cpu`) the share of one core each group used since the last
+    look, per group; the soak's own process (its clients and receiver) is the group LOAD_GROUP."""
     groups: dict[str, dict[str, float]] = {}
-    for group, proc in process_tree(root_pid):
+    seconds = cpu.look() if cpu else 0.0
+    for group, proc in [*process_tree(root_pid), (LOAD_GROUP, psutil.Process())]:
         try:
             memory = proc.memory_full_info()
             fds = proc.num_fds()
+            used = cpu.used(proc) if cpu else 0.0
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
-        g = groups.setdefault(group, {"rss_mib": 0.0, "pss_mib": 0.0, "uss_mib": 0.0, "fds": 0, "processes": 0})
+        g = groups.setdefault(group, {"rss_mib": 0.0, "pss_mib": 0.0, "uss_mib": 0.0, "fds": 0, "processes": 0,
+                                      "cpu_pct": 0.0})
+        g["cpu_pct"] += used / seconds * 100 if seconds else 0.0
         g["rss_mib"] += memory.rss / 2**20
         g["pss_mib"] += memory.pss / 2**20  # shared pages split between the processes that map them
         g["uss_mib"] += memory.uss / 2**20  # the pages no other process maps
         g["fds"] += fds
         g["processes"] += 1
+    if cpu:
+        cpu.done()
     return {name: {k: round(v, 1) for k, v in g.items()} for name, g in sorted(groups.items())}
+
+
+def fsync_ms(folder: Path, tries: int = 5) -> float:
+    """The median time to write and fsync 8 KiB in `folder` (on the disk PostgreSQL's WAL is on):
+    every commit waits for one such flush, so request and completion latency follow it."""
+    path = folder / "fsync-probe"
+    times = []
+    with open(path, "wb") as out:
+        for _ in range(tries):
+            began = time.perf_counter()
+            out.write(b"\0" * 8192)
+            out.flush()
+            os.fsync(out.fileno())
+            times.append((time.perf_counter() - began) * 1000)
+    path.unlink()
+    return round(statistics.median(times), 2)
+
+
+class SeqScans:
+    """Rows PostgreSQL read by sequential scans since the last look, per table
+    (pg_stat_user_tables): a query that scans a table growing with the load shows here first."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, int] | None = None
+
+    def look(self, connection: Any, seconds: float) -> dict[str, Any]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT relname, seq_tup_read FROM pg_stat_user_tables")
+            now = {name: int(rows or 0) for name, rows in cursor.fetchall()}
+        before, self.before = self.before, now
+        if before is None or not seconds:
+            return {}
+        read = {name: rows - before.get(name, 0) for name, rows in now.items()}
+        top = max(read, key=read.__getitem__, default=None)
+        return {"pg_seq_rows_per_s": round(sum(read.values()) / seconds, 1),
+                "pg_seq_top": f"{top} {read[top] / seconds:.1f}/s" if top and read[top] else None}
 
 
 def server_figures(redis_client: Any) -> dict[str, Any]:
@@ -571,6 +651,8 @@ STACK_SERIES = (
     SeriesSpec("submitted_per_s", "submissions answered", "per s"),
     SeriesSpec("completed_per_s", "terminal events received", "per s"),
     SeriesSpec("webhooks_per_s", "webhooks delivered", "per s"),
+    SeriesSpec("pg_seq_rows_per_s", "rows PostgreSQL read by sequential scans", "per s"),
+    SeriesSpec("fsync_ms", "disk: write and fsync 8 KiB (median of 5)", "ms"),
     SeriesSpec("request_p50_ms", "submission latency p50", "ms"),
     SeriesSpec("request_p95_ms", "submission latency p95", "ms"),
     SeriesSpec("completion_p50_ms", "completion latency p50 (submission to terminal event)", "ms"),
@@ -580,11 +662,13 @@ STACK_SERIES = (
 
 def series_specs(samples: list[dict[str, Any]]) -> list[SeriesSpec]:
     groups = sorted({g for s in samples for g in s["processes"]})
+    stack = [g for g in groups if g != LOAD_GROUP]  # the load generator keeps every answer: not judged
     judged_by = {spec.key: spec.label for spec in STACK_SERIES}
     return ([SeriesSpec(f"rss_mib.{g}", f"RSS {g}" + (f" (judged by: {judged_by[RSS_JUDGED_BY[g]]})"
                                                       if g in RSS_JUDGED_BY else ""),
-                        "MiB", None if g in RSS_JUDGED_BY else RSS_LIMIT) for g in groups]
-            + [SeriesSpec(f"fds.{g}", f"open fds {g}", "fds", FDS_LIMIT) for g in groups]
+                        "MiB", None if g in RSS_JUDGED_BY else RSS_LIMIT) for g in stack]
+            + [SeriesSpec(f"fds.{g}", f"open fds {g}", "fds", FDS_LIMIT) for g in stack]
+            + [SeriesSpec(f"cpu_pct.{g}", f"CPU {g}", "% of a core") for g in groups]
             + list(STACK_SERIES))
 
 
@@ -711,7 +795,11 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         seen, stop = Seen(), threading.Event()
         clients = StreamClients(stack.port, users, seen, args)
         clients.start()
-        samples = [{"t_s": 0.0, "processes": process_figures(stack.proc.pid), **server_figures(redis_client)}]
+        from django.db import connection
+
+        cpu, scans = CpuMeter(), SeqScans()
+        scans.look(connection, 0)
+        samples = [{"t_s": 0.0, "processes": process_figures(stack.proc.pid, cpu), **server_figures(redis_client)}]
         submitter = threading.Thread(target=submit_on_schedule, name="schedule",
                                      args=(stack.port, users, plan, args.rate, seen, stop, secrets.token_hex(4)))
         t0 = time.monotonic()
@@ -723,12 +811,17 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 if stack.proc.poll() is not None:
                     raise SystemExit(f"the devstack exited with {stack.proc.returncode}:\n{stack.log_tail()}")
                 now = time.monotonic()
-                sample = {"t_s": round(now - t0, 1), "processes": process_figures(stack.proc.pid),
-                          **server_figures(redis_client), **interval_figures(seen, receiver, previous, now)}
+                sample = {"t_s": round(now - t0, 1), "processes": process_figures(stack.proc.pid, cpu),
+                          **server_figures(redis_client), **interval_figures(seen, receiver, previous, now),
+                          **scans.look(connection, now - previous), "fsync_ms": fsync_ms(tmp / "var")}
                 previous = now
                 samples.append(sample)
                 rss = sum(g["rss_mib"] for g in sample["processes"].values())
+                busiest = sorted(sample["processes"].items(), key=lambda kv: -kv[1]["cpu_pct"])[:3]
+                busy = " ".join(f"{g} {v['cpu_pct']:.0f}%" for g, v in busiest)
                 print(f"  {sample['t_s'] / 60:5.1f} min: RSS {rss:.0f} MiB, pg {sample['pg_connections']}, "
+                      f"CPU {busy}, pg seq rows "
+                      f"{sample.get('pg_seq_rows_per_s')}/s ({sample.get('pg_seq_top')}), "
                       f"redis {sample['redis_used_memory_mib']} MiB, queued {sample['queued']}, in flight "
                       f"{sample['jobs_in_flight']}, submit p95 {sample['request_p95_ms']} ms, completion p95 "
                       f"{sample['completion_p95_ms']} ms", flush=True)
