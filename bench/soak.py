@@ -89,6 +89,10 @@ UP_BANNER = "Auteur is up"
 # an amount (less is noise: one allocator arena in a process of a few MiB, one connection's sockets).
 RSS_LIMIT = (0.10, 8.0)  # MiB
 FDS_LIMIT = (0.10, 16.0)
+# Rows read by sequential scans per second: small tables (a user's webhooks, the fair-share
+# clocks) are scanned at a steady rate; a rate that grows with the load is a query reading a
+# table that grows, whole.
+SEQ_ROWS_LIMIT = (0.50, 100.0)
 # Groups whose RSS follows what they hold by design, judged by another series instead: each
 # Postgres process counts the pages of shared_buffers it has touched (bounded by that setting),
 # so its private memory (USS) is judged; Redis holds the event streams (24 h, capped per user),
@@ -97,7 +101,8 @@ LOAD_GROUP = "soak"  # this process: the clients, the webhook receiver, the samp
 RSS_JUDGED_BY = {"postgres": "uss_mib.postgres", "redis": "redis_beyond_data_mib"}
 FLAG_RULE = ("a process group's RSS (Postgres: its private memory, shared_buffers left out; Redis: its RSS beyond "
              "its data, the event streams growing by design) ending more than 10 % and 8 MiB above its value after "
-             "warm-up, or its open descriptors more than 10 % and 16")
+             "warm-up, its open descriptors more than 10 % and 16, or the rows PostgreSQL reads by sequential scans "
+             "more than 50 % and 100/s")
 EDGE_SAMPLES = 3  # samples whose median is a series' value after warm-up, and at the end
 SUBMIT_THREADS = 8  # open loop: answers slower than 1/rate overlap instead of delaying the schedule
 VISIT_SECONDS = (5.0, 30.0)  # how long a churning stream client stays
@@ -577,7 +582,7 @@ def server_figures(redis_client: Any) -> dict[str, Any]:
     from django.db import connection
 
     from auteur.queues import queue_depths
-    from jobs.models import TERMINAL_STATUSES, Job
+    from jobs.models import ACTIVE_STATUSES, Job
     from jobs.services.stream import KEY_PREFIX, stream_key
     from webhooks.models import Delivery, DeliveryState
 
@@ -596,7 +601,7 @@ def server_figures(redis_client: Any) -> dict[str, Any]:
         "queues": depths,
         "queued": sum(depths.values()),
         "unacked": int(redis_client.hlen("unacked")),  # kombu's messages delivered to a worker, not yet acked
-        "jobs_in_flight": Job.objects.exclude(status__in=TERMINAL_STATUSES).count(),
+        "jobs_in_flight": Job.objects.filter(status__in=ACTIVE_STATUSES).count(),  # by index: no scan of its own
         "webhooks_pending": Delivery.objects.filter(state=DeliveryState.PENDING).count(),
     }
 
@@ -651,7 +656,7 @@ STACK_SERIES = (
     SeriesSpec("submitted_per_s", "submissions answered", "per s"),
     SeriesSpec("completed_per_s", "terminal events received", "per s"),
     SeriesSpec("webhooks_per_s", "webhooks delivered", "per s"),
-    SeriesSpec("pg_seq_rows_per_s", "rows PostgreSQL read by sequential scans", "per s"),
+    SeriesSpec("pg_seq_rows_per_s", "rows PostgreSQL read by sequential scans", "per s", SEQ_ROWS_LIMIT),
     SeriesSpec("fsync_ms", "disk: write and fsync 8 KiB (median of 5)", "ms"),
     SeriesSpec("request_p50_ms", "submission latency p50", "ms"),
     SeriesSpec("request_p95_ms", "submission latency p95", "ms"),
