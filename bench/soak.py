@@ -37,8 +37,10 @@ queue depths and messages held unacknowledged, jobs in flight, pending webhook d
 the interval's submissions, completions and deliveries per second with request and completion
 latency p50/p95.
 
-Growth: a least-squares slope over the samples after `--warmup` (default 10 % of the run), per
-hour and as a % of the value after warm-up (the median of its first three samples). Flagged
+Growth: a least-squares slope over the samples after `--warmup` (default: a fifth of the run, at
+most 10 minutes: the processes open connections lazily, as each job type first runs, and in the
+hour runs the worker's descriptors settled only by minute 10), per hour and as a % of the value
+after warm-up (the median of its first three samples). Flagged
 (exit 1, FLAG_RULE): a series whose end (the median of its last three samples) is above its value
 after warm-up by more than its limit. Writes bench/results/soak.json (the summary; bench/report.py makes it the Soak
 section of bench/RESULTS.md), bench/results/soak/samples.json, one PNG per series and the stack's
@@ -103,6 +105,7 @@ FLAG_RULE = ("a process group's RSS (Postgres: its private memory, shared_buffer
              "its data, the event streams growing by design) ending more than 10 % and 8 MiB above its value after "
              "warm-up, its open descriptors more than 10 % and 16, or the rows PostgreSQL reads by sequential scans "
              "more than 50 % and 100/s")
+WARMUP_MAX_S = 600.0
 EDGE_SAMPLES = 3  # samples whose median is a series' value after warm-up, and at the end
 SUBMIT_THREADS = 8  # open loop: answers slower than 1/rate overlap instead of delaying the schedule
 VISIT_SECONDS = (5.0, 30.0)  # how long a churning stream client stays
@@ -874,7 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=3600, help="seconds of load (default: an hour)")
     parser.add_argument("--interval", type=float, default=60, help="seconds between samples")
-    parser.add_argument("--warmup", type=float, default=None, help="seconds left out of the growth (default 10 %%)")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help=f"seconds left out of the growth (default a fifth of the run, at most {WARMUP_MAX_S:g})")
     parser.add_argument("--rate", type=float, default=2.0, help="job submissions per second")
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--sse", type=int, default=4, help="SSE clients coming and going")
@@ -884,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.interval <= 0 or args.duration < 2 * args.interval:
         parser.error("--duration must be at least two --interval")
-    warmup_s = args.duration * 0.1 if args.warmup is None else args.warmup
+    warmup_s = min(WARMUP_MAX_S, args.duration / 5) if args.warmup is None else args.warmup
 
     # Stopped with SIGTERM, it still stops the stack it started.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
