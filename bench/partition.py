@@ -22,7 +22,8 @@ drill, at fixed fractions of the submissions:
     cuts w1 from the broker for longer than the visibility timeout, then heals the link;
     cuts w2 from PostgreSQL mid-step;
     cuts the API from Redis (submissions are still accepted: a job and its charge commit in
-        PostgreSQL, its publish fails fast, and the reaper publishes it once Redis is back);
+        PostgreSQL before its publish, which waits for the broker's socket timeouts, and the
+        reaper publishes it once Redis is back);
     cuts the completion consumer off while calls end;
     makes w1's links slow and unreliable (200 ms each way, connections reset) through its relay;
     removes w2 for good (its links down, its processes killed).
