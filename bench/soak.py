@@ -490,34 +490,26 @@ def process_tree(root_pid: int) -> Iterator[tuple[str, psutil.Process]]:
 
 
 class CpuMeter:
-    """CPU time each process used since the last look, by pid: a process born since then counts
-    from its birth, one that ended since then is not counted (a recycled pool child's last moments)."""
+    """CPU seconds each process used since the last look. A pid and its birth time name a process
+    (a pid can be reused): one born since the last look counts from its birth; one that ended
+    since is not counted (a recycled pool child's last moments)."""
 
     def __init__(self) -> None:
-        self.seen: dict[int, tuple[float, float]] = {}  # pid -> (create time, user + system seconds)
-        self.fresh: dict[int, tuple[float, float]] = {}  # the same, of the look under way
-        self.at = time.monotonic()
-        self.since = time.time()  # the last look, on the clock create_time() uses
+        self.seen: dict[int, tuple[float, float]] = {}  # pid -> (birth time, user + system seconds)
+        self.at: float | None = None
+
+    def look(self) -> float:
+        """Starts a look: the seconds since the last one (0 at the first, which has no baseline)."""
+        now = time.monotonic()
+        seconds, self.at = (0.0 if self.at is None else now - self.at), now
+        return seconds
 
     def used(self, proc: psutil.Process) -> float:
         times, born = proc.cpu_times(), proc.create_time()
         total = times.user + times.system
-        before_born, before = self.seen.get(proc.pid, (None, 0.0))
-        self.fresh[proc.pid] = (born, total)
-        if before_born == born:
-            return total - before
-        return total if born >= self.since else 0.0  # born before the first look: no baseline yet
-
-    def look(self) -> float:
-        """Starts a look; returns the seconds since the last one."""
-        now = time.monotonic()
-        seconds, self.at = now - self.at, now
-        self.fresh = {}
-        self.since = time.time() - seconds
-        return seconds
-
-    def done(self) -> None:
-        self.seen = self.fresh
+        before = self.seen.get(proc.pid)
+        self.seen[proc.pid] = (born, total)
+        return total - before[1] if before and before[0] == born else total
 
 
 def process_figures(root_pid: int, cpu: CpuMeter | None = None) -> dict[str, dict[str, float]]:
@@ -540,8 +532,6 @@ def process_figures(root_pid: int, cpu: CpuMeter | None = None) -> dict[str, dic
         g["uss_mib"] += memory.uss / 2**20  # the pages no other process maps
         g["fds"] += fds
         g["processes"] += 1
-    if cpu:
-        cpu.done()
     return {name: {k: round(v, 1) for k, v in g.items()} for name, g in sorted(groups.items())}
 
 
