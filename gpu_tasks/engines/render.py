@@ -22,8 +22,9 @@ Semantics (what an editor's timeline means):
   holds its last frame. Image clips are held for their duration. Video sits on the project's frame
   grid: every boundary is rounded to the nearest frame, so durations add up exactly.
 - Audio tracks: every clip is trimmed the same way, placed at `start_ms` (adelay) and all are
-  summed (amix, no normalisation, as a mixer would). Video clips contribute their own sound
-  only with `include_video_audio` (an editor normally links it as a separate audio clip).
+  summed onto a silent bed of the timeline's length (amix, no normalisation, as a mixer would).
+  Video clips contribute their own sound only with `include_video_audio` (an editor normally
+  links it as a separate audio clip).
   With no audio at all the output still carries a silent AAC track.
 - Effects (gpu_tasks/engines/effects.py) apply per clip, in its video and audio chains; a piece
   of a clip split by cuts has `first`/`last` (absent: true) and `clip_offset_ms` (absent: 0).
@@ -189,15 +190,17 @@ def build_command(
         graph.append(
             "".join(f"[{lbl}]" for lbl in video_labels) + f"concat=n={len(video_labels)}:v=1:a=0,{finish}[vout]"
         )
+    # The sound is a silent bed of the timeline's length with every clip mixed onto it: the mix
+    # ends with the bed, so it runs the timeline's length by construction. (Padding the mix of
+    # clips that end early with apad was seen to drop the padding, at random, in ffmpeg 9.)
+    bed = f"anullsrc=r=48000:cl=stereo,atrim=end={total}"
     if not audio_labels:
-        graph.append(f"anullsrc=r=48000:cl=stereo,atrim=end={total}[aout]")
-    elif len(audio_labels) == 1:
-        graph.append(f"[{audio_labels[0]}]apad=whole_dur={total},atrim=end={total}[aout]")
+        graph.append(f"{bed}[aout]")
     else:
+        graph.append(f"{bed}[bed]")
         graph.append(
-            "".join(f"[{lbl}]" for lbl in audio_labels)
-            + f"amix=inputs={len(audio_labels)}:duration=longest:normalize=0:dropout_transition=0,"
-            f"apad=whole_dur={total},atrim=end={total}[aout]"
+            "[bed]" + "".join(f"[{lbl}]" for lbl in audio_labels)
+            + f"amix=inputs={len(audio_labels) + 1}:duration=first:normalize=0:dropout_transition=0[aout]"
         )
     args += [
         "-filter_complex", ";".join(graph),
@@ -244,9 +247,9 @@ def render_timeline(
         include_video_audio=include_video_audio, crossfade_ms=crossfade_ms, subtitles=subtitles,
     )  # fmt: skip
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    # ffmpeg has been seen, rarely and only under load, to end the mixed sound of a cut timeline
-    # early while exiting 0: a render is delivered only once both of its streams run the
-    # timeline's length. A short one is rendered once more, then fails with ffmpeg's own report.
+    # A render is delivered only once both of its streams run the timeline's length: ffmpeg can
+    # exit 0 with a stream cut short. A short one is rendered once more, then fails with ffmpeg's
+    # own report.
     for attempt in (1, 2):
         remaining = None if deadline is None else max(1.0, deadline - time.monotonic())
         reported = run_ffmpeg(args, total_s=timeline.total_ms / 1000, progress=progress, timeout_s=remaining)

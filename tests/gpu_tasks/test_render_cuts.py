@@ -14,6 +14,7 @@ import pytest
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import render
 from gpu_tasks.engines.render_cuts import audio_window, crossfade_of, cut_summary
+from gpu_tasks.engines.timeline import RenderInput
 from gpu_tasks.errors import PermanentGpuError
 from projects.edl.cuts import cut_tracks
 from tests.gpu_tasks.helpers import frame_rgb_at, streams
@@ -170,3 +171,30 @@ def test_a_video_clip_s_own_sound_is_cut_with_its_picture(tmp_path: Path, color_
     at = CUT[0] * rate // 1000
     steady = max_step(samples[rate // 4 : rate // 2])
     assert max_step(samples[at - rate // 50 : at + rate // 50]) < 1.5 * steady
+
+
+def test_a_cut_timeline_whose_sound_runs_out_ends_in_silence_on_every_run(make_media: Callable[..., Path]) -> None:
+    # A 3.56 s file placed as a 5.44 s clip on both tracks, with 1.04 s cut: its sound runs out
+    # 1.82 s before the timeline ends. Every ffmpeg run (not only the one the engine's length
+    # check lets through) must carry the sound to the end in silence: padding a mix that ended
+    # early was seen to drop the padding at random, in most runs of this very timeline.
+    source = make_media("short-sound.mp4", "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25:duration=3.56",
+                        "-f", "lavfi", "-i", "sine=frequency=300:duration=3.576:sample_rate=22050",
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac")  # fmt: skip
+    clip = {"media_file_id": "f", "start_ms": 0, "duration_ms": 5440, "in_point_ms": 0, "out_point_ms": 5440,
+            "effects": [], "deleted": False}  # fmt: skip
+    tracks = [
+        {"type": "video", "clips": [{**clip, "id": "picture"}]},
+        {"type": "audio", "clips": [{**clip, "id": "sound"}]},
+    ]
+    timeline = render.parse_timeline({"settings": {"resolution": {"width": 320, "height": 180}, "frame_rate": 25},
+                                      "tracks": cut_tracks(tracks, [(1280, 2320)])})  # fmt: skip
+    assert timeline.total_ms == 4400
+    command = render.build_command(timeline, {"f": RenderInput(source, "video", has_audio=True, has_video=True)},
+                                   source.with_name("cut-short-sound.mp4"))  # fmt: skip
+    lengths = []
+    for _ in range(8):
+        render.run_ffmpeg(command, total_s=4.4)
+        info = streams(Path(command[-1]))
+        lengths.append((info["video"]["duration_s"], round(info["audio"]["duration_s"], 3)))
+    assert all(abs(video - 4.4) < 0.04 and abs(audio - 4.4) < 0.04 for video, audio in lengths), lengths
