@@ -162,6 +162,9 @@ def pieces_poll(job: Job) -> CallStatus:
     limit = job_spec(job.type).time_limit_seconds + settings.AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS
     for piece in JobPiece.objects.filter(job=job, state=JobPiece.State.RUNNING):
         status = gpu_client.poll(piece.call_id)
+        # Two looks can poll one piece at once. Only the one that moves it on from this call acts:
+        # the other may have read a call the first released after its success (a failure then).
+        this_call = JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.RUNNING, call_id=piece.call_id)
         if status.state == "running":
             if piece.started_at and (timezone.now() - piece.started_at).total_seconds() > limit:
                 gpu_client.cancel(piece.call_id)
@@ -170,17 +173,22 @@ def pieces_poll(job: Job) -> CallStatus:
                 JobPiece.objects.filter(pk=piece.pk).update(progress=max(0.0, min(100.0, float(status.progress))))
         elif status.state == "succeeded":
             result = gpu_client.checked_result(job.type, piece.call_id, status.result or {})
-            JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.RUNNING).update(
-                state=JobPiece.State.SUCCEEDED, result=result, progress=100.0, gpu_seconds=status.gpu_seconds)
+            if not this_call.update(
+                state=JobPiece.State.SUCCEEDED, result=result, progress=100.0, gpu_seconds=status.gpu_seconds
+            ):
+                continue
             if not result.get("outputs"):
                 gpu_client.release_quietly(piece.call_id)  # else kept for its files until they are joined
             start_due_on_commit(job.type)  # the piece's unit is free
         else:
             error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
             if not error.retryable or piece.attempts >= MAX_PIECE_ATTEMPTS:
+                if not this_call.exists():
+                    continue
                 pieces_cancel(job.pk)
                 raise error
-            JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.RUNNING).update(state=JobPiece.State.PENDING)
+            if not this_call.update(state=JobPiece.State.PENDING):
+                continue
             job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, piece=piece.index,
                              attempt=piece.attempts)
     pieces_spawn(job)
