@@ -154,8 +154,12 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
     elif status.state == "failed":
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
         if error.retryable and job.attempts < MAX_GPU_ATTEMPTS:
-            Job.objects.filter(pk=job.pk, gpu_call_id=job.gpu_call_id).update(gpu_call_id="")
-            job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, attempt=job.attempts)
+            # Only while the job still runs this call: a stale look may poll a call already
+            # released after the job's result was stored, and that reads as a failure.
+            if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
+                gpu_call_id=""
+            ):
+                job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, attempt=job.attempts)
             return status
         raise error
     return status
