@@ -20,6 +20,8 @@ from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from auteur import silence
+
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.views import APIView
 
@@ -82,11 +84,15 @@ class SlidingWindowThrottle(BaseThrottle):
         return self._allow(f"rl:{scope}:{self.get_ident(request)}", limit=limit)
 
     def _allow(self, key: str, *, limit: int) -> bool:
+        # Fail open: a Redis outage must not lock every user out of reading their data; anything
+        # that needs Redis to do its work fails on its own.
+        if silence.is_silent(settings.REDIS_URL):
+            logger.warning("rate limiter unavailable (no answer lately); request allowed")
+            return True
         try:
             wait = hit(key, limit=limit, window_seconds=self.window_seconds)
         except redis.RedisError as exc:
-            # Fail open: a Redis outage must not lock every user out of reading their data;
-            # anything that needs Redis to do its work fails on its own.
+            silence.note_failure(settings.REDIS_URL, exc)
             logger.warning("rate limiter unavailable (%s); request allowed", type(exc).__name__)
             return True
         self.wait_seconds = wait or None

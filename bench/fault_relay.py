@@ -3,15 +3,19 @@
     python bench/fault_relay.py --listen 127.0.0.1:16379 --to 10.77.2.1:6379 --control faults.json
 
 A client connects to `--listen` instead of the server; every byte is passed on both ways. What
-the link suffers is read from the `--control` file (JSON, re-read every half second; absent or
+the link suffers is read from the `--control` file (JSON, re-read every 0.1 s; absent or
 empty: a perfect link), so a drill can turn faults on and off while connections stay up:
 
     {"delay_ms": 200, "drop_per_s": 0.05}
+    {"stall": true}
 
 - `delay_ms`: each chunk is held that long before it is passed on, in each direction (so a
   round trip takes twice that); the order of the bytes and the throughput are kept.
 - `drop_per_s`: each connection is reset (RST to both ends, as when a middlebox drops the
   flow) with this probability in every second it is open.
+- `stall`: nothing is passed on either way (a partition: packets dropped, no reset), and a new
+  connection is accepted and then hears nothing. What was sent meanwhile is held and passed on,
+  in order, once the stall ends, as TCP retransmits it when a partition heals.
 
 It runs where the client runs (on the client's machine, bench/netns.py), so only that client's
 link suffers. Counts of connections and drops are printed when it stops (SIGTERM or SIGINT).
@@ -39,6 +43,7 @@ CHUNK = 65536
 class Faults:
     delay_ms: float = 0.0
     drop_per_s: float = 0.0
+    stall: bool = False
 
     @classmethod
     def read(cls, path: Path | None) -> Faults:
@@ -48,7 +53,7 @@ class Faults:
             data = json.loads(path.read_text() or "{}")
         except (OSError, ValueError):
             return cls()
-        return cls(float(data.get("delay_ms") or 0), float(data.get("drop_per_s") or 0))
+        return cls(float(data.get("delay_ms") or 0), float(data.get("drop_per_s") or 0), bool(data.get("stall")))
 
 
 class Relay:
@@ -61,7 +66,7 @@ class Relay:
     async def watch_control(self) -> None:
         while True:
             self.faults = Faults.read(self.control)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.1)
 
     async def serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -106,6 +111,8 @@ class Relay:
                 if not data:
                     return
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
+                while self.faults.stall:
+                    await asyncio.sleep(0.05)
                 writer.write(data)
                 await writer.drain()
 

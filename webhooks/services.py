@@ -31,7 +31,6 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from celery import current_app
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -39,6 +38,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from auteur.publishing import send
 from auteur.users.models import User
 from webhooks import keys, sender
 from webhooks.errors import WebhookBacklogFull, WebhookLimitReached
@@ -76,10 +76,10 @@ MAX_PENDING_TESTS = 3
 MAX_PENDING_FOR_TEST = 100
 
 
-def _publish(delivery_id: int, countdown: float = 0) -> None:
-    """Queue an attempt (after commit, robustly: a publish lost to a broker outage leaves a due
-    row, which the sweep sends)."""
-    current_app.signature("webhooks.deliver", args=(delivery_id,)).apply_async(countdown=countdown)
+def _publish(delivery_id: int, countdown: float = 0) -> bool:
+    """Queue an attempt (after commit); False when the broker cannot take it: the row stays due,
+    and the sweep sends it."""
+    return send("webhooks.deliver", (delivery_id,), countdown=countdown, what=f"webhook delivery {delivery_id}")
 
 
 # ----------------------------------------------------------------------------- targets
@@ -337,6 +337,9 @@ def deliveries_sweep(*, limit: int = SWEEP_BATCH) -> int:
         Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now)
         .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
     )
+    sent = 0
     for pk in due:
-        _publish(pk)
-    return len(due)
+        if not _publish(pk):
+            break  # the broker is out of reach: the rest stay due for the next sweep
+        sent += 1
+    return sent

@@ -12,7 +12,9 @@ cache hit, the benchmarks' noop backend) runs as one task, and a longer one as p
 its polls. Each step publishes the next as an immutable signature with the job id as its only
 argument, after its own work is committed; a redelivered step finds its work done and only
 re-publishes, so the worst case of a crash is one duplicate message, which the next step
-ignores (bench/pipeline_overhead.py measures the pipeline's overhead).
+ignores (bench/pipeline_overhead.py measures the pipeline's overhead). A publish gives up within
+about a second when the broker does not answer (auteur/publishing.py): the reaper publishes a
+job whose step was not sent, so an API request never waits on a partitioned broker.
 
 Cancelling a job sends nothing to the workers: every step re-reads its job and stops when it
 is no longer active, so a step still queued for a canceled job costs one no-op delivery. A
@@ -25,16 +27,11 @@ declares them) and is published by that name, so nothing below the tasks imports
 
 from __future__ import annotations
 
-import logging
 import uuid
 from enum import StrEnum
 
-from celery import current_app
-from kombu.exceptions import OperationalError
-
+from auteur.publishing import send
 from jobs.specs import job_spec
-
-logger = logging.getLogger(__name__)
 
 
 class Step(StrEnum):
@@ -51,9 +48,6 @@ STEP_HARD_LIMIT_SECONDS = 960
 
 POLL_FIRST_SECONDS = 0.2
 POLL_MAX_SECONDS = 5.0
-# Publishing must fail fast when the broker is down: the job is already charged and committed, and
-# the reaper re-publishes pending jobs; a client must not wait on broker retries.
-PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
 def poll_countdown(polls: int) -> float:
@@ -78,16 +72,9 @@ def publish_task(
     name: str, args: tuple[object, ...], *, job_id: uuid.UUID | str, countdown: float = 0, label: str = ""
 ) -> bool:
     """Send the task `name` about a job; False (logged, as `label` or the name) when the broker
-    cannot be reached."""
-    signature = current_app.signature(name, args=args, immutable=True)
-    if countdown:
-        signature.set(countdown=countdown)
-    try:
-        signature.apply_async(retry=True, retry_policy=PUBLISH_RETRY)
-    except (OperationalError, OSError) as exc:
-        logger.warning("could not publish %s of job %s: %s", label or name, job_id, exc, extra={"job_id": str(job_id)})
-        return False
-    return True
+    cannot be reached or does not answer within about a second (auteur/publishing.py)."""
+    what = f"{label or name} of job {job_id}"
+    return send(name, args, countdown=countdown, what=what, job_id=str(job_id))
 
 
 def start(job_id: uuid.UUID | str, job_type: str) -> bool:

@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from auteur.publishing import send
 from media.errors import MediaInUse
 from media.hooks import media_in_use_reasons
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion
@@ -33,7 +33,7 @@ UPLOAD_KEY_GRACE_SECONDS = 60
 def schedule_object_deletion(keys: list[str], prefixes: list[str]) -> None:
     """Delete after commit: a rolled-back transaction must not have lost its objects."""
     if keys or prefixes:
-        transaction.on_commit(lambda: current_app.signature("media.delete_objects", args=(keys, prefixes)).delay())
+        transaction.on_commit(lambda: send("media.delete_objects", (keys, prefixes), what="a deletion of objects"))
 
 
 def schedule_upload_key_deletion(key: str) -> None:
@@ -174,7 +174,8 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     )
     stuck = MediaFile.objects.filter(status=MediaStatus.PROCESSING, updated_at__lt=now - retry_after)
     for media_id in stuck.values_list("pk", flat=True)[:500]:
-        current_app.signature("media.probe", args=(str(media_id),)).delay()
+        if not send("media.probe", (str(media_id),), what=f"probe of media {media_id}"):
+            break  # the broker is out of reach: the next sweep tries again
         counts["requeued"] += 1
     counts["upload_keys_deleted"] = _delete_due_objects(now)
     if any(counts.values()):

@@ -41,6 +41,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from auteur.publishing import send
 from auteur.quotas import QuotaExceeded, quota_check, quota_lock
 from auteur.users.models import User
 from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, UnsupportedMediaType
@@ -388,8 +389,6 @@ def _seal(storage: ObjectStorage, row: MediaFile, size: int) -> None:
     The move happens under the row lock and before the UPDATE commits: if it fails, the file
     stays ``uploading`` under its upload key and confirming again retries it.
     """
-    from media.tasks import probe
-
     upload = row.storage_key
     final = confirmed_key_for(row)
     if not row.upload_id:  # (a multipart upload was made at its final key)
@@ -399,7 +398,8 @@ def _seal(storage: ObjectStorage, row: MediaFile, size: int) -> None:
         upload_id="",
     )
     media_id = str(row.pk)
-    transaction.on_commit(lambda: probe.delay(media_id))
+    # A probe not sent (the broker out of reach) is sent again by the media sweep.
+    transaction.on_commit(lambda: send("media.probe", (media_id,), what=f"probe of media {media_id}"))
     if not row.upload_id:
         schedule_upload_key_deletion(upload)
 

@@ -88,6 +88,9 @@ SUBMISSIONS = 200
 ACCEPTABLE = 50
 # A no-hang check, not a benchmark: the machine is shared and noisy.
 OUTAGE_ANSWER_WITHIN_S = 10.0
+# Across a partition a publish gives up within about two of its one-second tries
+# (auteur/publishing.py); with the broker's own socket timeouts it waited 10 s and more.
+PARTITION_ANSWER_WITHIN_S = 5.0
 SERVER_START_TIMEOUT_S = 60.0
 WORKER_RECOVERY_S = 12.0  # a job takes about a second; a reconnection costs a few more at most
 
@@ -128,14 +131,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def api(broker: RedisServer, django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+@contextlib.contextmanager
+def serve_api(redis_url: str, log: Path) -> Iterator[Api]:
+    """The API in gunicorn on the test database, with `redis_url` for its broker and its Redis."""
     port = free_port()
-    log = tmp_path_factory.mktemp("api") / "gunicorn.log"
     env = {
         **os.environ,
         "DATABASE_URL": subprocess_database_url(),
-        "REDIS_URL": broker.url(),
+        "REDIS_URL": redis_url,
         # 200 submissions of one user in a second: the rate limit is not what is tested here.
         "AUTEUR_RATE_LIMIT_USER_PER_MINUTE": "1000000",
     }
@@ -153,8 +156,16 @@ def api(broker: RedisServer, django_db_setup: None, tmp_path_factory: pytest.Tem
     except BaseException:
         stop_group(proc, 30)
         raise RuntimeError(f"gunicorn did not start:\n{server.log_tail()}") from None
-    yield server
-    stop_group(proc, 30)
+    try:
+        yield server
+    finally:
+        stop_group(proc, 30)
+
+
+@pytest.fixture(scope="module")
+def api(broker: RedisServer, django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with serve_api(broker.url(), tmp_path_factory.mktemp("api") / "gunicorn.log") as server:
+        yield server
 
 
 @pytest.fixture
@@ -394,6 +405,71 @@ def test_a_submission_during_a_redis_outage_is_accepted_at_once_and_runs_once_th
 
     assert credit_balance_get(user=user) == start - 3 * PRICE
     assert usage_entries(user=user) == 3
+    assert ledger_check() == []
+
+
+@contextlib.contextmanager
+def relay_to(broker: RedisServer, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Redis URL through bench/fault_relay.py to `broker`, and the relay's control file: writing
+    {"stall": true} there cuts the link as a partition does (nothing answers, nothing is reset)."""
+    control, port = tmp_path / "faults.json", free_port()
+    with (tmp_path / "relay.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "bench/fault_relay.py", "--listen", f"127.0.0.1:{port}",
+             "--to", f"127.0.0.1:{broker.port}", "--control", str(control)],
+            cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for_port(port, SERVER_START_TIMEOUT_S, proc)
+        yield broker.url().replace(f":{broker.port}", f":{port}"), control
+    finally:
+        stop_group(proc, 10)
+
+
+def test_a_submission_while_the_api_is_cut_off_from_redis_is_answered_at_once_and_runs_once(
+    broker: RedisServer, queues: redis.Redis, make_user: Callable[..., User], start_worker: Callable[..., Worker],
+    tmp_path: Path,
+) -> None:
+    """A partition between the API and Redis (packets dropped, nothing refused): the submission is
+    accepted within seconds, not when the link heals, and the job runs once when it has."""
+    user = make_user()
+    start = 10 * PRICE
+    project = fund(user, start)
+    token = user_issue_token(user=user)
+    with relay_to(broker, tmp_path) as (url, control), serve_api(url, tmp_path / "gunicorn.log") as api:
+        worker = start_worker(REDIS_URL=broker.url())  # the worker's own link stays whole
+        wait_completed(accepted_job_id(api.submit_tts(token, project)), api, worker, queues)
+
+        control.write_text(json.dumps({"stall": True}))
+        time.sleep(0.5)  # the relay reads its control every 0.1 s
+        began = time.monotonic()
+        response = api.submit_tts(token, project)
+        took = time.monotonic() - began
+        control.write_text("{}")
+
+        assert response.status_code == 202, (response.status_code, response.text, api.log_tail())
+        assert took < PARTITION_ANSWER_WITHIN_S, f"the submission took {took:.1f} s across the partition"
+        during = response.json()["job_id"]
+        assert usage_entries(job_id=during) == 1
+        assert f"could not publish prepare of job {during}" in api.log.read_text(errors="replace")
+
+        # Healed. The publish that gave up may still reach Redis (its bytes were held, as TCP
+        # retransmits them), and the reaper sends the job again if it is still pending: either
+        # way it starts once and is charged once.
+        time.sleep(1)
+        reap_against(broker)
+        job = wait_completed(during, api, worker, queues)
+        events = list(JobEvent.objects.filter(job=job).values_list("type", flat=True))
+        assert events.count("started") == 1 and events[-1] == "completed", events
+        assert usage_entries(job_id=job.pk) == 1
+        assert not CreditTransaction.objects.filter(job_id=job.pk, type=TransactionType.REFUND).exists()
+
+        # The API's publishing connections recovered by themselves: the next job is sent at once.
+        after = accepted_job_id(api.submit_tts(token, project))
+        wait_completed(after, api, worker, queues)
+        assert not JobEvent.objects.filter(job_id=after, type="republished").exists()
+
+    assert credit_balance_get(user=user) == start - 3 * PRICE
     assert ledger_check() == []
 
 
