@@ -22,8 +22,8 @@ session's Redis.
 2. Redis outage. The design: while Redis is down, a submission is still accepted at once (202,
    charged exactly once, the job row `pending` with its `submitted` event), because the charge
    and the job live in Postgres and everything that needs Redis fails fast and open:
-   - publishing the pipeline after commit gives up fast (jobs/life/publish.py PUBLISH_RETRY: one
-     retry) and is logged, not raised;
+   - publishing the pipeline after commit gives up fast (auteur/publishing.py: one retry, 1 s
+     socket timeouts) and is logged, not raised;
    - the rate limiter fails open (auteur/throttling.py);
    and reads (GET /jobs/{id}) need no Redis at all. Once Redis is back, the reaper
    (`jobs.life.reaper.jobs_reap`, run by beat every minute) re-publishes every job still `pending`
@@ -33,6 +33,10 @@ session's Redis.
    append-only file, the reaper runs (a minute ahead) in a process of its own against that Redis
    as beat's worker would, its `prepare` message is read from the queue, and a real Celery worker
    then runs the jobs to `completed`.
+
+   Across a partition (the next test: a relay that passes nothing on, and resets nothing) each
+   call to Redis waits for its socket timeout instead; the first to time out marks Redis silent
+   for a few seconds (auteur/silence.py), and the submission is answered within about a second.
 
    A worker must also survive Redis resetting its connections (the last test): with redis-py's
    retry_on_timeout it froze inside a pub/sub read for ever, so celeryconfig.py leaves
