@@ -2,11 +2,12 @@
 
 Across a partition (packets dropped, nothing refused) every call to Redis costs its whole socket
 timeout, and one request makes several: the rate limiter's, the event stream's, the broker's
-publish. Each of them fails open or is made good later (the limiter lets the request through, a
-job's events stay in the database, the reaper publishes a job whose step was not sent), so there
-is nothing to wait for. The first call to time out marks its server silent for SILENT_SECONDS;
-the calls in that time skip it at once, and the first call after it tries again. A refused
-connection (the server down) needs none of this: it fails at once by itself.
+publish. The first call to time out marks its server silent for SILENT_SECONDS, and the calls
+that lose nothing by skipping it do so at once in that time: the rate limiter lets the request
+through (it fails open anyway), and a publish is left to its background retry
+(auteur/publishing.py). The event stream still tries each append (an event it misses is missed
+by live clients), within its own one-second timeout. A refused connection (the server down)
+needs none of this: it fails at once by itself.
 """
 
 from __future__ import annotations

@@ -31,22 +31,21 @@ def test_only_a_time_out_marks_a_server_silent_and_the_silence_ends(monkeypatch:
 
 
 def test_while_redis_is_silent_no_caller_waits_on_it(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
-    """The rate limiter lets the request through, the event is not streamed, the publish is not
-    tried: none of them calls the silent server."""
+    """The rate limiter lets the request through and the publish is left to its retry: neither
+    calls the silent server."""
     from auteur import throttling
-    from jobs.services import stream
 
     def no_call(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the silent server was called")
 
     monkeypatch.setattr(throttling, "hit", no_call)
-    monkeypatch.setattr(stream, "stream_redis", no_call)
     monkeypatch.setattr(publishing, "publisher", no_call)
     silence.note_failure(settings.REDIS_URL, redis.TimeoutError("Timeout reading from socket"))
     assert settings.CELERY_BROKER_URL == settings.REDIS_URL
 
     assert throttling.SlidingWindowThrottle()._allow("rl:u:someone", limit=1)
-    event = type("Event", (), {"job_id": "j", "type": "submitted"})()
-    assert stream.job_stream_append(event, stream.JobState(user_id="u", status="pending", progress=0)) is None  # type: ignore[arg-type]
+    monkeypatch.setattr(publishing, "_unsent", publishing._Unsent())
+    monkeypatch.setattr(publishing._Unsent, "_run", lambda self: None)  # no resend thread here
     assert publishing.send("jobs.audio.prepare", ("j",), what="prepare of job j") is False
-    assert "could not publish prepare of job j: the broker did not answer lately" in caplog.text
+    assert "could not publish prepare of job j: the broker did not answer lately; trying again" in caplog.text
+    assert [m.args for m in publishing._unsent.messages] == [("j",)]

@@ -76,10 +76,11 @@ MAX_PENDING_TESTS = 3
 MAX_PENDING_FOR_TEST = 100
 
 
-def _publish(delivery_id: int, countdown: float = 0) -> bool:
+def _publish(delivery_id: int, countdown: float = 0, *, resend: bool = True) -> bool:
     """Queue an attempt (after commit); False when the broker cannot take it: the row stays due,
-    and the sweep sends it."""
-    return send("webhooks.deliver", (delivery_id,), countdown=countdown, what=f"webhook delivery {delivery_id}")
+    and the sweep sends it (an attempt claims its row, so a second message for it does nothing)."""
+    return send("webhooks.deliver", (delivery_id,), countdown=countdown, what=f"webhook delivery {delivery_id}",
+                resend=resend)
 
 
 # ----------------------------------------------------------------------------- targets
@@ -339,7 +340,7 @@ def deliveries_sweep(*, limit: int = SWEEP_BATCH) -> int:
     )
     sent = 0
     for pk in due:
-        if not _publish(pk):
+        if not _publish(pk, resend=False):
             break  # the broker is out of reach: the rest stay due for the next sweep
         sent += 1
     return sent

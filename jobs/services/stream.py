@@ -22,7 +22,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from auteur import silence
+from auteur.silence import note_failure
 from jobs.models import Job, JobEvent
 
 logger = logging.getLogger(__name__)
@@ -82,9 +82,6 @@ def job_stream_append(event: JobEvent, state: JobState | None = None) -> str | N
         if job is None:
             return None
         state = JobState(user_id=job["user_id"], status=job["status"], progress=job["progress"])
-    if silence.is_silent(settings.REDIS_URL):
-        logger.warning("job event not streamed (no answer lately): %s", event.type, extra={"job_id": str(event.job_id)})
-        return None
     payload = event_payload(event, status=state.status, progress=state.progress)
     key = stream_key(state.user_id)
     max_age_ms = settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS * 1000
@@ -98,7 +95,7 @@ def job_stream_append(event: JobEvent, state: JobState | None = None) -> str | N
         pipe.expire(key, settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS)
         entry_id = pipe.execute()[0]
     except redis.RedisError as exc:
-        silence.note_failure(settings.REDIS_URL, exc)
+        note_failure(settings.REDIS_URL, exc)
         logger.warning("job event not streamed (%s): %s", type(exc).__name__, event.type,
                        extra={"job_id": str(event.job_id)})
         return None

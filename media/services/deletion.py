@@ -174,7 +174,7 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     )
     stuck = MediaFile.objects.filter(status=MediaStatus.PROCESSING, updated_at__lt=now - retry_after)
     for media_id in stuck.values_list("pk", flat=True)[:500]:
-        if not send("media.probe", (str(media_id),), what=f"probe of media {media_id}"):
+        if not send("media.probe", (str(media_id),), what=f"probe of media {media_id}", resend=False):
             break  # the broker is out of reach: the next sweep tries again
         counts["requeued"] += 1
     counts["upload_keys_deleted"] = _delete_due_objects(now)
