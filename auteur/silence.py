@@ -2,12 +2,11 @@
 
 Across a partition (packets dropped, nothing refused) every call to Redis costs its whole socket
 timeout, and one request makes several: the rate limiter's, the event stream's, the broker's
-publish. The first call to time out marks its server silent for SILENT_SECONDS, and the calls
-that lose nothing by skipping it do so at once in that time: the rate limiter lets the request
-through (it fails open anyway), and a publish is left to its background retry
-(auteur/publishing.py). The event stream still tries each append (an event it misses is missed
-by live clients), within its own one-second timeout. A refused connection (the server down)
-needs none of this: it fails at once by itself.
+publish. The first call to time out marks its server silent for SILENT_SECONDS, and in that time
+the calls skip it at once: the rate limiter lets the request through (it fails open anyway), and
+a publish or an event's append is held by the process and done once the server answers
+(auteur/outbox.py). A refused connection (the server down) needs none of this: it fails at once
+by itself.
 """
 
 from __future__ import annotations

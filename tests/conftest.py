@@ -12,9 +12,10 @@ from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
 
-from auteur import silence
+from auteur import publishing, silence
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
+from jobs.services import stream
 from tests.factories import UserFactory
 
 
@@ -27,6 +28,8 @@ def _fresh_rate_limits() -> None:
         client.delete(*keys)
     client.close()
     silence.forget()  # a server a test left silent (a faked time-out) answers the next test
+    publishing.unsent.forget()  # and what a test left held is not done during the next
+    stream.unstreamed.forget()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@
   (`jobs/specs.py`);
 - the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`, `auteur/schema.py`,
   `auteur/retention.py`, `auteur/collector.py`, `auteur/prepared.py`, `auteur/rls.py`,
-  `auteur/publishing.py`, `auteur/silence.py`) import no app;
+  `auteur/publishing.py`, `auteur/silence.py`, `auteur/outbox.py`) import no app;
 - nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/asgi.py`, `auteur/celery.py` by
   autodiscovery) and the two apps that read it: `realtime` and `metrics_exporter`;
 - `realtime` (SSE, the WebSocket, `Prefer: wait`) imports only `jobs` of the apps (and the
@@ -98,7 +98,7 @@ def test_apps_reach_the_auteur_package_only_for_its_foundations():
     foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
                    "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers",
                    "auteur.asyncdb", "auteur.retention", "auteur.proxies", "auteur.collector", "auteur.prepared",
-                   "auteur.rls", "auteur.publishing", "auteur.silence")
+                   "auteur.rls", "auteur.publishing", "auteur.silence", "auteur.outbox")
     # `manage.py doctor` is an interface over every component, readiness's checks included.
     wiring = {"jobs/management/commands/doctor.py"}
     bad = []
@@ -127,7 +127,8 @@ def test_foundations_import_no_app():
     bad = []
     foundations = [ROOT / "auteur/errors.py", ROOT / "auteur/api.py", ROOT / "auteur/schema.py",
                    ROOT / "auteur/retention.py", ROOT / "auteur/collector.py", ROOT / "auteur/prepared.py",
-                   ROOT / "auteur/rls.py", ROOT / "auteur/publishing.py", ROOT / "auteur/silence.py"]
+                   ROOT / "auteur/rls.py", ROOT / "auteur/publishing.py", ROOT / "auteur/silence.py",
+                   ROOT / "auteur/outbox.py"]
     for path in [*modules("auteur/users"), *foundations]:
         bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
                 if name.split(".")[0] in APPS and name.split(".")[0] != "auteur"]

@@ -6,8 +6,10 @@ is exact). The stream is capped by length (AUTEUR_EVENT_STREAM_MAXLEN, approxima
 (AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS): a client that was away longer reads the rest from
 `GET /jobs/{id}/events`, the record in Postgres.
 
-Appending is best effort: the job's step has already committed, so a Redis outage is logged and
-the step goes on; live clients then miss that event until they read the REST record.
+Appending never holds the step or request that committed the event: when Redis does not take it
+(down, out of reach, or silent lately: auteur/silence.py) it is logged, held by the process and
+appended, in order, once Redis answers (auteur/outbox.py), for five minutes at most; live clients
+see it late, not never. One given up on is still in the REST record.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from auteur.silence import note_failure
+from auteur.outbox import Outbox
+from auteur.silence import is_silent, note_failure
 from jobs.models import Job, JobEvent
 
 logger = logging.getLogger(__name__)
@@ -83,23 +86,43 @@ def job_stream_append(event: JobEvent, state: JobState | None = None) -> str | N
             return None
         state = JobState(user_id=job["user_id"], status=job["status"], progress=job["progress"])
     payload = event_payload(event, status=state.status, progress=state.progress)
-    key = stream_key(state.user_id)
-    max_age_ms = settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS * 1000
+    entry = (stream_key(state.user_id), json.dumps(payload, separators=(",", ":")))
+    what = f"streaming event {event.type} of job {event.job_id}"
+    log_extra = {"job_id": str(event.job_id)}
+    # Behind events still waiting for Redis, in their order; not tried while Redis is silent.
+    if is_silent(settings.REDIS_URL) or unstreamed.holds():
+        logger.warning("job event not streamed yet (Redis out of reach): %s", event.type, extra=log_extra)
+        unstreamed.add(entry, what, **log_extra)
+        return None
     try:
-        pipe = stream_redis().pipeline(transaction=False)
-        pipe.xadd(key, {"e": json.dumps(payload, separators=(",", ":"))},
-                  maxlen=settings.AUTEUR_EVENT_STREAM_MAXLEN, approximate=True)
-        # XADD takes one trimming rule; the age cap is a second, approximate trim. The key itself
-        # goes once its user has had no event for the whole window.
-        pipe.xtrim(key, minid=f"{int(time.time() * 1000) - max_age_ms}-0", approximate=True)
-        pipe.expire(key, settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS)
-        entry_id = pipe.execute()[0]
+        entry_id = _append(entry)
     except redis.RedisError as exc:
         note_failure(settings.REDIS_URL, exc)
-        logger.warning("job event not streamed (%s): %s", type(exc).__name__, event.type,
-                       extra={"job_id": str(event.job_id)})
+        logger.warning("job event not streamed yet (%s): %s", type(exc).__name__, event.type, extra=log_extra)
+        unstreamed.add(entry, what, **log_extra)
         return None
+    return entry_id
+
+
+def _append(entry: tuple[str, str]) -> str:
+    key, data = entry
+    max_age_ms = settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS * 1000
+    pipe = stream_redis().pipeline(transaction=False)
+    pipe.xadd(key, {"e": data}, maxlen=settings.AUTEUR_EVENT_STREAM_MAXLEN, approximate=True)
+    # XADD takes one trimming rule; the age cap is a second, approximate trim. The key itself
+    # goes once its user has had no event for the whole window.
+    pipe.xtrim(key, minid=f"{int(time.time() * 1000) - max_age_ms}-0", approximate=True)
+    pipe.expire(key, settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS)
+    entry_id = pipe.execute()[0]
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+# Events Redis did not take when they were committed: appended from a thread once it answers
+# (auteur/outbox.py), in order. One given up on is still in the job's events (GET /jobs/{id}/events).
+unstreamed = Outbox(
+    "stream-resend", lambda: settings.REDIS_URL, lambda entry: _append(entry), (redis.RedisError,),
+    "it stays in the job's events",
+)  # fmt: skip
 
 
 def parse_entry(entry_id: bytes | str, fields: dict[Any, Any]) -> dict[str, Any]:

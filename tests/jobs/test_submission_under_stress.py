@@ -321,6 +321,22 @@ def accepted_job_id(response: requests.Response) -> str:
     return job_id
 
 
+def assert_runs_once_and_the_api_publishes_again(
+    job_id: str, api: Api, worker: Worker, queues: redis.Redis, token: str, project: Project
+) -> list[str]:
+    """The job accepted during the fault completes, started once, charged once, not refunded; and
+    the API, reconnected by itself, publishes the next submission at once. The job's events."""
+    job = wait_completed(job_id, api, worker, queues)
+    events = list(JobEvent.objects.filter(job=job).order_by("id").values_list("type", flat=True))
+    assert events.count("started") == 1 and events[-1] == "completed", events
+    assert usage_entries(job_id=job.pk) == 1
+    assert not CreditTransaction.objects.filter(job_id=job.pk, type=TransactionType.REFUND).exists()
+    after = accepted_job_id(api.submit_tts(token, project))
+    wait_completed(after, api, worker, queues)
+    assert not JobEvent.objects.filter(job_id=after, type="republished").exists()
+    return events
+
+
 def test_a_submission_during_a_redis_outage_is_accepted_at_once_and_runs_once_redis_is_back(
     api: Api, broker: RedisServer, queues: redis.Redis, make_user: Callable[..., User],
     start_worker: Callable[..., Worker],
@@ -370,17 +386,8 @@ def test_a_submission_during_a_redis_outage_is_accepted_at_once_and_runs_once_re
     assert Job.objects.get(pk=during).status == JobStatus.PENDING
 
     worker = start_worker(REDIS_URL=broker.url())
-    job = wait_completed(during, api, worker, queues)
-    events = list(JobEvent.objects.filter(job=job).order_by("id").values_list("type", flat=True))
-    assert events[0] == "submitted" and events[-1] == "completed" and "republished" not in events, events
-    assert events.count("started") == 1, events
-    assert usage_entries(job_id=job.pk) == 1
-    assert not CreditTransaction.objects.filter(job_id=job.pk, type=TransactionType.REFUND).exists()
-
-    # The API reconnected on its own: a new submission is published at once, no reaper needed.
-    after = accepted_job_id(api.submit_tts(token, project))
-    wait_completed(after, api, worker, queues)
-    assert not JobEvent.objects.filter(job_id=after, type="republished").exists()
+    events = assert_runs_once_and_the_api_publishes_again(during, api, worker, queues, token, project)
+    assert events[0] == "submitted" and "republished" not in events, events
 
     assert credit_balance_get(user=user) == start - 3 * PRICE
     assert usage_entries(user=user) == 3
@@ -435,16 +442,7 @@ def test_a_submission_while_the_api_is_cut_off_from_redis_is_answered_at_once_an
         # Healed. The publish that gave up may still reach Redis (its bytes were held, as TCP
         # retransmits them), and the API sends it again within seconds: either way the job starts
         # once and is charged once.
-        job = wait_completed(during, api, worker, queues)
-        events = list(JobEvent.objects.filter(job=job).values_list("type", flat=True))
-        assert events.count("started") == 1 and events[-1] == "completed", events
-        assert usage_entries(job_id=job.pk) == 1
-        assert not CreditTransaction.objects.filter(job_id=job.pk, type=TransactionType.REFUND).exists()
-
-        # The API's publishing connections recovered by themselves: the next job is sent at once.
-        after = accepted_job_id(api.submit_tts(token, project))
-        wait_completed(after, api, worker, queues)
-        assert not JobEvent.objects.filter(job_id=after, type="republished").exists()
+        assert_runs_once_and_the_api_publishes_again(during, api, worker, queues, token, project)
 
     assert credit_balance_get(user=user) == start - 3 * PRICE
     assert ledger_check() == []

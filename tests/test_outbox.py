@@ -1,0 +1,108 @@
+"""Work a process could not do against Redis is held and done once Redis answers, in order."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from auteur import outbox, publishing, silence
+from jobs.services import stream
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox, "RETRY_INTERVAL_SECONDS", 0.05)
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """A broker that refuses while "down" is in the list it returns, and records what it took."""
+    taken: list[Any] = ["down"]
+
+    def publish(message: publishing.Message) -> None:
+        if "down" in taken:
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        taken.append((message.name, message.args))
+
+    monkeypatch.setattr(publishing, "_publish", publish)
+    monkeypatch.setattr(publishing, "unsent", outbox.Outbox(
+        "test-publish", lambda: settings.CELERY_BROKER_URL, lambda m: publish(m), (OperationalError,), "a sweep"))
+    return taken
+
+
+def test_a_publish_the_broker_refused_is_sent_once_it_is_back(broker: list[Any], caplog: Any) -> None:
+    assert publishing.send("media.probe", ("m1",), what="probe of media m1") is False
+    assert publishing.send("media.probe", ("m2",), what="probe of media m2") is False
+    time.sleep(0.3)
+    assert broker == ["down"], "tried again while the broker refuses, and nothing taken"
+    broker.remove("down")
+    wait_until(lambda: len(broker) == 2)
+    assert broker == [("media.probe", ("m1",)), ("media.probe", ("m2",))], "each once, in order"
+    time.sleep(0.2)
+    assert len(broker) == 2 and not publishing.unsent.holds()
+    assert "done after all: publishing probe of media m1" in caplog.text
+
+
+def test_nothing_is_tried_while_the_broker_is_silent_and_a_sweep_s_publish_is_left_to_it(broker: list[Any]) -> None:
+    broker.remove("down")
+    silence.note_failure(settings.CELERY_BROKER_URL, TimeoutError("timed out"))
+    assert publishing.send("jobs.audio.prepare", ("j",)) is False
+    assert publishing.send("media.probe", ("m",), resend=False) is False
+    time.sleep(0.3)
+    assert broker == [], "not tried while silent"
+    silence.forget()
+    wait_until(lambda: broker == [("jobs.audio.prepare", ("j",))])
+    time.sleep(0.2)
+    assert broker == [("jobs.audio.prepare", ("j",))], "the sweep's publish is its next sweep's"
+
+
+def test_work_held_for_too_long_is_dropped_with_what_makes_up_for_it(
+    broker: list[Any], monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    monkeypatch.setattr(outbox, "KEEP_FOR_SECONDS", 0.1)
+    assert publishing.send("media.probe", ("old",), what="probe of media old") is False
+    time.sleep(0.3)
+    broker.remove("down")
+    time.sleep(0.3)
+    assert broker == [] and "gave up on publishing probe of media old after 0 s; a sweep" in caplog.text
+
+
+def test_events_redis_did_not_take_reach_the_stream_in_order_once_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While Redis is silent an event is held, and the events after it queue behind it even once
+    Redis answers again: the user's stream gets them all, once each, in the order committed."""
+    monkeypatch.setattr(stream, "unstreamed", outbox.Outbox(
+        "test-stream", lambda: settings.REDIS_URL, lambda entry: stream._append(entry), (redis.RedisError,), ""))
+    user_id = uuid.uuid4()
+    events = [type("Event", (), {"job_id": uuid.uuid4(), "type": kind, "data": {}, "pk": n,
+                                 "created_at": timezone.now()})()
+              for n, kind in enumerate(("submitted", "started", "completed"))]  # fmt: skip
+    state = stream.JobState(user_id=user_id, status="processing", progress=0)
+    silence.note_failure(settings.REDIS_URL, redis.TimeoutError("Timeout reading from socket"))
+    assert stream.job_stream_append(events[0], state) is None
+    silence.forget()
+    assert stream.job_stream_append(events[1], state) is None, "behind the held one"
+    assert stream.job_stream_append(events[2], state) is None
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    key = stream.stream_key(user_id)
+    wait_until(lambda: client.xlen(key) == 3)
+    time.sleep(0.2)
+    entries: list[tuple[bytes, dict[Any, Any]]] = client.xrange(key)  # type: ignore[assignment]
+    assert [stream.parse_entry(i, f)["type"] for i, f in entries] == ["submitted", "started", "completed"]
+    assert not stream.unstreamed.holds()
+    client.delete(key)
+    assert stream.job_stream_append(events[2], state), "appended at once again"
+    client.delete(key)
