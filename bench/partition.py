@@ -21,9 +21,9 @@ drill, at fixed fractions of the submissions:
 
     cuts w1 from the broker for longer than the visibility timeout, then heals the link;
     cuts w2 from PostgreSQL mid-step;
-    cuts the API from Redis (submissions are still accepted, within about two seconds: a job
-        and its charge commit in PostgreSQL before its publish, which gives up within a second
-        across a partition and is tried again once Redis answers; the reaper is the backstop);
+    cuts the API from Redis (submissions are still accepted, within about a second: a job and
+        its charge commit in PostgreSQL before its publish, which gives up within a second
+        across a partition and is made once Redis answers; the reaper is the backstop);
     cuts the completion consumer off while calls end;
     makes w1's links slow and unreliable (200 ms each way, connections reset) through its relay;
     removes w2 for good (its links down, its processes killed).
