@@ -2,8 +2,8 @@
 
 For what a request or a step must neither wait for nor lose when Redis is out of reach: a
 broker publish (auteur/publishing.py) and an append to a user's event stream
-(jobs/services/stream.py). The caller tries once; if the server refused, timed out or is silent
-(auteur/silence.py), the work is held here and tried again every RETRY_INTERVAL_SECONDS while
+(jobs/services/stream.py). `try_now` does the work at once; if the server refused, timed out or
+is silent (auteur/silence.py), the work is held here and tried again every RETRY_INTERVAL_SECONDS while
 the server is not silent, oldest first, until it is done or KEEP_FOR_SECONDS have passed (then
 it is logged and dropped: each kind of work says what makes up for it). While an outbox holds
 anything, a caller whose work has an order (the event stream) puts new work behind it.
@@ -29,6 +29,7 @@ from auteur import silence
 logger = logging.getLogger(__name__)
 
 RETRY_INTERVAL_SECONDS = 1.0
+SILENT = "no answer lately"  # try_now's reason when the server is silent
 KEEP_FOR_SECONDS = 300.0
 MAX_HELD = 10_000  # beyond this the oldest are dropped, as if kept too long
 
@@ -60,6 +61,26 @@ class Outbox:
 
     def holds(self) -> bool:
         return bool(self.held)
+
+    def try_now(
+        self, work: Any, what: str, *, hold: bool = True, in_order: bool = False, **log_extra: Any
+    ) -> tuple[Any, str]:
+        """Do `work` now: (its result, ""). Or not, (None, why): when the server is silent, when
+        the attempt fails (a time-out makes the server silent), or, `in_order`, while earlier work
+        is held; the work is then held (unless not `hold`)."""
+        if silence.is_silent(self.server()):
+            why = SILENT
+        elif in_order and self.holds():
+            why = "behind earlier work"
+        else:
+            try:
+                return self.attempt(work), ""
+            except self.errors as exc:
+                silence.note_failure(self.server(), exc)
+                why = f"{type(exc).__name__}: {exc}"
+        if hold:
+            self.add(work, what, **log_extra)
+        return None, why
 
     def forget(self) -> None:
         """Drop everything held (tests)."""

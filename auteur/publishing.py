@@ -35,8 +35,7 @@ from kombu import Producer
 from kombu.exceptions import OperationalError
 from kombu.pools import ProducerPool
 
-from auteur import silence
-from auteur.outbox import Outbox
+from auteur.outbox import SILENT, Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,17 @@ PUBLISH_TIMEOUT_SECONDS = 1.0
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 _pool_lock = threading.Lock()
-_pool: tuple[int, ProducerPool] | None = None  # (the process it was made in, the pool)
+_pool: ProducerPool | None = None
+
+
+def _forget_pool() -> None:
+    # A pool made before a fork (gunicorn, the prefork pool) shares its sockets with the parent:
+    # each process makes its own.
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 @dataclass
@@ -68,15 +77,13 @@ def publish_options() -> dict[str, Any]:
 def _producers() -> ProducerPool:
     global _pool
     with _pool_lock:
-        # A pool made before a fork (gunicorn, the prefork pool) shares its sockets with the
-        # parent: each process makes its own.
-        if _pool is None or _pool[0] != os.getpid():
+        if _pool is None:
             connection = current_app.connection_for_write(
                 connect_timeout=PUBLISH_TIMEOUT_SECONDS, transport_options=publish_options()
             )
             limit = current_app.conf.broker_pool_limit
-            _pool = (os.getpid(), ProducerPool(connection.Pool(limit=limit), limit=limit))
-        return _pool[1]
+            _pool = ProducerPool(connection.Pool(limit=limit), limit=limit)
+        return _pool
 
 
 @contextlib.contextmanager
@@ -95,8 +102,8 @@ def _publish(message: Message) -> None:
 
 
 unsent = Outbox(
-    "publish-resend", lambda: current_app.conf.broker_url, lambda message: _publish(message),
-    (OperationalError, OSError), "its sweeper sends it",
+    "publish-resend", lambda: current_app.conf.broker_url, _publish, (OperationalError, OSError),
+    "its sweeper sends it",
 )  # fmt: skip
 
 
@@ -107,18 +114,10 @@ def send(
     """Publish the task `name` with `args`. False (logged as `what`, or the name) when the broker
     cannot be reached or does not answer in time; it is then tried again in the background
     (auteur/outbox.py), unless `resend` is false."""
-    message, what = Message(name, args, countdown), what or name
-    url = current_app.conf.broker_url
-    if silence.is_silent(url):
-        reason = "the broker did not answer lately"
-    else:
-        try:
-            _publish(message)
-            return True
-        except (OperationalError, OSError) as exc:
-            silence.note_failure(url, exc)
-            reason = str(exc)
+    what = what or name
+    _, why = unsent.try_now(Message(name, args, countdown), f"publishing {what}", hold=resend, **log_extra)
+    if not why:
+        return True
+    reason = "the broker did not answer lately" if why == SILENT else why
     logger.warning("could not publish %s: %s%s", what, reason, "; trying again" if resend else "", extra=log_extra)
-    if resend:
-        unsent.add(message, f"publishing {what}", **log_extra)
     return False

@@ -25,7 +25,6 @@ import redis
 from django.conf import settings
 
 from auteur.outbox import Outbox
-from auteur.silence import is_silent, note_failure
 from jobs.models import Job, JobEvent
 
 logger = logging.getLogger(__name__)
@@ -87,20 +86,13 @@ def job_stream_append(event: JobEvent, state: JobState | None = None) -> str | N
         state = JobState(user_id=job["user_id"], status=job["status"], progress=job["progress"])
     payload = event_payload(event, status=state.status, progress=state.progress)
     entry = (stream_key(state.user_id), json.dumps(payload, separators=(",", ":")))
-    what = f"streaming event {event.type} of job {event.job_id}"
-    log_extra = {"job_id": str(event.job_id)}
-    # Behind events still waiting for Redis, in their order; not tried while Redis is silent.
-    if is_silent(settings.REDIS_URL) or unstreamed.holds():
-        logger.warning("job event not streamed yet (Redis out of reach): %s", event.type, extra=log_extra)
-        unstreamed.add(entry, what, **log_extra)
-        return None
-    try:
-        entry_id = _append(entry)
-    except redis.RedisError as exc:
-        note_failure(settings.REDIS_URL, exc)
-        logger.warning("job event not streamed yet (%s): %s", type(exc).__name__, event.type, extra=log_extra)
-        unstreamed.add(entry, what, **log_extra)
-        return None
+    log_extra: dict[str, Any] = {"job_id": str(event.job_id)}
+    # Behind events still waiting for Redis, in their order.
+    entry_id, why = unstreamed.try_now(
+        entry, f"streaming event {event.type} of job {event.job_id}", in_order=True, **log_extra
+    )
+    if why:
+        logger.warning("job event not streamed yet (%s): %s", why, event.type, extra=log_extra)
     return entry_id
 
 
@@ -120,7 +112,7 @@ def _append(entry: tuple[str, str]) -> str:
 # Events Redis did not take when they were committed: appended from a thread once it answers
 # (auteur/outbox.py), in order. One given up on is still in the job's events (GET /jobs/{id}/events).
 unstreamed = Outbox(
-    "stream-resend", lambda: settings.REDIS_URL, lambda entry: _append(entry), (redis.RedisError,),
+    "stream-resend", lambda: settings.REDIS_URL, _append, (redis.RedisError,),
     "it stays in the job's events",
 )  # fmt: skip
 
