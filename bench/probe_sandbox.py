@@ -63,33 +63,21 @@ def process_cpu(proc: psutil.Process) -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def server_sandbox() -> str:
-    from media import probe_sandbox
-
-    return probe_sandbox._server.sandbox if probe_sandbox._server is not None else ""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--probes", type=int, default=50)
     args = parser.parse_args()
 
-    from media.probe_sandbox import ProbeLimits, ProbeServer, current_server_pid, probe_isolated
+    from gpu_tasks import confined
+    from media.probe_sandbox import PROBE, ProbeLimits, current_server_pid, probe_isolated, server_key
     from media.probing import ProbeResult, ffmpeg_exe
 
     limits = ProbeLimits()
     env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
-    unsandboxed = ProbeServer(ProbeLimits(sandbox="off"))
+    off = ProbeLimits(sandbox="off")
 
     def bare(path: Path) -> ProbeResult:
-        unsandboxed.send(json.dumps({
-            "path": str(path), "declared_type": "video", "max_pixels": limits.max_pixels,
-            "memory_bytes": limits.memory_bytes, "cpu_seconds": limits.cpu_seconds,
-            "timeout_seconds": limits.timeout_seconds,
-        }).encode() + b"\n")  # fmt: skip
-        answer = unsandboxed.read_answer(time.monotonic() + limits.timeout_seconds)
-        assert answer is not None and "result" in answer, answer
-        return ProbeResult(**answer["result"])
+        return probe_isolated(path, "video", limits=off)
 
     def fresh(path: Path) -> ProbeResult:
         cmd = [sys.executable, "-c", FRESH_CHILD, str(path), "video", str(limits.max_pixels),
@@ -110,9 +98,10 @@ def main() -> None:
         first = probe_isolated(video, "video", limits=limits)
         server_start_ms = (time.perf_counter() - started) * 1000
         server_pid = current_server_pid()
+        bare(video)
         timings: dict[str, list[float]] = {"fresh": [], "server": [], "unsandboxed": []}
         server = psutil.Process(server_pid)
-        bare_server = psutil.Process(unsandboxed.pid)
+        bare_server = psutil.Process(confined.server_pid(server_key(PROBE, off)))
         cpu_before = {"fresh": reaped_children_cpu(), "server": process_cpu(server),
                       "unsandboxed": process_cpu(bare_server)}
         ways = (("fresh", fresh), ("server", lambda p: probe_isolated(p, "video", limits=limits)),
@@ -128,8 +117,8 @@ def main() -> None:
                   "unsandboxed": (process_cpu(bare_server) - cpu_before["unsandboxed"]) * 1000 / args.probes}
         assert current_server_pid() == server_pid  # one server served every probe
         load_end = load_average()
-        sandbox = server_sandbox()
-        unsandboxed.stop()
+        sandbox = confined._servers[server_key()].sandbox
+        confined.stop_servers()
 
     def summary(ms: list[float]) -> dict[str, float]:
         return {"p50": round(pct(ms, 50), 2), "mean": round(sum(ms) / len(ms), 2), "p99": round(pct(ms, 99), 2)}

@@ -25,8 +25,8 @@ reach is decided here, on Linux, once per process that starts such children:
 Whichever mode applies is logged once by each process that starts children (`describe`), never
 silently. `AUTEUR_SANDBOX=off` turns the isolation off (benchmark comparisons only).
 
-This module imports nothing of the project: the media app's probe server and the GPU side's
-local runner both use it.
+This module imports nothing of the project: the confined runner (gpu_tasks/confined.py: the media
+probe, the timeline importers) and the GPU side's local runner both use it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import struct
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,14 @@ def probe_file(
         logger.info("probe: not decodable (%s)", type(exc).__name__)
         return ProbeResult(ok=False, rejection_reason=NOT_DECODABLE)
     return ProbeResult(ok=True, duration_ms=duration_ms, metadata=metadata)
+
+
+def probe_confined(*, path: str, declared_type: str, max_pixels: int, fd: int | None) -> dict[str, Any]:
+    """`probe_file` as a confined child runs it (media/probe_sandbox.py): through the descriptor it
+    was handed (None: the file could not be opened)."""
+    if fd is None:
+        return asdict(ProbeResult(ok=False, rejection_reason=NOT_DECODABLE))
+    return asdict(probe_file(Path(path), declared_type, max_pixels=max_pixels, fd=fd))
 
 
 def probe_captions(path: Path) -> ProbeResult:

@@ -4,9 +4,11 @@
   id; the jobs app calls it, never the reverse);
 - `media` and `credits` import no other app (but media reads the one definition of how untrusted
   media is opened, `gpu_tasks/input_policy.py`, a module without imports, which the engines use
-  too, and isolates its probe's children with `gpu_tasks/sandbox.py`, another such leaf, which
-  the local runner uses too); `projects` imports only `media` of the apps (and the effect vocabulary,
-  `gpu_tasks/effect_vocabulary.py`, another such leaf, which the render engine reads too);
+  too, and runs its probe in the children of `gpu_tasks/confined.py`, isolated by
+  `gpu_tasks/sandbox.py`: two more such leaves, which the local runner and the timeline importers
+  use too; a leaf imports nothing of the project but another leaf); `projects` imports only
+  `media` of the apps (and the effect vocabulary, `gpu_tasks/effect_vocabulary.py`, another such
+  leaf, which the render engine reads too, and the confined runner for its timeline readers);
 - `gpu_tasks` imports neither Django nor any app (it runs inside Modal's containers);
 - `jobs` reaches `gpu_tasks` only through its client (`jobs/gpu_client.py`) and its specs
   (`jobs/specs.py`);
@@ -52,7 +54,7 @@ def modules(package: str) -> Iterator[Path]:
             yield path
 
 
-SHARED_LEAVES = ("gpu_tasks.input_policy", "gpu_tasks.effect_vocabulary", "gpu_tasks.sandbox")
+SHARED_LEAVES = ("gpu_tasks.input_policy", "gpu_tasks.effect_vocabulary", "gpu_tasks.sandbox", "gpu_tasks.confined")
 
 
 def violations(package: str, allowed: set[str], *, exempt: tuple[str, ...] = ()) -> list[str]:
@@ -120,7 +122,7 @@ def test_jobs_reaches_gpu_tasks_only_through_its_client_and_specs():
 def test_the_shared_leaves_import_nothing_of_the_project():
     for name in SHARED_LEAVES:
         path = ROOT / (name.replace(".", "/") + ".py")
-        assert [n for _, n in imports(path) if n.split(".")[0] in (*APPS, "django")] == []
+        assert [n for _, n in imports(path) if n.split(".")[0] in (*APPS, "django") and n not in SHARED_LEAVES] == []
 
 
 def test_foundations_import_no_app():

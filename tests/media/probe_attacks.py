@@ -1,12 +1,14 @@
-"""What a probe child that a crafted file took over could try, run by a probe server started with
-`--probe tests.media.probe_attacks:<name>` in place of probe_file. The file it is given holds the
-worker's pid; the answer's rejection_reason reports, as JSON, what each attempt came to."""
+"""What a probe child that a crafted file took over could try, run by the confined server in place of
+probe_confined (`probe_isolated(..., function="tests.media.probe_attacks:<name>")`). The file it is
+given holds the worker's pid; the answer's rejection_reason reports, as JSON, what each attempt came
+to."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ def _attempt(action: Any) -> str:
     return "done"
 
 
-def escape(path: Path, declared_type: str, *, max_pixels: int, fd: int) -> ProbeResult:
+def escape(*, path: str, declared_type: str, max_pixels: int, fd: int) -> dict[str, Any]:
     worker = int(os.read(fd, 64).split()[0])
     port = int(declared_type)
 
@@ -32,7 +34,7 @@ def escape(path: Path, declared_type: str, *, max_pixels: int, fd: int) -> Probe
         "uid": os.getuid(),
         "worker_environ": _attempt(lambda: Path(f"/proc/{worker}/environ").read_bytes()),
         "server_environ": _attempt(lambda: Path(f"/proc/{os.getppid()}/environ").read_bytes()),
-        "reopen_by_path": _attempt(lambda: path.read_bytes()),
+        "reopen_by_path": _attempt(lambda: Path(path).read_bytes()),
         "loopback": _attempt(dial),
     }
-    return ProbeResult(ok=False, rejection_reason=json.dumps(outcome))
+    return asdict(ProbeResult(ok=False, rejection_reason=json.dumps(outcome)))

@@ -14,35 +14,34 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from gpu_tasks import confined
 from gpu_tasks import sandbox as isolation
 from media import probe_sandbox
-from media.probe_sandbox import ProbeLimits, ProbeServer, probe_isolated
+from media.probe_sandbox import ProbeLimits, probe_isolated
 
 HERE = isolation.detect()
 pytestmark = pytest.mark.skipif(HERE.mode == "none", reason="no sandbox on this machine")
+ESCAPE = "tests.media.probe_attacks:escape"
 
 
 @pytest.fixture
-def attacked() -> Iterator[ProbeServer]:
-    server = ProbeServer(ProbeLimits(), probe="tests.media.probe_attacks:escape")
-    yield server
-    server.stop()
+def attacked() -> Iterator[None]:
+    probe_sandbox.stop_server(ESCAPE)
+    yield
+    probe_sandbox.stop_server(ESCAPE)
 
 
-def attack(server: ProbeServer, target: Path) -> dict[str, object]:
+def attack(target: Path) -> dict[str, object]:
     target.write_text(f"{os.getpid()}\n")  # the worker's pid, for the child to aim at
     target.chmod(0o600)
     port = urlsplit(os.environ["REDIS_URL"]).port or 6379
-    request = {"path": str(target), "declared_type": str(port), "max_pixels": 1, "memory_bytes": 2 * 1024**3,
-               "cpu_seconds": 30, "timeout_seconds": 30}
-    server.send(json.dumps(request).encode() + b"\n")
-    answer = server.read_answer(time.monotonic() + 60)
-    assert answer is not None and "result" in answer, answer
-    return json.loads(answer["result"]["rejection_reason"])
+    result = probe_isolated(target, str(port), limits=ProbeLimits(), function=ESCAPE)
+    assert result.rejection_reason, result
+    return json.loads(result.rejection_reason)
 
 
 def test_a_probe_child_cannot_read_the_workers_environ_nor_reach_loopback(attacked, tmp_path):
-    outcome = attack(attacked, tmp_path / "upload.mp4")
+    outcome = attack(tmp_path / "upload.mp4")
     assert outcome["worker_environ"] == "PermissionError"
     assert outcome["loopback"] in ("OSError", "ConnectionRefusedError")  # ENETUNREACH: no interface up
     if HERE.separate_uid:
@@ -52,8 +51,9 @@ def test_a_probe_child_cannot_read_the_workers_environ_nor_reach_loopback(attack
         assert outcome["reopen_by_path"] in ("PermissionError", "FileNotFoundError")
 
 
-def test_the_servers_start_says_which_sandbox_its_children_get(attacked):
-    assert attacked.sandbox == isolation.detect().describe()
+def test_the_servers_start_says_which_sandbox_its_children_get(attacked, tmp_path):
+    attack(tmp_path / "upload.mp4")
+    assert confined._servers[probe_sandbox.server_key(ESCAPE)].sandbox == isolation.detect().describe()
 
 
 def test_a_file_only_the_worker_may_read_is_still_probed(samples, tmp_path):
@@ -73,9 +73,11 @@ def test_a_child_blocked_opening_its_file_dies_with_its_server(tmp_path):
 
     fifo = tmp_path / "never.mp4"
     os.mkfifo(fifo)  # opening it blocks: the child waits there, before it gives up its rights
-    server = ProbeServer(ProbeLimits())
-    request = {"path": str(fifo), "declared_type": "video", "max_pixels": 1, "memory_bytes": 2 * 1024**3,
-               "cpu_seconds": 30, "timeout_seconds": 60}
+    limits = ProbeLimits(timeout_seconds=60).confined()
+    server = confined.Server(limits, confined.server_key(probe_sandbox.PROBE, limits)[1:])
+    request = {"function": probe_sandbox.PROBE, "args": {"path": str(fifo), "declared_type": "video",
+               "max_pixels": 1}, "path": str(fifo), "memory_bytes": 2 * 1024**3, "cpu_seconds": 30,
+               "timeout_seconds": 60, "max_result_bytes": 1024}
     server.send(json.dumps(request).encode() + b"\n")
     deadline = time.monotonic() + 10
     while not (children := psutil.Process(server.pid).children()):

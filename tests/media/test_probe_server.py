@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from devstack.process_group import children_running
+from gpu_tasks import confined
 from media import probe_sandbox
 from media.models import MediaFile
 from media.probe_sandbox import ProbeLimits, current_server_pid, probe_isolated
@@ -90,7 +91,7 @@ def test_a_child_past_its_timeout_rejects_the_file_and_the_server_serves_the_nex
     started = time.monotonic()
     result = probe_isolated(fifo, "video", limits=ProbeLimits(timeout_seconds=0.5))
     assert result == ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
-    assert time.monotonic() - started < 0.5 + probe_sandbox.ANSWER_MARGIN_SECONDS  # answered by the server
+    assert time.monotonic() - started < 0.5 + confined.ANSWER_MARGIN_SECONDS  # answered by the server
     assert server_pid() == server and probe_children(server) == []  # the child was killed and reaped
     assert probe_isolated(samples.video, "video", limits=LIMITS).ok
     assert server_pid() == server
@@ -114,7 +115,7 @@ def test_a_child_killed_mid_probe_rejects_the_file_and_the_server_serves_the_nex
 def test_a_server_that_hangs_is_killed_and_replaced_and_the_file_rejected(samples, monkeypatch):
     assert probe_isolated(samples.video, "video", limits=LIMITS).ok
     hung = server_pid()
-    monkeypatch.setattr(probe_sandbox, "ANSWER_MARGIN_SECONDS", 0.5)
+    monkeypatch.setattr(confined, "ANSWER_MARGIN_SECONDS", 0.5)
     os.kill(hung, signal.SIGSTOP)  # alive, its pipe open, answering nothing
     result = probe_isolated(samples.video, "video", limits=ProbeLimits(timeout_seconds=0.5))
     assert result == ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
@@ -168,7 +169,7 @@ def test_the_server_holds_none_of_the_workers_secrets(samples, monkeypatch):
 def test_a_forked_process_starts_its_own_server_and_leaves_its_parents_alone(samples):
     assert probe_isolated(samples.video, "video", limits=LIMITS).ok
     parent_server = server_pid()
-    stdin = probe_sandbox._server.proc.stdin  # type: ignore[union-attr]
+    stdin = confined._servers[probe_sandbox.server_key()].proc.stdin
     assert stdin is not None
     parent_pipe = os.readlink(f"/proc/self/fd/{stdin.fileno()}")
     read_end, write_end = os.pipe()
@@ -222,7 +223,7 @@ def test_the_server_exits_when_the_process_that_started_it_is_killed(samples):
 
 
 def probe_servers(pid: int) -> list[psutil.Process]:
-    return children_running(pid, "media.probe_server", recursive=True)
+    return children_running(pid, "gpu_tasks.confined_server", recursive=True)
 
 
 @pytest.mark.django_db(transaction=True)
