@@ -113,6 +113,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "wrong_media_type": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_too_short": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "interchange_invalid": status.HTTP_422_UNPROCESSABLE_ENTITY,  # an editor's file that cannot be read
+    # a document that would take more memory, CPU or time to read than a request may use (details: cause)
+    "input_too_complex": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_unmatched": status.HTTP_422_UNPROCESSABLE_ENTITY,  # details list the names no file matches
     "media_duration_unknown": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "empty_timeline": status.HTTP_422_UNPROCESSABLE_ENTITY,

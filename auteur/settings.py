@@ -644,6 +644,17 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "realtime.openapi.add_event_streams"],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AUTEUR_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+# A JSON body with more objects and arrays than this (counted by their brackets before it is read)
+# is refused, 400; one nested deeper than the interpreter's recursion limit too.
+AUTEUR_JSON_MAX_CONTAINERS = env.int("AUTEUR_JSON_MAX_CONTAINERS", default=500_000)
+# What reading a user's document in a confined child may take (auteur/untrusted.py): address space,
+# CPU and wall time; past them the request is refused, 422 input_too_complex. Within the API's own
+# request timeout (gunicorn's 30 s), which the wall time must stay under.
+AUTEUR_PARSE_MEMORY_MB = env.int("AUTEUR_PARSE_MEMORY_MB", default=1024)
+AUTEUR_PARSE_CPU_SECONDS = env.int("AUTEUR_PARSE_CPU_SECONDS", default=10)
+AUTEUR_PARSE_TIMEOUT_SECONDS = env.float("AUTEUR_PARSE_TIMEOUT_SECONDS", default=15.0)
+# The largest timeline file an import reads (413 above it).
+AUTEUR_INTERCHANGE_MAX_BYTES = env.int("AUTEUR_INTERCHANGE_MAX_BYTES", default=5 * 1024 * 1024)
 
 # ---- Security
 SESSION_COOKIE_SECURE = not DEBUG

@@ -29,10 +29,12 @@ in one save (one undo step). The cuts are real edits in the file, so the transcr
 words are not carried over (they would be cut twice); its other words are placed on the imported
 clips that play them (`transcript_onto`), and the report counts those kept and those dropped.
 
-Work is bounded: an import's file size is checked before it is parsed, XML with entity
-declarations is refused (entity expansion), and clip counts are checked against the timeline's
-limits before a timeline is built; an export is at most the render's pieces of a timeline within
-its limits.
+Work is bounded: an import's file size is checked before it is parsed, and the file is read in a
+confined child (projects/edl/interchange_read.py, through auteur.untrusted): its shape (depth,
+elements, entity declarations) and what its references expand to are checked against the
+timeline's limits before an adapter builds anything, and the adapter runs under CPU, memory and
+time limits. This process only matches the plain tracks the child answers to the project's media
+and saves them. An export is at most the render's pieces of a timeline within its limits.
 """
 
 from __future__ import annotations
@@ -48,19 +50,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import quote
 
 import aaf2.mobid
 import opentimelineio as otio
 from django.conf import settings
 
 from auteur.errors import ApplicationError
+from auteur.untrusted import parse_confined
 from auteur.users.models import User
 from media.models import MediaFile, MediaStatus
 from media.services.downloads import media_urls
 from projects.edl import interchange_formats as formats
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, clip_speed, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
+from projects.edl.interchange_read import ADAPTERS, READ
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_edit
 from projects.edl.transcripts import map_transcript
@@ -98,30 +102,30 @@ _ONLY_OTIO = "only OpenTimelineIO files carry it"
 FORMATS: dict[str, InterchangeFormat] = {
     f.name: f
     for f in (
-        InterchangeFormat("otio", "otio_json", "otio", "application/json", False, _ALL, True,
+        InterchangeFormat("otio", ADAPTERS["otio"], "otio", "application/json", False, _ALL, True,
                           "DaVinci Resolve, Premiere Pro (OTIO import), any OTIO tool"),
         InterchangeFormat(
-            "fcpxml", "fcpx_xml", "fcpxml", "application/xml", False,
+            "fcpxml", ADAPTERS["fcpxml"], "fcpxml", "application/xml", False,
             frozenset({SPEED, VOLUME, MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True,
             "Final Cut Pro, DaVinci Resolve",
             notes={FADES: "the FCPXML adapter writes no transitions",
                    VOLUME: "a clip of a video track has no sound of its own in the file"},
         ),
         InterchangeFormat(
-            "fcp7xml", "fcp_xml", "xml", "application/xml", False,
+            "fcp7xml", ADAPTERS["fcp7xml"], "xml", "application/xml", False,
             frozenset({SPEED, FADES, VOLUME, MARKERS, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True,
             "Premiere Pro, DaVinci Resolve, Final Cut Pro 7",
             notes={VOLUME: "a clip of a video track has no sound of its own in the file"},
         ),
         InterchangeFormat(
-            "edl", "cmx_3600", "edl", "text/plain", False, frozenset({SPEED, MARKERS}), True,
+            "edl", ADAPTERS["edl"], "edl", "text/plain", False, frozenset({SPEED, MARKERS}), True,
             "Avid Media Composer, DaVinci Resolve, Premiere Pro",
             notes={FADES: "the CMX 3600 adapter writes a dissolve from black as a dissolve from the clip before",
                    AUDIO_TRACKS: "a CMX 3600 list holds one track: the first video track",
                    EXTRA_VIDEO_TRACKS: "a CMX 3600 list holds one track: the first video track"},
         ),
         InterchangeFormat(
-            "aaf", "AAF", "aaf", "application/octet-stream", True,
+            "aaf", ADAPTERS["aaf"], "aaf", "application/octet-stream", True,
             frozenset({SPEED, FADES, AUDIO_TRACKS, EXTRA_VIDEO_TRACKS}), True, "Avid Media Composer, Pro Tools",
             notes={MARKERS: "the AAF adapter writes no markers"},
         ),
@@ -188,10 +192,6 @@ def _rt(frames: int, rate: float) -> otio.opentime.RationalTime:
 
 def _range(start: int, duration: int, rate: float) -> otio.opentime.TimeRange:
     return otio.opentime.TimeRange(_rt(start, rate), _rt(duration, rate))
-
-
-def _ms(time: otio.opentime.RationalTime) -> int:
-    return round(time.to_seconds() * 1000)
 
 
 # ----------------------------------------------------------------------------- export
@@ -531,61 +531,15 @@ def import_format(*, filename: str, fmt: str | None) -> str:
     return IMPORT_EXTENSIONS[ext]
 
 
-def read_timeline(data: bytes, fmt: str, rate: float) -> otio.schema.Timeline:
-    """The file as an OTIO timeline, read by the format's adapter, with the speed and volume that
-    `interchange_formats` writes read too (422 `interchange_invalid` for a file that is not one)."""
-    spec = FORMATS[fmt]
-    try:
-        result = _adapter_read(data, spec, rate)
-    except InterchangeInvalid:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an adapter's failure on a malformed file has no one type
-        raise InterchangeInvalid(f"The file could not be read as {fmt}: {str(exc)[:300]}",
-                                 details={"format": fmt}) from None
-    if isinstance(result, otio.schema.SerializableCollection):
-        found = next(iter(result.find_children(descended_from_type=otio.schema.Timeline)), None) \
-            if hasattr(result, "find_children") else None
-        result = found or next((c for c in result if isinstance(c, otio.schema.Timeline)), None)
-    if not isinstance(result, otio.schema.Timeline):
-        raise InterchangeInvalid("The file holds no timeline.", details={"format": fmt})
-    if spec.adapter == "fcp_xml":
-        formats.fcp7_read_effects(result)
+def read_plain(data: bytes, fmt: str, rate: float) -> dict[str, Any]:
+    """The file's tracks as plain data, read in a confined child (projects/edl/interchange_read.py):
+    its shape and what its references expand to are checked before its adapter builds anything, and
+    the adapter runs under the parse budget. 422 `interchange_invalid` for a file that is not one,
+    `edl_limit_exceeded` past the timeline's limits, `input_too_complex` past the budget."""
+    limits = edl_limits()
+    result: dict[str, Any] = parse_confined(READ, what="The timeline file", data=data, fmt=fmt, rate=rate,
+                                            max_clips=limits.max_clips, max_tracks=limits.max_tracks)
     return result
-
-
-def _adapter_read(data: bytes, fmt: InterchangeFormat, rate: float) -> Any:
-    if fmt.binary:
-        # The AAF adapter reads from a file only.
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, f"timeline.{fmt.extension}")
-            with open(path, "wb") as handle:
-                handle.write(data)
-            return otio.adapters.read_from_file(path, adapter_name=fmt.adapter)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InterchangeInvalid("The file is not UTF-8 text.", details={"format": fmt.name}) from None
-    if fmt.adapter in ("fcp_xml", "fcpx_xml") and "<!ENTITY" in text.upper():
-        # Expanding entity declarations is how a small XML file grows into gigabytes.
-        raise InterchangeInvalid("XML entity declarations are not accepted.", details={"format": fmt.name})
-    if fmt.adapter == "fcpx_xml":
-        return formats.fcpx_read(text)
-    kwargs: dict[str, Any] = {"rate": rate} if fmt.adapter == "cmx_3600" else {}
-    return otio.adapters.read_from_string(text, adapter_name=fmt.adapter, **kwargs)
-
-
-def _names(clip: otio.schema.Clip) -> list[str]:
-    """What a clip calls its media, best first: the reference's name, its file name, the clip's."""
-    names = []
-    reference = clip.media_reference
-    if reference is not None and reference.name:
-        names.append(str(reference.name))
-    url = str(getattr(reference, "target_url", None) or "")
-    if url:
-        names.append(unquote(posixpath.basename(urlparse(url).path or url)))
-    if clip.name:
-        names.append(clip.name)
-    return [n.strip() for n in names if n and n.strip()]
 
 
 class _Matcher:
@@ -605,104 +559,60 @@ class _Matcher:
         for key, media in self.by_id.items():
             self.by_reel.setdefault(_reel(key), []).append(media)
 
-    def match(self, clip: otio.schema.Clip) -> MediaFile | None:
-        ours = (clip.metadata.get("auteur") or {}).get("media_file_id") if isinstance(
-            clip.metadata.get("auteur"), Mapping) else None
+    def match(self, clip: Mapping[str, Any]) -> MediaFile | None:
+        ours = clip.get("media_file_id")
         if isinstance(ours, str) and ours in self.by_id:
             return self.by_id[ours]
-        for name in _names(clip):
-            found = self.by_name.get(name.lower(), [])
+        for name in clip.get("names") or ():
+            found = self.by_name.get(str(name).lower(), [])
             if len(found) == 1:
                 return found[0]
-        reel = (clip.metadata.get("cmx_3600") or {}).get("reel") if isinstance(
-            clip.metadata.get("cmx_3600"), Mapping) else None
+        reel = clip.get("reel")
         found = self.by_reel.get(str(reel).upper(), []) if reel else []
         return found[0] if len(found) == 1 else None
 
 
-def _imported_effects(clip: otio.schema.Clip, report: Report, ident: str) -> tuple[list[dict[str, Any]], float]:
-    effects: list[dict[str, Any]] = []
-    rate = 1.0
-    for effect in clip.effects:
-        if isinstance(effect, otio.schema.LinearTimeWarp) and not isinstance(effect, otio.schema.FreezeFrame):
-            scalar = float(effect.time_scalar)
-            if 0.25 <= scalar <= 4 and abs(scalar - 1) > 1e-9:
-                rate = scalar
-                effects.append({"type": SPEED, "rate": round(scalar, 6)})
-            elif abs(scalar - 1) > 1e-9:
-                report.drop(SPEED, "a speed outside 0.25x-4x (or a reverse or freeze) is not a timeline speed", ident)
-            continue
-        ours = effect.metadata.get("auteur") if isinstance(effect.metadata.get("auteur"), Mapping) else None
-        kind = ours.get("type") if ours is not None else None
-        if ours is not None and kind in PLAIN_EFFECTS and effect.effect_name == f"auteur.{kind}":
-            effects.append(dict(ours))
-        else:
-            report.drop("effects", "an editor's own effects have no equivalent here", ident)
-    return effects, rate
-
-
-def otio_to_tracks(timeline: otio.schema.Timeline, matcher: _Matcher, report: Report,
-                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
-    """The timeline's tracks as EDL tracks; (tracks, unmatched names, clips per matched file)."""
+def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """The file's tracks (`read_plain`) as EDL tracks; (tracks, unmatched names, clips per matched file)."""
     tracks: list[dict[str, Any]] = []
     unmatched: dict[str, int] = {}
     matched: Counter[str] = Counter()
     used_ids: set[str] = set()
-    for n, track in enumerate(timeline.tracks):
-        kind = "video" if track.kind == otio.schema.TrackKind.Video else "audio"
-        ours = track.metadata.get("auteur") if isinstance(track.metadata.get("auteur"), Mapping) else {}
-        track_id = str(ours.get("track_id") or f"{kind}-{n + 1}")[:64]
+    idents: dict[int, str] = {}  # a clip's number in the file -> its id in the timeline
+    for n, track in enumerate(plain["tracks"]):
+        kind = "video" if track["kind"] == "video" else "audio"
+        track_id = str(track.get("track_id") or f"{kind}-{n + 1}")[:64]
         if track_id in used_ids:
             track_id = f"{kind}-{n + 1}"
         used_ids.add(track_id)
         clips: list[dict[str, Any]] = []
-        fades: dict[int, list[tuple[str, otio.schema.Transition]]] = {}  # by the OTIO clip they belong to
-        items = list(track)
-        for i, item in enumerate(items):
-            if isinstance(item, otio.schema.Transition):
-                before = items[i - 1] if i else None
-                after = items[i + 1] if i + 1 < len(items) else None
-                if not isinstance(before, otio.schema.Clip) and isinstance(after, otio.schema.Clip):
-                    fades.setdefault(id(after), []).append(("fade_in", item))
-                elif isinstance(before, otio.schema.Clip) and not isinstance(after, otio.schema.Clip):
-                    fades.setdefault(id(before), []).append(("fade_out", item))
-                else:
-                    report.drop("transitions", "a dissolve between two clips has no equivalent here", None)
-                continue
-            if not isinstance(item, otio.schema.Clip):
-                continue
-            if item.markers:
+        for item in track["clips"]:
+            if item["markers"]:
                 report.drop(MARKERS, "markers are not kept in the timeline", None)
             media = matcher.match(item)
             if media is None:
-                name = (_names(item) or ["(unnamed clip)"])[0]
+                name = (item["names"] or ["(unnamed clip)"])[0]
                 unmatched[name] = unmatched.get(name, 0) + 1
                 continue
-            ident = str((item.metadata.get("auteur") or {}).get("piece_id") or f"{track_id}-{len(clips) + 1}")[:64]
-            placed = item.range_in_parent()
-            start_ms, duration_ms = _ms(placed.start_time), _ms(placed.duration)
-            source = item.source_range or item.trimmed_range()
-            origin = getattr(item.media_reference, "available_range", None)
-            in_ms = _ms(source.start_time - origin.start_time) if origin is not None else _ms(source.start_time)
-            effects, rate = _imported_effects(item, report, ident)
-            out_ms = max(in_ms, 0) + max(1, round(duration_ms * rate))
-            in_ms = max(in_ms, 0)
+            ident = str(item.get("piece_id") or f"{track_id}-{len(clips) + 1}")[:64]
+            idents[item["number"]] = ident
+            rate = float(item["rate"])
+            in_ms = max(int(item["in_ms"]), 0)
+            out_ms = in_ms + max(1, round(int(item["duration_ms"]) * rate))
             clip: dict[str, Any] = {
-                "id": ident, "media_file_id": str(media.pk), "track_id": track_id, "start_ms": start_ms,
-                "in_point_ms": in_ms, "out_point_ms": out_ms, "effects": effects, "deleted": False,
+                "id": ident, "media_file_id": str(media.pk), "track_id": track_id, "start_ms": item["start_ms"],
+                "in_point_ms": in_ms, "out_point_ms": out_ms, "effects": item["effects"], "deleted": False,
+                "duration_ms": round((out_ms - in_ms) / rate),
             }
-            clip["duration_ms"] = round((out_ms - in_ms) / rate)
-            clip["_otio"] = id(item)
+            for fade in item["fades"]:
+                clip["effects"].append({"type": fade["kind"], "target": fade["target"],
+                                        "duration_ms": max(1, min(int(fade["length_ms"]), clip["duration_ms"]))})
             clips.append(clip)
             matched[str(media.pk)] += 1
-        for clip in clips:
-            for kind_, transition in fades.get(clip.pop("_otio"), []):
-                length = _ms(transition.in_offset + transition.out_offset)
-                target = (transition.metadata.get("auteur") or {}).get("target", "both") if isinstance(
-                    transition.metadata.get("auteur"), Mapping) else "both"
-                clip["effects"].append({"type": kind_, "duration_ms": max(1, min(length, clip["duration_ms"])),
-                                        "target": target if target in ("both", "video", "audio") else "both"})
-        tracks.append({"id": track_id, "type": kind, "name": (track.name or "")[:255], "clips": clips})
+        tracks.append({"id": track_id, "type": kind, "name": track["name"], "clips": clips})
+    for feature, why, number in plain["dropped"]:
+        report.drop(feature, why, idents.get(number) if number is not None else None)
     return tracks, [{"name": k, "clips": v} for k, v in sorted(unmatched.items())], dict(matched)
 
 
@@ -779,16 +689,10 @@ def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
         raise ApplicationError(f"The file is {len(data)} bytes; the limit for an import is {limit}.",
                                code="file_too_large", details={"size_bytes": len(data), "max_bytes": limit})
     current = edl_get(project=project)
-    timeline = read_timeline(data, fmt, float(current["settings"]["frame_rate"]))
-    limits = edl_limits()
-    counts = {"tracks": len(timeline.tracks), "clips": sum(1 for _ in timeline.find_clips())}
-    for what, maximum in (("tracks", limits.max_tracks), ("clips", limits.max_clips)):
-        if counts[what] > maximum:
-            raise EdlLimitExceeded(f"The file has {counts[what]} {what}; a timeline holds at most {maximum}.",
-                                   details={"limit": what, "max": maximum, "count": counts[what]})
+    plain = read_plain(data, fmt, float(current["settings"]["frame_rate"]))
     files = list(MediaFile.objects.filter(project=project, user=user).exclude(status=MediaStatus.UPLOADING))
     report = Report()
-    tracks, unmatched, matched = otio_to_tracks(timeline, _Matcher(files), report)
+    tracks, unmatched, matched = plain_to_tracks(plain, _Matcher(files), report)
     if unmatched:
         raise MediaUnmatched(
             f"{len(unmatched)} media name(s) in the file match no file of this project: "

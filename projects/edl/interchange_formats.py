@@ -225,8 +225,71 @@ def _parse_seconds(text: str | None) -> Fraction:
     return Fraction(text.strip().removesuffix("s"))
 
 
+class _ChildIndex:
+    """An element's children by (tag, attribute value), the first of each kept: the adapter's
+    searches (`./asset[@src='...']`, one XPath per clip) made a lookup. An XPath built from a name
+    broke on a quote in it, and searching per clip made a long timeline quadratic. Children are
+    only ever appended, so the index reads the new ones as it is asked."""
+
+    def __init__(self, parent: ET.Element, attribute: str) -> None:
+        self.parent, self.attribute = parent, attribute
+        self.seen = 0
+        self.found: dict[tuple[str, str | None], ET.Element] = {}
+
+    def get(self, tag: str, value: str | None) -> ET.Element | None:
+        while self.seen < len(self.parent):
+            child = self.parent[self.seen]
+            self.seen += 1
+            self.found.setdefault((child.tag, child.get(self.attribute)), child)
+        return self.found.get((tag, value))
+
+
+def format_name(width: int | None, height: int | None, rate: float) -> str:
+    """FCPXML's name of a video format (`FFVideoFormat1080p24`) from the media's probed size; ""
+    for a size that has no such name (or no size: a still, or sound only)."""
+    if not width or not height or (width, height) not in ((3840, 2160), (1920, 1080), (1280, 720), (720, 480)):
+        return ""
+    return f"FFVideoFormat{height}p{round(rate, 2):g}"
+
+
 class FcpxWriter(fcpx_xml.FcpxOtio):
-    """The adapter's FCPXML writer; a clip also gets its speed (`timeMap`) and volume."""
+    """The adapter's FCPXML writer; a clip also gets its speed (`timeMap`) and volume. A format's name
+    comes from the media's own probed size (`frame_size` in the reference's `auteur` metadata), never
+    from a path: the adapter ran ffprobe on a path it derived from the media's name. Resources are
+    found by index, not by an XPath built from a name."""
+
+    def __init__(self, otio_timeline: otio.schema.Timeline) -> None:
+        super().__init__(otio_timeline)
+        self._resources = {attribute: _ChildIndex(self.resource_element, attribute)
+                           for attribute in ("src", "id", "name", "frameDuration")}
+        self._event_clips = _ChildIndex(self.event_resource, "name")
+
+    def _asset_by_path(self, path: str) -> ET.Element | None:
+        return self._resources["src"].get("asset", path)
+
+    def _asset_by_id(self, asset_id: str) -> ET.Element | None:
+        return self._resources["id"].get("asset", asset_id)
+
+    def _media_by_name(self, name: str) -> ET.Element | None:
+        return self._resources["name"].get("media", name)
+
+    def _media_by_id(self, media_id: str) -> ET.Element | None:
+        return self._resources["id"].get("media", media_id)
+
+    def _format_by_frame_rate(self, frame_rate: float) -> ET.Element | None:
+        return self._resources["frameDuration"].get("format", self._framerate_to_frame_duration(frame_rate))
+
+    def _asset_clip_by_name(self, name: str) -> ET.Element | None:
+        return self._event_clips.get("asset-clip", name)
+
+    def _clip_format_name(self, clip: Any) -> str:
+        if clip.schema_name() in ("Stack", "Track") or not clip.media_reference \
+                or clip.media_reference.is_missing_reference:
+            return ""
+        ours = clip.media_reference.metadata.get("auteur")
+        size = ours.get("frame_size") if isinstance(ours, Mapping) else None
+        width, height = (size[0], size[1]) if isinstance(size, list | tuple) and len(size) == 2 else (None, None)
+        return format_name(width, height, float(clip.duration().rate))
 
     def _element_for_clip(self, item: otio.schema.Clip, asset_id: str, duration: str, lane: Any) -> ET.Element:
         element: ET.Element = super()._element_for_clip(item, asset_id, duration, lane)
@@ -252,8 +315,62 @@ class FcpxWriter(fcpx_xml.FcpxOtio):
 
 
 class FcpxReader(fcpx_xml.FcpxXml):
-    """The adapter's FCPXML reader; a clip's constant `timeMap` and single `adjust-volume` are read too
-    (a varying map or a keyframed volume is reported as the editor's own effect)."""
+    """The adapter's FCPXML reader, given a tree already built within bounds
+    (gpu_tasks.bounded.xml_tree), with its resources found by index (the adapter searched them for
+    every clip: quadratic in a long timeline) and its lanes filled in one pass. A clip's constant
+    `timeMap` and single `adjust-volume` are read too (a varying map or a keyframed volume is
+    reported as the editor's own effect)."""
+
+    def __init__(self, root: ET.Element) -> None:  # the adapter's own parses the text again
+        self.fcpx_xml = root
+        self.child_parent_map = {c: p for p in root.iter() for c in p}
+        self._by_id: dict[tuple[str, str | None], ET.Element] = {}
+        for element in root.iterfind("./resources/*"):
+            self._by_id.setdefault((element.tag, element.get("id")), element)
+        event = root.find("./event")
+        self._asset_clips: dict[str | None, ET.Element] = {}
+        for element in (event if event is not None else root).iterfind("./asset-clip"):
+            self._asset_clips.setdefault(element.get("ref"), element)
+
+    def _asset_by_id(self, asset_id: str | None) -> ET.Element | None:
+        return self._by_id.get(("asset", asset_id))
+
+    def _assetclip_by_ref(self, asset_id: str | None) -> ET.Element | None:
+        return self._asset_clips.get(asset_id)
+
+    def _format_by_id(self, format_id: str | None) -> ET.Element | None:
+        return self._by_id.get(("format", format_id))
+
+    def _compound_clip_by_id(self, compound_id: str | None) -> ET.Element | None:
+        return self._by_id.get(("media", compound_id))
+
+    def _squence_to_stack(self, sequence_element: ET.Element, name: str = "", source_range: Any = None) -> Any:
+        """The adapter's, with each lane's items grouped once and each track's length kept as it
+        grows (it filtered every item per lane and summed the track again per item)."""
+        stack = otio.schema.Stack(name=name, source_range=source_range)
+        default_format = sequence_element.get("format")
+        lanes: dict[str, list[dict[str, Any]]] = {}
+        for element in sequence_element.iter():
+            if element.tag not in fcpx_xml.COMPOSABLE_ELEMENTS:
+                continue
+            composable = self._build_composable(element, default_format)
+            offset, lane = self._offset_and_lane(element, default_format)
+            lanes.setdefault(lane, []).append({"track": lane, "offset": offset, "composable": composable,
+                                               "audio_only": self._audio_only(element)})
+        for lane in sorted(lanes):
+            items = sorted(lanes[lane], key=lambda k: k["offset"])
+            track = otio.schema.Track(name=lane, kind=self._track_type(items))
+            length = otio.opentime.RationalTime()  # the track's duration, as the adapter read it
+            for item in items:
+                frame_diff = int(item["offset"].value) - length.value
+                if frame_diff > 0:
+                    gap = self._create_gap(0, frame_diff, default_format)
+                    track.append(gap)
+                    length += gap.duration()
+                track.append(item["composable"])
+                length += item["composable"].duration()
+            stack.append(track)
+        return stack
 
     def _build_composable(self, element: ET.Element, default_format: Any) -> Any:
         composable = super()._build_composable(element, default_format)
@@ -301,10 +418,6 @@ def _fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
 def fcpx_write(timeline: otio.schema.Timeline) -> str:
     text: str = FcpxWriter(retime_in_points(timeline)).to_xml()
     return text
-
-
-def fcpx_read(text: str) -> Any:
-    return FcpxReader(text).to_otio()
 
 
 # ----------------------------------------------------------------------------- AAF

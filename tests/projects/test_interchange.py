@@ -22,7 +22,7 @@ from django.test import override_settings
 from jobs.selectors.requests import job_request_get
 from jobs.specs import job_spec
 from projects.edl import store
-from projects.edl.interchange import read_timeline
+from projects.edl.interchange_read import Bounds, read_timeline
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import clip, editable, segment
@@ -106,7 +106,7 @@ def read_back(fmt: str, answer: dict[str, Any], rate: float) -> otio.schema.Time
     """The file read by OpenTimelineIO's adapter for its format, with the speed and volume the
     adapters leave to `interchange_formats` read too (as an import reads it)."""
     data = base64.b64decode(answer["content"]) if answer["encoding"] == "base64" else answer["content"].encode()
-    return read_timeline(data, fmt, rate)
+    return read_timeline(data, fmt, rate, Bounds(max_clips=5000, max_tracks=50))
 
 
 def assert_same_cuts(render_track: list[dict[str, Any]], file_track: list[dict[str, Any]], frame_ms: float) -> None:

@@ -1,0 +1,494 @@
+"""Reading an editor's timeline file: what runs in a confined child (gpu_tasks/confined.py), never in
+the process that serves the request.
+
+A timeline file is untrusted input to readers that are recursive (the XML adapters, OTIO's C++
+JSON reader) and that follow references (a sequence used by another, a compound clip by its
+parent, a composition mob by the one above it): a few kilobytes can ask them for millions of clips
+or a stack deeper than the process has. So the work is bounded twice. Before any adapter builds
+an object, the file's shape is checked (gpu_tasks/bounded.py: nesting depth and element counts,
+entity declarations refused), and what its references expand to is counted, memoised over the
+reference graph (each sequence, compound clip or mob counted once, a cycle refused), against the
+timeline's clip limit. Then the adapter reads it in a child of the confined server, under memory,
+CPU and time limits, so whatever a check did not foresee costs that child, not the API.
+
+`read` answers the file as plain JSON data (tracks of clips with their names, times in
+milliseconds and effects), which the API matches to the project's media and saves
+(projects/edl/interchange.py); a file that cannot be read is refused as `Refused`, with the
+API's error code. No Django here: this module is imported by the confined server.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import aaf2
+import opentimelineio as otio
+
+from gpu_tasks.bounded import ShapeError, json_value, xml_tree
+from gpu_tasks.confined import Refused
+from projects.edl import interchange_formats as formats
+
+READ = "projects.edl.interchange_read:read"
+
+INVALID, LIMIT = "interchange_invalid", "edl_limit_exceeded"
+MAX_DEPTH = 128  # XML elements or JSON brackets; the deepest real editor's file nests about 30
+MAX_ELEMENTS = 500_000  # XML elements, JSON objects and arrays: a 5,000-clip export holds about 100,000
+# The formats' adapters, by the API's format names (projects.edl.interchange.FORMATS declares the rest).
+ADAPTERS = {"otio": "otio_json", "fcpxml": "fcpx_xml", "fcp7xml": "fcp_xml", "edl": "cmx_3600", "aaf": "AAF"}
+SPEED, MARKERS, PLAIN_EFFECTS = "speed", "markers", ("volume", "text", "crop", "fit")
+# A CMX 3600 event line: its number first.
+_CMX_EVENT = re.compile(rb"^\s*\d+\s", re.MULTILINE)
+# The adapters are OTIO plugins, loaded on first use: loaded here, once, when the confined server
+# imports this module, so that no child pays for it.
+for _adapter in ADAPTERS.values():
+    otio.adapters.from_name(_adapter).module()
+
+
+@dataclass(frozen=True)
+class Bounds:
+    max_clips: int
+    max_tracks: int
+    max_depth: int = MAX_DEPTH
+    max_elements: int = MAX_ELEMENTS
+
+
+def _invalid(fmt: str, message: str, **details: Any) -> Refused:
+    return Refused(INVALID, message, {"format": fmt, **details})
+
+
+def _too_many(what: str, count: int, maximum: int, *, counted: bool = False, expanded: bool = False) -> Refused:
+    """Past a limit: `count` is exact once the file is read, or, when refused before (`counted`),
+    what was counted when the limit was passed (the file holds at least that many)."""
+    has = f"more than {maximum}" if counted else str(count)
+    how = ", counting a sequence or compound clip each time it is used" if expanded else ""
+    return Refused(LIMIT, f"The file has {has} {what}{how}; a timeline holds at most {maximum}.",
+                   {"limit": what, "max": maximum, "count": count, "expanded": expanded})
+
+
+def _shape(fmt: str, check: Callable[[], Any]) -> Any:
+    try:
+        return check()
+    except ShapeError as exc:
+        raise _invalid(fmt, str(exc), **exc.details) from None
+
+
+# ----------------------------------------------------------------------------- what references expand to
+
+
+class _Expansion:
+    """Clips counted over a reference graph, each node once (memoised), refused past `limit` or at a
+    cycle. `children(node)` gives a node's direct clips and the nodes it references."""
+
+    def __init__(self, fmt: str, limit: int, children: Callable[[Any], tuple[int, list[Any]]],
+                 key: Callable[[Any], Any] = id) -> None:
+        self.fmt, self.limit, self.children, self.key = fmt, limit, children, key
+        self.memo: dict[Any, int] = {}
+
+    def count(self, root: Any) -> int:
+        """The clips `root` expands to, walked without recursion (a chain of references may be as
+        long as the file allows)."""
+        active: set[Any] = set()
+        stack: list[tuple[Any, bool]] = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            key = self.key(node)
+            if done:
+                direct, refs = self.children(node)
+                total = direct + sum(self.memo[self.key(r)] for r in refs)
+                if total > self.limit:
+                    raise _too_many("clips", total, self.limit, counted=True, expanded=bool(refs))
+                self.memo[key] = total
+                active.discard(key)
+                continue
+            if key in self.memo:
+                continue
+            if key in active:
+                raise _invalid(self.fmt, "The file's references form a cycle (a sequence that contains itself).")
+            active.add(key)
+            stack.append((node, True))
+            stack.extend((r, False) for r in self.children(node)[1] if self.key(r) not in self.memo)
+        return self.memo[self.key(root)]
+
+
+def _fcp7_check(root: ET.Element, bounds: Bounds) -> None:
+    """FCP7 XML: a clip item is one clip, or the sequence it holds; a top sequence holds its tracks
+    in its `media`, a nested one in itself. The reader replaces an element that has an id by the
+    element of that id it met first, at every level (media, video and audio, track, clip item,
+    nested sequence), so an id counts as all of its elements together: never less than the one the
+    reader keeps."""
+    by_id: dict[str, list[ET.Element]] = {}
+    for element in root.iter():
+        if "id" in element.attrib:
+            by_id.setdefault(element.attrib["id"], []).append(element)
+
+    def ref(element: ET.Element, role: str = "") -> tuple[str, Any, str]:
+        return ("id", element.attrib["id"], role) if "id" in element.attrib else ("own", element, role)
+
+    def children(node: tuple[str, Any, str]) -> tuple[int, list[Any]]:
+        kind, subject, role = node
+        if kind == "id":
+            return 0, [("own", e, role) for e in by_id[subject]]
+        element: ET.Element = subject
+        tag = element.tag
+        if tag == "sequence" and role == "top":
+            media = element.find("./media")
+            return 0, [] if media is None else [ref(media)]
+        if tag in ("sequence", "media"):
+            return 0, [ref(e) for e in element if e.tag in ("video", "audio")]
+        if tag in ("video", "audio"):
+            return 0, [ref(e) for e in element.iterfind("./track")]
+        if tag == "track":
+            return 0, [ref(e) for e in element if e.tag in ("clipitem", "generatoritem")]
+        if tag in ("clipitem", "generatoritem"):
+            nested = element.find("./sequence")
+            return (1, []) if nested is None else (0, [ref(nested, "nested")])
+        return 0, []
+
+    def key(node: tuple[str, Any, str]) -> Any:
+        kind, subject, role = node
+        return (kind, subject if kind == "id" else id(subject), role)
+
+    expansion = _Expansion("fcp7xml", bounds.max_clips, children, key)
+    total = 0
+    for top in [*root.iterfind("./sequence"), *root.iterfind(".//children/sequence")]:
+        total += expansion.count(ref(top, "top"))
+        if total > bounds.max_clips:
+            raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
+
+
+def _fcpx_check(root: ET.Element, bounds: Bounds) -> None:
+    """FCPXML: every clip (`asset-clip`, `video`, `audio`) below a sequence is one; a `ref-clip`
+    expands to the sequence of the compound clip (`media`) it names."""
+    media: dict[str | None, ET.Element] = {}
+    for element in root.iterfind("./resources/media"):
+        media.setdefault(element.get("id"), element)
+
+    def children(sequence: ET.Element) -> tuple[int, list[Any]]:
+        direct, refs = 0, []
+        for element in sequence.iter():
+            if element.tag in ("video", "audio", "asset-clip"):
+                direct += 1
+            elif element.tag == "ref-clip":
+                compound = media.get(element.get("ref"))
+                inner = compound.find("./sequence") if compound is not None else None
+                if inner is None:
+                    raise _invalid("fcpxml", f"A ref-clip names a compound clip the file does not hold: "
+                                             f"{str(element.get('ref'))[:100]!r}.")
+                refs.append(inner)
+        return direct, refs
+
+    expansion = _Expansion("fcpxml", bounds.max_clips, children)
+    total = 0
+    for sequence in root.iterfind(".//project/sequence"):
+        total += expansion.count(sequence)
+        if total > bounds.max_clips:
+            raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
+    loose = [e for e in root if e.tag in ("asset-clip", "ref-clip")]
+    if loose:
+        wrapper = ET.Element("sequence")
+        wrapper.extend(loose)
+        if (total := total + expansion.count(wrapper)) > bounds.max_clips:
+            raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
+
+
+def _aaf_check(f: Any, bounds: Bounds) -> None:
+    """AAF: a source clip of a composition (or master) mob expands to that mob's slot, as the reader
+    copies it; sequences, operation groups, selectors and nested scopes hold their parts."""
+    def mob_slot(clip: Any) -> Any:
+        try:
+            mob = clip.mob
+        except Exception:  # noqa: BLE001 - a mob the file does not hold reads as a gap
+            return None
+        if isinstance(mob, aaf2.mobs.CompositionMob | aaf2.mobs.MasterMob):
+            slot = next((s for s in mob.slots if s.slot_id == clip.slot_id), None)
+            return None if slot is None else (mob, slot)
+        return None
+
+    def parts(component: Any, depth: int = 0) -> Iterator[Any]:
+        """The component's own clips and mob slots, through its containers."""
+        if depth > bounds.max_depth:
+            raise _invalid("aaf", f"The file nests its components deeper than {bounds.max_depth} levels.")
+        if isinstance(component, aaf2.components.SourceClip):
+            node = mob_slot(component)
+            yield node if node is not None else 1
+        elif isinstance(component, aaf2.components.Sequence):
+            for part in component.components:
+                yield from parts(part, depth + 1)
+        elif isinstance(component, aaf2.components.OperationGroup):
+            for part in component.segments:
+                yield from parts(part, depth + 1)
+        elif isinstance(component, aaf2.components.Selector):
+            for part in [component.selected, *component.alternates]:
+                yield from parts(part, depth + 1)
+        elif isinstance(component, aaf2.components.EssenceGroup):
+            yield from (1 for _ in component.choices)
+        elif isinstance(component, aaf2.components.NestedScope):
+            for part in component.slots:
+                yield from parts(part, depth + 1)
+
+    def children(node: tuple[Any, Any]) -> tuple[int, list[Any]]:
+        direct, refs = 0, []
+        for part in parts(node[1].segment):
+            if part == 1:
+                direct += 1
+            else:
+                refs.append(part)
+        return direct, refs
+
+    def key(node: tuple[Any, Any]) -> Any:
+        mob, slot = node
+        return (str(mob.mob_id), slot.slot_id)
+
+    expansion = _Expansion("aaf", bounds.max_clips, children, key)
+    mobs = list(f.content.toplevel()) or list(f.content.compositionmobs()) or list(f.content.mastermobs())
+    total = 0
+    for mob in mobs:
+        for slot in mob.slots:
+            total += expansion.count((mob, slot))
+            if total > bounds.max_clips:
+                raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
+
+
+def _otio_check(data: Any, bounds: Bounds) -> None:
+    """OTIO JSON holds no references: its clips are the objects whose schema is a Clip, counted
+    over the parsed value (its depth already bounded), before OTIO's reader builds any."""
+    clips, stack = 0, [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if str(value.get("OTIO_SCHEMA", "")).startswith("Clip."):
+                clips += 1
+                if clips > bounds.max_clips:
+                    raise _too_many("clips", clips, bounds.max_clips, counted=True)
+            stack.extend(v for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, dict | list))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _text(data: bytes, fmt: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _invalid(fmt, "The file is not UTF-8 text.") from None
+
+
+def _read_fcp7(text: str, bounds: Bounds) -> Any:
+    root = _shape("fcp7xml", lambda: xml_tree(text, max_depth=bounds.max_depth, max_elements=bounds.max_elements))
+    _fcp7_check(root, bounds)
+    # The adapter's module is a plugin of OTIO's (it imports OTIO relatively): loaded through OTIO.
+    sequences = otio.adapters.from_name("fcp_xml").module().FCP7XMLParser(root).top_level_sequences()
+    if not sequences:
+        raise _invalid("fcp7xml", "The file holds no sequence.")
+    return sequences[0] if len(sequences) == 1 else otio.schema.SerializableCollection(children=sequences)
+
+
+def _read_fcpx(text: str, bounds: Bounds) -> Any:
+    root = _shape("fcpxml", lambda: xml_tree(text, max_depth=bounds.max_depth, max_elements=bounds.max_elements))
+    _fcpx_check(root, bounds)
+    return formats.FcpxReader(root).to_otio()
+
+
+def _read_otio(text: str, bounds: Bounds) -> Any:
+    value = _shape("otio", lambda: json_value(text, max_depth=bounds.max_depth, max_containers=bounds.max_elements))
+    _otio_check(value, bounds)
+    return otio.adapters.read_from_string(text, adapter_name="otio_json")
+
+
+def _read_aaf(data: bytes, bounds: Bounds) -> Any:
+    # The AAF reader opens a file only; the child's own temporary folder holds it.
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "timeline.aaf")
+        with open(path, "wb") as handle:
+            handle.write(data)
+        with aaf2.open(path, "r") as f:
+            _aaf_check(f, bounds)
+        return otio.adapters.read_from_file(path, adapter_name="AAF")
+
+
+def _read_cmx(text: str, rate: float, bounds: Bounds) -> Any:
+    events = len(_CMX_EVENT.findall(text.encode()))
+    # An event is one clip, a dissolve two: more lines than that is more clips than a timeline holds.
+    if events > 2 * bounds.max_clips:
+        raise _too_many("clips", events // 2, bounds.max_clips, counted=True)
+    return otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=rate)
+
+
+def read_timeline(data: bytes, fmt: str, rate: float, bounds: Bounds) -> otio.schema.Timeline:
+    """The file as an OTIO timeline, its shape and expansion checked first, read by the format's
+    adapter with the speed and volume that `interchange_formats` writes read too."""
+    try:
+        if fmt == "aaf":
+            result = _read_aaf(data, bounds)
+        elif fmt == "edl":
+            result = _read_cmx(_text(data, fmt), rate, bounds)
+        else:
+            reader = {"fcp7xml": _read_fcp7, "fcpxml": _read_fcpx, "otio": _read_otio}[fmt]
+            result = reader(_text(data, fmt), bounds)
+    except (Refused, MemoryError):
+        raise
+    except RecursionError:
+        raise _invalid(fmt, "The file nests deeper than its reader can follow.") from None
+    except Exception as exc:  # noqa: BLE001 - an adapter's failure on a malformed file has no one type
+        raise _invalid(fmt, f"The file could not be read as {fmt}: {str(exc)[:300]}") from None
+    if isinstance(result, otio.schema.SerializableCollection):
+        result = next(iter(result.find_children(descended_from_type=otio.schema.Timeline)), None)
+    if not isinstance(result, otio.schema.Timeline):
+        raise _invalid(fmt, "The file holds no timeline.")
+    if fmt == "fcp7xml":
+        formats.fcp7_read_effects(result)
+    return result
+
+
+# ----------------------------------------------------------------------------- as plain data
+
+
+def _ms(time: otio.opentime.RationalTime) -> int:
+    return round(time.to_seconds() * 1000)
+
+
+def _names(clip: otio.schema.Clip) -> list[str]:
+    """What a clip calls its media, best first: the reference's name, its file name, the clip's."""
+    names = []
+    reference = clip.media_reference
+    if reference is not None and reference.name:
+        names.append(str(reference.name))
+    url = str(getattr(reference, "target_url", None) or "")
+    if url:
+        names.append(unquote(posixpath.basename(urlparse(url).path or url)))
+    if clip.name:
+        names.append(clip.name)
+    return [n.strip()[:255] for n in names if n and n.strip()]
+
+
+def _ours(metadata: Any, key: str, namespace: str = "auteur") -> str | None:
+    ours = metadata.get(namespace) if isinstance(metadata.get(namespace), Mapping) else None
+    value = ours.get(key) if ours is not None else None
+    return str(value)[:64] if isinstance(value, str | int) and str(value) else None
+
+
+class _Dropped:
+    """What the conversion could not carry: [feature, why, the clip's number or None], in order."""
+
+    def __init__(self) -> None:
+        self.items: list[list[Any]] = []
+
+    def drop(self, feature: str, why: str, clip: int | None) -> None:
+        self.items.append([feature, why, clip])
+
+
+def _effects(clip: otio.schema.Clip, dropped: _Dropped, ident: int) -> tuple[list[dict[str, Any]], float]:
+    effects: list[dict[str, Any]] = []
+    rate = 1.0
+    for effect in clip.effects:
+        if isinstance(effect, otio.schema.LinearTimeWarp) and not isinstance(effect, otio.schema.FreezeFrame):
+            scalar = float(effect.time_scalar)
+            if 0.25 <= scalar <= 4 and abs(scalar - 1) > 1e-9:
+                rate = scalar
+                effects.append({"type": SPEED, "rate": round(scalar, 6)})
+            elif abs(scalar - 1) > 1e-9:
+                dropped.drop(SPEED, "a speed outside 0.25x-4x (or a reverse or freeze) is not a timeline speed",
+                             ident)
+            continue
+        ours = effect.metadata.get("auteur") if isinstance(effect.metadata.get("auteur"), Mapping) else None
+        kind = ours.get("type") if ours is not None else None
+        if ours is not None and kind in PLAIN_EFFECTS and effect.effect_name == f"auteur.{kind}":
+            effects.append(dict(ours))
+        else:
+            dropped.drop("effects", "an editor's own effects have no equivalent here", ident)
+    return effects, rate
+
+
+def _plain_clip(item: otio.schema.Clip, dropped: _Dropped, number: int) -> dict[str, Any]:
+    placed = item.range_in_parent()
+    source = item.source_range or item.trimmed_range()
+    origin = getattr(item.media_reference, "available_range", None)
+    in_ms = _ms(source.start_time - origin.start_time) if origin is not None else _ms(source.start_time)
+    effects, rate = _effects(item, dropped, number)
+    return {
+        "number": number,
+        "names": _names(item), "media_file_id": _ours(item.metadata, "media_file_id"),
+        "reel": _ours(item.metadata, "reel", "cmx_3600"), "piece_id": _ours(item.metadata, "piece_id"),
+        "start_ms": _ms(placed.start_time), "duration_ms": _ms(placed.duration), "in_ms": in_ms, "rate": rate,
+        "effects": effects, "fades": [], "markers": len(item.markers),
+    }
+
+
+def _fade(transition: otio.schema.Transition, kind: str) -> dict[str, Any]:
+    ours = transition.metadata.get("auteur") if isinstance(transition.metadata.get("auteur"), Mapping) else {}
+    target = ours.get("target", "both") if ours else "both"
+    return {"kind": kind, "length_ms": _ms(transition.in_offset + transition.out_offset),
+            "target": target if target in ("both", "video", "audio") else "both"}
+
+
+def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped) -> list[dict[str, Any]]:
+    """The timeline's tracks as plain data: each clip (numbered through the file, as the drops name
+    it) with what names its media, where it plays (ms) and its effects; a dissolve from or to
+    nothing is its clip's fade."""
+    tracks = []
+    number = 0
+    for track in timeline.tracks:
+        clips: list[dict[str, Any]] = []
+        items = list(track)
+        for i, item in enumerate(items):
+            if isinstance(item, otio.schema.Transition):
+                before = items[i - 1] if i else None
+                after = items[i + 1] if i + 1 < len(items) else None
+                if not isinstance(before, otio.schema.Clip) and isinstance(after, otio.schema.Clip):
+                    fades_of = ("fade_in", i + 1)
+                elif isinstance(before, otio.schema.Clip) and not isinstance(after, otio.schema.Clip):
+                    fades_of = ("fade_out", i - 1)
+                else:
+                    dropped.drop("transitions", "a dissolve between two clips has no equivalent here", None)
+                    continue
+                clips.append({"transition": fades_of[1], **_fade(item, fades_of[0])})
+                continue
+            if isinstance(item, otio.schema.Clip):
+                number += 1
+                try:
+                    clips.append({"item": i, **_plain_clip(item, dropped, number)})
+                except (ValueError, TypeError, ArithmeticError, AttributeError) as exc:
+                    # A time the file states that has no value (a rate of 0, say): the file's fault, named.
+                    raise Refused(INVALID, f"Clip {number} ({str(item.name)[:100]!r}) of track {track.name!r} "
+                                           f"has a time that cannot be read: {str(exc)[:200]}.",
+                                  {"clip": number}) from None
+        # Each fade onto the clip it belongs to, by the item's place in the track.
+        by_item = {c["item"]: c for c in clips if "item" in c}
+        plain = []
+        for entry in clips:
+            if "transition" in entry:
+                owner = by_item.get(entry.pop("transition"))
+                if owner is not None:
+                    owner["fades"].append(entry)
+            else:
+                plain.append(entry)
+        for entry in plain:
+            del entry["item"]
+        tracks.append({
+            "kind": "video" if track.kind == otio.schema.TrackKind.Video else "audio",
+            "name": (track.name or "")[:255], "track_id": _ours(track.metadata, "track_id"), "clips": plain,
+        })
+    return tracks
+
+
+def read(*, data: bytes, fmt: str, rate: float, max_clips: int, max_tracks: int) -> dict[str, Any]:
+    """The confined child's work: the file read (checked, then by its adapter) and answered as plain
+    tracks, with what could not be carried; refused past the timeline's track and clip limits."""
+    bounds = Bounds(max_clips=max_clips, max_tracks=max_tracks)
+    timeline = read_timeline(data, fmt, rate, bounds)
+    counts = {"tracks": len(timeline.tracks), "clips": sum(1 for _ in timeline.find_clips())}
+    for what, maximum in (("tracks", max_tracks), ("clips", max_clips)):
+        if counts[what] > maximum:
+            raise _too_many(what, counts[what], maximum)
+    dropped = _Dropped()
+    return {"tracks": plain_tracks(timeline, dropped), "dropped": dropped.items}
