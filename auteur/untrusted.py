@@ -21,8 +21,8 @@ from typing import Any
 
 from django.conf import settings
 
+import gpu_tasks.confined as confined
 from auteur.errors import ApplicationError
-from gpu_tasks import confined
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import gpu_tasks.confined as confined
 import gpu_tasks.sandbox as isolation
-from gpu_tasks import confined
 from media.probing import DEFAULT_MAX_PIXELS, OVER_LIMITS, ProbeResult
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,8 @@
   (`jobs/specs.py`);
 - the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`, `auteur/schema.py`,
   `auteur/retention.py`, `auteur/collector.py`, `auteur/prepared.py`, `auteur/rls.py`,
-  `auteur/publishing.py`, `auteur/silence.py`, `auteur/outbox.py`) import no app;
+  `auteur/publishing.py`, `auteur/silence.py`, `auteur/outbox.py`, `auteur/untrusted.py`) import
+  no app (`auteur/untrusted.py` runs parsers through the confined runner, a shared leaf);
 - nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/asgi.py`, `auteur/celery.py` by
   autodiscovery) and the two apps that read it: `realtime` and `metrics_exporter`;
 - `realtime` (SSE, the WebSocket, `Prefer: wait`) imports only `jobs` of the apps (and the
@@ -54,7 +55,8 @@ def modules(package: str) -> Iterator[Path]:
             yield path
 
 
-SHARED_LEAVES = ("gpu_tasks.input_policy", "gpu_tasks.effect_vocabulary", "gpu_tasks.sandbox", "gpu_tasks.confined")
+SHARED_LEAVES = ("gpu_tasks.input_policy", "gpu_tasks.effect_vocabulary", "gpu_tasks.sandbox", "gpu_tasks.confined",
+                 "gpu_tasks.bounded")
 
 
 def violations(package: str, allowed: set[str], *, exempt: tuple[str, ...] = ()) -> list[str]:
@@ -100,7 +102,7 @@ def test_apps_reach_the_auteur_package_only_for_its_foundations():
     foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
                    "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers",
                    "auteur.asyncdb", "auteur.retention", "auteur.proxies", "auteur.collector", "auteur.prepared",
-                   "auteur.rls", "auteur.publishing", "auteur.silence", "auteur.outbox")
+                   "auteur.rls", "auteur.publishing", "auteur.silence", "auteur.outbox", "auteur.untrusted")
     # `manage.py doctor` is an interface over every component, readiness's checks included.
     wiring = {"jobs/management/commands/doctor.py"}
     bad = []
@@ -130,10 +132,10 @@ def test_foundations_import_no_app():
     foundations = [ROOT / "auteur/errors.py", ROOT / "auteur/api.py", ROOT / "auteur/schema.py",
                    ROOT / "auteur/retention.py", ROOT / "auteur/collector.py", ROOT / "auteur/prepared.py",
                    ROOT / "auteur/rls.py", ROOT / "auteur/publishing.py", ROOT / "auteur/silence.py",
-                   ROOT / "auteur/outbox.py"]
+                   ROOT / "auteur/outbox.py", ROOT / "auteur/untrusted.py"]
     for path in [*modules("auteur/users"), *foundations]:
         bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
-                if name.split(".")[0] in APPS and name.split(".")[0] != "auteur"]
+                if name.split(".")[0] in APPS and name.split(".")[0] != "auteur" and name not in SHARED_LEAVES]
     assert bad == []
 
 
