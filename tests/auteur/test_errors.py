@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from django.test import override_settings
 
 from auteur.errors import HTTP_STATUS, SERVER_FAILURES
 from projects.models import Project
@@ -109,6 +110,21 @@ def test_a_sane_incoming_request_id_is_kept(client):
 def test_deeply_nested_json_is_a_400_not_a_500(auth_client):
     response = auth_client.generic("POST", "/api/v1/projects", b"[" * 100_000, content_type="application/json")
     assert_envelope(response, 400, "malformed_request")
+
+
+@pytest.mark.django_db
+def test_a_body_of_more_objects_than_allowed_is_refused_before_it_is_read(auth_client, monkeypatch):
+    from rest_framework import parsers
+
+    built: list[object] = []
+    monkeypatch.setattr(parsers.json, "load", lambda *a, **k: built.append(a) or {})
+    body = b'{"name": "x", "a": [' + b"[]," * 200_000 + b"[]]}"
+    with override_settings(AUTEUR_JSON_MAX_CONTAINERS=100_000):
+        response = auth_client.generic("POST", "/api/v1/projects", body, content_type="application/json")
+    assert_envelope(response, 400, "malformed_request")
+    assert "more than 100000 objects and arrays" in response.json()["error"]["message"]
+    assert built == []  # refused before the JSON reader ran
+    assert not Project.objects.exists()
 
 
 # ---------------------------------------------------------------- what a client is told
