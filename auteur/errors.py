@@ -79,6 +79,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "media_in_use": status.HTTP_409_CONFLICT,
     "not_multipart": status.HTTP_409_CONFLICT,  # parts asked of a file uploaded with one PUT
     "upload_closed": status.HTTP_409_CONFLICT,  # parts asked of an upload already completed
+    "upload_changed": status.HTTP_409_CONFLICT,  # PUT again while confirm moved it (S3): confirm again
     "job_not_cancelable": status.HTTP_409_CONFLICT,
     "job_not_retryable": status.HTTP_409_CONFLICT,
     "job_not_charged": status.HTTP_409_CONFLICT,

@@ -4,9 +4,12 @@ For what a request or a step must neither wait for nor lose when Redis is out of
 broker publish (auteur/publishing.py) and an append to a user's event stream
 (jobs/services/stream.py). `try_now` does the work at once; if the server refused, timed out or
 is silent (auteur/silence.py), the work is held here and tried again every RETRY_INTERVAL_SECONDS while
-the server is not silent, oldest first, until it is done or KEEP_FOR_SECONDS have passed (then
-it is logged and dropped: each kind of work says what makes up for it). While an outbox holds
-anything, a caller whose work has an order (the event stream) puts new work behind it.
+the server is not silent, oldest first, until it is done or KEEP_FOR_SECONDS have passed. An
+outbox holds at most MAX_HELD pieces: past that the oldest is given up to make room. Work given
+up on, for either reason, is logged (one line naming it and what makes up for it: each kind of
+work says) and counted in `auteur_outbox_dropped_total{outbox,reason}`, which the API's /metrics
+serves and an alert watches. While an outbox holds anything, a caller whose work has an order
+(the event stream) puts new work behind it.
 
 Work that timed out may have been done all the same (its bytes arrive once the link heals), so
 it can happen twice: a publish is idempotent, and a stream entry carries its event's record id.
@@ -24,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
+
 from auteur import silence
 
 logger = logging.getLogger(__name__)
@@ -31,7 +36,12 @@ logger = logging.getLogger(__name__)
 RETRY_INTERVAL_SECONDS = 1.0
 SILENT = "no answer lately"  # try_now's reason when the server is silent
 KEEP_FOR_SECONDS = 300.0
-MAX_HELD = 10_000  # beyond this the oldest are dropped, as if kept too long
+MAX_HELD = 10_000  # beyond this the oldest is dropped to make room
+# Why work was given up on: it waited KEEP_FOR_SECONDS, or the outbox was full (the oldest went).
+EXPIRED, FULL = "expired", "full"
+
+DROPPED = Counter("auteur_outbox_dropped", "Work an outbox gave up on (never done), by outbox and reason "
+                  "(expired: held past its time; full: the oldest, to make room)", ["outbox", "reason"])
 
 
 @dataclass
@@ -51,11 +61,15 @@ class Outbox:
         errors: tuple[type[BaseException], ...], dropped: str,
     ) -> None:  # fmt: skip
         self.name, self.server, self.attempt, self.errors, self.dropped = name, server, attempt, errors, dropped
+        for reason in (EXPIRED, FULL):  # each series exported from 0, so an alert sees its first increase
+            DROPPED.labels(name, reason)
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self.held: collections.deque[Held] = collections.deque(maxlen=MAX_HELD)
+        # Bounded by `add` (MAX_HELD), which logs and counts what it drops; a deque's own maxlen
+        # would drop it without a word.
+        self.held: collections.deque[Held] = collections.deque()
         self.ready = threading.Condition()
         self.thread: threading.Thread | None = None
 
@@ -88,12 +102,22 @@ class Outbox:
             self.held.clear()
 
     def add(self, work: Any, what: str, **log_extra: Any) -> None:
+        full: list[Held] = []
         with self.ready:
+            while len(self.held) >= MAX_HELD:
+                full.append(self.held.popleft())
             self.held.append(Held(work, what, log_extra))
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self.thread.start()
             self.ready.notify()
+        for oldest in full:
+            self._given_up(oldest, FULL, f"to make room ({self.name} holds {MAX_HELD} at most)")
+
+    def _given_up(self, held: Held, reason: str, why: str) -> None:
+        """Log (what it was, never the work itself: a message may carry anything) and count."""
+        DROPPED.labels(self.name, reason).inc()
+        logger.warning("gave up on %s %s; %s", held.what, why, self.dropped, extra=held.log_extra)
 
     def _run(self) -> None:
         while True:
@@ -110,10 +134,8 @@ class Outbox:
                 if not self.held:
                     return
                 first = self.held[0]
-            if time.monotonic() - first.since > KEEP_FOR_SECONDS:
-                logger.warning("gave up on %s after %.0f s; %s", first.what, KEEP_FOR_SECONDS, self.dropped,
-                               extra=first.log_extra)  # fmt: skip
-            else:
+            expired = time.monotonic() - first.since > KEEP_FOR_SECONDS
+            if not expired:
                 try:
                     self.attempt(first.work)
                 except self.errors as exc:
@@ -121,5 +143,9 @@ class Outbox:
                     return
                 logger.info("done after all: %s", first.what, extra=first.log_extra)
             with self.ready:
-                if self.held and self.held[0] is first:
+                # (`add` may have dropped it meanwhile, to make room: then it was counted there.)
+                ours = bool(self.held) and self.held[0] is first
+                if ours:
                     self.held.popleft()
+            if expired and ours:
+                self._given_up(first, EXPIRED, f"after {KEEP_FOR_SECONDS:.0f} s")

@@ -35,7 +35,7 @@ from jobs.life.status import job_cancel
 from jobs.models import Job, JobStatus
 from jobs.prefer_header import event_stream_location, prefer_wait
 from jobs.selectors.jobs import job_detail_get, job_event_list, job_get, job_list, job_type_list
-from jobs.selectors.requests import job_request_get
+from jobs.selectors.requests import job_request_objects, job_request_resolve
 from jobs.serializers import (
     JobAcceptedSerializer,
     JobEventSerializer,
@@ -98,7 +98,9 @@ class JobSubmitApi(ApiView):
     202 `{job_id, status: "pending", credits_cost}`: the job was charged and its work queued.
     With an `Idempotency-Key` header, the same key and body within 24 hours answer 200 with
     the original job, in its current status (header `Idempotent-Replayed: true`), and charge
-    nothing; the same key with another body is a 422 `idempotency_key_reused`. 402
+    nothing; the same key with another body is a 422 `idempotency_key_reused`. 404
+    `project_not_found` / `media_not_found` / `voice_not_found` for an object that is not the
+    caller's, checked before anything else (whatever the plan or balance). 402
     `insufficient_credits` (nothing created; a balance short of the type's least price is refused
     before the request is resolved, a render's timeline read), 403 `plan_required` (`payment_required` while the
     plan's renewal is unpaid), 503 `feature_unavailable`
@@ -119,15 +121,18 @@ class JobSubmitApi(ApiView):
         quote_id = fields.pop("quote_id", None)
         body_hash = request_hash(self.spec.type, request.data) if key else ""
         quote = None if quote_id is None else QuoteRequest(quote_id, quoted_body_hash(self.spec.type, request.data))
-        # Plan, backend, replay and credits before the request is resolved: a render's timeline
-        # is read, cut and captioned there, which an account that cannot pay must not cost.
+        # The owner checks first: another user's (or no) project or media is a 404 whatever else
+        # is wrong. Then plan, backend, replay and credits before the request is resolved: a
+        # render's timeline is read, cut and captioned there, which an account that cannot pay
+        # must not cost.
+        objects = job_request_objects(user=user, spec=self.spec, data=fields)
         replay = job_submit_precheck(user=user, spec=self.spec, idempotency_key=key, body_hash=body_hash)
         if replay is not None:
             return _accepted(replay, created=False)
         job, created = job_submit(
             user=user,
             spec=self.spec,
-            request=job_request_get(user=user, spec=self.spec, data=fields),
+            request=job_request_resolve(user=user, spec=self.spec, objects=objects),
             webhook=webhook,
             idempotency_key=key,
             body_hash=body_hash,
@@ -200,8 +205,10 @@ class JobQuoteApi(ApiView):
         WebhookRequest.pop(fields)  # checked as a submission's; a quote sends nothing
         scheduling = Scheduling.pop(fields)
         use_cache = fields.pop("cache")
-        require_runnable(user, self.spec)  # before the request is resolved, as a submission does
-        job_request = job_request_get(user=user, spec=self.spec, data=fields)
+        # In a submission's order: the owner checks, the plan and backend, then the rest.
+        objects = job_request_objects(user=user, spec=self.spec, data=fields)
+        require_runnable(user, self.spec)
+        job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
                               body_hash=quoted_body_hash(self.spec.type, request.data), scheduling=scheduling,
                               use_cache=use_cache)

@@ -29,6 +29,10 @@ class SignatureInvalid(Exception):
         self.message = message
 
 
+class ObjectChanged(Exception):
+    """The object is no longer the version a conditional operation named (its ETag changed)."""
+
+
 class IncompleteUploadBody(Exception):
     """A PUT body ended before its Content-Length: the upload is aborted and nothing is kept."""
 

@@ -104,6 +104,12 @@ class PendingObjectDeletion(models.Model):
 
     key = models.CharField(max_length=500)
     due_at = models.DateTimeField(db_index=True)
+    # A lease: objects copied for a user before their rows exist (a result cache hit's copies).
+    # The ``storage_bytes`` quota counts `bytes` against `user` until the rows replace the lease
+    # (in one transaction) or the sweep deletes the objects. Other deletions count nothing.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    bytes = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.key

@@ -11,7 +11,7 @@ from django.db.models import QuerySet, Sum
 
 from auteur.users.models import User
 from media.errors import MediaNotFound, VoiceNotFound
-from media.models import MediaFile, MediaStatus, VoiceClone
+from media.models import MediaFile, MediaStatus, PendingObjectDeletion, VoiceClone
 
 
 def media_list(
@@ -55,15 +55,20 @@ def voice_get(*, user: User, voice_id: uuid.UUID | str) -> VoiceClone:
 
 
 def media_bytes_used(*, user_id: uuid.UUID, excluding: uuid.UUID | None = None) -> int:
-    """What the ``storage_bytes`` quota counts: the sizes of all the user's media files.
+    """What the ``storage_bytes`` quota counts: the sizes of all the user's media files, and the
+    bytes of the objects leased for the user whose rows do not exist yet (a result cache hit's
+    copies: media.services.outputs).
 
-    Every state counts: an upload in progress has reserved its declared size, and a rejected
-    file keeps its object until the user deletes it.
+    Every state counts: an upload in progress has reserved its declared size, a rejected file
+    keeps its object until the user deletes it, and a lease holds its copies until its rows
+    replace it or the sweep deletes them.
     """
     qs = MediaFile.objects.filter(user_id=user_id)
     if excluding is not None:
         qs = qs.exclude(pk=excluding)
-    return int(qs.aggregate(total=Sum("file_size_bytes"))["total"] or 0)
+    files = qs.aggregate(total=Sum("file_size_bytes"))["total"] or 0
+    leased = PendingObjectDeletion.objects.filter(user_id=user_id).aggregate(total=Sum("bytes"))["total"] or 0
+    return int(files) + int(leased)
 
 
 def upload_is_open(*, key: str) -> bool:

@@ -231,7 +231,7 @@ class ProjectMediaPartsApi(ApiView):
              "expires_at": ticket.expires_at} for number, ticket in signed]})
 
 
-@raises("upload_incomplete", "size_mismatch", "quota_exceeded", "file_too_large", "invalid_size")
+@raises("upload_incomplete", "size_mismatch", "quota_exceeded", "file_too_large", "invalid_size", "upload_changed")
 class ProjectMediaConfirmApi(ApiView):
     """The upload is done: check it, then probe it in the background.
 
@@ -240,8 +240,11 @@ class ProjectMediaConfirmApi(ApiView):
     missing or not the declared size (the file stays `uploading`; PUT again and retry). For an
     upload whose size was not declared, 413 `file_too_large` (or 422 `invalid_size` when empty):
     the file and its object are deleted. 403
-    `quota_exceeded` if the file no longer fits the user's storage quota: it is deleted. After
-    confirm the upload URL can no longer change the file.
+    `quota_exceeded` if the file no longer fits the user's storage quota: it is deleted. 409
+    `upload_changed` if a PUT replaced the object while it was being confirmed (S3): nothing was
+    moved, and confirming again checks the new object. After confirm the upload URL can no longer
+    change the file; the size recorded is that of the object confirm moved, measured after the
+    move (a PUT that landed just before it is what gets checked, counted and probed).
     """
 
     class InputSerializer(StrictSerializer):

@@ -106,3 +106,43 @@ def test_events_redis_did_not_take_reach_the_stream_in_order_once_it_answers(mon
     client.delete(key)
     assert stream.job_stream_append(events[2], state), "appended at once again"
     client.delete(key)
+
+
+def test_work_past_the_bound_drops_the_oldest_with_a_log_line_and_a_counted_metric(
+    broker: list[Any], client: Any, settings: Any, caplog: Any
+) -> None:
+    """The broker is down while a process holds MAX_HELD publishes; three more push the three
+    oldest out. Each is logged by what it was (never the message itself) and counted in the
+    metric the API's /metrics serves, so an operator can alert on it."""
+    from prometheus_client import REGISTRY
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def dropped() -> float:
+        return REGISTRY.get_sample_value("auteur_outbox_dropped_total",
+                                         {"outbox": "test-publish", "reason": "full"}) or 0.0
+
+    before = dropped()
+    held = publishing.unsent
+    for n in range(outbox.MAX_HELD):
+        held.add(publishing.Message("media.probe", (f"secret-{n}",), 0), f"publishing probe of media m{n}",
+                 job_id=f"job-{n}")
+    assert len(held.held) == outbox.MAX_HELD and dropped() == before, "nothing dropped up to the bound"
+    for n in range(3):
+        assert publishing.send("media.probe", (f"secret-new-{n}",), what=f"probe of media new{n}") is False
+    assert len(held.held) == outbox.MAX_HELD
+    assert (held.held[0].what, held.held[-1].what) == ("publishing probe of media m3", "publishing probe of media new2")
+    assert dropped() == before + 3
+    lines = [r for r in caplog.records if r.getMessage().startswith("gave up on")]
+    assert [r.getMessage() for r in lines] == [
+        f"gave up on publishing probe of media m{n} to make room (test-publish holds {outbox.MAX_HELD} at most); "
+        "a sweep" for n in range(3)]
+    assert [getattr(r, "job_id", None) for r in lines] == ["job-0", "job-1", "job-2"]
+    assert "secret-" not in caplog.text, "what a held message carries is never logged"
+
+    settings.AUTEUR_METRICS_TOKEN = "metrics-test-token-0123456789"
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-test-token-0123456789").content.decode()
+    samples = {(s.name, s.labels.get("outbox"), s.labels.get("reason")): s.value
+               for f in text_string_to_metric_families(scraped) for s in f.samples}
+    assert samples[("auteur_outbox_dropped_total", "test-publish", "full")] == before + 3
+    assert samples[("auteur_outbox_dropped_total", "publish-resend", "full")] >= 0, "every outbox is exported"
+    held.forget()

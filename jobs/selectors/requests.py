@@ -1,21 +1,24 @@
 """What a submission's body names, read from the database and checked, scoped to the caller.
 
-The project (404 `project_not_found`): the one named, else the one the body's media files share
-(404 `media_not_found` for a file that is not the caller's, 422 `media_projects_differ` when
-they are in more than one), else, for a body naming no media file, the caller's "Library"
-project (None here when it does not exist yet: `job_submit` makes it, in the transaction that
-charges the job, so a refused submission leaves none behind); each `MediaRef` field's file, of
-that project (404 `media_not_found` for another project's or user's file), ready (422
-`media_not_ready`) and of an allowed kind (422 `wrong_media_type`); a `VoiceRef`'s voice (404
-`voice_not_found`); for a render, the timeline snapshot (422 `edl_limit_exceeded` for a timeline
-over the limits, or cut into more pieces than the render engine takes, checked before the pieces
-are built; 422 `empty_timeline`, 422 `edl_invalid` for effects the render would refuse, 422
-`no_captions`, 422 `media_not_ready` for clips whose media is gone or not ready). The API calls
-this after the cheap checks (plan, backend, credits: jobs/services/submission.py
-`job_submit_precheck`): reading and cutting a timeline costs more than they do. The result is what `job_submit`
-needs: the JSON `input_params` stored on the job (ids as strings, plus `_quantities`, which a
-retry prices again with), the `quantities` the price is computed from (never sent by the
-client), and the media to lock.
+In two steps, with the API's cheap checks between them. First the owner checks
+(`job_request_objects`), before anything else is checked of the request or the account, so that
+an object that is not the caller's is a 404 whatever the caller's plan or balance: the project
+(404 `project_not_found`): the one named, else the one the body's media files share (404
+`media_not_found` for a file that is not the caller's, 422 `media_projects_differ` when they are
+in more than one), else, for a body naming no media file, the caller's "Library" project (None
+here when it does not exist yet: `job_submit` makes it, in the transaction that charges the job,
+so a refused submission leaves none behind); each `MediaRef` field's file, of that project (404
+`media_not_found` for another project's or user's file); a `VoiceRef`'s voice (404
+`voice_not_found`). Then, after the cheap checks (plan, backend, credits: jobs/services/submission.py
+`job_submit_precheck`), the rest (`job_request_resolve`): each file ready (422 `media_not_ready`)
+and of an allowed kind (422 `wrong_media_type`); for a render, the timeline snapshot (422
+`edl_limit_exceeded` for a timeline over the limits, or cut into more pieces than the render
+engine takes, checked before the pieces are built; 422 `empty_timeline`, 422 `edl_invalid` for
+effects the render would refuse, 422 `no_captions`, 422 `media_not_ready` for clips whose media
+is gone or not ready): reading and cutting a timeline costs more than the cheap checks do. The
+result is what `job_submit` needs: the JSON `input_params` stored on the job (ids as strings,
+plus `_quantities`, which a retry prices again with), the `quantities` the price is computed
+from (never sent by the client), and the media to lock.
 """
 
 from __future__ import annotations
@@ -56,22 +59,45 @@ class JobRequest:
     content: dict[str, str] | None = None
 
 
-def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:
-    """Resolve a body that `spec.input` validated (`data`: its validated_data)."""
+@dataclass(frozen=True)
+class RequestObjects:
+    """What a body names, found among the caller's own objects (`job_request_objects`)."""
+
+    project: Project | None  # None: the user's Library, which does not exist yet
+    params: dict[str, Any]  # the body, each reference by its id as a string, a voice's sample key added
+    media: dict[str, MediaFile]  # each MediaRef field's file
+
+
+def job_request_objects(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> RequestObjects:
+    """The owner checks, before any other check of the request: the project and each media file
+    and voice the body (`spec.input`'s validated_data) names must be the caller's (404 otherwise,
+    whatever else is wrong with the request or the account: one answer for any object that is not
+    theirs). A few primary-key reads; nothing is computed from what they find."""
     params = dict(data)
     project = _project(user, spec, params.pop("project_id", None), params)
     media: dict[str, MediaFile] = {}
     for name, field in spec.references.items():
         if isinstance(field, MediaRef) and project is not None:  # (None: the body names no media)
-            media[name] = _ready_media(user, project, name, params[name], field.kinds)
+            media[name] = media_get(user=user, project_id=project.pk, media_id=params[name])
             params[name] = str(media[name].pk)
         elif isinstance(field, VoiceRef) and params.get(name):
             voice = voice_get(user=user, voice_id=params[name])
             params.update({name: str(voice.pk), "voice_sample_key": voice.sample_key})
-    locked = list(media.values())
+    return RequestObjects(project=project, params=params, media=media)
+
+
+def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -> JobRequest:
+    """The request made of the caller's objects (`job_request_objects`): each file ready and of a
+    kind its field takes, a render's timeline read, cut and captioned, the price's quantities."""
+    params, project = dict(objects.params), objects.project
+    for name, media in objects.media.items():
+        field = spec.references[name]
+        assert isinstance(field, MediaRef)
+        _check_ready(name, media, field.kinds)
+    locked = list(objects.media.values())
     if spec.timeline and project is not None:  # (a render's input requires project_id)
         params["edl"], locked = _timeline(user, project, params)
-    quantities = spec.price.quantities(params, media)
+    quantities = spec.price.quantities(params, objects.media)
     return JobRequest(
         project=project,
         input_params={**params, "_quantities": quantities},
@@ -79,6 +105,12 @@ def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> Jo
         media_ids=[m.pk for m in locked],
         content={str(m.pk): m.content_sha256 for m in locked},
     )
+
+
+def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:
+    """Resolve a body that `spec.input` validated (`data`: its validated_data): its objects, then
+    the rest (for a caller that makes no other check in between)."""
+    return job_request_resolve(user=user, spec=spec, objects=job_request_objects(user=user, spec=spec, data=data))
 
 
 def _project(user: User, spec: JobSpec, project_id: uuid.UUID | None, params: dict[str, Any]) -> Project | None:
@@ -97,8 +129,7 @@ def _project(user: User, spec: JobSpec, project_id: uuid.UUID | None, params: di
     return project_get(user=user, project_id=next(iter(projects.values())))
 
 
-def _ready_media(user: User, project: Project, field: str, media_id: uuid.UUID, kinds: tuple[str, ...]) -> MediaFile:
-    media = media_get(user=user, project_id=project.pk, media_id=media_id)
+def _check_ready(field: str, media: MediaFile, kinds: tuple[str, ...]) -> None:
     if media.status != MediaStatus.READY:
         raise MediaNotReady(
             f"The media file is not ready (status: {media.status}).",
@@ -109,7 +140,6 @@ def _ready_media(user: User, project: Project, field: str, media_id: uuid.UUID, 
             f"{field} must be a {' or '.join(kinds)} file, not {media.type}.",
             details={"field": field, "media_id": str(media.pk), "type": media.type, "allowed": list(kinds)},
         )
-    return media
 
 
 def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dict[str, Any], list[MediaFile]]:

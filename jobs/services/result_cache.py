@@ -11,7 +11,11 @@ file whose hash is not known (stored before hashes were recorded) is not cached.
 
 A hit is served by the submission itself, with no GPU call and no wait: the earlier job's output
 files are copied as the new job's (server-side on S3), its results (a transcript, an answer)
-repeated, and the job completes in the transaction that charges it the cache price:
+repeated, and the job completes in the transaction that charges it the cache price. Nothing is
+copied before everything that would refuse the submission has passed (its Idempotency-Key, its
+quote, the balance: jobs/services/submission.py), and the copies count against the user's
+storage quota from the moment they are leased (403 `quota_exceeded`, nothing copied, when they
+would not fit). The price:
 AUTEUR_RESULT_CACHE_PRICE_PERCENT of its price (10 %), rounded up, at least 1 credit; with a
 quote, the lower of the two. The source is the user's latest completed job with the key whose
 output files all still exist (a user may have deleted one). Never across users: the lookup reads
@@ -122,7 +126,9 @@ class CachedResult:
 def cache_prepare(*, hit: CacheHit, job_id: uuid.UUID, project_id: uuid.UUID,
                   derived_from: str | None = None) -> CachedResult | None:
     """Copy the hit's output files as job `job_id`'s (outside any transaction: the copies are
-    leased until `cache_complete` commits their rows). None if a file was deleted meanwhile."""
+    leased until `cache_complete` commits their rows, and counted against the user's storage
+    quota: QuotaExceeded when they would not fit). None if a file was deleted meanwhile.
+    Only once nothing else can refuse the submission."""
     source = hit.source
     prefix, renamed_prefix = f"{source.type}-{str(source.pk)[:8]}-", f"{source.type}-{str(job_id)[:8]}-"
 

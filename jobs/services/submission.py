@@ -89,7 +89,7 @@ def job_submit(
     job_submit_checks(user=user, spec=spec, request=request)
     cost = spec.price.cost(request.quantities)
     key = cache_key(spec=spec, request=request)
-    cached = _cached(user, spec, key, request) if use_cache else None
+    cached = _cached(user, spec, key, request, cost, quote, idempotency_key, body_hash) if use_cache else None
     try:
         return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of, scheduling, quote,
                        key, cached)
@@ -123,15 +123,34 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
     return None
 
 
-def _cached(user: User, spec: JobSpec, key: str, request: JobRequest) -> CachedResult | None:
+def _cached(user: User, spec: JobSpec, key: str, request: JobRequest, cost: int, quote: QuoteRequest | None,
+            idempotency_key: str, body_hash: str) -> CachedResult | None:
     """The outputs of the user's earlier job of this work, copied for a new job (before the
-    transaction that charges it: a copy is no work for the database)."""
+    transaction that charges it: a copy is no work for the database, and holds no lock).
+
+    A copy costs storage, so nothing is copied for a request that will be refused: everything
+    that would refuse it is checked first (the replay of its Idempotency-Key, its quote, a
+    balance that covers the cache price, then, as the copies are leased, the storage quota).
+    The transaction that charges the job checks them again under its locks; a request that fails
+    there all the same (a concurrent spend) leaves leased copies, which count against the quota
+    until the sweep deletes them."""
     hit = cache_lookup(user_id=user.pk, key=key)
     if hit is None:
         return None
     project = request.project or project_library_get(user=user)
     if project is None:
         return None
+    if idempotency_key and _idempotent_replay(user, idempotency_key, body_hash) is not None:
+        return None  # answered with the earlier job: nothing to copy
+    price = cost
+    if quote is not None:
+        with transaction.atomic():  # (the quote's row is locked for this check only)
+            price = quote_take(user=user, spec=spec, quote_id=quote.quote_id, body_hash=quote.body_hash,
+                               quantities=request.quantities).credits_cost
+    price = cache_price(price)
+    balance = credit_balance_get(user=user)
+    if balance < price:
+        raise InsufficientCredits(balance=balance, cost=price)
     derived_from = request.input_params.get(spec.version_of) if spec.version_of else None
     return cache_prepare(hit=hit, job_id=uuid.uuid4(), project_id=project.pk, derived_from=derived_from)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -15,9 +16,12 @@ from django.utils import timezone
 
 from auteur.errors import ApplicationError
 from auteur.prepared import PreparedRead
+from auteur.quotas import quota_check, quota_lock
+from media.errors import StorageError
 from media.models import MediaFile, MediaStatus, MediaType, PendingObjectDeletion
 from media.probe_sandbox import probe_isolated
 from media.probing import ProbeResult, content_sha256, probe_captions, probe_pcm_wav
+from media.selectors import media_bytes_used
 from media.services.deletion import PREFIX_MARK, media_delete_objects, schedule_object_deletion
 from media.services.keys import (
     MAX_FILENAME_LENGTH,
@@ -135,12 +139,15 @@ def media_copy_outputs(
     `renamed(source name)`: the objects now, server-side where the store can (S3's CopyObject),
     each under the key a stored output of that job and name has, a version of `derived_from` (the
     new job's input) where the job's outputs are versions of it. None if a source object is gone
-    (deleted meanwhile): nothing is kept of it.
+    (deleted meanwhile): what was copied of them is deleted again.
 
-    Each copy is leased first: a deletion of its prefix, committed and due in an hour, that
-    `media_save_copies` removes in the transaction that inserts the rows. A transaction that
-    rolls back, or a process that dies in between, leaves the lease, and the sweep deletes the
-    copies; no object is ever left without a row.
+    Call it only once nothing else can refuse the request the copies are for: a copy costs
+    storage however briefly it lives. Each copy is leased first: a deletion of its prefix,
+    committed and due in an hour, that `media_save_copies` removes in the transaction that
+    inserts the rows. A transaction that rolls back, or a process that dies in between, leaves
+    the lease, and the sweep deletes the copies; no object is ever left without a row. The lease
+    counts the copies' bytes against the user's ``storage_bytes`` quota until the rows take over:
+    copies that would not fit are refused (QuotaExceeded, 403) before a byte is copied.
     """
     storage = get_storage()
     copies = []
@@ -156,10 +163,16 @@ def media_copy_outputs(
             source_job_id=job_id, derived_from_id=derived_from,
         ))
     due = timezone.now() + timedelta(seconds=COPY_LEASE_SECONDS)
-    leases = PendingObjectDeletion.objects.bulk_create(
-        PendingObjectDeletion(key=media_prefix(project_id=project_id, media_id=m.pk) + PREFIX_MARK, due_at=due)
-        for m in copies
-    )
+    with transaction.atomic():
+        for user_id in {m.user_id for m in copies}:  # (one: a job's outputs are its user's)
+            quota_lock(user_id=user_id)
+            quota_check(name="storage_bytes", used=media_bytes_used(user_id=user_id),
+                        adding=sum(m.file_size_bytes for m in copies if m.user_id == user_id))
+        leases = PendingObjectDeletion.objects.bulk_create(
+            PendingObjectDeletion(key=media_prefix(project_id=project_id, media_id=m.pk) + PREFIX_MARK, due_at=due,
+                                  user_id=m.user_id, bytes=m.file_size_bytes)
+            for m in copies
+        )
     try:
         for source, copy in zip(sources, copies, strict=True):
             storage.copy(source.storage_key, copy.storage_key)
@@ -167,6 +180,11 @@ def media_copy_outputs(
                 copy.thumbnail_key = thumbnail_key_for(copy)
                 storage.copy(source.thumbnail_key, copy.thumbnail_key)
     except FileNotFoundError:
+        # No job will have these copies: gone now rather than in an hour, their bytes with them
+        # (should the store fail, the leases stay and the sweep does it).
+        with contextlib.suppress(StorageError):
+            media_delete_objects(keys=[], prefixes=[media_prefix(project_id=project_id, media_id=m.pk) for m in copies])
+            PendingObjectDeletion.objects.filter(pk__in=[lease.pk for lease in leases]).delete()
         return None
     return OutputCopies(media=copies, leases=[lease.pk for lease in leases])
 

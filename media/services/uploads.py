@@ -11,9 +11,11 @@ The life of an upload:
    refuses a PUT once the file is no longer ``uploading``).
 3. ``media_confirm_upload``: the object must exist with the declared size (an undeclared one:
    at most the maximum, else the file and its object are deleted) and fit the quota;
-   under the row's lock it is moved to its final key (``media.services.keys``) and the row
-   becomes ``processing``; the probe (media/services/probing.py) is enqueued after commit.
-   Confirming again changes nothing and enqueues nothing.
+   under the row's lock it is moved to its final key (``media.services.keys``; on S3 only the
+   version that was sized), sized again there (a PUT may have landed before the move: that size
+   is checked the same way and is the one recorded) and the row becomes ``processing``; the probe
+   (media/services/probing.py) is enqueued after commit. Confirming again changes nothing and
+   enqueues nothing.
 
 A declared size of at least AUTEUR_MULTIPART_THRESHOLD_BYTES is a multipart upload instead of
 step 2: the file is PUT in parts of ``part_size`` bytes (the last one shorter), each part to a
@@ -41,10 +43,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from auteur.errors import ApplicationError
 from auteur.publishing import send
 from auteur.quotas import QuotaExceeded, quota_check, quota_lock
 from auteur.users.models import User
-from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, UnsupportedMediaType
+from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, ObjectChanged, UnsupportedMediaType
 from media.models import MediaFile, MediaStatus, MediaType
 from media.selectors import media_bytes_used
 from media.services.deletion import schedule_multipart_abort, schedule_object_deletion, schedule_upload_key_deletion
@@ -59,7 +62,7 @@ from media.services.keys import (
     upload_key,
 )
 from media.storage import get_storage
-from media.storage.base import ObjectStorage, PresignedUpload, UploadedPart
+from media.storage.base import ObjectStat, ObjectStorage, PresignedUpload, UploadedPart
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +326,12 @@ def media_confirm_upload(*, media: MediaFile) -> MediaFile:
     processed. Over the ``storage_bytes`` quota (the limit was lowered, or job outputs filled
     it since the upload began) the file and its object are deleted and QuotaExceeded raised.
     Harmless to repeat: a file already past ``uploading`` is returned as it is.
+
+    A PUT through the URL may still land between the size check and the move. On S3 the move
+    copies only the version that was sized (its ETag): 409 ``upload_changed`` otherwise, nothing
+    moved, and confirming again sizes the new object. Whatever the store, the moved object is
+    sized again under the row lock, and that size is what the row records and the quota counts,
+    after the same checks (a size now refused deletes the file and its objects).
     """
     if media.status != MediaStatus.UPLOADING:
         return media
@@ -331,8 +340,8 @@ def media_confirm_upload(*, media: MediaFile) -> MediaFile:
     plan = multipart_of(media)
     if plan is not None:
         _complete_multipart(storage, media, plan)
-    size = storage.head(media.storage_key)
-    if size is None:
+    uploaded = storage.stat(media.storage_key)
+    if uploaded is None:
         media.refresh_from_db()
         if media.status != MediaStatus.UPLOADING:
             return media  # a concurrent confirm moved it away meanwhile
@@ -340,33 +349,46 @@ def media_confirm_upload(*, media: MediaFile) -> MediaFile:
             "Nothing was uploaded yet: PUT the file to the upload URL first.", code="upload_incomplete"
         )
     if not media.file_size_bytes:  # undeclared: whatever was PUT, up to the maximum
-        _refuse_if_too_large(media, size)
-    elif size != media.file_size_bytes:
-        raise MediaValidationError(
-            f"The uploaded object has {size} bytes; {media.file_size_bytes} were declared.",
-            code="size_mismatch",
-            details={"declared_bytes": media.file_size_bytes, "uploaded_bytes": size},
-        )
-    refused: QuotaExceeded | None = None
-    with transaction.atomic():
-        # The row lock makes one confirm do the move; a concurrent one waits, then finds it done.
-        row = MediaFile.objects.select_for_update().filter(pk=media.pk, status=MediaStatus.UPLOADING).first()
-        if row is not None:
-            try:
-                used = media_bytes_used(user_id=row.user_id, excluding=row.pk)
-                quota_check(name="storage_bytes", used=used, adding=size)
-            except QuotaExceeded as exc:
-                refused = exc
-                _discard(row)
-            else:
-                _seal(storage, row, size)
+        _refuse_if_too_large(media, uploaded.size)
+    else:
+        _check_declared(media, uploaded.size)
+    refused: ApplicationError | None = None
+    try:
+        with transaction.atomic():
+            # The row lock makes one confirm do the move; a concurrent one waits, then finds it done.
+            row = MediaFile.objects.select_for_update().filter(pk=media.pk, status=MediaStatus.UPLOADING).first()
+            if row is not None:
+                try:
+                    _check_quota(row, uploaded.size)
+                    _seal(storage, row, uploaded)
+                except (QuotaExceeded, FileTooLarge, MediaValidationError) as exc:
+                    refused = exc
+                    _discard(row)
+    except ObjectChanged:
+        # (Rolled back: the file is still `uploading`, its object where the URL put it.)
+        logger.info("media %s: confirm refused, the upload changed after it was sized", media.pk)
+        raise MediaValidationError("The file was uploaded again while it was being confirmed: confirm again.",
+                                   code="upload_changed") from None
     if refused is not None:
-        logger.info("media %s: confirm refused over the storage quota; deleted", media.pk)
+        logger.info("media %s: confirm refused (%s); deleted", media.pk, refused.code)
         raise refused
     media.refresh_from_db()
     if row is not None:
         logger.info("media %s: confirmed, probing", media.pk)
     return media
+
+
+def _check_declared(media: MediaFile, size: int) -> None:
+    if size != media.file_size_bytes:
+        raise MediaValidationError(
+            f"The uploaded object has {size} bytes; {media.file_size_bytes} were declared.",
+            code="size_mismatch",
+            details={"declared_bytes": media.file_size_bytes, "uploaded_bytes": size},
+        )
+
+
+def _check_quota(row: MediaFile, size: int) -> None:
+    quota_check(name="storage_bytes", used=media_bytes_used(user_id=row.user_id, excluding=row.pk), adding=size)
 
 
 def _refuse_if_too_large(media: MediaFile, size: int) -> None:
@@ -383,7 +405,7 @@ def _refuse_if_too_large(media: MediaFile, size: int) -> None:
         raise
 
 
-def _seal(storage: ObjectStorage, row: MediaFile, size: int) -> None:
+def _seal(storage: ObjectStorage, row: MediaFile, uploaded: ObjectStat) -> None:
     """Move the upload to its final key and start processing it (inside the confirm's transaction).
 
     The move happens under the row lock and before the UPDATE commits: if it fails, the file
@@ -391,8 +413,25 @@ def _seal(storage: ObjectStorage, row: MediaFile, size: int) -> None:
     """
     upload = row.storage_key
     final = confirmed_key_for(row)
-    if not row.upload_id:  # (a multipart upload was made at its final key)
-        storage.move(upload, final)
+    size = uploaded.size
+    if not row.upload_id:  # (a multipart upload was made at its final key, which no URL writes)
+        # Only the version that was sized, where the store tags versions (S3's ETag: ObjectChanged
+        # otherwise); the local store's rename moves whatever is there now.
+        storage.move(upload, final, if_etag=uploaded.etag)
+        # What lies at the final key now, which no URL can change, is what the row and the quota
+        # count: a PUT may have landed between the size check and the move.
+        moved = storage.head(final)
+        if moved is None:
+            raise MediaValidationError("The uploaded object is gone: upload the file again.",
+                                       code="upload_incomplete")
+        if moved != size:
+            if row.file_size_bytes:
+                _check_declared(row, moved)
+            else:
+                _check_size(moved)
+            _check_quota(row, moved)
+            logger.info("media %s: the upload changed from %d to %d bytes before its move", row.pk, size, moved)
+            size = moved
     MediaFile.objects.filter(pk=row.pk).update(
         status=MediaStatus.PROCESSING, storage_key=final, file_size_bytes=size, updated_at=timezone.now(),
         upload_id="",

@@ -70,6 +70,16 @@ class UploadedPart:
     sha256: str  # base64, as CHECKSUM_HEADER carries it
 
 
+@dataclass(frozen=True)
+class ObjectStat:
+    """What a HEAD of an object says."""
+
+    size: int
+    # The version the store tags it with (S3's ETag), which a copy can be made conditional on;
+    # "" where the store has none (the local backend, whose move is a rename: nothing to race).
+    etag: str = ""
+
+
 def validate_key(key: str) -> str:
     if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or not KEY_RE.match(key):
         raise InvalidKey("Invalid storage key.")
@@ -172,6 +182,11 @@ class ObjectStorage(ABC):
         except FileNotFoundError:
             return None
 
+    def stat(self, key: str) -> ObjectStat | None:
+        """The object's size and version tag, or None when there is no such object."""
+        size = self.head(key)
+        return None if size is None else ObjectStat(size)
+
     def exists(self, key: str) -> bool:
         return bool(self.backend.exists(validate_key(key)))
 
@@ -227,19 +242,24 @@ class ObjectStorage(ABC):
             return
         yield from sorted(folders)
 
-    def copy(self, src_key: str, dst_key: str) -> None:
-        """Put a copy of the object under ``dst_key`` (FileNotFoundError if absent)."""
+    def copy(self, src_key: str, dst_key: str, *, if_etag: str = "") -> None:
+        """Put a copy of the object under ``dst_key`` (FileNotFoundError if absent). `if_etag`:
+        only if the object is still that version (ObjectChanged otherwise), for a store whose
+        `stat` gives one; this generic copy reads and writes the bytes and cannot make it."""
+        if if_etag:
+            raise NotImplementedError(f"{self.name} storage cannot copy conditionally")
         content_type = self.content_type(src_key) or "application/octet-stream"
         with self.open(src_key) as src:
             self.save(dst_key, src, content_type)
 
-    def move(self, src_key: str, dst_key: str) -> None:
-        """Put the object under ``dst_key`` and remove ``src_key`` (FileNotFoundError if absent).
+    def move(self, src_key: str, dst_key: str, *, if_etag: str = "") -> None:
+        """Put the object under ``dst_key`` and remove ``src_key`` (FileNotFoundError if absent);
+        `if_etag` as for `copy`.
 
         By default a copy then a delete: a failure in between leaves both objects, and moving
         again repeats the copy from the same source.
         """
-        self.copy(src_key, dst_key)
+        self.copy(src_key, dst_key, if_etag=if_etag)
         self.delete(src_key)
 
     @contextlib.contextmanager

@@ -5,22 +5,25 @@ Reads, writes, deletes, existence, sizes and presigned GET URLs go through the D
 only where django-storages has no operation, and only with the storage's own session and
 configuration (its credentials, endpoint and timeouts), all in this module. Those places are:
 presigned PUT URLs for direct uploads (``_put_url``) and multipart uploads beside them (create,
-presign each part, list the parts, complete, abort); the server-side copy behind ``move`` (no byte passes
-through this process); batched deletes and the page-by-page folder listing (one request per 1,000
-keys, never a whole listing in memory); downloading an object straight to a file for ffmpeg; and
-the readiness check's HEAD of the bucket with a short timeout. Everything else goes through the
-storage.
+presign each part, list the parts, complete, abort); the server-side copy behind ``move`` (no byte
+passes through this process), made conditional on an ETag, and the HEAD that reads the ETag with
+the size (``stat``: the storage's ``size`` gives the size alone); batched deletes and the
+page-by-page folder listing (one request per 1,000 keys, never a whole listing in memory);
+downloading an object straight to a file for ffmpeg; and the readiness check's HEAD of the bucket
+with a short timeout. Everything else goes through the storage.
 
 Clients upload and download straight to/from the bucket with presigned URLs; the PUT URL signs
 the Content-Type and Content-Length headers, so the object can only be that type and size.
 
 A presigned PUT cannot be revoked before it expires. Confirming an upload therefore moves the
 object (``move``: CopyObject to its final key, then DeleteObject of the upload key) rather than
-pinning the uploaded version or ETag: the final key is one no URL can write, so every reader
+pinning the uploaded version or ETag for its readers: the final key is one no URL can write, so every reader
 (the probe, a job's presigned GET, a download) reads it as it was priced without having to
 know about versions, and it works on stores without object versioning. A PUT through the old
 URL afterwards only makes a new object under the upload key, which nothing reads and which
-is deleted once the URL has expired (media/services/uploads.py).
+is deleted once the URL has expired (media/services/uploads.py). The move itself is made on the
+ETag confirm read with the size it checked (``stat``, ``copy(if_etag=...)``): a PUT landing
+between that HEAD and the copy fails the copy (412) instead of moving an object nobody sized.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from media.errors import StorageError
+from media.errors import ObjectChanged, StorageError
 from media.storage.base import (
     CHECK_TIMEOUT_SECONDS,
+    ObjectStat,
     ObjectStorage,
     UploadedPart,
     content_disposition,
@@ -256,18 +260,36 @@ class S3ObjectStorage(ObjectStorage):
                 for common in page.get("CommonPrefixes", []):
                     yield common["Prefix"][len(prefix):].rstrip("/")
 
-    def copy(self, src_key: str, dst_key: str) -> None:
+    def stat(self, key: str) -> ObjectStat | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors():
+                answer = self.client.head_object(Bucket=self.bucket, Key=validate_key(key))
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        return ObjectStat(size=int(answer["ContentLength"]), etag=str(answer["ETag"]))
+
+    def copy(self, src_key: str, dst_key: str, *, if_etag: str = "") -> None:
         from botocore.exceptions import ClientError
 
         validate_key(src_key)
         validate_key(dst_key)
+        # `if_etag`: S3 copies only that version of the source (x-amz-copy-source-if-match, on the
+        # CopyObject or on every UploadPartCopy of a multipart copy, and on the HEAD before it),
+        # else 412: a PUT through a still-valid URL cannot slip another object in after it was sized.
+        extra = {"CopySourceIfMatch": if_etag} if if_etag else None
         try:
             with self._errors():
                 # Server-side (multipart above 8 MiB): no byte passes through this process.
-                self.client.copy({"Bucket": self.bucket, "Key": src_key}, self.bucket, dst_key)
+                self.client.copy({"Bucket": self.bucket, "Key": src_key}, self.bucket, dst_key, ExtraArgs=extra)
         except ClientError as exc:
             if _is_missing(exc):
                 raise FileNotFoundError(src_key) from exc
+            if exc.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed"):
+                raise ObjectChanged(src_key) from exc
             raise
 
     @contextlib.contextmanager

@@ -1065,8 +1065,11 @@ export interface paths {
          *     missing or not the declared size (the file stays `uploading`; PUT again and retry). For an
          *     upload whose size was not declared, 413 `file_too_large` (or 422 `invalid_size` when empty):
          *     the file and its object are deleted. 403
-         *     `quota_exceeded` if the file no longer fits the user's storage quota: it is deleted. After
-         *     confirm the upload URL can no longer change the file.
+         *     `quota_exceeded` if the file no longer fits the user's storage quota: it is deleted. 409
+         *     `upload_changed` if a PUT replaced the object while it was being confirmed (S3): nothing was
+         *     moved, and confirming again checks the new object. After confirm the upload URL can no longer
+         *     change the file; the size recorded is that of the object confirm moved, measured after the
+         *     move (a PUT that landed just before it is what gets checked, counted and probed).
          */
         post: operations["projects_media_confirm_create"];
         delete?: never;
@@ -9005,6 +9008,15 @@ export interface operations {
             };
             /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `upload_changed`. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
