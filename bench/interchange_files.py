@@ -142,6 +142,18 @@ def otio_flat(clips: int, *, rate: float = RATE) -> str:
     return text if rate else text.replace(f'"rate": {float(RATE)}', '"rate": 0.0')
 
 
+def otio_clips(clips: int) -> str:
+    """`clips` clips in one track, each with only what OTIO's reader requires (an editor's export
+    writes ten times as much per clip)."""
+    def time(value: int) -> str:
+        return f'{{"OTIO_SCHEMA": "RationalTime.1", "rate": {RATE}, "value": {value}}}'
+
+    clip = ('{"OTIO_SCHEMA": "Clip.2", "name": "a.mov", "source_range": {"OTIO_SCHEMA": "TimeRange.1", '
+            f'"start_time": {time(0)}, "duration": {time(RATE)}}}}}')
+    return ('{"OTIO_SCHEMA": "Timeline.1", "name": "t", "tracks": {"OTIO_SCHEMA": "Stack.1", "children": ['
+            '{"OTIO_SCHEMA": "Track.1", "kind": "Video", "children": [' + ", ".join([clip] * clips) + "]}]}}")
+
+
 def otio_deep(depth: int) -> str:
     """A document nested `depth` brackets deep (in a clip's metadata, where any JSON is allowed)."""
     return ('{"OTIO_SCHEMA": "Timeline.1", "name": "t", "metadata": {"x": ' + "[" * depth + "]" * depth
@@ -266,7 +278,7 @@ HOSTILE: dict[str, tuple[str, Callable[[int], bytes]]] = {
     "otio_deep_stacks": ("otio", lambda n: otio_deep_stacks(n).encode()),
     "aaf_nested_mobs": ("aaf", aaf_nested),
     "fcp7xml_track_references": ("fcp7xml", lambda n: fcp7_track_references(n, 100).encode()),
-    "otio_flat": ("otio", lambda n: otio_flat(n).encode()),
+    "otio_clips": ("otio", lambda n: otio_clips(n).encode()),
     "edl_events": ("edl", lambda n: cmx_events(n).encode()),
 }
 

@@ -205,6 +205,7 @@ class MediaEntry:
     url: str | None = None
     expires_at: str | None = None
     missing: bool = False
+    frame_size: tuple[int, int] | None = None  # (width, height), as the probe measured the picture
 
 
 @dataclass(frozen=True)
@@ -307,12 +308,17 @@ def _clip(piece: Mapping[str, Any], media: MediaEntry, fmt: InterchangeFormat, r
     media_id = media.media_file_id
     reference = otio.schema.ExternalReference(target_url=media.url or media.path)
     reference.name = media.name
-    if available_ms:
-        reference.available_range = _range(0, max(_frames(available_ms, rate), 1), rate)
+    in_frames = _frames(int(piece["in_point_ms"]), rate)
+    # A still picture (or a file whose length is unknown) holds as much as its clips play: every
+    # format's writer needs the media's range.
+    available = _frames(available_ms, rate) if available_ms else in_frames + frames
+    reference.available_range = _range(0, max(available, 1), rate)
     reference.metadata["auteur"] = {"media_file_id": media_id}
+    if media.frame_size:
+        reference.metadata["auteur"]["frame_size"] = list(media.frame_size)
     reference.metadata["AAF"] = {"MobID": _mob_id(media_id)}
     clip = otio.schema.Clip(name=media.name, media_reference=reference,
-                            source_range=_range(_frames(int(piece["in_point_ms"]), rate), frames, rate))
+                            source_range=_range(in_frames, frames, rate))
     clip.metadata["auteur"] = {
         "clip_id": str(piece["clip_id"]), "piece_id": str(piece["id"]), "media_file_id": media_id,
         "in_point_ms": piece["in_point_ms"], "out_point_ms": piece["out_point_ms"],
@@ -416,7 +422,23 @@ def timeline_to_otio(
                 out.append(_fade("fade_out", fades["fade_out"], rate, _target(piece, "fade_out")))
                 out.append(_gap(0, rate))
         timeline.tracks.append(out)
+    if fmt.name == "fcpxml":
+        _span_primary_storyline(timeline, rate)
     return timeline
+
+
+def _span_primary_storyline(timeline: otio.schema.Timeline, rate: float) -> None:
+    """FCPXML anchors every clip of another track to the item of the first video track (the primary
+    storyline) that plays at its start: that track is made to last the whole timeline, with a gap
+    where it has nothing (and made, empty, where the timeline has no video track)."""
+    video = next((t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video), None)
+    if video is None:
+        video = otio.schema.Track(name="Video", kind=otio.schema.TrackKind.Video)
+        timeline.tracks.insert(0, video)
+    end = max((round(t.duration().to_seconds() * rate) for t in timeline.tracks), default=0)
+    missing = end - round(video.duration().to_seconds() * rate)
+    if missing > 0:
+        video.append(_gap(missing, rate))
 
 
 def _target(piece: Mapping[str, Any], kind: str) -> str:
@@ -436,6 +458,10 @@ def _write(timeline: otio.schema.Timeline, fmt: InterchangeFormat, rate: float) 
         return formats.fcp7_write(timeline).encode()
     if fmt.adapter == "fcpx_xml":
         return formats.fcpx_write(timeline).encode()
+    if fmt.adapter == "cmx_3600" and not any(True for _ in timeline.find_clips()):
+        # A list of no events (the adapter's writer fails on a track without items).
+        title = "".join(ch if ch.isprintable() else " " for ch in timeline.name)
+        return f"TITLE: {title}\nFCM: NON-DROP FRAME\n".encode()
     kwargs: dict[str, Any] = {"rate": rate} if fmt.adapter == "cmx_3600" else {}
     text: str = otio.adapters.write_to_string(timeline, adapter_name=fmt.adapter, **kwargs)
     return text.encode()
@@ -460,7 +486,7 @@ def _media_entries(user: User, project: Project, ids: set[str], *, signed: bool,
             url = urls.download_url
             expires = urls.expires_at.isoformat() if urls.expires_at else None
         entries[key] = MediaEntry(media_file_id=key, name=names[key], path=f"{RELINK_ROOT}/{quote(names[key])}",
-                                  url=url, expires_at=expires)
+                                  url=url, expires_at=expires, frame_size=_frame_size(media))
         available[key] = media.duration_ms
     for key in sorted(ids - entries.keys()):
         name = f"missing-{key[:8]}"
@@ -468,6 +494,12 @@ def _media_entries(user: User, project: Project, ids: set[str], *, signed: bool,
         entries[key] = MediaEntry(media_file_id=key, name=name, path=f"{RELINK_ROOT}/{name}", missing=True)
         available[key] = None
     return entries, available
+
+
+def _frame_size(media: MediaFile) -> tuple[int, int] | None:
+    meta = media.metadata if isinstance(media.metadata, dict) else {}
+    width, height = meta.get("width"), meta.get("height")
+    return (width, height) if type(width) is int and type(height) is int and width > 0 and height > 0 else None
 
 
 def timeline_export(*, user: User, project: Project, fmt: str, padding_ms: int = DEFAULT_PADDING_MS,
