@@ -5,10 +5,10 @@ the bounded scan (gpu_tasks.pieces.keyframe_bounds), on the same files, in the s
 
 The files are a tiny video (16x16) at 1,000 frames a second with a keyframe each second: 10 s of
 it encoded once (10,000 packets), then looped with a stream copy to each `--packets`. Each plan
-runs in a fresh interpreter, after a first plan of the 10 s file (imports, PyAV's first file), and
-reports the peak of the Python memory it allocated (tracemalloc) and the growth of the process's
+runs in a fresh interpreter, after a first plan of the 10 s file (imports, PyAV's first file): once
+for the peak of the Python memory it allocates (tracemalloc), once for the growth of the process's
 peak RSS (ru_maxrss, which also counts FFmpeg's own allocations, such as the MP4 demuxer's index of
-every sample), and its time. Both planners must give the same bounds. Writes
+every sample) and its time. Both planners must give the same bounds. Writes
 bench/results/piece_planning_memory.json.
 """
 
@@ -22,10 +22,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import RESULTS_DIR
+from bench._stack import REPO_ROOT, RESULTS_DIR
 from gpu_tasks.engines.ffmpeg import ffmpeg_exe
 
 SEGMENT_PACKETS = 10_000
@@ -56,19 +55,23 @@ from gpu_tasks.pieces import keyframe_bounds
 def plan(path, target_ms):
     return keyframe_bounds(path, target_ms=target_ms)
 '''
+# argv: the warm-up file, the file, the target, and "python" (tracemalloc's peak) or "rss" (the
+# growth of the peak RSS, and the time, with tracemalloc off: its own records would count).
 MEASURE = '''
 import json, resource, sys, time, tracemalloc
 from pathlib import Path
 plan(Path(sys.argv[1]), int(sys.argv[3]))
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-tracemalloc.start()
+if sys.argv[4] == "python":
+    tracemalloc.start()
 started = time.monotonic()
 bounds = plan(Path(sys.argv[2]), int(sys.argv[3]))
 seconds = time.monotonic() - started
-peak = tracemalloc.get_traced_memory()[1]
-tracemalloc.stop()
-print(json.dumps({"bounds": bounds, "python_peak_kib": peak // 1024, "seconds": round(seconds, 2),
-                  "rss_growth_mib": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) / 1024, 1)}))
+if sys.argv[4] == "python":
+    print(json.dumps({"bounds": bounds, "python_peak_kib": tracemalloc.get_traced_memory()[1] // 1024}))
+else:
+    print(json.dumps({"bounds": bounds, "seconds": round(seconds, 2),
+                      "rss_growth_mib": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) / 1024, 1)}))
 '''
 
 
@@ -77,9 +80,12 @@ def ffmpeg(*args: str) -> None:
 
 
 def measure(planner: str, warm: Path, path: Path, target_ms: int) -> dict[str, Any]:
-    answer = subprocess.run([sys.executable, "-c", planner + MEASURE, str(warm), str(path), str(target_ms)],
-                            cwd=ROOT, capture_output=True, text=True, check=True)
-    return dict(json.loads(answer.stdout))
+    found: dict[str, Any] = {}
+    for what in ("python", "rss"):
+        answer = subprocess.run([sys.executable, "-c", planner + MEASURE, str(warm), str(path), str(target_ms), what],
+                                cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        found.update(json.loads(answer.stdout))
+    return found
 
 
 def main() -> None:
@@ -99,7 +105,8 @@ def main() -> None:
             before = measure(BEFORE, segment, path, args.target_ms)
             after = measure(AFTER, segment, path, args.target_ms)
             assert before.pop("bounds") == after.pop("bounds"), "the two planners disagree"
-            case = {"packets": count, "file_mib": round(path.stat().st_size / 2**20, 1), "before": before, "after": after}
+            mib = round(path.stat().st_size / 2**20, 1)
+            case = {"packets": count, "file_mib": mib, "before": before, "after": after}
             cases.append(case)
             print(f"{count:>10,} packets ({case['file_mib']} MiB): before {before['python_peak_kib']:,} KiB Python, "
                   f"+{before['rss_growth_mib']} MiB RSS, {before['seconds']} s; after {after['python_peak_kib']:,} KiB "
