@@ -47,8 +47,9 @@ MIN_SILENCE_S = 0.3
 # A cut in a silence falls this long before the speech resumes.
 SPEECH_LEAD_MS = 100
 # Packets come in decoding order, and a frame's presentation time is out of that order by a few
-# frames at most (B-frames: H.264 reorders up to 16); the keyframe scan puts them back in time
-# order within this many. A file reordered further gets fewer cuts, never a wrong one.
+# frames at most (B-frames: H.264 and HEVC reorder 16 at most); the keyframe scan puts them back in
+# time order within this many. Only a file reordered further than any encoder does could be cut
+# just after a frame it shows before the keyframe, which its pieces might then lose or repeat.
 REORDER_WINDOW = 256
 
 
@@ -252,17 +253,16 @@ def nearest_cuts(end_ms: int, cuts: Iterable[int], *, target_ms: int) -> list[in
     if end_ms <= 0:
         raise ValueError("a file of no duration has no pieces")
     count = piece_count(end_ms, target_ms)
-    targets = [round(end_ms * k / count) for k in range(1, count)]
     bounds = [0]
-    k = 0  # the target being placed
-    below: int | None = None  # the latest cut at or before targets[k]
+    k = 1  # the target being placed: the k-th of count - 1
+    below: int | None = None  # the latest cut at or before it
     for c in cuts:
-        if k == len(targets):
+        if k == count:
             break
         if c >= end_ms or c <= (bounds[-1] if below is None else below):
             continue
-        while k < len(targets):
-            target = targets[k]
+        while k < count:
+            target = round(end_ms * k / count)
             if c <= target:
                 below = c
                 break
