@@ -93,7 +93,8 @@ class LocalBackend(GpuBackend):
         self.time_limits = dict(time_limits or {})
         self.slots = slots  # runners at once on the machine; 0: no cap
         self.memory_limit_mb = memory_limit_mb  # per engine process; 0: none
-        # "module:function" to run for a type instead of its engine (tests run probes this way).
+        # "module:function" to run for a type instead of its engine: the join of a job's pieces
+        # (jobs.gpu_client.join_pieces), and the tests' probes.
         self.engines = dict(engines or {})
         # Where the engines' weights are (the runner gets it as AUTEUR_MODELS_DIR).
         self.models_dir = Path(models_dir) if models_dir is not None else weights.models_dir()
