@@ -380,6 +380,12 @@ AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECON
 # A GPU call still running this long past its type's time limit is cancelled and its job fails
 # (`timeout`); the grace covers a container's start and the result's upload.
 AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=30)
+# A job step whose message keeps coming back without finishing (its worker process killed each
+# time: out of memory, a crash) runs at most this many times; its next delivery fails the job
+# `crash_loop`, refunded once, instead of taking another worker down (jobs/life/deliveries.py).
+AUTEUR_STEP_MAX_DELIVERIES = env.int("AUTEUR_STEP_MAX_DELIVERIES", default=3)
+if AUTEUR_STEP_MAX_DELIVERIES < 1:
+    raise ImproperlyConfigured("AUTEUR_STEP_MAX_DELIVERIES must be at least 1.")
 # Check every job event's data against the published event schema as it is recorded (the tests
 # turn it on; a mismatch raises): jobs/event_schema.py.
 AUTEUR_CHECK_EVENT_SCHEMA = env.bool("AUTEUR_CHECK_EVENT_SCHEMA", default=False)

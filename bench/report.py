@@ -258,6 +258,14 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("long_file_pieces", f"| transcription of a {d['minutes']} min file, noop GPU at {d['seconds_per_minute']} s "
                     f"per minute of audio, capacity {d['capacity']} | in {p['pieces']} pieces: {p['wall_s']} s (cuts planned "
                     f"in {p['planning_s']} s) | whole: {w['wall_s']} s | {d['speedup']}x faster | - |"))
+    if (d := load("piece_planning_memory")) is not None:
+        c = max(d["cases"], key=lambda case: case["packets"])
+        b, a = c["before"], c["after"]
+        rows.append(("piece_planning_memory", f"| planning a compression in pieces: {c['packets']:,} packets ({c['file_mib']} "
+                    f"MiB MP4) | Python peak {a['python_peak_kib']:,} KiB, RSS +{a['rss_growth_mib']} MiB (FFmpeg's MP4 index), "
+                    f"{a['seconds']} s | every packet in a list: {b['python_peak_kib']:,} KiB, RSS +{b['rss_growth_mib']} MiB, "
+                    f"{b['seconds']} s | {b['python_peak_kib'] / max(1, a['python_peak_kib']):.0f}x less Python memory | "
+                    f"does not grow with the packets |"))
     if (d := load("speaker_assignment")) is not None:
         rows.append(("speaker_assignment", f"| speakers of {d['words']:,} words from {d['turns']:,} diarization turns "
                     f"(a long file's stitched transcript) | {d['sweep_s']} s | every turn for every word: "

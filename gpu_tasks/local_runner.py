@@ -179,7 +179,7 @@ def _work(box: Path, call: dict[str, Any], payload: dict[str, Any], deadline: fl
 def _engine(call: dict[str, Any]) -> Any:
     from gpu_tasks.engines import load_engine
 
-    if call.get("engine"):  # a backend built with an engine of its own for the type (tests)
+    if call.get("engine"):  # a backend built with an engine of its own for the type (a join, the tests' probes)
         module_name, _, attr = str(call["engine"]).partition(":")
         return getattr(importlib.import_module(module_name), attr)
     return load_engine(call["job_type"], "local")

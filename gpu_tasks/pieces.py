@@ -13,10 +13,14 @@ by its piece's offset and kept by the piece whose own span holds the word's midd
 heard by two pieces (in their overlap) is kept once, and none is lost. The words are then
 grouped into segments as a whole-file transcript's are (gpu_tasks.engines.transcript).
 
-A video to compress is cut at keyframes instead (``keyframes``, ``plan_keyframe_pieces``): each
-piece starts on a keyframe, so its call decodes from there exactly, and ends just before the next
-piece's keyframe; the pieces do not overlap and together hold every frame once. Their encodings
-are joined end to end (gpu_tasks.engines.compression.join_pieces).
+A video to compress is cut at keyframes instead (``keyframe_bounds``): each piece starts on a
+keyframe, so its call decodes from there exactly, and ends just before the next piece's keyframe;
+the pieces do not overlap and together hold every frame once. The packets are read twice, in a
+bounded stream that never holds the file's frames: first for where the frames end (which places
+the targets), then for the keyframe nearest each target (``nearest_cuts``). The scans hold a fixed
+number of packets whatever the file (a short file of tiny packets can hold tens of millions), and
+return lists of ints of the pieces' length. Their encodings are joined end to end
+(gpu_tasks.engines.compression.join_pieces).
 
 A piece's call names its span as `span: {start_ms, end_ms}` (``span_of``).
 
@@ -25,9 +29,10 @@ No Django here: the workers plan and stitch, the engines run each piece.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,11 @@ SILENCE_DB = -40.0  # quieter than this (dBFS, RMS) is silence
 MIN_SILENCE_S = 0.3
 # A cut in a silence falls this long before the speech resumes.
 SPEECH_LEAD_MS = 100
+# Packets come in decoding order, and a frame's presentation time is out of that order by a few
+# frames at most (B-frames: H.264 and HEVC reorder 16 at most); the keyframe scan puts them back in
+# time order within this many. Only a file reordered further than any encoder does could be cut
+# just after a frame it shows before the keyframe, which its pieces might then lose or repeat.
+REORDER_WINDOW = 256
 
 
 @dataclass(frozen=True)
@@ -57,12 +67,27 @@ class Piece:
 def silences(path: Path, *, threshold_db: float = SILENCE_DB, min_silence_s: float = MIN_SILENCE_S,
              sample_rate: int = 8000) -> list[tuple[int, int]]:
     """The file's silences as (start_ms, end_ms), in order: runs of 30 ms frames quieter than
-    `threshold_db` lasting at least `min_silence_s`. The audio is decoded once, streaming."""
+    `threshold_db` lasting at least `min_silence_s`. The audio is decoded once, streaming, and
+    each frame's loudness is looked at as it comes (only the silences are kept)."""
     import av
     import numpy as np
 
     frame_len = round(FRAME_S * sample_rate)
-    levels: list[float] = []
+    found: list[tuple[int, int]] = []
+    frames = 0  # 30 ms frames measured so far
+    run_start: int | None = None
+
+    def measure(level: float) -> None:
+        # A run of quiet frames ends at the first loud one; kept when long enough.
+        nonlocal frames, run_start
+        if level < threshold_db and run_start is None:
+            run_start = frames
+        elif level >= threshold_db and run_start is not None:
+            if (frames - run_start) * FRAME_S >= min_silence_s:
+                found.append((round(run_start * FRAME_S * 1000), round(frames * FRAME_S * 1000)))
+            run_start = None
+        frames += 1
+
     carry = np.zeros(0, dtype=np.float32)
     with open_input(path) as container:
         if not container.streams.audio:
@@ -81,19 +106,12 @@ def silences(path: Path, *, threshold_db: float = SILENCE_DB, min_silence_s: flo
                 if whole:
                     blocks = samples[:whole].reshape(-1, frame_len)
                     rms = np.sqrt(np.mean(blocks.astype(np.float64) ** 2, axis=1))
-                    levels.extend((20 * np.log10(np.maximum(rms, 1e-9))).tolist())
+                    for level in (20 * np.log10(np.maximum(rms, 1e-9))).tolist():
+                        measure(level)
                 carry = samples[whole:]
         except av.FFmpegError as exc:
             raise PermanentGpuError("invalid_media", f"cannot decode audio: {type(exc).__name__}") from exc
-    found: list[tuple[int, int]] = []
-    run_start: int | None = None
-    for i, level in enumerate([*levels, 0.0]):  # a loud sentinel ends a silence at the end
-        if level < threshold_db and run_start is None:
-            run_start = i
-        elif level >= threshold_db and run_start is not None:
-            if (i - run_start) * FRAME_S >= min_silence_s:
-                found.append((round(run_start * FRAME_S * 1000), round(i * FRAME_S * 1000)))
-            run_start = None
+    measure(0.0)  # a loud sentinel ends a silence at the end
     return found
 
 
@@ -171,45 +189,113 @@ def span_of(payload: Mapping[str, Any]) -> tuple[int, int] | None:
     raise PermanentGpuError("invalid_input", "span must be {start_ms, end_ms}: whole milliseconds, start < end")
 
 
-def keyframes(path: Path) -> tuple[list[int], int]:
-    """Where a video may be cut, and where its frames end: the keyframes' times and one past the last
-    frame's, in whole milliseconds from the file's start (as ffmpeg's `-ss` counts them), read from
-    the packets without decoding. A keyframe is a cut only when no frame falls in the millisecond
-    before it, so a span starting at its rounded-down time starts exactly on it."""
+def _frame_times(path: Path) -> Iterator[tuple[float, bool]]:
+    """(seconds from the file's start, whether a keyframe) of each video packet with a time, in the
+    order they are read, without decoding: one packet held at a time."""
     with open_input(path) as container:
         if not container.streams.video:
             raise PermanentGpuError("invalid_media", "the media has no video stream")
         stream = container.streams.video[0]
         base = stream.time_base
         origin = (container.start_time or 0) / 1_000_000
-        frames: list[tuple[float, bool]] = []
         try:
             for packet in container.demux(stream):
                 if packet.pts is not None and base is not None:
-                    frames.append((float(packet.pts * base) - origin, bool(packet.is_keyframe)))
+                    yield float(packet.pts * base) - origin, bool(packet.is_keyframe)
         except Exception as exc:  # PyAV raises its own error classes per FFmpeg error
             raise PermanentGpuError("invalid_media", f"cannot read the video: {type(exc).__name__}") from exc
-    if not frames:
+
+
+def frames_end(path: Path) -> int:
+    """One past the video's last frame, in whole milliseconds from the file's start."""
+    last: float | None = None
+    for t, _ in _frame_times(path):
+        last = t if last is None else max(last, t)
+    if last is None:
         raise PermanentGpuError("invalid_media", "the video has no frames")
-    frames.sort()
-    cuts = [math.floor(t * 1000) for (before, _), (t, key) in itertools.pairwise(frames)
-            if key and t > 0 and before < math.floor(t * 1000) / 1000]
-    return cuts, math.floor(frames[-1][0] * 1000) + 1
+    return math.floor(last * 1000) + 1
 
 
-def plan_keyframe_pieces(end_ms: int, cuts: Sequence[int], *, target_ms: int) -> list[Piece]:
-    """The video's pieces: about `target_ms` each, cut at the keyframe nearest each target (later
-    than the cut before). `end_ms` is one past the last frame (``keyframes``). Pieces do not
-    overlap: a piece's call encodes the frames of [start_ms, end_ms)."""
+def keyframe_cuts(path: Path) -> Iterator[int]:
+    """Where a video may be cut, in increasing order: its keyframes' times in whole milliseconds
+    from the file's start (as ffmpeg's `-ss` counts them). A keyframe is a cut only when no frame
+    falls in the millisecond before it, so a span starting at its rounded-down time starts exactly
+    on it. The frames are put back in time order within REORDER_WINDOW packets."""
+    window: list[tuple[float, bool]] = []
+    before: float | None = None  # the latest time of a frame taken out of the window
+    last_cut = 0
+
+    def cut(t: float, key: bool) -> int | None:
+        nonlocal before, last_cut
+        ms = math.floor(t * 1000)
+        found = key and t > 0 and before is not None and before < ms / 1000 and ms > last_cut
+        before = t if before is None else max(before, t)
+        if found:
+            last_cut = ms
+            return ms
+        return None
+
+    for frame in _frame_times(path):
+        if len(window) < REORDER_WINDOW:
+            heapq.heappush(window, frame)
+        elif (ms := cut(*heapq.heappushpop(window, frame))) is not None:
+            yield ms
+    while window:
+        if (ms := cut(*heapq.heappop(window))) is not None:
+            yield ms
+
+
+def nearest_cuts(end_ms: int, cuts: Iterable[int], *, target_ms: int) -> list[int]:
+    """The bounds of a video's pieces, [0, cut, ..., end_ms]: about `target_ms` each, cut at the
+    cut nearest each target (the earlier of two as near), later than the cut before. `cuts` come
+    in increasing order (``keyframe_cuts``) and are looked at once each, as they come: only the
+    latest one before the current target is held."""
     if end_ms <= 0:
         raise ValueError("a file of no duration has no pieces")
-    bounds = [0]
     count = piece_count(end_ms, target_ms)
-    for k in range(1, count):
-        target = round(end_ms * k / count)
-        later = [c for c in cuts if bounds[-1] < c < end_ms]
-        if later:
-            bounds.append(min(later, key=lambda c: (abs(c - target), c)))
-    bounds = [*sorted(set(bounds)), end_ms]
+    bounds = [0]
+    k = 1  # the target being placed: the k-th of count - 1
+    below: int | None = None  # the latest cut at or before it
+    for c in cuts:
+        if k == count:
+            break
+        if c >= end_ms or c <= (bounds[-1] if below is None else below):
+            continue
+        while k < count:
+            target = round(end_ms * k / count)
+            if c <= target:
+                below = c
+                break
+            # `c` is the first cut past the target: the nearer of it and the one before wins.
+            if below is not None and target - below <= c - target:
+                bounds.append(below)
+                below, k = None, k + 1
+                continue  # `c` is the first cut after this one: it may serve the next target
+            bounds.append(c)
+            below, k = None, k + 1
+            break
+    if below is not None:
+        bounds.append(below)
+    return [*bounds, end_ms]
+
+
+def keyframe_bounds(path: Path, *, target_ms: int) -> list[int]:
+    """The bounds of a video's pieces of about `target_ms`, cut at keyframes (``nearest_cuts``):
+    two passes over its packets, neither holding more than REORDER_WINDOW of them."""
+    end_ms = frames_end(path)
+    if piece_count(end_ms, target_ms) == 1:
+        return [0, end_ms]
+    return nearest_cuts(end_ms, keyframe_cuts(path), target_ms=target_ms)
+
+
+def pieces_between(bounds: Sequence[int]) -> list[Piece]:
+    """The pieces [bounds[i], bounds[i + 1]) of a video cut at keyframes: they do not overlap, and
+    a piece's call encodes the frames of its span."""
     return [Piece(index=i, start_ms=a, end_ms=b, audio_start_ms=a, audio_end_ms=b)
             for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+
+
+def plan_keyframe_pieces(end_ms: int, cuts: Iterable[int], *, target_ms: int) -> list[Piece]:
+    """The video's pieces from its cuts in any order (``nearest_cuts``); `end_ms` is one past the
+    last frame (``frames_end``)."""
+    return pieces_between(nearest_cuts(end_ms, sorted(set(cuts)), target_ms=target_ms))

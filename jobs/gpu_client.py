@@ -18,14 +18,14 @@ from gpu_tasks import contract, engines
 from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_once
 from gpu_tasks.announce import parse_all as parse_announcements
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
+from gpu_tasks.backends.local import LocalBackend
 from gpu_tasks.engines import input_bounds, video_generation, weights
-from gpu_tasks.engines.compression import join_pieces
 from gpu_tasks.engines.timeline import MAX_CLIPS as RENDER_ENGINE_MAX_CLIPS
 from gpu_tasks.engines.transcript import turns_of
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.input_bounds import Bound, Choices, InputBound, Resolution
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
-from gpu_tasks.pieces import Piece, keyframes, plan_keyframe_pieces, plan_pieces, silences, stitch_transcript
+from gpu_tasks.pieces import Piece, keyframe_bounds, pieces_between, plan_pieces, silences, stitch_transcript
 from gpu_tasks.results import ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
@@ -37,11 +37,13 @@ from gpu_tasks.sandbox import detect as detect_sandbox
 __all__ = [
     "LANGUAGE_CHOICES", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError", "InputBound",
     "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once", "input_bounds",
-    "join_pieces", "keyframes", "parse_announcements", "plan_keyframe_pieces", "plan_pieces", "silences",
+    "join_pieces", "keyframe_bounds", "parse_announcements", "pieces_between", "plan_pieces", "silences",
     "stitch_transcript", "turns_of",
 ]
 
 logger = logging.getLogger(__name__)
+
+JOIN_ENGINE = "gpu_tasks.engines.compression:join"
 
 
 @lru_cache(maxsize=1)
@@ -90,6 +92,33 @@ def checked_result(job_type: str, call_id: str, result: Any) -> dict[str, Any]:
 def save_output(call_id: str, ref: dict[str, Any], dest: Path) -> Path | None:
     """Keep one output of `call_id` (a checked ref) at `dest`; None when it was uploaded."""
     return contract.save_output(ref, dest, policy=backend().output_policy(call_id), limits=result_limits())
+
+
+def join_pieces(pieces: list[Path], source: Path, dest: Path, *, preset_name: str, timeout_s: float) -> Path:
+    """The pieces' videos end to end with the source's audio, at `dest` (gpu_tasks.engines.compression.join).
+
+    Whatever the backend, the ffmpeg that joins them runs here under a local runner, as a local
+    engine does: in the sandbox (a uid of its own, no network, where the machine allows), with the
+    runner's minimal environment (none of this worker's secrets) and memory limit, on copies of
+    the files; it parses what GPU containers and the user produced. Within `timeout_s`, or `timeout`."""
+    joiner = LocalBackend(
+        settings.AUTEUR_GPU_LOCAL_DIR, engines={"compression": JOIN_ENGINE}, time_limits={"compression": timeout_s},
+        memory_limit_mb=settings.AUTEUR_LOCAL_RUNNER_MEMORY_MB, result_limits=result_limits(), sandbox=sandbox(),
+    )  # fmt: skip
+    payload = {"pieces": [{"path": str(path)} for path in pieces], "media": {"path": str(source)},
+               "preset": preset_name}
+    call_id, status = joiner.run("compression", payload)
+    try:
+        if status.state != "succeeded":
+            raise status.error or PermanentGpuError("internal", "the join failed without an error")
+        policy = joiner.output_policy(call_id)
+        result = check_result("compression", status.result, policy=policy, limits=result_limits())
+        video = (result.get("outputs") or {}).get("video")
+        if video is None or contract.save_output(video, dest, policy=policy, limits=result_limits()) is None:
+            raise PermanentGpuError("invalid_result", "the join delivered no video")
+    finally:
+        joiner.release(call_id)
+    return dest
 
 
 def reset() -> None:

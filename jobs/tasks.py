@@ -22,6 +22,7 @@ from auteur.logging import job_id_var
 from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from jobs.gpu_client import GpuError, TransientGpuError
 from jobs.life.deadlines import jobs_deadlines_enforce
+from jobs.life.deliveries import step_redelivered
 from jobs.life.publish import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step, step_task_name
 from jobs.life.reaper import jobs_reap
 from jobs.life.status import job_fail
@@ -40,9 +41,11 @@ class JobTask(DjangoTask):
 
     A step that fails for good (a permanent error, or transient ones past their retries) lands in
     on_failure, which fails the job and refunds it through the service: exactly once, however
-    many times on_failure runs. A GPU backend out of reach or out of capacity, and losing the
-    database mid-step (a restart, a failover), are transient: the step is retried with
-    exponential back-off and full jitter (0-2 s, 0-4 s, ... at most 60 s), five times.
+    many times on_failure runs. A step whose message keeps coming back because it kills its worker
+    (jobs.life.deliveries) fails the job the same way, without running again. A GPU backend out
+    of reach or out of capacity, and losing the database mid-step (a restart, a failover), are
+    transient: the step is retried with exponential back-off and full jitter (0-2 s, 0-4 s, ...
+    at most 60 s), five times.
     """
 
     acks_late = True
@@ -67,6 +70,9 @@ class JobTask(DjangoTask):
                 # the database away there is nothing to record it in, and the step retries anyway.
                 with contextlib.suppress(DatabaseError):
                     job_event_record(job_id, JobEventType.STEP_REDELIVERED, step=self.name)
+                # One that came back too often kills its worker each time: it fails the job instead.
+                if step_redelivered(job_id=job_id, step=self.name, message=f"{self.request.id}:{self.request.retries}"):
+                    return None
             return super().__call__(*args, **kwargs)
         finally:
             job_id_var.reset(token)

@@ -58,6 +58,8 @@ _CALL_ID = re.compile(r"^local-[0-9a-f]{32}$")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The runner enforces the limit itself; this backstop only catches a runner that cannot.
 _BACKSTOP_GRACE_S = 60.0
+# How often `run` looks at the call it waits for.
+RUN_POLL_INTERVAL_S = 0.05
 # What a runner inherits of the worker's environment: what Python, the engines, their libraries
 # and ffmpeg need, and nothing else. Above all no secret (Django's, JWT, database, broker,
 # cloud, a hub token): an engine parses user media, and whatever it can read a crafted file
@@ -91,7 +93,8 @@ class LocalBackend(GpuBackend):
         self.time_limits = dict(time_limits or {})
         self.slots = slots  # runners at once on the machine; 0: no cap
         self.memory_limit_mb = memory_limit_mb  # per engine process; 0: none
-        # "module:function" to run for a type instead of its engine (tests run probes this way).
+        # "module:function" to run for a type instead of its engine: the join of a job's pieces
+        # (jobs.gpu_client.join_pieces), and the tests' probes.
         self.engines = dict(engines or {})
         # Where the engines' weights are (the runner gets it as AUTEUR_MODELS_DIR).
         self.models_dir = Path(models_dir) if models_dir is not None else weights.models_dir()
@@ -173,6 +176,19 @@ class LocalBackend(GpuBackend):
         # Reap the runner when it exits so it never lingers as a zombie of this worker process.
         threading.Thread(target=proc.wait, name=f"reap-{call_id}", daemon=True).start()
         return call_id
+
+    def run(self, job_type: str, payload: Mapping[str, Any]) -> tuple[str, CallStatus]:
+        """Spawn a call and wait here for its end: work that a worker waits for anyway (the join of
+        a job's pieces), run in the engines' sandbox. The runner keeps the time limit; a wait cut
+        short (the step's own time limit) cancels the call. The caller releases it."""
+        call_id = self.spawn(job_type, payload)
+        try:
+            while not (status := self.poll(call_id)).done:
+                time.sleep(RUN_POLL_INTERVAL_S)
+        except BaseException:
+            self.cancel(call_id)
+            raise
+        return call_id, status
 
     def poll(self, call_id: str) -> CallStatus:
         call_dir = self._call_dir(call_id)

@@ -12,7 +12,9 @@ so phone videos with a rotation flag come out the right way round.
 A long video is compressed in pieces (gpu_tasks.pieces): with `span: {start_ms, end_ms}` the call
 encodes only the frames of that span, video only, starting on the keyframe at `start_ms`;
 `join_pieces` puts the pieces' encodings end to end (stream copy) and encodes the source's audio
-once, whole, beside them, so no seam is heard.
+once, whole, beside them, so no seam is heard. The worker runs it as `join`, an engine of its own
+under a local runner (jobs.gpu_client.join_pieces): its ffmpeg parses files that GPU containers and
+the user produced, so it runs in the engines' sandbox, whatever the backend.
 """
 
 from __future__ import annotations
@@ -106,7 +108,23 @@ def _span_args(source: Path, span: tuple[int, int], scale: str, video: list[str]
     return args, length_s
 
 
-def join_pieces(pieces: list[Path], source: Path, out: Path, *, preset_name: str, timeout_s: float) -> None:
+def join(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
+    """`join_pieces` as an engine. Payload: `{"pieces": [input_ref, ...] in order, "media": the
+    source's input_ref, "preset"}`. Result: `{"outputs": {"video": ref}}`."""
+    preset_name = str(payload.get("preset") or DEFAULT_PRESET)
+    if preset_name not in PRESETS:
+        raise PermanentGpuError("invalid_input", f"preset must be one of {sorted(PRESETS)}")
+    refs = payload.get("pieces")
+    if not isinstance(refs, list) or not refs:
+        raise PermanentGpuError("invalid_input", "pieces must be a list of the pieces' videos")
+    pieces = [ctx.input_path(ref, f"piece {index}") for index, ref in enumerate(refs)]
+    source = ctx.input_path(payload.get("media"), "media")
+    out = ctx.output_path("video", ".mp4")
+    join_pieces(pieces, source, out, preset_name=preset_name, timeout_s=ctx.remaining_s())
+    return {"outputs": {"video": ctx.deliver("video", out, "video/mp4")}}
+
+
+def join_pieces(pieces: list[Path], source: Path, out: Path, *, preset_name: str, timeout_s: float | None) -> None:
     """One MP4 of the pieces' video, end to end as they were encoded (no frame re-encoded, none
     added or lost), with the source's first audio stream encoded once at the preset's bitrate."""
     preset = PRESETS[preset_name]

@@ -5,6 +5,7 @@
     windows        how long a job may wait to start: the client's limit, its type's queue TTL
     refunds        how much a failed or canceled job gets back
     status         every change of a job's status, and only there: claim, complete, fail, cancel, abort
+    deliveries     a step whose message keeps coming back without finishing fails its job
     inference      spawn the GPU call, look at it, record its start and progress
     outputs        store a finished call's result, then complete the job
     steps          what each pipeline step does (prepare, infer, finish)

@@ -33,8 +33,8 @@ from jobs.gpu_client import (
     PermanentGpuError,
     Piece,
     join_pieces,
-    keyframes,
-    plan_keyframe_pieces,
+    keyframe_bounds,
+    pieces_between,
     plan_pieces,
     silences,
     stitch_transcript,
@@ -97,13 +97,13 @@ def time_limit_factor(job: Job) -> int:
 
 def pieces_plan(job: Job) -> list[Piece]:
     """Where to cut the job's file, read on this worker: a recording at its silences, a video at
-    its keyframes."""
+    its keyframes (read as a bounded stream: the worker holds no list of the file's packets, of
+    which a small file can have tens of millions)."""
     media = MediaFile.objects.get(pk=job.input_params["media_id"])
     target = settings.AUTEUR_PIECES_TARGET_MS
     with get_storage().local_path(media.storage_key) as path:
         if not _transcribes(job):
-            cuts, end_ms = keyframes(path)
-            return plan_keyframe_pieces(end_ms, cuts, target_ms=target)
+            return pieces_between(keyframe_bounds(path, target_ms=target))
         quiet = silences(path)
     return plan_pieces(media.duration_ms or 0, quiet, target_ms=target, window_ms=target // 4, overlap_ms=2_000)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,11 +16,35 @@ from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import compression
 from gpu_tasks.engines.media import open_input, probe
 from gpu_tasks.errors import PermanentGpuError
-from gpu_tasks.pieces import keyframes, plan_keyframe_pieces
+from gpu_tasks.pieces import (
+    frames_end,
+    keyframe_bounds,
+    keyframe_cuts,
+    nearest_cuts,
+    piece_count,
+    pieces_between,
+    plan_keyframe_pieces,
+)
 
 FPS = 25
 SECONDS = 12
 STEP = 7  # frame n is grey level 7n mod 256: a frame lost or doubled shifts every later one by 7
+ROOT = Path(__file__).resolve().parents[2]
+# In a fresh interpreter, after a first plan (the imports, PyAV's first file): the most Python
+# memory each plan of the files named on the command line takes at once, in bytes, and its bounds.
+PLAN_PEAK = """
+import json, sys, tracemalloc
+from pathlib import Path
+from gpu_tasks.pieces import keyframe_bounds
+keyframe_bounds(Path(sys.argv[1]), target_ms=int(sys.argv[2]))
+found = {}
+for name in sys.argv[3:]:
+    tracemalloc.start()
+    bounds = keyframe_bounds(Path(name), target_ms=int(sys.argv[2]))
+    found[name] = {"peak": tracemalloc.get_traced_memory()[1], "bounds": bounds}
+    tracemalloc.stop()
+print(json.dumps(found))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +75,7 @@ def compress(tmp_path: Path, source: Path, span: tuple[int, int] | None = None) 
 
 
 def test_keyframes_are_found_from_the_packets_and_cuts_fall_on_the_nearest(numbered_video: Path) -> None:
-    cuts, end_ms = keyframes(numbered_video)
+    cuts, end_ms = list(keyframe_cuts(numbered_video)), frames_end(numbered_video)
     assert cuts == [2000, 4000, 6000, 8000, 10000]
     assert end_ms == 11961  # the last frame starts at 11.96 s
     pieces = plan_keyframe_pieces(end_ms, cuts, target_ms=4000)  # targets at 3,987 and 7,974 ms
@@ -56,12 +84,32 @@ def test_keyframes_are_found_from_the_packets_and_cuts_fall_on_the_nearest(numbe
     # A target far from any keyframe takes the nearest one; a video shorter than 1.5 targets is one piece.
     assert [p.start_ms for p in plan_keyframe_pieces(end_ms, [6000], target_ms=3000)] == [0, 6000]
     assert len(plan_keyframe_pieces(end_ms, cuts, target_ms=9000)) == 1
+    # Read from the file in one go, the same pieces.
+    assert pieces_between(keyframe_bounds(numbered_video, target_ms=4000)) == pieces
+    assert keyframe_bounds(numbered_video, target_ms=9000) == [0, 11961]
+
+
+def test_the_streamed_plan_takes_the_nearest_later_cut_for_each_target() -> None:
+    """`nearest_cuts` looks at each cut once as it comes; it plans what the definition does: for each
+    target in turn, of the cuts later than the last bound and before the end, the nearest (the
+    earlier of two as near)."""
+    rng = random.Random(5)
+    for _ in range(3000):
+        end_ms, target_ms = rng.randint(1, 60_000), rng.randint(1, 20_000)
+        cuts = sorted({rng.randint(0, end_ms + 50) for _ in range(rng.randint(0, 25))})
+        count = piece_count(end_ms, target_ms)
+        bounds = [0]
+        for k in range(1, count):
+            target = round(end_ms * k / count)
+            later = [(abs(c - target), c) for c in cuts if bounds[-1] < c < end_ms]
+            if later:
+                bounds.append(min(later)[1])
+        assert nearest_cuts(end_ms, iter(cuts), target_ms=target_ms) == [*bounds, end_ms], (end_ms, target_ms, cuts)
 
 
 def test_pieces_joined_hold_every_frame_once_in_order_with_the_whole_audio(tmp_path: Path,
                                                                          numbered_video: Path) -> None:
-    cuts, end_ms = keyframes(numbered_video)
-    pieces = plan_keyframe_pieces(end_ms, cuts, target_ms=4000)
+    pieces = pieces_between(keyframe_bounds(numbered_video, target_ms=4000))
     assert len(pieces) == 3
     encoded = [compress(tmp_path / f"p{p.index}", numbered_video, (p.start_ms, p.end_ms)) for p in pieces]
     counts = [len(grey_levels(path)) for path in encoded]
@@ -85,3 +133,24 @@ def test_a_span_is_whole_milliseconds_start_before_end(tmp_path: Path, numbered_
         with pytest.raises(PermanentGpuError) as info:
             compress(tmp_path, numbered_video, bad)
         assert info.value.code == "invalid_input"
+
+
+def test_planning_holds_no_more_memory_for_ten_times_the_packets(make_media: Callable[..., Path]) -> None:
+    """A tiny video at 1,000 frames a second, a keyframe each second: 5 s of it is 5,000 packets,
+    the same ten times over 50,000. Planning it holds none of them: its peak does not grow with the
+    packets (a list of every packet would take ten times as much), and it cuts at whole seconds."""
+    short = make_media(
+        "kilo-fps.mp4",
+        "-f", "lavfi", "-i", "color=c=black:s=16x16:r=1000:d=5,geq=lum='mod(N,256)':cb=128:cr=128",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "1000", "-bf", "2", "-pix_fmt", "yuv420p",
+    )  # fmt: skip
+    long = make_media("kilo-fps-x10.mp4", "-stream_loop", "9", "-i", str(short), "-c", "copy")
+    with open_input(long) as container:
+        assert container.streams.video[0].frames == 50_000
+    answer = subprocess.run([sys.executable, "-c", PLAN_PEAK, str(short), "1000", str(short), str(long)],
+                            cwd=ROOT, capture_output=True, text=True, check=True, timeout=300)
+    found = json.loads(answer.stdout)
+    small, large = found[str(short)], found[str(long)]
+    assert small["bounds"] == list(range(0, 5001, 1000))
+    assert large["bounds"] == list(range(0, 50001, 1000))
+    assert large["peak"] < 2 * small["peak"], f"5,000 packets: {small['peak']} B at most; 50,000: {large['peak']} B"
