@@ -67,7 +67,8 @@ class Limits:
     sandbox: str = "auto"
     sandbox_uid_base: int = isolation.DEFAULT_UID_BASE
     sandbox_uid_count: int = isolation.DEFAULT_UID_COUNT
-    # Imported by the server besides the function's module (libraries the module imports lazily).
+    # The modules the server imports once, so that no child pays for them: the function's own by
+    # default. Calls with the same modules (and sandbox) share a server, whatever their function.
     preload: tuple[str, ...] = field(default=())
 
 
@@ -182,9 +183,8 @@ def _log_sandbox_once(description: str, *, full: bool) -> None:
 
 
 def server_key(function: str, limits: Limits) -> tuple[str, ...]:
-    """Which of a process's servers runs `function`: one per sandbox setting and modules imported
-    (the function's module, then the limits' extras)."""
-    return (limits.sandbox, function.partition(":")[0], *limits.preload)
+    """Which of a process's servers runs `function`: one per sandbox setting and modules imported."""
+    return (limits.sandbox, *(limits.preload or (function.partition(":")[0],)))
 
 
 def _server_for(key: tuple[str, ...], limits: Limits) -> Server:

@@ -32,11 +32,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpu_tasks.confined import Refused
 from gpu_tasks.engines.media import open_input
 from gpu_tasks.engines.transcript import Turn, Word, assign_speakers, build_transcript, group_words
 from gpu_tasks.errors import PermanentGpuError
@@ -65,7 +66,7 @@ class Piece:
 
 
 def silences(path: Path, *, threshold_db: float = SILENCE_DB, min_silence_s: float = MIN_SILENCE_S,
-             sample_rate: int = 8000) -> list[tuple[int, int]]:
+             sample_rate: int = 8000, fd: int | None = None) -> list[tuple[int, int]]:
     """The file's silences as (start_ms, end_ms), in order: runs of 30 ms frames quieter than
     `threshold_db` lasting at least `min_silence_s`. The audio is decoded once, streaming, and
     each frame's loudness is looked at as it comes (only the silences are kept)."""
@@ -89,7 +90,7 @@ def silences(path: Path, *, threshold_db: float = SILENCE_DB, min_silence_s: flo
         frames += 1
 
     carry = np.zeros(0, dtype=np.float32)
-    with open_input(path) as container:
+    with open_input(path, fd=fd) as container:
         if not container.streams.audio:
             raise PermanentGpuError("invalid_media", "the media has no audio stream")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
@@ -189,10 +190,10 @@ def span_of(payload: Mapping[str, Any]) -> tuple[int, int] | None:
     raise PermanentGpuError("invalid_input", "span must be {start_ms, end_ms}: whole milliseconds, start < end")
 
 
-def _frame_times(path: Path) -> Iterator[tuple[float, bool]]:
+def _frame_times(path: Path, fd: int | None) -> Iterator[tuple[float, bool]]:
     """(seconds from the file's start, whether a keyframe) of each video packet with a time, in the
     order they are read, without decoding: one packet held at a time."""
-    with open_input(path) as container:
+    with open_input(path, fd=fd) as container:
         if not container.streams.video:
             raise PermanentGpuError("invalid_media", "the media has no video stream")
         stream = container.streams.video[0]
@@ -206,17 +207,17 @@ def _frame_times(path: Path) -> Iterator[tuple[float, bool]]:
             raise PermanentGpuError("invalid_media", f"cannot read the video: {type(exc).__name__}") from exc
 
 
-def frames_end(path: Path) -> int:
+def frames_end(path: Path, *, fd: int | None = None) -> int:
     """One past the video's last frame, in whole milliseconds from the file's start."""
     last: float | None = None
-    for t, _ in _frame_times(path):
+    for t, _ in _frame_times(path, fd):
         last = t if last is None else max(last, t)
     if last is None:
         raise PermanentGpuError("invalid_media", "the video has no frames")
     return math.floor(last * 1000) + 1
 
 
-def keyframe_cuts(path: Path) -> Iterator[int]:
+def keyframe_cuts(path: Path, *, fd: int | None = None) -> Iterator[int]:
     """Where a video may be cut, in increasing order: its keyframes' times in whole milliseconds
     from the file's start (as ffmpeg's `-ss` counts them). A keyframe is a cut only when no frame
     falls in the millisecond before it, so a span starting at its rounded-down time starts exactly
@@ -235,7 +236,7 @@ def keyframe_cuts(path: Path) -> Iterator[int]:
             return ms
         return None
 
-    for frame in _frame_times(path):
+    for frame in _frame_times(path, fd):
         if len(window) < REORDER_WINDOW:
             heapq.heappush(window, frame)
         elif (ms := cut(*heapq.heappushpop(window, frame))) is not None:
@@ -279,13 +280,38 @@ def nearest_cuts(end_ms: int, cuts: Iterable[int], *, target_ms: int) -> list[in
     return [*bounds, end_ms]
 
 
-def keyframe_bounds(path: Path, *, target_ms: int) -> list[int]:
+def keyframe_bounds(path: Path, *, target_ms: int, fd: int | None = None) -> list[int]:
     """The bounds of a video's pieces of about `target_ms`, cut at keyframes (``nearest_cuts``):
     two passes over its packets, neither holding more than REORDER_WINDOW of them."""
-    end_ms = frames_end(path)
+    end_ms = frames_end(path, fd=fd)
     if piece_count(end_ms, target_ms) == 1:
         return [0, end_ms]
-    return nearest_cuts(end_ms, keyframe_cuts(path), target_ms=target_ms)
+    return nearest_cuts(end_ms, keyframe_cuts(path, fd=fd), target_ms=target_ms)
+
+
+# ----------------------------------------------------------------------------- in a confined child
+# The scans decode an upload: they run in a child of the worker's media server (a sandbox, memory,
+# CPU and time limits: media/probe_sandbox.py), through the descriptor it opened, and answer plain
+# data; a file they cannot read is refused with the job's error code.
+
+
+def _scanned(fd: int | None, scan: Callable[[], Any]) -> Any:
+    if fd is None:
+        raise Refused("invalid_media", "the upload could not be opened")
+    try:
+        return scan()
+    except PermanentGpuError as exc:
+        raise Refused(exc.code, exc.message) from None
+
+
+def scan_keyframe_bounds(*, path: str, fd: int | None, target_ms: int) -> list[int]:
+    bounds: list[int] = _scanned(fd, lambda: keyframe_bounds(Path(path), target_ms=target_ms, fd=fd))
+    return bounds
+
+
+def scan_silences(*, path: str, fd: int | None) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = _scanned(fd, lambda: silences(Path(path), fd=fd))
+    return found
 
 
 def pieces_between(bounds: Sequence[int]) -> list[Piece]:

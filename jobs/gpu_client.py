@@ -25,7 +25,7 @@ from gpu_tasks.engines.transcript import turns_of
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.input_bounds import Bound, Choices, InputBound, Resolution
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
-from gpu_tasks.pieces import Piece, keyframe_bounds, pieces_between, plan_pieces, silences, stitch_transcript
+from gpu_tasks.pieces import Piece, pieces_between, plan_pieces, stitch_transcript
 from gpu_tasks.results import ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
@@ -37,7 +37,7 @@ from gpu_tasks.sandbox import detect as detect_sandbox
 __all__ = [
     "LANGUAGE_CHOICES", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError", "InputBound",
     "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once", "input_bounds",
-    "join_pieces", "keyframe_bounds", "parse_announcements", "pieces_between", "plan_pieces", "silences",
+    "join_pieces", "parse_announcements", "pieces_between", "plan_pieces",
     "stitch_transcript", "turns_of",
 ]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gpu_tasks.confined as confined
 import gpu_tasks.sandbox as isolation
@@ -26,7 +27,9 @@ from media.probing import DEFAULT_MAX_PIXELS, OVER_LIMITS, ProbeResult
 logger = logging.getLogger(__name__)
 
 PROBE = "media.probing:probe_confined"
-PRELOAD = ("av",)
+# One server per worker process reads untrusted media: the probe, and the scans that plan a long
+# file's pieces (gpu_tasks.pieces). Each module is imported once there.
+PRELOAD = ("av", "numpy", "media.probing", "gpu_tasks.pieces")
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,17 @@ class ProbeLimits:
                                sandbox_uid_count=self.sandbox_uid_count, preload=PRELOAD)
 
 
+def media_call(function: str, path: Path, *, limits: ProbeLimits, **args: Any) -> Any:
+    """`function` ("module:name") of a media file, in a child of this process's media server (see
+    `confined.call`: `path` and `fd=` its open descriptor are passed, then `args`)."""
+    return confined.call(function, limits=limits.confined(), path=path, **args)
+
+
 def probe_isolated(path: Path, declared_type: str, *, limits: ProbeLimits, function: str = PROBE) -> ProbeResult:
     """`probe_file` run in a limited child process; a child that fails rejects the file.
     (`function`: what the child runs instead, for tests that attack the sandbox.)"""
     try:
-        result = confined.call(function, limits=limits.confined(), path=path, declared_type=declared_type,
-                               max_pixels=limits.max_pixels)
+        result = media_call(function, path, limits=limits, declared_type=declared_type, max_pixels=limits.max_pixels)
     except (confined.BudgetSpent, confined.Refused):
         return ProbeResult(ok=False, rejection_reason=OVER_LIMITS)
     try:

@@ -6,6 +6,7 @@ the decoders take `max_s`: the seconds of the input the job paid for, past which
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,20 @@ class MediaInfo:
     fps: float | None = None
 
 
-def open_input(path: Path) -> Any:
-    """The input at `path` as a PyAV container, opened under the whitelists."""
+def open_input(path: Path, *, fd: int | None = None) -> Any:
+    """The input at `path` as a PyAV container, opened under the whitelists; through `fd` (read from
+    its start, by FFmpeg's `fd` protocol and no other) where the caller holds the file open and may
+    not open it by path (a confined child)."""
     import av
 
+    options = dict(SAFE_INPUT_OPTIONS)
+    source = str(path)
+    if fd is not None:
+        os.lseek(fd, 0, os.SEEK_SET)  # FFmpeg reads from where the descriptor is: a second pass starts over
+        source = "fd:"
+        options.update(fd=str(fd), protocol_whitelist="fd")
     try:
-        return av.open(str(path), options=dict(SAFE_INPUT_OPTIONS))
+        return av.open(source, options=options)
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise PermanentGpuError("invalid_media", f"cannot open media: {type(exc).__name__}") from exc
 

@@ -18,6 +18,7 @@ piece's result was checked as it arrived, and its call is kept until then).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from pathlib import Path
@@ -27,16 +28,15 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+import gpu_tasks.confined as confined
 from jobs import gpu_client
 from jobs.gpu_client import (
     CallStatus,
     PermanentGpuError,
     Piece,
     join_pieces,
-    keyframe_bounds,
     pieces_between,
     plan_pieces,
-    silences,
     stitch_transcript,
     turns_of,
 )
@@ -45,6 +45,8 @@ from jobs.models import PIECES, Job, JobEventType, JobPiece, JobStatus
 from jobs.services.events import job_event_record
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
+from media.probe_sandbox import media_call
+from media.services.probing import probe_limits
 from media.storage import get_storage
 
 logger = logging.getLogger(__name__)
@@ -96,16 +98,43 @@ def time_limit_factor(job: Job) -> int:
 
 
 def pieces_plan(job: Job) -> list[Piece]:
-    """Where to cut the job's file, read on this worker: a recording at its silences, a video at
-    its keyframes (read as a bounded stream: the worker holds no list of the file's packets, of
-    which a small file can have tens of millions)."""
+    """Where to cut the job's file: a recording at its silences, a video at its keyframes. Both
+    scans decode the upload, so they run as its probe does, in a child of the worker's media server
+    (sandboxed, under the probe's limits), and read it as a bounded stream: no list of the file's
+    packets, of which a small file can have tens of millions."""
     media = MediaFile.objects.get(pk=job.input_params["media_id"])
     target = settings.AUTEUR_PIECES_TARGET_MS
     with get_storage().local_path(media.storage_key) as path:
         if not _transcribes(job):
-            return pieces_between(keyframe_bounds(path, target_ms=target))
-        quiet = silences(path)
-    return plan_pieces(media.duration_ms or 0, quiet, target_ms=target, window_ms=target // 4, overlap_ms=2_000)
+            bounds = _scan("gpu_tasks.pieces:scan_keyframe_bounds", path, target_ms=target)
+            if not _ascending(bounds) or len(bounds) < 2:
+                raise PermanentGpuError("invalid_media", "the video's keyframes could not be read")
+            return pieces_between(bounds)
+        quiet = _scan("gpu_tasks.pieces:scan_silences", path)
+    if not all(isinstance(s, list) and len(s) == 2 and _ascending(s) for s in quiet):
+        raise PermanentGpuError("invalid_media", "the recording's silences could not be read")
+    return plan_pieces(media.duration_ms or 0, [(a, b) for a, b in quiet], target_ms=target,
+                       window_ms=target // 4, overlap_ms=2_000)
+
+
+def _ascending(values: Any) -> bool:
+    """A list of whole milliseconds in increasing order: what a scan answers, checked as input."""
+    return isinstance(values, list) and all(type(v) is int and v >= 0 for v in values) and all(
+        a < b for a, b in itertools.pairwise(values))
+
+
+def _scan(function: str, path: Path, **args: Any) -> Any:
+    """A scan of the job's upload in a child of this worker's media server; what it could not read
+    fails the job as the scan says (`invalid_media`), and so does a child that ran out of memory,
+    CPU or time."""
+    try:
+        return media_call(function, path, limits=probe_limits(), **args)
+    except confined.Refused as refusal:
+        code = refusal.code if refusal.code in PermanentGpuError.codes else "invalid_media"
+        raise PermanentGpuError(code, refusal.message) from None
+    except confined.BudgetSpent as spent:
+        raise PermanentGpuError("invalid_media", f"the file could not be read within the memory and time allowed "
+                                                 f"({spent.cause})") from None
 
 
 def _diarizes(job: Job) -> bool:

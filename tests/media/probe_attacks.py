@@ -38,3 +38,14 @@ def escape(*, path: str, declared_type: str, max_pixels: int, fd: int) -> dict[s
         "loopback": _attempt(dial),
     }
     return asdict(ProbeResult(ok=False, rejection_reason=json.dumps(outcome)))
+
+
+def escape_scan(*, path: str, fd: int, port: int) -> dict[str, Any]:
+    """The same attempts, from a scan that plans a long file's pieces (jobs/life/pieces.py)."""
+    worker = int(os.read(fd, 64).split()[0])
+    return {
+        "uid": os.getuid(),
+        "environ": sorted(os.environ),
+        "worker_environ": _attempt(lambda: Path(f"/proc/{worker}/environ").read_bytes()),
+        "loopback": _attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close()),
+    }
