@@ -95,7 +95,8 @@ class TimelineExportApi(ApiView):
         parameters=[QuerySerializer],
         responses={200: OutputSerializer,
                    (200, "application/octet-stream"): OpenApiResponse(
-                       OpenApiTypes.BINARY, description="With download=true: the file.")},
+                       OpenApiTypes.BINARY, description="With download=true: the file, as an attachment named "
+                                                        "with its format's extension.")},
     )
     @raises("edl_limit_exceeded", "edl_unavailable")
     def get(self, request: Request, project_id: uuid.UUID) -> Response | HttpResponse:
@@ -107,7 +108,9 @@ class TimelineExportApi(ApiView):
         export = timeline_export(user=user, project=project, fmt=q["format"], padding_ms=q["cut_padding_ms"],
                                  markers=q["markers"], signed_urls=q["media_urls"] == "signed")
         if q["download"]:
-            response = HttpResponse(export.data, content_type=export.content_type)
+            # One media type for every format's file, as the schema declares it: an OTIO file is
+            # JSON, but not the JSON this endpoint's other answer is (the extension names the format).
+            response = HttpResponse(export.data, content_type="application/octet-stream")
             response["Content-Disposition"] = content_disposition_header(True, export.filename) or ""
             response[REPORT_HEADER] = json.dumps([{k: d[k] for k in ("feature", "count")} for d in export.dropped])
             return response

@@ -287,8 +287,8 @@ class FcpxWriter(fcpx_xml.FcpxOtio):
                 or clip.media_reference.is_missing_reference:
             return ""
         ours = clip.media_reference.metadata.get("auteur")
-        size = ours.get("frame_size") if isinstance(ours, Mapping) else None
-        width, height = (size[0], size[1]) if isinstance(size, list | tuple) and len(size) == 2 else (None, None)
+        size = _as_list(ours.get("frame_size")) if isinstance(ours, Mapping) else []
+        width, height = (int(size[0]), int(size[1])) if len(size) == 2 else (None, None)
         return format_name(width, height, float(clip.duration().rate))
 
     def _element_for_clip(self, item: otio.schema.Clip, asset_id: str, duration: str, lane: Any) -> ET.Element:

@@ -85,9 +85,10 @@ def _shape(fmt: str, check: Callable[[], Any]) -> Any:
 
 class _Expansion:
     """Clips counted over a reference graph, each node once (memoised), refused past `limit` or at a
-    cycle. `children(node)` gives a node's direct clips and the nodes it references."""
+    cycle. `children(node)` gives a node's direct clips and the nodes it references, which it holds
+    all of (their counts add up), or one of (a third item, "one of": the largest counts)."""
 
-    def __init__(self, fmt: str, limit: int, children: Callable[[Any], tuple[int, list[Any]]],
+    def __init__(self, fmt: str, limit: int, children: Callable[[Any], tuple[Any, ...]],
                  key: Callable[[Any], Any] = id) -> None:
         self.fmt, self.limit, self.children, self.key = fmt, limit, children, key
         self.memo: dict[Any, int] = {}
@@ -101,8 +102,9 @@ class _Expansion:
             node, done = stack.pop()
             key = self.key(node)
             if done:
-                direct, refs = self.children(node)
-                total = direct + sum(self.memo[self.key(r)] for r in refs)
+                direct, refs, *one_of = self.children(node)
+                counts = [self.memo[self.key(r)] for r in refs]
+                total = direct + (max(counts, default=0) if one_of else sum(counts))
                 if total > self.limit:
                     raise _too_many("clips", total, self.limit, counted=True, expanded=bool(refs))
                 self.memo[key] = total
@@ -122,7 +124,7 @@ def _fcp7_check(root: ET.Element, bounds: Bounds) -> None:
     """FCP7 XML: a clip item is one clip, or the sequence it holds; a top sequence holds its tracks
     in its `media`, a nested one in itself. The reader replaces an element that has an id by the
     element of that id it met first, at every level (media, video and audio, track, clip item,
-    nested sequence), so an id counts as all of its elements together: never less than the one the
+    nested sequence), so an id counts as the largest of its elements: never less than the one the
     reader keeps."""
     by_id: dict[str, list[ET.Element]] = {}
     for element in root.iter():
@@ -132,10 +134,10 @@ def _fcp7_check(root: ET.Element, bounds: Bounds) -> None:
     def ref(element: ET.Element, role: str = "") -> tuple[str, Any, str]:
         return ("id", element.attrib["id"], role) if "id" in element.attrib else ("own", element, role)
 
-    def children(node: tuple[str, Any, str]) -> tuple[int, list[Any]]:
+    def children(node: tuple[str, Any, str]) -> tuple[Any, ...]:
         kind, subject, role = node
         if kind == "id":
-            return 0, [("own", e, role) for e in by_id[subject]]
+            return 0, [("own", e, role) for e in by_id[subject]], "one of"
         element: ET.Element = subject
         tag = element.tag
         if tag == "sequence" and role == "top":
@@ -186,16 +188,18 @@ def _fcpx_check(root: ET.Element, bounds: Bounds) -> None:
         return direct, refs
 
     expansion = _Expansion("fcpxml", bounds.max_clips, children)
+    # What the reader reads: the first event's projects (in a library), an event's projects, a
+    # project's sequence, or else the clips at the top of the document.
+    event = root.find("./library/event") if root.find("./library") is not None else root.find("./event")
+    projects = event.findall("./project") if event is not None else root.findall("./project")[:1]
+    sequences = [s for s in (p.find("./sequence") for p in projects) if s is not None]
+    if not projects:
+        sequences = [ET.Element("sequence")]
+        sequences[0].extend(e for e in root if e.tag in ("asset-clip", "ref-clip"))
     total = 0
-    for sequence in root.iterfind(".//project/sequence"):
+    for sequence in sequences:
         total += expansion.count(sequence)
         if total > bounds.max_clips:
-            raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
-    loose = [e for e in root if e.tag in ("asset-clip", "ref-clip")]
-    if loose:
-        wrapper = ET.Element("sequence")
-        wrapper.extend(loose)
-        if (total := total + expansion.count(wrapper)) > bounds.max_clips:
             raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
 
 

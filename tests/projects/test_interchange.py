@@ -235,6 +235,7 @@ def test_download_answers_the_file_with_its_name_and_the_report_in_a_header(auth
     response = auth_client.get(export_url(project, "format=edl&download=true"))
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="Timeline-test.edl"'
+    assert response["Content-Type"] == "application/octet-stream"  # as the schema declares it
     assert response.content.startswith(b"TITLE: Timeline test")
     report = json.loads(response["Auteur-Interchange-Dropped"])
     assert {"feature": "audio_tracks", "count": 1} in report

@@ -7,6 +7,8 @@ import's own reader; and the cases that answered 500 before, kept as examples.""
 from __future__ import annotations
 
 import base64
+import os
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
@@ -152,3 +154,31 @@ def test_the_timelines_that_answered_500_now_export(user, project, library, case
                            "deleted": False}]
     edl_replace(project=project, expected_version=doc["version"], data=doc)
     export_everywhere(user, project)
+
+
+def test_fcpxml_export_takes_sizes_from_the_probe_and_never_a_path_from_a_name(user, project, make_media, tmp_path,
+                                                                               monkeypatch):
+    """A media name is the user's: `../` in it named a server path that the FCPXML writer ran ffprobe
+    on (whether it exists, and its frame size, came back in the file). Now no subprocess runs, and
+    the format's name comes from the media row's own probe."""
+    calls = tmp_path / "ffprobe-calls"
+    stub = tmp_path / "bin" / "ffprobe"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho 1920x1080\n')
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}:{os.environ['PATH']}")
+    probed = make_media(project, name="interview.mp4", duration_ms=20_000, metadata={"width": 1920, "height": 1080})
+    named = make_media(project, name="../../../../../../etc/hostname", duration_ms=20_000,
+                       metadata={"width": 640, "height": 360})
+    rate = round(float(edl_get(project=project)["settings"]["frame_rate"]), 2)
+    for media, name in ((named, ""), (probed, f"FFVideoFormat1080p{rate:g}")):
+        doc = editable(edl_get(project=project))
+        video = doc["tracks"][0]
+        video["clips"] = [{"id": "c", "media_file_id": str(media.pk), "track_id": video["id"], "start_ms": 0,
+                           "duration_ms": 1000, "in_point_ms": 0, "out_point_ms": 1000, "effects": [],
+                           "deleted": False}]
+        edl_replace(project=project, expected_version=doc["version"], data=doc)
+        root = ET.fromstring(timeline_export(user=user, project=project, fmt="fcpxml").data)
+        # 640x360 has no FCPXML format name; what a path on the server holds never names one.
+        assert [f.get("name") for f in root.iter("format")] == [name]
+    assert not calls.exists()
