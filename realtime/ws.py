@@ -203,8 +203,9 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._close(CLOSE_BAD_MESSAGE)
             return
         try:
+            # At most MAX_MESSAGE_CHARS: nested past the recursion limit, the reader stops (RecursionError).
             content = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):
             await self._close(CLOSE_BAD_MESSAGE)
             return
         await self.receive_json(content)

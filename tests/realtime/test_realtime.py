@@ -405,6 +405,7 @@ def test_websocket_subprotocol_auth_subscribe_and_resume(asgi, worker, auth_clie
 @pytest.mark.parametrize("message", [
     "not json", json.dumps([1]), json.dumps({"type": "dance"}), json.dumps({"type": "resume", "after": "x"}),
     json.dumps({"type": "subscribe"}), json.dumps({"type": "auth", "token": "again"}),
+    "[" * 8000,  # nested deeper than the JSON reader's recursion: a refusal, not a crashed consumer
 ])
 def test_websocket_closes_4400_on_a_bad_message(asgi, funded, message):
     ws = ws_auth(asgi, token_for(funded))
