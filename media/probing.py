@@ -11,6 +11,7 @@ decoding), about 0.6 s for an hour of audio in 20 ms packets.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import struct
@@ -137,6 +138,31 @@ def probe_confined(*, path: str, declared_type: str, max_pixels: int, fd: int | 
     if fd is None:
         return asdict(ProbeResult(ok=False, rejection_reason=NOT_DECODABLE))
     return asdict(probe_file(Path(path), declared_type, max_pixels=max_pixels, fd=fd))
+
+
+def voice_pcm(*, path: str, fd: int | None, max_ms: int, sample_rate: int, ffmpeg: str, timeout_s: float,
+              ) -> dict[str, Any]:
+    """The first `max_ms` of the file's first audio stream as mono 16-bit PCM at `sample_rate`, decoded
+    by ffmpeg from the descriptor this confined child was handed (FFmpeg's `fd` protocol, no other):
+    ffmpeg runs with the child's sandbox, limits and empty environment. {"pcm": base64} or
+    {"error": ffmpeg's last words}."""
+    if fd is None:
+        return {"error": "the file could not be opened"}
+    options = {**SAFE_INPUT_OPTIONS, "protocol_whitelist": "fd"}
+    cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
+           *(arg for name, value in options.items() for arg in (f"-{name}", value)),
+           # -t before -i: ffmpeg stops reading the input there, however long the upload is.
+           "-fd", str(fd), "-t", f"{max_ms / 1000:.3f}", "-i", "fd:", "-map", "0:a:0", "-vn", "-sn", "-dn",
+           "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "pipe:1"]
+    try:
+        done = subprocess.run(cmd, pass_fds=(fd,), capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"ffmpeg ran past {timeout_s} s"}
+    except OSError as exc:
+        return {"error": f"ffmpeg could not be started: {exc}"}
+    if done.returncode != 0 or not done.stdout:
+        return {"error": done.stderr[-500:].decode(errors="replace") or f"ffmpeg exited {done.returncode}"}
+    return {"pcm": base64.b64encode(done.stdout).decode()}
 
 
 def probe_captions(path: Path) -> ProbeResult:

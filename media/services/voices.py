@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import logging
-import subprocess
 import tempfile
 import uuid
 import wave
@@ -12,12 +13,14 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+import gpu_tasks.confined as confined
 from auteur.quotas import quota_check, quota_lock
 from auteur.users.models import User
 from media.errors import InvalidVoiceSample, MediaNotFound
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
-from media.probing import SAFE_INPUT_OPTIONS, ffmpeg_exe
+from media.probing import ffmpeg_exe
 from media.services.deletion import schedule_object_deletion
+from media.services.probing import probe_limits
 from media.storage import get_storage
 from media.storage.base import PresignedDownload
 
@@ -37,23 +40,33 @@ def voice_sample_max_ms() -> int:
 def transcode_voice_sample(source: Path, target: Path, *, max_ms: int) -> int:
     """Write the first ``max_ms`` of the source's first audio stream as a mono 16-bit WAV.
 
-    Returns the WAV's duration in ms, counted from the samples written (not from any header the
-    upload carried). InvalidVoiceSample if ffmpeg cannot decode it; its stderr goes to the log.
+    The upload is decoded by ffmpeg in a confined child (gpu_tasks.confined: the sandbox, memory,
+    CPU and time limits, no secret in its environment), as its probe was; this process only writes
+    the PCM it answers into the WAV. Returns the WAV's duration in ms, counted from the samples
+    (not from any header the upload carried). InvalidVoiceSample if it cannot be decoded; why goes
+    to the log.
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
-    for option, value in SAFE_INPUT_OPTIONS.items():
-        cmd += [f"-{option}", value]
-    # -t before -i: ffmpeg stops reading the input there, however long the upload is.
-    cmd += ["-t", f"{max_ms / 1000:.3f}", "-i", str(source), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(target)]
+    # The probe's sandbox and memory, a server of its own (no PyAV to load: ffmpeg decodes), and
+    # room for the PCM in base64.
+    limits = dataclasses.replace(probe_limits().confined(), preload=(), cpu_seconds=TRANSCODE_TIMEOUT_SECONDS,
+                                 timeout_seconds=TRANSCODE_TIMEOUT_SECONDS + 10,
+                                 max_result_bytes=4 * max_ms * SAMPLE_RATE // 1000 + 1024**2)
     try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=TRANSCODE_TIMEOUT_SECONDS)
-        with wave.open(str(target), "rb") as wav:
-            return wav.getnframes() * 1000 // wav.getframerate()
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, wave.Error, EOFError) as exc:
-        stderr = (getattr(exc, "stderr", b"") or b"")[-500:].decode(errors="replace")
-        logger.warning("voice sample transcode failed (%s): %s", type(exc).__name__, stderr)
+        answer = confined.call("media.probing:voice_pcm", limits=limits, path=source, max_ms=max_ms,
+                               sample_rate=SAMPLE_RATE, ffmpeg=ffmpeg_exe(), timeout_s=TRANSCODE_TIMEOUT_SECONDS)
+        pcm = base64.b64decode(answer["pcm"], validate=True) if isinstance(answer, dict) and "pcm" in answer else None
+        if pcm is None:
+            raise ValueError(str(answer.get("error") if isinstance(answer, dict) else answer)[-500:])
+    except (confined.BudgetSpent, confined.Refused, ValueError) as exc:
+        logger.warning("voice sample transcode failed (%s): %s", type(exc).__name__, exc)
         raise InvalidVoiceSample("The sample's audio could not be decoded.", details={"field": "media_id"}) from None
+    frames = len(pcm) // 2
+    with wave.open(str(target), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(pcm[: frames * 2])
+    return frames * 1000 // SAMPLE_RATE
 
 
 def _check_voice_quota(user: User) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import wave
 from pathlib import Path
 
@@ -151,3 +152,54 @@ def test_unknown_media_is_404(auth_client, local_storage):
     response = auth_client.post(VOICES, {"media_id": "6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00", "name": "x"},
                                 format="json")
     assert response.status_code == 404
+
+
+VOICE_FFMPEG = """#!{python}
+import json, os, socket, sys
+report = {{"env": sorted(os.environ), "uid": os.getuid()}}
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+    report["connect"] = "connected"
+except OSError as exc:
+    report["connect"] = type(exc).__name__
+sys.stderr.write(json.dumps(report))
+os.execv({ffmpeg!r}, [{ffmpeg!r}, *sys.argv[1:]])
+"""
+
+
+def test_the_sample_is_decoded_in_the_sandbox_without_the_apis_secrets(
+    auth_client, project, samples, local_storage, request, monkeypatch, caplog
+):
+    """ffmpeg decodes a user's upload: it runs in a confined child, with no secret in its environment,
+    no network and (as root) a uid of its own. A wrapper in its place says what it can see, then
+    refuses the file so that what it said reaches the log."""
+    import os
+    import shutil
+    import sys
+    import tempfile
+    from urllib.parse import urlsplit
+
+    from gpu_tasks import sandbox as isolation
+    from media.services import voices
+
+    monkeypatch.setenv("AUTEUR_API_SECRET", "s3cret")
+    port = urlsplit(os.environ["REDIS_URL"]).port or 6379
+    folder = Path(tempfile.mkdtemp(prefix="auteur-voice-test-"))
+    folder.chmod(0o755)  # the sandbox's uid runs the wrapper from here
+    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    wrapper = folder / "ffmpeg"
+    wrapper.write_text(VOICE_FFMPEG.format(python=sys.executable, port=port, ffmpeg="/nonexistent/ffmpeg"))
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(voices, "ffmpeg_exe", lambda: str(wrapper))
+    media = upload_local(auth_client, project, samples.wav, "audio/wav")
+    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Narrator"}, format="json")
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_voice_sample"
+    assert not VoiceClone.objects.exists()
+    [said] = [r.getMessage() for r in caplog.records if "voice sample transcode failed" in r.getMessage()]
+    report = json.loads(said[said.index("{"):said.rindex("}") + 1])
+    assert set(report["env"]) <= {"PATH", "LANG"}
+    here = isolation.detect()
+    if here.network_isolated:
+        assert report["connect"] in ("OSError", "ConnectionRefusedError")
+    if here.separate_uid:
+        assert report["uid"] == here.probe_uid != os.getuid()
