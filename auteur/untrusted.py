@@ -34,6 +34,11 @@ _CAUSES = {
 }
 
 
+# A document is read at a lower priority than the API's requests: on a busy machine another user's
+# request takes the CPU first (bench/interchange_import.py measures a bystander beside imports).
+PARSE_NICE = 10
+
+
 class InputTooComplex(ApplicationError):
     """A document that would take more to read than a request may use (details: `cause`)."""
 
@@ -44,7 +49,7 @@ def parse_limits() -> confined.Limits:
     """Read at call time, so that a changed setting (or a test's override) applies at once."""
     return confined.Limits(
         memory_bytes=settings.AUTEUR_PARSE_MEMORY_MB * 1024**2, cpu_seconds=settings.AUTEUR_PARSE_CPU_SECONDS,
-        timeout_seconds=settings.AUTEUR_PARSE_TIMEOUT_SECONDS, sandbox=settings.AUTEUR_SANDBOX,
+        timeout_seconds=settings.AUTEUR_PARSE_TIMEOUT_SECONDS, nice=PARSE_NICE, sandbox=settings.AUTEUR_SANDBOX,
         sandbox_uid_base=settings.AUTEUR_SANDBOX_UID_BASE, sandbox_uid_count=settings.AUTEUR_SANDBOX_UID_COUNT,
     )
 

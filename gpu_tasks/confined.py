@@ -63,6 +63,9 @@ class Limits:
     cpu_seconds: int = 10
     timeout_seconds: float = 20.0
     max_result_bytes: int = 64 * 1024**2
+    # Added to the children's nice value: a parser in a serving process's child yields the CPU to
+    # the requests beside it (a lower priority costs it only when the CPU is contended).
+    nice: int = 0
     # How the children are isolated (gpu_tasks.sandbox), fixed when a server starts.
     sandbox: str = "auto"
     sandbox_uid_base: int = isolation.DEFAULT_UID_BASE
@@ -267,7 +270,7 @@ def call(function: str, *, limits: Limits, data: bytes | None = None, path: str 
         "function": function, "args": args, "path": None if path is None else str(path),
         "size": len(data) if data is not None else 0, "memory_bytes": limits.memory_bytes,
         "cpu_seconds": limits.cpu_seconds, "timeout_seconds": limits.timeout_seconds,
-        "max_result_bytes": limits.max_result_bytes,
+        "max_result_bytes": limits.max_result_bytes, "nice": limits.nice,
     }).encode() + b"\n"  # fmt: skip
     key = server_key(function, limits)
     with _lock:

@@ -152,6 +152,7 @@ class Request:
     cpu_seconds: int
     timeout_seconds: float
     max_result_bytes: int
+    nice: int = 0
 
 
 def _request(line: bytes) -> Request:
@@ -161,7 +162,7 @@ def _request(line: bytes) -> Request:
         raise TypeError("malformed")
     return Request(str(raw["function"]), args, None if raw.get("path") is None else str(raw["path"]),
                    int(raw.get("size") or 0), int(raw["memory_bytes"]), int(raw["cpu_seconds"]),
-                   float(raw["timeout_seconds"]), int(raw["max_result_bytes"]))
+                   float(raw["timeout_seconds"]), int(raw["max_result_bytes"]), int(raw.get("nice") or 0))
 
 
 def handle(stdin: _Input) -> dict[str, Any]:
@@ -229,6 +230,8 @@ def _child(out: int, request: Request, data: bytes | None) -> NoReturn:
         isolation.die_with_parent()
         if os.getppid() != server:
             os._exit(1)
+        if request.nice > 0:
+            os.nice(request.nice)
         resource.setrlimit(resource.RLIMIT_AS, (request.memory_bytes, request.memory_bytes))
         # Past the soft limit the kernel sends SIGXCPU, which ends the process.
         resource.setrlimit(resource.RLIMIT_CPU, (request.cpu_seconds, request.cpu_seconds + 1))
