@@ -111,6 +111,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/memory.py
 	$(PY) bench/edl_latency.py
 	$(PY) bench/timeline_limits.py
+	$(PY) bench/interchange_import.py
 	$(PY) bench/media_upload.py
 	$(PY) bench/large_upload.py
 	$(PY) bench/long_file_pieces.py

@@ -25,6 +25,20 @@ def verdict(ok: bool) -> str:
     return "meets target" if ok else "**misses target**"
 
 
+def interchange_import_row(d: dict[str, Any]) -> str:
+    """Timeline imports at the limits, hostile files, a bystander (bench/interchange_import.py)."""
+    imports = "; ".join(f"{fmt} {f['clips']:,} clips ({f['bytes'] // 1024:,} KiB) p50 {f['p50_s']} / p99 {f['p99_s']} s"
+                        for fmt, f in d["imports"].items())
+    worst = max(d["attacks"].values(), key=lambda a: a["max_s"], default=None)
+    attacks = (f"{len(d['attacks'])} hostile files, every answer a 422 within {worst['max_s']} s" if worst else "-")
+    b = d["bystander"]
+    return (f"| timeline imports over HTTP, {d['gunicorn_workers']} sync workers: the largest file of each format the "
+            f"limits accept | {imports}; {attacks} | a bystander's GET /projects p99: alone {b['alone']['p99_s']} s, "
+            f"during imports {b['during_imports']['p99_s']} s, during attacks {b['during_attacks']['p99_s']} s | "
+            f"{b['during_imports_p99_ratio']}x / {b['during_attacks_p99_ratio']}x | import p99 < 1 s: "
+            f"{verdict(d['worst_import_p99_s'] < d['target_p99_s'])} |")
+
+
 def inflight_row(d: dict[str, Any]) -> str:
     """Jobs in flight (bench/inflight.py): announced completions against today's polling."""
     def side(mode: str) -> str:
@@ -278,6 +292,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{verdict(d['service']['put']['p99_ms'] < 100)} |"))
     if (d := load("timeline_limits")) is not None:
         rows.append(("timeline_limits", timeline_limits_row(d)))
+    if (d := load("interchange_import")) is not None:
+        rows.append(("interchange_import", interchange_import_row(d)))
     if (d := load("webhooks")) is not None:
         r, one, burst = d["record_us"], d["to_receiver_ms"]["one_at_a_time"], d["to_receiver_ms"]["burst"]
         rows.append(("webhooks", f"| webhooks: job event recorded -> loopback receiver, {d['worker_processes']} worker "
