@@ -44,7 +44,7 @@ BEGIN
 END $$;
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {API_ROLE};
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {API_ROLE};
-"""
+"""  # noqa: S608 - module constants only
 
 # A session as the role sees and edits its own account only. The admin's password login and its
 # flags are the owner's business: an account the API creates (the first token of a `sub`) has an
@@ -93,7 +93,8 @@ GRANTS = {
     # A quote is taken by the job that names it; its price and expiry never change.
     "job_quotes": "SELECT, INSERT, UPDATE (job_id)",
     "job_pieces": "SELECT",
-    "usage_events": "INSERT",
+    # Once per job: INSERT ... ON CONFLICT (job_id) DO NOTHING reads the arbiter column.
+    "usage_events": "SELECT (job_id), INSERT",
     # No change of a webhook through the API: UPDATE (description) is for the row lock that bounds
     # test messages (webhooks/services.py webhook_test).
     "webhooks": "SELECT, INSERT, UPDATE (description), DELETE",
@@ -115,7 +116,7 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {API_ROLE};
 REVOKE UPDATE, DELETE ON credit_transactions FROM {API_ROLE};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {API_ROLE};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {API_ROLE};
-"""
+"""  # noqa: S608 - module constants only
 
 
 class Migration(migrations.Migration):
