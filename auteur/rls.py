@@ -208,7 +208,8 @@ def scoped_asgi(app: Any) -> Any:
 
 # The role and auteur_user_id() are made by users.0003_api_role; users.0005_api_grants gives the
 # role what the API's requests do on each table, and nothing by default: a table a later migration
-# creates is out of the role's reach until that migration grants it (api_grant), beside its policy.
+# creates is out of the role's reach until that migration grants it (api_grant), beside its policy,
+# and depends on users.0005_api_grants (which takes back every grant made before it).
 # tests/auteur/test_row_level_security.py fails for a table granted to the role without a policy
 # (unless allow-listed there with its reason), and for any default privilege of the role.
 
