@@ -90,11 +90,12 @@ def request_scope() -> Iterator[Scope]:
         _scope.reset(token)
 
 
-def act_as(user_id: uuid.UUID | str) -> None:
-    """From now on the request's queries see this user's rows (its token was verified)."""
+def act_as(user_id: uuid.UUID | str | None) -> None:
+    """From now on the request's queries see this user's rows (its token was verified); None: no
+    user's rows (the token named an account that may not sign in)."""
     scope = _scope.get()
     if scope is not None:
-        scope.user_id = str(uuid.UUID(str(user_id)))
+        scope.user_id = "" if user_id is None else str(uuid.UUID(str(user_id)))
 
 
 @contextmanager
@@ -203,46 +204,23 @@ def scoped_asgi(app: Any) -> Any:
     return application
 
 
-# ---- the policies, for the migrations
+# ---- the role's privileges and the policies, for the migrations
 
-# A role is the cluster's, not the database's: it is created only if missing (an operator may have
-# made it, with a password, as the API's own login) and never dropped by a reverse migration
-# (another database may use it). The migrations' login becomes a member, so that with one login
-# for everything (`make test`) the API can restrict itself with SET ROLE.
-ROLE_SQL = f"""
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
-        CREATE ROLE {API_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
-    -- (Not pg_has_role: a role's creator is a member with ADMIN OPTION, but may not SET it.)
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = CURRENT_USER) THEN
-        BEGIN
-            GRANT {API_ROLE} TO CURRENT_USER;
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING '% may not grant itself {API_ROLE}: give the API its own login '
-                '(DATABASE_API_URL), or run GRANT {API_ROLE} TO %', CURRENT_USER, CURRENT_USER;
-        END;
-    END IF;
-END $$;
-GRANT USAGE ON SCHEMA public TO {API_ROLE};
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {API_ROLE};
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {API_ROLE};
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {API_ROLE};
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {API_ROLE};
--- The user the session acts for; NULL (no row matches) when none is set.
-CREATE FUNCTION auteur_user_id() RETURNS uuid LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ SELECT NULLIF(current_setting('{USER_SETTING}', true), '')::uuid $$;
-"""  # noqa: S608 - module constants only
+# The role and auteur_user_id() are made by users.0003_api_role; users.0005_api_grants gives the
+# role what the API's requests do on each table, and nothing by default: a table a later migration
+# creates is out of the role's reach until that migration grants it (api_grant), beside its policy,
+# and depends on users.0005_api_grants (which takes back every grant made before it).
+# tests/auteur/test_row_level_security.py fails for a table granted to the role without a policy
+# (unless allow-listed there with its reason), and for any default privilege of the role.
 
-ROLE_REVERSE_SQL = f"""
-DROP FUNCTION auteur_user_id();
-ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM {API_ROLE};
-ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM {API_ROLE};
-REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {API_ROLE};
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {API_ROLE};
-REVOKE USAGE ON SCHEMA public FROM {API_ROLE};
-"""
+
+def api_grant(table: str, privileges: str) -> tuple[str, str]:
+    """(forward, reverse) SQL: on `table` the API's role may do `privileges` and nothing else, e.g.
+    "SELECT, INSERT" or "SELECT, UPDATE (status, updated_at)"."""
+    return (
+        f"REVOKE ALL ON {table} FROM {API_ROLE};\nGRANT {privileges} ON {table} TO {API_ROLE};",
+        f"REVOKE ALL ON {table} FROM {API_ROLE};",
+    )
 
 
 def owner_policy(table: str, owner_column: str = "user_id") -> tuple[str, str]:

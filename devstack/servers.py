@@ -139,9 +139,12 @@ def _pg_bin_path() -> Path:
 class PostgresServer(EmbeddedServer):
     env_var: str = "DATABASE_URL"
     fast_unsafe: bool = False  # fsync off: for throwaway test data only
+    # Another installation's initdb and postgres instead of the wheel's (which is one major, the
+    # newest): `make test` runs part of the suite again on production's major with Debian's.
+    bin_dir: Path | None = None
 
     def _bin(self, name: str) -> str:
-        return str(_pg_bin_path() / name)
+        return str((self.bin_dir or _pg_bin_path()) / name)
 
     def _run_as(self) -> str | None:
         return PG_SYSTEM_USER if os.geteuid() == 0 else None
@@ -156,14 +159,14 @@ class PostgresServer(EmbeddedServer):
                     ensure_prefix_permissions,
                     ensure_user_exists,
                 )
-            POSTGRES_BIN_PATH = _pg_bin_path()
-
             entry = ensure_user_exists(PG_SYSTEM_USER)
             assert entry is not None
             ensure_prefix_permissions(self.data_dir)
-            ensure_prefix_permissions(POSTGRES_BIN_PATH)
-            ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
-            ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+            if self.bin_dir is None:  # a system installation is readable by every user already
+                POSTGRES_BIN_PATH = _pg_bin_path()
+                ensure_prefix_permissions(POSTGRES_BIN_PATH)
+                ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
+                ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(

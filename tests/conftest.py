@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+import psycopg
 import pytest
 import redis
 from django.conf import settings
@@ -17,6 +19,19 @@ from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from jobs.services import stream
 from tests.factories import UserFactory
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """The PostgreSQL the run is on: `make test` runs part of the suite again on production's major."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return None
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.Error as exc:
+        return f"PostgreSQL: not reached ({type(exc).__name__})"
+    return f"PostgreSQL: {row[0] if row else '?'}"
 
 
 @pytest.fixture(autouse=True)

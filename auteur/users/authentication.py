@@ -125,14 +125,17 @@ class JWTAuthentication(BaseAuthentication):
             claims = self.verified_claims(request)
             if claims is None:
                 return None
+            # The verified token's subject is the caller before its account is read: the API's
+            # database role sees (and may create) only the row of `users` its session names.
+            rls.act_as(claims["sub"])
             caller = self.caller(claims)
         except AuthenticationFailed:
+            rls.act_as(None)
             # DRF checks throttles only once authentication has passed: without this count, token
             # guessing would be unlimited.
             count_unauthenticated(request)
             raise
         user_id_var.set(str(caller.id))
-        rls.act_as(caller.id)
         return caller, claims
 
     def caller(self, claims: dict[str, Any]) -> User:

@@ -3,7 +3,9 @@ only its caller's rows; workers, the tests' setup and the admin see everything."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -11,12 +13,15 @@ import pytest
 import requests
 from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from auteur import rls
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
+from billing.models import StripeEvent
 from credits.models import CreditAccount
 from jobs.models import Job, JobEvent
 from projects.models import Project
@@ -198,7 +203,7 @@ def test_the_api_login_cannot_lift_its_restriction(alice: User, bob: User):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_with_its_own_login_the_api_serves_each_user_their_rows_and_the_admin_everyones(
-    alice: User, bob: User, make_user: Callable[..., User]
+    alice: User, bob: User, make_user: Callable[..., User], make_token: Callable[..., str]
 ):
     """A real server with DATABASE_API_URL, as `make run` and production run the API."""
     alices_project = ProjectFactory.create(user=alice, name="Alice's film")
@@ -218,13 +223,17 @@ def test_with_its_own_login_the_api_serves_each_user_their_rows_and_the_admin_ev
                             cookies={"sessionid": staff.cookies["sessionid"].value})
         assert page.status_code == 200
         assert "Alice&#x27;s film" in page.text and "Bob&#x27;s film" in page.text
+        # A first token creates its account, and its user edits the profile, as the API's login.
+        newcomer = {"Authorization": f"Bearer {make_token(sub=str(uuid.uuid4()))}"}
+        edited = requests.patch(f"{server.http}/api/v1/users/me", json={"name": "New"}, headers=newcomer, timeout=10)
+        assert edited.status_code == 200, edited.text
+        assert edited.json()["name"] == "New"
 
 
 def test_every_table_holding_a_users_rows_has_a_policy():
     """A new table with a user's data must get its policy (auteur/rls.py owner_policy) in its
     migration; the tables below are the ones that need none."""
     no_policy = {
-        "users",  # read to authenticate (its id is the token's subject)
         "django_admin_log", "otp_totp_totpdevice", "users_groups", "users_user_permissions",  # staff only
     }
     with connection.cursor() as cursor:
@@ -242,3 +251,206 @@ def test_every_table_holding_a_users_rows_has_a_policy():
 def test_unknown_user_ids_are_refused():
     with rls.request_scope(), pytest.raises(ValueError):
         rls.act_as("1; RESET ROLE")
+
+
+# ---- the API role's grants: what a request's connection reaches beyond its caller's rows
+
+
+@pytest.fixture
+def others(bob: User, make_user: Callable[..., User], superuser_client: Client) -> User:
+    """What the database keeps beside users' rows: another account (bob, returned), a staff member's
+    TOTP key, a signed-in session (superuser_client's) and a Stripe event's payload."""
+    TOTPDevice.objects.create(user=make_user(is_staff=True), name="phone", confirmed=True)
+    StripeEvent.objects.create(event_id="evt_1", type="customer.subscription.updated", created=datetime.now(UTC),
+                               payload={"data": {"object": {"customer": "cus_1", "email": bob.email}}})
+    return bob
+
+
+# What a SQL injection in the API would try beyond row-level security, each refused by the role's
+# privileges (SQLSTATE 42501). `later_things` stands for a table a later migration creates.
+ATTACKS = {
+    "the admin's TOTP keys": "SELECT key FROM otp_totp_totpdevice",
+    "the sessions": "SELECT session_key, session_data FROM django_session",
+    "Stripe's payloads": "SELECT payload FROM billing_stripe_events",
+    "its own account made a superuser": "UPDATE users SET is_superuser = true, is_staff = true "
+                                        "WHERE id = auteur_user_id()",
+    "its own account given a password": "UPDATE users SET password = 'pbkdf2_sha256$1$x$y' WHERE id = auteur_user_id()",
+    "the admin's lockouts cleared": "DELETE FROM axes_accessattempt",
+    "the Stripe events forgotten": "DELETE FROM billing_stripe_events",
+    "the ledger rewritten": "UPDATE credit_transactions SET amount = 1000",
+    "a job's paid input changed": "UPDATE jobs SET input_params = '{}', credits_cost = 0",
+    "a table a later migration creates": "SELECT * FROM later_things",
+}
+REFUSED = "42501"  # insufficient_privilege
+
+
+def injected(client: APIClient, sql: str, **params: str) -> dict[str, Any]:
+    return client.post("/api/v1/injected", {"sql": sql, "params": params}, format="json").json()
+
+
+@pytest.mark.urls("tests.auteur.urls_rls")
+@pytest.mark.parametrize("sql", ATTACKS.values(), ids=ATTACKS.keys())
+def test_a_requests_connection_reaches_nothing_beyond_its_callers_rows(
+    sql: str, alice: User, others: User, client_for: Callable[[User], APIClient]
+):
+    """Through a real request (the SET ROLE of `make test`'s one login): each statement is refused."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE later_things (id integer)")  # as a migration would, as the owner
+
+    assert injected(client_for(alice), sql) == {"refused": REFUSED}
+
+    alice.refresh_from_db()
+    assert not (alice.is_superuser or alice.is_staff) and not alice.has_usable_password()
+    assert TOTPDevice.objects.count() == StripeEvent.objects.count() == 1
+
+
+@pytest.mark.urls("tests.auteur.urls_rls")
+def test_a_requests_connection_reads_no_other_accounts_email(
+    alice: User, others: User, client_for: Callable[[User], APIClient], api_client: APIClient
+):
+    bob = others
+    assert injected(client_for(alice), "SELECT id, email FROM users") == {
+        "rows": [[str(alice.pk), alice.email]], "count": 1}
+    assert injected(client_for(alice), "SELECT email FROM users WHERE id = %(bob)s", bob=str(bob.pk)) == {
+        "rows": [], "count": 0}
+    assert injected(api_client, "SELECT email FROM users") == {"rows": [], "count": 0}  # no token: nobody's
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_login_reaches_nothing_beyond_its_sessions_user(alice: User, others: User):
+    """The API's own login (DATABASE_API_URL, production), where an injected statement may also
+    name any user it likes: still one account's row at a time, and none of the rest."""
+    bob = others
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE later_things (id integer)")
+    try:
+        with api_login() as session:
+            session.execute("SELECT set_config('app.user_id', %s, false)", [str(alice.pk)])
+            for what, sql in ATTACKS.items():
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    session.execute(sql)
+                    pytest.fail(f"not refused: {what}")
+            assert session.execute("SELECT id, email FROM users").fetchall() == [(alice.pk, alice.email)]
+            assert session.execute("SELECT email FROM users WHERE id = %s", [bob.pk]).fetchall() == []
+            # Naming a new account to create it a superuser (or staff, or with a password) is refused too.
+            newcomer = uuid.uuid4()
+            session.execute("SELECT set_config('app.user_id', %s, false)", [str(newcomer)])
+            for flags in ("true, false, '!x'", "false, true, '!x'", "false, false, 'pbkdf2_sha256$1$x$y'"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+                    session.execute(
+                        "INSERT INTO users (id, email, email_verified, name, avatar_url, is_active, is_superuser, "
+                        f"is_staff, password, created_at, updated_at) VALUES (%s, 'x@example.com', false, '', '', "
+                        f"true, {flags}, now(), now())", [newcomer])
+        assert not User.objects.filter(pk=newcomer).exists()
+        bob.refresh_from_db()
+        alice.refresh_from_db()
+        assert not (alice.is_superuser or alice.is_staff or bob.is_superuser)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE later_things")
+
+
+# The tables the API's role may use without a row-level policy, and why that is safe. Any other
+# table granted to it must have a policy: a new table gets both in its migration (auteur/rls.py).
+WITHOUT_POLICY = {
+    "media_pendingobjectdeletion": "keys of objects to delete later, owned by no user: the role may add one "
+                                   "and delete a row by its id (a copy's lease), but never read a key",
+}
+# The functions that run as their owner (SECURITY DEFINER) which the role may call, and what they give.
+AS_OWNER = {
+    "auteur_waiting_jobs_before": "a count of the jobs waiting in a lane, nothing of any one job",
+    "auteur_median_processing_ms": "a median duration of a type's recent jobs, nothing of any one job",
+}
+
+
+def test_every_table_granted_to_the_api_role_has_a_policy():
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            SELECT c.relname, c.relrowsecurity AND EXISTS (
+                       SELECT FROM pg_policy p WHERE p.polrelid = c.oid
+                       AND (0 = ANY(p.polroles) OR %(role)s::regrole = ANY(p.polroles)))
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg^_%%' ESCAPE '^'
+              AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+              AND (has_any_column_privilege(%(role)s, c.oid, 'SELECT, INSERT, UPDATE, REFERENCES')
+                   OR has_table_privilege(%(role)s, c.oid, 'DELETE, TRUNCATE, TRIGGER'))
+        """, {"role": rls.API_ROLE})
+        granted = dict(cursor.fetchall())
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relowner = %s::regrole", [rls.API_ROLE])
+        owned = cursor.fetchone()[0]
+    assert {table for table, policed in granted.items() if not policed} == set(WITHOUT_POLICY)
+    assert "users" in granted and "otp_totp_totpdevice" not in granted
+    assert owned == 0  # a table's owner is exempt from its policies
+
+
+def test_the_api_role_has_no_default_privileges():
+    """A table a later migration creates is the role's only if that migration grants it."""
+    assert default_privileges() == 0
+
+
+def test_the_functions_the_api_role_may_call_as_their_owner_are_known():
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND has_function_privilege(%s, p.oid, 'EXECUTE')
+        """, [rls.API_ROLE])
+        assert {row[0] for row in cursor.fetchall()} == set(AS_OWNER)
+
+
+@pytest.fixture
+def other_owner() -> Iterator[str]:
+    """A role that once gave auteur_api default privileges of its own (another login ran migrations)."""
+    name = f"old_owner_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {name} NOLOGIN")
+    yield name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP OWNED BY {name}; DROP ROLE {name}")
+
+
+def api_role_reaches(table: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", [rls.API_ROLE, table])
+        return bool(cursor.fetchone()[0])
+
+
+def default_privileges() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(DISTINCT a.oid) FROM pg_default_acl a, aclexplode(a.defaclacl) x "
+                       "WHERE x.grantee = %s::regrole", [rls.API_ROLE])
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_migrated_before_gets_the_api_roles_grants_taken_back_and_given_again_in_reverse(
+    other_owner: str,
+):
+    before, after = [("users", "0004_user_profile_edited_at")], [("users", "0005_api_grants")]
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        # As production has it: every table, and by default every later one.
+        assert api_role_reaches("otp_totp_totpdevice") and api_role_reaches("django_session")
+        assert default_privileges() == 2
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {other_owner} GRANT SELECT ON TABLES TO {rls.API_ROLE}")
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+
+        assert not api_role_reaches("otp_totp_totpdevice") and not api_role_reaches("django_session")
+        assert default_privileges() == 0
+        assert api_role_reaches("users") and api_role_reaches("projects")
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)  # and back, as it was
+    try:
+        assert api_role_reaches("otp_totp_totpdevice") and default_privileges() == 2
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'users'")
+            assert cursor.fetchone()[0] is False
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

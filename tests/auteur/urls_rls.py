@@ -1,7 +1,9 @@
-"""The real URLs plus a view that forgot its owner filter: what row-level security must make harmless."""
+"""The real URLs plus a view that forgot its owner filter, and one that runs whatever SQL it is sent
+(a SQL injection's worst): what row-level security and the API role's grants must make harmless."""
 
 from __future__ import annotations
 
+from django.db import DatabaseError, connection, transaction
 from django.urls import include, path
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
@@ -38,8 +40,24 @@ def forgetful_rename(request: Request) -> Response:
     return Response({"renamed": renamed})
 
 
+@api_view(["POST"])
+@permission_classes([AllowAny])
+def injected(request: Request) -> Response:
+    """Runs `sql` on the request's own connection, in the request's scope: `rows` (as text) and
+    `count`, or `refused` with the SQLSTATE of the error."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(request.data["sql"], request.data.get("params") or None)
+            rows = cursor.fetchall() if cursor.description else []
+            count = cursor.rowcount
+    except DatabaseError as exc:
+        return Response({"refused": getattr(exc.__cause__, "sqlstate", None)})
+    return Response({"rows": [[str(value) for value in row] for row in rows], "count": count})
+
+
 urlpatterns = [
     path("api/v1/forgetful", forgetful),
     path("api/v1/forgetful-rename", forgetful_rename),
+    path("api/v1/injected", injected),
     path("", include("auteur.urls")),
 ]
