@@ -352,10 +352,7 @@ def test_the_api_login_reaches_nothing_beyond_its_sessions_user(alice: User, oth
 
 # The tables the API's role may use without a row-level policy, and why that is safe. Any other
 # table granted to it must have a policy: a new table gets both in its migration (auteur/rls.py).
-WITHOUT_POLICY = {
-    "media_pendingobjectdeletion": "keys of objects to delete later, owned by no user: the role may add one "
-                                   "and delete a row by its id (a copy's lease), but never read a key",
-}
+WITHOUT_POLICY: dict[str, str] = {}
 # The functions that run as their owner (SECURITY DEFINER) which the role may call, and what they give.
 AS_OWNER = {
     "auteur_waiting_jobs_before": "a count of the jobs waiting in a lane, nothing of any one job",
