@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from gpu_tasks.confined import Refused
+from tests.media.probe_attacks import attempt
 
 
 def echo(*, data: bytes, suffix: str) -> dict[str, Any]:
@@ -54,13 +55,6 @@ def flood(*, data: bytes) -> str:
 
 def escape(*, data: bytes, port: int, worker: int) -> dict[str, Any]:
     """What a child taken over would try: the worker's secrets, the network."""
-    def attempt(action: Any) -> str:
-        try:
-            action()
-        except OSError as exc:
-            return type(exc).__name__
-        return "done"
-
     return {
         "uid": os.getuid(),
         "environ": sorted(os.environ),

@@ -15,7 +15,7 @@ from typing import Any
 from media.probing import ProbeResult
 
 
-def _attempt(action: Any) -> str:
+def attempt(action: Any) -> str:
     try:
         action()
     except OSError as exc:
@@ -32,10 +32,10 @@ def escape(*, path: str, declared_type: str, max_pixels: int, fd: int) -> dict[s
 
     outcome = {
         "uid": os.getuid(),
-        "worker_environ": _attempt(lambda: Path(f"/proc/{worker}/environ").read_bytes()),
-        "server_environ": _attempt(lambda: Path(f"/proc/{os.getppid()}/environ").read_bytes()),
-        "reopen_by_path": _attempt(lambda: Path(path).read_bytes()),
-        "loopback": _attempt(dial),
+        "worker_environ": attempt(lambda: Path(f"/proc/{worker}/environ").read_bytes()),
+        "server_environ": attempt(lambda: Path(f"/proc/{os.getppid()}/environ").read_bytes()),
+        "reopen_by_path": attempt(lambda: Path(path).read_bytes()),
+        "loopback": attempt(dial),
     }
     return asdict(ProbeResult(ok=False, rejection_reason=json.dumps(outcome)))
 
@@ -46,6 +46,6 @@ def escape_scan(*, path: str, fd: int, port: int) -> dict[str, Any]:
     return {
         "uid": os.getuid(),
         "environ": sorted(os.environ),
-        "worker_environ": _attempt(lambda: Path(f"/proc/{worker}/environ").read_bytes()),
-        "loopback": _attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close()),
+        "worker_environ": attempt(lambda: Path(f"/proc/{worker}/environ").read_bytes()),
+        "loopback": attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close()),
     }
