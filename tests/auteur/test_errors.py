@@ -114,10 +114,15 @@ def test_deeply_nested_json_is_a_400_not_a_500(auth_client):
 
 @pytest.mark.django_db
 def test_a_body_of_more_objects_than_allowed_is_refused_before_it_is_read(auth_client, monkeypatch):
-    from rest_framework import parsers
+    from rest_framework.utils import json as drf_json
 
     built: list[object] = []
-    monkeypatch.setattr(parsers.json, "load", lambda *a, **k: built.append(a) or {})
+
+    def load(*args: object, **kwargs: object) -> dict[str, object]:
+        built.append(args)
+        return {}
+
+    monkeypatch.setattr(drf_json, "load", load)
     body = b'{"name": "x", "a": [' + b"[]," * 200_000 + b"[]]}"
     with override_settings(AUTEUR_JSON_MAX_CONTAINERS=100_000):
         response = auth_client.generic("POST", "/api/v1/projects", body, content_type="application/json")

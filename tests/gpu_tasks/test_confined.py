@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
@@ -26,7 +27,7 @@ def fresh_servers() -> Iterator[None]:
     confined.stop_servers()
 
 
-def run(name: str, limits: confined.Limits = LIMITS, **args: object) -> object:
+def run(name: str, limits: confined.Limits = LIMITS, **args: Any) -> Any:
     return confined.call(f"{ATTACKS}:{name}", limits=limits, data=b"document", **args)
 
 

@@ -70,7 +70,8 @@ def effects(draw: st.DrawFn, duration: int, rate: float) -> list[dict[str, Any]]
 def timelines(draw: st.DrawFn, library: dict[str, list[Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(tracks, transcript segments): a valid timeline's content, clips back to back or spaced."""
     kinds = ["video", *draw(st.lists(st.sampled_from(("video", "audio")), max_size=3))]
-    tracks, segments = [], []
+    tracks: list[dict[str, Any]] = []
+    segments: list[dict[str, Any]] = []
     for t, kind in enumerate(kinds):
         track: dict[str, Any] = {"id": f"{kind}-{t}", "type": kind, "name": f"T{t}", "clips": []}
         at = draw(st.integers(0, 3000))
@@ -94,7 +95,8 @@ def timelines(draw: st.DrawFn, library: dict[str, list[Any]]) -> tuple[list[dict
             })
             if media.duration_ms is not None and draw(st.booleans()):
                 # Words on this clip, some deleted: the export cuts them out.
-                words, w = [], at
+                words: list[dict[str, Any]] = []
+                w = at
                 while w + 200 <= at + duration and len(words) < 6:
                     words.append({"word": "w", "start_ms": w, "end_ms": w + 150, "confidence": 0.9,
                                   "deleted": draw(st.booleans())})
