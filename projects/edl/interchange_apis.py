@@ -132,7 +132,9 @@ class TimelineImportApi(ApiView):
     saved. The file's cuts are the timeline's edits now: the transcript keeps the words the imported
     clips play, at their new times (`transcript_words`), and drops the deleted ones and those no
     clip plays (`transcript_words_dropped`); what the timeline cannot hold is listed in `dropped`. 413
-    `file_too_large` over the import limit, 422 `interchange_invalid` for a file that cannot be read."""
+    `file_too_large` over the import limit, 422 `interchange_invalid` for a file that cannot be read,
+    `input_too_complex` for one that takes more to read than a request may (the file is read in a
+    confined child, its shape and references checked before anything is built)."""
 
     parser_classes = [MultiPartParser]
 
@@ -165,7 +167,7 @@ class TimelineImportApi(ApiView):
         responses={200: OutputSerializer},
     )
     @raises("file_too_large", "interchange_invalid", "media_unmatched", "edl_conflict", "edl_invalid",
-            "edl_limit_exceeded", "edl_too_large", "edl_unavailable")
+            "edl_limit_exceeded", "edl_too_large", "edl_unavailable", "input_too_complex", "feature_unavailable")
     def post(self, request: Request, project_id: uuid.UUID) -> Response:
         user = request_user(request)
         project = project_get(user=user, project_id=project_id)

@@ -1154,7 +1154,9 @@ export interface paths {
          *     saved. The file's cuts are the timeline's edits now: the transcript keeps the words the imported
          *     clips play, at their new times (`transcript_words`), and drops the deleted ones and those no
          *     clip plays (`transcript_words_dropped`); what the timeline cannot hold is listed in `dropped`. 413
-         *     `file_too_large` over the import limit, 422 `interchange_invalid` for a file that cannot be read.
+         *     `file_too_large` over the import limit, 422 `interchange_invalid` for a file that cannot be read,
+         *     `input_too_complex` for one that takes more to read than a request may (the file is read in a
+         *     confined child, its shape and references checked before anything is built).
          */
         post: operations["projects_timeline_import_create"];
         delete?: never;
@@ -9439,7 +9441,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `interchange_invalid`, `media_unmatched`, `edl_invalid`, `edl_limit_exceeded`. */
+            /** @description Codes: `interchange_invalid`, `media_unmatched`, `edl_invalid`, `edl_limit_exceeded`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9459,7 +9461,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `edl_unavailable`, `service_unavailable`. */
+            /** @description Codes: `edl_unavailable`, `feature_unavailable`, `service_unavailable`. */
             503: {
                 headers: {
                     [name: string]: unknown;
