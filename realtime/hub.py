@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 TERMINAL_EVENT_TYPES = frozenset({"completed", "failed", "canceled", "aborted"})
 READ_BLOCK_MS = 5000
+READ_MARGIN_S = 5.0  # a blocking read's answer may come this long after its block ends
 READ_COUNT = 500
 BACKLOG_CHUNK = 500
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 3.0
@@ -160,9 +161,13 @@ class Hub:
         # Any: redis-py's async stubs type every reply as a union of every reply shape.
         # A bounded pool: a burst of connections waits its turn for a Redis connection rather than
         # opening one each (the blocking reader holds one; subscribes and backlogs share the rest).
+        # A read outlasts its XREAD's block: redis-py's default socket timeout (5 s) equals the
+        # block, and cut every idle read short as if Redis were gone (a warning, then a backoff of
+        # up to BACKOFF_MAX during which events waited).
         pool = aioredis.BlockingConnectionPool.from_url(
             settings.REDIS_URL, max_connections=REDIS_CONNECTIONS, timeout=REDIS_POOL_WAIT_SECONDS,
-            socket_connect_timeout=5, health_check_interval=10, client_name=HUB_CLIENT_NAME,
+            socket_connect_timeout=5, socket_timeout=READ_BLOCK_MS / 1000 + READ_MARGIN_S, health_check_interval=10,
+            client_name=HUB_CLIENT_NAME,
         )
         self.redis: Any = aioredis.Redis(connection_pool=pool)
 

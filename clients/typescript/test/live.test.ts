@@ -128,8 +128,10 @@ describe("against the live API", { skip: !live && "AUTEUR_API_URL is not set" },
   });
 
   test("cancels a running job, seen live on the user's event stream, and is refunded", async () => {
-    // The stack's GPU calls for tts never finish: the job stays running until canceled.
-    const all = client.events();
+    // The stack's GPU calls for tts never finish: the job stays running until canceled. The stream
+    // connects on its first read, after the submission: read from the stream's start ("0-0"), or
+    // the job's first events (inference_started among them) may come before it and never be seen.
+    const all = client.events({ lastEventId: "0-0" });
     const iterator = all[Symbol.asyncIterator]();
     const submitted = await client.submitJob("tts", { project_id: project.id, text: "Cancel me" });
     assert.equal(submitted.state, "accepted");
