@@ -13,9 +13,11 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import uuid
 from collections.abc import Callable
 
 import aaf2
+import aaf2.mobid
 import opentimelineio as otio
 
 RATE = 24
@@ -233,9 +235,17 @@ def cmx_events(events: int) -> str:
 # ----------------------------------------------------------------------------- the largest accepted
 
 
+def _mob_id(media: int) -> str:
+    mob = aaf2.mobid.MobID.new()
+    mob.material = uuid.UUID(int=media + 1)
+    return str(mob)
+
+
 def timeline_of(clips: int, tracks: int = 1, *, media: int = 20, rate: float = RATE) -> otio.schema.Timeline:
     """`clips` one-second clips back to back over `tracks` video tracks, naming `media` files
-    (`m0.mov` ...) by name, as an editor's export would."""
+    (`m0.mov` ...) by name, as an editor's export would. Each clip has its own in point (half a
+    second after the one before): the FCP7 writer writes a clip equal to an earlier one as a
+    reference to it, which an editor's export of distinct shots never does."""
     timeline = otio.schema.Timeline(name="largest")
     per_track = -(-clips // tracks)
     for t in range(tracks):
@@ -247,8 +257,10 @@ def timeline_of(clips: int, tracks: int = 1, *, media: int = 20, rate: float = R
                 available_range=otio.opentime.TimeRange(otio.opentime.RationalTime(0, rate),
                                                         otio.opentime.RationalTime(rate * 3600, rate)))
             reference.name = name
+            # The AAF writer names each clip's media by its MobID: one per file, as an editor's export.
+            reference.metadata["AAF"] = {"MobID": _mob_id(n % media)}
             track.append(otio.schema.Clip(name=name, media_reference=reference, source_range=otio.opentime.TimeRange(
-                otio.opentime.RationalTime(n % 100 * rate, rate), otio.opentime.RationalTime(rate, rate))))
+                otio.opentime.RationalTime(round(n * rate / 2), rate), otio.opentime.RationalTime(rate, rate))))
         timeline.tracks.append(track)
     return timeline
 

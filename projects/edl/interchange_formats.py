@@ -182,6 +182,8 @@ def fcp7_read_effects(timeline: otio.schema.Timeline) -> None:
     effects into a `LinearTimeWarp` with the source in point, and a volume change; any other
     remap or level (keyframed, reversed, variable) stays an editor's own effect."""
     for clip in timeline.find_clips():
+        if not len(clip.effects):  # most clips have none (and a walk over an empty list costs a C++ exception)
+            continue
         effects: list[otio.schema.Effect] = []
         for effect in clip.effects:
             info = effect.metadata.get("fcp_xml")
