@@ -377,11 +377,11 @@ class FcpxReader(fcpx_xml.FcpxXml):
     def _build_composable(self, element: ET.Element, default_format: Any) -> Any:
         composable = super()._build_composable(element, default_format)
         if isinstance(composable, otio.schema.Clip):
-            _fcpx_read_adjustments(composable, self._timing_clip(element))
+            fcpx_read_adjustments(composable, self._timing_clip(element))
         return composable
 
 
-def _fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
+def fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
     time_map = timing.find("./timeMap")
     if time_map is not None:
         try:

@@ -16,11 +16,16 @@ No Django here: this module runs in the confined child that reads an upload.
 
 from __future__ import annotations
 
+import copy
 import itertools
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
 import opentimelineio as otio
+from otio_fcpx_xml_adapter import fcpx_xml
+
+from projects.edl import interchange_formats as formats
 
 # The adapter's module is a plugin of OTIO's (it imports OTIO relatively): loaded through OTIO.
 _fcp7: Any = otio.adapters.from_name("fcp_xml").module()
@@ -232,3 +237,223 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):  # type: ignore[misc]
         else:
             media_reference = otio.schema.MissingReference(name=name, available_range=available_range)
         return media_reference
+
+
+# ----------------------------------------------------------------------------- FCPXML
+
+
+class FcpxReader(formats.FcpxReader):
+    """`interchange_formats.FcpxReader` (the adapter's FCPXML reader, its resources indexed), with a
+    format's frame duration and rate worked out once per format rather than five times per clip,
+    a clip's markers found by C's walk of its elements rather than ElementPath's, and a media
+    reference made without the metadata (`fcpx`) the adapter copied into it from the event's
+    clip of the same asset. That metadata is still checked as the adapter's conversion checked
+    it (an `md` element without a key failed it), so the same files fail."""
+
+    def __init__(self, root: ET.Element) -> None:
+        super().__init__(root)
+        self._frame_durations: dict[str | None, tuple[str, str]] = {}
+        self._frame_rates: dict[str | None, int] = {}
+        self._metadata_checked: set[str | None] = set()
+
+    def _format_frame_duration(self, format_id: str | None) -> tuple[str, str]:
+        if format_id not in self._frame_durations:
+            self._frame_durations[format_id] = super()._format_frame_duration(format_id)
+        return self._frame_durations[format_id]
+
+    def _format_frame_rate(self, format_id: str | None) -> int:
+        if format_id not in self._frame_rates:
+            self._frame_rates[format_id] = super()._format_frame_rate(format_id)
+        return self._frame_rates[format_id]
+
+    def _reference_from_id(self, asset_id: str | None, default_format: str | None) -> Any:
+        asset = self._asset_by_id(asset_id)
+        if not asset.get("src", ""):  # type: ignore[union-attr]  # (a missing asset fails here, as it did)
+            return otio.schema.MissingReference()
+        rate = self._format_frame_rate(asset.get("format", default_format))  # type: ignore[union-attr]
+        available_range = otio.opentime.TimeRange(
+            start_time=fcpx_xml.to_rational_time(asset.get("start"), rate),  # type: ignore[union-attr]
+            duration=fcpx_xml.to_rational_time(asset.get("duration"), rate))  # type: ignore[union-attr]
+        if asset_id not in self._metadata_checked:
+            self._metadata_checked.add(asset_id)
+            asset_clip = self._assetclip_by_ref(asset_id)
+            if asset_clip is not None and any(e.get("key") is None for e in asset_clip.iter("md")):
+                raise ValueError("key 'None' is not a string")  # OTIO's words for the adapter's {None: value}
+        return otio.schema.ExternalReference(target_url=asset.get("src"),  # type: ignore[union-attr]
+                                             available_range=available_range)
+
+    def _build_composable(self, element: ET.Element, default_format: Any) -> Any:
+        # The adapter's, but for the markers' search; then `FcpxReader`'s speed and volume.
+        timing_clip = self._timing_clip(element)
+        source_range = self._time_range(timing_clip, self._format_id_for_clip(element, default_format))
+        if element.tag != "ref-clip":
+            composable = otio.schema.Clip(name=timing_clip.get("name"),
+                                          media_reference=self._reference_from_id(element.get("ref"), default_format),
+                                          source_range=source_range)
+        else:
+            media_element = self._compound_clip_by_id(element.get("ref"))
+            composable = self._squence_to_stack(media_element.find("./sequence"),  # type: ignore[union-attr]
+                                                name=media_element.get("name"),  # type: ignore[union-attr]
+                                                source_range=source_range)
+        for marker in timing_clip.iter("marker"):  # its descendants called marker, as ".//marker" finds them
+            if marker is not timing_clip:
+                composable.markers.append(self._marker(marker, default_format))
+        if isinstance(composable, otio.schema.Clip):
+            formats.fcpx_read_adjustments(composable, timing_clip)
+        return composable
+
+
+# ----------------------------------------------------------------------------- CMX 3600
+
+_cmx: Any = otio.adapters.from_name("cmx_3600").module()
+_EVENT_NUMBER = re.compile(r"^\d+")
+_NOT_A_DIGIT = re.compile(r"^\D")
+
+
+class _Comments(_cmx.CommentHandler):  # type: ignore[misc]
+    """The adapter's comment handler, its patterns compiled once (it formatted and looked up ten
+    patterns for each comment line)."""
+
+    patterns = [(re.compile(_cmx.CommentHandler.regex_template.format(id=comment_id)), comment_type)
+                for comment_id, comment_type in _cmx.CommentHandler.comment_id_map.items()]
+
+    def parse(self, comment: str) -> None:
+        for pattern, comment_type in self.patterns:
+            match = pattern.match(comment)
+            if match:
+                comment_body = match.group("comment_body").strip()
+                if comment_type == "locators":
+                    self.handled.setdefault(comment_type, []).append(comment_body)
+                else:
+                    self.handled[comment_type] = comment_body
+                break
+        else:
+            stripped = comment.lstrip("*").strip()
+            if stripped:
+                self.unhandled.append(stripped)
+
+
+class CmxReader(_cmx.EDLParser):  # type: ignore[misc]
+    """The CMX 3600 adapter's parser, reading its lines in one pass (it took each from the front
+    of the list of lines: quadratic), its comments with compiled patterns, and giving a clip only
+    the metadata the import reads (`cmx_3600`'s reel): the adapter also copied every comment it
+    did not understand into it, value by value into OTIO's dictionaries."""
+
+    def parse_edl(self, edl_string: str, rate: float = 24) -> None:
+        edl_lines = [line for line in (line.strip() for line in edl_string.splitlines()) if line]
+        at = 0
+
+        def take() -> str:
+            nonlocal at
+            if at >= len(edl_lines):
+                raise IndexError("pop from empty list")  # the adapter's list.pop(0), past the end
+            at += 1
+            return edl_lines[at - 1]
+
+        while at < len(edl_lines):
+            line = take()
+            if line.startswith("TITLE:"):
+                self.timeline.name = line.replace("TITLE:", "").strip()
+            elif line.startswith("FCM"):
+                pass
+            elif line.startswith("SPLIT"):
+                audio_delay = video_delay = None
+                if "AUDIO DELAY" in line:
+                    audio_delay = line.split()[-1].strip()
+                if "VIDEO DELAY" in line:
+                    video_delay = line.split()[-1].strip()
+                if audio_delay and video_delay:
+                    raise _cmx.EDLParseError("both audio and video delay declared after SPLIT.")
+                if not (audio_delay or video_delay):
+                    raise _cmx.EDLParseError("either audio or video delay declared after SPLIT.")
+                line_1 = take()
+                line_2 = take()
+                comments = []
+                while at < len(edl_lines) and _NOT_A_DIGIT.match(edl_lines[at]):
+                    comments.append(take())
+                self.add_clip(line_1, comments, rate=rate)
+                self.add_clip(line_2, comments, rate=rate)
+            elif line[0].isdigit():
+                transition_line = None
+                comments = []
+                event_id = int(_EVENT_NUMBER.match(line).group(0))  # type: ignore[union-attr]
+                while at < len(edl_lines):
+                    m = _EVENT_NUMBER.match(edl_lines[at])
+                    if not m:
+                        comments.append(take())
+                    elif int(m.group(0)) == event_id:
+                        if transition_line:
+                            raise _cmx.EDLParseError("Invalid transition %s" % edl_lines[at])
+                        transition_line = take()
+                    else:
+                        break
+                self.add_clip(line, comments, rate=rate, transition_line=transition_line)
+            else:
+                raise _cmx.EDLParseError("Unknown event type")
+        for track in self.timeline.tracks:
+            if track.source_range == track.available_range():
+                track.source_range = None
+
+    def add_clip(self, line: str, comments: list[str], rate: float = 24, transition_line: str | None = None) -> None:
+        comment_handler = _Comments(comments)
+        clip_handler = _cmx.ClipHandler(line, comment_handler.handled, rate=rate, transition_line=transition_line)
+        clip = clip_handler.clip
+        transition = clip_handler.transition
+        # The reel (not `AX`, the adapter's unknown source) is the only `cmx_3600` metadata read.
+        if clip_handler.reel and clip_handler.reel != "AX":
+            clip.metadata["cmx_3600"] = {"reel": clip_handler.reel}
+        edl_rate = clip_handler.edl_rate
+        record_in = otio.opentime.from_timecode(clip_handler.record_tc_in, edl_rate)
+        record_out = otio.opentime.from_timecode(clip_handler.record_tc_out, edl_rate)
+        src_duration = clip.duration()
+        rec_duration = record_out - record_in
+        if rec_duration != src_duration:
+            motion = comment_handler.handled.get("motion_effect")
+            freeze = comment_handler.handled.get("freeze_frame")
+            if motion is not None or freeze is not None:
+                clip.source_range = otio.opentime.TimeRange(start_time=clip.source_range.start_time,
+                                                            duration=rec_duration)
+                if freeze is not None:
+                    clip.effects.append(otio.schema.FreezeFrame())
+                    if clip.name.endswith(" FF"):
+                        clip.name = clip.name[:-3]
+                elif motion is not None:
+                    fps = float(_cmx.SPEED_EFFECT_RE.match(motion).group("speed"))
+                    clip.effects.append(otio.schema.LinearTimeWarp(time_scalar=fps / rate))
+            elif self.ignore_timecode_mismatch:
+                record_out = record_in + src_duration
+            else:
+                raise _cmx.EDLParseError(f"Source and record duration don't match: {src_duration} != "
+                                         f"{rec_duration} for clip {clip.name}")
+        tracks = self.tracks_for_channel(clip_handler.channel_code)
+        for track in tracks:
+            track_transition = transition
+            if len(tracks) > 1:
+                track_clip = copy.deepcopy(clip)
+                if transition:
+                    track_transition = copy.deepcopy(transition)
+            else:
+                track_clip = clip
+            if track.source_range is None:
+                zero = otio.opentime.RationalTime(0, edl_rate)
+                track.source_range = otio.opentime.TimeRange(start_time=zero - record_in, duration=zero)
+            track_end = track.duration() - track.source_range.start_time
+            if record_in < track_end:
+                if self.ignore_timecode_mismatch:
+                    record_in = track_end
+                    record_out = record_in + rec_duration
+                else:
+                    raise _cmx.EDLParseError(f"Overlapping record in value: {clip_handler.record_tc_in} for clip "
+                                             f"{track_clip.name}")
+            if record_in > track_end and len(track) > 0:
+                gap = otio.schema.Gap()
+                gap.source_range = otio.opentime.TimeRange(start_time=otio.opentime.RationalTime(0, edl_rate),
+                                                           duration=record_in - track_end)
+                track.append(gap)
+                _cmx._extend_source_range_duration(track, gap.duration())
+            if track_transition:
+                if len(track) < 1:
+                    raise _cmx.EDLParseError("Transitions can't be at the very beginning of a track")
+                track.append(track_transition)
+            track.append(track_clip)
+            _cmx._extend_source_range_duration(track, track_clip.duration())
