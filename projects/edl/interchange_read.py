@@ -35,6 +35,7 @@ import opentimelineio as otio
 
 from gpu_tasks.bounded import ShapeError, json_value, xml_tree
 from gpu_tasks.confined import Refused
+from projects.edl import interchange_aaf as aaf_fast
 from projects.edl import interchange_formats as formats
 from projects.edl import interchange_readers as readers
 
@@ -313,14 +314,40 @@ def _read_otio(text: str, bounds: Bounds) -> Any:
     return otio.adapters.read_from_string(text, adapter_name="otio_json")
 
 
+def _aaf_fast_check(f: aaf_fast.AafFile, mobs: list[aaf_fast.Obj], bounds: Bounds) -> None:
+    """`_aaf_check`, over the fast reader's objects."""
+    too_deep = lambda: _invalid("aaf", f"The file nests its components deeper than {bounds.max_depth} levels.")  # noqa: E731
+    expansion = _Expansion("aaf", bounds.max_clips, aaf_fast.check_parts(f, bounds.max_depth, too_deep),
+                           aaf_fast.check_key(f))
+    total = 0
+    for mob in mobs:
+        for slot in f.vector(mob, aaf_fast.SLOTS):
+            total += expansion.count((mob, slot))
+            if total > bounds.max_clips:
+                raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
+
+
 def _read_aaf(data: bytes, bounds: Bounds) -> Any:
+    # A plain edit is read by this module's own reader (interchange_aaf: pyaaf2 and the adapter took
+    # seconds over the largest file). Anything it does not cover, or trips on, is read as before:
+    # its failure costs the time it took, never a different answer.
+    try:
+        f = aaf_fast.AafFile(data)
+        mobs = aaf_fast.mobs_to_read(f)
+        _aaf_fast_check(f, mobs, bounds)
+        if len(mobs) == 1 and mobs[0].cls == "CompositionMob":
+            return aaf_fast.read_timeline(f, mobs[0])
+    except (Refused, MemoryError):
+        raise
+    except Exception:  # noqa: BLE001, S110 - `Unsupported`, or a file this reader does not expect: the adapter's
+        pass
     # The AAF reader opens a file only; the child's own temporary folder holds it.
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "timeline.aaf")
         with open(path, "wb") as handle:
             handle.write(data)
-        with aaf2.open(path, "r") as f:
-            _aaf_check(f, bounds)
+        with aaf2.open(path, "r") as f2:
+            _aaf_check(f2, bounds)
         return otio.adapters.read_from_file(path, adapter_name="AAF")
 
 

@@ -190,7 +190,8 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):  # type: ignore[misc]
                 media_reference = self.media_reference_for_effect_element(generator_effect_element)
             item = otio.schema.Clip(name=name, media_reference=media_reference)
         else:
-            raise TypeError(f"Type of clip item is not supported {_fcp7._element_identification_string(clipitem_element)}")
+            what = _fcp7._element_identification_string(clipitem_element)
+            raise TypeError(f"Type of clip item is not supported {what}")
         # Markers: the adapter's (their rate is the clip's, looked up again just below).
         if clipitem_element.find("marker") is not None:
             item.markers.extend(_fcp7.markers_from_element(clipitem_element, context))
@@ -383,7 +384,7 @@ class CmxReader(_cmx.EDLParser):  # type: ignore[misc]
                         comments.append(take())
                     elif int(m.group(0)) == event_id:
                         if transition_line:
-                            raise _cmx.EDLParseError("Invalid transition %s" % edl_lines[at])
+                            raise _cmx.EDLParseError(f"Invalid transition {edl_lines[at]}")
                         transition_line = take()
                     else:
                         break
