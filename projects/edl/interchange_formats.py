@@ -382,7 +382,8 @@ class FcpxReader(fcpx_xml.FcpxXml):
 
 
 def fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
-    time_map = timing.find("./timeMap")
+    # (Children by tag: C's search of one level, where ElementPath's "./tag" runs Python for each clip.)
+    time_map = timing.find("timeMap")
     if time_map is not None:
         try:
             points = [(_parse_seconds(p.get("time")), _parse_seconds(p.get("value")))
@@ -403,10 +404,10 @@ def fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
                 clip.effects.append(otio.schema.LinearTimeWarp(name="speed", time_scalar=float(ratio)))
         else:
             clip.effects.append(otio.schema.TimeEffect(name="timeMap", effect_name="timeMap"))
-    volume = timing.find("./adjust-volume")
+    volume = timing.find("adjust-volume")
     if volume is not None:
         try:
-            if volume.find("./param") is not None:
+            if volume.find("param") is not None:
                 raise ValueError("keyframed")
             gain = float((volume.get("amount") or "0dB").strip().removesuffix("dB"))
             if not math.isfinite(gain):
