@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import adapter_interchange_read as former  # noqa: E402 - needs the path above
-from bench import interchange_files as files  # noqa: E402
-from bench._stack import RESULTS_DIR, load_average, percentile  # noqa: E402
-from projects.edl import interchange_read  # noqa: E402
+from bench import adapter_interchange_read as former
+from bench import interchange_files as files
+from bench._stack import RESULTS_DIR, load_average, percentile
+from projects.edl import interchange_read
 
 RESULTS = RESULTS_DIR / "interchange_readers.json"
 FORMATS = ("otio", "fcpxml", "fcp7xml", "edl", "aaf")

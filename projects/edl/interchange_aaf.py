@@ -135,7 +135,7 @@ class _Compound:
 
     def _chain_bytes(self, start: int, table: array[int], size: int, source: bytes, skip: int) -> bytes:
         """The sectors of a chain (`skip` 1: the file's, whose first sector is the header)."""
-        parts = []
+        parts: list[bytes] = []
         at = start
         while at != _ENDOFCHAIN:
             if at >= len(table) or len(parts) > len(table):
@@ -208,6 +208,8 @@ class AafFile:
         self.objects: dict[int, Obj] = {}
         root = self.obj(0)
         header = self.strong(root, _HEADER)
+        if header is None:
+            raise Unsupported("no header")
         content, dictionary = self.strong(header, _CONTENT), self.strong(header, _DICTIONARY)
         if content is None or dictionary is None:
             raise Unsupported("no content or dictionary")
@@ -701,7 +703,7 @@ class _Transcriber:
             track = otio.schema.Track()
             track.kind = _adapter._transcribe_media_kind(f.media_kind(segment))
             track.name = f.string(slot, _SLOT_NAME) or ""
-            components = f.vector(segment, _COMPONENTS) if _known(segment).cls == "Sequence" else [segment]
+            components = f.vector(segment, _COMPONENTS) if _known(segment).cls == "Sequence" else [segment]  # type: ignore[union-attr]
             for component in components:
                 if _known(component).cls == "EssenceGroup":  # type: ignore[union-attr]
                     raise Unsupported("an essence group")

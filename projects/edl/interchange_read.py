@@ -8,8 +8,11 @@ or a stack deeper than the process has. So the work is bounded twice. Before any
 an object, the file's shape is checked (gpu_tasks/bounded.py: nesting depth and element counts,
 entity declarations refused), and what its references expand to is counted, memoised over the
 reference graph (each sequence, compound clip or mob counted once, a cycle refused), against the
-timeline's clip limit. Then the adapter reads it in a child of the confined server, under memory,
-CPU and time limits, so whatever a check did not foresee costs that child, not the API.
+timeline's clip limit. Then the format's reader reads it in a child of the confined server, under
+memory, CPU and time limits, so whatever a check did not foresee costs that child, not the API.
+The readers answer as the OpenTimelineIO adapters do, at a fraction of their cost over the largest
+file the limits accept (interchange_readers: the adapters with their costliest methods replaced;
+interchange_aaf: AAF's plain edits read without pyaaf2's object layer, the rest by the adapter).
 
 `read` answers the file as plain JSON data (tracks of clips with their names, times in
 milliseconds and effects), which the API matches to the project's media and saves
@@ -363,7 +366,9 @@ def _read_cmx(text: str, rate: float, bounds: Bounds) -> Any:
 
 def read_timeline(data: bytes, fmt: str, rate: float, bounds: Bounds) -> otio.schema.Timeline:
     """The file as an OTIO timeline, its shape and expansion checked first, read by the format's
-    adapter with the speed and volume that `interchange_formats` writes read too."""
+    reader (as its adapter reads it) with the speed and volume that `interchange_formats` writes
+    read too. Metadata the plain tracks never read (what the adapters copy from each element under
+    their own namespace) may be left out."""
     try:
         if fmt == "aaf":
             result = _read_aaf(data, bounds)

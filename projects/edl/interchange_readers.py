@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -62,7 +63,7 @@ def _child_path(element: ET.Element, path: str, parts: list[str] | None) -> ET.E
     return walk(element, 0)
 
 
-class _Context(_fcp7._Context):  # type: ignore[misc]
+class _Context(_fcp7._Context):
     """The adapter's inherited values (a clip's rate is its own, else its track's, else its
     sequence's), each element's answer kept: the adapter searched an element's children again for
     every lookup, a track's thousands of clip items for each clip. The tree is not changed while
@@ -89,7 +90,7 @@ class _Context(_fcp7._Context):  # type: ignore[misc]
         found = self.get(key)
         if found is None:
             raise KeyError(key)
-        return found  # type: ignore[no-any-return]
+        return found
 
     def context_pushing_element(self, element: ET.Element) -> _Context:
         for context_element in self.elements:
@@ -128,7 +129,7 @@ def _name(element: ET.Element) -> str:
     return ""
 
 
-class Fcp7Reader(_fcp7.FCP7XMLParser):  # type: ignore[misc]
+class Fcp7Reader(_fcp7.FCP7XMLParser):
     """The FCP7 XML adapter's parser, given a tree already built within bounds
     (gpu_tasks.bounded.xml_tree). Its inherited values are looked up once per element (`_Context`);
     a clip item, its file and its filters are read as the adapter reads them, less the metadata
@@ -141,8 +142,8 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):  # type: ignore[misc]
         project_and_bin_iter = self._derefed_iterfind(self._etree, ".//children/sequence")
         return [self.timeline_for_sequence(s, context) for s in itertools.chain(top_iter, project_and_bin_iter)]
 
-    def item_and_timing_for_element(self, item_element: ET.Element, head_transition: ET.Element | None,
-                                    tail_transition: ET.Element | None, context: _Context) -> tuple[Any, Any]:
+    def item_and_timing_for_element(self, item_element: ET.Element, head_transition: Any, tail_transition: Any,
+                                    context: _Context) -> tuple[Any, Any]:
         parent_rate = _rate(context)
         start_value = int(item_element.find("start").text)  # type: ignore[union-attr,arg-type]
         end_value = int(item_element.find("end").text)  # type: ignore[union-attr,arg-type]
@@ -150,7 +151,7 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):  # type: ignore[misc]
             start = _fcp7._transition_cut_point(head_transition, context)
             transition_rate = _fcp7._rate_from_context(context.context_pushing_element(head_transition))
             start_offset = start - otio.opentime.RationalTime(
-                int(head_transition.find("start").text), transition_rate)  # type: ignore[union-attr,arg-type]
+                int(head_transition.find("start").text), transition_rate)
         else:
             start = otio.opentime.RationalTime(start_value, parent_rate)
             start_offset = otio.opentime.RationalTime()
@@ -293,8 +294,8 @@ class FcpxReader(formats.FcpxReader):
                                           source_range=source_range)
         else:
             media_element = self._compound_clip_by_id(element.get("ref"))
-            composable = self._squence_to_stack(media_element.find("./sequence"),  # type: ignore[union-attr]
-                                                name=media_element.get("name"),  # type: ignore[union-attr]
+            composable = self._squence_to_stack(media_element.find("./sequence"),  # type: ignore[union-attr,arg-type]
+                                                name=media_element.get("name"),  # type: ignore[union-attr,arg-type]
                                                 source_range=source_range)
         for marker in timing_clip.iter("marker"):  # its descendants called marker, as ".//marker" finds them
             if marker is not timing_clip:
@@ -311,7 +312,7 @@ _EVENT_NUMBER = re.compile(r"^\d+")
 _NOT_A_DIGIT = re.compile(r"^\D")
 
 
-class _Comments(_cmx.CommentHandler):  # type: ignore[misc]
+class _Comments(_cmx.CommentHandler):
     """The adapter's comment handler, its patterns compiled once (it formatted and looked up ten
     patterns for each comment line)."""
 
@@ -334,7 +335,39 @@ class _Comments(_cmx.CommentHandler):  # type: ignore[misc]
                 self.unhandled.append(stripped)
 
 
-class CmxReader(_cmx.EDLParser):  # type: ignore[misc]
+class ClipHandler(_cmx.ClipHandler):
+    """The adapter's event reader; a plain event's clip (a file, black, bars or nothing named; no
+    colour decision, locator or image sequence, which the adapter's own code reads) is made in one
+    call where the adapter set its fields one by one through OTIO's attribute hooks. (Its name is
+    the adapter's: a message of the adapter's names the class.)"""
+
+    def make_clip(self, comment_data: dict[str, Any]) -> otio.schema.Clip:
+        media = comment_data.get("media_reference")
+        plain_file = media is None or self.reel in ("BL", "BLACK", "BARS") or not self.is_image_sequence(comment_data)
+        if "asc_sop" in comment_data or "asc_sat" in comment_data or "locators" in comment_data or not plain_file:
+            return super().make_clip(comment_data)
+        name = str(self.clip_num)
+        if self.reel in ("BL", "BLACK"):
+            reference: Any = otio.schema.GeneratorReference(generator_kind="black")
+        elif self.reel == "BARS":
+            reference = otio.schema.GeneratorReference(generator_kind="SMPTEBars")
+        elif media is not None:
+            reference = otio.schema.ExternalReference(target_url=media)
+        else:
+            reference = otio.schema.MissingReference()
+        if "clip_name" in comment_data:
+            name = comment_data["clip_name"]
+        elif media is not None and self.reel not in ("BL", "BLACK", "BARS"):
+            name = os.path.splitext(os.path.basename(media))[0]
+        if "dest_clip_name" in comment_data:
+            name = comment_data["dest_clip_name"]
+        source_range = otio.opentime.range_from_start_end_time(
+            otio.opentime.from_timecode(self.source_tc_in, self.edl_rate),
+            otio.opentime.from_timecode(self.source_tc_out, self.edl_rate))
+        return otio.schema.Clip(name=name, media_reference=reference, source_range=source_range)
+
+
+class CmxReader(_cmx.EDLParser):
     """The CMX 3600 adapter's parser, reading its lines in one pass (it took each from the front
     of the list of lines: quadratic), its comments with compiled patterns, and giving a clip only
     the metadata the import reads (`cmx_3600`'s reel): the adapter also copied every comment it
@@ -397,7 +430,7 @@ class CmxReader(_cmx.EDLParser):  # type: ignore[misc]
 
     def add_clip(self, line: str, comments: list[str], rate: float = 24, transition_line: str | None = None) -> None:
         comment_handler = _Comments(comments)
-        clip_handler = _cmx.ClipHandler(line, comment_handler.handled, rate=rate, transition_line=transition_line)
+        clip_handler = ClipHandler(line, comment_handler.handled, rate=rate, transition_line=transition_line)
         clip = clip_handler.clip
         transition = clip_handler.transition
         # The reel (not `AX`, the adapter's unknown source) is the only `cmx_3600` metadata read.
