@@ -66,7 +66,7 @@ def assert_same(data: bytes, fmt: str, rate: float = 24.0, max_clips: int = MAX_
 
 # ----------------------------------------------------------------------------- files as the adapters write them
 
-SHAPES = [(1, 1, 1), (40, 1, 3), (300, 3, 20), (120, 4, 120), (500, 1, 500)]
+SHAPES = [(1, 1, 1), (40, 1, 3), (300, 3, 20), (120, 4, 120), (500, 1, 100)]
 
 
 @pytest.mark.parametrize("fmt", ["otio", "fcpxml", "fcp7xml", "edl", "aaf"])
@@ -187,10 +187,11 @@ TEXT_SAMPLES = [p for p in SAMPLE_FILES if p.suffix in (".xml", ".fcpxml", ".edl
 @pytest.mark.parametrize("path", TEXT_SAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_readers_refuse_and_answer_as_the_adapters_on_damaged_editors_files(path):
     """An element removed, emptied or doubled, an attribute or an EDL field changed, a line removed
-    or repeated: twelve damaged copies of each file, most refused, each as the adapter refused it."""
+    or repeated: twelve damaged copies of each file (three of a large one), many refused, each as
+    the adapter refused it."""
     text = path.read_text(encoding="utf-8-sig")
     rnd = random.Random(path.name)
-    for _ in range(12):
+    for _ in range(12 if len(text) < 100_000 else 3):
         damaged = damaged_edl(text, rnd) if path.suffix == ".edl" else damaged_xml(text, rnd)
         assert_same(damaged.encode(), EXTENSIONS[path.suffix])
 
