@@ -698,9 +698,10 @@ class _Transcriber:
             segment = f.strong(slot, _SEGMENT)
             if rate is None or segment is None:
                 raise Unsupported("a master mob's slot without its rate or segment")
-            # (Its metadata, the slot's properties, is read by the adapter's passes for a marker's
-            # slot only: this reader covers none, and finds a slot's track by the ids kept here.)
-            track = otio.schema.Track()
+            # Its metadata, the slot's properties, is read by the adapter's passes for its class
+            # (a composition's is kept whole) and a marker's slot (this reader covers none); a
+            # slot's track is found by the ids kept here.
+            track = otio.schema.Track(metadata={"AAF": {"ClassName": "TimelineMobSlot"}})
             track.kind = _adapter._transcribe_media_kind(f.media_kind(segment))
             track.name = f.string(slot, _SLOT_NAME) or ""
             components = f.vector(segment, _COMPONENTS) if _known(segment).cls == "Sequence" else [segment]  # type: ignore[union-attr]
