@@ -489,12 +489,12 @@ class _Transcriber:
         f = self.f
         result = otio.schema.Timeline()
         for slot in f.vector(mob, SLOTS):
-            result.tracks.append(self.slot(slot, mob))
+            result.tracks.append(self.slot(slot))
         self._start_timecode(mob)  # (the adapter's global start time: read as it reads it, not kept)
         result.name = f.string(mob, _MOB_NAME) or "CompositionMob"
         return result
 
-    def slot(self, slot: Obj, mob: Obj) -> otio.schema.Track:
+    def slot(self, slot: Obj) -> otio.schema.Track:
         f = self.f
         if _known(slot).cls != "TimelineMobSlot":  # type: ignore[union-attr]
             raise Unsupported("a slot that is not a timeline")
