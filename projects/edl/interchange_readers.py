@@ -136,6 +136,10 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):
     (`fcp_xml`) it copied from every element of each. A filter's effect keeps its metadata: that is
     where `interchange_formats.fcp7_read_effects` finds a speed or a volume."""
 
+    def __init__(self, element_tree: ET.Element) -> None:
+        super().__init__(element_tree)
+        self.files: dict[ET.Element, tuple[str, str, str | None, Any]] = {}
+
     def top_level_sequences(self) -> list[otio.schema.Timeline]:
         context = _Context()
         top_iter = self._derefed_iterfind(self._etree, "./sequence")
@@ -210,6 +214,13 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):
 
     def media_reference_for_file_element(self, file_element: ET.Element, context: _Context) -> Any:
         local_context = context.context_pushing_element(file_element)
+        # A file's fields, worked out once where they depend on the file alone (it states its own
+        # rate, timebase and NTSC: nothing is inherited): clips of one file name it by its id, and
+        # each gets a reference of its own.
+        found = self.files.get(file_element)
+        if found is not None:
+            kind, name, value, available_range = found
+            return self._reference(kind, name, value, available_range)
         media_ref_rate = _rate(local_context)
         name = _name(file_element)
         path_element = file_element.find("pathurl")
@@ -230,15 +241,22 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):
             available_range = otio.opentime.TimeRange(start_time, otio.opentime.RationalTime(0, media_ref_rate))
         else:
             available_range = None
-        if path is not None:
-            media_reference = otio.schema.ExternalReference(target_url=path, available_range=available_range)
+        kind, value = ("external", path) if path is not None else \
+            ("generator", mediasource) if mediasource is not None else ("missing", None)
+        if _child_path(file_element, "./rate/timebase", ["rate", "timebase"]) is not None \
+                and _child_path(file_element, "./rate/ntsc", ["rate", "ntsc"]) is not None:
+            self.files[file_element] = (kind, name, value, available_range)
+        return self._reference(kind, name, value, available_range)
+
+    @staticmethod
+    def _reference(kind: str, name: str, value: str | None, available_range: Any) -> Any:
+        if kind == "external":
+            media_reference = otio.schema.ExternalReference(target_url=value, available_range=available_range)
             media_reference.name = name
-        elif mediasource is not None:
-            media_reference = otio.schema.GeneratorReference(name=name, generator_kind=mediasource,
-                                                             available_range=available_range)
-        else:
-            media_reference = otio.schema.MissingReference(name=name, available_range=available_range)
-        return media_reference
+            return media_reference
+        if kind == "generator":
+            return otio.schema.GeneratorReference(name=name, generator_kind=value, available_range=available_range)
+        return otio.schema.MissingReference(name=name, available_range=available_range)
 
 
 # ----------------------------------------------------------------------------- FCPXML
