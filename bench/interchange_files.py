@@ -235,12 +235,6 @@ def cmx_events(events: int) -> str:
 # ----------------------------------------------------------------------------- the largest accepted
 
 
-def _mob_id(media: int) -> str:
-    mob = aaf2.mobid.MobID.new()
-    mob.material = uuid.UUID(int=media + 1)
-    return str(mob)
-
-
 def timeline_of(clips: int, tracks: int = 1, *, media: int = 20, rate: float = RATE) -> otio.schema.Timeline:
     """`clips` one-second clips back to back over `tracks` video tracks, naming `media` files
     (`m0.mov` ...) by name, as an editor's export would. Each clip has its own in point (half a
@@ -257,12 +251,22 @@ def timeline_of(clips: int, tracks: int = 1, *, media: int = 20, rate: float = R
                 available_range=otio.opentime.TimeRange(otio.opentime.RationalTime(0, rate),
                                                         otio.opentime.RationalTime(rate * 3600, rate)))
             reference.name = name
-            # The AAF writer names each clip's media by its MobID: one per file, as an editor's export.
-            reference.metadata["AAF"] = {"MobID": _mob_id(n % media)}
             track.append(otio.schema.Clip(name=name, media_reference=reference, source_range=otio.opentime.TimeRange(
                 otio.opentime.RationalTime(round(n * rate / 2), rate), otio.opentime.RationalTime(rate, rate))))
         timeline.tracks.append(track)
     return timeline
+
+
+def with_mob_ids(timeline: otio.schema.Timeline) -> otio.schema.Timeline:
+    """A copy whose media references carry the AAF MobID the AAF writer names a clip's media by
+    (as the export's do: projects.edl.interchange._mob_id), one per media file, stable."""
+    shaped = timeline.deepcopy()
+    for clip in shaped.find_clips():
+        reference = clip.media_reference
+        mob = aaf2.mobid.MobID.new()
+        mob.material = uuid.uuid5(uuid.NAMESPACE_URL, str(getattr(reference, "target_url", "") or reference.name))
+        reference.metadata["AAF"] = {"MobID": str(mob)}
+    return shaped
 
 
 def write(timeline: otio.schema.Timeline, fmt: str) -> bytes:
@@ -270,7 +274,7 @@ def write(timeline: otio.schema.Timeline, fmt: str) -> bytes:
     if fmt == "aaf":
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "t.aaf")
-            otio.adapters.write_to_file(timeline, path, adapter_name="AAF")
+            otio.adapters.write_to_file(with_mob_ids(timeline), path, adapter_name="AAF")
             with open(path, "rb") as handle:
                 return handle.read()
     adapter = {"otio": "otio_json", "fcpxml": "fcpx_xml", "fcp7xml": "fcp_xml", "edl": "cmx_3600"}[fmt]

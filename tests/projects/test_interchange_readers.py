@@ -205,7 +205,7 @@ PLAIN_AAF = ["transitions.aaf", "linear_speed_effects.aaf", "timecode_test.aaf",
 
 def aaf_export(speeds: bool) -> bytes:
     """An AAF file as the export writes it (the adapter's writer, then `aaf_add_speed`)."""
-    timeline = files.timeline_of(30, 2, media=4)
+    timeline = files.with_mob_ids(files.timeline_of(30, 2, media=4))
     if speeds:
         for clip in list(timeline.find_clips())[::3]:
             clip.effects.append(otio.schema.LinearTimeWarp(name="speed", time_scalar=2.0))
