@@ -13,9 +13,11 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import uuid
 from collections.abc import Callable
 
 import aaf2
+import aaf2.mobid
 import opentimelineio as otio
 
 RATE = 24
@@ -235,7 +237,9 @@ def cmx_events(events: int) -> str:
 
 def timeline_of(clips: int, tracks: int = 1, *, media: int = 20, rate: float = RATE) -> otio.schema.Timeline:
     """`clips` one-second clips back to back over `tracks` video tracks, naming `media` files
-    (`m0.mov` ...) by name, as an editor's export would."""
+    (`m0.mov` ...) by name, as an editor's export would. Each clip has its own in point (half a
+    second after the one before): the FCP7 writer writes a clip equal to an earlier one as a
+    reference to it, which an editor's export of distinct shots never does."""
     timeline = otio.schema.Timeline(name="largest")
     per_track = -(-clips // tracks)
     for t in range(tracks):
@@ -248,9 +252,21 @@ def timeline_of(clips: int, tracks: int = 1, *, media: int = 20, rate: float = R
                                                         otio.opentime.RationalTime(rate * 3600, rate)))
             reference.name = name
             track.append(otio.schema.Clip(name=name, media_reference=reference, source_range=otio.opentime.TimeRange(
-                otio.opentime.RationalTime(n % 100 * rate, rate), otio.opentime.RationalTime(rate, rate))))
+                otio.opentime.RationalTime(round(n * rate / 2), rate), otio.opentime.RationalTime(rate, rate))))
         timeline.tracks.append(track)
     return timeline
+
+
+def with_mob_ids(timeline: otio.schema.Timeline) -> otio.schema.Timeline:
+    """A copy whose media references carry the AAF MobID the AAF writer names a clip's media by
+    (as the export's do: projects.edl.interchange._mob_id), one per media file, stable."""
+    shaped = timeline.deepcopy()
+    for clip in shaped.find_clips():
+        reference = clip.media_reference
+        mob = aaf2.mobid.MobID.new()
+        mob.material = uuid.uuid5(uuid.NAMESPACE_URL, str(getattr(reference, "target_url", "") or reference.name))
+        reference.metadata["AAF"] = {"MobID": str(mob)}
+    return shaped
 
 
 def write(timeline: otio.schema.Timeline, fmt: str) -> bytes:
@@ -258,7 +274,7 @@ def write(timeline: otio.schema.Timeline, fmt: str) -> bytes:
     if fmt == "aaf":
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "t.aaf")
-            otio.adapters.write_to_file(timeline, path, adapter_name="AAF")
+            otio.adapters.write_to_file(with_mob_ids(timeline), path, adapter_name="AAF")
             with open(path, "rb") as handle:
                 return handle.read()
     adapter = {"otio": "otio_json", "fcpxml": "fcpx_xml", "fcp7xml": "fcp_xml", "edl": "cmx_3600"}[fmt]

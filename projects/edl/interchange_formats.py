@@ -182,6 +182,8 @@ def fcp7_read_effects(timeline: otio.schema.Timeline) -> None:
     effects into a `LinearTimeWarp` with the source in point, and a volume change; any other
     remap or level (keyframed, reversed, variable) stays an editor's own effect."""
     for clip in timeline.find_clips():
+        if not len(clip.effects):  # most clips have none (and a walk over an empty list costs a C++ exception)
+            continue
         effects: list[otio.schema.Effect] = []
         for effect in clip.effects:
             info = effect.metadata.get("fcp_xml")
@@ -375,12 +377,13 @@ class FcpxReader(fcpx_xml.FcpxXml):
     def _build_composable(self, element: ET.Element, default_format: Any) -> Any:
         composable = super()._build_composable(element, default_format)
         if isinstance(composable, otio.schema.Clip):
-            _fcpx_read_adjustments(composable, self._timing_clip(element))
+            fcpx_read_adjustments(composable, self._timing_clip(element))
         return composable
 
 
-def _fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
-    time_map = timing.find("./timeMap")
+def fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
+    # (Children by tag: C's search of one level, where ElementPath's "./tag" runs Python for each clip.)
+    time_map = timing.find("timeMap")
     if time_map is not None:
         try:
             points = [(_parse_seconds(p.get("time")), _parse_seconds(p.get("value")))
@@ -401,10 +404,10 @@ def _fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
                 clip.effects.append(otio.schema.LinearTimeWarp(name="speed", time_scalar=float(ratio)))
         else:
             clip.effects.append(otio.schema.TimeEffect(name="timeMap", effect_name="timeMap"))
-    volume = timing.find("./adjust-volume")
+    volume = timing.find("adjust-volume")
     if volume is not None:
         try:
-            if volume.find("./param") is not None:
+            if volume.find("param") is not None:
                 raise ValueError("keyframed")
             gain = float((volume.get("amount") or "0dB").strip().removesuffix("dB"))
             if not math.isfinite(gain):

@@ -8,8 +8,11 @@ or a stack deeper than the process has. So the work is bounded twice. Before any
 an object, the file's shape is checked (gpu_tasks/bounded.py: nesting depth and element counts,
 entity declarations refused), and what its references expand to is counted, memoised over the
 reference graph (each sequence, compound clip or mob counted once, a cycle refused), against the
-timeline's clip limit. Then the adapter reads it in a child of the confined server, under memory,
-CPU and time limits, so whatever a check did not foresee costs that child, not the API.
+timeline's clip limit. Then the format's reader reads it in a child of the confined server, under
+memory, CPU and time limits, so whatever a check did not foresee costs that child, not the API.
+The readers answer as the OpenTimelineIO adapters do, at a fraction of their cost over the largest
+file the limits accept (interchange_readers: the adapters with their costliest methods replaced;
+interchange_aaf: AAF's plain edits read without pyaaf2's object layer, the rest by the adapter).
 
 `read` answers the file as plain JSON data (tracks of clips with their names, times in
 milliseconds and effects), which the API matches to the project's media and saves
@@ -19,6 +22,7 @@ API's error code. No Django here: this module is imported by the confined server
 
 from __future__ import annotations
 
+import gc
 import os
 import posixpath
 import re
@@ -34,7 +38,9 @@ import opentimelineio as otio
 
 from gpu_tasks.bounded import ShapeError, json_value, xml_tree
 from gpu_tasks.confined import Refused
+from projects.edl import interchange_aaf as aaf_fast
 from projects.edl import interchange_formats as formats
+from projects.edl import interchange_readers as readers
 
 READ = "projects.edl.interchange_read:read"
 
@@ -97,12 +103,13 @@ class _Expansion:
         """The clips `root` expands to, walked without recursion (a chain of references may be as
         long as the file allows)."""
         active: set[Any] = set()
-        stack: list[tuple[Any, bool]] = [(root, False)]
+        # (node, its children once they are asked for: then the nodes it references are counted)
+        stack: list[tuple[Any, tuple[Any, ...] | None]] = [(root, None)]
         while stack:
-            node, done = stack.pop()
+            node, found = stack.pop()
             key = self.key(node)
-            if done:
-                direct, refs, *one_of = self.children(node)
+            if found is not None:
+                direct, refs, *one_of = found
                 counts = [self.memo[self.key(r)] for r in refs]
                 total = direct + (max(counts, default=0) if one_of else sum(counts))
                 if total > self.limit:
@@ -115,8 +122,9 @@ class _Expansion:
             if key in active:
                 raise _invalid(self.fmt, "The file's references form a cycle (a sequence that contains itself).")
             active.add(key)
-            stack.append((node, True))
-            stack.extend((r, False) for r in self.children(node)[1] if self.key(r) not in self.memo)
+            found = self.children(node)
+            stack.append((node, found))
+            stack.extend((r, None) for r in found[1] if self.key(r) not in self.memo)
         return self.memo[self.key(root)]
 
 
@@ -140,17 +148,18 @@ def _fcp7_check(root: ET.Element, bounds: Bounds) -> None:
             return 0, [("own", e, role) for e in by_id[subject]], "one of"
         element: ET.Element = subject
         tag = element.tag
+        # (Children by tag through C's search of one level: ElementPath's "./tag" costs ten times as much.)
         if tag == "sequence" and role == "top":
-            media = element.find("./media")
+            media = element.find("media")
             return 0, [] if media is None else [ref(media)]
         if tag in ("sequence", "media"):
             return 0, [ref(e) for e in element if e.tag in ("video", "audio")]
         if tag in ("video", "audio"):
-            return 0, [ref(e) for e in element.iterfind("./track")]
+            return 0, [ref(e) for e in element if e.tag == "track"]
         if tag == "track":
             return 0, [ref(e) for e in element if e.tag in ("clipitem", "generatoritem")]
         if tag in ("clipitem", "generatoritem"):
-            nested = element.find("./sequence")
+            nested = element.find("sequence")
             return (1, []) if nested is None else (0, [ref(nested, "nested")])
         return 0, []
 
@@ -290,8 +299,7 @@ def _text(data: bytes, fmt: str) -> str:
 def _read_fcp7(text: str, bounds: Bounds) -> Any:
     root = _shape("fcp7xml", lambda: xml_tree(text, max_depth=bounds.max_depth, max_elements=bounds.max_elements))
     _fcp7_check(root, bounds)
-    # The adapter's module is a plugin of OTIO's (it imports OTIO relatively): loaded through OTIO.
-    sequences = otio.adapters.from_name("fcp_xml").module().FCP7XMLParser(root).top_level_sequences()
+    sequences = readers.Fcp7Reader(root).top_level_sequences()
     if not sequences:
         raise _invalid("fcp7xml", "The file holds no sequence.")
     return sequences[0] if len(sequences) == 1 else otio.schema.SerializableCollection(children=sequences)
@@ -300,7 +308,7 @@ def _read_fcp7(text: str, bounds: Bounds) -> Any:
 def _read_fcpx(text: str, bounds: Bounds) -> Any:
     root = _shape("fcpxml", lambda: xml_tree(text, max_depth=bounds.max_depth, max_elements=bounds.max_elements))
     _fcpx_check(root, bounds)
-    return formats.FcpxReader(root).to_otio()
+    return readers.FcpxReader(root).to_otio()
 
 
 def _read_otio(text: str, bounds: Bounds) -> Any:
@@ -309,14 +317,40 @@ def _read_otio(text: str, bounds: Bounds) -> Any:
     return otio.adapters.read_from_string(text, adapter_name="otio_json")
 
 
+def _aaf_fast_check(f: aaf_fast.AafFile, mobs: list[aaf_fast.Obj], bounds: Bounds) -> None:
+    """`_aaf_check`, over the fast reader's objects."""
+    too_deep = lambda: _invalid("aaf", f"The file nests its components deeper than {bounds.max_depth} levels.")  # noqa: E731
+    expansion = _Expansion("aaf", bounds.max_clips, aaf_fast.check_parts(f, bounds.max_depth, too_deep),
+                           aaf_fast.check_key(f))
+    total = 0
+    for mob in mobs:
+        for slot in f.vector(mob, aaf_fast.SLOTS):
+            total += expansion.count((mob, slot))
+            if total > bounds.max_clips:
+                raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
+
+
 def _read_aaf(data: bytes, bounds: Bounds) -> Any:
+    # A plain edit is read by this module's own reader (interchange_aaf: pyaaf2 and the adapter took
+    # seconds over the largest file). Anything it does not cover, or trips on, is read as before:
+    # its failure costs the time it took, never a different answer.
+    try:
+        f = aaf_fast.AafFile(data)
+        mobs = aaf_fast.mobs_to_read(f)
+        _aaf_fast_check(f, mobs, bounds)
+        if len(mobs) == 1 and mobs[0].cls == "CompositionMob":
+            return aaf_fast.read_timeline(f, mobs[0])
+    except (Refused, MemoryError):
+        raise
+    except Exception:  # noqa: BLE001, S110 - `Unsupported`, or a file this reader does not expect: the adapter's
+        pass
     # The AAF reader opens a file only; the child's own temporary folder holds it.
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "timeline.aaf")
         with open(path, "wb") as handle:
             handle.write(data)
-        with aaf2.open(path, "r") as f:
-            _aaf_check(f, bounds)
+        with aaf2.open(path, "r") as f2:
+            _aaf_check(f2, bounds)
         return otio.adapters.read_from_file(path, adapter_name="AAF")
 
 
@@ -325,12 +359,16 @@ def _read_cmx(text: str, rate: float, bounds: Bounds) -> Any:
     # An event is one clip, a dissolve two: more lines than that is more clips than a timeline holds.
     if events > 2 * bounds.max_clips:
         raise _too_many("clips", events // 2, bounds.max_clips, counted=True)
-    return otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=rate)
+    # What the adapter's `read_from_string` does (the child's environment names no OTIO plugin, so
+    # OTIO runs no hook or media linker around it), with the faster parser.
+    return readers.CmxReader(text, rate=float(rate)).timeline
 
 
 def read_timeline(data: bytes, fmt: str, rate: float, bounds: Bounds) -> otio.schema.Timeline:
     """The file as an OTIO timeline, its shape and expansion checked first, read by the format's
-    adapter with the speed and volume that `interchange_formats` writes read too."""
+    reader (as its adapter reads it) with the speed and volume that `interchange_formats` writes
+    read too. Metadata the plain tracks never read (what the adapters copy from each element under
+    their own namespace) may be left out."""
     try:
         if fmt == "aaf":
             result = _read_aaf(data, bounds)
@@ -355,30 +393,62 @@ def read_timeline(data: bytes, fmt: str, rate: float, bounds: Bounds) -> otio.sc
 
 
 # ----------------------------------------------------------------------------- as plain data
+#
+# OTIO's Python bindings raise and catch a C++ exception for each metadata key that is absent and
+# at the end of each walk over a dictionary or a list of effects: about 15 us each, more than the
+# rest of a clip's conversion. So a dictionary is read through its keys (as many as its length)
+# and a list by index. And a clip's place in its track is summed as the track is walked, where
+# OTIO's `range_in_parent` walks every item before the clip (quadratic over a track).
 
 
 def _ms(time: otio.opentime.RationalTime) -> int:
     return round(time.to_seconds() * 1000)
 
 
-def _names(clip: otio.schema.Clip) -> list[str]:
-    """What a clip calls its media, best first: the reference's name, its file name, the clip's."""
-    names = []
-    reference = clip.media_reference
-    if reference is not None and reference.name:
-        names.append(str(reference.name))
-    url = str(getattr(reference, "target_url", None) or "")
-    if url:
-        names.append(unquote(posixpath.basename(urlparse(url).path or url)))
-    if clip.name:
-        names.append(clip.name)
-    return [n.strip()[:255] for n in names if n and n.strip()]
+def _keys(mapping: Any) -> list[Any]:
+    """An OTIO dictionary's keys, its iterator never run to its end."""
+    iterator = iter(mapping)
+    return [next(iterator) for _ in range(len(mapping))]
 
 
-def _ours(metadata: Any, key: str, namespace: str = "auteur") -> str | None:
-    ours = metadata.get(namespace) if isinstance(metadata.get(namespace), Mapping) else None
+def _plain_mapping(mapping: Any) -> dict[str, Any]:
+    """An OTIO dictionary's top level as a dict (its values as OTIO gives them)."""
+    if isinstance(mapping, dict):
+        return mapping
+    return {key: mapping[key] for key in _keys(mapping)} if len(mapping) else {}
+
+
+def _namespace(metadata: Any, namespace: str) -> dict[str, Any] | None:
+    """An object's metadata under `namespace` (ours, `auteur`, or an adapter's), if it is a mapping."""
+    ours = _plain_mapping(metadata).get(namespace)
+    return _plain_mapping(ours) if isinstance(ours, Mapping) else None
+
+
+def _field(ours: Mapping[str, Any] | None, key: str) -> str | None:
     value = ours.get(key) if ours is not None else None
     return str(value)[:64] if isinstance(value, str | int) and str(value) else None
+
+
+class _Names:
+    """What a clip calls its media, best first: the reference's name, its file name, the clip's. A
+    file name is worked out once per address (an editor's clips share a few media files)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+
+    def of(self, clip: otio.schema.Clip) -> list[str]:
+        names = []
+        reference = clip.media_reference
+        if reference is not None and reference.name:
+            names.append(str(reference.name))
+        url = str(getattr(reference, "target_url", None) or "")
+        if url:
+            if url not in self.files:
+                self.files[url] = unquote(posixpath.basename(urlparse(url).path or url))
+            names.append(self.files[url])
+        if clip.name:
+            names.append(clip.name)
+        return [n.strip()[:255] for n in names if n and n.strip()]
 
 
 class _Dropped:
@@ -394,7 +464,9 @@ class _Dropped:
 def _effects(clip: otio.schema.Clip, dropped: _Dropped, ident: int) -> tuple[list[dict[str, Any]], float]:
     effects: list[dict[str, Any]] = []
     rate = 1.0
-    for effect in clip.effects:
+    listed = clip.effects
+    for index in range(len(listed)):
+        effect = listed[index]
         if isinstance(effect, otio.schema.LinearTimeWarp) and not isinstance(effect, otio.schema.FreezeFrame):
             scalar = float(effect.time_scalar)
             if 0.25 <= scalar <= 4 and abs(scalar - 1) > 1e-9:
@@ -404,7 +476,7 @@ def _effects(clip: otio.schema.Clip, dropped: _Dropped, ident: int) -> tuple[lis
                 dropped.drop(SPEED, "a speed outside 0.25x-4x (or a reverse or freeze) is not a timeline speed",
                              ident)
             continue
-        ours = effect.metadata.get("auteur") if isinstance(effect.metadata.get("auteur"), Mapping) else None
+        ours = _namespace(effect.metadata, "auteur")
         kind = ours.get("type") if ours is not None else None
         if ours is not None and kind in PLAIN_EFFECTS and effect.effect_name == f"auteur.{kind}":
             effects.append(dict(ours))
@@ -413,23 +485,64 @@ def _effects(clip: otio.schema.Clip, dropped: _Dropped, ident: int) -> tuple[lis
     return effects, rate
 
 
-def _plain_clip(item: otio.schema.Clip, dropped: _Dropped, number: int) -> dict[str, Any]:
-    placed = item.range_in_parent()
+class _Place:
+    """Where each item of a track starts, summed as the track is walked: OTIO's own sum (each
+    item's duration added, in order, from 0 at the clip's rate, transitions left out) while every
+    duration is at one rate; else, or past an item whose duration cannot be computed, OTIO's
+    `range_in_parent`, which computes it (or fails) as it always did."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.rate: float | None = None
+        self.exact = True
+
+    def placed(self, item: otio.core.Item) -> tuple[int, int]:
+        """The clip's (start, duration) in its track, in ms, its duration counted in."""
+        start = self.value
+        duration = self.add(item)
+        if duration is None:
+            placed = item.range_in_parent()
+            return _ms(placed.start_time), _ms(placed.duration)
+        return _ms(otio.opentime.RationalTime(start, duration.rate)), _ms(duration)
+
+    def add(self, item: Any) -> otio.opentime.RationalTime | None:
+        """Count a (non-transition) item's duration in; its duration, while the sum is exact."""
+        if not self.exact:
+            return None
+        try:
+            duration: otio.opentime.RationalTime = item.duration()
+        except Exception:  # noqa: BLE001 - the clip's `range_in_parent` raises it again, where it always did
+            self.exact = False
+            return None
+        if self.rate is None:
+            self.rate = duration.rate
+        elif duration.rate != self.rate:
+            self.exact = False
+            return None
+        self.value += duration.value
+        return duration
+
+
+def _plain_clip(item: otio.schema.Clip, place: _Place, names: _Names, dropped: _Dropped,
+                number: int) -> dict[str, Any]:
+    start_ms, duration_ms = place.placed(item)
     source = item.source_range or item.trimmed_range()
     origin = getattr(item.media_reference, "available_range", None)
     in_ms = _ms(source.start_time - origin.start_time) if origin is not None else _ms(source.start_time)
     effects, rate = _effects(item, dropped, number)
+    metadata = _plain_mapping(item.metadata)
+    ours = _namespace(metadata, "auteur")
     return {
         "number": number,
-        "names": _names(item), "media_file_id": _ours(item.metadata, "media_file_id"),
-        "reel": _ours(item.metadata, "reel", "cmx_3600"), "piece_id": _ours(item.metadata, "piece_id"),
-        "start_ms": _ms(placed.start_time), "duration_ms": _ms(placed.duration), "in_ms": in_ms, "rate": rate,
+        "names": names.of(item), "media_file_id": _field(ours, "media_file_id"),
+        "reel": _field(_namespace(metadata, "cmx_3600"), "reel"), "piece_id": _field(ours, "piece_id"),
+        "start_ms": start_ms, "duration_ms": duration_ms, "in_ms": in_ms, "rate": rate,
         "effects": effects, "fades": [], "markers": len(item.markers),
     }
 
 
 def _fade(transition: otio.schema.Transition, kind: str) -> dict[str, Any]:
-    ours = transition.metadata.get("auteur") if isinstance(transition.metadata.get("auteur"), Mapping) else {}
+    ours = _namespace(transition.metadata, "auteur") or {}
     target = ours.get("target", "both") if ours else "both"
     return {"kind": kind, "length_ms": _ms(transition.in_offset + transition.out_offset),
             "target": target if target in ("both", "video", "audio") else "both"}
@@ -441,9 +554,11 @@ def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped) -> list[dict
     nothing is its clip's fade."""
     tracks = []
     number = 0
+    names = _Names()
     for track in timeline.tracks:
         clips: list[dict[str, Any]] = []
         items = list(track)
+        place = _Place()
         for i, item in enumerate(items):
             if isinstance(item, otio.schema.Transition):
                 before = items[i - 1] if i else None
@@ -460,12 +575,14 @@ def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped) -> list[dict
             if isinstance(item, otio.schema.Clip):
                 number += 1
                 try:
-                    clips.append({"item": i, **_plain_clip(item, dropped, number)})
+                    clips.append({"item": i, **_plain_clip(item, place, names, dropped, number)})
                 except (ValueError, TypeError, ArithmeticError, AttributeError) as exc:
                     # A time the file states that has no value (a rate of 0, say): the file's fault, named.
                     raise Refused(INVALID, f"Clip {number} ({str(item.name)[:100]!r}) of track {track.name!r} "
                                            f"has a time that cannot be read: {str(exc)[:200]}.",
                                   {"clip": number}) from None
+            else:
+                place.add(item)
         # Each fade onto the clip it belongs to, by the item's place in the track.
         by_item = {c["item"]: c for c in clips if "item" in c}
         plain = []
@@ -480,19 +597,31 @@ def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped) -> list[dict
             del entry["item"]
         tracks.append({
             "kind": "video" if track.kind == otio.schema.TrackKind.Video else "audio",
-            "name": (track.name or "")[:255], "track_id": _ours(track.metadata, "track_id"), "clips": plain,
+            "name": (track.name or "")[:255], "track_id": _field(_namespace(track.metadata, "auteur"), "track_id"),
+            "clips": plain,
         })
     return tracks
 
 
 def read(*, data: bytes, fmt: str, rate: float, max_clips: int, max_tracks: int) -> dict[str, Any]:
-    """The confined child's work: the file read (checked, then by its adapter) and answered as plain
-    tracks, with what could not be carried; refused past the timeline's track and clip limits."""
-    bounds = Bounds(max_clips=max_clips, max_tracks=max_tracks)
-    timeline = read_timeline(data, fmt, rate, bounds)
-    counts = {"tracks": len(timeline.tracks), "clips": sum(1 for _ in timeline.find_clips())}
-    for what, maximum in (("tracks", max_tracks), ("clips", max_clips)):
-        if counts[what] > maximum:
-            raise _too_many(what, counts[what], maximum)
-    dropped = _Dropped()
-    return {"tracks": plain_tracks(timeline, dropped), "dropped": dropped.items}
+    """The confined child's work: the file read (checked, then by its reader) and answered as plain
+    tracks, with what could not be carried; refused past the timeline's track and clip limits.
+
+    The cyclic collector is paused meanwhile: the reading makes a few hundred thousand objects (an
+    element tree, OTIO's objects, the plain tracks), each burst of which set off a full pass over
+    every object of the child, imported modules included (a fifth of the largest file's reading);
+    what they hold is freed by reference counting, and the child's memory limit bounds the rest."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        bounds = Bounds(max_clips=max_clips, max_tracks=max_tracks)
+        timeline = read_timeline(data, fmt, rate, bounds)
+        counts = {"tracks": len(timeline.tracks), "clips": sum(1 for _ in timeline.find_clips())}
+        for what, maximum in (("tracks", max_tracks), ("clips", max_clips)):
+            if counts[what] > maximum:
+                raise _too_many(what, counts[what], maximum)
+        dropped = _Dropped()
+        return {"tracks": plain_tracks(timeline, dropped), "dropped": dropped.items}
+    finally:
+        if collecting:
+            gc.enable()
