@@ -212,6 +212,15 @@ def _fcpx_check(root: ET.Element, bounds: Bounds) -> None:
             raise _too_many("clips", total, bounds.max_clips, counted=True, expanded=True)
 
 
+# The properties that hold an AAF container's parts, by its class.
+_AAF_PARTS: dict[type, tuple[str, ...]] = {
+    aaf2.components.OperationGroup: ("InputSegments", "Rendering"),
+    aaf2.components.Selector: ("Selected", "Alternates"),
+    aaf2.components.EssenceGroup: ("Choices", "StillFrame"),
+    aaf2.components.NestedScope: ("Slots",),
+}
+
+
 def _aaf_check(f: Any, bounds: Bounds) -> None:
     """AAF: a source clip of a composition (or master) mob expands to that mob's slot, as the reader
     copies it; sequences, operation groups, selectors and nested scopes hold their parts."""
@@ -235,17 +244,14 @@ def _aaf_check(f: Any, bounds: Bounds) -> None:
         elif isinstance(component, aaf2.components.Sequence):
             for part in component.components:
                 yield from parts(part, depth + 1)
-        elif isinstance(component, aaf2.components.OperationGroup):
-            for part in component.segments:
-                yield from parts(part, depth + 1)
-        elif isinstance(component, aaf2.components.Selector):
-            for part in [component.selected, *component.alternates]:
-                yield from parts(part, depth + 1)
-        elif isinstance(component, aaf2.components.EssenceGroup):
-            yield from (1 for _ in component.choices)
-        elif isinstance(component, aaf2.components.NestedScope):
-            for part in component.slots:
-                yield from parts(part, depth + 1)
+        else:
+            # The reader follows every part of these (a selector's alternates too): so does the count.
+            names = next((names for kind, names in _AAF_PARTS.items() if isinstance(component, kind)), ())
+            for name in names:
+                value = component.getvalue(name, None)
+                several = value is not None and not isinstance(value, aaf2.core.AAFObject)
+                for part in (list(value) if several else [value] if value is not None else []):
+                    yield from parts(part, depth + 1)
 
     def children(node: tuple[Any, Any]) -> tuple[int, list[Any]]:
         direct, refs = 0, []

@@ -293,3 +293,14 @@ def test_a_file_is_read_without_work_per_clip_that_searches_the_track_or_convert
             seen.append(dict(counts))
         assert seen[0] == seen[1], (fmt, seen)
         assert seen[1]["places"] == 0 and seen[1]["metadata"] < 50 and seen[1]["searches"] < 50, (fmt, seen)
+
+
+def test_an_avid_file_with_a_muted_clip_selector_is_counted_through_its_parts_and_read():
+    """A Selector (Avid's muted clip, a multicam) holds its parts in properties: the expansion count
+    follows them as the reader does (it read attributes pyaaf2 does not have, refusing every such
+    file as unreadable)."""
+    from projects.edl.interchange_read import read
+
+    data = (SAMPLES / "otio-aaf-adapter" / "test_muted_clip.aaf").read_bytes()
+    answer = read(data=data, fmt="aaf", rate=24.0, max_clips=5000, max_tracks=50)
+    assert sum(len(track["clips"]) for track in answer["tracks"]) == 1
