@@ -65,7 +65,7 @@ from projects.edl import interchange_formats as formats
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, clip_speed, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
 from projects.edl.interchange_read import ADAPTERS, READ
-from projects.edl.selectors import edl_get
+from projects.edl.selectors import edl_frame_rate, edl_get
 from projects.edl.services import edl_edit
 from projects.edl.transcripts import map_transcript
 from projects.edl.validation import check_edl_limits
@@ -720,8 +720,7 @@ def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
     if len(data) > limit:
         raise ApplicationError(f"The file is {len(data)} bytes; the limit for an import is {limit}.",
                                code="file_too_large", details={"size_bytes": len(data), "max_bytes": limit})
-    current = edl_get(project=project)
-    plain = read_plain(data, fmt, float(current["settings"]["frame_rate"]))
+    plain = read_plain(data, fmt, edl_frame_rate(project=project))
     files = list(MediaFile.objects.filter(project=project, user=user).exclude(status=MediaStatus.UPLOADING))
     report = Report()
     tracks, unmatched, matched = plain_to_tracks(plain, _Matcher(files), report)

@@ -18,6 +18,15 @@ def edl_get(*, project: Project) -> dict[str, Any]:
     return edl_output(raw if raw is not None else first_version(project=project))
 
 
+def edl_frame_rate(*, project: Project) -> float:
+    """The timeline's frame rate, read without the rest of the document (which may be megabytes)."""
+    with store_errors():
+        raw = edl_collection().find_one(owned_by(project), {"settings": 1})
+    if raw is None:
+        raw = first_version(project=project)
+    return float(raw["settings"]["frame_rate"])
+
+
 def edl_snapshot(*, project: Project) -> dict[str, Any]:
     """A deep, JSON-safe copy of the current timeline, for a render job's input."""
     copied: dict[str, Any] = json.loads(json.dumps(edl_get(project=project)))
