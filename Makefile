@@ -127,6 +127,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/edl_latency.py
 	$(PY) bench/timeline_limits.py
 	$(PY) bench/interchange_import.py
+	$(PY) bench/interchange_readers.py
 	$(PY) bench/media_upload.py
 	$(PY) bench/large_upload.py
 	$(PY) bench/long_file_pieces.py

@@ -39,6 +39,18 @@ def interchange_import_row(d: dict[str, Any]) -> str:
             f"{verdict(d['worst_import_p99_s'] < d['target_p99_s'])} |")
 
 
+def interchange_readers_row(d: dict[str, Any]) -> str:
+    """Reading the largest accepted timeline file, in the confined child's code (bench/interchange_readers.py)."""
+    def side(key: str) -> str:
+        return "; ".join(f"{r['format']} ({r['shape']}, {r['clips']:,} clips) p50 {r[key]['p50_s']} / p99 {r[key]['p99_s']} s"
+                         for r in d["rows"])
+    worst = max(r["after"]["p99_s"] for r in d["rows"])
+    ratio = min(r["before"]["p50_s"] / max(r["after"]["p50_s"], 1e-6) for r in d["rows"])
+    return (f"| reading the largest timeline file the limits accept, CPU of `read()` ({d['runs']} runs) | {side('after')} "
+            f"| the adapters as they were (same run): {side('before')} | at least {ratio:.1f}x (p50) | read p99 < 1 s: "
+            f"{verdict(worst < 1)} |")
+
+
 def inflight_row(d: dict[str, Any]) -> str:
     """Jobs in flight (bench/inflight.py): announced completions against today's polling."""
     def side(mode: str) -> str:
@@ -294,6 +306,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("timeline_limits", timeline_limits_row(d)))
     if (d := load("interchange_import")) is not None:
         rows.append(("interchange_import", interchange_import_row(d)))
+    if (d := load("interchange_readers")) is not None:
+        rows.append(("interchange_readers", interchange_readers_row(d)))
     if (d := load("webhooks")) is not None:
         r, one, burst = d["record_us"], d["to_receiver_ms"]["one_at_a_time"], d["to_receiver_ms"]["burst"]
         rows.append(("webhooks", f"| webhooks: job event recorded -> loopback receiver, {d['worker_processes']} worker "
