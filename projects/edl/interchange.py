@@ -64,6 +64,7 @@ from media.services.downloads import media_urls
 from projects.edl import interchange_formats as formats
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, clip_speed, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
+from projects.edl.frame_rates import cmx_timecodes, exact_rate, is_drop_frame_rate, stored_rate
 from projects.edl.interchange_read import ADAPTERS, READ
 from projects.edl.selectors import edl_frame_rate, edl_get
 from projects.edl.services import edl_edit
@@ -219,6 +220,8 @@ class Export:
     version: int
     pieces: int
     duration_ms: int
+    frame_rate: float  # the timeline's, which the file counts its frames at
+    drop_frame: bool  # whether its timecode is drop-frame
 
     def content(self) -> tuple[str, str]:
         """(encoding, content): the file as text, or base64 for a binary format."""
@@ -368,7 +371,7 @@ def timeline_to_otio(
 ) -> otio.schema.Timeline:
     """The cut timeline (`pieces`: `cut_tracks` of the timeline's tracks) as an OTIO timeline,
     less what `fmt` cannot carry (in `report`)."""
-    rate = float(edl["settings"]["frame_rate"])
+    rate = exact_rate(float(edl["settings"]["frame_rate"]))
     timeline = otio.schema.Timeline(name=name)
     timeline.global_start_time = _rt(0, rate)
     timeline.metadata["auteur"] = {"version": edl["version"], "frame_rate": rate}
@@ -445,7 +448,9 @@ def _target(piece: Mapping[str, Any], kind: str) -> str:
     return next((str(e.get("target", "both")) for e in piece.get("effects") or () if e.get("type") == kind), "both")
 
 
-def _write(timeline: otio.schema.Timeline, fmt: InterchangeFormat, rate: float) -> bytes:
+def _write(timeline: otio.schema.Timeline, fmt: InterchangeFormat, rate: float, drop_frame: bool) -> bytes:
+    """The file of `timeline` in `fmt`; its timecode (CMX 3600's times, the XML formats' display
+    of them) drop-frame where asked and the rate has it."""
     if fmt.binary:
         # The AAF adapter writes to a file only.
         with tempfile.TemporaryDirectory() as folder:
@@ -455,15 +460,17 @@ def _write(timeline: otio.schema.Timeline, fmt: InterchangeFormat, rate: float) 
             with open(path, "rb") as handle:
                 return handle.read()
     if fmt.adapter == "fcp_xml":
-        return formats.fcp7_write(timeline).encode()
+        return formats.fcp7_write(timeline, drop_frame).encode()
     if fmt.adapter == "fcpx_xml":
-        return formats.fcpx_write(timeline).encode()
-    if fmt.adapter == "cmx_3600" and not any(True for _ in timeline.find_clips()):
-        # A list of no events (the adapter's writer fails on a track without items).
-        title = "".join(ch if ch.isprintable() else " " for ch in timeline.name)
-        return f"TITLE: {title}\nFCM: NON-DROP FRAME\n".encode()
-    kwargs: dict[str, Any] = {"rate": rate} if fmt.adapter == "cmx_3600" else {}
-    text: str = otio.adapters.write_to_string(timeline, adapter_name=fmt.adapter, **kwargs)
+        return formats.fcpx_write(timeline, drop_frame).encode()
+    if fmt.adapter == "cmx_3600":
+        if not any(True for _ in timeline.find_clips()):
+            # A list of no events (the adapter's writer fails on a track without items).
+            title = "".join(ch if ch.isprintable() else " " for ch in timeline.name)
+            return cmx_timecodes(f"TITLE: {title}\n", rate, drop_frame).encode()
+        return cmx_timecodes(otio.adapters.write_to_string(timeline, adapter_name=fmt.adapter, rate=rate),
+                             rate, drop_frame).encode()
+    text: str = otio.adapters.write_to_string(timeline, adapter_name=fmt.adapter)
     return text.encode()
 
 
@@ -503,8 +510,9 @@ def _frame_size(media: MediaFile) -> tuple[int, int] | None:
 
 
 def timeline_export(*, user: User, project: Project, fmt: str, padding_ms: int = DEFAULT_PADDING_MS,
-                    markers: bool = False, signed_urls: bool = False) -> Export:
-    """The project's timeline as the render plays it, in format `fmt` (a key of FORMATS)."""
+                    markers: bool = False, signed_urls: bool = False, drop_frame: bool | None = None) -> Export:
+    """The project's timeline as the render plays it, in format `fmt` (a key of FORMATS); its
+    timecode drop-frame at 29.97 and 59.94 unless `drop_frame` is False."""
     spec = FORMATS[fmt]
     edl = edl_get(project=project)
     check_edl_limits(edl)  # one saved under other limits: refused before anything is computed
@@ -523,11 +531,14 @@ def timeline_export(*, user: User, project: Project, fmt: str, padding_ms: int =
     media, available = _media_entries(user, project, ids, signed=signed_urls, report=report)
     timeline = timeline_to_otio(edl=edl, pieces=pieces, cuts=cuts, fmt=spec, media=media, available=available,
                                 markers=markers, name=project.name or "Timeline", report=report)
-    data = _write(timeline, spec, float(edl["settings"]["frame_rate"]))
+    rate = exact_rate(float(edl["settings"]["frame_rate"]))
+    drop = is_drop_frame_rate(rate) and drop_frame is not False
+    data = _write(timeline, spec, rate, drop)
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in (project.name or "timeline"))[:80]
     before = int(edl["settings"].get("duration_ms") or 0)
     return Export(
         format=fmt, filename=f"{stem or 'timeline'}.{spec.extension}", content_type=spec.content_type, data=data,
+        frame_rate=stored_rate(rate), drop_frame=drop,
         dropped=report.items(), media=sorted(media.values(), key=lambda m: m.name), version=edl["version"],
         pieces=sum(len(t["clips"]) for t in pieces), duration_ms=cuts.edited_duration(before),
     )

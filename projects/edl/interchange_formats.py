@@ -34,6 +34,8 @@ import aaf2
 import opentimelineio as otio
 from otio_fcpx_xml_adapter import fcpx_xml
 
+from projects.edl.frame_rates import exact_rate
+
 XML_LEVEL_MAX = 3.98109  # an FCP7 Audio Levels value of +12 dB, the filter's maximum
 _MOTION_CONTROL = uuid.UUID("9d2ea890-0968-11d3-8a38-0050040ef7d2")  # OperationDef_VideoSpeedControl
 _SPEED_RATIO = uuid.UUID("72559a80-24d7-11d3-8a50-0050040ef7d2")  # ParameterDef_SpeedRatio
@@ -139,9 +141,11 @@ def _audio_levels(gain_db: float) -> ET.Element:
     return element
 
 
-def fcp7_write(timeline: otio.schema.Timeline) -> str:
-    """The adapter's FCP7 XML of `timeline`, with each clip's speed and volume as filters."""
+def fcp7_write(timeline: otio.schema.Timeline, drop_frame: bool = False) -> str:
+    """The adapter's FCP7 XML of `timeline`, with each clip's speed and volume as filters, and its
+    timecode shown drop-frame where asked (its times are frames either way)."""
     shaped = retime_in_points(timeline)
+    shaped.metadata["fcp_xml"] = {"timecode": {"displayformat": "DF" if drop_frame else "NDF"}}
     extras: dict[str, tuple[float, float | None]] = {}
     for n, clip in enumerate(shaped.find_clips()):
         speed, gain = clip_speed(clip), clip_gain_db(clip)
@@ -221,6 +225,11 @@ def _fraction(time: otio.opentime.RationalTime) -> Fraction:
     return Fraction(time.value).limit_denominator(1_000_000) / Fraction(time.rate).limit_denominator(100_000)
 
 
+def rational(rate: float) -> Fraction:
+    """A frame rate as a fraction, NTSC rates exactly (30000/1001)."""
+    return Fraction(exact_rate(rate)).limit_denominator(100_000)
+
+
 def _parse_seconds(text: str | None) -> Fraction:
     if not text:
         raise ValueError("no time")
@@ -281,6 +290,14 @@ class FcpxWriter(fcpx_xml.FcpxOtio):
     def _format_by_frame_rate(self, frame_rate: float) -> ET.Element | None:
         return self._resources["frameDuration"].get("format", self._framerate_to_frame_duration(frame_rate))
 
+    @staticmethod
+    def _framerate_to_frame_duration(framerate: float) -> str:
+        """A frame's duration at any rate, NTSC rates exactly (`1001/30000s`): the adapter's table
+        knew integer rates only and wrote an empty duration for 29.97."""
+        known: str = fcpx_xml.FcpxOtio._framerate_to_frame_duration(framerate)
+        exact = exact_rate(framerate)
+        return known if known and exact == int(exact) else _seconds(1 / rational(exact))
+
     def _asset_clip_by_name(self, name: str) -> ET.Element | None:
         return self._event_clips.get("asset-clip", name)
 
@@ -316,12 +333,40 @@ class FcpxWriter(fcpx_xml.FcpxOtio):
         return element
 
 
+# The FCPXML elements that play something on a timeline: the adapter's (clips of media, compound
+# clips) and what it skipped without a word: titles, and the clips of a multicam (whose angles
+# live in the resources), both read as a clip without media (GeneratorReference) that the import
+# reports as dropped. A generator (a `video` whose `ref` names an effect) is one too.
+_COMPOSABLE = (*fcpx_xml.COMPOSABLE_ELEMENTS, "title", "mc-clip")
+_TIMING = ("clip", "asset-clip", "ref-clip", "title", "mc-clip", "sync-clip")
+
+
+def fcpx_asset_src(asset: ET.Element) -> str:
+    """The file an FCPXML asset names: its `src` (FCPXML 1.8 and before), else its original
+    media's `media-rep` (1.9 and later), else its first `media-rep`."""
+    src = asset.get("src")
+    if src:
+        return src
+    reps = asset.findall("media-rep")
+    original = next((r for r in reps if r.get("kind") == "original-media"), reps[0] if reps else None)
+    return (original.get("src") or "") if original is not None else ""
+
+
 class FcpxReader(fcpx_xml.FcpxXml):
     """The adapter's FCPXML reader, given a tree already built within bounds
     (gpu_tasks.bounded.xml_tree), with its resources found by index (the adapter searched them for
     every clip: quadratic in a long timeline) and its lanes filled in one pass. A clip's constant
     `timeMap` and single `adjust-volume` are read too (a varying map or a keyframed volume is
-    reported as the editor's own effect)."""
+    reported as the editor's own effect).
+
+    Where the adapter is wrong it is corrected: times are counted at the format's exact rate and
+    rounded to the nearest frame (it truncated them at an integer rate: 29 frames a second for
+    29.97), a format's frame duration may be any fraction, an asset's file is also found in its
+    `media-rep` (FCPXML 1.9 on), and titles, generators and multicam clips are read as clips
+    without media, where they broke the reading or vanished. A media reference carries none of
+    the metadata the adapter copied into it from the event's clip of the same asset; that metadata
+    is still checked as the adapter's conversion checked it (an `md` element without a key failed
+    it), so the same files fail."""
 
     def __init__(self, root: ET.Element) -> None:  # the adapter's own parses the text again
         self.fcpx_xml = root
@@ -333,6 +378,8 @@ class FcpxReader(fcpx_xml.FcpxXml):
         self._asset_clips: dict[str | None, ET.Element] = {}
         for element in (event if event is not None else root).iterfind("./asset-clip"):
             self._asset_clips.setdefault(element.get("ref"), element)
+        self._rates: dict[str | None, Fraction] = {}
+        self._metadata_checked: set[str | None] = set()
 
     def _asset_by_id(self, asset_id: str | None) -> ET.Element | None:
         return self._by_id.get(("asset", asset_id))
@@ -346,6 +393,72 @@ class FcpxReader(fcpx_xml.FcpxXml):
     def _compound_clip_by_id(self, compound_id: str | None) -> ET.Element | None:
         return self._by_id.get(("media", compound_id))
 
+    # Time: rational seconds counted in frames at the format's exact rate.
+
+    def _rate(self, format_id: str | None) -> Fraction:
+        if format_id not in self._rates:
+            element = self._format_by_id(format_id)
+            if element is None:
+                raise ValueError(f"no format {str(format_id)[:100]!r}")
+            frame = _parse_seconds(element.get("frameDuration"))
+            if frame <= 0:
+                raise ValueError("a frame duration that is not positive")
+            self._rates[format_id] = rational(float(1 / frame))
+        return self._rates[format_id]
+
+    def _format_frame_rate(self, format_id: str | None) -> float:
+        return float(self._rate(format_id))
+
+    def _number_of_frames(self, time_value: str | None, format_id: str | None) -> int:
+        if time_value is None or time_value == "0s":
+            return 0
+        return round(_parse_seconds(time_value) * self._rate(format_id))
+
+    def _time(self, time_value: str | None, format_id: str | None) -> otio.opentime.RationalTime:
+        return otio.opentime.RationalTime(self._number_of_frames(time_value, format_id),
+                                          self._format_frame_rate(format_id))
+
+    def _time_range(self, element: ET.Element, format_id: str | None) -> otio.opentime.TimeRange:
+        return otio.opentime.TimeRange(self._time(element.get("start", "0s"), format_id),
+                                       self._time(element.get("duration"), format_id))
+
+    def _timing_clip(self, clip: ET.Element) -> ET.Element:
+        while clip is not None and clip.tag not in _TIMING:
+            clip = self.child_parent_map.get(clip)  # type: ignore[assignment]
+        if clip is None:
+            raise ValueError("a clip outside any clip")
+        return clip
+
+    def _format_id_for_clip(self, clip: ET.Element, default_format: Any) -> Any:
+        if not clip.get("ref") or clip.tag in ("gap", "title", "mc-clip"):
+            return default_format
+        resource = self._asset_by_id(clip.get("ref"))
+        if resource is None:
+            media = self._compound_clip_by_id(clip.get("ref"))
+            resource = media.find("sequence") if media is not None else None
+        return resource.get("format", default_format) if resource is not None else default_format
+
+    def _reference_from_id(self, asset_id: str | None, default_format: str | None) -> Any:
+        asset = self._asset_by_id(asset_id)
+        if asset is None:
+            effect = self._by_id.get(("effect", asset_id))
+            if effect is None:
+                raise ValueError(f"a clip names a resource the file does not hold: {str(asset_id)[:100]!r}")
+            # A generator (a solid colour, a pattern, a placeholder): a picture of its own, no file.
+            return otio.schema.GeneratorReference(name=effect.get("name") or "", generator_kind="generator")
+        src = fcpx_asset_src(asset)
+        if not src:
+            return otio.schema.MissingReference()
+        format_id = asset.get("format", default_format)
+        available_range = otio.opentime.TimeRange(start_time=self._time(asset.get("start"), format_id),
+                                                  duration=self._time(asset.get("duration"), format_id))
+        if asset_id not in self._metadata_checked:
+            self._metadata_checked.add(asset_id)
+            asset_clip = self._assetclip_by_ref(asset_id)
+            if asset_clip is not None and any(e.get("key") is None for e in asset_clip.iter("md")):
+                raise ValueError("key 'None' is not a string")  # OTIO's words for the adapter's {None: value}
+        return otio.schema.ExternalReference(target_url=src, available_range=available_range)
+
     def _squence_to_stack(self, sequence_element: ET.Element, name: str = "", source_range: Any = None) -> Any:
         """The adapter's, with each lane's items grouped once and each track's length kept as it
         grows (it filtered every item per lane and summed the track again per item)."""
@@ -353,7 +466,7 @@ class FcpxReader(fcpx_xml.FcpxXml):
         default_format = sequence_element.get("format")
         lanes: dict[str, list[dict[str, Any]]] = {}
         for element in sequence_element.iter():
-            if element.tag not in fcpx_xml.COMPOSABLE_ELEMENTS:
+            if element.tag not in _COMPOSABLE:
                 continue
             composable = self._build_composable(element, default_format)
             offset, lane = self._offset_and_lane(element, default_format)
@@ -375,9 +488,35 @@ class FcpxReader(fcpx_xml.FcpxXml):
         return stack
 
     def _build_composable(self, element: ET.Element, default_format: Any) -> Any:
-        composable = super()._build_composable(element, default_format)
+        if element.tag in ("title", "mc-clip"):
+            # Read as a clip without media, for its place and length: a title's text, and a
+            # multicam's angles, are not read.
+            kind = "title" if element.tag == "title" else "multicam"
+            return otio.schema.Clip(
+                name=element.get("name") or kind,
+                media_reference=otio.schema.GeneratorReference(name=element.get("name") or "", generator_kind=kind),
+                source_range=self._time_range(element, default_format))
+        composable = self._base_composable(element, default_format)
         if isinstance(composable, otio.schema.Clip):
             fcpx_read_adjustments(composable, self._timing_clip(element))
+        return composable
+
+    def _base_composable(self, element: ET.Element, default_format: Any) -> Any:
+        """The adapter's composable, but for the markers' search (C's walk of the clip's elements)."""
+        timing_clip = self._timing_clip(element)
+        source_range = self._time_range(timing_clip, self._format_id_for_clip(element, default_format))
+        if element.tag != "ref-clip":
+            composable = otio.schema.Clip(name=timing_clip.get("name"),
+                                          media_reference=self._reference_from_id(element.get("ref"), default_format),
+                                          source_range=source_range)
+        else:
+            media_element = self._compound_clip_by_id(element.get("ref"))
+            composable = self._squence_to_stack(media_element.find("./sequence"),  # type: ignore[union-attr,arg-type]
+                                                name=media_element.get("name"),  # type: ignore[union-attr,arg-type]
+                                                source_range=source_range)
+        for marker in timing_clip.iter("marker"):  # its descendants called marker, as ".//marker" finds them
+            if marker is not timing_clip:
+                composable.markers.append(self._marker(marker, default_format))
         return composable
 
 
@@ -418,8 +557,12 @@ def fcpx_read_adjustments(clip: otio.schema.Clip, timing: ET.Element) -> None:
             clip.effects.append(otio.schema.Effect(name="adjust-volume", effect_name="adjust-volume"))
 
 
-def fcpx_write(timeline: otio.schema.Timeline) -> str:
-    text: str = FcpxWriter(retime_in_points(timeline)).to_xml()
+def fcpx_write(timeline: otio.schema.Timeline, drop_frame: bool = False) -> str:
+    writer = FcpxWriter(retime_in_points(timeline))
+    text: str = writer.to_xml()
+    if drop_frame:
+        # A sequence's timecode is shown non-drop unless it says otherwise (its times are seconds).
+        text = text.replace("<sequence ", '<sequence tcFormat="DF" ', 1)
     return text
 
 

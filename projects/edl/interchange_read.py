@@ -41,6 +41,7 @@ from gpu_tasks.confined import Refused
 from projects.edl import interchange_aaf as aaf_fast
 from projects.edl import interchange_formats as formats
 from projects.edl import interchange_readers as readers
+from projects.edl.frame_rates import cmx_as_declared, exact_rate, stored_rate
 
 READ = "projects.edl.interchange_read:read"
 
@@ -314,7 +315,7 @@ def _read_fcp7(text: str, bounds: Bounds) -> Any:
 def _read_fcpx(text: str, bounds: Bounds) -> Any:
     root = _shape("fcpxml", lambda: xml_tree(text, max_depth=bounds.max_depth, max_elements=bounds.max_elements))
     _fcpx_check(root, bounds)
-    return readers.FcpxReader(root).to_otio()
+    return formats.FcpxReader(root).to_otio()
 
 
 def _read_otio(text: str, bounds: Bounds) -> Any:
@@ -361,6 +362,8 @@ def _read_aaf(data: bytes, bounds: Bounds) -> Any:
 
 
 def _read_cmx(text: str, rate: float, bounds: Bounds) -> Any:
+    rate = exact_rate(rate)
+    text = cmx_as_declared(text, rate)
     events = len(_CMX_EVENT.findall(text.encode()))
     # An event is one clip, a dissolve two: more lines than that is more clips than a timeline holds.
     if events > 2 * bounds.max_clips:

@@ -24,7 +24,6 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import opentimelineio as otio
-from otio_fcpx_xml_adapter import fcpx_xml
 
 from projects.edl import interchange_formats as formats
 
@@ -257,70 +256,6 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):
         if kind == "generator":
             return otio.schema.GeneratorReference(name=name, generator_kind=value, available_range=available_range)
         return otio.schema.MissingReference(name=name, available_range=available_range)
-
-
-# ----------------------------------------------------------------------------- FCPXML
-
-
-class FcpxReader(formats.FcpxReader):
-    """`interchange_formats.FcpxReader` (the adapter's FCPXML reader, its resources indexed), with a
-    format's frame duration and rate worked out once per format rather than five times per clip,
-    a clip's markers found by C's walk of its elements rather than ElementPath's, and a media
-    reference made without the metadata (`fcpx`) the adapter copied into it from the event's
-    clip of the same asset. That metadata is still checked as the adapter's conversion checked
-    it (an `md` element without a key failed it), so the same files fail."""
-
-    def __init__(self, root: ET.Element) -> None:
-        super().__init__(root)
-        self._frame_durations: dict[str | None, tuple[str, str]] = {}
-        self._frame_rates: dict[str | None, int] = {}
-        self._metadata_checked: set[str | None] = set()
-
-    def _format_frame_duration(self, format_id: str | None) -> tuple[str, str]:
-        if format_id not in self._frame_durations:
-            self._frame_durations[format_id] = super()._format_frame_duration(format_id)
-        return self._frame_durations[format_id]
-
-    def _format_frame_rate(self, format_id: str | None) -> int:
-        if format_id not in self._frame_rates:
-            self._frame_rates[format_id] = super()._format_frame_rate(format_id)
-        return self._frame_rates[format_id]
-
-    def _reference_from_id(self, asset_id: str | None, default_format: str | None) -> Any:
-        asset = self._asset_by_id(asset_id)
-        if not asset.get("src", ""):  # type: ignore[union-attr]  # (a missing asset fails here, as it did)
-            return otio.schema.MissingReference()
-        rate = self._format_frame_rate(asset.get("format", default_format))  # type: ignore[union-attr]
-        available_range = otio.opentime.TimeRange(
-            start_time=fcpx_xml.to_rational_time(asset.get("start"), rate),  # type: ignore[union-attr]
-            duration=fcpx_xml.to_rational_time(asset.get("duration"), rate))  # type: ignore[union-attr]
-        if asset_id not in self._metadata_checked:
-            self._metadata_checked.add(asset_id)
-            asset_clip = self._assetclip_by_ref(asset_id)
-            if asset_clip is not None and any(e.get("key") is None for e in asset_clip.iter("md")):
-                raise ValueError("key 'None' is not a string")  # OTIO's words for the adapter's {None: value}
-        return otio.schema.ExternalReference(target_url=asset.get("src"),  # type: ignore[union-attr]
-                                             available_range=available_range)
-
-    def _build_composable(self, element: ET.Element, default_format: Any) -> Any:
-        # The adapter's, but for the markers' search; then `FcpxReader`'s speed and volume.
-        timing_clip = self._timing_clip(element)
-        source_range = self._time_range(timing_clip, self._format_id_for_clip(element, default_format))
-        if element.tag != "ref-clip":
-            composable = otio.schema.Clip(name=timing_clip.get("name"),
-                                          media_reference=self._reference_from_id(element.get("ref"), default_format),
-                                          source_range=source_range)
-        else:
-            media_element = self._compound_clip_by_id(element.get("ref"))
-            composable = self._squence_to_stack(media_element.find("./sequence"),  # type: ignore[union-attr,arg-type]
-                                                name=media_element.get("name"),  # type: ignore[union-attr,arg-type]
-                                                source_range=source_range)
-        for marker in timing_clip.iter("marker"):  # its descendants called marker, as ".//marker" finds them
-            if marker is not timing_clip:
-                composable.markers.append(self._marker(marker, default_format))
-        if isinstance(composable, otio.schema.Clip):
-            formats.fcpx_read_adjustments(composable, timing_clip)
-        return composable
 
 
 # ----------------------------------------------------------------------------- CMX 3600
