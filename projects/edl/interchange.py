@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import difflib
 import os
 import posixpath
 import tempfile
@@ -59,7 +60,7 @@ from django.conf import settings
 from auteur.errors import ApplicationError
 from auteur.untrusted import parse_confined
 from auteur.users.models import User
-from media.models import MediaFile, MediaStatus
+from media.models import MediaFile, MediaStatus, MediaType
 from media.services.downloads import media_urls
 from projects.edl import interchange_formats as formats
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, clip_speed, count_pieces, cut_tracks, transcript_cuts
@@ -140,6 +141,8 @@ IMPORT_EXTENSIONS = {f".{f.extension}": f.name for f in FORMATS.values() if f.im
 _FEATURE_WORDS = {
     SPEED: "speed changes", FADES: "fades", VOLUME: "volume changes", TEXT: "text overlays", CROP: "crops",
     FIT: "fit modes", MARKERS: "cut markers", AUDIO_TRACKS: "audio tracks", EXTRA_VIDEO_TRACKS: "video tracks",
+    "title": "titles", "multicam": "multicam clips", "generator": "generators",
+    "compound_clips": "compound clip groupings", "transitions": "transitions", "effects": "effects",
 }
 
 MAX_XML_GAIN_DB = 12.0
@@ -552,6 +555,7 @@ class Import:
     version: int
     tracks: int
     clips: int
+    frame_rate: float  # the file's, which the timeline takes
     dropped: list[dict[str, Any]]
     matched: list[dict[str, Any]]
     transcript_words: int  # the transcript's words the imported clips still play
@@ -585,41 +589,109 @@ def read_plain(data: bytes, fmt: str, rate: float) -> dict[str, Any]:
     return result
 
 
-class _Matcher:
-    """A clip's media file of the project: by our id where the file carries it, else by name
-    (a stable name with an id's start included), else by CMX reel (the id's start)."""
+def _stem(name: str) -> str:
+    """A name without its extension, lower case: what an editor's list names a file by."""
+    stem, ext = posixpath.splitext(name.strip().lower())
+    return stem if stem and ext and " " not in ext and len(ext) <= 6 else name.strip().lower()
 
-    def __init__(self, files: Sequence[MediaFile]) -> None:
+
+# The kinds of file a clip of each kind of track plays, where a name is several files'.
+_PLAYS = {"video": (MediaType.VIDEO, MediaType.IMAGE), "audio": (MediaType.AUDIO, MediaType.VIDEO)}
+
+
+class _Matcher:
+    """A clip's media file of the project, tried in this order:
+
+    1. the request's own list (`media`: a name the file gives -> a file's id);
+    2. our id, which files this API exported carry;
+    3. each name the file gives the clip (its media reference's name, the file name its path ends
+       in, the clip's name, its reel or tape), whole and ignoring case, against each file's name
+       and its export name (the name with the start of its id, where names repeat);
+    4. the same names without their extension (`clip_B` is `clip_B.mov`; `A001C003.mxf` is
+       `A001C003.mov`);
+    5. a CMX reel made from our id.
+
+    A name that several files answer is ambiguous, unless one only is of a kind the clip's track
+    plays (a video file on a video track); the next name is tried then."""
+
+    def __init__(self, files: Sequence[MediaFile], given: Mapping[str, MediaFile] | None = None) -> None:
+        self.files = list(files)
         self.by_id = {str(m.pk): m for m in files}
+        self.given = {k.strip().lower(): v for k, v in (given or {}).items()}
         self.by_name: dict[str, list[MediaFile]] = {}
-        for media in files:
-            self.by_name.setdefault(media.name.lower(), []).append(media)
+        self.by_stem: dict[str, list[MediaFile]] = {}
         stable = stable_names(files)
-        for key, name in stable.items():
-            if name != self.by_id[key].name:
-                self.by_name.setdefault(name.lower(), []).append(self.by_id[key])
+        for key, media in self.by_id.items():
+            for name in {media.name, stable[key]}:
+                self.by_name.setdefault(name.lower(), []).append(media)
+                self.by_stem.setdefault(_stem(name), []).append(media)
         self.by_reel: dict[str, list[MediaFile]] = {}
         for key, media in self.by_id.items():
             self.by_reel.setdefault(_reel(key), []).append(media)
 
-    def match(self, clip: Mapping[str, Any]) -> MediaFile | None:
+    @staticmethod
+    def names(clip: Mapping[str, Any]) -> list[str]:
+        names = [str(n) for n in clip.get("names") or ()]
+        if clip.get("reel"):
+            names.append(str(clip["reel"]))
+        return names
+
+    def match(self, clip: Mapping[str, Any], kind: str) -> MediaFile | None:
+        names = self.names(clip)
+        for name in names:
+            if name.strip().lower() in self.given:
+                return self.given[name.strip().lower()]
         ours = clip.get("media_file_id")
         if isinstance(ours, str) and ours in self.by_id:
             return self.by_id[ours]
-        for name in clip.get("names") or ():
-            found = self.by_name.get(str(name).lower(), [])
-            if len(found) == 1:
-                return found[0]
+        for index, key in ((self.by_name, str.lower), (self.by_stem, _stem)):
+            for name in names:
+                found = self._one(index.get(key(name.strip()), []), kind)
+                if found is not None:
+                    return found
         reel = clip.get("reel")
-        found = self.by_reel.get(str(reel).upper(), []) if reel else []
-        return found[0] if len(found) == 1 else None
+        return self._one(self.by_reel.get(str(reel).upper(), []) if reel else [], kind)
+
+    @staticmethod
+    def _one(found: list[MediaFile], kind: str) -> MediaFile | None:
+        unique = list(dict.fromkeys(found))
+        if len(unique) > 1:
+            unique = [m for m in unique if m.media_type in _PLAYS[kind]]
+        return unique[0] if len(unique) == 1 else None
+
+    def candidates(self, clip: Mapping[str, Any]) -> list[MediaFile]:
+        """The files a clip that matched none could mean: those its names answer (more than one),
+        else those whose names are most like them."""
+        names = self.names(clip)
+        several = [m for name in names for index, key in ((self.by_name, str.lower), (self.by_stem, _stem))
+                   for m in index.get(key(name.strip()), [])]
+        if several:
+            return list(dict.fromkeys(several))[:5]
+        stems = {_stem(name): name for name in names}
+        close = {c for stem in stems for c in difflib.get_close_matches(stem, list(self.by_stem), n=5, cutoff=0.6)}
+        return list(dict.fromkeys(m for stem in sorted(close) for m in self.by_stem[stem]))[:5]
+
+
+def _clip_times(item: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """(start, length, in, out) in ms of a file's clip: its edges as the file places them (each
+    rounded alone, so neighbours never overlap), its out point where its speed plays that length
+    (the timeline's rule: length = round((out - in) / speed)), never past its own edge."""
+    speed = float(item["rate"])
+    start = int(item["start_ms"])
+    length = max(1, int(item.get("end_ms", start + int(item["duration_ms"]))) - start)
+    in_ms = max(int(item["in_ms"]), 0)
+    span = max(1, round(length * speed))
+    while span > 1 and round(span / speed) > length:
+        span -= 1
+    return start, round(span / speed), in_ms, in_ms + span
 
 
 def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
-    """The file's tracks (`read_plain`) as EDL tracks; (tracks, unmatched names, clips per matched file)."""
+    """The file's tracks (`read_plain`) as EDL tracks; (tracks, unmatched names, clips per matched file).
+    A clip without media (a title, a generator, black, a multicam's angles) leaves a gap, reported."""
     tracks: list[dict[str, Any]] = []
-    unmatched: dict[str, int] = {}
+    unmatched: dict[str, dict[str, Any]] = {}
     matched: Counter[str] = Counter()
     used_ids: set[str] = set()
     idents: dict[int, str] = {}  # a clip's number in the file -> its id in the timeline
@@ -633,20 +705,24 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
         for item in track["clips"]:
             if item["markers"]:
                 report.drop(MARKERS, "markers are not kept in the timeline", None)
-            media = matcher.match(item)
+            if item.get("generator"):
+                feature = item["generator"] if item["generator"] in _GENERATED else "generator"
+                report.drop(feature, _GENERATED[feature], None)
+                continue
+            media = matcher.match(item, kind)
             if media is None:
-                name = (item["names"] or ["(unnamed clip)"])[0]
-                unmatched[name] = unmatched.get(name, 0) + 1
+                name = (item["names"] or [item.get("reel") or "(unnamed clip)"])[0]
+                entry = unmatched.setdefault(name, {"name": name, "clips": 0, "candidates": [
+                    {"media_file_id": str(m.pk), "name": m.name} for m in matcher.candidates(item)]})
+                entry["clips"] += 1
                 continue
             ident = str(item.get("piece_id") or f"{track_id}-{len(clips) + 1}")[:64]
             idents[item["number"]] = ident
-            rate = float(item["rate"])
-            in_ms = max(int(item["in_ms"]), 0)
-            out_ms = in_ms + max(1, round(int(item["duration_ms"]) * rate))
+            start_ms, duration_ms, in_ms, out_ms = _clip_times(item)
             clip: dict[str, Any] = {
-                "id": ident, "media_file_id": str(media.pk), "track_id": track_id, "start_ms": item["start_ms"],
+                "id": ident, "media_file_id": str(media.pk), "track_id": track_id, "start_ms": start_ms,
                 "in_point_ms": in_ms, "out_point_ms": out_ms, "effects": item["effects"], "deleted": False,
-                "duration_ms": round((out_ms - in_ms) / rate),
+                "duration_ms": duration_ms,
             }
             for fade in item["fades"]:
                 clip["effects"].append({"type": fade["kind"], "target": fade["target"],
@@ -656,7 +732,28 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
         tracks.append({"id": track_id, "type": kind, "name": track["name"], "clips": clips})
     for feature, why, number in plain["dropped"]:
         report.drop(feature, why, idents.get(number) if number is not None else None)
-    return tracks, [{"name": k, "clips": v} for k, v in sorted(unmatched.items())], dict(matched)
+    return tracks, sorted(unmatched.values(), key=lambda u: u["name"]), dict(matched)
+
+
+# What a clip without media is, in the report: it leaves a gap where it played.
+_GENERATED = {
+    "title": "a title has no media file: its place is left as a gap (its text is not read)",
+    "multicam": "a multicam clip's angles are not read: its place is left as a gap",
+    "generator": "a generator (a colour matte, bars, black, a graphic) has no media file: its place is left as "
+                 "a gap",
+}
+
+
+def _given_media(media: Mapping[str, str], files: Sequence[MediaFile]) -> dict[str, MediaFile]:
+    """The request's list of a name the file gives -> a file of the project, each id checked:
+    another project's or user's file, or one that is not there, is refused as unknown."""
+    by_id = {str(m.pk): m for m in files}
+    unknown = sorted({str(v) for v in media.values() if str(v) not in by_id})
+    if unknown:
+        raise ApplicationError(f"`media` names {len(unknown)} file(s) this project does not hold: "
+                               + ", ".join(unknown[:5]), code="validation_error",
+                               details={"fields": {"media": [f"Unknown media file: {u}" for u in unknown[:20]]}})
+    return {name: by_id[str(media_id)] for name, media_id in media.items()}
 
 
 class _ClipsAt:
@@ -724,29 +821,35 @@ def transcript_onto(
     return segments, sum(len(s["words"]) for s in segments), before
 
 
-def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
-                    expected_version: int | None = None) -> Import:
-    """Replace the timeline's tracks by the file's: one save, so one undo step."""
+def timeline_import(*, user: User, project: Project, data: bytes, fmt: str, expected_version: int | None = None,
+                    frame_rate: float | None = None, media: Mapping[str, str] | None = None) -> Import:
+    """Replace the timeline's tracks by the file's: one save, so one undo step. The timeline takes
+    the file's frame rate; a CMX 3600 list, which states none, is read at `frame_rate` (default:
+    the timeline's). `media` names a file of the project for a name the file gives."""
     limit = max_import_bytes()
     if len(data) > limit:
         raise ApplicationError(f"The file is {len(data)} bytes; the limit for an import is {limit}.",
                                code="file_too_large", details={"size_bytes": len(data), "max_bytes": limit})
-    plain = read_plain(data, fmt, edl_frame_rate(project=project))
     files = list(MediaFile.objects.filter(project=project, user=user).exclude(status=MediaStatus.UPLOADING))
+    given = _given_media(media or {}, files)
+    plain = read_plain(data, fmt, frame_rate or edl_frame_rate(project=project))
     report = Report()
-    tracks, unmatched, matched = plain_to_tracks(plain, _Matcher(files), report)
+    tracks, unmatched, matched = plain_to_tracks(plain, _Matcher(files, given), report)
     if unmatched:
         raise MediaUnmatched(
             f"{len(unmatched)} media name(s) in the file match no file of this project: "
-            + ", ".join(u["name"] for u in unmatched[:10]) + ("..." if len(unmatched) > 10 else ""),
+            + ", ".join(u["name"] for u in unmatched[:10]) + ("..." if len(unmatched) > 10 else "")
+            + ". Upload them, rename them, or name a file for each with `media`.",
             details={"unmatched": unmatched[:50], "count": len(unmatched)},
         )
     words = {"kept": 0, "before": 0}
+    rate = float(plain["frame_rate"])
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:
         transcript = doc.get("transcript") or {}
         segments, words["kept"], words["before"] = transcript_onto(transcript, doc.get("tracks") or [], tracks)
         doc["tracks"] = tracks
+        doc["settings"] = {**(doc.get("settings") or {}), "frame_rate": rate}
         doc["transcript"] = {"generated_at": transcript.get("generated_at"), "segments": segments, "pauses": []}
         return doc
 
@@ -754,7 +857,7 @@ def timeline_import(*, user: User, project: Project, data: bytes, fmt: str,
     assert saved is not None  # change() always returns a document
     by_id = {str(m.pk): m for m in files}
     return Import(
-        version=saved["version"], tracks=len(tracks), clips=sum(len(t["clips"]) for t in tracks),
+        version=saved["version"], tracks=len(tracks), clips=sum(len(t["clips"]) for t in tracks), frame_rate=rate,
         dropped=report.items(),
         matched=[{"media_file_id": k, "name": by_id[k].name, "clips": v} for k, v in sorted(matched.items())],
         transcript_words=words["kept"],

@@ -35,6 +35,7 @@ from projects.edl.interchange import (
 from projects.selectors import project_get
 
 REPORT_HEADER = "Auteur-Interchange-Dropped"
+MAX_GIVEN_MEDIA = 1000
 
 _FORMAT_HELP = "; ".join(f"`{f.name}` (.{f.extension}): {f.editors}" for f in FORMATS.values())
 
@@ -69,6 +70,11 @@ class TimelineExportApi(ApiView):
             help_text="`path`: clips reference `media/<name>` to relink; `signed`: signed download URLs.")
         download = serializers.BooleanField(
             default=False, help_text="Answer the file itself (Content-Disposition) instead of JSON.")
+        timecode = serializers.ChoiceField(
+            choices=["drop_frame", "non_drop_frame"], required=False,
+            help_text="At 29.97 and 59.94: drop-frame timecode (the default) or non-drop. Other rates have "
+                      "non-drop only. A CMX 3600 list's times and its `FCM:` line follow it; the XML formats "
+                      "show it (their times are frames or seconds either way).")
 
     class OutputSerializer(serializers.Serializer):
         class MediaSerializer(serializers.Serializer):
@@ -85,6 +91,9 @@ class TimelineExportApi(ApiView):
         encoding = serializers.ChoiceField(choices=["utf-8", "base64"], help_text="base64 for AAF (binary).")
         content = serializers.CharField(help_text="The file.")
         version = serializers.IntegerField(help_text="The timeline version exported.")
+        frame_rate = serializers.FloatField(help_text="The timeline's frame rate, which the file counts frames at "
+                                                      "(29.97 is 30000/1001 exactly).")
+        drop_frame = serializers.BooleanField(help_text="Whether the file's timecode is drop-frame.")
         pieces = serializers.IntegerField(help_text="Clips the cuts made, as the render plays them.")
         duration_ms = serializers.IntegerField(help_text="The edited timeline's length, as the render's.")
         dropped = DroppedSerializer(many=True)
@@ -106,7 +115,8 @@ class TimelineExportApi(ApiView):
         query.is_valid(raise_exception=True)
         q = query.validated_data
         export = timeline_export(user=user, project=project, fmt=q["format"], padding_ms=q["cut_padding_ms"],
-                                 markers=q["markers"], signed_urls=q["media_urls"] == "signed")
+                                 markers=q["markers"], signed_urls=q["media_urls"] == "signed",
+                                 drop_frame=q["timecode"] == "drop_frame" if "timecode" in q else None)
         if q["download"]:
             # One media type for every format's file, as the schema declares it: an OTIO file is
             # JSON, but not the JSON this endpoint's other answer is (the extension names the format).
@@ -118,6 +128,7 @@ class TimelineExportApi(ApiView):
         body: dict[str, Any] = {
             "format": export.format, "filename": export.filename, "content_type": export.content_type,
             "encoding": encoding, "content": content, "version": export.version, "pieces": export.pieces,
+            "frame_rate": export.frame_rate, "drop_frame": export.drop_frame,
             "duration_ms": export.duration_ms, "dropped": export.dropped,
             "media": [m.__dict__ for m in export.media],
         }
@@ -145,6 +156,26 @@ class TimelineImportApi(ApiView):
             help_text="Default: from the file's extension.")
         expected_version = serializers.IntegerField(
             min_value=1, required=False, help_text="The version you last read; 409 when stale.")
+        frame_rate = serializers.FloatField(
+            min_value=1, max_value=240, required=False,
+            help_text="The rate a CMX 3600 list is read at (it states none): 23.976, 24, 25, 29.97, 30, 50, "
+                      "59.94, 60 or any other. Default: the timeline's. Other formats state their own.")
+        media = serializers.JSONField(
+            binary=True, required=False,
+            help_text="JSON: a name the file gives a clip (its clip, file or reel name) -> the id of a file of "
+                      "this project, for names that match no file's name (`media_unmatched` lists them with "
+                      "the files they could mean).")
+
+        def validate_media(self, value: Any) -> dict[str, str]:
+            if not isinstance(value, dict) or len(value) > MAX_GIVEN_MEDIA:
+                raise serializers.ValidationError(f"An object of at most {MAX_GIVEN_MEDIA} names.")
+            checked: dict[str, str] = {}
+            for name, media_id in value.items():
+                try:
+                    checked[str(name)[:255]] = str(uuid.UUID(str(media_id)))
+                except ValueError:
+                    raise serializers.ValidationError(f"Not a media file id: {str(media_id)[:64]!r}.") from None
+            return checked
 
     class OutputSerializer(serializers.Serializer):
         class MatchedSerializer(serializers.Serializer):
@@ -153,6 +184,8 @@ class TimelineImportApi(ApiView):
             clips = serializers.IntegerField()
 
         version = serializers.IntegerField(help_text="The timeline's new version.")
+        frame_rate = serializers.FloatField(help_text="The file's frame rate (a CMX 3600 list's: the one it was "
+                                                      "read at), which the timeline takes.")
         tracks = serializers.IntegerField()
         clips = serializers.IntegerField()
         matched = MatchedSerializer(many=True)
@@ -178,7 +211,8 @@ class TimelineImportApi(ApiView):
         upload = data["file"]
         fmt = import_format(filename=upload.name or "", fmt=data.get("format"))
         result = timeline_import(user=user, project=project, data=_read_upload(upload), fmt=fmt,
-                                 expected_version=data.get("expected_version"))
+                                 expected_version=data.get("expected_version"), frame_rate=data.get("frame_rate"),
+                                 media=data.get("media"))
         return Response(self.OutputSerializer(result.__dict__).data, headers={"ETag": f'"{result.version}"'})
 
 

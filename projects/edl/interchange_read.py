@@ -498,21 +498,22 @@ class _Place:
     """Where each item of a track starts, summed as the track is walked: OTIO's own sum (each
     item's duration added, in order, from 0 at the clip's rate, transitions left out) while every
     duration is at one rate; else, or past an item whose duration cannot be computed, OTIO's
-    `range_in_parent`, which computes it (or fails) as it always did."""
+    `range_in_parent`, which computes it (or fails) as it always did. A clip's end is where the
+    next item starts, so neighbours share their edge exactly."""
 
     def __init__(self) -> None:
         self.value = 0.0
         self.rate: float | None = None
         self.exact = True
 
-    def placed(self, item: otio.core.Item) -> tuple[int, int]:
-        """The clip's (start, duration) in its track, in ms, its duration counted in."""
+    def placed(self, item: otio.core.Item) -> tuple[otio.opentime.RationalTime, otio.opentime.RationalTime]:
+        """The item's (start, duration) in its track, its duration counted in."""
         start = self.value
         duration = self.add(item)
         if duration is None:
             placed = item.range_in_parent()
-            return _ms(placed.start_time), _ms(placed.duration)
-        return _ms(otio.opentime.RationalTime(start, duration.rate)), _ms(duration)
+            return placed.start_time, placed.duration
+        return otio.opentime.RationalTime(start, duration.rate), duration
 
     def add(self, item: Any) -> otio.opentime.RationalTime | None:
         """Count a (non-transition) item's duration in; its duration, while the sum is exact."""
@@ -532,22 +533,24 @@ class _Place:
         return duration
 
 
-def _plain_clip(item: otio.schema.Clip, place: _Place, names: _Names, dropped: _Dropped,
-                number: int) -> dict[str, Any]:
-    start_ms, duration_ms = place.placed(item)
+def _plain_clip(item: otio.schema.Clip, start: otio.opentime.RationalTime, duration: otio.opentime.RationalTime,
+                names: _Names, dropped: _Dropped, number: int) -> dict[str, Any]:
     source = item.source_range or item.trimmed_range()
     origin = getattr(item.media_reference, "available_range", None)
     in_ms = _ms(source.start_time - origin.start_time) if origin is not None else _ms(source.start_time)
     effects, rate = _effects(item, dropped, number)
     metadata = _plain_mapping(item.metadata)
     ours = _namespace(metadata, "auteur")
-    return {
+    clip = {
         "number": number,
         "names": names.of(item), "media_file_id": _field(ours, "media_file_id"),
         "reel": _field(_namespace(metadata, "cmx_3600"), "reel"), "piece_id": _field(ours, "piece_id"),
-        "start_ms": start_ms, "duration_ms": duration_ms, "in_ms": in_ms, "rate": rate,
-        "effects": effects, "fades": [], "markers": len(item.markers),
+        "start_ms": _ms(start), "duration_ms": _ms(duration), "end_ms": _ms(start + duration), "in_ms": in_ms,
+        "rate": rate, "effects": effects, "fades": [], "markers": len(item.markers),
     }
+    if isinstance(item.media_reference, otio.schema.GeneratorReference):
+        clip["generator"] = str(item.media_reference.generator_kind or "generator")[:64]
+    return clip
 
 
 def _fade(transition: otio.schema.Transition, kind: str) -> dict[str, Any]:
@@ -557,15 +560,60 @@ def _fade(transition: otio.schema.Transition, kind: str) -> dict[str, Any]:
             "target": target if target in ("both", "video", "audio") else "both"}
 
 
-def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped) -> list[dict[str, Any]]:
+COMPOUND = "compound_clips"
+_FLATTENED = "compound clips and nested sequences are flattened onto the timeline, their clips kept where they play"
+COMPOUND_EFFECTS = "a compound clip's own effects (its speed included) are not applied to its clips"
+COMPOUND_MARKERS = "a compound clip's markers are not kept in the timeline"
+COMPOUND_WHYS = (_FLATTENED, COMPOUND_EFFECTS, COMPOUND_MARKERS)
+
+
+class _Tracks:
     """The timeline's tracks as plain data: each clip (numbered through the file, as the drops name
-    it) with what names its media, where it plays (ms) and its effects; a dissolve from or to
-    nothing is its clip's fade."""
-    tracks = []
-    number = 0
-    names = _Names()
-    for track in timeline.tracks:
-        clips: list[dict[str, Any]] = []
+    it) with what names its media, where it plays (ms; its end is its own edge, rounded alone) and
+    its effects; a dissolve from or to nothing is its clip's fade.
+
+    A compound clip or nested sequence (a Stack in a track) is flattened: its clips are placed on
+    the timeline where the compound plays them, cut to the part of it the compound shows. Its first
+    track of the outer track's kind lands on that track, where the compound alone plays; its other
+    tracks on tracks added after it (shared by the compounds of one track, which never overlap)."""
+
+    def __init__(self, dropped: _Dropped) -> None:
+        self.dropped = dropped
+        self.tracks: list[dict[str, Any]] = []
+        self.number = self.inner = 0
+        self.names = _Names()
+        self._added: dict[tuple[int, str, int], dict[str, Any]] = {}
+
+    def read(self, timeline: otio.schema.Timeline) -> list[dict[str, Any]]:
+        for track in timeline.tracks:
+            entry = self._entry(track, (track.name or "")[:255],
+                                _field(_namespace(track.metadata, "auteur"), "track_id"))
+            self.tracks.append(entry)
+            self._walk(track, entry, None)
+        return self.tracks
+
+    @staticmethod
+    def _entry(track: Any, name: str, track_id: str | None) -> dict[str, Any]:
+        kind = "video" if track.kind == otio.schema.TrackKind.Video else "audio"
+        return {"kind": kind, "name": name, "track_id": track_id, "clips": []}
+
+    def _onto(self, outer: dict[str, Any], inner: Any, nth: int, compound: str) -> dict[str, Any]:
+        """The track an inner track of a compound on `outer` lands on (`nth` of its kind there)."""
+        entry = self._entry(inner, "", None)
+        if nth == 0 and entry["kind"] == outer["kind"]:
+            return outer
+        key = (id(outer), entry["kind"], nth)
+        if key not in self._added:
+            entry["name"] = f"{outer['name'] or outer['kind']} / {compound or 'compound clip'} {nth + 1}"[:255]
+            entry["nested"] = True
+            self._added[key] = entry
+            self.tracks.append(entry)
+        return self._added[key]
+
+    def _walk(self, track: Any, entry: dict[str, Any], frame: tuple[float, float, float, str] | None) -> None:
+        """Read `track`'s items onto `entry`. `frame`, inside a compound: (the timeline's time in
+        seconds of the track's 0, the start and end of what the compound shows), and its name."""
+        placed: list[dict[str, Any]] = []
         items = list(track)
         place = _Place()
         for i, item in enumerate(items):
@@ -573,43 +621,126 @@ def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped) -> list[dict
                 before = items[i - 1] if i else None
                 after = items[i + 1] if i + 1 < len(items) else None
                 if not isinstance(before, otio.schema.Clip) and isinstance(after, otio.schema.Clip):
-                    fades_of = ("fade_in", i + 1)
+                    placed.append({"transition": i + 1, **_fade(item, "fade_in")})
                 elif isinstance(before, otio.schema.Clip) and not isinstance(after, otio.schema.Clip):
-                    fades_of = ("fade_out", i - 1)
+                    placed.append({"transition": i - 1, **_fade(item, "fade_out")})
                 else:
-                    dropped.drop("transitions", "a dissolve between two clips has no equivalent here", None)
-                    continue
-                clips.append({"transition": fades_of[1], **_fade(item, fades_of[0])})
+                    self.dropped.drop("transitions", "a dissolve between two clips has no equivalent here", None)
                 continue
             if isinstance(item, otio.schema.Clip):
-                number += 1
+                # The file's own clips are numbered 1, 2, ...; those inside compound clips -1, -2, ...
+                if frame is None:
+                    self.number += 1
+                    number, where = self.number, f"track {track.name!r}"
+                else:
+                    self.inner -= 1
+                    number, where = self.inner, f"compound clip {frame[3]!r}"
                 try:
-                    clips.append({"item": i, **_plain_clip(item, place, names, dropped, number)})
+                    start, duration = place.placed(item)
+                    clip = _plain_clip(item, start, duration, self.names, self.dropped, number)
                 except (ValueError, TypeError, ArithmeticError, AttributeError) as exc:
                     # A time the file states that has no value (a rate of 0, say): the file's fault, named.
-                    raise Refused(INVALID, f"Clip {number} ({str(item.name)[:100]!r}) of track {track.name!r} "
-                                           f"has a time that cannot be read: {str(exc)[:200]}.",
-                                  {"clip": number}) from None
+                    raise Refused(INVALID, f"Clip {abs(number)} ({str(item.name)[:100]!r}) of {where} has a time "
+                                           f"that cannot be read: {str(exc)[:200]}.", {"clip": number}) from None
+                if frame is not None and not _within(clip, start, duration, frame):
+                    continue
+                placed.append({"item": i, **clip})
+            elif isinstance(item, otio.schema.Stack):
+                self._compound(item, place, entry, frame)
             else:
                 place.add(item)
         # Each fade onto the clip it belongs to, by the item's place in the track.
-        by_item = {c["item"]: c for c in clips if "item" in c}
-        plain = []
-        for entry in clips:
-            if "transition" in entry:
-                owner = by_item.get(entry.pop("transition"))
-                if owner is not None:
-                    owner["fades"].append(entry)
+        by_item = {c["item"]: c for c in placed if "item" in c}
+        for entry_item in placed:
+            if "transition" in entry_item:
+                owner = by_item.get(entry_item.pop("transition"))
+                if owner is not None and entry_item["kind"] not in owner.get("cut", ()):
+                    owner["fades"].append(entry_item)
+                elif owner is not None:
+                    self.dropped.drop("fades", "a fade cut off by a compound clip's trim", owner["number"])
             else:
-                plain.append(entry)
-        for entry in plain:
-            del entry["item"]
-        tracks.append({
-            "kind": "video" if track.kind == otio.schema.TrackKind.Video else "audio",
-            "name": (track.name or "")[:255], "track_id": _field(_namespace(track.metadata, "auteur"), "track_id"),
-            "clips": plain,
-        })
-    return tracks
+                del entry_item["item"]
+                entry_item.pop("cut", None)
+                entry["clips"].append(entry_item)
+
+    def _compound(self, stack: otio.schema.Stack, place: _Place, entry: dict[str, Any],
+                  frame: tuple[float, float, float, str] | None) -> None:
+        try:
+            start, duration = place.placed(stack)
+            shown = stack.trimmed_range()
+        except Exception as exc:  # noqa: BLE001 - the file's times, as for a clip
+            raise Refused(INVALID, f"The compound clip {str(stack.name)[:100]!r} has a time that cannot be read: "
+                                   f"{str(exc)[:200]}.", {}) from None
+        zero = frame[0] if frame is not None else 0.0
+        begin, end = zero + start.to_seconds(), zero + (start + duration).to_seconds()
+        if frame is not None:
+            begin, end = max(begin, frame[1]), min(end, frame[2])
+        self.dropped.drop(COMPOUND, _FLATTENED, None)
+        if len(stack.effects):
+            self.dropped.drop("effects", COMPOUND_EFFECTS, None)
+        if len(stack.markers):
+            self.dropped.drop(MARKERS, COMPOUND_MARKERS, None)
+        if end <= begin:
+            return
+        inner_zero = zero + start.to_seconds() - shown.start_time.to_seconds()
+        name = str(stack.name or "")[:100]
+        counts: dict[str, int] = {}
+        for inner in stack:
+            if not isinstance(inner, otio.schema.Track):
+                continue
+            kind = "video" if inner.kind == otio.schema.TrackKind.Video else "audio"
+            nth = counts[kind] = counts.get(kind, -1) + 1
+            self._walk(inner, self._onto(entry, inner, nth, name), (inner_zero, begin, end, name))
+
+
+def _within(clip: dict[str, Any], start: otio.opentime.RationalTime, duration: otio.opentime.RationalTime,
+            frame: tuple[float, float, float, str]) -> bool:
+    """A clip inside a compound, placed on the timeline and cut to what the compound shows; False
+    where it shows none of it."""
+    zero, begin, end, _ = frame
+    a, b = zero + start.to_seconds(), zero + (start + duration).to_seconds()
+    lo, hi = max(a, begin), min(b, end)
+    if hi <= lo:
+        return False
+    cut = []
+    if lo > a:
+        clip["in_ms"] += round((lo - a) * 1000 * clip["rate"])
+        cut.append("fade_in")
+    if hi < b:
+        cut.append("fade_out")
+    clip["start_ms"], clip["end_ms"] = round(lo * 1000), round(hi * 1000)
+    clip["duration_ms"] = clip["end_ms"] - clip["start_ms"]
+    clip["cut"] = cut
+    clip["nested"] = frame[3] or "compound clip"
+    return True
+
+
+def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped) -> list[dict[str, Any]]:
+    """The timeline's tracks as plain data (`_Tracks`)."""
+    return _Tracks(dropped).read(timeline)
+
+
+def file_rate(timeline: otio.schema.Timeline, fmt: str, rate: float) -> float:
+    """The rate the file counts its frames at: its timeline's start (OTIO, FCP7 XML), else its
+    first item's (FCPXML's format, AAF's edit rate). A CMX 3600 list states none: `rate`, which
+    it was read at. A rate out of 1-240 is no timeline's: `rate` too."""
+    found: float | None = None
+    if fmt != "edl":
+        start = timeline.global_start_time
+        if start is not None:
+            found = start.rate
+        else:
+            for track in timeline.tracks:
+                item = next((i for i in track if not isinstance(i, otio.schema.Transition)), None)
+                if item is not None:
+                    try:
+                        found = item.duration().rate
+                    except Exception:  # noqa: BLE001 - a time without value: the conversion names it
+                        found = None
+                    break
+    if found is None or not 1 <= found <= 240:
+        found = rate
+    return stored_rate(found)
 
 
 def read(*, data: bytes, fmt: str, rate: float, max_clips: int, max_tracks: int) -> dict[str, Any]:
@@ -630,7 +761,10 @@ def read(*, data: bytes, fmt: str, rate: float, max_clips: int, max_tracks: int)
             if counts[what] > maximum:
                 raise _too_many(what, counts[what], maximum)
         dropped = _Dropped()
-        return {"tracks": plain_tracks(timeline, dropped), "dropped": dropped.items}
+        tracks = plain_tracks(timeline, dropped)
+        if len(tracks) > max_tracks:  # the tracks of flattened compound clips counted in
+            raise _too_many("tracks", len(tracks), max_tracks, expanded=True)
+        return {"tracks": tracks, "dropped": dropped.items, "frame_rate": file_rate(timeline, fmt, rate)}
     finally:
         if collecting:
             gc.enable()

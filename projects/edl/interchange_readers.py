@@ -25,8 +25,6 @@ from typing import Any
 
 import opentimelineio as otio
 
-from projects.edl import interchange_formats as formats
-
 # The adapter's module is a plugin of OTIO's (it imports OTIO relatively): loaded through OTIO.
 _fcp7: Any = otio.adapters.from_name("fcp_xml").module()
 _SPECIAL = frozenset("*[]@{}.:='\"()")

@@ -57,10 +57,25 @@ def outcome(read: Callable[..., dict[str, Any]], data: bytes, fmt: str, rate: fl
         return "refused", exc.code, exc.message, json.dumps(exc.details, sort_keys=True, default=str)
 
 
+def as_former(answer: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The readers' answer in the terms the former path answered: without what the import reads
+    since (the file's frame rate, a clip's own end, whether it is a generator) and without the
+    clips of compound clips, which the former path read as gaps, and the report of them."""
+    if answer[0] != "ok":
+        return answer
+    plain = json.loads(answer[1])
+    del plain["frame_rate"]
+    plain["tracks"] = [{**t, "clips": [{k: v for k, v in c.items() if k not in ("end_ms", "generator")}
+                                       for c in t["clips"] if not c.get("nested")]}
+                       for t in plain["tracks"] if not t.get("nested")]
+    plain["dropped"] = [d for d in plain["dropped"] if d[1] not in interchange_read.COMPOUND_WHYS]
+    return "ok", json.dumps(plain, sort_keys=True)
+
+
 def assert_same(data: bytes, fmt: str, rate: float = 24.0, max_clips: int = MAX_CLIPS) -> tuple[Any, ...]:
     before = outcome(former.read, data, fmt, rate, max_clips)
     after = outcome(interchange_read.read, data, fmt, rate, max_clips)
-    assert after == before
+    assert as_former(after) == before
     return after
 
 
@@ -240,7 +255,7 @@ def test_a_damaged_aaf_file_is_answered_as_the_adapter_answered_whenever_the_ada
         before = outcome(former.read, bytes(data), "aaf", 24.0)
         after = outcome(interchange_read.read, bytes(data), "aaf", 24.0)
         if before[0] == "ok" or after[0] == "refused":
-            assert after == before
+            assert as_former(after) == before
             same += 1
         else:
             # Damaged where only pyaaf2 reads (its metadictionary, its weak-reference table): the
