@@ -73,6 +73,10 @@ _EVENT_TIMES = re.compile(rf"^(\s*\d+\s.*?)({_TIMECODE})(\s+)({_TIMECODE})(\s+)(
 _FCM = re.compile(r"^\s*FCM:\s*(.*?)\s*$", re.MULTILINE | re.IGNORECASE)
 
 
+# A speed line: `M2`, the reel, the speed in frames a second, the source time it starts at.
+_M2_TIME = re.compile(rf"^(\s*M2\s.*?)({_TIMECODE})(\s*)$", re.MULTILINE)
+
+
 def cmx_timecodes(text: str, rate: float, drop_frame: bool) -> str:
     """A CMX 3600 list as written by the adapter (drop-frame wherever the rate has it) with its
     times in the timecode asked for, and the `FCM:` line that says which, after the title."""
@@ -80,11 +84,11 @@ def cmx_timecodes(text: str, rate: float, drop_frame: bool) -> str:
 
     def rewrite(match: re.Match[str]) -> str:
         parts = list(match.groups())
-        for i in (1, 3, 5, 7):
+        for i in range(1, len(parts), 2):
             parts[i] = timecode(frames_of(parts[i], rate), rate, drop)
         return "".join(parts)
 
-    body = _EVENT_TIMES.sub(rewrite, _FCM.sub("", text))
+    body = _M2_TIME.sub(rewrite, _EVENT_TIMES.sub(rewrite, _FCM.sub("", text)))
     fcm = f"FCM: {'DROP FRAME' if drop else 'NON-DROP FRAME'}\n"
     lines = body.splitlines(keepends=True)
     at = 1 if lines and lines[0].startswith("TITLE:") else 0
@@ -104,8 +108,20 @@ def cmx_as_declared(text: str, rate: float) -> str:
 
     def mark(match: re.Match[str]) -> str:
         parts = list(match.groups())
-        for i in (1, 3, 5, 7):
+        for i in range(1, len(parts), 2):
             parts[i] = parts[i][:8] + ";" + parts[i][9:]
         return "".join(parts)
 
-    return _EVENT_TIMES.sub(mark, text)
+    return _M2_TIME.sub(mark, _EVENT_TIMES.sub(mark, text))
+
+
+def cmx_record_start(text: str, rate: float) -> otio.opentime.RationalTime | None:
+    """Where a CMX 3600 list's sequence starts: the whole hour at or before its first record time
+    (a list states no start; editors start sequences at 00:00:00:00 or 01:00:00:00). None for a
+    list without events."""
+    starts = [match.group(6) for match in _EVENT_TIMES.finditer(text)]
+    if not starts:
+        return None
+    first = min(starts, key=lambda tc: frames_of(tc, rate))
+    hour = f"{first[:2]}:00:00{first[8]}00"
+    return otio.opentime.RationalTime(frames_of(hour, rate), exact_rate(rate))

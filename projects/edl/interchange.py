@@ -65,6 +65,8 @@ from media.services.downloads import media_urls
 from projects.edl import interchange_formats as formats
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, clip_speed, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
+from projects.edl.effects import check_clip_effects
+from projects.edl.field_checks import Errors
 from projects.edl.frame_rates import cmx_timecodes, exact_rate, is_drop_frame_rate, stored_rate
 from projects.edl.interchange_read import ADAPTERS, READ
 from projects.edl.selectors import edl_frame_rate, edl_get
@@ -340,14 +342,33 @@ def _clip(piece: Mapping[str, Any], media: MediaEntry, fmt: InterchangeFormat, r
                 report.drop(SPEED, fmt.notes.get(SPEED, "the format has no speed"), str(piece["clip_id"]))
         elif kind in PLAIN_EFFECTS:
             why = _volume_problem(effect, fmt, track_type) if kind == VOLUME and kind in fmt.carries else None
+            ours = _text_on_piece(effect, piece) if kind == TEXT else dict(effect)
             if why:
                 report.drop(kind, why, str(piece["clip_id"]))
+            elif ours is None:
+                continue  # a text overlay this piece of its clip does not show
             elif kind in fmt.carries:
                 clip.effects.append(otio.schema.Effect(name=kind, effect_name=f"auteur.{kind}",
-                                                       metadata={"auteur": dict(effect)}))
+                                                       metadata={"auteur": ours}))
             else:
                 report.drop(kind, fmt.notes.get(kind, _ONLY_OTIO), str(piece["clip_id"]))
     return clip
+
+
+def _text_on_piece(effect: Mapping[str, Any], piece: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A text overlay as the piece shows it: its times count in the clip's own time, where the
+    piece starts `clip_offset_ms` in; None where the piece shows none of it."""
+    offset, length = int(piece.get("clip_offset_ms") or 0), int(piece["duration_ms"])
+    start = int(effect.get("start_ms") or 0)
+    shown = effect.get("duration_ms")
+    end = start + int(shown) if shown is not None else None
+    first, last = max(start, offset), min(end, offset + length) if end is not None else offset + length
+    if last <= first:
+        return None
+    text = {**effect, "start_ms": first - offset}
+    if end is not None:
+        text["duration_ms"] = last - first
+    return text
 
 
 def _volume_problem(effect: Mapping[str, Any], fmt: InterchangeFormat, track_type: str) -> str | None:
@@ -656,7 +677,7 @@ class _Matcher:
     def _one(found: list[MediaFile], kind: str) -> MediaFile | None:
         unique = list(dict.fromkeys(found))
         if len(unique) > 1:
-            unique = [m for m in unique if m.media_type in _PLAYS[kind]]
+            unique = [m for m in unique if m.type in _PLAYS[kind]]
         return unique[0] if len(unique) == 1 else None
 
     def candidates(self, clip: Mapping[str, Any]) -> list[MediaFile]:
@@ -672,18 +693,24 @@ class _Matcher:
         return list(dict.fromkeys(m for stem in sorted(close) for m in self.by_stem[stem]))[:5]
 
 
-def _clip_times(item: Mapping[str, Any]) -> tuple[int, int, int, int]:
+def _clip_times(item: Mapping[str, Any], lead_ms: int, media_ms: int | None) -> tuple[int, int, int, int]:
     """(start, length, in, out) in ms of a file's clip: its edges as the file places them (each
-    rounded alone, so neighbours never overlap), its out point where its speed plays that length
-    (the timeline's rule: length = round((out - in) / speed)), never past its own edge."""
+    rounded alone, so neighbours never overlap) after its track's lead, its out point where its
+    speed plays that length (the timeline's rule: length = round((out - in) / speed)), never past
+    its own edge; a span that a frame's rounding puts past the media's end (`media_ms`) starts
+    that much earlier."""
     speed = float(item["rate"])
     start = int(item["start_ms"])
     length = max(1, int(item.get("end_ms", start + int(item["duration_ms"]))) - start)
+    start += lead_ms
     in_ms = max(int(item["in_ms"]), 0)
     span = max(1, round(length * speed))
     while span > 1 and round(span / speed) > length:
         span -= 1
-    return start, round(span / speed), in_ms, in_ms + span
+    if media_ms is not None and in_ms + span > media_ms:
+        in_ms = max(0, media_ms - span)
+        span = min(span, media_ms - in_ms)
+    return start, max(1, round(span / speed)), in_ms, in_ms + max(1, span)
 
 
 def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
@@ -718,7 +745,8 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
                 continue
             ident = str(item.get("piece_id") or f"{track_id}-{len(clips) + 1}")[:64]
             idents[item["number"]] = ident
-            start_ms, duration_ms, in_ms, out_ms = _clip_times(item)
+            start_ms, duration_ms, in_ms, out_ms = _clip_times(
+                item, int(track.get("lead_ms") or 0), media.duration_ms if media.type != MediaType.IMAGE else None)
             clip: dict[str, Any] = {
                 "id": ident, "media_file_id": str(media.pk), "track_id": track_id, "start_ms": start_ms,
                 "in_point_ms": in_ms, "out_point_ms": out_ms, "effects": item["effects"], "deleted": False,
@@ -727,12 +755,29 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
             for fade in item["fades"]:
                 clip["effects"].append({"type": fade["kind"], "target": fade["target"],
                                         "duration_ms": max(1, min(int(fade["length_ms"]), clip["duration_ms"]))})
+            clip["effects"] = _held_effects(clip, report)
             clips.append(clip)
             matched[str(media.pk)] += 1
         tracks.append({"id": track_id, "type": kind, "name": track["name"], "clips": clips})
     for feature, why, number in plain["dropped"]:
         report.drop(feature, why, idents.get(number) if number is not None else None)
     return tracks, sorted(unmatched.values(), key=lambda u: u["name"]), dict(matched)
+
+
+def _held_effects(clip: dict[str, Any], report: Report) -> list[dict[str, Any]]:
+    """The clip's effects that it can hold (a file may give a clip a text overlay that starts after
+    its end, or two crops); each other one reported, never refusing the file for it."""
+    held: list[dict[str, Any]] = []
+    for effect in clip["effects"]:
+        errors = Errors()
+        check_clip_effects({**clip, "effects": [*held, effect]}, "clip", errors)
+        if errors.items:
+            kind = str(effect.get("type")) if isinstance(effect, Mapping) else "effects"
+            report.drop(kind if kind in _FEATURE_WORDS else "effects",
+                        f"the clip cannot hold it: {errors.items[0]['message']}", str(clip["id"]))
+        else:
+            held.append(effect)
+    return held
 
 
 # What a clip without media is, in the report: it leaves a gap where it played.

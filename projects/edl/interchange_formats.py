@@ -32,6 +32,7 @@ from typing import Any
 
 import aaf2
 import opentimelineio as otio
+from aaf2.rational import AAFRational
 from otio_fcpx_xml_adapter import fcpx_xml
 
 from projects.edl.frame_rates import exact_rate
@@ -225,6 +226,11 @@ def _fraction(time: otio.opentime.RationalTime) -> Fraction:
     return Fraction(time.value).limit_denominator(1_000_000) / Fraction(time.rate).limit_denominator(100_000)
 
 
+def _seconds_of(text: str | None) -> Fraction:
+    """An FCPXML time (`1001/30000s`), 0 where there is none."""
+    return _parse_seconds(text) if text else Fraction(0)
+
+
 def rational(rate: float) -> Fraction:
     """A frame rate as a fraction, NTSC rates exactly (30000/1001)."""
     return Fraction(exact_rate(rate)).limit_denominator(100_000)
@@ -309,6 +315,39 @@ class FcpxWriter(fcpx_xml.FcpxOtio):
         size = _as_list(ours.get("frame_size")) if isinstance(ours, Mapping) else []
         width, height = (int(size[0]), int(size[1])) if len(size) == 2 else (None, None)
         return format_name(width, height, float(clip.duration().rate))
+
+    def _track_for_spine(self, track: otio.schema.Track, lane_id: int, spine: ET.Element, compound: Any) -> list[Any]:
+        """The adapter's, with a connected clip's anchor and offset worked out in exact seconds: it
+        truncated each time to whole frames at an integer rate, so a clip could land a frame early,
+        or past every item of the primary storyline, where it found no anchor and failed."""
+        for child in self._lanable_items(track.find_children()):
+            if self._item_in_compound_clip(child) and not compound:
+                continue
+            child_element = self._element_for_item(child, lane_id, compound=compound)
+            if not lane_id:
+                spine.append(child_element)
+                continue
+            if child.schema_name() == "Gap":
+                continue
+            at = _fraction(track.trimmed_range_of_child(child).start_time)
+            parent = self._anchor(spine, at)
+            offset = at - _seconds_of(parent.get("offset")) + _seconds_of(parent.get("start"))
+            child_element.set("offset", _seconds(offset) if offset else "0s")
+            parent.append(child_element)
+        return []
+
+    @staticmethod
+    def _anchor(spine: ET.Element, at: Fraction) -> ET.Element:
+        """The item of the primary storyline that plays at `at` (seconds), as the adapter chose it."""
+        for item in spine.iter():
+            if item.tag not in ("clip", "asset-clip", "gap", "ref-clip") or item.get("lane") is not None:
+                continue
+            if item.tag == "gap" and item.find("./audio") is not None:
+                continue
+            offset = _seconds_of(item.get("offset"))
+            if offset <= at < offset + _seconds_of(item.get("duration")):
+                return item
+        raise ValueError(f"no item of the primary storyline plays at {float(at):.3f} s")
 
     def _element_for_clip(self, item: otio.schema.Clip, asset_id: str, duration: str, lane: Any) -> ET.Element:
         element: ET.Element = super()._element_for_clip(item, asset_id, duration, lane)
@@ -619,7 +658,10 @@ def aaf_add_speed(timeline: otio.schema.Timeline, path: str) -> None:
                 group = f.create.OperationGroup(op_def, source.length)
                 group.media_kind = source.media_kind
                 # Avid's SpeedRatio is timeline frames per source frame: 1/2 plays at twice the speed.
-                group["Parameters"].append(f.create.ConstantValue(
-                    param_def, Fraction(1 / speed).limit_denominator(1000)))
+                # A ratio equal to the group's length is how Avid marks a freeze frame, to readers
+                # that compare its text ("4" for 4 frames): such a ratio is written unreduced (8/2).
+                ratio = Fraction(1 / speed).limit_denominator(1000)
+                value = AAFRational(ratio.numerator * 2, ratio.denominator * 2) if ratio == source.length else ratio
+                group["Parameters"].append(f.create.ConstantValue(param_def, value))
                 sequence.components[index] = group
                 group.segments.append(inner)

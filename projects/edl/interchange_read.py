@@ -41,7 +41,7 @@ from gpu_tasks.confined import Refused
 from projects.edl import interchange_aaf as aaf_fast
 from projects.edl import interchange_formats as formats
 from projects.edl import interchange_readers as readers
-from projects.edl.frame_rates import cmx_as_declared, exact_rate, stored_rate
+from projects.edl.frame_rates import cmx_as_declared, cmx_record_start, exact_rate, stored_rate
 
 READ = "projects.edl.interchange_read:read"
 
@@ -584,10 +584,15 @@ class _Tracks:
         self.names = _Names()
         self._added: dict[tuple[int, str, int], dict[str, Any]] = {}
 
-    def read(self, timeline: otio.schema.Timeline) -> list[dict[str, Any]]:
+    def read(self, timeline: otio.schema.Timeline, start: otio.opentime.RationalTime | None) -> list[dict[str, Any]]:
+        """The tracks; a track that starts after `start` (its range starts before its first item:
+        how a CMX 3600 list's first record time is read) says how much later (`lead_ms`)."""
         for track in timeline.tracks:
             entry = self._entry(track, (track.name or "")[:255],
                                 _field(_namespace(track.metadata, "auteur"), "track_id"))
+            shown = track.source_range
+            if start is not None and shown is not None and shown.start_time < -start:
+                entry["lead_ms"] = _ms(-shown.start_time - start)
             self.tracks.append(entry)
             self._walk(track, entry, None)
         return self.tracks
@@ -715,9 +720,10 @@ def _within(clip: dict[str, Any], start: otio.opentime.RationalTime, duration: o
     return True
 
 
-def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped) -> list[dict[str, Any]]:
+def plain_tracks(timeline: otio.schema.Timeline, dropped: _Dropped,
+                 start: otio.opentime.RationalTime | None = None) -> list[dict[str, Any]]:
     """The timeline's tracks as plain data (`_Tracks`)."""
-    return _Tracks(dropped).read(timeline)
+    return _Tracks(dropped).read(timeline, start)
 
 
 def file_rate(timeline: otio.schema.Timeline, fmt: str, rate: float) -> float:
@@ -761,7 +767,8 @@ def read(*, data: bytes, fmt: str, rate: float, max_clips: int, max_tracks: int)
             if counts[what] > maximum:
                 raise _too_many(what, counts[what], maximum)
         dropped = _Dropped()
-        tracks = plain_tracks(timeline, dropped)
+        start = cmx_record_start(_text(data, fmt), rate) if fmt == "edl" else None
+        tracks = plain_tracks(timeline, dropped, start)
         if len(tracks) > max_tracks:  # the tracks of flattened compound clips counted in
             raise _too_many("tracks", len(tracks), max_tracks, expanded=True)
         return {"tracks": tracks, "dropped": dropped.items, "frame_rate": file_rate(timeline, fmt, rate)}

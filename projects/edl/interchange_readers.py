@@ -260,6 +260,7 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):
 
 _cmx: Any = otio.adapters.from_name("cmx_3600").module()
 _EVENT_NUMBER = re.compile(r"^\d+")
+_SPEED_EFFECT = re.compile(r"(?P<name>.*?)\s*(?P<speed>-?[0-9\.]*)\s*(?P<tc>[0-9:;.]{11})$")
 _NOT_A_DIGIT = re.compile(r"^\D")
 
 
@@ -403,7 +404,8 @@ class CmxReader(_cmx.EDLParser):
                     if clip.name.endswith(" FF"):
                         clip.name = clip.name[:-3]
                 elif motion is not None:
-                    fps = float(_cmx.SPEED_EFFECT_RE.match(motion).group("speed"))
+                    # (The adapter's pattern, but for a drop-frame time: `;` before its frames.)
+                    fps = float(_SPEED_EFFECT.match(motion).group("speed"))  # type: ignore[union-attr]
                     clip.effects.append(otio.schema.LinearTimeWarp(time_scalar=fps / rate))
             elif self.ignore_timecode_mismatch:
                 record_out = record_in + src_duration

@@ -59,14 +59,16 @@ def outcome(read: Callable[..., dict[str, Any]], data: bytes, fmt: str, rate: fl
 
 def as_former(answer: tuple[Any, ...]) -> tuple[Any, ...]:
     """The readers' answer in the terms the former path answered: without what the import reads
-    since (the file's frame rate, a clip's own end, whether it is a generator) and without the
+    since (the file's frame rate, a clip's own end, whether it is a generator, where a CMX 3600
+    list's track starts after its sequence) and without the
     clips of compound clips, which the former path read as gaps, and the report of them."""
     if answer[0] != "ok":
         return answer
     plain = json.loads(answer[1])
     del plain["frame_rate"]
-    plain["tracks"] = [{**t, "clips": [{k: v for k, v in c.items() if k not in ("end_ms", "generator")}
-                                       for c in t["clips"] if not c.get("nested")]}
+    plain["tracks"] = [{**{k: v for k, v in t.items() if k != "lead_ms"},
+                        "clips": [{k: v for k, v in c.items() if k not in ("end_ms", "generator")}
+                                  for c in t["clips"] if not c.get("nested")]}
                        for t in plain["tracks"] if not t.get("nested")]
     plain["dropped"] = [d for d in plain["dropped"] if d[1] not in interchange_read.COMPOUND_WHYS]
     return "ok", json.dumps(plain, sort_keys=True)
