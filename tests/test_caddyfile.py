@@ -111,9 +111,11 @@ def test_make_run_serves_the_api_port_on_loopback_with_gunicorn_behind(make_run)
     api_port, storage_port, asgi_port, public = front.ports
     assert public == 18000
     dials = [[u["dial"] for u in p["upstreams"]] for p in proxies(config)]
-    # uvicorn twice: event streams and the WebSocket, and submissions that wait.
-    assert sorted(dials) == sorted([[f"127.0.0.1:{api_port}"], [f"127.0.0.1:{storage_port}"],
-                                    [f"127.0.0.1:{asgi_port}"], [f"127.0.0.1:{asgi_port}"]])
+    # uvicorn twice: event streams and the WebSocket, and submissions that wait; gunicorn twice: the
+    # API, and timeline imports (a cap of their own).
+    assert sorted(dials) == sorted([[f"127.0.0.1:{api_port}"], [f"127.0.0.1:{api_port}"],
+                                    [f"127.0.0.1:{storage_port}"], [f"127.0.0.1:{asgi_port}"],
+                                    [f"127.0.0.1:{asgi_port}"]])
     asgi = next(p for p in front.processes if p.name == "asgi")
     assert asgi.argv[1] == "auteur.asgi:application" and str(asgi_port) in asgi.argv
     # No admin endpoint, nothing saved outside var/.
@@ -130,8 +132,9 @@ def test_bodies_are_capped_like_the_api_and_buffered_before_gunicorn(compose_con
         assert caps == sorted([1, api_cap, api_cap, settings.AUTEUR_MAX_UPLOAD_BYTES])
         buffered = [p for p in proxies(config) if p.get("request_buffers")]
         streamed = [p for p in proxies(config) if not p.get("request_buffers") and "flush_interval" not in p]
-        # The API's whole body is read first; storage bodies (GBs) are streamed, never held in memory.
-        assert [p["request_buffers"] for p in buffered] == [api_cap, api_cap]
+        # The API's whole body is read first (a timeline import's up to 64 MiB, its own cap decided
+        # from the declared length); storage bodies (GBs) are streamed, never held in memory.
+        assert sorted(p["request_buffers"] for p in buffered) == sorted([api_cap, api_cap, 64 * 1024**2])
         assert len(streamed) == 1
 
 

@@ -693,6 +693,13 @@ class _Matcher:
         return list(dict.fromkeys(m for stem in sorted(close) for m in self.by_stem[stem]))[:5]
 
 
+def _display_name(item: Mapping[str, Any]) -> str:
+    """What an unmatched clip is called in the answer: its first name that is more than a number
+    (a CMX 3600 event without a clip name is named by its number), else its reel."""
+    names = _Matcher.names(item)
+    return next((n for n in names if not n.strip().isdigit()), names[0] if names else "(unnamed clip)")
+
+
 def _clip_times(item: Mapping[str, Any], lead_ms: int, media_ms: int | None) -> tuple[int, int, int, int]:
     """(start, length, in, out) in ms of a file's clip: its edges as the file places them (each
     rounded alone, so neighbours never overlap) after its track's lead, its out point where its
@@ -738,7 +745,7 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
                 continue
             media = matcher.match(item, kind)
             if media is None:
-                name = (item["names"] or [item.get("reel") or "(unnamed clip)"])[0]
+                name = _display_name(item)
                 entry = unmatched.setdefault(name, {"name": name, "clips": 0, "candidates": [
                     {"media_file_id": str(m.pk), "name": m.name} for m in matcher.candidates(item)]})
                 entry["clips"] += 1

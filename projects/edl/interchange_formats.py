@@ -462,11 +462,16 @@ class FcpxReader(fcpx_xml.FcpxXml):
                                        self._time(element.get("duration"), format_id))
 
     def _timing_clip(self, clip: ET.Element) -> ET.Element:
-        while clip is not None and clip.tag not in _TIMING:
-            clip = self.child_parent_map.get(clip)  # type: ignore[assignment]
-        if clip is None:
+        """The element that places `clip`: the clip that holds it (a `video` of a `clip`), else, for
+        a `video` or `audio` of its own on a storyline (a generator), itself."""
+        element: ET.Element | None = clip
+        while element is not None and element.tag not in _TIMING:
+            element = self.child_parent_map.get(element)
+        if element is None:
+            if clip.tag in ("video", "audio") and clip.get("duration") is not None:
+                return clip
             raise ValueError("a clip outside any clip")
-        return clip
+        return element
 
     def _format_id_for_clip(self, clip: ET.Element, default_format: Any) -> Any:
         if not clip.get("ref") or clip.tag in ("gap", "title", "mc-clip"):

@@ -150,7 +150,7 @@ def _fcp7_check(root: ET.Element, bounds: Bounds) -> None:
         element: ET.Element = subject
         tag = element.tag
         # (Children by tag through C's search of one level: ElementPath's "./tag" costs ten times as much.)
-        if tag == "sequence" and role == "top":
+        if tag == "sequence" and (role == "top" or element.find("media") is not None):
             media = element.find("media")
             return 0, [] if media is None else [ref(media)]
         if tag in ("sequence", "media"):
@@ -595,7 +595,11 @@ class _Tracks:
                 entry["lead_ms"] = _ms(-shown.start_time - start)
             self.tracks.append(entry)
             self._walk(track, entry, None)
-        return self.tracks
+        # A compound's clips land as it is walked, its track's own once the track is: in time order
+        # now, and a track added for a compound's lane that shows none of it is left out.
+        for entry in self.tracks:
+            entry["clips"].sort(key=lambda c: c["start_ms"])
+        return [t for t in self.tracks if t["clips"] or not t.get("nested")]
 
     @staticmethod
     def _entry(track: Any, name: str, track_id: str | None) -> dict[str, Any]:

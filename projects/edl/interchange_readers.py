@@ -181,7 +181,11 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):
             generator_effect_element = None
         media_start_time = otio.opentime.RationalTime()
         if sequence_element is not None:
-            item = self.stack_for_element(sequence_element, local_context)
+            # A nested sequence holds its tracks in its `media`, as a top sequence does (Premiere,
+            # Final Cut Pro 7); the adapter looked for them in the sequence itself and read none.
+            media = self._derefed_element(sequence_element.find("media"))
+            item = self.stack_for_element(sequence_element if media is None else media, local_context)
+            item.name = _name(sequence_element) or item.name
         elif file_element is not None or generator_effect_element is not None:
             if file_element is not None:
                 media_reference = self.media_reference_for_file_element(file_element, local_context)

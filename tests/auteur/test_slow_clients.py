@@ -44,6 +44,7 @@ HEADER_TIMEOUT_S = 2
 BODY_IDLE_TIMEOUT_S = 6
 MAX_BODY_BYTES = 64 * 1024
 MAX_UPLOAD_BYTES = 1024 * 1024
+MAX_IMPORT_BYTES = 200_000  # above the body cap: a timeline import has a cap of its own
 # What the issue asks of a normal request while the attack runs.
 ANSWER_WITHIN_S = 1.0
 START_TIMEOUT_S = 90
@@ -82,6 +83,7 @@ def front(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytes
         "AUTEUR_PROXY_BODY_IDLE_TIMEOUT": f"{BODY_IDLE_TIMEOUT_S}s",
         "AUTEUR_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "AUTEUR_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        "AUTEUR_INTERCHANGE_MAX_BYTES": str(MAX_IMPORT_BYTES),
     }
     plan = front_processes(env, logs / "var", host="127.0.0.1", port=port)
     with django_db_blocker.unblock():
@@ -294,6 +296,40 @@ def test_a_body_over_the_cap_is_refused_by_the_proxy(front):
         "message": "The request body is larger than this server accepts.",
         "details": {"max_bytes": MAX_BODY_BYTES},
     }}
+
+
+def _otio_of_size(size: int) -> bytes:
+    """An OTIO file of an empty timeline, padded with white space to `size` bytes."""
+    text = json.dumps({"OTIO_SCHEMA": "Timeline.1", "name": "t", "global_start_time": None, "metadata": {},
+                       "tracks": {"OTIO_SCHEMA": "Stack.1", "name": "tracks", "children": [], "effects": [],
+                                  "markers": [], "metadata": {}, "source_range": None, "enabled": True}})
+    return text.encode() + b" " * (size - len(text))
+
+
+def test_a_timeline_file_of_the_import_limit_passes_the_proxy_and_one_byte_more_is_file_too_large(front):
+    """The import's limit is the file's, whatever the body cap: a file of exactly the limit is
+    imported through Caddy (its multipart body is larger), one byte more is the documented 413
+    `file_too_large`, from the API; a body declared far larger is answered so by Caddy before it is
+    read, and one that declares no length is refused."""
+    auth = {"Authorization": f"Bearer {front.token}"}
+    project = requests.post(f"{front.url}/api/v1/projects", json={"name": "import limit"}, headers=auth, timeout=10)
+    assert project.status_code == 201, project.text
+    url = f"{front.url}/api/v1/projects/{project.json()['id']}/timeline/import"
+
+    at_limit = requests.post(url, files={"file": ("cut.otio", _otio_of_size(MAX_IMPORT_BYTES))}, headers=auth,
+                             timeout=30)
+    assert at_limit.status_code == 200, at_limit.text
+    over = requests.post(url, files={"file": ("cut.otio", _otio_of_size(MAX_IMPORT_BYTES + 1))}, headers=auth,
+                         timeout=30)
+    assert over.status_code == 413 and over.json()["error"]["code"] == "file_too_large", over.text
+    assert over.json()["error"]["details"]["max_bytes"] == MAX_IMPORT_BYTES
+
+    declared = requests.post(url, data=b"x" * (MAX_IMPORT_BYTES + 65_537), headers=auth, timeout=30)
+    assert declared.status_code == 413 and declared.headers["Server"] == "Caddy"  # gunicorn never saw it
+    assert declared.json()["error"] == {"code": "file_too_large", "message": "The file is over the limit for an "
+                                        "import.", "details": {"max_bytes": MAX_IMPORT_BYTES}}
+    chunked = requests.post(url, data=iter([b"x" * 10]), headers=auth, timeout=30)
+    assert chunked.status_code == 411 and chunked.json()["error"]["code"] == "length_required"
 
 
 def test_the_access_log_holds_no_query_string(front):

@@ -70,7 +70,8 @@ def as_former(answer: tuple[Any, ...]) -> tuple[Any, ...]:
                         "clips": [{k: v for k, v in c.items() if k not in ("end_ms", "generator")}
                                   for c in t["clips"] if not c.get("nested")]}
                        for t in plain["tracks"] if not t.get("nested")]
-    plain["dropped"] = [d for d in plain["dropped"] if d[1] not in interchange_read.COMPOUND_WHYS]
+    plain["dropped"] = [d for d in plain["dropped"] if d[1] not in interchange_read.COMPOUND_WHYS
+                        and not (isinstance(d[2], int) and d[2] < 0)]  # a compound's clips are numbered -1, -2, ...
     return "ok", json.dumps(plain, sort_keys=True)
 
 
