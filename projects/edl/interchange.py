@@ -700,12 +700,14 @@ def _display_name(item: Mapping[str, Any]) -> str:
     return next((n for n in names if not n.strip().isdigit()), names[0] if names else "(unnamed clip)")
 
 
-def _clip_times(item: Mapping[str, Any], lead_ms: int, media_ms: int | None) -> tuple[int, int, int, int]:
+def _clip_times(item: Mapping[str, Any], lead_ms: int, media_ms: int | None,
+                frame_ms: float) -> tuple[int, int, int, int]:
     """(start, length, in, out) in ms of a file's clip: its edges as the file places them (each
     rounded alone, so neighbours never overlap) after its track's lead, its out point where its
     speed plays that length (the timeline's rule: length = round((out - in) / speed)), never past
-    its own edge; a span that a frame's rounding puts past the media's end (`media_ms`) starts
-    that much earlier."""
+    its own edge; a span that a frame's rounding puts past the media's end (`media_ms`, by at
+    most a frame of the timeline) starts that much earlier. Further past is the file's, and the
+    timeline's validation names the clip."""
     speed = float(item["rate"])
     start = int(item["start_ms"])
     length = max(1, int(item.get("end_ms", start + int(item["duration_ms"]))) - start)
@@ -714,7 +716,7 @@ def _clip_times(item: Mapping[str, Any], lead_ms: int, media_ms: int | None) -> 
     span = max(1, round(length * speed))
     while span > 1 and round(span / speed) > length:
         span -= 1
-    if media_ms is not None and in_ms + span > media_ms:
+    if media_ms is not None and 0 < in_ms + span - media_ms <= frame_ms * max(1.0, speed) + 1:
         in_ms = max(0, media_ms - span)
         span = min(span, media_ms - in_ms)
     return start, max(1, round(span / speed)), in_ms, in_ms + max(1, span)
@@ -729,6 +731,7 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
     matched: Counter[str] = Counter()
     used_ids: set[str] = set()
     idents: dict[int, str] = {}  # a clip's number in the file -> its id in the timeline
+    frame_ms = 1000 / exact_rate(float(plain["frame_rate"]))
     for n, track in enumerate(plain["tracks"]):
         kind = "video" if track["kind"] == "video" else "audio"
         track_id = str(track.get("track_id") or f"{kind}-{n + 1}")[:64]
@@ -753,7 +756,8 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
             ident = str(item.get("piece_id") or f"{track_id}-{len(clips) + 1}")[:64]
             idents[item["number"]] = ident
             start_ms, duration_ms, in_ms, out_ms = _clip_times(
-                item, int(track.get("lead_ms") or 0), media.duration_ms if media.type != MediaType.IMAGE else None)
+                item, int(track.get("lead_ms") or 0), media.duration_ms if media.type != MediaType.IMAGE else None,
+                frame_ms)
             clip: dict[str, Any] = {
                 "id": ident, "media_file_id": str(media.pk), "track_id": track_id, "start_ms": start_ms,
                 "in_point_ms": in_ms, "out_point_ms": out_ms, "effects": item["effects"], "deleted": False,

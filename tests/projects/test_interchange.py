@@ -460,3 +460,52 @@ def test_a_transcribed_segment_follows_its_clip_through_speed_and_a_new_place():
     assert segment["clip_id"] == "p1" and segment["speaker"] == "A"
     [alpha] = segment["words"]
     assert (alpha["word"], alpha["start_ms"], alpha["end_ms"]) == ("alpha", 10_200, 10_600)
+
+
+def test_an_export_at_29_97_is_drop_frame_unless_asked_not_to_and_both_come_back(auth_client, project, edited):
+    doc = editable(edl_get(project=project))
+    doc["settings"]["frame_rate"] = 29.97
+    edl_replace(project=project, expected_version=doc["version"], data=doc)
+    answers = {}
+    for query in ("", "&timecode=drop_frame", "&timecode=non_drop_frame"):
+        response = auth_client.get(export_url(project, f"format=edl{query}"))
+        assert response.status_code == 200, response.content
+        answers[query] = response.json()
+    default, non_drop = answers[""], answers["&timecode=non_drop_frame"]
+    assert default == answers["&timecode=drop_frame"]
+    assert (default["frame_rate"], default["drop_frame"], non_drop["drop_frame"]) == (29.97, True, False)
+    events = [line for line in default["content"].splitlines() if re.match(r"^\d{3}\s", line)]
+    assert "FCM: DROP FRAME" in default["content"] and all(";" in line for line in events)
+    events = [line for line in non_drop["content"].splitlines() if re.match(r"^\d{3}\s", line)]
+    assert "FCM: NON-DROP FRAME" in non_drop["content"] and not any(";" in line for line in events)
+    # Read back, each lands where the other does.
+    placed = []
+    for answer in (default, non_drop):
+        response = auth_client.post(import_url(project), {"file": upload("cut.edl", answer["content"])},
+                                    format="multipart")
+        assert response.status_code == 200 and response.json()["frame_rate"] == 29.97, response.content
+        placed.append([(c["start_ms"], c["duration_ms"], c["in_point_ms"])
+                       for t in edl_get(project=project)["tracks"] for c in t["clips"]])
+    assert placed[0] == placed[1] and placed[0]
+
+
+def test_a_rate_without_drop_frame_exports_non_drop_whatever_is_asked(auth_client, project, edited):
+    response = auth_client.get(export_url(project, "format=edl&timecode=drop_frame"))
+    assert response.status_code == 200
+    assert response.json()["drop_frame"] is False and "FCM: NON-DROP FRAME" in response.json()["content"]
+    bad = auth_client.get(export_url(project, "format=edl&timecode=sometimes"))
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "validation_error"
+
+
+def test_a_file_of_exactly_the_limit_is_read(auth_client, project, edited):
+    """The limit is the file's: one of exactly that many bytes is read (its multipart body is larger)."""
+    text = json.dumps({"OTIO_SCHEMA": "Timeline.1", "name": "t", "global_start_time": None, "metadata": {},
+                       "tracks": {"OTIO_SCHEMA": "Stack.1", "name": "tracks", "children": [], "effects": [],
+                                  "markers": [], "metadata": {}, "source_range": None, "enabled": True}})
+    with override_settings(AUTEUR_INTERCHANGE_MAX_BYTES=1000):
+        exact = auth_client.post(import_url(project), {"file": upload("cut.otio", text + " " * (1000 - len(text)))},
+                                 format="multipart")
+        over = auth_client.post(import_url(project), {"file": upload("cut.otio", text + " " * (1001 - len(text)))},
+                                format="multipart")
+    assert exact.status_code == 200, exact.content
+    assert over.status_code == 413 and over.json()["error"]["code"] == "file_too_large"

@@ -364,3 +364,18 @@ def test_an_editors_file_of_titles_and_generators_imports_with_them_as_gaps(auth
     response = post(auth_client, project, path.name, path.read_bytes())
     assert response.status_code == 200, response.content
     assert dropped(response).get("generator") == generators
+
+
+def test_a_list_whose_source_times_are_a_cameras_timecode_is_refused_naming_the_clip(auth_client, project,
+                                                                                    make_media):
+    """Source times count from each file's start; a camera's own (01:00:00:00 on) put the in point an
+    hour past the end of a minute's file: refused, naming the clip, never moved to fit."""
+    make_media(project, name="shot1.mov", duration_ms=60_000)
+    version = edl_get(project=project)["version"]
+    edl = "TITLE: t\n001  SHOT1    V     C        01:00:10:00 01:00:12:00 01:00:00:00 01:00:02:00\n"
+    response = post(auth_client, project, "t.edl", edl)
+    assert response.status_code == 422, response.content
+    error = response.json()["error"]
+    assert error["code"] == "edl_invalid"
+    assert error["details"]["errors"][0]["message"] == "Past the end of the media file (60000 ms)."
+    assert edl_get(project=project)["version"] == version

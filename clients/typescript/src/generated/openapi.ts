@@ -3252,6 +3252,8 @@ export interface components {
             /** @description The file. */
             content: string;
             content_type: string;
+            /** @description Whether the file's timecode is drop-frame. */
+            drop_frame: boolean;
             dropped: components["schemas"]["Dropped"][];
             /** @description The edited timeline's length, as the render's. */
             duration_ms: number;
@@ -3264,6 +3266,11 @@ export interface components {
             encoding: components["schemas"]["EncodingEnum"];
             filename: string;
             format: components["schemas"]["TimelineFormatEnum"];
+            /**
+             * Format: double
+             * @description The timeline's frame rate, which the file counts frames at (29.97 is 30000/1001 exactly).
+             */
+            frame_rate: number;
             media: components["schemas"]["TimelineExportOutputSerializerMedia"][];
             /** @description Clips the cuts made, as the render plays them. */
             pieces: number;
@@ -3311,10 +3318,22 @@ export interface components {
              *     * `otio` - otio
              */
             format?: components["schemas"]["TimelineFormatEnum"];
+            /**
+             * Format: double
+             * @description The rate a CMX 3600 list is read at (it states none): 23.976, 24, 25, 29.97, 30, 50, 59.94, 60 or any other. Default: the timeline's. Other formats state their own.
+             */
+            frame_rate?: number;
+            /** @description JSON: a name the file gives a clip (its clip, file or reel name) -> the id of a file of this project, for names that match no file's name (`media_unmatched` lists them with the files they could mean). */
+            media?: unknown;
         };
         TimelineImportOutput: {
             clips: number;
             dropped: components["schemas"]["Dropped"][];
+            /**
+             * Format: double
+             * @description The file's frame rate (a CMX 3600 list's: the one it was read at), which the timeline takes.
+             */
+            frame_rate: number;
             matched: components["schemas"]["TimelineImportOutputSerializerMatched"][];
             tracks: number;
             /** @description The transcript's words kept on the imported clips. */
@@ -9288,6 +9307,13 @@ export interface operations {
                  *     * `signed` - signed
                  */
                 media_urls?: "path" | "signed";
+                /**
+                 * @description At 29.97 and 59.94: drop-frame timecode (the default) or non-drop. Other rates have non-drop only. A CMX 3600 list's times and its `FCM:` line follow it; the XML formats show it (their times are frames or seconds either way).
+                 *
+                 *     * `drop_frame` - drop_frame
+                 *     * `non_drop_frame` - non_drop_frame
+                 */
+                timecode?: "drop_frame" | "non_drop_frame";
             };
             header?: never;
             path: {
