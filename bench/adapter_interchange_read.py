@@ -214,3 +214,19 @@ def read(*, data: bytes, fmt: str, rate: float, max_clips: int, max_tracks: int)
             raise ir._too_many(what, counts[what], maximum)
     dropped = ir._Dropped()
     return {"tracks": plain_tracks(timeline, dropped), "dropped": dropped.items}
+
+
+def as_former(plain: dict[str, Any]) -> dict[str, Any]:
+    """`interchange_read.read`'s answer in the terms the former path answered: without what the
+    import reads since (the file's frame rate, a clip's own end, whether it is a generator, where a
+    CMX 3600 list's track starts after its sequence) and without the clips of compound clips and
+    nested sequences (numbered -1, -2, ...), which the former path read as gaps, and the report of
+    them."""
+    return {
+        "tracks": [{**{k: v for k, v in t.items() if k != "lead_ms"},
+                    "clips": [{k: v for k, v in c.items() if k not in ("end_ms", "generator")}
+                              for c in t["clips"] if not c.get("nested")]}
+                   for t in plain["tracks"] if not t.get("nested")],
+        "dropped": [d for d in plain["dropped"] if d[1] not in ir.COMPOUND_WHYS
+                    and not (isinstance(d[2], int) and d[2] < 0)],
+    }

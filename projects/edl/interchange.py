@@ -149,6 +149,8 @@ _FEATURE_WORDS = {
 
 MAX_XML_GAIN_DB = 12.0
 MAX_REPORTED_IDS = 20  # clip ids listed per dropped feature; the count is always whole
+MAX_LISTED_UNMATCHED = 50  # unmatched names an answer lists (with the files each could mean); the count is whole
+MAX_LIKENED_FILES = 2000  # a project with more files is not searched for names like an unmatched one
 RELINK_ROOT = "media"
 
 
@@ -636,7 +638,6 @@ class _Matcher:
     plays (a video file on a video track); the next name is tried then."""
 
     def __init__(self, files: Sequence[MediaFile], given: Mapping[str, MediaFile] | None = None) -> None:
-        self.files = list(files)
         self.by_id = {str(m.pk): m for m in files}
         self.given = {k.strip().lower(): v for k, v in (given or {}).items()}
         self.by_name: dict[str, list[MediaFile]] = {}
@@ -688,8 +689,10 @@ class _Matcher:
                    for m in index.get(key(name.strip()), [])]
         if several:
             return list(dict.fromkeys(several))[:5]
-        stems = {_stem(name): name for name in names}
-        close = {c for stem in stems for c in difflib.get_close_matches(stem, list(self.by_stem), n=5, cutoff=0.6)}
+        if len(self.by_stem) > MAX_LIKENED_FILES:
+            return []
+        close = {c for stem in {_stem(name) for name in names}
+                 for c in difflib.get_close_matches(stem, list(self.by_stem), n=5, cutoff=0.6)}
         return list(dict.fromkeys(m for stem in sorted(close) for m in self.by_stem[stem]))[:5]
 
 
@@ -749,9 +752,7 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
             media = matcher.match(item, kind)
             if media is None:
                 name = _display_name(item)
-                entry = unmatched.setdefault(name, {"name": name, "clips": 0, "candidates": [
-                    {"media_file_id": str(m.pk), "name": m.name} for m in matcher.candidates(item)]})
-                entry["clips"] += 1
+                unmatched.setdefault(name, {"name": name, "clips": 0, "clip": item})["clips"] += 1
                 continue
             ident = str(item.get("piece_id") or f"{track_id}-{len(clips) + 1}")[:64]
             idents[item["number"]] = ident
@@ -772,7 +773,14 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
         tracks.append({"id": track_id, "type": kind, "name": track["name"], "clips": clips})
     for feature, why, number in plain["dropped"]:
         report.drop(feature, why, idents.get(number) if number is not None else None)
-    return tracks, sorted(unmatched.values(), key=lambda u: u["name"]), dict(matched)
+    # The files each unmatched name could mean, for the names the answer lists only.
+    listed = sorted(unmatched.values(), key=lambda u: u["name"])
+    for entry in listed[:MAX_LISTED_UNMATCHED]:
+        entry["candidates"] = [{"media_file_id": str(m.pk), "name": m.name}
+                               for m in matcher.candidates(entry.pop("clip"))]
+    for entry in listed[MAX_LISTED_UNMATCHED:]:
+        del entry["clip"]
+    return tracks, listed, dict(matched)
 
 
 def _held_effects(clip: dict[str, Any], report: Report) -> list[dict[str, Any]]:
@@ -896,7 +904,7 @@ def timeline_import(*, user: User, project: Project, data: bytes, fmt: str, expe
             f"{len(unmatched)} media name(s) in the file match no file of this project: "
             + ", ".join(u["name"] for u in unmatched[:10]) + ("..." if len(unmatched) > 10 else "")
             + ". Upload them, rename them, or name a file for each with `media`.",
-            details={"unmatched": unmatched[:50], "count": len(unmatched)},
+            details={"unmatched": unmatched[:MAX_LISTED_UNMATCHED], "count": len(unmatched)},
         )
     words = {"kept": 0, "before": 0}
     rate = float(plain["frame_rate"])

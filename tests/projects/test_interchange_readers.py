@@ -58,21 +58,8 @@ def outcome(read: Callable[..., dict[str, Any]], data: bytes, fmt: str, rate: fl
 
 
 def as_former(answer: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The readers' answer in the terms the former path answered: without what the import reads
-    since (the file's frame rate, a clip's own end, whether it is a generator, where a CMX 3600
-    list's track starts after its sequence) and without the
-    clips of compound clips, which the former path read as gaps, and the report of them."""
-    if answer[0] != "ok":
-        return answer
-    plain = json.loads(answer[1])
-    del plain["frame_rate"]
-    plain["tracks"] = [{**{k: v for k, v in t.items() if k != "lead_ms"},
-                        "clips": [{k: v for k, v in c.items() if k not in ("end_ms", "generator")}
-                                  for c in t["clips"] if not c.get("nested")]}
-                       for t in plain["tracks"] if not t.get("nested")]
-    plain["dropped"] = [d for d in plain["dropped"] if d[1] not in interchange_read.COMPOUND_WHYS
-                        and not (isinstance(d[2], int) and d[2] < 0)]  # a compound's clips are numbered -1, -2, ...
-    return "ok", json.dumps(plain, sort_keys=True)
+    """The readers' answer in the terms the former path answered (`former.as_former`)."""
+    return answer if answer[0] != "ok" else ("ok", json.dumps(former.as_former(json.loads(answer[1])), sort_keys=True))
 
 
 def assert_same(data: bytes, fmt: str, rate: float = 24.0, max_clips: int = MAX_CLIPS) -> tuple[Any, ...]:
