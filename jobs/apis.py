@@ -30,7 +30,7 @@ from auteur.schema import raises
 from auteur.throttling import SlidingWindowThrottle
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
-from jobs.inputs import Scheduling, WebhookRequest
+from jobs.inputs import SubmissionOptions
 from jobs.life.status import job_cancel
 from jobs.models import Job, JobStatus
 from jobs.prefer_header import event_stream_location, prefer_wait
@@ -115,12 +115,10 @@ class JobSubmitApi(ApiView):
         data = self.spec.input(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        webhook = WebhookRequest.pop(fields)
-        scheduling = Scheduling.pop(fields)
-        use_cache = fields.pop("cache")
-        quote_id = fields.pop("quote_id", None)
+        options = SubmissionOptions.pop(fields)
         body_hash = request_hash(self.spec.type, request.data) if key else ""
-        quote = None if quote_id is None else QuoteRequest(quote_id, quoted_body_hash(self.spec.type, request.data))
+        quote = None if options.quote_id is None else QuoteRequest(options.quote_id,
+                                                                   quoted_body_hash(self.spec.type, request.data))
         # The owner checks first: another user's (or no) project or media is a 404 whatever else
         # is wrong. Then plan, backend, replay and credits before the request is resolved: a
         # render's timeline is read, cut and captioned there, which an account that cannot pay
@@ -133,12 +131,12 @@ class JobSubmitApi(ApiView):
             user=user,
             spec=self.spec,
             request=job_request_resolve(user=user, spec=self.spec, objects=objects),
-            webhook=webhook,
+            webhook=options.webhook,
             idempotency_key=key,
             body_hash=body_hash,
-            scheduling=scheduling,
+            scheduling=options.scheduling,
             quote=quote,
-            use_cache=use_cache,
+            use_cache=options.use_cache,
         )
         response = _accepted(job, created=created)
         if created and prefer_wait(request.META.get("HTTP_PREFER")) is not None:
@@ -202,16 +200,14 @@ class JobQuoteApi(ApiView):
         fields = dict(data.validated_data)
         if "quote_id" in fields:
             raise serializers.ValidationError({"quote_id": ["A quote request does not name a quote."]})
-        WebhookRequest.pop(fields)  # checked as a submission's; a quote sends nothing
-        scheduling = Scheduling.pop(fields)
-        use_cache = fields.pop("cache")
+        options = SubmissionOptions.pop(fields)  # its webhook checked as a submission's; a quote sends nothing
         # In a submission's order: the owner checks, the plan and backend, then the rest.
         objects = job_request_objects(user=user, spec=self.spec, data=fields)
         require_runnable(user, self.spec)
         job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
-                              body_hash=quoted_body_hash(self.spec.type, request.data), scheduling=scheduling,
-                              use_cache=use_cache)
+                              body_hash=quoted_body_hash(self.spec.type, request.data),
+                              scheduling=options.scheduling, use_cache=options.use_cache)
         return Response(QuoteSerializer(quoted).data, status=status.HTTP_201_CREATED)
 
 

@@ -15,6 +15,7 @@ module's INPUT_BOUNDS): a request the engine would refuse is a 400 here, before 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -236,6 +237,29 @@ class Scheduling:
             run_within_seconds=fields.pop("run_within_seconds", None),
         )
 
+
+@dataclass(frozen=True)
+class SubmissionOptions:
+    """What a submission says of how to run its work, not of the work: where its events go, its
+    scheduling, whether the cache may serve it and the quote it pays. Taken out of the validated
+    fields in one place, by every path that submits (the API, a quote, an automatic
+    transcription), so the fields left (the job's input_params, the cache key's input) are the
+    work alone, whoever asked for it."""
+
+    webhook: WebhookRequest | None
+    scheduling: Scheduling
+    use_cache: bool
+    quote_id: uuid.UUID | None
+
+    @classmethod
+    def pop(cls, fields: dict[str, Any]) -> SubmissionOptions:
+        return cls(webhook=WebhookRequest.pop(fields), scheduling=Scheduling.pop(fields),
+                   use_cache=fields.pop("cache", True), quote_id=fields.pop("quote_id", None))
+
+
+# The fields SubmissionOptions takes out: never part of a job's work.
+SUBMISSION_OPTIONS = frozenset({"webhook", "webhook_events_filter", "priority", "start_within_seconds",
+                                "run_within_seconds", "cache", "quote_id"})
 
 _AUDIO_OR_VIDEO = (MediaType.AUDIO, MediaType.VIDEO)
 

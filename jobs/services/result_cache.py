@@ -35,6 +35,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from jobs.inputs import SUBMISSION_OPTIONS
 from jobs.life.outputs import queue_transcript_to_edl
 from jobs.life.status import job_complete_from_cache
 from jobs.models import Job, JobStatus
@@ -49,8 +50,10 @@ from media.services.outputs import OutputCopies, media_copy_outputs, media_save_
 # Raised when the key's recipe changes, so that no key of the old recipe is matched.
 CACHE_KEY_VERSION = 1
 # Input params that are not the work: derived from it (the price's quantities), naming where it is
-# stored (a voice's sample key: the voice's id stands for it), or what is done with the output.
-_NOT_WORK = frozenset({"_quantities", "voice_sample_key", "replace_in_timeline"})
+# stored (a voice's sample key: the voice's id stands for it), what is done with the output, or how
+# a submission asked for it to run (its options: never in a job's input_params, and never in a key
+# whatever an older job or another path stored).
+_NOT_WORK = frozenset({"_quantities", "voice_sample_key", "replace_in_timeline", *SUBMISSION_OPTIONS})
 # What a job's results say of that job alone, not of its work: made again for the new job.
 _PER_JOB = frozenset({"output_media_ids", "caption_key", "edl"})
 # How many of the user's completed jobs with the key are looked at for one whose files remain.

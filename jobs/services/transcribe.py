@@ -9,6 +9,7 @@ from django.db import transaction
 
 from credits.errors import InsufficientCredits
 from jobs.errors import FeatureUnavailable, MediaDurationUnknown
+from jobs.inputs import SubmissionOptions
 from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, IdempotencyRecord, Job
 from jobs.selectors.requests import job_request_get
 from jobs.services.submission import job_submit, request_hash
@@ -38,12 +39,15 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
     body = {"project_id": str(media.project_id), "media_id": str(media.pk)}
     data = spec.input(data=body)
     data.is_valid(raise_exception=True)
+    # The work alone, as the API keeps it: the same file transcribed by a client later is one cache key.
+    fields = dict(data.validated_data)
+    options = SubmissionOptions.pop(fields)
     try:
         with transaction.atomic():
-            request = job_request_get(user=media.user, spec=spec, data=data.validated_data)
+            request = job_request_get(user=media.user, spec=spec, data=fields)
             job, _ = job_submit(
                 user=media.user, spec=spec, request=request, idempotency_key=key,
-                body_hash=request_hash(spec.type, body),
+                body_hash=request_hash(spec.type, body), scheduling=options.scheduling, use_cache=options.use_cache,
             )
     except (InsufficientCredits, FeatureUnavailable, MediaDurationUnknown) as exc:
         # The owner reads the media's metadata: it gets what a client may be told, not an operator's hint.

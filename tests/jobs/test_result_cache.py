@@ -325,3 +325,33 @@ def test_files_stored_before_hashes_were_recorded_are_hashed_by_the_backfill(aut
     gone.refresh_from_db()
     assert (video.content_sha256, gone.content_sha256) == (expected, "")
     assert media_hash_backfill() == 0, "nothing left to read but the file without an object"
+
+
+def test_an_automatic_transcription_and_a_clients_of_the_same_file_are_one_work_charged_once(
+        auth_client, funded, project, make_media, no_gpu):
+    """A project that transcribes its uploads, then the client's own transcription of the same file
+    seconds later (the README's tour): the second is served by the first, for the cache price. The
+    automatic job's input is the work alone, as the API keeps it: no options in it."""
+    from jobs.services.transcribe import job_auto_transcribe
+
+    project.auto_transcribe = True
+    project.save(update_fields=["auto_transcribe"])
+    sound = make_media(project, "audio", content_sha256="c" * 64, duration_ms=60_000)
+    before = credit_balance_get(user=funded)
+    automatic = job_auto_transcribe(media_id=sound.pk)
+    assert automatic is not None
+    assert not set(automatic.input_params) & result_cache.SUBMISSION_OPTIONS, automatic.input_params
+    run(automatic.pk)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(sound.pk)})
+    accepted = response.json()
+    assert (accepted["status"], accepted["cache"]) == ("completed", {"hit": True, "source_job_id": str(automatic.pk)})
+    job = Job.objects.get(pk=accepted["job_id"])
+    assert job.cache_key == automatic.cache_key != ""
+    assert credit_balance_get(user=funded) == before - automatic.credits_cost - accepted["credits_cost"]
+    assert accepted["credits_cost"] == result_cache.cache_price(automatic.credits_cost)
+    # Options are not the work either: another priority, a webhook-free retry policy, the same key.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        low = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(sound.pk),
+                                                   "priority": "low", "run_within_seconds": 600}).json()
+    assert low["cache"]["hit"] is True
