@@ -80,6 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     host = env.get("AUTEUR_API_HOST", "127.0.0.1")
     api_port = int(env.get("AUTEUR_API_PORT", "8000"))
     flower_port = int(env.get("FLOWER_PORT", "5555"))
+    # Signed URLs (uploads, downloads) name the address the API listens on, whatever its port.
+    env.setdefault("AUTEUR_PUBLIC_BASE_URL", f"http://localhost:{api_port}")
 
     _install_signal_handlers()
     started = time.monotonic()

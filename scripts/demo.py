@@ -58,7 +58,9 @@ def main() -> None:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
 
-    project = call(session, "POST", "/projects", json={"name": "Demo", "resolution": "1280x720"})
+    # The demo asks for its own transcription below: its project does not transcribe uploads by itself.
+    project = call(session, "POST", "/projects",
+                   json={"name": "Demo", "resolution": "1280x720", "auto_transcribe": False})
     step("3. a project (POST /projects)", {"id": project["id"], "name": project["name"]})
 
     from gpu_tasks.engines.tts import synthesize, write_wav
