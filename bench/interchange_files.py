@@ -111,6 +111,42 @@ def fcpx_nested(levels: int, fanout: int = 10) -> str:
             "</fcpxml>\n")
 
 
+def fcpx_empty_compounds(levels: int) -> str:
+    """Compound clips nested `levels` deep, each used twice by the one above, the bottom one holding
+    no clip at all: 2 ** levels compound clips built, and not one clip to count."""
+    media = ['<media id="m0" name="m0"><sequence format="r1" duration="1s"><spine>'
+             '<gap offset="0s" duration="1s"/></spine></sequence></media>']
+    for level in range(1, levels + 1):
+        media.append(f'<media id="m{level}" name="m{level}"><sequence format="r1" duration="2s"><spine>'
+                     f'<ref-clip ref="m{level - 1}" offset="0s" duration="1s"/>'
+                     f'<ref-clip ref="m{level - 1}" offset="1s" duration="1s"/></spine></sequence></media>')
+    return (_FCPX_HEAD + "".join(media) + '</resources><library><event name="e"><project name="p">'
+            f'<sequence format="r1" duration="1s"><spine><ref-clip ref="m{levels}" offset="0s" duration="1s"/>'
+            "</spine></sequence></project></event></library></fcpxml>\n")
+
+
+def otio_clip(*, frames: float = RATE, speed: float = 1.0, effects: int = 0) -> str:
+    """One clip of `a.mov` lasting `frames`, at `speed`, with `effects` volume effects of ours."""
+    warp = ([f'{{"OTIO_SCHEMA": "LinearTimeWarp.1", "effect_name": "LinearTimeWarp", "time_scalar": {speed}}}']
+            if speed != 1.0 else [])
+    volume = ('{"OTIO_SCHEMA": "Effect.1", "effect_name": "auteur.volume", '
+              '"metadata": {"auteur": {"type": "volume", "gain_db": 0}}}')
+    clip = ('{"OTIO_SCHEMA": "Clip.1", "name": "a.mov", "effects": [' + ", ".join(warp + [volume] * effects)
+            + '], "source_range": {"OTIO_SCHEMA": "TimeRange.1", '
+            f'"start_time": {{"OTIO_SCHEMA": "RationalTime.1", "rate": {RATE}, "value": 0}}, '
+            f'"duration": {{"OTIO_SCHEMA": "RationalTime.1", "rate": {RATE}, "value": {frames!r}}}}}}}')
+    return ('{"OTIO_SCHEMA": "Timeline.1", "name": "t", "tracks": {"OTIO_SCHEMA": "Stack.1", "children": ['
+            '{"OTIO_SCHEMA": "Track.1", "kind": "Video", "children": [' + clip + "]}]}}")
+
+
+def cmx_padded(spaces: int) -> str:
+    """A CMX 3600 list whose speed line and blank lines are padded with white space: patterns that
+    backtrack over white space (cubic, or quadratic across lines) spend seconds on a few KB."""
+    return ("TITLE: t\n" + "\n" * spaces + "FCM:" + " " * spaces + "DROP FRAME\n"
+            "001  A001     V     C        00:00:00:00 00:00:01:00 00:00:00:00 00:00:02:00\n"
+            "M2   A001" + " " * spaces + "12.0" + " " * spaces + "x\n")
+
+
 def fcpx_cycle() -> str:
     """A compound clip whose sequence uses the compound clip itself."""
     return (_FCPX_HEAD + '<media id="m1" name="m1"><sequence format="r1" duration="10s"><spine>'
@@ -289,6 +325,7 @@ HOSTILE: dict[str, tuple[str, Callable[[int], bytes]]] = {
     "fcp7xml_nested_sequences": ("fcp7xml", lambda n: fcp7_nested(n).encode()),
     "fcp7xml_deep_elements": ("fcp7xml", lambda n: fcp7_deep(n).encode()),
     "fcpxml_nested_compounds": ("fcpxml", lambda n: fcpx_nested(n).encode()),
+    "fcpxml_empty_compounds": ("fcpxml", lambda n: fcpx_empty_compounds(n).encode()),
     "fcpxml_flat": ("fcpxml", lambda n: fcpx_flat(n).encode()),
     "otio_deep_brackets": ("otio", lambda n: otio_deep(n).encode()),
     "otio_deep_stacks": ("otio", lambda n: otio_deep_stacks(n).encode()),

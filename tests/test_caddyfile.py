@@ -129,7 +129,8 @@ def test_bodies_are_capped_like_the_api_and_buffered_before_gunicorn(compose_con
         caps = sorted(h["max_size"] for h in handlers(config) if h["handler"] == "request_body")
         api_cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         # API, waiting submissions, storage; and the event streams, which take no body at all.
-        assert caps == sorted([1, api_cap, api_cap, settings.AUTEUR_MAX_UPLOAD_BYTES])
+        # (And a timeline import's ceiling: its own cap is decided from the declared length.)
+        assert caps == sorted([1, api_cap, api_cap, settings.AUTEUR_MAX_UPLOAD_BYTES, 64 * 1024**2])
         buffered = [p for p in proxies(config) if p.get("request_buffers")]
         streamed = [p for p in proxies(config) if not p.get("request_buffers") and "flush_interval" not in p]
         # The API's whole body is read first (a timeline import's up to 64 MiB, its own cap decided

@@ -68,13 +68,15 @@ def frames_of(text: str, rate: float) -> int:
 
 # An event line: number, reel, channels, transition (and its length), then four timecodes.
 _TIMECODE = r"\d{2}:\d{2}:\d{2}[:;.]\d{2,3}"
-_EVENT_TIMES = re.compile(rf"^(\s*\d+\s.*?)({_TIMECODE})(\s+)({_TIMECODE})(\s+)({_TIMECODE})(\s+)({_TIMECODE})(\s*)$",
-                          re.MULTILINE)
-_FCM = re.compile(r"^\s*FCM:\s*(.*?)\s*$", re.MULTILINE | re.IGNORECASE)
+# (White space within a line only: a pattern whose `\s` crossed lines backtracked over every run of
+# blank lines, quadratic in a list's size.)
+_EVENT_TIMES = re.compile(rf"^([ \t]*\d+[ \t].*?)({_TIMECODE})([ \t]+)({_TIMECODE})([ \t]+)({_TIMECODE})([ \t]+)"
+                          rf"({_TIMECODE})([ \t\r]*)$", re.MULTILINE)
+_FCM = re.compile(r"^[ \t]*FCM:(.*)$", re.MULTILINE | re.IGNORECASE)
 
 
 # A speed line: `M2`, the reel, the speed in frames a second, the source time it starts at.
-_M2_TIME = re.compile(rf"^(\s*M2\s.*?)({_TIMECODE})(\s*)$", re.MULTILINE)
+_M2_TIME = re.compile(rf"^([ \t]*M2[ \t].*?)({_TIMECODE})([ \t\r]*)$", re.MULTILINE)
 
 
 def cmx_timecodes(text: str, rate: float, drop_frame: bool) -> str:
@@ -102,7 +104,7 @@ def cmx_as_declared(text: str, rate: float) -> str:
     declared = _FCM.search(text)
     if declared is None or not is_drop_frame_rate(rate):
         return text
-    value = declared.group(1).upper()
+    value = declared.group(1).strip().upper()
     if "NON" in value or "DROP" not in value:
         return text
 

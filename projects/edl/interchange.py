@@ -60,11 +60,12 @@ from django.conf import settings
 from auteur.errors import ApplicationError
 from auteur.untrusted import parse_confined
 from auteur.users.models import User
+from gpu_tasks.effect_vocabulary import EFFECTS
 from media.models import MediaFile, MediaStatus, MediaType
 from media.services.downloads import media_urls
 from projects.edl import interchange_formats as formats
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, clip_speed, count_pieces, cut_tracks, transcript_cuts
-from projects.edl.documents import edl_limits
+from projects.edl.documents import MAX_EFFECTS_PER_CLIP, edl_limits
 from projects.edl.effects import check_clip_effects
 from projects.edl.field_checks import Errors
 from projects.edl.frame_rates import cmx_timecodes, exact_rate, is_drop_frame_rate, stored_rate
@@ -150,7 +151,10 @@ _FEATURE_WORDS = {
 MAX_XML_GAIN_DB = 12.0
 MAX_REPORTED_IDS = 20  # clip ids listed per dropped feature; the count is always whole
 MAX_LISTED_UNMATCHED = 50  # unmatched names an answer lists (with the files each could mean); the count is whole
-MAX_LIKENED_FILES = 2000  # a project with more files is not searched for names like an unmatched one
+# Files like an unmatched name are looked for among at most this many files, for this many names,
+# comparing this many characters: a bounded search (difflib's ratio is quadratic in the length),
+# whatever the names a project's files and an uploaded file hold.
+MAX_LIKENED_FILES, MAX_LIKENED_NAMES, LIKENED_LENGTH = 500, 10, 40
 RELINK_ROOT = "media"
 
 
@@ -650,6 +654,8 @@ class _Matcher:
         self.by_reel: dict[str, list[MediaFile]] = {}
         for key, media in self.by_id.items():
             self.by_reel.setdefault(_reel(key), []).append(media)
+        self.short: dict[str, str] = {}  # a stem cut short -> the stem (`candidates`)
+        self.likened = 0  # names searched for files like them, at most MAX_LIKENED_NAMES
 
     @staticmethod
     def names(clip: Mapping[str, Any]) -> list[str]:
@@ -689,11 +695,18 @@ class _Matcher:
                    for m in index.get(key(name.strip()), [])]
         if several:
             return list(dict.fromkeys(several))[:5]
-        if len(self.by_stem) > MAX_LIKENED_FILES:
+        if len(self.by_stem) > MAX_LIKENED_FILES or self.likened >= MAX_LIKENED_NAMES:
             return []
-        close = {c for stem in {_stem(name) for name in names}
-                 for c in difflib.get_close_matches(stem, list(self.by_stem), n=5, cutoff=0.6)}
-        return list(dict.fromkeys(m for stem in sorted(close) for m in self.by_stem[stem]))[:5]
+        self.likened += 1
+        close = {c for stem in {_stem(name)[:LIKENED_LENGTH] for name in names}
+                 for c in difflib.get_close_matches(stem, self._short_stems(), n=5, cutoff=0.6)}
+        return list(dict.fromkeys(m for stem in sorted(close) for m in self.by_stem[self.short[stem]]))[:5]
+
+    def _short_stems(self) -> list[str]:
+        """The files' stems cut to LIKENED_LENGTH, for a likeness search of bounded cost."""
+        if not self.short:
+            self.short = {stem[:LIKENED_LENGTH]: stem for stem in self.by_stem}
+        return list(self.short)
 
 
 def _display_name(item: Mapping[str, Any]) -> str:
@@ -717,8 +730,9 @@ def _clip_times(item: Mapping[str, Any], lead_ms: int, media_ms: int | None,
     start += lead_ms
     in_ms = max(int(item["in_ms"]), 0)
     span = max(1, round(length * speed))
-    while span > 1 and round(span / speed) > length:
-        span -= 1
+    for _ in range(3):  # round(span / speed) exceeds the length by at most a step or two (times are bounded)
+        if span > 1 and round(span / speed) > length:
+            span -= 1
     if media_ms is not None and 0 < in_ms + span - media_ms <= frame_ms * max(1.0, speed) + 1:
         in_ms = max(0, media_ms - span)
         span = min(span, media_ms - in_ms)
@@ -785,17 +799,25 @@ def plain_to_tracks(plain: Mapping[str, Any], matcher: _Matcher, report: Report,
 
 def _held_effects(clip: dict[str, Any], report: Report) -> list[dict[str, Any]]:
     """The clip's effects that it can hold (a file may give a clip a text overlay that starts after
-    its end, or two crops); each other one reported, never refusing the file for it."""
+    its end, two crops, more effects than a clip takes); each other one reported, never refusing
+    the file for it. Each effect is checked once, alone on the clip."""
     held: list[dict[str, Any]] = []
+    kinds: set[str] = set()
     for effect in clip["effects"]:
+        kind = str(effect.get("type")) if isinstance(effect, Mapping) else "effects"
         errors = Errors()
-        check_clip_effects({**clip, "effects": [*held, effect]}, "clip", errors)
-        if errors.items:
-            kind = str(effect.get("type")) if isinstance(effect, Mapping) else "effects"
-            report.drop(kind if kind in _FEATURE_WORDS else "effects",
-                        f"the clip cannot hold it: {errors.items[0]['message']}", str(clip["id"]))
-        else:
-            held.append(effect)
+        check_clip_effects({**clip, "effects": [effect]}, "clip", errors)
+        why = errors.items[0]["message"] if errors.items else None
+        if why is None and kind in kinds and EFFECTS[kind].single:
+            why = f"a clip has one {kind} effect at most"
+        if why is None and len(held) >= MAX_EFFECTS_PER_CLIP:
+            why = f"a clip holds {MAX_EFFECTS_PER_CLIP} effects at most"
+        if why is not None:
+            report.drop(kind if kind in _FEATURE_WORDS else "effects", f"the clip cannot hold it: {why}",
+                        str(clip["id"]))
+            continue
+        held.append(effect)
+        kinds.add(kind)
     return held
 
 
@@ -876,11 +898,14 @@ def transcript_onto(
     for source in sources.values():
         by_media.setdefault(source["media"], []).append(source)
     segments: list[dict[str, Any]] = []
+    budget = edl_limits().max_words  # a file whose many clips play one file's words: what a timeline holds
     for media_id, source_segments in by_media.items():
         language = next((s["language"] for s in source_segments if s.get("language")), None)
         source_segments.sort(key=lambda s: s["words"][0]["start_ms"])
-        segments.extend(map_transcript({"segments": source_segments, "language": language},
-                                       media_file_id=media_id, tracks=new_tracks))
+        placed = map_transcript({"segments": source_segments, "language": language},
+                                media_file_id=media_id, tracks=new_tracks, max_words=budget)
+        budget -= sum(len(s["words"]) for s in placed)
+        segments.extend(placed)
     segments.sort(key=lambda s: s["start_ms"])
     return segments, sum(len(s["words"]) for s in segments), before
 
@@ -925,5 +950,6 @@ def timeline_import(*, user: User, project: Project, data: bytes, fmt: str, expe
         dropped=report.items(),
         matched=[{"media_file_id": k, "name": by_id[k].name, "clips": v} for k, v in sorted(matched.items())],
         transcript_words=words["kept"],
-        transcript_words_dropped=words["before"] - words["kept"],
+        # (A word that several imported clips play is kept once on each: never a negative count.)
+        transcript_words_dropped=max(0, words["before"] - words["kept"]),
     )

@@ -462,6 +462,8 @@ def check_parts(f: AafFile, max_depth: int, too_deep: Callable[[], Exception]
                 direct += 1
             else:
                 refs.append(part)
+                # A composition mob used as a clip: that one more (built each time, clips or none).
+                direct += part[0].cls == "CompositionMob"
         return direct, refs
 
     return children

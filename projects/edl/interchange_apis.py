@@ -35,7 +35,7 @@ from projects.edl.interchange import (
 from projects.selectors import project_get
 
 REPORT_HEADER = "Auteur-Interchange-Dropped"
-MAX_GIVEN_MEDIA = 1000
+MAX_GIVEN_MEDIA, MAX_GIVEN_MEDIA_BYTES = 1000, 200_000
 
 _FORMAT_HELP = "; ".join(f"`{f.name}` (.{f.extension}): {f.editors}" for f in FORMATS.values())
 
@@ -160,13 +160,17 @@ class TimelineImportApi(ApiView):
             min_value=1, max_value=240, required=False,
             help_text="The rate a CMX 3600 list is read at (it states none): 23.976, 24, 25, 29.97, 30, 50, "
                       "59.94, 60 or any other. Default: the timeline's. Other formats state their own.")
-        media = serializers.JSONField(
-            binary=True, required=False,
+        media = serializers.CharField(
+            max_length=MAX_GIVEN_MEDIA_BYTES, required=False, trim_whitespace=False,
             help_text="JSON: a name the file gives a clip (its clip, file or reel name) -> the id of a file of "
                       "this project, for names that match no file's name (`media_unmatched` lists them with "
                       "the files they could mean).")
 
-        def validate_media(self, value: Any) -> dict[str, str]:
+        def validate_media(self, text: str) -> dict[str, str]:
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError):  # nested past the reader's recursion: not a list of names
+                raise serializers.ValidationError("Not a JSON object of names and media file ids.") from None
             if not isinstance(value, dict) or len(value) > MAX_GIVEN_MEDIA:
                 raise serializers.ValidationError(f"An object of at most {MAX_GIVEN_MEDIA} names.")
             checked: dict[str, str] = {}

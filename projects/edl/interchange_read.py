@@ -51,8 +51,13 @@ MAX_ELEMENTS = 500_000  # XML elements, JSON objects and arrays: a 5,000-clip ex
 # The formats' adapters, by the API's format names (projects.edl.interchange.FORMATS declares the rest).
 ADAPTERS = {"otio": "otio_json", "fcpxml": "fcpx_xml", "fcp7xml": "fcp_xml", "edl": "cmx_3600", "aaf": "AAF"}
 SPEED, MARKERS, PLAIN_EFFECTS = "speed", "markers", ("volume", "text", "crop", "fit")
+# A timeline's times are a 32-bit count of milliseconds (about 24.8 days): a file's time past that is
+# no timeline's, and never reaches the arithmetic that places a clip.
+MAX_TIME_MS = 2**31 - 1
+# Effects of one clip read at most (a clip holds 32; the rest is reported, not read one by one).
+MAX_EFFECTS_READ = 64
 # A CMX 3600 event line: its number first.
-_CMX_EVENT = re.compile(rb"^\s*\d+\s", re.MULTILINE)
+_CMX_EVENT = re.compile(rb"^[ \t]*\d+[ \t]", re.MULTILINE)  # (within a line: `\s` crossed blank lines)
 # The adapters are OTIO plugins, loaded on first use: loaded here, once, when the confined server
 # imports this module, so that no child pays for it.
 for _adapter in ADAPTERS.values():
@@ -160,8 +165,10 @@ def _fcp7_check(root: ET.Element, bounds: Bounds) -> None:
         if tag == "track":
             return 0, [ref(e) for e in element if e.tag in ("clipitem", "generatoritem")]
         if tag in ("clipitem", "generatoritem"):
+            # A clip item is one clip, or the nested sequence it holds: that one more (its stack is
+            # built each time it is used, clips or none).
             nested = element.find("sequence")
-            return (1, []) if nested is None else (0, [ref(nested, "nested")])
+            return (1, []) if nested is None else (1, [ref(nested, "nested")])
         return 0, []
 
     def key(node: tuple[str, Any, str]) -> Any:
@@ -189,6 +196,7 @@ def _fcpx_check(root: ET.Element, bounds: Bounds) -> None:
             if element.tag in ("video", "audio", "asset-clip"):
                 direct += 1
             elif element.tag == "ref-clip":
+                direct += 1  # the compound clip itself: built each time it is used, clips or none
                 compound = media.get(element.get("ref"))
                 inner = compound.find("./sequence") if compound is not None else None
                 if inner is None:
@@ -261,6 +269,8 @@ def _aaf_check(f: Any, bounds: Bounds) -> None:
                 direct += 1
             else:
                 refs.append(part)
+                # A composition mob used as a clip: that one more (built each time, clips or none).
+                direct += isinstance(part[0], aaf2.mobs.CompositionMob)
         return direct, refs
 
     def key(node: tuple[Any, Any]) -> Any:
@@ -475,6 +485,9 @@ def _effects(clip: otio.schema.Clip, dropped: _Dropped, ident: int) -> tuple[lis
     rate = 1.0
     listed = clip.effects
     for index in range(len(listed)):
+        if index == MAX_EFFECTS_READ:
+            dropped.drop("effects", f"a clip's effects past its first {MAX_EFFECTS_READ} are not read", ident)
+            break
         effect = listed[index]
         if isinstance(effect, otio.schema.LinearTimeWarp) and not isinstance(effect, otio.schema.FreezeFrame):
             scalar = float(effect.time_scalar)
@@ -541,6 +554,8 @@ def _plain_clip(item: otio.schema.Clip, start: otio.opentime.RationalTime, durat
     effects, rate = _effects(item, dropped, number)
     metadata = _plain_mapping(item.metadata)
     ours = _namespace(metadata, "auteur")
+    if max(abs(_ms(start)), abs(_ms(start + duration)), abs(in_ms)) > MAX_TIME_MS:
+        raise ValueError(f"a time past the longest a timeline holds ({MAX_TIME_MS} ms)")
     clip = {
         "number": number,
         "names": names.of(item), "media_file_id": _field(ours, "media_file_id"),
@@ -682,6 +697,9 @@ class _Tracks:
                                    f"{str(exc)[:200]}.", {}) from None
         zero = frame[0] if frame is not None else 0.0
         begin, end = zero + start.to_seconds(), zero + (start + duration).to_seconds()
+        if max(abs(begin), abs(end), abs(shown.start_time.to_seconds())) * 1000 > MAX_TIME_MS:
+            raise Refused(INVALID, f"The compound clip {str(stack.name)[:100]!r} has a time past the longest a "
+                                   f"timeline holds ({MAX_TIME_MS} ms).", {})
         if frame is not None:
             begin, end = max(begin, frame[1]), min(end, frame[2])
         self.dropped.drop(COMPOUND, _FLATTENED, None)

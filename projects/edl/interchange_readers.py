@@ -264,7 +264,23 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):
 
 _cmx: Any = otio.adapters.from_name("cmx_3600").module()
 _EVENT_NUMBER = re.compile(r"^\d+")
-_SPEED_EFFECT = re.compile(r"(?P<name>.*?)\s*(?P<speed>-?[0-9\.]*)\s*(?P<tc>[0-9:;.]{11})$")
+_TIMECODE_TEXT = re.compile(r"[0-9:;.]{11}")
+
+
+def _m2_speed(motion: str) -> str:
+    """The speed of an M2 line (`<reel> <speed> <timecode>`), read from its right: what the
+    adapter's pattern takes (the digits just before the timecode), in one pass where its pattern
+    backtracked over every run of white space (cubic), and with a drop-frame time (`;`) too."""
+    text = motion.rstrip()
+    if len(text) < 11 or not _TIMECODE_TEXT.fullmatch(text[-11:]):
+        raise AttributeError("'NoneType' object has no attribute 'group'")  # the adapter's failed match
+    rest = text[:-11].rstrip()
+    at = len(rest)
+    while at and (rest[at - 1].isdigit() or rest[at - 1] == "."):
+        at -= 1
+    if at and rest[at - 1] == "-":
+        at -= 1
+    return rest[at:]
 _NOT_A_DIGIT = re.compile(r"^\D")
 
 
@@ -408,8 +424,7 @@ class CmxReader(_cmx.EDLParser):
                     if clip.name.endswith(" FF"):
                         clip.name = clip.name[:-3]
                 elif motion is not None:
-                    # (The adapter's pattern, but for a drop-frame time: `;` before its frames.)
-                    fps = float(_SPEED_EFFECT.match(motion).group("speed"))  # type: ignore[union-attr]
+                    fps = float(_m2_speed(motion))
                     clip.effects.append(otio.schema.LinearTimeWarp(time_scalar=fps / rate))
             elif self.ignore_timecode_mismatch:
                 record_out = record_in + src_duration

@@ -75,9 +75,11 @@ def _source_words(transcript: dict[str, Any]) -> list[tuple[int, int, int, str]]
 
 
 def map_transcript(
-    transcript: dict[str, Any], *, media_file_id: str, tracks: Sequence[dict[str, Any]]
+    transcript: dict[str, Any], *, media_file_id: str, tracks: Sequence[dict[str, Any]], max_words: int | None = None
 ) -> list[dict[str, Any]]:
-    """The EDL segments of a file's transcript (its source times) on this timeline, by start."""
+    """The EDL segments of a file's transcript (its source times) on this timeline, by start. A
+    word is written on every clip that plays it: with `max_words`, no more than that many in all
+    (many clips of one file multiply its words)."""
     language = transcript.get("language")
     language = language[:16] if isinstance(language, str) and language else None
     sources = transcript.get("segments") or []
@@ -85,16 +87,22 @@ def map_transcript(
     starts = [item[0] for item in flat]
     placed: set[tuple[int, int, int]] = set()  # (segment, word, timeline start) already written
     out: list[dict[str, Any]] = []
+    written = 0
     for clip in _clips_playing(tracks, media_file_id):
+        if max_words is not None and written >= max_words:
+            break
         speed = clip_speed(clip)
         inp, outp, start = clip["in_point_ms"], clip["out_point_ms"], clip["start_ms"]
         end_on_timeline = start + round((outp - inp) / speed)
         by_segment: dict[int, list[dict[str, Any]]] = {}
         for t, s_index, w_index, text in flat[bisect_left(starts, inp):bisect_left(starts, outp)]:
+            if max_words is not None and written >= max_words:
+                break
             at = start + round((t - inp) / speed)
             if (s_index, w_index, at) in placed:
                 continue
             placed.add((s_index, w_index, at))
+            written += 1
             word = sources[s_index]["words"][w_index]
             until = min(max(word.get("end_ms") or t, t), outp)
             by_segment.setdefault(s_index, []).append({

@@ -298,6 +298,21 @@ def test_a_body_over_the_cap_is_refused_by_the_proxy(front):
     }}
 
 
+def _raw_post(port: int, url: str, length: str, token: str) -> bytes:
+    """A POST that declares `length` (as written) and sends no body: the proxy's answer."""
+    path = urlsplit(url).path
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                     f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {length}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
 def _otio_of_size(size: int) -> bytes:
     """An OTIO file of an empty timeline, padded with white space to `size` bytes."""
     text = json.dumps({"OTIO_SCHEMA": "Timeline.1", "name": "t", "global_start_time": None, "metadata": {},
@@ -330,6 +345,9 @@ def test_a_timeline_file_of_the_import_limit_passes_the_proxy_and_one_byte_more_
                                         "import.", "details": {"max_bytes": MAX_IMPORT_BYTES}}
     chunked = requests.post(url, data=iter([b"x" * 10]), headers=auth, timeout=30)
     assert chunked.status_code == 411 and chunked.json()["error"]["code"] == "length_required"
+    # A length padded with zeros (Go reads it, a pattern of at most 18 digits did not) is the same length.
+    padded = _raw_post(front.port, url, "0" * 20 + str(MAX_IMPORT_BYTES + 70_000), front.token)
+    assert padded.startswith(b"HTTP/1.1 413") and b"file_too_large" in padded, padded[:300]
 
 
 def test_the_access_log_holds_no_query_string(front):

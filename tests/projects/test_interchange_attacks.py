@@ -70,6 +70,12 @@ ATTACKS: list[tuple[str, str, Callable[[], bytes], str, Callable[[dict[str, Any]
      lambda: files.aaf_cycle(), INVALID, lambda d: d == {"format": "aaf"}),
     ("edl 20,000 events", "edl",
      lambda: files.cmx_events(20_000).encode(), LIMIT, lambda d: d["count"] == 10_000),
+    ("fcpxml compound clips holding no clip, each used twice, 20 levels (10**6 built)", "fcpxml",
+     lambda: files.fcpx_empty_compounds(20).encode(), LIMIT, expanded),
+    ("otio a clip 7e24 frames long at 1.095x (an endless loop in the API's arithmetic)", "otio",
+     lambda: files.otio_clip(frames=7e24, speed=1.095).encode(), INVALID, lambda d: d == {"clip": 1}),
+    ("edl white space that backtracking patterns crossed (cubic on a speed line)", "edl",
+     lambda: files.cmx_padded(5000).encode(), INVALID, lambda d: d == {"format": "edl"}),
 ]
 
 
@@ -123,3 +129,63 @@ def test_the_largest_flat_file_the_limits_accept_is_read_whole(auth_client, proj
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "media_unmatched" and error["details"]["count"] == 5000
+
+
+def test_a_clip_with_thousands_of_effects_keeps_what_a_clip_holds_and_costs_the_api_nothing(auth_client, project,
+                                                                                          make_media):
+    """Each effect was checked against all those kept before it (quadratic: 4,000 effects, 17 s of
+    the API's CPU). The child reads a clip's first effects only; the API checks each once."""
+    make_media(project, name="a.mov", duration_ms=10_000)
+    api = psutil.Process()
+    cpu = api.cpu_times()
+    response = post(auth_client, project, "otio", files.otio_clip(effects=4000).encode())
+    spent = sum(api.cpu_times()[:2]) - sum(cpu[:2])
+    assert response.status_code == 200, response.content
+    [clip] = edl_get(project=project)["tracks"][0]["clips"]
+    assert len(clip["effects"]) == 32
+    assert {d["feature"] for d in response.json()["dropped"]} == {"volume", "effects"}
+    assert spent < 5, spent  # a bound far above its cost (0.1 s), far below the quadratic's
+
+
+def test_names_like_an_unmatched_one_are_looked_for_only_within_a_bound(auth_client, project, make_media,
+                                                                      monkeypatch):
+    from projects.edl import interchange
+    for n in range(4):
+        make_media(project, name=f"interview_take{n}.mov", duration_ms=10_000)
+    edl = ("TITLE: t\n001  AX       V     C        00:00:01:00 00:00:02:00 00:00:00:00 00:00:01:00\n"
+           "* FROM CLIP NAME: interview_take9.mov\n")
+    response = post(auth_client, project, "edl", edl.encode())
+    assert response.json()["error"]["details"]["unmatched"][0]["candidates"]
+    monkeypatch.setattr(interchange, "MAX_LIKENED_FILES", 3)  # a project of more files than searched
+    response = post(auth_client, project, "edl", edl.encode())
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["unmatched"][0]["candidates"] == []
+
+
+def test_a_media_list_nested_past_the_readers_recursion_is_a_400(auth_client, project):
+    version = edl_get(project=project)["version"]
+    upload = SimpleUploadedFile("cut.edl", b"TITLE: t\n")
+    response = auth_client.post(f"/api/v1/projects/{project.pk}/timeline/import",
+                                {"file": upload, "media": "[" * 100_000 + "]" * 100_000}, format="multipart")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "validation_error"
+    assert edl_get(project=project)["version"] == version
+
+
+def test_one_files_words_on_thousands_of_its_clips_stop_at_what_a_timeline_holds(project):
+    """Every clip that plays a word gets it: 200 words on 5,000 clips of one file asked for a million
+    words (3 s and 476 MB of the API); the import's transcript stops at the timeline's word limit."""
+    from projects.edl.documents import edl_limits
+    from projects.edl.interchange import transcript_onto
+    media = "11111111-1111-1111-1111-111111111111"
+    old = [{"id": "v", "type": "audio", "clips": [{"id": "c", "media_file_id": media, "start_ms": 0,
+                                                  "duration_ms": 20_000, "in_point_ms": 0, "out_point_ms": 20_000,
+                                                  "effects": [], "deleted": False}]}]
+    words = [{"word": "w", "start_ms": 100 * n, "end_ms": 100 * n + 50, "confidence": 0.9, "deleted": False}
+             for n in range(200)]
+    transcript = {"segments": [{"id": "s", "clip_id": "c", "words": words, "deleted": False}]}
+    new = [{"id": "v", "type": "audio", "clips": [
+        {"id": f"c{n}", "media_file_id": media, "start_ms": n * 20_000, "duration_ms": 20_000, "in_point_ms": 0,
+         "out_point_ms": 20_000, "effects": [], "deleted": False} for n in range(5000)]}]
+    _, kept, before = transcript_onto(transcript, old, new)
+    assert (kept, before) == (edl_limits().max_words, 200)
