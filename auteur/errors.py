@@ -184,6 +184,14 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
+def _fields_message(fields: dict[str, list[str]]) -> str:
+    """A validation error's sentence: the field's own where one field is wrong, else which ones."""
+    if len(fields) == 1:
+        [(name, messages)] = fields.items()
+        return messages[0] if name == "non_field_errors" else f"{name}: {messages[0]}"
+    return f"{len(fields)} fields are invalid: {', '.join(list(fields)[:10])}."
+
+
 def _flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
     """DRF's nested error detail as {"field.path": [messages]}, so clients see where it failed."""
     out: dict[str, list[str]] = {}
@@ -245,13 +253,19 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), exc.default_code)
     details: dict[str, Any] = {}
     if isinstance(exc, exceptions.ValidationError):
-        message = "The request has invalid fields."
         details = {"fields": _flatten(exc.detail)}
+        message = _fields_message(details["fields"])
     elif isinstance(exc.detail, (list, dict)):
         message = str(exc.default_detail)
         details = {"fields": _flatten(exc.detail)}
     else:
         message = str(exc.detail)
+    reason = getattr(exc, "reason", None)  # why a verified token is refused (auteur.users: "expired")
+    if isinstance(exc, exceptions.AuthenticationFailed) and reason == "expired":
+        details["reason"] = reason
+        # RFC 6750: the challenge says the token is refused, and why.
+        response["WWW-Authenticate"] = ('Bearer realm="api", error="invalid_token", '
+                                        'error_description="The token expired"')
     wait = getattr(exc, "wait", None)  # Throttled sets it; the stubs don't know
     if isinstance(exc, exceptions.Throttled) and wait is not None:
         details["retry_after_seconds"] = int(wait + 0.999)

@@ -7,6 +7,7 @@ another user's job is a 404 `job_not_found`, exactly like a job that does not ex
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.conf import settings
@@ -339,9 +340,12 @@ class JobDetailApi(ApiView):
     def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
         # POST /jobs/<x> where x is no job type lands here (its path has the detail's shape).
         if request.method == "POST":
-            raise UnknownJobType(
-                f"There is no job type {kwargs.get('job_id')!r}.", details={"types": sorted(t.value for t in JOB_SPECS)}
-            )
+            # (The method check runs before the view's arguments are passed: the path's are on the view.)
+            asked = str(kwargs.get("job_id") or self.kwargs.get("job_id") or "")[:100]
+            types = sorted(t.value for t in JOB_SPECS)
+            close = difflib.get_close_matches(asked.lower(), types, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else f" The job types: {', '.join(types)}."
+            raise UnknownJobType(f"There is no job type {asked!r}.{hint}", details={"types": types})
         return super().http_method_not_allowed(request, *args, **kwargs)
 
 

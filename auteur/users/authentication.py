@@ -117,6 +117,14 @@ def account_for_claims(claims: dict[str, Any]) -> User:
     return user
 
 
+class TokenExpired(AuthenticationFailed):
+    """A token whose signature holds and whose time is over: 401 `invalid_token` (RFC 6750's
+    error), `details.reason: "expired"`, and a challenge that says so."""
+
+    default_detail = "The token has expired: sign in again for a new one."
+    reason = "expired"
+
+
 class JWTAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
@@ -152,10 +160,15 @@ class JWTAuthentication(BaseAuthentication):
             raise AuthenticationFailed("Authorization must be 'Bearer <token>'.")
         try:
             return decode_token(token.strip())
+        except jwt.ExpiredSignatureError as exc:
+            # Its signature held (checked before its time): telling its owner it expired tells a
+            # forger nothing.
+            raise TokenExpired() from exc
         except jwt.PyJWTError as exc:
             # The reason goes to the log (without the token), not to the caller.
             logger.info("rejected token: %s", type(exc).__name__)
-            raise AuthenticationFailed("The token is invalid or expired.") from exc
+            raise AuthenticationFailed(
+                "The token is not valid here (its signature, issuer, audience or claims).") from exc
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'

@@ -231,3 +231,25 @@ def test_rate_limit_holds_across_processes_through_redis(auth_client, user):
     for _ in range(100):
         assert hit(f"rl:u:{user.pk}", limit=100, window_seconds=60) == 0
     assert auth_client.post(VERIFY).status_code == 429
+
+
+@pytest.mark.django_db
+def test_an_expired_token_is_told_it_expired_and_a_forged_one_is_not(settings):
+    """RFC 6750: an expired token's challenge says so (`error_description`), and the answer names the
+    reason, so a client refreshes instead of signing the user out. The reason is given only once the
+    signature holds: an expired token signed with another key is just invalid."""
+    past = int((datetime.now(UTC) - timedelta(minutes=5)).timestamp())
+    client = APIClient(raise_request_exception=False)
+    expired = client.post(VERIFY, HTTP_AUTHORIZATION="Bearer " + jwt.encode(
+        claims(exp=past), settings.AUTEUR_JWT_SECRET, algorithm="HS256"))
+    assert expired.status_code == 401
+    assert expired.json()["error"] == {"code": "invalid_token", "details": {"reason": "expired"},
+                                       "message": "The token has expired: sign in again for a new one."}
+    assert expired["WWW-Authenticate"] == ('Bearer realm="api", error="invalid_token", '
+                                           'error_description="The token expired"')
+    forged = client.post(VERIFY, HTTP_AUTHORIZATION="Bearer " + jwt.encode(
+        claims(exp=past), "not-the-secret-at-all-0123456789abcdef", algorithm="HS256"))
+    assert forged.status_code == 401
+    assert forged.json()["error"]["details"] == {} and "expired" not in forged.json()["error"]["message"]
+    assert "error_description" not in forged["WWW-Authenticate"]
+    assert User.objects.count() == 0

@@ -427,6 +427,14 @@ def test_media_of_the_wrong_kind_is_422(auth_client, funded, project, media, gpu
 def test_an_unknown_type_is_404(auth_client, funded, project):
     response = submit(auth_client, "teleportation", {"project_id": str(project.pk)})
     assert response.status_code == 404 and error_code(response) == "unknown_job_type"
+    assert response.json()["error"]["message"].startswith("There is no job type 'teleportation'. The job types: ")
+
+
+def test_a_misspelled_type_is_named_with_the_type_it_is_most_like(auth_client, funded, project):
+    response = submit(auth_client, "transcripton", {"project_id": str(project.pk)})
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == ("There is no job type 'transcripton'. "
+                                                   "Did you mean 'transcription'?")
 
 
 def test_submitting_needs_authentication(api_client, project, media):
