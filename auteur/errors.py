@@ -148,7 +148,9 @@ class ServerFailure:
 
 # Every 5xx domain error code, as clients see it (ApplicationError.public).
 SERVER_FAILURES: Mapping[str, ServerFailure] = {
-    "feature_unavailable": ServerFailure("This feature is not available on this server.", ("type", "backend")),
+    "feature_unavailable": ServerFailure(
+        "This feature is not available on this server: its GPU backend does not run it. An operator can enable it.",
+        ("type", "backend")),
     "edl_unavailable": ServerFailure("The timeline store is unavailable. Try again shortly."),
     "billing_unavailable": ServerFailure("Billing is not available on this server."),
     "event_processing_failed": ServerFailure("The event could not be processed; it will be retried.", ("event_id",)),

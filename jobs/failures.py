@@ -29,7 +29,8 @@ FAILURE_MESSAGES: Mapping[str, str] = MappingProxyType({
     "invalid_input": "The engine could not use the job's input.",
     "internal": "The job failed because of an internal error; it has been logged for our team.",
     "timeout": "The job did not finish within its time limit.",
-    "feature_unavailable": "This feature is not available on this server.",
+    "feature_unavailable": ("This feature is not available on this server: its GPU backend does not run it. "
+                            "An operator can enable it."),
     "canceled": "The job's inference was canceled.",
     "invalid_result": "The inference returned a result that could not be accepted; it has been logged for our team.",
     "face_not_found": "Too few frames of the video show a face: at least half of those to change must show one.",

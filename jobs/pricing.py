@@ -146,7 +146,8 @@ class PriceRule:
         return self.credits * max(1, math.ceil(round(amount / self.per, 6)))
 
     def describe(self) -> str:
-        text = f"{self.credits} credits per {'job' if self.measure is None else 'started ' + self.unit}"
+        credits = f"{self.credits} credit{'' if self.credits == 1 else 's'}"
+        text = f"{credits} per {'job' if self.measure is None else 'started ' + self.unit}"
         if isinstance(self.measure, RenderOutput):
             text += "; above 1080p at 30 fps, in proportion to the pixels per second"
         return text

@@ -28,6 +28,9 @@ from tests.jobs.support import (
     valid_body,
 )
 
+FEATURE_UNAVAILABLE = ("This feature is not available on this server: its GPU backend does not run it. "
+                       "An operator can enable it.")
+
 pytestmark = pytest.mark.django_db
 
 DETAIL_KEYS = {
@@ -205,6 +208,7 @@ def test_types_lists_every_type_with_price_gpu_and_local_availability(auth_clien
     assert types["video-generation"]["pro_only"] is True and types["video-generation"]["gpu"] == "A100-80GB"
     assert types["render"]["gpu"] == "cpu" and types["tts"]["time_limit_s"] == 120
     assert types["video-query"]["price"]["rule"] == "2 credits per job"
+    assert types["compression"]["price"]["rule"] == "1 credit per started 10 min of video"
     # What the result cache serves: deterministic types always, generators with a seed, TTS never.
     assert {t: v["cached"] for t, v in types.items()} == {
         **{t: "input" for t in ("transcription", "lip-sync", "performance-cloning", "gaze-redirection",
@@ -219,7 +223,7 @@ def test_types_lists_every_type_with_price_gpu_and_local_availability(auth_clien
     assert all((t["reason"] is None) == t["available"] for t in types.values())
     # A client is told a sentence, never the backend's reason (paths, commands for operators).
     assert {t["reason"] for t in types.values() if not t["available"]} == {
-        "This feature is not available on this server."}
+        FEATURE_UNAVAILABLE}
 
 
 # ----------------------------------------------------------------------------- cancel

@@ -26,6 +26,9 @@ from tests.jobs.support import (
 from tests.media.conftest import lying_mkv, upload_local
 from tests.projects.test_edl_support import clean_edl_store_fixture  # noqa: F401 - fixture
 
+FEATURE_UNAVAILABLE = ("This feature is not available on this server: its GPU backend does not run it. "
+                       "An operator can enable it.")
+
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
 ALL_TYPES = (*LOCAL_TYPES, *UNAVAILABLE_ON_LOCAL)
@@ -88,7 +91,7 @@ def test_a_type_the_local_backend_cannot_run_is_503_and_nothing_is_charged(
     assert error_code(response) == "feature_unavailable"
     details = response.json()["error"]["details"]
     assert details == {"type": job_type, "backend": "local"}
-    assert response.json()["error"]["message"] == "This feature is not available on this server."
+    assert response.json()["error"]["message"] == FEATURE_UNAVAILABLE
     assert ledger_state(funded) == before
 
 

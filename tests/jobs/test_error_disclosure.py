@@ -18,7 +18,8 @@ from tests.projects.test_edl_support import clean_edl_store_fixture  # noqa: F40
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
-SENTENCE = "This feature is not available on this server."
+SENTENCE = ("This feature is not available on this server: its GPU backend does not run it. "
+            "An operator can enable it.")
 # What the operator's reason holds, none of which a client may see.
 OPERATOR_WORDS = ("manage.py", "download_models", "weights", "not found in")
 

@@ -23,7 +23,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(f"not an email address: {email!r}") from exc
         if not 0 < days <= 365:
-            raise CommandError("--days must be between 0 and 365")
+            raise CommandError("--days must be more than 0 and at most 365 (a fraction is fine: 0.5 is 12 hours)")
         try:
             user = user_get_or_create_by_email(email=email)
         except ApplicationError as exc:
