@@ -262,6 +262,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         details = {"fields": _flatten(exc.detail)}
     else:
         message = str(exc.detail)
+    if isinstance(exc, exceptions.UnsupportedMediaType) and context.get("view") is not None:
+        # What to send instead: the types this operation reads (JSON, or a form where it takes a file).
+        accepted = [parser.media_type for parser in context["view"].get_parsers()]
+        message = f"{message} Send the body as {' or '.join(accepted)} (its Content-Type header)."
+        details["accepted"] = accepted
     reason = getattr(exc, "reason", None)  # why a verified token is refused (auteur.users: "expired")
     if isinstance(exc, exceptions.AuthenticationFailed) and reason == "expired":
         details["reason"] = reason

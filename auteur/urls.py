@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from auteur import health, metrics
+from auteur.index import api_index
 from realtime.schema_view import events_schema
 
 # Patterns are tried in order and no two overlap: the API's busiest (job submissions and polls)
@@ -16,6 +17,7 @@ api_v1 = [
     path("", include("projects.media_urls")),
     path("", include("webhooks.urls")),
     path("", include("billing.urls")),
+    path("", api_index, name="api-index"),
 ]
 
 urlpatterns = [

@@ -55,6 +55,17 @@ def test_unsupported_content_type_is_a_415_envelope(auth_client):
 
 
 @pytest.mark.django_db
+def test_a_415_says_what_to_send(auth_client, user):
+    """A body sent as a form where JSON is read is told to send JSON (and its Content-Type)."""
+    response = auth_client.generic("POST", "/api/v1/projects", b"name=x", content_type="text/plain")
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["message"] == ('Unsupported media type "text/plain" in request. Send the body as '
+                                "application/json (its Content-Type header).")
+    assert error["details"] == {"accepted": ["application/json"]}
+
+
+@pytest.mark.django_db
 def test_missing_token_is_a_401_envelope_with_challenge(api_client):
     response = api_client.post("/api/v1/auth/verify")
     assert_envelope(response, 401, "not_authenticated")
@@ -185,3 +196,15 @@ def test_an_unsupported_method_is_a_405_before_any_configuration_check(
         error = assert_envelope(client.get(path), 503, "billing_unavailable")
         assert error["message"] == "Billing is not available on this server."
         assert "STRIPE" not in client.get(path).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_apis_address_says_where_everything_is(api_client):
+    """`make run`'s banner names /api/v1/ first: it answers, without an account, with links that work."""
+    response = api_client.get("/api/v1/")
+    assert response.status_code == 200
+    index = response.json()
+    for link in ("docs", "schema", "events_schema", "health"):
+        assert api_client.get(index[link]).status_code == 200, link
+    assert api_client.get(index["job_types"]).status_code == 401  # with a token, as the index says
+    assert api_client.post("/api/v1/").status_code == 405
