@@ -122,3 +122,42 @@ def test_the_typescript_client_against_the_live_api(built_client, api_url, worke
     assert list(Job.objects.filter(user=funded).order_by("created_at").values_list("type", "status")) == [
         ("transcription", "completed"), ("tts", "canceled")]
     assert not Job.objects.filter(user__in=[broke, throttled]).exists()
+
+
+def _system_node() -> str | None:
+    """The machine's own Node (not the venv's 22)."""
+    return shutil.which("node", path=os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                                                     if Path(p) != NODE_BIN))
+
+
+def test_npm_test_runs_every_unit_test_on_the_machines_node_and_the_venvs(built_client):
+    """`npm test` names its test files itself (Node 20's runner expands no glob, Node 22's searches
+    no folder), so the same command runs the same tests on both. The machine's Node is the one a
+    user has (20 here); the venv's is 22."""
+    nodes = {"venv": str(NODE_BIN / "node")}
+    system = _system_node()
+    if system is None:
+        pytest.skip("no Node on this machine's PATH besides the venv's")
+    nodes["system"] = system
+    for name, node in nodes.items():
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+        env = {k: v for k, v in node_env().items() if k != "AUTEUR_API_URL"}  # the unit tests only
+        result = subprocess.run([node, "scripts/test.mjs"], cwd=CLIENT, capture_output=True, text=True, timeout=120,
+                                env=env)
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, (name, version, out[-3000:])
+        passed = next(int(line.split()[-1]) for line in out.splitlines() if line.startswith("# pass"))
+        assert passed >= 26 and "# fail 0" in out, (name, version, out[-2000:])
+
+
+def test_the_package_packs_with_its_compiled_code_and_types(built_client, tmp_path):
+    """`npm pack` makes the file a project installs (`npm install ./auteur-api-client-0.1.0.tgz`):
+    it holds the compiled module and its type declarations, and nothing of the tests."""
+    result = subprocess.run(["npm", "pack", "--json", "--pack-destination", str(tmp_path)], cwd=CLIENT,
+                            env=node_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    [packed] = json.loads(result.stdout)
+    files = {f["path"] for f in packed["files"]}
+    assert {"dist/src/index.js", "dist/src/index.d.ts", "package.json", "README.md"} <= files
+    assert not any(path.startswith(("dist/test", "test/")) for path in files)
+    assert (tmp_path / packed["filename"]).exists()

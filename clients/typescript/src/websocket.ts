@@ -13,6 +13,19 @@ export interface WebSocketLike {
 }
 export type WebSocketFactory = (url: string) => WebSocketLike;
 
+/** The platform's WebSocket (Node 22+, browsers, Deno, Bun). Node 20 has none: pass `webSocket`,
+ * e.g. `(url) => new WebSocket(url)` with `WebSocket` from the `ws` package. */
+function defaultWebSocket(url: string): WebSocketLike {
+  const Platform = (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
+  if (Platform === undefined) {
+    throw new TypeError(
+      "This runtime has no global WebSocket (Node 20): pass the client's `webSocket` option, e.g. " +
+        "`webSocket: (url) => new WebSocket(url)` with `import { WebSocket } from \"ws\"`.",
+    );
+  }
+  return new Platform(url);
+}
+
 /** The server's close codes (see the protocol in the API's documentation). */
 export const CloseCode = {
   BadMessage: 4400,
@@ -103,7 +116,7 @@ export class JobEventsSocket implements AsyncIterable<StreamItem> {
     const baseDelay = options.initialDelayMs ?? 1000;
     const maxDelay = options.maxDelayMs ?? 30_000;
     const idleTimeout = options.idleTimeoutMs ?? 45_000;
-    const open = options.webSocket ?? ((url: string): WebSocketLike => new WebSocket(url));
+    const open = options.webSocket ?? defaultWebSocket;
     let failures = 0;
     let lastClose: SocketClosedError | undefined;
     while (!signal.aborted) {

@@ -53,6 +53,19 @@ const jobEvent = (id: string, type: JobEvent["type"]): Record<string, unknown> =
 const fast = { initialDelayMs: 1, maxDelayMs: 2, random: () => 0 };
 
 describe("JobEventsSocket", () => {
+  test("on a runtime without a global WebSocket (Node 20) and no option, it says which option to pass", async () => {
+    const platform = (globalThis as { WebSocket?: unknown }).WebSocket;
+    delete (globalThis as { WebSocket?: unknown }).WebSocket;
+    try {
+      const socket = new JobEventsSocket({ url: "ws://x", token: "t", maxAttempts: 1 });
+      await assert.rejects(async () => {
+        for await (const _ of socket) break;
+      }, (error: Error) => error instanceof TypeError && error.message.includes("`webSocket` option"));
+    } finally {
+      if (platform !== undefined) (globalThis as { WebSocket?: unknown }).WebSocket = platform;
+    }
+  });
+
   test("authenticates, subscribes, and after a 1013 reconnects and resumes after the last id", async () => {
     const sockets: FakeSocket[] = [];
     const factory = (): FakeSocket => {
