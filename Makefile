@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_RUN := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
+STAMP_DOCS := $(VENV)/.installed-docs
 PIP_FLAGS ?= --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
 # How many processes run the suite (pytest-xdist; each has its own servers and names, tests/parallel.py).
@@ -21,7 +22,7 @@ TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key-0123456789abcdef \
 LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=redis://127.0.0.1:1/0 \
 	MONGODB_URI=mongodb://127.0.0.1:1/lint
 
-.PHONY: run test test-rabbitmq lint manage demo bench chaos soak partition install install-dev help
+.PHONY: run test test-rabbitmq lint manage demo docs bench chaos soak partition install install-dev help
 .DEFAULT_GOAL := help
 
 help:
@@ -31,6 +32,7 @@ help:
 	@echo "make lint   ruff + mypy, missing migrations, actionlint (.github/workflows), deploy/k8s against its schemas, the docs site (mkdocs --strict)"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
 	@echo "make demo   the README's tour (docs/tour.md), against a running 'make run'"
+	@echo "make docs   install what the docs need (if needed), build the site strictly, serve it on http://127.0.0.1:8001/ (DOCS_ADDR=host:port)"
 	@echo "make bench  every benchmark in bench/ (each starts its own stack), then bench/RESULTS.md"
 	@echo "make chaos  1,000 jobs while workers die and Redis and Postgres restart; checks nothing was lost"
 	@echo "make partition   (root) machines as network namespaces: 1,000 jobs while links fail, twice; then the same cut unguarded"
@@ -48,8 +50,13 @@ $(STAMP_RUN): requirements/base.txt requirements/embedded.txt | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements/embedded.txt
 	@touch $@
 
-$(STAMP_DEV): requirements/base.txt requirements/embedded.txt requirements/dev.txt | $(PY)
+$(STAMP_DEV): requirements/base.txt requirements/embedded.txt requirements/docs.txt requirements/dev.txt | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements/dev.txt
+	@touch $@ $(STAMP_RUN) $(STAMP_DOCS)
+
+# The docs' own packages only (a minute less than the dev install), where `make test` has not run.
+$(STAMP_DOCS): requirements/base.txt requirements/embedded.txt requirements/docs.txt | $(PY)
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements/docs.txt
 	@touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)
@@ -116,6 +123,13 @@ manage: $(STAMP_RUN)
 
 demo: $(STAMP_RUN)
 	@$(PY) scripts/demo.py
+
+# The documentation site: built with --strict (a broken link fails), then served with live reload.
+DOCS_ADDR ?= 127.0.0.1:8001
+docs: $(STAMP_DOCS)
+	NO_MKDOCS_2_WARNING=1 $(LINT_ENV) $(VENV)/bin/mkdocs build --strict --quiet -d var/site
+	@echo "make docs: built into var/site; serving on http://$(DOCS_ADDR)/ (Ctrl-C stops it)"
+	@NO_MKDOCS_2_WARNING=1 $(LINT_ENV) exec $(VENV)/bin/mkdocs serve --strict -a $(DOCS_ADDR)
 
 # Each benchmark starts its own throwaway stack and prints its figures; report.py gathers them.
 bench: $(STAMP_DEV)

@@ -9,6 +9,7 @@ So a setting the hook's parser misses, or a code it cannot see, fails here.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import subprocess
@@ -137,3 +138,22 @@ def test_the_readme_is_a_front_door_that_starts_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text().splitlines()
     assert len(readme) <= 160
     assert readme[3].startswith("make run ") and readme[4].startswith("make test ")
+
+
+def test_the_site_is_searchable_and_its_long_pages_have_headings(site: Path) -> None:
+    """A reader finds a word from the search box (the index is built with the site, searched in the
+    page: nothing fetched), and a long page has a table of contents to move through."""
+    index = json.loads((site / "search" / "search_index.json").read_text())
+    assert any("result cache" in doc["title"].lower() for doc in index["docs"])
+    for name in (p.stem for p in (ROOT / "docs").glob("*.md")):
+        text = (ROOT / "docs" / f"{name}.md").read_text()
+        if len(text.split()) > 1500:
+            assert text.count("\n## ") >= 3, f"docs/{name}.md has {len(text.split())} words and few headings"
+
+
+def test_make_docs_builds_strictly_and_serves(tmp_path: Path) -> None:
+    """`make docs` is listed by `make help` and its recipe builds with --strict before it serves."""
+    made = subprocess.run(["make", "-n", "docs"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "mkdocs build --strict" in made and "mkdocs serve" in made
+    assert "make docs" in subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True,
+                                         check=True).stdout
