@@ -138,6 +138,24 @@ def is_set(env: Mapping[str, str], name: str) -> bool:
     return bool(env.get(name) or env.get(f"{name}_FILE"))
 
 
+# Commands that need no server and no secret.
+_OFFLINE_COMMANDS = frozenset({"", "help", "--help", "-h", "version", "--version"})
+
+
+def nothing_to_run_on(argv: list[str], environ: dict[str, str] | None = None) -> str | None:
+    """manage.py's one-line answer when there is nothing to run a command on: no `make run` of this
+    checkout is up (its URLs adopted) and the environment names neither a database nor a secret
+    (a production shell sets both). None when the command can run, or needs nothing."""
+    environ = dict(os.environ) if environ is None else environ
+    command = argv[0] if argv else ""
+    if command in _OFFLINE_COMMANDS or is_set(environ, "DATABASE_URL") or is_set(environ, "DJANGO_SECRET_KEY") \
+            or is_set(environ, "DJANGO_SECRET_KEY_FILE"):
+        return None
+    return (f"manage.py {command}: nothing to run it on: start `make run` in another terminal first (it records "
+            "where its servers listen, and this command finds them), or set DATABASE_URL and the other settings "
+            "(docs/configuration.md).")
+
+
 def load_recorded_urls(var_dir: Path | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
     """For manage.py: adopt the URLs (and debug flag, var dir) a running ``make run`` recorded,
     where the environment sets none.

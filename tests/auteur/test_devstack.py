@@ -319,3 +319,22 @@ def test_an_embedded_rabbitmq_node_listens_on_loopback_only_and_leaves_nothing_b
         pid = node.proc.pid if node.proc else 0
     assert all(port_is_free(p) for p in ports)  # epmd too, though it ran outside the node's process group
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_management_command_with_no_stack_up_says_to_start_one_in_a_line(tmp_path):
+    """In a checkout where `make run` is not up and no production setting is set, a command that
+    needs the database answers one line that says what to do (it printed two tracebacks)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI") and not k.startswith(("DJANGO_", "AUTEUR_"))}
+    env["AUTEUR_VAR_DIR"] = str(tmp_path / "var")  # no make run recorded here
+    done = subprocess.run([sys.executable, "manage.py", "issue_token", "you@example.com"], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "manage.py issue_token: nothing to run it on: start `make run` in another terminal first (it records where "
+        "its servers listen, and this command finds them), or set DATABASE_URL and the other settings "
+        "(docs/configuration.md)."]
+    assert "Traceback" not in done.stdout + done.stderr
+    # What needs nothing still runs.
+    assert subprocess.run([sys.executable, "manage.py", "help"], env=env, cwd=REPO_ROOT, capture_output=True,
+                          timeout=60).returncode == 0
