@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from auteur import health, metrics
@@ -8,7 +8,7 @@ from realtime.schema_view import events_schema
 
 # Patterns are tried in order and no two overlap: the API's busiest (job submissions and polls)
 # come first, so resolving them does not walk the admin's and the others' patterns first.
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("jobs.urls")),
     path("", include("realtime.urls")),  # the event streams (SSE)
     path("", include("auteur.users.urls")),
