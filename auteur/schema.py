@@ -16,10 +16,12 @@ and its status are written in one place each.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import drf_spectacular.openapi
+from drf_spectacular.plumbing import get_doc
 from rest_framework import serializers, status
 
 from auteur.api import StrictSerializer
@@ -94,6 +96,13 @@ class ErrorResponses:
 
 class AutoSchema(drf_spectacular.openapi.AutoSchema):
     """Every operation with the error responses described above; components named after views."""
+
+    def get_description(self) -> str:  # type: ignore[override]
+        """The method's docstring, else the view's own: never one its class inherits (a base view's
+        notes on how it works are for this code's readers, not the API's)."""
+        method = getattr(self.view, getattr(self.view, "action", (self.method or "").lower()), None)
+        own = type(self.view).__dict__.get("__doc__")
+        return get_doc(method) or (inspect.cleandoc(own) if isinstance(own, str) else "")
 
     def get_serializer_name(self, serializer: serializers.Serializer, direction: Any) -> str:
         """A view's nested serializers are named after the view: `CreditBalanceApi.OutputSerializer`

@@ -388,7 +388,7 @@ class JobCancelApi(ApiView):
     """Cancel a job that has not ended: it becomes `canceled` and is refunded once: in full
     before its inference started, else the part not yet spent (`credits_refund`). 409
     `job_not_cancelable` when it already ended or its outputs are being stored; 429
-    `rate_limited` past AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE cancels a minute."""
+    `rate_limited` past this server's limit of cancels a minute (with `Retry-After`)."""
 
     throttle_classes = [SlidingWindowThrottle, JobCancelThrottle]
 

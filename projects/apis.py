@@ -63,17 +63,17 @@ class ProjectInputSerializer(StrictSerializer):
 class ProjectListApi(ApiView):
     """The user's projects, most recently updated first; `?page=`, `?page_size=` (max 100).
 
-    POST creates one; 403 `quota_exceeded` once the user has AUTEUR_QUOTA_PROJECTS of them.
+    POST creates one; 403 `quota_exceeded` once the user has as many as this server allows.
     """
 
     pagination_class = KeyedPagination.of("projects")
 
-    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    @extend_schema(summary="List projects", responses=ProjectOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         projects = project_list(user=request_user(request))
         return paginated_response(request, self, projects, ProjectOutputSerializer)
 
-    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
+    @extend_schema(summary="Create a project", request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
     @raises("edl_unavailable", "quota_exceeded")
     def post(self, request: Request) -> Response:
         serializer = ProjectInputSerializer(data=request.data)
@@ -85,7 +85,7 @@ class ProjectListApi(ApiView):
 class ProjectDetailApi(ApiView):
     """One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them."""
 
-    @extend_schema(responses=ProjectDetailOutputSerializer)
+    @extend_schema(summary="Get a project, with its timeline", responses=ProjectDetailOutputSerializer)
     @raises("edl_unavailable")
     def get(self, request: Request, project_id: str) -> Response:
         project = project_get(user=request_user(request), project_id=project_id)
@@ -98,15 +98,17 @@ class ProjectDetailApi(ApiView):
         project = project_update(project=project, data=dict(serializer.validated_data))
         return Response(ProjectOutputSerializer(project).data)
 
-    @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
+    @extend_schema(summary="Replace a project's settings", request=ProjectInputSerializer,
+                   responses=ProjectOutputSerializer)
     def put(self, request: Request, project_id: str) -> Response:
         return self._update(request, project_id, partial=False)
 
-    @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
+    @extend_schema(summary="Change some of a project's settings", request=ProjectInputSerializer,
+                   responses=ProjectOutputSerializer)
     def patch(self, request: Request, project_id: str) -> Response:
         return self._update(request, project_id, partial=True)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(summary="Delete a project, its media and its timeline", responses={204: None})
     def delete(self, request: Request, project_id: str) -> Response:
         project_delete(project=project_get(user=request_user(request), project_id=project_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

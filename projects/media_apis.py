@@ -85,12 +85,12 @@ class MultipartSerializer(serializers.Serializer):
 class ProjectMediaUploadUrlApi(ApiView):
     """Where to upload a new file of the project.
 
-    Up to AUTEUR_MULTIPART_THRESHOLD_BYTES (64 MiB), or with no `size_bytes`: a signed PUT URL
+    Below the multipart threshold (64 MiB by default), or with no `size_bytes`: a signed PUT URL
     (valid 15 minutes). PUT the file's bytes to `upload_url` with the `headers` given
     (Content-Type, exactly), then call `confirm`. The URL is bound to the content type and size
     declared here (without `size_bytes`, to at most 5 GiB).
 
-    A declared `size_bytes` of at least the threshold (up to AUTEUR_MAX_UPLOAD_BYTES, 50 GiB): a
+    A declared `size_bytes` of at least the threshold (up to the largest upload, 50 GiB by default): a
     multipart upload (`multipart`, and `upload_url` null). Cut the file into `part_count` parts of
     `part_size` bytes (the last one shorter); ask `parts_url` (POST) for each part's signed PUT,
     naming its number and the SHA-256 of its bytes; PUT each part with its `headers`; then call
@@ -109,7 +109,7 @@ class ProjectMediaUploadUrlApi(ApiView):
             required=False,
             help_text="The file's size. Optional below 5 GiB: without it the URL takes up to 5 GiB, and the size "
                       "is checked at confirm (413 `file_too_large` there deletes the file). At least "
-                      "AUTEUR_MULTIPART_THRESHOLD_BYTES (64 MiB): a multipart upload.")
+                      "the multipart threshold (64 MiB by default): a multipart upload.")
 
         class Meta:
             ref_name = "MediaUploadUrlRequest"
@@ -371,7 +371,7 @@ class VoiceSerializer(serializers.Serializer):
 class VoiceListCreateApi(ApiView):
     """GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s.
 
-    The voice keeps the first AUTEUR_VOICE_SAMPLE_MAX_SECONDS (30 s) as a mono 24 kHz WAV;
+    The voice keeps the sample's first 30 s (by default) as a mono 24 kHz WAV;
     403 `quota_exceeded` past the user's voice quota.
     """
 

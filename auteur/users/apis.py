@@ -15,6 +15,7 @@ class AuthVerifyApi(ApiView):
         """No fields: the token is the Authorization header. A body, if any, must be `{}`."""
 
     @extend_schema(
+        summary="Check a token",
         request=InputSerializer,
         responses=inline_serializer("AuthVerify", {"valid": serializers.BooleanField(),
                                                    "user_id": serializers.UUIDField()}),

@@ -14,7 +14,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Is this bearer token valid? Answers 401 `invalid_token` when it is not. */
+        /**
+         * Check a token
+         * @description Is this bearer token valid? Answers 401 `invalid_token` when it is not.
+         */
         post: operations["auth_verify_create"];
         delete?: never;
         options?: never;
@@ -29,16 +32,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * Plan, renewal and what is on offer
-         * @description Base of every API view: a request answered 401 still counts against its client's limit,
-         *     and a method the view does not have is a 405 before any permission is asked.
-         *
-         *     DRF checks throttles only after authentication and permissions, so a request with no token or
-         *     a forged one would be answered 401 without ever counting: token guessing would be unlimited.
-         *     The authenticator counts refused tokens (JWTAuthentication); a request without any is
-         *     counted here, where DRF turns the permission's refusal into that 401.
-         */
+        /** Plan, renewal and what is on offer */
         get: operations["billing_retrieve"];
         put?: never;
         post?: never;
@@ -96,16 +90,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /**
-         * Credit balance
-         * @description Base of every API view: a request answered 401 still counts against its client's limit,
-         *     and a method the view does not have is a 405 before any permission is asked.
-         *
-         *     DRF checks throttles only after authentication and permissions, so a request with no token or
-         *     a forged one would be answered 401 without ever counting: token guessing would be unlimited.
-         *     The authenticator counts refused tokens (JWTAuthentication); a request without any is
-         *     counted here, where DRF turns the permission's refusal into that 401.
-         */
+        /** Credit balance */
         get: operations["credits_retrieve"];
         put?: never;
         post?: never;
@@ -688,7 +673,7 @@ export interface paths {
          * @description Cancel a job that has not ended: it becomes `canceled` and is refunded once: in full
          *     before its inference started, else the part not yet spent (`credits_refund`). 409
          *     `job_not_cancelable` when it already ended or its outputs are being stored; 429
-         *     `rate_limited` past AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE cancels a minute.
+         *     `rate_limited` past this server's limit of cancels a minute (with `Retry-After`).
          */
         post: operations["jobs_cancel_create"];
         delete?: never;
@@ -766,16 +751,18 @@ export interface paths {
             cookie?: never;
         };
         /**
+         * List projects
          * @description The user's projects, most recently updated first; `?page=`, `?page_size=` (max 100).
          *
-         *     POST creates one; 403 `quota_exceeded` once the user has AUTEUR_QUOTA_PROJECTS of them.
+         *     POST creates one; 403 `quota_exceeded` once the user has as many as this server allows.
          */
         get: operations["projects_list"];
         put?: never;
         /**
+         * Create a project
          * @description The user's projects, most recently updated first; `?page=`, `?page_size=` (max 100).
          *
-         *     POST creates one; 403 `quota_exceeded` once the user has AUTEUR_QUOTA_PROJECTS of them.
+         *     POST creates one; 403 `quota_exceeded` once the user has as many as this server allows.
          */
         post: operations["projects_create"];
         delete?: never;
@@ -791,16 +778,28 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them. */
+        /**
+         * Get a project, with its timeline
+         * @description One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them.
+         */
         get: operations["projects_retrieve"];
-        /** @description One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them. */
+        /**
+         * Replace a project's settings
+         * @description One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them.
+         */
         put: operations["projects_update"];
         post?: never;
-        /** @description One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them. */
+        /**
+         * Delete a project, its media and its timeline
+         * @description One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them.
+         */
         delete: operations["projects_destroy"];
         options?: never;
         head?: never;
-        /** @description One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them. */
+        /**
+         * Change some of a project's settings
+         * @description One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them.
+         */
         patch: operations["projects_partial_update"];
         trace?: never;
     };
@@ -971,12 +970,12 @@ export interface paths {
          * Start an upload
          * @description Where to upload a new file of the project.
          *
-         *     Up to AUTEUR_MULTIPART_THRESHOLD_BYTES (64 MiB), or with no `size_bytes`: a signed PUT URL
+         *     Below the multipart threshold (64 MiB by default), or with no `size_bytes`: a signed PUT URL
          *     (valid 15 minutes). PUT the file's bytes to `upload_url` with the `headers` given
          *     (Content-Type, exactly), then call `confirm`. The URL is bound to the content type and size
          *     declared here (without `size_bytes`, to at most 5 GiB).
          *
-         *     A declared `size_bytes` of at least the threshold (up to AUTEUR_MAX_UPLOAD_BYTES, 50 GiB): a
+         *     A declared `size_bytes` of at least the threshold (up to the largest upload, 50 GiB by default): a
          *     multipart upload (`multipart`, and `upload_url` null). Cut the file into `part_count` parts of
          *     `part_size` bytes (the last one shorter); ask `parts_url` (POST) for each part's signed PUT,
          *     naming its number and the SHA-256 of its bytes; PUT each part with its `headers`; then call
@@ -1200,7 +1199,7 @@ export interface paths {
          * List voices
          * @description GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s.
          *
-         *     The voice keeps the first AUTEUR_VOICE_SAMPLE_MAX_SECONDS (30 s) as a mono 24 kHz WAV;
+         *     The voice keeps the sample's first 30 s (by default) as a mono 24 kHz WAV;
          *     403 `quota_exceeded` past the user's voice quota.
          */
         get: operations["voices_list"];
@@ -1209,7 +1208,7 @@ export interface paths {
          * Create a voice clone
          * @description GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s.
          *
-         *     The voice keeps the first AUTEUR_VOICE_SAMPLE_MAX_SECONDS (30 s) as a mono 24 kHz WAV;
+         *     The voice keeps the sample's first 30 s (by default) as a mono 24 kHz WAV;
          *     403 `quota_exceeded` past the user's voice quota.
          */
         post: operations["voices_create"];
@@ -2798,7 +2797,7 @@ export interface components {
         MediaUploadUrlRequest: {
             content_type: string;
             filename: string;
-            /** @description The file's size. Optional below 5 GiB: without it the URL takes up to 5 GiB, and the size is checked at confirm (413 `file_too_large` there deletes the file). At least AUTEUR_MULTIPART_THRESHOLD_BYTES (64 MiB): a multipart upload. */
+            /** @description The file's size. Optional below 5 GiB: without it the URL takes up to 5 GiB, and the size is checked at confirm (413 `file_too_large` there deletes the file). At least the multipart threshold (64 MiB by default): a multipart upload. */
             size_bytes?: number;
         };
         /**
@@ -3324,7 +3323,7 @@ export interface components {
              */
             frame_rate?: number;
             /** @description JSON: a name the file gives a clip (its clip, file or reel name) -> the id of a file of this project, for names that match no file's name (`media_unmatched` lists them with the files they could mean). */
-            media?: unknown;
+            media?: string;
         };
         TimelineImportOutput: {
             clips: number;
