@@ -8,7 +8,7 @@ stuck job, each through the same service the API and the reaper use.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -68,8 +68,14 @@ class JobTypeListFilter(admin.SimpleListFilter):
 
 class JobEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = JobEvent
-    fields = ("created_at", "type", "data")
+    fields = ("at", "type", "data")
     readonly_fields = fields
+
+    @admin.display(description="at (UTC)")
+    def at(self, event: JobEvent) -> str:
+        """To the millisecond: a job's events are often milliseconds apart (the admin's own date
+        format showed them all at the same minute)."""
+        return event.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     ordering = ("id",)
     extra = 0
     can_delete = False

@@ -34,6 +34,13 @@ def otp_required_for(user: Any) -> bool:
 class AdminLoginForm(OTPAdminAuthenticationForm):
     """The password, then the code when this user needs one (django-otp's form asks everyone)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        code = self.fields["otp_token"]
+        code.label = "Authenticator code"
+        code.help_text = ("The 6-digit code your authenticator app shows for Auteur. Leave it empty if you have "
+                          "not enrolled one (manage.py totp_enroll), unless every login needs one here.")
+
     def clean(self) -> dict[str, Any]:
         self.cleaned_data = AdminAuthenticationForm.clean(self)
         user = self.get_user()
@@ -53,8 +60,11 @@ class AdminLoginForm(OTPAdminAuthenticationForm):
 
 
 class AuteurAdminSite(AdminSite):
+    site_header = "Auteur staff"
+    site_title = "Auteur staff"
+    index_title = "Jobs, credits, users and projects"
     login_form = AdminLoginForm
-    login_template = "otp/admin111/login.html"
+    login_template = "admin/auteur_login.html"
 
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):

@@ -201,3 +201,11 @@ def test_totp_devices_are_managed_by_superusers_only(staff, device_of):
     assert client.get("/admin/otp_totp/totpdevice/").status_code == 403
     assert client.post(f"/admin/otp_totp/totpdevice/{device.pk}/delete/", {"post": "yes"}).status_code == 403
     assert TOTPDevice.objects.filter(pk=device.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_login_page_names_the_site_and_says_what_the_code_is(client):
+    page = client.get(LOGIN).content.decode()
+    assert "Auteur staff" in page and "Django administration" not in page
+    assert "Authenticator code" in page and "OTP Token" not in page
+    assert "6-digit code your authenticator app shows" in page

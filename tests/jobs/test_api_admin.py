@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -76,6 +78,10 @@ def test_filters_search_and_the_job_page_load(staff_client, jobs, funded):
     assert page.status_code == 200
     html = page.content.decode()
     assert "submitted" in html  # the event inline
+    # Events milliseconds apart are told apart: their times are given to the millisecond, in UTC.
+    event = jobs[0].events.order_by("id").first()
+    assert event.created_at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] in html
+    assert "Auteur staff" in html and "Django administration" not in html
     assert "transcription job" in html and "-5" in html  # the usage ledger row
     assert 'name="_save"' not in html  # read-only
 
