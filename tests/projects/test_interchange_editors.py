@@ -379,3 +379,14 @@ def test_a_list_whose_source_times_are_a_cameras_timecode_is_refused_naming_the_
     assert error["code"] == "edl_invalid"
     assert error["details"]["errors"][0]["message"] == "Past the end of the media file (60000 ms)."
     assert edl_get(project=project)["version"] == version
+
+
+@pytest.mark.parametrize("rate", ["0", "241", "-29.97", "abc", "nan"])
+def test_a_frame_rate_no_timeline_has_is_a_400_and_nothing_is_saved(auth_client, project, make_media, rate):
+    make_media(project, name="shot1.mov", duration_ms=60_000)
+    version = edl_get(project=project)["version"]
+    edl = "TITLE: t\n001  SHOT1    V     C        00:00:01:00 00:00:02:00 00:00:00:00 00:00:01:00\n"
+    response = post(auth_client, project, "t.edl", edl, frame_rate=rate)
+    assert response.status_code == 400, response.content
+    assert "frame_rate" in response.json()["error"]["details"]["fields"]
+    assert edl_get(project=project)["version"] == version
