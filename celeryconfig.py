@@ -10,7 +10,15 @@ from __future__ import annotations
 from celery.schedules import crontab
 from django.conf import settings
 
-from auteur.queues import QUEUE_DEFAULT, QUEUES, RABBITMQ_EXCHANGE, TASK_ROUTES, broker_is_rabbitmq, rabbitmq_queues
+from auteur.queues import (
+    CLOCK_TASKS,
+    QUEUE_DEFAULT,
+    QUEUES,
+    RABBITMQ_EXCHANGE,
+    TASK_ROUTES,
+    broker_is_rabbitmq,
+    rabbitmq_queues,
+)
 
 # The broker: Redis (REDIS_URL) unless CELERY_BROKER_URL names another; docs/broker.md.
 broker_url = settings.CELERY_BROKER_URL
@@ -94,6 +102,8 @@ worker_send_task_events = True
 # No "task-sent" event: it is one more broker publish per message sent (0.5 ms of a submission,
 # bench/), and Flower shows a task from its "task-received" on.
 task_send_sent_event = False
+# The tasks beat sends every few seconds send none (auteur.queues.CLOCK_TASKS).
+task_annotations = {name: {"send_events": False} for name in CLOCK_TASKS}
 task_track_started = True
 
 # ---- Workers.

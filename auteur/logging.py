@@ -41,6 +41,25 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class ClockTaskFilter(logging.Filter):
+    """Drops Celery's routine INFO lines about the tasks beat sends every few seconds
+    (auteur.queues.CLOCK_TASKS): beat's "Sending due task", the worker's "received" and
+    "succeeded". Anything above INFO about them (a failure, a retry) passes."""
+
+    ROUTINE = frozenset({"celery.beat", "celery.worker.strategy", "celery.app.trace"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.name not in self.ROUTINE:
+            return True
+        from auteur.queues import CLOCK_TASKS
+
+        args = record.args
+        if isinstance(args, dict):  # the worker's lines: {"name": ..., "id": ...}
+            return args.get("name") not in CLOCK_TASKS
+        # beat's line: (entry name, task name)
+        return not (isinstance(args, tuple) and len(args) == 2 and args[1] in CLOCK_TASKS)
+
+
 class JsonFormatter(_LibraryJsonFormatter):
     """python-json-logger's formatter, writing only the fields below (in this order): the ids
     the ContextFilter set, when known, and every text scrubbed.

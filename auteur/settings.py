@@ -719,7 +719,8 @@ LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "auteur.logging.ContextFilter"}},
+    "filters": {"context": {"()": "auteur.logging.ContextFilter"},
+                "clock_tasks": {"()": "auteur.logging.ClockTaskFilter"}},
     "formatters": {
         "json": {"()": "auteur.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s user=%(user_id)s "
@@ -729,7 +730,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "text" if DEBUG else "json",
-            "filters": ["context"],
+            "filters": ["context", "clock_tasks"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import honcho.manager
 from honcho.manager import Manager
@@ -33,6 +34,25 @@ honcho.manager.KILL_WAIT = 20
 
 # honcho answers SIGINT and SIGTERM with the exit codes a shell would report for them.
 STOPPED_BY_SIGNAL = (130, 143)
+
+
+# How long the banner waits for the worker's "ready" line once the ports listen.
+WORKER_READY_WAIT_S = 30.0
+
+
+class _ReadyPrinter(Printer):
+    """honcho's printer, noting when the worker process logs Celery's "<hostname> ready." line."""
+
+    def __init__(self, output: Any) -> None:
+        super().__init__(output)
+        self.worker_ready = threading.Event()
+
+    def write(self, message: Any) -> None:
+        super().write(message)
+        if not self.worker_ready.is_set() and message.type == "line" and message.name == "worker":
+            data = message.data.decode("utf-8", "replace") if isinstance(message.data, bytes) else message.data
+            if data.rstrip().endswith(" ready."):
+                self.worker_ready.set()
 
 
 @dataclass(frozen=True)
@@ -72,11 +92,14 @@ def stack_processes(env: dict[str, str], var_dir: Path, *, flower_port: int, flo
     worker_concurrency = env.get("CELERY_WORKER_CONCURRENCY") or str(max(2, os.cpu_count() or 1))
     celery = [str(Path(sys.executable).parent / "celery"), "-A", "auteur"]
     return [
+        # --quiet: no start-up banner (the configuration and task list pushed make run's own off screen).
         Process("worker", [
-            *celery, "worker", "-Q", ",".join(ALL_QUEUES), "-c", worker_concurrency, "-O", "fair",
+            *celery, "--quiet", "worker", "-Q", ",".join(ALL_QUEUES), "-c", worker_concurrency, "-O", "fair",
             "-n", "worker@%h", "--loglevel", "INFO",
         ]),
-        Process("beat", [*celery, "beat", "--loglevel", "INFO", "-s", str(var_dir / "celerybeat-schedule")]),
+        Process("beat", [
+            *celery, "--quiet", "beat", "--loglevel", "INFO", "-s", str(var_dir / "celerybeat-schedule"),
+        ]),
         # The one consumer of GPU calls' announcements: without it jobs wait for the reaper's poll.
         Process("gpu-events", [sys.executable, str(REPO_ROOT / "manage.py"), "gpu_events"]),
         # Prometheus metrics of the queues, workers, tasks and jobs, on AUTEUR_METRICS_EXPORTER_PORT.
@@ -87,7 +110,8 @@ def stack_processes(env: dict[str, str], var_dir: Path, *, flower_port: int, flo
             "flower",
             [*celery, "flower", "--address=127.0.0.1", f"--port={flower_port}", "--purge_offline_workers=60",
              "--max_tasks=2000"],
-            {"FLOWER_BASIC_AUTH": flower_basic_auth},
+            # Warnings only, unless DJANGO_LOG_LEVEL says otherwise: at INFO it lists every task at start.
+            {"FLOWER_BASIC_AUTH": flower_basic_auth, "DJANGO_LOG_LEVEL": env.get("DJANGO_LOG_LEVEL", "WARNING")},
         ),
     ]
 
@@ -102,9 +126,12 @@ def run_processes(
 ) -> int:
     """Run `processes` until a signal or the exit of one of them stops all: 0 for a signal, else 1.
 
-    Once every one of `ports` listens, `on_up` runs, then `on_tick` every half second.
+    Once every one of `ports` listens and the worker has said it is ready (or WORKER_READY_WAIT_S
+    has passed), `on_up` runs, so what it prints comes after the start-up lines; then `on_tick`
+    every half second.
     """
-    manager = Manager(Printer(sys.stdout))
+    printer = _ReadyPrinter(sys.stdout)
+    manager = Manager(printer)
     for process in processes:
         # honcho runs a command line through `sh -c`; exec leaves no shell between it and the process.
         command = "exec " + shlex.join(process.argv)
@@ -121,6 +148,7 @@ def run_processes(
                 print(f"devstack: {exc}; stopping everything", flush=True)
                 os.kill(os.getpid(), signal.SIGTERM)  # honcho's own handler stops the processes
             return
+        printer.worker_ready.wait(WORKER_READY_WAIT_S)
         on_up()
         while not done.wait(0.5):
             on_tick()

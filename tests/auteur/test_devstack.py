@@ -265,6 +265,12 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
     names = ("proxy", "storage", "asgi", "gpu-events", "exporter")
     missing = [n for n in names if not re.search(rf" {n} +\| ", output)]
     assert missing == [], output[-3000:]
+    # The banner is start-up's last word: after the worker said it is ready, and no Celery banner or
+    # task list after it; the housekeeping beat sends every 5 s is neither logged nor, above, in Flower.
+    worker_ready = re.search(r" worker +\| .* ready\.$", output, re.MULTILINE)
+    assert worker_ready and output.index("Auteur is up") > worker_ready.start(), output[-3000:]
+    assert "[tasks]" not in output and "-------------- [queues]" not in output
+    assert "jobs.deadlines" not in output and "Registered tasks" not in output
     time.sleep(0.5)
     alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"orphans left behind: {alive}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from auteur.logging import ContextFilter, JsonFormatter, job_id_var, request_id_var, user_id_var
+from auteur.logging import ClockTaskFilter, ContextFilter, JsonFormatter, job_id_var, request_id_var, user_id_var
 
 
 def format_line(msg: str, *args: object, exc: bool = False, **extra: object) -> dict[str, object]:
@@ -49,3 +49,35 @@ def test_tokens_emails_and_signed_url_queries_are_scrubbed_from_message_and_trac
     assert "RuntimeError" in str(line["exc"])
     for secret in ("X-Amz-Signature", "me@example.com", "eyJhbGciOi", "a@b.example"):
         assert secret not in json.dumps(line)
+
+
+def _celery_record(logger: str, level: int, msg: str, args: object) -> logging.LogRecord:
+    return logging.LogRecord(logger, level, "celery.py", 1, msg, args, None)  # type: ignore[arg-type]
+
+
+def test_the_clock_tasks_routine_lines_are_dropped_and_nothing_else():
+    # Celery's own messages and arguments: beat's tuple, the worker's dict.
+    sending = "Scheduler: Sending due task %s (%s)"
+    received = "Task %(name)s[%(id)s] received"
+    succeeded = "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s"
+    clock = {"name": "jobs.deadlines", "id": "1", "runtime": 0.01, "return_value": "{}"}
+    work = {**clock, "name": "jobs.audio.infer"}
+    keep = ClockTaskFilter().filter
+    assert not keep(_celery_record("celery.beat", logging.INFO, sending, ("jobs-deadlines", "jobs.deadlines")))
+    assert not keep(_celery_record("celery.beat", logging.INFO, sending, ("webhooks-sweep", "webhooks.sweep")))
+    assert not keep(_celery_record("celery.worker.strategy", logging.INFO, received, clock))
+    assert not keep(_celery_record("celery.app.trace", logging.INFO, succeeded, clock))
+    # Users' work, the reaper, and anything above INFO about a clock task are kept.
+    assert keep(_celery_record("celery.beat", logging.INFO, sending, ("jobs-reaper", "jobs.reap")))
+    assert keep(_celery_record("celery.worker.strategy", logging.INFO, received, work))
+    assert keep(_celery_record("celery.app.trace", logging.ERROR, "Task %(name)s[%(id)s] raised", clock))
+    assert keep(_celery_record("jobs.tasks", logging.INFO, "deadlines: %s", ({"aborted": 1},)))
+
+
+def test_the_clock_tasks_send_no_task_events():
+    from auteur.celery import app
+    from auteur.queues import CLOCK_TASKS
+
+    app.loader.import_default_modules()
+    assert CLOCK_TASKS and all(app.tasks[name].send_events is False for name in CLOCK_TASKS)
+    assert app.tasks["jobs.reap"].send_events is True

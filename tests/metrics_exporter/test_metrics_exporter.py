@@ -22,7 +22,7 @@ from devstack import REPO_ROOT
 from devstack.ports import free_port
 from devstack.process_group import stop_group
 from jobs.models import JobStatus
-from jobs.tasks import reap
+from jobs.tasks import deadlines, reap
 from tests.factories import ProjectFactory
 from tests.jobs.conftest import subprocess_env, upload_local, wait_for, wait_terminal
 
@@ -103,6 +103,9 @@ def test_exporter_shows_every_family_during_real_jobs_and_the_deploy_files_use_o
     start_worker(AUTEUR_FAULT_INJECTION="compression:permanent=1.0", DJANGO_SETTINGS_MODULE="bench.settings")
     failed = wait_terminal(submit(auth_client, {**body, "cache": False}))  # a fresh run, not the first one's result
     assert failed.status == JobStatus.FAILED and failed.credits_refunded
+    # The deadline sweep beat runs every few seconds sends no task events (Flower lists users' work,
+    # not the clock); sent first on the reaper's queue, it has run by the time the reaper has.
+    deadlines.delay()
     reap.delay()
     ledger_check()
 
@@ -124,6 +127,7 @@ def test_exporter_shows_every_family_during_real_jobs_and_the_deploy_files_use_o
     assert got.value("auteur_celery_tasks_total", event="received") >= got.value(
         "auteur_celery_tasks_total", event="succeeded") > 0
     assert got.value("auteur_celery_task_runtime_seconds_count") > 0
+    assert got.value("auteur_celery_tasks_total", task="jobs.deadlines") == 0
     assert got.value("auteur_celery_task_queue_wait_seconds_count", queue="render") >= 1
     assert {s.labels["queue"] for s in got.samples if s.name == "auteur_celery_queue_workers"} == set(ALL_QUEUES)
     assert got.value("auteur_celery_queue_workers", queue="render") >= 1
