@@ -712,6 +712,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
+# Dates as ISO 8601 in the admin's lists and pages ("2026-11-26 20:31:05", not "Nov. 26, 2026, 8:31 p.m.").
+FORMAT_MODULE_PATH = ["auteur.formats"]
 USE_TZ = True
 
 # ---- Logging: JSON lines outside debug; request, user and job ids attached by the filter.

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from auteur.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin
+from auteur.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin, breakable
 from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
@@ -83,8 +83,9 @@ class JobEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "type", "status", "user_email", "credits_cost", "credits_refunded", "progress",
-                    "error_code", "created_at", "completed_at")
+    # Short headers and ids: the list fits a 1400 px screen beside its filters.
+    list_display = ("short_id", "type", "status", "user_email", "cost", "refunded", "progress", "error",
+                    "created_at", "ended")
     list_filter = ("status", JobTypeListFilter, "created_at", PlanListFilter, "credits_refunded", "priority",
                    "gpu_backend")
     search_fields = ("=id", "user__email")
@@ -114,7 +115,28 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="user", ordering="user__email")
     def user_email(self, obj: Job) -> str:
-        return obj.user.email
+        return breakable(obj.user.email)
+
+    @admin.display(description="cost", ordering="credits_cost")
+    def cost(self, obj: Job) -> int:
+        return obj.credits_cost
+
+    @admin.display(description="refunded", ordering="credits_refunded", boolean=True)
+    def refunded(self, obj: Job) -> bool:
+        return obj.credits_refunded
+
+    @admin.display(description="error", ordering="error_code")
+    def error(self, obj: Job) -> str:
+        return breakable(obj.error_code) if obj.error_code else "-"
+
+    @admin.display(description="ended", ordering="completed_at")
+    def ended(self, obj: Job) -> Any:
+        return obj.completed_at
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, obj: Job) -> str:
+        # The id's first block keeps the list within the screen; the whole id shows on hover.
+        return format_html('<span title="{}">{}</span>', obj.pk, str(obj.pk)[:8])
 
     @admin.display(description="charge")
     def charge(self, obj: Job) -> str:
