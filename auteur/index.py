@@ -12,6 +12,7 @@ INDEX = {
     "docs": "/api/docs/",
     "schema": "/api/schema/",
     "events_schema": "/api/schema/events/",
+    "outputs_schema": "/api/schema/outputs/",
     "job_types": "/api/v1/jobs/types",
     "authentication": "Authorization: Bearer <token>: a token of your identity provider (running it yourself: "
                       "`.venv/bin/python manage.py issue_token you@example.com`)",

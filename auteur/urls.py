@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from auteur import health, metrics
 from auteur.index import api_index
-from realtime.schema_view import events_schema
+from realtime.schema_view import events_schema, outputs_schema
 
 # Patterns are tried in order and no two overlap: the API's busiest (job submissions and polls)
 # come first, so resolving them does not walk the admin's and the others' patterns first.
@@ -29,6 +29,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The job events' JSON Schema (SSE, WebSocket, webhooks), linked from the OpenAPI document.
     path("api/schema/events/", events_schema, name="events-schema"),
+    # A completed job's output_data per job type (JSON Schema), linked from the OpenAPI document.
+    path("api/schema/outputs/", outputs_schema, name="outputs-schema"),
     # The split view serves Swagger UI's initialisation as a script file, not inline, so the
     # page works under a Content-Security-Policy without 'unsafe-inline'.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -141,11 +141,12 @@ class JobSerializer(JobSummarySerializer):
     eta_seconds = serializers.SerializerMethodField()
 
     @extend_schema_field(serializers.DictField(help_text=(
-        "The results: the transcript, answer text, output media ids... A transcription's transcript "
-        "(`language`: the one transcribed, the detected one for `auto`; `duration_ms`, `text`, `segments` "
-        "with their `words`) is under `transcript`, and also at the top level, where it has always been. "
-        "A transcription's `edl` says whether its words reached the project's timeline: {status: written "
-        "(with version) | unchanged | off | superseded | pending | failed (with code, message)}.")))
+        "The results of a completed job; their shape per `type` is the JSON Schema at /api/schema/outputs/ "
+        "(`$defs/<type>`). A transcription's transcript (`language`: the one transcribed, the detected one for "
+        "`auto`; `duration_ms`, `text`, `segments` with their `words`) is under `transcript`, and also at the "
+        "top level, where it has always been. A transcription's `edl` says whether its words reached the "
+        "project's timeline: {status: written (with version) | unchanged | off | superseded | pending | failed "
+        "(with code, message)}.")))
     def get_output_data(self, obj: Job) -> dict[str, Any]:
         return job_output_data(job_type=obj.type, output_data=obj.output_data)
 

@@ -5,7 +5,8 @@ the plan check, the queues the steps run on, the payload sent to the GPU backend
 are stored, and `GET /jobs/types`. The GPU side's half of a type's declaration (GPU class,
 time limit, containers, output kind, engines) lives in `gpu_tasks/types.py`, which never
 imports Django; a spec reaches it as `spec.engine`. Adding a job type is one engine module in
-`gpu_tasks/engines/`, its row there, and one spec here (with its input in `jobs/inputs.py`).
+`gpu_tasks/engines/`, its row there, and one spec here (with its input in `jobs/inputs.py`, the
+shape of its output_data in `jobs/output_schema.py` and its canned result in the noop backend).
 """
 
 from __future__ import annotations

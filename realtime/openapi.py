@@ -1,7 +1,8 @@
 """The event streams in the OpenAPI document: `GET /jobs/{id}/stream` and `GET /events/stream`
 are plain ASGI views (realtime/sse.py), not DRF's, so drf-spectacular cannot see them; this hook
 adds them with their `text/event-stream` answers, and links the event schema
-(jobs/event_schema.py, served at /api/schema/events/) from the document's description."""
+(jobs/event_schema.py, served at /api/schema/events/) and the output schema (jobs/output_schema.py,
+/api/schema/outputs/) from the document's description."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from jobs.event_schema import JOB_EVENT, STREAM_GAP
 
 EVENTS_SCHEMA_URL = "/api/schema/events/"
+OUTPUTS_SCHEMA_URL = "/api/schema/outputs/"
 _STREAM = ("Server-Sent Events. Each event is `id:` (resume after it with `Last-Event-ID`), `event:` (its type) "
            "and `data:`, a `JobEvent` (its `data` per type in the event schema, " + EVENTS_SCHEMA_URL + "). "
            "`event: gap` (`StreamGap`, no id) when the id resumed from is older than the stream's window; "
@@ -57,5 +59,6 @@ def add_event_streams(result: dict[str, Any], generator: Any, request: Any, publ
     }}
     info = result.setdefault("info", {})
     info["description"] = (info.get("description", "") + f" Job events (SSE, WebSocket, webhooks) are described by "
-                           f"the JSON Schema at {EVENTS_SCHEMA_URL}.").strip()
+                           f"the JSON Schema at {EVENTS_SCHEMA_URL}; a completed job's `output_data`, per job "
+                           f"type, by the one at {OUTPUTS_SCHEMA_URL}.").strip()
     return result

@@ -1,12 +1,14 @@
 """Generate the TypeScript client's types (clients/typescript/src/generated/) from the API's own schemas.
 
-Two inputs, both read from the code as the server serves them:
+Three inputs, each read from the code as the server serves it:
 - the OpenAPI document (drf-spectacular, as GET /api/schema/ serves it) -> `openapi.ts`;
 - the job events' JSON Schema (jobs/event_schema.py, GET /api/schema/events/) -> `events.ts`. It is
   rewritten as an OpenAPI 3.1 components document first, because openapi-typescript reads OpenAPI:
   `$defs` become `components.schemas`, and `JobEvent`'s per-type `if`/`then` (which TypeScript
   cannot express) becomes a `oneOf` of one variant per event type, discriminated by `type`, so a
-  client narrows `event.data` by checking `event.type`.
+  client narrows `event.data` by checking `event.type`;
+- the job outputs' JSON Schema (jobs/output_schema.py, GET /api/schema/outputs/) -> `outputs.ts`,
+  rewritten the same way, plus `JobOutputs`: each job type's `output_data` type by the type's name.
 
     python scripts/generate_ts_client.py           # rewrite the generated files
     python scripts/generate_ts_client.py --check   # exit 1 (and show the diff) when they are stale
@@ -103,6 +105,29 @@ def events_document() -> dict[str, Any]:
     }
 
 
+def outputs_document() -> dict[str, Any]:
+    """The output schema (a completed job's `output_data` per type) as an OpenAPI 3.1 document with
+    no paths, only components: one per job type, named by it, and the shapes they share."""
+    from jobs.output_schema import output_schema
+
+    schema = output_schema()
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": schema["title"], "version": "1", "description": schema["description"]},
+        "paths": {},
+        "components": {"schemas": _rebase(copy.deepcopy(schema["$defs"]))},
+    }
+
+
+def _outputs_map() -> str:
+    """`JobOutputs`: each job type's output_data type, keyed by the type's name."""
+    from jobs.output_schema import OUTPUT_DATA
+
+    lines = "".join(f'    "{kind}": components["schemas"]["{kind}"];\n' for kind in sorted(map(str, OUTPUT_DATA)))
+    return ("\n/** A completed job's `output_data`, per job type (GET /api/schema/outputs/). */\n"
+            f"export interface JobOutputs {{\n{lines}}}\n")
+
+
 def _typescript(document: dict[str, Any], folder: Path, name: str) -> str:
     source = folder / f"{name}.json"
     source.write_text(json.dumps(document, indent=2, sort_keys=True))
@@ -123,7 +148,8 @@ def generate() -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         return {"openapi.ts": _typescript(openapi_document(), folder, "openapi"),
-                "events.ts": _typescript(events_document(), folder, "events")}
+                "events.ts": _typescript(events_document(), folder, "events"),
+                "outputs.ts": _typescript(outputs_document(), folder, "outputs") + _outputs_map()}
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ encodes the type, so any process can poll it.
 from __future__ import annotations
 
 import base64
+import copy
 import heapq
 import io
 import logging
@@ -135,7 +136,7 @@ def _transcript() -> dict[str, Any]:
 
 def _image() -> dict[str, Any]:
     data = base64.b64decode(_PNG_B64)
-    return {"outputs": {"image": _output(data, "image/png", "noop.png")}, "width": 16, "height": 16}
+    return {"outputs": {"image_1": _output(data, "image/png", "noop.png")}, "width": 16, "height": 16}
 
 
 def _answer() -> dict[str, Any]:
@@ -152,9 +153,29 @@ _CANNED: Mapping[OutputKind, Callable[[], dict[str, Any]]] = {
 }
 
 
+# What each type's engine reports beside its kind's fields, canned: every backend gives a type the
+# same keys (jobs.output_schema; tests/jobs/test_output_schema.py checks each type's canned result).
+_GENERATED = {"model": "noop", "seed": 0, "steps": 1}
+_ENGINE_FIELDS: Mapping[JobType, Mapping[str, Any]] = {
+    JobType.TRANSCRIPTION: {},
+    JobType.TTS: {"voice_cloned": False, "engine": "noop"},
+    JobType.LIP_SYNC: {"fps": 25.0, "frames": 25, "faces_found": 1, "face_detector": "noop", "restoration": "none",
+                       "model": "noop"},
+    JobType.VIDEO_GENERATION: {"fps": 16, "frames": 16, **_GENERATED},
+    JobType.PERFORMANCE_CLONING: {"fps": 25.0, "frames": 25, "model": "noop"},
+    JobType.GAZE_REDIRECTION: {"fps": 25.0, "frames": 25, "model": "noop"},
+    JobType.AUDIO_GENERATION: {"channels": 1, "guidance": 0.0, **_GENERATED},
+    JobType.VIDEO_QUERY: {"frames": 1, "range_ms": [0, 1000], "transcript_truncated": False, "model": "noop"},
+    JobType.RENDER: {"frame_rate": 25, "clips": 1, "duration_before_ms": 1000, "removed_ms": 0, "cuts": 0},
+    JobType.COMPRESSION: {"preset": "480p", "input_size_bytes": len(base64.b64decode(_MP4_B64)),
+                          "output_size_bytes": len(base64.b64decode(_MP4_B64))},
+    JobType.IMAGE_GENERATION: {"num_images": 1, "guidance": 0.0, "notes": [], **_GENERATED},
+}
+
+
 def fixed_result(job_type: JobType) -> dict[str, Any]:
-    """The canned result of `job_type`, by the kind of output it declares (a fresh dict each time)."""
-    return _CANNED[get_spec(job_type).output]()
+    """The canned result of `job_type`: its kind's, with its engine's own fields (a fresh dict each time)."""
+    return {**_CANNED[get_spec(job_type).output](), **copy.deepcopy(dict(_ENGINE_FIELDS[JobType(job_type)]))}
 
 
 class _Alarm:

@@ -37,6 +37,7 @@ from jobs.life.refunds import cancel_refund, failure_refund
 from jobs.life.slots import Slots, job_slot_release, slots_around, start_waiting_if_free, user_lock, user_lock_key
 from jobs.life.windows import abort_code
 from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, JobStatus
+from jobs.output_schema import output_data_check
 from jobs.selectors.queue import plan_concurrency_limit
 from jobs.services.events import job_event_record
 from jobs.services.stream import JobState
@@ -194,6 +195,7 @@ def job_complete(
     Call it inside the transaction that settles the outputs (jobs.life.outputs): a job that ended
     otherwise meanwhile (failed by the reaper, say) was refunded and must keep none of them.
     """
+    output_data_check(job_type=job.type, output_data=output_data)
     completed_at = timezone.now()
     processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
     if not _COMPLETE.run(pk=job.pk, output_data=output_data, now=completed_at, gpu_seconds=gpu_seconds,
@@ -212,6 +214,7 @@ def job_complete_from_cache(*, job: Job, output_data: dict[str, Any], output_med
     """pending -> completed for a job served from the result cache (jobs.services.result_cache),
     in the transaction that creates and charges it: it never waits, starts or holds a slot, and
     no GPU call is made."""
+    output_data_check(job_type=job.type, output_data=output_data)
     now = timezone.now()
     processing_ms = int((now - job.created_at).total_seconds() * 1000)
     Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(

@@ -73,16 +73,16 @@ def job_cache(*, cache_source_id: uuid.UUID | None) -> dict[str, Any]:
     return {"hit": cache_source_id is not None, "source_job_id": cache_source_id}
 
 
-# What a transcription's output_data holds beside its transcript: how it was stored.
-_STORAGE_KEYS = ("caption_key", "output_media_ids")
+# The transcript proper in a transcription's output_data (not how it was stored, nor its follow-ups).
+_TRANSCRIPT_KEYS = ("language", "duration_ms", "text", "segments", "model", "diarization", "alignment")
 
 
 def job_output_data(*, job_type: str, output_data: dict[str, Any]) -> dict[str, Any]:
-    """A job's `output_data` as clients see it. A transcript is shown under `transcript` and, as
-    it always was, at the top level too (`language`, `text`, `segments`, ...); both stay."""
+    """A job's `output_data` as clients see it (jobs.output_schema). A transcript is shown under
+    `transcript` and, as it always was, at the top level too (`language`, `text`, `segments`, ...)."""
     if not output_data or job_spec(job_type).output is not OutputKind.TRANSCRIPT:
         return output_data
-    return {**output_data, "transcript": {k: v for k, v in output_data.items() if k not in _STORAGE_KEYS}}
+    return {**output_data, "transcript": {k: output_data[k] for k in _TRANSCRIPT_KEYS if k in output_data}}
 
 
 # A job's ledger entries, oldest first, read in the job's own statement (one JSON object each).

@@ -22,6 +22,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
+from jobs.output_schema import output_data_check
 from jobs.specs import OutputKind, job_spec
 from projects.edl.transcripts import edl_transcript_write
 from projects.errors import EdlConflict, EdlUnavailable
@@ -88,9 +89,11 @@ def job_output_record(job_id: uuid.UUID | str, name: str, outcome: dict[str, Any
     """Set `output_data[name]` of a completed job to what a follow-up task did (under the row's
     lock: two follow-ups of one job never overwrite each other's record)."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).only("output_data").first()
+        job = Job.objects.select_for_update().filter(pk=job_id).only("type", "output_data").first()
         if job is not None:
-            Job.objects.filter(pk=job_id).update(output_data={**(job.output_data or {}), name: outcome})
+            output_data = {**(job.output_data or {}), name: outcome}
+            output_data_check(job_type=job.type, output_data=output_data)
+            Job.objects.filter(pk=job_id).update(output_data=output_data)
 
 
 def _record(job_id: uuid.UUID | str, outcome: dict[str, Any]) -> None:

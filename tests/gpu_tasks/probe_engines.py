@@ -114,11 +114,15 @@ def symlink_out(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
                                   "filename": "voice.wav"}}}
 
 
+# What a TTS engine reports beside its audio (jobs/output_schema.py): a probe whose job completes gives it.
+TTS_FIELDS = {"duration_ms": 100, "sample_rate": 16000, "voice_cloned": False, "engine": "probe"}
+
+
 def absolute_filename(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """A real output whose `filename` is an absolute path elsewhere (a write anywhere)."""
     ref = ctx.deliver("audio", _wav(ctx), "audio/wav")
     ref["filename"] = payload["target"]
-    return {"outputs": {"audio": ref}}
+    return {"outputs": {"audio": ref}, **TTS_FIELDS}
 
 
 def html_audio(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:

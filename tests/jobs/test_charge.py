@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from credits.models import CreditTransaction
 from credits.selectors import ledger_check
+from gpu_tasks.backends.noop import fixed_result
+from gpu_tasks.types import JobType
 from jobs.inputs import Scheduling
 from jobs.life import status as lifecycle
 from jobs.life.deadlines import jobs_deadlines_enforce
@@ -63,7 +65,9 @@ def completed(job: Job) -> Job:
     with TestCase.captureOnCommitCallbacks(execute=False):
         claimed = lifecycle.job_claim(job_id=job.pk)
         assert claimed is not None
-        assert lifecycle.job_complete(job=claimed, output_data={"text": "hi"}, output_media=[], gpu_seconds=1.0)
+        # A transcription's output as the store step records it.
+        output = {**fixed_result(JobType.TRANSCRIPTION), "caption_key": "captions.json"}
+        assert lifecycle.job_complete(job=claimed, output_data=output, output_media=[], gpu_seconds=1.0)
     return claimed
 
 

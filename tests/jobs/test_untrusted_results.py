@@ -34,6 +34,7 @@ from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile
 from tests.factories import ProjectFactory
+from tests.gpu_tasks.probe_engines import TTS_FIELDS
 from tests.gpu_tasks.test_local_backend import wait_for
 from tests.gpu_tasks.test_modal_backend import FakeModal
 
@@ -278,7 +279,7 @@ def test_a_modal_filename_with_separators_and_nul_is_reduced(auth_client, user, 
     data = _silence_wav()
     call_id = modal_call(modal, {"outputs": {"audio": {"data": data, "content_type": "audio/wav",
                                                        "size_bytes": len(data),
-                                                       "filename": f"../../{target}\x00.txt"}}})
+                                                       "filename": f"../../{target}\x00.txt"}}, **TTS_FIELDS})
     job = finish(processing(auth_client, project, call_id))
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     assert not target.exists()

@@ -3,6 +3,7 @@ import createClient, { type Client } from "openapi-fetch";
 import { apiError, apiErrorFromResponse, ApiError } from "./errors.js";
 import type { JobEvent, StreamItem } from "./events.js";
 import type { components, paths } from "./generated/openapi.js";
+import type { JobOutputs } from "./generated/outputs.js";
 import { resolveToken, sleep, type ReconnectOptions, type TokenSource } from "./retry.js";
 import { EventStream, type FetchLike } from "./sse.js";
 import { JobEventsSocket, type WebSocketFactory } from "./websocket.js";
@@ -20,6 +21,24 @@ export type MediaFile = Schemas["MediaFileDetail"];
 export type JobInput<T extends JobType> = NonNullable<
   paths[`/api/v1/jobs/${T}`]["post"]["requestBody"]
 >["content"]["application/json"];
+
+/** A completed job's `output_data` for job type `T` (the server's output schema, GET /api/schema/outputs/). */
+export type JobOutput<T extends JobType> = JobOutputs[T];
+// Every job type the API accepts has an output type, and no other: compiling fails otherwise.
+type SameKeys<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const everyTypeHasAnOutput: SameKeys<JobType, keyof JobOutputs> = true;
+void everyTypeHasAnOutput;
+
+/**
+ * `job.output_data`, typed for `type`: null unless the job is of that type and completed.
+ *
+ *     const output = jobOutput(job, "transcription");
+ *     if (output) for (const segment of output.segments) console.log(segment.speaker, segment.text);
+ */
+export function jobOutput<T extends JobType>(job: Job, type: T): JobOutput<T> | null {
+  if (job.type !== type || job.status !== "completed") return null;
+  return job.output_data as unknown as JobOutput<T>;
+}
 
 /** The raw typed client (openapi-fetch): every path and operation of the OpenAPI document. */
 export type ApiClient = Client<paths>;

@@ -7,3 +7,4 @@ export * from "./webhooks.js";
 export { backoffDelay, type ReconnectOptions, type TokenSource } from "./retry.js";
 export type { components, paths } from "./generated/openapi.js";
 export type { components as eventComponents } from "./generated/events.js";
+export type { components as outputComponents, JobOutputs } from "./generated/outputs.js";

@@ -8,6 +8,7 @@ import {
   AuteurClient,
   ConflictError,
   InsufficientCreditsError,
+  jobOutput,
   NotFoundError,
   RateLimitedError,
   TERMINAL_EVENT_TYPES,
@@ -67,8 +68,11 @@ describe("against the live API", { skip: !live && "AUTEUR_API_URL is not set" },
     if (submitted.state !== "ended") return;
     transcription = submitted.job;
     assert.equal(transcription.status, "completed", JSON.stringify(transcription));
-    const output = transcription.output_data as { segments?: { words: { word: string }[] }[] };
-    const words = (output.segments ?? []).flatMap((segment) => segment.words.map((w) => w.word.toLowerCase()));
+    // Typed by the server's output schema: segments, words and their timings, no casts.
+    const output = jobOutput(transcription, "transcription");
+    assert.ok(output && jobOutput(transcription, "tts") === null);
+    assert.deepEqual(output.transcript.segments, output.segments);
+    const words = output.segments.flatMap((segment) => segment.words.map((w) => w.word.toLowerCase()));
     assert.ok(words.some((w) => w.includes("fox")) && words.some((w) => w.includes("dog")), words.join(" "));
     // The same key and body: the same job, not a second charge.
     const again = await client.submitJob("transcription", input, { idempotencyKey: key });

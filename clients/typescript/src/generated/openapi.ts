@@ -2224,7 +2224,7 @@ export interface components {
             id: string;
             /** @description While the job waits: 1 + the number of waiting jobs of all users on the same queue (the job types that share its workers) submitted before it. A measure of load: each user's jobs still start as that user's slots free. Null once it is processing or has ended. */
             readonly lane_position: number | null;
-            /** @description The results: the transcript, answer text, output media ids... A transcription's transcript (`language`: the one transcribed, the detected one for `auto`; `duration_ms`, `text`, `segments` with their `words`) is under `transcript`, and also at the top level, where it has always been. A transcription's `edl` says whether its words reached the project's timeline: {status: written (with version) | unchanged | off | superseded | pending | failed (with code, message)}. */
+            /** @description The results of a completed job; their shape per `type` is the JSON Schema at /api/schema/outputs/ (`$defs/<type>`). A transcription's transcript (`language`: the one transcribed, the detected one for `auto`; `duration_ms`, `text`, `segments` with their `words`) is under `transcript`, and also at the top level, where it has always been. A transcription's `edl` says whether its words reached the project's timeline: {status: written (with version) | unchanged | off | superseded | pending | failed (with code, message)}. */
             readonly output_data: {
                 [key: string]: unknown;
             };
