@@ -55,7 +55,7 @@ CACHE_KEY_VERSION = 1
 # whatever an older job or another path stored).
 _NOT_WORK = frozenset({"_quantities", "voice_sample_key", "replace_in_timeline", *SUBMISSION_OPTIONS})
 # What a job's results say of that job alone, not of its work: made again for the new job.
-_PER_JOB = frozenset({"output_media_ids", "caption_key", "edl"})
+_PER_JOB = frozenset({"output_media_ids", "caption_key", "edl", "timeline"})
 # How many of the user's completed jobs with the key are looked at for one whose files remain.
 _CANDIDATES = 3
 

@@ -146,3 +146,19 @@ def test_a_cached_compression_is_a_version_of_the_new_jobs_source(auth_client, p
     assert output.derived_from_id == second.pk and output.project_id == second.project_id
     detail = auth_client.get(jobs_url(f"/{job.pk}")).json()
     assert detail["output_data"]["timeline"] == {"status": "pending"}
+
+
+def test_a_cache_hit_does_not_inherit_the_source_jobs_timeline_record(auth_client, project, funded, make_media):
+    # The source swapped its own project's timeline; a later identical compression that did not ask
+    # for it has no `timeline` of its own (the source's record named another project's version).
+    first = make_media(project, "video", content_sha256="d" * 64)
+    put_timeline(project, first)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        source = compress(auth_client, project, first, replace_in_timeline=True)
+    Job.objects.filter(pk=source.pk).update(output_data={**source.output_data,
+                                                         "timeline": {"status": "replaced", "version": 7, "clips": 1}})
+    second = make_media(ProjectFactory.create(user=funded), "video", content_sha256="d" * 64)
+    job = compress(auth_client, second.project, second)
+    assert job.cache_source_id == source.pk
+    assert "timeline" not in job.output_data
+    assert "timeline" not in auth_client.get(jobs_url(f"/{job.pk}")).json()["output_data"]
