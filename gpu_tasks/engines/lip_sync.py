@@ -3,7 +3,8 @@
 Licences: MuseTalk's code is MIT; its README says of the trained weights "The trained model are
 available for any purpose, even commercially" (and asks that the other models it uses keep their
 own licences). The parts it runs on: sd-vae-ft-mse (Stability AI, MIT) and Whisper tiny (OpenAI,
-Apache-2.0 on the hub). Face boxes come from OpenCV's Haar cascade (Intel's BSD-style licence, in the package).
+Apache-2.0 on the hub). Faces are found by RetinaFace (MobileNet-0.25, MIT) or, where its weights are
+absent, OpenCV's Haar cascade (Intel's BSD-style licence, in the package); restored by GFPGAN (Apache-2.0).
 
 MuseTalk is single-step latent inpainting, not a diffusion sampler. Each video frame's face is
 cropped and resized to 256x256; the sd-vae-ft-mse VAE (diffusers `AutoencoderKL`) encodes it twice,
@@ -24,6 +25,12 @@ included, with its five landmarks; where its weights are not in the models folde
 backend that has not downloaded them) OpenCV's frontal-face Haar cascade, shipped inside
 opencv-python-headless 4.x, stands in (frontal faces only, no landmarks). A Haar box ends near the
 lower lip, so it is grown by CHIN_MARGIN to take in the chin; a RetinaFace box by FACE_MARGIN.
+Not MediaPipe's face detector, which lip sync is often paired with: its BlazeFace models are made for
+a frontal face near a phone's camera and lose a face turned towards profile, where a speaker in a
+cut-away or a two-shot often is; RetinaFace keeps it (tests/gpu_tasks/test_lip_sync.py has a turned
+face the Haar cascade misses). RetinaFace also gives the five landmarks GFPGAN aligns by, runs on
+the torch already loaded for MuseTalk (MediaPipe brings a second inference runtime to every GPU
+image), and loads a 1.7 MB checkpoint read strictly by key.
 The boxes are smoothed over time (`smooth_faces`): a gap of at most MAX_GAP frames between two
 detections is filled in, and each box is the mean of the detected boxes within SMOOTH_RADIUS frames
 of it, so the pasted face does not jitter. A clip in which fewer than MIN_FACE_SHARE of the output
