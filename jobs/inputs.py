@@ -422,11 +422,14 @@ class CompressionInput(JobInput):
 
     media_id = MediaRef(kinds=(MediaType.VIDEO,), help_text="A video file of the project.")
     preset = serializers.ChoiceField(choices=_choices(_COMPRESSION, "preset"), default=_default(_COMPRESSION, "preset"))
+    # On by default: a compression makes the project's file lighter, so the project plays the
+    # lighter file from then on (one undo step brings the source back); false keeps the timeline as is.
     replace_in_timeline = serializers.BooleanField(
-        default=False,
+        default=True,
         help_text="Once compressed, play the compressed file wherever the project's timeline plays the source (one "
-                  "undo step); the job's `output_data.timeline` says how it went. The compressed file is a version of "
-                  "the source either way (its `derived_from_id`).")
+                  "undo step); the job's `output_data.timeline` says how it went. Default true; false leaves the "
+                  "timeline as it is. The compressed file is a version of the source either way (its "
+                  "`derived_from_id`; the source's `latest_version_id` names its newest version).")
 
 
 class CaptionStyleInput(StrictSerializer):

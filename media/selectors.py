@@ -7,18 +7,32 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import QuerySet, Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 
 from auteur.users.models import User
 from media.errors import MediaNotFound, VoiceNotFound
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion, VoiceClone
+
+# A file's newest ready version (a compression of it): what the file stands for now.
+_LATEST_VERSION = Subquery(
+    MediaFile.objects.filter(derived_from_id=OuterRef("pk"), status=MediaStatus.READY)
+    .order_by("-created_at", "-id").values("pk")[:1]
+)
+
+
+def media_latest_version_id(*, media: MediaFile) -> uuid.UUID | None:
+    """The id of the file's newest ready version; read from the row when a selector annotated it."""
+    if hasattr(media, "latest_version_id"):
+        return media.latest_version_id
+    return (MediaFile.objects.filter(derived_from_id=media.pk, status=MediaStatus.READY)
+            .order_by("-created_at", "-id").values_list("pk", flat=True).first())
 
 
 def media_list(
     *, user: User, project_id: uuid.UUID, status: str | None = None, type: str | None = None,
     derived_from: uuid.UUID | None = None,
 ) -> QuerySet[MediaFile]:
-    qs = MediaFile.objects.filter(project_id=project_id, user=user)
+    qs = MediaFile.objects.filter(project_id=project_id, user=user).annotate(latest_version_id=_LATEST_VERSION)
     if status:
         qs = qs.filter(status=status)
     if type:
@@ -30,7 +44,8 @@ def media_list(
 
 def media_get(*, user: User, project_id: uuid.UUID, media_id: uuid.UUID | str) -> MediaFile:
     try:
-        return MediaFile.objects.get(pk=media_id, project_id=project_id, user=user)
+        return MediaFile.objects.annotate(latest_version_id=_LATEST_VERSION).get(
+            pk=media_id, project_id=project_id, user=user)
     except (MediaFile.DoesNotExist, ValueError, TypeError):
         raise MediaNotFound("No such media file.") from None
 

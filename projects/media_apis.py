@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,7 +27,14 @@ from auteur.api import (
 )
 from auteur.schema import raises
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
-from media.selectors import media_get, media_get_for_user, media_list, voice_get, voice_list
+from media.selectors import (
+    media_get,
+    media_get_for_user,
+    media_latest_version_id,
+    media_list,
+    voice_get,
+    voice_list,
+)
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
 from media.services.uploads import (
@@ -63,11 +70,18 @@ class MediaSerializer(serializers.Serializer):
     source_job_id = serializers.UUIDField(allow_null=True)
     derived_from_id = serializers.UUIDField(allow_null=True, help_text=(
         "The file this one is a version of (a compression's source); null otherwise, or once that file is deleted"))
+    latest_version_id = serializers.SerializerMethodField(help_text=(
+        "This file's newest ready version (its latest compression), which it stands for now; null when it has none. "
+        "All of them: `GET .../media?derived_from=<this id>`."))
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
     def get_has_thumbnail(self, obj: MediaFile) -> bool:
         return bool(obj.thumbnail_key)
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
+    def get_latest_version_id(self, obj: MediaFile) -> uuid.UUID | None:
+        return media_latest_version_id(media=obj)
 
 
 class MultipartSerializer(serializers.Serializer):

@@ -52,18 +52,34 @@ def clip_media(project: Any) -> list[str]:
     return [c["media_file_id"] for t in edl_get(project=project)["tracks"] for c in t["clips"]]
 
 
-def test_a_compression_is_a_version_of_its_source(auth_client, project, media):
-    job = compress(auth_client, project, media["video"])
+def test_a_compression_is_a_version_of_its_source_and_the_source_points_at_it(auth_client, project, media):
+    source_url = f"/api/v1/projects/{project.pk}/media/{media['video'].pk}"
+    assert auth_client.get(source_url).json()["media"]["latest_version_id"] is None
+    job = compress(auth_client, project, media["video"], replace_in_timeline=False)
     output = output_of(job)
     assert output.derived_from_id == media["video"].pk
-    assert "timeline" not in job.output_data, "not asked for"
+    assert "timeline" not in job.output_data, "asked not to"
     listed = auth_client.get(f"/api/v1/projects/{project.pk}/media", {"derived_from": str(media["video"].pk)}).json()
     assert [m["id"] for m in listed["media"]] == [str(output.pk)]
     assert listed["media"][0]["derived_from_id"] == str(media["video"].pk)
+    # The source shows its newest version, in its page and in the project's list.
+    assert auth_client.get(source_url).json()["media"]["latest_version_id"] == str(output.pk)
+    everything = auth_client.get(f"/api/v1/projects/{project.pk}/media").json()["media"]
+    assert {m["id"]: m["latest_version_id"] for m in everything}[str(media["video"].pk)] == str(output.pk)
+    newer = compress(auth_client, project, media["video"], replace_in_timeline=False, preset="720p")
+    assert auth_client.get(source_url).json()["media"]["latest_version_id"] == str(output_of(newer).pk)
     # Deleting the source leaves the version, unlinked.
     MediaFile.objects.filter(pk=media["video"].pk).delete()
     output.refresh_from_db()
     assert output.derived_from_id is None
+
+
+def test_by_default_the_compressed_file_takes_the_sources_place_in_the_timeline(auth_client, project, media):
+    # What the source's compression flow did: the compressed file becomes the one the project plays.
+    put_timeline(project, media["video"])
+    job = compress(auth_client, project, media["video"])
+    assert job.input_params["replace_in_timeline"] is True
+    assert job.output_data["timeline"] == {"status": "pending"}
 
 
 def test_asked_for_it_takes_the_sources_place_in_the_timeline_in_one_undo_step(auth_client, project, media):
@@ -158,7 +174,7 @@ def test_a_cache_hit_does_not_inherit_the_source_jobs_timeline_record(auth_clien
     Job.objects.filter(pk=source.pk).update(output_data={**source.output_data,
                                                          "timeline": {"status": "replaced", "version": 7, "clips": 1}})
     second = make_media(ProjectFactory.create(user=funded), "video", content_sha256="d" * 64)
-    job = compress(auth_client, second.project, second)
+    job = compress(auth_client, second.project, second, replace_in_timeline=False)
     assert job.cache_source_id == source.pk
     assert "timeline" not in job.output_data
     assert "timeline" not in auth_client.get(jobs_url(f"/{job.pk}")).json()["output_data"]

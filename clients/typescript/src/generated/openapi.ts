@@ -1599,8 +1599,8 @@ export interface components {
              */
             quote_id?: string;
             /**
-             * @description Once compressed, play the compressed file wherever the project's timeline plays the source (one undo step); the job's `output_data.timeline` says how it went. The compressed file is a version of the source either way (its `derived_from_id`).
-             * @default false
+             * @description Once compressed, play the compressed file wherever the project's timeline plays the source (one undo step); the job's `output_data.timeline` says how it went. Default true; false leaves the timeline as it is. The compressed file is a version of the source either way (its `derived_from_id`; the source's `latest_version_id` names its newest version).
+             * @default true
              */
             replace_in_timeline?: boolean;
             /** @description If the job is still running this many seconds after it started, it is canceled (`error_code` `run_deadline`) and refunded the part not spent, as any cancel. */
@@ -2621,6 +2621,11 @@ export interface components {
             readonly has_thumbnail: boolean;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: uuid
+             * @description This file's newest ready version (its latest compression), which it stands for now; null when it has none. All of them: `GET .../media?derived_from=<this id>`.
+             */
+            readonly latest_version_id: string | null;
             metadata: {
                 [key: string]: unknown;
             };
@@ -2656,6 +2661,11 @@ export interface components {
             readonly has_thumbnail: boolean;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: uuid
+             * @description This file's newest ready version (its latest compression), which it stands for now; null when it has none. All of them: `GET .../media?derived_from=<this id>`.
+             */
+            readonly latest_version_id: string | null;
             metadata: {
                 [key: string]: unknown;
             };
@@ -2688,6 +2698,11 @@ export interface components {
             readonly has_thumbnail: boolean;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: uuid
+             * @description This file's newest ready version (its latest compression), which it stands for now; null when it has none. All of them: `GET .../media?derived_from=<this id>`.
+             */
+            readonly latest_version_id: string | null;
             metadata: {
                 [key: string]: unknown;
             };
