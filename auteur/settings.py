@@ -22,6 +22,7 @@ from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from auteur.envfile import read_env_file
+from auteur.secret_values import env_value
 from auteur.storage_settings import local_media_storage, s3_media_storage
 from auteur.tls import TlsConfigError, broker_tls, redis_tls_options
 
@@ -37,40 +38,16 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 
 # Every setting that is a secret or may carry one (a password in a URL): each is read by
-# env_value, so it may also come from a file, as Docker and Kubernetes mount secrets. The last
-# three are read from the environment by libraries (Modal's client, huggingface_hub) and are put
-# there from their file.
+# env_value (auteur/secret_values.py), so it may also come from a file, as Docker and Kubernetes
+# mount secrets. The last four are read from the environment by libraries (Modal's client,
+# huggingface_hub, Flower) and are put there from their file.
 SECRET_NAMES = (
     "DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "DATABASE_URL", "DATABASE_API_URL", "REDIS_URL", "CELERY_BROKER_URL",
     "MONGODB_URI",
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
-    "AUTEUR_METRICS_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN",
+    "AUTEUR_METRICS_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN", "FLOWER_BASIC_AUTH",
 )
-LIBRARY_SECRET_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN")
-
-
-def env_value(name: str) -> str:
-    """NAME from the environment, or the contents of the file that NAME_FILE names ("" if neither).
-
-    Both set is refused: which one wins would be a guess, and a stale value kept by mistake. The
-    file's trailing newline (echo and editors add one) is not part of the value. An empty
-    variable counts as unset (compose's `${NAME:-}` sets NAME to "").
-    """
-    value: str = env.str(name, default="")
-    path: str = env.str(f"{name}_FILE", default="")
-    if not path:
-        return value
-    if value:
-        raise ImproperlyConfigured(f"{name} and {name}_FILE are both set; set only one of them.")
-    try:
-        value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImproperlyConfigured(
-            f"{name}_FILE names {path!r}, which cannot be read ({type(exc).__name__})."
-        ) from None
-    if not value:
-        raise ImproperlyConfigured(f"{name}_FILE names {path!r}, which is empty.")
-    return value
+LIBRARY_SECRET_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN", "FLOWER_BASIC_AUTH")
 
 
 def secret(name: str, dev_default: str) -> str:

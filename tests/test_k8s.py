@@ -171,6 +171,57 @@ def test_worker_liveness_pings_the_worker_by_its_own_name():
         assert f"-d {node.removesuffix('%h')}$HOSTNAME" in ping
 
 
+def secret_problems(workload: dict[str, Any], config: dict[str, str]) -> list[str]:
+    """How a workload's pod could get a secret other than as a file of the mounted Secret."""
+    from django.conf import settings
+
+    names, folder, spec = set(settings.SECRET_NAMES), config.get("AUTEUR_SECRETS_DIR"), pod_spec(workload)
+    problems = [f"the ConfigMap sets {key}" for key in config if key in names or key.removesuffix("_FILE") in names]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    if spec.get("securityContext", {}).get("fsGroup") != spec.get("securityContext", {}).get("runAsUser"):
+        problems.append("the pod's fsGroup is not its user's: the files would be unreadable or too readable")
+    for container in spec["containers"]:
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                problems.append(f"{container['name']}: envFrom a Secret")
+        for variable in container.get("env", []):
+            if "secretKeyRef" in variable.get("valueFrom", {}) or variable["name"] in names:
+                problems.append(f"{container['name']}: {variable['name']} as a variable")
+        mounts = [m for m in container.get("volumeMounts", []) if m["mountPath"] == folder]
+        secret = volumes.get(mounts[0]["name"], {}).get("secret", {}) if mounts else {}
+        if not (mounts and mounts[0].get("readOnly") and secret.get("secretName") == SECRET):
+            problems.append(f"{container['name']}: {SECRET} is not mounted read-only at {folder}")
+        elif secret.get("defaultMode", 0o644) & 0o007:
+            problems.append(f"{container['name']}: the secret files are readable by others")
+    return problems
+
+
+def test_no_pod_gets_a_secret_as_a_variable_only_as_a_file_of_the_mounted_secret():
+    config = of_kind("ConfigMap")[CONFIG_MAP]["data"]
+    assert config["AUTEUR_SECRETS_DIR"] == "/etc/auteur/secrets"
+    workloads = {**of_kind("Deployment"), **of_kind("Job")}
+    assert {name: secret_problems(w, config) for name, w in workloads.items()} == {name: [] for name in workloads}
+    # The check catches each way a secret could come back as a variable, or its files be open to all.
+    api = workloads["auteur-api"]
+    for breaks in (
+        lambda c, s: c["envFrom"].append({"secretRef": {"name": SECRET}}),
+        lambda c, s: c.setdefault("env", []).append(
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "DJANGO_SECRET_KEY"}}}),
+        lambda c, s: c.setdefault("env", []).append({"name": "DJANGO_SECRET_KEY", "value": "x"}),
+        lambda c, s: c.pop("volumeMounts"),
+        lambda c, s: s["volumes"][0]["secret"].update(defaultMode=0o444),
+        lambda c, s: s["securityContext"].pop("fsGroup"),
+    ):
+        broken = copy.deepcopy(api)
+        breaks(pod_spec(broken)["containers"][0], pod_spec(broken))
+        assert secret_problems(broken, config), breaks
+    with_file = {**config, "STRIPE_SECRET_KEY_FILE": "/x"}
+    assert secret_problems(api, with_file) == ["the ConfigMap sets STRIPE_SECRET_KEY_FILE"]
+    # Flower reads its login from the same folder, through its configuration file.
+    flower = pod_spec(of_kind("Deployment")["auteur-flower"])["containers"][0]["command"]
+    assert "--conf=auteur/flowerconfig.py" in flower
+
+
 def test_every_command_names_code_that_exists():
     commands = management_commands()
     for name, container in containers():
@@ -200,10 +251,7 @@ def test_every_container_has_requests_limits_and_config_by_name():
         # bounded per pod, so one pod cannot fill its node's disk and get its neighbours evicted.
         assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory", "ephemeral-storage"}, name
         sources = {next(iter(source)): next(iter(source.values()))["name"] for source in container["envFrom"]}
-        assert sources == {"configMapRef": CONFIG_MAP, "secretRef": SECRET}, name
-        for variable in container.get("env", []):
-            ref = variable.get("valueFrom", {}).get("secretKeyRef")
-            assert ref is None or ref["name"] in secrets, name
+        assert sources == {"configMapRef": CONFIG_MAP}, name
         assert all("valueFrom" in variable for variable in container.get("env", [])), f"{name}: a literal value"
     assert CONFIG_MAP in config_maps
     for auth in of_kind("TriggerAuthentication").values():

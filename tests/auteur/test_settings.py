@@ -191,8 +191,9 @@ SECRET_FILE_CASES: dict[str, tuple[str, str, dict[str, str]]] = {
     "MODAL_TOKEN_ID": ("ak-from-file", "__import__('os').environ['MODAL_TOKEN_ID']", {}),
     "MODAL_TOKEN_SECRET": ("as-from-file", "__import__('os').environ['MODAL_TOKEN_SECRET']", {}),
     "HF_TOKEN": ("hf_from_file", "__import__('os').environ['HF_TOKEN']", {}),
+    "FLOWER_BASIC_AUTH": ("ops:pw-from-file", "__import__('os').environ['FLOWER_BASIC_AUTH']", {}),
 }
-LIBRARY_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN")
+LIBRARY_NAMES = ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN", "FLOWER_BASIC_AUTH")
 
 
 def without(name: str, extra: dict[str, str]) -> dict[str, str]:
@@ -229,6 +230,51 @@ def test_every_secret_is_read_from_the_file_its_FILE_variable_names(tmp_path):
     expected = ["pw-from-file" if name == "DATABASE_URL" else value
                 for name, (value, _show, _extra) in SECRET_FILE_CASES.items()]
     assert json.loads(result.stdout) == expected
+
+
+def test_every_secret_is_read_from_the_secrets_folder_by_its_name(tmp_path):
+    """As Docker secrets and a Kubernetes Secret volume lay them out: AUTEUR_SECRETS_DIR/<NAME>."""
+    env = {**PROD_ENV, "AWS_STORAGE_BUCKET_NAME": "media", "AUTEUR_SERVES_REQUESTS": "1",
+           "AUTEUR_SECRETS_DIR": str(tmp_path)}
+    for name, (value, _show, _extra) in SECRET_FILE_CASES.items():
+        env.pop(name, None)
+        (tmp_path / name).write_text(value + "\n")
+    show = "__import__('json').dumps([" + ", ".join(show for _v, show, _e in SECRET_FILE_CASES.values()) + "])"
+    show = show.replace("settings.DATABASES['default']['PASSWORD']", "settings.DATABASES['owner']['PASSWORD']")
+    result = load_settings_clean(env, show)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["pw-from-file" if name == "DATABASE_URL" else value
+                                         for name, (value, _show, _extra) in SECRET_FILE_CASES.items()]
+
+
+def test_a_secret_missing_from_the_folder_is_unset_and_a_required_one_is_named(tmp_path):
+    env = {**without("STRIPE_SECRET_KEY", {}), "AUTEUR_SECRETS_DIR": str(tmp_path)}
+    env.pop("DJANGO_SECRET_KEY")
+    (tmp_path / "DJANGO_SECRET_KEY").write_text("k" * 50)
+    result = load_settings_clean(env, "repr(settings.STRIPE_SECRET_KEY)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "''"  # billing off, as without the variable
+    (tmp_path / "STRIPE_SECRET_KEY").write_text("\n")  # an empty file (Docker needs one to exist) is unset too
+    result = load_settings_clean(env, "repr(settings.STRIPE_SECRET_KEY)")
+    assert result.returncode == 0 and result.stdout.strip() == "''", result.stderr
+    (tmp_path / "DJANGO_SECRET_KEY").unlink()
+    result = load_settings_clean(env, "settings.SECRET_KEY")
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+@pytest.mark.parametrize("also", ["variable", "file variable"])
+def test_a_secret_in_the_folder_and_in_the_environment_is_refused(also, tmp_path):
+    value = "s" * 50
+    (tmp_path / "DJANGO_SECRET_KEY").write_text(value)
+    other = tmp_path / "other"
+    other.write_text(value)
+    env = {**without("DJANGO_SECRET_KEY", {}), "AUTEUR_SECRETS_DIR": str(tmp_path),
+           **({"DJANGO_SECRET_KEY": value} if also == "variable" else {"DJANGO_SECRET_KEY_FILE": str(other)})}
+    result = load_settings_clean(env, "settings.SECRET_KEY")
+    assert result.returncode != 0
+    named = "DJANGO_SECRET_KEY" if also == "variable" else "DJANGO_SECRET_KEY_FILE"
+    assert f"{named} is set and AUTEUR_SECRETS_DIR holds DJANGO_SECRET_KEY too" in result.stderr
+    assert value not in result.stderr
 
 
 def test_only_the_trailing_newline_of_a_secret_file_is_dropped(tmp_path):

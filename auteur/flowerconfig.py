@@ -1,0 +1,15 @@
+"""Flower's configuration file (`celery -A auteur flower --conf=auteur/flowerconfig.py`): its login
+read as every secret is, from FLOWER_BASIC_AUTH or the file AUTEUR_SECRETS_DIR/FLOWER_BASIC_AUTH,
+so that a container gets it from a mounted secret rather than a variable. (Not FLOWER_BASIC_AUTH_FILE:
+Flower takes every FLOWER_* variable for one of its options and stops at one it does not know.)
+
+Flower executes this file and keeps the names that are its options; a Flower with no login does
+not start."""
+
+from auteur.secret_values import env_value
+
+_login = env_value("FLOWER_BASIC_AUTH")
+if ":" not in _login:
+    raise SystemExit("FLOWER_BASIC_AUTH (user:password) is not set, in the environment or in AUTEUR_SECRETS_DIR: "
+                     "Flower does not run without a login.")
+basic_auth = [_login]
