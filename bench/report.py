@@ -255,6 +255,13 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{d['drf']['p99_ms']} ms saturated{open_text} | bare Django view: {d['bare']['rps']} req/s, p99 "
                     f"{d['bare']['p99_ms']} ms | {d['ratio_rps']} | >= 0.85: {verdict(d['ratio_rps'] >= 0.85)}; "
                     f"p99 < 50 ms open loop at half of bare: {open_verdict} |"))
+    if (d := load("balance_read")) is not None:
+        pg, rd, rq = d["postgres"], d["redis"], d["request"]
+        rows.append(("balance_read", f"| credit balance read (GET /api/v1/credits), in-process | PostgreSQL (prepared "
+                    f"read): p50 {pg['p50_us']} / p99 {pg['p99_us']} us, in a request of p50 {rq['p50_us']} us | Redis GET "
+                    f"of a cached balance: p50 {rd['p50_us']} / p99 {rd['p99_us']} us | a cache would save "
+                    f"{d['saved_per_request_us']} us, {d['saved_share_of_request']:.1%} of the request | - (why no "
+                    f"cache: docs/credits-billing.md) |"))
     if (d := load("ledger_contention")) is not None:
         rows.append(("ledger_contention", f"| ledger: deductions on one hot account, {d['workers']} processes | {d['service']['ops_per_s']} ops/s "
                     f"| raw guarded UPDATE + INSERT: {d['raw']['ops_per_s']} ops/s | {d['ratio_service_to_raw']} | "
