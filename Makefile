@@ -31,7 +31,7 @@ help:
 	@echo "make run    install (if needed) and run the whole stack in the foreground"
 	@echo "make test   install (if needed), lint, then run the test suite against a throwaway stack, on 3 processes (PYTEST_WORKERS=0: on one); then its database tests again on PostgreSQL 15 where installed"
 	@echo "make test-rabbitmq   pipeline, broker, doctor, exporter and chaos tests on a RabbitMQ broker (apt-get installs it)"
-	@echo "make lint   ruff + mypy, missing migrations, actionlint (.github/workflows), deploy/k8s against its schemas, the docs site (mkdocs --strict)"
+	@echo "make lint   ruff + mypy, missing migrations, actionlint (.github/workflows), shellcheck (deploy/host), deploy/k8s against its schemas, the docs site (mkdocs --strict)"
 	@echo "make manage ARGS='issue_token you@example.com'   a management command against a running 'make run'"
 	@echo "make demo   the README's tour (docs/tour.md), against a running 'make run'"
 	@echo "make docs   install what the docs need (if needed), build the site strictly, serve it on http://127.0.0.1:8001/ (DOCS_ADDR=host:port)"
@@ -112,6 +112,7 @@ lint: $(STAMP_DEV) $(STAMP_NPM)
 	@# A model change without its migration fails here (no database needed: the history check is skipped).
 	$(LINT_ENV) $(PY) -W ignore::RuntimeWarning manage.py makemigrations --check --dry-run
 	$(VENV)/bin/actionlint
+	$(VENV)/bin/shellcheck --severity=style deploy/host/provision.sh .ci/run
 	$(PY) scripts/check_k8s.py
 	@# The TypeScript client: its generated types match the API's schemas as the code serves them
 	@# (a serializer changed without regenerating fails here), and it type-checks.
@@ -139,6 +140,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/api_reads.py
 	$(PY) bench/ledger_contention.py
+	$(PY) bench/balance_read.py
 	$(PY) bench/memory.py
 	$(PY) bench/edl_latency.py
 	$(PY) bench/timeline_limits.py
