@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from gpu_tasks.types import JobType
+from jobs.specs import JobType
 
 _UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
 _INT: dict[str, Any] = {"type": "integer"}
