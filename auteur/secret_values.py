@@ -1,6 +1,6 @@
 """Settings that are secrets, read from the environment or from files, as Docker and Kubernetes
 mount secrets. Imports no settings: the Django settings and Flower's configuration
-(auteur/flowerconfig.py) read their secrets through `env_value` alike."""
+(deploy/flowerconfig.py) read their secrets through `env_value` alike."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
+import runpy
 from collections import Counter
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from django.urls import Resolver404, resolve
 
 from auteur.queues import ALL_QUEUES
+from devstack import REPO_ROOT
 from scripts import check_k8s
 from tests.test_compose import argv_of, celery_queues, command_problems, management_commands
 
@@ -219,7 +221,17 @@ def test_no_pod_gets_a_secret_as_a_variable_only_as_a_file_of_the_mounted_secret
     assert secret_problems(api, with_file) == ["the ConfigMap sets STRIPE_SECRET_KEY_FILE"]
     # Flower reads its login from the same folder, through its configuration file.
     flower = pod_spec(of_kind("Deployment")["auteur-flower"])["containers"][0]["command"]
-    assert "--conf=auteur/flowerconfig.py" in flower
+    assert "--conf=deploy/flowerconfig.py" in flower
+
+
+def test_flowers_configuration_reads_its_login_from_the_secrets_folder(tmp_path, monkeypatch):
+    conf = str(REPO_ROOT / "deploy" / "flowerconfig.py")
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    monkeypatch.setenv("AUTEUR_SECRETS_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="Flower does not run without a login"):
+        runpy.run_path(conf)
+    (tmp_path / "FLOWER_BASIC_AUTH").write_text("ops:from-the-secret\n")
+    assert runpy.run_path(conf)["basic_auth"] == ["ops:from-the-secret"]
 
 
 def test_every_command_names_code_that_exists():

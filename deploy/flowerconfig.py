@@ -1,10 +1,10 @@
-"""Flower's configuration file (`celery -A auteur flower --conf=auteur/flowerconfig.py`): its login
+"""Flower's configuration file (`celery -A auteur flower --conf=deploy/flowerconfig.py`): its login
 read as every secret is, from FLOWER_BASIC_AUTH or the file AUTEUR_SECRETS_DIR/FLOWER_BASIC_AUTH,
 so that a container gets it from a mounted secret rather than a variable. (Not FLOWER_BASIC_AUTH_FILE:
 Flower takes every FLOWER_* variable for one of its options and stops at one it does not know.)
 
 Flower executes this file and keeps the names that are its options; a Flower with no login does
-not start."""
+not start. (Under deploy/, not in a package: it stops the process when imported without a login.)"""
 
 from auteur.secret_values import env_value
 
