@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from auteur.envfile import read_env_file
 from auteur.secret_values import env_value
 from auteur.storage_settings import local_media_storage, s3_media_storage
-from auteur.tls import TlsConfigError, broker_tls, redis_tls_options
+from auteur.tls import TlsConfigError, broker_tls, plaintext_connections, redis_tls_options
 
 _T = TypeVar("_T")
 
@@ -236,6 +236,20 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_ACCESS_KEY_ID = secret("AWS_ACCESS_KEY_ID", "")
     AWS_SECRET_ACCESS_KEY = secret("AWS_SECRET_ACCESS_KEY", "")
 AWS_S3_ADDRESSING_STYLE: str | None = env.str("AWS_S3_ADDRESSING_STYLE", default="") or None  # MinIO: path
+
+# Production connects to its data stores over TLS unless told otherwise: a URL that reaches another
+# machine unencrypted stops start-up, naming the setting (auteur/tls.py: sslmode=require or
+# verify-*, rediss://, amqps://, tls=true, https://; loopback is exempt). A private network whose
+# servers offer no TLS (docker-compose.yml's) says so with AUTEUR_ALLOW_PLAINTEXT_DATASTORES=1.
+AUTEUR_ALLOW_PLAINTEXT_DATASTORES = env.bool("AUTEUR_ALLOW_PLAINTEXT_DATASTORES", default=False)
+if not DEBUG and not AUTEUR_ALLOW_PLAINTEXT_DATASTORES and (_plain := plaintext_connections({
+    "DATABASE_URL": env_value("DATABASE_URL"), "DATABASE_API_URL": DATABASE_API_URL, "REDIS_URL": REDIS_URL,
+    "CELERY_BROKER_URL": env_value("CELERY_BROKER_URL"), "MONGODB_URI": MONGODB_URI,
+    "AWS_S3_ENDPOINT_URL": AWS_S3_ENDPOINT_URL,
+})):
+    raise ImproperlyConfigured(
+        f"{', '.join(_plain)} would reach another machine unencrypted. Use TLS (docs/security.md, \"TLS to the "
+        f"data stores\"), or set AUTEUR_ALLOW_PLAINTEXT_DATASTORES=1 where the network itself is private.")
 AUTEUR_MAX_UPLOAD_BYTES = env.int("AUTEUR_MAX_UPLOAD_BYTES", default=50 * 1024**3)
 # A declared size of at least this is uploaded in parts of AUTEUR_MULTIPART_PART_BYTES (more when a
 # file would need over 10,000), each resumable on its own (media/services/uploads.py). S3 takes

@@ -15,10 +15,11 @@ and celeryconfig.py hands them over. No Django here: settings import it.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 FILE_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 QUERY_KEYS = ("ssl_cert_reqs", *FILE_KEYS, "ssl_check_hostname")
@@ -92,3 +93,44 @@ def broker_tls(url: str) -> tuple[str, dict[str, Any] | None]:
     if scheme == "amqps":
         return without_tls_query(url), amqp_tls_options(url)
     return url, None
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def _loopback(host: str | None) -> bool:
+    """A connection that never leaves the machine (or a Unix socket): TLS protects nothing there."""
+    if not host or host.lower() in _LOOPBACK_NAMES or host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _encrypted(url: str) -> bool:
+    """Whether a client following the URL encrypts the connection, whatever the server offers."""
+    parts = urlsplit(url)
+    scheme, query = parts.scheme.lower(), {k.lower(): v.lower() for k, v in parse_qsl(parts.query)}
+    if scheme in ("postgres", "postgresql", "pgsql", "postgis"):
+        # `prefer` and `allow` fall back to plain text when the server offers no TLS.
+        return query.get("sslmode") in ("require", "verify-ca", "verify-full")
+    if scheme == "mongodb+srv":
+        return query.get("tls", query.get("ssl", "true")) == "true"
+    if scheme == "mongodb":
+        return query.get("tls", query.get("ssl")) == "true"
+    return scheme in ("rediss", "amqps", "https")
+
+
+def plaintext_connections(urls: dict[str, str | None]) -> list[str]:
+    """The names (never the URLs) of the settings whose URL reaches another machine unencrypted."""
+    plain = []
+    for name, url in urls.items():
+        if not url:
+            continue
+        # One host or several (MongoDB, libpq: a,b,c), each with its port, in brackets for IPv6.
+        netloc = urlsplit(url).netloc.rsplit("@", 1)[-1]
+        hosts = [unquote(urlsplit(f"//{part}").hostname or "") for part in netloc.split(",")]
+        if not all(_loopback(host) for host in hosts) and not _encrypted(url):
+            plain.append(name)
+    return plain

@@ -526,6 +526,14 @@ def test_app_services_run_production_settings(services):
         assert interpolate(env["AWS_S3_ENDPOINT_URL"]).startswith("http://minio:"), name
 
 
+def test_plain_text_to_the_data_stores_is_allowed_because_they_are_this_projects_own(services):
+    # Production refuses a plain-text URL to another machine (auteur/tls.py). Compose's servers are
+    # its own, on its private network (their hosts: the test above), and it says so; Kubernetes'
+    # config does not (tests/test_k8s.py).
+    for name, service in built_services(services).items():
+        assert env_of(service).get("AUTEUR_ALLOW_PLAINTEXT_DATASTORES") == "1", name
+
+
 def test_the_bucket_the_app_uses_is_the_one_created(services):
     buckets = {env_of(svc)["AWS_STORAGE_BUCKET_NAME"] for svc in built_services(services).values()}
     assert len(buckets) == 1

@@ -201,6 +201,8 @@ def secret_problems(workload: dict[str, Any], config: dict[str, str]) -> list[st
 def test_no_pod_gets_a_secret_as_a_variable_only_as_a_file_of_the_mounted_secret():
     config = of_kind("ConfigMap")[CONFIG_MAP]["data"]
     assert config["AUTEUR_SECRETS_DIR"] == "/etc/auteur/secrets"
+    # And the data stores are reached over TLS: production refuses plain text (auteur/tls.py).
+    assert "AUTEUR_ALLOW_PLAINTEXT_DATASTORES" not in config
     workloads = {**of_kind("Deployment"), **of_kind("Job")}
     assert {name: secret_problems(w, config) for name, w in workloads.items()} == {name: [] for name in workloads}
     # The check catches each way a secret could come back as a variable, or its files be open to all.

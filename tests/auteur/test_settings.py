@@ -324,3 +324,40 @@ def test_with_database_api_url_the_api_logs_in_as_its_own_role_and_keeps_the_own
     assert result.stdout.strip() == "[('default', 'auteur_api', 60), ('owner', 'u', 60)]"
     # A worker, beat or a management command: the owner's login, DATABASE_API_URL or not.
     assert load_settings(env, show="list(settings.DATABASES)").stdout.strip() == "['default']"
+
+
+# ---------------------------------------------------------------- TLS to the data stores by default
+
+REMOTE_PLAIN = {"DATABASE_URL": "postgres://u:p@db.example:5432/d", "REDIS_URL": "redis://:p@redis.example:6379/0",
+                "MONGODB_URI": "mongodb://u:p@mongo.example:27017/d"}
+REMOTE_TLS = {"DATABASE_URL": "postgres://u:p@db.example:5432/d?sslmode=verify-full",
+              "REDIS_URL": "rediss://:p@redis.example:6380/0", "MONGODB_URI": "mongodb://u:p@mongo.example/d?tls=true"}
+
+
+def test_production_refuses_a_data_store_reached_in_plain_text_naming_it_not_its_url():
+    result = load_settings({**PROD_ENV, **REMOTE_PLAIN}, show="1")
+    assert result.returncode != 0
+    assert "DATABASE_URL, REDIS_URL, MONGODB_URI would reach another machine unencrypted" in result.stderr
+    assert "db.example" not in result.stderr and ":p@" not in result.stderr
+    allowed = load_settings({**PROD_ENV, **REMOTE_PLAIN, "AUTEUR_ALLOW_PLAINTEXT_DATASTORES": "1"}, show="1")
+    assert allowed.returncode == 0, allowed.stderr
+    encrypted = load_settings({**PROD_ENV, **REMOTE_TLS}, show="1")
+    assert encrypted.returncode == 0, encrypted.stderr
+
+
+def test_what_counts_as_encrypted_and_what_as_staying_on_the_machine():
+    from auteur.tls import plaintext_connections
+
+    plain = {
+        "a": "postgres://u@db.example/d", "b": "postgres://u@db.example/d?sslmode=prefer",
+        "c": "redis://db.example:6379/0", "d": "amqp://u@mq.example//", "e": "mongodb://h1.example,h2.example/d",
+        "f": "mongodb://u@m.example/d?ssl=false", "g": "http://minio.example:9000",
+        "h": "postgres://u@127.0.0.1,db.example/d",
+    }
+    safe = {
+        "i": "postgres://u@db.example/d?sslmode=require", "j": "rediss://db.example:6380/0", "k": "amqps://mq.example//",
+        "l": "mongodb://u@m.example/d?tls=true", "m": "mongodb+srv://u@cluster.example/d", "n": "https://s3.example",
+        "o": "postgres://u@127.0.0.1:5432/d", "p": "redis://localhost:6379/0", "q": "mongodb://[::1]:27017/d", "q2": "mongodb://[::1]/d",
+        "r": "postgres://u@%2Fvar%2Frun%2Fpostgresql/d", "s": None, "t": "",
+    }
+    assert plaintext_connections({**plain, **safe}) == sorted(plain)
