@@ -13,9 +13,10 @@ from auteur.users.models import User
 from media.errors import MediaNotFound, VoiceNotFound
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion, VoiceClone
 
-# A file's newest ready version (a compression of it): what the file stands for now.
+# A file's newest ready version (a compression of it): what the file stands for now. The owner's
+# files only, whatever a row's link says.
 _LATEST_VERSION = Subquery(
-    MediaFile.objects.filter(derived_from_id=OuterRef("pk"), status=MediaStatus.READY)
+    MediaFile.objects.filter(derived_from_id=OuterRef("pk"), user_id=OuterRef("user_id"), status=MediaStatus.READY)
     .order_by("-created_at", "-id").values("pk")[:1]
 )
 
@@ -24,7 +25,7 @@ def media_latest_version_id(*, media: MediaFile) -> uuid.UUID | None:
     """The id of the file's newest ready version; read from the row when a selector annotated it."""
     if hasattr(media, "latest_version_id"):
         return media.latest_version_id
-    return (MediaFile.objects.filter(derived_from_id=media.pk, status=MediaStatus.READY)
+    return (MediaFile.objects.filter(derived_from_id=media.pk, user_id=media.user_id, status=MediaStatus.READY)
             .order_by("-created_at", "-id").values_list("pk", flat=True).first())
 
 

@@ -15,6 +15,7 @@ from jobs.life import outputs
 from jobs.models import Job, JobStatus
 from jobs.services.timeline_swap import job_timeline_swap
 from media.models import MediaFile
+from media.selectors import media_get, media_latest_version_id
 from projects.edl.selectors import edl_get
 from tests.factories import ProjectFactory
 from tests.jobs.support import jobs_url, put_timeline, submit
@@ -52,7 +53,8 @@ def clip_media(project: Any) -> list[str]:
     return [c["media_file_id"] for t in edl_get(project=project)["tracks"] for c in t["clips"]]
 
 
-def test_a_compression_is_a_version_of_its_source_and_the_source_points_at_it(auth_client, project, media):
+def test_a_compression_is_a_version_of_its_source_and_the_source_points_at_it(auth_client, project, media,
+                                                                             make_media, make_user):
     source_url = f"/api/v1/projects/{project.pk}/media/{media['video'].pk}"
     assert auth_client.get(source_url).json()["media"]["latest_version_id"] is None
     job = compress(auth_client, project, media["video"], replace_in_timeline=False)
@@ -68,6 +70,15 @@ def test_a_compression_is_a_version_of_its_source_and_the_source_points_at_it(au
     assert {m["id"]: m["latest_version_id"] for m in everything}[str(media["video"].pk)] == str(output.pk)
     newer = compress(auth_client, project, media["video"], replace_in_timeline=False, preset="720p")
     assert auth_client.get(source_url).json()["media"]["latest_version_id"] == str(output_of(newer).pk)
+    # Another user's file linked to it (no path makes one; a row could say so) is never shown: row-level
+    # security hides it from the API's requests, and the selectors do not count it wherever they run.
+    theirs = make_media(ProjectFactory.create(user=make_user()), "video")
+    MediaFile.objects.filter(pk=theirs.pk).update(derived_from_id=media["video"].pk)
+    assert auth_client.get(source_url).json()["media"]["latest_version_id"] == str(output_of(newer).pk)
+    source = media_get(user=project.user, project_id=project.pk, media_id=media["video"].pk)
+    assert media_latest_version_id(media=source) == output_of(newer).pk  # from the annotation
+    source.__dict__.pop("latest_version_id")
+    assert media_latest_version_id(media=source) == output_of(newer).pk
     # Deleting the source leaves the version, unlinked.
     MediaFile.objects.filter(pk=media["video"].pk).delete()
     output.refresh_from_db()
