@@ -32,6 +32,9 @@ def _object(required: dict[str, Any], optional: dict[str, Any] | None = None, **
             "additionalProperties": False, **extra}
 
 
+# An object with these properties and no other (jobs/output_schema.py builds with it too).
+closed_object = _object
+
 _CHARGE = _object({"charged": _INT, "refunded": _INT, "net": _INT},
                   description="The ledger's figures for the job as it ended: charged, refunded, net credits.")
 _CACHE = _object({"hit": {"const": True}, "source_job_id": _UUID},
@@ -111,14 +114,24 @@ def event_schema() -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=32)
-def _validator(definition: str) -> Any:
+def schema_validator(document: dict[str, Any], definition: str) -> Any:
+    """A validator of the document's `$defs/<definition>` (build it once: jobs/output_schema.py too)."""
     import jsonschema
 
-    return jsonschema.Draft202012Validator({**event_schema(), "$ref": f"#/$defs/{definition}"},
+    return jsonschema.Draft202012Validator({**document, "$ref": f"#/$defs/{definition}"},
                                            format_checker=jsonschema.FormatChecker())
+
+
+def schema_errors(validator: Any, instance: Any) -> list[str]:
+    """What in `instance` breaks the validator's schema, one line each (empty when it validates)."""
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
+
+
+@functools.lru_cache(maxsize=32)
+def _validator(definition: str) -> Any:
+    return schema_validator(event_schema(), definition)
 
 
 def event_errors(instance: Any, definition: str = "JobEvent") -> list[str]:
     """What in `instance` breaks `$defs/<definition>` (empty when it validates); for the tests."""
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(definition).iter_errors(instance)]
+    return schema_errors(_validator(definition), instance)

@@ -16,20 +16,17 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from jobs.event_schema import closed_object as _object
+from jobs.event_schema import schema_errors, schema_validator
 from jobs.specs import JobType
 
 _UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
 _INT: dict[str, Any] = {"type": "integer"}
+_TEXT: dict[str, Any] = {"type": "string"}
 _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
 _MS: dict[str, Any] = {"type": "integer", "minimum": 0, "description": "Milliseconds."}
 _NUMBER: dict[str, Any] = {"type": "number"}
-_TEXT: dict[str, Any] = {"type": "string"}
 _BOOL: dict[str, Any] = {"type": "boolean"}
-
-
-def _object(required: dict[str, Any], optional: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": {**required, **(optional or {})}, "required": sorted(required),
-            "additionalProperties": False, **extra}
 
 
 def _described(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -144,16 +141,12 @@ def output_schema() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=16)
 def _validator(job_type: str) -> Any:
-    import jsonschema
-
-    return jsonschema.Draft202012Validator({**output_schema(), "$ref": f"#/$defs/{job_type}"},
-                                           format_checker=jsonschema.FormatChecker())
+    return schema_validator(output_schema(), job_type)
 
 
 def output_errors(output_data: Any, job_type: str) -> list[str]:
     """What in `output_data` (as the API serves it) breaks the type's shape (empty when it validates)."""
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in _validator(str(job_type)).iter_errors(output_data)]
+    return schema_errors(_validator(str(job_type)), output_data)
 
 
 def output_data_check(*, job_type: str, output_data: dict[str, Any]) -> None:

@@ -25,8 +25,7 @@ def media_latest_version_id(*, media: MediaFile) -> uuid.UUID | None:
     """The id of the file's newest ready version; read from the row when a selector annotated it."""
     if hasattr(media, "latest_version_id"):
         return media.latest_version_id
-    return (MediaFile.objects.filter(derived_from_id=media.pk, user_id=media.user_id, status=MediaStatus.READY)
-            .order_by("-created_at", "-id").values_list("pk", flat=True).first())
+    return MediaFile.objects.filter(pk=media.pk).values_list(_LATEST_VERSION, flat=True).first()
 
 
 def media_list(
