@@ -43,7 +43,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # huggingface_hub, Flower) and are put there from their file.
 SECRET_NAMES = (
     "DJANGO_SECRET_KEY", "AUTEUR_JWT_SECRET", "DATABASE_URL", "DATABASE_API_URL", "REDIS_URL", "CELERY_BROKER_URL",
-    "MONGODB_URI",
+    "AUTEUR_GPU_ANNOUNCE_URL", "MONGODB_URI",
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
     "AUTEUR_METRICS_TOKEN", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN", "FLOWER_BASIC_AUTH",
 )
@@ -202,6 +202,10 @@ REDIS_URL = required("REDIS_URL")
 # docs/broker.md). Only the job queues move: event streams, rate limits, the GPU
 # announcements, the cache and beat's schedule stay on REDIS_URL whatever the broker.
 CELERY_BROKER_URL: str = env_value("CELERY_BROKER_URL") or REDIS_URL
+# The Redis the local GPU runner's child processes (which run engines on users' files) announce a
+# call's progress and end on: REDIS_URL unless a login that may only append to that list is given
+# (deploy/redis_acl.py's `gpu` user). Modal's calls announce through Modal, not Redis.
+AUTEUR_GPU_ANNOUNCE_URL: str = env_value("AUTEUR_GPU_ANNOUNCE_URL") or REDIS_URL
 MONGODB_URI = required("MONGODB_URI")
 
 
@@ -244,7 +248,8 @@ AWS_S3_ADDRESSING_STYLE: str | None = env.str("AWS_S3_ADDRESSING_STYLE", default
 AUTEUR_ALLOW_PLAINTEXT_DATASTORES = env.bool("AUTEUR_ALLOW_PLAINTEXT_DATASTORES", default=False)
 if not DEBUG and not AUTEUR_ALLOW_PLAINTEXT_DATASTORES and (_plain := plaintext_connections({
     "DATABASE_URL": env_value("DATABASE_URL"), "DATABASE_API_URL": DATABASE_API_URL, "REDIS_URL": REDIS_URL,
-    "CELERY_BROKER_URL": env_value("CELERY_BROKER_URL"), "MONGODB_URI": MONGODB_URI,
+    "CELERY_BROKER_URL": env_value("CELERY_BROKER_URL"), "AUTEUR_GPU_ANNOUNCE_URL": env_value("AUTEUR_GPU_ANNOUNCE_URL"),
+    "MONGODB_URI": MONGODB_URI,
     "AWS_S3_ENDPOINT_URL": AWS_S3_ENDPOINT_URL,
 })):
     raise ImproperlyConfigured(

@@ -58,7 +58,7 @@ def backend() -> GpuBackend:
         # Drills only: the bench settings module sets these (bench/settings.py).
         faults=getattr(settings, "AUTEUR_FAULT_INJECTION", "") or None,
         fault_seed=getattr(settings, "AUTEUR_FAULT_SEED", None),
-        announce_url=settings.REDIS_URL if getattr(settings, "AUTEUR_GPU_ANNOUNCE", True) else None,
+        announce_url=settings.AUTEUR_GPU_ANNOUNCE_URL if getattr(settings, "AUTEUR_GPU_ANNOUNCE", True) else None,
         noop_hold_seconds=getattr(settings, "AUTEUR_NOOP_HOLD_SECONDS", 0.0),
         noop_hold_spread_seconds=getattr(settings, "AUTEUR_NOOP_HOLD_SPREAD_SECONDS", 0.0),
         noop_status_latency_s=getattr(settings, "AUTEUR_NOOP_STATUS_LATENCY_MS", 0) / 1000,

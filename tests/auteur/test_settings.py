@@ -181,6 +181,7 @@ SECRET_FILE_CASES: dict[str, tuple[str, str, dict[str, str]]] = {
     "DATABASE_API_URL": ("postgres://auteur_api:api-pw@127.0.0.1:1/db", "settings.DATABASE_API_URL", {}),
     "REDIS_URL": ("redis://:pw-from-file@127.0.0.1:1/0", "settings.REDIS_URL", {}),
     "CELERY_BROKER_URL": ("redis://:broker-pw@127.0.0.1:2/0", "settings.CELERY_BROKER_URL", {}),
+    "AUTEUR_GPU_ANNOUNCE_URL": ("redis://gpu:gpu-pw@127.0.0.1:1/0", "settings.AUTEUR_GPU_ANNOUNCE_URL", {}),
     "MONGODB_URI": ("mongodb://u:pw-from-file@127.0.0.1:1/db", "settings.MONGODB_URI", {}),
     "AWS_ACCESS_KEY_ID": ("id-from-file", "settings.AWS_ACCESS_KEY_ID", BUCKET),
     "AWS_SECRET_ACCESS_KEY": ("secret-from-file", "settings.AWS_SECRET_ACCESS_KEY", BUCKET),
@@ -343,6 +344,16 @@ def test_production_refuses_a_data_store_reached_in_plain_text_naming_it_not_its
     assert allowed.returncode == 0, allowed.stderr
     encrypted = load_settings({**PROD_ENV, **REMOTE_TLS}, show="1")
     assert encrypted.returncode == 0, encrypted.stderr
+
+
+def test_gpu_runners_announce_on_redis_url_unless_given_a_login_of_their_own():
+    result = load_settings(PROD_ENV, show="settings.AUTEUR_GPU_ANNOUNCE_URL")
+    assert result.returncode == 0 and result.stdout.strip() == PROD_ENV["REDIS_URL"], result.stderr
+    own = "redis://gpu:pw@127.0.0.1:1/0"
+    result = load_settings({**PROD_ENV, "AUTEUR_GPU_ANNOUNCE_URL": own}, show="settings.AUTEUR_GPU_ANNOUNCE_URL")
+    assert result.returncode == 0 and result.stdout.strip() == own, result.stderr
+    result = load_settings({**PROD_ENV, "AUTEUR_GPU_ANNOUNCE_URL": "redis://gpu:p@redis.example:6379/0"}, show="1")
+    assert "AUTEUR_GPU_ANNOUNCE_URL would reach another machine unencrypted" in result.stderr
 
 
 def test_what_counts_as_encrypted_and_what_as_staying_on_the_machine():
