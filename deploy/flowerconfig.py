@@ -6,9 +6,14 @@ Flower takes every FLOWER_* variable for one of its options and stops at one it 
 Flower executes this file and keeps the names that are its options; a Flower with no login does
 not start. (Under deploy/, not in a package: it stops the process when imported without a login.)"""
 
+import os
+
 from auteur.secret_values import env_value
 
-_login = env_value("FLOWER_BASIC_AUTH")
+# Once the Django settings have loaded (Celery's app loads them before Flower reads this file), they
+# have put the login in the environment from its file, as they do for every library's secret:
+# take it from there, or reading the folder again would find it twice and refuse.
+_login = os.environ.get("FLOWER_BASIC_AUTH") or env_value("FLOWER_BASIC_AUTH")
 if ":" not in _login:
     raise SystemExit("FLOWER_BASIC_AUTH (user:password) is not set, in the environment or in AUTEUR_SECRETS_DIR: "
                      "Flower does not run without a login.")

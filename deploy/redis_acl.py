@@ -11,6 +11,7 @@ Standard library only: the compose host runs it (deploy/compose_secrets.py) with
   without administration (CONFIG, ACL, FLUSHALL, DEBUG, SHUTDOWN, KEYS...).
 - ``gpu``: the GPU runner child processes, which run engines on users' files: they may only append
   to the list that announces a call's progress and end.
+- ``health``: the Redis container's health check: PING, nothing else.
 - ``keda`` (Kubernetes only): KEDA's scaler reads the queues' lengths and nothing else.
 
 ``default`` is turned off: a connection that does not log in as one of these can do nothing.
@@ -37,10 +38,11 @@ ROLES: dict[str, str] = {
     "api": f"~* &* +@all {_NO_ADMIN} -@list +lpush +rpush +llen +lrange -bzpopmin -bzpopmax",
     "worker": f"~* &* +@all {_NO_ADMIN}",
     "gpu": f"resetkeys ~{GPU_EVENTS_KEY} resetchannels -@all +rpush +ping",
+    "health": "resetkeys resetchannels -@all +ping",
     "keda": "resetkeys " + " ".join(f"~{queue}" for queue in QUEUES) + " resetchannels -@all +llen +ping",
 }
 # The roles a compose deployment has (KEDA runs on Kubernetes only).
-COMPOSE_ROLES = ("api", "worker", "gpu")
+COMPOSE_ROLES = ("api", "worker", "gpu", "health")
 
 
 def password_hash(password: str) -> str:

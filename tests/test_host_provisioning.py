@@ -72,7 +72,8 @@ def test_a_dry_run_opens_only_ssh_http_and_https_and_hardens_ssh(tmp_path):
 
     assert mode("home/auteur/.ssh/authorized_keys") == 0o600
     assert (mode("srv/auteur"), mode("srv/auteur/secrets"), mode("srv/auteur/.env")) == (0o750, 0o700, 0o600)
-    assert mode("srv/auteur/secrets/DJANGO_SECRET_KEY") == 0o600
+    # Readable by the containers' users through their mounts; the 0700 folder keeps the host's out.
+    assert mode("srv/auteur/secrets/DJANGO_SECRET_KEY") == 0o444
 
 
 def test_a_second_run_changes_nothing(tmp_path):

@@ -179,8 +179,8 @@ def test_the_api_streams_publishes_caches_and_counts(port, settings):
 
 @pytest.mark.parametrize("command", [
     ("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("ACL", "LIST"), ("DEBUG", "SLEEP", "0"),
-    ("SHUTDOWN",), ("MONITOR",), ("BLMOVE", EVENTS_KEY, "x", "LEFT", "RIGHT", "1"), ("LMOVE", EVENTS_KEY, "x", "LEFT", "RIGHT"),
-    ("BZPOPMIN", "unacked_index", "1"),
+    ("SHUTDOWN",), ("MONITOR",), ("BLMOVE", EVENTS_KEY, "x", "LEFT", "RIGHT", "1"),
+    ("LMOVE", EVENTS_KEY, "x", "LEFT", "RIGHT"), ("BZPOPMIN", "unacked_index", "1"),
 ])
 def test_the_api_may_not_take_or_administer(port, command):
     assert refused(lambda: client("api", port).execute_command(*command))

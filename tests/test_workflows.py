@@ -85,7 +85,8 @@ def test_deploy_pulls_migrates_then_starts_over_ssh():
     script = runs(workflow)
     assert "ssh " in script and "StrictHostKeyChecking=yes" in script
     order = [script.index(command) for command in
-             ("docker compose pull", "docker compose run --rm migrate", "docker compose up -d")]
+             ("python3 deploy/compose_secrets.py", "docker compose pull", "docker compose run --rm migrate",
+              "docker compose up -d")]
     assert order == sorted(order)
     compose = (ROOT / "docker-compose.yml").read_text()
     assert "AUTEUR_IMAGE" in script and "${AUTEUR_IMAGE" in compose

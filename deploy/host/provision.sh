@@ -101,14 +101,17 @@ deploy_user() {
     printf '%s\n' "$DEPLOY_KEY" | put "$KEYS" 0600
     run chown -R "$DEPLOY_USER:$DEPLOY_USER" "/home/$DEPLOY_USER/.ssh"
   fi
-  # The compose project: .env and the secret files are the deploy user's alone.
+  # The compose project: .env and the secrets folder are the deploy user's alone. The secret files
+  # (deploy/compose_secrets.py) are 0444 inside the 0700 folder: the containers' users (postgres,
+  # redis, the app's) read them through their mounts, and nobody else on the host reaches them.
   mkdir -p "$ROOT$DEPLOY_PATH/secrets"
   chmod 0750 "$ROOT$DEPLOY_PATH"
   chmod 0700 "$ROOT$DEPLOY_PATH/secrets"
   [[ -e "$ROOT$DEPLOY_PATH/.env" ]] || : > "$ROOT$DEPLOY_PATH/.env"
+  chmod 0600 "$ROOT$DEPLOY_PATH/.env"
   local file
-  for file in "$ROOT$DEPLOY_PATH/.env" "$ROOT$DEPLOY_PATH"/secrets/*; do
-    [[ -f "$file" ]] && chmod 0600 "$file"
+  for file in "$ROOT$DEPLOY_PATH"/secrets/*; do
+    [[ -f "$file" ]] && chmod 0444 "$file"
   done
   run chown -R "$DEPLOY_USER:$DEPLOY_USER" "$DEPLOY_PATH"
 }
@@ -167,4 +170,4 @@ fail2ban
 firewall
 run systemctl enable --now docker
 say "done: firewall on 22 (rate-limited), 80, 443; SSH by key; Fail2Ban; security updates unattended."
-say "next: put docker-compose.yml, Caddyfile and .env in $DEPLOY_PATH as $DEPLOY_USER (docs/deploying.md)."
+say "next: as $DEPLOY_USER, put the release's files in $DEPLOY_PATH and run deploy/compose_secrets.py there (docs/deploying.md)."

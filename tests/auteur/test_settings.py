@@ -116,7 +116,9 @@ PLACEHOLDERS = [
     "django-insecure-0123456789abcdef0123456789abcdef",  # Django's startproject template
     "dev-insecure-django-secret-key-not-for-production",  # the development stand-ins
     "dev-insecure-jwt-secret-not-for-production-000",
-    *(env_file_values(ROOT / ".env.example")[name] for name in SIGNING_SECRETS),
+    # What .env.example held before secrets moved to files: a .env copied then may still say so.
+    "change-me-django-secret-key",
+    "change-me-jwt-secret-at-least-32-characters",
 ]
 
 
