@@ -785,6 +785,6 @@ def test_build_only_secrets_never_reach_the_image_environment():
 
 def test_dockerignore_keeps_local_state_out_of_the_image():
     ignored = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
-    for entry in (".venv", "var", ".git", "staticfiles", ".env"):
+    for entry in (".venv", "var", ".git", "staticfiles", ".env", "secrets"):
         assert entry in ignored, entry
     assert any("__pycache__" in entry for entry in ignored)

@@ -44,6 +44,13 @@ def test_it_makes_every_file_private_to_the_folders_owner_and_readable_in_contai
     assert "REDIS_URL_API" in done.stdout or "files in" in done.stdout
 
 
+def test_the_folder_is_never_committed_nor_built_into_the_image():
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "secrets/DATABASE_URL"], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert ignored.returncode == 0, "secrets/ must be in .gitignore"
+    assert "secrets" in (ROOT / ".dockerignore").read_text().split()
+
+
 def test_a_second_run_keeps_every_value_and_a_deleted_password_is_remade_with_its_url(tmp_path):
     folder = tmp_path / "secrets"
     assert run(folder, AUTEUR_JWT_SECRET=JWT).returncode == 0
