@@ -173,6 +173,16 @@ def test_worker_liveness_pings_the_worker_by_its_own_name():
         assert f"-d {node.removesuffix('%h')}$HOSTNAME" in ping
 
 
+# Which Redis user (deploy/redis_acl.py) each workload logs in as: the API's may queue but never
+# consume; the rest are the broker's consumers. Each role's REDIS_URL is a Secret of its own, so
+# that no API pod holds the workers' login.
+API_ROLE_WORKLOADS = {"auteur-api", "auteur-asgi", "auteur-migrate"}
+
+
+def redis_secret(workload: dict[str, Any]) -> str:
+    return "auteur-redis-api" if workload["metadata"]["name"] in API_ROLE_WORKLOADS else "auteur-redis-worker"
+
+
 def secret_problems(workload: dict[str, Any], config: dict[str, str]) -> list[str]:
     """How a workload's pod could get a secret other than as a file of the mounted Secret."""
     from django.conf import settings
@@ -190,10 +200,12 @@ def secret_problems(workload: dict[str, Any], config: dict[str, str]) -> list[st
             if "secretKeyRef" in variable.get("valueFrom", {}) or variable["name"] in names:
                 problems.append(f"{container['name']}: {variable['name']} as a variable")
         mounts = [m for m in container.get("volumeMounts", []) if m["mountPath"] == folder]
-        secret = volumes.get(mounts[0]["name"], {}).get("secret", {}) if mounts else {}
-        if not (mounts and mounts[0].get("readOnly") and secret.get("secretName") == SECRET):
-            problems.append(f"{container['name']}: {SECRET} is not mounted read-only at {folder}")
-        elif secret.get("defaultMode", 0o644) & 0o007:
+        projected = volumes.get(mounts[0]["name"], {}).get("projected", {}) if mounts else {}
+        sources = [source["secret"]["name"] for source in projected.get("sources", []) if "secret" in source]
+        if not (mounts and mounts[0].get("readOnly") and sources == [SECRET, redis_secret(workload)]):
+            problems.append(f"{container['name']}: {SECRET} and {redis_secret(workload)} are not mounted "
+                            f"read-only at {folder}")
+        elif projected.get("defaultMode", 0o644) & 0o007:
             problems.append(f"{container['name']}: the secret files are readable by others")
     return problems
 
@@ -213,7 +225,8 @@ def test_no_pod_gets_a_secret_as_a_variable_only_as_a_file_of_the_mounted_secret
             {"name": "X", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "DJANGO_SECRET_KEY"}}}),
         lambda c, s: c.setdefault("env", []).append({"name": "DJANGO_SECRET_KEY", "value": "x"}),
         lambda c, s: c.pop("volumeMounts"),
-        lambda c, s: s["volumes"][0]["secret"].update(defaultMode=0o444),
+        lambda c, s: s["volumes"][0]["projected"].update(defaultMode=0o444),
+        lambda c, s: s["volumes"][0]["projected"]["sources"][1]["secret"].update(name="auteur-redis-worker"),
         lambda c, s: s["securityContext"].pop("fsGroup"),
     ):
         broken = copy.deepcopy(api)
@@ -258,7 +271,7 @@ def test_images_are_the_one_pinned_release():
 
 
 def test_every_container_has_requests_limits_and_config_by_name():
-    config_maps, secrets = set(of_kind("ConfigMap")), {SECRET}  # the Secret is created out of band
+    config_maps = set(of_kind("ConfigMap"))
     for name, container in containers():
         resources = container["resources"]
         # Ephemeral storage too: temp files (media fetched to disk, ffmpeg's outputs) and logs are
@@ -268,8 +281,12 @@ def test_every_container_has_requests_limits_and_config_by_name():
         assert sources == {"configMapRef": CONFIG_MAP}, name
         assert all("valueFrom" in variable for variable in container.get("env", [])), f"{name}: a literal value"
     assert CONFIG_MAP in config_maps
+    # KEDA logs in as its own Redis user, which may read the queues' lengths only.
     for auth in of_kind("TriggerAuthentication").values():
-        assert {ref["name"] for ref in auth["spec"]["secretTargetRef"]} == secrets
+        refs = {ref["parameter"]: (ref["name"], ref["key"]) for ref in auth["spec"]["secretTargetRef"]}
+        assert refs == {"address": ("auteur-redis-keda", "REDIS_ADDRESS"),
+                        "username": ("auteur-redis-keda", "REDIS_USERNAME"),
+                        "password": ("auteur-redis-keda", "REDIS_PASSWORD")}
 
 
 def test_disruption_budgets_select_existing_replicated_deployments():
