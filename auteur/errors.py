@@ -133,6 +133,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "feature_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "edl_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "billing_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "publishing_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,  # no CDN configured: nothing is public
     # 500: a Stripe event failed while being processed; rolled back and retried by Stripe
     "event_processing_failed": status.HTTP_500_INTERNAL_SERVER_ERROR,
 }
@@ -153,6 +154,7 @@ SERVER_FAILURES: Mapping[str, ServerFailure] = {
         ("type", "backend")),
     "edl_unavailable": ServerFailure("The timeline store is unavailable. Try again shortly."),
     "billing_unavailable": ServerFailure("Billing is not available on this server."),
+    "publishing_unavailable": ServerFailure("Publishing files is not available on this server."),
     "event_processing_failed": ServerFailure("The event could not be processed; it will be retried.", ("event_id",)),
 }
 UNLISTED_SERVER_FAILURE = ServerFailure("The service could not complete the request. Try again later.")

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import environ
 from corsheaders.defaults import default_headers as default_cors_headers
@@ -23,7 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from auteur.envfile import read_env_file
 from auteur.secret_values import env_value
-from auteur.storage_settings import local_media_storage, s3_media_storage
+from auteur.storage_settings import MAX_CDN_CACHE_SECONDS, cdn_base_url, local_media_storage, s3_media_storage
 from auteur.tls import TlsConfigError, broker_tls, plaintext_connections, redis_tls_options
 
 _T = TypeVar("_T")
@@ -307,10 +307,56 @@ MEDIA_STORAGE = (
     if AWS_STORAGE_BUCKET_NAME
     else local_media_storage()
 )
+
+# ---- Publishing through a CDN (media/services/publishing.py; docs/media.md, "Publishing through a
+# CDN"). A published file is copied into a public store that a CDN serves at AUTEUR_CDN_BASE_URL:
+# a bucket of its own on S3/R2 (same endpoint and credentials as the media bucket), or the folder
+# PUBLIC_MEDIA_ROOT with the local backend, which the API serves at /public/. Everything else
+# stays private. Base of the public URLs, e.g. https://cdn.example.com (make run: http://localhost:8000/public);
+# empty: publishing is off, and publishing a file answers 503 `publishing_unavailable`.
+try:
+    AUTEUR_CDN_BASE_URL = cdn_base_url(env.str("AUTEUR_CDN_BASE_URL", default=""), debug=DEBUG)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"AUTEUR_CDN_BASE_URL {_exc}.") from None
+# The public bucket on S3/R2, required with a media bucket once AUTEUR_CDN_BASE_URL is set; never the media bucket.
+AUTEUR_PUBLIC_BUCKET_NAME: str = env.str("AUTEUR_PUBLIC_BUCKET_NAME", default="")
+# `Cache-Control: public, max-age=<this>` of a published object (S3/R2: written on it when published).
+AUTEUR_CDN_CACHE_MAX_AGE_SECONDS = env.int("AUTEUR_CDN_CACHE_MAX_AGE_SECONDS", default=24 * 3600)
+if not 0 <= AUTEUR_CDN_CACHE_MAX_AGE_SECONDS <= MAX_CDN_CACHE_SECONDS:
+    raise ImproperlyConfigured(f"AUTEUR_CDN_CACHE_MAX_AGE_SECONDS must be 0 to {MAX_CDN_CACHE_SECONDS} (a year).")
+if AWS_STORAGE_BUCKET_NAME and AUTEUR_CDN_BASE_URL and not AUTEUR_PUBLIC_BUCKET_NAME:
+    raise ImproperlyConfigured(
+        "AUTEUR_PUBLIC_BUCKET_NAME is not set. Publishing through a CDN (AUTEUR_CDN_BASE_URL) with a media "
+        "bucket needs a public bucket of its own; unset AUTEUR_CDN_BASE_URL to leave publishing off.")
+if AUTEUR_PUBLIC_BUCKET_NAME and AUTEUR_PUBLIC_BUCKET_NAME == AWS_STORAGE_BUCKET_NAME:
+    raise ImproperlyConfigured(
+        "AUTEUR_PUBLIC_BUCKET_NAME must not be AWS_STORAGE_BUCKET_NAME: the media bucket holds private files.")
+PUBLIC_MEDIA_ROOT = str(VAR_DIR / "public")
+PUBLIC_STORAGE_ALIAS = "public"
+PUBLIC_STORAGE: dict[str, Any] | None = (
+    (
+        s3_media_storage(
+            bucket=AUTEUR_PUBLIC_BUCKET_NAME,
+            endpoint_url=AWS_S3_ENDPOINT_URL,
+            region=AWS_S3_REGION_NAME,
+            access_key=AWS_ACCESS_KEY_ID,
+            secret_key=AWS_SECRET_ACCESS_KEY,
+            addressing_style=AWS_S3_ADDRESSING_STYLE,
+            url_ttl_seconds=AUTEUR_SIGNED_URL_TTL_SECONDS,
+        )
+        if AUTEUR_PUBLIC_BUCKET_NAME
+        else None
+    )
+    if AWS_STORAGE_BUCKET_NAME
+    else local_media_storage(PUBLIC_MEDIA_ROOT)
+)
+
 STORAGES = {
     # Anything that asks Django for its default storage gets the media storage, not a second one.
     "default": MEDIA_STORAGE,
     MEDIA_STORAGE_ALIAS: MEDIA_STORAGE,
+    # The public copies of published files (none on S3/R2 without a public bucket).
+    **({PUBLIC_STORAGE_ALIAS: PUBLIC_STORAGE} if PUBLIC_STORAGE else {}),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 

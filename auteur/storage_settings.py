@@ -59,3 +59,31 @@ def local_media_storage(location: str | None = None) -> dict[str, Any]:
     if location is not None:
         options["location"] = location
     return {"BACKEND": LOCAL_BACKEND, "OPTIONS": options}
+
+
+# A year: the longest max-age a cache is asked to keep a response (RFC 9111 caches may cap it there).
+MAX_CDN_CACHE_SECONDS = 365 * 24 * 3600
+
+
+def cdn_base_url(value: str, *, debug: bool) -> str:
+    """The base of public URLs (AUTEUR_CDN_BASE_URL) as kept: no trailing slash, so that
+    ``f"{base}/{key}"`` names the key and nothing else. Raises ValueError saying what is wrong.
+
+    An absolute http(s) address with a host and nothing a key would be appended after (no query,
+    no fragment) and no credentials; https outside debug, since a public URL is handed to
+    browsers that may embed it in an https page."""
+    from urllib.parse import urlsplit
+
+    base = value.strip().rstrip("/")
+    if not base:
+        return ""
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL, e.g. https://cdn.example.com")
+    if parts.query or parts.fragment or "?" in base or "#" in base:
+        raise ValueError("must not have a query or a fragment: object keys are appended to it")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials")
+    if parts.scheme != "https" and not debug:
+        raise ValueError("must be https when DJANGO_DEBUG is off (production)")
+    return base

@@ -36,4 +36,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     # The local storage backend's signed upload/download URLs (unused with S3/R2).
     path("storage/", include("media.urls")),
+    # Published files' public copies with the local backend (AUTEUR_CDN_BASE_URL points here, or a
+    # CDN pulls from here); 404 with S3/R2, whose public bucket the CDN serves itself.
+    path("public/", include("media.public_urls")),
 ]

@@ -2,7 +2,8 @@
 
 Records are read-only here: files are created by uploads and jobs, and their state moves only
 through the probe. Deleting goes through the services, so storage objects are removed too (after
-commit) and a file a running job uses is refused.
+commit) and a file a running job uses is refused. Staff may take a published file's public copies
+down (a takedown) through the same service as its owner's unpublish.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from media.hooks import media_in_use_reasons
 from media.models import MediaFile, VoiceClone
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
+from media.services.publishing import media_unpublish, public_url
 from media.services.voices import voice_delete, voice_sample_url
 
 
@@ -57,10 +59,10 @@ class MediaFileAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
     fields = (
         "id", "name", "project", "user", "type", "mime_type", "status", "rejection_reason", "size",
         "duration", "metadata", "object_link", "thumbnail", "storage_key", "thumbnail_key", "caption_key",
-        "source_job_id", "created_at", "updated_at",
+        "published", "published_at", "public_key", "public_thumbnail_key", "source_job_id", "created_at", "updated_at",
     )
     readonly_fields = fields
-    actions = ["delete_selected_media"]
+    actions = ["delete_selected_media", "unpublish_selected_media"]
 
     @admin.display(description="size", ordering="file_size_bytes")
     def size(self, obj: MediaFile) -> str:
@@ -88,6 +90,11 @@ class MediaFileAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
         if not urls.thumbnail_url:
             return "-"
         return format_html('<img src="{}" alt="thumbnail" style="max-width:320px">', urls.thumbnail_url)
+
+    @admin.display(description="public URL")
+    def published(self, obj: MediaFile) -> str:
+        url = public_url(obj.public_key)
+        return format_html('<a href="{}" rel="noreferrer">{}</a>', url, url) if url else "-"
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -129,6 +136,19 @@ class MediaFileAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
         if refused:
             self.message_user(request, f"{refused} file(s) are in use and were kept.", messages.WARNING)
 
+    @admin.action(description="Unpublish selected media files (delete their public copies)", permissions=["delete"])
+    def unpublish_selected_media(self, request: HttpRequest, queryset: QuerySet[MediaFile]) -> None:
+        unpublished = 0
+        for media in queryset.exclude(public_key=""):
+            try:
+                media_unpublish(media=media)
+                unpublished += 1
+            except ApplicationError:
+                continue  # deleted meanwhile: its copies go with it
+        self.message_user(
+            request, f"Unpublished {unpublished} media file(s); a CDN may serve cached copies until their "
+                     "max-age has passed unless it is purged.", messages.SUCCESS)
+
 
 @admin.register(VoiceClone)
 class VoiceCloneAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
@@ -151,6 +171,11 @@ class VoiceCloneAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
     @admin.display(description="sample object")
     def sample_link(self, obj: VoiceClone) -> str:
         return format_html('<a href="{}" rel="noreferrer">listen</a>', voice_sample_url(voice=obj).url)
+
+    @admin.display(description="public URL")
+    def published(self, obj: MediaFile) -> str:
+        url = public_url(obj.public_key)
+        return format_html('<a href="{}" rel="noreferrer">{}</a>', url, url) if url else "-"
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

@@ -66,3 +66,15 @@ class MediaInUse(ApplicationError):
 
 class InvalidVoiceSample(ApplicationError):
     code = "invalid_voice_sample"
+
+
+class MediaNotReady(ApplicationError):
+    code = "media_not_ready"
+
+
+class PublishingUnavailable(ApplicationError):
+    code = "publishing_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("Publishing is not configured on this server (AUTEUR_CDN_BASE_URL is not set, or, with "
+                         "an S3/R2 bucket, AUTEUR_PUBLIC_BUCKET_NAME).")

@@ -51,6 +51,12 @@ class MediaFile(models.Model):
     )
     # Set when a job produced this file: a redelivered store step finds it instead of adding another.
     source_job_id = models.UUIDField(null=True, blank=True)
+    # Published (media/services/publishing.py): the keys of its public copies in the public store,
+    # under a folder named by a random token (never this key layout, which names the project), and
+    # when. "" and null while unpublished.
+    public_key = models.CharField(max_length=500, blank=True, default="", db_default="")
+    public_thumbnail_key = models.CharField(max_length=500, blank=True, default="", db_default="")
+    published_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -81,6 +87,11 @@ class MediaFile(models.Model):
             models.CheckConstraint(
                 condition=~models.Q(status="rejected") | ~models.Q(rejection_reason=""),
                 name="media_rejected_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(public_key="", public_thumbnail_key="", published_at__isnull=True)
+                | (~models.Q(public_key="") & models.Q(published_at__isnull=False)),
+                name="media_published_has_key_and_time",
             ),
             # One output per (job, name): the store step of a job is idempotent by construction.
             models.UniqueConstraint(

@@ -37,6 +37,7 @@ from media.selectors import (
 )
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
+from media.services.publishing import media_public_urls, media_publish, media_unpublish, public_url
 from media.services.uploads import (
     MAX_PARTS_PER_REQUEST,
     MultipartUpload,
@@ -73,11 +74,25 @@ class MediaSerializer(serializers.Serializer):
     latest_version_id = serializers.SerializerMethodField(help_text=(
         "This file's newest ready version (its latest compression), which it stands for now; null when it has none. "
         "All of them: `GET .../media?derived_from=<this id>`."))
+    public_url = serializers.SerializerMethodField(help_text=(
+        "Where the CDN serves the file while it is published (`POST .../publish`): a public URL that does not "
+        "expire; null while it is not published"))
+    public_thumbnail_url = serializers.SerializerMethodField(help_text=(
+        "The same for its thumbnail; null when it is not published or has none"))
+    published_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
     def get_has_thumbnail(self, obj: MediaFile) -> bool:
         return bool(obj.thumbnail_key)
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_public_url(self, obj: MediaFile) -> str | None:
+        return public_url(obj.public_key)
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_public_thumbnail_url(self, obj: MediaFile) -> str | None:
+        return public_url(obj.public_thumbnail_key)
 
     @extend_schema_field(serializers.UUIDField(allow_null=True))
     def get_latest_version_id(self, obj: MediaFile) -> uuid.UUID | None:
@@ -367,6 +382,46 @@ class ProjectMediaDetailApi(ApiView):
         project = project_get(user=user, project_id=project_id)
         media = media_get(user=user, project_id=project.pk, media_id=media_id)
         media_delete(media=media)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProjectMediaPublishApi(ApiView):
+    """A file's publication through the CDN (media/services/publishing.py): a public copy beside the
+    private object, which keeps its signed URLs."""
+
+    class OutputSerializer(serializers.Serializer):
+        public_url = serializers.URLField()
+        public_thumbnail_url = serializers.URLField(allow_null=True, help_text="Null when the file has no thumbnail")
+        published_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "MediaPublication"
+
+    def _media(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> MediaFile:
+        user = request_user(request)
+        project = project_get(user=user, project_id=project_id)
+        return media_get(user=user, project_id=project.pk, media_id=media_id)
+
+    @extend_schema(request=None, responses={200: OutputSerializer}, summary="Publish a media file through the CDN",
+                   tags=["media"])
+    @raises("media_not_ready", "publishing_unavailable")
+    def post(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> Response:
+        """Publish a ready file: a public copy of it (and of its thumbnail) that anyone with its
+        `public_url` may fetch from the CDN, served with `Cache-Control: public, max-age=...` (a day by
+        default). The URL names a random folder and the file's name, nothing else, and does not expire.
+        Publishing a published file answers the same URL. 422 `media_not_ready` before the file is
+        ready; 503 `publishing_unavailable` where the server has no CDN configured."""
+        media = media_publish(media=self._media(request, project_id, media_id))
+        return Response(self.OutputSerializer(media_public_urls(media=media)).data)
+
+    @extend_schema(request=None, responses={204: OpenApiResponse(description="Unpublished")},
+                   summary="Unpublish a media file", tags=["media"])
+    def delete(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> Response:
+        """Unpublish: the public copies are deleted and the file's `public_url` is null again; its
+        signed `download_url` works as before. A CDN may keep serving a copy it cached until its
+        max-age has passed, unless the CDN is purged. Unpublishing a file that is not published is
+        not an error; deleting a file unpublishes it too."""
+        media_unpublish(media=self._media(request, project_id, media_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

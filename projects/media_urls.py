@@ -8,6 +8,7 @@ from projects.media_apis import (
     ProjectMediaDetailApi,
     ProjectMediaListApi,
     ProjectMediaPartsApi,
+    ProjectMediaPublishApi,
     ProjectMediaUploadUrlApi,
     VoiceDetailApi,
     VoiceListCreateApi,
@@ -34,6 +35,11 @@ urlpatterns = [
         "projects/<uuid:project_id>/media/<uuid:media_id>/parts",
         ProjectMediaPartsApi.as_view(),
         name="project-media-parts",
+    ),
+    path(
+        "projects/<uuid:project_id>/media/<uuid:media_id>/publish",
+        ProjectMediaPublishApi.as_view(),
+        name="project-media-publish",
     ),
     path(
         "projects/<uuid:project_id>/media/<uuid:media_id>/captions",

@@ -2,7 +2,8 @@
 
 Storage objects are deleted only after the deleting transaction commits (``media.delete_objects``
 retries until the store answers), so a rolled-back delete never loses a file. The media tasks
-(media/tasks.py) sit above these services: they are sent here by name.
+(media/tasks.py) sit above these services: they are sent here by name. A published file's public
+copies go with it: a key or folder under ``pub/`` is deleted from the public store.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from auteur.publishing import send
 from media.errors import MediaInUse
 from media.hooks import media_in_use_reasons
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion
-from media.services.keys import media_prefix, object_keys
-from media.storage import get_storage
-from media.storage.base import url_expiry
+from media.services.keys import is_public_key, media_prefix, object_keys, public_folder
+from media.storage import get_public_storage, get_storage
+from media.storage.base import ObjectStorage, url_expiry
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,11 @@ def media_delete(*, media: MediaFile) -> None:
                 "This media file is in use and cannot be deleted now.", details={"reasons": reasons}
             )
         keys = object_keys(locked)
-        prefix = media_prefix(project_id=locked.project_id, media_id=locked.pk)
+        prefixes = [media_prefix(project_id=locked.project_id, media_id=locked.pk)]
+        if locked.public_key:
+            prefixes.append(public_folder(locked.public_key))
         locked.delete()
-        schedule_object_deletion(keys, [prefix])
+        schedule_object_deletion(keys, prefixes)
         schedule_multipart_abort(locked)
         if locked.status == MediaStatus.UPLOADING:
             schedule_upload_key_deletion(locked.storage_key)
@@ -94,22 +97,40 @@ def media_delete_project_objects(*, project_id: uuid.UUID | str) -> list[str]:
     catches objects no row names (an upload never confirmed, a thumbnail of a racing probe).
     """
     keys: list[str] = []
-    rows = MediaFile.objects.filter(project_id=project_id).values_list("storage_key", "thumbnail_key", "caption_key")
-    for row in rows:
-        keys.extend(k for k in row if k)
-    schedule_object_deletion(keys, [f"projects/{project_id}"])
+    published: list[str] = []
+    rows = MediaFile.objects.filter(project_id=project_id).values_list(
+        "storage_key", "thumbnail_key", "caption_key", "public_key")
+    for *private, public_key in rows:
+        keys.extend(k for k in private if k)
+        if public_key:
+            published.append(public_folder(public_key))
+    schedule_object_deletion(keys, [f"projects/{project_id}", *published])
     return keys
+
+
+def _store_of(key: str) -> ObjectStorage | None:
+    """The store a key or prefix names: the public one for ``pub/...``, else the media storage."""
+    if not is_public_key(key):
+        return get_storage()
+    public = get_public_storage()
+    if public is None:
+        # AUTEUR_PUBLIC_BUCKET_NAME was unset since: the copies are out of this server's reach.
+        logger.warning("public objects not deleted (no public store configured): %s", key)
+    return public
 
 
 def media_delete_objects(*, keys: Iterable[str], prefixes: Iterable[str] = ()) -> int:
     """Remove objects (the body of the ``media.delete_objects`` task); absent ones are fine."""
-    storage = get_storage()
     removed = 0
     for key in keys:
-        storage.delete(key)
-        removed += 1
+        storage = _store_of(key)
+        if storage is not None:
+            storage.delete(key)
+            removed += 1
     for prefix in prefixes:
-        removed += storage.delete_prefix(prefix)
+        storage = _store_of(prefix)
+        if storage is not None:
+            removed += storage.delete_prefix(prefix)
     return removed
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 import uuid
 from pathlib import PurePosixPath
@@ -13,6 +14,13 @@ MAX_FILENAME_LENGTH = 255
 SAFE_STEM_LENGTH = 80
 # The folder of upload keys; a sanitized filename has no "/", so no other key can be one.
 UPLOAD_DIR = "upload"
+# Every thumbnail is a JPEG (media.services.probing.save_thumbnail).
+THUMBNAIL_CONTENT_TYPE = "image/jpeg"
+# The first segment of every key in the public store, and of no key in the private one (whose keys
+# start with projects/ or voices/): a deletion is sent to the store its key names.
+PUBLIC_DIR = "pub"
+# Random bytes naming a publication's folder: its URL cannot be guessed from another's.
+PUBLIC_TOKEN_BYTES = 24
 
 
 def normalize_content_type(content_type: str) -> str:
@@ -78,3 +86,24 @@ def caption_key_for(media: MediaFile) -> str:
 def object_keys(media: MediaFile) -> list[str]:
     """Every object a media row names (the upload, its thumbnail, its captions)."""
     return [k for k in (media.storage_key, media.thumbnail_key, media.caption_key) if k]
+
+
+def is_public_key(key: str) -> bool:
+    """Whether the key (or a folder's prefix) names the public store."""
+    return key == PUBLIC_DIR or key.startswith(f"{PUBLIC_DIR}/")
+
+
+def public_keys_for(media: MediaFile) -> tuple[str, str]:
+    """(public key, public thumbnail key) for a new publication of ``media``: in a fresh folder
+    ``pub/<random token>/``, named after the file's sanitized name. Nothing of the private key
+    (project and file ids) shows; the thumbnail key is "" when the file has none."""
+    folder = f"{PUBLIC_DIR}/{secrets.token_urlsafe(PUBLIC_TOKEN_BYTES)}"
+    # A sanitized filename has no "/": the thumbnail's subfolder is no name a file can have.
+    name = safe_filename(media.name, fallback_ext=filename_extension(media.storage_key) or "bin")
+    thumbnail = f"{folder}/thumbnail/thumbnail.jpg" if media.thumbnail_key else ""
+    return f"{folder}/{name}", thumbnail
+
+
+def public_folder(public_key: str) -> str:
+    """The folder of a publication (``pub/<token>``), which its deletion removes whole."""
+    return "/".join(public_key.split("/")[:2])

@@ -24,7 +24,7 @@ from django.utils import timezone
 from media.models import MediaFile, MediaStatus, MediaType
 from media.probe_sandbox import ProbeLimits, probe_isolated
 from media.probing import ProbeResult, content_sha256, make_thumbnail
-from media.services.keys import thumbnail_key_for
+from media.services.keys import THUMBNAIL_CONTENT_TYPE, thumbnail_key_for
 from media.signals import media_ready
 from media.storage import get_storage
 
@@ -75,7 +75,7 @@ def save_thumbnail(*, media: MediaFile, source: Path, duration_ms: int | None) -
             return ""
         key = thumbnail_key_for(media)
         with thumb.open("rb") as fh:
-            get_storage().save(key, fh, "image/jpeg")
+            get_storage().save(key, fh, THUMBNAIL_CONTENT_TYPE)
     return key
 
 

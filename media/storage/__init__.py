@@ -4,12 +4,17 @@ Callers use ``get_storage()`` (or ``get_local_storage()`` for what only the loca
 the interface is in media/storage/base.py. It wraps ``storages[settings.MEDIA_STORAGE_ALIAS]``:
 django-storages' S3Storage when a bucket is configured (media/storage/s3.py), else Django's
 FileSystemStorage (media/storage/local.py). Nothing else in the apps touches a storage directly.
+
+``get_public_storage()`` is the second store, of the same kind, that holds the public copies of
+published files (``storages[settings.PUBLIC_STORAGE_ALIAS]``: the public bucket, or the public
+folder); media/services/publishing.py is what writes it.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.files.storage.handler import InvalidStorageError
 
 from media.storage.base import ObjectStorage
 from media.storage.local import LocalStorage
@@ -18,6 +23,7 @@ from media.storage.s3 import S3ObjectStorage
 # The wrapper of the storage Django holds now: Django builds each storage once and builds it
 # again when STORAGES changes (tests), and the S3 wrapper keeps a client for /readyz.
 _current: ObjectStorage | None = None
+_current_public: ObjectStorage | None = None
 
 
 def _wrap(backend: Storage) -> ObjectStorage:
@@ -45,3 +51,17 @@ def get_local_storage() -> LocalStorage | None:
     """The local backend when it is the configured one (its URL views are off otherwise)."""
     storage = get_storage()
     return storage if isinstance(storage, LocalStorage) else None
+
+
+def get_public_storage() -> ObjectStorage | None:
+    """The store of published files' public copies; None where there is none (S3/R2 without
+    AUTEUR_PUBLIC_BUCKET_NAME)."""
+    global _current_public
+    try:
+        backend = storages[settings.PUBLIC_STORAGE_ALIAS]
+    except InvalidStorageError:
+        return None
+    current = _current_public
+    if current is None or current.backend is not backend:
+        current = _current_public = _wrap(backend)
+    return current

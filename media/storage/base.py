@@ -252,6 +252,16 @@ class ObjectStorage(ABC):
         with self.open(src_key) as src:
             self.save(dst_key, src, content_type)
 
+    def copy_public(
+        self, public: ObjectStorage, src_key: str, dst_key: str, *, content_type: str, cache_control: str
+    ) -> None:
+        """Put a copy of the object under ``dst_key`` in the public store ``public``, served with this
+        Content-Type and Cache-Control (FileNotFoundError if absent). This generic copy reads and
+        writes the bytes, and leaves Cache-Control to whatever serves the public store (the local
+        backend's view); a store that keeps headers on its objects overrides it."""
+        with self.open(src_key) as src:
+            public.save(validate_key(dst_key), src, content_type)
+
     def move(self, src_key: str, dst_key: str, *, if_etag: str = "") -> None:
         """Put the object under ``dst_key`` and remove ``src_key`` (FileNotFoundError if absent);
         `if_etag` as for `copy`.

@@ -1,4 +1,5 @@
-"""The views behind the local backend's signed upload and download URLs (plain Django, not DRF).
+"""The views behind the local backend's signed upload and download URLs (plain Django, not DRF),
+and the one that serves published files' public copies as a CDN's origin would.
 
 They stand in for S3's presigned URLs when no bucket is configured, with the same rules: the
 URL is the credential (no bearer token), it expires, and an upload is bound to one key, one
@@ -17,20 +18,23 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from collections.abc import Callable, Iterator
 from typing import IO, TypeVar
 
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.utils.cache import get_conditional_response
+from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.request import Request
 
 from auteur.errors import error_response
 from auteur.throttling import SlidingWindowThrottle
-from media.errors import IncompleteUploadBody, SignatureInvalid
+from media.errors import IncompleteUploadBody, InvalidKey, SignatureInvalid
 from media.selectors import upload_is_open
-from media.storage import get_local_storage
+from media.storage import get_local_storage, get_public_storage
 from media.storage.base import CHECKSUM_HEADER, CHUNK_SIZE, content_disposition
 from media.storage.local import LocalStorage
 from media.storage.signing import verify_download, verify_part, verify_upload
@@ -217,26 +221,16 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
     return start, min(end, size - 1)
 
 
-def download(request: HttpRequest, key: str) -> HttpResponseBase:
-    """GET the object from a URL the API signed (``download_url``, ``thumbnail_url``)."""
-    admitted = _admitted(request, key, methods=("GET", "HEAD"), hint="Download with GET.", verify=verify_download)
-    if isinstance(admitted, HttpResponse):
-        return admitted
-    storage, signed = admitted
-    size = storage.head(signed.key)
-    if size is None:
-        return _not_found()
-    content_type = storage.content_type(signed.key) or "application/octet-stream"
-    headers = {
-        "Accept-Ranges": "bytes",
-        # The URL is a credential: no shared cache may keep the response.
-        "Cache-Control": "private, max-age=0, no-store",
-    }
-    disposition = content_disposition(signed.filename)
-    if disposition:
-        headers["Content-Disposition"] = disposition
-
-    byte_range = _parse_range(request.headers.get("Range", ""), size)
+def _object_response(
+    request: HttpRequest, storage: LocalStorage, key: str, *, size: int, headers: dict[str, str], etag: str = "",
+) -> HttpResponseBase:
+    """The object's bytes for a GET (all of them, or the one range asked for) or its headers for a
+    HEAD, with ``headers`` added. A Range is honoured only under an ``If-Range`` that names the
+    object's ``etag`` as it is now, when one is given (otherwise the whole object is sent)."""
+    content_type = storage.content_type(key) or "application/octet-stream"
+    if_range = request.headers.get("If-Range")
+    byte_range = None if if_range is not None and if_range != etag else _parse_range(
+        request.headers.get("Range", ""), size)
     if byte_range is False:
         unsatisfiable = error_response(416, "range_not_satisfiable", "The requested range is outside the object.")
         unsatisfiable["Content-Range"] = f"bytes */{size}"
@@ -246,16 +240,71 @@ def download(request: HttpRequest, key: str) -> HttpResponseBase:
         response = HttpResponse(content_type=content_type)
         response["Content-Length"] = str(size)
     elif byte_range is None:
-        response = FileResponse(storage.open(signed.key), content_type=content_type)
+        response = FileResponse(storage.open(key), content_type=content_type)
         response["Content-Length"] = str(size)
     else:
         assert isinstance(byte_range, tuple)
         start, end = byte_range
         response = StreamingHttpResponse(
-            _ranged(storage.open(signed.key), start, end - start + 1), status=206, content_type=content_type
+            _ranged(storage.open(key), start, end - start + 1), status=206, content_type=content_type
         )
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
         response["Content-Length"] = str(end - start + 1)
+    response["Accept-Ranges"] = "bytes"
     for name, value in headers.items():
         response[name] = value
     return response
+
+
+def download(request: HttpRequest, key: str) -> HttpResponseBase:
+    """GET the object from a URL the API signed (``download_url``, ``thumbnail_url``)."""
+    admitted = _admitted(request, key, methods=("GET", "HEAD"), hint="Download with GET.", verify=verify_download)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    storage, signed = admitted
+    size = storage.head(signed.key)
+    if size is None:
+        return _not_found()
+    # The URL is a credential: no shared cache may keep the response.
+    headers = {"Cache-Control": "private, max-age=0, no-store"}
+    disposition = content_disposition(signed.filename)
+    if disposition:
+        headers["Content-Disposition"] = disposition
+    return _object_response(request, storage, signed.key, size=size, headers=headers)
+
+
+def public(request: HttpRequest, key: str) -> HttpResponseBase:
+    """GET a published file's public copy (``public_url``): no signature, as from a CDN that serves
+    a public bucket, and cacheable by anyone for AUTEUR_CDN_CACHE_MAX_AGE_SECONDS. Only with the
+    local backend (404 otherwise); a CDN may pull from here, or ``make run`` serves it directly."""
+    storage = get_public_storage()
+    if get_local_storage() is None or not isinstance(storage, LocalStorage):
+        return _not_found()
+    limited = _rate_limited(request)
+    if limited is not None:
+        return limited
+    if request.method not in ("GET", "HEAD"):
+        refused = error_response(405, "method_not_allowed", "Download with GET.")
+        refused["Allow"] = "GET, HEAD"
+        return refused
+    try:
+        facts = storage.path(key).stat()
+    except (InvalidKey, FileNotFoundError, NotADirectoryError):
+        return _not_found()
+    if not stat.S_ISREG(facts.st_mode):
+        return _not_found()
+    # A published key is written once (a new publication gets a new key), so its size and time
+    # of writing name its version.
+    etag = f'"{facts.st_size:x}-{facts.st_mtime_ns:x}"'
+    modified = int(facts.st_mtime)
+    headers = {
+        "Cache-Control": f"public, max-age={settings.AUTEUR_CDN_CACHE_MAX_AGE_SECONDS}",
+        "ETag": etag,
+        "Last-Modified": http_date(modified),
+    }
+    not_modified = get_conditional_response(request, etag=etag, last_modified=modified)
+    if not_modified is not None:
+        for name, value in headers.items():
+            not_modified[name] = value
+        return not_modified
+    return _object_response(request, storage, key, size=facts.st_size, headers=headers, etag=etag)

@@ -6,7 +6,8 @@ only where django-storages has no operation, and only with the storage's own ses
 configuration (its credentials, endpoint and timeouts), all in this module. Those places are:
 presigned PUT URLs for direct uploads (``_put_url``) and multipart uploads beside them (create,
 presign each part, list the parts, complete, abort); the server-side copy behind ``move`` (no byte
-passes through this process), made conditional on an ETag, and the HEAD that reads the ETag with
+passes through this process), made conditional on an ETag, and the one into the public bucket that
+publishes a file (``copy_public``, with its own headers); the HEAD that reads the ETag with
 the size (``stat``: the storage's ``size`` gives the size alone); batched deletes and the
 page-by-page folder listing (one request per 1,000 keys, never a whole listing in memory);
 downloading an object straight to a file for ffmpeg; and the readiness check's HEAD of the bucket
@@ -290,6 +291,29 @@ class S3ObjectStorage(ObjectStorage):
                 raise FileNotFoundError(src_key) from exc
             if exc.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed"):
                 raise ObjectChanged(src_key) from exc
+            raise
+
+    def copy_public(
+        self, public: ObjectStorage, src_key: str, dst_key: str, *, content_type: str, cache_control: str
+    ) -> None:
+        from botocore.exceptions import ClientError
+
+        if not isinstance(public, S3ObjectStorage):
+            super().copy_public(public, src_key, dst_key, content_type=content_type, cache_control=cache_control)
+            return
+        validate_key(src_key)
+        validate_key(dst_key)
+        # REPLACE: the copy gets these headers, not the private object's, which S3 would copy with it.
+        extra = {"ContentType": content_type, "CacheControl": cache_control, "MetadataDirective": "REPLACE"}
+        try:
+            with self._errors():
+                # Server-side, from this bucket into the public one with this storage's client (the
+                # public bucket shares its endpoint and credentials); multipart above 8 MiB, where
+                # each part is copied by the store and the headers go on the upload that makes it.
+                self.client.copy({"Bucket": self.bucket, "Key": src_key}, public.bucket, dst_key, ExtraArgs=extra)
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(src_key) from exc
             raise
 
     @contextlib.contextmanager

@@ -40,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from auteur.queues import ALL_QUEUES
+from auteur.storage_settings import local_media_storage
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from credits.services.ledger import credit_grant
@@ -131,9 +132,13 @@ def owner(settings: Any, user: User, gpu_backend: Callable[[str], None], stripe_
 
 
 @pytest.fixture
-def objects(owner: User, auth_client: Any, local_storage: Path, samples: Samples) -> dict[str, str]:
+def objects(owner: User, auth_client: Any, local_storage: Path, samples: Samples, settings: Any) -> dict[str, str]:
     """One object of each kind that paths and bodies name, owned by the caller: name -> id.
     The media files are real ones, stored where their rows say."""
+    # Publishing is configured (the local backend's public folder), so it answers as in production, not 503.
+    settings.STORAGES = {**settings.STORAGES,
+                         settings.PUBLIC_STORAGE_ALIAS: local_media_storage(str(local_storage.parent / "public"))}
+    settings.AUTEUR_CDN_BASE_URL = "http://testserver/public"
     project = ProjectFactory.create(user=owner)
     media = {kind: MediaFileFactory.create(project=project, type=kind) for kind in ("video", "audio", "image")}
     for kind, path in (("video", samples.video), ("audio", samples.wav), ("image", samples.png)):

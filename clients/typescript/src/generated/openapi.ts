@@ -1109,6 +1109,37 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project_id}/media/{media_id}/publish": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Publish a media file through the CDN
+         * @description Publish a ready file: a public copy of it (and of its thumbnail) that anyone with its
+         *     `public_url` may fetch from the CDN, served with `Cache-Control: public, max-age=...` (a day by
+         *     default). The URL names a random folder and the file's name, nothing else, and does not expire.
+         *     Publishing a published file answers the same URL. 422 `media_not_ready` before the file is
+         *     ready; 503 `publishing_unavailable` where the server has no CDN configured.
+         */
+        post: operations["projects_media_publish_create"];
+        /**
+         * Unpublish a media file
+         * @description Unpublish: the public copies are deleted and the file's `public_url` is null again; its
+         *     signed `download_url` works as before. A CDN may keep serving a copy it cached until its
+         *     max-age has passed, unless the CDN is purged. Unpublishing a file that is not published is
+         *     not an error; deleting a file unpublishes it too.
+         */
+        delete: operations["projects_media_publish_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project_id}/timeline/export": {
         parameters: {
             query?: never;
@@ -2633,6 +2664,18 @@ export interface components {
             name: string;
             /** Format: uuid */
             project_id: string;
+            /**
+             * Format: uri
+             * @description The same for its thumbnail; null when it is not published or has none
+             */
+            readonly public_thumbnail_url: string | null;
+            /**
+             * Format: uri
+             * @description Where the CDN serves the file while it is published (`POST .../publish`): a public URL that does not expire; null while it is not published
+             */
+            readonly public_url: string | null;
+            /** Format: date-time */
+            published_at: string | null;
             rejection_reason: string;
             /** Format: uuid */
             source_job_id: string | null;
@@ -2673,6 +2716,18 @@ export interface components {
             name: string;
             /** Format: uuid */
             project_id: string;
+            /**
+             * Format: uri
+             * @description The same for its thumbnail; null when it is not published or has none
+             */
+            readonly public_thumbnail_url: string | null;
+            /**
+             * Format: uri
+             * @description Where the CDN serves the file while it is published (`POST .../publish`): a public URL that does not expire; null while it is not published
+             */
+            readonly public_url: string | null;
+            /** Format: date-time */
+            published_at: string | null;
             rejection_reason: string;
             /** Format: uuid */
             source_job_id: string | null;
@@ -2710,6 +2765,18 @@ export interface components {
             name: string;
             /** Format: uuid */
             project_id: string;
+            /**
+             * Format: uri
+             * @description The same for its thumbnail; null when it is not published or has none
+             */
+            readonly public_thumbnail_url: string | null;
+            /**
+             * Format: uri
+             * @description Where the CDN serves the file while it is published (`POST .../publish`): a public URL that does not expire; null while it is not published
+             */
+            readonly public_url: string | null;
+            /** Format: date-time */
+            published_at: string | null;
             rejection_reason: string;
             /** Format: uuid */
             source_job_id: string | null;
@@ -2742,6 +2809,17 @@ export interface components {
         };
         MediaPartsRequestBodyRequest: {
             parts: components["schemas"]["MediaPartRequest"][];
+        };
+        MediaPublication: {
+            /**
+             * Format: uri
+             * @description Null when the file has no thumbnail
+             */
+            public_thumbnail_url: string | null;
+            /** Format: uri */
+            public_url: string;
+            /** Format: date-time */
+            published_at: string;
         };
         MediaSignedPart: {
             /** Format: date-time */
@@ -9266,6 +9344,134 @@ export interface operations {
             };
             /** @description Codes: `invalid_part`, `invalid_checksum`. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    projects_media_publish_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                media_id: string;
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaPublication"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_ready`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `publishing_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    projects_media_publish_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                media_id: string;
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Unpublished */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
