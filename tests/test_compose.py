@@ -666,9 +666,14 @@ def test_the_app_uses_a_minio_user_of_its_own_limited_to_its_bucket(services):
     assert 'mc admin policy attach local auteur-app --user "$MINIO_APP_USER"' in init
     # Re-running the one-shot on a volume where the policy is attached already still succeeds.
     assert 'mc admin user info local "$MINIO_APP_USER" | grep -q auteur-app' in init
+    public = env_of(services["api"])["AUTEUR_PUBLIC_BUCKET_NAME"]
+    assert public and public != bucket
     statements = minio_policy(init)["Statement"]
     resources = {r for statement in statements for r in statement["Resource"]}
-    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    assert resources == {f"arn:aws:s3:::{name}{tail}" for name in (bucket, public) for tail in ("", "/*")}
+    # Only the public bucket (published copies) may be read anonymously; the media bucket never.
+    assert f"mc mb --ignore-existing local/{public}" in init
+    assert re.findall(r"mc anonymous set (\w+) local/(\S+);", init) == [("download", public)]
     actions = {a for statement in statements for a in statement["Action"]}
     assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
     assert not any(a.startswith(("s3:Create", "s3:DeleteBucket", "s3:PutBucket")) for a in actions), actions
