@@ -294,9 +294,13 @@ AUTEUR_MEDIA_MAX_PIXELS = env.int("AUTEUR_MEDIA_MAX_PIXELS", default=8192 * 8192
 AUTEUR_PUBLIC_BASE_URL = env.str("AUTEUR_PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
 MEDIA_ROOT = str(VAR_DIR / "storage")
 MEDIA_STORAGE_ALIAS = "media"
-MEDIA_STORAGE = (
-    s3_media_storage(
-        bucket=AWS_STORAGE_BUCKET_NAME,
+
+
+def _s3_bucket(bucket: str) -> dict[str, Any]:
+    """A bucket of ours on S3/R2: every one (the media bucket, the public one) on the same connection.
+    Called only once a media bucket is set (its keys are read then)."""
+    return s3_media_storage(
+        bucket=bucket,
         endpoint_url=AWS_S3_ENDPOINT_URL,
         region=AWS_S3_REGION_NAME,
         access_key=AWS_ACCESS_KEY_ID,
@@ -304,6 +308,10 @@ MEDIA_STORAGE = (
         addressing_style=AWS_S3_ADDRESSING_STYLE,
         url_ttl_seconds=AUTEUR_SIGNED_URL_TTL_SECONDS,
     )
+
+
+MEDIA_STORAGE = (
+    _s3_bucket(AWS_STORAGE_BUCKET_NAME)
     if AWS_STORAGE_BUCKET_NAME
     else local_media_storage()
 )
@@ -335,15 +343,7 @@ PUBLIC_MEDIA_ROOT = str(VAR_DIR / "public")
 PUBLIC_STORAGE_ALIAS = "public"
 PUBLIC_STORAGE: dict[str, Any] | None = (
     (
-        s3_media_storage(
-            bucket=AUTEUR_PUBLIC_BUCKET_NAME,
-            endpoint_url=AWS_S3_ENDPOINT_URL,
-            region=AWS_S3_REGION_NAME,
-            access_key=AWS_ACCESS_KEY_ID,
-            secret_key=AWS_SECRET_ACCESS_KEY,
-            addressing_style=AWS_S3_ADDRESSING_STYLE,
-            url_ttl_seconds=AUTEUR_SIGNED_URL_TTL_SECONDS,
-        )
+        _s3_bucket(AUTEUR_PUBLIC_BUCKET_NAME)
         if AUTEUR_PUBLIC_BUCKET_NAME
         else None
     )
