@@ -281,7 +281,7 @@ AUTEUR_RATE_LIMIT_STORAGE_PARTS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_STORAGE_
 AUTEUR_QUOTA_STORAGE_BYTES = env.int("AUTEUR_QUOTA_STORAGE_BYTES", default=50 * 1024**3)
 AUTEUR_QUOTA_VOICES = env.int("AUTEUR_QUOTA_VOICES", default=20)
 AUTEUR_QUOTA_PROJECTS = env.int("AUTEUR_QUOTA_PROJECTS", default=200)
-# The probe runs in a child process with these limits (media/probe_sandbox.py); a file it cannot
+# The probe runs in a child process with these limits (media/probing/sandbox.py); a file it cannot
 # examine within them is rejected. A picture above AUTEUR_MEDIA_MAX_PIXELS is refused before
 # anything decodes it; a file whose probe keeps killing its worker is rejected after
 # AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS runs.

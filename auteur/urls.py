@@ -15,6 +15,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("credits.urls")),
     path("", include("projects.urls")),
     path("", include("projects.media_urls")),
+    path("", include("media.voice_urls")),
     path("", include("webhooks.urls")),
     path("", include("billing.urls")),
     path("", api_index, name="api-index"),

@@ -116,7 +116,7 @@ def _one_run(base: str, token: str, project_id: str, path: Path) -> dict[str, fl
 
 
 def _in_process_breakdown(path: Path) -> dict[str, float]:
-    from media.probing import make_thumbnail, probe_file
+    from media.probing.facts import make_thumbnail, probe_file
 
     t0 = time.perf_counter()
     result = probe_file(path, "video")

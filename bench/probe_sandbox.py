@@ -5,7 +5,7 @@
 Probes one small video (2 s, 320x240 H.264 + AAC, made here with ffmpeg) N times each way, one
 probe at a time, alternating the ways so that the machine's load falls on all alike:
   fresh interpreter  what probe_isolated did before the server: `python -c` lowers its rlimits,
-                     imports media.probing and PyAV, probes, prints the JSON (the code is below)
+                     imports media.probing.facts and PyAV, probes, prints the JSON (the code is below)
   server             probe_isolated as it is: the per-process server forks a limited child, which
                      enters the sandbox (gpu_tasks.sandbox: on root, its own uid, no network, a
                      mount namespace) before it parses the file
@@ -42,7 +42,7 @@ FRESH_CHILD = """
 import json, resource, sys
 from dataclasses import asdict
 from pathlib import Path
-from media.probing import probe_file
+from media.probing.facts import probe_file
 path, declared_type, max_pixels, memory_bytes, cpu_seconds = sys.argv[1:]
 resource.setrlimit(resource.RLIMIT_AS, (int(memory_bytes), int(memory_bytes)))
 resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), int(cpu_seconds) + 1))
@@ -69,8 +69,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from gpu_tasks import confined
-    from media.probe_sandbox import PROBE, ProbeLimits, current_server_pid, probe_isolated, server_key
-    from media.probing import ProbeResult, ffmpeg_exe
+    from media.probing.facts import ProbeResult, ffmpeg_exe
+    from media.probing.sandbox import PROBE, ProbeLimits, current_server_pid, probe_isolated, server_key
 
     limits = ProbeLimits()
     env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}

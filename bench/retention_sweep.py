@@ -293,7 +293,7 @@ def main() -> None:
         report["job_outputs"] = outputs
 
         # ---- Pending storage deletions (media.sweep): the due rows, oldest first, 500 at a time,
-        # as media.services.deletion._delete_due_objects selects them; its index is `due_at`'s own.
+        # as media.services.sweep._delete_due_objects selects them; its index is `due_at`'s own.
         sql("""INSERT INTO media_pendingobjectdeletion (key, due_at)
                SELECT 'projects/x/' || g || '/upload', %(now)s::timestamptz + (g %% 1000 - 10) * interval '10 s'
                FROM generate_series(1, %(n)s) g""", {"now": now, "n": args.jobs})

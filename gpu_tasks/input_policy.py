@@ -4,7 +4,7 @@ FFmpeg otherwise picks a demuxer by content or by file extension among hundreds:
 becomes an ANSI "video" (tty), and playlist formats (HLS, concat) make it open other files or
 URLs named inside the file, so a crafted upload could make an engine read the worker's files or
 fetch from the network. Every PyAV open passes `SAFE_INPUT_OPTIONS`; every ffmpeg command line
-names its inputs with `ffmpeg_input`. No imports: the Django side (media/probing.py) shares it.
+names its inputs with `ffmpeg_input`. No imports: the Django side (media/probing/facts.py) shares it.
 """
 
 from __future__ import annotations

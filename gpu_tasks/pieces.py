@@ -291,7 +291,7 @@ def keyframe_bounds(path: Path, *, target_ms: int, fd: int | None = None) -> lis
 
 # ----------------------------------------------------------------------------- in a confined child
 # The scans decode an upload: they run in a child of the worker's media server (a sandbox, memory,
-# CPU and time limits: media/probe_sandbox.py), through the descriptor it opened, and answer plain
+# CPU and time limits: media/probing/sandbox.py), through the descriptor it opened, and answer plain
 # data; a file they cannot read is refused with the job's error code.
 
 

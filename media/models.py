@@ -71,7 +71,7 @@ class MediaFile(models.Model):
                 fields=["created_at"], name="media_job_outputs_created",
                 condition=models.Q(source_job_id__isnull=False),
             ),
-            # The files whose hash the backfill has yet to read (media.services.probing).
+            # The files whose hash the backfill has yet to read (media.probing.service).
             models.Index(
                 fields=["created_at"], name="media_unhashed",
                 condition=models.Q(status="ready", content_sha256=""),

@@ -2,7 +2,7 @@
 
 ``media_ready``
     Sent once a user's upload has been probed and marked ``ready``
-    (media.services.probing.media_probe), with ``sender=MediaFile`` and ``media_id`` (a UUID).
+    (media.probing.service.media_probe), with ``sender=MediaFile`` and ``media_id`` (a UUID).
     It is sent after the transaction that made the file ready has committed, by the one task
     run whose conditional UPDATE won, so a receiver sees the committed row and a redelivered
     probe does not send it again.

@@ -15,8 +15,9 @@ from celery import Task, shared_task
 from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
 from media.errors import StorageError
-from media.services.deletion import media_defer_object_deletion, media_delete_objects, media_sweep
-from media.services.probing import media_hash_backfill, media_probe
+from media.probing.service import media_hash_backfill, media_probe
+from media.services.deletion import media_defer_object_deletion, media_delete_objects
+from media.services.sweep import media_sweep
 
 logger = logging.getLogger(__name__)
 

@@ -26,14 +26,11 @@ from auteur.api import (
     request_user,
 )
 from auteur.schema import raises
-from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
+from media.models import MediaFile, MediaStatus, MediaType
 from media.selectors import (
     media_get,
-    media_get_for_user,
     media_latest_version_id,
     media_list,
-    voice_get,
-    voice_list,
 )
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
@@ -46,7 +43,6 @@ from media.services.uploads import (
     media_sign_parts,
     media_upload_parts,
 )
-from media.services.voices import voice_create, voice_delete, voice_sample_url
 from projects.selectors import project_get
 
 
@@ -422,85 +418,4 @@ class ProjectMediaPublishApi(ApiView):
         max-age has passed, unless the CDN is purged. Unpublishing a file that is not published is
         not an error; deleting a file unpublishes it too."""
         media_unpublish(media=self._media(request, project_id, media_id))
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class VoiceSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    name = serializers.CharField()
-    sample_duration_ms = serializers.IntegerField()
-    source_media_id = serializers.UUIDField(allow_null=True)
-    sample_url = serializers.SerializerMethodField()
-    created_at = serializers.DateTimeField()
-
-    def get_sample_url(self, obj: VoiceClone) -> str:
-        return voice_sample_url(voice=obj).url
-
-
-class VoiceListCreateApi(ApiView):
-    """GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s.
-
-    The voice keeps the sample's first 30 s (by default) as a mono 24 kHz WAV;
-    403 `quota_exceeded` past the user's voice quota.
-    """
-
-    class InputSerializer(StrictSerializer):
-        media_id = serializers.UUIDField()
-        name = serializers.CharField(max_length=255)
-
-        class Meta:
-            ref_name = "VoiceCreateRequest"
-
-    FilterSerializer = PageQuerySerializer
-    pagination_class = KeyedPagination.of("voices")
-
-    class OutputSerializer(VoiceSerializer):
-        class Meta:
-            ref_name = "Voice"
-
-    @extend_schema(
-        parameters=[FilterSerializer],
-        responses=OutputSerializer(many=True),
-        summary="List voices",
-        tags=["voices"],
-    )
-    def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        voices = voice_list(user=request_user(request))
-        return paginated_response(request, self, voices, self.OutputSerializer)
-
-    @extend_schema(
-        request=InputSerializer,
-        responses={201: inline_serializer("VoiceCreated", {"voice": OutputSerializer()})},
-        summary="Create a voice clone",
-        tags=["voices"],
-    )
-    @raises("media_not_found", "invalid_voice_sample", "quota_exceeded")
-    def post(self, request: Request) -> Response:
-        user = request_user(request)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        media = media_get_for_user(user=user, media_id=data.validated_data["media_id"])
-        voice = voice_create(user=user, media=media, name=data.validated_data["name"])
-        return Response({"voice": self.OutputSerializer(voice).data}, status=status.HTTP_201_CREATED)
-
-
-class VoiceDetailApi(ApiView):
-    """GET one of the caller's voices; DELETE it (and its sample in storage, after commit)."""
-
-    class OutputSerializer(VoiceSerializer):
-        class Meta:
-            ref_name = "VoiceDetail"
-
-    @extend_schema(responses={200: inline_serializer("VoiceResponse", {"voice": OutputSerializer()})},
-                   summary="Get a voice", tags=["voices"])
-    def get(self, request: Request, voice_id: uuid.UUID) -> Response:
-        voice = voice_get(user=request_user(request), voice_id=voice_id)
-        return Response({"voice": self.OutputSerializer(voice).data})
-
-    @extend_schema(responses={204: OpenApiResponse(description="Deleted")}, summary="Delete a voice",
-                   tags=["voices"])
-    def delete(self, request: Request, voice_id: uuid.UUID) -> Response:
-        voice_delete(voice=voice_get(user=request_user(request), voice_id=voice_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,4 @@
-"""Media of a project and the user's voices, included under /api/v1/ by auteur/urls.py."""
+"""Media of a project, included under /api/v1/ by auteur/urls.py."""
 
 from django.urls import path
 
@@ -10,8 +10,6 @@ from projects.media_apis import (
     ProjectMediaPartsApi,
     ProjectMediaPublishApi,
     ProjectMediaUploadUrlApi,
-    VoiceDetailApi,
-    VoiceListCreateApi,
 )
 
 urlpatterns = [
@@ -46,6 +44,4 @@ urlpatterns = [
         MediaCaptionsApi.as_view(),
         name="project-media-captions",
     ),
-    path("voices", VoiceListCreateApi.as_view(), name="voices"),
-    path("voices/<uuid:voice_id>", VoiceDetailApi.as_view(), name="voice-detail"),
 ]

@@ -45,8 +45,8 @@ from jobs.models import PIECES, Job, JobEventType, JobPiece, JobStatus
 from jobs.services.events import job_event_record
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
-from media.probe_sandbox import media_call
-from media.services.probing import probe_limits
+from media.probing.sandbox import media_call
+from media.probing.service import probe_limits
 from media.storage import get_storage
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Deleting media files and their objects, and the sweep that ends abandoned uploads and probes.
+"""Deleting media files and their objects (the sweep, media/services/sweep.py, ends abandoned
+uploads and probes).
 
 Storage objects are deleted only after the deleting transaction commits (``media.delete_objects``
 retries until the store answers), so a rolled-back delete never loses a file. The media tasks
@@ -11,9 +12,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -144,61 +144,3 @@ def media_defer_object_deletion(*, keys: Iterable[str], prefixes: Iterable[str] 
     now = timezone.now()
     rows = [*keys, *(prefix.rstrip("/") + PREFIX_MARK for prefix in prefixes)]
     PendingObjectDeletion.objects.bulk_create(PendingObjectDeletion(key=key, due_at=now) for key in rows)
-
-
-def _delete_due_objects(now: datetime, batch: int = 500) -> int:
-    """Delete the objects whose time has come, then their rows (a failed delete is tried again
-    at the next sweep: the row stays)."""
-    due = list(PendingObjectDeletion.objects.filter(due_at__lte=now).order_by("due_at")[:batch])
-    if not due:
-        return 0
-    media_delete_objects(
-        keys=[row.key for row in due if not row.key.endswith(PREFIX_MARK)],
-        prefixes=[row.key.rstrip(PREFIX_MARK) for row in due if row.key.endswith(PREFIX_MARK)],
-    )
-    PendingObjectDeletion.objects.filter(pk__in=[row.pk for row in due]).delete()
-    return len(due)
-
-
-def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """Housekeeping, run by beat (``media.sweep``): no file stays non-terminal forever.
-
-    * ``uploading`` for longer than AUTEUR_MEDIA_STALE_UPLOAD_SECONDS (1 day): the client never
-      confirmed; the record and whatever was uploaded are removed.
-    * upload keys whose URL has expired (``PendingObjectDeletion``) are deleted.
-    * ``processing`` for longer than AUTEUR_MEDIA_PROBE_RETRY_SECONDS (30 min, longer than a
-      probe may run): the probe message was lost or its worker died; it is enqueued again
-      (idempotent). Past AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS (2 h) the file is rejected.
-    """
-    now = now or timezone.now()
-    stale_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_STALE_UPLOAD_SECONDS", 24 * 3600))
-    retry_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_RETRY_SECONDS", 30 * 60))
-    deadline = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS", 2 * 3600))
-    counts = {"expired_uploads": 0, "requeued": 0, "timed_out": 0, "upload_keys_deleted": 0}
-
-    stale = MediaFile.objects.filter(status=MediaStatus.UPLOADING, created_at__lt=now - stale_after)
-    for media in stale.order_by("created_at")[:500]:
-        with transaction.atomic():
-            if MediaFile.objects.filter(pk=media.pk, status=MediaStatus.UPLOADING).delete()[0]:
-                schedule_object_deletion(
-                    object_keys(media), [media_prefix(project_id=media.project_id, media_id=media.pk)]
-                )
-                schedule_multipart_abort(media)
-                counts["expired_uploads"] += 1
-
-    counts["timed_out"] = MediaFile.objects.filter(
-        status=MediaStatus.PROCESSING, updated_at__lt=now - deadline
-    ).update(
-        status=MediaStatus.REJECTED,
-        rejection_reason="processing did not finish in time; upload the file again",
-        updated_at=now,
-    )
-    stuck = MediaFile.objects.filter(status=MediaStatus.PROCESSING, updated_at__lt=now - retry_after)
-    for media_id in stuck.values_list("pk", flat=True)[:500]:
-        if not send("media.probe", (str(media_id),), what=f"probe of media {media_id}", resend=False):
-            break  # the broker is out of reach: the next sweep tries again
-        counts["requeued"] += 1
-    counts["upload_keys_deleted"] = _delete_due_objects(now)
-    if any(counts.values()):
-        logger.info("media sweep: %s", counts)
-    return counts

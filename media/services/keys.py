@@ -14,7 +14,7 @@ MAX_FILENAME_LENGTH = 255
 SAFE_STEM_LENGTH = 80
 # The folder of upload keys; a sanitized filename has no "/", so no other key can be one.
 UPLOAD_DIR = "upload"
-# Every thumbnail is a JPEG (media.services.probing.save_thumbnail).
+# Every thumbnail is a JPEG (media.probing.service.save_thumbnail).
 THUMBNAIL_CONTENT_TYPE = "image/jpeg"
 # The first segment of every key in the public store, and of no key in the private one (whose keys
 # start with projects/ or voices/): a deletion is sent to the store its key names.

@@ -18,9 +18,10 @@ from auteur.errors import ApplicationError
 from auteur.prepared import PreparedRead
 from auteur.quotas import quota_check, quota_lock
 from media.errors import StorageError
-from media.models import MediaFile, MediaStatus, MediaType, PendingObjectDeletion
-from media.probe_sandbox import probe_isolated
-from media.probing import ProbeResult, content_sha256, probe_captions, probe_pcm_wav
+from media.models import MediaFile, MediaType, PendingObjectDeletion
+from media.probing.facts import ProbeResult, content_sha256, probe_captions, probe_pcm_wav
+from media.probing.sandbox import probe_isolated
+from media.probing.service import probe_limits, save_thumbnail, stored_duration_ms
 from media.selectors import media_bytes_used
 from media.services.deletion import PREFIX_MARK, media_delete_objects, schedule_object_deletion
 from media.services.keys import (
@@ -31,7 +32,7 @@ from media.services.keys import (
     object_keys,
     thumbnail_key_for,
 )
-from media.services.probing import probe_limits, save_thumbnail, stored_duration_ms
+from media.status import new_ready
 from media.storage import get_storage
 
 logger = logging.getLogger(__name__)
@@ -84,14 +85,13 @@ def media_create_output(
             code="output_not_decodable",
         )
     media_id = output_media_id(job_id=job_id, name=name)
-    media = MediaFile(
+    media = new_ready(
         id=media_id,
         project_id=project_id,
         user_id=user_id,
         name=name[:MAX_FILENAME_LENGTH],
         type=type,
         mime_type=normalize_content_type(mime_type) or "application/octet-stream",
-        status=MediaStatus.READY,
         file_size_bytes=path.stat().st_size,
         storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
         content_sha256=content_sha256(path),
@@ -154,9 +154,9 @@ def media_copy_outputs(
     for source in sources:
         name = renamed(source.name)
         media_id = output_media_id(job_id=job_id, name=name)
-        copies.append(MediaFile(
+        copies.append(new_ready(
             id=media_id, project_id=project_id, user_id=source.user_id, name=name[:MAX_FILENAME_LENGTH],
-            type=source.type, mime_type=source.mime_type, status=MediaStatus.READY,
+            type=source.type, mime_type=source.mime_type,
             file_size_bytes=source.file_size_bytes,
             storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
             duration_ms=source.duration_ms, metadata=source.metadata, content_sha256=source.content_sha256,

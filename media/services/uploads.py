@@ -14,7 +14,7 @@ The life of an upload:
    under the row's lock it is moved to its final key (``media.services.keys``; on S3 only the
    version that was sized), sized again there (a PUT may have landed before the move: that size
    is checked the same way and is the one recorded) and the row becomes ``processing``; the probe
-   (media/services/probing.py) is enqueued after commit. Confirming again changes nothing and
+   (media/probing/service.py) is enqueued after commit. Confirming again changes nothing and
    enqueues nothing.
 
 A declared size of at least AUTEUR_MULTIPART_THRESHOLD_BYTES is a multipart upload instead of
@@ -41,7 +41,6 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from auteur.errors import ApplicationError
 from auteur.publishing import send
@@ -61,6 +60,7 @@ from media.services.keys import (
     object_keys,
     upload_key,
 )
+from media.status import create_uploading, to_processing
 from media.storage import get_storage
 from media.storage.base import ObjectStat, ObjectStorage, PresignedUpload, UploadedPart
 
@@ -208,14 +208,13 @@ def media_create_upload(
         # Sign before the insert: a storage misconfiguration fails the request before a row exists.
         ticket = storage.presign_put(key, normalized, size_bytes or single_put_max_bytes(),
                                      exact=size_bytes is not None)
-        media = MediaFile.objects.create(
+        media = create_uploading(
             id=media_id,
             project_id=project.pk,
             user=user,
             name=filename.strip(),
             type=media_type,
             mime_type=normalized,
-            status=MediaStatus.UPLOADING,
             file_size_bytes=size_bytes or 0,
             storage_key=key,
         )
@@ -237,9 +236,9 @@ def _create_multipart(
         with transaction.atomic():
             quota_lock(user_id=user.pk)
             quota_check(name="storage_bytes", used=media_bytes_used(user_id=user.pk), adding=size)
-            media = MediaFile.objects.create(
+            media = create_uploading(
                 id=media_id, project_id=project.pk, user=user, name=filename.strip(), type=media_type,
-                mime_type=content_type, status=MediaStatus.UPLOADING, file_size_bytes=size, storage_key=key,
+                mime_type=content_type, file_size_bytes=size, storage_key=key,
                 upload_id=upload_id, part_size=plan.part_size,
             )
     except BaseException:
@@ -432,10 +431,7 @@ def _seal(storage: ObjectStorage, row: MediaFile, uploaded: ObjectStat) -> None:
             _check_quota(row, moved)
             logger.info("media %s: the upload changed from %d to %d bytes before its move", row.pk, size, moved)
             size = moved
-    MediaFile.objects.filter(pk=row.pk).update(
-        status=MediaStatus.PROCESSING, storage_key=final, file_size_bytes=size, updated_at=timezone.now(),
-        upload_id="",
-    )
+    to_processing(row.pk, storage_key=final, file_size_bytes=size, upload_id="")
     media_id = str(row.pk)
     # A probe not sent (the broker out of reach) is sent again by the media sweep.
     transaction.on_commit(lambda: send("media.probe", (media_id,), what=f"probe of media {media_id}"))

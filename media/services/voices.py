@@ -18,9 +18,9 @@ from auteur.quotas import quota_check, quota_lock
 from auteur.users.models import User
 from media.errors import InvalidVoiceSample, MediaNotFound
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
-from media.probing import ffmpeg_exe
+from media.probing.facts import ffmpeg_exe
+from media.probing.service import probe_limits
 from media.services.deletion import schedule_object_deletion
-from media.services.probing import probe_limits
 from media.storage import get_storage
 from media.storage.base import PresignedDownload
 
@@ -52,7 +52,7 @@ def transcode_voice_sample(source: Path, target: Path, *, max_ms: int) -> int:
                                  timeout_seconds=TRANSCODE_TIMEOUT_SECONDS + 10,
                                  max_result_bytes=4 * max_ms * SAMPLE_RATE // 1000 + 1024**2)
     try:
-        answer = confined.call("media.probing:voice_pcm", limits=limits, path=source, max_ms=max_ms,
+        answer = confined.call("media.probing.facts:voice_pcm", limits=limits, path=source, max_ms=max_ms,
                                sample_rate=SAMPLE_RATE, ffmpeg=ffmpeg_exe(), timeout_s=TRANSCODE_TIMEOUT_SECONDS)
         pcm = base64.b64decode(answer["pcm"], validate=True) if isinstance(answer, dict) and "pcm" in answer else None
         if pcm is None:

@@ -15,7 +15,7 @@ from django.test import override_settings
 from gpu_tasks import sandbox as isolation
 from jobs.gpu_client import PermanentGpuError
 from jobs.life.pieces import _scan
-from media import probe_sandbox
+from media.probing import sandbox as probe_sandbox
 
 HERE = isolation.detect()
 

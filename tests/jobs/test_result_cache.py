@@ -22,7 +22,7 @@ from jobs.life import outputs
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.services import result_cache
 from media.models import MediaFile, PendingObjectDeletion
-from media.services.deletion import media_sweep
+from media.services.sweep import media_sweep
 from media.storage import get_storage
 from tests.factories import ProjectFactory
 from tests.jobs.support import START_BALANCE, error_code, jobs_url, submit
@@ -312,7 +312,7 @@ def test_the_schema_describes_the_cache_fields():
 
 def test_files_stored_before_hashes_were_recorded_are_hashed_by_the_backfill(auth_client, funded, project,
                                                                              samples):
-    from media.services.probing import media_hash_backfill
+    from media.probing.service import media_hash_backfill
     from tests.factories import MediaFileFactory
     from tests.jobs.conftest import upload_local
 

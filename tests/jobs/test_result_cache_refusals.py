@@ -20,7 +20,7 @@ from credits.services.ledger import credit_adjust
 from jobs.models import Job, Quote
 from media.models import MediaFile, PendingObjectDeletion
 from media.selectors import media_bytes_used
-from media.services.deletion import media_sweep
+from media.services.sweep import media_sweep
 from tests.jobs.support import error_code, jobs_url, ledger_state, submit
 from tests.jobs.test_result_cache import (  # noqa: F401 - fixtures
     completed_job,

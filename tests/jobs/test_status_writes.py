@@ -2,84 +2,23 @@
 
 "Where does a job's status change?" has a one-file answer only while no other module writes it:
 every move there is a conditional UPDATE that decides which of two racing callers wins (and so
-which one refunds). The check reads every module of the product (not the tests, nor the
-migrations) for the ways a job's status can be written:
-- a queryset's `update`/`create`/`get_or_create`/`update_or_create` call on `Job` with `status=`;
-- `Job(status=...)`;
-- an assignment to `<job>.status` (a name that says it holds a job), or its `save(update_fields=...)`
-  naming `status`;
-- raw SQL that updates the jobs table's status.
+which one refunds). tests/status_writes.py finds every way a job's status can be written.
 """
 
 from __future__ import annotations
 
-import ast
-import re
-from collections.abc import Iterator
-from pathlib import Path
+from tests.status_writes import ROOT, Subject, status_writes, writes_outside
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 OWNER = "jobs/life/status.py"
-NOT_PRODUCT = {"tests", "bench", "migrations", ".venv", "var", "node_modules", "deploy"}
-WRITERS = {"update", "create", "get_or_create", "update_or_create", "bulk_create", "bulk_update"}
-
-
-def product_modules() -> Iterator[Path]:
-    for path in sorted(ROOT.rglob("*.py")):
-        if not NOT_PRODUCT.intersection(path.relative_to(ROOT).parts):
-            yield path
-
-
-def _names_job(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Name) and n.id == "Job" for n in ast.walk(node))
-
-
-def _is_job_name(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Name) and "job" in node.id.lower()) or (
-        isinstance(node, ast.Attribute) and node.attr.lower().endswith("job"))
-
-
-def status_writes(source: str, filename: str = "<source>") -> list[int]:
-    """Line numbers where `source` writes a job's status."""
-    found = []
-    for node in ast.walk(ast.parse(source, filename)):
-        if isinstance(node, ast.Call):
-            keywords = {k.arg for k in node.keywords}
-            func = node.func
-            if "status" in keywords and (
-                (isinstance(func, ast.Attribute) and func.attr in WRITERS and _names_job(func))
-                or (isinstance(func, ast.Name) and func.id == "Job")
-            ):
-                found.append(node.lineno)
-            if isinstance(func, ast.Attribute) and func.attr == "save" and _is_job_name(func.value):
-                for keyword in node.keywords:
-                    if keyword.arg == "update_fields" and "status" in ast.unparse(keyword.value):
-                        found.append(node.lineno)
-        elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                for element in target.elts if isinstance(target, ast.Tuple) else [target]:
-                    if isinstance(element, ast.Attribute) and element.attr == "status" and _is_job_name(element.value):
-                        found.append(node.lineno)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            sql = " ".join(node.value.lower().split())
-            if re.search(r"\bupdate jobs(_job)? set\b((?!\bwhere\b)[^;])*\bstatus\s*=", sql):
-                found.append(node.lineno)
-    return sorted(set(found))
+JOB = Subject(model="Job", row_name="job", tables=("jobs", "jobs_job"))
 
 
 def test_only_the_status_module_writes_a_jobs_status():
-    writes = []
-    for path in product_modules():
-        rel = path.relative_to(ROOT).as_posix()
-        if rel == OWNER:
-            continue
-        writes += [f"{rel}:{line}" for line in status_writes(path.read_text(), rel)]
-    assert writes == [], "a job's status is written outside jobs/life/status.py"
+    assert writes_outside(OWNER, JOB) == [], "a job's status is written outside jobs/life/status.py"
 
 
 def test_the_status_module_makes_every_move():
-    lines = status_writes((ROOT / OWNER).read_text(), OWNER)
+    lines = status_writes((ROOT / OWNER).read_text(), JOB, OWNER)
     # claim (to queued, to processing), complete, fail, cancel, and the in-memory copies kept in step.
     assert len(lines) >= 5
 
@@ -106,4 +45,4 @@ def test_the_check_finds_each_way_of_writing_it():
         "body = {'status': job.status}": 0,
     }
     for source, expected in cases.items():
-        assert len(status_writes(source)) == expected, source
+        assert len(status_writes(source, JOB)) == expected, source

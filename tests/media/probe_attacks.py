@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from media.probing import ProbeResult
+from media.probing.facts import ProbeResult
 
 
 def attempt(action: Any) -> str:

@@ -140,7 +140,7 @@ def test_objects_whose_deletion_spent_its_retries_are_deleted_by_the_sweep(monke
     from media import tasks
     from media.errors import StorageError
     from media.models import PendingObjectDeletion
-    from media.services.deletion import media_sweep
+    from media.services.sweep import media_sweep
 
     key, folder = f"projects/{project.pk}/media/a/a.mp4", f"projects/{project.pk}/media/b"
     for k in (key, f"{folder}/b.mp4"):

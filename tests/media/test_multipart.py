@@ -227,7 +227,7 @@ def test_an_abandoned_upload_is_aborted_by_the_sweep(auth_client, project, long_
 
     from django.utils import timezone
 
-    from media.services.deletion import media_sweep
+    from media.services.sweep import media_sweep
 
     ticket = start(auth_client, project, long_wav)
     media = MediaFile.objects.get(pk=ticket["media_id"])

@@ -11,8 +11,8 @@ import av
 import pytest
 
 from media.models import MediaFile
-from media.probing import OVER_LIMITS, SIZE_UNREADABLE, probe_file
-from media.services import probing
+from media.probing import service as probing
+from media.probing.facts import OVER_LIMITS, SIZE_UNREADABLE, probe_file
 from tests.media.conftest import (
     ffmpeg,
     local_put,

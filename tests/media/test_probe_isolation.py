@@ -16,8 +16,8 @@ import pytest
 
 from gpu_tasks import confined
 from gpu_tasks import sandbox as isolation
-from media import probe_sandbox
-from media.probe_sandbox import ProbeLimits, probe_isolated
+from media.probing import sandbox as probe_sandbox
+from media.probing.sandbox import ProbeLimits, probe_isolated
 
 HERE = isolation.detect()
 pytestmark = pytest.mark.skipif(HERE.mode == "none", reason="no sandbox on this machine")

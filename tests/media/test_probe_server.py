@@ -19,10 +19,10 @@ import pytest
 
 from devstack.process_group import children_running
 from gpu_tasks import confined
-from media import probe_sandbox
 from media.models import MediaFile
-from media.probe_sandbox import ProbeLimits, current_server_pid, probe_isolated
-from media.probing import OVER_LIMITS, ProbeResult
+from media.probing import sandbox as probe_sandbox
+from media.probing.facts import OVER_LIMITS, ProbeResult
+from media.probing.sandbox import ProbeLimits, current_server_pid, probe_isolated
 from tests.jobs.conftest import start_worker, wait_for  # noqa: F401 - fixture
 from tests.media.conftest import local_put, media_path, request_upload
 
@@ -200,7 +200,7 @@ def test_a_forked_process_starts_its_own_server_and_leaves_its_parents_alone(sam
 PROBING_PROCESS = """
 import sys, time
 from pathlib import Path
-from media.probe_sandbox import ProbeLimits, current_server_pid, probe_isolated
+from media.probing.sandbox import ProbeLimits, current_server_pid, probe_isolated
 assert probe_isolated(Path(sys.argv[1]), "video", limits=ProbeLimits()).ok
 print(current_server_pid(), flush=True)
 time.sleep(600)

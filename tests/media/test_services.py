@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from auteur.errors import ApplicationError
 from media.models import MediaFile
-from media.services.deletion import media_sweep
+from media.probing.service import media_probe
 from media.services.outputs import media_create_output
-from media.services.probing import media_probe
+from media.services.sweep import media_sweep
 from media.signals import media_ready
 from media.storage import get_storage
 from media.storage.local import LocalStorage

@@ -12,7 +12,7 @@ import requests
 from django.utils import timezone
 
 from media.models import MediaFile, PendingObjectDeletion
-from media.services.deletion import media_sweep
+from media.services.sweep import media_sweep
 from media.storage import get_storage
 from tests.media.conftest import body_of, local_put, media_path, request_upload, run_probe, stored
 

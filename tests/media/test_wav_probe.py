@@ -1,4 +1,4 @@
-"""media.probing.probe_pcm_wav: a PCM WAV read without FFmpeg gives what the sandboxed probe gives,
+"""media.probing.facts.probe_pcm_wav: a PCM WAV read without FFmpeg gives what the sandboxed probe gives,
 and anything it does not account for entirely is left to the sandbox (None)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from media.probing import probe_file, probe_pcm_wav
+from media.probing.facts import probe_file, probe_pcm_wav
 
 
 def _chunk(chunk_id: bytes, body: bytes) -> bytes:

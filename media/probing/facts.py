@@ -2,7 +2,7 @@
 
 There is no ffprobe binary in any wheel; PyAV links FFmpeg's own libraries, which is what
 ffprobe uses. Thumbnails come from the ffmpeg that imageio-ffmpeg ships. No Django here: the
-probe runs in a child process with memory and CPU limits (media/probe_sandbox.py).
+probe runs in a child process with memory and CPU limits (media/probing/sandbox.py).
 
 The duration is measured from the packets, not read from the header: a header is whatever the
 uploader wrote, and a WebM that says 1 s can hold an hour. Reading packets is demuxing only (no
@@ -133,7 +133,7 @@ def probe_file(
 
 
 def probe_confined(*, path: str, declared_type: str, max_pixels: int, fd: int | None) -> dict[str, Any]:
-    """`probe_file` as a confined child runs it (media/probe_sandbox.py): through the descriptor it
+    """`probe_file` as a confined child runs it (media/probing/sandbox.py): through the descriptor it
     was handed (None: the file could not be opened)."""
     if fd is None:
         return asdict(ProbeResult(ok=False, rejection_reason=NOT_DECODABLE))

@@ -2,7 +2,7 @@
 
 A media file is untrusted input to FFmpeg's parsers: a crafted one can ask for gigabytes, spin
 the CPU, or crash the process that reads it. So the process that parses it is never the worker:
-`probe_isolated` runs `media.probing.probe_confined` through the worker's confined server (one
+`probe_isolated` runs `media.probing.facts.probe_confined` through the worker's confined server (one
 per process, PyAV imported once), whose child opens the file with the worker's rights, enters
 the sandbox (a uid of its own and no network where the machine allows it), lowers its own
 RLIMIT_AS and RLIMIT_CPU, and reads the file through the descriptor it opened; the server kills
@@ -22,14 +22,14 @@ from typing import Any
 
 import gpu_tasks.confined as confined
 import gpu_tasks.sandbox as isolation
-from media.probing import DEFAULT_MAX_PIXELS, OVER_LIMITS, ProbeResult
+from media.probing.facts import DEFAULT_MAX_PIXELS, OVER_LIMITS, ProbeResult
 
 logger = logging.getLogger(__name__)
 
-PROBE = "media.probing:probe_confined"
+PROBE = "media.probing.facts:probe_confined"
 # One server per worker process reads untrusted media: the probe, and the scans that plan a long
 # file's pieces (gpu_tasks.pieces). Each module is imported once there.
-PRELOAD = ("av", "numpy", "media.probing", "gpu_tasks.pieces")
+PRELOAD = ("av", "numpy", "media.probing.facts", "gpu_tasks.pieces")
 
 
 @dataclass(frozen=True)

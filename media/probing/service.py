@@ -1,7 +1,7 @@
 """The probe step of an upload (Celery task ``media.probe``) and the thumbnails it stores.
 
 ``media_probe`` runs at least once per confirmed upload: it re-reads the row, probes the
-object with PyAV in a limited child process (media/probe_sandbox.py), writes a thumbnail, and
+object with PyAV in a limited child process (media/probing/sandbox.py), writes a thumbnail, and
 finishes with a conditional UPDATE from ``processing`` to ``ready`` or ``rejected``. A
 redelivered run repeats the same idempotent work (same thumbnail key) and its UPDATE matches
 nothing. Each run that reaches the probe counts an attempt in Redis: a file whose probe keeps
@@ -19,13 +19,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
 
 from media.models import MediaFile, MediaStatus, MediaType
-from media.probe_sandbox import ProbeLimits, probe_isolated
-from media.probing import ProbeResult, content_sha256, make_thumbnail
+from media.probing.facts import ProbeResult, content_sha256, make_thumbnail
+from media.probing.sandbox import ProbeLimits, probe_isolated
 from media.services.keys import THUMBNAIL_CONTENT_TYPE, thumbnail_key_for
 from media.signals import media_ready
+from media.status import to_ready, to_rejected
 from media.storage import get_storage
 
 logger = logging.getLogger(__name__)
@@ -89,28 +89,15 @@ def _send_media_ready(media_id: uuid.UUID) -> None:
 
 def _finish_probe(media: MediaFile, result: ProbeResult, thumbnail_key: str, sha256: str) -> bool:
     """The one conditional UPDATE that ends processing; True if this run made it."""
+    if not result.ok:
+        return to_rejected(media.pk, result.rejection_reason)
     with transaction.atomic():
-        pending = MediaFile.objects.filter(pk=media.pk, status=MediaStatus.PROCESSING)
-        if result.ok:
-            done = pending.update(
-                status=MediaStatus.READY,
-                duration_ms=stored_duration_ms(result),
-                metadata=result.metadata,
-                thumbnail_key=thumbnail_key,
-                content_sha256=sha256,
-                rejection_reason="",
-                updated_at=timezone.now(),
-            )
-            if done:
-                media_id = media.pk
-                transaction.on_commit(lambda: _send_media_ready(media_id))
-        else:
-            done = pending.update(
-                status=MediaStatus.REJECTED,
-                rejection_reason=result.rejection_reason,
-                updated_at=timezone.now(),
-            )
-    return bool(done)
+        done = to_ready(media.pk, duration_ms=stored_duration_ms(result), metadata=result.metadata,
+                        thumbnail_key=thumbnail_key, content_sha256=sha256)
+        if done:
+            media_id = media.pk
+            transaction.on_commit(lambda: _send_media_ready(media_id))
+    return done
 
 
 def media_probe(*, media_id: uuid.UUID | str) -> MediaFile | None:
