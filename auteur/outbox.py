@@ -1,4 +1,5 @@
-"""Work this process could not do against a server just now, done again from a thread, in order.
+"""A per-process hold, not a durable outbox: work this process could not do against a server just
+now, kept in its memory and done again from a thread, in order (lost if the process dies).
 
 For what a request or a step must neither wait for nor lose when Redis is out of reach: a
 broker publish (auteur/publishing.py) and an append to a user's event stream

@@ -4,7 +4,9 @@ Payload (a JSON-able dict given to `backend.spawn(job_type, payload)`):
 
 - Inputs are *input refs*: `{"path": "/abs/local/file"}` (local backend only: the file must be
   readable by the worker) or `{"url": "https://signed-get-url"}` (any backend; downloaded with a
-  connect/read timeout, so a signed URL must outlive the type's time limit plus queueing).
+  connect/read timeout as the engine begins; the URL lives AUTEUR_SIGNED_URL_TTL_SECONDS, 15
+  minutes by default, from the spawn, and a call that begins later is refused it: a transient
+  failure, spawned again with fresh URLs).
   Which keys carry inputs depends on the type (see each engine's docstring):
   transcription `media`; tts `voice_sample` (optional); compression `media`;
   render `media: {media_file_id: {"kind": "video"|"audio"|"image", **input_ref}}`.
@@ -135,8 +137,8 @@ def _raise_for_http(status: int, what: str) -> None:
     if status in (408, 429) or status >= 500:
         raise TransientGpuError("network", f"{what} failed: HTTP {status}")
     if status == 403:
-        # The call's signed URLs last minutes from its spawn; a call that began later finds them
-        # expired. Spawned again, it gets fresh ones.
+        # The call's signed URLs last AUTEUR_SIGNED_URL_TTL_SECONDS (15 minutes by default) from its
+        # spawn; a call that began later finds them expired. Spawned again, it gets fresh ones.
         raise TransientGpuError("network", f"{what} refused: HTTP 403 (its signed URL expired before the call began)")
     raise PermanentGpuError("invalid_input", f"{what} refused: HTTP {status}")
 

@@ -1,7 +1,8 @@
 """What a job sends to the GPU backend: its stored parameters, with each input as a ref.
 
 An input ref is a local path when the worker shares the local storage (the local backend),
-else a signed URL valid for `ttl` seconds (the job's spec gives its time limit plus queueing).
+else a signed URL valid for `ttl` seconds (AUTEUR_SIGNED_URL_TTL_SECONDS, as every signed URL:
+jobs/specs.py `build_payload` says why that is enough).
 A media input of known length also carries it as `max_duration_ms`: the probe's measure, which
 is what a duration-priced job was charged for (a ready file's duration never changes). The
 engines read no further into the file than that, whatever its bytes hold by the time they run.

@@ -1,9 +1,11 @@
 """A job's life, from its claim to its end: modules whose imports run one way, bottom to top.
 
     publish        publishing a step or task by name (nothing here imports jobs/tasks.py)
+    fairshare      each job type's GPU units and whose waiting job starts next when one frees
     slots          a user's concurrency slots; starting waiting jobs as slots free
     windows        how long a job may wait to start: the client's limit, its type's queue TTL
     refunds        how much a failed or canceled job gets back
+    pieces         a long file's job run as pieces: their plan, their calls, their joining
     status         every change of a job's status, and only there: claim, complete, fail, cancel, abort
     deliveries     a step whose message keeps coming back without finishing fails its job
     inference      spawn the GPU call, look at it, record its start and progress
