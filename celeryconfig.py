@@ -19,6 +19,9 @@ from auteur.queues import (
     broker_is_rabbitmq,
     rabbitmq_queues,
 )
+from jobs import task_names as job_tasks
+from media import task_names as media_tasks
+from webhooks import task_names as webhook_tasks
 
 # The broker: Redis (REDIS_URL) unless CELERY_BROKER_URL names another; docs/broker.md.
 broker_url = settings.CELERY_BROKER_URL
@@ -130,16 +133,16 @@ beat_schedule: dict[str, dict[str, object]] = {
     # Idempotent by a database constraint: running it twice, or on two beats, grants once.
     "grant-subscription-allowances": {"task": "credits.grant_subscription_allowances", "schedule": 300.0},
     # No media file stays `uploading` or `processing` forever (expire, re-probe, or reject).
-    "media-sweep": {"task": "media.sweep", "schedule": 600.0},
+    "media-sweep": {"task": media_tasks.SWEEP, "schedule": 600.0},
     # The content hash of files stored before it was recorded (the result cache knows inputs by it).
-    "media-hash-backfill": {"task": "media.hash_backfill", "schedule": 600.0},
+    "media-hash-backfill": {"task": media_tasks.HASH_BACKFILL, "schedule": 600.0},
     # No job stays non-terminal forever: lost publishes, lost polls, jobs past their limit.
-    "jobs-reaper": {"task": "jobs.reap", "schedule": settings.AUTEUR_REAPER_INTERVAL_SECONDS},
+    "jobs-reaper": {"task": job_tasks.REAP, "schedule": settings.AUTEUR_REAPER_INTERVAL_SECONDS},
     # Start and run deadlines, queue TTLs: rows with a time, swept (jobs.life.deadlines).
-    "jobs-deadlines": {"task": "jobs.deadlines", "schedule": settings.AUTEUR_DEADLINE_INTERVAL_SECONDS},
+    "jobs-deadlines": {"task": job_tasks.DEADLINES, "schedule": settings.AUTEUR_DEADLINE_INTERVAL_SECONDS},
     # Webhook retries are rows with a next-attempt time, not countdown messages: this sends the
     # due ones (and any whose message was lost).
-    "webhooks-sweep": {"task": "webhooks.sweep", "schedule": settings.AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS},
+    "webhooks-sweep": {"task": webhook_tasks.SWEEP, "schedule": settings.AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS},
     # Every account against its ledger, nightly; the result is exported as a metric and alerted on.
     "ledger-check": {
         "task": "credits.ledger_check", "schedule": crontab(minute=0, hour=settings.AUTEUR_LEDGER_CHECK_HOUR_UTC),

@@ -20,6 +20,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
 from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
+from jobs import task_names
 from jobs.gpu_client import GpuError, TransientGpuError
 from jobs.life.deadlines import jobs_deadlines_enforce
 from jobs.life.deliveries import step_redelivered
@@ -126,7 +127,7 @@ STEP_TASKS: Mapping[tuple[Family, Step], Task] = {
 
 
 @shared_task(
-    bind=True, name="jobs.transcript_to_edl", acks_late=True, soft_time_limit=60, time_limit=90,
+    bind=True, name=task_names.TRANSCRIPT_TO_EDL, acks_late=True, soft_time_limit=60, time_limit=90,
     autoretry_for=RETRYABLE, max_retries=8, retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
 )
 def transcript_to_edl(self: Task, job_id: str) -> str | None:
@@ -142,7 +143,7 @@ def transcript_to_edl(self: Task, job_id: str) -> str | None:
 
 
 @shared_task(
-    bind=True, name="jobs.replace_in_timeline", acks_late=True, soft_time_limit=60, time_limit=90,
+    bind=True, name=task_names.REPLACE_IN_TIMELINE, acks_late=True, soft_time_limit=60, time_limit=90,
     autoretry_for=RETRYABLE, max_retries=8, retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
 )
 def replace_in_timeline(self: Task, job_id: str) -> str | None:
@@ -157,7 +158,7 @@ def replace_in_timeline(self: Task, job_id: str) -> str | None:
     return outcome["status"] if outcome else None
 
 
-@shared_task(name="jobs.deadlines", acks_late=True, soft_time_limit=50, time_limit=60)
+@shared_task(name=task_names.DEADLINES, acks_late=True, soft_time_limit=50, time_limit=60)
 def deadlines() -> dict[str, int]:
     counts = jobs_deadlines_enforce()
     if any(counts.values()):
@@ -165,7 +166,7 @@ def deadlines() -> dict[str, int]:
     return counts
 
 
-@shared_task(name="jobs.reap", acks_late=True, soft_time_limit=50, time_limit=60)
+@shared_task(name=task_names.REAP, acks_late=True, soft_time_limit=50, time_limit=60)
 def reap() -> dict[str, int]:
     counts = jobs_reap()
     if any(counts.values()):

@@ -14,6 +14,7 @@ from celery import Task, shared_task
 
 from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
+from media import task_names
 from media.errors import StorageError
 from media.probing.service import media_hash_backfill, media_probe
 from media.services.deletion import media_defer_object_deletion, media_delete_objects
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="media.probe",
+    name=task_names.PROBE,
     acks_late=True,
     autoretry_for=(StorageError,),
     retry_backoff=5,
@@ -43,7 +44,7 @@ def probe(media_id: str) -> str | None:
 
 @shared_task(
     bind=True,
-    name="media.delete_objects",
+    name=task_names.DELETE_OBJECTS,
     acks_late=True,
     autoretry_for=(StorageError, OSError),
     retry_backoff=10,
@@ -69,13 +70,13 @@ def delete_objects(self: Task, keys: list[str], prefixes: list[str] | None = Non
         return 0
 
 
-@shared_task(name="media.sweep", acks_late=True)
+@shared_task(name=task_names.SWEEP, acks_late=True)
 def sweep() -> dict[str, int]:
     """Beat, every 10 minutes: expire abandoned uploads, re-enqueue or time out stuck probes."""
     return media_sweep()
 
 
-@shared_task(name="media.hash_backfill", acks_late=True, soft_time_limit=1500, time_limit=1560)
+@shared_task(name=task_names.HASH_BACKFILL, acks_late=True, soft_time_limit=1500, time_limit=1560)
 def hash_backfill() -> int:
     """Beat, every 10 minutes: the SHA-256 of files stored before it was recorded, a few GiB a run."""
     return media_hash_backfill()

@@ -17,10 +17,11 @@ from celery import current_app
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from auteur.queues import QUEUE_WAIT_EVENT
+from jobs import task_names
 
 logger = logging.getLogger(__name__)
 
-REAPER_TASK = "jobs.reap"
+REAPER_TASK = task_names.REAP
 MAX_NAMES_IN_FLIGHT = 50_000  # far above the tasks a deployment runs or holds at once
 SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 

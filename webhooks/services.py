@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from auteur.publishing import send
 from auteur.users.models import User
-from webhooks import keys, sender
+from webhooks import keys, sender, task_names
 from webhooks.errors import WebhookBacklogFull, WebhookLimitReached
 from webhooks.models import (
     PAYLOAD_TYPES,
@@ -79,7 +79,7 @@ MAX_PENDING_FOR_TEST = 100
 def _publish(delivery_id: int, countdown: float = 0, *, resend: bool = True) -> bool:
     """Queue an attempt (after commit); False when the broker cannot take it: the row stays due,
     and the sweep sends it (an attempt claims its row, so a second message for it does nothing)."""
-    return send("webhooks.deliver", (delivery_id,), countdown=countdown, what=f"webhook delivery {delivery_id}",
+    return send(task_names.DELIVER, (delivery_id,), countdown=countdown, what=f"webhook delivery {delivery_id}",
                 resend=resend)
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from webhooks import task_names
 from webhooks.services import deliveries_sweep, delivery_attempt
 
 
-@shared_task(name="webhooks.deliver", acks_late=True, soft_time_limit=60, time_limit=90)
+@shared_task(name=task_names.DELIVER, acks_late=True, soft_time_limit=60, time_limit=90)
 def deliver(delivery_id: int) -> None:
     delivery_attempt(delivery_id=delivery_id)
 
 
-@shared_task(name="webhooks.sweep", acks_late=True)
+@shared_task(name=task_names.SWEEP, acks_late=True)
 def sweep() -> int:
     return deliveries_sweep()

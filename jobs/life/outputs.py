@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from jobs import gpu_client
+from jobs import gpu_client, task_names
 from jobs.life import pieces
 from jobs.life.inference import job_inference_ended
 from jobs.life.publish import publish_task
@@ -95,7 +95,7 @@ def _refusals_logged(job: Job) -> Iterator[None]:
 
 def queue_transcript_to_edl(job_id: uuid.UUID) -> None:
     """Retry writing the transcript into the project's timeline, by its own task (jobs.services.transcript_edl)."""
-    if not publish_task("jobs.transcript_to_edl", (str(job_id),), job_id=job_id):
+    if not publish_task(task_names.TRANSCRIPT_TO_EDL, (str(job_id),), job_id=job_id):
         job_transcript_to_edl_failed(job_id=job_id, exc=KombuOperationalError("the broker could not be reached"))
 
 

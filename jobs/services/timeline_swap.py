@@ -19,6 +19,7 @@ from typing import Any
 from django.db import transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from jobs import task_names
 from jobs.life.publish import publish_task
 from jobs.models import Job, JobStatus
 from jobs.services.transcript_edl import RETRYABLE, job_output_record
@@ -29,7 +30,7 @@ from projects.models import Project
 logger = logging.getLogger(__name__)
 
 PENDING = "pending"
-TASK = "jobs.replace_in_timeline"
+TASK = task_names.REPLACE_IN_TIMELINE
 
 
 def job_timeline_swap_requested(*, job: Job, output_data: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from auteur.publishing import send
+from media import task_names
 from media.errors import MediaInUse
 from media.hooks import media_in_use_reasons
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion
@@ -34,7 +35,7 @@ UPLOAD_KEY_GRACE_SECONDS = 60
 def schedule_object_deletion(keys: list[str], prefixes: list[str]) -> None:
     """Delete after commit: a rolled-back transaction must not have lost its objects."""
     if keys or prefixes:
-        transaction.on_commit(lambda: send("media.delete_objects", (keys, prefixes), what="a deletion of objects"))
+        transaction.on_commit(lambda: send(task_names.DELETE_OBJECTS, (keys, prefixes), what="a deletion of objects"))
 
 
 def schedule_upload_key_deletion(key: str) -> None:

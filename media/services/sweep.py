@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from auteur.publishing import send
+from media import task_names
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion
 from media.services.deletion import (
     PREFIX_MARK,
@@ -67,7 +68,7 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     counts["timed_out"] = reject_overdue(processing_since=now - deadline, now=now)
     stuck = MediaFile.objects.filter(status=MediaStatus.PROCESSING, updated_at__lt=now - retry_after)
     for media_id in stuck.values_list("pk", flat=True)[:500]:
-        if not send("media.probe", (str(media_id),), what=f"probe of media {media_id}", resend=False):
+        if not send(task_names.PROBE, (str(media_id),), what=f"probe of media {media_id}", resend=False):
             break  # the broker is out of reach: the next sweep tries again
         counts["requeued"] += 1
     counts["upload_keys_deleted"] = _delete_due_objects(now)

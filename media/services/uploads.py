@@ -46,6 +46,7 @@ from auteur.errors import ApplicationError
 from auteur.publishing import send
 from auteur.quotas import QuotaExceeded, quota_check, quota_lock
 from auteur.users.models import User
+from media import task_names
 from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, ObjectChanged, UnsupportedMediaType
 from media.models import MediaFile, MediaStatus, MediaType
 from media.selectors import media_bytes_used
@@ -434,7 +435,7 @@ def _seal(storage: ObjectStorage, row: MediaFile, uploaded: ObjectStat) -> None:
     to_processing(row.pk, storage_key=final, file_size_bytes=size, upload_id="")
     media_id = str(row.pk)
     # A probe not sent (the broker out of reach) is sent again by the media sweep.
-    transaction.on_commit(lambda: send("media.probe", (media_id,), what=f"probe of media {media_id}"))
+    transaction.on_commit(lambda: send(task_names.PROBE, (media_id,), what=f"probe of media {media_id}"))
     if not row.upload_id:
         schedule_upload_key_deletion(upload)
 
