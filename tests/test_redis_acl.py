@@ -228,8 +228,12 @@ def test_keda_reads_queue_lengths_and_nothing_else(port):
 def test_the_gpu_runners_are_given_the_announce_login(monkeypatch, settings):
     from jobs import gpu_client
 
-    seen = {}
+    seen: dict[str, Any] = {}
     monkeypatch.setattr(gpu_client, "make_backend", lambda name, **options: seen.update(options))
     settings.AUTEUR_GPU_ANNOUNCE_URL = "redis://gpu:pw@127.0.0.1:1/0"
-    gpu_client.backend()
+    gpu_client.backend.cache_clear()  # the backend is made once per process: make it again here
+    try:
+        gpu_client.backend()
+    finally:
+        gpu_client.backend.cache_clear()  # and not leave this one to the tests that follow
     assert seen["announce_url"] == "redis://gpu:pw@127.0.0.1:1/0"
