@@ -25,7 +25,7 @@ from auteur.users.models import User
 @dataclass(frozen=True)
 class Quota:
     name: str  # what clients see in ``details.quota``
-    setting: str  # the Django setting (read from the environment in auteur/settings.py)
+    setting: str  # the Django setting (read from the environment in auteur/settings/)
     what: str  # the unit, for the message
 
 

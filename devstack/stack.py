@@ -134,7 +134,7 @@ def running_stack(
 
 
 def is_set(env: Mapping[str, str], name: str) -> bool:
-    """Whether the environment sets `name` itself or through `name`_FILE (auteur/settings.py)."""
+    """Whether the environment sets `name` itself or through `name`_FILE (auteur/settings/)."""
     return bool(env.get(name) or env.get(f"{name}_FILE"))
 
 

@@ -74,7 +74,7 @@ class Setting:
     files: list[str] = field(default_factory=list)
 
 
-# How each reader of auteur/settings.py (and django-environ's Env) treats a missing variable.
+# How each reader of auteur/settings/ (and django-environ's Env) treats a missing variable.
 _SETTINGS_READERS = {
     "env_value": ("secret", "unset"),
     "secret": ("secret", "required in production"),
@@ -217,8 +217,12 @@ def settings_table_rows() -> list[Setting]:
         if where not in setting.files:
             setting.files.append(where)
 
-    settings_file = ROOT / "auteur" / "settings.py"
-    files = [settings_file, *(f for f in python_files(SETTINGS_SOURCES) if f != settings_file)]
+    # The settings package first (its environment module, then its concerns by name), then the rest.
+    package = ROOT / "auteur" / "settings"
+    secrets_module = package / "environment.py"
+    settings_files = [secrets_module, *sorted(f for f in package.glob("*.py") if f not in (secrets_module,))]
+    files = [*settings_files, *(f for f in python_files(SETTINGS_SOURCES) if f not in settings_files)]
+    secret_names: tuple[list[str], str, str] | None = None
     for file in files:
         source = file.read_text()
         tree = ast.parse(source)
@@ -237,18 +241,22 @@ def settings_table_rows() -> list[Setting]:
                     break
                 comment = _block_above(lines, comments, statement.lineno)
             add(name, kind, default, comment, where)
-        if file == settings_file:
-            # Secrets read in a loop over SECRET_NAMES (those libraries take from the environment).
+        if file == secrets_module:
+            # Secrets read in a loop over SECRET_NAMES (those libraries take from the environment):
+            # named once the whole package is read, so a secret read in its own module keeps its comment.
             for statement in tree.body:
                 if isinstance(statement, ast.Assign) and any(
                         isinstance(t, ast.Name) and t.id == "SECRET_NAMES" for t in statement.targets):
-                    comment = _block_above(lines, comments, statement.lineno)
-                    for element in ast.walk(statement.value):
-                        if isinstance(element, ast.Constant) and isinstance(element.value, str):
-                            if element.value in found:
-                                found[element.value].kind = "secret"
-                            else:
-                                add(element.value, "secret", "unset", comment, where)
+                    secret_names = ([e.value for e in ast.walk(statement.value)
+                                     if isinstance(e, ast.Constant) and isinstance(e.value, str)],
+                                    _block_above(lines, comments, statement.lineno), where)
+        if file == settings_files[-1] and secret_names:
+            names, comment, secrets_where = secret_names
+            for name in names:
+                if name in found:
+                    found[name].kind = "secret"
+                else:
+                    add(name, "secret", "unset", comment, secrets_where)
     caddy_lines = (ROOT / CADDYFILE).read_text().splitlines()
     for number, line in enumerate(caddy_lines, start=1):
         if line.lstrip().startswith("#"):

@@ -1,6 +1,6 @@
 """The suite on several processes (pytest-xdist, `make test`): what each worker process has of its own.
 
-Loaded early (`-p tests.parallel` in pyproject's addopts) because auteur/settings.py reads the
+Loaded early (`-p tests.parallel` in pyproject's addopts) because auteur/settings/ reads the
 environment once, at import, and pytest-django imports the settings before any conftest: the
 worker's own URLs must be in os.environ by then. Subprocesses a test starts (Celery workers,
 uvicorn, gunicorn, Caddy, beat) inherit them from there.

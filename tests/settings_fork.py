@@ -3,7 +3,7 @@ for a fraction of the CPU of a new interpreter each time.
 
 A test that checks what the settings do with an environment (refuse a weak secret, read a
 NAME_FILE, build STORAGES) needs a process whose settings module runs from scratch under that
-environment: auteur/settings.py reads os.environ once, at import. Starting a new interpreter for
+environment: auteur/settings/ reads os.environ once, at import. Starting a new interpreter for
 each costs about a second of CPU, nearly all of it importing the same third-party packages.
 
 So one server process per test process imports those packages once (never Django's settings,

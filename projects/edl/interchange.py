@@ -136,7 +136,7 @@ FORMATS: dict[str, InterchangeFormat] = {
         ),
     )
 }
-# The formats' names, as the API schema's one enum of them (auteur/settings.py names it).
+# The formats' names, as the API schema's one enum of them (auteur/settings/api.py names it).
 FORMAT_NAMES = list(FORMATS)
 
 IMPORT_EXTENSIONS = {f".{f.extension}": f.name for f in FORMATS.values() if f.importable}

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from auteur.settings import _credit_packs as credit_packs
+from auteur.settings.billing import _credit_packs as credit_packs
 from billing import stripe_client
 from tests.billing.support import PACKS, PRICE_PRO, PRICE_STARTER, WEBHOOK_SECRET, FakeStripe
 from tests.jobs.support import (  # noqa: F401 - fixtures

@@ -1,0 +1,83 @@
+"""Jobs: concurrency per plan, the reaper and deadlines, fair share, pieces, quotes, the cache."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from auteur.settings.environment import env
+
+# ---- Jobs (jobs/)
+# At most this many jobs `processing` at once per user, by plan (None: no active subscription);
+# the rest wait `queued` and start in submission order as slots free.
+AUTEUR_JOB_CONCURRENCY = {
+    None: env.int("AUTEUR_JOB_CONCURRENCY_FREE", default=1),
+    "starter": env.int("AUTEUR_JOB_CONCURRENCY_STARTER", default=2),
+    "pro": env.int("AUTEUR_JOB_CONCURRENCY_PRO", default=5),
+}
+AUTEUR_IDEMPOTENCY_WINDOW_SECONDS = env.int("AUTEUR_IDEMPOTENCY_WINDOW_SECONDS", default=24 * 3600)
+# The reaper (jobs.reap, run by beat every AUTEUR_REAPER_INTERVAL_SECONDS, celeryconfig.py):
+# re-publish a job still `pending` after this long (its publish was lost), and poll again a
+# `processing` job with no sign of life for this long (its poll message was lost). Lower them
+# for drills (bench/chaos.py); a repoll threshold below a few poll intervals only adds polls.
+AUTEUR_REAPER_INTERVAL_SECONDS = env.float("AUTEUR_REAPER_INTERVAL_SECONDS", default=60.0)
+AUTEUR_REAPER_PENDING_AFTER_SECONDS = env.int("AUTEUR_REAPER_PENDING_AFTER_SECONDS", default=60)
+# A GPU call still running this long past its type's time limit is cancelled and its job fails
+# (`timeout`); the grace covers a container's start and the result's upload.
+AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS = env.int("AUTEUR_GPU_TIME_LIMIT_GRACE_SECONDS", default=30)
+# A job step whose message keeps coming back without finishing (its worker process killed each
+# time: out of memory, a crash) runs at most this many times; its next delivery fails the job
+# `crash_loop`, refunded once, instead of taking another worker down (jobs/life/deliveries.py).
+AUTEUR_STEP_MAX_DELIVERIES = env.int("AUTEUR_STEP_MAX_DELIVERIES", default=3)
+if AUTEUR_STEP_MAX_DELIVERIES < 1:
+    raise ImproperlyConfigured("AUTEUR_STEP_MAX_DELIVERIES must be at least 1.")
+# Check every job event's data against the published event schema as it is recorded (the tests
+# turn it on; a mismatch raises): jobs/event_schema.py.
+AUTEUR_CHECK_EVENT_SCHEMA = env.bool("AUTEUR_CHECK_EVENT_SCHEMA", default=False)
+# AI features switched off by the operator, by job type ("video-generation,lip-sync"), whatever
+# the backend and its weights: submissions and quotes are 503 `feature_unavailable`, GET
+# /jobs/types shows them unavailable, and jobs already accepted run to their end.
+AUTEUR_FEATURES_OFF = frozenset(name.strip() for name in env.list("AUTEUR_FEATURES_OFF", default=[]) if name.strip())
+AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS", default=120)
+# Deadlines (jobs.life.deadlines): a job not started this long after its submission is aborted
+# and refunded in full, whatever the client asked (0: no limit); per type in
+# AUTEUR_QUEUE_TTL_BY_TYPE, e.g. "render=7200,tts=600" (a type not named takes the default).
+AUTEUR_QUEUE_TTL_SECONDS = env.int("AUTEUR_QUEUE_TTL_SECONDS", default=24 * 3600)
+AUTEUR_QUEUE_TTL_BY_TYPE = {
+    name: int(value) for name, value in env.dict("AUTEUR_QUEUE_TTL_BY_TYPE", default={}).items()
+}
+# Fair share (jobs.life.fairshare): at most a type's capacity of its jobs are in inference at once:
+# by default its Modal function's max_containers (gpu_tasks/types.py), or as named here, e.g.
+# "lip-sync=4,tts=50" (0: no limit). While a type is full, its next job to start is the head job of
+# the user with the least virtual time there (the credits started for them, over their plan's
+# weight below): "weighted". "arrival" starts the oldest waiting job instead (first in, first out).
+AUTEUR_TYPE_CAPACITY = {
+    name: int(value) for name, value in env.dict("AUTEUR_TYPE_CAPACITY", default={}).items()
+}
+AUTEUR_FAIR_SHARE = env.str("AUTEUR_FAIR_SHARE", default="weighted")
+if AUTEUR_FAIR_SHARE not in ("weighted", "arrival"):
+    raise ImproperlyConfigured("AUTEUR_FAIR_SHARE must be weighted or arrival.")
+if any(value < 0 for value in AUTEUR_TYPE_CAPACITY.values()):
+    raise ImproperlyConfigured("AUTEUR_TYPE_CAPACITY: a capacity is a number of jobs, 0 for no limit.")
+AUTEUR_FAIR_SHARE_WEIGHTS = {
+    None: env.float("AUTEUR_FAIR_SHARE_WEIGHT_FREE", default=1.0),
+    "starter": env.float("AUTEUR_FAIR_SHARE_WEIGHT_STARTER", default=2.0),
+    "pro": env.float("AUTEUR_FAIR_SHARE_WEIGHT_PRO", default=4.0),
+}
+if not all(weight > 0 for weight in AUTEUR_FAIR_SHARE_WEIGHTS.values()):
+    raise ImproperlyConfigured("AUTEUR_FAIR_SHARE_WEIGHT_*: a plan's weight must be above 0.")
+# Long files in pieces (jobs/life/pieces.py): a transcription of a file longer than this runs as
+# pieces of about AUTEUR_PIECES_TARGET_MS, cut at silences, at once (0: never).
+AUTEUR_PIECES_MIN_MS = env.int("AUTEUR_PIECES_MIN_MS", default=20 * 60_000)
+AUTEUR_PIECES_TARGET_MS = env.int("AUTEUR_PIECES_TARGET_MS", default=10 * 60_000)
+# Quotes (jobs/services/quotes.py): how long a quoted price holds for a submission that names it.
+AUTEUR_QUOTE_TTL_SECONDS = env.int("AUTEUR_QUOTE_TTL_SECONDS", default=600)
+if AUTEUR_QUOTE_TTL_SECONDS < 1:
+    raise ImproperlyConfigured("AUTEUR_QUOTE_TTL_SECONDS must be at least 1.")
+# The result cache (jobs/services/result_cache.py): a job served from it costs this percentage of
+# its price, rounded up, at least 1 credit.
+AUTEUR_RESULT_CACHE_PRICE_PERCENT = env.int("AUTEUR_RESULT_CACHE_PRICE_PERCENT", default=10)
+if not 1 <= AUTEUR_RESULT_CACHE_PRICE_PERCENT <= 100:
+    raise ImproperlyConfigured("AUTEUR_RESULT_CACHE_PRICE_PERCENT must be 1 to 100.")
+# How often beat sends the deadline sweep: a deadline is enforced at most this late (a job's start
+# checks its own deadline exactly).
+AUTEUR_DEADLINE_INTERVAL_SECONDS = env.float("AUTEUR_DEADLINE_INTERVAL_SECONDS", default=5.0)

@@ -1,0 +1,25 @@
+"""Media files: per-user quotas, the probe's limits and how long a file may stay unfinished."""
+
+from __future__ import annotations
+
+from auteur.settings.environment import env
+
+AUTEUR_MEDIA_STALE_UPLOAD_SECONDS = env.int("AUTEUR_MEDIA_STALE_UPLOAD_SECONDS", default=24 * 3600)
+AUTEUR_MEDIA_PROBE_RETRY_SECONDS = env.int("AUTEUR_MEDIA_PROBE_RETRY_SECONDS", default=30 * 60)
+AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS = env.int("AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS", default=2 * 3600)
+# A voice's sample is stored as a mono 24 kHz WAV of at most this many seconds (the start of the file).
+AUTEUR_VOICE_SAMPLE_MAX_SECONDS = env.int("AUTEUR_VOICE_SAMPLE_MAX_SECONDS", default=30)
+
+# ---- Per-user quotas (auteur/quotas.py; EDL history is AUTEUR_EDL_HISTORY below)
+AUTEUR_QUOTA_STORAGE_BYTES = env.int("AUTEUR_QUOTA_STORAGE_BYTES", default=50 * 1024**3)
+AUTEUR_QUOTA_VOICES = env.int("AUTEUR_QUOTA_VOICES", default=20)
+AUTEUR_QUOTA_PROJECTS = env.int("AUTEUR_QUOTA_PROJECTS", default=200)
+# The probe runs in a child process with these limits (media/probing/sandbox.py); a file it cannot
+# examine within them is rejected. A picture above AUTEUR_MEDIA_MAX_PIXELS is refused before
+# anything decodes it; a file whose probe keeps killing its worker is rejected after
+# AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS runs.
+AUTEUR_MEDIA_PROBE_MEMORY_MB = env.int("AUTEUR_MEDIA_PROBE_MEMORY_MB", default=2048)
+AUTEUR_MEDIA_PROBE_CPU_SECONDS = env.int("AUTEUR_MEDIA_PROBE_CPU_SECONDS", default=120)
+AUTEUR_MEDIA_PROBE_TIMEOUT_SECONDS = env.float("AUTEUR_MEDIA_PROBE_TIMEOUT_SECONDS", default=300.0)
+AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS = env.int("AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS", default=3)
+AUTEUR_MEDIA_MAX_PIXELS = env.int("AUTEUR_MEDIA_MAX_PIXELS", default=8192 * 8192)
