@@ -25,8 +25,8 @@ import opentimelineio as otio
 
 from gpu_tasks.bounded import json_value, xml_tree
 from gpu_tasks.confined import Refused
-from projects.edl import interchange_formats as formats
-from projects.edl import interchange_read as ir
+from projects.edl.interchange import documents as formats
+from projects.edl.interchange import read as ir
 
 
 def _read_fcp7(text: str, bounds: ir.Bounds) -> Any:

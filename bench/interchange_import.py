@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         from auteur.users.services import user_issue_token
         from devstack.ports import wait_for_port
         from projects.edl.documents import edl_limits
-        from projects.edl.interchange import max_import_bytes
+        from projects.edl.interchange.formats import max_import_bytes
 
         who = _setup()
         limits = edl_limits()

@@ -1,5 +1,5 @@
 """The timeline import's reading of the largest file its limits accept, in every format: the
-readers (projects/edl/interchange_read.py `read`) against the adapters' former path
+readers (projects/edl/interchange/read.py `read`) against the adapters' former path
 (bench/adapter_interchange_read.py), in the same run.
 
     .venv/bin/python bench/interchange_readers.py [--runs 10] [--formats otio,fcpxml,fcp7xml,edl,aaf]
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import adapter_interchange_read as former
 from bench import interchange_files as files
 from bench._stack import RESULTS_DIR, load_average, percentile
-from projects.edl import interchange_read
+from projects.edl.interchange import read as interchange_read
 
 RESULTS = RESULTS_DIR / "interchange_readers.json"
 FORMATS = ("otio", "fcpxml", "fcp7xml", "edl", "aaf")

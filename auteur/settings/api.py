@@ -91,7 +91,7 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "credits.models.SubscriptionStatus",
         "JobStatusEnum": "jobs.models.JobStatus",
         "JobTypeEnum": "jobs.specs.JOB_TYPE_CHOICES",
-        "TimelineFormatEnum": "projects.edl.interchange.FORMAT_NAMES",
+        "TimelineFormatEnum": "projects.edl.interchange.formats.FORMAT_NAMES",
     },
     # The event streams (plain ASGI views) and the event schema's link (realtime/openapi.py).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "realtime.openapi.add_event_streams"],

@@ -4,7 +4,7 @@ from django.urls import path
 
 from projects.caption_apis import TimelineCaptionsApi
 from projects.edl.apis import EdlDetailApi, EdlRedoApi, EdlRemoveFillersApi, EdlReplaceMediaApi, EdlUndoApi
-from projects.edl.interchange_apis import TimelineExportApi, TimelineImportApi
+from projects.edl.interchange.apis import TimelineExportApi, TimelineImportApi
 
 # <uuid:...>: a malformed project id matches no route, so it is a 404 like any unknown project.
 urlpatterns = [

@@ -22,7 +22,7 @@ from django.test import override_settings
 from jobs.selectors.requests import job_request_get
 from jobs.specs import job_spec
 from projects.edl import store
-from projects.edl.interchange_read import Bounds, read_timeline
+from projects.edl.interchange.read import Bounds, read_timeline
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import clip, editable, segment
@@ -104,7 +104,7 @@ def file_cut_list(timeline: otio.schema.Timeline) -> dict[str, list[list[dict[st
 
 def read_back(fmt: str, answer: dict[str, Any], rate: float) -> otio.schema.Timeline:
     """The file read by OpenTimelineIO's adapter for its format, with the speed and volume the
-    adapters leave to `interchange_formats` read too (as an import reads it)."""
+    adapters leave to `interchange.documents` read too (as an import reads it)."""
     data = base64.b64decode(answer["content"]) if answer["encoding"] == "base64" else answer["content"].encode()
     return read_timeline(data, fmt, rate, Bounds(max_clips=5000, max_tracks=50))
 
@@ -439,7 +439,7 @@ def test_another_users_project_is_404(client_for, make_user, project, edited):
 
 
 def test_a_transcribed_segment_follows_its_clip_through_speed_and_a_new_place():
-    from projects.edl.interchange import transcript_onto
+    from projects.edl.interchange.importing import transcript_onto
 
     old_tracks = [{"id": "a1", "type": "audio", "clips": [
         {"id": "a", "media_file_id": "m", "start_ms": 0, "duration_ms": 2000, "in_point_ms": 1000,

@@ -23,7 +23,7 @@ from django.test import override_settings
 import gpu_tasks.confined as confined
 from bench import interchange_files as files
 from credits.models import CreditAccount, CreditTransaction
-from projects.edl.interchange_read import READ
+from projects.edl.interchange.read import READ
 from projects.edl.selectors import edl_get
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
@@ -149,7 +149,7 @@ def test_a_clip_with_thousands_of_effects_keeps_what_a_clip_holds_and_costs_the_
 
 def test_names_like_an_unmatched_one_are_looked_for_only_within_a_bound(auth_client, project, make_media,
                                                                       monkeypatch):
-    from projects.edl import interchange
+    from projects.edl.interchange import importing as interchange
     for n in range(4):
         make_media(project, name=f"interview_take{n}.mov", duration_ms=10_000)
     edl = ("TITLE: t\n001  AX       V     C        00:00:01:00 00:00:02:00 00:00:00:00 00:00:01:00\n"
@@ -176,7 +176,7 @@ def test_one_files_words_on_thousands_of_its_clips_stop_at_what_a_timeline_holds
     """Every clip that plays a word gets it: 200 words on 5,000 clips of one file asked for a million
     words (3 s and 476 MB of the API); the import's transcript stops at the timeline's word limit."""
     from projects.edl.documents import edl_limits
-    from projects.edl.interchange import transcript_onto
+    from projects.edl.interchange.importing import transcript_onto
     media = "11111111-1111-1111-1111-111111111111"
     old = [{"id": "v", "type": "audio", "clips": [{"id": "c", "media_file_id": media, "start_ms": 0,
                                                   "duration_ms": 20_000, "in_point_ms": 0, "out_point_ms": 20_000,

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auteur.errors import ApplicationError
-from projects.edl.interchange import FORMATS, timeline_export
-from projects.edl.interchange_read import Bounds, read_timeline
+from projects.edl.interchange.export import timeline_export
+from projects.edl.interchange.formats import FORMATS
+from projects.edl.interchange.read import Bounds, read_timeline
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import editable

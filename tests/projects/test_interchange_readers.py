@@ -1,6 +1,6 @@
 """The import's readers answer as the OpenTimelineIO adapters did, file for file.
 
-`projects.edl.interchange_read.read` reads an editor's file with faster readers (the adapters'
+`projects.edl.interchange.read.read` reads an editor's file with faster readers (the adapters'
 with their costliest methods replaced, and for AAF a reader of our own over the compound file);
 the adapters' former path is kept as the oracle (bench/adapter_interchange_read.py). For every
 file here both paths run, and the answers (the plain tracks, or the refusal with its code and
@@ -34,8 +34,11 @@ from hypothesis import strategies as st
 from bench import adapter_interchange_read as former
 from bench import interchange_files as files
 from gpu_tasks.confined import Refused
-from projects.edl import interchange_aaf, interchange_formats, interchange_read
-from projects.edl.interchange import FORMATS, timeline_export
+from projects.edl.interchange import aaf as interchange_aaf
+from projects.edl.interchange import documents as interchange_formats
+from projects.edl.interchange import read as interchange_read
+from projects.edl.interchange.export import timeline_export
+from projects.edl.interchange.formats import FORMATS
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import editable
@@ -304,7 +307,7 @@ def test_an_avid_file_with_a_muted_clip_selector_is_counted_through_its_parts_an
     """A Selector (Avid's muted clip, a multicam) holds its parts in properties: the expansion count
     follows them as the reader does (it read attributes pyaaf2 does not have, refusing every such
     file as unreadable)."""
-    from projects.edl.interchange_read import read
+    from projects.edl.interchange.read import read
 
     data = (SAMPLES / "otio-aaf-adapter" / "test_muted_clip.aaf").read_bytes()
     answer = read(data=data, fmt="aaf", rate=24.0, max_clips=5000, max_tracks=50)

@@ -25,7 +25,9 @@ from auteur.errors import ApplicationError
 from projects.edl.cuts import cut_tracks, transcript_cuts
 from projects.edl.effects import clip_speed
 from projects.edl.frame_rates import exact_rate
-from projects.edl.interchange import FORMATS, timeline_export, timeline_import
+from projects.edl.interchange.export import timeline_export
+from projects.edl.interchange.formats import FORMATS
+from projects.edl.interchange.importing import timeline_import
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import editable

@@ -11,12 +11,12 @@ reference graph (each sequence, compound clip or mob counted once, a cycle refus
 timeline's clip limit. Then the format's reader reads it in a child of the confined server, under
 memory, CPU and time limits, so whatever a check did not foresee costs that child, not the API.
 The readers answer as the OpenTimelineIO adapters do, at a fraction of their cost over the largest
-file the limits accept (interchange_readers: the adapters with their costliest methods replaced;
-interchange_aaf: AAF's plain edits read without pyaaf2's object layer, the rest by the adapter).
+file the limits accept (readers.py: the adapters with their costliest methods replaced;
+aaf.py: AAF's plain edits read without pyaaf2's object layer, the rest by the adapter).
 
 `read` answers the file as plain JSON data (tracks of clips with their names, times in
 milliseconds and effects), which the API matches to the project's media and saves
-(projects/edl/interchange.py); a file that cannot be read is refused as `Refused`, with the
+(projects/edl/interchange/); a file that cannot be read is refused as `Refused`, with the
 API's error code. No Django here: this module is imported by the confined server.
 """
 
@@ -38,17 +38,16 @@ import opentimelineio as otio
 
 from gpu_tasks.bounded import ShapeError, json_value, xml_tree
 from gpu_tasks.confined import Refused
-from projects.edl import interchange_aaf as aaf_fast
-from projects.edl import interchange_formats as formats
-from projects.edl import interchange_readers as readers
 from projects.edl.frame_rates import cmx_as_declared, cmx_record_start, exact_rate, stored_rate
+from projects.edl.interchange import aaf as aaf_fast
+from projects.edl.interchange import documents, readers
 
-READ = "projects.edl.interchange_read:read"
+READ = "projects.edl.interchange.read:read"
 
 INVALID, LIMIT = "interchange_invalid", "edl_limit_exceeded"
 MAX_DEPTH = 128  # XML elements or JSON brackets; the deepest real editor's file nests about 30
 MAX_ELEMENTS = 500_000  # XML elements, JSON objects and arrays: a 5,000-clip export holds about 100,000
-# The formats' adapters, by the API's format names (projects.edl.interchange.FORMATS declares the rest).
+# The formats' adapters, by the API's format names (projects.edl.interchange.formats.FORMATS declares the rest).
 ADAPTERS = {"otio": "otio_json", "fcpxml": "fcpx_xml", "fcp7xml": "fcp_xml", "edl": "cmx_3600", "aaf": "AAF"}
 SPEED, MARKERS, PLAIN_EFFECTS = "speed", "markers", ("volume", "text", "crop", "fit")
 # A timeline's times are a 32-bit count of milliseconds (about 24.8 days): a file's time past that is
@@ -325,7 +324,7 @@ def _read_fcp7(text: str, bounds: Bounds) -> Any:
 def _read_fcpx(text: str, bounds: Bounds) -> Any:
     root = _shape("fcpxml", lambda: xml_tree(text, max_depth=bounds.max_depth, max_elements=bounds.max_elements))
     _fcpx_check(root, bounds)
-    return formats.FcpxReader(root).to_otio()
+    return documents.FcpxReader(root).to_otio()
 
 
 def _read_otio(text: str, bounds: Bounds) -> Any:
@@ -348,7 +347,7 @@ def _aaf_fast_check(f: aaf_fast.AafFile, mobs: list[aaf_fast.Obj], bounds: Bound
 
 
 def _read_aaf(data: bytes, bounds: Bounds) -> Any:
-    # A plain edit is read by this module's own reader (interchange_aaf: pyaaf2 and the adapter took
+    # A plain edit is read by this module's own reader (aaf.py: pyaaf2 and the adapter took
     # seconds over the largest file). Anything it does not cover, or trips on, is read as before:
     # its failure costs the time it took, never a different answer.
     try:
@@ -385,7 +384,7 @@ def _read_cmx(text: str, rate: float, bounds: Bounds) -> Any:
 
 def read_timeline(data: bytes, fmt: str, rate: float, bounds: Bounds) -> otio.schema.Timeline:
     """The file as an OTIO timeline, its shape and expansion checked first, read by the format's
-    reader (as its adapter reads it) with the speed and volume that `interchange_formats` writes
+    reader (as its adapter reads it) with the speed and volume that `interchange.documents` writes
     read too. Metadata the plain tracks never read (what the adapters copy from each element under
     their own namespace) may be left out."""
     try:
@@ -407,7 +406,7 @@ def read_timeline(data: bytes, fmt: str, rate: float, bounds: Bounds) -> otio.sc
     if not isinstance(result, otio.schema.Timeline):
         raise _invalid(fmt, "The file holds no timeline.")
     if fmt == "fcp7xml":
-        formats.fcp7_read_effects(result)
+        documents.fcp7_read_effects(result)
     return result
 
 

@@ -24,14 +24,9 @@ from auteur.errors import ApplicationError
 from auteur.schema import raises
 from projects.caption_apis import _FormatIsNotARenderer
 from projects.edl.cuts import DEFAULT_PADDING_MS
-from projects.edl.interchange import (
-    FORMATS,
-    IMPORT_EXTENSIONS,
-    import_format,
-    max_import_bytes,
-    timeline_export,
-    timeline_import,
-)
+from projects.edl.interchange.export import timeline_export
+from projects.edl.interchange.formats import FORMATS, IMPORT_EXTENSIONS, max_import_bytes
+from projects.edl.interchange.importing import import_format, timeline_import
 from projects.selectors import project_get
 
 REPORT_HEADER = "Auteur-Interchange-Dropped"

@@ -1,4 +1,4 @@
-"""AAF files read without pyaaf2's object layer, for the timeline import (interchange_read).
+"""AAF files read without pyaaf2's object layer, for the timeline import (interchange/read.py).
 
 pyaaf2 reads an AAF file object by object, each property through the file's metadictionary, at
 about a fifth of a millisecond an object; the AAF adapter then copies every property of every
@@ -424,7 +424,7 @@ def mobs_to_read(f: AafFile) -> list[Obj]:
 
 def check_parts(f: AafFile, max_depth: int, too_deep: Callable[[], Exception]
                 ) -> Callable[[tuple[Obj, Obj]], tuple[int, list[Any]]]:
-    """`interchange_read._aaf_check`'s `children`, over this reader's objects: a slot's own clips,
+    """`read._aaf_check`'s `children`, over this reader's objects: a slot's own clips,
     and the (mob, slot) of each source clip of a composition or master mob, through sequences and
     operation groups. Its other containers (selectors, essence groups, scopes) are the adapter's
     to read."""

@@ -1,7 +1,7 @@
 """The interchange formats' readers, made fast for the largest file the import accepts: each is the
 format's OpenTimelineIO adapter with the methods that cost the most replaced by equivalent code.
 
-An import reads the file as plain tracks (`interchange_read.plain_tracks`): each clip's names,
+An import reads the file as plain tracks (`read.plain_tracks`): each clip's names,
 times, effects, markers (counted) and our own metadata (`auteur`, and the CMX 3600 reel). These
 readers give the same timeline as the adapters in all of that: the same items in the same order
 with the same times, names, references and effects; the same failures on a malformed file. What
@@ -131,7 +131,7 @@ class Fcp7Reader(_fcp7.FCP7XMLParser):
     (gpu_tasks.bounded.xml_tree). Its inherited values are looked up once per element (`_Context`);
     a clip item, its file and its filters are read as the adapter reads them, less the metadata
     (`fcp_xml`) it copied from every element of each. A filter's effect keeps its metadata: that is
-    where `interchange_formats.fcp7_read_effects` finds a speed or a volume."""
+    where `documents.fcp7_read_effects` finds a speed or a volume."""
 
     def __init__(self, element_tree: ET.Element) -> None:
         super().__init__(element_tree)
