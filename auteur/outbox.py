@@ -3,7 +3,7 @@ now, kept in its memory and done again from a thread, in order (lost if the proc
 
 For what a request or a step must neither wait for nor lose when Redis is out of reach: a
 broker publish (auteur/publishing.py) and an append to a user's event stream
-(jobs/services/stream.py). `try_now` does the work at once; if the server refused, timed out or
+(jobs/events/stream.py). `try_now` does the work at once; if the server refused, timed out or
 is silent (auteur/silence.py), the work is held here and tried again every RETRY_INTERVAL_SECONDS while
 the server is not silent, oldest first, until it is done or KEEP_FOR_SECONDS have passed. An
 outbox holds at most MAX_HELD pieces: past that the oldest is given up to make room. Work given

@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     from auteur.celery import warm_up_publisher
     from auteur.users.models import User
     from credits.services.ledger import credit_grant
+    from jobs.intake.submission import job_submit
     from jobs.models import TERMINAL_STATUSES, Job
     from jobs.selectors.requests import JobRequest
-    from jobs.services.submission import job_submit
     from jobs.specs import job_spec
     from projects.models import Project
 

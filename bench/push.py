@@ -8,7 +8,7 @@ sync gunicorn (cores + 1 workers). Each user runs one job after another; `--jobs
 jobs start every second across the users, each living one second and recording
 `--events-per-job` events (started, progress..., completed) at even intervals, so the events
 come at jobs/s x events/job a second. Driver processes (`--drivers`, users split between them)
-record them through `jobs.services.events.job_event_record` in a transaction each, as a pipeline
+record them through `jobs.events.record.job_event_record` in a transaction each, as a pipeline
 step does (with the job's status and progress), and note the moment each commit returns, before
 the after-commit hooks run; each event carries a sequence number in its data. Clients note when they receive it:
 event committed -> client received, joined by that number (one machine, one clock).
@@ -96,8 +96,8 @@ def drive(job_ids: list[list[str]], events: list[Event], start: Any, out: Any) -
     django.setup()
     from django.db import connection, transaction
 
+    from jobs.events.record import job_event_record
     from jobs.models import Job, JobEventType, JobStatus
-    from jobs.services.events import job_event_record
 
     Job.objects.exists()  # connected before the clock starts
     out.put("ready")

@@ -62,7 +62,7 @@ def delete_selected(queryset: Any) -> None:
 def fill(*, jobs: int, events_per_job: int, days: int, projects: int, now: datetime) -> dict[str, float]:
     """The tables, one INSERT ... SELECT each; returns the seconds each took."""
     from auteur.users.models import User
-    from jobs.services.transcribe import AUTO_TRANSCRIBE_KEY_PREFIX
+    from jobs.intake.transcribe import AUTO_TRANSCRIBE_KEY_PREFIX
     from projects.models import Project
 
     user = User.objects.create_user(email="retention@bench.invalid")
@@ -209,8 +209,8 @@ def main() -> None:
         from django.utils import timezone
 
         from auteur.retention import sweep_context
+        from jobs import retention as jobs_retention
         from jobs.models import JobEvent
-        from jobs.services import retention as jobs_retention
         from media.models import PendingObjectDeletion
         from media.services import retention as media_retention
 

@@ -575,8 +575,8 @@ def server_figures(redis_client: Any) -> dict[str, Any]:
     from django.db import connection
 
     from auteur.queues import queue_depths
+    from jobs.events.stream import KEY_PREFIX, stream_key
     from jobs.models import ACTIVE_STATUSES, Job
-    from jobs.services.stream import KEY_PREFIX, stream_key
     from webhooks.models import Delivery, DeliveryState
 
     hub_keys = stream_key("hub")  # the ASGI hubs' wake-up streams, capped at a few entries

@@ -82,8 +82,8 @@ def _latencies(message_ids: dict[str, datetime], timeout: float = 120) -> list[f
 def run(args: argparse.Namespace, url: str) -> dict[str, object]:
     from auteur.celery import warm_up_publisher
     from auteur.users.models import User
+    from jobs.events.record import job_event_record
     from jobs.models import Job, JobEventType
-    from jobs.services.events import job_event_record
     from projects.models import Project
     from webhooks.models import Delivery
     from webhooks.services import webhook_create

@@ -69,7 +69,7 @@ GPU_CLASS_MAX_CONCURRENCY: Mapping[GpuClass, int] = MappingProxyType(
 
 class Determinism(StrEnum):
     """Whether a call's output is a function of its input alone, which the result cache relies on
-    (jobs/services/result_cache.py): only then may an earlier output stand for a new call."""
+    (jobs/intake/result_cache.py): only then may an earlier output stand for a new call."""
 
     INPUT = "input"  # the same input, model and version give the same output
     SEED = "seed"  # only when the request names a seed: without one a fresh one is drawn

@@ -1,6 +1,6 @@
 """Staff view of jobs: find them, read their history and ledger rows, and act through services.
 
-Nothing here creates, edits or deletes a job: a job's state moves only through jobs.services
+Nothing here creates, edits or deletes a job: a job's state moves only through jobs.intake and jobs.life
 (conditional UPDATEs that workers rely on), so a saved admin form could otherwise write back a
 stale status over a worker's. The actions cancel (with refund), retry, or fail and refund a
 stuck job, each through the same service the API and the reaper use.
@@ -22,11 +22,11 @@ from auteur.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin, breaka
 from auteur.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
+from jobs.events.usage import usage_write_csv
+from jobs.intake.submission import job_retry
 from jobs.life.status import job_cancel, job_fail
 from jobs.models import ACTIVE_STATUSES, FairShare, Job, JobEvent, TypeClock, UsageEvent
 from jobs.selectors.jobs import job_charge, job_ledger_entries, job_summary
-from jobs.services.submission import job_retry
-from jobs.services.usage import usage_write_csv
 from jobs.specs import JOB_SPECS
 
 SUMMARY_WINDOW = timedelta(hours=24)
@@ -109,7 +109,7 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     # ----------------------------------------------------------------- permissions
 
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
-        raise PermissionError("jobs change only through jobs.services")  # unreachable: no change permission
+        raise PermissionError("jobs change only through jobs.intake and jobs.life")  # unreachable: no change permission
 
     # ----------------------------------------------------------------- display
 
@@ -239,7 +239,7 @@ class TypeClockAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
-    """Usage analytics (jobs.services.usage): one row per ended job, kept AUTEUR_USAGE_RETENTION_DAYS.
+    """Usage analytics (jobs.events.usage): one row per ended job, kept AUTEUR_USAGE_RETENTION_DAYS.
     Filter by feature, outcome, date or user, then export the selection as CSV."""
 
     list_display = ("created_at", "type", "outcome", "user", "credits_net", "credits_refunded", "processing_ms",

@@ -1,7 +1,7 @@
 """Job endpoints: submit one of the AI features, follow it, cancel, retry.
 
 Submission answers at once: the job is charged and created in one transaction and its pipeline
-is published after commit (jobs/services/submission.py). Every read and action is scoped to the caller:
+is published after commit (jobs/intake/submission.py). Every read and action is scoped to the caller:
 another user's job is a 404 `job_not_found`, exactly like a job that does not exist.
 """
 
@@ -32,6 +32,16 @@ from auteur.throttling import SlidingWindowThrottle
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import SubmissionOptions
+from jobs.intake.admission import require_runnable
+from jobs.intake.quotes import quote_create
+from jobs.intake.submission import (
+    QuoteRequest,
+    job_retry,
+    job_submit,
+    job_submit_precheck,
+    quoted_body_hash,
+    request_hash,
+)
 from jobs.life.status import job_cancel
 from jobs.models import Job, JobStatus
 from jobs.prefer_header import event_stream_location, prefer_wait
@@ -44,16 +54,6 @@ from jobs.serializers import (
     JobSummarySerializer,
     LanguageSerializer,
     QuoteSerializer,
-)
-from jobs.services.admission import require_runnable
-from jobs.services.quotes import quote_create
-from jobs.services.submission import (
-    QuoteRequest,
-    job_retry,
-    job_submit,
-    job_submit_precheck,
-    quoted_body_hash,
-    request_hash,
 )
 from jobs.specs import JOB_SPECS, JOB_TYPE_CHOICES, JobSpec
 

@@ -38,8 +38,8 @@ class JobsConfig(AppConfig):
         from auteur.retention import register_sweep
         from credits.selectors import ledger_check_register
         from jobs import receivers
+        from jobs.retention import SWEEPS
         from jobs.selectors.jobs import job_ledger_problems
-        from jobs.services.retention import SWEEPS
         from media.hooks import register_in_use_check
         from media.signals import media_ready
         from projects.signals import project_deleting

@@ -5,7 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-# The Idempotency-Key of a file's automatic transcription (jobs/services/transcribe.py); retention
+# The Idempotency-Key of a file's automatic transcription (jobs/intake/transcribe.py); retention
 # keeps these records, and an index leaves them out.
 AUTO_TRANSCRIBE_KEY_PREFIX = "auto-transcribe:"
 
@@ -115,7 +115,7 @@ class Job(models.Model):
     start_deadline = models.DateTimeField(null=True, blank=True)
     run_within_seconds = models.PositiveIntegerField(null=True, blank=True)
     run_deadline = models.DateTimeField(null=True, blank=True)
-    # The result cache (jobs/services/result_cache.py): what identifies the job's work (empty for a
+    # The result cache (jobs/intake/result_cache.py): what identifies the job's work (empty for a
     # type or request whose output is not a function of its input), and, for a job served from
     # the cache, the earlier job of the same user whose outputs it got.
     cache_key = models.CharField(max_length=64, blank=True, default="", db_default="")
@@ -252,7 +252,7 @@ class Quote(models.Model):
 
     class Meta:
         db_table = "job_quotes"
-        # Retention removes the expired ones (jobs/services/retention.py).
+        # Retention removes the expired ones (jobs/retention.py).
         indexes = [models.Index(fields=["expires_at"], name="job_quotes_expires")]
 
     def __str__(self) -> str:
@@ -305,7 +305,7 @@ class JobEvent(models.Model):
         ordering = ("id",)
         indexes = [
             models.Index(fields=["job", "id"], name="job_events_job_id"),
-            # Retention finds the events past the window by their time (jobs/services/retention.py).
+            # Retention finds the events past the window by their time (jobs/retention.py).
             models.Index(fields=["created_at"], name="job_events_created"),
         ]
 
@@ -330,7 +330,7 @@ class IdempotencyRecord(models.Model):
         db_table = "job_idempotency_keys"
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="job_idempotency_user_key")]
         indexes = [
-            # Retention's query (jobs/services/retention.py): records past the window, leaving out
+            # Retention's query (jobs/retention.py): records past the window, leaving out
             # the automatic transcription's, which are kept for ever.
             models.Index(
                 fields=["created_at"], name="job_idempotency_created",
@@ -343,7 +343,7 @@ class IdempotencyRecord(models.Model):
 
 
 class UsageEvent(models.Model):
-    """One ended job as usage analytics keep it (jobs.services.usage): who used which feature, for
+    """One ended job as usage analytics keep it (jobs.events.usage): who used which feature, for
     how long, at what charge. Written in the transaction that ends the job, kept
     AUTEUR_USAGE_RETENTION_DAYS (90) whatever becomes of the job, read by staff (the admin, its CSV
     export, `manage.py usage_export`)."""

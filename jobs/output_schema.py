@@ -7,7 +7,7 @@ the type (`$defs/transcription`, ...). Served at `GET /api/schema/outputs/`; the
 
 Each shape is closed: a key the server stores and this document does not name fails the check
 that runs, in the tests (AUTEUR_CHECK_EVENT_SCHEMA), wherever a job's output_data is written
-(jobs.life.status, jobs.services.transcript_edl). Every backend produces the same keys (the
+(jobs.life.status, jobs.life.transcript_edl). Every backend produces the same keys (the
 noop backend's canned results included); the few that only some produce are optional and say so.
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from jobs.event_schema import closed_object as _object
-from jobs.event_schema import schema_errors, schema_validator
+from jobs.events.schema import closed_object as _object
+from jobs.events.schema import schema_errors, schema_validator
 from jobs.specs import JobType
 
 _UUID: dict[str, Any] = {"type": "string", "format": "uuid"}

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
+from jobs.intake.transcribe import job_auto_transcribe
 from jobs.life.status import jobs_cancel_for_project
 from jobs.selectors.jobs import job_media_in_use
-from jobs.services.transcribe import job_auto_transcribe
 
 if TYPE_CHECKING:
     from media.models import MediaFile

@@ -21,6 +21,7 @@ from auteur.errors import ApplicationError
 from auteur.logging import job_id_var
 from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from jobs import task_names
+from jobs.events.record import bind_job_to_logs, job_event_record
 from jobs.gpu_client import GpuError, TransientGpuError
 from jobs.life.deadlines import jobs_deadlines_enforce
 from jobs.life.deliveries import step_redelivered
@@ -28,10 +29,9 @@ from jobs.life.publish import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, 
 from jobs.life.reaper import jobs_reap
 from jobs.life.status import job_fail
 from jobs.life.steps import job_step_finish, job_step_infer, job_step_prepare
+from jobs.life.timeline_swap import job_timeline_swap, job_timeline_swap_failed
+from jobs.life.transcript_edl import RETRYABLE, job_transcript_to_edl, job_transcript_to_edl_failed
 from jobs.models import JobEventType
-from jobs.services.events import bind_job_to_logs, job_event_record
-from jobs.services.timeline_swap import job_timeline_swap, job_timeline_swap_failed
-from jobs.services.transcript_edl import RETRYABLE, job_transcript_to_edl, job_transcript_to_edl_failed
 from jobs.specs import Family
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def transcript_to_edl(self: Task, job_id: str) -> str | None:
     autoretry_for=RETRYABLE, max_retries=8, retry_backoff=2, retry_backoff_max=300, retry_jitter=True,
 )
 def replace_in_timeline(self: Task, job_id: str) -> str | None:
-    """Put a finished compression in its source's place in the timeline (jobs.services.timeline_swap):
+    """Put a finished compression in its source's place in the timeline (jobs.life.timeline_swap):
     about 15 minutes of tries at most, then the failure is recorded on the job."""
     try:
         outcome = job_timeline_swap(job_id=job_id)

@@ -1,7 +1,7 @@
 """Live job events for clients, served by the ASGI server (uvicorn) behind Caddy.
 
 It reads what the jobs app writes and never the reverse: every committed job event is appended
-to its owner's Redis Stream by `jobs/services/stream.py`, and this app only reads those streams.
+to its owner's Redis Stream by `jobs/events/stream.py`, and this app only reads those streams.
 
     sse          `GET /api/v1/jobs/{id}/stream` and `GET /api/v1/events/stream` (Server-Sent Events)
     ws           `/ws/v1/events`, the same events over a WebSocket (a Channels consumer)

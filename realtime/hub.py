@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from jobs.services.stream import parse_entry, stream_key
+from jobs.events.stream import parse_entry, stream_key
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
 """The event streams in the OpenAPI document: `GET /jobs/{id}/stream` and `GET /events/stream`
 are plain ASGI views (realtime/sse.py), not DRF's, so drf-spectacular cannot see them; this hook
 adds them with their `text/event-stream` answers, and links the event schema
-(jobs/event_schema.py, served at /api/schema/events/) and the output schema (jobs/output_schema.py,
+(jobs/events/schema.py, served at /api/schema/events/) and the output schema (jobs/output_schema.py,
 /api/schema/outputs/) from the document's description."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from jobs.event_schema import JOB_EVENT, STREAM_GAP
+from jobs.events.schema import JOB_EVENT, STREAM_GAP
 
 EVENTS_SCHEMA_URL = "/api/schema/events/"
 OUTPUTS_SCHEMA_URL = "/api/schema/outputs/"

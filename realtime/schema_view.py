@@ -1,12 +1,12 @@
 """`GET /api/schema/events/` and `GET /api/schema/outputs/`: the job events' and the job outputs'
-JSON Schemas (jobs/event_schema.py, jobs/output_schema.py), public as the OpenAPI document is."""
+JSON Schemas (jobs/events/schema.py, jobs/output_schema.py), public as the OpenAPI document is."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from jobs.event_schema import event_schema
+from jobs.events.schema import event_schema
 from jobs.output_schema import output_schema
 
 

@@ -2,7 +2,7 @@
 
 Three inputs, each read from the code as the server serves it:
 - the OpenAPI document (drf-spectacular, as GET /api/schema/ serves it) -> `openapi.ts`;
-- the job events' JSON Schema (jobs/event_schema.py, GET /api/schema/events/) -> `events.ts`. It is
+- the job events' JSON Schema (jobs/events/schema.py, GET /api/schema/events/) -> `events.ts`. It is
   rewritten as an OpenAPI 3.1 components document first, because openapi-typescript reads OpenAPI:
   `$defs` become `components.schemas`, and `JobEvent`'s per-type `if`/`then` (which TypeScript
   cannot express) becomes a `oneOf` of one variant per event type, discriminated by `type`, so a
@@ -85,7 +85,7 @@ def _job_event_variants(job_event: dict[str, Any], kinds: list[str]) -> dict[str
 
 def events_document() -> dict[str, Any]:
     """The event schema as an OpenAPI 3.1 document with no paths, only components."""
-    from jobs.event_schema import EVENT_DATA, event_schema
+    from jobs.events.schema import EVENT_DATA, event_schema
 
     schema = event_schema()
     defs = copy.deepcopy(schema["$defs"])

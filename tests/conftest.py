@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from auteur import publishing, silence
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
-from jobs.services import stream
+from jobs.events import stream
 from tests.factories import UserFactory
 
 

@@ -328,3 +328,81 @@ def test_the_size_check_counts_lines_and_skips_tests(tmp_path: Path):
     (tmp_path / "app" / "small.py").write_text("x = 1\n" * 10)
     (tmp_path / "tests" / "big.py").write_text("x = 1\n" * 50)
     assert long_modules(tmp_path, limit=10) == {"app/big.py": 11}
+
+
+# ----------------------------------------------------------------------------- inside jobs/
+
+# The jobs app read top to bottom: a module imports only its own layer and those below it
+# (lazy imports inside functions count too).
+JOBS_LAYERS = (
+    {"apis", "urls", "serializers", "prefer_header", "admin", "apps", "receivers", "tasks", "retention",
+     "management"},
+    {"intake"},  # admission, quotes, the result cache, submission, automatic transcription
+    {"life"},  # a job's life from its claim to its end (its own order: jobs/life/__init__.py)
+    {"events", "output_schema"},  # what a job tells: record, stream, webhooks, usage, schemas
+    {"selectors"},
+    {"specs"},
+    {"inputs", "pricing", "payloads"},
+    {"gpu_client", "errors", "failures", "task_names"},
+    {"models"},
+)
+
+
+def jobs_layer(module: str) -> int | None:
+    """The layer of `jobs.<part>...`, by its first part; None outside jobs or for the package itself."""
+    parts = module.split(".")
+    if parts[0] != "jobs" or len(parts) < 2:
+        return None
+    return next((n for n, layer in enumerate(JOBS_LAYERS) if parts[1] in layer), None)
+
+
+def upward_in(source: str, module: str) -> list[str]:
+    """The imports in `source` (the code of `module`) of a jobs layer above the module's own."""
+    own = jobs_layer(module)
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            # `from jobs import life` names the layer in the imported name.
+            names = [node.module] + ([f"jobs.{a.name}" for a in node.names] if node.module == "jobs" else [])
+        else:
+            continue
+        for name in names:
+            target = jobs_layer(name)
+            if own is not None and target is not None and target < own:
+                found.append(f"{node.lineno} imports {name}")
+    return found
+
+
+def upward_imports() -> list[str]:
+    found = []
+    for path in modules("jobs"):
+        rel = path.relative_to(ROOT)
+        module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        found += [f"{rel.as_posix()}:{where}" for where in upward_in(path.read_text(), module)]
+    return found
+
+
+def test_every_module_of_jobs_has_a_layer():
+    parts = {path.relative_to(ROOT / "jobs").parts[0].removesuffix(".py") for path in modules("jobs")}
+    parts -= {"__init__", "templates"}
+    assert parts - set().union(*JOBS_LAYERS) == set(), "give it a layer in JOBS_LAYERS"
+
+
+def test_jobs_imports_only_downward():
+    assert upward_imports() == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert jobs_layer("jobs") is None and jobs_layer("media.models") is None
+    assert upward_in("from jobs.life.status import job_fail", "jobs.events.stream") == [
+        "1 imports jobs.life.status"]
+    assert upward_in("def f():\n    from jobs import intake", "jobs.life.outputs") == ["2 imports jobs.intake"]
+    assert upward_in("from jobs.events import record\nfrom jobs.models import Job", "jobs.life.status") == []
+
+
+def test_a_jobs_status_reaches_slots_and_fair_share_only_through_scheduling():
+    names = {name for _line, name in imports(ROOT / "jobs/life/status.py")}
+    assert not {n for n in names if n.startswith(("jobs.life.slots", "jobs.life.fairshare"))}, names
+    assert "jobs.life.scheduling" in names or "jobs.life" in names

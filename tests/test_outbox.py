@@ -13,7 +13,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from auteur import outbox, publishing, silence
-from jobs.services import stream
+from jobs.events import stream
 
 
 @pytest.fixture(autouse=True)

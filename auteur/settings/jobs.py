@@ -31,7 +31,7 @@ AUTEUR_STEP_MAX_DELIVERIES = env.int("AUTEUR_STEP_MAX_DELIVERIES", default=3)
 if AUTEUR_STEP_MAX_DELIVERIES < 1:
     raise ImproperlyConfigured("AUTEUR_STEP_MAX_DELIVERIES must be at least 1.")
 # Check every job event's data against the published event schema as it is recorded (the tests
-# turn it on; a mismatch raises): jobs/event_schema.py.
+# turn it on; a mismatch raises): jobs/events/schema.py.
 AUTEUR_CHECK_EVENT_SCHEMA = env.bool("AUTEUR_CHECK_EVENT_SCHEMA", default=False)
 # AI features switched off by the operator, by job type ("video-generation,lip-sync"), whatever
 # the backend and its weights: submissions and quotes are 503 `feature_unavailable`, GET
@@ -69,11 +69,11 @@ if not all(weight > 0 for weight in AUTEUR_FAIR_SHARE_WEIGHTS.values()):
 # pieces of about AUTEUR_PIECES_TARGET_MS, cut at silences, at once (0: never).
 AUTEUR_PIECES_MIN_MS = env.int("AUTEUR_PIECES_MIN_MS", default=20 * 60_000)
 AUTEUR_PIECES_TARGET_MS = env.int("AUTEUR_PIECES_TARGET_MS", default=10 * 60_000)
-# Quotes (jobs/services/quotes.py): how long a quoted price holds for a submission that names it.
+# Quotes (jobs/intake/quotes.py): how long a quoted price holds for a submission that names it.
 AUTEUR_QUOTE_TTL_SECONDS = env.int("AUTEUR_QUOTE_TTL_SECONDS", default=600)
 if AUTEUR_QUOTE_TTL_SECONDS < 1:
     raise ImproperlyConfigured("AUTEUR_QUOTE_TTL_SECONDS must be at least 1.")
-# The result cache (jobs/services/result_cache.py): a job served from it costs this percentage of
+# The result cache (jobs/intake/result_cache.py): a job served from it costs this percentage of
 # its price, rounded up, at least 1 credit.
 AUTEUR_RESULT_CACHE_PRICE_PERCENT = env.int("AUTEUR_RESULT_CACHE_PRICE_PERCENT", default=10)
 if not 1 <= AUTEUR_RESULT_CACHE_PRICE_PERCENT <= 100:

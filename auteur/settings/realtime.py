@@ -5,7 +5,7 @@ from __future__ import annotations
 from auteur.settings.environment import env
 
 # ---- Real time: every job event is appended after commit to its owner's Redis Stream
-# (jobs/services/stream.py), capped by length and by age; SSE and the WebSocket (realtime/) read
+# (jobs/events/stream.py), capped by length and by age; SSE and the WebSocket (realtime/) read
 # it (resume from an event id within the window; /jobs/{id}/events is the record).
 AUTEUR_EVENT_STREAM_MAXLEN = env.int("AUTEUR_EVENT_STREAM_MAXLEN", default=10_000)
 AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS = env.int("AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS", default=24 * 3600)

@@ -10,6 +10,6 @@ from auteur.settings.environment import env
 AUTEUR_RETENTION_INTERVAL_SECONDS = env.float("AUTEUR_RETENTION_INTERVAL_SECONDS", default=3600.0)
 AUTEUR_RETENTION_BATCH_SIZE = env.int("AUTEUR_RETENTION_BATCH_SIZE", default=1000)
 AUTEUR_RETENTION_JOB_EVENTS_DAYS = env.int("AUTEUR_RETENTION_JOB_EVENTS_DAYS", default=30)
-# Usage analytics (jobs.services.usage): one event per ended job, deleted this many days after it.
+# Usage analytics (jobs.events.usage): one event per ended job, deleted this many days after it.
 AUTEUR_USAGE_RETENTION_DAYS = env.int("AUTEUR_USAGE_RETENTION_DAYS", default=90)
 AUTEUR_RETENTION_JOB_OUTPUTS_DAYS = env.int("AUTEUR_RETENTION_JOB_OUTPUTS_DAYS", default=0)

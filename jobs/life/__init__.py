@@ -6,7 +6,10 @@
     windows        how long a job may wait to start: the client's limit, its type's queue TTL
     refunds        how much a failed or canceled job gets back
     pieces         a long file's job run as pieces: their plan, their calls, their joining
-    status         every change of a job's status, and only there: claim, complete, fail, cancel, abort
+    transcript_edl a finished transcription written into its project's timeline
+    timeline_swap  a finished file put in its source's place in the timeline, when asked
+    scheduling     whether a job starts now or waits, and for what (status reaches slots and fair share only here)
+    status         every change of a job's status, and only there: claim, finishing, complete, fail, cancel, abort
     deliveries     a step whose message keeps coming back without finishing fails its job
     inference      spawn the GPU call, look at it, record its start and progress
     outputs        store a finished call's result, then complete the job
@@ -17,5 +20,5 @@
 
 Each module imports only those above it in this list (tests/test_layering.py refuses a cycle),
 and `jobs/tasks.py`, the Celery tasks, sits on top of them all. A job is created (charged and
-`pending`) by `jobs/services/submission.py`.
+`pending`) by `jobs/intake/submission.py`.
 """

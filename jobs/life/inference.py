@@ -9,18 +9,17 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q
 from django.utils import timezone
 
 from auteur.prepared import PreparedUpdate
 from jobs import gpu_client
+from jobs.events.record import job_event_record
+from jobs.events.stream import JobState
 from jobs.gpu_client import CallStatus, PermanentGpuError
 from jobs.life import pieces
-from jobs.life.fairshare import start_due_on_commit
+from jobs.life.status import job_inference_ended
 from jobs.models import Job, JobEventType, JobStatus
-from jobs.services.events import job_event_record
-from jobs.services.stream import JobState
 from jobs.specs import job_spec
 
 MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
@@ -52,11 +51,6 @@ _SPAWNED = PreparedUpdate(
 # of reach, before it cancels the call: well within the claim's life, so that no other step
 # starts a call while this one may still record its own.
 RECORD_RETRY_SHARE = 0.5
-_ENDED = PreparedUpdate(
-    lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
-    lambda now, **_: {"inference_ended_at": Coalesce(F("inference_ended_at"), Value(now)), "updated_at": now},
-    pk=_SOME_JOB, now=_SOME_TIME,
-)
 
 
 def inference_limit_seconds(job: Job) -> float:
@@ -163,22 +157,6 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
             return status
         raise error
     return status
-
-
-def job_inference_ended(*, job: Job) -> bool:
-    """Stamp `inference_ended_at` on a processing job (its result is being stored); False if it ended.
-
-    Conditional on `processing`: a cancel that won the row first leaves this job alone, and
-    job_cancel refuses once this is set, so exactly one of the two UPDATEs matches. Stamping
-    again keeps the first time and refreshes `updated_at`, which tells the reaper a store is at work.
-    """
-    now = timezone.now()
-    if not _ENDED.run(pk=job.pk, now=now):
-        return False
-    if job.inference_ended_at is None:
-        job.inference_ended_at = now
-        start_due_on_commit(job.type)  # its unit of the type's capacity is free for the next job
-    return True
 
 
 def _record_start(job: Job, *, waiting: bool) -> None:

@@ -15,12 +15,11 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jobs import gpu_client, task_names
 from jobs.life import pieces
-from jobs.life.inference import job_inference_ended
 from jobs.life.publish import publish_task
-from jobs.life.status import job_complete
+from jobs.life.status import job_complete, job_inference_ended
+from jobs.life.timeline_swap import job_timeline_swap_requested
+from jobs.life.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.models import Job, JobStatus
-from jobs.services.timeline_swap import job_timeline_swap_requested
-from jobs.services.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
@@ -94,7 +93,7 @@ def _refusals_logged(job: Job) -> Iterator[None]:
 
 
 def queue_transcript_to_edl(job_id: uuid.UUID) -> None:
-    """Retry writing the transcript into the project's timeline, by its own task (jobs.services.transcript_edl)."""
+    """Retry writing the transcript into the project's timeline, by its own task (jobs.life.transcript_edl)."""
     if not publish_task(task_names.TRANSCRIPT_TO_EDL, (str(job_id),), job_id=job_id):
         job_transcript_to_edl_failed(job_id=job_id, exc=KombuOperationalError("the broker could not be reached"))
 

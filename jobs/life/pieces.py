@@ -30,6 +30,7 @@ from django.utils import timezone
 
 import gpu_tasks.confined as confined
 from jobs import gpu_client
+from jobs.events.record import job_event_record
 from jobs.gpu_client import (
     CallStatus,
     PermanentGpuError,
@@ -42,7 +43,6 @@ from jobs.gpu_client import (
 )
 from jobs.life.fairshare import others_waiting, start_due_on_commit, type_capacity, units_in_use
 from jobs.models import PIECES, Job, JobEventType, JobPiece, JobStatus
-from jobs.services.events import job_event_record
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
 from media.probing.sandbox import media_call

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from jobs.events.record import job_event_record
 from jobs.life import publish
 from jobs.life.inference import inference_limit_seconds, repoll_after
 from jobs.life.publish import STEP_HARD_LIMIT_SECONDS, Step
 from jobs.life.slots import START_ORDER
 from jobs.life.status import job_fail
 from jobs.models import Job, JobEventType, JobStatus
-from jobs.services.events import job_event_record
 from jobs.specs import time_scale
 
 logger = logging.getLogger(__name__)

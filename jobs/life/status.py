@@ -1,9 +1,13 @@
 """Every change of a job's status, and nothing else: the one module that writes `Job.status`.
 
-    pending ──claim──> processing ──complete──> completed
-       │  └─claim─> queued ─claim─┘     │
-       └──────────┴──── fail, cancel ───┴──> failed / canceled (refunded once)
+    pending ──claim──> processing ──finishing──> (processing, finishing) ──complete──> completed
+       │  └─claim─> queued ─claim─┘  │                   └── fail ──┐
+       └──────────┴──── fail, cancel ┴──────────────────────────────┴──> failed / canceled (refunded once)
        └──────────┴──── abort (its start deadline passed) ──> aborted (refunded in full)
+
+`finishing` is the stamp `inference_ended_at` on a processing job, made when its call's result is
+being stored (job_inference_ended): from it on, a cancel is refused (409), so a cancel and a
+completion racing for one job are decided by which of their two conditional UPDATEs matched first.
 
 Each move is one conditional UPDATE (`filter(pk=..., status=<from>).update(status=<to>, ...)`):
 delivery is at-least-once, so a redelivered or duplicate step finds its move made by someone
@@ -23,25 +27,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from auteur.prepared import PreparedRead, PreparedUpdate
-from credits.selectors import user_plan_of
 from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
+from jobs.events.record import job_event_record
+from jobs.events.stream import JobState
+from jobs.events.usage import usage_record
 from jobs.failures import failure_detail, failure_message
-from jobs.life import fairshare, pieces
-from jobs.life.fairshare import type_capacity
+from jobs.life import pieces, scheduling
 from jobs.life.refunds import cancel_refund, failure_refund
-from jobs.life.slots import Slots, job_slot_release, slots_around, start_waiting_if_free, user_lock, user_lock_key
 from jobs.life.windows import abort_code
 from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, JobStatus
 from jobs.output_schema import output_data_check
-from jobs.selectors.queue import plan_concurrency_limit
-from jobs.services.events import job_event_record
-from jobs.services.stream import JobState
-from jobs.services.usage import usage_record
 from media.services.outputs import media_delete_job_outputs
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,12 @@ _CLAIM = PreparedUpdate(
     lambda now, run_deadline, **_: {"status": JobStatus.PROCESSING, "started_at": now, "updated_at": now,
                                      "run_deadline": run_deadline, "waiting_for": ""},
     pk=_SOME_JOB, status="\x00status", now=_SOME_TIME, run_deadline=_SOME_TIME.replace(microsecond=3),
+)
+# The finishing stamp: `Coalesce` keeps the first time when a store is redone.
+_ENDED = PreparedUpdate(
+    lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
+    lambda now, **_: {"inference_ended_at": Coalesce(F("inference_ended_at"), Value(now)), "updated_at": now},
+    pk=_SOME_JOB, now=_SOME_TIME,
 )
 _COMPLETE = PreparedUpdate(
     lambda pk, **_: Job.objects.filter(pk=pk, status=JobStatus.PROCESSING),
@@ -108,6 +116,22 @@ def _charge(job: Job, refund: int) -> dict[str, int]:
     return {"charged": job.credits_cost, "refunded": refund, "net": job.credits_cost - refund}
 
 
+def job_inference_ended(*, job: Job) -> bool:
+    """Stamp `inference_ended_at` on a processing job (its result is being stored); False if it ended.
+
+    Conditional on `processing`: a cancel that won the row first leaves this job alone, and
+    job_cancel refuses once this is set, so exactly one of the two UPDATEs matches. Stamping
+    again keeps the first time and refreshes `updated_at`, which tells the reaper a store is at work.
+    """
+    now = timezone.now()
+    if not _ENDED.run(pk=job.pk, now=now):
+        return False
+    if job.inference_ended_at is None:
+        job.inference_ended_at = now
+        scheduling.unit_freed(job)  # its unit of the type's capacity is free for the next job
+    return True
+
+
 def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
     """pending/queued -> processing when one of the user's slots is free, else pending -> queued.
 
@@ -124,49 +148,25 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             return job
         if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
             return None
-        capacity = type_capacity(job.type)
-        if capacity:
-            fairshare.locks(job.type, user_lock_key(job.user_id))  # the type's, then the user's
-        else:
-            user_lock(job.user_id)
+        capacity = scheduling.claim_locks(job)
         now = timezone.now()  # after the locks' wait: the start is now or never
         if job.start_deadline is not None and now >= job.start_deadline:
             job_abort(job_id=job.pk, now=now)  # its start deadline passed while it waited: never starts
             return None
         # Under the locks the user's slots and the type's units cannot change; a duplicate
         # delivery that claimed this job meanwhile makes the conditional UPDATE below match nothing.
-        if capacity:
-            read = fairshare.slots_and_room(job, capacity)
-            slots = Slots(running=read.running, ahead_waiting=read.ahead_waiting, behind_queued=read.behind_queued)
-            room, plan = read.room, read.plan
-        else:
-            slots, room, plan = slots_around(job), True, user_plan_of(user_id=job.user_id)
-        running, limit = slots["running"], plan_concurrency_limit(plan)
-        if running >= limit or slots["ahead_waiting"]:
-            waiting_for = "slot"
-        elif not room and not fairshare.turn_of(job.type).admits(job.pk):
-            waiting_for = "capacity"  # the type is full, or its free units are due to other users first
-        else:
-            waiting_for = ""
-        if waiting_for:
+        decision = scheduling.start_or_wait(job, capacity)
+        if isinstance(decision, scheduling.Wait):
+            newly = False
             if job.status == JobStatus.PENDING:
-                if Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-                    status=JobStatus.QUEUED, queued_at=now, updated_at=now, waiting_for=waiting_for
-                ):
-                    job_event_record(job.id, JobEventType.QUEUED, running=running, waiting_for=waiting_for)
-                    if running >= limit:
-                        # A job that ends while this transaction is open looks for queued jobs
-                        # before this one is committed queued: look again once it is
-                        # (job_slot_release). A job of the user's ahead of this one starts it
-                        # when it starts itself (its claim waits for this transaction's lock).
-                        start_waiting_if_free(job.user_id)
-            elif job.waiting_for != waiting_for:
-                Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(waiting_for=waiting_for)
-            if waiting_for == "capacity":
-                # A unit that frees while this transaction is open looks for queued jobs before
-                # this one is committed queued, and units may be free now for other users' jobs
-                # due first: look again once this is committed.
-                fairshare.start_due_on_commit(job.type)
+                newly = bool(Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+                    status=JobStatus.QUEUED, queued_at=now, updated_at=now, waiting_for=decision.reason))
+                if newly:
+                    job_event_record(job.id, JobEventType.QUEUED, running=decision.running,
+                                     waiting_for=decision.reason)
+            elif job.waiting_for != decision.reason:
+                Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(waiting_for=decision.reason)
+            scheduling.after_queued(job, decision, newly=newly)
             return None
         if capacity:
             # Started once the type's units were counted: a unit freed just before is stamped
@@ -174,14 +174,13 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             now = timezone.now()
         run_deadline = None if job.run_within_seconds is None else now + timedelta(seconds=job.run_within_seconds)
         if capacity:  # with its charge to the user's virtual time on the type, in one statement
-            claimed = _start_charged(job, now=now, run_deadline=run_deadline, step=fairshare.charge_step(job, plan))
+            claimed = _start_charged(job, now=now, run_deadline=run_deadline,
+                                     step=scheduling.charge_step(job, decision))
         else:
             claimed = bool(_CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline))
         if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
             return None
-        if slots["behind_queued"] and running + 1 < limit:
-            # Jobs queued behind this one while it was pending may fit beside it now.
-            job_slot_release(user_id=job.user_id)
+        scheduling.after_start(job, decision)
         job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
         job.status, job.started_at, job.updated_at, job.run_deadline = JobStatus.PROCESSING, now, now, run_deadline
         return job
@@ -204,14 +203,14 @@ def job_complete(
     job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
                      state=JobState(job.user_id, JobStatus.COMPLETED, 100))
     usage_record(job=job, outcome="completed", refunded=0, ended_at=completed_at, gpu_seconds=gpu_seconds)
-    job_slot_release(user_id=job.user_id)
+    scheduling.ended(job, held_unit=False)  # its unit was freed when its call ended (finishing)
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
     job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
     return True
 
 
 def job_complete_from_cache(*, job: Job, output_data: dict[str, Any], output_media: list[str]) -> None:
-    """pending -> completed for a job served from the result cache (jobs.services.result_cache),
+    """pending -> completed for a job served from the result cache (jobs.intake.result_cache),
     in the transaction that creates and charges it: it never waits, starts or holds a slot, and
     no GPU call is made."""
     output_data_check(job_type=job.type, output_data=output_data)
@@ -264,9 +263,8 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
         job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable,
                          refunded=refund, charge=_charge(job, refund))
         usage_record(job=job, outcome="failed", refunded=refund, code=code)
-        job_slot_release(user_id=job.user_id)
-        if job.inference_ended_at is None:  # it held a unit of its type, or a place in its line
-            fairshare.start_due_on_commit(job.type)
+        # It held a unit of its type, or a place in its line, unless its call had ended.
+        scheduling.ended(job, held_unit=job.inference_ended_at is None)
     logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
         _stop_calls(job.pk, job.gpu_call_id)
@@ -298,8 +296,7 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
             Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
         job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund, charge=_charge(job, refund))
         usage_record(job=job, outcome="canceled", refunded=refund, code=code, ended_at=now)
-        job_slot_release(user_id=job.user_id)
-        fairshare.start_due_on_commit(job.type)  # it held a unit of its type, or a place in its line
+        scheduling.ended(job)  # it held a unit of its type, or a place in its line
         if job.gpu_call_id:
             job_pk, call_id = job.pk, job.gpu_call_id
             transaction.on_commit(lambda: _stop_calls(job_pk, call_id))
@@ -347,8 +344,7 @@ def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
         usage_record(job=job, outcome="aborted", refunded=job.credits_cost, code=code, ended_at=now)
         # It may have held the user's jobs behind it back (none overtakes one ahead of it), and
         # other users' jobs in its type's line.
-        job_slot_release(user_id=job.user_id)
-        fairshare.start_due_on_commit(job.type)
+        scheduling.ended(job)
     logger.info("job aborted: %s", code, extra={"job_id": str(job_id)})
     return True
 

@@ -9,7 +9,7 @@ in more than one), else, for a body naming no media file, the caller's "Library"
 here when it does not exist yet: `job_submit` makes it, in the transaction that charges the job,
 so a refused submission leaves none behind); each `MediaRef` field's file, of that project (404
 `media_not_found` for another project's or user's file); a `VoiceRef`'s voice (404
-`voice_not_found`). Then, after the cheap checks (plan, backend, credits: jobs/services/submission.py
+`voice_not_found`). Then, after the cheap checks (plan, backend, credits: jobs/intake/submission.py
 `job_submit_precheck`), the rest (`job_request_resolve`): each file ready (422 `media_not_ready`)
 and of an allowed kind (422 `wrong_media_type`); for a render, the timeline snapshot (422
 `edl_limit_exceeded` for a timeline over the limits, or cut into more pieces than the render
@@ -54,7 +54,7 @@ class JobRequest:
     quantities: dict[str, Any]
     media_ids: list[uuid.UUID]
     # Each media file the request names (by id, as in input_params): the SHA-256 of its bytes, ""
-    # when unknown. The result cache identifies the input by these (jobs/services/result_cache.py);
+    # when unknown. The result cache identifies the input by these (jobs/intake/result_cache.py);
     # None (a request rebuilt from a job's input, a retry's) is never cached.
     content: dict[str, str] | None = None
 

@@ -16,15 +16,15 @@ from credits.models import CreditTransaction
 from credits.selectors import ledger_check
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
+from jobs.events.webhooks import job_event_webhooks_send
 from jobs.inputs import Scheduling
+from jobs.intake import submission
 from jobs.life import status as lifecycle
 from jobs.life.deadlines import jobs_deadlines_enforce
 from jobs.models import Job, JobEvent
 from jobs.selectors.jobs import job_detail_get
 from jobs.selectors.requests import JobRequest
 from jobs.serializers import JobSerializer
-from jobs.services import submission
-from jobs.services.webhooks import job_event_webhooks_send
 from jobs.specs import job_spec
 from tests.contract.support import served_schema
 from tests.jobs.support import jobs_url
@@ -143,8 +143,8 @@ def test_the_list_the_serializer_and_the_webhook_payload_show_the_same_charge(au
         assert {k: serialized[k] for k in ("charged", "refunded", "net")} == {k: detail[k] for k in
                                                                              ("charged", "refunded", "net")}
     sent: list[dict[str, Any]] = []
-    monkeypatch.setattr("jobs.services.webhooks.webhook_subscribers", lambda job_id, event_type: user.pk)
-    monkeypatch.setattr("jobs.services.webhooks.deliveries_enqueue", lambda **kwargs: sent.append(kwargs["data"]))
+    monkeypatch.setattr("jobs.events.webhooks.webhook_subscribers", lambda job_id, event_type: user.pk)
+    monkeypatch.setattr("jobs.events.webhooks.deliveries_enqueue", lambda **kwargs: sent.append(kwargs["data"]))
     job_event_webhooks_send(JobEvent.objects.get(job=jobs[1], type="failed"))
     assert sent[0]["charge"] == job_detail_get(user_id=user.pk, job_id=jobs[1].pk)["charge"]
     assert sent[0]["charge"]["refund_reason"] == "failed:internal"

@@ -12,8 +12,8 @@ from django.utils import timezone
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
 from jobs.life import outputs
+from jobs.life.timeline_swap import job_timeline_swap
 from jobs.models import Job, JobStatus
-from jobs.services.timeline_swap import job_timeline_swap
 from media.models import MediaFile
 from media.selectors import media_get, media_latest_version_id
 from projects.edl.selectors import edl_get

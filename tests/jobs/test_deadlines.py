@@ -14,6 +14,7 @@ from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from jobs.inputs import Scheduling
+from jobs.intake import submission
 from jobs.life import publish as pipeline
 from jobs.life import slots
 from jobs.life import status as lifecycle
@@ -21,7 +22,6 @@ from jobs.life.deadlines import RUN_DEADLINE_REASON, jobs_deadlines_enforce
 from jobs.life.refunds import cancel_refund
 from jobs.models import Job, JobEvent, JobPriority, JobStatus
 from jobs.selectors.requests import JobRequest
-from jobs.services import submission
 from jobs.specs import job_spec
 from tests.factories import MediaFileFactory, ProjectFactory
 from tests.jobs.support import jobs_url
@@ -279,7 +279,7 @@ def test_priority_orders_only_a_users_own_jobs(user, make_user, project, audio):
 
 
 def test_an_aborted_job_is_a_terminal_webhook_and_stream_event(user, project, audio, monkeypatch):
-    from jobs.services import stream
+    from jobs.events import stream
     from webhooks.models import Delivery
     from webhooks.services import job_webhook_create
 

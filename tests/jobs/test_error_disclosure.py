@@ -68,7 +68,7 @@ def test_a_skipped_automatic_transcription_records_the_sentence_for_its_owner(
 ):
     """The owner reads a media file's metadata: a refusal recorded there is the client's sentence."""
     from jobs import gpu_client
-    from jobs.services.transcribe import job_auto_transcribe
+    from jobs.intake.transcribe import job_auto_transcribe
 
     # The GPU side, at its one client module: this server cannot transcribe, for an operator's reason.
     hint = f"weights for whisper not found in {models_dir}; run manage.py download_models transcription"

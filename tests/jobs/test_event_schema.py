@@ -9,7 +9,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from jobs.event_schema import EVENT_DATA, event_errors, event_schema
+from jobs.events.schema import EVENT_DATA, event_errors, event_schema
 from jobs.models import JobEventType
 
 pytestmark = pytest.mark.django_db

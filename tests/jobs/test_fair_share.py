@@ -16,13 +16,13 @@ from django.utils import timezone
 from credits.models import Subscription
 from credits.services.ledger import credit_grant
 from jobs.inputs import Scheduling
+from jobs.intake import submission
 from jobs.life import fairshare
 from jobs.life import publish as pipeline
 from jobs.life import status as lifecycle
-from jobs.life.inference import job_inference_ended
+from jobs.life.status import job_inference_ended
 from jobs.models import FairShare, Job, JobEvent, JobStatus, TypeClock
 from jobs.selectors.requests import JobRequest
-from jobs.services import submission
 from jobs.specs import job_spec
 from tests.factories import MediaFileFactory, ProjectFactory
 from tests.jobs.conftest import wait_for, wait_terminal

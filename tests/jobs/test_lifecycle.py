@@ -14,13 +14,13 @@ from credits.services.ledger import credit_grant
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
 from jobs.errors import IdempotencyKeyReused, JobNotCancelable
+from jobs.intake import submission, transcribe
 from jobs.life import outputs, slots, steps
 from jobs.life import publish as pipeline
 from jobs.life import status as lifecycle
 from jobs.life.publish import Step
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.selectors.requests import JobRequest
-from jobs.services import submission, transcribe
 from jobs.specs import Family, job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile

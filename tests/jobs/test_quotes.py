@@ -11,7 +11,7 @@ from django.utils import timezone
 from auteur.retention import SweepContext
 from credits.selectors import credit_balance_get
 from jobs.models import Job, Quote
-from jobs.services.retention import quotes_sweep
+from jobs.retention import quotes_sweep
 from tests.contract.support import served_schema
 from tests.jobs.support import PRICE, START_BALANCE, error_code, jobs_url, ledger_state, submit, valid_body
 

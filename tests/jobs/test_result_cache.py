@@ -18,9 +18,9 @@ from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JOB_TYPES, JobType
+from jobs.intake import result_cache
 from jobs.life import outputs
 from jobs.models import Job, JobEvent, JobStatus
-from jobs.services import result_cache
 from media.models import MediaFile, PendingObjectDeletion
 from media.services.sweep import media_sweep
 from media.storage import get_storage
@@ -194,7 +194,7 @@ def test_a_refused_hit_charges_nothing_and_its_copies_are_swept(auth_client, fun
     def refused(**kwargs: Any) -> None:
         raise RuntimeError("the database went away mid-transaction")
 
-    monkeypatch.setattr("jobs.services.submission.credit_deduct_for_job", refused)
+    monkeypatch.setattr("jobs.intake.submission.credit_deduct_for_job", refused)
     assert submit(auth_client, "image-generation", image_body(project)).status_code == 500
     assert (credit_balance_get(user=funded), Job.objects.count(), MediaFile.objects.count()) == before
     [lease] = PendingObjectDeletion.objects.all()
@@ -332,7 +332,7 @@ def test_an_automatic_transcription_and_a_clients_of_the_same_file_are_one_work_
     """A project that transcribes its uploads, then the client's own transcription of the same file
     seconds later (the README's tour): the second is served by the first, for the cache price. The
     automatic job's input is the work alone, as the API keeps it: no options in it."""
-    from jobs.services.transcribe import job_auto_transcribe
+    from jobs.intake.transcribe import job_auto_transcribe
 
     project.auto_transcribe = True
     project.save(update_fields=["auto_transcribe"])

@@ -120,7 +120,7 @@ def test_a_hit_is_served_up_to_the_storage_quota_and_its_copies_count_from_their
     def refused_charge(**kwargs: Any) -> None:
         raise RuntimeError("the database went away mid-transaction")
 
-    monkeypatch.setattr("jobs.services.submission.credit_deduct_for_job", refused_charge)
+    monkeypatch.setattr("jobs.intake.submission.credit_deduct_for_job", refused_charge)
     assert submit(auth_client, "image-generation", image_body(project)).status_code == 500
     [lease] = PendingObjectDeletion.objects.all()
     assert (lease.user_id, lease.bytes) == (funded.pk, size)

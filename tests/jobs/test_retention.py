@@ -18,9 +18,9 @@ from auteur.throttling import hit
 from auteur.users.models import User
 from credits.models import CreditTransaction
 from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_refund_job
+from jobs.events.stream import stream_key
+from jobs.intake.transcribe import AUTO_TRANSCRIBE_KEY_PREFIX
 from jobs.models import IdempotencyRecord, Job, JobEvent, JobStatus
-from jobs.services.stream import stream_key
-from jobs.services.transcribe import AUTO_TRANSCRIBE_KEY_PREFIX
 from jobs.tasks import retention_job_events
 from media.models import MediaFile
 from tests.factories import MediaFileFactory, ProjectFactory

@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
-from jobs.life import outputs
+from jobs.intake import submission
+from jobs.life import outputs, transcript_edl
 from jobs.models import Job, JobStatus
 from jobs.selectors.requests import JobRequest
-from jobs.services import submission, transcript_edl
 from jobs.specs import job_spec
 from jobs.tasks import transcript_to_edl
 from projects.edl.selectors import edl_get

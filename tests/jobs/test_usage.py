@@ -16,12 +16,12 @@ from django.utils import timezone
 from credits.services.ledger import credit_grant
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.types import JobType
+from jobs.events.usage import EXPORT_FIELDS
+from jobs.intake import submission
 from jobs.life import outputs
 from jobs.life import status as lifecycle
 from jobs.models import Job, JobStatus, UsageEvent
 from jobs.selectors.requests import JobRequest
-from jobs.services import submission
-from jobs.services.usage import EXPORT_FIELDS
 from jobs.specs import job_spec
 from tests.factories import MediaFileFactory, ProjectFactory
 

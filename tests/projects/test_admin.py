@@ -11,9 +11,9 @@ from django.test import TestCase
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
+from jobs.intake import submission
 from jobs.models import Job, JobStatus
 from jobs.selectors.requests import JobRequest
-from jobs.services import submission
 from jobs.specs import job_spec
 from media.models import MediaFile
 from projects.edl import store

@@ -30,10 +30,10 @@ from websockets.sync.client import ClientConnection, connect
 from auteur.users.services import user_issue_token
 from devstack.ports import free_port
 from devstack.servers import RedisServer
+from jobs.events.record import job_event_record
+from jobs.events.stream import event_payload, job_stream_append, stream_key
 from jobs.models import Job, JobEvent, JobEventType, JobStatus
 from jobs.prefer_header import prefer_wait
-from jobs.services.events import job_event_record
-from jobs.services.stream import event_payload, job_stream_append, stream_key
 from tests.jobs.conftest import Worker, subprocess_env, wait_terminal
 from tests.jobs.support import submit, valid_body
 from tests.servers import AsgiServer, asgi_server, running_front
@@ -166,7 +166,7 @@ def ws_auth(server: AsgiServer, token: str) -> ClientConnection:
 def sse_checked(fields: dict[str, str]) -> dict[str, Any]:
     """An SSE event's fields with `data` decoded, its data checked against the published event
     schema: a `gap` is a StreamGap, an `error` an Error, anything else a JobEvent of that type."""
-    from jobs.event_schema import event_errors
+    from jobs.events.schema import event_errors
 
     data = json.loads(fields["data"])
     kind = fields.get("event")
@@ -178,7 +178,7 @@ def sse_checked(fields: dict[str, str]) -> dict[str, Any]:
 
 
 def ws_events(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
-    from jobs.event_schema import event_errors
+    from jobs.events.schema import event_errors
 
     out: list[dict[str, Any]] = []
     while len(out) < count:

@@ -17,9 +17,9 @@ import pytest
 from django.utils import timezone
 from standardwebhooks import Webhook as Verifier
 
+from jobs.events.record import job_event_record
+from jobs.events.webhooks import WEBHOOK_EVENT_OF
 from jobs.models import JobEvent, JobEventType, JobStatus
-from jobs.services.events import job_event_record
-from jobs.services.webhooks import WEBHOOK_EVENT_OF
 from tests.jobs.conftest import Worker, subprocess_env, wait_for, wait_terminal
 from tests.jobs.support import submit
 from tests.webhooks.conftest import Answer, Receiver

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs.events.webhooks import job_event_webhooks_send
 from jobs.models import Job, JobEvent, JobEventType
-from jobs.services.webhooks import job_event_webhooks_send
 from tests.webhooks.conftest import Answer
 from webhooks import services
 from webhooks.models import AccountNotice, Delivery, DeliveryState, JobWebhook, Webhook

@@ -1,5 +1,5 @@
 """`manage.py usage_export [--since DATE] [--until DATE] [--type TYPE] [--user ID]`: usage analytics
-as CSV on stdout (or `--output FILE`), oldest first: one row per ended job (jobs.services.usage)."""
+as CSV on stdout (or `--output FILE`), oldest first: one row per ended job (jobs.events.usage)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from auteur.rls import trusted
+from jobs.events.usage import usage_write_csv
 from jobs.models import UsageEvent
-from jobs.services.usage import usage_write_csv
 from jobs.specs import JOB_SPECS
 
 

@@ -10,9 +10,9 @@ from django.db import transaction
 from credits.errors import InsufficientCredits
 from jobs.errors import FeatureUnavailable, MediaDurationUnknown
 from jobs.inputs import SubmissionOptions
+from jobs.intake.submission import job_submit, request_hash
 from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, IdempotencyRecord, Job
 from jobs.selectors.requests import job_request_get
-from jobs.services.submission import job_submit, request_hash
 from jobs.specs import JobType, job_spec
 from media.models import MediaFile, MediaType
 

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from auteur.retention import Sweep, SweepContext, SweepResult, delete_in_batches
+from jobs.events.stream import KEY_PREFIX, stream_redis
 from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, TERMINAL_STATUSES, IdempotencyRecord, JobEvent, Quote, UsageEvent
-from jobs.services.stream import KEY_PREFIX, stream_redis
 
 # KEYS[1] a user's stream; ARGV[1] the oldest id kept, ARGV[2] the window in seconds. Trims
 # exactly (XADD's own trim is approximate), deletes the stream once empty, and gives a stream

@@ -21,8 +21,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from jobs import task_names
 from jobs.life.publish import publish_task
+from jobs.life.transcript_edl import RETRYABLE, job_output_record
 from jobs.models import Job, JobStatus
-from jobs.services.transcript_edl import RETRYABLE, job_output_record
 from media.models import MediaFile
 from projects.edl.media_swap import edl_replace_media
 from projects.models import Project

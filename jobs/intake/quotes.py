@@ -23,11 +23,11 @@ from auteur.users.models import User
 from credits.selectors import credit_balance_get
 from jobs.errors import QuoteExpired, QuoteMismatch, QuoteNotFound, QuoteUsed
 from jobs.inputs import Scheduling
+from jobs.intake.admission import job_submit_checks
+from jobs.intake.result_cache import cache_key, cache_lookup, cache_price
 from jobs.models import JobStatus, Quote
 from jobs.selectors.queue import job_queue_estimate
 from jobs.selectors.requests import JobRequest
-from jobs.services.admission import job_submit_checks
-from jobs.services.result_cache import cache_key, cache_lookup, cache_price
 from jobs.specs import JobSpec
 
 

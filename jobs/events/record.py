@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import transaction
 
 from auteur.logging import job_id_var
+from jobs.events.stream import JobState, job_stream_append
+from jobs.events.webhooks import job_event_webhooks_send
 from jobs.models import JobEvent, JobEventType
-from jobs.services.stream import JobState, job_stream_append
-from jobs.services.webhooks import job_event_webhooks_send
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,10 @@ def bind_job_to_logs(job_id: uuid.UUID | str) -> contextvars.Token[str | None]:
 
 
 def _check_schema(type: JobEventType, data: dict[str, Any]) -> None:
-    """Refuse an event whose data the published event schema (jobs/event_schema.py) does not
+    """Refuse an event whose data the published event schema (jobs/events/schema.py) does not
     describe: on in the tests (AUTEUR_CHECK_EVENT_SCHEMA), so every event the suite makes the
     server emit, in any process, is checked where it is recorded."""
-    from jobs.event_schema import event_errors
+    from jobs.events.schema import event_errors
 
     errors = event_errors(data, str(type))
     if errors:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,16 +19,16 @@ from credits.errors import InsufficientCredits
 from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_deduct_for_job
 from jobs.errors import IdempotencyKeyReused, JobNotRetryable
+from jobs.events.record import job_event_record
+from jobs.events.stream import JobState
 from jobs.inputs import Scheduling, WebhookRequest
+from jobs.intake.admission import job_submit_checks, require_runnable
+from jobs.intake.quotes import quote_take
+from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
 from jobs.life import publish
 from jobs.life.windows import start_deadline_of
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote
 from jobs.selectors.requests import JobRequest
-from jobs.services.admission import job_submit_checks, require_runnable
-from jobs.services.events import job_event_record
-from jobs.services.quotes import quote_take
-from jobs.services.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
-from jobs.services.stream import JobState
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
 from projects.selectors import project_library_get
@@ -60,6 +60,24 @@ class QuoteRequest:
     body_hash: str
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One submission as `job_submit` was given it, with its list price and cache key."""
+
+    user: User
+    spec: JobSpec
+    request: JobRequest
+    cost: int  # the list price of its quantities: a quote or the result cache may charge less
+    cache_key: str
+    webhook: WebhookRequest | None = None
+    idempotency_key: str = ""
+    body_hash: str = ""
+    retry_of: Job | None = None
+    scheduling: Scheduling = DEFAULT_SCHEDULING
+    quote: QuoteRequest | None = None
+    cached: CachedResult | None = None  # the earlier job's outputs, copied for this one
+
+
 def job_submit(
     *,
     user: User,
@@ -75,10 +93,10 @@ def job_submit(
 ) -> tuple[Job, bool]:
     """Charge and create a job, publishing its pipeline after commit. Returns (job, created).
 
-    The result cache (jobs.services.result_cache): a request whose work the user already had done
+    The result cache (jobs.intake.result_cache): a request whose work the user already had done
     completes here, charged the cache price, with no pipeline; `use_cache=False` runs it anyway.
 
-    `quote`: the quote the body names: the job is charged its price (jobs.services.quotes).
+    `quote`: the quote the body names: the job is charged its price (jobs.intake.quotes).
 
     `scheduling`: its priority among the user's own jobs and its start and run deadlines; the
     start deadline is the earlier of the client's and the type's queue TTL (jobs.life.windows).
@@ -87,12 +105,15 @@ def job_submit(
     charges nothing; with another body it is refused (422).
     """
     job_submit_checks(user=user, spec=spec, request=request)
-    cost = spec.price.cost(request.quantities)
-    key = cache_key(spec=spec, request=request)
-    cached = _cached(user, spec, key, request, cost, quote, idempotency_key, body_hash) if use_cache else None
+    submission = Submission(
+        user=user, spec=spec, request=request, cost=spec.price.cost(request.quantities),
+        cache_key=cache_key(spec=spec, request=request), webhook=webhook, idempotency_key=idempotency_key,
+        body_hash=body_hash, retry_of=retry_of, scheduling=scheduling, quote=quote,
+    )
+    if use_cache:
+        submission = replace(submission, cached=_cached(submission))
     try:
-        return _submit(user, spec, request, cost, webhook, idempotency_key, body_hash, retry_of, scheduling, quote,
-                       key, cached)
+        return _submit(submission)
     except IntegrityError:
         # Two requests with the same key raced: the loser's whole transaction (job, charge) was
         # rolled back; it answers with the winner's job.
@@ -123,8 +144,7 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
     return None
 
 
-def _cached(user: User, spec: JobSpec, key: str, request: JobRequest, cost: int, quote: QuoteRequest | None,
-            idempotency_key: str, body_hash: str) -> CachedResult | None:
+def _cached(s: Submission) -> CachedResult | None:
     """The outputs of the user's earlier job of this work, copied for a new job (before the
     transaction that charges it: a copy is no work for the database, and holds no lock).
 
@@ -134,24 +154,24 @@ def _cached(user: User, spec: JobSpec, key: str, request: JobRequest, cost: int,
     The transaction that charges the job checks them again under its locks; a request that fails
     there all the same (a concurrent spend) leaves leased copies, which count against the quota
     until the sweep deletes them."""
-    hit = cache_lookup(user_id=user.pk, key=key)
+    hit = cache_lookup(user_id=s.user.pk, key=s.cache_key)
     if hit is None:
         return None
-    project = request.project or project_library_get(user=user)
+    project = s.request.project or project_library_get(user=s.user)
     if project is None:
         return None
-    if idempotency_key and _idempotent_replay(user, idempotency_key, body_hash) is not None:
+    if s.idempotency_key and _idempotent_replay(s.user, s.idempotency_key, s.body_hash) is not None:
         return None  # answered with the earlier job: nothing to copy
-    price = cost
-    if quote is not None:
+    price = s.cost
+    if s.quote is not None:
         with transaction.atomic():  # (the quote's row is locked for this check only)
-            price = quote_take(user=user, spec=spec, quote_id=quote.quote_id, body_hash=quote.body_hash,
-                               quantities=request.quantities).credits_cost
+            price = quote_take(user=s.user, spec=s.spec, quote_id=s.quote.quote_id, body_hash=s.quote.body_hash,
+                               quantities=s.request.quantities).credits_cost
     price = cache_price(price)
-    balance = credit_balance_get(user=user)
+    balance = credit_balance_get(user=s.user)
     if balance < price:
         raise InsufficientCredits(balance=balance, cost=price)
-    derived_from = request.input_params.get(spec.version_of) if spec.version_of else None
+    derived_from = s.request.input_params.get(s.spec.version_of) if s.spec.version_of else None
     return cache_prepare(hit=hit, job_id=uuid.uuid4(), project_id=project.pk, derived_from=derived_from)
 
 
@@ -167,20 +187,10 @@ def _idempotent_replay(user: User, key: str, body_hash: str) -> Job | None:
     return record.job
 
 
-def _submit(
-    user: User,
-    spec: JobSpec,
-    request: JobRequest,
-    cost: int,
-    webhook: WebhookRequest | None,
-    idempotency_key: str,
-    body_hash: str,
-    retry_of: Job | None,
-    scheduling: Scheduling,
-    quote: QuoteRequest | None,
-    key: str,
-    cached: CachedResult | None,
-) -> tuple[Job, bool]:
+def _submit(s: Submission) -> tuple[Job, bool]:
+    user, spec, request, idempotency_key, body_hash, quote = (
+        s.user, s.spec, s.request, s.idempotency_key, s.body_hash, s.quote)
+    cost, cached, scheduling = s.cost, s.cached, s.scheduling
     with transaction.atomic():
         if idempotency_key:
             replay = _idempotent_replay(user, idempotency_key, body_hash)
@@ -204,7 +214,7 @@ def _submit(
             cost = cache_price(cost)
         job = Job.objects.create(
             **({"id": cached.job_id, "cache_source_id": cached.source_id} if cached else {}),
-            cache_key=key,
+            cache_key=s.cache_key,
             user=user,
             project=project,
             type=spec.type,
@@ -212,7 +222,7 @@ def _submit(
             input_params=request.input_params,
             idempotency_key=idempotency_key,
             gpu_backend=settings.AUTEUR_GPU_BACKEND,
-            retry_of=retry_of,
+            retry_of=s.retry_of,
             priority=scheduling.priority,
             start_within_seconds=scheduling.start_within_seconds,
             start_deadline=start_deadline_of(job_type=spec.type, submitted_at=timezone.now(),
@@ -230,8 +240,8 @@ def _submit(
         if cached is not None:
             description += f", from the result cache of job {cached.source_id}"
         credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=description)
-        if webhook is not None:
-            job_webhook_create(job_id=job.id, owner=user, url=webhook.url, event_types=webhook.events)
+        if s.webhook is not None:
+            job_webhook_create(job_id=job.id, owner=user, url=s.webhook.url, event_types=s.webhook.events)
         job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost,
                          **({"cache": {"hit": True, "source_job_id": str(cached.source_id)}} if cached else {}),
                          state=JobState(user.pk, job.status, job.progress))

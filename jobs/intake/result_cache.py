@@ -13,7 +13,7 @@ A hit is served by the submission itself, with no GPU call and no wait: the earl
 files are copied as the new job's (server-side on S3), its results (a transcript, an answer)
 repeated, and the job completes in the transaction that charges it the cache price. Nothing is
 copied before everything that would refuse the submission has passed (its Idempotency-Key, its
-quote, the balance: jobs/services/submission.py), and the copies count against the user's
+quote, the balance: jobs/intake/submission.py), and the copies count against the user's
 storage quota from the moment they are leased (403 `quota_exceeded`, nothing copied, when they
 would not fit). The price:
 AUTEUR_RESULT_CACHE_PRICE_PERCENT of its price (10 %), rounded up, at least 1 credit; with a
@@ -38,10 +38,10 @@ from django.db import transaction
 from jobs.inputs import SUBMISSION_OPTIONS
 from jobs.life.outputs import queue_transcript_to_edl
 from jobs.life.status import job_complete_from_cache
+from jobs.life.timeline_swap import job_timeline_swap_requested
+from jobs.life.transcript_edl import PENDING
 from jobs.models import Job, JobStatus
 from jobs.selectors.requests import JobRequest
-from jobs.services.timeline_swap import job_timeline_swap_requested
-from jobs.services.transcript_edl import PENDING
 from jobs.specs import Determinism, JobSpec, OutputKind
 from media.models import MediaFile, MediaStatus
 from media.services.captions import media_attach_caption
