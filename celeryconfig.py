@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery.schedules import crontab
 from django.conf import settings
 
-from auteur.queues import (
+from auteur.core.queues import (
     CLOCK_TASKS,
     QUEUE_DEFAULT,
     QUEUES,
@@ -28,7 +28,7 @@ broker_url = settings.CELERY_BROKER_URL
 # Celery would prefer the environment's CELERY_BROKER_URL to broker_url; the URL the settings made
 # (read from CELERY_BROKER_URL_FILE, TLS options taken out of an amqps:// query) is the one to use.
 broker_read_url = broker_write_url = broker_url
-# TLS (auteur/tls.py): without these, kombu would connect to a rediss:// broker without checking
+# TLS (auteur/core/tls.py): without these, kombu would connect to a rediss:// broker without checking
 # its certificate, and RedBeat and py-amqp without checking its host name. No result backend is
 # used (task_ignore_result), but one set on REDIS_URL would get the same options.
 if settings.CELERY_BROKER_TLS is not None:
@@ -38,7 +38,7 @@ if settings.REDIS_TLS is not None:
     redis_backend_use_ssl = settings.REDIS_TLS
 ON_RABBITMQ = broker_is_rabbitmq(broker_url)
 
-# ---- Queues: one per job family (auteur/queues.py); quorum queues on RabbitMQ.
+# ---- Queues: one per job family (auteur/core/queues.py); quorum queues on RabbitMQ.
 task_queues = rabbitmq_queues() if ON_RABBITMQ else QUEUES
 task_default_queue = QUEUE_DEFAULT
 task_routes = TASK_ROUTES
@@ -105,7 +105,7 @@ worker_send_task_events = True
 # No "task-sent" event: it is one more broker publish per message sent (0.5 ms of a submission,
 # bench/), and Flower shows a task from its "task-received" on.
 task_send_sent_event = False
-# The tasks beat sends every few seconds send none (auteur.queues.CLOCK_TASKS).
+# The tasks beat sends every few seconds send none (auteur.core.queues.CLOCK_TASKS).
 task_annotations = {name: {"send_events": False} for name in CLOCK_TASKS}
 task_track_started = True
 
@@ -147,7 +147,7 @@ beat_schedule: dict[str, dict[str, object]] = {
     "ledger-check": {
         "task": "credits.ledger_check", "schedule": crontab(minute=0, hour=settings.AUTEUR_LEDGER_CHECK_HOUR_UTC),
     },
-    # Retention (auteur/retention.py): each sweep deletes in committed batches; docs/retention.md.
+    # Retention (auteur/core/retention.py): each sweep deletes in committed batches; docs/retention.md.
     **{
         f"retention-{name}": {"task": task, "schedule": settings.AUTEUR_RETENTION_INTERVAL_SECONDS}
         for name, task in (

@@ -22,12 +22,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from auteur.asgi_limits import RequestBodyLimit  # noqa: E402
-from auteur.collector import startup_objects_frozen  # noqa: E402
-from auteur.rls import scoped_asgi  # noqa: E402
+from auteur.core.collector import startup_objects_frozen  # noqa: E402
+from auteur.core.rls import scoped_asgi  # noqa: E402
 from realtime.prefer_wait import PreferWait  # noqa: E402
 from realtime.ws import JobEventsConsumer  # noqa: E402
 
-# Every call, a WebSocket's whole life included, sees only its caller's rows (auteur/rls.py).
+# Every call, a WebSocket's whole life included, sees only its caller's rows (auteur/core/rls.py).
 application = scoped_asgi(ProtocolTypeRouter({
     # Bodies are refused from their headers before Django would spool them (auteur/asgi_limits.py).
     "http": RequestBodyLimit(PreferWait(django_application)),

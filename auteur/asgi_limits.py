@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from auteur.errors import error_body
+from auteur.core.errors import error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -15,7 +15,7 @@ from celery import Celery
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init, worker_process_init
 from celery.utils.quorum_queues import detect_quorum_queues
 
-from auteur.queues import QUEUE_WAIT_EVENT, SENT_AT_HEADER
+from auteur.core.queues import QUEUE_WAIT_EVENT, SENT_AT_HEADER
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
 
@@ -141,8 +141,8 @@ def non_dumpable_pool_process(**kwargs: Any) -> None:
 
 @worker_process_init.connect
 def freeze_startup_objects(**kwargs: Any) -> None:
-    """The loaded application's objects are out of the collector's passes (auteur/collector.py)."""
-    from auteur.collector import startup_objects_frozen
+    """The loaded application's objects are out of the collector's passes (auteur/core/collector.py)."""
+    from auteur.core.collector import startup_objects_frozen
 
     startup_objects_frozen()
 

@@ -20,7 +20,7 @@ timeout = 30
 # gunicorn on the machine (the API and storage servers of `make run`, a second checkout) would share.
 control_socket_disable = True
 # X-Forwarded-Proto (the request's scheme) is believed from the reverse proxy's addresses only: the
-# FORWARDED_ALLOW_IPS that uvicorn and the app (auteur/proxies.py) read too; the app's settings
+# FORWARDED_ALLOW_IPS that uvicorn and the app (auteur/core/proxies.py) read too; the app's settings
 # refuse "*" at start-up, and preload_app loads them in the master.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = "-"
@@ -31,8 +31,8 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms req=%({x-request-id
 
 def pre_fork(server: object, worker: object) -> None:
     """The preloaded application's objects are out of the collector's passes in every worker
-    (auteur/collector.py); frozen before the fork, they also stay on pages the workers share."""
-    from auteur.collector import startup_objects_frozen
+    (auteur/core/collector.py); frozen before the fork, they also stay on pages the workers share."""
+    from auteur.core.collector import startup_objects_frozen
 
     startup_objects_frozen()
 

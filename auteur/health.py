@@ -29,9 +29,9 @@ from django.http import HttpRequest, JsonResponse
 from django.utils.module_loading import import_string
 from rest_framework.throttling import BaseThrottle
 
-from auteur.errors import error_response
-from auteur.queues import queue_workers
-from auteur.throttling import hit
+from auteur.core.errors import error_response
+from auteur.core.queues import queue_workers
+from auteur.core.throttling import hit
 
 logger = logging.getLogger(__name__)
 

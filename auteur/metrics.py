@@ -15,7 +15,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-from auteur.errors import error_response
+from auteur.core.errors import error_response
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import get_template
 
-from auteur.errors import error_response
-from auteur.logging import request_id_var, user_id_var
+from auteur.core.errors import error_response
+from auteur.core.logging import request_id_var, user_id_var
 
 logger = logging.getLogger("auteur.request")
 

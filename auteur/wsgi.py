@@ -4,7 +4,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auteur.settings")
 # This process serves requests: it logs in to Postgres as the API's own role where one is given
-# (DATABASE_API_URL; auteur/rls.py).
+# (DATABASE_API_URL; auteur/core/rls.py).
 os.environ["AUTEUR_SERVES_REQUESTS"] = "1"
 application = get_wsgi_application()
 

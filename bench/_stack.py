@@ -129,7 +129,7 @@ def celery_worker_argv(queues: str | None = None, concurrency: int = 2, name: st
     """A worker on `queues` (default: all). Call it inside django_stack: celeryconfig reads the
     broker URL from the environment when first imported."""
     if queues is None:
-        from auteur.queues import ALL_QUEUES
+        from auteur.core.queues import ALL_QUEUES
 
         queues = ",".join(ALL_QUEUES)
     return [str(BINDIR / "celery"), "-A", "auteur", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",

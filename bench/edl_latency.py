@@ -104,7 +104,7 @@ def _trim(doc: dict[str, Any], n: int) -> dict[str, Any]:
 def _measure(args: argparse.Namespace) -> dict[str, Any]:
     from rest_framework.test import APIClient
 
-    from auteur.collector import startup_objects_frozen
+    from auteur.core.collector import startup_objects_frozen
     from auteur.users.models import User
     from auteur.users.services import user_issue_token
     from media.models import MediaFile
@@ -126,7 +126,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             media[kind].append(str(row.pk))
 
     # As in every serving process (gunicorn's workers, Celery's pool), the objects of the loaded
-    # application are out of the collector's passes (auteur/collector.py).
+    # application are out of the collector's passes (auteur/core/collector.py).
     startup_objects_frozen()
     doc = edl_replace(project=project, expected_version=1,
                       data=_timeline(edl_get(project=project), media, args.clips))

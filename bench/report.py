@@ -160,7 +160,7 @@ def timeline_limits_section(load: Callable[[str], dict[str, Any] | None], measur
     accepted, limits, base = ip["largest_accepted"], ip["count_limits"], ip["baseline"]
     lines = [f"\n## Timeline limits (`bench/timeline_limits.py`)\n\nMeasured {measured('timeline_limits')}"
              f"{load_note(d)}. The costliest shape (every other word deleted, a deleted pause in every gap, clips "
-             "back to back on every track), the cyclic collector paused as the API pauses it (auteur/collector.py), CPU "
+             "back to back on every track), the cyclic collector paused as the API pauses it (auteur/core/collector.py), CPU "
              f"time of one process (wall time in brackets: the machine is shared). Largest accepted: {_timeline_counts(accepted['timeline'])} (the byte limit binds first); at "
              f"the count limits: {_timeline_counts(limits['timeline'])}; baseline: "
              f"{_timeline_counts(base['timeline'])}, the former quadratic code (`bench/quadratic_timeline.py`) and "

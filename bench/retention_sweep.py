@@ -208,7 +208,7 @@ def main() -> None:
         from django.db import connection
         from django.utils import timezone
 
-        from auteur.retention import sweep_context
+        from auteur.core.retention import sweep_context
         from jobs import retention as jobs_retention
         from jobs.models import JobEvent
         from media.models import PendingObjectDeletion
@@ -317,7 +317,7 @@ def main() -> None:
 
 
 def _delete_all(name: str, queryset: Any, ctx: Any) -> Any:
-    from auteur.retention import delete_in_batches
+    from auteur.core.retention import delete_in_batches
 
     return delete_in_batches(name, queryset, ctx)
 

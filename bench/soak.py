@@ -574,7 +574,7 @@ class SeqScans:
 def server_figures(redis_client: Any) -> dict[str, Any]:
     from django.db import connection
 
-    from auteur.queues import queue_depths
+    from auteur.core.queues import queue_depths
     from jobs.events.stream import KEY_PREFIX, stream_key
     from jobs.models import ACTIVE_STATUSES, Job
     from webhooks.models import Delivery, DeliveryState

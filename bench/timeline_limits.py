@@ -7,7 +7,7 @@ Starts its own throwaway stack (as bench/edl_latency.py). The timelines are the 
 on every track.
 
 1. In this process, as the API runs them (the cyclic collector paused during each, as the API
-   pauses it: auteur/collector.py), each computation `--iterations` times after two
+   pauses it: auteur/core/collector.py), each computation `--iterations` times after two
    untimed rounds, wall and CPU time (the machine is shared: CPU time is what the code costs):
    - `cuts`: the transcript's deletions as indexed spans (projects/edl/cuts.py);
    - `render_refusal`: what a render submission computes before it refuses a timeline that the
@@ -93,7 +93,7 @@ def _render_tracks(counts: Counts, pieces: int, media: dict[str, list[str]]) -> 
 
 
 def _computations(doc: dict[str, Any], counts: Counts, media: dict[str, list[str]]) -> dict[str, Callable[[], Any]]:
-    from auteur.collector import collector_paused
+    from auteur.core.collector import collector_paused
     from jobs import gpu_client
     from projects.captions import render_caption_files, timeline_caption_file
     from projects.edl.cuts import count_pieces, cut_tracks, transcript_cuts

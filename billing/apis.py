@@ -11,8 +11,8 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, StrictSerializer, request_user
-from auteur.schema import raises
+from auteur.core.api import ApiView, StrictSerializer, request_user
+from auteur.core.schema import raises
 from billing.selectors import billing_overview
 from billing.services.checkout import billing_checkout_start, billing_portal_start, billing_require_configured
 from billing.services.events import stripe_event_handle, stripe_event_verify
@@ -100,7 +100,7 @@ class StripeWebhookApi(ApiView):
     permission_classes = [AllowAny]
     throttle_classes: list[Any] = []
     # An event moves any customer's subscription and credits: the owner's database login, with no
-    # row-level restriction (auteur/rls.py). Its signature is checked before anything is read.
+    # row-level restriction (auteur/core/rls.py). Its signature is checked before anything is read.
     reads_across_users = True
 
     @extend_schema(exclude=True)

@@ -1,8 +1,8 @@
-"""The billing app's domain failures, each with its code (auteur/errors.py maps codes to statuses)."""
+"""The billing app's domain failures, each with its code (auteur/core/errors.py maps codes to statuses)."""
 
 from __future__ import annotations
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 
 
 class BillingUnavailable(ApplicationError):

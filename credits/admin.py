@@ -20,8 +20,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from auteur.admin_tools import ReadOnlyAdminMixin
-from auteur.errors import ApplicationError
+from auteur.core.admin_tools import ReadOnlyAdminMixin
+from auteur.core.errors import ApplicationError
 from auteur.users.admin import UserAdmin as BaseUserAdmin
 from auteur.users.models import User
 from credits.models import CreditAccount, CreditTransaction, Subscription, SubscriptionStatus

@@ -12,7 +12,14 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, KeyedPagination, PageQuerySerializer, StrictSerializer, paginated_response, request_user
+from auteur.core.api import (
+    ApiView,
+    KeyedPagination,
+    PageQuerySerializer,
+    StrictSerializer,
+    paginated_response,
+    request_user,
+)
 from auteur.users.services import (
     AVATAR_MAX_LENGTH,
     NAME_MAX_LENGTH,

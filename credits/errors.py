@@ -1,9 +1,9 @@
 """Every domain failure of the credits app that callers catch by type, each with its code
-(auteur/errors.py maps codes to HTTP statuses)."""
+(auteur/core/errors.py maps codes to HTTP statuses)."""
 
 from __future__ import annotations
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 
 
 class InsufficientCredits(ApplicationError):

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, Value, Window
 from django.db.models.functions import Coalesce, Lag
 
-from auteur.prepared import PreparedRead
+from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
 from credits.models import CreditAccount, CreditTransaction, Subscription, SubscriptionStatus, TransactionType
 
-# Every submission checks it: built once per process (auteur.prepared).
+# Every submission checks it: built once per process (auteur.core.prepared).
 _BALANCE = PreparedRead(lambda user_id: CreditAccount.objects.filter(user_id=user_id).values("balance")[:1],
                         user_id=uuid.UUID(int=1))
 
@@ -51,7 +51,7 @@ def credit_transaction_get_for_payment(*, idempotency_key: str, type: str) -> Cr
     return CreditTransaction.objects.filter(idempotency_key=idempotency_key, type=type).first()
 
 
-# Every job's claim asks it: built once per process (auteur.prepared).
+# Every job's claim asks it: built once per process (auteur.core.prepared).
 _ACTIVE_PLAN = PreparedRead(
     lambda user_id: Subscription.objects.filter(user_id=user_id, status=SubscriptionStatus.ACTIVE)
     .order_by("pk").values("plan")[:1],

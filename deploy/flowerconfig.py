@@ -8,7 +8,7 @@ not start. (Under deploy/, not in a package: it stops the process when imported 
 
 import os
 
-from auteur.secret_values import env_value
+from auteur.core.secret_values import env_value
 
 # Once the Django settings have loaded (Celery's app loads them before Flower reads this file), they
 # have put the login in the environment from its file, as they do for every library's secret:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import sys
 
-# The Celery queues (auteur/queues.py ALL_QUEUES; a test holds the two equal).
+# The Celery queues (auteur/core/queues.py ALL_QUEUES; a test holds the two equal).
 QUEUES = ("default", "media", "render", "gpu_audio", "gpu_vision", "gpu_generation", "webhooks")
 # The list GPU calls announce on (gpu_tasks/announce.py EVENTS_KEY; a test holds them equal).
 GPU_EVENTS_KEY = "auteur:gpu:events"

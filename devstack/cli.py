@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import devstack
-from auteur.envfile import read_env_file
+from auteur.core.envfile import read_env_file
 from devstack import REPO_ROOT
 from devstack.front import front_processes
 from devstack.ports import preferred_port
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         stack.start()
         env.update(stack.urls())
-        # The processes that serve requests log in as the API's own role (auteur/rls.py); the rest
+        # The processes that serve requests log in as the API's own role (auteur/core/rls.py); the rest
         # (migrations, workers, beat, manage.py) as the owner.
         database_api_url = env.pop("DATABASE_API_URL", "")
         # manage.py in another terminal must see what the stack's processes see.

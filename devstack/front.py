@@ -53,7 +53,7 @@ def uvicorn_argv(port: int, *options: str) -> list[str]:
     One process, one event loop: its hub holds one Redis reader for all its connections. Lifespan
     is off: the hub starts with the first connection. On stop, open streams get a few seconds,
     then are cut (clients reconnect and resume from their last event id). X-Forwarded-* are
-    believed from FORWARDED_ALLOW_IPS only, read from the environment (auteur/proxies.py).
+    believed from FORWARDED_ALLOW_IPS only, read from the environment (auteur/core/proxies.py).
     """
     return [
         _bin("uvicorn"), "auteur.asgi:application", "--host", "127.0.0.1", "--port", str(port),
@@ -67,7 +67,7 @@ def front_processes(
 ) -> Front:
     """Caddy on `host`:`port`, the API's gunicorn and the storage gunicorn on free loopback ports.
 
-    `database_api_url`, if given, is the login of the processes that serve requests (auteur/rls.py)."""
+    `database_api_url`, if given, is the login of the processes that serve requests (auteur/core/rls.py)."""
     api_port, storage_port, asgi_port = free_port(), free_port(), free_port()
     web_workers = env.get("WEB_CONCURRENCY") or str(min(4, (os.cpu_count() or 1) + 1))
     # Caddy is the one proxy in front: the client's address is the last X-Forwarded-For entry, and

@@ -87,7 +87,7 @@ def stack_processes(env: dict[str, str], var_dir: Path, *, flower_port: int, flo
     """The Celery worker, beat, the GPU announcements' consumer, the metrics exporter and Flower.
 
     (The API and its proxy are ``front.front_processes``.)"""
-    from auteur.queues import ALL_QUEUES
+    from auteur.core.queues import ALL_QUEUES
 
     worker_concurrency = env.get("CELERY_WORKER_CONCURRENCY") or str(max(2, os.cpu_count() or 1))
     celery = [str(Path(sys.executable).parent / "celery"), "-A", "auteur"]

@@ -236,13 +236,13 @@ class PostgresServer(EmbeddedServer):
     def after_start(self) -> None:
         import psycopg
 
-        from auteur.rls import API_ROLE
+        from auteur.core.rls import API_ROLE
 
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [PG_DATABASE]).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-            # The API's own login (auteur/rls.py), as production has it; the migrations give it
+            # The API's own login (auteur/core/rls.py), as production has it; the migrations give it
             # its privileges. Loopback with trust authentication: no password.
             conn.execute(f"""
                 DO $$ BEGIN
@@ -258,7 +258,7 @@ class PostgresServer(EmbeddedServer):
 
     def api_url(self) -> str:
         """DATABASE_API_URL: the same database, as the API's own login."""
-        from auteur.rls import API_ROLE
+        from auteur.core.rls import API_ROLE
 
         return f"postgres://{API_ROLE}@{self.host}:{self.port}/{PG_DATABASE}"
 

@@ -310,11 +310,11 @@ def _drf_statuses() -> dict[str, int]:
 def error_table_rows() -> list[ErrorCode]:
     """Every code the API's errors carry, found in the source:
 
-    - the table of statuses (`HTTP_STATUS` in auteur/errors.py, its comments as notes), the
+    - the table of statuses (`HTTP_STATUS` in auteur/core/errors.py, its comments as notes), the
       server-side failures' sentences (`SERVER_FAILURES`) and DRF's exceptions' codes (`_DRF_CODES`);
     - each `ApplicationError` subclass's `code` and every `code="..."` given to an error's constructor;
     - each `error_body(...)` / `error_response(status, "code", ...)` written by hand;
-    - the codes the OpenAPI schema adds by itself (auteur/schema.py) and those views declare (`@raises`).
+    - the codes the OpenAPI schema adds by itself (auteur/core/schema.py) and those views declare (`@raises`).
 
     A code's status is `HTTP_STATUS`'s, else the one written beside it, else 400 (`http_status`).
     """
@@ -431,7 +431,7 @@ def error_table_rows() -> list[ErrorCode]:
                     for argument in node.args:
                         if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
                             add(argument.value, where)
-            elif isinstance(node, ast.Tuple) and where == "auteur/schema.py":
+            elif isinstance(node, ast.Tuple) and where == "auteur/core/schema.py":
                 # BODY_CODES and AUTHENTICATION_CODES: (status, code) pairs, or codes of a 401.
                 elements = node.elts
                 if len(elements) == 2 and isinstance(elements[1], ast.Constant) \

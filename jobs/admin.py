@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from auteur.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin, breakable
-from auteur.errors import ApplicationError
+from auteur.core.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin, breakable
+from auteur.core.errors import ApplicationError
 from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
 from jobs.events.usage import usage_write_csv

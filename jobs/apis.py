@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from auteur.api import (
+from auteur.core.api import (
     ApiView,
     KeyedPagination,
     PageQuerySerializer,
@@ -27,8 +27,8 @@ from auteur.api import (
     request_subject,
     request_user,
 )
-from auteur.schema import raises
-from auteur.throttling import SlidingWindowThrottle
+from auteur.core.schema import raises
+from auteur.core.throttling import SlidingWindowThrottle
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import SubmissionOptions

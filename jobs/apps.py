@@ -35,7 +35,7 @@ class JobsConfig(AppConfig):
     def ready(self) -> None:
         _check_gpu_backend()
         _check_features_off()
-        from auteur.retention import register_sweep
+        from auteur.core.retention import register_sweep
         from credits.selectors import ledger_check_register
         from jobs import receivers
         from jobs.retention import SWEEPS

@@ -1,9 +1,9 @@
-"""Every domain failure of the jobs app, each with its machine-readable code (auteur/errors.py
+"""Every domain failure of the jobs app, each with its machine-readable code (auteur/core/errors.py
 maps codes to HTTP statuses)."""
 
 from __future__ import annotations
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 
 
 class JobNotFound(ApplicationError):

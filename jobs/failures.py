@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from django.conf import settings
 
-from auteur.logging import scrub
+from auteur.core.logging import scrub
 
 DETAIL_MAX_CHARS = 4000
 

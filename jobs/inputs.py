@@ -23,7 +23,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from auteur.api import StrictSerializer
+from auteur.core.api import StrictSerializer
 from jobs import gpu_client
 from jobs.gpu_client import LANGUAGE_CHOICES, Bound, Choices, InputBound, Resolution
 from jobs.models import JobPriority

@@ -1,4 +1,4 @@
-"""What the jobs app prunes (auteur/retention.py runs it): old events, spent idempotency keys,
+"""What the jobs app prunes (auteur/core/retention.py runs it): old events, spent idempotency keys,
 and entries of the per-user event streams past their age.
 
 A job itself is never deleted by retention: its row, with `input_params` and `output_data`,
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import QuerySet
 
-from auteur.retention import Sweep, SweepContext, SweepResult, delete_in_batches
+from auteur.core.retention import Sweep, SweepContext, SweepResult, delete_in_batches
 from jobs.events.stream import KEY_PREFIX, stream_redis
 from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, TERMINAL_STATUSES, IdempotencyRecord, JobEvent, Quote, UsageEvent
 

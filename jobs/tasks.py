@@ -17,9 +17,9 @@ from celery.contrib.django.task import DjangoTask
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from auteur.errors import ApplicationError
-from auteur.logging import job_id_var
-from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
+from auteur.core.errors import ApplicationError
+from auteur.core.logging import job_id_var
+from auteur.core.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from jobs import task_names
 from jobs.events.record import bind_job_to_logs, job_event_record
 from jobs.gpu_client import GpuError, TransientGpuError
@@ -174,7 +174,7 @@ def reap() -> dict[str, int]:
     return counts
 
 
-# ---- Retention (auteur/retention.py; beat runs each, celeryconfig.beat_schedule). Each deletes in
+# ---- Retention (auteur/core/retention.py; beat runs each, celeryconfig.beat_schedule). Each deletes in
 # committed batches, so a run cut short by its time limit loses nothing: the next one goes on.
 @shared_task(name="jobs.retention.job_events", acks_late=True)
 def retention_job_events() -> str:

@@ -18,7 +18,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from media.hooks import media_in_use_reasons
 from media.models import MediaFile, VoiceClone
 from media.services.deletion import media_delete

@@ -6,7 +6,7 @@ class MediaConfig(AppConfig):
     verbose_name = "Media"
 
     def ready(self) -> None:
-        from auteur.retention import register_sweep
+        from auteur.core.retention import register_sweep
         from media.services.retention import SWEEPS
 
         for sweep in SWEEPS:

@@ -1,13 +1,13 @@
 """Every exception of the media app.
 
 Domain failures a client sees are ``ApplicationError``s (rendered by the API's error handler
-with their ``code``, whose HTTP status auteur/errors.py gives); the others are raised by storage and handled inside
+with their ``code``, whose HTTP status auteur/core/errors.py gives); the others are raised by storage and handled inside
 the app (retried, or turned into a 403/400 by the local backend's views).
 """
 
 from __future__ import annotations
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 
 # ----------------------------------------------------------------------------- storage
 

@@ -12,7 +12,7 @@ import logging
 
 from celery import Task, shared_task
 
-from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
+from auteur.core.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from celeryconfig import LONGEST_COUNTDOWN_SECONDS
 from media import task_names
 from media.errors import StorageError

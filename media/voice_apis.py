@@ -9,7 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import (
+from auteur.core.api import (
     ApiView,
     KeyedPagination,
     PageQuerySerializer,
@@ -17,7 +17,7 @@ from auteur.api import (
     paginated_response,
     request_user,
 )
-from auteur.schema import raises
+from auteur.core.schema import raises
 from media.models import VoiceClone
 from media.selectors import media_get_for_user, voice_get, voice_list
 from media.services.voices import voice_create, voice_delete, voice_sample_url

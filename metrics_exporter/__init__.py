@@ -4,7 +4,7 @@ business state in the database, as Prometheus metrics on an internal port.
 - `celery_events.py`: tasks received, succeeded, failed and retried, runtimes and queue waits,
   from the workers' events; the reaper's findings from its results.
 - each queue's depth (from the broker) and the workers consuming it (a Celery `inspect`):
-  `auteur/queues.py`, shared with /readyz and `manage.py doctor`.
+  `auteur/core/queues.py`, shared with /readyz and `manage.py doctor`.
 - `business.py`: jobs by type and state, their latencies, refunds, GPU seconds, credits and
   webhook deliveries, tailed from the database; the nightly ledger check's result.
 

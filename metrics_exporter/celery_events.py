@@ -16,7 +16,7 @@ from typing import Any
 from celery import current_app
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from auteur.queues import QUEUE_WAIT_EVENT
+from auteur.core.queues import QUEUE_WAIT_EVENT
 from jobs import task_names
 
 logger = logging.getLogger(__name__)

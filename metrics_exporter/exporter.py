@@ -10,7 +10,7 @@ import time
 from django.db import close_old_connections
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from auteur.queues import ALL_QUEUES, queue_depths, queue_workers
+from auteur.core.queues import ALL_QUEUES, queue_depths, queue_workers
 from metrics_exporter.business import BusinessMetrics
 from metrics_exporter.celery_events import TaskMetrics, consume_events
 

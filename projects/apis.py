@@ -7,8 +7,8 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, KeyedPagination, StrictSerializer, paginated_response, request_user
-from auteur.schema import raises
+from auteur.core.api import ApiView, KeyedPagination, StrictSerializer, paginated_response, request_user
+from auteur.core.schema import raises
 from projects.edl.apis import EdlSerializer
 from projects.edl.selectors import edl_get
 from projects.models import Project, validate_resolution

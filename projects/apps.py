@@ -6,7 +6,7 @@ class ProjectsConfig(AppConfig):
     verbose_name = "Projects"
 
     def ready(self) -> None:
-        from auteur.retention import register_sweep
+        from auteur.core.retention import register_sweep
         from projects.retention import SWEEPS
 
         for sweep in SWEEPS:

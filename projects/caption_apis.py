@@ -21,8 +21,8 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 
-from auteur.api import ApiView, request_user
-from auteur.schema import raises
+from auteur.core.api import ApiView, request_user
+from auteur.core.schema import raises
 from media.selectors import media_get
 from media.services.captions import media_caption_read
 from projects.captions import FORMATS, media_caption_file, timeline_caption_file

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import pysubs2
 
-from auteur.collector import collector_paused
+from auteur.core.collector import collector_paused
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, transcript_cuts
 
 MAX_LINE_CHARS = 42
@@ -428,7 +428,7 @@ def timeline_caption_file(
     edl: Mapping[str, Any], fmt: str, *, speakers: bool = False, padding_ms: int = DEFAULT_PADDING_MS
 ) -> str:
     """The edited timeline's captions (`fmt`: srt, vtt or json), at output times."""
-    with collector_paused():  # bounded by the timeline's limits: auteur/collector.py
+    with collector_paused():  # bounded by the timeline's limits: auteur/core/collector.py
         return _timeline_caption_file(edl, fmt, speakers=speakers, padding_ms=padding_ms)
 
 

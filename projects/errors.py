@@ -1,9 +1,9 @@
-"""Every domain failure the projects app raises, each with its code (auteur/errors.py maps codes
+"""Every domain failure the projects app raises, each with its code (auteur/core/errors.py maps codes
 to HTTP statuses)."""
 
 from __future__ import annotations
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 
 
 class ProjectNotFound(ApplicationError):

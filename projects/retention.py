@@ -1,4 +1,4 @@
-"""What the projects app prunes (auteur/retention.py runs it): storage and EDL documents left
+"""What the projects app prunes (auteur/core/retention.py runs it): storage and EDL documents left
 behind by deleted projects.
 
 Deleting a project removes its media rows by cascade, in its transaction, and its objects
@@ -26,7 +26,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
-from auteur.retention import Sweep, SweepContext, SweepResult
+from auteur.core.retention import Sweep, SweepContext, SweepResult
 from media.services.deletion import media_delete_objects
 from media.storage import get_storage
 from projects.edl.store import edl_collection, history_collection, store_errors

@@ -4,7 +4,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from auteur.prepared import PreparedRead
+from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
 from projects.errors import ProjectNotFound
 from projects.models import Project
@@ -19,7 +19,7 @@ def project_library_get(*, user: User) -> Project | None:
     return Project.objects.filter(user=user, is_library=True).first()
 
 
-# Every request about a project reads it: built once per process (auteur.prepared).
+# Every request about a project reads it: built once per process (auteur.core.prepared).
 _OWNED = PreparedRead(lambda pk, user_id: Project.objects.filter(pk=pk, user_id=user_id),
                       pk=uuid.UUID(int=1), user_id=uuid.UUID(int=2))
 

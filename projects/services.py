@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from auteur.quotas import quota_check, quota_lock
+from auteur.core.quotas import quota_check, quota_lock
 from auteur.users.models import User
 from media.services.deletion import media_delete_project_objects
 from projects.edl.services import edl_create, edl_delete

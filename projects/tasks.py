@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from auteur.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
+from auteur.core.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 
 
 @shared_task(name="projects.retention.deleted_project_objects", acks_late=True)

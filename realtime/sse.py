@@ -37,9 +37,9 @@ from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from auteur.asyncdb import released
-from auteur.errors import api_exception_handler, error_body, error_response
-from auteur.proxies import drop_untrusted_forwarded
+from auteur.core.asyncdb import released
+from auteur.core.errors import api_exception_handler, error_body, error_response
+from auteur.core.proxies import drop_untrusted_forwarded
 from auteur.users.authentication import JWTAuthentication
 from auteur.users.models import User
 from jobs.models import Job

@@ -42,7 +42,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.exceptions import APIException
 
-from auteur.asyncdb import released
+from auteur.core.asyncdb import released
 from jobs.errors import JobNotFound
 from jobs.selectors.jobs import job_get
 from realtime.hub import SlowClient, Subscription, get_hub, id_order, valid_event_id

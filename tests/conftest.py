@@ -14,7 +14,7 @@ from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
 
-from auteur import publishing, silence
+from auteur.core import publishing, silence
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from jobs.events import stream

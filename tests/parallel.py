@@ -7,7 +7,7 @@ uvicorn, gunicorn, Caddy, beat) inherit them from there.
 
 Each xdist worker (gw0, gw1, ...) gets:
 - Postgres: its own test database; pytest-django names it test_<name>_<worker>. The API's role
-  (auteur/rls.py) is the cluster's, shared by every database: it is made once, by the controller,
+  (auteur/core/rls.py) is the cluster's, shared by every database: it is made once, by the controller,
   before any worker runs the migrations, so two workers never both try to create it.
 - Redis: a redis-server of its own when `devstack exec` started the suite's Redis (the broker, the
   cache, rate limits, streams and beat's lock all follow REDIS_URL). Tests look at what is
@@ -120,11 +120,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
 
 
 def ensure_api_role(database_url: str) -> None:
-    """The API's role (auteur/rls.py), made once before the workers migrate: the migrations make it
+    """The API's role (auteur/core/rls.py), made once before the workers migrate: the migrations make it
     only where it is missing, and two workers that both found it missing would collide on its name."""
     import psycopg
 
-    from auteur.rls import API_ROLE
+    from auteur.core.rls import API_ROLE
 
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(f"""

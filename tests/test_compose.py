@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from auteur.queues import ALL_QUEUES, CPU_QUEUES, GPU_DISPATCH_QUEUES, WEBHOOK_QUEUES
+from auteur.core.queues import ALL_QUEUES, CPU_QUEUES, GPU_DISPATCH_QUEUES, WEBHOOK_QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -312,7 +312,7 @@ def celery_problems(argv: list[str]) -> list[str]:
         if not queues:
             # Without -Q a worker consumes every queue, and the split between deployments is lost.
             problems.append("celery worker without -Q consumes every queue")
-        problems += [f"queue {queue!r} is not in auteur.queues.ALL_QUEUES"
+        problems += [f"queue {queue!r} is not in auteur.core.queues.ALL_QUEUES"
                      for queue in queues if queue not in ALL_QUEUES]
     return problems
 
@@ -382,8 +382,8 @@ def test_queue_extraction_understands_every_spelling(command):
 
 
 @pytest.mark.parametrize(("command", "expected"), [
-    ("celery -A auteur worker -Q default,gpu_audoi", "'gpu_audoi' is not in auteur.queues.ALL_QUEUES"),
-    ("celery -A auteur worker --queues=Media", "'Media' is not in auteur.queues.ALL_QUEUES"),
+    ("celery -A auteur worker -Q default,gpu_audoi", "'gpu_audoi' is not in auteur.core.queues.ALL_QUEUES"),
+    ("celery -A auteur worker --queues=Media", "'Media' is not in auteur.core.queues.ALL_QUEUES"),
     ("celery -A auteur worker -c 2", "without -Q"),
     ("celery -A auteurr worker -Q default", "'auteurr' has no file"),
     ("celery -A auteur.celery:missing worker -Q default", "defines no 'missing'"),
@@ -585,7 +585,7 @@ def test_the_generated_urls_reach_composes_servers_as_their_users(compose_secret
 
 
 def test_plain_text_to_the_data_stores_is_allowed_because_they_are_this_projects_own(services):
-    # Production refuses a plain-text URL to another machine (auteur/tls.py). Compose's servers are
+    # Production refuses a plain-text URL to another machine (auteur/core/tls.py). Compose's servers are
     # its own, on its private network (their hosts: the test above), and it says so; Kubernetes'
     # config does not (tests/test_k8s.py).
     for name, service in built_services(services).items():

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.urls import Resolver404, resolve
 
-from auteur.queues import ALL_QUEUES
+from auteur.core.queues import ALL_QUEUES
 from devstack import REPO_ROOT
 from scripts import check_k8s
 from tests.test_compose import argv_of, celery_queues, command_problems, management_commands
@@ -213,7 +213,7 @@ def secret_problems(workload: dict[str, Any], config: dict[str, str]) -> list[st
 def test_no_pod_gets_a_secret_as_a_variable_only_as_a_file_of_the_mounted_secret():
     config = of_kind("ConfigMap")[CONFIG_MAP]["data"]
     assert config["AUTEUR_SECRETS_DIR"] == "/etc/auteur/secrets"
-    # And the data stores are reached over TLS: production refuses plain text (auteur/tls.py).
+    # And the data stores are reached over TLS: production refuses plain text (auteur/core/tls.py).
     assert "AUTEUR_ALLOW_PLAINTEXT_DATASTORES" not in config
     workloads = {**of_kind("Deployment"), **of_kind("Job")}
     assert {name: secret_problems(w, config) for name, w in workloads.items()} == {name: [] for name in workloads}

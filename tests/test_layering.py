@@ -12,10 +12,10 @@
 - `gpu_tasks` imports neither Django nor any app (it runs inside Modal's containers);
 - `jobs` reaches `gpu_tasks` only through its client (`jobs/gpu_client.py`) and its specs
   (`jobs/specs.py`);
-- the foundations (`auteur/users`, `auteur/errors.py`, `auteur/api.py`, `auteur/schema.py`,
-  `auteur/retention.py`, `auteur/collector.py`, `auteur/prepared.py`, `auteur/rls.py`,
-  `auteur/publishing.py`, `auteur/silence.py`, `auteur/outbox.py`, `auteur/untrusted.py`) import
-  no app (`auteur/untrusted.py` runs parsers through the confined runner, a shared leaf);
+- `auteur/` is the wiring (settings, URLs, entry points, the Celery app, health checks) above its
+  foundations, `auteur/core/` and `auteur/users/`: apps import those two, never the rest of
+  `auteur`, and the foundations import no app nor the wiring (`auteur/core/untrusted.py` runs
+  parsers through the confined runner, a shared leaf);
 - nothing imports `jobs` but the wiring (`auteur/urls.py`, `auteur/asgi.py`, `auteur/celery.py` by
   autodiscovery) and the two apps that read it: `realtime` and `metrics_exporter`;
 - `realtime` (SSE, the WebSocket, `Prefer: wait`) imports only `jobs` of the apps (and the
@@ -98,11 +98,9 @@ def test_gpu_tasks_imports_no_django_at_all():
     assert bad == []
 
 
-def test_apps_reach_the_auteur_package_only_for_its_foundations():
-    foundations = ("auteur.users", "auteur.errors", "auteur.api", "auteur.schema", "auteur.logging",
-                   "auteur.queues", "auteur.quotas", "auteur.admin_tools", "auteur.throttling", "auteur.parsers",
-                   "auteur.asyncdb", "auteur.retention", "auteur.proxies", "auteur.collector", "auteur.prepared",
-                   "auteur.rls", "auteur.publishing", "auteur.silence", "auteur.outbox", "auteur.untrusted")
+def test_apps_reach_the_auteur_package_only_for_its_core_and_users():
+    """The one rule of `auteur/`: apps import `auteur.core` and `auteur.users`, never the rest of
+    `auteur`, which is the wiring (settings, URLs, entry points, the Celery app, health checks)."""
     # `manage.py doctor` is an interface over every component, readiness's checks included.
     wiring = {"jobs/management/commands/doctor.py"}
     bad = []
@@ -111,8 +109,15 @@ def test_apps_reach_the_auteur_package_only_for_its_foundations():
             if path.relative_to(ROOT).as_posix() in wiring:
                 continue
             bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
-                    if name.split(".")[0] == "auteur" and not name.startswith(foundations)]
+                    if name.split(".")[0] == "auteur" and not name.startswith(("auteur.core", "auteur.users"))]
     assert bad == []
+
+
+def test_the_wiring_is_all_that_is_left_at_the_top_of_auteur():
+    # A new module of auteur/ is wiring or a foundation: a foundation goes to auteur/core/.
+    top = sorted(p.stem for p in (ROOT / "auteur").glob("*.py"))
+    assert top == ["__init__", "asgi", "asgi_limits", "beat", "celery", "gunicorn_conf", "health", "index",
+                   "metrics", "middleware", "urls", "wsgi"], top
 
 
 def test_jobs_reaches_gpu_tasks_only_through_its_client_and_specs():
@@ -129,13 +134,12 @@ def test_the_shared_leaves_import_nothing_of_the_project():
 
 def test_foundations_import_no_app():
     bad = []
-    foundations = [ROOT / "auteur/errors.py", ROOT / "auteur/api.py", ROOT / "auteur/schema.py",
-                   ROOT / "auteur/retention.py", ROOT / "auteur/collector.py", ROOT / "auteur/prepared.py",
-                   ROOT / "auteur/rls.py", ROOT / "auteur/publishing.py", ROOT / "auteur/silence.py",
-                   ROOT / "auteur/outbox.py", ROOT / "auteur/untrusted.py"]
-    for path in [*modules("auteur/users"), *foundations]:
+    for path in [*modules("auteur/users"), *modules("auteur/core")]:
         bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
                 if name.split(".")[0] in APPS and name.split(".")[0] != "auteur" and name not in SHARED_LEAVES]
+        # Nor the wiring above them: only the core and the users.
+        bad += [f"{path.relative_to(ROOT)}:{line} {name}" for line, name in imports(path)
+                if name.split(".")[0] == "auteur" and not name.startswith(("auteur.core", "auteur.users"))]
     assert bad == []
 
 
@@ -172,7 +176,7 @@ def test_nothing_imports_the_metrics_exporter():
 
 
 def test_domain_errors_carry_no_http_status():
-    """Services, selectors and each app's errors.py speak in error codes; auteur/errors.py alone
+    """Services, selectors and each app's errors.py speak in error codes; auteur/core/errors.py alone
     knows which HTTP status a code is answered with."""
     bad = []
     for package in ("credits", "media", "projects", "jobs", "billing"):

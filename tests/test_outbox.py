@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from auteur import outbox, publishing, silence
+from auteur.core import outbox, publishing, silence
 from jobs.events import stream
 
 

@@ -22,7 +22,7 @@ from django.core.cache.backends.redis import RedisCache
 from kombu import Connection, Exchange, Queue
 from kombu.message import Message
 
-from auteur.queues import ALL_QUEUES, QUEUE_MEDIA
+from auteur.core.queues import ALL_QUEUES, QUEUE_MEDIA
 from devstack.ports import free_port
 from gpu_tasks.announce import EVENTS_KEY, Announcement, EventQueue, RedisAnnouncer
 
@@ -171,7 +171,7 @@ def test_the_api_streams_publishes_caches_and_counts(port, settings):
     assert cache.incr("quote:n", 1) == 1 if cache.add("quote:n", 0) else True
 
     # The rate limiter's script, as the API runs it.
-    from auteur import throttling
+    from auteur.core import throttling
 
     settings.REDIS_URL = url("api", port)
     throttling._client.cache_clear()

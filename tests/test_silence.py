@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
-from auteur import publishing, silence
+from auteur.core import publishing, silence
 
 
 def test_only_a_time_out_marks_a_server_silent_and_the_silence_ends(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,7 +33,7 @@ def test_only_a_time_out_marks_a_server_silent_and_the_silence_ends(monkeypatch:
 def test_while_redis_is_silent_no_caller_waits_on_it(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
     """The rate limiter lets the request through and the publish is held for later: neither calls
     the silent server."""
-    from auteur import throttling
+    from auteur.core import throttling
 
     def no_call(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the silent server was called")

@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from auteur.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin
+from auteur.core.admin_tools import ActionsOnlyAdminMixin, ReadOnlyAdminMixin
 from webhooks.models import AccountNotice, Delivery, DeliveryAttempt, JobWebhook, Webhook
 from webhooks.services import delivery_redeliver
 

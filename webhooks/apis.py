@@ -9,8 +9,15 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, KeyedPagination, PageQuerySerializer, StrictSerializer, paginated_response, request_user
-from auteur.schema import raises
+from auteur.core.api import (
+    ApiView,
+    KeyedPagination,
+    PageQuerySerializer,
+    StrictSerializer,
+    paginated_response,
+    request_user,
+)
+from auteur.core.schema import raises
 from webhooks.models import ALL_EVENT_TYPES, NoticeKind, WebhookEventType
 from webhooks.selectors import delivery_list, notice_list, webhook_get, webhook_list
 from webhooks.services import signing_secret_get, webhook_create, webhook_delete, webhook_test

@@ -38,7 +38,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from auteur.publishing import send
+from auteur.core.publishing import send
 from auteur.users.models import User
 from webhooks import keys, sender, task_names
 from webhooks.errors import WebhookBacklogFull, WebhookLimitReached

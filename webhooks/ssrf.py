@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 
 MAX_URL_LENGTH = 2000
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

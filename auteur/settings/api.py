@@ -46,19 +46,19 @@ AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_CANCELS_PER_MI
 # ---- API
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["auteur.users.authentication.JWTAuthentication"],
-    "DEFAULT_THROTTLE_CLASSES": ["auteur.throttling.SlidingWindowThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["auteur.core.throttling.SlidingWindowThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["auteur.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["auteur.core.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "auteur.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "auteur.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "auteur.core.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "auteur.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Client IP for per-IP limits: REMOTE_ADDR unless this many trusted proxies (Caddy: 1) sit in
     # front; DRF's default would trust any X-Forwarded-For a client sends.
     "NUM_PROXIES": env.int("AUTEUR_NUM_PROXIES", default=0),
 }
 # The reverse proxy's addresses or networks (Caddy, the ingress controller): the only peer whose
-# X-Forwarded-For/-Proto are believed (auteur/proxies.py). gunicorn and uvicorn read this same
+# X-Forwarded-For/-Proto are believed (auteur/core/proxies.py). gunicorn and uvicorn read this same
 # variable for their own handling of those headers. Never `*`: a client that reached the server
 # past the proxy could then forge its address (and escape per-IP limits) and its scheme.
 FORWARDED_ALLOW_IPS: list[str] = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
@@ -100,7 +100,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("AUTEUR_MAX_BODY_BYTES", default=5 * 1024 
 # A JSON body with more objects and arrays than this (counted by their brackets before it is read)
 # is refused, 400; one nested deeper than the interpreter's recursion limit too.
 AUTEUR_JSON_MAX_CONTAINERS = env.int("AUTEUR_JSON_MAX_CONTAINERS", default=500_000)
-# What reading a user's document in a confined child may take (auteur/untrusted.py): address space,
+# What reading a user's document in a confined child may take (auteur/core/untrusted.py): address space,
 # CPU and wall time; past them the request is refused, 422 input_too_complex. Within the API's own
 # request timeout (gunicorn's 30 s), which the wall time must stay under.
 AUTEUR_PARSE_MEMORY_MB = env.int("AUTEUR_PARSE_MEMORY_MB", default=1024)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from auteur.secret_values import env_value
+from auteur.core.secret_values import env_value
 from auteur.settings.environment import env
 
 # ---- Plans and credits (credits/)

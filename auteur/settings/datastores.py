@@ -8,15 +8,15 @@ from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
-from auteur.secret_values import env_value
+from auteur.core.secret_values import env_value
+from auteur.core.tls import TlsConfigError, broker_tls, redis_tls_options
 from auteur.settings.environment import env, required
-from auteur.tls import TlsConfigError, broker_tls, redis_tls_options
 
 _T = TypeVar("_T")
 
 # Postgres, as the tables' owner (the processes that serve requests log in as the API, below).
 DATABASES = {"default": env.db_url_config(required("DATABASE_URL"))}
-# The API's own login (auteur/rls.py), read only by the processes that serve requests (auteur/wsgi.py
+# The API's own login (auteur/core/rls.py), read only by the processes that serve requests (auteur/wsgi.py
 # and auteur/asgi.py set AUTEUR_SERVES_REQUESTS): their connections log in as auteur_api, and the
 # owner's (DATABASE_URL) serves only the views that act across users (the admin, Stripe's webhook).
 # Workers, beat and management commands keep the owner's login, whatever the environment holds.
@@ -48,7 +48,7 @@ def _tls(name: str, derive: Callable[[str], _T], url: str) -> _T:
         raise ImproperlyConfigured(f"{name}: {exc}.") from None
 
 
-# TLS (auteur/tls.py; docs/security.md, "TLS to the data stores"): a rediss:// or amqps:// URL turns it on and
+# TLS (auteur/core/tls.py; docs/security.md, "TLS to the data stores"): a rediss:// or amqps:// URL turns it on and
 # its query names the CA file. redis-py reads that itself; Celery's broker, its result backend and
 # RedBeat are handed these options (celeryconfig.py), which check the server by default.
 REDIS_TLS = _tls("REDIS_URL", redis_tls_options, REDIS_URL)

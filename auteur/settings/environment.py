@@ -1,7 +1,7 @@
 """The environment the settings are read from: `.env`, DEBUG, where files live, and the secrets.
 
 Production is the default: with ``DJANGO_DEBUG`` off, every secret must come from the environment
-(or a file: auteur/secret_values.py) and start-up fails naming the first one missing. ``make run``
+(or a file: auteur/core/secret_values.py) and start-up fails naming the first one missing. ``make run``
 and ``make test`` turn debug on, where development stand-ins are used instead.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from auteur.envfile import read_env_file
-from auteur.secret_values import env_value
+from auteur.core.envfile import read_env_file
+from auteur.core.secret_values import env_value
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-# `.env` at the project root fills in what the environment does not set (auteur/envfile.py).
+# `.env` at the project root fills in what the environment does not set (auteur/core/envfile.py).
 read_env_file()
 env = environ.Env()
 
@@ -27,7 +27,7 @@ VAR_DIR = Path(env.str("AUTEUR_VAR_DIR", default=str(BASE_DIR / "var")))
 
 
 # Every setting that is a secret or may carry one (a password in a URL): each is read by
-# env_value (auteur/secret_values.py), so it may also come from a file, as Docker and Kubernetes
+# env_value (auteur/core/secret_values.py), so it may also come from a file, as Docker and Kubernetes
 # mount secrets. The last four are read from the environment by libraries (Modal's client,
 # huggingface_hub, Flower) and are put there from their file.
 SECRET_NAMES = (

@@ -47,10 +47,10 @@ MIDDLEWARE = [
     # First and (but for axes) last: every request's latency and response, by view and status.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Before anything reads the client's address or scheme: X-Forwarded-* only from the proxy.
-    "auteur.proxies.ForwardedHeadersMiddleware",
+    "auteur.core.proxies.ForwardedHeadersMiddleware",
     "auteur.middleware.RequestContextMiddleware",
     # Before anything reads the database: each request's queries see only its caller's rows.
-    "auteur.rls.RowLevelSecurityMiddleware",
+    "auteur.core.rls.RowLevelSecurityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auteur.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -10,7 +10,7 @@ AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS = env.int("AUTEUR_MEDIA_PROBE_DEADLINE_SECON
 # A voice's sample is stored as a mono 24 kHz WAV of at most this many seconds (the start of the file).
 AUTEUR_VOICE_SAMPLE_MAX_SECONDS = env.int("AUTEUR_VOICE_SAMPLE_MAX_SECONDS", default=30)
 
-# ---- Per-user quotas (auteur/quotas.py; EDL history is AUTEUR_EDL_HISTORY below)
+# ---- Per-user quotas (auteur/core/quotas.py; EDL history is AUTEUR_EDL_HISTORY below)
 AUTEUR_QUOTA_STORAGE_BYTES = env.int("AUTEUR_QUOTA_STORAGE_BYTES", default=50 * 1024**3)
 AUTEUR_QUOTA_VOICES = env.int("AUTEUR_QUOTA_VOICES", default=20)
 AUTEUR_QUOTA_PROJECTS = env.int("AUTEUR_QUOTA_PROJECTS", default=200)

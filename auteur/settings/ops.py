@@ -40,10 +40,10 @@ LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "auteur.logging.ContextFilter"},
-                "clock_tasks": {"()": "auteur.logging.ClockTaskFilter"}},
+    "filters": {"context": {"()": "auteur.core.logging.ContextFilter"},
+                "clock_tasks": {"()": "auteur.core.logging.ClockTaskFilter"}},
     "formatters": {
-        "json": {"()": "auteur.logging.JsonFormatter"},
+        "json": {"()": "auteur.core.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s user=%(user_id)s "
                            "job=%(job_id)s] %(message)s"},
     },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from auteur.settings.environment import env
 
-# ---- Retention (auteur/retention.py; docs/retention.md): beat runs every sweep this often, each
+# ---- Retention (auteur/core/retention.py; docs/retention.md): beat runs every sweep this often, each
 # deleting at most BATCH_SIZE rows per statement and transaction. Job events go this long after
 # their job ended (the job row stays); job outputs after this many days (0: never).
 AUTEUR_RETENTION_INTERVAL_SECONDS = env.float("AUTEUR_RETENTION_INTERVAL_SECONDS", default=3600.0)

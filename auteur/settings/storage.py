@@ -7,11 +7,11 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from auteur.secret_values import env_value
+from auteur.core.secret_values import env_value
+from auteur.core.storage_settings import MAX_CDN_CACHE_SECONDS, cdn_base_url, local_media_storage, s3_media_storage
+from auteur.core.tls import plaintext_connections
 from auteur.settings.datastores import DATABASE_API_URL, MONGODB_URI, REDIS_URL
 from auteur.settings.environment import DEBUG, VAR_DIR, env, secret
-from auteur.storage_settings import MAX_CDN_CACHE_SECONDS, cdn_base_url, local_media_storage, s3_media_storage
-from auteur.tls import plaintext_connections
 
 # ---- Object storage: the Django storage under MEDIA_STORAGE_ALIAS in STORAGES (below), which
 # media.storage.get_storage() wraps: django-storages' S3 backend when a bucket is configured (S3,
@@ -25,7 +25,7 @@ if AWS_STORAGE_BUCKET_NAME:
 AWS_S3_ADDRESSING_STYLE: str | None = env.str("AWS_S3_ADDRESSING_STYLE", default="") or None  # MinIO: path
 
 # Production connects to its data stores over TLS unless told otherwise: a URL that reaches another
-# machine unencrypted stops start-up, naming the setting (auteur/tls.py: sslmode=require or
+# machine unencrypted stops start-up, naming the setting (auteur/core/tls.py: sslmode=require or
 # verify-*, rediss://, amqps://, tls=true, https://; loopback is exempt). A private network whose
 # servers offer no TLS (docker-compose.yml's) says so with AUTEUR_ALLOW_PLAINTEXT_DATASTORES=1.
 AUTEUR_ALLOW_PLAINTEXT_DATASTORES = env.bool("AUTEUR_ALLOW_PLAINTEXT_DATASTORES", default=False)

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, StrictSerializer
+from auteur.core.api import ApiView, StrictSerializer
 
 
 class AuthVerifyApi(ApiView):

@@ -9,7 +9,7 @@ class UsersConfig(AppConfig):
     verbose_name = "Users"
 
     def ready(self) -> None:
-        from auteur import rls
+        from auteur.core import rls
         from auteur.users import schema  # noqa: F401 - registers the OpenAPI auth extension
 
         rls.install()

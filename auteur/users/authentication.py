@@ -26,9 +26,9 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from auteur import rls
-from auteur.logging import user_id_var
-from auteur.throttling import count_unauthenticated
+from auteur.core import rls
+from auteur.core.logging import user_id_var
+from auteur.core.throttling import count_unauthenticated
 from auteur.users.jwks import ASYMMETRIC_ALGORITHMS, jwks_keys
 from auteur.users.models import User
 from auteur.users.services import user_get_or_create_from_claims

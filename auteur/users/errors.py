@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 
 
 class TotpEnrollmentMissing(ApplicationError):

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.utils import timezone
 
-from auteur.prepared import PreparedRead
+from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def token_profile(claims: dict[str, Any]) -> tuple[str, str]:
     return name, avatar
 
 
-# Every authenticated request reads it: built once per process (auteur.prepared).
+# Every authenticated request reads it: built once per process (auteur.core.prepared).
 _BY_ID = PreparedRead(lambda pk: User.objects.filter(pk=pk), pk=uuid.UUID(int=1))
 
 
@@ -147,7 +147,7 @@ def user_find(*, ref: str) -> User | None:
     """The account `ref` names, for staff tools and scripts: its id, or an email exactly one
     account has (emails are not unique: with several, AmbiguousEmail)."""
     # Imported here: DRF imports this module (through the authentication class) while its own
-    # views module, which auteur.errors imports, is still loading.
+    # views module, which auteur.core.errors imports, is still loading.
     from auteur.users.errors import AmbiguousEmail
 
     ref = ref.strip()

@@ -2,7 +2,7 @@
 
 The same indexed SELECT of the job by id and owner, the same fields, `JsonResponse`; no token
 check (the owner comes in the query string), no throttling, no serializer, and no row-level
-security (it runs as the database login's own role, auteur/rls.py): what the API's per-request
+security (it runs as the database login's own role, auteur/core/rls.py): what the API's per-request
 session scope costs shows in the ratio.
 """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from auteur.users.models import User
 from billing import stripe_client
 from billing.errors import BillingUnavailable

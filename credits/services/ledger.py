@@ -28,7 +28,7 @@ import uuid
 
 from django.db import IntegrityError, connection, transaction
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from auteur.users.models import User
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import (

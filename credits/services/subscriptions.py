@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from auteur.users.models import User
 from credits.errors import PaymentRequired, PlanRequired
 from credits.lock_objects import subscription_lock

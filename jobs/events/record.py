@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from auteur.logging import job_id_var
+from auteur.core.logging import job_id_var
 from jobs.events.stream import JobState, job_stream_append
 from jobs.events.webhooks import job_event_webhooks_send
 from jobs.models import JobEvent, JobEventType

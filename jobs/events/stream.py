@@ -7,8 +7,8 @@ is exact). The stream is capped by length (AUTEUR_EVENT_STREAM_MAXLEN, approxima
 `GET /jobs/{id}/events`, the record in Postgres.
 
 Appending never holds the step or request that committed the event: when Redis does not take it
-(down, out of reach, or silent lately: auteur/silence.py) it is logged, held by the process and
-appended, in order, once Redis answers (auteur/outbox.py), for five minutes at most; live clients
+(down, out of reach, or silent lately: auteur/core/silence.py) it is logged, held by the process and
+appended, in order, once Redis answers (auteur/core/outbox.py), for five minutes at most; live clients
 see it late, not never. One given up on is still in the REST record.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from auteur.outbox import Outbox
+from auteur.core.outbox import Outbox
 from jobs.models import Job, JobEvent
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _append(entry: tuple[str, str]) -> str:
 
 
 # Events Redis did not take when they were committed: appended from a thread once it answers
-# (auteur/outbox.py), in order. One given up on is still in the job's events (GET /jobs/{id}/events).
+# (auteur/core/outbox.py), in order. One given up on is still in the job's events (GET /jobs/{id}/events).
 unstreamed = Outbox(
     "stream-resend", lambda: settings.REDIS_URL, _append, (redis.RedisError,),
     "it stays in the job's events",

@@ -28,7 +28,7 @@ def require_runnable(user: User, spec: JobSpec) -> None:
     reason = gpu_client.unavailable_reason(spec.type)
     if reason is not None:
         backend = settings.AUTEUR_GPU_BACKEND
-        # The reason is an operator's (auteur.errors: a client is told the code's fixed sentence).
+        # The reason is an operator's (auteur.core.errors: a client is told the code's fixed sentence).
         raise FeatureUnavailable(
             f"{spec.type} is not available on this server's GPU backend ({backend}): {reason}.",
             details={"type": spec.type.value, "backend": backend, "reason": reason},

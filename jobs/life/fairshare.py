@@ -45,8 +45,8 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, OuterRef, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce, Greatest
 
-from auteur.prepared import PreparedRead
-from auteur.rls import trusted
+from auteur.core.prepared import PreparedRead
+from auteur.core.rls import trusted
 from credits.models import SubscriptionStatus
 from jobs.life import publish
 from jobs.models import PIECES, Job, JobPiece, JobStatus

@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
-from auteur.prepared import PreparedUpdate
+from auteur.core.prepared import PreparedUpdate
 from jobs import gpu_client
 from jobs.events.record import job_event_record
 from jobs.events.stream import JobState
@@ -25,7 +25,7 @@ from jobs.specs import job_spec
 MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
 PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on every poll
 
-# Every job makes these writes: built once per process (auteur.prepared).
+# Every job makes these writes: built once per process (auteur.core.prepared).
 _SOME_JOB, _SOME_TIME = uuid.UUID(int=1), datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 _CLAIMED_BEFORE = datetime(1, 1, 1, 0, 0, 0, 2, tzinfo=UTC)
 # The right to spawn the job's call: one step at a time holds it, until the call's id is recorded

@@ -13,7 +13,7 @@ its polls. Each step publishes the next as an immutable signature with the job i
 argument, after its own work is committed; a redelivered step finds its work done and only
 re-publishes, so the worst case of a crash is one duplicate message, which the next step
 ignores (bench/pipeline_overhead.py measures the pipeline's overhead). A publish gives up within
-about a second when the broker does not answer (auteur/publishing.py): the reaper publishes a
+about a second when the broker does not answer (auteur/core/publishing.py): the reaper publishes a
 job whose step was not sent, so an API request never waits on a partitioned broker.
 
 Cancelling a job sends nothing to the workers: every step re-reads its job and stops when it
@@ -30,7 +30,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from auteur.publishing import send
+from auteur.core.publishing import send
 from jobs.specs import job_spec
 
 
@@ -72,7 +72,7 @@ def publish_task(
     name: str, args: tuple[object, ...], *, job_id: uuid.UUID | str, countdown: float = 0, label: str = ""
 ) -> bool:
     """Send the task `name` about a job; False (logged, as `label` or the name) when the broker
-    cannot be reached or does not answer within about a second (auteur/publishing.py)."""
+    cannot be reached or does not answer within about a second (auteur/core/publishing.py)."""
     what = f"{label or name} of job {job_id}"
     return send(name, args, countdown=countdown, what=what, job_id=str(job_id))
 

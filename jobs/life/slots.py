@@ -15,7 +15,7 @@ from typing import TypedDict
 from django.db import connection, transaction
 from django.db.models import Count, Q
 
-from auteur.prepared import PreparedRead
+from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
 from credits.selectors import user_plan_of
 from jobs.life import publish
@@ -59,7 +59,7 @@ def _behind(priority: int, created_at: datetime) -> Q:
 # The order in which a user's waiting jobs start.
 START_ORDER = ("-priority", "created_at")
 
-# Every claim reads them: built once per process (auteur.prepared).
+# Every claim reads them: built once per process (auteur.core.prepared).
 _SLOTS = PreparedRead(
     lambda user_id, priority, created_at: Job.objects.filter(
         user_id=user_id, status__in=(JobStatus.PROCESSING, *WAITING_STATUSES)

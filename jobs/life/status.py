@@ -31,7 +31,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from auteur.prepared import PreparedRead, PreparedUpdate
+from auteur.core.prepared import PreparedRead, PreparedUpdate
 from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
 from jobs.errors import JobNotCancelable
@@ -49,7 +49,7 @@ from media.services.outputs import media_delete_job_outputs
 logger = logging.getLogger(__name__)
 
 
-# Every job makes these moves: built once per process (auteur.prepared).
+# Every job makes these moves: built once per process (auteur.core.prepared).
 _SOME_JOB, _SOME_TIME = uuid.UUID(int=1), datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 _CLAIMED = PreparedRead(lambda pk: Job.objects.filter(pk=pk), pk=_SOME_JOB)
 _CLAIM = PreparedUpdate(

@@ -1,8 +1,8 @@
-"""Row-level security on the jobs app's tables: a session as auteur_api sees only its user's rows (auteur/rls.py)."""
+"""Row-level security on the jobs app's tables: a session as auteur_api sees only its user's rows (auteur/core/rls.py)."""
 
 from django.db import migrations
 
-from auteur.rls import owner_policy, parent_policy
+from auteur.core.rls import owner_policy, parent_policy
 
 # What a waiting job's estimate (jobs/selectors/queue.py) needs of every user's jobs: a count and a
 # median, nothing of any one job. They run as their owner (SECURITY DEFINER), which the policies

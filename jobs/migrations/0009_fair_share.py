@@ -5,7 +5,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from auteur.rls import owner_policy
+from auteur.core.rls import owner_policy
 
 
 class Migration(migrations.Migration):

@@ -5,7 +5,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-from auteur.rls import parent_policy
+from auteur.core.rls import parent_policy
 
 
 class Migration(migrations.Migration):

@@ -29,7 +29,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, JSONObject
 
-from auteur.prepared import PreparedRead
+from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
 from credits.models import CreditAccount, CreditTransaction, Plan, TransactionType
 from jobs import gpu_client
@@ -157,7 +157,7 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
             **row}
 
 
-# Clients poll GET /jobs/{id}: its read is built once per process (auteur.prepared).
+# Clients poll GET /jobs/{id}: its read is built once per process (auteur.core.prepared).
 _DETAIL = PreparedRead(
     lambda user_id, pk: Job.objects.filter(user_id=user_id, user__is_active=True, pk=pk).values(
         *JOB_DETAIL_FIELDS, "cache_source_id", ledger=LEDGER_ENTRIES),

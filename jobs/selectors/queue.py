@@ -33,7 +33,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from auteur.queues import TASK_ROUTES
+from auteur.core.queues import TASK_ROUTES
 from credits.models import Subscription, SubscriptionStatus
 from jobs.models import WAITING_STATUSES, Job
 from jobs.specs import JOB_SPECS, JobType, job_spec
@@ -91,7 +91,7 @@ def slot_free_after(*, limit: int, running_left: Iterable[float], ahead: Iterabl
 # clients poll (bench/api_reads.py), so a waiting job costs it one query more, and any other
 # job none. Indexes: jobs_user_status_created for the owner's jobs, jobs_waiting_type_created
 # for the lane, jobs_completed_type_recent for the history (jobs/models.py). The lane and the
-# history are every user's jobs, which a request's session may not read (auteur/rls.py): two
+# history are every user's jobs, which a request's session may not read (auteur/core/rls.py): two
 # functions of jobs/migrations/0005_row_level_security.py give it their count and median only.
 _ESTIMATE_SQL = """
 WITH ahead AS (

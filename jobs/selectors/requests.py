@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from auteur.collector import collector_paused
+from auteur.core.collector import collector_paused
 from auteur.users.models import User
 from jobs import gpu_client
 from jobs.errors import EmptyTimeline, MediaNotReady, MediaProjectsDiffer, NoCaptions, WrongMediaType
@@ -159,7 +159,7 @@ def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dic
         timeline["resolution"] = {"width": int(width), "height": int(height)}
     if params.get("frame_rate") is not None:
         timeline["frame_rate"] = params.pop("frame_rate")
-    with collector_paused():  # bounded by the timeline's limits: auteur/collector.py
+    with collector_paused():  # bounded by the timeline's limits: auteur/core/collector.py
         cuts = transcript_cuts(transcript, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
         params["cuts"] = _cut(edl, cuts, padding_ms=params.get("cut_padding_ms", DEFAULT_PADDING_MS))
     clips = [c for t in edl.get("tracks") or [] for c in t["clips"]]

@@ -1,8 +1,8 @@
-"""Row-level security on the media app's tables: a session as auteur_api sees only its user's rows (auteur/rls.py)."""
+"""Row-level security on the media app's tables: a session as auteur_api sees only its user's rows (auteur/core/rls.py)."""
 
 from django.db import migrations
 
-from auteur.rls import owner_policy
+from auteur.core.rls import owner_policy
 
 
 class Migration(migrations.Migration):

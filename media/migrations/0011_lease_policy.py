@@ -4,7 +4,7 @@
 
 from django.db import migrations
 
-from auteur.rls import api_grant
+from auteur.core.rls import api_grant
 
 TABLE = "media_pendingobjectdeletion"
 POLICY = (

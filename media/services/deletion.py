@@ -17,7 +17,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from auteur.publishing import send
+from auteur.core.publishing import send
 from media import task_names
 from media.errors import MediaInUse
 from media.hooks import media_in_use_reasons

@@ -14,9 +14,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from auteur.errors import ApplicationError
-from auteur.prepared import PreparedRead
-from auteur.quotas import quota_check, quota_lock
+from auteur.core.errors import ApplicationError
+from auteur.core.prepared import PreparedRead
+from auteur.core.quotas import quota_check, quota_lock
 from media.errors import StorageError
 from media.models import MediaFile, MediaType, PendingObjectDeletion
 from media.probing.facts import ProbeResult, content_sha256, probe_captions, probe_pcm_wav
@@ -45,7 +45,7 @@ COPY_LEASE_SECONDS = 3600
 
 
 # Every job that stores a file asks first whether an earlier delivery stored it: built once per
-# process (auteur.prepared). The (job, name) pair is unique.
+# process (auteur.core.prepared). The (job, name) pair is unique.
 _OUTPUT = PreparedRead(lambda job_id, name: MediaFile.objects.filter(source_job_id=job_id, name=name),
                        job_id=uuid.UUID(int=1), name="\x00output name")
 

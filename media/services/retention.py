@@ -1,4 +1,4 @@
-"""What the media app prunes (auteur/retention.py runs it): files jobs produced, once older than
+"""What the media app prunes (auteur/core/retention.py runs it): files jobs produced, once older than
 AUTEUR_RETENTION_JOB_OUTPUTS_DAYS (0, the default, keeps them for ever).
 
 Each file goes through ``media_delete``, as a user's delete would: its row now, its storage
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import QuerySet
 
-from auteur.retention import Sweep, SweepContext, SweepResult
+from auteur.core.retention import Sweep, SweepContext, SweepResult
 from media.errors import MediaInUse
 from media.models import MediaFile
 from media.services.deletion import media_delete

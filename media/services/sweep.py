@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from auteur.publishing import send
+from auteur.core.publishing import send
 from media import task_names
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion
 from media.services.deletion import (

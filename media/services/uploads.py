@@ -42,9 +42,9 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import transaction
 
-from auteur.errors import ApplicationError
-from auteur.publishing import send
-from auteur.quotas import QuotaExceeded, quota_check, quota_lock
+from auteur.core.errors import ApplicationError
+from auteur.core.publishing import send
+from auteur.core.quotas import QuotaExceeded, quota_check, quota_lock
 from auteur.users.models import User
 from media import task_names
 from media.errors import FileTooLarge, MediaNotFound, MediaValidationError, ObjectChanged, UnsupportedMediaType

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 import gpu_tasks.confined as confined
-from auteur.quotas import quota_check, quota_lock
+from auteur.core.quotas import quota_check, quota_lock
 from auteur.users.models import User
 from media.errors import InvalidVoiceSample, MediaNotFound
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone

@@ -30,8 +30,8 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.request import Request
 
-from auteur.errors import error_response
-from auteur.throttling import SlidingWindowThrottle
+from auteur.core.errors import error_response
+from auteur.core.throttling import SlidingWindowThrottle
 from media.errors import IncompleteUploadBody, InvalidKey, SignatureInvalid
 from media.selectors import upload_is_open
 from media.storage import get_local_storage, get_public_storage
@@ -150,7 +150,7 @@ def upload(request: HttpRequest, key: str) -> HttpResponse:
 
 
 # The one query (whether the file still waits for its bytes) names the file by the signed key, not by
-# a caller: this view has no user to act as, so it reads with the owner's login (auteur/rls.py).
+# a caller: this view has no user to act as, so it reads with the owner's login (auteur/core/rls.py).
 upload.reads_across_users = True  # type: ignore[attr-defined]
 
 

@@ -18,9 +18,9 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, StrictSerializer
-from auteur.errors import ApplicationError
-from auteur.schema import raises
+from auteur.core.api import ApiView, StrictSerializer
+from auteur.core.errors import ApplicationError
+from auteur.core.schema import raises
 from auteur.users.models import User
 from media.models import MediaStatus
 from media.selectors import media_get

@@ -35,7 +35,7 @@ from mongoengine import (
     StringField,
 )
 
-from auteur.quotas import quota_limit
+from auteur.core.quotas import quota_limit
 
 ALIAS = "edl"  # the mongoengine connection alias, registered by projects.edl.store
 
@@ -220,7 +220,7 @@ class EdlLimits:
     transcript's cuts split the clips, and refused before anything is charged or built.
     """
 
-    history: int  # the edl_history quota (auteur/quotas.py): undo steps kept, the oldest pruned
+    history: int  # the edl_history quota (auteur/core/quotas.py): undo steps kept, the oldest pruned
     max_bytes: int
     max_tracks: int
     max_clips: int

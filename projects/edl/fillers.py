@@ -20,7 +20,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from auteur.collector import collector_paused
+from auteur.core.collector import collector_paused
 from projects.edl.services import edl_edit
 from projects.edl.validation import check_edl_limits
 from projects.models import Project
@@ -62,7 +62,7 @@ def mark_fillers(
     transcript: dict[str, Any], *, language: str | None, min_pause_ms: int
 ) -> tuple[dict[str, Any], Marked]:
     """A copy of the EDL transcript with fillers and long pauses marked deleted, and what was marked."""
-    with collector_paused():  # bounded by the timeline's limits: auteur/collector.py
+    with collector_paused():  # bounded by the timeline's limits: auteur/core/collector.py
         return _mark_fillers(transcript, language=language, min_pause_ms=min_pause_ms)
 
 

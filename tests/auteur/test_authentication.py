@@ -226,7 +226,7 @@ def test_anonymous_and_forged_requests_are_limited_per_ip(settings):
 @pytest.mark.django_db
 def test_rate_limit_holds_across_processes_through_redis(auth_client, user):
     """The window lives in Redis, so what another API process admitted counts here too."""
-    from auteur.throttling import hit
+    from auteur.core.throttling import hit
 
     for _ in range(100):
         assert hit(f"rl:u:{user.pk}", limit=100, window_seconds=60) == 0

@@ -1,4 +1,4 @@
-"""auteur.collector: the cyclic collector is paused inside the block and never left off after it."""
+"""auteur.core.collector: the cyclic collector is paused inside the block and never left off after it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from auteur.collector import collector_paused
+from auteur.core.collector import collector_paused
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def test_a_serving_process_freezes_what_it_loaded_and_still_collects_what_it_mak
 
     from auteur import celery as celery_module
     from auteur import gunicorn_conf
-    from auteur.collector import startup_objects_frozen
+    from auteur.core.collector import startup_objects_frozen
 
     gc.unfreeze()
     loaded = _Cycle()

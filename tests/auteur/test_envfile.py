@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from auteur.envfile import DEFAULT_ENV_FILE, read_env_file
+from auteur.core.envfile import DEFAULT_ENV_FILE, read_env_file
 from devstack import REPO_ROOT
 
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from django.test import override_settings
 
-from auteur.errors import HTTP_STATUS, SERVER_FAILURES
+from auteur.core.errors import HTTP_STATUS, SERVER_FAILURES
 from projects.models import Project
 
 
@@ -157,7 +157,7 @@ def test_a_server_side_failure_tells_the_client_its_sentence_and_the_log_the_res
 ):
     if code == "a_new_5xx_code":  # one added to the status table without a sentence of its own
         monkeypatch.setitem(HTTP_STATUS, code, 503)
-    with caplog.at_level(logging.WARNING, logger="auteur.errors"):
+    with caplog.at_level(logging.WARNING, logger="auteur.core.errors"):
         response = api_client.get("/api/v1/server-side-failure", {"code": code})
     error = assert_envelope(response, 503, code)
     text = response.content.decode()

@@ -29,7 +29,7 @@ def _no_cached_degraded_checks() -> None:
 
 @pytest.mark.django_db
 def test_readyz_reports_every_dependency_ok_and_queues_without_workers_as_degraded(client):
-    from auteur.queues import ALL_QUEUES
+    from auteur.core.queues import ALL_QUEUES
 
     response = client.get("/readyz")
     # No worker runs in this test: the API stays in service (200), degraded, naming the queues.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from auteur.logging import ClockTaskFilter, ContextFilter, JsonFormatter, job_id_var, request_id_var, user_id_var
+from auteur.core.logging import ClockTaskFilter, ContextFilter, JsonFormatter, job_id_var, request_id_var, user_id_var
 
 
 def format_line(msg: str, *args: object, exc: bool = False, **extra: object) -> dict[str, object]:
@@ -76,7 +76,7 @@ def test_the_clock_tasks_routine_lines_are_dropped_and_nothing_else():
 
 def test_the_clock_tasks_send_no_task_events():
     from auteur.celery import app
-    from auteur.queues import CLOCK_TASKS
+    from auteur.core.queues import CLOCK_TASKS
 
     app.loader.import_default_modules()
     assert CLOCK_TASKS and all(app.tasks[name].send_events is False for name in CLOCK_TASKS)

@@ -1,4 +1,4 @@
-"""auteur.prepared: a read built once answers exactly what the ORM answers each time."""
+"""auteur.core.prepared: a read built once answers exactly what the ORM answers each time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db.models import Count, F, Q
 
-from auteur.prepared import PreparedRead, PreparedUpdate
+from auteur.core.prepared import PreparedRead, PreparedUpdate
 from jobs.models import Job, JobStatus
 from tests.factories import ProjectFactory
 

@@ -1,4 +1,4 @@
-"""Row-level security (auteur/rls.py): a query of the API that forgets its owner filter still sees
+"""Row-level security (auteur/core/rls.py): a query of the API that forgets its owner filter still sees
 only its caller's rows; workers, the tests' setup and the admin see everything."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
-from auteur import rls
+from auteur.core import rls
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from billing.models import StripeEvent
@@ -231,7 +231,7 @@ def test_with_its_own_login_the_api_serves_each_user_their_rows_and_the_admin_ev
 
 
 def test_every_table_holding_a_users_rows_has_a_policy():
-    """A new table with a user's data must get its policy (auteur/rls.py owner_policy) in its
+    """A new table with a user's data must get its policy (auteur/core/rls.py owner_policy) in its
     migration; the tables below are the ones that need none."""
     no_policy = {
         "django_admin_log", "otp_totp_totpdevice", "users_groups", "users_user_permissions",  # staff only
@@ -351,7 +351,7 @@ def test_the_api_login_reaches_nothing_beyond_its_sessions_user(alice: User, oth
 
 
 # The tables the API's role may use without a row-level policy, and why that is safe. Any other
-# table granted to it must have a policy: a new table gets both in its migration (auteur/rls.py).
+# table granted to it must have a policy: a new table gets both in its migration (auteur/core/rls.py).
 WITHOUT_POLICY: dict[str, str] = {}
 # The functions that run as their owner (SECURITY DEFINER) which the role may call, and what they give.
 AS_OWNER = {

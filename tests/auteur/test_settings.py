@@ -359,7 +359,7 @@ def test_gpu_runners_announce_on_redis_url_unless_given_a_login_of_their_own():
 
 
 def test_what_counts_as_encrypted_and_what_as_staying_on_the_machine():
-    from auteur.tls import plaintext_connections
+    from auteur.core.tls import plaintext_connections
 
     plain = {
         "a": "postgres://u@db.example/d", "b": "postgres://u@db.example/d?sslmode=prefer",

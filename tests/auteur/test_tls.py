@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.conf import settings as django_settings
 
-from auteur.tls import TlsConfigError, amqp_tls_options, broker_tls, redis_tls_options, without_tls_query
+from auteur.core.tls import TlsConfigError, amqp_tls_options, broker_tls, redis_tls_options, without_tls_query
 from tests.auteur.test_settings import PROD_ENV, ROOT, load_settings
 
 # ---------------------------------------------------------------- certificates

@@ -29,7 +29,7 @@ def database_away(request: Request) -> NoReturn:
 @authentication_classes([])
 @permission_classes([])
 def server_side_failure(request: Request) -> NoReturn:
-    from auteur.errors import ApplicationError
+    from auteur.core.errors import ApplicationError
 
     raise ApplicationError(
         "the store at /srv/auteur/var/private is full (db.internal:5432); run manage.py cleanup",

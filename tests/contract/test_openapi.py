@@ -39,8 +39,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from auteur.queues import ALL_QUEUES
-from auteur.storage_settings import local_media_storage
+from auteur.core.queues import ALL_QUEUES
+from auteur.core.storage_settings import local_media_storage
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from credits.services.ledger import credit_grant

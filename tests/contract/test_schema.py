@@ -18,9 +18,9 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, KeyedPagination, StrictSerializer
-from auteur.errors import HTTP_STATUS
-from auteur.schema import raises
+from auteur.core.api import ApiView, KeyedPagination, StrictSerializer
+from auteur.core.errors import HTTP_STATUS
+from auteur.core.schema import raises
 from tests.contract.support import operations, resolve, served_schema
 
 SCHEMA = served_schema()

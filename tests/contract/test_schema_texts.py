@@ -17,7 +17,7 @@ def test_every_operation_has_a_summary():
 
 
 def test_no_description_names_an_operators_setting_or_a_base_views_notes():
-    from auteur.api import ApiView
+    from auteur.core.api import ApiView
 
     base = " ".join((ApiView.__doc__ or "").split())[:60]
     for method, path, op in operations(served_schema()):

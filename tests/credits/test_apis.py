@@ -116,7 +116,7 @@ def test_users_me_without_subscription(user, auth_client):
 def test_insufficient_credits_renders_as_402_with_balance_and_cost():
     from rest_framework.test import APIRequestFactory
 
-    from auteur.errors import api_exception_handler
+    from auteur.core.errors import api_exception_handler
     from credits.errors import InsufficientCredits
 
     request = APIRequestFactory().get("/")

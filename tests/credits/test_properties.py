@@ -10,7 +10,7 @@ from django.db.models import Count, Sum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from auteur.users.models import User
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import CreditTransaction

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from django.db import transaction
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import CreditAccount, CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check

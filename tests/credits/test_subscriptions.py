@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from credits.models import CreditTransaction, Plan, Subscription, SubscriptionStatus, TransactionType
 from credits.selectors import credit_balance_get, ledger_check, user_plan
 from credits.services.subscriptions import (

@@ -2,7 +2,7 @@
 
 The lists checked here come from the code by another path than the one docs/hooks.py takes: job
 types and prices from the imported specs, settings from a plain-text scan of the source, error
-codes from `auteur/errors.py`'s tables, the `ApplicationError` subclasses and the OpenAPI document.
+codes from `auteur/core/errors.py`'s tables, the `ApplicationError` subclasses and the OpenAPI document.
 So a setting the hook's parser misses, or a code it cannot see, fails here.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from auteur.errors import _DRF_CODES, HTTP_STATUS, SERVER_FAILURES, ApplicationError, http_status
+from auteur.core.errors import _DRF_CODES, HTTP_STATUS, SERVER_FAILURES, ApplicationError, http_status
 from gpu_tasks.types import JOB_TYPES, JobType
 from tests.contract.support import served_schema
 

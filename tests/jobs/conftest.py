@@ -18,7 +18,7 @@ import psutil
 import pytest
 from django.conf import settings
 
-from auteur.queues import ALL_QUEUES
+from auteur.core.queues import ALL_QUEUES
 from devstack import REPO_ROOT
 from devstack.process_group import children_running, stop_group
 from tests.jobs.support import (  # noqa: F401 - fixtures for every test module here

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from auteur.admin_tools import breakable
+from auteur.core.admin_tools import breakable
 from credits.models import Plan
 from credits.selectors import credit_balance_get
 from credits.services.subscriptions import subscription_create

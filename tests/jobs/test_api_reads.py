@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from rest_framework.renderers import JSONRenderer
 
-from auteur.throttling import hit
+from auteur.core.throttling import hit
 from auteur.users.models import User
 from credits.selectors import credit_balance_get
 from jobs.life.status import job_fail

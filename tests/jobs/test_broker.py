@@ -19,8 +19,8 @@ from django.conf import settings as django_settings
 from kombu import Connection
 
 from auteur.celery import app
+from auteur.core.queues import ALL_QUEUES, queue_depths
 from auteur.health import check_broker
-from auteur.queues import ALL_QUEUES, queue_depths
 from devstack import REPO_ROOT
 from devstack.ports import free_port
 from tests.jobs.conftest import wait_for
@@ -85,7 +85,7 @@ def test_the_queue_wait_event_names_the_queue_of_a_message_that_came_through_del
     from kombu.transport.native_delayed_delivery import calculate_routing_key
 
     from auteur.celery import report_queue_wait
-    from auteur.queues import QUEUE_WAIT_EVENT, SENT_AT_HEADER
+    from auteur.core.queues import QUEUE_WAIT_EVENT, SENT_AT_HEADER
 
     sent: list[tuple[str, dict[str, Any]]] = []
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from auteur.queues import ALL_QUEUES
+from auteur.core.queues import ALL_QUEUES
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get, ledger_check
 from credits.services.ledger import credit_deduct_for_job, credit_grant

@@ -302,7 +302,7 @@ def test_an_aborted_job_is_a_terminal_webhook_and_stream_event(user, project, au
 
 
 def test_beat_sends_the_deadline_sweep_to_the_housekeeping_queue(settings):
-    from auteur.queues import QUEUE_DEFAULT, TASK_ROUTES
+    from auteur.core.queues import QUEUE_DEFAULT, TASK_ROUTES
     from celeryconfig import beat_schedule
 
     (entry,) = [e for e in beat_schedule.values() if e["task"] == "jobs.deadlines"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from auteur.queues import ALL_QUEUES
+from auteur.core.queues import ALL_QUEUES
 from jobs.models import Job, JobStatus
 from tests.factories import ProjectFactory
 

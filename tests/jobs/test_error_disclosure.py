@@ -41,7 +41,7 @@ def test_a_type_without_its_weights_is_503_with_a_sentence_and_the_hint_goes_to_
 ):
     subscription_create(user=funded, plan=Plan.PRO)
     before = ledger_state(funded)
-    with caplog.at_level(logging.WARNING, logger="auteur.errors"):
+    with caplog.at_level(logging.WARNING, logger="auteur.core.errors"):
         response = submit(auth_client, "image-generation", valid_body("image-generation", project, media))
     assert response.status_code == 503 and error_code(response) == "feature_unavailable"
     error = response.json()["error"]

@@ -12,7 +12,7 @@ import pytest
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from auteur.errors import api_exception_handler
+from auteur.core.errors import api_exception_handler
 from gpu_tasks.engines import (
     audio_generation,
     compression,

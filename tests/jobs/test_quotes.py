@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from auteur.retention import SweepContext
+from auteur.core.retention import SweepContext
 from credits.selectors import credit_balance_get
 from jobs.models import Job, Quote
 from jobs.retention import quotes_sweep

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from auteur.retention import registered_sweeps, run_sweep
-from auteur.throttling import hit
+from auteur.core.retention import registered_sweeps, run_sweep
+from auteur.core.throttling import hit
 from auteur.users.models import User
 from credits.models import CreditTransaction
 from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_refund_job

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.fields import ChoiceField
 
-from auteur.queues import ALL_QUEUES, TASK_ROUTES
+from auteur.core.queues import ALL_QUEUES, TASK_ROUTES
 from credits.models import Plan
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.engines import load_engine

@@ -22,9 +22,9 @@ session's Redis.
 2. Redis outage. The design: while Redis is down, a submission is still accepted at once (202,
    charged exactly once, the job row `pending` with its `submitted` event), because the charge
    and the job live in Postgres and everything that needs Redis fails fast and open:
-   - publishing the pipeline after commit gives up fast (auteur/publishing.py: one retry, 1 s
+   - publishing the pipeline after commit gives up fast (auteur/core/publishing.py: one retry, 1 s
      socket timeouts) and is logged, not raised;
-   - the rate limiter fails open (auteur/throttling.py);
+   - the rate limiter fails open (auteur/core/throttling.py);
    and reads (GET /jobs/{id}) need no Redis at all. Once Redis is back, the API publishes what
    it could not (it tries again every second), and the job runs to completion, charged once; the
    reaper (`jobs.life.reaper.jobs_reap`, run by beat every minute) re-publishes a job still
@@ -35,7 +35,7 @@ session's Redis.
 
    Across a partition (the next test: a relay that passes nothing on, and resets nothing) each
    call to Redis waits for its socket timeout instead; the first to time out marks Redis silent
-   for a few seconds (auteur/silence.py), and the submission is answered within about a second.
+   for a few seconds (auteur/core/silence.py), and the submission is answered within about a second.
 
    A worker must also survive Redis resetting its connections (the last test): with redis-py's
    retry_on_timeout it froze inside a pub/sub read for ever, so celeryconfig.py leaves
@@ -65,7 +65,7 @@ import pytest
 import redis
 import requests
 
-from auteur.queues import QUEUE_GPU_AUDIO
+from auteur.core.queues import QUEUE_GPU_AUDIO
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from credits.models import CreditTransaction, TransactionType
@@ -92,7 +92,7 @@ ACCEPTABLE = 50
 # A no-hang check, not a benchmark: the machine is shared and noisy.
 OUTAGE_ANSWER_WITHIN_S = 10.0
 # Across a partition a publish gives up within about two of its one-second tries
-# (auteur/publishing.py); with the broker's own socket timeouts it waited 10 s and more.
+# (auteur/core/publishing.py); with the broker's own socket timeouts it waited 10 s and more.
 PARTITION_ANSWER_WITHIN_S = 5.0
 RESENT_WITHIN_S = 10.0  # the API tries a publish it could not make again every second
 SERVER_START_TIMEOUT_S = 60.0

@@ -69,7 +69,7 @@ def test_each_way_a_job_ends_records_one_event_with_its_charge(user, project):
 
 
 def test_usage_older_than_the_retention_is_deleted(user, project, settings):
-    from auteur.retention import run_sweep
+    from auteur.core.retention import run_sweep
 
     job = lifecycle.job_cancel(job=submit(user, project))
     kept = lifecycle.job_cancel(job=submit(user, project))

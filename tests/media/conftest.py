@@ -15,7 +15,7 @@ from django.test import Client, TestCase
 from rest_framework.test import APIClient
 
 from auteur.celery import app as celery_app
-from auteur.storage_settings import local_media_storage, s3_media_storage
+from auteur.core.storage_settings import local_media_storage, s3_media_storage
 from auteur.users.models import User
 from media.models import MediaFile
 from media.storage import get_storage
@@ -128,7 +128,7 @@ S3_TEST_SECRET_KEY = "test-only-secret-access-key-0123456789abcdef"
 
 
 def use_s3(settings: Any, *, bucket: str, endpoint_url: str) -> None:
-    """Configure the media storage as production does with a bucket (auteur/storage_settings.py)."""
+    """Configure the media storage as production does with a bucket (auteur/core/storage_settings.py)."""
     settings.AWS_ACCESS_KEY_ID = S3_TEST_ACCESS_KEY
     settings.AWS_SECRET_ACCESS_KEY = S3_TEST_SECRET_KEY
     settings.AWS_STORAGE_BUCKET_NAME = bucket

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from django.test import Client
 
-from auteur.storage_settings import local_media_storage, s3_media_storage
+from auteur.core.storage_settings import local_media_storage, s3_media_storage
 from media.errors import MediaNotFound
 from media.models import MediaFile
 from media.services.publishing import media_publish

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from auteur.retention import run_sweep
+from auteur.core.retention import run_sweep
 from media.hooks import register_in_use_check, unregister_in_use_check
 from media.models import MediaFile
 from media.services.keys import media_key

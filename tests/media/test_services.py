@@ -10,7 +10,7 @@ import pytest
 from django.test import TestCase
 from django.utils import timezone
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from media.models import MediaFile
 from media.probing.service import media_probe
 from media.services.outputs import media_create_output

@@ -15,7 +15,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from auteur.queues import ALL_QUEUES
+from auteur.core.queues import ALL_QUEUES
 from credits.services.ledger import credit_grant
 from credits.tasks import ledger_check
 from devstack import REPO_ROOT

@@ -16,7 +16,7 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from projects.edl.interchange.export import timeline_export
 from projects.edl.interchange.formats import FORMATS
 from projects.edl.interchange.read import Bounds, read_timeline

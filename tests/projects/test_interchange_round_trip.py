@@ -21,7 +21,7 @@ from django.test import override_settings
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from projects.edl.cuts import cut_tracks, transcript_cuts
 from projects.edl.effects import clip_speed
 from projects.edl.frame_rates import exact_rate

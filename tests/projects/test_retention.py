@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from auteur.retention import run_sweep
+from auteur.core.retention import run_sweep
 from media.storage import get_storage
 from projects.edl import store
 from projects.edl.services import edl_create, edl_replace

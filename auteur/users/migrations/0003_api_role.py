@@ -1,13 +1,13 @@
 """The API's database role, auteur_api, and auteur_user_id(), which the row-level policies read.
 
-auteur/rls.py explains the design; each app's `*_row_level_security` migration enables the policies
+auteur/core/rls.py explains the design; each app's `*_row_level_security` migration enables the policies
 on its own tables. As written here the role got every table, and later ones by default privileges:
 users.0005_api_grants takes all of that back and grants only what the API's requests use.
 """
 
 from django.db import migrations
 
-from auteur.rls import API_ROLE, USER_SETTING
+from auteur.core.rls import API_ROLE, USER_SETTING
 
 # A role is the cluster's, not the database's: it is created only if missing (an operator may have
 # made it, with a password, as the API's own login) and never dropped by a reverse migration

@@ -12,13 +12,13 @@ and may change its profile (name, avatar) but no flag; an account it creates is 
 Nothing else: the admin's tables (sessions, TOTP devices, groups and permissions, the admin log,
 axes), Stripe's events, the fair-share clocks and the migrations' record stay the owner's. The
 admin, Stripe's webhook and the local storage's signed upload act across users on the owner's login
-(auteur/rls.py). A table a later migration creates is out of the role's reach until that migration
-grants it (auteur.rls.api_grant), beside its policy.
+(auteur/core/rls.py). A table a later migration creates is out of the role's reach until that migration
+grants it (auteur.core.rls.api_grant), beside its policy.
 """
 
 from django.db import migrations
 
-from auteur.rls import API_ROLE, api_grant
+from auteur.core.rls import API_ROLE, api_grant
 
 # The role's default privileges, for whichever role set them (users.0003 did, for its login).
 NO_DEFAULT_PRIVILEGES = f"""

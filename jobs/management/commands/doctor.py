@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.utils import timezone
 
+from auteur.core.queues import ALL_QUEUES, queue_depths, queue_workers
 from auteur.health import CHECKS, run_degraded_checks
-from auteur.queues import ALL_QUEUES, queue_depths, queue_workers
 from credits.services.ledger_audit import ledger_audit_last
 from jobs import gpu_client
 from jobs.models import Job, JobStatus

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from auteur.retention import registered_sweeps, run_sweep
+from auteur.core.retention import registered_sweeps, run_sweep
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from auteur.rls import trusted
+from auteur.core.rls import trusted
 from jobs.events.usage import usage_write_csv
 from jobs.models import UsageEvent
 from jobs.specs import JOB_SPECS

@@ -30,7 +30,7 @@ words are not carried over (they would be cut twice); its other words are placed
 clips that play them (`transcript_onto`), and the report counts those kept and those dropped.
 
 Work is bounded: an import's file size is checked before it is parsed, and the file is read in a
-confined child (projects/edl/interchange/read.py, through auteur.untrusted): its shape (depth,
+confined child (projects/edl/interchange/read.py, through auteur.core.untrusted): its shape (depth,
 elements, entity declarations) and what its references expand to are checked against the
 timeline's limits before an adapter builds anything, and the adapter runs under CPU, memory and
 time limits. This process only matches the plain tracks the child answers to the project's media

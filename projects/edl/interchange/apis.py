@@ -19,9 +19,9 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.api import ApiView, request_user
-from auteur.errors import ApplicationError
-from auteur.schema import raises
+from auteur.core.api import ApiView, request_user
+from auteur.core.errors import ApplicationError
+from auteur.core.schema import raises
 from projects.caption_apis import _FormatIsNotARenderer
 from projects.edl.cuts import DEFAULT_PADDING_MS
 from projects.edl.interchange.export import timeline_export

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from auteur.errors import ApplicationError
-from auteur.untrusted import parse_confined
+from auteur.core.errors import ApplicationError
+from auteur.core.untrusted import parse_confined
 from auteur.users.models import User
 from gpu_tasks.effect_vocabulary import EFFECTS
 from media.models import MediaFile, MediaStatus, MediaType

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from auteur.users.services import user_get_or_create_by_email, user_issue_token
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import qrcode
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from auteur.users.models import User
 from auteur.users.otp import totp_device_confirm, totp_device_start
 

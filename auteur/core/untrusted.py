@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 
 import gpu_tasks.confined as confined
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ often an API request) until a partitioned broker answers:
   PUBLISH_TIMEOUT_SECONDS (one more try on a fresh connection: a pooled one may have died with a
   broker restart). The workers' consuming connection keeps the broker's longer timeouts
   (celeryconfig.py): its blocking reads wait for messages, and a short timeout would break them;
-- while the broker is silent (it did not answer in time lately, auteur/silence.py) it is not
+- while the broker is silent (it did not answer in time lately, auteur/core/silence.py) it is not
   tried at all;
-- a publish that failed is tried again from a thread of this process (auteur/outbox.py), every
+- a publish that failed is tried again from a thread of this process (auteur/core/outbox.py), every
   second while the broker is not silent, for five minutes; so a broker that answers again gets
   the message within seconds. A process that exits first loses it, and each message has a
   sweeper that sends it again (the reaper, the media sweep, the webhook sweep). A sweep may
@@ -35,7 +35,7 @@ from kombu import Producer
 from kombu.exceptions import OperationalError
 from kombu.pools import ProducerPool
 
-from auteur.outbox import SILENT, Outbox
+from auteur.core.outbox import SILENT, Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def send(
 ) -> bool:
     """Publish the task `name` with `args`. False (logged as `what`, or the name) when the broker
     cannot be reached or does not answer in time; it is then tried again in the background
-    (auteur/outbox.py), unless `resend` is false."""
+    (auteur/core/outbox.py), unless `resend` is false."""
     what = what or name
     _, why = unsent.try_now(Message(name, args, countdown), f"publishing {what}", hold=resend, **log_extra)
     if not why:

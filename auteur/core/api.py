@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from auteur.throttling import count_unauthenticated
+from auteur.core.throttling import count_unauthenticated
 from auteur.users.authentication import TokenSubject
 from auteur.users.models import User
 

@@ -2,9 +2,9 @@
 now, kept in its memory and done again from a thread, in order (lost if the process dies).
 
 For what a request or a step must neither wait for nor lose when Redis is out of reach: a
-broker publish (auteur/publishing.py) and an append to a user's event stream
+broker publish (auteur/core/publishing.py) and an append to a user's event stream
 (jobs/events/stream.py). `try_now` does the work at once; if the server refused, timed out or
-is silent (auteur/silence.py), the work is held here and tried again every RETRY_INTERVAL_SECONDS while
+is silent (auteur/core/silence.py), the work is held here and tried again every RETRY_INTERVAL_SECONDS while
 the server is not silent, oldest first, until it is done or KEEP_FOR_SECONDS have passed. An
 outbox holds at most MAX_HELD pieces: past that the oldest is given up to make room. Work given
 up on, for either reason, is logged (one line naming it and what makes up for it: each kind of
@@ -30,7 +30,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from auteur import silence
+from auteur.core import silence
 
 logger = logging.getLogger(__name__)
 

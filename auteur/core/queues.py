@@ -58,7 +58,7 @@ def rabbitmq_queues() -> tuple[Queue, ...]:
 # Tasks are named "<app>.<family>.<step>"; the router sends each family to its queue.
 # Housekeeping that beat sends every few seconds. They send no task events (celeryconfig's
 # task_annotations), so Flower's list and the exporter's task counters show users' work, not the
-# clock; and their routine sent/received/succeeded lines are not logged (auteur.logging.ClockTaskFilter).
+# clock; and their routine sent/received/succeeded lines are not logged (auteur.core.logging.ClockTaskFilter).
 # A run that did something logs it itself; a failure or a retry is logged as for any task.
 CLOCK_TASKS = frozenset({"jobs.deadlines", "webhooks.sweep"})
 

@@ -5,7 +5,7 @@ Every operation lists each error status it can answer, with the one envelope eve
 `code`s it carries. Most of them follow from what the operation is:
 
 - 401 when it authenticates, 429 when it is throttled (DRF answers both before the view runs);
-- 503 `service_unavailable` everywhere (the database briefly away, auteur/errors.py);
+- 503 `service_unavailable` everywhere (the database briefly away, auteur/core/errors.py);
 - 404 when its path names an object, or when it is a paginated list (a page past the end);
 - 400 when it validates a query string or a body, and 413/415 when it parses a body.
 
@@ -24,8 +24,8 @@ import drf_spectacular.openapi
 from drf_spectacular.plumbing import get_doc
 from rest_framework import serializers, status
 
-from auteur.api import StrictSerializer
-from auteur.errors import http_status
+from auteur.core.api import StrictSerializer
+from auteur.core.errors import http_status
 
 _Target = TypeVar("_Target")
 

@@ -62,7 +62,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "plan_required": status.HTTP_403_FORBIDDEN,
     "payment_required": status.HTTP_403_FORBIDDEN,  # the plan's renewal payment failed (past due)
     "permission_denied": status.HTTP_403_FORBIDDEN,
-    "quota_exceeded": status.HTTP_403_FORBIDDEN,  # auteur/quotas.py: details name the quota and limit
+    "quota_exceeded": status.HTTP_403_FORBIDDEN,  # auteur/core/quotas.py: details name the quota and limit
     # 404: no such object, or another user's (indistinguishable)
     "project_not_found": status.HTTP_404_NOT_FOUND,
     "media_not_found": status.HTTP_404_NOT_FOUND,

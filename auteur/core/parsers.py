@@ -1,4 +1,4 @@
-"""Request parsers (kept apart from auteur.api: DRF's views module imports parser classes)."""
+"""Request parsers (kept apart from auteur.core.api: DRF's views module imports parser classes)."""
 
 from __future__ import annotations
 

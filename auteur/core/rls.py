@@ -163,7 +163,7 @@ def _on_connect(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> 
 
 
 def install() -> None:
-    connection_created.connect(_on_connect, dispatch_uid="auteur.rls")
+    connection_created.connect(_on_connect, dispatch_uid="auteur.core.rls")
 
 
 # ---- the interfaces that open scopes

@@ -43,7 +43,7 @@ class ContextFilter(logging.Filter):
 
 class ClockTaskFilter(logging.Filter):
     """Drops Celery's routine INFO lines about the tasks beat sends every few seconds
-    (auteur.queues.CLOCK_TASKS): beat's "Sending due task", the worker's "received" and
+    (auteur.core.queues.CLOCK_TASKS): beat's "Sending due task", the worker's "received" and
     "succeeded". Anything above INFO about them (a failure, a retry) passes."""
 
     ROUTINE = frozenset({"celery.beat", "celery.worker.strategy", "celery.app.trace"})
@@ -51,7 +51,7 @@ class ClockTaskFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.INFO or record.name not in self.ROUTINE:
             return True
-        from auteur.queues import CLOCK_TASKS
+        from auteur.core.queues import CLOCK_TASKS
 
         args = record.args
         if isinstance(args, dict):  # the worker's lines: {"name": ..., "id": ...}

@@ -5,7 +5,7 @@ timeout, and one request makes several: the rate limiter's, the event stream's, 
 publish. The first call to time out marks its server silent for SILENT_SECONDS, and in that time
 the calls skip it at once: the rate limiter lets the request through (it fails open anyway), and
 a publish or an event's append is held by the process and done once the server answers
-(auteur/outbox.py). A refused connection (the server down) needs none of this: it fails at once
+(auteur/core/outbox.py). A refused connection (the server down) needs none of this: it fails at once
 by itself.
 """
 

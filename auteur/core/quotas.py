@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from auteur.errors import ApplicationError
+from auteur.core.errors import ApplicationError
 from auteur.users.models import User
 
 

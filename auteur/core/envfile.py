@@ -14,7 +14,7 @@ from pathlib import Path
 
 import environ
 
-DEFAULT_ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
+DEFAULT_ENV_FILE = Path(__file__).resolve().parents[2] / ".env"  # the project root
 
 
 def read_env_file() -> Path | None:
