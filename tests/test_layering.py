@@ -352,39 +352,61 @@ JOBS_LAYERS = (
 )
 
 
-def jobs_layer(module: str) -> int | None:
-    """The layer of `jobs.<part>...`, by its first part; None outside jobs or for the package itself."""
+# The media app the same way; a part of a package may sit in a layer of its own ("probing.service",
+# the probe of a processing file, is a service; what it runs, "probing.facts" and its sandbox, sits
+# below every service).
+MEDIA_LAYERS = (
+    {"admin", "apps", "tasks", "voice_apis", "voice_urls", "urls", "public_urls", "storage.local_views"},
+    {"services", "probing.service"},
+    {"probing.facts", "probing.sandbox", "hooks", "signals", "status", "storage", "task_names"},
+    {"selectors"},
+    {"errors"},
+    {"models"},
+)
+
+
+def layer_of(module: str, app: str = "jobs", layers: tuple[set[str], ...] = JOBS_LAYERS) -> int | None:
+    """The layer of `<app>.<part>...` by its longest listed prefix; None outside the app or for its package."""
     parts = module.split(".")
-    if parts[0] != "jobs" or len(parts) < 2:
+    if parts[0] != app or len(parts) < 2:
         return None
-    return next((n for n, layer in enumerate(JOBS_LAYERS) if parts[1] in layer), None)
+    for length in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[1:1 + length])
+        found = next((n for n, layer in enumerate(layers) if prefix in layer), None)
+        if found is not None:
+            return found
+    return None
 
 
-def upward_in(source: str, module: str) -> list[str]:
-    """The imports in `source` (the code of `module`) of a jobs layer above the module's own."""
-    own = jobs_layer(module)
+def jobs_layer(module: str) -> int | None:
+    return layer_of(module)
+
+
+def upward_in(source: str, module: str, app: str = "jobs", layers: tuple[set[str], ...] = JOBS_LAYERS) -> list[str]:
+    """The imports in `source` (the code of `module`) of a layer of `app` above the module's own."""
+    own = layer_of(module, app, layers)
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             # `from jobs import life` names the layer in the imported name.
-            names = [node.module] + ([f"jobs.{a.name}" for a in node.names] if node.module == "jobs" else [])
+            names = [node.module] + ([f"{app}.{a.name}" for a in node.names] if node.module == app else [])
         else:
             continue
         for name in names:
-            target = jobs_layer(name)
+            target = layer_of(name, app, layers)
             if own is not None and target is not None and target < own:
                 found.append(f"{node.lineno} imports {name}")
     return found
 
 
-def upward_imports() -> list[str]:
+def upward_imports(app: str = "jobs", layers: tuple[set[str], ...] = JOBS_LAYERS) -> list[str]:
     found = []
-    for path in modules("jobs"):
+    for path in modules(app):
         rel = path.relative_to(ROOT)
         module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
-        found += [f"{rel.as_posix()}:{where}" for where in upward_in(path.read_text(), module)]
+        found += [f"{rel.as_posix()}:{where}" for where in upward_in(path.read_text(), module, app, layers)]
     return found
 
 
@@ -410,3 +432,12 @@ def test_a_jobs_status_reaches_slots_and_fair_share_only_through_scheduling():
     names = {name for _line, name in imports(ROOT / "jobs/life/status.py")}
     assert not {n for n in names if n.startswith(("jobs.life.slots", "jobs.life.fairshare"))}, names
     assert "jobs.life.scheduling" in names or "jobs.life" in names
+
+
+def test_every_module_of_media_has_a_layer_and_media_imports_only_downward():
+    unplaced = [path.relative_to(ROOT).as_posix() for path in modules("media")
+                if path.name != "__init__.py" and path.parent.name != "templates"
+                and layer_of(".".join(path.relative_to(ROOT).with_suffix("").parts), "media", MEDIA_LAYERS) is None]
+    assert unplaced == [], "give them a layer in MEDIA_LAYERS"
+    assert upward_imports("media", MEDIA_LAYERS) == []
+    assert upward_in("from media.services.keys import media_prefix", "media.probing.facts", "media", MEDIA_LAYERS)
