@@ -12,6 +12,7 @@ from django.core.management import call_command
 from auteur.core.queues import ALL_QUEUES
 from jobs.models import Job, JobStatus
 from tests.factories import ProjectFactory
+from tests.jobs.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -47,7 +48,13 @@ def test_doctor_prints_components_versions_queues_and_the_oldest_job_per_state(s
     assert re.search(r"^completed +none$", text, re.M)
 
     start_worker(consumer=False)
-    text = doctor()
+    # A worker that said "ready." answers an inspect within the doctor's 1 s, but not always at once
+    # on a machine busy with other tests: ask again for a while.
+    def workers_ok() -> str | None:
+        answer = doctor()
+        return answer if re.search(r"^workers +ok$", answer, re.M) else None
+
+    text = wait_for(workers_ok, timeout=30)
     assert re.search(r"^workers +ok$", text, re.M), text
     for queue in ALL_QUEUES:
         assert re.search(rf"^{queue} +\d+  test-\d+@", text, re.M), text
