@@ -647,7 +647,7 @@ def test_postgres_and_minio_read_their_passwords_from_docker_secrets(services):
 
 def minio_policy(init_command: str) -> dict[str, Any]:
     """The policy document minio-init writes for the application's user."""
-    match = re.search(r"echo '(\{.*\})' > (\S+);", init_command)
+    match = re.search(r"echo '(\{[^']*\})' > (/tmp/auteur-app\.json);", init_command)
     assert match, init_command
     policy: dict[str, Any] = json.loads(match[1])
     assert f"mc admin policy create local auteur-app {match[2]}" in init_command
@@ -671,9 +671,13 @@ def test_the_app_uses_a_minio_user_of_its_own_limited_to_its_bucket(services):
     statements = minio_policy(init)["Statement"]
     resources = {r for statement in statements for r in statement["Resource"]}
     assert resources == {f"arn:aws:s3:::{name}{tail}" for name in (bucket, public) for tail in ("", "/*")}
-    # Only the public bucket (published copies) may be read anonymously; the media bucket never.
+    # Only the public bucket's objects may be read anonymously, one by one: never listed (its
+    # unguessable keys would be a listing away), and the media bucket never.
     assert f"mc mb --ignore-existing local/{public}" in init
-    assert re.findall(r"mc anonymous set (\w+) local/(\S+);", init) == [("download", public)]
+    assert re.findall(r"mc anonymous set(?:-json)? (\S+) local/(\S+);", init) == [("/tmp/auteur-public.json", public)]
+    anonymous = json.loads(re.search(r"echo '(\{[^']*\})' > /tmp/auteur-public\.json;", init)[1])
+    assert anonymous["Statement"] == [{"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject"],
+                                       "Resource": [f"arn:aws:s3:::{public}/*"]}]
     actions = {a for statement in statements for a in statement["Action"]}
     assert all(a.startswith("s3:") and "*" not in a for a in actions), actions
     assert not any(a.startswith(("s3:Create", "s3:DeleteBucket", "s3:PutBucket")) for a in actions), actions
