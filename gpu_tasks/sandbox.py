@@ -61,7 +61,8 @@ LEASE_POLL_S = 0.05
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNS = 0x00020000
-_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
 _O_PATH = getattr(os, "O_PATH", 0o10000000)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
@@ -89,6 +90,7 @@ class Sandbox:
     uid_count: int = DEFAULT_UID_COUNT
     mounts: bool = False  # `uid` mode with CAP_SYS_ADMIN: a mount namespace per child (see above)
     turned_off: bool = False  # AUTEUR_SANDBOX=off
+    hidden: str = ""  # the folder a child must not see: the deployment's secrets (`secrets_folder`)
 
     @property
     def separate_uid(self) -> bool:
@@ -106,19 +108,23 @@ class Sandbox:
             return (f"sandbox: media parsers run as uids {self.uid_base}-{self.uid_base + self.uid_count}, "
                     f"one per call, {net}")
         if self.mode == "userns":
-            return ("sandbox: media parsers run in a user and network namespace of their own (no network), "
-                    "with the worker's uid: calls are NOT kept out of each other's folders (needs root or "
-                    "CAP_SETUID for that)")
+            secrets = (" and the secrets folder hidden" if self.hidden else
+                       "" if not os.environ.get("AUTEUR_SECRETS_DIR") else
+                       " but the secrets folder NOT hidden (this kernel refuses a mount namespace there)")
+            return ("sandbox: media parsers run in a user and network namespace of their own (no network)"
+                    f"{secrets}, with the worker's uid: calls are NOT kept out of each other's folders (needs "
+                    "root or CAP_SETUID for that)")
         if self.turned_off:
             return ("sandbox: OFF (AUTEUR_SANDBOX=off): media parsers run with the worker's uid and network, for "
                     "benchmark comparisons only")
+        secrets = ", and CAN read the secrets folder" if os.environ.get("AUTEUR_SECRETS_DIR") else ""
         return ("sandbox: NONE available (not Linux, or no CAP_SETUID and no unprivileged user namespaces): "
                 "media parsers run with the worker's uid and network, limited only by rlimits, a minimal "
-                "environment and the checks of what they return")
+                f"environment and the checks of what they return{secrets}")
 
     def to_dict(self) -> dict[str, object]:
         return {"mode": self.mode, "network_isolated": self.network_isolated, "uid_base": self.uid_base,
-                "uid_count": self.uid_count, "mounts": self.mounts}
+                "uid_count": self.uid_count, "mounts": self.mounts, "hidden": self.hidden}
 
     @staticmethod
     def from_dict(data: object) -> Sandbox:
@@ -128,7 +134,7 @@ class Sandbox:
         try:
             return Sandbox(data["mode"], bool(data.get("network_isolated")), int(data.get("uid_base") or 0)
                            or DEFAULT_UID_BASE, int(data.get("uid_count") or 0) or DEFAULT_UID_COUNT,
-                           bool(data.get("mounts")))
+                           bool(data.get("mounts")), hidden=str(data.get("hidden") or ""))
         except (TypeError, ValueError):
             return NO_SANDBOX
 
@@ -146,8 +152,9 @@ def _effective_caps() -> int:
     return 0
 
 
-def _userns_works() -> bool:
-    """Whether this process may create a user and network namespace (tried in a throwaway child)."""
+def _userns_works(hide: str = "") -> bool:
+    """Whether this process may create a user and network namespace, and in it cover `hide` (tried
+    in a throwaway child)."""
     if _libc is None:
         return False
     try:
@@ -155,7 +162,13 @@ def _userns_works() -> bool:
     except OSError:
         return False
     if pid == 0:  # pragma: no cover - the child only exits
-        os._exit(0 if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0 else 1)
+        try:
+            _check(_libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET | (_CLONE_NEWNS if hide else 0)), "unshare")
+            if hide:
+                _hide(hide)
+        except SandboxError:
+            os._exit(1)
+        os._exit(0)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
@@ -169,9 +182,12 @@ def detect(setting: str = "auto", uid_base: int = DEFAULT_UID_BASE, uid_count: i
     caps = _effective_caps()
     if os.geteuid() == 0 or all(caps >> cap & 1 for cap in _UID_MODE_CAPS):
         admin = os.geteuid() == 0 or bool(caps >> _CAP_SYS_ADMIN & 1)
-        return Sandbox("uid", admin, uid_base, uid_count, mounts=admin)
+        return Sandbox("uid", admin, uid_base, uid_count, mounts=admin, hidden=secrets_folder() or "")
     if _userns_works():
-        return Sandbox("userns", True, uid_base, uid_count)
+        # The secrets folder is hidden where this kernel lets a user namespace mount over it;
+        # where it does not, `describe` says so.
+        hide = secrets_folder() or ""
+        return Sandbox("userns", True, uid_base, uid_count, hidden=hide if hide and _userns_works(hide) else "")
     return Sandbox("none", False, uid_base, uid_count)
 
 
@@ -209,22 +225,49 @@ def _check(result: int, what: str) -> None:
         raise SandboxError(code, f"{what}: {os.strerror(code)}")
 
 
+def secrets_folder() -> str | None:
+    """The folder of the deployment's secret files (AUTEUR_SECRETS_DIR), when there is one: what the
+    sandbox hides from its children, which run code on users' files."""
+    folder = os.environ.get("AUTEUR_SECRETS_DIR", "")
+    return os.path.realpath(folder) if folder and os.path.isdir(folder) else None
+
+
+def _hide(folder: str) -> None:
+    """Cover `folder` with an empty read-only tmpfs, in this process's own mount namespace."""
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing done here shows outside
+    _mount("tmpfs", folder, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "mode=0,size=4k")
+
+
 def isolate_network(sandbox: Sandbox) -> None:
     """Put this process (and what it forks later) in a network namespace of its own, without a
-    network; in `userns` mode in a user namespace too. For a single-threaded process."""
+    network; in `userns` mode in a user namespace too. For a single-threaded process.
+
+    The secrets folder (AUTEUR_SECRETS_DIR) is covered by an empty tmpfs in a mount namespace of
+    the process's own, where the sandbox can make one (`userns` mode, or `uid` mode with
+    CAP_SYS_ADMIN): a child that runs an engine or a parser on a user's file must not read the
+    deployment's secrets, which the worker has as files there. In `uid` mode without it the
+    files' modes keep other uids out (Kubernetes mounts them 0440 for the app's group, which a
+    child is not in); in `none` mode nothing does (`describe` says the sandbox is degraded)."""
     if _libc is None or not sandbox.network_isolated:
         return
+    hide = sandbox.hidden if sandbox.hidden and os.path.isdir(sandbox.hidden) else None
     if sandbox.mode == "uid":
         _check(_libc.unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        if hide and sandbox.mounts:
+            _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+            _hide(hide)
         return
     uid, gid = os.geteuid(), os.getegid()
-    _check(_libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET), "unshare(CLONE_NEWUSER|CLONE_NEWNET)")
+    flags = _CLONE_NEWUSER | _CLONE_NEWNET | (_CLONE_NEWNS if hide else 0)
+    _check(_libc.unshare(flags), "unshare(CLONE_NEWUSER|CLONE_NEWNET" + ("|CLONE_NEWNS)" if hide else ")"))
     # The same ids inside as outside, so that the files it creates and reads are the worker's as
     # before. Best effort: without a map the ids read as the overflow uid inside, which is harmless.
     with contextlib.suppress(OSError):
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1\n")
         Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1\n")
+    if hide:
+        _hide(hide)
 
 
 def python_paths() -> list[str]:

@@ -64,6 +64,16 @@ def read_environs(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
     }
 
 
+def read_secret(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Read a file of the deployment's secrets folder (its path in the payload), and list the folder."""
+    listing: list[str] | str
+    try:
+        listing = sorted(os.listdir(Path(payload["path"]).parent))
+    except OSError as exc:
+        listing = type(exc).__name__
+    return {"file": _attempt(lambda: Path(payload["path"]).read_bytes()), "listing": listing}
+
+
 def connect(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Open a TCP connection to `port` on loopback (Redis, say)."""
     import socket

@@ -7,6 +7,7 @@ kernel allows user namespaces, forced here to check it too.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -55,6 +56,28 @@ def test_a_sandboxed_engine_cannot_read_the_workers_environ_or_memory(tmp_path: 
     assert isolation.make_non_dumpable()
     result = run(tmp_path, sandbox, "read_environs", {"pid": os.getpid()})
     assert result == {"worker": "PermissionError", "runner": "PermissionError", "worker_mem": "PermissionError"}
+
+
+@pytest.mark.parametrize("sandbox", [pytest.param(UID, marks=needs_uid, id="uid"),
+                                     pytest.param(USERNS, marks=needs_userns, id="userns")])
+def test_a_sandboxed_engine_cannot_read_the_deployments_secret_files(tmp_path: Path, sandbox: Sandbox,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     request: pytest.FixtureRequest) -> None:
+    # As compose mounts them: readable by every uid (0444) in a folder of their own, which the
+    # worker finds through AUTEUR_SECRETS_DIR; the engine's process sees an empty folder there.
+    # Where every uid could reach it but for the sandbox (pytest's own folders are closed to them).
+    folder = Path(tempfile.mkdtemp(prefix="auteur-secrets-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    folder.chmod(0o755)
+    (folder / "DATABASE_URL").write_text("postgres://auteur:hunter2@db/auteur")
+    (folder / "DATABASE_URL").chmod(0o444)
+    monkeypatch.setenv("AUTEUR_SECRETS_DIR", str(folder))
+    assert isolation.secrets_folder() == str(folder.resolve())  # what `detect` gives a worker's sandbox
+    sandbox = dataclasses.replace(sandbox, hidden=str(folder.resolve()))
+    result = run(tmp_path, sandbox, "read_secret", {"path": str(folder / "DATABASE_URL")})
+    assert result["file"] in ("FileNotFoundError", "PermissionError"), result
+    assert result["listing"] in ([], "PermissionError"), result
+    assert (folder / "DATABASE_URL").read_text().endswith("hunter2@db/auteur")  # the worker still reads it
 
 
 @pytest.mark.parametrize("sandbox", [pytest.param(UID, marks=needs_uid, id="uid"),
