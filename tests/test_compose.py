@@ -675,7 +675,9 @@ def test_the_app_uses_a_minio_user_of_its_own_limited_to_its_bucket(services):
     # unguessable keys would be a listing away), and the media bucket never.
     assert f"mc mb --ignore-existing local/{public}" in init
     assert re.findall(r"mc anonymous set(?:-json)? (\S+) local/(\S+);", init) == [("/tmp/auteur-public.json", public)]
-    anonymous = json.loads(re.search(r"echo '(\{[^']*\})' > /tmp/auteur-public\.json;", init)[1])
+    document = re.search(r"echo '(\{[^']*\})' > /tmp/auteur-public\.json;", init)
+    assert document, init
+    anonymous = json.loads(document[1])
     assert anonymous["Statement"] == [{"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject"],
                                        "Resource": [f"arn:aws:s3:::{public}/*"]}]
     actions = {a for statement in statements for a in statement["Action"]}
