@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -59,7 +59,8 @@ class MediaFileAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
     fields = (
         "id", "name", "project", "user", "type", "mime_type", "status", "rejection_reason", "size",
         "duration", "metadata", "object_link", "thumbnail", "storage_key", "thumbnail_key", "caption_key",
-        "published", "published_at", "public_key", "public_thumbnail_key", "source_job_id", "created_at", "updated_at",
+        "published", "published_at", "public_key", "public_thumbnail_key", "publishing_key", "publishing_since",
+        "source_job_id", "created_at", "updated_at",
     )
     readonly_fields = fields
     actions = ["delete_selected_media", "unpublish_selected_media"]
@@ -139,7 +140,7 @@ class MediaFileAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
     @admin.action(description="Unpublish selected media files (delete their public copies)", permissions=["delete"])
     def unpublish_selected_media(self, request: HttpRequest, queryset: QuerySet[MediaFile]) -> None:
         unpublished = 0
-        for media in queryset.exclude(public_key=""):
+        for media in queryset.filter(~Q(public_key="") | ~Q(publishing_key="")):
             try:
                 media_unpublish(media=media)
                 unpublished += 1

@@ -72,6 +72,12 @@ class MediaNotReady(ApplicationError):
     code = "media_not_ready"
 
 
+class TooManyPublications(ApplicationError):
+    """The user's publications in progress are at their limit: each is a copy a worker makes."""
+
+    code = "too_many_publications"
+
+
 class PublishingUnavailable(ApplicationError):
     code = "publishing_unavailable"
 

@@ -57,6 +57,10 @@ class MediaFile(models.Model):
     public_key = models.CharField(max_length=500, blank=True, default="", db_default="")
     public_thumbnail_key = models.CharField(max_length=500, blank=True, default="", db_default="")
     published_at = models.DateTimeField(null=True, blank=True)
+    # A publication in progress: the key its copy is being made under (by the ``media.publish``
+    # task) and since when; "" and null otherwise. Never set beside public_key.
+    publishing_key = models.CharField(max_length=500, blank=True, default="", db_default="")
+    publishing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -81,6 +85,11 @@ class MediaFile(models.Model):
                 fields=["derived_from"], name="media_derived_from",
                 condition=models.Q(derived_from__isnull=False),
             ),
+            # The publications in progress: a user's count (their limit) and the sweep's stale ones.
+            models.Index(
+                fields=["user", "publishing_since"], name="media_publishing",
+                condition=~models.Q(publishing_key=""),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(file_size_bytes__gte=0), name="media_size_non_negative"),
@@ -92,6 +101,11 @@ class MediaFile(models.Model):
                 condition=models.Q(public_key="", public_thumbnail_key="", published_at__isnull=True)
                 | (~models.Q(public_key="") & models.Q(published_at__isnull=False)),
                 name="media_published_has_key_and_time",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(publishing_key="", publishing_since__isnull=True)
+                | (~models.Q(publishing_key="") & models.Q(publishing_since__isnull=False, public_key="")),
+                name="media_publishing_has_key_and_time",
             ),
             # One output per (job, name): the store step of a job is idempotent by construction.
             models.UniqueConstraint(

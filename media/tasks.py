@@ -18,6 +18,7 @@ from media import task_names
 from media.errors import StorageError
 from media.probing.service import media_hash_backfill, media_probe
 from media.services.deletion import media_defer_object_deletion, media_delete_objects
+from media.services.publishing import media_publication_abandon, media_publication_copy
 from media.services.sweep import media_sweep
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,34 @@ def delete_objects(self: Task, keys: list[str], prefixes: list[str] | None = Non
         logger.warning("media.delete_objects: retries spent (%s); left to media.sweep: keys=%s prefixes=%s",
                        type(exc).__name__, keys, prefixes)
         return 0
+
+
+@shared_task(
+    bind=True,
+    name=task_names.PUBLISH,
+    acks_late=True,
+    autoretry_for=(StorageError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=6,
+    # A server-side copy of 50 GiB (the default largest file) takes minutes; through this worker
+    # (the local backend, or stores without a server-side copy) at 200 MB/s about 5 minutes. Under
+    # the sweep's 30-minute re-send (AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS).
+    soft_time_limit=1500,
+    time_limit=1560,
+)
+def publish(self: Task, media_id: str, key: str) -> bool:
+    """Make a publication's public copy and record it (media/services/publishing.py). Storage
+    errors that may recover are retried; once the retries are spent the publication is given up
+    (the file stays unpublished, its owner may publish it again)."""
+    try:
+        return media_publication_copy(media_id=media_id, key=key) is not None
+    except StorageError as exc:
+        if self.request.retries < (self.max_retries or 0):
+            raise
+        media_publication_abandon(media_id=media_id, key=key, why=f"the store failed: {type(exc).__name__}")
+        return False
 
 
 @shared_task(name=task_names.SWEEP, acks_late=True)

@@ -16,6 +16,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from auteur.core.api import (
     ApiView,
@@ -26,6 +27,7 @@ from auteur.core.api import (
     request_user,
 )
 from auteur.core.schema import raises
+from auteur.core.throttling import SlidingWindowThrottle
 from media.models import MediaFile, MediaStatus, MediaType
 from media.selectors import (
     media_get,
@@ -34,7 +36,14 @@ from media.selectors import (
 )
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
-from media.services.publishing import media_public_urls, media_publish, media_unpublish, public_url
+from media.services.publishing import (
+    PUBLICATION_STATES,
+    media_public_urls,
+    media_publish,
+    media_unpublish,
+    public_url,
+    publication_state,
+)
 from media.services.uploads import (
     MAX_PARTS_PER_REQUEST,
     MultipartUpload,
@@ -70,6 +79,9 @@ class MediaSerializer(serializers.Serializer):
     latest_version_id = serializers.SerializerMethodField(help_text=(
         "This file's newest ready version (its latest compression), which it stands for now; null when it has none. "
         "All of them: `GET .../media?derived_from=<this id>`."))
+    publication = serializers.SerializerMethodField(help_text=(
+        "`unpublished`, `publishing` (`POST .../publish` was accepted and its public copy is being made) or "
+        "`published`"))
     public_url = serializers.SerializerMethodField(help_text=(
         "Where the CDN serves the file while it is published (`POST .../publish`): a public URL that does not "
         "expire; null while it is not published"))
@@ -81,6 +93,10 @@ class MediaSerializer(serializers.Serializer):
 
     def get_has_thumbnail(self, obj: MediaFile) -> bool:
         return bool(obj.thumbnail_key)
+
+    @extend_schema_field(serializers.ChoiceField(choices=PUBLICATION_STATES))
+    def get_publication(self, obj: MediaFile) -> str:
+        return publication_state(obj)
 
     @extend_schema_field(serializers.URLField(allow_null=True))
     def get_public_url(self, obj: MediaFile) -> str | None:
@@ -381,14 +397,29 @@ class ProjectMediaDetailApi(ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class PublishThrottle(SlidingWindowThrottle):
+    """Publish requests per user, counted apart from (and as well as) the general per-user limit."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        if request.method != "POST":
+            return True
+        return self._allow(f"rl:publish:u:{request_user(request).pk}",
+                           limit=settings.AUTEUR_RATE_LIMIT_PUBLISHES_PER_MINUTE)
+
+
 class ProjectMediaPublishApi(ApiView):
     """A file's publication through the CDN (media/services/publishing.py): a public copy beside the
     private object, which keeps its signed URLs."""
 
+    throttle_classes = [SlidingWindowThrottle, PublishThrottle]
+
     class OutputSerializer(serializers.Serializer):
-        public_url = serializers.URLField()
-        public_thumbnail_url = serializers.URLField(allow_null=True, help_text="Null when the file has no thumbnail")
-        published_at = serializers.DateTimeField()
+        publication = serializers.ChoiceField(choices=["publishing", "published"], help_text=(
+            "`publishing` while the public copy is being made (the URLs are null until it is done), then `published`"))
+        public_url = serializers.URLField(allow_null=True, help_text="Null until the file is published")
+        public_thumbnail_url = serializers.URLField(allow_null=True, help_text=(
+            "Null until the file is published, and when it has no thumbnail"))
+        published_at = serializers.DateTimeField(allow_null=True)
 
         class Meta:
             ref_name = "MediaPublication"
@@ -398,17 +429,24 @@ class ProjectMediaPublishApi(ApiView):
         project = project_get(user=user, project_id=project_id)
         return media_get(user=user, project_id=project.pk, media_id=media_id)
 
-    @extend_schema(request=None, responses={200: OutputSerializer}, summary="Publish a media file through the CDN",
-                   tags=["media"])
-    @raises("media_not_ready", "publishing_unavailable")
+    @extend_schema(request=None, responses={200: OutputSerializer, 202: OutputSerializer},
+                   summary="Publish a media file through the CDN", tags=["media"])
+    @raises("media_not_ready", "publishing_unavailable", "too_many_publications")
     def post(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> Response:
         """Publish a ready file: a public copy of it (and of its thumbnail) that anyone with its
         `public_url` may fetch from the CDN, served with `Cache-Control: public, max-age=...` (a day by
         default). The URL names a random folder and the file's name, nothing else, and does not expire.
-        Publishing a published file answers the same URL. 422 `media_not_ready` before the file is
-        ready; 503 `publishing_unavailable` where the server has no CDN configured."""
+
+        The copy is made by a worker: the answer is 202 with `publication: "publishing"`, and the
+        file's `publication` turns `published`, with its `public_url`, once the copy is done (seconds
+        for most files, minutes for a render of many GiB). Publishing a file that is published or
+        publishing answers its state as it is (200 once published: the same URL). 422
+        `media_not_ready` before the file is ready; 429 `too_many_publications` while the caller has
+        as many files publishing as the server allows (3 by default), and `rate_limited` past its
+        publish requests a minute; 503 `publishing_unavailable` where the server has no CDN configured."""
         media = media_publish(media=self._media(request, project_id, media_id))
-        return Response(self.OutputSerializer(media_public_urls(media=media)).data)
+        answer = self.OutputSerializer(media_public_urls(media=media)).data
+        return Response(answer, status=status.HTTP_200_OK if media.public_key else status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={204: OpenApiResponse(description="Unpublished")},
                    summary="Unpublish a media file", tags=["media"])

@@ -129,6 +129,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "version_required": status.HTTP_428_PRECONDITION_REQUIRED,
     # 429: too much of something is already under way for this caller
     "webhook_backlog_full": status.HTTP_429_TOO_MANY_REQUESTS,
+    "too_many_publications": status.HTTP_429_TOO_MANY_REQUESTS,
     # 503: a part of the service is unavailable; nothing was done
     "feature_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "edl_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,

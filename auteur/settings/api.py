@@ -42,6 +42,8 @@ AUTEUR_RATE_LIMIT_STORAGE_PARTS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_STORAGE_
 # Cancels per user per minute, beside the general limit: a cancel refunds, so a flood of
 # submit-then-cancel is refused early (429) rather than run as free work.
 AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE", default=20)
+# Publish requests per user per minute, beside the general limit (each may start a copy of a large file).
+AUTEUR_RATE_LIMIT_PUBLISHES_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_PUBLISHES_PER_MINUTE", default=10)
 
 # ---- API
 REST_FRAMEWORK = {

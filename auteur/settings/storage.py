@@ -91,6 +91,13 @@ AUTEUR_PUBLIC_BUCKET_NAME: str = env.str("AUTEUR_PUBLIC_BUCKET_NAME", default=""
 AUTEUR_CDN_CACHE_MAX_AGE_SECONDS = env.int("AUTEUR_CDN_CACHE_MAX_AGE_SECONDS", default=24 * 3600)
 if not 0 <= AUTEUR_CDN_CACHE_MAX_AGE_SECONDS <= MAX_CDN_CACHE_SECONDS:
     raise ImproperlyConfigured(f"AUTEUR_CDN_CACHE_MAX_AGE_SECONDS must be 0 to {MAX_CDN_CACHE_SECONDS} (a year).")
+# A publication is a copy a worker makes (the `media.publish` task): at most this many of one user's
+# are in progress at once (more answer 429 `too_many_publications`). One still in progress after
+# AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS (longer than a copy may run) is sent to a worker again by the
+# media sweep, and given up (the file stays unpublished) after AUTEUR_MEDIA_PUBLISH_DEADLINE_SECONDS.
+AUTEUR_MEDIA_PUBLISHING_PER_USER = env.int("AUTEUR_MEDIA_PUBLISHING_PER_USER", default=3)
+AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS = env.int("AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS", default=30 * 60)
+AUTEUR_MEDIA_PUBLISH_DEADLINE_SECONDS = env.int("AUTEUR_MEDIA_PUBLISH_DEADLINE_SECONDS", default=2 * 3600)
 if AWS_STORAGE_BUCKET_NAME and AUTEUR_CDN_BASE_URL and not AUTEUR_PUBLIC_BUCKET_NAME:
     raise ImproperlyConfigured(
         "AUTEUR_PUBLIC_BUCKET_NAME is not set. Publishing through a CDN (AUTEUR_CDN_BASE_URL) with a media "

@@ -22,7 +22,7 @@ from media import task_names
 from media.errors import MediaInUse
 from media.hooks import media_in_use_reasons
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion
-from media.services.keys import is_public_key, media_prefix, object_keys, public_folder
+from media.services.keys import is_public_key, media_prefix, object_keys, public_folders
 from media.storage import get_public_storage, get_storage
 from media.storage.base import ObjectStorage, url_expiry
 
@@ -79,9 +79,7 @@ def media_delete(*, media: MediaFile) -> None:
                 "This media file is in use and cannot be deleted now.", details={"reasons": reasons}
             )
         keys = object_keys(locked)
-        prefixes = [media_prefix(project_id=locked.project_id, media_id=locked.pk)]
-        if locked.public_key:
-            prefixes.append(public_folder(locked.public_key))
+        prefixes = [media_prefix(project_id=locked.project_id, media_id=locked.pk), *public_folders(locked)]
         locked.delete()
         schedule_object_deletion(keys, prefixes)
         schedule_multipart_abort(locked)
@@ -99,12 +97,13 @@ def media_delete_project_objects(*, project_id: uuid.UUID | str) -> list[str]:
     """
     keys: list[str] = []
     published: list[str] = []
-    rows = MediaFile.objects.filter(project_id=project_id).values_list(
-        "storage_key", "thumbnail_key", "caption_key", "public_key")
-    for *private, public_key in rows:
-        keys.extend(k for k in private if k)
-        if public_key:
-            published.append(public_folder(public_key))
+    # Locked: a publication that records itself now waits for the deletion, then finds its row
+    # gone and deletes its copy; one recorded before is read here.
+    rows = MediaFile.objects.select_for_update().filter(project_id=project_id).only(
+        "storage_key", "thumbnail_key", "caption_key", "public_key", "publishing_key")
+    for media in rows:
+        keys.extend(object_keys(media))
+        published.extend(public_folders(media))
     schedule_object_deletion(keys, [f"projects/{project_id}", *published])
     return keys
 

@@ -98,10 +98,32 @@ def public_keys_for(media: MediaFile) -> tuple[str, str]:
     ``pub/<random token>/``, named after the file's sanitized name. Nothing of the private key
     (project and file ids) shows; the thumbnail key is "" when the file has none."""
     folder = f"{PUBLIC_DIR}/{secrets.token_urlsafe(PUBLIC_TOKEN_BYTES)}"
-    # A sanitized filename has no "/": the thumbnail's subfolder is no name a file can have.
     name = safe_filename(media.name, fallback_ext=filename_extension(media.storage_key) or "bin")
-    thumbnail = f"{folder}/thumbnail/thumbnail.jpg" if media.thumbnail_key else ""
-    return f"{folder}/{name}", thumbnail
+    key = f"{folder}/{name}"
+    return key, public_thumbnail_key(key, media)
+
+
+def public_thumbnail_key(public_key: str, media: MediaFile) -> str:
+    """The thumbnail's key beside a publication's ``public_key``; "" when the file has none."""
+    # A sanitized filename has no "/": the thumbnail's subfolder is no name a file can have.
+    return f"{public_folder(public_key)}/thumbnail/thumbnail.jpg" if media.thumbnail_key else ""
+
+
+def public_folders(media: MediaFile) -> list[str]:
+    """The folders of the file's publication and of one in progress: what its deletion removes."""
+    return [public_folder(key) for key in (media.public_key, media.publishing_key) if key]
+
+
+# The types a public copy is served with: media a browser plays or shows, and never a type it would
+# run (HTML, SVG, XML, scripts), since a public URL may be on the API's own origin (the local
+# backend's /public/). Any other type is served as application/octet-stream.
+PUBLIC_CONTENT_TYPES = re.compile(r"(video|audio)/[a-z0-9][a-z0-9.+-]{0,60}|image/(jpeg|png|gif|webp|avif)")
+
+
+def public_content_type(content_type: str) -> str:
+    """The Content-Type a public copy gets: the file's own when it is plain media, else binary."""
+    normalized = normalize_content_type(content_type)
+    return normalized if PUBLIC_CONTENT_TYPES.fullmatch(normalized) else "application/octet-stream"
 
 
 def public_folder(public_key: str) -> str:

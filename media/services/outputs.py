@@ -30,6 +30,7 @@ from media.services.keys import (
     media_prefix,
     normalize_content_type,
     object_keys,
+    public_folders,
     thumbnail_key_for,
 )
 from media.status import new_ready
@@ -218,9 +219,10 @@ def media_delete_job_outputs(*, job_id: uuid.UUID | str) -> int:
 
     Rows now, objects after commit (the same retried task as every deletion). Returns the count.
     """
-    outputs = list(MediaFile.objects.filter(source_job_id=job_id))
+    # Locked: a publication of one of them that records itself now waits, then finds the row gone.
+    outputs = list(MediaFile.objects.select_for_update().filter(source_job_id=job_id))
     keys = [key for media in outputs for key in object_keys(media)]
+    published = [folder for media in outputs for folder in public_folders(media)]
     MediaFile.objects.filter(pk__in=[m.pk for m in outputs]).delete()
-    if keys:
-        schedule_object_deletion(keys, [])
+    schedule_object_deletion(keys, published)
     return len(outputs)

@@ -5,21 +5,32 @@ Publishing copies the file (and its thumbnail) into the public store (media.stor
 get_public_storage(): the public bucket, or the local backend's public folder) under
 ``pub/<random token>/<sanitized name>``: the URL shows nothing of the private key, which names the
 project and the file, and cannot be guessed from another publication's. The copy is made with
-``Cache-Control: public, max-age=AUTEUR_CDN_CACHE_MAX_AGE_SECONDS`` and the file's Content-Type.
+``Cache-Control: public, max-age=AUTEUR_CDN_CACHE_MAX_AGE_SECONDS`` and the file's Content-Type
+when it is plain media (anything else is served as binary: media.services.keys.public_content_type).
 
-The copy is made before the row is locked (it may take seconds for a large render, and no lock is
-held across it), then the row records it, if the file is still there, still ready and still
-unpublished; otherwise the copy is deleted again, so a publication that lost a race leaves nothing
-public. Publishing a published file returns it as it is: the same URL.
+A publish request never copies: a copy of a large render takes minutes, and would hold an API
+worker that long. Under the row's lock it records the key the copy will have (``publishing_key``)
+and sends the ``media.publish`` task after commit; the request answers at once, the file
+``publishing``. A user has at most AUTEUR_MEDIA_PUBLISHING_PER_USER publications in progress
+(checked under the user's lock, so concurrent requests cannot pass it together). The task copies
+with no lock held, then locks the row and records the publication if the file is still there,
+still ready and still publishing under that key; otherwise it deletes its copy again, so a
+publication that lost a race (an unpublish, a deletion) leaves nothing public. The task is
+idempotent: a redelivered one finds the publication done, or copies again over its own key. The
+media sweep sends it again for a publication still in progress after
+AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS, and gives the publication up after
+AUTEUR_MEDIA_PUBLISH_DEADLINE_SECONDS.
 
 Unpublishing and deleting the file delete the public copies after commit (media.delete_objects,
-which sends a key under ``pub/`` to the public store). A CDN's edge caches may keep serving a copy
-until its max-age has passed, unless the CDN is told to purge it: the store cannot reach them.
+which sends a key under ``pub/`` to the public store), and end a publication in progress. A CDN's
+edge caches may keep serving a copy until its max-age has passed, unless the CDN is told to purge
+it: the store cannot reach them.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -28,10 +39,20 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from media.errors import MediaNotFound, MediaNotReady, PublishingUnavailable
+from auteur.core.publishing import send
+from auteur.core.quotas import quota_lock
+from media import task_names
+from media.errors import MediaNotFound, MediaNotReady, PublishingUnavailable, TooManyPublications
 from media.models import MediaFile, MediaStatus
 from media.services.deletion import schedule_object_deletion
-from media.services.keys import THUMBNAIL_CONTENT_TYPE, public_folder, public_keys_for
+from media.services.keys import (
+    THUMBNAIL_CONTENT_TYPE,
+    public_content_type,
+    public_folder,
+    public_folders,
+    public_keys_for,
+    public_thumbnail_key,
+)
 from media.storage import get_public_storage, get_storage
 from media.storage.base import ObjectStorage
 
@@ -40,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PublicUrls:
+    publication: str
     public_url: str | None
     public_thumbnail_url: str | None
     published_at: datetime | None
@@ -63,8 +85,17 @@ def public_url(key: str) -> str | None:
     return f"{base}/{quote(key)}" if key and base else None
 
 
+PUBLICATION_STATES = ("unpublished", "publishing", "published")
+
+
+def publication_state(media: MediaFile) -> str:
+    """``published``, ``publishing`` (its copy is being made) or ``unpublished``."""
+    return "published" if media.public_key else "publishing" if media.publishing_key else "unpublished"
+
+
 def media_public_urls(*, media: MediaFile) -> PublicUrls:
     return PublicUrls(
+        publication=publication_state(media),
         public_url=public_url(media.public_key),
         public_thumbnail_url=public_url(media.public_thumbnail_key),
         published_at=media.published_at,
@@ -72,63 +103,108 @@ def media_public_urls(*, media: MediaFile) -> PublicUrls:
 
 
 def media_publish(*, media: MediaFile) -> MediaFile:
-    """Publish a ready file (503 ``publishing_unavailable`` while publishing is off, 422
-    ``media_not_ready`` before the file is ready); idempotent: a published file is returned as is."""
-    public = publishing_store()
-    if media.public_key:
-        return media
-    if media.status != MediaStatus.READY:
-        raise MediaNotReady(f"Only a ready file can be published (status: {media.status}).",
-                            details={"status": media.status})
-    key, thumbnail_key = public_keys_for(media)
-    storage = get_storage()
+    """Start publishing a ready file (503 ``publishing_unavailable`` while publishing is off, 422
+    ``media_not_ready`` before the file is ready, 429 ``too_many_publications`` past the user's
+    limit of publications in progress). Idempotent: a file published or publishing is returned as
+    it is. The copy is made by the ``media.publish`` task, sent after commit."""
+    publishing_store()
+    with transaction.atomic():
+        quota_lock(user_id=media.user_id)  # the limit's count and this publication take turns
+        locked = MediaFile.objects.select_for_update().filter(pk=media.pk).first()
+        if locked is None:
+            raise MediaNotFound("No such media file.")
+        if locked.public_key or locked.publishing_key:
+            return locked
+        if locked.status != MediaStatus.READY:
+            raise MediaNotReady(f"Only a ready file can be published (status: {locked.status}).",
+                                details={"status": locked.status})
+        limit = settings.AUTEUR_MEDIA_PUBLISHING_PER_USER
+        in_progress = MediaFile.objects.filter(user_id=locked.user_id).exclude(publishing_key="").count()
+        if in_progress >= limit:
+            raise TooManyPublications(
+                f"{in_progress} of your files are being published; publish this one once one of them is done.",
+                details={"limit": limit, "in_progress": in_progress})
+        key, _ = public_keys_for(locked)
+        locked.publishing_key, locked.publishing_since = key, timezone.now()
+        locked.save(update_fields=["publishing_key", "publishing_since", "updated_at"])
+        transaction.on_commit(lambda: send_publication(locked.pk, key))
+    logger.info("media %s: publishing", media.pk)
+    return locked
+
+
+def send_publication(media_id: uuid.UUID, key: str, *, resend: bool = True) -> bool:
+    return send(task_names.PUBLISH, (str(media_id), key), what=f"publication of media {media_id}", resend=resend)
+
+
+def media_publication_copy(*, media_id: uuid.UUID | str, key: str) -> MediaFile | None:
+    """The body of the ``media.publish`` task: copy the file (and its thumbnail) to ``key``, then
+    record the publication if it is still the one in progress; else delete the copy. Returns the
+    published row, or None when nothing was published. A StorageError propagates (the task retries
+    it); a file whose object is gone is given up."""
+    media = MediaFile.objects.filter(pk=media_id).first()
+    if media is None or media.publishing_key != key:
+        if media is None or media.public_key != key:  # done already by an earlier delivery, or ended
+            _discard(key)
+        return None
+    thumbnail_key = public_thumbnail_key(key, media)
+    storage, public = get_storage(), get_public_storage()
+    if public is None:  # the public store was configured away since the request
+        media_publication_abandon(media_id=media_id, key=key, why="no public store")
+        return None
     try:
-        storage.copy_public(public, media.storage_key, key, content_type=media.mime_type,
+        storage.copy_public(public, media.storage_key, key, content_type=public_content_type(media.mime_type),
                             cache_control=cache_control())
         if thumbnail_key:
             storage.copy_public(public, media.thumbnail_key, thumbnail_key, content_type=THUMBNAIL_CONTENT_TYPE,
                                 cache_control=cache_control())
     except FileNotFoundError:
         # A ready file's object is gone only once its row was deleted (its objects go after that commit).
-        _discard(key)
-        raise MediaNotFound("No such media file.") from None
-    except BaseException:
-        _discard(key)
-        raise
+        media_publication_abandon(media_id=media_id, key=key, why="its object is gone")
+        return None
 
     with transaction.atomic():
-        locked = MediaFile.objects.select_for_update().filter(pk=media.pk).first()
-        kept = locked is not None and locked.status == MediaStatus.READY and not locked.public_key
+        locked = MediaFile.objects.select_for_update().filter(pk=media_id).first()
+        kept = locked is not None and locked.status == MediaStatus.READY and locked.publishing_key == key
         if locked is not None and kept:
             locked.public_key, locked.public_thumbnail_key = key, thumbnail_key
             locked.published_at = timezone.now()
-            locked.save(update_fields=["public_key", "public_thumbnail_key", "published_at", "updated_at"])
-    if locked is None or not kept:
-        # Outside the transaction: a deletion scheduled in it would be dropped with a rollback.
-        _discard(key)
-        if locked is None:
-            raise MediaNotFound("No such media file.")
-        if not locked.public_key:
-            raise MediaNotReady(f"Only a ready file can be published (status: {locked.status}).",
-                                details={"status": locked.status})
-        return locked  # published meanwhile by another request: its URL is the file's
-    logger.info("media %s: published", media.pk)
+            locked.publishing_key, locked.publishing_since = "", None
+            locked.save(update_fields=["public_key", "public_thumbnail_key", "published_at", "publishing_key",
+                                       "publishing_since", "updated_at"])
+    if not kept:
+        _discard(key)  # outside the transaction: a deletion scheduled in it would be dropped with a rollback
+        return None
+    logger.info("media %s: published", media_id)
     return locked
 
 
+def media_publication_abandon(*, media_id: uuid.UUID | str, key: str, why: str) -> None:
+    """End the publication in progress under ``key`` without publishing (the file stays unpublished)
+    and delete whatever was copied for it."""
+    with transaction.atomic():
+        ended = MediaFile.objects.filter(pk=media_id, publishing_key=key).update(
+            publishing_key="", publishing_since=None, updated_at=timezone.now())
+    _discard(key)
+    if ended:
+        logger.warning("media %s: publication given up (%s)", media_id, why)
+
+
 def media_unpublish(*, media: MediaFile) -> MediaFile:
-    """Take a file's public copies down: the row now, the copies after commit. Unpublishing a file
-    that is not published does nothing; it works whether publishing is on or off."""
+    """Take a file's public copies down, and end a publication in progress: the row now, the copies
+    after commit. Unpublishing a file that is not published does nothing; it works whether
+    publishing is on or off."""
     with transaction.atomic():
         locked = MediaFile.objects.select_for_update().filter(pk=media.pk).first()
         if locked is None:
             raise MediaNotFound("No such media file.")
-        if not locked.public_key:
+        folders = public_folders(locked)
+        if not folders:
             return locked
-        folder = public_folder(locked.public_key)
         locked.public_key, locked.public_thumbnail_key, locked.published_at = "", "", None
-        locked.save(update_fields=["public_key", "public_thumbnail_key", "published_at", "updated_at"])
-        schedule_object_deletion([], [folder])
+        locked.publishing_key, locked.publishing_since = "", None
+        locked.save(update_fields=["public_key", "public_thumbnail_key", "published_at", "publishing_key",
+                                   "publishing_since", "updated_at"])
+        schedule_object_deletion([], folders)
     logger.info("media %s: unpublished", media.pk)
     return locked
 

@@ -20,6 +20,7 @@ from media.services.deletion import (
     schedule_object_deletion,
 )
 from media.services.keys import media_prefix, object_keys
+from media.services.publishing import media_publication_abandon, send_publication
 from media.status import reject_overdue
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,24 @@ def _delete_due_objects(now: datetime, batch: int = 500) -> int:
     return len(due)
 
 
+def _sweep_publications(now: datetime) -> dict[str, int]:
+    retry_after = timedelta(seconds=settings.AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS)
+    deadline = timedelta(seconds=settings.AUTEUR_MEDIA_PUBLISH_DEADLINE_SECONDS)
+    in_progress = MediaFile.objects.exclude(publishing_key="")
+    given_up = 0
+    for media_id, key in in_progress.filter(publishing_since__lt=now - deadline).values_list(
+            "pk", "publishing_key")[:500]:
+        media_publication_abandon(media_id=media_id, key=key, why="past its deadline")
+        given_up += 1
+    resent = 0
+    for media_id, key in in_progress.filter(publishing_since__lt=now - retry_after).values_list(
+            "pk", "publishing_key")[:500]:
+        if not send_publication(media_id, key, resend=False):
+            break  # the broker is out of reach: the next sweep tries again
+        resent += 1
+    return {"publications_resent": resent, "publications_given_up": given_up}
+
+
 def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Housekeeping, run by beat (``media.sweep``): no file stays non-terminal forever.
 
@@ -48,12 +67,16 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
     * ``processing`` for longer than AUTEUR_MEDIA_PROBE_RETRY_SECONDS (30 min, longer than a
       probe may run): the probe message was lost or its worker died; it is enqueued again
       (idempotent). Past AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS (2 h) the file is rejected.
+    * a publication in progress for longer than AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS: its
+      ``media.publish`` is sent again (idempotent); past AUTEUR_MEDIA_PUBLISH_DEADLINE_SECONDS it
+      is given up (the file stays unpublished).
     """
     now = now or timezone.now()
     stale_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_STALE_UPLOAD_SECONDS", 24 * 3600))
     retry_after = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_RETRY_SECONDS", 30 * 60))
     deadline = timedelta(seconds=getattr(settings, "AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS", 2 * 3600))
-    counts = {"expired_uploads": 0, "requeued": 0, "timed_out": 0, "upload_keys_deleted": 0}
+    counts = {"expired_uploads": 0, "requeued": 0, "timed_out": 0, "upload_keys_deleted": 0,
+              "publications_resent": 0, "publications_given_up": 0}
 
     stale = MediaFile.objects.filter(status=MediaStatus.UPLOADING, created_at__lt=now - stale_after)
     for media in stale.order_by("created_at")[:500]:
@@ -71,6 +94,7 @@ def media_sweep(*, now: datetime | None = None) -> dict[str, int]:
         if not send(task_names.PROBE, (str(media_id),), what=f"probe of media {media_id}", resend=False):
             break  # the broker is out of reach: the next sweep tries again
         counts["requeued"] += 1
+    counts.update(_sweep_publications(now))
     counts["upload_keys_deleted"] = _delete_due_objects(now)
     if any(counts.values()):
         logger.info("media sweep: %s", counts)

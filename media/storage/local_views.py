@@ -34,6 +34,7 @@ from auteur.core.errors import error_response
 from auteur.core.throttling import SlidingWindowThrottle
 from media.errors import IncompleteUploadBody, InvalidKey, SignatureInvalid
 from media.selectors import upload_is_open
+from media.services.keys import public_content_type
 from media.storage import get_local_storage, get_public_storage
 from media.storage.base import CHECKSUM_HEADER, CHUNK_SIZE, content_disposition
 from media.storage.local import LocalStorage
@@ -223,11 +224,13 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
 
 def _object_response(
     request: HttpRequest, storage: LocalStorage, key: str, *, size: int, headers: dict[str, str], etag: str = "",
+    content_type: str = "",
 ) -> HttpResponseBase:
     """The object's bytes for a GET (all of them, or the one range asked for) or its headers for a
     HEAD, with ``headers`` added. A Range is honoured only under an ``If-Range`` that names the
-    object's ``etag`` as it is now, when one is given (otherwise the whole object is sent)."""
-    content_type = storage.content_type(key) or "application/octet-stream"
+    object's ``etag`` as it is now, when one is given (otherwise the whole object is sent). The
+    Content-Type is the one it was stored with unless ``content_type`` is given."""
+    content_type = content_type or storage.content_type(key) or "application/octet-stream"
     if_range = request.headers.get("If-Range")
     byte_range = None if if_range is not None and if_range != etag else _parse_range(
         request.headers.get("Range", ""), size)
@@ -297,14 +300,22 @@ def public(request: HttpRequest, key: str) -> HttpResponseBase:
     # of writing name its version.
     etag = f'"{facts.st_size:x}-{facts.st_mtime_ns:x}"'
     modified = int(facts.st_mtime)
+    # Served from the API's origin: only plain media is served as itself, and nothing served here
+    # may run (no sniffing, a sandbox without scripts); anything else is a download.
+    content_type = public_content_type(storage.content_type(key) or "")
     headers = {
         "Cache-Control": f"public, max-age={settings.AUTEUR_CDN_CACHE_MAX_AGE_SECONDS}",
         "ETag": etag,
         "Last-Modified": http_date(modified),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; media-src 'self'; img-src 'self'; sandbox",
     }
+    if content_type == "application/octet-stream":
+        headers["Content-Disposition"] = "attachment"
     not_modified = get_conditional_response(request, etag=etag, last_modified=modified)
     if not_modified is not None:
         for name, value in headers.items():
             not_modified[name] = value
         return not_modified
-    return _object_response(request, storage, key, size=facts.st_size, headers=headers, etag=etag)
+    return _object_response(request, storage, key, size=facts.st_size, headers=headers, etag=etag,
+                            content_type=content_type)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,11 +19,15 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from auteur.core.storage_settings import local_media_storage, s3_media_storage
-from media.errors import MediaNotFound
+from media import tasks as media_tasks
+from media.errors import StorageError
 from media.models import MediaFile
-from media.services.publishing import media_publish
+from media.services.outputs import media_delete_job_outputs
+from media.services.publishing import media_publication_copy
+from media.services.sweep import media_sweep
 from media.storage import get_public_storage, get_storage
 from media.storage.base import KEY_RE, MAX_KEY_LENGTH
 from tests.auteur.test_settings import PROD_ENV, load_settings
@@ -55,6 +60,25 @@ def publish_path(media: MediaFile) -> str:
     return media_path(media.project_id, media.pk, "/publish")
 
 
+UNPUBLISHED = {"public_url": None, "public_thumbnail_url": None, "published_at": None}
+
+
+@pytest.fixture
+def publish(eager_celery: None, django_capture_on_commit_callbacks: Any) -> Any:
+    """POST .../publish as a client does: 202 while a worker copies (run here when the request's
+    transaction commits), then the same POST answers 200 with the URLs; returns that answer."""
+    def run(client: Client, media: MediaFile) -> dict[str, Any]:
+        with django_capture_on_commit_callbacks(execute=True):
+            accepted = client.post(publish_path(media))
+        assert accepted.status_code == 202, accepted.json()
+        assert accepted.json() == {"publication": "publishing", **UNPUBLISHED}
+        answer = client.post(publish_path(media))
+        assert answer.status_code == 200, answer.json()
+        assert answer.json()["publication"] == "published"
+        return dict(answer.json())
+    return run
+
+
 def public_get(url: str, **extra: Any) -> Any:
     """A GET of a public URL as anyone makes it: no token, no signature."""
     assert url.startswith(f"{CDN}/"), url
@@ -70,12 +94,10 @@ def error_code(response: Any) -> str:
 
 
 def test_a_published_file_is_served_publicly_with_cache_headers_and_nothing_of_its_private_key(
-    auth_client, user, project, samples, cdn
+    auth_client, user, project, samples, cdn, publish
 ):
     media = upload_local(auth_client, project, samples.video, "video/mp4", filename="My Clip (final).mp4")
-    response = auth_client.post(publish_path(media))
-    assert response.status_code == 200, response.json()
-    body = response.json()
+    body = publish(auth_client, media)
     url, thumbnail_url = body["public_url"], body["public_thumbnail_url"]
     for private in (str(project.pk), str(media.pk), str(user.pk), media.storage_key, "projects/"):
         assert private not in url and private not in thumbnail_url
@@ -104,27 +126,27 @@ def test_a_published_file_is_served_publicly_with_cache_headers_and_nothing_of_i
     assert public_get(url, HTTP_RANGE="bytes=10-19", HTTP_IF_RANGE=served["ETag"]).status_code == 206
 
     detail = auth_client.get(media_path(project.pk, media.pk)).json()["media"]
+    assert detail["publication"] == "published"
     assert detail["public_url"] == url and detail["public_thumbnail_url"] == thumbnail_url
     assert detail["published_at"] == body["published_at"]
     listed = auth_client.get(media_path(project.pk)).json()["media"]
     assert [m["public_url"] for m in listed] == [url]
 
 
-def test_publishing_again_answers_the_same_url_and_copies_nothing_more(auth_client, project, samples, cdn):
+def test_publishing_again_answers_the_same_url_and_copies_nothing_more(auth_client, project, samples, cdn, publish):
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
-    first = auth_client.post(publish_path(media))
+    first = publish(auth_client, media)
     second = auth_client.post(publish_path(media))
-    assert first.status_code == second.status_code == 200
-    assert first.json() == second.json()
-    assert first.json()["public_thumbnail_url"] is None  # audio has no thumbnail
+    assert second.status_code == 200 and first == second.json()
+    assert first["public_thumbnail_url"] is None  # audio has no thumbnail
     assert len(published_files(cdn)) == 1
 
 
 def test_an_unpublished_file_is_gone_from_the_public_url_and_still_downloads_signed(
-    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks
+    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, publish
 ):
     media = upload_local(auth_client, project, samples.video, "video/mp4")
-    published = auth_client.post(publish_path(media)).json()
+    published = publish(auth_client, media)
     with django_capture_on_commit_callbacks(execute=True):
         response = auth_client.delete(publish_path(media))
     assert response.status_code == 204
@@ -140,16 +162,16 @@ def test_an_unpublished_file_is_gone_from_the_public_url_and_still_downloads_sig
 
     # Unpublishing again is no error; publishing again makes a new URL.
     assert auth_client.delete(publish_path(media)).status_code == 204
-    again = auth_client.post(publish_path(media)).json()
+    again = publish(auth_client, media)
     assert again["public_url"] != published["public_url"]
     assert public_get(again["public_url"]).status_code == 200
 
 
 def test_deleting_a_published_file_deletes_its_public_copies(
-    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks
+    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, publish
 ):
     media = upload_local(auth_client, project, samples.video, "video/mp4")
-    url = auth_client.post(publish_path(media)).json()["public_url"]
+    url = publish(auth_client, media)["public_url"]
     assert len(published_files(cdn)) == 2
     with django_capture_on_commit_callbacks(execute=True):
         assert auth_client.delete(media_path(project.pk, media.pk)).status_code == 204
@@ -158,37 +180,146 @@ def test_deleting_a_published_file_deletes_its_public_copies(
 
 
 def test_deleting_a_project_deletes_its_files_public_copies(
-    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks
+    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, publish
 ):
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
-    url = auth_client.post(publish_path(media)).json()["public_url"]
+    url = publish(auth_client, media)["public_url"]
     with django_capture_on_commit_callbacks(execute=True):
         assert auth_client.delete(f"/api/v1/projects/{project.pk}").status_code == 204
     assert public_get(url).status_code == 404
     assert published_files(cdn) == []
 
 
+def public_store() -> Any:
+    store = get_public_storage()
+    assert store is not None
+    return store
+
+
+def publishing_started(client: Client, media: MediaFile) -> str:
+    """POST .../publish without running the copy it sends (a worker has yet to take it); its key."""
+    assert client.post(publish_path(media)).status_code == 202
+    row = MediaFile.objects.get(pk=media.pk)
+    assert row.publishing_key and row.publishing_since and not row.public_key
+    return row.publishing_key
+
+
 def test_a_publication_that_loses_a_race_leaves_no_copy_behind(
     auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks
 ):
-    media = upload_local(auth_client, project, samples.wav, "audio/wav")
-    stale = MediaFile.objects.get(pk=media.pk)  # read before another request published it
-    url = auth_client.post(publish_path(media)).json()["public_url"]
+    # Unpublished while its copy was waiting for a worker: the copy made then is deleted again.
+    media = upload_local(auth_client, project, samples.video, "video/mp4")
+    key = publishing_started(auth_client, media)
     with django_capture_on_commit_callbacks(execute=True):
-        kept = media_publish(media=stale)
-    assert kept.public_key and f"{CDN}/{kept.public_key}" == url
-    assert len(published_files(cdn)) == 1  # its own copy, made before it saw the row, is deleted
+        assert auth_client.delete(publish_path(media)).status_code == 204
+        assert media_publication_copy(media_id=media.pk, key=key) is None
+    assert published_files(cdn) == []
+    assert auth_client.get(media_path(project.pk, media.pk)).json()["media"]["publication"] == "unpublished"
 
-    # The file deleted while its copy was being made: no copy stays, and it is a 404.
-    gone = MediaFile.objects.get(pk=upload_local(auth_client, project, samples.wav, "audio/wav").pk)
-    MediaFile.objects.filter(pk=gone.pk).delete()
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(MediaNotFound):
-        media_publish(media=gone)
-    assert len(published_files(cdn)) == 1
+    # Published again meanwhile (a new key): the old copy goes, the new one is the publication.
+    first = publishing_started(auth_client, media)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.delete(publish_path(media)).status_code == 204
+        second = publishing_started(auth_client, media)
+        assert media_publication_copy(media_id=media.pk, key=first) is None
+        assert media_publication_copy(media_id=media.pk, key=second) is not None
+    row = MediaFile.objects.get(pk=media.pk)
+    assert row.public_key == second and row.publishing_key == "" and row.publishing_since is None
+    assert len(published_files(cdn)) == 2  # the file and its thumbnail, under the second key
+
+    # A redelivered copy of a publication that is done copies nothing and deletes nothing.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert media_publication_copy(media_id=media.pk, key=second) is None
+    assert len(published_files(cdn)) == 2 and public_get(f"{CDN}/{second}").status_code == 200
+
+    # The file deleted while its copy was waiting: no copy stays.
+    gone = upload_local(auth_client, project, samples.wav, "audio/wav")
+    key = publishing_started(auth_client, gone)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.delete(media_path(project.pk, gone.pk)).status_code == 204
+        assert media_publication_copy(media_id=gone.pk, key=key) is None
+    assert len(published_files(cdn)) == 2
+
+
+def test_a_failed_jobs_outputs_take_their_public_copies_with_them(
+    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, publish
+):
+    job_id = uuid.uuid4()
+    published, publishing = (upload_local(auth_client, project, samples.wav, "audio/wav") for _ in range(2))
+    for output, name in ((published, "first.wav"), (publishing, "second.wav")):  # (job, name) is unique
+        MediaFile.objects.filter(pk=output.pk).update(source_job_id=job_id, name=name)
+    url = publish(auth_client, published)["public_url"]
+    key = publishing_started(auth_client, publishing)
+    public_store().save(key, io.BytesIO(b"partial"), "audio/wav")  # a copy under way
+    with django_capture_on_commit_callbacks(execute=True):
+        assert media_delete_job_outputs(job_id=job_id) == 2
+    assert public_get(url).status_code == 404 and published_files(cdn) == []
+
+
+def test_a_user_has_a_few_publications_in_progress_at_most(auth_client, project, samples, cdn, settings, publish):
+    settings.AUTEUR_MEDIA_PUBLISHING_PER_USER = 2
+    files = [upload_local(auth_client, project, samples.wav, "audio/wav") for _ in range(3)]
+    publishing_started(auth_client, files[0])
+    publishing_started(auth_client, files[1])
+    refused = auth_client.post(publish_path(files[2]))
+    assert refused.status_code == 429 and error_code(refused) == "too_many_publications"
+    assert refused.json()["error"]["details"] == {"limit": 2, "in_progress": 2}
+    assert MediaFile.objects.get(pk=files[2].pk).publishing_key == ""
+    # Asking again about one in progress is no new publication: answered as it is.
+    again = auth_client.post(publish_path(files[0]))
+    assert again.status_code == 202 and again.json()["publication"] == "publishing"
+
+
+def test_publish_requests_are_rate_limited_per_user(auth_client, project, samples, cdn, settings):
+    settings.AUTEUR_RATE_LIMIT_PUBLISHES_PER_MINUTE = 2
+    media = upload_local(auth_client, project, samples.wav, "audio/wav")
+    publishing_started(auth_client, media)
+    assert auth_client.post(publish_path(media)).status_code == 202
+    limited = auth_client.post(publish_path(media))
+    assert limited.status_code == 429 and error_code(limited) == "rate_limited" and limited["Retry-After"]
+    # Unpublishing is not counted: a takedown is never refused.
+    assert auth_client.delete(publish_path(media)).status_code == 204
+
+
+def test_the_sweep_sends_a_stale_publication_again_and_gives_an_abandoned_one_up(
+    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, settings
+):
+    settings.AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS, settings.AUTEUR_MEDIA_PUBLISH_DEADLINE_SECONDS = 60, 600
+    lost, abandoned = (upload_local(auth_client, project, samples.wav, "audio/wav") for _ in range(2))
+    lost_key, abandoned_key = publishing_started(auth_client, lost), publishing_started(auth_client, abandoned)
+    # What a worker that died mid-copy left of the abandoned one's copy.
+    public_store().save(abandoned_key, io.BytesIO(b"partial"), "audio/wav")
+    now = timezone.now()
+    MediaFile.objects.filter(pk=lost.pk).update(publishing_since=now - timedelta(seconds=120))
+    MediaFile.objects.filter(pk=abandoned.pk).update(publishing_since=now - timedelta(seconds=900))
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = media_sweep(now=now)
+    assert counts["publications_resent"] == 1 and counts["publications_given_up"] == 1
+    assert MediaFile.objects.get(pk=lost.pk).public_key == lost_key
+    row = MediaFile.objects.get(pk=abandoned.pk)
+    assert row.publishing_key == "" and row.public_key == "" and row.publishing_since is None
+    assert [p.relative_to(cdn).as_posix() for p in published_files(cdn)] == [lost_key]
+
+
+def test_a_copy_that_keeps_failing_gives_the_publication_up(
+    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, monkeypatch
+):
+    media = upload_local(auth_client, project, samples.wav, "audio/wav")
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise StorageError("the store is down")
+
+    monkeypatch.setattr(type(get_storage()), "copy_public", broken)
+    monkeypatch.setattr(media_tasks.publish, "max_retries", 0)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.post(publish_path(media)).status_code == 202
+    row = MediaFile.objects.get(pk=media.pk)
+    assert row.publishing_key == "" and row.public_key == ""
+    assert published_files(cdn) == []
 
 
 def test_another_users_file_cannot_be_published_or_unpublished(
-    make_user, client_for, make_project, samples, cdn, django_capture_on_commit_callbacks
+    make_user, client_for, make_project, samples, cdn, django_capture_on_commit_callbacks, publish
 ):
     owner, intruder = make_user(), make_user()
     project = make_project(owner)
@@ -201,7 +332,7 @@ def test_another_users_file_cannot_be_published_or_unpublished(
     assert through_own.status_code == 404 and error_code(through_own) == "media_not_found"
     assert published_files(cdn) == [] and callbacks == []
 
-    url = client_for(owner).post(publish_path(media)).json()["public_url"]
+    url = publish(client_for(owner), media)["public_url"]
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         refused = client_for(intruder).delete(media_path(own_project.pk, media.pk, "/publish"))
     assert refused.status_code == 404 and error_code(refused) == "media_not_found"
@@ -234,12 +365,12 @@ def test_without_a_cdn_publishing_is_unavailable_and_nothing_is_copied(
     assert auth_client.delete(publish_path(media)).status_code == 204
 
 
-def test_a_hostile_name_makes_a_safe_public_key(auth_client, project, cdn):
+def test_a_hostile_name_makes_a_safe_public_key(auth_client, project, cdn, publish):
     name = "../../etc/" + "pässwörd ☃ <script>" * 12 + ".MP4"  # 242 characters of 255
     media = MediaFileFactory.create(project=project, type="video", name=name,
                                     storage_key=f"projects/{project.pk}/media/{uuid.uuid4()}/x.mp4")
     get_storage().save(media.storage_key, io.BytesIO(b"not really a video"), "video/mp4")
-    url = auth_client.post(publish_path(media)).json()["public_url"]
+    url = publish(auth_client, media)["public_url"]
     key = MediaFile.objects.get(pk=media.pk).public_key
     assert url == f"{CDN}/{key}"
     assert KEY_RE.match(key) and len(key) <= MAX_KEY_LENGTH and ".." not in key
@@ -248,9 +379,9 @@ def test_a_hostile_name_makes_a_safe_public_key(auth_client, project, cdn):
     assert body_of(public_get(url)) == b"not really a video"
 
 
-def test_the_public_folder_serves_nothing_else(auth_client, project, samples, cdn, local_storage):
+def test_the_public_folder_serves_nothing_else(auth_client, project, samples, cdn, local_storage, publish):
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
-    url = auth_client.post(publish_path(media)).json()["public_url"]
+    url = publish(auth_client, media)["public_url"]
     key = urlsplit(url).path.removeprefix("/public/")
     client = Client()
     # Not the private store's keys, no dot-named sidecar, no way out of the folder, GET and HEAD only.
@@ -263,6 +394,29 @@ def test_the_public_folder_serves_nothing_else(auth_client, project, samples, cd
     assert refused.status_code == 405 and error_code(refused) == "method_not_allowed"
 
 
+@pytest.mark.parametrize(("mime_type", "served_as"), [
+    ("text/html", None), ("image/svg+xml", None), ("application/xhtml+xml", None), ("text/javascript", None),
+    ("video/mp4; codecs=avc1", "video/mp4"), ("Audio/WAV", "audio/wav"), ("image/png", "image/png"),
+])
+def test_only_plain_media_is_served_as_itself_and_nothing_public_can_run(
+    auth_client, project, cdn, publish, mime_type, served_as
+):
+    media = MediaFileFactory.create(project=project, name="page.html", mime_type=mime_type,
+                                    storage_key=f"projects/{project.pk}/media/{uuid.uuid4()}/page.html")
+    get_storage().save(media.storage_key, io.BytesIO(b"<script>alert(document.cookie)</script>"), mime_type)
+    served = public_get(publish(auth_client, media)["public_url"])
+    assert served.status_code == 200
+    assert served["Content-Type"] == (served_as or "application/octet-stream")
+    assert served["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in served["Content-Security-Policy"] and "default-src 'none'" in served["Content-Security-Policy"]
+    assert served.get("Content-Disposition", "inline").split(";")[0] == ("inline" if served_as else "attachment")
+    # The copy was stored with that type too (what a CDN in front of a bucket would serve).
+    public = get_public_storage()
+    assert public is not None
+    stored_as = public.content_type(MediaFile.objects.get(pk=media.pk).public_key)
+    assert stored_as == (served_as or "application/octet-stream")
+
+
 def test_the_public_folder_is_not_served_with_an_s3_bucket(settings, s3_storage, tmp_path):
     root = tmp_path / "public"
     (root / "pub" / "t").mkdir(parents=True)
@@ -272,11 +426,11 @@ def test_the_public_folder_is_not_served_with_an_s3_bucket(settings, s3_storage,
 
 
 def test_staff_take_a_published_file_down_through_the_same_service(
-    auth_client, make_user, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks
+    auth_client, make_user, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, publish
 ):
     media = upload_local(auth_client, project, samples.video, "video/mp4")
     other = upload_local(auth_client, project, samples.wav, "audio/wav")  # not published: untouched
-    url = auth_client.post(publish_path(media)).json()["public_url"]
+    url = publish(auth_client, media)["public_url"]
     staff = Client()
     staff.force_login(make_user(is_staff=True, is_superuser=True))
     page = staff.get(f"/admin/media/mediafile/{media.pk}/change/")
@@ -312,7 +466,7 @@ def public_bucket(settings: Any, s3_storage: str, moto_endpoint: str) -> Any:
 
 @pytest.mark.parametrize("size", [4096, 9 * 1024 * 1024], ids=["one-copy", "multipart-copy"])
 def test_s3_publishes_by_a_server_side_copy_into_the_public_bucket_with_its_headers(
-    auth_client, project, public_bucket, s3_storage, size, eager_celery, django_capture_on_commit_callbacks
+    auth_client, project, public_bucket, s3_storage, size, eager_celery, django_capture_on_commit_callbacks, publish
 ):
     media = MediaFileFactory.create(project=project, type="video", name="render.mp4",
                                     storage_key=f"projects/{project.pk}/media/{uuid.uuid4()}/render.mp4",
@@ -322,9 +476,7 @@ def test_s3_publishes_by_a_server_side_copy_into_the_public_bucket_with_its_head
     storage.save(media.storage_key, io.BytesIO(data), "application/octet-stream")
     storage.save(media.thumbnail_key, io.BytesIO(b"\xff\xd8jpeg"), "image/jpeg")
 
-    response = auth_client.post(publish_path(media))
-    assert response.status_code == 200, response.json()
-    body = response.json()
+    body = publish(auth_client, media)
     key = MediaFile.objects.get(pk=media.pk).public_key
     assert body["public_url"] == f"https://cdn.example.test/{key}" and key.startswith("pub/")
     head = public_bucket.head_object(Bucket=public_bucket.bucket, Key=key)
@@ -349,11 +501,11 @@ def test_s3_publishes_by_a_server_side_copy_into_the_public_bucket_with_its_head
 
 
 def test_s3_deleting_a_published_file_empties_its_public_folder(
-    auth_client, project, public_bucket, eager_celery, django_capture_on_commit_callbacks
+    auth_client, project, public_bucket, eager_celery, django_capture_on_commit_callbacks, publish
 ):
     media = MediaFileFactory.create(project=project, storage_key=f"projects/{project.pk}/media/{uuid.uuid4()}/a.wav")
     get_storage().save(media.storage_key, io.BytesIO(b"RIFF"), "audio/wav")
-    media_publish(media=media)
+    publish(auth_client, media)
     public = get_public_storage()
     assert public is not None and public.head(MediaFile.objects.get(pk=media.pk).public_key) == 4
     with django_capture_on_commit_callbacks(execute=True):

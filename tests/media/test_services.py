@@ -169,7 +169,8 @@ def test_sweep_expires_abandoned_uploads_and_unsticks_probes(
 
     with django_capture_on_commit_callbacks(execute=True):
         counts = media_sweep(now=now)
-    assert counts == {"expired_uploads": 1, "requeued": 1, "timed_out": 1, "upload_keys_deleted": 0}
+    assert counts == {"expired_uploads": 1, "requeued": 1, "timed_out": 1, "upload_keys_deleted": 0,
+                      "publications_resent": 0, "publications_given_up": 0}
     assert not MediaFile.objects.filter(pk=abandoned["media_id"]).exists()
     assert not stored(abandoned_key)
     assert MediaFile.objects.get(pk=fresh["media_id"]).status == "uploading"
