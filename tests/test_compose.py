@@ -13,6 +13,7 @@ import ipaddress
 import json
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -597,9 +598,47 @@ def test_the_bucket_the_app_uses_is_the_one_created(services):
     assert len(buckets) == 1
     init = " ".join(argv_of(services["minio-init"]["command"]))
     assert f"mc mb --ignore-existing local/{buckets.pop()}" in init
-    # The root login reaches mc from its secret files, read in the container.
-    assert f'mc alias set local http://minio:9000 "$(cat {SECRETS_MOUNT}/MINIO_ROOT_USER)" ' \
-           f'"$(cat {SECRETS_MOUNT}/MINIO_ROOT_PASSWORD)"' in init
+    # The root login reaches mc from its secret files, read in the container, through its environment.
+    assert f'export MC_HOST_local="http://$(cat {SECRETS_MOUNT}/MINIO_ROOT_USER):' \
+           f'$(cat {SECRETS_MOUNT}/MINIO_ROOT_PASSWORD)@minio:9000"' in init
+    assert "mc alias set" not in init  # which would write the root password to mc's config file
+
+
+FAKE_MC = """#!/bin/sh
+# Records what it was given: its arguments, the login in its environment, and its standard input.
+{ printf 'argv:'; printf ' %s' "$@"; printf '\\n'; printf 'env:%s\\n' "$MC_HOST_local";
+  if [ "$1 $2 $3" = "admin user add" ]; then printf 'stdin:%s\\n' "$(cat)"; fi; } >> "$MC_LOG"
+[ "$1 $2" = "admin user" ] && [ "$3" = "info" ] && echo "Policy: auteur-app"
+exit 0
+"""
+
+
+def test_minio_init_never_puts_a_password_on_a_command_line(services, tmp_path):
+    """minio-init's script, run by a shell against a recording mc: no argument of any process it
+    starts carries a password; mc gets the root login in its environment, the app's password on stdin."""
+    secrets_dir, bin_dir = tmp_path / "secrets", tmp_path / "bin"
+    secrets_dir.mkdir()
+    bin_dir.mkdir()
+    values = {"MINIO_ROOT_USER": "root-1a2b3c4d", "MINIO_ROOT_PASSWORD": "rootpw-Zx9_Yw8-Vu7",
+              "MINIO_APP_USER": "auteur-app", "MINIO_APP_PASSWORD": "apppw-Qr6_St5-Uv4"}
+    for name, value in values.items():
+        (secrets_dir / name).write_text(value + "\n")
+    (bin_dir / "mc").write_text(FAKE_MC)
+    (bin_dir / "mc").chmod(0o755)
+    script = argv_of(services["minio-init"]["command"])[0].replace(SECRETS_MOUNT, str(secrets_dir))
+    script = script.replace("/tmp/auteur-", f"{tmp_path}/auteur-")
+    log = tmp_path / "mc.log"
+    result = subprocess.run(["sh", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin", "MC_LOG": str(log)},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = log.read_text().splitlines()
+    argvs = [line for line in lines if line.startswith("argv:")]
+    assert len(argvs) >= 6 and any("admin user add local auteur-app" in line for line in argvs)
+    for secret in ("MINIO_ROOT_PASSWORD", "MINIO_APP_PASSWORD"):
+        assert not any(values[secret] in line for line in argvs), secret
+    assert set(line for line in lines if line.startswith("env:")) == {
+        "env:http://root-1a2b3c4d:rootpw-Zx9_Yw8-Vu7@minio:9000"}
+    assert [line for line in lines if line.startswith("stdin:")] == ["stdin:apppw-Qr6_St5-Uv4"]
 
 
 def test_redis_loads_its_users_from_the_generated_acl_file(services, compose_secrets, tmp_path):
@@ -661,8 +700,7 @@ def test_the_app_uses_a_minio_user_of_its_own_limited_to_its_bucket(services):
         assert mounted_secrets(service)["AWS_SECRET_ACCESS_KEY"] == "MINIO_APP_PASSWORD", name
         assert not any(source.startswith("MINIO_ROOT") for source in mounted_secrets(service).values()), name
     bucket = env_of(services["api"])["AWS_STORAGE_BUCKET_NAME"]
-    assert f'MINIO_APP_PASSWORD="$(cat {SECRETS_MOUNT}/MINIO_APP_PASSWORD)"' in init
-    assert 'mc admin user add local "$MINIO_APP_USER" "$MINIO_APP_PASSWORD"' in init
+    assert f'mc admin user add local "$MINIO_APP_USER" < {SECRETS_MOUNT}/MINIO_APP_PASSWORD' in init
     assert 'mc admin policy attach local auteur-app --user "$MINIO_APP_USER"' in init
     # Re-running the one-shot on a volume where the policy is attached already still succeeds.
     assert 'mc admin user info local "$MINIO_APP_USER" | grep -q auteur-app' in init
