@@ -12,7 +12,15 @@ from functools import cached_property
 from typing import Any
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init, worker_process_init
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 from celery.utils.quorum_queues import detect_quorum_queues
 
 from auteur.core.queues import QUEUE_WAIT_EVENT, SENT_AT_HEADER
@@ -62,6 +70,29 @@ def close_old_connections(task: Any = None, **kwargs: Any) -> None:
 
     close_old()
 
+
+
+_presence: Any = None
+
+
+@worker_ready.connect
+def announce_presence(sender: Any = None, **kwargs: Any) -> None:
+    """Record, from the worker's main process, which queues it consumes (auteur/core/worker_presence.py:
+    what the API's readiness reads)."""
+    global _presence
+    from auteur.core.worker_presence import Heartbeat
+
+    if sender is None or _presence is not None:
+        return
+    _presence = Heartbeat(sender.hostname, sender.app.amqp.queues.consume_from).start()
+
+
+@worker_shutdown.connect
+def withdraw_presence(**kwargs: Any) -> None:
+    global _presence
+    if _presence is not None:
+        _presence.stop()
+        _presence = None
 
 
 @before_task_publish.connect

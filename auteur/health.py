@@ -30,8 +30,8 @@ from django.utils.module_loading import import_string
 from rest_framework.throttling import BaseThrottle
 
 from auteur.core.errors import error_response
-from auteur.core.queues import queue_workers
 from auteur.core.throttling import hit
+from auteur.core.worker_presence import live_workers
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,9 @@ def check_broker() -> None:
 
 
 def check_workers() -> None:
-    """At least one worker consumes each queue."""
-    idle = [queue for queue, workers in queue_workers().items() if not workers]
+    """At least one live worker consumes each queue (as the workers record it: no broadcast to
+    them, which the API's Redis user may not send)."""
+    idle = [queue for queue, workers in live_workers().items() if not workers]
     if idle:
         raise Degraded("queues without a worker", {"queues_without_workers": idle})
 

@@ -58,8 +58,12 @@ class TooManyStreams(Exception):
         self.limit = limit
 
 
+# The leases' keys: the API's Redis user may write these (deploy/redis_acl.py).
+KEY_PREFIX = "auteur:streams:"
+
+
 def lease_key(user_id: uuid.UUID | str) -> str:
-    return f"auteur:streams:{user_id}"
+    return f"{KEY_PREFIX}{user_id}"
 
 
 class StreamLease:

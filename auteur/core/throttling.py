@@ -52,8 +52,15 @@ def _script() -> redis.commands.core.Script:
     return _client().register_script(_SLIDING_WINDOW)
 
 
+# Every rate limit's key starts with this: the API's Redis user may write these keys (deploy/redis_acl.py).
+KEY_PREFIX = "rl:"
+
+
 def hit(key: str, *, limit: int, window_seconds: int) -> float:
-    """Record one request under `key`. Returns 0 when allowed, else the seconds to wait."""
+    """Record one request under `key` (which starts with KEY_PREFIX). Returns 0 when allowed, else
+    the seconds to wait."""
+    if not key.startswith(KEY_PREFIX):
+        raise ValueError(f"a rate limit's key starts with {KEY_PREFIX!r}: {key!r}")
     now_ms = int(time.time() * 1000)
     allowed, wait_ms = _script()(keys=[key], args=[now_ms, window_seconds * 1000, limit, uuid.uuid4().hex])
     return 0.0 if int(allowed) else max(int(wait_ms), 1) / 1000

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pymongo
 import pytest
@@ -8,6 +9,7 @@ import redis
 from django.conf import settings as django_settings
 
 from auteur import health
+from auteur.core import worker_presence
 from devstack.ports import free_port
 from tests.media.conftest import use_s3
 
@@ -25,6 +27,25 @@ def _no_cached_degraded_checks() -> None:
     from django.core.cache import cache
 
     cache.delete_many([health.DEGRADED_CACHE_KEY, health.DEGRADED_STALE_KEY, health.DEGRADED_REFRESH_LOCK])
+    redis.Redis.from_url(django_settings.REDIS_URL).delete(worker_presence.KEY)  # a stopped test worker's
+
+
+@pytest.mark.django_db
+def test_readyz_counts_the_queues_of_workers_that_recorded_themselves_lately(client):
+    from auteur.core.queues import ALL_QUEUES, QUEUE_MEDIA, QUEUE_RENDER
+
+    store = redis.Redis.from_url(django_settings.REDIS_URL)
+    now = time.time()
+    worker_presence.record(store, "media@host", [QUEUE_MEDIA], now=now)
+    # A worker that stopped writing a minute ago (killed, or cut off from Redis) counts for nothing.
+    worker_presence.record(store, "render@host", [QUEUE_RENDER], now=now - 60)
+    store.hset(worker_presence.KEY, "garbage@host", b"not json")
+    response = client.get("/readyz")
+    assert response.json()["checks"]["queues_without_workers"] == [q for q in ALL_QUEUES if q != QUEUE_MEDIA]
+    # A worker gone for an hour is forgotten by the next one that records itself.
+    worker_presence.record(store, "render@host", [QUEUE_RENDER], now=now - 4000)
+    worker_presence.record(store, "media@host", [QUEUE_MEDIA], now=now)
+    assert set(store.hkeys(worker_presence.KEY)) == {b"media@host", b"garbage@host"}
 
 
 @pytest.mark.django_db
