@@ -184,9 +184,17 @@ def test_deleting_a_project_deletes_its_files_public_copies(
 ):
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
     url = publish(auth_client, media)["public_url"]
+    # Another file's copy under way when the project goes: its folder goes too, and the copy,
+    # finished after, finds no row and deletes what it wrote.
+    racing = upload_local(auth_client, project, samples.wav, "audio/wav")
+    key = publishing_started(auth_client, racing)
+    public_store().save(key, io.BytesIO(b"partial"), "audio/wav")
     with django_capture_on_commit_callbacks(execute=True):
         assert auth_client.delete(f"/api/v1/projects/{project.pk}").status_code == 204
     assert public_get(url).status_code == 404
+    assert published_files(cdn) == []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert media_publication_copy(media_id=racing.pk, key=key) is None
     assert published_files(cdn) == []
 
 

@@ -1123,8 +1123,14 @@ export interface paths {
          * @description Publish a ready file: a public copy of it (and of its thumbnail) that anyone with its
          *     `public_url` may fetch from the CDN, served with `Cache-Control: public, max-age=...` (a day by
          *     default). The URL names a random folder and the file's name, nothing else, and does not expire.
-         *     Publishing a published file answers the same URL. 422 `media_not_ready` before the file is
-         *     ready; 503 `publishing_unavailable` where the server has no CDN configured.
+         *
+         *     The copy is made by a worker: the answer is 202 with `publication: "publishing"`, and the
+         *     file's `publication` turns `published`, with its `public_url`, once the copy is done (seconds
+         *     for most files, minutes for a render of many GiB). Publishing a file that is published or
+         *     publishing answers its state as it is (200 once published: the same URL). 422
+         *     `media_not_ready` before the file is ready; 429 `too_many_publications` while the caller has
+         *     as many files publishing as the server allows (3 by default), and `rate_limited` past its
+         *     publish requests a minute; 503 `publishing_unavailable` where the server has no CDN configured.
          */
         post: operations["projects_media_publish_create"];
         /**
@@ -2674,6 +2680,8 @@ export interface components {
              * @description Where the CDN serves the file while it is published (`POST .../publish`): a public URL that does not expire; null while it is not published
              */
             readonly public_url: string | null;
+            /** @description `unpublished`, `publishing` (`POST .../publish` was accepted and its public copy is being made) or `published` */
+            readonly publication: components["schemas"]["Publication3c1Enum"];
             /** Format: date-time */
             published_at: string | null;
             rejection_reason: string;
@@ -2726,6 +2734,8 @@ export interface components {
              * @description Where the CDN serves the file while it is published (`POST .../publish`): a public URL that does not expire; null while it is not published
              */
             readonly public_url: string | null;
+            /** @description `unpublished`, `publishing` (`POST .../publish` was accepted and its public copy is being made) or `published` */
+            readonly publication: components["schemas"]["Publication3c1Enum"];
             /** Format: date-time */
             published_at: string | null;
             rejection_reason: string;
@@ -2775,6 +2785,8 @@ export interface components {
              * @description Where the CDN serves the file while it is published (`POST .../publish`): a public URL that does not expire; null while it is not published
              */
             readonly public_url: string | null;
+            /** @description `unpublished`, `publishing` (`POST .../publish` was accepted and its public copy is being made) or `published` */
+            readonly publication: components["schemas"]["Publication3c1Enum"];
             /** Format: date-time */
             published_at: string | null;
             rejection_reason: string;
@@ -2813,14 +2825,30 @@ export interface components {
         MediaPublication: {
             /**
              * Format: uri
-             * @description Null when the file has no thumbnail
+             * @description Null until the file is published, and when it has no thumbnail
              */
             public_thumbnail_url: string | null;
-            /** Format: uri */
-            public_url: string;
+            /**
+             * Format: uri
+             * @description Null until the file is published
+             */
+            public_url: string | null;
+            /**
+             * @description `publishing` while the public copy is being made (the URLs are null until it is done), then `published`
+             *
+             *     * `publishing` - publishing
+             *     * `published` - published
+             */
+            publication: components["schemas"]["MediaPublicationPublicationEnum"];
             /** Format: date-time */
-            published_at: string;
+            published_at: string | null;
         };
+        /**
+         * @description * `publishing` - publishing
+         *     * `published` - published
+         * @enum {string}
+         */
+        MediaPublicationPublicationEnum: "publishing" | "published";
         MediaSignedPart: {
             /** Format: date-time */
             expires_at: string;
@@ -3157,6 +3185,8 @@ export interface components {
             /** Format: date-time */
             readonly updated_at: string;
         };
+        /** @enum {string} */
+        Publication3c1Enum: "unpublished" | "publishing" | "published";
         /** @description What a job would cost if submitted now, promised until `expires_at`. */
         Quote: {
             /** @description Your balance now */
@@ -9393,6 +9423,14 @@ export interface operations {
                     "application/json": components["schemas"]["MediaPublication"];
                 };
             };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaPublication"];
+                };
+            };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
                 headers: {
@@ -9420,7 +9458,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `rate_limited`. */
+            /** @description Codes: `too_many_publications`, `rate_limited`. */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again. */
