@@ -164,6 +164,8 @@ def media_publication_copy(*, media_id: uuid.UUID | str, key: str) -> MediaFile 
 
     with transaction.atomic():
         locked = MediaFile.objects.select_for_update().filter(pk=media_id).first()
+        if locked is not None and locked.public_key == key:
+            return None  # recorded meanwhile by another delivery of this publication: the copy is its
         kept = locked is not None and locked.status == MediaStatus.READY and locked.publishing_key == key
         if locked is not None and kept:
             locked.public_key, locked.public_thumbnail_key = key, thumbnail_key

@@ -213,7 +213,7 @@ def publishing_started(client: Client, media: MediaFile) -> str:
 
 
 def test_a_publication_that_loses_a_race_leaves_no_copy_behind(
-    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks
+    auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, monkeypatch
 ):
     # Unpublished while its copy was waiting for a worker: the copy made then is deleted again.
     media = upload_local(auth_client, project, samples.video, "video/mp4")
@@ -239,6 +239,20 @@ def test_a_publication_that_loses_a_race_leaves_no_copy_behind(
     with django_capture_on_commit_callbacks(execute=True):
         assert media_publication_copy(media_id=media.pk, key=second) is None
     assert len(published_files(cdn)) == 2 and public_get(f"{CDN}/{second}").status_code == 200
+    # Nor does one that was copying when the other delivery recorded the publication.
+    third = publishing_started(auth_client, other := upload_local(auth_client, project, samples.wav, "audio/wav"))
+    recorded = MediaFile.objects.filter(pk=other.pk).update
+    real_copy = type(get_storage()).copy_public
+
+    def copy_then_lose(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_copy(self, *args, **kwargs)
+        recorded(public_key=third, published_at=timezone.now(), publishing_key="", publishing_since=None)
+
+    monkeypatch.setattr(type(get_storage()), "copy_public", copy_then_lose)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert media_publication_copy(media_id=other.pk, key=third) is None
+    monkeypatch.undo()
+    assert public_get(f"{CDN}/{third}").status_code == 200
 
     # The file deleted while its copy was waiting: no copy stays.
     gone = upload_local(auth_client, project, samples.wav, "audio/wav")
@@ -246,7 +260,7 @@ def test_a_publication_that_loses_a_race_leaves_no_copy_behind(
     with django_capture_on_commit_callbacks(execute=True):
         assert auth_client.delete(media_path(project.pk, gone.pk)).status_code == 204
         assert media_publication_copy(media_id=gone.pk, key=key) is None
-    assert len(published_files(cdn)) == 2
+    assert len(published_files(cdn)) == 3
 
 
 def test_a_failed_jobs_outputs_take_their_public_copies_with_them(
