@@ -1,0 +1,128 @@
+"""The work a job costs, counted, so that it cannot grow unseen: the SQL statements, the
+transactions committed and the broker messages of each stage of a job's life on the noop backend
+(its submission, each task it sends, what follows its end) and of reading it.
+
+Timings are the benchmarks' (bench/pipeline_throughput.py, bench/api_reads.py); these counts are
+deterministic, so a change that adds a statement, a commit or a message to every job fails here.
+A change that needs more raises the budget below in the same commit, with its reason; one that
+needs less lowers it (the counts are exact, so an improvement is written down too).
+
+Counted in this process: the request through Django's test client, then each message the job's
+work sent, run in place (as a worker would run it) in the order sent, until none is left. A
+transaction is a COMMIT, or a statement run outside any transaction (which commits by itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from celery import current_app
+from django.db import connection
+
+from auteur.core import publishing
+from jobs.models import Job, JobStatus
+from tests.jobs.support import jobs_url, submit, valid_body
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@dataclass(frozen=True)
+class Cost:
+    statements: int
+    commits: int
+    messages: int
+
+
+# A TTS job on the noop backend, whose call is done at the first look: one step does it all.
+JOB_LIFE_BUDGET: dict[str, Cost] = {
+    # The request: its caller (the token's user), the project, the balance read before the
+    # charge; then one transaction: the job, the charge (in a savepoint: a refused charge keeps
+    # the transaction), the `created` event; the first step sent after commit.
+    "POST /jobs/tts": Cost(statements=8, commits=4, messages=1),
+    # The job; the claim (type lock, the user's slots, the claim, the `processing` event); whether
+    # its owner has webhooks; the spawn's claim, the call id and `started` event, the inference's
+    # end; the jobs waiting for this one's result; the output's row looked up then stored; the
+    # completion (status, `completed` event, usage event); webhooks again; the user's next job.
+    "jobs.audio.prepare": Cost(statements=18, commits=12, messages=0),
+}
+DETAIL_BUDGET = Cost(statements=1, commits=1, messages=0)  # the job's row, its owner proven by it
+
+
+@dataclass
+class Meter:
+    """Counts what runs on this process's database connection and what it sends to the broker."""
+
+    statements: list[str] = field(default_factory=list)
+    commits: int = 0
+    sent: list[publishing.Message] = field(default_factory=list)
+
+    def cost(self) -> Cost:
+        return Cost(len(self.statements), self.commits, len(self.sent))
+
+
+@contextlib.contextmanager
+def metered(monkeypatch: pytest.MonkeyPatch) -> Iterator[Meter]:
+    meter = Meter()
+
+    def count_statement(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        meter.statements.append(sql)
+        if connection.get_autocommit() and not connection.in_atomic_block:
+            meter.commits += 1  # a statement outside a transaction commits by itself
+        return execute(sql, params, many, context)
+
+    real_commit = connection.commit
+
+    def count_commit() -> None:
+        meter.commits += 1
+        real_commit()
+
+    monkeypatch.setattr(connection, "commit", count_commit)
+    monkeypatch.setattr(publishing.unsent, "attempt", meter.sent.append)
+    with connection.execute_wrapper(count_statement):
+        yield meter
+    monkeypatch.undo()
+
+
+def explain(stage: str, counted: Cost, budget: Cost, meter: Meter) -> str:
+    statements = "\n".join(f"  {n + 1}. {sql[:160]}" for n, sql in enumerate(meter.statements))
+    sent = ", ".join(m.name for m in meter.sent) or "none"
+    return (f"{stage}: counted {counted}, budget {budget}. If the change needs it, change the budget in "
+            f"tests/jobs/test_budget.py with its reason.\nstatements:\n{statements}\nmessages: {sent}")
+
+
+def test_a_jobs_life_costs_its_budget_and_no_more(auth_client, funded, project, media, gpu_backend, monkeypatch):
+    gpu_backend("noop")
+    current_app.loader.import_default_modules()  # the apps' tasks, as a worker has them
+    counted: dict[str, tuple[Cost, Meter]] = {}
+    with metered(monkeypatch) as meter:
+        response = submit(auth_client, "tts", valid_body("tts", project, media))
+    assert response.status_code == 202, response.json()
+    counted["POST /jobs/tts"] = (meter.cost(), meter)
+    queue = list(meter.sent)
+    while queue:
+        message = queue.pop(0)
+        assert message.name not in counted, f"{message.name} sent twice in one job's life"
+        with metered(monkeypatch) as meter:
+            current_app.tasks[message.name].apply(args=message.args).get()
+        counted[message.name] = (meter.cost(), meter)
+        queue.extend(meter.sent)
+    job = Job.objects.get(pk=response.json()["job_id"])
+    assert job.status == JobStatus.COMPLETED, job.error_detail
+
+    report = {stage: cost for stage, (cost, _) in counted.items()}
+    assert set(report) == set(JOB_LIFE_BUDGET), f"the stages changed: {report}"
+    for stage, (cost, meter) in counted.items():
+        assert cost == JOB_LIFE_BUDGET[stage], explain(stage, cost, JOB_LIFE_BUDGET[stage], meter)
+
+
+def test_reading_a_job_costs_its_budget(auth_client, funded, project, media, gpu_backend, monkeypatch):
+    gpu_backend("noop")
+    job_id = submit(auth_client, "tts", valid_body("tts", project, media)).json()["job_id"]
+    Job.objects.filter(pk=job_id).update(status=JobStatus.PROCESSING)
+    with metered(monkeypatch) as meter:
+        assert auth_client.get(jobs_url(f"/{job_id}")).status_code == 200
+    assert meter.cost() == DETAIL_BUDGET, explain("GET /jobs/{id}", meter.cost(), DETAIL_BUDGET, meter)
