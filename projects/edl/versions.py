@@ -35,7 +35,7 @@ from django.core.cache import cache
 from pymongo.errors import DuplicateKeyError
 from redis.exceptions import RedisError
 
-from projects.edl.documents import CLIENT_FIELDS, edl_output, now
+from projects.edl.documents import CLIENT_FIELDS, edl_output, now, stored_content, stored_form
 from projects.edl.store import edl_collection, history_collection, owned_by, store_errors
 from projects.errors import EdlConflict, EdlUnavailable
 from projects.models import Project, parse_resolution
@@ -80,15 +80,18 @@ def _new_document(project: Project) -> dict[str, Any]:
 
 
 def first_version(*, project: Project) -> dict[str, Any]:
-    """The stored document, after writing version 1 (one empty video and audio track) if there is none."""
+    """The stored document (its content unpacked), after writing version 1 (one empty video and
+    audio track) if there is none."""
     owner = owned_by(project)
     with store_errors():
         existing = edl_collection().find_one(owner)
         if existing is not None:
-            return existing
+            return stored_content(existing)
         doc = _new_document(project)
         try:
-            edl_collection().insert_one(doc)  # adds "_id" to doc
+            stored = stored_form(doc)
+            edl_collection().insert_one(stored)  # adds "_id" to stored
+            doc["_id"] = stored["_id"]
         except DuplicateKeyError:
             # Created by a concurrent request between our read and insert: that one is the EDL.
             existing = edl_collection().find_one(owner)
@@ -96,7 +99,7 @@ def first_version(*, project: Project) -> dict[str, Any]:
             # user's, whose document this one may neither read nor replace.
             if existing is None:
                 raise conflict(None) from None
-            return existing
+            return stored_content(existing)
         snapshot_put(owner=owner, version=1, content=doc)
     logger.info("EDL created", extra={"project_id": owner["project_id"]})
     return doc
@@ -197,11 +200,12 @@ def version_commit(
         "undo_versions": undo,
         "redo_versions": redo,
     }
+    stored = stored_form(new)
     with store_errors():
         edls = edl_collection()
         # replace_one, not find_one_and_replace: only whether it matched matters, and the server
         # need not send anything of the old timeline back.
-        matched = edls.replace_one({"_id": head.id, **owner, "version": head.version}, new).matched_count
+        matched = edls.replace_one({"_id": head.id, **owner, "version": head.version}, stored).matched_count
         if not matched and head.remembered:
             raise HeadStale
         if not matched:

@@ -10,6 +10,7 @@ from credits.services.ledger import credit_grant
 from credits.services.subscriptions import subscription_create
 from jobs.models import Job, JobEvent, JobStatus
 from projects.edl import store
+from projects.edl.documents import stored_content, stored_form
 from tests.factories import ProjectFactory, VoiceCloneFactory
 from tests.jobs.support import (
     LOCAL_TYPES,
@@ -255,10 +256,11 @@ def test_render_refuses_a_clip_whose_media_is_not_ready_any_more(auth_client, fu
 def test_render_refuses_effects_saved_before_they_were_checked(auth_client, funded, project, media):
     put_timeline(project, media["video"])
     key = {"project_id": str(project.pk)}
-    doc = store.edl_collection().find_one(key)
-    assert doc is not None
+    found = store.edl_collection().find_one(key)
+    assert found is not None
+    doc = stored_content(found)
     doc["tracks"][0]["clips"][0]["effects"] = [{"type": "blur", "radius": 3}]  # free-form, as once allowed
-    store.edl_collection().replace_one(key, doc)
+    store.edl_collection().replace_one(key, stored_form(doc))
     before = ledger_state(funded)
     response = submit(auth_client, "render", {"project_id": str(project.pk)})
     assert response.status_code == 422 and error_code(response) == "edl_invalid"

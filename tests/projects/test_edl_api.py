@@ -10,6 +10,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from projects.edl import store
+from projects.edl.documents import stored_content
 from tests.projects.test_edl_support import (
     content,
     editable,
@@ -29,7 +30,9 @@ def put(client, project, body, **headers):
 
 
 def stored(project) -> dict[str, Any] | None:
-    return store.edl_collection().find_one({"project_id": str(project.pk)})
+    """The stored document, its tracks and transcript unpacked."""
+    raw = store.edl_collection().find_one({"project_id": str(project.pk)})
+    return None if raw is None else stored_content(raw)
 
 
 def stored_version(project) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from mongoengine import ValidationError as MongoValidationError
 
 from projects.edl import store
-from projects.edl.documents import EDL
+from projects.edl.documents import EDL, stored_content
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.selectors import edl_get, edl_snapshot
 from projects.edl.services import edl_create, edl_delete, edl_replace
@@ -31,7 +31,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
 
 def stored(project) -> dict[str, Any] | None:
-    return store.edl_collection().find_one({"project_id": str(project.pk)})
+    """The stored document, its tracks and transcript unpacked."""
+    raw = store.edl_collection().find_one({"project_id": str(project.pk)})
+    return None if raw is None else stored_content(raw)
 
 
 def stored_undo(project) -> list[int]:
@@ -527,3 +529,37 @@ def test_schema_and_service_agree_on_a_written_document(project, make_media):
     raw["tracks"][0]["clips"][0]["start_ms"] = -1
     with pytest.raises(MongoValidationError):
         EDL._from_son(raw).validate()
+
+
+def test_the_content_is_stored_packed_and_reads_back_as_it_was_saved(project, make_media):
+    """Tracks and transcript are one compressed text field of the stored document; what a GET
+    answers is what was saved (the transcript's time as a date, to the millisecond)."""
+    media = make_media(project)
+    saved = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media,
+                                                                              clips=200))
+    raw = store.edl_collection().find_one({"project_id": str(project.pk)})
+    assert raw is not None and "tracks" not in raw and "transcript" not in raw
+    assert isinstance(raw["content_z"], str) and raw["settings"] == saved["settings"]
+    assert len(raw["content_z"]) * 5 < len(json.dumps(saved["tracks"]))
+    unpacked = stored_content(raw)
+    assert unpacked["transcript"]["generated_at"] == datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    assert edl_get(project=project) == saved
+    assert saved["transcript"]["generated_at"] == "2026-01-31T12:00:00.000Z"
+    assert len(saved["tracks"][0]["clips"]) == 200
+
+
+def test_a_document_stored_before_packing_is_read_and_packed_by_its_next_save(project, make_media):
+    media = make_media(project)
+    packed = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
+    key = {"project_id": str(project.pk)}
+    raw = store.edl_collection().find_one(key)
+    assert raw is not None
+    plain = stored_content(raw)  # as the store held it before: tracks and transcript as fields
+    store.edl_collection().replace_one(key, plain)
+    assert "tracks" in (store.edl_collection().find_one(key) or {})
+    assert edl_get(project=project) == packed
+    again = edl_replace(project=project, expected_version=packed["version"],
+                        data=timeline_with(edl_get(project=project), media, clips=3))
+    raw = store.edl_collection().find_one(key)
+    assert raw is not None and "tracks" not in raw and "content_z" in raw
+    assert edl_get(project=project) == again
