@@ -12,9 +12,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,7 +31,7 @@ from projects.edl.effects import EFFECTS
 from projects.edl.fillers import DEFAULT_MIN_PAUSE_MS, FILLERS, edl_remove_fillers, language_code
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.media_swap import edl_replace_media
-from projects.edl.selectors import edl_get
+from projects.edl.selectors import edl_get, edl_get_json
 from projects.edl.services import edl_replace
 from projects.errors import EdlInvalid, EdlTooLarge
 from projects.models import Project
@@ -236,8 +238,14 @@ class EdlDetailApi(ApiView):
 
     @extend_schema(summary="Get a project's timeline (EDL)", responses={200: EdlSerializer})
     @raises("edl_unavailable")
-    def get(self, request: Request, project_id: UUID) -> Response:
-        return _edl_response(edl_get(project=_project(request, project_id)))
+    def get(self, request: Request, project_id: UUID) -> HttpResponse:
+        project = _project(request, project_id)
+        if ";" in (request.accepted_media_type or ""):  # e.g. `; indent=2`: rendered as asked
+            return _edl_response(edl_get(project=project))
+        # The stored JSON of the content goes out as it is: a large timeline is not parsed and
+        # rendered again (the same bytes as the renderer makes of edl_get's answer).
+        version, body = edl_get_json(project=project, render=JSONRenderer().render)
+        return HttpResponse(body, content_type="application/json", headers={"ETag": f'"{version}"'})
 
     @extend_schema(
         summary="Save a project's timeline (EDL)",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -299,39 +300,55 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# The stored form of a timeline's tracks and transcript (the bulk of it): their JSON, zlib-compressed
-# and base64-encoded into one string field of the ``edl`` document. A 2,000-clip timeline is 650 KiB
-# of nested values and about 55 KiB packed; the store then reads and writes one value instead of a
-# hundred thousand, which no query ever looks inside. Text, not binary: the embedded server cannot
-# replace a document holding binary data. ``settings`` stays a plain field (read on its own).
+# The stored form of a timeline's tracks and transcript (the bulk of it): their JSON as the API
+# writes it (compact, UTF-8), one line each, zlib-compressed and base64-encoded into one string
+# field of the ``edl`` document. A 2,000-clip timeline is 650 KiB of nested values and about 55 KiB
+# packed; the store then reads and writes one value instead of a hundred thousand, which no query
+# ever looks inside, and a GET answers the stored JSON without parsing it (edl_json). Text, not
+# binary: the embedded server cannot replace a document holding binary data. ``settings`` stays a
+# plain field (read on its own).
 PACKED = "content_z"
 
 
 def _packable(value: object) -> str:
-    # Only transcript.generated_at is no JSON value: kept as MongoDB keeps a date, to the millisecond.
+    # Only transcript.generated_at is no JSON value: written as the API shows it (to the millisecond,
+    # as MongoDB keeps a date).
     if isinstance(value, datetime):
         return _iso(value) or ""
     raise TypeError(f"{type(value).__name__} is not part of a timeline")
 
 
+def _content_json(value: object) -> str:
+    # Compact JSON never holds a raw newline (one in a string is escaped): the two values are lines.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_packable)
+
+
 def content_pack(content: dict[str, Any]) -> str:
     """``content``'s tracks and transcript in their stored form (see PACKED)."""
-    body = {"tracks": content["tracks"], "transcript": content["transcript"]}
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=_packable)
+    text = _content_json(content["tracks"]) + "\n" + _content_json(content["transcript"])
     return base64.b64encode(zlib.compress(text.encode(), 1)).decode("ascii")
+
+
+def packed_json(raw: dict[str, Any]) -> tuple[str, str] | None:
+    """(tracks, transcript) of a stored document as their JSON text; None for one stored before
+    they were packed."""
+    if PACKED not in raw:
+        return None
+    tracks, transcript = zlib.decompress(base64.b64decode(raw[PACKED])).decode().split("\n", 1)
+    return tracks, transcript
 
 
 def stored_content(raw: dict[str, Any]) -> dict[str, Any]:
     """A stored ``edl`` document with its tracks and transcript readable: unpacked, or as they are
     in a document written before they were packed."""
-    if PACKED not in raw:
+    texts = packed_json(raw)
+    if texts is None:
         return raw
-    body = json.loads(zlib.decompress(base64.b64decode(raw[PACKED])))
-    transcript = body["transcript"]
+    tracks, transcript = json.loads(texts[0]), json.loads(texts[1])
     if isinstance(transcript.get("generated_at"), str):
         transcript["generated_at"] = datetime.fromisoformat(transcript["generated_at"].replace("Z", "+00:00"))
     unpacked = {name: value for name, value in raw.items() if name != PACKED}
-    unpacked.update(tracks=body["tracks"], transcript=transcript)
+    unpacked.update(tracks=tracks, transcript=transcript)
     return unpacked
 
 
@@ -361,3 +378,28 @@ def edl_output(raw: dict[str, Any]) -> dict[str, Any]:
         "undo_stack": list(raw.get("undo_versions") or []),
         "redo_stack": list(raw.get("redo_versions") or []),
     }
+
+
+# Where edl_json puts the stored JSON: strings no other field of the answer can hold (a NUL is
+# always escaped in JSON, as \u0000).
+_SPLICE = {"tracks": "\x00tracks\x00", "transcript": "\x00transcript\x00"}
+
+
+def edl_json(raw: dict[str, Any], render: Callable[[dict[str, Any]], bytes]) -> bytes:
+    """The answer edl_output(raw) rendered by ``render`` (the API's JSON renderer), made from the
+    stored JSON of a packed document's tracks and transcript without parsing them: the rest of the
+    answer is rendered, and the two are put in its place. Byte for byte what rendering
+    edl_output(raw) gives (tests/projects/test_edl_api.py compares them)."""
+    texts = packed_json(raw)
+    if texts is None:
+        return render(edl_output(raw))
+    light = {**{name: value for name, value in raw.items() if name != PACKED},
+             "tracks": [], "transcript": {"generated_at": None}}
+    answer = edl_output(light)
+    answer.update(_SPLICE)
+    body = render(answer)
+    for name, text in zip(("tracks", "transcript"), texts, strict=True):
+        # As the renderer does, U+2028 and U+2029 escaped: JSON that is also safe as JavaScript.
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        body = body.replace(json.dumps(_SPLICE[name]).encode(), text.encode(), 1)
+    return body

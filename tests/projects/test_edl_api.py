@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework.renderers import JSONRenderer
 
 from projects.edl import store
 from projects.edl.documents import stored_content
+from projects.edl.selectors import edl_get
 from tests.projects.test_edl_support import (
     content,
     editable,
@@ -49,6 +51,26 @@ def test_get_returns_the_document_with_its_version_and_etag(auth_client, project
     assert body["project_id"] == str(project.pk)
     assert response["ETag"] == '"1"'
     assert [t["type"] for t in body["tracks"]] == ["video", "audio"]
+
+
+def test_get_answers_the_stored_json_byte_for_byte_as_the_renderer_would(auth_client, project, make_media):
+    """GET sends the stored JSON of the content without parsing it: the same bytes as rendering
+    the document, with text that JSON escapes or JavaScript must not see raw (U+2028)."""
+    doc = timeline_with(auth_client.get(url(project)).json(), make_media(project), clips=3)
+    doc["tracks"][0]["name"] = "Vidéo \u2028 \u2029 \"quoted\" \\ \t ☃ 🎬"
+    doc["tracks"][0]["clips"][0].update(effects=[{"type": "speed", "rate": 1.5}], duration_ms=667)
+    doc["transcript"]["segments"][0]["text"] = "line\nbreak \u0001 </script>"
+    saved = put(auth_client, project, doc, HTTP_IF_MATCH='"1"')
+    assert saved.status_code == 200, saved.json()
+    response = auth_client.get(url(project))
+    assert response.status_code == 200 and response["ETag"] == '"2"'
+    assert response["Content-Type"] == "application/json"
+    assert response.content == JSONRenderer().render(edl_get(project=project))
+    assert "\u2028" not in response.content.decode() and "\\u2028" in response.content.decode()
+    assert response.json()["transcript"]["generated_at"] == "2026-01-31T12:00:00.000Z"
+    # Asked for indented JSON, it is rendered as asked.
+    pretty = auth_client.get(url(project), HTTP_ACCEPT="application/json; indent=2")
+    assert pretty.json() == response.json() and b"\n  " in pretty.content
 
 
 @pytest.mark.parametrize("if_match", ['"1"', "1", 'W/"1"'])
