@@ -180,9 +180,11 @@ class EDLHistory(Document):
     # their EDL document: projects/migrations/0005_edl_history_owner.py).
     user_id = StringField(required=True)
     version = IntField(required=True, min_value=1)
-    # The content as zlib-compressed BSON ({"settings", "tracks", "transcript"}): about 15 times
-    # smaller than the document itself, and written and read as one opaque value. Snapshots
-    # written before it was introduced hold the plain ``snapshot`` dict; both are read.
+    # The content: its settings, and its tracks and transcript packed as the live EDL keeps them
+    # (PACKED, one string made once for both). Snapshots written before hold it as zlib-compressed
+    # BSON (``snapshot_z``) or, before that, as the plain ``snapshot`` dict; all three are read.
+    settings = DictField()
+    content_z = StringField()
     snapshot_z = BinaryField()
     snapshot = DictField()
     created_at = DateTimeField(required=True)

@@ -5,8 +5,8 @@ Concurrency: each write replaces the whole document with ``replace_one`` filtere
 409 ``edl_conflict`` and nothing is written. Partial updates are never sent (the embedded MongoDB
 ignores positional paths; an editor saves whole timelines anyway).
 
-Snapshots: the content of every version is also kept in ``edl_history`` (compressed BSON, one
-opaque value: ``snapshot_pack``/``snapshot_unpack``), written right after the version itself,
+Snapshots: the content of every version is also kept in ``edl_history`` (its settings, and its
+tracks and transcript packed as the live document keeps them: ``snapshot_put``/``snapshot_unpack``), written right after the version itself,
 so that the state a save supersedes is already there for undo/redo (``projects.edl.history``).
 The EDL holds two small stacks of version numbers, ``undo_versions`` and ``redo_versions``,
 which change in the same atomic replace as the content; after each write the snapshots that
@@ -35,7 +35,7 @@ from django.core.cache import cache
 from pymongo.errors import DuplicateKeyError
 from redis.exceptions import RedisError
 
-from projects.edl.documents import CLIENT_FIELDS, edl_output, now, stored_content, stored_form
+from projects.edl.documents import PACKED, CLIENT_FIELDS, edl_output, now, stored_content, stored_form
 from projects.edl.store import edl_collection, history_collection, owned_by, store_errors
 from projects.errors import EdlConflict, EdlUnavailable
 from projects.models import Project, parse_resolution
@@ -100,7 +100,7 @@ def first_version(*, project: Project) -> dict[str, Any]:
             if existing is None:
                 raise conflict(None) from None
             return stored_content(existing)
-        snapshot_put(owner=owner, version=1, content=doc)
+        snapshot_put(owner=owner, version=1, content=doc, packed=stored[PACKED])
     logger.info("EDL created", extra={"project_id": owner["project_id"]})
     return doc
 
@@ -221,7 +221,7 @@ def version_commit(
             )
             raise conflict(current_version)
         # Only the writer that won version new_version gets here, so the snapshot is its own.
-        snapshot_put(owner=owner, version=new_version, content=content)
+        snapshot_put(owner=owner, version=new_version, content=content, packed=stored[PACKED])
         # Snapshots no stack refers to any more, when this write dropped one (most saves once the
         # undo stack is full; none before). Only versions below ours: a later writer's snapshots
         # (>= new_version) are not ours to judge, and every version below ours that it still
@@ -243,13 +243,16 @@ _CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(
 
 
 def snapshot_pack(content: dict[str, Any]) -> Binary:
-    """A version's content as stored in ``edl_history``: its BSON, zlib-compressed (level 1:
-    a 600 KiB timeline packs to about 40 KiB in about 2 ms)."""
+    """The content as snapshots were kept before they shared the live document's packing: its
+    BSON, zlib-compressed (still read; tests write it)."""
     return Binary(zlib.compress(bson.encode({name: content[name] for name in CLIENT_FIELDS}), 1))
 
 
 def snapshot_unpack(stored: dict[str, Any]) -> dict[str, Any]:
-    """The content of an ``edl_history`` document, compressed or (written before) plain."""
+    """The content of an ``edl_history`` document: packed as the live document is, compressed
+    BSON, or (written before either) plain."""
+    if PACKED in stored:
+        return stored_content({"settings": stored["settings"], PACKED: stored[PACKED]})
     if "snapshot_z" in stored:
         unpacked: dict[str, Any] = bson.decode(zlib.decompress(stored["snapshot_z"]), codec_options=_CODEC)
         return unpacked
@@ -257,13 +260,14 @@ def snapshot_unpack(stored: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def snapshot_put(*, owner: dict[str, str], version: int, content: dict[str, Any]) -> None:
-    """Keep the content of a version, for when undo or redo needs to return to it.
+def snapshot_put(*, owner: dict[str, str], version: int, content: dict[str, Any], packed: str) -> None:
+    """Keep the content of a version, for when undo or redo needs to return to it: its settings,
+    and its tracks and transcript as the live document packs them (``packed``, made once for both).
 
     Written right after the version itself; if the process dies in between, that version is
     skipped by undo/redo later (they step over missing snapshots) rather than restored wrongly.
     """
-    doc = {**owner, "version": version, "snapshot_z": snapshot_pack(content), "created_at": now()}
+    doc = {**owner, "version": version, "settings": content["settings"], PACKED: packed, "created_at": now()}
     history = history_collection()
     try:
         history.insert_one(doc)

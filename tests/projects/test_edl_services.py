@@ -18,7 +18,7 @@ from projects.edl.documents import EDL, stored_content
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.selectors import edl_get, edl_snapshot
 from projects.edl.services import edl_create, edl_delete, edl_replace
-from projects.edl.versions import snapshot_unpack
+from projects.edl.versions import snapshot_pack, snapshot_unpack
 from projects.errors import EdlConflict, EdlUnavailable, NothingToRedo, NothingToUndo
 from tests.projects.test_edl_support import (
     clip,
@@ -349,9 +349,21 @@ def test_snapshots_are_stored_compressed_and_restore_exactly(project, make_media
     _, v2, _ = saved_versions(project, make_media(project), 2)
     stored_v2 = store.history_collection().find_one({"project_id": str(project.pk), "version": 2})
     assert stored_v2 is not None
-    assert set(stored_v2) == {"_id", "project_id", "user_id", "version", "snapshot_z", "created_at"}
-    # One opaque value, far smaller than the content's own JSON.
-    assert len(stored_v2["snapshot_z"]) < len(json.dumps(content(v2))) / 2
+    assert set(stored_v2) == {"_id", "project_id", "user_id", "version", "settings", "content_z", "created_at"}
+    # The same packed value as the live document held at that version, far smaller than its JSON.
+    assert len(stored_v2["content_z"]) < len(json.dumps(content(v2))) / 2
+    assert content(edl_undo(project=project)) == content(v2)
+
+
+def test_a_snapshot_stored_as_compressed_bson_is_still_restored(project, make_media):
+    _, v2, _ = saved_versions(project, make_media(project), 2)
+    history = store.history_collection()
+    key = {"project_id": str(project.pk), "version": 2}
+    old = history.find_one(key)
+    assert old is not None
+    history.delete_one(key)
+    history.insert_one({**{k: old[k] for k in ("project_id", "user_id", "version", "created_at")},
+                        "snapshot_z": snapshot_pack(snapshot_unpack(old))})
     assert content(edl_undo(project=project)) == content(v2)
 
 
