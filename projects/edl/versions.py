@@ -6,8 +6,9 @@ Concurrency: each write replaces the whole document with ``replace_one`` filtere
 ignores positional paths; an editor saves whole timelines anyway).
 
 Snapshots: the content of every version is also kept in ``edl_history`` (its settings, and its
-tracks and transcript packed as the live document keeps them: ``snapshot_put``/``snapshot_unpack``), written right after the version itself,
-so that the state a save supersedes is already there for undo/redo (``projects.edl.history``).
+tracks and transcript packed as the live document keeps them: ``snapshot_put``/``snapshot_unpack``),
+written right after the version itself, so that the state a save supersedes is already there for
+undo/redo (``projects.edl.history``).
 The EDL holds two small stacks of version numbers, ``undo_versions`` and ``redo_versions``,
 which change in the same atomic replace as the content; after each write the snapshots that
 neither stack nor the current version refers to are deleted.
