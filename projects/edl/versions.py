@@ -36,7 +36,7 @@ from django.core.cache import cache
 from pymongo.errors import DuplicateKeyError
 from redis.exceptions import RedisError
 
-from projects.edl.documents import PACKED, CLIENT_FIELDS, edl_output, now, stored_content, stored_form
+from projects.edl.documents import CLIENT_FIELDS, PACKED, edl_output, now, stored_content, stored_form
 from projects.edl.store import edl_collection, history_collection, owned_by, store_errors
 from projects.errors import EdlConflict, EdlUnavailable
 from projects.models import Project, parse_resolution
