@@ -9,6 +9,7 @@ LONGEST_COUNTDOWN_SECONDS.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task, shared_task
 
@@ -24,20 +25,18 @@ from media.services.sweep import media_sweep
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    name=task_names.PROBE,
-    acks_late=True,
-    autoretry_for=(StorageError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=6,
-    # An upload is downloaded from S3 before PyAV opens it and its SHA-256 is read: 50 GiB (the
-    # default largest) at 200 MB/s is about 5 minutes, under the 30-minute redelivery bound
-    # (LONGEST_TASK_SECONDS) and the sweep's 30-minute re-enqueue.
-    soft_time_limit=1500,
-    time_limit=1560,
-)
+# A task that reads or copies a whole file (up to 50 GiB, the default largest): an upload is
+# downloaded from S3 before PyAV opens it and its SHA-256 is read, a publication is copied
+# server-side (through the worker with the local backend): at 200 MB/s about 5 minutes, under
+# the 30-minute redelivery bound (LONGEST_TASK_SECONDS) and the sweep's 30-minute re-enqueue.
+# Storage errors that may recover are retried, backing off.
+WHOLE_FILE_TASK: dict[str, Any] = {
+    "acks_late": True, "autoretry_for": (StorageError,), "retry_backoff": 5, "retry_backoff_max": 300,
+    "retry_jitter": True, "max_retries": 6, "soft_time_limit": 1500, "time_limit": 1560,
+}
+
+
+@shared_task(name=task_names.PROBE, **WHOLE_FILE_TASK)
 def probe(media_id: str) -> str | None:
     media = media_probe(media_id=media_id)
     return media.status if media is not None else None
@@ -71,21 +70,7 @@ def delete_objects(self: Task, keys: list[str], prefixes: list[str] | None = Non
         return 0
 
 
-@shared_task(
-    bind=True,
-    name=task_names.PUBLISH,
-    acks_late=True,
-    autoretry_for=(StorageError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=6,
-    # A server-side copy of 50 GiB (the default largest file) takes minutes; through this worker
-    # (the local backend, or stores without a server-side copy) at 200 MB/s about 5 minutes. Under
-    # the sweep's 30-minute re-send (AUTEUR_MEDIA_PUBLISH_RETRY_SECONDS).
-    soft_time_limit=1500,
-    time_limit=1560,
-)
+@shared_task(bind=True, name=task_names.PUBLISH, **WHOLE_FILE_TASK)
 def publish(self: Task, media_id: str, key: str) -> bool:
     """Make a publication's public copy and record it (media/services/publishing.py). Storage
     errors that may recover are retried; once the retries are spent the publication is given up

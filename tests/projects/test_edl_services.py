@@ -355,27 +355,17 @@ def test_snapshots_are_stored_compressed_and_restore_exactly(project, make_media
     assert content(edl_undo(project=project)) == content(v2)
 
 
-def test_a_snapshot_stored_as_compressed_bson_is_still_restored(project, make_media):
+@pytest.mark.parametrize("form", ["snapshot_z", "snapshot"], ids=["compressed-bson", "plain"])
+def test_a_snapshot_stored_in_an_earlier_form_is_still_restored(project, make_media, form):
     _, v2, _ = saved_versions(project, make_media(project), 2)
     history = store.history_collection()
     key = {"project_id": str(project.pk), "version": 2}
     old = history.find_one(key)
     assert old is not None
     history.delete_one(key)
+    held = snapshot_unpack(old)  # the stored content, as such a snapshot held it
     history.insert_one({**{k: old[k] for k in ("project_id", "user_id", "version", "created_at")},
-                        "snapshot_z": snapshot_pack(snapshot_unpack(old))})
-    assert content(edl_undo(project=project)) == content(v2)
-
-
-def test_a_snapshot_written_before_compression_is_still_restored(project, make_media):
-    _, v2, _ = saved_versions(project, make_media(project), 2)
-    history = store.history_collection()
-    key = {"project_id": str(project.pk), "version": 2}
-    old = history.find_one(key)
-    assert old is not None
-    history.delete_one(key)
-    plain = snapshot_unpack(old)  # the stored content: what such a snapshot held, uncompressed
-    history.insert_one({**{k: old[k] for k in ("project_id", "user_id", "version", "created_at")}, "snapshot": plain})
+                        form: snapshot_pack(held) if form == "snapshot_z" else held})
     assert content(edl_undo(project=project)) == content(v2)
 
 
