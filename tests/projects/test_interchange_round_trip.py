@@ -27,7 +27,7 @@ from projects.edl.effects import clip_speed
 from projects.edl.frame_rates import exact_rate
 from projects.edl.interchange.export import timeline_export
 from projects.edl.interchange.formats import FORMATS
-from projects.edl.interchange.importing import timeline_import
+from projects.edl.interchange.importing import _clip_times, timeline_import
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import editable
@@ -145,3 +145,16 @@ def test_neighbouring_clips_of_every_rate_round_trip_without_overlapping(user, p
     got = [c["start_ms"] for c in clips] + [clips[-1]["start_ms"] + clips[-1]["duration_ms"]]
     assert all(abs(a - b) <= 1 for a, b in zip(got, edges, strict=True)), (got, edges)
     assert all(a["start_ms"] + a["duration_ms"] == b["start_ms"] for a, b in itertools.pairwise(clips))
+
+
+@pytest.mark.parametrize(("in_ms", "expected_in"), [(8975.6, 8933), (8960.0, 8933), (8930.0, 8930)])
+def test_a_clip_that_frame_rounding_puts_past_its_medias_end_starts_earlier(in_ms, expected_in):
+    """Found by the round trip above: a 41 ms clip ending at a 9,000 ms file's end, written to OTIO at
+    29.97 fps, came back with its in point rounded up half a frame and its length up a frame (42 ms
+    past the end, more than one frame): its import was refused. Up to a frame and a half of overshoot
+    now moves its in point back; the clip keeps its place and length."""
+    start, length, got_in, out = _clip_times({"rate": 1.0, "start_ms": 367, "end_ms": 434, "duration_ms": 67,
+                                              "in_ms": in_ms}, 0,
+                                             9000, 1000 / exact_rate(29.97))
+    assert (start, length, got_in, out) == (367, 67, expected_in, expected_in + 67)
+    assert out <= 9000

@@ -192,9 +192,10 @@ def _clip_times(item: Mapping[str, Any], lead_ms: int, media_ms: int | None,
     """(start, length, in, out) in ms of a file's clip: its edges as the file places them (each
     rounded alone, so neighbours never overlap) after its track's lead, its out point where its
     speed plays that length (the timeline's rule: length = round((out - in) / speed)), never past
-    its own edge; a span that a frame's rounding puts past the media's end (`media_ms`, by at
-    most a frame of the timeline) starts that much earlier. Further past is the file's, and the
-    timeline's validation names the clip."""
+    its own edge; a span that frame rounding puts past the media's end (`media_ms`) starts that
+    much earlier: its in point rounds by up to half a frame and its length by up to a frame of the
+    timeline (`speed` frames of its source). Further past is the file's, and the timeline's
+    validation names the clip."""
     speed = float(item["rate"])
     start = int(item["start_ms"])
     length = max(1, int(item.get("end_ms", start + int(item["duration_ms"]))) - start)
@@ -204,7 +205,7 @@ def _clip_times(item: Mapping[str, Any], lead_ms: int, media_ms: int | None,
     for _ in range(3):  # round(span / speed) exceeds the length by at most a step or two (times are bounded)
         if span > 1 and round(span / speed) > length:
             span -= 1
-    if media_ms is not None and 0 < in_ms + span - media_ms <= frame_ms * max(1.0, speed) + 1:
+    if media_ms is not None and 0 < in_ms + span - media_ms <= frame_ms * (0.5 + max(1.0, speed)) + 1:
         in_ms = max(0, media_ms - span)
         span = min(span, media_ms - in_ms)
     return start, max(1, round(span / speed)), in_ms, in_ms + max(1, span)
