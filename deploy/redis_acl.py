@@ -50,6 +50,7 @@ ROLES: dict[str, str] = {
     "api": (
         "resetkeys " + " ".join(f"~{prefix}*" for prefix in API_KEY_PREFIXES) + f" %R~{WORKER_PRESENCE_KEY}"
         f" resetchannels +@all {_NO_ADMIN} -@list -zpopmin -zpopmax -zmpop -bzpopmin -bzpopmax -bzmpop"
+        " -scan -randomkey -pubsub"  # no listing of the keys and channels it may not touch
         # Each selector is another set of rules a command may pass: adding to a queue and counting
         # it (kombu declares a queue before its first publish: LLEN of the queue and of its
         # priority lists, "<queue>\x06\x16<n>"), and routing.

@@ -78,6 +78,13 @@ class TooManyPublications(ApplicationError):
     code = "too_many_publications"
 
 
+class PublicationEnding(ApplicationError):
+    """The file was unpublished while its copy was being made: it may be published again once that
+    copy has ended (and been deleted)."""
+
+    code = "publication_ending"
+
+
 class PublishingUnavailable(ApplicationError):
     code = "publishing_unavailable"
 

@@ -61,6 +61,9 @@ class MediaFile(models.Model):
     # task) and since when; "" and null otherwise. Never set beside public_key.
     publishing_key = models.CharField(max_length=500, blank=True, default="", db_default="")
     publishing_since = models.DateTimeField(null=True, blank=True)
+    # Unpublished while its copy was being made: the copy is deleted when it ends, and until then
+    # the publication still counts against its owner's publications in progress.
+    publishing_canceled = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -431,7 +431,7 @@ class ProjectMediaPublishApi(ApiView):
 
     @extend_schema(request=None, responses={200: OutputSerializer, 202: OutputSerializer},
                    summary="Publish a media file through the CDN", tags=["media"])
-    @raises("media_not_ready", "publishing_unavailable", "too_many_publications")
+    @raises("media_not_ready", "publishing_unavailable", "too_many_publications", "publication_ending")
     def post(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> Response:
         """Publish a ready file: a public copy of it (and of its thumbnail) that anyone with its
         `public_url` may fetch from the CDN, served with `Cache-Control: public, max-age=...` (a day by
@@ -441,7 +441,8 @@ class ProjectMediaPublishApi(ApiView):
         file's `publication` turns `published`, with its `public_url`, once the copy is done (seconds
         for most files, minutes for a render of many GiB). Publishing a file that is published or
         publishing answers its state as it is (200 once published: the same URL). 422
-        `media_not_ready` before the file is ready; 429 `too_many_publications` while the caller has
+        `media_not_ready` before the file is ready; 409 `publication_ending` when it was unpublished
+        while its copy was being made (until that copy ends); 429 `too_many_publications` while the caller has
         as many files publishing as the server allows (3 by default), and `rate_limited` past its
         publish requests a minute; 503 `publishing_unavailable` where the server has no CDN configured."""
         media = media_publish(media=self._media(request, project_id, media_id))

@@ -262,6 +262,8 @@ def test_the_api_streams_caches_counts_leases_and_reads_the_live_workers(port, s
     ("ZPOPMIN", "unacked_index"), ("ZMPOP", "1", "unacked_index", "MIN"), ("HGETALL", "unacked"),
     ("DEL", "unacked"), ("SREM", "_kombu.binding.media", "x"), ("DEL", "_kombu.binding.media"),
     ("DEL", "redbeat::lock"), ("DEL", EVENTS_KEY), ("HSET", "auteur:workers", "x", "{}"),
+    # Nor list the keys or channels it may not touch.
+    ("SCAN", "0"), ("RANDOMKEY",), ("PUBSUB", "CHANNELS"),
     # Nor the workers' control channel (shutdown, revoke) and no other channel.
     ("PUBLISH", "/0.celery.pidbox", "x"), ("PUBLISH", "jobs:u1", "x"), ("SUBSCRIBE", "celeryev"),
     # Nor through a script, whose commands are checked as the caller's.

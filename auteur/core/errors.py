@@ -77,6 +77,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "nothing_to_undo": status.HTTP_409_CONFLICT,
     "nothing_to_redo": status.HTTP_409_CONFLICT,
     "media_in_use": status.HTTP_409_CONFLICT,
+    "publication_ending": status.HTTP_409_CONFLICT,  # unpublished while its copy is being made
     "not_multipart": status.HTTP_409_CONFLICT,  # parts asked of a file uploaded with one PUT
     "upload_closed": status.HTTP_409_CONFLICT,  # parts asked of an upload already completed
     "upload_changed": status.HTTP_409_CONFLICT,  # PUT again while confirm moved it (S3): confirm again

@@ -1,5 +1,5 @@
-# A publication in progress (the media.publish task copies the file): the key it copies to and
-# since when. Columns with constant defaults (no table rewrite); the constraint is added NOT VALID,
+# A publication in progress (the media.publish task copies the file): the key it copies to, since
+# when, and whether it was unpublished meanwhile. Columns with constant defaults (no table rewrite); the constraint is added NOT VALID,
 # then validated in a transaction of its own; the partial index is built without locking the table.
 
 from django.contrib.postgres.operations import AddIndexConcurrently
@@ -37,6 +37,11 @@ class Migration(migrations.Migration):
             model_name="mediafile",
             name="publishing_since",
             field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name="mediafile",
+            name="publishing_canceled",
+            field=models.BooleanField(db_default=False, default=False),
         ),
         migrations.SeparateDatabaseAndState(
             state_operations=[migrations.AddConstraint(model_name="mediafile", constraint=CONSTRAINT)],

@@ -22,7 +22,7 @@ from media import task_names
 from media.errors import MediaInUse
 from media.hooks import media_in_use_reasons
 from media.models import MediaFile, MediaStatus, PendingObjectDeletion
-from media.services.keys import is_public_key, media_prefix, object_keys, public_folders
+from media.services.keys import is_public_key, media_prefix, object_keys, public_folder, public_folders
 from media.storage import get_public_storage, get_storage
 from media.storage.base import ObjectStorage, url_expiry
 
@@ -36,6 +36,24 @@ def schedule_object_deletion(keys: list[str], prefixes: list[str]) -> None:
     """Delete after commit: a rolled-back transaction must not have lost its objects."""
     if keys or prefixes:
         transaction.on_commit(lambda: send(task_names.DELETE_OBJECTS, (keys, prefixes), what="a deletion of objects"))
+
+
+# A publication's copy may still be running when its file goes, and write after the deletion (its
+# worker may then die before it deletes what it wrote): its folder is deleted again once any copy
+# must have ended (the copy's hard time limit is 1,560 s).
+LATE_PUBLIC_DELETION_SECONDS = 1800
+
+
+def schedule_public_deletion(rows: Iterable[MediaFile]) -> list[str]:
+    """The public folders of deleted rows (published, or a publication in progress), to delete after
+    commit; a publication in progress is also deleted again later, by a row the media sweep reads."""
+    folders: list[str] = []
+    due_at = timezone.now() + timedelta(seconds=LATE_PUBLIC_DELETION_SECONDS)
+    for media in rows:
+        folders.extend(public_folders(media))
+        if media.publishing_key:
+            PendingObjectDeletion.objects.create(key=public_folder(media.publishing_key) + PREFIX_MARK, due_at=due_at)
+    return folders
 
 
 def schedule_upload_key_deletion(key: str) -> None:
@@ -79,7 +97,7 @@ def media_delete(*, media: MediaFile) -> None:
                 "This media file is in use and cannot be deleted now.", details={"reasons": reasons}
             )
         keys = object_keys(locked)
-        prefixes = [media_prefix(project_id=locked.project_id, media_id=locked.pk), *public_folders(locked)]
+        prefixes = [media_prefix(project_id=locked.project_id, media_id=locked.pk), *schedule_public_deletion([locked])]
         locked.delete()
         schedule_object_deletion(keys, prefixes)
         schedule_multipart_abort(locked)
@@ -96,14 +114,13 @@ def media_delete_project_objects(*, project_id: uuid.UUID | str) -> list[str]:
     catches objects no row names (an upload never confirmed, a thumbnail of a racing probe).
     """
     keys: list[str] = []
-    published: list[str] = []
     # Locked: a publication that records itself now waits for the deletion, then finds its row
     # gone and deletes its copy; one recorded before is read here.
     rows = MediaFile.objects.select_for_update().filter(project_id=project_id).only(
         "storage_key", "thumbnail_key", "caption_key", "public_key", "publishing_key")
     for media in rows:
         keys.extend(object_keys(media))
-        published.extend(public_folders(media))
+    published = schedule_public_deletion(rows)
     schedule_object_deletion(keys, [f"projects/{project_id}", *published])
     return keys
 

@@ -23,14 +23,18 @@ from media.probing.facts import ProbeResult, content_sha256, probe_captions, pro
 from media.probing.sandbox import probe_isolated
 from media.probing.service import probe_limits, save_thumbnail, stored_duration_ms
 from media.selectors import media_bytes_used
-from media.services.deletion import PREFIX_MARK, media_delete_objects, schedule_object_deletion
+from media.services.deletion import (
+    PREFIX_MARK,
+    media_delete_objects,
+    schedule_object_deletion,
+    schedule_public_deletion,
+)
 from media.services.keys import (
     MAX_FILENAME_LENGTH,
     media_key,
     media_prefix,
     normalize_content_type,
     object_keys,
-    public_folders,
     thumbnail_key_for,
 )
 from media.status import new_ready
@@ -222,7 +226,7 @@ def media_delete_job_outputs(*, job_id: uuid.UUID | str) -> int:
     # Locked: a publication of one of them that records itself now waits, then finds the row gone.
     outputs = list(MediaFile.objects.select_for_update().filter(source_job_id=job_id))
     keys = [key for media in outputs for key in object_keys(media)]
-    published = [folder for media in outputs for folder in public_folders(media)]
+    published = schedule_public_deletion(outputs)
     MediaFile.objects.filter(pk__in=[m.pk for m in outputs]).delete()
     schedule_object_deletion(keys, published)
     return len(outputs)

@@ -29,20 +29,30 @@ it: the store cannot reach them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from auteur.core.publishing import send
 from auteur.core.quotas import quota_lock
 from media import task_names
-from media.errors import MediaNotFound, MediaNotReady, PublishingUnavailable, TooManyPublications
+from media.errors import (
+    MediaNotFound,
+    MediaNotReady,
+    PublicationEnding,
+    PublishingUnavailable,
+    TooManyPublications,
+)
 from media.models import MediaFile, MediaStatus
 from media.services.deletion import schedule_object_deletion
 from media.services.keys import (
@@ -57,6 +67,9 @@ from media.storage import get_public_storage, get_storage
 from media.storage.base import ObjectStorage
 
 logger = logging.getLogger(__name__)
+
+# How long one delivery holds the right to copy a publication: past its task's hard time limit.
+COPY_LOCK_SECONDS = 1600
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,9 @@ PUBLICATION_STATES = ("unpublished", "publishing", "published")
 
 def publication_state(media: MediaFile) -> str:
     """``published``, ``publishing`` (its copy is being made) or ``unpublished``."""
-    return "published" if media.public_key else "publishing" if media.publishing_key else "unpublished"
+    if media.public_key:
+        return "published"
+    return "publishing" if media.publishing_key and not media.publishing_canceled else "unpublished"
 
 
 def media_public_urls(*, media: MediaFile) -> PublicUrls:
@@ -113,6 +128,9 @@ def media_publish(*, media: MediaFile) -> MediaFile:
         locked = MediaFile.objects.select_for_update().filter(pk=media.pk).first()
         if locked is None:
             raise MediaNotFound("No such media file.")
+        if locked.publishing_canceled:
+            raise PublicationEnding("This file was unpublished while its copy was being made; publish it "
+                                    "again once that copy has ended (seconds, or minutes for a large file).")
         if locked.public_key or locked.publishing_key:
             return locked
         if locked.status != MediaStatus.READY:
@@ -146,6 +164,34 @@ def media_publication_copy(*, media_id: uuid.UUID | str, key: str) -> MediaFile 
         if media is None or media.public_key != key:  # done already by an earlier delivery, or ended
             _discard(key)
         return None
+    if media.publishing_canceled:
+        media_publication_abandon(media_id=media_id, key=key, why="unpublished")
+        return None
+    with _copying(key) as alone:
+        if not alone:
+            return None  # another delivery of this publication is copying: it records or ends it
+        return _copy_and_record(media, key)
+
+
+@contextlib.contextmanager
+def _copying(key: str) -> Iterator[bool]:
+    """Whether this delivery is the only one copying to ``key`` now (a sweep's resend may arrive
+    while the first still copies); without Redis, each goes on (their copies are the same bytes)."""
+    lock = f"publish-copy:{key}"
+    try:
+        alone = bool(cache.add(lock, 1, timeout=COPY_LOCK_SECONDS))
+    except RedisError:
+        alone, lock = True, ""
+    try:
+        yield alone
+    finally:
+        if alone and lock:
+            with contextlib.suppress(RedisError):
+                cache.delete(lock)
+
+
+def _copy_and_record(media: MediaFile, key: str) -> MediaFile | None:
+    media_id = media.pk
     thumbnail_key = public_thumbnail_key(key, media)
     storage, public = get_storage(), get_public_storage()
     if public is None:  # the public store was configured away since the request
@@ -166,13 +212,15 @@ def media_publication_copy(*, media_id: uuid.UUID | str, key: str) -> MediaFile 
         locked = MediaFile.objects.select_for_update().filter(pk=media_id).first()
         if locked is not None and locked.public_key == key:
             return None  # recorded meanwhile by another delivery of this publication: the copy is its
-        kept = locked is not None and locked.status == MediaStatus.READY and locked.publishing_key == key
-        if locked is not None and kept:
-            locked.public_key, locked.public_thumbnail_key = key, thumbnail_key
-            locked.published_at = timezone.now()
-            locked.publishing_key, locked.publishing_since = "", None
+        ours = locked is not None and locked.publishing_key == key
+        kept = ours and locked is not None and locked.status == MediaStatus.READY and not locked.publishing_canceled
+        if locked is not None and ours:
+            if kept:
+                locked.public_key, locked.public_thumbnail_key = key, thumbnail_key
+                locked.published_at = timezone.now()
+            locked.publishing_key, locked.publishing_since, locked.publishing_canceled = "", None, False
             locked.save(update_fields=["public_key", "public_thumbnail_key", "published_at", "publishing_key",
-                                       "publishing_since", "updated_at"])
+                                       "publishing_since", "publishing_canceled", "updated_at"])
     if not kept:
         _discard(key)  # outside the transaction: a deletion scheduled in it would be dropped with a rollback
         return None
@@ -185,27 +233,30 @@ def media_publication_abandon(*, media_id: uuid.UUID | str, key: str, why: str) 
     and delete whatever was copied for it."""
     with transaction.atomic():
         ended = MediaFile.objects.filter(pk=media_id, publishing_key=key).update(
-            publishing_key="", publishing_since=None, updated_at=timezone.now())
+            publishing_key="", publishing_since=None, publishing_canceled=False, updated_at=timezone.now())
     _discard(key)
     if ended:
         logger.warning("media %s: publication given up (%s)", media_id, why)
 
 
 def media_unpublish(*, media: MediaFile) -> MediaFile:
-    """Take a file's public copies down, and end a publication in progress: the row now, the copies
-    after commit. Unpublishing a file that is not published does nothing; it works whether
-    publishing is on or off."""
+    """Take a file's public copies down (the row now, the copies after commit), and cancel a
+    publication in progress: its copy is deleted when it ends, and counts against the owner's
+    publications in progress until then (so publishing and unpublishing in turn cannot run more
+    copies at once than the limit). Unpublishing a file that is not published does nothing; it
+    works whether publishing is on or off."""
     with transaction.atomic():
         locked = MediaFile.objects.select_for_update().filter(pk=media.pk).first()
         if locked is None:
             raise MediaNotFound("No such media file.")
-        folders = public_folders(locked)
-        if not folders:
+        cancel = bool(locked.publishing_key) and not locked.publishing_canceled
+        if not locked.public_key and not cancel:
             return locked
+        folders = public_folders(locked)
         locked.public_key, locked.public_thumbnail_key, locked.published_at = "", "", None
-        locked.publishing_key, locked.publishing_since = "", None
-        locked.save(update_fields=["public_key", "public_thumbnail_key", "published_at", "publishing_key",
-                                   "publishing_since", "updated_at"])
+        locked.publishing_canceled = locked.publishing_canceled or cancel
+        locked.save(update_fields=["public_key", "public_thumbnail_key", "published_at", "publishing_canceled",
+                                   "updated_at"])
         schedule_object_deletion([], folders)
     logger.info("media %s: unpublished", media.pk)
     return locked

@@ -399,9 +399,16 @@ def edl_json(raw: dict[str, Any], render: Callable[[dict[str, Any]], bytes]) -> 
              "tracks": [], "transcript": {"generated_at": None}}
     answer = edl_output(light)
     answer.update(_SPLICE)
-    body = render(answer)
-    for name, text in zip(("tracks", "transcript"), texts, strict=True):
+    head = render(answer)
+    # Each placeholder's place in the rendered head, found before anything is put in: the content
+    # put in may itself hold a placeholder's text (a name with NULs), which must stay content.
+    places = sorted((head.index(json.dumps(_SPLICE[name]).encode()), name, text)
+                    for name, text in zip(("tracks", "transcript"), texts, strict=True))
+    parts, at = [], 0
+    for place, name, text in places:
         # As the renderer does, U+2028 and U+2029 escaped: JSON that is also safe as JavaScript.
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-        body = body.replace(json.dumps(_SPLICE[name]).encode(), text.encode(), 1)
-    return body
+        parts += [head[at:place], text.encode()]
+        at = place + len(json.dumps(_SPLICE[name]).encode())
+    parts.append(head[at:])
+    return b"".join(parts)

@@ -24,7 +24,8 @@ from django.utils import timezone
 from auteur.core.storage_settings import local_media_storage, s3_media_storage
 from media import tasks as media_tasks
 from media.errors import StorageError
-from media.models import MediaFile
+from media.models import MediaFile, PendingObjectDeletion
+from media.services.keys import public_folder
 from media.services.outputs import media_delete_job_outputs
 from media.services.publishing import media_publication_copy
 from media.services.sweep import media_sweep
@@ -215,25 +216,46 @@ def publishing_started(client: Client, media: MediaFile) -> str:
 def test_a_publication_that_loses_a_race_leaves_no_copy_behind(
     auth_client, project, samples, cdn, eager_celery, django_capture_on_commit_callbacks, monkeypatch
 ):
-    # Unpublished while its copy was waiting for a worker: the copy made then is deleted again.
+    # Unpublished while its copy was waiting for a worker: the file reads unpublished at once, the
+    # copy is still counted until it ends, and then it is deleted; publishing again meanwhile waits.
     media = upload_local(auth_client, project, samples.video, "video/mp4")
-    key = publishing_started(auth_client, media)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert auth_client.delete(publish_path(media)).status_code == 204
-        assert media_publication_copy(media_id=media.pk, key=key) is None
-    assert published_files(cdn) == []
-    assert auth_client.get(media_path(project.pk, media.pk)).json()["media"]["publication"] == "unpublished"
-
-    # Published again meanwhile (a new key): the old copy goes, the new one is the publication.
     first = publishing_started(auth_client, media)
     with django_capture_on_commit_callbacks(execute=True):
         assert auth_client.delete(publish_path(media)).status_code == 204
-        second = publishing_started(auth_client, media)
+    assert auth_client.get(media_path(project.pk, media.pk)).json()["media"]["publication"] == "unpublished"
+    row = MediaFile.objects.get(pk=media.pk)
+    assert row.publishing_key == first and row.publishing_canceled
+    ending = auth_client.post(publish_path(media))
+    assert ending.status_code == 409 and error_code(ending) == "publication_ending"
+    with django_capture_on_commit_callbacks(execute=True):
         assert media_publication_copy(media_id=media.pk, key=first) is None
-        assert media_publication_copy(media_id=media.pk, key=second) is not None
+    assert published_files(cdn) == []
+    row = MediaFile.objects.get(pk=media.pk)
+    assert (row.publishing_key, row.publishing_since, row.publishing_canceled, row.public_key) == ("", None, False, "")
+
+    # Unpublished while its copy was being made: the copy, once made, is deleted, not recorded.
+    second = publishing_started(auth_client, media)
+    real_copy = type(get_storage()).copy_public
+
+    def unpublished_meanwhile(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_copy(self, *args, **kwargs)
+        assert auth_client.delete(publish_path(media)).status_code == 204
+
+    monkeypatch.setattr(type(get_storage()), "copy_public", unpublished_meanwhile)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert media_publication_copy(media_id=media.pk, key=second) is None
+    monkeypatch.undo()
+    assert published_files(cdn) == [] and MediaFile.objects.get(pk=media.pk).publishing_key == ""
+
+    # Published again: a new key, and the publication.
+    third = publishing_started(auth_client, media)
+    assert third not in (first, second)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert media_publication_copy(media_id=media.pk, key=third) is not None
+    second = third
     row = MediaFile.objects.get(pk=media.pk)
     assert row.public_key == second and row.publishing_key == "" and row.publishing_since is None
-    assert len(published_files(cdn)) == 2  # the file and its thumbnail, under the second key
+    assert len(published_files(cdn)) == 2  # the file and its thumbnail, under the third key
 
     # A redelivered copy of a publication that is done copies nothing and deletes nothing.
     with django_capture_on_commit_callbacks(execute=True):
@@ -276,6 +298,29 @@ def test_a_failed_jobs_outputs_take_their_public_copies_with_them(
     with django_capture_on_commit_callbacks(execute=True):
         assert media_delete_job_outputs(job_id=job_id) == 2
     assert public_get(url).status_code == 404 and published_files(cdn) == []
+    # The copy under way may write after this: its folder is deleted again once it must have ended.
+    late = PendingObjectDeletion.objects.get(key=public_folder(key) + "/")
+    assert late.due_at > timezone.now() + timedelta(minutes=25)
+
+
+def test_a_second_delivery_of_a_publication_does_not_copy_while_the_first_does(
+    auth_client, project, samples, cdn, django_capture_on_commit_callbacks, monkeypatch
+):
+    media = upload_local(auth_client, project, samples.wav, "audio/wav")
+    key = publishing_started(auth_client, media)
+    copies: list[str] = []
+    real_copy = type(get_storage()).copy_public
+
+    def copy_and_meanwhile(self: Any, public: Any, src: str, dst: str, **kwargs: Any) -> None:
+        copies.append(dst)
+        if len(copies) == 1:  # a sweep's resend arrives while this delivery copies
+            assert media_publication_copy(media_id=media.pk, key=key) is None
+        real_copy(self, public, src, dst, **kwargs)
+
+    monkeypatch.setattr(type(get_storage()), "copy_public", copy_and_meanwhile)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert media_publication_copy(media_id=media.pk, key=key) is not None
+    assert copies == [key] and MediaFile.objects.get(pk=media.pk).public_key == key
 
 
 def test_a_user_has_a_few_publications_in_progress_at_most(auth_client, project, samples, cdn, settings, publish):
@@ -290,6 +335,11 @@ def test_a_user_has_a_few_publications_in_progress_at_most(auth_client, project,
     # Asking again about one in progress is no new publication: answered as it is.
     again = auth_client.post(publish_path(files[0]))
     assert again.status_code == 202 and again.json()["publication"] == "publishing"
+    # Unpublishing one whose copy is under way frees no place: publish-unpublish in turn cannot
+    # run more copies at once than the limit.
+    assert auth_client.delete(publish_path(files[0])).status_code == 204
+    refused = auth_client.post(publish_path(files[2]))
+    assert refused.status_code == 429 and refused.json()["error"]["details"]["in_progress"] == 2
 
 
 def test_publish_requests_are_rate_limited_per_user(auth_client, project, samples, cdn, settings):

@@ -58,6 +58,7 @@ def test_get_answers_the_stored_json_byte_for_byte_as_the_renderer_would(auth_cl
     the document, with text that JSON escapes or JavaScript must not see raw (U+2028)."""
     doc = timeline_with(auth_client.get(url(project)).json(), make_media(project), clips=3)
     doc["tracks"][0]["name"] = "Vidéo \u2028 \u2029 \"quoted\" \\ \t ☃ 🎬"
+    doc["tracks"][1]["name"] = "\x00transcript\x00"  # what GET puts in place of the transcript, as a name
     doc["tracks"][0]["clips"][0].update(effects=[{"type": "speed", "rate": 1.5}], duration_ms=667)
     doc["transcript"]["segments"][0]["text"] = "line\nbreak \u0001 </script>"
     saved = put(auth_client, project, doc, HTTP_IF_MATCH='"1"')

@@ -1128,7 +1128,8 @@ export interface paths {
          *     file's `publication` turns `published`, with its `public_url`, once the copy is done (seconds
          *     for most files, minutes for a render of many GiB). Publishing a file that is published or
          *     publishing answers its state as it is (200 once published: the same URL). 422
-         *     `media_not_ready` before the file is ready; 429 `too_many_publications` while the caller has
+         *     `media_not_ready` before the file is ready; 409 `publication_ending` when it was unpublished
+         *     while its copy was being made (until that copy ends); 429 `too_many_publications` while the caller has
          *     as many files publishing as the server allows (3 by default), and `rate_limited` past its
          *     publish requests a minute; 503 `publishing_unavailable` where the server has no CDN configured.
          */
@@ -9442,6 +9443,15 @@ export interface operations {
             };
             /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `publication_ending`. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
