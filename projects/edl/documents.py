@@ -385,6 +385,7 @@ def edl_output(raw: dict[str, Any]) -> dict[str, Any]:
 # Where edl_json puts the stored JSON: strings no other field of the answer can hold (a NUL is
 # always escaped in JSON, as \u0000).
 _SPLICE = {"tracks": "\x00tracks\x00", "transcript": "\x00transcript\x00"}
+_MARKS = {name: json.dumps(mark).encode() for name, mark in _SPLICE.items()}  # as rendered
 
 
 def edl_json(raw: dict[str, Any], render: Callable[[dict[str, Any]], bytes]) -> bytes:
@@ -402,13 +403,13 @@ def edl_json(raw: dict[str, Any], render: Callable[[dict[str, Any]], bytes]) -> 
     head = render(answer)
     # Each placeholder's place in the rendered head, found before anything is put in: the content
     # put in may itself hold a placeholder's text (a name with NULs), which must stay content.
-    places = sorted((head.index(json.dumps(_SPLICE[name]).encode()), name, text)
+    places = sorted((head.index(_MARKS[name]), name, text)
                     for name, text in zip(("tracks", "transcript"), texts, strict=True))
     parts, at = [], 0
     for place, name, text in places:
         # As the renderer does, U+2028 and U+2029 escaped: JSON that is also safe as JavaScript.
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         parts += [head[at:place], text.encode()]
-        at = place + len(json.dumps(_SPLICE[name]).encode())
+        at = place + len(_MARKS[name])
     parts.append(head[at:])
     return b"".join(parts)

@@ -31,12 +31,11 @@ from datetime import datetime
 from typing import Any
 
 import bson
-from bson import Binary
 from django.core.cache import cache
 from pymongo.errors import DuplicateKeyError
 from redis.exceptions import RedisError
 
-from projects.edl.documents import CLIENT_FIELDS, PACKED, edl_output, now, stored_content, stored_form
+from projects.edl.documents import PACKED, edl_output, now, stored_content, stored_form
 from projects.edl.store import edl_collection, history_collection, owned_by, store_errors
 from projects.errors import EdlConflict, EdlUnavailable
 from projects.models import Project, parse_resolution
@@ -241,12 +240,6 @@ def version_commit(
 _CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(
     tz_aware=True, uuid_representation=bson.binary.UuidRepresentation.STANDARD
 )
-
-
-def snapshot_pack(content: dict[str, Any]) -> Binary:
-    """The content as snapshots were kept before they shared the live document's packing: its
-    BSON, zlib-compressed (still read; tests write it)."""
-    return Binary(zlib.compress(bson.encode({name: content[name] for name in CLIENT_FIELDS}), 1))
 
 
 def snapshot_unpack(stored: dict[str, Any]) -> dict[str, Any]:

@@ -7,18 +7,20 @@ import multiprocessing
 import multiprocessing.queues
 import os
 import threading
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 import pytest
 from mongoengine import ValidationError as MongoValidationError
 
 from projects.edl import store
-from projects.edl.documents import EDL, stored_content
+from projects.edl.documents import CLIENT_FIELDS, EDL, stored_content
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.selectors import edl_get, edl_snapshot
 from projects.edl.services import edl_create, edl_delete, edl_replace
-from projects.edl.versions import snapshot_pack, snapshot_unpack
+from projects.edl.versions import snapshot_unpack
 from projects.errors import EdlConflict, EdlUnavailable, NothingToRedo, NothingToUndo
 from tests.projects.test_edl_support import (
     clip,
@@ -353,6 +355,11 @@ def test_snapshots_are_stored_compressed_and_restore_exactly(project, make_media
     # The same packed value as the live document held at that version, far smaller than its JSON.
     assert len(stored_v2["content_z"]) < len(json.dumps(content(v2))) / 2
     assert content(edl_undo(project=project)) == content(v2)
+
+
+def snapshot_pack(content: dict[str, Any]) -> bson.Binary:
+    """A snapshot's content as the store kept it before it shared the live document's packing."""
+    return bson.Binary(zlib.compress(bson.encode({name: content[name] for name in CLIENT_FIELDS}), 1))
 
 
 @pytest.mark.parametrize("form", ["snapshot_z", "snapshot"], ids=["compressed-bson", "plain"])
