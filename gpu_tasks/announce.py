@@ -36,7 +36,7 @@ BLOCK_SECONDS = 1.0
 MAX_ANNOUNCEMENT_BYTES = 1024
 # A call id as the backends make them (at most 200 characters, gpu_tasks.backends.base):
 # printable ASCII without spaces, so it can be looked up, logged and compared safely.
-CALL_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+CALL_ID = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ PATH, DATA, UPLOADED = "path", "data", "uploaded"
 FORMS = (PATH, DATA, UPLOADED)
 
 MAX_OUTPUTS = 16
-OUTPUT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+OUTPUT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
 FILENAME_MAX_CHARS = 100
 MAX_DEPTH = 32
 MAX_KEY_CHARS = 200

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-RESOLUTION_RE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+RESOLUTION_RE = re.compile(r"^(\d{2,5})x(\d{2,5})\Z")
 MAX_DIMENSION = 7680  # 8K UHD
 
 

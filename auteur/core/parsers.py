@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import msgspec
 from django.conf import settings
 from rest_framework import exceptions, parsers
 
@@ -12,10 +13,17 @@ from gpu_tasks.bounded import ShapeError, json_brackets
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, with its work bounded before anything is built: a body with more objects
-    and arrays than AUTEUR_JSON_MAX_CONTAINERS (counted by their brackets, at the speed of a byte
-    search) is refused, and one nested deeper than Python's recursion limit is malformed input
-    (json.load stops there, raising RecursionError, which DRF lets through); both are a 400."""
+    """A JSON body read with its work bounded before anything is built: one with more objects and
+    arrays than AUTEUR_JSON_MAX_CONTAINERS (counted by their brackets, at the speed of a byte
+    search) is refused, and one nested deeper than the reader's recursion limit is malformed input;
+    both are a 400.
+
+    UTF-8 bodies (JSON's own encoding, and every client's) are read by msgspec, in C, at about twice
+    the speed of the standard library, and as strictly as DRF's reader: no NaN or Infinity, no
+    number out of a float's range, no control character in a string, nothing after the value. It
+    also refuses an escaped lone surrogate (``"\\ud800"``), which Python would read into a string
+    that no UTF-8 encoder (Postgres', the JSON writer's) can write. A body declared in another
+    charset is read by DRF's reader."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         body = stream.read() if stream is not None else b""
@@ -23,7 +31,12 @@ class JSONParser(parsers.JSONParser):
             json_brackets(body, max_containers=settings.AUTEUR_JSON_MAX_CONTAINERS)
         except ShapeError as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        encoding = ((parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET).lower().replace("_", "-")
         try:
+            if encoding in ("utf-8", "utf8"):
+                return msgspec.json.decode(body)
             return super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the document is nested too deeply.") from None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # ValidationError is a DecodeError
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None

@@ -54,7 +54,7 @@ from gpu_tasks.types import get_spec
 
 logger = logging.getLogger(__name__)
 
-_CALL_ID = re.compile(r"^local-[0-9a-f]{32}$")
+_CALL_ID = re.compile(r"^local-[0-9a-f]{32}\Z")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The runner enforces the limit itself; this backstop only catches a runner that cannot.
 _BACKSTOP_GRACE_S = 60.0

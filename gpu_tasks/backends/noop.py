@@ -36,7 +36,7 @@ from gpu_tasks.types import JobType, OutputKind, get_spec
 
 # The call id carries the type and, for a held call, the time it ends (ms since the epoch).
 logger = logging.getLogger(__name__)
-_CALL_ID = re.compile(r"^noop-(?P<type>[a-z-]+?)-(?P<id>[0-9a-f]{32})(?:-(?P<until>[0-9]+))?$")
+_CALL_ID = re.compile(r"^noop-(?P<type>[a-z-]+?)-(?P<id>[0-9a-f]{32})(?:-(?P<until>[0-9]+))?\Z")
 GPU_SECONDS = 0.5
 
 # A 1 s, 64x36, black H.264/AAC MP4 (ffmpeg, bit-exact flags) and a 16x16 grey PNG.

@@ -36,7 +36,7 @@ CHUNK_SIZE = 1024 * 1024
 CHECK_TIMEOUT_SECONDS = 2
 # A key is a relative path of safe segments; no segment may start with "." (no "..", and the
 # local backend keeps its sidecar files under dot-names, which no key can then reach).
-KEY_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*\Z")
 MAX_KEY_LENGTH = 500
 
 

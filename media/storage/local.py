@@ -39,7 +39,7 @@ from media.errors import InvalidKey, StorageError
 from media.storage.base import CHUNK_SIZE, ObjectStorage, UploadedPart, validate_key
 from media.storage.signing import sign_download, sign_part, sign_upload
 
-UPLOAD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+UPLOAD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
 
 
 class _FinishedFile(File):

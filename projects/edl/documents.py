@@ -49,7 +49,7 @@ NAME_MAX_LENGTH = 255
 TEXT_MAX_LENGTH = 20_000
 MAX_DIMENSION = 7680  # 8K UHD, as projects.models
 MAX_EFFECTS_PER_CLIP = 32
-UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 
 TRACK_TYPES = ("video", "audio")
 

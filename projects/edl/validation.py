@@ -15,11 +15,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
+
 from media.models import MediaFile, MediaStatus, MediaType
 from projects.edl.documents import CLIENT_FIELDS, COUNTED_LIMITS, EDL, SERVER_FIELDS, EdlLimits, edl_counts, edl_limits
 from projects.edl.effects import check_clip_effects, clip_speed, expected_duration_ms
-from projects.edl.field_checks import ROOT, Errors, check_document
-from projects.errors import EdlLimitExceeded, EdlTooLarge
+from projects.edl.field_checks import ROOT, Errors, check_document, compiled_check
+from projects.errors import EdlInvalid, EdlLimitExceeded, EdlTooLarge
 from projects.models import Project
 
 # Which media a track may hold: video tracks show pictures, audio tracks play sound.
@@ -30,7 +32,18 @@ COMPATIBLE_MEDIA: dict[str, frozenset[str]] = {
 
 
 def _json_size(data: Any) -> int:
-    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    """The document's length as compact UTF-8 JSON (a value JSON lacks, from a server-side caller,
+    counted as its text). EdlInvalid for a string holding a lone surrogate, which no UTF-8 text
+    can hold (a client's JSON cannot carry one: the API's reader refuses it)."""
+    try:
+        return len(msgspec.json.encode(data, enc_hook=str))
+    except UnicodeEncodeError:
+        raise EdlInvalid(
+            "The timeline holds text that is not valid Unicode (a lone UTF-16 surrogate).",
+            details={"errors": [{"path": ROOT, "message": "Holds a lone UTF-16 surrogate."}]},
+        ) from None
+    except (TypeError, msgspec.EncodeError):  # keys msgspec does not write (tuples, None)
+        return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
 def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
@@ -49,7 +62,9 @@ def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
         )
     check_edl_limits(data, limits)
     errors = Errors()
-    doc = check_document(EDL, data, ROOT, errors, names=CLIENT_FIELDS, ignored=SERVER_FIELDS)
+    doc = compiled_check(EDL, data, names=CLIENT_FIELDS, ignored=SERVER_FIELDS)
+    if doc is None:  # a problem somewhere: found and worded, each with its path
+        doc = check_document(EDL, data, ROOT, errors, names=CLIENT_FIELDS, ignored=SERVER_FIELDS)
     if doc is None:  # not an object at all: that is the one error
         errors.raise_if_any()
     assert doc is not None

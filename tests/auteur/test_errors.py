@@ -125,7 +125,7 @@ def test_deeply_nested_json_is_a_400_not_a_500(auth_client):
 
 @pytest.mark.django_db
 def test_a_body_of_more_objects_than_allowed_is_refused_before_it_is_read(auth_client, monkeypatch):
-    from rest_framework.utils import json as drf_json
+    import msgspec
 
     built: list[object] = []
 
@@ -133,7 +133,7 @@ def test_a_body_of_more_objects_than_allowed_is_refused_before_it_is_read(auth_c
         built.append(args)
         return {}
 
-    monkeypatch.setattr(drf_json, "load", load)
+    monkeypatch.setattr(msgspec.json, "decode", load)
     body = b'{"name": "x", "a": [' + b"[]," * 200_000 + b"[]]}"
     with override_settings(AUTEUR_JSON_MAX_CONTAINERS=100_000):
         response = auth_client.generic("POST", "/api/v1/projects", body, content_type="application/json")
@@ -141,6 +141,30 @@ def test_a_body_of_more_objects_than_allowed_is_refused_before_it_is_read(auth_c
     assert "more than 100000 objects and arrays" in response.json()["error"]["message"]
     assert built == []  # refused before the JSON reader ran
     assert not Project.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", [
+    rb'{"name": "\ud800 half an emoji"}',  # a lone surrogate: no UTF-8 text (nor Postgres) holds one
+    rb'{"name": "\udfac"}',
+    rb'{"name": "x", "n": NaN}',
+    rb'{"name": "x", "n": 1e400}',
+    rb'{"name": "x"} {}',
+    b'{"name": "\xff"}',  # not UTF-8
+])
+def test_json_that_no_strict_reader_takes_is_a_400(auth_client, body):
+    response = auth_client.generic("POST", "/api/v1/projects", body, content_type="application/json")
+    assert_envelope(response, 400, "malformed_request")
+    assert response.json()["error"]["message"].startswith("JSON parse error - ")
+    assert not Project.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_escaped_surrogate_pair_is_the_character_it_encodes(auth_client):
+    response = auth_client.generic("POST", "/api/v1/projects", rb'{"name": "take \ud83c\udfac 2"}',
+                                   content_type="application/json")
+    assert response.status_code == 201, response.json()
+    assert Project.objects.get().name == "take \U0001f3ac 2"
 
 
 # ---------------------------------------------------------------- what a client is told

@@ -295,3 +295,14 @@ def test_server_fields_sent_back_are_ignored(project, base):
     assert saved["project_id"] == str(project.pk)
     assert saved["user_id"] == str(project.user_id)
     assert saved["history"] == {"undo": 1, "redo": 0}
+
+
+def test_a_lone_surrogate_from_a_server_side_caller_is_422_not_a_crash(project, base):
+    # A client's JSON cannot carry one (the API's reader refuses it); an import's reader might.
+    base["tracks"][0]["name"] = "\ud800 half"
+    assert errors_of(project, base) == [{"path": "$", "message": "Holds a lone UTF-16 surrogate."}]
+
+
+def test_a_media_id_followed_by_a_newline_is_refused_not_a_crash(project, base):
+    c0(base)["media_file_id"] += "\n"
+    assert errors_of(project, base) == [{"path": "tracks[0].clips[0].media_file_id", "message": "Must be a UUID."}]
