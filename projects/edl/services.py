@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from auteur.core.collector import collector_paused
 from projects.edl.documents import edl_limits, edl_output
 from projects.edl.selectors import edl_get
 from projects.edl.store import edl_collection, history_collection, owned, project_key, store_errors
@@ -46,6 +47,11 @@ def edl_replace(*, project: Project, expected_version: int, data: dict[str, Any]
     Server fields in ``data`` (project_id, user_id, version, created_at, updated_at, history)
     are ignored: they are what the client read. A save clears what could be redone.
     """
+    with collector_paused():  # bounded by the timeline's size and limits: auteur/core/collector.py
+        return _replace(project, expected_version, data)
+
+
+def _replace(project: Project, expected_version: int, data: dict[str, Any]) -> dict[str, Any]:
     head = head_remembered(project=project)
     if head is None or head.version != expected_version:
         head = _current_head(project, expected_version)

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from auteur.core.collector import collector_paused
 from media.models import MediaFile, MediaStatus, MediaType
 from projects.edl.documents import CLIENT_FIELDS, COUNTED_LIMITS, EDL, SERVER_FIELDS, EdlLimits, edl_counts, edl_limits
 from projects.edl.effects import check_clip_effects, clip_speed, expected_duration_ms
@@ -53,6 +54,11 @@ def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
     else EdlInvalid (422) listing every problem with its field path
     (``tracks[0].clips[2].out_point_ms``).
     """
+    with collector_paused():  # bounded by the timeline's size and limits: auteur/core/collector.py
+        return _validate(project, data)
+
+
+def _validate(project: Project, data: Any) -> dict[str, Any]:
     limits = edl_limits()
     size = _json_size(data)
     if size > limits.max_bytes:
@@ -123,52 +129,60 @@ def _check_unique_ids(doc: dict[str, Any], errors: Errors) -> None:
     unique((((k,), s["id"]) for k, s in enumerate(segments) if s), "transcript.segments[{}].id")
 
 
-_CLIP_TIMES = ("start_ms", "duration_ms", "in_point_ms", "out_point_ms")
-
-
 def _check_clips(tracks: list[dict[str, Any]], errors: Errors) -> list[tuple[str, str, dict[str, Any]]]:
-    """Per-clip time rules and per-track overlap; returns (path, track type, clip) of the sound clips."""
+    """Per-clip time rules and per-track overlap; returns (path, track type, clip) of the sound clips.
+
+    A clip's path is written only for an error (a valid 2,000-clip timeline writes none): ``where``
+    is its (track, clip) index pair, and the overlap check keeps indexes too."""
     sound: list[tuple[str, str, dict[str, Any]]] = []
     for i, track in enumerate(tracks):
-        placed: list[tuple[int, int, str, str]] = []  # (start, end, path, id) of non-deleted clips
-        for j, clip in enumerate(track["clips"] or []):
+        track_id, track_type = track["id"], track["type"]
+        placed: list[tuple[int, int, int, str]] = []  # (start, end, clip index, id) of non-deleted clips
+        for j, clip in enumerate(track["clips"] or ()):
             if clip is None:
                 continue
-            path = f"tracks[{i}].clips[{j}]"
-            if clip["track_id"] is None and isinstance(track["id"], str):
-                clip["track_id"] = track["id"]
-            elif clip["track_id"] != track["id"] and track["id"] is not None:
-                errors.add(f"{path}.track_id", f"Must be the id of its track ({track['id']!r}).")
-            effects_valid = check_clip_effects(clip, path, errors)
-            if any(clip[k] is None for k in _CLIP_TIMES) or clip["deleted"] is None:
+            if clip["track_id"] is None and isinstance(track_id, str):
+                clip["track_id"] = track_id
+            elif clip["track_id"] != track_id and track_id is not None:
+                errors.add(f"{_clip_path(i, j)}.track_id", f"Must be the id of its track ({track_id!r}).")
+            # Most clips have no effects: nothing to check, and their speed is 1.
+            effects_valid = not clip["effects"] or check_clip_effects(clip, _clip_path(i, j), errors)
+            start, duration, in_point, out_point = (
+                clip["start_ms"], clip["duration_ms"], clip["in_point_ms"], clip["out_point_ms"]
+            )
+            if start is None or duration is None or in_point is None or out_point is None or clip["deleted"] is None:
                 continue
-            if clip["out_point_ms"] <= clip["in_point_ms"]:
-                errors.add(f"{path}.out_point_ms", f"Must be greater than in_point_ms ({clip['in_point_ms']}).")
+            if out_point <= in_point:
+                errors.add(f"{_clip_path(i, j)}.out_point_ms", f"Must be greater than in_point_ms ({in_point}).")
                 continue
             if not effects_valid:  # its speed, and so its length, is not known
                 continue
-            expected = expected_duration_ms(clip)
-            if clip["duration_ms"] != expected:
+            expected = expected_duration_ms(clip) if clip["effects"] else out_point - in_point
+            if duration != expected:
                 rate = clip_speed(clip)
                 rule = "out_point_ms - in_point_ms"
                 rule = rule if rate == 1 else f"round(({rule}) / {rate:g}), at its speed"
-                errors.add(f"{path}.duration_ms", f"Must equal {rule} ({expected}).")
+                errors.add(f"{_clip_path(i, j)}.duration_ms", f"Must equal {rule} ({expected}).")
                 continue
-            if track["type"] is not None and clip["media_file_id"] is not None:
-                sound.append((path, track["type"], clip))
+            if track_type is not None and clip["media_file_id"] is not None:
+                sound.append((_clip_path(i, j), track_type, clip))
             if not clip["deleted"]:
-                placed.append((clip["start_ms"], clip["start_ms"] + clip["duration_ms"], path, clip["id"]))
+                placed.append((start, start + duration, j, clip["id"]))
         placed.sort()
-        latest: tuple[int, int, str, str] | None = None  # the clip reaching furthest so far
-        for start, end, path, ident in placed:
+        latest: tuple[int, int, int, str] | None = None  # the clip reaching furthest so far
+        for start, end, j, ident in placed:  # equal times: in the track's order
             if latest is not None and start < latest[1]:
                 errors.add(
-                    f"{path}.start_ms",
+                    f"{_clip_path(i, j)}.start_ms",
                     f"Overlaps clip {latest[3]!r} ({latest[0]}-{latest[1]} ms) on the same track.",
                 )
             if latest is None or end > latest[1]:
-                latest = (start, end, path, ident)
+                latest = (start, end, j, ident)
     return sound
+
+
+def _clip_path(track: int, clip: int) -> str:
+    return f"tracks[{track}].clips[{clip}]"
 
 
 def _check_media(project: Project, clips: list[tuple[str, str, dict[str, Any]]], errors: Errors) -> None:
