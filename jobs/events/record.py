@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import uuid
 from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from auteur.core.logging import job_id_var
 from jobs.events.stream import JobState, job_stream_append
-from jobs.events.webhooks import job_event_webhooks_send
+from jobs.events.webhooks import NOT_ASKED, job_event_webhooks_send, webhook_event_of
 from jobs.models import JobEvent, JobEventType
+from webhooks.selectors import subscriber_sql
 
 logger = logging.getLogger(__name__)
 
@@ -25,19 +29,44 @@ def job_event_record(
     """Record an event of the job; once committed, push it (its user's stream, webhooks).
 
     `state`: the job's user, status and progress as the caller just wrote them (a status move, a
-    spawn); without it the push reads them from the row."""
+    spawn); without it the push reads them from the row.
+
+    One statement, for every event of every job: the insert, and for an event that webhooks are
+    sent, whether any of the owner's webhooks wants it (webhooks.selectors.subscriber_sql)."""
     if settings.AUTEUR_CHECK_EVENT_SCHEMA:
         _check_schema(type, data)
-    event = JobEvent.objects.create(job_id=job_id, type=type, data=data)
+    kind = webhook_event_of(type)
+    created_at = timezone.now()
+    row: list[Any] = [job_id, str(type), Jsonb(data), created_at]
+    with connection.cursor() as cursor:
+        if kind is None:
+            cursor.execute(_insert_sql(False), row)
+        else:
+            cursor.execute(_insert_sql(True), [*row, str(job_id), kind, kind])
+        event_id, subscriber = cursor.fetchone()
+    event = JobEvent(id=event_id, job_id=job_id, type=type, data=data, created_at=created_at)
     # Pushed only once the event is the record: a rolled-back step never reaches a client.
     # robust: a failing push is logged, never the step's failure.
-    transaction.on_commit(lambda: job_event_committed(event, state), robust=True)
+    transaction.on_commit(lambda: job_event_committed(event, state, subscriber if kind else NOT_ASKED),
+                          robust=True)
 
 
-def job_event_committed(event: JobEvent, state: JobState | None = None) -> None:
+@functools.cache
+def _insert_sql(ask_subscriber: bool) -> str:
+    table = JobEvent._meta.db_table
+    columns = ", ".join(JobEvent._meta.get_field(name).column for name in ("job", "type", "data", "created_at"))
+    subscriber = f"({subscriber_sql()})" if ask_subscriber else "NULL"
+    return f"""
+        WITH event AS (INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s) RETURNING id)
+        SELECT event.id, {subscriber} FROM event
+    """  # noqa: S608 - names from the model, values as parameters
+
+
+def job_event_committed(event: JobEvent, state: JobState | None = None, subscriber: Any = NOT_ASKED) -> None:
     """Everything that happens once an event is committed: the push channels read from here.
-    Each is guarded on its own: one failing (Redis down, say) must not keep the other from running."""
-    for push in (partial(job_stream_append, event, state), partial(job_event_webhooks_send, event)):
+    Each is guarded on its own: one failing (Redis down, say) must not keep the other from running.
+    `subscriber`: as job_event_webhooks_send takes it."""
+    for push in (partial(job_stream_append, event, state), partial(job_event_webhooks_send, event, subscriber)):
         try:
             push()
         except Exception:

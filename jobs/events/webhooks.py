@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from jobs.errors import JobNotFound
 from jobs.models import JobEvent, JobEventType
 from jobs.selectors.jobs import job_detail_get
@@ -20,14 +22,26 @@ WEBHOOK_EVENT_OF = {
 }
 
 
-def job_event_webhooks_send(event: JobEvent) -> None:
+# What job_event_webhooks_send is told when whoever recorded the event did not ask who wants it.
+NOT_ASKED: Any = object()
+
+
+def webhook_event_of(event_type: str) -> str | None:
+    """The webhook event type a job event is sent as, None for one that no webhook is sent."""
+    return WEBHOOK_EVENT_OF.get(JobEventType(event_type)) if event_type in JobEventType.values else None
+
+
+def job_event_webhooks_send(event: JobEvent, subscriber: Any = NOT_ASKED) -> None:
     """Enqueue the deliveries of a committed job event: the job as GET /jobs/{id} shows it, to
-    its own webhook and its owner's account webhooks that want the event. For a user without
-    webhooks this is one indexed query (or none, for an event no webhook is sent)."""
-    kind = WEBHOOK_EVENT_OF.get(JobEventType(event.type)) if event.type in JobEventType.values else None
+    its own webhook and its owner's account webhooks that want the event.
+
+    `subscriber`: the owner's id if any of their webhooks wants the event, None if none does, as
+    asked when the event was recorded (jobs.events.record); left out, it is asked here, in one
+    indexed query (none for an event no webhook is sent)."""
+    kind = webhook_event_of(event.type)
     if kind is None:
         return
-    owner_id = webhook_subscribers(job_id=event.job_id, event_type=kind)
+    owner_id = webhook_subscribers(job_id=event.job_id, event_type=kind) if subscriber is NOT_ASKED else subscriber
     if owner_id is None:
         return
     try:

@@ -30,13 +30,15 @@ logger = logging.getLogger(__name__)
 
 def job_result_store(
     *, job_id: uuid.UUID | str, result: dict[str, Any], gpu_seconds: float = 0.0, job: Job | None = None,
-    inference_ended: bool = False,
+    inference_ended: bool = False, first_store: bool = False,
 ) -> Job | None:
     """Store the call's outputs (idempotently) and complete the job. None if it is not processing.
 
     A job that ends otherwise while its outputs are being stored (failed by the reaper, say) was
     refunded, so it keeps none of them. `inference_ended`: the caller's poll stamped
     `inference_ended_at` just now (job_poll, on a call that succeeded), so it is not stamped again.
+    `first_store`: no delivery has stored any of the job's outputs before (it was claimed in the
+    caller's step), so none is looked for.
     """
     if job is None:
         job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
@@ -52,7 +54,7 @@ def job_result_store(
         return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
     with _refusals_logged(job):
-        output_media = _store_outputs(job, result.get("outputs") or {})
+        output_media = _store_outputs(job, result.get("outputs") or {}, first_store=first_store)
     if job.gpu_call_id == pieces.PIECES and output_media and "output_size_bytes" in output_data:
         output_data["output_size_bytes"] = MediaFile.objects.get(pk=output_media[0]).file_size_bytes
     if job_spec(job.type).output is OutputKind.TRANSCRIPT:
@@ -98,7 +100,7 @@ def queue_transcript_to_edl(job_id: uuid.UUID) -> None:
         job_transcript_to_edl_failed(job_id=job_id, exc=KombuOperationalError("the broker could not be reached"))
 
 
-def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
+def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store: bool) -> list[str]:
     """Each output file as a media file of the job's project (idempotent per job and name).
 
     `outputs` are checked refs (gpu_client.checked_result): a plain base name, an allowed content
@@ -130,6 +132,7 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]]) -> list[str]:
                 local_path=local,
                 generation=ref.get("metadata"),
                 derived_from=derived_from,
+                first_store=first_store,
             )
         stored.append(str(media.pk))
     return stored

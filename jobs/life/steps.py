@@ -25,7 +25,7 @@ def job_step_prepare(*, job_id: str) -> None:
     job = job_spawn(job_id=job_id, job=job)
     # One look right away: a call that is already done (a short job, a cache hit) is stored at
     # once; otherwise polling starts with a short countdown.
-    _carry_on(job, job_poll(job_id=job_id, job=job), polls=0)
+    _carry_on(job, job_poll(job_id=job_id, job=job), polls=0, claimed_now=True)
 
 
 def job_step_infer(*, job_id: str, polls: int) -> None:
@@ -45,20 +45,21 @@ def job_step_finish(*, job_id: str) -> None:
                          inference_ended=True)
 
 
-def _carry_on(job: Job | None, status: CallStatus | None, polls: int) -> None:
+def _carry_on(job: Job | None, status: CallStatus | None, polls: int, *, claimed_now: bool = False) -> None:
     """After a look at the call: store a finished one right here, or wait for its announcement.
 
     A backend whose calls announce their end (`gpu_tasks.announce`) is not asked again: the
     completion consumer publishes this step when the call ends, and the reaper polls a call
     whose announcement was lost. Only a backend that cannot announce is polled again, with a
-    growing countdown.
+    growing countdown. `claimed_now`: the job was claimed by this very step, so no delivery has
+    stored any of its outputs yet.
     """
     if status is None or job is None:
         return
     if status.state == "succeeded":
         # job_poll stamped the end of inference on finding the call succeeded.
         job_result_store(job_id=job.pk, result=status.result or {}, gpu_seconds=status.gpu_seconds, job=job,
-                         inference_ended=True)
+                         inference_ended=True, first_store=claimed_now)
     elif status.state == "failed" or not gpu_client.announces():
         # A transient failure was re-spawned just now: its new call is looked at once soon.
         publish.publish(job.pk, job.type, Step.INFER, countdown=publish.poll_countdown(polls), polls=polls + 1)

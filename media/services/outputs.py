@@ -66,6 +66,7 @@ def media_create_output(
     local_path: str | Path,
     generation: dict[str, Any] | None = None,
     derived_from: uuid.UUID | str | None = None,
+    first_store: bool = False,
 ) -> MediaFile:
     """Store a file a job produced as a ``ready`` MediaFile of its project; idempotent.
 
@@ -75,11 +76,13 @@ def media_create_output(
 
     One output per (job, name), by a unique constraint; the id is derived from both, so a
     redelivered store step finds the row (and uploads nothing), or, racing another delivery,
-    writes the same bytes to the same key and loses the insert harmlessly.
+    writes the same bytes to the same key and loses the insert harmlessly. `first_store`: the
+    caller knows no delivery stored the job's outputs before (it claimed the job in this step), so
+    the row is not looked for first (a duplicate would still lose the insert, as in a race).
     """
     if type not in MediaType.values:
         raise ApplicationError(f"Unknown media type {type!r}.", code="invalid_media_type")
-    existing: MediaFile | None = _OUTPUT.object(job_id=uuid.UUID(str(job_id)), name=name)
+    existing: MediaFile | None = None if first_store else _OUTPUT.object(job_id=uuid.UUID(str(job_id)), name=name)
     if existing is not None:
         return existing
     path = Path(local_path)

@@ -43,11 +43,12 @@ JOB_LIFE_BUDGET: dict[str, Cost] = {
     # charge; then one transaction: the job, the charge (in a savepoint: a refused charge keeps
     # the transaction), the `created` event; the first step sent after commit.
     "POST /jobs/tts": Cost(statements=8, commits=4, messages=1),
-    # The job; the claim (type lock, the user's slots, the claim, the `processing` event); whether
-    # its owner has webhooks; the spawn's claim, the call id and `started` event, the inference's
-    # end; the jobs waiting for this one's result; the output's row looked up then stored; the
-    # completion (status, `completed` event, usage event); webhooks again; the user's next job.
-    "jobs.audio.prepare": Cost(statements=18, commits=12, messages=0),
+    # The job; the claim (type lock, the user's slots, the claim, the `processing` event); the
+    # spawn's claim, the call id and `started` event (with whether the owner's webhooks want it),
+    # the inference's end; whether a job of its type waits for the unit it freed; the output's row (not looked up
+    # first: a job claimed in this step has stored nothing yet); the completion (status,
+    # `completed` event with its webhooks, usage event); the user's next job.
+    "jobs.audio.prepare": Cost(statements=15, commits=9, messages=0),
 }
 DETAIL_BUDGET = Cost(statements=1, commits=1, messages=0)  # the job's row, its owner proven by it
 
