@@ -26,9 +26,13 @@ WEBHOOK_EVENT_OF = {
 NOT_ASKED: Any = object()
 
 
+# By the event type's value, as a recorded event holds it (read for every event of every job).
+_WEBHOOK_EVENT_BY_VALUE: dict[str, str] = {str(event): str(kind) for event, kind in WEBHOOK_EVENT_OF.items()}
+
+
 def webhook_event_of(event_type: str) -> str | None:
     """The webhook event type a job event is sent as, None for one that no webhook is sent."""
-    return WEBHOOK_EVENT_OF.get(JobEventType(event_type)) if event_type in JobEventType.values else None
+    return _WEBHOOK_EVENT_BY_VALUE.get(str(event_type))
 
 
 def job_event_webhooks_send(event: JobEvent, subscriber: Any = NOT_ASKED) -> None:
