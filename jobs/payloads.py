@@ -45,7 +45,7 @@ def media_payload(job: Job, ttl: int) -> dict[str, Any]:
         for pk, key, duration_ms in MediaFile.objects.filter(pk__in=ids.values()).values_list(
             "pk", "storage_key", "duration_ms"
         )
-    }
+    } if ids else {}  # no query to build for a job without input files (text to speech, say)
     payload: dict[str, Any] = {"job_id": str(job.id), **params}
     for name, media_id in ids.items():
         if str(media_id) in files:

@@ -146,3 +146,24 @@ def test_work_past_the_bound_drops_the_oldest_with_a_log_line_and_a_counted_metr
     assert samples[("auteur_outbox_dropped_total", "test-publish", "full")] == before + 3
     assert samples[("auteur_outbox_dropped_total", "publish-resend", "full")] >= 0, "every outbox is exported"
     held.forget()
+
+
+def test_an_append_renews_its_streams_age_trim_and_expiry_once_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most appends are one XADD: the age trim and the key's expiry are renewed by the first
+    append to a stream and again once RENEW_SECONDS have passed (the sweep covers what is between)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    key = stream.stream_key(uuid.uuid4())
+    now = [1000.0]
+    monkeypatch.setattr(stream, "_clock", lambda: now[0])
+    monkeypatch.setattr(stream, "_renewed", stream.TTLCache(maxsize=10, ttl=10**9, timer=lambda: now[0]))
+    try:
+        stream._append((key, "{}"))
+        assert 0 < client.ttl(key) <= settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS
+        client.persist(key)
+        stream._append((key, "{}"))  # renewed a moment ago: only added
+        assert client.xlen(key) == 2 and client.ttl(key) == -1
+        now[0] += stream.RENEW_SECONDS
+        stream._append((key, "{}"))
+        assert client.xlen(key) == 3 and client.ttl(key) > 0, "the expiry set again"
+    finally:
+        client.delete(key)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from cachetools import TTLCache
 from django.conf import settings
 
 from auteur.core.outbox import Outbox
@@ -96,16 +98,33 @@ def job_stream_append(event: JobEvent, state: JobState | None = None) -> str | N
     return entry_id
 
 
+# The streams whose age trim and expiry this process renewed lately: renewed at most once per
+# RENEW_SECONDS (or a hundredth of the window, if shorter) per stream, so that most appends are one
+# XADD. What a skipped renewal leaves, the retention sweep (jobs/retention.py) trims and expires.
+RENEW_SECONDS = 60
+_renewed: TTLCache[str, float] = TTLCache(maxsize=10_000, ttl=RENEW_SECONDS, timer=time.monotonic)
+_renewed_lock = threading.Lock()
+_clock = time.monotonic
+
+
 def _append(entry: tuple[str, str]) -> str:
     key, data = entry
-    max_age_ms = settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS * 1000
+    max_age = settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS
+    now = _clock()
+    with _renewed_lock:
+        renewed_at = _renewed.get(key)
+    renew = renewed_at is None or now - renewed_at >= min(RENEW_SECONDS, max_age / 100)
     pipe = stream_redis().pipeline(transaction=False)
     pipe.xadd(key, {"e": data}, maxlen=settings.AUTEUR_EVENT_STREAM_MAXLEN, approximate=True)
-    # XADD takes one trimming rule; the age cap is a second, approximate trim. The key itself
-    # goes once its user has had no event for the whole window.
-    pipe.xtrim(key, minid=f"{int(time.time() * 1000) - max_age_ms}-0", approximate=True)
-    pipe.expire(key, settings.AUTEUR_EVENT_STREAM_MAX_AGE_SECONDS)
+    if renew:
+        # XADD takes one trimming rule; the age cap is a second, approximate trim. The key itself
+        # goes once its user has had no event for the whole window.
+        pipe.xtrim(key, minid=f"{int(time.time() * 1000) - max_age * 1000}-0", approximate=True)
+        pipe.expire(key, max_age)
     entry_id = pipe.execute()[0]
+    if renew:  # only once Redis took it: a failed renewal is tried again with the next append
+        with _renewed_lock:
+            _renewed[key] = now
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
