@@ -112,8 +112,11 @@ def media_create_output(
         get_storage().save(media.storage_key, fh, media.mime_type)
     media.thumbnail_key = save_thumbnail(media=media, source=path, duration_ms=result.duration_ms)
     try:
-        with transaction.atomic():
-            media.save(force_insert=True)
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: a lost insert leaves the caller's transaction whole
+                media.save(force_insert=True)
+        else:
+            media.save(force_insert=True)  # one statement, committed by itself (no BEGIN, no COMMIT)
     except IntegrityError:
         existing = MediaFile.objects.filter(source_job_id=job_id, name=name).first()
         if existing is not None:

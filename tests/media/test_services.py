@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 from django.test import TestCase
 from django.utils import timezone
 
@@ -107,6 +108,25 @@ def test_job_outputs_are_stored_once(user, project, samples, local_storage, monk
     other = media_create_output(**{**kwargs, "name": "speech.wav", "type": "audio", "mime_type": "audio/wav",
                                    "local_path": samples.wav})
     assert other.pk != first.pk and other.type == "audio"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_first_store_that_races_another_delivery_gets_its_row(user, project, samples, local_storage,
+                                                                in_transaction):
+    """`first_store` skips the lookup: a delivery that stored the output meanwhile still wins the
+    insert, and the loser answers its row, in a transaction of its own or inside its caller's."""
+    job_id = uuid.uuid4()
+    kwargs = dict(project_id=project.pk, user_id=user.pk, job_id=job_id, name="speech.wav", type="audio",
+                  mime_type="audio/wav", local_path=samples.wav)
+    first = media_create_output(**kwargs)
+    if in_transaction:
+        with transaction.atomic():
+            again = media_create_output(**kwargs, first_store=True)
+            assert MediaFile.objects.filter(source_job_id=job_id).count() == 1  # the transaction still works
+    else:
+        again = media_create_output(**kwargs, first_store=True)
+    assert again.pk == first.pk and MediaFile.objects.filter(source_job_id=job_id).count() == 1
 
 
 def test_a_job_output_that_is_not_media_is_refused(user, project, samples, local_storage):
