@@ -42,7 +42,7 @@ def job_event_record(
         if kind is None:
             cursor.execute(_insert_sql(False), row)
         else:
-            cursor.execute(_insert_sql(True), [*row, str(job_id), kind, kind])
+            cursor.execute(_insert_sql(True), [*row, str(job_id), str(kind), str(kind)])
         event_id, subscriber = cursor.fetchone()
     event = JobEvent(id=event_id, job_id=job_id, type=type, data=data, created_at=created_at)
     # Pushed only once the event is the record: a rolled-back step never reaches a client.
@@ -54,7 +54,8 @@ def job_event_record(
 @functools.cache
 def _insert_sql(ask_subscriber: bool) -> str:
     table = JobEvent._meta.db_table
-    columns = ", ".join(JobEvent._meta.get_field(name).column for name in ("job", "type", "data", "created_at"))
+    columns = ", ".join(JobEvent._meta.get_field(name).column  # type: ignore[union-attr, misc]
+                        for name in ("job", "type", "data", "created_at"))
     subscriber = f"({subscriber_sql()})" if ask_subscriber else "NULL"
     return f"""
         WITH event AS (INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s) RETURNING id)

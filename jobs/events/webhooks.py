@@ -27,10 +27,10 @@ NOT_ASKED: Any = object()
 
 
 # By the event type's value, as a recorded event holds it (read for every event of every job).
-_WEBHOOK_EVENT_BY_VALUE: dict[str, str] = {str(event): str(kind) for event, kind in WEBHOOK_EVENT_OF.items()}
+_WEBHOOK_EVENT_BY_VALUE: dict[str, WebhookEventType] = {str(event): kind for event, kind in WEBHOOK_EVENT_OF.items()}
 
 
-def webhook_event_of(event_type: str) -> str | None:
+def webhook_event_of(event_type: str) -> WebhookEventType | None:
     """The webhook event type a job event is sent as, None for one that no webhook is sent."""
     return _WEBHOOK_EVENT_BY_VALUE.get(str(event_type))
 

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-
 from mongoengine import (
     BooleanField,
     DateTimeField,
@@ -414,7 +413,7 @@ def _compiled_field(fld: BaseField) -> tuple[Any, Callable[[Any], Any] | None]:
     if isinstance(fld, StringField):
         if fld.choices:
             allowed = tuple(c for c in fld.choices if _check_str(fld, c, ROOT, "", Errors()) is not None)
-            return Literal[allowed], None  # type: ignore[valid-type]
+            return Literal[allowed], None
         if fld.regex is not None and fld.regex.flags & ~re.UNICODE:  # flags msgspec's pattern lacks
             return str, _value_check(fld)
         # re.match(p) is re.search("^(?:p)") without MULTILINE: msgspec's reading of a pattern.
