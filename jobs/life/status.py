@@ -133,11 +133,16 @@ def job_inference_ended(*, job: Job) -> bool:
 
 
 def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
+    """The job when it is processing (claimed now or before), None otherwise: job_claim_now's job."""
+    return job_claim_now(job_id=job_id)[0]
+
+
+def job_claim_now(*, job_id: uuid.UUID | str) -> tuple[Job | None, bool]:
     """pending/queued -> processing when one of the user's slots is free, else pending -> queued.
 
-    Returns the job when it is processing (claimed now, or by an earlier delivery of this step
-    that died before handing over to the next: the caller carries on, every later step being
-    idempotent); None when it waits for a slot or has ended.
+    Returns (the job, True) when this call claimed it; (the job, False) when an earlier delivery of
+    this step claimed it and died before handing over to the next (the caller carries on, every
+    later step being idempotent); (None, False) when it waits for a slot or has ended.
     A user's jobs start by priority, then in submission order: a job never overtakes one of the
     same user ahead of it (jobs.life.slots). One whose start deadline has passed is aborted
     instead (job_abort): it never starts late.
@@ -145,14 +150,14 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
     with transaction.atomic():
         job = _CLAIMED.object(pk=job_id)
         if job is None or job.status == JobStatus.PROCESSING:
-            return job
+            return job, False
         if job.status != JobStatus.PENDING and job.status != JobStatus.QUEUED:
-            return None
+            return None, False
         capacity = scheduling.claim_locks(job)
         now = timezone.now()  # after the locks' wait: the start is now or never
         if job.start_deadline is not None and now >= job.start_deadline:
             job_abort(job_id=job.pk, now=now)  # its start deadline passed while it waited: never starts
-            return None
+            return None, False
         # Under the locks the user's slots and the type's units cannot change; a duplicate
         # delivery that claimed this job meanwhile makes the conditional UPDATE below match nothing.
         decision = scheduling.start_or_wait(job, capacity)
@@ -167,7 +172,7 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
             elif job.waiting_for != decision.reason:
                 Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(waiting_for=decision.reason)
             scheduling.after_queued(job, decision, newly=newly)
-            return None
+            return None, False
         if capacity:
             # Started once the type's units were counted: a unit freed just before is stamped
             # ended before this start, as it was.
@@ -179,11 +184,11 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         else:
             claimed = bool(_CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline))
         if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
-            return None
+            return None, False
         scheduling.after_start(job, decision)
         job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
         job.status, job.started_at, job.updated_at, job.run_deadline = JobStatus.PROCESSING, now, now, run_deadline
-        return job
+        return job, True
 
 
 def job_complete(

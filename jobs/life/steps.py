@@ -14,18 +14,18 @@ from jobs.life import publish
 from jobs.life.inference import job_poll, job_spawn
 from jobs.life.outputs import job_result_store
 from jobs.life.publish import Step
-from jobs.life.status import job_claim
+from jobs.life.status import job_claim_now
 from jobs.models import Job, JobStatus
 
 
 def job_step_prepare(*, job_id: str) -> None:
-    job = job_claim(job_id=job_id)
+    job, claimed_now = job_claim_now(job_id=job_id)
     if job is None:
-        return  # waiting for a slot, or already claimed by an earlier delivery, or ended
+        return  # waiting for a slot, or ended
     job = job_spawn(job_id=job_id, job=job)
     # One look right away: a call that is already done (a short job, a cache hit) is stored at
     # once; otherwise polling starts with a short countdown.
-    _carry_on(job, job_poll(job_id=job_id, job=job), polls=0, claimed_now=True)
+    _carry_on(job, job_poll(job_id=job_id, job=job), polls=0, claimed_now=claimed_now)
 
 
 def job_step_infer(*, job_id: str, polls: int) -> None:

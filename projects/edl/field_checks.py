@@ -8,9 +8,13 @@ than the whole check), and every problem is collected, not only the first.
 ``compiled_check`` is the fast path of the same checks: the field definitions compiled into
 msgspec types (once per document class), which check a valid document in C at a tenth of the cost
 and answer its normalised form, or answer None at the first problem; ``check_document`` then
-finds and words every problem. It is never more lenient: each field's type, bounds, length,
-choices and pattern become the same constraints, and what msgspec cannot express (a date-time's
-forms, an effect's plain-JSON rules) is checked by the same Python functions afterwards.
+finds and words every problem. For JSON values (what the API's reader makes, and an import's) the
+two give the same answer: each field's type, bounds, length, choices and pattern become the same
+constraints, and what msgspec cannot express (a date-time's forms, an effect's plain-JSON rules) is
+checked by the same Python functions afterwards (tests/projects/test_edl_compiled_checks.py).
+A server-side caller's Python values that JSON lacks are taken as msgspec converts them (a tuple
+as a list, a Decimal as a float, an int enum as its int) or, if it cannot, judged by the Python
+checks.
 """
 
 from __future__ import annotations
@@ -102,7 +106,8 @@ def _check_int(fld: IntField, value: Any, parent: str, key: Key, errors: Errors)
 
 
 def _check_float(fld: FloatField, value: Any, parent: str, key: Key, errors: Errors) -> float | None:
-    if type(value) not in (int, float) or not math.isfinite(value):
+    # An int is finite, however long (math.isfinite cannot take one past a float's range).
+    if type(value) not in (int, float) or (type(value) is float and not math.isfinite(value)):
         errors.add(_path(parent, key), "Must be a number.")
         return None
     return float(value) if _check_bounds(value, fld, parent, key, errors) else None
@@ -458,13 +463,13 @@ def compiled_check(
     compiled = _compile(doc_cls, names, ignored)
     try:
         converted = msgspec.convert(value, compiled.type)
-    except msgspec.ValidationError:
+        if not _post(compiled, converted):
+            return None
+        for name in ignored:
+            setattr(converted, name, None)
+        doc: dict[str, Any] = msgspec.to_builtins(converted, builtin_types=(datetime,))
+    except Exception:  # noqa: BLE001 - anything it cannot take (a str subclass, say) is the Python checks' to judge
         return None
-    if not _post(compiled, converted):
-        return None
-    for name in ignored:
-        setattr(converted, name, None)
-    doc: dict[str, Any] = msgspec.to_builtins(converted, builtin_types=(datetime,))
     for name in ignored:
         del doc[name]
     return doc

@@ -160,6 +160,31 @@ def test_json_that_no_strict_reader_takes_is_a_400(auth_client, body):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("charset", ["latin-1", "us-ascii", "utf-8-sig"])
+@pytest.mark.parametrize("body", [rb'{"name": "\ud800"}', rb'{"name": "x", "n": 1e400}'])
+def test_a_body_in_another_charset_is_read_as_strictly(auth_client, charset, body):
+    response = auth_client.generic("POST", "/api/v1/projects", body,
+                                   content_type=f"application/json; charset={charset}")
+    assert_envelope(response, 400, "malformed_request")
+    assert not Project.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_body_is_read_in_its_declared_charset(auth_client):
+    body = '{"name": "Vidéo ☃"}'
+    for charset in ("utf-16", "latin-1"):
+        text = body if charset == "utf-16" else body.replace(" ☃", "")
+        response = auth_client.generic("POST", "/api/v1/projects", text.encode(charset),
+                                       content_type=f"application/json; charset={charset}")
+        assert response.status_code == 201, response.json()
+        assert response.json()["name"] == text[10:-2]
+    # A charset Python does not know is ignored (Django's request): the body is read as UTF-8.
+    unknown = auth_client.generic("POST", "/api/v1/projects", b'{"name": "x"}',
+                                  content_type="application/json; charset=no-such-charset")
+    assert unknown.status_code == 201, unknown.json()
+
+
+@pytest.mark.django_db
 def test_an_escaped_surrogate_pair_is_the_character_it_encodes(auth_client):
     response = auth_client.generic("POST", "/api/v1/projects", rb'{"name": "take \ud83c\udfac 2"}',
                                    content_type="application/json")

@@ -15,7 +15,7 @@ from django.utils import timezone
 from jobs import gpu_client
 from jobs.life import inference
 from jobs.life import publish as pipeline
-from jobs.life.status import job_claim
+from jobs.life.status import job_claim_now
 from jobs.models import Job, JobStatus
 
 
@@ -27,7 +27,8 @@ def processing(auth_client: Any, project: Any, monkeypatch: pytest.MonkeyPatch, 
     accepted = auth_client.post("/api/v1/jobs/tts", {"project_id": str(project.pk), "text": "Hello"}, format="json")
     assert accepted.status_code == 202, accepted.json()
     job_id = str(accepted.json()["job_id"])
-    assert job_claim(job_id=job_id) is not None
+    job, claimed_now = job_claim_now(job_id=job_id)
+    assert job is not None and claimed_now
     return job_id
 
 
@@ -132,3 +133,10 @@ def test_a_call_whose_id_cannot_be_recorded_is_canceled_and_the_next_attempt_wai
     stored = Job.objects.get(pk=processing)
     assert (stored.gpu_call_id, stored.attempts, stored.spawn_claimed_at) == ("call-2", 2, None)
     assert len(calls.spawned) == stored.attempts, "one call per attempt"
+
+
+def test_a_claim_says_whether_it_made_it(processing: str) -> None:
+    # A redelivered step finds the job processing: it carries on, but must not take it as new (its
+    # outputs may be stored already: jobs.life.outputs looks for them).
+    job, claimed_now = job_claim_now(job_id=processing)
+    assert job is not None and job.status == JobStatus.PROCESSING and claimed_now is False

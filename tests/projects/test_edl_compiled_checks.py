@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.utils.safestring import mark_safe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -146,3 +147,26 @@ def test_a_uuid_followed_by_a_newline_is_refused_by_both():
     doc["tracks"][0]["clips"][0]["media_file_id"] = MEDIA + "\n"
     fast, _, errors = both(doc)
     assert fast is None and errors.items == [{"path": "tracks[0].clips[0].media_file_id", "message": "Must be a UUID."}]
+
+
+class _Float(float):
+    """A float subclass, as a numeric library's scalar is."""
+
+
+@pytest.mark.parametrize("edit", [
+    lambda doc: doc["tracks"][0].update(name=mark_safe("x")),  # a str subclass msgspec does not write
+    lambda doc: doc["tracks"][0]["clips"][0]["effects"][0].update(duration_ms=_Float(100)),
+    lambda doc: doc["transcript"].update(generated_at=type("Moment", (datetime,), {})(2026, 1, 31, tzinfo=UTC)),
+])
+def test_a_value_msgspec_cannot_take_is_left_to_the_python_checks(edit):
+    doc = base()
+    edit(doc)
+    fast, slow, errors = both(doc)
+    assert fast is None and slow is not None and not errors.items  # no crash: the Python checks judge it
+
+
+def test_an_integer_too_long_for_a_float_is_out_of_bounds_not_a_crash():
+    doc = base()
+    doc["settings"]["frame_rate"] = 10**400
+    fast, _, errors = both(doc)
+    assert fast is None and errors.items == [{"path": "settings.frame_rate", "message": "Must be at most 240."}]
