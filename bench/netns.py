@@ -41,7 +41,8 @@ def unavailable() -> str:
         return "network namespaces need root (run the drill as root, e.g. with sudo)"
     if shutil.which("ip") is None:
         return "the `ip` command (iproute2) is not installed"
-    probe = "au-probe-netns"
+    # Named after this process: every test process checks this as it collects, at the same time.
+    probe = f"au-probe-{os.getpid()}"
     try:
         _ip("netns", "add", probe)
     except subprocess.CalledProcessError as exc:
