@@ -95,7 +95,7 @@ def test_a_step_that_loses_the_database_is_retried_not_failed(user, project, med
     from django.db import OperationalError
 
     job = submit(user, project, media)
-    monkeypatch.setattr(steps, "job_claim", lambda **kw: (_ for _ in ()).throw(OperationalError("connection lost")))
+    monkeypatch.setattr(steps, "job_claim_now", lambda **kw: (_ for _ in ()).throw(OperationalError("connection lost")))
     task = STEP_TASKS[Family.AUDIO, Step.PREPARE]
     task.push_request(args=(str(job.pk),), kwargs={}, retries=0, called_directly=False, is_eager=False)
     try:
