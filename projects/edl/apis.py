@@ -193,6 +193,11 @@ def _edl_response(edl: dict[str, Any], status: int = 200) -> Response:
     return Response(edl, status=status, headers={"ETag": f'"{edl["version"]}"'})
 
 
+def _edl_json_response(version: int, body: bytes) -> HttpResponse:
+    """A timeline's answer rendered already (as _edl_response would render it)."""
+    return HttpResponse(body, content_type="application/json", headers={"ETag": f'"{version}"'})
+
+
 def _if_match(request: Request) -> int | None:
     header = request.headers.get("If-Match")
     if header is None:
@@ -245,8 +250,7 @@ class EdlDetailApi(ApiView):
             return _edl_response(edl_get(project=project))
         # The stored JSON of the content goes out as it is: a large timeline is not parsed and
         # rendered again (the same bytes as the renderer makes of edl_get's answer).
-        version, body = edl_get_json(project=project, render=JSONRenderer().render)
-        return HttpResponse(body, content_type="application/json", headers={"ETag": f'"{version}"'})
+        return _edl_json_response(*edl_get_json(project=project, render=JSONRenderer().render))
 
     @extend_schema(
         summary="Save a project's timeline (EDL)",
@@ -274,8 +278,7 @@ class EdlDetailApi(ApiView):
             edl = self._save(request, project, header_version)
             if ";" in (request.accepted_media_type or ""):  # e.g. `; indent=2`: rendered as asked
                 return _edl_response(edl)
-            return HttpResponse(JSONRenderer().render(edl), content_type="application/json",
-                                headers={"ETag": f'"{edl["version"]}"'})
+            return _edl_json_response(edl["version"], JSONRenderer().render(edl))
 
     @staticmethod
     def _save(request: Request, project: Project, header_version: int | None) -> dict[str, Any]:

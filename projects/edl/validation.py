@@ -17,7 +17,6 @@ from typing import Any
 
 import msgspec
 
-from auteur.core.collector import collector_paused
 from media.models import MediaFile, MediaStatus, MediaType
 from projects.edl.documents import CLIENT_FIELDS, COUNTED_LIMITS, EDL, SERVER_FIELDS, EdlLimits, edl_counts, edl_limits
 from projects.edl.effects import check_clip_effects, clip_speed, expected_duration_ms
@@ -54,11 +53,6 @@ def edl_validate(*, project: Project, data: Any) -> dict[str, Any]:
     else EdlInvalid (422) listing every problem with its field path
     (``tracks[0].clips[2].out_point_ms``).
     """
-    with collector_paused():  # bounded by the timeline's size and limits: auteur/core/collector.py
-        return _validate(project, data)
-
-
-def _validate(project: Project, data: Any) -> dict[str, Any]:
     limits = edl_limits()
     size = _json_size(data)
     if size > limits.max_bytes:
@@ -129,12 +123,11 @@ def _check_unique_ids(doc: dict[str, Any], errors: Errors) -> None:
     unique((((k,), s["id"]) for k, s in enumerate(segments) if s), "transcript.segments[{}].id")
 
 
-def _check_clips(tracks: list[dict[str, Any]], errors: Errors) -> list[tuple[str, str, dict[str, Any]]]:
-    """Per-clip time rules and per-track overlap; returns (path, track type, clip) of the sound clips.
-
-    A clip's path is written only for an error (a valid 2,000-clip timeline writes none): ``where``
-    is its (track, clip) index pair, and the overlap check keeps indexes too."""
-    sound: list[tuple[str, str, dict[str, Any]]] = []
+def _check_clips(tracks: list[dict[str, Any]], errors: Errors) -> list[tuple[tuple[int, int], str, dict[str, Any]]]:
+    """Per-clip time rules and per-track overlap; returns ((track, clip) indexes, track type, clip)
+    of the sound clips. A clip's path is written only for an error (a valid 2,000-clip timeline
+    writes none)."""
+    sound: list[tuple[tuple[int, int], str, dict[str, Any]]] = []
     for i, track in enumerate(tracks):
         track_id, track_type = track["id"], track["type"]
         placed: list[tuple[int, int, int, str]] = []  # (start, end, clip index, id) of non-deleted clips
@@ -165,7 +158,7 @@ def _check_clips(tracks: list[dict[str, Any]], errors: Errors) -> list[tuple[str
                 errors.add(f"{_clip_path(i, j)}.duration_ms", f"Must equal {rule} ({expected}).")
                 continue
             if track_type is not None and clip["media_file_id"] is not None:
-                sound.append((_clip_path(i, j), track_type, clip))
+                sound.append(((i, j), track_type, clip))
             if not clip["deleted"]:
                 placed.append((start, start + duration, j, clip["id"]))
         placed.sort()
@@ -185,7 +178,7 @@ def _clip_path(track: int, clip: int) -> str:
     return f"tracks[{track}].clips[{clip}]"
 
 
-def _check_media(project: Project, clips: list[tuple[str, str, dict[str, Any]]], errors: Errors) -> None:
+def _check_media(project: Project, clips: list[tuple[tuple[int, int], str, dict[str, Any]]], errors: Errors) -> None:
     """Every clip's media: a ready file of this project, of a type its track can hold, long enough."""
     canonical: dict[str, str] = {}
     for _, _, c in clips:
@@ -204,8 +197,9 @@ def _check_media(project: Project, clips: list[tuple[str, str, dict[str, Any]]],
             "id", "status", "type", "duration_ms"
         )
     }
-    for path, track_type, clip in clips:
+    for where, track_type, clip in clips:
         row = media.get(clip["media_file_id"])
+        path = _clip_path(*where)
         if row is None:
             errors.add(f"{path}.media_file_id", "No media file with this id in this project.")
         elif row["status"] != MediaStatus.READY:
