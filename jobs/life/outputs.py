@@ -114,12 +114,12 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
             break  # the project was deleted meanwhile; its job is being canceled
         kind = engine.output_kind(name)
         media_type = kind.value if kind.is_media else OutputKind.VIDEO.value
-        with tempfile.TemporaryDirectory(prefix="auteur-out-") as tmp:
-            filename = ref["filename"]
+        filename = ref["filename"]
+        with _landing(job, filename) as dest:
             if job.gpu_call_id == pieces.PIECES:
-                local: Path | None = pieces.pieces_save_output(job, name, Path(tmp) / filename)
+                local: Path | None = pieces.pieces_save_output(job, name, dest)
             else:
-                local = gpu_client.save_output(job.gpu_call_id, ref, Path(tmp) / filename)
+                local = gpu_client.save_output(job.gpu_call_id, ref, dest)
             if local is None:
                 continue
             media = media_create_output(
@@ -136,3 +136,21 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
             )
         stored.append(str(media.pk))
     return stored
+
+
+@contextlib.contextmanager
+def _landing(job: Job, filename: str) -> Iterator[Path]:
+    """Where an output lands on its way to storage (media_create_output moves it there); whatever
+    is left is removed after. A job in pieces joins them in a folder of its own. Any other output
+    is one new file in the temporary folder, named at random, with no folder of its own: where
+    making an inode is dear (it was most of a small output's store on the benchmarks' disk), one
+    is saved per output."""
+    if job.gpu_call_id == pieces.PIECES:
+        with tempfile.TemporaryDirectory(prefix="auteur-out-") as tmp:
+            yield Path(tmp) / filename
+        return
+    dest = Path(tempfile.gettempdir()) / f"auteur-out-{uuid.uuid4().hex}{Path(filename).suffix[:16]}"
+    try:
+        yield dest
+    finally:
+        dest.unlink(missing_ok=True)

@@ -73,6 +73,8 @@ def media_create_output(
     `generation`: every parameter that shaped the file (model, seed, steps, prompt...), kept in
     its metadata under "generation" beside what the probe read, so a result can be reproduced.
     `derived_from`: the input file the output is a version of (a compression's source).
+    `local_path`: the file, which this call takes once it stores it (moved into the storage where
+    it can be, else removed once stored); one found already stored is left to the caller.
 
     One output per (job, name), by a unique constraint; the id is derived from both, so a
     redelivered store step finds the row (and uploads nothing), or, racing another delivery,
@@ -108,9 +110,8 @@ def media_create_output(
         metadata={**result.metadata, **({"generation": generation} if generation else {})},
         source_job_id=job_id,
     )
-    with path.open("rb") as fh:
-        get_storage().save(media.storage_key, fh, media.mime_type)
     media.thumbnail_key = save_thumbnail(media=media, source=path, duration_ms=result.duration_ms)
+    get_storage().save_file(media.storage_key, path, media.mime_type)
     try:
         if transaction.get_connection().in_atomic_block:
             with transaction.atomic():  # a savepoint: a lost insert leaves the caller's transaction whole

@@ -201,6 +201,14 @@ class ObjectStorage(ABC):
         content.content_type = content_type  # type: ignore[attr-defined]  # read by S3Storage
         self._saved(key, self.backend.save(key, content))
 
+    def save_file(self, key: str, path: Path, content_type: str) -> None:
+        """Store the file at ``path`` under ``key``, as `save`; the file is the storage's afterwards
+        (moved into place where the storage can, else stored and removed), so a caller that wrote
+        it only to store it writes its bytes once."""
+        with path.open("rb") as fh:
+            self.save(key, fh, content_type)
+        path.unlink(missing_ok=True)
+
     @staticmethod
     def _saved(key: str, name: str) -> None:
         # Both backends are configured to overwrite; a storage that chose another name would leave

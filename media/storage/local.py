@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -152,6 +153,29 @@ class LocalStorage(ObjectStorage):
 
     def save(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
         self.write_stream(key, iter(lambda: fileobj.read(CHUNK_SIZE), b""), content_type)
+
+    def save_file(self, key: str, path: Path, content_type: str) -> None:
+        # Renamed beside the target, then over it, where the file is on the storage's filesystem:
+        # its bytes are not written again. From another filesystem, copied as `save` does.
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
+        try:
+            os.rename(path, staged)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            super().save_file(key, path, content_type)
+            return
+        meta = staged.with_name(staged.name + ".meta")
+        try:
+            meta.write_text(json.dumps({"content_type": content_type}))
+            self._move_in(_meta_name(key), meta)
+            self._move_in(key, staged)
+        except BaseException:
+            for leftover in (staged, meta):
+                leftover.unlink(missing_ok=True)
+            raise
 
     def move(self, src_key: str, dst_key: str, *, if_etag: str = "") -> None:
         # A rename: atomic, so a PUT still writing to ``src_key`` lands a new file there later

@@ -267,7 +267,7 @@ def canned_results(gpu_backend):
 
 @pytest.mark.parametrize("job_type", sorted(t.value for t in JobType if fixed_result(t).get("outputs")))
 @pytest.mark.usefixtures("canned_results")
-def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, project, media, job_type):
+def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, project, media, job_type, landing):
     """The noop backend's outputs have the real engines' shapes: a wav, a png, an mp4 each stored and probed."""
     from django.utils import timezone
 
@@ -281,6 +281,30 @@ def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, projec
     (output,) = MediaFile.objects.filter(source_job_id=job.pk)
     assert output.status == "ready" and output.type == OUTPUT_KINDS[ref["content_type"].split("/")[0]]
     assert done.output_data["output_media_ids"] == [str(output.pk)]
+    assert list(landing.iterdir()) == []  # the output moved into the storage from where it landed
+
+
+@pytest.fixture
+def landing(tmp_path, monkeypatch):
+    """The temporary folder where a job's outputs land before they are stored."""
+    import tempfile
+
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.mark.usefixtures("canned_results")
+def test_an_output_refused_after_it_landed_leaves_nothing_there(user, project, media, landing):
+    from auteur.core.errors import ApplicationError
+
+    job, result = _storing_tts_job(user, project, media)
+    result["outputs"]["audio"]["data"] = b"RIFF, but no WAVE: not audio"
+    with pytest.raises(ApplicationError, match="unusable file"):  # the step fails the job with it
+        outputs.job_result_store(job_id=job.pk, result=result, job=job)
+    assert list(landing.iterdir()) == []
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
 
 
 def _storing_tts_job(user, project, media):

@@ -25,6 +25,13 @@ from tests.media.conftest import local_put, request_upload, run_probe, stored, u
 pytestmark = pytest.mark.django_db
 
 
+def taken(sample: Path, tmp_path: Path) -> Path:
+    """A copy of `sample` for media_create_output, which takes the file it stores."""
+    copy = tmp_path / f"{uuid.uuid4().hex}-{sample.name}"
+    copy.write_bytes(sample.read_bytes())
+    return copy
+
+
 def confirmed(client, project, path, content_type, filename=None) -> MediaFile:
     """Uploaded and confirmed (processing), probe not run yet."""
     ticket = request_upload(client, project, path, content_type, filename)
@@ -82,7 +89,7 @@ def test_two_deliveries_of_one_probe_finish_it_once(auth_client, project, sample
 # ----------------------------------------------------------------------------- job outputs
 
 
-def test_job_outputs_are_stored_once(user, project, samples, local_storage, monkeypatch):
+def test_job_outputs_are_stored_once(user, project, samples, local_storage, monkeypatch, tmp_path):
     saves = []
     original = LocalStorage.save
 
@@ -91,41 +98,52 @@ def test_job_outputs_are_stored_once(user, project, samples, local_storage, monk
         return original(self, key, fileobj, content_type)
 
     monkeypatch.setattr(LocalStorage, "save", counting_save)
+    original_file = LocalStorage.save_file
+
+    def counting_save_file(self, key, path, content_type):
+        saves.append(key)
+        return original_file(self, key, path, content_type)
+
+    monkeypatch.setattr(LocalStorage, "save_file", counting_save_file)
     job_id = uuid.uuid4()
+    output = taken(samples.video, tmp_path)
     kwargs = dict(project_id=project.pk, user_id=user.pk, job_id=job_id, name="lipsync.mp4", type="video",
-                  mime_type="video/mp4", local_path=samples.video)
+                  mime_type="video/mp4", local_path=output)
     first = media_create_output(**kwargs)
     assert first.status == "ready" and first.source_job_id == job_id
     assert first.metadata["width"] == 320 and first.duration_ms is not None and 1900 <= first.duration_ms <= 2100
     assert stored(first.storage_key) and stored(first.thumbnail_key)
     assert len(saves) == 2  # the file and its thumbnail
+    # Moved into the storage, not copied: the same bytes, and nothing left where it was.
+    assert not output.exists() and get_storage().head(first.storage_key) == samples.video.stat().st_size
+    assert get_storage().content_type(first.storage_key) == "video/mp4"
 
-    again = media_create_output(**kwargs)  # a redelivered store step
+    again = media_create_output(**{**kwargs, "local_path": taken(samples.video, tmp_path)})  # a redelivered store step
     assert again.pk == first.pk
     assert len(saves) == 2  # nothing uploaded twice
     assert MediaFile.objects.filter(source_job_id=job_id).count() == 1
 
     other = media_create_output(**{**kwargs, "name": "speech.wav", "type": "audio", "mime_type": "audio/wav",
-                                   "local_path": samples.wav})
+                                   "local_path": taken(samples.wav, tmp_path)})
     assert other.pk != first.pk and other.type == "audio"
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("in_transaction", [False, True])
 def test_a_first_store_that_races_another_delivery_gets_its_row(user, project, samples, local_storage,
-                                                                in_transaction):
+                                                                in_transaction, tmp_path):
     """`first_store` skips the lookup: a delivery that stored the output meanwhile still wins the
     insert, and the loser answers its row, in a transaction of its own or inside its caller's."""
     job_id = uuid.uuid4()
     kwargs = dict(project_id=project.pk, user_id=user.pk, job_id=job_id, name="speech.wav", type="audio",
-                  mime_type="audio/wav", local_path=samples.wav)
-    first = media_create_output(**kwargs)
+                  mime_type="audio/wav")
+    first = media_create_output(**kwargs, local_path=taken(samples.wav, tmp_path))
     if in_transaction:
         with transaction.atomic():
-            again = media_create_output(**kwargs, first_store=True)
+            again = media_create_output(**kwargs, local_path=taken(samples.wav, tmp_path), first_store=True)
             assert MediaFile.objects.filter(source_job_id=job_id).count() == 1  # the transaction still works
     else:
-        again = media_create_output(**kwargs, first_store=True)
+        again = media_create_output(**kwargs, local_path=taken(samples.wav, tmp_path), first_store=True)
     assert again.pk == first.pk and MediaFile.objects.filter(source_job_id=job_id).count() == 1
 
 
@@ -153,12 +171,13 @@ def test_a_pcm_wav_output_is_read_without_the_sandbox_and_everything_else_in_it(
     monkeypatch.setattr(outputs, "probe_isolated", spy)
     common = dict(project_id=project.pk, user_id=user.pk)
     speech = media_create_output(**common, job_id=uuid.uuid4(), name="speech.wav", type="audio",
-                                 mime_type="audio/wav", local_path=samples.wav)
+                                 mime_type="audio/wav", local_path=taken(samples.wav, tmp_path))
     assert speech.status == "ready" and speech.duration_ms and speech.metadata["audio_codec"] == "pcm_s16le"
     assert sandboxed == []
+    clip = taken(samples.video, tmp_path)
     media_create_output(**common, job_id=uuid.uuid4(), name="clip.mp4", type="video", mime_type="video/mp4",
-                        local_path=samples.video)
-    assert sandboxed == [samples.video.name]
+                        local_path=clip)
+    assert sandboxed == [clip.name]
     # Named .wav and declared audio, but not a RIFF WAVE: FFmpeg reads it, in the sandbox.
     fake = tmp_path / "fake.wav"
     fake.write_bytes(samples.text.read_bytes())
@@ -166,7 +185,7 @@ def test_a_pcm_wav_output_is_read_without_the_sandbox_and_everything_else_in_it(
         media_create_output(**common, job_id=uuid.uuid4(), name="fake.wav", type="audio", mime_type="audio/wav",
                             local_path=fake)
     assert info.value.code == "output_not_decodable"
-    assert sandboxed == [samples.video.name, "fake.wav"]
+    assert sandboxed == [clip.name, "fake.wav"]
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -203,7 +222,7 @@ def test_sweep_expires_abandoned_uploads_and_unsticks_probes(
 
 
 @pytest.mark.parametrize("backend", ["local_storage", "s3_storage"])
-def test_storage_backend_contract(request, backend, samples):
+def test_storage_backend_contract(request, backend, samples, tmp_path):
     request.getfixturevalue(backend)
     storage = get_storage()
     assert isinstance(storage, LocalStorage if backend == "local_storage" else S3ObjectStorage)
@@ -220,7 +239,11 @@ def test_storage_backend_contract(request, backend, samples):
         assert path.read_bytes() == samples.wav.read_bytes()
     storage.copy(key, "voices/v1/sample.wav")
     assert storage.head("voices/v1/sample.wav") == samples.wav.stat().st_size
-    storage.save("projects/p1/media/m2/x.wav", samples.wav.open("rb"), "audio/wav")
+    given = taken(samples.wav, tmp_path)
+    storage.save_file("projects/p1/media/m2/x.wav", given, "audio/x-wav")  # the storage takes the file
+    assert not given.exists() and storage.content_type("projects/p1/media/m2/x.wav") == "audio/x-wav"
+    with storage.open("projects/p1/media/m2/x.wav") as fh:
+        assert fh.read() == samples.wav.read_bytes()
     assert storage.delete_prefix("projects/p1") == 2
     assert storage.head(key) is None and storage.head("voices/v1/sample.wav") is not None
     storage.delete("voices/v1/sample.wav")
@@ -235,9 +258,11 @@ def test_storage_backend_contract(request, backend, samples):
             storage.head(bad)
 
 
-def test_job_output_against_s3(user, project, samples, s3_storage):
+def test_job_output_against_s3(user, project, samples, s3_storage, tmp_path):
+    output = taken(samples.png, tmp_path)
     media = media_create_output(project_id=project.pk, user_id=user.pk, job_id=uuid.uuid4(), name="out.png",
-                                type="image", mime_type="image/png", local_path=samples.png)
+                                type="image", mime_type="image/png", local_path=output)
+    assert not output.exists()  # uploaded, then removed
     assert get_storage().head(media.storage_key) == samples.png.stat().st_size
     assert get_storage().content_type(media.storage_key) == "image/png"
     thumbnail_size = get_storage().head(media.thumbnail_key)
@@ -262,3 +287,50 @@ def test_upload_then_voice_against_s3(auth_client, project, samples, s3_storage)
 def test_upload_local_helper_is_the_api_flow(auth_client, project, samples, local_storage):
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
     assert media.status == "ready"
+
+
+def test_save_file_moves_the_file_in_and_copies_it_from_another_filesystem(local_storage, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    storage = get_storage()
+    here = tmp_path / "out.wav"
+    here.write_bytes(b"RIFF one")
+    inode = here.stat().st_ino
+    storage.save_file("projects/p/media/m/out.wav", here, "audio/wav")
+    stored_path = local_storage / "projects/p/media/m/out.wav"
+    assert not here.exists() and stored_path.stat().st_ino == inode  # renamed, its bytes not written again
+    assert storage.content_type("projects/p/media/m/out.wav") == "audio/wav"
+
+    # From another filesystem a rename cannot work: the bytes are copied beside the target and
+    # renamed over it (a reader sees the old object or the new one), and the file is removed.
+    real_rename = os.rename
+
+    def cross_device(src, dst, *args, **kwargs):
+        if Path(src) == there:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst, *args, **kwargs)
+
+    there = tmp_path / "elsewhere.wav"
+    there.write_bytes(b"RIFF two")
+    monkeypatch.setattr(os, "rename", cross_device)
+    storage.save_file("projects/p/media/m/out.wav", there, "audio/x-wav")
+    assert not there.exists() and stored_path.read_bytes() == b"RIFF two"
+    assert storage.content_type("projects/p/media/m/out.wav") == "audio/x-wav"
+    assert sorted(p.name for p in stored_path.parent.iterdir()) == [".out.wav.meta.json", "out.wav"]
+
+
+def test_save_file_that_fails_leaves_no_part_behind(local_storage, tmp_path, monkeypatch):
+    storage = get_storage()
+    source = tmp_path / "out.wav"
+    source.write_bytes(b"RIFF")
+
+    def full_disk(self, name, finished):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LocalStorage, "_move_in", full_disk)
+    with pytest.raises(OSError):
+        storage.save_file("projects/p/media/m/out.wav", source, "audio/wav")
+    assert list((local_storage / "projects/p/media/m").iterdir()) == []
+    with pytest.raises(ValueError):
+        storage.save_file("../escape.wav", tmp_path / "x", "audio/wav")
