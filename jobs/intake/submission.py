@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from auteur.core.prepared import PreparedInsert
 from auteur.users.models import User
 from credits.errors import InsufficientCredits
 from credits.selectors import credit_balance_get
@@ -37,6 +38,8 @@ from webhooks.selectors import job_webhook_of
 from webhooks.services import job_webhook_create
 
 logger = logging.getLogger(__name__)
+# Every submission inserts a job: compiled once per process (auteur.core.prepared).
+_INSERT_JOB = PreparedInsert(Job)
 
 
 def request_hash(job_type: str, body: dict[str, Any]) -> str:
@@ -212,7 +215,7 @@ def _submit(s: Submission) -> tuple[Job, bool]:
             cached = None  # its Library was deleted since the copies were made: run it
         if cached is not None:
             cost = cache_price(cost)
-        job = Job.objects.create(
+        job = Job(
             **({"id": cached.job_id, "cache_source_id": cached.source_id} if cached else {}),
             cache_key=s.cache_key,
             user=user,
@@ -229,6 +232,7 @@ def _submit(s: Submission) -> tuple[Job, bool]:
                                              start_within_seconds=scheduling.start_within_seconds),
             run_within_seconds=scheduling.run_within_seconds,
         )
+        _INSERT_JOB.run(job)
         if idempotency_key:
             # Inserted before the charge: a racing duplicate blocks here on the unique key and
             # then fails, rather than charging first.

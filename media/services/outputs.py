@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auteur.core.errors import ApplicationError
-from auteur.core.prepared import PreparedRead
+from auteur.core.prepared import PreparedInsert, PreparedRead
 from auteur.core.quotas import quota_check, quota_lock
 from media.errors import StorageError
 from media.models import MediaFile, MediaType, PendingObjectDeletion
@@ -49,8 +49,9 @@ OUTPUT_ID_NAMESPACE = uuid.UUID("6f1d0a52-5c43-4c0e-9d3b-3f1f4e0f8a11")
 COPY_LEASE_SECONDS = 3600
 
 
-# Every job that stores a file asks first whether an earlier delivery stored it: built once per
-# process (auteur.core.prepared). The (job, name) pair is unique.
+# Every job that stores a file asks first whether an earlier delivery stored it, then inserts its
+# row: built once per process (auteur.core.prepared). The (job, name) pair is unique.
+_INSERT = PreparedInsert(MediaFile)
 _OUTPUT = PreparedRead(lambda job_id, name: MediaFile.objects.filter(source_job_id=job_id, name=name),
                        job_id=uuid.UUID(int=1), name="\x00output name")
 
@@ -115,9 +116,9 @@ def media_create_output(
     try:
         if transaction.get_connection().in_atomic_block:
             with transaction.atomic():  # a savepoint: a lost insert leaves the caller's transaction whole
-                media.save(force_insert=True)
+                _INSERT.run(media)
         else:
-            media.save(force_insert=True)  # one statement, committed by itself (no BEGIN, no COMMIT)
+            _INSERT.run(media)  # one statement, committed by itself (no BEGIN, no COMMIT)
     except IntegrityError:
         existing = MediaFile.objects.filter(source_job_id=job_id, name=name).first()
         if existing is not None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db.models import Count, F, Q
 
-from auteur.core.prepared import PreparedRead, PreparedUpdate
+from auteur.core.prepared import PreparedInsert, PreparedRead, PreparedUpdate
 from jobs.models import Job, JobStatus
 from tests.factories import ProjectFactory
 
@@ -135,3 +135,60 @@ def test_a_failed_prepared_update_marks_its_transaction_for_rollback(jobs):
         SET_OUTPUT.run(pk=made[1].pk, status="processing", output={}, at=datetime(2026, 1, 1, tzinfo=UTC),
                        cost=2**40, seconds=0.0)  # out of the column's range
     assert Job.objects.get(pk=made[1].pk).credits_cost == 2
+
+
+def _row(model, pk):
+    return {k: v for k, v in model.objects.filter(pk=pk).values().get().items() if k != "id"}
+
+
+def test_a_prepared_insert_writes_what_the_orms_save_writes(jobs):
+    from media.models import MediaFile
+
+    owner, _, made = jobs
+    common = dict(user=owner, project=made[0].project, type="tts", credits_cost=7, priority=5,
+                  input_params={"text": "é", "n": [1, 2.5, None]}, idempotency_key="k", start_within_seconds=30,
+                  start_deadline=datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC))
+    by_orm = Job(**common)
+    by_orm.save(force_insert=True)
+    prepared = Job(**common)
+    PreparedInsert(Job).run(prepared)
+    assert not prepared._state.adding and prepared._state.db == "default"
+    orm_row, prepared_row = _row(Job, by_orm.pk), _row(Job, prepared.pk)
+    # auto_now and auto_now_add are the moment of each save, as the ORM stamps them
+    for stamp in ("created_at", "updated_at"):
+        assert abs(orm_row.pop(stamp) - prepared_row.pop(stamp)) < timedelta(seconds=5)
+    assert prepared_row == orm_row and prepared.created_at is not None
+
+    media = dict(project=made[0].project, user=owner, name="a.wav", type="audio", mime_type="audio/wav",
+                 status="ready", file_size_bytes=3, storage_key="k/a.wav", metadata={"generation": {"seed": 7}})
+    by_orm = MediaFile(**media)
+    by_orm.save(force_insert=True)
+    prepared = MediaFile(**{**media, "storage_key": "k/b.wav"})
+    PreparedInsert(MediaFile).run(prepared)
+    orm_row, prepared_row = _row(MediaFile, by_orm.pk), _row(MediaFile, prepared.pk)
+    for stamp in ("created_at", "updated_at"):
+        orm_row.pop(stamp, None), prepared_row.pop(stamp, None)
+    assert prepared_row == {**orm_row, "storage_key": "k/b.wav"}
+
+
+def test_the_models_inserted_by_a_prepared_insert_have_no_save_receivers():
+    """PreparedInsert sends no pre_save/post_save: a receiver connected to these models later would
+    never run for their hot inserts."""
+    from django.db.models.signals import post_save, pre_save
+
+    from media.models import MediaFile
+
+    for model in (Job, MediaFile):
+        assert not pre_save.has_listeners(model) and not post_save.has_listeners(model), model
+
+
+def test_a_failed_prepared_insert_marks_its_transaction_for_rollback_and_an_expression_is_refused(jobs):
+    from django.db import IntegrityError, transaction
+    from django.db.models.functions import Now
+
+    owner, _, made = jobs
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PreparedInsert(Job).run(Job(pk=made[0].pk, user=owner, type="tts", credits_cost=1))  # its id is taken
+    assert Job.objects.count() == len(made)
+    with pytest.raises(ValueError, match="expression"):
+        PreparedInsert(Job).run(Job(user=owner, type="tts", credits_cost=1, start_deadline=Now()))
