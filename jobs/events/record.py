@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from auteur.core.logging import job_id_var
 from jobs.events.stream import JobState, job_stream_append
+from jobs.events.usage import USAGE_INSERT
 from jobs.events.webhooks import NOT_ASKED, job_event_webhooks_send, webhook_event_of
 from jobs.models import JobEvent, JobEventType
 from webhooks.selectors import subscriber_sql
@@ -24,25 +25,27 @@ logger = logging.getLogger(__name__)
 
 
 def job_event_record(
-    job_id: uuid.UUID | str, type: JobEventType, *, state: JobState | None = None, **data: Any
+    job_id: uuid.UUID | str, type: JobEventType, *, state: JobState | None = None, usage: list[Any] | None = None,
+    **data: Any,
 ) -> None:
     """Record an event of the job; once committed, push it (its user's stream, webhooks).
 
     `state`: the job's user, status and progress as the caller just wrote them (a status move, a
-    spawn); without it the push reads them from the row.
+    spawn); without it the push reads them from the row. `usage`: the ended job's usage event
+    (jobs.events.usage.usage_row), written with its terminal event.
 
-    One statement, for every event of every job: the insert, and for an event that webhooks are
-    sent, whether any of the owner's webhooks wants it (webhooks.selectors.subscriber_sql)."""
+    One statement, for every event of every job: the insert, the usage event if any, and for an
+    event that webhooks are sent, whether any of the owner's webhooks wants it
+    (webhooks.selectors.subscriber_sql)."""
     if settings.AUTEUR_CHECK_EVENT_SCHEMA:
         _check_schema(type, data)
     kind = webhook_event_of(type)
     created_at = timezone.now()
-    row: list[Any] = [job_id, str(type), Jsonb(data), created_at]
+    params: list[Any] = [job_id, str(type), Jsonb(data), created_at, *(usage or ())]
+    if kind is not None:
+        params += [str(job_id), str(kind), str(kind)]
     with connection.cursor() as cursor:
-        if kind is None:
-            cursor.execute(_insert_sql(False), row)
-        else:
-            cursor.execute(_insert_sql(True), [*row, str(job_id), str(kind), str(kind)])
+        cursor.execute(_insert_sql(kind is not None, usage is not None), params)
         event_id, subscriber = cursor.fetchone()
     event = JobEvent(id=event_id, job_id=job_id, type=type, data=data, created_at=created_at)
     # Pushed only once the event is the record: a rolled-back step never reaches a client.
@@ -52,13 +55,14 @@ def job_event_record(
 
 
 @functools.cache
-def _insert_sql(ask_subscriber: bool) -> str:
+def _insert_sql(ask_subscriber: bool, with_usage: bool) -> str:
     table = JobEvent._meta.db_table
     columns = ", ".join(JobEvent._meta.get_field(name).column  # type: ignore[union-attr, misc]
                         for name in ("job", "type", "data", "created_at"))
+    usage = f", usage AS ({USAGE_INSERT})" if with_usage else ""
     subscriber = f"({subscriber_sql()})" if ask_subscriber else "NULL"
     return f"""
-        WITH event AS (INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s) RETURNING id)
+        WITH event AS (INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s) RETURNING id){usage}
         SELECT event.id, {subscriber} FROM event
     """  # noqa: S608 - names from the model, values as parameters
 

@@ -1,4 +1,4 @@
-"""Usage analytics: one UsageEvent per ended job, written in the transaction that ends it.
+"""Usage analytics: one UsageEvent per ended job, written by the statement that records its end.
 
 Every terminal transition (jobs.life.status: completed, completed from the cache, failed,
 canceled, aborted) records the job's usage with its charge, so the events hold exactly what the
@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
-from django.db import connection
 from django.utils import timezone
 
 from jobs.models import Job, UsageEvent
@@ -30,9 +29,10 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return max(0, int((end - start).total_seconds() * 1000))
 
 
-# One statement a job's end runs: compiled by hand (the ORM's bulk_create builds and compiles a
+# A job's end writes its usage event in the statement that records its terminal event
+# (jobs.events.record, `usage=`): compiled by hand (the ORM's bulk_create builds and compiles a
 # query for every row, on the path that completes every job).
-_INSERT = """
+USAGE_INSERT = """
 INSERT INTO usage_events (created_at, user_id, job_id, project_id, type, outcome, error_code, credits_charged,
                           credits_refunded, credits_net, quantities, waited_ms, processing_ms, gpu_seconds, cached)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)
@@ -40,19 +40,19 @@ ON CONFLICT (job_id) DO NOTHING
 """
 
 
-def usage_record(*, job: Job, outcome: str, refunded: int, code: str = "", ended_at: datetime | None = None,
-                 gpu_seconds: float | None = None) -> None:
-    """The ended job's usage event (once per job: a second call for it writes nothing)."""
+def usage_row(*, job: Job, outcome: str, refunded: int, code: str = "", ended_at: datetime | None = None,
+              gpu_seconds: float | None = None) -> list[Any]:
+    """The ended job's usage event, as USAGE_INSERT's values (once per job: a second insert for
+    it writes nothing)."""
     ended_at = ended_at or timezone.now()
     quantities = json.dumps(dict((job.input_params or {}).get("_quantities") or {}), sort_keys=True)
     processing = _ms(job.started_at, ended_at) if job.started_at else None
     seconds = (job.gpu_seconds or 0.0) if gpu_seconds is None else gpu_seconds
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT, [
-            ended_at, job.user_id, job.pk, job.project_id, job.type, outcome, code[:40], job.credits_cost, refunded,
-            job.credits_cost - refunded, quantities, _ms(job.created_at, job.started_at), processing, seconds,
-            bool(job.cache_source_id),
-        ])
+    return [
+        ended_at, job.user_id, job.pk, job.project_id, job.type, outcome, code[:40], job.credits_cost, refunded,
+        job.credits_cost - refunded, quantities, _ms(job.created_at, job.started_at), processing, seconds,
+        bool(job.cache_source_id),
+    ]
 
 
 def usage_rows(events: Iterable[UsageEvent]) -> Iterator[list[Any]]:

@@ -37,7 +37,7 @@ from jobs import gpu_client
 from jobs.errors import JobNotCancelable
 from jobs.events.record import job_event_record
 from jobs.events.stream import JobState
-from jobs.events.usage import usage_record
+from jobs.events.usage import usage_row
 from jobs.failures import failure_detail, failure_message
 from jobs.life import pieces, scheduling
 from jobs.life.refunds import cancel_refund, failure_refund
@@ -206,8 +206,9 @@ def job_complete(
                          processing_ms=processing_ms):
         return False
     job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
-                     state=JobState(job.user_id, JobStatus.COMPLETED, 100))
-    usage_record(job=job, outcome="completed", refunded=0, ended_at=completed_at, gpu_seconds=gpu_seconds)
+                     state=JobState(job.user_id, JobStatus.COMPLETED, 100),
+                     usage=usage_row(job=job, outcome="completed", refunded=0, ended_at=completed_at,
+                                     gpu_seconds=gpu_seconds))
     scheduling.ended(job, held_unit=False)  # its unit was freed when its call ended (finishing)
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
     job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
@@ -225,12 +226,12 @@ def job_complete_from_cache(*, job: Job, output_data: dict[str, Any], output_med
         status=JobStatus.COMPLETED, output_data=output_data, progress=100, started_at=job.created_at,
         completed_at=now, updated_at=now, gpu_seconds=0.0, processing_time_ms=processing_ms,
     )
-    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
-                     cache={"hit": True, "source_job_id": str(job.cache_source_id)},
-                     state=JobState(job.user_id, JobStatus.COMPLETED, 100))
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, now
     job.started_at, job.gpu_seconds, job.processing_time_ms, job.updated_at = job.created_at, 0.0, processing_ms, now
-    usage_record(job=job, outcome="completed", refunded=0, ended_at=now)
+    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
+                     cache={"hit": True, "source_job_id": str(job.cache_source_id)},
+                     state=JobState(job.user_id, JobStatus.COMPLETED, 100),
+                     usage=usage_row(job=job, outcome="completed", refunded=0, ended_at=now))
 
 
 def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool) -> bool:
@@ -266,8 +267,8 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
         # A job that failed while storing keeps nothing it is refunded for.
         media_delete_job_outputs(job_id=job.pk)
         job_event_record(job_id, JobEventType.FAILED, code=code, message=message, retryable=retryable,
-                         refunded=refund, charge=_charge(job, refund))
-        usage_record(job=job, outcome="failed", refunded=refund, code=code)
+                         refunded=refund, charge=_charge(job, refund),
+                         usage=usage_row(job=job, outcome="failed", refunded=refund, code=code))
         # It held a unit of its type, or a place in its line, unless its call had ended.
         scheduling.ended(job, held_unit=job.inference_ended_at is None)
     logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
@@ -299,8 +300,8 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
         if refund:
             credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled", amount=refund)
             Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
-        job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund, charge=_charge(job, refund))
-        usage_record(job=job, outcome="canceled", refunded=refund, code=code, ended_at=now)
+        job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund, charge=_charge(job, refund),
+                         usage=usage_row(job=job, outcome="canceled", refunded=refund, code=code, ended_at=now))
         scheduling.ended(job)  # it held a unit of its type, or a place in its line
         if job.gpu_call_id:
             job_pk, call_id = job.pk, job.gpu_call_id
@@ -345,8 +346,9 @@ def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
             return False
         credit_refund_job(job_id=job.pk, reason=f"{job.type} job aborted: {code}", amount=job.credits_cost)
         job_event_record(job.pk, JobEventType.ABORTED, code=code, refunded=job.credits_cost,
-                         charge=_charge(job, job.credits_cost))
-        usage_record(job=job, outcome="aborted", refunded=job.credits_cost, code=code, ended_at=now)
+                         charge=_charge(job, job.credits_cost),
+                         usage=usage_row(job=job, outcome="aborted", refunded=job.credits_cost, code=code,
+                                         ended_at=now))
         # It may have held the user's jobs behind it back (none overtakes one ahead of it), and
         # other users' jobs in its type's line.
         scheduling.ended(job)
