@@ -42,10 +42,10 @@ def job_event_record(
     kind = webhook_event_of(type)
     created_at = timezone.now()
     params: list[Any] = [job_id, str(type), Jsonb(data), created_at, *(usage or ())]
-    if kind is not None:
-        params += [str(job_id), str(kind), str(kind)]
+    if kind is not None:  # the owner given when the caller knows it (state)
+        params += [*([state.user_id] if state else ()), str(job_id), str(kind), str(kind)]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(kind is not None, usage is not None), params)
+        cursor.execute(_insert_sql(kind is not None, usage is not None, state is not None), params)
         event_id, subscriber = cursor.fetchone()
     event = JobEvent(id=event_id, job_id=job_id, type=type, data=data, created_at=created_at)
     # Pushed only once the event is the record: a rolled-back step never reaches a client.
@@ -55,12 +55,12 @@ def job_event_record(
 
 
 @functools.cache
-def _insert_sql(ask_subscriber: bool, with_usage: bool) -> str:
+def _insert_sql(ask_subscriber: bool, with_usage: bool, owner_given: bool) -> str:
     table = JobEvent._meta.db_table
     columns = ", ".join(JobEvent._meta.get_field(name).column  # type: ignore[union-attr, misc]
                         for name in ("job", "type", "data", "created_at"))
     usage = f", usage AS ({USAGE_INSERT})" if with_usage else ""
-    subscriber = f"({subscriber_sql()})" if ask_subscriber else "NULL"
+    subscriber = f"({subscriber_sql(owner_given)})" if ask_subscriber else "NULL"
     return f"""
         WITH event AS (INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s) RETURNING id){usage}
         SELECT event.id, {subscriber} FROM event

@@ -137,3 +137,32 @@ def test_a_secret_sealed_under_another_key_is_a_failed_attempt_not_a_task_error(
     assert attempt is not None and attempt.status_code is None and "could not be read" in attempt.error
     assert "DJANGO_SECRET_KEY" not in attempt.error  # the owner reads it; the cause is in the log
     assert Delivery.objects.get(pk=delivery.pk).state == DeliveryState.PENDING and receiver.received == []
+
+
+@pytest.mark.parametrize("owner_given", [False, True])
+def test_whether_a_job_event_has_subscribers_is_one_query_with_or_without_the_owner(project, owner_given):
+    """The owner's id when the job's own webhook or one of the owner's (enabled) webhooks wants the
+    event, else nothing; a caller that knows the owner gives it, and the jobs table is not read."""
+    from django.db import connection
+
+    from webhooks.selectors import subscriber_sql
+
+    owner = project.user
+    jobs = [Job.objects.create(user=owner, project=project, type="tts", credits_cost=1) for _ in range(3)]
+    Webhook.objects.create(owner=owner, url="https://a.example.test/", event_types=["start"], secret_sealed="x")
+    Webhook.objects.create(owner=owner, url="https://c.example.test/", event_types=["failed"], secret_sealed="x",
+                           enabled=False)
+    JobWebhook.objects.create(job=jobs[1], owner=owner, url="https://d.example.test/", event_types=["completed"])
+
+    def asked(job, kind):
+        params = [*([owner.pk] if owner_given else []), str(job.pk), kind, kind]
+        with connection.cursor() as cursor:
+            cursor.execute(subscriber_sql(owner_given), params)
+            return [row[0] for row in cursor.fetchall()]
+
+    assert asked(jobs[0], "start") == [owner.pk]  # the owner's webhook
+    assert asked(jobs[0], "completed") == []
+    assert asked(jobs[1], "completed") == [owner.pk]  # the job's own
+    assert asked(jobs[2], "completed") == []
+    assert asked(jobs[2], "failed") == []  # a disabled webhook wants nothing
+    assert ("FROM jobs " in subscriber_sql(owner_given)) is not owner_given
