@@ -564,3 +564,19 @@ def test_a_switched_off_feature_must_be_a_job_type(settings):
         _check_features_off()
     settings.AUTEUR_FEATURES_OFF = frozenset({"tts"})
     _check_features_off()
+
+
+def test_the_accepted_answer_written_out_is_what_its_declared_fields_give(user, project):
+    """JobAcceptedSerializer writes its answer directly; its fields (the schema) give the same."""
+    from rest_framework import serializers
+
+    from jobs.serializers import JobAcceptedSerializer
+
+    source = Job.objects.create(user=user, project=project, type="tts", credits_cost=4, status=JobStatus.COMPLETED)
+    for job in (Job.objects.create(user=user, project=project, type="tts", credits_cost=2),
+                Job.objects.create(user=user, project=project, type="tts", credits_cost=1, cache_source=source,
+                                   status=JobStatus.COMPLETED)):
+        serializer = JobAcceptedSerializer(job)
+        field_by_field = serializers.Serializer.to_representation(serializer, job)
+        assert serializer.data == field_by_field
+        assert set(serializer.data) == set(serializer.fields)
