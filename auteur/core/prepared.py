@@ -129,6 +129,14 @@ class PreparedUpdate:
             cursor.execute(sql, _params(order, values))
             return int(cursor.rowcount)
 
+    def statement(self, **values: Any) -> tuple[str, list[Any]]:
+        """The UPDATE's SQL and its parameters for these values, for a caller that runs it as part
+        of a statement of its own (the default database's)."""
+        sql, order, alias = self._compiled
+        if alias != "default":
+            raise AssertionError(f"an update of {alias!r} cannot join a statement on the default database")
+        return sql, _params(order, values)
+
 
 def _slotted(sql: str, params: tuple[Any, ...] | list[Any], slots: dict[str, Any]) -> tuple[Any, ...]:
     """The compiled parameters with a `_Slot` in place of each slot's placeholder."""

@@ -26,43 +26,55 @@ logger = logging.getLogger(__name__)
 
 def job_event_record(
     job_id: uuid.UUID | str, type: JobEventType, *, state: JobState | None = None, usage: list[Any] | None = None,
-    **data: Any,
-) -> None:
+    move: tuple[str, list[Any]] | None = None, **data: Any,
+) -> bool:
     """Record an event of the job; once committed, push it (its user's stream, webhooks).
 
     `state`: the job's user, status and progress as the caller just wrote them (a status move, a
     spawn); without it the push reads them from the row. `usage`: the ended job's usage event
-    (jobs.events.usage.usage_row), written with its terminal event.
+    (jobs.events.usage.usage_row), written with its terminal event. `move`: the conditional
+    UPDATE of the job that the event records (SQL without RETURNING, and its parameters): the
+    event (and usage) are written only if it matched; False when it did not, and nothing was.
 
-    One statement, for every event of every job: the insert, the usage event if any, and for an
-    event that webhooks are sent, whether any of the owner's webhooks wants it
+    One statement, for every event of every job: the move if any, the insert, the usage event if
+    any, and for an event that webhooks are sent, whether any of the owner's webhooks wants it
     (webhooks.selectors.subscriber_sql)."""
     if settings.AUTEUR_CHECK_EVENT_SCHEMA:
         _check_schema(type, data)
     kind = webhook_event_of(type)
     created_at = timezone.now()
-    params: list[Any] = [job_id, str(type), Jsonb(data), created_at, *(usage or ())]
+    params: list[Any] = [*(move[1] if move else ()), job_id, str(type), Jsonb(data), created_at, *(usage or ())]
     if kind is not None:  # the owner given when the caller knows it (state)
         params += [*([state.user_id] if state else ()), str(job_id), str(kind), str(kind)]
+    sql = _insert_sql(kind is not None, usage is not None, state is not None, moved=move is not None)
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(kind is not None, usage is not None, state is not None), params)
-        event_id, subscriber = cursor.fetchone()
+        cursor.execute(sql if move is None else sql.replace(_MOVE, move[0], 1), params)
+        row = cursor.fetchone()
+    if row is None:  # the move matched nothing
+        return False
+    event_id, subscriber = row
     event = JobEvent(id=event_id, job_id=job_id, type=type, data=data, created_at=created_at)
     # Pushed only once the event is the record: a rolled-back step never reaches a client.
     # robust: a failing push is logged, never the step's failure.
     transaction.on_commit(lambda: job_event_committed(event, state, subscriber if kind else NOT_ASKED),
                           robust=True)
+    return True
+
+
+_MOVE = "<move>"  # where a move's UPDATE goes in the statement
 
 
 @functools.cache
-def _insert_sql(ask_subscriber: bool, with_usage: bool, owner_given: bool) -> str:
+def _insert_sql(ask_subscriber: bool, with_usage: bool, owner_given: bool, *, moved: bool) -> str:
     table = JobEvent._meta.db_table
     columns = ", ".join(JobEvent._meta.get_field(name).column  # type: ignore[union-attr, misc]
                         for name in ("job", "type", "data", "created_at"))
-    usage = f", usage AS ({USAGE_INSERT})" if with_usage else ""
+    source = " FROM moved" if moved else ""
+    move = f"moved AS ({_MOVE} RETURNING 1), " if moved else ""
+    usage = f", usage AS ({USAGE_INSERT.format(source=source)})" if with_usage else ""
     subscriber = f"({subscriber_sql(owner_given)})" if ask_subscriber else "NULL"
     return f"""
-        WITH event AS (INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s) RETURNING id){usage}
+        WITH {move}event AS (INSERT INTO {table} ({columns}) SELECT %s, %s, %s, %s{source} RETURNING id){usage}
         SELECT event.id, {subscriber} FROM event
     """  # noqa: S608 - names from the model, values as parameters
 

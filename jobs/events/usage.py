@@ -35,9 +35,9 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
 USAGE_INSERT = """
 INSERT INTO usage_events (created_at, user_id, job_id, project_id, type, outcome, error_code, credits_charged,
                           credits_refunded, credits_net, quantities, waited_ms, processing_ms, gpu_seconds, cached)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)
+SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s{source}
 ON CONFLICT (job_id) DO NOTHING
-"""
+"""  # `source`: where its one row comes from (a move's `FROM moved`), or "" for one row as given
 
 
 def usage_row(*, job: Job, outcome: str, refunded: int, code: str = "", ended_at: datetime | None = None,

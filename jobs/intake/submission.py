@@ -246,8 +246,8 @@ def _submit(s: Submission) -> tuple[Job, bool]:
         credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=description)
         if s.webhook is not None:
             job_webhook_create(job_id=job.id, owner=user, url=s.webhook.url, event_types=s.webhook.events)
-        job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost,
-                         **({"cache": {"hit": True, "source_job_id": str(cached.source_id)}} if cached else {}),
+        hit: dict[str, Any] = {"cache": {"hit": True, "source_job_id": str(cached.source_id)}} if cached else {}
+        job_event_record(job.id, JobEventType.SUBMITTED, credits_cost=cost, **hit,
                          state=JobState(user.pk, job.status, job.progress))
         if cached is not None:
             cache_complete(job=job, spec=spec, cached=cached)

@@ -87,22 +87,22 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         # The job was canceled or failed while the call started: the call is surplus.
         gpu_client.cancel_quietly(call_id)
         return Job.objects.filter(pk=job_id).first()
-    job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=call_id, attempt=job.attempts + 1,
-                     state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
     job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
     return job
 
 
 def _record_call(job: Job, call_id: str, *, claimed: datetime, now: datetime) -> bool:
-    """Record the started call's id under the step's claim. While the database is out of reach
+    """Record the started call's id under the step's claim, with its event. While the database is out of reach
     the id is only in this process: it keeps trying (outside a transaction) for a share of the
     claim's life, then cancels the call and lets the error go, so the call is never left running
     unrecorded while another step starts one."""
     deadline = time.monotonic() + repoll_after().total_seconds() * RECORD_RETRY_SHARE
     pause = 0.2
+    move = _SPAWNED.statement(pk=job.pk, claimed=claimed, call_id=call_id, now=now)
     while True:
-        try:
-            return bool(_SPAWNED.run(pk=job.pk, claimed=claimed, call_id=call_id, now=now))
+        try:  # the call's id and its `started` event: one statement
+            return job_event_record(job.id, JobEventType.INFERENCE_STARTED, call_id=call_id, attempt=job.attempts + 1,
+                                    state=JobState(job.user_id, JobStatus.PROCESSING, job.progress), move=move)
         except (OperationalError, InterfaceError):
             if connection.in_atomic_block or time.monotonic() + pause > deadline:
                 gpu_client.cancel_quietly(call_id)

@@ -202,13 +202,14 @@ def job_complete(
     output_data_check(job_type=job.type, output_data=output_data)
     completed_at = timezone.now()
     processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
-    if not _COMPLETE.run(pk=job.pk, output_data=output_data, now=completed_at, gpu_seconds=gpu_seconds,
-                         processing_ms=processing_ms):
+    # The move, its event and the usage event: one statement.
+    move = _COMPLETE.statement(pk=job.pk, output_data=output_data, now=completed_at, gpu_seconds=gpu_seconds,
+                               processing_ms=processing_ms)
+    if not job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
+                            state=JobState(job.user_id, JobStatus.COMPLETED, 100), move=move,
+                            usage=usage_row(job=job, outcome="completed", refunded=0, ended_at=completed_at,
+                                            gpu_seconds=gpu_seconds)):
         return False
-    job_event_record(job.id, JobEventType.COMPLETED, output_media_ids=output_media, charge=_charge(job, 0),
-                     state=JobState(job.user_id, JobStatus.COMPLETED, 100),
-                     usage=usage_row(job=job, outcome="completed", refunded=0, ended_at=completed_at,
-                                     gpu_seconds=gpu_seconds))
     scheduling.ended(job, held_unit=False)  # its unit was freed when its call ended (finishing)
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
     job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at

@@ -16,7 +16,7 @@ from jobs import gpu_client
 from jobs.life import inference
 from jobs.life import publish as pipeline
 from jobs.life.status import job_claim_now
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobEvent, JobEventType, JobStatus
 
 
 @pytest.fixture
@@ -87,21 +87,23 @@ def test_a_call_id_is_recorded_once_the_database_answers_again(
     processing: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = Calls(monkeypatch)
-    real = inference._SPAWNED.run
+    real = inference.job_event_record  # records the call's id (the move) with its event
     failures = iter([OperationalError("server closed the connection"), OperationalError("could not connect")])
 
-    def flaky(**values: Any) -> int:
+    def flaky(*args: Any, **values: Any) -> bool:
         failure = next(failures, None)
         if failure is not None:
             raise failure
-        return real(**values)
+        return real(*args, **values)
 
-    monkeypatch.setattr(inference._SPAWNED, "run", flaky)
+    monkeypatch.setattr(inference, "job_event_record", flaky)
     job = inference.job_spawn(job_id=processing)
 
     assert job is not None and job.gpu_call_id == "call-1"
     assert calls.spawned == ["call-1"] and calls.canceled == []
     assert Job.objects.get(pk=processing).gpu_call_id == "call-1"
+    started = JobEvent.objects.filter(job_id=processing, type=JobEventType.INFERENCE_STARTED)
+    assert [e.data["call_id"] for e in started] == ["call-1"]  # recorded once, with the id
 
 
 @pytest.mark.django_db(transaction=True)
@@ -109,12 +111,12 @@ def test_a_call_whose_id_cannot_be_recorded_is_canceled_and_the_next_attempt_wai
     processing: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = Calls(monkeypatch)
-    real = inference._SPAWNED.run
+    real = inference.job_event_record
 
-    def unreachable(**values: Any) -> int:
+    def unreachable(*args: Any, **values: Any) -> bool:
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(inference._SPAWNED, "run", unreachable)
+    monkeypatch.setattr(inference, "job_event_record", unreachable)
     with pytest.raises(OperationalError):
         inference.job_spawn(job_id=processing)
     assert calls.spawned == ["call-1"] and calls.canceled == ["call-1"], "never left running unrecorded"
@@ -122,7 +124,7 @@ def test_a_call_whose_id_cannot_be_recorded_is_canceled_and_the_next_attempt_wai
     assert (job.status, job.gpu_call_id, job.attempts) == (JobStatus.PROCESSING, "", 1)
     assert job.spawn_claimed_at is not None
 
-    monkeypatch.setattr(inference._SPAWNED, "run", real)
+    monkeypatch.setattr(inference, "job_event_record", real)
     # A retry while the claim is young starts nothing: the claim's holder may yet record its call.
     young = inference.job_spawn(job_id=processing)
     assert young is not None and young.gpu_call_id == "" and calls.spawned == ["call-1"]
