@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,15 +145,42 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
 def _landing(job: Job, filename: str) -> Iterator[Path]:
     """Where an output lands on its way to storage (media_create_output moves it there); whatever
     is left is removed after. A job in pieces joins them in a folder of its own. Any other output
-    is one new file in the temporary folder, named at random, with no folder of its own: where
-    making an inode is dear (it was most of a small output's store on the benchmarks' disk), one
-    is saved per output."""
+    is one new file, named at random, in this user's landing folder: no folder is made per output
+    (where making an inode is dear, it was most of a small output's store on the benchmarks' disk)."""
     if job.gpu_call_id == pieces.PIECES:
         with tempfile.TemporaryDirectory(prefix="auteur-out-") as tmp:
             yield Path(tmp) / filename
         return
-    dest = Path(tempfile.gettempdir()) / f"auteur-out-{uuid.uuid4().hex}{Path(filename).suffix[:16]}"
+    dest = landing_folder() / f"{uuid.uuid4().hex}{Path(filename).suffix[:16]}"
     try:
         yield dest
     finally:
         dest.unlink(missing_ok=True)
+
+
+_landing_folder: Path | None = None
+LANDING_LEFTOVER_SECONDS = 24 * 3600  # a store takes minutes; an older file was left by a killed process
+
+
+def landing_folder() -> Path:
+    """This user's folder in the temporary folder where job outputs land, which no other user can
+    enter (a directory of this uid, mode 0700, not a link: checked, or a private one is made
+    instead). Made once; the first use in a process removes leftovers of killed processes."""
+    global _landing_folder
+    if _landing_folder is not None and _landing_folder.is_dir():
+        return _landing_folder
+    folder = Path(tempfile.gettempdir()) / f"auteur-landing-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    found = os.lstat(folder)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or stat.S_IMODE(found.st_mode) & 0o077:
+        logger.warning("the landing folder %s is not this user's alone: using a private one instead", folder)
+        folder = Path(tempfile.mkdtemp(prefix="auteur-landing-"))
+    too_old = time.time() - LANDING_LEFTOVER_SECONDS
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < too_old:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+    _landing_folder = folder
+    return folder

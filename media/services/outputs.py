@@ -112,7 +112,13 @@ def media_create_output(
         source_job_id=job_id,
     )
     media.thumbnail_key = save_thumbnail(media=media, source=path, duration_ms=result.duration_ms)
-    get_storage().save_file(media.storage_key, path, media.mime_type)
+    try:
+        get_storage().save_file(media.storage_key, path, media.mime_type)
+    except BaseException:
+        if media.thumbnail_key:  # no row will point at it; the error to report is the store's
+            with contextlib.suppress(Exception):
+                media_delete_objects(keys=[media.thumbnail_key])
+        raise
     try:
         if transaction.get_connection().in_atomic_block:
             with transaction.atomic():  # a savepoint: a lost insert leaves the caller's transaction whole

@@ -24,6 +24,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -157,6 +158,10 @@ class LocalStorage(ObjectStorage):
     def save_file(self, key: str, path: Path, content_type: str) -> None:
         # Renamed beside the target, then over it, where the file is on the storage's filesystem:
         # its bytes are not written again. From another filesystem, copied as `save` does.
+        found = os.lstat(path)
+        if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:
+            # A file with another name elsewhere would be reachable by it once it is the object.
+            raise StorageError("only a regular file with no other link can be moved into the storage")
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         staged = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")

@@ -161,11 +161,11 @@ def test_a_prepared_insert_writes_what_the_orms_save_writes(jobs):
 
     media = dict(project=made[0].project, user=owner, name="a.wav", type="audio", mime_type="audio/wav",
                  status="ready", file_size_bytes=3, storage_key="k/a.wav", metadata={"generation": {"seed": 7}})
-    by_orm = MediaFile(**media)
-    by_orm.save(force_insert=True)
-    prepared = MediaFile(**{**media, "storage_key": "k/b.wav"})
-    PreparedInsert(MediaFile).run(prepared)
-    orm_row, prepared_row = _row(MediaFile, by_orm.pk), _row(MediaFile, prepared.pk)
+    media_by_orm = MediaFile(**media)
+    media_by_orm.save(force_insert=True)
+    media_prepared = MediaFile(**{**media, "storage_key": "k/b.wav"})
+    PreparedInsert(MediaFile).run(media_prepared)
+    orm_row, prepared_row = _row(MediaFile, media_by_orm.pk), _row(MediaFile, media_prepared.pk)
     for stamp in ("created_at", "updated_at"):
         orm_row.pop(stamp, None), prepared_row.pop(stamp, None)
     assert prepared_row == {**orm_row, "storage_key": "k/b.wav"}

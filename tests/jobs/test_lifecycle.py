@@ -286,13 +286,39 @@ def test_each_types_outputs_are_stored_as_ready_media_of_their_kind(user, projec
 
 @pytest.fixture
 def landing(tmp_path, monkeypatch):
-    """The temporary folder where a job's outputs land before they are stored."""
+    """The folder where a job's outputs land before they are stored, in a temporary folder of the test's."""
+    import os
     import tempfile
 
-    folder = tmp_path / "landing"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(outputs, "_landing_folder", None)
+    folder = outputs.landing_folder()
+    assert folder == tmp_path / f"auteur-landing-{os.getuid()}"
     return folder
+
+
+def test_the_landing_folder_is_this_users_alone_and_keeps_no_old_leftovers(tmp_path, monkeypatch):
+    import os
+    import stat
+    import tempfile
+    import time
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(outputs, "_landing_folder", None)
+    shared = tmp_path / f"auteur-landing-{os.getuid()}"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # made by someone else, open to every user: not used
+    folder = outputs.landing_folder()
+    assert folder != shared and folder.parent == tmp_path and stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+    monkeypatch.setattr(outputs, "_landing_folder", None)
+    shared.chmod(0o700)
+    old, fresh = shared / "old.wav", shared / "fresh.wav"
+    old.write_bytes(b"left by a killed process")
+    fresh.write_bytes(b"being stored now")
+    os.utime(old, (time.time() - 2 * outputs.LANDING_LEFTOVER_SECONDS,) * 2)
+    assert outputs.landing_folder() == shared
+    assert not old.exists() and fresh.exists()
 
 
 @pytest.mark.usefixtures("canned_results")

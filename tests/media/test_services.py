@@ -332,5 +332,38 @@ def test_save_file_that_fails_leaves_no_part_behind(local_storage, tmp_path, mon
     with pytest.raises(OSError):
         storage.save_file("projects/p/media/m/out.wav", source, "audio/wav")
     assert list((local_storage / "projects/p/media/m").iterdir()) == []
+    escape = tmp_path / "x"
+    escape.write_bytes(b"RIFF")
     with pytest.raises(ValueError):
-        storage.save_file("../escape.wav", tmp_path / "x", "audio/wav")
+        storage.save_file("../escape.wav", escape, "audio/wav")
+
+
+def test_save_file_moves_only_a_regular_file_with_no_other_name(local_storage, tmp_path):
+    """A file linked elsewhere too (or a link) would be reachable by that other name once stored."""
+    import os
+
+    from media.errors import StorageError
+
+    storage = get_storage()
+    linked = tmp_path / "out.wav"
+    linked.write_bytes(b"RIFF")
+    os.link(linked, tmp_path / "someone-elses-name")
+    link = tmp_path / "link.wav"
+    link.symlink_to(tmp_path / "someone-elses-name")
+    for path in (linked, link):
+        with pytest.raises(StorageError):
+            storage.save_file("projects/p/media/m/out.wav", path, "audio/wav")
+    assert not (local_storage / "projects/p/media/m/out.wav").exists()
+
+
+def test_an_output_that_cannot_be_stored_leaves_no_thumbnail(user, project, samples, local_storage, monkeypatch,
+                                                             tmp_path):
+    def full_disk(self, key, path, content_type):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LocalStorage, "save_file", full_disk)
+    with pytest.raises(OSError):
+        media_create_output(project_id=project.pk, user_id=user.pk, job_id=uuid.uuid4(), name="clip.mp4",
+                            type="video", mime_type="video/mp4", local_path=taken(samples.video, tmp_path))
+    assert not MediaFile.objects.exists()
+    assert not [p for p in local_storage.rglob("*") if p.is_file()]  # its thumbnail was removed too
