@@ -203,12 +203,24 @@ def credit_grant(
     return entry
 
 
-def credit_deduct_for_job(*, user: User, job_id: uuid.UUID, amount: int, description: str) -> CreditTransaction:
+def credit_deduct_for_job(
+    *, user: User, job_id: uuid.UUID, amount: int, description: str, new_job: bool = False
+) -> CreditTransaction:
     """Charge a job. Raises InsufficientCredits (402) and moves nothing when the balance is short.
 
-    A second call for the same job returns the first charge and moves nothing.
+    A second call for the same job returns the first charge and moves nothing. `new_job`: the
+    caller inserted the job in the transaction it holds open, so no charge of it can exist yet: the
+    charge takes no savepoint to survive a duplicate (one would end that transaction with an
+    error, the job's insert included), and a refusal is a refusal.
     """
     _require_positive(amount)
+    if new_job:
+        if not connection.in_atomic_block:
+            raise AssertionError("a new job is charged in the transaction that inserts it")
+        entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description, job_id=job_id)
+        if entry is None:
+            raise InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)
+        return entry
     try:
         with transaction.atomic():
             entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description,

@@ -167,6 +167,28 @@ def test_a_refused_deduct_leaves_the_callers_transaction_usable(funded_user):
     assert entry.balance_after == 0
 
 
+def test_a_new_jobs_charge_takes_no_savepoint_and_is_refused_as_any(funded_user, django_assert_num_queries):
+    """A job inserted in the caller's open transaction has no charge yet: it is charged in one
+    statement (no savepoint around it), refused as any charge is, and only inside that transaction."""
+    user = funded_user(10)
+    with transaction.atomic():
+        with django_assert_num_queries(1):
+            entry = credit_deduct_for_job(user=user, job_id=uuid.uuid4(), amount=4, description="x", new_job=True)
+        assert entry.balance_after == 6
+        with pytest.raises(InsufficientCredits) as exc:
+            credit_deduct_for_job(user=user, job_id=uuid.uuid4(), amount=7, description="x", new_job=True)
+        assert exc.value.details == {"balance": 6, "cost": 7}
+    assert snapshot(user) == (6, 2) and ledger_check() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_jobs_charge_outside_a_transaction_is_refused(funded_user):
+    user = funded_user(10)
+    with pytest.raises(AssertionError, match="transaction"):
+        credit_deduct_for_job(user=user, job_id=uuid.uuid4(), amount=1, description="x", new_job=True)
+    assert snapshot(user) == (10, 1)
+
+
 # ----------------------------------------------------------------------------- refunds
 
 

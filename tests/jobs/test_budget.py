@@ -40,9 +40,9 @@ class Cost:
 # A TTS job on the noop backend, whose call is done at the first look: one step does it all.
 JOB_LIFE_BUDGET: dict[str, Cost] = {
     # The request: its caller (the token's user), the project, the balance read before the
-    # charge; then one transaction: the job, the charge (in a savepoint: a refused charge keeps
-    # the transaction), the `created` event; the first step sent after commit.
-    "POST /jobs/tts": Cost(statements=8, commits=4, messages=1),
+    # charge; then one transaction: the job, the charge (no savepoint: the job is new, so no
+    # charge of it exists to collide with), the `created` event; the first step sent after commit.
+    "POST /jobs/tts": Cost(statements=6, commits=4, messages=1),
     # The job; the claim (type lock, the user's slots, the claim, the `processing` event); the
     # spawn's claim, then the call id with its `started` event (and whether the owner's webhooks
     # want it) in one statement; the inference's end; whether a job of its type waits for the unit
