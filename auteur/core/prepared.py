@@ -173,7 +173,6 @@ def _same(param: Any, slot: Any) -> bool:
     return isinstance(param, type(slot)) and isinstance(param, bool) == isinstance(slot, bool) and param == slot
 
 
-
 class PreparedInsert:
     """`instance.save(force_insert=True)` of a model whose primary key is given before the insert
     (nothing comes back from the database), its INSERT compiled once: `run(instance)` computes each

@@ -46,9 +46,9 @@ def job_event_record(
     params: list[Any] = [*(move[1] if move else ()), job_id, str(type), Jsonb(data), created_at, *(usage or ())]
     if kind is not None:  # the owner given when the caller knows it (state)
         params += [*([state.user_id] if state else ()), str(job_id), str(kind), str(kind)]
-    sql = _insert_sql(kind is not None, usage is not None, state is not None, moved=move is not None)
+    sql = _insert_sql(kind is not None, usage is not None, state is not None, move[0] if move else None)
     with connection.cursor() as cursor:
-        cursor.execute(sql if move is None else sql.replace(_MOVE, move[0], 1), params)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:  # the move matched nothing
         return False
@@ -61,16 +61,15 @@ def job_event_record(
     return True
 
 
-_MOVE = "<move>"  # where a move's UPDATE goes in the statement
-
-
 @functools.cache
-def _insert_sql(ask_subscriber: bool, with_usage: bool, owner_given: bool, *, moved: bool) -> str:
+def _insert_sql(ask_subscriber: bool, with_usage: bool, owner_given: bool, move_sql: str | None) -> str:
+    """The statement for each shape of event; `move_sql`: a move's UPDATE (each is compiled once
+    per process, so the statements built are as few as the moves)."""
     table = JobEvent._meta.db_table
     columns = ", ".join(JobEvent._meta.get_field(name).column  # type: ignore[union-attr, misc]
                         for name in ("job", "type", "data", "created_at"))
-    source = " FROM moved" if moved else ""
-    move = f"moved AS ({_MOVE} RETURNING 1), " if moved else ""
+    source = " FROM moved" if move_sql else ""
+    move = f"moved AS ({move_sql} RETURNING 1), " if move_sql else ""
     usage = f", usage AS ({USAGE_INSERT.format(source=source)})" if with_usage else ""
     subscriber = f"({subscriber_sql(owner_given)})" if ask_subscriber else "NULL"
     return f"""

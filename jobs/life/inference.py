@@ -92,10 +92,10 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
 
 
 def _record_call(job: Job, call_id: str, *, claimed: datetime, now: datetime) -> bool:
-    """Record the started call's id under the step's claim, with its event. While the database is out of reach
-    the id is only in this process: it keeps trying (outside a transaction) for a share of the
-    claim's life, then cancels the call and lets the error go, so the call is never left running
-    unrecorded while another step starts one."""
+    """Record the started call's id under the step's claim, with its event. While the database is
+    out of reach the id is only in this process: it keeps trying (outside a transaction) for a
+    share of the claim's life, then cancels the call and lets the error go, so the call is never
+    left running unrecorded while another step starts one."""
     deadline = time.monotonic() + repoll_after().total_seconds() * RECORD_RETRY_SHARE
     pause = 0.2
     move = _SPAWNED.statement(pk=job.pk, claimed=claimed, call_id=call_id, now=now)

@@ -120,11 +120,10 @@ def media_create_output(
                 media_delete_objects(keys=[media.thumbnail_key])
         raise
     try:
-        if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():  # a savepoint: a lost insert leaves the caller's transaction whole
-                _INSERT.run(media)
-        else:
-            _INSERT.run(media)  # one statement, committed by itself (no BEGIN, no COMMIT)
+        # Inside a caller's transaction, a savepoint: a lost insert leaves that transaction whole.
+        # Outside one, one statement committed by itself (no BEGIN, no COMMIT).
+        with transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext():
+            _INSERT.run(media)
     except IntegrityError:
         existing = MediaFile.objects.filter(source_job_id=job_id, name=name).first()
         if existing is not None:

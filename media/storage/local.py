@@ -135,21 +135,16 @@ class LocalStorage(ObjectStorage):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         tmp = Path(tmp_name)
-        meta_tmp = tmp.with_name(tmp.name + ".meta")
         written = 0
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
                     written += len(chunk)
-            meta_tmp.write_text(json.dumps({"content_type": content_type}))
-            self._move_in(_meta_name(key), meta_tmp)
-            self._move_in(key, tmp)
         except BaseException:
-            for leftover in (tmp, meta_tmp):
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
+            tmp.unlink(missing_ok=True)
             raise
+        self._move_in_typed(key, tmp, content_type)
         return written
 
     def save(self, key: str, fileobj: IO[bytes], content_type: str) -> None:
@@ -172,13 +167,18 @@ class LocalStorage(ObjectStorage):
                 raise
             super().save_file(key, path, content_type)
             return
-        meta = staged.with_name(staged.name + ".meta")
+        self._move_in_typed(key, staged, content_type)
+
+    def _move_in_typed(self, key: str, finished: Path, content_type: str) -> None:
+        """A finished file beside the target moved in under `key`, its Content-Type sidecar first;
+        when that fails, neither is left behind."""
+        meta = finished.with_name(finished.name + ".meta")
         try:
             meta.write_text(json.dumps({"content_type": content_type}))
             self._move_in(_meta_name(key), meta)
-            self._move_in(key, staged)
+            self._move_in(key, finished)
         except BaseException:
-            for leftover in (staged, meta):
+            for leftover in (finished, meta):
                 leftover.unlink(missing_ok=True)
             raise
 
