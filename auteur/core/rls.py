@@ -36,6 +36,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
@@ -134,6 +135,9 @@ class _Applied:
 
 _SET = "SELECT set_config('role', %s, false), set_config('" + USER_SETTING + "', %s, false)"
 _STATE = "_auteur_rls"
+# The statements the scope's may be sent with: queries, which may run inside a transaction block
+# (unlike CREATE DATABASE or VACUUM) and do not end one (unlike ROLLBACK or COMMIT).
+_QUERIES = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
 
 
 def _follow_scope(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
@@ -141,16 +145,39 @@ def _follow_scope(execute: Callable[..., Any], sql: str, params: Any, many: bool
     want = wanted()
     applied: _Applied | None = getattr(db, _STATE, None)
     idle = db.connection.info.transaction_status == TransactionStatus.IDLE
+    head = sql.lstrip()[:8].upper() if isinstance(sql, str) else ""
+    rollback = head == "ROLLBACK"
     if applied is None or applied.user_id != want or (idle and not applied.lasts):
-        with db.wrap_database_errors:
-            db.connection.execute(_SET, ("none" if want is None else API_ROLE, want or ""))
         applied = _Applied(want, lasts=idle and db.get_autocommit())
+        values = ("none" if want is None else API_ROLE, want or "")
+        cursor = context["cursor"].cursor
+        if not many and head.startswith(_QUERIES) and isinstance(cursor, psycopg.ClientCursor):
+            return _ahead_of(execute, sql, params, context, cursor, values, applied)
+        with db.wrap_database_errors:
+            db.connection.execute(_SET, values)
         setattr(db, _STATE, applied)
     try:
         return execute(sql, params, many, context)
     finally:
-        if not applied.lasts and sql.lstrip()[:8].upper() == "ROLLBACK":
-            setattr(db, _STATE, None)
+        if rollback and not applied.lasts:
+            setattr(db, _STATE, None)  # a scope set inside the transaction may just have been undone
+
+
+def _ahead_of(execute: Callable[..., Any], sql: str, params: Any, context: dict[str, Any],
+              cursor: psycopg.ClientCursor[Any], values: tuple[str, str], applied: _Applied) -> Any:
+    """The scope's statement sent with the query in one message: one round trip, not two. As one
+    simple query they succeed or fail together (in one implicit transaction when none is open), and
+    the cursor is then moved on to the query's own result. Until both ran the session's scope is
+    not known, so a failure leaves it to be set again before the next query."""
+    db: BaseDatabaseWrapper = context["connection"]
+    setattr(db, _STATE, None)
+    scope_sql = cursor.mogrify(_SET, values)
+    if params is not None:
+        scope_sql = scope_sql.replace("%", "%%")  # the query's own placeholders follow
+    result = execute(f"{scope_sql};\n{sql}", params, False, context)
+    cursor.nextset()
+    setattr(db, _STATE, applied)
+    return result
 
 
 def _on_connect(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:

@@ -25,6 +25,9 @@ if DATABASE_API_URL:
     DATABASES["owner"] = DATABASES["default"]
     DATABASES["default"] = env.db_url_config(DATABASE_API_URL)
 for _db in DATABASES.values():
+    # Django's backend with a health check that polls the socket instead of a round trip.
+    if _db.get("ENGINE") == "django.db.backends.postgresql":
+        _db["ENGINE"] = "auteur.core.postgres"
     _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {})["connect_timeout"] = 5

@@ -1,4 +1,5 @@
-"""A real JWKS endpoint on loopback for the token tests, counting the fetches it answers."""
+"""A real JWKS endpoint on loopback for the token tests, counting the fetches it answers; every
+statement sent to PostgreSQL, for the tests of what reaches the server."""
 
 from __future__ import annotations
 
@@ -12,11 +13,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.conf import settings
 
 from auteur.users.jwks import jwks_keys
+
+
+@pytest.fixture
+def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement this process sends to the server from now on, whether Django's wrappers
+    saw it or not (its health check, the session's scope)."""
+    statements: list[str] = []
+    real_execute = psycopg.Cursor.execute
+
+    def execute(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(query))
+        return real_execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    return statements
 
 
 def jwk_of(key: Any, kid: str, **extra: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@ only its caller's rows; workers, the tests' setup and the admin see everything."
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -136,6 +137,47 @@ def test_a_rolled_back_transaction_does_not_leave_the_session_unrestricted(alice
             assert everything() == alices  # the session moved to Alice inside the transaction
             raise RuntimeError
         assert everything() == alices
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_a_transaction", [False, True], ids=["on its own", "in a transaction"])
+def test_a_query_sent_with_the_scope_that_fails_leaves_no_scope_behind(alice: User, bob: User, in_a_transaction: bool):
+    """The scope's statement travels with the request's first query: when that query fails, the
+    scope it carried is undone with it, and the next query sets it again before it runs."""
+    alices, bobs = owned_rows(alice), owned_rows(bob)
+    with rls.request_scope():
+        rls.act_as(bob.pk)
+        assert everything() == bobs  # the session is Bob's
+        rls.act_as(alice.pk)  # a new caller: her first query carries her scope, and fails
+        maybe_atomic = transaction.atomic() if in_a_transaction else contextlib.nullcontext()
+        with pytest.raises(DatabaseError), maybe_atomic, connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0 FROM projects")
+        assert everything() == alices
+    assert len(everything()["projects"]) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scope_travels_with_the_first_query_in_one_statement(alice: User, sent_statements: list[str]):
+    alices = owned_rows(alice)
+    sent = sent_statements
+    sent.clear()
+    with rls.request_scope():
+        rls.act_as(alice.pk)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id::text FROM projects WHERE %s", [True])  # a placeholder after the scope's
+            assert cursor.fetchall() == [(p,) for p in alices["projects"]]
+            assert cursor.rowcount == 1
+        assert len(sent) == 1 and sent[0].startswith("SELECT set_config('role', 'auteur_api'")
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE projects SET name = 'renamed' WHERE id IS NOT NULL")
+            assert cursor.rowcount == 1  # the query's own count, not the scope's
+        assert len(sent) == 2  # the session kept its scope
+        rls.act_as(None)  # nobody's rows from here
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW app.user_id")  # not a query: the scope's statement goes first, on its own
+            assert cursor.fetchone() == ("",)
+        assert len(sent) == 4 and sent[2].startswith("SELECT set_config")
+    assert Project.objects.get().name == "renamed"
 
 
 def test_the_admin_sees_every_users_rows(alice: User, bob: User, superuser_client: Client):
