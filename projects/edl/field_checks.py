@@ -382,6 +382,19 @@ def _struct_check(compiled: _Compiled) -> Callable[[Any], Any]:
     return run
 
 
+def _structs_check(compiled: _Compiled) -> Callable[[Any], Any]:
+    """A list of Structs (a track's clips): each checked in place, so the list is its own
+    normalised value. A None item fails here (no attribute) and goes to check_document's path."""
+
+    def run(structs: list[Any]) -> Any:
+        for struct in structs:
+            if not _post(compiled, struct):
+                return _INVALID
+        return structs
+
+    return run
+
+
 def _post(compiled: _Compiled, struct: Any) -> bool:
     """The Python checks of a converted Struct's values (the values as the client sent them, which
     msgspec passed through), each replaced by its normalised form; False at the first problem."""
@@ -401,11 +414,16 @@ def _compiled_field(fld: BaseField) -> tuple[Any, Callable[[Any], Any] | None]:
         inner = _compile(fld.document_type, None, frozenset())
         return inner.type, (_struct_check(inner) if inner.post else None)
     if isinstance(fld, ListField):
-        item_type, item_post = _compiled_field(fld.field)
+        if isinstance(fld.field, EmbeddedDocumentField):
+            inner = _compile(fld.field.document_type, None, frozenset())
+            item_type, items_post = inner.type, (_structs_check(inner) if inner.post else None)
+        else:
+            item_type, item_post = _compiled_field(fld.field)
+            items_post = None if item_post is None else _items_check(item_post)
         if fld.field.null:
             item_type = item_type | None
         meta = msgspec.Meta(max_length=fld.max_length) if fld.max_length is not None else msgspec.Meta()
-        return Annotated[list[item_type], meta], (None if item_post is None else _items_check(item_post))  # type: ignore[valid-type]
+        return Annotated[list[item_type], meta], items_post  # type: ignore[valid-type]
     if isinstance(fld, IntField):
         return Annotated[int, msgspec.Meta(ge=fld.min_value, le=fld.max_value)], None
     if isinstance(fld, FloatField):

@@ -11,13 +11,15 @@ reported with its field path; the document is returned normalised (defaults fill
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+from django.db import connection
 
-from media.models import MediaFile, MediaStatus, MediaType
+from media.models import MediaStatus, MediaType
 from projects.edl.documents import CLIENT_FIELDS, COUNTED_LIMITS, EDL, SERVER_FIELDS, EdlLimits, edl_counts, edl_limits
 from projects.edl.effects import check_clip_effects, clip_speed, expected_duration_ms
 from projects.edl.field_checks import ROOT, Errors, check_document, compiled_check
@@ -186,31 +188,50 @@ def _check_media(project: Project, clips: list[tuple[tuple[int, int], str, dict[
         if raw_id not in canonical:
             canonical[raw_id] = str(uuid.UUID(raw_id))
         c["media_file_id"] = canonical[raw_id]  # stored in canonical form
-    ids = set(canonical.values())
-    if not ids:
+    if not canonical:
         return
     # One query for the whole timeline. Another project's file is reported exactly like a missing
     # one: its existence is not the caller's business.
-    media = {
-        str(row["id"]): row
-        for row in MediaFile.objects.filter(project_id=project.pk, pk__in=ids).values(
-            "id", "status", "type", "duration_ms"
-        )
-    }
+    media = _project_media(project, set(canonical.values()))
+    fits: dict[tuple[str, str], float | tuple[str, str]] = {}  # judged once per file and track type
     for where, track_type, clip in clips:
-        row = media.get(clip["media_file_id"])
-        path = _clip_path(*where)
-        if row is None:
-            errors.add(f"{path}.media_file_id", "No media file with this id in this project.")
-        elif row["status"] != MediaStatus.READY:
-            errors.add(f"{path}.media_file_id", f"The media file is not ready (status: {row['status']}).")
-        elif row["type"] not in COMPATIBLE_MEDIA[track_type]:
-            allowed = " or ".join(sorted(COMPATIBLE_MEDIA[track_type]))
-            errors.add(f"{path}.media_file_id", f"A {track_type} track takes {allowed} media, not {row['type']}.")
-        elif row["duration_ms"] is not None and row["type"] != MediaType.IMAGE and (
-            clip["out_point_ms"] > row["duration_ms"]
-        ):
-            errors.add(f"{path}.out_point_ms", f"Past the end of the media file ({row['duration_ms']} ms).")
+        key = (clip["media_file_id"], track_type)
+        fit = fits.get(key)
+        if fit is None:
+            fit = fits[key] = _media_fit(media.get(key[0]), track_type)
+        if isinstance(fit, tuple):
+            field, message = fit
+            errors.add(f"{_clip_path(*where)}.{field}", message)
+        elif clip["out_point_ms"] > fit:
+            errors.add(f"{_clip_path(*where)}.out_point_ms", f"Past the end of the media file ({int(fit)} ms).")
+
+
+_MEDIA_OF_PROJECT = (
+    "SELECT id::text, status, type, duration_ms FROM media_files WHERE project_id = %s AND id = ANY(%s::uuid[])"
+)
+
+
+def _project_media(project: Project, ids: set[str]) -> dict[str, tuple[str, str, int | None]]:
+    """{id: (status, type, duration_ms)} of those of `ids` that are this project's files."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MEDIA_OF_PROJECT, [project.pk, list(ids)])
+        return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+def _media_fit(row: tuple[str, str, int | None] | None, track_type: str) -> float | tuple[str, str]:
+    """How far into the file a clip of a `track_type` track may play (infinite when its length does
+    not bound it), or the (field, message) of why no clip of that track may play it at all."""
+    if row is None:
+        return ("media_file_id", "No media file with this id in this project.")
+    status, media_type, duration_ms = row
+    if status != MediaStatus.READY:
+        return ("media_file_id", f"The media file is not ready (status: {status}).")
+    if media_type not in COMPATIBLE_MEDIA[track_type]:
+        allowed = " or ".join(sorted(COMPATIBLE_MEDIA[track_type]))
+        return ("media_file_id", f"A {track_type} track takes {allowed} media, not {media_type}.")
+    if duration_ms is None or media_type == MediaType.IMAGE:
+        return math.inf
+    return duration_ms
 
 
 def _check_segments(segments: list[dict[str, Any] | None], errors: Errors) -> None:
