@@ -37,10 +37,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.http import HttpRequest, HttpResponse
+from psycopg import pq
 from psycopg.pq import TransactionStatus
 
 API_ROLE = "auteur_api"
@@ -136,7 +137,8 @@ class _Applied:
 _SET = "SELECT set_config('role', %s, false), set_config('" + USER_SETTING + "', %s, false)"
 _STATE = "_auteur_rls"
 # The statements the scope's may be sent with: queries, which may run inside a transaction block
-# (unlike CREATE DATABASE or VACUUM) and do not end one (unlike ROLLBACK or COMMIT).
+# (unlike CREATE DATABASE or VACUUM) and do not end one (unlike ROLLBACK or COMMIT); and only a
+# single statement (no ";"), so that nothing sent after the scope's can undo it unseen.
 _QUERIES = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
 
 
@@ -144,23 +146,30 @@ def _follow_scope(execute: Callable[..., Any], sql: str, params: Any, many: bool
     db: BaseDatabaseWrapper = context["connection"]
     want = wanted()
     applied: _Applied | None = getattr(db, _STATE, None)
-    idle = db.connection.info.transaction_status == TransactionStatus.IDLE
+    status = db.connection.info.transaction_status
     head = sql.lstrip()[:8].upper() if isinstance(sql, str) else ""
-    rollback = head == "ROLLBACK"
+    if head == "ROLLBACK":
+        # Reads nothing, so it needs no scope (and a failed transaction would refuse the scope's
+        # statement); it may undo a scope set inside the transaction: set again before the next query.
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            if applied is None or not applied.lasts:
+                setattr(db, _STATE, None)
+    if status == TransactionStatus.INERROR:
+        return execute(sql, params, many, context)  # refused by the server whatever its scope
+    idle = status == TransactionStatus.IDLE
     if applied is None or applied.user_id != want or (idle and not applied.lasts):
         applied = _Applied(want, lasts=idle and db.get_autocommit())
         values = ("none" if want is None else API_ROLE, want or "")
         cursor = context["cursor"].cursor
-        if not many and head.startswith(_QUERIES) and isinstance(cursor, psycopg.ClientCursor):
+        if (not many and head.startswith(_QUERIES) and ";" not in sql and isinstance(cursor, psycopg.ClientCursor)
+                and db.connection.pgconn.pipeline_status == pq.PipelineStatus.OFF):
             return _ahead_of(execute, sql, params, context, cursor, values, applied)
         with db.wrap_database_errors:
             db.connection.execute(_SET, values)
         setattr(db, _STATE, applied)
-    try:
-        return execute(sql, params, many, context)
-    finally:
-        if rollback and not applied.lasts:
-            setattr(db, _STATE, None)  # a scope set inside the transaction may just have been undone
+    return execute(sql, params, many, context)
 
 
 def _ahead_of(execute: Callable[..., Any], sql: str, params: Any, context: dict[str, Any],
@@ -175,7 +184,8 @@ def _ahead_of(execute: Callable[..., Any], sql: str, params: Any, context: dict[
     if params is not None:
         scope_sql = scope_sql.replace("%", "%%")  # the query's own placeholders follow
     result = execute(f"{scope_sql};\n{sql}", params, False, context)
-    cursor.nextset()
+    if not cursor.nextset():
+        raise InterfaceError("The session's scope and the query sent with it did not both answer.")
     setattr(db, _STATE, applied)
     return result
 

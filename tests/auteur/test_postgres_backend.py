@@ -1,16 +1,17 @@
-"""auteur.core.postgres: a kept connection is checked without a round trip when its socket is quiet,
-replaced when the server closed it, and checked by Django's `SELECT 1` whenever the socket says
-something or the session is not idle."""
+"""auteur.core.postgres: a kept connection used lately is checked without a round trip when its socket
+is quiet, replaced when the server closed it, and checked by Django's `SELECT 1` whenever the socket
+says something, the connection has been quiet a while, or the session is not idle."""
 
 from __future__ import annotations
 
 import select
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections
 
-from auteur.core.postgres.base import DatabaseWrapper
+from auteur.core.postgres.base import QUIET_SECONDS, DatabaseWrapper
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +33,7 @@ def test_the_settings_use_this_backend():
     assert isinstance(connections[DEFAULT_DB_ALIAS], DatabaseWrapper)
 
 
-def test_a_quiet_kept_connection_is_used_without_a_round_trip(sent_statements):
+def test_a_busy_kept_connection_is_used_without_a_round_trip(sent_statements):
     pid = backend_pid()
     as_a_new_request()
     sent_statements.clear()
@@ -79,23 +80,28 @@ def test_a_live_connection_with_something_to_read_passes_djangos_test(sent_state
         cursor.execute("UNLISTEN *")
 
 
-def test_a_session_not_idle_gets_djangos_test(monkeypatch):
-    backend_pid()
-    checked = []
-    def djangos_test(self: Any) -> bool:
-        checked.append(self)
-        return True
+def test_a_connection_quiet_for_a_while_gets_djangos_test(sent_statements):
+    pid = backend_pid()
+    db: Any = connections[DEFAULT_DB_ALIAS]
+    db._used_at -= QUIET_SECONDS  # its last query, as long ago
+    as_a_new_request()
+    sent_statements.clear()
+    assert backend_pid() == pid
+    assert sent_statements == ["SELECT 1", "SELECT pg_backend_pid()"]
 
-    monkeypatch.setattr("django.db.backends.postgresql.base.DatabaseWrapper.is_usable", djangos_test)
+
+def test_a_session_in_a_failed_transaction_is_not_reused():
+    backend_pid()
     raw = connection.connection
     raw.autocommit = False
     try:
-        raw.execute("SELECT 1")  # a transaction is open on the session
-        assert connection.is_usable()
-        assert checked == [connection]
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            raw.execute("SELECT 1 / 0")
+        assert not connection.is_usable()  # Django's test ran, and the failed transaction refused it
     finally:
         raw.rollback()
         raw.autocommit = True
+    assert connection.is_usable()
 
 
 def test_a_closed_or_broken_session_is_unusable_without_asking():

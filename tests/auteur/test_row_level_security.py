@@ -157,6 +157,41 @@ def test_a_query_sent_with_the_scope_that_fails_leaves_no_scope_behind(alice: Us
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_savepoint_rolled_back_after_a_query_that_carried_the_scope_leaves_the_transaction_usable(
+    alice: User, bob: User
+):
+    """A rollback to a savepoint undoes a scope set inside the transaction; the next query carries it
+    again and may fail, and the rollback of that failure needs no scope (the transaction refuses any
+    statement but a rollback by then)."""
+    alices, _ = owned_rows(alice), owned_rows(bob)
+    with rls.request_scope(), transaction.atomic():
+        rls.act_as(alice.pk)
+        assert everything() == alices
+        with connection.cursor() as cursor:
+            cursor.execute("SAVEPOINT outer_one")
+            cursor.execute("SAVEPOINT inner_one")
+            cursor.execute("ROLLBACK TO SAVEPOINT inner_one")  # the scope is set again before the next query
+            with pytest.raises(DatabaseError):
+                cursor.execute("SELECT 1 / 0 FROM projects")  # carries the scope, and fails
+            cursor.execute("ROLLBACK TO SAVEPOINT outer_one")
+        assert everything() == alices  # the transaction goes on, in Alice's scope
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sql_of_several_statements_gets_the_scope_on_its_own(alice: User, bob: User):
+    """A statement sent after the scope's in the same message could undo it unseen (a ROLLBACK of
+    the implicit transaction): SQL with a ";" gets the scope's statement first, on its own."""
+    alices, bobs = owned_rows(alice), owned_rows(bob)
+    with rls.request_scope():
+        rls.act_as(bob.pk)
+        assert everything() == bobs
+        rls.act_as(alice.pk)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1; ROLLBACK")
+        assert everything() == alices
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_scope_travels_with_the_first_query_in_one_statement(alice: User, sent_statements: list[str]):
     alices = owned_rows(alice)
     sent = sent_statements
