@@ -294,8 +294,8 @@ def main() -> None:
 
         # ---- Pending storage deletions (media.sweep): the due rows, oldest first, 500 at a time,
         # as media.services.sweep._delete_due_objects selects them; its index is `due_at`'s own.
-        sql("""INSERT INTO media_pendingobjectdeletion (key, due_at)
-               SELECT 'projects/x/' || g || '/upload', %(now)s::timestamptz + (g %% 1000 - 10) * interval '10 s'
+        sql("""INSERT INTO media_pendingobjectdeletion (key, due_at, bytes)
+               SELECT 'projects/x/' || g || '/upload', %(now)s::timestamptz + (g %% 1000 - 10) * interval '10 s', 0
                FROM generate_series(1, %(n)s) g""", {"now": now, "n": args.jobs})
         sql("VACUUM ANALYZE media_pendingobjectdeletion")
         with connection.cursor() as cursor:
