@@ -13,12 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
-import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.conf import settings
 
 from auteur.users.jwks import jwks_keys
+from tests.sent import on_each_statement
 
 
 @pytest.fixture
@@ -26,13 +26,7 @@ def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every statement this process sends to the server from now on, whether Django's wrappers
     saw it or not (its health check, the session's scope)."""
     statements: list[str] = []
-    real_execute = psycopg.Cursor.execute
-
-    def execute(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        statements.append(str(query))
-        return real_execute(cursor, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    on_each_statement(monkeypatch, lambda cursor, sql: statements.append(sql))
     return statements
 
 

@@ -29,6 +29,7 @@ from django.db import close_old_connections, connection
 from auteur.core import publishing
 from jobs.models import Job, JobStatus
 from tests.jobs.support import jobs_url, submit, valid_body
+from tests.sent import on_each_statement
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -75,15 +76,10 @@ class Meter:
 def metered(monkeypatch: pytest.MonkeyPatch) -> Iterator[Meter]:
     meter = Meter()
 
-    real_execute = psycopg.Cursor.execute
-
-    def count_statement(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        # Under Django's wrappers: what they send of their own (the health check, the scope) counts.
-        sql = query if isinstance(query, str) else repr(query)
+    def count_statement(cursor: psycopg.Cursor[Any], sql: str) -> None:
         meter.statements.append(sql)
         if cursor.connection.autocommit and sql.lstrip()[:6].upper() not in ("COMMIT", "BEGIN"):
             meter.commits += 1  # a statement outside a transaction commits by itself
-        return real_execute(cursor, query, *args, **kwargs)
 
     real_commit = connection.commit
 
@@ -93,7 +89,7 @@ def metered(monkeypatch: pytest.MonkeyPatch) -> Iterator[Meter]:
 
     monkeypatch.setattr(connection, "commit", count_commit)
     monkeypatch.setattr(publishing.unsent, "attempt", meter.sent.append)
-    monkeypatch.setattr(psycopg.Cursor, "execute", count_statement)
+    on_each_statement(monkeypatch, count_statement)
     yield meter
     monkeypatch.undo()
 
