@@ -11,18 +11,26 @@ be prepared.
 
 The placeholders must be values no caller passes as a constant of the same read: they are found
 among the compiled parameters by equality, and each must be found at least once.
+
+Each runs as a statement PostgreSQL plans once per session (auteur/core/postgres/plans.py), with
+the compiled constants written into its text and a parameter for each slot.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model, QuerySet
 from django.db.models.sql import InsertQuery, UpdateQuery
+
+from auteur.core.postgres.plans import Planned
 
 
 class PreparedRead:
@@ -55,13 +63,14 @@ class PreparedRead:
                 [col for col, _, _ in compiler.select]
             ).items()
         )
-        return _Compiled(sql, order, query.db, names, converters, model)
+        plan, slots = _planned(sql, order, connections[query.db])
+        return _Compiled(plan, slots, query.db, names, converters, model)
 
     def _run(self, values: dict[str, Any]) -> tuple[_Compiled, list[Any]]:
         compiled = self._compiled
         connection = connections[compiled.alias]
         with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, _params(compiled.order, values))
+            compiled.plan.execute(cursor, [slot.value(values) for slot in compiled.slots])
             rows: list[Any] = cursor.fetchall()
         if compiled.converters:  # as Django's compiler applies them (JSON decoded, say)
             converted = []
@@ -96,8 +105,8 @@ class PreparedRead:
 
 @dataclass(frozen=True)
 class _Compiled:
-    sql: str
-    order: tuple[Any, ...]  # the parameters, a _Slot where a value is given per call
+    plan: Planned
+    slots: tuple[_Slot, ...]  # the plan's parameters
     alias: str
     names: tuple[str, ...]
     converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
@@ -123,10 +132,16 @@ class PreparedUpdate:
         sql, params = query.get_compiler(queryset.db).as_sql()
         return sql, _slotted(sql, params, self._slots), queryset.db
 
-    def run(self, **values: Any) -> int:
+    @functools.cached_property
+    def _plan(self) -> tuple[Planned, tuple[_Slot, ...]]:
         sql, order, alias = self._compiled
+        return _planned(sql, order, connections[alias])
+
+    def run(self, **values: Any) -> int:
+        alias = self._compiled[2]
+        plan, slots = self._plan
         with transaction.mark_for_rollback_on_error(using=alias), connections[alias].cursor() as cursor:
-            cursor.execute(sql, _params(order, values))
+            plan.execute(cursor, [slot.value(values) for slot in slots])
             return int(cursor.rowcount)
 
     def statement(self, **values: Any) -> tuple[str, list[Any]]:
@@ -162,6 +177,29 @@ def _slotted(sql: str, params: tuple[Any, ...] | list[Any], slots: dict[str, Any
     return tuple(order)
 
 
+def _planned(sql: str, order: tuple[Any, ...], connection: BaseDatabaseWrapper) -> tuple[Planned, tuple[_Slot, ...]]:
+    """The compiled statement planned, its constants written into its text as literals (as
+    psycopg writes them, with the connection's adapters) and a parameter for each slot."""
+    connection.ensure_connection()
+    params = iter(order)
+    slots: list[_Slot] = []
+
+    def place(match: re.Match[str]) -> str:
+        if match.group() == "%%":
+            return "%%"
+        param = next(params)
+        if isinstance(param, _Slot):
+            slots.append(param)
+            return "%s"
+        return writer.mogrify("%s", [param]).replace("%", "%%")
+
+    with psycopg.ClientCursor(connection.connection) as writer:
+        text = re.sub("%%|%s", place, sql)
+    if next(params, _Slot) is not _Slot:  # a parameter left over (None is a parameter like any)
+        raise AssertionError(f"more parameters than placeholders: {sql}")
+    return Planned(text), tuple(slots)
+
+
 def _params(order: tuple[Any, ...], values: dict[str, Any]) -> list[Any]:
     """The compiled parameters with each slot's value for this call."""
     return [p.value(values) if isinstance(p, _Slot) else p for p in order]
@@ -184,7 +222,7 @@ class PreparedInsert:
         self._model = model
 
     @functools.cached_property
-    def _compiled(self) -> tuple[str, tuple[Field[Any, Any], ...], str]:
+    def _compiled(self) -> tuple[Planned, tuple[Field[Any, Any], ...], str]:
         fields = tuple(f for f in self._model._meta.local_concrete_fields if not f.generated)
         alias = router.db_for_write(self._model)
         query = InsertQuery(self._model)
@@ -192,10 +230,10 @@ class PreparedInsert:
         ((sql, params),) = query.get_compiler(alias).as_sql()
         if len(params) != len(fields) or sql.count("%s") != len(fields):
             raise AssertionError(f"only one plain placeholder per column can be prepared: {sql}")
-        return sql, fields, alias
+        return Planned(sql), fields, alias
 
     def run(self, instance: Model) -> None:
-        sql, fields, alias = self._compiled
+        plan, fields, alias = self._compiled
         connection = connections[alias]
         params = []
         for field in fields:
@@ -204,7 +242,7 @@ class PreparedInsert:
                 raise ValueError(f"{field.name}: an expression cannot be inserted by a prepared insert")
             params.append(field.get_db_prep_save(value, connection))
         with transaction.mark_for_rollback_on_error(using=alias), connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            plan.execute(cursor, params)
         instance._state.adding, instance._state.db = False, alias
 
 

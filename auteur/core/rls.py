@@ -138,8 +138,9 @@ _SET = "SELECT set_config('role', %s, false), set_config('" + USER_SETTING + "',
 _STATE = "_auteur_rls"
 # The statements the scope's may be sent with: queries, which may run inside a transaction block
 # (unlike CREATE DATABASE or VACUUM) and do not end one (unlike ROLLBACK or COMMIT); and only a
-# single statement (no ";"), so that nothing sent after the scope's can undo it unseen.
-_QUERIES = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
+# single statement (no ";"), so that nothing sent after the scope's can undo it unseen. PREPARE
+# and EXECUTE make and run a prepared statement, which PostgreSQL allows only for those queries.
+_QUERIES = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "PREPARE", "EXECUTE")
 
 
 def _follow_scope(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:

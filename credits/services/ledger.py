@@ -29,6 +29,7 @@ import uuid
 from django.db import IntegrityError, connection, transaction
 
 from auteur.core.errors import ApplicationError
+from auteur.core.postgres.plans import Planned
 from auteur.users.models import User
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import (
@@ -97,13 +98,14 @@ FROM moved
 RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
     created_by_id, created_at
 """
+_POST = Planned(_POST_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
                  "idempotency_key", "created_by_id", "created_at")
 
 
 def _post_once(params: dict[str, uuid.UUID | int | str | None]) -> CreditTransaction | None:
     with connection.cursor() as cursor:
-        cursor.execute(_POST_SQL, params)
+        _POST.execute(cursor, params)
         row = cursor.fetchone()
     return None if row is None else CreditTransaction.from_db(connection.alias, _POST_COLUMNS, row)
 

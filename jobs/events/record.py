@@ -15,6 +15,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from auteur.core.logging import job_id_var
+from auteur.core.postgres.plans import Planned
 from jobs.events.stream import JobState, job_stream_append
 from jobs.events.usage import USAGE_INSERT
 from jobs.events.webhooks import NOT_ASKED, job_event_webhooks_send, webhook_event_of
@@ -46,9 +47,9 @@ def job_event_record(
     params: list[Any] = [*(move[1] if move else ()), job_id, str(type), Jsonb(data), created_at, *(usage or ())]
     if kind is not None:  # the owner given when the caller knows it (state)
         params += [*([state.user_id] if state else ()), str(job_id), str(kind), str(kind)]
-    sql = _insert_sql(kind is not None, usage is not None, state is not None, move[0] if move else None)
+    statement = _insert(kind is not None, usage is not None, state is not None, move[0] if move else None)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        statement.execute(cursor, params)
         row = cursor.fetchone()
     if row is None:  # the move matched nothing
         return False
@@ -62,7 +63,7 @@ def job_event_record(
 
 
 @functools.cache
-def _insert_sql(ask_subscriber: bool, with_usage: bool, owner_given: bool, move_sql: str | None) -> str:
+def _insert(ask_subscriber: bool, with_usage: bool, owner_given: bool, move_sql: str | None) -> Planned:
     """The statement for each shape of event; `move_sql`: a move's UPDATE (each is compiled once
     per process, so the statements built are as few as the moves)."""
     table = JobEvent._meta.db_table
@@ -72,10 +73,10 @@ def _insert_sql(ask_subscriber: bool, with_usage: bool, owner_given: bool, move_
     move = f"moved AS ({move_sql} RETURNING 1), " if move_sql else ""
     usage = f", usage AS ({USAGE_INSERT.format(source=source)})" if with_usage else ""
     subscriber = f"({subscriber_sql(owner_given)})" if ask_subscriber else "NULL"
-    return f"""
+    return Planned(f"""
         WITH {move}event AS (INSERT INTO {table} ({columns}) SELECT %s, %s, %s, %s{source} RETURNING id){usage}
         SELECT event.id, {subscriber} FROM event
-    """  # noqa: S608 - names from the model, values as parameters
+    """)  # noqa: S608 - names from the model, values as parameters
 
 
 def job_event_committed(event: JobEvent, state: JobState | None = None, subscriber: Any = NOT_ASKED) -> None:

@@ -45,6 +45,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, OuterRef, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce, Greatest
 
+from auteur.core.postgres.plans import Planned
 from auteur.core.prepared import PreparedRead
 from auteur.core.rls import trusted
 from credits.models import SubscriptionStatus
@@ -94,7 +95,7 @@ def units_in_use(job_type: str, *, excluding: uuid.UUID | None = None) -> int:
 def others_waiting(job_type: str, user_id: uuid.UUID, *, most: int) -> int:
     """How many users other than `user_id` have a job of the type waiting (counted up to `most`)."""
     with trusted(), connection.cursor() as cursor:
-        cursor.execute(_OTHERS_WAITING_SQL, {"type": str(job_type), "user_id": user_id, "most": most})
+        _OTHERS_WAITING.execute(cursor, {"type": str(job_type), "user_id": user_id, "most": most})
         return int(cursor.fetchone()[0])
 
 
@@ -166,6 +167,7 @@ _EVERY_USER = 2**31 - 1
 _OTHERS_WAITING_SQL = _WAITING_USERS_CTE + """
 SELECT count(user_id) FROM waiting_users WHERE user_id <> %(user_id)s
 """
+_OTHERS_WAITING = Planned(_OTHERS_WAITING_SQL)
 
 # One round trip for everything a decision needs: the waiting users, then each one's head job,
 # running jobs and plan by jobs_user_status_created and the subscription's index.
@@ -189,6 +191,7 @@ LEFT JOIN (
 ) h ON h.type = %(type)s
 LEFT JOIN job_fair_share f ON f.type = %(type)s AND f.user_id = h.user_id
 """  # noqa: S608 - composed of this module's constant fragments only
+_TURN = Planned(_TURN_SQL)
 
 
 # A claim's read on a limited type, in one round trip: the user's slots (as jobs.life.slots reads
@@ -206,6 +209,7 @@ SELECT
     (SELECT plan FROM subscriptions WHERE user_id = %(user_id)s AND status = %(active)s ORDER BY id LIMIT 1)
 FROM jobs WHERE user_id = %(user_id)s AND status IN ('processing', 'pending', 'queued')
 """  # noqa: S608 - composed of this module's constant fragments only
+_SLOTS_AND_ROOM = Planned(_SLOTS_AND_ROOM_SQL)
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ def slots_and_room(job: Job, capacity: int) -> SlotsAndRoom:
     user's locks. With `room`, every waiting user may start: nobody's turn is at stake, and the
     claim starts its job without reading the order."""
     with connection.cursor() as cursor:
-        cursor.execute(_SLOTS_AND_ROOM_SQL, {
+        _SLOTS_AND_ROOM.execute(cursor, {
             "user_id": job.user_id, "priority": job.priority, "created_at": job.created_at, "type": job.type,
             "most": capacity, "active": SubscriptionStatus.ACTIVE.value,
         })
@@ -244,7 +248,7 @@ def locks(job_type: str, user_key: int) -> None:
 def turn_of(job_type: str) -> Turn:
     """The type's free units and its eligible users, the next to start first."""
     with connection.cursor() as cursor:
-        cursor.execute(_TURN_SQL, {"type": str(job_type), "most": _EVERY_USER,
+        _TURN.execute(cursor, {"type": str(job_type), "most": _EVERY_USER,
                                    "active": SubscriptionStatus.ACTIVE.value})
         rows = cursor.fetchall()
     in_inference, clock = rows[0][0], rows[0][1] or 0.0

@@ -31,6 +31,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from auteur.core.postgres.plans import Planned
 from auteur.core.prepared import PreparedRead, PreparedUpdate
 from credits.services.ledger import credit_refund_job
 from jobs import gpu_client
@@ -100,11 +101,12 @@ WITH claimed AS (
 )
 SELECT count(*) FROM claimed
 """
+_START_CHARGED = Planned(_START_CHARGED_SQL)
 
 
 def _start_charged(job: Job, *, now: datetime, run_deadline: datetime | None, step: float | None) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute(_START_CHARGED_SQL, {
+        _START_CHARGED.execute(cursor, {
             "now": now, "run_deadline": run_deadline, "job_id": job.pk, "status": job.status, "type": job.type,
             "user_id": job.user_id, "step": step,
         })

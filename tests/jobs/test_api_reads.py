@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 from rest_framework.renderers import JSONRenderer
 
 from auteur.core.throttling import hit
@@ -113,10 +114,16 @@ def test_the_detail_is_byte_for_byte_what_the_job_serializer_writes(auth_client,
 def test_reading_a_job_is_one_query(auth_client, job, django_assert_num_queries):
     # The token's account is proven by the job's row (its owner, active): no query of its own.
     # (A job still waiting costs one more, for its place in line: tests/jobs/test_queue_position.py.)
+    # The session's first read prepares the statement (auteur/core/postgres/plans.py), once.
     Job.objects.filter(pk=job.pk).update(status=JobStatus.PROCESSING)
+    assert auth_client.get(jobs_url(f"/{job.pk}")).status_code == 200
     with django_assert_num_queries(1) as captured:
         assert auth_client.get(jobs_url(f"/{job.pk}")).status_code == 200
-    assert '"jobs"' in captured.captured_queries[0]["sql"]
+    (sql,) = [query["sql"] for query in captured.captured_queries]
+    name = sql[sql.index("EXECUTE ") + 8:sql.index("(", sql.index("EXECUTE "))]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name = %s", [name])
+        assert 'FROM "jobs"' in cursor.fetchone()[0]
 
 
 def test_a_disabled_account_cannot_read_its_own_job(auth_client, job, funded):

@@ -202,6 +202,7 @@ def test_a_waiting_job_costs_the_detail_one_query_more_and_any_other_none(
 ):
     client = client_for(alice)
     job = make_job(alice, "tts", JobStatus.PENDING, 0)
+    client.get(jobs_url(f"/{job.pk}"))  # the session prepares its statements (auteur/core/postgres/plans.py)
     with django_assert_num_queries(2):
         assert client.get(jobs_url(f"/{job.pk}")).status_code == 200
     Job.objects.filter(pk=job.pk).update(status=JobStatus.PROCESSING)

@@ -1,1 +1,2 @@
-"""Django's PostgreSQL backend with a health check that costs no round trip (base.py)."""
+"""Django's PostgreSQL backend with a health check that costs no round trip (base.py), and
+statements planned once per session (plans.py)."""
