@@ -44,6 +44,8 @@ from django.http import HttpRequest, HttpResponse
 from psycopg import pq
 from psycopg.pq import TransactionStatus
 
+from auteur.core.postgres import plans
+
 API_ROLE = "auteur_api"
 USER_SETTING = "app.user_id"
 # The alias of the owner's login in a process whose `default` is the API's own login.
@@ -138,9 +140,11 @@ _SET = "SELECT set_config('role', %s, false), set_config('" + USER_SETTING + "',
 _STATE = "_auteur_rls"
 # The statements the scope's may be sent with: queries, which may run inside a transaction block
 # (unlike CREATE DATABASE or VACUUM) and do not end one (unlike ROLLBACK or COMMIT); and only a
-# single statement (no ";"), so that nothing sent after the scope's can undo it unseen. PREPARE
-# and EXECUTE make and run a prepared statement, which PostgreSQL allows only for those queries.
-_QUERIES = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "PREPARE", "EXECUTE")
+# single statement (no ";"), so that nothing sent after the scope's can undo it unseen. EXECUTE
+# runs a prepared statement, which PostgreSQL allows only for those queries; a planned
+# statement's PREPARE makes one (PREPARE TRANSACTION, which ends a transaction, is not one).
+_QUERIES = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "EXECUTE")
+_PLANNED = f"PREPARE {plans.PREFIX}"
 
 
 def _follow_scope(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
@@ -164,7 +168,8 @@ def _follow_scope(execute: Callable[..., Any], sql: str, params: Any, many: bool
         applied = _Applied(want, lasts=idle and db.get_autocommit())
         values = ("none" if want is None else API_ROLE, want or "")
         cursor = context["cursor"].cursor
-        if (not many and head.startswith(_QUERIES) and ";" not in sql and isinstance(cursor, psycopg.ClientCursor)
+        if (not many and (head.startswith(_QUERIES) or sql.startswith(_PLANNED)) and ";" not in sql
+                and isinstance(cursor, psycopg.ClientCursor)
                 and db.connection.pgconn.pipeline_status == pq.PipelineStatus.OFF):
             return _ahead_of(execute, sql, params, context, cursor, values, applied)
         with db.wrap_database_errors:

@@ -179,6 +179,9 @@ def test_a_new_jobs_charge_takes_no_savepoint_and_is_refused_as_any(funded_user,
         with django_assert_num_queries(1):
             entry = credit_deduct_for_job(user=user, job_id=uuid.uuid4(), amount=4, description="x", new_job=True)
         assert entry.balance_after == 6
+        with pytest.raises(InsufficientCredits) as exc:
+            credit_deduct_for_job(user=user, job_id=uuid.uuid4(), amount=7, description="x", new_job=True)
+        assert exc.value.details == {"balance": 6, "cost": 7}
     assert snapshot(user) == (6, 2) and ledger_check() == []
 
 

@@ -33,14 +33,6 @@ _READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 class DatabaseWrapper(base.DatabaseWrapper):
     _used_at = 0.0  # time.monotonic() when a cursor was last opened on the connection
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.planned: set[str] = set()  # the statements the session has prepared (plans.py)
-
-    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        self.planned = set()  # a new session has prepared nothing
-        return super().get_new_connection(conn_params)
-
     def create_cursor(self, name: str | None = None) -> Any:
         self._used_at = time.monotonic()  # after the health check, which Django runs just before
         return super().create_cursor(name)
