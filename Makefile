@@ -73,7 +73,8 @@ run: $(STAMP_RUN)
 # role's grants; the ledger's constraints, under races too; the prepared statements) run again on 15,
 # from Debian's postgresql-15 where it is installed, and are skipped, saying so, where it is not.
 PG15_BIN ?= /usr/lib/postgresql/15/bin
-PG15_TESTS := tests/auteur/test_row_level_security.py tests/auteur/test_prepared.py tests/credits/test_ledger_db.py \
+PG15_TESTS := tests/auteur/test_row_level_security.py tests/auteur/test_prepared.py tests/auteur/test_plans.py \
+	tests/credits/test_ledger_db.py \
 	tests/credits/test_concurrency.py tests/jobs/test_migrations.py
 
 # Lint first, so CI (which runs `make test`) cannot skip it; mypy's cache in .mypy_cache keeps a rerun quick.
