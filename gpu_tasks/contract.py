@@ -19,15 +19,20 @@ Payload (a JSON-able dict given to `backend.spawn(job_type, payload)`):
     the call's own directory). Outputs come back as `{"path": ...}` refs inside it. The local
     runner gives its sandboxed engine a folder of its own box instead, and copies the outputs
     it has checked from there to this one (gpu_tasks.local_runner).
-  * `upload_urls: {output_name: "https://signed-put-url"}`: the engine PUTs each named output
-    there (Modal, or local with object storage). Outputs come back as `{"uploaded": true}`.
+  * `output_targets: {output_name: {"key", "url", "headers", "max_bytes"}}`: where the engine
+    PUTs each named output (Modal, or the local backend given `upload_outputs`): one signed PUT
+    of at most `max_bytes`, with exactly `headers` (the Content-Type it is signed for), to the
+    object `key`. The worker makes a target for each of the type's large outputs
+    (`JobTypeSpec.uploaded_outputs`); the others come back by the next two forms. An uploaded
+    output comes back as `{"uploaded": true, "key", "size_bytes", "sha256"}`, which the worker
+    checks against the target it gave and the bytes it finds stored, before it keeps anything.
   * neither (Modal only): outputs come back inline as `{"data": <bytes>}` in the result.
 
 Result (`CallStatus.result` on success): a dict of type-specific fields (a transcript, durations,
 ...) plus `outputs: {output_name: output_ref}` where an output ref is exactly one of
 
     {"path": "/abs/file", "content_type": ..., "size_bytes": N, "filename": ...}
-    {"uploaded": True, "content_type": ..., "size_bytes": N, "filename": ...}
+    {"uploaded": True, "key": ..., "sha256": <hex>, "content_type": ..., "size_bytes": N, "filename": ...}
     {"data": b"...", "content_type": ..., "size_bytes": N, "filename": ...}
 
 and may also carry `metadata`: every parameter that shaped it (model, seed, steps, prompt...),
@@ -40,6 +45,7 @@ transcript is in the result).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -47,7 +53,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
@@ -143,20 +149,51 @@ def _raise_for_http(status: int, what: str) -> None:
     raise PermanentGpuError("invalid_input", f"{what} refused: HTTP {status}")
 
 
-def upload(path: Path, url: str, content_type: str, *, timeout: tuple[float, float] = HTTP_TIMEOUT) -> None:
+class _HashingReader:
+    """A file read once, front to back, by whoever sends it: its SHA-256 is known at the end."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh, self.size, self.digest = fh, size, hashlib.sha256()
+
+    def __len__(self) -> int:
+        return self.size  # the Content-Length of the PUT
+
+    def read(self, amount: int = -1) -> bytes:
+        chunk = self.fh.read(amount)
+        self.digest.update(chunk)
+        return chunk
+
+
+def upload_output(fh: BinaryIO, size: int, target: Any, content_type: str, *,
+                  timeout: tuple[float, float] = HTTP_TIMEOUT) -> dict[str, Any]:
+    """PUT the `size` bytes of `fh` (from its start) to an output target (see the module
+    docstring), streamed and hashed on the way; the fields of the output's `uploaded` ref."""
     import requests
 
+    if not isinstance(target, Mapping) or not all(isinstance(target.get(k), str) for k in ("key", "url")):
+        raise PermanentGpuError("invalid_input", "an output target is not {key, url, headers, max_bytes}")
+    headers = {str(k): str(v) for k, v in (target.get("headers") or {}).items()}
+    if headers.get("Content-Type", content_type) != content_type:
+        raise PermanentGpuError("internal", f"the output is {content_type}, and its target takes "
+                                            f"{headers['Content-Type']}")
+    max_bytes = target.get("max_bytes")
+    if isinstance(max_bytes, int) and size > max_bytes:
+        raise PermanentGpuError("invalid_input", f"the output has {size} bytes, more than its target's {max_bytes}")
+    reader = _HashingReader(fh, size)
     try:
-        with open(path, "rb") as fh:
-            resp = requests.put(url, data=fh, headers={"Content-Type": content_type}, timeout=timeout)
+        resp = requests.put(target["url"], data=reader, headers={"Content-Type": content_type, **headers},
+                            timeout=timeout)
         _raise_for_http(resp.status_code, "upload")
     except requests.RequestException as exc:
+        # The URL itself is never logged or returned: it is a bearer credential.
         raise TransientGpuError("network", f"upload failed: {type(exc).__name__}") from exc
+    return {UPLOADED: True, "key": target["key"], "size_bytes": size, "sha256": reader.digest.hexdigest()}
 
 
 def save_output(ref: Mapping[str, Any], dest: str | Path, *, policy: OutputPolicy,
-                limits: ResultLimits = DEFAULT_LIMITS) -> Path | None:
-    """Put an output at `dest` whatever form it came back in (None for 'uploaded': already stored).
+                limits: ResultLimits = DEFAULT_LIMITS) -> Path:
+    """Put an output at `dest`, from the file or the bytes it came back as. An `uploaded` output
+    is not saved here: its caller keeps the object it names (media.services.gpu_outputs).
 
     `ref` is a GPU container's word (see `gpu_tasks.results`): only the forms `policy` admits, a
     file only from inside the call's own output folder, bytes only up to the limits. `dest` is
@@ -168,7 +205,7 @@ def save_output(ref: Mapping[str, Any], dest: str | Path, *, policy: OutputPolic
     if form not in policy.forms:
         raise refused(f"an output comes as {form!r}, which this backend never produces")
     if form == UPLOADED:
-        return None
+        raise refused("an uploaded output is kept from the object it names, never saved as a file")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if form == PATH:
         if policy.root is None or not isinstance(ref[PATH], str):
@@ -232,11 +269,11 @@ class EngineContext:
         """Hand output `name` (written at `path`) to the caller in the payload's chosen form."""
         size = path.stat().st_size
         ref: dict[str, Any] = {"content_type": content_type, "size_bytes": size, "filename": path.name}
-        upload_urls = self.payload.get("upload_urls") or {}
+        targets = self.payload.get("output_targets") or {}
         out_dir = self.payload.get("output_dir")
-        if name in upload_urls:
-            upload(path, upload_urls[name], content_type, timeout=self.http_timeout)
-            ref["uploaded"] = True
+        if name in targets:
+            with open(path, "rb") as fh:
+                ref.update(upload_output(fh, size, targets[name], content_type, timeout=self.http_timeout))
         elif out_dir:
             target = Path(out_dir) / path.name
             if path.resolve() != target.resolve():
@@ -245,7 +282,7 @@ class EngineContext:
             ref["path"] = str(target.resolve())
         else:
             if size > MAX_INLINE_OUTPUT_BYTES:
-                raise PermanentGpuError("invalid_input", f"output {name} too large to return inline: give upload_urls")
+                raise PermanentGpuError("invalid_input", f"output {name} too large to return inline: give it a target")
             ref["data"] = path.read_bytes()
         self._outputs[name] = ref
         return ref

@@ -30,7 +30,7 @@ into the box before it starts (a URL downloaded when the child has no network; i
 path copied, since the worker's files are not the child's to read), and afterwards reads what
 the child wrote as untrusted input: outcome.json bounded in size, its result checked
 (`gpu_tasks.results`: only files inside box/out, opened without following links, plain JSON
-within the limits), each output copied into `out/` (or uploaded to its `upload_urls` entry).
+within the limits), each output copied into `out/` (or streamed to its `output_targets` entry).
 The box is then deleted, and in `uid` mode every process the uid still runs is killed, before
 the uid's lease goes back.
 
@@ -78,9 +78,9 @@ from gpu_tasks import _jsonfile
 from gpu_tasks import sandbox as isolation
 from gpu_tasks.announce import Announcement, Announcer, RedisAnnouncer, sane_progress
 from gpu_tasks.backends.base import CallStatus
-from gpu_tasks.contract import HTTP_TIMEOUT, MAX_INPUT_BYTES, download, input_ref_kind, status_record, upload
+from gpu_tasks.contract import HTTP_TIMEOUT, MAX_INPUT_BYTES, download, input_ref_kind, status_record, upload_output
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError, classify_exception
-from gpu_tasks.results import PATH, UPLOADED, OutputPolicy, ResultLimits, check_result, copy_output, open_output
+from gpu_tasks.results import PATH, OutputPolicy, ResultLimits, check_result, copy_output, open_output
 from gpu_tasks.runner_slots import RunnerSlots
 from gpu_tasks.sandbox import Sandbox, UidLeases
 
@@ -202,12 +202,12 @@ def _over_limit(exc: BaseException, limit: int) -> GpuError | None:
 def stage_inputs(payload: Mapping[str, Any], box: Path, sandbox: Sandbox, uid: int | None) -> dict[str, Any]:
     """The payload the engine child gets: its input refs made local files it can read (a URL
     downloaded when it has no network; a path copied when it runs as another uid), no upload
-    URLs, and its own output folder."""
+    targets, and its own output folder."""
     inputs = box / "inputs"
     counter = iter(range(1, 10_000))
 
     def stage(value: Any, key: str | None) -> Any:
-        if key in ("edl", "upload_urls", "output_dir"):
+        if key in ("edl", "output_targets", "output_dir"):
             return value
         if isinstance(value, Mapping):
             kind = _input_kind(value)
@@ -218,7 +218,7 @@ def stage_inputs(payload: Mapping[str, Any], box: Path, sandbox: Sandbox, uid: i
             return [stage(v, None) for v in value]
         return value
 
-    staged = {k: stage(v, k) for k, v in payload.items() if k not in ("upload_urls", "output_dir")}
+    staged = {k: stage(v, k) for k, v in payload.items() if k not in ("output_targets", "output_dir")}
     staged["output_dir"] = str(box / "out")
     return staged
 
@@ -274,25 +274,27 @@ def _copy_input(source: Path, dest: Path) -> None:
 
 def collect_outputs(call: Mapping[str, Any], result: Any, box: Path, out_dir: Path, limits: ResultLimits) -> Any:
     """The engine child's result as the runner reports it: checked as untrusted input (its
-    files only from box/out), each output copied into `out_dir` or uploaded to its URL."""
+    files only from box/out), each output copied into `out_dir`, or streamed from the box to its
+    target where the payload gives one (nothing of it is then written outside the box)."""
     checked = check_result(call["job_type"], result, policy=OutputPolicy(frozenset({PATH}), root=box / "out"),
                            limits=limits)
-    upload_urls = call["payload"].get("upload_urls") or {}
+    targets = call["payload"].get("output_targets") or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, dict[str, Any]] = {}
     for name, ref in checked.get("outputs", {}).items():
         fd = open_output(ref[PATH], box / "out", max_bytes=limits.max_file_bytes, name=f"output {name}")
+        kept = {k: v for k, v in ref.items() if k != PATH}
+        if name in targets:
+            with os.fdopen(fd, "rb") as fh:
+                size = os.fstat(fd).st_size
+                kept.update(upload_output(fh, size, targets[name], ref["content_type"], timeout=HTTP_TIMEOUT))
+            outputs[name] = kept
+            continue
         dest = out_dir / ref["filename"]
         if dest.exists() or dest.is_symlink():
             dest = out_dir / f"{name}-{ref['filename']}"
         size = copy_output(fd, dest, max_bytes=limits.max_file_bytes, name=f"output {name}")
-        kept = {**ref, PATH: str(dest), "size_bytes": size}
-        if name in upload_urls:
-            upload(dest, upload_urls[name], ref["content_type"], timeout=HTTP_TIMEOUT)
-            dest.unlink()
-            kept.pop(PATH)
-            kept[UPLOADED] = True
-        outputs[name] = kept
+        outputs[name] = {**kept, PATH: str(dest), "size_bytes": size}
     return {**checked, "outputs": outputs} if "outputs" in checked else checked
 
 

@@ -7,7 +7,10 @@ bytes, a transcript of a billion words, NaN. So a result is kept only as far as 
 backend itself produces (`OutputPolicy`):
 
 - output refs of the forms the backend makes: Modal and the noop backend upload objects or
-  return bytes inline; the local backend leaves files inside the call's own output folder. A
+  return bytes inline; the local backend leaves files inside the call's own output folder (or
+  uploads them, where it is given targets). An uploaded object is named by its key, its size and
+  its SHA-256, all three the container's word: the worker uses none of them before it has
+  checked them against the target it gave the call and the bytes it finds there. A
   path is opened without following a final symlink, must be a regular file with no other link,
   and must lie inside that folder once opened (the kernel's own name for the open file is what
   is compared, so a symlink anywhere on the way, or a link inside the folder that points out, is
@@ -60,6 +63,8 @@ MAX_LANGUAGE_CHARS = 16
 MAX_MS = 2**31 - 1
 MAX_ANSWER_CHARS = 20_000
 MAX_TIMESTAMPS = 1_000
+MAX_OBJECT_KEY_CHARS = 500
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
 
 # What each kind of media output may claim to be: the formats the engines write, and their
 # usual aliases. The store step probes the file anyway; this keeps a ref from labelling an
@@ -191,7 +196,14 @@ def check_output_ref(
     else:
         if ref[UPLOADED] is not True:
             raise refused(f"output {name}'s 'uploaded' is not true")
-        checked[UPLOADED] = True
+        key, sha256 = ref.get("key"), ref.get("sha256")
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_OBJECT_KEY_CHARS:
+            raise refused(f"output {name} names no object key")
+        if size is None or size > limits.max_file_bytes:
+            raise refused(f"output {name} has no size, or one larger than {limits.max_file_bytes} bytes")
+        if not isinstance(sha256, str) or not SHA256_HEX.match(sha256):
+            raise refused(f"output {name} has no SHA-256 (64 lowercase hexadecimal digits)")
+        checked.update({UPLOADED: True, "key": key, "sha256": sha256})
     if "metadata" in ref:
         if not isinstance(ref["metadata"], dict):
             raise refused(f"output {name}'s metadata is not an object")

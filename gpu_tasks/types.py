@@ -61,6 +61,10 @@ class OutputKind(StrEnum):
         return self in (OutputKind.VIDEO, OutputKind.AUDIO, OutputKind.IMAGE, OutputKind.CAPTIONS)
 
 
+# The one type every engine writes each kind of large output in, which an upload target is signed for.
+UPLOAD_CONTENT_TYPES: Mapping[OutputKind, str] = {OutputKind.VIDEO: "video/mp4", OutputKind.AUDIO: "audio/wav"}
+
+
 # Per GPU class, the most containers Modal may run at once.
 GPU_CLASS_MAX_CONCURRENCY: Mapping[GpuClass, int] = MappingProxyType(
     {GpuClass.A100_80GB: 10, GpuClass.L40S: 20, GpuClass.A10G: 50, GpuClass.L4: 100, GpuClass.CPU: 20}
@@ -106,6 +110,15 @@ class JobTypeSpec:
     def output_kind(self, name: str) -> OutputKind:
         """The kind of the output called `name`."""
         return self.side_outputs.get(name, self.output)
+
+    @property
+    def uploaded_outputs(self) -> Mapping[str, str]:
+        """{output name: content type} of the outputs that may be large (the type's video or
+        audio, named after its kind): a backend that uploads outputs is given a target for each,
+        and the engine PUTs the file there in that type. Images, captions and data stay inline."""
+        if self.output in (OutputKind.VIDEO, OutputKind.AUDIO):
+            return MappingProxyType({self.output.value: UPLOAD_CONTENT_TYPES[self.output]})
+        return MappingProxyType({})
 
     @property
     def local(self) -> bool:

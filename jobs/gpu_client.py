@@ -26,7 +26,7 @@ from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
 from gpu_tasks.input_bounds import Bound, Choices, InputBound, Resolution
 from gpu_tasks.languages import LANGUAGE_CHOICES, describe
 from gpu_tasks.pieces import Piece, pieces_between, plan_pieces, stitch_transcript
-from gpu_tasks.results import ResultLimits, check_result
+from gpu_tasks.results import UPLOADED, ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
 
@@ -35,8 +35,9 @@ from gpu_tasks.sandbox import detect as detect_sandbox
 # bounds each type's engines declare of a request's fields (the inputs read them: written once),
 # and how a long file is cut into pieces and their results stitched or joined (jobs.life.pieces).
 __all__ = [
-    "LANGUAGE_CHOICES", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError", "InputBound",
-    "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once", "input_bounds",
+    "LANGUAGE_CHOICES", "UPLOADED", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError",
+    "InputBound", "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once",
+    "input_bounds",
     "join_pieces", "parse_announcements", "pieces_between", "plan_pieces",
     "stitch_transcript", "turns_of",
 ]
@@ -67,6 +68,7 @@ def backend() -> GpuBackend:
         noop_spawn_latency_s=getattr(settings, "AUTEUR_NOOP_SPAWN_LATENCY_MS", 0) / 1000,
         result_limits=result_limits(),
         sandbox=sandbox(),
+        upload_outputs=settings.AUTEUR_GPU_LOCAL_UPLOAD_OUTPUTS,
     )
 
 
@@ -89,8 +91,8 @@ def checked_result(job_type: str, call_id: str, result: Any) -> dict[str, Any]:
     return check_result(job_type, result, policy=backend().output_policy(call_id), limits=result_limits())
 
 
-def save_output(call_id: str, ref: dict[str, Any], dest: Path) -> Path | None:
-    """Keep one output of `call_id` (a checked ref) at `dest`; None when it was uploaded."""
+def save_output(call_id: str, ref: dict[str, Any], dest: Path) -> Path:
+    """Keep one output of `call_id` (a checked ref, a file or bytes) at `dest`."""
     return contract.save_output(ref, dest, policy=backend().output_policy(call_id), limits=result_limits())
 
 
@@ -114,8 +116,9 @@ def join_pieces(pieces: list[Path], source: Path, dest: Path, *, preset_name: st
         policy = joiner.output_policy(call_id)
         result = check_result("compression", status.result, policy=policy, limits=result_limits())
         video = (result.get("outputs") or {}).get("video")
-        if video is None or contract.save_output(video, dest, policy=policy, limits=result_limits()) is None:
+        if video is None:
             raise PermanentGpuError("invalid_result", "the join delivered no video")
+        contract.save_output(video, dest, policy=policy, limits=result_limits())
     finally:
         joiner.release(call_id)
     return dest
@@ -174,6 +177,12 @@ def holds_announcements() -> bool:
 
 def stored_call_ids(call_id: str) -> list[str]:
     return backend().stored_call_ids(call_id)
+
+
+def output_targets(job_type: str) -> Mapping[str, str]:
+    """{output name: content type} of the outputs a call of the type PUTs to targets the spawn
+    gives (gpu_tasks.contract); empty when they all come back in its result."""
+    return backend().output_targets(job_type)
 
 
 def spawn(job_type: str, payload: dict[str, Any]) -> str:

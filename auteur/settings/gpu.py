@@ -31,6 +31,10 @@ AUTEUR_MODAL_APP = env.str("AUTEUR_MODAL_APP", default="auteur-gpu")
 AUTEUR_GPU_OUTPUT_MAX_BYTES = env.int("AUTEUR_GPU_OUTPUT_MAX_BYTES", default=8 * 1024**3)
 AUTEUR_GPU_INLINE_OUTPUT_MAX_BYTES = env.int("AUTEUR_GPU_INLINE_OUTPUT_MAX_BYTES", default=256 * 1024**2)
 AUTEUR_GPU_RESULT_MAX_BYTES = env.int("AUTEUR_GPU_RESULT_MAX_BYTES", default=16 * 1024**2)
+# Whether the local backend's runners PUT a type's video or audio to a signed URL of the object
+# storage, as Modal's calls always do, rather than leaving it in the call's folder for the worker
+# to store (for runners on machines that share no disk with the worker's storage).
+AUTEUR_GPU_LOCAL_UPLOAD_OUTPUTS = env.bool("AUTEUR_GPU_LOCAL_UPLOAD_OUTPUTS", default=False)
 # How the probe's children and the local engines are isolated (gpu_tasks/sandbox.py): "auto"
 # takes the best this machine allows (a uid of their own from AUTEUR_SANDBOX_UID_BASE + 0..COUNT
 # and no network as root or with CAP_SETUID; a user and network namespace otherwise; none where

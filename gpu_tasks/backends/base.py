@@ -19,6 +19,9 @@ Contract (what `jobs/gpu_client.py` relies on):
   unreachable): the call may still be running, so poll again later.
 - `cancel(call_id)`: best effort and idempotent; cancelling a finished or unknown call is a no-op.
 - `release(call_id)`: the caller has stored the outputs; the backend may delete its files.
+- `output_targets(job_type)`: {output name: content type} of the outputs the type's calls
+  upload to targets the caller gives in the payload (`gpu_tasks.contract`); empty where every
+  output comes back in the result.
 - `output_policy(call_id)`: the output refs this backend produces for the call (their forms,
   and the call's own output folder where it leaves files). A result is kept only as far as it
   fits (`gpu_tasks.results`): a call's container is not trusted to say where its outputs are.
@@ -148,6 +151,11 @@ class GpuBackend(ABC):
 
     def release(self, call_id: str) -> None:
         return None
+
+    def output_targets(self, job_type: str) -> Mapping[str, str]:
+        """{output name: content type} of the outputs this backend's calls of `job_type` PUT to
+        the targets the caller gives (see the module docstring); none by default."""
+        return {}
 
     def output_policy(self, call_id: str) -> OutputPolicy:
         """The output refs this backend produces for `call_id`: by default uploaded objects and

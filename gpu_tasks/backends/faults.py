@@ -149,5 +149,8 @@ class FaultInjectingBackend(GpuBackend):
         if _FAULT_ID.match(call_id) is None:
             self.inner.release(call_id)
 
+    def output_targets(self, job_type: str) -> Mapping[str, str]:
+        return self.inner.output_targets(job_type)
+
     def output_policy(self, call_id: str) -> OutputPolicy:
         return self.inner.output_policy(call_id)

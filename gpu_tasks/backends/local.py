@@ -87,6 +87,7 @@ class LocalBackend(GpuBackend):
         announce_url: str | None = None,
         result_limits: ResultLimits | None = None,
         sandbox: Sandbox | None = None,
+        upload_outputs: bool = False,
     ) -> None:
         self.base_dir = Path(base_dir)
         self.python = python or sys.executable
@@ -102,6 +103,9 @@ class LocalBackend(GpuBackend):
         # the runner on its stdin, never in its environment or files, which the engine can read.
         self.announce_url = announce_url
         self.result_limits = result_limits or ResultLimits()
+        # Whether the runner PUTs a type's large outputs to targets the caller gives (object
+        # storage that is not this machine's disk), instead of leaving them in the call's folder.
+        self.upload_outputs = upload_outputs
         self.sandbox = sandbox if sandbox is not None else isolation.detect()
         isolation.log_once(self.sandbox, logger)
 
@@ -115,6 +119,8 @@ class LocalBackend(GpuBackend):
             spec = get_spec(job_type)
         except GpuError as exc:
             return exc.message
+        if spec.job_type.value in self.engines:
+            return None  # an engine of the backend's own for the type (a join, the tests' probes)
         if not spec.local:
             return f"{spec.job_type.value} has no engine on the local backend"
         if spec.weights is None:
@@ -123,6 +129,9 @@ class LocalBackend(GpuBackend):
 
     def languages(self, job_type: str) -> frozenset[str]:
         return engine_languages(job_type, "local")
+
+    def output_targets(self, job_type: str) -> Mapping[str, str]:
+        return get_spec(job_type).uploaded_outputs if self.upload_outputs else {}
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)

@@ -10,7 +10,9 @@ Deploy the app first (`modal deploy gpu_tasks/modal_app.py`, see that module). T
 - cancel: `FunctionCall.cancel()`.
 
 Payloads must carry inputs as URLs (`{"url": ...}`: the worker's paths don't exist in Modal's
-containers); `output_dir` is dropped; outputs are PUT to `upload_urls` or returned inline.
+containers); `output_dir` is dropped; a type's large outputs are PUT to the `output_targets`
+the worker gives (a call's return travels through Modal's return path, capped at 256 MiB), the
+others returned inline.
 
 Errors. The function classifies its own failures (the outcome record); what remains is Modal's:
 - transient (spawn again / poll again later): connection errors, Modal's 5xx and internal
@@ -94,6 +96,9 @@ class ModalBackend(GpuBackend):
 
     def languages(self, job_type: str) -> frozenset[str]:
         return engine_languages(job_type, "modal")
+
+    def output_targets(self, job_type: str) -> Mapping[str, str]:
+        return get_spec(job_type).uploaded_outputs
 
     def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
         spec = get_spec(job_type)

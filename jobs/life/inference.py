@@ -6,6 +6,7 @@ import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
@@ -21,6 +22,8 @@ from jobs.life import pieces
 from jobs.life.status import job_inference_ended
 from jobs.models import Job, JobEventType, JobStatus
 from jobs.specs import job_spec
+from media.services.gpu_outputs import media_output_targets
+from media.services.uploads import SINGLE_PUT_MAX_BYTES
 
 MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
 PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on every poll
@@ -81,7 +84,7 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
     if not _SPAWN_CLAIMED.run(pk=job.pk, stale=claimed - repoll_after(), now=claimed):
         # Another delivery of this step is starting the call (or the job moved on): it carries on.
         return Job.objects.filter(pk=job_id).first()
-    call_id = gpu_client.spawn(job.type, job_spec(job.type).build_payload(job))
+    call_id = gpu_client.spawn(job.type, _payload(job))
     now = timezone.now()
     if not _record_call(job, call_id, claimed=claimed, now=now):
         # The job was canceled or failed while the call started: the call is surplus.
@@ -89,6 +92,25 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         return Job.objects.filter(pk=job_id).first()
     job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
     return job
+
+
+def _payload(job: Job) -> dict[str, Any]:
+    """What the job's call is given: its spec's payload, and a target for each output the call
+    uploads (media.services.gpu_outputs), whose URL lasts as long as the call may: until it may
+    start (the window of every signed URL of the payload) and run its limit after that."""
+    payload = job_spec(job.type).build_payload(job)
+    wanted = gpu_client.output_targets(job.type)
+    if wanted:
+        payload["output_targets"] = media_output_targets(
+            job_id=job.pk, user_id=job.user_id, outputs=wanted, max_bytes=output_target_max_bytes(),
+            ttl_seconds=settings.AUTEUR_SIGNED_URL_TTL_SECONDS + math.ceil(inference_limit_seconds(job)),
+        )
+    return payload
+
+
+def output_target_max_bytes() -> int:
+    """The largest output a target takes: the largest output file accepted, within one PUT."""
+    return min(settings.AUTEUR_GPU_OUTPUT_MAX_BYTES, SINGLE_PUT_MAX_BYTES)
 
 
 def _record_call(job: Job, call_id: str, *, claimed: datetime, now: datetime) -> bool:

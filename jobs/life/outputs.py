@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -26,6 +27,7 @@ from jobs.models import Job, JobStatus
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
+from media.services.gpu_outputs import OutputRefused, staged_output
 from media.services.outputs import media_create_output, media_delete_job_outputs
 
 logger = logging.getLogger(__name__)
@@ -116,27 +118,28 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
         if job.project_id is None:
             break  # the project was deleted meanwhile; its job is being canceled
         kind = engine.output_kind(name)
-        media_type = kind.value if kind.is_media else OutputKind.VIDEO.value
         filename = ref["filename"]
-        with _landing(job, filename) as dest:
-            if job.gpu_call_id == pieces.PIECES:
-                local: Path | None = pieces.pieces_save_output(job, name, dest)
-            else:
-                local = gpu_client.save_output(job.gpu_call_id, ref, dest)
-            if local is None:
-                continue
-            media = media_create_output(
-                project_id=job.project_id,
-                user_id=job.user_id,
-                job_id=job.id,
-                name=f"{job.type}-{str(job.id)[:8]}-{filename}",
-                type=media_type,
-                mime_type=ref["content_type"],
-                local_path=local,
-                generation=ref.get("metadata"),
-                derived_from=derived_from,
-                first_store=first_store,
-            )
+        media_type = kind.value if kind.is_media else OutputKind.VIDEO.value
+        output = functools.partial(
+            media_create_output, project_id=job.project_id, user_id=job.user_id, job_id=job.id,
+            name=f"{job.type}-{str(job.id)[:8]}-{filename}", type=media_type,
+            mime_type=ref["content_type"], generation=ref.get("metadata"), derived_from=derived_from,
+            first_store=first_store,
+        )  # fmt: skip
+        if ref.get(gpu_client.UPLOADED) and job.gpu_call_id != pieces.PIECES:
+            # PUT by the call to the target its spawn gave (jobs.life.inference): checked there.
+            expected = engine.uploaded_outputs.get(name, "")
+            try:
+                media = output(staged=staged_output(job_id=job.id, name=name, content_type=expected, ref=ref))
+            except OutputRefused as exc:
+                raise gpu_client.PermanentGpuError("invalid_result", exc.message) from None
+        else:
+            with _landing(job, filename) as dest:
+                if job.gpu_call_id == pieces.PIECES:
+                    local = pieces.pieces_save_output(job, name, dest)
+                else:
+                    local = gpu_client.save_output(job.gpu_call_id, ref, dest)
+                media = output(local_path=local)
         stored.append(str(media.pk))
     return stored
 

@@ -270,10 +270,10 @@ def pieces_save_output(job: Job, name: str, dest: Path) -> Path:
     files = []
     for piece in pieces:
         ref = ((piece.result or {}).get("outputs") or {}).get(name)
-        local = gpu_client.save_output(piece.call_id, ref, dest.parent / f"piece-{piece.index}.mp4") if ref else None
-        if local is None:
+        if not ref:
             raise PermanentGpuError("internal", f"piece {piece.index}'s {name} was not kept")
-        files.append(local)
+        # (A piece's call is given no output target: a piece is a short span, and its file joins the others here.)
+        files.append(gpu_client.save_output(piece.call_id, ref, dest.parent / f"piece-{piece.index}.mp4"))
     with get_storage().local_path(media.storage_key) as source:
         join_pieces(files, source, dest, preset_name=str((pieces[0].result or {}).get("preset")),
                     timeout_s=job_spec(job.type).time_limit_seconds)

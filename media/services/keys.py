@@ -88,6 +88,24 @@ def object_keys(media: MediaFile) -> list[str]:
     return [k for k in (media.storage_key, media.thumbnail_key, media.caption_key) if k]
 
 
+# Where GPU calls PUT their large outputs (media.services.gpu_outputs): one folder per call
+# (a random token) under its job's, one key per output name. No media key starts so.
+STAGING_DIR = "gpu-outputs"
+STAGING_KEY = re.compile(
+    rf"^{STAGING_DIR}/(?P<job>[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}})"
+    r"/(?P<call>[0-9a-f]{32})/(?P<name>[a-z][a-z0-9_]{0,39})\Z"
+)
+
+
+def staging_folder(*, job_id: uuid.UUID | str, token: str) -> str:
+    return f"{STAGING_DIR}/{job_id}/{token}"
+
+
+def is_staging_key(key: str) -> bool:
+    """Whether `key` is where a GPU call may PUT an output (a signed target, not a file's upload)."""
+    return STAGING_KEY.match(key) is not None
+
+
 def is_public_key(key: str) -> bool:
     """Whether the key (or a folder's prefix) names the public store."""
     return key == PUBLIC_DIR or key.startswith(f"{PUBLIC_DIR}/")

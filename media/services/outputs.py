@@ -29,6 +29,7 @@ from media.services.deletion import (
     schedule_object_deletion,
     schedule_public_deletion,
 )
+from media.services.gpu_outputs import StagedOutput, check_staged, media_take_staged
 from media.services.keys import (
     MAX_FILENAME_LENGTH,
     media_key,
@@ -64,7 +65,8 @@ def media_create_output(
     name: str,
     type: str,
     mime_type: str,
-    local_path: str | Path,
+    local_path: str | Path | None = None,
+    staged: StagedOutput | None = None,
     generation: dict[str, Any] | None = None,
     derived_from: uuid.UUID | str | None = None,
     first_store: bool = False,
@@ -76,6 +78,10 @@ def media_create_output(
     `derived_from`: the input file the output is a version of (a compression's source).
     `local_path`: the file, which this call takes once it stores it (moved into the storage where
     it can be, else removed once stored); one found already stored is left to the caller.
+    `staged`: instead, the object a GPU call PUT to its target (media.services.gpu_outputs),
+    moved to the output's key first, then checked against what the call's result states and
+    probed there (read in place from local storage, else through a scratch copy): its bytes
+    never pass through this process's memory whole. A refused one is deleted (OutputRefused).
 
     One output per (job, name), by a unique constraint; the id is derived from both, so a
     redelivered store step finds the row (and uploads nothing), or, racing another delivery,
@@ -88,37 +94,34 @@ def media_create_output(
     existing: MediaFile | None = None if first_store else _OUTPUT.object(job_id=uuid.UUID(str(job_id)), name=name)
     if existing is not None:
         return existing
-    path = Path(local_path)
-    result = _probe_output(path, type)
-    if not result.ok:
-        raise ApplicationError(
-            f"The job produced an unusable file: {result.rejection_reason}.",
-            code="output_not_decodable",
-        )
     media_id = output_media_id(job_id=job_id, name=name)
-    media = new_ready(
-        id=media_id,
-        project_id=project_id,
-        user_id=user_id,
-        name=name[:MAX_FILENAME_LENGTH],
-        type=type,
-        mime_type=normalize_content_type(mime_type) or "application/octet-stream",
-        file_size_bytes=path.stat().st_size,
-        storage_key=media_key(project_id=project_id, media_id=media_id, filename=name),
-        content_sha256=content_sha256(path),
-        derived_from_id=derived_from,
-        duration_ms=stored_duration_ms(result),
-        metadata={**result.metadata, **({"generation": generation} if generation else {})},
-        source_job_id=job_id,
-    )
-    media.thumbnail_key = save_thumbnail(media=media, source=path, duration_ms=result.duration_ms)
-    try:
-        get_storage().save_file(media.storage_key, path, media.mime_type)
-    except BaseException:
-        if media.thumbnail_key:  # no row will point at it; the error to report is the store's
+    key = media_key(project_id=project_id, media_id=media_id, filename=name)
+    row = {"id": media_id, "project_id": project_id, "user_id": user_id, "name": name[:MAX_FILENAME_LENGTH],
+           "type": type, "mime_type": normalize_content_type(mime_type) or "application/octet-stream",
+           "storage_key": key, "derived_from_id": derived_from, "source_job_id": job_id}
+    if staged is None:
+        if local_path is None:
+            raise ValueError("an output is a local file or a staged object")
+        path = Path(local_path)
+        media = _described(row, path, generation, sha256=content_sha256(path))
+        try:
+            get_storage().save_file(media.storage_key, path, media.mime_type)
+        except BaseException:
+            _forget_thumbnail(media)  # no row will point at it; the error to report is the store's
+            raise
+    else:
+        media_take_staged(staged, key)
+        try:
+            with get_storage().local_path(key) as path:
+                size, sha256 = path.stat().st_size, content_sha256(path)
+                check_staged(staged, size=size, sha256=sha256)
+                media = _described(row, path, generation, sha256=sha256)
+        except ApplicationError:
+            # Refused: no row will name it, nor its thumbnail if one was made (under its prefix). A
+            # store that failed on the way keeps it, for the step's next delivery to check again.
             with contextlib.suppress(Exception):
-                media_delete_objects(keys=[media.thumbnail_key])
-        raise
+                media_delete_objects(keys=[], prefixes=[media_prefix(project_id=project_id, media_id=media_id)])
+            raise
     try:
         # Inside a caller's transaction, a savepoint: a lost insert leaves that transaction whole.
         # Outside one, one statement committed by itself (no BEGIN, no COMMIT).
@@ -133,6 +136,32 @@ def media_create_output(
         raise
     logger.info("media %s: stored output of job %s", media.pk, job_id, extra={"job_id": str(job_id)})
     return media
+
+
+def _described(row: dict[str, Any], path: Path, generation: dict[str, Any] | None, *, sha256: str) -> MediaFile:
+    """The output's row (not saved) from what the probe reads of its file at `path`, with its
+    thumbnail stored; ApplicationError `output_not_decodable` when the file is no usable media."""
+    result = _probe_output(path, row["type"])
+    if not result.ok:
+        raise ApplicationError(
+            f"The job produced an unusable file: {result.rejection_reason}.",
+            code="output_not_decodable",
+        )
+    media = new_ready(
+        **row,
+        file_size_bytes=path.stat().st_size,
+        content_sha256=sha256,
+        duration_ms=stored_duration_ms(result),
+        metadata={**result.metadata, **({"generation": generation} if generation else {})},
+    )
+    media.thumbnail_key = save_thumbnail(media=media, source=path, duration_ms=result.duration_ms)
+    return media
+
+
+def _forget_thumbnail(media: MediaFile) -> None:
+    if media.thumbnail_key:
+        with contextlib.suppress(Exception):
+            media_delete_objects(keys=[media.thumbnail_key])
 
 
 def output_media_id(*, job_id: uuid.UUID | str, name: str) -> uuid.UUID:

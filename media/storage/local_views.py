@@ -34,7 +34,7 @@ from auteur.core.errors import error_response
 from auteur.core.throttling import SlidingWindowThrottle
 from media.errors import IncompleteUploadBody, InvalidKey, SignatureInvalid
 from media.selectors import upload_is_open
-from media.services.keys import public_content_type
+from media.services.keys import is_staging_key, public_content_type
 from media.storage import get_local_storage, get_public_storage
 from media.storage.base import CHECKSUM_HEADER, CHUNK_SIZE, content_disposition
 from media.storage.local import LocalStorage
@@ -137,7 +137,9 @@ def upload(request: HttpRequest, key: str) -> HttpResponse:
             "The body is larger than this URL allows.",
             {"max_bytes": signed.size_limit},
         )
-    if not upload_is_open(key=signed.key):
+    # A GPU call's output target stays open until its URL expires: its store moves the object away
+    # before reading it, and the lease made with the target deletes whatever lands there later.
+    if not is_staging_key(signed.key) and not upload_is_open(key=signed.key):
         # Checked last, right before writing: confirm has moved the file away (or it was
         # deleted), and the URL, still signed and unexpired, must no longer change anything.
         return error_response(

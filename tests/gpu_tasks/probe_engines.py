@@ -153,3 +153,34 @@ def read_input(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
     given = ctx.input_path(payload["media"], "media")
     return {"given": Path(given).read_text(), "given_path": str(given),
             "original": _attempt(lambda: Path(payload["original"]).read_text())}
+
+
+def write_padded_mp4(path: Path, size: int) -> Path:
+    """A playable 1 s MP4 of exactly `size` bytes: the noop backend's clip followed by a top-level
+    `free` box (64-bit size) that fills the rest, left sparse on disk (ffmpeg skips it)."""
+    import struct
+
+    from gpu_tasks.backends.noop import fixed_result
+    from gpu_tasks.types import JobType
+
+    clip = fixed_result(JobType.VIDEO_GENERATION)["outputs"]["video"]["data"]
+    with open(path, "wb") as fh:
+        fh.write(clip + struct.pack(">I4sQ", 1, b"free", size - len(clip)))
+        fh.truncate(size)
+    return path
+
+
+def video_fields() -> dict[str, Any]:
+    """What a text-to-video engine reports beside its video (jobs/output_schema.py)."""
+    from gpu_tasks.backends.noop import fixed_result
+    from gpu_tasks.types import JobType
+
+    return {k: v for k, v in fixed_result(JobType.VIDEO_GENERATION).items() if k != "outputs"}
+
+
+def padded_video(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """A text-to-video whose video has the size its prompt names ("bytes:N"), delivered as the
+    payload says (to its output target, when it has one)."""
+    size = int(str(payload["prompt"]).split("bytes:")[1].split()[0])
+    out = write_padded_mp4(ctx.output_path("video", ".mp4"), size)
+    return {**video_fields(), "outputs": {"video": ctx.deliver("video", out, "video/mp4")}}

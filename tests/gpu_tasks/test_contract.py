@@ -36,5 +36,6 @@ def test_deliver_moves_to_output_dir_or_returns_bytes(tmp_path: Path) -> None:
     assert (tmp_path / "stored" / "a.mp4").read_bytes() == b"abc"
     save_output(ref2, tmp_path / "stored" / "b.wav", policy=every_form)
     assert (tmp_path / "stored" / "b.wav").read_bytes() == b"RIFF"
-    assert save_output({"uploaded": True, "size_bytes": 3}, tmp_path / "never", policy=every_form) is None
+    with pytest.raises(PermanentGpuError, match="kept from the object it names"):
+        save_output({"uploaded": True, "size_bytes": 3}, tmp_path / "never", policy=every_form)
     assert not (tmp_path / "never").exists()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import hashlib
 import http.server
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,8 @@ class FakeModal:
         self.lookups: list[tuple[str, str, dict[str, Any]]] = []
         self.payloads: list[dict[str, Any]] = []
         self.script: list[Any] | None = None  # outcomes for the next spawn; None runs the function
+        # What the function does instead of the deployed one: (function name, payload) -> outcome record.
+        self.body: Callable[[str, dict[str, Any]], Any] | None = None
         self.spawn_error: BaseException | None = None
         self.from_id_error: BaseException | None = None
         self.progress: dict[str, float] = {}
@@ -80,6 +83,8 @@ class FakeModal:
                 fake.payloads.append(payload)
                 if fake.script is not None:
                     outcomes = list(fake.script)
+                elif fake.body is not None:
+                    outcomes = [fake.body(self.name, payload)]
                 else:
                     from gpu_tasks import modal_app
 
@@ -295,15 +300,17 @@ def test_compression_runs_in_the_modal_function_body_with_signed_urls(
     payload = {
         "media": {"url": f"{storage}/media/hd.mp4"},
         "preset": "480p",
-        "upload_urls": {"video": f"{storage}/upload/out.mp4"},
+        "output_targets": {"video": {"key": "k/out", "url": f"{storage}/upload/out.mp4",
+                                     "headers": {"Content-Type": "video/mp4"}, "max_bytes": 10**8}},
     }
     status = backend.poll(backend.spawn("compression", payload))
     assert status.state == "succeeded", status.error
     ref = status.result["outputs"]["video"]  # type: ignore[index]
-    assert ref["uploaded"] is True and "path" not in ref and "data" not in ref
+    assert ref["uploaded"] is True and "path" not in ref and "data" not in ref and ref["key"] == "k/out"
     uploaded = tmp_path / "uploaded.mp4"
     uploaded.write_bytes(_Storage.uploads["/upload/out.mp4"])
     assert ref["size_bytes"] == uploaded.stat().st_size
+    assert ref["sha256"] == hashlib.sha256(uploaded.read_bytes()).hexdigest()
     assert streams(uploaded)["video"]["height"] == 480
     assert status.gpu_seconds > 0
 

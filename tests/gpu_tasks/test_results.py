@@ -87,6 +87,28 @@ def test_forms_names_and_content_types() -> None:
                                                     limits=ResultLimits(max_inline_bytes=10)))
 
 
+@pytest.mark.parametrize(("fields", "why"), [
+    ({"key": None}, "no object key"),
+    ({"key": ""}, "no object key"),
+    ({"key": "k" * 501}, "no object key"),
+    ({"key": 7}, "no object key"),
+    ({"key": "k", "size_bytes": None}, "no size"),
+    ({"key": "k", "size_bytes": 2**40}, "larger than"),
+    ({"key": "k", "sha256": "ABC"}, "SHA-256"),
+    ({"key": "k", "sha256": "0" * 63}, "SHA-256"),
+    ({"key": "k", "sha256": "g" * 64}, "SHA-256"),
+    ({"key": "k", "uploaded": 1}, "not true"),
+])
+def test_an_uploaded_output_names_its_key_size_and_sha256(fields: dict[str, object], why: str) -> None:
+    remote = OutputPolicy(frozenset({"uploaded"}))
+    good = {"uploaded": True, "key": "k", "size_bytes": 10, "sha256": "a" * 64}
+    kept = check_result("tts", audio(**good), policy=remote, limits=LIMITS)["outputs"]["audio"]
+    assert (kept["key"], kept["size_bytes"], kept["sha256"]) == ("k", 10, "a" * 64)
+    ref = {k: v for k, v in {**good, **fields}.items() if v is not None}
+    assert why in refused(lambda: check_result("tts", audio(**ref), policy=remote,
+                                               limits=ResultLimits(max_file_bytes=2**30)))
+
+
 def test_an_answer_and_a_transcript_are_bounded() -> None:
     remote = OutputPolicy(frozenset({DATA}))
     refused(lambda: check_result("video-query", {"answer": "x" * 20_001}, policy=remote, limits=LIMITS))

@@ -1,0 +1,110 @@
+"""Where a GPU call puts its large outputs, and what the worker checks before it keeps one.
+
+A call's video or audio can be larger than any return path should carry (Modal caps a call's
+return at 256 MiB, and inline bytes cross the worker's memory). So the spawn gives the call a
+target per output: an object key of its own (``gpu-outputs/<job>/<random token>/<name>``) and a
+URL signed for one PUT there, of at most the largest output accepted, in the content type the
+output is written in. The call PUTs the file and names it in its result as
+``{"uploaded": true, "key", "size_bytes", "sha256"}``.
+
+That ref is the container's word, and the container may have been taken over by a crafted input.
+The worker keeps the object only once (``staged_output`` then ``media_create_output``):
+
+- the key is the target of this job and of this output name (never another user's object, never
+  a file's key), and the content type is the one the target was signed for;
+- the object is moved to the output's own key before anything reads it, so the URL, valid until
+  it expires and impossible to revoke on S3, can no longer change what is checked;
+- its size and SHA-256, read from the store, are the ones the ref states; then it is probed in
+  the sandbox like any other output. Anything else fails the job ``invalid_result`` (refunded,
+  as every failure) and leaves nothing of it.
+
+Each target comes with a lease (a pending deletion of its folder, due once its URL has expired
+and an hour more), written before the call starts: whatever the call PUTs and no store keeps
+(the job failed, was canceled, or a PUT came late) is deleted then, whatever happens to the
+processes in between.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from auteur.core.errors import ApplicationError
+from media.models import PendingObjectDeletion
+from media.services.deletion import PREFIX_MARK
+from media.services.keys import STAGING_KEY, staging_folder
+from media.storage import get_storage
+
+# A store runs within minutes of its call's end; the folder outlives the last URL by this much.
+LEASE_MARGIN_SECONDS = 3600
+
+
+class OutputRefused(ApplicationError):
+    """An uploaded output is not what its target was given for (the job fails `invalid_result`)."""
+
+    code = "invalid_result"
+
+
+@dataclass(frozen=True)
+class StagedOutput:
+    """An output a GPU call PUT to its target, as its result states it (checked by `staged_output`)."""
+
+    key: str
+    size: int
+    sha256: str  # hexadecimal
+
+
+def media_output_targets(
+    *, job_id: uuid.UUID | str, user_id: uuid.UUID | str, outputs: Mapping[str, str], max_bytes: int,
+    ttl_seconds: int,
+) -> dict[str, dict[str, Any]]:
+    """A target for each output (`{name: content type}`), valid `ttl_seconds`: where the call
+    PUTs it (see the module docstring). Its lease is committed first."""
+    folder = staging_folder(job_id=job_id, token=uuid.uuid4().hex)
+    due_at = timezone.now() + timedelta(seconds=ttl_seconds + LEASE_MARGIN_SECONDS)
+    PendingObjectDeletion.objects.create(key=folder + PREFIX_MARK, due_at=due_at, user_id=user_id)
+    storage = get_storage()
+    targets: dict[str, dict[str, Any]] = {}
+    for name, content_type in outputs.items():
+        key = f"{folder}/{name}"
+        signed = storage.presign_put(key, content_type, max_bytes, exact=False, expires_in=ttl_seconds)
+        targets[name] = {"key": key, "url": signed.url, "headers": dict(signed.headers), "max_bytes": max_bytes}
+    return targets
+
+
+def staged_output(*, job_id: uuid.UUID | str, name: str, content_type: str, ref: Mapping[str, Any]) -> StagedOutput:
+    """The object a checked `uploaded` ref names (gpu_tasks.results), if it is the target this
+    job's call was given for output `name`, in the type the target was signed for."""
+    found = STAGING_KEY.match(str(ref.get("key") or ""))
+    if found is None or found["job"] != str(job_id) or found["name"] != name:
+        raise OutputRefused(f"the GPU call's result was refused: output {name} names an object that is not its "
+                            "target")
+    if ref.get("content_type") != content_type:
+        raise OutputRefused(f"the GPU call's result was refused: output {name} is not of the type its target takes")
+    return StagedOutput(key=found.group(0), size=int(ref["size_bytes"]), sha256=str(ref["sha256"]))
+
+
+def media_take_staged(staged: StagedOutput, key: str) -> None:
+    """Move the staged object to `key`, where no URL writes. Done already (a redelivered store
+    step) when only `key` holds it; OutputRefused when neither does (nothing was uploaded)."""
+    storage = get_storage()
+    try:
+        storage.move(staged.key, key)
+    except FileNotFoundError:
+        if storage.head(key) is None:
+            raise OutputRefused("the GPU call's result was refused: an uploaded output is not in the store") from None
+
+
+def check_staged(staged: StagedOutput, *, size: int, sha256: str) -> None:
+    """OutputRefused unless the stored object has the size and SHA-256 the call's result states."""
+    if size != staged.size:
+        raise OutputRefused(f"the GPU call's result was refused: an uploaded output has {size} bytes, "
+                            f"not the {staged.size} it states")
+    if sha256 != staged.sha256:
+        raise OutputRefused("the GPU call's result was refused: an uploaded output's SHA-256 is not the one it "
+                            "states")
