@@ -68,12 +68,16 @@ from bench._stack import (
 
 # Faults per type (gpu_tasks/backends/faults.py). Hangs only where the time limit is short
 # (tts: 120 s), so that the drill ends within minutes; the poll or the reaper times them out.
+# `oom` where a type has a GPU ladder: out of memory on its own class, run again on the next.
 FAULTS = (
     "tts:transient=0.06,permanent=0.03,hang=0.01,spawn_transient=0.03;"
     "transcription:transient=0.08,permanent=0.04,spawn_permanent=0.02;"
+    "video-query:transient=0.04,permanent=0.02,oom=0.15;"
+    "lip-sync:transient=0.04,oom=0.15;"
     "*:transient=0.05,permanent=0.03,spawn_transient=0.02"
 )
-QUICK_FAULTS = "tts:transient=0.1,permanent=0.05,hang=0.15,spawn_transient=0.05;*:transient=0.08,permanent=0.05"
+QUICK_FAULTS = ("tts:transient=0.1,permanent=0.05,hang=0.15,spawn_transient=0.05;video-query:oom=0.5;"
+                "*:transient=0.08,permanent=0.05")
 # What users submit: (type, weight, pro only).
 MIX = [("tts", 30, False), ("transcription", 15, False), ("compression", 10, False), ("audio-generation", 10, False),
        ("image-generation", 10, False), ("video-query", 10, False), ("lip-sync", 8, False),
@@ -355,6 +359,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     from credits.selectors import ledger_check
     from jobs.life.refunds import failure_refund
     from jobs.models import TERMINAL_STATUSES, Job, JobEvent
+    from jobs.specs import job_spec
     from media.models import MediaFile
 
     jobs = {str(j.pk): j for j in Job.objects.all()}
@@ -396,6 +401,11 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
                                                                               else 0))
     terminal_events = bad(lambda i, j: sum(events.get(i, Counter())[t]
                                            for t in ("completed", "failed", "canceled", "aborted")) != 1)
+    # A call out of GPU memory runs again on the next class of its type's ladder, never past its top.
+    climbs = Counter(str(job_id) for job_id in JobEvent.objects.filter(type="inference_retry", data__gpu__isnull=False)
+                     .values_list("job_id", flat=True))
+    over_ladder = bad(lambda i, j: climbs[i] > len(job_spec(j.type).engine.gpu_ladder)
+                      or (climbs[i] > 0) != bool(j.gpu_class))
     problems = ledger_check()
 
     wrong_outputs = [f"{i} ({jobs[i].type}, {jobs[i].status}: {outputs[i]} stored, "
@@ -414,6 +424,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "never negative": (lowest >= 0, f"lowest balance ever recorded: {lowest}"),
         "one output set per completed job": result(wrong_outputs, "outputs of completed jobs only, once"),
         "one terminal event per job": result(terminal_events, "exactly one completed/failed/canceled event"),
+        "out of memory climbs its ladder": result(over_ladder, "each climb one class up, within the type's ladder"),
         "no unexpected answers": result(outcomes.unexpected, "only 202, 200 (replay) or 402"),
     }
     all_events = Counter()
@@ -428,6 +439,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "canceled": statuses["canceled"],
         "refunded": sum(c["refund"] for c in ledger.values()),
         "retries": all_events["step_retry"] + all_events["inference_retry"],
+        "on_a_larger_gpu": dict(Counter(f"{j.status} on {j.gpu_class}" for j in jobs.values() if j.gpu_class)),
         "redeliveries": all_events["step_redelivered"],
         "reaper_republished": all_events["republished"],
         "client_http_retries": outcomes.http_retries,

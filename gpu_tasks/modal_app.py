@@ -16,7 +16,9 @@ The worker then runs with `AUTEUR_GPU_BACKEND=modal` (and `MODAL_TOKEN_ID`/`MODA
 - Every function takes the payload dict of `gpu_tasks.contract` and returns an outcome record
   (`gpu_tasks.modal_runtime.run_call`): failures come back classified, not raised.
 - GPU classes, timeouts and `max_containers` come from `gpu_tasks.types.JOB_TYPES` (A100-80GB
-  at most 10 containers, A10G 50, L4 100).
+  at most 10 containers, A10G 50, L4 100). A type with a GPU ladder has one function more per
+  larger class (`lip_sync_on_l40s`, `lip_sync_on_a100_80gb`): a call out of GPU memory is
+  spawned again there by the jobs app.
 - Model weights live on the `auteur-models` Volume mounted at /models (the weights cache); the
   hub is switched off at inference time (`HF_HUB_OFFLINE=1`), so a container never downloads
   weights on a user's clock.
@@ -37,7 +39,7 @@ from typing import Any
 import modal
 
 from gpu_tasks.backends.modal_backend import DEFAULT_APP_NAME, PROGRESS_DICT_NAME, events_queue_name
-from gpu_tasks.types import JOB_TYPES, GpuClass, JobType, JobTypeSpec
+from gpu_tasks.types import GPU_CLASS_MAX_CONCURRENCY, JOB_TYPES, GpuClass, JobType, JobTypeSpec
 
 APP_NAME = os.environ.get("AUTEUR_MODAL_APP", DEFAULT_APP_NAME)
 MODELS_PATH = "/models"
@@ -62,17 +64,19 @@ cpu_image = (
 )
 
 
-def function_options(spec: JobTypeSpec) -> dict[str, Any]:
-    """The `@app.function(...)` options of a job type."""
+def function_options(spec: JobTypeSpec, gpu: GpuClass | None = None) -> dict[str, Any]:
+    """The `@app.function(...)` options of a job type, on its own GPU class or on `gpu` (a larger
+    class of its ladder, with that class's container limit)."""
+    gpu = gpu or spec.gpu
     options: dict[str, Any] = {
         "timeout": spec.time_limit_s,
-        "max_containers": spec.max_concurrency,
+        "max_containers": spec.max_concurrency if gpu is spec.gpu else GPU_CLASS_MAX_CONCURRENCY[gpu],
         "retries": 0,  # retries are the jobs app's decision (it knows the job's attempts and refunds)
     }
-    if spec.gpu is GpuClass.CPU:
+    if gpu is GpuClass.CPU:
         options.update(image=cpu_image, cpu=4.0, memory=4096)
     else:
-        options.update(image=gpu_image, gpu=spec.gpu.value, volumes={MODELS_PATH: models_volume})
+        options.update(image=gpu_image, gpu=gpu.value, volumes={MODELS_PATH: models_volume})
     return options
 
 
@@ -97,8 +101,9 @@ def _run(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _register(spec: JobTypeSpec) -> modal.Function:
-    """One Modal function per job type, named after it (`lip_sync`), with the type's options.
+def _register(spec: JobTypeSpec, gpu: GpuClass) -> modal.Function:
+    """One Modal function per job type and GPU class of its ladder, named after both (`lip_sync`
+    on its own class, `lip_sync_on_l40s` on a larger one), with the type's options.
 
     Declared from the table rather than written out, so a new type needs nothing here; such
     functions are not module-level definitions, so Modal ships them serialized (cloudpickle).
@@ -107,11 +112,14 @@ def _register(spec: JobTypeSpec) -> modal.Function:
     def run(payload: dict[str, Any]) -> dict[str, Any]:
         return _run(spec.job_type, payload)
 
-    run.__name__ = run.__qualname__ = spec.modal_function
-    return app.function(name=spec.modal_function, serialized=True, **function_options(spec))(run)
+    name = spec.modal_function_on(gpu.value)
+    run.__name__ = run.__qualname__ = name
+    return app.function(name=name, serialized=True, **function_options(spec, gpu))(run)
 
 
-FUNCTIONS: dict[str, modal.Function] = {s.modal_function: _register(s) for s in JOB_TYPES.values()}
+FUNCTIONS: dict[str, modal.Function] = {
+    s.modal_function_on(gpu.value): _register(s, gpu) for s in JOB_TYPES.values() for gpu in s.gpu_classes
+}
 globals().update(FUNCTIONS)  # `modal_app.tts` and `modal run gpu_tasks/modal_app.py::tts` name them
 
 

@@ -106,6 +106,9 @@ class JobTypeSpec:
     weights: Weights | None = None  # what the local backend needs on disk to run it (None: in a package)
     # Outputs of another kind than `output`, by name (a render's caption files beside its video).
     side_outputs: Mapping[str, OutputKind] = field(default_factory=lambda: MappingProxyType({}))
+    # Larger GPU classes, in order, that a call out of GPU memory (`gpu_oom`) is tried again on, once
+    # each: a type whose memory grows with its input (frames, resolution, length) fits a large one.
+    gpu_ladder: tuple[GpuClass, ...] = ()
 
     def output_kind(self, name: str) -> OutputKind:
         """The kind of the output called `name`."""
@@ -139,6 +142,26 @@ class JobTypeSpec:
         """The function's name in the Modal app."""
         return self.job_type.value.replace("-", "_")
 
+    @property
+    def gpu_classes(self) -> tuple[GpuClass, ...]:
+        """Its own GPU class, then its ladder's."""
+        return (self.gpu, *self.gpu_ladder)
+
+    def next_gpu(self, current: str | None) -> GpuClass | None:
+        """The class after `current` (None or "": its own) on its ladder; None at the top."""
+        classes = self.gpu_classes
+        at = classes.index(GpuClass(current)) if current else 0
+        return classes[at + 1] if at + 1 < len(classes) else None
+
+    def modal_function_on(self, gpu: str | None) -> str:
+        """The Modal function that runs it on `gpu` (None or its own class: `modal_function`);
+        PermanentGpuError for a class that is not on its ladder."""
+        if not gpu or gpu == self.gpu.value:
+            return self.modal_function
+        if gpu not in {g.value for g in self.gpu_ladder}:
+            raise PermanentGpuError("invalid_input", f"{self.job_type.value} does not run on {gpu}")
+        return f"{self.modal_function}_on_{gpu.lower().replace('-', '_')}"
+
 
 _E = "gpu_tasks.engines"
 
@@ -157,6 +180,7 @@ def _spec(
     max_concurrency: int | None = None,
     side_outputs: Mapping[str, OutputKind] | None = None,
     determinism: Determinism = Determinism.INPUT,
+    ladder: tuple[GpuClass, ...] = (),
 ) -> JobTypeSpec:
     return JobTypeSpec(
         job_type=job_type,
@@ -171,24 +195,28 @@ def _spec(
         determinism=determinism,
         weights=weights,
         side_outputs=MappingProxyType(dict(side_outputs or {})),
+        gpu_ladder=ladder,
     )
 
 
 _T, _G, _O, _D = JobType, GpuClass, OutputKind, Determinism
+# Where a type's memory grows with its input (a video's frames and resolution, an audio's length), a
+# call out of GPU memory is tried again on a larger card: an L40S (48 GB), then an A100 (80 GB).
+_UP_FROM_24GB = (GpuClass.L40S, GpuClass.A100_80GB)
 # Performance cloning and gaze redirection run the same LivePortrait networks.
 _LIVEPORTRAIT = Weights("liveportrait", "liveportrait/base_models/spade_generator.pth")
 JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
     s.job_type: s
     for s in (
         _spec(_T.TRANSCRIPTION, _G.A10G, 600, _O.TRANSCRIPT, "Whisper large-v3 + pyannote community-1",
-              local="transcription:run_local", modal="transcription_hf:run_modal",
+              local="transcription:run_local", modal="transcription_hf:run_modal", ladder=(_G.L40S,),
               local_model="Whisper tiny.en for English, base for other languages (faster-whisper)"),
         # F5-TTS samples its noise and a TTS request names no seed: TTS is never served from the cache
         # (a client asks again for another take).
         _spec(_T.TTS, _G.L4, 120, _O.AUDIO, "F5-TTS v1 Base", local="tts:run_local", modal="tts_f5:run_modal",
               local_model="eSpeak NG (no voice cloning)", determinism=_D.NONE),
         _spec(_T.LIP_SYNC, _G.A10G, 600, _O.VIDEO, "MuseTalk 1.5", local="lip_sync:run", modal="lip_sync:run",
-              weights=Weights("musetalk", "musetalkV15/unet.pth")),
+              weights=Weights("musetalk", "musetalkV15/unet.pth"), ladder=_UP_FROM_24GB),
         # Wan2.1-T2V-1.3B (480p only, a 24 GB card) is the cheaper variant: folder "wan2.1-t2v-1.3b".
         # The limit fits the default (832x480, 5 s, 50 steps: about 1,370 s by the engine's cost
         # model); a request the model puts past it is refused at submission with the steps that fit.
@@ -196,20 +224,24 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
               local="video_generation:run", modal="video_generation:run",
               weights=Weights("wan2.1-t2v-14b", "model_index.json"), determinism=_D.SEED),
         _spec(_T.PERFORMANCE_CLONING, _G.A10G, 600, _O.VIDEO, "LivePortrait",
-              local="performance_cloning:run", modal="performance_cloning:run", weights=_LIVEPORTRAIT),
+              local="performance_cloning:run", modal="performance_cloning:run", weights=_LIVEPORTRAIT,
+              ladder=_UP_FROM_24GB),
         _spec(_T.GAZE_REDIRECTION, _G.A10G, 600, _O.VIDEO, "LivePortrait",
-              local="gaze_redirection:run", modal="gaze_redirection:run", weights=_LIVEPORTRAIT),
+              local="gaze_redirection:run", modal="gaze_redirection:run", weights=_LIVEPORTRAIT,
+              ladder=_UP_FROM_24GB),
         _spec(_T.AUDIO_GENERATION, _G.L4, 300, _O.AUDIO, "Stable Audio Open 1.0",
               local="audio_generation:run", modal="audio_generation:run",
-              weights=Weights("stable-audio-open-1.0", "model_index.json"), determinism=_D.SEED),
+              weights=Weights("stable-audio-open-1.0", "model_index.json"), determinism=_D.SEED,
+              ladder=(_G.L40S,)),
         _spec(_T.VIDEO_QUERY, _G.A10G, 300, _O.ANSWER, "Qwen2.5-VL-7B-Instruct",
               local="video_query:run", modal="video_query:run",
-              weights=Weights("qwen2.5-vl-7b-instruct", "config.json")),
+              weights=Weights("qwen2.5-vl-7b-instruct", "config.json"), ladder=_UP_FROM_24GB),
         # FLUX.1-schnell's 31 GiB of bf16 weights stay resident on an L40S (48 GB); an A10G would
         # page them layer by layer on every image.
         _spec(_T.IMAGE_GENERATION, _G.L40S, 300, _O.IMAGE, "FLUX.1-schnell",
               local="image_generation:run", modal="image_generation:run",
-              weights=Weights("flux.1-schnell", "model_index.json"), determinism=_D.SEED),
+              weights=Weights("flux.1-schnell", "model_index.json"), determinism=_D.SEED,
+              ladder=(_G.A100_80GB,)),
         _spec(_T.RENDER, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)", local="render:run", modal="render:run",
               side_outputs={"captions_srt": _O.CAPTIONS, "captions_vtt": _O.CAPTIONS}),
         _spec(_T.COMPRESSION, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)",

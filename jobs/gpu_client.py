@@ -185,8 +185,9 @@ def output_targets(job_type: str) -> Mapping[str, str]:
     return backend().output_targets(job_type)
 
 
-def spawn(job_type: str, payload: dict[str, Any]) -> str:
-    return backend().spawn(job_type, payload)
+def spawn(job_type: str, payload: dict[str, Any], gpu: str | None = None) -> str:
+    """Start a call of the type (on `gpu`, a larger class of its ladder, when given); its id."""
+    return backend().spawn(job_type, payload, gpu=gpu)
 
 
 def poll(call_id: str) -> CallStatus:

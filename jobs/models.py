@@ -85,6 +85,8 @@ class Job(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)  # GPU calls this job claimed the right to spawn
     gpu_backend = models.CharField(max_length=16, blank=True, default="")
     gpu_call_id = models.CharField(max_length=255, blank=True, default="")  # the seed's modal_task_id
+    # The GPU class of its ladder its call runs on after one ran out of memory ("": its type's own).
+    gpu_class = models.CharField(max_length=16, blank=True, default="", db_default="")
     # Set by the step that is about to spawn the job's call, cleared when the call's id is recorded:
     # another delivery of that step starts no call of its own meanwhile (jobs.life.inference).
     spawn_claimed_at = models.DateTimeField(null=True, blank=True)

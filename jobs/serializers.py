@@ -12,7 +12,7 @@ from credits.models import TransactionType
 from jobs.models import Job, JobPriority, JobStatus
 from jobs.selectors.jobs import job_cache, job_charge, job_ledger_entries, job_output_data, job_output_media
 from jobs.selectors.queue import QueueEstimate, job_queue_estimate
-from jobs.specs import JOB_TYPE_CHOICES
+from jobs.specs import JOB_TYPE_CHOICES, job_spec
 
 
 class CacheSerializer(serializers.Serializer):
@@ -105,6 +105,9 @@ class JobSummarySerializer(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     processing_time_ms = serializers.IntegerField(allow_null=True)
     gpu_seconds = serializers.FloatField(allow_null=True)
+    gpu = serializers.SerializerMethodField(help_text=(
+        "The GPU class its call runs on (or ran on): its type's own (`GET /jobs/types`), or a larger one of the "
+        "type's `gpu_ladder` after a call ran out of GPU memory; `cpu` for render and compression"))
     priority = PriorityField(help_text="Its order among your own waiting jobs: `high`, `normal` or `low`.")
     start_deadline = serializers.DateTimeField(allow_null=True, help_text=(
         "A job still waiting then ends `aborted`, refunded in full: submission + the earlier of its "
@@ -119,6 +122,9 @@ class JobSummarySerializer(serializers.Serializer):
         "it waits) or `capacity` (its type is running all it can at once, and other users' turns come first: "
         "fair share); empty once it started, or if it never waited"))
     charge = serializers.SerializerMethodField()
+
+    def get_gpu(self, obj: Job) -> str:
+        return obj.gpu_class or job_spec(obj.type).engine.gpu.value
 
     @extend_schema_field(ChargeSerializer)
     def get_charge(self, obj: Job) -> dict[str, Any]:

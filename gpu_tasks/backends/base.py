@@ -8,8 +8,11 @@ Contract (what `jobs/gpu_client.py` relies on):
 - `languages(job_type)`: the spoken languages the type's engine here takes (Whisper codes and
   `auto`; empty for a type that takes none). The jobs app refuses another language (422
   `language_unsupported`) before charging anything.
-- `spawn(job_type, payload) -> call_id`: starts the work and returns at once (never waits for
-  the inference). The call id is an opaque string of at most 200 characters to store on the job;
+- `spawn(job_type, payload, gpu=None) -> call_id`: starts the work and returns at once (never
+  waits for the inference). `gpu`: a class of the type's ladder (`JobTypeSpec.gpu_ladder`) to
+  run it on instead of its own, after a call ran out of GPU memory; a backend whose machines
+  have one kind of accelerator (the local runner, the noop backend) runs it as it would anyway.
+  The call id is an opaque string of at most 200 characters to store on the job;
   any process may poll or cancel it later. Raises `PermanentGpuError` (unknown or unsupported
   type, invalid payload) or `TransientGpuError` (backend unreachable, no capacity: spawn again
   later). Spawning twice starts two calls: the caller stores the id before polling.
@@ -141,7 +144,7 @@ class GpuBackend(ABC):
         """Why this backend cannot run `job_type` now, in words for a user; None when it can."""
 
     @abstractmethod
-    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str: ...
+    def spawn(self, job_type: str, payload: Mapping[str, Any], *, gpu: str | None = None) -> str: ...
 
     @abstractmethod
     def poll(self, call_id: str) -> CallStatus: ...

@@ -11,7 +11,10 @@ Per job type (`*` = every type not named), the probability of each fault:
 - `permanent`: the call fails with `PermanentGpuError("gpu_oom")` (reported by poll);
 - `hang`: the call never finishes and never announces (poll reports `running` forever; cancel
   is accepted);
-- `spawn_transient` / `spawn_permanent`: `spawn` itself raises that error (nothing started).
+- `spawn_transient` / `spawn_permanent`: `spawn` itself raises that error (nothing started);
+- `oom`: the call fails `gpu_oom` when it runs on its type's own GPU class, and passes through to
+  the wrapped backend on a larger class of the type's ladder (an input too large for the smaller
+  card: the jobs app tries it again on the next class).
 
 Each spawn draws one number: the faults' rates are disjoint slices of [0, 1) and must sum to at
 most 1; the rest passes through to the wrapped backend. With a `seed`, the sequence of decisions
@@ -31,9 +34,9 @@ from typing import Any
 from gpu_tasks.backends.base import CallStatus, GpuBackend
 from gpu_tasks.errors import PermanentGpuError, TransientGpuError
 from gpu_tasks.results import OutputPolicy
-from gpu_tasks.types import JobType
+from gpu_tasks.types import JobType, get_spec
 
-FAULT_KINDS = ("transient", "permanent", "hang", "spawn_transient", "spawn_permanent")
+FAULT_KINDS = ("transient", "permanent", "hang", "spawn_transient", "spawn_permanent", "oom")
 _FAULT_ID = re.compile(r"^fault-(?P<kind>transient|permanent|hang)-(?P<type>[a-z-]+)-[0-9a-f]{32}$")
 _NUMBER = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
 
@@ -45,6 +48,7 @@ class FaultRates:
     hang: float = 0.0
     spawn_transient: float = 0.0
     spawn_permanent: float = 0.0
+    oom: float = 0.0
 
     def pick(self, draw: float) -> str | None:
         edge = 0.0
@@ -118,17 +122,19 @@ class FaultInjectingBackend(GpuBackend):
     def _rates_for(self, job_type: str) -> FaultRates:
         return self.rates.get(job_type) or self.rates.get("*") or FaultRates()
 
-    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+    def spawn(self, job_type: str, payload: Mapping[str, Any], *, gpu: str | None = None) -> str:
         if not self.inner.supports(job_type):
-            return self.inner.spawn(job_type, payload)  # the inner backend's own refusal
+            return self.inner.spawn(job_type, payload, gpu=gpu)  # the inner backend's own refusal
         kind = self._rates_for(job_type).pick(self.rng.random())
+        if kind == "oom":
+            kind = "permanent" if not gpu or gpu == get_spec(job_type).gpu.value else None
         if kind == "spawn_transient":
             raise TransientGpuError("capacity", "injected fault: no GPU capacity at spawn")
         if kind == "spawn_permanent":
             raise PermanentGpuError("model_unavailable", "injected fault: model unavailable at spawn")
         if kind is not None:
             return f"fault-{kind}-{job_type}-{uuid.uuid4().hex}"
-        return self.inner.spawn(job_type, payload)
+        return self.inner.spawn(job_type, payload, gpu=gpu)
 
     def poll(self, call_id: str) -> CallStatus:
         match = _FAULT_ID.match(call_id)

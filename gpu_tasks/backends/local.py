@@ -133,7 +133,7 @@ class LocalBackend(GpuBackend):
     def output_targets(self, job_type: str) -> Mapping[str, str]:
         return get_spec(job_type).uploaded_outputs if self.upload_outputs else {}
 
-    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+    def spawn(self, job_type: str, payload: Mapping[str, Any], *, gpu: str | None = None) -> str:
         spec = get_spec(job_type)
         reason = self.unavailable_reason(job_type)
         if reason is not None:

@@ -2,7 +2,9 @@
 
 Deploy the app first (`modal deploy gpu_tasks/modal_app.py`, see that module). Then:
 
-- spawn: `modal.Function.from_name(app, fn).spawn(payload)`; the call id is the FunctionCall's
+- spawn: `modal.Function.from_name(app, fn).spawn(payload)`, where `fn` is the type's function
+  on the GPU class asked for (`JobTypeSpec.modal_function_on`: `lip_sync`, `lip_sync_on_l40s`,
+  ...); the call id is the FunctionCall's
   `object_id` ("fc-..."), valid from any process with the same Modal credentials.
 - poll: `modal.FunctionCall.from_id(id).get(timeout=0)`: the builtin `TimeoutError` means still
   running (progress then comes from the `auteur-gpu-progress` modal.Dict the function writes);
@@ -100,8 +102,9 @@ class ModalBackend(GpuBackend):
     def output_targets(self, job_type: str) -> Mapping[str, str]:
         return get_spec(job_type).uploaded_outputs
 
-    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+    def spawn(self, job_type: str, payload: Mapping[str, Any], *, gpu: str | None = None) -> str:
         spec = get_spec(job_type)
+        name = spec.modal_function_on(gpu)  # one function per class of the type's ladder (modal_app)
         if not spec.modal:
             raise PermanentGpuError("feature_unavailable", f"{spec.job_type.value} is not deployed on Modal yet")
         if _has_path_input(payload):
@@ -109,7 +112,7 @@ class ModalBackend(GpuBackend):
         body = {k: v for k, v in payload.items() if k != "output_dir"}
         try:
             kwargs = {"environment_name": self.environment_name} if self.environment_name else {}
-            function = self.modal.Function.from_name(self.app_name, spec.modal_function, **kwargs)
+            function = self.modal.Function.from_name(self.app_name, name, **kwargs)
             call = function.spawn(body)
             return str(call.object_id)
         except Exception as exc:

@@ -262,7 +262,7 @@ class NoopBackend(GpuBackend):
         # Stands in for production: what the Modal engine takes.
         return engine_languages(job_type, "modal")
 
-    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+    def spawn(self, job_type: str, payload: Mapping[str, Any], *, gpu: str | None = None) -> str:
         if self.spawn_latency_s > 0:
             time.sleep(self.spawn_latency_s)
         spec = get_spec(job_type)

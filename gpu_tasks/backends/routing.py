@@ -61,9 +61,9 @@ class RoutingBackend(GpuBackend):
     def output_targets(self, job_type: str) -> Mapping[str, str]:
         return self.backend_for(job_type)[1].output_targets(job_type)
 
-    def spawn(self, job_type: str, payload: Mapping[str, Any]) -> str:
+    def spawn(self, job_type: str, payload: Mapping[str, Any], *, gpu: str | None = None) -> str:
         name, backend = self.backend_for(job_type)
-        return f"{name}:{backend.spawn(job_type, payload)}"
+        return f"{name}:{backend.spawn(job_type, payload, gpu=gpu)}"
 
     def _split(self, call_id: str) -> tuple[GpuBackend | None, str]:
         name, sep, inner = call_id.partition(":")

@@ -50,7 +50,7 @@ EVENT_DATA: dict[str, dict[str, Any]] = {
     JobEventType.INFERENCE_STARTED: _object(
         {"call_id": _TEXT}, {"attempt": _INT, "pieces": _INT, "speakers": {"type": "boolean"}},
         description="A GPU call spawned; a long file's: `call_id` is `pieces`, with their count."),
-    JobEventType.INFERENCE_RETRY: _object({"code": _TEXT, "attempt": _INT}, {"piece": _INT}),
+    JobEventType.INFERENCE_RETRY: _object({"code": _TEXT, "attempt": _INT}, {"piece": _INT, "gpu": _TEXT}),
     JobEventType.PROGRESS: _object({"progress": {"type": "integer", "minimum": 0, "maximum": 100}}),
     JobEventType.STEP_RETRY: _object({"step": _TEXT, "code": _TEXT}),
     JobEventType.STEP_REDELIVERED: _object({"step": _TEXT}),

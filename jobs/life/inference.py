@@ -26,6 +26,7 @@ from media.services.gpu_outputs import media_output_targets
 from media.services.uploads import SINGLE_PUT_MAX_BYTES
 
 MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
+# (and one more per class of the type's GPU ladder: a call out of GPU memory is spawned again there)
 PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on every poll
 
 # Every job makes these writes: built once per process (auteur.core.prepared).
@@ -78,13 +79,13 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         return job
     if pieces.pieces_wanted(job):
         return pieces.pieces_start(job)
-    if job.attempts >= MAX_GPU_ATTEMPTS:
+    if job.attempts >= max_attempts(job):
         raise PermanentGpuError("internal", f"gave up after {job.attempts} GPU attempts")
     claimed = timezone.now()
     if not _SPAWN_CLAIMED.run(pk=job.pk, stale=claimed - repoll_after(), now=claimed):
         # Another delivery of this step is starting the call (or the job moved on): it carries on.
         return Job.objects.filter(pk=job_id).first()
-    call_id = gpu_client.spawn(job.type, _payload(job))
+    call_id = gpu_client.spawn(job.type, _payload(job), gpu=job.gpu_class or None)
     now = timezone.now()
     if not _record_call(job, call_id, claimed=claimed, now=now):
         # The job was canceled or failed while the call started: the call is surplus.
@@ -92,6 +93,10 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         return Job.objects.filter(pk=job_id).first()
     job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
     return job
+
+
+def max_attempts(job: Job) -> int:
+    return MAX_GPU_ATTEMPTS + len(job_spec(job.type).engine.gpu_ladder)
 
 
 def _payload(job: Job) -> dict[str, Any]:
@@ -169,7 +174,9 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
             return None
     elif status.state == "failed":
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
-        if error.retryable and job.attempts < MAX_GPU_ATTEMPTS:
+        if error.code == "gpu_oom" and _climb(job):
+            return status
+        if error.retryable and job.attempts < max_attempts(job):
             # Only while the job still runs this call: a stale look may poll a call already
             # released after the job's result was stored, and that reads as a failure.
             if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
@@ -179,6 +186,20 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
             return status
         raise error
     return status
+
+
+def _climb(job: Job) -> bool:
+    """A call out of GPU memory: the job's next call runs on the next class of its type's ladder,
+    for the price it was charged (nothing more is charged, whatever the class). False at the top:
+    the failure is final, and refunded once as any. Only while the job still runs this call."""
+    bigger = job_spec(job.type).engine.next_gpu(job.gpu_class)
+    if bigger is None:
+        return False
+    if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
+        gpu_call_id="", gpu_class=bigger.value
+    ):
+        job_event_record(job.id, JobEventType.INFERENCE_RETRY, code="gpu_oom", attempt=job.attempts, gpu=bigger.value)
+    return True
 
 
 def _record_start(job: Job, *, waiting: bool) -> None:

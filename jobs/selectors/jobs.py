@@ -63,9 +63,11 @@ def job_get(*, user: User, job_id: uuid.UUID | str) -> Job:
 JOB_DETAIL_FIELDS = (
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
-    "completed_at", "processing_time_ms", "gpu_seconds", "priority", "start_deadline", "run_within_seconds",
+    "completed_at", "processing_time_ms", "gpu_seconds", "gpu", "priority", "start_deadline", "run_within_seconds",
     "run_deadline", "waiting_for", "output_data",
 )
+# The columns they are read from (`gpu` is its call's class: the type's own, or one of its ladder's).
+_DETAIL_COLUMNS = (*(f for f in JOB_DETAIL_FIELDS if f != "gpu"), "gpu_class")
 
 
 def job_cache(*, cache_source_id: uuid.UUID | None) -> dict[str, Any]:
@@ -140,6 +142,7 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
     if row is None:
         raise JobNotFound("No such job.")
     row["output_data"] = job_output_data(job_type=row["type"], output_data=row["output_data"])
+    row["gpu"] = row.pop("gpu_class") or job_spec(row["type"]).engine.gpu.value
     row["output_media"] = [
         {"id": m.pk, "name": m.name, "type": m.type}
         for m in job_output_media(user_id=user_id, output_data=row["output_data"])
@@ -160,7 +163,7 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
 # Clients poll GET /jobs/{id}: its read is built once per process (auteur.core.prepared).
 _DETAIL = PreparedRead(
     lambda user_id, pk: Job.objects.filter(user_id=user_id, user__is_active=True, pk=pk).values(
-        *JOB_DETAIL_FIELDS, "cache_source_id", ledger=LEDGER_ENTRIES),
+        *_DETAIL_COLUMNS, "cache_source_id", ledger=LEDGER_ENTRIES),
     user_id=uuid.UUID(int=1), pk=uuid.UUID(int=2),
 )
 
@@ -206,6 +209,7 @@ class JobTypeInfo:
     price_credits: int
     price_unit: str
     gpu: str
+    gpu_ladder: list[str]
     model: str
     time_limit_s: int
     plan: str | None
@@ -234,6 +238,7 @@ def job_type_list() -> list[JobTypeInfo]:
             price_credits=spec.price.credits,
             price_unit=spec.price.unit,
             gpu=spec.engine.gpu.value,
+            gpu_ladder=[gpu.value for gpu in spec.engine.gpu_ladder],
             model=(on_local and spec.engine.local_model) or spec.engine.model,
             time_limit_s=spec.engine.time_limit_s,
             plan=spec.plan,

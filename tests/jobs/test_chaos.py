@@ -46,6 +46,8 @@ def test_the_quick_chaos_drill_keeps_every_invariant(tmp_path: Path) -> None:
     assert figures["completed"] > 0 and figures["failed"] > 0 and figures["canceled"] > 0
     assert figures["refunded"] == figures["failed"] + figures["canceled"]
     assert figures["retries"] > 0
+    # Calls out of GPU memory ran again on a larger class of their type's ladder, and completed there.
+    assert any(key.startswith("completed on ") for key in figures["on_a_larger_gpu"]), figures["on_a_larger_gpu"]
     # Hung calls were timed out (by the reaper, or by the poll it sent) on the scaled limits.
     assert report["timing"]["scale"] == 0.05 and report["timing"]["tts_limit_s"] == 6
     assert figures["failure_codes"].get("timeout", 0) > 0 and figures["reaper_repolls"] > 0

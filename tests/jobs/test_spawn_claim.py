@@ -43,7 +43,7 @@ class Calls:
         monkeypatch.setattr(gpu_client, "spawn", self.spawn)
         monkeypatch.setattr(gpu_client, "cancel_quietly", self.canceled.append)
 
-    def spawn(self, job_type: str, payload: dict[str, Any]) -> str:
+    def spawn(self, job_type: str, payload: dict[str, Any], gpu: str | None = None) -> str:
         self.entered.set()
         if self.hold is not None:
             assert self.hold.wait(30)

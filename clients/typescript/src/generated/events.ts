@@ -362,6 +362,7 @@ export interface components {
         inference_retry: {
             attempt: number;
             code: string;
+            gpu?: string;
             piece?: number;
         };
         /** @description A GPU call spawned; a long file's: `call_id` is `pieces`, with their count. */

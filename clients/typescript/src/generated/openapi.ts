@@ -2256,6 +2256,8 @@ export interface components {
             error_message: string;
             /** @description While the job waits: estimated seconds until it starts processing, from the median processing time of the latest 50 completed jobs of each type involved: your running jobs (less the time they have run) and your waiting jobs ahead of it, spread over your plan's concurrent slots. 0 when a slot is free for it now. Null when a job that must end first is of a type with no completed jobs yet, and once it is processing or has ended. */
             readonly eta_seconds: number | null;
+            /** @description The GPU class its call runs on (or ran on): its type's own (`GET /jobs/types`), or a larger one of the type's `gpu_ladder` after a call ran out of GPU memory; `cpu` for render and compression */
+            readonly gpu: string;
             /** Format: double */
             gpu_seconds: number | null;
             /** Format: uuid */
@@ -2367,6 +2369,8 @@ export interface components {
             error_code: string;
             /** @description A fixed sentence for error_code */
             error_message: string;
+            /** @description The GPU class its call runs on (or ran on): its type's own (`GET /jobs/types`), or a larger one of the type's `gpu_ladder` after a call ran out of GPU memory; `cpu` for render and compression */
+            readonly gpu: string;
             /** Format: double */
             gpu_seconds: number | null;
             /** Format: uuid */
@@ -2449,6 +2453,8 @@ export interface components {
             engine_version: number;
             /** @description The GPU class (A10G, L4, A100-80GB) or cpu */
             gpu: string;
+            /** @description Larger GPU classes, in order, that a call out of GPU memory is run again on, once each, for the price the job was charged; empty where there is none (the failure is final and refunded) */
+            gpu_ladder: string[];
             /** @description The spoken languages this server takes for it (`auto`: detect), for the types whose input names one; null for the others */
             languages: components["schemas"]["Language"][] | null;
             /** @description The model this server's GPU backend runs for it */
