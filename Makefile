@@ -25,7 +25,7 @@ TEST_ENV := DJANGO_SECRET_KEY=test-only-django-secret-key-0123456789abcdef \
 LINT_ENV := $(TEST_ENV) DATABASE_URL=postgres://lint@127.0.0.1:1/lint REDIS_URL=redis://127.0.0.1:1/0 \
 	MONGODB_URI=mongodb://127.0.0.1:1/lint
 
-.PHONY: run test test-rabbitmq lint manage demo docs bench chaos soak partition install install-dev help
+.PHONY: run test test-rabbitmq lint manage demo docs bench chaos soak partition install install-dev help gpu-check
 .DEFAULT_GOAL := help
 
 help:
@@ -38,6 +38,7 @@ help:
 	@echo "make docs   install what the docs need (if needed), build the site strictly, serve it on http://127.0.0.1:8001/ (DOCS_ADDR=host:port)"
 	@echo "make bench  every benchmark in bench/ (each starts its own stack), then bench/RESULTS.md"
 	@echo "make chaos  1,000 jobs while workers die and Redis and Postgres restart; checks nothing was lost"
+	@echo "make gpu-check  on a machine with CUDA: the engines' tests on the GPU, one real-size Wan2.1-14B pass"
 	@echo "make partition   (root) machines as network namespaces: 1,000 jobs while links fail, twice; then the same cut unguarded"
 	@echo "make soak   an hour of steady load on make run's processes, sampled every minute: bench/results/soak/*.png (SOAK_ARGS='--duration 300 --interval 20': 5 min)"
 
@@ -179,6 +180,12 @@ bench: $(STAMP_DEV)
 chaos: $(STAMP_DEV)
 	$(PY) bench/chaos.py
 	$(PY) bench/report.py
+
+# On a machine with CUDA (scripts/gpu_check.py): each engine's tests on the GPU, and one real-size
+# pass of the model the video generation cost model rests on. GPU_PY: a Python whose torch is a CUDA build.
+GPU_PY ?= $(PY)
+gpu-check: $(STAMP_DEV)
+	$(GPU_PY) scripts/gpu_check.py
 
 # Not part of `make test` (an hour by default): `python -m devstack run` in a throwaway var dir, under load;
 # exits 1 if a process group's RSS or descriptors grew past their limits after warm-up, once RESULTS.md has the table.

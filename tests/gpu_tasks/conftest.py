@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +10,16 @@ import pytest
 
 from gpu_tasks.engines.tts import synthesize, write_wav
 from tests.gpu_tasks.helpers import SENTENCE, ffmpeg
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _on_the_gpu_when_checking() -> None:
+    """`make gpu-check` (scripts/gpu_check.py) runs these tests to see the engines on a GPU: there,
+    a machine where the engines would pick another device fails at once instead of passing on CPU."""
+    if os.environ.get("AUTEUR_GPU_CHECK") == "1":
+        from gpu_tasks.engines import weights
+
+        assert weights.device() == "cuda", "AUTEUR_GPU_CHECK=1, and the engines would not run on a GPU here"
 
 
 @pytest.fixture(scope="session")
