@@ -286,6 +286,14 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{parts['parts']} parts: {parts['mb_per_s']} MB/s, {wide['mb_per_s']} MB/s in parallel; confirm "
                     f"{parts['confirm_s']} s | one PUT: {single['mb_per_s']} MB/s | {parts['mb_per_s'] / single['mb_per_s']:.2f} "
                     f"| server memory flat (peak growth {growth} MiB): {verdict(growth < 64)} |"))
+    if (d := load("cancel_latency")) is not None:
+        loc, mod = d["local"], d["modal"]
+        rows.append(("cancel_latency", f"| cancel -> the call's processes gone, local backend, {loc['cancels']} cancels "
+                    f"({loc['running']} running ffmpeg, load {loc['load_average_mean']:.1f}) | p99 {loc['p99_ms']:.0f} ms "
+                    f"after the answer, {loc['from_request_p99_ms']:.0f} ms from the request | fake Modal through the "
+                    f"API: FunctionCall.cancel sent p99 {mod['request_to_cancel_sent_ms']['p99']:.0f} ms after the "
+                    f"request, before the answer | - | p99 <= 5 s: {verdict(loc['p99_ms'] <= 5000)}; Modal <= 1 s: "
+                    f"{verdict(mod['request_to_cancel_sent_ms']['p99'] <= 1000)} |"))
     if (d := load("long_file_pieces")) is not None:
         w, p = d["whole"], d["pieces"]
         rows.append(("long_file_pieces", f"| transcription of a {d['minutes']} min file, noop GPU at {d['seconds_per_minute']} s "

@@ -361,6 +361,9 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
     if slots:
         RunnerSlots(call_dir.parent / SLOTS_DIR, slots).acquire()
     uid = UidLeases(sandbox).acquire()[0] if sandbox.separate_uid else None
+    # A cancel (LocalBackend.cancel) asks with SIGTERM: everything of the call goes at once, what
+    # left the group too, while this process still holds the uid (no other call has it yet).
+    signal.signal(signal.SIGTERM, lambda signum, frame: _stop_everything(uid))
     box = isolation.private_dir(call_dir / BOX, sandbox, uid)
     _jsonfile.write_atomic(call_dir / "started.json", {"at": time.time()})
     announce("progress", 0.0)  # it holds a slot: its time limit starts now
@@ -376,6 +379,7 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the engine child
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         code = 0
         try:
             _work(box, call, payload, deadline, os.getppid(), sandbox, uid)
@@ -416,6 +420,13 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
         outcome = status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
     _end(call_dir, box, final_status(call, outcome, box, limits), announce)
     return 0
+
+
+def _stop_everything(uid: int | None) -> None:
+    """Kill the call: every process of its uid, then this process's group (itself included)."""
+    if uid is not None:
+        isolation.kill_uid(uid)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def _end(call_dir: Path, box: Path, record: dict[str, Any], announce: _Announce) -> None:

@@ -20,7 +20,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from auteur.core.errors import ApplicationError
 from auteur.core.logging import job_id_var
 from auteur.core.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
-from jobs import task_names
+from jobs import gpu_client, task_names
 from jobs.events.record import bind_job_to_logs, job_event_record
 from jobs.gpu_client import GpuError, TransientGpuError
 from jobs.life.deadlines import jobs_deadlines_enforce
@@ -156,6 +156,16 @@ def replace_in_timeline(self: Task, job_id: str) -> str | None:
             job_timeline_swap_failed(job_id=job_id, exc=exc)
         raise
     return outcome["status"] if outcome else None
+
+
+@shared_task(
+    name=task_names.STOP_CALL, acks_late=True, soft_time_limit=60, time_limit=90,
+    autoretry_for=(GpuError,), max_retries=10, retry_backoff=2, retry_backoff_max=120, retry_jitter=True,
+)
+def stop_call(call_id: str) -> None:
+    """Cancel a GPU call whose job ended while its backend did not take the cancel (jobs.life.publish.call_stop):
+    asked again with backoff, about ten minutes of tries, then left to the call's own time limit."""
+    gpu_client.cancel(call_id)
 
 
 @shared_task(name=task_names.DEADLINES, acks_late=True, soft_time_limit=50, time_limit=60)

@@ -58,6 +58,8 @@ _CALL_ID = re.compile(r"^local-[0-9a-f]{32}\Z")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The runner enforces the limit itself; this backstop only catches a runner that cannot.
 _BACKSTOP_GRACE_S = 60.0
+# How long a cancel waits for the runner to stop its call itself before it kills the runner's group.
+STOP_WAIT_S = 1.0
 # How often `run` looks at the call it waits for.
 RUN_POLL_INTERVAL_S = 0.05
 # What a runner inherits of the worker's environment: what Python, the engines, their libraries
@@ -299,11 +301,20 @@ class LocalBackend(GpuBackend):
         return _pid_alive(int(info["pid"]), info.get("create_time"))
 
     def _finish(self, call_dir: Path, error: GpuError, gpu_seconds: float = 0.0) -> None:
+        """Record the call's end as `error`, then stop it: SIGTERM first, on which the runner kills
+        every process of the call's uid (what left its group too) and its group; then, whatever
+        it did within STOP_WAIT_S, SIGKILL to the group (the runner leads its own)."""
         _jsonfile.write_once(call_dir / "status.json", status_record("failed", error=error, gpu_seconds=gpu_seconds))
         info = _jsonfile.read(call_dir / "pid.json")
-        if info and _pid_alive(int(info["pid"]), info.get("create_time")):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(info["pid"]), signal.SIGKILL)  # the runner leads its own group
+        if not info or not _pid_alive(int(info["pid"]), info.get("create_time")):
+            return
+        pid = int(info["pid"])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_WAIT_S
+            while time.monotonic() < deadline and _pid_alive(pid, info.get("create_time")):
+                time.sleep(0.005)
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _create_time(pid: int) -> float | None:

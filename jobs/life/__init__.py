@@ -1,6 +1,6 @@
 """A job's life, from its claim to its end: modules whose imports run one way, bottom to top.
 
-    publish        publishing a step or task by name (nothing here imports jobs/tasks.py)
+    publish        publishing a step or task by name (nothing here imports jobs/tasks.py); stopping a call
     fairshare      each job type's GPU units and whose waiting job starts next when one frees
     slots          a user's concurrency slots; starting waiting jobs as slots free
     windows        how long a job may wait to start: the client's limit, its type's queue TTL

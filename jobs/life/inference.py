@@ -19,6 +19,7 @@ from jobs.events.record import job_event_record
 from jobs.events.stream import JobState
 from jobs.gpu_client import CallStatus, PermanentGpuError
 from jobs.life import pieces
+from jobs.life.publish import call_stop
 from jobs.life.status import job_inference_ended
 from jobs.models import Job, JobEventType, JobStatus
 from jobs.specs import job_spec
@@ -89,7 +90,7 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
     now = timezone.now()
     if not _record_call(job, call_id, claimed=claimed, now=now):
         # The job was canceled or failed while the call started: the call is surplus.
-        gpu_client.cancel_quietly(call_id)
+        call_stop(job.pk, call_id)
         return Job.objects.filter(pk=job_id).first()
     job.gpu_call_id, job.attempts, job.inference_started_at, job.updated_at = call_id, job.attempts + 1, now, now
     return job
@@ -132,7 +133,7 @@ def _record_call(job: Job, call_id: str, *, claimed: datetime, now: datetime) ->
                                     state=JobState(job.user_id, JobStatus.PROCESSING, job.progress), move=move)
         except (OperationalError, InterfaceError):
             if connection.in_atomic_block or time.monotonic() + pause > deadline:
-                gpu_client.cancel_quietly(call_id)
+                call_stop(job.id, call_id)
                 raise
             connection.close()  # a broken connection is opened anew on the next try
             time.sleep(pause)

@@ -42,6 +42,7 @@ from jobs.gpu_client import (
     turns_of,
 )
 from jobs.life.fairshare import others_waiting, start_due_on_commit, type_capacity, units_in_use
+from jobs.life.publish import call_stop
 from jobs.models import PIECES, Job, JobEventType, JobPiece, JobStatus
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
@@ -183,7 +184,7 @@ def pieces_spawn(job: Job) -> None:
         won = JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.PENDING).update(
             state=JobPiece.State.RUNNING, call_id=call_id, attempts=F("attempts") + 1, started_at=timezone.now())
         if not won:
-            gpu_client.cancel_quietly(call_id)
+            call_stop(job.pk, call_id)
 
 
 def pieces_poll(job: Job) -> CallStatus:
@@ -288,7 +289,10 @@ def pieces_cancel(job_id: Any) -> None:
     for state, call_id in JobPiece.objects.filter(
             job_id=job_id, state__in=(JobPiece.State.RUNNING, JobPiece.State.SUCCEEDED)).values_list(
             "state", "call_id"):
-        (gpu_client.cancel_quietly if state == JobPiece.State.RUNNING else gpu_client.release_quietly)(call_id)
+        if state == JobPiece.State.RUNNING:
+            call_stop(job_id, call_id)
+        else:
+            gpu_client.release_quietly(call_id)
 
 
 def pieces_release(job: Job) -> None:

@@ -27,11 +27,15 @@ declares them) and is published by that name, so nothing below the tasks imports
 
 from __future__ import annotations
 
+import logging
 import uuid
 from enum import StrEnum
 
 from auteur.core.publishing import send
+from jobs import gpu_client, task_names
 from jobs.specs import job_spec
+
+logger = logging.getLogger(__name__)
 
 
 class Step(StrEnum):
@@ -79,3 +83,16 @@ def publish_task(
 
 def start(job_id: uuid.UUID | str, job_type: str) -> bool:
     return publish(job_id, job_type, Step.PREPARE)
+
+
+def call_stop(job_id: uuid.UUID | str, call_id: str) -> None:
+    """Cancel the GPU call of a job that ended without it (canceled, failed, or a surplus call), so
+    that it stops running and billing now, not at its time limit. When the backend does not take
+    the cancel (out of reach), the `jobs.stop_call` task asks it again, with backoff, for about
+    ten minutes; nothing the call produces is kept meanwhile (its job has ended)."""
+    try:
+        gpu_client.cancel(call_id)
+    except gpu_client.GpuError as exc:
+        logger.warning("GPU call %s of job %s: cancel failed (%s), asking again by a task", call_id, job_id,
+                       exc.code, extra={"job_id": str(job_id)})
+        publish_task(task_names.STOP_CALL, (call_id,), job_id=job_id, label="a cancel of its GPU call")

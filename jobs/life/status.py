@@ -34,13 +34,13 @@ from django.utils import timezone
 from auteur.core.postgres.plans import Planned
 from auteur.core.prepared import PreparedRead, PreparedUpdate
 from credits.services.ledger import credit_refund_job
-from jobs import gpu_client
 from jobs.errors import JobNotCancelable
 from jobs.events.record import job_event_record
 from jobs.events.stream import JobState
 from jobs.events.usage import usage_row
 from jobs.failures import failure_detail, failure_message
 from jobs.life import pieces, scheduling
+from jobs.life.publish import call_stop
 from jobs.life.refunds import cancel_refund, failure_refund
 from jobs.life.windows import abort_code
 from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, JobStatus
@@ -318,7 +318,7 @@ def _stop_calls(job_id: uuid.UUID, call_id: str) -> None:
     if call_id == pieces.PIECES:
         pieces.pieces_cancel(job_id)
     else:
-        gpu_client.cancel_quietly(call_id)
+        call_stop(job_id, call_id)
 
 
 # Why a job never started, for machines (`error_code`) and for people (`error_message`).

@@ -184,3 +184,16 @@ def padded_video(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
     size = int(str(payload["prompt"]).split("bytes:")[1].split()[0])
     out = write_padded_mp4(ctx.output_path("video", ".mp4"), size)
     return {**video_fields(), "outputs": {"video": ctx.deliver("video", out, "video/mp4")}}
+
+
+def escape(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Start a process in a session of its own (out of the runner's group), its command line marked
+    with `marker`, report some progress, and run on."""
+    import subprocess
+    import sys
+
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", payload["marker"]],
+                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx.progress(10)
+    time.sleep(600)
+    return {}

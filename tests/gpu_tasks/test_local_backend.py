@@ -118,6 +118,33 @@ def test_cancel_stops_the_runner_and_its_ffmpeg(backend: LocalBackend, long_rend
     backend.cancel(call_id)  # idempotent
 
 
+def test_cancel_stops_what_left_the_runners_group_too(tmp_path: Path) -> None:
+    """An engine that starts a process in a session of its own (daemonised: no group to kill) loses
+    it on cancel all the same: the runner kills every process of the call's uid first."""
+    import uuid
+
+    import psutil
+
+    backend = LocalBackend(tmp_path / "calls", engines={"tts": "tests.gpu_tasks.probe_engines:escape"})
+    if not backend.sandbox.separate_uid:
+        pytest.skip("the engines run as this process's uid here: no uid of the call's own to kill")
+    marker = f"escapee-{uuid.uuid4().hex}"
+
+    def escapees() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+    call_id = backend.spawn("tts", {"text": "x", "marker": marker})
+    wait_for(backend, call_id, lambda s: s.progress is not None and bool(escapees()), timeout=30)
+    (escapee,) = escapees()
+    assert os.getpgid(escapee.pid) != runner_pid(backend, call_id), "out of the runner's group"
+    started = time.monotonic()
+    backend.cancel(call_id)
+    psutil.wait_procs([escapee], timeout=5)
+    assert not escapees(), "the daemonised process is gone"
+    assert time.monotonic() - started < 5
+    assert backend.poll(call_id).error.code == "canceled"  # type: ignore[union-attr]
+
+
 def test_runner_killed_midway_is_a_transient_failure(
     backend: LocalBackend, long_render_payload: dict[str, Any]
 ) -> None:

@@ -43,7 +43,7 @@ def test_a_look_that_finds_a_piece_settled_by_another_look_leaves_it_alone(user:
 
     monkeypatch.setattr(gpu_client, "poll", poll)
     monkeypatch.setattr(gpu_client, "spawn", spawn)
-    monkeypatch.setattr(gpu_client, "cancel_quietly", canceled.append)
+    monkeypatch.setattr(gpu_client, "cancel", canceled.append)
 
     status = pieces.pieces_poll(job)
 

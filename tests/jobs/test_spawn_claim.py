@@ -41,7 +41,7 @@ class Calls:
         self.hold: threading.Event | None = None
         self.entered = threading.Event()
         monkeypatch.setattr(gpu_client, "spawn", self.spawn)
-        monkeypatch.setattr(gpu_client, "cancel_quietly", self.canceled.append)
+        monkeypatch.setattr(gpu_client, "cancel", self.canceled.append)
 
     def spawn(self, job_type: str, payload: dict[str, Any], gpu: str | None = None) -> str:
         self.entered.set()
