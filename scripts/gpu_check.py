@@ -107,7 +107,8 @@ def time_wan_pass(config: dict[str, Any], *, width: int, height: int, frames: in
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            model = WanTransformer3DModel(**config).eval()
+            model: Any = WanTransformer3DModel(**config)
+        model.eval()
     finally:
         torch.set_default_dtype(previous)
     latents = torch.randn(1, config["in_channels"], (frames - 1) // 4 + 1, height // 8, width // 8, device=device,

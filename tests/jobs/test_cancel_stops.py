@@ -81,7 +81,12 @@ def test_when_modal_does_not_take_the_cancel_a_task_asks_again(auth_client, fund
                                                                 monkeypatch, django_capture_on_commit_callbacks):
     job, call = running_job(auth_client, project, media, modal)
     sent: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(publish, "publish_task", lambda name, args, **kw: sent.append((name, args)) or True)
+
+    def publish_task(name: str, args: tuple[Any, ...], **kwargs: Any) -> bool:
+        sent.append((name, args))
+        return True
+
+    monkeypatch.setattr(publish, "publish_task", publish_task)
     call.cancel_error = mx.ConnectionError("Modal is out of reach")
     cancel(auth_client, job, django_capture_on_commit_callbacks)  # answered all the same: canceled, refunded
     assert not call.cancelled and sent == [(task_names.STOP_CALL, (job.gpu_call_id,))]
