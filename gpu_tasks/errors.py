@@ -78,8 +78,9 @@ class GpuError(Exception):
         if code not in cls.codes:
             # A status written by a newer version with a code this one does not know.
             return cls("internal" if cls is PermanentGpuError else "backend_error", f"{code}: {message}")
-        retryable = data.get("retryable")
-        return cls(code, message, retryable=retryable if isinstance(retryable, bool) else None)
+        # Whether trying again can help follows from the code's class, never from the writer's word:
+        # a container that calls its own failure retryable would buy itself another call.
+        return cls(code, message)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GpuError) and type(self) is type(other) and self.to_dict() == other.to_dict()

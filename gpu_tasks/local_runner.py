@@ -382,7 +382,9 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         code = 0
         try:
-            _work(box, call, payload, deadline, os.getppid(), sandbox, uid)
+            # Without the call's own payload: its output targets are the runner's to use, not the engine's.
+            _work(box, {k: v for k, v in call.items() if k != "payload"}, payload, deadline, os.getppid(), sandbox,
+                  uid)
         except BaseException:  # noqa: BLE001 - the child must reach os._exit, never return into our loop
             traceback.print_exc()
             code = 1

@@ -18,7 +18,8 @@ The worker then runs with `AUTEUR_GPU_BACKEND=modal` (and `MODAL_TOKEN_ID`/`MODA
 - GPU classes, timeouts and `max_containers` come from `gpu_tasks.types.JOB_TYPES` (A100-80GB
   at most 10 containers, A10G 50, L4 100). A type with a GPU ladder has one function more per
   larger class (`lip_sync_on_l40s`, `lip_sync_on_a100_80gb`): a call out of GPU memory is
-  spawned again there by the jobs app.
+  spawned again there by the jobs app. Those functions share their class's container limit
+  (`ladder_max_containers`: 2 each of the five types that climb to an A100-80GB).
 - Model weights live on the `auteur-models` Volume mounted at /models (the weights cache); the
   hub is switched off at inference time (`HF_HUB_OFFLINE=1`), so a container never downloads
   weights on a user's clock.
@@ -70,7 +71,7 @@ def function_options(spec: JobTypeSpec, gpu: GpuClass | None = None) -> dict[str
     gpu = gpu or spec.gpu
     options: dict[str, Any] = {
         "timeout": spec.time_limit_s,
-        "max_containers": spec.max_concurrency if gpu is spec.gpu else GPU_CLASS_MAX_CONCURRENCY[gpu],
+        "max_containers": spec.max_concurrency if gpu is spec.gpu else ladder_max_containers(gpu),
         "retries": 0,  # retries are the jobs app's decision (it knows the job's attempts and refunds)
     }
     if gpu is GpuClass.CPU:
@@ -78,6 +79,14 @@ def function_options(spec: JobTypeSpec, gpu: GpuClass | None = None) -> dict[str
     else:
         options.update(image=gpu_image, gpu=gpu.value, volumes={MODELS_PATH: models_volume})
     return options
+
+
+def ladder_max_containers(gpu: GpuClass) -> int:
+    """Containers each type's function on a larger class of its ladder may run: the class's limit
+    shared among every ladder function on it (Modal counts each function apart), at least one, so
+    the calls that climb there add at most the class's limit again, whatever the number of types."""
+    sharing = sum(gpu in spec.gpu_ladder for spec in JOB_TYPES.values())
+    return max(1, GPU_CLASS_MAX_CONCURRENCY[gpu] // max(1, sharing))
 
 
 def _run(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:

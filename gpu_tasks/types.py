@@ -147,12 +147,6 @@ class JobTypeSpec:
         """Its own GPU class, then its ladder's."""
         return (self.gpu, *self.gpu_ladder)
 
-    def next_gpu(self, current: str | None) -> GpuClass | None:
-        """The class after `current` (None or "": its own) on its ladder; None at the top."""
-        classes = self.gpu_classes
-        at = classes.index(GpuClass(current)) if current else 0
-        return classes[at + 1] if at + 1 < len(classes) else None
-
     def modal_function_on(self, gpu: str | None) -> str:
         """The Modal function that runs it on `gpu` (None or its own class: `modal_function`);
         PermanentGpuError for a class that is not on its ladder."""

@@ -248,8 +248,9 @@ class JobTypeListApi(ApiView):
         price = PriceSerializer(source="*")
         gpu = serializers.CharField(help_text="The GPU class (A10G, L4, A100-80GB) or cpu")
         gpu_ladder = serializers.ListField(child=serializers.CharField(), help_text=(
-            "Larger GPU classes, in order, that a call out of GPU memory is run again on, once each, for the "
-            "price the job was charged; empty where there is none (the failure is final and refunded)"))
+            "Larger GPU classes, in order, that a call out of GPU memory is run again on by this server, once "
+            "each, for the price the job was charged; empty where there is none (the failure is final and "
+            "refunded), as on a backend with one kind of machine"))
         model = serializers.CharField(help_text="The model this server's GPU backend runs for it")
         time_limit_s = serializers.IntegerField()
         plan = serializers.CharField(allow_null=True, help_text="The plan it needs (null: any account)")

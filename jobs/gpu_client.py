@@ -179,6 +179,11 @@ def stored_call_ids(call_id: str) -> list[str]:
     return backend().stored_call_ids(call_id)
 
 
+def gpu_ladder(job_type: str) -> tuple[str, ...]:
+    """The larger GPU classes this server's backend runs the type on after a call out of GPU memory."""
+    return backend().gpu_ladder(job_type)
+
+
 def output_targets(job_type: str) -> Mapping[str, str]:
     """{output name: content type} of the outputs a call of the type PUTs to targets the spawn
     gives (gpu_tasks.contract); empty when they all come back in its result."""

@@ -155,6 +155,12 @@ class GpuBackend(ABC):
     def release(self, call_id: str) -> None:
         return None
 
+    def gpu_ladder(self, job_type: str) -> tuple[str, ...]:
+        """The larger GPU classes, in order, a call of the type out of GPU memory is spawned on
+        again (`spawn(gpu=...)`); none where every call runs on one kind of machine (a call out
+        of memory there would be out of memory again)."""
+        return ()
+
     def output_targets(self, job_type: str) -> Mapping[str, str]:
         """{output name: content type} of the outputs this backend's calls of `job_type` PUT to
         the targets the caller gives (see the module docstring); none by default."""

@@ -155,6 +155,9 @@ class FaultInjectingBackend(GpuBackend):
         if _FAULT_ID.match(call_id) is None:
             self.inner.release(call_id)
 
+    def gpu_ladder(self, job_type: str) -> tuple[str, ...]:
+        return self.inner.gpu_ladder(job_type)
+
     def output_targets(self, job_type: str) -> Mapping[str, str]:
         return self.inner.output_targets(job_type)
 

@@ -302,19 +302,32 @@ class LocalBackend(GpuBackend):
 
     def _finish(self, call_dir: Path, error: GpuError, gpu_seconds: float = 0.0) -> None:
         """Record the call's end as `error`, then stop it: SIGTERM first, on which the runner kills
-        every process of the call's uid (what left its group too) and its group; then, whatever
-        it did within STOP_WAIT_S, SIGKILL to the group (the runner leads its own)."""
+        every process of the call's uid (what left its group too) and its group; then, if the
+        runner still runs after STOP_WAIT_S, SIGKILL to its group (the runner leads its own). The
+        signals go to this runner only: by a pidfd opened once its pid was found to be it, and the
+        group only while that same process still leads it (a gone runner's pid may be reused)."""
         _jsonfile.write_once(call_dir / "status.json", status_record("failed", error=error, gpu_seconds=gpu_seconds))
         info = _jsonfile.read(call_dir / "pid.json")
-        if not info or not _pid_alive(int(info["pid"]), info.get("create_time")):
+        if not info:
             return
-        pid = int(info["pid"])
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        pid, created = int(info["pid"]), info.get("create_time")
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # gone
+        try:
+            if not _pid_alive(pid, created):
+                return
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
             deadline = time.monotonic() + STOP_WAIT_S
-            while time.monotonic() < deadline and _pid_alive(pid, info.get("create_time")):
+            while time.monotonic() < deadline and _pid_alive(pid, created):
                 time.sleep(0.005)
-            os.killpg(pid, signal.SIGKILL)
+            if _pid_alive(pid, created):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        finally:
+            os.close(pidfd)
 
 
 def _create_time(pid: int) -> float | None:

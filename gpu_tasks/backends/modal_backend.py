@@ -102,6 +102,9 @@ class ModalBackend(GpuBackend):
     def output_targets(self, job_type: str) -> Mapping[str, str]:
         return get_spec(job_type).uploaded_outputs
 
+    def gpu_ladder(self, job_type: str) -> tuple[str, ...]:
+        return tuple(gpu.value for gpu in get_spec(job_type).gpu_ladder)
+
     def spawn(self, job_type: str, payload: Mapping[str, Any], *, gpu: str | None = None) -> str:
         spec = get_spec(job_type)
         name = spec.modal_function_on(gpu)  # one function per class of the type's ladder (modal_app)

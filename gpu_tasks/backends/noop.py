@@ -262,6 +262,10 @@ class NoopBackend(GpuBackend):
         # Stands in for production: what the Modal engine takes.
         return engine_languages(job_type, "modal")
 
+    def gpu_ladder(self, job_type: str) -> tuple[str, ...]:
+        # Stands in for production: Modal's ladder (a call on any class succeeds here).
+        return tuple(gpu.value for gpu in get_spec(job_type).gpu_ladder)
+
     def spawn(self, job_type: str, payload: Mapping[str, Any], *, gpu: str | None = None) -> str:
         if self.spawn_latency_s > 0:
             time.sleep(self.spawn_latency_s)

@@ -58,6 +58,9 @@ class RoutingBackend(GpuBackend):
     def languages(self, job_type: str) -> frozenset[str]:
         return self.backend_for(job_type)[1].languages(job_type)
 
+    def gpu_ladder(self, job_type: str) -> tuple[str, ...]:
+        return self.backend_for(job_type)[1].gpu_ladder(job_type)
+
     def output_targets(self, job_type: str) -> Mapping[str, str]:
         return self.backend_for(job_type)[1].output_targets(job_type)
 

@@ -27,7 +27,7 @@ from media.services.gpu_outputs import media_output_targets
 from media.services.uploads import SINGLE_PUT_MAX_BYTES
 
 MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
-# (and one more per class of the type's GPU ladder: a call out of GPU memory is spawned again there)
+# (besides one per class of the type's GPU ladder climbed: a call out of GPU memory is spawned again there)
 PROGRESS_EVENT_STEP = 10  # record a progress event every 10 points, not on every poll
 
 # Every job makes these writes: built once per process (auteur.core.prepared).
@@ -96,8 +96,15 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
     return job
 
 
+def climbs(job: Job) -> int:
+    """How many classes of its ladder the job's calls have climbed (each climb is an attempt)."""
+    ladder = gpu_client.gpu_ladder(job.type)
+    return ladder.index(job.gpu_class) + 1 if job.gpu_class in ladder else 0
+
+
 def max_attempts(job: Job) -> int:
-    return MAX_GPU_ATTEMPTS + len(job_spec(job.type).engine.gpu_ladder)
+    """Spawns the job may claim: MAX_GPU_ATTEMPTS for transient failures, and one per climb."""
+    return MAX_GPU_ATTEMPTS + climbs(job)
 
 
 def _payload(job: Job) -> dict[str, Any]:
@@ -193,13 +200,15 @@ def _climb(job: Job) -> bool:
     """A call out of GPU memory: the job's next call runs on the next class of its type's ladder,
     for the price it was charged (nothing more is charged, whatever the class). False at the top:
     the failure is final, and refunded once as any. Only while the job still runs this call."""
-    bigger = job_spec(job.type).engine.next_gpu(job.gpu_class)
-    if bigger is None:
+    ladder = gpu_client.gpu_ladder(job.type)
+    at = climbs(job)
+    if at >= len(ladder) or (job.gpu_class and job.gpu_class not in ladder):
         return False
+    bigger = ladder[at]
     if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
-        gpu_call_id="", gpu_class=bigger.value
+        gpu_call_id="", gpu_class=bigger
     ):
-        job_event_record(job.id, JobEventType.INFERENCE_RETRY, code="gpu_oom", attempt=job.attempts, gpu=bigger.value)
+        job_event_record(job.id, JobEventType.INFERENCE_RETRY, code="gpu_oom", attempt=job.attempts, gpu=bigger)
     return True
 
 

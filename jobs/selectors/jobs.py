@@ -238,7 +238,7 @@ def job_type_list() -> list[JobTypeInfo]:
             price_credits=spec.price.credits,
             price_unit=spec.price.unit,
             gpu=spec.engine.gpu.value,
-            gpu_ladder=[gpu.value for gpu in spec.engine.gpu_ladder],
+            gpu_ladder=list(gpu_client.gpu_ladder(spec.type)),
             model=(on_local and spec.engine.local_model) or spec.engine.model,
             time_limit_s=spec.engine.time_limit_s,
             plan=spec.plan,

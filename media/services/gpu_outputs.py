@@ -26,6 +26,7 @@ processes in between.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,15 +90,19 @@ def staged_output(*, job_id: uuid.UUID | str, name: str, content_type: str, ref:
     return StagedOutput(key=found.group(0), size=int(ref["size_bytes"]), sha256=str(ref["sha256"]))
 
 
-def media_take_staged(staged: StagedOutput, key: str) -> None:
-    """Move the staged object to `key`, where no URL writes. Done already (a redelivered store
-    step) when only `key` holds it; OutputRefused when neither does (nothing was uploaded)."""
+def media_take_staged(staged: StagedOutput, key: str) -> int:
+    """Move the staged object to `key`, where no URL writes; its size there. Moved already (by an
+    earlier delivery of the store step) when `key` holds an object: that one is checked, never
+    replaced by what a late PUT left at the target since. OutputRefused when neither holds one."""
     storage = get_storage()
-    try:
-        storage.move(staged.key, key)
-    except FileNotFoundError:
-        if storage.head(key) is None:
-            raise OutputRefused("the GPU call's result was refused: an uploaded output is not in the store") from None
+    size = storage.head(key)
+    if size is None:
+        with contextlib.suppress(FileNotFoundError):  # moved meanwhile by another delivery, or never uploaded
+            storage.move(staged.key, key)
+        size = storage.head(key)
+    if size is None:
+        raise OutputRefused("the GPU call's result was refused: an uploaded output is not in the store")
+    return size
 
 
 def check_staged(staged: StagedOutput, *, size: int, sha256: str) -> None:

@@ -110,8 +110,15 @@ def media_create_output(
             _forget_thumbnail(media)  # no row will point at it; the error to report is the store's
             raise
     else:
-        media_take_staged(staged, key)
+        # Leased before it is moved under the output's prefix: a store cut short (its time limit, a
+        # killed worker) and never redelivered leaves no object there without a row for long.
+        prefix = media_prefix(project_id=project_id, media_id=media_id)
+        lease = PendingObjectDeletion.objects.create(
+            key=prefix + PREFIX_MARK, due_at=timezone.now() + timedelta(seconds=COPY_LEASE_SECONDS), user_id=user_id,
+            bytes=staged.size)
         try:
+            # Its size first: an object larger than stated is refused before a byte is read.
+            check_staged(staged, size=media_take_staged(staged, key), sha256=staged.sha256)
             with get_storage().local_path(key) as path:
                 size, sha256 = path.stat().st_size, content_sha256(path)
                 check_staged(staged, size=size, sha256=sha256)
@@ -120,7 +127,8 @@ def media_create_output(
             # Refused: no row will name it, nor its thumbnail if one was made (under its prefix). A
             # store that failed on the way keeps it, for the step's next delivery to check again.
             with contextlib.suppress(Exception):
-                media_delete_objects(keys=[], prefixes=[media_prefix(project_id=project_id, media_id=media_id)])
+                media_delete_objects(keys=[], prefixes=[prefix])
+            PendingObjectDeletion.objects.filter(pk=lease.pk).delete()
             raise
     try:
         # Inside a caller's transaction, a savepoint: a lost insert leaves that transaction whole.
@@ -130,12 +138,21 @@ def media_create_output(
     except IntegrityError:
         existing = MediaFile.objects.filter(source_job_id=job_id, name=name).first()
         if existing is not None:
+            if staged is not None:
+                _release_leases(prefix)
             return existing
         # Not a duplicate (the project is gone, say): nothing refers to what we uploaded.
         media_delete_objects(keys=object_keys(media))
         raise
+    if staged is not None:
+        _release_leases(prefix)
     logger.info("media %s: stored output of job %s", media.pk, job_id, extra={"job_id": str(job_id)})
     return media
+
+
+def _release_leases(prefix: str) -> None:
+    """A row names the output's objects now: the leases its store's deliveries took on them go."""
+    PendingObjectDeletion.objects.filter(key=prefix + PREFIX_MARK).delete()
 
 
 def _described(row: dict[str, Any], path: Path, generation: dict[str, Any] | None, *, sha256: str) -> MediaFile:

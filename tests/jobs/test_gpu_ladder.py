@@ -128,11 +128,30 @@ def test_the_noop_backends_oom_fault_is_climbed_where_there_is_a_ladder(
     assert CreditTransaction.objects.filter(job_id=job.pk, type="refund").count() == (ends == JobStatus.FAILED)
 
 
-def test_the_types_list_says_which_types_have_a_ladder(auth_client):
+def test_the_types_list_says_which_types_have_a_ladder_on_this_servers_backend(auth_client, gpu_backend):
+    gpu_backend("noop")  # stands in for Modal
     types = {t["type"]: t for t in auth_client.get("/api/v1/jobs/types").json()["types"]}
     assert types["video-query"]["gpu_ladder"] == ["L40S", "A100-80GB"]
     assert types["lip-sync"]["gpu_ladder"] == ["L40S", "A100-80GB"]
     assert types["tts"]["gpu_ladder"] == [] and types["render"]["gpu_ladder"] == []
+    gpu_backend("local")  # one kind of machine: a call out of memory would be out of memory again
+    types = {t["type"]: t for t in auth_client.get("/api/v1/jobs/types").json()["types"]}
+    assert all(t["gpu_ladder"] == [] for t in types.values())
+
+
+def test_a_container_cannot_call_its_own_failure_retryable_to_buy_calls(auth_client, funded, project, media, modal):
+    """gpu_oom written with "retryable": true is as permanent as any: the ladder's climbs and nothing more."""
+
+    def body(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        record = status_record("failed", error=PermanentGpuError("gpu_oom", "out of memory"), gpu_seconds=3.0)
+        record["error"]["retryable"] = True
+        return record
+
+    modal.body = body
+    response = submit(auth_client, "video-query", valid_body("video-query", project, media))
+    job = run_until_ended(response.json()["job_id"], steps=10)
+    assert (job.status, job.error_code, job.retryable) == (JobStatus.FAILED, "gpu_oom", False)
+    assert len(modal.lookups) == 3, "its own class and the two of its ladder, once each"
 
 
 def test_each_class_of_a_ladder_is_a_function_of_the_app_on_that_gpu():
@@ -144,6 +163,7 @@ def test_each_class_of_a_ladder_is_a_function_of_the_app_on_that_gpu():
     assert names == ["lip_sync", "lip_sync_on_l40s", "lip_sync_on_a100_80gb"]
     assert set(names) <= set(modal_app.FUNCTIONS)
     assert [modal_app.function_options(spec, g)["gpu"] for g in spec.gpu_classes] == ["A10G", "L40S", "A100-80GB"]
-    assert modal_app.function_options(spec, spec.gpu_ladder[-1])["max_containers"] == 10
+    # The five types that climb to an A100-80GB share its 10 containers: 2 each.
+    assert modal_app.function_options(spec, spec.gpu_ladder[-1])["max_containers"] == 2
     with pytest.raises(PermanentGpuError):
         spec.modal_function_on("H100")

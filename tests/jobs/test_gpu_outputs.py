@@ -11,6 +11,7 @@ process, as a container would) and through the local backend's detached runner.
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
 import threading
 import time
@@ -151,6 +152,7 @@ def assert_stored(job: Job, size: int) -> MediaFile:
     path = Path(get_storage().path(media.storage_key))  # type: ignore[attr-defined]
     assert media.file_size_bytes == size == path.stat().st_size
     assert media.storage_key.startswith(f"projects/{job.project_id}/media/{media.pk}/")
+    assert not PendingObjectDeletion.objects.filter(key__startswith="projects/").exists(), "its lease went with the row"
     return media
 
 
@@ -242,6 +244,7 @@ def test_a_forged_reference_fails_the_job_invalid_result_refunded_once(
     assert not list((served / "projects" / str(project.pk)).rglob("*.mp4")), "nothing of it kept under the project"
     assert Path(get_storage().path(theirs)).stat().st_size == 4096, "another user's object is never moved"  # type: ignore[attr-defined]
     assert "127.0.0.1" not in job.error_message + job.error_detail, "no signed URL in the error"
+    assert not PendingObjectDeletion.objects.filter(key__startswith="projects/").exists()
 
 
 def test_a_piece_or_a_call_given_no_target_cannot_claim_an_upload(auth_client, project, served, modal, tmp_path):
@@ -278,6 +281,21 @@ def test_a_late_put_through_a_target_after_the_store_changes_nothing_kept(auth_c
         media.content_sha256
     lease = PendingObjectDeletion.objects.get(key=target["key"].rsplit("/", 1)[0] + "/")
     assert lease.due_at.timestamp() > time.time() + 3600, "the late object is deleted after the URL expires"
+
+
+def test_a_redelivered_store_checks_what_it_moved_never_what_a_late_put_left(served, tmp_path):
+    """The object at the output's key is the one checked: a second delivery of the store step does
+    not move what a late PUT left at the target over it."""
+    from media.services.gpu_outputs import StagedOutput, media_take_staged
+
+    storage = get_storage()
+    staged = StagedOutput(key=f"gpu-outputs/{'0' * 8}-0000-4000-8000-{'0' * 12}/{'a' * 32}/video", size=4, sha256="")
+    storage.save(staged.key, io.BytesIO(b"good"), "video/mp4")
+    final = "projects/p/media/m/out.mp4"
+    assert media_take_staged(staged, final) == 4
+    storage.save(staged.key, io.BytesIO(b"late and larger"), "video/mp4")
+    assert media_take_staged(staged, final) == 4
+    assert Path(storage.path(final)).read_bytes() == b"good"  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- S3

@@ -2453,7 +2453,7 @@ export interface components {
             engine_version: number;
             /** @description The GPU class (A10G, L4, A100-80GB) or cpu */
             gpu: string;
-            /** @description Larger GPU classes, in order, that a call out of GPU memory is run again on, once each, for the price the job was charged; empty where there is none (the failure is final and refunded) */
+            /** @description Larger GPU classes, in order, that a call out of GPU memory is run again on by this server, once each, for the price the job was charged; empty where there is none (the failure is final and refunded), as on a backend with one kind of machine */
             gpu_ladder: string[];
             /** @description The spoken languages this server takes for it (`auto`: detect), for the types whose input names one; null for the others */
             languages: components["schemas"]["Language"][] | null;
