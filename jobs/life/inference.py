@@ -52,6 +52,11 @@ _SPAWNED = PreparedUpdate(
                                 "updated_at": now},
     pk=_SOME_JOB, claimed=_CLAIMED_BEFORE, call_id="\x00call id", now=_SOME_TIME,
 )
+_SPAWN_RELEASED = PreparedUpdate(
+    lambda pk, claimed, **_: Job.objects.filter(pk=pk, gpu_call_id="", spawn_claimed_at=claimed),
+    lambda **_: {"spawn_claimed_at": None},
+    pk=_SOME_JOB, claimed=_CLAIMED_BEFORE,
+)
 # How long the step that started a call keeps trying to record its id while the database is out
 # of reach, before it cancels the call: well within the claim's life, so that no other step
 # starts a call while this one may still record its own.
@@ -86,7 +91,15 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
     if not _SPAWN_CLAIMED.run(pk=job.pk, stale=claimed - repoll_after(), now=claimed):
         # Another delivery of this step is starting the call (or the job moved on): it carries on.
         return Job.objects.filter(pk=job_id).first()
-    call_id = gpu_client.spawn(job.type, _payload(job), gpu=job.gpu_class or None)
+    try:
+        call_id = gpu_client.spawn(job.type, _payload(job), gpu=job.gpu_class or None)
+    except gpu_client.TransientGpuError as exc:
+        if exc.code == "capacity":
+            # The backend refused the call (no capacity): nothing was started, so the claim goes
+            # now and the step's retry may spawn at once, rather than once the claim has lapsed.
+            # Any other failure may have started a call whose id was lost: the claim stays.
+            _SPAWN_RELEASED.run(pk=job.pk, claimed=claimed)
+        raise
     now = timezone.now()
     if not _record_call(job, call_id, claimed=claimed, now=now):
         # The job was canceled or failed while the call started: the call is surplus.

@@ -142,3 +142,24 @@ def test_a_claim_says_whether_it_made_it(processing: str) -> None:
     # outputs may be stored already: jobs.life.outputs looks for them).
     job, claimed_now = job_claim_now(job_id=processing)
     assert job is not None and job.status == JobStatus.PROCESSING and claimed_now is False
+
+
+@pytest.mark.parametrize(("code", "released"), [("capacity", True), ("network", False)])
+def test_a_spawn_the_backend_refused_lets_the_retry_spawn_at_once(
+    processing: str, monkeypatch: pytest.MonkeyPatch, code: str, released: bool
+) -> None:
+    """A spawn refused for capacity started nothing: its claim goes, and the step's retry spawns
+    at once. One that failed on the wire may have started a call: the claim stays until it lapses."""
+    calls = Calls(monkeypatch)
+
+    def refused(job_type: str, payload: dict[str, Any], gpu: str | None = None) -> str:
+        raise gpu_client.TransientGpuError(code, "no")
+
+    monkeypatch.setattr(gpu_client, "spawn", refused)
+    with pytest.raises(gpu_client.TransientGpuError):
+        inference.job_spawn(job_id=processing)
+    job = Job.objects.get(pk=processing)
+    assert (job.spawn_claimed_at is None) is released and job.attempts == 1
+    monkeypatch.setattr(gpu_client, "spawn", calls.spawn)
+    inference.job_spawn(job_id=processing)  # the step's retry
+    assert calls.spawned == (["call-1"] if released else [])
