@@ -165,6 +165,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/media_upload.py
 	$(PY) bench/large_upload.py
 	$(PY) bench/long_file_pieces.py
+	$(PY) bench/piece_reads.py
 	$(PY) bench/cancel_latency.py
 	$(PY) bench/piece_planning_memory.py
 	$(PY) bench/speaker_assignment.py

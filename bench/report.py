@@ -294,6 +294,12 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"API: FunctionCall.cancel sent p99 {mod['request_to_cancel_sent_ms']['p99']:.0f} ms after the "
                     f"request, before the answer | - | p99 <= 5 s: {verdict(loc['p99_ms'] <= 5000)}; Modal <= 1 s: "
                     f"{verdict(mod['request_to_cancel_sent_ms']['p99'] <= 1000)} |"))
+    if (d := load("piece_reads")) is not None:
+        rows.append(("piece_reads", f"| bytes a compression piece reads, local runner as its own uid: {d['pieces']} pieces "
+                    f"of a {d['minutes']} min file ({d['file_bytes'] / 2**20:.1f} MiB) | at most "
+                    f"{d['descriptor_read_share_max']:.0%} of the file each, through a descriptor | the whole file copied "
+                    f"first: at least {d['copy_read_share_min']:.0%} each | - | about its span: "
+                    f"{verdict(d['descriptor_read_share_max'] < 2.5 * d['piece_share'])} |"))
     if (d := load("long_file_pieces")) is not None:
         w, p = d["whole"], d["pieces"]
         rows.append(("long_file_pieces", f"| transcription of a {d['minutes']} min file, noop GPU at {d['seconds_per_minute']} s "

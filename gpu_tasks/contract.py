@@ -48,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -57,6 +58,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.input_policy import descriptor_of
 from gpu_tasks.results import (
     DATA,
     PATH,
@@ -107,6 +109,15 @@ def resolve_input(
     """A local path to the input: the path itself, or the URL downloaded into `dest_dir`."""
     if input_ref_kind(ref) == "path":
         path = Path(ref["path"])
+        fd = descriptor_of(path)
+        if fd is not None:  # held open by the local runner (a piece of a long file): read through it
+            try:
+                regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            except OSError:
+                regular = False
+            if not regular:
+                raise PermanentGpuError("invalid_input", f"{name}: no such file")
+            return path
         if not path.is_file():
             raise PermanentGpuError("invalid_input", f"{name}: no such file")
         return path

@@ -9,6 +9,7 @@ names its inputs with `ffmpeg_input`. No imports: the Django side (media/probing
 
 from __future__ import annotations
 
+import re
 from os import PathLike
 
 # Containers FFmpeg uses for a single still image.
@@ -27,12 +28,30 @@ FORMAT_WHITELIST = ",".join((
 SAFE_INPUT_OPTIONS = {"format_whitelist": FORMAT_WHITELIST, "protocol_whitelist": "file"}
 
 
+# An input the local runner holds open for its engine, which may not open the file by name (it runs
+# as another uid): "/dev/fd/<n>", read through the descriptor by FFmpeg's `fd` protocol and sought,
+# so that a piece of a long file reads its own span and not the whole file.
+DESCRIPTOR_PATH = re.compile(r"^/dev/fd/(\d{1,9})\Z")
+
+
+def descriptor_of(path: str | PathLike[str]) -> int | None:
+    """The descriptor a "/dev/fd/<n>" input names, or None for a file's path."""
+    found = DESCRIPTOR_PATH.match(str(path))
+    return int(found.group(1)) if found else None
+
+
 def ffmpeg_input(path: str | PathLike[str], *options: str, max_s: float | None = None) -> list[str]:
     """The ffmpeg arguments that open `path` as one input under the whitelists, with its other
-    input `options` (`-ss`, `-loop`...) and, given `max_s`, reading no more than that many seconds."""
-    args = [arg for name, value in SAFE_INPUT_OPTIONS.items() for arg in (f"-{name}", value)]
+    input `options` (`-ss`, `-loop`...) and, given `max_s`, reading no more than that many seconds.
+    A descriptor path is read through the descriptor, by the `fd` protocol and no other (the
+    caller passes the descriptor to ffmpeg: gpu_tasks.engines.ffmpeg.run_ffmpeg does)."""
+    fd = descriptor_of(path)
+    whitelists = {**SAFE_INPUT_OPTIONS, **({"protocol_whitelist": "fd"} if fd is not None else {})}
+    args = [arg for name, value in whitelists.items() for arg in (f"-{name}", value)]
     if max_s is not None:
         args += ["-t", f"{max_s:.3f}"]
+    if fd is not None:
+        return [*args, *options, "-fd", str(fd), "-i", "fd:"]
     return [*args, *options, "-i", str(path)]
 
 

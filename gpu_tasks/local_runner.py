@@ -199,10 +199,16 @@ def _over_limit(exc: BaseException, limit: int) -> GpuError | None:
 # -- what the runner does for the engine child: its inputs before, its outputs after ----------------------
 
 
-def stage_inputs(payload: Mapping[str, Any], box: Path, sandbox: Sandbox, uid: int | None) -> dict[str, Any]:
+# The types whose engine reads a piece of a long file through a descriptor (gpu_tasks.input_policy).
+READ_BY_DESCRIPTOR = frozenset({"compression"})
+
+
+def stage_inputs(payload: Mapping[str, Any], box: Path, sandbox: Sandbox, uid: int | None, *,
+                 by_descriptor: bool = False) -> dict[str, Any]:
     """The payload the engine child gets: its input refs made local files it can read (a URL
-    downloaded when it has no network; a path copied when it runs as another uid), no upload
-    targets, and its own output folder."""
+    downloaded when it has no network; a path copied when it runs as another uid, or, with
+    `by_descriptor`, a piece's source held open for it: "/dev/fd/<n>", which it inherits and seeks
+    in, reading its span and not the whole file), no upload targets, and its own output folder."""
     inputs = box / "inputs"
     counter = iter(range(1, 10_000))
 
@@ -211,6 +217,8 @@ def stage_inputs(payload: Mapping[str, Any], box: Path, sandbox: Sandbox, uid: i
             return value
         if isinstance(value, Mapping):
             kind = _input_kind(value)
+            if kind == "path" and sandbox.separate_uid and by_descriptor:
+                return _held_open(value)
             if (kind == "url" and sandbox.network_isolated) or (kind == "path" and sandbox.separate_uid):
                 return _staged(value, kind, inputs, next(counter), uid)
             return {k: stage(v, k) for k, v in value.items()}
@@ -246,6 +254,20 @@ def _staged(ref: Mapping[str, Any], kind: str, inputs: Path, number: int, uid: i
         os.chown(dest, uid, uid)
     os.chmod(dest, 0o400)
     return {**{k: v for k, v in ref.items() if k not in ("url", "path")}, "path": str(dest)}
+
+
+def _held_open(ref: Mapping[str, Any]) -> dict[str, Any]:
+    """The input file open read-only for the engine child, which inherits the descriptor: it reads
+    what it seeks to, as another uid, without a copy (a regular file within the size limit)."""
+    try:
+        fd = os.open(ref["path"], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise PermanentGpuError("invalid_input", "an input file cannot be read") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_INPUT_BYTES:
+        os.close(fd)
+        raise PermanentGpuError("invalid_input", "an input is not a regular file within the size limit")
+    return {**{k: v for k, v in ref.items() if k != "path"}, "path": f"/dev/fd/{fd}"}
 
 
 def _copy_input(source: Path, dest: Path) -> None:
@@ -371,7 +393,8 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
     started = time.monotonic()
     deadline = started + limit_s
     try:
-        payload = stage_inputs(call["payload"], box, sandbox, uid)
+        payload = stage_inputs(call["payload"], box, sandbox, uid,
+                               by_descriptor=call["job_type"] in READ_BY_DESCRIPTOR and "span" in call["payload"])
     except GpuError as exc:
         _end(call_dir, box, status_record("failed", error=exc, gpu_seconds=time.monotonic() - started), announce)
         return 0

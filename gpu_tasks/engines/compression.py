@@ -25,6 +25,7 @@ from typing import Any
 
 from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
+from gpu_tasks.engines.media import input_size as input_size_of
 from gpu_tasks.engines.media import probe
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.input_bounds import Choices
@@ -79,7 +80,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     remaining = ctx.remaining_s()
     run_ffmpeg(args, total_s=total_s, progress=ctx.progress, timeout_s=remaining)
     result_info = probe(out)
-    input_size = source.stat().st_size
+    input_size = input_size_of(source)
     ref = ctx.deliver("video", out, "video/mp4")
     return {
         "outputs": {"video": ref},

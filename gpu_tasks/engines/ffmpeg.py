@@ -61,10 +61,15 @@ def run_ffmpeg(
     a caller that finds its output wrong has ffmpeg's own account of why.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-progress", "pipe:1", "-nostats", *args]
+    # Inputs read through a descriptor (`-fd N -i fd:`): passed to ffmpeg, read from their start.
+    descriptors = tuple(int(args[i + 1]) for i, arg in enumerate(args[:-1]) if arg == "-fd")
+    for fd in descriptors:
+        os.lseek(fd, 0, os.SEEK_SET)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     # stderr goes to a file: a chatty ffmpeg can never fill a pipe and deadlock us.
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
+                                pass_fds=descriptors)
         assert proc.stdout is not None
         last = -1.0
         try:

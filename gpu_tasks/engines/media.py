@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_tasks.errors import PermanentGpuError
-from gpu_tasks.input_policy import SAFE_INPUT_OPTIONS
+from gpu_tasks.input_policy import SAFE_INPUT_OPTIONS, descriptor_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,6 +37,7 @@ def open_input(path: Path, *, fd: int | None = None) -> Any:
 
     options = dict(SAFE_INPUT_OPTIONS)
     source = str(path)
+    fd = descriptor_of(path) if fd is None else fd
     if fd is not None:
         os.lseek(fd, 0, os.SEEK_SET)  # FFmpeg reads from where the descriptor is: a second pass starts over
         source = "fd:"
@@ -45,6 +46,12 @@ def open_input(path: Path, *, fd: int | None = None) -> Any:
         return av.open(source, options=options)
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise PermanentGpuError("invalid_media", f"cannot open media: {type(exc).__name__}") from exc
+
+
+def input_size(path: Path) -> int:
+    """The input's size in bytes (a descriptor path's by its descriptor: its name cannot be opened)."""
+    fd = descriptor_of(path)
+    return os.fstat(fd).st_size if fd is not None else path.stat().st_size
 
 
 def probe(path: Path) -> MediaInfo:

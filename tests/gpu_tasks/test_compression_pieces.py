@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -154,3 +155,48 @@ def test_planning_holds_no_more_memory_for_ten_times_the_packets(make_media: Cal
     assert small["bounds"] == list(range(0, 5001, 1000))
     assert large["bounds"] == list(range(0, 50001, 1000))
     assert large["peak"] < 2 * small["peak"], f"5,000 packets: {small['peak']} B at most; 50,000: {large['peak']} B"
+
+
+def test_a_piece_on_the_local_runner_reads_its_source_through_a_descriptor(tmp_path: Path,
+                                                                          numbered_video: Path) -> None:
+    """As another uid the engine may not open the worker's file: the runner holds it open and the
+    engine reads through the descriptor, sought to its span (no copy of the whole file in its box),
+    and encodes exactly the frames the same span gives in-process."""
+    import os
+    import shutil
+
+    from gpu_tasks.backends.local import LocalBackend
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    source = private / "source.mp4"
+    shutil.copy(numbered_video, source)
+    os.chmod(source, 0o600)
+    backend = LocalBackend(tmp_path / "calls")
+    if not backend.sandbox.separate_uid:
+        pytest.skip("the engines run as this process's uid here: the runner stages nothing")
+    call_id = backend.spawn("compression", {"media": {"path": str(source)}, "preset": "480p",
+                                            "span": {"start_ms": 4000, "end_ms": 8000}})
+    deadline = time.monotonic() + 60
+    while not (status := backend.poll(call_id)).done:
+        assert not (backend.base_dir / call_id / "box" / "inputs").exists(), "nothing copied into the box"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert status.state == "succeeded", status.error
+    assert status.result is not None and status.result["input_size_bytes"] == source.stat().st_size
+    piece = Path(status.result["outputs"]["video"]["path"])
+    expected = grey_levels(compress(tmp_path / "in-process", numbered_video, (4000, 8000)))
+    assert len(grey_levels(piece)) == len(expected) == 100
+    assert np.abs(grey_levels(piece) - expected).max() < STEP / 2
+    backend.release(call_id)
+
+
+def test_a_descriptor_input_is_read_by_the_fd_protocol_alone() -> None:
+    from gpu_tasks.input_policy import descriptor_of, ffmpeg_input
+
+    args = ffmpeg_input("/dev/fd/7", "-ss", "4.000")
+    assert args[-4:] == ["-fd", "7", "-i", "fd:"] and args[args.index("-protocol_whitelist") + 1] == "fd"
+    assert ffmpeg_input("/data/a.mp4")[-2:] == ["-i", "/data/a.mp4"]
+    assert ffmpeg_input("/data/a.mp4")[ffmpeg_input("/data/a.mp4").index("-protocol_whitelist") + 1] == "file"
+    assert [descriptor_of(p) for p in ("/dev/fd/3", "/dev/fd/3/x", "/dev/fd/", "/proc/self/fd/3")] == [3, None, None,
+                                                                                                          None]
