@@ -27,7 +27,8 @@ call's folder is split accordingly:
 
 The engine child never touches the network or the worker's files: the runner stages its inputs
 into the box before it starts (a URL downloaded when the child has no network; in `uid` mode a
-path copied, since the worker's files are not the child's to read), and afterwards reads what
+path copied, since the worker's files are not the child's to read, or, for a piece of a long
+file, held open for it to read through the descriptor it inherits), and afterwards reads what
 the child wrote as untrusted input: outcome.json bounded in size, its result checked
 (`gpu_tasks.results`: only files inside box/out, opened without following links, plain JSON
 within the limits), each output copied into `out/` (or streamed to its `output_targets` entry).
@@ -200,7 +201,7 @@ def _over_limit(exc: BaseException, limit: int) -> GpuError | None:
 
 
 # The types whose engine reads a piece of a long file through a descriptor (gpu_tasks.input_policy).
-READ_BY_DESCRIPTOR = frozenset({"compression"})
+READ_BY_DESCRIPTOR = frozenset({"compression", "transcription"})
 
 
 def stage_inputs(payload: Mapping[str, Any], box: Path, sandbox: Sandbox, uid: int | None, *,

@@ -106,21 +106,33 @@ def decoded_frames(path: Path, name: str, *, max_s: float | None = None) -> Iter
         raise PermanentGpuError("invalid_media", f"cannot decode {name}: {type(exc).__name__}") from exc
 
 
-def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = None) -> np.ndarray:
+def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = None,
+                 start_s: float = 0.0) -> np.ndarray:
     """The first audio stream as mono float32 PCM at `sample_rate` (what Whisper models take),
-    at most `max_s` seconds of it: decoding stops there."""
+    from `start_s` to `max_s` seconds into it: decoding starts at a seek to `start_s` (a piece
+    of a long file reads its own span, not what comes before) and stops at `max_s`."""
     import av
     import numpy as np
 
     chunks: list[np.ndarray] = []
     wanted = None if max_s is None else round(max_s * sample_rate)
-    have = 0
+    have = skip = 0
+    first: float | None = None
     with open_input(path) as container:
         if not container.streams.audio:
             raise PermanentGpuError("invalid_media", "the media has no audio stream")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         try:
+            if start_s > 0:
+                # To the last keyframe at or before it (every audio frame is one): what precedes
+                # `start_s` in the first frames decoded is dropped below, by their own time.
+                container.seek(int(start_s * 1_000_000), backward=True, any_frame=False)
             for frame in container.decode(audio=0):
+                if first is None and start_s > 0:
+                    # Counted from the first frame decoded, at or before `start_s`.
+                    first = min(start_s, float(frame.time or 0.0))
+                    skip = round((start_s - first) * sample_rate)
+                    wanted = None if wanted is None else wanted - round(first * sample_rate)
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
                     have += len(chunks[-1])
@@ -133,4 +145,4 @@ def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = 
             raise PermanentGpuError("invalid_media", f"cannot decode audio: {type(exc).__name__}") from exc
     if not chunks:
         raise PermanentGpuError("invalid_media", "the audio stream is empty")
-    return np.concatenate(chunks)[:wanted].astype(np.float32, copy=False)
+    return np.concatenate(chunks)[skip:wanted].astype(np.float32, copy=False)

@@ -131,7 +131,7 @@ def transcribe_file(
     if span_ms is not None:
         start_ms, end_ms = span_ms
         ends = end_ms / 1000 if max_s is None else min(max_s, end_ms / 1000)
-        audio = decode_audio(path, SAMPLE_RATE, max_s=ends)[start_ms * SAMPLE_RATE // 1000:]
+        audio = decode_audio(path, SAMPLE_RATE, max_s=ends, start_s=start_ms / 1000)
     else:
         audio = decode_audio(path, SAMPLE_RATE, max_s=max_s)
     duration_s = len(audio) / SAMPLE_RATE

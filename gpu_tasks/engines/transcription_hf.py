@@ -223,7 +223,7 @@ def run_modal(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         audio = decode_audio(path, SAMPLE_RATE, max_s=max_s)
     else:
         end_s = span[1] / 1000 if max_s is None else min(max_s, span[1] / 1000)
-        audio = decode_audio(path, SAMPLE_RATE, max_s=end_s)[span[0] * SAMPLE_RATE // 1000:]
+        audio = decode_audio(path, SAMPLE_RATE, max_s=end_s, start_s=span[0] / 1000)
     ctx.progress(5.0)
     if speakers_only:
         return speaker_turns(diarize(load_diarization(), audio), duration_s=len(audio) / SAMPLE_RATE)

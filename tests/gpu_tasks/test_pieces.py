@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import subprocess
 import wave
 from pathlib import Path
 
@@ -163,3 +164,50 @@ def test_a_span_must_be_whole_milliseconds_start_before_end():
                 {"start_ms": True, "end_ms": 5}, "0-5", {"end_ms": 5}):
         with pytest.raises(PermanentGpuError):
             span_of({"span": bad})
+
+
+@pytest.mark.parametrize("codec", ["pcm_s16le", "aac"])
+def test_a_span_is_decoded_from_a_seek_as_the_whole_file_gives_it(tmp_path, codec):
+    """A piece decodes from a seek to its start, not from the file's start: the same samples as
+    decoding the whole file and slicing it, to the resampler's rounding."""
+    from gpu_tasks.engines.ffmpeg import ffmpeg_exe
+    from gpu_tasks.engines.media import decode_audio
+
+    path = tmp_path / ("a.wav" if codec == "pcm_s16le" else "a.m4a")
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=30,volume='if(gt(t,10),0.5,1)':eval=frame", "-c:a", codec, str(path)],
+                   check=True)
+    sliced = decode_audio(path, 16000, max_s=20.0)[12 * 16000:]
+    sought = decode_audio(path, 16000, max_s=20.0, start_s=12.0)
+    assert len(sought) == len(sliced) == 8 * 16000
+    assert float(np.abs(sought - sliced).max()) < 0.01
+
+
+def test_a_transcription_piece_on_the_local_runner_reads_its_source_through_a_descriptor(tmp_path):
+    """As for a compression piece: the runner holds the worker's file open, the engine (as another
+    uid) decodes its span through the descriptor; no copy of the file in its box."""
+    import os
+    import time
+
+    from gpu_tasks.backends.local import LocalBackend
+    from gpu_tasks.engines.tts import synthesize, write_wav
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    source = private / "speech.wav"
+    pcm, rate = synthesize(" ".join(SENTENCES[:2]))
+    write_wav(source, pcm, rate)
+    os.chmod(source, 0o600)
+    backend = LocalBackend(tmp_path / "calls")
+    if not backend.sandbox.separate_uid:
+        pytest.skip("the engines run as this process's uid here: the runner stages nothing")
+    call_id = backend.spawn("transcription", {"media": {"path": str(source)}, "span": {"start_ms": 0,
+                                                                                      "end_ms": 4000}})
+    deadline = time.monotonic() + 120
+    while not (status := backend.poll(call_id)).done:
+        assert not (backend.base_dir / call_id / "box" / "inputs").exists(), "nothing copied into the box"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert status.state == "succeeded", status.error
+    assert status.result is not None and status.result["duration_ms"] == 4000 and status.result["text"].strip()
+    backend.release(call_id)
