@@ -31,7 +31,7 @@ SAFE_INPUT_OPTIONS = {"format_whitelist": FORMAT_WHITELIST, "protocol_whitelist"
 # An input the local runner holds open for its engine, which may not open the file by name (it runs
 # as another uid): "/dev/fd/<n>", read through the descriptor by FFmpeg's `fd` protocol and sought,
 # so that a piece of a long file reads its own span and not the whole file.
-DESCRIPTOR_PATH = re.compile(r"^/dev/fd/(\d{1,9})\Z")
+DESCRIPTOR_PATH = re.compile(r"^/dev/fd/([3-9]|[1-9][0-9]{1,8})\Z")  # never 0-2, ASCII digits only
 
 
 def descriptor_of(path: str | PathLike[str]) -> int | None:

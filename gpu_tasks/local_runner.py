@@ -218,6 +218,9 @@ def stage_inputs(payload: Mapping[str, Any], box: Path, sandbox: Sandbox, uid: i
             return value
         if isinstance(value, Mapping):
             kind = _input_kind(value)
+            if kind == "path" and str(value["path"]).startswith(("/dev/fd/", "/proc/")):
+                # Only the runner names a descriptor: never one of its own that a payload spells.
+                raise PermanentGpuError("invalid_input", "an input path names a descriptor")
             if kind == "path" and sandbox.separate_uid and by_descriptor:
                 return _held_open(value)
             if (kind == "url" and sandbox.network_isolated) or (kind == "path" and sandbox.separate_uid):

@@ -106,6 +106,10 @@ def decoded_frames(path: Path, name: str, *, max_s: float | None = None) -> Iter
         raise PermanentGpuError("invalid_media", f"cannot decode {name}: {type(exc).__name__}") from exc
 
 
+# How far before its target a seek may land (a keyframe's distance; audio frames are all keyframes).
+SEEK_LEAD_MAX_S = 30.0
+
+
 def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = None,
                  start_s: float = 0.0) -> np.ndarray:
     """The first audio stream as mono float32 PCM at `sample_rate` (what Whisper models take),
@@ -122,17 +126,23 @@ def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = 
         if not container.streams.audio:
             raise PermanentGpuError("invalid_media", "the media has no audio stream")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # Times from the file's own start (a container may start at 8 s): as the samples are counted.
+        base = (container.start_time or 0) / 1_000_000
         try:
             if start_s > 0:
                 # To the last keyframe at or before it (every audio frame is one): what precedes
                 # `start_s` in the first frames decoded is dropped below, by their own time.
-                container.seek(int(start_s * 1_000_000), backward=True, any_frame=False)
+                container.seek(int((base + start_s) * 1_000_000), backward=True, any_frame=False)
             for frame in container.decode(audio=0):
                 if first is None and start_s > 0:
-                    # Counted from the first frame decoded, at or before `start_s`.
-                    first = min(start_s, float(frame.time or 0.0))
+                    # Counted from the first frame decoded, at most SEEK_LEAD_MAX_S before `start_s`:
+                    # a file whose times say more (crafted) would have the piece decode all it holds.
+                    at = start_s if frame.time is None else float(frame.time) - base
+                    if not start_s - SEEK_LEAD_MAX_S <= at <= start_s + SEEK_LEAD_MAX_S:
+                        raise PermanentGpuError("invalid_media", "the audio's timestamps do not allow a seek")
+                    first = min(start_s, at)
                     skip = round((start_s - first) * sample_rate)
-                    wanted = None if wanted is None else wanted - round(first * sample_rate)
+                    wanted = None if max_s is None else skip + round((max_s - start_s) * sample_rate)
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
                     have += len(chunks[-1])
@@ -143,6 +153,7 @@ def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = 
                     chunks.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as exc:
             raise PermanentGpuError("invalid_media", f"cannot decode audio: {type(exc).__name__}") from exc
-    if not chunks:
+    audio = np.concatenate(chunks)[skip:wanted] if chunks else None
+    if audio is None or not len(audio):
         raise PermanentGpuError("invalid_media", "the audio stream is empty")
-    return np.concatenate(chunks)[skip:wanted].astype(np.float32, copy=False)
+    return audio.astype(np.float32, copy=False)

@@ -198,5 +198,18 @@ def test_a_descriptor_input_is_read_by_the_fd_protocol_alone() -> None:
     assert args[-4:] == ["-fd", "7", "-i", "fd:"] and args[args.index("-protocol_whitelist") + 1] == "fd"
     assert ffmpeg_input("/data/a.mp4")[-2:] == ["-i", "/data/a.mp4"]
     assert ffmpeg_input("/data/a.mp4")[ffmpeg_input("/data/a.mp4").index("-protocol_whitelist") + 1] == "file"
-    assert [descriptor_of(p) for p in ("/dev/fd/3", "/dev/fd/3/x", "/dev/fd/", "/proc/self/fd/3")] == [3, None, None,
-                                                                                                          None]
+    named = ("/dev/fd/3", "/dev/fd/12", "/dev/fd/3/x", "/dev/fd/", "/proc/self/fd/3", "/dev/fd/0", "/dev/fd/\u0663")
+    assert [descriptor_of(p) for p in named] == [3, 12, None, None, None, None, None]
+
+
+def test_a_payload_never_names_a_descriptor_of_the_runners(tmp_path: Path) -> None:
+    """Only the runner hands its engine a descriptor: a payload path under /dev/fd or /proc (the
+    runner's own sockets and locks) is refused before anything is opened."""
+    from gpu_tasks.backends.local import LocalBackend
+    from gpu_tasks.local_runner import stage_inputs
+
+    sandbox = LocalBackend(tmp_path / "calls").sandbox
+    for path in ("/dev/fd/3", "/proc/self/fd/3", "/proc/1/environ"):
+        with pytest.raises(PermanentGpuError, match="descriptor"):
+            stage_inputs({"media": {"path": path}, "span": {"start_ms": 0, "end_ms": 1}}, tmp_path / "box", sandbox,
+                         None, by_descriptor=True)
