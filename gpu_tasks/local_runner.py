@@ -50,7 +50,8 @@ The runner announces the call's start, its progress (every PROGRESS_ANNOUNCE_STE
 end on the Redis list whose URL it reads from its stdin (gpu_tasks.announce), so that nothing
 polls it; an empty line means no announcements. The URL stays in the supervisor, which makes
 itself non-dumpable: the engine child, whose memory is a copy of the supervisor's, has no
-network to use it on.
+network to use it on, and closes the sockets it inherited (the supervisor's connection to Redis
+among them) before it runs anything else.
 
 The runner's environment is built by the backend from an allowlist (`LocalBackend.runner_env`):
 it holds no Django, JWT, database, broker or cloud secret, since an engine parses user media.
@@ -133,6 +134,7 @@ def _work(box: Path, call: dict[str, Any], payload: dict[str, Any], deadline: fl
     from gpu_tasks.contract import EngineContext
 
     started = time.monotonic()
+    _close_sockets()
     try:
         # First, while this process has a single thread (a user namespace needs it).
         reachable: list[str | os.PathLike[str]] = [
@@ -175,6 +177,19 @@ def _work(box: Path, call: dict[str, Any], payload: dict[str, Any], deadline: fl
     finally:
         # Downloaded inputs and scratch files are never needed again; outputs were moved to out/.
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _close_sockets() -> None:
+    """In the engine child: close every socket inherited from the runner (its Redis connection for
+    announcements): the child has no network of its own, and none of its runner's either. Its
+    files stay: its output, its runner's slot (held until both have exited), its inputs."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)  # this process's copy only: the runner's connection is untouched
+        except (OSError, ValueError):
+            continue
 
 
 def _engine(call: dict[str, Any]) -> Any:

@@ -197,3 +197,16 @@ def escape(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
     ctx.progress(10)
     time.sleep(600)
     return {}
+
+
+def open_sockets(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """How many sockets this engine process holds open (inherited from its runner or not)."""
+    import stat
+
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += stat.S_ISSOCK(os.fstat(int(name)).st_mode)
+        except OSError:
+            continue
+    return {"sockets": count}

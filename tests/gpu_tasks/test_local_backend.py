@@ -364,6 +364,16 @@ def test_a_runner_announces_its_start_progress_and_end(tmp_path: Path, events: A
                     (call_id, "succeeded", None)]
 
 
+def test_the_engine_holds_none_of_its_runners_sockets(tmp_path: Path, events: Any) -> None:
+    """The runner's Redis connection (its announcements) is open when it forks the engine: the engine
+    closes every socket it inherited, so a taken-over engine cannot speak to Redis on it."""
+    backend = LocalBackend(tmp_path / "calls", engines={"tts": f"{PROBES}:open_sockets"},
+                           announce_url=os.environ["REDIS_URL"])
+    status = wait_for(backend, backend.spawn("tts", {"text": "x"}), lambda s: s.done)
+    assert status.state == "succeeded" and status.result == {"sockets": 0}, status
+    assert any(a.outcome == "progress" for a in events()), "the runner announced: its connection was open"
+
+
 def test_a_failed_call_is_announced_and_the_engine_never_sees_the_announce_url(tmp_path: Path, events: Any) -> None:
     url = os.environ["REDIS_URL"]
     backend = LocalBackend(tmp_path / "calls", engines={"tts": f"{PROBES}:dump_env", "render": f"{PROBES}:nope"},
