@@ -105,11 +105,12 @@ def media_take_staged(staged: StagedOutput, key: str) -> int:
     return size
 
 
-def check_staged(staged: StagedOutput, *, size: int, sha256: str) -> None:
-    """OutputRefused unless the stored object has the size and SHA-256 the call's result states."""
+def check_staged(staged: StagedOutput, *, size: int, sha256: str | None = None) -> None:
+    """OutputRefused unless the stored object has the size (and, given, the SHA-256) the call's
+    result states."""
     if size != staged.size:
         raise OutputRefused(f"the GPU call's result was refused: an uploaded output has {size} bytes, "
                             f"not the {staged.size} it states")
-    if sha256 != staged.sha256:
+    if sha256 is not None and sha256 != staged.sha256:
         raise OutputRefused("the GPU call's result was refused: an uploaded output's SHA-256 is not the one it "
                             "states")

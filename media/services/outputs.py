@@ -118,10 +118,10 @@ def media_create_output(
             bytes=staged.size)
         try:
             # Its size first: an object larger than stated is refused before a byte is read.
-            check_staged(staged, size=media_take_staged(staged, key), sha256=staged.sha256)
+            check_staged(staged, size=media_take_staged(staged, key))
             with get_storage().local_path(key) as path:
-                size, sha256 = path.stat().st_size, content_sha256(path)
-                check_staged(staged, size=size, sha256=sha256)
+                sha256 = content_sha256(path)
+                check_staged(staged, size=path.stat().st_size, sha256=sha256)
                 media = _described(row, path, generation, sha256=sha256)
         except ApplicationError:
             # Refused: no row will name it, nor its thumbnail if one was made (under its prefix). A
