@@ -300,6 +300,11 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{d['descriptor_read_share_max']:.0%} of the file each, through a descriptor | the whole file copied "
                     f"first: at least {d['copy_read_share_min']:.0%} each | - | about its span: "
                     f"{verdict(d['descriptor_read_share_max'] < 2.5 * d['piece_share'])} |"))
+        if "url_rows" in d:
+            rows.append(("piece_reads", f"| bytes a piece fetches through a signed URL (a Modal call): the same "
+                        f"{d['pieces']} pieces, compression and transcription | at most {d['url_ranged_share_max']:.0%} "
+                        f"of the file each, by range | downloaded whole: at least {d['url_whole_share_min']:.0%} each | - | "
+                        f"about its span: {verdict(d['url_ranged_share_max'] < 2.5 * d['piece_share'])} |"))
     if (d := load("long_file_pieces")) is not None:
         w, p = d["whole"], d["pieces"]
         rows.append(("long_file_pieces", f"| transcription of a {d['minutes']} min file, noop GPU at {d['seconds_per_minute']} s "
@@ -564,7 +569,7 @@ def render(store: dict[str, Any], now: datetime) -> str:
         return datetime.fromisoformat(store[name]["measured_at"]).strftime(DATE_FORMAT)
 
     named_rows = table_rows(load)
-    shown = [name for name, _row in named_rows] + [name for name in SECTIONS_ONLY if name in store]
+    shown = list(dict.fromkeys(name for name, _row in named_rows)) + [name for name in SECTIONS_ONLY if name in store]
     machines: dict[str, list[str]] = {}
     for name in shown:
         machines.setdefault(store[name]["machine"], []).append(name)

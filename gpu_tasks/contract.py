@@ -4,7 +4,8 @@ Payload (a JSON-able dict given to `backend.spawn(job_type, payload)`):
 
 - Inputs are *input refs*: `{"path": "/abs/local/file"}` (local backend only: the file must be
   readable by the worker) or `{"url": "https://signed-get-url"}` (any backend; downloaded with a
-  connect/read timeout as the engine begins; the URL lives AUTEUR_SIGNED_URL_TTL_SECONDS, 15
+  connect/read timeout as the engine begins, or, for a piece of a long file, only its span's
+  packets fetched by range: gpu_tasks.ranged; the URL lives AUTEUR_SIGNED_URL_TTL_SECONDS, 15
   minutes by default, from the spawn, and a call that begins later is refused it: a transient
   failure, spawned again with fresh URLs).
   Which keys carry inputs depends on the type (see each engine's docstring):
@@ -130,7 +131,7 @@ def download(url: str, dest: Path, *, timeout: tuple[float, float] = HTTP_TIMEOU
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with requests.get(url, stream=True, timeout=timeout) as resp:
-            _raise_for_http(resp.status_code, "download")
+            raise_for_http(resp.status_code, "download")
             written = 0
             with open(dest, "wb") as fh:
                 for chunk in resp.iter_content(chunk_size=1 << 20):
@@ -148,7 +149,7 @@ def download(url: str, dest: Path, *, timeout: tuple[float, float] = HTTP_TIMEOU
     return dest
 
 
-def _raise_for_http(status: int, what: str) -> None:
+def raise_for_http(status: int, what: str) -> None:
     if status < 400:
         return
     if status in (408, 429) or status >= 500:
@@ -194,7 +195,7 @@ def upload_output(fh: BinaryIO, size: int, target: Any, content_type: str, *,
     try:
         resp = requests.put(target["url"], data=reader, headers={"Content-Type": content_type, **headers},
                             timeout=timeout)
-        _raise_for_http(resp.status_code, "upload")
+        raise_for_http(resp.status_code, "upload")
     except requests.RequestException as exc:
         # The URL itself is never logged or returned: it is a bearer credential.
         raise TransientGpuError("network", f"upload failed: {type(exc).__name__}") from exc
@@ -257,6 +258,7 @@ class EngineContext:
     allow_paths: bool = True
     deadline: float | None = None  # time.monotonic() value after which the engine should give up
     _outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _source_sizes: dict[Path, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -264,10 +266,34 @@ class EngineContext:
     def remaining_s(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
-    def input_path(self, ref: Any, name: str) -> Path:
-        if not self.allow_paths and input_ref_kind(ref) == "path":
+    def input_path(self, ref: Any, name: str, *, span: tuple[int, int] | None = None,
+                   streams: tuple[str, ...] = ("video", "audio")) -> Path:
+        """A local path to input `name`. With `span` (a piece of a long file), a URL input is read
+        by range: only the span's packets of its first stream of each kind in `streams` are
+        fetched, into a file the engine reads as it would the source at that span
+        (gpu_tasks.ranged); a server that serves no ranges is downloaded whole."""
+        kind = input_ref_kind(ref)
+        if not self.allow_paths and kind == "path":
             raise PermanentGpuError("invalid_input", f"{name}: this backend needs URL inputs, not local paths")
+        if span is not None and kind == "url":
+            from gpu_tasks.ranged import NotRanged, fetch_span
+
+            dest = self.workdir / "inputs" / f"{name}-span.nut"
+            try:
+                fetched = fetch_span(ref["url"], span, dest, streams=streams, timeout=self.http_timeout,
+                                     max_bytes=MAX_INPUT_BYTES)
+            except NotRanged:
+                pass
+            else:
+                self._source_sizes[fetched.path] = fetched.source_size
+                return fetched.path
         return resolve_input(ref, self.workdir / "inputs", name=name, timeout=self.http_timeout)
+
+    def source_size(self, path: Path) -> int:
+        """The size of the source `path` stands for: the whole file's, where it holds a span of it."""
+        from gpu_tasks.engines.media import input_size
+
+        return self._source_sizes.get(path) or input_size(path)
 
     def output_path(self, name: str, suffix: str) -> Path:
         """Where an engine writes output `name` while working (in the scratch dir, so a failed run

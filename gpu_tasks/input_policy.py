@@ -26,6 +26,37 @@ FORMAT_WHITELIST = ",".join((
     *STILL_IMAGE_FORMATS,
 ))
 SAFE_INPUT_OPTIONS = {"format_whitelist": FORMAT_WHITELIST, "protocol_whitelist": "file"}
+# A piece's span, copied by this process from its input's packets (gpu_tasks.ranged) into NUT, the
+# one container that keeps every timestamp exactly as it was. Only a file this process registered
+# is opened as NUT (and as nothing else): no input from outside ever is. Its own start is its first
+# packet's time, later than the source's: each registered file keeps the source's start minus its
+# own (microseconds), and a seek or a time counted "from the start" adds it, so an engine reads the
+# span file at the same times as the source.
+SPAN_FORMAT = "nut"
+_SPAN_FILES: dict[str, int] = {}
+
+
+def register_span_file(path: str | PathLike[str], shift_us: int) -> None:
+    _SPAN_FILES[str(path)] = shift_us
+
+
+def span_file_format(path: str | PathLike[str]) -> str | None:
+    """SPAN_FORMAT for a span file this process wrote, else None (FFmpeg picks under the whitelist)."""
+    return SPAN_FORMAT if str(path) in _SPAN_FILES else None
+
+
+def start_shift_us(path: str | PathLike[str]) -> int:
+    """What to add to `path`'s own start time for its source's: 0 but for a span file."""
+    return _SPAN_FILES.get(str(path), 0)
+
+
+def input_options(path: str | PathLike[str]) -> dict[str, str]:
+    """The whitelists `path` is opened under."""
+    if descriptor_of(path) is not None:
+        return {**SAFE_INPUT_OPTIONS, "protocol_whitelist": "fd"}
+    if span_file_format(path):
+        return {**SAFE_INPUT_OPTIONS, "format_whitelist": SPAN_FORMAT}
+    return dict(SAFE_INPUT_OPTIONS)
 
 
 # An input the local runner holds open for its engine, which may not open the file by name (it runs
@@ -40,14 +71,20 @@ def descriptor_of(path: str | PathLike[str]) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def ffmpeg_input(path: str | PathLike[str], *options: str, max_s: float | None = None) -> list[str]:
+def ffmpeg_input(path: str | PathLike[str], *options: str, max_s: float | None = None,
+                 seek_s: float | None = None) -> list[str]:
     """The ffmpeg arguments that open `path` as one input under the whitelists, with its other
-    input `options` (`-ss`, `-loop`...) and, given `max_s`, reading no more than that many seconds.
+    input `options` (`-loop`...), given `seek_s` starting that many seconds from the source's start
+    (`-ss`), and given `max_s`, reading no more than that many seconds.
     A descriptor path is read through the descriptor, by the `fd` protocol and no other (the
     caller passes the descriptor to ffmpeg: gpu_tasks.engines.ffmpeg.run_ffmpeg does)."""
     fd = descriptor_of(path)
-    whitelists = {**SAFE_INPUT_OPTIONS, **({"protocol_whitelist": "fd"} if fd is not None else {})}
-    args = [arg for name, value in whitelists.items() for arg in (f"-{name}", value)]
+    args = [arg for name, value in input_options(path).items() for arg in (f"-{name}", value)]
+    if (forced := span_file_format(path)) is not None:
+        args += ["-f", forced]
+        seek_s = seek_s or 0.0  # from the source's start, which is not the span file's
+    if seek_s is not None:
+        args += ["-ss", f"{(round(seek_s * 1_000_000) + start_shift_us(path)) / 1_000_000:.6f}"]
     if max_s is not None:
         args += ["-t", f"{max_s:.3f}"]
     if fd is not None:

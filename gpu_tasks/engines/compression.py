@@ -25,7 +25,6 @@ from typing import Any
 
 from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines.ffmpeg import run_ffmpeg
-from gpu_tasks.engines.media import input_size as input_size_of
 from gpu_tasks.engines.media import probe
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.input_bounds import Choices
@@ -60,14 +59,14 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     if speed not in X264_SPEEDS:
         raise PermanentGpuError("invalid_input", f"encoder_preset must be one of {X264_SPEEDS}")
     preset = PRESETS[preset_name]
-    source = ctx.input_path(payload.get("media"), "media")
+    span = span_of(payload)
+    source = ctx.input_path(payload.get("media"), "media", span=span, streams=("video",))
     max_s = input_limit_s(payload.get("media"))
     info = probe(source)
     if not info.has_video:
         raise PermanentGpuError("invalid_media", "the media has no video stream")
     out = ctx.output_path("video", ".mp4")
     video = ["-c:v", "libx264", "-preset", speed, "-crf", str(preset["crf"]), "-pix_fmt", "yuv420p"]
-    span = span_of(payload)
     if span is None:
         args = [
             *ffmpeg_input(source, max_s=max_s),
@@ -80,7 +79,7 @@ def run(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     remaining = ctx.remaining_s()
     run_ffmpeg(args, total_s=total_s, progress=ctx.progress, timeout_s=remaining)
     result_info = probe(out)
-    input_size = input_size_of(source)
+    input_size = ctx.source_size(source)
     ref = ctx.deliver("video", out, "video/mp4")
     return {
         "outputs": {"video": ref},
@@ -100,9 +99,8 @@ def _span_args(source: Path, span: tuple[int, int], scale: str, video: list[str]
     dropped to make a constant rate), so the pieces' frames add up to the whole's."""
     start_ms, end_ms = span
     length_s = (end_ms - start_ms) / 1000
-    seek = ["-ss", f"{start_ms / 1000:.3f}"] if start_ms else []
     args = [
-        *ffmpeg_input(source, *seek, "-t", f"{length_s + 1:.3f}"),
+        *ffmpeg_input(source, "-t", f"{length_s + 1:.3f}", seek_s=start_ms / 1000 if start_ms else None),
         "-map", "0:v:0", "-an", "-vf", f"trim=end={length_s:.3f},setpts=PTS-STARTPTS,{scale}",
         "-fps_mode", "passthrough", *video, "-movflags", "+faststart", "-y", str(out),
     ]  # fmt: skip

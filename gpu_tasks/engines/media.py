@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_tasks.errors import PermanentGpuError
-from gpu_tasks.input_policy import SAFE_INPUT_OPTIONS, descriptor_of
+from gpu_tasks.input_policy import descriptor_of, input_options, span_file_format, start_shift_us
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +35,7 @@ def open_input(path: Path, *, fd: int | None = None) -> Any:
     not open it by path (a confined child)."""
     import av
 
-    options = dict(SAFE_INPUT_OPTIONS)
+    options = input_options(path)
     source = str(path)
     fd = descriptor_of(path) if fd is None else fd
     if fd is not None:
@@ -43,7 +43,7 @@ def open_input(path: Path, *, fd: int | None = None) -> Any:
         source = "fd:"
         options.update(fd=str(fd), protocol_whitelist="fd")
     try:
-        return av.open(source, options=options)
+        return av.open(source, format=span_file_format(path), options=options)
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise PermanentGpuError("invalid_media", f"cannot open media: {type(exc).__name__}") from exc
 
@@ -127,20 +127,25 @@ def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = 
             raise PermanentGpuError("invalid_media", "the media has no audio stream")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         # Times from the file's own start (a container may start at 8 s): as the samples are counted.
-        base = (container.start_time or 0) / 1_000_000
+        base = ((container.start_time or 0) + start_shift_us(path)) / 1_000_000
         try:
-            if start_s > 0:
+            if start_s > 0 and not span_file_format(path):  # a span file starts where this seek lands
                 # To the last keyframe at or before it (every audio frame is one): what precedes
                 # `start_s` in the first frames decoded is dropped below, by their own time.
                 container.seek(int((base + start_s) * 1_000_000), backward=True, any_frame=False)
+            checked = start_s <= 0
             for frame in container.decode(audio=0):
-                if first is None and start_s > 0:
-                    # Counted from the first frame decoded, at most SEEK_LEAD_MAX_S before `start_s`:
-                    # a file whose times say more (crafted) would have the piece decode all it holds.
-                    at = start_s if frame.time is None else float(frame.time) - base
-                    if not start_s - SEEK_LEAD_MAX_S <= at <= start_s + SEEK_LEAD_MAX_S:
+                at = None if frame.time is None else float(frame.time) - base
+                if not checked:
+                    # The first frame decoded is at most SEEK_LEAD_MAX_S before `start_s`: a file
+                    # whose times say more (crafted) would have the piece decode all it holds.
+                    if at is not None and not start_s - SEEK_LEAD_MAX_S <= at <= start_s + SEEK_LEAD_MAX_S:
                         raise PermanentGpuError("invalid_media", "the audio's timestamps do not allow a seek")
-                    first = min(start_s, at)
+                    checked = True
+                if at is not None and at + frame.samples / frame.sample_rate <= start_s:
+                    continue  # wholly before the start: what the seek landed before it, or an encoder's priming
+                if first is None:  # samples are counted from here: those before `start_s` are dropped
+                    first = start_s if at is None else min(start_s, at)
                     skip = round((start_s - first) * sample_rate)
                     wanted = None if max_s is None else skip + round((max_s - start_s) * sample_rate)
                 for out in resampler.resample(frame):

@@ -178,7 +178,7 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     if script is not None and (not isinstance(script, str) or len(script) > MAX_SCRIPT_CHARS):
         raise PermanentGpuError("invalid_input", f"script must be text of at most {MAX_SCRIPT_CHARS} characters")
     span = span_of(payload)
-    path = ctx.input_path(payload.get("media"), "media")
+    path = ctx.input_path(payload.get("media"), "media", span=span, streams=("audio",))
     ctx.progress(1.0)
     return transcribe_file(
         path, language=language, script=script or None, progress=ctx.progress,

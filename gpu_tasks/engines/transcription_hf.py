@@ -217,7 +217,7 @@ def run_modal(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     speakers_only = payload.get("speakers_only") is True
     if speakers_only and (span is not None or payload.get("diarization") is False):
         raise PermanentGpuError("invalid_input", "speakers_only diarizes a whole file")
-    path = ctx.input_path(payload.get("media"), "media")
+    path = ctx.input_path(payload.get("media"), "media", span=span, streams=("audio",))
     max_s = input_limit_s(payload.get("media"))
     if span is None:
         audio = decode_audio(path, SAMPLE_RATE, max_s=max_s)

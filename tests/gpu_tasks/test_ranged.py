@@ -1,0 +1,205 @@
+"""A URL input read by range (gpu_tasks.ranged): a piece fetches its span, not the file, and reads
+exactly what it would have read from the whole file."""
+
+from __future__ import annotations
+
+import http.server
+import random
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpu_tasks import ranged
+from gpu_tasks.contract import EngineContext
+from gpu_tasks.engines import compression
+from gpu_tasks.engines.media import decode_audio
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.ranged import BLOCK, NotRanged, RangedUrl, fetch_span
+from tests.gpu_tasks.helpers import ffmpeg
+
+TIMEOUT = (5.0, 30.0)
+
+
+class _Ranges(http.server.BaseHTTPRequestHandler):
+    """Serves `files` with `Range: bytes=a-b` as S3 and R2 do; counts what it sent and each range
+    asked. `mode` makes it misbehave: "no-ranges" (200, the whole body), "wrong-start", "fewer"
+    (a range that ends before the one asked), "short" (a body cut off in transit), "huge" (a total
+    over any limit)."""
+
+    files: dict[str, bytes] = {}
+    sent = 0
+    asked: list[tuple[int, int | None]] = []
+    mode = ""
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if match is None or self.mode == "no-ranges":
+            self._send(200, body, {})
+            return
+        start = int(match.group(1))
+        end = min(int(match.group(2)), len(body) - 1) if match.group(2) else len(body) - 1
+        with self.lock:
+            type(self).asked.append((start, int(match.group(2)) if match.group(2) else None))
+        if start >= len(body):
+            self._send(416, b"", {"Content-Range": f"bytes */{len(body)}"})
+            return
+        chunk = body[start : end + 1]
+        total = 10**15 if self.mode == "huge" else len(body)
+        first = start + 1 if self.mode == "wrong-start" else start
+        if self.mode == "fewer":  # a smaller range than asked, said as such
+            chunk = chunk[:-1]
+        headers = {"Content-Range": f"bytes {first}-{first + len(chunk) - 1}/{total}"}
+        self._send(206, chunk[:-1] if self.mode == "short" else chunk, headers)  # short: cut off in transit
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        with self.lock:
+            type(self).sent += len(body)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 s of 320x240 video (keyframe every 2 s, B-frames) with a tone: about 6 MB."""
+    path = tmp_path_factory.mktemp("ranged") / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=60", "-f", "lavfi", "-i",
+           "sine=frequency=440:duration=60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-bf", "2",
+           "-b:v", "700k", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def late_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 s whose times start at 8 s (as a cut from a longer recording can)."""
+    path = tmp_path_factory.mktemp("ranged") / "late.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=20", "-f", "lavfi", "-i",
+           "sine=frequency=330:duration=20", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-bf", "2",
+           "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", "-output_ts_offset", "8", str(path))
+    return path
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Blocks of 64 KiB: what a 1 MiB block is to a file of hundreds of MB, for this 3 MB clip."""
+    monkeypatch.setattr(ranged, "BLOCK", 64 * 1024)
+    return ranged.BLOCK
+
+
+@pytest.fixture
+def server(long_clip: Path, late_clip: Path) -> Iterator[str]:
+    _Ranges.files = {"/long.mp4": long_clip.read_bytes(), "/small.bin": bytes(range(256)) * 20_000,
+                     "/late.mp4": late_clip.read_bytes()}
+    _Ranges.sent, _Ranges.asked, _Ranges.mode = 0, [], ""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ranges)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_reads_and_seeks_by_bounded_ranges(server: str) -> None:
+    body = _Ranges.files["/small.bin"]
+    rng = random.Random(7)
+    with RangedUrl(f"{server}/small.bin", timeout=TIMEOUT, max_bytes=10**9) as raw:
+        assert raw.size == len(body)
+        for _ in range(50):
+            at, count = rng.randrange(len(body)), rng.randrange(1, 3 * BLOCK)
+            raw.seek(at)
+            assert raw.read(count) == body[at : at + count]
+        raw.seek(-10, 2)
+        assert raw.read() == body[-10:]
+        assert raw.read(5) == b""
+    assert _Ranges.asked and all(end is not None and end - start < BLOCK for start, end in _Ranges.asked)
+
+
+@pytest.mark.parametrize(("mode", "error", "code"), [
+    ("wrong-start", PermanentGpuError, "invalid_input"),
+    ("huge", PermanentGpuError, "invalid_input"),
+    ("fewer", PermanentGpuError, "invalid_input"),
+    ("short", TransientGpuError, "network"),
+])
+def test_an_answer_that_is_not_the_range_asked_is_refused(
+    server: str, mode: str, error: type[GpuError], code: str
+) -> None:
+    _Ranges.mode = mode
+    with pytest.raises(error) as caught:
+        RangedUrl(f"{server}/small.bin", timeout=TIMEOUT, max_bytes=10**9)
+    assert caught.value.code == code
+    assert "127.0.0.1" not in str(caught.value)  # the URL (a bearer credential) is never in an error
+
+
+def test_a_server_without_ranges_says_so(server: str, tmp_path: Path) -> None:
+    _Ranges.mode = "no-ranges"
+    with pytest.raises(NotRanged):
+        fetch_span(f"{server}/long.mp4", (10_000, 20_000), tmp_path / "span.nut", timeout=TIMEOUT, max_bytes=10**9)
+
+
+def _piece(ctx_dir: Path, media: dict[str, Any], span: tuple[int, int]) -> tuple[dict[str, Any], Path]:
+    ctx = EngineContext(workdir=ctx_dir, payload={"output_dir": str(ctx_dir / "out")})
+    result = compression.run({"media": media, "preset": "480p", "encoder_preset": "ultrafast",
+                              "span": {"start_ms": span[0], "end_ms": span[1]}}, ctx)
+    return result, Path(result["outputs"]["video"]["path"])
+
+
+def _frames(path: Path) -> list[tuple[int | None, str]]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [(frame.pts, frame.to_ndarray().tobytes().hex()[:64]) for frame in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("span", [(0, 6_000), (30_000, 36_000), (54_000, 60_000)])
+def test_a_piece_fetches_its_span_and_encodes_the_same_frames(
+    server: str, long_clip: Path, tmp_path: Path, span: tuple[int, int], small_blocks: int
+) -> None:
+    by_path, path_out = _piece(tmp_path / "path", {"path": str(long_clip)}, span)
+    by_url, url_out = _piece(tmp_path / "url", {"url": f"{server}/long.mp4"}, span)
+    assert _frames(url_out) == _frames(path_out)
+    assert len(_frames(url_out)) == 150  # 6 s at 25 fps: every frame of the span, none of the next
+    assert by_url["input_size_bytes"] == by_path["input_size_bytes"] == long_clip.stat().st_size
+    # Its span and the margin past it, the index (this file's moov is at its end), and a block's
+    # rounding at each end of each.
+    share = ((span[1] - span[0]) / 1000 + ranged.SPAN_TAIL_S) / 60 * long_clip.stat().st_size
+    assert _Ranges.sent <= share + 4 * small_blocks, (_Ranges.sent, share)
+
+
+@pytest.mark.parametrize("start_s", [0, 40])  # at 0, the encoder's priming: negative times
+def test_a_transcription_piece_decodes_the_same_audio(
+    server: str, long_clip: Path, tmp_path: Path, small_blocks: int, start_s: int
+) -> None:
+    span = fetch_span(f"{server}/long.mp4", (start_s * 1000, (start_s + 7) * 1000), tmp_path / "span.nut",
+                      streams=("audio",), timeout=TIMEOUT, max_bytes=10**9)
+    assert span.fetched == _Ranges.sent <= 8 / 60 * long_clip.stat().st_size + 4 * small_blocks
+    whole = decode_audio(long_clip, 16000, max_s=start_s + 7.0, start_s=start_s)
+    piece = decode_audio(span.path, 16000, max_s=start_s + 7.0, start_s=start_s)
+    assert len(piece) == len(whole) == 7 * 16000
+    assert (piece == whole).all()
+
+
+def test_a_source_whose_times_start_late_reads_the_same(server: str, late_clip: Path, tmp_path: Path) -> None:
+    _, path_out = _piece(tmp_path / "path", {"path": str(late_clip)}, (5_000, 9_000))
+    _, url_out = _piece(tmp_path / "url", {"url": f"{server}/late.mp4"}, (5_000, 9_000))
+    assert _frames(url_out) == _frames(path_out) and len(_frames(url_out)) == 100
+    span = fetch_span(f"{server}/late.mp4", (5_000, 9_000), tmp_path / "span.nut", streams=("audio",),
+                      timeout=TIMEOUT, max_bytes=10**9)
+    whole = decode_audio(late_clip, 16000, max_s=9.0, start_s=5.0)
+    assert len(whole) == 4 * 16000 and (decode_audio(span.path, 16000, max_s=9.0, start_s=5.0) == whole).all()
