@@ -28,6 +28,8 @@ from gpu_tasks.input_policy import SAFE_INPUT_OPTIONS, SPAN_FORMAT, register_spa
 
 BLOCK = 1 << 20
 CACHE_BLOCKS = 4
+# What a read by range may fetch past the object's size before the whole download is cheaper.
+OVERFETCH_BLOCKS = 4
 # How far past a span's end (in decoding time) its packets are kept. Every packet a frame shown
 # before the end needs is decoded before it, so before the end: this is a margin, not a need.
 SPAN_TAIL_S = 0.5
@@ -35,17 +37,26 @@ SPAN_TAIL_S = 0.5
 # streams' time base numerators, so that it is whole ticks of each) later than in its source.
 LEAD_S = 10
 # The first packet after the seek to a span's start is at most this far before it (a keyframe
-# interval): a file whose times say otherwise (crafted) would have the piece fetch all it holds.
+# interval): a file whose times say otherwise is read whole instead (fetched by range, a piece of it
+# would cost as much, in many more requests).
 SEEK_LEAD_MAX_S = 30.0
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 class NotRanged(Exception):
-    """The server answered a range request with the whole body (HTTP 200): no ranges there."""
+    """Reading by range does not serve here: the server answered with the whole body (HTTP 200),
+    or the file would have the reads fetch more than the whole (blocks fetched again and again,
+    a keyframe far before the span, times too far below zero). The caller downloads it whole."""
 
 
 class RangedUrl(io.RawIOBase):
-    """The object at `url`, read by bounded range requests; `fetched` counts the bytes received."""
+    """The object at `url`, read by bounded range requests; `fetched` counts the bytes received.
+
+    Every block after the first is asked `If-Match` the first answer's ETag: an object replaced
+    while it is read fails the read (transient) instead of mixing two files. At most the object's
+    size and OVERFETCH_BLOCKS more are fetched (a file whose packets jump between far regions would
+    have each read fetch a block anew): past that, NotRanged. The first error is kept, and every
+    later read raises it again without a request (a demuxer retries a failed read)."""
 
     def __init__(self, url: str, *, timeout: tuple[float, float], max_bytes: int) -> None:
         import requests
@@ -57,6 +68,8 @@ class RangedUrl(io.RawIOBase):
         self._session = requests.Session()
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self._pos = 0
+        self._etag = ""
+        self._failed: BaseException | None = None
         self.fetched = 0
         self.size = -1
         self._block(0)  # the first block says the size (Content-Range) and that ranges are served
@@ -100,7 +113,13 @@ class RangedUrl(io.RawIOBase):
         if index in self._blocks:
             self._blocks.move_to_end(index)
             return self._blocks[index]
-        data = self._get(index * BLOCK)
+        if self._failed is not None:
+            raise self._failed
+        try:
+            data = self._get(index * BLOCK)
+        except (GpuError, NotRanged) as exc:
+            self._failed = exc
+            raise
         self._blocks[index] = data
         if len(self._blocks) > CACHE_BLOCKS:
             self._blocks.popitem(last=False)
@@ -108,16 +127,21 @@ class RangedUrl(io.RawIOBase):
 
     def _get(self, start: int) -> bytes:
         import requests
+        import urllib3
 
         from gpu_tasks.contract import raise_for_http
 
+        if self.size >= 0 and self.fetched >= self.size + OVERFETCH_BLOCKS * BLOCK:
+            raise NotRanged
         end = start + BLOCK - 1 if self.size < 0 else min(start + BLOCK, self.size) - 1
+        headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "identity",
+                   **({"If-Match": self._etag} if self._etag else {})}
         try:
-            with self._session.get(self._url, headers={"Range": f"bytes={start}-{end}",
-                                                       "Accept-Encoding": "identity"},
-                                   stream=True, timeout=self._timeout) as resp:
+            with self._session.get(self._url, headers=headers, stream=True, timeout=self._timeout) as resp:
                 if resp.status_code == 200:
                     raise NotRanged
+                if resp.status_code == 412:
+                    raise TransientGpuError("network", "download failed: the input changed while it was read")
                 raise_for_http(resp.status_code, "download")
                 match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
                 if resp.status_code != 206 or match is None:
@@ -129,12 +153,13 @@ class RangedUrl(io.RawIOBase):
                     raise PermanentGpuError("invalid_input", "input larger than the size limit")
                 if 0 <= self.size != total:
                     raise TransientGpuError("network", "download failed: the input changed while it was read")
+                self._etag = self._etag or resp.headers.get("ETag", "")
                 data = resp.raw.read(last - first + 2, decode_content=False)
         except (GpuError, NotRanged):
             raise
-        except requests.RequestException as exc:
-            # The URL itself is never logged or returned: it is a bearer credential.
-            raise TransientGpuError("network", f"download failed: {type(exc).__name__}") from exc
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # Nothing of the error but its kind: its text holds the URL, a bearer credential.
+            raise TransientGpuError("network", f"download failed: {type(exc).__name__}") from None
         if len(data) != last - first + 1:
             raise TransientGpuError("network", "download failed: the range arrived short or long")
         self.size = total
@@ -170,10 +195,10 @@ def fetch_span(url: str, span_ms: tuple[int, int], dest: Path, *, streams: tuple
                 raise PermanentGpuError("invalid_media", f"the media has no {' or '.join(streams)} stream")
             # A whole number of ticks of every stream's time base.
             lead_s = LEAD_S * math.lcm(*(stream.time_base.numerator for stream in kept))
-            if lead_s > LEAD_S * 1000:
-                raise PermanentGpuError("invalid_media", "the media's time bases do not allow a seek")
             origin = source.start_time or 0
             try:
+                if lead_s > LEAD_S * 1000:
+                    raise NotRanged
                 # Timestamps as given: a muxer's default moves them all when the first is negative.
                 with av.open(str(dest), "w", format=SPAN_FORMAT, options={"avoid_negative_ts": "disabled"}) as out:
                     into = {stream.index: out.add_stream_from_template(stream) for stream in kept}
@@ -182,9 +207,11 @@ def fetch_span(url: str, span_ms: tuple[int, int], dest: Path, *, streams: tuple
                     _copy_span(source.demux(kept), out, into, lead_s, origin / 1_000_000, span_ms)
                 with av.open(str(dest), format=SPAN_FORMAT) as written:
                     register_span_file(dest, origin + lead_s * 1_000_000 - (written.start_time or 0))
-            except av.FFmpegError as exc:
+            except (av.FFmpegError, NotRanged) as exc:
+                # What FFmpeg could not copy (times more than the lead below zero, say) is read
+                # from the whole file, as before, where the engine says what is wrong with it.
                 dest.unlink(missing_ok=True)
-                raise PermanentGpuError("invalid_media", f"cannot read the span: {type(exc).__name__}") from exc
+                raise NotRanged from exc
         return SpanFile(dest, raw.size, raw.fetched)
 
 
@@ -201,7 +228,7 @@ def _copy_span(packets: Any, out: Any, into: dict[int, Any], lead_s: int, base_s
         seconds = float(at * packet.time_base) - base_s
         if not checked and start_s > 0:
             if not start_s - SEEK_LEAD_MAX_S <= seconds <= start_s + SEEK_LEAD_MAX_S:
-                raise PermanentGpuError("invalid_media", "the media's timestamps do not allow a seek")
+                raise NotRanged  # a keyframe far before the span (a screen recording's), or crafted times
             checked = True
         if seconds > end_s + SPAN_TAIL_S:
             running.discard(packet.stream.index)

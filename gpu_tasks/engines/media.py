@@ -143,6 +143,8 @@ def decode_audio(path: Path, sample_rate: int = 16000, *, max_s: float | None = 
                         raise PermanentGpuError("invalid_media", "the audio's timestamps do not allow a seek")
                     checked = True
                 if at is not None and at + frame.samples / frame.sample_rate <= start_s:
+                    if at < start_s - SEEK_LEAD_MAX_S:  # times that step back: the rest would be decoded unpaid
+                        raise PermanentGpuError("invalid_media", "the audio's timestamps do not allow a seek")
                     continue  # wholly before the start: what the seek landed before it, or an encoder's priming
                 if first is None:  # samples are counted from here: those before `start_s` are dropped
                     first = start_s if at is None else min(start_s, at)

@@ -4,9 +4,11 @@ exactly what it would have read from the whole file."""
 from __future__ import annotations
 
 import http.server
+import itertools
 import random
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ class _Ranges(http.server.BaseHTTPRequestHandler):
     """Serves `files` with `Range: bytes=a-b` as S3 and R2 do; counts what it sent and each range
     asked. `mode` makes it misbehave: "no-ranges" (200, the whole body), "wrong-start", "fewer"
     (a range that ends before the one asked), "short" (a body cut off in transit), "huge" (a total
-    over any limit)."""
+    over any limit), "stall" (every block after the first stops part way), "changed" (the object
+    is replaced once its first block is read, with another ETag)."""
 
     files: dict[str, bytes] = {}
     sent = 0
@@ -37,7 +40,7 @@ class _Ranges(http.server.BaseHTTPRequestHandler):
     lock = threading.Lock()
 
     def do_GET(self) -> None:
-        body = self.files.get(self.path)
+        body = self.files.get(self.path.split("?")[0])
         if body is None:
             self.send_error(404)
             return
@@ -52,12 +55,26 @@ class _Ranges(http.server.BaseHTTPRequestHandler):
         if start >= len(body):
             self._send(416, b"", {"Content-Range": f"bytes */{len(body)}"})
             return
+        if self.mode == "changed" and self.headers.get("If-Match") not in (None, '"v2"'):
+            self._send(412, b"", {})  # replaced once its first block was read: now "v2"
+            return
         chunk = body[start : end + 1]
         total = 10**15 if self.mode == "huge" else len(body)
         first = start + 1 if self.mode == "wrong-start" else start
         if self.mode == "fewer":  # a smaller range than asked, said as such
             chunk = chunk[:-1]
         headers = {"Content-Range": f"bytes {first}-{first + len(chunk) - 1}/{total}"}
+        if self.mode == "changed":
+            headers["ETag"] = '"v1"' if start == 0 else '"v2"'
+        if self.mode == "stall" and start > 0:  # promises the block, sends part of it, and stops
+            self.send_response(206)
+            for name, value in {**headers, "Content-Length": str(len(chunk))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(chunk[:100])
+            self.wfile.flush()
+            time.sleep(1.5)
+            return
         self._send(206, chunk[:-1] if self.mode == "short" else chunk, headers)  # short: cut off in transit
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -116,7 +133,8 @@ def server(long_clip: Path, late_clip: Path) -> Iterator[str]:
     httpd.server_close()
 
 
-def test_reads_and_seeks_by_bounded_ranges(server: str) -> None:
+def test_reads_and_seeks_by_bounded_ranges(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ranged, "OVERFETCH_BLOCKS", 1000)  # these reads jump about on purpose
     body = _Ranges.files["/small.bin"]
     rng = random.Random(7)
     with RangedUrl(f"{server}/small.bin", timeout=TIMEOUT, max_bytes=10**9) as raw:
@@ -203,3 +221,62 @@ def test_a_source_whose_times_start_late_reads_the_same(server: str, late_clip: 
                       timeout=TIMEOUT, max_bytes=10**9)
     whole = decode_audio(late_clip, 16000, max_s=9.0, start_s=5.0)
     assert len(whole) == 4 * 16000 and (decode_audio(span.path, 16000, max_s=9.0, start_s=5.0) == whole).all()
+
+
+@pytest.fixture(scope="module")
+def odd_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A screen recording's shape (5 fps, a keyframe every 50 s) and a stream-copied cut whose
+    first packets are 12 s below zero (an edit list): read whole, as a range read would not serve."""
+    folder = tmp_path_factory.mktemp("odd")
+    screen, gop, cut = folder / "screen.mp4", folder / "gop.mp4", folder / "cut.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=5:duration=160", "-c:v", "libx264", "-preset",
+           "ultrafast", "-g", "250", "-pix_fmt", "yuv420p", str(screen))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=40", "-c:v", "libx264", "-preset",
+           "ultrafast", "-g", "375", "-pix_fmt", "yuv420p", str(gop))
+    ffmpeg("-ss", "12", "-i", str(gop), "-c", "copy", str(cut))
+    return {"screen": screen, "cut": cut}
+
+
+@pytest.mark.parametrize(("name", "span"), [("screen", (140_000, 150_000)), ("cut", (0, 5_000))])
+def test_what_a_range_read_cannot_copy_is_read_whole(
+    server: str, odd_clips: dict[str, Path], tmp_path: Path, name: str, span: tuple[int, int]
+) -> None:
+    _Ranges.files[f"/{name}.mp4"] = odd_clips[name].read_bytes()
+    with pytest.raises(NotRanged):
+        fetch_span(f"{server}/{name}.mp4", span, tmp_path / "span.nut", timeout=TIMEOUT, max_bytes=10**9)
+    assert not (tmp_path / "span.nut").exists()
+    _, path_out = _piece(tmp_path / "path", {"path": str(odd_clips[name])}, span)
+    _, url_out = _piece(tmp_path / "url", {"url": f"{server}/{name}.mp4"}, span)
+    assert _frames(url_out) == _frames(path_out) != []
+
+
+def test_reads_that_jump_about_stop_at_the_size_of_the_file(server: str, small_blocks: int) -> None:
+    """A file whose packets jump between far regions would have every read fetch a block anew."""
+    body = _Ranges.files["/small.bin"]
+    with RangedUrl(f"{server}/small.bin", timeout=TIMEOUT, max_bytes=10**9) as raw, pytest.raises(NotRanged):
+        for at in itertools.cycle(range(0, len(body), len(body) // 8)):
+            raw.seek(at)
+            raw.read(10)
+    assert _Ranges.sent <= len(body) + (ranged.OVERFETCH_BLOCKS + 1) * small_blocks
+
+
+def test_an_object_replaced_while_it_is_read_fails_the_read(server: str) -> None:
+    _Ranges.mode = "changed"
+    with RangedUrl(f"{server}/small.bin", timeout=TIMEOUT, max_bytes=10**9) as raw:
+        raw.seek(BLOCK)
+        with pytest.raises(TransientGpuError, match="changed"):
+            raw.read(10)
+
+
+def test_a_stalled_read_is_retryable_once_and_never_names_the_url(
+    server: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _Ranges.mode = "stall"
+    url = f"{server}/long.mp4?X-Amz-Signature=SECRETSIG"
+    ctx = EngineContext(workdir=tmp_path, payload={}, http_timeout=(2.0, 0.5))
+    with pytest.raises(TransientGpuError) as caught:
+        ctx.input_path({"url": url}, "media", span=(30_000, 36_000), streams=("video",))
+    assert caught.value.code == "network"
+    stalls = [start for start, _ in _Ranges.asked if start > 0]
+    assert len(stalls) == 1  # the demuxer's retries of a failed read asked nothing more
+    assert "SECRETSIG" not in str(caught.value) and "SECRETSIG" not in "".join(capfd.readouterr())
