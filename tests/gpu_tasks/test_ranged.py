@@ -280,3 +280,20 @@ def test_a_stalled_read_is_retryable_once_and_never_names_the_url(
     stalls = [start for start, _ in _Ranges.asked if start > 0]
     assert len(stalls) == 1  # the demuxer's retries of a failed read asked nothing more
     assert "SECRETSIG" not in str(caught.value) and "SECRETSIG" not in "".join(capfd.readouterr())
+
+
+def test_a_piece_through_the_modal_function_body_fetches_its_span(
+    server: str, long_clip: Path, tmp_path: Path, small_blocks: int
+) -> None:
+    from gpu_tasks.backends.modal_backend import ModalBackend
+    from tests.gpu_tasks.test_modal_backend import FakeModal
+
+    backend = ModalBackend("auteur-test", environment_name="staging", modal_module=FakeModal())
+    payload = {"media": {"url": f"{server}/long.mp4"}, "preset": "480p", "encoder_preset": "ultrafast",
+               "span": {"start_ms": 12_000, "end_ms": 18_000}}
+    status = backend.poll(backend.spawn("compression", payload))
+    assert status.state == "succeeded", status.error
+    out = tmp_path / "piece.mp4"
+    out.write_bytes(status.result["outputs"]["video"]["data"])  # type: ignore[index]
+    assert len(_frames(out)) == 150
+    assert _Ranges.sent <= (6 + ranged.SPAN_TAIL_S) / 60 * long_clip.stat().st_size + 4 * small_blocks
