@@ -8,6 +8,10 @@ model of video generation rests on. For the day a machine with CUDA is at hand.
    run on this machine's GPU: `weights.device()` is `cuda` wherever torch sees one, so the
    engines place their models and inputs there and use the dtype they choose for it (bf16 or
    fp16). `AUTEUR_GPU_CHECK=1` makes the tests' conftest refuse to run on anything else.
+   They need no services: pytest runs them without the repository's addopts, pytest-django and
+   tests/conftest.py (Django, PostgreSQL, Redis), so a bare machine with torch and the engines'
+   packages (requirements/gpu.txt) runs them. The one ffmpeg binary they start is $AUTEUR_FFMPEG,
+   else imageio-ffmpeg's. Each module has --timeout seconds; one that hangs is ended and fails.
 2. One denoising pass of Wan2.1-T2V-14B's transformer at its real size (40 blocks of width 5120,
    random bf16 weights: no download) on the default request (832x480, 5 s: 32,760 tokens), timed
    after a warm-up pass, beside what `gpu_tasks.engines.video_generation.estimated_seconds`
@@ -132,22 +136,64 @@ def time_wan_pass(config: dict[str, Any], *, width: int, height: int, frames: in
                       seconds=seconds, peak_gib=peak)
 
 
-def run_engine_tests(python: str) -> list[tuple[str, str, float, str]]:
+def engine_test_command(python: str, module: str) -> list[str]:
+    """pytest on one engine test module, with no services: the repository's addopts load
+    tests.parallel (each xdist worker's servers) and tests/conftest.py imports Django and reaches
+    Redis; the engine tests need neither, only tests/gpu_tasks/conftest.py."""
+    return [python, "-m", "pytest", "-q", "-rfE", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:django",
+            "--confcutdir=tests/gpu_tasks", module]
+
+
+def run_engine_tests(python: str, timeout_s: float) -> list[tuple[str, str, float, str]]:
     """(engine, PASS/FAIL, seconds, pytest's summary line) of each engine's tests on the GPU."""
     rows = []
     env = {**os.environ, "AUTEUR_GPU_CHECK": "1"}
     for engine, module in ENGINE_TESTS.items():
         started = time.monotonic()
-        run = subprocess.run([python, "-m", "devstack", "exec", "--", python, "-m", "pytest", "-q", "-p",
-                              "no:cacheprovider", module], cwd=ROOT, env=env, capture_output=True, text=True)
-        summary = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
-        rows.append((engine, "PASS" if run.returncode == 0 else "FAIL", time.monotonic() - started, summary))
+        try:
+            run = subprocess.run(engine_test_command(python, module), cwd=ROOT, env=env, capture_output=True,
+                                 text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            output = exc.stdout if isinstance(exc.stdout, str) else (exc.stdout or b"").decode("utf-8", "replace")
+            verdict, summary = "FAIL", f"timed out after {timeout_s:.0f} s"
+        else:
+            output = run.stdout + run.stderr
+            verdict = "PASS" if run.returncode == 0 else "FAIL"
+            summary = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
+        seconds = time.monotonic() - started
+        rows.append((engine, verdict, seconds, summary))
+        # As each module ends, with what failed: a run stopped from outside still tells this much.
+        print(f"gpu-check: {engine}: {verdict} in {seconds:.0f} s ({summary})", file=sys.stderr, flush=True)
+        if verdict != "PASS":
+            print("\n".join(output.splitlines()[-80:]) + "\n", file=sys.stderr, flush=True)
     return rows
+
+
+def pinned_differences(requirements: Path = ROOT / "requirements" / "gpu.txt") -> list[tuple[str, str, str]]:
+    """(package, pinned, installed or "missing") for each pin of the GPU image that this Python does
+    not have as pinned: a test that fails on such a machine may fail on the version, not the GPU
+    (OpenCV 5 has no Haar cascades, which lip sync and LivePortrait find faces with)."""
+    from importlib import metadata
+
+    differences = []
+    for line in requirements.read_text().splitlines():
+        found = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line)
+        if found is None:
+            continue
+        name, pinned = found.groups()
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = "missing"
+        if installed.split("+")[0] != pinned:
+            differences.append((name, pinned, installed))
+    return differences
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-tests", action="store_true", help="only the real-size step")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds each engine's tests may take (900)")
     args = parser.parse_args()
     reason = no_cuda_reason()
     if reason is not None:
@@ -156,11 +202,16 @@ def main() -> int:
     import torch
 
     name = torch.cuda.get_device_name(0)
-    print(f"gpu-check on {name} (torch {torch.__version__}, CUDA {torch.version.cuda})\n")
-    rows = [] if args.skip_tests else run_engine_tests(sys.executable)
+    print(f"gpu-check on {name} (torch {torch.__version__}, CUDA {torch.version.cuda})\n", flush=True)
+    differences = pinned_differences()
+    if differences:
+        print("Not as requirements/gpu.txt pins them (a failure below may be the version's, not the GPU's):")
+        print("\n".join(f"- {name}: {installed} here, {pinned} pinned" for name, pinned, installed in differences))
+        print(flush=True)
+    rows = [] if args.skip_tests else run_engine_tests(sys.executable, args.timeout)
     print("| engine | on the GPU | seconds | tests |\n| --- | --- | --- | --- |")
     for engine, verdict, seconds, summary in rows:
-        print(f"| {engine} | {verdict} | {seconds:.0f} | {summary} |")
+        print(f"| {engine} | {verdict} | {seconds:.0f} | {summary} |", flush=True)
     timing = time_wan_pass(WAN_14B, width=832, height=480, frames=81, device="cuda", dtype=torch.bfloat16)
     key = gpu_key(name)
     estimate = estimated_pass_seconds(timing.tokens, key) if key else None

@@ -3,8 +3,10 @@ the real-size pass it times runs here on a tiny Wan transformer through the same
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,19 @@ def test_without_cuda_it_says_so_and_runs_nothing() -> None:
     assert run.returncode == 2, run.stdout + run.stderr
     assert "no CUDA GPU, nothing was run" in run.stderr and "GPU_PY=" in run.stderr
     assert run.stdout == ""
+
+
+def test_the_engine_tests_run_with_no_services_and_no_django() -> None:
+    """A bare GPU machine has no Django, PostgreSQL or Redis: the command gpu_check runs each engine's
+    tests with must not load pytest-django or tests/conftest.py (either would fail at once on a
+    settings module that does not exist, with no server to reach)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "MONGODB_URI",
+                                                                "AUTEUR_GPU_CHECK")}
+    env["DJANGO_SETTINGS_MODULE"] = "no_such_settings_module"
+    run = subprocess.run(gpu_check.engine_test_command(sys.executable, "tests/gpu_tasks/test_retinaface.py"),
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert " passed" in run.stdout.strip().splitlines()[-1] and "failed" not in run.stdout
 
 
 def test_the_pass_it_times_runs_a_wan_transformer_of_the_given_config() -> None:
@@ -35,3 +50,13 @@ def test_the_cost_models_figure_for_the_device(name: str, key: str | None) -> No
     assert gpu_check.gpu_key(name) == key
     if key:  # the default request (32,760 tokens): seconds, not milliseconds or hours
         assert 1 < gpu_check.estimated_pass_seconds(32_760, key) < 120
+
+
+def test_it_names_the_packages_not_as_the_gpu_image_pins_them(tmp_path: Path) -> None:
+    from importlib import metadata
+
+    pins = tmp_path / "gpu.txt"
+    pins.write_text(f"# a comment\nnumpy=={metadata.version('numpy')}\npytest==0.0.1  # old\n"
+                    "no-such-package-here==1.0\n")
+    assert gpu_check.pinned_differences(pins) == [("pytest", "0.0.1", metadata.version("pytest")),
+                                                  ("no-such-package-here", "1.0", "missing")]
