@@ -318,6 +318,9 @@ class S3ObjectStorage(ObjectStorage):
 
     @contextlib.contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
+        """The whole object in a scratch file. Its readers read every byte (the probe measures the
+        duration from every packet and hashes the file; pieces are planned from every packet) and
+        may be sandboxed without network, so a copy, not a range read, is what serves them."""
         from botocore.exceptions import ClientError
 
         validate_key(key)
