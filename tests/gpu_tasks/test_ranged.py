@@ -93,24 +93,26 @@ class _Ranges(http.server.BaseHTTPRequestHandler):
         return None
 
 
+def _clip(path: Path, *, size: str, seconds: int, gop: int, extra: tuple[str, ...] = ()) -> Path:
+    """testsrc at 25 fps (B-frames, a keyframe every `gop` frames) with a tone, as an MP4."""
+    ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size}:rate=25:duration={seconds}", "-f", "lavfi", "-i",
+           f"sine=frequency=440:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop),
+           "-bf", "2", *extra, "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """60 s of 320x240 video (keyframe every 2 s, B-frames) with a tone: about 6 MB."""
-    path = tmp_path_factory.mktemp("ranged") / "long.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=60", "-f", "lavfi", "-i",
-           "sine=frequency=440:duration=60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-bf", "2",
-           "-b:v", "700k", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))
-    return path
+    """60 s of 320x240 (a keyframe every 2 s): about 3 MB."""
+    return _clip(tmp_path_factory.mktemp("ranged") / "long.mp4", size="320x240", seconds=60, gop=50,
+                 extra=("-b:v", "700k"))
 
 
 @pytest.fixture(scope="module")
 def late_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 s whose times start at 8 s (as a cut from a longer recording can)."""
-    path = tmp_path_factory.mktemp("ranged") / "late.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=20", "-f", "lavfi", "-i",
-           "sine=frequency=330:duration=20", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-bf", "2",
-           "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", "-output_ts_offset", "8", str(path))
-    return path
+    return _clip(tmp_path_factory.mktemp("ranged") / "late.mp4", size="160x120", seconds=20, gop=25,
+                 extra=("-output_ts_offset", "8"))
 
 
 @pytest.fixture
