@@ -8,9 +8,11 @@ more than one block: what a reader never reads is never sent. A server that does
 ranges (200 instead of 206) raises `NotRanged`, and the caller downloads the file instead.
 
 `fetch_span` copies the packets of a span (from the keyframe at or before its start to a little
-past its end) of the first video and first audio stream into a local NUT file, their timestamps
-as they are, so an engine reads it exactly as it would read the source at that span: an ffmpeg
-`-ss` to the start lands on the same keyframe, and a decode counts the same times.
+past its end) of the first video and/or first audio stream into a local NUT file, every timestamp
+moved by the same whole seconds (NUT stores none below zero), and registers the file with that
+shift (gpu_tasks.input_policy), so an engine reads it as it would read the source at that span:
+an ffmpeg `-ss` to the start lands on the same keyframe, and a decode counts the same times.
+Where a range read does not serve (NotRanged), the caller downloads the file whole.
 """
 
 from __future__ import annotations
