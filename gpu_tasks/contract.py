@@ -23,10 +23,14 @@ Payload (a JSON-able dict given to `backend.spawn(job_type, payload)`):
   * `output_targets: {output_name: {"key", "url", "headers", "max_bytes"}}`: where the engine
     PUTs each named output (Modal, or the local backend given `upload_outputs`): one signed PUT
     of at most `max_bytes`, with exactly `headers` (the Content-Type it is signed for), to the
-    object `key`. The worker makes a target for each of the type's large outputs
-    (`JobTypeSpec.uploaded_outputs`); the others come back by the next two forms. An uploaded
-    output comes back as `{"uploaded": true, "key", "size_bytes", "sha256"}`, which the worker
-    checks against the target it gave and the bytes it finds stored, before it keeps anything.
+    object `key`. Where the largest output is more than one PUT takes, the target also holds
+    `multipart: {"upload_id", "part_bytes", "parts": [{"number", "url"}], "max_bytes"}`: a file
+    larger than `max_bytes` goes in parts of exactly `part_bytes` (the last smaller), each PUT to
+    its URL in order, and the ref names `upload_id`.
+    The worker makes a target for each of the type's large outputs (`JobTypeSpec.uploaded_outputs`);
+    the others come back by the next two forms. An uploaded output comes back as
+    `{"uploaded": true, "key", "size_bytes", "sha256"}` (and `upload_id`, in parts), which the
+    worker checks against the target it gave and the bytes it finds stored, before it keeps anything.
   * neither (Modal only): outputs come back inline as `{"data": <bytes>}` in the result.
 
 Result (`CallStatus.result` on success): a dict of type-specific fields (a transcript, durations,
@@ -162,26 +166,38 @@ def raise_for_http(status: int, what: str) -> None:
 
 
 class _HashingReader:
-    """A file read once, front to back, by whoever sends it: its SHA-256 is known at the end."""
+    """`size` bytes of a file read front to back by whoever sends them, hashed into `digest` (one
+    digest across the parts of a file sent in parts)."""
 
-    def __init__(self, fh: BinaryIO, size: int) -> None:
-        self.fh, self.size, self.digest = fh, size, hashlib.sha256()
+    def __init__(self, fh: BinaryIO, size: int, digest: Any = None) -> None:
+        self.fh, self.size, self.left = fh, size, size
+        self.digest = hashlib.sha256() if digest is None else digest
 
     def __len__(self) -> int:
         return self.size  # the Content-Length of the PUT
 
     def read(self, amount: int = -1) -> bytes:
-        chunk = self.fh.read(amount)
+        chunk = self.fh.read(self.left if amount is None or amount < 0 else min(amount, self.left))
+        self.left -= len(chunk)
         self.digest.update(chunk)
         return chunk
+
+
+def _put(url: str, reader: _HashingReader, headers: Mapping[str, str], timeout: tuple[float, float]) -> None:
+    import requests
+
+    try:
+        resp = requests.put(url, data=reader, headers=dict(headers), timeout=timeout)
+        raise_for_http(resp.status_code, "upload")
+    except requests.RequestException as exc:
+        # The URL itself is never logged or returned: it is a bearer credential.
+        raise TransientGpuError("network", f"upload failed: {type(exc).__name__}") from None
 
 
 def upload_output(fh: BinaryIO, size: int, target: Any, content_type: str, *,
                   timeout: tuple[float, float] = HTTP_TIMEOUT) -> dict[str, Any]:
     """PUT the `size` bytes of `fh` (from its start) to an output target (see the module
     docstring), streamed and hashed on the way; the fields of the output's `uploaded` ref."""
-    import requests
-
     if not isinstance(target, Mapping) or not all(isinstance(target.get(k), str) for k in ("key", "url")):
         raise PermanentGpuError("invalid_input", "an output target is not {key, url, headers, max_bytes}")
     headers = {str(k): str(v) for k, v in (target.get("headers") or {}).items()}
@@ -190,16 +206,30 @@ def upload_output(fh: BinaryIO, size: int, target: Any, content_type: str, *,
                                             f"{headers['Content-Type']}")
     max_bytes = target.get("max_bytes")
     if isinstance(max_bytes, int) and size > max_bytes:
+        if isinstance(target.get("multipart"), Mapping):
+            return _upload_parts(fh, size, target["key"], target["multipart"], timeout)
         raise PermanentGpuError("invalid_input", f"the output has {size} bytes, more than its target's {max_bytes}")
     reader = _HashingReader(fh, size)
-    try:
-        resp = requests.put(target["url"], data=reader, headers={"Content-Type": content_type, **headers},
-                            timeout=timeout)
-        raise_for_http(resp.status_code, "upload")
-    except requests.RequestException as exc:
-        # The URL itself is never logged or returned: it is a bearer credential.
-        raise TransientGpuError("network", f"upload failed: {type(exc).__name__}") from exc
+    _put(target["url"], reader, {"Content-Type": content_type, **headers}, timeout)
     return {UPLOADED: True, "key": target["key"], "size_bytes": size, "sha256": reader.digest.hexdigest()}
+
+
+def _upload_parts(fh: BinaryIO, size: int, key: str, multipart: Mapping[str, Any],
+                  timeout: tuple[float, float]) -> dict[str, Any]:
+    """A target's multipart upload: parts of exactly `part_bytes` (the last smaller), in order, each to its URL."""
+    part_bytes, parts, upload_id = multipart.get("part_bytes"), multipart.get("parts"), multipart.get("upload_id")
+    if not (isinstance(part_bytes, int) and part_bytes > 0 and isinstance(parts, list) and isinstance(upload_id, str)
+            and all(isinstance(p, Mapping) and isinstance(p.get("url"), str) for p in parts)):
+        raise PermanentGpuError("invalid_input", "an output target's multipart is not {upload_id, part_bytes, parts}")
+    max_bytes = multipart.get("max_bytes")
+    needed = -(-size // part_bytes)
+    if needed > len(parts) or (isinstance(max_bytes, int) and size > max_bytes):
+        raise PermanentGpuError("invalid_input", f"the output has {size} bytes, more than its target takes")
+    digest = hashlib.sha256()
+    for index in range(needed):
+        length = min(part_bytes, size - index * part_bytes)
+        _put(parts[index]["url"], _HashingReader(fh, length, digest), {}, timeout)
+    return {UPLOADED: True, "key": key, "size_bytes": size, "sha256": digest.hexdigest(), "upload_id": upload_id}
 
 
 def save_output(ref: Mapping[str, Any], dest: str | Path, *, policy: OutputPolicy,

@@ -204,6 +204,11 @@ def check_output_ref(
         if not isinstance(sha256, str) or not SHA256_HEX.match(sha256):
             raise refused(f"output {name} has no SHA-256 (64 lowercase hexadecimal digits)")
         checked.update({UPLOADED: True, "key": key, "sha256": sha256})
+        if "upload_id" in ref:  # a target in parts: the upload the worker completes
+            upload_id = ref["upload_id"]
+            if not isinstance(upload_id, str) or not 0 < len(upload_id) <= MAX_OBJECT_KEY_CHARS:
+                raise refused(f"output {name} names an upload that is not one")
+            checked["upload_id"] = upload_id
     if "metadata" in ref:
         if not isinstance(ref["metadata"], dict):
             raise refused(f"output {name}'s metadata is not an object")

@@ -24,7 +24,6 @@ from jobs.life.status import job_inference_ended
 from jobs.models import Job, JobEventType, JobStatus
 from jobs.specs import job_spec
 from media.services.gpu_outputs import media_output_targets
-from media.services.uploads import SINGLE_PUT_MAX_BYTES
 
 MAX_GPU_ATTEMPTS = 3  # spawns per job: a call that fails transiently is re-spawned, within reason
 # (besides one per class of the type's GPU ladder climbed: a call out of GPU memory is spawned again there)
@@ -135,8 +134,9 @@ def _payload(job: Job) -> dict[str, Any]:
 
 
 def output_target_max_bytes() -> int:
-    """The largest output a target takes: the largest output file accepted, within one PUT."""
-    return min(settings.AUTEUR_GPU_OUTPUT_MAX_BYTES, SINGLE_PUT_MAX_BYTES)
+    """The largest output a target takes: the largest output file accepted (in parts, past what
+    one PUT takes: media.services.gpu_outputs)."""
+    return int(settings.AUTEUR_GPU_OUTPUT_MAX_BYTES)
 
 
 def _record_call(job: Job, call_id: str, *, claimed: datetime, now: datetime) -> bool:

@@ -18,6 +18,14 @@ The worker keeps the object only once (``staged_output`` then ``media_create_out
   the sandbox like any other output. Anything else fails the job ``invalid_result`` (refunded,
   as every failure) and leaves nothing of it.
 
+An output may be larger than one PUT takes (5 GiB on S3 and R2): where the largest output
+accepted is, the target also holds a multipart upload (`multipart`: its `upload_id`, `part_bytes`
+and one URL per part, each for at most `part_bytes`, enough parts for the largest output). A call
+whose file is larger than the single PUT takes PUTs it in parts of exactly `part_bytes` (the last
+smaller) and names the upload in its ref; the worker completes the upload only if the store holds
+parts 1 to n of exactly that size (the last at most), adding up to the size the ref states, then
+checks the object as any other. An upload no call used is aborted with the target's folder.
+
 Each target comes with a lease (a pending deletion of its folder, due once its URL has expired
 and an hour more), written before the call starts: whatever the call PUTs and no store keeps
 (the job failed, was canceled, or a PUT came late) is deleted then, whatever happens to the
@@ -27,6 +35,7 @@ processes in between.
 from __future__ import annotations
 
 import contextlib
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +52,10 @@ from media.storage import get_storage
 
 # A store runs within minutes of its call's end; the folder outlives the last URL by this much.
 LEASE_MARGIN_SECONDS = 3600
+# The largest object one PUT makes (S3, R2); a larger output goes in parts of OUTPUT_PART_BYTES.
+SINGLE_PUT_MAX_BYTES = 5 * 1024**3
+OUTPUT_PART_BYTES = 512 * 1024**2
+UPLOAD_ID_MAX_CHARS = 1024
 
 
 class OutputRefused(ApplicationError):
@@ -58,6 +71,7 @@ class StagedOutput:
     key: str
     size: int
     sha256: str  # hexadecimal
+    upload_id: str = ""  # a multipart target's upload, which the worker completes
 
 
 def media_output_targets(
@@ -73,8 +87,16 @@ def media_output_targets(
     targets: dict[str, dict[str, Any]] = {}
     for name, content_type in outputs.items():
         key = f"{folder}/{name}"
-        signed = storage.presign_put(key, content_type, max_bytes, exact=False, expires_in=ttl_seconds)
-        targets[name] = {"key": key, "url": signed.url, "headers": dict(signed.headers), "max_bytes": max_bytes}
+        single = min(max_bytes, SINGLE_PUT_MAX_BYTES)
+        signed = storage.presign_put(key, content_type, single, exact=False, expires_in=ttl_seconds)
+        targets[name] = {"key": key, "url": signed.url, "headers": dict(signed.headers), "max_bytes": single}
+        if max_bytes > single:
+            upload_id = storage.multipart_start(key, content_type, OUTPUT_PART_BYTES, checksums=False)
+            parts = [{"number": number, "url": storage.presign_part_upto(key, upload_id, number, OUTPUT_PART_BYTES,
+                                                                         expires_in=ttl_seconds).url}
+                     for number in range(1, math.ceil(max_bytes / OUTPUT_PART_BYTES) + 1)]
+            targets[name]["multipart"] = {"upload_id": upload_id, "part_bytes": OUTPUT_PART_BYTES, "parts": parts,
+                                          "max_bytes": max_bytes}
     return targets
 
 
@@ -87,7 +109,30 @@ def staged_output(*, job_id: uuid.UUID | str, name: str, content_type: str, ref:
                             "target")
     if ref.get("content_type") != content_type:
         raise OutputRefused(f"the GPU call's result was refused: output {name} is not of the type its target takes")
-    return StagedOutput(key=found.group(0), size=int(ref["size_bytes"]), sha256=str(ref["sha256"]))
+    upload_id = ref.get("upload_id", "")
+    if not isinstance(upload_id, str) or len(upload_id) > UPLOAD_ID_MAX_CHARS:
+        raise OutputRefused(f"the GPU call's result was refused: output {name} names an upload that is not one")
+    return StagedOutput(key=found.group(0), size=int(ref["size_bytes"]), sha256=str(ref["sha256"]),
+                        upload_id=upload_id)
+
+
+def _complete_parts(staged: StagedOutput) -> None:
+    """Make the object of a multipart target from its parts, if they are what the call's result
+    says: parts 1 to n, each OUTPUT_PART_BYTES but the last (at most that), of the stated size in
+    all. An upload no longer open (completed by an earlier delivery, or never the target's: the
+    store knows an upload id only with its key) is left to the checks that follow."""
+    storage = get_storage()
+    try:
+        parts = storage.multipart_parts(staged.key, staged.upload_id)
+    except FileNotFoundError:
+        return
+    sizes = [part.size for part in parts]
+    if ([part.number for part in parts] != list(range(1, len(parts) + 1)) or sum(sizes) != staged.size
+            or any(size != OUTPUT_PART_BYTES for size in sizes[:-1]) or not 0 < sizes[-1] <= OUTPUT_PART_BYTES):
+        raise OutputRefused("the GPU call's result was refused: an uploaded output's parts are not the ones it "
+                            "states")
+    with contextlib.suppress(FileNotFoundError):  # completed meanwhile by another delivery
+        storage.multipart_complete(staged.key, staged.upload_id, parts)
 
 
 def media_take_staged(staged: StagedOutput, key: str) -> int:
@@ -96,6 +141,8 @@ def media_take_staged(staged: StagedOutput, key: str) -> int:
     replaced by what a late PUT left at the target since. OutputRefused when neither holds one."""
     storage = get_storage()
     size = storage.head(key)
+    if size is None and staged.upload_id:
+        _complete_parts(staged)
     if size is None:
         with contextlib.suppress(FileNotFoundError):  # moved meanwhile by another delivery, or never uploaded
             storage.move(staged.key, key)

@@ -145,8 +145,10 @@ class ObjectStorage(ABC):
     # bound to its number, its size and the SHA-256 of its bytes (a mismatching part is refused).
     # Completing makes the object from the parts, at once; the parts' URLs are then worthless.
     @abstractmethod
-    def multipart_start(self, key: str, content_type: str, part_size: int) -> str:
-        """Begin a multipart upload of ``key`` whose parts but the last are ``part_size`` bytes; its upload id."""
+    def multipart_start(self, key: str, content_type: str, part_size: int, *, checksums: bool = True) -> str:
+        """Begin a multipart upload of ``key`` whose parts but the last are ``part_size`` bytes; its
+        upload id. ``checksums``: each part is PUT with its SHA-256 (`presign_part`); without, its
+        parts go to URLs from `presign_part_upto`."""
 
     def presign_part(
         self, key: str, upload_id: str, number: int, size: int, sha256: str, *, expires_in: int | None = None
@@ -156,10 +158,23 @@ class ObjectStorage(ABC):
         url = self._part_url(validate_key(key), upload_id, number, size, sha256, ttl=ttl, expires_at=expires_at)
         return PresignedUpload(url=url, expires_at=expires_at, headers={CHECKSUM_HEADER: sha256})
 
+    def presign_part_upto(
+        self, key: str, upload_id: str, number: int, max_size: int, *, expires_in: int | None = None
+    ) -> PresignedUpload:
+        """A URL that PUTs part ``number`` of an upload started without checksums: at most
+        ``max_size`` bytes, whatever they are, for a writer that cannot say its parts in advance (a
+        GPU call's output). Whoever completes the upload checks the parts' sizes, then the whole
+        object's. A store that can sign no maximum (S3: any part up to 5 GiB) leaves it to that check."""
+        ttl, expires_at = url_expiry(expires_in)
+        url = self._part_url(validate_key(key), upload_id, number, max_size, "", ttl=ttl, expires_at=expires_at)
+        return PresignedUpload(url=url, expires_at=expires_at, headers={})
+
     @abstractmethod
     def _part_url(
         self, key: str, upload_id: str, number: int, size: int, sha256: str, *, ttl: int, expires_at: datetime
-    ) -> str: ...
+    ) -> str:
+        """Part ``number``'s URL: exactly ``size`` bytes of SHA-256 ``sha256``, or (``sha256`` empty)
+        at most ``size`` bytes of any SHA-256."""
 
     @abstractmethod
     def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:

@@ -209,7 +209,7 @@ class LocalStorage(ObjectStorage):
             raise FileNotFoundError(upload_id)
         return self.path(key).parent / f".multipart-{upload_id}"
 
-    def multipart_start(self, key: str, content_type: str, part_size: int) -> str:
+    def multipart_start(self, key: str, content_type: str, part_size: int, *, checksums: bool = True) -> str:
         upload_id = secrets.token_urlsafe(24)
         folder = self._parts_dir(key, upload_id)
         folder.mkdir(parents=True)
@@ -226,8 +226,9 @@ class LocalStorage(ObjectStorage):
 
     def write_part(self, key: str, upload_id: str, number: int, chunks: Iterator[bytes], sha256: str) -> bool:
         """Write part ``number`` from ``chunks`` at its offset and record it if its SHA-256 (base64)
-        is ``sha256``; False otherwise (the part is then not stored, even if it was before).
-        FileNotFoundError if the upload is not open."""
+        is ``sha256`` (any, where ``sha256`` is empty: a part URL "at most" so many bytes); False
+        otherwise (the part is then not stored, even if it was before). FileNotFoundError if the
+        upload is not open."""
         folder = self._parts_dir(key, upload_id)
         try:
             part_size = json.loads((folder / "upload.json").read_text())["part_size"]
@@ -245,11 +246,12 @@ class LocalStorage(ObjectStorage):
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-            if base64.b64encode(digest.digest()).decode() != sha256:
+            found = base64.b64encode(digest.digest()).decode()
+            if sha256 and found != sha256:
                 record.unlink(missing_ok=True)
                 return False
             staged = folder / f".{number}.json.tmp"
-            staged.write_text(json.dumps({"size": size, "sha256": sha256}))
+            staged.write_text(json.dumps({"size": size, "sha256": found}))
             os.replace(staged, record)
         return True
 

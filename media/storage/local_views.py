@@ -168,18 +168,19 @@ def upload_part(request: HttpRequest, upload_id: str, number: int) -> HttpRespon
         return admitted
     storage, signed = admitted
     header = "HTTP_" + CHECKSUM_HEADER.upper().replace("-", "_")
-    if request.META.get(header, "") != signed.sha256:
+    if signed.sha256 and request.META.get(header, "") != signed.sha256:
         return error_response(403, "checksum_header_mismatch",
                               f"Send the {CHECKSUM_HEADER} header this URL was issued for, exactly.",
                               {"expected": signed.sha256})
     length = _declared_length(request)
     if isinstance(length, HttpResponse):
         return length
-    if length != signed.size:
-        return error_response(400, "part_size_mismatch", "A part must be exactly the size its URL was issued for.",
+    if length != signed.size and (signed.sha256 or length > signed.size):  # unbound parts: at most that size
+        return error_response(400, "part_size_mismatch", "A part must be exactly the size its URL was issued for."
+                              if signed.sha256 else "A part may not be larger than its URL was issued for.",
                               {"expected_bytes": signed.size})
     try:
-        stored = storage.write_part(signed.key, upload_id, number, _body_chunks(request, signed.size), signed.sha256)
+        stored = storage.write_part(signed.key, upload_id, number, _body_chunks(request, length), signed.sha256)
     except IncompleteUploadBody:
         return error_response(400, "incomplete_body", "The body ended before Content-Length bytes were sent.")
     except FileNotFoundError:
@@ -189,7 +190,8 @@ def upload_part(request: HttpRequest, upload_id: str, number: int) -> HttpRespon
         return error_response(400, "checksum_mismatch",
                               f"The part's bytes do not match its {CHECKSUM_HEADER}; nothing was kept.")
     response = HttpResponse(status=200)
-    response["ETag"] = f'"{signed.sha256}"'
+    if signed.sha256:
+        response["ETag"] = f'"{signed.sha256}"'
     return response
 
 

@@ -134,17 +134,19 @@ class S3ObjectStorage(ObjectStorage):
     # upload is made with the SHA-256 algorithm, so completing checks every part's checksum again.
     # A bucket lifecycle rule (AbortIncompleteMultipartUpload) is the backstop for parts of an
     # upload nobody aborted.
-    def multipart_start(self, key: str, content_type: str, part_size: int) -> str:
+    def multipart_start(self, key: str, content_type: str, part_size: int, *, checksums: bool = True) -> str:
         with self._errors():
             answer = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=validate_key(key), ContentType=content_type, ChecksumAlgorithm="SHA256")
+                Bucket=self.bucket, Key=validate_key(key), ContentType=content_type,
+                **({"ChecksumAlgorithm": "SHA256"} if checksums else {}))
         return str(answer["UploadId"])
 
     def _part_url(
         self, key: str, upload_id: str, number: int, size: int, sha256: str, *, ttl: int, expires_at: datetime
     ) -> str:
-        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number,
-                  "ContentLength": size, "ChecksumSHA256": sha256}
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
+        if sha256:  # S3 signs an exact length only: a part "at most" so many bytes is checked when completed
+            params.update(ContentLength=size, ChecksumSHA256=sha256)
         return str(self.client.generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl, HttpMethod="PUT"))
 
     def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
@@ -250,6 +252,11 @@ class S3ObjectStorage(ObjectStorage):
                         # A 200 can still carry per-key failures: retry the whole prefix later.
                         raise StorageError(f"object storage kept {len(response['Errors'])} object(s)")
                     removed += len(objects)
+            # And the uploads in progress there, whose parts S3 keeps (and bills) until aborted.
+            uploads = self.client.get_paginator("list_multipart_uploads")
+            for page in uploads.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    self.multipart_abort(upload["Key"], upload["UploadId"])
         return removed
 
     def list_folders(self, prefix: str) -> Iterator[str]:

@@ -39,6 +39,7 @@ from jobs.models import Job, JobStatus
 from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import MediaFile, PendingObjectDeletion
+from media.services import gpu_outputs
 from media.services.keys import STAGING_KEY
 from media.storage import get_storage
 from tests.factories import ProjectFactory
@@ -313,3 +314,95 @@ def test_a_modal_calls_video_goes_through_an_s3_bucket(auth_client, project, s3_
     assert storage.head(media.storage_key) == media.file_size_bytes == 256 * 1024
     assert storage.head(target["key"]) is None
     assert storage.content_type(media.storage_key) == "video/mp4"
+
+
+# ----------------------------------------------------------------------------- in parts
+
+
+@pytest.fixture
+def in_parts(settings: Any, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Outputs larger than one PUT goes in parts: here past 1 MiB, in parts of 5 MiB (S3's least)."""
+    monkeypatch.setattr(gpu_outputs, "SINGLE_PUT_MAX_BYTES", 2**20)
+    monkeypatch.setattr(gpu_outputs, "OUTPUT_PART_BYTES", 5 * 2**20)
+    settings.AUTEUR_GPU_OUTPUT_MAX_BYTES = 16 * 2**20
+    return gpu_outputs.OUTPUT_PART_BYTES
+
+
+def test_an_output_past_one_put_goes_in_parts(auth_client, project, served, modal, in_parts):
+    modal.body = container(12 * 2**20)
+    job = run_step(submit(auth_client, project), Step.PREPARE)
+    media = assert_stored(job, 12 * 2**20)
+    target = modal.payloads[0]["output_targets"]["video"]
+    assert target["max_bytes"] == 2**20 and target["multipart"]["part_bytes"] == in_parts
+    assert len(target["multipart"]["parts"]) == 4  # for 16 MiB at most
+    assert media.content_sha256 == hashlib.sha256(Path(get_storage().path(media.storage_key)).read_bytes()).hexdigest()  # type: ignore[attr-defined]
+    assert not list(served.rglob(".multipart-*")), "the upload was completed"
+
+
+def test_an_output_in_parts_goes_through_an_s3_bucket(auth_client, project, s3_storage, modal, in_parts):  # noqa: F811
+    modal.body = container(11 * 2**20)
+    job = run_step(submit(auth_client, project), Step.PREPARE)
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    (media,) = MediaFile.objects.filter(source_job_id=job.pk)
+    storage = get_storage()
+    assert storage.head(media.storage_key) == media.file_size_bytes == 11 * 2**20
+    assert storage.content_type(media.storage_key) == "video/mp4"
+    assert not storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("forgery", ["another_jobs_upload", "parts_not_as_stated", "short_middle_part", "no_upload"])
+def test_a_forged_upload_in_parts_fails_the_job_refunded_once(
+    auth_client, user, project, served, modal, in_parts, forgery
+):
+    elsewhere = gpu_outputs.media_output_targets(
+        job_id="0" * 8 + "-0000-4000-8000-" + "0" * 12, user_id=user.pk, outputs={"video": "video/mp4"},
+        max_bytes=16 * 2**20, ttl_seconds=600)["video"]
+
+    def forge(ref: dict[str, Any]) -> None:
+        if forgery == "another_jobs_upload":
+            ref["upload_id"] = elsewhere["multipart"]["upload_id"]
+        elif forgery == "parts_not_as_stated":
+            ref["size_bytes"] -= 1
+        elif forgery == "short_middle_part":  # part 1 PUT again, a byte short: the object would have a hole
+            import requests
+
+            first = modal.payloads[-1]["output_targets"]["video"]["multipart"]["parts"][0]["url"]
+            assert requests.put(first, data=b"\0" * (in_parts - 1), timeout=30).status_code == 200
+        else:
+            del ref["upload_id"]
+
+    modal.body = container(12 * 2**20, forge)
+    before = credit_balance_get(user=user)
+    job = run_step(submit(auth_client, project), Step.PREPARE)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "invalid_result"), job.error_message
+    assert CreditTransaction.objects.filter(job_id=job.pk, type="refund").count() == 1
+    assert credit_balance_get(user=user) == before
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert not list((served / "projects" / str(project.pk)).rglob("*.mp4"))
+    assert "127.0.0.1" not in job.error_message + job.error_detail
+
+
+def test_a_part_larger_than_its_url_is_refused(served, user, in_parts):
+    import requests
+
+    target = gpu_outputs.media_output_targets(
+        job_id="0" * 8 + "-0000-4000-8000-" + "0" * 12, user_id=user.pk, outputs={"video": "video/mp4"},
+        max_bytes=16 * 2**20, ttl_seconds=600)["video"]
+    parts = target["multipart"]["parts"]
+    answer = requests.put(parts[0]["url"], data=b"\0" * (in_parts + 1), timeout=30)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "part_size_mismatch"
+    assert requests.put(parts[1]["url"], data=b"\0" * 10, timeout=30).status_code == 200
+
+
+def test_an_upload_in_parts_left_open_goes_with_its_lease(user, s3_storage, in_parts):  # noqa: F811
+    """S3 keeps (and bills) the parts of an upload nobody completed until it is aborted: the lease's
+    deletion of the target's folder aborts it."""
+    target = gpu_outputs.media_output_targets(
+        job_id="0" * 8 + "-0000-4000-8000-" + "0" * 12, user_id=user.pk, outputs={"video": "video/mp4"},
+        max_bytes=16 * 2**20, ttl_seconds=600)["video"]
+    storage = get_storage()
+    client, bucket = storage.client, storage.bucket  # type: ignore[attr-defined]
+    uploads = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    assert [u["UploadId"] for u in uploads] == [target["multipart"]["upload_id"]]
+    storage.delete_prefix(target["key"].rsplit("/", 1)[0])
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
