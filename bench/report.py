@@ -295,16 +295,15 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"request, before the answer | - | p99 <= 5 s: {verdict(loc['p99_ms'] <= 5000)}; Modal <= 1 s: "
                     f"{verdict(mod['request_to_cancel_sent_ms']['p99'] <= 1000)} |"))
     if (d := load("piece_reads")) is not None:
-        rows.append(("piece_reads", f"| bytes a compression piece reads, local runner as its own uid: {d['pieces']} pieces "
-                    f"of a {d['minutes']} min file ({d['file_bytes'] / 2**20:.1f} MiB) | at most "
-                    f"{d['descriptor_read_share_max']:.0%} of the file each, through a descriptor | the whole file copied "
-                    f"first: at least {d['copy_read_share_min']:.0%} each | - | about its span: "
-                    f"{verdict(d['descriptor_read_share_max'] < 2.5 * d['piece_share'])} |"))
-        if "url_rows" in d:
-            rows.append(("piece_reads", f"| bytes a piece fetches through a signed URL (a Modal call): the same "
-                        f"{d['pieces']} pieces, compression and transcription | at most {d['url_ranged_share_max']:.0%} "
-                        f"of the file each, by range | downloaded whole: at least {d['url_whole_share_min']:.0%} each | - | "
-                        f"about its span: {verdict(d['url_ranged_share_max'] < 2.5 * d['piece_share'])} |"))
+        ranged = d.get("url_ranged_share_max")
+        by_url = (f"; through a signed URL (a Modal call), by range: at most {ranged:.0%}" if ranged is not None
+                  else "")
+        whole = (f"; downloaded whole: at least {d['url_whole_share_min']:.0%}" if ranged is not None else "")
+        rows.append(("piece_reads", f"| bytes a piece reads: {d['pieces']} pieces of a {d['minutes']} min file "
+                    f"({d['file_bytes'] / 2**20:.1f} MiB) | local runner as its own uid, through a descriptor: at most "
+                    f"{d['descriptor_read_share_max']:.0%} of the file each{by_url} | the whole file copied first: at "
+                    f"least {d['copy_read_share_min']:.0%} each{whole} | - | about its span: "
+                    f"{verdict(max(d['descriptor_read_share_max'], ranged or 0) < 2.5 * d['piece_share'])} |"))
     if (d := load("long_file_pieces")) is not None:
         w, p = d["whole"], d["pieces"]
         rows.append(("long_file_pieces", f"| transcription of a {d['minutes']} min file, noop GPU at {d['seconds_per_minute']} s "

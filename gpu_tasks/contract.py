@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError, raise_for_http
 from gpu_tasks.input_policy import descriptor_of
 from gpu_tasks.results import (
     DATA,
@@ -151,18 +151,6 @@ def download(url: str, dest: Path, *, timeout: tuple[float, float] = HTTP_TIMEOU
         # The URL itself is never logged or returned: it is a bearer credential.
         raise TransientGpuError("network", f"download failed: {type(exc).__name__}") from exc
     return dest
-
-
-def raise_for_http(status: int, what: str) -> None:
-    if status < 400:
-        return
-    if status in (408, 429) or status >= 500:
-        raise TransientGpuError("network", f"{what} failed: HTTP {status}")
-    if status == 403:
-        # The call's signed URLs last AUTEUR_SIGNED_URL_TTL_SECONDS (15 minutes by default) from its
-        # spawn; a call that began later finds them expired. Spawned again, it gets fresh ones.
-        raise TransientGpuError("network", f"{what} refused: HTTP 403 (its signed URL expired before the call began)")
-    raise PermanentGpuError("invalid_input", f"{what} refused: HTTP {status}")
 
 
 class _HashingReader:

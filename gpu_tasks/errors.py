@@ -122,3 +122,16 @@ def classify_exception(exc: BaseException) -> GpuError:
     if isinstance(exc, MemoryError):
         return PermanentGpuError("gpu_oom", f"out of memory: {text[:480]}")
     return PermanentGpuError("internal", text[:500])
+
+
+def raise_for_http(status: int, what: str) -> None:
+    """The error a signed URL's answer of `status` means for a call (none below 400)."""
+    if status < 400:
+        return
+    if status in (408, 429) or status >= 500:
+        raise TransientGpuError("network", f"{what} failed: HTTP {status}")
+    if status == 403:
+        # The call's signed URLs last AUTEUR_SIGNED_URL_TTL_SECONDS (15 minutes by default) from its
+        # spawn; a call that began later finds them expired. Spawned again, it gets fresh ones.
+        raise TransientGpuError("network", f"{what} refused: HTTP 403 (its signed URL expired before the call began)")
+    raise PermanentGpuError("invalid_input", f"{what} refused: HTTP {status}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
+from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError, raise_for_http
 from gpu_tasks.input_policy import SAFE_INPUT_OPTIONS, SPAN_FORMAT, register_span_file
 
 BLOCK = 1 << 20
@@ -130,8 +130,6 @@ class RangedUrl(io.RawIOBase):
     def _get(self, start: int) -> bytes:
         import requests
         import urllib3
-
-        from gpu_tasks.contract import raise_for_http
 
         if self.size >= 0 and self.fetched >= self.size + OVERFETCH_BLOCKS * BLOCK:
             raise NotRanged

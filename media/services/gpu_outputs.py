@@ -49,6 +49,7 @@ from media.models import PendingObjectDeletion
 from media.services.deletion import PREFIX_MARK
 from media.services.keys import STAGING_KEY, staging_folder
 from media.storage import get_storage
+from media.storage.base import PartsRefused
 
 # A store runs within minutes of its call's end; the folder outlives the last URL by this much.
 LEASE_MARGIN_SECONDS = 3600
@@ -127,12 +128,21 @@ def _complete_parts(staged: StagedOutput) -> None:
     except FileNotFoundError:
         return
     sizes = [part.size for part in parts]
-    if ([part.number for part in parts] != list(range(1, len(parts) + 1)) or sum(sizes) != staged.size
-            or any(size != OUTPUT_PART_BYTES for size in sizes[:-1]) or not 0 < sizes[-1] <= OUTPUT_PART_BYTES):
-        raise OutputRefused("the GPU call's result was refused: an uploaded output's parts are not the ones it "
-                            "states")
-    with contextlib.suppress(FileNotFoundError):  # completed meanwhile by another delivery
-        storage.multipart_complete(staged.key, staged.upload_id, parts)
+    try:
+        if (not parts or [part.number for part in parts] != list(range(1, len(parts) + 1))
+                or sum(sizes) != staged.size or any(size != OUTPUT_PART_BYTES for size in sizes[:-1])
+                or not 0 < sizes[-1] <= OUTPUT_PART_BYTES):
+            raise OutputRefused("the GPU call's result was refused: an uploaded output's parts are not the ones "
+                                "it states")
+        with contextlib.suppress(FileNotFoundError):  # completed meanwhile by another delivery
+            storage.multipart_complete(staged.key, staged.upload_id, parts)
+    except PartsRefused as exc:  # a part PUT again since they were listed
+        raise OutputRefused("the GPU call's result was refused: an uploaded output's parts changed while they "
+                            "were checked") from exc
+    except OutputRefused:
+        with contextlib.suppress(FileNotFoundError):
+            storage.multipart_abort(staged.key, staged.upload_id)  # its parts are not kept until the lease
+        raise
 
 
 def media_take_staged(staged: StagedOutput, key: str) -> int:

@@ -102,6 +102,10 @@ def content_disposition(filename: str | None) -> str | None:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename[:150], safe='')}"
 
 
+class PartsRefused(Exception):
+    """The store would not make the object from the parts listed (one was PUT again since)."""
+
+
 class ObjectStorage(ABC):
     """What the application needs from object storage, and nothing more, on a Django storage."""
 
@@ -154,6 +158,8 @@ class ObjectStorage(ABC):
         self, key: str, upload_id: str, number: int, size: int, sha256: str, *, expires_in: int | None = None
     ) -> PresignedUpload:
         """A URL that PUTs part ``number``: exactly ``size`` bytes whose SHA-256 (base64) is ``sha256``."""
+        if not sha256:
+            raise ValueError("a part's SHA-256 is required here: presign_part_upto signs parts without one")
         ttl, expires_at = url_expiry(expires_in)
         url = self._part_url(validate_key(key), upload_id, number, size, sha256, ttl=ttl, expires_at=expires_at)
         return PresignedUpload(url=url, expires_at=expires_at, headers={CHECKSUM_HEADER: sha256})
@@ -182,7 +188,8 @@ class ObjectStorage(ABC):
 
     @abstractmethod
     def multipart_complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> None:
-        """Make the object from ``parts``, in order (FileNotFoundError if the upload is not open)."""
+        """Make the object from ``parts``, in order (FileNotFoundError if the upload is not open,
+        PartsRefused if the store holds other parts than those)."""
 
     @abstractmethod
     def multipart_abort(self, key: str, upload_id: str) -> None:

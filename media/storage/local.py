@@ -204,17 +204,29 @@ class LocalStorage(ObjectStorage):
     # record per part stored (its size and checksum), written once its bytes matched. Completing
     # renames the data file into place: no byte is copied, whatever the file's size. PUTs of one
     # part take turns (a lock per part), so a bad body can never overwrite a part recorded good.
+    # Every PUT holds the upload's lock shared while it writes, and completing holds it exclusive:
+    # no PUT still writing (of any part, listed or not) can change the object once it is made.
+    # An upload is its key's only: its id with another key is no upload.
     def _parts_dir(self, key: str, upload_id: str) -> Path:
         if not UPLOAD_ID_RE.match(upload_id):
             raise FileNotFoundError(upload_id)
-        return self.path(key).parent / f".multipart-{upload_id}"
+        folder = self.path(key).parent / f".multipart-{upload_id}"
+        try:
+            recorded = json.loads((folder / "upload.json").read_text()).get("key", key)
+        except (FileNotFoundError, ValueError, AttributeError):
+            recorded = key  # not begun yet, or gone: the callers say so
+        if recorded != key:
+            raise FileNotFoundError(upload_id)
+        return folder
 
     def multipart_start(self, key: str, content_type: str, part_size: int, *, checksums: bool = True) -> str:
         upload_id = secrets.token_urlsafe(24)
         folder = self._parts_dir(key, upload_id)
         folder.mkdir(parents=True)
         (folder / "data").touch()
-        (folder / "upload.json").write_text(json.dumps({"content_type": content_type, "part_size": part_size}))
+        (folder / ".upload.lock").touch()
+        (folder / "upload.json").write_text(json.dumps({"key": key, "content_type": content_type,
+                                                        "part_size": part_size}))
         return upload_id
 
     def _part_url(
@@ -232,11 +244,13 @@ class LocalStorage(ObjectStorage):
         folder = self._parts_dir(key, upload_id)
         try:
             part_size = json.loads((folder / "upload.json").read_text())["part_size"]
+            upload_lock = (folder / ".upload.lock").open("a")
             lock = (folder / f".{number}.lock").open("a")
         except FileNotFoundError:
             raise FileNotFoundError(upload_id) from None
         record = folder / f"{number}.json"
-        with lock:
+        with upload_lock, lock:
+            fcntl.flock(upload_lock, fcntl.LOCK_SH)
             fcntl.flock(lock, fcntl.LOCK_EX)
             digest, size = hashlib.sha256(), 0
             # (Gone once completed: FileNotFoundError, the upload is closed.)
@@ -274,8 +288,13 @@ class LocalStorage(ObjectStorage):
             raise FileNotFoundError(upload_id) from None
         data = folder / "data"
         with contextlib.ExitStack() as held:
-            # Every part's lock: a PUT still writing finishes first, and one that comes after finds
-            # no data file (409). No byte changes once the object is in place.
+            # The upload's lock, exclusive: every PUT still writing finishes first, and one that
+            # comes after finds no data file (409). No byte changes once the object is in place.
+            try:
+                upload_lock = held.enter_context((folder / ".upload.lock").open("a"))
+            except FileNotFoundError:
+                raise FileNotFoundError(upload_id) from None
+            fcntl.flock(upload_lock, fcntl.LOCK_EX)
             for part in parts:
                 lock = held.enter_context((folder / f".{part.number}.lock").open("a"))
                 fcntl.flock(lock, fcntl.LOCK_EX)

@@ -42,6 +42,7 @@ from media.storage.base import (
     CHECK_TIMEOUT_SECONDS,
     ObjectStat,
     ObjectStorage,
+    PartsRefused,
     UploadedPart,
     content_disposition,
     validate_key,
@@ -179,8 +180,11 @@ class S3ObjectStorage(ObjectStorage):
                 self.client.complete_multipart_upload(Bucket=self.bucket, Key=validate_key(key), UploadId=upload_id,
                                                       MultipartUpload={"Parts": listed})
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchUpload", "404"):
                 raise FileNotFoundError(key) from exc
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                raise PartsRefused(code) from exc
             raise
 
     def multipart_abort(self, key: str, upload_id: str) -> None:

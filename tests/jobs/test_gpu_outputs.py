@@ -406,3 +406,46 @@ def test_an_upload_in_parts_left_open_goes_with_its_lease(user, s3_storage, in_p
     assert [u["UploadId"] for u in uploads] == [target["multipart"]["upload_id"]]
     storage.delete_prefix(target["key"].rsplit("/", 1)[0])
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_a_part_still_being_written_cannot_change_the_object_once_made(served, user, in_parts):
+    """A PUT of a part not listed (its body held back) finishes before the upload is completed, or
+    finds it closed: never writes into the object after its checks."""
+    import socket
+    from urllib.parse import urlsplit
+
+    target = gpu_outputs.media_output_targets(
+        job_id="0" * 8 + "-0000-4000-8000-" + "0" * 12, user_id=user.pk, outputs={"video": "video/mp4"},
+        max_bytes=16 * 2**20, ttl_seconds=600)["video"]
+    upload_id, parts = target["multipart"]["upload_id"], target["multipart"]["parts"]
+    storage = get_storage()
+    import requests
+
+    assert requests.put(parts[0]["url"], data=b"a" * 1000, timeout=30).status_code == 200
+    url = urlsplit(parts[1]["url"])
+    held = socket.create_connection((url.hostname, url.port), timeout=30)
+    held.sendall(f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: 100\r\n\r\n".encode())
+    time.sleep(0.5)  # the PUT holds the upload's lock, its body not sent
+
+    def send_body_later() -> None:
+        time.sleep(1.0)
+        held.sendall(b"E" * 100)
+
+    sender = threading.Thread(target=send_body_later)
+    sender.start()
+    listed = [part for part in storage.multipart_parts(target["key"], upload_id) if part.number == 1]
+    storage.multipart_complete(target["key"], upload_id, listed)  # waits for the PUT in flight
+    sender.join()
+    held.close()
+    size = storage.head(target["key"])
+    time.sleep(0.5)
+    assert storage.head(target["key"]) == size == 1000, "nothing written into the object after it was made"
+
+
+def test_an_upload_id_is_its_keys_only(served, user, in_parts):
+    targets = gpu_outputs.media_output_targets(
+        job_id="0" * 8 + "-0000-4000-8000-" + "0" * 12, user_id=user.pk,
+        outputs={"video": "video/mp4", "audio": "audio/wav"}, max_bytes=16 * 2**20, ttl_seconds=600)
+    video, audio = targets["video"], targets["audio"]
+    with pytest.raises(FileNotFoundError):
+        get_storage().multipart_parts(audio["key"], video["multipart"]["upload_id"])

@@ -59,7 +59,7 @@ class Accepted(Exception):
 
 
 class _Context:
-    def input_path(self, ref: Any, name: str) -> Any:
+    def input_path(self, ref: Any, name: str, **span: Any) -> Any:
         raise Accepted
 
     def progress(self, percent: float) -> None:
