@@ -134,11 +134,13 @@ def _complete_parts(staged: StagedOutput) -> None:
                 or not 0 < sizes[-1] <= OUTPUT_PART_BYTES):
             raise OutputRefused("the GPU call's result was refused: an uploaded output's parts are not the ones "
                                 "it states")
-        with contextlib.suppress(FileNotFoundError):  # completed meanwhile by another delivery
+        try:
             storage.multipart_complete(staged.key, staged.upload_id, parts)
-    except PartsRefused as exc:  # a part PUT again since they were listed
-        raise OutputRefused("the GPU call's result was refused: an uploaded output's parts changed while they "
-                            "were checked") from exc
+        except FileNotFoundError:
+            pass  # completed meanwhile by another delivery
+        except PartsRefused as exc:  # a part PUT again since they were listed
+            raise OutputRefused("the GPU call's result was refused: an uploaded output's parts changed while "
+                                "they were checked") from exc
     except OutputRefused:
         with contextlib.suppress(FileNotFoundError):
             storage.multipart_abort(staged.key, staged.upload_id)  # its parts are not kept until the lease

@@ -449,3 +449,21 @@ def test_an_upload_id_is_its_keys_only(served, user, in_parts):
     video, audio = targets["video"], targets["audio"]
     with pytest.raises(FileNotFoundError):
         get_storage().multipart_parts(audio["key"], video["multipart"]["upload_id"])
+
+
+def test_parts_the_store_will_not_complete_fail_the_job_and_the_upload_is_aborted(
+    auth_client, user, project, served, modal, in_parts, monkeypatch
+):
+    """S3 answers InvalidPart where a part was PUT again between the listing and the completion."""
+    from media.storage.base import PartsRefused
+    from media.storage.local import LocalStorage
+
+    def refuse(self: Any, key: str, upload_id: str, parts: Any) -> None:
+        raise PartsRefused("InvalidPart")
+
+    monkeypatch.setattr(LocalStorage, "multipart_complete", refuse)
+    modal.body = container(12 * 2**20)
+    job = run_step(submit(auth_client, project), Step.PREPARE)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "invalid_result"), job.error_message
+    assert CreditTransaction.objects.filter(job_id=job.pk, type="refund").count() == 1
+    assert not list(served.rglob(".multipart-*")), "its parts are not kept until the lease"
