@@ -299,3 +299,23 @@ def test_a_piece_through_the_modal_function_body_fetches_its_span(
     out.write_bytes(status.result["outputs"]["video"]["data"])  # type: ignore[index]
     assert len(_frames(out)) == 150
     assert _Ranges.sent <= (6 + ranged.SPAN_TAIL_S) / 60 * long_clip.stat().st_size + 4 * small_blocks
+
+
+def test_only_a_span_file_this_process_wrote_is_opened_as_nut(server: str, tmp_path: Path) -> None:
+    """NUT is allowed for the span files fetch_span registers, and for nothing else: the same bytes
+    at another path (an input from outside) are refused by the whitelist, as any NUT upload is."""
+    import shutil
+
+    from gpu_tasks.engines.media import open_input, probe
+    from gpu_tasks.input_policy import ffmpeg_input
+
+    span = fetch_span(f"{server}/long.mp4", (10_000, 14_000), tmp_path / "span.nut", timeout=TIMEOUT,
+                      max_bytes=10**9)
+    assert probe(span.path).has_video
+    outside = tmp_path / "upload.nut"
+    shutil.copyfile(span.path, outside)
+    with pytest.raises(PermanentGpuError) as caught:
+        open_input(outside)
+    assert caught.value.code == "invalid_media"
+    assert "nut" not in ffmpeg_input(outside)[: ffmpeg_input(outside).index("-i")]
+    assert ffmpeg_input(span.path)[ffmpeg_input(span.path).index("-f") + 1] == "nut"
