@@ -5,6 +5,7 @@ A page asks for a table with a placeholder on a line of its own, replaced in `on
     <!-- table: job-types -->     every job type: gpu_tasks/types.py and jobs/specs.py
     <!-- table: settings -->      every environment variable the code reads, from its source
     <!-- table: error-codes -->   every error code the API answers, with its HTTP status
+    <!-- table: workspace-roles --> every action of a workspace's members and the roles that may: auteur/users/roles.py
 
 Settings and error codes are found by parsing the source (`ast`, and `tokenize` for the comments
 above each read), so a setting or a code added anywhere appears without an edit here. Job types
@@ -511,9 +512,22 @@ def job_type_table() -> str:
     return "\n".join(rows)
 
 
+def workspace_role_table() -> str:
+    _django()
+    from auteur.users.roles import ACTIONS, Role
+
+    rows = ["| action | what it is | " + " | ".join(role.value for role in Role) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in Role) + " |"]
+    for action in ACTIONS.values():
+        marks = " | ".join("yes" if role in action.roles else "" for role in Role)
+        rows.append(f"| {code(action.name)} | {cell(action.description)} | {marks} |")
+    return "\n".join(rows)
+
+
 # ----------------------------------------------------------------------------- the hook
 
-TABLES = {"job-types": job_type_table, "settings": settings_table, "error-codes": error_table}
+TABLES = {"job-types": job_type_table, "settings": settings_table, "error-codes": error_table,
+          "workspace-roles": workspace_role_table}
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:

@@ -72,6 +72,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "webhook_not_found": status.HTTP_404_NOT_FOUND,
     "captions_not_found": status.HTTP_404_NOT_FOUND,
     "quote_not_found": status.HTTP_404_NOT_FOUND,
+    "workspace_not_found": status.HTTP_404_NOT_FOUND,  # or one the caller is not a member of
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,
     "nothing_to_undo": status.HTTP_409_CONFLICT,

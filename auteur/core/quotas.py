@@ -36,6 +36,8 @@ QUOTAS: dict[str, Quota] = {
         Quota("storage_bytes", "AUTEUR_QUOTA_STORAGE_BYTES", "bytes of stored media"),
         Quota("voices", "AUTEUR_QUOTA_VOICES", "voices"),
         Quota("projects", "AUTEUR_QUOTA_PROJECTS", "projects"),
+        # Team workspaces the user created.
+        Quota("workspaces", "AUTEUR_QUOTA_WORKSPACES", "team workspaces"),
         # Per project, and pruned rather than refused (see above).
         Quota("edl_history", "AUTEUR_EDL_HISTORY", "undo steps per project"),
     )

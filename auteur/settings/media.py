@@ -14,6 +14,8 @@ AUTEUR_VOICE_SAMPLE_MAX_SECONDS = env.int("AUTEUR_VOICE_SAMPLE_MAX_SECONDS", def
 AUTEUR_QUOTA_STORAGE_BYTES = env.int("AUTEUR_QUOTA_STORAGE_BYTES", default=50 * 1024**3)
 AUTEUR_QUOTA_VOICES = env.int("AUTEUR_QUOTA_VOICES", default=20)
 AUTEUR_QUOTA_PROJECTS = env.int("AUTEUR_QUOTA_PROJECTS", default=200)
+# Team workspaces an account may create (its personal one does not count).
+AUTEUR_QUOTA_WORKSPACES = env.int("AUTEUR_QUOTA_WORKSPACES", default=20)
 # The probe runs in a child process with these limits (media/probing/sandbox.py); a file it cannot
 # examine within them is rejected. A picture above AUTEUR_MEDIA_MAX_PIXELS is refused before
 # anything decodes it; a file whose probe keeps killing its worker is rejected after

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from auteur.users.models import User
+from auteur.users.models import Membership, User, Workspace, personal_workspace_create
 
 POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
 
@@ -37,6 +37,12 @@ class UserAdmin(BaseUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        # The admin's add view saves in one transaction: the account and its workspace together.
+        super().save_model(request, obj, form, change)
+        if not change:
+            personal_workspace_create(obj)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         fields = tuple(super().get_readonly_fields(request, obj))
         user: Any = request.user
@@ -47,6 +53,38 @@ class UserAdmin(BaseUserAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_delete_permission(request, obj) and _may_touch(request, obj)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fields = ("user", "role", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    """Workspaces and their members, to look at: members change through the workspace's own owners."""
+
+    list_display = ("name", "id", "personal", "created_by", "created_at")
+    list_filter = ("personal",)
+    search_fields = ("name", "id", "created_by__email")
+    fields = ("id", "name", "personal", "created_by", "created_at", "updated_at")
+    readonly_fields = fields
+    inlines = (MembershipInline,)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 def _may_touch(request: HttpRequest, obj: Any) -> bool:

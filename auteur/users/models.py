@@ -4,8 +4,10 @@ import uuid
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Lower
+
+from auteur.users.roles import Role
 
 
 class UserManager(BaseUserManager["User"]):
@@ -20,7 +22,9 @@ class UserManager(BaseUserManager["User"]):
         else:
             # Users sign in with tokens from the identity provider, not with a password here.
             user.set_unusable_password()
-        user.save(using=self._db)
+        with transaction.atomic(using=self._db):
+            user.save(using=self._db)
+            personal_workspace_create(user)
         return user
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
@@ -79,3 +83,62 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email or str(self.id)
+
+
+WORKSPACE_NAME_MAX_LENGTH = 100
+
+
+class Workspace(models.Model):
+    """Who owns work and pays for it: a team, or one person's own.
+
+    Every account has a personal workspace, made with it, whose id is the account's id and whose
+    only member is that account (its owner); an account may also create team workspaces and be a
+    member of several. Members and their roles are Membership rows; what each role may do is
+    auteur/users/roles.py.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=WORKSPACE_NAME_MAX_LENGTH)
+    personal = models.BooleanField(default=False)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "workspaces"
+        ordering = ("created_at",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A member of a workspace, with a role (auteur.users.roles.Role)."""
+
+    id = models.BigAutoField(primary_key=True)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "workspace_members"
+        ordering = ("created_at", "id")
+        constraints = [
+            models.UniqueConstraint(fields=("workspace", "user"), name="workspace_member_once"),
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="workspace_member_role"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ({self.role}) in {self.workspace_id}"
+
+
+PERSONAL_WORKSPACE_NAME = "Personal"
+
+
+def personal_workspace_create(user: User) -> Workspace:
+    """The account's own workspace (its id is the account's) with the account as its owner; in
+    the transaction that creates the account (UserManager.create_user, the first token's account)."""
+    workspace = Workspace.objects.create(id=user.pk, name=PERSONAL_WORKSPACE_NAME, personal=True, created_by=user)
+    Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
+    return workspace

@@ -10,10 +10,11 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auteur.core.prepared import PreparedRead
-from auteur.users.models import User
+from auteur.users.models import User, personal_workspace_create
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +99,15 @@ def user_get_or_create_from_claims(*, claims: dict[str, Any]) -> User:
         return user
     email, verified = token_email(claims)
     name, avatar = token_profile(claims)
-    # Two first requests may race: the loser's insert fails on the primary key and reads the row.
-    user, _created = User.objects.get_or_create(
-        pk=user_id, defaults={"email": email, "email_verified": verified, "password": make_password(None),
-                              "name": name, "avatar_url": avatar},
-    )
+    # Two first requests may race: the loser's insert waits for the winner's transaction (the
+    # account with its personal workspace), fails on the primary key and reads the row.
+    try:
+        with transaction.atomic():
+            user = User.objects.create(pk=user_id, email=email, email_verified=verified, password=make_password(None),
+                                       name=name, avatar_url=avatar)
+            personal_workspace_create(user)
+    except IntegrityError:
+        user = User.objects.get(pk=user_id)
     return user
 
 
@@ -165,3 +170,4 @@ def user_get_or_create_by_email(*, email: str) -> User:
     """The one account with this email, created if there is none (development and scripts)."""
     user = user_find(ref=email)
     return user if user is not None else User.objects.create_user(email=email)
+

@@ -20,7 +20,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from auteur.core import rls
-from auteur.users.models import User
+from auteur.users.models import Membership, User, Workspace
 from auteur.users.services import user_issue_token
 from billing.models import StripeEvent
 from credits.models import CreditAccount
@@ -434,6 +434,7 @@ WITHOUT_POLICY: dict[str, str] = {}
 AS_OWNER = {
     "auteur_waiting_jobs_before": "a count of the jobs waiting in a lane, nothing of any one job",
     "auteur_median_processing_ms": "a median duration of a type's recent jobs, nothing of any one job",
+    "auteur_is_member": "whether the session's own user is a member of a workspace",
 }
 
 
@@ -528,3 +529,64 @@ def test_a_database_migrated_before_gets_the_api_roles_grants_taken_back_and_giv
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+# ---- workspaces: a session sees the workspaces of its user and their members, and joins none
+
+
+@pytest.fixture
+def studio(bob: User) -> Workspace:
+    """Bob's team workspace, which alice is not a member of."""
+    workspace = Workspace.objects.create(name="Bob's studio", created_by=bob)
+    Membership.objects.create(workspace=workspace, user=bob, role="owner")
+    return workspace
+
+
+@pytest.mark.urls("tests.auteur.urls_rls")
+def test_a_session_sees_only_the_workspaces_and_members_of_its_user(
+    alice: User, bob: User, studio: Workspace, make_user: Callable[..., User], client_for: Callable[[User], APIClient]
+):
+    carol = make_user()
+    Membership.objects.create(workspace=studio, user=carol, role="viewer")
+
+    assert injected(client_for(alice), "SELECT id FROM workspaces")["rows"] == [[str(alice.pk)]]
+    assert injected(client_for(alice), "SELECT user_id FROM workspace_members")["rows"] == [[str(alice.pk)]]
+    seen = injected(client_for(carol), "SELECT workspace_id, user_id FROM workspace_members")["rows"]
+    assert sorted(map(tuple, seen)) == sorted([(str(carol.pk), str(carol.pk)), (str(studio.pk), str(bob.pk)),
+                                               (str(studio.pk), str(carol.pk))])
+
+
+WORKSPACE_ATTACKS = {
+    "a seat in another's team": "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) "
+                                "VALUES (%(studio)s, auteur_user_id(), 'owner', now())",
+    "a seat for another in its own workspace": "INSERT INTO workspace_members (workspace_id, user_id, role, "
+                                               "created_at) "
+                                               "VALUES (auteur_user_id(), %(bob)s, 'owner', now())",
+    "a team workspace of its own": "INSERT INTO workspaces (id, name, personal, created_by_id, created_at, updated_at) "
+                                   "VALUES (gen_random_uuid(), 'x', false, auteur_user_id(), now(), now())",
+    "a personal workspace for another": "INSERT INTO workspaces (id, name, personal, created_by_id, created_at, "
+                                        "updated_at) VALUES (%(bob)s, 'x', true, %(bob)s, now(), now())",
+    "its seat made an owner's": "UPDATE workspace_members SET role = 'owner'",
+    "a member removed": "DELETE FROM workspace_members",
+    "a workspace given away": "UPDATE workspaces SET created_by_id = %(bob)s",
+}
+
+
+@pytest.mark.urls("tests.auteur.urls_rls")
+@pytest.mark.parametrize("sql", WORKSPACE_ATTACKS.values(), ids=WORKSPACE_ATTACKS.keys())
+def test_a_requests_connection_joins_no_workspace_and_changes_no_seat(
+    sql: str, alice: User, bob: User, studio: Workspace, client_for: Callable[[User], APIClient]
+):
+    answer = injected(client_for(alice), sql, studio=str(studio.pk), bob=str(bob.pk))
+
+    assert answer == {"refused": REFUSED}
+    assert set(Membership.objects.values_list("workspace_id", "user_id", "role")) == {
+        (alice.pk, alice.pk, "owner"), (bob.pk, bob.pk, "owner"), (studio.pk, bob.pk, "owner")}
+
+
+@pytest.mark.urls("tests.auteur.urls_rls")
+def test_a_session_renames_only_a_workspace_it_is_a_member_of(
+    alice: User, studio: Workspace, client_for: Callable[[User], APIClient]
+):
+    assert injected(client_for(alice), "UPDATE workspaces SET name = 'taken'")["count"] == 1
+    assert set(Workspace.objects.values_list("name", flat=True)) == {"taken", "Personal", "Bob's studio"}

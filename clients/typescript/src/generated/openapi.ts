@@ -1419,6 +1419,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workspaces": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List your workspaces
+         * @description The workspaces the caller is a member of, personal first; `?page=`, `?page_size=` (max 100).
+         *
+         *     POST creates a team workspace with the caller as its owner; 403 `quota_exceeded` once the
+         *     caller has created as many as this server allows.
+         */
+        get: operations["workspaces_list"];
+        put?: never;
+        /**
+         * Create a team workspace
+         * @description The workspaces the caller is a member of, personal first; `?page=`, `?page_size=` (max 100).
+         *
+         *     POST creates a team workspace with the caller as its owner; 403 `quota_exceeded` once the
+         *     caller has created as many as this server allows.
+         */
+        post: operations["workspaces_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workspaces/{workspace_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a workspace
+         * @description One workspace the caller is a member of; 404 `workspace_not_found` for any other.
+         */
+        get: operations["workspaces_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Rename a workspace
+         * @description One workspace the caller is a member of; 404 `workspace_not_found` for any other.
+         */
+        patch: operations["workspaces_partial_update"];
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -3026,6 +3080,14 @@ export interface components {
             previous: string | null;
             webhooks: components["schemas"]["WebhookOutput"][];
         };
+        PaginatedWorkspaceOutputList: {
+            count: number;
+            /** Format: uri */
+            next: string | null;
+            /** Format: uri */
+            previous: string | null;
+            workspaces: components["schemas"]["WorkspaceOutput"][];
+        };
         /**
          * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
          *
@@ -3053,6 +3115,15 @@ export interface components {
             /** @description An https URL; null or "" clears it. */
             avatar_url?: (string) | null;
             /** @description "" clears it. Whitespace runs become single spaces. */
+            name?: string;
+        };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        PatchedWorkspaceInputRequest: {
             name?: string;
         };
         /**
@@ -3326,6 +3397,15 @@ export interface components {
          * @enum {string}
          */
         ResolutionEnum: "832x480" | "480x832" | "1280x720" | "720x1280";
+        /**
+         * @description * `owner` - Owner
+         *     * `admin` - Admin
+         *     * `editor` - Editor
+         *     * `viewer` - Viewer
+         *     * `billing` - Billing
+         * @enum {string}
+         */
+        RoleEnum: "owner" | "admin" | "editor" | "viewer" | "billing";
         Span: {
             end_ms: number;
             start_ms: number;
@@ -3827,6 +3907,39 @@ export interface components {
         };
         WebhookSigningSecret: {
             key: string;
+        };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        WorkspaceInputRequest: {
+            name: string;
+        };
+        /** @description A workspace as one of its members sees it: with that member's own role. */
+        WorkspaceOutput: {
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: uuid */
+            readonly id: string;
+            /** Format: date-time */
+            readonly joined_at: string;
+            readonly name: string;
+            /** @description The account's own workspace: its id is the account's, and it has no other member. */
+            readonly personal: boolean;
+            /**
+             * @description The caller's role here.
+             *
+             *     * `owner` - Owner
+             *     * `admin` - Admin
+             *     * `editor` - Editor
+             *     * `viewer` - Viewer
+             *     * `billing` - Billing
+             */
+            readonly role: components["schemas"]["RoleEnum"];
+            /** Format: date-time */
+            readonly updated_at: string;
         };
     };
     responses: never;
@@ -10722,6 +10835,323 @@ export interface operations {
                 };
             };
             /** @description Codes: `webhook_backlog_full`, `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_list: {
+        parameters: {
+            query?: {
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedWorkspaceOutputList"];
+                };
+            };
+            /** @description Codes: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkspaceInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceOutput"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `quota_exceeded`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceOutput"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_partial_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedWorkspaceInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceOutput"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again. */

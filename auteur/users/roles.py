@@ -1,0 +1,55 @@
+"""The roles of a workspace's members and what each may do: the one place a permission is decided.
+
+Every check of a member's role asks `allowed(role, action)`; the table below is the whole rule, and
+the documentation's role table is generated from it (docs/hooks.py). The roles follow what teams
+buy in the editors and job APIs people compare Auteur with:
+
+- owner: everything, including what ends the workspace; there is always at least one.
+- admin: runs the workspace for its owners: its name, its members (never an owner's seat).
+- editor: makes things: projects, media, jobs (spending the pool's credits).
+- viewer: sees the work and comments on it; changes and spends nothing.
+- billing: pays for the workspace (plans, packs, usage), and sees no content.
+
+A caller who is not a member of a workspace gets 404 for it and for everything in it, never 403
+(auteur/users/selectors.py): whether a workspace exists is not revealed to outsiders. A member whose
+role does not allow an action gets 403 `permission_denied`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    OWNER = "owner"
+    ADMIN = "admin"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+    BILLING = "billing"
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # what the API's 403 names in `details.action`
+    description: str  # for the documentation's table
+    roles: frozenset[Role]
+
+
+EVERY_ROLE = frozenset(Role)
+RUNS_IT = frozenset({Role.OWNER, Role.ADMIN})
+
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in (
+        Action("workspace.view", "see the workspace, its name and one's own role", EVERY_ROLE),
+        Action("workspace.rename", "rename the workspace", RUNS_IT),
+    )
+}
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether a member with `role` may do `action` (a name of ACTIONS; any other is a bug)."""
+    return role in ACTIONS[action].roles
+

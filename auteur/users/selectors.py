@@ -1,0 +1,40 @@
+"""Reads of workspaces and memberships, always as a member: an outsider learns nothing of a workspace."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from auteur.users.errors import PermissionDenied, WorkspaceNotFound
+from auteur.users.models import Membership, User
+from auteur.users.roles import ACTIONS, allowed
+
+
+def membership_list(*, user: User) -> QuerySet[Membership]:
+    """The user's seats, with their workspaces: the personal one first, then by when they joined."""
+    return (Membership.objects.filter(user=user).select_related("workspace")
+            .order_by("-workspace__personal", "created_at", "id"))
+
+
+def membership_get(*, user: User, workspace_id: uuid.UUID | str) -> Membership:
+    """The user's seat in a workspace, or 404 `workspace_not_found`: a workspace the user is not a
+    member of is indistinguishable from none."""
+    try:
+        pk = uuid.UUID(str(workspace_id))
+    except ValueError:
+        raise WorkspaceNotFound("No such workspace.") from None
+    membership = Membership.objects.filter(user=user, workspace_id=pk).select_related("workspace").first()
+    if membership is None:
+        raise WorkspaceNotFound("No such workspace.")
+    return membership
+
+
+def require(membership: Membership, action: str) -> None:
+    """Raise 403 `permission_denied` (details: action, role) unless the member's role allows `action`
+    (auteur/users/roles.py)."""
+    if not allowed(membership.role, action):
+        raise PermissionDenied(
+            f"A workspace's {membership.role} may not {ACTIONS[action].description}.",
+            details={"action": action, "role": membership.role},
+        )
