@@ -110,7 +110,6 @@ NOT_ANSWERED_BY_THE_API = {
     "invalid_media": "a job's output step, stored as the failed job's error_code",
     "output_not_decodable": "the same step, before it is stored as invalid_media",
     "job_not_charged": "the refund of a job (tasks, admin)",
-    "permission_denied": "the admin's credit adjustment",
     "subscription_exists": "subscription management (admin, commands)",
     "subscription_inactive": "subscription management (admin, commands)",
     "unknown_job_type": "POST /jobs/<anything else>, a path outside the schema",
