@@ -11,6 +11,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from auteur.celery import app as celery_app
 from credits.models import CreditTransaction
 from credits.services.ledger import credit_grant
 from gpu_tasks.announce import EVENTS_KEY, PROCESSING_KEY, Announcement, EventQueue, RedisAnnouncer, drain_once
@@ -55,6 +56,8 @@ def infer_deliveries(worker) -> int:
 
 
 def test_a_job_completes_by_its_announcement_with_no_polling(start_worker, auth_client, project, events_list):
+    # The worker counts every infer it receives: none left queued by an earlier test may reach it.
+    celery_app.control.purge()
     worker = start_worker(**NOOP)
     job = wait_terminal(submit_tts(auth_client, project))
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
