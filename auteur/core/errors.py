@@ -73,6 +73,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "captions_not_found": status.HTTP_404_NOT_FOUND,
     "quote_not_found": status.HTTP_404_NOT_FOUND,
     "workspace_not_found": status.HTTP_404_NOT_FOUND,  # or one the caller is not a member of
+    "member_not_found": status.HTTP_404_NOT_FOUND,
+    "invitation_not_found": status.HTTP_404_NOT_FOUND,  # a token not signed here, or revoked
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,
     "nothing_to_undo": status.HTTP_409_CONFLICT,
@@ -92,9 +94,14 @@ HTTP_STATUS: Mapping[str, int] = {
     "plan_active": status.HTTP_409_CONFLICT,  # change or cancel a running plan in the billing portal
     "no_billing_account": status.HTTP_409_CONFLICT,
     "quote_used": status.HTTP_409_CONFLICT,  # a quote pays for one job
+    "invitation_used": status.HTTP_409_CONFLICT,  # an invitation seats one account
+    "already_member": status.HTTP_409_CONFLICT,
+    "last_owner": status.HTTP_409_CONFLICT,  # a workspace keeps at least one owner
+    "personal_workspace": status.HTTP_409_CONFLICT,  # a personal workspace has no other member
     "quote_mismatch": status.HTTP_409_CONFLICT,  # the body or the work differs from what was quoted
     # 410: it was valid once, and is no more
     "quote_expired": status.HTTP_410_GONE,
+    "invitation_expired": status.HTTP_410_GONE,
     # 413, 415: the body or file itself is refused
     "edl_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "file_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,

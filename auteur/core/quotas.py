@@ -1,7 +1,8 @@
 """Per-user quotas: every limit on what one user may keep, with its setting, its check and its error.
 
 A quota is checked where the thing is created, inside the creating transaction and after
-``quota_lock``, so two concurrent requests of one user cannot both pass the same check. What
+``quota_lock``, so two concurrent requests of one user cannot both pass the same check (a
+workspace's own quotas, members and invitations, after its row is locked instead). What
 counts as use is measured by the app that owns it (media: bytes stored, voices; projects:
 projects) and handed to ``quota_check``: this module imports no app.
 
@@ -38,6 +39,9 @@ QUOTAS: dict[str, Quota] = {
         Quota("projects", "AUTEUR_QUOTA_PROJECTS", "projects"),
         # Team workspaces the user created.
         Quota("workspaces", "AUTEUR_QUOTA_WORKSPACES", "team workspaces"),
+        # Per workspace: its members, and its invitations neither taken, revoked nor expired.
+        Quota("members", "AUTEUR_QUOTA_MEMBERS", "members of the workspace"),
+        Quota("invitations", "AUTEUR_QUOTA_INVITATIONS", "pending invitations of the workspace"),
         # Per project, and pruned rather than refused (see above).
         Quota("edl_history", "AUTEUR_EDL_HISTORY", "undo steps per project"),
     )

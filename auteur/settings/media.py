@@ -16,6 +16,11 @@ AUTEUR_QUOTA_VOICES = env.int("AUTEUR_QUOTA_VOICES", default=20)
 AUTEUR_QUOTA_PROJECTS = env.int("AUTEUR_QUOTA_PROJECTS", default=200)
 # Team workspaces an account may create (its personal one does not count).
 AUTEUR_QUOTA_WORKSPACES = env.int("AUTEUR_QUOTA_WORKSPACES", default=20)
+# Members of one workspace, and its invitations pending at once.
+AUTEUR_QUOTA_MEMBERS = env.int("AUTEUR_QUOTA_MEMBERS", default=100)
+AUTEUR_QUOTA_INVITATIONS = env.int("AUTEUR_QUOTA_INVITATIONS", default=50)
+# How long an invitation to a workspace can be accepted.
+AUTEUR_INVITATION_TTL_SECONDS = env.int("AUTEUR_INVITATION_TTL_SECONDS", default=7 * 24 * 3600)
 # The probe runs in a child process with these limits (media/probing/sandbox.py); a file it cannot
 # examine within them is rejected. A picture above AUTEUR_MEDIA_MAX_PIXELS is refused before
 # anything decodes it; a file whose probe keeps killing its worker is rejected after

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from auteur.users.models import Membership, User, Workspace, personal_workspace_create
+from auteur.users.models import Invitation, Membership, User, Workspace, personal_workspace_create
 
 POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
 
@@ -66,6 +66,17 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
+class InvitationInline(admin.TabularInline):
+    model = Invitation
+    fields = ("id", "role", "invited_by", "created_at", "expires_at", "accepted_by", "accepted_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
     """Workspaces and their members, to look at: members change through the workspace's own owners."""
@@ -75,7 +86,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
     search_fields = ("name", "id", "created_by__email")
     fields = ("id", "name", "personal", "created_by", "created_at", "updated_at")
     readonly_fields = fields
-    inlines = (MembershipInline,)
+    inlines = (MembershipInline, InvitationInline)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

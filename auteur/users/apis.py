@@ -9,8 +9,16 @@ from auteur.core.api import ApiView, KeyedPagination, StrictSerializer, paginate
 from auteur.core.schema import raises
 from auteur.users.models import WORKSPACE_NAME_MAX_LENGTH
 from auteur.users.roles import Role
-from auteur.users.selectors import membership_get, membership_list
-from auteur.users.workspace_services import workspace_create, workspace_rename
+from auteur.users.selectors import invitation_list, member_list, membership_get, membership_list
+from auteur.users.workspace_services import (
+    invitation_accept,
+    invitation_create,
+    invitation_revoke,
+    member_remove,
+    member_set_role,
+    workspace_create,
+    workspace_rename,
+)
 
 
 class AuthVerifyApi(ApiView):
@@ -89,3 +97,113 @@ class WorkspaceDetailApi(ApiView):
         serializer.is_valid(raise_exception=True)
         workspace_rename(membership=membership, name=serializer.validated_data["name"])
         return Response(WorkspaceOutputSerializer(membership).data)
+
+
+class MemberOutputSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField(read_only=True)
+    name = serializers.CharField(source="user.name", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True)
+    role = serializers.ChoiceField(choices=Role.choices, read_only=True)
+    joined_at = serializers.DateTimeField(source="created_at", read_only=True)
+
+
+class RoleInputSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberListApi(ApiView):
+    """The workspace's members, owners first, with their names and emails (every member sees them)."""
+
+    pagination_class = KeyedPagination.of("members")
+
+    @extend_schema(summary="List a workspace's members", responses=MemberOutputSerializer(many=True))
+    @raises("workspace_not_found")
+    def get(self, request: Request, workspace_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        return paginated_response(request, self, member_list(membership=membership), MemberOutputSerializer)
+
+
+class MemberDetailApi(ApiView):
+    """A member's seat: PATCH changes its role, DELETE removes it (one's own: leaving). Only an owner
+    makes, changes or removes an owner; the last owner can neither leave nor be demoted (409
+    `last_owner`). A removed member's next request about the workspace is a 404."""
+
+    @extend_schema(summary="Change a member's role", request=RoleInputSerializer, responses=MemberOutputSerializer)
+    @raises("workspace_not_found", "member_not_found", "permission_denied", "last_owner")
+    def patch(self, request: Request, workspace_id: str, user_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        serializer = RoleInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        seat = member_set_role(membership=membership, user_id=user_id, role=serializer.validated_data["role"])
+        return Response(MemberOutputSerializer(seat).data)
+
+    @extend_schema(summary="Remove a member, or leave", responses={204: None})
+    @raises("workspace_not_found", "member_not_found", "permission_denied", "last_owner")
+    def delete(self, request: Request, workspace_id: str, user_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        member_remove(membership=membership, user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    role = serializers.ChoiceField(choices=Role.choices, read_only=True)
+    invited_by = serializers.UUIDField(source="invited_by_id", read_only=True, allow_null=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)
+
+
+class InvitationCreatedSerializer(InvitationOutputSerializer):
+    token = serializers.CharField(
+        read_only=True, help_text="Shown once: whoever presents it (POST /invitations/accept) first, signed in, "
+                                  "takes the seat. Only the invitation's id is kept.")
+
+
+class InvitationListApi(ApiView):
+    """The workspace's pending invitations (owner, admin); POST makes one with a `role` and answers
+    its token, once. Only an owner invites an owner; a personal workspace invites nobody (409
+    `personal_workspace`)."""
+
+    pagination_class = KeyedPagination.of("invitations")
+
+    @extend_schema(summary="List a workspace's pending invitations", responses=InvitationOutputSerializer(many=True))
+    @raises("workspace_not_found", "permission_denied")
+    def get(self, request: Request, workspace_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        return paginated_response(request, self, invitation_list(membership=membership), InvitationOutputSerializer)
+
+    @extend_schema(summary="Invite a member", request=RoleInputSerializer, responses={201: InvitationCreatedSerializer})
+    @raises("workspace_not_found", "permission_denied", "personal_workspace", "quota_exceeded")
+    def post(self, request: Request, workspace_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        serializer = RoleInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        invitation, token = invitation_create(membership=membership, role=serializer.validated_data["role"])
+        return Response({**InvitationOutputSerializer(invitation).data, "token": token},
+                        status=status.HTTP_201_CREATED)
+
+
+class InvitationDetailApi(ApiView):
+    """DELETE revokes a pending invitation: its token is refused from then on."""
+
+    @extend_schema(summary="Revoke an invitation", responses={204: None})
+    @raises("workspace_not_found", "permission_denied", "invitation_not_found")
+    def delete(self, request: Request, workspace_id: str, invitation_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        invitation_revoke(membership=membership, invitation_id=invitation_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationAcceptApi(ApiView):
+    """Take the seat an invitation's token offers, as the signed-in account, once."""
+
+    class InputSerializer(StrictSerializer):
+        token = serializers.CharField(max_length=200)
+
+    @extend_schema(summary="Accept an invitation", request=InputSerializer, responses=WorkspaceOutputSerializer)
+    @raises("invitation_not_found", "invitation_expired", "invitation_used", "already_member", "quota_exceeded")
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        seat = invitation_accept(user=request_user(request), token=serializer.validated_data["token"])
+        return Response(WorkspaceOutputSerializer(seat).data)

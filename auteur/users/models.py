@@ -142,3 +142,30 @@ def personal_workspace_create(user: User) -> Workspace:
     workspace = Workspace.objects.create(id=user.pk, name=PERSONAL_WORKSPACE_NAME, personal=True, created_by=user)
     Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
     return workspace
+
+
+class Invitation(models.Model):
+    """A seat offered in a team workspace, taken once by whichever signed-in account presents its
+    token (a signed, expiring reference to this row: auteur/users/workspace_services.py) first.
+    An email never decides who may take it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "workspace_invitations"
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=("workspace", "-created_at"), name="invitations_by_workspace")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="workspace_invitation_role"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} in {self.workspace_id}"

@@ -45,6 +45,13 @@ ACTIONS: dict[str, Action] = {
     for a in (
         Action("workspace.view", "see the workspace, its name and one's own role", EVERY_ROLE),
         Action("workspace.rename", "rename the workspace", RUNS_IT),
+        Action("members.view", "see the members, their roles, names and emails", EVERY_ROLE),
+        Action("members.invite", "invite members, see and revoke pending invitations", RUNS_IT),
+        Action("members.set_role", "change a member's role", RUNS_IT),
+        Action("members.remove", "remove another member", RUNS_IT),
+        # An owner's seat: offering, granting, changing or removing one. Every member may leave
+        # (but the last owner), which needs no action.
+        Action("members.manage_owners", "invite, make, change or remove an owner", frozenset({Role.OWNER})),
     )
 }
 

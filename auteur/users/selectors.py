@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, When
+from django.utils import timezone
 
+from auteur.core import rls
 from auteur.users.errors import PermissionDenied, WorkspaceNotFound
-from auteur.users.models import Membership, User
-from auteur.users.roles import ACTIONS, allowed
+from auteur.users.models import Invitation, Membership, User
+from auteur.users.roles import ACTIONS, Role, allowed
 
 
 def membership_list(*, user: User) -> QuerySet[Membership]:
@@ -38,3 +40,20 @@ def require(membership: Membership, action: str) -> None:
             f"A workspace's {membership.role} may not {ACTIONS[action].description}.",
             details={"action": action, "role": membership.role},
         )
+
+
+def member_list(*, membership: Membership) -> list[Membership]:
+    """The members of the member's workspace, with their accounts, owners first (at most the
+    `members` quota of them). Read on the owner's login: a session's own reach in `users` is its
+    own account, and members see each other's names and emails."""
+    require(membership, "members.view")
+    with rls.trusted():
+        return list(Membership.objects.filter(workspace_id=membership.workspace_id).select_related("user")
+                    .order_by(Case(When(role=Role.OWNER, then=0), default=1), "created_at", "id"))
+
+
+def invitation_list(*, membership: Membership) -> QuerySet[Invitation]:
+    """The workspace's invitations still to be taken, newest first."""
+    require(membership, "members.invite")
+    return Invitation.objects.filter(workspace_id=membership.workspace_id, accepted_at__isnull=True,
+                                     revoked_at__isnull=True, expires_at__gt=timezone.now())

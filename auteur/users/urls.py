@@ -1,9 +1,24 @@
 from django.urls import path
 
-from auteur.users.apis import AuthVerifyApi, WorkspaceDetailApi, WorkspaceListApi
+from auteur.users.apis import (
+    AuthVerifyApi,
+    InvitationAcceptApi,
+    InvitationDetailApi,
+    InvitationListApi,
+    MemberDetailApi,
+    MemberListApi,
+    WorkspaceDetailApi,
+    WorkspaceListApi,
+)
 
 urlpatterns = [
     path("auth/verify", AuthVerifyApi.as_view(), name="auth-verify"),
     path("workspaces", WorkspaceListApi.as_view(), name="workspace-list"),
     path("workspaces/<str:workspace_id>", WorkspaceDetailApi.as_view(), name="workspace-detail"),
+    path("workspaces/<str:workspace_id>/members", MemberListApi.as_view(), name="member-list"),
+    path("workspaces/<str:workspace_id>/members/<str:user_id>", MemberDetailApi.as_view(), name="member-detail"),
+    path("workspaces/<str:workspace_id>/invitations", InvitationListApi.as_view(), name="invitation-list"),
+    path("workspaces/<str:workspace_id>/invitations/<str:invitation_id>", InvitationDetailApi.as_view(),
+         name="invitation-detail"),
+    path("invitations/accept", InvitationAcceptApi.as_view(), name="invitation-accept"),
 ]

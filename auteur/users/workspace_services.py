@@ -1,25 +1,49 @@
-"""Changes of workspaces.
+"""Changes of workspaces, their members and invitations.
 
 Apart from the account services (auteur/users/services.py), which the authentication class loads
 while the API's error types are still being defined.
+
+Seats are changed on the owner's login (the API's database role adds, changes and removes none),
+inside one transaction that first locks the workspace's row and reads the acting member's seat
+again: a member removed or demoted a moment ago acts no more, two changes of one workspace take
+turns, and "the last owner" is counted under the lock.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
 from django.db import transaction
+from django.utils import timezone
 
 from auteur.core import rls
 from auteur.core.quotas import quota_check, quota_lock
-from auteur.users.models import Membership, User, Workspace
+from auteur.users.errors import (
+    AlreadyMember,
+    InvitationExpired,
+    InvitationNotFound,
+    InvitationUsed,
+    LastOwner,
+    MemberNotFound,
+    PersonalWorkspace,
+    WorkspaceNotFound,
+)
+from auteur.users.models import Invitation, Membership, User, Workspace
 from auteur.users.roles import Role
 from auteur.users.selectors import require
 
+# An invitation's token is this salt's signature of the invitation's id, with its time: a token
+# made anywhere else, or changed by one character, is refused before any row is read.
+INVITATION_SALT = "auteur.users.invitation"
+
 
 def workspace_create(*, user: User, name: str) -> Membership:
-    """A team workspace with the user as its owner; QuotaExceeded past the user's `workspaces` quota.
-
-    On the owner's login: the API's role adds no member to a workspace (the owner's seat of a new
-    one included); what may be added is decided here."""
+    """A team workspace with the user as its owner; QuotaExceeded past the user's `workspaces` quota."""
     with rls.trusted(), transaction.atomic():
         quota_lock(user_id=user.pk)
         quota_check(name="workspaces", used=Workspace.objects.filter(created_by=user, personal=False).count())
@@ -34,3 +58,134 @@ def workspace_rename(*, membership: Membership, name: str) -> Workspace:
     workspace.name = name
     workspace.save(update_fields=["name", "updated_at"])
     return workspace
+
+
+@contextmanager
+def _acting(membership: Membership, action: str | None) -> Iterator[Membership]:
+    """The member's seat as it is now, inside a transaction on the owner's login that holds the
+    workspace's row lock; `action` (if any) allowed to its role. A seat gone since is a 404."""
+    with rls.trusted(), transaction.atomic():
+        list(Workspace.objects.select_for_update().filter(pk=membership.workspace_id).values_list("pk"))
+        seat = (Membership.objects.select_related("workspace")
+                .filter(workspace_id=membership.workspace_id, user_id=membership.user_id).first())
+        if seat is None:
+            raise WorkspaceNotFound("No such workspace.")
+        if action is not None:
+            require(seat, action)
+        yield seat
+
+
+def _seat(workspace_id: uuid.UUID, user_id: uuid.UUID | str) -> Membership:
+    try:
+        pk = uuid.UUID(str(user_id))
+    except ValueError:
+        raise MemberNotFound("No such member.") from None
+    seat = Membership.objects.select_related("user").filter(workspace_id=workspace_id, user_id=pk).first()
+    if seat is None:
+        raise MemberNotFound("No such member.")
+    return seat
+
+
+def _keeps_an_owner(seat: Membership) -> None:
+    """Raise LastOwner if `seat` is its workspace's only owner (under the workspace's lock)."""
+    if seat.role == Role.OWNER and not (
+            Membership.objects.filter(workspace_id=seat.workspace_id, role=Role.OWNER).exclude(pk=seat.pk).exists()):
+        raise LastOwner("A workspace keeps at least one owner: make another member an owner first.")
+
+
+def member_set_role(*, membership: Membership, user_id: uuid.UUID | str, role: str) -> Membership:
+    """Give a member another role. Only an owner makes, changes or demotes an owner."""
+    with _acting(membership, "members.set_role") as actor:
+        seat = _seat(actor.workspace_id, user_id)
+        if Role.OWNER in (seat.role, role):
+            require(actor, "members.manage_owners")
+        if role != Role.OWNER:
+            _keeps_an_owner(seat)
+        seat.role = role
+        seat.save(update_fields=["role"])
+    return seat
+
+
+def member_remove(*, membership: Membership, user_id: uuid.UUID | str) -> None:
+    """Remove a member, or leave (`user_id` the member's own). From the next request on, the removed
+    account gets 404 for the workspace. The last owner cannot leave."""
+    leaving = str(user_id) == str(membership.user_id)
+    with _acting(membership, None if leaving else "members.remove") as actor:
+        seat = _seat(actor.workspace_id, user_id)
+        if seat.role == Role.OWNER and not leaving:
+            require(actor, "members.manage_owners")
+        _keeps_an_owner(seat)
+        seat.delete()
+
+
+def invitation_create(*, membership: Membership, role: str) -> tuple[Invitation, str]:
+    """An invitation to the member's team workspace with `role`, and its token (shown once: only
+    its id is kept). Only an owner invites an owner."""
+    with _acting(membership, "members.invite") as actor:
+        if role == Role.OWNER:
+            require(actor, "members.manage_owners")
+        if actor.workspace.personal:
+            raise PersonalWorkspace("A personal workspace has no other member: create a team workspace to invite.")
+        now = timezone.now()
+        pending = Invitation.objects.filter(workspace_id=actor.workspace_id, accepted_at__isnull=True,
+                                            revoked_at__isnull=True, expires_at__gt=now)
+        quota_check(name="invitations", used=pending.count())
+        invitation = Invitation.objects.create(
+            workspace_id=actor.workspace_id, role=role, invited_by_id=actor.user_id,
+            expires_at=now + timedelta(seconds=settings.AUTEUR_INVITATION_TTL_SECONDS))
+    return invitation, signing.dumps(str(invitation.pk), salt=INVITATION_SALT)
+
+
+def invitation_revoke(*, membership: Membership, invitation_id: uuid.UUID | str) -> None:
+    """Revoke a pending invitation: its token is refused from now on."""
+    with _acting(membership, "members.invite") as actor:
+        invitation = _pending(actor.workspace_id, invitation_id)
+        if invitation.role == Role.OWNER:
+            require(actor, "members.manage_owners")
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+
+
+def _pending(workspace_id: uuid.UUID, invitation_id: uuid.UUID | str) -> Invitation:
+    try:
+        pk = uuid.UUID(str(invitation_id))
+    except ValueError:
+        raise InvitationNotFound("No such invitation.") from None
+    invitation = Invitation.objects.filter(pk=pk, workspace_id=workspace_id, accepted_at__isnull=True,
+                                           revoked_at__isnull=True).first()
+    if invitation is None:
+        raise InvitationNotFound("No such invitation.")
+    return invitation
+
+
+def invitation_accept(*, user: User, token: str) -> Membership:
+    """Take the seat an invitation offers, once: a forged, altered or revoked token is 404
+    `invitation_not_found`, an expired one 410 `invitation_expired`, one already taken 409
+    `invitation_used`. A member already is 409 `already_member`, and the invitation stays usable."""
+    ttl = settings.AUTEUR_INVITATION_TTL_SECONDS
+    try:
+        invitation_id = uuid.UUID(str(signing.loads(token, salt=INVITATION_SALT, max_age=ttl)))
+    except signing.SignatureExpired:
+        raise InvitationExpired("This invitation has expired: ask for a new one.") from None
+    except (signing.BadSignature, ValueError):
+        raise InvitationNotFound("No such invitation.") from None
+    with rls.trusted(), transaction.atomic():
+        workspace_id = Invitation.objects.filter(pk=invitation_id).values_list("workspace_id", flat=True).first()
+        if workspace_id is None:
+            raise InvitationNotFound("No such invitation.")
+        # The workspace before its invitation: every change of a workspace's seats locks in that order.
+        list(Workspace.objects.select_for_update().filter(pk=workspace_id).values_list("pk"))
+        invitation = Invitation.objects.select_for_update().get(pk=invitation_id)
+        if invitation.revoked_at is not None:
+            raise InvitationNotFound("No such invitation.")
+        if invitation.accepted_at is not None:
+            raise InvitationUsed("This invitation has been used.")
+        if invitation.expires_at <= timezone.now():
+            raise InvitationExpired("This invitation has expired: ask for a new one.")
+        if Membership.objects.filter(workspace_id=workspace_id, user=user).exists():
+            raise AlreadyMember("You are a member of this workspace already.")
+        quota_check(name="members", used=Membership.objects.filter(workspace_id=workspace_id).count())
+        seat = Membership.objects.create(workspace_id=workspace_id, user=user, role=invitation.role)
+        invitation.accepted_by, invitation.accepted_at = user, seat.created_at
+        invitation.save(update_fields=["accepted_by", "accepted_at"])
+        return Membership.objects.select_related("workspace").get(pk=seat.pk)

@@ -20,7 +20,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from auteur.core import rls
-from auteur.users.models import Membership, User, Workspace
+from auteur.users.models import Invitation, Membership, User, Workspace
 from auteur.users.services import user_issue_token
 from billing.models import StripeEvent
 from credits.models import CreditAccount
@@ -569,6 +569,9 @@ WORKSPACE_ATTACKS = {
     "its seat made an owner's": "UPDATE workspace_members SET role = 'owner'",
     "a member removed": "DELETE FROM workspace_members",
     "a workspace given away": "UPDATE workspaces SET created_by_id = %(bob)s",
+    "an invitation to another's team": "INSERT INTO workspace_invitations (id, workspace_id, role, created_at, "
+                                       "expires_at) VALUES (gen_random_uuid(), %(studio)s, 'owner', now(), now())",
+    "an invitation taken": "UPDATE workspace_invitations SET accepted_at = now()",
 }
 
 
@@ -582,6 +585,15 @@ def test_a_requests_connection_joins_no_workspace_and_changes_no_seat(
     assert answer == {"refused": REFUSED}
     assert set(Membership.objects.values_list("workspace_id", "user_id", "role")) == {
         (alice.pk, alice.pk, "owner"), (bob.pk, bob.pk, "owner"), (studio.pk, bob.pk, "owner")}
+
+
+@pytest.mark.urls("tests.auteur.urls_rls")
+def test_a_session_sees_only_the_invitations_of_its_users_workspaces(
+    alice: User, bob: User, studio: Workspace, client_for: Callable[[User], APIClient]
+):
+    Invitation.objects.create(workspace=studio, role="owner", expires_at=datetime.now(UTC))
+    assert injected(client_for(alice), "SELECT id FROM workspace_invitations") == {"rows": [], "count": 0}
+    assert injected(client_for(bob), "SELECT role FROM workspace_invitations")["rows"] == [["owner"]]
 
 
 @pytest.mark.urls("tests.auteur.urls_rls")
