@@ -12,11 +12,13 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from auteur.users.models import Invitation, Membership, User, Workspace, personal_workspace_create
+from auteur.users.models import Invitation, Membership, User, Workspace
+from auteur.users.roles import Role
 
 POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
 
@@ -37,12 +39,6 @@ class UserAdmin(BaseUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
-    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
-        # The admin's add view saves in one transaction: the account and its workspace together.
-        super().save_model(request, obj, form, change)
-        if not change:
-            personal_workspace_create(obj)
-
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         fields = tuple(super().get_readonly_fields(request, obj))
         user: Any = request.user
@@ -52,7 +48,16 @@ class UserAdmin(BaseUserAdmin):
         return super().has_change_permission(request, obj) and _may_touch(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_delete_permission(request, obj) and _may_touch(request, obj)
+        return (super().has_delete_permission(request, obj) and _may_touch(request, obj)
+                and (obj is None or not _sole_owner_of_a_team(obj)))
+
+
+def _sole_owner_of_a_team(user: User) -> bool:
+    """Whether deleting the account would leave a team workspace with members but no owner: its
+    seats go with it, and a workspace always keeps an owner (make another member one first)."""
+    owned = Membership.objects.filter(user=user, role=Role.OWNER, workspace__personal=False).values("workspace_id")
+    other_owners = Membership.objects.filter(workspace_id=OuterRef("workspace_id"), role=Role.OWNER).exclude(user=user)
+    return Membership.objects.filter(workspace_id__in=owned).exclude(user=user).filter(~Exists(other_owners)).exists()
 
 
 class MembershipInline(admin.TabularInline):

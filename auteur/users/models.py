@@ -4,7 +4,7 @@ import uuid
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models, transaction
+from django.db import models
 from django.db.models.functions import Lower
 
 from auteur.users.roles import Role
@@ -22,9 +22,7 @@ class UserManager(BaseUserManager["User"]):
         else:
             # Users sign in with tokens from the identity provider, not with a password here.
             user.set_unusable_password()
-        with transaction.atomic(using=self._db):
-            user.save(using=self._db)
-            personal_workspace_create(user)
+        user.save(using=self._db)
         return user
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
@@ -91,10 +89,11 @@ WORKSPACE_NAME_MAX_LENGTH = 100
 class Workspace(models.Model):
     """Who owns work and pays for it: a team, or one person's own.
 
-    Every account has a personal workspace, made with it, whose id is the account's id and whose
-    only member is that account (its owner); an account may also create team workspaces and be a
-    member of several. Members and their roles are Membership rows; what each role may do is
-    auteur/users/roles.py.
+    Every account has a personal workspace named "Personal", whose id is the account's id and whose
+    only member is that account (its owner): the database makes it in the statement that inserts
+    the account and removes it with the account (a trigger on `users`, users.0008), whoever does
+    either. An account may also create team workspaces and be a member of several. Members and their
+    roles are Membership rows; what each role may do is auteur/users/roles.py.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -131,17 +130,6 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} ({self.role}) in {self.workspace_id}"
-
-
-PERSONAL_WORKSPACE_NAME = "Personal"
-
-
-def personal_workspace_create(user: User) -> Workspace:
-    """The account's own workspace (its id is the account's) with the account as its owner; in
-    the transaction that creates the account (UserManager.create_user, the first token's account)."""
-    workspace = Workspace.objects.create(id=user.pk, name=PERSONAL_WORKSPACE_NAME, personal=True, created_by=user)
-    Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
-    return workspace
 
 
 class Invitation(models.Model):

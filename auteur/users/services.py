@@ -10,11 +10,10 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auteur.core.prepared import PreparedRead
-from auteur.users.models import User, personal_workspace_create
+from auteur.users.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -99,15 +98,12 @@ def user_get_or_create_from_claims(*, claims: dict[str, Any]) -> User:
         return user
     email, verified = token_email(claims)
     name, avatar = token_profile(claims)
-    # Two first requests may race: the loser's insert waits for the winner's transaction (the
-    # account with its personal workspace), fails on the primary key and reads the row.
-    try:
-        with transaction.atomic():
-            user = User.objects.create(pk=user_id, email=email, email_verified=verified, password=make_password(None),
-                                       name=name, avatar_url=avatar)
-            personal_workspace_create(user)
-    except IntegrityError:
-        user = User.objects.get(pk=user_id)
+    # Two first requests may race: the loser's insert fails on the primary key and reads the row.
+    # The database makes the account's personal workspace in the same statement (users.0008).
+    user, _created = User.objects.get_or_create(
+        pk=user_id, defaults={"email": email, "email_verified": verified, "password": make_password(None),
+                              "name": name, "avatar_url": avatar},
+    )
     return user
 
 
@@ -170,4 +166,3 @@ def user_get_or_create_by_email(*, email: str) -> User:
     """The one account with this email, created if there is none (development and scripts)."""
     user = user_find(ref=email)
     return user if user is not None else User.objects.create_user(email=email)
-

@@ -34,7 +34,7 @@ from auteur.users.errors import (
     WorkspaceNotFound,
 )
 from auteur.users.models import Invitation, Membership, User, Workspace
-from auteur.users.roles import Role
+from auteur.users.roles import Role, allowed
 from auteur.users.selectors import require
 
 # An invitation's token is this salt's signature of the invitation's id, with its time: a token
@@ -53,10 +53,11 @@ def workspace_create(*, user: User, name: str) -> Membership:
 
 def workspace_rename(*, membership: Membership, name: str) -> Workspace:
     """Rename the member's workspace, if their role allows it."""
-    require(membership, "workspace.rename")
-    workspace = membership.workspace
-    workspace.name = name
-    workspace.save(update_fields=["name", "updated_at"])
+    with _acting(membership, "workspace.rename") as actor:
+        workspace = actor.workspace
+        workspace.name = name
+        workspace.save(update_fields=["name", "updated_at"])
+    membership.workspace = workspace
     return workspace
 
 
@@ -75,47 +76,69 @@ def _acting(membership: Membership, action: str | None) -> Iterator[Membership]:
         yield seat
 
 
-def _seat(workspace_id: uuid.UUID, user_id: uuid.UUID | str) -> Membership:
+def _user_id(value: uuid.UUID | str) -> uuid.UUID:
     try:
-        pk = uuid.UUID(str(user_id))
+        return uuid.UUID(str(value))
     except ValueError:
         raise MemberNotFound("No such member.") from None
-    seat = Membership.objects.select_related("user").filter(workspace_id=workspace_id, user_id=pk).first()
+
+
+def _seat(workspace_id: uuid.UUID, user_id: uuid.UUID) -> Membership:
+    seat = Membership.objects.select_related("user").filter(workspace_id=workspace_id, user_id=user_id).first()
     if seat is None:
         raise MemberNotFound("No such member.")
     return seat
 
 
 def _keeps_an_owner(seat: Membership) -> None:
-    """Raise LastOwner if `seat` is its workspace's only owner (under the workspace's lock)."""
-    if seat.role == Role.OWNER and not (
-            Membership.objects.filter(workspace_id=seat.workspace_id, role=Role.OWNER).exclude(pk=seat.pk).exists()):
+    """Raise LastOwner if `seat` is its workspace's only owner whose account may sign in (under the
+    workspace's lock): a disabled account's seat runs nothing."""
+    others = Membership.objects.filter(workspace_id=seat.workspace_id, role=Role.OWNER, user__is_active=True)
+    if seat.role == Role.OWNER and not others.exclude(pk=seat.pk).exists():
         raise LastOwner("A workspace keeps at least one owner: make another member an owner first.")
+
+
+def _may_offer(seat: Membership | None, role: str) -> bool:
+    """Whether a member (None: no longer one) may offer a seat with `role` now."""
+    return seat is not None and allowed(seat.role, "members.invite") and (
+        role != Role.OWNER or allowed(seat.role, "members.manage_owners"))
+
+
+def _revoke_what_they_may_no_longer_offer(seat: Membership, now_role: str | None) -> None:
+    """A member demoted or removed takes back the pending invitations they may no longer make."""
+    pending = Invitation.objects.filter(workspace_id=seat.workspace_id, invited_by_id=seat.user_id,
+                                        accepted_at__isnull=True, revoked_at__isnull=True)
+    if now_role is not None and allowed(now_role, "members.invite"):
+        pending = pending.filter(role=Role.OWNER) if not allowed(now_role, "members.manage_owners") else pending.none()
+    pending.update(revoked_at=timezone.now())
 
 
 def member_set_role(*, membership: Membership, user_id: uuid.UUID | str, role: str) -> Membership:
     """Give a member another role. Only an owner makes, changes or demotes an owner."""
     with _acting(membership, "members.set_role") as actor:
-        seat = _seat(actor.workspace_id, user_id)
+        seat = _seat(actor.workspace_id, _user_id(user_id))
         if Role.OWNER in (seat.role, role):
             require(actor, "members.manage_owners")
         if role != Role.OWNER:
             _keeps_an_owner(seat)
         seat.role = role
         seat.save(update_fields=["role"])
+        _revoke_what_they_may_no_longer_offer(seat, role)
     return seat
 
 
 def member_remove(*, membership: Membership, user_id: uuid.UUID | str) -> None:
     """Remove a member, or leave (`user_id` the member's own). From the next request on, the removed
     account gets 404 for the workspace. The last owner cannot leave."""
-    leaving = str(user_id) == str(membership.user_id)
+    target = _user_id(user_id)
+    leaving = target == membership.user_id
     with _acting(membership, None if leaving else "members.remove") as actor:
-        seat = _seat(actor.workspace_id, user_id)
+        seat = _seat(actor.workspace_id, target)
         if seat.role == Role.OWNER and not leaving:
             require(actor, "members.manage_owners")
         _keeps_an_owner(seat)
         seat.delete()
+        _revoke_what_they_may_no_longer_offer(seat, None)
 
 
 def invitation_create(*, membership: Membership, role: str) -> tuple[Invitation, str]:
@@ -182,6 +205,12 @@ def invitation_accept(*, user: User, token: str) -> Membership:
             raise InvitationUsed("This invitation has been used.")
         if invitation.expires_at <= timezone.now():
             raise InvitationExpired("This invitation has expired: ask for a new one.")
+        # An invitation offers what its maker may offer now: one removed or demoted since (or whose
+        # account is gone) offers nothing, as if they had revoked it.
+        maker = None if invitation.invited_by_id is None else (
+            Membership.objects.filter(workspace_id=workspace_id, user_id=invitation.invited_by_id).first())
+        if not _may_offer(maker, invitation.role):
+            raise InvitationNotFound("No such invitation.")
         if Membership.objects.filter(workspace_id=workspace_id, user=user).exists():
             raise AlreadyMember("You are a member of this workspace already.")
         quota_check(name="members", used=Membership.objects.filter(workspace_id=workspace_id).count())

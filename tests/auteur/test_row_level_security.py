@@ -557,6 +557,7 @@ def test_a_session_sees_only_the_workspaces_and_members_of_its_user(
 
 
 WORKSPACE_ATTACKS = {
+    "a rename": "UPDATE workspaces SET name = 'taken'",
     "a seat in another's team": "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) "
                                 "VALUES (%(studio)s, auteur_user_id(), 'owner', now())",
     "a seat for another in its own workspace": "INSERT INTO workspace_members (workspace_id, user_id, role, "
@@ -596,9 +597,34 @@ def test_a_session_sees_only_the_invitations_of_its_users_workspaces(
     assert injected(client_for(bob), "SELECT role FROM workspace_invitations")["rows"] == [["owner"]]
 
 
-@pytest.mark.urls("tests.auteur.urls_rls")
-def test_a_session_renames_only_a_workspace_it_is_a_member_of(
-    alice: User, studio: Workspace, client_for: Callable[[User], APIClient]
-):
-    assert injected(client_for(alice), "UPDATE workspaces SET name = 'taken'")["count"] == 1
-    assert set(Workspace.objects.values_list("name", flat=True)) == {"taken", "Personal", "Bob's studio"}
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_naming_a_team_workspaces_id_gets_no_account_nor_seat_there(alice: User, bob: User):
+    """The API's own login, which may name any id as its user: an account of a team workspace's id
+    cannot be created (the database gives a new account its personal workspace, of its id), and
+    no seat can be written there or anywhere."""
+    studio = Workspace.objects.create(name="Bob's studio", created_by=bob)
+    Membership.objects.create(workspace=studio, user=bob, role="owner")
+    with api_login() as session:
+        session.execute("SELECT set_config('app.user_id', %s, false)", [str(studio.pk)])
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            session.execute(
+                "INSERT INTO users (id, email, email_verified, name, avatar_url, is_active, is_superuser, is_staff, "
+                "password, created_at, updated_at) VALUES (%s, '', false, '', '', true, false, false, '!x', now(), "
+                "now())", [studio.pk])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            session.execute("INSERT INTO workspace_members (workspace_id, user_id, role, created_at) "
+                            "VALUES (%s, %s, 'owner', now())", [studio.pk, studio.pk])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            session.execute("SELECT auteur_personal_workspace()")
+    assert set(Membership.objects.filter(workspace=studio).values_list("user_id", flat=True)) == {bob.pk}
+    assert not User.objects.filter(pk=studio.pk).exists()
+
+
+def test_an_account_is_made_with_its_personal_workspace_and_removed_with_it(make_user: Callable[..., User]):
+    carol = make_user()
+    assert Membership.objects.get(user=carol).workspace.personal
+
+    carol.delete()
+
+    assert not Workspace.objects.filter(pk=carol.pk).exists()

@@ -15,6 +15,7 @@ from unittest import mock
 import pytest
 from django.core import signing
 from django.db import connection
+from django.test import Client as DjangoClient
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -369,3 +370,67 @@ def test_an_unknown_member_is_not_found(owner: User, team: Workspace, client_for
     for ref in (str(uuid.uuid4()), "nope"):
         answer = client_for(owner).delete(f"/api/v1/workspaces/{team.pk}/members/{ref}")
         assert error(answer) == (404, "member_not_found")
+
+
+def test_an_invitation_offers_only_what_its_maker_may_offer_now(
+    owner: User, team: Workspace, make_user: Callable[..., User], client_for: Client
+):
+    """A member demoted or removed cannot come back, nor seat anyone, with invitations made before."""
+    base = f"/api/v1/workspaces/{team.pk}"
+    maker, admin, newcomer = make_user(), make_user(), make_user()
+    seat(maker, team, Role.OWNER)
+    seat(admin, team, Role.ADMIN)
+    as_owner = invite(client_for(maker), team, "owner")
+    as_editor = invite(client_for(maker), team, "editor")
+    by_admin = invite(client_for(admin), team, "viewer")
+    # Made unusable without being revoked: the check at acceptance stands on its own.
+    kept = invite(client_for(maker), team, "owner")
+
+    Membership.objects.filter(workspace=team, user=maker).update(role=Role.ADMIN)  # behind the API's back
+    assert error(accept(client_for(newcomer), kept["token"])) == (404, "invitation_not_found")
+
+    assert client_for(owner).patch(f"{base}/members/{maker.pk}", {"role": "admin"}, format="json").status_code == 200
+    pending = {i["id"] for i in client_for(owner).get(f"{base}/invitations").json()["invitations"]}
+    assert as_owner["id"] not in pending and as_editor["id"] in pending  # an admin still invites editors
+    assert error(accept(client_for(make_user()), as_owner["token"])) == (404, "invitation_not_found")
+
+    assert client_for(owner).delete(f"{base}/members/{admin.pk}").status_code == 204
+    assert error(accept(client_for(admin), by_admin["token"])) == (404, "invitation_not_found")
+
+    maker.delete()  # an account gone: its invitations offer nothing
+    assert error(accept(client_for(newcomer), as_editor["token"])) == (404, "invitation_not_found")
+    assert roles_in(team) == {owner.pk: "owner"}
+
+
+def test_a_member_leaves_whatever_case_their_id_is_written_in(
+    team: Workspace, make_user: Callable[..., User], client_for: Client
+):
+    viewer = make_user()
+    seat(viewer, team, Role.VIEWER)
+    answer = client_for(viewer).delete(f"/api/v1/workspaces/{team.pk}/members/{str(viewer.pk).upper()}")
+    assert answer.status_code == 204
+    assert viewer.pk not in roles_in(team)
+
+
+def test_an_owner_whose_account_is_disabled_does_not_keep_the_workspace_owned(
+    owner: User, team: Workspace, make_user: Callable[..., User], client_for: Client
+):
+    disabled = make_user(is_active=False)
+    seat(disabled, team, Role.OWNER)
+    answer = client_for(owner).delete(f"/api/v1/workspaces/{team.pk}/members/{owner.pk}")
+    assert error(answer) == (409, "last_owner")
+
+
+def test_staff_cannot_delete_the_only_owner_of_a_team_with_other_members(
+    owner: User, team: Workspace, make_user: Callable[..., User], superuser_client: DjangoClient
+):
+    alone = make_user()
+    alone_team = Workspace.objects.create(name="Solo", created_by=alone)
+    seat(alone, alone_team, Role.OWNER)
+    seat(make_user(), team, Role.EDITOR)
+
+    assert superuser_client.get(f"/admin/users/user/{owner.pk}/delete/").status_code == 403
+    # An owner of a team with nobody else, or one with another owner, can go.
+    assert superuser_client.get(f"/admin/users/user/{alone.pk}/delete/").status_code == 200
+    seat(make_user(), team, Role.OWNER)
+    assert superuser_client.get(f"/admin/users/user/{owner.pk}/delete/").status_code == 200

@@ -1,7 +1,7 @@
 """Workspaces and their members; every existing account gets its personal workspace.
 
 An account's personal workspace has the account's id and the account as its owner, made with the
-account from now on (auteur.users.models.personal_workspace_create). The API's role sees a workspace
+account from now on (by the database since users.0008). The API's role sees a workspace
 and its members only as a member; it may create an account's personal workspace and owner seat, for
 the account its session names, and rename a workspace it is a member of. Every other change of a
 workspace or of its members is made on the owner's login, after auteur/users/roles.py allowed it.
