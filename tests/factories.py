@@ -12,7 +12,8 @@ from typing import Any
 import factory
 from factory.django import DjangoModelFactory
 
-from auteur.users.models import User
+from auteur.users.models import User, Workspace
+from auteur.users.workspace_services import workspace_create
 from media.models import MediaFile, VoiceClone
 from projects.models import Project
 
@@ -78,3 +79,8 @@ class VoiceCloneFactory(DjangoModelFactory[VoiceClone]):
     name = "My voice"
     sample_key = factory.LazyFunction(lambda: f"voices/{uuid.uuid4()}.wav")
     sample_duration_ms = 5000
+
+
+def team_workspace(owner: User, name: str = "Studio") -> Workspace:
+    """A team workspace, with its account, and `owner` as its owner (as POST /workspaces makes it)."""
+    return workspace_create(user=owner, name=name).workspace

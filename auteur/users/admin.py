@@ -27,14 +27,15 @@ POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
 class UserAdmin(BaseUserAdmin):
     ordering = ("-created_at",)
     list_display = ("__str__", "email_verified", "name", "is_staff", "is_active", "created_at")
-    list_filter = ("is_staff", "is_active")
+    list_filter = ("is_staff", "is_active", "is_team")
     search_fields = ("email", "name", "id")
     # Whether the provider verified the email is its word, not staff's.
-    readonly_fields = ("id", "email_verified", "created_at", "updated_at", "last_login")
+    readonly_fields = ("id", "email_verified", "is_team", "created_at", "updated_at", "last_login")
     fieldsets = (
         (None, {"fields": ("id", "email", "email_verified", "password")}),
         ("Profile", {"fields": ("name", "avatar_url")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Permissions", {"fields": ("is_active", "is_team", "is_staff", "is_superuser", "groups",
+                                    "user_permissions")}),
         ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
@@ -48,8 +49,9 @@ class UserAdmin(BaseUserAdmin):
         return super().has_change_permission(request, obj) and _may_touch(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A team workspace's account goes only with its workspace, which its owners end.
         return (super().has_delete_permission(request, obj) and _may_touch(request, obj)
-                and (obj is None or not _sole_owner_of_a_team(obj)))
+                and (obj is None or not (obj.is_team or _sole_owner_of_a_team(obj))))
 
 
 def _sole_owner_of_a_team(user: User) -> bool:

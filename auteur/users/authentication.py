@@ -112,7 +112,8 @@ def _verify_token(token: str) -> dict[str, Any]:
 def account_for_claims(claims: dict[str, Any]) -> User:
     """The active account a verified token names; the first token for an unknown `sub` creates it."""
     user = user_get_or_create_from_claims(claims=claims)
-    if not user.is_active:
+    if not user.is_active or user.is_team:
+        # A team workspace's account owns work; nobody signs in as it.
         raise AuthenticationFailed("This account is disabled.")
     return user
 

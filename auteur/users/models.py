@@ -39,7 +39,8 @@ class UserManager(BaseUserManager["User"]):
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    """An account. Its id is the identity provider's subject (Supabase `sub`), a UUID.
+    """An account: a person's, whose id is the identity provider's subject (Supabase `sub`), a UUID;
+    or a team workspace's (`is_team`), which owns the team's work and signs nobody in.
 
     An account is its subject and nothing else: the email is what the provider's token carried
     when the account was created (none for a phone or anonymous sign-in), kept for receipts and
@@ -57,6 +58,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     # the identity token's profile (auteur.users.services.token_profile).
     profile_edited_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
+    # The account of a team workspace (of the same id): the owner of the team's work and the payer
+    # of its credits, which no token signs in as. A person's account is its own workspace's.
+    is_team = models.BooleanField(default=False, db_default=False)
     is_staff = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -89,11 +93,13 @@ WORKSPACE_NAME_MAX_LENGTH = 100
 class Workspace(models.Model):
     """Who owns work and pays for it: a team, or one person's own.
 
-    Every account has a personal workspace named "Personal", whose id is the account's id and whose
-    only member is that account (its owner): the database makes it in the statement that inserts
-    the account and removes it with the account (a trigger on `users`, users.0008), whoever does
-    either. An account may also create team workspaces and be a member of several. Members and their
-    roles are Membership rows; what each role may do is auteur/users/roles.py.
+    A workspace's id is the id of its account (`users`), the owner of its work: every person's
+    account has a personal workspace named "Personal", whose only member is that person (its
+    owner), which the database makes in the statement that inserts the account (a trigger on
+    `users`, users.0008); a team workspace has an account of its own (`User.is_team`), made with it.
+    A workspace goes with its account (a foreign key of the database, users.0009). A person may
+    create team workspaces and be a member of several. Members and their roles are Membership rows;
+    what each role may do is auteur/users/roles.py.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.core import signing
 from django.db import transaction
 from django.utils import timezone
@@ -43,11 +44,13 @@ INVITATION_SALT = "auteur.users.invitation"
 
 
 def workspace_create(*, user: User, name: str) -> Membership:
-    """A team workspace with the user as its owner; QuotaExceeded past the user's `workspaces` quota."""
+    """A team workspace, with its account, and the user as its owner; QuotaExceeded past the user's
+    `workspaces` quota."""
     with rls.trusted(), transaction.atomic():
         quota_lock(user_id=user.pk)
         quota_check(name="workspaces", used=Workspace.objects.filter(created_by=user, personal=False).count())
-        workspace = Workspace.objects.create(name=name, created_by=user)
+        account = User.objects.create(is_team=True, password=make_password(None))
+        workspace = Workspace.objects.create(id=account.pk, name=name, created_by=user)
         return Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
 
 

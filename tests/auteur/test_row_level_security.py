@@ -27,7 +27,7 @@ from credits.models import CreditAccount
 from jobs.models import Job, JobEvent
 from projects.models import Project
 from tests.auteur.urls_rls import everything
-from tests.factories import MediaFileFactory, ProjectFactory, VoiceCloneFactory
+from tests.factories import MediaFileFactory, ProjectFactory, VoiceCloneFactory, team_workspace
 from tests.servers import asgi_server
 
 pytestmark = pytest.mark.django_db
@@ -537,9 +537,7 @@ def test_a_database_migrated_before_gets_the_api_roles_grants_taken_back_and_giv
 @pytest.fixture
 def studio(bob: User) -> Workspace:
     """Bob's team workspace, which alice is not a member of."""
-    workspace = Workspace.objects.create(name="Bob's studio", created_by=bob)
-    Membership.objects.create(workspace=workspace, user=bob, role="owner")
-    return workspace
+    return team_workspace(bob, "Bob's studio")
 
 
 @pytest.mark.urls("tests.auteur.urls_rls")
@@ -601,11 +599,16 @@ def test_a_session_sees_only_the_invitations_of_its_users_workspaces(
 @pytest.mark.django_db(transaction=True)
 def test_a_session_naming_a_team_workspaces_id_gets_no_account_nor_seat_there(alice: User, bob: User):
     """The API's own login, which may name any id as its user: an account of a team workspace's id
-    cannot be created (the database gives a new account its personal workspace, of its id), and
-    no seat can be written there or anywhere."""
-    studio = Workspace.objects.create(name="Bob's studio", created_by=bob)
-    Membership.objects.create(workspace=studio, user=bob, role="owner")
+    cannot be created (the team's own account has it), and no seat can be written there or anywhere."""
+    studio = team_workspace(bob, "Bob's studio")
+    newcomer = uuid.uuid4()
     with api_login() as session:
+        session.execute("SELECT set_config('app.user_id', %s, false)", [str(newcomer)])
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            session.execute(  # a team's account, to own a workspace of its own making
+                "INSERT INTO users (id, email, email_verified, name, avatar_url, is_active, is_superuser, is_staff, "
+                "is_team, password, created_at, updated_at) VALUES (%s, '', false, '', '', true, false, false, true, "
+                "'!x', now(), now())", [newcomer])
         session.execute("SELECT set_config('app.user_id', %s, false)", [str(studio.pk)])
         with pytest.raises(psycopg.errors.UniqueViolation):
             session.execute(
@@ -618,10 +621,11 @@ def test_a_session_naming_a_team_workspaces_id_gets_no_account_nor_seat_there(al
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             session.execute("SELECT auteur_personal_workspace()")
     assert set(Membership.objects.filter(workspace=studio).values_list("user_id", flat=True)) == {bob.pk}
-    assert not User.objects.filter(pk=studio.pk).exists()
+    assert User.objects.get(pk=studio.pk).is_team
 
 
 def test_an_account_is_made_with_its_personal_workspace_and_removed_with_it(make_user: Callable[..., User]):
+    """Whoever inserts a person's account (here the tests' own login, as the admin and scripts do)."""
     carol = make_user()
     assert Membership.objects.get(user=carol).workspace.personal
 

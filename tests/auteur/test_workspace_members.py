@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from auteur.users.models import Invitation, Membership, User, Workspace
 from auteur.users.roles import Role, allowed
 from auteur.users.workspace_services import INVITATION_SALT, invitation_accept
+from tests.factories import team_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -35,9 +36,7 @@ def owner(make_user: Callable[..., User]) -> User:
 
 @pytest.fixture
 def team(owner: User) -> Workspace:
-    workspace = Workspace.objects.create(name="Studio", created_by=owner)
-    Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
-    return workspace
+    return team_workspace(owner)
 
 
 def seat(user: User, workspace: Workspace, role: Role) -> Membership:
@@ -425,8 +424,7 @@ def test_staff_cannot_delete_the_only_owner_of_a_team_with_other_members(
     owner: User, team: Workspace, make_user: Callable[..., User], superuser_client: DjangoClient
 ):
     alone = make_user()
-    alone_team = Workspace.objects.create(name="Solo", created_by=alone)
-    seat(alone, alone_team, Role.OWNER)
+    team_workspace(alone, "Solo")
     seat(make_user(), team, Role.EDITOR)
 
     assert superuser_client.get(f"/admin/users/user/{owner.pk}/delete/").status_code == 403

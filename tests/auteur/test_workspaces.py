@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from auteur.users.models import Membership, User, Workspace
 from auteur.users.roles import ACTIONS, Role, allowed
 from auteur.users.services import user_get_or_create_from_claims
+from tests.factories import team_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -27,9 +28,7 @@ def seat(user: User, workspace: Workspace, role: Role) -> Membership:
 @pytest.fixture
 def team(make_user: Callable[..., User]) -> Workspace:
     owner = make_user()
-    workspace = Workspace.objects.create(name="Studio", created_by=owner)
-    seat(owner, workspace, Role.OWNER)
-    return workspace
+    return team_workspace(owner)
 
 
 def test_every_account_is_the_owner_of_its_personal_workspace(user: User):
@@ -203,3 +202,43 @@ def test_staff_see_a_workspace_and_its_members_in_the_admin(team: Workspace, sup
     assert "Studio" in listing.text
     owner = Membership.objects.get(workspace=team).user
     assert str(owner) in page.text and "owner" in page.text
+
+
+def test_a_team_workspace_has_an_account_of_its_id_that_nobody_signs_in_as(
+    user: User, auth_client: APIClient, make_token: Callable[..., str], api_client: APIClient
+):
+    team = auth_client.post("/api/v1/workspaces", {"name": "Studio"}, format="json").json()
+    account = User.objects.get(pk=team["id"])
+    assert account.is_team and not account.has_usable_password() and account.email == ""
+    assert not Workspace.objects.filter(pk=account.pk, personal=True).exists()  # it has no personal one
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(sub=team['id'])}")
+    for path in ("/api/v1/workspaces", "/api/v1/users/me", f"/api/v1/jobs/{uuid.uuid4()}"):
+        answer = api_client.get(path)
+        assert answer.status_code == 401, (path, answer.content)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_gives_team_workspaces_made_before_their_accounts():
+    before, after = [("users", "0008_personal_workspace_by_the_database")], [("users", "0009_team_accounts")]
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate(before)
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO users (id, email, email_verified, name, avatar_url, password, is_active, "
+                           "is_staff, is_superuser, created_at, updated_at) VALUES (gen_random_uuid(), 'a@x.org', "
+                           "false, '', '', '!', true, false, false, now(), now()) RETURNING id")
+            owner = cursor.fetchone()[0]
+            cursor.execute("INSERT INTO workspaces (id, name, personal, created_by_id, created_at, updated_at) "
+                           "VALUES (gen_random_uuid(), 'Old team', false, %s, now(), now()) RETURNING id", [owner])
+            team = cursor.fetchone()[0]
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT is_team, is_active, email FROM users WHERE id = %s", [team])
+            assert cursor.fetchone() == (True, True, "")
+            cursor.execute("SELECT count(*) FROM workspaces w LEFT JOIN users u ON u.id = w.id WHERE u.id IS NULL")
+            assert cursor.fetchone() == (0,)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
