@@ -7,12 +7,13 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from auteur.core.api import ApiView, StrictSerializer, request_user
 from auteur.core.schema import raises
+from auteur.users.permissions import WorkspacePermission
 from billing.selectors import billing_overview
 from billing.services.checkout import billing_checkout_start, billing_portal_start, billing_require_configured
 from billing.services.events import stripe_event_handle, stripe_event_verify
@@ -29,10 +30,12 @@ class BillingConfigured(BasePermission):
 
 @raises("billing_unavailable")
 class BillingApi(ApiView):
-    permission_classes = [IsAuthenticated, BillingConfigured]
+    permission_classes = [WorkspacePermission, BillingConfigured]
 
 
 class BillingOverviewApi(BillingApi):
+    workspace_actions = {"GET": "billing.view"}
+
     class OutputSerializer(serializers.Serializer):
         class PlanSerializer(serializers.Serializer):
             id = serializers.ChoiceField(choices=Plan.choices)
@@ -58,6 +61,8 @@ class BillingCheckoutApi(BillingApi):
     """A Stripe Checkout page for a plan or a credit pack (exactly one). A user with a plan
     changes or cancels it in the portal instead (409 `plan_active`)."""
 
+    workspace_actions = {"POST": "billing.manage"}
+
     class InputSerializer(StrictSerializer):
         plan = serializers.ChoiceField(choices=Plan.choices, required=False)
         credit_pack = serializers.CharField(max_length=100, required=False)
@@ -81,6 +86,8 @@ class BillingCheckoutApi(BillingApi):
 @raises("no_billing_account")
 class BillingPortalApi(BillingApi):
     """Stripe's customer portal: card, invoices, plan changes and cancellation."""
+
+    workspace_actions = {"POST": "billing.manage"}
 
     class OutputSerializer(serializers.Serializer):
         portal_url = serializers.URLField()

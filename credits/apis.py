@@ -32,6 +32,8 @@ from credits.selectors import credit_balance_get, credit_transaction_list, subsc
 
 
 class CreditBalanceApi(ApiView):
+    workspace_actions = {"GET": "credits.view"}
+
     class OutputSerializer(serializers.Serializer):
         balance = serializers.IntegerField()
 
@@ -42,6 +44,8 @@ class CreditBalanceApi(ApiView):
 
 class CreditTransactionListApi(ApiView):
     """The user's ledger, newest first, `?type=` to filter, `?page=` / `?page_size=` (max 100)."""
+
+    workspace_actions = {"GET": "credits.view"}
 
     pagination_class = KeyedPagination.of("transactions")
 
@@ -71,6 +75,8 @@ class CreditTransactionListApi(ApiView):
 
 class UserMeApi(ApiView):
     """The caller's profile with plan and balance. Here, not in auteur.users: it composes credits data."""
+
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
 
     class OutputSerializer(serializers.Serializer):
         class SubscriptionSerializer(serializers.Serializer):

@@ -108,6 +108,8 @@ class JobSubmitApi(ApiView):
     when this server's GPU backend cannot run the type (nothing charged).
     """
 
+    workspace_actions = {"POST": "jobs.run"}
+
     spec: JobSpec
 
     def submit(self, request: Request) -> Response:
@@ -192,6 +194,8 @@ class JobQuoteApi(ApiView):
     request is checked as a submission would be (the same 4xx).
     """
 
+    workspace_actions = {"POST": "jobs.run"}
+
     spec: JobSpec
 
     def quote(self, request: Request) -> Response:
@@ -236,6 +240,8 @@ JOB_QUOTE_APIS: dict[str, type[JobQuoteApi]] = {spec.type.value: _quote_api(spec
 
 class JobTypeListApi(ApiView):
     """Every job type: its price rule, GPU class, time limit, and whether this server can run it."""
+
+    workspace_actions = {"GET": "workspace.view"}
 
     class OutputSerializer(serializers.Serializer):
         class PriceSerializer(serializers.Serializer):
@@ -284,6 +290,8 @@ class JobListApi(ApiView):
     """The caller's jobs, newest first; `?status=`, `?type=`, `?project_id=` filter, `?page=` /
     `?page_size=` (max 100). Results are in GET /jobs/{id}."""
 
+    workspace_actions = {"GET": "jobs.view"}
+
     pagination_class = KeyedPagination.of("jobs")
 
     class FilterSerializer(PageQuerySerializer):
@@ -313,6 +321,8 @@ class JobListApi(ApiView):
 class JobDetailApi(ApiView):
     """A job: its status and progress, its results (`output_data`, `output_media`) once
     completed, and `error_code` / `error_message` / `retryable` once failed."""
+
+    workspace_actions = {"GET": "jobs.view"}
 
     # A performance shortcut, measured by bench/api_reads.py against a bare Django view: the most
     # frequent request of all (clients poll it) is one indexed query of the shown fields, built
@@ -356,6 +366,8 @@ class JobDetailApi(ApiView):
 class JobEventListApi(ApiView):
     """What happened to a job, oldest first: submitted, queued, started, progress, retries, the end."""
 
+    workspace_actions = {"GET": "jobs.view"}
+
     FilterSerializer = PageQuerySerializer
     pagination_class = KeyedPagination.of("events")
 
@@ -394,6 +406,8 @@ class JobCancelApi(ApiView):
     `job_not_cancelable` when it already ended or its outputs are being stored; 429
     `rate_limited` past this server's limit of cancels a minute (with `Retry-After`)."""
 
+    workspace_actions = {"POST": "jobs.run"}
+
     throttle_classes = [SlidingWindowThrottle, JobCancelThrottle]
 
     @extend_schema(request=EmptyInputSerializer, responses=JobSerializer, summary="Cancel a job", tags=["jobs"])
@@ -408,6 +422,8 @@ class JobCancelApi(ApiView):
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
     409 `job_not_retryable` unless the job failed with a retryable error."""
+
+    workspace_actions = {"POST": "jobs.run"}
 
     @extend_schema(
         request=EmptyInputSerializer,

@@ -42,6 +42,8 @@ class VoiceListCreateApi(ApiView):
     403 `quota_exceeded` past the user's voice quota.
     """
 
+    workspace_actions = {"GET": "voices.view", "POST": "voices.edit"}
+
     class InputSerializer(StrictSerializer):
         media_id = serializers.UUIDField()
         name = serializers.CharField(max_length=255)
@@ -86,6 +88,8 @@ class VoiceListCreateApi(ApiView):
 
 class VoiceDetailApi(ApiView):
     """GET one of the caller's voices; DELETE it (and its sample in storage, after commit)."""
+
+    workspace_actions = {"GET": "voices.view", "DELETE": "voices.edit"}
 
     class OutputSerializer(VoiceSerializer):
         class Meta:

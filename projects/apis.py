@@ -66,6 +66,8 @@ class ProjectListApi(ApiView):
     POST creates one; 403 `quota_exceeded` once the user has as many as this server allows.
     """
 
+    workspace_actions = {"GET": "projects.view", "POST": "projects.edit"}
+
     pagination_class = KeyedPagination.of("projects")
 
     @extend_schema(summary="List projects", responses=ProjectOutputSerializer(many=True))
@@ -84,6 +86,9 @@ class ProjectListApi(ApiView):
 
 class ProjectDetailApi(ApiView):
     """One project with its timeline (`edl`); PUT replaces the editable fields, PATCH some of them."""
+
+    workspace_actions = {"GET": "projects.view", "PUT": "projects.edit", "PATCH": "projects.edit",
+                         "DELETE": "projects.edit"}
 
     @extend_schema(summary="Get a project, with its timeline", responses=ProjectDetailOutputSerializer)
     @raises("edl_unavailable")

@@ -76,6 +76,7 @@ _CAPTION_RESPONSES: dict[Any, Any] = {
 
 
 class _CaptionFileApi(ApiView):
+    workspace_actions = {"GET": "projects.view"}
     content_negotiation_class = _FormatIsNotARenderer
 
     query_serializer: type[CaptionQuerySerializer] = CaptionQuerySerializer

@@ -143,6 +143,8 @@ class ProjectMediaUploadUrlApi(ApiView):
     undeclared size is checked at confirm).
     """
 
+    workspace_actions = {"POST": "projects.edit"}
+
     class InputSerializer(StrictSerializer):
         filename = serializers.CharField(max_length=255, trim_whitespace=False)
         content_type = serializers.CharField(max_length=255)
@@ -200,6 +202,8 @@ class ProjectMediaPartsApi(ApiView):
     SHA-256 of its bytes (base64, as S3's `x-amz-checksum-sha256` carries it): a part whose bytes
     do not match is refused. 409 `not_multipart` for a file uploaded with one PUT, 409
     `upload_closed` once confirmed."""
+
+    workspace_actions = {"GET": "projects.edit", "POST": "projects.edit"}
 
     class PartRequestSerializer(StrictSerializer):
         number = serializers.IntegerField(min_value=1, max_value=10_000)
@@ -288,6 +292,8 @@ class ProjectMediaConfirmApi(ApiView):
     move (a PUT that landed just before it is what gets checked, counted and probed).
     """
 
+    workspace_actions = {"POST": "projects.edit"}
+
     class InputSerializer(StrictSerializer):
         """No fields; a body, if any, must be `{}`."""
 
@@ -319,6 +325,8 @@ class ProjectMediaConfirmApi(ApiView):
 class ProjectMediaListApi(ApiView):
     """The project's media, newest first; `?status=` / `?type=` / `?derived_from=` (a file's versions: its
     compressions) filter, `?page=` / `?page_size=` (max 100)."""
+
+    workspace_actions = {"GET": "projects.view"}
 
     pagination_class = KeyedPagination.of("media")
 
@@ -358,6 +366,8 @@ class ProjectMediaDetailApi(ApiView):
     DELETE: removes the record now and its objects in storage after commit; 409 `media_in_use`
     while a running job uses it.
     """
+
+    workspace_actions = {"GET": "projects.view", "DELETE": "projects.edit"}
 
     class OutputSerializer(MediaSerializer):
         """The file, with the signed URLs passed in the context (`urls`: media.services.downloads.MediaUrls)."""
@@ -410,6 +420,8 @@ class PublishThrottle(SlidingWindowThrottle):
 class ProjectMediaPublishApi(ApiView):
     """A file's publication through the CDN (media/services/publishing.py): a public copy beside the
     private object, which keeps its signed URLs."""
+
+    workspace_actions = {"POST": "projects.edit", "DELETE": "projects.edit"}
 
     throttle_classes = [SlidingWindowThrottle, PublishThrottle]
 

@@ -42,6 +42,8 @@ from auteur.core.errors import api_exception_handler, error_body, error_response
 from auteur.core.proxies import drop_untrusted_forwarded
 from auteur.users.authentication import JWTAuthentication
 from auteur.users.models import User
+from auteur.users.selectors import require_role
+from auteur.users.workspace_context import seat_of
 from jobs.models import Job
 from jobs.selectors.jobs import job_get
 from realtime.hub import TERMINAL_EVENT_TYPES, SlowClient, Subscription, get_hub, valid_event_id
@@ -78,6 +80,10 @@ def _authenticate(request: Request) -> StreamCaller:
     if result is None:
         raise exceptions.NotAuthenticated()
     user, claims = result
+    seat = seat_of(request._request)
+    if seat is not None and not seat.personal:
+        # A team workspace's stream carries its jobs' events: for the roles that see its jobs.
+        require_role(seat.role, "jobs.view")
     return StreamCaller(user, claims)
 
 

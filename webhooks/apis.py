@@ -91,6 +91,8 @@ class WebhookListApi(ApiView):
     `invalid_webhook_url` (`details.reason`) for a URL that is not https or not public; 409
     `webhook_limit_reached` past 20 webhooks."""
 
+    workspace_actions = {"GET": "webhooks.manage", "POST": "webhooks.manage"}
+
     pagination_class = KeyedPagination.of("webhooks")
 
     class InputSerializer(StrictSerializer):
@@ -118,6 +120,8 @@ class WebhookListApi(ApiView):
 class WebhookDetailApi(ApiView):
     """One account webhook (without its secret); DELETE removes it and its delivery log."""
 
+    workspace_actions = {"GET": "webhooks.manage", "DELETE": "webhooks.manage"}
+
     @extend_schema(responses=WebhookOutputSerializer, summary="Get a webhook", operation_id="webhooks_retrieve",
                    tags=["webhooks"])
     def get(self, request: Request, webhook_id: str) -> Response:
@@ -139,6 +143,8 @@ class WebhookTestApi(ApiView):
     delivery log. 429 `webhook_backlog_full` (with Retry-After) while 3 test messages are still
     waiting or in flight for it, or 100 deliveries of any kind are pending."""
 
+    workspace_actions = {"POST": "webhooks.manage"}
+
     @extend_schema(request=EmptyInputSerializer, responses={202: DeliverySerializer}, summary="Test a webhook",
                    operation_id="webhooks_test", tags=["webhooks"])
     @raises("webhook_backlog_full")
@@ -152,6 +158,8 @@ class WebhookTestApi(ApiView):
 class WebhookDeliveryListApi(ApiView):
     """The webhook's deliveries, newest first, each with its attempts (status or error, latency,
     the first 1 KB of the answer)."""
+
+    workspace_actions = {"GET": "webhooks.manage"}
 
     pagination_class = KeyedPagination.of("deliveries")
 
@@ -167,6 +175,8 @@ class WebhookNoticeListApi(ApiView):
     """What the account should know about its webhooks, newest first: a webhook (an account one,
     or a job's own) disabled after 24 hours of failed deliveries."""
 
+    workspace_actions = {"GET": "webhooks.manage"}
+
     pagination_class = KeyedPagination.of("notices")
 
     @extend_schema(parameters=[PageQuerySerializer], responses=NoticeSerializer(many=True),
@@ -179,6 +189,8 @@ class WebhookNoticeListApi(ApiView):
 class SigningSecretApi(ApiView):
     """The secret that signs the webhooks given with job submissions (`webhook`), the same for
     every job of the account."""
+
+    workspace_actions = {"GET": "webhooks.manage"}
 
     @extend_schema(responses=inline_serializer("WebhookSigningSecret", {"key": serializers.CharField()}),
                    summary="Get the jobs' webhook signing secret",

@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from auteur.core import silence
+from auteur.users.workspace_context import seat_of
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.views import APIView
@@ -67,7 +68,7 @@ def hit(key: str, *, limit: int, window_seconds: int) -> float:
 
 
 class SlidingWindowThrottle(BaseThrottle):
-    """Per user when authenticated, per client IP otherwise."""
+    """Per person when authenticated, per client IP otherwise."""
 
     window_seconds = 60
 
@@ -77,7 +78,10 @@ class SlidingWindowThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            return self._allow(f"rl:u:{user.pk}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE)
+            # Per person: the members of a team workspace, who act as its account, each have their own.
+            seat = seat_of(request._request)
+            person = seat.member_id if seat is not None else user.pk
+            return self._allow(f"rl:u:{person}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE)
         return self.allow_client(request)
 
     def allow_client(self, request: Request, *, scope: str = "ip", limit: int | None = None) -> bool:

@@ -49,7 +49,7 @@ AUTEUR_RATE_LIMIT_PUBLISHES_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_PUBLISHES_PE
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["auteur.users.authentication.JWTAuthentication"],
     "DEFAULT_THROTTLE_CLASSES": ["auteur.core.throttling.SlidingWindowThrottle"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["auteur.users.permissions.WorkspacePermission"],
     "DEFAULT_PARSER_CLASSES": ["auteur.core.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "auteur.core.schema.AutoSchema",

@@ -24,6 +24,8 @@ from auteur.users.workspace_services import (
 class AuthVerifyApi(ApiView):
     """Is this bearer token valid? Answers 401 `invalid_token` when it is not."""
 
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
+
     class InputSerializer(StrictSerializer):
         """No fields: the token is the Authorization header. A body, if any, must be `{}`."""
 
@@ -63,6 +65,8 @@ class WorkspaceListApi(ApiView):
     caller has created as many as this server allows.
     """
 
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
+
     pagination_class = KeyedPagination.of("workspaces")
 
     @extend_schema(summary="List your workspaces", responses=WorkspaceOutputSerializer(many=True))
@@ -82,6 +86,8 @@ class WorkspaceListApi(ApiView):
 
 class WorkspaceDetailApi(ApiView):
     """One workspace the caller is a member of; 404 `workspace_not_found` for any other."""
+
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
 
     @extend_schema(summary="Get a workspace", responses=WorkspaceOutputSerializer)
     @raises("workspace_not_found")
@@ -114,6 +120,8 @@ class RoleInputSerializer(StrictSerializer):
 class MemberListApi(ApiView):
     """The workspace's members, owners first, with their names and emails (every member sees them)."""
 
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
+
     pagination_class = KeyedPagination.of("members")
 
     @extend_schema(summary="List a workspace's members", responses=MemberOutputSerializer(many=True))
@@ -127,6 +135,8 @@ class MemberDetailApi(ApiView):
     """A member's seat: PATCH changes its role, DELETE removes it (one's own: leaving). Only an owner
     makes, changes or removes an owner; the last owner can neither leave nor be demoted (409
     `last_owner`). A removed member's next request about the workspace is a 404."""
+
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
 
     @extend_schema(summary="Change a member's role", request=RoleInputSerializer, responses=MemberOutputSerializer)
     @raises("workspace_not_found", "member_not_found", "permission_denied", "last_owner")
@@ -164,6 +174,8 @@ class InvitationListApi(ApiView):
     its token, once. Only an owner invites an owner; a personal workspace invites nobody (409
     `personal_workspace`)."""
 
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
+
     pagination_class = KeyedPagination.of("invitations")
 
     @extend_schema(summary="List a workspace's pending invitations", responses=InvitationOutputSerializer(many=True))
@@ -186,6 +198,8 @@ class InvitationListApi(ApiView):
 class InvitationDetailApi(ApiView):
     """DELETE revokes a pending invitation: its token is refused from then on."""
 
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
+
     @extend_schema(summary="Revoke an invitation", responses={204: None})
     @raises("workspace_not_found", "permission_denied", "invitation_not_found")
     def delete(self, request: Request, workspace_id: str, invitation_id: str) -> Response:
@@ -196,6 +210,8 @@ class InvitationDetailApi(ApiView):
 
 class InvitationAcceptApi(ApiView):
     """Take the seat an invitation's token offers, as the signed-in account, once."""
+
+    acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
 
     class InputSerializer(StrictSerializer):
         token = serializers.CharField(max_length=200)

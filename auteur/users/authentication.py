@@ -30,8 +30,10 @@ from auteur.core import rls
 from auteur.core.logging import user_id_var
 from auteur.core.throttling import count_unauthenticated
 from auteur.users.jwks import ASYMMETRIC_ALGORITHMS, jwks_keys
-from auteur.users.models import User
+from auteur.users.models import Membership, User
+from auteur.users.roles import Role
 from auteur.users.services import user_get_or_create_from_claims
+from auteur.users.workspace_context import Seat, named_workspace, seat_set
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +147,25 @@ class JWTAuthentication(BaseAuthentication):
             count_unauthenticated(request)
             raise
         user_id_var.set(str(caller.id))
-        return caller, claims
+        named = named_workspace(request._request, (request.parser_context or {}).get("view"))
+        if named is None or named == str(caller.id):
+            seat_set(request._request, Seat(caller.id, caller.id, Role.OWNER))
+            return caller, claims
+        seat = _team_seat(member_id=caller.id, named=named)
+        seat_set(request._request, seat)
+        # From here on the request's queries are the workspace's: its account owns the team's rows.
+        rls.act_as(seat.workspace_id)
+        return self.team(seat, claims), claims
+
+    def team(self, seat: Seat, claims: dict[str, Any]) -> User:
+        """What `request.user` is in a team workspace: the workspace's account (404 while staff
+        have disabled it)."""
+        from auteur.users.errors import WorkspaceNotFound  # (see _team_seat)
+
+        account = User.objects.filter(pk=seat.workspace_id, is_team=True, is_active=True).first()
+        if account is None:
+            raise WorkspaceNotFound("No such workspace.")
+        return account
 
     def caller(self, claims: dict[str, Any]) -> User:
         """What `request.user` is: the token's account (read, or created for a first token)."""
@@ -173,6 +193,24 @@ class JWTAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+def _team_seat(*, member_id: uuid.UUID, named: str) -> Seat:
+    """The caller's seat in the team workspace `named`, read as the caller (its own seats only);
+    404 `workspace_not_found` unless they are a member of it and its account is active."""
+    # Imported here: DRF imports this module while its own views module, which the error types
+    # need, is still loading.
+    from auteur.users.errors import WorkspaceNotFound
+
+    try:
+        workspace_id = uuid.UUID(named)
+    except ValueError:
+        raise WorkspaceNotFound("No such workspace.") from None
+    role = (Membership.objects.filter(workspace_id=workspace_id, user_id=member_id, user__is_active=True)
+            .values_list("role", flat=True).first())
+    if role is None:
+        raise WorkspaceNotFound("No such workspace.")
+    return Seat(workspace_id, member_id, role)
 
 
 class TokenSubject:
@@ -209,3 +247,9 @@ class DeferredAccountJWTAuthentication(JWTAuthentication):
 
     def caller(self, claims: dict[str, Any]) -> TokenSubject:  # type: ignore[override]
         return TokenSubject(claims)
+
+    def team(self, seat: Seat, claims: dict[str, Any]) -> TokenSubject:  # type: ignore[override]
+        subject = TokenSubject(claims)
+        subject.id = subject.pk = seat.workspace_id
+        subject._account = super().team(seat, claims)
+        return subject

@@ -39,12 +39,26 @@ class Action:
 
 EVERY_ROLE = frozenset(Role)
 RUNS_IT = frozenset({Role.OWNER, Role.ADMIN})
+MAKES_WORK = frozenset({*RUNS_IT, Role.EDITOR})
+SEES_WORK = frozenset({*MAKES_WORK, Role.VIEWER})
 
 ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
         Action("workspace.view", "see the workspace, its name and one's own role", EVERY_ROLE),
         Action("workspace.rename", "rename the workspace", RUNS_IT),
+        Action("projects.view", "see projects, their timelines, media and captions", SEES_WORK),
+        Action("projects.edit", "create, change and delete projects, their timelines and media", MAKES_WORK),
+        Action("voices.view", "see the cloned voices", SEES_WORK),
+        Action("voices.edit", "clone and delete voices", MAKES_WORK),
+        Action("jobs.view", "see jobs, their events and what they made", SEES_WORK),
+        Action("jobs.run", "quote, submit, cancel and retry jobs, spending the workspace's credits", MAKES_WORK),
+        Action("credits.view", "see the workspace's credit balance and ledger",
+               frozenset({Role.OWNER, Role.ADMIN, Role.EDITOR, Role.BILLING})),
+        Action("billing.view", "see the workspace's plan and what is on offer", frozenset({*RUNS_IT, Role.BILLING})),
+        Action("billing.manage", "buy plans and credit packs, and open the billing portal",
+               frozenset({Role.OWNER, Role.BILLING})),
+        Action("webhooks.manage", "see, add, test and delete webhooks, their deliveries and signing secret", RUNS_IT),
         Action("members.view", "see the members, their roles, names and emails", EVERY_ROLE),
         Action("members.invite", "invite members, see and revoke pending invitations", RUNS_IT),
         Action("members.set_role", "change a member's role", RUNS_IT),

@@ -35,11 +35,13 @@ def membership_get(*, user: User, workspace_id: uuid.UUID | str) -> Membership:
 def require(membership: Membership, action: str) -> None:
     """Raise 403 `permission_denied` (details: action, role) unless the member's role allows `action`
     (auteur/users/roles.py)."""
-    if not allowed(membership.role, action):
-        raise PermissionDenied(
-            f"A workspace's {membership.role} may not {ACTIONS[action].description}.",
-            details={"action": action, "role": membership.role},
-        )
+    require_role(membership.role, action)
+
+
+def require_role(role: str, action: str) -> None:
+    if not allowed(role, action):
+        raise PermissionDenied(f"A workspace's {role} may not {ACTIONS[action].description}.",
+                               details={"action": action, "role": role})
 
 
 def member_list(*, membership: Membership) -> list[Membership]:

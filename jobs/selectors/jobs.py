@@ -132,9 +132,9 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
     place in line (jobs.selectors.queue), or 404.
 
     One indexed SELECT of just those columns. It matches only while the owner's account is
-    active and a person's (no token signs in as a team's), so a found job also proves what
-    authentication would otherwise read the account for (auteur.users.authentication.TokenSubject);
-    not found says nothing about the account.
+    active, so a found job also proves what authentication would otherwise read the account for
+    (auteur.users.authentication.TokenSubject; in a team workspace, the member's seat was read and
+    proves that of the member); not found says nothing about the account.
     """
     pk = _parse_uuid(job_id)
     if pk is None:
@@ -163,7 +163,7 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
 
 # Clients poll GET /jobs/{id}: its read is built once per process (auteur.core.prepared).
 _DETAIL = PreparedRead(
-    lambda user_id, pk: Job.objects.filter(user_id=user_id, user__is_active=True, user__is_team=False, pk=pk).values(
+    lambda user_id, pk: Job.objects.filter(user_id=user_id, user__is_active=True, pk=pk).values(
         *_DETAIL_COLUMNS, "cache_source_id", ledger=LEDGER_ENTRIES),
     user_id=uuid.UUID(int=1), pk=uuid.UUID(int=2),
 )

@@ -242,6 +242,8 @@ def _check_content_length(request: Request) -> None:
 class EdlDetailApi(ApiView):
     """GET reads the project's timeline; PUT replaces it whole, guarded by the version."""
 
+    workspace_actions = {"GET": "projects.view", "PUT": "projects.edit"}
+
     @extend_schema(summary="Get a project's timeline (EDL)", responses={200: EdlSerializer})
     @raises("edl_unavailable")
     def get(self, request: Request, project_id: UUID) -> HttpResponse:
@@ -329,12 +331,14 @@ def _edl_step(request: Request, project_id: UUID, step: Callable[..., dict[str, 
 
 
 class EdlUndoApi(ApiView):
+    workspace_actions = {"POST": "projects.edit"}
     @_step_schema("Undo the last change to a timeline", "nothing_to_undo", _UNDO_DESCRIPTION)
     def post(self, request: Request, project_id: UUID) -> Response:
         return _edl_step(request, project_id, edl_undo)
 
 
 class EdlRedoApi(ApiView):
+    workspace_actions = {"POST": "projects.edit"}
     @_step_schema("Redo the last undone change to a timeline", "nothing_to_redo", _REDO_DESCRIPTION)
     def post(self, request: Request, project_id: UUID) -> Response:
         return _edl_step(request, project_id, edl_redo)
@@ -364,6 +368,8 @@ class RemoveFillersOutputSerializer(serializers.Serializer):
 
 class EdlRemoveFillersApi(ApiView):
     """Mark filler words ("um", "uh", ...) and long pauses of the transcript deleted: one undo step."""
+
+    workspace_actions = {"POST": "projects.edit"}
 
     class InputSerializer(StrictSerializer):
         language = serializers.CharField(
@@ -419,6 +425,8 @@ class EdlReplaceMediaApi(ApiView):
     project, 422 `wrong_media_type` when the two are not of one kind, `media_not_ready` when the
     other is not ready, `media_too_short` when it ends before a clip's out point (by more than
     250 ms: a re-encode's padding is allowed for)."""
+
+    workspace_actions = {"POST": "projects.edit"}
 
     class InputSerializer(StrictSerializer):
         media_id = serializers.UUIDField(help_text="The file the timeline plays now")

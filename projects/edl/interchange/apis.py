@@ -52,6 +52,8 @@ class TimelineExportApi(ApiView):
     the relink path `media/<name>`, or by a signed download URL with `media_urls=signed` (they expire:
     `expires_at`). 422 `edl_limit_exceeded` when the cuts make more pieces than an export takes."""
 
+    workspace_actions = {"GET": "projects.view"}
+
     content_negotiation_class = _FormatIsNotARenderer
 
     class QuerySerializer(serializers.Serializer):
@@ -141,6 +143,8 @@ class TimelineImportApi(ApiView):
     `file_too_large` over the import limit, 422 `interchange_invalid` for a file that cannot be read,
     `input_too_complex` for one that takes more to read than a request may (the file is read in a
     confined child, its shape and references checked before anything is built)."""
+
+    workspace_actions = {"POST": "projects.edit"}
 
     parser_classes = [MultiPartParser]
 

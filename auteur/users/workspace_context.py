@@ -1,0 +1,57 @@
+"""The workspace a request acts in, named by its `Auteur-Workspace` header, and the caller's seat there.
+
+Without the header (or naming the caller's own id), a request acts in the caller's personal
+workspace, as the caller's own account, exactly as before workspaces existed. With the id of a team
+workspace the caller is a member of, it acts as that workspace's account (the owner of the team's
+work), under the caller's role there; any other value is 404 `workspace_not_found`, whether the
+workspace exists or not. Views that are about the caller themself (their profile, their list of
+workspaces, accepting an invitation) set `acts_in_workspace = False` and ignore the header.
+
+What a role may do is decided by auteur/users/roles.py: each API view names the action of each of
+its methods in `workspace_actions` (a view that names none is refused in a team workspace), and
+WorkspacePermission checks it before the view runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+
+WORKSPACE_HEADER = "Auteur-Workspace"
+_META_KEY = "HTTP_AUTEUR_WORKSPACE"
+_SEAT = "auteur_workspace_seat"
+
+
+@dataclass(frozen=True)
+class Seat:
+    """Where a request acts: the workspace (its account's id), the member acting (the signed-in
+    person) and their role there."""
+
+    workspace_id: uuid.UUID
+    member_id: uuid.UUID
+    role: str
+
+    @property
+    def personal(self) -> bool:
+        return self.workspace_id == self.member_id
+
+
+def named_workspace(request: HttpRequest, view: Any) -> str | None:
+    """The workspace the request's header names, if the view acts in one; None for the personal."""
+    if not getattr(view, "acts_in_workspace", True):
+        return None
+    value = request.META.get(_META_KEY, "").strip()
+    return value or None
+
+
+def seat_set(request: HttpRequest, seat: Seat) -> None:
+    setattr(request, _SEAT, seat)
+
+
+def seat_of(request: HttpRequest) -> Seat | None:
+    """The request's seat once authenticated (None before, or without a token)."""
+    seat: Seat | None = getattr(request, _SEAT, None)
+    return seat

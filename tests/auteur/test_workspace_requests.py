@@ -1,0 +1,198 @@
+"""Requests in a team workspace (the Auteur-Workspace header): they act as the workspace's account,
+every role is held to its actions on every endpoint, and an outsider gets 404 for all of it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from auteur.users.models import Membership, User, Workspace
+from auteur.users.permissions import workspace_action
+from auteur.users.roles import ACTIONS, Role, allowed
+from credits.selectors import credit_balance_get
+from credits.services.ledger import credit_grant
+from jobs.models import Job
+from projects.models import Project
+from tests.factories import team_workspace
+
+pytestmark = pytest.mark.django_db
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def api_routes() -> Iterator[tuple[str, Any]]:
+    def walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, Any]]:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif isinstance(pattern, URLPattern) and getattr(pattern.callback, "cls", None) is not None:
+                yield prefix + str(pattern.pattern), pattern.callback.cls
+
+    for route, cls in walk(get_resolver().url_patterns, ""):
+        if route.startswith("api/v1/") and getattr(cls, "authentication_classes", None) != []:
+            yield route, cls
+
+
+def operations() -> list[tuple[str, str, str]]:
+    """(path, method, action) of every operation that acts in a workspace."""
+    found = []
+    for route, cls in api_routes():
+        if not getattr(cls, "acts_in_workspace", True):
+            continue
+        path = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda _: str(uuid.uuid4()), route)
+        for method in METHODS:
+            if hasattr(cls, method.lower()):
+                action = workspace_action(cls, method)
+                found.append((path, method, action))
+    return found
+
+
+OPERATIONS = operations()
+
+
+def test_every_operation_names_its_action_or_is_about_the_caller_themself():
+    missing = [(path, method) for path, method, action in OPERATIONS if action is None]
+    assert missing == []
+    assert {action for _, _, action in OPERATIONS} <= set(ACTIONS)
+    assert len(OPERATIONS) > 60
+
+
+@pytest.fixture
+def owner(make_user: Callable[..., User]) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def team(owner: User) -> Workspace:
+    return team_workspace(owner)
+
+
+def in_team(client: APIClient, team: Workspace) -> APIClient:
+    client.credentials(**client._credentials, HTTP_AUTEUR_WORKSPACE=str(team.pk))
+    return client
+
+
+def send(client: APIClient, method: str, path: str) -> Any:
+    return getattr(client, method.lower())(path, {}, format="json")
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_every_role_against_every_operation_of_the_api(
+    role: Role, team: Workspace, make_user: Callable[..., User], client_for: Callable[[User], APIClient]
+):
+    member = make_user()
+    Membership.objects.create(workspace=team, user=member, role=role)
+    client = in_team(client_for(member), team)
+
+    wrong = {}
+    for path, method, action in OPERATIONS:
+        answer = send(client, method, path)
+        denied = answer.status_code == 403 and answer.json()["error"]["code"] == "permission_denied"
+        if denied != (not allowed(role, action)):
+            wrong[f"{method} {path}"] = (action, answer.status_code, answer.content[:200])
+        elif denied:
+            assert answer.json()["error"]["details"] == {"action": action, "role": role.value}
+    assert wrong == {}
+
+
+def test_an_outsider_gets_404_for_every_operation_of_a_workspace(
+    team: Workspace, make_user: Callable[..., User], client_for: Callable[[User], APIClient]
+):
+    outsider = client_for(make_user())
+    for header in (str(team.pk), str(uuid.uuid4()), "not-a-workspace"):
+        outsider.credentials(**{**outsider._credentials, "HTTP_AUTEUR_WORKSPACE": header})
+        for path, method, _ in OPERATIONS:
+            answer = send(outsider, method, path)
+            assert answer.status_code == 404, (header, method, path, answer.content)
+            assert answer.json()["error"]["code"] == "workspace_not_found"
+
+
+def test_members_share_a_team_workspaces_projects_and_nothing_else(
+    owner: User, team: Workspace, make_user: Callable[..., User], client_for: Callable[[User], APIClient]
+):
+    editor, viewer = make_user(), make_user()
+    Membership.objects.create(workspace=team, user=editor, role=Role.EDITOR)
+    Membership.objects.create(workspace=team, user=viewer, role=Role.VIEWER)
+
+    made = in_team(client_for(editor), team).post("/api/v1/projects", {"name": "Team film"}, format="json")
+    assert made.status_code == 201, made.content
+    project = Project.objects.get(pk=made.json()["id"])
+    assert project.user_id == team.pk  # the workspace's account owns it
+
+    for member in (owner, viewer):
+        seen = in_team(client_for(member), team).get(f"/api/v1/projects/{project.pk}")
+        assert seen.status_code == 200 and seen.json()["name"] == "Team film"
+    # In their own workspaces, nobody has it.
+    for member in (owner, editor, viewer):
+        assert client_for(member).get(f"/api/v1/projects/{project.pk}").status_code == 404
+        assert client_for(member).get("/api/v1/projects").json()["count"] == 0
+    refused = in_team(client_for(viewer), team).patch(f"/api/v1/projects/{project.pk}", {"name": "Mine"},
+                                                      format="json")
+    assert refused.status_code == 403
+    project.refresh_from_db()
+    assert project.name == "Team film"
+
+
+def test_a_job_in_a_team_workspace_is_paid_from_its_pool_and_seen_by_its_members(
+    owner: User, team: Workspace, make_user: Callable[..., User], client_for: Callable[[User], APIClient]
+):
+    editor, viewer, payer = make_user(), make_user(), make_user()
+    for user, role in ((editor, Role.EDITOR), (viewer, Role.VIEWER), (payer, Role.BILLING)):
+        Membership.objects.create(workspace=team, user=user, role=role)
+    account = User.objects.get(pk=team.pk)
+    credit_grant(user=account, amount=100, type="bonus", description="team pool")
+    credit_grant(user=editor, amount=7, type="bonus", description="personal")
+    project = in_team(client_for(editor), team).post("/api/v1/projects", {"name": "p"}, format="json").json()
+
+    submitted = in_team(client_for(editor), team).post(
+        "/api/v1/jobs/tts", {"project_id": project["id"], "text": "Hello team"}, format="json")
+
+    assert submitted.status_code == 202, submitted.content
+    job = Job.objects.get(pk=submitted.json()["job_id"])
+    assert job.user_id == team.pk
+    assert credit_balance_get(user=account) == 100 - job.credits_cost
+    assert credit_balance_get(user=editor) == 7
+    shown = in_team(client_for(viewer), team).get(f"/api/v1/jobs/{job.pk}")
+    assert shown.status_code == 200 and shown.json()["id"] == str(job.pk)
+    assert client_for(viewer).get(f"/api/v1/jobs/{job.pk}").status_code == 404
+    assert in_team(client_for(viewer), team).post(
+        "/api/v1/jobs/tts", {"project_id": project["id"], "text": "x"}, format="json").status_code == 403
+    assert in_team(client_for(payer), team).get("/api/v1/credits").json()["balance"] == 100 - job.credits_cost
+    assert in_team(client_for(payer), team).get(f"/api/v1/jobs/{job.pk}").status_code == 403
+
+
+def test_a_removed_member_is_refused_at_their_next_request_in_the_workspace(
+    owner: User, team: Workspace, make_user: Callable[..., User], client_for: Callable[[User], APIClient]
+):
+    editor = make_user()
+    Membership.objects.create(workspace=team, user=editor, role=Role.EDITOR)
+    editors = in_team(client_for(editor), team)
+    assert editors.get("/api/v1/projects").status_code == 200
+
+    assert client_for(owner).delete(f"/api/v1/workspaces/{team.pk}/members/{editor.pk}").status_code == 204
+
+    for path in ("/api/v1/projects", "/api/v1/jobs", f"/api/v1/jobs/{uuid.uuid4()}", "/api/v1/credits"):
+        answer = editors.get(path)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (404, "workspace_not_found"), path
+
+
+def test_the_header_naming_ones_own_id_is_ones_personal_workspace(user: User, auth_client: APIClient):
+    auth_client.credentials(**{**auth_client._credentials, "HTTP_AUTEUR_WORKSPACE": str(user.pk)})
+    made = auth_client.post("/api/v1/projects", {"name": "Mine"}, format="json")
+    assert made.status_code == 201
+    assert Project.objects.get(pk=made.json()["id"]).user_id == user.pk
+
+
+def test_views_about_the_caller_ignore_the_header(
+    owner: User, team: Workspace, client_for: Callable[[User], APIClient]
+):
+    client = in_team(client_for(owner), team)
+    me = client.get("/api/v1/users/me")
+    assert me.status_code == 200 and me.json()["id"] == str(owner.pk)
+    assert [w["id"] for w in client.get("/api/v1/workspaces").json()["workspaces"]] == [str(owner.pk), str(team.pk)]
