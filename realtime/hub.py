@@ -13,6 +13,10 @@ grow with processes, not with clients.
   limit; it reconnects with its last id and reads the rest as backlog.
 - Redis restarting: the reader retries with backoff and goes on from the last id it read per
   key, so connections stay open and miss nothing that reached the stream.
+- A member's seat ending: a connection opened by a member of a team workspace (its key is the
+  workspace's) is closed (`SeatEnded`) when the member's id is appended to the workspace's
+  seat-ends stream (auteur/users/workspace_context.py), which the reader follows beside the
+  workspace's own key while such a connection is open.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from auteur.users.workspace_context import seat_ends_key
 from jobs.events.stream import parse_entry, stream_key
 
 logger = logging.getLogger(__name__)
@@ -40,9 +45,14 @@ READ_COUNT = 500
 BACKLOG_CHUNK = 500
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 3.0
 _OVERFLOW = object()
+_SEAT_ENDED = object()
 HUB_CLIENT_NAME = "auteur-stream-hub"  # in Redis's CLIENT LIST
 REDIS_CONNECTIONS = 8
 REDIS_POOL_WAIT_SECONDS = 10
+
+
+class SeatEnded(Exception):
+    """The member who opened the connection no longer sees this workspace's events."""
 
 
 class SlowClient(Exception):
@@ -68,8 +78,11 @@ def valid_event_id(value: str) -> bool:
 class Subscription:
     """One connection's view of its user's stream (all jobs, or those of `job_ids` only)."""
 
-    def __init__(self, hub: Hub, key: str, *, job_ids: set[str] | None, after: str | None, maxsize: int) -> None:
+    def __init__(self, hub: Hub, key: str, *, job_ids: set[str] | None, after: str | None, maxsize: int,
+                 member_id: str | None = None) -> None:
         self.hub, self.key = hub, key
+        # The team workspace's member who opened it (None: the stream is the caller's own).
+        self.member_id = member_id
         self.job_ids = job_ids  # the filter may change (a WebSocket's subscribe)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
         # The last id delivered (or skipped as not this job's); None: live entries only.
@@ -83,6 +96,7 @@ class Subscription:
         # True when events after `after` may have left the stream (trimmed by length or age, or
         # lost with Redis's data): the client should read /jobs/{id}/events for what it missed.
         self.gap = False
+        self.seat_ended = False
 
     def _wants(self, event: dict[str, Any]) -> bool:
         return self.job_ids is None or event["job_id"] in self.job_ids
@@ -98,6 +112,14 @@ class Subscription:
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(_OVERFLOW)
+
+    def end_seat(self) -> None:
+        """Called by the reader when the member's seat ended: the next get() raises SeatEnded."""
+        self.hub.unsubscribe(self)
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(_SEAT_ENDED)
+        self.seat_ended = True
 
     async def _read_backlog(self) -> None:
         assert self._backlog_from is not None
@@ -127,6 +149,8 @@ class Subscription:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            if self.seat_ended:
+                raise SeatEnded
             while not self._backlog and self._backlog_from is not None:
                 await self._read_backlog()
             if self._backlog:
@@ -141,6 +165,8 @@ class Subscription:
             item, self._getter = self._getter.result(), None
             if item is _OVERFLOW:
                 raise SlowClient
+            if item is _SEAT_ENDED:
+                raise SeatEnded
             if (event := self._deliver(item)) is not None:
                 return event
 
@@ -154,6 +180,9 @@ class Hub:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
         self._positions: dict[str, str] = {}  # key -> the last id the reader has fanned out
+        # A team workspace's seat-ends key -> (the workspace's key, the last id read), while a
+        # member's connection reads the workspace's events.
+        self._seat_ends: dict[str, tuple[str, str]] = {}
         self._wake_key = f"{stream_key('hub')}:{uuid.uuid4().hex}"
         self._wake_position = "0-0"
         self._task: asyncio.Task[None] | None = None
@@ -177,8 +206,11 @@ class Hub:
 
     async def subscribe(
         self, user_id: uuid.UUID | str, *, job_ids: set[str] | None = None, after: str | None = None,
+        member_id: uuid.UUID | str | None = None,
     ) -> Subscription:
         """Live events of the user (of `job_ids` only, if given), after the event id `after` first.
+        `member_id`: the team workspace's member who opens it (`user_id` the workspace's), whose
+        seat ending closes it.
 
         Raises RedisError when Redis cannot be reached now.
         """
@@ -190,13 +222,22 @@ class Hub:
             last = await self.redis.xrevrange(key, count=1)
             if key not in self._positions:  # another subscribe may have raced this await
                 self._positions[key] = last[0][0].decode() if last else "0-0"
-        sub = Subscription(self, key, job_ids=job_ids, after=after, maxsize=settings.AUTEUR_STREAM_CLIENT_BUFFER)
+        member = str(member_id) if member_id is not None and str(member_id) != str(user_id) else None
+        ends = seat_ends_key(user_id)
+        new_ends = member is not None and ends not in self._seat_ends
+        if new_ends:
+            # Only what is appended from now on ends this connection: an older entry was a seat
+            # that ended before it was opened.
+            last = await self.redis.xrevrange(ends, count=1)
+            self._seat_ends.setdefault(ends, (key, last[0][0].decode() if last else "0-0"))
+        sub = Subscription(self, key, job_ids=job_ids, after=after, maxsize=settings.AUTEUR_STREAM_CLIENT_BUFFER,
+                           member_id=member)
         if after is not None and id_order(after) != (0, 0):
             # The entry `after` names was in this stream; if the oldest one now is later (or none
             # is left), what followed it may be gone too.
             first = await self.redis.xrange(key, count=1)
             sub.gap = not first or id_order(first[0][0].decode()) > id_order(after)
-        new_key = key not in self._subs
+        new_key = key not in self._subs or new_ends
         self._subs.setdefault(key, set()).add(sub)
         self._has_keys.set()
         if new_key:
@@ -215,6 +256,7 @@ class Hub:
         if not subs:
             del self._subs[sub.key]
             self._positions.pop(sub.key, None)
+            self._seat_ends.pop(seat_ends_key(sub.key.removeprefix(stream_key(""))), None)
 
     async def _read(self) -> None:
         while True:
@@ -235,6 +277,7 @@ class Hub:
                 await self._has_keys.wait()
                 continue
             streams: dict[Any, Any] = {key: self._positions[key] for key in self._subs}
+            streams.update({ends: position for ends, (_, position) in self._seat_ends.items()})
             streams[self._wake_key] = self._wake_position
             try:
                 answer = await self.redis.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
@@ -253,6 +296,9 @@ class Hub:
                 if key == self._wake_key:
                     self._wake_position = last_id
                     continue
+                if key in self._seat_ends:
+                    self._end_seats(key, entries)
+                    continue
                 if key not in self._positions:  # its last connection left during the read
                     continue
                 for entry_id, fields in entries:
@@ -264,6 +310,15 @@ class Hub:
                         continue
                     for sub in list(self._subs.get(key, ())):
                         sub.offer(event)
+
+
+    def _end_seats(self, ends: str, entries: list[Any]) -> None:
+        workspace_key, _ = self._seat_ends[ends]
+        self._seat_ends[ends] = (workspace_key, entries[-1][0].decode())
+        ended = {fields.get(b"member", b"").decode() for _, fields in entries}
+        for sub in list(self._subs.get(workspace_key, ())):
+            if sub.member_id in ended:
+                sub.end_seat()
 
 
 _hubs: dict[int, Hub] = {}

@@ -37,16 +37,19 @@ from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.request import Request
 
+from auteur.core import rls
 from auteur.core.asyncdb import released
 from auteur.core.errors import api_exception_handler, error_body, error_response
 from auteur.core.proxies import drop_untrusted_forwarded
 from auteur.users.authentication import JWTAuthentication
-from auteur.users.models import User
+from auteur.users.errors import WorkspaceNotFound
+from auteur.users.models import Membership, User
+from auteur.users.roles import allowed
 from auteur.users.selectors import require_role
-from auteur.users.workspace_context import seat_of
+from auteur.users.workspace_context import Seat, seat_of
 from jobs.models import Job
 from jobs.selectors.jobs import job_get
-from realtime.hub import TERMINAL_EVENT_TYPES, SlowClient, Subscription, get_hub, valid_event_id
+from realtime.hub import TERMINAL_EVENT_TYPES, SeatEnded, SlowClient, Subscription, get_hub, valid_event_id
 from realtime.leases import StreamLease, TooManyStreams, stream_lease_acquire
 
 logger = logging.getLogger(__name__)
@@ -57,9 +60,13 @@ UNAVAILABLE_RETRY_AFTER_SECONDS = 2
 class StreamCaller:
     """Who opened a stream, and until when their token is good."""
 
-    def __init__(self, user: User, claims: dict[str, Any]) -> None:
-        self.user = user
+    def __init__(self, user: User, claims: dict[str, Any], seat: Seat | None = None) -> None:
+        self.user = user  # whose events: the caller's own account, or the team workspace's
         self.expires_at = float(claims["exp"])
+        # In a team workspace: the member reading it, whose seat ending closes the stream.
+        self.seat = seat if seat is not None and not seat.personal else None
+        # Streams are counted per person: a team's members do not share one allowance.
+        self.person_id = seat.member_id if seat is not None else user.id
 
 
 def authenticate_token(token: str, *, client_ip: str, forwarded_for: str | None) -> StreamCaller:
@@ -84,7 +91,19 @@ def _authenticate(request: Request) -> StreamCaller:
     if seat is not None and not seat.personal:
         # A team workspace's stream carries its jobs' events: for the roles that see its jobs.
         require_role(seat.role, "jobs.view")
-    return StreamCaller(user, claims)
+    return StreamCaller(user, claims, seat)
+
+
+def still_seated(caller: StreamCaller) -> bool:
+    """Whether the member reading a team workspace's events still may: checked once the stream
+    follows the workspace's seat ends, so that a seat ended since authentication is not missed."""
+    seat = caller.seat
+    if seat is None:
+        return True
+    with rls.trusted():
+        role = (Membership.objects.filter(workspace_id=seat.workspace_id, user_id=seat.member_id)
+                .values_list("role", flat=True).first())
+    return role is not None and allowed(role, "jobs.view")
 
 
 def _authorize(django_request: HttpRequest, job_id: str | None) -> tuple[StreamCaller, Job | None]:
@@ -142,6 +161,10 @@ async def _events(
             except SlowClient:
                 logger.info("slow SSE client disconnected", extra={"user_id": str(caller.user.id)})
                 return
+            except SeatEnded:
+                yield _error_event("workspace_not_found", "You are no longer a member of this workspace who sees its "
+                                                          "jobs.")
+                return
             except RedisError:
                 yield _error_event("service_unavailable", "The event stream is briefly unavailable; reconnect.")
                 return
@@ -188,16 +211,21 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
         after = "0-0"  # one job's stream starts with its history
     hub = get_hub()
     try:
-        lease = await stream_lease_acquire(hub.redis, caller.user.id)
+        lease = await stream_lease_acquire(hub.redis, caller.person_id)
     except TooManyStreams as exc:
         return too_many_streams(exc)
     except RedisError:
         return _unavailable()
     try:
-        sub = await hub.subscribe(caller.user.id, job_ids={str(job.pk)} if job else None, after=after)
+        sub = await hub.subscribe(caller.user.id, job_ids={str(job.pk)} if job else None, after=after,
+                                  member_id=caller.seat.member_id if caller.seat else None)
     except RedisError:
         await lease.release()
         return _unavailable()
+    if caller.seat is not None and not await released(still_seated)(caller):
+        sub.close()
+        await lease.release()
+        return exception_response(WorkspaceNotFound("No such workspace."))
     finished = job is not None and job.is_terminal
     # The lease is released when the stream ends; a response never started leaves it to run out.
     stream = StreamingHttpResponse(

@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 
 import drf_spectacular.openapi
 from drf_spectacular.plumbing import get_doc
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers, status
 
 from auteur.core.api import StrictSerializer
 from auteur.core.errors import http_status
+from auteur.users.workspace_context import WORKSPACE_HEADER
 
 _Target = TypeVar("_Target")
 
@@ -55,6 +57,14 @@ def raises(*codes: str) -> Callable[[_Target], _Target]:
         return target
 
     return mark
+
+
+WORKSPACE_PARAMETER = OpenApiParameter(
+    WORKSPACE_HEADER, str, OpenApiParameter.HEADER, required=False,
+    description="The team workspace to act in (its id), whose member the caller is; without it, the caller's "
+                "personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the "
+                "caller's role there does not allow the operation.",
+)
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -141,6 +151,12 @@ class AutoSchema(drf_spectacular.openapi.AutoSchema):
                 response.setdefault("headers", {})["Retry-After"] = RETRY_AFTER
         return operation
 
+    def get_override_parameters(self) -> list[Any]:
+        parameters = list(super().get_override_parameters())
+        if self.view.get_authenticators() and getattr(self.view, "acts_in_workspace", True):
+            parameters.append(WORKSPACE_PARAMETER)
+        return parameters
+
     def error_responses(self, operation: dict[str, Any]) -> ErrorResponses:
         errors = ErrorResponses()
         parameters = operation.get("parameters", [])
@@ -158,6 +174,9 @@ class AutoSchema(drf_spectacular.openapi.AutoSchema):
                 errors.add(status.HTTP_404_NOT_FOUND, NOT_FOUND_CODES.get(parameter["name"], "not_found"))
         if paginated or any(p["in"] == "path" for p in parameters):
             errors.add(status.HTTP_404_NOT_FOUND, "not_found")
+        if self.view.get_authenticators() and getattr(self.view, "acts_in_workspace", True):
+            errors.add(status.HTTP_404_NOT_FOUND, "workspace_not_found")  # the Auteur-Workspace header's
+            errors.add(status.HTTP_403_FORBIDDEN, "permission_denied")  # the caller's role there
         errors.add_domain(getattr(type(self.view), "api_error_codes", ()))
         errors.add_domain(getattr(getattr(self.view, self.method.lower(), None), "api_error_codes", ()))
         if self.view.get_throttles():

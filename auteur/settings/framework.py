@@ -13,7 +13,7 @@ _DEV_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=_DEV_HOSTS if DEBUG else [])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
-CORS_ALLOW_HEADERS = (*default_cors_headers, "idempotency-key", "if-match")
+CORS_ALLOW_HEADERS = (*default_cors_headers, "idempotency-key", "if-match", "auteur-workspace")
 CORS_EXPOSE_HEADERS = ["Idempotent-Replayed", "X-Request-ID", "ETag", "Retry-After"]
 
 INSTALLED_APPS = [

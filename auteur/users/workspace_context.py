@@ -55,3 +55,15 @@ def seat_of(request: HttpRequest) -> Seat | None:
     """The request's seat once authenticated (None before, or without a token)."""
     seat: Seat | None = getattr(request, _SEAT, None)
     return seat
+
+
+# A member removed from a team workspace (or left without the role that sees its jobs) has their
+# open event streams of it closed: the change appends the member's id to this stream of the
+# workspace, which every process's stream reader follows while one of its connections reads the
+# workspace's events (realtime/hub.py).
+SEAT_ENDS_PREFIX = "auteur:streams:seat-ends:"
+SEAT_ENDS_KEEP = 100  # entries per workspace; a reader only needs those since it started following
+
+
+def seat_ends_key(workspace_id: uuid.UUID | str) -> str:
+    return f"{SEAT_ENDS_PREFIX}{workspace_id}"

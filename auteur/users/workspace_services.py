@@ -11,11 +11,14 @@ turns, and "the last owner" is counted under the lock.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import lru_cache
 
+import redis
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core import signing
@@ -37,6 +40,9 @@ from auteur.users.errors import (
 from auteur.users.models import Invitation, Membership, User, Workspace
 from auteur.users.roles import Role, allowed
 from auteur.users.selectors import require
+from auteur.users.workspace_context import SEAT_ENDS_KEEP, seat_ends_key
+
+logger = logging.getLogger(__name__)
 
 # An invitation's token is this salt's signature of the invitation's id, with its time: a token
 # made anywhere else, or changed by one character, is refused before any row is read.
@@ -116,6 +122,28 @@ def _revoke_what_they_may_no_longer_offer(seat: Membership, now_role: str | None
     pending.update(revoked_at=timezone.now())
 
 
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _end_streams(seat: Membership) -> None:
+    """Once the change commits: the member's open event streams of the workspace close (within
+    the stream reader's next read, well under a second). Redis being unreachable leaves them open
+    until their token expires; that is logged."""
+
+    def announce() -> None:
+        key = seat_ends_key(seat.workspace_id)
+        try:
+            client = _redis()
+            client.xadd(key, {"member": str(seat.user_id)}, maxlen=SEAT_ENDS_KEEP, approximate=True)
+            client.expire(key, 7 * 24 * 3600)
+        except redis.RedisError:
+            logger.warning("could not close the removed member's event streams of workspace %s", seat.workspace_id)
+
+    transaction.on_commit(announce)
+
+
 def member_set_role(*, membership: Membership, user_id: uuid.UUID | str, role: str) -> Membership:
     """Give a member another role. Only an owner makes, changes or demotes an owner."""
     with _acting(membership, "members.set_role") as actor:
@@ -127,6 +155,8 @@ def member_set_role(*, membership: Membership, user_id: uuid.UUID | str, role: s
         seat.role = role
         seat.save(update_fields=["role"])
         _revoke_what_they_may_no_longer_offer(seat, role)
+        if not allowed(role, "jobs.view"):
+            _end_streams(seat)
     return seat
 
 
@@ -142,6 +172,7 @@ def member_remove(*, membership: Membership, user_id: uuid.UUID | str) -> None:
         _keeps_an_owner(seat)
         seat.delete()
         _revoke_what_they_may_no_longer_offer(seat, None)
+        _end_streams(seat)
 
 
 def invitation_create(*, membership: Membership, role: str) -> tuple[Invitation, str]:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import redis
@@ -27,13 +28,16 @@ from django.db import connection, transaction
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from auteur.users.models import Membership, User
 from auteur.users.services import user_issue_token
+from auteur.users.workspace_services import member_remove, member_set_role
 from devstack.ports import free_port
 from devstack.servers import RedisServer
 from jobs.events.record import job_event_record
 from jobs.events.stream import event_payload, job_stream_append, stream_key
 from jobs.models import Job, JobEvent, JobEventType, JobStatus
 from jobs.prefer_header import prefer_wait
+from tests.factories import team_workspace
 from tests.jobs.conftest import Worker, subprocess_env, wait_terminal
 from tests.jobs.support import submit, valid_body
 from tests.servers import AsgiServer, asgi_server, running_front
@@ -101,9 +105,12 @@ def no_worker(shared_worker: SharedWorker) -> None:
 class Sse:
     """A plain HTTP client reading text/event-stream one event at a time."""
 
-    def __init__(self, server: AsgiServer, path: str, token: str | None, last_event_id: str | None = None) -> None:
+    def __init__(self, server: AsgiServer, path: str, token: str | None, last_event_id: str | None = None,
+                 workspace: str | None = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         headers = {"Accept": "text/event-stream"}
+        if workspace is not None:
+            headers["Auteur-Workspace"] = workspace
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         if last_event_id is not None:
@@ -657,3 +664,58 @@ def test_through_caddy_waiting_submissions_go_to_uvicorn_and_others_to_gunicorn(
             assert stream.status_code == 200
             lines = [line for line in stream.iter_lines() if line.startswith(b"event: ")]
         assert lines[-1] == b"event: completed"
+
+
+# ----------------------------------------------------------------------------- team workspaces
+
+
+def test_a_members_streams_of_a_team_workspace_close_within_a_second_of_their_removal(asgi, make_user):
+    owner, editor, viewer = make_user(), make_user(), make_user()
+    team = team_workspace(owner)
+    Membership.objects.create(workspace=team, user=editor, role="editor")
+    Membership.objects.create(workspace=team, user=viewer, role="viewer")
+    editors = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=editor), workspace=str(team.pk))
+    viewers = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=viewer), workspace=str(team.pk))
+    assert editors.response.status == viewers.response.status == 200
+    # A job event of the team reaches both: they read the workspace's stream.
+    job = make_job(User.objects.get(pk=team.pk))
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=1)
+    assert [s.next() for s in (editors, viewers)] == [{"id": ANY, "event": "progress", "data": ANY}] * 2
+
+    removed_at = time.monotonic()
+    member_remove(membership=Membership.objects.get(workspace=team, user=owner), user_id=editor.pk)
+    ended = editors.next()
+    closed_after = time.monotonic() - removed_at
+
+    assert ended is not None and ended["event"] == "error"
+    assert json.loads(ended["data"])["error"]["code"] == "workspace_not_found"
+    assert editors.next() is None
+    assert closed_after < 1.0, closed_after
+    # Another member's stream of the workspace goes on.
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=2)
+    assert viewers.next() == {"id": ANY, "event": "progress", "data": ANY}
+    # And the removed member cannot open one again.
+    again = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=editor), workspace=str(team.pk))
+    assert again.response.status == 404
+
+
+def test_a_team_workspaces_stream_is_for_the_roles_that_see_its_jobs(asgi, make_user):
+    owner, payer, outsider = make_user(), make_user(), make_user()
+    team = team_workspace(owner)
+    Membership.objects.create(workspace=team, user=payer, role="billing")
+
+    refused = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=payer), workspace=str(team.pk))
+    assert refused.response.status == 403
+    assert json.loads(refused.response.read())["error"]["code"] == "permission_denied"
+    unknown = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=outsider), workspace=str(team.pk))
+    assert unknown.response.status == 404
+    assert json.loads(unknown.response.read())["error"]["code"] == "workspace_not_found"
+    # Demoted to a role that does not see jobs, a member's open stream ends too.
+    Membership.objects.filter(workspace=team, user=payer).update(role="viewer")
+    reading = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=payer), workspace=str(team.pk))
+    assert reading.response.status == 200
+    member_set_role(membership=Membership.objects.get(workspace=team, user=owner), user_id=payer.pk, role="billing")
+    ended = reading.next()
+    assert ended is not None and json.loads(ended["data"])["error"]["code"] == "workspace_not_found"

@@ -50,6 +50,12 @@ export interface AuteurClientOptions {
   baseUrl: string;
   /** A bearer token, or a function returning a current one (asked before each request). */
   token: TokenSource;
+  /**
+   * The team workspace every request acts in (its id, sent as the `Auteur-Workspace` header):
+   * its projects, media, jobs and credits. Default: the caller's personal workspace. The WebSocket
+   * (`socket()`) reads the personal workspace's events only; `events()` and `jobEvents()` follow this.
+   */
+  workspace?: string;
   fetch?: FetchLike;
   /** How to open a WebSocket (default: the global one). */
   webSocket?: WebSocketFactory;
@@ -65,6 +71,7 @@ export function createApiClient(options: AuteurClientOptions): ApiClient {
   client.use({
     async onRequest({ request }) {
       request.headers.set("Authorization", `Bearer ${await resolveToken(options.token)}`);
+      if (options.workspace !== undefined) request.headers.set("Auteur-Workspace", options.workspace);
       return request;
     },
   });
@@ -224,6 +231,7 @@ export class AuteurClient {
       ...options,
       url: `${this.baseUrl}/api/v1/jobs/${encodeURIComponent(jobId)}/stream`,
       token: this.options.token,
+      ...(this.options.workspace !== undefined ? { workspace: this.options.workspace } : {}),
       endsAfterTerminal: true,
       ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
     });
@@ -235,6 +243,7 @@ export class AuteurClient {
       ...options,
       url: `${this.baseUrl}/api/v1/events/stream`,
       token: this.options.token,
+      ...(this.options.workspace !== undefined ? { workspace: this.options.workspace } : {}),
       ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
     });
   }
@@ -247,6 +256,7 @@ export class AuteurClient {
       ...options,
       url: url.toString(),
       token: this.options.token,
+      ...(this.options.workspace !== undefined ? { workspace: this.options.workspace } : {}),
       ...(this.options.webSocket ? { webSocket: this.options.webSocket } : {}),
     });
   }
@@ -339,6 +349,7 @@ export class AuteurClient {
     const doFetch = this.options.fetch ?? fetch;
     const headers = new Headers(init.headers);
     headers.set("Authorization", `Bearer ${await resolveToken(this.options.token)}`);
+    if (this.options.workspace !== undefined) headers.set("Auteur-Workspace", this.options.workspace);
     return doFetch(`${this.baseUrl}${path}`, { ...init, headers });
   }
 }

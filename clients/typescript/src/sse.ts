@@ -134,6 +134,8 @@ export interface EventStreamOptions extends ReconnectOptions {
   /** The stream's full URL: `${baseUrl}/api/v1/events/stream` or `${baseUrl}/api/v1/jobs/{id}/stream`. */
   url: string;
   token: TokenSource;
+  /** The team workspace whose events to read (its id, sent as `Auteur-Workspace`); default: the personal one. */
+  workspace?: string;
   /** Resume after this event id (from an earlier subscription or the REST API). */
   lastEventId?: string;
   /** The stream ends by itself after the job's terminal event: a job's stream. */
@@ -211,6 +213,7 @@ export class EventStream implements AsyncIterable<StreamItem> {
             Authorization: `Bearer ${await resolveToken(options.token)}`,
           };
           if (this.last !== undefined) headers["Last-Event-ID"] = this.last;
+          if (options.workspace !== undefined) headers["Auteur-Workspace"] = options.workspace;
           touch();
           const response = await doFetch(options.url, { headers, signal: attempt.signal });
           if (!response.ok) {

@@ -4224,7 +4224,10 @@ export interface operations {
     billing_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4240,6 +4243,24 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4272,7 +4293,10 @@ export interface operations {
     billing_checkout_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4301,6 +4325,24 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4369,7 +4411,10 @@ export interface operations {
     billing_portal_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4385,6 +4430,24 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4426,7 +4489,10 @@ export interface operations {
     credits_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4442,6 +4508,24 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4487,7 +4571,10 @@ export interface operations {
                  */
                 type?: "subscription" | "usage" | "refund" | "bonus" | "adjustment" | "purchase" | "purchase_reversal";
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4519,7 +4606,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4755,7 +4851,10 @@ export interface operations {
                  */
                 type?: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation";
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4787,7 +4886,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4822,6 +4930,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -4877,7 +4987,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4886,7 +4996,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4965,7 +5075,10 @@ export interface operations {
     jobs_audio_generation_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5001,7 +5114,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5010,7 +5123,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5063,6 +5176,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -5118,7 +5233,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5127,7 +5242,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5206,7 +5321,10 @@ export interface operations {
     jobs_compression_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5242,7 +5360,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5251,7 +5369,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5313,6 +5431,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -5368,7 +5488,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5377,7 +5497,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5456,7 +5576,10 @@ export interface operations {
     jobs_gaze_redirection_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5492,7 +5615,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5501,7 +5624,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5563,6 +5686,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -5618,7 +5743,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5627,7 +5752,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5706,7 +5831,10 @@ export interface operations {
     jobs_image_generation_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5742,7 +5870,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5751,7 +5879,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5804,6 +5932,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -5859,7 +5989,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5868,7 +5998,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5947,7 +6077,10 @@ export interface operations {
     jobs_lip_sync_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5983,7 +6116,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5992,7 +6125,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6054,6 +6187,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -6109,7 +6244,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6118,7 +6253,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6197,7 +6332,10 @@ export interface operations {
     jobs_performance_cloning_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6233,7 +6371,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6242,7 +6380,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6304,6 +6442,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -6359,7 +6499,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6368,7 +6508,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6447,7 +6587,10 @@ export interface operations {
     jobs_render_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6483,7 +6626,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6492,7 +6635,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6554,6 +6697,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -6609,7 +6754,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6618,7 +6763,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6697,7 +6842,10 @@ export interface operations {
     jobs_transcription_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6733,7 +6881,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6742,7 +6890,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6804,6 +6952,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -6859,7 +7009,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6868,7 +7018,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6947,7 +7097,10 @@ export interface operations {
     jobs_tts_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6983,7 +7136,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6992,7 +7145,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7053,7 +7206,10 @@ export interface operations {
     jobs_types_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -7069,6 +7225,24 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7102,6 +7276,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -7157,7 +7333,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7166,7 +7342,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7245,7 +7421,10 @@ export interface operations {
     jobs_video_generation_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -7281,7 +7460,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7290,7 +7469,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7343,6 +7522,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
                 "Idempotency-Key"?: string;
             };
@@ -7398,7 +7579,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7407,7 +7588,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7486,7 +7667,10 @@ export interface operations {
     jobs_video_query_quote_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -7522,7 +7706,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7531,7 +7715,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `media_not_found`, `voice_not_found`. */
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7592,7 +7776,10 @@ export interface operations {
     jobs_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 job_id: string;
             };
@@ -7617,7 +7804,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `job_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `job_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7651,7 +7847,10 @@ export interface operations {
     jobs_cancel_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 job_id: string;
             };
@@ -7689,7 +7888,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `job_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `job_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7753,7 +7961,10 @@ export interface operations {
                 page?: number;
                 page_size?: number;
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 job_id: string;
             };
@@ -7787,7 +7998,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `job_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `job_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7821,7 +8041,10 @@ export interface operations {
     jobs_retry_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 job_id: string;
             };
@@ -7868,7 +8091,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7877,7 +8100,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `job_not_found`, `not_found`. */
+            /** @description Codes: `job_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8013,7 +8236,10 @@ export interface operations {
                 /** @description Number of results to return per page. */
                 page_size?: number;
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -8045,7 +8271,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8079,7 +8314,10 @@ export interface operations {
     projects_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -8115,8 +8353,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `quota_exceeded`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8167,7 +8414,10 @@ export interface operations {
     projects_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -8192,7 +8442,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8226,7 +8485,10 @@ export interface operations {
     projects_update: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -8264,7 +8526,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8316,7 +8587,10 @@ export interface operations {
     projects_destroy: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -8340,7 +8614,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8374,7 +8657,10 @@ export interface operations {
     projects_partial_update: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -8412,7 +8698,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8475,7 +8770,10 @@ export interface operations {
                 /** @description Label each change of speaker (`Name: `). */
                 speakers?: boolean;
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -8512,7 +8810,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`, `captions_not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`, `captions_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8555,7 +8862,10 @@ export interface operations {
     projects_edl_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -8580,7 +8890,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8615,6 +8934,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description The version you last read, as its ETag ("3") or bare (3). */
                 "If-Match"?: string;
             };
@@ -8655,7 +8976,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8735,6 +9065,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description The version you last read, as its ETag ("3") or bare (3). */
                 "If-Match"?: string;
             };
@@ -8771,7 +9103,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8815,6 +9156,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description The version you last read, as its ETag ("3") or bare (3). */
                 "If-Match"?: string;
             };
@@ -8855,7 +9198,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`, `media_not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`, `media_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -8926,6 +9278,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description The version you last read, as its ETag ("3") or bare (3). */
                 "If-Match"?: string;
             };
@@ -8966,7 +9320,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9037,6 +9400,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
                 /** @description The version you last read, as its ETag ("3") or bare (3). */
                 "If-Match"?: string;
             };
@@ -9073,7 +9438,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9135,7 +9509,10 @@ export interface operations {
                  */
                 type?: "video" | "audio" | "image" | "captions";
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -9169,7 +9546,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9203,7 +9589,10 @@ export interface operations {
     projects_media_upload_url_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -9241,7 +9630,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `quota_exceeded`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9250,7 +9639,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9311,7 +9700,10 @@ export interface operations {
     projects_media_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 media_id: string;
                 project_id: string;
@@ -9337,7 +9729,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9371,7 +9772,10 @@ export interface operations {
     projects_media_destroy: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 media_id: string;
                 project_id: string;
@@ -9396,7 +9800,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9448,7 +9861,10 @@ export interface operations {
                 /** @description Label each change of speaker (`Name: `). */
                 speakers?: boolean;
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 media_id: string;
                 project_id: string;
@@ -9486,7 +9902,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `captions_not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `workspace_not_found`, `captions_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9520,7 +9945,10 @@ export interface operations {
     projects_media_confirm_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 media_id: string;
                 project_id: string;
@@ -9567,7 +9995,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `quota_exceeded`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9576,7 +10004,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9646,7 +10074,10 @@ export interface operations {
     projects_media_parts_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 media_id: string;
                 project_id: string;
@@ -9672,7 +10103,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9724,7 +10164,10 @@ export interface operations {
     projects_media_parts_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 media_id: string;
                 project_id: string;
@@ -9763,7 +10206,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9833,7 +10285,10 @@ export interface operations {
     projects_media_publish_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 media_id: string;
                 project_id: string;
@@ -9867,7 +10322,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -9919,7 +10383,10 @@ export interface operations {
     projects_media_publish_destroy: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 media_id: string;
                 project_id: string;
@@ -9944,7 +10411,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_found`, `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10009,7 +10485,10 @@ export interface operations {
                  */
                 timecode?: "drop_frame" | "non_drop_frame";
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -10044,7 +10523,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10087,7 +10575,10 @@ export interface operations {
     projects_timeline_import_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 project_id: string;
             };
@@ -10125,7 +10616,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `project_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `project_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10325,7 +10825,10 @@ export interface operations {
                 page?: number;
                 page_size?: number;
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -10357,7 +10860,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10391,7 +10903,10 @@ export interface operations {
     voices_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -10427,7 +10942,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `quota_exceeded`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10436,7 +10951,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_found`. */
+            /** @description Codes: `workspace_not_found`, `media_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10497,7 +11012,10 @@ export interface operations {
     voices_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 voice_id: string;
             };
@@ -10522,7 +11040,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `voice_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `voice_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10556,7 +11083,10 @@ export interface operations {
     voices_destroy: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 voice_id: string;
             };
@@ -10580,7 +11110,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `voice_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `voice_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10617,7 +11156,10 @@ export interface operations {
                 page?: number;
                 page_size?: number;
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -10649,7 +11191,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10683,7 +11234,10 @@ export interface operations {
     webhooks_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -10712,6 +11266,24 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10771,7 +11343,10 @@ export interface operations {
     webhooks_default_secret: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -10787,6 +11362,24 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10822,7 +11415,10 @@ export interface operations {
                 page?: number;
                 page_size?: number;
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -10854,7 +11450,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10888,7 +11493,10 @@ export interface operations {
     webhooks_retrieve: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 webhook_id: string;
             };
@@ -10913,7 +11521,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `webhook_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `webhook_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -10947,7 +11564,10 @@ export interface operations {
     webhooks_destroy: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 webhook_id: string;
             };
@@ -10971,7 +11591,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `webhook_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `webhook_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -11008,7 +11637,10 @@ export interface operations {
                 page?: number;
                 page_size?: number;
             };
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 webhook_id: string;
             };
@@ -11042,7 +11674,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `webhook_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `webhook_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -11076,7 +11717,10 @@ export interface operations {
     webhooks_test: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
             path: {
                 webhook_id: string;
             };
@@ -11114,7 +11758,16 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `webhook_not_found`, `not_found`. */
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `webhook_not_found`, `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
