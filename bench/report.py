@@ -197,6 +197,14 @@ def timeline_limits_section(load: Callable[[str], dict[str, Any] | None], measur
     return "\n".join(lines)
 
 
+def team_text(d: dict[str, Any]) -> str:
+    """The same read in a team workspace (its seat checked), where the run measured it."""
+    if "ratio_rps_team" not in d:
+        return ""
+    return (f"; in a team workspace (Auteur-Workspace, the seat checked): {d['team']['rps']} req/s, "
+            f"{d['ratio_rps_team']} of bare, >= 0.85: {verdict(d['ratio_rps_team'] >= 0.85)}")
+
+
 def fair_share_row(d: dict[str, Any]) -> str:
     """A light user's wait behind a heavy user's backlog (bench/fair_share.py): fair share against arrival order."""
     def side(mode: str) -> str:
@@ -254,7 +262,7 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{d['worker_class']} workers | {d['drf']['rps']} req/s, p50 {d['drf']['p50_ms']} ms, p99 "
                     f"{d['drf']['p99_ms']} ms saturated{open_text} | bare Django view: {d['bare']['rps']} req/s, p99 "
                     f"{d['bare']['p99_ms']} ms | {d['ratio_rps']} | >= 0.9: {verdict(d['ratio_rps'] >= 0.9)}; "
-                    f"p99 < 50 ms open loop at half of bare: {open_verdict} |"))
+                    f"p99 < 50 ms open loop at half of bare: {open_verdict}{team_text(d)} |"))
     if (d := load("balance_read")) is not None:
         pg, rd, rq = d["postgres"], d["redis"], d["request"]
         rows.append(("balance_read", f"| credit balance read (GET /api/v1/credits), in-process | PostgreSQL (prepared "
