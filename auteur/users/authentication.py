@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -28,6 +29,7 @@ from rest_framework.request import Request
 
 from auteur.core import rls
 from auteur.core.logging import user_id_var
+from auteur.core.prepared import PreparedRead
 from auteur.core.throttling import count_unauthenticated
 from auteur.users.jwks import ASYMMETRIC_ALGORITHMS, jwks_keys
 from auteur.users.models import Membership, User
@@ -206,11 +208,18 @@ def _team_seat(*, member_id: uuid.UUID, named: str) -> Seat:
         workspace_id = uuid.UUID(named)
     except ValueError:
         raise WorkspaceNotFound("No such workspace.") from None
-    role = (Membership.objects.filter(workspace_id=workspace_id, user_id=member_id, user__is_active=True)
-            .values_list("role", flat=True).first())
-    if role is None:
+    row = _SEAT.first(workspace_id=workspace_id, member_id=member_id)
+    if row is None:
         raise WorkspaceNotFound("No such workspace.")
-    return Seat(workspace_id, member_id, role)
+    return Seat(workspace_id, member_id, row["role"])
+
+
+# Every request in a team workspace reads it (bench/api_reads.py): built once per process.
+_SEAT = PreparedRead(
+    lambda workspace_id, member_id: Membership.objects.filter(
+        workspace_id=workspace_id, user_id=member_id, user__is_active=True).values("role"),
+    workspace_id=uuid.UUID(int=2), member_id=uuid.UUID(int=3),
+)
 
 
 class TokenSubject:
@@ -249,7 +258,20 @@ class DeferredAccountJWTAuthentication(JWTAuthentication):
         return TokenSubject(claims)
 
     def team(self, seat: Seat, claims: dict[str, Any]) -> TokenSubject:  # type: ignore[override]
-        subject = TokenSubject(claims)
-        subject.id = subject.pk = seat.workspace_id
-        subject._account = super().team(seat, claims)
-        return subject
+        return WorkspaceSubject(claims, seat, lambda: JWTAuthentication.team(self, seat, claims))
+
+
+class WorkspaceSubject(TokenSubject):
+    """The caller of a deferred view in a team workspace: its id is the workspace's account's (the
+    member's seat was read, which proves the member's account active); account() reads the
+    workspace's account, as a view must unless what it reads proves that account active too."""
+
+    def __init__(self, claims: dict[str, Any], seat: Seat, read: Callable[[], User]) -> None:
+        super().__init__(claims)
+        self.id = self.pk = seat.workspace_id
+        self._read = read
+
+    def account(self) -> User:
+        if self._account is None:
+            self._account = self._read()
+        return self._account
