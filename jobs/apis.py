@@ -28,7 +28,7 @@ from auteur.core.api import (
     request_user,
 )
 from auteur.core.schema import raises
-from auteur.core.throttling import SlidingWindowThrottle
+from auteur.core.throttling import SlidingWindowThrottle, person_of
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import SubmissionOptions
@@ -392,10 +392,10 @@ class EmptyInputSerializer(StrictSerializer):
 
 
 class JobCancelThrottle(SlidingWindowThrottle):
-    """Cancels per user, counted apart from (and as well as) the general per-user limit."""
+    """Cancels per person, counted apart from (and as well as) the general per-user limit."""
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        return self._allow(f"rl:cancel:u:{request_user(request).pk}",
+        return self._allow(f"rl:cancel:u:{person_of(request)}",
                            limit=settings.AUTEUR_RATE_LIMIT_CANCELS_PER_MINUTE)
 
 

@@ -64,7 +64,9 @@ class LedgerEntrySerializer(serializers.Serializer):
         "`usage`: the charge when the job was accepted; `refund`: credits given back when it failed, was "
         "canceled or aborted; another type: a correction by staff"))
     amount = serializers.IntegerField(help_text="Signed: negative takes credits, positive gives them back")
-    balance_after = serializers.IntegerField(help_text="Your balance once this entry was written")
+    balance_after = serializers.IntegerField(allow_null=True, help_text=(
+        "The balance once this entry was written; null for a team workspace's member whose role does not see "
+        "its credits"))
     description = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
 

@@ -27,7 +27,7 @@ from auteur.core.api import (
     request_user,
 )
 from auteur.core.schema import raises
-from auteur.core.throttling import SlidingWindowThrottle
+from auteur.core.throttling import SlidingWindowThrottle, person_of
 from media.models import MediaFile, MediaStatus, MediaType
 from media.selectors import (
     media_get,
@@ -408,12 +408,12 @@ class ProjectMediaDetailApi(ApiView):
 
 
 class PublishThrottle(SlidingWindowThrottle):
-    """Publish requests per user, counted apart from (and as well as) the general per-user limit."""
+    """Publish requests per person, counted apart from (and as well as) the general per-user limit."""
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         if request.method != "POST":
             return True
-        return self._allow(f"rl:publish:u:{request_user(request).pk}",
+        return self._allow(f"rl:publish:u:{person_of(request)}",
                            limit=settings.AUTEUR_RATE_LIMIT_PUBLISHES_PER_MINUTE)
 
 

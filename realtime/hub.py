@@ -218,26 +218,38 @@ class Hub:
             # A context of its own: not the first subscriber's request (its log ids, say).
             self._task = asyncio.create_task(self._read(), name="event-stream-hub", context=contextvars.Context())
         key = stream_key(user_id)
-        if key not in self._positions:
-            last = await self.redis.xrevrange(key, count=1)
-            if key not in self._positions:  # another subscribe may have raced this await
-                self._positions[key] = last[0][0].decode() if last else "0-0"
         member = str(member_id) if member_id is not None and str(member_id) != str(user_id) else None
         ends = seat_ends_key(user_id)
-        new_ends = member is not None and ends not in self._seat_ends
-        if new_ends:
-            # Only what is appended from now on ends this connection: an older entry was a seat
-            # that ended before it was opened.
-            last = await self.redis.xrevrange(ends, count=1)
-            self._seat_ends.setdefault(ends, (key, last[0][0].decode() if last else "0-0"))
-        sub = Subscription(self, key, job_ids=job_ids, after=after, maxsize=settings.AUTEUR_STREAM_CLIENT_BUFFER,
-                           member_id=member)
+        gap = False
         if after is not None and id_order(after) != (0, 0):
             # The entry `after` names was in this stream; if the oldest one now is later (or none
             # is left), what followed it may be gone too.
             first = await self.redis.xrange(key, count=1)
-            sub.gap = not first or id_order(first[0][0].decode()) > id_order(after)
-        new_key = key not in self._subs or new_ends
+            gap = not first or id_order(first[0][0].decode()) > id_order(after)
+        # The positions to follow from, read first; then, with no await between the check and the
+        # add, the key (and the seat ends) are followed and the subscription added. A position
+        # dropped during a read (the key's last connection left) is read again.
+        while True:
+            position = ends_position = None
+            if key not in self._positions:
+                last = await self.redis.xrevrange(key, count=1)
+                position = last[0][0].decode() if last else "0-0"
+            if member is not None and ends not in self._seat_ends:
+                # Only what is appended from now on ends this connection: an older entry was a seat
+                # that ended before it was opened.
+                last = await self.redis.xrevrange(ends, count=1)
+                ends_position = last[0][0].decode() if last else "0-0"
+            if (key in self._positions or position is not None) and (
+                    member is None or ends in self._seat_ends or ends_position is not None):
+                break
+        new_key = key not in self._subs or (member is not None and ends not in self._seat_ends)
+        if position is not None:
+            self._positions.setdefault(key, position)
+        if ends_position is not None:
+            self._seat_ends.setdefault(ends, (key, ends_position))
+        sub = Subscription(self, key, job_ids=job_ids, after=after, maxsize=settings.AUTEUR_STREAM_CLIENT_BUFFER,
+                           member_id=member)
+        sub.gap = gap
         self._subs.setdefault(key, set()).add(sub)
         self._has_keys.set()
         if new_key:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NoReturn
 
+from django.utils.cache import patch_vary_headers
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -60,6 +61,13 @@ class ApiView(APIView):
         if method not in self.http_method_names or not hasattr(self, method):
             self.http_method_not_allowed(request)
         super().check_permissions(request)
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if getattr(self, "acts_in_workspace", True):
+            # The same URL answers for each workspace a request names: no cache may mix them.
+            patch_vary_headers(response, ("Auteur-Workspace",))
+        return response
 
     def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> NoReturn:
         if request.authenticators and not request.successful_authenticator:

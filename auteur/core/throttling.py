@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
@@ -78,10 +78,7 @@ class SlidingWindowThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            # Per person: the members of a team workspace, who act as its account, each have their own.
-            seat = seat_of(request._request)
-            person = seat.member_id if seat is not None else user.pk
-            return self._allow(f"rl:u:{person}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE)
+            return self._allow(f"rl:u:{person_of(request)}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE)
         return self.allow_client(request)
 
     def allow_client(self, request: Request, *, scope: str = "ip", limit: int | None = None) -> bool:
@@ -111,6 +108,22 @@ class SlidingWindowThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self.wait_seconds
+
+
+def person_of(request: Request) -> Any:
+    """Whom a signed-in request's limits count: its person, whatever workspace they act in (the
+    members of a team workspace, who act as its account, each have their own)."""
+    seat = seat_of(request._request)
+    return seat.member_id if seat is not None else request.user.pk
+
+
+def count_refused(request: Request, person_id: Any) -> None:
+    """Count a signed-in request about to be refused before DRF's throttles run (404 for the
+    workspace its header names, 403 for the caller's role there) against its person's limit, and
+    raise Throttled (429) instead once that is spent: refusals are not free to repeat."""
+    throttle = SlidingWindowThrottle()
+    if not throttle._allow(f"rl:u:{person_id}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE):
+        raise Throttled(wait=throttle.wait())
 
 
 def count_unauthenticated(request: Request) -> None:

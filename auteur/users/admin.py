@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
@@ -41,6 +42,9 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        if obj is not None and obj.is_team:
+            # A team workspace's account signs nobody in: staff may only suspend it (is_active).
+            return tuple(f for f in flatten_fieldsets(self.get_fieldsets(request, obj)) if f != "is_active")
         fields = tuple(super().get_readonly_fields(request, obj))
         user: Any = request.user
         return fields if user.is_superuser else (*fields, *POWER_FIELDS)

@@ -30,12 +30,12 @@ from rest_framework.request import Request
 from auteur.core import rls
 from auteur.core.logging import user_id_var
 from auteur.core.prepared import PreparedRead
-from auteur.core.throttling import count_unauthenticated
+from auteur.core.throttling import count_refused, count_unauthenticated
 from auteur.users.jwks import ASYMMETRIC_ALGORITHMS, jwks_keys
 from auteur.users.models import Membership, User
-from auteur.users.roles import Role
+from auteur.users.roles import Role, allowed
 from auteur.users.services import user_get_or_create_from_claims
-from auteur.users.workspace_context import Seat, named_workspace, seat_set
+from auteur.users.workspace_context import Seat, named_workspace, seat_set, show_balances
 
 logger = logging.getLogger(__name__)
 
@@ -152,9 +152,12 @@ class JWTAuthentication(BaseAuthentication):
         named = named_workspace(request._request, (request.parser_context or {}).get("view"))
         if named is None or named == str(caller.id):
             seat_set(request._request, Seat(caller.id, caller.id, Role.OWNER))
+            show_balances(True)
             return caller, claims
-        seat = _team_seat(member_id=caller.id, named=named)
+        seat = _team_seat(request, member_id=caller.id, named=named)
         seat_set(request._request, seat)
+        # A job's ledger entries show the workspace's balance: to the roles that see its credits.
+        show_balances(allowed(seat.role, "credits.view"))
         # From here on the request's queries are the workspace's: its account owns the team's rows.
         rls.act_as(seat.workspace_id)
         return self.team(seat, claims), claims
@@ -197,7 +200,7 @@ class JWTAuthentication(BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
-def _team_seat(*, member_id: uuid.UUID, named: str) -> Seat:
+def _team_seat(request: Request, *, member_id: uuid.UUID, named: str) -> Seat:
     """The caller's seat in the team workspace `named`, read as the caller (its own seats only);
     404 `workspace_not_found` unless they are a member of it and its account is active."""
     # Imported here: DRF imports this module while its own views module, which the error types
@@ -206,10 +209,11 @@ def _team_seat(*, member_id: uuid.UUID, named: str) -> Seat:
 
     try:
         workspace_id = uuid.UUID(named)
+        row = _SEAT.first(workspace_id=workspace_id, member_id=member_id)
     except ValueError:
-        raise WorkspaceNotFound("No such workspace.") from None
-    row = _SEAT.first(workspace_id=workspace_id, member_id=member_id)
+        row = None
     if row is None:
+        count_refused(request, member_id)
         raise WorkspaceNotFound("No such workspace.")
     return Seat(workspace_id, member_id, row["role"])
 

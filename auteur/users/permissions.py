@@ -8,6 +8,8 @@ from typing import Any
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
+from auteur.core.throttling import count_refused
+from auteur.users.roles import allowed
 from auteur.users.workspace_context import seat_of
 
 
@@ -34,6 +36,8 @@ class WorkspacePermission(IsAuthenticated):
         if seat is None or seat.personal:
             return True
         action = workspace_action(view, request.method or "")
+        if action is None or not allowed(seat.role, action):
+            count_refused(request, seat.member_id)
         if action is None:
             raise PermissionDenied("This is not done in a team workspace: send it without the Auteur-Workspace "
                                    "header.", details={"action": None, "role": seat.role})

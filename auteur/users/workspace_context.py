@@ -14,6 +14,7 @@ WorkspacePermission checks it before the view runs.
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,19 @@ def named_workspace(request: HttpRequest, view: Any) -> str | None:
 
 def seat_set(request: HttpRequest, seat: Seat) -> None:
     setattr(request, _SEAT, seat)
+
+
+# Whether the running request may see the balance of the account it acts as (a job's ledger
+# entries carry it): set for every authenticated request; anything else (workers) sees it.
+_balances_shown: contextvars.ContextVar[bool] = contextvars.ContextVar("auteur_balances_shown", default=True)
+
+
+def show_balances(shown: bool) -> None:
+    _balances_shown.set(shown)
+
+
+def balances_shown() -> bool:
+    return _balances_shown.get()
 
 
 def seat_of(request: HttpRequest) -> Seat | None:

@@ -31,6 +31,7 @@ from django.db.models.functions import Coalesce, JSONObject
 
 from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
+from auteur.users.workspace_context import balances_shown
 from credits.models import CreditAccount, CreditTransaction, Plan, TransactionType
 from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, JobNotFound
@@ -124,7 +125,8 @@ def _entry(entry: dict[str, Any]) -> dict[str, Any]:
     if isinstance(created_at, str):
         created_at = datetime.fromisoformat(created_at)
     return {"id": uuid.UUID(str(entry["id"])), "type": entry["type"], "amount": entry["amount"],
-            "balance_after": entry["balance_after"], "description": entry["description"], "created_at": created_at}
+            "balance_after": entry["balance_after"] if balances_shown() else None,
+            "description": entry["description"], "created_at": created_at}
 
 
 def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:

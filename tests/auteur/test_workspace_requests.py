@@ -106,8 +106,9 @@ def test_every_role_against_every_operation_of_the_api(
 
 
 def test_an_outsider_gets_404_for_every_operation_of_a_workspace(
-    team: Workspace, make_user: Callable[..., User], client_for: Callable[[User], APIClient]
+    team: Workspace, make_user: Callable[..., User], settings: Any
 ):
+    settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE = 10_000  # refusals count: this sends a few hundred
     stranger = make_user()
     for header in (str(team.pk), str(uuid.uuid4()), "not-a-workspace"):
         outsider = acting_in(stranger, header)
@@ -164,6 +165,12 @@ def test_a_job_in_a_team_workspace_is_paid_from_its_pool_and_seen_by_its_members
     assert credit_balance_get(user=editor) == 7
     shown = acting_in(viewer, team).get(f"/api/v1/jobs/{job.pk}")
     assert shown.status_code == 200 and shown.json()["id"] == str(job.pk)
+    # A viewer does not see the workspace's credits, and so not the balance its ledger entries carry.
+    assert [e["balance_after"] for e in shown.json()["charge"]["entries"]] == [None]
+    listed = acting_in(viewer, team).get("/api/v1/jobs").json()["jobs"]
+    assert [e["balance_after"] for e in listed[0]["charge"]["entries"]] == [None]
+    as_editor = acting_in(editor, team).get(f"/api/v1/jobs/{job.pk}").json()
+    assert [e["balance_after"] for e in as_editor["charge"]["entries"]] == [100 - job.credits_cost]
     assert client_for(viewer).get(f"/api/v1/jobs/{job.pk}").status_code == 404
     assert acting_in(viewer, team).post(
         "/api/v1/jobs/tts", {"project_id": project["id"], "text": "x"}, format="json").status_code == 403
@@ -199,3 +206,30 @@ def test_views_about_the_caller_ignore_the_header(
     me = client.get("/api/v1/users/me")
     assert me.status_code == 200 and me.json()["id"] == str(owner.pk)
     assert [w["id"] for w in client.get("/api/v1/workspaces").json()["workspaces"]] == [str(owner.pk), str(team.pk)]
+
+
+@pytest.mark.parametrize("role", [None, Role.VIEWER])
+def test_refused_requests_count_against_the_callers_rate_limit(
+    role: Role | None, team: Workspace, make_user: Callable[..., User], settings: Any
+):
+    """A header naming a workspace one is not in (404), or an operation one's role may not do
+    (403), is refused before DRF's throttles run; it still counts, and the limit still holds."""
+    settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE = 3
+    caller = make_user()
+    if role is not None:
+        Membership.objects.create(workspace=team, user=caller, role=role)
+    client = acting_in(caller, team)
+    answers = [client.post("/api/v1/projects", {"name": "x"}, format="json").status_code for _ in range(5)]
+    assert answers == [404 if role is None else 403] * 3 + [429] * 2
+
+
+def test_an_answer_that_depends_on_the_workspace_says_so_to_caches(user: User, auth_client: APIClient):
+    assert "Auteur-Workspace" in auth_client.get("/api/v1/projects")["Vary"]
+    assert "Auteur-Workspace" not in auth_client.get("/api/v1/users/me").get("Vary", "")
+
+
+def test_staff_may_only_suspend_a_team_workspaces_account(team: Workspace, superuser_client: Any):
+    page = superuser_client.get(f"/admin/users/user/{team.pk}/change/")
+    assert page.status_code == 200
+    editable = set(page.context["adminform"].form.fields)
+    assert editable == {"is_active"}

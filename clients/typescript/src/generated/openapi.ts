@@ -2794,8 +2794,8 @@ export interface components {
         LedgerEntry: {
             /** @description Signed: negative takes credits, positive gives them back */
             amount: number;
-            /** @description Your balance once this entry was written */
-            balance_after: number;
+            /** @description The balance once this entry was written; null for a team workspace's member whose role does not see its credits */
+            balance_after: number | null;
             /** Format: date-time */
             created_at: string;
             description: string;
