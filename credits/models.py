@@ -133,6 +133,11 @@ class CreditTransaction(models.Model):
         "users.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
         help_text="The staff member who made an adjustment.",
     )
+    # Who a job's usage or refund is for: the person who submitted the job (a team workspace's
+    # member, or a personal workspace's owner); none for an entry of no job's, or for a job the
+    # workspace started itself (a transcription on upload). No foreign key: entries are never
+    # changed, and outlive the member's account.
+    member_id = models.UUIDField(null=True, blank=True)
     # The database's clock when the row is formed, which is after the account's lock was
     # obtained: entries of one account get increasing timestamps whichever app server wrote
     # them, so (created_at, id) orders the balance_after chain. Not now() or the statement's

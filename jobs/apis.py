@@ -24,6 +24,7 @@ from auteur.core.api import (
     PageQuerySerializer,
     StrictSerializer,
     paginated_response,
+    request_member_id,
     request_subject,
     request_user,
 )
@@ -140,6 +141,7 @@ class JobSubmitApi(ApiView):
             scheduling=options.scheduling,
             quote=quote,
             use_cache=options.use_cache,
+            member_id=request_member_id(request),
         )
         response = _accepted(job, created=created)
         if created and prefer_wait(request.META.get("HTTP_PREFER")) is not None:
@@ -434,5 +436,5 @@ class JobRetryApi(ApiView):
     def post(self, request: Request, job_id: str) -> Response:
         user = request_user(request)
         EmptyInputSerializer(data=request.data or {}).is_valid(raise_exception=True)
-        new = job_retry(job=job_get(user=user, job_id=job_id))
+        new = job_retry(job=job_get(user=user, job_id=job_id), member_id=request_member_id(request))
         return _accepted(new, created=True)

@@ -60,6 +60,9 @@ class Job(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    # The person who submitted it: a team workspace's member, or a personal workspace's owner; none
+    # for a job the workspace started itself (a transcription on upload) or from before workspaces.
+    member_id = models.UUIDField(null=True, blank=True, editable=False)
     project = models.ForeignKey(
         "projects.Project", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
     )
@@ -359,6 +362,7 @@ class UsageEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField()  # when the job ended
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_events")
+    member_id = models.UUIDField(null=True, blank=True)  # the job's (Job.member_id)
     job_id = models.UUIDField()  # not a foreign key: the event outlives what becomes of the job
     project_id = models.UUIDField(null=True, blank=True)
     type = models.CharField(max_length=32)

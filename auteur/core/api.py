@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar, NoReturn
 
 from django.utils.cache import patch_vary_headers
@@ -14,12 +15,20 @@ from rest_framework.views import APIView
 from auteur.core.throttling import count_unauthenticated
 from auteur.users.authentication import TokenSubject
 from auteur.users.models import User
+from auteur.users.workspace_context import seat_of
 
 
 def request_user(request: Request) -> User:
     """The authenticated caller. Every API view requires authentication (the default permission)."""
     assert isinstance(request.user, User)
     return request.user
+
+
+def request_member_id(request: Request) -> uuid.UUID:
+    """The signed-in person who makes the request: a team workspace's member acting as its
+    account, or the owner of the personal workspace (auteur/users/workspace_context.py)."""
+    seat = seat_of(request._request)
+    return seat.member_id if seat is not None else uuid.UUID(str(request.user.pk))
 
 
 def request_subject(request: Request) -> TokenSubject:

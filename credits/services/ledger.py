@@ -91,16 +91,16 @@ WITH moved AS (
 )
 INSERT INTO credit_transactions
     (id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
-     created_by_id, created_at)
+     created_by_id, member_id, created_at)
 SELECT %(id)s, moved.id, %(user_id)s, %(amount)s, moved.balance, %(type)s, %(description)s, %(job_id)s,
-       %(idempotency_key)s, %(created_by_id)s, clock_timestamp()
+       %(idempotency_key)s, %(created_by_id)s, %(member_id)s, clock_timestamp()
 FROM moved
 RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
-    created_by_id, created_at
+    created_by_id, member_id, created_at
 """
 _POST = Planned(_POST_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
-                 "idempotency_key", "created_by_id", "created_at")
+                 "idempotency_key", "created_by_id", "member_id", "created_at")
 
 
 def _post_once(params: dict[str, uuid.UUID | int | str | None]) -> CreditTransaction | None:
@@ -119,6 +119,7 @@ def _post(
     job_id: uuid.UUID | None = None,
     idempotency_key: str | None = None,
     created_by: User | None = None,
+    member_id: uuid.UUID | None = None,
 ) -> CreditTransaction | None:
     """Move the balance and write its ledger entry; None, with nothing moved, if it would overdraw.
 
@@ -127,7 +128,7 @@ def _post(
     params: dict[str, uuid.UUID | int | str | None] = {
         "id": uuid.uuid4(), "user_id": user.pk, "amount": amount, "type": type, "description": description,
         "job_id": job_id, "idempotency_key": idempotency_key,
-        "created_by_id": created_by.pk if created_by is not None else None,
+        "created_by_id": created_by.pk if created_by is not None else None, "member_id": member_id,
     }
     entry = _post_once(params)
     if entry is None and amount > 0:
@@ -206,9 +207,11 @@ def credit_grant(
 
 
 def credit_deduct_for_job(
-    *, user: User, job_id: uuid.UUID, amount: int, description: str, new_job: bool = False
+    *, user: User, job_id: uuid.UUID, amount: int, description: str, new_job: bool = False,
+    member_id: uuid.UUID | None = None,
 ) -> CreditTransaction:
     """Charge a job. Raises InsufficientCredits (402) and moves nothing when the balance is short.
+    `member_id`: the person who submitted it (CreditTransaction.member_id); its refund names them too.
 
     A second call for the same job returns the first charge and moves nothing. `new_job`: the
     caller inserted the job in the transaction it holds open, so no charge of it can exist yet: the
@@ -219,14 +222,15 @@ def credit_deduct_for_job(
     if new_job:
         if not connection.in_atomic_block:
             raise AssertionError("a new job is charged in the transaction that inserts it")
-        entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description, job_id=job_id)
+        entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description, job_id=job_id,
+                      member_id=member_id)
         if entry is None:
             raise InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)
         return entry
     try:
         with transaction.atomic():
             entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description,
-                          job_id=job_id)
+                          job_id=job_id, member_id=member_id)
             if entry is not None:
                 return entry
             # Refused. If this job was already charged (a retry, possibly of a twin that
@@ -269,7 +273,7 @@ def credit_refund_job(*, job_id: uuid.UUID, reason: str, amount: int | None = No
     try:
         with transaction.atomic():
             return _must(_post(user=usage.user, amount=amount, type=TransactionType.REFUND,
-                               description=reason, job_id=job_id))
+                               description=reason, job_id=job_id, member_id=usage.member_id))
     except IntegrityError:
         # A concurrent refund of this job committed first (one refund per job); ours rolled back.
         existing = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.REFUND)

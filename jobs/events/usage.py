@@ -34,8 +34,9 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
 # query for every row, on the path that completes every job).
 USAGE_INSERT = """
 INSERT INTO usage_events (created_at, user_id, job_id, project_id, type, outcome, error_code, credits_charged,
-                          credits_refunded, credits_net, quantities, waited_ms, processing_ms, gpu_seconds, cached)
-SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s{source}
+                          credits_refunded, credits_net, quantities, waited_ms, processing_ms, gpu_seconds, cached,
+                          member_id)
+SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s{source}
 ON CONFLICT (job_id) DO NOTHING
 """  # `source`: where its one row comes from (a move's `FROM moved`), or "" for one row as given
 
@@ -51,7 +52,7 @@ def usage_row(*, job: Job, outcome: str, refunded: int, code: str = "", ended_at
     return [
         ended_at, job.user_id, job.pk, job.project_id, job.type, outcome, code[:40], job.credits_cost, refunded,
         job.credits_cost - refunded, quantities, _ms(job.created_at, job.started_at), processing, seconds,
-        bool(job.cache_source_id),
+        bool(job.cache_source_id), job.member_id,
     ]
 
 

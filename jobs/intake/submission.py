@@ -79,6 +79,7 @@ class Submission:
     scheduling: Scheduling = DEFAULT_SCHEDULING
     quote: QuoteRequest | None = None
     cached: CachedResult | None = None  # the earlier job's outputs, copied for this one
+    member_id: uuid.UUID | None = None  # who submits it (Job.member_id)
 
 
 def job_submit(
@@ -93,8 +94,12 @@ def job_submit(
     scheduling: Scheduling = DEFAULT_SCHEDULING,
     quote: QuoteRequest | None = None,
     use_cache: bool = True,
+    member_id: uuid.UUID | None = None,
 ) -> tuple[Job, bool]:
     """Charge and create a job, publishing its pipeline after commit. Returns (job, created).
+
+    `member_id`: the person who submits it, recorded on the job and its charge (None: the
+    workspace started it itself).
 
     The result cache (jobs.intake.result_cache): a request whose work the user already had done
     completes here, charged the cache price, with no pipeline; `use_cache=False` runs it anyway.
@@ -111,7 +116,7 @@ def job_submit(
     submission = Submission(
         user=user, spec=spec, request=request, cost=spec.price.cost(request.quantities),
         cache_key=cache_key(spec=spec, request=request), webhook=webhook, idempotency_key=idempotency_key,
-        body_hash=body_hash, retry_of=retry_of, scheduling=scheduling, quote=quote,
+        body_hash=body_hash, retry_of=retry_of, scheduling=scheduling, quote=quote, member_id=member_id,
     )
     if use_cache:
         submission = replace(submission, cached=_cached(submission))
@@ -219,6 +224,7 @@ def _submit(s: Submission) -> tuple[Job, bool]:
             **({"id": cached.job_id, "cache_source_id": cached.source_id} if cached else {}),
             cache_key=s.cache_key,
             user=user,
+            member_id=s.member_id,
             project=project,
             type=spec.type,
             credits_cost=cost,
@@ -243,7 +249,8 @@ def _submit(s: Submission) -> tuple[Job, bool]:
         description = f"{spec.type} job" if taken is None else f"{spec.type} job at quote {taken.pk}"
         if cached is not None:
             description += f", from the result cache of job {cached.source_id}"
-        credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=description, new_job=True)
+        credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=description, new_job=True,
+                              member_id=s.member_id)
         if s.webhook is not None:
             job_webhook_create(job_id=job.id, owner=user, url=s.webhook.url, event_types=s.webhook.events)
         hit: dict[str, Any] = {"cache": {"hit": True, "source_job_id": str(cached.source_id)}} if cached else {}
@@ -258,9 +265,9 @@ def _submit(s: Submission) -> tuple[Job, bool]:
     return job, True
 
 
-def job_retry(*, job: Job) -> Job:
+def job_retry(*, job: Job, member_id: uuid.UUID | None = None) -> Job:
     """A failed, retryable job (or one aborted before it started) submitted again with the same
-    input, priority and deadlines (charged as new)."""
+    input, priority and deadlines (charged as new), by `member_id` (who asks: Job.member_id)."""
     if job.status not in (JobStatus.FAILED, JobStatus.ABORTED) or not job.retryable:
         raise JobNotRetryable("Only a failed job whose error is retryable, or an aborted one, can be retried.",
                               details={"status": job.status, "retryable": job.retryable})
@@ -285,5 +292,5 @@ def job_retry(*, job: Job) -> Job:
         scheduling = Scheduling(priority=job.priority, start_within_seconds=job.start_within_seconds,
                                 run_within_seconds=job.run_within_seconds)
         new, _ = job_submit(user=job.user, spec=job_spec(job.type), request=request, webhook=webhook, retry_of=job,
-                            scheduling=scheduling)
+                            scheduling=scheduling, member_id=member_id)
     return new

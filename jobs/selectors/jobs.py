@@ -305,3 +305,16 @@ def job_ledger_problems() -> Iterator[tuple[uuid.UUID, str]]:
         if user_id in accounts:
             yield accounts[user_id], (f"job {job_id} says cost {cost}, refund {given_back} (refunded: {flagged}); "
                                       f"its entries charged {charged} and refunded {refunded}")
+    # Each usage and refund names the member who submitted its job, so a workspace's spend adds up
+    # by member to its account's (entries of jobs deleted since are not checked).
+    job_member = Job.objects.filter(pk=OuterRef("job_id")).values("member_id")[:1]
+    misattributed = (
+        CreditTransaction.objects.filter(type__in=(TransactionType.USAGE, TransactionType.REFUND),
+                                         job_id__in=Job.objects.values("pk"))
+        .annotate(job_member=Subquery(job_member))
+        .exclude(Q(member_id=F("job_member")) | Q(member_id__isnull=True, job_member__isnull=True))
+        .values_list("account_id", "pk", "type", "job_id", "member_id", "job_member")
+    )
+    for account_id, entry_id, type_, of_job, member, submitter in misattributed:
+        yield account_id, (f"{type_} entry {entry_id} names member {member}, but job {of_job} was submitted by "
+                           f"{submitter}")

@@ -16,9 +16,11 @@ from auteur.users.models import Membership, User, Workspace
 from auteur.users.permissions import workspace_action
 from auteur.users.roles import ACTIONS, Role, allowed
 from auteur.users.services import user_issue_token
-from credits.selectors import credit_balance_get
+from credits.models import CreditTransaction
+from credits.selectors import credit_balance_get, ledger_check
 from credits.services.ledger import credit_grant
-from jobs.models import Job
+from jobs.life.status import job_fail
+from jobs.models import Job, UsageEvent
 from projects.models import Project
 from tests.factories import team_workspace
 
@@ -233,3 +235,39 @@ def test_staff_may_only_suspend_a_team_workspaces_account(team: Workspace, super
     assert page.status_code == 200
     editable = set(page.context["adminform"].form.fields)
     assert editable == {"is_active"}
+
+
+def test_a_team_jobs_charge_refund_and_usage_name_the_member_who_submitted_it(
+    owner: User, team: Workspace, make_user: Callable[..., User]
+):
+    editor = make_user()
+    Membership.objects.create(workspace=team, user=editor, role=Role.EDITOR)
+    account = User.objects.get(pk=team.pk)
+    credit_grant(user=account, amount=100, type="bonus", description="team pool")
+    project = acting_in(editor, team).post("/api/v1/projects", {"name": "p"}, format="json").json()
+    job_id = acting_in(editor, team).post(
+        "/api/v1/jobs/tts", {"project_id": project["id"], "text": "Hello"}, format="json").json()["job_id"]
+    job = Job.objects.get(pk=job_id)
+    assert job.member_id == editor.pk
+
+    assert job_fail(job_id=job.pk, code="internal", detail="boom", retryable=False)
+
+    entries = CreditTransaction.objects.filter(job_id=job.pk).order_by("created_at")
+    assert [(e.type, e.member_id, e.user_id) for e in entries] == [
+        ("usage", editor.pk, team.pk), ("refund", editor.pk, team.pk)]
+    assert UsageEvent.objects.get(job_id=job.pk).member_id == editor.pk
+    # The pool's spend adds up by member; and an entry naming another member than its job's is a problem.
+    assert ledger_check() == []
+    Job.objects.filter(pk=job.pk).update(member_id=owner.pk)
+    assert sorted(p.message for p in ledger_check()) == sorted([
+        f"usage entry {entries[0].pk} names member {editor.pk}, but job {job.pk} was submitted by {owner.pk}",
+        f"refund entry {entries[1].pk} names member {editor.pk}, but job {job.pk} was submitted by {owner.pk}"])
+
+
+def test_a_personal_job_names_its_owner_as_the_member(user: User, auth_client: APIClient):
+    credit_grant(user=user, amount=10, type="bonus", description="mine")
+    project = auth_client.post("/api/v1/projects", {"name": "p"}, format="json").json()
+    job_id = auth_client.post("/api/v1/jobs/tts", {"project_id": project["id"], "text": "Hi"},
+                              format="json").json()["job_id"]
+    assert Job.objects.get(pk=job_id).member_id == user.pk
+    assert CreditTransaction.objects.get(job_id=job_id).member_id == user.pk
