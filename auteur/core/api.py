@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from auteur.core.throttling import count_unauthenticated
 from auteur.users.authentication import TokenSubject
 from auteur.users.models import User
-from auteur.users.workspace_context import seat_of
+from auteur.users.workspace_context import WORKSPACE_META_KEY, seat_of
 
 
 def request_user(request: Request) -> User:
@@ -73,8 +73,10 @@ class ApiView(APIView):
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
-        if getattr(self, "acts_in_workspace", True):
-            # The same URL answers for each workspace a request names: no cache may mix them.
+        if getattr(self, "acts_in_workspace", True) and WORKSPACE_META_KEY in request.META:
+            # The same URL answers for each workspace a request names: no cache may mix them. (Only
+            # where one is named: a single user's answers stay exactly what they were; none of the
+            # API's answers is cacheable, as each is to a request with credentials.)
             patch_vary_headers(response, ("Auteur-Workspace",))
         return response
 

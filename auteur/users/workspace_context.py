@@ -22,7 +22,7 @@ from typing import Any
 from django.http import HttpRequest
 
 WORKSPACE_HEADER = "Auteur-Workspace"
-_META_KEY = "HTTP_AUTEUR_WORKSPACE"
+WORKSPACE_META_KEY = "HTTP_AUTEUR_WORKSPACE"
 _SEAT = "auteur_workspace_seat"
 
 
@@ -44,7 +44,7 @@ def named_workspace(request: HttpRequest, view: Any) -> str | None:
     """The workspace the request's header names, if the view acts in one; None for the personal."""
     if not getattr(view, "acts_in_workspace", True):
         return None
-    value = request.META.get(_META_KEY, "").strip()
+    value = request.META.get(WORKSPACE_META_KEY, "").strip()
     return value or None
 
 

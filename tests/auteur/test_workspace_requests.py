@@ -225,9 +225,11 @@ def test_refused_requests_count_against_the_callers_rate_limit(
     assert answers == [404 if role is None else 403] * 3 + [429] * 2
 
 
-def test_an_answer_that_depends_on_the_workspace_says_so_to_caches(user: User, auth_client: APIClient):
-    assert "Auteur-Workspace" in auth_client.get("/api/v1/projects")["Vary"]
-    assert "Auteur-Workspace" not in auth_client.get("/api/v1/users/me").get("Vary", "")
+def test_an_answer_to_a_request_naming_a_workspace_says_so_to_caches(user: User, auth_client: APIClient):
+    assert "Auteur-Workspace" in acting_in(user, user.pk).get("/api/v1/projects")["Vary"]
+    assert "Auteur-Workspace" not in acting_in(user, user.pk).get("/api/v1/users/me").get("Vary", "")
+    # A single user's answers, which name none, are what they were.
+    assert "Auteur-Workspace" not in auth_client.get("/api/v1/projects").get("Vary", "")
 
 
 def test_staff_may_only_suspend_a_team_workspaces_account(team: Workspace, superuser_client: Any):
