@@ -22,7 +22,9 @@ Then it waits for every job to end and checks, from the database:
     completed, failed or canceled); every failed job refunded exactly once in full, every
     canceled one once by what it records (in full, or the unspent part of a job canceled after
     its inference started; none when that rounds to 0), no completed job refunded, one charge
-    per job; `ledger_check` clean and no balance ever below 0;
+    per job; `ledger_check` clean and no balance ever below 0; in the team workspaces, whose
+    members submit concurrently from one pool, every charge and refund names a member of the team,
+    and the members' sums add up to the pool's spend;
     one set of outputs per completed job (none for the others); one terminal event per job.
 
 It prints a table of figures and invariants, writes bench/results/chaos.json (or --out), and
@@ -86,6 +88,9 @@ OUTPUTS = {"tts": 1, "compression": 1, "audio-generation": 1, "image-generation"
            "video-generation": 1, "transcription": 0, "video-query": 0}
 PLANS = (None, "starter", "pro")
 TIGHT_BUDGET_EVERY = 10  # every 10th user can afford only a few jobs: some submissions get 402
+# One in ten of the users (at least one team) are the members of a team workspace, TEAM_SIZE to a
+# team: they submit to the same pool of credits at once, each with the team's Auteur-Workspace.
+TEAM_SIZE = 3
 CANCEL_RATE = 0.05
 
 
@@ -114,6 +119,11 @@ class User:
     project: str
     plan: str | None
     media: dict[str, str]  # kind -> media id
+    workspace: str | None = None  # the team workspace its member submits in
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Auteur-Workspace": self.workspace} if self.workspace else {}
 
 
 def request(port: int, method: str, path: str, token: str, body: dict[str, Any] | None = None,
@@ -195,7 +205,7 @@ def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str
             user = users[user_index]
             sent = time.monotonic()
             status, data = request_through_outages(port, outcomes, "POST", f"/api/v1/jobs/{job_type}", user.token,
-                                                    body, headers={"Idempotency-Key": f"chaos-{i}"})
+                                                    body, headers={"Idempotency-Key": f"chaos-{i}", **user.headers})
             with outcomes.lock:
                 outcomes.last_submit = time.monotonic()
                 outcomes.answers.append((sent, outcomes.last_submit, status,
@@ -210,7 +220,8 @@ def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str
             if status in (200, 202) and rng.random() < CANCEL_RATE:
                 time.sleep(rng.uniform(0, 0.5))
                 cancel_status, _ = request_through_outages(port, outcomes, "POST",
-                                                           f"/api/v1/jobs/{data['job_id']}/cancel", user.token)
+                                                           f"/api/v1/jobs/{data['job_id']}/cancel", user.token,
+                                                           headers=user.headers)
                 with outcomes.lock:
                     outcomes.cancels[cancel_status] += 1
 
@@ -407,6 +418,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     over_ladder = bad(lambda i, j: climbs[i] > len(job_spec(j.type).engine.gpu_ladder)
                       or (climbs[i] > 0) != bool(j.gpu_class))
     problems = ledger_check()
+    team_spend, misattributed, spenders = team_pools()
 
     wrong_outputs = [f"{i} ({jobs[i].type}, {jobs[i].status}: {outputs[i]} stored, "
                      f"{len(jobs[i].output_data.get('output_media_ids', []))} listed)" for i in wrong_outputs]
@@ -422,6 +434,9 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "charged exactly once": result(wrong_charge + ([] if amounts_ok else ["amounts"]), "1 usage row per job"),
         "ledger_check": result([str(p) for p in problems], "every balance equals the sum of its ledger"),
         "never negative": (lowest >= 0, f"lowest balance ever recorded: {lowest}"),
+        "member sums equal the pool's spend": result(
+            misattributed, f"{len(team_spend)} team pools: each charge and refund names a member of the team, "
+                           f"and by member they add up to the pool's spend"),
         "one output set per completed job": result(wrong_outputs, "outputs of completed jobs only, once"),
         "one terminal event per job": result(terminal_events, "exactly one completed/failed/canceled event"),
         "out of memory climbs its ladder": result(over_ladder, "each climb one class up, within the type's ladder"),
@@ -438,6 +453,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "failed": statuses["failed"],
         "canceled": statuses["canceled"],
         "refunded": sum(c["refund"] for c in ledger.values()),
+        "team_pools": {"pools": len(team_spend), "spend": team_spend, "members_charged": spenders},
         "retries": all_events["step_retry"] + all_events["inference_retry"],
         "on_a_larger_gpu": dict(Counter(f"{j.status} on {j.gpu_class}" for j in jobs.values() if j.gpu_class)),
         "redeliveries": all_events["step_redelivered"],
@@ -454,19 +470,53 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     return figures, invariants
 
 
+def team_pools() -> tuple[dict[str, int], list[str], dict[str, int]]:
+    """Each team workspace's spend (its usage and refunds), the entries or sums that are not its
+    members', and how many members its charges name."""
+    from django.db.models import Sum
+
+    from auteur.users.models import Membership, Workspace
+    from credits.models import CreditTransaction
+
+    teams = {str(pk) for pk in Workspace.objects.filter(personal=False).values_list("pk", flat=True)}
+    members: dict[str, set[str]] = {team: set() for team in teams}
+    for team, member in Membership.objects.filter(workspace_id__in=teams).values_list("workspace_id", "user_id"):
+        members[str(team)].add(str(member))
+    entries = CreditTransaction.objects.filter(user_id__in=teams, type__in=("usage", "refund"))
+    spend = {str(u): -t for u, t in entries.values("user_id").annotate(t=Sum("amount")).values_list("user_id", "t")}
+    by_member: dict[str, int] = {}
+    charged: dict[str, set[str]] = {team: set() for team in teams}
+    wrong = []
+    for account, member_id, total in (entries.values("user_id", "member_id").annotate(t=Sum("amount"))
+                                      .values_list("user_id", "member_id", "t")):
+        team, member = str(account), str(member_id) if member_id else ""
+        if member not in members[team]:
+            wrong.append(f"{team}: {-total} credits named {member or 'no member'}, not one of its members")
+            continue
+        by_member[team] = by_member.get(team, 0) - total
+        charged[team].add(member)
+    wrong += [f"{team}: members add up to {by_member.get(team, 0)}, the pool spent {total}"
+              for team, total in spend.items() if by_member.get(team, 0) != total]
+    return spend, wrong, {team: len(names) for team, names in charged.items()}
+
+
 # ----------------------------------------------------------------------------- setup and main
 
 
 def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
+    from auteur.users.models import Membership
     from auteur.users.models import User as UserModel
     from auteur.users.services import user_issue_token
+    from auteur.users.workspace_services import workspace_create
     from credits.services.ledger import credit_grant
     from credits.services.subscriptions import subscription_create
     from media.models import MediaFile
     from projects.models import Project
 
     users = []
-    for i in range(count):
+    teams = max(1, count // (10 * TEAM_SIZE))
+    alone = count - teams * TEAM_SIZE
+    for i in range(alone):
         owner = UserModel.objects.create_user(email=f"chaos{i}@bench.invalid")
         plan = PLANS[i % len(PLANS)]
         if plan:
@@ -482,6 +532,24 @@ def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
                                          storage_key=f"chaos/{project.pk}/{kind}")
             media[kind] = str(m.pk)
         users.append(User(user_issue_token(user=owner), str(project.pk), plan, media))
+    for t in range(teams):
+        people = [UserModel.objects.create_user(email=f"chaos-team{t}-{n}@bench.invalid") for n in range(TEAM_SIZE)]
+        seat = workspace_create(user=people[0], name=f"chaos team {t}")
+        for person in people[1:]:
+            Membership.objects.create(workspace=seat.workspace, user=person, role="editor")
+        account = UserModel.objects.get(pk=seat.workspace.pk)
+        subscription_create(user=account, plan="pro")
+        credit_grant(user=account, amount=200 * (jobs // count + 1) * TEAM_SIZE, type="bonus",
+                     description="chaos drill: the team's pool")
+        project = Project.objects.create(user=account, name=f"chaos team {t}")
+        media = {}
+        for kind, mime in (("audio", "audio/wav"), ("video", "video/mp4")):
+            m = MediaFile.objects.create(project=project, user=account, name=f"{kind}.bin", type=kind, mime_type=mime,
+                                         status="ready", file_size_bytes=1000, duration_ms=rng.randint(5, 300) * 1000,
+                                         storage_key=f"chaos/{project.pk}/{kind}")
+            media[kind] = str(m.pk)
+        users += [User(user_issue_token(user=person), str(project.pk), "pro", media, workspace=str(account.pk))
+                  for person in people]
     return users
 
 
