@@ -226,8 +226,8 @@ def test_refused_requests_count_against_the_callers_rate_limit(
 
 
 def test_an_answer_to_a_request_naming_a_workspace_says_so_to_caches(user: User, auth_client: APIClient):
-    assert "Auteur-Workspace" in acting_in(user, user.pk).get("/api/v1/projects")["Vary"]
-    assert "Auteur-Workspace" not in acting_in(user, user.pk).get("/api/v1/users/me").get("Vary", "")
+    assert "Auteur-Workspace" in acting_in(user, str(user.pk)).get("/api/v1/projects")["Vary"]
+    assert "Auteur-Workspace" not in acting_in(user, str(user.pk)).get("/api/v1/users/me").get("Vary", "")
     # A single user's answers, which name none, are what they were.
     assert "Auteur-Workspace" not in auth_client.get("/api/v1/projects").get("Vary", "")
 
