@@ -503,6 +503,22 @@ def team_pools() -> tuple[dict[str, int], list[str], dict[str, int]]:
 # ----------------------------------------------------------------------------- setup and main
 
 
+def _project_with_media(owner: Any, name: str, rng: random.Random) -> tuple[Any, dict[str, str]]:
+    """A project of `owner`'s with an audio and a video file: ready rows, as a probe leaves them (the
+    noop backend never reads the bytes)."""
+    from media.models import MediaFile
+    from projects.models import Project
+
+    project = Project.objects.create(user=owner, name=name)
+    media = {}
+    for kind, mime in (("audio", "audio/wav"), ("video", "video/mp4")):
+        m = MediaFile.objects.create(project=project, user=owner, name=f"{kind}.bin", type=kind, mime_type=mime,
+                                     status="ready", file_size_bytes=1000, duration_ms=rng.randint(5, 300) * 1000,
+                                     storage_key=f"chaos/{project.pk}/{kind}")
+        media[kind] = str(m.pk)
+    return project, media
+
+
 def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
     from auteur.users.models import Membership
     from auteur.users.models import User as UserModel
@@ -510,8 +526,6 @@ def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
     from auteur.users.workspace_services import workspace_create
     from credits.services.ledger import credit_grant
     from credits.services.subscriptions import subscription_create
-    from media.models import MediaFile
-    from projects.models import Project
 
     users = []
     teams = max(1, count // (10 * TEAM_SIZE))
@@ -523,14 +537,7 @@ def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
             subscription_create(user=owner, plan=plan)
         budget = 12 if i % TIGHT_BUDGET_EVERY == TIGHT_BUDGET_EVERY - 1 else 200 * (jobs // count + 1)
         credit_grant(user=owner, amount=budget, type="bonus", description="chaos drill")
-        project = Project.objects.create(user=owner, name=f"chaos {i}")
-        media = {}
-        for kind, mime in (("audio", "audio/wav"), ("video", "video/mp4")):
-            # Ready rows, as a probe leaves them; the noop backend never reads the bytes.
-            m = MediaFile.objects.create(project=project, user=owner, name=f"{kind}.bin", type=kind, mime_type=mime,
-                                         status="ready", file_size_bytes=1000, duration_ms=rng.randint(5, 300) * 1000,
-                                         storage_key=f"chaos/{project.pk}/{kind}")
-            media[kind] = str(m.pk)
+        project, media = _project_with_media(owner, f"chaos {i}", rng)
         users.append(User(user_issue_token(user=owner), str(project.pk), plan, media))
     for t in range(teams):
         people = [UserModel.objects.create_user(email=f"chaos-team{t}-{n}@bench.invalid") for n in range(TEAM_SIZE)]
@@ -541,13 +548,7 @@ def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
         subscription_create(user=account, plan="pro")
         credit_grant(user=account, amount=200 * (jobs // count + 1) * TEAM_SIZE, type="bonus",
                      description="chaos drill: the team's pool")
-        project = Project.objects.create(user=account, name=f"chaos team {t}")
-        media = {}
-        for kind, mime in (("audio", "audio/wav"), ("video", "video/mp4")):
-            m = MediaFile.objects.create(project=project, user=account, name=f"{kind}.bin", type=kind, mime_type=mime,
-                                         status="ready", file_size_bytes=1000, duration_ms=rng.randint(5, 300) * 1000,
-                                         storage_key=f"chaos/{project.pk}/{kind}")
-            media[kind] = str(m.pk)
+        project, media = _project_with_media(account, f"chaos team {t}", rng)
         users += [User(user_issue_token(user=person), str(project.pk), "pro", media, workspace=str(account.pk))
                   for person in people]
     return users

@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from auteur.users.admin import ReadOnlyAdmin
 from billing.models import EventOutcome, PackPurchase, PaidInvoice, StripeCustomer, StripeEvent
 from billing.services.events import stripe_event_reprocess
 
@@ -26,17 +27,6 @@ def dashboard_url(path: str) -> str:
 
 def dashboard_link(label: str, path: str) -> str:
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', dashboard_url(path), label)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(StripeCustomer)

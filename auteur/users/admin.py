@@ -88,16 +88,8 @@ class InvitationInline(admin.TabularInline):
         return False
 
 
-@admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):
-    """Workspaces and their members, to look at: members change through the workspace's own owners."""
-
-    list_display = ("name", "id", "personal", "created_by", "created_at")
-    list_filter = ("personal",)
-    search_fields = ("name", "id", "created_by__email")
-    fields = ("id", "name", "personal", "created_by", "created_at", "updated_at")
-    readonly_fields = fields
-    inlines = (MembershipInline, InvitationInline)
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows staff look at and never change here."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -107,6 +99,18 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(ReadOnlyAdmin):
+    """Workspaces and their members, to look at: members change through the workspace's own owners."""
+
+    list_display = ("name", "id", "personal", "created_by", "created_at")
+    list_filter = ("personal",)
+    search_fields = ("name", "id", "created_by__email")
+    fields = ("id", "name", "personal", "created_by", "created_at", "updated_at")
+    readonly_fields = fields
+    inlines = (MembershipInline, InvitationInline)
 
 
 def _may_touch(request: HttpRequest, obj: Any) -> bool:
