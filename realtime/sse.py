@@ -46,7 +46,7 @@ from auteur.users.errors import WorkspaceNotFound
 from auteur.users.models import Membership, User
 from auteur.users.roles import allowed
 from auteur.users.selectors import require_role
-from auteur.users.workspace_context import Seat, seat_of
+from auteur.users.workspace_context import WORKSPACE_META_KEY, Seat, seat_of
 from jobs.models import Job
 from jobs.selectors.jobs import job_get
 from realtime.hub import TERMINAL_EVENT_TYPES, SeatEnded, SlowClient, Subscription, get_hub, valid_event_id
@@ -69,11 +69,16 @@ class StreamCaller:
         self.person_id = seat.member_id if seat is not None else user.id
 
 
-def authenticate_token(token: str, *, client_ip: str, forwarded_for: str | None) -> StreamCaller:
-    """The caller a bare token names (the WebSocket's auth), raising DRF's AuthenticationFailed
-    (or Throttled: failures count against the client's address as the REST API's do)."""
+def authenticate_token(token: str, *, client_ip: str, forwarded_for: str | None,
+                       workspace: str | None = None) -> StreamCaller:
+    """The caller a bare token names (the WebSocket's auth), in `workspace` (a team workspace's id,
+    as the Auteur-Workspace header names one), raising DRF's AuthenticationFailed (or Throttled:
+    failures count against the client's address as the REST API's do), or the workspace's 404 or
+    the role's 403 (ApplicationError)."""
     request = HttpRequest()
     request.META["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    if workspace:
+        request.META[WORKSPACE_META_KEY] = workspace
     request.META["REMOTE_ADDR"] = client_ip
     if forwarded_for is not None:
         request.META["HTTP_X_FORWARDED_FOR"] = forwarded_for

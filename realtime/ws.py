@@ -10,6 +10,8 @@ Protocol (JSON text frames):
 - authenticate with the first message `{"type": "auth", "token": "<JWT>"}` within
   AUTEUR_WS_AUTH_TIMEOUT_SECONDS, or at the handshake with `Sec-WebSocket-Protocol: bearer, <JWT>`
   (the server answers with the `bearer` subprotocol); the server replies `{"type": "ready"}`.
+  A team workspace's events: `"workspace": "<its id>"` in the auth message, or the handshake's
+  `Auteur-Workspace` header (clients that can set one), as the REST API takes it.
 - `{"type": "subscribe", "job_id": "<id>"}`: from now on only those jobs' events (each subscribe
   adds one); without any, all of the user's jobs.
 - `{"type": "resume", "after": "<event id>"}`: replay what came after that id, then live; first
@@ -20,7 +22,9 @@ Protocol (JSON text frames):
   `{"type": "pong"}`.
 
 Close codes: 4401 bad or expired token (also when it expires while connected), 4404 unknown job
-or another user's, 4400 a malformed or unknown message, 4408 no auth in time, 4429 (reason
+or another user's, or a workspace the caller is not a member of (also when their seat ends while
+connected: removed, or given a role that does not see jobs), 4403 a role that does not see the
+workspace's jobs, 4400 a malformed or unknown message, 4408 no auth in time, 4429 (reason
 `too_many_streams`) the user already holds AUTEUR_MAX_STREAMS_PER_USER streams and sockets open
 (realtime/leases.py), 1013 the client fell AUTEUR_STREAM_CLIENT_BUFFER events behind
 (reconnect and resume). A handshake whose Origin
@@ -43,16 +47,18 @@ from redis.exceptions import RedisError
 from rest_framework.exceptions import APIException
 
 from auteur.core.asyncdb import released
+from auteur.core.errors import ApplicationError
 from jobs.errors import JobNotFound
 from jobs.selectors.jobs import job_get
-from realtime.hub import SlowClient, Subscription, get_hub, id_order, valid_event_id
+from realtime.hub import SeatEnded, SlowClient, Subscription, get_hub, id_order, valid_event_id
 from realtime.leases import StreamLease, TooManyStreams, stream_lease_acquire
-from realtime.sse import StreamCaller, authenticate_token
+from realtime.sse import StreamCaller, authenticate_token, still_seated
 
 logger = logging.getLogger(__name__)
 
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_BAD_TOKEN = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOO_MANY_STREAMS = 4429
@@ -116,22 +122,28 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         if self.caller is None:
             await self._close(CLOSE_AUTH_TIMEOUT)
 
-    async def _authenticate(self, token: Any) -> None:
-        if not isinstance(token, str) or not token:
-            await self._close(CLOSE_BAD_TOKEN)
+    async def _authenticate(self, token: Any, workspace: Any = None) -> None:
+        headers = dict(self.scope.get("headers") or [])
+        if workspace is None and b"auteur-workspace" in headers:
+            workspace = headers[b"auteur-workspace"].decode("latin-1")
+        if not isinstance(token, str) or not token or not isinstance(workspace, str | None):
+            await self._close(CLOSE_BAD_TOKEN if not isinstance(token, str) or not token else CLOSE_BAD_MESSAGE)
             return
         try:
-            headers = dict(self.scope.get("headers") or [])
             forwarded = headers.get(b"x-forwarded-for")
             client = self.scope.get("client") or ("", 0)
             self.caller = await released(authenticate_token)(
                 token, client_ip=client[0], forwarded_for=forwarded.decode("latin-1") if forwarded else None,
+                workspace=workspace,
             )
         except APIException:
             await self._close(CLOSE_BAD_TOKEN)
             return
+        except ApplicationError as exc:
+            await self._close(CLOSE_FORBIDDEN if exc.status_code == 403 else CLOSE_NOT_FOUND, exc.code)
+            return
         try:
-            self.lease = await stream_lease_acquire(get_hub().redis, self.caller.user.id)
+            self.lease = await stream_lease_acquire(get_hub().redis, self.caller.person_id)
         except TooManyStreams:
             await self._close(CLOSE_TOO_MANY_STREAMS, "too_many_streams")
             return
@@ -140,6 +152,10 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             return
         self._tasks.append(asyncio.create_task(self._renew_lease(self.lease)))
         if not await self._resubscribe(None):
+            return
+        if not await released(still_seated)(self.caller):
+            # Removed (or demoted) between the token's check and the subscription.
+            await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
             return
         await self.send_json({"type": "ready"})
         self._tasks.append(asyncio.create_task(self._expiry()))
@@ -162,7 +178,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         if self.sub is not None:
             self.sub.close()
         try:
-            self.sub = await get_hub().subscribe(self.caller.user.id, job_ids=self.job_ids, after=after)
+            self.sub = await get_hub().subscribe(self.caller.user.id, job_ids=self.job_ids, after=after,
+                                                 member_id=self.caller.seat.member_id if self.caller.seat else None)
         except RedisError:
             await self._close(CLOSE_UNAVAILABLE)
             return False
@@ -184,6 +201,9 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             except SlowClient:
                 logger.info("slow WebSocket client disconnected")
                 await self._close(CLOSE_TRY_AGAIN)
+                return
+            except SeatEnded:
+                await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
                 return
             except RedisError:
                 await self._close(CLOSE_UNAVAILABLE)
@@ -218,7 +238,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             if self.caller is not None:
                 await self._close(CLOSE_BAD_MESSAGE)
             else:
-                await self._authenticate(content.get("token"))
+                await self._authenticate(content.get("token"), content.get("workspace"))
             return
         if self.caller is None:
             await self._close(CLOSE_BAD_TOKEN if kind in ("subscribe", "resume", "ping") else CLOSE_BAD_MESSAGE)

@@ -719,3 +719,33 @@ def test_a_team_workspaces_stream_is_for_the_roles_that_see_its_jobs(asgi, make_
     member_set_role(membership=Membership.objects.get(workspace=team, user=owner), user_id=payer.pk, role="billing")
     ended = reading.next()
     assert ended is not None and json.loads(ended["data"])["error"]["code"] == "workspace_not_found"
+
+
+def test_a_members_websocket_of_a_team_workspace_closes_within_a_second_of_their_removal(asgi, make_user):
+    owner, editor, payer, outsider = make_user(), make_user(), make_user(), make_user()
+    team = team_workspace(owner)
+    Membership.objects.create(workspace=team, user=editor, role="editor")
+    Membership.objects.create(workspace=team, user=payer, role="billing")
+
+    ws = ws_connect(asgi)
+    ws.send(json.dumps({"type": "auth", "token": user_issue_token(user=editor), "workspace": str(team.pk)}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+    job = make_job(User.objects.get(pk=team.pk))
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=1)
+    assert json.loads(ws.recv(timeout=30))["job_id"] == str(job.pk)
+
+    removed_at = time.monotonic()
+    member_remove(membership=Membership.objects.get(workspace=team, user=owner), user_id=editor.pk)
+    assert ws_close_code(ws) == 4404
+    assert time.monotonic() - removed_at < 1.0
+
+    # A role that does not see jobs, an outsider and a removed member are refused at once; the
+    # handshake's header names a workspace as the auth message does.
+    for user, code in ((payer, 4403), (outsider, 4404), (editor, 4404)):
+        refused = ws_connect(asgi)
+        refused.send(json.dumps({"type": "auth", "token": user_issue_token(user=user), "workspace": str(team.pk)}))
+        assert ws_close_code(refused) == code, user
+    by_header = ws_connect(asgi, subprotocols=["bearer", user_issue_token(user=payer)],
+                           additional_headers={"Auteur-Workspace": str(team.pk)})
+    assert ws_close_code(by_header) == 4403

@@ -52,8 +52,8 @@ export interface AuteurClientOptions {
   token: TokenSource;
   /**
    * The team workspace every request acts in (its id, sent as the `Auteur-Workspace` header):
-   * its projects, media, jobs and credits. Default: the caller's personal workspace. The WebSocket
-   * (`socket()`) reads the personal workspace's events only; `events()` and `jobEvents()` follow this.
+   * its projects, media, jobs and credits, and the event streams (`events()`, `jobEvents()`,
+   * `socket()`). Default: the caller's personal workspace.
    */
   workspace?: string;
   fetch?: FetchLike;

@@ -30,6 +30,7 @@ function defaultWebSocket(url: string): WebSocketLike {
 export const CloseCode = {
   BadMessage: 4400,
   BadToken: 4401,
+  Forbidden: 4403,
   NotFound: 4404,
   AuthTimeout: 4408,
   TooManyStreams: 4429,
@@ -53,6 +54,8 @@ export interface JobSocketOptions extends ReconnectOptions {
   /** `ws(s)://host/ws/v1/events`. */
   url: string;
   token: TokenSource;
+  /** The team workspace whose events to read (its id, sent in the auth message); default: the personal one. */
+  workspace?: string;
   /** Only these jobs' events (more with `subscribe`); none: every job of the caller. */
   jobIds?: readonly string[];
   /** Resume after this event id. */
@@ -66,7 +69,7 @@ export interface JobSocketOptions extends ReconnectOptions {
 }
 
 // Closes after which the same request would be refused again.
-const FATAL = new Set<number>([CloseCode.BadMessage, CloseCode.NotFound, CloseCode.AuthTimeout]);
+const FATAL = new Set<number>([CloseCode.BadMessage, CloseCode.Forbidden, CloseCode.NotFound, CloseCode.AuthTimeout]);
 
 type Signal =
   | { kind: "item"; item: StreamItem }
@@ -142,7 +145,8 @@ export class JobEventsSocket implements AsyncIterable<StreamItem> {
         idle = setTimeout(() => socket.close(4000, "idle"), idleTimeout);
       };
       touch();
-      socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "auth", token })));
+      const auth = this.options.workspace === undefined ? { type: "auth", token } : { type: "auth", token, workspace: this.options.workspace };
+      socket.addEventListener("open", () => socket.send(JSON.stringify(auth)));
       socket.addEventListener("message", ({ data }) => {
         touch();
         try {

@@ -119,6 +119,23 @@ describe("JobEventsSocket", () => {
     assert.equal(opened, 1);
   });
 
+  test("a workspace is named in the auth message; a role refused there (4403) ends it without reconnecting", async () => {
+    const sockets: FakeSocket[] = [];
+    const factory = (): FakeSocket => {
+      const socket = new FakeSocket((s, message) => {
+        if (message["type"] === "auth") s.close(4403, "permission_denied");
+      });
+      sockets.push(socket);
+      return socket;
+    };
+    const socket = new JobEventsSocket({ url: "ws://x", token: "t", workspace: "ws-9", webSocket: factory, ...fast });
+    await assert.rejects(async () => {
+      for await (const item of socket) assert.fail(JSON.stringify(item));
+    }, (error: unknown) => error instanceof SocketClosedError && error.code === 4403);
+    assert.equal(sockets.length, 1);
+    assert.deepEqual(sockets[0]?.sent, [{ type: "auth", token: "t", workspace: "ws-9" }]);
+  });
+
   test("a token refused (4401) is asked for again once; refused again, it ends", async () => {
     const tokens: string[] = [];
     const factory = (): FakeSocket => new FakeSocket((s) => s.close(4401, "invalid_token"));
