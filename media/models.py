@@ -27,6 +27,9 @@ class MediaFile(models.Model):
     # By string: media imports no other app.
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="media_files")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="media_files")
+    # The person who made it: a team workspace's member, or a personal workspace's owner (none for
+    # one the workspace made itself, or from before workspaces). Not shown by the API.
+    member_id = models.UUIDField(null=True, blank=True, editable=False)
     name = models.CharField(max_length=255)
     type = models.CharField(max_length=10, choices=MediaType.choices)
     mime_type = models.CharField(max_length=100)
@@ -148,6 +151,9 @@ class VoiceClone(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voice_clones")
+    # The person who made it: a team workspace's member, or a personal workspace's owner (none for
+    # one the workspace made itself, or from before workspaces). Not shown by the API.
+    member_id = models.UUIDField(null=True, blank=True, editable=False)
     name = models.CharField(max_length=255)
     # The sample is copied to its own key: deleting the project or media keeps the voice working.
     sample_key = models.CharField(max_length=500)

@@ -15,6 +15,7 @@ from auteur.core.api import (
     PageQuerySerializer,
     StrictSerializer,
     paginated_response,
+    request_member_id,
     request_user,
 )
 from auteur.core.schema import raises
@@ -82,7 +83,8 @@ class VoiceListCreateApi(ApiView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         media = media_get_for_user(user=user, media_id=data.validated_data["media_id"])
-        voice = voice_create(user=user, media=media, name=data.validated_data["name"])
+        voice = voice_create(user=user, media=media, name=data.validated_data["name"],
+                             member_id=request_member_id(request))
         return Response({"voice": self.OutputSerializer(voice).data}, status=status.HTTP_201_CREATED)
 
 

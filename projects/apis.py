@@ -7,7 +7,14 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from auteur.core.api import ApiView, KeyedPagination, StrictSerializer, paginated_response, request_user
+from auteur.core.api import (
+    ApiView,
+    KeyedPagination,
+    StrictSerializer,
+    paginated_response,
+    request_member_id,
+    request_user,
+)
 from auteur.core.schema import raises
 from projects.edl.apis import EdlSerializer
 from projects.edl.selectors import edl_get
@@ -80,7 +87,8 @@ class ProjectListApi(ApiView):
     def post(self, request: Request) -> Response:
         serializer = ProjectInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        project = project_create(user=request_user(request), **serializer.validated_data)
+        project = project_create(user=request_user(request), member_id=request_member_id(request),
+                                 **serializer.validated_data)
         return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
 
 

@@ -24,6 +24,7 @@ from auteur.core.api import (
     PageQuerySerializer,
     StrictSerializer,
     paginated_response,
+    request_member_id,
     request_user,
 )
 from auteur.core.schema import raises
@@ -180,7 +181,8 @@ class ProjectMediaUploadUrlApi(ApiView):
         project = project_get(user=user, project_id=project_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        media, ticket = media_create_upload(user=user, project=project, **data.validated_data)
+        media, ticket = media_create_upload(user=user, project=project, member_id=request_member_id(request),
+                                            **data.validated_data)
         body: dict[str, Any]
         if isinstance(ticket, MultipartUpload):
             body = {

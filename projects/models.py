@@ -36,6 +36,9 @@ class Project(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    # The person who made it: a team workspace's member, or a personal workspace's owner (none for
+    # one the workspace made itself, or from before workspaces). Not shown by the API.
+    member_id = models.UUIDField(null=True, blank=True, editable=False)
     name = models.CharField(max_length=255)
     description = models.TextField(blank=True, default="", max_length=10_000)
     resolution = models.CharField(max_length=20, default="1920x1080", validators=[validate_resolution])

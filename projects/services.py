@@ -35,8 +35,10 @@ def project_create(
     thumbnail_url: str = "",
     auto_transcribe: bool = True,
     transcript_to_edl: bool = True,
+    member_id: uuid.UUID | None = None,
 ) -> Project:
-    """A new project and its empty timeline; QuotaExceeded past the user's ``projects`` quota."""
+    """A new project and its empty timeline; QuotaExceeded past the user's ``projects`` quota.
+    `member_id`: the person who makes it (Project.member_id)."""
     quota_lock(user_id=user.pk)
     # The Library is made for the user, on demand: it never counts against the quota.
     quota_check(name="projects", used=Project.objects.filter(user=user, is_library=False).count())
@@ -49,6 +51,7 @@ def project_create(
         thumbnail_url=thumbnail_url,
         auto_transcribe=auto_transcribe,
         transcript_to_edl=transcript_to_edl,
+        member_id=member_id,
     ))
 
 

@@ -15,6 +15,7 @@ from auteur.core.api import (
     PageQuerySerializer,
     StrictSerializer,
     paginated_response,
+    request_member_id,
     request_user,
 )
 from auteur.core.schema import raises
@@ -112,7 +113,8 @@ class WebhookListApi(ApiView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        webhook, secret = webhook_create(owner=request_user(request), **data.validated_data)
+        webhook, secret = webhook_create(owner=request_user(request), member_id=request_member_id(request),
+                                         **data.validated_data)
         body = {**WebhookOutputSerializer(webhook).data, "secret": secret}
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -63,6 +63,9 @@ class Webhook(Target):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhooks")
+    # The person who made it: a team workspace's member, or a personal workspace's owner (none for
+    # one the workspace made itself, or from before workspaces). Not shown by the API.
+    member_id = models.UUIDField(null=True, blank=True, editable=False)
     description = models.CharField(max_length=200, blank=True, default="")
     secret_sealed = models.TextField(editable=False)
 

@@ -87,7 +87,8 @@ def _publish(delivery_id: int, countdown: float = 0, *, resend: bool = True) -> 
 
 
 @transaction.atomic
-def webhook_create(*, owner: User, url: str, event_types: Iterable[str], description: str = "") -> tuple[Webhook, str]:
+def webhook_create(*, owner: User, url: str, event_types: Iterable[str], description: str = "",
+                   member_id: uuid.UUID | None = None) -> tuple[Webhook, str]:
     """A new account webhook and its secret, which is returned this once and never again."""
     target_check(url)
     # The owner's row is locked so that two concurrent creations cannot both pass the count.
@@ -97,7 +98,8 @@ def webhook_create(*, owner: User, url: str, event_types: Iterable[str], descrip
                                   details={"limit": MAX_WEBHOOKS_PER_ACCOUNT})
     secret = keys.secret_new()
     webhook = Webhook.objects.create(owner=owner, url=url, event_types=_event_types(event_types),
-                                     description=description, secret_sealed=keys.secret_seal(secret))
+                                     description=description, secret_sealed=keys.secret_seal(secret),
+                                     member_id=member_id)
     logger.info("webhook created", extra={"user_id": str(owner.pk), "webhook_id": str(webhook.pk)})
     return webhook, secret
 

@@ -45,9 +45,11 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
     try:
         with transaction.atomic():
             request = job_request_get(user=media.user, spec=spec, data=fields)
+            # On behalf of whoever uploaded the file (a team workspace's member): its charge names them.
             job, _ = job_submit(
                 user=media.user, spec=spec, request=request, idempotency_key=key,
                 body_hash=request_hash(spec.type, body), scheduling=options.scheduling, use_cache=options.use_cache,
+                member_id=media.member_id,
             )
     except (InsufficientCredits, FeatureUnavailable, MediaDurationUnknown) as exc:
         # The owner reads the media's metadata: it gets what a client may be told, not an operator's hint.

@@ -186,7 +186,8 @@ def validate_upload(*, filename: str, content_type: str, size_bytes: int | None)
 
 
 def media_create_upload(
-    *, user: User, project: ProjectLike, filename: str, content_type: str, size_bytes: int | None = None
+    *, user: User, project: ProjectLike, filename: str, content_type: str, size_bytes: int | None = None,
+    member_id: uuid.UUID | None = None,
 ) -> tuple[MediaFile, PresignedUpload | MultipartUpload]:
     """A new ``uploading`` MediaFile and the signed PUT that fills it, or, for a declared size of
     at least AUTEUR_MULTIPART_THRESHOLD_BYTES, its multipart upload (its parts are signed by
@@ -201,7 +202,8 @@ def media_create_upload(
     media_id = uuid.uuid4()
     storage = get_storage()
     if size_bytes is not None and size_bytes >= settings.AUTEUR_MULTIPART_THRESHOLD_BYTES:
-        return _create_multipart(user, project, filename, normalized, media_type, size_bytes, media_id, storage)
+        return _create_multipart(user, project, filename, normalized, media_type, size_bytes, media_id, storage,
+                                 member_id)
     key = upload_key(project_id=project.pk, media_id=media_id, filename=filename)
     with transaction.atomic():
         quota_lock(user_id=user.pk)
@@ -218,6 +220,7 @@ def media_create_upload(
             mime_type=normalized,
             file_size_bytes=size_bytes or 0,
             storage_key=key,
+            member_id=member_id,
         )
     logger.info("media %s: upload URL issued (%s, %s bytes)", media.pk, normalized, size_bytes or "undeclared")
     return media, ticket
@@ -225,7 +228,7 @@ def media_create_upload(
 
 def _create_multipart(
     user: User, project: ProjectLike, filename: str, content_type: str, media_type: str, size: int,
-    media_id: uuid.UUID, storage: ObjectStorage,
+    media_id: uuid.UUID, storage: ObjectStorage, member_id: uuid.UUID | None,
 ) -> tuple[MediaFile, MultipartUpload]:
     plan = MultipartUpload.of(size)
     # The parts go to the final key: completing makes the object there, after which no part URL
@@ -240,7 +243,7 @@ def _create_multipart(
             media = create_uploading(
                 id=media_id, project_id=project.pk, user=user, name=filename.strip(), type=media_type,
                 mime_type=content_type, file_size_bytes=size, storage_key=key,
-                upload_id=upload_id, part_size=plan.part_size,
+                upload_id=upload_id, part_size=plan.part_size, member_id=member_id,
             )
     except BaseException:
         storage.multipart_abort(key, upload_id)

@@ -73,7 +73,7 @@ def _check_voice_quota(user: User) -> None:
     quota_check(name="voices", used=VoiceClone.objects.filter(user=user).count())
 
 
-def voice_create(*, user: User, media: MediaFile, name: str) -> VoiceClone:
+def voice_create(*, user: User, media: MediaFile, name: str, member_id: uuid.UUID | None = None) -> VoiceClone:
     """Clone a voice from one of the user's ready audio files (at least 3 s long).
 
     The sample is stored under the voice's own key as a mono 24 kHz WAV of at most
@@ -110,6 +110,7 @@ def voice_create(*, user: User, media: MediaFile, name: str) -> VoiceClone:
             voice = VoiceClone.objects.create(
                 id=voice_id,
                 user=user,
+                member_id=member_id,
                 name=name.strip(),
                 sample_key=sample_key,
                 sample_duration_ms=sample_ms,

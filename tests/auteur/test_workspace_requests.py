@@ -4,6 +4,7 @@ every role is held to its actions on every endpoint, and an outsider gets 404 fo
 from __future__ import annotations
 
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -273,3 +274,48 @@ def test_a_personal_job_names_its_owner_as_the_member(user: User, auth_client: A
                               format="json").json()["job_id"]
     assert Job.objects.get(pk=job_id).member_id == user.pk
     assert CreditTransaction.objects.get(job_id=job_id).member_id == user.pk
+
+
+def test_what_a_member_makes_in_a_team_workspace_names_them(
+    owner: User, team: Workspace, make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+):
+    from media.models import MediaFile
+    from webhooks.models import Webhook
+
+    # A public address for the webhook's host, with no lookup made (the SSRF guard's resolver).
+    monkeypatch.setattr("webhooks.ssrf.lookup", lambda host, port: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))])
+    editor = make_user()
+    Membership.objects.create(workspace=team, user=editor, role=Role.EDITOR)
+    project = acting_in(editor, team).post("/api/v1/projects", {"name": "p"}, format="json").json()
+    upload = acting_in(editor, team).post(f"/api/v1/projects/{project['id']}/media/upload-url", {
+        "filename": "a.wav", "content_type": "audio/wav", "size_bytes": 1000}, format="json")
+    assert upload.status_code == 201, upload.content
+    hook = acting_in(owner, team).post("/api/v1/webhooks", {"url": "https://hooks.example.com/x"}, format="json")
+    assert hook.status_code == 201, hook.content
+
+    assert Project.objects.get(pk=project["id"]).member_id == editor.pk
+    assert MediaFile.objects.get(pk=upload.json()["media_id"]).member_id == editor.pk
+    assert Webhook.objects.get(pk=hook.json()["id"]).member_id == owner.pk
+    # None of it is shown: a single user's answers are what they were.
+    assert "member_id" not in project and "member_id" not in hook.json()
+
+
+def test_a_transcription_started_on_upload_names_the_member_who_uploaded(
+    owner: User, team: Workspace, make_user: Callable[..., User]
+):
+    from jobs.intake.transcribe import job_auto_transcribe
+    from tests.factories import MediaFileFactory, ProjectFactory
+
+    editor = make_user()
+    Membership.objects.create(workspace=team, user=editor, role=Role.EDITOR)
+    account = User.objects.get(pk=team.pk)
+    credit_grant(user=account, amount=100, type="bonus", description="team pool")
+    project = ProjectFactory.create(user=account, auto_transcribe=True)
+    media = MediaFileFactory.create(project=project, user=account, type="audio", mime_type="audio/wav",
+                                    status="ready", duration_ms=10_000, member_id=editor.pk)
+
+    job = job_auto_transcribe(media_id=media.pk)
+
+    assert job is not None and job.member_id == editor.pk
+    assert CreditTransaction.objects.get(job_id=job.pk).member_id == editor.pk
