@@ -60,3 +60,13 @@ class MediaUnmatched(ApplicationError):
     """An imported timeline names media that matches no file of the project (details: `unmatched`)."""
 
     code = "media_unmatched"
+
+
+class CommentNotFound(ApplicationError):
+    code = "comment_not_found"
+
+
+class NotTheAuthor(ApplicationError):
+    """A comment's text is changed, and the comment deleted, by its author only."""
+
+    code = "permission_denied"

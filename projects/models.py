@@ -75,3 +75,45 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+COMMENT_MAX_CHARS = 5000
+
+
+class Comment(models.Model):
+    """A member's comment on a project's timeline at a time range, as they saw it (the timeline's
+    version), or a reply to one (no range of its own). A thread is resolved as a whole, by any
+    member who may comment."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comments")
+    # The account that owns the project (its workspace's), for row-level security and scoping.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    member_id = models.UUIDField()  # who wrote it
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="replies")
+    start_ms = models.PositiveIntegerField(null=True, blank=True)
+    end_ms = models.PositiveIntegerField(null=True, blank=True)
+    edl_version = models.PositiveIntegerField(null=True, blank=True)
+    text = models.TextField(max_length=COMMENT_MAX_CHARS)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "project_comments"
+        ordering = ("created_at", "id")
+        indexes = [models.Index(fields=("project", "created_at"), name="comments_by_project")]
+        constraints = [
+            # A thread's first comment has its range and version; a reply has none.
+            models.CheckConstraint(
+                condition=(models.Q(parent__isnull=True, start_ms__isnull=False, end_ms__isnull=False,
+                                    edl_version__isnull=False, end_ms__gte=models.F("start_ms"))
+                           | models.Q(parent__isnull=False, start_ms__isnull=True, end_ms__isnull=True,
+                                      edl_version__isnull=True)),
+                name="comment_range_or_reply",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:40]

@@ -74,6 +74,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "quote_not_found": status.HTTP_404_NOT_FOUND,
     "workspace_not_found": status.HTTP_404_NOT_FOUND,  # or one the caller is not a member of
     "member_not_found": status.HTTP_404_NOT_FOUND,
+    "comment_not_found": status.HTTP_404_NOT_FOUND,
     "invitation_not_found": status.HTTP_404_NOT_FOUND,  # a token not signed here, or revoked
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,

@@ -42,6 +42,8 @@ QUOTAS: dict[str, Quota] = {
         # Per workspace: its members, and its invitations neither taken, revoked nor expired.
         Quota("members", "AUTEUR_QUOTA_MEMBERS", "members of the workspace"),
         Quota("invitations", "AUTEUR_QUOTA_INVITATIONS", "pending invitations of the workspace"),
+        # Per project, replies included (under the project's row lock).
+        Quota("comments", "AUTEUR_QUOTA_COMMENTS", "comments on the project"),
         # Per project, and pruned rather than refused (see above).
         Quota("edl_history", "AUTEUR_EDL_HISTORY", "undo steps per project"),
     )

@@ -19,6 +19,8 @@ AUTEUR_QUOTA_WORKSPACES = env.int("AUTEUR_QUOTA_WORKSPACES", default=20)
 # Members of one workspace, and its invitations pending at once.
 AUTEUR_QUOTA_MEMBERS = env.int("AUTEUR_QUOTA_MEMBERS", default=100)
 AUTEUR_QUOTA_INVITATIONS = env.int("AUTEUR_QUOTA_INVITATIONS", default=50)
+# Comments (replies included) on one project's timeline.
+AUTEUR_QUOTA_COMMENTS = env.int("AUTEUR_QUOTA_COMMENTS", default=5000)
 # How long an invitation to a workspace can be accepted.
 AUTEUR_INVITATION_TTL_SECONDS = env.int("AUTEUR_INVITATION_TTL_SECONDS", default=7 * 24 * 3600)
 # The probe runs in a child process with these limits (media/probing/sandbox.py); a file it cannot

@@ -1,0 +1,83 @@
+"""Comments on a project's timeline: threads at a time range, their replies, resolving them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from auteur.core.quotas import quota_check
+from projects.errors import CommentNotFound, NotTheAuthor
+from projects.models import Comment, Project
+
+
+def comment_list(*, project: Project, resolved: bool | None = None) -> QuerySet[Comment]:
+    """The project's comments, replies included, oldest first; `resolved` keeps the threads
+    resolved (True) or open (False) and their replies."""
+    comments = Comment.objects.filter(project=project)
+    if resolved is not None:
+        comments = comments.filter(Q(parent__isnull=True, resolved_at__isnull=not resolved)
+                                   | Q(parent__isnull=False, parent__resolved_at__isnull=not resolved))
+    return comments.order_by("created_at", "id")
+
+
+def comment_get(*, project: Project, comment_id: uuid.UUID | str) -> Comment:
+    try:
+        pk = uuid.UUID(str(comment_id))
+    except ValueError:
+        raise CommentNotFound("No such comment.") from None
+    comment = Comment.objects.filter(project=project, pk=pk).first()
+    if comment is None:
+        raise CommentNotFound("No such comment.")
+    return comment
+
+
+@transaction.atomic
+def comment_create(*, project: Project, member_id: uuid.UUID, text: str, start_ms: int | None = None,
+                   end_ms: int | None = None, edl_version: int | None = None,
+                   parent_id: uuid.UUID | None = None) -> Comment:
+    """A new thread at [start_ms, end_ms] of the timeline as of `edl_version`, or a reply to the
+    thread `parent_id` names (a reply to a reply joins its thread). QuotaExceeded past the
+    project's `comments` quota."""
+    list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk"))
+    quota_check(name="comments", used=Comment.objects.filter(project=project).count())
+    parent = None
+    if parent_id is not None:
+        parent = comment_get(project=project, comment_id=parent_id)
+        parent = parent.parent or parent
+    return Comment.objects.create(
+        project=project, user_id=project.user_id, member_id=member_id, parent=parent, text=text,
+        start_ms=None if parent else start_ms, end_ms=None if parent else end_ms,
+        edl_version=None if parent else edl_version,
+    )
+
+
+def comment_update(*, comment: Comment, member_id: uuid.UUID, text: str | None = None,
+                   resolved: bool | None = None) -> Comment:
+    """Change a comment's text (its author only), or resolve or reopen its thread (any member who
+    may comment; a reply resolves its thread)."""
+    fields = ["updated_at"]
+    if text is not None:
+        if comment.member_id != member_id:
+            raise NotTheAuthor("Only its author changes a comment's text.", details={"action": "comments.author"})
+        comment.text = text
+        fields.append("text")
+    if resolved is not None:
+        thread = comment.parent or comment
+        thread.resolved_at, thread.resolved_by = (timezone.now(), member_id) if resolved else (None, None)
+        thread.save(update_fields=["resolved_at", "resolved_by", "updated_at"])
+        if thread.pk == comment.pk:
+            comment = thread
+    if len(fields) > 1:
+        comment.save(update_fields=fields)
+    return comment
+
+
+def comment_delete(*, comment: Comment, member_id: uuid.UUID) -> None:
+    """Delete a comment (with its replies, for a thread): its author only."""
+    if comment.member_id != member_id:
+        raise NotTheAuthor("Only its author deletes a comment.", details={"action": "comments.author"})
+    comment.delete()
+
