@@ -497,6 +497,9 @@ def team_pools() -> tuple[dict[str, int], list[str], dict[str, int]]:
         charged[team].add(member)
     wrong += [f"{team}: members add up to {by_member.get(team, 0)}, the pool spent {total}"
               for team, total in spend.items() if by_member.get(team, 0) != total]
+    # Not vacuous: every team's pool was spent, by more than one of its members at once.
+    wrong += [f"{team}: its pool was spent by {len(charged[team])} members" for team in teams
+              if spend.get(team, 0) <= 0 or len(charged[team]) < 2]
     return spend, wrong, {team: len(names) for team, names in charged.items()}
 
 
@@ -529,7 +532,7 @@ def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
 
     users = []
     teams = max(1, count // (10 * TEAM_SIZE))
-    alone = count - teams * TEAM_SIZE
+    alone = max(0, count - teams * TEAM_SIZE)
     for i in range(alone):
         owner = UserModel.objects.create_user(email=f"chaos{i}@bench.invalid")
         plan = PLANS[i % len(PLANS)]

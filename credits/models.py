@@ -134,9 +134,8 @@ class CreditTransaction(models.Model):
         help_text="The staff member who made an adjustment.",
     )
     # Who a job's usage or refund is for: the person who submitted the job (a team workspace's
-    # member, or a personal workspace's owner); none for an entry of no job's, or for a job the
-    # workspace started itself (a transcription on upload). No foreign key: entries are never
-    # changed, and outlive the member's account.
+    # member, or a personal workspace's owner; Job.member_id); none for an entry of no job's. No
+    # foreign key: entries are never changed, and outlive the member's account.
     member_id = models.UUIDField(null=True, blank=True)
     # The database's clock when the row is formed, which is after the account's lock was
     # obtained: entries of one account get increasing timestamps whichever app server wrote

@@ -60,8 +60,8 @@ class Job(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
-    # The person who submitted it: a team workspace's member, or a personal workspace's owner; none
-    # for a job the workspace started itself (a transcription on upload) or from before workspaces.
+    # The person who submitted it: a team workspace's member, or a personal workspace's owner (for a
+    # transcription started on upload, whoever uploaded the file); none from before workspaces.
     member_id = models.UUIDField(null=True, blank=True, editable=False)
     project = models.ForeignKey(
         "projects.Project", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"

@@ -19,6 +19,8 @@ from auteur.core.api import (
     request_user,
 )
 from auteur.core.schema import raises
+from auteur.users.roles import allowed
+from auteur.users.workspace_context import seat_of
 from projects.comments import comment_create, comment_delete, comment_get, comment_list, comment_update
 from projects.models import COMMENT_MAX_CHARS, Comment
 from projects.selectors import project_get
@@ -97,7 +99,7 @@ class CommentListApi(ApiView):
 @raises("project_not_found", "comment_not_found")
 class CommentDetailApi(ApiView):
     """PATCH changes a comment's `text` (its author only) or resolves or reopens its thread
-    (`resolved`); DELETE removes it, with its replies for a thread (its author only)."""
+    (`resolved`); DELETE removes it, with its replies for a thread (its author, an owner or an admin)."""
 
     workspace_actions = {"PATCH": "comments.write", "DELETE": "comments.write"}
 
@@ -114,6 +116,8 @@ class CommentDetailApi(ApiView):
     @extend_schema(summary="Delete a comment", responses={204: None}, tags=["projects"])
     def delete(self, request: Request, project_id: str, comment_id: str) -> Response:
         project = project_get(user=request_user(request), project_id=project_id)
+        seat = seat_of(request._request)
         comment_delete(comment=comment_get(project=project, comment_id=comment_id),
-                       member_id=request_member_id(request))
+                       member_id=request_member_id(request),
+                       moderates=seat is None or seat.personal or allowed(seat.role, "comments.moderate"))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -75,9 +75,14 @@ def comment_update(*, comment: Comment, member_id: uuid.UUID, text: str | None =
     return comment
 
 
-def comment_delete(*, comment: Comment, member_id: uuid.UUID) -> None:
-    """Delete a comment (with its replies, for a thread): its author only."""
-    if comment.member_id != member_id:
-        raise NotTheAuthor("Only its author deletes a comment.", details={"action": "comments.author"})
-    comment.delete()
+@transaction.atomic
+def comment_delete(*, comment: Comment, member_id: uuid.UUID, moderates: bool = False) -> None:
+    """Delete a comment (with its replies, for a thread): its author, or a member whose role
+    moderates comments (`moderates`)."""
+    if comment.member_id != member_id and not moderates:
+        raise NotTheAuthor("Only its author, an owner or an admin deletes a comment.",
+                           details={"action": "comments.moderate"})
+    # The project's lock, as a new comment takes it: no reply lands on a thread being deleted.
+    list(Project.objects.select_for_update().filter(pk=comment.project_id).values_list("pk"))
+    Comment.objects.filter(pk=comment.pk).delete()
 

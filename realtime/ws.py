@@ -140,7 +140,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._close(CLOSE_BAD_TOKEN)
             return
         except ApplicationError as exc:
-            await self._close(CLOSE_FORBIDDEN if exc.status_code == 403 else CLOSE_NOT_FOUND, exc.code)
+            code = {403: CLOSE_FORBIDDEN, 404: CLOSE_NOT_FOUND}.get(exc.status_code, CLOSE_UNAVAILABLE)
+            await self._close(code, exc.code)
             return
         try:
             self.lease = await stream_lease_acquire(get_hub().redis, self.caller.person_id)
@@ -152,10 +153,6 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             return
         self._tasks.append(asyncio.create_task(self._renew_lease(self.lease)))
         if not await self._resubscribe(None):
-            return
-        if not await released(still_seated)(self.caller):
-            # Removed (or demoted) between the token's check and the subscription.
-            await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
             return
         await self.send_json({"type": "ready"})
         self._tasks.append(asyncio.create_task(self._expiry()))
@@ -171,21 +168,39 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         await self._close(CLOSE_BAD_TOKEN)
 
     async def _resubscribe(self, after: str | None) -> bool:
+        """A new subscription (after `after`) in place of the current one, and its pump. In a team
+        workspace the member's seat is checked once the new one follows the seat's end, and a seat
+        that ended under the old one is not forgotten: the socket closes 4404 either way."""
         assert self.caller is not None
-        for task in [t for t in self._tasks if t.get_name() == "pump"]:
-            task.cancel()
-            self._tasks.remove(task)
-        if self.sub is not None:
-            self.sub.close()
+        old = self.sub
         try:
-            self.sub = await get_hub().subscribe(self.caller.user.id, job_ids=self.job_ids, after=after,
-                                                 member_id=self.caller.seat.member_id if self.caller.seat else None)
+            new = await get_hub().subscribe(self.caller.user.id, job_ids=self.job_ids, after=after,
+                                            member_id=self.caller.seat.member_id if self.caller.seat else None)
         except RedisError:
             await self._close(CLOSE_UNAVAILABLE)
             return False
-        if self.sub.gap:
+        for task in [t for t in self._tasks if t.get_name() == "pump"]:
+            task.cancel()
+            self._tasks.remove(task)
+        self.sub = new
+        if old is not None:
+            old.close()
+            if old.seat_ended:
+                await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
+                return False
+        if self.caller.seat is not None:
+            try:
+                seated = await released(still_seated)(self.caller)
+            except Exception:
+                logger.exception("could not check a member's seat; closing their socket")
+                await self._close(CLOSE_UNAVAILABLE)
+                return False
+            if not seated:  # removed (or demoted) since the token's check or the last subscription
+                await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
+                return False
+        if new.gap:
             await self.send_json({"type": "gap", "after": after})
-        self._tasks.append(asyncio.create_task(self._pump(self.sub), name="pump"))
+        self._tasks.append(asyncio.create_task(self._pump(new), name="pump"))
         return True
 
     def _already_sent(self, event_id: str) -> bool:

@@ -51,6 +51,7 @@ ACTIONS: dict[str, Action] = {
         Action("projects.edit", "create, change and delete projects, their timelines and media", MAKES_WORK),
         Action("comments.view", "read the comments on projects' timelines", SEES_WORK),
         Action("comments.write", "comment on a timeline, reply, resolve and reopen threads", SEES_WORK),
+        Action("comments.moderate", "delete any member's comment", RUNS_IT),
         Action("voices.view", "see the cloned voices", SEES_WORK),
         Action("voices.edit", "clone and delete voices", MAKES_WORK),
         Action("jobs.view", "see jobs, their events and what they made", SEES_WORK),

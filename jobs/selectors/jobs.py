@@ -312,7 +312,10 @@ def job_ledger_problems() -> Iterator[tuple[uuid.UUID, str]]:
         CreditTransaction.objects.filter(type__in=(TransactionType.USAGE, TransactionType.REFUND),
                                          job_id__in=Job.objects.values("pk"))
         .annotate(job_member=Subquery(job_member))
-        .exclude(Q(member_id=F("job_member")) | Q(member_id__isnull=True, job_member__isnull=True))
+        # IS DISTINCT FROM: one side null and not the other, or both set and different.
+        .filter(Q(member_id__isnull=False, job_member__isnull=True)
+                | Q(member_id__isnull=True, job_member__isnull=False)
+                | (Q(member_id__isnull=False, job_member__isnull=False) & ~Q(member_id=F("job_member"))))
         .values_list("account_id", "pk", "type", "job_id", "member_id", "job_member")
     )
     for account_id, entry_id, type_, of_job, member, submitter in misattributed:

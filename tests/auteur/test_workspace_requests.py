@@ -261,6 +261,8 @@ def test_a_team_jobs_charge_refund_and_usage_name_the_member_who_submitted_it(
     assert UsageEvent.objects.get(job_id=job.pk).member_id == editor.pk
     # The pool's spend adds up by member; and an entry naming another member than its job's is a problem.
     assert ledger_check() == []
+    Job.objects.filter(pk=job.pk).update(member_id=None)
+    assert len(ledger_check()) == 2  # named on the entries, on the job no more
     Job.objects.filter(pk=job.pk).update(member_id=owner.pk)
     assert sorted(p.message for p in ledger_check()) == sorted([
         f"usage entry {entries[0].pk} names member {editor.pk}, but job {job.pk} was submitted by {owner.pk}",

@@ -94,20 +94,23 @@ def test_a_reply_to_a_comment_of_another_project_is_not_found(studio: Any):
     assert (answer.status_code, answer.json()["error"]["code"]) == (404, "comment_not_found")
 
 
-def test_only_its_author_changes_or_deletes_a_comment(studio: Any):
+def test_only_its_author_changes_a_comment_and_its_author_or_a_moderator_deletes_it(studio: Any):
     team, project, people = studio
-    thread = acting_in(people["viewer"], team).post(comments_url(project), {
-        "text": "Mine", "start_ms": 0, "end_ms": 1, "edl_version": 1}, format="json").json()
+    body = {"text": "Mine", "start_ms": 0, "end_ms": 1, "edl_version": 1}
+    thread = acting_in(people["viewer"], team).post(comments_url(project), body, format="json").json()
     acting_in(people["editor"], team).post(comments_url(project), {"text": "r", "parent_id": thread["id"]},
                                            format="json")
     url = f"{comments_url(project)}/{thread['id']}"
 
-    for method, body in (("patch", {"text": "Theirs"}), ("delete", None)):
-        refused = getattr(acting_in(people["owner"], team), method)(url, body, format="json")
+    for who, method, data in (("owner", "patch", {"text": "Theirs"}), ("editor", "delete", None)):
+        refused = getattr(acting_in(people[who], team), method)(url, data, format="json")
         assert (refused.status_code, refused.json()["error"]["code"]) == (403, "permission_denied")
     assert acting_in(people["viewer"], team).patch(url, {"text": "Edited"}, format="json").json()["text"] == "Edited"
     assert acting_in(people["viewer"], team).delete(url).status_code == 204
     assert not Comment.objects.exists()  # the thread went with its replies
+    # An owner (or an admin) moderates: any member's comment goes.
+    other = acting_in(people["editor"], team).post(comments_url(project), body, format="json").json()
+    assert acting_in(people["owner"], team).delete(f"{comments_url(project)}/{other['id']}").status_code == 204
 
 
 def test_a_project_keeps_at_most_its_quota_of_comments(studio: Any, settings: Any):
