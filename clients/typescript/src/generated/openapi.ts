@@ -886,7 +886,7 @@ export interface paths {
         /**
          * Delete a comment
          * @description PATCH changes a comment's `text` (its author only) or resolves or reopens its thread
-         *     (`resolved`); DELETE removes it, with its replies for a thread (its author only).
+         *     (`resolved`); DELETE removes it, with its replies for a thread (its author, an owner or an admin).
          */
         delete: operations["projects_comments_destroy"];
         options?: never;
@@ -894,7 +894,7 @@ export interface paths {
         /**
          * Change or resolve a comment
          * @description PATCH changes a comment's `text` (its author only) or resolves or reopens its thread
-         *     (`resolved`); DELETE removes it, with its replies for a thread (its author only).
+         *     (`resolved`); DELETE removes it, with its replies for a thread (its author, an owner or an admin).
          */
         patch: operations["projects_comments_partial_update"];
         trace?: never;
