@@ -62,12 +62,12 @@ WITH locked AS (
 )
 INSERT INTO credit_transactions
     (id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
-     created_by_id, created_at)
+     created_by_id, member_id, created_at)
 SELECT %(id)s, moved.id, %(user_id)s, -moved.take, moved.balance, %(type)s, %(description)s, NULL,
-       %(idempotency_key)s, NULL, clock_timestamp()
+       %(idempotency_key)s, NULL, NULL, clock_timestamp()
 FROM moved
 RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
-    created_by_id, created_at
+    created_by_id, member_id, created_at
 """
 
 
