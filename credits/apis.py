@@ -20,6 +20,8 @@ from auteur.core.api import (
     paginated_response,
     request_user,
 )
+from auteur.core.schema import raises
+from auteur.users.selectors import membership_get
 from auteur.users.services import (
     AVATAR_MAX_LENGTH,
     NAME_MAX_LENGTH,
@@ -28,7 +30,8 @@ from auteur.users.services import (
     user_profile_update,
 )
 from credits.models import Plan, SubscriptionStatus, TransactionType
-from credits.selectors import credit_balance_get, credit_transaction_list, subscription_get
+from credits.selectors import credit_balance_get, credit_transaction_list, member_budget_list, subscription_get
+from credits.services.budgets import member_budget_set
 
 
 class CreditBalanceApi(ApiView):
@@ -71,6 +74,61 @@ class CreditTransactionListApi(ApiView):
         filters.is_valid(raise_exception=True)
         transactions = credit_transaction_list(user=request_user(request), type=filters.validated_data.get("type"))
         return paginated_response(request, self, transactions, self.OutputSerializer)
+
+
+class MemberBudgetOutputSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField(read_only=True)
+    monthly_limit = serializers.IntegerField(
+        read_only=True, allow_null=True,
+        help_text="The most credits the member's jobs may be charged this month (null: no limit but the pool's).")
+    spent = serializers.IntegerField(
+        read_only=True, help_text="What the member's jobs were charged this month (UTC), less their refunds.")
+    remaining = serializers.SerializerMethodField(
+        help_text="What the member may still spend this month (null: no limit).")
+    month = serializers.DateField(read_only=True, help_text="The first day of the month counted.")
+    resets_at = serializers.DateTimeField(read_only=True, help_text="When the next month's counting starts.")
+
+    def get_remaining(self, budget: Any) -> int | None:
+        return None if budget.monthly_limit is None else max(budget.monthly_limit - budget.spent, 0)
+
+
+class MemberBudgetListApi(ApiView):
+    """Each member's monthly budget of the team workspace's credits and what they spent this month,
+    owners first (a role that does not see the workspace's credits sees only its own);
+    `?page=`, `?page_size=` (max 100). A personal workspace has none (409 `personal_workspace`)."""
+
+    acts_in_workspace = False  # the workspace is the path's
+
+    pagination_class = KeyedPagination.of("budgets")
+
+    @extend_schema(summary="List members' budgets", responses=MemberBudgetOutputSerializer(many=True))
+    @raises("workspace_not_found", "personal_workspace")
+    def get(self, request: Request, workspace_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        return paginated_response(request, self, member_budget_list(membership=membership),
+                                  MemberBudgetOutputSerializer)
+
+
+class MemberBudgetDetailApi(ApiView):
+    """PUT sets a member's monthly budget (owner, admin; only an owner sets an owner's): from then
+    on a job whose charge would take what they spent this month past it is refused with 402
+    `spend_cap_reached`, and nothing is charged. `null` lifts it; a limit below what they already
+    spent refuses their next charge. What was spent is never changed by this."""
+
+    acts_in_workspace = False  # the workspace is the path's
+
+    class InputSerializer(StrictSerializer):
+        monthly_limit = serializers.IntegerField(min_value=0, max_value=2**31 - 1, allow_null=True)
+
+    @extend_schema(summary="Set a member's budget", request=InputSerializer, responses=MemberBudgetOutputSerializer)
+    @raises("workspace_not_found", "member_not_found", "permission_denied", "personal_workspace")
+    def put(self, request: Request, workspace_id: str, user_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        budget = member_budget_set(membership=membership, user_id=user_id,
+                                   monthly_limit=serializer.validated_data["monthly_limit"])
+        return Response(MemberBudgetOutputSerializer(budget).data)
 
 
 class UserMeApi(ApiView):

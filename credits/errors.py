@@ -32,3 +32,11 @@ class PaymentRequired(ApplicationError):
     """The plan's renewal payment failed: its features wait for a successful payment."""
 
     code = "payment_required"
+
+
+class SpendCapReached(ApplicationError):
+    """The charge would take a spending past its monthly limit (a team member's budget): nothing
+    is charged. Details name the cap, its limit, what it has counted this month, the cost, and
+    when it starts again."""
+
+    code = "spend_cap_reached"

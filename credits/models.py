@@ -209,3 +209,42 @@ class CreditTransaction(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise LedgerIsAppendOnly("credit transactions are append-only; write a correcting entry instead")
+
+
+class CapScope(models.TextChoices):
+    # One member's spending of a team workspace's credits (subject: the member's account id).
+    MEMBER = "member", "Member"
+
+
+class SpendCap(models.Model):
+    """What one subject of an account (a team workspace's member) spent of its credits this month,
+    and the monthly limit on it, if any.
+
+    Written only by the ledger's statements (credits/services/ledger.py), in the statement that
+    charges or refunds, after the account's row lock: a charge that would take `spent` past
+    `monthly_limit` moves nothing, whatever runs beside it. `month` is the first day (UTC) of the
+    month `spent` counts; the first charge of a later month starts it again from zero, and a
+    refund takes back from `spent` only a charge of the month it counts.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The account (the workspace's); its index is the unique constraint's, which it leads.
+    user = models.ForeignKey("users.User", on_delete=models.CASCADE, related_name="+", db_index=False)
+    scope = models.CharField(max_length=20, choices=CapScope.choices)
+    subject_id = models.UUIDField()
+    monthly_limit = models.PositiveIntegerField(null=True, blank=True)
+    month = models.DateField()
+    spent = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "credit_spend_caps"
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["user", "scope", "subject_id"], name="spend_cap_one_per_subject"),
+            models.CheckConstraint(condition=Q(scope__in=CapScope.values), name="spend_cap_scope_valid"),
+            models.CheckConstraint(condition=Q(spent__gte=0), name="spend_cap_spent_non_negative"),
+            models.CheckConstraint(condition=Q(month__day=1), name="spend_cap_month_is_its_first_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.subject_id}: {self.spent} of {self.monthly_limit} in {self.month:%Y-%m}"

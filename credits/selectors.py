@@ -5,13 +5,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
+from django.db import connection
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, Value, Window
 from django.db.models.functions import Coalesce, Lag
+from django.utils import timezone
 
+from auteur.core import rls
 from auteur.core.prepared import PreparedRead
-from auteur.users.models import User
-from credits.models import CreditAccount, CreditTransaction, Subscription, SubscriptionStatus, TransactionType
+from auteur.users.errors import PersonalWorkspace
+from auteur.users.models import Membership, User
+from auteur.users.roles import allowed
+from auteur.users.selectors import member_list
+from credits.errors import SpendCapReached
+from credits.models import (
+    CapScope,
+    CreditAccount,
+    CreditTransaction,
+    SpendCap,
+    Subscription,
+    SubscriptionStatus,
+    TransactionType,
+)
 
 # Every submission checks it: built once per process (auteur.core.prepared).
 _BALANCE = PreparedRead(lambda user_id: CreditAccount.objects.filter(user_id=user_id).values("balance")[:1],
@@ -22,6 +38,74 @@ def credit_balance_get(*, user: User) -> int:
     """The user's balance; 0 for a user who never had credits (no account is created by a read)."""
     row = _BALANCE.first(user_id=user.pk)
     return row["balance"] if row else 0
+
+
+def month_of(moment: datetime) -> date:
+    """The first day of the month (UTC) a moment is in: the month a charge counts in."""
+    moment = moment.astimezone(UTC)
+    return date(moment.year, moment.month, 1)
+
+
+def month_end(month: date) -> datetime:
+    """The moment (UTC) a month's counting ends and the next one's starts from zero."""
+    return datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MemberBudget:
+    """A team member's spending of the workspace's credits this month, and its limit (None: none)."""
+
+    user_id: uuid.UUID
+    monthly_limit: int | None
+    spent: int
+    month: date
+
+    @property
+    def resets_at(self) -> datetime:
+        return month_end(self.month)
+
+
+def _budget(cap: SpendCap | None, member_id: uuid.UUID, month: date) -> MemberBudget:
+    if cap is None:
+        return MemberBudget(member_id, None, 0, month)
+    # A counter of an earlier month has counted nothing of this one (the next charge restarts it).
+    return MemberBudget(member_id, cap.monthly_limit, cap.spent if cap.month == month else 0, month)
+
+
+def member_budgets_get(*, account_id: uuid.UUID, member_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, MemberBudget]:
+    """The members' budgets in a team workspace's account, this month."""
+    month = month_of(timezone.now())
+    ids = list(member_ids)
+    caps = {cap.subject_id: cap for cap in SpendCap.objects.filter(user_id=account_id, scope=CapScope.MEMBER,
+                                                                   subject_id__in=ids)}
+    return {member_id: _budget(caps.get(member_id), member_id, month) for member_id in ids}
+
+
+def member_budget_list(*, membership: Membership) -> list[MemberBudget]:
+    """The budgets of the members of the member's team workspace, owners first; only one's own for
+    a role that does not see the workspace's credits."""
+    if membership.workspace.personal:
+        raise PersonalWorkspace("A personal workspace has no members' budgets: its owner spends its credits.")
+    members = [seat.user_id for seat in member_list(membership=membership)]
+    if not allowed(membership.role, "credits.view"):
+        members = [member for member in members if member == membership.user_id]
+    with rls.trusted():
+        budgets = member_budgets_get(account_id=membership.workspace_id, member_ids=members)
+    return [budgets[member] for member in members]
+
+
+def spend_cap_refusal(*, user: User, member_id: uuid.UUID, cost: int) -> SpendCapReached | None:
+    """The error a charge of `cost` by the member meets at their budget now, if it does."""
+    budget = member_budgets_get(account_id=user.pk, member_ids=[member_id])[member_id]
+    if budget.monthly_limit is None or budget.spent + cost <= budget.monthly_limit:
+        return None
+    return SpendCapReached(
+        f"This needs {cost} credits and your monthly budget in this workspace has "
+        f"{max(budget.monthly_limit - budget.spent, 0)} left of {budget.monthly_limit}, until "
+        f"{budget.resets_at:%Y-%m-%d %H:%M} UTC.",
+        details={"cap": CapScope.MEMBER.value, "member_id": str(member_id), "monthly_limit": budget.monthly_limit,
+                 "spent": budget.spent, "cost": cost, "resets_at": budget.resets_at.isoformat()},
+    )
 
 
 def credit_transaction_list(*, user: User, type: str | None = None) -> QuerySet[CreditTransaction]:
@@ -99,14 +183,40 @@ def _emails(account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     return dict(CreditAccount.objects.filter(pk__in=account_ids).values_list("pk", "user__email"))
 
 
+# Per member counter: its month's usage entries by the member, less the refunds of those entries.
+_BUDGET_PROBLEMS_SQL = """
+SELECT cap.user_id, cap.subject_id, cap.month, cap.spent, COALESCE(SUM(-u.amount - COALESCE(r.amount, 0)), 0)
+FROM credit_spend_caps cap
+LEFT JOIN credit_transactions u
+    ON u.user_id = cap.user_id AND u.member_id = cap.subject_id AND u.type = 'usage'
+   AND u.created_at >= cap.month::timestamp AT TIME ZONE 'UTC'
+   AND u.created_at < (cap.month + interval '1 month')::timestamp AT TIME ZONE 'UTC'
+LEFT JOIN credit_transactions r ON r.job_id = u.job_id AND r.type = 'refund'
+WHERE cap.scope = 'member'
+GROUP BY cap.id
+HAVING cap.spent <> COALESCE(SUM(-u.amount - COALESCE(r.amount, 0)), 0)
+"""
+
+
+def _budget_problems() -> list[tuple[uuid.UUID, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(_BUDGET_PROBLEMS_SQL)
+        rows = cursor.fetchall()
+    accounts = dict(CreditAccount.objects.filter(user_id__in={row[0] for row in rows}).values_list("user_id", "pk"))
+    return [(accounts.get(user_id, user_id), f"member {member_id}'s budget counts {spent} spent in {month:%Y-%m}, "
+                                              f"but their entries of that month add up to {ledger}")
+            for user_id, member_id, month, spent, ledger in rows]
+
+
 def ledger_check() -> list[LedgerProblem]:
     """Every way an account can disagree with its ledger, found in a few set-based queries.
 
     Checks, for every account: the balance equals the sum of its entries; each entry's
     balance_after is the previous entry's plus its own amount (entries ordered by created_at,
     then id); no balance or balance_after is negative; every entry belongs to the account's
-    user; and each job's refund, if any, gives back at most what its usage entry charged (all of
-    it, or the unspent part of a job canceled after its inference started). Then the checks
+    user; each job's refund, if any, gives back at most what its usage entry charged (all of
+    it, or the unspent part of a job canceled after its inference started); and each team
+    member's budget counter holds what the ledger says they spent in its month. Then the checks
     other apps registered (`ledger_check_register`), such as billing's paid payments.
     """
     found: list[tuple[uuid.UUID, str]] = []
@@ -157,6 +267,8 @@ def ledger_check() -> list[LedgerProblem]:
         else:
             found.append((account_id, f"refund {entry_id} gives back {amount} for job {job_id}, "
                                       f"which was charged {-charged_amount}"))
+
+    found.extend(_budget_problems())
 
     for check in _EXTRA_CHECKS:
         found.extend(check())

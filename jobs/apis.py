@@ -93,7 +93,8 @@ QUOTE_ERRORS = ("quote_not_found", "quote_expired", "quote_mismatch", "quote_use
 
 
 @raises("invalid_idempotency_key", "project_not_found", "plan_required", "payment_required",
-        "insufficient_credits", "idempotency_key_reused", "feature_unavailable", "invalid_webhook_url", *QUOTE_ERRORS)
+        "insufficient_credits", "spend_cap_reached", "idempotency_key_reused", "feature_unavailable",
+        "invalid_webhook_url", *QUOTE_ERRORS)
 class JobSubmitApi(ApiView):
     """Base of the `POST /jobs/<type>` views; `_submit_api` makes one per job type.
 
@@ -104,9 +105,11 @@ class JobSubmitApi(ApiView):
     `project_not_found` / `media_not_found` / `voice_not_found` for an object that is not the
     caller's, checked before anything else (whatever the plan or balance). 402
     `insufficient_credits` (nothing created; a balance short of the type's least price is refused
-    before the request is resolved, a render's timeline read), 403 `plan_required` (`payment_required` while the
-    plan's renewal is unpaid), 503 `feature_unavailable`
-    when this server's GPU backend cannot run the type (nothing charged).
+    before the request is resolved, a render's timeline read); 402 `spend_cap_reached` when the job
+    would take the member past their monthly budget in a team workspace (nothing created, details
+    name the cap, its limit, what was spent, the cost and when it resets), 403 `plan_required`
+    (`payment_required` while the plan's renewal is unpaid), 503 `feature_unavailable` when this
+    server's GPU backend cannot run the type (nothing charged).
     """
 
     workspace_actions = {"POST": "jobs.run"}
@@ -227,7 +230,8 @@ def _quote_api(spec: JobSpec) -> type[JobQuoteApi]:
 
     Api.spec = spec
     # What its submission answers, but what only a submission does: charge, replay, take a quote.
-    submission_only = ("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", *QUOTE_ERRORS)
+    submission_only = ("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",
+                       *QUOTE_ERRORS)
     codes = getattr(JOB_SUBMIT_APIS[spec.type.value], "api_error_codes", ())
     raises(*(c for c in codes if c not in submission_only))(Api)
     Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "QuoteApi"
@@ -420,7 +424,8 @@ class JobCancelApi(ApiView):
         return Response(JobSerializer(job).data)
 
 
-@raises("job_not_retryable", "plan_required", "payment_required", "insufficient_credits", "feature_unavailable")
+@raises("job_not_retryable", "plan_required", "payment_required", "insufficient_credits", "spend_cap_reached",
+        "feature_unavailable")
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
     409 `job_not_retryable` unless the job failed with a retryable error."""

@@ -58,6 +58,7 @@ class ApplicationError(Exception):
 HTTP_STATUS: Mapping[str, int] = {
     # 402: the balance does not cover the cost
     "insufficient_credits": status.HTTP_402_PAYMENT_REQUIRED,
+    "spend_cap_reached": status.HTTP_402_PAYMENT_REQUIRED,  # a monthly limit on spending (a member's budget)
     # 403: not allowed for this caller
     "plan_required": status.HTTP_403_FORBIDDEN,
     "payment_required": status.HTTP_403_FORBIDDEN,  # the plan's renewal payment failed (past due)

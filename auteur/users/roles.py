@@ -58,6 +58,7 @@ ACTIONS: dict[str, Action] = {
         Action("jobs.run", "quote, submit, cancel and retry jobs, spending the workspace's credits", MAKES_WORK),
         Action("credits.view", "see the workspace's credit balance and ledger",
                frozenset({Role.OWNER, Role.ADMIN, Role.EDITOR, Role.BILLING})),
+        Action("budgets.manage", "set each member's monthly budget of the workspace's credits", RUNS_IT),
         Action("billing.view", "see the workspace's plan and what is on offer", frozenset({*RUNS_IT, Role.BILLING})),
         Action("billing.manage", "buy plans and credit packs, and open the billing portal",
                frozenset({Role.OWNER, Role.BILLING})),

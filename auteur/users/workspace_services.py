@@ -62,7 +62,7 @@ def workspace_create(*, user: User, name: str) -> Membership:
 
 def workspace_rename(*, membership: Membership, name: str) -> Workspace:
     """Rename the member's workspace, if their role allows it."""
-    with _acting(membership, "workspace.rename") as actor:
+    with acting(membership, "workspace.rename") as actor:
         workspace = actor.workspace
         workspace.name = name
         workspace.save(update_fields=["name", "updated_at"])
@@ -71,7 +71,7 @@ def workspace_rename(*, membership: Membership, name: str) -> Workspace:
 
 
 @contextmanager
-def _acting(membership: Membership, action: str | None) -> Iterator[Membership]:
+def acting(membership: Membership, action: str | None) -> Iterator[Membership]:
     """The member's seat as it is now, inside a transaction on the owner's login that holds the
     workspace's row lock; `action` (if any) allowed to its role. A seat gone since is a 404."""
     with rls.trusted(), transaction.atomic():
@@ -97,6 +97,11 @@ def _seat(workspace_id: uuid.UUID, user_id: uuid.UUID) -> Membership:
     if seat is None:
         raise MemberNotFound("No such member.")
     return seat
+
+
+def member_seat(*, actor: Membership, user_id: uuid.UUID | str) -> Membership:
+    """Inside `acting`: the seat of the workspace's member `user_id`, or 404 `member_not_found`."""
+    return _seat(actor.workspace_id, _user_id(user_id))
 
 
 def _keeps_an_owner(seat: Membership) -> None:
@@ -146,7 +151,7 @@ def _end_streams(seat: Membership) -> None:
 
 def member_set_role(*, membership: Membership, user_id: uuid.UUID | str, role: str) -> Membership:
     """Give a member another role. Only an owner makes, changes or demotes an owner."""
-    with _acting(membership, "members.set_role") as actor:
+    with acting(membership, "members.set_role") as actor:
         seat = _seat(actor.workspace_id, _user_id(user_id))
         if Role.OWNER in (seat.role, role):
             require(actor, "members.manage_owners")
@@ -165,7 +170,7 @@ def member_remove(*, membership: Membership, user_id: uuid.UUID | str) -> None:
     account gets 404 for the workspace. The last owner cannot leave."""
     target = _user_id(user_id)
     leaving = target == membership.user_id
-    with _acting(membership, None if leaving else "members.remove") as actor:
+    with acting(membership, None if leaving else "members.remove") as actor:
         seat = _seat(actor.workspace_id, target)
         if seat.role == Role.OWNER and not leaving:
             require(actor, "members.manage_owners")
@@ -178,7 +183,7 @@ def member_remove(*, membership: Membership, user_id: uuid.UUID | str) -> None:
 def invitation_create(*, membership: Membership, role: str) -> tuple[Invitation, str]:
     """An invitation to the member's team workspace with `role`, and its token (shown once: only
     its id is kept). Only an owner invites an owner."""
-    with _acting(membership, "members.invite") as actor:
+    with acting(membership, "members.invite") as actor:
         if role == Role.OWNER:
             require(actor, "members.manage_owners")
         if actor.workspace.personal:
@@ -195,7 +200,7 @@ def invitation_create(*, membership: Membership, role: str) -> tuple[Invitation,
 
 def invitation_revoke(*, membership: Membership, invitation_id: uuid.UUID | str) -> None:
     """Revoke a pending invitation: its token is refused from now on."""
-    with _acting(membership, "members.invite") as actor:
+    with acting(membership, "members.invite") as actor:
         invitation = _pending(actor.workspace_id, invitation_id)
         if invitation.role == Role.OWNER:
             require(actor, "members.manage_owners")

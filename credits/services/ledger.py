@@ -19,12 +19,18 @@ ledger, one usage and at most one refund per job, ledger rows never changed):
   alone and a savepoint when called inside the caller's (the jobs app deducts in the same
   transaction that inserts the Job). The IntegrityError handler sits outside that block because
   a transaction that saw an error must be rolled back before it can read again.
+* A team workspace's member spends within their monthly budget (SpendCap): the charge's
+  statement also counts the cost on the member's counter, after the account's lock, and writes
+  the entry only if the counter stays within its limit. A charge refused by the budget has
+  already moved the balance inside its statement, so every refusal rolls back its savepoint (or,
+  for a new job, the caller's transaction): nothing a refused charge did survives it.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from datetime import date
 
 from django.db import IntegrityError, connection, transaction
 
@@ -41,6 +47,8 @@ from credits.selectors import (
     credit_balance_get,
     credit_transaction_get_by_key,
     credit_transaction_get_for_job,
+    month_of,
+    spend_cap_refusal,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,31 +91,67 @@ def _replay(existing: CreditTransaction, *, user: User, amount: int, type: str) 
 # A unique violation (a job charged or refunded twice, a reused key) fails the whole statement.
 # One statement keeps the hot account's lock for the shortest time possible: no client round
 # trip between locking and writing (bench/ledger_contention.py).
-_POST_SQL = """
-WITH moved AS (
+_MOVED = """
     UPDATE credit_accounts SET balance = balance + %(amount)s, updated_at = now()
     WHERE user_id = %(user_id)s AND balance + %(amount)s >= 0
-    RETURNING id, balance
-)
+    RETURNING id, balance, clock_timestamp() AS at
+"""
+_ENTRY = """
 INSERT INTO credit_transactions
     (id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
      created_by_id, member_id, created_at)
 SELECT %(id)s, moved.id, %(user_id)s, %(amount)s, moved.balance, %(type)s, %(description)s, %(job_id)s,
-       %(idempotency_key)s, %(created_by_id)s, %(member_id)s, clock_timestamp()
+       %(idempotency_key)s, %(created_by_id)s, %(member_id)s, moved.at
 FROM moved
+"""
+_RETURNING = """
 RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
     created_by_id, member_id, created_at
 """
+_POST_SQL = f"WITH moved AS ({_MOVED}){_ENTRY}{_RETURNING}"
+# A team member's charge: the member's counter of the month takes the cost after the account's
+# lock (its input is `moved`, so the account is always locked first: no two statements wait on
+# each other's rows), only within its limit; the entry is written only if it did. A counter of
+# an earlier month starts again from zero. A refusal by the counter leaves the balance moved in
+# the statement: the caller rolls it back.
+_CHARGE_MEMBER_SQL = f"""
+WITH moved AS ({_MOVED}), counted AS (
+    INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, monthly_limit, month, spent, updated_at)
+    SELECT gen_random_uuid(), %(user_id)s, 'member', %(member_id)s, NULL,
+           date_trunc('month', moved.at AT TIME ZONE 'UTC')::date, -%(amount)s, moved.at
+    FROM moved
+    ON CONFLICT ON CONSTRAINT spend_cap_one_per_subject DO UPDATE
+        SET spent = (CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent,
+            month = EXCLUDED.month, updated_at = EXCLUDED.updated_at
+        WHERE cap.monthly_limit IS NULL
+           OR (CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent <= cap.monthly_limit
+    RETURNING cap.id
+){_ENTRY} WHERE EXISTS (SELECT FROM counted){_RETURNING}"""  # noqa: S608 - constant fragments only
+# A team member's refund: the counter gives back the refund only while it still counts the month
+# the charge was made in (`charge_month`), once the account is locked.
+_REFUND_MEMBER_SQL = f"""
+WITH moved AS ({_MOVED}), uncounted AS (
+    UPDATE credit_spend_caps SET spent = GREATEST(spent - %(amount)s, 0), updated_at = now()
+    WHERE user_id = %(user_id)s AND scope = 'member' AND subject_id = %(member_id)s
+      AND month = %(charge_month)s AND EXISTS (SELECT FROM moved)
+){_ENTRY}{_RETURNING}"""  # noqa: S608 - constant fragments only
 _POST = Planned(_POST_SQL)
+_CHARGE_MEMBER = Planned(_CHARGE_MEMBER_SQL)
+_REFUND_MEMBER = Planned(_REFUND_MEMBER_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
                  "idempotency_key", "created_by_id", "member_id", "created_at")
 
 
-def _post_once(params: dict[str, uuid.UUID | int | str | None]) -> CreditTransaction | None:
+def _post_once(statement: Planned, params: dict[str, object]) -> CreditTransaction | None:
     with connection.cursor() as cursor:
-        _POST.execute(cursor, params)
+        statement.execute(cursor, params)
         row = cursor.fetchone()
     return None if row is None else CreditTransaction.from_db(connection.alias, _POST_COLUMNS, row)
+
+
+def _counted(user: User, member_id: uuid.UUID | None) -> bool:
+    """Whether the member's spending of the account is counted against a budget: a team's member's."""
+    return user.is_team and member_id is not None
 
 
 def _post(
@@ -120,21 +164,30 @@ def _post(
     idempotency_key: str | None = None,
     created_by: User | None = None,
     member_id: uuid.UUID | None = None,
+    charge_month: date | None = None,
 ) -> CreditTransaction | None:
-    """Move the balance and write its ledger entry; None, with nothing moved, if it would overdraw.
+    """Move the balance and write its ledger entry; None if it would overdraw, or take a team
+    member's spending past their budget (then the caller must roll back: see the module's notes).
+    `charge_month`: a refund's, the month its job's charge counted in.
 
     Must run inside an atomic block, which holds the account's lock until it ends.
     """
-    params: dict[str, uuid.UUID | int | str | None] = {
+    params: dict[str, object] = {
         "id": uuid.uuid4(), "user_id": user.pk, "amount": amount, "type": type, "description": description,
         "job_id": job_id, "idempotency_key": idempotency_key,
         "created_by_id": created_by.pk if created_by is not None else None, "member_id": member_id,
+        "charge_month": charge_month,
     }
-    entry = _post_once(params)
+    statement = _POST
+    if _counted(user, member_id) and type == TransactionType.USAGE:
+        statement = _CHARGE_MEMBER
+    elif _counted(user, member_id) and type == TransactionType.REFUND:
+        statement = _REFUND_MEMBER
+    entry = _post_once(statement, params)
     if entry is None and amount > 0:
         # Only a missing account refuses an addition: the user's first credits open it.
         credit_account_get_or_create(user=user)
-        entry = _post_once(params)
+        entry = _post_once(statement, params)
     if entry is not None:
         logger.debug("credits %s %+d -> %d", type, amount, entry.balance_after,
                      extra={"job_id": str(job_id) if job_id else None})
@@ -206,39 +259,60 @@ def credit_grant(
     return entry
 
 
+class _Refused(Exception):
+    """A charge refused inside its savepoint: raised to roll the savepoint back."""
+
+
+def _refusal(user: User, member_id: uuid.UUID | None, amount: int) -> ApplicationError:
+    """Why a charge of `amount` was refused: the member's budget, else the balance."""
+    if _counted(user, member_id):
+        assert member_id is not None
+        refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount)
+        if refused is not None:
+            return refused
+    return InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)
+
+
 def credit_deduct_for_job(
     *, user: User, job_id: uuid.UUID, amount: int, description: str, new_job: bool = False,
     member_id: uuid.UUID | None = None,
 ) -> CreditTransaction:
-    """Charge a job. Raises InsufficientCredits (402) and moves nothing when the balance is short.
+    """Charge a job. Raises InsufficientCredits (402) when the balance is short, SpendCapReached
+    (402) when a team member's monthly budget is, and then nothing of the charge remains.
     `member_id`: the person who submitted it (CreditTransaction.member_id); its refund names them too.
 
     A second call for the same job returns the first charge and moves nothing. `new_job`: the
     caller inserted the job in the transaction it holds open, so no charge of it can exist yet: the
     charge takes no savepoint to survive a duplicate (one would end that transaction with an
-    error, the job's insert included), and a refusal is a refusal.
+    error, the job's insert included), and a refusal is a refusal, which the caller's transaction
+    must not outlive (the error propagates out of its atomic block).
     """
     _require_positive(amount)
+
+    def charge() -> CreditTransaction | None:
+        return _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description, job_id=job_id,
+                     member_id=member_id)
+
     if new_job:
         if not connection.in_atomic_block:
             raise AssertionError("a new job is charged in the transaction that inserts it")
-        entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description, job_id=job_id,
-                      member_id=member_id)
+        entry = charge()
         if entry is None:
-            raise InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)
+            raise _refusal(user, member_id, amount)
         return entry
     try:
         with transaction.atomic():
-            entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description,
-                          job_id=job_id, member_id=member_id)
-            if entry is not None:
-                return entry
-            # Refused. If this job was already charged (a retry, possibly of a twin that
-            # committed a moment ago), that charge is the answer; otherwise it is a refusal.
-            existing = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.USAGE)
-            if existing is not None:
-                return _replay(existing, user=user, amount=-amount, type=TransactionType.USAGE)
-            raise InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)
+            entry = charge()
+            if entry is None:
+                raise _Refused
+            return entry
+    except _Refused:
+        # Refused, and rolled back. If this job was already charged (a retry, possibly of a twin
+        # that committed a moment ago), that charge is the answer; otherwise it is a refusal.
+        existing = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.USAGE)
+        if existing is not None:
+            return _replay(existing, user=user, amount=-amount, type=TransactionType.USAGE)
+        raise _refusal(user, member_id, amount) from None
     except IntegrityError:
         # The job was already charged (one usage per job): that charge stands, and our balance
         # change was rolled back with the failed INSERT.
@@ -273,7 +347,8 @@ def credit_refund_job(*, job_id: uuid.UUID, reason: str, amount: int | None = No
     try:
         with transaction.atomic():
             return _must(_post(user=usage.user, amount=amount, type=TransactionType.REFUND,
-                               description=reason, job_id=job_id, member_id=usage.member_id))
+                               description=reason, job_id=job_id, member_id=usage.member_id,
+                               charge_month=month_of(usage.created_at)))
     except IntegrityError:
         # A concurrent refund of this job committed first (one refund per job); ours rolled back.
         existing = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.REFUND)

@@ -7,7 +7,7 @@ import uuid
 
 from django.db import transaction
 
-from credits.errors import InsufficientCredits
+from credits.errors import InsufficientCredits, SpendCapReached
 from jobs.errors import FeatureUnavailable, MediaDurationUnknown
 from jobs.inputs import SubmissionOptions
 from jobs.intake.submission import job_submit, request_hash
@@ -25,8 +25,8 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
 
     The job is what the API would make of `{project_id, media_id}`. One automatic transcription
     per file (a second signal, or a sweep calling again, finds it). When the job cannot be made
-    (credits short, the backend cannot transcribe, the file's length unknown) nothing is charged
-    and the reason is recorded on the file.
+    (credits or the uploader's budget short, the backend cannot transcribe, the file's length
+    unknown) nothing is charged and the reason is recorded on the file.
     """
     media = MediaFile.objects.select_related("project", "user").filter(pk=media_id).first()
     if media is None or media.type not in (MediaType.AUDIO, MediaType.VIDEO) or not media.project.auto_transcribe:
@@ -51,7 +51,7 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
                 body_hash=request_hash(spec.type, body), scheduling=options.scheduling, use_cache=options.use_cache,
                 member_id=media.member_id,
             )
-    except (InsufficientCredits, FeatureUnavailable, MediaDurationUnknown) as exc:
+    except (InsufficientCredits, SpendCapReached, FeatureUnavailable, MediaDurationUnknown) as exc:
         # The owner reads the media's metadata: it gets what a client may be told, not an operator's hint.
         reason, _details = exc.public()
         metadata = {**media.metadata, "auto_transcribe": {"skipped": exc.code, "reason": reason}}
