@@ -1545,6 +1545,51 @@ export interface paths {
         patch: operations["workspaces_partial_update"];
         trace?: never;
     };
+    "/api/v1/workspaces/{workspace_id}/budgets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List members' budgets
+         * @description Each member's monthly budget of the team workspace's credits and what they spent this month,
+         *     owners first (a role that does not see the workspace's credits sees only its own);
+         *     `?page=`, `?page_size=` (max 100). A personal workspace has none (409 `personal_workspace`).
+         */
+        get: operations["workspaces_budgets_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workspaces/{workspace_id}/budgets/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set a member's budget
+         * @description PUT sets a member's monthly budget (owner, admin; only an owner sets an owner's): from then
+         *     on a job whose charge would take what they spent this month past it is refused with 402
+         *     `spend_cap_reached`, and nothing is charged. `null` lifts it; a limit below what they already
+         *     spent refuses their next charge. What was spent is never changed by this.
+         */
+        put: operations["workspaces_budgets_update"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workspaces/{workspace_id}/invitations": {
         parameters: {
             query?: never;
@@ -3221,6 +3266,35 @@ export interface components {
             /** @description The file's size. Optional below 5 GiB: without it the URL takes up to 5 GiB, and the size is checked at confirm (413 `file_too_large` there deletes the file). At least the multipart threshold (64 MiB by default): a multipart upload. */
             size_bytes?: number;
         };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        MemberBudgetDetailInputRequest: {
+            monthly_limit: number | null;
+        };
+        MemberBudgetOutput: {
+            /**
+             * Format: date
+             * @description The first day of the month counted.
+             */
+            readonly month: string;
+            /** @description The most credits the member's jobs may be charged this month (null: no limit but the pool's). */
+            readonly monthly_limit: number | null;
+            /** @description What the member may still spend this month (null: no limit). */
+            readonly remaining: number | null;
+            /**
+             * Format: date-time
+             * @description When the next month's counting starts.
+             */
+            readonly resets_at: string;
+            /** @description What the member's jobs were charged this month (UTC), less their refunds. */
+            readonly spent: number;
+            /** Format: uuid */
+            readonly user_id: string;
+        };
         MemberOutput: {
             readonly email: string;
             /** Format: date-time */
@@ -3307,6 +3381,14 @@ export interface components {
         PaginatedMediaFileList: {
             count: number;
             media: components["schemas"]["MediaFile"][];
+            /** Format: uri */
+            next: string | null;
+            /** Format: uri */
+            previous: string | null;
+        };
+        PaginatedMemberBudgetOutputList: {
+            budgets: components["schemas"]["MemberBudgetOutput"][];
+            count: number;
             /** Format: uri */
             next: string | null;
             /** Format: uri */
@@ -5087,7 +5169,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -5333,7 +5415,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -5588,7 +5670,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -5843,7 +5925,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -6089,7 +6171,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -6344,7 +6426,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -6599,7 +6681,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -6854,7 +6936,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -7109,7 +7191,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -7433,7 +7515,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -7679,7 +7761,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -8191,7 +8273,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `insufficient_credits`. */
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -12556,6 +12638,197 @@ export interface operations {
             };
             /** @description Codes: `not_found`, `workspace_not_found`. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_budgets_list: {
+        parameters: {
+            query?: {
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+            };
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedMemberBudgetOutputList"];
+                };
+            };
+            /** @description Codes: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `personal_workspace`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_budgets_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MemberBudgetDetailInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberBudgetOutput"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `member_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `personal_workspace`. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
