@@ -24,7 +24,8 @@ Then it waits for every job to end and checks, from the database:
     its inference started; none when that rounds to 0), no completed job refunded, one charge
     per job; `ledger_check` clean and no balance ever below 0; in the team workspaces, whose
     members submit concurrently from one pool, every charge and refund names a member of the team,
-    and the members' sums add up to the pool's spend;
+    the members' sums add up to the pool's spend, and no member with a budget ever spent past it
+    (their entries replayed in order; some submissions must have met it);
     one set of outputs per completed job (none for the others); one terminal event per job.
 
 It prints a table of figures and invariants, writes bench/results/chaos.json (or --out), and
@@ -91,6 +92,9 @@ TIGHT_BUDGET_EVERY = 10  # every 10th user can afford only a few jobs: some subm
 # One in ten of the users (at least one team) are the members of a team workspace, TEAM_SIZE to a
 # team: they submit to the same pool of credits at once, each with the team's Auteur-Workspace.
 TEAM_SIZE = 3
+# Each team's last member has a monthly budget of this many credits, less than they would spend:
+# some of their submissions meet it (402 spend_cap_reached), refunds of their failed jobs give some back.
+MEMBER_BUDGET = 40
 CANCEL_RATE = 0.05
 
 
@@ -419,6 +423,8 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
                       or (climbs[i] > 0) != bool(j.gpu_class))
     problems = ledger_check()
     team_spend, misattributed, spenders = team_pools()
+    budgeted, overruns = member_budgets()
+    at_budget = outcomes.refused["spend_cap_reached"]
 
     wrong_outputs = [f"{i} ({jobs[i].type}, {jobs[i].status}: {outputs[i]} stored, "
                      f"{len(jobs[i].output_data.get('output_media_ids', []))} listed)" for i in wrong_outputs]
@@ -437,6 +443,10 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "member sums equal the pool's spend": result(
             misattributed, f"{len(team_spend)} team pools: each charge and refund names a member of the team, "
                            f"and by member they add up to the pool's spend"),
+        "no member budget is overrun": result(
+            overruns + ([] if at_budget else ["no submission met a budget"]),
+            f"{budgeted} budgeted members: their spend of the month, entry by entry, never passed their budget "
+            f"({at_budget} submissions refused at it)"),
         "one output set per completed job": result(wrong_outputs, "outputs of completed jobs only, once"),
         "one terminal event per job": result(terminal_events, "exactly one completed/failed/canceled event"),
         "out of memory climbs its ladder": result(over_ladder, "each climb one class up, within the type's ladder"),
@@ -468,6 +478,34 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "stuck_jobs": explain(stuck),
     }
     return figures, invariants
+
+
+def member_budgets() -> tuple[int, list[str]]:
+    """How many members have a budget, and each moment one's spend passed it: their entries replayed
+    in the ledger's order (the order the budget counted them in, under the pool's lock), a refund
+    giving back what it refunds of a charge of the same month."""
+    from credits.models import CreditTransaction, SpendCap
+    from credits.selectors import month_of
+
+    caps = {(c.user_id, c.subject_id): c.monthly_limit for c in SpendCap.objects.filter(monthly_limit__isnull=False)}
+    charged_in: dict[Any, Any] = {}  # job -> the month its charge counted in
+    counting: dict[Any, Any] = {}  # member -> the month their counter counts (their latest charge's)
+    spent: Counter[Any] = Counter()
+    overruns = []
+    entries = (CreditTransaction.objects.filter(type__in=("usage", "refund"), user_id__in={a for a, _ in caps})
+               .order_by("created_at", "id"))
+    for entry in entries:
+        key = (entry.user_id, entry.member_id)
+        if key not in caps:
+            continue
+        if entry.type == "usage":
+            month = counting[key] = charged_in[entry.job_id] = month_of(entry.created_at)
+            spent[key, month] -= entry.amount
+            if spent[key, month] > caps[key]:
+                overruns.append(f"member {entry.member_id}: {spent[key, month]} of {caps[key]} after {entry.pk}")
+        elif charged_in.get(entry.job_id) == counting.get(key):
+            spent[key, counting[key]] -= entry.amount
+    return len(caps), overruns
 
 
 def team_pools() -> tuple[dict[str, int], list[str], dict[str, int]]:
@@ -527,6 +565,7 @@ def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
     from auteur.users.models import User as UserModel
     from auteur.users.services import user_issue_token
     from auteur.users.workspace_services import workspace_create
+    from credits.services.budgets import member_budget_set
     from credits.services.ledger import credit_grant
     from credits.services.subscriptions import subscription_create
 
@@ -547,6 +586,7 @@ def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
         seat = workspace_create(user=people[0], name=f"chaos team {t}")
         for person in people[1:]:
             Membership.objects.create(workspace=seat.workspace, user=person, role="editor")
+        member_budget_set(membership=seat, user_id=people[-1].pk, monthly_limit=MEMBER_BUDGET)
         account = UserModel.objects.get(pk=seat.workspace.pk)
         subscription_create(user=account, plan="pro")
         credit_grant(user=account, amount=200 * (jobs // count + 1) * TEAM_SIZE, type="bonus",

@@ -23,8 +23,10 @@ from django.utils.html import format_html
 from auteur.core.admin_tools import ReadOnlyAdminMixin
 from auteur.core.errors import ApplicationError
 from auteur.users.admin import UserAdmin as BaseUserAdmin
-from auteur.users.models import User
-from credits.models import CreditAccount, CreditTransaction, Subscription, SubscriptionStatus
+from auteur.users.admin import WorkspaceAdmin as BaseWorkspaceAdmin
+from auteur.users.models import User, Workspace
+from credits.models import CreditAccount, CreditTransaction, SpendCap, Subscription, SubscriptionStatus
+from credits.selectors import credit_balance_get, member_budgets_get
 from credits.services.ledger import credit_adjust
 from credits.services.subscriptions import subscription_cancel, subscription_change_plan, subscription_create
 
@@ -43,13 +45,13 @@ class CreditTransactionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(CreditTransaction)
 class CreditTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "user_link", "type", "amount", "balance_after", "job_id", "description",
-                    "created_by")
+    list_display = ("created_at", "user_link", "type", "amount", "balance_after", "job_id", "member_id",
+                    "description", "created_by")
     list_filter = ("type", "created_at", ("user", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("user__email", "=job_id", "=id")
+    search_fields = ("user__email", "=job_id", "=id", "=member_id", "=user__id")
     date_hierarchy = "created_at"
     list_select_related = ("user", "created_by")
-    fields = ("id", "account", "user", "type", "amount", "balance_after", "description", "job_id",
+    fields = ("id", "account", "user", "type", "amount", "balance_after", "description", "job_id", "member_id",
               "idempotency_key", "created_by", "created_at")
     readonly_fields = fields
     show_full_result_count = False  # a COUNT(*) over the whole ledger on every page is not needed
@@ -242,3 +244,53 @@ class UserAdmin(BaseUserAdmin):
             return obj.credit_account.balance
         except ObjectDoesNotExist:
             return 0
+
+
+# ----------------------------------------------------------------------------- team pools
+
+
+@admin.register(SpendCap)
+class SpendCapAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Each team member's spending of their workspace's pool this month, and their budget: counted
+    by the ledger's statements only, so nothing here changes them (the workspace's owners and
+    admins set budgets through the API)."""
+
+    list_display = ("user", "member", "monthly_limit", "spent", "month", "updated_at")
+    list_filter = ("scope", "month")
+    search_fields = ("=user__id", "=subject_id")
+    list_select_related = ("user",)
+    fields = ("user", "scope", "subject_id", "monthly_limit", "spent", "month", "updated_at")
+    readonly_fields = fields
+    show_full_result_count = False
+
+    @admin.display(description="member")
+    def member(self, obj: SpendCap) -> str:
+        return User.objects.filter(pk=obj.subject_id).values_list("email", flat=True).first() or str(obj.subject_id)
+
+
+# The users app knows nothing of credits; its workspace page gets the pool here.
+admin.site.unregister(Workspace)
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(BaseWorkspaceAdmin):
+    fields = (*BaseWorkspaceAdmin.fields, "pool", "spent_this_month_by_member")
+    readonly_fields = fields
+
+    @admin.display(description="credit pool")
+    def pool(self, obj: Workspace) -> str:
+        ledger = reverse("admin:credits_credittransaction_changelist")
+        return format_html('{} credits (<a href="{}?user__id__exact={}">ledger</a>)',
+                           credit_balance_get(user=User(pk=obj.pk)), ledger, obj.pk)
+
+    @admin.display(description="spent this month, by member")
+    def spent_this_month_by_member(self, obj: Workspace) -> str:
+        caps = SpendCap.objects.filter(user_id=obj.pk).order_by("-spent")
+        budgets = member_budgets_get(account_id=obj.pk, member_ids=[cap.subject_id for cap in caps])
+        emails = dict(User.objects.filter(pk__in=budgets).values_list("pk", "email"))
+        lines = [(emails.get(b.user_id, str(b.user_id)), b.spent,
+                  "none" if b.monthly_limit is None else b.monthly_limit) for b in budgets.values()]
+        if not lines:
+            return "-"
+        template = "<br>".join(["{}: {} credits (budget {})"] * len(lines))
+        return format_html(template, *[value for line in lines for value in line])

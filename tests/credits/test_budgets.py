@@ -358,3 +358,30 @@ class TestTheApi:
         assert ledger_check() == []
         with pytest.raises(SpendCapReached):
             charge(t["account"], t["editor"], 2)
+
+
+@pytest.mark.django_db
+def test_staff_see_a_workspaces_pool_and_each_members_spending(pool, make_user):
+    from django.test import Client
+    from django.urls import reverse
+
+    account, owner, editor = pool
+    set_limit(account, editor, 50)
+    charge(account, editor, 12)
+    charge(account, owner, 5)
+    staff = Client()
+    staff.force_login(make_user(is_staff=True, is_superuser=True))
+
+    page = staff.get(reverse("admin:users_workspace_change", args=[account.pk]))
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "83 credits" in text
+    assert f"{editor.email}: 12 credits (budget 50)" in text and f"{owner.email}: 5 credits (budget none)" in text
+    caps = reverse("admin:credits_spendcap_changelist")
+    for url in (caps, f"{caps}?q={editor.pk}", f"{caps}?q=not-an-id",
+                reverse("admin:credits_spendcap_change", args=[budget_of(account, editor).pk]),
+                reverse("admin:credits_credittransaction_changelist") + f"?q={editor.pk}"):
+        assert staff.get(url).status_code == 200, url
+    assert staff.post(reverse("admin:credits_spendcap_change", args=[budget_of(account, editor).pk]),
+                      {"spent": 0}).status_code == 403
