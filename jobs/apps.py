@@ -42,9 +42,10 @@ class JobsConfig(AppConfig):
         from jobs.selectors.jobs import job_ledger_problems
         from media.hooks import register_in_use_check
         from media.signals import media_ready
-        from projects.signals import project_deleting
+        from projects.signals import comment_changed, project_deleting
 
         project_deleting.connect(receivers.on_project_deleting, dispatch_uid="jobs.project_deleting")
+        comment_changed.connect(receivers.on_comment_changed, dispatch_uid="jobs.comment_changed")
         media_ready.connect(receivers.on_media_ready, dispatch_uid="jobs.media_ready")
         register_in_use_check(receivers.media_in_use)
         ledger_check_register(job_ledger_problems)

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
+from jobs.events.stream import comment_stream_append
 from jobs.intake.transcribe import job_auto_transcribe
 from jobs.life.status import jobs_cancel_for_project
 from jobs.selectors.jobs import job_media_in_use
 
 if TYPE_CHECKING:
     from media.models import MediaFile
+    from projects.models import Comment
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,12 @@ def on_media_ready(sender: Any, media_id: uuid.UUID, **kwargs: Any) -> None:
     cover it, nothing is charged and the skip is recorded on the file's metadata."""
     with transaction.atomic():
         job_auto_transcribe(media_id=media_id)
+
+
+def on_comment_changed(sender: Any, comment: Comment, change: str, member_id: uuid.UUID, **kwargs: Any) -> None:
+    """Once a comment's change committed: on the workspace's event stream, for the members who follow
+    its comments."""
+    comment_stream_append(comment=comment, change=change, member_id=member_id)
 
 
 def media_in_use(media: MediaFile) -> str | None:

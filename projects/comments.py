@@ -11,6 +11,13 @@ from django.utils import timezone
 from auteur.core.quotas import quota_check
 from projects.errors import CommentNotFound, NotTheAuthor
 from projects.models import Comment, Project
+from projects.signals import comment_changed
+
+
+def _announce(comment: Comment, change: str, member_id: uuid.UUID) -> None:
+    """Once the change commits: tell whoever follows the workspace's comments (projects.signals)."""
+    transaction.on_commit(lambda: comment_changed.send(sender=Comment, comment=comment, change=change,
+                                                       member_id=member_id))
 
 
 def comment_list(*, project: Project, resolved: bool | None = None) -> QuerySet[Comment]:
@@ -47,11 +54,13 @@ def comment_create(*, project: Project, member_id: uuid.UUID, text: str, start_m
     if parent_id is not None:
         parent = comment_get(project=project, comment_id=parent_id)
         parent = parent.parent or parent
-    return Comment.objects.create(
+    comment = Comment.objects.create(
         project=project, user_id=project.user_id, member_id=member_id, parent=parent, text=text,
         start_ms=None if parent else start_ms, end_ms=None if parent else end_ms,
         edl_version=None if parent else edl_version,
     )
+    _announce(comment, "created", member_id)
+    return comment
 
 
 def comment_update(*, comment: Comment, member_id: uuid.UUID, text: str | None = None,
@@ -68,10 +77,12 @@ def comment_update(*, comment: Comment, member_id: uuid.UUID, text: str | None =
         thread = comment.parent or comment
         thread.resolved_at, thread.resolved_by = (timezone.now(), member_id) if resolved else (None, None)
         thread.save(update_fields=["resolved_at", "resolved_by", "updated_at"])
+        _announce(thread, "resolved" if resolved else "reopened", member_id)
         if thread.pk == comment.pk:
             comment = thread
     if len(fields) > 1:
         comment.save(update_fields=fields)
+        _announce(comment, "edited", member_id)
     return comment
 
 
@@ -85,4 +96,5 @@ def comment_delete(*, comment: Comment, member_id: uuid.UUID, moderates: bool = 
     # The project's lock, as a new comment takes it: no reply lands on a thread being deleted.
     list(Project.objects.select_for_update().filter(pk=comment.project_id).values_list("pk"))
     Comment.objects.filter(pk=comment.pk).delete()
+    _announce(comment, "deleted", member_id)
 

@@ -3,7 +3,9 @@
 - `GET /api/v1/jobs/{id}/stream`: one job's events, replayed from the start of the stream window
   (or after `Last-Event-ID`), then live; the stream ends after the job's terminal event. On a job
   already finished it replays what the window holds and ends.
-- `GET /api/v1/events/stream`: every job of the caller, live from now (or after `Last-Event-ID`).
+- `GET /api/v1/events/stream`: every job of the caller, live from now (or after `Last-Event-ID`);
+  with `?comments=true`, the changes of the comments on the caller's projects too (`event:
+  comment.created`, `comment.edited`, `comment.resolved`, `comment.reopened`, `comment.deleted`).
 
 Each event is `id:` (the stream id, to resume from), `event:` (its type) and `data:` (JSON with
 the job's status and progress at that moment). A comment line is sent every
@@ -111,11 +113,18 @@ def still_seated(caller: StreamCaller) -> bool:
     return role is not None and allowed(role, "jobs.view")
 
 
-def _authorize(django_request: HttpRequest, job_id: str | None) -> tuple[StreamCaller, Job | None]:
+def _authorize(django_request: HttpRequest, job_id: str | None, *, comments: bool = False
+               ) -> tuple[StreamCaller, Job | None]:
     request = Request(django_request)
     caller = _authenticate(request)
+    if comments and caller.seat is not None:
+        require_role(caller.seat.role, "comments.view")
     job = job_get(user=caller.user, job_id=job_id) if job_id is not None else None
     return caller, job
+
+
+# `?comments=` of the all-events stream: whether the changes of comments come too.
+COMMENTS_PARAM = {"true": True, "1": True, "false": False, "0": False, "": False}
 
 
 def exception_response(exc: Exception) -> HttpResponse:
@@ -205,8 +214,12 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
         return exception_response(exceptions.MethodNotAllowed(request.method or ""))
     if not isinstance(request, ASGIRequest):
         return error_response(503, "stream_unavailable", "Event streams are served by the ASGI server only.")
+    comments = COMMENTS_PARAM.get(request.GET.get("comments", "").lower()) if job_id is None else False
+    if comments is None:
+        return error_response(400, "validation_error", "comments is true or false.",
+                              {"comments": ["Must be true or false."]})
     try:
-        caller, job = await released(_authorize)(request, job_id)
+        caller, job = await released(_authorize)(request, job_id, comments=comments)
     except Exception as exc:  # noqa: BLE001 - rendered as the REST API renders it, or re-raised
         return exception_response(exc)
     after = request.headers.get("Last-Event-ID") or None
@@ -223,7 +236,7 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
         return _unavailable()
     try:
         sub = await hub.subscribe(caller.user.id, job_ids={str(job.pk)} if job else None, after=after,
-                                  member_id=caller.seat.member_id if caller.seat else None)
+                                  member_id=caller.seat.member_id if caller.seat else None, comments=comments)
     except RedisError:
         await lease.release()
         return _unavailable()

@@ -13,7 +13,9 @@ Protocol (JSON text frames):
   A team workspace's events: `"workspace": "<its id>"` in the auth message, or the handshake's
   `Auteur-Workspace` header (clients that can set one), as the REST API takes it.
 - `{"type": "subscribe", "job_id": "<id>"}`: from now on only those jobs' events (each subscribe
-  adds one); without any, all of the user's jobs.
+  adds one); without any, all of the user's jobs. `{"type": "subscribe", "comments": true}`: the
+  changes of the comments on the projects too, as `{"type": "comment.event", "project_id",
+  "event": {...}}` (answered `{"type": "subscribed", "comments": true}`).
 - `{"type": "resume", "after": "<event id>"}`: replay what came after that id, then live; first
   `{"type": "gap", "after"}` when that id is older than the stream's window (what came between
   is in `GET /jobs/{id}/events`).
@@ -48,7 +50,9 @@ from rest_framework.exceptions import APIException
 
 from auteur.core.asyncdb import released
 from auteur.core.errors import ApplicationError
+from auteur.users.roles import allowed
 from jobs.errors import JobNotFound
+from jobs.events.stream import is_comment_event
 from jobs.selectors.jobs import job_get
 from realtime.hub import SeatEnded, SlowClient, Subscription, get_hub, id_order, valid_event_id
 from realtime.leases import StreamLease, TooManyStreams, stream_lease_acquire
@@ -72,6 +76,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
     sub: Subscription | None = None
     lease: StreamLease | None = None
     job_ids: set[str] | None = None
+    comments = False
     # The ids of the events sent on this connection run from first_sent to last_sent with no gap:
     # a resume skips them rather than sending them twice.
     first_sent: str | None = None
@@ -175,7 +180,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         old = self.sub
         try:
             new = await get_hub().subscribe(self.caller.user.id, job_ids=self.job_ids, after=after,
-                                            member_id=self.caller.seat.member_id if self.caller.seat else None)
+                                            member_id=self.caller.seat.member_id if self.caller.seat else None,
+                                            comments=self.comments)
         except RedisError:
             await self._close(CLOSE_UNAVAILABLE)
             return False
@@ -228,7 +234,10 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
                 continue
             if self._already_sent(event["id"]):
                 continue
-            await self.send_json({"type": "job.event", "job_id": event["job_id"], "event": event})
+            if is_comment_event(event):
+                await self.send_json({"type": "comment.event", "project_id": event["project_id"], "event": event})
+            else:
+                await self.send_json({"type": "job.event", "job_id": event["job_id"], "event": event})
             if self.first_sent is None:
                 self.first_sent = event["id"]
             self.last_sent = event["id"]
@@ -260,6 +269,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             return
         if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif kind == "subscribe" and "comments" in content:
+            await self._subscribe_comments(content)
         elif kind == "subscribe":
             await self._subscribe(content.get("job_id"))
         elif kind == "resume":
@@ -270,6 +281,21 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._resubscribe(after)
         else:
             await self._close(CLOSE_BAD_MESSAGE)
+
+    async def _subscribe_comments(self, content: dict[str, Any]) -> None:
+        assert self.caller is not None
+        if content.get("comments") is not True or set(content) != {"type", "comments"}:
+            await self._close(CLOSE_BAD_MESSAGE)
+            return
+        if self.caller.seat is not None and not allowed(self.caller.seat.role, "comments.view"):
+            await self._close(CLOSE_FORBIDDEN, "permission_denied")
+            return
+        self.comments = True
+        # What was sent so far was filtered otherwise: a later resume may repeat, never skip.
+        self.first_sent = self.last_sent = None
+        if self.sub is not None:
+            self.sub.comments = True
+        await self.send_json({"type": "subscribed", "comments": True})
 
     async def _subscribe(self, job_id: Any) -> None:
         assert self.caller is not None

@@ -8,7 +8,7 @@ managed by superusers only: a device decides who gets past the admin's second fa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
@@ -108,8 +108,8 @@ class WorkspaceAdmin(ReadOnlyAdmin):
     list_display = ("name", "id", "personal", "created_by", "created_at")
     list_filter = ("personal",)
     search_fields = ("name", "id", "created_by__email")
-    fields = ("id", "name", "personal", "created_by", "created_at", "updated_at")
-    readonly_fields = fields
+    fields: ClassVar[tuple[str, ...]] = ("id", "name", "personal", "created_by", "created_at", "updated_at")
+    readonly_fields: ClassVar[tuple[str, ...]] = fields
     inlines = (MembershipInline, InvitationInline)
 
 

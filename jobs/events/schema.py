@@ -2,9 +2,11 @@
 
 One event has one shape wherever it arrives:
 - Server-Sent Events (`GET /api/v1/jobs/{id}/stream`, `GET /api/v1/events/stream`): each `data:`
-  line is a `JobEvent`; the stream's own `gap` and `error` events are `StreamGap` and `Error`.
+  line is a `JobEvent`; the stream's own `gap` and `error` events are `StreamGap` and `Error`;
+  with `?comments=true`, a `comment.*` event is a `CommentEvent`.
 - WebSocket (`/api/v1/ws`): the server's messages are `WsServerMessage`; a `job.event` carries the
-  same `JobEvent`.
+  same `JobEvent`, a `comment.event` (after `{"type": "subscribe", "comments": true}`) a
+  `CommentEvent`.
 - `GET /api/v1/jobs/{id}/events`: the same `type` and `data`, with the record's own id.
 Webhooks deliver the job itself (the OpenAPI document's `JobDetail`) in the Standard Webhooks
 envelope `{type, timestamp, data}` (`WebhookPayload`).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from jobs.events.stream import COMMENT_CHANGES
 from jobs.models import JobEventType, JobStatus
 from webhooks.models import PAYLOAD_TYPES, TEST_PAYLOAD_TYPE
 
@@ -82,13 +85,31 @@ JOB_EVENT: dict[str, Any] = {
     "allOf": [{"if": {"properties": {"type": {"const": kind}}},
                "then": {"properties": {"data": {"$ref": f"#/$defs/{kind}"}}}} for kind in sorted(EVENT_DATA)],
 }
+_NULLABLE_UUID: dict[str, Any] = {"type": ["string", "null"], "format": "uuid"}
+_NULLABLE_INT: dict[str, Any] = {"type": ["integer", "null"]}
+_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+COMMENT: dict[str, Any] = _object(
+    {"id": _UUID, "parent_id": _NULLABLE_UUID, "member_id": _UUID, "text": _TEXT, "start_ms": _NULLABLE_INT,
+     "end_ms": _NULLABLE_INT, "edl_version": _NULLABLE_INT, "resolved_at": {"type": ["string", "null"],
+                                                                              "format": "date-time"},
+     "resolved_by": _NULLABLE_UUID, "created_at": _TIME, "updated_at": _TIME},
+    description="A comment as GET /projects/{id}/comments shows it.")
+COMMENT_EVENT: dict[str, Any] = _object(
+    {"id": {"type": "string", "pattern": r"^\d+-\d+$"},
+     "type": {"enum": [f"comment.{change}" for change in COMMENT_CHANGES]},
+     "project_id": _UUID, "member_id": {**_UUID, "description": "Who made the change."},
+     "comment": {"$ref": "#/$defs/Comment"}, "created_at": _TIME},
+    description="A change of a comment on a project's timeline (a deleted one as it was; a thread's "
+                "deletion takes its replies), on the all-events streams that ask for comments.")
 ERROR: dict[str, Any] = _object({"error": _object({"code": _TEXT, "message": _TEXT}, {"details": {"type": "object"}})})
 STREAM_GAP: dict[str, Any] = _object({"after": {"type": ["string", "null"]}, "message": _TEXT},
                                      description="Events after `after` are no longer in the stream window.")
 WS_SERVER_MESSAGE: dict[str, Any] = {"oneOf": [
     _object({"type": {"const": "ready"}}),
     _object({"type": {"const": "subscribed"}, "job_id": _UUID}),
+    _object({"type": {"const": "subscribed"}, "comments": {"const": True}}),
     _object({"type": {"const": "job.event"}, "job_id": _UUID, "event": {"$ref": "#/$defs/JobEvent"}}),
+    _object({"type": {"const": "comment.event"}, "project_id": _UUID, "event": {"$ref": "#/$defs/CommentEvent"}}),
     _object({"type": {"const": "gap"}, "after": {"type": ["string", "null"]}}),
     _object({"type": {"const": "ping"}}),
     _object({"type": {"const": "pong"}}),
@@ -109,7 +130,8 @@ def event_schema() -> dict[str, Any]:
         "$id": "/api/schema/events/",
         "title": "Auteur job events",
         "description": __doc__,
-        "$defs": {"JobEvent": JOB_EVENT, "StreamGap": STREAM_GAP, "Error": ERROR,
+        "$defs": {"JobEvent": JOB_EVENT, "CommentEvent": COMMENT_EVENT, "Comment": COMMENT,
+                  "StreamGap": STREAM_GAP, "Error": ERROR,
                   "WsServerMessage": WS_SERVER_MESSAGE, "WebhookPayload": WEBHOOK_PAYLOAD, **EVENT_DATA},
     }
 

@@ -25,9 +25,11 @@ from typing import Any
 import redis
 from cachetools import TTLCache
 from django.conf import settings
+from django.utils import timezone
 
 from auteur.core.outbox import Outbox
 from jobs.models import Job, JobEvent
+from projects.models import Comment
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +89,46 @@ def job_stream_append(event: JobEvent, state: JobState | None = None) -> str | N
             return None
         state = JobState(user_id=job["user_id"], status=job["status"], progress=job["progress"])
     payload = event_payload(event, status=state.status, progress=state.progress)
-    entry = (stream_key(state.user_id), json.dumps(payload, separators=(",", ":")))
-    log_extra: dict[str, Any] = {"job_id": str(event.job_id)}
+    return _stream(state.user_id, payload, f"event {event.type} of job {event.job_id}",
+                   {"job_id": str(event.job_id)})
+
+
+# The change of a comment a stream entry says (comment.<change>): projects.signals.comment_changed.
+COMMENT_CHANGES = ("created", "edited", "resolved", "reopened", "deleted")
+
+
+def comment_stream_append(*, comment: Comment, change: str, member_id: uuid.UUID) -> str | None:
+    """Append a committed change of a comment to its workspace's stream; the entry's id, or None
+    when Redis failed (it is held and appended once Redis answers, as job events are). Only the
+    connections that asked for comments get it (realtime/hub.py)."""
+    from rest_framework.renderers import JSONRenderer
+
+    from projects.comment_apis import CommentSerializer
+
+    assert change in COMMENT_CHANGES, change
+    payload = {
+        "type": f"comment.{change}",
+        "project_id": str(comment.project_id),
+        "member_id": str(member_id),  # who made the change
+        # As the API renders it (its UUIDs as strings).
+        "comment": json.loads(JSONRenderer().render(CommentSerializer(comment).data)),
+        "created_at": timezone.now().isoformat().replace("+00:00", "Z"),
+    }
+    return _stream(comment.user_id, payload, f"comment.{change} of comment {comment.pk}",
+                   {"project_id": str(comment.project_id)})
+
+
+def is_comment_event(event: dict[str, Any]) -> bool:
+    """Whether a stream entry is a comment's change (else it is a job's event)."""
+    return str(event.get("type", "")).startswith("comment.")
+
+
+def _stream(user_id: uuid.UUID, payload: dict[str, Any], what: str, log_extra: dict[str, Any]) -> str | None:
+    entry = (stream_key(user_id), json.dumps(payload, separators=(",", ":")))
     # Behind events still waiting for Redis, in their order.
-    entry_id, why = unstreamed.try_now(
-        entry, f"streaming event {event.type} of job {event.job_id}", in_order=True, **log_extra
-    )
+    entry_id, why = unstreamed.try_now(entry, f"streaming {what}", in_order=True, **log_extra)
     if why:
-        logger.warning("job event not streamed yet (%s): %s", why, event.type, extra=log_extra)
+        logger.warning("%s not streamed yet (%s)", what, why, extra=log_extra)
     return entry_id
 
 

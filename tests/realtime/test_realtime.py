@@ -37,6 +37,8 @@ from jobs.events.record import job_event_record
 from jobs.events.stream import event_payload, job_stream_append, stream_key
 from jobs.models import Job, JobEvent, JobEventType, JobStatus
 from jobs.prefer_header import prefer_wait
+from projects.comments import comment_create, comment_delete, comment_update
+from projects.models import Project
 from tests.factories import team_workspace
 from tests.jobs.conftest import Worker, subprocess_env, wait_terminal
 from tests.jobs.support import submit, valid_body
@@ -178,8 +180,10 @@ def sse_checked(fields: dict[str, str]) -> dict[str, Any]:
     data = json.loads(fields["data"])
     kind = fields.get("event")
     definition = {"gap": "StreamGap", "error": "Error"}.get(kind or "", "JobEvent")
+    if (kind or "").startswith("comment."):
+        definition = "CommentEvent"
     assert not event_errors(data, definition), (kind, data, event_errors(data, definition))
-    if definition == "JobEvent":
+    if definition in ("JobEvent", "CommentEvent"):
         assert data["type"] == kind and data["id"] == fields.get("id"), fields
     return {**fields, "data": data}
 
@@ -749,3 +753,61 @@ def test_a_members_websocket_of_a_team_workspace_closes_within_a_second_of_their
     by_header = ws_connect(asgi, subprotocols=["bearer", user_issue_token(user=payer)],
                            additional_headers={"Auteur-Workspace": str(team.pk)})
     assert ws_close_code(by_header) == 4403
+
+
+def test_the_members_who_ask_for_comments_see_each_change_of_one_live(asgi, make_user):
+    owner, editor, viewer, payer = make_user(), make_user(), make_user(), make_user()
+    team = team_workspace(owner)
+    for user, role in ((editor, "editor"), (viewer, "viewer"), (payer, "billing")):
+        Membership.objects.create(workspace=team, user=user, role=role)
+    account = User.objects.get(pk=team.pk)
+    project = Project.objects.create(user=account, name="Cut")
+    watching = Sse(asgi, "/api/v1/events/stream?comments=true", user_issue_token(user=viewer), workspace=str(team.pk))
+    jobs_only = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=owner), workspace=str(team.pk))
+    ws = ws_connect(asgi)
+    ws.send(json.dumps({"type": "auth", "token": user_issue_token(user=editor), "workspace": str(team.pk)}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+    ws.send(json.dumps({"type": "subscribe", "comments": True}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "subscribed", "comments": True}
+    assert watching.response.status == jobs_only.response.status == 200
+
+    thread = comment_create(project=project, member_id=editor.pk, text="Tighten this cut", start_ms=1000,
+                            end_ms=2500, edl_version=3)
+    reply = comment_create(project=project, member_id=viewer.pk, text="Agreed", parent_id=thread.pk)
+    comment_update(comment=reply, member_id=viewer.pk, resolved=True)
+    comment_update(comment=reply, member_id=viewer.pk, text="Agreed!")
+    comment_delete(comment=thread, member_id=editor.pk)
+    job = make_job(account)
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=1)
+
+    seen = watching.until(6)
+    assert [(e["event"], e["data"]["comment"]["id"] if "comment" in e["data"] else None) for e in seen] == [
+        ("comment.created", str(thread.pk)), ("comment.created", str(reply.pk)),
+        ("comment.resolved", str(thread.pk)), ("comment.edited", str(reply.pk)),
+        ("comment.deleted", str(thread.pk)), ("progress", None)]
+    created = seen[0]["data"]
+    assert (created["project_id"], created["member_id"], created["comment"]["text"]) == (
+        str(project.pk), str(editor.pk), "Tighten this cut")
+    resolved = seen[2]["data"]
+    assert resolved["member_id"] == resolved["comment"]["resolved_by"] == str(viewer.pk)
+    # A stream that did not ask for comments sees the job's event only, as before.
+    assert jobs_only.until(1)[0]["event"] == "progress"
+    messages = [json.loads(ws.recv(timeout=30)) for _ in range(6)]
+    from jobs.events.schema import event_errors
+
+    assert all(not event_errors(m, "WsServerMessage") for m in messages), messages
+    assert [m["type"] for m in messages] == ["comment.event"] * 5 + ["job.event"]
+    assert {m["project_id"] for m in messages[:5]} == {str(project.pk)}
+    ws.close()
+    # The role that does not see the work cannot ask for its comments; a malformed ask is refused.
+    refused = Sse(asgi, "/api/v1/events/stream?comments=true", user_issue_token(user=payer), workspace=str(team.pk))
+    assert refused.response.status == 403
+    malformed = Sse(asgi, "/api/v1/events/stream?comments=maybe", user_issue_token(user=owner))
+    assert malformed.response.status == 400
+    assert json.loads(malformed.response.read())["error"]["code"] == "validation_error"
+    for message in ({"type": "subscribe", "comments": False}, {"type": "subscribe", "comments": "yes"},
+                    {"type": "subscribe", "comments": True, "job_id": str(job.pk)}):
+        bad = ws_auth(asgi, user_issue_token(user=owner))
+        bad.send(json.dumps(message))
+        assert ws_close_code(bad) == 4400, message

@@ -130,6 +130,8 @@ export interface FollowOptions extends ReconnectOptions {
 
 export interface SubscribeOptions extends ReconnectOptions {
   lastEventId?: string;
+  /** Every-event streams: the changes of the comments on the projects too (items of kind `comment`). */
+  comments?: boolean;
   idleTimeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -216,7 +218,7 @@ export class AuteurClient {
       const stream = this.jobEvents(jobId, { ...options, ...(lastEventId !== undefined ? { lastEventId } : {}) });
       for await (const item of stream) {
         if (item.kind === "gap") options.onGap?.(item.after);
-        else options.onEvent?.(item.event);
+        else if (item.kind === "event") options.onEvent?.(item.event);
       }
       lastEventId = stream.lastEventId;
       const job = await this.getJob(jobId);
@@ -241,7 +243,7 @@ export class AuteurClient {
   events(options: SubscribeOptions = {}): EventStream {
     return new EventStream({
       ...options,
-      url: `${this.baseUrl}/api/v1/events/stream`,
+      url: `${this.baseUrl}/api/v1/events/stream${options.comments ? "?comments=true" : ""}`,
       token: this.options.token,
       ...(this.options.workspace !== undefined ? { workspace: this.options.workspace } : {}),
       ...(this.options.fetch ? { fetch: this.options.fetch } : {}),

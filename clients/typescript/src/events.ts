@@ -8,6 +8,9 @@ export type JobEvent = EventSchemas["JobEvent"];
 export type JobEventType = EventSchemas["JobEventType"];
 /** The `data` of an event of type `T`. */
 export type JobEventData<T extends JobEventType> = Extract<JobEvent, { type: T }>["data"];
+/** A change of a comment on a project's timeline (`type`: comment.created, .edited, .resolved,
+ * .reopened or .deleted), sent to the streams that ask for comments. */
+export type CommentEvent = EventSchemas["CommentEvent"];
 /** Events after `after` are no longer in the stream's window (GET /jobs/{id}/events has them). */
 export type StreamGap = EventSchemas["StreamGap"];
 /** Every message the WebSocket server sends. */
@@ -35,8 +38,12 @@ export function isTerminalEvent(event: JobEvent): boolean {
   return TERMINAL_EVENT_TYPES.has(event.type);
 }
 
-/** What a subscription yields: an event, or word that some were missed (read them over REST). */
-export type StreamItem = { kind: "event"; event: JobEvent } | { kind: "gap"; after: string | null };
+/** What a subscription yields: a job's event, a comment's change (only when asked for: `comments`),
+ * or word that some were missed (read them over REST). */
+export type StreamItem =
+  | { kind: "event"; event: JobEvent }
+  | { kind: "comment"; event: CommentEvent }
+  | { kind: "gap"; after: string | null };
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -58,11 +65,28 @@ export function parseJobEvent(value: unknown): JobEvent {
   return value as unknown as JobEvent;
 }
 
-/** Checks a WebSocket message's `type` (and a `job.event`'s event) before it is handed on typed. */
+/** Checks the fields every comment event has before it is handed on typed. */
+export function parseCommentEvent(value: unknown): CommentEvent {
+  if (
+    !isObject(value) ||
+    typeof value["id"] !== "string" ||
+    typeof value["type"] !== "string" ||
+    !value["type"].startsWith("comment.") ||
+    typeof value["project_id"] !== "string" ||
+    !isObject(value["comment"])
+  ) {
+    throw new TypeError(`not a comment event: ${JSON.stringify(value)}`);
+  }
+  return value as unknown as CommentEvent;
+}
+
+/** Checks a WebSocket message's `type` (and a `job.event`'s or `comment.event`'s event) before it
+ * is handed on typed. */
 export function parseWsMessage(value: unknown): WsServerMessage {
   if (!isObject(value) || typeof value["type"] !== "string") {
     throw new TypeError(`not a WebSocket message: ${JSON.stringify(value)}`);
   }
   if (value["type"] === "job.event") parseJobEvent(value["event"]);
+  if (value["type"] === "comment.event") parseCommentEvent(value["event"]);
   return value as unknown as WsServerMessage;
 }

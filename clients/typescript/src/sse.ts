@@ -1,5 +1,5 @@
 import { apiError, apiErrorFromResponse, ApiError, isErrorBody } from "./errors.js";
-import { isTerminalEvent, parseJobEvent, type StreamItem, type StreamGap } from "./events.js";
+import { isTerminalEvent, parseCommentEvent, parseJobEvent, type StreamItem, type StreamGap } from "./events.js";
 import { backoffDelay, resolveToken, sleep, type ReconnectOptions, type TokenSource } from "./retry.js";
 
 /** One dispatched Server-Sent Event. */
@@ -239,6 +239,14 @@ export class EventStream implements AsyncIterable<StreamItem> {
             if (message.event === "error") {
               const body: unknown = JSON.parse(message.data);
               streamError = apiError(isErrorBody(body) && body.error.code === "invalid_token" ? 401 : 503, body);
+              continue;
+            }
+            if (message.event.startsWith("comment.")) {
+              const comment = parseCommentEvent(JSON.parse(message.data));
+              this.last = comment.id;
+              progressed = true;
+              failures = 0;
+              yield { kind: "comment", event: comment };
               continue;
             }
             const event = parseJobEvent(JSON.parse(message.data));

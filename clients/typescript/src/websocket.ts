@@ -58,6 +58,8 @@ export interface JobSocketOptions extends ReconnectOptions {
   workspace?: string;
   /** Only these jobs' events (more with `subscribe`); none: every job of the caller. */
   jobIds?: readonly string[];
+  /** The changes of the comments on the projects too (items of kind `comment`). */
+  comments?: boolean;
   /** Resume after this event id. */
   lastEventId?: string;
   /** Reconnect when nothing, the server's pings included, arrives for this long. Default 45000 ms. */
@@ -156,10 +158,14 @@ export class JobEventsSocket implements AsyncIterable<StreamItem> {
               this.ready = true;
               // Subscriptions first: a resume then replays only the followed jobs' events.
               for (const jobId of this.jobIds) socket.send(JSON.stringify({ type: "subscribe", job_id: jobId }));
+              if (this.options.comments) socket.send(JSON.stringify({ type: "subscribe", comments: true }));
               if (this.last !== undefined) socket.send(JSON.stringify({ type: "resume", after: this.last }));
               break;
             case "job.event":
               queue.push({ kind: "item", item: { kind: "event", event: message.event } });
+              break;
+            case "comment.event":
+              queue.push({ kind: "item", item: { kind: "comment", event: message.event } });
               break;
             case "gap":
               queue.push({ kind: "item", item: { kind: "gap", after: message.after } });
@@ -181,7 +187,7 @@ export class JobEventsSocket implements AsyncIterable<StreamItem> {
           if (next === undefined) return; // closed by the caller
           if (next.kind === "error") throw next.error;
           if (next.kind === "item") {
-            if (next.item.kind === "event") {
+            if (next.item.kind !== "gap") {
               this.last = next.item.event.id;
               progressed = true;
               failures = 0;

@@ -101,7 +101,7 @@ const fast = { initialDelayMs: 1, maxDelayMs: 2, random: () => 0 };
 
 async function collect(stream: EventStream): Promise<string[]> {
   const out: string[] = [];
-  for await (const item of stream) out.push(item.kind === "event" ? item.event.id : `gap:${item.after}`);
+  for await (const item of stream) out.push(item.kind === "gap" ? `gap:${item.after}` : item.event.id);
   return out;
 }
 
@@ -118,6 +118,23 @@ describe("EventStream", () => {
     assert.deepEqual(requests.map((h) => h.get("Last-Event-ID")), [null, "2-0", "2-0"]);
     assert.deepEqual(requests.map((h) => h.get("Authorization")), ["Bearer t1", "Bearer t2", "Bearer t3"]);
     assert.equal(stream.lastEventId, "4-0");
+  });
+
+  test("a comment's change is an item of its own, and a resume goes on after it", async () => {
+    const comment = {
+      id: "2-0", type: "comment.created", project_id: JOB, member_id: JOB, created_at: "2026-01-01T00:00:00Z",
+      comment: { id: JOB, parent_id: null, member_id: JOB, text: "Tighten this", start_ms: 0, end_ms: 10, edl_version: 1,
+                 resolved_at: null, resolved_by: null, created_at: "2026-01-01T00:00:00Z", updated_at: "2026-01-01T00:00:00Z" },
+    };
+    const { fetch, requests } = fakeFetch([
+      sse([event("1-0", "submitted", "pending"), `id: 2-0\nevent: comment.created\ndata: ${JSON.stringify(comment)}\n\n`], true),
+      sse([event("3-0", "completed", "completed")]),
+    ]);
+    const stream = new EventStream({ url: "http://x/stream", token: "t", endsAfterTerminal: true, fetch, ...fast });
+    const kinds: string[] = [];
+    for await (const item of stream) kinds.push(item.kind === "comment" ? `${item.event.type}:${item.event.comment.text}` : item.kind);
+    assert.deepEqual(kinds, ["event", "comment.created:Tighten this", "event"]);
+    assert.equal(requests[1]?.get("Last-Event-ID"), "2-0");
   });
 
   test("an expired token's error event reconnects with a fresh token; a token refused then is a typed 401", async () => {

@@ -90,7 +90,7 @@ describe("JobEventsSocket", () => {
     const socket = new JobEventsSocket({ url: "ws://x", token: "tok", jobIds: [JOB], webSocket: factory, ...fast });
     const seen: string[] = [];
     for await (const item of socket) {
-      seen.push(item.kind === "event" ? item.event.id : `gap:${item.after}`);
+      seen.push(item.kind === "gap" ? `gap:${item.after}` : item.event.id);
       if (seen.length === 4) socket.close();
     }
     assert.deepEqual(seen, ["1-0", "2-0", "gap:2-0", "3-0"]);

@@ -8,6 +8,43 @@ export type paths = Record<string, never>;
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description A comment as GET /projects/{id}/comments shows it. */
+        Comment: {
+            /** Format: date-time */
+            created_at: string;
+            edl_version: number | null;
+            end_ms: number | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            member_id: string;
+            /** Format: uuid */
+            parent_id: string | null;
+            /** Format: date-time */
+            resolved_at: string | null;
+            /** Format: uuid */
+            resolved_by: string | null;
+            start_ms: number | null;
+            text: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** @description A change of a comment on a project's timeline (a deleted one as it was; a thread's deletion takes its replies), on the all-events streams that ask for comments. */
+        CommentEvent: {
+            comment: components["schemas"]["Comment"];
+            /** Format: date-time */
+            created_at: string;
+            id: string;
+            /**
+             * Format: uuid
+             * @description Who made the change.
+             */
+            member_id: string;
+            /** Format: uuid */
+            project_id: string;
+            /** @enum {unknown} */
+            type: "comment.created" | "comment.edited" | "comment.resolved" | "comment.reopened" | "comment.deleted";
+        };
         Error: {
             error: {
                 code: string;
@@ -294,11 +331,22 @@ export interface components {
             /** @constant */
             type: "subscribed";
         } | {
+            /** @constant */
+            comments: true;
+            /** @constant */
+            type: "subscribed";
+        } | {
             event: components["schemas"]["JobEvent"];
             /** Format: uuid */
             job_id: string;
             /** @constant */
             type: "job.event";
+        } | {
+            event: components["schemas"]["CommentEvent"];
+            /** Format: uuid */
+            project_id: string;
+            /** @constant */
+            type: "comment.event";
         } | {
             after: string | null;
             /** @constant */
