@@ -52,9 +52,17 @@ def add_event_streams(result: dict[str, Any], generator: Any, request: Any, publ
     }}
     result["paths"]["/api/v1/events/stream"] = {"get": {
         "operationId": "events_stream", "tags": ["jobs"], "summary": "Every job's events, live (SSE)",
-        "description": "Every job of the caller, from now (or after Last-Event-ID).",
-        "parameters": [last_event_id],
-        "responses": {**ok, **common, **_errors(("400", "Codes: `invalid_event_id`."))},
+        "description": "Every job of the caller, from now (or after Last-Event-ID); with `comments=true`, the "
+                       "changes of the comments on its projects too (`event: comment.created`, `.edited`, "
+                       "`.resolved`, `.reopened`, `.deleted`; `data` a `CommentEvent` of the event schema).",
+        "parameters": [last_event_id, {
+            "name": "comments", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+            "description": "Also the changes of the comments on the projects' timelines."}],
+        "responses": {**ok, **common, **_errors(
+            ("400", "Codes: `invalid_event_id`, `validation_error` (`comments` not true or false)."),
+            ("403", "Codes: `permission_denied` (a team workspace's role that does not see its jobs, or its "
+                    "comments when asked for)."),
+            ("404", "Codes: `workspace_not_found`."))},
         "security": security,
     }}
     info = result.setdefault("info", {})

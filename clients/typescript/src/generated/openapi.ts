@@ -129,7 +129,7 @@ export interface paths {
         };
         /**
          * Every job's events, live (SSE)
-         * @description Every job of the caller, from now (or after Last-Event-ID).
+         * @description Every job of the caller, from now (or after Last-Event-ID); with `comments=true`, the changes of the comments on its projects too (`event: comment.created`, `.edited`, `.resolved`, `.reopened`, `.deleted`; `data` a `CommentEvent` of the event schema).
          */
         get: operations["events_stream"];
         put?: never;
@@ -4839,7 +4839,10 @@ export interface operations {
     };
     events_stream: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Also the changes of the comments on the projects' timelines. */
+                comments?: boolean;
+            };
             header?: {
                 /** @description Resume after this event id (the browser's EventSource sends it on reconnect). */
                 "Last-Event-ID"?: string;
@@ -4858,7 +4861,7 @@ export interface operations {
                     "text/event-stream": components["schemas"]["StreamEvent"];
                 };
             };
-            /** @description Codes: `invalid_event_id`. */
+            /** @description Codes: `invalid_event_id`, `validation_error` (`comments` not true or false). */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4869,6 +4872,24 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied` (a team workspace's role that does not see its jobs, or its comments when asked for). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
