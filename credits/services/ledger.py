@@ -260,11 +260,17 @@ def credit_grant(
 
 
 class _Refused(Exception):
-    """A charge refused inside its savepoint: raised to roll the savepoint back."""
+    """A charge refused inside its savepoint: raised to roll the savepoint back, with its reason."""
+
+    def __init__(self, reason: ApplicationError) -> None:
+        super().__init__(reason.code)
+        self.reason = reason
 
 
 def _refusal(user: User, member_id: uuid.UUID | None, amount: int) -> ApplicationError:
-    """Why a charge of `amount` was refused: the member's budget, else the balance."""
+    """Why a charge of `amount` was refused: the member's budget, else the balance. Read before the
+    refusal is rolled back: a counter that refused is still locked by it, so what it says is what
+    refused (a refund committed a moment later cannot make the budget look roomy)."""
     if _counted(user, member_id):
         assert member_id is not None
         refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount)
@@ -304,15 +310,15 @@ def credit_deduct_for_job(
         with transaction.atomic():
             entry = charge()
             if entry is None:
-                raise _Refused
+                raise _Refused(_refusal(user, member_id, amount))
             return entry
-    except _Refused:
+    except _Refused as refused:
         # Refused, and rolled back. If this job was already charged (a retry, possibly of a twin
         # that committed a moment ago), that charge is the answer; otherwise it is a refusal.
         existing = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.USAGE)
         if existing is not None:
             return _replay(existing, user=user, amount=-amount, type=TransactionType.USAGE)
-        raise _refusal(user, member_id, amount) from None
+        raise refused.reason from None
     except IntegrityError:
         # The job was already charged (one usage per job): that charge stands, and our balance
         # change was rolled back with the failed INSERT.
