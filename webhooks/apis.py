@@ -21,7 +21,15 @@ from auteur.core.api import (
 from auteur.core.schema import raises
 from webhooks.models import ALL_EVENT_TYPES, NoticeKind, WebhookEventType
 from webhooks.selectors import delivery_list, notice_list, webhook_get, webhook_list
-from webhooks.services import signing_secret_get, webhook_create, webhook_delete, webhook_test
+from webhooks.services import (
+    ROTATION_KEEP_MAX_SECONDS,
+    signing_secret_get,
+    signing_secret_rotate,
+    webhook_create,
+    webhook_delete,
+    webhook_secret_rotate,
+    webhook_test,
+)
 from webhooks.ssrf import MAX_URL_LENGTH
 
 URL_HELP = ("https only, to a public address (private, loopback and link-local addresses are refused); "
@@ -188,14 +196,55 @@ class WebhookNoticeListApi(ApiView):
         return paginated_response(request, self, notice_list(owner=request_user(request)), NoticeSerializer)
 
 
+class RotateInputSerializer(StrictSerializer):
+    keep_previous_seconds = serializers.IntegerField(
+        min_value=0, max_value=ROTATION_KEEP_MAX_SECONDS, default=86400,
+        help_text="How long the old secret keeps signing beside the new one (messages carry both signatures "
+                  "meanwhile); 0 ends it at once, for a secret that leaked or that a removed member knew.")
+
+
+class WebhookSecretApi(ApiView):
+    """Rotate the webhook's signing secret: the new one is in this answer only. Every attempt from
+    now on is signed with it, and also with the old one until `previous_valid_until` (null: not at
+    all), so receivers switch without missing a message."""
+
+    workspace_actions = {"POST": "webhooks.manage"}
+
+    @extend_schema(request=RotateInputSerializer,
+                   responses=inline_serializer("WebhookSecretRotated", {
+                       "secret": serializers.CharField(), "previous_valid_until": serializers.DateTimeField(
+                           allow_null=True)}),
+                   summary="Rotate a webhook's secret", operation_id="webhooks_secret_rotate", tags=["webhooks"])
+    def post(self, request: Request, webhook_id: str) -> Response:
+        webhook = webhook_get(owner=request_user(request), webhook_id=webhook_id)
+        data = RotateInputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        secret, until = webhook_secret_rotate(webhook=webhook,
+                                              keep_previous_seconds=data.validated_data["keep_previous_seconds"])
+        return Response({"secret": secret, "previous_valid_until": until})
+
+
 class SigningSecretApi(ApiView):
     """The secret that signs the webhooks given with job submissions (`webhook`), the same for
-    every job of the account."""
+    every job of the account. POST rotates it, as a webhook's secret rotates."""
 
-    workspace_actions = {"GET": "webhooks.manage"}
+    workspace_actions = {"GET": "webhooks.manage", "POST": "webhooks.manage"}
 
     @extend_schema(responses=inline_serializer("WebhookSigningSecret", {"key": serializers.CharField()}),
                    summary="Get the jobs' webhook signing secret",
                    operation_id="webhooks_default_secret", tags=["webhooks"])
     def get(self, request: Request) -> Response:
         return Response({"key": signing_secret_get(owner=request_user(request))})
+
+    @extend_schema(request=RotateInputSerializer,
+                   responses=inline_serializer("WebhookSigningSecretRotated", {
+                       "key": serializers.CharField(), "previous_valid_until": serializers.DateTimeField(
+                           allow_null=True)}),
+                   summary="Rotate the jobs' webhook signing secret",
+                   operation_id="webhooks_default_secret_rotate", tags=["webhooks"])
+    def post(self, request: Request) -> Response:
+        data = RotateInputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        key, until = signing_secret_rotate(owner=request_user(request),
+                                           keep_previous_seconds=data.validated_data["keep_previous_seconds"])
+        return Response({"key": key, "previous_valid_until": until})

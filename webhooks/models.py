@@ -68,6 +68,10 @@ class Webhook(Target):
     member_id = models.UUIDField(null=True, blank=True, editable=False)
     description = models.CharField(max_length=200, blank=True, default="")
     secret_sealed = models.TextField(editable=False)
+    # The secret a rotation replaced, which signs beside the new one until `previous_expires_at`
+    # (receivers verify with either meanwhile); empty when there is none.
+    previous_secret_sealed = models.TextField(editable=False, blank=True, default="")
+    previous_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         db_table = "webhooks"
@@ -85,6 +89,9 @@ class SigningSecret(models.Model):
     owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
                                  related_name="+")
     secret_sealed = models.TextField(editable=False)
+    # As a webhook's: the secret a rotation replaced, signing beside the new one until it expires.
+    previous_secret_sealed = models.TextField(editable=False, blank=True, default="")
+    previous_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -54,13 +54,18 @@ class Outcome:
         return not self.error and self.status_code is not None and 200 <= self.status_code < 300
 
 
-def signed_headers(*, secret: str, message_id: str, body: str, at: datetime | None = None) -> dict[str, str]:
-    """The three Standard Webhooks headers for `body` (a fresh timestamp on every attempt)."""
+def signed_headers(*, secret: str, message_id: str, body: str, at: datetime | None = None,
+                   previous: str | None = None) -> dict[str, str]:
+    """The three Standard Webhooks headers for `body` (a fresh timestamp on every attempt), signed
+    with `secret` and, while a rotation keeps it, with `previous` too (space-separated signatures:
+    a receiver accepts the message if any of them verifies with the secret it holds)."""
     at = at or datetime.now(UTC)
+    signatures = [Signer(key).sign(msg_id=message_id, timestamp=at, data=body)
+                  for key in (secret, previous) if key is not None]
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Signer(secret).sign(msg_id=message_id, timestamp=at, data=body),
+        "webhook-signature": " ".join(signatures),
     }
 
 
@@ -180,7 +185,7 @@ def _failure(exc: Exception, deadline: Deadline) -> str:
     return f"connection failed: {type(exc).__name__}"
 
 
-def send(*, url: str, secret: str, message_id: str, body: str) -> Outcome:
+def send(*, url: str, secret: str, message_id: str, body: str, previous: str | None = None) -> Outcome:
     """POST `body` to `url` once. Never raises for anything the receiver or the network does."""
     started = time.monotonic()
 
@@ -198,7 +203,7 @@ def send(*, url: str, secret: str, message_id: str, body: str) -> Outcome:
         "Host": target.host_header,
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        **signed_headers(secret=secret, message_id=message_id, body=body),
+        **signed_headers(secret=secret, message_id=message_id, body=body, previous=previous),
     }
     conn = _connection(target, deadline)
     try:

@@ -119,6 +119,43 @@ def signing_secret_get(*, owner: User) -> str:
     return keys.secret_open(row.secret_sealed)
 
 
+# A rotated secret keeps signing beside the new one for at most this long (receivers move to the
+# new one meanwhile); 0 ends it at once (a secret that leaked, or that a removed member knew).
+ROTATION_KEEP_MAX_SECONDS = 7 * 24 * 3600
+
+
+def _rotate(row: Webhook | SigningSecret, keep_previous_seconds: int) -> tuple[str, Any]:
+    """Give the locked row a new secret, the old one signing beside it for `keep_previous_seconds`;
+    the new secret (shown once), and until when the old one signs (None: it no longer does)."""
+    secret = keys.secret_new()
+    keeps = keep_previous_seconds > 0
+    row.previous_secret_sealed = row.secret_sealed if keeps else ""
+    row.previous_expires_at = timezone.now() + timedelta(seconds=keep_previous_seconds) if keeps else None
+    row.secret_sealed = keys.secret_seal(secret)
+    row.save(update_fields=["secret_sealed", "previous_secret_sealed", "previous_expires_at"])
+    return secret, row.previous_expires_at
+
+
+def webhook_secret_rotate(*, webhook: Webhook, keep_previous_seconds: int) -> tuple[str, Any]:
+    """A new secret for the webhook (returned this once): every attempt from now on is signed with
+    it, and with the old one too for `keep_previous_seconds` (0: the old one is dead at once)."""
+    with transaction.atomic():
+        row = Webhook.objects.select_for_update().get(pk=webhook.pk)
+        rotated = _rotate(row, keep_previous_seconds)
+    logger.info("webhook secret rotated", extra={"user_id": str(webhook.owner_id), "webhook_id": str(webhook.pk)})
+    return rotated
+
+
+def signing_secret_rotate(*, owner: User, keep_previous_seconds: int) -> tuple[str, Any]:
+    """As webhook_secret_rotate, for the secret that signs the owner's jobs' own webhooks."""
+    signing_secret_get(owner=owner)
+    with transaction.atomic():
+        row = SigningSecret.objects.select_for_update().get(owner=owner)
+        rotated = _rotate(row, keep_previous_seconds)
+    logger.info("jobs' webhook signing secret rotated", extra={"user_id": str(owner.pk)})
+    return rotated
+
+
 def job_webhook_create(*, job_id: uuid.UUID, owner: User, url: str, event_types: Iterable[str]) -> JobWebhook:
     """A job's own webhook, inserted in the submission's transaction (its URL already checked)."""
     signing_secret_get(owner=owner)
@@ -130,10 +167,17 @@ def _event_types(event_types: Iterable[str]) -> list[str]:
     return [t.value for t in WebhookEventType if t.value in chosen]
 
 
-def _secret_of(target: Webhook | JobWebhook) -> str:
-    if isinstance(target, Webhook):
-        return keys.secret_open(target.secret_sealed)
-    return signing_secret_get(owner=target.owner)
+def _secrets_of(target: Webhook | JobWebhook) -> tuple[str, str | None]:
+    """The secret that signs the target's messages, and the one a rotation replaced while it still
+    signs beside it."""
+    row: Webhook | SigningSecret | None = target if isinstance(target, Webhook) else (
+        SigningSecret.objects.filter(owner_id=target.owner_id).first())
+    if row is None:
+        return signing_secret_get(owner=target.owner), None
+    previous = None
+    if row.previous_secret_sealed and row.previous_expires_at and row.previous_expires_at > timezone.now():
+        previous = keys.secret_open(row.previous_secret_sealed)
+    return keys.secret_open(row.secret_sealed), previous
 
 
 # ----------------------------------------------------------------------------- deliveries
@@ -241,7 +285,7 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
         return None
     body = json.dumps(delivery.payload, separators=(",", ":"))
     try:
-        secret = _secret_of(target)
+        secret, previous = _secrets_of(target)
     except InvalidToken:
         # Sealed under another DJANGO_SECRET_KEY: a failed attempt like any other, so that the
         # delivery ends and the target is disabled in time, rather than a task error for ever.
@@ -249,7 +293,7 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
         logger.error("webhook %s: its signing secret was sealed under another DJANGO_SECRET_KEY", target.pk)
         outcome = sender.Outcome(None, "the signing secret could not be read; create the webhook again", 0, "")
     else:
-        outcome = _send(delivery, target, secret, body)
+        outcome = _send(delivery, target, secret, previous, body)
     attempt = _attempt_record(delivery, outcome)
     logger.info(
         "webhook attempt %s #%d: %s in %d ms", delivery.message_id, attempt.number,
@@ -259,12 +303,14 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
     return attempt
 
 
-def _send(delivery: Delivery, target: Webhook | JobWebhook, secret: str, body: str) -> sender.Outcome:
+def _send(delivery: Delivery, target: Webhook | JobWebhook, secret: str, previous: str | None,
+          body: str) -> sender.Outcome:
     """One attempt; whatever interrupts it is a failed attempt (recorded by the caller) rather
     than a task error that leaves the delivery leased, unrecorded, to be sent again for ever."""
     started = time.monotonic()
     try:
-        return sender.send(url=target.url, secret=secret, message_id=delivery.message_id, body=body)
+        return sender.send(url=target.url, secret=secret, previous=previous, message_id=delivery.message_id,
+                           body=body)
     except Exception as exc:  # SoftTimeLimitExceeded, or a fault of ours
         logger.exception("webhook attempt %s interrupted", delivery.message_id,
                          extra={"user_id": str(delivery.owner_id), "job_id": str(delivery.job_id or "")})

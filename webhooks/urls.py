@@ -6,6 +6,7 @@ from webhooks.apis import (
     WebhookDetailApi,
     WebhookListApi,
     WebhookNoticeListApi,
+    WebhookSecretApi,
     WebhookTestApi,
 )
 
@@ -16,5 +17,6 @@ urlpatterns = [
     path("webhooks/default/secret", SigningSecretApi.as_view(), name="webhook-default-secret"),
     path("webhooks/<str:webhook_id>", WebhookDetailApi.as_view(), name="webhook-detail"),
     path("webhooks/<str:webhook_id>/test", WebhookTestApi.as_view(), name="webhook-test"),
+    path("webhooks/<str:webhook_id>/secret", WebhookSecretApi.as_view(), name="webhook-secret"),
     path("webhooks/<str:webhook_id>/deliveries", WebhookDeliveryListApi.as_view(), name="webhook-deliveries"),
 ]

@@ -91,7 +91,7 @@ def test_invalid_fields_are_a_400_validation_error(auth_client, user, body):
 def test_another_users_webhook_is_a_404(auth_client, make_user, client_for):
     other = client_for(make_user())
     webhook_id = create(other).json()["id"]
-    for method, path in (("get", ""), ("delete", ""), ("post", "/test"), ("get", "/deliveries")):
+    for method, path in (("get", ""), ("delete", ""), ("post", "/test"), ("get", "/deliveries"), ("post", "/secret")):
         response = getattr(auth_client, method)(f"/api/v1/webhooks/{webhook_id}{path}", format="json")
         assert response.status_code == 404 and error_code(response) == "webhook_not_found", (method, path)
     assert Webhook.objects.filter(pk=webhook_id).exists() and not Delivery.objects.exists()
@@ -254,3 +254,29 @@ def test_a_retried_job_reports_to_the_same_webhook(auth_client, funded, project,
     assert retried.status_code == 202, retried.json()
     target = JobWebhook.objects.get(job_id=retried.json()["job_id"])
     assert target.url == URL and target.event_types == ["completed"]
+
+
+@pytest.mark.parametrize("body", [{"keep_previous_seconds": -1}, {"keep_previous_seconds": 7 * 24 * 3600 + 1},
+                                  {"keep_previous_seconds": "soon"}, {"keep_previous_seconds": None}, {"x": 1}])
+def test_a_rotation_keeps_the_old_secret_for_a_whole_number_of_seconds_up_to_a_week(auth_client, body):
+    webhook = Webhook.objects.get(pk=create(auth_client).json()["id"])
+    for path in (f"/api/v1/webhooks/{webhook.pk}/secret", "/api/v1/webhooks/default/secret"):
+        response = auth_client.post(path, body, format="json")
+        assert (response.status_code, error_code(response)) == (400, "validation_error"), (path, response.content)
+    webhook.refresh_from_db()
+    assert webhook.previous_secret_sealed == "" and webhook.previous_expires_at is None
+
+
+def test_a_rotation_answers_the_new_secret_once_and_logs_neither(auth_client, user, caplog):
+    caplog.set_level(logging.DEBUG)
+    created = create(auth_client).json()
+    rotated = auth_client.post(f"/api/v1/webhooks/{created['id']}/secret", format="json").json()
+    webhook = Webhook.objects.get(pk=created["id"])
+    assert secret_open(webhook.secret_sealed) == rotated["secret"] != created["secret"]
+    assert secret_open(webhook.previous_secret_sealed) == created["secret"]
+    assert rotated["secret"] not in auth_client.get(f"/api/v1/webhooks/{webhook.pk}").content.decode()
+    default = auth_client.post("/api/v1/webhooks/default/secret", {"keep_previous_seconds": 0}, format="json").json()
+    row = SigningSecret.objects.get(owner=user)
+    assert secret_open(row.secret_sealed) == default["key"] and row.previous_secret_sealed == ""
+    for secret in (created["secret"], rotated["secret"], default["key"]):
+        assert secret not in caplog.text

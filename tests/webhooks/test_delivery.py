@@ -115,6 +115,57 @@ def test_the_test_endpoint_sends_a_signed_test_message(worker, auth_client, rece
     wait_for(lambda: Delivery.objects.filter(state=DeliveryState.SUCCEEDED).exists())
 
 
+def test_a_rotated_secret_signs_beside_the_new_one_until_it_expires_or_at_once_not_at_all(
+    worker, auth_client, receiver
+):
+    from standardwebhooks import WebhookVerificationError
+
+    account = account_webhook(auth_client, receiver.url("/account"), event_types=["completed"])
+    old = account["secret"]
+
+    def test_message() -> Any:
+        before = len(received_at(receiver, "/account"))
+        assert auth_client.post(f"/api/v1/webhooks/{account['id']}/test", format="json").status_code == 202
+        wait_for(lambda: len(received_at(receiver, "/account")) > before)
+        return received_at(receiver, "/account")[-1]
+
+    rotated = auth_client.post(f"/api/v1/webhooks/{account['id']}/secret", {"keep_previous_seconds": 3600},
+                               format="json")
+    assert rotated.status_code == 200, rotated.content
+    new = rotated.json()["secret"]
+    assert new.startswith("whsec_") and new != old and rotated.json()["previous_valid_until"] is not None
+    both = test_message()
+    assert len(both.headers["webhook-signature"].split(" ")) == 2
+    for secret in (new, old):  # a receiver holding either verifies the message
+        assert Verifier(secret).verify(both.body, both.headers)["type"] == "webhook.test"
+
+    # A secret a removed member knew is ended at once.
+    cut = auth_client.post(f"/api/v1/webhooks/{account['id']}/secret", {"keep_previous_seconds": 0}, format="json")
+    assert cut.json()["previous_valid_until"] is None
+    newest = cut.json()["secret"]
+    alone = test_message()
+    assert Verifier(newest).verify(alone.body, alone.headers)["type"] == "webhook.test"
+    for secret in (new, old):
+        with pytest.raises(WebhookVerificationError):
+            Verifier(secret).verify(alone.body, alone.headers)
+    # An expired rotation signs with the new secret only.
+    Webhook.objects.filter(pk=account["id"]).update(
+        previous_secret_sealed=Webhook.objects.get(pk=account["id"]).secret_sealed,
+        previous_expires_at=timezone.now() - timedelta(seconds=1))
+    assert len(test_message().headers["webhook-signature"].split(" ")) == 1
+
+
+def test_the_jobs_signing_secret_rotates_too(worker, auth_client, project, receiver):
+    old = auth_client.get("/api/v1/webhooks/default/secret").json()["key"]
+    rotated = auth_client.post("/api/v1/webhooks/default/secret", {}, format="json").json()
+    assert rotated["key"] != old and auth_client.get("/api/v1/webhooks/default/secret").json()["key"] == rotated["key"]
+    job_id = tts(auth_client, project, webhook=receiver.url("/job"), webhook_events_filter=["completed"])
+    assert wait_terminal(job_id).status == JobStatus.COMPLETED
+    wait_for(lambda: received_at(receiver, "/job"))
+    for secret in (rotated["key"], old):  # the default keeps the old one signing for a day
+        assert [p["type"] for p in verified(receiver, "/job", secret)] == ["job.completed"]
+
+
 def test_a_500_is_retried_with_the_same_webhook_id_and_logged(worker, auth_client, project, receiver):
     receiver.script = [Answer(status=500, body=b"down for maintenance"), Answer(status=503, body=b"still down")]
     job_id = tts(auth_client, project, webhook=receiver.url("/job"), webhook_events_filter=["completed"])
