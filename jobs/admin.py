@@ -245,7 +245,7 @@ class UsageEventAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "type", "outcome", "user", "credits_net", "credits_refunded", "processing_ms",
                     "gpu_seconds", "cached")
     list_filter = ("type", "outcome", "cached", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("=user__id", "user__email", "=job_id")
+    search_fields = ("=user__id", "user__email", "=job_id", "=member_id")
     date_hierarchy = "created_at"
     list_select_related = ("user",)
     ordering = ("-created_at",)

@@ -19,8 +19,10 @@ from django.utils import timezone
 
 from jobs.models import Job, UsageEvent
 
+# `user_id`: the account (a personal or team workspace's) that paid; `member_id`: who submitted the job.
 EXPORT_FIELDS = ("created_at", "user_id", "job_id", "project_id", "type", "outcome", "error_code", "credits_charged",
-                 "credits_refunded", "credits_net", "quantities", "waited_ms", "processing_ms", "gpu_seconds", "cached")
+                 "credits_refunded", "credits_net", "quantities", "waited_ms", "processing_ms", "gpu_seconds", "cached",
+                 "member_id")
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -64,7 +66,7 @@ def usage_rows(events: Iterable[UsageEvent]) -> Iterator[list[Any]]:
             event.outcome, event.error_code, event.credits_charged, event.credits_refunded, event.credits_net,
             json.dumps(event.quantities, sort_keys=True), "" if event.waited_ms is None else event.waited_ms,
             "" if event.processing_ms is None else event.processing_ms, round(event.gpu_seconds, 3),
-            int(event.cached),
+            int(event.cached), event.member_id or "",
         ]
 
 

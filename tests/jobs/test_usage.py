@@ -41,7 +41,7 @@ def submit(user, project) -> Job:
     with TestCase.captureOnCommitCallbacks(execute=False):
         request = JobRequest(project=project, input_params=params, quantities=params["_quantities"],
                              media_ids=[media.pk])
-        job, _ = submission.job_submit(user=user, spec=job_spec("transcription"), request=request)
+        job, _ = submission.job_submit(user=user, spec=job_spec("transcription"), request=request, member_id=user.pk)
     return job
 
 
@@ -98,11 +98,14 @@ def test_staff_export_usage_as_csv_by_date_type_and_user(user, project, make_use
     assert [r["job_id"] for r in export("--since", today)] == [str(second.pk)]
     assert [r["job_id"] for r in export("--until", today)] == [str(first.pk)]
     assert [r["user_id"] for r in export("--user", str(other.pk))] == [str(other.pk)]
+    # Who submitted each job: the personal workspace's owner here (a team's member in a team).
+    by_other = [(r["job_id"], r["member_id"]) for r in export("--member", str(other.pk))]
+    assert by_other == [(str(second.pk), str(other.pk))]
     assert export("--type", "tts") == []
     row = export("--user", str(user.pk))[0]
     assert (row["type"], row["outcome"], row["credits_net"], row["quantities"]) == (
         "transcription", "canceled", "0", '{"duration_ms": 30000}')
-    for bad in (["--since", "yesterday"], ["--type", "teleportation"], ["--user", "nobody"]):
+    for bad in (["--since", "yesterday"], ["--type", "teleportation"], ["--user", "nobody"], ["--member", "x"]):
         with pytest.raises(CommandError):
             call_command("usage_export", *bad, stdout=io.StringIO())
 

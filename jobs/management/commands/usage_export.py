@@ -1,4 +1,4 @@
-"""`manage.py usage_export [--since DATE] [--until DATE] [--type TYPE] [--user ID]`: usage analytics
+"""`manage.py usage_export [--since DATE] [--until DATE] [--type TYPE] [--user ID] [--member ID]`: usage analytics
 as CSV on stdout (or `--output FILE`), oldest first: one row per ended job (jobs.events.usage)."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--since", help="first day (UTC, YYYY-MM-DD), included")
         parser.add_argument("--until", help="last day (UTC, YYYY-MM-DD), excluded")
         parser.add_argument("--type", action="append", default=[], help=f"job type, repeatable: {', '.join(JOB_SPECS)}")
-        parser.add_argument("--user", help="an account's id")
+        parser.add_argument("--user", help="an account's id (a team workspace's: its pool's usage)")
+        parser.add_argument("--member", help="a person's id: the jobs they submitted, in any workspace")
         parser.add_argument("--output", help="a file to write instead of stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -48,6 +49,11 @@ class Command(BaseCommand):
                 events = events.filter(user_id=uuid.UUID(options["user"]))
             except ValueError:
                 raise CommandError(f"not an account id: {options['user']!r}") from None
+        if options["member"]:
+            try:
+                events = events.filter(member_id=uuid.UUID(options["member"]))
+            except ValueError:
+                raise CommandError(f"not a member's id: {options['member']!r}") from None
         with trusted():
             if options["output"]:
                 with open(options["output"], "w", newline="", encoding="utf-8") as out:
