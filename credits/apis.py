@@ -110,7 +110,8 @@ class MemberBudgetListApi(ApiView):
 
 
 class MemberBudgetDetailApi(ApiView):
-    """PUT sets a member's monthly budget (owner, admin; only an owner sets an owner's): from then
+    """PUT sets a member's monthly budget (owner, admin; only an owner sets an owner's or an admin's, an
+    admin's own included): from then
     on a job whose charge would take what they spent this month past it is refused with 402
     `spend_cap_reached`, and nothing is charged. `null` lifts it; a limit below what they already
     spent refuses their next charge. What was spent is never changed by this."""

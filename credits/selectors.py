@@ -72,9 +72,11 @@ def _budget(cap: SpendCap | None, member_id: uuid.UUID, month: date) -> MemberBu
     return MemberBudget(member_id, cap.monthly_limit, cap.spent if cap.month == month else 0, month)
 
 
-def member_budgets_get(*, account_id: uuid.UUID, member_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, MemberBudget]:
-    """The members' budgets in a team workspace's account, this month."""
-    month = month_of(timezone.now())
+def member_budgets_get(*, account_id: uuid.UUID, member_ids: Iterable[uuid.UUID],
+                       month: date | None = None) -> dict[uuid.UUID, MemberBudget]:
+    """The members' budgets in a team workspace's account, this month (`month`: by the database's
+    clock, which the charges count by; by default this server's)."""
+    month = month or month_of(timezone.now())
     ids = list(member_ids)
     caps = {cap.subject_id: cap for cap in SpendCap.objects.filter(user_id=account_id, scope=CapScope.MEMBER,
                                                                    subject_id__in=ids)}
@@ -94,9 +96,26 @@ def member_budget_list(*, membership: Membership) -> list[MemberBudget]:
     return [budgets[member] for member in members]
 
 
-def spend_cap_refusal(*, user: User, member_id: uuid.UUID, cost: int) -> SpendCapReached | None:
-    """The error a charge of `cost` by the member meets at their budget now, if it does."""
-    budget = member_budgets_get(account_id=user.pk, member_ids=[member_id])[member_id]
+def budget_counted(user: User, member_id: uuid.UUID | None) -> bool:
+    """Whether charges to the account by the member count against a budget: a team's member's."""
+    return user.is_team and member_id is not None
+
+
+def database_month() -> date:
+    """This month by the database's clock, the one the charges count by."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT date_trunc('month', clock_timestamp() AT TIME ZONE 'UTC')::date")
+        (month,) = cursor.fetchone()
+    return month
+
+
+def spend_cap_refusal(*, user: User, member_id: uuid.UUID | None, cost: int,
+                      month: date | None = None) -> SpendCapReached | None:
+    """The error a charge of `cost` to the account by the member meets at their budget now, if it
+    does (never for a charge no budget counts). `month`: as member_budgets_get's."""
+    if member_id is None or not budget_counted(user, member_id):
+        return None
+    budget = member_budgets_get(account_id=user.pk, member_ids=[member_id], month=month)[member_id]
     if budget.monthly_limit is None or budget.spent + cost <= budget.monthly_limit:
         return None
     return SpendCapReached(

@@ -131,7 +131,8 @@ class JobSubmitApi(ApiView):
         # render's timeline is read, cut and captioned there, which an account that cannot pay
         # must not cost.
         objects = job_request_objects(user=user, spec=self.spec, data=fields)
-        replay = job_submit_precheck(user=user, spec=self.spec, idempotency_key=key, body_hash=body_hash)
+        replay = job_submit_precheck(user=user, spec=self.spec, idempotency_key=key, body_hash=body_hash,
+                                     member_id=request_member_id(request))
         if replay is not None:
             return _accepted(replay, created=False)
         job, created = job_submit(

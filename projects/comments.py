@@ -16,8 +16,9 @@ from projects.signals import comment_changed
 
 def _announce(comment: Comment, change: str, member_id: uuid.UUID) -> None:
     """Once the change commits: tell whoever follows the workspace's comments (projects.signals)."""
+    # Robust: the change committed; a receiver that fails is logged, and the request still answers.
     transaction.on_commit(lambda: comment_changed.send(sender=Comment, comment=comment, change=change,
-                                                       member_id=member_id))
+                                                       member_id=member_id), robust=True)
 
 
 def comment_list(*, project: Project, resolved: bool | None = None) -> QuerySet[Comment]:

@@ -103,7 +103,7 @@ class Subscription:
     def _wants(self, event: dict[str, Any]) -> bool:
         if is_comment_event(event):
             return self.comments
-        return self.job_ids is None or event["job_id"] in self.job_ids
+        return self.job_ids is None or event.get("job_id") in self.job_ids
 
     def offer(self, event: dict[str, Any]) -> None:
         """Called by the reader for every live entry of the key."""
@@ -130,7 +130,10 @@ class Subscription:
         entries = await self.hub.redis.xrange(self.key, min=f"({self._backlog_from}", count=BACKLOG_CHUNK)
         for entry_id, fields in entries:
             self._backlog_from = entry_id.decode()
-            event = parse_entry(entry_id, fields)
+            try:
+                event = parse_entry(entry_id, fields)
+            except (KeyError, ValueError):
+                continue  # logged by the reader, which read it live
             if self._wants(event):
                 self._backlog.append(event)
         if len(entries) < BACKLOG_CHUNK:

@@ -145,9 +145,9 @@ def format_event(event: dict[str, Any]) -> str:
     return f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
 
 
-def _gap_event(sub: Subscription) -> str:
-    body = {"after": sub.last_id, "message": "Some events after this id are no longer in the stream; "
-                                             "GET /api/v1/jobs/{id}/events has them all."}
+def _gap_event(after: str | None) -> str:
+    body = {"after": after, "message": "Some events after this id (null: from the start) are no longer in the "
+                                       "stream; GET /api/v1/jobs/{id}/events has them all."}
     return f"event: gap\ndata: {json.dumps(body)}\n\n"
 
 
@@ -157,13 +157,17 @@ def _error_event(code: str, message: str) -> str:
 
 async def _events(
     sub: Subscription, lease: StreamLease, caller: StreamCaller, *, per_job: bool, finished: bool,
+    from_start: bool = False,
 ) -> AsyncIterator[str]:
+    """`from_start`: a job's history replayed from its first event, which is `submitted`: a replay
+    that starts with another (or, for a finished job, has none) lost the start to the stream's
+    window, and says so with a gap first."""
     heartbeat = settings.AUTEUR_STREAM_HEARTBEAT_SECONDS
     try:
         # Sent at once, so the client sees the stream open before the first event.
         yield "retry: 2000\n\n"
         if sub.gap:
-            yield _gap_event(sub)
+            yield _gap_event(sub.last_id)
         while True:
             remaining = caller.expires_at - time.time()
             if remaining <= 0:
@@ -184,9 +188,14 @@ async def _events(
                 return
             if event is None:
                 if finished:
+                    if from_start:
+                        yield _gap_event(None)
                     return
                 yield ": heartbeat\n\n"
                 continue
+            if from_start and event["type"] != "submitted":
+                yield _gap_event(None)
+            from_start = False
             yield format_event(event)
             if per_job and event["type"] in TERMINAL_EVENT_TYPES:
                 return
@@ -225,7 +234,8 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
     after = request.headers.get("Last-Event-ID") or None
     if after is not None and not valid_event_id(after):
         return error_response(400, "invalid_event_id", "Last-Event-ID must be an event id from this stream.")
-    if job is not None and after is None:
+    from_start = job is not None and after is None
+    if from_start:
         after = "0-0"  # one job's stream starts with its history
     hub = get_hub()
     try:
@@ -247,7 +257,8 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
     finished = job is not None and job.is_terminal
     # The lease is released when the stream ends; a response never started leaves it to run out.
     stream = StreamingHttpResponse(
-        _events(sub, lease, caller, per_job=job is not None, finished=finished), content_type="text/event-stream",
+        _events(sub, lease, caller, per_job=job is not None, finished=finished, from_start=from_start),
+        content_type="text/event-stream",
     )
     stream["Cache-Control"] = "no-cache"
     stream["X-Accel-Buffering"] = "no"

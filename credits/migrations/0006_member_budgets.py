@@ -50,6 +50,9 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunSQL(*owner_policy("credit_spend_caps")),
-        migrations.RunSQL(*api_grant("credit_spend_caps", "SELECT, INSERT, UPDATE (monthly_limit, month, spent, updated_at)")),
+        # The charge's statement counts (a first charge inserts the counter); limits are set on the
+        # owner's login, after the acting member's role is checked.
+        migrations.RunSQL(*api_grant("credit_spend_caps", "SELECT, INSERT (id, user_id, scope, subject_id, month, "
+                                                          "spent, updated_at), UPDATE (month, spent, updated_at)")),
         migrations.RunSQL(COUNT_THIS_MONTH, migrations.RunSQL.noop),
     ]

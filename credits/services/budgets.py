@@ -38,12 +38,14 @@ ON CONFLICT ON CONSTRAINT spend_cap_one_per_subject DO UPDATE
 
 def member_budget_set(*, membership: Membership, user_id: uuid.UUID | str, monthly_limit: int | None) -> MemberBudget:
     """Set (None: lift) a member's monthly budget in the member's team workspace. Only an owner
-    sets an owner's; a personal workspace has none (409 `personal_workspace`)."""
+    sets an owner's or an admin's; a personal workspace has none (409 `personal_workspace`)."""
     with acting(membership, "budgets.manage") as actor:
         if actor.workspace.personal:
             raise PersonalWorkspace("A personal workspace has no members' budgets: its owner spends its credits.")
         seat = member_seat(actor=actor, user_id=user_id)
-        if seat.role == Role.OWNER:
+        if seat.role in (Role.OWNER, Role.ADMIN):
+            # Those who set budgets are held to theirs by an owner: an admin sets no admin's budget,
+            # their own included.
             require(actor, "members.manage_owners")
         with connection.cursor() as cursor:
             cursor.execute(_SET_SQL, {"account_id": actor.workspace_id, "member_id": seat.user_id,

@@ -44,9 +44,11 @@ from credits.models import (
     TransactionType,
 )
 from credits.selectors import (
+    budget_counted,
     credit_balance_get,
     credit_transaction_get_by_key,
     credit_transaction_get_for_job,
+    database_month,
     month_of,
     spend_cap_refusal,
 )
@@ -116,8 +118,8 @@ _POST_SQL = f"WITH moved AS ({_MOVED}){_ENTRY}{_RETURNING}"
 # the statement: the caller rolls it back.
 _CHARGE_MEMBER_SQL = f"""
 WITH moved AS ({_MOVED}), counted AS (
-    INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, monthly_limit, month, spent, updated_at)
-    SELECT gen_random_uuid(), %(user_id)s, 'member', %(member_id)s, NULL,
+    INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, month, spent, updated_at)
+    SELECT gen_random_uuid(), %(user_id)s, 'member', %(member_id)s,
            date_trunc('month', moved.at AT TIME ZONE 'UTC')::date, -%(amount)s, moved.at
     FROM moved
     ON CONFLICT ON CONSTRAINT spend_cap_one_per_subject DO UPDATE
@@ -149,11 +151,6 @@ def _post_once(statement: Planned, params: dict[str, object]) -> CreditTransacti
     return None if row is None else CreditTransaction.from_db(connection.alias, _POST_COLUMNS, row)
 
 
-def _counted(user: User, member_id: uuid.UUID | None) -> bool:
-    """Whether the member's spending of the account is counted against a budget: a team's member's."""
-    return user.is_team and member_id is not None
-
-
 def _post(
     *,
     user: User,
@@ -179,9 +176,12 @@ def _post(
         "charge_month": charge_month,
     }
     statement = _POST
-    if _counted(user, member_id) and type == TransactionType.USAGE:
+    if user.is_team and member_id is None and type == TransactionType.USAGE:
+        # Every charge of a team names who made it: one that does not is counted on nobody's budget.
+        logger.warning("a team's charge names no member: no budget counts it", extra={"job_id": str(job_id)})
+    if budget_counted(user, member_id) and type == TransactionType.USAGE:
         statement = _CHARGE_MEMBER
-    elif _counted(user, member_id) and type == TransactionType.REFUND:
+    elif budget_counted(user, member_id) and type == TransactionType.REFUND:
         statement = _REFUND_MEMBER
     entry = _post_once(statement, params)
     if entry is None and amount > 0:
@@ -271,9 +271,8 @@ def _refusal(user: User, member_id: uuid.UUID | None, amount: int) -> Applicatio
     """Why a charge of `amount` was refused: the member's budget, else the balance. Read before the
     refusal is rolled back: a counter that refused is still locked by it, so what it says is what
     refused (a refund committed a moment later cannot make the budget look roomy)."""
-    if _counted(user, member_id):
-        assert member_id is not None
-        refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount)
+    if budget_counted(user, member_id):
+        refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount, month=database_month())
         if refused is not None:
             return refused
     return InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)

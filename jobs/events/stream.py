@@ -110,8 +110,9 @@ def comment_stream_append(*, comment: Comment, change: str, member_id: uuid.UUID
         "type": f"comment.{change}",
         "project_id": str(comment.project_id),
         "member_id": str(member_id),  # who made the change
-        # As the API renders it (its UUIDs as strings).
-        "comment": json.loads(JSONRenderer().render(CommentSerializer(comment).data)),
+        # As the API renders it (its UUIDs as strings); a deleted one without its text.
+        "comment": json.loads(JSONRenderer().render(CommentSerializer(comment).data))
+        | ({"text": ""} if change == "deleted" else {}),
         "created_at": timezone.now().isoformat().replace("+00:00", "Z"),
     }
     return _stream(comment.user_id, payload, f"comment.{change} of comment {comment.pk}",
@@ -171,8 +172,12 @@ unstreamed = Outbox(
 
 
 def parse_entry(entry_id: bytes | str, fields: dict[Any, Any]) -> dict[str, Any]:
-    """A stream entry as clients see the event: the payload with the entry's id as `id`."""
+    """A stream entry as clients see the event: the payload with the entry's id as `id`. KeyError
+    or ValueError for an entry that is not one."""
     raw = fields[b"e"] if b"e" in fields else fields["e"]
-    payload: dict[str, Any] = json.loads(raw)
+    payload = json.loads(raw)
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str) or not isinstance(
+            payload.get("project_id" if is_comment_event(payload) else "job_id"), str):
+        raise ValueError("not an event")
     payload["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return payload

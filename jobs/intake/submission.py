@@ -17,7 +17,7 @@ from django.utils import timezone
 from auteur.core.prepared import PreparedInsert
 from auteur.users.models import User
 from credits.errors import InsufficientCredits
-from credits.selectors import credit_balance_get
+from credits.selectors import credit_balance_get, spend_cap_refusal
 from credits.services.ledger import credit_deduct_for_job
 from jobs.errors import IdempotencyKeyReused, JobNotRetryable
 from jobs.events.record import job_event_record
@@ -133,12 +133,14 @@ def job_submit(
         return replay, False
 
 
-def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "", body_hash: str = "") -> Job | None:
+def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "", body_hash: str = "",
+                        member_id: uuid.UUID | None = None) -> Job | None:
     """The checks that cost a query or two, made before the request is resolved (for a render:
     its timeline read, cut and captioned, which costs far more): the plan, this server's backend,
     a replay of the same Idempotency-Key (returned: there is nothing else to do), and a balance
-    that covers the type's least price. So an account that cannot pay makes the server do
-    nothing else. `job_submit` then checks the exact cost under the account's row lock.
+    (and the member's budget, in a team workspace) that covers the type's least price. So an
+    account that cannot pay makes the server do nothing else. `job_submit` then checks the exact
+    cost under the account's row lock.
     """
     require_runnable(user, spec)
     if idempotency_key:
@@ -146,10 +148,19 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
         if replay is not None:
             return replay
     least = spec.price.minimum
-    balance = credit_balance_get(user=user)
-    if balance < least:
-        raise InsufficientCredits(balance=balance, cost=least)
+    _can_pay(user, member_id, least)
     return None
+
+
+def _can_pay(user: User, member_id: uuid.UUID | None, cost: int) -> None:
+    """Raise InsufficientCredits or SpendCapReached (402) unless the balance, and the member's
+    budget if one counts them, cover `cost` now (the charge checks them again, exactly)."""
+    balance = credit_balance_get(user=user)
+    if balance < cost:
+        raise InsufficientCredits(balance=balance, cost=cost)
+    refused = spend_cap_refusal(user=user, member_id=member_id, cost=cost)
+    if refused is not None:
+        raise refused
 
 
 def _cached(s: Submission) -> CachedResult | None:
@@ -158,7 +169,8 @@ def _cached(s: Submission) -> CachedResult | None:
 
     A copy costs storage, so nothing is copied for a request that will be refused: everything
     that would refuse it is checked first (the replay of its Idempotency-Key, its quote, a
-    balance that covers the cache price, then, as the copies are leased, the storage quota).
+    balance and the member's budget that cover the cache price, then, as the copies are leased,
+    the storage quota).
     The transaction that charges the job checks them again under its locks; a request that fails
     there all the same (a concurrent spend) leaves leased copies, which count against the quota
     until the sweep deletes them."""
@@ -176,9 +188,7 @@ def _cached(s: Submission) -> CachedResult | None:
             price = quote_take(user=s.user, spec=s.spec, quote_id=s.quote.quote_id, body_hash=s.quote.body_hash,
                                quantities=s.request.quantities).credits_cost
     price = cache_price(price)
-    balance = credit_balance_get(user=s.user)
-    if balance < price:
-        raise InsufficientCredits(balance=balance, cost=price)
+    _can_pay(s.user, s.member_id, price)
     derived_from = s.request.input_params.get(s.spec.version_of) if s.spec.version_of else None
     return cache_prepare(hit=hit, job_id=uuid.uuid4(), project_id=project.pk, derived_from=derived_from)
 

@@ -52,8 +52,11 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
                 member_id=media.member_id,
             )
     except (InsufficientCredits, SpendCapReached, FeatureUnavailable, MediaDurationUnknown) as exc:
-        # The owner reads the media's metadata: it gets what a client may be told, not an operator's hint.
+        # The owner reads the media's metadata: it gets what a client may be told, not an operator's hint;
+        # and every member who sees the file reads it: a member's budget is not told there.
         reason, _details = exc.public()
+        if isinstance(exc, SpendCapReached):
+            reason = "The monthly budget of the member who uploaded the file does not cover it."
         metadata = {**media.metadata, "auto_transcribe": {"skipped": exc.code, "reason": reason}}
         MediaFile.objects.filter(pk=media.pk).update(metadata=metadata)
         logger.info("automatic transcription of media %s skipped: %s", media.pk, exc.code)

@@ -292,10 +292,18 @@ class TestTheApi:
             answer = self.put(client_for(t[who]), t["team"], t["editor"], {"monthly_limit": 5})
             assert (answer.status_code, answer.json()["error"]["code"]) == (403, "permission_denied")
             assert answer.json()["error"]["details"] == {"action": "budgets.manage", "role": who}
-        on_owner = self.put(client_for(t["admin"]), t["team"], t["owner"], {"monthly_limit": 5})
-        assert (on_owner.status_code, on_owner.json()["error"]["details"]["action"]) == (403, "members.manage_owners")
-        assert self.put(client_for(t["owner"]), t["team"], t["owner"], {"monthly_limit": 5}).status_code == 200
-        assert self.put(client_for(t["admin"]), t["team"], t["admin"], {"monthly_limit": 5}).status_code == 200
+        # Those who set budgets are held to theirs by an owner: an admin sets no owner's or admin's,
+        # its own included.
+        other_admin = make_user()
+        Membership.objects.create(workspace=t["team"], user=other_admin, role=Role.ADMIN)
+        for member in (t["owner"], t["admin"], other_admin):
+            refused = self.put(client_for(t["admin"]), t["team"], member, {"monthly_limit": None})
+            assert (refused.status_code, refused.json()["error"]["details"]["action"]) == (
+                403, "members.manage_owners")
+        for member in (t["owner"], t["admin"], t["viewer"]):
+            assert self.put(client_for(t["owner"]), t["team"], member, {"monthly_limit": 5}).status_code == 200
+        by_admin = self.put(client_for(t["admin"]), t["team"], t["viewer"], {"monthly_limit": 6})
+        assert by_admin.json()["monthly_limit"] == 6
         assert not SpendCap.objects.filter(subject_id=t["editor"].pk).exists()
 
     def test_what_is_not_a_member_or_a_team_is_refused(self, team, client_for, make_user):

@@ -93,6 +93,48 @@ def test_a_hit_refused_after_the_cache_lookup_copies_nothing_and_charges_nothing
     assert no_gpu == []
 
 
+def test_a_hit_past_the_members_budget_copies_nothing_and_a_budget_short_of_the_least_price_reads_nothing(
+    local_storage, make_user, no_gpu, settings  # noqa: F811
+):
+    from rest_framework.test import APIClient
+
+    from auteur.users.models import Membership, User
+    from auteur.users.services import user_issue_token
+    from credits.models import CapScope, SpendCap
+    from credits.services.ledger import credit_grant
+    from projects.models import Project
+    from tests.factories import team_workspace
+
+    owner, editor = make_user(), make_user()
+    team = team_workspace(owner)
+    Membership.objects.create(workspace=team, user=editor, role="editor")
+    account = User.objects.get(pk=team.pk)
+    credit_grant(user=account, amount=1000, description="pool")
+    project = Project.objects.create(user=account, name="p")
+
+    def acting(user: Any) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}",
+                           HTTP_AUTEUR_WORKSPACE=str(team.pk))
+        return client
+
+    completed_job(acting(owner), project, num_images=2)  # 8 credits, by the owner: a hit for the team
+    settings.AUTEUR_RESULT_CACHE_PRICE_PERCENT = 100  # the cache price is the price: 8
+    SpendCap.objects.create(user=account, scope=CapScope.MEMBER, subject_id=editor.pk, monthly_limit=5,
+                            month=timezone.now().date().replace(day=1), spent=0, updated_at=timezone.now())
+    before = state(local_storage, account)
+
+    response = submit(acting(editor), "image-generation", image_body(project, num_images=2))
+    assert (response.status_code, error_code(response)) == (402, "spend_cap_reached"), response.json()
+    assert response.json()["error"]["details"]["cost"] == 8
+    assert state(local_storage, account) == before, "no object, no media row, no lease, no charge, no job"
+    # A budget short of the type's least price (4) is refused before the request is even resolved.
+    SpendCap.objects.filter(subject_id=editor.pk).update(monthly_limit=3)
+    response = submit(acting(editor), "image-generation", image_body(project, num_images=2))
+    assert (response.status_code, response.json()["error"]["details"]["cost"]) == (402, 4)
+    assert state(local_storage, account) == before and no_gpu == []
+
+
 def test_a_hit_is_served_up_to_the_storage_quota_and_its_copies_count_from_their_lease(
     local_storage, auth_client, funded, project, no_gpu, settings, monkeypatch  # noqa: F811
 ):

@@ -307,8 +307,7 @@ def test_a_resume_from_before_the_window_is_told_of_the_gap(asgi, funded):
     oldest = entries[0][0].decode()
     token = token_for(funded)
     old = Sse(asgi, "/api/v1/events/stream", token, last_event_id="1-0")  # trimmed long ago
-    assert old.next() == {"event": "gap", "data": json.dumps({"after": "1-0", "message": (
-        "Some events after this id are no longer in the stream; GET /api/v1/jobs/{id}/events has them all.")})}
+    assert old.next() == {"event": "gap", "data": json.dumps({"after": "1-0", "message": GAP_MESSAGE})}
     assert [e["data"]["data"] for e in old.until(2)] == [{"progress": 1}, {"progress": 2}]
     fresh = Sse(asgi, "/api/v1/events/stream", token, last_event_id=oldest)
     [event] = fresh.until(1)
@@ -321,6 +320,52 @@ def test_a_resume_from_before_the_window_is_told_of_the_gap(asgi, funded):
     ws.send(json.dumps({"type": "ping"}))
     assert json.loads(ws.recv(timeout=30)) == {"type": "pong"}
     ws.close()
+
+
+GAP_MESSAGE = ("Some events after this id (null: from the start) are no longer in the stream; "
+               "GET /api/v1/jobs/{id}/events has them all.")
+
+
+def test_a_jobs_replay_that_lost_its_start_to_the_window_says_so(asgi, funded):
+    """Other events (other jobs', comments') can push a job's first ones out of the stream's window: its
+    replay from the start then begins with a gap, and so does a finished job's that has none left."""
+    job = make_job(funded)
+    for kind, data in ((JobEventType.SUBMITTED, {"credits_cost": 1}), (JobEventType.PROGRESS, {"progress": 5}),
+                       (JobEventType.COMPLETED, {"output_media_ids": [],
+                                                 "charge": {"charged": 1, "refunded": 0, "net": 1}})):
+        with transaction.atomic():
+            job_event_record(job.pk, kind, **data)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED)
+    token = token_for(funded)
+    assert types(Sse(asgi, f"/api/v1/jobs/{job.pk}/stream", token).events()) == ["submitted", "progress", "completed"]
+    client: Any = redis.Redis.from_url(settings.REDIS_URL)
+    key = stream_key(funded.pk)
+    client.xdel(key, client.xrange(key, count=1)[0][0])  # the submitted event, trimmed
+
+    replay = Sse(asgi, f"/api/v1/jobs/{job.pk}/stream", token)
+    assert replay.next() == {"event": "gap", "data": json.dumps({"after": None, "message": GAP_MESSAGE})}
+    assert types(replay.events()) == ["progress", "completed"]
+    for entry_id, _ in client.xrange(key):
+        client.xdel(key, entry_id)
+    nothing_left = Sse(asgi, f"/api/v1/jobs/{job.pk}/stream", token).events()
+    assert [e["event"] for e in nothing_left] == ["gap"]
+
+
+def test_a_malformed_entry_is_skipped_and_the_streams_go_on(asgi, funded):
+    job = make_job(funded)
+    token = token_for(funded)
+    everything = Sse(asgi, "/api/v1/events/stream", token)
+    one_job = ws_auth(asgi, token)
+    one_job.send(json.dumps({"type": "subscribe", "job_id": str(job.pk)}))
+    assert json.loads(one_job.recv(timeout=30))["type"] == "subscribed"
+    client: Any = redis.Redis.from_url(settings.REDIS_URL)
+    for bad in ("[1]", "not json", json.dumps({"type": "progress"}), json.dumps({"no": "type"})):
+        client.xadd(stream_key(funded.pk), {"e": bad})
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=7)
+    assert everything.until(1)[0]["data"]["data"] == {"progress": 7}
+    assert ws_events(one_job, 1)[0]["event"]["data"] == {"progress": 7}
+    one_job.close()
 
 
 def test_sse_sends_heartbeats_while_nothing_happens(asgi, funded):

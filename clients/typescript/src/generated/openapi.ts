@@ -1604,7 +1604,8 @@ export interface paths {
         get?: never;
         /**
          * Set a member's budget
-         * @description PUT sets a member's monthly budget (owner, admin; only an owner sets an owner's): from then
+         * @description PUT sets a member's monthly budget (owner, admin; only an owner sets an owner's or an admin's, an
+         *     admin's own included): from then
          *     on a job whose charge would take what they spent this month past it is refused with 402
          *     `spend_cap_reached`, and nothing is charged. `null` lifts it; a limit below what they already
          *     spent refuses their next charge. What was spent is never changed by this.
