@@ -11,10 +11,15 @@ raw      the baseline, the plainest correct loop: per operation one transaction 
 service  credits.services.ledger.credit_deduct_for_job (a fresh job id each time): the real code path,
          Django's transaction handling and all (its guarded UPDATE and the ledger INSERT are one
          statement there; see _POST_SQL in credits/services/ledger.py).
+team     the same on a team workspace's account, each worker a member of it: the statement that
+         also counts the member's monthly budget (_CHARGE_MEMBER_SQL), every budget large enough
+         never to refuse.
 
 Then a drain check for each: an account holding exactly D credits is hammered by all workers
 until it refuses; exactly D deductions must succeed and the balance must end at 0 (an overdraft
-is any balance or balance_after below 0). ledger_check runs on everything at the end.
+is any balance or balance_after below 0). The team's drain holds its members to budgets instead
+(D / workers each, from a pool that covers them all): each member must be charged exactly their
+budget, no more. ledger_check runs on everything at the end.
 
 The embedded stack is throwaway (bench/_stack.py; Postgres with fsync off, like `make test`).
 Results are printed and written to bench/results/ledger_contention.json.
@@ -105,6 +110,39 @@ def _service_worker(user_id: str, seconds: float, barrier: Any, out: Any) -> Non
     out.put({"ops": len(latencies), "refused": refused, "latencies": latencies})
 
 
+def _team_worker(user_id: str, member_ids: list[str], seconds: float, barrier: Any, out: Any) -> None:
+    """Charges by the team's members in turn (from a different one in each worker); in a drain
+    (`seconds` infinite), until every member's budget refused."""
+    from django.db import connection
+
+    from auteur.users.models import User
+    from credits.errors import SpendCapReached
+    from credits.services.ledger import credit_deduct_for_job
+
+    user = User.objects.get(pk=user_id)
+    members = [uuid.UUID(m) for m in member_ids]
+    turn = os.getpid()
+    latencies: list[float] = []
+    refused = 0
+    barrier.wait()
+    deadline = time.perf_counter() + seconds
+    while members and time.perf_counter() < deadline:
+        turn += 1
+        member = members[turn % len(members)]
+        t0 = time.perf_counter()
+        try:
+            credit_deduct_for_job(user=user, job_id=uuid.uuid4(), amount=1, description="bench team",
+                                  member_id=member)
+        except SpendCapReached:
+            refused += 1
+            if seconds == float("inf"):
+                members.remove(member)
+            continue
+        latencies.append(time.perf_counter() - t0)
+    connection.close()
+    out.put({"ops": len(latencies), "refused": refused, "latencies": latencies})
+
+
 def _run_phase(target: Any, args: tuple[Any, ...], workers: int, seconds: float) -> dict[str, Any]:
     """Fork `workers` processes running target(*args, seconds, barrier, queue); collect their results."""
     from django.db import connections
@@ -155,32 +193,54 @@ def _fund(email: str, amount: int) -> tuple[str, str]:
     return str(user.pk), str(entry.account_id)
 
 
+def _team(name: str, amount: int, *, members: int, budget: int | None) -> tuple[str, list[str]]:
+    """A team workspace's account holding `amount`, and its `members` (editors), each with a
+    monthly `budget` (None: none, yet counted)."""
+    from auteur.users.models import Membership, User
+    from auteur.users.workspace_services import workspace_create
+    from credits.services.budgets import member_budget_set
+    from credits.services.ledger import credit_grant
+
+    people = [User.objects.create_user(email=f"{name}-{n}@bench.invalid") for n in range(members)]
+    seat = workspace_create(user=people[0], name=name)
+    for person in people[1:]:
+        Membership.objects.create(workspace=seat.workspace, user=person, role="editor")
+    for person in people:
+        member_budget_set(membership=seat, user_id=person.pk, monthly_limit=budget)
+    credit_grant(user=User.objects.get(pk=seat.workspace_id), amount=amount, description="bench pool")
+    return str(seat.workspace_id), [str(person.pk) for person in people]
+
+
 def _measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
+    from django.db.models import Sum
+
     from credits.models import CreditAccount, CreditTransaction
     from credits.selectors import ledger_check
 
     raw_user, raw_account = _fund("raw@bench.invalid", HOT_BALANCE)
     svc_user, _ = _fund("service@bench.invalid", HOT_BALANCE)
+    team_user, team_members = _team("team", HOT_BALANCE, members=args.workers, budget=None)
+    loops = {
+        "raw": (_raw_worker, (database_url, raw_account, raw_user)),
+        "service": (_service_worker, (svc_user,)),
+        "team": (_team_worker, (team_user, team_members)),
+    }
 
-    # Warm both paths (connections, plans, caches) before anything is timed.
-    _run_phase(_raw_worker, (database_url, raw_account, raw_user), args.workers, WARMUP_SECONDS)
-    _run_phase(_service_worker, (svc_user,), args.workers, WARMUP_SECONDS)
+    # Warm every path (connections, plans, caches) before anything is timed.
+    for target, worker_args in loops.values():
+        _run_phase(target, worker_args, args.workers, WARMUP_SECONDS)
 
-    # The two loops alternate in slices (raw, service, service, raw, ...) so that drift in the
-    # machine's load over the run weighs on both alike; each gets `seconds` in total.
-    raw_phases: list[dict[str, Any]] = []
-    service_phases: list[dict[str, Any]] = []
+    # The loops take turns in slices (raw, service, team, then team, service, raw, ...) so that
+    # drift in the machine's load over the run weighs on all alike; each gets `seconds` in total.
+    phases: dict[str, list[dict[str, Any]]] = {name: [] for name in loops}
     slice_s = args.seconds / args.rounds
     for round_no in range(args.rounds):
-        order = ["raw", "service"] if round_no % 2 == 0 else ["service", "raw"]
+        order = list(loops) if round_no % 2 == 0 else list(reversed(loops))
         for name in order:
             print(f"round {round_no + 1}/{args.rounds}: {name}, {args.workers} workers x {slice_s:g}s", flush=True)
-            if name == "raw":
-                raw_phases.append(_run_phase(_raw_worker, (database_url, raw_account, raw_user), args.workers,
-                                             slice_s))
-            else:
-                service_phases.append(_run_phase(_service_worker, (svc_user,), args.workers, slice_s))
-    raw, service = _summary(raw_phases), _summary(service_phases)
+            target, worker_args = loops[name]
+            phases[name].append(_run_phase(target, worker_args, args.workers, slice_s))
+    raw, service, team = (_summary(phases[name]) for name in loops)
 
     # Drain: exactly D successes out of an account holding D, then refusals; never below zero.
     drain: dict[str, Any] = {}
@@ -191,6 +251,17 @@ def _measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         balance = CreditAccount.objects.get(pk=account_id).balance
         drain[name] = {"credits": args.drain, "succeeded": result["ops"], "refused": result["refused"],
                        "final_balance": balance}
+    # The team's: every member's budget drained by every worker at once; the pool covers them all.
+    budget = args.drain // args.workers
+    user_id, members = _team("drain-team", budget * args.workers, members=args.workers, budget=budget)
+    result = _run_phase(_team_worker, (user_id, members), args.workers, float("inf"))
+    charged = {str(m): -total for m, total in CreditTransaction.objects.filter(user_id=user_id, type="usage")
+               .values_list("member_id").annotate(total=Sum("amount"))}
+    drain["team"] = {"credits": budget * args.workers, "succeeded": result["ops"], "refused": result["refused"],
+                     "final_balance": CreditAccount.objects.get(user_id=user_id).balance,
+                     "budget_per_member": budget,
+                     "members_over_budget": sum(1 for m in members if charged.get(m, 0) > budget),
+                     "members_under_budget": sum(1 for m in members if charged.get(m, 0) < budget)}
 
     overdrafts = (CreditAccount.objects.filter(balance__lt=0).count()
                   + CreditTransaction.objects.filter(balance_after__lt=0).count())
@@ -201,7 +272,9 @@ def _measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
         "rounds": args.rounds,
         "raw": raw,
         "service": service,
+        "team": team,
         "ratio_service_to_raw": round(service["ops_per_s"] / raw["ops_per_s"], 3) if raw["ops_per_s"] else None,
+        "ratio_team_to_service": round(team["ops_per_s"] / service["ops_per_s"], 3) if service["ops_per_s"] else None,
         "drain": drain,
         "overdrafts": overdrafts,
         "ledger_check": "consistent" if not problems else problems[:20],
@@ -230,14 +303,22 @@ def main(argv: list[str] | None = None) -> int:
           f"p99 {raw['p99_ms']} ms")
     print(f"  credit_deduct_for_job        {service['ops_per_s']:>9.1f} ops/s  p50 {service['p50_ms']} ms  "
           f"p99 {service['p99_ms']} ms")
+    team = report["team"]
+    print(f"  team member's (budget counted) {team['ops_per_s']:>7.1f} ops/s  p50 {team['p50_ms']} ms  "
+          f"p99 {team['p99_ms']} ms")
     print(f"  service / raw                {report['ratio_service_to_raw']}")
+    print(f"  team / service               {report['ratio_team_to_service']}")
     for name, d in report["drain"].items():
         print(f"  drain {name:<8} {d['succeeded']} of {d['credits']} succeeded, final balance {d['final_balance']}")
+    team_drain = report["drain"]["team"]
+    print(f"  team budgets                 {team_drain['budget_per_member']} each: "
+          f"{team_drain['members_over_budget']} members over, {team_drain['members_under_budget']} under")
     print(f"  overdrafts                   {report['overdrafts']}")
     print(f"  ledger_check                 {report['ledger_check']}")
     print(f"  written to {RESULTS.relative_to(REPO_ROOT)}")
     ok = (report["overdrafts"] == 0 and report["ledger_check"] == "consistent"
-          and all(d["succeeded"] == d["credits"] and d["final_balance"] == 0 for d in report["drain"].values()))
+          and all(d["succeeded"] == d["credits"] and d["final_balance"] == 0 for d in report["drain"].values())
+          and team_drain["members_over_budget"] == team_drain["members_under_budget"] == 0)
     return 0 if ok else 1
 
 

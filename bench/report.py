@@ -274,7 +274,11 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("ledger_contention", f"| ledger: deductions on one hot account, {d['workers']} processes | {d['service']['ops_per_s']} ops/s "
                     f"| raw guarded UPDATE + INSERT: {d['raw']['ops_per_s']} ops/s | {d['ratio_service_to_raw']} | "
                     f">= 0.5: {verdict(d['ratio_service_to_raw'] >= 0.5)}; overdrafts {d['overdrafts']}, ledger "
-                    f"{d['ledger_check']} |"))
+                    f"{d['ledger_check']}" + (
+                        f"; a team member's charge, its budget counted: {d['team']['ops_per_s']} ops/s "
+                        f"({d['ratio_team_to_service']} of the service), budgets drained to exactly their limit: "
+                        f"{verdict(d['drain']['team']['members_over_budget'] == 0)}" if "team" in d else "")
+                    + " |"))
     if (d := load("render")) is not None:
         rows.append(("render", f"| render, 10 clips, {d['settings']['output_s']} s output | {d['engine_median_s']} s | hand-written "
                     f"ffmpeg command: {d['hand_median_s']} s | {d['ratio']} | <= 1.2: {verdict(d['ratio'] <= 1.2)} |"))

@@ -59,7 +59,7 @@ def add_event_streams(result: dict[str, Any], generator: Any, request: Any, publ
             "name": "comments", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
             "description": "Also the changes of the comments on the projects' timelines."}],
         "responses": {**ok, **common, **_errors(
-            ("400", "Codes: `invalid_event_id`, `validation_error` (`comments` not true or false)."),
+            ("400", "Codes: `invalid_event_id`, `validation_error` (the comments parameter not true or false)."),
             ("403", "Codes: `permission_denied` (a team workspace's role that does not see its jobs, or its "
                     "comments when asked for)."),
             ("404", "Codes: `workspace_not_found`."))},

@@ -4912,7 +4912,7 @@ export interface operations {
                     "text/event-stream": components["schemas"]["StreamEvent"];
                 };
             };
-            /** @description Codes: `invalid_event_id`, `validation_error` (`comments` not true or false). */
+            /** @description Codes: `invalid_event_id`, `validation_error` (the comments parameter not true or false). */
             400: {
                 headers: {
                     [name: string]: unknown;
