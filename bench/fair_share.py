@@ -21,8 +21,13 @@ heavy user's backlog; in arrival order it grows with the backlog.
 
     python bench/fair_share.py                    # backlogs of 250 and 500, 60 light, 1 s jobs (~7 min)
     python bench/fair_share.py --heavy 1000 --hold 0.5
+    python bench/fair_share.py --workspaces --heavy 250   # between team workspaces (~3 min)
 
-Writes bench/results/fair_share.json.
+With `--workspaces` the two sides are team workspaces instead of people: the heavy backlog is
+submitted by three members of one workspace in turn, the light jobs by a member of another (each
+with the Auteur-Workspace header): fair share is between workspaces, whoever submits.
+
+Writes bench/results/fair_share.json (with --workspaces: fair_share_workspaces.json).
 """
 
 from __future__ import annotations
@@ -64,6 +69,17 @@ class InferenceSampler(threading.Thread):
                 self.most = max(self.most, count)
         finally:
             connection.close()
+
+
+class InTurn:
+    """Several clients as one: each request is sent by the next of them (a workspace's members)."""
+
+    def __init__(self, clients: list[Any], project: str) -> None:
+        self.clients, self.project, self.sent = clients, project, 0
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        self.sent += 1
+        return self.clients[self.sent % len(self.clients)].post(*args, **kwargs)
 
 
 def run_case(stack: Any, mode: str, heavy_jobs: int, args: argparse.Namespace, heavy: Any, light: Any
@@ -156,6 +172,8 @@ def main() -> None:
     parser.add_argument("--light", type=int, default=60, help="the light user's jobs, one a second")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds each call runs (a job's duration)")
     parser.add_argument("--worker-processes", type=int, default=4)
+    parser.add_argument("--workspaces", action="store_true",
+                        help="the heavy and the light side are team workspaces, their members submitting")
     args = parser.parse_args()
 
     with django_stack(AUTEUR_GPU_BACKEND="noop", AUTEUR_TYPE_CAPACITY=f"tts={CAPACITY}",
@@ -176,15 +194,33 @@ def main() -> None:
             c.project = str(Project.objects.create(user=user, name="b").pk)  # type: ignore[attr-defined]
             return c
 
+        def workspace(name: str, members: int = 3) -> Any:
+            """A team workspace's members, as one client that submits as each of them in turn."""
+            from auteur.users.models import Membership
+            from auteur.users.workspace_services import workspace_create
+
+            people = [User.objects.create_user(email=f"{name}-{n}@bench.invalid") for n in range(members)]
+            seat = workspace_create(user=people[0], name=name)
+            for person in people[1:]:
+                Membership.objects.create(workspace=seat.workspace, user=person, role="editor")
+            account = User.objects.get(pk=seat.workspace_id)
+            credit_grant(user=account, amount=10 * (max(args.heavy) + args.light), type="bonus", description="bench")
+            return InTurn([Client(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=person)}",
+                                  HTTP_AUTEUR_WORKSPACE=str(account.pk)) for person in people],
+                          str(Project.objects.create(user=account, name="b").pk))
+
+        side = workspace if args.workspaces else client
+
         cases = []
         for heavy_jobs in args.heavy:
             for mode in MODES:
                 name = f"{mode}{heavy_jobs}"
-                case = run_case(stack, mode, heavy_jobs, args, client(f"heavy-{name}"), client(f"light-{name}"))
+                case = run_case(stack, mode, heavy_jobs, args, side(f"heavy-{name}"), side(f"light-{name}"))
                 print(json.dumps(case), flush=True)
                 cases.append(case)
     p99 = {(c["mode"], c["heavy_jobs"]): c["light_wait_s"]["p99"] for c in cases}
     report = {
+        "between": "team workspaces, 3 members submitting each side's jobs" if args.workspaces else "users",
         "capacity": CAPACITY, "hold_s": args.hold, "heavy_jobs": args.heavy, "light_jobs": args.light,
         "worker_processes": args.worker_processes,
         "cases": cases,
@@ -195,7 +231,8 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "fair_share.json").write_text(json.dumps(report, indent=2))
+    (RESULTS_DIR / ("fair_share_workspaces.json" if args.workspaces else "fair_share.json")).write_text(
+        json.dumps(report, indent=2))
     problems = [f"{c['mode']}: {c['light_failed']} light jobs failed" for c in cases if c["light_failed"]]
     problems += [f"{c['mode']}: {c['most_in_inference_at_once']} in inference at once" for c in cases
                  if c["most_in_inference_at_once"] > CAPACITY]

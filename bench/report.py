@@ -220,8 +220,10 @@ def fair_share_row(d: dict[str, Any]) -> str:
     ok = bool(weighted) and all(c["light_wait_in_job_durations"]["p99"] <= d["targets"]["weighted_light_p99_wait_in_job_durations"]
                                 and c["most_in_inference_at_once"] <= d["capacity"] for c in weighted)
     ratios = ", ".join(f"{v} (backlog {k})" for k, v in d["light_p99_wait_arrival_over_weighted"].items())
-    return (f"| fair share: TTS capped at {d['capacity']}, {d['hold_s']} s jobs (noop GPU), a heavy user's backlog, then "
-            f"a light user's {d['light_jobs']} jobs at 1/s; weighted | {side('weighted')} | arrival order (same run): "
+    who = ("user's", "user's") if d.get("between", "users") == "users" else ("team workspace's (3 members submitting)",
+                                                                          "team workspace's")
+    return (f"| fair share: TTS capped at {d['capacity']}, {d['hold_s']} s jobs (noop GPU), a heavy {who[0]} backlog, "
+            f"then a light {who[1]} {d['light_jobs']} jobs at 1/s; weighted | {side('weighted')} | arrival order (same run): "
             f"{side('arrival')} | {ratios} (arrival p99 / fair p99) | light p99 wait <= 2 job durations at every backlog, "
             f"capacity held: {verdict(ok)} |")
 
@@ -252,6 +254,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("inflight", inflight_row(d)))
     if (d := load("fair_share")) is not None:
         rows.append(("fair_share", fair_share_row(d)))
+    if (d := load("fair_share_workspaces")) is not None:
+        rows.append(("fair_share_workspaces", fair_share_row(d)))
     if (d := load("api_reads")) is not None:
         opened = d.get("open_loop_at_half_of_bare") or {}
         drf_open, bare_open = opened.get("drf"), opened.get("bare")
