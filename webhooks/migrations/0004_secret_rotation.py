@@ -7,8 +7,10 @@ from auteur.core.rls import api_grant
 
 class Migration(migrations.Migration):
 
+    # After the migration that sets every table's grants, which would otherwise take these back.
     dependencies = [
         ('webhooks', '0003_members'),
+        ('users', '0005_api_grants'),
     ]
 
     operations = [
