@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -263,9 +263,14 @@ class SpendCapAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     show_full_result_count = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SpendCap]:
+        # The member's email in the list's one query, not a query per row.
+        email = User.objects.filter(pk=OuterRef("subject_id")).values("email")[:1]
+        return super().get_queryset(request).annotate(member_email=Subquery(email))
+
     @admin.display(description="member")
     def member(self, obj: SpendCap) -> str:
-        return User.objects.filter(pk=obj.subject_id).values_list("email", flat=True).first() or str(obj.subject_id)
+        return getattr(obj, "member_email", None) or str(obj.subject_id)
 
 
 # The users app knows nothing of credits; its workspace page gets the pool here.

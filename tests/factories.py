@@ -11,8 +11,10 @@ from typing import Any
 
 import factory
 from factory.django import DjangoModelFactory
+from rest_framework.test import APIClient
 
 from auteur.users.models import User, Workspace
+from auteur.users.services import user_issue_token
 from auteur.users.workspace_services import workspace_create
 from media.models import MediaFile, VoiceClone
 from projects.models import Project
@@ -84,3 +86,11 @@ class VoiceCloneFactory(DjangoModelFactory[VoiceClone]):
 def team_workspace(owner: User, name: str = "Studio") -> Workspace:
     """A team workspace, with its account, and `owner` as its owner (as POST /workspaces makes it)."""
     return workspace_create(user=owner, name=name).workspace
+
+
+def acting_in(user: User, workspace: Workspace | str) -> APIClient:
+    """A client of `user` that names `workspace` (or any value) in its Auteur-Workspace header."""
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}",
+                       HTTP_AUTEUR_WORKSPACE=str(getattr(workspace, "pk", workspace)))
+    return client

@@ -16,14 +16,13 @@ from rest_framework.test import APIClient
 from auteur.users.models import Membership, User, Workspace
 from auteur.users.permissions import workspace_action
 from auteur.users.roles import ACTIONS, Role, allowed
-from auteur.users.services import user_issue_token
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get, ledger_check
 from credits.services.ledger import credit_grant
 from jobs.life.status import job_fail
 from jobs.models import Job, UsageEvent
 from projects.models import Project
-from tests.factories import team_workspace
+from tests.factories import acting_in, team_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -77,12 +76,6 @@ def team(owner: User) -> Workspace:
     return team_workspace(owner)
 
 
-def acting_in(user: User, workspace: Workspace | str) -> APIClient:
-    """A client of `user` that names `workspace` (or any value) in its Auteur-Workspace header."""
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}",
-                       HTTP_AUTEUR_WORKSPACE=str(getattr(workspace, "pk", workspace)))
-    return client
 
 
 def send(client: APIClient, method: str, path: str) -> Any:

@@ -16,14 +16,13 @@ from rest_framework.test import APIClient
 
 from auteur.users.models import Membership, User, Workspace
 from auteur.users.roles import Role
-from auteur.users.services import user_issue_token
 from credits.errors import InsufficientCredits, SpendCapReached
 from credits.models import CapScope, CreditTransaction, SpendCap, TransactionType
 from credits.selectors import credit_balance_get, ledger_check, month_end, month_of
 from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_refund_job
 from jobs.models import Job
 from tests.credits.test_concurrency import race
-from tests.factories import team_workspace
+from tests.factories import acting_in, team_workspace
 
 THIS_MONTH = month_of(timezone.now())
 LAST_MONTH = month_of(datetime.combine(THIS_MONTH, time(), UTC) - timedelta(days=1))
@@ -232,11 +231,6 @@ def test_members_racing_for_their_budgets_and_the_pool_overrun_neither(make_user
     assert ledger_check() == []
 
 
-def acting_in(user: User, workspace: Workspace | str) -> APIClient:
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}",
-                       HTTP_AUTEUR_WORKSPACE=str(getattr(workspace, "pk", workspace)))
-    return client
 
 
 @pytest.mark.django_db

@@ -96,14 +96,12 @@ def test_a_hit_refused_after_the_cache_lookup_copies_nothing_and_charges_nothing
 def test_a_hit_past_the_members_budget_copies_nothing_and_a_budget_short_of_the_least_price_reads_nothing(
     local_storage, make_user, no_gpu, settings  # noqa: F811
 ):
-    from rest_framework.test import APIClient
 
     from auteur.users.models import Membership, User
-    from auteur.users.services import user_issue_token
     from credits.models import CapScope, SpendCap
     from credits.services.ledger import credit_grant
     from projects.models import Project
-    from tests.factories import team_workspace
+    from tests.factories import acting_in, team_workspace
 
     owner, editor = make_user(), make_user()
     team = team_workspace(owner)
@@ -112,11 +110,8 @@ def test_a_hit_past_the_members_budget_copies_nothing_and_a_budget_short_of_the_
     credit_grant(user=account, amount=1000, description="pool")
     project = Project.objects.create(user=account, name="p")
 
-    def acting(user: Any) -> APIClient:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}",
-                           HTTP_AUTEUR_WORKSPACE=str(team.pk))
-        return client
+    def acting(user: Any) -> Any:
+        return acting_in(user, team)
 
     completed_job(acting(owner), project, num_images=2)  # 8 credits, by the owner: a hit for the team
     settings.AUTEUR_RESULT_CACHE_PRICE_PERCENT = 100  # the cache price is the price: 8

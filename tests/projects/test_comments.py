@@ -11,18 +11,12 @@ import pytest
 from rest_framework.test import APIClient
 
 from auteur.users.models import Membership, User, Workspace
-from auteur.users.services import user_issue_token
 from projects.models import Comment, Project
-from tests.factories import ProjectFactory, team_workspace
+from tests.factories import ProjectFactory, acting_in, team_workspace
 
 pytestmark = pytest.mark.django_db
 
 
-def acting_in(user: User, workspace: Workspace) -> APIClient:
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}",
-                       HTTP_AUTEUR_WORKSPACE=str(workspace.pk))
-    return client
 
 
 @pytest.fixture
