@@ -212,19 +212,28 @@ class CreditTransaction(models.Model):
 
 
 class CapScope(models.TextChoices):
+    # All the spending of a workspace's credits (subject: the account's own id).
+    WORKSPACE = "workspace", "Workspace"
     # One member's spending of a team workspace's credits (subject: the member's account id).
     MEMBER = "member", "Member"
+    # One API key's spending (subject: the key's id, which its charges name as their member).
+    KEY = "key", "API key"
+
+
+# The shares of a monthly limit whose crossing is announced, each once a month, and their bits in
+# SpendCap.notified and SpendCap.crossed.
+THRESHOLDS = ((50, 1), (80, 2), (100, 4))
 
 
 class SpendCap(models.Model):
-    """What one subject of an account (a team workspace's member) spent of its credits this month,
-    and the monthly limit on it, if any.
+    """What one subject of an account (the whole workspace, a member, an API key) spent of its
+    credits this month, and the limits on it, if any.
 
     Written only by the ledger's statements (credits/services/ledger.py), in the statement that
     charges or refunds, after the account's row lock: a charge that would take `spent` past
-    `monthly_limit` moves nothing, whatever runs beside it. `month` is the first day (UTC) of the
-    month `spent` counts; the first charge of a later month starts it again from zero, and a
-    refund takes back from `spent` only a charge of the month it counts.
+    `monthly_limit`, or cost more than `job_limit`, moves nothing, whatever runs beside it. `month`
+    is the first day (UTC) of the month `spent` counts; the first charge of a later month starts it
+    again from zero, and a refund takes back from `spent` only a charge of the month it counts.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -233,8 +242,13 @@ class SpendCap(models.Model):
     scope = models.CharField(max_length=20, choices=CapScope.choices)
     subject_id = models.UUIDField()
     monthly_limit = models.PositiveIntegerField(null=True, blank=True)
+    # The most one job may be charged (an API key's).
+    job_limit = models.PositiveIntegerField(null=True, blank=True)
     month = models.DateField()
     spent = models.BigIntegerField(default=0)
+    # THRESHOLDS' bits: those announced this month, and those the last charge newly crossed.
+    notified = models.SmallIntegerField(default=0, db_default=0)
+    crossed = models.SmallIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField()
 
     class Meta:
@@ -244,6 +258,8 @@ class SpendCap(models.Model):
             models.CheckConstraint(condition=Q(scope__in=CapScope.values), name="spend_cap_scope_valid"),
             models.CheckConstraint(condition=Q(spent__gte=0), name="spend_cap_spent_non_negative"),
             models.CheckConstraint(condition=Q(month__day=1), name="spend_cap_month_is_its_first_day"),
+            models.CheckConstraint(condition=Q(job_limit__isnull=True) | Q(scope=CapScope.KEY),
+                                   name="spend_cap_job_limit_is_a_keys"),
         ]
 
     def __str__(self) -> str:

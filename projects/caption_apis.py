@@ -101,6 +101,8 @@ class MediaCaptionsApi(_CaptionFileApi):
     (`{duration, language, words: [{text, start, end}]}`, in seconds). 404 `captions_not_found`
     when the file has never been transcribed."""
 
+    workspace_actions = {"GET": "media.view"}
+
     @extend_schema(parameters=[CaptionQuerySerializer], responses=_CAPTION_RESPONSES,
                    summary="Download a media file's captions", tags=["media"])
     def get(self, request: Request, project_id: uuid.UUID, media_id: uuid.UUID) -> HttpResponse:

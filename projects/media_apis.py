@@ -144,7 +144,7 @@ class ProjectMediaUploadUrlApi(ApiView):
     undeclared size is checked at confirm).
     """
 
-    workspace_actions = {"POST": "projects.edit"}
+    workspace_actions = {"POST": "media.edit"}
 
     class InputSerializer(StrictSerializer):
         filename = serializers.CharField(max_length=255, trim_whitespace=False)
@@ -205,7 +205,7 @@ class ProjectMediaPartsApi(ApiView):
     do not match is refused. 409 `not_multipart` for a file uploaded with one PUT, 409
     `upload_closed` once confirmed."""
 
-    workspace_actions = {"GET": "projects.edit", "POST": "projects.edit"}
+    workspace_actions = {"GET": "media.edit", "POST": "media.edit"}
 
     class PartRequestSerializer(StrictSerializer):
         number = serializers.IntegerField(min_value=1, max_value=10_000)
@@ -294,7 +294,7 @@ class ProjectMediaConfirmApi(ApiView):
     move (a PUT that landed just before it is what gets checked, counted and probed).
     """
 
-    workspace_actions = {"POST": "projects.edit"}
+    workspace_actions = {"POST": "media.edit"}
 
     class InputSerializer(StrictSerializer):
         """No fields; a body, if any, must be `{}`."""
@@ -328,7 +328,7 @@ class ProjectMediaListApi(ApiView):
     """The project's media, newest first; `?status=` / `?type=` / `?derived_from=` (a file's versions: its
     compressions) filter, `?page=` / `?page_size=` (max 100)."""
 
-    workspace_actions = {"GET": "projects.view"}
+    workspace_actions = {"GET": "media.view"}
 
     pagination_class = KeyedPagination.of("media")
 
@@ -369,7 +369,7 @@ class ProjectMediaDetailApi(ApiView):
     while a running job uses it.
     """
 
-    workspace_actions = {"GET": "projects.view", "DELETE": "projects.edit"}
+    workspace_actions = {"GET": "media.view", "DELETE": "media.edit"}
 
     class OutputSerializer(MediaSerializer):
         """The file, with the signed URLs passed in the context (`urls`: media.services.downloads.MediaUrls)."""
@@ -423,7 +423,7 @@ class ProjectMediaPublishApi(ApiView):
     """A file's publication through the CDN (media/services/publishing.py): a public copy beside the
     private object, which keeps its signed URLs."""
 
-    workspace_actions = {"POST": "projects.edit", "DELETE": "projects.edit"}
+    workspace_actions = {"POST": "media.edit", "DELETE": "media.edit"}
 
     throttle_classes = [SlidingWindowThrottle, PublishThrottle]
 

@@ -100,7 +100,7 @@ class WebhookListApi(ApiView):
     `invalid_webhook_url` (`details.reason`) for a URL that is not https or not public; 409
     `webhook_limit_reached` past 20 webhooks."""
 
-    workspace_actions = {"GET": "webhooks.manage", "POST": "webhooks.manage"}
+    workspace_actions = {"GET": "webhooks.view", "POST": "webhooks.manage"}
 
     pagination_class = KeyedPagination.of("webhooks")
 
@@ -130,7 +130,7 @@ class WebhookListApi(ApiView):
 class WebhookDetailApi(ApiView):
     """One account webhook (without its secret); DELETE removes it and its delivery log."""
 
-    workspace_actions = {"GET": "webhooks.manage", "DELETE": "webhooks.manage"}
+    workspace_actions = {"GET": "webhooks.view", "DELETE": "webhooks.manage"}
 
     @extend_schema(responses=WebhookOutputSerializer, summary="Get a webhook", operation_id="webhooks_retrieve",
                    tags=["webhooks"])
@@ -169,7 +169,7 @@ class WebhookDeliveryListApi(ApiView):
     """The webhook's deliveries, newest first, each with its attempts (status or error, latency,
     the first 1 KB of the answer)."""
 
-    workspace_actions = {"GET": "webhooks.manage"}
+    workspace_actions = {"GET": "webhooks.view"}
 
     pagination_class = KeyedPagination.of("deliveries")
 
@@ -185,7 +185,7 @@ class WebhookNoticeListApi(ApiView):
     """What the account should know about its webhooks, newest first: a webhook (an account one,
     or a job's own) disabled after 24 hours of failed deliveries."""
 
-    workspace_actions = {"GET": "webhooks.manage"}
+    workspace_actions = {"GET": "webhooks.view"}
 
     pagination_class = KeyedPagination.of("notices")
 

@@ -20,6 +20,8 @@ job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id"
 
 _SCRUBBERS = [
     (re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer [redacted]"),
+    # An API key (auteur/users/keys.py) wherever it appears: its visible prefix stays, to tell which.
+    (re.compile(r"(auteur_sk_[A-Za-z0-9]{0,6})[A-Za-z0-9]*"), r"\1[redacted]"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[jwt redacted]"),
     # Query strings of signed URLs (S3 X-Amz-*, our own sig/exp) are credentials.
     (re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']*"), r"\1?[query redacted]"),

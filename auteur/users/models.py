@@ -4,10 +4,11 @@ import uuid
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Lower
 
-from auteur.users.roles import Role
+from auteur.users.roles import SCOPES, Role
 
 
 class UserManager(BaseUserManager["User"]):
@@ -163,3 +164,42 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} in {self.workspace_id}"
+
+
+class ApiKey(models.Model):
+    """A workspace's API key: a program acting in the workspace with the key's scopes, as a service
+    member whose id is the key's (auteur/users/keys.py).
+
+    The secret is shown once, when the key is made; this row keeps its SHA-256 (a 256-bit random
+    secret needs no slower hash) and its first characters (`prefix`), which is how people tell
+    their keys apart. A key is never deleted, so that what it spent stays attributable: revoking
+    it, or its expiry, ends it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The workspace's account: what the key acts as.
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_index=False)
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=20)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    scopes = ArrayField(models.CharField(max_length=20), default=list)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Requests per minute (None: AUTEUR_RATE_LIMIT_KEY_PER_MINUTE).
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_keys"
+        ordering = ("-created_at", "id")
+        indexes = [models.Index(fields=("user", "-created_at"), name="api_keys_by_workspace")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(scopes__contained_by=list(SCOPES)), name="api_key_scopes_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

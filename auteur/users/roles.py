@@ -10,6 +10,11 @@ buy in the editors and job APIs people compare Auteur with:
 - viewer: sees the work and comments on it; changes and spends nothing.
 - billing: pays for the workspace (plans, packs, usage), and sees no content.
 
+An API key (auteur/users/keys.py) acts in its workspace as a service member whose role is its
+scopes: an action is allowed to a key only if the action names a scope (`Action.scope`) and the key
+holds it; `*:write` includes `*:read`. Actions that name none (the workspace's members, its name,
+its keys, budgets and caps) are people's only. A key's scopes are those its creator's role allows.
+
 A caller who is not a member of a workspace gets 404 for it and for everything in it, never 403
 (auteur/users/selectors.py): whether a workspace exists is not revealed to outsiders. A member whose
 role does not allow an action gets 403 `permission_denied`.
@@ -30,11 +35,18 @@ class Role(models.TextChoices):
     BILLING = "billing"
 
 
+# What an API key may be given: an operation group, read or write.
+SCOPES = ("jobs:read", "jobs:write", "projects:read", "projects:write", "media:read", "media:write",
+          "credits:read", "credits:write", "webhooks:read", "webhooks:write")
+ANY_KEY = "*"  # an action every key may do (`Action.scope`)
+
+
 @dataclass(frozen=True)
 class Action:
     name: str  # what the API's 403 names in `details.action`
     description: str  # for the documentation's table
     roles: frozenset[Role]
+    scope: str | None = None  # the scope a key needs (ANY_KEY: none); None: never a key
 
 
 EVERY_ROLE = frozenset(Role)
@@ -45,24 +57,34 @@ SEES_WORK = frozenset({*MAKES_WORK, Role.VIEWER})
 ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
-        Action("workspace.view", "see the workspace, its name and one's own role", EVERY_ROLE),
+        Action("workspace.view", "see the workspace, its name and one's own role", EVERY_ROLE, ANY_KEY),
         Action("workspace.rename", "rename the workspace", RUNS_IT),
-        Action("projects.view", "see projects, their timelines, media and captions", SEES_WORK),
-        Action("projects.edit", "create, change and delete projects, their timelines and media", MAKES_WORK),
-        Action("comments.view", "read the comments on projects' timelines", SEES_WORK),
-        Action("comments.write", "comment on a timeline, reply, resolve and reopen threads", SEES_WORK),
+        Action("projects.view", "see projects and their timelines", SEES_WORK, "projects:read"),
+        Action("projects.edit", "create, change and delete projects and their timelines", MAKES_WORK,
+               "projects:write"),
+        Action("media.view", "see projects' media and their captions", SEES_WORK, "media:read"),
+        Action("media.edit", "upload, publish and delete projects' media", MAKES_WORK, "media:write"),
+        Action("comments.view", "read the comments on projects' timelines", SEES_WORK, "projects:read"),
+        Action("comments.write", "comment on a timeline, reply, resolve and reopen threads", SEES_WORK,
+               "projects:write"),
         Action("comments.moderate", "delete any member's comment", RUNS_IT),
-        Action("voices.view", "see the cloned voices", SEES_WORK),
-        Action("voices.edit", "clone and delete voices", MAKES_WORK),
-        Action("jobs.view", "see jobs, their events and what they made", SEES_WORK),
-        Action("jobs.run", "quote, submit, cancel and retry jobs, spending the workspace's credits", MAKES_WORK),
-        Action("credits.view", "see the workspace's credit balance and ledger",
-               frozenset({Role.OWNER, Role.ADMIN, Role.EDITOR, Role.BILLING})),
-        Action("budgets.manage", "set each member's monthly budget of the workspace's credits", RUNS_IT),
-        Action("billing.view", "see the workspace's plan and what is on offer", frozenset({*RUNS_IT, Role.BILLING})),
+        Action("voices.view", "see the cloned voices", SEES_WORK, "media:read"),
+        Action("voices.edit", "clone and delete voices", MAKES_WORK, "media:write"),
+        Action("jobs.view", "see jobs, their events and what they made", SEES_WORK, "jobs:read"),
+        Action("jobs.run", "quote, submit, cancel and retry jobs, spending the workspace's credits", MAKES_WORK,
+               "jobs:write"),
+        Action("credits.view", "see the workspace's credit balance, ledger and usage",
+               frozenset({Role.OWNER, Role.ADMIN, Role.EDITOR, Role.BILLING}), "credits:read"),
+        Action("budgets.manage", "set the workspace's spend caps and each member's and key's monthly budget",
+               RUNS_IT),
+        Action("keys.manage", "create, see and revoke the workspace's API keys", RUNS_IT),
+        Action("billing.view", "see the workspace's plan and what is on offer", frozenset({*RUNS_IT, Role.BILLING}),
+               "credits:read"),
         Action("billing.manage", "buy plans and credit packs, and open the billing portal",
-               frozenset({Role.OWNER, Role.BILLING})),
-        Action("webhooks.manage", "see, add, test and delete webhooks, their deliveries and signing secret", RUNS_IT),
+               frozenset({Role.OWNER, Role.BILLING}), "credits:write"),
+        Action("webhooks.view", "see the webhooks and their deliveries", RUNS_IT, "webhooks:read"),
+        Action("webhooks.manage", "add, test and delete webhooks, and see and rotate their signing secrets",
+               RUNS_IT, "webhooks:write"),
         Action("members.view", "see the members, their roles, names and emails", EVERY_ROLE),
         Action("members.invite", "invite members, see and revoke pending invitations", RUNS_IT),
         Action("members.set_role", "change a member's role", RUNS_IT),
@@ -77,4 +99,22 @@ ACTIONS: dict[str, Action] = {
 def allowed(role: str, action: str) -> bool:
     """Whether a member with `role` may do `action` (a name of ACTIONS; any other is a bug)."""
     return role in ACTIONS[action].roles
+
+
+def scope_allows(scopes: frozenset[str], action: str) -> bool:
+    """Whether a key holding `scopes` may do `action`."""
+    needed = ACTIONS[action].scope
+    if needed is None:
+        return False
+    if needed == ANY_KEY or needed in scopes:
+        return True
+    group, _, kind = needed.partition(":")
+    return kind == "read" and f"{group}:write" in scopes
+
+
+def scopes_allowed_to(role: str) -> list[str]:
+    """The scopes a member with `role` may give a key: those of whose actions the role may do all."""
+    return [scope for scope in SCOPES
+            if all(role in action.roles for action in ACTIONS.values()
+                   if action.scope is not None and action.scope != ANY_KEY and scope_allows(frozenset({scope}), action.name))]
 

@@ -1,0 +1,67 @@
+"""Spend caps of a whole workspace and of API keys beside members' budgets, a per-job limit for a key,
+and the announced thresholds. Every account's workspace counter starts from the ledger: what its
+jobs were charged this month, less those charges' refunds."""
+
+from django.conf import settings
+from django.db import migrations, models
+
+from auteur.core.rls import api_grant
+
+COUNT_THIS_MONTH = """
+INSERT INTO credit_spend_caps (id, user_id, scope, subject_id, monthly_limit, month, spent, updated_at)
+SELECT gen_random_uuid(), u.user_id, 'workspace', u.user_id, NULL,
+       date_trunc('month', now() AT TIME ZONE 'UTC')::date, SUM(-u.amount - COALESCE(r.amount, 0)), now()
+FROM credit_transactions u
+LEFT JOIN credit_transactions r ON r.job_id = u.job_id AND r.type = 'refund'
+WHERE u.type = 'usage' AND u.created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+GROUP BY u.user_id
+"""
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('credits', '0006_member_budgets'),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+    ]
+
+    operations = [
+        migrations.RemoveConstraint(
+            model_name='spendcap',
+            name='spend_cap_scope_valid',
+        ),
+        migrations.AddField(
+            model_name='spendcap',
+            name='crossed',
+            field=models.SmallIntegerField(db_default=0, default=0),
+        ),
+        migrations.AddField(
+            model_name='spendcap',
+            name='job_limit',
+            field=models.PositiveIntegerField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='spendcap',
+            name='notified',
+            field=models.SmallIntegerField(db_default=0, default=0),
+        ),
+        migrations.AlterField(
+            model_name='spendcap',
+            name='scope',
+            field=models.CharField(choices=[('workspace', 'Workspace'), ('member', 'Member'), ('key', 'API key')], max_length=20),
+        ),
+        migrations.AddConstraint(
+            model_name='spendcap',
+            constraint=models.CheckConstraint(condition=models.Q(('scope__in', ['workspace', 'member', 'key'])), name='spend_cap_scope_valid'),
+        ),
+        migrations.AddConstraint(
+            model_name='spendcap',
+            constraint=models.CheckConstraint(condition=models.Q(('job_limit__isnull', True), ('scope', 'key'), _connector='OR'), name='spend_cap_job_limit_is_a_keys'),
+        ),
+        # The charge's statement counts and marks the thresholds it crossed; limits are set on the
+        # owner's login, after the acting member's role is checked.
+        migrations.RunSQL(*api_grant("credit_spend_caps", "SELECT, INSERT (id, user_id, scope, subject_id, month, "
+                                                          "spent, notified, crossed, updated_at), "
+                                                          "UPDATE (month, spent, notified, crossed, updated_at)")),
+        migrations.RunSQL(COUNT_THIS_MONTH, migrations.RunSQL.noop),
+    ]
