@@ -19,7 +19,6 @@ from auteur.core.api import (
     request_user,
 )
 from auteur.core.schema import raises
-from auteur.users.roles import allowed
 from auteur.users.workspace_context import seat_of
 from projects.comments import comment_create, comment_delete, comment_get, comment_list, comment_update
 from projects.models import COMMENT_MAX_CHARS, Comment
@@ -119,5 +118,5 @@ class CommentDetailApi(ApiView):
         seat = seat_of(request._request)
         comment_delete(comment=comment_get(project=project, comment_id=comment_id),
                        member_id=request_member_id(request),
-                       moderates=seat is None or seat.personal or allowed(seat.role, "comments.moderate"))
+                       moderates=seat is None or seat.personal or seat.may("comments.moderate"))
         return Response(status=status.HTTP_204_NO_CONTENT)

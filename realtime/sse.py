@@ -33,8 +33,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.utils import timezone
 from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -45,9 +47,10 @@ from auteur.core.errors import api_exception_handler, error_body, error_response
 from auteur.core.proxies import drop_untrusted_forwarded
 from auteur.users.authentication import JWTAuthentication
 from auteur.users.errors import WorkspaceNotFound
-from auteur.users.models import Membership, User
+from auteur.users.keys import FoundKey
+from auteur.users.models import ApiKey, Membership, User
 from auteur.users.roles import allowed
-from auteur.users.selectors import require_role
+from auteur.users.selectors import require_seat
 from auteur.users.workspace_context import WORKSPACE_META_KEY, Seat, seat_of
 from jobs.models import Job
 from jobs.selectors.jobs import job_get
@@ -62,9 +65,13 @@ UNAVAILABLE_RETRY_AFTER_SECONDS = 2
 class StreamCaller:
     """Who opened a stream, and until when their token is good."""
 
-    def __init__(self, user: User, claims: dict[str, Any], seat: Seat | None = None) -> None:
+    def __init__(self, user: User, credential: dict[str, Any] | FoundKey, seat: Seat | None = None) -> None:
         self.user = user  # whose events: the caller's own account, or the team workspace's
-        self.expires_at = float(claims["exp"])
+        # When the token, or the API key, stops working (a key without an expiry: never).
+        if isinstance(credential, FoundKey):
+            self.expires_at = credential.expires_at.timestamp() if credential.expires_at else time.time() + 3650 * 86400
+        else:
+            self.expires_at = float(credential["exp"])
         # In a team workspace: the member reading it, whose seat ending closes the stream.
         self.seat = seat if seat is not None and not seat.personal else None
         # Streams are counted per person: a team's members do not share one allowance.
@@ -97,7 +104,7 @@ def _authenticate(request: Request) -> StreamCaller:
     seat = seat_of(request._request)
     if seat is not None and not seat.personal:
         # A team workspace's stream carries its jobs' events: for the roles that see its jobs.
-        require_role(seat.role, "jobs.view")
+        require_seat(seat, "jobs.view")
     return StreamCaller(user, claims, seat)
 
 
@@ -107,6 +114,10 @@ def still_seated(caller: StreamCaller) -> bool:
     seat = caller.seat
     if seat is None:
         return True
+    if seat.key:
+        with rls.trusted():
+            return ApiKey.objects.filter(pk=seat.member_id, user_id=seat.workspace_id, revoked_at__isnull=True).filter(
+                Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())).exists()
     with rls.trusted():
         role = (Membership.objects.filter(workspace_id=seat.workspace_id, user_id=seat.member_id)
                 .values_list("role", flat=True).first())
@@ -118,7 +129,7 @@ def _authorize(django_request: HttpRequest, job_id: str | None, *, comments: boo
     request = Request(django_request)
     caller = _authenticate(request)
     if comments and caller.seat is not None:
-        require_role(caller.seat.role, "comments.view")
+        require_seat(caller.seat, "comments.view")
     job = job_get(user=caller.user, job_id=job_id) if job_id is not None else None
     return caller, job
 

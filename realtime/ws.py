@@ -50,7 +50,6 @@ from rest_framework.exceptions import APIException
 
 from auteur.core.asyncdb import released
 from auteur.core.errors import ApplicationError
-from auteur.users.roles import allowed
 from jobs.errors import JobNotFound
 from jobs.events.stream import is_comment_event
 from jobs.selectors.jobs import job_get
@@ -287,7 +286,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         if content.get("comments") is not True or set(content) != {"type", "comments"}:
             await self._close(CLOSE_BAD_MESSAGE)
             return
-        if self.caller.seat is not None and not allowed(self.caller.seat.role, "comments.view"):
+        if self.caller.seat is not None and not self.caller.seat.may("comments.view"):
             await self._close(CLOSE_FORBIDDEN, "permission_denied")
             return
         self.comments = True

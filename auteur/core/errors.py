@@ -58,7 +58,8 @@ class ApplicationError(Exception):
 HTTP_STATUS: Mapping[str, int] = {
     # 402: the balance does not cover the cost
     "insufficient_credits": status.HTTP_402_PAYMENT_REQUIRED,
-    "spend_cap_reached": status.HTTP_402_PAYMENT_REQUIRED,  # a monthly limit on spending (a member's budget)
+    # a limit on spending (the workspace's, a member's or an API key's): details name the cap
+    "spend_cap_reached": status.HTTP_402_PAYMENT_REQUIRED,
     # 403: not allowed for this caller
     "plan_required": status.HTTP_403_FORBIDDEN,
     "payment_required": status.HTTP_403_FORBIDDEN,  # the plan's renewal payment failed (past due)
@@ -77,6 +78,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "member_not_found": status.HTTP_404_NOT_FOUND,
     "comment_not_found": status.HTTP_404_NOT_FOUND,
     "invitation_not_found": status.HTTP_404_NOT_FOUND,  # a token not signed here, or revoked
+    "key_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,
     "nothing_to_undo": status.HTTP_409_CONFLICT,
@@ -93,6 +95,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "subscription_exists": status.HTTP_409_CONFLICT,
     "subscription_inactive": status.HTTP_409_CONFLICT,
     "webhook_limit_reached": status.HTTP_409_CONFLICT,
+    "key_limit_reached": status.HTTP_409_CONFLICT,  # a workspace's keys in use
     "plan_active": status.HTTP_409_CONFLICT,  # change or cancel a running plan in the billing portal
     "no_billing_account": status.HTTP_409_CONFLICT,
     "quote_used": status.HTTP_409_CONFLICT,  # a quote pays for one job

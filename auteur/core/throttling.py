@@ -78,7 +78,10 @@ class SlidingWindowThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            return self._allow(f"rl:u:{person_of(request)}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE)
+            seat = seat_of(request._request)
+            own = seat.rate_limit if seat is not None else None  # an API key's
+            limit = own or settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE
+            return self._allow(f"rl:u:{person_of(request)}", limit=limit)
         return self.allow_client(request)
 
     def allow_client(self, request: Request, *, scope: str = "ip", limit: int | None = None) -> bool:
@@ -112,7 +115,7 @@ class SlidingWindowThrottle(BaseThrottle):
 
 def person_of(request: Request) -> Any:
     """Whom a signed-in request's limits count: its person, whatever workspace they act in (the
-    members of a team workspace, who act as its account, each have their own)."""
+    members of a team workspace, who act as its account, each have their own), or its API key."""
     seat = seat_of(request._request)
     return seat.member_id if seat is not None else request.user.pk
 

@@ -31,6 +31,8 @@ AUTEUR_JWKS_CACHE_SECONDS = env.int("AUTEUR_JWKS_CACHE_SECONDS", default=300)
 AUTEUR_JWKS_MIN_REFETCH_SECONDS = env.int("AUTEUR_JWKS_MIN_REFETCH_SECONDS", default=30)
 AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS = env.int("AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS", default=300)
 AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE", default=100)
+# An API key's requests per minute, unless the key names its own (each key has its own window).
+AUTEUR_RATE_LIMIT_KEY_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_KEY_PER_MINUTE", default=300)
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
 # /readyz probes per client IP per minute (a load balancer probes every few seconds).
 AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE = env.int("AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE", default=60)

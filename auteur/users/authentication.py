@@ -7,12 +7,17 @@ type (auteur/users/jwks.py). So `alg: none`, and an HS256 token signed with an R
 its HMAC secret (algorithm confusion), both fail verification. Every failure, a JWKS that cannot
 be fetched included, is a 401.
 
+A bearer credential that starts with `auteur_sk_` is an API key (auteur/users/keys.py), never a JWT:
+it is found by its hash, and a key unknown, malformed, revoked or past its expiry is a 401 like a
+bad token.
+
 A verified token names its account by `sub` alone; its email is recorded on the account it creates
 and never used to find one (auteur/users/services.py).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -23,6 +28,7 @@ from typing import Any
 import jwt
 from cachetools import TLRUCache
 from django.conf import settings
+from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -32,10 +38,11 @@ from auteur.core.logging import user_id_var
 from auteur.core.prepared import PreparedRead
 from auteur.core.throttling import count_refused, count_unauthenticated
 from auteur.users.jwks import ASYMMETRIC_ALGORITHMS, jwks_keys
+from auteur.users.keys import FoundKey, key_find, key_mark_used, looks_like_key
 from auteur.users.models import Membership, User
 from auteur.users.roles import Role, allowed
 from auteur.users.services import user_get_or_create_from_claims
-from auteur.users.workspace_context import Seat, named_workspace, seat_set, show_balances
+from auteur.users.workspace_context import KEY_ROLE, Seat, named_workspace, seat_set, show_balances
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +140,12 @@ class TokenExpired(AuthenticationFailed):
 class JWTAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
-    def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
+    def authenticate(self, request: Request) -> tuple[User, Any] | None:
+        token = self.bearer_token(request)
+        if token is None:
+            return None
+        if looks_like_key(token):
+            return self.authenticate_key(request, token)
         try:
             claims = self.verified_claims(request)
             if claims is None:
@@ -162,6 +174,40 @@ class JWTAuthentication(BaseAuthentication):
         rls.act_as(seat.workspace_id)
         return self.team(seat, claims), claims
 
+    def authenticate_key(self, request: Request, token: str) -> tuple[User, FoundKey]:
+        """An API key's request: the key's workspace's account, and a seat of the key's own."""
+        from auteur.users.errors import WorkspaceNotFound  # (see _team_seat)
+
+        try:
+            key = key_find(token)
+            if key is None or not key.usable(timezone.now()):
+                # Which of unknown, revoked or expired is not said: the key's holder can see it in
+                # the workspace's list of keys.
+                raise AuthenticationFailed("This API key is not valid: unknown, revoked or expired.")
+            rls.act_as(key.user_id)
+            account = _ACCOUNT.object(account_id=key.user_id)
+            if account is None:
+                raise AuthenticationFailed("This API key's workspace is disabled.")
+        except AuthenticationFailed:
+            rls.act_as(None)
+            count_unauthenticated(request)
+            raise
+        user_id_var.set(str(key.user_id))
+        named = named_workspace(request._request, (request.parser_context or {}).get("view"))
+        if named is not None and named != str(key.user_id):
+            count_refused(request, key.id)
+            raise WorkspaceNotFound("No such workspace.")
+        seat = Seat(key.user_id, key.id, KEY_ROLE, key.scopes,
+                    key.rate_limit_per_minute or settings.AUTEUR_RATE_LIMIT_KEY_PER_MINUTE)
+        seat_set(request._request, seat)
+        show_balances(seat.may("credits.view"))
+        key_mark_used(key, _address(request))
+        return self.key_caller(account), key
+
+    def key_caller(self, account: User) -> Any:
+        """What `request.user` is for an API key's request: its workspace's account."""
+        return account
+
     def team(self, seat: Seat, claims: dict[str, Any]) -> User:
         """What `request.user` is in a team workspace: the workspace's account (404 while staff
         have disabled it)."""
@@ -176,16 +222,24 @@ class JWTAuthentication(BaseAuthentication):
         """What `request.user` is: the token's account (read, or created for a first token)."""
         return account_for_claims(claims)
 
-    def verified_claims(self, request: Request) -> dict[str, Any] | None:
-        """The claims of the request's bearer token (None without an Authorization header)."""
+    def bearer_token(self, request: Request) -> str | None:
+        """The request's bearer credential (None without an Authorization header)."""
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            count_unauthenticated(request)
             raise AuthenticationFailed("Authorization must be 'Bearer <token>'.")
+        return token.strip()
+
+    def verified_claims(self, request: Request) -> dict[str, Any] | None:
+        """The claims of the request's bearer token (None without an Authorization header)."""
+        token = self.bearer_token(request)
+        if token is None:
+            return None
         try:
-            return decode_token(token.strip())
+            return decode_token(token)
         except jwt.ExpiredSignatureError as exc:
             # Its signature held (checked before its time): telling its owner it expired tells a
             # forger nothing.
@@ -198,6 +252,23 @@ class JWTAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+def _address(request: Request) -> str | None:
+    """The client's address as a key's "last used" records it (the proxies' forwarding, when
+    trusted, was already applied to REMOTE_ADDR by the middleware)."""
+    address = request.META.get("REMOTE_ADDR") or ""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+# The account an API key acts as, read once its workspace is the session's.
+_ACCOUNT = PreparedRead(
+    lambda account_id: User.objects.filter(pk=account_id, is_active=True),
+    account_id=uuid.UUID(int=4),
+)
 
 
 def _team_seat(request: Request, *, member_id: uuid.UUID, named: str) -> Seat:
@@ -264,6 +335,9 @@ class DeferredAccountJWTAuthentication(JWTAuthentication):
     def team(self, seat: Seat, claims: dict[str, Any]) -> TokenSubject:  # type: ignore[override]
         return WorkspaceSubject(claims, seat, lambda: JWTAuthentication.team(self, seat, claims))
 
+    def key_caller(self, account: User) -> TokenSubject:
+        return KeySubject(account)
+
 
 class WorkspaceSubject(TokenSubject):
     """The caller of a deferred view in a team workspace: its id is the workspace's account's (the
@@ -279,3 +353,12 @@ class WorkspaceSubject(TokenSubject):
         if self._account is None:
             self._account = self._read()
         return self._account
+
+
+class KeySubject(TokenSubject):
+    """The caller of a deferred view with an API key: the key's workspace's account, already read."""
+
+    def __init__(self, account: User) -> None:
+        self.claims = {}
+        self.id = self.pk = account.pk
+        self._account = account

@@ -61,3 +61,13 @@ class PersonalWorkspace(ApplicationError):
     """A personal workspace has one member, its account: nobody is invited into it."""
 
     code = "personal_workspace"
+
+
+class KeyNotFound(ApplicationError):
+    """No such API key in the workspace (another workspace's is indistinguishable)."""
+
+    code = "key_not_found"
+
+
+class KeyLimitReached(ApplicationError):
+    code = "key_limit_reached"

@@ -9,7 +9,6 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 
 from auteur.core.throttling import count_refused
-from auteur.users.roles import allowed
 from auteur.users.workspace_context import seat_of
 
 
@@ -28,18 +27,21 @@ class WorkspacePermission(IsAuthenticated):
         # Imported here: DRF imports this module (its default permission) while its own views
         # module, which the error types need, is still loading.
         from auteur.users.errors import PermissionDenied
-        from auteur.users.selectors import require_role
+        from auteur.users.selectors import require_seat
 
         if not super().has_permission(request, view):
             return False
         seat = seat_of(request._request)
         if seat is None or seat.personal:
             return True
-        action = workspace_action(view, request.method or "")
-        if action is None or not allowed(seat.role, action):
+        action = workspace_action(view, request.method or "") if getattr(view, "acts_in_workspace", True) else None
+        if action is None or not seat.may(action):
             count_refused(request, seat.member_id)
+        if action is None and seat.key:
+            raise PermissionDenied("An API key acts in its workspace only: this is for the person signed in.",
+                                   details={"action": None, "role": seat.role, "scope": None})
         if action is None:
             raise PermissionDenied("This is not done in a team workspace: send it without the Auteur-Workspace "
                                    "header.", details={"action": None, "role": seat.role})
-        require_role(seat.role, action)
+        require_seat(seat, action)
         return True

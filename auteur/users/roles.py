@@ -114,7 +114,9 @@ def scope_allows(scopes: frozenset[str], action: str) -> bool:
 
 def scopes_allowed_to(role: str) -> list[str]:
     """The scopes a member with `role` may give a key: those of whose actions the role may do all."""
+    def gives(scope: str, action: Action) -> bool:
+        return action.scope not in (None, ANY_KEY) and scope_allows(frozenset({scope}), action.name)
+
     return [scope for scope in SCOPES
-            if all(role in action.roles for action in ACTIONS.values()
-                   if action.scope is not None and action.scope != ANY_KEY and scope_allows(frozenset({scope}), action.name))]
+            if all(role in action.roles for action in ACTIONS.values() if gives(scope, action))]
 

@@ -11,6 +11,7 @@ from auteur.core import rls
 from auteur.users.errors import PermissionDenied, WorkspaceNotFound
 from auteur.users.models import Invitation, Membership, User
 from auteur.users.roles import ACTIONS, Role, allowed
+from auteur.users.workspace_context import KEY_ROLE, Seat
 
 
 def membership_list(*, user: User) -> QuerySet[Membership]:
@@ -42,6 +43,18 @@ def require_role(role: str, action: str) -> None:
     if not allowed(role, action):
         raise PermissionDenied(f"A workspace's {role} may not {ACTIONS[action].description}.",
                                details={"action": action, "role": role})
+
+
+def require_seat(seat: Seat, action: str) -> None:
+    """As require_role, for a request's seat: an API key's by its scopes (details: action, role
+    `key`, the scope it would need, or null for what no key may do)."""
+    if not seat.key:
+        require_role(seat.role, action)
+    elif not seat.may(action):
+        needed = ACTIONS[action].scope
+        reason = f"needs the {needed} scope" if needed else "is for the workspace's people only"
+        raise PermissionDenied(f"This API key may not {ACTIONS[action].description}: that {reason}.",
+                               details={"action": action, "role": KEY_ROLE, "scope": needed})
 
 
 def member_list(*, membership: Membership) -> list[Membership]:

@@ -10,6 +10,7 @@ from auteur.users.apis import (
     WorkspaceDetailApi,
     WorkspaceListApi,
 )
+from auteur.users.key_apis import KeyDetailApi, KeyListApi
 
 urlpatterns = [
     path("auth/verify", AuthVerifyApi.as_view(), name="auth-verify"),
@@ -20,5 +21,7 @@ urlpatterns = [
     path("workspaces/<str:workspace_id>/invitations", InvitationListApi.as_view(), name="invitation-list"),
     path("workspaces/<str:workspace_id>/invitations/<str:invitation_id>", InvitationDetailApi.as_view(),
          name="invitation-detail"),
+    path("workspaces/<str:workspace_id>/keys", KeyListApi.as_view(), name="key-list"),
+    path("workspaces/<str:workspace_id>/keys/<str:key_id>", KeyDetailApi.as_view(), name="key-detail"),
     path("invitations/accept", InvitationAcceptApi.as_view(), name="invitation-accept"),
 ]

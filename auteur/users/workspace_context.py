@@ -21,6 +21,8 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from auteur.users.roles import allowed, scope_allows
+
 WORKSPACE_HEADER = "Auteur-Workspace"
 WORKSPACE_META_KEY = "HTTP_AUTEUR_WORKSPACE"
 _SEAT = "auteur_workspace_seat"
@@ -34,10 +36,26 @@ class Seat:
     workspace_id: uuid.UUID
     member_id: uuid.UUID
     role: str
+    # An API key's scopes (its member_id is the key's id, its role KEY_ROLE); None for a person.
+    scopes: frozenset[str] | None = None
+    rate_limit: int | None = None  # an API key's requests per minute
 
     @property
     def personal(self) -> bool:
         return self.workspace_id == self.member_id
+
+    @property
+    def key(self) -> bool:
+        return self.scopes is not None
+
+    def may(self, action: str) -> bool:
+        """Whether the seat allows `action`: a person's by their role, a key's by its scopes."""
+        if self.scopes is not None:
+            return scope_allows(self.scopes, action)
+        return allowed(self.role, action)
+
+
+KEY_ROLE = "key"  # the role an API key's seat shows
 
 
 def named_workspace(request: HttpRequest, view: Any) -> str | None:

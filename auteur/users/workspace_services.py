@@ -133,18 +133,22 @@ def _redis() -> redis.Redis:
 
 
 def _end_streams(seat: Membership) -> None:
-    """Once the change commits: the member's open event streams of the workspace close (within
-    the stream reader's next read, well under a second). Redis being unreachable leaves them open
-    until their token expires; that is logged."""
+    streams_end(workspace_id=seat.workspace_id, member_id=seat.user_id)
+
+
+def streams_end(*, workspace_id: uuid.UUID, member_id: uuid.UUID) -> None:
+    """Once the change commits: the member's (or API key's) open event streams of the workspace
+    close (within the stream reader's next read, well under a second). Redis being unreachable
+    leaves them open until their credential is next checked; that is logged."""
 
     def announce() -> None:
-        key = seat_ends_key(seat.workspace_id)
+        key = seat_ends_key(workspace_id)
         try:
             client = _redis()
-            client.xadd(key, {"member": str(seat.user_id)}, maxlen=SEAT_ENDS_KEEP, approximate=True)
+            client.xadd(key, {"member": str(member_id)}, maxlen=SEAT_ENDS_KEEP, approximate=True)
             client.expire(key, 7 * 24 * 3600)
         except redis.RedisError:
-            logger.warning("could not close the removed member's event streams of workspace %s", seat.workspace_id)
+            logger.warning("could not close the ended seat's event streams of workspace %s", workspace_id)
 
     transaction.on_commit(announce)
 

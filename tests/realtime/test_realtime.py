@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from auteur.users.key_services import api_key_create, api_key_revoke
 from auteur.users.models import Membership, User
 from auteur.users.services import user_issue_token
 from auteur.users.workspace_services import member_remove, member_set_role
@@ -750,6 +751,38 @@ def test_a_members_streams_of_a_team_workspace_close_within_a_second_of_their_re
     # And the removed member cannot open one again.
     again = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=editor), workspace=str(team.pk))
     assert again.response.status == 404
+
+
+def test_an_api_keys_streams_close_within_a_second_of_its_revocation(asgi, make_user):
+    owner = make_user()
+    team = team_workspace(owner)
+    seat = Membership.objects.get(workspace=team, user=owner)
+    key, text = api_key_create(membership=seat, name="watcher", scopes=["jobs:read"])
+    _, blind = api_key_create(membership=seat, name="blind", scopes=["media:read"])
+    reading = Sse(asgi, "/api/v1/events/stream", text)
+    assert reading.response.status == 200
+    job = make_job(User.objects.get(pk=team.pk))
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=1)
+    assert reading.next() == {"id": ANY, "event": "progress", "data": ANY}
+    # A key without jobs:read reads no stream.
+    assert Sse(asgi, "/api/v1/events/stream", blind).response.status == 403
+
+    revoked_at = time.monotonic()
+    api_key_revoke(membership=seat, key_id=key.pk)
+    ended = reading.next()
+    assert time.monotonic() - revoked_at < 1.0
+    assert ended is not None and json.loads(ended["data"])["error"]["code"] == "workspace_not_found"
+    assert Sse(asgi, "/api/v1/events/stream", text).response.status == 401
+
+    ws_key, ws_text = api_key_create(membership=seat, name="socket", scopes=["jobs:read"])
+    ws = ws_connect(asgi)
+    ws.send(json.dumps({"type": "auth", "token": ws_text}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "ready"}
+    revoked_at = time.monotonic()
+    api_key_revoke(membership=seat, key_id=ws_key.pk)
+    assert ws_close_code(ws) == 4404
+    assert time.monotonic() - revoked_at < 1.0
 
 
 def test_a_team_workspaces_stream_is_for_the_roles_that_see_its_jobs(asgi, make_user):

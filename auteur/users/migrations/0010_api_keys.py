@@ -18,7 +18,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION auteur_api_key(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION auteur_api_key(text) TO {API_ROLE};
-"""
+"""  # noqa: S608 - module constants only
 
 
 class Migration(migrations.Migration):

@@ -1,0 +1,101 @@
+"""Making and revoking a workspace's API keys (auteur/users/keys.py), by its owners and admins.
+
+Each runs inside `acting` (the workspace's row locked, the actor's seat read again): a member
+demoted a moment ago makes no key. A key's scopes are at most what its maker's role may do, so a
+key never does more than the person who made it could.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from auteur.core import rls
+from auteur.core.errors import ApplicationError
+from auteur.users.errors import KeyLimitReached, KeyNotFound, PermissionDenied
+from auteur.users.keys import key_generate, key_hash, visible_part
+from auteur.users.models import ApiKey, Membership
+from auteur.users.roles import SCOPES, scopes_allowed_to
+from auteur.users.selectors import require
+from auteur.users.workspace_services import acting, streams_end
+
+# Keys in use (neither revoked nor expired) per workspace.
+MAX_ACTIVE_KEYS = 50
+
+
+def usable_keys(workspace_id: uuid.UUID, now: datetime | None = None) -> QuerySet[ApiKey]:
+    now = now or timezone.now()
+    return ApiKey.objects.filter(user_id=workspace_id, revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+def api_key_list(*, membership: Membership) -> list[ApiKey]:
+    """The workspace's keys, newest first, revoked and expired ones included (what they spent
+    stays theirs). Read on the owner's login: the workspace's rows are its account's."""
+    require(membership, "keys.manage")
+    with rls.trusted():
+        return list(ApiKey.objects.filter(user_id=membership.workspace_id))
+
+
+def api_key_get(*, membership: Membership, key_id: uuid.UUID | str) -> ApiKey:
+    require(membership, "keys.manage")
+    with rls.trusted():
+        return _key(membership.workspace_id, key_id)
+
+
+def _key(workspace_id: uuid.UUID, key_id: uuid.UUID | str) -> ApiKey:
+    try:
+        pk = uuid.UUID(str(key_id))
+    except ValueError:
+        raise KeyNotFound("No such API key.") from None
+    key = ApiKey.objects.filter(pk=pk, user_id=workspace_id).first()
+    if key is None:
+        raise KeyNotFound("No such API key.")
+    return key
+
+
+def api_key_create(*, membership: Membership, name: str, scopes: Iterable[str], expires_at: datetime | None = None,
+                   rate_limit_per_minute: int | None = None) -> tuple[ApiKey, str]:
+    """A new key of the member's workspace and its text, which is shown this once. 403
+    `permission_denied` for a scope the member's role may not give; 400 `invalid_expiry` for an
+    expiry not in the future; 409 `key_limit_reached` past MAX_ACTIVE_KEYS keys in use."""
+    wanted = sorted(set(scopes))
+    unknown = [scope for scope in wanted if scope not in SCOPES]
+    if unknown or not wanted:
+        raise ApplicationError("Name at least one scope, each one of: " + ", ".join(SCOPES) + ".",
+                               code="invalid_scopes", details={"unknown": unknown, "scopes": list(SCOPES)})
+    now = timezone.now()
+    if expires_at is not None and expires_at <= now:
+        raise ApplicationError("A key's expiry must be in the future.", code="invalid_expiry",
+                               details={"expires_at": expires_at.isoformat()})
+    with acting(membership, "keys.manage") as actor:
+        beyond = [scope for scope in wanted if scope not in scopes_allowed_to(actor.role)]
+        if beyond:
+            raise PermissionDenied(f"A workspace's {actor.role} may not give a key the scopes {', '.join(beyond)}.",
+                                   details={"action": "keys.manage", "role": actor.role, "scopes": beyond})
+        if usable_keys(actor.workspace_id, now).count() >= MAX_ACTIVE_KEYS:
+            raise KeyLimitReached(f"A workspace has at most {MAX_ACTIVE_KEYS} keys in use: revoke one first.",
+                                  details={"limit": MAX_ACTIVE_KEYS})
+        text = key_generate()
+        key = ApiKey.objects.create(
+            user_id=actor.workspace_id, name=name, prefix=visible_part(text), secret_hash=key_hash(text),
+            scopes=wanted, created_by_id=actor.user_id, expires_at=expires_at,
+            rate_limit_per_minute=rate_limit_per_minute)
+    return key, text
+
+
+def api_key_revoke(*, membership: Membership, key_id: uuid.UUID | str) -> ApiKey:
+    """Revoke a key: refused from its next request on, its open event streams closed. Revoking a
+    revoked key changes nothing."""
+    with acting(membership, "keys.manage") as actor:
+        key = _key(actor.workspace_id, key_id)
+        if key.revoked_at is None:
+            key.revoked_at = timezone.now()
+            key.revoked_by_id = actor.user_id
+            key.save(update_fields=["revoked_at", "revoked_by"])
+            streams_end(workspace_id=actor.workspace_id, member_id=key.pk)
+    return key
