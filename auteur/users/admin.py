@@ -15,10 +15,12 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
+from django.utils import timezone
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from auteur.users.models import Invitation, Membership, User, Workspace
+from auteur.users.key_services import api_keys_revoke_by_staff
+from auteur.users.models import ApiKey, Invitation, Membership, User, Workspace
 from auteur.users.roles import Role
 
 POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
@@ -111,6 +113,37 @@ class WorkspaceAdmin(ReadOnlyAdmin):
     fields: ClassVar[tuple[str, ...]] = ("id", "name", "personal", "created_by", "created_at", "updated_at")
     readonly_fields: ClassVar[tuple[str, ...]] = fields
     inlines = (MembershipInline, InvitationInline)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyAdmin):
+    """Workspaces' API keys, to look at and, for a leaked one, to revoke (never their secret, which
+    is not kept)."""
+
+    list_display = ("name", "prefix", "user", "scopes", "state", "last_used_at", "last_used_ip", "created_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter))
+    search_fields = ("prefix", "name", "id", "user__id")
+    list_select_related = ("user",)
+    fields: ClassVar[tuple[str, ...]] = (
+        "id", "name", "prefix", "user", "scopes", "created_by", "created_at", "expires_at", "revoked_at",
+        "revoked_by", "last_used_at", "last_used_ip", "rate_limit_per_minute")
+    readonly_fields: ClassVar[tuple[str, ...]] = fields
+    actions = ("revoke",)
+
+    @admin.display(description="state")
+    def state(self, key: ApiKey) -> str:
+        if key.revoked_at is not None:
+            return "revoked"
+        return "expired" if key.expires_at is not None and key.expires_at <= timezone.now() else "active"
+
+    @admin.action(description="Revoke the selected keys (their next request is refused)", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        revoked = api_keys_revoke_by_staff(keys=queryset, staff_id=getattr(request.user, "pk"))  # noqa: B009
+        self.message_user(request, f"{revoked} key(s) revoked.")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Revoking is the one change, and it is staff's who may change accounts.
+        return bool(request.user.has_perm("users.change_user"))
 
 
 def _may_touch(request: HttpRequest, obj: Any) -> bool:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -93,9 +94,24 @@ def api_key_revoke(*, membership: Membership, key_id: uuid.UUID | str) -> ApiKey
     revoked key changes nothing."""
     with acting(membership, "keys.manage") as actor:
         key = _key(actor.workspace_id, key_id)
-        if key.revoked_at is None:
-            key.revoked_at = timezone.now()
-            key.revoked_by_id = actor.user_id
-            key.save(update_fields=["revoked_at", "revoked_by"])
-            streams_end(workspace_id=actor.workspace_id, member_id=key.pk)
+        _revoke(key, by_id=actor.user_id)
     return key
+
+
+def api_keys_revoke_by_staff(*, keys: Iterable[ApiKey], staff_id: uuid.UUID) -> int:
+    """Staff revoke keys (a leaked key reported to them): as the workspace's own revocation.
+    Returns how many were in use."""
+    revoked = 0
+    with transaction.atomic():
+        for key in ApiKey.objects.select_for_update().filter(pk__in=[key.pk for key in keys]):
+            revoked += key.revoked_at is None
+            _revoke(key, by_id=staff_id)
+    return revoked
+
+
+def _revoke(key: ApiKey, *, by_id: uuid.UUID) -> None:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.revoked_by_id = by_id
+        key.save(update_fields=["revoked_at", "revoked_by"])
+        streams_end(workspace_id=key.user_id, member_id=key.pk)

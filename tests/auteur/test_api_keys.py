@@ -269,3 +269,17 @@ def test_no_key_reaches_a_log(owner: User, team: Workspace, caplog: Any, capfd: 
     for secret in (text, revoked_text):
         assert secret[16:] not in logged
         assert all(secret[16:] not in r.content.decode() for r in used)
+
+
+def test_staff_see_keys_without_their_secret_and_revoke_a_leaked_one(owner: User, team: Workspace,
+                                                                       superuser_client: Any):
+    key, text = make_key(owner, team, ["jobs:read"])
+    for page in ("/admin/users/apikey/", f"/admin/users/apikey/{key.pk}/change/"):
+        shown = superuser_client.get(page)
+        assert shown.status_code == 200 and key.prefix in shown.content.decode()
+        assert text[16:] not in shown.content.decode() and key.secret_hash not in shown.content.decode()
+    answer = superuser_client.post("/admin/users/apikey/", {"action": "revoke", "_selected_action": [str(key.pk)]})
+    assert answer.status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert key_client(text).get("/api/v1/jobs").status_code == 401
