@@ -143,6 +143,9 @@ beat_schedule: dict[str, dict[str, object]] = {
     # Webhook retries are rows with a next-attempt time, not countdown messages: this sends the
     # due ones (and any whose message was lost).
     "webhooks-sweep": {"task": webhook_tasks.SWEEP, "schedule": settings.AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS},
+    # What a lost message left of the spend caps' alerts (credits/alerts.py).
+    "spend-cap-alerts": {"task": "webhooks.spend_cap_alerts",
+                         "schedule": settings.AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS},
     # Every account against its ledger, nightly; the result is exported as a metric and alerted on.
     "ledger-check": {
         "task": "credits.ledger_check", "schedule": crontab(minute=0, hour=settings.AUTEUR_LEDGER_CHECK_HOUR_UTC),

@@ -115,6 +115,10 @@ class CreditTransaction(models.Model):
     (PROTECT): financial history outlives the profile; deactivate the user instead.
     """
 
+    # Set on an entry a charge's statement just wrote: its counters whose thresholds it crossed
+    # (credits/services/ledger.py); never stored.
+    crossed_caps: list[dict[str, Any]]
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Both foreign keys are indexed by the composite indexes in Meta (they lead them), not alone.
     account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="transactions",
@@ -264,3 +268,35 @@ class SpendCap(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.subject_id}: {self.spent} of {self.monthly_limit} in {self.month:%Y-%m}"
+
+
+class CapAlert(models.Model):
+    """A threshold of a spend cap's monthly limit (THRESHOLDS) that a charge crossed: written in the
+    charge's transaction, once per (cap, month, limit, threshold), and announced once (an event on
+    the workspace's stream and a `spend_cap.threshold` webhook) by credits/alerts.py."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey("users.User", on_delete=models.CASCADE, related_name="+", db_index=False)
+    scope = models.CharField(max_length=20, choices=CapScope.choices)
+    subject_id = models.UUIDField()
+    month = models.DateField()
+    threshold = models.PositiveSmallIntegerField()  # percent of monthly_limit
+    monthly_limit = models.PositiveIntegerField()
+    spent = models.BigIntegerField()  # after the charge that crossed it
+    job_id = models.UUIDField(null=True, blank=True)  # the job whose charge crossed it
+    created_at = models.DateTimeField(db_default=ClockTimestamp(), editable=False)
+    announced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "credit_cap_alerts"
+        ordering = ("-created_at", "-id")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["user", "scope", "subject_id", "month", "monthly_limit", "threshold"],
+                                    name="cap_alert_once"),
+        ]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["created_at"], condition=Q(announced_at__isnull=True), name="cap_alerts_unannounced"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.subject_id}: {self.threshold}% of {self.monthly_limit} in {self.month:%Y-%m}"

@@ -96,11 +96,6 @@ def member_budget_list(*, membership: Membership) -> list[MemberBudget]:
     return [budgets[member] for member in members]
 
 
-def budget_counted(user: User, member_id: uuid.UUID | None) -> bool:
-    """Whether charges to the account by the member count against a budget: a team's member's."""
-    return user.is_team and member_id is not None
-
-
 def database_month() -> date:
     """This month by the database's clock, the one the charges count by."""
     with connection.cursor() as cursor:
@@ -109,22 +104,69 @@ def database_month() -> date:
     return month
 
 
+@dataclass(frozen=True)
+class CapState:
+    """A counter of spending this month (credits.models.SpendCap) and its limits."""
+
+    scope: str
+    subject_id: uuid.UUID
+    monthly_limit: int | None
+    job_limit: int | None
+    spent: int
+    month: date
+
+    @property
+    def resets_at(self) -> datetime:
+        return month_end(self.month)
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.monthly_limit is None else max(self.monthly_limit - self.spent, 0)
+
+
+def cap_state(cap: SpendCap, month: date) -> CapState:
+    # A counter of an earlier month has counted nothing of this one (the next charge restarts it).
+    return CapState(cap.scope, cap.subject_id, cap.monthly_limit, cap.job_limit,
+                    cap.spent if cap.month == month else 0, month)
+
+
+# The order a charge's caps are reported in when several would refuse it: the widest first.
+_CAP_ORDER = {CapScope.WORKSPACE: 0, CapScope.KEY: 1, CapScope.MEMBER: 2}
+_WHOSE = {CapScope.WORKSPACE: "this workspace's monthly spend cap", CapScope.KEY: "this API key's monthly spend cap",
+          CapScope.MEMBER: "your monthly budget in this workspace"}
+_SUBJECT_DETAIL = {CapScope.KEY: "key_id", CapScope.MEMBER: "member_id"}
+
+
+def caps_of_charge(*, user: User, member_id: uuid.UUID | None, month: date | None = None) -> list[CapState]:
+    """The counters a charge to the account by `member_id` (a person, or an API key) counts on,
+    widest first. `month`: by the database's clock, which the charges count by; by default this
+    server's."""
+    month = month or month_of(timezone.now())
+    subjects = {user.pk, member_id} - {None}
+    caps = SpendCap.objects.filter(user_id=user.pk, subject_id__in=subjects)
+    return sorted((cap_state(cap, month) for cap in caps), key=lambda cap: _CAP_ORDER[CapScope(cap.scope)])
+
+
 def spend_cap_refusal(*, user: User, member_id: uuid.UUID | None, cost: int,
                       month: date | None = None) -> SpendCapReached | None:
-    """The error a charge of `cost` to the account by the member meets at their budget now, if it
-    does (never for a charge no budget counts). `month`: as member_budgets_get's."""
-    if member_id is None or not budget_counted(user, member_id):
-        return None
-    budget = member_budgets_get(account_id=user.pk, member_ids=[member_id], month=month)[member_id]
-    if budget.monthly_limit is None or budget.spent + cost <= budget.monthly_limit:
-        return None
-    return SpendCapReached(
-        f"This needs {cost} credits and your monthly budget in this workspace has "
-        f"{max(budget.monthly_limit - budget.spent, 0)} left of {budget.monthly_limit}, until "
-        f"{budget.resets_at:%Y-%m-%d %H:%M} UTC.",
-        details={"cap": CapScope.MEMBER.value, "member_id": str(member_id), "monthly_limit": budget.monthly_limit,
-                 "spent": budget.spent, "cost": cost, "resets_at": budget.resets_at.isoformat()},
-    )
+    """The error a charge of `cost` to the account by the member (or key) meets at one of its caps
+    now, if it does: the workspace's monthly cap, the key's per-job and monthly limits, the team
+    member's monthly budget. `month`: as caps_of_charge's."""
+    for cap in caps_of_charge(user=user, member_id=member_id, month=month):
+        subject = {_SUBJECT_DETAIL[CapScope(cap.scope)]: str(cap.subject_id)} if cap.scope in _SUBJECT_DETAIL else {}
+        if cap.job_limit is not None and cost > cap.job_limit:
+            return SpendCapReached(
+                f"This job costs {cost} credits, more than this API key's limit of {cap.job_limit} per job.",
+                details={"cap": "key_per_job", **subject, "limit": cap.job_limit, "job_limit": cap.job_limit,
+                         "cost": cost, "resets_at": None})
+        if cap.monthly_limit is not None and cap.spent + cost > cap.monthly_limit:
+            return SpendCapReached(
+                f"This needs {cost} credits and {_WHOSE[CapScope(cap.scope)]} has {cap.remaining} left of "
+                f"{cap.monthly_limit}, until {cap.resets_at:%Y-%m-%d %H:%M} UTC.",
+                details={"cap": cap.scope, **subject, "limit": cap.monthly_limit,
+                         "monthly_limit": cap.monthly_limit, "spent": cap.spent, "cost": cost,
+                         "resets_at": cap.resets_at.isoformat()})
+    return None
 
 
 def credit_transaction_list(*, user: User, type: str | None = None) -> QuerySet[CreditTransaction]:
@@ -202,16 +244,17 @@ def _emails(account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     return dict(CreditAccount.objects.filter(pk__in=account_ids).values_list("pk", "user__email"))
 
 
-# Per member counter: its month's usage entries by the member, less the refunds of those entries.
+# Per counter: its month's usage entries (the account's; a member's or a key's: those naming it),
+# less the refunds of those entries.
 _BUDGET_PROBLEMS_SQL = """
-SELECT cap.user_id, cap.subject_id, cap.month, cap.spent, COALESCE(SUM(-u.amount - COALESCE(r.amount, 0)), 0)
+SELECT cap.user_id, cap.scope, cap.subject_id, cap.month, cap.spent,
+       COALESCE(SUM(-u.amount - COALESCE(r.amount, 0)), 0)
 FROM credit_spend_caps cap
 LEFT JOIN credit_transactions u
-    ON u.user_id = cap.user_id AND u.member_id = cap.subject_id AND u.type = 'usage'
+    ON u.user_id = cap.user_id AND (cap.scope = 'workspace' OR u.member_id = cap.subject_id) AND u.type = 'usage'
    AND u.created_at >= cap.month::timestamp AT TIME ZONE 'UTC'
    AND u.created_at < (cap.month + interval '1 month')::timestamp AT TIME ZONE 'UTC'
 LEFT JOIN credit_transactions r ON r.job_id = u.job_id AND r.type = 'refund'
-WHERE cap.scope = 'member'
 GROUP BY cap.id
 HAVING cap.spent <> COALESCE(SUM(-u.amount - COALESCE(r.amount, 0)), 0)
 """
@@ -222,9 +265,9 @@ def _budget_problems() -> list[tuple[uuid.UUID, str]]:
         cursor.execute(_BUDGET_PROBLEMS_SQL)
         rows = cursor.fetchall()
     accounts = dict(CreditAccount.objects.filter(user_id__in={row[0] for row in rows}).values_list("user_id", "pk"))
-    return [(accounts.get(user_id, user_id), f"member {member_id}'s budget counts {spent} spent in {month:%Y-%m}, "
-                                              f"but their entries of that month add up to {ledger}")
-            for user_id, member_id, month, spent, ledger in rows]
+    return [(accounts.get(user_id, user_id), f"the {scope} counter of {subject_id} counts {spent} spent in "
+                                              f"{month:%Y-%m}, but its entries of that month add up to {ledger}")
+            for user_id, scope, subject_id, month, spent, ledger in rows]
 
 
 def ledger_check() -> list[LedgerProblem]:
@@ -235,7 +278,8 @@ def ledger_check() -> list[LedgerProblem]:
     then id); no balance or balance_after is negative; every entry belongs to the account's
     user; each job's refund, if any, gives back at most what its usage entry charged (all of
     it, or the unspent part of a job canceled after its inference started); and each team
-    member's budget counter holds what the ledger says they spent in its month. Then the checks
+    spend cap's counter (the workspace's, a member's, a key's) holds what the ledger says was spent
+    in its month. Then the checks
     other apps registered (`ledger_check_register`), such as billing's paid payments.
     """
     found: list[tuple[uuid.UUID, str]] = []

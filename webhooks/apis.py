@@ -38,8 +38,9 @@ URL_HELP = ("https only, to a public address (private, loopback and link-local a
 
 def event_types_field(**kwargs: object) -> serializers.ListField:
     return serializers.ListField(
-        child=serializers.ChoiceField(choices=WebhookEventType.choices), min_length=1, max_length=3,
-        help_text="`start`, `progress`, `completed` (every terminal state: completed, failed, canceled).",
+        child=serializers.ChoiceField(choices=WebhookEventType.choices), min_length=1, max_length=len(WebhookEventType),
+        help_text="`start`, `progress`, `completed` (every terminal state: completed, failed, canceled); an account "
+                  "webhook's may add `spend_cap` (a threshold of a spend cap crossed).",
         **kwargs,  # type: ignore[arg-type]
     )
 

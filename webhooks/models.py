@@ -20,11 +20,14 @@ from django.db import models
 
 class WebhookEventType(models.TextChoices):
     """What a target can subscribe to. `completed` is sent for every terminal state (completed,
-    failed, canceled): the payload's job `status` says which."""
+    failed, canceled): the payload's job `status` says which. `spend_cap` is an account's, never a
+    job's own webhook's."""
 
     START = "start"
     PROGRESS = "progress"
     COMPLETED = "completed"
+    # A threshold (50, 80, 100 %) of one of the workspace's spend caps crossed (credits/alerts.py).
+    SPEND_CAP = "spend_cap"
 
 
 # The payload's `type` for each event (and for the test message, sent whatever the subscription).
@@ -32,6 +35,7 @@ PAYLOAD_TYPES = {
     WebhookEventType.START: "job.start",
     WebhookEventType.PROGRESS: "job.progress",
     WebhookEventType.COMPLETED: "job.completed",
+    WebhookEventType.SPEND_CAP: "spend_cap.threshold",
 }
 TEST_EVENT = "test"
 TEST_PAYLOAD_TYPE = "webhook.test"

@@ -216,6 +216,22 @@ def deliveries_enqueue(*, owner_id: Any, job_id: uuid.UUID, event_type: WebhookE
 
 
 @transaction.atomic
+def account_deliveries_enqueue(*, owner_id: Any, event_type: WebhookEventType, data: dict[str, Any]) -> list[Delivery]:
+    """One pending delivery of an account's event (of no job) per enabled account webhook of the
+    owner subscribed to its type."""
+    payload = _payload(PAYLOAD_TYPES[event_type], data)
+    now = timezone.now()
+    created = Delivery.objects.bulk_create([
+        Delivery(owner_id=owner_id, webhook_id=w, event_type=event_type, payload=payload, next_attempt_at=now)
+        for w in Webhook.objects.filter(owner_id=owner_id, enabled=True, event_types__contains=[event_type])
+        .values_list("pk", flat=True)
+    ])
+    for delivery in created:
+        transaction.on_commit(partial(_publish, delivery.pk), robust=True)
+    return created
+
+
+@transaction.atomic
 def webhook_test(*, webhook: Webhook) -> Delivery:
     """A `webhook.test` message to the webhook, whatever it subscribes to; WebhookBacklogFull
     while it has too many messages pending."""

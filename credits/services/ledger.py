@@ -19,9 +19,9 @@ ledger, one usage and at most one refund per job, ledger rows never changed):
   alone and a savepoint when called inside the caller's (the jobs app deducts in the same
   transaction that inserts the Job). The IntegrityError handler sits outside that block because
   a transaction that saw an error must be rolled back before it can read again.
-* A team workspace's member spends within their monthly budget (SpendCap): the charge's
-  statement also counts the cost on the member's counter, after the account's lock, and writes
-  the entry only if the counter stays within its limit. A charge refused by the budget has
+* Spending stays within its caps (SpendCap: the workspace's, an API key's, a team member's): the
+  charge's statement also counts the cost on each of its counters, after the account's lock, and
+  writes the entry only if every counter stays within its limits. A charge refused by the budget has
   already moved the balance inside its statement, so every refusal rolls back its savepoint (or,
   for a new job, the caller's transaction): nothing a refused charge did survives it.
 """
@@ -37,14 +37,15 @@ from django.db import IntegrityError, connection, transaction
 from auteur.core.errors import ApplicationError
 from auteur.core.postgres.plans import Planned
 from auteur.users.models import User
+from credits.alerts import cap_alerts_record
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import (
+    THRESHOLDS,
     CreditAccount,
     CreditTransaction,
     TransactionType,
 )
 from credits.selectors import (
-    budget_counted,
     credit_balance_get,
     credit_transaction_get_by_key,
     credit_transaction_get_for_job,
@@ -111,35 +112,60 @@ RETURNING id, account_id, user_id, amount, balance_after, type, description, job
     created_by_id, member_id, created_at
 """
 _POST_SQL = f"WITH moved AS ({_MOVED}){_ENTRY}{_RETURNING}"
-# A team member's charge: the member's counter of the month takes the cost after the account's
-# lock (its input is `moved`, so the account is always locked first: no two statements wait on
-# each other's rows), only within its limit; the entry is written only if it did. A counter of
-# an earlier month starts again from zero. A refusal by the counter leaves the balance moved in
-# the statement: the caller rolls it back.
-_CHARGE_MEMBER_SQL = f"""
-WITH moved AS ({_MOVED}), counted AS (
-    INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, month, spent, updated_at)
-    SELECT gen_random_uuid(), %(user_id)s, 'member', %(member_id)s,
-           date_trunc('month', moved.at AT TIME ZONE 'UTC')::date, -%(amount)s, moved.at
-    FROM moved
+# A charge counts on its counters (credit_spend_caps) of the month: always the workspace's, and
+# the subject that made it, when that is not the account itself: an API key's (a charge whose
+# member is one of the account's keys) or a team member's. Each counter takes the cost after the
+# account's lock (its input is `moved`, so the account is always locked first and the counters
+# second, in one order: no two statements wait on each other's rows), only within its monthly
+# limit and its per-job limit; the entry is written only if every counter did. A counter of an
+# earlier month starts again from zero. A counter also records the thresholds of its limit
+# (THRESHOLDS' bits) the charge newly crossed this month (`crossed`) and every one crossed
+# (`notified`): a threshold is crossed once a month, whatever refunds do after. A refusal by a
+# counter leaves the balance (and the other counters) moved in the statement: the caller rolls
+# it back.
+_SUBJECTS = """
+    SELECT 'workspace'::varchar AS scope, %(user_id)s::uuid AS subject_id
+    UNION ALL
+    SELECT CASE WHEN EXISTS (SELECT FROM api_keys k WHERE k.id = %(member_id)s AND k.user_id = %(user_id)s)
+                THEN 'key' ELSE 'member' END, %(member_id)s::uuid
+    WHERE %(member_id)s::uuid IS NOT NULL AND %(member_id)s::uuid <> %(user_id)s::uuid
+"""
+_SPENT = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent"
+_NOTIFIED = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.notified ELSE 0 END)"
+_REACHED = " | ".join(
+    f"(CASE WHEN cap.monthly_limit IS NOT NULL AND ({_SPENT}) * 100 >= cap.monthly_limit * {share} "
+    f"THEN {bit} ELSE 0 END)" for share, bit in THRESHOLDS)
+_CHARGE_SQL = f"""
+WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS (
+    INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, month, spent, notified, crossed, updated_at)
+    SELECT gen_random_uuid(), %(user_id)s, subjects.scope, subjects.subject_id,
+           date_trunc('month', moved.at AT TIME ZONE 'UTC')::date, -%(amount)s, 0, 0, moved.at
+    FROM moved, subjects
     ON CONFLICT ON CONSTRAINT spend_cap_one_per_subject DO UPDATE
-        SET spent = (CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent,
+        SET spent = {_SPENT}, notified = {_NOTIFIED} | {_REACHED}, crossed = ({_REACHED}) & ~{_NOTIFIED},
             month = EXCLUDED.month, updated_at = EXCLUDED.updated_at
-        WHERE cap.monthly_limit IS NULL
-           OR (CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent <= cap.monthly_limit
-    RETURNING cap.id
-){_ENTRY} WHERE EXISTS (SELECT FROM counted){_RETURNING}"""  # noqa: S608 - constant fragments only
-# A team member's refund: the counter gives back the refund only while it still counts the month
-# the charge was made in (`charge_month`), once the account is locked.
-_REFUND_MEMBER_SQL = f"""
+        WHERE (cap.monthly_limit IS NULL OR {_SPENT} <= cap.monthly_limit)
+          AND (cap.job_limit IS NULL OR EXCLUDED.spent <= cap.job_limit)
+    RETURNING cap.scope, cap.subject_id, cap.monthly_limit, cap.spent, cap.month, cap.crossed
+){_ENTRY} WHERE (SELECT count(*) FROM counted) = (SELECT count(*) FROM subjects)
+RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
+    created_by_id, member_id, created_at,
+    (SELECT json_agg(json_build_object('scope', scope, 'subject_id', subject_id, 'monthly_limit', monthly_limit,
+                                       'spent', spent, 'month', month, 'crossed', crossed))
+     FROM counted WHERE crossed <> 0)
+"""  # noqa: S608 - constant fragments only
+# A refund: the counters of its charge (the workspace's, and its key's or member's) give it back
+# only while they still count the month the charge was made in (`charge_month`), once the account
+# is locked.
+_REFUND_SQL = f"""
 WITH moved AS ({_MOVED}), uncounted AS (
     UPDATE credit_spend_caps SET spent = GREATEST(spent - %(amount)s, 0), updated_at = now()
-    WHERE user_id = %(user_id)s AND scope = 'member' AND subject_id = %(member_id)s
+    WHERE user_id = %(user_id)s AND subject_id IN (%(user_id)s, %(member_id)s)
       AND month = %(charge_month)s AND EXISTS (SELECT FROM moved)
 ){_ENTRY}{_RETURNING}"""  # noqa: S608 - constant fragments only
 _POST = Planned(_POST_SQL)
-_CHARGE_MEMBER = Planned(_CHARGE_MEMBER_SQL)
-_REFUND_MEMBER = Planned(_REFUND_MEMBER_SQL)
+_CHARGE = Planned(_CHARGE_SQL)
+_REFUND = Planned(_REFUND_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
                  "idempotency_key", "created_by_id", "member_id", "created_at")
 
@@ -148,7 +174,12 @@ def _post_once(statement: Planned, params: dict[str, object]) -> CreditTransacti
     with connection.cursor() as cursor:
         statement.execute(cursor, params)
         row = cursor.fetchone()
-    return None if row is None else CreditTransaction.from_db(connection.alias, _POST_COLUMNS, row)
+    if row is None:
+        return None
+    entry = CreditTransaction.from_db(connection.alias, _POST_COLUMNS, row[:len(_POST_COLUMNS)])
+    # A charge's counters whose thresholds it crossed (none: the statement does not count).
+    entry.crossed_caps = (row[len(_POST_COLUMNS)] or []) if len(row) > len(_POST_COLUMNS) else []
+    return entry
 
 
 def _post(
@@ -163,8 +194,8 @@ def _post(
     member_id: uuid.UUID | None = None,
     charge_month: date | None = None,
 ) -> CreditTransaction | None:
-    """Move the balance and write its ledger entry; None if it would overdraw, or take a team
-    member's spending past their budget (then the caller must roll back: see the module's notes).
+    """Move the balance and write its ledger entry; None if it would overdraw, or take a spending
+    past one of its caps (then the caller must roll back: see the module's notes).
     `charge_month`: a refund's, the month its job's charge counted in.
 
     Must run inside an atomic block, which holds the account's lock until it ends.
@@ -179,10 +210,10 @@ def _post(
     if user.is_team and member_id is None and type == TransactionType.USAGE:
         # Every charge of a team names who made it: one that does not is counted on nobody's budget.
         logger.warning("a team's charge names no member: no budget counts it", extra={"job_id": str(job_id)})
-    if budget_counted(user, member_id) and type == TransactionType.USAGE:
-        statement = _CHARGE_MEMBER
-    elif budget_counted(user, member_id) and type == TransactionType.REFUND:
-        statement = _REFUND_MEMBER
+    if type == TransactionType.USAGE:
+        statement = _CHARGE
+    elif type == TransactionType.REFUND:
+        statement = _REFUND
     entry = _post_once(statement, params)
     if entry is None and amount > 0:
         # Only a missing account refuses an addition: the user's first credits open it.
@@ -268,13 +299,12 @@ class _Refused(Exception):
 
 
 def _refusal(user: User, member_id: uuid.UUID | None, amount: int) -> ApplicationError:
-    """Why a charge of `amount` was refused: the member's budget, else the balance. Read before the
+    """Why a charge of `amount` was refused: a spend cap, else the balance. Read before the
     refusal is rolled back: a counter that refused is still locked by it, so what it says is what
-    refused (a refund committed a moment later cannot make the budget look roomy)."""
-    if budget_counted(user, member_id):
-        refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount, month=database_month())
-        if refused is not None:
-            return refused
+    refused (a refund committed a moment later cannot make a cap look roomy)."""
+    refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount, month=database_month())
+    if refused is not None:
+        return refused
     return InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)
 
 
@@ -295,8 +325,11 @@ def credit_deduct_for_job(
     _require_positive(amount)
 
     def charge() -> CreditTransaction | None:
-        return _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description, job_id=job_id,
-                     member_id=member_id)
+        entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description, job_id=job_id,
+                      member_id=member_id)
+        if entry is not None:
+            cap_alerts_record(account_id=user.pk, job_id=job_id, crossed=entry.crossed_caps)
+        return entry
 
     if new_job:
         if not connection.in_atomic_block:

@@ -119,6 +119,21 @@ def comment_stream_append(*, comment: Comment, change: str, member_id: uuid.UUID
                    {"project_id": str(comment.project_id)})
 
 
+def account_stream_append(*, user_id: uuid.UUID, payload: dict[str, Any], what: str) -> str | None:
+    """Append an account's event (a spend cap's threshold crossed: credits/alerts.py) to its
+    workspace's stream; only the connections that asked for the account's events get it."""
+    return _stream(user_id, {**payload, "created_at": payload.get("created_at") or timezone.now().isoformat()},
+                   what, {})
+
+
+# The account's events a stream carries (their `type`): only to the connections that ask for them.
+ACCOUNT_EVENT_PREFIX = "spend_cap."
+
+
+def is_account_event(event: dict[str, Any]) -> bool:
+    return str(event.get("type", "")).startswith(ACCOUNT_EVENT_PREFIX)
+
+
 def is_comment_event(event: dict[str, Any]) -> bool:
     """Whether a stream entry is a comment's change (else it is a job's event)."""
     return str(event.get("type", "")).startswith("comment.")

@@ -67,7 +67,7 @@ class TestTheCharge:
             charge(account, editor, 1)
 
         assert refused.value.details == {
-            "cap": "member", "member_id": str(editor.pk), "monthly_limit": 10, "spent": 10, "cost": 1,
+            "cap": "member", "member_id": str(editor.pk), "limit": 10, "monthly_limit": 10, "spent": 10, "cost": 1,
             "resets_at": month_end(THIS_MONTH).isoformat()}
         assert credit_balance_get(user=account) == 90  # the refused charge moved nothing
         assert CreditTransaction.objects.filter(user=account, type=TransactionType.USAGE).count() == 2
@@ -136,13 +136,15 @@ class TestTheCharge:
         assert credit_balance_get(user=account) == 100
         assert budget_of(account, editor).spent == 0
 
-    def test_a_personal_workspace_counts_nothing(self, make_user):
+    def test_a_personal_workspace_counts_only_its_own_total(self, make_user):
         person = make_user()
         credit_grant(user=person, amount=10, description="x")
         job = uuid.uuid4()
         charge(person, person, 4, job)
+        assert list(SpendCap.objects.filter(user=person).values_list("scope", "subject_id", "spent")) == [
+            ("workspace", person.pk, 4)]
         credit_refund_job(job_id=job, reason="x")
-        assert not SpendCap.objects.filter(user=person).exists()
+        assert list(SpendCap.objects.filter(user=person).values_list("spent", flat=True)) == [0]
 
     def test_a_new_month_counts_from_zero(self, pool):
         account, _, editor = pool
@@ -169,10 +171,12 @@ class TestTheCharge:
     def test_ledger_check_finds_a_counter_that_disagrees_with_the_ledger(self, pool):
         account, _, editor = pool
         charge(account, editor, 5)
-        SpendCap.objects.filter(user=account).update(spent=4)
+        SpendCap.objects.filter(user=account, scope="member").update(spent=4)
         assert [p.message for p in ledger_check()] == [
-            f"member {editor.pk}'s budget counts 4 spent in {THIS_MONTH:%Y-%m}, but their entries of that month "
+            f"the member counter of {editor.pk} counts 4 spent in {THIS_MONTH:%Y-%m}, but its entries of that month "
             f"add up to 5"]
+        SpendCap.objects.filter(user=account, scope="workspace").update(spent=6)
+        assert len(ledger_check()) == 2
 
     def test_the_migration_counts_what_members_spent_this_month(self, pool, make_user):
         from importlib import import_module
