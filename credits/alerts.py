@@ -5,9 +5,10 @@ Once: the charge's own statement says which thresholds it newly crossed this mon
 `crossed` bits, credits/services/ledger.py), and the charge's transaction writes one CapAlert per
 threshold, unique per (cap, month, limit, threshold). The webhooks worker announces an alert and
 marks it announced in one transaction that also writes its webhook deliveries, so each delivery
-is made once whatever retries; the stream's entry is appended before that transaction commits,
-so a crash between the two appends it again (its `alert_id` tells a reader it saw it). The
-charge's commit asks the worker at once; beat's sweep announces whatever a lost message left.
+is made once whatever retries (jobs/events/account.py: the jobs app writes to the streams and the
+webhooks); the stream's entry is appended before that transaction commits, so a crash between the
+two appends it again (its `alert_id` tells a reader it saw it). The charge's commit asks the
+worker at once; beat's sweep announces whatever a lost message left.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import logging
 import uuid
 from typing import Any
 
-from django.db import transaction
-from django.utils import timezone
+from django.db import connection, transaction
 
 from auteur.core.publishing import send
 from credits.models import THRESHOLDS, CapAlert
@@ -28,19 +28,23 @@ logger = logging.getLogger(__name__)
 ANNOUNCE_TASK = "webhooks.spend_cap_alerts"
 EVENT_TYPE = "spend_cap.threshold"
 ANNOUNCE_BATCH = 200
+_INSERT_SQL = """
+INSERT INTO credit_cap_alerts (user_id, scope, subject_id, month, threshold, monthly_limit, spent, job_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT ON CONSTRAINT cap_alert_once DO NOTHING
+"""
 
 
 def cap_alerts_record(*, account_id: uuid.UUID, job_id: uuid.UUID | None, crossed: list[dict[str, Any]]) -> None:
     """In the charge's transaction: an alert for each threshold its counters newly crossed, and,
     once it commits, the worker asked to announce them."""
-    alerts = [
-        CapAlert(user_id=account_id, scope=cap["scope"], subject_id=cap["subject_id"], month=cap["month"],
-                 threshold=share, monthly_limit=cap["monthly_limit"], spent=cap["spent"], job_id=job_id)
-        for cap in crossed for share, bit in THRESHOLDS if cap["crossed"] & bit
-    ]
-    if not alerts:
+    rows = [(account_id, cap["scope"], cap["subject_id"], cap["month"], share, cap["monthly_limit"], cap["spent"],
+             job_id) for cap in crossed for share, bit in THRESHOLDS if cap["crossed"] & bit]
+    if not rows:
         return
-    CapAlert.objects.bulk_create(alerts, ignore_conflicts=True)
+    # The columns the API's database role may write (the rest are the database's and the worker's).
+    with connection.cursor() as cursor:
+        cursor.executemany(_INSERT_SQL, rows)
     transaction.on_commit(lambda: send(ANNOUNCE_TASK, (), what="spend cap alerts"), robust=True)
 
 
@@ -60,25 +64,3 @@ def alert_payload(alert: CapAlert) -> dict[str, Any]:
         "job_id": str(alert.job_id) if alert.job_id else None,
         "created_at": alert.created_at.isoformat().replace("+00:00", "Z"),
     }
-
-
-def cap_alerts_announce(*, limit: int = ANNOUNCE_BATCH) -> int:
-    """Announce the alerts not announced yet (at most `limit`; those another worker holds are
-    skipped); how many were."""
-    from jobs.events.stream import account_stream_append
-    from webhooks.models import WebhookEventType
-    from webhooks.services import account_deliveries_enqueue
-
-    with transaction.atomic():
-        alerts = list(CapAlert.objects.select_for_update(skip_locked=True)
-                      .filter(announced_at__isnull=True).order_by("created_at", "id")[:limit])
-        now = timezone.now()
-        for alert in alerts:
-            payload = alert_payload(alert)
-            account_deliveries_enqueue(owner_id=alert.user_id, event_type=WebhookEventType.SPEND_CAP, data=payload)
-            account_stream_append(user_id=alert.user_id, payload=payload, what=f"spend cap alert {alert.pk}")
-            alert.announced_at = now
-        CapAlert.objects.bulk_update(alerts, ["announced_at"])
-    if alerts:
-        logger.info("announced %d spend cap alert(s)", len(alerts))
-    return len(alerts)

@@ -30,8 +30,14 @@ from auteur.users.services import (
     user_profile_update,
 )
 from credits.models import Plan, SubscriptionStatus, TransactionType
-from credits.selectors import credit_balance_get, credit_transaction_list, member_budget_list, subscription_get
-from credits.services.budgets import member_budget_set
+from credits.selectors import (
+    credit_balance_get,
+    credit_transaction_list,
+    member_budget_list,
+    subscription_get,
+    workspace_caps_get,
+)
+from credits.services.budgets import key_cap_set, member_budget_set, workspace_cap_set
 
 
 class CreditBalanceApi(ApiView):
@@ -130,6 +136,82 @@ class MemberBudgetDetailApi(ApiView):
         budget = member_budget_set(membership=membership, user_id=user_id,
                                    monthly_limit=serializer.validated_data["monthly_limit"])
         return Response(MemberBudgetOutputSerializer(budget).data)
+
+
+class CapOutputSerializer(serializers.Serializer):
+    cap = serializers.ChoiceField(source="scope", choices=["workspace", "key"], read_only=True,
+                                  help_text="The workspace's own cap, or an API key's.")
+    key_id = serializers.SerializerMethodField(help_text="The API key's id (a key's cap); null for the workspace's.")
+    monthly_limit = serializers.IntegerField(read_only=True, allow_null=True,
+                                             help_text="The most its charges may add up to this month (null: none).")
+    job_limit = serializers.IntegerField(read_only=True, allow_null=True,
+                                         help_text="The most one job may be charged (an API key's; null: none).")
+    spent = serializers.IntegerField(read_only=True,
+                                     help_text="What its jobs were charged this month (UTC), less their refunds.")
+    remaining = serializers.IntegerField(read_only=True, allow_null=True)
+    month = serializers.DateField(read_only=True, help_text="The first day of the month counted.")
+    resets_at = serializers.DateTimeField(read_only=True, help_text="When the next month's counting starts.")
+
+    def get_key_id(self, cap: Any) -> str | None:
+        return str(cap.subject_id) if cap.scope == "key" else None
+
+
+class CapListApi(ApiView):
+    """The workspace's spend caps and what each counted this month: the workspace's own (every charge
+    to its credits counts), then each API key's in use. Members' budgets are at `/budgets`. A charge
+    that would take one past its limit is refused with 402 `spend_cap_reached`, nothing charged; 50,
+    80 and 100 % of a monthly limit are announced once a month each (`spend_cap.threshold`)."""
+
+    acts_in_workspace = False  # the workspace is the path's
+
+    pagination_class = KeyedPagination.of("caps")
+
+    @extend_schema(summary="List spend caps", responses=CapOutputSerializer(many=True))
+    @raises("workspace_not_found", "permission_denied")
+    def get(self, request: Request, workspace_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        return paginated_response(request, self, workspace_caps_get(membership=membership), CapOutputSerializer)
+
+
+class LimitInputSerializer(StrictSerializer):
+    monthly_limit = serializers.IntegerField(min_value=0, max_value=2**31 - 1, allow_null=True)
+
+
+class WorkspaceCapApi(ApiView):
+    """PUT sets the workspace's monthly spend cap (owners, admins): every charge to its credits, by
+    any member or key, counts against it. `null` lifts it; what was spent is never changed by this."""
+
+    acts_in_workspace = False  # the workspace is the path's
+
+    @extend_schema(summary="Set the workspace's spend cap", request=LimitInputSerializer,
+                   responses=CapOutputSerializer)
+    @raises("workspace_not_found", "permission_denied")
+    def put(self, request: Request, workspace_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        data = LimitInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cap = workspace_cap_set(membership=membership, monthly_limit=data.validated_data["monthly_limit"])
+        return Response(CapOutputSerializer(cap).data)
+
+
+class KeyCapApi(ApiView):
+    """PUT sets an API key's monthly spend cap and the most one of its jobs may be charged (owners,
+    admins); `null` lifts either."""
+
+    acts_in_workspace = False  # the workspace is the path's
+
+    class InputSerializer(LimitInputSerializer):
+        job_limit = serializers.IntegerField(min_value=0, max_value=2**31 - 1, allow_null=True, required=False,
+                                             default=None)
+
+    @extend_schema(summary="Set an API key's spend caps", request=InputSerializer, responses=CapOutputSerializer)
+    @raises("workspace_not_found", "permission_denied", "key_not_found")
+    def put(self, request: Request, workspace_id: str, key_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cap = key_cap_set(membership=membership, key_id=key_id, **data.validated_data)
+        return Response(CapOutputSerializer(cap).data)
 
 
 class UserMeApi(ApiView):

@@ -15,9 +15,9 @@ from django.utils import timezone
 from auteur.core import rls
 from auteur.core.prepared import PreparedRead
 from auteur.users.errors import PersonalWorkspace
-from auteur.users.models import Membership, User
+from auteur.users.models import ApiKey, Membership, User
 from auteur.users.roles import allowed
-from auteur.users.selectors import member_list
+from auteur.users.selectors import member_list, require
 from credits.errors import SpendCapReached
 from credits.models import (
     CapScope,
@@ -145,6 +145,25 @@ def caps_of_charge(*, user: User, member_id: uuid.UUID | None, month: date | Non
     subjects = {user.pk, member_id} - {None}
     caps = SpendCap.objects.filter(user_id=user.pk, subject_id__in=subjects)
     return sorted((cap_state(cap, month) for cap in caps), key=lambda cap: _CAP_ORDER[CapScope(cap.scope)])
+
+
+def workspace_caps_get(*, membership: Membership) -> list[CapState]:
+    """The workspace's monthly cap, then its API keys' caps (newest key first; revoked keys left
+    out), this month: each as its counter says, or unlimited and unspent for one never counted.
+    For the roles that see the workspace's credits."""
+    require(membership, "credits.view")
+    month = month_of(timezone.now())
+    with rls.trusted():
+        keys = list(ApiKey.objects.filter(user_id=membership.workspace_id, revoked_at__isnull=True)
+                    .values_list("pk", flat=True))
+        caps = {cap.subject_id: cap for cap in SpendCap.objects.filter(
+            user_id=membership.workspace_id, subject_id__in=[membership.workspace_id, *keys])}
+
+    def state(scope: str, subject_id: uuid.UUID) -> CapState:
+        cap = caps.get(subject_id)
+        return cap_state(cap, month) if cap is not None else CapState(scope, subject_id, None, None, 0, month)
+
+    return [state(CapScope.WORKSPACE, membership.workspace_id), *(state(CapScope.KEY, key) for key in keys)]
 
 
 def spend_cap_refusal(*, user: User, member_id: uuid.UUID | None, cost: int,

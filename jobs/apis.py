@@ -218,7 +218,8 @@ class JobQuoteApi(ApiView):
         job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
                               body_hash=quoted_body_hash(self.spec.type, request.data),
-                              scheduling=options.scheduling, use_cache=options.use_cache)
+                              scheduling=options.scheduling, use_cache=options.use_cache,
+                              member_id=request_member_id(request))
         return Response(QuoteSerializer(quoted).data, status=status.HTTP_201_CREATED)
 
 

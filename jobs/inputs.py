@@ -29,7 +29,7 @@ from jobs.gpu_client import LANGUAGE_CHOICES, Bound, Choices, InputBound, Resolu
 from jobs.models import JobPriority
 from media.models import MediaType
 from projects.captions import POSITIONS
-from webhooks.models import ALL_EVENT_TYPES, WebhookEventType
+from webhooks.models import ALL_EVENT_TYPES
 from webhooks.ssrf import MAX_URL_LENGTH, target_check
 
 # The longest start or run deadline a request may set: a week.
@@ -162,7 +162,7 @@ class JobInput(StrictSerializer):
                   "jobs secret (GET /webhooks/default/secret). Private, loopback and link-local addresses are "
                   "refused: 400 `invalid_webhook_url`.")
     webhook_events_filter = serializers.ListField(
-        child=serializers.ChoiceField(choices=WebhookEventType.choices), min_length=1, max_length=3, required=False,
+        child=serializers.ChoiceField(choices=ALL_EVENT_TYPES), min_length=1, max_length=3, required=False,
         help_text="Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); "
                   "default: all three.")
 

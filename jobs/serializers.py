@@ -224,6 +224,18 @@ class QuoteCacheSerializer(serializers.Serializer):
         "The cache price, what it would be charged; null without a hit"))
 
 
+class QuoteSpendCapSerializer(serializers.Serializer):
+    cap = serializers.ChoiceField(choices=["workspace", "key", "key_per_job", "member"], help_text=(
+        "The workspace's monthly cap, the API key's monthly or per-job limit, or the member's monthly budget"))
+    key_id = serializers.UUIDField(required=False, help_text="The API key's (a key's cap)")
+    member_id = serializers.UUIDField(required=False, help_text="The member's (a member's budget)")
+    limit = serializers.IntegerField(help_text="Its limit, in credits")
+    spent = serializers.IntegerField(required=False, help_text="What it counted this month (a monthly cap's)")
+    cost = serializers.IntegerField()
+    resets_at = serializers.DateTimeField(allow_null=True, help_text="When its month ends (null: a per-job limit)")
+    message = serializers.CharField()
+
+
 class QuoteSerializer(serializers.Serializer):
     """What a job would cost if submitted now, promised until `expires_at`."""
 
@@ -243,3 +255,5 @@ class QuoteSerializer(serializers.Serializer):
     cache = QuoteCacheSerializer(help_text=(
         "Whether the result cache would serve it if submitted now: then it completes at once, charged "
         "`cache.credits_cost` instead"))
+    spend_cap = QuoteSpendCapSerializer(allow_null=True, help_text=(
+        "The spend cap that would refuse it if submitted now (402 `spend_cap_reached`), null for none"))

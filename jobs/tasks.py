@@ -20,7 +20,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from auteur.core.errors import ApplicationError
 from auteur.core.logging import job_id_var
 from auteur.core.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
+from credits.alerts import ANNOUNCE_TASK
 from jobs import gpu_client, task_names
+from jobs.events.account import cap_alerts_announce
 from jobs.events.record import bind_job_to_logs, job_event_record
 from jobs.gpu_client import GpuError, TransientGpuError
 from jobs.life.deadlines import jobs_deadlines_enforce
@@ -209,3 +211,10 @@ def retention_quotes() -> str:
 @shared_task(name="jobs.retention.usage_events", acks_late=True)
 def retention_usage_events() -> str:
     return run_sweep("usage_events", time_budget=TASK_TIME_BUDGET_SECONDS).describe()
+
+
+@shared_task(name=ANNOUNCE_TASK, acks_late=True, soft_time_limit=50, time_limit=60)
+def spend_cap_alerts() -> int:
+    """Sent when a charge crossed a spend cap's threshold, and by beat as a sweep (queue `webhooks`):
+    announces what is not announced yet (jobs/events/account.py)."""
+    return cap_alerts_announce()

@@ -5,7 +5,9 @@
   already finished it replays what the window holds and ends.
 - `GET /api/v1/events/stream`: every job of the caller, live from now (or after `Last-Event-ID`);
   with `?comments=true`, the changes of the comments on the caller's projects too (`event:
-  comment.created`, `comment.edited`, `comment.resolved`, `comment.reopened`, `comment.deleted`).
+  comment.created`, `comment.edited`, `comment.resolved`, `comment.reopened`, `comment.deleted`);
+  with `?account=true` (for the roles and keys that see the workspace's credits), the account's
+  events too: `event: spend_cap.threshold`, a threshold of a spend cap crossed (credits/alerts.py).
 
 Each event is `id:` (the stream id, to resume from), `event:` (its type) and `data:` (JSON with
 the job's status and progress at that moment). A comment line is sent every
@@ -124,17 +126,20 @@ def still_seated(caller: StreamCaller) -> bool:
     return role is not None and allowed(role, "jobs.view")
 
 
-def _authorize(django_request: HttpRequest, job_id: str | None, *, comments: bool = False
+def _authorize(django_request: HttpRequest, job_id: str | None, *, comments: bool = False, account: bool = False
                ) -> tuple[StreamCaller, Job | None]:
     request = Request(django_request)
     caller = _authenticate(request)
     if comments and caller.seat is not None:
         require_seat(caller.seat, "comments.view")
+    if account and caller.seat is not None:
+        require_seat(caller.seat, "credits.view")
     job = job_get(user=caller.user, job_id=job_id) if job_id is not None else None
     return caller, job
 
 
-# `?comments=` of the all-events stream: whether the changes of comments come too.
+# `?comments=` and `?account=` of the all-events stream: whether the changes of comments, and the
+# account's events, come too.
 COMMENTS_PARAM = {"true": True, "1": True, "false": False, "0": False, "": False}
 
 
@@ -235,11 +240,12 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
     if not isinstance(request, ASGIRequest):
         return error_response(503, "stream_unavailable", "Event streams are served by the ASGI server only.")
     comments = COMMENTS_PARAM.get(request.GET.get("comments", "").lower()) if job_id is None else False
-    if comments is None:
-        return error_response(400, "validation_error", "comments is true or false.",
-                              {"comments": ["Must be true or false."]})
+    account = COMMENTS_PARAM.get(request.GET.get("account", "").lower()) if job_id is None else False
+    if comments is None or account is None:
+        name = "comments" if comments is None else "account"
+        return error_response(400, "validation_error", f"{name} is true or false.", {name: ["Must be true or false."]})
     try:
-        caller, job = await released(_authorize)(request, job_id, comments=comments)
+        caller, job = await released(_authorize)(request, job_id, comments=comments, account=account)
     except Exception as exc:  # noqa: BLE001 - rendered as the REST API renders it, or re-raised
         return exception_response(exc)
     after = request.headers.get("Last-Event-ID") or None
@@ -257,7 +263,8 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
         return _unavailable()
     try:
         sub = await hub.subscribe(caller.user.id, job_ids={str(job.pk)} if job else None, after=after,
-                                  member_id=caller.seat.member_id if caller.seat else None, comments=comments)
+                                  member_id=caller.seat.member_id if caller.seat else None, comments=comments,
+                                  account=account)
     except RedisError:
         await lease.release()
         return _unavailable()

@@ -15,7 +15,9 @@ Protocol (JSON text frames):
 - `{"type": "subscribe", "job_id": "<id>"}`: from now on only those jobs' events (each subscribe
   adds one); without any, all of the user's jobs. `{"type": "subscribe", "comments": true}`: the
   changes of the comments on the projects too, as `{"type": "comment.event", "project_id",
-  "event": {...}}` (answered `{"type": "subscribed", "comments": true}`).
+  "event": {...}}` (answered `{"type": "subscribed", "comments": true}`). `{"type": "subscribe",
+  "account": true}` (for the roles and keys that see the workspace's credits): the account's events
+  too, as `{"type": "account.event", "event": {...}}` (a spend cap's threshold crossed).
 - `{"type": "resume", "after": "<event id>"}`: replay what came after that id, then live; first
   `{"type": "gap", "after"}` when that id is older than the stream's window (what came between
   is in `GET /jobs/{id}/events`).
@@ -51,7 +53,7 @@ from rest_framework.exceptions import APIException
 from auteur.core.asyncdb import released
 from auteur.core.errors import ApplicationError
 from jobs.errors import JobNotFound
-from jobs.events.stream import is_comment_event
+from jobs.events.stream import is_account_event, is_comment_event
 from jobs.selectors.jobs import job_get
 from realtime.hub import SeatEnded, SlowClient, Subscription, get_hub, id_order, valid_event_id
 from realtime.leases import StreamLease, TooManyStreams, stream_lease_acquire
@@ -76,6 +78,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
     lease: StreamLease | None = None
     job_ids: set[str] | None = None
     comments = False
+    account = False
     # The ids of the events sent on this connection run from first_sent to last_sent with no gap:
     # a resume skips them rather than sending them twice.
     first_sent: str | None = None
@@ -180,7 +183,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         try:
             new = await get_hub().subscribe(self.caller.user.id, job_ids=self.job_ids, after=after,
                                             member_id=self.caller.seat.member_id if self.caller.seat else None,
-                                            comments=self.comments)
+                                            comments=self.comments, account=self.account)
         except RedisError:
             await self._close(CLOSE_UNAVAILABLE)
             return False
@@ -235,6 +238,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
                 continue
             if is_comment_event(event):
                 await self.send_json({"type": "comment.event", "project_id": event["project_id"], "event": event})
+            elif is_account_event(event):
+                await self.send_json({"type": "account.event", "event": event})
             else:
                 await self.send_json({"type": "job.event", "job_id": event["job_id"], "event": event})
             if self.first_sent is None:
@@ -269,7 +274,9 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         if kind == "ping":
             await self.send_json({"type": "pong"})
         elif kind == "subscribe" and "comments" in content:
-            await self._subscribe_comments(content)
+            await self._subscribe_also(content, "comments", "comments.view")
+        elif kind == "subscribe" and "account" in content:
+            await self._subscribe_also(content, "account", "credits.view")
         elif kind == "subscribe":
             await self._subscribe(content.get("job_id"))
         elif kind == "resume":
@@ -281,20 +288,21 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self._close(CLOSE_BAD_MESSAGE)
 
-    async def _subscribe_comments(self, content: dict[str, Any]) -> None:
+    async def _subscribe_also(self, content: dict[str, Any], kind: str, action: str) -> None:
+        """The events of another kind than jobs' too: `comments` or `account`, for a seat allowed `action`."""
         assert self.caller is not None
-        if content.get("comments") is not True or set(content) != {"type", "comments"}:
+        if content.get(kind) is not True or set(content) != {"type", kind}:
             await self._close(CLOSE_BAD_MESSAGE)
             return
-        if self.caller.seat is not None and not self.caller.seat.may("comments.view"):
+        if self.caller.seat is not None and not self.caller.seat.may(action):
             await self._close(CLOSE_FORBIDDEN, "permission_denied")
             return
-        self.comments = True
+        setattr(self, kind, True)
         # What was sent so far was filtered otherwise: a later resume may repeat, never skip.
         self.first_sent = self.last_sent = None
         if self.sub is not None:
-            self.sub.comments = True
-        await self.send_json({"type": "subscribed", "comments": True})
+            setattr(self.sub, kind, True)
+        await self.send_json({"type": "subscribed", kind: True})
 
     async def _subscribe(self, job_id: Any) -> None:
         assert self.caller is not None

@@ -39,7 +39,9 @@ PAYLOAD_TYPES = {
 }
 TEST_EVENT = "test"
 TEST_PAYLOAD_TYPE = "webhook.test"
-ALL_EVENT_TYPES = [t.value for t in WebhookEventType]
+# A job's events: what a webhook subscribes to unless it names its types (the account's events,
+# `spend_cap`, are asked for by name).
+ALL_EVENT_TYPES = [WebhookEventType.START.value, WebhookEventType.PROGRESS.value, WebhookEventType.COMPLETED.value]
 
 
 def _all_event_types() -> list[str]:

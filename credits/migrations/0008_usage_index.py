@@ -3,9 +3,9 @@
 # column the grouped queries read (credits/usage.py). bench/usage_query.py measures it against the
 # same queries on the other indexes alone.
 #
-# Built without locking the ledger (CONCURRENTLY: a charge is never kept waiting), and written as
-# SQL because the model states no INCLUDE/partial index here; it is not in the model's state, so no
-# later autodetected migration removes it.
+# Built without locking the ledger (CONCURRENTLY: a charge is never kept waiting for it). Written as
+# SQL, outside the model's state: an autodetected migration never drops an index the state does
+# not hold.
 
 from django.db import migrations
 

@@ -1,39 +1,57 @@
-"""Team members' monthly budgets: how much of the workspace's credits each may spend per month.
+"""Spend caps: the workspace's monthly cap, each API key's monthly and per-job limits, and team
+members' monthly budgets, set by the workspace's owners and admins (`budgets.manage`).
 
-A budget is a limit on the member's counter (credits.models.SpendCap), which only the ledger's
-statements count (credits/services/ledger.py): setting one never changes what was spent. A limit
-below what the member spent this month refuses their next charge; none (null) lifts it.
+A cap is a limit on a counter (credits.models.SpendCap), which only the ledger's statements count
+(credits/services/ledger.py): setting one never changes what was spent. A limit below what was
+spent this month refuses the next charge; none (null) lifts it. The thresholds a limit's counter
+has already reached when it is set are not announced (they were reached before the limit was).
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import connection
 
 from auteur.users.errors import PersonalWorkspace
+from auteur.users.key_services import api_key_get
 from auteur.users.models import Membership
 from auteur.users.roles import Role
 from auteur.users.selectors import require
 from auteur.users.workspace_services import acting, member_seat
-from credits.selectors import MemberBudget, member_budgets_get
+from credits.models import THRESHOLDS, CapScope
+from credits.selectors import CapState, MemberBudget, member_budgets_get, workspace_caps_get
 
-# A counter made here (the member has not spent since counters began) starts from the ledger: the
-# usage entries of this month by the member, less those entries' refunds. Its later changes are
-# the ledger statements'; the limit is all that a counter made earlier takes from here.
+# A counter made here (nothing was charged to it since counters began) starts from the ledger: the
+# usage entries of this month (the account's; a member's or key's: those naming it), less those
+# entries' refunds. Its later changes are the ledger statements'; the limits, and the thresholds
+# already reached, are all that a counter made earlier takes from here. Run after the account's row
+# is locked, as a charge's statement locks it, so no charge counts between the read and the write.
+_REACHED = " | ".join(f"(CASE WHEN cap.monthly_limit IS NOT NULL AND cap.spent * 100 >= cap.monthly_limit * {share} "
+                      f"THEN {bit} ELSE 0 END)" for share, bit in THRESHOLDS)
+_LOCK_SQL = "SELECT FROM credit_accounts WHERE user_id = %(account_id)s FOR UPDATE"
 _SET_SQL = """
-INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, monthly_limit, month, spent, updated_at)
-SELECT gen_random_uuid(), %(account_id)s, 'member', %(member_id)s, %(monthly_limit)s, this.month,
+INSERT INTO credit_spend_caps AS cap
+    (id, user_id, scope, subject_id, monthly_limit, job_limit, month, spent, updated_at)
+SELECT gen_random_uuid(), %(account_id)s, %(scope)s, %(subject_id)s, %(monthly_limit)s, %(job_limit)s, this.month,
        (SELECT COALESCE(SUM(-u.amount - COALESCE(r.amount, 0)), 0)
         FROM credit_transactions u
         LEFT JOIN credit_transactions r ON r.job_id = u.job_id AND r.type = 'refund'
-        WHERE u.user_id = %(account_id)s AND u.member_id = %(member_id)s AND u.type = 'usage'
+        WHERE u.user_id = %(account_id)s AND u.type = 'usage'
+          AND (%(scope)s = 'workspace' OR u.member_id = %(subject_id)s)
           AND u.created_at >= this.month::timestamp AT TIME ZONE 'UTC'),
        now()
-FROM (SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date AS month) this
+FROM (SELECT date_trunc('month', clock_timestamp() AT TIME ZONE 'UTC')::date AS month) this
 ON CONFLICT ON CONSTRAINT spend_cap_one_per_subject DO UPDATE
-    SET monthly_limit = EXCLUDED.monthly_limit, updated_at = EXCLUDED.updated_at
+    SET monthly_limit = EXCLUDED.monthly_limit, job_limit = EXCLUDED.job_limit, updated_at = EXCLUDED.updated_at
 """
+_NOTIFIED_SQL = f"""
+UPDATE credit_spend_caps cap
+SET notified = CASE WHEN month = date_trunc('month', clock_timestamp() AT TIME ZONE 'UTC')::date
+                    THEN {_REACHED} ELSE 0 END
+WHERE user_id = %(account_id)s AND scope = %(scope)s AND subject_id = %(subject_id)s
+"""  # noqa: S608 - constant fragments only
 
 
 def member_budget_set(*, membership: Membership, user_id: uuid.UUID | str, monthly_limit: int | None) -> MemberBudget:
@@ -47,7 +65,34 @@ def member_budget_set(*, membership: Membership, user_id: uuid.UUID | str, month
             # Those who set budgets are held to theirs by an owner: an admin sets no admin's budget,
             # their own included.
             require(actor, "members.manage_owners")
-        with connection.cursor() as cursor:
-            cursor.execute(_SET_SQL, {"account_id": actor.workspace_id, "member_id": seat.user_id,
-                                      "monthly_limit": monthly_limit})
+        _cap_set(actor.workspace_id, CapScope.MEMBER, seat.user_id, monthly_limit)
         return member_budgets_get(account_id=actor.workspace_id, member_ids=[seat.user_id])[seat.user_id]
+
+
+def _cap_set(account_id: uuid.UUID, scope: str, subject_id: uuid.UUID, monthly_limit: int | None,
+             job_limit: int | None = None) -> None:
+    """Inside a transaction: set a counter's limits (see the module's notes)."""
+    params: dict[str, Any] = {"account_id": account_id, "scope": scope, "subject_id": subject_id,
+                              "monthly_limit": monthly_limit, "job_limit": job_limit}
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, params)
+        cursor.execute(_SET_SQL, params)
+        cursor.execute(_NOTIFIED_SQL, params)
+
+
+def workspace_cap_set(*, membership: Membership, monthly_limit: int | None) -> CapState:
+    """Set (None: lift) the workspace's monthly spend cap: every charge to its credits, whoever
+    makes it, counts against it."""
+    with acting(membership, "budgets.manage") as actor:
+        _cap_set(actor.workspace_id, CapScope.WORKSPACE, actor.workspace_id, monthly_limit)
+    return workspace_caps_get(membership=membership)[0]
+
+
+def key_cap_set(*, membership: Membership, key_id: uuid.UUID | str, monthly_limit: int | None,
+                job_limit: int | None) -> CapState:
+    """Set (None: lift) an API key's monthly spend cap and the most one of its jobs may cost; 404
+    `key_not_found` for a key not of the workspace."""
+    with acting(membership, "budgets.manage") as actor:
+        key = api_key_get(membership=actor, key_id=key_id)
+        _cap_set(actor.workspace_id, CapScope.KEY, key.pk, monthly_limit, job_limit)
+    return next(cap for cap in workspace_caps_get(membership=membership) if cap.subject_id == key.pk)

@@ -6,7 +6,8 @@ One event has one shape wherever it arrives:
   with `?comments=true`, a `comment.*` event is a `CommentEvent`.
 - WebSocket (`/api/v1/ws`): the server's messages are `WsServerMessage`; a `job.event` carries the
   same `JobEvent`, a `comment.event` (after `{"type": "subscribe", "comments": true}`) a
-  `CommentEvent`.
+  `CommentEvent`; with `?account=true` (`{"type": "subscribe", "account": true}`), a `spend_cap.threshold`
+  event is a `SpendCapEvent` (an `account.event` message).
 - `GET /api/v1/jobs/{id}/events`: the same `type` and `data`, with the record's own id.
 Webhooks deliver the job itself (the OpenAPI document's `JobDetail`) in the Standard Webhooks
 envelope `{type, timestamp, data}` (`WebhookPayload`).
@@ -101,6 +102,17 @@ COMMENT_EVENT: dict[str, Any] = _object(
      "comment": {"$ref": "#/$defs/Comment"}, "created_at": _TIME},
     description="A change of a comment on a project's timeline (a deleted one as it was; a thread's "
                 "deletion takes its replies), on the all-events streams that ask for comments.")
+SPEND_CAP_EVENT: dict[str, Any] = _object(
+    {"id": {"type": "string", "pattern": r"^\d+-\d+$"}, "type": {"const": "spend_cap.threshold"},
+     "alert_id": {"type": "integer", "description": "The same alert in every announcement of it."},
+     "cap": {"enum": ["workspace", "key", "member"]}, "threshold": {"enum": [50, 80, 100]},
+     "monthly_limit": {"type": "integer"}, "spent": {"type": "integer", "description": "After the charge."},
+     "month": {"type": "string", "pattern": r"^\d{4}-\d{2}$"}, "resets_at": _TIME, "job_id": _NULLABLE_UUID,
+     "created_at": _TIME},
+    {"key_id": _UUID, "member_id": _UUID},
+    description="A threshold (50, 80, 100 %) of a spend cap's monthly limit crossed by a charge, once a month "
+                "each, on the all-events streams that ask for the account's events; webhooks subscribed to "
+                "`spend_cap` get the same as `data` of a `spend_cap.threshold` payload.")
 ERROR: dict[str, Any] = _object({"error": _object({"code": _TEXT, "message": _TEXT}, {"details": {"type": "object"}})})
 STREAM_GAP: dict[str, Any] = _object({"after": {"type": ["string", "null"]}, "message": _TEXT},
                                      description="Events after `after` are no longer in the stream window.")
@@ -108,8 +120,10 @@ WS_SERVER_MESSAGE: dict[str, Any] = {"oneOf": [
     _object({"type": {"const": "ready"}}),
     _object({"type": {"const": "subscribed"}, "job_id": _UUID}),
     _object({"type": {"const": "subscribed"}, "comments": {"const": True}}),
+    _object({"type": {"const": "subscribed"}, "account": {"const": True}}),
     _object({"type": {"const": "job.event"}, "job_id": _UUID, "event": {"$ref": "#/$defs/JobEvent"}}),
     _object({"type": {"const": "comment.event"}, "project_id": _UUID, "event": {"$ref": "#/$defs/CommentEvent"}}),
+    _object({"type": {"const": "account.event"}, "event": {"$ref": "#/$defs/SpendCapEvent"}}),
     _object({"type": {"const": "gap"}, "after": {"type": ["string", "null"]}}),
     _object({"type": {"const": "ping"}}),
     _object({"type": {"const": "pong"}}),
@@ -131,6 +145,7 @@ def event_schema() -> dict[str, Any]:
         "title": "Auteur job events",
         "description": __doc__,
         "$defs": {"JobEvent": JOB_EVENT, "CommentEvent": COMMENT_EVENT, "Comment": COMMENT,
+                  "SpendCapEvent": SPEND_CAP_EVENT,
                   "StreamGap": STREAM_GAP, "Error": ERROR,
                   "WsServerMessage": WS_SERVER_MESSAGE, "WebhookPayload": WEBHOOK_PAYLOAD, **EVENT_DATA},
     }

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from auteur.users.models import User
-from credits.selectors import credit_balance_get
+from credits.selectors import credit_balance_get, spend_cap_refusal
 from jobs.errors import QuoteExpired, QuoteMismatch, QuoteNotFound, QuoteUsed
 from jobs.inputs import Scheduling
 from jobs.intake.admission import job_submit_checks
@@ -37,11 +37,12 @@ def _work(quantities: dict[str, Any]) -> Any:
 
 
 def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: str,
-                 scheduling: Scheduling, use_cache: bool = True) -> dict[str, Any]:
+                 scheduling: Scheduling, use_cache: bool = True, member_id: uuid.UUID | None = None) -> dict[str, Any]:
     """Price the request as a submission would, and promise that price for the quote's time.
 
     It says too whether the result cache would serve it now (`cache`), and for what: a
-    submission served from the cache is charged the cache price of the quoted one."""
+    submission served from the cache is charged the cache price of the quoted one; and which
+    spend cap, if any, would refuse it if submitted now by `member_id` (a person or an API key)."""
     job_submit_checks(user=user, spec=spec, request=request)
     cost = spec.price.cost(request.quantities)
     hit = cache_lookup(user_id=user.pk, key=cache_key(spec=spec, request=request)) if use_cache else None
@@ -51,6 +52,7 @@ def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: s
         expires_at=now + timedelta(seconds=settings.AUTEUR_QUOTE_TTL_SECONDS),
     )
     balance = credit_balance_get(user=user)
+    capped = spend_cap_refusal(user=user, member_id=member_id, cost=cost)
     # Where it would stand if submitted now: among the user's waiting jobs, by its priority.
     estimate = job_queue_estimate(user_id=user.pk, job_type=spec.type, status=JobStatus.PENDING, created_at=now,
                                   priority=scheduling.priority)
@@ -61,6 +63,7 @@ def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: s
         "expires_at": quote.expires_at,
         "cache": {"hit": hit is not None, "source_job_id": hit.source.pk if hit else None,
                   "credits_cost": cache_price(cost) if hit else None},
+        "spend_cap": None if capped is None else {**capped.details, "message": capped.message},
     }
 
 

@@ -29,7 +29,8 @@ def test_a_quote_prices_the_request_and_charges_nothing(auth_client, funded, pro
     body = valid_body("transcription", project, media)
     answer = quote(auth_client, "transcription", body)
     assert set(answer) == {"quote_id", "type", "credits_cost", "balance", "balance_after", "queue_position",
-                           "lane_position", "eta_seconds", "expires_at", "cache"}
+                           "lane_position", "eta_seconds", "expires_at", "cache", "spend_cap"}
+    assert answer["spend_cap"] is None  # no cap would refuse it
     assert (answer["type"], answer["credits_cost"], answer["balance"], answer["balance_after"]) == (
         "transcription", PRICE["transcription"], START_BALANCE, START_BALANCE - PRICE["transcription"])
     assert answer["queue_position"] == 1  # nothing of the user's waits: it would start next

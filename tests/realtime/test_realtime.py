@@ -32,9 +32,13 @@ from auteur.users.key_services import api_key_create, api_key_revoke
 from auteur.users.models import Membership, User
 from auteur.users.services import user_issue_token
 from auteur.users.workspace_services import member_remove, member_set_role
+from credits.services.budgets import workspace_cap_set
+from credits.services.ledger import credit_deduct_for_job, credit_grant
 from devstack.ports import free_port
 from devstack.servers import RedisServer
+from jobs.events.account import cap_alerts_announce
 from jobs.events.record import job_event_record
+from jobs.events.schema import event_errors
 from jobs.events.stream import event_payload, job_stream_append, stream_key
 from jobs.models import Job, JobEvent, JobEventType, JobStatus
 from jobs.prefer_header import prefer_wait
@@ -783,6 +787,41 @@ def test_an_api_keys_streams_close_within_a_second_of_its_revocation(asgi, make_
     api_key_revoke(membership=seat, key_id=ws_key.pk)
     assert ws_close_code(ws) == 4404
     assert time.monotonic() - revoked_at < 1.0
+
+
+def test_a_spend_caps_thresholds_reach_the_streams_that_ask_for_the_accounts_events(asgi, make_user):
+    owner, viewer = make_user(), make_user()
+    team = team_workspace(owner)
+    Membership.objects.create(workspace=team, user=viewer, role="viewer")
+    seat = Membership.objects.get(workspace=team, user=owner)
+    account = User.objects.get(pk=team.pk)
+    credit_grant(user=account, amount=100, description="pool")
+    workspace_cap_set(membership=seat, monthly_limit=10)
+    _, text = api_key_create(membership=seat, name="finance", scopes=["jobs:read", "credits:read"])
+    _, jobs_only = api_key_create(membership=seat, name="jobs", scopes=["jobs:read"])
+    assert Sse(asgi, "/api/v1/events/stream?account=true", jobs_only).response.status == 403
+    asking = Sse(asgi, "/api/v1/events/stream?account=true", text)
+    plain = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=owner), workspace=str(team.pk))
+    assert asking.response.status == plain.response.status == 200
+    refused = Sse(asgi, "/api/v1/events/stream?account=true", user_issue_token(user=viewer), workspace=str(team.pk))
+    assert refused.response.status == 403
+
+    charged_at = time.monotonic()
+    job = make_job(account)
+    credit_deduct_for_job(user=account, job_id=job.pk, amount=8, description="x", member_id=owner.pk)
+    assert cap_alerts_announce() == 2
+    first, second = asking.next(), asking.next()
+    assert time.monotonic() - charged_at < 1.0
+    assert first is not None and second is not None and first["event"] == "spend_cap.threshold"
+    events = [json.loads(e["data"]) for e in (first, second)]
+    assert [(e["threshold"], e["cap"], e["spent"]) for e in events] == [(50, "workspace", 8), (80, "workspace", 8)]
+    for event in events:
+        assert event_errors(event, "SpendCapEvent") == []
+    # A job's event after them reaches both; the plain stream never saw the account's.
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=1)
+    assert plain.next() == {"id": ANY, "event": "progress", "data": ANY}
+    assert asking.next() is not None
 
 
 def test_a_team_workspaces_stream_is_for_the_roles_that_see_its_jobs(asgi, make_user):

@@ -1,0 +1,223 @@
+"""Spend caps of a workspace and of its API keys: counted in the charge's own statement, refusing
+with the cap named, shown by quotes, and their thresholds announced exactly once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from auteur.users.key_services import api_key_create
+from auteur.users.models import ApiKey, Membership, User, Workspace
+from auteur.users.roles import Role
+from credits.errors import SpendCapReached
+from credits.models import CapAlert, CreditTransaction
+from credits.selectors import credit_balance_get, ledger_check
+from credits.services.budgets import key_cap_set, workspace_cap_set
+from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_refund_job
+from jobs.events.account import cap_alerts_announce
+from jobs.events.stream import stream_key, stream_redis
+from projects.models import Project
+from tests.factories import acting_in, team_workspace
+from tests.webhooks.conftest import fake_dns  # noqa: F401 - a fixture
+from webhooks.models import Delivery
+from webhooks.services import webhook_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner(make_user: Callable[..., User]) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def team(owner: User) -> Workspace:
+    team = team_workspace(owner)
+    credit_grant(user=User.objects.get(pk=team.pk), amount=1000, description="pool")
+    return team
+
+
+def seat(owner: User, team: Workspace) -> Membership:
+    return Membership.objects.get(workspace=team, user=owner)
+
+
+def account(team: Workspace) -> User:
+    return User.objects.get(pk=team.pk)
+
+
+def charge(team: Workspace, member_id: uuid.UUID, amount: int, job_id: uuid.UUID | None = None) -> CreditTransaction:
+    return credit_deduct_for_job(user=account(team), job_id=job_id or uuid.uuid4(), amount=amount, description="job",
+                                 member_id=member_id)
+
+
+def key_client(text: str) -> APIClient:
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {text}")
+    return client
+
+
+def test_the_workspace_cap_counts_every_members_and_keys_charge(owner: User, team: Workspace):
+    key, _ = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write"])
+    workspace_cap_set(membership=seat(owner, team), monthly_limit=10)
+    charge(team, owner.pk, 6)
+    charge(team, key.pk, 4)
+    with pytest.raises(SpendCapReached) as refused:
+        charge(team, key.pk, 1)
+    details = refused.value.details
+    assert (details["cap"], details["limit"], details["spent"], details["cost"]) == ("workspace", 10, 10, 1)
+    assert details["resets_at"].endswith("+00:00")
+    assert credit_balance_get(user=account(team)) == 990
+    assert ledger_check() == []
+
+
+def test_a_keys_monthly_and_per_job_limits(owner: User, team: Workspace):
+    key, _ = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write"])
+    cap = key_cap_set(membership=seat(owner, team), key_id=key.pk, monthly_limit=10, job_limit=4)
+    assert (cap.scope, cap.subject_id, cap.monthly_limit, cap.job_limit, cap.spent) == ("key", key.pk, 10, 4, 0)
+    with pytest.raises(SpendCapReached) as refused:
+        charge(team, key.pk, 5)
+    assert refused.value.details == {"cap": "key_per_job", "key_id": str(key.pk), "limit": 4, "job_limit": 4,
+                                     "cost": 5, "resets_at": None}
+    charge(team, key.pk, 4)
+    charge(team, key.pk, 4)
+    with pytest.raises(SpendCapReached) as refused:
+        charge(team, key.pk, 3)
+    assert (refused.value.details["cap"], refused.value.details["key_id"]) == ("key", str(key.pk))
+    charge(team, owner.pk, 50)  # a person is not held to a key's caps
+    assert credit_balance_get(user=account(team)) == 1000 - 58
+    assert ledger_check() == []
+
+
+def test_a_limit_set_later_counts_what_was_spent_this_month(owner: User, team: Workspace):
+    key, _ = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write"])
+    charge(team, key.pk, 7)
+    cap = key_cap_set(membership=seat(owner, team), key_id=key.pk, monthly_limit=8, job_limit=None)
+    assert cap.spent == 7 and cap.remaining == 1
+    # Reached before the limit was set: not announced.
+    assert not CapAlert.objects.exists()
+    with pytest.raises(SpendCapReached):
+        charge(team, key.pk, 2)
+
+
+def test_each_threshold_is_announced_once_a_month(owner: User, team: Workspace, fake_dns: Any):  # noqa: F811
+    fake_dns({"hooks.example.test": ["93.184.216.34"]})
+    hook, _ = webhook_create(owner=account(team), url="https://hooks.example.test/caps", event_types=["spend_cap"])
+    job_hook, _ = webhook_create(owner=account(team), url="https://hooks.example.test/jobs", event_types=["completed"])
+    workspace_cap_set(membership=seat(owner, team), monthly_limit=100)
+    stream_redis().delete(stream_key(team.pk))
+    jobs = [uuid.uuid4() for _ in range(5)]
+    charge(team, owner.pk, 40, jobs[0])   # 40 %
+    charge(team, owner.pk, 20, jobs[1])   # 60 %: 50 crossed
+    charge(team, owner.pk, 25, jobs[2])   # 85 %: 80 crossed
+    credit_refund_job(job_id=jobs[2], reason="failed")  # back to 60 %
+    charge(team, owner.pk, 25, jobs[3])   # 85 % again: nothing new
+    charge(team, owner.pk, 15, jobs[4])   # 100 %: 100 crossed
+    alerts = list(CapAlert.objects.order_by("threshold").values_list("threshold", "spent", "job_id", "announced_at"))
+    assert alerts == [(50, 60, jobs[1], None), (80, 85, jobs[2], None), (100, 100, jobs[4], None)]
+
+    assert cap_alerts_announce() == 3
+    assert cap_alerts_announce() == 0
+    sent = Delivery.objects.filter(owner=account(team)).order_by("id")
+    assert [d.webhook_id for d in sent] == [hook.pk] * 3  # the jobs' webhook is not sent them
+    assert [d.payload["data"]["threshold"] for d in sent] == [50, 80, 100]
+    assert sent[0].payload["type"] == "spend_cap.threshold" and sent[0].payload["data"]["cap"] == "workspace"
+    entries = stream_redis().xrange(stream_key(team.pk))
+    events = [json.loads(fields[b"event"]) if b"event" in fields else json.loads(next(iter(fields.values())))
+              for _, fields in entries]
+    assert [(e["type"], e["threshold"]) for e in events] == [("spend_cap.threshold", t) for t in (50, 80, 100)]
+    assert job_hook.pk not in {d.webhook_id for d in sent}
+    assert ledger_check() == []
+
+
+def test_quotes_name_the_cap_that_would_refuse(owner: User, team: Workspace):
+    key, text = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write", "projects:write"])
+    project = Project.objects.create(user=account(team), name="p")
+    body = {"project_id": str(project.pk), "text": "Hello there"}
+    quoted = key_client(text).post("/api/v1/jobs/tts/quote", body, format="json")
+    assert quoted.status_code == 201, quoted.content
+    assert quoted.json()["spend_cap"] is None
+    cost = quoted.json()["credits_cost"]
+    key_cap_set(membership=seat(owner, team), key_id=key.pk, monthly_limit=None, job_limit=cost - 1)
+    capped = key_client(text).post("/api/v1/jobs/tts/quote", body, format="json").json()["spend_cap"]
+    assert (capped["cap"], capped["key_id"], capped["limit"], capped["cost"]) == ("key_per_job", str(key.pk),
+                                                                                  cost - 1, cost)
+    refused = key_client(text).post("/api/v1/jobs/tts", body, format="json")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (402, "spend_cap_reached")
+    assert refused.json()["error"]["details"]["cap"] == "key_per_job"
+    assert credit_balance_get(user=account(team)) == 1000
+
+
+def test_the_caps_api(owner: User, team: Workspace, make_user: Callable[..., User],
+                      client_for: Callable[[User], APIClient]):
+    key, _ = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write"])
+    api = client_for(owner)
+    put = api.put(f"/api/v1/workspaces/{team.pk}/caps/workspace", {"monthly_limit": 500}, format="json")
+    assert put.status_code == 200 and put.json()["monthly_limit"] == 500 and put.json()["cap"] == "workspace"
+    put = api.put(f"/api/v1/workspaces/{team.pk}/caps/keys/{key.pk}", {"monthly_limit": 50, "job_limit": 5},
+                  format="json")
+    assert put.status_code == 200, put.content
+    assert (put.json()["key_id"], put.json()["job_limit"], put.json()["remaining"]) == (str(key.pk), 5, 50)
+    listed = api.get(f"/api/v1/workspaces/{team.pk}/caps").json()["caps"]
+    assert [(c["cap"], c["key_id"], c["monthly_limit"]) for c in listed] == [("workspace", None, 500),
+                                                                            ("key", str(key.pk), 50)]
+    assert api.put(f"/api/v1/workspaces/{team.pk}/caps/keys/{uuid.uuid4()}", {"monthly_limit": 1},
+                   format="json").status_code == 404
+    assert api.put(f"/api/v1/workspaces/{team.pk}/caps/workspace", {"monthly_limit": -1},
+                   format="json").status_code == 400
+    for role, get, put_code in ((Role.EDITOR, 200, 403), (Role.VIEWER, 403, 403), (Role.BILLING, 200, 403)):
+        member = make_user()
+        Membership.objects.create(workspace=team, user=member, role=role)
+        theirs = client_for(member)
+        assert theirs.get(f"/api/v1/workspaces/{team.pk}/caps").status_code == get, role
+        assert theirs.put(f"/api/v1/workspaces/{team.pk}/caps/workspace", {"monthly_limit": None},
+                          format="json").status_code == put_code, role
+    stranger = client_for(make_user())
+    assert stranger.get(f"/api/v1/workspaces/{team.pk}/caps").status_code == 404
+    revoked = ApiKey.objects.filter(pk=key.pk)
+    revoked.update(revoked_at="2026-01-01T00:00Z")
+    assert [c["cap"] for c in api.get(f"/api/v1/workspaces/{team.pk}/caps").json()["caps"]] == ["workspace"]
+    # A key sets no cap, its own least of all.
+    assert acting_in(owner, team).get("/api/v1/credits").status_code == 200
+
+
+def test_a_personal_workspace_has_caps_too(owner: User, client_for: Callable[[User], APIClient]):
+    credit_grant(user=owner, amount=100, description="mine")
+    personal = Workspace.objects.get(pk=owner.pk)
+    put = client_for(owner).put(f"/api/v1/workspaces/{personal.pk}/caps/workspace", {"monthly_limit": 5},
+                                format="json")
+    assert put.status_code == 200
+    credit_deduct_for_job(user=owner, job_id=uuid.uuid4(), amount=5, description="x", member_id=owner.pk)
+    with pytest.raises(SpendCapReached):
+        credit_deduct_for_job(user=owner, job_id=uuid.uuid4(), amount=1, description="x", member_id=owner.pk)
+    assert ledger_check() == []
+
+
+def test_a_submission_through_the_api_records_the_thresholds_it_crosses(owner: User, team: Workspace):
+    key, text = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write", "projects:write"])
+    project = key_client(text).post("/api/v1/projects", {"name": "p"}, format="json").json()
+    body = {"project_id": project["id"], "text": "Hello there"}
+    cost = key_client(text).post("/api/v1/jobs/tts/quote", body, format="json").json()["credits_cost"]
+    key_cap_set(membership=seat(owner, team), key_id=key.pk, monthly_limit=cost, job_limit=None)
+    submitted = key_client(text).post("/api/v1/jobs/tts", body, format="json")
+    assert submitted.status_code == 202, submitted.content
+    assert list(CapAlert.objects.order_by("threshold").values_list("scope", "subject_id", "threshold")) == [
+        ("key", key.pk, 50), ("key", key.pk, 80), ("key", key.pk, 100)]
+    refused = key_client(text).post("/api/v1/jobs/tts", body, format="json")
+    assert (refused.status_code, refused.json()["error"]["details"]["cap"]) == (402, "key")
+    assert CapAlert.objects.count() == 3
+
+
+def test_refused_answers_name_the_cap(owner: User, team: Workspace, client_for: Callable[[User], APIClient]):
+    workspace_cap_set(membership=seat(owner, team), monthly_limit=0)
+    project = acting_in(owner, team).post("/api/v1/projects", {"name": "p"}, format="json").json()
+    refused = acting_in(owner, team).post("/api/v1/jobs/tts", {"project_id": project["id"], "text": "Hi"},
+                                          format="json")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (402, "spend_cap_reached")
+    details: dict[str, Any] = refused.json()["error"]["details"]
+    assert (details["cap"], details["limit"], details["spent"]) == ("workspace", 0, 0)
+    assert credit_balance_get(user=account(team)) == 1000
