@@ -56,13 +56,15 @@ INDEX = "credit_tx_usage_range"
 # job of entry i is md5('job' || i) as a uuid; its member is one of the ids in `members`.
 LEDGER_SQL = """
 INSERT INTO credit_transactions (id, account_id, user_id, amount, balance_after, type, description, job_id,
-                                 member_id, created_at)
+                                 job_type, member_id, created_at)
 SELECT md5('entry' || i)::uuid, %(account_id)s, %(user_id)s,
        CASE WHEN mod(i, 50) = 0 THEN 100 WHEN mod(i, 10) = 5 THEN 1 + mod(i - 1, 20) ELSE -(1 + mod(i, 20)) END,
        1000000,
        CASE WHEN mod(i, 50) = 0 THEN 'bonus' WHEN mod(i, 10) = 5 THEN 'refund' ELSE 'usage' END,
        'bench',
        CASE WHEN mod(i, 50) <> 0 THEN md5('job' || CASE WHEN mod(i, 10) = 5 THEN i - 1 ELSE i END)::uuid END,
+       CASE WHEN mod(i, 50) <> 0 THEN (%(types)s::text[])[1 + mod(CASE WHEN mod(i, 10) = 5 THEN i - 1 ELSE i END,
+                                                                  cardinality(%(types)s::text[]))] END,
        CASE WHEN mod(i, 50) = 0 THEN NULL ELSE (%(members)s::uuid[])[1 + mod(i, cardinality(%(members)s::uuid[]))] END,
        %(start)s::timestamptz + i * %(step)s::interval
 FROM generate_series(1, %(rows)s) AS i
@@ -163,7 +165,8 @@ def main() -> int:
         t0 = time.perf_counter()
         with connection.cursor() as cursor:
             cursor.execute(LEDGER_SQL, {"account_id": credit_account.pk, "user_id": account.pk, "members": members,
-                                        "start": start, "step": step, "rows": args.rows})
+                                        "start": start, "step": step, "rows": args.rows,
+                                        "types": list(JOB_TYPES)})
             ledger_seconds = time.perf_counter() - t0
             others = []
             for n in range(50):

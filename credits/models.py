@@ -132,6 +132,9 @@ class CreditTransaction(models.Model):
     description = models.TextField(blank=True, default="")
     # No foreign key: the jobs app depends on credits, never the reverse (apps import downwards).
     job_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # The job's type (a job's charge and refund), so that usage groups by it without the jobs table;
+    # null for an entry of no job, and for the entries written before it was recorded.
+    job_type = models.CharField(max_length=40, null=True, blank=True)  # noqa: DJ001 - NULL = none recorded
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL = no key
     created_by = models.ForeignKey(
         "users.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+",

@@ -111,35 +111,24 @@ def _keys_table() -> str:
     return connection.ops.quote_name(ApiKey._meta.db_table)
 
 
-# A job is inserted just before its charge, in the same transaction, so the range's charges find
-# their jobs among the jobs created in the range give or take JOB_WINDOW (which also covers the
-# skew between an app server's clock, the job's, and the database's, the entry's): those are read
-# by the jobs' (user, created_at) index and joined by hash, rather than by one probe of the jobs'
-# primary key per entry or by a scan of all the account's jobs (bench/usage_query.py). An entry
-# whose job is outside the window (a refund of an older job) is looked up by its id: the window
-# decides only how fast, never what is counted.
-JOB_WINDOW = timedelta(days=1)
-
-
 # (key expressions, joins) of each grouping. The account filter repeats the row-level security
 # policy's, so the owner's login (management commands, the tests' setup) reads the same rows.
 def _grouping(group_by: str) -> tuple[list[str], str]:
     day = "(t.created_at AT TIME ZONE 'UTC')::date"
-    jobs = _jobs_table()
-    job_type = (f"COALESCE(j.type, (SELECT o.type FROM {jobs} o "  # noqa: S608 - the table's name from its model
+    # An entry records its job's type (the index holds it); one written before entries did is
+    # looked up in the jobs table by its job's id (COALESCE reads it only for those).
+    job_type = (f"COALESCE(t.job_type, (SELECT o.type FROM {_jobs_table()} o "  # noqa: S608 - the model's table
                 "WHERE o.id = t.job_id AND o.user_id = %(account)s))")
-    job = (f"LEFT JOIN {jobs} j ON j.id = t.job_id AND j.user_id = %(account)s "
-           "AND j.created_at >= %(jobs_from)s AND j.created_at < %(jobs_to)s")
     if group_by == "day":
         return [day], ""
     if group_by == "type":
-        return [job_type], job
+        return [job_type], ""
     if group_by == "member":
         return ["t.member_id"], ""
     if group_by == "key":
         return ["k.id"], f"LEFT JOIN {_keys_table()} k ON k.id = t.member_id AND k.user_id = t.user_id"
     if group_by == "focus":
-        return [day, job_type, "t.member_id"], job
+        return [day, job_type, "t.member_id"], ""
     raise ValueError(group_by)
 
 
@@ -169,7 +158,6 @@ WHERE t.user_id = %(account)s AND t.type IN (%(usage)s, %(refund)s)
 
 def _params(user: User, period: UsageRange) -> dict[str, Any]:
     return {"account": user.pk, "start": period.start_at, "end": period.end_at,
-            "jobs_from": period.start_at - JOB_WINDOW, "jobs_to": period.end_at + JOB_WINDOW,
             "usage": TransactionType.USAGE.value, "refund": TransactionType.REFUND.value}
 
 

@@ -101,14 +101,14 @@ _MOVED = """
 """
 _ENTRY = """
 INSERT INTO credit_transactions
-    (id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
+    (id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
      created_by_id, member_id, created_at)
 SELECT %(id)s, moved.id, %(user_id)s, %(amount)s, moved.balance, %(type)s, %(description)s, %(job_id)s,
-       %(idempotency_key)s, %(created_by_id)s, %(member_id)s, moved.at
+       %(job_type)s, %(idempotency_key)s, %(created_by_id)s, %(member_id)s, moved.at
 FROM moved
 """
 _RETURNING = """
-RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
+RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
     created_by_id, member_id, created_at
 """
 _POST_SQL = f"WITH moved AS ({_MOVED}){_ENTRY}{_RETURNING}"
@@ -148,7 +148,7 @@ WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS (
           AND (cap.job_limit IS NULL OR EXCLUDED.spent <= cap.job_limit)
     RETURNING cap.scope, cap.subject_id, cap.monthly_limit, cap.spent, cap.month, cap.crossed
 ){_ENTRY} WHERE (SELECT count(*) FROM counted) = (SELECT count(*) FROM subjects)
-RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
+RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
     created_by_id, member_id, created_at,
     (SELECT json_agg(json_build_object('scope', scope, 'subject_id', subject_id, 'monthly_limit', monthly_limit,
                                        'spent', spent, 'month', month, 'crossed', crossed))
@@ -167,7 +167,7 @@ _POST = Planned(_POST_SQL)
 _CHARGE = Planned(_CHARGE_SQL)
 _REFUND = Planned(_REFUND_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
-                 "idempotency_key", "created_by_id", "member_id", "created_at")
+                 "job_type", "idempotency_key", "created_by_id", "member_id", "created_at")
 
 
 def _post_once(statement: Planned, params: dict[str, object]) -> CreditTransaction | None:
@@ -193,6 +193,7 @@ def _post(
     created_by: User | None = None,
     member_id: uuid.UUID | None = None,
     charge_month: date | None = None,
+    job_type: str | None = None,
 ) -> CreditTransaction | None:
     """Move the balance and write its ledger entry; None if it would overdraw, or take a spending
     past one of its caps (then the caller must roll back: see the module's notes).
@@ -202,7 +203,7 @@ def _post(
     """
     params: dict[str, object] = {
         "id": uuid.uuid4(), "user_id": user.pk, "amount": amount, "type": type, "description": description,
-        "job_id": job_id, "idempotency_key": idempotency_key,
+        "job_id": job_id, "job_type": job_type, "idempotency_key": idempotency_key,
         "created_by_id": created_by.pk if created_by is not None else None, "member_id": member_id,
         "charge_month": charge_month,
     }
@@ -310,7 +311,7 @@ def _refusal(user: User, member_id: uuid.UUID | None, amount: int) -> Applicatio
 
 def credit_deduct_for_job(
     *, user: User, job_id: uuid.UUID, amount: int, description: str, new_job: bool = False,
-    member_id: uuid.UUID | None = None,
+    member_id: uuid.UUID | None = None, job_type: str | None = None,
 ) -> CreditTransaction:
     """Charge a job. Raises InsufficientCredits (402) when the balance is short, SpendCapReached
     (402) when a team member's monthly budget is, and then nothing of the charge remains.
@@ -326,7 +327,7 @@ def credit_deduct_for_job(
 
     def charge() -> CreditTransaction | None:
         entry = _post(user=user, amount=-amount, type=TransactionType.USAGE, description=description, job_id=job_id,
-                      member_id=member_id)
+                      member_id=member_id, job_type=job_type)
         if entry is not None:
             cap_alerts_record(account_id=user.pk, job_id=job_id, crossed=entry.crossed_caps)
         return entry
@@ -386,7 +387,7 @@ def credit_refund_job(*, job_id: uuid.UUID, reason: str, amount: int | None = No
         with transaction.atomic():
             return _must(_post(user=usage.user, amount=amount, type=TransactionType.REFUND,
                                description=reason, job_id=job_id, member_id=usage.member_id,
-                               charge_month=month_of(usage.created_at)))
+                               charge_month=month_of(usage.created_at), job_type=usage.job_type))
     except IntegrityError:
         # A concurrent refund of this job committed first (one refund per job); ours rolled back.
         existing = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.REFUND)

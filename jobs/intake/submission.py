@@ -260,7 +260,7 @@ def _submit(s: Submission) -> tuple[Job, bool]:
         if cached is not None:
             description += f", from the result cache of job {cached.source_id}"
         credit_deduct_for_job(user=user, job_id=job.id, amount=cost, description=description, new_job=True,
-                              member_id=s.member_id)
+                              member_id=s.member_id, job_type=spec.type.value)
         if s.webhook is not None:
             job_webhook_create(job_id=job.id, owner=user, url=s.webhook.url, event_types=s.webhook.events)
         hit: dict[str, Any] = {"cache": {"hit": True, "source_job_id": str(cached.source_id)}} if cached else {}

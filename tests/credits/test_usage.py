@@ -145,6 +145,17 @@ class TestEqualsTheLedger:
         assert (orphan["charged"], orphan["label"]) == (9, "no job record")
         assert counters(data["total"]) == ledger(user)
 
+    def test_an_entry_that_records_its_jobs_type_needs_no_job_row(self, personal):
+        user, client = personal
+        job_id = uuid.uuid4()
+        credit_deduct_for_job(user=user, job_id=job_id, amount=4, description="x", member_id=user.pk,
+                              job_type="compression")
+        credit_refund_job(job_id=job_id, reason="failed")
+        assert CreditTransaction.objects.filter(job_id=job_id).values_list("job_type", flat=True).distinct().get() \
+            == "compression"
+        groups = {g["key"]: counters(g) for g in get(client, group_by="type").json()["groups"]}
+        assert groups["compression"] == {"charged": 4, "refunded": 4, "net": 0, "jobs": 1}
+
     def test_a_job_made_long_before_its_entry_still_gives_its_type(self, make_user, client_for):
         user = make_user()
         credit_grant(user=user, amount=1000, description="funds")
