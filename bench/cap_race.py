@@ -4,7 +4,7 @@ workspace, against the workspace's monthly cap, each key's cap and each member's
     .venv/bin/python bench/cap_race.py [--submissions 1000] [--concurrency 48] [--runs 2]
 
 Each run makes a fresh team workspace with a pool that covers every submission, KEYS API keys and
-MEMBERS members (editors), caps that the submissions overrun (the workspace's 40 % of the demand,
+MEMBERS members (editors), caps that the submissions overrun (the workspace's 30 % of the demand,
 a multiple of a job's price so that its 100 % is reachable; each key's 30 % of its share, not a
 multiple of the price, and a per-job limit of one price; the members' budgets 20 % or 80 % of their
 share), so that each kind of cap refuses some, and sends --submissions TTS submissions through the real API (gunicorn)
@@ -95,7 +95,7 @@ def _setup(capped: bool, submissions: int) -> dict[str, Any]:
     caps: dict[str, dict[str, Any]] = {}
     if capped:
         share = submissions // len(credentials)  # what each credential sends
-        workspace_limit = price * (submissions * 2 // 5)  # 40 % of the demand
+        workspace_limit = price * (submissions * 3 // 10)  # 30 % of the demand
         workspace_cap_set(membership=seat, monthly_limit=workspace_limit)
         caps[str(account.pk)] = {"cap": "workspace", "limit": workspace_limit}
         for key in keys:

@@ -70,6 +70,10 @@ class CreditAccount(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.OneToOneField("users.User", on_delete=models.CASCADE, related_name="credit_account")
     balance = models.IntegerField(default=0)
+    # Whether the workspace's own spend counter (SpendCap, scope workspace) counts its charges: set
+    # for good when a workspace cap is first set (credits/services/budgets.py), under this row's
+    # lock, so that the charge's statement, which reads it after taking that lock, never misses it.
+    capped = models.BooleanField(default=False, db_default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

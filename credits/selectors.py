@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 from django.db import connection
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum, Value, Window
@@ -161,9 +161,29 @@ def workspace_caps_get(*, membership: Membership) -> list[CapState]:
 
     def state(scope: str, subject_id: uuid.UUID) -> CapState:
         cap = caps.get(subject_id)
-        return cap_state(cap, month) if cap is not None else CapState(scope, subject_id, None, None, 0, month)
+        if cap is not None:
+            return cap_state(cap, month)
+        # A workspace counts from its first cap on; until then what it spent is the ledger's.
+        spent = _spent_in(membership.workspace_id, month) if scope == CapScope.WORKSPACE else 0
+        return CapState(scope, subject_id, None, None, spent, month)
 
     return [state(CapScope.WORKSPACE, membership.workspace_id), *(state(CapScope.KEY, key) for key in keys)]
+
+
+def _spent_in(account_id: uuid.UUID, month: date) -> int:
+    """The account's charges of the month less those charges' refunds, from the ledger."""
+    with rls.trusted(), connection.cursor() as cursor:
+        cursor.execute(_SPENT_SQL, {"account_id": account_id, "start": datetime.combine(month, time(), UTC),
+                                    "end": month_end(month)})
+        (spent,) = cursor.fetchone()
+    return int(spent)
+
+
+_SPENT_SQL = """
+SELECT COALESCE(SUM(-u.amount - COALESCE(r.amount, 0)), 0)
+FROM credit_transactions u LEFT JOIN credit_transactions r ON r.job_id = u.job_id AND r.type = 'refund'
+WHERE u.user_id = %(account_id)s AND u.type = 'usage' AND u.created_at >= %(start)s AND u.created_at < %(end)s
+"""
 
 
 def spend_cap_refusal(*, user: User, member_id: uuid.UUID | None, cost: int,

@@ -6,6 +6,7 @@ A page asks for a table with a placeholder on a line of its own, replaced in `on
     <!-- table: settings -->      every environment variable the code reads, from its source
     <!-- table: error-codes -->   every error code the API answers, with its HTTP status
     <!-- table: workspace-roles --> every action of a workspace's members and the roles that may: auteur/users/roles.py
+    <!-- table: key-scopes -->    every API key scope and the actions it allows: auteur/users/roles.py
 
 Settings and error codes are found by parsing the source (`ast`, and `tokenize` for the comments
 above each read), so a setting or a code added anywhere appears without an edit here. Job types
@@ -524,10 +525,24 @@ def workspace_role_table() -> str:
     return "\n".join(rows)
 
 
+def key_scope_table() -> str:
+    _django()
+    from auteur.users.roles import ACTIONS, SCOPES, scope_allows
+
+    rows = ["| scope | allows |", "| --- | --- |"]
+    for scope in SCOPES:
+        actions = [code(a.name) for a in ACTIONS.values() if a.scope not in (None, "*")
+                   and scope_allows(frozenset({scope}), a.name)]
+        rows.append(f"| {code(scope)} | {', '.join(actions)} |")
+    every = [code(a.name) for a in ACTIONS.values() if a.scope == "*"]
+    rows.append(f"| (any key) | {', '.join(every)} |")
+    return "\n".join(rows)
+
+
 # ----------------------------------------------------------------------------- the hook
 
 TABLES = {"job-types": job_type_table, "settings": settings_table, "error-codes": error_table,
-          "workspace-roles": workspace_role_table}
+          "workspace-roles": workspace_role_table, "key-scopes": key_scope_table}
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:

@@ -1,21 +1,12 @@
 """Spend caps of a whole workspace and of API keys beside members' budgets, a per-job limit for a key,
-and the announced thresholds. Every account's workspace counter starts from the ledger: what its
-jobs were charged this month, less those charges' refunds."""
+and the announced thresholds. A workspace's own counter is made when its cap is first set, from the
+ledger (credits/services/budgets.py), and counts from then on (`credit_accounts.capped`)."""
 
 from django.conf import settings
 from django.db import migrations, models
 
 from auteur.core.rls import api_grant
 
-COUNT_THIS_MONTH = """
-INSERT INTO credit_spend_caps (id, user_id, scope, subject_id, monthly_limit, month, spent, updated_at)
-SELECT gen_random_uuid(), u.user_id, 'workspace', u.user_id, NULL,
-       date_trunc('month', now() AT TIME ZONE 'UTC')::date, SUM(-u.amount - COALESCE(r.amount, 0)), now()
-FROM credit_transactions u
-LEFT JOIN credit_transactions r ON r.job_id = u.job_id AND r.type = 'refund'
-WHERE u.type = 'usage' AND u.created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-GROUP BY u.user_id
-"""
 
 
 class Migration(migrations.Migration):
@@ -26,6 +17,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='creditaccount',
+            name='capped',
+            field=models.BooleanField(db_default=False, default=False),
+        ),
         migrations.RemoveConstraint(
             model_name='spendcap',
             name='spend_cap_scope_valid',
@@ -63,5 +59,4 @@ class Migration(migrations.Migration):
         migrations.RunSQL(*api_grant("credit_spend_caps", "SELECT, INSERT (id, user_id, scope, subject_id, month, "
                                                           "spent, notified, crossed, updated_at), "
                                                           "UPDATE (month, spent, notified, crossed, updated_at)")),
-        migrations.RunSQL(COUNT_THIS_MONTH, migrations.RunSQL.noop),
     ]

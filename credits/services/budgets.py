@@ -16,12 +16,13 @@ from django.db import connection
 
 from auteur.users.errors import PersonalWorkspace
 from auteur.users.key_services import api_key_get
-from auteur.users.models import Membership
+from auteur.users.models import Membership, User
 from auteur.users.roles import Role
 from auteur.users.selectors import require
 from auteur.users.workspace_services import acting, member_seat
 from credits.models import THRESHOLDS, CapScope
 from credits.selectors import CapState, MemberBudget, member_budgets_get, workspace_caps_get
+from credits.services.ledger import credit_account_get_or_create
 
 # A counter made here (nothing was charged to it since counters began) starts from the ledger: the
 # usage entries of this month (the account's; a member's or key's: those naming it), less those
@@ -31,6 +32,8 @@ from credits.selectors import CapState, MemberBudget, member_budgets_get, worksp
 _REACHED = " | ".join(f"(CASE WHEN cap.monthly_limit IS NOT NULL AND cap.spent * 100 >= cap.monthly_limit * {share} "
                       f"THEN {bit} ELSE 0 END)" for share, bit in THRESHOLDS)
 _LOCK_SQL = "SELECT FROM credit_accounts WHERE user_id = %(account_id)s FOR UPDATE"
+# The workspace's own counter counts from now on (CreditAccount.capped): set under the lock above.
+_COUNT_WORKSPACE_SQL = "UPDATE credit_accounts SET capped = true WHERE user_id = %(account_id)s AND NOT capped"
 _SET_SQL = """
 INSERT INTO credit_spend_caps AS cap
     (id, user_id, scope, subject_id, monthly_limit, job_limit, month, spent, updated_at)
@@ -76,6 +79,8 @@ def _cap_set(account_id: uuid.UUID, scope: str, subject_id: uuid.UUID, monthly_l
                               "monthly_limit": monthly_limit, "job_limit": job_limit}
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL, params)
+        if scope == CapScope.WORKSPACE:
+            cursor.execute(_COUNT_WORKSPACE_SQL, params)
         cursor.execute(_SET_SQL, params)
         cursor.execute(_NOTIFIED_SQL, params)
 
@@ -84,6 +89,8 @@ def workspace_cap_set(*, membership: Membership, monthly_limit: int | None) -> C
     """Set (None: lift) the workspace's monthly spend cap: every charge to its credits, whoever
     makes it, counts against it."""
     with acting(membership, "budgets.manage") as actor:
+        # The account's row is what the cap's counting is tied to: one without credits yet gets it.
+        credit_account_get_or_create(user=User.objects.get(pk=actor.workspace_id))
         _cap_set(actor.workspace_id, CapScope.WORKSPACE, actor.workspace_id, monthly_limit)
     return workspace_caps_get(membership=membership)[0]
 

@@ -97,7 +97,7 @@ def _replay(existing: CreditTransaction, *, user: User, amount: int, type: str) 
 _MOVED = """
     UPDATE credit_accounts SET balance = balance + %(amount)s, updated_at = now()
     WHERE user_id = %(user_id)s AND balance + %(amount)s >= 0
-    RETURNING id, balance, clock_timestamp() AS at
+    RETURNING id, balance, capped, clock_timestamp() AS at
 """
 _ENTRY = """
 INSERT INTO credit_transactions
@@ -112,9 +112,12 @@ RETURNING id, account_id, user_id, amount, balance_after, type, description, job
     created_by_id, member_id, created_at
 """
 _POST_SQL = f"WITH moved AS ({_MOVED}){_ENTRY}{_RETURNING}"
-# A charge counts on its counters (credit_spend_caps) of the month: always the workspace's, and
-# the subject that made it, when that is not the account itself: an API key's (a charge whose
-# member is one of the account's keys) or a team member's. Each counter takes the cost after the
+# A charge counts on its counters (credit_spend_caps) of the month: the workspace's, once a cap was
+# set on it (`capped`, read from the account's row after its lock: a cap set a moment ago is
+# seen), and the subject that made it when that is not the account itself: an API key's (a charge
+# whose member is one of the account's keys) or a team member's. A personal workspace's owner
+# without a cap counts on nothing: the statement costs them little more than _POST_SQL
+# (bench/ledger_contention.py). Each counter takes the cost after the
 # account's lock (its input is `moved`, so the account is always locked first and the counters
 # second, in one order: no two statements wait on each other's rows), only within its monthly
 # limit and its per-job limit; the entry is written only if every counter did. A counter of an
@@ -124,11 +127,11 @@ _POST_SQL = f"WITH moved AS ({_MOVED}){_ENTRY}{_RETURNING}"
 # counter leaves the balance (and the other counters) moved in the statement: the caller rolls
 # it back.
 _SUBJECTS = """
-    SELECT 'workspace'::varchar AS scope, %(user_id)s::uuid AS subject_id
+    SELECT 'workspace'::varchar AS scope, %(user_id)s::uuid AS subject_id FROM moved WHERE moved.capped
     UNION ALL
     SELECT CASE WHEN EXISTS (SELECT FROM api_keys k WHERE k.id = %(member_id)s AND k.user_id = %(user_id)s)
                 THEN 'key' ELSE 'member' END, %(member_id)s::uuid
-    WHERE %(member_id)s::uuid IS NOT NULL AND %(member_id)s::uuid <> %(user_id)s::uuid
+    FROM moved WHERE %(member_id)s::uuid IS NOT NULL AND %(member_id)s::uuid <> %(user_id)s::uuid
 """
 _SPENT = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent"
 _NOTIFIED = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.notified ELSE 0 END)"

@@ -61,6 +61,22 @@ def key_client(text: str) -> APIClient:
     return client
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_cap_set_while_charges_run_misses_none_of_them(owner: User, team: Workspace):
+    from tests.credits.test_concurrency import race
+
+    def work(i: int) -> None:
+        if i % 10 == 5:
+            workspace_cap_set(membership=seat(owner, team), monthly_limit=10_000 + i)
+        else:
+            charge(team, owner.pk, 1)
+
+    results = race(30, work)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert ledger_check() == []  # the workspace's counter holds every charge, made before or after the cap
+    assert credit_balance_get(user=account(team)) == 1000 - 27
+
+
 def test_the_workspace_cap_counts_every_members_and_keys_charge(owner: User, team: Workspace):
     key, _ = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write"])
     workspace_cap_set(membership=seat(owner, team), monthly_limit=10)
@@ -188,9 +204,12 @@ def test_the_caps_api(owner: User, team: Workspace, make_user: Callable[..., Use
 def test_a_personal_workspace_has_caps_too(owner: User, client_for: Callable[[User], APIClient]):
     credit_grant(user=owner, amount=100, description="mine")
     personal = Workspace.objects.get(pk=owner.pk)
-    put = client_for(owner).put(f"/api/v1/workspaces/{personal.pk}/caps/workspace", {"monthly_limit": 5},
+    credit_deduct_for_job(user=owner, job_id=uuid.uuid4(), amount=2, description="x", member_id=owner.pk)
+    listed = client_for(owner).get(f"/api/v1/workspaces/{personal.pk}/caps").json()["caps"]
+    assert [(c["cap"], c["spent"], c["monthly_limit"]) for c in listed] == [("workspace", 2, None)]  # the ledger's
+    put = client_for(owner).put(f"/api/v1/workspaces/{personal.pk}/caps/workspace", {"monthly_limit": 7},
                                 format="json")
-    assert put.status_code == 200
+    assert put.status_code == 200 and put.json()["spent"] == 2  # counted from the ledger when set
     credit_deduct_for_job(user=owner, job_id=uuid.uuid4(), amount=5, description="x", member_id=owner.pk)
     with pytest.raises(SpendCapReached):
         credit_deduct_for_job(user=owner, job_id=uuid.uuid4(), amount=1, description="x", member_id=owner.pk)
