@@ -178,8 +178,9 @@ class LimitInputSerializer(StrictSerializer):
 
 
 class WorkspaceCapApi(ApiView):
-    """PUT sets the workspace's monthly spend cap (owners, admins): every charge to its credits, by
-    any member or key, counts against it. `null` lifts it; what was spent is never changed by this."""
+    """PUT sets the workspace's monthly spend cap (owners and the billing role): every charge to its
+    credits, by any member or key, counts against it. `null` lifts it; what was spent is never
+    changed by this."""
 
     acts_in_workspace = False  # the workspace is the path's
 

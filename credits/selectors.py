@@ -30,14 +30,27 @@ from credits.models import (
 )
 
 # Every submission checks it: built once per process (auteur.core.prepared).
-_BALANCE = PreparedRead(lambda user_id: CreditAccount.objects.filter(user_id=user_id).values("balance")[:1],
-                        user_id=uuid.UUID(int=1))
+_BALANCE = PreparedRead(
+    lambda user_id: CreditAccount.objects.filter(user_id=user_id).values("balance", "capped")[:1],
+    user_id=uuid.UUID(int=1))
 
 
 def credit_balance_get(*, user: User) -> int:
     """The user's balance; 0 for a user who never had credits (no account is created by a read)."""
+    return credit_balance_state(user=user)[0]
+
+
+def credit_balance_state(*, user: User) -> tuple[int, bool]:
+    """The user's balance, and whether their workspace's own spend cap counts (CreditAccount.capped):
+    one read."""
     row = _BALANCE.first(user_id=user.pk)
-    return row["balance"] if row else 0
+    return (row["balance"], row["capped"]) if row else (0, False)
+
+
+def may_be_capped(*, user: User, member_id: uuid.UUID | None, capped: bool) -> bool:
+    """Whether a charge to the account by `member_id` counts on any spend cap's counter: the
+    workspace's own once capped, a team member's, an API key's (and its maker's)."""
+    return capped or user.is_team or (member_id is not None and member_id != user.pk)
 
 
 def month_of(moment: datetime) -> date:
@@ -138,11 +151,13 @@ _SUBJECT_DETAIL = {CapScope.KEY: "key_id", CapScope.MEMBER: "member_id"}
 
 
 def caps_of_charge(*, user: User, member_id: uuid.UUID | None, month: date | None = None) -> list[CapState]:
-    """The counters a charge to the account by `member_id` (a person, or an API key) counts on,
-    widest first. `month`: by the database's clock, which the charges count by; by default this
-    server's."""
+    """The counters a charge to the account by `member_id` (a person, or an API key and the member
+    who made it) counts on, widest first. `month`: by the database's clock, which the charges count
+    by; by default this server's."""
     month = month or month_of(timezone.now())
-    subjects = {user.pk, member_id} - {None}
+    maker = ApiKey.objects.filter(pk=member_id, user_id=user.pk).values_list("created_by_id", flat=True).first() \
+        if member_id is not None and member_id != user.pk else None
+    subjects = {user.pk, member_id, maker} - {None}
     caps = SpendCap.objects.filter(user_id=user.pk, subject_id__in=subjects)
     return sorted((cap_state(cap, month) for cap in caps), key=lambda cap: _CAP_ORDER[CapScope(cap.scope)])
 
@@ -186,12 +201,15 @@ WHERE u.user_id = %(account_id)s AND u.type = 'usage' AND u.created_at >= %(star
 """
 
 
-def spend_cap_refusal(*, user: User, member_id: uuid.UUID | None, cost: int,
-                      month: date | None = None) -> SpendCapReached | None:
+def spend_cap_refusal(*, user: User, member_id: uuid.UUID | None, cost: int, month: date | None = None,
+                      only: set[tuple[str, uuid.UUID]] | None = None) -> SpendCapReached | None:
     """The error a charge of `cost` to the account by the member (or key) meets at one of its caps
     now, if it does: the workspace's monthly cap, the key's per-job and monthly limits, the team
-    member's monthly budget. `month`: as caps_of_charge's."""
+    member's (or the key's maker's) monthly budget. `month`: as caps_of_charge's. `only`: the
+    (scope, subject) of the counters to look at (those that refused a charge)."""
     for cap in caps_of_charge(user=user, member_id=member_id, month=month):
+        if only is not None and (cap.scope, cap.subject_id) not in only:
+            continue
         subject = {_SUBJECT_DETAIL[CapScope(cap.scope)]: str(cap.subject_id)} if cap.scope in _SUBJECT_DETAIL else {}
         if cap.job_limit is not None and cost > cap.job_limit:
             return SpendCapReached(
@@ -283,14 +301,17 @@ def _emails(account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     return dict(CreditAccount.objects.filter(pk__in=account_ids).values_list("pk", "user__email"))
 
 
-# Per counter: its month's usage entries (the account's; a member's or a key's: those naming it),
-# less the refunds of those entries.
+# Per counter: its month's usage entries (the account's; a key's: those naming it; a member's: those
+# naming them or one of the keys they made), less the refunds of those entries.
 _BUDGET_PROBLEMS_SQL = """
 SELECT cap.user_id, cap.scope, cap.subject_id, cap.month, cap.spent,
        COALESCE(SUM(-u.amount - COALESCE(r.amount, 0)), 0)
 FROM credit_spend_caps cap
 LEFT JOIN credit_transactions u
-    ON u.user_id = cap.user_id AND (cap.scope = 'workspace' OR u.member_id = cap.subject_id) AND u.type = 'usage'
+    ON u.user_id = cap.user_id AND u.type = 'usage'
+   AND (cap.scope = 'workspace' OR u.member_id = cap.subject_id
+        OR (cap.scope = 'member' AND u.member_id IN (
+            SELECT k.id FROM api_keys k WHERE k.created_by_id = cap.subject_id AND k.user_id = cap.user_id)))
    AND u.created_at >= cap.month::timestamp AT TIME ZONE 'UTC'
    AND u.created_at < (cap.month + interval '1 month')::timestamp AT TIME ZONE 'UTC'
 LEFT JOIN credit_transactions r ON r.job_id = u.job_id AND r.type = 'refund'

@@ -62,6 +62,9 @@ from realtime.leases import StreamLease, TooManyStreams, stream_lease_acquire
 logger = logging.getLogger(__name__)
 
 UNAVAILABLE_RETRY_AFTER_SECONDS = 2
+# The longest an API key's stream or WebSocket stays open before its client reconnects (with its
+# last event id), the key checked again.
+KEY_STREAM_SECONDS = 3600
 
 
 class StreamCaller:
@@ -69,9 +72,11 @@ class StreamCaller:
 
     def __init__(self, user: User, credential: dict[str, Any] | FoundKey, seat: Seat | None = None) -> None:
         self.user = user  # whose events: the caller's own account, or the team workspace's
-        # When the token, or the API key, stops working (a key without an expiry: never).
+        # When the token stops working; an API key's stream is checked again at least hourly (its
+        # revocation closes it at once; this bounds one whose closing message was lost).
         if isinstance(credential, FoundKey):
-            self.expires_at = credential.expires_at.timestamp() if credential.expires_at else time.time() + 3650 * 86400
+            until = time.time() + KEY_STREAM_SECONDS
+            self.expires_at = min(credential.expires_at.timestamp(), until) if credential.expires_at else until
         else:
             self.expires_at = float(credential["exp"])
         # In a team workspace: the member reading it, whose seat ending closes the stream.
@@ -187,7 +192,8 @@ async def _events(
         while True:
             remaining = caller.expires_at - time.time()
             if remaining <= 0:
-                yield _error_event("invalid_token", "The token expired; reconnect with a new one and Last-Event-ID.")
+                yield _error_event("invalid_token", "The token expired (an API key's stream: its hour is up); "
+                                                    "reconnect, with a new token, and Last-Event-ID.")
                 return
             await lease.renew_if_due()
             try:

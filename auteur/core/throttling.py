@@ -125,7 +125,9 @@ def count_refused(request: Request, person_id: Any) -> None:
     workspace its header names, 403 for the caller's role there) against its person's limit, and
     raise Throttled (429) instead once that is spent: refusals are not free to repeat."""
     throttle = SlidingWindowThrottle()
-    if not throttle._allow(f"rl:u:{person_id}", limit=settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE):
+    seat = seat_of(request._request)
+    limit = (seat.rate_limit if seat is not None else None) or settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE
+    if not throttle._allow(f"rl:u:{person_id}", limit=limit):
         raise Throttled(wait=throttle.wait())
 
 

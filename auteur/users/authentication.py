@@ -194,7 +194,7 @@ class JWTAuthentication(BaseAuthentication):
             raise
         user_id_var.set(str(key.user_id))
         named = named_workspace(request._request, (request.parser_context or {}).get("view"))
-        if named is not None and named != str(key.user_id):
+        if named is not None and named.lower() != str(key.user_id):
             count_refused(request, key.id)
             raise WorkspaceNotFound("No such workspace.")
         seat = Seat(key.user_id, key.id, KEY_ROLE, key.scopes,

@@ -55,8 +55,10 @@ class KeyListApi(ApiView):
     """The workspace's API keys, newest first, revoked and expired ones included (`?page=`, `?page_size=`).
     POST makes one (owners and admins), with the scopes it may use (`*:write` includes `*:read`; at
     most those the maker's role may do), an optional expiry and an optional rate limit of its own: the
-    answer carries the key itself, which is never shown again. Codes: `invalid_scopes`,
-    `invalid_expiry`, `key_limit_reached` (at most 50 keys in use)."""
+    answer carries the key itself, which is never shown again. A key whose maker is removed, or given
+    a role that may not do all its scopes allow, is revoked. Codes: `invalid_scopes`, `invalid_expiry`,
+    `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (at most 50 keys in
+    use)."""
 
     acts_in_workspace = False  # the workspace is the path's
 
@@ -78,7 +80,8 @@ class KeyListApi(ApiView):
         return paginated_response(request, self, api_key_list(membership=membership), KeyOutputSerializer)
 
     @extend_schema(summary="Create an API key", request=InputSerializer, responses={201: KeyCreatedSerializer})
-    @raises("workspace_not_found", "permission_denied", "invalid_scopes", "invalid_expiry", "key_limit_reached")
+    @raises("workspace_not_found", "permission_denied", "invalid_scopes", "invalid_expiry", "invalid_rate_limit",
+            "key_limit_reached")
     def post(self, request: Request, workspace_id: str) -> Response:
         membership = membership_get(user=request_user(request), workspace_id=workspace_id)
         data = self.InputSerializer(data=request.data)

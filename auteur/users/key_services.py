@@ -2,7 +2,9 @@
 
 Each runs inside `acting` (the workspace's row locked, the actor's seat read again): a member
 demoted a moment ago makes no key. A key's scopes are at most what its maker's role may do, so a
-key never does more than the person who made it could.
+key never does more than the person who made it could: a member removed, or given a role that
+may not do what their key's scopes allow, has that key revoked with the change
+(auteur/users/workspace_services.py), and a key's charges count on its maker's budget too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -63,13 +66,19 @@ def api_key_create(*, membership: Membership, name: str, scopes: Iterable[str], 
                    rate_limit_per_minute: int | None = None) -> tuple[ApiKey, str]:
     """A new key of the member's workspace and its text, which is shown this once. 403
     `permission_denied` for a scope the member's role may not give; 400 `invalid_expiry` for an
-    expiry not in the future; 409 `key_limit_reached` past MAX_ACTIVE_KEYS keys in use."""
+    expiry not in the future, `invalid_rate_limit` for a rate limit above the service's for keys; 409
+    `key_limit_reached` past MAX_ACTIVE_KEYS keys in use."""
     wanted = sorted(set(scopes))
     unknown = [scope for scope in wanted if scope not in SCOPES]
     if unknown or not wanted:
         raise ApplicationError("Name at least one scope, each one of: " + ", ".join(SCOPES) + ".",
                                code="invalid_scopes", details={"unknown": unknown, "scopes": list(SCOPES)})
     now = timezone.now()
+    most = settings.AUTEUR_RATE_LIMIT_KEY_PER_MINUTE
+    if rate_limit_per_minute is not None and rate_limit_per_minute > most:
+        # A key may be held to less than the service's limit for keys, never given more.
+        raise ApplicationError(f"A key's rate limit is at most {most} requests a minute.", code="invalid_rate_limit",
+                               details={"rate_limit_per_minute": rate_limit_per_minute, "max": most})
     if expires_at is not None and expires_at <= now:
         raise ApplicationError("A key's expiry must be in the future.", code="invalid_expiry",
                                details={"expires_at": expires_at.isoformat()})

@@ -37,8 +37,8 @@ from auteur.users.errors import (
     PersonalWorkspace,
     WorkspaceNotFound,
 )
-from auteur.users.models import Invitation, Membership, User, Workspace
-from auteur.users.roles import Role, allowed
+from auteur.users.models import ApiKey, Invitation, Membership, User, Workspace
+from auteur.users.roles import Role, allowed, scopes_allowed_to
 from auteur.users.selectors import require
 from auteur.users.workspace_context import SEAT_ENDS_KEEP, seat_ends_key
 
@@ -127,6 +127,19 @@ def _revoke_what_they_may_no_longer_offer(seat: Membership, now_role: str | None
     pending.update(revoked_at=timezone.now())
 
 
+def _revoke_keys_beyond(seat: Membership, now_role: str | None) -> None:
+    """A member demoted or removed has the API keys they made revoked, those whose scopes their
+    role (None: none) may no longer give: a key never does more than its maker could."""
+    allowed_scopes = set(scopes_allowed_to(now_role)) if now_role is not None else set()
+    now = timezone.now()
+    for key in ApiKey.objects.select_for_update().filter(user_id=seat.workspace_id, created_by_id=seat.user_id,
+                                                           revoked_at__isnull=True):
+        if not set(key.scopes) <= allowed_scopes:
+            key.revoked_at, key.revoked_by_id = now, None
+            key.save(update_fields=["revoked_at", "revoked_by"])
+            streams_end(workspace_id=seat.workspace_id, member_id=key.pk)
+
+
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
@@ -164,6 +177,7 @@ def member_set_role(*, membership: Membership, user_id: uuid.UUID | str, role: s
         seat.role = role
         seat.save(update_fields=["role"])
         _revoke_what_they_may_no_longer_offer(seat, role)
+        _revoke_keys_beyond(seat, role)
         if not allowed(role, "jobs.view"):
             _end_streams(seat)
     return seat
@@ -181,6 +195,7 @@ def member_remove(*, membership: Membership, user_id: uuid.UUID | str) -> None:
         _keeps_an_owner(seat)
         seat.delete()
         _revoke_what_they_may_no_longer_offer(seat, None)
+        _revoke_keys_beyond(seat, None)
         _end_streams(seat)
 
 

@@ -1,5 +1,6 @@
-"""Spend caps: the workspace's monthly cap, each API key's monthly and per-job limits, and team
-members' monthly budgets, set by the workspace's owners and admins (`budgets.manage`).
+"""Spend caps: the workspace's monthly cap, set by those who pay for it (`billing.manage`); each API
+key's monthly and per-job limits and team members' monthly budgets, set by the workspace's owners
+and admins (`budgets.manage`). A key's charges count on the budget of the member who made it too.
 
 A cap is a limit on a counter (credits.models.SpendCap), which only the ledger's statements count
 (credits/services/ledger.py): setting one never changes what was spent. A limit below what was
@@ -25,12 +26,14 @@ from credits.selectors import CapState, MemberBudget, member_budgets_get, worksp
 from credits.services.ledger import credit_account_get_or_create
 
 # A counter made here (nothing was charged to it since counters began) starts from the ledger: the
-# usage entries of this month (the account's; a member's or key's: those naming it), less those
+# usage entries of this month (the account's; a key's: those naming it; a member's: those naming
+# them or a key they made), less those
 # entries' refunds. Its later changes are the ledger statements'; the limits, and the thresholds
 # already reached, are all that a counter made earlier takes from here. Run after the account's row
 # is locked, as a charge's statement locks it, so no charge counts between the read and the write.
-_REACHED = " | ".join(f"(CASE WHEN cap.monthly_limit IS NOT NULL AND cap.spent * 100 >= cap.monthly_limit * {share} "
-                      f"THEN {bit} ELSE 0 END)" for share, bit in THRESHOLDS)
+_REACHED = " | ".join(f"(CASE WHEN cap.monthly_limit IS NOT NULL "
+                      f"AND cap.spent * 100 >= cap.monthly_limit::bigint * {share} THEN {bit} ELSE 0 END)"
+                      for share, bit in THRESHOLDS)
 _LOCK_SQL = "SELECT FROM credit_accounts WHERE user_id = %(account_id)s FOR UPDATE"
 # The workspace's own counter counts from now on (CreditAccount.capped): set under the lock above.
 _COUNT_WORKSPACE_SQL = "UPDATE credit_accounts SET capped = true WHERE user_id = %(account_id)s AND NOT capped"
@@ -42,7 +45,10 @@ SELECT gen_random_uuid(), %(account_id)s, %(scope)s, %(subject_id)s, %(monthly_l
         FROM credit_transactions u
         LEFT JOIN credit_transactions r ON r.job_id = u.job_id AND r.type = 'refund'
         WHERE u.user_id = %(account_id)s AND u.type = 'usage'
-          AND (%(scope)s = 'workspace' OR u.member_id = %(subject_id)s)
+          AND (%(scope)s = 'workspace' OR u.member_id = %(subject_id)s
+               OR (%(scope)s = 'member' AND u.member_id IN (SELECT k.id FROM api_keys k WHERE
+                                                            k.created_by_id = %(subject_id)s
+                                                            AND k.user_id = %(account_id)s)))
           AND u.created_at >= this.month::timestamp AT TIME ZONE 'UTC'),
        now()
 FROM (SELECT date_trunc('month', clock_timestamp() AT TIME ZONE 'UTC')::date AS month) this
@@ -87,8 +93,9 @@ def _cap_set(account_id: uuid.UUID, scope: str, subject_id: uuid.UUID, monthly_l
 
 def workspace_cap_set(*, membership: Membership, monthly_limit: int | None) -> CapState:
     """Set (None: lift) the workspace's monthly spend cap: every charge to its credits, whoever
-    makes it, counts against it."""
-    with acting(membership, "budgets.manage") as actor:
+    makes it, counts against it. Those who pay for the workspace set it (`billing.manage`: owners and
+    the billing role), so that no admin lifts the cap on the money they spend."""
+    with acting(membership, "billing.manage") as actor:
         # The account's row is what the cap's counting is tied to: one without credits yet gets it.
         credit_account_get_or_create(user=User.objects.get(pk=actor.workspace_id))
         _cap_set(actor.workspace_id, CapScope.WORKSPACE, actor.workspace_id, monthly_limit)

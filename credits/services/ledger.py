@@ -28,6 +28,7 @@ ledger, one usage and at most one refund per job, ledger rows never changed):
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
 from datetime import date
@@ -126,17 +127,23 @@ _POST_SQL = f"WITH moved AS ({_MOVED}){_ENTRY}{_RETURNING}"
 # (`notified`): a threshold is crossed once a month, whatever refunds do after. A refusal by a
 # counter leaves the balance (and the other counters) moved in the statement: the caller rolls
 # it back.
+# A key's charges count on the budget of the member who made it too: a key spends no more than its
+# maker may.
 _SUBJECTS = """
     SELECT 'workspace'::varchar AS scope, %(user_id)s::uuid AS subject_id FROM moved WHERE moved.capped
     UNION ALL
-    SELECT CASE WHEN EXISTS (SELECT FROM api_keys k WHERE k.id = %(member_id)s AND k.user_id = %(user_id)s)
-                THEN 'key' ELSE 'member' END, %(member_id)s::uuid
-    FROM moved WHERE %(member_id)s::uuid IS NOT NULL AND %(member_id)s::uuid <> %(user_id)s::uuid
+    SELECT CASE WHEN k.id IS NULL THEN 'member' ELSE 'key' END, %(member_id)s::uuid
+    FROM moved LEFT JOIN api_keys k ON k.id = %(member_id)s AND k.user_id = %(user_id)s
+    WHERE %(member_id)s::uuid IS NOT NULL AND %(member_id)s::uuid <> %(user_id)s::uuid
+    UNION ALL
+    SELECT 'member', k.created_by_id
+    FROM moved JOIN api_keys k ON k.id = %(member_id)s AND k.user_id = %(user_id)s
+    WHERE k.created_by_id <> %(user_id)s
 """
 _SPENT = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent"
 _NOTIFIED = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.notified ELSE 0 END)"
 _REACHED = " | ".join(
-    f"(CASE WHEN cap.monthly_limit IS NOT NULL AND ({_SPENT}) * 100 >= cap.monthly_limit * {share} "
+    f"(CASE WHEN cap.monthly_limit IS NOT NULL AND ({_SPENT})::bigint * 100 >= cap.monthly_limit::bigint * {share} "
     f"THEN {bit} ELSE 0 END)" for share, bit in THRESHOLDS)
 _CHARGE_SQL = f"""
 WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS (
@@ -150,21 +157,25 @@ WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS (
         WHERE (cap.monthly_limit IS NULL OR {_SPENT} <= cap.monthly_limit)
           AND (cap.job_limit IS NULL OR EXCLUDED.spent <= cap.job_limit)
     RETURNING cap.scope, cap.subject_id, cap.monthly_limit, cap.spent, cap.month, cap.crossed
-){_ENTRY} WHERE (SELECT count(*) FROM counted) = (SELECT count(*) FROM subjects)
-RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
-    created_by_id, member_id, created_at,
+), entry AS ({_ENTRY} WHERE (SELECT count(*) FROM counted) = (SELECT count(*) FROM subjects){_RETURNING})
+SELECT entry.*,
     (SELECT json_agg(json_build_object('scope', scope, 'subject_id', subject_id, 'monthly_limit', monthly_limit,
                                        'spent', spent, 'month', month, 'crossed', crossed))
-     FROM counted WHERE crossed <> 0)
+     FROM counted WHERE crossed <> 0),
+    (SELECT array_agg(s.scope || ' ' || s.subject_id) FROM subjects s
+     WHERE NOT EXISTS (SELECT FROM counted c WHERE c.scope = s.scope AND c.subject_id = s.subject_id))
+FROM (SELECT) AS one LEFT JOIN entry ON true
 """  # noqa: S608 - constant fragments only
-# A refund: the counters of its charge (the workspace's, and its key's or member's) give it back
+# A refund: the counters of its charge (the workspace's, its key's and the key's maker's, or its
+# member's) give it back
 # only while they still count the month the charge was made in (`charge_month`), once the account
 # is locked.
 _REFUND_SQL = f"""
 WITH moved AS ({_MOVED}), uncounted AS (
     UPDATE credit_spend_caps SET spent = GREATEST(spent - %(amount)s, 0), updated_at = now()
-    WHERE user_id = %(user_id)s AND subject_id IN (%(user_id)s, %(member_id)s)
-      AND month = %(charge_month)s AND EXISTS (SELECT FROM moved)
+    WHERE user_id = %(user_id)s AND month = %(charge_month)s AND EXISTS (SELECT FROM moved)
+      AND (subject_id IN (%(user_id)s, %(member_id)s)
+           OR subject_id = (SELECT created_by_id FROM api_keys WHERE id = %(member_id)s AND user_id = %(user_id)s))
 ){_ENTRY}{_RETURNING}"""  # noqa: S608 - constant fragments only
 _POST = Planned(_POST_SQL)
 _CHARGE = Planned(_CHARGE_SQL)
@@ -177,12 +188,20 @@ def _post_once(statement: Planned, params: dict[str, object]) -> CreditTransacti
     with connection.cursor() as cursor:
         statement.execute(cursor, params)
         row = cursor.fetchone()
-    if row is None:
+    counted = len(row or ()) > len(_POST_COLUMNS)  # a charge's statement says more of its counters
+    if counted:
+        _refused_by.set(tuple(row[len(_POST_COLUMNS) + 1] or ()))
+    if row is None or row[0] is None:
         return None
     entry = CreditTransaction.from_db(connection.alias, _POST_COLUMNS, row[:len(_POST_COLUMNS)])
     # A charge's counters whose thresholds it crossed (none: the statement does not count).
-    entry.crossed_caps = (row[len(_POST_COLUMNS)] or []) if len(row) > len(_POST_COLUMNS) else []
+    entry.crossed_caps = (row[len(_POST_COLUMNS)] or []) if counted else []
     return entry
+
+
+# The counters ("<scope> <subject id>") that refused the last charge this context made (none: its
+# balance was short): what the refusal's error names.
+_refused_by: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("auteur_charge_refused_by", default=())
 
 
 def _post(
@@ -306,7 +325,12 @@ def _refusal(user: User, member_id: uuid.UUID | None, amount: int) -> Applicatio
     """Why a charge of `amount` was refused: a spend cap, else the balance. Read before the
     refusal is rolled back: a counter that refused is still locked by it, so what it says is what
     refused (a refund committed a moment later cannot make a cap look roomy)."""
-    refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount, month=database_month())
+    # The counters that refused it, if any: the others took the cost in the refused statement, and
+    # would look fuller than they are. A balance too short counted on none: every cap is as it was,
+    # and one that would refuse too is named before the balance.
+    refused_by = [counter.split(" ") for counter in _refused_by.get()]
+    only = {(scope, uuid.UUID(subject)) for scope, subject in refused_by} if refused_by else None
+    refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount, month=database_month(), only=only)
     if refused is not None:
         return refused
     return InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from auteur.core.prepared import PreparedInsert
 from auteur.users.models import User
 from credits.errors import InsufficientCredits
-from credits.selectors import credit_balance_get, spend_cap_refusal
+from credits.selectors import credit_balance_state, may_be_capped, spend_cap_refusal
 from credits.services.ledger import credit_deduct_for_job
 from jobs.errors import IdempotencyKeyReused, JobNotRetryable
 from jobs.events.record import job_event_record
@@ -155,12 +155,14 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
 def _can_pay(user: User, member_id: uuid.UUID | None, cost: int) -> None:
     """Raise InsufficientCredits or SpendCapReached (402) unless the balance, and the member's
     budget if one counts them, cover `cost` now (the charge checks them again, exactly)."""
-    balance = credit_balance_get(user=user)
+    balance, capped = credit_balance_state(user=user)
     if balance < cost:
         raise InsufficientCredits(balance=balance, cost=cost)
-    refused = spend_cap_refusal(user=user, member_id=member_id, cost=cost)
-    if refused is not None:
-        raise refused
+    # A personal workspace's owner without a cap has no counter to read: one query less.
+    if may_be_capped(user=user, member_id=member_id, capped=capped):
+        refused = spend_cap_refusal(user=user, member_id=member_id, cost=cost)
+        if refused is not None:
+            raise refused
 
 
 def _cached(s: Submission) -> CachedResult | None:

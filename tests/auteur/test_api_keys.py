@@ -283,3 +283,42 @@ def test_staff_see_keys_without_their_secret_and_revoke_a_leaked_one(owner: User
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert key_client(text).get("/api/v1/jobs").status_code == 401
+
+
+def test_a_makers_demotion_or_removal_revokes_the_keys_it_no_longer_allows(
+        team: Workspace, make_user: Callable[..., User], client_for: Callable[[User], APIClient], owner: User):
+    admin = make_user()
+    Membership.objects.create(workspace=team, user=admin, role=Role.ADMIN)
+    seat = Membership.objects.get(workspace=team, user=admin)
+    hooks, hooks_text = api_key_create(membership=seat, name="hooks", scopes=["webhooks:write"])
+    jobs, jobs_text = api_key_create(membership=seat, name="jobs", scopes=["jobs:write"])
+    api = client_for(owner)
+    assert api.patch(f"/api/v1/workspaces/{team.pk}/members/{admin.pk}", {"role": "editor"},
+                     format="json").status_code == 200
+    assert key_client(hooks_text).get("/api/v1/webhooks").status_code == 401  # an editor manages no webhooks
+    assert key_client(jobs_text).get("/api/v1/jobs").status_code == 200  # an editor runs jobs
+    assert api.delete(f"/api/v1/workspaces/{team.pk}/members/{admin.pk}").status_code == 204
+    assert key_client(jobs_text).get("/api/v1/jobs").status_code == 401
+    assert set(ApiKey.objects.filter(pk__in=[hooks.pk, jobs.pk]).values_list("revoked_at", flat=True)) != {None}
+    assert not ApiKey.objects.filter(pk__in=[hooks.pk, jobs.pk], revoked_at__isnull=True).exists()
+
+
+def test_a_keys_rate_limit_is_never_above_the_services(owner: User, team: Workspace, settings: Any,
+                                                       client_for: Callable[[User], APIClient]):
+    settings.AUTEUR_RATE_LIMIT_KEY_PER_MINUTE = 300
+    answer = client_for(owner).post(f"/api/v1/workspaces/{team.pk}/keys",
+                                    {"name": "x", "scopes": ["jobs:read"], "rate_limit_per_minute": 301}, format="json")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_rate_limit")
+
+
+def test_signed_media_urls_in_a_timeline_export_need_media_read(owner: User, team: Workspace):
+    _, text = make_key(owner, team, ["projects:write"])
+    project = key_client(text).post("/api/v1/projects", {"name": "p"}, format="json").json()
+    signed = key_client(text).get(f"/api/v1/projects/{project['id']}/timeline/export?format=otio&media_urls=signed")
+    assert (signed.status_code, signed.json()["error"]["details"]["scope"]) == (403, "media:read")
+    assert key_client(text).get(f"/api/v1/projects/{project['id']}/timeline/export?format=otio").status_code != 403
+
+
+def test_the_workspace_header_names_the_keys_workspace_in_any_case(owner: User, team: Workspace):
+    _, text = make_key(owner, team, ["jobs:read"])
+    assert key_client(text, str(team.pk).upper()).get("/api/v1/jobs").status_code == 200

@@ -17,7 +17,7 @@ from auteur.users.roles import Role
 from credits.errors import SpendCapReached
 from credits.models import CapAlert, CreditTransaction
 from credits.selectors import credit_balance_get, ledger_check
-from credits.services.budgets import key_cap_set, workspace_cap_set
+from credits.services.budgets import key_cap_set, member_budget_set, workspace_cap_set
 from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_refund_job
 from jobs.events.account import cap_alerts_announce
 from jobs.events.stream import stream_key, stream_redis
@@ -185,7 +185,8 @@ def test_the_caps_api(owner: User, team: Workspace, make_user: Callable[..., Use
                    format="json").status_code == 404
     assert api.put(f"/api/v1/workspaces/{team.pk}/caps/workspace", {"monthly_limit": -1},
                    format="json").status_code == 400
-    for role, get, put_code in ((Role.EDITOR, 200, 403), (Role.VIEWER, 403, 403), (Role.BILLING, 200, 403)):
+    for role, get, put_code in ((Role.EDITOR, 200, 403), (Role.VIEWER, 403, 403), (Role.BILLING, 200, 200),
+                                (Role.ADMIN, 200, 403)):
         member = make_user()
         Membership.objects.create(workspace=team, user=member, role=role)
         theirs = client_for(member)
@@ -240,3 +241,49 @@ def test_refused_answers_name_the_cap(owner: User, team: Workspace, client_for: 
     details: dict[str, Any] = refused.json()["error"]["details"]
     assert (details["cap"], details["limit"], details["spent"]) == ("workspace", 0, 0)
     assert credit_balance_get(user=account(team)) == 1000
+
+
+def test_a_keys_charges_count_on_its_makers_budget(owner: User, team: Workspace, make_user: Callable[..., User]):
+    admin = make_user()
+    Membership.objects.create(workspace=team, user=admin, role=Role.ADMIN)
+    member_budget_set(membership=seat(owner, team), user_id=admin.pk, monthly_limit=10)
+    key, _ = api_key_create(membership=Membership.objects.get(workspace=team, user=admin), name="mine",
+                            scopes=["jobs:write"])
+    charge(team, key.pk, 6)
+    with pytest.raises(SpendCapReached) as refused:
+        charge(team, key.pk, 5)  # the key has no cap of its own: its maker's budget holds it
+    assert (refused.value.details["cap"], refused.value.details["member_id"]) == ("member", str(admin.pk))
+    with pytest.raises(SpendCapReached):
+        charge(team, admin.pk, 5)  # and what the key spent is the admin's too
+    charge(team, admin.pk, 4)
+    job = uuid.uuid4()
+    charge(team, owner.pk, 1, job)
+    assert ledger_check() == []
+    # An admin sets no workspace cap: those who pay for the workspace do.
+    with pytest.raises(Exception) as denied:
+        workspace_cap_set(membership=Membership.objects.get(workspace=team, user=admin), monthly_limit=None)
+    assert getattr(denied.value, "code", None) == "permission_denied"
+
+
+def test_a_refusal_names_the_cap_that_refused(owner: User, team: Workspace):
+    key, _ = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write"])
+    workspace_cap_set(membership=seat(owner, team), monthly_limit=15)
+    key_cap_set(membership=seat(owner, team), key_id=key.pk, monthly_limit=5, job_limit=None)
+    with pytest.raises(SpendCapReached) as refused:
+        charge(team, key.pk, 10)
+    assert (refused.value.details["cap"], refused.value.details["spent"]) == ("key", 0)
+    charge(team, owner.pk, 12)
+    with pytest.raises(SpendCapReached) as refused:
+        charge(team, key.pk, 4)
+    assert (refused.value.details["cap"], refused.value.details["spent"]) == ("workspace", 12)
+
+
+def test_limits_of_tens_of_millions(owner: User, team: Workspace):
+    credit_grant(user=account(team), amount=40_000_000, description="big pool")
+    cap = workspace_cap_set(membership=seat(owner, team), monthly_limit=30_000_000)
+    assert cap.monthly_limit == 30_000_000
+    charge(team, owner.pk, 16_000_000)  # 53 %: crosses 50 % without overflowing the arithmetic
+    assert list(CapAlert.objects.values_list("threshold", flat=True)) == [50]
+    member_budget_set(membership=seat(owner, team), user_id=owner.pk, monthly_limit=2**31 - 1)
+    charge(team, owner.pk, 1)
+    assert ledger_check() == []

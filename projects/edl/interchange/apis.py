@@ -22,6 +22,8 @@ from rest_framework.response import Response
 from auteur.core.api import ApiView, request_user
 from auteur.core.errors import ApplicationError
 from auteur.core.schema import raises
+from auteur.users.selectors import require_seat
+from auteur.users.workspace_context import seat_of
 from projects.caption_apis import _FormatIsNotARenderer
 from projects.edl.cuts import DEFAULT_PADDING_MS
 from projects.edl.interchange.export import timeline_export
@@ -111,6 +113,10 @@ class TimelineExportApi(ApiView):
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
+        seat = seat_of(request._request)
+        if q["media_urls"] == "signed" and seat is not None:
+            # Signed URLs download the media: what the seat may see of the media, not only of projects.
+            require_seat(seat, "media.view")
         export = timeline_export(user=user, project=project, fmt=q["format"], padding_ms=q["cut_padding_ms"],
                                  markers=q["markers"], signed_urls=q["media_urls"] == "signed",
                                  drop_frame=q["timecode"] == "drop_frame" if "timecode" in q else None)
