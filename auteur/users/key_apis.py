@@ -103,7 +103,7 @@ class KeyDetailApi(ApiView):
         membership = membership_get(user=request_user(request), workspace_id=workspace_id)
         return Response(KeyOutputSerializer(api_key_get(membership=membership, key_id=key_id)).data)
 
-    @extend_schema(summary="Revoke an API key", responses=KeyOutputSerializer)
+    @extend_schema(summary="Revoke an API key", responses={200: KeyOutputSerializer})
     @raises("workspace_not_found", "permission_denied", "key_not_found")
     def delete(self, request: Request, workspace_id: str, key_id: str) -> Response:
         membership = membership_get(user=request_user(request), workspace_id=workspace_id)

@@ -142,9 +142,8 @@ def test_each_threshold_is_announced_once_a_month(owner: User, team: Workspace, 
     assert [d.webhook_id for d in sent] == [hook.pk] * 3  # the jobs' webhook is not sent them
     assert [d.payload["data"]["threshold"] for d in sent] == [50, 80, 100]
     assert sent[0].payload["type"] == "spend_cap.threshold" and sent[0].payload["data"]["cap"] == "workspace"
-    entries = stream_redis().xrange(stream_key(team.pk))
-    events = [json.loads(fields[b"event"]) if b"event" in fields else json.loads(next(iter(fields.values())))
-              for _, fields in entries]
+    entries: Any = stream_redis().xrange(stream_key(team.pk))
+    events = [json.loads(value) for _, fields in entries for value in fields.values()]
     assert [(e["type"], e["threshold"]) for e in events] == [("spend_cap.threshold", t) for t in (50, 80, 100)]
     assert job_hook.pk not in {d.webhook_id for d in sent}
     assert ledger_check() == []

@@ -17,6 +17,13 @@ export type Charge = Schemas["Charge"];
 export type Project = Schemas["ProjectOutput"];
 export type ProjectInput = Schemas["ProjectInputRequest"];
 export type MediaFile = Schemas["MediaFileDetail"];
+export type ApiKey = Schemas["KeyOutput"];
+/** A new key: `key` (`auteur_sk_...`) is in this answer only. */
+export type ApiKeyCreated = Schemas["KeyCreated"];
+export type ApiKeyInput = Schemas["KeyListInputRequest"];
+export type SpendCap = Schemas["CapOutput"];
+export type Usage = Schemas["Usage"];
+export type UsageQuery = NonNullable<paths["/api/v1/usage"]["get"]["parameters"]["query"]>;
 /** The body a job type's submission takes (`POST /api/v1/jobs/{type}`). */
 export type JobInput<T extends JobType> = NonNullable<
   paths[`/api/v1/jobs/${T}`]["post"]["requestBody"]
@@ -132,8 +139,19 @@ export interface SubscribeOptions extends ReconnectOptions {
   lastEventId?: string;
   /** Every-event streams: the changes of the comments on the projects too (items of kind `comment`). */
   comments?: boolean;
+  /** Every-event streams: the account's events too, a spend cap's threshold crossed (items of kind
+   * `account`; for the roles and keys that see the workspace's credits). */
+  account?: boolean;
   idleTimeoutMs?: number;
   signal?: AbortSignal;
+}
+
+function streamQuery(options: SubscribeOptions): string {
+  const query = new URLSearchParams();
+  if (options.comments) query.set("comments", "true");
+  if (options.account) query.set("account", "true");
+  const text = query.toString();
+  return text ? `?${text}` : "";
 }
 
 /** The API as a client uses it: the typed REST client (`api`) and the multi-step flows on top. */
@@ -153,6 +171,58 @@ export class AuteurClient {
 
   createProject(input: ProjectInput): Promise<Project> {
     return unwrap(this.api.POST("/api/v1/projects", { body: input }));
+  }
+
+  /** Makes an API key of a workspace (owners, admins); its `key` is shown in this answer only. */
+  createApiKey(workspaceId: string, input: ApiKeyInput): Promise<ApiKeyCreated> {
+    return unwrap(this.api.POST("/api/v1/workspaces/{workspace_id}/keys", {
+      params: { path: { workspace_id: workspaceId } }, body: input,
+    }));
+  }
+
+  /** A workspace's API keys, newest first (the first page of up to `pageSize`). */
+  async listApiKeys(workspaceId: string, pageSize = 100): Promise<ApiKey[]> {
+    const page = await unwrap(this.api.GET("/api/v1/workspaces/{workspace_id}/keys", {
+      params: { path: { workspace_id: workspaceId }, query: { page_size: pageSize } },
+    }));
+    return page.keys;
+  }
+
+  /** Revokes a key: its next request is refused, its streams close. */
+  revokeApiKey(workspaceId: string, keyId: string): Promise<ApiKey> {
+    return unwrap(this.api.DELETE("/api/v1/workspaces/{workspace_id}/keys/{key_id}", {
+      params: { path: { workspace_id: workspaceId, key_id: keyId } },
+    }));
+  }
+
+  /** The workspace's spend caps this month: its own, then each key's. */
+  async listSpendCaps(workspaceId: string): Promise<SpendCap[]> {
+    const page = await unwrap(this.api.GET("/api/v1/workspaces/{workspace_id}/caps", {
+      params: { path: { workspace_id: workspaceId } },
+    }));
+    return page.caps;
+  }
+
+  /** Sets (null: lifts) the workspace's monthly spend cap (owners and the billing role). */
+  setWorkspaceSpendCap(workspaceId: string, monthlyLimit: number | null): Promise<SpendCap> {
+    return unwrap(this.api.PUT("/api/v1/workspaces/{workspace_id}/caps/workspace", {
+      params: { path: { workspace_id: workspaceId } }, body: { monthly_limit: monthlyLimit },
+    }));
+  }
+
+  /** Sets (null: lifts) an API key's monthly spend cap and the most one of its jobs may cost. */
+  setKeySpendCap(workspaceId: string, keyId: string, monthlyLimit: number | null,
+                 jobLimit: number | null = null): Promise<SpendCap> {
+    return unwrap(this.api.PUT("/api/v1/workspaces/{workspace_id}/caps/keys/{key_id}", {
+      params: { path: { workspace_id: workspaceId, key_id: keyId } },
+      body: { monthly_limit: monthlyLimit, job_limit: jobLimit },
+    }));
+  }
+
+  /** What the workspace's jobs cost over a range of days, grouped (JSON; equal to the ledger). */
+  async usage(query: Omit<UsageQuery, "format"> = {}): Promise<Usage> {
+    // Without `format`, the answer is JSON (the CSV exports are `format=csv` and `format=focus`).
+    return (await unwrap(this.api.GET("/api/v1/usage", { params: { query } }))) as Usage;
   }
 
   getJob(jobId: string): Promise<Job> {
@@ -243,7 +313,7 @@ export class AuteurClient {
   events(options: SubscribeOptions = {}): EventStream {
     return new EventStream({
       ...options,
-      url: `${this.baseUrl}/api/v1/events/stream${options.comments ? "?comments=true" : ""}`,
+      url: `${this.baseUrl}/api/v1/events/stream${streamQuery(options)}`,
       token: this.options.token,
       ...(this.options.workspace !== undefined ? { workspace: this.options.workspace } : {}),
       ...(this.options.fetch ? { fetch: this.options.fetch } : {}),

@@ -11,6 +11,9 @@ export type JobEventData<T extends JobEventType> = Extract<JobEvent, { type: T }
 /** A change of a comment on a project's timeline (`type`: comment.created, .edited, .resolved,
  * .reopened or .deleted), sent to the streams that ask for comments. */
 export type CommentEvent = EventSchemas["CommentEvent"];
+/** A threshold (50, 80, 100 %) of one of the workspace's spend caps crossed, once a month each, sent to
+ * the streams that ask for the account's events. */
+export type SpendCapEvent = EventSchemas["SpendCapEvent"];
 /** Events after `after` are no longer in the stream's window (GET /jobs/{id}/events has them). */
 export type StreamGap = EventSchemas["StreamGap"];
 /** Every message the WebSocket server sends. */
@@ -39,10 +42,12 @@ export function isTerminalEvent(event: JobEvent): boolean {
 }
 
 /** What a subscription yields: a job's event, a comment's change (only when asked for: `comments`),
- * or word that some were missed (read them over REST). */
+ * an account's event (only when asked for: `account`), or word that some were missed (read them
+ * over REST). */
 export type StreamItem =
   | { kind: "event"; event: JobEvent }
   | { kind: "comment"; event: CommentEvent }
+  | { kind: "account"; event: SpendCapEvent }
   | { kind: "gap"; after: string | null };
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -80,13 +85,28 @@ export function parseCommentEvent(value: unknown): CommentEvent {
   return value as unknown as CommentEvent;
 }
 
-/** Checks a WebSocket message's `type` (and a `job.event`'s or `comment.event`'s event) before it
- * is handed on typed. */
+/** Checks the fields every account event has before it is handed on typed. */
+export function parseAccountEvent(value: unknown): SpendCapEvent {
+  if (
+    !isObject(value) ||
+    typeof value["id"] !== "string" ||
+    value["type"] !== "spend_cap.threshold" ||
+    typeof value["alert_id"] !== "number" ||
+    typeof value["threshold"] !== "number"
+  ) {
+    throw new TypeError(`not an account event: ${JSON.stringify(value)}`);
+  }
+  return value as unknown as SpendCapEvent;
+}
+
+/** Checks a WebSocket message's `type` (and a `job.event`'s, `comment.event`'s or `account.event`'s
+ * event) before it is handed on typed. */
 export function parseWsMessage(value: unknown): WsServerMessage {
   if (!isObject(value) || typeof value["type"] !== "string") {
     throw new TypeError(`not a WebSocket message: ${JSON.stringify(value)}`);
   }
   if (value["type"] === "job.event") parseJobEvent(value["event"]);
   if (value["type"] === "comment.event") parseCommentEvent(value["event"]);
+  if (value["type"] === "account.event") parseAccountEvent(value["event"]);
   return value as unknown as WsServerMessage;
 }

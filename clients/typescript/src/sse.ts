@@ -1,5 +1,5 @@
 import { apiError, apiErrorFromResponse, ApiError, isErrorBody } from "./errors.js";
-import { isTerminalEvent, parseCommentEvent, parseJobEvent, type StreamItem, type StreamGap } from "./events.js";
+import { isTerminalEvent, parseAccountEvent, parseCommentEvent, parseJobEvent, type StreamItem, type StreamGap } from "./events.js";
 import { backoffDelay, resolveToken, sleep, type ReconnectOptions, type TokenSource } from "./retry.js";
 
 /** One dispatched Server-Sent Event. */
@@ -239,6 +239,14 @@ export class EventStream implements AsyncIterable<StreamItem> {
             if (message.event === "error") {
               const body: unknown = JSON.parse(message.data);
               streamError = apiError(isErrorBody(body) && body.error.code === "invalid_token" ? 401 : 503, body);
+              continue;
+            }
+            if (message.event.startsWith("spend_cap.")) {
+              const account = parseAccountEvent(JSON.parse(message.data));
+              this.last = account.id;
+              progressed = true;
+              failures = 0;
+              yield { kind: "account", event: account };
               continue;
             }
             if (message.event.startsWith("comment.")) {

@@ -60,6 +60,8 @@ export interface JobSocketOptions extends ReconnectOptions {
   jobIds?: readonly string[];
   /** The changes of the comments on the projects too (items of kind `comment`). */
   comments?: boolean;
+  /** The account's events too: a spend cap's threshold crossed (items of kind `account`). */
+  account?: boolean;
   /** Resume after this event id. */
   lastEventId?: string;
   /** Reconnect when nothing, the server's pings included, arrives for this long. Default 45000 ms. */
@@ -159,6 +161,7 @@ export class JobEventsSocket implements AsyncIterable<StreamItem> {
               // Subscriptions first: a resume then replays only the followed jobs' events.
               for (const jobId of this.jobIds) socket.send(JSON.stringify({ type: "subscribe", job_id: jobId }));
               if (this.options.comments) socket.send(JSON.stringify({ type: "subscribe", comments: true }));
+              if (this.options.account) socket.send(JSON.stringify({ type: "subscribe", account: true }));
               if (this.last !== undefined) socket.send(JSON.stringify({ type: "resume", after: this.last }));
               break;
             case "job.event":
@@ -166,6 +169,9 @@ export class JobEventsSocket implements AsyncIterable<StreamItem> {
               break;
             case "comment.event":
               queue.push({ kind: "item", item: { kind: "comment", event: message.event } });
+              break;
+            case "account.event":
+              queue.push({ kind: "item", item: { kind: "account", event: message.event } });
               break;
             case "gap":
               queue.push({ kind: "item", item: { kind: "gap", after: message.after } });

@@ -137,6 +137,21 @@ describe("EventStream", () => {
     assert.equal(requests[1]?.get("Last-Event-ID"), "2-0");
   });
 
+  test("an account's event (a spend cap's threshold) is an item of its own", async () => {
+    const alert = {
+      id: "2-0", type: "spend_cap.threshold", alert_id: 7, cap: "workspace", threshold: 80, monthly_limit: 500,
+      spent: 400, month: "2026-11", resets_at: "2026-12-01T00:00:00Z", job_id: JOB, created_at: "2026-11-20T00:00:00Z",
+    };
+    const { fetch } = fakeFetch([
+      sse([event("1-0", "submitted", "pending"), `id: 2-0\nevent: spend_cap.threshold\ndata: ${JSON.stringify(alert)}\n\n`,
+           event("3-0", "completed", "completed")]),
+    ]);
+    const stream = new EventStream({ url: "http://x/stream", token: "t", endsAfterTerminal: true, fetch, ...fast });
+    const kinds: string[] = [];
+    for await (const item of stream) kinds.push(item.kind === "account" ? `${item.event.cap}:${item.event.threshold}` : item.kind);
+    assert.deepEqual(kinds, ["event", "workspace:80", "event"]);
+  });
+
   test("an expired token's error event reconnects with a fresh token; a token refused then is a typed 401", async () => {
     const expired = 'event: error\ndata: {"error": {"code": "invalid_token", "message": "expired"}}\n\n';
     const refused = new Response(JSON.stringify({ error: { code: "invalid_token", message: "no", details: {} } }), { status: 401 });

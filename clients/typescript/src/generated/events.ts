@@ -308,6 +308,32 @@ export interface components {
         };
         /** @enum {string} */
         JobEventType: "aborted" | "canceled" | "completed" | "failed" | "inference_retry" | "inference_started" | "progress" | "queued" | "repolled" | "republished" | "started" | "step_redelivered" | "step_retry" | "submitted";
+        /** @description A threshold (50, 80, 100 %) of a spend cap's monthly limit crossed by a charge, once a month each, on the all-events streams that ask for the account's events; webhooks subscribed to `spend_cap` get the same as `data` of a `spend_cap.threshold` payload. */
+        SpendCapEvent: {
+            /** @description The same alert in every announcement of it. */
+            alert_id: number;
+            /** @enum {unknown} */
+            cap: "workspace" | "key" | "member";
+            /** Format: date-time */
+            created_at: string;
+            id: string;
+            /** Format: uuid */
+            job_id: string | null;
+            /** Format: uuid */
+            key_id?: string;
+            /** Format: uuid */
+            member_id?: string;
+            month: string;
+            monthly_limit: number;
+            /** Format: date-time */
+            resets_at: string;
+            /** @description After the charge. */
+            spent: number;
+            /** @enum {unknown} */
+            threshold: 50 | 80 | 100;
+            /** @constant */
+            type: "spend_cap.threshold";
+        };
         /** @description Events after `after` are no longer in the stream window. */
         StreamGap: {
             after: string | null;
@@ -320,7 +346,7 @@ export interface components {
             /** Format: date-time */
             timestamp: string;
             /** @enum {unknown} */
-            type: "job.start" | "job.progress" | "job.completed" | "webhook.test";
+            type: "job.start" | "job.progress" | "job.completed" | "spend_cap.threshold" | "webhook.test";
         };
         WsServerMessage: {
             /** @constant */
@@ -336,6 +362,11 @@ export interface components {
             /** @constant */
             type: "subscribed";
         } | {
+            /** @constant */
+            account: true;
+            /** @constant */
+            type: "subscribed";
+        } | {
             event: components["schemas"]["JobEvent"];
             /** Format: uuid */
             job_id: string;
@@ -347,6 +378,10 @@ export interface components {
             project_id: string;
             /** @constant */
             type: "comment.event";
+        } | {
+            event: components["schemas"]["SpendCapEvent"];
+            /** @constant */
+            type: "account.event";
         } | {
             after: string | null;
             /** @constant */

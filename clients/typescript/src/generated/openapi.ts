@@ -1274,6 +1274,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Usage of the workspace's credits
+         * @description The workspace's usage of its credits over whole UTC days, counted from its ledger: what jobs
+         *     were charged and what was refunded in the range (other credit movements, such as grants and
+         *     purchases, are not usage), by day, job type, member or API key. The groups add up to the total.
+         *     `to` is excluded; by default, this month so far. A range is at most 366 days (400 `invalid_range`
+         *     for more, or for one that ends before it starts).
+         */
+        get: operations["usage_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users/me": {
         parameters: {
             query?: never;
@@ -1618,6 +1642,72 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workspaces/{workspace_id}/caps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List spend caps
+         * @description The workspace's spend caps and what each counted this month: the workspace's own (every charge
+         *     to its credits counts), then each API key's in use. Members' budgets are at `/budgets`. A charge
+         *     that would take one past its limit is refused with 402 `spend_cap_reached`, nothing charged; 50,
+         *     80 and 100 % of a monthly limit are announced once a month each (`spend_cap.threshold`).
+         */
+        get: operations["workspaces_caps_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workspaces/{workspace_id}/caps/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set an API key's spend caps
+         * @description PUT sets an API key's monthly spend cap and the most one of its jobs may be charged (owners,
+         *     admins); `null` lifts either.
+         */
+        put: operations["workspaces_caps_keys_update"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workspaces/{workspace_id}/caps/workspace": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set the workspace's spend cap
+         * @description PUT sets the workspace's monthly spend cap (owners and the billing role): every charge to its
+         *     credits, by any member or key, counts against it. `null` lifts it; what was spent is never
+         *     changed by this.
+         */
+        put: operations["workspaces_caps_workspace_update"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workspaces/{workspace_id}/invitations": {
         parameters: {
             query?: never;
@@ -1661,6 +1751,68 @@ export interface paths {
          * @description DELETE revokes a pending invitation: its token is refused from then on.
          */
         delete: operations["workspaces_invitations_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workspaces/{workspace_id}/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List API keys
+         * @description The workspace's API keys, newest first, revoked and expired ones included (`?page=`, `?page_size=`).
+         *     POST makes one (owners and admins), with the scopes it may use (`*:write` includes `*:read`; at
+         *     most those the maker's role may do), an optional expiry and an optional rate limit of its own: the
+         *     answer carries the key itself, which is never shown again. A key whose maker is removed, or given
+         *     a role that may not do all its scopes allow, is revoked. Codes: `invalid_scopes`, `invalid_expiry`,
+         *     `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (at most 50 keys in
+         *     use).
+         */
+        get: operations["workspaces_keys_list"];
+        put?: never;
+        /**
+         * Create an API key
+         * @description The workspace's API keys, newest first, revoked and expired ones included (`?page=`, `?page_size=`).
+         *     POST makes one (owners and admins), with the scopes it may use (`*:write` includes `*:read`; at
+         *     most those the maker's role may do), an optional expiry and an optional rate limit of its own: the
+         *     answer carries the key itself, which is never shown again. A key whose maker is removed, or given
+         *     a role that may not do all its scopes allow, is revoked. Codes: `invalid_scopes`, `invalid_expiry`,
+         *     `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (at most 50 keys in
+         *     use).
+         */
+        post: operations["workspaces_keys_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workspaces/{workspace_id}/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get an API key
+         * @description One API key (never its secret). DELETE revokes it: its next request is refused (401) and its open
+         *     event streams close; what it made and spent stays, attributed to it.
+         */
+        get: operations["workspaces_keys_retrieve"];
+        put?: never;
+        post?: never;
+        /**
+         * Revoke an API key
+         * @description One API key (never its secret). DELETE revokes it: its next request is refused (401) and its open
+         *     event streams close; what it made and spent stays, attributed to it.
+         */
+        delete: operations["workspaces_keys_destroy"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1842,6 +1994,40 @@ export interface components {
          * @enum {string}
          */
         CachedEnum: "input" | "seed" | "none";
+        CapOutput: {
+            /**
+             * @description The workspace's own cap, or an API key's.
+             *
+             *     * `workspace` - workspace
+             *     * `key` - key
+             */
+            readonly cap: components["schemas"]["CapOutputCapEnum"];
+            /** @description The most one job may be charged (an API key's; null: none). */
+            readonly job_limit: number | null;
+            /** @description The API key's id (a key's cap); null for the workspace's. */
+            readonly key_id: string | null;
+            /**
+             * Format: date
+             * @description The first day of the month counted.
+             */
+            readonly month: string;
+            /** @description The most its charges may add up to this month (null: none). */
+            readonly monthly_limit: number | null;
+            readonly remaining: number | null;
+            /**
+             * Format: date-time
+             * @description When the next month's counting starts.
+             */
+            readonly resets_at: string;
+            /** @description What its jobs were charged this month (UTC), less their refunds. */
+            readonly spent: number;
+        };
+        /**
+         * @description * `workspace` - workspace
+         *     * `key` - key
+         * @enum {string}
+         */
+        CapOutputCapEnum: "workspace" | "key";
         /** @description How burned-in captions look (font: Roboto). */
         CaptionStyleRequest: {
             /**
@@ -2454,9 +2640,10 @@ export interface components {
          * @description * `start` - Start
          *     * `progress` - Progress
          *     * `completed` - Completed
+         *     * `spend_cap` - Spend Cap
          * @enum {string}
          */
-        EventTypesEnum: "start" | "progress" | "completed";
+        EventTypesEnum: "start" | "progress" | "completed" | "spend_cap";
         FillerWord: {
             end_ms: number;
             /** @description The word's position in its segment's words. */
@@ -2512,6 +2699,14 @@ export interface components {
             /** @description Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); default: all three. */
             webhook_events_filter?: components["schemas"]["WebhookEventsFilterEnum"][];
         };
+        /**
+         * @description * `day` - day
+         *     * `type` - type
+         *     * `member` - member
+         *     * `key` - key
+         * @enum {string}
+         */
+        GroupByEnum: "day" | "type" | "member" | "key";
         /**
          * @description * `starter` - Starter
          *     * `pro` - Pro
@@ -2840,6 +3035,93 @@ export interface components {
             unit: string;
         };
         /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        KeyCapInputRequest: {
+            job_limit?: number | null;
+            monthly_limit: number | null;
+        };
+        KeyCreated: {
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: uuid */
+            readonly created_by: string | null;
+            /** Format: date-time */
+            readonly expires_at: string | null;
+            /**
+             * Format: uuid
+             * @description Also the member id of what the key made and spent.
+             */
+            readonly id: string;
+            /** @description `auteur_sk_...`: shown in this answer only. Send it as `Authorization: Bearer <key>`. */
+            readonly key: string;
+            /**
+             * Format: date-time
+             * @description Its last request, to the minute (null: never used).
+             */
+            readonly last_used_at: string | null;
+            /** @description The address of its last request. */
+            readonly last_used_ip: string | null;
+            readonly name: string;
+            /** @description The key's first characters, to tell keys apart. */
+            readonly prefix: string;
+            /** @description Its requests per minute (null: the service's default for keys). */
+            readonly rate_limit_per_minute: number | null;
+            /** Format: date-time */
+            readonly revoked_at: string | null;
+            readonly scopes: components["schemas"]["ScopesEnum"][];
+            readonly state: string;
+        };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        KeyListInputRequest: {
+            /**
+             * Format: date-time
+             * @description When it stops working (null: never).
+             */
+            expires_at?: string | null;
+            name: string;
+            rate_limit_per_minute?: number | null;
+            /** @description Of: jobs:read, jobs:write, projects:read, projects:write, media:read, media:write, credits:read, credits:write, webhooks:read, webhooks:write. */
+            scopes: string[];
+        };
+        KeyOutput: {
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: uuid */
+            readonly created_by: string | null;
+            /** Format: date-time */
+            readonly expires_at: string | null;
+            /**
+             * Format: uuid
+             * @description Also the member id of what the key made and spent.
+             */
+            readonly id: string;
+            /**
+             * Format: date-time
+             * @description Its last request, to the minute (null: never used).
+             */
+            readonly last_used_at: string | null;
+            /** @description The address of its last request. */
+            readonly last_used_ip: string | null;
+            readonly name: string;
+            /** @description The key's first characters, to tell keys apart. */
+            readonly prefix: string;
+            /** @description Its requests per minute (null: the service's default for keys). */
+            readonly rate_limit_per_minute: number | null;
+            /** Format: date-time */
+            readonly revoked_at: string | null;
+            readonly scopes: components["schemas"]["ScopesEnum"][];
+            readonly state: string;
+        };
+        /**
          * @description * `webhook_disabled` - Webhook Disabled
          * @enum {string}
          */
@@ -2976,6 +3258,15 @@ export interface components {
              *     * `purchase_reversal` - Credit pack refund
              */
             type: components["schemas"]["TransactionTypeEnum"];
+        };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        LimitInputRequest: {
+            monthly_limit: number | null;
         };
         /** @description Re-time the face of `video_media_id` to `audio_media_id`; priced by the video's length. */
         LipSyncInputRequest: {
@@ -3358,6 +3649,14 @@ export interface components {
             name: string;
             type: string;
         };
+        PaginatedCapOutputList: {
+            caps: components["schemas"]["CapOutput"][];
+            count: number;
+            /** Format: uri */
+            next: string | null;
+            /** Format: uri */
+            previous: string | null;
+        };
         PaginatedCommentList: {
             comments: components["schemas"]["Comment"][];
             count: number;
@@ -3401,6 +3700,14 @@ export interface components {
         PaginatedJobSummaryList: {
             count: number;
             jobs: components["schemas"]["JobSummary"][];
+            /** Format: uri */
+            next: string | null;
+            /** Format: uri */
+            previous: string | null;
+        };
+        PaginatedKeyOutputList: {
+            count: number;
+            keys: components["schemas"]["KeyOutput"][];
             /** Format: uri */
             next: string | null;
             /** Format: uri */
@@ -3693,6 +4000,8 @@ export interface components {
              * @description Name it in the submission's body (`quote_id`) to be charged this price
              */
             quote_id: string;
+            /** @description The spend cap that would refuse it if submitted now (402 `spend_cap_reached`), null for none */
+            spend_cap: components["schemas"]["QuoteSpendCap"] | null;
             type: components["schemas"]["JobTypeEnum"];
         };
         QuoteCache: {
@@ -3706,6 +4015,46 @@ export interface components {
              */
             source_job_id: string | null;
         };
+        QuoteSpendCap: {
+            /**
+             * @description The workspace's monthly cap, the API key's monthly or per-job limit, or the member's monthly budget
+             *
+             *     * `workspace` - workspace
+             *     * `key` - key
+             *     * `key_per_job` - key_per_job
+             *     * `member` - member
+             */
+            cap: components["schemas"]["QuoteSpendCapCapEnum"];
+            cost: number;
+            /**
+             * Format: uuid
+             * @description The API key's (a key's cap)
+             */
+            key_id?: string;
+            /** @description Its limit, in credits */
+            limit: number;
+            /**
+             * Format: uuid
+             * @description The member's (a member's budget)
+             */
+            member_id?: string;
+            message: string;
+            /**
+             * Format: date-time
+             * @description When its month ends (null: a per-job limit)
+             */
+            resets_at: string | null;
+            /** @description What it counted this month (a monthly cap's) */
+            spent?: number;
+        };
+        /**
+         * @description * `workspace` - workspace
+         *     * `key` - key
+         *     * `key_per_job` - key_per_job
+         *     * `member` - member
+         * @enum {string}
+         */
+        QuoteSpendCapCapEnum: "workspace" | "key" | "key_per_job" | "member";
         RemoveFillersOutput: {
             /** @description The pauses added to transcript.pauses, deleted. */
             pauses: components["schemas"]["Span"][];
@@ -3830,6 +4179,20 @@ export interface components {
              */
             keep_previous_seconds?: number;
         };
+        /**
+         * @description * `jobs:read` - jobs:read
+         *     * `jobs:write` - jobs:write
+         *     * `projects:read` - projects:read
+         *     * `projects:write` - projects:write
+         *     * `media:read` - media:read
+         *     * `media:write` - media:write
+         *     * `credits:read` - credits:read
+         *     * `credits:write` - credits:write
+         *     * `webhooks:read` - webhooks:read
+         *     * `webhooks:write` - webhooks:write
+         * @enum {string}
+         */
+        ScopesEnum: "jobs:read" | "jobs:write" | "projects:read" | "projects:write" | "media:read" | "media:write" | "credits:read" | "credits:write" | "webhooks:read" | "webhooks:write";
         Span: {
             end_ms: number;
             start_ms: number;
@@ -4087,6 +4450,41 @@ export interface components {
             /** @description Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); default: all three. */
             webhook_events_filter?: components["schemas"]["WebhookEventsFilterEnum"][];
         };
+        Usage: {
+            /** Format: date */
+            from: string;
+            group_by: components["schemas"]["GroupByEnum"];
+            groups: components["schemas"]["UsageGroup"][];
+            /**
+             * Format: date
+             * @description Excluded.
+             */
+            to: string;
+            total: components["schemas"]["UsageCounts"];
+        };
+        UsageCounts: {
+            /** @description Credits charged to jobs in the range. */
+            charged: number;
+            /** @description Jobs charged in the range. */
+            jobs: number;
+            /** @description charged - refunded */
+            net: number;
+            /** @description Credits refunded in the range (for jobs charged in it or before). */
+            refunded: number;
+        };
+        UsageGroup: {
+            /** @description Credits charged to jobs in the range. */
+            charged: number;
+            /** @description Jobs charged in the range. */
+            jobs: number;
+            /** @description The day, the job type, the member's id or the key's id; null: no job record, no member recorded, or people. */
+            key: string | null;
+            label: string;
+            /** @description charged - refunded */
+            net: number;
+            /** @description Credits refunded in the range (for jobs charged in it or before). */
+            refunded: number;
+        };
         UserMeOutput: {
             /**
              * Format: uri
@@ -4283,9 +4681,9 @@ export interface components {
             url: string;
         };
         /**
-         * @description * `start` - Start
-         *     * `progress` - Progress
-         *     * `completed` - Completed
+         * @description * `start` - start
+         *     * `progress` - progress
+         *     * `completed` - completed
          * @enum {string}
          */
         WebhookEventsFilterEnum: "start" | "progress" | "completed";
@@ -4299,7 +4697,7 @@ export interface components {
             /** @default  */
             description?: string;
             /**
-             * @description `start`, `progress`, `completed` (every terminal state: completed, failed, canceled).
+             * @description `start`, `progress`, `completed` (every terminal state: completed, failed, canceled); an account webhook's may add `spend_cap` (a threshold of a spend cap crossed).
              * @default [
              *       "start",
              *       "progress",
@@ -11316,6 +11714,105 @@ export interface operations {
             };
         };
     };
+    usage_retrieve: {
+        parameters: {
+            query?: {
+                /**
+                 * @description `csv`: one row per group; `focus`: a FinOps FOCUS 1.0 file, one row per day, job type and member (group_by does not apply).
+                 *
+                 *     * `json` - json
+                 *     * `csv` - csv
+                 *     * `focus` - focus
+                 */
+                format?: "json" | "csv" | "focus";
+                /** @description First UTC day counted (YYYY-MM-DD), included. Default: the first day of the month of the last day. */
+                from?: string;
+                /**
+                 * @description * `day` - day
+                 *     * `type` - type
+                 *     * `member` - member
+                 *     * `key` - key
+                 */
+                group_by?: "day" | "type" | "member" | "key";
+                /** @description The UTC day the range ends at (YYYY-MM-DD), excluded. Default: tomorrow, so that today is counted. */
+                to?: string;
+            };
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                    "text/csv": string;
+                };
+            };
+            /** @description Codes: `validation_error`, `invalid_range`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     users_me_retrieve: {
         parameters: {
             query?: never;
@@ -13150,6 +13647,287 @@ export interface operations {
             };
         };
     };
+    workspaces_caps_list: {
+        parameters: {
+            query?: {
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+            };
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedCapOutputList"];
+                };
+            };
+            /** @description Codes: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_caps_keys_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["KeyCapInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CapOutput"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `key_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_caps_workspace_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LimitInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CapOutput"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     workspaces_invitations_list: {
         parameters: {
             query?: {
@@ -13378,6 +14156,334 @@ export interface operations {
                 };
             };
             /** @description Codes: `not_found`, `workspace_not_found`, `invitation_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_keys_list: {
+        parameters: {
+            query?: {
+                /** @description A page number within the paginated result set. */
+                page?: number;
+                /** @description Number of results to return per page. */
+                page_size?: number;
+            };
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedKeyOutputList"];
+                };
+            };
+            /** @description Codes: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_keys_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["KeyListInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyCreated"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`, `invalid_scopes`, `invalid_expiry`, `invalid_rate_limit`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `key_limit_reached`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_keys_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyOutput"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `key_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_keys_destroy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyOutput"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `key_not_found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
