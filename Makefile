@@ -156,6 +156,8 @@ bench: $(STAMP_DEV)
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/api_reads.py
 	$(PY) bench/ledger_contention.py
+	$(PY) bench/cap_race.py
+	$(PY) bench/usage_query.py
 	$(PY) bench/balance_read.py
 	$(PY) bench/memory.py
 	$(PY) bench/edl_latency.py

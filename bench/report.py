@@ -283,6 +283,28 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                         f"({d['ratio_team_to_service']} of the service), budgets drained to exactly their limit: "
                         f"{verdict(d['drain']['team']['members_over_budget'] == 0)}" if "team" in d else "")
                     + " |"))
+    if (d := load("cap_race")) is not None:
+        runs, th = d["runs"], [run["thresholds"] for run in d["runs"]]
+        rows.append(("cap_race", f"| spend caps raced: {d['settings']['submissions']} concurrent submissions from "
+                    f"{d['settings']['keys']} keys and {d['settings']['members']} members, {len(runs)} runs | overrun "
+                    f"{d['overrun_credits']} credits; refused by "
+                    + "; ".join(", ".join(f"{cap} {n}" for cap, n in sorted(run["refused_by"].items())) for run in runs)
+                    + f"; threshold events {[t['events'] for t in th]} for {[t['alerts'] for t in th]} alerts, "
+                    f"duplicates {[t['duplicates'] for t in th]}, latency max {[t['latency_max_ms'] for t in th]} ms "
+                    f"| no caps: {d['baseline_uncapped']['per_second']} submissions/s | "
+                    f"{d['ratio_capped_vs_uncapped_per_second']} (submissions/s, capped over uncapped) | overrun 0: "
+                    f"{verdict(d['verdict']['no_overrun'])}; each threshold once within 1 s: "
+                    f"{verdict(d['verdict']['thresholds_once_within_1s'])} |"))
+    if (d := load("usage_query")) is not None:
+        idx, base = d["indexed"], d["without_index"]
+        rows.append(("usage_query", f"| GET /usage, a month of a workspace with {d['rows']:,} ledger rows "
+                    f"({d['entries_in_month']:,} in the month) | request p99: "
+                    + ", ".join(f"{g} {idx[g]['request']['p99_ms']} ms" for g in ("day", "type", "member", "key"))
+                    + f"; FOCUS export {idx['focus']['request']['p99_ms']} ms | without the usage index, query p50: "
+                    + ", ".join(f"{g} {base[g]['query']['p50_ms']} ms" for g in ("day", "type", "member", "key"))
+                    + f"; naive Python sum {d['naive_python_sum_ms']['p50_ms']} ms | "
+                    + ", ".join(f"{g} {r}" for g, r in d["ratio_p50_without_over_with"].items())
+                    + f" | p99 < 200 ms: {verdict(d['target_met'])} |"))
     if (d := load("render")) is not None:
         rows.append(("render", f"| render, 10 clips, {d['settings']['output_s']} s output | {d['engine_median_s']} s | hand-written "
                     f"ffmpeg command: {d['hand_median_s']} s | {d['ratio']} | <= 1.2: {verdict(d['ratio'] <= 1.2)} |"))
