@@ -165,21 +165,25 @@ def _key_label(key: ApiKey) -> str:
     return f"key: {key.name} ({key.prefix}…)"
 
 
-def member_labels(*, user: User, member_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Who each member id is: one of the account's API keys, or a person (name and email). A
+def member_labels(*, user: User, member_ids: Iterable[uuid.UUID], people_named: bool = True
+                  ) -> dict[uuid.UUID, str]:
+    """Who each member id is: one of the account's API keys, or a person (name and email; their id
+    alone when not `people_named`: for a caller who may not see the members, an API key). A
     person's account is read on the owner's login (a session sees only its own account in `users`);
     the ids come from the account's own ledger, so only those who spent its credits are named."""
     ids = set(member_ids)
     labels = {key.pk: _key_label(key) for key in ApiKey.objects.filter(user_id=user.pk, pk__in=ids)}
     people = ids - set(labels)
-    if people:
+    if people and not people_named:
+        labels.update({pk: f"member {pk}" for pk in people})
+    elif people:
         with rls.trusted():
             for pk, email, name in User.objects.filter(pk__in=people).values_list("pk", "email", "name"):
                 labels[pk] = f"{name} <{email}>" if name and email else (name or email or str(pk))
     return labels
 
 
-def _labels(user: User, group_by: str, keys: list[Any]) -> dict[Any, str]:
+def _labels(user: User, group_by: str, keys: list[Any], people_named: bool) -> dict[Any, str]:
     if group_by == "day":
         return {key: key.isoformat() for key in keys}
     if group_by == "type":
@@ -187,18 +191,19 @@ def _labels(user: User, group_by: str, keys: list[Any]) -> dict[Any, str]:
     if group_by == "key":
         found = {key.pk: _key_label(key) for key in ApiKey.objects.filter(user_id=user.pk, pk__in=keys)}
         return {key: found.get(key, "people") if key else "people" for key in keys}
-    found = member_labels(user=user, member_ids=[key for key in keys if key])
+    found = member_labels(user=user, member_ids=[key for key in keys if key], people_named=people_named)
     return {key: found.get(key, "former member") if key else "no member recorded" for key in keys}
 
 
-def usage_report(*, user: User, period: UsageRange, group_by: str) -> UsageReport:
-    """The account's usage in the range, in groups (`day`, job `type`, `member`, API `key`)."""
+def usage_report(*, user: User, period: UsageRange, group_by: str, people_named: bool = True) -> UsageReport:
+    """The account's usage in the range, in groups (`day`, job `type`, `member`, API `key`);
+    `people_named`: as member_labels'."""
     if group_by not in GROUPINGS:
         raise ValueError(group_by)
     with connection.cursor() as cursor:
         cursor.execute(_usage_sql(group_by), _params(user, period))
         rows = cursor.fetchall()
-    labels = _labels(user, group_by, [row[0] for row in rows])
+    labels = _labels(user, group_by, [row[0] for row in rows], people_named)
     groups = [UsageGroup(None if key is None else str(key), labels[key], int(charged), int(refunded), int(jobs))
               for key, charged, refunded, jobs in rows]
     if group_by != "day":
@@ -342,10 +347,10 @@ class FocusExport:
     it ends, read to the end or not), so a slow reader holds no snapshot open.
     """
 
-    def __init__(self, *, user: User, period: UsageRange) -> None:
+    def __init__(self, *, user: User, period: UsageRange, people_named: bool = True) -> None:
         self.user = user
         params = _params(user, period)
-        self.labels = member_labels(user=user, member_ids=self._members(params))
+        self.labels = member_labels(user=user, member_ids=self._members(params), people_named=people_named)
         self.cursor = connection.chunked_cursor()
         try:
             self.cursor.execute(_usage_sql("focus"), params)

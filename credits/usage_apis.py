@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from auteur.core.api import ApiView, request_user
 from auteur.core.schema import raises
+from auteur.users.workspace_context import seat_of
 from credits.usage import GROUPINGS, FocusExport, usage_csv, usage_range, usage_report
 
 FORMATS = ("json", "csv", "focus")
@@ -116,9 +117,12 @@ class UsageApi(ApiView):
         user = request_user(request)
         period = usage_range(start=params.get("from"), end=params.get("to"), today=timezone.now().date())
         stem = f"usage-{period.start}-{period.end}"
+        # People are named to whom may see the members (an API key sees their ids).
+        seat = seat_of(request._request)
+        named = seat is None or seat.personal or seat.may("members.view")
         if params["format"] == "focus":
-            return _csv_response(FocusExport(user=user, period=period), f"{stem}-focus.csv")
-        report = usage_report(user=user, period=period, group_by=params["group_by"])
+            return _csv_response(FocusExport(user=user, period=period, people_named=named), f"{stem}-focus.csv")
+        report = usage_report(user=user, period=period, group_by=params["group_by"], people_named=named)
         if params["format"] == "csv":
             return _csv_response(usage_csv(report), f"{stem}-by-{report.group_by}.csv")
         return Response(UsageOutputSerializer(report).data)

@@ -7,6 +7,8 @@ import uuid
 
 from django.db import transaction
 
+from auteur.users.models import ApiKey
+from auteur.users.roles import scope_allows
 from credits.errors import InsufficientCredits, SpendCapReached
 from jobs.errors import FeatureUnavailable, MediaDurationUnknown
 from jobs.inputs import SubmissionOptions
@@ -35,6 +37,12 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
     existing = IdempotencyRecord.objects.filter(user=media.user, key=key).select_related("job").first()
     if existing is not None:
         return existing.job
+    uploader_key = ApiKey.objects.filter(pk=media.member_id, user_id=media.user_id).values_list("scopes", flat=True)
+    scopes = uploader_key.first() if media.member_id is not None else None
+    if scopes is not None and not scope_allows(frozenset(scopes), "jobs.run"):
+        # Uploaded with an API key that may not run jobs: its upload spends nothing either.
+        _skipped(media, "permission_denied", "The file was uploaded with an API key without the jobs:write scope.")
+        return None
     spec = job_spec(JobType.TRANSCRIPTION)
     body = {"project_id": str(media.project_id), "media_id": str(media.pk)}
     data = spec.input(data=body)
@@ -56,9 +64,13 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
         # and every member who sees the file reads it: a member's budget is not told there.
         reason, _details = exc.public()
         if isinstance(exc, SpendCapReached):
-            reason = "The monthly budget of the member who uploaded the file does not cover it."
-        metadata = {**media.metadata, "auto_transcribe": {"skipped": exc.code, "reason": reason}}
-        MediaFile.objects.filter(pk=media.pk).update(metadata=metadata)
-        logger.info("automatic transcription of media %s skipped: %s", media.pk, exc.code)
+            reason = f"A spend cap ({exc.details.get('cap')}) of whoever uploaded the file does not cover it."
+        _skipped(media, exc.code, reason)
         return None
     return job
+
+
+def _skipped(media: MediaFile, code: str, reason: str) -> None:
+    metadata = {**media.metadata, "auto_transcribe": {"skipped": code, "reason": reason}}
+    MediaFile.objects.filter(pk=media.pk).update(metadata=metadata)
+    logger.info("automatic transcription of media %s skipped: %s", media.pk, code)

@@ -186,6 +186,26 @@ def test_auto_transcription_is_skipped_with_a_reason_when_credits_are_short(make
     assert not Job.objects.filter(user=poor).exists()
 
 
+def test_an_upload_by_a_key_that_may_not_run_jobs_starts_no_paid_transcription(user, project):
+    from auteur.users.key_services import api_key_create
+    from auteur.users.models import Membership
+
+    credit_grant(user=user, amount=100, type="bonus", description="test")
+    Project.objects.filter(pk=project.pk).update(auto_transcribe=True)
+    seat = Membership.objects.get(workspace_id=user.pk, user=user)
+    uploader, _ = api_key_create(membership=seat, name="uploads", scopes=["media:write"])
+    runner, _ = api_key_create(membership=seat, name="pipeline", scopes=["media:write", "jobs:write"])
+    video = {"project": project, "type": "video", "duration_ms": 60_000}
+    mute = MediaFileFactory.create(name="a.mp4", member_id=uploader.pk, **video)
+    heard = MediaFileFactory.create(name="b.mp4", member_id=runner.pk, **video)
+    assert transcribe.job_auto_transcribe(media_id=mute.pk) is None
+    mute.refresh_from_db()
+    assert mute.metadata["auto_transcribe"]["skipped"] == "permission_denied"
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        job = transcribe.job_auto_transcribe(media_id=heard.pk)
+    assert job is not None and job.member_id == runner.pk
+
+
 def test_auto_transcription_of_a_file_of_unknown_length_charges_nothing(user, project):
     """Never priced as the minimum: skipped, with the reason on the file."""
     credit_grant(user=user, amount=100, type="bonus", description="test")
