@@ -24,8 +24,16 @@ from auteur.core.admin_tools import ReadOnlyAdminMixin
 from auteur.core.errors import ApplicationError
 from auteur.users.admin import UserAdmin as BaseUserAdmin
 from auteur.users.admin import WorkspaceAdmin as BaseWorkspaceAdmin
-from auteur.users.models import User, Workspace
-from credits.models import CreditAccount, CreditTransaction, SpendCap, Subscription, SubscriptionStatus
+from auteur.users.models import ApiKey, User, Workspace
+from credits.models import (
+    CapAlert,
+    CapScope,
+    CreditAccount,
+    CreditTransaction,
+    SpendCap,
+    Subscription,
+    SubscriptionStatus,
+)
 from credits.selectors import credit_balance_get, member_budgets_get
 from credits.services.ledger import credit_adjust
 from credits.services.subscriptions import subscription_cancel, subscription_change_plan, subscription_create
@@ -251,26 +259,44 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(SpendCap)
 class SpendCapAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Each team member's spending of their workspace's pool this month, and their budget: counted
-    by the ledger's statements only, so nothing here changes them (the workspace's owners and
-    admins set budgets through the API)."""
+    """Spend counters and their caps: a workspace's own, each API key's, each team member's, this
+    month. Counted by the ledger's statements only, so nothing here changes them (the workspace's
+    owners, admins and billing set caps through the API)."""
 
-    list_display = ("user", "member", "monthly_limit", "spent", "month", "updated_at")
+    list_display = ("user", "scope", "member", "monthly_limit", "job_limit", "spent", "month", "updated_at")
     list_filter = ("scope", "month")
     search_fields = ("=user__id", "=subject_id")
     list_select_related = ("user",)
-    fields = ("user", "scope", "subject_id", "monthly_limit", "spent", "month", "updated_at")
+    fields = ("user", "scope", "subject_id", "monthly_limit", "job_limit", "spent", "month", "notified",
+              "updated_at")
     readonly_fields = fields
     show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SpendCap]:
-        # The member's email in the list's one query, not a query per row.
+        # The member's email, or the key's name, in the list's one query, not a query per row.
         email = User.objects.filter(pk=OuterRef("subject_id")).values("email")[:1]
-        return super().get_queryset(request).annotate(member_email=Subquery(email))
+        key = ApiKey.objects.filter(pk=OuterRef("subject_id")).values("name")[:1]
+        return super().get_queryset(request).annotate(member_email=Subquery(email), key_name=Subquery(key))
 
-    @admin.display(description="member")
+    @admin.display(description="whose")
     def member(self, obj: SpendCap) -> str:
+        if obj.scope == CapScope.WORKSPACE:
+            return "the workspace"
+        if getattr(obj, "key_name", None):
+            return f"key: {obj.key_name}"  # type: ignore[attr-defined]
         return getattr(obj, "member_email", None) or str(obj.subject_id)
+
+
+@admin.register(CapAlert)
+class CapAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The thresholds of spend caps crossed (50, 80, 100 %), each once a month, and when each was
+    announced (an event and the `spend_cap` webhooks)."""
+
+    list_display = ("created_at", "user", "scope", "subject_id", "threshold", "monthly_limit", "spent", "announced_at")
+    list_filter = ("scope", "threshold", ("announced_at", admin.EmptyFieldListFilter))
+    search_fields = ("=user__id", "=subject_id")
+    list_select_related = ("user",)
+    show_full_result_count = False
 
 
 # The users app knows nothing of credits; its workspace page gets the pool here.

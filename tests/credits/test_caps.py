@@ -286,3 +286,17 @@ def test_limits_of_tens_of_millions(owner: User, team: Workspace):
     member_budget_set(membership=seat(owner, team), user_id=owner.pk, monthly_limit=2**31 - 1)
     charge(team, owner.pk, 1)
     assert ledger_check() == []
+
+
+def test_staff_see_the_counters_and_the_alerts(owner: User, team: Workspace, superuser_client: Any):
+    key, _ = api_key_create(membership=seat(owner, team), name="farm", scopes=["jobs:write"])
+    key_cap_set(membership=seat(owner, team), key_id=key.pk, monthly_limit=4, job_limit=None)
+    workspace_cap_set(membership=seat(owner, team), monthly_limit=100)
+    charge(team, key.pk, 4)
+    listed = superuser_client.get("/admin/credits/spendcap/").content.decode()
+    assert "key: farm" in listed and "the workspace" in listed
+    alerts = superuser_client.get("/admin/credits/capalert/")
+    assert alerts.status_code == 200 and "100" in alerts.content.decode()
+    alert = CapAlert.objects.filter(scope="key").first()
+    assert alert is not None
+    assert superuser_client.get(f"/admin/credits/capalert/{alert.pk}/change/").status_code == 200
