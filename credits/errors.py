@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 from auteur.core.errors import ApplicationError
+from auteur.users.workspace_context import balances_shown
 
 
 class InsufficientCredits(ApplicationError):
+    """The balance does not cover the cost. A caller who may not see the workspace's balance (an API
+    key without credits:read) is told the cost only: `balance` null."""
+
     code = "insufficient_credits"
 
     def __init__(self, *, balance: int, cost: int) -> None:
+        shown = balances_shown()
         super().__init__(
-            f"This needs {cost} credits and the balance is {balance}.",
-            details={"balance": balance, "cost": cost},
+            f"This needs {cost} credits and the balance is {balance}." if shown else
+            f"This needs {cost} credits and the workspace's balance does not cover it.",
+            details={"balance": balance if shown else None, "cost": cost},
         )
         self.balance = balance
         self.cost = cost

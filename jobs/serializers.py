@@ -242,9 +242,11 @@ class QuoteSerializer(serializers.Serializer):
     quote_id = serializers.UUIDField(help_text="Name it in the submission's body (`quote_id`) to be charged this price")
     type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES)
     credits_cost = serializers.IntegerField(help_text="The price the quote holds")
-    balance = serializers.IntegerField(help_text="Your balance now")
-    balance_after = serializers.IntegerField(help_text=(
-        "Your balance once charged (negative: the submission would be refused with 402 `insufficient_credits`)"))
+    balance = serializers.IntegerField(allow_null=True, help_text=(
+        "Your balance now (null for an API key without credits:read)"))
+    balance_after = serializers.IntegerField(allow_null=True, help_text=(
+        "Your balance once charged (negative: the submission would be refused with 402 `insufficient_credits`; "
+        "null for an API key without credits:read)"))
     queue_position = serializers.IntegerField(allow_null=True, min_value=1, help_text=(
         "Its place among your waiting jobs if submitted now (as a job's `queue_position`)"))
     lane_position = serializers.IntegerField(allow_null=True, min_value=1, help_text=(

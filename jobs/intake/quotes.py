@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from auteur.users.models import User
+from auteur.users.workspace_context import balances_shown
 from credits.selectors import credit_balance_get, spend_cap_refusal
 from jobs.errors import QuoteExpired, QuoteMismatch, QuoteNotFound, QuoteUsed
 from jobs.inputs import Scheduling
@@ -57,8 +58,10 @@ def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: s
     estimate = job_queue_estimate(user_id=user.pk, job_type=spec.type, status=JobStatus.PENDING, created_at=now,
                                   priority=scheduling.priority)
     return {
-        "quote_id": quote.pk, "type": spec.type.value, "credits_cost": cost, "balance": balance,
-        "balance_after": balance - cost, "queue_position": estimate.queue_position,
+        "quote_id": quote.pk, "type": spec.type.value, "credits_cost": cost,
+        # Only to whom may see the workspace's balance (an API key needs credits:read).
+        "balance": balance if balances_shown() else None,
+        "balance_after": balance - cost if balances_shown() else None, "queue_position": estimate.queue_position,
         "lane_position": estimate.lane_position, "eta_seconds": estimate.eta_seconds,
         "expires_at": quote.expires_at,
         "cache": {"hit": hit is not None, "source_job_id": hit.source.pk if hit else None,

@@ -300,3 +300,20 @@ def test_staff_see_the_counters_and_the_alerts(owner: User, team: Workspace, sup
     alert = CapAlert.objects.filter(scope="key").first()
     assert alert is not None
     assert superuser_client.get(f"/admin/credits/capalert/{alert.pk}/change/").status_code == 200
+
+
+def test_a_key_without_credits_read_is_not_told_the_balance(owner: User, make_user: Callable[..., User]):
+    poor = team_workspace(owner, name="Poor")
+    seat_ = Membership.objects.get(workspace=poor, user=owner)
+    _, blind = api_key_create(membership=seat_, name="runner", scopes=["jobs:write", "projects:write"])
+    _, sees = api_key_create(membership=seat_, name="books", scopes=["jobs:write", "projects:write", "credits:read"])
+    credit_grant(user=account(poor), amount=1, description="almost nothing")
+    project = key_client(blind).post("/api/v1/projects", {"name": "p"}, format="json").json()
+    body = {"project_id": project["id"], "text": "Hello there, a long enough text"}
+    quoted = key_client(blind).post("/api/v1/jobs/tts/quote", body, format="json").json()
+    assert (quoted["balance"], quoted["balance_after"]) == (None, None)
+    assert key_client(sees).post("/api/v1/jobs/tts/quote", body, format="json").json()["balance"] == 1
+    refused = key_client(blind).post("/api/v1/jobs/tts", body, format="json").json()["error"]
+    assert refused["code"] == "insufficient_credits" and refused["details"]["balance"] is None
+    assert "balance is" not in refused["message"]
+    assert key_client(sees).post("/api/v1/jobs/tts", body, format="json").json()["error"]["details"]["balance"] == 1

@@ -3976,10 +3976,10 @@ export interface components {
         Publication3c1Enum: "unpublished" | "publishing" | "published";
         /** @description What a job would cost if submitted now, promised until `expires_at`. */
         Quote: {
-            /** @description Your balance now */
-            balance: number;
-            /** @description Your balance once charged (negative: the submission would be refused with 402 `insufficient_credits`) */
-            balance_after: number;
+            /** @description Your balance now (null for an API key without credits:read) */
+            balance: number | null;
+            /** @description Your balance once charged (negative: the submission would be refused with 402 `insufficient_credits`; null for an API key without credits:read) */
+            balance_after: number | null;
             /** @description Whether the result cache would serve it if submitted now: then it completes at once, charged `cache.credits_cost` instead */
             cache: components["schemas"]["QuoteCache"];
             /** @description The price the quote holds */
