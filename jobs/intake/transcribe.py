@@ -37,8 +37,9 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
     existing = IdempotencyRecord.objects.filter(user=media.user, key=key).select_related("job").first()
     if existing is not None:
         return existing.job
-    uploader_key = ApiKey.objects.filter(pk=media.member_id, user_id=media.user_id).values_list("scopes", flat=True)
-    scopes = uploader_key.first() if media.member_id is not None else None
+    scopes = None
+    if media.member_id is not None:
+        scopes = ApiKey.objects.filter(pk=media.member_id, user_id=media.user_id).values_list("scopes", flat=True).first()
     if scopes is not None and not scope_allows(frozenset(scopes), "jobs.run"):
         # Uploaded with an API key that may not run jobs: its upload spends nothing either.
         _skipped(media, "permission_denied", "The file was uploaded with an API key without the jobs:write scope.")
