@@ -39,7 +39,8 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
         return existing.job
     scopes = None
     if media.member_id is not None:
-        scopes = ApiKey.objects.filter(pk=media.member_id, user_id=media.user_id).values_list("scopes", flat=True).first()
+        uploader = ApiKey.objects.filter(pk=media.member_id, user_id=media.user_id)
+        scopes = uploader.values_list("scopes", flat=True).first()
     if scopes is not None and not scope_allows(frozenset(scopes), "jobs.run"):
         # Uploaded with an API key that may not run jobs: its upload spends nothing either.
         _skipped(media, "permission_denied", "The file was uploaded with an API key without the jobs:write scope.")
