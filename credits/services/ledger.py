@@ -177,7 +177,13 @@ WITH moved AS ({_MOVED}), uncounted AS (
       AND (subject_id IN (%(user_id)s, %(member_id)s)
            OR subject_id = (SELECT created_by_id FROM api_keys WHERE id = %(member_id)s AND user_id = %(user_id)s))
 ){_ENTRY}{_RETURNING}"""  # noqa: S608 - constant fragments only
+# A personal workspace's owner's charge while the workspace has no cap: the plain statement, which
+# moves only an account not `capped` (read after the lock, so a cap set a moment ago is seen); one
+# it does not move (capped now, or short) is charged by _CHARGE_SQL, which decides.
+_MOVED_UNCAPPED = _MOVED.replace("balance + %(amount)s >= 0", "balance + %(amount)s >= 0 AND NOT capped")
+_CHARGE_UNCAPPED_SQL = f"WITH moved AS ({_MOVED_UNCAPPED}){_ENTRY}{_RETURNING}"
 _POST = Planned(_POST_SQL)
+_CHARGE_UNCAPPED = Planned(_CHARGE_UNCAPPED_SQL)
 _CHARGE = Planned(_CHARGE_SQL)
 _REFUND = Planned(_REFUND_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
@@ -235,6 +241,12 @@ def _post(
         logger.warning("a team's charge names no member: no budget counts it", extra={"job_id": str(job_id)})
     if type == TransactionType.USAGE:
         statement = _CHARGE
+        _refused_by.set(())
+        if not user.is_team and member_id in (None, user.pk):
+            entry = _post_once(_CHARGE_UNCAPPED, params)
+            if entry is not None:
+                entry.crossed_caps = []
+                return entry
     elif type == TransactionType.REFUND:
         statement = _REFUND
     entry = _post_once(statement, params)

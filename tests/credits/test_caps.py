@@ -317,3 +317,22 @@ def test_a_key_without_credits_read_is_not_told_the_balance(owner: User, make_us
     assert refused["code"] == "insufficient_credits" and refused["details"]["balance"] is None
     assert "balance is" not in refused["message"]
     assert key_client(sees).post("/api/v1/jobs/tts", body, format="json").json()["error"]["details"]["balance"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_personal_cap_set_while_its_owner_charges_misses_none_of_them(owner: User):
+    from tests.credits.test_concurrency import race
+
+    credit_grant(user=owner, amount=1000, description="mine")
+    personal = Membership.objects.get(workspace_id=owner.pk, user=owner)
+
+    def work(i: int) -> None:
+        if i % 10 == 5:
+            workspace_cap_set(membership=personal, monthly_limit=10_000 + i)
+        else:
+            credit_deduct_for_job(user=owner, job_id=uuid.uuid4(), amount=1, description="x", member_id=owner.pk)
+
+    results = race(30, work)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert ledger_check() == []  # charged by the plain statement before the cap, counted after it
+    assert credit_balance_get(user=owner) == 1000 - 27
