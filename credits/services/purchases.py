@@ -66,7 +66,7 @@ INSERT INTO credit_transactions
 SELECT %(id)s, moved.id, %(user_id)s, -moved.take, moved.balance, %(type)s, %(description)s, NULL,
        %(idempotency_key)s, NULL, NULL, clock_timestamp()
 FROM moved
-RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, idempotency_key,
+RETURNING id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
     created_by_id, member_id, created_at
 """
 

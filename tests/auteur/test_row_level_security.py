@@ -435,6 +435,7 @@ AS_OWNER = {
     "auteur_waiting_jobs_before": "a count of the jobs waiting in a lane, nothing of any one job",
     "auteur_median_processing_ms": "a median duration of a type's recent jobs, nothing of any one job",
     "auteur_is_member": "whether the session's own user is a member of a workspace",
+    "auteur_api_key": "the one API key whose secret's hash the caller knows (authentication)",
 }
 
 
