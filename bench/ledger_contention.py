@@ -12,8 +12,8 @@ service  credits.services.ledger.credit_deduct_for_job (a fresh job id each time
          Django's transaction handling and all (its guarded UPDATE and the ledger INSERT are one
          statement there; see _POST_SQL in credits/services/ledger.py).
 team     the same on a team workspace's account, each worker a member of it: the statement that
-         also counts the member's monthly budget (_CHARGE_MEMBER_SQL), every budget large enough
-         never to refuse.
+         also counts the member's monthly budget (_CHARGE_SQL), every budget large enough never to
+         refuse. (`service` is a personal owner's charge without a cap: _CHARGE_UNCAPPED_SQL.)
 
 Then a drain check for each: an account holding exactly D credits is hammered by all workers
 until it refuses; exactly D deductions must succeed and the balance must end at 0 (an overdraft
