@@ -14,8 +14,6 @@ covering index `credit_tx_usage_range` (migration 0008) serves by an index-only 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator
@@ -219,21 +217,34 @@ def usage_report(*, user: User, period: UsageRange, group_by: str, people_named:
 _FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
+def _cell(value: Any, cache: dict[str, str]) -> str:
+    """One CSV cell as the csv module's minimal quoting writes it (RFC 4180), a text cell that a
+    spreadsheet would run neutralised; the text cells of an export repeat (days, ids, labels), so
+    each is worked out once."""
+    if value is None:
+        return ""
+    if value.__class__ is not str:
+        return str(value)
+    done = cache.get(value)
+    if done is None:
+        text = "'" + value if value[:1] in _FORMULA_STARTS else value
+        if any(char in text for char in ',"\r\n'):
+            text = '"' + text.replace('"', '""') + '"'
+        done = cache[value] = text
+    return done
+
+
 def csv_lines(rows: Iterable[Iterable[Any]], *, batch: int = 500) -> Iterator[bytes]:
-    """Rows as CSV, `batch` lines to a piece; None is an empty cell."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    count = 0
+    """Rows as CSV (lines ending in CRLF), `batch` lines to a piece; None is an empty cell."""
+    cache: dict[str, str] = {}
+    lines: list[str] = []
     for row in rows:
-        writer.writerow(["'" + v if v.__class__ is str and v[:1] in _FORMULA_STARTS else v for v in row])
-        count += 1
-        if count == batch:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-            count = 0
-    if count:
-        yield buffer.getvalue().encode()
+        lines.append(",".join([_cell(value, cache) for value in row]))
+        if len(lines) == batch:
+            yield ("\r\n".join(lines) + "\r\n").encode()
+            lines.clear()
+    if lines:
+        yield ("\r\n".join(lines) + "\r\n").encode()
 
 
 USAGE_CSV_HEADER = ("key", "label", "charged", "refunded", "net", "jobs")
