@@ -236,6 +236,13 @@ class CapScope(models.TextChoices):
 THRESHOLDS = ((50, 1), (80, 2), (100, 4))
 
 
+def reached_bits(spent: str) -> str:
+    """SQL: the THRESHOLDS' bits that `spent` (an expression) reaches of `cap.monthly_limit`, in
+    64-bit arithmetic (a limit may be near 2**31)."""
+    return " | ".join(f"(CASE WHEN cap.monthly_limit IS NOT NULL AND ({spent})::bigint * 100 >= "
+                      f"cap.monthly_limit::bigint * {share} THEN {bit} ELSE 0 END)" for share, bit in THRESHOLDS)
+
+
 class SpendCap(models.Model):
     """What one subject of an account (the whole workspace, a member, an API key) spent of its
     credits this month, and the limits on it, if any.

@@ -35,10 +35,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.utils import timezone
 from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -123,8 +121,7 @@ def still_seated(caller: StreamCaller) -> bool:
         return True
     if seat.key:
         with rls.trusted():
-            return ApiKey.objects.filter(pk=seat.member_id, user_id=seat.workspace_id, revoked_at__isnull=True).filter(
-                Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())).exists()
+            return ApiKey.objects.filter(ApiKey.usable(), pk=seat.member_id, user_id=seat.workspace_id).exists()
     with rls.trusted():
         role = (Membership.objects.filter(workspace_id=seat.workspace_id, user_id=seat.member_id)
                 .values_list("role", flat=True).first())

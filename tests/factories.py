@@ -94,3 +94,13 @@ def acting_in(user: User, workspace: Workspace | str) -> APIClient:
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}",
                        HTTP_AUTEUR_WORKSPACE=str(getattr(workspace, "pk", workspace)))
     return client
+
+
+def key_client(text: str, workspace: Any = None) -> APIClient:
+    """A client that sends the API key `text` (and `workspace` in its Auteur-Workspace header, if given)."""
+    client = APIClient(raise_request_exception=False)
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {text}"}
+    if workspace is not None:
+        headers["HTTP_AUTEUR_WORKSPACE"] = str(workspace)
+    client.credentials(**headers)
+    return client

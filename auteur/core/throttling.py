@@ -78,10 +78,7 @@ class SlidingWindowThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            seat = seat_of(request._request)
-            own = seat.rate_limit if seat is not None else None  # an API key's
-            limit = own or settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE
-            return self._allow(f"rl:u:{person_of(request)}", limit=limit)
+            return self._allow(f"rl:u:{person_of(request)}", limit=person_limit(request))
         return self.allow_client(request)
 
     def allow_client(self, request: Request, *, scope: str = "ip", limit: int | None = None) -> bool:
@@ -120,14 +117,18 @@ def person_of(request: Request) -> Any:
     return seat.member_id if seat is not None else request.user.pk
 
 
+def person_limit(request: Request) -> int:
+    """A signed-in request's requests per minute: an API key's own, else a person's."""
+    seat = seat_of(request._request)
+    return (seat.rate_limit if seat is not None else None) or settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE
+
+
 def count_refused(request: Request, person_id: Any) -> None:
     """Count a signed-in request about to be refused before DRF's throttles run (404 for the
     workspace its header names, 403 for the caller's role there) against its person's limit, and
     raise Throttled (429) instead once that is spent: refusals are not free to repeat."""
     throttle = SlidingWindowThrottle()
-    seat = seat_of(request._request)
-    limit = (seat.rate_limit if seat is not None else None) or settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE
-    if not throttle._allow(f"rl:u:{person_id}", limit=limit):
+    if not throttle._allow(f"rl:u:{person_id}", limit=person_limit(request)):
         raise Throttled(wait=throttle.wait())
 
 

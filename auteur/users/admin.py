@@ -15,7 +15,6 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
-from django.utils import timezone
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -129,12 +128,6 @@ class ApiKeyAdmin(ReadOnlyAdmin):
         "revoked_by", "last_used_at", "last_used_ip", "rate_limit_per_minute")
     readonly_fields: ClassVar[tuple[str, ...]] = fields
     actions = ("revoke",)
-
-    @admin.display(description="state")
-    def state(self, key: ApiKey) -> str:
-        if key.revoked_at is not None:
-            return "revoked"
-        return "expired" if key.expires_at is not None and key.expires_at <= timezone.now() else "active"
 
     @admin.action(description="Revoke the selected keys (their next request is refused)", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -13,11 +12,8 @@ from rest_framework.response import Response
 from auteur.core.api import ApiView, KeyedPagination, StrictSerializer, paginated_response, request_user
 from auteur.core.schema import raises
 from auteur.users.key_services import api_key_create, api_key_get, api_key_list, api_key_revoke
-from auteur.users.models import ApiKey
 from auteur.users.roles import SCOPES
 from auteur.users.selectors import membership_get
-
-KEY_STATES = ("active", "expired", "revoked")
 
 
 class KeyOutputSerializer(serializers.Serializer):
@@ -25,7 +21,7 @@ class KeyOutputSerializer(serializers.Serializer):
     name = serializers.CharField(read_only=True)
     prefix = serializers.CharField(read_only=True, help_text="The key's first characters, to tell keys apart.")
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=SCOPES), read_only=True)
-    state = serializers.SerializerMethodField()
+    state = serializers.CharField(read_only=True, help_text="`active`, `expired` or `revoked`.")
     created_by = serializers.UUIDField(source="created_by_id", read_only=True, allow_null=True)
     created_at = serializers.DateTimeField(read_only=True)
     expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
@@ -37,13 +33,6 @@ class KeyOutputSerializer(serializers.Serializer):
     rate_limit_per_minute = serializers.IntegerField(
         read_only=True, allow_null=True, help_text="Its requests per minute (null: the service's default for keys).")
 
-    @extend_schema(description="`active`, `expired` or `revoked`.")
-    def get_state(self, key: ApiKey) -> str:
-        if key.revoked_at is not None:
-            return "revoked"
-        if key.expires_at is not None and key.expires_at <= timezone.now():
-            return "expired"
-        return "active"
 
 
 class KeyCreatedSerializer(KeyOutputSerializer):

@@ -15,7 +15,6 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from auteur.core import rls
@@ -29,12 +28,6 @@ from auteur.users.workspace_services import acting, streams_end
 
 # Keys in use (neither revoked nor expired) per workspace.
 MAX_ACTIVE_KEYS = 50
-
-
-def usable_keys(workspace_id: uuid.UUID, now: datetime | None = None) -> QuerySet[ApiKey]:
-    now = now or timezone.now()
-    return ApiKey.objects.filter(user_id=workspace_id, revoked_at__isnull=True).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now))
 
 
 def api_key_list(*, membership: Membership) -> list[ApiKey]:
@@ -87,7 +80,7 @@ def api_key_create(*, membership: Membership, name: str, scopes: Iterable[str], 
         if beyond:
             raise PermissionDenied(f"A workspace's {actor.role} may not give a key the scopes {', '.join(beyond)}.",
                                    details={"action": "keys.manage", "role": actor.role, "scopes": beyond})
-        if usable_keys(actor.workspace_id, now).count() >= MAX_ACTIVE_KEYS:
+        if ApiKey.objects.filter(ApiKey.usable(now), user_id=actor.workspace_id).count() >= MAX_ACTIVE_KEYS:
             raise KeyLimitReached(f"A workspace has at most {MAX_ACTIVE_KEYS} keys in use: revoke one first.",
                                   details={"limit": MAX_ACTIVE_KEYS})
         text = key_generate()

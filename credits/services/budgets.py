@@ -21,7 +21,7 @@ from auteur.users.models import Membership, User
 from auteur.users.roles import Role
 from auteur.users.selectors import require
 from auteur.users.workspace_services import acting, member_seat
-from credits.models import THRESHOLDS, CapScope
+from credits.models import CapScope, reached_bits
 from credits.selectors import CapState, MemberBudget, member_budgets_get, workspace_caps_get
 from credits.services.ledger import credit_account_get_or_create
 
@@ -31,9 +31,7 @@ from credits.services.ledger import credit_account_get_or_create
 # entries' refunds. Its later changes are the ledger statements'; the limits, and the thresholds
 # already reached, are all that a counter made earlier takes from here. Run after the account's row
 # is locked, as a charge's statement locks it, so no charge counts between the read and the write.
-_REACHED = " | ".join(f"(CASE WHEN cap.monthly_limit IS NOT NULL "
-                      f"AND cap.spent * 100 >= cap.monthly_limit::bigint * {share} THEN {bit} ELSE 0 END)"
-                      for share, bit in THRESHOLDS)
+_REACHED = reached_bits("cap.spent")
 _LOCK_SQL = "SELECT FROM credit_accounts WHERE user_id = %(account_id)s FOR UPDATE"
 # The workspace's own counter counts from now on (CreditAccount.capped): set under the lock above.
 _COUNT_WORKSPACE_SQL = "UPDATE credit_accounts SET capped = true WHERE user_id = %(account_id)s AND NOT capped"

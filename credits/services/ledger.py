@@ -41,10 +41,10 @@ from auteur.users.models import User
 from credits.alerts import cap_alerts_record
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import (
-    THRESHOLDS,
     CreditAccount,
     CreditTransaction,
     TransactionType,
+    reached_bits,
 )
 from credits.selectors import (
     credit_balance_get,
@@ -142,9 +142,7 @@ _SUBJECTS = """
 """
 _SPENT = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent"
 _NOTIFIED = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.notified ELSE 0 END)"
-_REACHED = " | ".join(
-    f"(CASE WHEN cap.monthly_limit IS NOT NULL AND ({_SPENT})::bigint * 100 >= cap.monthly_limit::bigint * {share} "
-    f"THEN {bit} ELSE 0 END)" for share, bit in THRESHOLDS)
+_REACHED = reached_bits(_SPENT)
 _CHARGE_SQL = f"""
 WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS (
     INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, month, spent, notified, crossed, updated_at)

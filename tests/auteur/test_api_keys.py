@@ -23,7 +23,7 @@ from credits.services.ledger import credit_grant
 from jobs.models import Job
 from projects.models import Project
 from tests.auteur.test_workspace_requests import OPERATIONS, api_routes, send
-from tests.factories import acting_in, team_workspace
+from tests.factories import acting_in, key_client, team_workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -36,14 +36,6 @@ def owner(make_user: Callable[..., User]) -> User:
 @pytest.fixture
 def team(owner: User) -> Workspace:
     return team_workspace(owner)
-
-
-def key_client(text: str, workspace: Any = None) -> APIClient:
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {text}")
-    if workspace is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {text}", HTTP_AUTEUR_WORKSPACE=str(workspace))
-    return client
 
 
 def make_key(owner: User, workspace: Workspace, scopes: list[str], **extra: Any) -> tuple[ApiKey, str]:

@@ -22,7 +22,7 @@ from credits.services.ledger import credit_deduct_for_job, credit_grant, credit_
 from jobs.events.account import cap_alerts_announce
 from jobs.events.stream import stream_key, stream_redis
 from projects.models import Project
-from tests.factories import acting_in, team_workspace
+from tests.factories import acting_in, key_client, team_workspace
 from tests.webhooks.conftest import fake_dns  # noqa: F401 - a fixture
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
@@ -53,12 +53,6 @@ def account(team: Workspace) -> User:
 def charge(team: Workspace, member_id: uuid.UUID, amount: int, job_id: uuid.UUID | None = None) -> CreditTransaction:
     return credit_deduct_for_job(user=account(team), job_id=job_id or uuid.uuid4(), amount=amount, description="job",
                                  member_id=member_id)
-
-
-def key_client(text: str) -> APIClient:
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {text}")
-    return client
 
 
 @pytest.mark.django_db(transaction=True)

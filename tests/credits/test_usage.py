@@ -374,10 +374,9 @@ class TestFormats:
 
 @pytest.mark.django_db
 def test_a_key_sees_who_spent_by_id_not_by_name_or_email(make_user, client_for):
-    from rest_framework.test import APIClient
-
     from auteur.users.key_services import api_key_create
     from auteur.users.models import Membership
+    from tests.factories import key_client
 
     owner = make_user(email="owner@example.com")
     credit_grant(user=owner, amount=100, description="funds")
@@ -385,9 +384,7 @@ def test_a_key_sees_who_spent_by_id_not_by_name_or_email(make_user, client_for):
     key, text = api_key_create(membership=Membership.objects.get(workspace_id=owner.pk, user=owner), name="books",
                                scopes=["credits:read"])
     credit_deduct_for_job(user=owner, job_id=uuid.uuid4(), amount=2, description="x", member_id=key.pk)
-    as_key = APIClient()
-    as_key.credentials(HTTP_AUTHORIZATION=f"Bearer {text}")
-    groups = {g["key"]: g["label"] for g in as_key.get("/api/v1/usage?group_by=member").json()["groups"]}
+    groups = {g["key"]: g["label"] for g in key_client(text).get("/api/v1/usage?group_by=member").json()["groups"]}
     assert groups[str(owner.pk)] == f"member {owner.pk}" and groups[str(key.pk)].startswith("key: books")
     named = {g["key"]: g["label"] for g in client_for(owner).get("/api/v1/usage?group_by=member").json()["groups"]}
     assert "owner@example.com" in named[str(owner.pk)]

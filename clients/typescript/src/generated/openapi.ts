@@ -3073,6 +3073,7 @@ export interface components {
             /** Format: date-time */
             readonly revoked_at: string | null;
             readonly scopes: components["schemas"]["ScopesEnum"][];
+            /** @description `active`, `expired` or `revoked`. */
             readonly state: string;
         };
         /**
@@ -3119,6 +3120,7 @@ export interface components {
             /** Format: date-time */
             readonly revoked_at: string | null;
             readonly scopes: components["schemas"]["ScopesEnum"][];
+            /** @description `active`, `expired` or `revoked`. */
             readonly state: string;
         };
         /**
