@@ -202,20 +202,23 @@ WHERE u.user_id = %(account_id)s AND u.type = 'usage' AND u.created_at >= %(star
 
 
 def spend_cap_refusal(*, user: User, member_id: uuid.UUID | None, cost: int, month: date | None = None,
-                      only: set[tuple[str, uuid.UUID]] | None = None) -> SpendCapReached | None:
+                      only: set[tuple[str, uuid.UUID]] | None = None,
+                      largest: int | None = None) -> SpendCapReached | None:
     """The error a charge of `cost` to the account by the member (or key) meets at one of its caps
     now, if it does: the workspace's monthly cap, the key's per-job and monthly limits, the team
     member's (or the key's maker's) monthly budget. `month`: as caps_of_charge's. `only`: the
-    (scope, subject) of the counters to look at (those that refused a charge)."""
+    (scope, subject) of the counters to look at (those that refused a charge). `largest`: for a
+    charge of many jobs, the dearest, which a per-job limit holds (else `cost`)."""
     for cap in caps_of_charge(user=user, member_id=member_id, month=month):
         if only is not None and (cap.scope, cap.subject_id) not in only:
             continue
         subject = {_SUBJECT_DETAIL[CapScope(cap.scope)]: str(cap.subject_id)} if cap.scope in _SUBJECT_DETAIL else {}
-        if cap.job_limit is not None and cost > cap.job_limit:
+        one_job = cost if largest is None else largest
+        if cap.job_limit is not None and one_job > cap.job_limit:
             return SpendCapReached(
-                f"This job costs {cost} credits, more than this API key's limit of {cap.job_limit} per job.",
+                f"This job costs {one_job} credits, more than this API key's limit of {cap.job_limit} per job.",
                 details={"cap": "key_per_job", **subject, "limit": cap.job_limit, "job_limit": cap.job_limit,
-                         "cost": cost, "resets_at": None})
+                         "cost": one_job, "resets_at": None})
         if cap.monthly_limit is not None and cap.spent + cost > cap.monthly_limit:
             return SpendCapReached(
                 f"This needs {cost} credits and {_WHOSE[CapScope(cap.scope)]} has {cap.remaining} left of "

@@ -76,3 +76,7 @@ class QuoteMismatch(ApplicationError):
 
 class QuoteUsed(ApplicationError):
     code = "quote_used"
+
+
+class BatchNotFound(ApplicationError):
+    code = "batch_not_found"

@@ -55,6 +55,38 @@ WAITING_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED)
 TERMINAL_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.ABORTED)
 
 
+class Batch(models.Model):
+    """Many jobs submitted in one request (POST /jobs/batch), charged together or not at all.
+
+    Its items are its jobs (`Job.batch`); what it counts per status is read from them, so it is
+    never out of step with them."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    member_id = models.UUIDField(null=True, blank=True, editable=False)  # who submitted it (Job.member_id)
+    item_count = models.PositiveIntegerField()
+    credits_cost = models.PositiveIntegerField()  # what its items were charged, together
+    priority = models.PositiveSmallIntegerField(choices=JobPriority.choices, default=JobPriority.LOW)
+    # The Idempotency-Key it was submitted with ("" for none) and its body's hash: the same key and
+    # body within the window answer this batch. One batch per (user, key); an expired one's key is
+    # cleared when the key is used again.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    request_hash = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "job_batches"
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=["user", "-created_at"], name="job_batches_user_created")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "idempotency_key"], name="job_batches_user_key",
+                                    condition=~models.Q(idempotency_key="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.id} ({self.item_count} items)"
+
+
 class Job(models.Model):
     """One AI feature run, paid for when accepted and refunded once if it does not complete."""
 
@@ -127,6 +159,10 @@ class Job(models.Model):
     cache_source = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
+    # The batch it was submitted in (POST /jobs/batch); none for a job submitted on its own.
+    batch = models.ForeignKey(Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs",
+                              db_index=False)
+    batch_index = models.PositiveSmallIntegerField(null=True, blank=True)  # its place in the batch's items, from 0
 
     class Meta:
         db_table = "jobs"
@@ -182,6 +218,8 @@ class Job(models.Model):
                 fields=["cache_source"], name="jobs_cache_source",
                 condition=models.Q(cache_source__isnull=False),
             ),
+            # A batch's items: its counts per status, its manifest, a bulk action on it.
+            models.Index(fields=["batch", "status"], name="jobs_batch_status", condition=models.Q(batch__isnull=False)),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(progress__lte=100), name="jobs_progress_le_100"),

@@ -1,7 +1,7 @@
 """Job endpoints, included under /api/v1/ by auteur/urls.py.
 
-One submission path per job type, listed before `jobs/<job_id>` so that a type name is never
-read as an id; a POST to any other `jobs/<x>` is a 404 `unknown_job_type`.
+One submission path per job type (and the batch's), listed before `jobs/<job_id>` so that a type
+name is never read as an id; a POST to any other `jobs/<x>` is a 404 `unknown_job_type`.
 """
 
 from django.urls import path
@@ -16,10 +16,16 @@ from jobs.apis import (
     JobRetryApi,
     JobTypeListApi,
 )
+from jobs.batch_apis import BatchDetailApi, BatchListApi, BatchManifestApi, BatchQuoteApi, BatchSubmitApi
 
 urlpatterns = [
     path("jobs", JobListApi.as_view(), name="job-list"),
     path("jobs/types", JobTypeListApi.as_view(), name="job-types"),
+    path("jobs/batch", BatchSubmitApi.as_view(), name="job-batch-submit"),
+    path("jobs/batch/quote", BatchQuoteApi.as_view(), name="job-batch-quote"),
+    path("batches", BatchListApi.as_view(), name="batch-list"),
+    path("batches/<str:batch_id>", BatchDetailApi.as_view(), name="batch-detail"),
+    path("batches/<str:batch_id>/manifest", BatchManifestApi.as_view(), name="batch-manifest"),
     *(
         path(f"jobs/{job_type}", api.as_view(), name=f"job-submit-{job_type}")
         for job_type, api in JOB_SUBMIT_APIS.items()

@@ -70,6 +70,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "media_not_found": status.HTTP_404_NOT_FOUND,
     "voice_not_found": status.HTTP_404_NOT_FOUND,
     "job_not_found": status.HTTP_404_NOT_FOUND,
+    "batch_not_found": status.HTTP_404_NOT_FOUND,
     "unknown_job_type": status.HTTP_404_NOT_FOUND,
     "webhook_not_found": status.HTTP_404_NOT_FOUND,
     "captions_not_found": status.HTTP_404_NOT_FOUND,

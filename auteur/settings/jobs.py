@@ -42,6 +42,10 @@ AUTEUR_REAPER_REPOLL_AFTER_SECONDS = env.int("AUTEUR_REAPER_REPOLL_AFTER_SECONDS
 # and refunded in full, whatever the client asked (0: no limit); per type in
 # AUTEUR_QUEUE_TTL_BY_TYPE, e.g. "render=7200,tts=600" (a type not named takes the default).
 AUTEUR_QUEUE_TTL_SECONDS = env.int("AUTEUR_QUEUE_TTL_SECONDS", default=24 * 3600)
+# Batches (POST /jobs/batch): the most items in one, and how long an item may wait to start (its
+# type's queue TTL does not apply: a batch's items wait behind each other by design).
+AUTEUR_BATCH_MAX_ITEMS = env.int("AUTEUR_BATCH_MAX_ITEMS", default=5000)
+AUTEUR_BATCH_QUEUE_TTL_SECONDS = env.int("AUTEUR_BATCH_QUEUE_TTL_SECONDS", default=7 * 24 * 3600)
 AUTEUR_QUEUE_TTL_BY_TYPE = {
     name: int(value) for name, value in env.dict("AUTEUR_QUEUE_TTL_BY_TYPE", default={}).items()
 }

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import date
 
 from django.db import IntegrityError, connection, transaction
@@ -143,8 +144,12 @@ _SUBJECTS = """
 _SPENT = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent"
 _NOTIFIED = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.notified ELSE 0 END)"
 _REACHED = reached_bits(_SPENT)
-_CHARGE_SQL = f"""
-WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS (
+
+
+def _counted(largest: str) -> str:
+    """The counting of a charge of `-%(amount)s` on its counters; `largest`: the largest single job
+    of it, which a per-job limit holds."""
+    return f"""
     INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, month, spent, notified, crossed, updated_at)
     SELECT gen_random_uuid(), %(user_id)s, subjects.scope, subjects.subject_id,
            date_trunc('month', moved.at AT TIME ZONE 'UTC')::date, -%(amount)s, 0, 0, moved.at
@@ -153,16 +158,47 @@ WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS (
         SET spent = {_SPENT}, notified = {_NOTIFIED} | {_REACHED}, crossed = ({_REACHED}) & ~{_NOTIFIED},
             month = EXCLUDED.month, updated_at = EXCLUDED.updated_at
         WHERE (cap.monthly_limit IS NULL OR {_SPENT} <= cap.monthly_limit)
-          AND (cap.job_limit IS NULL OR EXCLUDED.spent <= cap.job_limit)
+          AND (cap.job_limit IS NULL OR {largest} <= cap.job_limit)
     RETURNING cap.scope, cap.subject_id, cap.monthly_limit, cap.spent, cap.month, cap.crossed
-), entry AS ({_ENTRY} WHERE (SELECT count(*) FROM counted) = (SELECT count(*) FROM subjects){_RETURNING})
-SELECT entry.*,
+"""  # noqa: S608 - constant fragments only
+
+
+# What a charge's statement says of its counters after its entries: those whose thresholds it
+# crossed, and those that refused it.
+_COUNTERS_SAID = """
     (SELECT json_agg(json_build_object('scope', scope, 'subject_id', subject_id, 'monthly_limit', monthly_limit,
                                        'spent', spent, 'month', month, 'crossed', crossed))
      FROM counted WHERE crossed <> 0),
     (SELECT array_agg(s.scope || ' ' || s.subject_id) FROM subjects s
      WHERE NOT EXISTS (SELECT FROM counted c WHERE c.scope = s.scope AND c.subject_id = s.subject_id))
+"""
+_ALL_COUNTED = " WHERE (SELECT count(*) FROM counted) = (SELECT count(*) FROM subjects)"
+_CHARGE_SQL = f"""
+WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS ({_counted("EXCLUDED.spent")}),
+entry AS ({_ENTRY}{_ALL_COUNTED}{_RETURNING})
+SELECT entry.*, {_COUNTERS_SAID}
 FROM (SELECT) AS one LEFT JOIN entry ON true
+"""  # noqa: S608 - constant fragments only
+# Many jobs charged at once (a batch): the account moves by their sum (`amount`), each counter
+# counts the sum (a per-job limit holds the largest, `largest`), and each job gets its own usage
+# entry, in the order given, with the balance after it: the running sum from the balance before.
+# Entry n is stamped n-1 microseconds after the first, so the ledger's order is the batch's.
+_CHARGE_MANY_SQL = f"""
+WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS ({_counted("%(largest)s")}),
+entries AS (
+    INSERT INTO credit_transactions
+        (id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
+         created_by_id, member_id, created_at)
+    SELECT e.id, moved.id, %(user_id)s, e.amount, moved.balance - %(amount)s + e.running, 'usage', e.description,
+           e.job_id, e.job_type, NULL, NULL, %(member_id)s, moved.at + (e.n - 1) * interval '1 microsecond'
+    FROM moved, (
+        SELECT u.*, sum(u.amount) OVER (ORDER BY u.n) AS running
+        FROM unnest(%(ids)s::uuid[], %(amounts)s::int[], %(job_ids)s::uuid[], %(job_types)s::text[],
+                    %(descriptions)s::text[]) WITH ORDINALITY AS u(id, amount, job_id, job_type, description, n)
+    ) e{_ALL_COUNTED}
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM entries), {_COUNTERS_SAID}
 """  # noqa: S608 - constant fragments only
 # A refund: the counters of its charge (the workspace's, its key's and the key's maker's, or its
 # member's) give it back
@@ -183,6 +219,7 @@ _CHARGE_UNCAPPED_SQL = f"WITH moved AS ({_MOVED_UNCAPPED}){_ENTRY}{_RETURNING}"
 _POST = Planned(_POST_SQL)
 _CHARGE_UNCAPPED = Planned(_CHARGE_UNCAPPED_SQL)
 _CHARGE = Planned(_CHARGE_SQL)
+_CHARGE_MANY = Planned(_CHARGE_MANY_SQL)
 _REFUND = Planned(_REFUND_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
                  "job_type", "idempotency_key", "created_by_id", "member_id", "created_at")
@@ -331,7 +368,7 @@ class _Refused(Exception):
         self.reason = reason
 
 
-def _refusal(user: User, member_id: uuid.UUID | None, amount: int) -> ApplicationError:
+def _refusal(user: User, member_id: uuid.UUID | None, amount: int, *, largest: int | None = None) -> ApplicationError:
     """Why a charge of `amount` was refused: a spend cap, else the balance. Read before the
     refusal is rolled back: a counter that refused is still locked by it, so what it says is what
     refused (a refund committed a moment later cannot make a cap look roomy)."""
@@ -340,7 +377,8 @@ def _refusal(user: User, member_id: uuid.UUID | None, amount: int) -> Applicatio
     # and one that would refuse too is named before the balance.
     refused_by = [counter.split(" ") for counter in _refused_by.get()]
     only = {(scope, uuid.UUID(subject)) for scope, subject in refused_by} if refused_by else None
-    refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount, month=database_month(), only=only)
+    refused = spend_cap_refusal(user=user, member_id=member_id, cost=amount, month=database_month(), only=only,
+                                largest=largest)
     if refused is not None:
         return refused
     return InsufficientCredits(balance=credit_balance_get(user=user), cost=amount)
@@ -396,6 +434,47 @@ def credit_deduct_for_job(
         if existing is None:
             raise
         return _replay(existing, user=user, amount=-amount, type=TransactionType.USAGE)
+
+
+@dataclass(frozen=True)
+class JobCharge:
+    """One job of a charge of many (`credit_deduct_for_jobs`)."""
+
+    job_id: uuid.UUID
+    amount: int  # credits, > 0
+    job_type: str
+    description: str
+
+
+def credit_deduct_for_jobs(*, user: User, charges: list[JobCharge], member_id: uuid.UUID | None = None) -> int:
+    """Charge many new jobs at once, all or none: one statement moves the balance by their sum,
+    counts the sum on the charge's counters (a per-job limit holds each job) and writes each job's
+    usage entry. Returns the sum. Raises InsufficientCredits or SpendCapReached (402) for the sum,
+    and then nothing was charged; the caller's transaction must not outlive the error.
+
+    Runs in the transaction that inserted the jobs (each job has no charge yet)."""
+    if not connection.in_atomic_block:
+        raise AssertionError("new jobs are charged in the transaction that inserts them")
+    for charge in charges:
+        _require_positive(charge.amount)
+    total = sum(c.amount for c in charges)
+    largest = max(c.amount for c in charges)
+    _refused_by.set(())
+    params: dict[str, object] = {
+        "user_id": user.pk, "member_id": member_id, "amount": -total, "largest": largest,
+        "ids": [uuid.uuid4() for _ in charges], "amounts": [-c.amount for c in charges],
+        "job_ids": [c.job_id for c in charges], "job_types": [c.job_type for c in charges],
+        "descriptions": [c.description for c in charges],
+    }
+    with connection.cursor() as cursor:
+        _CHARGE_MANY.execute(cursor, params)
+        written, crossed, refused_by = cursor.fetchone()
+    if written != len(charges):
+        _refused_by.set(tuple(refused_by or ()))
+        raise _refusal(user, member_id, total, largest=largest)
+    cap_alerts_record(account_id=user.pk, job_id=charges[-1].job_id, crossed=crossed or [])
+    logger.debug("credits usage %+d in %d jobs", -total, len(charges))
+    return total
 
 
 def credit_refund_job(*, job_id: uuid.UUID, reason: str, amount: int | None = None) -> CreditTransaction:

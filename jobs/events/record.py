@@ -79,6 +79,17 @@ def _insert(ask_subscriber: bool, with_usage: bool, owner_given: bool, move_sql:
     """)  # noqa: S608 - names from the model, values as parameters
 
 
+def job_events_record_many(events: list[tuple[uuid.UUID, JobEventType, dict[str, Any]]]) -> None:
+    """Record many jobs' events at once (a batch's items' submission), in one statement. Only the
+    record, nothing pushed: a client follows a batch by its object (GET /batches/{id})."""
+    if settings.AUTEUR_CHECK_EVENT_SCHEMA:
+        for _, type, data in events:
+            _check_schema(type, data)
+    now = timezone.now()
+    JobEvent.objects.bulk_create([JobEvent(job_id=job_id, type=type, data=data, created_at=now)
+                                  for job_id, type, data in events], batch_size=2000)
+
+
 def job_event_committed(event: JobEvent, state: JobState | None = None, subscriber: Any = NOT_ASKED) -> None:
     """Everything that happens once an event is committed: the push channels read from here.
     Each is guarded on its own: one failing (Redis down, say) must not keep the other from running.

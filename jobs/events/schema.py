@@ -46,7 +46,7 @@ _CACHE = _object({"hit": {"const": True}, "source_job_id": _UUID},
 
 # What each type's `data` holds (jobs.models.JobEventType says when each is recorded).
 EVENT_DATA: dict[str, dict[str, Any]] = {
-    JobEventType.SUBMITTED: _object({"credits_cost": _INT}, {"cache": _CACHE}),
+    JobEventType.SUBMITTED: _object({"credits_cost": _INT}, {"cache": _CACHE, "batch_id": _UUID}),
     JobEventType.REPUBLISHED: _object({}),
     JobEventType.REPOLLED: _object({"step": _TEXT}),
     JobEventType.QUEUED: _object({"running": _INT, "waiting_for": {"enum": ["slot", "capacity", ""]}}),

@@ -24,7 +24,7 @@ from (never sent by the client), and the media to lock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from jobs import gpu_client
 from jobs.errors import EmptyTimeline, MediaNotReady, MediaProjectsDiffer, NoCaptions, WrongMediaType
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.specs import JobSpec
-from media.models import MediaFile, MediaStatus
+from media.models import MediaFile, MediaStatus, VoiceClone
 from media.selectors import media_get, media_get_for_user, voice_get
 from projects.captions import CaptionStyle, render_caption_files
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
@@ -68,20 +68,56 @@ class RequestObjects:
     media: dict[str, MediaFile]  # each MediaRef field's file
 
 
-def job_request_objects(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> RequestObjects:
+class Finder:
+    """How `job_request_objects` reads the caller's objects: each read is the selector's own (404
+    for one that is not the caller's). `memo=True` reads each object once, however many requests
+    name it (a batch's items naming one voice or project)."""
+
+    def __init__(self, user: User, *, memo: bool = False) -> None:
+        self.user = user
+        self._memo: dict[tuple[str, str, str], Any] | None = {} if memo else None
+
+    def _read(self, key: tuple[str, str, str], read: Callable[[], Any]) -> Any:
+        if self._memo is None:
+            return read()
+        if key not in self._memo:
+            self._memo[key] = read()
+        return self._memo[key]
+
+    def project(self, project_id: uuid.UUID | str) -> Project:
+        return self._read(("project", str(project_id), ""), lambda: project_get(user=self.user, project_id=project_id))
+
+    def library(self) -> Project | None:
+        return self._read(("library", "", ""), lambda: project_library_get(user=self.user))
+
+    def media(self, project_id: uuid.UUID, media_id: uuid.UUID | str) -> MediaFile:
+        return self._read(("media", str(project_id), str(media_id)),
+                          lambda: media_get(user=self.user, project_id=project_id, media_id=media_id))
+
+    def media_of_user(self, media_id: uuid.UUID | str) -> MediaFile:
+        return self._read(("user_media", str(media_id), ""),
+                          lambda: media_get_for_user(user=self.user, media_id=media_id))
+
+    def voice(self, voice_id: uuid.UUID | str) -> VoiceClone:
+        return self._read(("voice", str(voice_id), ""), lambda: voice_get(user=self.user, voice_id=voice_id))
+
+
+def job_request_objects(*, user: User, spec: JobSpec, data: Mapping[str, Any],
+                        finder: Finder | None = None) -> RequestObjects:
     """The owner checks, before any other check of the request: the project and each media file
     and voice the body (`spec.input`'s validated_data) names must be the caller's (404 otherwise,
     whatever else is wrong with the request or the account: one answer for any object that is not
-    theirs). A few primary-key reads; nothing is computed from what they find."""
+    theirs). A few primary-key reads (`finder`'s); nothing is computed from what they find."""
+    find = finder or Finder(user)
     params = dict(data)
-    project = _project(user, spec, params.pop("project_id", None), params)
+    project = _project(find, spec, params.pop("project_id", None), params)
     media: dict[str, MediaFile] = {}
     for name, field in spec.references.items():
         if isinstance(field, MediaRef) and project is not None:  # (None: the body names no media)
-            media[name] = media_get(user=user, project_id=project.pk, media_id=params[name])
+            media[name] = find.media(project.pk, params[name])
             params[name] = str(media[name].pk)
         elif isinstance(field, VoiceRef) and params.get(name):
-            voice = voice_get(user=user, voice_id=params[name])
+            voice = find.voice(params[name])
             params.update({name: str(voice.pk), "voice_sample_key": voice.sample_key})
     return RequestObjects(project=project, params=params, media=media)
 
@@ -113,20 +149,20 @@ def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> Jo
     return job_request_resolve(user=user, spec=spec, objects=job_request_objects(user=user, spec=spec, data=data))
 
 
-def _project(user: User, spec: JobSpec, project_id: uuid.UUID | None, params: dict[str, Any]) -> Project | None:
+def _project(find: Finder, spec: JobSpec, project_id: uuid.UUID | None, params: dict[str, Any]) -> Project | None:
     if project_id is not None:
-        return project_get(user=user, project_id=project_id)
+        return find.project(project_id)
     named = {name: params[name] for name, f in spec.references.items() if isinstance(f, MediaRef) and params.get(name)}
     if not named:
-        return project_library_get(user=user)
-    projects = {name: media_get_for_user(user=user, media_id=media_id).project_id for name, media_id in named.items()}
+        return find.library()
+    projects = {name: find.media_of_user(media_id).project_id for name, media_id in named.items()}
     if len(set(projects.values())) > 1:
         raise MediaProjectsDiffer(
             "The media files are in different projects: name the project with project_id, or use files of one "
             "project.",
             details={"projects": {name: str(pid) for name, pid in projects.items()}},
         )
-    return project_get(user=user, project_id=next(iter(projects.values())))
+    return find.project(next(iter(projects.values())))
 
 
 def _check_ready(field: str, media: MediaFile, kinds: tuple[str, ...]) -> None:

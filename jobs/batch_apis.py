@@ -1,0 +1,308 @@
+"""Batch endpoints: submit many jobs in one request, quote them, follow the batch, read its manifest.
+
+Every read is scoped to the caller: another user's batch is a 404 `batch_not_found`, exactly like
+one that does not exist (jobs/intake/batches.py submits; jobs/selectors/batches.py reads).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from auteur.core.api import (
+    ApiView,
+    KeyedPagination,
+    PageQuerySerializer,
+    StrictSerializer,
+    request_member_id,
+    request_user,
+)
+from auteur.core.errors import ApplicationError
+from auteur.core.schema import raises
+from auteur.users.workspace_context import balances_shown
+from credits.selectors import credit_balance_get
+from jobs.apis import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, REPLAYED_HEADER, idempotency_key_of
+from jobs.inputs import SUBMISSION_OPTIONS, Scheduling
+from jobs.intake.batches import (
+    BatchItem,
+    BatchOptions,
+    Priced,
+    batch_can_pay,
+    batch_replay,
+    batch_resolve,
+    batch_submit,
+)
+from jobs.intake.submission import request_hash
+from jobs.models import Batch, JobPriority, JobStatus
+from jobs.selectors.batches import BatchManifest, batch_counts, batch_get, batch_items, batch_list
+from jobs.specs import JOB_TYPE_CHOICES, job_spec
+
+# Item errors shown in one answer: the first ones, by index.
+MAX_ITEM_ERRORS = 20
+MAX_DEADLINE_SECONDS = 30 * 24 * 3600
+
+
+class BatchItemSerializer(StrictSerializer):
+    type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES, help_text="The job type (GET /jobs/types).")
+    input = serializers.DictField(help_text=(
+        "The body its type's submission takes (POST /jobs/{type}), without `webhook`, `priority`, the deadlines, "
+        "`cache` and `quote_id`, which are the batch's."))
+
+
+class BatchInputSerializer(StrictSerializer):
+    """Up to AUTEUR_BATCH_MAX_ITEMS jobs, each `{type, input}`, and how to run them all."""
+
+    items = serializers.ListField(child=serializers.DictField(), min_length=1, help_text=(
+        "The jobs, each `{\"type\": ..., \"input\": {...}}`; at most the server's limit (5,000 by default)."))
+    priority = serializers.ChoiceField(
+        choices=[label for _, label in JobPriority.choices], default="low",
+        help_text="Its items' order among your own waiting jobs: `low` by default, so your interactive jobs "
+                  "start first.")
+    start_within_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_DEADLINE_SECONDS, required=False,
+        help_text="An item not started this many seconds after the batch was accepted ends `aborted`, refunded in "
+                  "full. Default: the server's batch queue TTL (7 days).")
+    run_within_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_DEADLINE_SECONDS, required=False,
+        help_text="An item still running this many seconds after it started is canceled and refunded the part "
+                  "not spent.")
+    cache = serializers.BooleanField(default=True, help_text=(
+        "Whether the result cache may serve an item identical to an earlier job of yours (at the cache price)."))
+
+    def validate_items(self, value: list[Any]) -> list[Any]:
+        most = settings.AUTEUR_BATCH_MAX_ITEMS
+        if len(value) > most:
+            raise serializers.ValidationError(f"A batch has at most {most} items; this one has {len(value)}.")
+        return value
+
+
+def _items(raw: list[dict[str, Any]]) -> list[BatchItem]:
+    """Each item checked by its type's input serializer; every error (the first MAX_ITEM_ERRORS)
+    named by the item's index, in one 400."""
+    items: list[BatchItem] = []
+    errors: dict[str, Any] = {}
+    for index, entry in enumerate(raw):
+        shape = BatchItemSerializer(data=entry)
+        if not shape.is_valid():
+            errors[str(index)] = shape.errors
+        else:
+            spec = job_spec(shape.validated_data["type"])
+            body = shape.validated_data["input"]
+            options = sorted(SUBMISSION_OPTIONS & set(body))
+            data = spec.input(data=body)
+            if options:
+                errors[str(index)] = {"input": {name: ["Set for the whole batch, not per item."] for name in options}}
+            elif not data.is_valid():
+                errors[str(index)] = {"input": data.errors}
+            else:
+                fields = dict(data.validated_data)
+                for name in SUBMISSION_OPTIONS:
+                    fields.pop(name, None)  # (their defaults)
+                items.append(BatchItem(spec=spec, fields=fields))
+        if len(errors) >= MAX_ITEM_ERRORS:
+            break
+    if errors:
+        raise serializers.ValidationError({"items": errors})
+    return items
+
+
+def _options(data: dict[str, Any]) -> BatchOptions:
+    return BatchOptions(
+        scheduling=Scheduling(priority=JobPriority[data["priority"].upper()],
+                              start_within_seconds=data.get("start_within_seconds"),
+                              run_within_seconds=data.get("run_within_seconds")),
+        use_cache=data["cache"],
+    )
+
+
+class BatchSerializer(serializers.Serializer):
+    """A batch: its items counted by status (read from the items themselves)."""
+
+    id = serializers.UUIDField()
+    item_count = serializers.IntegerField()
+    credits_cost = serializers.IntegerField(help_text="What its items were charged, together")
+    credits_refunded = serializers.IntegerField(help_text="What its ended items were given back, together")
+    priority = serializers.ChoiceField(choices=[label for _, label in JobPriority.choices])
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text=(
+        "Its items in each status: " + ", ".join(f"`{s}`" for s in JobStatus.values)))
+    ended = serializers.IntegerField(help_text="Its items that have ended (completed, failed, canceled, aborted)")
+    done = serializers.BooleanField(help_text="Whether every item has ended")
+    created_at = serializers.DateTimeField()
+
+
+def batch_data(batch: Batch) -> dict[str, Any]:
+    return {"id": batch.pk, "item_count": batch.item_count, "credits_cost": batch.credits_cost,
+            "priority": JobPriority(batch.priority).label, "created_at": batch.created_at,
+            **batch_counts(batch=batch)}
+
+
+class BatchAcceptedSerializer(BatchSerializer):
+    job_ids = serializers.ListField(child=serializers.UUIDField(), help_text="Its items' jobs, in the items' order")
+
+
+class BatchQuoteSerializer(serializers.Serializer):
+    class ItemSerializer(serializers.Serializer):
+        index = serializers.IntegerField()
+        type = serializers.CharField()
+        credits_cost = serializers.IntegerField(help_text="What it would be charged now")
+        cache = serializers.BooleanField(help_text="Whether the result cache would serve it (at the cache price)")
+
+    item_count = serializers.IntegerField()
+    credits_cost = serializers.IntegerField(help_text="The sum of its items' prices: what the batch would cost now")
+    balance = serializers.IntegerField(allow_null=True, help_text="Null for an API key without credits:read")
+    balance_after = serializers.IntegerField(allow_null=True)
+    refusal = serializers.DictField(allow_null=True, help_text=(
+        "The 402 a submission would get now (`code`, `message`, `details` with `shortfall` and `item`, the first "
+        "item that does not fit), or null"))
+    items = ItemSerializer(many=True)
+
+
+# What a batch refuses, as a submission of its items would (an item's names `details.item`).
+_ITEM_ERRORS = ("project_not_found", "media_not_found", "voice_not_found", "media_not_ready", "wrong_media_type",
+                "media_duration_unknown", "media_projects_differ", "language_unsupported", "empty_timeline",
+                "edl_invalid", "edl_limit_exceeded", "edl_unavailable", "no_captions", "plan_required",
+                "payment_required", "feature_unavailable")
+
+
+def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
+    body = BatchInputSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    items = _items(body.validated_data["items"])
+    return body.validated_data, batch_resolve(user=request_user(request), items=items,
+                                              use_cache=body.validated_data["cache"])
+
+
+@raises("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",
+        "quota_exceeded", *_ITEM_ERRORS)
+class BatchSubmitApi(ApiView):
+    """Submit up to 5,000 jobs (AUTEUR_BATCH_MAX_ITEMS) of one or several types in one request,
+    charged together or not at all.
+
+    202: the batch, with its items' `job_ids` in order. Each item is checked as its own submission
+    would be (the same 4xx, with `details.item` naming the item); a 400 names each invalid item
+    (the first 20) under `details.items`. Its price is the sum of its items' (a cache price for an
+    item the result cache serves); a balance, spend cap or per-job limit that does not cover it all
+    is a 402 (`insufficient_credits`, `spend_cap_reached`) whose details name the `shortfall` and
+    the first `item` that does not fit, and nothing is charged or made. Its items wait `queued`
+    behind your other work (priority `low` by default) and start as your slots free, taking turns
+    with other users' work under fair share. With an `Idempotency-Key`, the same key and body
+    within 24 hours answer 200 with the same batch (`Idempotent-Replayed: true`) and charge
+    nothing; another body is a 422 `idempotency_key_reused`.
+    """
+
+    workspace_actions = {"POST": "jobs.run"}
+
+    @extend_schema(
+        request=BatchInputSerializer,
+        responses={202: BatchAcceptedSerializer, 200: BatchAcceptedSerializer},
+        parameters=[OpenApiParameter(
+            IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER,
+            pattern=f"^[ -~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$",
+            description="Optional, 1-255 printable characters: a retry with the same key and body returns the "
+                        "original batch instead of charging again.")],
+        summary="Submit a batch of jobs",
+        tags=["batches"],
+    )
+    def post(self, request: Request) -> Response:
+        user = request_user(request)
+        key = idempotency_key_of(request)
+        body_hash = request_hash("batch", request.data) if key else ""
+        if key:
+            replay = batch_replay(user=user, idempotency_key=key, body_hash=body_hash)
+            if replay is not None:
+                return _accepted(replay, created=False)
+        data, priced = _resolved(request)
+        batch, created = batch_submit(user=user, priced=priced, options=_options(data), idempotency_key=key,
+                                      body_hash=body_hash, member_id=request_member_id(request))
+        return _accepted(batch, created=created)
+
+
+def _accepted(batch: Batch, *, created: bool) -> Response:
+    job_ids = list(batch_items(batch=batch).values_list("id", flat=True))
+    response = Response(BatchAcceptedSerializer({**batch_data(batch), "job_ids": job_ids}).data,
+                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+    if not created:
+        response[REPLAYED_HEADER] = "true"
+    return response
+
+
+@raises("quota_exceeded", *_ITEM_ERRORS)
+class BatchQuoteApi(ApiView):
+    """What a batch would cost if submitted now: the sum of its items' prices, each as its own
+    quote would say (the cache price for an item the result cache would serve), the balance after
+    it, and the 402 a submission would get now (`refusal`, with the `shortfall` and the first item
+    that does not fit), if any. The body is checked as a submission's (the same 4xx); nothing is
+    charged, made or held."""
+
+    workspace_actions = {"POST": "jobs.run"}
+
+    @extend_schema(request=BatchInputSerializer, responses={200: BatchQuoteSerializer}, summary="Quote a batch",
+                   tags=["batches"])
+    def post(self, request: Request) -> Response:
+        user = request_user(request)
+        _, priced = _resolved(request)
+        total = sum(p.price for p in priced)
+        refusal = None
+        try:
+            batch_can_pay(user=user, member_id=request_member_id(request), priced=priced)
+        except ApplicationError as error:
+            refusal = {"code": error.code, "message": error.message, "details": error.details}
+        balance = credit_balance_get(user=user) if balances_shown() else None
+        return Response(BatchQuoteSerializer({
+            "item_count": len(priced), "credits_cost": total, "balance": balance,
+            "balance_after": None if balance is None else balance - total, "refusal": refusal,
+            "items": [{"index": p.index, "type": p.spec.type.value, "credits_cost": p.price,
+                       "cache": p.cached_from is not None} for p in priced],
+        }).data)
+
+
+class BatchListApi(ApiView):
+    """Your batches, newest first, each with its counts (`?page=`, `?page_size=`, max 100)."""
+
+    workspace_actions = {"GET": "jobs.view"}
+    pagination_class = KeyedPagination.of("batches")
+
+    @extend_schema(parameters=[PageQuerySerializer], responses=BatchSerializer(many=True), summary="List batches",
+                   tags=["batches"])
+    def get(self, request: Request) -> Response:
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(batch_list(user=request_user(request)), request, view=self)
+        return paginator.get_paginated_response([BatchSerializer(batch_data(b)).data for b in page or []])
+
+
+@raises("batch_not_found")
+class BatchDetailApi(ApiView):
+    """A batch: its items counted by status, what was charged and refunded, and whether all ended."""
+
+    workspace_actions = {"GET": "jobs.view"}
+
+    @extend_schema(responses=BatchSerializer, summary="Get a batch", tags=["batches"])
+    def get(self, request: Request, batch_id: str) -> Response:
+        batch = batch_get(user=request_user(request), batch_id=batch_id)
+        return Response(BatchSerializer(batch_data(batch)).data)
+
+
+@raises("batch_not_found")
+class BatchManifestApi(ApiView):
+    """The batch's manifest, as JSON lines (`application/x-ndjson`): one line per item, in the
+    items' order: `index`, `job_id`, `type`, `status`, `credits_cost`, `credits_refund`,
+    `error_code`, `error_message`, `retryable`, `completed_at` and `output_data` (as GET /jobs/{id}
+    shows it; `output_media_ids` name the files). Streamed, however large the results."""
+
+    workspace_actions = {"GET": "jobs.view"}
+
+    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR)},
+                   summary="Get a batch's manifest", tags=["batches"])
+    def get(self, request: Request, batch_id: str) -> StreamingHttpResponse:
+        batch = batch_get(user=request_user(request), batch_id=batch_id)
+        # Its iterator's close() (called by the response when it ends) closes the cursor.
+        response = StreamingHttpResponse(BatchManifest(batch=batch), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.jsonl"'
+        return response

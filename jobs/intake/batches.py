@@ -1,0 +1,324 @@
+"""Batches: many jobs of one or several types in one request (POST /jobs/batch), priced as the sum
+of their items, charged together or not at all.
+
+A batch is checked as its items would be one by one, in a submission's order: the owner checks of
+every item first (404 for an object that is not the caller's, whatever else is wrong), then the
+plan and this server's backend for each type, a replay of its Idempotency-Key, then each item
+resolved (its media ready, its timeline cut) and priced. An item refused is named (`details.item`,
+its index), and nothing of the batch is made.
+
+Its price is the sum of its items' prices, each as a submission of it alone would be charged now:
+its list price, or the cache price when the result cache serves it (the quote of a batch says the
+same sum). The charge is one ledger statement for all of them (credits.services.ledger
+`credit_deduct_for_jobs`): a balance, a spend cap or a per-job limit that does not cover the whole
+batch refuses all of it (402), naming the shortfall and the first item that does not fit.
+
+Its items are inserted `queued`, behind the user's other work (priority `low` unless the batch asks
+for another): nothing is published for them but the start of the first few, by the user's slots
+(jobs.life.slots), which then start each next item as one ends. So a batch of thousands puts no
+more messages on the broker than the user's concurrency, and takes turns under fair share like
+any other work. An item's start deadline is the client's `start_within_seconds`, else
+AUTEUR_BATCH_QUEUE_TTL_SECONDS (not its type's queue TTL: a batch's items wait by design).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from auteur.core.errors import ApplicationError
+from auteur.users.models import User
+from auteur.users.workspace_context import balances_shown
+from credits.errors import InsufficientCredits, SpendCapReached
+from credits.selectors import credit_balance_state, may_be_capped, spend_cap_refusal
+from credits.services.ledger import JobCharge, credit_deduct_for_jobs
+from jobs.errors import IdempotencyKeyReused
+from jobs.events.record import job_events_record_many
+from jobs.inputs import Scheduling
+from jobs.intake.admission import job_submit_checks, require_runnable
+from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
+from jobs.life.slots import start_waiting
+from jobs.life.windows import start_deadline_of
+from jobs.models import Batch, Job, JobEventType, JobStatus
+from jobs.selectors.requests import Finder, JobRequest, job_request_objects, job_request_resolve
+from jobs.specs import JobSpec
+from media.models import MediaFile
+from projects.selectors import project_library_get
+from projects.services import project_library_get_or_create
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One item as the API validated it: its type and its input (`spec.input`'s validated_data,
+    less the submission options, which are the batch's)."""
+
+    spec: JobSpec
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    scheduling: Scheduling
+    use_cache: bool = True
+
+
+@dataclass
+class Priced:
+    """An item resolved and priced: what a submission of it alone would be charged now."""
+
+    index: int
+    spec: JobSpec
+    request: JobRequest
+    list_price: int
+    cache_key: str
+    cached_from: uuid.UUID | None = None  # the earlier job the result cache would serve it from
+    cached: CachedResult | None = None  # its copies, made just before the charge
+
+    @property
+    def price(self) -> int:
+        return self.list_price if self.cached_from is None else cache_price(self.list_price)
+
+
+def _item_error(index: int, error: ApplicationError) -> ApplicationError:
+    """The item's refusal, naming the item."""
+    error.message = f"Item {index}: {error.message}"
+    error.details = {**error.details, "item": index}
+    return error
+
+
+def _each(items: Iterable[tuple[int, Any]], check: Any) -> list[Any]:
+    out = []
+    for index, item in items:
+        try:
+            out.append(check(item))
+        except ApplicationError as error:
+            raise _item_error(index, error) from None
+    return out
+
+
+def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True) -> list[Priced]:
+    """Check and price every item, in a submission's order (the module's notes): the owner checks
+    of all, then each type's plan and backend, then each item resolved and priced."""
+    finder = Finder(user, memo=True)
+    objects = _each(enumerate(items), lambda item: job_request_objects(user=user, spec=item.spec, data=item.fields,
+                                                                       finder=finder))
+    runnable: set[str] = set()
+    for index, item in enumerate(items):
+        if item.spec.type not in runnable:
+            _each([(index, item)], lambda it: require_runnable(user, it.spec))
+            runnable.add(item.spec.type)
+    requests = _each(enumerate(zip(items, objects, strict=True)),
+                     lambda pair: job_request_resolve(user=user, spec=pair[0].spec, objects=pair[1]))
+    priced = []
+    for index, (item, request) in enumerate(zip(items, requests, strict=True)):
+        _each([(index, item)], lambda it, request=request: job_submit_checks(user=user, spec=it.spec, request=request))
+        priced.append(Priced(index=index, spec=item.spec, request=request,
+                             list_price=item.spec.price.cost(request.quantities),
+                             cache_key=cache_key(spec=item.spec, request=request)))
+    if use_cache:
+        _find_cached(user, priced)
+    return priced
+
+
+def _find_cached(user: User, priced: list[Priced]) -> None:
+    """Which items the result cache serves: one read for the keys that have a completed job, then
+    a look at each of those (few) for one whose outputs remain."""
+    keys = {p.cache_key for p in priced if p.cache_key}
+    if not keys:
+        return
+    known = set(Job.objects.filter(user_id=user.pk, status=JobStatus.COMPLETED, cache_key__in=keys)
+                .values_list("cache_key", flat=True).distinct())
+    hits = {key: cache_lookup(user_id=user.pk, key=key) for key in known}
+    for p in priced:
+        hit = hits.get(p.cache_key)
+        if hit is not None:
+            p.cached_from = hit.source.pk
+
+
+# ----------------------------------------------------------------------------- paying
+
+
+def _first_beyond(priced: list[Priced], available: int) -> int:
+    """The index of the first item whose running sum passes `available`."""
+    running = 0
+    for p in priced:
+        running += p.price
+        if running > available:
+            return p.index
+    return priced[-1].index
+
+
+def _shortfall(error: ApplicationError, priced: list[Priced]) -> ApplicationError:
+    """A refusal of the whole batch, naming its shortfall and the first item that does not fit
+    (both null for a caller who may not see the balance they would reveal)."""
+    total = sum(p.price for p in priced)
+    details = error.details
+    if isinstance(error, SpendCapReached) and details.get("cap") == "key_per_job":
+        first = next(p.index for p in priced if p.price > details["job_limit"])
+        error.details = {**details, "cost": total, "item": first, "shortfall": None}
+        error.message = f"Item {first} costs more than this API key's limit of {details['job_limit']} per job."
+        return error
+    if isinstance(error, SpendCapReached):
+        available = details["monthly_limit"] - details["spent"]
+    elif isinstance(error, InsufficientCredits) and balances_shown():
+        available = error.balance
+    else:
+        error.details = {**details, "cost": total, "item": None, "shortfall": None}
+        return error
+    first = _first_beyond(priced, available)
+    error.details = {**details, "cost": total, "item": first, "shortfall": total - available}
+    error.message += f" The batch is {total - available} credits short; item {first} is the first that does not fit."
+    return error
+
+
+def batch_can_pay(*, user: User, member_id: uuid.UUID | None, priced: list[Priced]) -> None:
+    """402 unless the balance and the caps cover the batch now (the charge checks them again,
+    exactly, under the account's lock)."""
+    total, largest = sum(p.price for p in priced), max(p.price for p in priced)
+    balance, capped = credit_balance_state(user=user)
+    refused: ApplicationError | None = None
+    if may_be_capped(user=user, member_id=member_id, capped=capped):
+        refused = spend_cap_refusal(user=user, member_id=member_id, cost=total, largest=largest)
+    if refused is None and balance < total:
+        refused = InsufficientCredits(balance=balance, cost=total)
+    if refused is not None:
+        raise _shortfall(refused, priced)
+
+
+def batch_replay(*, user: User, idempotency_key: str, body_hash: str) -> Batch | None:
+    """The batch submitted with this key within the window: the same body is answered with it, another
+    is refused (422)."""
+    batch = Batch.objects.filter(user=user, idempotency_key=idempotency_key).first()
+    window = timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
+    if batch is None or batch.created_at < timezone.now() - window:
+        return None
+    if batch.request_hash != body_hash:
+        raise IdempotencyKeyReused("This Idempotency-Key was used with a different request.",
+                                   details={"batch_id": str(batch.pk)})
+    return batch
+
+
+# ----------------------------------------------------------------------------- submitting
+
+
+def batch_submit(*, user: User, priced: list[Priced], options: BatchOptions, idempotency_key: str = "",
+                 body_hash: str = "", member_id: uuid.UUID | None = None) -> tuple[Batch, bool]:
+    """Charge and create the batch's jobs in one transaction, all or none. Returns (batch, created):
+    the same Idempotency-Key and body within the window answer the first batch, charging nothing."""
+    batch_can_pay(user=user, member_id=member_id, priced=priced)
+    _prepare_cached(user, priced)
+    try:
+        return _submit(user, priced, options, idempotency_key, body_hash, member_id), True
+    except _Replayed as replayed:
+        return replayed.batch, False
+    except IntegrityError:
+        # The same key raced: the loser's transaction (batch, jobs, charge) was rolled back.
+        replay = batch_replay(user=user, idempotency_key=idempotency_key, body_hash=body_hash) if idempotency_key \
+            else None
+        if replay is None:
+            raise
+        return replay, False
+
+
+def _prepare_cached(user: User, priced: list[Priced]) -> None:
+    """Copy the outputs of each item the cache serves (before the transaction, as a submission does)."""
+    library: Any = None
+    for p in priced:
+        if p.cached_from is None:
+            continue
+        hit = cache_lookup(user_id=user.pk, key=p.cache_key)
+        project = p.request.project or library or (library := project_library_get(user=user))
+        if hit is None or project is None:
+            p.cached_from = None  # gone meanwhile, or no Library yet: it runs (at its list price, checked below)
+            continue
+        derived_from = p.request.input_params.get(p.spec.version_of) if p.spec.version_of else None
+        p.cached = cache_prepare(hit=hit, job_id=uuid.uuid4(), project_id=project.pk, derived_from=derived_from)
+        if p.cached is None:
+            p.cached_from = None
+
+
+class _Replayed(Exception):
+    """The key's batch was found inside the transaction: it is the answer (and the transaction ends)."""
+
+    def __init__(self, batch: Batch) -> None:
+        super().__init__(str(batch.pk))
+        self.batch = batch
+
+
+def _submit(user: User, priced: list[Priced], options: BatchOptions, idempotency_key: str, body_hash: str,
+            member_id: uuid.UUID | None) -> Batch:
+    with transaction.atomic():
+        if idempotency_key:
+            replay = batch_replay(user=user, idempotency_key=idempotency_key, body_hash=body_hash)
+            if replay is not None:
+                raise _Replayed(replay)
+            Batch.objects.filter(user=user, idempotency_key=idempotency_key).update(idempotency_key="")  # expired
+        media_ids = sorted({m for p in priced for m in p.request.media_ids})
+        if media_ids:
+            # Media deletion checks "in use" under the same row locks (as a submission does).
+            list(MediaFile.objects.select_for_update().filter(pk__in=media_ids).order_by("pk").values_list("pk"))
+        library = (project_library_get_or_create(user=user) if any(p.request.project is None for p in priced)
+                   else None)
+        now = timezone.now()
+        for p in priced:
+            project = p.request.project or library
+            if p.cached is not None and project is not None and p.cached.project_id != project.pk:
+                p.cached, p.cached_from = None, None  # its Library was deleted since the copies were made: it runs
+        batch = Batch.objects.create(
+            user=user, member_id=member_id, item_count=len(priced), credits_cost=sum(p.price for p in priced),
+            priority=options.scheduling.priority, idempotency_key=idempotency_key, request_hash=body_hash,
+        )
+        jobs = [_job(user, p, batch, p.request.project or library, options.scheduling, now, member_id)
+                for p in priced]
+        Job.objects.bulk_create(jobs, batch_size=1000)
+        try:
+            credit_deduct_for_jobs(user=user, member_id=member_id, charges=[
+                JobCharge(job_id=job.id, amount=job.credits_cost, job_type=job.type,
+                          description=f"{job.type} job in batch {batch.pk}" + (
+                              f", from the result cache of job {job.cache_source_id}" if job.cache_source_id else ""))
+                for job in jobs
+            ])
+        except (InsufficientCredits, SpendCapReached) as refused:
+            raise _shortfall(refused, priced) from None
+        job_events_record_many([
+            (job.id, JobEventType.SUBMITTED, {
+                "credits_cost": job.credits_cost, "batch_id": str(batch.pk),
+                **({"cache": {"hit": True, "source_job_id": str(job.cache_source_id)}} if job.cache_source_id else {}),
+            }) for job in jobs
+        ])
+        for job, p in zip(jobs, priced, strict=True):
+            if p.cached is not None:
+                cache_complete(job=job, spec=p.spec, cached=p.cached)
+        transaction.on_commit(functools.partial(start_waiting, user.pk))
+    logger.info("batch submitted: %d jobs for %d credits", batch.item_count, batch.credits_cost,
+                extra={"batch_id": str(batch.pk)})
+    return batch
+
+
+def _job(user: User, p: Priced, batch: Batch, project: Any, scheduling: Scheduling, now: datetime,
+         member_id: uuid.UUID | None) -> Job:
+    cached = p.cached
+    # Served from the cache, it completes in this transaction; else it waits its turn (the module's notes).
+    return Job(
+        id=cached.job_id if cached else uuid.uuid4(), cache_source_id=cached.source_id if cached else None,
+        cache_key=p.cache_key, user=user, member_id=member_id, project=project, type=p.spec.type,
+        credits_cost=p.price, input_params=p.request.input_params, gpu_backend=settings.AUTEUR_GPU_BACKEND,
+        batch=batch, batch_index=p.index, priority=scheduling.priority,
+        status=JobStatus.PENDING if cached else JobStatus.QUEUED, queued_at=None if cached else now,
+        waiting_for="" if cached else "slot",
+        start_within_seconds=scheduling.start_within_seconds,
+        start_deadline=start_deadline_of(job_type=p.spec.type, submitted_at=now, batch=True,
+                                         start_within_seconds=scheduling.start_within_seconds),
+        run_within_seconds=scheduling.run_within_seconds,
+    )

@@ -1,0 +1,205 @@
+"""POST /api/v1/jobs/batch and the batch's reads: all-or-nothing charge, idempotent replay, item
+errors, ownership, counts and the manifest."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from auteur.users.models import Membership, User
+from credits.models import CreditTransaction
+from credits.selectors import credit_balance_get
+from credits.services.budgets import member_budget_set
+from credits.services.ledger import credit_grant
+from jobs.models import Batch, Job, JobEvent, JobPriority, JobStatus
+from tests.factories import ProjectFactory, UserFactory, acting_in, team_workspace
+from tests.jobs.support import PRICE, START_BALANCE, error_code, ledger_state, valid_body
+
+pytestmark = pytest.mark.django_db
+
+BATCH_URL = "/api/v1/jobs/batch"
+
+
+def tts(text: str = "Hello world", **extra: Any) -> dict[str, Any]:
+    return {"type": "tts", "input": {"text": text, **extra}}
+
+
+def post_batch(client: Any, items: list[dict[str, Any]], **body: Any) -> Any:
+    headers = {k: body.pop(k) for k in list(body) if k.startswith("HTTP_")}
+    return client.post(BATCH_URL, {"items": items, **body}, format="json", **headers)
+
+
+def manifest(client: Any, batch_id: str) -> list[dict[str, Any]]:
+    response = client.get(f"/api/v1/batches/{batch_id}/manifest")
+    assert response.status_code == 200, response
+    assert response["Content-Type"] == "application/x-ndjson"
+    return [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+
+
+def test_a_batch_of_several_types_is_charged_once_per_item_in_one_go(auth_client, funded, project, media):
+    items = [tts(), {"type": "transcription", "input": valid_body("transcription", project, media)},
+             {"type": "compression", "input": valid_body("compression", project, media)}, tts("Bonjour")]
+    response = post_batch(auth_client, items)
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    total = PRICE["tts"] * 2 + PRICE["transcription"] + PRICE["compression"]
+    assert body["item_count"] == 4 and body["credits_cost"] == total and body["priority"] == "low"
+    assert body["counts"]["queued"] == 4 and body["ended"] == 0 and body["done"] is False
+    assert credit_balance_get(user=funded) == START_BALANCE - total
+    jobs = {str(j.pk): j for j in Job.objects.filter(batch_id=body["id"])}
+    assert list(jobs) and set(jobs) == set(body["job_ids"])
+    ordered = [jobs[i] for i in body["job_ids"]]
+    assert [j.type for j in ordered] == ["tts", "transcription", "compression", "tts"]
+    assert [j.batch_index for j in ordered] == [0, 1, 2, 3]
+    assert all(j.status == JobStatus.QUEUED and j.priority == JobPriority.LOW and j.waiting_for == "slot"
+               for j in ordered)
+    # One usage entry per job, in the items' order, each with the balance after it.
+    entries = list(CreditTransaction.objects.filter(job_id__in=jobs, type="usage").order_by("created_at"))
+    assert [str(e.job_id) for e in entries] == body["job_ids"]
+    running = START_BALANCE
+    for entry, job in zip(entries, ordered, strict=True):
+        running -= job.credits_cost
+        assert entry.amount == -job.credits_cost and entry.balance_after == running and entry.job_type == job.type
+    events = JobEvent.objects.filter(job_id__in=jobs)
+    assert {(str(e.job_id), e.type) for e in events} == {(i, "submitted") for i in body["job_ids"]}
+    assert all(e.data["batch_id"] == body["id"] for e in events)
+    # The items' library project is made once for the items that name none.
+    assert jobs[body["job_ids"][0]].project.is_library and jobs[body["job_ids"][1]].project_id == project.pk
+
+
+def test_a_batch_the_balance_does_not_cover_is_refused_whole_naming_the_first_item_that_does_not_fit(
+    auth_client, user
+):
+    credit_grant(user=user, amount=5, type="bonus", description="test")
+    before = ledger_state(user)
+    response = post_batch(auth_client, [tts(), tts(), tts(), tts()])  # 2 credits each: 8 > 5
+    assert response.status_code == 402 and error_code(response) == "insufficient_credits"
+    details = response.json()["error"]["details"]
+    assert details["cost"] == 8 and details["balance"] == 5 and details["shortfall"] == 3 and details["item"] == 2
+    assert ledger_state(user) == before and not Batch.objects.exists()
+
+
+def test_the_charge_under_the_lock_refuses_the_whole_batch_too(auth_client, funded, monkeypatch):
+    # The balance checked before the transaction covered it; a spend since did not leave enough.
+    from jobs.intake import batches
+
+    monkeypatch.setattr(batches, "batch_can_pay", lambda **kwargs: None)
+    response = post_batch(auth_client, [tts()] * 501)  # 1,002 credits > 1,000
+    assert response.status_code == 402 and error_code(response) == "insufficient_credits"
+    assert response.json()["error"]["details"]["item"] == 500
+    assert credit_balance_get(user=funded) == START_BALANCE and not Job.objects.exists()
+    assert not CreditTransaction.objects.filter(type="usage").exists() and not Batch.objects.exists()
+
+
+def test_a_team_members_budget_refuses_the_batch_that_would_pass_it(user):
+    owner = user
+    workspace = team_workspace(owner)
+    account = User.objects.get(pk=workspace.pk)
+    credit_grant(user=account, amount=1000, type="bonus", description="test")
+    membership = Membership.objects.get(workspace=workspace, user=owner)
+    member_budget_set(membership=membership, user_id=owner.pk, monthly_limit=5)
+    client = acting_in(owner, workspace)
+    response = post_batch(client, [tts(), tts(), tts()])
+    assert response.status_code == 402 and error_code(response) == "spend_cap_reached"
+    details = response.json()["error"]["details"]
+    assert details["cap"] == "member" and details["shortfall"] == 1 and details["item"] == 2
+    assert credit_balance_get(user=account) == 1000
+    assert post_batch(client, [tts(), tts()]).status_code == 202
+
+
+def test_an_invalid_item_is_named_and_nothing_is_made(auth_client, funded):
+    before = ledger_state(funded)
+    response = post_batch(auth_client, [tts(), {"type": "tts", "input": {"text": ""}}, {"type": "nope", "input": {}},
+                                        tts(priority="high"), {"type": "tts"}])
+    assert response.status_code == 400, response.json()
+    assert set(response.json()["error"]["details"]["fields"]) == {
+        "items.1.input.text", "items.2.type", "items.3.input.priority", "items.4.input"}
+    assert ledger_state(funded) == before
+
+
+def test_an_item_naming_another_users_object_is_a_404_naming_the_item(auth_client, funded):
+    stranger_project = ProjectFactory.create(user=UserFactory.create())
+    response = post_batch(auth_client, [tts(), tts(project_id=str(stranger_project.pk))])
+    assert response.status_code == 404 and error_code(response) == "project_not_found"
+    assert response.json()["error"]["details"]["item"] == 1
+    assert not Batch.objects.exists()
+
+
+@pytest.mark.parametrize("body", [{"items": []}, {"items": "x"}, {"items": [tts()], "priority": "urgent"},
+                                  {"items": [tts()], "webhook": "https://example.com"}])
+def test_a_malformed_batch_is_a_400(auth_client, funded, body):
+    assert auth_client.post(BATCH_URL, body, format="json").status_code == 400
+
+
+def test_a_batch_past_the_limit_is_a_400(auth_client, funded, settings):
+    settings.AUTEUR_BATCH_MAX_ITEMS = 3
+    response = post_batch(auth_client, [tts()] * 4)
+    assert response.status_code == 400 and "at most 3" in json.dumps(response.json())
+
+
+def test_the_same_key_and_body_answer_the_same_batch_and_charge_nothing(auth_client, funded):
+    key = {"HTTP_IDEMPOTENCY_KEY": "batch-1"}
+    first = post_batch(auth_client, [tts(), tts()], **key)
+    assert first.status_code == 202
+    balance = credit_balance_get(user=funded)
+    again = post_batch(auth_client, [tts(), tts()], **key)
+    assert again.status_code == 200 and again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"] and again.json()["job_ids"] == first.json()["job_ids"]
+    assert credit_balance_get(user=funded) == balance and Batch.objects.count() == 1
+    other = post_batch(auth_client, [tts()], **key)
+    assert other.status_code == 422 and error_code(other) == "idempotency_key_reused"
+    assert other.json()["error"]["details"]["batch_id"] == first.json()["id"]
+
+
+def test_another_users_batch_is_a_404(auth_client, funded, client_for):
+    batch_id = post_batch(auth_client, [tts()]).json()["id"]
+    stranger = UserFactory.create()
+    other = client_for(stranger)
+    for path in (f"/api/v1/batches/{batch_id}", f"/api/v1/batches/{batch_id}/manifest"):
+        response = other.get(path)
+        assert response.status_code == 404 and error_code(response) == "batch_not_found"
+    assert other.get("/api/v1/batches").json()["batches"] == []
+    assert auth_client.get("/api/v1/batches/not-a-uuid").status_code == 404
+
+
+def test_the_batch_counts_and_its_manifest_follow_its_items(auth_client, funded):
+    body = post_batch(auth_client, [tts("one"), tts("two"), tts("three")]).json()
+    first, second, third = body["job_ids"]
+    Job.objects.filter(pk=first).update(status=JobStatus.COMPLETED, progress=100,
+                                        output_data={"output_media_ids": ["m1"], "duration_ms": 900})
+    Job.objects.filter(pk=second).update(status=JobStatus.FAILED, error_code="engine_error",
+                                         error_message="It failed.", credits_refund=2, credits_refunded=True)
+    detail = auth_client.get(f"/api/v1/batches/{body['id']}").json()
+    assert detail["counts"]["completed"] == 1 and detail["counts"]["failed"] == 1 and detail["counts"]["queued"] == 1
+    assert detail["ended"] == 2 and detail["done"] is False and detail["credits_refunded"] == 2
+    lines = manifest(auth_client, body["id"])
+    assert [line["index"] for line in lines] == [0, 1, 2]
+    assert [line["job_id"] for line in lines] == [first, second, third]
+    assert lines[0]["status"] == "completed" and lines[0]["output_data"]["output_media_ids"] == ["m1"]
+    assert lines[1]["error_code"] == "engine_error" and lines[1]["credits_refund"] == 2
+    assert lines[2]["status"] == "queued" and lines[2]["output_data"] == {}
+    listed = auth_client.get("/api/v1/batches").json()
+    assert [b["id"] for b in listed["batches"]] == [body["id"]] and listed["count"] == 1
+
+
+def test_the_quote_is_the_sum_of_the_items_prices_and_says_the_refusal(auth_client, user):
+    credit_grant(user=user, amount=3, type="bonus", description="test")
+    response = auth_client.post("/api/v1/jobs/batch/quote", {"items": [tts(), tts()]}, format="json")
+    assert response.status_code == 200, response.json()
+    quote = response.json()
+    assert quote["credits_cost"] == 4 == sum(i["credits_cost"] for i in quote["items"])
+    assert quote["balance"] == 3 and quote["balance_after"] == -1
+    assert quote["refusal"]["code"] == "insufficient_credits" and quote["refusal"]["details"]["item"] == 1
+    assert not Job.objects.exists() and not Batch.objects.exists()
+
+
+def test_batch_items_never_start_late_by_their_types_queue_ttl(auth_client, funded, settings):
+    settings.AUTEUR_QUEUE_TTL_SECONDS = 60
+    settings.AUTEUR_BATCH_QUEUE_TTL_SECONDS = 3600
+    body = post_batch(auth_client, [tts()], start_within_seconds=600).json()
+    job = Job.objects.get(pk=body["job_ids"][0])
+    assert 590 <= (job.start_deadline - job.created_at).total_seconds() <= 600
+    job_default = Job.objects.get(pk=post_batch(auth_client, [tts()]).json()["job_ids"][0])
+    assert 3590 <= (job_default.start_deadline - job_default.created_at).total_seconds() <= 3600
