@@ -85,32 +85,50 @@ class BatchInputSerializer(StrictSerializer):
 
 def _items(raw: list[dict[str, Any]]) -> list[BatchItem]:
     """Each item checked by its type's input serializer; every error (the first MAX_ITEM_ERRORS)
-    named by the item's index, in one 400."""
+    named by its path (`items.<index>.input.<field>`), in one 400. One serializer per type checks
+    all its items (`run_validation`, as a list's child is run): building one per item would cost
+    more than checking it."""
     items: list[BatchItem] = []
     errors: dict[str, Any] = {}
+    checkers: dict[str, serializers.Serializer] = {}
     for index, entry in enumerate(raw):
-        shape = BatchItemSerializer(data=entry)
-        if not shape.is_valid():
-            errors[str(index)] = shape.errors
-        else:
-            spec = job_spec(shape.validated_data["type"])
-            body = shape.validated_data["input"]
+        try:
+            if not _well_shaped(entry):
+                _ITEM_SHAPE.run_validation(entry)  # raises the shape's own errors
+                raise serializers.ValidationError("Each item is {\"type\": ..., \"input\": {...}}.")
+            job_type, body = entry["type"], entry["input"]
             options = sorted(SUBMISSION_OPTIONS & set(body))
-            data = spec.input(data=body)
             if options:
-                errors[str(index)] = {"input": {name: ["Set for the whole batch, not per item."] for name in options}}
-            elif not data.is_valid():
-                errors[str(index)] = {"input": data.errors}
-            else:
-                fields = dict(data.validated_data)
-                for name in SUBMISSION_OPTIONS:
-                    fields.pop(name, None)  # (their defaults)
-                items.append(BatchItem(spec=spec, fields=fields))
-        if len(errors) >= MAX_ITEM_ERRORS:
-            break
+                raise serializers.ValidationError(
+                    {"input": {name: ["Set for the whole batch, not per item."] for name in options}})
+            spec = job_spec(job_type)
+            checker = checkers.get(job_type) or checkers.setdefault(job_type, spec.input())
+            try:
+                fields = dict(checker.run_validation(body))
+            except serializers.ValidationError as invalid:
+                raise serializers.ValidationError({"input": invalid.detail}) from None
+        except serializers.ValidationError as invalid:
+            errors[str(index)] = invalid.detail
+            if len(errors) >= MAX_ITEM_ERRORS:
+                break
+            continue
+        for name in SUBMISSION_OPTIONS:
+            fields.pop(name, None)  # (their defaults)
+        items.append(BatchItem(spec=spec, fields=fields))
     if errors:
         raise serializers.ValidationError({"items": errors})
     return items
+
+
+_ITEM_SHAPE = BatchItemSerializer()
+_JOB_TYPES = frozenset(choice for choice, _ in JOB_TYPE_CHOICES)
+
+
+def _well_shaped(entry: Any) -> bool:
+    """Whether an item is `{type, input}` with a known type and an object input (else the item's
+    serializer says what is wrong)."""
+    return (isinstance(entry, dict) and len(entry) == 2 and entry.get("type") in _JOB_TYPES
+            and isinstance(entry.get("input"), dict))
 
 
 def _options(data: dict[str, Any]) -> BatchOptions:

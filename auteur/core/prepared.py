@@ -27,8 +27,10 @@ from typing import Any
 import psycopg
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Model, QuerySet
+from django.db.models import NOT_PROVIDED, Field, Model, QuerySet
+from django.db.models.fields import AutoFieldMixin
 from django.db.models.sql import InsertQuery, UpdateQuery
+from django.utils import timezone
 
 from auteur.core.postgres.plans import Planned
 
@@ -255,3 +257,47 @@ class _Slot:
     def value(self, values: dict[str, Any]) -> Any:
         value = values[self.name]
         return value if self.wrap is None else self.wrap(value)
+
+
+def insert_many(model: type[Model], count: int, *, varying: dict[str, list[Any]], same: dict[str, Any]) -> None:
+    """INSERT `count` rows of `model` in one statement, without building an instance per row: each
+    field named in `varying` takes its list's values (one per row), each in `same` one value for
+    every row; any other field takes its default (an auto_now field: now), the database's default
+    (an identity or `db_default` column) or NULL. Fields are named by attname (`user_id`). The
+    values go as one array per varying column (`unnest`), so the statement's text and its
+    parameters stay few whatever the count. Sends no signal (like PreparedInsert)."""
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    columns, selects, scalars, arrays, array_types = [], [], [], [], []
+    now = timezone.now()
+    for field in model._meta.local_concrete_fields:
+        name = field.attname
+        if name in varying:
+            values = varying[name]
+            if len(values) != count:
+                raise ValueError(f"{name}: {len(values)} values for {count} rows")
+            arrays.append([field.get_db_prep_save(v, connection) for v in values])
+            array_types.append(f"%s::{field.db_type(connection)}[]")
+            selects.append(f"u.c{len(arrays)}")
+        else:
+            if name in same:
+                value = same[name]
+            elif isinstance(field, AutoFieldMixin) or field.db_default is not NOT_PROVIDED:
+                continue  # the database's
+            elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+                value = now
+            elif field.has_default():
+                if field.primary_key or (callable(field.default) and field.default not in (dict, list)):
+                    raise ValueError(f"{name}: a default that differs per row must be given")
+                value = field.get_default()
+            else:
+                value = None
+            scalars.append(field.get_db_prep_save(value, connection))
+            selects.append("%s")
+        columns.append(connection.ops.quote_name(field.column))
+    names = ", ".join(f"c{i + 1}" for i in range(len(arrays)))
+    table = connection.ops.quote_name(model._meta.db_table)
+    # Names from the model, values as parameters.
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(selects)} FROM unnest({', '.join(array_types)}) AS u({names})"  # noqa: S608, E501
+    with transaction.mark_for_rollback_on_error(using=alias), connection.cursor() as cursor:
+        cursor.execute(sql, [*scalars, *arrays])

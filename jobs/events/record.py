@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from auteur.core.logging import job_id_var
 from auteur.core.postgres.plans import Planned
+from auteur.core.prepared import insert_many
 from jobs.events.stream import JobState, job_stream_append
 from jobs.events.usage import USAGE_INSERT
 from jobs.events.webhooks import NOT_ASKED, job_event_webhooks_send, webhook_event_of
@@ -85,9 +86,8 @@ def job_events_record_many(events: list[tuple[uuid.UUID, JobEventType, dict[str,
     if settings.AUTEUR_CHECK_EVENT_SCHEMA:
         for _, type, data in events:
             _check_schema(type, data)
-    now = timezone.now()
-    JobEvent.objects.bulk_create([JobEvent(job_id=job_id, type=type, data=data, created_at=now)
-                                  for job_id, type, data in events], batch_size=2000)
+    insert_many(JobEvent, len(events), varying={"job_id": [e[0] for e in events], "type": [str(e[1]) for e in events],
+                                                "data": [e[2] for e in events]}, same={})
 
 
 def job_event_committed(event: JobEvent, state: JobState | None = None, subscriber: Any = NOT_ASKED) -> None:

@@ -36,6 +36,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auteur.core.errors import ApplicationError
+from auteur.core.prepared import insert_many
 from auteur.users.models import User
 from auteur.users.workspace_context import balances_shown
 from credits.errors import InsufficientCredits, SpendCapReached
@@ -270,7 +271,6 @@ def _submit(user: User, priced: list[Priced], options: BatchOptions, idempotency
             list(MediaFile.objects.select_for_update().filter(pk__in=media_ids).order_by("pk").values_list("pk"))
         library = (project_library_get_or_create(user=user) if any(p.request.project is None for p in priced)
                    else None)
-        now = timezone.now()
         for p in priced:
             project = p.request.project or library
             if p.cached is not None and project is not None and p.cached.project_id != project.pk:
@@ -279,46 +279,59 @@ def _submit(user: User, priced: list[Priced], options: BatchOptions, idempotency
             user=user, member_id=member_id, item_count=len(priced), credits_cost=sum(p.price for p in priced),
             priority=options.scheduling.priority, idempotency_key=idempotency_key, request_hash=body_hash,
         )
-        jobs = [_job(user, p, batch, p.request.project or library, options.scheduling, now, member_id)
-                for p in priced]
-        Job.objects.bulk_create(jobs, batch_size=1000)
+        job_ids = [p.cached.job_id if p.cached else uuid.uuid4() for p in priced]
+        _insert_jobs(user, priced, job_ids, batch, library, options.scheduling, member_id)
         try:
             credit_deduct_for_jobs(user=user, member_id=member_id, charges=[
-                JobCharge(job_id=job.id, amount=job.credits_cost, job_type=job.type,
-                          description=f"{job.type} job in batch {batch.pk}" + (
-                              f", from the result cache of job {job.cache_source_id}" if job.cache_source_id else ""))
-                for job in jobs
+                JobCharge(job_id=job_id, amount=p.price, job_type=p.spec.type.value,
+                          description=f"{p.spec.type} job in batch {batch.pk}" + (
+                              f", from the result cache of job {p.cached.source_id}" if p.cached else ""))
+                for job_id, p in zip(job_ids, priced, strict=True)
             ])
         except (InsufficientCredits, SpendCapReached) as refused:
             raise _shortfall(refused, priced) from None
         job_events_record_many([
-            (job.id, JobEventType.SUBMITTED, {
-                "credits_cost": job.credits_cost, "batch_id": str(batch.pk),
-                **({"cache": {"hit": True, "source_job_id": str(job.cache_source_id)}} if job.cache_source_id else {}),
-            }) for job in jobs
+            (job_id, JobEventType.SUBMITTED, {
+                "credits_cost": p.price, "batch_id": str(batch.pk),
+                **({"cache": {"hit": True, "source_job_id": str(p.cached.source_id)}} if p.cached else {}),
+            }) for job_id, p in zip(job_ids, priced, strict=True)
         ])
-        for job, p in zip(jobs, priced, strict=True):
-            if p.cached is not None:
-                cache_complete(job=job, spec=p.spec, cached=p.cached)
+        hits = {p.cached.job_id: p for p in priced if p.cached is not None}
+        for job in Job.objects.filter(pk__in=hits):
+            cached = hits[job.pk].cached
+            assert cached is not None
+            cache_complete(job=job, spec=hits[job.pk].spec, cached=cached)
         transaction.on_commit(functools.partial(start_waiting, user.pk))
     logger.info("batch submitted: %d jobs for %d credits", batch.item_count, batch.credits_cost,
                 extra={"batch_id": str(batch.pk)})
     return batch
 
 
-def _job(user: User, p: Priced, batch: Batch, project: Any, scheduling: Scheduling, now: datetime,
-         member_id: uuid.UUID | None) -> Job:
-    cached = p.cached
-    # Served from the cache, it completes in this transaction; else it waits its turn (the module's notes).
-    return Job(
-        id=cached.job_id if cached else uuid.uuid4(), cache_source_id=cached.source_id if cached else None,
-        cache_key=p.cache_key, user=user, member_id=member_id, project=project, type=p.spec.type,
-        credits_cost=p.price, input_params=p.request.input_params, gpu_backend=settings.AUTEUR_GPU_BACKEND,
-        batch=batch, batch_index=p.index, priority=scheduling.priority,
-        status=JobStatus.PENDING if cached else JobStatus.QUEUED, queued_at=None if cached else now,
-        waiting_for="" if cached else "slot",
-        start_within_seconds=scheduling.start_within_seconds,
-        start_deadline=start_deadline_of(job_type=p.spec.type, submitted_at=now, batch=True,
-                                         start_within_seconds=scheduling.start_within_seconds),
-        run_within_seconds=scheduling.run_within_seconds,
-    )
+def _insert_jobs(user: User, priced: list[Priced], job_ids: list[uuid.UUID], batch: Batch, library: Any,
+                 scheduling: Scheduling, member_id: uuid.UUID | None) -> None:
+    """The batch's jobs, in one statement. An item the cache serves is inserted `pending` and
+    completes in this transaction; the others wait `queued` (the module's notes)."""
+    now = batch.created_at
+    deadlines: dict[str, datetime | None] = {}
+    for p in priced:
+        if p.spec.type not in deadlines:
+            deadlines[p.spec.type] = start_deadline_of(job_type=p.spec.type, submitted_at=now, batch=True,
+                                                       start_within_seconds=scheduling.start_within_seconds)
+    insert_many(Job, len(priced), varying={
+        "id": job_ids,
+        "cache_source_id": [p.cached.source_id if p.cached else None for p in priced],
+        "cache_key": [p.cache_key for p in priced],
+        "project_id": [(p.request.project or library).pk for p in priced],
+        "type": [p.spec.type.value for p in priced],
+        "credits_cost": [p.price for p in priced],
+        "input_params": [p.request.input_params for p in priced],
+        "batch_index": [p.index for p in priced],
+        "status": [JobStatus.PENDING if p.cached else JobStatus.QUEUED for p in priced],
+        "queued_at": [None if p.cached else now for p in priced],
+        "waiting_for": ["" if p.cached else "slot" for p in priced],
+        "start_deadline": [deadlines[p.spec.type] for p in priced],
+    }, same={
+        "user_id": user.pk, "member_id": member_id, "gpu_backend": settings.AUTEUR_GPU_BACKEND, "batch_id": batch.pk,
+        "priority": scheduling.priority, "start_within_seconds": scheduling.start_within_seconds,
+        "run_within_seconds": scheduling.run_within_seconds, "created_at": now, "updated_at": now,
+    })
