@@ -1,4 +1,5 @@
-"""Batch endpoints: submit many jobs in one request, quote them, follow the batch, read its manifest.
+"""Batch endpoints: submit many jobs in one request, quote them, follow the batch, read its manifest;
+cancel many jobs by filter.
 
 Every read is scoped to the caller: another user's batch is a 404 `batch_not_found`, exactly like
 one that does not exist (jobs/intake/batches.py submits; jobs/selectors/batches.py reads).
@@ -26,9 +27,16 @@ from auteur.core.api import (
 )
 from auteur.core.errors import ApplicationError
 from auteur.core.schema import raises
+from auteur.core.throttling import SlidingWindowThrottle
 from auteur.users.workspace_context import balances_shown
 from credits.selectors import credit_balance_get
-from jobs.apis import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, REPLAYED_HEADER, idempotency_key_of
+from jobs.apis import (
+    IDEMPOTENCY_HEADER,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    REPLAYED_HEADER,
+    JobCancelThrottle,
+    idempotency_key_of,
+)
 from jobs.inputs import SUBMISSION_OPTIONS, Scheduling
 from jobs.intake.batches import (
     BatchItem,
@@ -40,9 +48,11 @@ from jobs.intake.batches import (
     batch_submit,
 )
 from jobs.intake.submission import request_hash
-from jobs.models import Batch, JobPriority, JobStatus
+from jobs.life.bulk import JobFilter, jobs_cancel_bulk, jobs_cancel_preview
+from jobs.models import ACTIVE_STATUSES, Batch, JobPriority, JobStatus
 from jobs.selectors.batches import BatchManifest, batch_counts, batch_get, batch_items, batch_list
 from jobs.specs import JOB_TYPE_CHOICES, job_spec
+from projects.selectors import project_get
 
 # Item errors shown in one answer: the first ones, by index.
 MAX_ITEM_ERRORS = 20
@@ -324,3 +334,66 @@ class BatchManifestApi(ApiView):
         response = StreamingHttpResponse(BatchManifest(batch=batch), content_type="application/x-ndjson")
         response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.jsonl"'
         return response
+
+
+class BulkFilterSerializer(StrictSerializer):
+    """Which of your unfinished jobs: every criterion given must hold, and at least one is given."""
+
+    batch_id = serializers.UUIDField(required=False, help_text="The jobs of this batch")
+    type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES, required=False)
+    status = serializers.ListField(
+        child=serializers.ChoiceField(choices=[s.value for s in ACTIVE_STATUSES]), min_length=1, max_length=3,
+        required=False, help_text="Among `pending`, `queued`, `processing` (default: all three)")
+    project_id = serializers.UUIDField(required=False)
+    created_after = serializers.DateTimeField(required=False, help_text="Submitted at or after this time")
+    created_before = serializers.DateTimeField(required=False, help_text="Submitted before this time")
+    dry_run = serializers.BooleanField(default=False, help_text="Say what would be canceled and refunded; do nothing")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not set(attrs) - {"dry_run"}:
+            raise serializers.ValidationError("Name at least one filter (a batch, a type, a status, a project or a "
+                                              "time): a bulk cancel never takes every job by default.")
+        return attrs
+
+
+class BulkCancelSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    matched = serializers.IntegerField(help_text="The unfinished jobs the filter takes")
+    canceled = serializers.IntegerField(help_text="Those canceled (with dry_run: that would be)")
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Those canceled, by the status "
+                                      "they had")
+    credits_refund = serializers.IntegerField(help_text="Credits given back, together (with dry_run: that would be)")
+    not_cancelable = serializers.IntegerField(help_text="Running jobs whose outputs are being stored: left to finish")
+
+
+@raises("batch_not_found", "project_not_found", "rate_limited")
+class BulkCancelApi(ApiView):
+    """Cancel your unfinished jobs by filter: a batch, a type, statuses, a project, a span of
+    submission times (every criterion given must hold; at least one). Each job is refunded exactly
+    as its own cancel would be: in full before its inference started (every waiting job), else the
+    part not yet spent; one whose outputs are being stored is left to finish (`not_cancelable`).
+    With `dry_run`, nothing is done and the answer says what would be. Their `canceled` events reach
+    the streams and webhooks shortly after the answer. Counted as one cancel against the cancel
+    rate limit."""
+
+    workspace_actions = {"POST": "jobs.run"}
+    throttle_classes = [SlidingWindowThrottle, JobCancelThrottle]
+
+    @extend_schema(request=BulkFilterSerializer, responses={200: BulkCancelSerializer},
+                   summary="Cancel jobs by filter", tags=["batches"])
+    def post(self, request: Request) -> Response:
+        user = request_user(request)
+        body = BulkFilterSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        # Another user's batch or project is a 404, as one that does not exist.
+        if data.get("batch_id") is not None:
+            batch_get(user=user, batch_id=data["batch_id"])
+        if data.get("project_id") is not None:
+            project_get(user=user, project_id=data["project_id"])
+        where = JobFilter(batch_id=data.get("batch_id"), type=data.get("type"), statuses=tuple(data.get("status", ())),
+                          project_id=data.get("project_id"), created_after=data.get("created_after"),
+                          created_before=data.get("created_before"))
+        done = jobs_cancel_preview(user=user, where=where) if data["dry_run"] else jobs_cancel_bulk(user=user,
+                                                                                                  where=where)
+        return Response(BulkCancelSerializer({"dry_run": data["dry_run"], **done}).data)

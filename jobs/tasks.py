@@ -23,8 +23,9 @@ from auteur.core.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from credits.alerts import ANNOUNCE_TASK
 from jobs import gpu_client, task_names
 from jobs.events.account import cap_alerts_announce
-from jobs.events.record import bind_job_to_logs, job_event_record
+from jobs.events.record import bind_job_to_logs, job_event_committed, job_event_record
 from jobs.gpu_client import GpuError, TransientGpuError
+from jobs.life import bulk
 from jobs.life.deadlines import jobs_deadlines_enforce
 from jobs.life.deliveries import step_redelivered
 from jobs.life.publish import STEP_HARD_LIMIT_SECONDS, STEP_SOFT_LIMIT_SECONDS, Step, step_task_name
@@ -33,7 +34,7 @@ from jobs.life.status import job_fail
 from jobs.life.steps import job_step_finish, job_step_infer, job_step_prepare
 from jobs.life.timeline_swap import job_timeline_swap, job_timeline_swap_failed
 from jobs.life.transcript_edl import RETRYABLE, job_transcript_to_edl, job_transcript_to_edl_failed
-from jobs.models import JobEventType
+from jobs.models import JobEvent, JobEventType
 from jobs.specs import Family
 
 logger = logging.getLogger(__name__)
@@ -218,3 +219,12 @@ def spend_cap_alerts() -> int:
     """Sent when a charge crossed a spend cap's threshold, and by beat as a sweep (queue `webhooks`):
     announces what is not announced yet (jobs/events/account.py)."""
     return cap_alerts_announce()
+
+
+@shared_task(name=bulk.ANNOUNCE_TASK, acks_late=True, soft_time_limit=120, time_limit=150)
+def job_events_announce(event_ids: list[int]) -> int:
+    """Push committed job events (a bulk action's) to their owners' streams and webhooks."""
+    events = list(JobEvent.objects.filter(pk__in=event_ids).order_by("id"))
+    for event in events:
+        job_event_committed(event)
+    return len(events)

@@ -16,13 +16,21 @@ from jobs.apis import (
     JobRetryApi,
     JobTypeListApi,
 )
-from jobs.batch_apis import BatchDetailApi, BatchListApi, BatchManifestApi, BatchQuoteApi, BatchSubmitApi
+from jobs.batch_apis import (
+    BatchDetailApi,
+    BatchListApi,
+    BatchManifestApi,
+    BatchQuoteApi,
+    BatchSubmitApi,
+    BulkCancelApi,
+)
 
 urlpatterns = [
     path("jobs", JobListApi.as_view(), name="job-list"),
     path("jobs/types", JobTypeListApi.as_view(), name="job-types"),
     path("jobs/batch", BatchSubmitApi.as_view(), name="job-batch-submit"),
     path("jobs/batch/quote", BatchQuoteApi.as_view(), name="job-batch-quote"),
+    path("jobs/bulk/cancel", BulkCancelApi.as_view(), name="job-bulk-cancel"),
     path("batches", BatchListApi.as_view(), name="batch-list"),
     path("batches/<str:batch_id>", BatchDetailApi.as_view(), name="batch-detail"),
     path("batches/<str:batch_id>/manifest", BatchManifestApi.as_view(), name="batch-manifest"),

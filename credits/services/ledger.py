@@ -38,7 +38,7 @@ from django.db import IntegrityError, connection, transaction
 
 from auteur.core.errors import ApplicationError
 from auteur.core.postgres.plans import Planned
-from auteur.users.models import User
+from auteur.users.models import ApiKey, User
 from credits.alerts import cap_alerts_record
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import (
@@ -179,26 +179,44 @@ entry AS ({_ENTRY}{_ALL_COUNTED}{_RETURNING})
 SELECT entry.*, {_COUNTERS_SAID}
 FROM (SELECT) AS one LEFT JOIN entry ON true
 """  # noqa: S608 - constant fragments only
-# Many jobs charged at once (a batch): the account moves by their sum (`amount`), each counter
-# counts the sum (a per-job limit holds the largest, `largest`), and each job gets its own usage
-# entry, in the order given, with the balance after it: the running sum from the balance before.
-# Entry n is stamped n-1 microseconds after the first, so the ledger's order is the batch's.
-_CHARGE_MANY_SQL = f"""
-WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS ({_counted("%(largest)s")}),
-entries AS (
+# Many jobs' entries written at once, in the order given, each with the balance after it (the
+# running sum from the balance before), entry n stamped n-1 microseconds after the first, so the
+# ledger's order is the given one. `condition`: what the entries need besides the account's move.
+def _many_entries(type: str, condition: str = "") -> str:
+    return f"""
     INSERT INTO credit_transactions
         (id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
          created_by_id, member_id, created_at)
-    SELECT e.id, moved.id, %(user_id)s, e.amount, moved.balance - %(amount)s + e.running, 'usage', e.description,
-           e.job_id, e.job_type, NULL, NULL, %(member_id)s, moved.at + (e.n - 1) * interval '1 microsecond'
+    SELECT e.id, moved.id, %(user_id)s, e.amount, moved.balance - %(amount)s + e.running, '{type}', e.description,
+           e.job_id, e.job_type, NULL, NULL, e.member_id, moved.at + (e.n - 1) * interval '1 microsecond'
     FROM moved, (
         SELECT u.*, sum(u.amount) OVER (ORDER BY u.n) AS running
         FROM unnest(%(ids)s::uuid[], %(amounts)s::int[], %(job_ids)s::uuid[], %(job_types)s::text[],
-                    %(descriptions)s::text[]) WITH ORDINALITY AS u(id, amount, job_id, job_type, description, n)
-    ) e{_ALL_COUNTED}
+                    %(descriptions)s::text[], %(member_ids)s::uuid[])
+             WITH ORDINALITY AS u(id, amount, job_id, job_type, description, member_id, n)
+    ) e{condition}
     RETURNING 1
-)
+"""  # noqa: S608 - constant fragments only
+
+
+# Many jobs charged at once (a batch): the account moves by their sum (`amount`), each counter
+# counts the sum (a per-job limit holds the largest, `largest`), and each job gets its own usage entry.
+_CHARGE_MANY_SQL = f"""
+WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS ({_counted("%(largest)s")}),
+entries AS ({_many_entries(TransactionType.USAGE, _ALL_COUNTED)})
 SELECT (SELECT count(*) FROM entries), {_COUNTERS_SAID}
+"""  # noqa: S608 - constant fragments only
+# Many jobs refunded at once (a bulk cancel): the account moves by their sum, each counter of their
+# charges gives back what it counted of them in its month (`caps_*`: one row per counter and month,
+# summed), and each job gets its own refund entry.
+_REFUND_MANY_SQL = f"""
+WITH moved AS ({_MOVED}), uncounted AS (
+    UPDATE credit_spend_caps c SET spent = GREATEST(c.spent - g.amount, 0), updated_at = now()
+    FROM unnest(%(caps_subjects)s::uuid[], %(caps_months)s::date[], %(caps_amounts)s::bigint[])
+         AS g(subject_id, month, amount)
+    WHERE c.user_id = %(user_id)s AND c.subject_id = g.subject_id AND c.month = g.month AND EXISTS (SELECT FROM moved)
+), entries AS ({_many_entries(TransactionType.REFUND)})
+SELECT count(*) FROM entries
 """  # noqa: S608 - constant fragments only
 # A refund: the counters of its charge (the workspace's, its key's and the key's maker's, or its
 # member's) give it back
@@ -220,6 +238,7 @@ _POST = Planned(_POST_SQL)
 _CHARGE_UNCAPPED = Planned(_CHARGE_UNCAPPED_SQL)
 _CHARGE = Planned(_CHARGE_SQL)
 _CHARGE_MANY = Planned(_CHARGE_MANY_SQL)
+_REFUND_MANY = Planned(_REFUND_MANY_SQL)
 _REFUND = Planned(_REFUND_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
                  "job_type", "idempotency_key", "created_by_id", "member_id", "created_at")
@@ -464,7 +483,7 @@ def credit_deduct_for_jobs(*, user: User, charges: list[JobCharge], member_id: u
         "user_id": user.pk, "member_id": member_id, "amount": -total, "largest": largest,
         "ids": [uuid.uuid4() for _ in charges], "amounts": [-c.amount for c in charges],
         "job_ids": [c.job_id for c in charges], "job_types": [c.job_type for c in charges],
-        "descriptions": [c.description for c in charges],
+        "descriptions": [c.description for c in charges], "member_ids": [member_id] * len(charges),
     }
     with connection.cursor() as cursor:
         _CHARGE_MANY.execute(cursor, params)
@@ -474,6 +493,51 @@ def credit_deduct_for_jobs(*, user: User, charges: list[JobCharge], member_id: u
         raise _refusal(user, member_id, total, largest=largest)
     cap_alerts_record(account_id=user.pk, job_id=charges[-1].job_id, crossed=crossed or [])
     logger.debug("credits usage %+d in %d jobs", -total, len(charges))
+    return total
+
+
+def credit_refund_jobs(*, user: User, refunds: list[JobCharge]) -> int:
+    """Refund many of the account's jobs at once, each by `amount` (1 to its charge), in one
+    statement: each job's refund entry names its charge's member, and each counter that counted a
+    charge gives it back in the charge's month. Returns the sum.
+
+    For jobs the caller has just ended in its transaction (their rows locked, so no other refund of
+    them can be made meanwhile); a job refunded already, or never charged, fails the whole statement
+    (one refund per job), and the caller's transaction with it."""
+    if not connection.in_atomic_block:
+        raise AssertionError("jobs are refunded in the transaction that ends them")
+    if not refunds:
+        return 0
+    charges = {entry.job_id: entry for entry in CreditTransaction.objects.filter(
+        user_id=user.pk, type=TransactionType.USAGE, job_id__in=[r.job_id for r in refunds])}
+    makers = dict(ApiKey.objects.filter(user_id=user.pk, pk__in={c.member_id for c in charges.values()})
+                  .values_list("pk", "created_by_id"))
+    counted: dict[tuple[uuid.UUID, date], int] = {}
+    for refund in refunds:
+        charge = charges.get(refund.job_id)
+        if charge is None or not 0 < refund.amount <= -charge.amount:
+            raise ApplicationError("A refund is 1 to what the job was charged.", code="invalid_amount",
+                                   details={"job_id": str(refund.job_id), "amount": refund.amount})
+        month = month_of(charge.created_at)
+        subjects = {user.pk, charge.member_id, makers.get(charge.member_id) if charge.member_id else None}
+        for subject in subjects:
+            if subject is not None:
+                counted[(subject, month)] = counted.get((subject, month), 0) + refund.amount
+    total = sum(r.amount for r in refunds)
+    params: dict[str, object] = {
+        "user_id": user.pk, "amount": total, "ids": [uuid.uuid4() for _ in refunds],
+        "amounts": [r.amount for r in refunds], "job_ids": [r.job_id for r in refunds],
+        "job_types": [charges[r.job_id].job_type or r.job_type for r in refunds],
+        "descriptions": [r.description for r in refunds],
+        "member_ids": [charges[r.job_id].member_id for r in refunds],
+        "caps_subjects": [subject for subject, _ in counted], "caps_months": [month for _, month in counted],
+        "caps_amounts": list(counted.values()),
+    }
+    with connection.cursor() as cursor:
+        _REFUND_MANY.execute(cursor, params)
+        (written,) = cursor.fetchone()
+    assert written == len(refunds), "an addition to an existing account cannot be refused"
+    logger.debug("credits refund %+d in %d jobs", total, len(refunds))
     return total
 
 

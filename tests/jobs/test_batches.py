@@ -206,3 +206,82 @@ def test_batch_items_never_start_late_by_their_types_queue_ttl(auth_client, fund
 
     assert 590 <= allowed_wait(start_within_seconds=600) <= 600
     assert 3590 <= allowed_wait() <= 3600
+
+
+# ----------------------------------------------------------------------------- bulk cancel
+
+CANCEL_URL = "/api/v1/jobs/bulk/cancel"
+
+
+def test_a_bulk_cancel_of_a_batch_refunds_each_waiting_item_in_full_and_nothing_else(auth_client, funded):
+    from credits.selectors import ledger_check
+    from jobs.models import UsageEvent
+
+    kept = post_batch(auth_client, [tts("kept")]).json()
+    body = post_batch(auth_client, [tts("a"), tts("b"), tts("c")]).json()
+    running = Job.objects.get(pk=body["job_ids"][2])
+    Job.objects.filter(pk=running.pk).update(status=JobStatus.PROCESSING)
+    balance = credit_balance_get(user=funded)
+    dry = auth_client.post(CANCEL_URL, {"batch_id": body["id"], "dry_run": True}, format="json").json()
+    assert dry == {"dry_run": True, "matched": 3, "canceled": 3, "by_status": {"queued": 2, "processing": 1},
+                   "credits_refund": 6, "not_cancelable": 0}
+    assert credit_balance_get(user=funded) == balance and Job.objects.filter(status="canceled").count() == 0
+    done = auth_client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json")
+    assert done.status_code == 200, done.json()
+    assert done.json() == {**dry, "dry_run": False}
+    assert credit_balance_get(user=funded) == balance + 6
+    jobs = Job.objects.filter(batch_id=body["id"])
+    assert all(j.status == JobStatus.CANCELED and j.credits_refunded and j.credits_refund == j.credits_cost
+               for j in jobs)
+    assert CreditTransaction.objects.filter(job_id__in=jobs, type="refund").count() == 3
+    assert set(JobEvent.objects.filter(job_id__in=jobs, type="canceled").values_list("job_id", flat=True)) == {
+        j.pk for j in jobs}
+    assert UsageEvent.objects.filter(job_id__in=jobs, outcome="canceled", credits_net=0).count() == 3
+    assert Job.objects.get(pk=kept["job_ids"][0]).status == JobStatus.QUEUED
+    assert ledger_check() == []
+    counted = auth_client.get(f"/api/v1/batches/{body['id']}").json()
+    assert counted["counts"]["canceled"] == 3 and counted["done"] is True and counted["credits_refunded"] == 6
+    # Nothing is left to cancel: a second one does nothing.
+    again = auth_client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json").json()
+    assert again["canceled"] == 0 and credit_balance_get(user=funded) == balance + 6
+
+
+def test_a_bulk_cancel_by_type_and_time_takes_only_what_matches(auth_client, funded, project, media):
+    body = post_batch(auth_client, [tts(), {"type": "transcription",
+                                            "input": valid_body("transcription", project, media)}]).json()
+    done = auth_client.post(CANCEL_URL, {"type": "transcription", "status": ["queued"],
+                                         "created_before": "2999-01-01T00:00:00Z"}, format="json").json()
+    assert done["canceled"] == 1 and done["credits_refund"] == PRICE["transcription"]
+    assert Job.objects.get(pk=body["job_ids"][0]).status == JobStatus.QUEUED
+    none = auth_client.post(CANCEL_URL, {"type": "tts", "created_after": "2999-01-01T00:00:00Z"}, format="json")
+    assert none.json()["canceled"] == 0
+
+
+def test_a_bulk_cancel_needs_a_filter_and_another_users_batch_is_a_404(auth_client, funded, client_for):
+    assert auth_client.post(CANCEL_URL, {"dry_run": True}, format="json").status_code == 400
+    assert auth_client.post(CANCEL_URL, {"status": ["completed"]}, format="json").status_code == 400
+    body = post_batch(auth_client, [tts()]).json()
+    other = client_for(UserFactory.create())
+    response = other.post(CANCEL_URL, {"batch_id": body["id"]}, format="json")
+    assert response.status_code == 404 and error_code(response) == "batch_not_found"
+    stranger_project = ProjectFactory.create(user=UserFactory.create())
+    response = auth_client.post(CANCEL_URL, {"project_id": str(stranger_project.pk)}, format="json")
+    assert response.status_code == 404 and error_code(response) == "project_not_found"
+    assert Job.objects.get(pk=body["job_ids"][0]).status == JobStatus.QUEUED
+
+
+def test_a_bulk_cancel_gives_back_what_a_members_budget_counted(user):
+    from credits.models import SpendCap
+    from credits.selectors import ledger_check
+
+    workspace = team_workspace(user)
+    account = User.objects.get(pk=workspace.pk)
+    credit_grant(user=account, amount=1000, type="bonus", description="test")
+    member_budget_set(membership=Membership.objects.get(workspace=workspace, user=user), user_id=user.pk,
+                      monthly_limit=100)
+    client = acting_in(user, workspace)
+    body = post_batch(client, [tts(), tts(), tts()]).json()
+    assert SpendCap.objects.get(subject_id=user.pk).spent == 6
+    assert client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json").json()["credits_refund"] == 6
+    assert SpendCap.objects.get(subject_id=user.pk).spent == 0
+    assert credit_balance_get(user=account) == 1000 and ledger_check() == []
