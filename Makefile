@@ -158,6 +158,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/ledger_contention.py
 	$(PY) bench/cap_race.py
 	$(PY) bench/usage_query.py
+	$(PY) bench/batches.py
 	$(PY) bench/balance_read.py
 	$(PY) bench/memory.py
 	$(PY) bench/edl_latency.py

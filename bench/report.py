@@ -305,6 +305,13 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     + f"; naive Python sum {d['naive_python_sum_ms']['p50_ms']} ms | "
                     + ", ".join(f"{g} {r}" for g, r in d["ratio_p50_without_over_with"].items())
                     + f" | p99 < 200 ms: {verdict(d['target_met'])} |"))
+    if (d := load("batches")) is not None:
+        rows.append(("batches", f"| a batch of {d['items']:,} TTS jobs: POST /jobs/batch, then POST /jobs/bulk/cancel "
+                    f"of it, queued, every refund checked exact | accepted in {d['batch_seconds']} s; cancelled in "
+                    f"{d['cancel_seconds']} s | one by one: submit p50 {d['single_p50_ms']} ms "
+                    f"({d['singles_for_items_s']} s for all), cancel p50 {d['single_cancel_p50_ms']} ms "
+                    f"({d['single_cancels_for_items_s']} s) | {d['speedup']}x (submission) | accepted <= "
+                    f"{d['goal_s']:g} s, cancelled <= {d['cancel_goal_s']:g} s: {verdict(d['within_goal'])} |"))
     if (d := load("render")) is not None:
         rows.append(("render", f"| render, 10 clips, {d['settings']['output_s']} s output | {d['engine_median_s']} s | hand-written "
                     f"ffmpeg command: {d['hand_median_s']} s | {d['ratio']} | <= 1.2: {verdict(d['ratio'] <= 1.2)} |"))
