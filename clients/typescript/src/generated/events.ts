@@ -476,6 +476,8 @@ export interface components {
             step: string;
         };
         submitted: {
+            /** Format: uuid */
+            batch_id?: string;
             /** @description Served from the result cache: the earlier job whose outputs were copied. */
             cache?: {
                 /** @constant */

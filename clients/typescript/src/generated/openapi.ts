@@ -25,6 +25,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List batches
+         * @description Your batches, newest first, each with its counts (`?page=`, `?page_size=`, max 100).
+         */
+        get: operations["batches_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/batches/{batch_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a batch
+         * @description A batch: its items counted by status, what was charged and refunded, and whether all ended.
+         */
+        get: operations["batches_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/batches/{batch_id}/manifest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a batch's manifest
+         * @description The batch's manifest, as JSON lines (`application/x-ndjson`): one line per item, in the
+         *     items' order: `index`, `job_id`, `type`, `status`, `credits_cost`, `credits_refund`,
+         *     `error_code`, `error_message`, `retryable`, `completed_at` and `output_data` (as GET /jobs/{id}
+         *     shows it; `output_media_ids` name the files). Streamed, however large the results.
+         */
+        get: operations["batches_manifest_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/billing": {
         parameters: {
             query?: never;
@@ -215,6 +278,88 @@ export interface paths {
          * @description The same body as the submission; `quote_id` may not be in it.
          */
         post: operations["jobs_audio_generation_quote_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Submit a batch of jobs
+         * @description Submit up to 5,000 jobs (AUTEUR_BATCH_MAX_ITEMS) of one or several types in one request,
+         *     charged together or not at all.
+         *
+         *     202: the batch, with its items' `job_ids` in order. Each item is checked as its own submission
+         *     would be (the same 4xx, with `details.item` naming the item); a 400 names each invalid item
+         *     (the first 20) under `details.items`. Its price is the sum of its items' (a cache price for an
+         *     item the result cache serves); a balance, spend cap or per-job limit that does not cover it all
+         *     is a 402 (`insufficient_credits`, `spend_cap_reached`) whose details name the `shortfall` and
+         *     the first `item` that does not fit, and nothing is charged or made. Its items wait `queued`
+         *     behind your other work (priority `low` by default) and start as your slots free, taking turns
+         *     with other users' work under fair share. With an `Idempotency-Key`, the same key and body
+         *     within 24 hours answer 200 with the same batch (`Idempotent-Replayed: true`) and charge
+         *     nothing; another body is a 422 `idempotency_key_reused`.
+         */
+        post: operations["jobs_batch_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/batch/quote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Quote a batch
+         * @description What a batch would cost if submitted now: the sum of its items' prices, each as its own
+         *     quote would say (the cache price for an item the result cache would serve), the balance after
+         *     it, and the 402 a submission would get now (`refusal`, with the `shortfall` and the first item
+         *     that does not fit), if any. The body is checked as a submission's (the same 4xx); nothing is
+         *     charged, made or held.
+         */
+        post: operations["jobs_batch_quote_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/bulk/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel jobs by filter
+         * @description Cancel your unfinished jobs by filter: a batch, a type, statuses, a project, a span of
+         *     submission times (every criterion given must hold; at least one). Each job is refunded exactly
+         *     as its own cancel would be: in full before its inference started (every waiting job), else the
+         *     part not yet spent; one whose outputs are being stored is left to finish (`not_cancelable`).
+         *     With `dry_run`, nothing is done and the answer says what would be. Their `canceled` events reach
+         *     the streams and webhooks shortly after the answer. Counted as one cancel against the cancel
+         *     rate limit.
+         */
+        post: operations["jobs_bulk_cancel_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1936,6 +2081,96 @@ export interface components {
         };
         /** @description No fields: the token is the Authorization header. A body, if any, must be `{}`. */
         AuthVerifyInputRequest: Record<string, never>;
+        /** @description A batch: its items counted by status (read from the items themselves). */
+        Batch: {
+            /** @description Its items in each status: `pending`, `queued`, `processing`, `completed`, `failed`, `canceled`, `aborted` */
+            counts: {
+                [key: string]: number;
+            };
+            /** Format: date-time */
+            created_at: string;
+            /** @description What its items were charged, together */
+            credits_cost: number;
+            /** @description What its ended items were given back, together */
+            credits_refunded: number;
+            /** @description Whether every item has ended */
+            done: boolean;
+            /** @description Its items that have ended (completed, failed, canceled, aborted) */
+            ended: number;
+            /** Format: uuid */
+            id: string;
+            item_count: number;
+            priority: components["schemas"]["PriorityEnum"];
+        };
+        /** @description A batch: its items counted by status (read from the items themselves). */
+        BatchAccepted: {
+            /** @description Its items in each status: `pending`, `queued`, `processing`, `completed`, `failed`, `canceled`, `aborted` */
+            counts: {
+                [key: string]: number;
+            };
+            /** Format: date-time */
+            created_at: string;
+            /** @description What its items were charged, together */
+            credits_cost: number;
+            /** @description What its ended items were given back, together */
+            credits_refunded: number;
+            /** @description Whether every item has ended */
+            done: boolean;
+            /** @description Its items that have ended (completed, failed, canceled, aborted) */
+            ended: number;
+            /** Format: uuid */
+            id: string;
+            item_count: number;
+            /** @description Its items' jobs, in the items' order */
+            job_ids: string[];
+            priority: components["schemas"]["PriorityEnum"];
+        };
+        /** @description Up to AUTEUR_BATCH_MAX_ITEMS jobs, each `{type, input}`, and how to run them all. */
+        BatchInputRequest: {
+            /**
+             * @description Whether the result cache may serve an item identical to an earlier job of yours (at the cache price).
+             * @default true
+             */
+            cache?: boolean;
+            /** @description The jobs, each `{"type": ..., "input": {...}}`; at most the server's limit (5,000 by default). */
+            items: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * @description Its items' order among your own waiting jobs: `low` by default, so your interactive jobs start first.
+             *
+             *     * `low` - low
+             *     * `normal` - normal
+             *     * `high` - high
+             * @default low
+             */
+            priority?: components["schemas"]["PriorityEnum"];
+            /** @description An item still running this many seconds after it started is canceled and refunded the part not spent. */
+            run_within_seconds?: number;
+            /** @description An item not started this many seconds after the batch was accepted ends `aborted`, refunded in full. Default: the server's batch queue TTL (7 days). */
+            start_within_seconds?: number;
+        };
+        BatchQuote: {
+            /** @description Null for an API key without credits:read */
+            balance: number | null;
+            balance_after: number | null;
+            /** @description The sum of its items' prices: what the batch would cost now */
+            credits_cost: number;
+            item_count: number;
+            items: components["schemas"]["BatchQuoteSerializerItem"][];
+            /** @description The 402 a submission would get now (`code`, `message`, `details` with `shortfall` and `item`, the first item that does not fit), or null */
+            refusal: {
+                [key: string]: unknown;
+            } | null;
+        };
+        BatchQuoteSerializerItem: {
+            /** @description Whether the result cache would serve it (at the cache price) */
+            cache: boolean;
+            /** @description What it would be charged now */
+            credits_cost: number;
+            index: number;
+            type: string;
+        };
         /**
          * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
          *
@@ -1977,6 +2212,56 @@ export interface components {
         };
         /** @enum {unknown} */
         BlankEnum: "";
+        BulkCancel: {
+            /** @description Those canceled, by the status they had */
+            by_status: {
+                [key: string]: number;
+            };
+            /** @description Those canceled (with dry_run: that would be) */
+            canceled: number;
+            /** @description Credits given back, together (with dry_run: that would be) */
+            credits_refund: number;
+            dry_run: boolean;
+            /** @description The unfinished jobs the filter takes */
+            matched: number;
+            /** @description Running jobs whose outputs are being stored: left to finish */
+            not_cancelable: number;
+        };
+        /** @description Which of your unfinished jobs: every criterion given must hold, and at least one is given. */
+        BulkFilterRequest: {
+            /**
+             * Format: uuid
+             * @description The jobs of this batch
+             */
+            batch_id?: string;
+            /**
+             * Format: date-time
+             * @description Submitted at or after this time
+             */
+            created_after?: string;
+            /**
+             * Format: date-time
+             * @description Submitted before this time
+             */
+            created_before?: string;
+            /**
+             * @description Say what would be canceled and refunded; do nothing
+             * @default false
+             */
+            dry_run?: boolean;
+            /** Format: uuid */
+            project_id?: string;
+            /** @description Among `pending`, `queued`, `processing` (default: all three) */
+            status?: components["schemas"]["BulkFilterStatusEnum"][];
+            type?: components["schemas"]["JobTypeEnum"];
+        };
+        /**
+         * @description * `pending` - pending
+         *     * `queued` - queued
+         *     * `processing` - processing
+         * @enum {string}
+         */
+        BulkFilterStatusEnum: "pending" | "queued" | "processing";
         /** @description Whether the result cache served a job. */
         Cache: {
             /** @description The job was served from the result cache: it completed when it was accepted, with no GPU call, charged the cache price */
@@ -3651,6 +3936,14 @@ export interface components {
             name: string;
             type: string;
         };
+        PaginatedBatchList: {
+            batches: components["schemas"]["Batch"][];
+            count: number;
+            /** Format: uri */
+            next: string | null;
+            /** Format: uri */
+            previous: string | null;
+        };
         PaginatedCapOutputList: {
             caps: components["schemas"]["CapOutput"][];
             count: number;
@@ -4863,6 +5156,229 @@ export interface operations {
             };
         };
     };
+    batches_list: {
+        parameters: {
+            query?: {
+                page?: number;
+                page_size?: number;
+            };
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedBatchList"];
+                };
+            };
+            /** @description Codes: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    batches_retrieve: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Batch"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `batch_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    batches_manifest_retrieve: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path: {
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": string;
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `batch_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     billing_retrieve: {
         parameters: {
             query?: never;
@@ -5825,6 +6341,343 @@ export interface operations {
                 };
             };
             /** @description Codes: `feature_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_batch_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+                /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original batch instead of charging again. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchAccepted"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchAccepted"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`, `invalid_idempotency_key`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `edl_unavailable`, `feature_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_batch_quote_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchQuote"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `edl_unavailable`, `feature_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_bulk_cancel_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["BulkFilterRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkCancel"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`, `rate_limited`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `batch_not_found`, `project_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
             503: {
                 headers: {
                     [name: string]: unknown;
