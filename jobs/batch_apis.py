@@ -51,12 +51,13 @@ from jobs.intake.submission import request_hash
 from jobs.life.bulk import JobFilter, jobs_cancel_bulk, jobs_cancel_preview
 from jobs.models import ACTIVE_STATUSES, Batch, JobPriority, JobStatus
 from jobs.selectors.batches import BatchManifest, batch_counts, batch_get, batch_items, batch_list
-from jobs.specs import JOB_TYPE_CHOICES, job_spec
+from jobs.specs import JOB_SPECS, JOB_TYPE_CHOICES, job_spec
 from projects.selectors import project_get
 
 # Item errors shown in one answer: the first ones, by index.
 MAX_ITEM_ERRORS = 20
 MAX_DEADLINE_SECONDS = 30 * 24 * 3600
+_TIMELINE_TYPES = frozenset(spec.type.value for spec in JOB_SPECS.values() if spec.timeline)
 
 
 class BatchItemSerializer(StrictSerializer):
@@ -90,6 +91,11 @@ class BatchInputSerializer(StrictSerializer):
         most = settings.AUTEUR_BATCH_MAX_ITEMS
         if len(value) > most:
             raise serializers.ValidationError(f"A batch has at most {most} items; this one has {len(value)}.")
+        # A timeline's item (a render) reads, cuts and captions its timeline to be priced: few per batch.
+        timelines = settings.AUTEUR_BATCH_MAX_TIMELINE_ITEMS
+        if sum(1 for item in value if isinstance(item, dict) and item.get("type") in _TIMELINE_TYPES) > timelines:
+            raise serializers.ValidationError(f"A batch has at most {timelines} items of a timeline's type "
+                                              f"({', '.join(sorted(_TIMELINE_TYPES))}).")
         return value
 
 
@@ -204,7 +210,8 @@ def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
     body.is_valid(raise_exception=True)
     items = _items(body.validated_data["items"])
     return body.validated_data, batch_resolve(user=request_user(request), items=items,
-                                              use_cache=body.validated_data["cache"])
+                                              use_cache=body.validated_data["cache"],
+                                              member_id=request_member_id(request))
 
 
 @raises("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",
@@ -266,8 +273,8 @@ class BatchQuoteApi(ApiView):
     """What a batch would cost if submitted now: the sum of its items' prices, each as its own
     quote would say (the cache price for an item the result cache would serve), the balance after
     it, and the 402 a submission would get now (`refusal`, with the `shortfall` and the first item
-    that does not fit), if any. The body is checked as a submission's (the same 4xx); nothing is
-    charged, made or held."""
+    that does not fit), if any (a balance's refusal only to whom may see the balance). The body is
+    checked as a submission's (the same 4xx); nothing is charged, made or held."""
 
     workspace_actions = {"POST": "jobs.run"}
 
@@ -281,7 +288,9 @@ class BatchQuoteApi(ApiView):
         try:
             batch_can_pay(user=user, member_id=request_member_id(request), priced=priced)
         except ApplicationError as error:
-            refusal = {"code": error.code, "message": error.message, "details": error.details}
+            # A caller who may not see the balance is not told whether it covers the batch either.
+            if error.code != "insufficient_credits" or balances_shown():
+                refusal = {"code": error.code, "message": error.message, "details": error.details}
         balance = credit_balance_get(user=user) if balances_shown() else None
         return Response(BatchQuoteSerializer({
             "item_count": len(priced), "credits_cost": total, "balance": balance,

@@ -45,6 +45,10 @@ AUTEUR_QUEUE_TTL_SECONDS = env.int("AUTEUR_QUEUE_TTL_SECONDS", default=24 * 3600
 # Batches (POST /jobs/batch): the most items in one, and how long an item may wait to start (its
 # type's queue TTL does not apply: a batch's items wait behind each other by design).
 AUTEUR_BATCH_MAX_ITEMS = env.int("AUTEUR_BATCH_MAX_ITEMS", default=5000)
+if not 1 <= AUTEUR_BATCH_MAX_ITEMS <= 32767:  # an item's index is a smallint (Job.batch_index)
+    raise ImproperlyConfigured("AUTEUR_BATCH_MAX_ITEMS must be 1 to 32767.")
+# Items of a type that renders a timeline in one batch: each is priced by reading and cutting its timeline.
+AUTEUR_BATCH_MAX_TIMELINE_ITEMS = env.int("AUTEUR_BATCH_MAX_TIMELINE_ITEMS", default=50)
 AUTEUR_BATCH_QUEUE_TTL_SECONDS = env.int("AUTEUR_BATCH_QUEUE_TTL_SECONDS", default=7 * 24 * 3600)
 AUTEUR_QUEUE_TTL_BY_TYPE = {
     name: int(value) for name, value in env.dict("AUTEUR_QUEUE_TTL_BY_TYPE", default={}).items()

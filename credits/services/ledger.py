@@ -181,14 +181,17 @@ FROM (SELECT) AS one LEFT JOIN entry ON true
 """  # noqa: S608 - constant fragments only
 # Many jobs' entries written at once, in the order given, each with the balance after it (the
 # running sum from the balance before), entry n stamped n-1 microseconds after the first, so the
-# ledger's order is the given one. `condition`: what the entries need besides the account's move.
+# ledger's order is the given one; never past the month of the first (the counters count them all
+# in that month). `condition`: what the entries need besides the account's move.
 def _many_entries(type: str, condition: str = "") -> str:
     return f"""
     INSERT INTO credit_transactions
         (id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
          created_by_id, member_id, created_at)
     SELECT e.id, moved.id, %(user_id)s, e.amount, moved.balance - %(amount)s + e.running, '{type}', e.description,
-           e.job_id, e.job_type, NULL, NULL, e.member_id, moved.at + (e.n - 1) * interval '1 microsecond'
+           e.job_id, e.job_type, NULL, NULL, e.member_id,
+           LEAST(moved.at + (e.n - 1) * interval '1 microsecond',
+                 date_trunc('month', moved.at) + interval '1 month' - interval '1 microsecond')
     FROM moved, (
         SELECT u.*, sum(u.amount) OVER (ORDER BY u.n) AS running
         FROM unnest(%(ids)s::uuid[], %(amounts)s::int[], %(job_ids)s::uuid[], %(job_types)s::text[],

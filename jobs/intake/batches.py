@@ -108,7 +108,8 @@ def _each(items: Iterable[tuple[int, Any]], check: Any) -> list[Any]:
     return out
 
 
-def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True) -> list[Priced]:
+def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
+                  member_id: uuid.UUID | None = None) -> list[Priced]:
     """Check and price every item, in a submission's order (the module's notes): the owner checks
     of all, then each type's plan and backend, then each item resolved and priced."""
     finder = Finder(user, memo=True)
@@ -166,7 +167,7 @@ def _shortfall(error: ApplicationError, priced: list[Priced]) -> ApplicationErro
     total = sum(p.price for p in priced)
     details = error.details
     if isinstance(error, SpendCapReached) and details.get("cap") == "key_per_job":
-        first = next(p.index for p in priced if p.price > details["job_limit"])
+        first = next((p.index for p in priced if p.price > details["job_limit"]), None)
         error.details = {**details, "cost": total, "item": first, "shortfall": None}
         error.message = f"Item {first} costs more than this API key's limit of {details['job_limit']} per job."
         return error
@@ -330,8 +331,10 @@ def _insert_jobs(user: User, priced: list[Priced], job_ids: list[uuid.UUID], bat
         "queued_at": [None if p.cached else now for p in priced],
         "waiting_for": ["" if p.cached else "slot" for p in priced],
         "start_deadline": [deadlines[p.spec.type] for p in priced],
+        # A microsecond apart, in the items' order: the order a user's waiting jobs start in.
+        "created_at": [now + timedelta(microseconds=p.index) for p in priced],
     }, same={
         "user_id": user.pk, "member_id": member_id, "gpu_backend": settings.AUTEUR_GPU_BACKEND, "batch_id": batch.pk,
         "priority": scheduling.priority, "start_within_seconds": scheduling.start_within_seconds,
-        "run_within_seconds": scheduling.run_within_seconds, "created_at": now, "updated_at": now,
+        "run_within_seconds": scheduling.run_within_seconds, "updated_at": now,
     })

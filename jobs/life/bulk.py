@@ -93,7 +93,8 @@ def jobs_cancel_bulk(*, user: User, where: JobFilter) -> dict[str, Any]:
     counts: dict[str, int] = {}
     with transaction.atomic():
         now = timezone.now()
-        jobs = list(where.of(user, WAITING_STATUSES).select_for_update().only(
+        # Locked in one order (by id), so two bulk cancels that overlap wait for each other, never deadlock.
+        jobs = list(where.of(user, WAITING_STATUSES).order_by("pk").select_for_update().only(
             "id", "user_id", "member_id", "project_id", "type", "status", "credits_cost", "input_params",
             "created_at", "started_at", "gpu_seconds", "cache_source_id"))
         for job in jobs:

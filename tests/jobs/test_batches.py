@@ -66,7 +66,8 @@ def test_a_batch_of_several_types_is_charged_once_per_item_in_one_go(auth_client
     assert {(str(e.job_id), e.type) for e in events} == {(i, "submitted") for i in body["job_ids"]}
     assert all(e.data["batch_id"] == body["id"] for e in events)
     # The items' library project is made once for the items that name none.
-    assert jobs[body["job_ids"][0]].project.is_library and jobs[body["job_ids"][1]].project_id == project.pk
+    library = jobs[body["job_ids"][0]].project
+    assert library is not None and library.is_library and jobs[body["job_ids"][1]].project_id == project.pk
 
 
 def test_a_batch_the_balance_does_not_cover_is_refused_whole_naming_the_first_item_that_does_not_fit(
@@ -133,10 +134,13 @@ def test_a_malformed_batch_is_a_400(auth_client, funded, body):
     assert auth_client.post(BATCH_URL, body, format="json").status_code == 400
 
 
-def test_a_batch_past_the_limit_is_a_400(auth_client, funded, settings):
+def test_a_batch_past_the_limits_is_a_400(auth_client, funded, settings):
     settings.AUTEUR_BATCH_MAX_ITEMS = 3
     response = post_batch(auth_client, [tts()] * 4)
     assert response.status_code == 400 and "at most 3" in json.dumps(response.json())
+    settings.AUTEUR_BATCH_MAX_TIMELINE_ITEMS = 1
+    response = post_batch(auth_client, [{"type": "render", "input": {}}] * 2)
+    assert response.status_code == 400 and "at most 1 items of a timeline" in json.dumps(response.json())
 
 
 def test_the_same_key_and_body_answer_the_same_batch_and_charge_nothing(auth_client, funded):
@@ -191,6 +195,9 @@ def test_the_quote_is_the_sum_of_the_items_prices_and_says_the_refusal(auth_clie
     quote = response.json()
     assert quote["credits_cost"] == 4 == sum(i["credits_cost"] for i in quote["items"])
     assert quote["balance"] == 3 and quote["balance_after"] == -1
+    # The same sum as the items' own quotes.
+    single = auth_client.post("/api/v1/jobs/tts/quote", {"text": "Hello world"}, format="json").json()
+    assert quote["items"][0]["credits_cost"] == single["credits_cost"]
     assert quote["refusal"]["code"] == "insufficient_credits" and quote["refusal"]["details"]["item"] == 1
     assert not Job.objects.exists() and not Batch.objects.exists()
 

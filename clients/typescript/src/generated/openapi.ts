@@ -330,8 +330,8 @@ export interface paths {
          * @description What a batch would cost if submitted now: the sum of its items' prices, each as its own
          *     quote would say (the cache price for an item the result cache would serve), the balance after
          *     it, and the 402 a submission would get now (`refusal`, with the `shortfall` and the first item
-         *     that does not fit), if any. The body is checked as a submission's (the same 4xx); nothing is
-         *     charged, made or held.
+         *     that does not fit), if any (a balance's refusal only to whom may see the balance). The body is
+         *     checked as a submission's (the same 4xx); nothing is charged, made or held.
          */
         post: operations["jobs_batch_quote_create"];
         delete?: never;
