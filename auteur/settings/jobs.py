@@ -49,6 +49,9 @@ if not 1 <= AUTEUR_BATCH_MAX_ITEMS <= 32767:  # an item's index is a smallint (J
     raise ImproperlyConfigured("AUTEUR_BATCH_MAX_ITEMS must be 1 to 32767.")
 # Items of a type that renders a timeline in one batch: each is priced by reading and cutting its timeline.
 AUTEUR_BATCH_MAX_TIMELINE_ITEMS = env.int("AUTEUR_BATCH_MAX_TIMELINE_ITEMS", default=50)
+# What a batch's items leave free for other work: this share of a user's slots and of a full type's
+# units (at least one of each, never all), so an interactive job beside a batch starts at once.
+AUTEUR_BATCH_HEADROOM_PERCENT = env.int("AUTEUR_BATCH_HEADROOM_PERCENT", default=10)
 AUTEUR_BATCH_QUEUE_TTL_SECONDS = env.int("AUTEUR_BATCH_QUEUE_TTL_SECONDS", default=7 * 24 * 3600)
 AUTEUR_QUEUE_TTL_BY_TYPE = {
     name: int(value) for name, value in env.dict("AUTEUR_QUEUE_TTL_BY_TYPE", default={}).items()

@@ -35,6 +35,7 @@ queued jobs mends a lost one.
 from __future__ import annotations
 
 import functools
+import math
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -84,6 +85,14 @@ def type_capacity(job_type: str) -> int:
     return job_spec(job_type).engine.max_concurrency if named is None else named
 
 
+def batch_headroom(n: int) -> int:
+    """Of `n` units of a type (or slots of a user), how many a batch's items leave free for other
+    work: AUTEUR_BATCH_HEADROOM_PERCENT of them, at least one, and never all (a batch always runs)."""
+    if n <= 1:
+        return 0
+    return min(n - 1, max(1, math.ceil(n * settings.AUTEUR_BATCH_HEADROOM_PERCENT / 100)))
+
+
 def units_in_use(job_type: str, *, excluding: uuid.UUID | None = None) -> int:
     """The type's units held by jobs in inference (but `excluding`): one each, one per running piece."""
     jobs = Job.objects.filter(type=job_type, status=JobStatus.PROCESSING, inference_ended_at__isnull=True)
@@ -122,6 +131,7 @@ class Candidate:
     created_at: datetime
     tag: float  # the user's virtual time on the type, not below the type's clock
     queued: bool  # the job waits queued (else pending: its first step is on its way)
+    batch: bool = False  # a batch's item: it takes no unit of the type's headroom
 
 
 @dataclass(frozen=True)
@@ -130,11 +140,21 @@ class Turn:
 
     free: int  # units free now (capacity less the jobs in inference)
     order: list[Candidate]  # the eligible users, the next to start first
+    headroom: int = 0  # units a batch's item leaves free (batch_headroom)
 
     @property
     def due(self) -> list[Candidate]:
-        """The users whose next jobs take the free units: the first `free` of the order."""
-        return self.order[: max(self.free, 0)]
+        """The users whose next jobs take the free units: the first `free` of the order, a batch's
+        item only while more than the headroom would stay free."""
+        due, free = [], self.free
+        for candidate in self.order:
+            if free <= 0:
+                break
+            if candidate.batch and free <= self.headroom:
+                continue
+            due.append(candidate)
+            free -= 1
+        return due
 
     def admits(self, job_id: uuid.UUID) -> bool:
         return any(c.job_id == job_id for c in self.due)
@@ -175,15 +195,15 @@ _TURN_SQL = _WAITING_USERS_CTE + f"""
 SELECT
     {_IN_INFERENCE_SQL},
     (SELECT virtual_time FROM job_type_clocks WHERE type = %(type)s),
-    h.user_id, h.id, h.created_at, h.status, f.virtual_time,
+    h.user_id, h.id, h.created_at, h.status, f.virtual_time, h.batch_id IS NOT NULL,
     (SELECT count(*) FROM jobs r WHERE r.user_id = h.user_id AND r.status = 'processing'),
     (SELECT s.plan FROM subscriptions s WHERE s.user_id = h.user_id AND s.status = %(active)s
      ORDER BY s.id LIMIT 1)
 FROM (SELECT 1) one
 LEFT JOIN (
-    SELECT w.user_id, head.id, head.type, head.created_at, head.status FROM waiting_users w
+    SELECT w.user_id, head.id, head.type, head.created_at, head.status, head.batch_id FROM waiting_users w
     CROSS JOIN LATERAL (
-        SELECT id, type, created_at, status FROM jobs j
+        SELECT id, type, created_at, status, batch_id FROM jobs j
         WHERE j.user_id = w.user_id AND j.status IN ('pending', 'queued')
         ORDER BY priority DESC, created_at, id LIMIT 1
     ) head
@@ -219,6 +239,7 @@ class SlotsAndRoom:
     behind_queued: int
     room: bool  # the type's free units are as many as the users waiting on it
     plan: str | None  # the user's active plan (credits.selectors.user_plan_of)
+    in_inference: int = 0  # the type's units in use
 
 
 def slots_and_room(job: Job, capacity: int) -> SlotsAndRoom:
@@ -232,7 +253,7 @@ def slots_and_room(job: Job, capacity: int) -> SlotsAndRoom:
         })
         running, ahead, behind, in_inference, waiting_users, plan = cursor.fetchone()
     return SlotsAndRoom(running=running, ahead_waiting=ahead, behind_queued=behind,
-                        room=in_inference + waiting_users <= capacity, plan=plan)
+                        room=in_inference + waiting_users <= capacity, plan=plan, in_inference=in_inference)
 
 
 def locks(job_type: str, user_key: int) -> None:
@@ -254,15 +275,16 @@ def turn_of(job_type: str) -> Turn:
     in_inference, clock = rows[0][0], rows[0][1] or 0.0
     order = [
         Candidate(user_id=user_id, job_id=job_id, created_at=created_at, tag=max(virtual_time or 0.0, clock),
-                  queued=status == JobStatus.QUEUED)
-        for _, _, user_id, job_id, created_at, status, virtual_time, running, plan in rows
+                  queued=status == JobStatus.QUEUED, batch=batch)
+        for _, _, user_id, job_id, created_at, status, virtual_time, batch, running, plan in rows
         if user_id is not None and running < plan_concurrency_limit(plan)
     ]
     if settings.AUTEUR_FAIR_SHARE == "arrival":
         order.sort(key=lambda c: (c.created_at, c.job_id))
     else:
         order.sort(key=lambda c: (c.tag, c.created_at, c.job_id))
-    return Turn(free=type_capacity(job_type) - in_inference, order=order)
+    capacity = type_capacity(job_type)
+    return Turn(free=capacity - in_inference, order=order, headroom=batch_headroom(capacity))
 
 
 def charge_step(job: Job, plan: str | None) -> float | None:

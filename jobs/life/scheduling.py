@@ -53,17 +53,26 @@ def claim_locks(job: Job) -> int:
 
 
 def start_or_wait(job: Job, capacity: int) -> Start | Wait:
-    """Under `claim_locks`: whether `job` starts now, or waits and for what."""
+    """Under `claim_locks`: whether `job` starts now, or waits and for what.
+
+    A batch's item leaves headroom for other work (fairshare.batch_headroom): it starts only while
+    more of its user's slots, and of its type's units, are free than the headroom, so an
+    interactive job beside a running batch finds a slot and a unit at once."""
+    in_inference = 0
     if capacity:
         read = fairshare.slots_and_room(job, capacity)
         running, ahead, behind, room, plan = read.running, read.ahead_waiting, read.behind_queued, read.room, read.plan
+        in_inference = read.in_inference
     else:
         slots = slots_around(job)
         running, ahead, behind = slots["running"], slots["ahead_waiting"], slots["behind_queued"]
         room, plan = True, user_plan_of(user_id=job.user_id)
     limit = plan_concurrency_limit(plan)
-    if running >= limit or ahead:
+    batch = job.batch_id is not None
+    if running >= limit - (fairshare.batch_headroom(limit) if batch else 0) or ahead:
         return Wait("slot", running, limit)
+    if batch and capacity and in_inference >= capacity - fairshare.batch_headroom(capacity):
+        return Wait("capacity", running, limit)
     if not room and not fairshare.turn_of(job.type).admits(job.pk):
         return Wait("capacity", running, limit)
     return Start(running=running, limit=limit, behind_queued=behind, plan=plan, capacity=capacity)

@@ -398,3 +398,54 @@ def test_a_long_file_spreads_only_over_units_nobody_else_waits_for(make_user, st
     assert claim(running)
     assert in_flight(Job.objects.get(pk=long_file.pk)) == 2
     assert fairshare.units_in_use("transcription", excluding=long_file.pk) == 1
+
+
+# ----------------------------------------------------------------------------- batches leave headroom
+
+
+def as_batch_item(job: Job) -> Job:
+    """The job as a batch's item (jobs.intake.batches inserts them so): it leaves headroom."""
+    from jobs.models import Batch
+
+    batch = Batch.objects.create(user=job.user, item_count=1, credits_cost=job.credits_cost)
+    Job.objects.filter(pk=job.pk).update(batch=batch, priority=0)
+    return Job.objects.get(pk=job.pk)
+
+
+def test_the_headroom_is_a_share_of_the_units_at_least_one_never_all(settings):
+    settings.AUTEUR_BATCH_HEADROOM_PERCENT = 10
+    assert [fairshare.batch_headroom(n) for n in (0, 1, 2, 4, 10, 11, 50)] == [0, 0, 1, 1, 1, 2, 5]
+
+
+def test_a_batch_never_takes_the_last_unit_of_a_full_type_and_another_users_job_starts_at_once(make_user, started,
+                                                                                               settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 4}
+    heavy, light = Account(make_user), Account(make_user)
+    backlog = [as_batch_item(heavy.submit()) for _ in range(5)]
+    assert [claim(job) for job in backlog] == [True, True, True, False, False]
+    assert in_inference() == 3 and waited_for(backlog[3]) == "capacity"
+    mine = light.submit()
+    assert claim(mine) and in_inference() == 4  # the headroom's unit: no wait
+    started.clear()
+    end_inference(mine)
+    # The unit freed is the headroom again: no batch item is due for it.
+    assert started == []
+    end_inference(backlog[0])
+    assert started == [backlog[3].pk] and claim(backlog[3])
+
+
+def test_a_batch_leaves_a_slot_of_its_users_own_for_their_interactive_job(make_user, started, settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 0}
+    settings.AUTEUR_JOB_CONCURRENCY = {None: 3, "starter": 3, "pro": 3}
+    user = Account(make_user)
+    items = [as_batch_item(user.submit()) for _ in range(4)]
+    assert [claim(job) for job in items] == [True, True, False, False]
+    interactive = user.submit()  # normal priority: ahead of the batch's low items
+    assert claim(interactive)
+
+
+def test_on_a_single_slot_a_batch_still_runs(make_user, started, settings):
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 1}
+    settings.AUTEUR_JOB_CONCURRENCY = {None: 1, "starter": 1, "pro": 1}
+    item = as_batch_item(Account(make_user).submit())
+    assert claim(item)
