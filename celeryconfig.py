@@ -146,6 +146,8 @@ beat_schedule: dict[str, dict[str, object]] = {
     # What a lost message left of the spend caps' alerts (credits/alerts.py).
     "spend-cap-alerts": {"task": "webhooks.spend_cap_alerts",
                          "schedule": settings.AUTEUR_WEBHOOK_SWEEP_INTERVAL_SECONDS},
+    # What a lost message left of the batches' ends (jobs/events/batches.py).
+    "batches-sweep": {"task": "webhooks.batches_sweep", "schedule": 60.0},
     # Every account against its ledger, nightly; the result is exported as a metric and alerted on.
     "ledger-check": {
         "task": "credits.ledger_check", "schedule": crontab(minute=0, hour=settings.AUTEUR_LEDGER_CHECK_HOUR_UTC),

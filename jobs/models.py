@@ -59,7 +59,8 @@ class Batch(models.Model):
     """Many jobs submitted in one request (POST /jobs/batch), charged together or not at all.
 
     Its items are its jobs (`Job.batch`); what it counts per status is read from them, so it is
-    never out of step with them."""
+    never out of step with them. `ended_at`: when every item had ended and that was announced (its
+    `batch.completed` event and webhook, once)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
@@ -73,11 +74,16 @@ class Batch(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     request_hash = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "job_batches"
         ordering = ("-created_at",)
-        indexes = [models.Index(fields=["user", "-created_at"], name="job_batches_user_created")]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="job_batches_user_created"),
+            # The batches not announced ended yet: what the end sweep reads.
+            models.Index(fields=["created_at"], name="job_batches_running", condition=models.Q(ended_at__isnull=True)),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["user", "idempotency_key"], name="job_batches_user_key",
                                     condition=~models.Q(idempotency_key="")),

@@ -22,6 +22,7 @@ from auteur.core.logging import job_id_var
 from auteur.core.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from credits.alerts import ANNOUNCE_TASK
 from jobs import gpu_client, task_names
+from jobs.events import batches as batch_events
 from jobs.events.account import cap_alerts_announce
 from jobs.events.record import bind_job_to_logs, job_event_committed, job_event_record
 from jobs.gpu_client import GpuError, TransientGpuError
@@ -228,3 +229,14 @@ def job_events_announce(event_ids: list[int]) -> int:
     for event in events:
         job_event_committed(event)
     return len(events)
+
+
+@shared_task(name=batch_events.ANNOUNCE_TASK, acks_late=True, soft_time_limit=50, time_limit=60)
+def batch_announce(batch_id: str) -> str | None:
+    """A batch's progress, or its end (once)."""
+    return batch_events.batch_announce(batch_id)
+
+
+@shared_task(name=batch_events.SWEEP_TASK, acks_late=True, soft_time_limit=50, time_limit=60)
+def batches_sweep() -> int:
+    return batch_events.batches_sweep()

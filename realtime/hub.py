@@ -34,7 +34,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from auteur.users.workspace_context import seat_ends_key
-from jobs.events.stream import is_account_event, is_comment_event, parse_entry, stream_key
+from jobs.events.stream import is_account_event, is_batch_event, is_comment_event, parse_entry, stream_key
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ class Subscription:
             return self.comments
         if is_account_event(event):
             return self.account
+        if is_batch_event(event):
+            return self.job_ids is None
         return self.job_ids is None or event.get("job_id") in self.job_ids
 
     def offer(self, event: dict[str, Any]) -> None:

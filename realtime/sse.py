@@ -3,8 +3,9 @@
 - `GET /api/v1/jobs/{id}/stream`: one job's events, replayed from the start of the stream window
   (or after `Last-Event-ID`), then live; the stream ends after the job's terminal event. On a job
   already finished it replays what the window holds and ends.
-- `GET /api/v1/events/stream`: every job of the caller, live from now (or after `Last-Event-ID`);
-  with `?comments=true`, the changes of the comments on the caller's projects too (`event:
+- `GET /api/v1/events/stream`: every job of the caller, live from now (or after `Last-Event-ID`),
+  and their batches' progress and end (`event: batch.progress`, `batch.completed`); with
+  `?comments=true`, the changes of the comments on the caller's projects too (`event:
   comment.created`, `comment.edited`, `comment.resolved`, `comment.reopened`, `comment.deleted`);
   with `?account=true` (for the roles and keys that see the workspace's credits), the account's
   events too: `event: spend_cap.threshold`, a threshold of a spend cap crossed (credits/alerts.py).

@@ -21,7 +21,9 @@ Protocol (JSON text frames):
 - `{"type": "resume", "after": "<event id>"}`: replay what came after that id, then live; first
   `{"type": "gap", "after"}` when that id is older than the stream's window (what came between
   is in `GET /jobs/{id}/events`).
-- the server sends `{"type": "job.event", "job_id", "event": {...}}` (event: the SSE `data`) and
+- the server sends `{"type": "job.event", "job_id", "event": {...}}` (event: the SSE `data`), a
+  batch's progress and end as `{"type": "batch.event", "batch_id", "event": {...}}` while no job
+  subscription narrows the stream, and
   `{"type": "ping"}` every AUTEUR_STREAM_HEARTBEAT_SECONDS; a client's `{"type": "ping"}` gets a
   `{"type": "pong"}`.
 
@@ -53,7 +55,7 @@ from rest_framework.exceptions import APIException
 from auteur.core.asyncdb import released
 from auteur.core.errors import ApplicationError
 from jobs.errors import JobNotFound
-from jobs.events.stream import is_account_event, is_comment_event
+from jobs.events.stream import is_account_event, is_batch_event, is_comment_event
 from jobs.selectors.jobs import job_get
 from realtime.hub import SeatEnded, SlowClient, Subscription, get_hub, id_order, valid_event_id
 from realtime.leases import StreamLease, TooManyStreams, stream_lease_acquire
@@ -240,6 +242,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json({"type": "comment.event", "project_id": event["project_id"], "event": event})
             elif is_account_event(event):
                 await self.send_json({"type": "account.event", "event": event})
+            elif is_batch_event(event):
+                await self.send_json({"type": "batch.event", "batch_id": event["batch_id"], "event": event})
             else:
                 await self.send_json({"type": "job.event", "job_id": event["job_id"], "event": event})
             if self.first_sent is None:

@@ -20,14 +20,16 @@ from django.db import models
 
 class WebhookEventType(models.TextChoices):
     """What a target can subscribe to. `completed` is sent for every terminal state (completed,
-    failed, canceled): the payload's job `status` says which. `spend_cap` is an account's, never a
-    job's own webhook's."""
+    failed, canceled): the payload's job `status` says which. `spend_cap` and `batch` are an
+    account's, never a job's own webhook's."""
 
     START = "start"
     PROGRESS = "progress"
     COMPLETED = "completed"
     # A threshold (50, 80, 100 %) of one of the workspace's spend caps crossed (credits/alerts.py).
     SPEND_CAP = "spend_cap"
+    # Every item of a batch ended (jobs/events/batches.py): once per batch.
+    BATCH = "batch"
 
 
 # The payload's `type` for each event (and for the test message, sent whatever the subscription).
@@ -36,11 +38,12 @@ PAYLOAD_TYPES = {
     WebhookEventType.PROGRESS: "job.progress",
     WebhookEventType.COMPLETED: "job.completed",
     WebhookEventType.SPEND_CAP: "spend_cap.threshold",
+    WebhookEventType.BATCH: "batch.completed",
 }
 TEST_EVENT = "test"
 TEST_PAYLOAD_TYPE = "webhook.test"
 # A job's events: what a webhook subscribes to unless it names its types (the account's events,
-# `spend_cap`, are asked for by name).
+# `spend_cap` and `batch`, are asked for by name).
 ALL_EVENT_TYPES = [WebhookEventType.START.value, WebhookEventType.PROGRESS.value, WebhookEventType.COMPLETED.value]
 
 

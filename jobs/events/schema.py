@@ -3,11 +3,12 @@
 One event has one shape wherever it arrives:
 - Server-Sent Events (`GET /api/v1/jobs/{id}/stream`, `GET /api/v1/events/stream`): each `data:`
   line is a `JobEvent`; the stream's own `gap` and `error` events are `StreamGap` and `Error`;
-  with `?comments=true`, a `comment.*` event is a `CommentEvent`.
+  with `?comments=true`, a `comment.*` event is a `CommentEvent`; on the all-events stream a
+  batch's `batch.progress` and `batch.completed` are `BatchEvent`s.
 - WebSocket (`/api/v1/ws`): the server's messages are `WsServerMessage`; a `job.event` carries the
   same `JobEvent`, a `comment.event` (after `{"type": "subscribe", "comments": true}`) a
-  `CommentEvent`; with `?account=true` (`{"type": "subscribe", "account": true}`), a `spend_cap.threshold`
-  event is a `SpendCapEvent` (an `account.event` message).
+  `CommentEvent`, a `batch.event` a `BatchEvent`; with `?account=true` (`{"type": "subscribe",
+  "account": true}`), a `spend_cap.threshold` event is a `SpendCapEvent` (an `account.event` message).
 - `GET /api/v1/jobs/{id}/events`: the same `type` and `data`, with the record's own id.
 Webhooks deliver the job itself (the OpenAPI document's `JobDetail`) in the Standard Webhooks
 envelope `{type, timestamp, data}` (`WebhookPayload`).
@@ -113,6 +114,14 @@ SPEND_CAP_EVENT: dict[str, Any] = _object(
     description="A threshold (50, 80, 100 %) of a spend cap's monthly limit crossed by a charge, once a month "
                 "each, on the all-events streams that ask for the account's events; webhooks subscribed to "
                 "`spend_cap` get the same as `data` of a `spend_cap.threshold` payload.")
+BATCH_EVENT: dict[str, Any] = _object(
+    {"id": {"type": "string", "pattern": r"^\d+-\d+$"}, "type": {"enum": ["batch.progress", "batch.completed"]},
+     "batch_id": _UUID, "item_count": _INT,
+     "counts": {"type": "object", "additionalProperties": _INT, "description": "Its items in each status."},
+     "ended": _INT, "done": {"type": "boolean"}, "credits_cost": _INT, "credits_refunded": _INT, "created_at": _TIME},
+    description="A batch's progress as its items end (at most about one a second), and its end once every item "
+                "has ended (`batch.completed`, once), on the all-events streams; webhooks subscribed to `batch` "
+                "get the completed one as `data` of a `batch.completed` payload.")
 ERROR: dict[str, Any] = _object({"error": _object({"code": _TEXT, "message": _TEXT}, {"details": {"type": "object"}})})
 STREAM_GAP: dict[str, Any] = _object({"after": {"type": ["string", "null"]}, "message": _TEXT},
                                      description="Events after `after` are no longer in the stream window.")
@@ -124,6 +133,7 @@ WS_SERVER_MESSAGE: dict[str, Any] = {"oneOf": [
     _object({"type": {"const": "job.event"}, "job_id": _UUID, "event": {"$ref": "#/$defs/JobEvent"}}),
     _object({"type": {"const": "comment.event"}, "project_id": _UUID, "event": {"$ref": "#/$defs/CommentEvent"}}),
     _object({"type": {"const": "account.event"}, "event": {"$ref": "#/$defs/SpendCapEvent"}}),
+    _object({"type": {"const": "batch.event"}, "batch_id": _UUID, "event": {"$ref": "#/$defs/BatchEvent"}}),
     _object({"type": {"const": "gap"}, "after": {"type": ["string", "null"]}}),
     _object({"type": {"const": "ping"}}),
     _object({"type": {"const": "pong"}}),
@@ -132,7 +142,8 @@ WEBHOOK_PAYLOAD: dict[str, Any] = _object(
     {"type": {"enum": [*PAYLOAD_TYPES.values(), TEST_PAYLOAD_TYPE]},
      "timestamp": {"type": "string", "format": "date-time"},
      "data": {"type": "object", "description": "The job as GET /api/v1/jobs/{id} shows it (OpenAPI `JobDetail`); "
-                                               "`job.completed` is sent for every end, its `status` says which."}},
+                                               "`job.completed` is sent for every end, its `status` says which; "
+                                               "for `batch.completed`, a `BatchEvent` without `id`."}},
     description="A webhook delivery's body (Standard Webhooks: signed with webhook-id, webhook-timestamp, "
                 "webhook-signature headers).")
 
@@ -145,7 +156,7 @@ def event_schema() -> dict[str, Any]:
         "title": "Auteur job events",
         "description": __doc__,
         "$defs": {"JobEvent": JOB_EVENT, "CommentEvent": COMMENT_EVENT, "Comment": COMMENT,
-                  "SpendCapEvent": SPEND_CAP_EVENT,
+                  "SpendCapEvent": SPEND_CAP_EVENT, "BatchEvent": BATCH_EVENT,
                   "StreamGap": STREAM_GAP, "Error": ERROR,
                   "WsServerMessage": WS_SERVER_MESSAGE, "WebhookPayload": WEBHOOK_PAYLOAD, **EVENT_DATA},
     }

@@ -134,6 +134,22 @@ def is_account_event(event: dict[str, Any]) -> bool:
     return str(event.get("type", "")).startswith(ACCOUNT_EVENT_PREFIX)
 
 
+# A batch's events a stream carries (`batch.progress`, `batch.completed`: jobs/events/batches.py): to
+# the connections that follow all of the user's jobs.
+BATCH_EVENT_PREFIX = "batch."
+
+
+def is_batch_event(event: dict[str, Any]) -> bool:
+    return str(event.get("type", "")).startswith(BATCH_EVENT_PREFIX)
+
+
+def batch_stream_append(*, user_id: uuid.UUID, payload: dict[str, Any]) -> str | None:
+    """Append a batch's event (committed) to its owner's stream; held and appended later when Redis
+    does not take it now, as job events are."""
+    return _stream(user_id, {**payload, "created_at": timezone.now().isoformat().replace("+00:00", "Z")},
+                   f"{payload['type']} of batch {payload['batch_id']}", {"batch_id": payload["batch_id"]})
+
+
 def is_comment_event(event: dict[str, Any]) -> bool:
     """Whether a stream entry is a comment's change (else it is a job's event)."""
     return str(event.get("type", "")).startswith("comment.")
@@ -186,13 +202,17 @@ unstreamed = Outbox(
 )  # fmt: skip
 
 
+# The field that names what a stream entry is about, by its type's prefix (a job's event otherwise).
+_KEY_FIELD = {"comment.": "project_id", BATCH_EVENT_PREFIX: "batch_id"}
+
+
 def parse_entry(entry_id: bytes | str, fields: dict[Any, Any]) -> dict[str, Any]:
     """A stream entry as clients see the event: the payload with the entry's id as `id`. KeyError
     or ValueError for an entry that is not one."""
     raw = fields[b"e"] if b"e" in fields else fields["e"]
     payload = json.loads(raw)
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str) or not isinstance(
-            payload.get("project_id" if is_comment_event(payload) else "job_id"), str):
+            payload.get(_KEY_FIELD.get(str(payload["type"]).partition(".")[0] + ".", "job_id")), str):
         raise ValueError("not an event")
     payload["id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return payload

@@ -43,6 +43,7 @@ from credits.errors import InsufficientCredits, SpendCapReached
 from credits.selectors import credit_balance_state, may_be_capped, spend_cap_refusal
 from credits.services.ledger import JobCharge, credit_deduct_for_jobs
 from jobs.errors import IdempotencyKeyReused
+from jobs.events.batches import batch_item_ended
 from jobs.events.record import job_events_record_many
 from jobs.inputs import Scheduling
 from jobs.intake.admission import job_submit_checks, require_runnable
@@ -303,6 +304,8 @@ def _submit(user: User, priced: list[Priced], options: BatchOptions, idempotency
             assert cached is not None
             cache_complete(job=job, spec=hits[job.pk].spec, cached=cached)
         transaction.on_commit(functools.partial(start_waiting, user.pk))
+        if hits:  # items completed already: the batch may even have ended
+            batch_item_ended(batch.pk)
     logger.info("batch submitted: %d jobs for %d credits", batch.item_count, batch.credits_cost,
                 extra={"batch_id": str(batch.pk)})
     return batch

@@ -31,6 +31,7 @@ from auteur.core.publishing import send
 from auteur.users.models import User
 from credits.services.ledger import JobCharge, credit_refund_jobs
 from jobs.errors import JobNotCancelable
+from jobs.events.batches import batch_item_ended
 from jobs.events.record import job_events_record_many
 from jobs.events.usage import usage_row
 from jobs.life import fairshare
@@ -96,7 +97,7 @@ def jobs_cancel_bulk(*, user: User, where: JobFilter) -> dict[str, Any]:
         # Locked in one order (by id), so two bulk cancels that overlap wait for each other, never deadlock.
         jobs = list(where.of(user, WAITING_STATUSES).order_by("pk").select_for_update().only(
             "id", "user_id", "member_id", "project_id", "type", "status", "credits_cost", "input_params",
-            "created_at", "started_at", "gpu_seconds", "cache_source_id"))
+            "created_at", "started_at", "gpu_seconds", "cache_source_id", "batch_id"))
         for job in jobs:
             counts[job.status] = counts.get(job.status, 0) + 1
         refunded = _cancel_waiting(user, jobs, now) if jobs else 0
@@ -139,6 +140,8 @@ def _cancel_waiting(user: User, jobs: list[Job], now: datetime) -> int:
     for job_type in {job.type for job in jobs}:
         fairshare.start_due_on_commit(job_type)
     transaction.on_commit(functools.partial(_announce, ids, now))
+    for batch_id in {job.batch_id for job in jobs if job.batch_id is not None}:
+        batch_item_ended(batch_id)
     return refunded
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from credits.selectors import user_plan_of
+from jobs.events.batches import batch_item_ended
 from jobs.life import fairshare
 from jobs.life.slots import job_slot_release, slots_around, start_waiting_if_free, user_lock, user_lock_key
 from jobs.models import Job
@@ -109,7 +110,10 @@ def unit_freed(job: Job) -> None:
 
 def ended(job: Job, *, held_unit: bool = True) -> None:
     """The job ended: its slot is free, and its unit of its type or its place in the type's line
-    (`held_unit`: not when its unit was freed already, as its call ended)."""
+    (`held_unit`: not when its unit was freed already, as its call ended); a batch's item moves its
+    batch on (its progress announced)."""
     job_slot_release(user_id=job.user_id)
+    if job.batch_id is not None:
+        batch_item_ended(job.batch_id)
     if held_unit:
         fairshare.start_due_on_commit(job.type)

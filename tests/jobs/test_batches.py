@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from django.test import TestCase
 
 from auteur.users.models import Membership, User
 from credits.models import CreditTransaction
@@ -16,6 +17,7 @@ from credits.services.ledger import credit_grant
 from jobs.models import Batch, Job, JobEvent, JobPriority, JobStatus
 from tests.factories import ProjectFactory, UserFactory, acting_in, team_workspace
 from tests.jobs.support import PRICE, START_BALANCE, error_code, ledger_state, valid_body
+from tests.webhooks.conftest import fake_dns  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -292,3 +294,69 @@ def test_a_bulk_cancel_gives_back_what_a_members_budget_counted(user):
     assert client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json").json()["credits_refund"] == 6
     assert SpendCap.objects.get(subject_id=user.pk).spent == 0
     assert credit_balance_get(user=account) == 1000 and ledger_check() == []
+
+
+# ----------------------------------------------------------------------------- a batch's progress and end
+
+
+def test_a_batch_announces_its_progress_then_its_end_once(auth_client, funded, fake_dns):  # noqa: F811
+    from jobs.events import batches as batch_events
+    from jobs.events.schema import event_errors
+    from jobs.events.stream import parse_entry, stream_key, stream_redis
+    from jobs.life.status import job_cancel, job_fail
+    from webhooks.models import Delivery
+    from webhooks.services import webhook_create
+
+    fake_dns({"hooks.example.test": ["93.184.216.34"]})
+    hook, _ = webhook_create(owner=funded, url="https://hooks.example.test/batches", event_types=["batch"])
+    jobs_hook, _ = webhook_create(owner=funded, url="https://hooks.example.test/jobs", event_types=["completed"])
+    body = post_batch(auth_client, [tts("a"), tts("b")]).json()
+    stream_redis().delete(stream_key(funded.pk))
+    try:
+        job_cancel(job=Job.objects.get(pk=body["job_ids"][0]))
+        assert batch_events.batch_announce(body["id"]) == "batch.progress"
+        assert not Delivery.objects.filter(webhook=hook).exists()
+        job_fail(job_id=body["job_ids"][1], code="engine_error", detail="test", retryable=True)
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            assert batch_events.batch_announce(body["id"]) == "batch.completed"
+        assert batch_events.batch_announce(body["id"]) is None  # once
+        assert batch_events.batches_sweep() == 0
+        sent = list(Delivery.objects.filter(webhook=hook))
+        assert len(sent) == 1 and sent[0].payload["type"] == "batch.completed"
+        data = sent[0].payload["data"]
+        assert data["batch_id"] == body["id"] and data["done"] and data["counts"]["canceled"] == 1
+        assert data["counts"]["failed"] == 1 and data["credits_refunded"] == 4
+        assert not Delivery.objects.filter(webhook=jobs_hook, event_type="batch").exists()
+        entries = [parse_entry(entry_id, fields) for entry_id, fields in stream_redis().xrange(stream_key(funded.pk))]
+        batch_entries = [e for e in entries if e["type"].startswith("batch.")]
+        assert [e["type"] for e in batch_entries] == ["batch.progress", "batch.completed"]
+        assert [e["ended"] for e in batch_entries] == [1, 2]
+        for entry in batch_entries:
+            assert event_errors(entry, "BatchEvent") == []
+        assert Batch.objects.get(pk=body["id"]).ended_at is not None
+    finally:
+        stream_redis().delete(stream_key(funded.pk))
+
+
+def test_an_items_end_schedules_one_announcement_a_second_and_the_sweep_mends_a_lost_one(auth_client, funded,
+                                                                                       monkeypatch):
+    from jobs.events import batches as batch_events
+    from jobs.events.stream import stream_key, stream_redis
+    from jobs.life.status import job_cancel
+
+    sent: list[Any] = []
+    monkeypatch.setattr(batch_events, "send", lambda name, args, **kwargs: sent.append((name, args)))
+    body = post_batch(auth_client, [tts("a"), tts("b"), tts("c")]).json()
+    stream_redis().delete(f"batchannounce:{body['id']}")
+    try:
+        for job_id in body["job_ids"][:2]:
+            with TestCase.captureOnCommitCallbacks(execute=True):
+                job_cancel(job=Job.objects.get(pk=job_id))
+        assert sent == [(batch_events.ANNOUNCE_TASK, (body["id"],))]  # the second rode on the first
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            done = auth_client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json").json()
+        assert done["canceled"] == 1 and len(sent) == 1  # still within the second
+        # The message is lost: the sweep announces the end.
+        assert batch_events.batches_sweep() == 1 and batch_events.batches_sweep() == 0
+    finally:
+        stream_redis().delete(f"batchannounce:{body['id']}", stream_key(funded.pk))

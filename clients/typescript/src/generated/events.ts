@@ -8,6 +8,25 @@ export type paths = Record<string, never>;
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description A batch's progress as its items end (at most about one a second), and its end once every item has ended (`batch.completed`, once), on the all-events streams; webhooks subscribed to `batch` get the completed one as `data` of a `batch.completed` payload. */
+        BatchEvent: {
+            /** Format: uuid */
+            batch_id: string;
+            /** @description Its items in each status. */
+            counts: {
+                [key: string]: number;
+            };
+            /** Format: date-time */
+            created_at: string;
+            credits_cost: number;
+            credits_refunded: number;
+            done: boolean;
+            ended: number;
+            id: string;
+            item_count: number;
+            /** @enum {unknown} */
+            type: "batch.progress" | "batch.completed";
+        };
         /** @description A comment as GET /projects/{id}/comments shows it. */
         Comment: {
             /** Format: date-time */
@@ -341,12 +360,12 @@ export interface components {
         };
         /** @description A webhook delivery's body (Standard Webhooks: signed with webhook-id, webhook-timestamp, webhook-signature headers). */
         WebhookPayload: {
-            /** @description The job as GET /api/v1/jobs/{id} shows it (OpenAPI `JobDetail`); `job.completed` is sent for every end, its `status` says which. */
+            /** @description The job as GET /api/v1/jobs/{id} shows it (OpenAPI `JobDetail`); `job.completed` is sent for every end, its `status` says which; for `batch.completed`, a `BatchEvent` without `id`. */
             data: Record<string, never>;
             /** Format: date-time */
             timestamp: string;
             /** @enum {unknown} */
-            type: "job.start" | "job.progress" | "job.completed" | "spend_cap.threshold" | "webhook.test";
+            type: "job.start" | "job.progress" | "job.completed" | "spend_cap.threshold" | "batch.completed" | "webhook.test";
         };
         WsServerMessage: {
             /** @constant */
@@ -382,6 +401,12 @@ export interface components {
             event: components["schemas"]["SpendCapEvent"];
             /** @constant */
             type: "account.event";
+        } | {
+            /** Format: uuid */
+            batch_id: string;
+            event: components["schemas"]["BatchEvent"];
+            /** @constant */
+            type: "batch.event";
         } | {
             after: string | null;
             /** @constant */

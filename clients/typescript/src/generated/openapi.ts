@@ -2926,9 +2926,10 @@ export interface components {
          *     * `progress` - Progress
          *     * `completed` - Completed
          *     * `spend_cap` - Spend Cap
+         *     * `batch` - Batch
          * @enum {string}
          */
-        EventTypesEnum: "start" | "progress" | "completed" | "spend_cap";
+        EventTypesEnum: "start" | "progress" | "completed" | "spend_cap" | "batch";
         FillerWord: {
             end_ms: number;
             /** @description The word's position in its segment's words. */
@@ -4992,7 +4993,7 @@ export interface components {
             /** @default  */
             description?: string;
             /**
-             * @description `start`, `progress`, `completed` (every terminal state: completed, failed, canceled); an account webhook's may add `spend_cap` (a threshold of a spend cap crossed).
+             * @description `start`, `progress`, `completed` (every terminal state: completed, failed, canceled); an account webhook's may add `spend_cap` (a threshold of a spend cap crossed) and `batch` (every item of a batch ended: `batch.completed`, once a batch).
              * @default [
              *       "start",
              *       "progress",
