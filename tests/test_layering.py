@@ -339,7 +339,7 @@ def test_the_size_check_counts_lines_and_skips_tests(tmp_path: Path):
 # The jobs app read top to bottom: a module imports only its own layer and those below it
 # (lazy imports inside functions count too).
 JOBS_LAYERS = (
-    {"apis", "urls", "serializers", "prefer_header", "admin", "apps", "receivers", "tasks", "retention",
+    {"apis", "batch_apis", "urls", "serializers", "prefer_header", "admin", "apps", "receivers", "tasks", "retention",
      "management"},
     {"intake"},  # admission, quotes, the result cache, submission, automatic transcription
     {"life"},  # a job's life from its claim to its end (its own order: jobs/life/__init__.py)

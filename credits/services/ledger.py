@@ -147,8 +147,7 @@ _REACHED = reached_bits(_SPENT)
 
 
 def _counted(largest: str) -> str:
-    """The counting of a charge of `-%(amount)s` on its counters; `largest`: the largest single job
-    of it, which a per-job limit holds."""
+    """The counting of a charge of `-%(amount)s` on its counters (a per-job limit holds `largest`)."""
     return f"""
     INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, month, spent, notified, crossed, updated_at)
     SELECT gen_random_uuid(), %(user_id)s, subjects.scope, subjects.subject_id,
@@ -163,8 +162,7 @@ def _counted(largest: str) -> str:
 """  # noqa: S608 - constant fragments only
 
 
-# What a charge's statement says of its counters after its entries: those whose thresholds it
-# crossed, and those that refused it.
+# What a charge says of its counters after its entries: those whose thresholds it crossed, and those that refused it.
 _COUNTERS_SAID = """
     (SELECT json_agg(json_build_object('scope', scope, 'subject_id', subject_id, 'monthly_limit', monthly_limit,
                                        'spent', spent, 'month', month, 'crossed', crossed))
@@ -179,10 +177,9 @@ entry AS ({_ENTRY}{_ALL_COUNTED}{_RETURNING})
 SELECT entry.*, {_COUNTERS_SAID}
 FROM (SELECT) AS one LEFT JOIN entry ON true
 """  # noqa: S608 - constant fragments only
-# Many jobs' entries written at once, in the order given, each with the balance after it (the
-# running sum from the balance before), entry n stamped n-1 microseconds after the first, so the
-# ledger's order is the given one; never past the month of the first (the counters count them all
-# in that month). `condition`: what the entries need besides the account's move.
+# Many jobs' entries at once, in the order given, each with the balance after it (the running sum), entry n
+# stamped n-1 microseconds after the first (the ledger's order is the given one), never past the month of
+# the first (its counters count them all). `condition`: what the entries need besides the account's move.
 def _many_entries(type: str, condition: str = "") -> str:
     return f"""
     INSERT INTO credit_transactions
@@ -209,9 +206,8 @@ WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS ({_counted("%(la
 entries AS ({_many_entries(TransactionType.USAGE, _ALL_COUNTED)})
 SELECT (SELECT count(*) FROM entries), {_COUNTERS_SAID}
 """  # noqa: S608 - constant fragments only
-# Many jobs refunded at once (a bulk cancel): the account moves by their sum, each counter of their
-# charges gives back what it counted of them in its month (`caps_*`: one row per counter and month,
-# summed), and each job gets its own refund entry.
+# Many jobs refunded at once (a bulk cancel): the account moves by their sum, each counter of their charges
+# gives back what it counted of them in its month (`caps_*`: per counter and month), each job its own entry.
 _REFUND_MANY_SQL = f"""
 WITH moved AS ({_MOVED}), uncounted AS (
     UPDATE credit_spend_caps c SET spent = GREATEST(c.spent - g.amount, 0), updated_at = now()
@@ -468,13 +464,18 @@ class JobCharge:
     description: str
 
 
-def credit_deduct_for_jobs(*, user: User, charges: list[JobCharge], member_id: uuid.UUID | None = None) -> int:
-    """Charge many new jobs at once, all or none: one statement moves the balance by their sum,
-    counts the sum on the charge's counters (a per-job limit holds each job) and writes each job's
-    usage entry. Returns the sum. Raises InsufficientCredits or SpendCapReached (402) for the sum,
-    and then nothing was charged; the caller's transaction must not outlive the error.
+def _entries(jobs: list[JobCharge], sign: int, job_types: list[str], member_ids: list[object]) -> dict[str, object]:
+    """_many_entries' arrays, one element per job."""
+    return {"ids": [uuid.uuid4() for _ in jobs], "amounts": [sign * j.amount for j in jobs],
+            "job_ids": [j.job_id for j in jobs], "job_types": job_types,
+            "descriptions": [j.description for j in jobs], "member_ids": member_ids}
 
-    Runs in the transaction that inserted the jobs (each job has no charge yet)."""
+
+def credit_deduct_for_jobs(*, user: User, charges: list[JobCharge], member_id: uuid.UUID | None = None) -> int:
+    """Charge many new jobs, inserted in the caller's transaction, at once, all or none: one statement
+    moves the balance by their sum, counts the sum on the charge's counters (a per-job limit holds
+    each job) and writes each job's usage entry. Returns the sum. Raises InsufficientCredits or
+    SpendCapReached (402) for the sum; the caller's transaction must not outlive the error."""
     if not connection.in_atomic_block:
         raise AssertionError("new jobs are charged in the transaction that inserts them")
     for charge in charges:
@@ -482,12 +483,8 @@ def credit_deduct_for_jobs(*, user: User, charges: list[JobCharge], member_id: u
     total = sum(c.amount for c in charges)
     largest = max(c.amount for c in charges)
     _refused_by.set(())
-    params: dict[str, object] = {
-        "user_id": user.pk, "member_id": member_id, "amount": -total, "largest": largest,
-        "ids": [uuid.uuid4() for _ in charges], "amounts": [-c.amount for c in charges],
-        "job_ids": [c.job_id for c in charges], "job_types": [c.job_type for c in charges],
-        "descriptions": [c.description for c in charges], "member_ids": [member_id] * len(charges),
-    }
+    params = {"user_id": user.pk, "member_id": member_id, "amount": -total, "largest": largest,
+              **_entries(charges, -1, [c.job_type for c in charges], [member_id] * len(charges))}
     with connection.cursor() as cursor:
         _CHARGE_MANY.execute(cursor, params)
         written, crossed, refused_by = cursor.fetchone()
@@ -500,13 +497,10 @@ def credit_deduct_for_jobs(*, user: User, charges: list[JobCharge], member_id: u
 
 
 def credit_refund_jobs(*, user: User, refunds: list[JobCharge]) -> int:
-    """Refund many of the account's jobs at once, each by `amount` (1 to its charge), in one
-    statement: each job's refund entry names its charge's member, and each counter that counted a
-    charge gives it back in the charge's month. Returns the sum.
-
-    For jobs the caller has just ended in its transaction (their rows locked, so no other refund of
-    them can be made meanwhile); a job refunded already, or never charged, fails the whole statement
-    (one refund per job), and the caller's transaction with it."""
+    """Refund many jobs the caller has just ended in its transaction (their rows locked) at once, each
+    by `amount` (1 to its charge), in one statement: each refund entry names its charge's member, and
+    each counter that counted a charge gives it back in the charge's month. Returns the sum. A job
+    refunded already fails the whole statement (one refund per job), and the caller's transaction."""
     if not connection.in_atomic_block:
         raise AssertionError("jobs are refunded in the transaction that ends them")
     if not refunds:
@@ -527,15 +521,11 @@ def credit_refund_jobs(*, user: User, refunds: list[JobCharge]) -> int:
             if subject is not None:
                 counted[(subject, month)] = counted.get((subject, month), 0) + refund.amount
     total = sum(r.amount for r in refunds)
-    params: dict[str, object] = {
-        "user_id": user.pk, "amount": total, "ids": [uuid.uuid4() for _ in refunds],
-        "amounts": [r.amount for r in refunds], "job_ids": [r.job_id for r in refunds],
-        "job_types": [charges[r.job_id].job_type or r.job_type for r in refunds],
-        "descriptions": [r.description for r in refunds],
-        "member_ids": [charges[r.job_id].member_id for r in refunds],
-        "caps_subjects": [subject for subject, _ in counted], "caps_months": [month for _, month in counted],
-        "caps_amounts": list(counted.values()),
-    }
+    params = {"user_id": user.pk, "amount": total,
+              **_entries(refunds, 1, [charges[r.job_id].job_type or r.job_type for r in refunds],
+                         [charges[r.job_id].member_id for r in refunds]),
+              "caps_subjects": [subject for subject, _ in counted], "caps_months": [month for _, month in counted],
+              "caps_amounts": list(counted.values())}
     with connection.cursor() as cursor:
         _REFUND_MANY.execute(cursor, params)
         (written,) = cursor.fetchone()

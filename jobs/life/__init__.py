@@ -10,6 +10,7 @@
     timeline_swap  a finished file put in its source's place in the timeline, when asked
     scheduling     whether a job starts now or waits, and for what (status reaches slots and fair share only here)
     status         every change of a job's status, and only there: claim, finishing, complete, fail, cancel, abort
+    bulk           many jobs canceled by filter at once (a batch's backlog), each as its own cancel would be
     deliveries     a step whose message keeps coming back without finishing fails its job
     inference      spawn the GPU call, look at it, record its start and progress
     outputs        store a finished call's result, then complete the job
