@@ -46,6 +46,7 @@ from jobs.intake.batches import (
     batch_replay,
     batch_resolve,
     batch_submit,
+    jobs_retry_bulk,
 )
 from jobs.intake.submission import request_hash
 from jobs.life.bulk import JobFilter, jobs_cancel_bulk, jobs_cancel_preview
@@ -346,23 +347,44 @@ class BatchManifestApi(ApiView):
 
 
 class BulkFilterSerializer(StrictSerializer):
-    """Which of your unfinished jobs: every criterion given must hold, and at least one is given."""
+    """Which of your jobs: every criterion given must hold, and at least one is given."""
+
+    STATUSES: tuple[str, ...] = tuple(s.value for s in ACTIVE_STATUSES)
 
     batch_id = serializers.UUIDField(required=False, help_text="The jobs of this batch")
     type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES, required=False)
-    status = serializers.ListField(
-        child=serializers.ChoiceField(choices=[s.value for s in ACTIVE_STATUSES]), min_length=1, max_length=3,
-        required=False, help_text="Among `pending`, `queued`, `processing` (default: all three)")
     project_id = serializers.UUIDField(required=False)
     created_after = serializers.DateTimeField(required=False, help_text="Submitted at or after this time")
     created_before = serializers.DateTimeField(required=False, help_text="Submitted before this time")
-    dry_run = serializers.BooleanField(default=False, help_text="Say what would be canceled and refunded; do nothing")
+    dry_run = serializers.BooleanField(default=False, help_text="Say what would be done; do nothing")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["status"] = serializers.ListField(
+            child=serializers.ChoiceField(choices=list(self.STATUSES)), min_length=1, max_length=len(self.STATUSES),
+            required=False, help_text=f"Among {', '.join(f'`{s}`' for s in self.STATUSES)} (default: all)")
+        return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not set(attrs) - {"dry_run"}:
             raise serializers.ValidationError("Name at least one filter (a batch, a type, a status, a project or a "
-                                              "time): a bulk cancel never takes every job by default.")
+                                              "time): a bulk action never takes every job by default.")
         return attrs
+
+    def job_filter(self, user: Any) -> JobFilter:
+        """The filter, once another user's batch or project is a 404 (as one that does not exist)."""
+        data = self.validated_data
+        if data.get("batch_id") is not None:
+            batch_get(user=user, batch_id=data["batch_id"])
+        if data.get("project_id") is not None:
+            project_get(user=user, project_id=data["project_id"])
+        return JobFilter(batch_id=data.get("batch_id"), type=data.get("type"), statuses=tuple(data.get("status", ())),
+                         project_id=data.get("project_id"), created_after=data.get("created_after"),
+                         created_before=data.get("created_before"))
+
+
+class BulkRetryFilterSerializer(BulkFilterSerializer):
+    STATUSES = (JobStatus.FAILED.value, JobStatus.ABORTED.value)
 
 
 class BulkCancelSerializer(serializers.Serializer):
@@ -394,15 +416,41 @@ class BulkCancelApi(ApiView):
         user = request_user(request)
         body = BulkFilterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        # Another user's batch or project is a 404, as one that does not exist.
-        if data.get("batch_id") is not None:
-            batch_get(user=user, batch_id=data["batch_id"])
-        if data.get("project_id") is not None:
-            project_get(user=user, project_id=data["project_id"])
-        where = JobFilter(batch_id=data.get("batch_id"), type=data.get("type"), statuses=tuple(data.get("status", ())),
-                          project_id=data.get("project_id"), created_after=data.get("created_after"),
-                          created_before=data.get("created_before"))
-        done = jobs_cancel_preview(user=user, where=where) if data["dry_run"] else jobs_cancel_bulk(user=user,
-                                                                                                  where=where)
-        return Response(BulkCancelSerializer({"dry_run": data["dry_run"], **done}).data)
+        where, dry_run = body.job_filter(user), body.validated_data["dry_run"]
+        done = jobs_cancel_preview(user=user, where=where) if dry_run else jobs_cancel_bulk(user=user, where=where)
+        return Response(BulkCancelSerializer({"dry_run": dry_run, **done}).data)
+
+
+class BulkRetrySerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    matched = serializers.IntegerField(help_text="The jobs a retry would run again (at most the batch limit)")
+    retried = serializers.IntegerField(help_text="Those submitted again (0 with dry_run)")
+    credits_cost = serializers.IntegerField(help_text="What their retries cost, together (with dry_run: would)")
+    batch_id = serializers.UUIDField(allow_null=True, help_text="The batch of the retries (null with dry_run)")
+    remaining = serializers.IntegerField(help_text="Jobs the filter takes beyond the batch limit: another call "
+                                                   "retries them")
+
+
+@raises("batch_not_found", "project_not_found", "insufficient_credits", "spend_cap_reached", "plan_required",
+        "payment_required", "feature_unavailable")
+class BulkRetryApi(ApiView):
+    """Submit again, by filter, your jobs that failed with a retryable error or were aborted before
+    they started (a batch, a type, `failed`/`aborted`, a project, a span of submission times; at
+    least one): each with the same input, charged again at today's price, together as one new
+    batch (priority `low`) or not at all (402 naming the shortfall and the first item that does
+    not fit). A job is retried once, by this or by POST /jobs/{id}/retry; its retry points at it
+    (`retry_of_id`) and keeps its own webhook. At most 5,000 a call, oldest first (`remaining`
+    says how many more). With `dry_run`, nothing is done and the answer says what would be."""
+
+    workspace_actions = {"POST": "jobs.run"}
+
+    @extend_schema(request=BulkRetryFilterSerializer, responses={200: BulkRetrySerializer},
+                   summary="Retry jobs by filter", tags=["batches"])
+    def post(self, request: Request) -> Response:
+        user = request_user(request)
+        body = BulkRetryFilterSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        dry_run = body.validated_data["dry_run"]
+        done = jobs_retry_bulk(user=user, where=body.job_filter(user), member_id=request_member_id(request),
+                               dry_run=dry_run)
+        return Response(BulkRetrySerializer({"dry_run": dry_run, **done}).data)

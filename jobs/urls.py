@@ -23,6 +23,7 @@ from jobs.batch_apis import (
     BatchQuoteApi,
     BatchSubmitApi,
     BulkCancelApi,
+    BulkRetryApi,
 )
 
 urlpatterns = [
@@ -31,6 +32,7 @@ urlpatterns = [
     path("jobs/batch", BatchSubmitApi.as_view(), name="job-batch-submit"),
     path("jobs/batch/quote", BatchQuoteApi.as_view(), name="job-batch-quote"),
     path("jobs/bulk/cancel", BulkCancelApi.as_view(), name="job-bulk-cancel"),
+    path("jobs/bulk/retry", BulkRetryApi.as_view(), name="job-bulk-retry"),
     path("batches", BatchListApi.as_view(), name="batch-list"),
     path("batches/<str:batch_id>", BatchDetailApi.as_view(), name="batch-detail"),
     path("batches/<str:batch_id>/manifest", BatchManifestApi.as_view(), name="batch-manifest"),

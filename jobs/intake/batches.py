@@ -33,6 +33,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from auteur.core.errors import ApplicationError
@@ -48,14 +49,16 @@ from jobs.events.record import job_events_record_many
 from jobs.inputs import Scheduling
 from jobs.intake.admission import job_submit_checks, require_runnable
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
+from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
 from jobs.life.windows import start_deadline_of
-from jobs.models import Batch, Job, JobEventType, JobStatus
+from jobs.models import Batch, Job, JobEventType, JobPriority, JobStatus
 from jobs.selectors.requests import Finder, JobRequest, job_request_objects, job_request_resolve
-from jobs.specs import JobSpec
+from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
 from projects.selectors import project_library_get
 from projects.services import project_library_get_or_create
+from webhooks.models import JobWebhook
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class Priced:
     cache_key: str
     cached_from: uuid.UUID | None = None  # the earlier job the result cache would serve it from
     cached: CachedResult | None = None  # its copies, made just before the charge
+    retry_of: uuid.UUID | None = None  # the job it retries (a bulk retry's item)
 
     @property
     def price(self) -> int:
@@ -330,6 +334,7 @@ def _insert_jobs(user: User, priced: list[Priced], job_ids: list[uuid.UUID], bat
         "credits_cost": [p.price for p in priced],
         "input_params": [p.request.input_params for p in priced],
         "batch_index": [p.index for p in priced],
+        "retry_of_id": [p.retry_of for p in priced],
         "status": [JobStatus.PENDING if p.cached else JobStatus.QUEUED for p in priced],
         "queued_at": [None if p.cached else now for p in priced],
         "waiting_for": ["" if p.cached else "slot" for p in priced],
@@ -341,3 +346,57 @@ def _insert_jobs(user: User, priced: list[Priced], job_ids: list[uuid.UUID], bat
         "priority": scheduling.priority, "start_within_seconds": scheduling.start_within_seconds,
         "run_within_seconds": scheduling.run_within_seconds, "updated_at": now,
     })
+
+
+# ----------------------------------------------------------------------------- retrying by filter
+
+
+def _retryable(user: User, where: JobFilter) -> QuerySet[Job]:
+    """The user's ended jobs `where` takes that a retry would run again: failed with a retryable
+    error or aborted before they started, of a project that still exists, not retried yet (one
+    retry per job), oldest first."""
+    retried = Job.objects.filter(retry_of_id=OuterRef("pk"))
+    return (where.of(user, (JobStatus.FAILED, JobStatus.ABORTED)).filter(retryable=True, project__isnull=False)
+            .exclude(Exists(retried)).order_by("created_at", "pk"))
+
+
+def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None = None,
+                    dry_run: bool = False) -> dict[str, Any]:
+    """Submit again, as one new batch charged at today's prices all or none (402 as a batch's), the
+    oldest AUTEUR_BATCH_MAX_ITEMS jobs `where` takes that a retry would run (`_retryable`), each with
+    the same input and pointing at the job it retries; their own webhooks go with them. What was
+    done (with `dry_run`, what would be): the jobs retried, the new batch, its cost, and how many
+    more remain for another call."""
+    most = settings.AUTEUR_BATCH_MAX_ITEMS
+    with transaction.atomic():
+        # Locked (in one order) until the retries are committed: a second bulk retry, or a job's own
+        # retry, waits and then finds them retried.
+        jobs = list(_retryable(user, where).select_for_update(of=("self",))[:most + 1])
+        remaining, jobs = max(0, len(jobs) - most), jobs[:most]
+        priced = [_priced_again(index, job) for index, job in enumerate(jobs)]
+        for spec in {p.spec.type: p.spec for p in priced}.values():
+            require_runnable(user, spec)  # the plan and this server's backend, as a retry of one checks
+        cost = sum(p.price for p in priced)
+        if dry_run or not priced:
+            return {"matched": len(priced), "retried": 0 if dry_run else len(priced), "credits_cost": cost,
+                    "batch_id": None, "remaining": remaining}
+        batch, _ = batch_submit(user=user, priced=priced, member_id=member_id,
+                                options=BatchOptions(scheduling=Scheduling(priority=JobPriority.LOW)))
+        new = dict(Job.objects.filter(batch=batch).values_list("retry_of_id", "pk"))
+        hooks = JobWebhook.objects.filter(job_id__in=new, enabled=True)
+        JobWebhook.objects.bulk_create([JobWebhook(job_id=new[h.job_id], owner_id=h.owner_id, url=h.url,
+                                                   event_types=h.event_types) for h in hooks])
+    return {"matched": len(priced), "retried": len(priced), "credits_cost": cost, "batch_id": batch.pk,
+            "remaining": remaining}
+
+
+def _priced_again(index: int, job: Job) -> Priced:
+    """A retry of `job` as a batch's item: its input and quantities as stored, priced now, never from
+    the cache (a retry runs the work again)."""
+    spec = job_spec(job.type)
+    quantities = job.input_params.get("_quantities", {})
+    media_ids = [uuid.UUID(str(v)) for k, v in job.input_params.items() if k.endswith("media_id") and v]
+    request = JobRequest(project=job.project, input_params=job.input_params, quantities=quantities,
+                         media_ids=media_ids)
+    return Priced(index=index, spec=spec, request=request, list_price=spec.price.cost(quantities), cache_key="",
+                  retry_of=job.pk)

@@ -360,3 +360,56 @@ def test_an_items_end_schedules_one_announcement_a_second_and_the_sweep_mends_a_
         assert batch_events.batches_sweep() == 1 and batch_events.batches_sweep() == 0
     finally:
         stream_redis().delete(f"batchannounce:{body['id']}", stream_key(funded.pk))
+
+
+# ----------------------------------------------------------------------------- bulk retry
+
+RETRY_URL = "/api/v1/jobs/bulk/retry"
+
+
+def test_a_bulk_retry_submits_the_failed_items_again_as_one_new_batch_once(auth_client, funded):
+    from jobs.life.status import job_fail
+
+    body = post_batch(auth_client, [tts("a"), tts("b"), tts("c")]).json()
+    first, second, third = body["job_ids"]
+    job_fail(job_id=first, code="engine_error", detail="test", retryable=True)
+    job_fail(job_id=second, code="invalid_input", detail="test", retryable=False)  # not retryable
+    balance = credit_balance_get(user=funded)
+    dry = auth_client.post(RETRY_URL, {"batch_id": body["id"], "dry_run": True}, format="json").json()
+    assert dry == {"dry_run": True, "matched": 1, "retried": 0, "credits_cost": 2, "batch_id": None, "remaining": 0}
+    done = auth_client.post(RETRY_URL, {"batch_id": body["id"]}, format="json")
+    assert done.status_code == 200, done.json()
+    result = done.json()
+    assert result["retried"] == 1 and result["credits_cost"] == 2 and result["batch_id"]
+    retry = Job.objects.get(batch_id=result["batch_id"])
+    assert str(retry.retry_of_id) == first and retry.status == JobStatus.QUEUED and retry.priority == JobPriority.LOW
+    assert retry.input_params == Job.objects.get(pk=first).input_params
+    assert credit_balance_get(user=funded) == balance - 2
+    # Once: a second bulk retry, or the job's own retry, finds it retried.
+    again = auth_client.post(RETRY_URL, {"batch_id": body["id"]}, format="json").json()
+    assert again["retried"] == 0 and again["batch_id"] is None
+    assert str(auth_client.post(f"/api/v1/jobs/{first}/retry", {}, format="json").json()["job_id"]) == str(retry.pk)
+    assert Job.objects.get(pk=third).status == JobStatus.QUEUED
+
+
+def test_a_bulk_retry_the_balance_does_not_cover_retries_nothing(auth_client, user):
+    from jobs.life.status import job_fail
+
+    credit_grant(user=user, amount=4, type="bonus", description="test")
+    body = post_batch(auth_client, [tts("a"), tts("b")]).json()
+    for job_id in body["job_ids"]:
+        job_fail(job_id=job_id, code="engine_error", detail="test", retryable=True)
+    assert credit_balance_get(user=user) == 4  # both failed, refunded
+    # Spend 2 elsewhere: 2 left, and a retry of both costs 4.
+    assert post_batch(auth_client, [tts("c")]).status_code == 202
+    before = ledger_state(user)
+    refused = auth_client.post(RETRY_URL, {"status": ["failed"]}, format="json")
+    assert refused.status_code == 402 and error_code(refused) == "insufficient_credits"
+    details = refused.json()["error"]["details"]
+    assert (details["item"], details["shortfall"]) == (1, 2) and ledger_state(user) == before
+    assert not Job.objects.filter(retry_of__isnull=False).exists()
+
+
+def test_a_bulk_retry_needs_a_filter_of_its_statuses(auth_client, funded):
+    assert auth_client.post(RETRY_URL, {"dry_run": True}, format="json").status_code == 400
+    assert auth_client.post(RETRY_URL, {"status": ["queued"]}, format="json").status_code == 400

@@ -366,6 +366,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/jobs/bulk/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry jobs by filter
+         * @description Submit again, by filter, your jobs that failed with a retryable error or were aborted before
+         *     they started (a batch, a type, `failed`/`aborted`, a project, a span of submission times; at
+         *     least one): each with the same input, charged again at today's price, together as one new
+         *     batch (priority `low`) or not at all (402 naming the shortfall and the first item that does
+         *     not fit). A job is retried once, by this or by POST /jobs/{id}/retry; its retry points at it
+         *     (`retry_of_id`) and keeps its own webhook. At most 5,000 a call, oldest first (`remaining`
+         *     says how many more). With `dry_run`, nothing is done and the answer says what would be.
+         */
+        post: operations["jobs_bulk_retry_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/jobs/compression": {
         parameters: {
             query?: never;
@@ -2227,7 +2253,7 @@ export interface components {
             /** @description Running jobs whose outputs are being stored: left to finish */
             not_cancelable: number;
         };
-        /** @description Which of your unfinished jobs: every criterion given must hold, and at least one is given. */
+        /** @description Which of your jobs: every criterion given must hold, and at least one is given. */
         BulkFilterRequest: {
             /**
              * Format: uuid
@@ -2245,13 +2271,13 @@ export interface components {
              */
             created_before?: string;
             /**
-             * @description Say what would be canceled and refunded; do nothing
+             * @description Say what would be done; do nothing
              * @default false
              */
             dry_run?: boolean;
             /** Format: uuid */
             project_id?: string;
-            /** @description Among `pending`, `queued`, `processing` (default: all three) */
+            /** @description Among `pending`, `queued`, `processing` (default: all) */
             status?: components["schemas"]["BulkFilterStatusEnum"][];
             type?: components["schemas"]["JobTypeEnum"];
         };
@@ -2262,6 +2288,56 @@ export interface components {
          * @enum {string}
          */
         BulkFilterStatusEnum: "pending" | "queued" | "processing";
+        BulkRetry: {
+            /**
+             * Format: uuid
+             * @description The batch of the retries (null with dry_run)
+             */
+            batch_id: string | null;
+            /** @description What their retries cost, together (with dry_run: would) */
+            credits_cost: number;
+            dry_run: boolean;
+            /** @description The jobs a retry would run again (at most the batch limit) */
+            matched: number;
+            /** @description Jobs the filter takes beyond the batch limit: another call retries them */
+            remaining: number;
+            /** @description Those submitted again (0 with dry_run) */
+            retried: number;
+        };
+        /** @description Which of your jobs: every criterion given must hold, and at least one is given. */
+        BulkRetryFilterRequest: {
+            /**
+             * Format: uuid
+             * @description The jobs of this batch
+             */
+            batch_id?: string;
+            /**
+             * Format: date-time
+             * @description Submitted at or after this time
+             */
+            created_after?: string;
+            /**
+             * Format: date-time
+             * @description Submitted before this time
+             */
+            created_before?: string;
+            /**
+             * @description Say what would be done; do nothing
+             * @default false
+             */
+            dry_run?: boolean;
+            /** Format: uuid */
+            project_id?: string;
+            /** @description Among `failed`, `aborted` (default: all) */
+            status?: components["schemas"]["BulkRetryFilterStatusEnum"][];
+            type?: components["schemas"]["JobTypeEnum"];
+        };
+        /**
+         * @description * `failed` - failed
+         *     * `aborted` - aborted
+         * @enum {string}
+         */
+        BulkRetryFilterStatusEnum: "failed" | "aborted";
         /** @description Whether the result cache served a job. */
         Cache: {
             /** @description The job was served from the result cache: it completed when it was accepted, with no GPU call, charged the cache price */
@@ -6679,6 +6755,115 @@ export interface operations {
                 };
             };
             /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_bulk_retry_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["BulkRetryFilterRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkRetry"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `batch_not_found`, `project_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `feature_unavailable`, `service_unavailable`. */
             503: {
                 headers: {
                     [name: string]: unknown;
