@@ -327,7 +327,8 @@ def test_a_batch_announces_its_progress_then_its_end_once(auth_client, funded, f
         assert data["batch_id"] == body["id"] and data["done"] and data["counts"]["canceled"] == 1
         assert data["counts"]["failed"] == 1 and data["credits_refunded"] == 4
         assert not Delivery.objects.filter(webhook=jobs_hook, event_type="batch").exists()
-        entries = [parse_entry(entry_id, fields) for entry_id, fields in stream_redis().xrange(stream_key(funded.pk))]
+        raw: Any = stream_redis().xrange(stream_key(funded.pk))
+        entries = [parse_entry(entry_id, fields) for entry_id, fields in raw]
         batch_entries = [e for e in entries if e["type"].startswith("batch.")]
         assert [e["type"] for e in batch_entries] == ["batch.progress", "batch.completed"]
         assert [e["ended"] for e in batch_entries] == [1, 2]
