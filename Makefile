@@ -159,6 +159,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/cap_race.py
 	$(PY) bench/usage_query.py
 	$(PY) bench/batches.py
+	$(PY) bench/batch_fairness.py
 	$(PY) bench/balance_read.py
 	$(PY) bench/memory.py
 	$(PY) bench/edl_latency.py

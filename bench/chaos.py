@@ -110,11 +110,14 @@ class Outcomes:
     answers: list[tuple[float, float, int, str | None]] = field(default_factory=list)
     first_submit: float = 0.0
     last_submit: float = 0.0
+    batch_id: str | None = None  # the drill's batch (submit_batch)
+    batch_cancel: dict[str, Any] = field(default_factory=dict)  # what its bulk cancel answered
 
     @property
     def answered(self) -> int:
+        """The clients' submissions answered (the batch's items not counted)."""
         with self.lock:
-            return len(self.accepted) + sum(self.refused.values()) + len(self.unexpected)
+            return len(self.answers)
 
 
 @dataclass
@@ -237,6 +240,30 @@ def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str
         t.join()
 
 
+def submit_batch(port: int, user: User, items: int, outcomes: Outcomes, rng: random.Random,
+                 half_of_the_clients: int) -> None:
+    """One batch of `items` TTS and transcription jobs (one Idempotency-Key, retried through
+    outages), submitted as the drill starts; once the clients have sent half of theirs, its
+    transcriptions still waiting are cancelled by a bulk cancel, while the faults go on."""
+    types = ["tts" if n % 2 == 0 else "transcription" for n in range(items)]
+    body = {"items": [{"type": t, "input": job_body(t, user, rng)} for t in types]}
+    status, data = request_through_outages(port, outcomes, "POST", "/api/v1/jobs/batch", user.token, body,
+                                           headers={"Idempotency-Key": "chaos-batch", **user.headers})
+    with outcomes.lock:
+        if status not in (200, 202):
+            outcomes.unexpected.append(f"batch: {status} {str(data)[:300]}")
+            return
+        outcomes.batch_id = data["id"]
+        outcomes.accepted.update(zip(data["job_ids"], types, strict=True))
+    while outcomes.answered < half_of_the_clients:
+        time.sleep(0.1)
+    status, data = request_through_outages(port, outcomes, "POST", "/api/v1/jobs/bulk/cancel", user.token,
+                                           {"batch_id": outcomes.batch_id, "type": "transcription"},
+                                           headers=user.headers)
+    with outcomes.lock:
+        outcomes.batch_cancel = {"status": status, **data}
+
+
 # ----------------------------------------------------------------------------- disruptions
 
 
@@ -333,6 +360,17 @@ def wait_for_drain(ids: set[str], deadline_s: float) -> tuple[bool, float]:
                 return True, time.monotonic()
         if time.monotonic() > deadline:
             return False, time.monotonic()
+        time.sleep(0.5)
+
+
+def wait_for_batch_end(batch_id: str | None, deadline_s: float) -> None:
+    """Until the batch's end is announced (a second after its last item ended, or the beat's sweep)."""
+    from jobs.models import Batch
+
+    deadline = time.monotonic() + deadline_s
+    while batch_id is not None and time.monotonic() < deadline:
+        if db(lambda: Batch.objects.filter(pk=batch_id, ended_at__isnull=False).exists()):
+            return
         time.sleep(0.5)
 
 
@@ -434,6 +472,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
 
     invariants = {
         "no job lost": result(lost, "every accepted job exists, and no other"),
+        "the batch's counts are its items'": batch_check(outcomes, jobs),
         "no job stuck": result(stuck, "every job completed, failed or canceled" + (
             f" (left: {dict(stuck_by)})" if stuck else "")),
         "refunded exactly once": result(wrong_refund, "failed/canceled: 1 refund, as the rules give; none else"),
@@ -456,7 +495,8 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     for counter in events.values():
         all_events.update(counter)
     figures = {
-        "jobs_submitted": len(outcomes.accepted) + sum(outcomes.refused.values()) + len(outcomes.unexpected),
+        "jobs_submitted": len(outcomes.answers),
+        "batch_items": sum(1 for j in jobs.values() if str(j.batch_id) == outcomes.batch_id),
         "accepted": len(ids),
         "refused_402": dict(outcomes.refused),
         "completed": statuses["completed"],
@@ -478,6 +518,37 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "stuck_jobs": explain(stuck),
     }
     return figures, invariants
+
+
+def batch_check(outcomes: Outcomes, jobs: dict[str, Any]) -> tuple[bool, str]:
+    """The drill's batch: its counts (as GET /batches/{id} reads them) equal its items' states, it
+    charged and refunded what its items record, its bulk cancel was answered, and its end was
+    announced (once: `ended_at`, set by one conditional UPDATE)."""
+    from jobs.models import Batch
+    from jobs.selectors.batches import batch_counts
+
+    if outcomes.batch_id is None:
+        return False, "no batch was accepted"
+    batch = Batch.objects.get(pk=outcomes.batch_id)
+    items = [j for j in jobs.values() if str(j.batch_id) == outcomes.batch_id]
+    read = batch_counts(batch=batch)
+    counted = Counter(j.status for j in items)
+    problems = []
+    if len(items) != batch.item_count:
+        problems.append(f"{len(items)} items of {batch.item_count}")
+    if {k: v for k, v in read["counts"].items() if v} != dict(counted):
+        problems.append(f"counts {read['counts']} against its items' {dict(counted)}")
+    if batch.credits_cost != sum(j.credits_cost for j in items):
+        problems.append("its cost is not its items'")
+    if read["credits_refunded"] != sum(j.credits_refund for j in items):
+        problems.append("its refunds are not its items'")
+    if outcomes.batch_cancel.get("status") != 200:
+        problems.append(f"its bulk cancel answered {outcomes.batch_cancel}")
+    if batch.ended_at is None:
+        problems.append("its end was not announced")
+    canceled = outcomes.batch_cancel.get("canceled")
+    return (not problems, f"{batch.item_count} items: {dict(counted)}; bulk cancel of its waiting "
+                          f"transcriptions: {canceled}; end announced" if not problems else "; ".join(problems))
 
 
 def member_budgets() -> tuple[int, list[str]]:
@@ -661,11 +732,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="production's timing scaled as a whole (default 1; 0.05 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="150 jobs, every disruption, hung calls, production's timing x 0.05")
+    parser.add_argument("--batch", type=int, default=200, help="items of the drill's batch (--quick: 30)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     faults = FAULTS
     if args.quick:
         args.jobs, args.users, args.clients = min(args.jobs, 150), min(args.users, 10), min(args.clients, 4)
+        args.batch = min(args.batch, 30)
         args.drain_timeout = min(args.drain_timeout, 300)
         faults = QUICK_FAULTS
     scale = args.time_scale if args.time_scale is not None else (0.05 if args.quick else 1.0)
@@ -702,11 +775,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: {args.jobs} jobs from {args.users} users over {args.clients} clients; broker {broker}; "
               f"faults {faults}", flush=True)
         print(f"timing: {timing['summary']}", flush=True)
+        batch = threading.Thread(target=submit_batch, args=(port, users[0], args.batch, outcomes, rng, args.jobs // 2))
+        batch.start()
         submit_all(port, users, plan, args.clients, outcomes, args.seed)
+        batch.join()
         stop.set()
         chaos.join()
         drained, drained_at = wait_for_drain(set(outcomes.accepted), args.drain_timeout)
         time.sleep(1)  # a step that lost the race to a terminal state finishes its transaction
+        wait_for_batch_end(outcomes.batch_id, 90)
         figures, invariants = db(lambda: check(outcomes))
         figures["time_to_drain_s"] = round(drained_at - outcomes.first_submit, 1)
         figures["submission_s"] = round(outcomes.last_submit - outcomes.first_submit, 1)

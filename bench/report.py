@@ -312,6 +312,16 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"({d['singles_for_items_s']} s for all), cancel p50 {d['single_cancel_p50_ms']} ms "
                     f"({d['single_cancels_for_items_s']} s) | {d['speedup']}x (submission) | accepted <= "
                     f"{d['goal_s']:g} s, cancelled <= {d['cancel_goal_s']:g} s: {verdict(d['within_goal'])} |"))
+    if (d := load("batch_fairness")) is not None:
+        without, with_ = d["cases"]
+        rows.append(("batch_fairness", f"| interactive TTS jobs of two users (one every {d['every_s']:g} s, "
+                    f"{d['interactive']}), a type of {d['capacity']} units, {d['slots']} slots each, {d['hold_s']:g} s "
+                    f"jobs, beside a running {d['items']:,}-item batch of one of them | wait p50 "
+                    f"{with_['wait_s']['p50']} s, p99 {with_['wait_s']['p99']} s; batch items started meanwhile "
+                    f"{with_['batch']['started']}, then {with_['batch']['cancelled_waiting']} bulk-cancelled | without "
+                    f"the batch: p50 {without['wait_s']['p50']} s, p99 {without['wait_s']['p99']} s | "
+                    f"{d['p99_ratio_with_over_without']} (p99 with / without) | <= {d['goal_ratio']}: "
+                    f"{verdict(d['within_goal'])} |"))
     if (d := load("render")) is not None:
         rows.append(("render", f"| render, 10 clips, {d['settings']['output_s']} s output | {d['engine_median_s']} s | hand-written "
                     f"ffmpeg command: {d['hand_median_s']} s | {d['ratio']} | <= 1.2: {verdict(d['ratio'] <= 1.2)} |"))

@@ -51,7 +51,7 @@ from jobs.intake.batches import (
 from jobs.intake.submission import request_hash
 from jobs.life.bulk import JobFilter, jobs_cancel_bulk, jobs_cancel_preview
 from jobs.models import ACTIVE_STATUSES, Batch, JobPriority, JobStatus
-from jobs.selectors.batches import BatchManifest, batch_counts, batch_get, batch_items, batch_list
+from jobs.selectors.batches import BatchManifest, batch_counts, batch_get, batch_items, batch_list, batches_counts
 from jobs.specs import JOB_SPECS, JOB_TYPE_CHOICES, job_spec
 from projects.selectors import project_get
 
@@ -172,10 +172,10 @@ class BatchSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-def batch_data(batch: Batch) -> dict[str, Any]:
+def batch_data(batch: Batch, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"id": batch.pk, "item_count": batch.item_count, "credits_cost": batch.credits_cost,
             "priority": JobPriority(batch.priority).label, "created_at": batch.created_at,
-            **batch_counts(batch=batch)}
+            **(counts or batch_counts(batch=batch))}
 
 
 class BatchAcceptedSerializer(BatchSerializer):
@@ -311,8 +311,9 @@ class BatchListApi(ApiView):
                    tags=["batches"])
     def get(self, request: Request) -> Response:
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(batch_list(user=request_user(request)), request, view=self)
-        return paginator.get_paginated_response([BatchSerializer(batch_data(b)).data for b in page or []])
+        page = list(paginator.paginate_queryset(batch_list(user=request_user(request)), request, view=self) or [])
+        counts = batches_counts(batches=page)  # one query for the page
+        return paginator.get_paginated_response([BatchSerializer(batch_data(b, counts[b.pk])).data for b in page])
 
 
 @raises("batch_not_found")

@@ -287,15 +287,6 @@ def _submit(user: User, priced: list[Priced], options: BatchOptions, idempotency
         )
         job_ids = [p.cached.job_id if p.cached else uuid.uuid4() for p in priced]
         _insert_jobs(user, priced, job_ids, batch, library, options.scheduling, member_id)
-        try:
-            credit_deduct_for_jobs(user=user, member_id=member_id, charges=[
-                JobCharge(job_id=job_id, amount=p.price, job_type=p.spec.type.value,
-                          description=f"{p.spec.type} job in batch {batch.pk}" + (
-                              f", from the result cache of job {p.cached.source_id}" if p.cached else ""))
-                for job_id, p in zip(job_ids, priced, strict=True)
-            ])
-        except (InsufficientCredits, SpendCapReached) as refused:
-            raise _shortfall(refused, priced) from None
         job_events_record_many([
             (job_id, JobEventType.SUBMITTED, {
                 "credits_cost": p.price, "batch_id": str(batch.pk),
@@ -307,6 +298,16 @@ def _submit(user: User, priced: list[Priced], options: BatchOptions, idempotency
             cached = hits[job.pk].cached
             assert cached is not None
             cache_complete(job=job, spec=hits[job.pk].spec, cached=cached)
+        # The charge last: it locks the account, which every charge and refund of the workspace waits for.
+        try:
+            credit_deduct_for_jobs(user=user, member_id=member_id, charges=[
+                JobCharge(job_id=job_id, amount=p.price, job_type=p.spec.type.value,
+                          description=f"{p.spec.type} job in batch {batch.pk}" + (
+                              f", from the result cache of job {p.cached.source_id}" if p.cached else ""))
+                for job_id, p in zip(job_ids, priced, strict=True)
+            ])
+        except (InsufficientCredits, SpendCapReached) as refused:
+            raise _shortfall(refused, priced) from None
         transaction.on_commit(functools.partial(start_waiting, user.pk))
         if hits:  # items completed already: the batch may even have ended
             batch_item_ended(batch.pk)

@@ -37,16 +37,24 @@ def batch_list(*, user: User) -> QuerySet[Batch]:
 
 def batch_counts(*, batch: Batch) -> dict[str, Any]:
     """How many of its items are in each status, whether all have ended, and what was refunded."""
-    rows = (Job.objects.filter(batch=batch).order_by().values("status")
+    return batches_counts(batches=[batch])[batch.pk]
+
+
+def batches_counts(*, batches: list[Batch]) -> dict[uuid.UUID, dict[str, Any]]:
+    """batch_counts of each batch, in one query."""
+    rows = (Job.objects.filter(batch__in=batches).order_by().values("batch_id", "status")
             .annotate(n=Count("pk"), refunded=Sum("credits_refund")))
-    counts = dict.fromkeys(JobStatus.values, 0)
-    refunded = 0
+    counts = {b.pk: dict.fromkeys(JobStatus.values, 0) for b in batches}
+    refunded = dict.fromkeys(counts, 0)
     for row in rows:
-        counts[row["status"]] = row["n"]
-        refunded += row["refunded"] or 0
-    ended = sum(counts[s] for s in TERMINAL_STATUSES)
-    return {"counts": counts, "ended": ended, "credits_refunded": refunded,
-            "done": ended == batch.item_count}
+        counts[row["batch_id"]][row["status"]] = row["n"]
+        refunded[row["batch_id"]] += row["refunded"] or 0
+    out = {}
+    for b in batches:
+        ended = sum(counts[b.pk][s] for s in TERMINAL_STATUSES)
+        out[b.pk] = {"counts": counts[b.pk], "ended": ended, "credits_refunded": refunded[b.pk],
+                     "done": ended == b.item_count}
+    return out
 
 
 def batch_items(*, batch: Batch) -> QuerySet[Job]:
