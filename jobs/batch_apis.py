@@ -333,16 +333,26 @@ class BatchManifestApi(ApiView):
     """The batch's manifest, as JSON lines (`application/x-ndjson`): one line per item, in the
     items' order: `index`, `job_id`, `type`, `status`, `credits_cost`, `credits_refund`,
     `error_code`, `error_message`, `retryable`, `completed_at` and `output_data` (as GET /jobs/{id}
-    shows it; `output_media_ids` name the files). Streamed, however large the results."""
+    shows it; `output_media_ids` name the files). Streamed, however large the results; a client
+    that reads slowly (a request is bounded in time) reads it in parts: `?after=<index>&limit=<n>`."""
 
     workspace_actions = {"GET": "jobs.view"}
 
-    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR)},
+    class QuerySerializer(StrictSerializer):
+        after = serializers.IntegerField(min_value=-1, default=-1, help_text="Only the items after this index")
+        limit = serializers.IntegerField(min_value=1, required=False, help_text="At most this many items")
+
+    @extend_schema(parameters=[QuerySerializer],
+                   responses={(200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR)},
                    summary="Get a batch's manifest", tags=["batches"])
     def get(self, request: Request, batch_id: str) -> StreamingHttpResponse:
         batch = batch_get(user=request_user(request), batch_id=batch_id)
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        manifest = BatchManifest(batch=batch, after=query.validated_data["after"],
+                                 limit=query.validated_data.get("limit"))
         # Its iterator's close() (called by the response when it ends) closes the cursor.
-        response = StreamingHttpResponse(BatchManifest(batch=batch), content_type="application/x-ndjson")
+        response = StreamingHttpResponse(manifest, content_type="application/x-ndjson")
         response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.jsonl"'
         return response
 

@@ -71,8 +71,12 @@ class BatchManifest:
     scope), on a server-side cursor fetched MANIFEST_FETCH_ROWS at a time as the answer is written
     (WITH HOLD outside a transaction: no snapshot is held open by a slow reader); close() ends it."""
 
-    def __init__(self, *, batch: Batch) -> None:
-        query = Job.objects.filter(batch=batch).order_by("batch_index").values_list(*_MANIFEST_COLUMNS)
+    def __init__(self, *, batch: Batch, after: int = -1, limit: int | None = None) -> None:
+        """The items after index `after`, at most `limit` of them (None: all)."""
+        query = (Job.objects.filter(batch=batch, batch_index__gt=after).order_by("batch_index")
+                 .values_list(*_MANIFEST_COLUMNS))
+        if limit is not None:
+            query = query[:limit]
         sql, params = query.query.sql_with_params()
         self.cursor = connection.chunked_cursor()
         try:

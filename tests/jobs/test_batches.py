@@ -33,8 +33,8 @@ def post_batch(client: Any, items: list[dict[str, Any]], **body: Any) -> Any:
     return client.post(BATCH_URL, {"items": items, **body}, format="json", **headers)
 
 
-def manifest(client: Any, batch_id: str) -> list[dict[str, Any]]:
-    response = client.get(f"/api/v1/batches/{batch_id}/manifest")
+def manifest(client: Any, batch_id: str, query: str = "") -> list[dict[str, Any]]:
+    response = client.get(f"/api/v1/batches/{batch_id}/manifest{query}")
     assert response.status_code == 200, response
     assert response["Content-Type"] == "application/x-ndjson"
     return [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
@@ -186,6 +186,8 @@ def test_the_batch_counts_and_its_manifest_follow_its_items(auth_client, funded)
     assert lines[0]["status"] == "completed" and lines[0]["output_data"]["output_media_ids"] == ["m1"]
     assert lines[1]["error_code"] == "engine_error" and lines[1]["credits_refund"] == 2
     assert lines[2]["status"] == "queued" and lines[2]["output_data"] == {}
+    assert [line["index"] for line in manifest(auth_client, body["id"], "?after=0&limit=1")] == [1]
+    assert auth_client.get(f"/api/v1/batches/{body['id']}/manifest?limit=0").status_code == 400
     listed = auth_client.get("/api/v1/batches").json()
     assert [b["id"] for b in listed["batches"]] == [body["id"]] and listed["count"] == 1
 

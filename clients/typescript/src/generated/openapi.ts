@@ -77,7 +77,8 @@ export interface paths {
          * @description The batch's manifest, as JSON lines (`application/x-ndjson`): one line per item, in the
          *     items' order: `index`, `job_id`, `type`, `status`, `credits_cost`, `credits_refund`,
          *     `error_code`, `error_message`, `retryable`, `completed_at` and `output_data` (as GET /jobs/{id}
-         *     shows it; `output_media_ids` name the files). Streamed, however large the results.
+         *     shows it; `output_media_ids` name the files). Streamed, however large the results; a client
+         *     that reads slowly (a request is bounded in time) reads it in parts: `?after=<index>&limit=<n>`.
          */
         get: operations["batches_manifest_retrieve"];
         put?: never;
@@ -5387,7 +5388,12 @@ export interface operations {
     };
     batches_manifest_retrieve: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Only the items after this index */
+                after?: number;
+                /** @description At most this many items */
+                limit?: number;
+            };
             header?: {
                 /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
                 "Auteur-Workspace"?: string;
@@ -5405,6 +5411,15 @@ export interface operations {
                 };
                 content: {
                     "application/x-ndjson": string;
+                };
+            };
+            /** @description Codes: `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
