@@ -69,7 +69,7 @@ class BatchItemSerializer(StrictSerializer):
 
 
 class BatchInputSerializer(StrictSerializer):
-    """Up to AUTEUR_BATCH_MAX_ITEMS jobs, each `{type, input}`, and how to run them all."""
+    """Up to 5,000 jobs (this server's limit), each `{type, input}`, and how to run them all."""
 
     items = serializers.ListField(child=serializers.DictField(), min_length=1, help_text=(
         "The jobs, each `{\"type\": ..., \"input\": {...}}`; at most the server's limit (5,000 by default)."))
@@ -218,7 +218,7 @@ def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
 @raises("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",
         "quota_exceeded", *_ITEM_ERRORS)
 class BatchSubmitApi(ApiView):
-    """Submit up to 5,000 jobs (AUTEUR_BATCH_MAX_ITEMS) of one or several types in one request,
+    """Submit up to 5,000 jobs (this server's limit) of one or several types in one request,
     charged together or not at all.
 
     202: the batch, with its items' `job_ids` in order. Each item is checked as its own submission
@@ -408,7 +408,7 @@ class BulkCancelSerializer(serializers.Serializer):
     not_cancelable = serializers.IntegerField(help_text="Running jobs whose outputs are being stored: left to finish")
 
 
-@raises("batch_not_found", "project_not_found", "rate_limited")
+@raises("batch_not_found", "project_not_found")
 class BulkCancelApi(ApiView):
     """Cancel your unfinished jobs by filter: a batch, a type, statuses, a project, a span of
     submission times (every criterion given must hold; at least one). Each job is refunded exactly

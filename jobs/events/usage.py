@@ -43,6 +43,12 @@ ON CONFLICT (job_id) DO NOTHING
 """  # `source`: where its one row comes from (a move's `FROM moved`), or "" for one row as given
 
 
+# usage_row's values, in USAGE_INSERT's order.
+USAGE_COLUMNS = ("created_at", "user_id", "job_id", "project_id", "type", "outcome", "error_code", "credits_charged",
+                 "credits_refunded", "credits_net", "quantities", "waited_ms", "processing_ms", "gpu_seconds",
+                 "cached", "member_id")
+
+
 def usage_row(*, job: Job, outcome: str, refunded: int, code: str = "", ended_at: datetime | None = None,
               gpu_seconds: float | None = None) -> list[Any]:
     """The ended job's usage event, as USAGE_INSERT's values (once per job: a second insert for

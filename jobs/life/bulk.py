@@ -3,10 +3,10 @@ status, a project or a span of submission times, each ended and refunded exactly
 would be (jobs.life.refunds.cancel_refund), with a dry run that says what it would do.
 
 The jobs still waiting (pending, queued) are the many: a batch's backlog. They are ended in one
-transaction, in a few statements whatever their number: their rows locked (a claim that would
-start one waits, then finds it ended), moved to `canceled`, refunded in full in one ledger
-statement (credits.services.ledger `credit_refund_jobs`), and their `canceled` events and usage
-rows written. Their events are pushed to the streams and webhooks after the commit by the webhooks
+transaction, in a few statements whatever their number (jobs.life.status.jobs_cancel_waiting):
+their rows locked in one order (a claim that would start one waits, then finds it ended), moved
+to `canceled`, refunded in full in one ledger statement, their `canceled` events and usage rows
+written. Their events are pushed to the streams and webhooks after the commit by the webhooks
 worker (`webhooks.job_events_announce`), so the request does not wait on thousands of pushes. The
 few that are running are canceled one by one by `job_cancel` (a partial refund, their GPU calls
 stopped); one whose outputs are being stored is left to finish (`not_cancelable`).
@@ -15,7 +15,6 @@ stopped); one whose outputs are being stored is left to finish (`not_cancelable`
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -23,22 +22,15 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
-from auteur.core.prepared import insert_many
 from auteur.core.publishing import send
 from auteur.users.models import User
-from credits.services.ledger import JobCharge, credit_refund_jobs
 from jobs.errors import JobNotCancelable
-from jobs.events.batches import batch_item_ended
-from jobs.events.record import job_events_record_many
-from jobs.events.usage import usage_row
-from jobs.life import fairshare
 from jobs.life.refunds import cancel_refund
-from jobs.life.slots import job_slot_release
-from jobs.life.status import job_cancel
-from jobs.models import WAITING_STATUSES, Job, JobEvent, JobEventType, JobStatus, UsageEvent
+from jobs.life.status import job_cancel, jobs_cancel_waiting
+from jobs.models import WAITING_STATUSES, Job, JobEvent, JobEventType, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +92,9 @@ def jobs_cancel_bulk(*, user: User, where: JobFilter) -> dict[str, Any]:
             "created_at", "started_at", "gpu_seconds", "cache_source_id", "batch_id"))
         for job in jobs:
             counts[job.status] = counts.get(job.status, 0) + 1
-        refunded = _cancel_waiting(user, jobs, now) if jobs else 0
+        refunded = jobs_cancel_waiting(user=user, jobs=jobs, now=now, reason=CANCEL_REASON) if jobs else 0
+        if jobs:
+            transaction.on_commit(functools.partial(_announce, [job.pk for job in jobs], now))
     if jobs:
         logger.info("bulk cancel: %d waiting jobs canceled, %d credits refunded", len(jobs), refunded)
     not_cancelable = 0
@@ -112,43 +106,6 @@ def jobs_cancel_bulk(*, user: User, where: JobFilter) -> dict[str, Any]:
             not_cancelable += 1
     return {"matched": sum(counts.values()) + not_cancelable, "canceled": sum(counts.values()), "by_status": counts,
             "credits_refund": refunded, "not_cancelable": not_cancelable}
-
-
-def _cancel_waiting(user: User, jobs: list[Job], now: datetime) -> int:
-    """End the locked waiting jobs `canceled`, refunded in full, with their events and usage rows;
-    their slots and places in line freed once committed."""
-    ids = [job.pk for job in jobs]
-    Job.objects.filter(pk__in=ids).update(status=JobStatus.CANCELED, completed_at=now, updated_at=now,
-                                          error_message=CANCEL_REASON, error_code="", credits_refunded=True,
-                                          credits_refund=F("credits_cost"))
-    refunded = credit_refund_jobs(user=user, refunds=[
-        JobCharge(job_id=job.pk, amount=job.credits_cost, job_type=job.type, description=f"{job.type} job canceled")
-        for job in jobs
-    ])
-    job_events_record_many([
-        (job.pk, JobEventType.CANCELED, {"reason": CANCEL_REASON, "refunded": job.credits_cost,
-                                         "charge": {"charged": job.credits_cost, "refunded": job.credits_cost,
-                                                    "net": 0}})
-        for job in jobs
-    ])
-    rows = [usage_row(job=job, outcome="canceled", refunded=job.credits_cost, ended_at=now) for job in jobs]
-    usage = {name: [row[i] for row in rows] for i, name in enumerate(_USAGE)}
-    usage["quantities"] = [json.loads(text) for text in usage["quantities"]]  # (written as JSON text for SQL)
-    insert_many(UsageEvent, len(rows), varying=usage, same={})
-    # Their slots (a pending job's claim may have been under way) and their places in their types' lines.
-    job_slot_release(user_id=user.pk)
-    for job_type in {job.type for job in jobs}:
-        fairshare.start_due_on_commit(job_type)
-    transaction.on_commit(functools.partial(_announce, ids, now))
-    for batch_id in {job.batch_id for job in jobs if job.batch_id is not None}:
-        batch_item_ended(batch_id)
-    return refunded
-
-
-# usage_row's values, in jobs.events.usage.USAGE_INSERT's order.
-_USAGE = ("created_at", "user_id", "job_id", "project_id", "type", "outcome", "error_code", "credits_charged",
-          "credits_refunded", "credits_net", "quantities", "waited_ms", "processing_ms", "gpu_seconds", "cached",
-          "member_id")
 
 
 def _announce(job_ids: list[uuid.UUID], since: datetime) -> None:

@@ -117,3 +117,14 @@ def ended(job: Job, *, held_unit: bool = True) -> None:
         batch_item_ended(job.batch_id)
     if held_unit:
         fairshare.start_due_on_commit(job.type)
+
+
+def many_ended(jobs: list[Job]) -> None:
+    """Waiting jobs ended together (a bulk cancel): their users' slots, their types' lines and their
+    batches move on, once each."""
+    for user_id in {job.user_id for job in jobs}:
+        job_slot_release(user_id=user_id)
+    for job_type in {job.type for job in jobs}:
+        fairshare.start_due_on_commit(job_type)
+    for batch_id in {job.batch_id for job in jobs if job.batch_id is not None}:
+        batch_item_ended(batch_id)

@@ -21,6 +21,7 @@ it frees a slot, starts the user's next waiting job (`jobs.life.slots`).
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,18 +33,19 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from auteur.core.postgres.plans import Planned
-from auteur.core.prepared import PreparedRead, PreparedUpdate
-from credits.services.ledger import credit_refund_job
+from auteur.core.prepared import PreparedRead, PreparedUpdate, insert_many
+from auteur.users.models import User
+from credits.services.ledger import JobCharge, credit_refund_job, credit_refund_jobs
 from jobs.errors import JobNotCancelable
-from jobs.events.record import job_event_record
+from jobs.events.record import job_event_record, job_events_record_many
 from jobs.events.stream import JobState
-from jobs.events.usage import usage_row
+from jobs.events.usage import USAGE_COLUMNS, usage_row
 from jobs.failures import failure_detail, failure_message
 from jobs.life import pieces, scheduling
 from jobs.life.publish import call_stop
 from jobs.life.refunds import cancel_refund, failure_refund
 from jobs.life.windows import abort_code
-from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, JobStatus
+from jobs.models import ACTIVE_STATUSES, WAITING_STATUSES, Job, JobEventType, JobStatus, UsageEvent
 from jobs.output_schema import output_data_check
 from media.services.outputs import media_delete_job_outputs
 
@@ -311,6 +313,32 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
             transaction.on_commit(lambda: _stop_calls(job_pk, call_id))
     job.refresh_from_db()
     return job
+
+
+def jobs_cancel_waiting(*, user: User, jobs: list[Job], now: datetime, reason: str) -> int:
+    """Cancel many waiting jobs of one account at once (a bulk cancel: jobs.life.bulk), which the
+    caller's transaction has locked and read as pending or queued: each refunded in full, as its own
+    cancel would be (nothing was spent), with its `canceled` event and usage row, in a few statements
+    whatever their number; their slots, places in line and batches moved on once committed. Their
+    events are pushed by the caller (the webhooks worker: there are many). Returns what was refunded."""
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        status=JobStatus.CANCELED, completed_at=now, updated_at=now, error_message=reason, error_code="",
+        credits_refunded=True, credits_refund=F("credits_cost"))
+    refunded = credit_refund_jobs(user=user, refunds=[
+        JobCharge(job_id=job.pk, amount=job.credits_cost, job_type=job.type, description=f"{job.type} job canceled")
+        for job in jobs
+    ])
+    job_events_record_many([
+        (job.pk, JobEventType.CANCELED, {"reason": reason, "refunded": job.credits_cost,
+                                         "charge": _charge(job, job.credits_cost)})
+        for job in jobs
+    ])
+    rows = [usage_row(job=job, outcome="canceled", refunded=job.credits_cost, ended_at=now) for job in jobs]
+    usage = {name: [row[i] for row in rows] for i, name in enumerate(USAGE_COLUMNS)}
+    usage["quantities"] = [json.loads(text) for text in usage["quantities"]]  # (JSON text, for USAGE_INSERT)
+    insert_many(UsageEvent, len(rows), varying=usage, same={})
+    scheduling.many_ended(jobs)
+    return refunded
 
 
 def _stop_calls(job_id: uuid.UUID, call_id: str) -> None:

@@ -24,6 +24,28 @@ export type ApiKeyInput = Schemas["KeyListInputRequest"];
 export type SpendCap = Schemas["CapOutput"];
 export type Usage = Schemas["Usage"];
 export type UsageQuery = NonNullable<paths["/api/v1/usage"]["get"]["parameters"]["query"]>;
+export type Batch = Schemas["Batch"];
+export type BatchAccepted = Schemas["BatchAccepted"];
+export type BatchInput = Schemas["BatchInputRequest"];
+export type BatchQuote = Schemas["BatchQuote"];
+export type BulkFilter = Schemas["BulkFilterRequest"];
+export type BulkCancel = Schemas["BulkCancel"];
+export type BulkRetryFilter = Schemas["BulkRetryFilterRequest"];
+export type BulkRetry = Schemas["BulkRetry"];
+/** One line of a batch's manifest (`GET /batches/{id}/manifest`). */
+export interface ManifestLine {
+  index: number;
+  job_id: string;
+  type: JobType;
+  status: JobStatus;
+  credits_cost: number;
+  credits_refund: number;
+  error_code: string;
+  error_message: string;
+  retryable: boolean;
+  completed_at: string | null;
+  output_data: Record<string, unknown>;
+}
 /** The body a job type's submission takes (`POST /api/v1/jobs/{type}`). */
 export type JobInput<T extends JobType> = NonNullable<
   paths[`/api/v1/jobs/${T}`]["post"]["requestBody"]
@@ -265,6 +287,47 @@ export class AuteurClient {
     // 201 answers `Prefer: wait` with the job as it ended; 200/202 is the acceptance.
     if (response.status === 201) return { state: "ended", job: (await response.json()) as Job };
     return { state: "accepted", accepted: (await response.json()) as JobAccepted };
+  }
+
+  /** Submits up to 5,000 jobs at once, charged together or not at all (202; 200 for a replay of
+   * the same Idempotency-Key and body). */
+  submitBatch(input: BatchInput, options: { idempotencyKey?: string } = {}): Promise<BatchAccepted> {
+    const headers = options.idempotencyKey !== undefined ? { "Idempotency-Key": options.idempotencyKey } : undefined;
+    return unwrap(this.api.POST("/api/v1/jobs/batch", { body: input, ...(headers ? { headers } : {}) }));
+  }
+
+  /** What a batch would cost now: each item's price, their sum, and the 402 it would meet, if any. */
+  quoteBatch(input: BatchInput): Promise<BatchQuote> {
+    return unwrap(this.api.POST("/api/v1/jobs/batch/quote", { body: input }));
+  }
+
+  /** A batch: its items counted by status, and whether all have ended (`done`). */
+  getBatch(batchId: string): Promise<Batch> {
+    return unwrap(this.api.GET("/api/v1/batches/{batch_id}", { params: { path: { batch_id: batchId } } }));
+  }
+
+  /** A batch's manifest: one line per item, in the items' order (read in parts of `limit`). */
+  async batchManifest(batchId: string, limit = 1000): Promise<ManifestLine[]> {
+    const lines: ManifestLine[] = [];
+    for (;;) {
+      const after = lines.length ? lines[lines.length - 1]!.index : -1;
+      const response = await this.fetch(
+        `/api/v1/batches/${encodeURIComponent(batchId)}/manifest?after=${after}&limit=${limit}`, { method: "GET" });
+      if (!response.ok) throw await apiErrorFromResponse(response);
+      const part = (await response.text()).split("\n").filter((line) => line).map((line) => JSON.parse(line));
+      lines.push(...(part as ManifestLine[]));
+      if (part.length < limit) return lines;
+    }
+  }
+
+  /** Cancels your unfinished jobs by filter (at least one criterion), each refunded as its own cancel. */
+  bulkCancel(filter: BulkFilter): Promise<BulkCancel> {
+    return unwrap(this.api.POST("/api/v1/jobs/bulk/cancel", { body: filter }));
+  }
+
+  /** Submits again, as one new batch, the failed (retryable) and aborted jobs a filter takes. */
+  bulkRetry(filter: BulkRetryFilter): Promise<BulkRetry> {
+    return unwrap(this.api.POST("/api/v1/jobs/bulk/retry", { body: filter }));
   }
 
   /** Submits a job and follows it to its end; resolves with the job as it ended (any status). */

@@ -131,6 +131,27 @@ describe("against the live API", { skip: !live && "AUTEUR_API_URL is not set" },
     assert.deepEqual(charge.entries.map((e) => e.type), ["usage"]);
   });
 
+  test("submits a batch once, cancels it by filter, and reads its manifest", async () => {
+    const input = { items: [0, 1].map((n) => ({ type: "tts", input: { project_id: project.id, text: `Batch ${n}` } })) };
+    const quoted = await client.quoteBatch(input);
+    const batch = await client.submitBatch(input, { idempotencyKey: `ts-batch-${project.id}` });
+    assert.equal(batch.item_count, 2);
+    assert.equal(batch.credits_cost, quoted.credits_cost);
+    const again = await client.submitBatch(input, { idempotencyKey: `ts-batch-${project.id}` });
+    assert.deepEqual(again.job_ids, batch.job_ids, "the same key and body: the same batch");
+    const canceled = await client.bulkCancel({ batch_id: batch.id });
+    assert.ok(canceled.canceled + canceled.not_cancelable <= 2);
+    let read = await client.getBatch(batch.id);
+    for (let i = 0; i < 100 && !read.done; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      read = await client.getBatch(batch.id);
+    }
+    assert.ok(read.done, JSON.stringify(read));
+    const lines = await client.batchManifest(batch.id, 1);
+    assert.deepEqual(lines.map((line) => line.job_id), batch.job_ids);
+    assert.ok(lines.every((line) => ["canceled", "completed"].includes(line.status)), JSON.stringify(lines));
+  });
+
   test("cancels a running job, seen live on the user's event stream, and is refunded", async () => {
     // The stack's GPU calls for tts never finish: the job stays running until canceled. The stream
     // connects on its first read, after the submission: read from the stream's start ("0-0"), or

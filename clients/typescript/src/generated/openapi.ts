@@ -296,7 +296,7 @@ export interface paths {
         put?: never;
         /**
          * Submit a batch of jobs
-         * @description Submit up to 5,000 jobs (AUTEUR_BATCH_MAX_ITEMS) of one or several types in one request,
+         * @description Submit up to 5,000 jobs (this server's limit) of one or several types in one request,
          *     charged together or not at all.
          *
          *     202: the batch, with its items' `job_ids` in order. Each item is checked as its own submission
@@ -2152,7 +2152,7 @@ export interface components {
             job_ids: string[];
             priority: components["schemas"]["PriorityEnum"];
         };
-        /** @description Up to AUTEUR_BATCH_MAX_ITEMS jobs, each `{type, input}`, and how to run them all. */
+        /** @description Up to 5,000 jobs (this server's limit), each `{type, input}`, and how to run them all. */
         BatchInputRequest: {
             /**
              * @description Whether the result cache may serve an item identical to an earlier job of yours (at the cache price).
@@ -6704,7 +6704,7 @@ export interface operations {
                     "application/json": components["schemas"]["BulkCancel"];
                 };
             };
-            /** @description Codes: `malformed_request`, `validation_error`, `rate_limited`. */
+            /** @description Codes: `malformed_request`, `validation_error`. */
             400: {
                 headers: {
                     [name: string]: unknown;
