@@ -25,7 +25,8 @@ from jobs.errors import JobNotCancelable
 from jobs.events.usage import usage_write_csv
 from jobs.intake.submission import job_retry
 from jobs.life.status import job_cancel, job_fail
-from jobs.models import ACTIVE_STATUSES, FairShare, Job, JobEvent, TypeClock, UsageEvent
+from jobs.models import ACTIVE_STATUSES, Batch, FairShare, Job, JobEvent, TypeClock, UsageEvent
+from jobs.selectors.batches import batch_counts
 from jobs.selectors.jobs import job_charge, job_ledger_entries, job_summary
 from jobs.specs import JOB_SPECS
 
@@ -94,7 +95,8 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     ordering = ("-created_at",)
     show_full_result_count = False
     fields = (
-        "id", "user", "project", "type", "status", "progress", "credits_cost", "credits_refunded", "credits_refund",
+        "id", "user", "project", "batch", "batch_index", "type", "status", "progress", "credits_cost",
+        "credits_refunded", "credits_refund",
         "charge", "ledger", "cache_source", "cache_key", "error_code", "error_message", "error_detail", "retryable",
         "attempts", "retry_of",
         "idempotency_key", "gpu_backend", "gpu_call_id", "gpu_seconds", "processing_time_ms", "priority",
@@ -212,6 +214,27 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"{done}.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"Skipped {skipped} job(s): {why}.", messages.WARNING)
+
+
+@admin.register(Batch)
+class BatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Batches (POST /jobs/batch): their items are jobs (filter the jobs by `batch`); read only, as
+    a batch changes only through its items. Its counts are read from them."""
+
+    list_display = ("id", "user", "item_count", "credits_cost", "priority", "created_at", "ended_at")
+    list_filter = ("created_at", "priority")
+    search_fields = ("=id", "user__email")
+    list_select_related = ("user",)
+    ordering = ("-created_at",)
+    show_full_result_count = False
+    fields = ("id", "user", "member_id", "item_count", "credits_cost", "counts", "priority", "idempotency_key",
+              "created_at", "ended_at")
+    readonly_fields = fields
+
+    @admin.display(description="items by status")
+    def counts(self, obj: Batch) -> str:
+        read = batch_counts(batch=obj)
+        return ", ".join(f"{status} {n}" for status, n in read["counts"].items() if n) or "-"
 
 
 @admin.register(FairShare)

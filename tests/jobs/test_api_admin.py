@@ -147,3 +147,12 @@ def test_the_retry_action_submits_failed_jobs_again(staff_client, jobs, funded):
     assert usage_rows(retries[0].pk) == 1
     assert credit_balance_get(user=funded) == balance - jobs[0].credits_cost
     assert START_BALANCE - credit_balance_get(user=funded) == sum(j.credits_cost for j in jobs)
+
+
+def test_batches_are_listed_with_their_items_counted(staff_client, funded, auth_client):
+    body = auth_client.post("/api/v1/jobs/batch", {"items": [{"type": "tts", "input": {"text": "Hi"}}] * 2},
+                            format="json").json()
+    assert staff_client.get(reverse("admin:jobs_batch_changelist")).status_code == 200
+    page = staff_client.get(reverse("admin:jobs_batch_change", args=[body["id"]]))
+    assert page.status_code == 200 and "queued 2" in page.content.decode()
+    assert staff_client.post(reverse("admin:jobs_batch_delete", args=[body["id"]])).status_code == 403
