@@ -355,3 +355,27 @@ def test_an_automatic_transcription_and_a_clients_of_the_same_file_are_one_work_
         low = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(sound.pk),
                                                    "priority": "low", "run_within_seconds": 600}).json()
     assert low["cache"]["hit"] is True
+
+
+def test_a_batch_item_the_cache_serves_completes_at_submission_for_the_cache_price(auth_client, funded, project,
+                                                                                   no_gpu):
+    source = completed_job(auth_client, project)
+    balance = credit_balance_get(user=funded)
+    items = [{"type": "image-generation", "input": image_body(project)},
+             {"type": "image-generation", "input": image_body(project, seed=8)}]
+    quote = auth_client.post(jobs_url("/batch/quote"), {"items": items}, format="json").json()
+    assert [(i["credits_cost"], i["cache"]) for i in quote["items"]] == [(CACHE_PRICE, True), (IMAGE_PRICE, False)]
+    assert quote["credits_cost"] == CACHE_PRICE + IMAGE_PRICE
+    single = auth_client.post(jobs_url("/image-generation/quote"), image_body(project), format="json").json()
+    assert single["cache"]["credits_cost"] == quote["items"][0]["credits_cost"]
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = auth_client.post(jobs_url("/batch"), {"items": items}, format="json")
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert body["credits_cost"] == quote["credits_cost"] and body["counts"]["completed"] == 1
+    hit, miss = (Job.objects.get(pk=i) for i in body["job_ids"])
+    assert hit.status == JobStatus.COMPLETED and hit.cache_source_id == source.pk and hit.credits_cost == CACHE_PRICE
+    assert MediaFile.objects.filter(source_job_id=hit.pk).count() == 1
+    assert miss.status == JobStatus.QUEUED and miss.credits_cost == IMAGE_PRICE
+    assert credit_balance_get(user=funded) == balance - CACHE_PRICE - IMAGE_PRICE
+    assert [t for t, in JobEvent.objects.filter(job=hit).values_list("type")] == ["submitted", "completed"]
