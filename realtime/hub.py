@@ -79,13 +79,15 @@ class Subscription:
     """One connection's view of its user's stream (all jobs, or those of `job_ids` only)."""
 
     def __init__(self, hub: Hub, key: str, *, job_ids: set[str] | None, after: str | None, maxsize: int,
-                 member_id: str | None = None, comments: bool = False, account: bool = False) -> None:
+                 member_id: str | None = None, comments: bool = False, account: bool = False,
+                 batches: bool = False) -> None:
         self.hub, self.key = hub, key
         # The team workspace's member who opened it (None: the stream is the caller's own).
         self.member_id = member_id
         self.job_ids = job_ids  # the filter may change (a WebSocket's subscribe)
         # Whether the comments' changes are wanted too (asked for; they are not job events).
         self.comments = comments
+        self.batches = batches  # the batches' progress and ends too (asked for)
         # Whether the account's events are wanted too (a spend cap's threshold crossed).
         self.account = account
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
@@ -108,7 +110,7 @@ class Subscription:
         if is_account_event(event):
             return self.account
         if is_batch_event(event):
-            return self.job_ids is None
+            return self.batches
         return self.job_ids is None or event.get("job_id") in self.job_ids
 
     def offer(self, event: dict[str, Any]) -> None:
@@ -220,10 +222,12 @@ class Hub:
     async def subscribe(
         self, user_id: uuid.UUID | str, *, job_ids: set[str] | None = None, after: str | None = None,
         member_id: uuid.UUID | str | None = None, comments: bool = False, account: bool = False,
+        batches: bool = False,
     ) -> Subscription:
         """Live events of the user (of `job_ids` only, if given), after the event id `after` first.
         `member_id`: the team workspace's member who opens it (`user_id` the workspace's), whose
-        seat ending closes it. `comments`: the changes of comments too; `account`: the account's events.
+        seat ending closes it. `comments`: the changes of comments too; `account`: the account's events;
+        `batches`: the batches' progress and ends.
 
         Raises RedisError when Redis cannot be reached now.
         """
@@ -261,7 +265,7 @@ class Hub:
         if ends_position is not None:
             self._seat_ends.setdefault(ends, (key, ends_position))
         sub = Subscription(self, key, job_ids=job_ids, after=after, maxsize=settings.AUTEUR_STREAM_CLIENT_BUFFER,
-                           member_id=member, comments=comments, account=account)
+                           member_id=member, comments=comments, account=account, batches=batches)
         sub.gap = gap
         self._subs.setdefault(key, set()).add(sub)
         self._has_keys.set()

@@ -3,9 +3,9 @@
 - `GET /api/v1/jobs/{id}/stream`: one job's events, replayed from the start of the stream window
   (or after `Last-Event-ID`), then live; the stream ends after the job's terminal event. On a job
   already finished it replays what the window holds and ends.
-- `GET /api/v1/events/stream`: every job of the caller, live from now (or after `Last-Event-ID`),
-  and their batches' progress and end (`event: batch.progress`, `batch.completed`); with
-  `?comments=true`, the changes of the comments on the caller's projects too (`event:
+- `GET /api/v1/events/stream`: every job of the caller, live from now (or after `Last-Event-ID`);
+  with `?batches=true`, their batches' progress and end too (`event: batch.progress`,
+  `batch.completed`); with `?comments=true`, the changes of the comments on the caller's projects too (`event:
   comment.created`, `comment.edited`, `comment.resolved`, `comment.reopened`, `comment.deleted`);
   with `?account=true` (for the roles and keys that see the workspace's credits), the account's
   events too: `event: spend_cap.threshold`, a threshold of a spend cap crossed (credits/alerts.py).
@@ -245,8 +245,9 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
         return error_response(503, "stream_unavailable", "Event streams are served by the ASGI server only.")
     comments = COMMENTS_PARAM.get(request.GET.get("comments", "").lower()) if job_id is None else False
     account = COMMENTS_PARAM.get(request.GET.get("account", "").lower()) if job_id is None else False
-    if comments is None or account is None:
-        name = "comments" if comments is None else "account"
+    batches = COMMENTS_PARAM.get(request.GET.get("batches", "").lower()) if job_id is None else False
+    if comments is None or account is None or batches is None:
+        name = "comments" if comments is None else "account" if account is None else "batches"
         return error_response(400, "validation_error", f"{name} is true or false.", {name: ["Must be true or false."]})
     try:
         caller, job = await released(_authorize)(request, job_id, comments=comments, account=account)
@@ -268,7 +269,7 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
     try:
         sub = await hub.subscribe(caller.user.id, job_ids={str(job.pk)} if job else None, after=after,
                                   member_id=caller.seat.member_id if caller.seat else None, comments=comments,
-                                  account=account)
+                                  account=account, batches=batches)
     except RedisError:
         await lease.release()
         return _unavailable()

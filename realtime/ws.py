@@ -18,12 +18,12 @@ Protocol (JSON text frames):
   "event": {...}}` (answered `{"type": "subscribed", "comments": true}`). `{"type": "subscribe",
   "account": true}` (for the roles and keys that see the workspace's credits): the account's events
   too, as `{"type": "account.event", "event": {...}}` (a spend cap's threshold crossed).
+  `{"type": "subscribe", "batches": true}`: the batches' progress and ends too, as `{"type":
+  "batch.event", "batch_id", "event": {...}}` (answered `{"type": "subscribed", "batches": true}`).
 - `{"type": "resume", "after": "<event id>"}`: replay what came after that id, then live; first
   `{"type": "gap", "after"}` when that id is older than the stream's window (what came between
   is in `GET /jobs/{id}/events`).
-- the server sends `{"type": "job.event", "job_id", "event": {...}}` (event: the SSE `data`), a
-  batch's progress and end as `{"type": "batch.event", "batch_id", "event": {...}}` while no job
-  subscription narrows the stream, and
+- the server sends `{"type": "job.event", "job_id", "event": {...}}` (event: the SSE `data`) and
   `{"type": "ping"}` every AUTEUR_STREAM_HEARTBEAT_SECONDS; a client's `{"type": "ping"}` gets a
   `{"type": "pong"}`.
 
@@ -80,6 +80,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
     lease: StreamLease | None = None
     job_ids: set[str] | None = None
     comments = False
+    batches = False
     account = False
     # The ids of the events sent on this connection run from first_sent to last_sent with no gap:
     # a resume skips them rather than sending them twice.
@@ -185,7 +186,7 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         try:
             new = await get_hub().subscribe(self.caller.user.id, job_ids=self.job_ids, after=after,
                                             member_id=self.caller.seat.member_id if self.caller.seat else None,
-                                            comments=self.comments, account=self.account)
+                                            comments=self.comments, account=self.account, batches=self.batches)
         except RedisError:
             await self._close(CLOSE_UNAVAILABLE)
             return False
@@ -281,6 +282,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._subscribe_also(content, "comments", "comments.view")
         elif kind == "subscribe" and "account" in content:
             await self._subscribe_also(content, "account", "credits.view")
+        elif kind == "subscribe" and "batches" in content:
+            await self._subscribe_also(content, "batches", "jobs.view")
         elif kind == "subscribe":
             await self._subscribe(content.get("job_id"))
         elif kind == "resume":
@@ -293,7 +296,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._close(CLOSE_BAD_MESSAGE)
 
     async def _subscribe_also(self, content: dict[str, Any], kind: str, action: str) -> None:
-        """The events of another kind than jobs' too: `comments` or `account`, for a seat allowed `action`."""
+        """The events of another kind than jobs' too: `comments`, `account` or `batches`, for a seat allowed
+        `action`."""
         assert self.caller is not None
         if content.get(kind) is not True or set(content) != {"type", kind}:
             await self._close(CLOSE_BAD_MESSAGE)

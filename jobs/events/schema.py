@@ -3,12 +3,13 @@
 One event has one shape wherever it arrives:
 - Server-Sent Events (`GET /api/v1/jobs/{id}/stream`, `GET /api/v1/events/stream`): each `data:`
   line is a `JobEvent`; the stream's own `gap` and `error` events are `StreamGap` and `Error`;
-  with `?comments=true`, a `comment.*` event is a `CommentEvent`; on the all-events stream a
-  batch's `batch.progress` and `batch.completed` are `BatchEvent`s.
+  with `?comments=true`, a `comment.*` event is a `CommentEvent`; with `?batches=true`, a batch's
+  `batch.progress` and `batch.completed` are `BatchEvent`s.
 - WebSocket (`/api/v1/ws`): the server's messages are `WsServerMessage`; a `job.event` carries the
   same `JobEvent`, a `comment.event` (after `{"type": "subscribe", "comments": true}`) a
-  `CommentEvent`, a `batch.event` a `BatchEvent`; with `?account=true` (`{"type": "subscribe",
-  "account": true}`), a `spend_cap.threshold` event is a `SpendCapEvent` (an `account.event` message).
+  `CommentEvent`, a `batch.event` (after `{"type": "subscribe", "batches": true}`) a `BatchEvent`;
+  with `?account=true` (`{"type": "subscribe", "account": true}`), a `spend_cap.threshold` event is
+  a `SpendCapEvent` (an `account.event` message).
 - `GET /api/v1/jobs/{id}/events`: the same `type` and `data`, with the record's own id.
 Webhooks deliver the job itself (the OpenAPI document's `JobDetail`) in the Standard Webhooks
 envelope `{type, timestamp, data}` (`WebhookPayload`).
@@ -120,7 +121,8 @@ BATCH_EVENT: dict[str, Any] = _object(
      "counts": {"type": "object", "additionalProperties": _INT, "description": "Its items in each status."},
      "ended": _INT, "done": {"type": "boolean"}, "credits_cost": _INT, "credits_refunded": _INT, "created_at": _TIME},
     description="A batch's progress as its items end (at most about one a second), and its end once every item "
-                "has ended (`batch.completed`, once), on the all-events streams; webhooks subscribed to `batch` "
+                "has ended (`batch.completed`, once), on the all-events streams that ask for batches; webhooks "
+                "subscribed to `batch` "
                 "get the completed one as `data` of a `batch.completed` payload.")
 ERROR: dict[str, Any] = _object({"error": _object({"code": _TEXT, "message": _TEXT}, {"details": {"type": "object"}})})
 STREAM_GAP: dict[str, Any] = _object({"after": {"type": ["string", "null"]}, "message": _TEXT},
@@ -130,6 +132,7 @@ WS_SERVER_MESSAGE: dict[str, Any] = {"oneOf": [
     _object({"type": {"const": "subscribed"}, "job_id": _UUID}),
     _object({"type": {"const": "subscribed"}, "comments": {"const": True}}),
     _object({"type": {"const": "subscribed"}, "account": {"const": True}}),
+    _object({"type": {"const": "subscribed"}, "batches": {"const": True}}),
     _object({"type": {"const": "job.event"}, "job_id": _UUID, "event": {"$ref": "#/$defs/JobEvent"}}),
     _object({"type": {"const": "comment.event"}, "project_id": _UUID, "event": {"$ref": "#/$defs/CommentEvent"}}),
     _object({"type": {"const": "account.event"}, "event": {"$ref": "#/$defs/SpendCapEvent"}}),

@@ -187,8 +187,10 @@ def sse_checked(fields: dict[str, str]) -> dict[str, Any]:
     definition = {"gap": "StreamGap", "error": "Error"}.get(kind or "", "JobEvent")
     if (kind or "").startswith("comment."):
         definition = "CommentEvent"
+    if (kind or "").startswith("batch."):
+        definition = "BatchEvent"
     assert not event_errors(data, definition), (kind, data, event_errors(data, definition))
-    if definition in ("JobEvent", "CommentEvent"):
+    if definition in ("JobEvent", "CommentEvent", "BatchEvent"):
         assert data["type"] == kind and data["id"] == fields.get("id"), fields
     return {**fields, "data": data}
 
@@ -930,3 +932,41 @@ def test_the_members_who_ask_for_comments_see_each_change_of_one_live(asgi, make
         bad = ws_auth(asgi, user_issue_token(user=owner))
         bad.send(json.dumps(message))
         assert ws_close_code(bad) == 4400, message
+
+
+def test_the_streams_that_ask_for_batches_see_a_batchs_progress_and_end(asgi, make_user):
+    from jobs.events.batches import batch_announce
+    from jobs.models import Batch
+
+    owner = make_user()
+    credit_grant(user=owner, amount=100, description="test")
+    token = user_issue_token(user=owner)
+    asking = Sse(asgi, "/api/v1/events/stream?batches=true", token)
+    jobs_only = Sse(asgi, "/api/v1/events/stream", token)
+    ws = ws_auth(asgi, token)
+    ws.send(json.dumps({"type": "subscribe", "batches": True}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "subscribed", "batches": True}
+    assert asking.response.status == jobs_only.response.status == 200
+    first, second = make_job(owner), make_job(owner)
+    batch = Batch.objects.create(user=owner, item_count=2, credits_cost=first.credits_cost + second.credits_cost)
+    Job.objects.filter(pk__in=[first.pk, second.pk]).update(batch=batch)
+    Job.objects.filter(pk=first.pk).update(status="completed")
+    assert batch_announce(batch.pk) == "batch.progress"
+    Job.objects.filter(pk=second.pk).update(status="failed")
+    assert batch_announce(batch.pk) == "batch.completed"
+    with transaction.atomic():
+        job_event_record(first.pk, JobEventType.PROGRESS, progress=1)
+
+    from jobs.events.schema import event_errors
+
+    seen = asking.until(3)
+    assert [e["event"] for e in seen] == ["batch.progress", "batch.completed", "progress"]
+    assert [e["data"]["ended"] for e in seen[:2]] == [1, 2]
+    # A stream that did not ask for batches sees the job's event only, as before.
+    assert [e["event"] for e in jobs_only.until(1)] == ["progress"]
+    messages = [json.loads(ws.recv(timeout=30)) for _ in range(3)]
+    assert all(not event_errors(m, "WsServerMessage") for m in messages), messages
+    assert [m["type"] for m in messages] == ["batch.event", "batch.event", "job.event"]
+    assert messages[0]["batch_id"] == str(batch.pk)
+    ws.close()
+    assert Sse(asgi, "/api/v1/events/stream?batches=maybe", token).response.status == 400

@@ -164,6 +164,8 @@ export interface SubscribeOptions extends ReconnectOptions {
   /** Every-event streams: the account's events too, a spend cap's threshold crossed (items of kind
    * `account`; for the roles and keys that see the workspace's credits). */
   account?: boolean;
+  /** Every-event streams: the batches' progress and ends too (items of kind `batch`). */
+  batches?: boolean;
   idleTimeoutMs?: number;
   signal?: AbortSignal;
 }
@@ -172,6 +174,7 @@ function streamQuery(options: SubscribeOptions): string {
   const query = new URLSearchParams();
   if (options.comments) query.set("comments", "true");
   if (options.account) query.set("account", "true");
+  if (options.batches) query.set("batches", "true");
   const text = query.toString();
   return text ? `?${text}` : "";
 }

@@ -14,6 +14,9 @@ export type CommentEvent = EventSchemas["CommentEvent"];
 /** A threshold (50, 80, 100 %) of one of the workspace's spend caps crossed, once a month each, sent to
  * the streams that ask for the account's events. */
 export type SpendCapEvent = EventSchemas["SpendCapEvent"];
+/** A batch's progress as its items end, and its end (`batch.completed`, once), sent to the streams
+ * that ask for batches. */
+export type BatchEvent = EventSchemas["BatchEvent"];
 /** Events after `after` are no longer in the stream's window (GET /jobs/{id}/events has them). */
 export type StreamGap = EventSchemas["StreamGap"];
 /** Every message the WebSocket server sends. */
@@ -42,12 +45,13 @@ export function isTerminalEvent(event: JobEvent): boolean {
 }
 
 /** What a subscription yields: a job's event, a comment's change (only when asked for: `comments`),
- * an account's event (only when asked for: `account`), or word that some were missed (read them
- * over REST). */
+ * an account's event (only when asked for: `account`), a batch's (only when asked for: `batches`),
+ * or word that some were missed (read them over REST). */
 export type StreamItem =
   | { kind: "event"; event: JobEvent }
   | { kind: "comment"; event: CommentEvent }
   | { kind: "account"; event: SpendCapEvent }
+  | { kind: "batch"; event: BatchEvent }
   | { kind: "gap"; after: string | null };
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -99,8 +103,23 @@ export function parseAccountEvent(value: unknown): SpendCapEvent {
   return value as unknown as SpendCapEvent;
 }
 
-/** Checks a WebSocket message's `type` (and a `job.event`'s, `comment.event`'s or `account.event`'s
- * event) before it is handed on typed. */
+/** Checks the fields every batch event has before it is handed on typed. */
+export function parseBatchEvent(value: unknown): BatchEvent {
+  if (
+    !isObject(value) ||
+    typeof value["id"] !== "string" ||
+    typeof value["type"] !== "string" ||
+    !value["type"].startsWith("batch.") ||
+    typeof value["batch_id"] !== "string" ||
+    !isObject(value["counts"])
+  ) {
+    throw new TypeError(`not a batch event: ${JSON.stringify(value)}`);
+  }
+  return value as unknown as BatchEvent;
+}
+
+/** Checks a WebSocket message's `type` (and a `job.event`'s, `comment.event`'s, `account.event`'s or
+ * `batch.event`'s event) before it is handed on typed. */
 export function parseWsMessage(value: unknown): WsServerMessage {
   if (!isObject(value) || typeof value["type"] !== "string") {
     throw new TypeError(`not a WebSocket message: ${JSON.stringify(value)}`);
@@ -108,5 +127,6 @@ export function parseWsMessage(value: unknown): WsServerMessage {
   if (value["type"] === "job.event") parseJobEvent(value["event"]);
   if (value["type"] === "comment.event") parseCommentEvent(value["event"]);
   if (value["type"] === "account.event") parseAccountEvent(value["event"]);
+  if (value["type"] === "batch.event") parseBatchEvent(value["event"]);
   return value as unknown as WsServerMessage;
 }

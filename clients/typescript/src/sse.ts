@@ -1,5 +1,13 @@
 import { apiError, apiErrorFromResponse, ApiError, isErrorBody } from "./errors.js";
-import { isTerminalEvent, parseAccountEvent, parseCommentEvent, parseJobEvent, type StreamItem, type StreamGap } from "./events.js";
+import {
+  isTerminalEvent,
+  parseAccountEvent,
+  parseBatchEvent,
+  parseCommentEvent,
+  parseJobEvent,
+  type StreamItem,
+  type StreamGap,
+} from "./events.js";
 import { backoffDelay, resolveToken, sleep, type ReconnectOptions, type TokenSource } from "./retry.js";
 
 /** One dispatched Server-Sent Event. */
@@ -247,6 +255,14 @@ export class EventStream implements AsyncIterable<StreamItem> {
               progressed = true;
               failures = 0;
               yield { kind: "account", event: account };
+              continue;
+            }
+            if (message.event.startsWith("batch.")) {
+              const batch = parseBatchEvent(JSON.parse(message.data));
+              this.last = batch.id;
+              progressed = true;
+              failures = 0;
+              yield { kind: "batch", event: batch };
               continue;
             }
             if (message.event.startsWith("comment.")) {

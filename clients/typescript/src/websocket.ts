@@ -62,6 +62,8 @@ export interface JobSocketOptions extends ReconnectOptions {
   comments?: boolean;
   /** The account's events too: a spend cap's threshold crossed (items of kind `account`). */
   account?: boolean;
+  /** The batches' progress and ends too (items of kind `batch`). */
+  batches?: boolean;
   /** Resume after this event id. */
   lastEventId?: string;
   /** Reconnect when nothing, the server's pings included, arrives for this long. Default 45000 ms. */
@@ -162,6 +164,7 @@ export class JobEventsSocket implements AsyncIterable<StreamItem> {
               for (const jobId of this.jobIds) socket.send(JSON.stringify({ type: "subscribe", job_id: jobId }));
               if (this.options.comments) socket.send(JSON.stringify({ type: "subscribe", comments: true }));
               if (this.options.account) socket.send(JSON.stringify({ type: "subscribe", account: true }));
+              if (this.options.batches) socket.send(JSON.stringify({ type: "subscribe", batches: true }));
               if (this.last !== undefined) socket.send(JSON.stringify({ type: "resume", after: this.last }));
               break;
             case "job.event":
@@ -172,6 +175,9 @@ export class JobEventsSocket implements AsyncIterable<StreamItem> {
               break;
             case "account.event":
               queue.push({ kind: "item", item: { kind: "account", event: message.event } });
+              break;
+            case "batch.event":
+              queue.push({ kind: "item", item: { kind: "batch", event: message.event } });
               break;
             case "gap":
               queue.push({ kind: "item", item: { kind: "gap", after: message.after } });

@@ -8,7 +8,7 @@ export type paths = Record<string, never>;
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description A batch's progress as its items end (at most about one a second), and its end once every item has ended (`batch.completed`, once), on the all-events streams; webhooks subscribed to `batch` get the completed one as `data` of a `batch.completed` payload. */
+        /** @description A batch's progress as its items end (at most about one a second), and its end once every item has ended (`batch.completed`, once), on the all-events streams that ask for batches; webhooks subscribed to `batch` get the completed one as `data` of a `batch.completed` payload. */
         BatchEvent: {
             /** Format: uuid */
             batch_id: string;
@@ -383,6 +383,11 @@ export interface components {
         } | {
             /** @constant */
             account: true;
+            /** @constant */
+            type: "subscribed";
+        } | {
+            /** @constant */
+            batches: true;
             /** @constant */
             type: "subscribed";
         } | {
