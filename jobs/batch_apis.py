@@ -211,8 +211,7 @@ def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
     body.is_valid(raise_exception=True)
     items = _items(body.validated_data["items"])
     return body.validated_data, batch_resolve(user=request_user(request), items=items,
-                                              use_cache=body.validated_data["cache"],
-                                              member_id=request_member_id(request))
+                                              use_cache=body.validated_data["cache"])
 
 
 @raises("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",

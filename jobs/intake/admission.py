@@ -18,7 +18,7 @@ from jobs.specs import JobSpec
 def job_submit_checks(*, user: User, spec: JobSpec, request: JobRequest) -> None:
     """What a submission checks of the caller and the resolved request before pricing it."""
     require_runnable(user, spec)
-    _check_languages(spec, request.input_params)
+    languages_check(spec, request.input_params)
 
 
 def require_runnable(user: User, spec: JobSpec) -> None:
@@ -35,8 +35,8 @@ def require_runnable(user: User, spec: JobSpec) -> None:
         )
 
 
-def _check_languages(spec: JobSpec, params: dict[str, Any]) -> None:
-    """Each spoken language the request names must be one this server's engine takes."""
+def languages_check(spec: JobSpec, params: dict[str, Any]) -> None:
+    """Each spoken language the request names must be one this server's engine takes (no query)."""
     for field in spec.languages:
         language = params.get(field)
         if language is None:

@@ -47,7 +47,7 @@ from jobs.errors import IdempotencyKeyReused
 from jobs.events.batches import batch_item_ended
 from jobs.events.record import job_events_record_many
 from jobs.inputs import Scheduling
-from jobs.intake.admission import job_submit_checks, require_runnable
+from jobs.intake.admission import languages_check, require_runnable
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
 from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
@@ -113,8 +113,7 @@ def _each(items: Iterable[tuple[int, Any]], check: Any) -> list[Any]:
     return out
 
 
-def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
-                  member_id: uuid.UUID | None = None) -> list[Priced]:
+def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True) -> list[Priced]:
     """Check and price every item, in a submission's order (the module's notes): the owner checks
     of all, then each type's plan and backend, then each item resolved and priced."""
     finder = Finder(user, memo=True)
@@ -129,7 +128,8 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
                      lambda pair: job_request_resolve(user=user, spec=pair[0].spec, objects=pair[1]))
     priced = []
     for index, (item, request) in enumerate(zip(items, requests, strict=True)):
-        _each([(index, item)], lambda it, request=request: job_submit_checks(user=user, spec=it.spec, request=request))
+        # Its languages (the plan and backend were checked once per type above).
+        _each([(index, item)], lambda it, request=request: languages_check(it.spec, request.input_params))
         priced.append(Priced(index=index, spec=item.spec, request=request,
                              list_price=item.spec.price.cost(request.quantities),
                              cache_key=cache_key(spec=item.spec, request=request)))

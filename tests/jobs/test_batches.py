@@ -416,3 +416,11 @@ def test_a_bulk_retry_the_balance_does_not_cover_retries_nothing(auth_client, us
 def test_a_bulk_retry_needs_a_filter_of_its_statuses(auth_client, funded):
     assert auth_client.post(RETRY_URL, {"dry_run": True}, format="json").status_code == 400
     assert auth_client.post(RETRY_URL, {"status": ["queued"]}, format="json").status_code == 400
+
+
+def test_an_item_in_a_language_this_server_lacks_is_named_and_nothing_is_made(auth_client, funded, project, media):
+    before = ledger_state(funded)
+    item = {"type": "transcription", "input": {**valid_body("transcription", project, media), "language": "yue"}}
+    response = post_batch(auth_client, [tts(), item])
+    assert response.status_code == 422 and error_code(response) == "language_unsupported"
+    assert response.json()["error"]["details"]["item"] == 1 and ledger_state(funded) == before
