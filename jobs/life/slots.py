@@ -109,18 +109,13 @@ def start_waiting_if_free(user_id: uuid.UUID) -> None:
 
 
 def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
-    """Publish the start of the user's next queued jobs, as many as their slots free now (at least
-    one: the claims decide), so a long backlog (a batch's) costs one message per start."""
-    running = Job.objects.filter(user_id=user_id, status=JobStatus.PROCESSING).count()
-    limit = concurrency_limit(user_id)
-    if if_free and (not User.objects.filter(pk=user_id).exists() or running >= limit):
-        return
+    if if_free:
+        running = Job.objects.filter(user_id=user_id, status=JobStatus.PROCESSING).count()
+        if not User.objects.filter(pk=user_id).exists() or running >= concurrency_limit(user_id):
+            return
     free: dict[str, int | None] = {}
     full = []
-    published = 0
     for row in _WAITING_NEXT.rows(user_id=user_id):
-        if published >= max(1, limit - running):
-            break
         job_type = row["type"]
         units = free[job_type] = free[job_type] if job_type in free else units_free(job_type)
         if units is not None:
@@ -129,6 +124,5 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
                 continue
             free[job_type] = units - 1
         publish.start(row["id"], job_type)
-        published += 1
     if full:
         Job.objects.filter(pk__in=full, status=JobStatus.QUEUED).update(waiting_for="capacity")

@@ -118,9 +118,13 @@ def test_the_typescript_client_against_the_live_api(built_client, api_url, worke
     # The live suite ran (it skips itself without AUTEUR_API_URL) and nothing was left out.
     assert "ok 1 - signs in with a token" in output, output
     assert "# fail 0" in output and "# cancelled 0" in output and "# skipped 0" in output, output
-    # What the client did is what the server recorded: one transcription charged, one tts canceled.
-    assert list(Job.objects.filter(user=funded).order_by("created_at").values_list("type", "status")) == [
-        ("transcription", "completed"), ("tts", "canceled")]
+    # What the client did is what the server recorded: one transcription charged, a batch of two tts
+    # (cancelled, unless one ended first), one tts canceled.
+    jobs = list(Job.objects.filter(user=funded).order_by("created_at").values_list("type", "status", "batch_id"))
+    assert [(t, s, b is not None) for t, s, b in jobs[:1] + jobs[3:]] == [
+        ("transcription", "completed", False), ("tts", "canceled", False)]
+    assert [(t, b is not None) for t, _, b in jobs[1:3]] == [("tts", True)] * 2
+    assert {s for _, s, _ in jobs[1:3]} <= {"canceled", "completed"}
     assert not Job.objects.filter(user__in=[broke, throttled]).exists()
 
 

@@ -41,8 +41,9 @@ def test_the_quick_chaos_drill_keeps_every_invariant(tmp_path: Path) -> None:
     assert report["broker"] == expected_broker
     assert len(report["disruptions"]) == (6 if expected_broker == "rabbitmq" else 5)
     # Every submission was answered: accepted, or refused 402 (every 10th user's credits run out, and
-    # each team's budgeted member meets their budget).
-    assert figures["accepted"] + sum(figures["refused_402"].values()) == report["jobs"]
+    # each team's budgeted member meets their budget); the batch's items were accepted besides.
+    assert figures["batch_items"] == 30
+    assert figures["accepted"] - figures["batch_items"] + sum(figures["refused_402"].values()) == report["jobs"]
     assert set(figures["refused_402"]) <= {"insufficient_credits", "spend_cap_reached"}
     assert figures["refused_402"].get("spend_cap_reached", 0) > 0
     assert figures["completed"] > 0 and figures["failed"] > 0 and figures["canceled"] > 0
