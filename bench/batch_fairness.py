@@ -11,7 +11,8 @@ with     the same, while the first of them has a `--items`-item batch running (P
          submitted first, the type filled with its items before the interactive jobs start):
          an interactive job of the batch's own user, and of another user, beside it.
 
-Each interactive job's wait (submitted -> started) is measured; once all have started, the batch's
+Each interactive job's wait (submitted -> started: the pipeline's latency, and any wait `queued`
+for a slot or a unit, counted apart) is measured; once all have started, the batch's
 items still waiting are cancelled by POST /jobs/bulk/cancel (every refund checked exact). Printed:
 the interactive waits' p50 / p99 / max in both cases, their ratio, the batch items started while
 the interactive jobs ran (the batch does run), and the most jobs in inference at once.
@@ -87,12 +88,14 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
                120 + 10 * args.hold, "the started jobs to end")
     terminate(procs)
     waits = sorted((j.started_at - j.created_at).total_seconds() for j in jobs if j.started_at)
+    # Jobs that waited `queued` for a slot or a unit (the scheduling's wait, apart from the pipeline's latency).
+    queued = jobs.filter(queued_at__isnull=False).count()
     failed = jobs.exclude(status="completed").count()
     in_window = Job.objects.filter(type="tts", started_at__isnull=False, inference_ended_at__isnull=False,
                                    user__in=[u.user for u in users])
     most = _most_at_once(list(in_window.values_list("started_at", "inference_ended_at")))
     assert ledger_check() == [], "the ledger and its accounts disagree"
-    return {"case": name, "interactive": len(interactive), "interactive_failed": failed,
+    return {"case": name, "interactive": len(interactive), "interactive_failed": failed, "interactive_queued": queued,
             "wait_s": {"p50": round(percentile(waits, 50), 3), "p99": round(percentile(waits, 99), 3),
                        "max": round(max(waits), 3)},
             "window_s": round(window_end - t0, 1), "batch": batch, "most_in_inference_at_once": most}

@@ -317,9 +317,11 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("batch_fairness", f"| interactive TTS jobs of two users (one every {d['every_s']:g} s, "
                     f"{d['interactive']}), a type of {d['capacity']} units, {d['slots']} slots each, {d['hold_s']:g} s "
                     f"jobs, beside a running {d['items']:,}-item batch of one of them | wait p50 "
-                    f"{with_['wait_s']['p50']} s, p99 {with_['wait_s']['p99']} s; batch items started meanwhile "
+                    f"{with_['wait_s']['p50']} s, p99 {with_['wait_s']['p99']} s, "
+                    f"{with_.get('interactive_queued', '?')} of them ever queued; batch items started meanwhile "
                     f"{with_['batch']['started']}, then {with_['batch']['cancelled_waiting']} bulk-cancelled | without "
-                    f"the batch: p50 {without['wait_s']['p50']} s, p99 {without['wait_s']['p99']} s | "
+                    f"the batch: p50 {without['wait_s']['p50']} s, p99 {without['wait_s']['p99']} s, "
+                    f"{without.get('interactive_queued', '?')} queued | "
                     f"{d['p99_ratio_with_over_without']} (p99 with / without) | <= {d['goal_ratio']}: "
                     f"{verdict(d['within_goal'])} |"))
     if (d := load("render")) is not None:
