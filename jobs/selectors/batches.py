@@ -14,18 +14,16 @@ from django.db.models import Count, QuerySet, Sum
 from auteur.users.models import User
 from jobs.errors import BatchNotFound
 from jobs.models import TERMINAL_STATUSES, Batch, Job, JobStatus
-from jobs.selectors.jobs import job_output_data
+from jobs.selectors.jobs import _parse_uuid, job_output_data
 
 # Rows of a manifest fetched at a time from its cursor: a transcription's results can be large.
 MANIFEST_FETCH_ROWS = 200
 
 
 def batch_get(*, user: User, batch_id: uuid.UUID | str) -> Batch:
-    try:
-        pk = uuid.UUID(str(batch_id))
-    except ValueError:
-        raise BatchNotFound("No such batch.") from None
-    batch = Batch.objects.filter(pk=pk, user=user).first()
+    """The user's batch, or 404 (as job_get finds a job)."""
+    pk = _parse_uuid(batch_id)
+    batch = None if pk is None else Batch.objects.filter(pk=pk, user=user).first()
     if batch is None:
         raise BatchNotFound("No such batch.")
     return batch
