@@ -11,15 +11,18 @@ with     the same, while the first of them has a `--items`-item batch running (P
          submitted first, the type filled with its items before the interactive jobs start):
          an interactive job of the batch's own user, and of another user, beside it.
 
-Each interactive job's wait (submitted -> started: the pipeline's latency, and any wait `queued`
-for a slot or a unit, counted apart) is measured; once all have started, the batch's
-items still waiting are cancelled by POST /jobs/bulk/cancel (every refund checked exact). Printed:
-the interactive waits' p50 / p99 / max in both cases, their ratio, the batch items started while
-the interactive jobs ran (the batch does run), and the most jobs in inference at once.
+Each case starts with 3 warm-up jobs, not counted. Each interactive job's wait (submitted ->
+started) is measured, split into the submission's request after the job's insert and the
+worker's pickup and claim, for the batch's own user and the other apart; a wait `queued` for a
+slot or a unit is counted apart. Once all have started, the batch's items still waiting are
+cancelled by POST /jobs/bulk/cancel (every refund checked exact). Printed: the interactive waits'
+p50 / p99 / max in both cases, their ratio, the batch items started while the interactive jobs
+ran (the batch does run), and the most jobs in inference at once.
 
 Goal: the interactive p99 wait with the batch within 10 % of the p99 without it.
 
     python bench/batch_fairness.py                    # 5,000 items, 60 interactive jobs (~4 min)
+    python bench/batch_fairness.py --interactive 120 --every 1.0   # RESULTS.md's run (~6 min)
 
 Writes bench/results/batch_fairness.json.
 """
@@ -40,9 +43,12 @@ from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, django_stac
 CAPACITY = 4
 SLOTS = 4
 GOAL_RATIO = 1.10
+WARM_UP = 3
 
 
 def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], batch_items: int) -> dict[str, Any]:
+    from django.utils import timezone
+
     from credits.selectors import ledger_check
     from jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job
 
@@ -50,6 +56,12 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
     procs = [stack.spawn(f"worker-{name}", argv),
              stack.spawn(f"gpu-events-{name}", [sys.executable, str(REPO_ROOT / "manage.py"), "gpu_events"])]
     time.sleep(4)  # the worker connects
+    # Warm-up, in both cases alike: the first jobs after a worker starts pay its imports and
+    # connections (bench/pipeline_overhead.py), which neither case's figures should hold.
+    warm = [users[1].post("/api/v1/jobs/tts", {"project_id": users[1].project, "text": f"Warm-up {i}"},
+                          content_type="application/json").json()["job_id"] for i in range(WARM_UP)]
+    wait_until(lambda: not Job.objects.filter(pk__in=warm, status__in=ACTIVE_STATUSES).exists(),
+               60, "the warm-up jobs to end")
     batch_id = None
     if batch_items:
         owner = users[0]
@@ -61,7 +73,7 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
         items = Job.objects.filter(batch_id=batch_id)
         wait_until(lambda: items.filter(status="processing").count() >= 1, 60, "the batch to start")
         time.sleep(2 * args.hold)  # the batch holds what it may of the type
-    interactive, t0 = [], time.monotonic()
+    interactive, t0, answered = [], time.monotonic(), {}
     for i in range(args.interactive):
         time.sleep(max(0.0, t0 + i * args.every - time.monotonic()))
         client = users[i % len(users)]
@@ -69,6 +81,7 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
                                content_type="application/json")
         assert response.status_code == 202, response.content[:300]
         interactive.append(response.json()["job_id"])
+        answered[interactive[-1]] = timezone.now()
     jobs = Job.objects.filter(pk__in=interactive)
     wait_until(lambda: not jobs.filter(started_at__isnull=True).exists()
                or jobs.filter(status__in=TERMINAL_STATUSES).exclude(status="completed").exists(),
@@ -88,6 +101,17 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
                120 + 10 * args.hold, "the started jobs to end")
     terminate(procs)
     waits = sorted((j.started_at - j.created_at).total_seconds() for j in jobs if j.started_at)
+    # Where the wait went: the submission's request after the job's insert (its answer), then the
+    # worker's pickup and claim (answered -> started).
+    api = sorted((answered[str(j.pk)] - j.created_at).total_seconds() for j in jobs)
+    worker = sorted((j.started_at - answered[str(j.pk)]).total_seconds() for j in jobs if j.started_at)
+    # The batch owner's interactive jobs apart from the other user's: a batch's weight on its own
+    # user (their slots' reads) apart from its weight on everyone.
+    by_user = {}
+    for label, client in (("batch_user", users[0]), ("other_user", users[1])):
+        mine = sorted((j.started_at - j.created_at).total_seconds() for j in jobs
+                      if j.started_at and j.user_id == client.user.pk)
+        by_user[label] = {"p50": round(percentile(mine, 50), 3), "p99": round(percentile(mine, 99), 3)}
     # Jobs that waited `queued` for a slot or a unit (the scheduling's wait, apart from the pipeline's latency).
     queued = jobs.filter(queued_at__isnull=False).count()
     failed = jobs.exclude(status="completed").count()
@@ -97,7 +121,9 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
     assert ledger_check() == [], "the ledger and its accounts disagree"
     return {"case": name, "interactive": len(interactive), "interactive_failed": failed, "interactive_queued": queued,
             "wait_s": {"p50": round(percentile(waits, 50), 3), "p99": round(percentile(waits, 99), 3),
-                       "max": round(max(waits), 3)},
+                       "max": round(max(waits), 3)}, "wait_by_user_s": by_user,
+            "insert_to_answer_s": {"p50": round(percentile(api, 50), 4), "p99": round(percentile(api, 99), 4)},
+            "answer_to_start_s": {"p50": round(percentile(worker, 50), 4), "p99": round(percentile(worker, 99), 4)},
             "window_s": round(window_end - t0, 1), "batch": batch, "most_in_inference_at_once": most}
 
 

@@ -186,6 +186,12 @@ class Job(models.Model):
                 fields=["type", "-completed_at"], name="jobs_completed_type_recent",
                 condition=models.Q(status="completed"), include=["processing_time_ms"],
             ),
+            # A user's waiting jobs in start order (jobs.life.slots): their next, the first ahead of
+            # or the last behind one of theirs, one probe each however many they have waiting.
+            models.Index(
+                fields=["user", "-priority", "created_at", "id"], name="jobs_user_waiting_order",
+                condition=models.Q(status__in=["pending", "queued"]),
+            ),
             # The deadline sweep's two reads (jobs.life.deadlines), every few seconds.
             models.Index(
                 fields=["start_deadline"], name="jobs_waiting_start_deadline",

@@ -19,6 +19,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 
 from auteur.core.errors import ApplicationError
 from auteur.core.logging import job_id_var
+from auteur.core.postgres import statistics
 from auteur.core.retention import TASK_TIME_BUDGET_SECONDS, run_sweep
 from credits.alerts import ANNOUNCE_TASK
 from jobs import gpu_client, task_names
@@ -35,7 +36,7 @@ from jobs.life.status import job_fail
 from jobs.life.steps import job_step_finish, job_step_infer, job_step_prepare
 from jobs.life.timeline_swap import job_timeline_swap, job_timeline_swap_failed
 from jobs.life.transcript_edl import RETRYABLE, job_transcript_to_edl, job_transcript_to_edl_failed
-from jobs.models import JobEvent, JobEventType
+from jobs.models import Job, JobEvent, JobEventType
 from jobs.specs import Family
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,13 @@ def stop_call(call_id: str) -> None:
     """Cancel a GPU call whose job ended while its backend did not take the cancel (jobs.life.publish.call_stop):
     asked again with backoff, about ten minutes of tries, then left to the call's own time limit."""
     gpu_client.cancel(call_id)
+
+
+@shared_task(name=task_names.ANALYZE_AFTER_INSERT, acks_late=True, soft_time_limit=240, time_limit=300)
+def analyze_after_insert(rows: int) -> bool:
+    """Refresh the jobs table's statistics after `rows` of its rows were inserted at once (a batch),
+    when that makes them due (auteur/core/postgres/statistics.py)."""
+    return statistics.analyze_after_insert(Job._meta.db_table, rows=int(rows))
 
 
 @shared_task(name=task_names.DEADLINES, acks_late=True, soft_time_limit=50, time_limit=60)

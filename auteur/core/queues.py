@@ -73,6 +73,7 @@ TASK_ROUTES = {
     "jobs.vision.*": {"queue": QUEUE_GPU_VISION},
     "jobs.generation.*": {"queue": QUEUE_GPU_GENERATION},
     "jobs.reap": {"queue": QUEUE_DEFAULT},
+    "jobs.analyze_after_insert": {"queue": QUEUE_DEFAULT},
     "jobs.deadlines": {"queue": QUEUE_DEFAULT},
     "webhooks.*": {"queue": QUEUE_WEBHOOKS},
 }

@@ -19,6 +19,9 @@ for another): nothing is published for them but the start of the first few, by t
 more messages on the broker than the user's concurrency, and takes turns under fair share like
 any other work. An item's start deadline is the client's `start_within_seconds`, else
 AUTEUR_BATCH_QUEUE_TTL_SECONDS (not its type's queue TTL: a batch's items wait by design).
+A batch of more than 50 items also asks for the jobs table's statistics to be refreshed
+(auteur/core/postgres/statistics.py): until they are, the planner takes its user for one of few
+jobs, and reads meant to take the first of their waiting jobs by an index could sort them all.
 """
 
 from __future__ import annotations
@@ -37,12 +40,15 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from auteur.core.errors import ApplicationError
+from auteur.core.postgres import statistics
 from auteur.core.prepared import insert_many
+from auteur.core.publishing import send
 from auteur.users.models import User
 from auteur.users.workspace_context import balances_shown
 from credits.errors import InsufficientCredits, SpendCapReached
 from credits.selectors import credit_balance_state, may_be_capped, spend_cap_refusal
 from credits.services.ledger import JobCharge, credit_deduct_for_jobs
+from jobs import task_names
 from jobs.errors import IdempotencyKeyReused
 from jobs.events.batches import batch_item_ended
 from jobs.events.record import job_events_record_many
@@ -309,6 +315,9 @@ def _submit(user: User, priced: list[Priced], options: BatchOptions, idempotency
         except (InsufficientCredits, SpendCapReached) as refused:
             raise _shortfall(refused, priced) from None
         transaction.on_commit(functools.partial(start_waiting, user.pk))
+        if len(priced) > statistics.ANALYZE_THRESHOLD_ROWS:  # the task weighs them against the table's rows
+            transaction.on_commit(functools.partial(send, task_names.ANALYZE_AFTER_INSERT, (len(priced),),
+                                                    what="the jobs table's statistics", resend=False))
         if hits:  # items completed already: the batch may even have ended
             batch_item_ended(batch.pk)
     logger.info("batch submitted: %d jobs for %d credits", batch.item_count, batch.credits_cost,

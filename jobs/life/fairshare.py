@@ -52,7 +52,7 @@ from auteur.core.rls import trusted
 from credits.models import SubscriptionStatus
 from jobs.life import publish
 from jobs.models import PIECES, Job, JobPiece, JobStatus
-from jobs.selectors.queue import plan_concurrency_limit
+from jobs.selectors.queue import USER_SLOTS_SQL, plan_concurrency_limit
 from jobs.specs import job_spec
 
 # Every start of a queued job on a limited type reads it (jobs.life.slots): built once per process.
@@ -218,25 +218,19 @@ _TURN = Planned(_TURN_SQL)
 # them for any job), their plan, and whether the type has a unit free for every user waiting on
 # it (the units in use, and the waiting users, counted up to one past the capacity).
 _SLOTS_AND_ROOM_SQL = f"""
-SELECT
-    count(*) FILTER (WHERE status = 'processing'),
-    count(*) FILTER (WHERE status IN ('pending', 'queued')
-                     AND (priority > %(priority)s OR (priority = %(priority)s AND created_at < %(created_at)s))),
-    count(*) FILTER (WHERE status = 'queued'
-                     AND (priority < %(priority)s OR (priority = %(priority)s AND created_at > %(created_at)s))),
+SELECT {USER_SLOTS_SQL},
     {_IN_INFERENCE_SQL},
     ({_WAITING_USERS_CTE} SELECT count(user_id) FROM waiting_users),
     (SELECT plan FROM subscriptions WHERE user_id = %(user_id)s AND status = %(active)s ORDER BY id LIMIT 1)
-FROM jobs WHERE user_id = %(user_id)s AND status IN ('processing', 'pending', 'queued')
-"""  # noqa: S608 - composed of this module's constant fragments only
+"""  # noqa: S608 - composed of constant fragments only
 _SLOTS_AND_ROOM = Planned(_SLOTS_AND_ROOM_SQL)
 
 
 @dataclass(frozen=True)
 class SlotsAndRoom:
     running: int  # the user's slots as `job` sees them (jobs.life.slots.Slots)
-    ahead_waiting: int
-    behind_queued: int
+    ahead_waiting: bool
+    behind_queued: bool
     room: bool  # the type's free units are as many as the users waiting on it
     plan: str | None  # the user's active plan (credits.selectors.user_plan_of)
     in_inference: int = 0  # the type's units in use
@@ -248,8 +242,8 @@ def slots_and_room(job: Job, capacity: int) -> SlotsAndRoom:
     claim starts its job without reading the order."""
     with connection.cursor() as cursor:
         _SLOTS_AND_ROOM.execute(cursor, {
-            "user_id": job.user_id, "priority": job.priority, "created_at": job.created_at, "type": job.type,
-            "most": capacity, "active": SubscriptionStatus.ACTIVE.value,
+            "user_id": job.user_id, "job_id": job.pk, "priority": job.priority, "created_at": job.created_at,
+            "type": job.type, "most": capacity, "active": SubscriptionStatus.ACTIVE.value,
         })
         running, ahead, behind, in_inference, waiting_users, plan = cursor.fetchone()
     return SlotsAndRoom(running=running, ahead_waiting=ahead, behind_queued=behind,

@@ -29,7 +29,7 @@ class Start:
 
     running: int
     limit: int
-    behind_queued: int  # the user's jobs queued behind this one
+    behind_queued: bool  # a job of the user's is queued behind this one
     plan: str | None
     capacity: int  # the type's units (0: no limit)
 

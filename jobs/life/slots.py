@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import UTC, datetime
 from typing import TypedDict
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
 
+from auteur.core.postgres.plans import Planned
 from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
 from credits.selectors import user_plan_of
 from jobs.life import publish
-from jobs.life.fairshare import units_free
-from jobs.models import WAITING_STATUSES, Job, JobStatus
-from jobs.selectors.queue import plan_concurrency_limit
+from jobs.life.fairshare import batch_headroom, type_capacity, units_free
+from jobs.models import Job, JobStatus
+from jobs.selectors.queue import USER_SLOTS_SQL, plan_concurrency_limit
 
 # Jobs of a user started at once when slots free; the reaper starts any left over.
 START_BATCH = 5
@@ -29,8 +28,8 @@ START_BATCH = 5
 
 class Slots(TypedDict):
     running: int  # the user's jobs processing now
-    ahead_waiting: int  # the user's jobs that start before this one (higher priority, or equal and older), waiting
-    behind_queued: int  # the user's jobs that start after this one, queued
+    ahead_waiting: bool  # a job of the user's that starts before this one (higher priority, or equal and older) waits
+    behind_queued: bool  # a job of the user's that starts after this one is queued
 
 
 def user_lock_key(user_id: uuid.UUID) -> int:
@@ -47,36 +46,13 @@ def concurrency_limit(user_id: uuid.UUID) -> int:
     return plan_concurrency_limit(user_plan_of(user_id=user_id))
 
 
-def _ahead(priority: int, created_at: datetime) -> Q:
-    """The jobs of a user that start before one of this priority and submission time."""
-    return Q(priority__gt=priority) | Q(priority=priority, created_at__lt=created_at)
+# The order in which a user's waiting jobs start (jobs_user_waiting_order).
+START_ORDER = ("-priority", "created_at", "id")
 
-
-def _behind(priority: int, created_at: datetime) -> Q:
-    return Q(priority__lt=priority) | Q(priority=priority, created_at__gt=created_at)
-
-
-# The order in which a user's waiting jobs start.
-START_ORDER = ("-priority", "created_at")
-
-# Every claim reads them: built once per process (auteur.core.prepared).
-_SLOTS = PreparedRead(
-    lambda user_id, priority, created_at: Job.objects.filter(
-        user_id=user_id, status__in=(JobStatus.PROCESSING, *WAITING_STATUSES)
-    )
-    .values("user_id")
-    .annotate(
-        running=Count("pk", filter=Q(status=JobStatus.PROCESSING)),
-        ahead_waiting=Count("pk", filter=Q(status__in=WAITING_STATUSES) & _ahead(priority, created_at)),
-        behind_queued=Count("pk", filter=Q(status=JobStatus.QUEUED) & _behind(priority, created_at)),
-    ),
-    # The placeholder priority lies within the column's range: Django drops a comparison with a
-    # value no row can hold.
-    user_id=uuid.UUID(int=1), priority=32_123, created_at=datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
-)
+_SLOTS = Planned("SELECT" + USER_SLOTS_SQL)
 _WAITING_NEXT = PreparedRead(
     lambda user_id: Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED)
-    .order_by(*START_ORDER).values("id", "type")[:START_BATCH],
+    .order_by(*START_ORDER).values("id", "type", "batch_id")[:START_BATCH],
     user_id=uuid.UUID(int=1),
 )
 
@@ -86,11 +62,11 @@ def slots_around(job: Job) -> Slots:
 
     A job ahead counts as waiting while it is pending too: two prepares delivered at once to two
     processes must not let the job behind take the slot first."""
-    counts = _SLOTS.first(user_id=job.user_id, priority=job.priority, created_at=job.created_at)
-    if counts is None:  # none of the user's jobs waits or runs (this one has ended meanwhile)
-        return Slots(running=0, ahead_waiting=0, behind_queued=0)
-    return Slots(running=counts["running"], ahead_waiting=counts["ahead_waiting"],
-                 behind_queued=counts["behind_queued"])
+    with connection.cursor() as cursor:
+        _SLOTS.execute(cursor, {"user_id": job.user_id, "job_id": job.pk, "priority": job.priority,
+                                "created_at": job.created_at})
+        running, ahead, behind = cursor.fetchone()
+    return Slots(running=running, ahead_waiting=ahead, behind_queued=behind)
 
 
 def job_slot_release(*, user_id: uuid.UUID) -> None:
@@ -119,7 +95,9 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
         job_type = row["type"]
         units = free[job_type] = free[job_type] if job_type in free else units_free(job_type)
         if units is not None:
-            if units <= 0:  # its type is full: it waits for a unit, which is handed on when it frees
+            # Its type is full (for a batch's item: no more free than the headroom it leaves, as its
+            # claim would decide): it waits for a unit, which is handed on when it frees.
+            if units <= (batch_headroom(type_capacity(job_type)) if row["batch_id"] else 0):
                 full.append(row["id"])
                 continue
             free[job_type] = units - 1

@@ -61,6 +61,25 @@ def lane_types(lane: str) -> list[str]:
     return sorted(t.value for t in JOB_SPECS if lane_of(t) == lane)
 
 
+# A user's slots as one of their jobs sees them (job_claim's decision, jobs.life.slots): the user's
+# jobs running; whether one of their waiting jobs starts before it (the first of their waiting jobs
+# in start order, but it, is ahead); whether one queued starts after it (the last queued is behind).
+# Each is one probe of jobs_user_waiting_order or jobs_user_status_created however many jobs the
+# user has waiting: a batch's thousands cost a claim of theirs, or of anyone beside them, nothing.
+# Parameters: user_id, job_id, priority, created_at. Select-list items, for a planned statement.
+USER_SLOTS_SQL = """
+    (SELECT count(*) FROM jobs WHERE user_id = %(user_id)s AND status = 'processing'),
+    EXISTS (SELECT FROM (SELECT priority, created_at FROM jobs
+                         WHERE user_id = %(user_id)s AND status IN ('pending', 'queued') AND id <> %(job_id)s
+                         ORDER BY priority DESC, created_at, id LIMIT 1) first_waiting
+            WHERE priority > %(priority)s OR (priority = %(priority)s AND created_at < %(created_at)s)),
+    EXISTS (SELECT FROM (SELECT priority, created_at FROM jobs
+                         WHERE user_id = %(user_id)s AND status = 'queued' AND id <> %(job_id)s
+                         ORDER BY priority, created_at DESC, id DESC LIMIT 1) last_queued
+            WHERE priority < %(priority)s OR (priority = %(priority)s AND created_at > %(created_at)s))
+"""
+
+
 @dataclass(frozen=True)
 class QueueEstimate:
     queue_position: int | None

@@ -17,7 +17,7 @@ from credits.models import Subscription
 from credits.services.ledger import credit_grant
 from jobs.inputs import Scheduling
 from jobs.intake import submission
-from jobs.life import fairshare
+from jobs.life import fairshare, slots
 from jobs.life import publish as pipeline
 from jobs.life import status as lifecycle
 from jobs.life.status import job_inference_ended
@@ -432,6 +432,25 @@ def test_a_batch_never_takes_the_last_unit_of_a_full_type_and_another_users_job_
     assert started == []
     end_inference(backlog[0])
     assert started == [backlog[3].pk] and claim(backlog[3])
+
+
+def test_a_freed_slot_publishes_no_start_a_batch_items_claim_would_turn_away(make_user, started, settings):
+    """A batch's item starts only while more of its type's units are free than the headroom: a slot
+    of its user's that frees while only the headroom is free publishes none of their items' starts
+    (each would be a message and a claim under the type's lock, for nothing); they wait for a unit,
+    and the next unit that frees starts one."""
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 4}
+    heavy = Account(make_user)
+    backlog = [as_batch_item(heavy.submit()) for _ in range(5)]
+    assert [claim(job) for job in backlog[:3]] == [True, True, True]
+    behind = [job.pk for job in backlog[3:]]
+    Job.objects.filter(pk__in=behind).update(status=JobStatus.QUEUED, waiting_for="slot")  # as a batch inserts them
+    started.clear()
+    slots.start_waiting(heavy.user.pk)
+    assert started == []
+    assert set(Job.objects.filter(pk__in=behind).values_list("waiting_for", flat=True)) == {"capacity"}
+    end_inference(backlog[0])  # two units free: one more than the headroom
+    assert started == [backlog[3].pk]
 
 
 def test_a_batch_leaves_a_slot_of_its_users_own_for_their_interactive_job(make_user, started, settings):
