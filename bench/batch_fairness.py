@@ -17,7 +17,8 @@ worker's pickup and claim, for the batch's own user and the other apart; a wait 
 slot or a unit is counted apart. Once all have started, the batch's items still waiting are
 cancelled by POST /jobs/bulk/cancel (every refund checked exact). Printed: the interactive waits'
 p50 / p99 / max in both cases, their ratio, the batch items started while the interactive jobs
-ran (the batch does run), and the most jobs in inference at once.
+ran (the batch does run), the most jobs in inference at once, and how busy the machine's cores
+(every process) and the worker were over the interactive jobs' window.
 
 Goal: the interactive p99 wait with the batch within 10 % of the p99 without it.
 
@@ -38,7 +39,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import REPO_ROOT, RESULTS_DIR, celery_worker_argv, django_stack, percentile, terminate, wait_until
+from bench._stack import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    celery_worker_argv,
+    cpu_seconds,
+    django_stack,
+    percentile,
+    terminate,
+    wait_until,
+)
 
 CAPACITY = 4
 SLOTS = 4
@@ -74,6 +84,7 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
         wait_until(lambda: items.filter(status="processing").count() >= 1, 60, "the batch to start")
         time.sleep(2 * args.hold)  # the batch holds what it may of the type
     interactive, t0, answered = [], time.monotonic(), {}
+    busy0, worker0 = _busy_seconds(), cpu_seconds(procs[0].pid)
     for i in range(args.interactive):
         time.sleep(max(0.0, t0 + i * args.every - time.monotonic()))
         client = users[i % len(users)]
@@ -87,6 +98,10 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
                or jobs.filter(status__in=TERMINAL_STATUSES).exclude(status="completed").exists(),
                120 + args.interactive * args.every, "every interactive job to start")
     window_end = time.monotonic()
+    # What the machine's cores did meanwhile (every process: servers, workers, this one), and the
+    # worker's share: the batch's pipeline shares the cores with the interactive jobs'.
+    cores_busy = (_busy_seconds() - busy0) / (window_end - t0)
+    worker_busy = (cpu_seconds(procs[0].pid) - worker0) / (window_end - t0)
     batch: dict[str, Any] = {}
     if batch_id is not None:
         items = Job.objects.filter(batch_id=batch_id)
@@ -124,7 +139,16 @@ def run_case(stack: Any, name: str, args: argparse.Namespace, users: list[Any], 
                        "max": round(max(waits), 3)}, "wait_by_user_s": by_user,
             "insert_to_answer_s": {"p50": round(percentile(api, 50), 4), "p99": round(percentile(api, 99), 4)},
             "answer_to_start_s": {"p50": round(percentile(worker, 50), 4), "p99": round(percentile(worker, 99), 4)},
-            "window_s": round(window_end - t0, 1), "batch": batch, "most_in_inference_at_once": most}
+            "window_s": round(window_end - t0, 1), "cores_busy": round(cores_busy, 3),
+            "worker_cores_busy": round(worker_busy, 3), "batch": batch, "most_in_inference_at_once": most}
+
+
+def _busy_seconds() -> float:
+    """The machine's CPU seconds spent busy so far, all cores together."""
+    import psutil
+
+    times = psutil.cpu_times()  # guest time is counted in user time already
+    return float(sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal")))
 
 
 def _most_at_once(spans: list[tuple[Any, Any]]) -> int:

@@ -18,7 +18,7 @@ from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
 from credits.selectors import user_plan_of
 from jobs.life import publish
-from jobs.life.fairshare import batch_headroom, type_capacity, units_free
+from jobs.life.fairshare import batch_headroom, start_due, type_capacity, units_free
 from jobs.models import Job, JobStatus
 from jobs.selectors.queue import USER_SLOTS_SQL, plan_concurrency_limit
 
@@ -90,7 +90,7 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
         if not User.objects.filter(pk=user_id).exists() or running >= concurrency_limit(user_id):
             return
     free: dict[str, int | None] = {}
-    full = []
+    full: dict[uuid.UUID, str] = {}
     for row in _WAITING_NEXT.rows(user_id=user_id):
         job_type = row["type"]
         units = free[job_type] = free[job_type] if job_type in free else units_free(job_type)
@@ -98,9 +98,13 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
             # Its type is full (for a batch's item: no more free than the headroom it leaves, as its
             # claim would decide): it waits for a unit, which is handed on when it frees.
             if units <= (batch_headroom(type_capacity(job_type)) if row["batch_id"] else 0):
-                full.append(row["id"])
+                full[row["id"]] = job_type
                 continue
             free[job_type] = units - 1
         publish.start(row["id"], job_type)
     if full:
-        Job.objects.filter(pk__in=full, status=JobStatus.QUEUED).update(waiting_for="capacity")
+        Job.objects.filter(pk__in=list(full), status=JobStatus.QUEUED).update(waiting_for="capacity")
+        # A unit that freed since the units were counted found none of them waiting for it: their
+        # types' turns are read again, now that they wait.
+        for job_type in set(full.values()):
+            start_due(job_type)

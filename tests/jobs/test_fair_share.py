@@ -453,6 +453,23 @@ def test_a_freed_slot_publishes_no_start_a_batch_items_claim_would_turn_away(mak
     assert started == [backlog[3].pk]
 
 
+def test_a_unit_that_frees_while_a_batch_item_is_held_back_is_handed_to_it(make_user, started, settings, monkeypatch):
+    """The units are counted before the items held back are marked waiting for one: a unit that
+    frees in between finds none waiting, so the type's turn is read again once they are."""
+    settings.AUTEUR_TYPE_CAPACITY = {"transcription": 4}
+    heavy = Account(make_user)
+    backlog = [as_batch_item(heavy.submit()) for _ in range(5)]
+    assert [claim(job) for job in backlog[:3]] == [True, True, True]
+    Job.objects.filter(pk__in=[job.pk for job in backlog[3:]]).update(status=JobStatus.QUEUED, waiting_for="slot")
+    # A call ends (its unit free, its own hand-over seeing nobody waiting for capacity) just after
+    # the slot's release counted one unit free: only the headroom.
+    Job.objects.filter(pk=backlog[0].pk).update(inference_ended_at=timezone.now())
+    monkeypatch.setattr(slots, "units_free", lambda job_type: 1)
+    started.clear()
+    slots.start_waiting(heavy.user.pk)
+    assert started == [backlog[3].pk]
+
+
 def test_a_batch_leaves_a_slot_of_its_users_own_for_their_interactive_job(make_user, started, settings):
     settings.AUTEUR_TYPE_CAPACITY = {"transcription": 0}
     settings.AUTEUR_JOB_CONCURRENCY = {None: 3, "starter": 3, "pro": 3}

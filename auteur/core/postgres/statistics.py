@@ -13,17 +13,17 @@ inserts costs nothing, and a run of large ones one ANALYZE each, each of a table
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from django.db import OperationalError, connection, transaction
+from django.db import connection
 
 logger = logging.getLogger(__name__)
 
 # autovacuum_analyze_threshold and autovacuum_analyze_scale_factor's defaults.
 ANALYZE_THRESHOLD_ROWS = 50
 ANALYZE_SCALE_FACTOR = 0.1
-# A running ANALYZE or VACUUM of the table holds the lock ANALYZE needs: it is refreshing the
-# statistics already, so this one gives up rather than queue behind it.
-LOCK_TIMEOUT = "2s"
+# The warning of an ANALYZE (SKIP_LOCKED) that found the table's lock taken.
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def due(*, rows: int, table_rows: float) -> bool:
@@ -33,18 +33,30 @@ def due(*, rows: int, table_rows: float) -> bool:
 
 
 def analyze_after_insert(table: str, *, rows: int) -> bool:
-    """ANALYZE `table` if `rows` just inserted into it make it due; whether it was analyzed."""
-    with transaction.atomic(), connection.cursor() as cursor:
+    """ANALYZE `table` if `rows` just inserted into it make it due; whether it was analyzed.
+
+    SKIP_LOCKED: when another ANALYZE or a VACUUM holds the table (autovacuum's, say) this one
+    gives way at once. Waiting for the lock would do worse than queue: PostgreSQL cancels an
+    autovacuum that blocks another session's lock for longer than deadlock_timeout."""
+    with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
         row = cursor.fetchone()
         if row is None or not due(rows=rows, table_rows=float(row[0])):
             return False
-        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        skipped: list[str] = []
+
+        def notice(diagnostic: Any) -> None:
+            if diagnostic.sqlstate == _LOCK_NOT_AVAILABLE:
+                skipped.append(diagnostic.message_primary or "")
+
+        raw = connection.connection
+        raw.add_notice_handler(notice)
         try:
-            with transaction.atomic():
-                cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
-        except OperationalError:  # lock_not_available: another ANALYZE or a VACUUM has it in hand
-            logger.info("statistics of %s: left to the ANALYZE or VACUUM under way", table)
-            return False
+            cursor.execute(f"ANALYZE (SKIP_LOCKED) {connection.ops.quote_name(table)}")
+        finally:
+            raw.remove_notice_handler(notice)
+    if skipped:
+        logger.info("statistics of %s: left to the ANALYZE or VACUUM under way", table)
+        return False
     logger.info("statistics of %s refreshed after %d rows were inserted", table, rows)
     return True
