@@ -25,6 +25,13 @@ def verdict(ok: bool) -> str:
     return "meets target" if ok else "**misses target**"
 
 
+def _cores(case: dict[str, Any]) -> str:
+    """How busy the machine's cores and the worker were in a batch_fairness case (when measured)."""
+    if "cores_busy" not in case:
+        return ""
+    return f"; cores busy {case['cores_busy']:.2f} (worker {case['worker_cores_busy']:.2f})"
+
+
 def interchange_import_row(d: dict[str, Any]) -> str:
     """Timeline imports at the limits, hostile files, a bystander (bench/interchange_import.py)."""
     imports = "; ".join(f"{fmt} {f['clips']:,} clips ({f['bytes'] // 1024:,} KiB) p50 {f['p50_s']} / p99 {f['p99_s']} s"
@@ -319,10 +326,11 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"jobs, beside a running {d['items']:,}-item batch of one of them | wait p50 "
                     f"{with_['wait_s']['p50']} s, p99 {with_['wait_s']['p99']} s, "
                     f"{with_.get('interactive_queued', '?')} of them ever queued; batch items started meanwhile "
-                    f"{with_['batch']['started']}, then {with_['batch']['cancelled_waiting']} bulk-cancelled | without "
-                    f"the batch: p50 {without['wait_s']['p50']} s, p99 {without['wait_s']['p99']} s, "
-                    f"{without.get('interactive_queued', '?')} queued | "
-                    f"{d['p99_ratio_with_over_without']} (p99 with / without) | <= {d['goal_ratio']}: "
+                    f"{with_['batch']['started']}, then {with_['batch']['cancelled_waiting']} bulk-cancelled"
+                    f"{_cores(with_)} | without the batch: p50 {without['wait_s']['p50']} s, p99 "
+                    f"{without['wait_s']['p99']} s, {without.get('interactive_queued', '?')} queued{_cores(without)} | "
+                    f"{d['p99_ratio_with_over_without']} (p99 with / without; p50 "
+                    f"{d.get('p50_ratio_with_over_without', '?')}) | <= {d['goal_ratio']}: "
                     f"{verdict(d['within_goal'])} |"))
     if (d := load("render")) is not None:
         rows.append(("render", f"| render, 10 clips, {d['settings']['output_s']} s output | {d['engine_median_s']} s | hand-written "
