@@ -296,7 +296,11 @@ class JobTypeListApi(ApiView):
 
 class JobListApi(ApiView):
     """The caller's jobs, newest first; `?status=`, `?type=`, `?project_id=` filter, `?page=` /
-    `?page_size=` (max 100). Results are in GET /jobs/{id}."""
+    `?page_size=` (max 100). Results are in GET /jobs/{id}.
+
+    `?idempotency_key=` lists the job a submission with that `Idempotency-Key` made (none when
+    no submission of the caller's used it, or the key's window has passed): a client that died
+    after sending finds its job instead of sending again."""
 
     workspace_actions = {"GET": "jobs.view"}
 
@@ -306,6 +310,9 @@ class JobListApi(ApiView):
         status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
         type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES, required=False)
         project_id = serializers.UUIDField(required=False)
+        # What an Idempotency-Key header may hold (idempotency_key_of); an empty one filters nothing.
+        idempotency_key = serializers.RegexField(r"^[ -~]+\Z", required=False, max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+                                                 trim_whitespace=False)
 
     @extend_schema(
         parameters=[FilterSerializer],
@@ -322,6 +329,7 @@ class JobListApi(ApiView):
             status=filters.validated_data.get("status"),
             type=filters.validated_data.get("type"),
             project_id=filters.validated_data.get("project_id"),
+            idempotency_key=filters.validated_data.get("idempotency_key"),
         )
         return paginated_response(request, self, jobs, JobSummarySerializer)
 

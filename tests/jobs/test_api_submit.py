@@ -18,6 +18,7 @@ from tests.jobs.support import (
     START_BALANCE,
     UNAVAILABLE_ON_LOCAL,
     error_code,
+    jobs_url,
     ledger_state,
     put_timeline,
     submit,
@@ -462,6 +463,27 @@ def test_the_same_key_and_body_return_the_same_job_and_charge_once(auth_client, 
     assert Job.objects.filter(user=funded).count() == 1
     assert usage_rows(first.json()["job_id"]) == 1
     assert credit_balance_get(user=funded) == START_BALANCE - PRICE["transcription"]
+
+
+def test_a_client_that_died_after_sending_finds_its_job_by_its_key(auth_client, funded, project, media, make_user,
+                                                                   client_for):
+    """GET /jobs?idempotency_key=: the job that key made, the caller's own only, and nothing charged."""
+    body = valid_body("transcription", project, media)
+    made = submit(auth_client, "transcription", body, HTTP_IDEMPOTENCY_KEY="upload 7 / take 2").json()["job_id"]
+    submit(auth_client, "tts", valid_body("tts", project, media), HTTP_IDEMPOTENCY_KEY="another")
+    before = ledger_state(funded)
+    found = auth_client.get(jobs_url(), {"idempotency_key": "upload 7 / take 2"})
+    assert found.status_code == 200 and [j["id"] for j in found.json()["jobs"]] == [made]
+    assert auth_client.get(jobs_url(), {"idempotency_key": "upload 7"}).json()["jobs"] == []
+    # Another user's key is theirs: the same key finds none of this user's jobs.
+    assert client_for(make_user()).get(jobs_url(), {"idempotency_key": "upload 7 / take 2"}).json()["jobs"] == []
+    assert ledger_state(funded) == before
+
+
+@pytest.mark.parametrize("key", ["k" * 256, "line\nbreak", "clé"])
+def test_a_key_to_find_that_no_submission_could_have_sent_is_400(auth_client, funded, key):
+    response = auth_client.get(jobs_url(), {"idempotency_key": key})
+    assert response.status_code == 400 and error_code(response) == "validation_error"
 
 
 def test_the_same_key_with_another_body_is_422_and_charges_nothing(auth_client, funded, project, media):

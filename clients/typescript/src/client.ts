@@ -4,7 +4,7 @@ import { apiError, apiErrorFromResponse, ApiError } from "./errors.js";
 import type { JobEvent, StreamItem } from "./events.js";
 import type { components, paths } from "./generated/openapi.js";
 import type { JobOutputs } from "./generated/outputs.js";
-import { resolveToken, sleep, type ReconnectOptions, type TokenSource } from "./retry.js";
+import { backoffDelay, resolveToken, sleep, type ReconnectOptions, type TokenSource } from "./retry.js";
 import { EventStream, type FetchLike } from "./sse.js";
 import { JobEventsSocket, type WebSocketFactory } from "./websocket.js";
 
@@ -124,10 +124,29 @@ export interface SubmitOptions {
   /** `Prefer: wait=N`: the server answers once the job ended, if it ends within N s (at most 60). */
   waitSeconds?: number;
   signal?: AbortSignal;
+  /** With an `idempotencyKey`: how many more times a submission whose answer was lost (the
+   * connection failed, or a 502, 503 or 504 from a proxy) is tried, after a backoff. Each try
+   * first looks for the job the key made (`findJobByKey`): a job found is answered as accepted
+   * (`recovered: true`), and never submitted again. Default 2; without a key nothing is retried. */
+  retries?: number;
 }
 
-/** A submission's answer: accepted (the job runs on), or, with `waitSeconds`, the job as it ended. */
-export type Submitted = { state: "accepted"; accepted: JobAccepted } | { state: "ended"; job: Job };
+/** A submission's answer: accepted (the job runs on; `recovered` when its answer was lost and the
+ * job the key made was found instead), or, with `waitSeconds`, the job as it ended. */
+export type Submitted =
+  | { state: "accepted"; accepted: JobAccepted; recovered?: boolean }
+  | { state: "ended"; job: Job };
+
+const RETRY_FIRST_DELAY_MS = 250;
+const RETRY_MAX_DELAY_MS = 5000;
+
+/** Whether a request failed with its answer lost: a network error (fetch's TypeError, not the
+ * caller's abort) or a gateway's 502/503/504. The server may have acted on it. */
+function answerLost(error: unknown, signal?: AbortSignal): boolean {
+  if (signal?.aborted) return false;
+  if (error instanceof ApiError) return error.status === 502 || error.status === 503 || error.status === 504;
+  return error instanceof TypeError;
+}
 
 export interface UploadOptions {
   projectId: string;
@@ -273,8 +292,37 @@ export class AuteurClient {
     return found.media;
   }
 
-  /** Submits a job of `type`, typed by its input. */
+  /** The job a submission with this `Idempotency-Key` made, or null (none did, or the key's window
+   * passed): a client that died after sending finds its job without submitting it again. */
+  async findJobByKey(idempotencyKey: string): Promise<Job | null> {
+    const found = await unwrap(this.api.GET("/api/v1/jobs", { params: { query: { idempotency_key: idempotencyKey } } }));
+    const first = found.jobs[0];
+    return first === undefined ? null : this.getJob(first.id);
+  }
+
+  /** Submits a job of `type`, typed by its input; with an `idempotencyKey`, an answer lost on the
+   * way is recovered (`SubmitOptions.retries`). */
   async submitJob<T extends JobType>(type: T, input: JobInput<T>, options: SubmitOptions = {}): Promise<Submitted> {
+    const key = options.idempotencyKey;
+    const retries = key === undefined ? 0 : Math.max(0, options.retries ?? 2);
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        if (attempt > 0 && key !== undefined) {
+          await sleep(backoffDelay(attempt, RETRY_FIRST_DELAY_MS, RETRY_MAX_DELAY_MS), options.signal);
+          const job = await this.findJobByKey(key);
+          if (job !== null) {
+            const accepted = { job_id: job.id, status: job.status, credits_cost: job.credits_cost, cache: job.cache };
+            return { state: "accepted", accepted, recovered: true };
+          }
+        }
+        return await this.submitOnce(type, input, options);
+      } catch (error) {
+        if (attempt >= retries || !answerLost(error, options.signal)) throw error;
+      }
+    }
+  }
+
+  private async submitOnce<T extends JobType>(type: T, input: JobInput<T>, options: SubmitOptions): Promise<Submitted> {
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     if (options.idempotencyKey !== undefined) headers["Idempotency-Key"] = options.idempotencyKey;
     if (options.waitSeconds !== undefined) headers["Prefer"] = `wait=${Math.max(0, Math.floor(options.waitSeconds))}`;

@@ -78,6 +78,9 @@ describe("against the live API", { skip: !live && "AUTEUR_API_URL is not set" },
     const again = await client.submitJob("transcription", input, { idempotencyKey: key });
     const againId = again.state === "ended" ? again.job.id : again.accepted.job_id;
     assert.equal(againId, transcription.id);
+    // A client that died after sending finds the job by its key alone.
+    assert.equal((await client.findJobByKey(key))?.id, transcription.id);
+    assert.equal(await client.findJobByKey(`${key}-never-sent`), null);
   });
 
   test("follows the job's events over SSE, and resumes after an id", async () => {

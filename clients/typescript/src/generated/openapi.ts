@@ -235,6 +235,10 @@ export interface paths {
          * List jobs
          * @description The caller's jobs, newest first; `?status=`, `?type=`, `?project_id=` filter, `?page=` /
          *     `?page_size=` (max 100). Results are in GET /jobs/{id}.
+         *
+         *     `?idempotency_key=` lists the job a submission with that `Idempotency-Key` made (none when
+         *     no submission of the caller's used it, or the key's window has passed): a client that died
+         *     after sending finds its job instead of sending again.
          */
         get: operations["jobs_list"];
         put?: never;
@@ -6094,6 +6098,7 @@ export interface operations {
     jobs_list: {
         parameters: {
             query?: {
+                idempotency_key?: string;
                 page?: number;
                 page_size?: number;
                 project_id?: string;
