@@ -345,10 +345,10 @@ def check_document(
 class _Compiled:
     """A document class compiled: its msgspec type (a Struct), and the fields whose values are
     checked in Python after msgspec's pass: (field name, check answering the normalised value or
-    _INVALID)."""
+    _INVALID, whether the field is a list, whose empty value msgspec has checked whole)."""
 
     type: Any
-    post: tuple[tuple[str, Callable[[Any], Any]], ...]
+    post: tuple[tuple[str, Callable[[Any], Any], bool], ...]
 
 
 _COMPILED: dict[tuple[type, tuple[str, ...] | None, frozenset[str]], _Compiled] = {}
@@ -398,9 +398,11 @@ def _structs_check(compiled: _Compiled) -> Callable[[Any], Any]:
 def _post(compiled: _Compiled, struct: Any) -> bool:
     """The Python checks of a converted Struct's values (the values as the client sent them, which
     msgspec passed through), each replaced by its normalised form; False at the first problem."""
-    for name, check in compiled.post:
+    for name, check, is_list in compiled.post:
         value = getattr(struct, name)
-        if value is not None and not (type(value) is list and not value):  # most clips: no effects
+        # An empty list of a list field needs nothing more (most clips: no effects); in a field of
+        # another type (a date-time, a plain-JSON dict) it is a value like any other, to check.
+        if value is not None and not (is_list and type(value) is list and not value):
             checked = check(value)
             if checked is _INVALID:
                 return False
@@ -453,7 +455,7 @@ def _compile(doc_cls: type, names: tuple[str, ...] | None, ignored: frozenset[st
     if compiled is not None:
         return compiled
     fields: list[tuple[str, Any, Any]] = []
-    post: list[tuple[str, Callable[[Any], Any]]] = []
+    post: list[tuple[str, Callable[[Any], Any], bool]] = []
     for spec in _specs(doc_cls, names):
         value_type, check = _compiled_field(spec.fld)
         if spec.null:
@@ -465,7 +467,7 @@ def _compile(doc_cls: type, names: tuple[str, ...] | None, ignored: frozenset[st
         else:
             fields.append((spec.name, value_type, spec.default))
         if check is not None:
-            post.append((spec.name, check))
+            post.append((spec.name, check, isinstance(spec.fld, ListField)))
     # Ignored names are taken in any form, and dropped.
     fields += [(name, Any, None) for name in sorted(ignored)]
     struct = msgspec.defstruct(f"Compiled{doc_cls.__name__}", fields, kw_only=True, forbid_unknown_fields=True)

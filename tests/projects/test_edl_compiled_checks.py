@@ -130,6 +130,15 @@ def test_a_valid_document_is_answered_normalised_by_the_compiled_checks():
     assert fast["tracks"][1]["name"] == "" and fast["transcript"]["segments"][0]["deleted"] is False
 
 
+@pytest.mark.parametrize("empty", [[], {}, ""])
+def test_an_empty_value_in_a_field_that_is_no_list_is_refused_by_both(empty):
+    # An empty list needs no more checking in a list field only: a date-time given one is refused.
+    doc = base()
+    doc["transcript"]["generated_at"] = empty
+    fast, _, errors = both(doc)
+    assert fast is None and [e["path"] for e in errors.items] == ["transcript.generated_at"]
+
+
 @pytest.mark.parametrize("effect", [{"a": (1, 2)}, {"a": {1, 2}}, {"a": b"x"}, {"a": datetime(2026, 1, 1)},
                                     {"a": math.nan}, {"$set": 1}, {"a": "x" * 5000}])
 def test_effects_that_are_no_plain_json_are_refused_by_both(effect):
