@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 # The Idempotency-Key of a file's automatic transcription (jobs/intake/transcribe.py); retention
 # keeps these records, and an index leaves them out.
@@ -396,6 +398,12 @@ class IdempotencyRecord(models.Model):
     def __str__(self) -> str:
         return self.key
 
+
+
+def idempotency_window_start(now: datetime | None = None) -> datetime:
+    """The oldest record of an Idempotency-Key that still answers for it (replays its job, finds it):
+    AUTEUR_IDEMPOTENCY_WINDOW_SECONDS before `now`. An older one is as good as gone."""
+    return (now or timezone.now()) - timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
 
 class UsageEvent(models.Model):
     """One ended job as usage analytics keep it (jobs.events.usage): who used which feature, for

@@ -15,7 +15,15 @@ from django.db.models import QuerySet
 
 from auteur.core.retention import Sweep, SweepContext, SweepResult, delete_in_batches
 from jobs.events.stream import KEY_PREFIX, stream_redis
-from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, TERMINAL_STATUSES, IdempotencyRecord, JobEvent, Quote, UsageEvent
+from jobs.models import (
+    AUTO_TRANSCRIBE_KEY_PREFIX,
+    TERMINAL_STATUSES,
+    IdempotencyRecord,
+    JobEvent,
+    Quote,
+    UsageEvent,
+    idempotency_window_start,
+)
 
 # KEYS[1] a user's stream; ARGV[1] the oldest id kept, ARGV[2] the window in seconds. Trims
 # exactly (XADD's own trim is approximate), deletes the stream once empty, and gives a stream
@@ -58,8 +66,7 @@ def idempotency_keys_sweep(ctx: SweepContext) -> SweepResult:
     """Idempotency-Key records past the replay window: submission ignores (and replaces) them
     already, so removing them changes no answer. The automatic transcription's records are
     kept: they are what makes it one per file, however late a signal comes again."""
-    cutoff = ctx.now - timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
-    return delete_in_batches("idempotency_keys", idempotency_records_due(cutoff), ctx)
+    return delete_in_batches("idempotency_keys", idempotency_records_due(idempotency_window_start(ctx.now)), ctx)
 
 
 def idempotency_records_due(cutoff: datetime) -> QuerySet[IdempotencyRecord]:

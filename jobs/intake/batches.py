@@ -37,7 +37,6 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, QuerySet
-from django.utils import timezone
 
 from auteur.core.errors import ApplicationError
 from auteur.core.postgres import statistics
@@ -58,7 +57,7 @@ from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, ca
 from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
 from jobs.life.windows import start_deadline_of
-from jobs.models import Batch, Job, JobEventType, JobPriority, JobStatus
+from jobs.models import Batch, Job, JobEventType, JobPriority, JobStatus, idempotency_window_start
 from jobs.selectors.requests import Finder, JobRequest, job_request_objects, job_request_resolve
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
@@ -213,8 +212,7 @@ def batch_replay(*, user: User, idempotency_key: str, body_hash: str) -> Batch |
     """The batch submitted with this key within the window: the same body is answered with it, another
     is refused (422)."""
     batch = Batch.objects.filter(user=user, idempotency_key=idempotency_key).first()
-    window = timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
-    if batch is None or batch.created_at < timezone.now() - window:
+    if batch is None or batch.created_at < idempotency_window_start():
         return None
     if batch.request_hash != body_hash:
         raise IdempotencyKeyReused("This Idempotency-Key was used with a different request.",

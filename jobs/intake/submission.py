@@ -7,7 +7,6 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +27,7 @@ from jobs.intake.quotes import quote_take
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
 from jobs.life import publish
 from jobs.life.windows import start_deadline_of
-from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote
+from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote, idempotency_window_start
 from jobs.selectors.requests import JobRequest
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
@@ -197,8 +196,7 @@ def _cached(s: Submission) -> CachedResult | None:
 
 def _idempotent_replay(user: User, key: str, body_hash: str) -> Job | None:
     record = IdempotencyRecord.objects.filter(user=user, key=key).select_related("job").first()
-    window = timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS)
-    if record is None or record.created_at < timezone.now() - window:
+    if record is None or record.created_at < idempotency_window_start():
         return None
     if record.request_hash != body_hash:
         raise IdempotencyKeyReused(
@@ -253,8 +251,10 @@ def _submit(s: Submission) -> tuple[Job, bool]:
         _INSERT_JOB.run(job)
         if idempotency_key:
             # Inserted before the charge: a racing duplicate blocks here on the unique key and
-            # then fails, rather than charging first.
-            IdempotencyRecord.objects.filter(user=user, key=idempotency_key).delete()  # an expired one
+            # then fails, rather than charging first. Only an expired record makes way: a live one
+            # committed since this request looked for a replay is the race's winner, to answer with.
+            IdempotencyRecord.objects.filter(user=user, key=idempotency_key,
+                                             created_at__lt=idempotency_window_start()).delete()
             IdempotencyRecord.objects.create(user=user, key=idempotency_key, request_hash=body_hash, job=job)
         if taken is not None:
             Quote.objects.filter(pk=taken.pk).update(job=job)

@@ -35,7 +35,15 @@ from auteur.users.workspace_context import balances_shown
 from credits.models import CreditAccount, CreditTransaction, Plan, TransactionType
 from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, JobNotFound
-from jobs.models import ACTIVE_STATUSES, IdempotencyRecord, Job, JobEvent, JobPriority, JobStatus
+from jobs.models import (
+    ACTIVE_STATUSES,
+    IdempotencyRecord,
+    Job,
+    JobEvent,
+    JobPriority,
+    JobStatus,
+    idempotency_window_start,
+)
 from jobs.selectors.queue import job_queue_estimate
 from jobs.specs import JOB_SPECS, OutputKind, job_spec
 from media.models import MediaFile
@@ -179,11 +187,13 @@ def job_list(
     project_id: uuid.UUID | None = None,
     idempotency_key: str | None = None,
 ) -> QuerySet[Job]:
-    """The user's jobs, newest first; with `idempotency_key`, the one job that key made (kept as long
-    as the key is: jobs.retention), so a client that died after sending finds it without resending."""
+    """The user's jobs, newest first; with `idempotency_key`, the one job that key made while it would
+    replay it (within the window), so a client that died after sending finds it without resending."""
     qs = Job.objects.filter(user=user)
     if idempotency_key is not None:
-        qs = qs.filter(pk__in=IdempotencyRecord.objects.filter(user=user, key=idempotency_key).values("job_id"))
+        records = IdempotencyRecord.objects.filter(user=user, key=idempotency_key,
+                                                   created_at__gte=idempotency_window_start())
+        qs = qs.filter(pk__in=records.values("job_id"))
     if status:
         qs = qs.filter(status=status)
     if type:

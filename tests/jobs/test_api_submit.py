@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from datetime import timedelta
+
 import pytest
+from django.db import IntegrityError
+from django.utils import timezone
 
 from credits.models import Plan
 from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from credits.services.subscriptions import subscription_create
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.intake import submission
+from jobs.models import IdempotencyRecord, Job, JobEvent, JobStatus
 from projects.edl import store
 from projects.edl.documents import stored_content, stored_form
 from tests.factories import ProjectFactory, VoiceCloneFactory
@@ -478,6 +484,33 @@ def test_a_client_that_died_after_sending_finds_its_job_by_its_key(auth_client, 
     # Another user's key is theirs: the same key finds none of this user's jobs.
     assert client_for(make_user()).get(jobs_url(), {"idempotency_key": "upload 7 / take 2"}).json()["jobs"] == []
     assert ledger_state(funded) == before
+
+
+def test_a_key_past_its_window_finds_nothing(auth_client, funded, project, media, settings):
+    made = submit(auth_client, "transcription", valid_body("transcription", project, media),
+                  HTTP_IDEMPOTENCY_KEY="old").json()["job_id"]
+    IdempotencyRecord.objects.filter(job_id=made).update(
+        created_at=timezone.now() - timedelta(seconds=settings.AUTEUR_IDEMPOTENCY_WINDOW_SECONDS + 1))
+    assert auth_client.get(jobs_url(), {"idempotency_key": "old"}).json()["jobs"] == []
+
+
+def test_a_duplicate_that_missed_the_replay_answers_the_winners_job_and_charges_once(
+        auth_client, funded, project, media, monkeypatch):
+    """Two requests with one key: the second looked for a replay before the first committed. Its
+    insert then meets the first's live record, which it must not take for an expired one."""
+    body = valid_body("transcription", project, media)
+    first = submit(auth_client, "transcription", body, HTTP_IDEMPOTENCY_KEY="race").json()
+    replay, looks = submission._idempotent_replay, []
+
+    def late(*args):  # every look finds nothing yet but the one made once the insert met the key
+        looks.append(isinstance(sys.exc_info()[1], IntegrityError))
+        return replay(*args) if looks[-1] else None
+
+    monkeypatch.setattr(submission, "_idempotent_replay", late)
+    second = submit(auth_client, "transcription", body, HTTP_IDEMPOTENCY_KEY="race")
+    assert second.status_code == 200 and second.json()["job_id"] == first["job_id"]
+    assert Job.objects.filter(user=funded).count() == 1 and usage_rows(first["job_id"]) == 1
+    assert credit_balance_get(user=funded) == START_BALANCE - PRICE["transcription"] and looks[-1]
 
 
 @pytest.mark.parametrize("key", ["k" * 256, "line\nbreak", "clé"])

@@ -294,10 +294,14 @@ export class AuteurClient {
 
   /** The job a submission with this `Idempotency-Key` made, or null (none did, or the key's window
    * passed): a client that died after sending finds its job without submitting it again. */
-  async findJobByKey(idempotencyKey: string): Promise<Job | null> {
-    const found = await unwrap(this.api.GET("/api/v1/jobs", { params: { query: { idempotency_key: idempotencyKey } } }));
+  async findJobByKey(idempotencyKey: string, options: { signal?: AbortSignal } = {}): Promise<Job | null> {
+    const signal = options.signal ? { signal: options.signal } : {};
+    const found = await unwrap(
+      this.api.GET("/api/v1/jobs", { params: { query: { idempotency_key: idempotencyKey } }, ...signal }),
+    );
     const first = found.jobs[0];
-    return first === undefined ? null : this.getJob(first.id);
+    if (first === undefined) return null;
+    return unwrap(this.api.GET("/api/v1/jobs/{job_id}", { params: { path: { job_id: first.id } }, ...signal }));
   }
 
   /** Submits a job of `type`, typed by its input; with an `idempotencyKey`, an answer lost on the
@@ -309,7 +313,7 @@ export class AuteurClient {
       try {
         if (attempt > 0 && key !== undefined) {
           await sleep(backoffDelay(attempt, RETRY_FIRST_DELAY_MS, RETRY_MAX_DELAY_MS), options.signal);
-          const job = await this.findJobByKey(key);
+          const job = await this.findJobByKey(key, options.signal ? { signal: options.signal } : {});
           if (job !== null) {
             const accepted = { job_id: job.id, status: job.status, credits_cost: job.credits_cost, cache: job.cache };
             return { state: "accepted", accepted, recovered: true };
