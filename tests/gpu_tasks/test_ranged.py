@@ -82,12 +82,13 @@ class _Ranges(http.server.BaseHTTPRequestHandler):
         for name, value in {**headers, "Content-Length": str(len(body))}.items():
             self.send_header(name, value)
         self.end_headers()
+        with self.lock:  # counted before the write: the client may finish reading (and the test
+            type(self).sent += len(body)  # compare) before this thread runs again
         try:
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
-            return
-        with self.lock:
-            type(self).sent += len(body)
+            with self.lock:
+                type(self).sent -= len(body)
 
     def log_message(self, *args: Any) -> None:
         return None
