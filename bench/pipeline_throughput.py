@@ -17,6 +17,10 @@ With `--events-ab`, the same is measured again on the same stack with a worker w
 events and queue-wait events are off (bench/worker_without_events.py): what the metrics' events
 cost, as jobs/s and worker CPU per job, side by side in `events_ab`. The top-level figures stay
 those of the worker as production runs it.
+With `--tracing-ab`, the same again, right after on the same stack, with traces on in the API and
+the worker (OTEL_EXPORTER_OTLP_ENDPOINT to bench/otlp_sink.py, a receiver that reads and drops
+every batch): what tracing costs, as jobs/s on over off (target >= 0.9) in `tracing_ab`, with each
+phase's ratio to the raw chains (which the drift between the phases does not move).
 Writes bench/results/pipeline_throughput.json.
 """
 
@@ -116,6 +120,8 @@ def main() -> None:
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--events-ab", action="store_true",
                         help="then the same again with the worker's task and queue-wait events off")
+    parser.add_argument("--tracing-ab", action="store_true",
+                        help="then the same again with traces on (exported to a loopback OTLP receiver)")
     args = parser.parse_args()
 
     with django_stack(
@@ -156,15 +162,17 @@ def main() -> None:
                 "worker_cpu_ms_per_job_on_minus_off": round(
                     on["cpu_ms_per_job"]["worker"] - off["cpu_ms_per_job"]["worker"], 2),
             }
+        if args.tracing_ab:
+            report["tracing_ab"] = tracing_ab(stack, report, on_argv, tokens, args)
         report["targets"] = {"jobs_per_second": 100, "ratio_to_raw": 0.7, "worker_cpu_ms_per_job": 10,
-                             "overhead_p99_ms": 50}
+                             "overhead_p99_ms": 50, "tracing_on_over_off": 0.9}
     print(json.dumps(report, indent=2))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "pipeline_throughput.json").write_text(json.dumps(report, indent=2))
 
 
 def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port: int, tokens: list[tuple[str, str]],
-              args: argparse.Namespace) -> dict[str, Any]:
+              args: argparse.Namespace, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Start a worker with `worker_argv`; alternate raw chains and jobs for `args.rounds` rounds
     (raw, ours, raw, ours, ..., raw); stop it.
 
@@ -175,7 +183,7 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
     """
     from jobs.models import TERMINAL_STATUSES, Job
 
-    worker = stack.spawn(name, worker_argv)
+    worker = stack.spawn(name, worker_argv, **(env or {}))
     load_start = load_average()
     pids = {"api": api_pid, "worker": worker.pid, "postgres": stack.servers["postgres"].proc.pid,
             "redis": stack.servers["redis"].proc.pid}
@@ -240,6 +248,33 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
         # The ratios' range over their median: a figure whose spread is large says little alone.
         "ratio_spread": round((max(ratios) - min(ratios)) / ratio, 3) if ratio else None,
         "load_average": {"start": load_start, "end": load_average()},
+    }
+
+
+def tracing_ab(stack: Any, off: dict[str, Any], worker_argv: list[str], tokens: list[tuple[str, str]],
+               args: argparse.Namespace) -> dict[str, Any]:
+    """The phase again with traces on in a new API and worker, exporting to bench/otlp_sink.py."""
+    sink_port, api_port = free_port(), free_port()
+    stats = stack.tmp / "otlp_sink.json"
+    sink = stack.spawn("otlp-sink", [sys.executable, "-m", "bench.otlp_sink", "--port", str(sink_port),
+                                     "--stats", str(stats)])
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}", "OTEL_SERVICE_NAME": "bench"}
+    api = stack.spawn("api-traced", gunicorn_argv(api_port, workers=args.api_workers), **traced)
+    wait_until(lambda: _answers(api_port), 60, "the traced API", every=0.05)
+    traced_argv = [*worker_argv[:worker_argv.index("-n") + 1], "bench-traced@%h",
+                   *worker_argv[worker_argv.index("-n") + 2:]]
+    on = run_phase(stack, "worker-traced", api.pid, traced_argv, api_port, tokens, args, env=traced)
+    os.killpg(sink.pid, signal.SIGTERM)
+    sink.wait(30)
+    keys = ("jobs_per_second", "cpu_ms_per_job", "raw_chain_per_second", "ratio_to_raw", "ratio_to_raw_min_max",
+            "submit_ms", "submit_to_inference_start_ms", "inference_end_to_completed_ms", "load_average")
+    return {
+        "off": {k: off[k] for k in keys}, "on": {k: on[k] for k in keys},
+        "jobs_per_second_on_over_off": round(on["jobs_per_second"] / off["jobs_per_second"], 3),
+        "ratio_to_raw_on_over_off": round(on["ratio_to_raw"] / off["ratio_to_raw"], 3),
+        "cpu_ms_per_job_on_minus_off": {k: round(on["cpu_ms_per_job"][k] - off["cpu_ms_per_job"][k], 2)
+                                        for k in ("api", "worker", "total")},
+        "exported": json.loads(stats.read_text()) if stats.exists() else None,
     }
 
 

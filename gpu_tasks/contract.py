@@ -253,16 +253,21 @@ def save_output(ref: Mapping[str, Any], dest: str | Path, *, policy: OutputPolic
 
 
 def status_record(
-    state: str, *, result: Any = None, error: GpuError | None = None, gpu_seconds: float = 0.0
+    state: str, *, result: Any = None, error: GpuError | None = None, gpu_seconds: float = 0.0,
+    trace: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A call's final outcome as plain data: the local runner's status file, a Modal function's return."""
-    return {
+    """A call's final outcome as plain data: the local runner's status file, a Modal function's return.
+    `trace`: its phases for the job's trace (gpu_tasks.call_trace), where it recorded them."""
+    record = {
         "state": state,
         "result": result,
         "error": error.to_dict() if error is not None else None,
         "gpu_seconds": round(gpu_seconds, 3),
         "finished_at": time.time(),
     }
+    if trace:
+        record["trace"] = dict(trace)
+    return record
 
 
 @dataclass

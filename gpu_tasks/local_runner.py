@@ -80,6 +80,7 @@ from gpu_tasks import _jsonfile
 from gpu_tasks import sandbox as isolation
 from gpu_tasks.announce import Announcement, Announcer, RedisAnnouncer, sane_progress
 from gpu_tasks.backends.base import CallStatus
+from gpu_tasks.call_trace import CallPhases
 from gpu_tasks.contract import HTTP_TIMEOUT, MAX_INPUT_BYTES, download, input_ref_kind, status_record, upload_output
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError, classify_exception
 from gpu_tasks.results import PATH, OutputPolicy, ResultLimits, check_result, copy_output, open_output
@@ -156,24 +157,27 @@ def _work(box: Path, call: dict[str, Any], payload: dict[str, Any], deadline: fl
     limit = int(call.get("memory_limit_bytes") or 0)
     if limit:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    phases = CallPhases(payload)
     try:
-        engine = _engine(call)
+        with phases.phase("engine.load"):
+            engine = _engine(call)
         ctx = EngineContext(
             workdir=workdir,
             payload=payload,
             progress=ProgressWriter(box / "progress.json"),
             deadline=deadline,
         )
-        result = engine(payload, ctx)
-        outcome = status_record("succeeded", result=result, gpu_seconds=time.monotonic() - started)
+        with phases.phase("engine.run"):
+            result = engine(payload, ctx)
+        outcome = status_record("succeeded", result=result, gpu_seconds=time.monotonic() - started,
+                                trace=phases.record())
         _jsonfile.write_atomic(box / "outcome.json", outcome)
     except BaseException as exc:  # noqa: BLE001 - whatever happens, the poller gets an outcome
         error = _over_limit(exc, limit) or classify_exception(exc)
         if error.code == "internal":
             traceback.print_exc()
-        _jsonfile.write_atomic(
-            box / "outcome.json", status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
-        )
+        _jsonfile.write_atomic(box / "outcome.json", status_record(
+            "failed", error=error, gpu_seconds=time.monotonic() - started, trace=phases.record()))
     finally:
         # Downloaded inputs and scratch files are never needed again; outputs were moved to out/.
         shutil.rmtree(workdir, ignore_errors=True)
@@ -343,16 +347,17 @@ def final_status(call: Mapping[str, Any], outcome: Any, box: Path, limits: Resul
     """status.json's record from the child's outcome, which is its word: normalized, and a
     success only once its result has been checked and its outputs collected."""
     status = CallStatus.from_record(outcome if isinstance(outcome, dict) else {})
+    trace = status.trace.record() if status.trace else None
     if status.state != "succeeded":
         error = status.error or PermanentGpuError("internal", "the engine failed without an error")
-        return status_record("failed", error=error, gpu_seconds=status.gpu_seconds)
+        return status_record("failed", error=error, gpu_seconds=status.gpu_seconds, trace=trace)
     out_dir = Path(call["payload"].get("output_dir") or box.parent / "out")
     try:
         result = collect_outputs(call, status.result, box, out_dir, limits)
     except GpuError as exc:
         print(f"the engine's result was refused: {exc.message}", file=sys.stderr)
-        return status_record("failed", error=exc, gpu_seconds=status.gpu_seconds)
-    return status_record("succeeded", result=result, gpu_seconds=status.gpu_seconds)
+        return status_record("failed", error=exc, gpu_seconds=status.gpu_seconds, trace=trace)
+    return status_record("succeeded", result=result, gpu_seconds=status.gpu_seconds, trace=trace)
 
 
 class _Announce:

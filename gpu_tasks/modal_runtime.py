@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_tasks.announce import Announcement
+from gpu_tasks.call_trace import CallPhases
 from gpu_tasks.contract import EngineContext, status_record
 from gpu_tasks.engines import load_engine
 from gpu_tasks.errors import classify_exception
@@ -47,9 +48,11 @@ class ThrottledProgress:
 def run_call(job_type: str, payload: Mapping[str, Any], *, progress: ProgressSink | None = None) -> dict[str, Any]:
     """Run `job_type`'s Modal engine on `payload`; the outcome record, never an exception."""
     started = time.monotonic()
+    phases = CallPhases(payload)
     try:
         spec = get_spec(job_type)
-        engine = load_engine(spec.job_type.value, "modal")
+        with phases.phase("engine.load"):
+            engine = load_engine(spec.job_type.value, "modal")
         with tempfile.TemporaryDirectory(prefix="auteur-") as tmp:
             ctx = EngineContext(
                 workdir=Path(tmp),
@@ -58,13 +61,15 @@ def run_call(job_type: str, payload: Mapping[str, Any], *, progress: ProgressSin
                 allow_paths=False,  # the worker's files are not visible in the container
                 deadline=started + spec.time_limit_s,
             )
-            result = engine(payload, ctx)
-        return status_record("succeeded", result=result, gpu_seconds=time.monotonic() - started)
+            with phases.phase("engine.run"):
+                result = engine(payload, ctx)
+        return status_record("succeeded", result=result, gpu_seconds=time.monotonic() - started,
+                             trace=phases.record())
     except Exception as exc:  # noqa: BLE001 - every failure becomes a classified outcome record
         error = classify_exception(exc)
         if error.code == "internal":
             traceback.print_exc()  # to the Modal function's logs: an internal error is a bug to fix
-        return status_record("failed", error=error, gpu_seconds=time.monotonic() - started)
+        return status_record("failed", error=error, gpu_seconds=time.monotonic() - started, trace=phases.record())
 
 
 class QueueAnnouncer:

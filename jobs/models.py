@@ -171,6 +171,9 @@ class Job(models.Model):
     batch = models.ForeignKey(Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs",
                               db_index=False)
     batch_index = models.PositiveSmallIntegerField(null=True, blank=True)  # its place in the batch's items, from 0
+    # The W3C traceparent of its `job.submit` span (auteur/core/tracing.py): every later span of
+    # the job continues it. Empty when tracing was off at its submission.
+    traceparent = models.CharField(max_length=55, blank=True, default="", db_default="")
 
     class Meta:
         db_table = "jobs"

@@ -8,6 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from auteur.core.tracing import trace_id_of
 from credits.models import TransactionType
 from jobs.models import Job, JobPriority, JobStatus
 from jobs.selectors.jobs import job_cache, job_charge, job_ledger_entries, job_output_data, job_output_media
@@ -123,7 +124,16 @@ class JobSummarySerializer(serializers.Serializer):
         "Why a `queued` job waits: `slot` (your plan's concurrent jobs are running, or a job of yours ahead of "
         "it waits) or `capacity` (its type is running all it can at once, and other users' turns come first: "
         "fair share); empty once it started, or if it never waited"))
+    trace_id = serializers.SerializerMethodField(help_text=(
+        "The id of the job's trace (32 hex digits) where the server exports traces (OpenTelemetry): its "
+        "submission, steps, GPU call, storing and webhook attempts are that trace's spans. The submission "
+        "joins the trace of a `traceparent` header sent with it. Null where traces were off when it was "
+        "submitted."))
+
     charge = serializers.SerializerMethodField()
+
+    def get_trace_id(self, obj: Job) -> str | None:
+        return trace_id_of(obj.traceparent) or None
 
     def get_gpu(self, obj: Job) -> str:
         return obj.gpu_class or job_spec(obj.type).engine.gpu.value

@@ -731,6 +731,7 @@ PINNED_IMAGES = {
     "minio": r"minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
     "minio-init": r"minio/mc:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
     "caddy": r"caddy:2\.\d+\.\d+",
+    "jaeger": r"jaegertracing/jaeger:2\.\d+\.\d+",
 }
 
 

@@ -185,8 +185,10 @@ def _failure(exc: Exception, deadline: Deadline) -> str:
     return f"connection failed: {type(exc).__name__}"
 
 
-def send(*, url: str, secret: str, message_id: str, body: str, previous: str | None = None) -> Outcome:
-    """POST `body` to `url` once. Never raises for anything the receiver or the network does."""
+def send(*, url: str, secret: str, message_id: str, body: str, previous: str | None = None,
+         traceparent: str = "") -> Outcome:
+    """POST `body` to `url` once. Never raises for anything the receiver or the network does.
+    `traceparent`: the attempt's span (W3C Trace Context), sent as is when traces are on."""
     started = time.monotonic()
 
     def outcome(status: int | None, error: str, response: bytes = b"") -> Outcome:
@@ -204,6 +206,7 @@ def send(*, url: str, secret: str, message_id: str, body: str, previous: str | N
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         **signed_headers(secret=secret, message_id=message_id, body=body, previous=previous),
+        **({"traceparent": traceparent} if traceparent else {}),
     }
     conn = _connection(target, deadline)
     try:

@@ -38,6 +38,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from auteur.core import tracing
 from auteur.core.publishing import send
 from auteur.users.models import User
 from webhooks import keys, sender, task_names
@@ -192,20 +193,20 @@ def _payload(type: str, data: dict[str, Any]) -> dict[str, Any]:
 
 @transaction.atomic
 def deliveries_enqueue(*, owner_id: Any, job_id: uuid.UUID, event_type: WebhookEventType,
-                       data: dict[str, Any]) -> list[Delivery]:
+                       data: dict[str, Any], traceparent: str = "") -> list[Delivery]:
     """One pending delivery of a job event per enabled target subscribed to its type: the job's
-    own webhook and the owner's account webhooks."""
+    own webhook and the owner's account webhooks. `traceparent`: the job's (Job.traceparent)."""
     payload = _payload(PAYLOAD_TYPES[event_type], data)
     now = timezone.now()
     rows = [
         Delivery(owner_id=owner_id, webhook_id=w, job_id=job_id, event_type=event_type, payload=payload,
-                 next_attempt_at=now)
+                 next_attempt_at=now, traceparent=traceparent)
         for w in Webhook.objects.filter(owner_id=owner_id, enabled=True, event_types__contains=[event_type])
         .values_list("pk", flat=True)
     ]
     rows += [
         Delivery(owner_id=owner_id, job_webhook_id=t, job_id=job_id, event_type=event_type, payload=payload,
-                 next_attempt_at=now)
+                 next_attempt_at=now, traceparent=traceparent)
         for t in JobWebhook.objects.filter(job_id=job_id, enabled=True, event_types__contains=[event_type])
         .values_list("pk", flat=True)
     ]
@@ -309,7 +310,16 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryAttempt | None:
         logger.error("webhook %s: its signing secret was sealed under another DJANGO_SECRET_KEY", target.pk)
         outcome = sender.Outcome(None, "the signing secret could not be read; create the webhook again", 0, "")
     else:
-        outcome = _send(delivery, target, secret, previous, body)
+        with tracing.span_in("webhook.attempt", delivery.traceparent, kind=tracing.SpanKind.CLIENT, attributes={
+            "auteur.job.id": str(delivery.job_id or ""), "auteur.user.id": str(delivery.owner_id),
+            "auteur.webhook.event": delivery.event_type, "auteur.webhook.message_id": delivery.message_id,
+            "auteur.webhook.attempt": delivery.attempts + 1,
+        }) as span:
+            outcome = _send(delivery, target, secret, previous, body)
+            if outcome.status_code is not None:
+                span.set_attribute("http.response.status_code", outcome.status_code)
+            if not outcome.succeeded:
+                tracing.mark_error(span, "webhook_attempt_failed")
     attempt = _attempt_record(delivery, outcome)
     logger.info(
         "webhook attempt %s #%d: %s in %d ms", delivery.message_id, attempt.number,
@@ -326,7 +336,7 @@ def _send(delivery: Delivery, target: Webhook | JobWebhook, secret: str, previou
     started = time.monotonic()
     try:
         return sender.send(url=target.url, secret=secret, previous=previous, message_id=delivery.message_id,
-                           body=body)
+                           body=body, traceparent=tracing.current_traceparent())
     except Exception as exc:  # SoftTimeLimitExceeded, or a fault of ours
         logger.exception("webhook attempt %s interrupted", delivery.message_id,
                          extra={"user_id": str(delivery.owner_id), "job_id": str(delivery.job_id or "")})

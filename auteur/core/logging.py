@@ -1,4 +1,4 @@
-"""Structured logs: one JSON object per line, carrying request, user and job ids when known.
+"""Structured logs: one JSON object per line, carrying request, user, job, trace and span ids when known.
 
 The ids live in context variables set by the request middleware and by the job tasks, so a
 line logged anywhere below them carries them without being passed around. Tokens, emails and
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
@@ -40,7 +41,22 @@ class ContextFilter(logging.Filter):
         record.request_id = request_id_var.get() or "-"
         record.user_id = user_id_var.get() or "-"
         record.job_id = getattr(record, "job_id", None) or job_id_var.get() or "-"
+        trace_id, span_id = _trace_ids()
+        record.trace_id, record.span_id = trace_id or "-", span_id or "-"
         return True
+
+
+def _no_trace() -> tuple[str, str]:
+    return "", ""
+
+
+_trace_ids: Callable[[], tuple[str, str]] = _no_trace
+
+
+def use_trace_ids(source: Callable[[], tuple[str, str]]) -> None:
+    """Where the current trace and span ids come from (auteur.core.tracing, once traces are on)."""
+    global _trace_ids
+    _trace_ids = source
 
 
 class ClockTaskFilter(logging.Filter):
@@ -70,12 +86,12 @@ class JsonFormatter(_LibraryJsonFormatter):
     text (a path with its query string) scrub() would not recognise as a signed URL.
     """
 
-    FIELDS = ("ts", "level", "logger", "msg", "request_id", "user_id", "job_id", "exc")
+    FIELDS = ("ts", "level", "logger", "msg", "request_id", "user_id", "job_id", "trace_id", "span_id", "exc")
     SCRUBBED = frozenset({"msg", "exc"})
 
     def __init__(self) -> None:
         super().__init__(
-            ["levelname", "name", "message", "request_id", "user_id", "job_id"],
+            ["levelname", "name", "message", "request_id", "user_id", "job_id", "trace_id", "span_id"],
             rename_fields={"levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"},
             timestamp="ts",
         )

@@ -35,6 +35,7 @@ from kombu import Producer
 from kombu.exceptions import OperationalError
 from kombu.pools import ProducerPool
 
+from auteur.core import tracing
 from auteur.core.outbox import SILENT, Outbox
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Message:
     name: str
     args: tuple[object, ...]
     countdown: float = 0
+    trace: str = ""  # the traceparent of the job it is about: its task's spans join the job's trace
 
 
 def publish_options() -> dict[str, Any]:
@@ -97,7 +99,7 @@ def _publish(message: Message) -> None:
     signature = current_app.signature(message.name, args=message.args, immutable=True)
     if message.countdown:
         signature.set(countdown=message.countdown)
-    with publisher() as producer:
+    with tracing.job_context(message.trace), publisher() as producer:
         signature.apply_async(producer=producer, retry=True, retry_policy=PUBLISH_RETRY)
 
 
@@ -109,13 +111,14 @@ unsent = Outbox(
 
 def send(
     name: str, args: tuple[object, ...], *, countdown: float = 0, what: str = "", resend: bool = True,
-    **log_extra: Any,
+    trace: str = "", **log_extra: Any,
 ) -> bool:
     """Publish the task `name` with `args`. False (logged as `what`, or the name) when the broker
     cannot be reached or does not answer in time; it is then tried again in the background
-    (auteur/core/outbox.py), unless `resend` is false."""
+    (auteur/core/outbox.py), unless `resend` is false. `trace`: the traceparent of the job the
+    task is about (auteur/core/tracing.py), so that the task is in the job's trace."""
     what = what or name
-    _, why = unsent.try_now(Message(name, args, countdown), f"publishing {what}", hold=resend, **log_extra)
+    _, why = unsent.try_now(Message(name, args, countdown, trace), f"publishing {what}", hold=resend, **log_extra)
     if not why:
         return True
     reason = "the broker did not answer lately" if why == SILENT else why

@@ -35,7 +35,7 @@ AUTEUR_METRICS_BACKFILL_SECONDS = env.float("AUTEUR_METRICS_BACKFILL_SECONDS", d
 PROMETHEUS_EXPORT_MIGRATIONS = False  # no database query at every start
 AUTEUR_METRICS_TOKEN = env_value("AUTEUR_METRICS_TOKEN")
 
-# ---- Logging: JSON lines outside debug; request, user and job ids attached by the filter.
+# ---- Logging: JSON lines outside debug; request, user, job, trace and span ids attached by the filter.
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
@@ -45,7 +45,7 @@ LOGGING = {
     "formatters": {
         "json": {"()": "auteur.core.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s user=%(user_id)s "
-                           "job=%(job_id)s] %(message)s"},
+                           "job=%(job_id)s trace=%(trace_id)s] %(message)s"},
     },
     "handlers": {
         "console": {

@@ -9,10 +9,12 @@ class UsersConfig(AppConfig):
     verbose_name = "Users"
 
     def ready(self) -> None:
-        from auteur.core import rls
+        from auteur.core import rls, tracing
         from auteur.users import schema  # noqa: F401 - registers the OpenAPI auth extension
 
         rls.install()
+        # Before the first request loads the middleware: Django's instrumentation adds its own.
+        tracing.configure()
 
 
 class AuteurAdminConfig(admin_apps.AdminConfig):

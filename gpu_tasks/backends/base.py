@@ -36,10 +36,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from gpu_tasks.announce import Announcement, sane_progress
+from gpu_tasks.call_trace import CallTrace
 from gpu_tasks.errors import GpuError, PermanentGpuError
 from gpu_tasks.results import REMOTE_OUTPUTS, OutputPolicy, refused
 
@@ -60,6 +61,7 @@ class CallStatus:
     # Running, but not started yet: the backend keeps it waiting for capacity (a local runner
     # in line for a slot). Nothing is spent, and its time limit has not started.
     waiting: bool = False
+    trace: CallTrace | None = None  # its phases, for the job's trace (gpu_tasks.call_trace)
 
     @property
     def done(self) -> bool:
@@ -89,6 +91,10 @@ class CallStatus:
                 return CallStatus.failed(refused("its GPU seconds are not a plain number"))
             gpu_seconds = 0.0
         gpu_seconds = float(gpu_seconds)
+        return replace(CallStatus._outcome(record, gpu_seconds), trace=CallTrace.of(record.get("trace")))
+
+    @staticmethod
+    def _outcome(record: Mapping[str, Any], gpu_seconds: float) -> CallStatus:
         if record.get("state") == "succeeded":
             result = record.get("result")
             if result is None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from auteur.core import tracing
 from jobs.errors import JobNotFound
 from jobs.models import JobEvent, JobEventType
-from jobs.selectors.jobs import job_detail_get
+from jobs.selectors.jobs import job_detail_get, job_traceparent
 from webhooks.models import WebhookEventType
 from webhooks.selectors import webhook_subscribers
 from webhooks.services import deliveries_enqueue
@@ -52,4 +53,5 @@ def job_event_webhooks_send(event: JobEvent, subscriber: Any = NOT_ASKED) -> Non
         data = job_detail_get(user_id=owner_id, job_id=event.job_id)
     except JobNotFound:  # the account was deactivated meanwhile
         return
-    deliveries_enqueue(owner_id=owner_id, job_id=event.job_id, event_type=kind, data=data)
+    traceparent = job_traceparent(job_id=event.job_id) if tracing.enabled() else ""
+    deliveries_enqueue(owner_id=owner_id, job_id=event.job_id, event_type=kind, data=data, traceparent=traceparent)

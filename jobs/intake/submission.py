@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from auteur.core import tracing
 from auteur.core.prepared import PreparedInsert
 from auteur.users.models import User
 from credits.errors import InsufficientCredits
@@ -119,17 +120,20 @@ def job_submit(
     )
     if use_cache:
         submission = replace(submission, cached=_cached(submission))
-    try:
-        return _submit(submission)
-    except IntegrityError:
-        # Two requests with the same key raced: the loser's whole transaction (job, charge) was
-        # rolled back; it answers with the winner's job.
-        if not idempotency_key:
-            raise
-        replay = _idempotent_replay(user, idempotency_key, body_hash)
-        if replay is None:
-            raise
-        return replay, False
+    with tracing.submission_span(spec.type):
+        try:
+            job, created = _submit(submission)
+        except IntegrityError:
+            # Two requests with the same key raced: the loser's whole transaction (job, charge) was
+            # rolled back; it answers with the winner's job.
+            if not idempotency_key:
+                raise
+            replay = _idempotent_replay(user, idempotency_key, body_hash)
+            if replay is None:
+                raise
+            job, created = replay, False
+        tracing.note_job(job, replayed=not created)
+        return job, created
 
 
 def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "", body_hash: str = "",
@@ -247,6 +251,7 @@ def _submit(s: Submission) -> tuple[Job, bool]:
             start_deadline=start_deadline_of(job_type=spec.type, submitted_at=timezone.now(),
                                              start_within_seconds=scheduling.start_within_seconds),
             run_within_seconds=scheduling.run_within_seconds,
+            traceparent=tracing.current_traceparent(),  # the job.submit span's: the job's trace
         )
         _INSERT_JOB.run(job)
         if idempotency_key:
@@ -271,7 +276,7 @@ def _submit(s: Submission) -> tuple[Job, bool]:
         if cached is not None:
             cache_complete(job=job, spec=spec, cached=cached)
         else:
-            transaction.on_commit(lambda: publish.start(job.id, spec.type))
+            transaction.on_commit(lambda: publish.start(job.id, spec.type, job.traceparent))
     served = " (served from the result cache)" if cached else ""
     logger.info("job submitted: %s for %d credits%s", spec.type, cost, served, extra={"job_id": str(job.id)})
     return job, True

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from auteur.core import tracing
 from jobs import gpu_client
 from jobs.gpu_client import Announcement, EventQueue, GpuError, RedisAnnouncer, drain_once, parse_announcements
 from jobs.life import publish
@@ -103,7 +104,8 @@ def _handle_batch(announcements: list[Announcement]) -> dict[str, int]:
 
 
 def _publish_infer(job: Job) -> bool:
-    return publish.publish(job.pk, job.type, Step.INFER)
+    with tracing.job_span("gpu.announcement", job, kind=tracing.SpanKind.CONSUMER, gpu_call_id=job.gpu_call_id):
+        return publish.publish(job.pk, job.type, Step.INFER, trace=job.traceparent)
 
 
 def _record_progress(job: Job, progress: float | None) -> bool:

@@ -13,6 +13,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from auteur.core import tracing
 from auteur.core.prepared import PreparedUpdate
 from jobs import gpu_client
 from jobs.events.record import job_event_record
@@ -91,7 +92,13 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         # Another delivery of this step is starting the call (or the job moved on): it carries on.
         return Job.objects.filter(pk=job_id).first()
     try:
-        call_id = gpu_client.spawn(job.type, _payload(job), gpu=job.gpu_class or None)
+        with tracing.job_span("gpu.spawn", job, kind=tracing.SpanKind.CLIENT, gpu_backend=job.gpu_backend,
+                              gpu_class=job.gpu_class or None) as span:
+            payload = _payload(job)
+            if tracing.enabled():  # the call continues this span's trace (gpu_tasks.contract)
+                payload["traceparent"] = tracing.current_traceparent()
+            call_id = gpu_client.spawn(job.type, payload, gpu=job.gpu_class or None)
+            span.set_attribute("auteur.gpu.call_id", call_id)
     except gpu_client.TransientGpuError as exc:
         if exc.code == "capacity":
             # The backend refused the call (no capacity): nothing was started, so the claim goes
@@ -160,6 +167,12 @@ def _record_call(job: Job, call_id: str, *, claimed: datetime, now: datetime) ->
             pause = min(pause * 2, 5.0)
 
 
+def _record_phases(job: Job, status: CallStatus) -> None:
+    if status.trace is not None:
+        tracing.record_phases(job, status.trace.traceparent,
+                              [(p.name, p.start_ns, p.end_ns) for p in status.trace.phases])
+
+
 def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus | None:
     """One non-blocking look at the job's GPU call. None when the job is no longer processing.
 
@@ -193,7 +206,9 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
     elif status.state == "succeeded":
         if not job_inference_ended(job=job):
             return None
+        _record_phases(job, status)  # once: only the look that stamped the end of inference gets here
     elif status.state == "failed":
+        _record_phases(job, status)
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
         if error.code == "gpu_oom" and _climb(job):
             return status

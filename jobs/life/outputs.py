@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from auteur.core import tracing
 from jobs import gpu_client, task_names
 from jobs.life import pieces
 from jobs.life.publish import publish_task
@@ -49,6 +50,12 @@ def job_result_store(
         job = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).first()
     if job is None:
         return None
+    with tracing.job_span("job.store", job):
+        return _store(job, result, gpu_seconds, inference_ended=inference_ended, first_store=first_store)
+
+
+def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_ended: bool,
+           first_store: bool) -> Job | None:
     # Checked before anything is stored, and each file again as it is opened: a result that is
     # not what the backend produces fails the job (refunded as any failure) and nothing of it is
     # kept (job_fail deletes what was stored).

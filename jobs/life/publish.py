@@ -59,11 +59,14 @@ def poll_countdown(polls: int) -> float:
     return float(min(POLL_MAX_SECONDS, POLL_FIRST_SECONDS * 2**polls))
 
 
-def publish(job_id: uuid.UUID | str, job_type: str, step: Step, *, countdown: float = 0, polls: int = 0) -> bool:
-    """Send one step; False (logged) when the broker cannot be reached: the reaper will retry."""
+def publish(job_id: uuid.UUID | str, job_type: str, step: Step, *, countdown: float = 0, polls: int = 0,
+            trace: str = "") -> bool:
+    """Send one step; False (logged) when the broker cannot be reached: the reaper will retry.
+    `trace`: the job's traceparent (Job.traceparent), so that the step is in the job's trace."""
     args = (str(job_id), polls) if step is Step.INFER else (str(job_id),)
     return publish_task(
-        step_task_name(job_spec(job_type).family, step), args, job_id=job_id, countdown=countdown, label=step
+        step_task_name(job_spec(job_type).family, step), args, job_id=job_id, countdown=countdown, label=step,
+        trace=trace,
     )
 
 
@@ -73,16 +76,17 @@ def step_task_name(family: str, step: Step) -> str:
 
 
 def publish_task(
-    name: str, args: tuple[object, ...], *, job_id: uuid.UUID | str, countdown: float = 0, label: str = ""
+    name: str, args: tuple[object, ...], *, job_id: uuid.UUID | str, countdown: float = 0, label: str = "",
+    trace: str = "",
 ) -> bool:
     """Send the task `name` about a job; False (logged, as `label` or the name) when the broker
     cannot be reached or does not answer within about a second (auteur/core/publishing.py)."""
     what = f"{label or name} of job {job_id}"
-    return send(name, args, countdown=countdown, what=what, job_id=str(job_id))
+    return send(name, args, countdown=countdown, what=what, job_id=str(job_id), trace=trace)
 
 
-def start(job_id: uuid.UUID | str, job_type: str) -> bool:
-    return publish(job_id, job_type, Step.PREPARE)
+def start(job_id: uuid.UUID | str, job_type: str, trace: str = "") -> bool:
+    return publish(job_id, job_type, Step.PREPARE, trace=trace)
 
 
 def call_stop(job_id: uuid.UUID | str, call_id: str) -> None:

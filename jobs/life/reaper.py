@@ -37,13 +37,13 @@ def jobs_reap(*, now: datetime | None = None) -> dict[str, int]:
     counts = {"republished": 0, "started": 0, "repolled": 0, "timed_out": 0}
     pending_after = timedelta(seconds=settings.AUTEUR_REAPER_PENDING_AFTER_SECONDS)
     for job in Job.objects.filter(status=JobStatus.PENDING, updated_at__lt=now - pending_after):
-        if publish.start(job.pk, job.type):
+        if publish.start(job.pk, job.type, job.traceparent):
             Job.objects.filter(pk=job.pk).update(updated_at=now)
             job_event_record(job.pk, JobEventType.REPUBLISHED)
             counts["republished"] += 1
     for user_id in Job.objects.filter(status=JobStatus.QUEUED).values_list("user_id", flat=True).distinct():
         oldest = Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED).order_by(*START_ORDER).first()
-        if oldest is not None and publish.start(oldest.pk, oldest.type):
+        if oldest is not None and publish.start(oldest.pk, oldest.type, oldest.traceparent):
             counts["started"] += 1
     for job in Job.objects.filter(status=JobStatus.PROCESSING):
         try:
@@ -68,7 +68,7 @@ def _reap_processing(job: Job, now: datetime, counts: dict[str, int]) -> None:
     if not waiting and now - began > timedelta(seconds=limit + REAP_MARGIN_SECONDS * time_scale()):
         if job_fail(job_id=job.pk, code="timeout", detail=f"reaper: no result within {limit:g} s", retryable=True):
             counts["timed_out"] += 1
-    elif now - job.updated_at > repoll_after() and publish.publish(job.pk, job.type, step):
+    elif now - job.updated_at > repoll_after() and publish.publish(job.pk, job.type, step, trace=job.traceparent):
         Job.objects.filter(pk=job.pk).update(updated_at=now)
         job_event_record(job.pk, JobEventType.REPOLLED, step=step)
         counts["repolled"] += 1

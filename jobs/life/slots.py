@@ -52,7 +52,7 @@ START_ORDER = ("-priority", "created_at", "id")
 _SLOTS = Planned("SELECT" + USER_SLOTS_SQL)
 _WAITING_NEXT = PreparedRead(
     lambda user_id: Job.objects.filter(user_id=user_id, status=JobStatus.QUEUED)
-    .order_by(*START_ORDER).values("id", "type", "batch_id")[:START_BATCH],
+    .order_by(*START_ORDER).values("id", "type", "batch_id", "traceparent")[:START_BATCH],
     user_id=uuid.UUID(int=1),
 )
 
@@ -101,7 +101,7 @@ def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
                 full[row["id"]] = job_type
                 continue
             free[job_type] = units - 1
-        publish.start(row["id"], job_type)
+        publish.start(row["id"], job_type, row["traceparent"])
     if full:
         Job.objects.filter(pk__in=list(full), status=JobStatus.QUEUED).update(waiting_for="capacity")
         # A unit that freed since the units were counted found none of them waiting for it: their

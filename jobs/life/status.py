@@ -32,6 +32,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from auteur.core import tracing
 from auteur.core.postgres.plans import Planned
 from auteur.core.prepared import PreparedRead, PreparedUpdate, insert_many
 from auteur.users.models import User
@@ -204,6 +205,7 @@ def job_complete(
     otherwise meanwhile (failed by the reaper, say) was refunded and must keep none of them.
     """
     output_data_check(job_type=job.type, output_data=output_data)
+    began = tracing.now_ns()
     completed_at = timezone.now()
     processing_ms = int((completed_at - (job.started_at or job.created_at)).total_seconds() * 1000)
     # The move, its event and the usage event: one statement.
@@ -215,6 +217,7 @@ def job_complete(
                                             gpu_seconds=gpu_seconds)):
         return False
     scheduling.ended(job, held_unit=False)  # its unit was freed when its call ended (finishing)
+    tracing.record_job_span("job.complete", job, began, gpu_seconds=gpu_seconds, outputs=len(output_media))
     job.status, job.output_data, job.progress, job.completed_at = JobStatus.COMPLETED, output_data, 100, completed_at
     job.gpu_seconds, job.processing_time_ms, job.updated_at = gpu_seconds, processing_ms, completed_at
     return True
@@ -225,6 +228,7 @@ def job_complete_from_cache(*, job: Job, output_data: dict[str, Any], output_med
     in the transaction that creates and charges it: it never waits, starts or holds a slot, and
     no GPU call is made."""
     output_data_check(job_type=job.type, output_data=output_data)
+    began = tracing.now_ns()
     now = timezone.now()
     processing_ms = int((now - job.created_at).total_seconds() * 1000)
     Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
@@ -237,6 +241,7 @@ def job_complete_from_cache(*, job: Job, output_data: dict[str, Any], output_med
                      cache={"hit": True, "source_job_id": str(job.cache_source_id)},
                      state=JobState(job.user_id, JobStatus.COMPLETED, 100),
                      usage=usage_row(job=job, outcome="completed", refunded=0, ended_at=now))
+    tracing.record_job_span("job.complete", job, began, cache_hit=True, outputs=len(output_media))
 
 
 def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool) -> bool:
@@ -248,6 +253,7 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
     the first conditional UPDATE matches, and only it refunds.
     """
     message, detail = failure_message(code), failure_detail(detail)
+    began = tracing.now_ns()
     with transaction.atomic():
         # Locked: the progress and start read here are the last a worker wrote (failure_refund).
         job = Job.objects.select_for_update().filter(pk=job_id).first()
@@ -276,6 +282,7 @@ def job_fail(*, job_id: uuid.UUID | str, code: str, detail: str, retryable: bool
                          usage=usage_row(job=job, outcome="failed", refunded=refund, code=code))
         # It held a unit of its type, or a place in its line, unless its call had ended.
         scheduling.ended(job, held_unit=job.inference_ended_at is None)
+    tracing.record_job_span("job.fail", job, began, error_code=code, credits_refunded=refund, retryable=retryable)
     logger.warning("job failed: %s (%s)", code, detail[:1000], extra={"job_id": str(job_id)})
     if job.gpu_call_id:
         _stop_calls(job.pk, job.gpu_call_id)
@@ -287,6 +294,7 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
 
     `code`: why, for machines (`run_deadline` when its run deadline passed; empty when a person
     canceled it)."""
+    began = tracing.now_ns()
     with transaction.atomic():
         now = timezone.now()
         # Once inference has produced its result the outputs are being stored: cancelling then
@@ -312,6 +320,7 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
             job_pk, call_id = job.pk, job.gpu_call_id
             transaction.on_commit(lambda: _stop_calls(job_pk, call_id))
     job.refresh_from_db()
+    tracing.record_job_span("job.cancel", job, began, credits_refunded=job.credits_refund, reason_code=code or "user")
     return job
 
 
@@ -362,6 +371,7 @@ def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
     Only a job that never started: one that started meanwhile is left alone (its run deadline,
     if any, is what bounds it now). Safe to call any number of times: one conditional UPDATE wins.
     """
+    began = tracing.now_ns()
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status not in WAITING_STATUSES or job.start_deadline is None:
@@ -383,6 +393,7 @@ def job_abort(*, job_id: uuid.UUID | str, now: datetime | None = None) -> bool:
         # It may have held the user's jobs behind it back (none overtakes one ahead of it), and
         # other users' jobs in its type's line.
         scheduling.ended(job)
+    tracing.record_job_span("job.abort", job, began, error_code=code, credits_refunded=job.credits_cost)
     logger.info("job aborted: %s", code, extra={"job_id": str(job_id)})
     return True
 

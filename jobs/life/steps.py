@@ -8,6 +8,7 @@ finish step remains for the reaper, which re-drives a job whose store was interr
 
 from __future__ import annotations
 
+from auteur.core import tracing
 from jobs import gpu_client
 from jobs.gpu_client import CallStatus
 from jobs.life import publish
@@ -22,20 +23,24 @@ def job_step_prepare(*, job_id: str) -> None:
     job, claimed_now = job_claim_now(job_id=job_id)
     if job is None:
         return  # waiting for a slot, or ended
-    job = job_spawn(job_id=job_id, job=job)
-    # One look right away: a call that is already done (a short job, a cache hit) is stored at
-    # once; otherwise polling starts with a short countdown.
-    _carry_on(job, job_poll(job_id=job_id, job=job), polls=0, claimed_now=claimed_now)
+    tracing.note_job(job)
+    with tracing.job_context(job.traceparent):
+        job = job_spawn(job_id=job_id, job=job)
+        # One look right away: a call that is already done (a short job, a cache hit) is stored at
+        # once; otherwise polling starts with a short countdown.
+        _carry_on(job, job_poll(job_id=job_id, job=job), polls=0, claimed_now=claimed_now)
 
 
 def job_step_infer(*, job_id: str, polls: int) -> None:
     job = job_spawn(job_id=job_id)  # a no-op unless a transient failure needs a new call
     if job is None or job.status != JobStatus.PROCESSING:
         return
-    status = job_poll(job_id=job_id, job=job)
-    if status is not None and status.state == "failed":  # transient: re-spawned on the next look
-        job_spawn(job_id=job_id)
-    _carry_on(job, status, polls)
+    tracing.note_job(job, polls=polls)
+    with tracing.job_context(job.traceparent):
+        status = job_poll(job_id=job_id, job=job)
+        if status is not None and status.state == "failed":  # transient: re-spawned on the next look
+            job_spawn(job_id=job_id)
+        _carry_on(job, status, polls)
 
 
 def job_step_finish(*, job_id: str) -> None:
@@ -62,4 +67,5 @@ def _carry_on(job: Job | None, status: CallStatus | None, polls: int, *, claimed
                          inference_ended=True, first_store=claimed_now)
     elif status.state == "failed" or not gpu_client.announces():
         # A transient failure was re-spawned just now: its new call is looked at once soon.
-        publish.publish(job.pk, job.type, Step.INFER, countdown=publish.poll_countdown(polls), polls=polls + 1)
+        publish.publish(job.pk, job.type, Step.INFER, countdown=publish.poll_countdown(polls), polls=polls + 1,
+                        trace=job.traceparent)

@@ -30,6 +30,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, JSONObject
 
 from auteur.core.prepared import PreparedRead
+from auteur.core.tracing import trace_id_of
 from auteur.users.models import User
 from auteur.users.workspace_context import balances_shown
 from credits.models import CreditAccount, CreditTransaction, Plan, TransactionType
@@ -73,10 +74,11 @@ JOB_DETAIL_FIELDS = (
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
     "completed_at", "processing_time_ms", "gpu_seconds", "gpu", "priority", "start_deadline", "run_within_seconds",
-    "run_deadline", "waiting_for", "output_data",
+    "run_deadline", "waiting_for", "trace_id", "output_data",
 )
-# The columns they are read from (`gpu` is its call's class: the type's own, or one of its ladder's).
-_DETAIL_COLUMNS = (*(f for f in JOB_DETAIL_FIELDS if f != "gpu"), "gpu_class")
+# The columns they are read from (`gpu` is its call's class: the type's own, or one of its ladder's;
+# `trace_id` is its traceparent's).
+_DETAIL_COLUMNS = (*(f for f in JOB_DETAIL_FIELDS if f not in ("gpu", "trace_id")), "gpu_class", "traceparent")
 
 
 def job_cache(*, cache_source_id: uuid.UUID | None) -> dict[str, Any]:
@@ -154,6 +156,7 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
         raise JobNotFound("No such job.")
     row["output_data"] = job_output_data(job_type=row["type"], output_data=row["output_data"])
     row["gpu"] = row.pop("gpu_class") or job_spec(row["type"]).engine.gpu.value
+    row["trace_id"] = trace_id_of(row.pop("traceparent")) or None
     row["output_media"] = [
         {"id": m.pk, "name": m.name, "type": m.type}
         for m in job_output_media(user_id=user_id, output_data=row["output_data"])
@@ -169,6 +172,11 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
     # In JobSerializer's order: the charge and the cache come after the job's own fields, before its results.
     return {**{k: row.pop(k) for k in JOB_DETAIL_FIELDS if k != "output_data"}, "charge": charge, "cache": cache,
             **row}
+
+
+def job_traceparent(*, job_id: uuid.UUID | str) -> str:
+    """The job's traceparent (Job.traceparent), "" for none or no such job."""
+    return Job.objects.filter(pk=job_id).values_list("traceparent", flat=True).first() or ""
 
 
 # Clients poll GET /jobs/{id}: its read is built once per process (auteur.core.prepared).

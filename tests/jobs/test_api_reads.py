@@ -38,8 +38,8 @@ DETAIL_KEYS = {
     "id", "type", "status", "project_id", "credits_cost", "credits_refunded", "credits_refund", "progress",
     "error_code", "error_message", "retryable", "attempts", "retry_of_id", "created_at", "queued_at", "started_at",
     "completed_at", "processing_time_ms", "gpu_seconds", "gpu", "priority", "start_deadline", "run_within_seconds",
-    "run_deadline", "waiting_for", "charge", "cache", "output_data", "output_media", "queue_position", "lane_position",
-    "eta_seconds",
+    "run_deadline", "waiting_for", "trace_id", "charge", "cache", "output_data", "output_media", "queue_position",
+    "lane_position", "eta_seconds",
 }
 
 

@@ -153,7 +153,7 @@ def test_an_abort_starts_the_jobs_it_held_back(user, project, audio, monkeypatch
     ahead, behind = submit(user, project, audio, start_within_seconds=10), submit(user, project, audio)
     Job.objects.filter(pk__in=[ahead.pk, behind.pk]).update(status=JobStatus.QUEUED)
     started: list[Any] = []
-    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type, trace="": started.append(job_id))
     past(ahead, seconds=1)
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert jobs_deadlines_enforce()["aborted"] == 1
@@ -241,7 +241,7 @@ def test_a_users_high_priority_job_starts_before_their_older_normal_ones(user, p
     for job in (*batch, urgent):
         assert lifecycle.job_claim(job_id=job.pk) is None  # queued behind the running one
     started: list[Any] = []
-    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type, trace="": started.append(job_id))
     Job.objects.filter(pk=running.pk).update(status=JobStatus.COMPLETED)
     with TestCase.captureOnCommitCallbacks(execute=True):
         slots.job_slot_release(user_id=user.pk)

@@ -43,7 +43,7 @@ def _two_units(settings):
 def started(monkeypatch) -> list[Any]:
     """The jobs whose start is published, in order."""
     published: list[Any] = []
-    def start(job_id: Any, job_type: str) -> bool:
+    def start(job_id: Any, job_type: str, trace: str = "") -> bool:
         published.append(job_id)
         return True
 

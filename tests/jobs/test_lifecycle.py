@@ -425,7 +425,7 @@ def test_a_younger_job_claimed_first_waits_for_the_older_pending_one(user, proje
     assert younger.status == JobStatus.QUEUED
     assert lifecycle.job_claim(job_id=older.pk) is not None
     started = []
-    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type, trace="": started.append(job_id))
     with TestCase.captureOnCommitCallbacks(execute=True):
         slots.job_slot_release(user_id=user.pk)
     assert started == [younger.pk]
@@ -439,7 +439,7 @@ def test_a_claim_starts_younger_queued_jobs_that_fit_beside_it(user, project, me
     older, younger = submit(user, project, media), submit(user, project, media)
     assert lifecycle.job_claim(job_id=younger.pk) is None  # the older one is still pending
     started = []
-    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type, trace="": started.append(job_id))
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert lifecycle.job_claim(job_id=older.pk) is not None
     assert started == [younger.pk], "the younger job is started at once, not at the reaper's next run"
@@ -520,7 +520,7 @@ def test_a_job_queued_while_the_running_one_ends_is_started_at_once(user, projec
     running, waiting = submit(user, project, media), submit(user, project, media)
     Job.objects.filter(pk=running.pk).update(status=JobStatus.PROCESSING)
     started: list[Any] = []
-    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: started.append(job_id))
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type, trace="": started.append(job_id))
     queued, ended = threading.Event(), threading.Event()
 
     def claim() -> None:

@@ -194,7 +194,7 @@ def test_the_reaper_republishes_a_job_whose_publish_was_lost(start_worker, auth_
     from jobs.life.reaper import jobs_reap
 
     video = upload_local(auth_client, project, samples.video, "video/mp4")
-    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type: False)  # the broker "lost" it
+    monkeypatch.setattr(pipeline, "start", lambda job_id, job_type, trace="": False)  # the broker "lost" it
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
     monkeypatch.undo()
     start_worker()

@@ -45,7 +45,8 @@ def no_gpu(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Fails the test if a GPU call is spawned or a pipeline published; returns what was tried."""
     tried: list[str] = []
     monkeypatch.setattr("jobs.gpu_client.spawn", lambda job_type, payload: tried.append(f"spawn {job_type}"))
-    monkeypatch.setattr("jobs.life.publish.start", lambda job_id, job_type: tried.append(f"publish {job_type}"))
+    monkeypatch.setattr("jobs.life.publish.start",
+                        lambda job_id, job_type, trace="": tried.append(f"publish {job_type}"))
     return tried
 
 

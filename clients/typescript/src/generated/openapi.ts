@@ -3232,6 +3232,8 @@ export interface components {
             /** Format: date-time */
             started_at: string | null;
             status: components["schemas"]["JobStatusEnum"];
+            /** @description The id of the job's trace (32 hex digits) where the server exports traces (OpenTelemetry): its submission, steps, GPU call, storing and webhook attempts are that trace's spans. The submission joins the trace of a `traceparent` header sent with it. Null where traces were off when it was submitted. */
+            readonly trace_id: string | null;
             type: components["schemas"]["JobTypeEnum"];
             /**
              * @description Why a `queued` job waits: `slot` (your plan's concurrent jobs are running, or a job of yours ahead of it waits) or `capacity` (its type is running all it can at once, and other users' turns come first: fair share); empty once it started, or if it never waited
@@ -3336,6 +3338,8 @@ export interface components {
             /** Format: date-time */
             started_at: string | null;
             status: components["schemas"]["JobStatusEnum"];
+            /** @description The id of the job's trace (32 hex digits) where the server exports traces (OpenTelemetry): its submission, steps, GPU call, storing and webhook attempts are that trace's spans. The submission joins the trace of a `traceparent` header sent with it. Null where traces were off when it was submitted. */
+            readonly trace_id: string | null;
             type: components["schemas"]["JobTypeEnum"];
             /**
              * @description Why a `queued` job waits: `slot` (your plan's concurrent jobs are running, or a job of yours ahead of it waits) or `capacity` (its type is running all it can at once, and other users' turns come first: fair share); empty once it started, or if it never waited

@@ -1,0 +1,369 @@
+"""Traces (OpenTelemetry): one trace per job, from the request that submits it to its webhooks.
+
+Off unless an exporter is configured by the standard variables: `OTEL_TRACES_EXPORTER` (`otlp`,
+`console`, or the entry point name of an installed exporter package), or an OTLP endpoint
+(`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); `OTEL_SDK_DISABLED=true`
+turns it off whatever else is set. Off, nothing is instrumented and every helper here costs one
+test of a module flag. On, every process that sets Django up (the API, workers, beat, the GPU
+announcements' consumer) exports its spans in batches (`OTEL_BSP_*`), with the maintained
+instrumentations of Django, Celery, psycopg, Redis, requests and urllib3.
+
+A job's trace: the submission's `job.submit` span (a child of the request's span, so of the
+client's trace when it sent a `traceparent`) is stored on the job's row (`Job.traceparent`).
+Whatever later works on the job (a step, the completion consumer, the reaper, a webhook attempt)
+continues that context (`job_context`), so every span of a job is in its trace, whichever process
+and whichever other job's work published it.
+
+Span attributes carry ids, types and numbers only. Every string attribute is scrubbed on its
+way out (`auteur.core.logging.scrub`): a query string (a signed URL's signature), a token, an
+email never leave the process, whatever an instrumentation recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from auteur.core.logging import scrub, use_trace_ids
+
+logger = logging.getLogger(__name__)
+
+TRACER_NAME = "auteur"
+_PROPAGATOR = TraceContextTextMapPropagator()
+_lock = threading.Lock()
+_enabled = False
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def wanted(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the OTEL_* variables ask for traces: an exporter named (not `none`), or an OTLP endpoint."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = [name.strip() for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",") if name.strip()]
+    if exporters:
+        return exporters != ["none"]
+    return bool(environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def configure(environ: Mapping[str, str] = os.environ) -> bool:
+    """Set up the SDK and the instrumentations once per process, when `wanted`. True when on."""
+    global _enabled
+    with _lock:
+        if _enabled or not wanted(environ):
+            return _enabled
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME") or "auteur"})
+        provider = TracerProvider(resource=resource, sampler=_sampler(environ))
+        for exporter in _exporters(environ):
+            provider.add_span_processor(BatchSpanProcessor(ScrubbingExporter(exporter)))
+        trace.set_tracer_provider(provider)
+        _instrument()
+        use_trace_ids(log_ids)
+        _enabled = True
+        return True
+
+
+def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
+    names = [name.strip() for name in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if name.strip()]
+    found: list[SpanExporter] = []
+    for name in names:
+        if name == "none":
+            continue
+        if name in ("otlp", "otlp_proto_http"):
+            protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            if protocol not in (None, "", "http/protobuf"):
+                raise ImproperlyConfigured(
+                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: only http/protobuf is installed (OTLP over HTTP, "
+                    "port 4318 of a collector)")
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            found.append(OTLPSpanExporter())
+        elif name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            found.append(ConsoleSpanExporter())
+        else:
+            points = entry_points(group="opentelemetry_traces_exporter", name=name)
+            if not points:
+                raise ImproperlyConfigured(f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides")
+            found.append(next(iter(points)).load()())
+    return found
+
+
+def _sampler(environ: Mapping[str, str]) -> Any:
+    """The sampler OTEL_TRACES_SAMPLER names; by default every trace of a unit of work (a request,
+    a task, a job) is kept, and a lone client call outside any (a worker's poll of Redis, a
+    connection check) is not a trace of its own."""
+    from opentelemetry.sdk.trace import sampling
+
+    if environ.get("OTEL_TRACES_SAMPLER"):
+        return sampling._get_from_env_or_default()
+    return sampling.ParentBased(root=_UnitsOfWork())
+
+
+class _UnitsOfWork(Sampler):
+    """Root sampler: samples every root span but a client's (a database query, a Redis command,
+    an outgoing request that no request, task or job span encloses)."""
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: SpanKind | None = None,
+                      attributes: Any = None, links: Sequence[Any] | None = None, trace_state: Any = None) -> Any:
+        if kind is SpanKind.CLIENT:
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "UnitsOfWork"
+
+
+def _instrument() -> None:
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+
+    # Django's: a span per request, parented on an incoming `traceparent`; its middleware goes first.
+    DjangoInstrumentor().instrument(excluded_urls=os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS",
+                                                                 "healthz,readyz,metrics"))
+    CeleryInstrumentor().instrument()
+    PsycopgInstrumentor().instrument(skip_dep_check=True)
+    RedisInstrumentor().instrument()
+    RequestsInstrumentor().instrument()
+    URLLib3Instrumentor().instrument()
+
+
+# A path with a query string (Django's `http.target`): the query may be a signed URL's signature.
+_PATH_QUERY = re.compile(r"(^|[\s\"'(])(/[^\s?\"']*)\?[^\s\"']*")
+
+
+def _scrubbed(value: Any, key: str = "") -> Any:
+    if isinstance(value, str):
+        if key.endswith(".query"):  # `url.query`: the query string alone
+            return "[query redacted]" if value else value
+        return scrub(_PATH_QUERY.sub(r"\1\2?[query redacted]", value))
+    if isinstance(value, tuple | list) and any(isinstance(item, str) for item in value):
+        return tuple(scrub(item) if isinstance(item, str) else item for item in value)
+    return value
+
+
+class ScrubbingExporter(SpanExporter):
+    """Wraps an exporter: every string attribute of a span, of its events and its links is
+    scrubbed (auteur.core.logging.scrub) before it leaves the process."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([_scrub_span(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _scrub_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {key: _scrubbed(value, key) for key, value in (attributes or {}).items()}
+
+
+def _scrub_span(span: ReadableSpan) -> ReadableSpan:
+    return ReadableSpan(
+        name=_scrubbed(span.name), context=span.context, parent=span.parent, resource=span.resource,
+        attributes=_scrub_attributes(span.attributes),
+        events=[Event(e.name, _scrub_attributes(e.attributes), e.timestamp) for e in span.events],
+        links=[Link(link.context, _scrub_attributes(link.attributes)) for link in span.links],
+        kind=span.kind, status=Status(span.status.status_code, _scrubbed(span.status.description)),
+        start_time=span.start_time, end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def current_traceparent() -> str:
+    """The W3C `traceparent` of the current span ("" when none is recording)."""
+    if not _enabled:
+        return ""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def trace_id_of(traceparent: str) -> str:
+    """The trace id (32 hex digits) of a `traceparent`, "" for none."""
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 else ""
+
+
+@contextlib.contextmanager
+def job_context(traceparent: str) -> Iterator[None]:
+    """Continue a job's trace here (its stored `traceparent`), unless the current span is already
+    in it: a span started or a task published inside belongs to the job's trace."""
+    if not _enabled or not traceparent:
+        yield
+        return
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid and format(current.trace_id, "032x") == trace_id_of(traceparent):
+        yield
+        return
+    token = otel_context.attach(_PROPAGATOR.extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def job_attributes(job: Any, **extra: Any) -> dict[str, Any]:
+    """What a span says of a job: ids, type, attempt and credits (never its inputs)."""
+    attributes = {
+        "auteur.job.id": str(job.pk), "auteur.job.type": str(job.type), "auteur.job.attempt": int(job.attempts),
+        "auteur.user.id": str(job.user_id), "auteur.job.credits": int(job.credits_cost),
+    }
+    if getattr(job, "member_id", None):
+        attributes["auteur.member.id"] = str(job.member_id)
+    # `gpu_class=` -> `auteur.gpu.class`: the first underscore of a keyword names its namespace.
+    attributes.update({f"auteur.{key.replace('_', '.', 1)}": value
+                       for key, value in extra.items() if value is not None})
+    return attributes
+
+
+@contextlib.contextmanager
+def job_span(name: str, job: Any, *, kind: SpanKind = SpanKind.INTERNAL, **extra: Any) -> Iterator[Any]:
+    """A span of work on `job`, in the job's trace, with the job's attributes and `extra` ones
+    (as `auteur.<key>`). Yields the span (a non-recording one when tracing is off)."""
+    if not _enabled:
+        yield trace.INVALID_SPAN
+        return
+    with span_in(name, getattr(job, "traceparent", ""), kind=kind, attributes=job_attributes(job, **extra)) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def span_in(name: str, traceparent: str, *, kind: SpanKind = SpanKind.INTERNAL,
+            attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    """A current span continuing `traceparent` (a job's): see job_context. An exception that
+    escapes sets its status to the exception's code (or class), never its text."""
+    if not _enabled:
+        yield trace.INVALID_SPAN
+        return
+    with job_context(traceparent), tracer().start_as_current_span(
+        name, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except Exception as exc:
+            mark_error(span, _code_of(exc))
+            raise
+
+
+def now_ns() -> int:
+    """A span's start time, taken before work that `record_job_span` reports once it is done."""
+    return time.time_ns() if _enabled else 0
+
+
+def record_job_span(name: str, job: Any, start_ns: int, *, error_code: str = "", **extra: Any) -> None:
+    """A span of work on `job` that began at `start_ns` and ends now (a terminal move, reported
+    once it is decided), in the job's trace; `error_code` marks it failed."""
+    if not _enabled or not start_ns:
+        return
+    with job_context(getattr(job, "traceparent", "")):
+        span = tracer().start_span(name, attributes=job_attributes(job, **extra), start_time=start_ns)
+    if error_code:
+        mark_error(span, error_code)
+    span.end()
+
+
+@contextlib.contextmanager
+def submission_span(job_type: str) -> Iterator[Any]:
+    """The `job.submit` span, current while a job is charged and created: its context is the
+    job's (Job.traceparent). A refusal sets its status to the refusal's code; no exception text
+    is recorded (a message may quote the request)."""
+    if not _enabled:
+        yield trace.INVALID_SPAN
+        return
+    with tracer().start_as_current_span("job.submit", attributes={"auteur.job.type": str(job_type)},
+                                        record_exception=False, set_status_on_exception=False) as span:
+        try:
+            yield span
+        except Exception as exc:
+            mark_error(span, _code_of(exc))
+            raise
+
+
+def _code_of(exc: BaseException) -> str:
+    """An exception as a span's status says it: its machine-readable code, else its class."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) and code else type(exc).__name__
+
+
+def note_job(job: Any, **extra: Any) -> None:
+    """Put the job's attributes on the current span (a step task's, say)."""
+    if _enabled:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes(job_attributes(job, **extra))
+
+
+def mark_error(span: Any, code: str) -> None:
+    """A span whose work failed: its status says so, with the machine-readable code only."""
+    if _enabled and span.is_recording():
+        span.set_status(Status(StatusCode.ERROR, code))
+        span.set_attribute("auteur.error.code", code)
+
+
+def record_phases(job: Any, traceparent: str, phases: Sequence[tuple[str, int, int]]) -> None:
+    """A GPU call's phases (name, start and end in ns since the epoch, as the call timed them) as
+    spans `gpu.<name>`, children of the span that spawned it (`traceparent`, which the call was
+    given) when that is in the job's trace, else of the job's."""
+    if not _enabled or not phases:
+        return
+    own = getattr(job, "traceparent", "")
+    parent = traceparent if not own or trace_id_of(traceparent) == trace_id_of(own) else own
+    context = _PROPAGATOR.extract({"traceparent": parent})
+    attributes = job_attributes(job)
+    for name, start_ns, end_ns in phases:
+        span = tracer().start_span(f"gpu.{name}", context=context, attributes=attributes, start_time=start_ns)
+        span.end(end_time=end_ns)
+
+
+def log_ids() -> tuple[str, str]:
+    """The current trace and span ids for a log line, ("", "") when none."""
+    if not _enabled:
+        return "", ""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return "", ""
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def flush(timeout_millis: int = 5000) -> None:
+    """Export what is buffered (a process about to exit)."""
+    if _enabled:
+        provider = trace.get_tracer_provider()
+        if hasattr(provider, "force_flush"):
+            provider.force_flush(timeout_millis)

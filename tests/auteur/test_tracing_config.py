@@ -1,0 +1,149 @@
+"""Tracing's pieces in one process (auteur/core/tracing.py, gpu_tasks/call_trace.py): when it is on,
+what leaves the process, what a log line carries, and what a call's trace record may hold.
+The whole trace of a job across processes: tests/jobs/test_tracing.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from auteur.core import logging as auteur_logging
+from auteur.core import tracing
+from auteur.core.logging import ContextFilter, JsonFormatter
+from gpu_tasks.call_trace import MAX_PHASES, CallPhases, CallTrace
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+NS = 1_800_000_000 * 10**9  # 2027
+
+
+@pytest.mark.parametrize(("environ", "on"), [
+    ({}, False),
+    ({"OTEL_TRACES_EXPORTER": "none"}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+    ({"OTEL_TRACES_EXPORTER": "console"}, True),
+    ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, False),
+    ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, False),
+])
+def test_traces_are_on_only_where_an_exporter_is_configured(environ: dict[str, str], on: bool) -> None:
+    assert tracing.wanted(environ) is on
+
+
+def test_an_exporter_that_is_not_installed_is_refused_by_name() -> None:
+    with pytest.raises(ImproperlyConfigured, match="zipkin"):
+        tracing._exporters({"OTEL_TRACES_EXPORTER": "zipkin"})
+    with pytest.raises(ImproperlyConfigured, match="http/protobuf"):
+        tracing._exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+
+
+def test_the_default_sampler_keeps_units_of_work_and_drops_a_lone_client_call() -> None:
+    sampler = tracing._sampler({})
+    decide = lambda kind: sampler.should_sample(None, 1, "x", kind).decision.is_sampled()  # noqa: E731
+    assert decide(SpanKind.SERVER) and decide(SpanKind.CONSUMER) and decide(SpanKind.INTERNAL)
+    assert not decide(SpanKind.CLIENT)  # a Redis poll of a worker's outside any task
+
+
+def exported(record: Any) -> list[Any]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(tracing.ScrubbingExporter(memory)))
+    record(provider.get_tracer("test"))
+    return list(memory.get_finished_spans())
+
+
+def test_no_query_string_token_or_email_leaves_the_process_in_a_span() -> None:
+    def record(tracer: Any) -> None:
+        with tracer.start_as_current_span("GET /storage/download/k?token=s1gn3d") as span:
+            span.set_attributes({
+                "http.target": "/storage/download/a/b.wav?token=s1gn3d&exp=1",
+                "url.full": "https://bucket.example/k?X-Amz-Signature=abc123",
+                "url.query": "token=s1gn3d",
+                "http.request.header.authorization": ("Bearer eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl",),
+                "enduser.email": "someone@example.com",
+                "auteur.job.credits": 7,
+            })
+            span.add_event("note", {"where": "/x?sig=zz"})
+
+    (span,) = exported(record)
+    text = json.dumps({"name": span.name, "attributes": dict(span.attributes), "events": [
+        dict(e.attributes or {}) for e in span.events]})
+    for secret in ("s1gn3d", "abc123", "eyJhbGciOi", "someone@example.com", "sig=zz"):
+        assert secret not in text, secret
+    assert span.attributes["http.target"] == "/storage/download/a/b.wav?[query redacted]"
+    assert span.attributes["auteur.job.credits"] == 7
+
+
+def test_the_exporter_answers_as_the_one_it_wraps() -> None:
+    memory = InMemorySpanExporter()
+    assert tracing.ScrubbingExporter(memory).export([]) is SpanExportResult.SUCCESS
+
+
+def test_a_line_logged_inside_a_span_carries_its_trace_and_span_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "_enabled", True)
+    monkeypatch.setattr(auteur_logging, "_trace_ids", tracing.log_ids)
+
+    def line() -> dict[str, Any]:
+        record = logging.LogRecord("auteur.test", logging.INFO, __file__, 1, "step done", (), None)
+        ContextFilter().filter(record)
+        return dict(json.loads(JsonFormatter().format(record)))
+
+    with TracerProvider().get_tracer("test").start_as_current_span("step") as span:
+        inside = line()
+    context = span.get_span_context()
+    assert inside["trace_id"] == format(context.trace_id, "032x")
+    assert inside["span_id"] == format(context.span_id, "016x")
+    assert "trace_id" not in line() and "span_id" not in line()
+
+
+def test_off_every_helper_is_a_no_op() -> None:
+    assert not tracing.enabled()
+    assert tracing.current_traceparent() == "" and tracing.log_ids() == ("", "")
+    with tracing.span_in("x", TRACEPARENT) as span:
+        assert not span.is_recording()
+    tracing.record_phases(object(), TRACEPARENT, [("engine.run", NS, NS + 1)])
+
+
+def test_a_call_times_its_phases_only_where_its_payload_carries_a_traceparent() -> None:
+    phases = CallPhases({"traceparent": TRACEPARENT})
+    with phases.phase("engine.run"):
+        pass
+    record = phases.record()
+    assert record is not None and CallTrace.of(record) == CallTrace(TRACEPARENT, tuple(phases.phases))
+    untraced = CallPhases({"traceparent": "not-a-traceparent"})
+    with untraced.phase("engine.run"):
+        pass
+    assert untraced.record() is None and CallPhases({}).record() is None
+
+
+@pytest.mark.parametrize("value", [
+    None, [], "x", {"traceparent": TRACEPARENT},
+    {"traceparent": "00-" + "0" * 31 + "-b7ad6b7169203331-01", "phases": []},
+    {"traceparent": TRACEPARENT + "\n", "phases": []},
+    {"traceparent": TRACEPARENT, "phases": {"engine.run": [NS, NS]}},
+    {"traceparent": TRACEPARENT, "phases": [["engine.run", NS]]},
+    {"traceparent": TRACEPARENT, "phases": [["rm -rf", NS, NS]]},
+    {"traceparent": TRACEPARENT, "phases": [["engine.run", NS + 5, NS]]},  # ends before it starts
+    {"traceparent": TRACEPARENT, "phases": [["engine.run", 1, 2]]},  # 1970
+    {"traceparent": TRACEPARENT, "phases": [["engine.run", float(NS), NS]]},
+    {"traceparent": TRACEPARENT, "phases": [["engine.run", True, NS]]},
+    {"traceparent": TRACEPARENT, "phases": [["engine.run", NS, 10**40]]},
+    {"traceparent": TRACEPARENT, "phases": [["engine.run", NS, NS]] * (MAX_PHASES + 1)},
+])
+def test_a_call_trace_record_is_read_strictly(value: Any) -> None:
+    """The record comes from the call's container: anything but the exact form is no trace."""
+    assert CallTrace.of(value) is None
+
+
+def test_a_call_trace_record_of_the_exact_form_is_read() -> None:
+    found = CallTrace.of({"traceparent": TRACEPARENT,
+                          "phases": [["engine.load", NS, NS + 5], ["engine.run", NS + 5, NS + 9]]})
+    assert found is not None and [p.name for p in found.phases] == ["engine.load", "engine.run"]
