@@ -18,6 +18,7 @@ from celery.signals import (
     task_prerun,
     worker_init,
     worker_process_init,
+    worker_process_shutdown,
     worker_ready,
     worker_shutdown,
 )
@@ -186,3 +187,13 @@ def connect_to_the_database(**kwargs: Any) -> None:
     # Down at start: the first task connects (and retries) as it would anyway.
     with contextlib.suppress(DatabaseError):
         connection.ensure_connection()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def export_the_last_spans(**kwargs: Any) -> None:
+    """A pool process leaves by os._exit (a recycled child, a warm shutdown): atexit never runs in
+    it, so the spans its batch processor still holds are sent here."""
+    from auteur.core import tracing
+
+    tracing.flush()

@@ -39,6 +39,19 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def api_answers(port: int) -> bool:
+    """Whether the API on 127.0.0.1:`port` answers its health check."""
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        return True
+    except OSError:
+        return False
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.2) -> None:
     """Poll `predicate` every `every` seconds; exit the benchmark if it is still false after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -90,6 +90,7 @@ def _decoded(body: bytes) -> list[dict[str, Any]]:
                     "start_ns": span.start_time_unix_nano, "end_ns": span.end_time_unix_nano,
                     "attributes": {a.key: _value(a.value) for a in span.attributes},
                     "events": [{a.key: _value(a.value) for a in e.attributes} for e in span.events],
+                    "links": [(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
                 })
     return found
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import (
     RESULTS_DIR,
+    api_answers,
     celery_worker_argv,
     cpu_seconds,
     django_stack,
@@ -141,7 +142,7 @@ def main() -> None:
             tokens.append((user_issue_token(user=user), str(Project.objects.create(user=user, name="b").pk)))
         port = free_port()
         api = stack.spawn("api", gunicorn_argv(port, workers=args.api_workers))
-        wait_until(lambda: _answers(port), 60, "the API", every=0.05)
+        wait_until(lambda: api_answers(port), 60, "the API", every=0.05)
         report = {"jobs": args.jobs, "rounds": args.rounds, "clients": args.clients, "users": args.users,
                   "api_workers": args.api_workers, "worker_processes": args.worker_processes}
         on_argv = [*celery_worker_argv(concurrency=args.worker_processes), "--include", "bench.noop_chain", "-E"]
@@ -260,7 +261,7 @@ def tracing_ab(stack: Any, off: dict[str, Any], worker_argv: list[str], tokens: 
                                      "--stats", str(stats)])
     traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}", "OTEL_SERVICE_NAME": "bench"}
     api = stack.spawn("api-traced", gunicorn_argv(api_port, workers=args.api_workers), **traced)
-    wait_until(lambda: _answers(api_port), 60, "the traced API", every=0.05)
+    wait_until(lambda: api_answers(api_port), 60, "the traced API", every=0.05)
     traced_argv = [*worker_argv[:worker_argv.index("-n") + 1], "bench-traced@%h",
                    *worker_argv[worker_argv.index("-n") + 2:]]
     on = run_phase(stack, "worker-traced", api.pid, traced_argv, api_port, tokens, args, env=traced)
@@ -281,16 +282,6 @@ def tracing_ab(stack: Any, off: dict[str, Any], worker_argv: list[str], tokens: 
 def _own_cpu() -> float:
     t = os.times()
     return t.user + t.system
-
-
-def _answers(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/healthz")
-        conn.getresponse().read()
-        return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import RESULTS_DIR, django_stack, free_port, gunicorn_argv, wait_until
+from bench._stack import RESULTS_DIR, api_answers, django_stack, free_port, gunicorn_argv, wait_until
 
 # The client: connects, says so, then writes the request in two parts (a pause between), reads
 # the answer and says when it began; the drill kills it at the point it drew.
@@ -148,7 +148,7 @@ def main() -> None:
         token, project = user_issue_token(user=user), str(Project.objects.create(user=user, name="d").pk)
         port = free_port()
         stack.spawn("api", gunicorn_argv(port, workers=args.api_workers))
-        wait_until(lambda: _answers(port), 60, "the API", every=0.05)
+        wait_until(lambda: api_answers(port), 60, "the API", every=0.05)
         answer_s = answer_time(port, token, project)
         start_balance = credit_balance_get(user=user)
 
@@ -196,16 +196,6 @@ def main() -> None:
     (RESULTS_DIR / "submit_recovery.json").write_text(json.dumps(report, indent=2))
     if problems:
         raise SystemExit(f"{len(problems)} problems")
-
-
-def _answers(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/healthz")
-        conn.getresponse().read()
-        return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

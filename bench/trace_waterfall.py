@@ -26,7 +26,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import RESULTS_DIR, celery_worker_argv, django_stack, free_port, gunicorn_argv, wait_until
+from bench._stack import (
+    RESULTS_DIR,
+    api_answers,
+    celery_worker_argv,
+    django_stack,
+    free_port,
+    gunicorn_argv,
+    wait_until,
+)
 from bench.otlp_sink import Collector
 
 HIDDEN_SCOPES = ("opentelemetry.instrumentation.psycopg", "opentelemetry.instrumentation.redis")
@@ -68,7 +76,7 @@ def main() -> None:
         stack.spawn("worker", celery_worker_argv(concurrency=2), OTEL_SERVICE_NAME="auteur-worker", **traced)
         stack.spawn("gpu-events", [sys.executable, "manage.py", "gpu_events"], OTEL_SERVICE_NAME="auteur-gpu-events",
                     **traced)
-        wait_until(lambda: _answers(port), 60, "the API", every=0.1)
+        wait_until(lambda: api_answers(port), 60, "the API", every=0.1)
         time.sleep(5)  # the worker connects
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.request("POST", "/api/v1/jobs/tts", body=json.dumps({
@@ -143,16 +151,6 @@ def draw(spans: list[dict[str, Any]], job_id: str, trace_id: str, out: Path) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     print(f"wrote {out}")
-
-
-def _answers(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/healthz")
-        conn.getresponse().read()
-        return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+# W3C Trace Context, version 00; an all-zero trace or span id is invalid.
+TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 PHASES = frozenset({"inputs", "engine.load", "engine.run", "outputs"})
 MAX_PHASES = 16
 # Times are nanoseconds since the epoch: between 2020 and 2100.
@@ -54,7 +55,7 @@ class CallTrace:
             return None
         found = []
         for item in phases:
-            if not (isinstance(item, list) and len(item) == 3 and item[0] in PHASES
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0] in PHASES
                     and all(type(t) is int and _EARLIEST_NS <= t <= _LATEST_NS for t in item[1:])
                     and item[1] <= item[2]):
                 return None

@@ -126,9 +126,9 @@ class JobSummarySerializer(serializers.Serializer):
         "fair share); empty once it started, or if it never waited"))
     trace_id = serializers.SerializerMethodField(help_text=(
         "The id of the job's trace (32 hex digits) where the server exports traces (OpenTelemetry): its "
-        "submission, steps, GPU call, storing and webhook attempts are that trace's spans. The submission "
-        "joins the trace of a `traceparent` header sent with it. Null where traces were off when it was "
-        "submitted."))
+        "submission, steps, GPU call, storing and webhook attempts are that trace's spans. A `traceparent` "
+        "header sent with the submission is linked from its trace, not continued. Null where traces were off "
+        "when it was submitted."))
 
     charge = serializers.SerializerMethodField()
 

@@ -16,6 +16,7 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from auteur.core.tracing import trace_id_of
 from credits.models import CreditTransaction, TransactionType
 from credits.services.ledger_audit import ledger_audit_last
 from jobs.models import TERMINAL_STATUSES, Job, JobStatus
@@ -57,7 +58,7 @@ class _Tail:
 def ended_jobs() -> QuerySet[Job]:
     return Job.objects.filter(status__in=TERMINAL_STATUSES).only(
         "id", "type", "status", "created_at", "started_at", "completed_at", "error_code", "credits_refunded",
-        "gpu_seconds")
+        "gpu_seconds", "traceparent")
 
 
 def job_ledger_entries() -> QuerySet[CreditTransaction]:
@@ -126,10 +127,15 @@ class BusinessMetrics:
     def _ended_jobs(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
             self.jobs_ended.labels(job.type, job.status).inc()
+            # The job's trace as the exemplar of its bucket: a panel's point leads to one job's trace.
+            trace_id = trace_id_of(job.traceparent)
+            exemplar = {"trace_id": trace_id} if trace_id else None
             if job.started_at:
-                self.submit_to_start.labels(job.type).observe((job.started_at - job.created_at).total_seconds())
+                self.submit_to_start.labels(job.type).observe((job.started_at - job.created_at).total_seconds(),
+                                                              exemplar=exemplar)
                 if job.completed_at:
-                    self.start_to_end.labels(job.type).observe((job.completed_at - job.started_at).total_seconds())
+                    self.start_to_end.labels(job.type).observe((job.completed_at - job.started_at).total_seconds(),
+                                                               exemplar=exemplar)
             if job.credits_refunded:
                 self.refunds.labels(job.error_code or str(job.status)).inc()
             if job.gpu_seconds:

@@ -8,15 +8,14 @@ test of a module flag. On, every process that sets Django up (the API, workers, 
 announcements' consumer) exports its spans in batches (`OTEL_BSP_*`), with the maintained
 instrumentations of Django, Celery, psycopg, Redis, requests and urllib3.
 
-A job's trace: the submission's `job.submit` span (a child of the request's span, so of the
-client's trace when it sent a `traceparent`) is stored on the job's row (`Job.traceparent`).
+A job's trace: the submission's `job.submit` span (a child of the request's span, which starts a
+trace of its own: auteur.core.trace_export says why) is stored on the job's row (`Job.traceparent`).
 Whatever later works on the job (a step, the completion consumer, the reaper, a webhook attempt)
 continues that context (`job_context`), so every span of a job is in its trace, whichever process
 and whichever other job's work published it.
 
-Span attributes carry ids, types and numbers only. Every string attribute is scrubbed on its
-way out (`auteur.core.logging.scrub`): a query string (a signed URL's signature), a token, an
-email never leave the process, whatever an instrumentation recorded.
+Span attributes carry ids, types and numbers only; what leaves the process is an allowlist of
+attributes, scrubbed (auteur.core.trace_export).
 """
 
 from __future__ import annotations
@@ -24,23 +23,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from auteur.core.logging import scrub, use_trace_ids
+from auteur.core.logging import use_trace_ids
 
 logger = logging.getLogger(__name__)
 
@@ -70,135 +63,13 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
     with _lock:
         if _enabled or not wanted(environ):
             return _enabled
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from auteur.core import trace_export
 
-        resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME") or "auteur"})
-        provider = TracerProvider(resource=resource, sampler=_sampler(environ))
-        for exporter in _exporters(environ):
-            provider.add_span_processor(BatchSpanProcessor(ScrubbingExporter(exporter)))
-        trace.set_tracer_provider(provider)
-        _instrument()
+        trace.set_tracer_provider(trace_export.provider(environ))
+        trace_export.instrument(environ)
         use_trace_ids(log_ids)
         _enabled = True
         return True
-
-
-def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
-    names = [name.strip() for name in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if name.strip()]
-    found: list[SpanExporter] = []
-    for name in names:
-        if name == "none":
-            continue
-        if name in ("otlp", "otlp_proto_http"):
-            protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            if protocol not in (None, "", "http/protobuf"):
-                raise ImproperlyConfigured(
-                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: only http/protobuf is installed (OTLP over HTTP, "
-                    "port 4318 of a collector)")
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            found.append(OTLPSpanExporter())
-        elif name == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-            found.append(ConsoleSpanExporter())
-        else:
-            points = entry_points(group="opentelemetry_traces_exporter", name=name)
-            if not points:
-                raise ImproperlyConfigured(f"OTEL_TRACES_EXPORTER names {name!r}, which no installed package provides")
-            found.append(next(iter(points)).load()())
-    return found
-
-
-def _sampler(environ: Mapping[str, str]) -> Any:
-    """The sampler OTEL_TRACES_SAMPLER names; by default every trace of a unit of work (a request,
-    a task, a job) is kept, and a lone client call outside any (a worker's poll of Redis, a
-    connection check) is not a trace of its own."""
-    from opentelemetry.sdk.trace import sampling
-
-    if environ.get("OTEL_TRACES_SAMPLER"):
-        return sampling._get_from_env_or_default()
-    return sampling.ParentBased(root=_UnitsOfWork())
-
-
-class _UnitsOfWork(Sampler):
-    """Root sampler: samples every root span but a client's (a database query, a Redis command,
-    an outgoing request that no request, task or job span encloses)."""
-
-    def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: SpanKind | None = None,
-                      attributes: Any = None, links: Sequence[Any] | None = None, trace_state: Any = None) -> Any:
-        if kind is SpanKind.CLIENT:
-            return SamplingResult(Decision.DROP)
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-
-    def get_description(self) -> str:
-        return "UnitsOfWork"
-
-
-def _instrument() -> None:
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.instrumentation.django import DjangoInstrumentor
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor
-    from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
-
-    # Django's: a span per request, parented on an incoming `traceparent`; its middleware goes first.
-    DjangoInstrumentor().instrument(excluded_urls=os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS",
-                                                                 "healthz,readyz,metrics"))
-    CeleryInstrumentor().instrument()
-    PsycopgInstrumentor().instrument(skip_dep_check=True)
-    RedisInstrumentor().instrument()
-    RequestsInstrumentor().instrument()
-    URLLib3Instrumentor().instrument()
-
-
-# A path with a query string (Django's `http.target`): the query may be a signed URL's signature.
-_PATH_QUERY = re.compile(r"(^|[\s\"'(])(/[^\s?\"']*)\?[^\s\"']*")
-
-
-def _scrubbed(value: Any, key: str = "") -> Any:
-    if isinstance(value, str):
-        if key.endswith(".query"):  # `url.query`: the query string alone
-            return "[query redacted]" if value else value
-        return scrub(_PATH_QUERY.sub(r"\1\2?[query redacted]", value))
-    if isinstance(value, tuple | list) and any(isinstance(item, str) for item in value):
-        return tuple(scrub(item) if isinstance(item, str) else item for item in value)
-    return value
-
-
-class ScrubbingExporter(SpanExporter):
-    """Wraps an exporter: every string attribute of a span, of its events and its links is
-    scrubbed (auteur.core.logging.scrub) before it leaves the process."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.inner.export([_scrub_span(span) for span in spans])
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-def _scrub_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {key: _scrubbed(value, key) for key, value in (attributes or {}).items()}
-
-
-def _scrub_span(span: ReadableSpan) -> ReadableSpan:
-    return ReadableSpan(
-        name=_scrubbed(span.name), context=span.context, parent=span.parent, resource=span.resource,
-        attributes=_scrub_attributes(span.attributes),
-        events=[Event(e.name, _scrub_attributes(e.attributes), e.timestamp) for e in span.events],
-        links=[Link(link.context, _scrub_attributes(link.attributes)) for link in span.links],
-        kind=span.kind, status=Status(span.status.status_code, _scrubbed(span.status.description)),
-        start_time=span.start_time, end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
-    )
 
 
 def tracer() -> trace.Tracer:
@@ -338,17 +209,23 @@ def mark_error(span: Any, code: str) -> None:
 
 def record_phases(job: Any, traceparent: str, phases: Sequence[tuple[str, int, int]]) -> None:
     """A GPU call's phases (name, start and end in ns since the epoch, as the call timed them) as
-    spans `gpu.<name>`, children of the span that spawned it (`traceparent`, which the call was
-    given) when that is in the job's trace, else of the job's."""
-    if not _enabled or not phases:
-        return
+    spans `gpu.<name>` of the job's trace: children of the span that spawned the call (the
+    `traceparent` it was given) when that is in the job's trace, else of the job's own span. The
+    call's word is taken for nothing else: a job without a trace of its own gets none, and a phase
+    outside the job's life (before its submission, or in the future) is left out."""
     own = getattr(job, "traceparent", "")
-    parent = traceparent if not own or trace_id_of(traceparent) == trace_id_of(own) else own
+    if not _enabled or not phases or not own:
+        return
+    parent = traceparent if trace_id_of(traceparent) == trace_id_of(own) else own
     context = _PROPAGATOR.extract({"traceparent": parent})
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        context = _PROPAGATOR.extract({"traceparent": own})
+    earliest, latest = int(job.created_at.timestamp() * 1e9), time.time_ns()
     attributes = job_attributes(job)
     for name, start_ns, end_ns in phases:
-        span = tracer().start_span(f"gpu.{name}", context=context, attributes=attributes, start_time=start_ns)
-        span.end(end_time=end_ns)
+        if earliest <= start_ns <= end_ns <= latest:
+            span = tracer().start_span(f"gpu.{name}", context=context, attributes=attributes, start_time=start_ns)
+            span.end(end_time=end_ns)
 
 
 def log_ids() -> tuple[str, str]:

@@ -208,7 +208,6 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
             return None
         _record_phases(job, status)  # once: only the look that stamped the end of inference gets here
     elif status.state == "failed":
-        _record_phases(job, status)
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
         if error.code == "gpu_oom" and _climb(job):
             return status
@@ -218,8 +217,10 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
             if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
                 gpu_call_id=""
             ):
+                _record_phases(job, status)  # once: by the look that let the call go
                 job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, attempt=job.attempts)
             return status
+        _record_phases(job, status)  # the job fails now: no later look finds it processing
         raise error
     return status
 

@@ -13,11 +13,12 @@ from django.core.exceptions import ImproperlyConfigured
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from auteur.core import logging as auteur_logging
-from auteur.core import tracing
+from auteur.core import trace_export, tracing
 from auteur.core.logging import ContextFilter, JsonFormatter
+from auteur.core.queues import CLOCK_TASKS
 from gpu_tasks.call_trace import MAX_PHASES, CallPhases, CallTrace
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -40,51 +41,62 @@ def test_traces_are_on_only_where_an_exporter_is_configured(environ: dict[str, s
 
 def test_an_exporter_that_is_not_installed_is_refused_by_name() -> None:
     with pytest.raises(ImproperlyConfigured, match="zipkin"):
-        tracing._exporters({"OTEL_TRACES_EXPORTER": "zipkin"})
+        trace_export.exporters({"OTEL_TRACES_EXPORTER": "zipkin"})
     with pytest.raises(ImproperlyConfigured, match="http/protobuf"):
-        tracing._exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+        trace_export.exporters({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
 
 
-def test_the_default_sampler_keeps_units_of_work_and_drops_a_lone_client_call() -> None:
-    sampler = tracing._sampler({})
-    decide = lambda kind: sampler.should_sample(None, 1, "x", kind).decision.is_sampled()  # noqa: E731
+def test_the_default_sampler_keeps_units_of_work_and_drops_lone_client_calls_and_clock_ticks() -> None:
+    sampler = trace_export.sampler({})
+    decide = lambda kind, name="x": sampler.should_sample(None, 1, name, kind).decision.is_sampled()  # noqa: E731
     assert decide(SpanKind.SERVER) and decide(SpanKind.CONSUMER) and decide(SpanKind.INTERNAL)
+    assert decide(SpanKind.PRODUCER, "apply_async/jobs.audio.prepare")
     assert not decide(SpanKind.CLIENT)  # a Redis poll of a worker's outside any task
+    assert not decide(SpanKind.PRODUCER, f"apply_async/{sorted(CLOCK_TASKS)[0]}")  # beat's every few seconds
 
 
 def exported(record: Any) -> list[Any]:
     memory = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(tracing.ScrubbingExporter(memory)))
+    provider.add_span_processor(SimpleSpanProcessor(trace_export.ScrubbingExporter(memory)))
     record(provider.get_tracer("test"))
     return list(memory.get_finished_spans())
 
 
-def test_no_query_string_token_or_email_leaves_the_process_in_a_span() -> None:
+def test_only_the_allowed_attributes_leave_the_process_and_urls_keep_their_origin() -> None:
     def record(tracer: Any) -> None:
         with tracer.start_as_current_span("GET /storage/download/k?token=s1gn3d") as span:
             span.set_attributes({
-                "http.target": "/storage/download/a/b.wav?token=s1gn3d&exp=1",
-                "url.full": "https://bucket.example/k?X-Amz-Signature=abc123",
+                "http.target": "/storage/download/projects/p/my-secret-film.wav?token=s1gn3d&exp=1",
+                "http.route": "storage/download/<path:key>",
+                "url.full": "https://u:pw@bucket.example:9000/pub/tok3nsecret/name.mp4?X-Amz-Signature=abc123",
                 "url.query": "token=s1gn3d",
                 "http.request.header.authorization": ("Bearer eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl",),
                 "enduser.email": "someone@example.com",
+                "celery.retry.reason": "ValueError('the velvet lighthouse')",
                 "auteur.job.credits": 7,
+                "http.request.method": "GET",
             })
-            span.add_event("note", {"where": "/x?sig=zz"})
+            span.add_event("exception", {"exception.type": "ValueError",
+                                         "exception.message": "the velvet lighthouse",
+                                         "exception.stacktrace": "Traceback ... the velvet lighthouse"})
+            span.set_status(Status(StatusCode.ERROR, "ValueError: the velvet lighthouse"))
 
     (span,) = exported(record)
-    text = json.dumps({"name": span.name, "attributes": dict(span.attributes), "events": [
-        dict(e.attributes or {}) for e in span.events]})
-    for secret in ("s1gn3d", "abc123", "eyJhbGciOi", "someone@example.com", "sig=zz"):
+    text = json.dumps({"name": span.name, "attributes": dict(span.attributes), "status": span.status.description,
+                       "events": [dict(e.attributes or {}) for e in span.events]})
+    for secret in ("s1gn3d", "abc123", "eyJhbGciOi", "someone@example.com", "my-secret-film", "tok3nsecret",
+                   "velvet", ":pw@"):
         assert secret not in text, secret
-    assert span.attributes["http.target"] == "/storage/download/a/b.wav?[query redacted]"
-    assert span.attributes["auteur.job.credits"] == 7
+    assert dict(span.attributes) == {"http.route": "storage/download/<path:key>", "auteur.job.credits": 7,
+                                     "url.full": "https://bucket.example:9000/", "http.request.method": "GET"}
+    assert [dict(e.attributes or {}) for e in span.events] == [{"exception.type": "ValueError"}]
+    assert span.status.description == "ValueError"
 
 
 def test_the_exporter_answers_as_the_one_it_wraps() -> None:
     memory = InMemorySpanExporter()
-    assert tracing.ScrubbingExporter(memory).export([]) is SpanExportResult.SUCCESS
+    assert trace_export.ScrubbingExporter(memory).export([]) is SpanExportResult.SUCCESS
 
 
 def test_a_line_logged_inside_a_span_carries_its_trace_and_span_ids(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,6 +149,10 @@ def test_a_call_times_its_phases_only_where_its_payload_carries_a_traceparent() 
     {"traceparent": TRACEPARENT, "phases": [["engine.run", True, NS]]},
     {"traceparent": TRACEPARENT, "phases": [["engine.run", NS, 10**40]]},
     {"traceparent": TRACEPARENT, "phases": [["engine.run", NS, NS]] * (MAX_PHASES + 1)},
+    {"traceparent": TRACEPARENT, "phases": [[["engine.run"], NS, NS]]},  # unhashable: refused, not raised
+    {"traceparent": TRACEPARENT, "phases": [[{"a": 1}, NS, NS]]},
+    {"traceparent": "00-" + "0" * 32 + "-b7ad6b7169203331-01", "phases": []},  # all-zero ids are invalid
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-" + "0" * 16 + "-01", "phases": []},
 ])
 def test_a_call_trace_record_is_read_strictly(value: Any) -> None:
     """The record comes from the call's container: anything but the exact form is no trace."""

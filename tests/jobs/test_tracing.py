@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 USER_TEXT = "Quorble fennimore zatch the velvet lighthouse"
 HOOK_SECRET_PATH = "hook-path-secret-5f1c2e"
 HOOK_SECRET_QUERY = "hook-query-secret-a9d03b"
+CLIENT_TRACE, CLIENT_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 
 
 class HookReceiver:
@@ -116,11 +117,18 @@ def assert_job_attributes(span: dict[str, Any], job: Job) -> None:
     assert "auteur.job.attempt" in attributes
 
 
-def submit_tts(api: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = requests.post(f"{api}/api/v1/jobs/tts", json=body, headers={"Authorization": f"Bearer {token}"},
-                             timeout=60)
+def submit_tts(api: str, token: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+    response = requests.post(f"{api}/api/v1/jobs/tts", json=body, timeout=60,
+                             headers={"Authorization": f"Bearer {token}", **headers})
     assert response.status_code == 202, response.text
     return dict(response.json())
+
+
+def funded(make_user: Callable[..., User]) -> tuple[User, Any, str]:
+    """A user with credits, a project and a token."""
+    user = make_user()
+    credit_grant(user=user, amount=100, description="test funds")
+    return user, ProjectFactory.create(user=user, name="Film"), user_issue_token(user=user)
 
 
 def settled(collector: Collector, trace_id: str, names: set[str], timeout: float = 60) -> list[dict[str, Any]]:
@@ -136,15 +144,15 @@ def settled(collector: Collector, trace_id: str, names: set[str], timeout: float
 def test_a_completed_job_is_one_trace_from_its_request_to_its_webhook(
     collector: Collector, start_worker: Callable[..., Worker], make_user: Callable[..., User],
 ) -> None:
-    user = make_user()
-    credit_grant(user=user, amount=100, description="test funds")
-    project = ProjectFactory.create(user=user, name="Film")
-    token = user_issue_token(user=user)
+    user, project, token = funded(make_user)
     hooks = HookReceiver()
     start_worker(**traced_env(collector, "auteur-worker"))
     with gunicorn_server(**traced_env(collector, "auteur-api")) as api:
+        # The client traces too, and asks for nothing to be sampled (flags 00): its trace is linked,
+        # not continued, so it neither hides the job from operators nor chooses its trace id.
         accepted = submit_tts(api.http, token, {"project_id": str(project.pk), "text": USER_TEXT,
-                                                "webhook": hooks.url, "webhook_events_filter": ["completed"]})
+                                                "webhook": hooks.url, "webhook_events_filter": ["completed"]},
+                              traceparent=f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00", baggage="user=someone")
         job = wait_terminal(accepted["job_id"])
         assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
         shown = requests.get(f"{api.http}/api/v1/jobs/{job.pk}", headers={"Authorization": f"Bearer {token}"},
@@ -156,8 +164,9 @@ def test_a_completed_job_is_one_trace_from_its_request_to_its_webhook(
         secrets = [token, USER_TEXT, HOOK_SECRET_PATH, HOOK_SECRET_QUERY, *user_secrets(user, token, api_url=api.http)]
         time.sleep(1)  # the API exports the spans of those reads too
 
-    assert shown["trace_id"] == job.traceparent.split("-")[1]
+    assert shown["trace_id"] == job.traceparent.split("-")[1] != CLIENT_TRACE
     root = assert_one_tree(spans)
+    assert root["links"] == [(CLIENT_TRACE, CLIENT_SPAN)]
     assert root["service"] == "auteur-api" and root["attributes"].get("http.request.method",
                                                                        root["attributes"].get("http.method")) == "POST"
     submit = one(spans, "job.submit")
@@ -202,10 +211,7 @@ def test_a_completed_job_is_one_trace_from_its_request_to_its_webhook(
 def test_a_failed_job_is_one_trace_that_ends_in_its_refund(
     collector: Collector, start_worker: Callable[..., Worker], make_user: Callable[..., User],
 ) -> None:
-    user = make_user()
-    credit_grant(user=user, amount=100, description="test funds")
-    project = ProjectFactory.create(user=user, name="Film")
-    token = user_issue_token(user=user)
+    _, project, token = funded(make_user)
     # Every TTS call is refused at its spawn (model_unavailable, permanent): the job fails, refunded.
     start_worker(**traced_env(collector, "auteur-worker"), AUTEUR_FAULT_INJECTION="tts:spawn_permanent=1.0",
                  DJANGO_SETTINGS_MODULE="bench.settings")

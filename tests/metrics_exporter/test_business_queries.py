@@ -49,3 +49,26 @@ def test_each_poll_finds_its_rows_by_an_index(name, column, user):
     found = plan(queryset)
     assert "Seq Scan" not in found, found
     assert any("Index Cond:" in line and f"{column} " in line.replace(")", " ") for line in found.splitlines()), found
+
+
+def test_a_jobs_latency_buckets_carry_its_trace_as_their_exemplar(user):
+    """A traced job's trace id is the exemplar of the buckets it fell in (OpenMetrics, which
+    Prometheus asks for when it stores exemplars): a Grafana point leads to that job's trace."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    from metrics_exporter.business import BusinessMetrics
+
+    now = timezone.now()
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    traced, untraced = (
+        Job.objects.create(user=user, type="transcription", credits_cost=1, status=JobStatus.COMPLETED,
+                           started_at=now - timedelta(seconds=3), completed_at=now, traceparent=traceparent)
+        for traceparent in (f"00-{trace_id}-b7ad6b7169203331-01", ""))
+    registry = CollectorRegistry()
+    metrics = BusinessMetrics(registry, backfill_seconds=60)
+    metrics._ended_jobs([traced, untraced])
+    text = generate_latest(registry).decode()
+    for name in ("auteur_job_submit_to_start_seconds_bucket", "auteur_job_start_to_end_seconds_bucket"):
+        lines = [line for line in text.splitlines() if line.startswith(name) and "# {" in line]
+        assert len(lines) == 1 and f'trace_id="{trace_id}"' in lines[0], lines

@@ -3232,7 +3232,7 @@ export interface components {
             /** Format: date-time */
             started_at: string | null;
             status: components["schemas"]["JobStatusEnum"];
-            /** @description The id of the job's trace (32 hex digits) where the server exports traces (OpenTelemetry): its submission, steps, GPU call, storing and webhook attempts are that trace's spans. The submission joins the trace of a `traceparent` header sent with it. Null where traces were off when it was submitted. */
+            /** @description The id of the job's trace (32 hex digits) where the server exports traces (OpenTelemetry): its submission, steps, GPU call, storing and webhook attempts are that trace's spans. A `traceparent` header sent with the submission is linked from its trace, not continued. Null where traces were off when it was submitted. */
             readonly trace_id: string | null;
             type: components["schemas"]["JobTypeEnum"];
             /**
@@ -3338,7 +3338,7 @@ export interface components {
             /** Format: date-time */
             started_at: string | null;
             status: components["schemas"]["JobStatusEnum"];
-            /** @description The id of the job's trace (32 hex digits) where the server exports traces (OpenTelemetry): its submission, steps, GPU call, storing and webhook attempts are that trace's spans. The submission joins the trace of a `traceparent` header sent with it. Null where traces were off when it was submitted. */
+            /** @description The id of the job's trace (32 hex digits) where the server exports traces (OpenTelemetry): its submission, steps, GPU call, storing and webhook attempts are that trace's spans. A `traceparent` header sent with the submission is linked from its trace, not continued. Null where traces were off when it was submitted. */
             readonly trace_id: string | null;
             type: components["schemas"]["JobTypeEnum"];
             /**
