@@ -163,3 +163,12 @@ def test_a_call_trace_record_of_the_exact_form_is_read() -> None:
     found = CallTrace.of({"traceparent": TRACEPARENT,
                           "phases": [["engine.load", NS, NS + 5], ["engine.run", NS + 5, NS + 9]]})
     assert found is not None and [p.name for p in found.phases] == ["engine.load", "engine.run"]
+
+
+@pytest.mark.parametrize(("value", "disabled"), [
+    (None, {"psycopg", "redis"}), ("", {"psycopg", "redis"}), ("none", set()), ("celery", {"celery"}),
+    ("psycopg, urllib3", {"psycopg", "urllib3"}),
+])
+def test_statement_and_command_spans_are_off_unless_asked_for(value: str | None, disabled: set[str]) -> None:
+    environ = {} if value is None else {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": value}
+    assert trace_export.disabled_instrumentations(environ) == disabled

@@ -74,6 +74,8 @@ def traced_env(collector: Collector, service: str) -> dict[str, str]:
     return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_SERVICE_NAME": service,
         "OTEL_BSP_SCHEDULE_DELAY": "50", "AUTEUR_WEBHOOK_ALLOW_LOOPBACK": "1",
+        # Every instrumentation, the statement and command spans too: more to scan for secrets.
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "none",
     }
 
 
