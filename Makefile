@@ -152,8 +152,9 @@ docs: $(STAMP_DOCS)
 
 # Each benchmark starts its own throwaway stack and prints its figures; report.py gathers them.
 bench: $(STAMP_DEV)
-	$(PY) bench/pipeline_throughput.py
+	$(PY) bench/pipeline_throughput.py --tracing-ab
 	$(PY) bench/pipeline_overhead.py
+	$(PY) bench/submit_recovery.py
 	$(PY) bench/api_reads.py
 	$(PY) bench/ledger_contention.py
 	$(PY) bench/cap_race.py

@@ -119,6 +119,32 @@ def events_ab_note(d: dict[str, Any]) -> str:
             f"{off['cpu_ms_per_job']['worker']} ms/job (events cost {ab['worker_cpu_ms_per_job_on_minus_off']} ms/job)")
 
 
+def tracing_ab_note(d: dict[str, Any]) -> str:
+    """`--tracing-ab`: the pipeline again, right after on the same stack, with traces on in the API
+    and the worker (exported over OTLP/HTTP to a loopback receiver)."""
+    if "tracing_ab" not in d:
+        return ""
+    ab, on, off = d["tracing_ab"], d["tracing_ab"]["on"], d["tracing_ab"]["off"]
+    exported = ab.get("exported") or {}
+    return (f"; traces on (API and worker exporting OTLP/HTTP, {exported.get('bytes', 0) / 1e6:.1f} MB in "
+            f"{exported.get('requests', 0)} batches), same stack right after: {on['jobs_per_second']} jobs/s = "
+            f"{ab['jobs_per_second_on_over_off']} x off ({off['jobs_per_second']}), ratio to raw {on['ratio_to_raw']} "
+            f"= {ab['ratio_to_raw_on_over_off']} x off, CPU +{ab['cpu_ms_per_job_on_minus_off']['api']} ms/job API, "
+            f"+{ab['cpu_ms_per_job_on_minus_off']['worker']} ms/job worker (>= 0.9 x off: "
+            f"{verdict(ab['jobs_per_second_on_over_off'] >= 0.9)})")
+
+
+def submit_recovery_row(d: dict[str, Any]) -> str:
+    phases = ", ".join(f"{n} {p}" for p, n in sorted(d["by_phase"].items()))
+    found = ", ".join(f"{n} by {how}" for how, n in sorted(d["recovered_by"].items()))
+    ok = not d["problems"] and d["balance_consistent"] and not d["ledger_check_problems"]
+    return (f"| submission drill: a client killed (SIGKILL) at {d['points']:,} random points of a submission "
+            f"({phases}), then recovering by its key | {found}; keys with other than one job "
+            f"{d['jobs_per_key_other_than_one']}, double charges {d['double_charges']}, balance consistent "
+            f"{d['balance_consistent']}, ledger_check problems {d['ledger_check_problems']} | answer p50 "
+            f"{d['median_answer_ms']} ms | - | every job recovered, charged once: {verdict(ok)} |")
+
+
 def retention_row(d: dict[str, Any]) -> str:
     """bench/retention_sweep.py: one batch of each sweep without and with its index."""
     ev, idem, out = d["job_events"], d["idempotency_keys"], d["job_outputs"]
@@ -247,7 +273,7 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{cold_note(d)}{load_note(d)} | - | - | p99 <= 50 ms: "
                     f"{verdict(max(u['submit_to_inference_start_ms']['p99'], u['inference_end_to_completed_ms']['p99']) <= 50)} |"))
     if (d := load("pipeline_throughput")) is not None:
-        rows.append(("pipeline_throughput", f"| pipeline throughput: {d.get('rounds', 1)} x {d['jobs']} TTS jobs over HTTP, alternating with raw chains, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s, median of rounds ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms; worker CPU {d['cpu_ms_per_job']['worker']} ms/job{load_note(d)} | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (median of {d.get('raw_chain_per_second_each', d.get('raw_chain_per_second_before_after'))}){events_ab_note(d)} | {d['ratio_to_raw']} (rounds {d.get('ratio_to_raw_min_max', '-')}, spread {d.get('ratio_spread', '-')}) | >= 0.7 of raw: {verdict(d['ratio_to_raw'] >= 0.7)}; worker CPU <= 10 ms/job: {verdict(d['cpu_ms_per_job']['worker'] <= 10)} |"))
+        rows.append(("pipeline_throughput", f"| pipeline throughput: {d.get('rounds', 1)} x {d['jobs']} TTS jobs over HTTP, alternating with raw chains, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s, median of rounds ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms; worker CPU {d['cpu_ms_per_job']['worker']} ms/job{load_note(d)} | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (median of {d.get('raw_chain_per_second_each', d.get('raw_chain_per_second_before_after'))}){events_ab_note(d)}{tracing_ab_note(d)} | {d['ratio_to_raw']} (rounds {d.get('ratio_to_raw_min_max', '-')}, spread {d.get('ratio_spread', '-')}) | >= 0.7 of raw: {verdict(d['ratio_to_raw'] >= 0.7)}; worker CPU <= 10 ms/job: {verdict(d['cpu_ms_per_job']['worker'] <= 10)} |"))
     if (d := load("probe_sandbox")) is not None:
         f, s, cpu = d["fresh_interpreter_ms"], d["server_ms"], d["cpu_ms_per_probe"]
         rows.append(("probe_sandbox", f"| sandboxed probe of a {d['file']}, {d['probes']} probes each way | probe "
@@ -319,6 +345,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"({d['singles_for_items_s']} s for all), cancel p50 {d['single_cancel_p50_ms']} ms "
                     f"({d['single_cancels_for_items_s']} s) | {d['speedup']}x (submission) | accepted <= "
                     f"{d['goal_s']:g} s, cancelled <= {d['cancel_goal_s']:g} s: {verdict(d['within_goal'])} |"))
+    if (d := load("submit_recovery")) is not None:
+        rows.append(("submit_recovery", submit_recovery_row(d)))
     if (d := load("batch_fairness")) is not None:
         without, with_ = d["cases"]
         rows.append(("batch_fairness", f"| interactive TTS jobs of two users (one every {d['every_s']:g} s, "

@@ -9,7 +9,7 @@ job is submitted over HTTP with a webhook to a receiver on loopback; once its we
 in, its trace is drawn: one bar per span on the job's time line, indented under its parent,
 coloured by process. The database and Redis spans under each step are left out of the drawing
 (they are in the trace: their count is printed) so that the job's own spans stay readable.
-Writes the trace's spans to bench/results/trace_waterfall.json.
+Writes the trace's spans to bench/results/trace/spans.json.
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def main() -> None:
     shown = [s for s in spans if s["scope"] not in HIDDEN_SCOPES]
     print(json.dumps({"job": job_id, "status": job.status, "trace_id": trace_id, "spans": len(spans),
                       "drawn": len(shown), "database_and_redis_spans": len(spans) - len(shown)}, indent=2))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "trace_waterfall.json").write_text(json.dumps(spans, indent=1))
+    (RESULTS_DIR / "trace").mkdir(parents=True, exist_ok=True)  # beside the figures, not one of them
+    (RESULTS_DIR / "trace" / "spans.json").write_text(json.dumps(spans, indent=1))
     draw(shown, job_id, trace_id, args.out)
 
 
@@ -136,8 +136,8 @@ def draw(spans: list[dict[str, Any]], job_id: str, trace_id: str, out: Path) -> 
         width = max((span["end_ns"] - span["start_ns"]) / 1e6, total_ms / 400)
         colour = "#C44E52" if span["status"] == 2 else COLOURS.get(span["service"], "#8172B3")
         ax.barh(y, width, left=left, height=0.62, color=colour)
-        ax.text(-total_ms * 0.01, y, "  " * depth + span["name"], ha="right", va="center", fontsize=8,
-                family="monospace")
+        ax.text(-0.36, y, "  " * depth + span["name"], ha="left", va="center", fontsize=8, family="monospace",
+                transform=ax.get_yaxis_transform())
         ax.text(left + width + total_ms * 0.005, y, f"{(span['end_ns'] - span['start_ns']) / 1e6:.1f} ms",
                 va="center", fontsize=7, color="#444444")
     ax.set_ylim(len(rows) - 0.5, -0.5)
@@ -145,7 +145,7 @@ def draw(spans: list[dict[str, Any]], job_id: str, trace_id: str, out: Path) -> 
     ax.set_yticks([])
     ax.set_xlabel("ms since the submission's request began")
     ax.set_title(f"Trace {trace_id} of job {job_id}", fontsize=10, loc="left")
-    ax.legend(handles=[Patch(color=c, label=name) for name, c in COLOURS.items()], loc="lower right", fontsize=8)
+    ax.legend(handles=[Patch(color=c, label=name) for name, c in COLOURS.items()], loc="upper right", fontsize=8)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     out.parent.mkdir(parents=True, exist_ok=True)
