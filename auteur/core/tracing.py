@@ -228,6 +228,12 @@ def record_phases(job: Any, traceparent: str, phases: Sequence[tuple[str, int, i
             span.end(end_time=end_ns)
 
 
+def record_call(job: Any, call_trace: Any) -> None:
+    """record_phases for a finished call's `trace` (gpu_tasks.call_trace.CallTrace, or None)."""
+    if _enabled and call_trace is not None:
+        record_phases(job, call_trace.traceparent, [(p.name, p.start_ns, p.end_ns) for p in call_trace.phases])
+
+
 def log_ids() -> tuple[str, str]:
     """The current trace and span ids for a log line, ("", "") when none."""
     if not _enabled:

@@ -167,12 +167,6 @@ def _record_call(job: Job, call_id: str, *, claimed: datetime, now: datetime) ->
             pause = min(pause * 2, 5.0)
 
 
-def _record_phases(job: Job, status: CallStatus) -> None:
-    if status.trace is not None:
-        tracing.record_phases(job, status.trace.traceparent,
-                              [(p.name, p.start_ns, p.end_ns) for p in status.trace.phases])
-
-
 def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus | None:
     """One non-blocking look at the job's GPU call. None when the job is no longer processing.
 
@@ -206,7 +200,7 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
     elif status.state == "succeeded":
         if not job_inference_ended(job=job):
             return None
-        _record_phases(job, status)  # once: only the look that stamped the end of inference gets here
+        tracing.record_call(job, status.trace)  # once: only the look that stamped the end of inference gets here
     elif status.state == "failed":
         error = status.error or PermanentGpuError("internal", "the GPU call failed without an error")
         if error.code == "gpu_oom" and _climb(job):
@@ -217,10 +211,10 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
             if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
                 gpu_call_id=""
             ):
-                _record_phases(job, status)  # once: by the look that let the call go
+                tracing.record_call(job, status.trace)  # once: by the look that let the call go
                 job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, attempt=job.attempts)
             return status
-        _record_phases(job, status)  # the job fails now: no later look finds it processing
+        tracing.record_call(job, status.trace)  # the job fails now: no later look finds it processing
         raise error
     return status
 

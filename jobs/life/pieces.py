@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import gpu_tasks.confined as confined
+from auteur.core import tracing
 from jobs import gpu_client
 from jobs.events.record import job_event_record
 from jobs.gpu_client import (
@@ -180,7 +181,11 @@ def pieces_spawn(job: Job) -> None:
             payload = {**base, "span": {"start_ms": piece.audio_start_ms, "end_ms": piece.audio_end_ms}}
             if _transcribes(job):
                 payload["diarization"] = False  # the speakers come from the whole file's call, if any
-        call_id = gpu_client.spawn(job.type, payload)
+        with tracing.job_span("gpu.spawn", job, kind=tracing.SpanKind.CLIENT, piece=piece.index) as span:
+            if tracing.enabled():  # the piece's call continues this span's trace
+                payload["traceparent"] = tracing.current_traceparent()
+            call_id = gpu_client.spawn(job.type, payload)
+            span.set_attribute("auteur.gpu.call_id", call_id)
         won = JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.PENDING).update(
             state=JobPiece.State.RUNNING, call_id=call_id, attempts=F("attempts") + 1, started_at=timezone.now())
         if not won:
@@ -207,6 +212,7 @@ def pieces_poll(job: Job) -> CallStatus:
                 state=JobPiece.State.SUCCEEDED, result=result, progress=100.0, gpu_seconds=status.gpu_seconds
             ):
                 continue
+            tracing.record_call(job, status.trace)
             if not result.get("outputs"):
                 gpu_client.release_quietly(piece.call_id)  # else kept for its files until they are joined
             start_due_on_commit(job.type)  # the piece's unit is free
@@ -219,6 +225,7 @@ def pieces_poll(job: Job) -> CallStatus:
                 raise error
             if not this_call.update(state=JobPiece.State.PENDING):
                 continue
+            tracing.record_call(job, status.trace)
             job_event_record(job.id, JobEventType.INFERENCE_RETRY, code=error.code, piece=piece.index,
                              attempt=piece.attempts)
     pieces_spawn(job)

@@ -172,3 +172,61 @@ def test_a_call_trace_record_of_the_exact_form_is_read() -> None:
 def test_statement_and_command_spans_are_off_unless_asked_for(value: str | None, disabled: set[str]) -> None:
     environ = {} if value is None else {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": value}
     assert trace_export.disabled_instrumentations(environ) == disabled
+
+
+_MEMORY = InMemorySpanExporter()
+
+
+@pytest.fixture
+def traced(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """Traces on in this process, into the SDK's in-memory exporter (the global provider is set
+    once per process; off again after the test, the helpers make nothing)."""
+    from opentelemetry import trace
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_MEMORY))
+        trace.set_tracer_provider(provider)
+    monkeypatch.setattr(tracing, "_enabled", True)
+    _MEMORY.clear()
+    return _MEMORY
+
+
+def a_job(traceparent: str) -> Any:
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    return SimpleNamespace(pk="j1", type="transcription", attempts=1, user_id="u1", credits_cost=3, member_id=None,
+                           traceparent=traceparent, created_at=datetime.now(UTC) - timedelta(minutes=1))
+
+
+def test_a_calls_phases_are_spans_of_the_job_under_the_span_that_spawned_it(traced: InMemorySpanExporter) -> None:
+    import time
+
+    job = a_job(TRACEPARENT)
+    spawn = "00-0af7651916cd43dd8448eb211c80319c-1111111111111111-01"  # the job's trace, the spawn's span
+    now = time.time_ns()
+    tracing.record_phases(job, spawn, [("engine.load", now - 3000, now - 2000), ("engine.run", now - 2000, now - 10)])
+    spans = traced.get_finished_spans()
+    assert [s.name for s in spans] == ["gpu.engine.load", "gpu.engine.run"]
+    assert all(format(s.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c" for s in spans)
+    assert all(format(s.parent.span_id, "016x") == "1111111111111111" for s in spans)
+    assert spans[0].attributes["auteur.job.id"] == "j1" and spans[1].end_time == now - 10
+
+
+def test_a_call_cannot_put_spans_in_another_trace_nor_outside_the_jobs_life(traced: InMemorySpanExporter) -> None:
+    import time
+
+    now = time.time_ns()
+    elsewhere = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    # Another trace's context: the phases go under the job's own span instead.
+    tracing.record_phases(a_job(TRACEPARENT), elsewhere, [("engine.run", now - 1000, now - 10)])
+    (span,) = traced.get_finished_spans()
+    assert format(span.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert format(span.parent.span_id, "016x") == "b7ad6b7169203331"
+    traced.clear()
+    # Before the job existed, or in the future: left out. A job without a trace of its own: none.
+    tracing.record_phases(a_job(TRACEPARENT), TRACEPARENT, [("engine.run", NS, NS + 1),
+                                                          ("engine.run", now - 10, now + 10**12)])
+    tracing.record_phases(a_job(""), elsewhere, [("engine.run", now - 1000, now - 10)])
+    assert traced.get_finished_spans() == ()
