@@ -20,6 +20,7 @@ Status descriptions keep their leading code or exception class. Strings kept are
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
@@ -145,34 +146,23 @@ def instrument(environ: Mapping[str, str]) -> None:
     from opentelemetry import propagate
 
     propagate.set_global_textmap(InsidePropagator())
+    # Each instrumentation's instrumentor and its options (Django's: a span per request, its
+    # middleware first; urllib3's: URLs cut to their origin).
+    options: dict[str, tuple[str, dict[str, Any]]] = {
+        "django": ("DjangoInstrumentor", {"request_hook": link_client_span, "excluded_urls": environ.get(
+            "OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "healthz,readyz,metrics")}),
+        "celery": ("CeleryInstrumentor", {}),
+        "psycopg": ("PsycopgInstrumentor", {"skip_dep_check": True}),
+        "redis": ("RedisInstrumentor", {}),
+        "requests": ("RequestsInstrumentor", {}),
+        "urllib3": ("URLLib3Instrumentor", {"url_filter": url_origin}),
+    }
     disabled = disabled_instrumentations(environ)
-    if "django" not in disabled:
-        from opentelemetry.instrumentation.django import DjangoInstrumentor
-
-        # A span per request; its middleware goes first.
-        DjangoInstrumentor().instrument(
-            excluded_urls=environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "healthz,readyz,metrics"),
-            request_hook=link_client_span)
-    if "celery" not in disabled:
-        from opentelemetry.instrumentation.celery import CeleryInstrumentor
-
-        CeleryInstrumentor().instrument()
-    if "psycopg" not in disabled:
-        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-
-        PsycopgInstrumentor().instrument(skip_dep_check=True)
-    if "redis" not in disabled:
-        from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-        RedisInstrumentor().instrument()
-    if "requests" not in disabled:
-        from opentelemetry.instrumentation.requests import RequestsInstrumentor
-
-        RequestsInstrumentor().instrument()
-    if "urllib3" not in disabled:
-        from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
-
-        URLLib3Instrumentor().instrument(url_filter=url_origin)
+    for name in INSTRUMENTATIONS:
+        if name not in disabled:
+            instrumentor, kwargs = options[name]
+            module = importlib.import_module(f"opentelemetry.instrumentation.{name}")
+            getattr(module, instrumentor)().instrument(**kwargs)
 
 
 # ---- What leaves the process.

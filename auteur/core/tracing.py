@@ -169,21 +169,20 @@ def record_job_span(name: str, job: Any, start_ns: int, *, error_code: str = "",
     span.end()
 
 
+def submission_span(job_type: str) -> contextlib.AbstractContextManager[Any]:
+    """The `job.submit` span, current while a job is charged and created (in the request's trace):
+    its context is the job's (Job.traceparent). A refusal sets its status to the refusal's code."""
+    return span_in("job.submit", "", attributes={"auteur.job.type": str(job_type)})
+
+
 @contextlib.contextmanager
-def submission_span(job_type: str) -> Iterator[Any]:
-    """The `job.submit` span, current while a job is charged and created: its context is the
-    job's (Job.traceparent). A refusal sets its status to the refusal's code; no exception text
-    is recorded (a message may quote the request)."""
-    if not _enabled:
-        yield trace.INVALID_SPAN
-        return
-    with tracer().start_as_current_span("job.submit", attributes={"auteur.job.type": str(job_type)},
-                                        record_exception=False, set_status_on_exception=False) as span:
-        try:
-            yield span
-        except Exception as exc:
-            mark_error(span, _code_of(exc))
-            raise
+def call_span(job: Any, payload: dict[str, Any], **extra: Any) -> Iterator[Any]:
+    """`gpu.spawn`, current while a call of `job` is started: the call's `payload` carries the
+    span's traceparent, which the call continues (gpu_tasks.call_trace)."""
+    with job_span("gpu.spawn", job, kind=SpanKind.CLIENT, **extra) as span:
+        if _enabled:
+            payload["traceparent"] = current_traceparent()
+        yield span
 
 
 def _code_of(exc: BaseException) -> str:

@@ -92,11 +92,8 @@ def job_spawn(*, job_id: uuid.UUID | str, job: Job | None = None) -> Job | None:
         # Another delivery of this step is starting the call (or the job moved on): it carries on.
         return Job.objects.filter(pk=job_id).first()
     try:
-        with tracing.job_span("gpu.spawn", job, kind=tracing.SpanKind.CLIENT, gpu_backend=job.gpu_backend,
-                              gpu_class=job.gpu_class or None) as span:
-            payload = _payload(job)
-            if tracing.enabled():  # the call continues this span's trace (gpu_tasks.contract)
-                payload["traceparent"] = tracing.current_traceparent()
+        payload = _payload(job)
+        with tracing.call_span(job, payload, gpu_backend=job.gpu_backend, gpu_class=job.gpu_class or None) as span:
             call_id = gpu_client.spawn(job.type, payload, gpu=job.gpu_class or None)
             span.set_attribute("auteur.gpu.call_id", call_id)
     except gpu_client.TransientGpuError as exc:

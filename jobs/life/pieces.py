@@ -181,9 +181,7 @@ def pieces_spawn(job: Job) -> None:
             payload = {**base, "span": {"start_ms": piece.audio_start_ms, "end_ms": piece.audio_end_ms}}
             if _transcribes(job):
                 payload["diarization"] = False  # the speakers come from the whole file's call, if any
-        with tracing.job_span("gpu.spawn", job, kind=tracing.SpanKind.CLIENT, piece=piece.index) as span:
-            if tracing.enabled():  # the piece's call continues this span's trace
-                payload["traceparent"] = tracing.current_traceparent()
+        with tracing.call_span(job, payload, piece=piece.index) as span:
             call_id = gpu_client.spawn(job.type, payload)
             span.set_attribute("auteur.gpu.call_id", call_id)
         won = JobPiece.objects.filter(pk=piece.pk, state=JobPiece.State.PENDING).update(
