@@ -32,27 +32,24 @@ import contextvars
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import date
 
 from django.db import IntegrityError, connection, transaction
 
 from auteur.core.errors import ApplicationError
 from auteur.core.postgres.plans import Planned
-from auteur.users.models import ApiKey, User
+from auteur.users.models import User
 from credits.alerts import cap_alerts_record
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import (
     CreditAccount,
     CreditTransaction,
     TransactionType,
-    reached_bits,
 )
 from credits.selectors import (
     credit_balance_get,
     credit_transaction_get_by_key,
     credit_transaction_get_for_job,
     database_month,
-    month_of,
     spend_cap_refusal,
 )
 
@@ -114,131 +111,48 @@ RETURNING id, account_id, user_id, amount, balance_after, type, description, job
     created_by_id, member_id, created_at
 """
 _POST_SQL = f"WITH moved AS ({_MOVED}){_ENTRY}{_RETURNING}"
+# The statements a request runs (a job's charge, a batch's, a cancel's refund, a bulk cancel's) are
+# functions of the tables' owner (SECURITY DEFINER, credits/migrations/0010_ledger_functions.py): the
+# API's role may read the ledger's tables but write none of them, so that an injected statement can
+# move no balance and no counter without the ledger row that accounts for it. Each function is one
+# such statement, and checks what a caller chooses: a charge only takes, a batch's move is the sum of
+# its entries, a refund gives back at most what its job's usage entry took, named and counted as
+# that entry was. Grants, purchases and adjustments run _POST_SQL on the owner's login.
+#
 # A charge counts on its counters (credit_spend_caps) of the month: the workspace's, once a cap was
-# set on it (`capped`, read from the account's row after its lock: a cap set a moment ago is
-# seen), and the subject that made it when that is not the account itself: an API key's (a charge
-# whose member is one of the account's keys) or a team member's. A personal workspace's owner
-# without a cap counts on nothing: the statement costs them little more than _POST_SQL
-# (bench/ledger_contention.py). Each counter takes the cost after the
-# account's lock (its input is `moved`, so the account is always locked first and the counters
-# second, in one order: no two statements wait on each other's rows), only within its monthly
-# limit and its per-job limit; the entry is written only if every counter did. A counter of an
-# earlier month starts again from zero. A counter also records the thresholds of its limit
-# (THRESHOLDS' bits) the charge newly crossed this month (`crossed`) and every one crossed
-# (`notified`): a threshold is crossed once a month, whatever refunds do after. A refusal by a
-# counter leaves the balance (and the other counters) moved in the statement: the caller rolls
-# it back.
-# A key's charges count on the budget of the member who made it too: a key spends no more than its
-# maker may.
-_SUBJECTS = """
-    SELECT 'workspace'::varchar AS scope, %(user_id)s::uuid AS subject_id FROM moved WHERE moved.capped
-    UNION ALL
-    SELECT CASE WHEN k.id IS NULL THEN 'member' ELSE 'key' END, %(member_id)s::uuid
-    FROM moved LEFT JOIN api_keys k ON k.id = %(member_id)s AND k.user_id = %(user_id)s
-    WHERE %(member_id)s::uuid IS NOT NULL AND %(member_id)s::uuid <> %(user_id)s::uuid
-    UNION ALL
-    SELECT 'member', k.created_by_id
-    FROM moved JOIN api_keys k ON k.id = %(member_id)s AND k.user_id = %(user_id)s
-    WHERE k.created_by_id <> %(user_id)s
-"""
-_SPENT = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.spent ELSE 0 END) + EXCLUDED.spent"
-_NOTIFIED = "(CASE WHEN cap.month = EXCLUDED.month THEN cap.notified ELSE 0 END)"
-_REACHED = reached_bits(_SPENT)
-
-
-def _counted(largest: str) -> str:
-    """The counting of a charge of `-%(amount)s` on its counters (a per-job limit holds `largest`)."""
-    return f"""
-    INSERT INTO credit_spend_caps AS cap (id, user_id, scope, subject_id, month, spent, notified, crossed, updated_at)
-    SELECT gen_random_uuid(), %(user_id)s, subjects.scope, subjects.subject_id,
-           date_trunc('month', moved.at AT TIME ZONE 'UTC')::date, -%(amount)s, 0, 0, moved.at
-    FROM moved, subjects
-    ON CONFLICT ON CONSTRAINT spend_cap_one_per_subject DO UPDATE
-        SET spent = {_SPENT}, notified = {_NOTIFIED} | {_REACHED}, crossed = ({_REACHED}) & ~{_NOTIFIED},
-            month = EXCLUDED.month, updated_at = EXCLUDED.updated_at
-        WHERE (cap.monthly_limit IS NULL OR {_SPENT} <= cap.monthly_limit)
-          AND (cap.job_limit IS NULL OR {largest} <= cap.job_limit)
-    RETURNING cap.scope, cap.subject_id, cap.monthly_limit, cap.spent, cap.month, cap.crossed
-"""  # noqa: S608 - constant fragments only
-
-
-# What a charge says of its counters after its entries: those whose thresholds it crossed, and those that refused it.
-_COUNTERS_SAID = """
-    (SELECT json_agg(json_build_object('scope', scope, 'subject_id', subject_id, 'monthly_limit', monthly_limit,
-                                       'spent', spent, 'month', month, 'crossed', crossed))
-     FROM counted WHERE crossed <> 0),
-    (SELECT array_agg(s.scope || ' ' || s.subject_id) FROM subjects s
-     WHERE NOT EXISTS (SELECT FROM counted c WHERE c.scope = s.scope AND c.subject_id = s.subject_id))
-"""
-_ALL_COUNTED = " WHERE (SELECT count(*) FROM counted) = (SELECT count(*) FROM subjects)"
-_CHARGE_SQL = f"""
-WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS ({_counted("EXCLUDED.spent")}),
-entry AS ({_ENTRY}{_ALL_COUNTED}{_RETURNING})
-SELECT entry.*, {_COUNTERS_SAID}
-FROM (SELECT) AS one LEFT JOIN entry ON true
-"""  # noqa: S608 - constant fragments only
-# Many jobs' entries at once, in the order given, each with the balance after it (the running sum), entry n
-# stamped n-1 microseconds after the first (the ledger's order is the given one), never past the month of
-# the first (its counters count them all). `condition`: what the entries need besides the account's move.
-def _many_entries(type: str, condition: str = "") -> str:
-    return f"""
-    INSERT INTO credit_transactions
-        (id, account_id, user_id, amount, balance_after, type, description, job_id, job_type, idempotency_key,
-         created_by_id, member_id, created_at)
-    SELECT e.id, moved.id, %(user_id)s, e.amount, moved.balance - %(amount)s + e.running, '{type}', e.description,
-           e.job_id, e.job_type, NULL, NULL, e.member_id,
-           LEAST(moved.at + (e.n - 1) * interval '1 microsecond',
-                 date_trunc('month', moved.at) + interval '1 month' - interval '1 microsecond')
-    FROM moved, (
-        SELECT u.*, sum(u.amount) OVER (ORDER BY u.n) AS running
-        FROM unnest(%(ids)s::uuid[], %(amounts)s::int[], %(job_ids)s::uuid[], %(job_types)s::text[],
-                    %(descriptions)s::text[], %(member_ids)s::uuid[])
-             WITH ORDINALITY AS u(id, amount, job_id, job_type, description, member_id, n)
-    ) e{condition}
-    RETURNING 1
-"""  # noqa: S608 - constant fragments only
-
-
-# Many jobs charged at once (a batch): the account moves by their sum (`amount`), each counter
-# counts the sum (a per-job limit holds the largest, `largest`), and each job gets its own usage entry.
-_CHARGE_MANY_SQL = f"""
-WITH moved AS ({_MOVED}), subjects AS ({_SUBJECTS}), counted AS ({_counted("%(largest)s")}),
-entries AS ({_many_entries(TransactionType.USAGE, _ALL_COUNTED)})
-SELECT (SELECT count(*) FROM entries), {_COUNTERS_SAID}
-"""  # noqa: S608 - constant fragments only
-# Many jobs refunded at once (a bulk cancel): the account moves by their sum, each counter of their charges
-# gives back what it counted of them in its month (`caps_*`: per counter and month), each job its own entry.
-_REFUND_MANY_SQL = f"""
-WITH moved AS ({_MOVED}), uncounted AS (
-    UPDATE credit_spend_caps c SET spent = GREATEST(c.spent - g.amount, 0), updated_at = now()
-    FROM unnest(%(caps_subjects)s::uuid[], %(caps_months)s::date[], %(caps_amounts)s::bigint[])
-         AS g(subject_id, month, amount)
-    WHERE c.user_id = %(user_id)s AND c.subject_id = g.subject_id AND c.month = g.month AND EXISTS (SELECT FROM moved)
-), entries AS ({_many_entries(TransactionType.REFUND)})
-SELECT count(*) FROM entries
-"""  # noqa: S608 - constant fragments only
-# A refund: the counters of its charge (the workspace's, its key's and the key's maker's, or its
-# member's) give it back
-# only while they still count the month the charge was made in (`charge_month`), once the account
-# is locked.
-_REFUND_SQL = f"""
-WITH moved AS ({_MOVED}), uncounted AS (
-    UPDATE credit_spend_caps SET spent = GREATEST(spent - %(amount)s, 0), updated_at = now()
-    WHERE user_id = %(user_id)s AND month = %(charge_month)s AND EXISTS (SELECT FROM moved)
-      AND (subject_id IN (%(user_id)s, %(member_id)s)
-           OR subject_id = (SELECT created_by_id FROM api_keys WHERE id = %(member_id)s AND user_id = %(user_id)s))
-){_ENTRY}{_RETURNING}"""  # noqa: S608 - constant fragments only
+# set on it (`capped`, read from the account's row after its lock: a cap set a moment ago is seen),
+# and the subject that made it when that is not the account itself: an API key's (a charge whose
+# member is one of the account's keys) and its maker's, or a team member's. Each counter takes the
+# cost after the account's lock (its input is `moved`: the account is locked first and the counters
+# second, the ledger's lock order, credits/lock_objects.py), only within its monthly limit and its
+# per-job limit; the entry is written only if every counter did. A counter of an earlier month starts
+# again from zero, and records the thresholds of its limit the charge newly crossed (`crossed`) and
+# every one crossed this month (`notified`). A refusal by a counter leaves the balance (and the other
+# counters) moved in the statement: the caller rolls it back. The function answers one row: the
+# entry (NULLs when refused), the counters whose thresholds it crossed, and those that refused it.
+_CHARGE = Planned("SELECT * FROM auteur_ledger_charge(%(id)s, %(user_id)s, %(amount)s, %(description)s, "
+                  "%(job_id)s, %(job_type)s, %(member_id)s)")
 # A personal workspace's owner's charge while the workspace has no cap: the plain statement, which
-# moves only an account not `capped` (read after the lock, so a cap set a moment ago is seen); one
-# it does not move (capped now, or short) is charged by _CHARGE_SQL, which decides.
-_MOVED_UNCAPPED = _MOVED.replace("balance + %(amount)s >= 0", "balance + %(amount)s >= 0 AND NOT capped")
-_CHARGE_UNCAPPED_SQL = f"WITH moved AS ({_MOVED_UNCAPPED}){_ENTRY}{_RETURNING}"
+# moves only an account not `capped` (read after the lock, so a cap set a moment ago is seen); one it
+# does not move (capped now, or short) is charged by _CHARGE, which decides. It costs them little more
+# than _POST_SQL (bench/ledger_contention.py).
+_CHARGE_UNCAPPED = Planned("SELECT * FROM auteur_ledger_charge_uncapped(%(id)s, %(user_id)s, %(amount)s, "
+                           "%(description)s, %(job_id)s, %(job_type)s, %(member_id)s)")
+# Many jobs charged at once (a batch): the account moves by their sum, each counter counts the sum (a
+# per-job limit holds the largest), and each job gets its own usage entry, in the order given, each
+# with the balance after it, entry n stamped n-1 microseconds after the first, never past the month
+# of the first. Answers the entries written (all or none), crossed thresholds and refusing counters.
+_CHARGE_MANY = Planned("SELECT * FROM auteur_ledger_charge_many(%(user_id)s, %(member_id)s, %(ids)s::uuid[], "
+                       "%(amounts)s::int[], %(job_ids)s::uuid[], %(job_types)s::text[], %(descriptions)s::text[])")
+# A refund: the counters of its charge (the workspace's, its key's and the key's maker's, or its
+# member's) give it back only while they still count the month the charge was made in, once the
+# account is locked.
+_REFUND = Planned("SELECT * FROM auteur_ledger_refund(%(id)s, %(user_id)s, %(job_id)s, %(amount)s, %(description)s)")
+# Many jobs refunded at once (a bulk cancel): the account moves by their sum, each counter of their
+# charges gives back what it counted of them in its month, each job its own entry.
+_REFUND_MANY = Planned("SELECT auteur_ledger_refund_many(%(user_id)s, %(ids)s::uuid[], %(amounts)s::int[], "
+                       "%(job_ids)s::uuid[], %(job_types)s::text[], %(descriptions)s::text[])")
 _POST = Planned(_POST_SQL)
-_CHARGE_UNCAPPED = Planned(_CHARGE_UNCAPPED_SQL)
-_CHARGE = Planned(_CHARGE_SQL)
-_CHARGE_MANY = Planned(_CHARGE_MANY_SQL)
-_REFUND_MANY = Planned(_REFUND_MANY_SQL)
-_REFUND = Planned(_REFUND_SQL)
 _POST_COLUMNS = ("id", "account_id", "user_id", "amount", "balance_after", "type", "description", "job_id",
                  "job_type", "idempotency_key", "created_by_id", "member_id", "created_at")
 
@@ -273,12 +187,10 @@ def _post(
     idempotency_key: str | None = None,
     created_by: User | None = None,
     member_id: uuid.UUID | None = None,
-    charge_month: date | None = None,
     job_type: str | None = None,
 ) -> CreditTransaction | None:
     """Move the balance and write its ledger entry; None if it would overdraw, or take a spending
     past one of its caps (then the caller must roll back: see the module's notes).
-    `charge_month`: a refund's, the month its job's charge counted in.
 
     Must run inside an atomic block, which holds the account's lock until it ends.
     """
@@ -286,7 +198,6 @@ def _post(
         "id": uuid.uuid4(), "user_id": user.pk, "amount": amount, "type": type, "description": description,
         "job_id": job_id, "job_type": job_type, "idempotency_key": idempotency_key,
         "created_by_id": created_by.pk if created_by is not None else None, "member_id": member_id,
-        "charge_month": charge_month,
     }
     statement = _POST
     if user.is_team and member_id is None and type == TransactionType.USAGE:
@@ -507,25 +418,15 @@ def credit_refund_jobs(*, user: User, refunds: list[JobCharge]) -> int:
         return 0
     charges = {entry.job_id: entry for entry in CreditTransaction.objects.filter(
         user_id=user.pk, type=TransactionType.USAGE, job_id__in=[r.job_id for r in refunds])}
-    makers = dict(ApiKey.objects.filter(user_id=user.pk, pk__in={c.member_id for c in charges.values()})
-                  .values_list("pk", "created_by_id"))
-    counted: dict[tuple[uuid.UUID, date], int] = {}
     for refund in refunds:
         charge = charges.get(refund.job_id)
         if charge is None or not 0 < refund.amount <= -charge.amount:
             raise ApplicationError("A refund is 1 to what the job was charged.", code="invalid_amount",
                                    details={"job_id": str(refund.job_id), "amount": refund.amount})
-        month = month_of(charge.created_at)
-        subjects = {user.pk, charge.member_id, makers.get(charge.member_id) if charge.member_id else None}
-        for subject in subjects:
-            if subject is not None:
-                counted[(subject, month)] = counted.get((subject, month), 0) + refund.amount
     total = sum(r.amount for r in refunds)
-    params = {"user_id": user.pk, "amount": total,
-              **_entries(refunds, 1, [charges[r.job_id].job_type or r.job_type for r in refunds],
-                         [charges[r.job_id].member_id for r in refunds]),
-              "caps_subjects": [subject for subject, _ in counted], "caps_months": [month for _, month in counted],
-              "caps_amounts": list(counted.values())}
+    # Each entry's member, and the counters and months given back, are its charge's (the function
+    # reads them from the usage entries, as it checks each amount against its charge).
+    params = {"user_id": user.pk, **_entries(refunds, 1, [r.job_type for r in refunds], [])}
     with connection.cursor() as cursor:
         _REFUND_MANY.execute(cursor, params)
         (written,) = cursor.fetchone()
@@ -559,8 +460,7 @@ def credit_refund_job(*, job_id: uuid.UUID, reason: str, amount: int | None = No
     try:
         with transaction.atomic():
             return _must(_post(user=usage.user, amount=amount, type=TransactionType.REFUND,
-                               description=reason, job_id=job_id, member_id=usage.member_id,
-                               charge_month=month_of(usage.created_at), job_type=usage.job_type))
+                               description=reason, job_id=job_id, member_id=usage.member_id, job_type=usage.job_type))
     except IntegrityError:
         # A concurrent refund of this job committed first (one refund per job); ours rolled back.
         existing = credit_transaction_get_for_job(job_id=job_id, type=TransactionType.REFUND)
