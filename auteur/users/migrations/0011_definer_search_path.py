@@ -1,7 +1,7 @@
-"""The functions that run as their owner (SECURITY DEFINER) for the API's role search only pg_catalog
-and pg_temp, and name every table and function with its schema: an object a session could create in
+"""auteur_api_key(), which the API's role calls as the table's owner (SECURITY DEFINER), searches only
+pg_catalog and pg_temp, and names its table with its schema: an object a session could create in
 a schema on the path (public, where PostgreSQL before 15 lets every role create) never stands in for
-the ones these functions mean."""
+the one it means."""
 
 from django.db import migrations
 
@@ -17,21 +17,6 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT * FROM api_keys WHERE api_keys.secret_hash = auteur_api_key.secret_hash
 $$;
 """
-IS_MEMBER = """
-CREATE OR REPLACE FUNCTION auteur_is_member(workspace uuid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (SELECT FROM public.workspace_members m
-                   WHERE m.workspace_id = workspace AND m.user_id = public.auteur_user_id())
-$$;
-"""
-IS_MEMBER_BEFORE = """
-CREATE OR REPLACE FUNCTION auteur_is_member(workspace uuid) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT EXISTS (SELECT FROM workspace_members WHERE workspace_id = workspace AND user_id = auteur_user_id())
-$$;
-"""
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -40,5 +25,4 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(API_KEY, API_KEY_BEFORE),
-        migrations.RunSQL(IS_MEMBER, IS_MEMBER_BEFORE),
     ]
