@@ -112,15 +112,20 @@ class PermanentGpuError(GpuError):
 
 
 def classify_exception(exc: BaseException) -> GpuError:
-    """Map an exception raised by engine code to the taxonomy (unknown ones are `internal`)."""
+    """Map an exception raised by engine code to the taxonomy (unknown ones are `internal`).
+
+    `gpu_oom` is the GPU's memory only (torch's OutOfMemoryError, CUDA's "out of memory"): a
+    larger GPU class may hold the input. Python's MemoryError is the host's memory, which no larger
+    GPU gives more of, so it is `internal` (the container is sized wrong, or an engine leaks),
+    whatever its text says."""
     if isinstance(exc, GpuError):
         return exc
     text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError):
+        return PermanentGpuError("internal", f"host memory exhausted: {text[:470]}")
     lowered = text.lower()
     if "outofmemoryerror" in lowered.replace(" ", "") or "cuda out of memory" in lowered:
         return PermanentGpuError("gpu_oom", text[:500])
-    if isinstance(exc, MemoryError):
-        return PermanentGpuError("gpu_oom", f"out of memory: {text[:480]}")
     return PermanentGpuError("internal", text[:500])
 
 

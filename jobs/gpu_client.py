@@ -184,6 +184,17 @@ def gpu_ladder(job_type: str) -> tuple[str, ...]:
     return backend().gpu_ladder(job_type)
 
 
+def gpu_ladder_next(job_type: str, gpu_class: str) -> str | None:
+    """The class a call of the type that ran out of GPU memory on `gpu_class` ("": the type's own)
+    runs on next; None at the top: the last class of its ladder, a type without one, or a class the
+    ladder does not hold (the backend changed since)."""
+    ladder = gpu_ladder(job_type)
+    if not gpu_class:
+        return ladder[0] if ladder else None
+    at = ladder.index(gpu_class) if gpu_class in ladder else len(ladder)
+    return ladder[at + 1] if at + 1 < len(ladder) else None
+
+
 def output_targets(job_type: str) -> Mapping[str, str]:
     """{output name: content type} of the outputs a call of the type PUTs to targets the spawn
     gives (gpu_tasks.contract); empty when they all come back in its result."""

@@ -219,12 +219,11 @@ def job_poll(*, job_id: uuid.UUID | str, job: Job | None = None) -> CallStatus |
 def _climb(job: Job) -> bool:
     """A call out of GPU memory: the job's next call runs on the next class of its type's ladder,
     for the price it was charged (nothing more is charged, whatever the class). False at the top:
-    the failure is final, and refunded once as any. Only while the job still runs this call."""
-    ladder = gpu_client.gpu_ladder(job.type)
-    at = climbs(job)
-    if at >= len(ladder) or (job.gpu_class and job.gpu_class not in ladder):
+    the failure is final, refunded once as a timed-out call is (jobs.life.refunds.failure_refund).
+    Only while the job still runs this call."""
+    bigger = gpu_client.gpu_ladder_next(job.type, job.gpu_class)
+    if bigger is None:
         return False
-    bigger = ladder[at]
     if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
         gpu_call_id="", gpu_class=bigger
     ):

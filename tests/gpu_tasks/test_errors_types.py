@@ -58,6 +58,14 @@ def test_classify_exception_recognises_out_of_memory() -> None:
     assert classify_exception(original) is original
 
 
+def test_a_host_memory_error_is_internal_whatever_its_text_says() -> None:
+    """A larger GPU gives no more host memory: Python's MemoryError never climbs a GPU ladder."""
+    for exc in (MemoryError(), MemoryError("out of memory error"), MemoryError("CUDA out of memory")):
+        error = classify_exception(exc)
+        assert (error.code, error.retryable) == ("internal", False), exc
+        assert error.message.startswith("host memory exhausted")
+
+
 def test_every_job_type_has_a_spec_matching_the_seed() -> None:
     assert set(JOB_TYPES) == set(JobType)
     assert get_spec("transcription").gpu is GpuClass.A10G

@@ -8,6 +8,7 @@ its type's own class and lets it through on a larger one.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -94,6 +95,52 @@ def test_out_of_memory_at_the_top_of_the_ladder_fails_refunded_once(auth_client,
     assert len(modal.lookups) == 3 and len(retries(job)) == 2
     assert CreditTransaction.objects.filter(job_id=job.pk, type="refund").count() == 1
     assert credit_balance_get(user=funded) == before
+
+
+def test_out_of_memory_at_the_top_keeps_the_share_its_engine_reported_done(auth_client, funded, project, media,
+                                                                         modal):
+    """An input too large for every class climbs the whole ladder (three calls paid for by the
+    platform), then is refunded as a timed-out call is, not in full: the share of its cost its engine
+    reported done is kept, once."""
+    out_of_memory = PermanentGpuError("gpu_oom", "CUDA out of memory")
+    # Each call runs (its progress read from Modal's dict by its id), then runs out of memory.
+    modal.script = [TimeoutError(), status_record("failed", error=out_of_memory, gpu_seconds=9.0)]
+    modal.progress = {"fc-0001": 10.0, "fc-0002": 25.0, "fc-0003": 40.0}
+    before = credit_balance_get(user=funded)
+    response = submit(auth_client, "video-query", valid_body("video-query", project, media))
+    assert response.status_code == 202, response.json()
+    job = run_until_ended(response.json()["job_id"], steps=12)
+    assert (job.status, job.error_code, job.gpu_class) == (JobStatus.FAILED, "gpu_oom", "A100-80GB")
+    assert [name for _, name, _ in modal.lookups] == ["video_query", "video_query_on_l40s", "video_query_on_a100_80gb"]
+    assert job.progress == 40
+    kept = math.ceil(job.credits_cost * 40 / 100)
+    assert 0 < kept < job.credits_cost
+    assert job.credits_refund == job.credits_cost - kept and job.credits_refunded
+    refunds = CreditTransaction.objects.filter(job_id=job.pk, type="refund")
+    assert list(refunds.values_list("amount", flat=True)) == [job.credits_cost - kept]
+    assert credit_balance_get(user=funded) == before - kept, "not refunded in full"
+    failed = JobEvent.objects.get(job=job, type=JobEventType.FAILED)
+    assert (failed.data["code"], failed.data["refunded"]) == ("gpu_oom", job.credits_cost - kept)
+
+
+def test_a_host_memory_error_fails_internal_and_climbs_nothing(auth_client, funded, project, media, modal,
+                                                               monkeypatch):
+    """Python's MemoryError in a container is the host's memory, which a larger GPU does not give
+    more of: `internal` (refunded in full), never `gpu_oom`, and no larger class is tried."""
+    from gpu_tasks import modal_runtime
+
+    def engine(payload: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        raise MemoryError("out of memory error while decoding frames")
+
+    monkeypatch.setattr(modal_runtime, "load_engine", lambda job_type, where: engine)
+    modal.body = lambda name, payload: modal_runtime.run_call("video-query", payload)
+    before = credit_balance_get(user=funded)
+    response = submit(auth_client, "video-query", valid_body("video-query", project, media))
+    job = run_until_ended(response.json()["job_id"])
+    assert (job.status, job.error_code, job.retryable) == (JobStatus.FAILED, "internal", False)
+    assert [name for _, name, _ in modal.lookups] == ["video_query"] and retries(job) == []
+    assert job.gpu_class == "" and credit_balance_get(user=funded) == before
+    assert "host memory" in job.error_detail and "memory" not in job.error_message.lower()
 
 
 def test_a_type_without_a_ladder_fails_at_once_refunded(auth_client, funded, project, media, modal):

@@ -490,6 +490,28 @@ def test_a_call_that_runs_past_its_limit_keeps_the_share_its_engine_reported_don
     assert _refund_rows(job) == ([refund] if refund else [])
 
 
+@pytest.mark.parametrize(("backend", "gpu_class", "refund"), [
+    ("local", "", 3),  # one kind of machine: its own class is the top
+    ("noop", "L40S", 3),  # the top of transcription's ladder (A10G, then L40S)
+    ("noop", "", 5),  # a larger class was left (a job in pieces, which do not climb): all of it back
+])
+def test_out_of_memory_at_the_top_of_its_ladder_keeps_the_share_its_engine_reported_done(
+    user, project, media, gpu_backend, backend, gpu_class, refund
+):
+    from django.utils import timezone
+
+    gpu_backend(backend)
+    job = submit(user, project, media)  # 5 credits
+    _processing(job, inference_started_at=timezone.now(), gpu_call_id="noop-x", progress=40, gpu_class=gpu_class)
+    before = credit_balance_get(user=user)
+    assert lifecycle.job_fail(job_id=job.pk, code="gpu_oom", detail="CUDA out of memory", retryable=False)
+    job.refresh_from_db()
+    # As a time-out: refund = cost - ceil(cost * progress / 100) = 5 - ceil(2.0) = 3 at 40 %.
+    assert (job.status, job.credits_refund, _refund_rows(job)) == (JobStatus.FAILED, refund, [refund])
+    assert credit_balance_get(user=user) == before + refund
+    assert JobEvent.objects.get(job=job, type="failed").data["refunded"] == refund
+
+
 @pytest.mark.parametrize("case", ["other_code", "before_inference", "while_storing"])
 def test_every_other_failure_refunds_in_full(user, project, media, case):
     from django.utils import timezone
@@ -500,7 +522,7 @@ def test_every_other_failure_refunds_in_full(user, project, media, case):
     code = "timeout"
     if case == "other_code":
         fields.update(inference_started_at=now, gpu_call_id="noop-x")
-        code = "gpu_oom"
+        code = "invalid_media"
     elif case == "while_storing":  # the call ended; a step ran out of time storing its outputs
         fields.update(inference_started_at=now, inference_ended_at=now, gpu_call_id="noop-x")
     _processing(job, **fields)
