@@ -33,8 +33,7 @@ from auteur.core.throttling import SlidingWindowThrottle, person_of
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import SubmissionOptions
-from jobs.intake.admission import require_runnable
-from jobs.intake.quotes import quote_create
+from jobs.intake.quotes import quote_create, quote_precheck
 from jobs.intake.submission import (
     QuoteRequest,
     job_retry,
@@ -197,7 +196,10 @@ class JobQuoteApi(ApiView):
     stand, and a `quote_id` that holds the price until `expires_at` (AUTEUR_QUOTE_TTL_SECONDS):
     a submission of the same body with `quote_id` added is charged `credits_cost`, or the cache
     price when the result cache serves it (`cache`). Nothing is charged and no job is made; the
-    request is checked as a submission would be (the same 4xx).
+    request is checked as a submission would be (the same 4xx). A balance or spend cap that does
+    not cover even the type's least price is a 402 (`insufficient_credits`, `spend_cap_reached`),
+    before the request is resolved; one that covers the least but not this request's price is told
+    (`balance_after` below zero, `spend_cap`).
     """
 
     workspace_actions = {"POST": "jobs.run"}
@@ -212,9 +214,9 @@ class JobQuoteApi(ApiView):
         if "quote_id" in fields:
             raise serializers.ValidationError({"quote_id": ["A quote request does not name a quote."]})
         options = SubmissionOptions.pop(fields)  # its webhook checked as a submission's; a quote sends nothing
-        # In a submission's order: the owner checks, the plan and backend, then the rest.
+        # In a submission's order: the owner checks, the plan, backend and least price, then the rest.
         objects = job_request_objects(user=user, spec=self.spec, data=fields)
-        require_runnable(user, self.spec)
+        quote_precheck(user=user, spec=self.spec, member_id=request_member_id(request))
         job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
                               body_hash=quoted_body_hash(self.spec.type, request.data),
@@ -231,9 +233,9 @@ def _quote_api(spec: JobSpec) -> type[JobQuoteApi]:
             return self.quote(request)
 
     Api.spec = spec
-    # What its submission answers, but what only a submission does: charge, replay, take a quote.
-    submission_only = ("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",
-                       *QUOTE_ERRORS)
+    # What its submission answers, but what only a submission does: replay, take a quote. (A balance
+    # short of the type's least price is refused as a submission's.)
+    submission_only = ("invalid_idempotency_key", "idempotency_key_reused", *QUOTE_ERRORS)
     codes = getattr(JOB_SUBMIT_APIS[spec.type.value], "api_error_codes", ())
     raises(*(c for c in codes if c not in submission_only))(Api)
     Api.__name__ = Api.__qualname__ = "Job" + "".join(part.capitalize() for part in spec.type.split("-")) + "QuoteApi"

@@ -211,7 +211,8 @@ def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
     body.is_valid(raise_exception=True)
     items = _items(body.validated_data["items"])
     return body.validated_data, batch_resolve(user=request_user(request), items=items,
-                                              use_cache=body.validated_data["cache"])
+                                              use_cache=body.validated_data["cache"],
+                                              member_id=request_member_id(request))
 
 
 @raises("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",
@@ -268,13 +269,15 @@ def _accepted(batch: Batch, *, created: bool) -> Response:
     return response
 
 
-@raises("quota_exceeded", *_ITEM_ERRORS)
+@raises("quota_exceeded", "insufficient_credits", "spend_cap_reached", *_ITEM_ERRORS)
 class BatchQuoteApi(ApiView):
     """What a batch would cost if submitted now: the sum of its items' prices, each as its own
     quote would say (the cache price for an item the result cache would serve), the balance after
     it, and the 402 a submission would get now (`refusal`, with the `shortfall` and the first item
     that does not fit), if any (a balance's refusal only to whom may see the balance). The body is
-    checked as a submission's (the same 4xx); nothing is charged, made or held."""
+    checked as a submission's (the same 4xx); nothing is charged, made or held. A balance or cap
+    that does not cover even the sum of the items' least prices is a 402 (`details.least: true`),
+    as the submission's: no item is resolved (no timeline read) for a batch nobody can pay."""
 
     workspace_actions = {"POST": "jobs.run"}
 

@@ -1,13 +1,24 @@
 """What a job request must pass before it is priced: the caller's plan, this server's backend,
-and the spoken languages it names. A submission and a quote check the same."""
+the spoken languages it names, and a balance (and the caps) that cover its least price. A
+submission and a quote check the same.
+
+The rule every path into a job keeps (a submission, a quote, a batch and its quote, alike): the
+checks that cost nothing or a query (the owner checks, the plan, the backend, a balance and the
+caps against the least price) pass before any of the caller's documents is read (a render's
+timeline, read, cut and captioned to be priced). So an account that cannot pay makes the server
+read nothing of its own.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
 
 from auteur.users.models import User
+from credits.errors import InsufficientCredits
+from credits.selectors import credit_balance_state, may_be_capped, spend_cap_refusal
 from credits.services.subscriptions import require_plan
 from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, LanguageUnsupported
@@ -49,3 +60,17 @@ def languages_check(spec: JobSpec, params: dict[str, Any]) -> None:
                 details={"field": field, "language": language, "backend": backend,
                          "supported": gpu_client.describe_languages(spec.type)},
             )
+
+
+def can_pay(user: User, member_id: uuid.UUID | None, cost: int) -> None:
+    """Raise InsufficientCredits or SpendCapReached (402) unless the balance, and the member's
+    budget if one counts them, cover `cost` now (the charge checks them again, exactly, under the
+    account's lock). A query or two: made before anything of the request is read."""
+    balance, capped = credit_balance_state(user=user)
+    if balance < cost:
+        raise InsufficientCredits(balance=balance, cost=cost)
+    # A personal workspace's owner without a cap has no counter to read: one query less.
+    if may_be_capped(user=user, member_id=member_id, capped=capped):
+        refused = spend_cap_refusal(user=user, member_id=member_id, cost=cost)
+        if refused is not None:
+            raise refused

@@ -3,9 +3,12 @@ of their items, charged together or not at all.
 
 A batch is checked as its items would be one by one, in a submission's order: the owner checks of
 every item first (404 for an object that is not the caller's, whatever else is wrong), then the
-plan and this server's backend for each type, a replay of its Idempotency-Key, then each item
-resolved (its media ready, its timeline cut) and priced. An item refused is named (`details.item`,
-its index), and nothing of the batch is made.
+plan and this server's backend for each type, a replay of its Idempotency-Key, then a balance and
+caps that cover the sum of its items' least prices (402, before any item is resolved: a batch of
+renders that cannot be paid for reads none of their timelines), then each item resolved (its media
+ready, its timeline cut) and priced. Identical items of a timeline's type are resolved once: one
+read and one cut of the timeline for all of them. An item refused is named (`details.item`, its
+index), and nothing of the batch is made.
 
 Its price is the sum of its items' prices, each as a submission of it alone would be charged now:
 its list price, or the cache price when the result cache serves it (the quote of a batch says the
@@ -27,12 +30,13 @@ jobs, and reads meant to take the first of their waiting jobs by an index could 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -58,7 +62,7 @@ from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
 from jobs.life.windows import start_deadline_of
 from jobs.models import Batch, Job, JobEventType, JobPriority, JobStatus, idempotency_window_start
-from jobs.selectors.requests import Finder, JobRequest, job_request_objects, job_request_resolve
+from jobs.selectors.requests import Finder, JobRequest, RequestObjects, job_request_objects, job_request_resolve
 from jobs.specs import JobSpec, job_spec
 from media.models import MediaFile
 from projects.selectors import project_library_get
@@ -118,9 +122,11 @@ def _each(items: Iterable[tuple[int, Any]], check: Any) -> list[Any]:
     return out
 
 
-def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True) -> list[Priced]:
+def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
+                  member_id: uuid.UUID | None = None) -> list[Priced]:
     """Check and price every item, in a submission's order (the module's notes): the owner checks
-    of all, then each type's plan and backend, then each item resolved and priced."""
+    of all, then each type's plan and backend, then a balance and caps that cover the items' least
+    prices, then each item resolved and priced."""
     finder = Finder(user, memo=True)
     objects = _each(enumerate(items), lambda item: job_request_objects(user=user, spec=item.spec, data=item.fields,
                                                                        finder=finder))
@@ -129,8 +135,11 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True)
         if item.spec.type not in runnable:
             _each([(index, item)], lambda it: require_runnable(user, it.spec))
             runnable.add(item.spec.type)
+    batch_can_pay(user=user, member_id=member_id, priced=[_Least(index, item.spec.price.minimum)
+                                                          for index, item in enumerate(items)], least=True)
+    resolved: dict[str, JobRequest] = {}
     requests = _each(enumerate(zip(items, objects, strict=True)),
-                     lambda pair: job_request_resolve(user=user, spec=pair[0].spec, objects=pair[1]))
+                     lambda pair: _resolve(user, pair[0].spec, pair[1], resolved))
     priced = []
     for index, (item, request) in enumerate(zip(items, requests, strict=True)):
         # Its languages (the plan and backend were checked once per type above).
@@ -141,6 +150,26 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True)
     if use_cache:
         _find_cached(user, priced)
     return priced
+
+
+def _resolve(user: User, spec: JobSpec, objects: RequestObjects, resolved: dict[str, JobRequest]) -> JobRequest:
+    """An item's request. A timeline's item identical to an earlier one (the same type, project and
+    options) shares its request: its timeline is read, cut and captioned once per batch. (Its
+    input_params are shared too, read-only: the jobs' rows are written from them.)"""
+    if not spec.timeline or objects.project is None:
+        return job_request_resolve(user=user, spec=spec, objects=objects)
+    key = json.dumps([spec.type.value, str(objects.project.pk), objects.params], sort_keys=True, default=str)
+    if key not in resolved:
+        resolved[key] = job_request_resolve(user=user, spec=spec, objects=objects)
+    return resolved[key]
+
+
+@dataclass(frozen=True)
+class _Least:
+    """An item at its type's least price, before it is resolved."""
+
+    index: int
+    price: int
 
 
 def _find_cached(user: User, priced: list[Priced]) -> None:
@@ -161,7 +190,17 @@ def _find_cached(user: User, priced: list[Priced]) -> None:
 # ----------------------------------------------------------------------------- paying
 
 
-def _first_beyond(priced: list[Priced], available: int) -> int:
+class _Item(Protocol):
+    """An item as a refusal names it: its index and its price (as priced, or its least)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def price(self) -> int: ...
+
+
+def _first_beyond(priced: Sequence[_Item], available: int) -> int:
     """The index of the first item whose running sum passes `available`."""
     running = 0
     for p in priced:
@@ -171,15 +210,18 @@ def _first_beyond(priced: list[Priced], available: int) -> int:
     return priced[-1].index
 
 
-def _shortfall(error: ApplicationError, priced: list[Priced]) -> ApplicationError:
+def _shortfall(error: ApplicationError, priced: Sequence[_Item], *, least: bool = False) -> ApplicationError:
     """A refusal of the whole batch, naming its shortfall and the first item that does not fit
-    (both null for a caller who may not see the balance they would reveal)."""
+    (both null for a caller who may not see the balance they would reveal). `least`: the prices
+    are the items' least, the batch unresolved: it costs at least that much."""
     total = sum(p.price for p in priced)
-    details = error.details
+    at_least = "at least " if least else ""
+    details = {**error.details, "least": least}
     if isinstance(error, SpendCapReached) and details.get("cap") == "key_per_job":
         first = next((p.index for p in priced if p.price > details["job_limit"]), None)
         error.details = {**details, "cost": total, "item": first, "shortfall": None}
-        error.message = f"Item {first} costs more than this API key's limit of {details['job_limit']} per job."
+        error.message = (f"Item {first} costs {at_least}more than this API key's limit of {details['job_limit']} "
+                         "per job.")
         return error
     if isinstance(error, SpendCapReached):
         available = details["monthly_limit"] - details["spent"]
@@ -190,13 +232,15 @@ def _shortfall(error: ApplicationError, priced: list[Priced]) -> ApplicationErro
         return error
     first = _first_beyond(priced, available)
     error.details = {**details, "cost": total, "item": first, "shortfall": total - available}
-    error.message += f" The batch is {total - available} credits short; item {first} is the first that does not fit."
+    error.message += (f" The batch is {at_least}{total - available} credits short; item {first} is the first that "
+                      "does not fit.")
     return error
 
 
-def batch_can_pay(*, user: User, member_id: uuid.UUID | None, priced: list[Priced]) -> None:
+def batch_can_pay(*, user: User, member_id: uuid.UUID | None, priced: Sequence[_Item], least: bool = False) -> None:
     """402 unless the balance and the caps cover the batch now (the charge checks them again,
-    exactly, under the account's lock)."""
+    exactly, under the account's lock). `least`: the items at their least prices, checked before
+    any is resolved."""
     total, largest = sum(p.price for p in priced), max(p.price for p in priced)
     balance, capped = credit_balance_state(user=user)
     refused: ApplicationError | None = None
@@ -205,7 +249,7 @@ def batch_can_pay(*, user: User, member_id: uuid.UUID | None, priced: list[Price
     if refused is None and balance < total:
         refused = InsufficientCredits(balance=balance, cost=total)
     if refused is not None:
-        raise _shortfall(refused, priced)
+        raise _shortfall(refused, priced, least=least)
 
 
 def batch_replay(*, user: User, idempotency_key: str, body_hash: str) -> Batch | None:

@@ -7,6 +7,11 @@ within that time is charged the quoted price, whatever the price table says by t
 it is the same request: the same type and body (less `quote_id`) and the same work, the
 quantities the price is computed from (a render's timeline that grew since is another job). A
 quote pays for one job; its owner alone can use it.
+
+A quote is refused as a submission would be (402) when the balance or a cap does not cover even
+the type's least price: no submission of it could pass, and the request is not resolved (a
+render's timeline is not read) for a price nobody can pay. A balance that covers the least price
+but not the request's is told (`balance_after` below zero), not refused.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from auteur.users.workspace_context import balances_shown
 from credits.selectors import credit_balance_get, spend_cap_refusal
 from jobs.errors import QuoteExpired, QuoteMismatch, QuoteNotFound, QuoteUsed
 from jobs.inputs import Scheduling
-from jobs.intake.admission import job_submit_checks
+from jobs.intake.admission import can_pay, job_submit_checks, require_runnable
 from jobs.intake.result_cache import cache_key, cache_lookup, cache_price
 from jobs.models import JobStatus, Quote
 from jobs.selectors.queue import job_queue_estimate
@@ -35,6 +40,13 @@ from jobs.specs import JobSpec
 def _work(quantities: dict[str, Any]) -> Any:
     """The quantities as stored in JSON: what a quote and a submission compare."""
     return json.loads(json.dumps(quantities, sort_keys=True, default=str))
+
+
+def quote_precheck(*, user: User, spec: JobSpec, member_id: uuid.UUID | None = None) -> None:
+    """A quote's cheap checks, before its request is resolved: the plan, this server's backend, and
+    a balance and caps that cover the type's least price (402 otherwise, as a submission's)."""
+    require_runnable(user, spec)
+    can_pay(user, member_id, spec.price.minimum)
 
 
 def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: str,
@@ -66,7 +78,8 @@ def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: s
         "expires_at": quote.expires_at,
         "cache": {"hit": hit is not None, "source_job_id": hit.source.pk if hit else None,
                   "credits_cost": cache_price(cost) if hit else None},
-        "spend_cap": None if capped is None else {**capped.details, "message": capped.message},
+        # As the 402 would tell the caller: the cap's figures only to whom may see the credits.
+        "spend_cap": None if capped is None else {**capped.public()[1], "message": capped.public()[0]},
     }
 
 

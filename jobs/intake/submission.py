@@ -16,14 +16,12 @@ from django.utils import timezone
 from auteur.core import tracing
 from auteur.core.prepared import PreparedInsert
 from auteur.users.models import User
-from credits.errors import InsufficientCredits
-from credits.selectors import credit_balance_state, may_be_capped, spend_cap_refusal
 from credits.services.ledger import credit_deduct_for_job
 from jobs.errors import IdempotencyKeyReused, JobNotRetryable
 from jobs.events.record import job_event_record
 from jobs.events.stream import JobState
 from jobs.inputs import Scheduling, WebhookRequest
-from jobs.intake.admission import job_submit_checks, require_runnable
+from jobs.intake.admission import can_pay, job_submit_checks, require_runnable
 from jobs.intake.quotes import quote_take
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
 from jobs.life import publish
@@ -151,21 +149,8 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
         if replay is not None:
             return replay
     least = spec.price.minimum
-    _can_pay(user, member_id, least)
+    can_pay(user, member_id, least)
     return None
-
-
-def _can_pay(user: User, member_id: uuid.UUID | None, cost: int) -> None:
-    """Raise InsufficientCredits or SpendCapReached (402) unless the balance, and the member's
-    budget if one counts them, cover `cost` now (the charge checks them again, exactly)."""
-    balance, capped = credit_balance_state(user=user)
-    if balance < cost:
-        raise InsufficientCredits(balance=balance, cost=cost)
-    # A personal workspace's owner without a cap has no counter to read: one query less.
-    if may_be_capped(user=user, member_id=member_id, capped=capped):
-        refused = spend_cap_refusal(user=user, member_id=member_id, cost=cost)
-        if refused is not None:
-            raise refused
 
 
 def _cached(s: Submission) -> CachedResult | None:
@@ -193,7 +178,7 @@ def _cached(s: Submission) -> CachedResult | None:
             price = quote_take(user=s.user, spec=s.spec, quote_id=s.quote.quote_id, body_hash=s.quote.body_hash,
                                quantities=s.request.quantities).credits_cost
     price = cache_price(price)
-    _can_pay(s.user, s.member_id, price)
+    can_pay(s.user, s.member_id, price)
     derived_from = s.request.input_params.get(s.spec.version_of) if s.spec.version_of else None
     return cache_prepare(hit=hit, job_id=uuid.uuid4(), project_id=project.pk, derived_from=derived_from)
 

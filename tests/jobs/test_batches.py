@@ -193,16 +193,27 @@ def test_the_batch_counts_and_its_manifest_follow_its_items(auth_client, funded)
 
 
 def test_the_quote_is_the_sum_of_the_items_prices_and_says_the_refusal(auth_client, user):
-    credit_grant(user=user, amount=3, type="bonus", description="test")
-    response = auth_client.post("/api/v1/jobs/batch/quote", {"items": [tts(), tts()]}, format="json")
+    credit_grant(user=user, amount=5, type="bonus", description="test")
+    items = [tts(), tts("x" * 1500)]  # 2 and 4 credits: their least prices (2 + 2) fit the balance, they do not
+    response = auth_client.post("/api/v1/jobs/batch/quote", {"items": items}, format="json")
     assert response.status_code == 200, response.json()
     quote = response.json()
-    assert quote["credits_cost"] == 4 == sum(i["credits_cost"] for i in quote["items"])
-    assert quote["balance"] == 3 and quote["balance_after"] == -1
+    assert quote["credits_cost"] == 6 == sum(i["credits_cost"] for i in quote["items"])
+    assert quote["balance"] == 5 and quote["balance_after"] == -1
     # The same sum as the items' own quotes.
-    single = auth_client.post("/api/v1/jobs/tts/quote", {"text": "Hello world"}, format="json").json()
-    assert quote["items"][0]["credits_cost"] == single["credits_cost"]
+    single = auth_client.post("/api/v1/jobs/tts/quote", {"text": "x" * 1500}, format="json").json()
+    assert quote["items"][1]["credits_cost"] == single["credits_cost"]
     assert quote["refusal"]["code"] == "insufficient_credits" and quote["refusal"]["details"]["item"] == 1
+    assert quote["refusal"]["details"]["least"] is False
+    assert not Job.objects.exists() and not Batch.objects.exists()
+
+
+def test_a_quote_of_a_batch_whose_least_prices_the_balance_does_not_cover_is_a_402(auth_client, user):
+    credit_grant(user=user, amount=3, type="bonus", description="test")
+    response = auth_client.post("/api/v1/jobs/batch/quote", {"items": [tts(), tts()]}, format="json")
+    assert response.status_code == 402 and error_code(response) == "insufficient_credits"
+    details = response.json()["error"]["details"]
+    assert (details["least"], details["cost"], details["shortfall"], details["item"]) == (True, 4, 1, 1)
     assert not Job.objects.exists() and not Batch.objects.exists()
 
 

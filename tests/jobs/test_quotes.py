@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from auteur.core.retention import SweepContext
 from credits.selectors import credit_balance_get
+from credits.services.ledger import credit_grant
 from jobs.models import Job, Quote
 from jobs.retention import quotes_sweep
 from tests.contract.support import served_schema
@@ -128,13 +129,27 @@ def test_a_replayed_submission_with_a_quote_returns_its_job(auth_client, funded,
     assert first.json()["job_id"] == second.json()["job_id"]
 
 
-def test_a_short_balance_is_told_not_refused(client_for, make_user):
+def test_a_balance_short_of_the_request_but_not_of_the_least_price_is_told_not_refused(client_for, make_user):
+    from tests.factories import ProjectFactory
+
+    short = make_user()
+    credit_grant(user=short, amount=PRICE["tts"], type="bonus", description="test")  # the least price of a tts job
+    body = {"project_id": str(ProjectFactory.create(user=short, name="b").pk), "text": "x" * 1500}  # 2 units
+    answer = quote(client_for(short), "tts", body)
+    assert answer["balance"] == 2 and answer["credits_cost"] == 4 and answer["balance_after"] == -2
+
+
+def test_a_balance_short_of_the_least_price_is_refused_as_a_submission_is(client_for, make_user):
+    """No price to promise when no submission of the type could pass: 402, nothing stored, and the
+    request not resolved."""
     from tests.factories import ProjectFactory
 
     broke = make_user()
     body = {"project_id": str(ProjectFactory.create(user=broke, name="b").pk), "text": "Hello world"}
-    answer = quote(client_for(broke), "tts", body)
-    assert answer["balance"] == 0 and answer["balance_after"] == -PRICE["tts"]
+    response = client_for(broke).post(jobs_url("/tts/quote"), body, format="json")
+    assert response.status_code == 402 and error_code(response) == "insufficient_credits"
+    assert response.json()["error"]["details"] == {"balance": 0, "cost": PRICE["tts"]}
+    assert not Quote.objects.exists()
 
 
 def test_expired_quotes_are_swept(auth_client, funded, project, media, settings):
