@@ -46,3 +46,16 @@ class SpendCapReached(ApplicationError):
     when it starts again."""
 
     code = "spend_cap_reached"
+
+
+class OwnBudget(ApplicationError):
+    """A member whose budget an owner sets (an admin) set their own (details: action, role)."""
+
+    code = "own_budget"
+
+
+class BudgetAboveOwn(ApplicationError):
+    """An admin held to a budget gave a member more than what remains of their own this month, or
+    none (details: monthly_limit asked, remaining)."""
+
+    code = "budget_above_own"

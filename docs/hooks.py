@@ -7,6 +7,7 @@ A page asks for a table with a placeholder on a line of its own, replaced in `on
     <!-- table: error-codes -->   every error code the API answers, with its HTTP status
     <!-- table: workspace-roles --> every action of a workspace's members and the roles that may: auteur/users/roles.py
     <!-- table: key-scopes -->    every API key scope and the actions it allows: auteur/users/roles.py
+    <!-- table: role-givers -->   every role and who may give it (invite to it, change a member to it): auteur/users/roles.py
 
 Settings and error codes are found by parsing the source (`ast`, and `tokenize` for the comments
 above each read), so a setting or a code added anywhere appears without an edit here. Job types
@@ -525,6 +526,18 @@ def workspace_role_table() -> str:
     return "\n".join(rows)
 
 
+def role_giver_table() -> str:
+    _django()
+    from auteur.users.roles import GIVING, Role, givers
+
+    rows = ["| role | given by | what giving it takes, beside `members.invite` or `members.set_role` |",
+            "| --- | --- | --- |"]
+    for role in Role:
+        takes = ", ".join(code(action) for action in GIVING[role]) or "nothing more"
+        rows.append(f"| {code(role.value)} | {', '.join(code(r.value) for r in givers(role))} | {takes} |")
+    return "\n".join(rows)
+
+
 def key_scope_table() -> str:
     _django()
     from auteur.users.roles import ACTIONS, SCOPES, scope_allows
@@ -542,7 +555,7 @@ def key_scope_table() -> str:
 # ----------------------------------------------------------------------------- the hook
 
 TABLES = {"job-types": job_type_table, "settings": settings_table, "error-codes": error_table,
-          "workspace-roles": workspace_role_table, "key-scopes": key_scope_table}
+          "workspace-roles": workspace_role_table, "key-scopes": key_scope_table, "role-givers": role_giver_table}
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:

@@ -251,7 +251,7 @@ JOB_QUOTE_APIS: dict[str, type[JobQuoteApi]] = {spec.type.value: _quote_api(spec
 class JobTypeListApi(ApiView):
     """Every job type: its price rule, GPU class, time limit, and whether this server can run it."""
 
-    workspace_actions = {"GET": "workspace.view"}
+    workspace_actions = {"GET": "job_types.view"}
 
     class OutputSerializer(serializers.Serializer):
         class PriceSerializer(serializers.Serializer):

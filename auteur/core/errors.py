@@ -65,6 +65,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "payment_required": status.HTTP_403_FORBIDDEN,  # the plan's renewal payment failed (past due)
     "permission_denied": status.HTTP_403_FORBIDDEN,
     "quota_exceeded": status.HTTP_403_FORBIDDEN,  # auteur/core/quotas.py: details name the quota and limit
+    "own_budget": status.HTTP_403_FORBIDDEN,  # an admin sets no budget of their own: an owner sets it
+    "budget_above_own": status.HTTP_403_FORBIDDEN,  # an admin gives at most what remains of their own budget
     # 404: no such object, or another user's (indistinguishable)
     "project_not_found": status.HTTP_404_NOT_FOUND,
     "media_not_found": status.HTTP_404_NOT_FOUND,

@@ -5,15 +5,16 @@ the documentation's role table is generated from it (docs/hooks.py). The roles f
 buy in the editors and job APIs people compare Auteur with:
 
 - owner: everything, including what ends the workspace; there is always at least one.
-- admin: runs the workspace for its owners: its name, its members (never an owner's seat).
+- admin: runs the workspace for its owners: its name, its members (never an owner's or a billing
+  seat), within the budget an owner gives them.
 - editor: makes things: projects, media, jobs (spending the pool's credits).
 - viewer: sees the work and comments on it; changes and spends nothing.
 - billing: pays for the workspace (plans, packs, usage), and sees no content.
 
 An API key (auteur/users/keys.py) acts in its workspace as a service member whose role is its
 scopes: an action is allowed to a key only if the action names a scope (`Action.scope`) and the key
-holds it; `*:write` includes `*:read`. Actions that name none (the workspace's members, its name,
-its keys, budgets and caps) are people's only. A key's scopes are those its creator's role allows.
+holds it; `*:write` includes `*:read`. Actions that name none (the workspace itself, its members, its
+name, its keys, budgets and caps) are people's only. A key's scopes are those its creator's role allows.
 
 A caller who is not a member of a workspace gets 404 for it and for everything in it, never 403
 (auteur/users/selectors.py): whether a workspace exists is not revealed to outsiders. A member whose
@@ -57,7 +58,11 @@ SEES_WORK = frozenset({*MAKES_WORK, Role.VIEWER})
 ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
-        Action("workspace.view", "see the workspace, its name and one's own role", EVERY_ROLE, ANY_KEY),
+        # The workspaces endpoints are about a person's own seats: a key is refused them (it sees
+        # its workspace's work through the scopes below).
+        Action("workspace.view", "see the workspace, its name and one's own role", EVERY_ROLE),
+        Action("job_types.view", "see the job types, their prices and which of them this server runs", EVERY_ROLE,
+               ANY_KEY),
         Action("workspace.rename", "rename the workspace", RUNS_IT),
         Action("projects.view", "see projects and their timelines", SEES_WORK, "projects:read"),
         Action("projects.edit", "create, change and delete projects and their timelines", MAKES_WORK,
@@ -77,6 +82,10 @@ ACTIONS: dict[str, Action] = {
                frozenset({Role.OWNER, Role.ADMIN, Role.EDITOR, Role.BILLING}), "credits:read"),
         Action("budgets.manage", "set each member's monthly budget and each API key's spend caps",
                RUNS_IT),
+        # Those who set budgets are held to theirs by an owner: an admin sets no admin's budget, their
+        # own included, and gives other members at most what remains of their own (credits/services/budgets.py).
+        Action("budgets.manage_admins", "set an owner's or an admin's monthly budget, one's own included",
+               frozenset({Role.OWNER})),
         Action("keys.manage", "create, see and revoke the workspace's API keys", RUNS_IT),
         Action("billing.view", "see the workspace's plan and what is on offer", frozenset({*RUNS_IT, Role.BILLING}),
                "credits:read"),
@@ -97,9 +106,34 @@ ACTIONS: dict[str, Action] = {
 }
 
 
+# What giving a seat of each role takes, beyond `members.invite` (an invitation) or `members.set_role`
+# (a change of role): the actions its giver must hold too. The billing role sets the workspace's
+# cap and buys its credits, so only those who hold both may give it: an admin who could make a
+# billing seat (a second account of their own) could lift the cap the owners set on their spending.
+GIVING: dict[Role, tuple[str, ...]] = {
+    Role.OWNER: ("members.manage_owners",),
+    Role.ADMIN: (),
+    Role.EDITOR: (),
+    Role.VIEWER: (),
+    Role.BILLING: ("billing.manage", "members.manage_owners"),
+}
+
+
 def allowed(role: str, action: str) -> bool:
     """Whether a member with `role` may do `action` (a name of ACTIONS; any other is a bug)."""
     return role in ACTIONS[action].roles
+
+
+def may_give(role: str, given: str) -> bool:
+    """Whether a member with `role` may give a seat with role `given` (GIVING), once allowed to invite or
+    to change roles at all."""
+    return all(allowed(role, action) for action in GIVING[Role(given)])
+
+
+def givers(given: str) -> list[Role]:
+    """The roles that may give a seat with role `given` by invitation or role change."""
+    return [role for role in Role if allowed(role, "members.invite") and allowed(role, "members.set_role")
+            and may_give(role, given)]
 
 
 def scope_allows(scopes: frozenset[str], action: str) -> bool:

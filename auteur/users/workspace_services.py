@@ -34,12 +34,14 @@ from auteur.users.errors import (
     InvitationUsed,
     LastOwner,
     MemberNotFound,
+    PermissionDenied,
     PersonalWorkspace,
     WorkspaceNotFound,
 )
 from auteur.users.models import ApiKey, Invitation, Membership, User, Workspace
-from auteur.users.roles import Role, allowed, scopes_allowed_to
+from auteur.users.roles import GIVING, Role, allowed, may_give, scopes_allowed_to
 from auteur.users.selectors import require
+from auteur.users.signals import seat_given
 from auteur.users.workspace_context import SEAT_ENDS_KEEP, seat_ends_key
 
 logger = logging.getLogger(__name__)
@@ -114,8 +116,19 @@ def _keeps_an_owner(seat: Membership) -> None:
 
 def _may_offer(seat: Membership | None, role: str) -> bool:
     """Whether a member (None: no longer one) may offer a seat with `role` now."""
-    return seat is not None and allowed(seat.role, "members.invite") and (
-        role != Role.OWNER or allowed(seat.role, "members.manage_owners"))
+    return seat is not None and allowed(seat.role, "members.invite") and may_give(seat.role, role)
+
+
+def _require_may_give(actor: Membership, role: str) -> None:
+    """403 `permission_denied` unless the member may give a seat with `role` (roles.GIVING), naming the
+    first action it takes that their role lacks."""
+    if role == Role.OWNER:
+        require(actor, "members.manage_owners")
+    missing = [action for action in GIVING[Role(role)] if not allowed(actor.role, action)]
+    if missing:
+        needs = " and ".join(f"`{action}`" for action in GIVING[Role(role)])
+        raise PermissionDenied(f"A workspace's {actor.role} may not give the {role} role: it is given only by "
+                               f"those who hold {needs}.", details={"action": missing[0], "role": actor.role})
 
 
 def _revoke_what_they_may_no_longer_offer(seat: Membership, now_role: str | None) -> None:
@@ -123,7 +136,7 @@ def _revoke_what_they_may_no_longer_offer(seat: Membership, now_role: str | None
     pending = Invitation.objects.filter(workspace_id=seat.workspace_id, invited_by_id=seat.user_id,
                                         accepted_at__isnull=True, revoked_at__isnull=True)
     if now_role is not None and allowed(now_role, "members.invite"):
-        pending = pending.filter(role=Role.OWNER) if not allowed(now_role, "members.manage_owners") else pending.none()
+        pending = pending.exclude(role__in=[role for role in Role if may_give(now_role, role)])
     pending.update(revoked_at=timezone.now())
 
 
@@ -167,15 +180,19 @@ def streams_end(*, workspace_id: uuid.UUID, member_id: uuid.UUID) -> None:
 
 
 def member_set_role(*, membership: Membership, user_id: uuid.UUID | str, role: str) -> Membership:
-    """Give a member another role. Only an owner makes, changes or demotes an owner."""
+    """Give a member another role. Only an owner makes, changes or demotes an owner; only those who
+    may give a role (roles.GIVING) give it. A seat an admin re-roles starts with a budget no larger
+    than what remains of the admin's own (`seat_given`)."""
     with acting(membership, "members.set_role") as actor:
         seat = _seat(actor.workspace_id, _user_id(user_id))
-        if Role.OWNER in (seat.role, role):
+        if seat.role == Role.OWNER:
             require(actor, "members.manage_owners")
+        _require_may_give(actor, role)
         if role != Role.OWNER:
             _keeps_an_owner(seat)
         seat.role = role
         seat.save(update_fields=["role"])
+        seat_given.send(sender=Membership, giver=actor, seat=seat)
         _revoke_what_they_may_no_longer_offer(seat, role)
         _revoke_keys_beyond(seat, role)
         if not allowed(role, "jobs.view"):
@@ -201,10 +218,10 @@ def member_remove(*, membership: Membership, user_id: uuid.UUID | str) -> None:
 
 def invitation_create(*, membership: Membership, role: str) -> tuple[Invitation, str]:
     """An invitation to the member's team workspace with `role`, and its token (shown once: only
-    its id is kept). Only an owner invites an owner."""
+    its id is kept). Only an owner invites an owner; only those who may give a role (roles.GIVING)
+    invite to it."""
     with acting(membership, "members.invite") as actor:
-        if role == Role.OWNER:
-            require(actor, "members.manage_owners")
+        _require_may_give(actor, role)
         if actor.workspace.personal:
             raise PersonalWorkspace("A personal workspace has no other member: create a team workspace to invite.")
         now = timezone.now()
@@ -221,8 +238,7 @@ def invitation_revoke(*, membership: Membership, invitation_id: uuid.UUID | str)
     """Revoke a pending invitation: its token is refused from now on."""
     with acting(membership, "members.invite") as actor:
         invitation = _pending(actor.workspace_id, invitation_id)
-        if invitation.role == Role.OWNER:
-            require(actor, "members.manage_owners")
+        _require_may_give(actor, invitation.role)
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
 
@@ -273,6 +289,8 @@ def invitation_accept(*, user: User, token: str) -> Membership:
             raise AlreadyMember("You are a member of this workspace already.")
         quota_check(name="members", used=Membership.objects.filter(workspace_id=workspace_id).count())
         seat = Membership.objects.create(workspace_id=workspace_id, user=user, role=invitation.role)
+        assert maker is not None  # _may_offer
+        seat_given.send(sender=Membership, giver=maker, seat=seat)
         invitation.accepted_by, invitation.accepted_at = user, seat.created_at
         invitation.save(update_fields=["accepted_by", "accepted_at"])
         return Membership.objects.select_related("workspace").get(pk=seat.pk)

@@ -6,6 +6,12 @@ A cap is a limit on a counter (credits.models.SpendCap), which only the ledger's
 (credits/services/ledger.py): setting one never changes what was spent. A limit below what was
 spent this month refuses the next charge; none (null) lifts it. The thresholds a limit's counter
 has already reached when it is set are not announced (they were reached before the limit was).
+
+Those who set budgets are held to theirs by an owner (`budgets.manage_admins`): an admin sets no
+budget of their own, nor another admin's or an owner's, gives a member a budget of at most what
+remains of their own this month (or lowers one), and a seat an admin gives, by invitation or a
+change of role, starts with a budget no larger than that. Otherwise an admin held to 10 credits
+could make a seat with none, or lift an editor's, and spend through it what they may not.
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ import uuid
 from typing import Any
 
 from django.db import connection
+from django.dispatch import receiver
 
 from auteur.users.errors import PersonalWorkspace
 from auteur.users.key_services import api_key_get
 from auteur.users.models import Membership, User
-from auteur.users.roles import Role
+from auteur.users.roles import Role, allowed
 from auteur.users.selectors import require
+from auteur.users.signals import seat_given
 from auteur.users.workspace_services import acting, member_seat
+from credits.errors import BudgetAboveOwn, OwnBudget
 from credits.models import CapScope, reached_bits
-from credits.selectors import CapState, MemberBudget, member_budgets_get, workspace_caps_get
+from credits.selectors import CapState, MemberBudget, database_month, member_budgets_get, workspace_caps_get
 from credits.services.ledger import credit_account_get_or_create
 
 # A counter made here (nothing was charged to it since counters began) starts from the ledger: the
@@ -63,17 +72,58 @@ WHERE user_id = %(account_id)s AND scope = %(scope)s AND subject_id = %(subject_
 
 def member_budget_set(*, membership: Membership, user_id: uuid.UUID | str, monthly_limit: int | None) -> MemberBudget:
     """Set (None: lift) a member's monthly budget in the member's team workspace. Only an owner
-    sets an owner's or an admin's; a personal workspace has none (409 `personal_workspace`)."""
+    sets an owner's or an admin's (an admin's own: 403 `own_budget`); an admin gives at most what
+    remains of their own budget (403 `budget_above_own`); a personal workspace has none (409
+    `personal_workspace`)."""
     with acting(membership, "budgets.manage") as actor:
         if actor.workspace.personal:
             raise PersonalWorkspace("A personal workspace has no members' budgets: its owner spends its credits.")
         seat = member_seat(actor=actor, user_id=user_id)
-        if seat.role in (Role.OWNER, Role.ADMIN):
-            # Those who set budgets are held to theirs by an owner: an admin sets no admin's budget,
-            # their own included.
-            require(actor, "members.manage_owners")
+        if not allowed(actor.role, "budgets.manage_admins"):
+            if seat.user_id == actor.user_id:
+                raise OwnBudget(f"A workspace's {actor.role} may not set their own monthly budget: an owner sets it.",
+                                details={"action": "budgets.manage_admins", "role": actor.role})
+            if seat.role in (Role.OWNER, Role.ADMIN):
+                require(actor, "budgets.manage_admins")
+            _lock_account(actor.workspace_id)
+            remaining = _remaining(actor)
+            now = _budget(actor.workspace_id, seat.user_id).monthly_limit
+            lowers = monthly_limit is not None and now is not None and monthly_limit <= now
+            if remaining is not None and not lowers and (monthly_limit is None or monthly_limit > remaining):
+                raise BudgetAboveOwn(
+                    f"You may give a member a monthly budget of at most what remains of your own this month: "
+                    f"{remaining} credits.", details={"monthly_limit": monthly_limit, "remaining": remaining})
         _cap_set(actor.workspace_id, CapScope.MEMBER, seat.user_id, monthly_limit)
-        return member_budgets_get(account_id=actor.workspace_id, member_ids=[seat.user_id])[seat.user_id]
+        return _budget(actor.workspace_id, seat.user_id)
+
+
+@receiver(seat_given, dispatch_uid="credits.bound_given_seat")
+def _bound_given_seat(sender: object, *, giver: Membership, seat: Membership, **kwargs: Any) -> None:
+    """A seat given by a member held to a budget starts with a budget no larger than what remains
+    of the giver's own this month (its own, if lower, stays)."""
+    if allowed(giver.role, "budgets.manage_admins") or seat.user_id == giver.user_id:
+        return
+    _lock_account(seat.workspace_id)
+    remaining = _remaining(giver)
+    now = _budget(seat.workspace_id, seat.user_id).monthly_limit
+    if remaining is not None and (now is None or now > remaining):
+        _cap_set(seat.workspace_id, CapScope.MEMBER, seat.user_id, remaining)
+
+
+def _budget(account_id: uuid.UUID, member_id: uuid.UUID) -> MemberBudget:
+    return member_budgets_get(account_id=account_id, member_ids=[member_id], month=database_month())[member_id]
+
+
+def _remaining(member: Membership) -> int | None:
+    """After the account's lock: what remains of the member's budget this month (None: no budget)."""
+    budget = _budget(member.workspace_id, member.user_id)
+    return None if budget.monthly_limit is None else max(0, budget.monthly_limit - budget.spent)
+
+
+def _lock_account(account_id: uuid.UUID) -> None:
+    """The account's row lock, which every charge takes: no charge counts on a counter read after it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, {"account_id": account_id})
 
 
 def _cap_set(account_id: uuid.UUID, scope: str, subject_id: uuid.UUID, monthly_limit: int | None,

@@ -288,15 +288,20 @@ class TestTheApi:
             assert (answer.status_code, answer.json()["error"]["code"]) == (403, "permission_denied")
             assert answer.json()["error"]["details"] == {"action": "budgets.manage", "role": who}
         # Those who set budgets are held to theirs by an owner: an admin sets no owner's or admin's,
-        # its own included.
+        # and its own is refused with a code of its own.
         other_admin = make_user()
         Membership.objects.create(workspace=t["team"], user=other_admin, role=Role.ADMIN)
-        for member in (t["owner"], t["admin"], other_admin):
+        for member in (t["owner"], other_admin):
             refused = self.put(client_for(t["admin"]), t["team"], member, {"monthly_limit": None})
-            assert (refused.status_code, refused.json()["error"]["details"]["action"]) == (
-                403, "members.manage_owners")
-        for member in (t["owner"], t["admin"], t["viewer"]):
-            assert self.put(client_for(t["owner"]), t["team"], member, {"monthly_limit": 5}).status_code == 200
+            assert (refused.status_code, refused.json()["error"]["code"]) == (403, "permission_denied")
+            assert refused.json()["error"]["details"] == {"action": "budgets.manage_admins", "role": "admin"}
+        own = self.put(client_for(t["admin"]), t["team"], t["admin"], {"monthly_limit": None})
+        assert (own.status_code, own.json()["error"]["code"]) == (403, "own_budget")
+        assert own.json()["error"]["message"] == (
+            "A workspace's admin may not set their own monthly budget: an owner sets it.")
+        assert own.json()["error"]["details"] == {"action": "budgets.manage_admins", "role": "admin"}
+        for member, limit in ((t["owner"], 5), (t["admin"], 50), (t["viewer"], 5)):
+            assert self.put(client_for(t["owner"]), t["team"], member, {"monthly_limit": limit}).status_code == 200
         by_admin = self.put(client_for(t["admin"]), t["team"], t["viewer"], {"monthly_limit": 6})
         assert by_admin.json()["monthly_limit"] == 6
         assert not SpendCap.objects.filter(subject_id=t["editor"].pk).exists()
