@@ -356,6 +356,10 @@ ATTACKS = {
     "the Stripe events forgotten": "DELETE FROM billing_stripe_events",
     "the ledger rewritten": "UPDATE credit_transactions SET amount = 1000",
     "a job's paid input changed": "UPDATE jobs SET input_params = '{}', credits_cost = 0",
+    "credits minted": "UPDATE credit_accounts SET balance = balance + 100",
+    "a budget reset": "UPDATE credit_spend_caps SET spent = 0",
+    "a ledger entry forged": "INSERT INTO credit_transactions (id, account_id, user_id, amount, balance_after, type) "
+                             "SELECT gen_random_uuid(), id, user_id, 100, balance + 100, 'bonus' FROM credit_accounts",
     "a table a later migration creates": "SELECT * FROM later_things",
 }
 REFUSED = "42501"  # insufficient_privilege
@@ -436,7 +440,24 @@ AS_OWNER = {
     "auteur_median_processing_ms": "a median duration of a type's recent jobs, nothing of any one job",
     "auteur_is_member": "whether the session's own user is a member of a workspace",
     "auteur_api_key": "the one API key whose secret's hash the caller knows (authentication)",
+    # The ledger's statements (credits/migrations/0010_ledger_functions.py): the role writes no
+    # balance, counter nor ledger row but through these.
+    "auteur_ledger_charge": "a job's charge to the session's account: takes credits, never gives",
+    "auteur_ledger_charge_uncapped": "the same, for an account without a cap",
+    "auteur_ledger_charge_many": "a batch's charge: the sum of its entries, each taking credits",
+    "auteur_ledger_refund": "1 to what a job's charge took, once, named and counted as the charge was",
+    "auteur_ledger_refund_many": "refunds of many jobs, each tied to its charge as auteur_ledger_refund's",
 }
+# Every function that runs as its owner, and the search path it runs with: pg_catalog and pg_temp only
+# (every name in its body qualified), so that nothing a session creates stands in for what it means.
+# The two of the jobs app search public too: it names its tables unqualified, and the API's role may
+# create nothing in public (checked below).
+DEFINER_SEARCH_PATHS = {
+    name: "pg_catalog, pg_temp" for name in (
+        "auteur_api_key", "auteur_is_member", "auteur_personal_workspace", "auteur_ledger_charge",
+        "auteur_ledger_charge_uncapped", "auteur_ledger_charge_many", "auteur_ledger_refund",
+        "auteur_ledger_refund_many")
+} | {"auteur_waiting_jobs_before": "public, pg_temp", "auteur_median_processing_ms": "public, pg_temp"}
 
 
 def test_every_table_granted_to_the_api_role_has_a_policy():
@@ -472,6 +493,21 @@ def test_the_functions_the_api_role_may_call_as_their_owner_are_known():
               AND has_function_privilege(%s, p.oid, 'EXECUTE')
         """, [rls.API_ROLE])
         assert {row[0] for row in cursor.fetchall()} == set(AS_OWNER)
+
+
+def test_every_function_that_runs_as_its_owner_pins_its_search_path():
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            SELECT p.proname, (SELECT substr(c, length('search_path=') + 1) FROM unnest(p.proconfig) c
+                               WHERE c LIKE 'search^_path=%%' ESCAPE '^')
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        """)
+        found = dict(cursor.fetchall())
+        cursor.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')", [rls.API_ROLE])
+        may_create_in_public = cursor.fetchone()[0]
+    assert found == DEFINER_SEARCH_PATHS
+    assert not may_create_in_public
 
 
 @pytest.fixture
@@ -633,3 +669,79 @@ def test_an_account_is_made_with_its_personal_workspace_and_removed_with_it(make
     carol.delete()
 
     assert not Workspace.objects.filter(pk=carol.pk).exists()
+
+
+# ---- money: the API's role moves no balance and no spend counter but through the ledger's functions
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_injected_statement_moves_no_balance_nor_spend_counter(make_user: Callable[..., User]):
+    """As the API's own login, acting for a team workspace whose member was charged: writing the
+    balance, a counter or the ledger is refused, and the ledger's functions give nothing a charge did
+    not take (a refund is 1 to its charge, once)."""
+    from credits.selectors import ledger_check
+    from credits.services.ledger import credit_deduct_for_job, credit_grant
+
+    owner, bob = make_user(), make_user()
+    team = team_workspace(owner)
+    account = User.objects.get(pk=team.pk)
+    credit_grant(user=account, amount=1000, description="pool")
+    credit_grant(user=bob, amount=50, description="bob's")
+    job = uuid.uuid4()
+    credit_deduct_for_job(user=account, job_id=job, amount=10, description="job", member_id=owner.pk)
+
+    def state() -> tuple[int, int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT (SELECT balance FROM credit_accounts WHERE user_id = %s), "
+                           "(SELECT spent FROM credit_spend_caps WHERE user_id = %s AND subject_id = %s), "
+                           "(SELECT count(*) FROM credit_transactions)", [team.pk, team.pk, owner.pk])
+            return cursor.fetchone()
+
+    before = state()
+    assert before[:2] == (990, 10)
+    refused = {
+        "UPDATE credit_accounts SET balance = balance + 100": psycopg.errors.InsufficientPrivilege,
+        "UPDATE credit_spend_caps SET spent = spent + 100": psycopg.errors.InsufficientPrivilege,
+        "UPDATE credit_spend_caps SET spent = 0": psycopg.errors.InsufficientPrivilege,
+        "INSERT INTO credit_spend_caps (id, user_id, scope, subject_id, month, spent, updated_at) "
+        "SELECT gen_random_uuid(), user_id, 'workspace', user_id, '2020-01-01', 0, now() FROM credit_accounts":
+            psycopg.errors.InsufficientPrivilege,
+        "INSERT INTO credit_transactions (id, account_id, user_id, amount, balance_after, type) "
+        "SELECT gen_random_uuid(), id, user_id, -10, balance, 'refund' FROM credit_accounts":
+            psycopg.errors.InsufficientPrivilege,
+        # A charge only takes; a batch's entries each take, and the account moves by their sum.
+        f"SELECT * FROM auteur_ledger_charge(gen_random_uuid(), '{team.pk}', 100, 'mint', gen_random_uuid(), "
+        "NULL, NULL)": psycopg.errors.InvalidParameterValue,
+        f"SELECT * FROM auteur_ledger_charge_uncapped(gen_random_uuid(), '{team.pk}', 100, 'mint', "
+        "gen_random_uuid(), NULL, NULL)": psycopg.errors.InvalidParameterValue,
+        f"SELECT * FROM auteur_ledger_charge_many('{team.pk}', NULL, ARRAY[gen_random_uuid(), gen_random_uuid()], "
+        "ARRAY[-1, 200], ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY['tts', 'tts'], ARRAY['a', 'b'])":
+            psycopg.errors.InvalidParameterValue,
+        # Another account than the one the session acts for.
+        f"SELECT * FROM auteur_ledger_charge(gen_random_uuid(), '{bob.pk}', -50, 'drain', gen_random_uuid(), "
+        "NULL, NULL)": psycopg.errors.InsufficientPrivilege,
+    }
+    # Refunds of no charge, or of more than it took: nothing moves.
+    nothing = [
+        f"SELECT * FROM auteur_ledger_refund(gen_random_uuid(), '{team.pk}', gen_random_uuid(), 100, 'mint')",
+        f"SELECT * FROM auteur_ledger_refund(gen_random_uuid(), '{team.pk}', '{job}', 11, 'more than charged')",
+        f"SELECT auteur_ledger_refund_many('{team.pk}', ARRAY[gen_random_uuid(), gen_random_uuid()], "
+        f"ARRAY[10, 500], ARRAY['{job}'::uuid, gen_random_uuid()], ARRAY['tts', 'tts'], ARRAY['a', 'b'])",
+    ]
+    with api_login() as session:
+        session.execute("SELECT set_config('app.user_id', %s, false)", [str(team.pk)])
+        for sql, error in refused.items():
+            with pytest.raises(error):
+                session.execute(sql)
+                pytest.fail(f"not refused: {sql}")
+        for sql in nothing:
+            assert session.execute(sql).fetchall() in ([], [(0,)]), sql
+        assert state() == before
+        # What a cancel does: the charge given back once, its member's counter with it; never twice.
+        refund = f"SELECT r_amount FROM auteur_ledger_refund(gen_random_uuid(), '{team.pk}', '{job}', 10, 'canceled')"
+        assert session.execute(refund).fetchall() == [(10,)]
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            session.execute(refund)
+    assert state() == (1000, 0, before[2] + 1)
+    assert CreditAccount.objects.get(user=bob).balance == 50
+    assert ledger_check() == []
