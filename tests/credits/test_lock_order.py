@@ -1,0 +1,113 @@
+"""No deadlock in the money's paths: charges (submissions from members and API keys), refunds
+(cancels), cap changes and role changes of one team workspace, raced from many connections, take
+their locks in the one order of credits/lock_objects.py. PostgreSQL's own count of the deadlocks it
+broke (pg_stat_database.deadlocks) must not move, and no answer is a 5xx (a deadlock is a 503)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from auteur.users.key_services import api_key_create
+from auteur.users.models import Membership, User
+from auteur.users.workspace_services import member_set_role
+from credits.selectors import ledger_check
+from credits.services.budgets import key_cap_set, member_budget_set, workspace_cap_set
+from credits.services.ledger import credit_grant
+from tests.factories import acting_in, key_client, team_workspace
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def deadlocks() -> int:
+    """The deadlocks PostgreSQL broke in this database, once every other session of it has ended (a
+    session reports its counts when it goes idle or ends)."""
+    with connection.cursor() as cursor:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0] == 0:
+                break
+            time.sleep(0.1)
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def race(works: list[Callable[[], Any]]) -> list[Any]:
+    barrier = threading.Barrier(len(works))
+
+    def run(work: Callable[[], Any]) -> Any:
+        try:
+            barrier.wait(timeout=60)
+            return work()
+        except BaseException as exc:  # collected and asserted on by the test
+            return exc
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(works)) as pool:
+        return list(pool.map(run, works))
+
+
+def test_charges_refunds_cap_and_role_changes_raced_deadlock_nowhere(make_user: Callable[..., User]):
+    owner, editors, shifting = make_user(), [make_user(), make_user()], make_user()
+    team = team_workspace(owner)
+    account = User.objects.get(pk=team.pk)
+    credit_grant(user=account, amount=100_000, description="pool")
+    for member in editors:
+        Membership.objects.create(workspace=team, user=member, role="editor")
+    Membership.objects.create(workspace=team, user=shifting, role="editor")
+    seat = Membership.objects.get(workspace=team, user=owner)
+    keys = [api_key_create(membership=seat, name=f"ci {i}", scopes=["jobs:write", "projects:write"])
+            for i in range(2)]
+    clients = [acting_in(member, team) for member in editors] + [key_client(text) for _, text in keys]
+    project = clients[0].post("/api/v1/projects", {"name": "race"}, format="json").json()["id"]
+
+    def body(i: int) -> dict[str, str]:
+        return {"project_id": project, "text": f"No deadlock here, {i}."}  # each its own: no cached result
+
+    # Jobs to cancel during the race (a refund each).
+    submitted = [clients[i % len(clients)].post("/api/v1/jobs/tts", body(-1 - i), format="json") for i in range(8)]
+    assert [answer.status_code for answer in submitted] == [202] * 8, submitted[-1].content
+    to_cancel = [answer.json()["job_id"] for answer in submitted]
+    before = deadlocks()
+
+    def submit(i: int) -> int:
+        return clients[i % len(clients)].post("/api/v1/jobs/tts", body(i), format="json").status_code
+
+    def cancel(i: int) -> int:
+        return clients[i % len(clients)].post(f"/api/v1/jobs/{to_cancel[i]}/cancel", format="json").status_code
+
+    def cap(i: int) -> int:
+        limit = 50_000 + i
+        [lambda: workspace_cap_set(membership=seat, monthly_limit=limit),
+         lambda: key_cap_set(membership=seat, key_id=keys[i % 2][0].pk, monthly_limit=limit, job_limit=None),
+         lambda: member_budget_set(membership=seat, user_id=editors[i % 2].pk, monthly_limit=limit)][i % 3]()
+        return 200
+
+    def role(i: int) -> int:
+        member_set_role(membership=seat, user_id=shifting.pk, role=("admin", "editor", "viewer")[i % 3])
+        return 200
+
+    works: list[Callable[[], Any]] = [lambda i=i: submit(i) for i in range(24)]
+    works += [lambda i=i: cancel(i) for i in range(8)]
+    works += [lambda i=i: cap(i) for i in range(8)]
+    works += [lambda i=i: role(i) for i in range(8)]
+    results = race(works)
+
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors == []
+    answers = Counter(results)
+    assert all(status < 500 for status in answers), answers
+    assert answers[202] >= 24  # every submission accepted (the pool and the caps cover them)
+    assert deadlocks() == before
+    assert ledger_check() == []
