@@ -6,6 +6,12 @@ type (`jobs/inputs.py`, through the jobs app's GPU client) reads the same number
 engine would refuse is refused at submission, before anything is charged. A field of the payload
 that the API's input does not name (an engine-only option) is not listed. A dotted name is a
 field of an object (`target.yaw`).
+
+An engine's limits on a media input that the file's probed facts show before the call (an audio's
+length, a video's frames) are its `MEDIA_LIMITS` ({payload field: MediaLimit}), built from the
+constants its own checks use; `gpu_tasks.engines.media_limits(job_type)` gathers a type's, and the
+job's spec checks each input file against them at submission (422 before anything is charged).
+The engine checks them again on what it decodes.
 """
 
 from __future__ import annotations
@@ -46,3 +52,12 @@ class Resolution:
 
 
 InputBound = Bound | Choices | Resolution
+
+
+@dataclass(frozen=True)
+class MediaLimit:
+    """What an engine takes of one media input: at most `max_seconds` long, at most `max_frames`
+    frames (its duration times its frame rate), or both (None: no such limit)."""
+
+    max_seconds: float | None = None
+    max_frames: int | None = None

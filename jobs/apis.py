@@ -179,6 +179,8 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
                "media_duration_unknown", "media_projects_differ")(Api)
     if spec.languages:
         raises("language_unsupported")(Api)
+    if spec.media_limits:
+        raises("input_limit_exceeded")(Api)
     if spec.timeline:
         raises("empty_timeline", "edl_invalid", "edl_limit_exceeded", "media_not_ready", "edl_unavailable",
                "no_captions")(Api)
@@ -282,6 +284,16 @@ class JobTypeListApi(ApiView):
         engine_version = serializers.IntegerField(help_text=(
             "The engine's version: raised when the same input would give another output, so no cached result "
             "of an older one is served"))
+
+        class LimitSerializer(serializers.Serializer):
+            field = serializers.CharField(help_text="The input field naming the media file")
+            limit = serializers.ChoiceField(choices=["max_seconds", "max_frames"], help_text=(
+                "`max_seconds`: its length; `max_frames`: its frames (duration times frame rate)"))
+            max = serializers.FloatField()
+
+        limits = LimitSerializer(many=True, help_text=(
+            "The engine's limits on the media files the input names, as their probe measured them: a submission "
+            "past one is a 422 `input_limit_exceeded` naming it, before anything is charged"))
 
     @extend_schema(
         responses=inline_serializer("JobTypeList", {

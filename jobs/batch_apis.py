@@ -201,9 +201,9 @@ class BatchQuoteSerializer(serializers.Serializer):
 
 # What a batch refuses, as a submission of its items would (an item's names `details.item`).
 _ITEM_ERRORS = ("project_not_found", "media_not_found", "voice_not_found", "media_not_ready", "wrong_media_type",
-                "media_duration_unknown", "media_projects_differ", "language_unsupported", "empty_timeline",
-                "edl_invalid", "edl_limit_exceeded", "edl_unavailable", "no_captions", "plan_required",
-                "payment_required", "feature_unavailable")
+                "media_duration_unknown", "media_projects_differ", "input_limit_exceeded", "language_unsupported",
+                "empty_timeline", "edl_invalid", "edl_limit_exceeded", "edl_unavailable", "no_captions",
+                "plan_required", "payment_required", "feature_unavailable")
 
 
 def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:

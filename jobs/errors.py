@@ -46,6 +46,13 @@ class MediaDurationUnknown(ApplicationError):
     code = "media_duration_unknown"
 
 
+class InputLimitExceeded(ApplicationError):
+    """A media input past what the type's engine takes (its length, its frames): details name the
+    field, the file, the `limit` (`max_seconds`, `max_frames`), its `max` and the file's `value`."""
+
+    code = "input_limit_exceeded"
+
+
 class EmptyTimeline(ApplicationError):
     code = "empty_timeline"
 

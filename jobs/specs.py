@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from credits.models import Plan
+from gpu_tasks.engines import media_limits as engine_media_limits
+from gpu_tasks.input_bounds import MediaLimit
 from gpu_tasks.types import JOB_TYPES, Determinism, JobType, JobTypeSpec, OutputKind
 from jobs import inputs, payloads
 from jobs.pricing import MINUTE_MS, EstimatedGpuSeconds, FieldValue, MediaDuration, PriceRule, RenderOutput, TextLength
@@ -83,6 +85,13 @@ class JobSpec:
             name: field for name, field in self.input().fields.items()
             if isinstance(field, inputs.MediaRef | inputs.VoiceRef)
         }
+
+    @functools.cached_property
+    def media_limits(self) -> dict[str, MediaLimit]:
+        """The engine's limits on the input's media files (`gpu_tasks.input_bounds.MediaLimit`), by
+        the input's field (`audio_media_id`): the engine module declares them, and a submission
+        checks each file against them before anything is charged (jobs.selectors.requests)."""
+        return {f"{name}_id": limit for name, limit in engine_media_limits(self.type).items()}
 
     @functools.cached_property
     def languages(self) -> tuple[str, ...]:

@@ -135,6 +135,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "input_too_complex": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_unmatched": status.HTTP_422_UNPROCESSABLE_ENTITY,  # details list the names no file matches
     "media_duration_unknown": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "input_limit_exceeded": status.HTTP_422_UNPROCESSABLE_ENTITY,  # details name the field, limit, max, value
     "empty_timeline": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "no_captions": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "idempotency_key_reused": status.HTTP_422_UNPROCESSABLE_ENTITY,

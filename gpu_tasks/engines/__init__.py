@@ -15,7 +15,7 @@ from typing import Any
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines.weights import Release, Repo, repo_of
 from gpu_tasks.errors import PermanentGpuError
-from gpu_tasks.input_bounds import InputBound
+from gpu_tasks.input_bounds import InputBound, MediaLimit
 from gpu_tasks.types import get_spec
 
 Engine = Callable[[Mapping[str, Any], EngineContext], dict[str, Any]]
@@ -74,3 +74,19 @@ def input_bounds(job_type: str) -> dict[str, InputBound]:
             if bounds.setdefault(name, bound) != bound:
                 raise ValueError(f"{spec.job_type.value}'s engines declare two bounds for {name}")
     return bounds
+
+
+def media_limits(job_type: str) -> dict[str, MediaLimit]:
+    """The limits `job_type`'s engines declare on their media inputs, by payload field (each engine
+    module's `MEDIA_LIMITS`; see `gpu_tasks.input_bounds`). Where the local and the Modal engine
+    both declare a field, they declare the same limit."""
+    spec = get_spec(job_type)
+    limits: dict[str, MediaLimit] = {}
+    for target in (spec.local_engine, spec.modal_engine):
+        if target is None:
+            continue
+        declared = getattr(importlib.import_module(target.partition(":")[0]), "MEDIA_LIMITS", {})
+        for name, limit in declared.items():
+            if limits.setdefault(name, limit) != limit:
+                raise ValueError(f"{spec.job_type.value}'s engines declare two limits for {name}")
+    return limits

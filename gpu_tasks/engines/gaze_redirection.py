@@ -43,7 +43,7 @@ from gpu_tasks.engines import weights
 from gpu_tasks.engines.liveportrait.loader import MODEL, REPOS, WEIGHTS, load
 from gpu_tasks.engines.media import video_fps
 from gpu_tasks.errors import PermanentGpuError
-from gpu_tasks.input_bounds import Bound
+from gpu_tasks.input_bounds import Bound, MediaLimit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,6 +56,9 @@ __all__ = ["MODEL", "REPOS", "WEIGHTS", "load", "run"]
 JOB_TYPE = "gaze-redirection"
 MAX_SIDE = 1280
 MAX_FRAMES = 900  # 30 s at 30 fps: bounds host memory for the frames
+# Known from the file before the call (its duration times its frame rate): the submission refuses
+# a longer video_media with the same number.
+MEDIA_LIMITS = {"video_media": MediaLimit(max_frames=MAX_FRAMES)}
 MAX_TARGET_DEGREES = 30
 MIN_STRENGTH, MAX_STRENGTH, DEFAULT_STRENGTH = 0, 1, 1.0
 # What the API's input reads (gpu_tasks.input_bounds): validate() checks the same constants.

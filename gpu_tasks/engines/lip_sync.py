@@ -73,6 +73,7 @@ from gpu_tasks.engines.faces import largest_face
 from gpu_tasks.engines.media import decode_audio, decoded_frames, video_fps
 from gpu_tasks.engines.weights import Release, Repo
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import MediaLimit
 from gpu_tasks.types import get_spec
 
 JOB_TYPE = "lip-sync"
@@ -104,6 +105,8 @@ FFHQ_LANDMARKS_512 = ((192.98138, 239.94708), (318.90277, 240.1936), (256.63416,
 FACE_SIZE = 256  # MuseTalk's face crop side: the UNet was trained on 32x32 latents of it
 BATCH_SIZE = 16
 MAX_AUDIO_S = 60.0
+# Known from the file before the call: the submission refuses a longer audio_media with the same number.
+MEDIA_LIMITS = {"audio_media": MediaLimit(max_seconds=MAX_AUDIO_S)}
 WHISPER_RATE, OUTPUT_RATE = 16000, 48000
 SEGMENT_S = 30  # Whisper's encoder takes exactly 30 s of log-mel frames at a time
 POSITIONS_PER_S = 50  # one Whisper encoder position per 20 ms

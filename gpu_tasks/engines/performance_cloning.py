@@ -47,6 +47,7 @@ from gpu_tasks.engines import weights
 from gpu_tasks.engines.liveportrait.loader import MODEL, REPOS, WEIGHTS, load
 from gpu_tasks.engines.media import video_fps
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.input_bounds import MediaLimit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,6 +59,9 @@ __all__ = ["MODEL", "REPOS", "WEIGHTS", "load", "run"]
 JOB_TYPE = "performance-cloning"
 MAX_SOURCE_SIDE = 1280
 MAX_FRAMES = 900  # 30 s at 30 fps: bounds host memory for the output frames
+# Known from the file before the call (its duration times its frame rate): the submission refuses
+# a longer driving_video_media with the same number.
+MEDIA_LIMITS = {"driving_video_media": MediaLimit(max_frames=MAX_FRAMES)}
 BATCH = 8  # driving frames per forward pass
 PROGRESS_LOADED, PROGRESS_ANIMATED = 10.0, 95.0
 

@@ -46,7 +46,7 @@ from jobs.models import (
     idempotency_window_start,
 )
 from jobs.selectors.queue import job_queue_estimate
-from jobs.specs import JOB_SPECS, OutputKind, job_spec
+from jobs.specs import JOB_SPECS, JobSpec, OutputKind, job_spec
 from media.models import MediaFile
 
 
@@ -244,6 +244,7 @@ class JobTypeInfo:
     languages: list[dict[str, str]] | None
     cached: str  # when the result cache serves it: Determinism's value
     engine_version: int
+    limits: list[dict[str, Any]]  # its engine's limits on its media inputs, checked at submission
 
 
 def job_type_list() -> list[JobTypeInfo]:
@@ -273,8 +274,22 @@ def job_type_list() -> list[JobTypeInfo]:
             languages=gpu_client.describe_languages(spec.type) if spec.languages else None,
             cached=spec.engine.determinism.value,
             engine_version=spec.engine.version,
+            limits=media_limits_of(spec),
         ))
     return out
+
+
+def media_limits_of(spec: JobSpec) -> list[dict[str, Any]]:
+    """The engine's limits on the type's media inputs, one row per field and limit: what a
+    submission past them is refused (422 `input_limit_exceeded`) with."""
+    rows: list[dict[str, Any]] = []
+    for field, limit in spec.media_limits.items():
+        if limit.max_seconds is not None:
+            most = int(limit.max_seconds) if float(limit.max_seconds).is_integer() else limit.max_seconds
+            rows.append({"field": field, "limit": "max_seconds", "max": most})
+        if limit.max_frames is not None:
+            rows.append({"field": field, "limit": "max_frames", "max": limit.max_frames})
+    return rows
 
 
 def job_media_in_use(*, media: MediaFile) -> str | None:

@@ -10,19 +10,22 @@ here when it does not exist yet: `job_submit` makes it, in the transaction that 
 so a refused submission leaves none behind); each `MediaRef` field's file, of that project (404
 `media_not_found` for another project's or user's file); a `VoiceRef`'s voice (404
 `voice_not_found`). Then, after the cheap checks (plan, backend, credits: jobs/intake/submission.py
-`job_submit_precheck`), the rest (`job_request_resolve`): each file ready (422 `media_not_ready`)
-and of an allowed kind (422 `wrong_media_type`); for a render, the timeline snapshot (422
-`edl_limit_exceeded` for a timeline over the limits, or cut into more pieces than the render
-engine takes, checked before the pieces are built; 422 `empty_timeline`, 422 `edl_invalid` for
-effects the render would refuse, 422 `no_captions`, 422 `media_not_ready` for clips whose media
-is gone or not ready): reading and cutting a timeline costs more than the cheap checks do. The
-result is what `job_submit` needs: the JSON `input_params` stored on the job (ids as strings,
-plus `_quantities`, which a retry prices again with), the `quantities` the price is computed
-from (never sent by the client), and the media to lock.
+`job_submit_precheck`), the rest (`job_request_resolve`): each file ready (422 `media_not_ready`),
+of an allowed kind (422 `wrong_media_type`) and within its engine's limits as its probed facts show
+them (422 `input_limit_exceeded`: the spec's `media_limits`, the engine's own numbers); for a
+render, the timeline snapshot (422 `edl_limit_exceeded` for a timeline over the limits, or cut
+into more pieces than the render engine takes, checked before the pieces are built; 422
+`empty_timeline`, 422 `edl_invalid` for effects the render would refuse, 422 `no_captions`, 422
+`media_not_ready` for clips whose media is gone or not ready): reading and cutting a timeline
+costs more than the cheap checks do. The result is what `job_submit` needs: the JSON
+`input_params` stored on the job (ids as strings, plus `_quantities`, which a retry prices again
+with), the `quantities` the price is computed from (never sent by the client), and the media to
+lock.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +34,14 @@ from typing import Any
 from auteur.core.collector import collector_paused
 from auteur.users.models import User
 from jobs import gpu_client
-from jobs.errors import EmptyTimeline, MediaNotReady, MediaProjectsDiffer, NoCaptions, WrongMediaType
+from jobs.errors import (
+    EmptyTimeline,
+    InputLimitExceeded,
+    MediaNotReady,
+    MediaProjectsDiffer,
+    NoCaptions,
+    WrongMediaType,
+)
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus, VoiceClone
@@ -130,6 +140,7 @@ def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -
         field = spec.references[name]
         assert isinstance(field, MediaRef)
         _check_ready(name, media, field.kinds)
+        _check_limits(spec, name, media)
     locked = list(objects.media.values())
     if spec.timeline and project is not None:  # (a render's input requires project_id)
         params["edl"], locked = _timeline(user, project, params)
@@ -176,6 +187,38 @@ def _check_ready(field: str, media: MediaFile, kinds: tuple[str, ...]) -> None:
             f"{field} must be a {' or '.join(kinds)} file, not {media.type}.",
             details={"field": field, "media_id": str(media.pk), "type": media.type, "allowed": list(kinds)},
         )
+
+
+def _figure(value: float) -> int | float:
+    """A limit or a measure as the API shows it: 60, not 60.0."""
+    return int(value) if float(value).is_integer() else round(value, 3)
+
+
+def _check_limits(spec: JobSpec, field: str, media: MediaFile) -> None:
+    """422 `input_limit_exceeded` for a file past its engine's limit (`spec.media_limits`), as its
+    probe measured it: its duration, and its frames (duration times frame rate, as the engine
+    decodes them: every frame that starts before the end). A fact the probe did not give (no frame
+    rate) is left to the engine, which checks what it decodes."""
+    limit = spec.media_limits.get(field)
+    if limit is None or not media.duration_ms:
+        return
+    seconds = media.duration_ms / 1000
+    if limit.max_seconds is not None and seconds > limit.max_seconds:
+        raise InputLimitExceeded(
+            f"{field} is {_figure(seconds)} s long; {spec.type} takes at most {_figure(limit.max_seconds)} s.",
+            details={"field": field, "media_id": str(media.pk), "limit": "max_seconds",
+                     "max": _figure(limit.max_seconds), "value": _figure(seconds)},
+        )
+    fps = (media.metadata or {}).get("fps")
+    if limit.max_frames is not None and isinstance(fps, int | float) and not isinstance(fps, bool) and fps > 0:
+        frames = math.ceil(round(media.duration_ms * fps / 1000, 6))
+        if frames > limit.max_frames:
+            raise InputLimitExceeded(
+                f"{field} has {frames} frames ({_figure(seconds)} s at {_figure(fps)} fps); {spec.type} takes at "
+                f"most {limit.max_frames}.",
+                details={"field": field, "media_id": str(media.pk), "limit": "max_frames", "max": limit.max_frames,
+                         "value": frames},
+            )
 
 
 def _timeline(user: User, project: Project, params: dict[str, Any]) -> tuple[dict[str, Any], list[MediaFile]]:
