@@ -402,12 +402,15 @@ class BulkRetryFilterSerializer(BulkFilterSerializer):
 
 class BulkCancelSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
-    matched = serializers.IntegerField(help_text="The unfinished jobs the filter takes")
+    matched = serializers.IntegerField(help_text="The unfinished jobs the filter takes, oldest first, at most the "
+                                                 "batch limit a call")
     canceled = serializers.IntegerField(help_text="Those canceled (with dry_run: that would be)")
     by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Those canceled, by the status "
                                       "they had")
     credits_refund = serializers.IntegerField(help_text="Credits given back, together (with dry_run: that would be)")
     not_cancelable = serializers.IntegerField(help_text="Running jobs whose outputs are being stored: left to finish")
+    remaining = serializers.IntegerField(help_text="Unfinished jobs the filter takes beyond the batch limit (with "
+                                                   "dry_run: would): another call cancels them")
 
 
 @raises("batch_not_found", "project_not_found")
@@ -416,9 +419,10 @@ class BulkCancelApi(ApiView):
     submission times (every criterion given must hold; at least one). Each job is refunded exactly
     as its own cancel would be: in full before its inference started (every waiting job), else the
     part not yet spent; one whose outputs are being stored is left to finish (`not_cancelable`).
-    With `dry_run`, nothing is done and the answer says what would be. Their `canceled` events reach
-    the streams and webhooks shortly after the answer. Counted as one cancel against the cancel
-    rate limit."""
+    At most 5,000 a call, oldest first, waiting jobs before running ones (`remaining` says how many
+    more another call would take). With `dry_run`, nothing is done and the answer says what would
+    be. Their `canceled` events reach the streams and webhooks shortly after the answer. Counted as
+    one cancel against the cancel rate limit."""
 
     workspace_actions = {"POST": "jobs.run"}
     throttle_classes = [SlidingWindowThrottle, JobCancelThrottle]

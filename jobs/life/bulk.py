@@ -10,6 +10,11 @@ written. Their events are pushed to the streams and webhooks after the commit by
 worker (`webhooks.job_events_announce`), so the request does not wait on thousands of pushes. The
 few that are running are canceled one by one by `job_cancel` (a partial refund, their GPU calls
 stopped); one whose outputs are being stored is left to finish (`not_cancelable`).
+
+A call takes at most AUTEUR_BATCH_MAX_ITEMS jobs, oldest first (the next to start), waiting ones
+before running ones, and says how many the filter still takes (`remaining`): another call takes
+them. So one request holds the account's lock (the refunds' ledger statement) and its rows' locks
+for a bounded time, whatever a filter matches, as a batch's submission does.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from auteur.core.publishing import send
@@ -65,31 +71,49 @@ class JobFilter:
         return jobs.order_by()
 
 
+def _oldest(jobs: QuerySet[Job], most: int) -> QuerySet[Job]:
+    return jobs.order_by("created_at", "batch_index", "pk")[:max(0, most)]
+
+
+def _remaining(user: User, where: JobFilter) -> int:
+    """The jobs `where` takes that a cancel could still end: waiting, or running before their
+    outputs are stored."""
+    return where.of(user, (*WAITING_STATUSES, JobStatus.PROCESSING)).filter(inference_ended_at__isnull=True).count()
+
+
 def jobs_cancel_preview(*, user: User, where: JobFilter) -> dict[str, Any]:
-    """What a bulk cancel would do now: the jobs it would end by status, what it would refund, and
-    the running jobs whose outputs are being stored (left to finish)."""
-    now = timezone.now()
-    waiting = list(where.of(user, WAITING_STATUSES).values("status").annotate(n=Count("pk"), cost=Sum("credits_cost")))
-    counts = {row["status"]: row["n"] for row in waiting}
-    refund = sum(row["cost"] or 0 for row in waiting)
-    running = list(where.of(user, (JobStatus.PROCESSING,)))
+    """What a bulk cancel would do now: the jobs it would end by status, what it would refund, the
+    running jobs whose outputs are being stored (left to finish), and how many it would leave."""
+    now, most = timezone.now(), settings.AUTEUR_BATCH_MAX_ITEMS
+    counts: dict[str, int] = {}
+    refund = 0
+    for status, cost in _oldest(where.of(user, WAITING_STATUSES), most).values_list("status", "credits_cost"):
+        counts[status] = counts.get(status, 0) + 1
+        refund += cost
+    waiting = sum(counts.values())
+    running = list(_oldest(where.of(user, (JobStatus.PROCESSING,)), most - waiting))
     cancelable = [job for job in running if job.inference_ended_at is None]
-    counts[JobStatus.PROCESSING] = len(cancelable)
+    if cancelable:
+        counts[JobStatus.PROCESSING] = len(cancelable)
     refund += sum(cancel_refund(job=job, at=now) for job in cancelable)
-    return {"matched": sum(counts.values()) + len(running) - len(cancelable), "canceled": sum(counts.values()),
-            "by_status": counts, "credits_refund": refund, "not_cancelable": len(running) - len(cancelable)}
+    return {"matched": waiting + len(running), "canceled": sum(counts.values()), "by_status": counts,
+            "credits_refund": refund, "not_cancelable": len(running) - len(cancelable),
+            "remaining": _remaining(user, where) - sum(counts.values())}
 
 
 def jobs_cancel_bulk(*, user: User, where: JobFilter) -> dict[str, Any]:
-    """Cancel and refund every unfinished job of the user's that `where` takes (the module's notes);
-    what was done, as jobs_cancel_preview says it."""
+    """Cancel and refund the oldest AUTEUR_BATCH_MAX_ITEMS unfinished jobs of the user's that `where`
+    takes (the module's notes); what was done, as jobs_cancel_preview says it."""
     counts: dict[str, int] = {}
+    most = settings.AUTEUR_BATCH_MAX_ITEMS
     with transaction.atomic():
         now = timezone.now()
-        # Locked in one order (by id), so two bulk cancels that overlap wait for each other, never deadlock.
-        jobs = list(where.of(user, WAITING_STATUSES).order_by("pk").select_for_update().only(
-            "id", "user_id", "member_id", "project_id", "type", "status", "credits_cost", "input_params",
-            "created_at", "started_at", "gpu_seconds", "cache_source_id", "batch_id"))
+        # The oldest, locked in one order (by id), so two bulk cancels that overlap wait for each
+        # other, never deadlock; one read as waiting here and started meanwhile is left to the loop below.
+        oldest = _oldest(where.of(user, WAITING_STATUSES), most).values("pk")
+        jobs = list(Job.objects.filter(pk__in=oldest, status__in=WAITING_STATUSES).order_by("pk").select_for_update()
+                    .only("id", "user_id", "member_id", "project_id", "type", "status", "credits_cost", "input_params",
+                          "created_at", "started_at", "gpu_seconds", "cache_source_id", "batch_id"))
         for job in jobs:
             counts[job.status] = counts.get(job.status, 0) + 1
         refunded = jobs_cancel_waiting(user=user, jobs=jobs, now=now, reason=CANCEL_REASON) if jobs else 0
@@ -98,14 +122,14 @@ def jobs_cancel_bulk(*, user: User, where: JobFilter) -> dict[str, Any]:
     if jobs:
         logger.info("bulk cancel: %d waiting jobs canceled, %d credits refunded", len(jobs), refunded)
     not_cancelable = 0
-    for job in where.of(user, (JobStatus.PROCESSING,)):
+    for job in _oldest(where.of(user, (JobStatus.PROCESSING,)), most - len(jobs)):
         try:
             refunded += job_cancel(job=job, reason=CANCEL_REASON).credits_refund
             counts[JobStatus.PROCESSING] = counts.get(JobStatus.PROCESSING, 0) + 1
         except JobNotCancelable:  # its outputs are being stored, or it ended meanwhile
             not_cancelable += 1
     return {"matched": sum(counts.values()) + not_cancelable, "canceled": sum(counts.values()), "by_status": counts,
-            "credits_refund": refunded, "not_cancelable": not_cancelable}
+            "credits_refund": refunded, "not_cancelable": not_cancelable, "remaining": _remaining(user, where)}
 
 
 def _announce(job_ids: list[uuid.UUID], since: datetime) -> None:

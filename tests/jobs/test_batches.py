@@ -246,7 +246,7 @@ def test_a_bulk_cancel_of_a_batch_refunds_each_waiting_item_in_full_and_nothing_
     balance = credit_balance_get(user=funded)
     dry = auth_client.post(CANCEL_URL, {"batch_id": body["id"], "dry_run": True}, format="json").json()
     assert dry == {"dry_run": True, "matched": 3, "canceled": 3, "by_status": {"queued": 2, "processing": 1},
-                   "credits_refund": 6, "not_cancelable": 0}
+                   "credits_refund": 6, "not_cancelable": 0, "remaining": 0}
     assert credit_balance_get(user=funded) == balance and Job.objects.filter(status="canceled").count() == 0
     done = auth_client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json")
     assert done.status_code == 200, done.json()
@@ -266,6 +266,42 @@ def test_a_bulk_cancel_of_a_batch_refunds_each_waiting_item_in_full_and_nothing_
     # Nothing is left to cancel: a second one does nothing.
     again = auth_client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json").json()
     assert again["canceled"] == 0 and credit_balance_get(user=funded) == balance + 6
+
+
+def test_a_bulk_cancel_takes_at_most_the_batch_limit_oldest_first_and_says_how_many_remain(auth_client, funded,
+                                                                                          settings):
+    """However many jobs a filter takes, one call ends at most AUTEUR_BATCH_MAX_ITEMS of them (its
+    locks held for a bounded time), the next to start first, waiting before running; `remaining`
+    says how many another call would take, and the rest are untouched until it does."""
+    body = post_batch(auth_client, [tts(str(i)) for i in range(5)]).json()
+    ids = body["job_ids"]
+    Job.objects.filter(pk=ids[4]).update(status=JobStatus.PROCESSING)
+    settings.AUTEUR_BATCH_MAX_ITEMS = 2
+    balance = credit_balance_get(user=funded)
+
+    def statuses() -> list[str]:
+        return [Job.objects.get(pk=pk).status for pk in ids]
+
+    dry = auth_client.post(CANCEL_URL, {"batch_id": body["id"], "dry_run": True}, format="json").json()
+    assert dry == {"dry_run": True, "matched": 2, "canceled": 2, "by_status": {"queued": 2}, "credits_refund": 4,
+                   "not_cancelable": 0, "remaining": 3}
+    first = auth_client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json")
+    assert first.status_code == 200, first.json()
+    assert first.json() == {**dry, "dry_run": False}
+    assert statuses() == ["canceled", "canceled", "queued", "queued", "processing"]
+    assert credit_balance_get(user=funded) == balance + 4
+    assert CreditTransaction.objects.filter(job_id__in=ids[2:], type="refund").count() == 0
+    assert not JobEvent.objects.filter(job_id__in=ids[2:], type="canceled").exists()
+
+    second = auth_client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json").json()
+    assert (second["canceled"], second["by_status"], second["remaining"]) == (2, {"queued": 2}, 1)
+    assert statuses() == ["canceled"] * 4 + ["processing"]
+    dry = auth_client.post(CANCEL_URL, {"batch_id": body["id"], "dry_run": True}, format="json").json()
+    assert (dry["canceled"], dry["by_status"], dry["remaining"]) == (1, {"processing": 1}, 0)
+    last = auth_client.post(CANCEL_URL, {"batch_id": body["id"]}, format="json").json()
+    assert (last["canceled"], last["by_status"], last["remaining"]) == (1, {"processing": 1}, 0)
+    assert statuses() == ["canceled"] * 5 and credit_balance_get(user=funded) == balance + 10
+    assert CreditTransaction.objects.filter(job_id__in=ids, type="refund").count() == 5
 
 
 def test_a_bulk_cancel_by_type_and_time_takes_only_what_matches(auth_client, funded, project, media):
