@@ -39,6 +39,9 @@ import redis_acl  # this folder's module, found through the line above
 GENERATED = {
     "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(48),
     "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(32),
+    # The API's own Postgres login, auteur_api (row-level security: auteur/core/rls.py); the
+    # db-roles one-shot of docker-compose.yml sets it on the role at every start.
+    "POSTGRES_API_PASSWORD": lambda: secrets.token_urlsafe(32),
     "MONGO_ROOT_PASSWORD": lambda: secrets.token_urlsafe(32),
     "MONGO_APP_PASSWORD": lambda: secrets.token_urlsafe(32),
     "MINIO_ROOT_USER": lambda: "root-" + secrets.token_hex(4),
@@ -58,12 +61,14 @@ PROVIDED = {
     "STRIPE_WEBHOOK_SECRET": False,
     "HF_TOKEN": False,
 }
+# The API's Postgres role (auteur/core/rls.py's API_ROLE; this script runs without the app).
+API_ROLE = "auteur_api"
 # Where compose's own servers listen (docker-compose.yml's service names).
 POSTGRES = "postgres:5432/auteur"
 REDIS = "redis:6379/0"
 MONGO = "mongo:27017/auteur"
-DERIVED = ("DATABASE_URL", "MONGODB_URI", "REDIS_URL_API", "REDIS_URL_WORKER", "AUTEUR_GPU_ANNOUNCE_URL",
-           "redis-users.acl")
+DERIVED = ("DATABASE_URL", "DATABASE_API_URL", "MONGODB_URI", "REDIS_URL_API", "REDIS_URL_WORKER",
+           "AUTEUR_GPU_ANNOUNCE_URL", "redis-users.acl")
 ALL_FILES = (*GENERATED, *PROVIDED, *DERIVED)
 
 
@@ -75,6 +80,7 @@ def derived(values: dict[str, str]) -> dict[str, str]:
 
     return {
         "DATABASE_URL": f"postgres://auteur:{quote(values['POSTGRES_PASSWORD'], safe='')}@{POSTGRES}",
+        "DATABASE_API_URL": f"postgres://{API_ROLE}:{quote(values['POSTGRES_API_PASSWORD'], safe='')}@{POSTGRES}",
         "MONGODB_URI": f"mongodb://auteur:{quote(values['MONGO_APP_PASSWORD'], safe='')}@{MONGO}",
         "REDIS_URL_API": redis_url("api"),
         "REDIS_URL_WORKER": redis_url("worker"),

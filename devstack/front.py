@@ -84,6 +84,8 @@ def front_processes(
         "AUTEUR_API_UPSTREAM": f"127.0.0.1:{api_port}",
         "AUTEUR_STORAGE_UPSTREAM": f"127.0.0.1:{storage_port}",
         "AUTEUR_ASGI_UPSTREAM": f"127.0.0.1:{asgi_port}",
+        # No object store's site: the local storage's signed URLs are the API's own (/storage/).
+        "AUTEUR_MEDIA_PROXY": "off",
         # Caddy's own state (instance id, locks) stays under var/, not in the user's home.
         "XDG_DATA_HOME": str(var_dir / "caddy" / "data"),
         "XDG_CONFIG_HOME": str(var_dir / "caddy" / "config"),

@@ -32,7 +32,7 @@ def input_ref(key: str, ttl_seconds: int) -> dict[str, Any]:
     local = get_local_storage()
     if local is not None and settings.AUTEUR_GPU_BACKEND in LOCAL_BACKENDS:
         return {"path": str(local.path(key))}
-    return {"url": get_storage().presign_get(key, expires_in=ttl_seconds).url}
+    return {"url": get_storage().for_engines().presign_get(key, expires_in=ttl_seconds).url}
 
 
 def media_payload(job: Job, ttl: int) -> dict[str, Any]:

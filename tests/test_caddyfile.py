@@ -94,8 +94,9 @@ def test_compose_serves_the_domain_with_https_and_proxies_to_the_api(compose_cad
     server = the_server(compose_config)
     assert server["listen"] == ["0.0.0.0:443", "[::]:443"]
     hosts = [m["host"] for route in server["routes"] for m in route.get("match", []) if "host" in m]
-    assert hosts == [["localhost"]]
-    assert {u["dial"] for p in proxies(compose_config) for u in p["upstreams"]} == {"api:8000", "asgi:8001"}
+    assert sorted(hosts) == [["localhost"], ["media.localhost"]]  # the API's site, the object store's
+    [api_site] = [route for route in server["routes"] if {"host": ["localhost"]} in route.get("match", [])]
+    assert {u["dial"] for p in proxies(api_site) for u in p["upstreams"]} == {"api:8000", "asgi:8001"}
     # The upstream is the port gunicorn binds in the api service.
     api = load_compose()["services"]["api"]
     _, options = split_options(argv_of(api["command"])[1:], GUNICORN_FLAGS)
@@ -125,18 +126,44 @@ def test_make_run_serves_the_api_port_on_loopback_with_gunicorn_behind(make_run)
 
 
 def test_bodies_are_capped_like_the_api_and_buffered_before_gunicorn(compose_config, make_run):
-    for config in (compose_config, make_run[1]):
+    # compose's object store site takes media files too, as the local storage's URLs do.
+    for config, media_sites in ((compose_config, 1), (make_run[1], 0)):
         caps = sorted(h["max_size"] for h in handlers(config) if h["handler"] == "request_body")
         api_cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         # API, waiting submissions, storage; and the event streams, which take no body at all.
         # (And a timeline import's ceiling: its own cap is decided from the declared length.)
-        assert caps == sorted([1, api_cap, api_cap, settings.AUTEUR_MAX_UPLOAD_BYTES, 64 * 1024**2])
+        media = [settings.AUTEUR_MAX_UPLOAD_BYTES] * (1 + media_sites)
+        assert caps == sorted([1, api_cap, api_cap, 64 * 1024**2, *media])
         buffered = [p for p in proxies(config) if p.get("request_buffers")]
         streamed = [p for p in proxies(config) if not p.get("request_buffers") and "flush_interval" not in p]
         # The API's whole body is read first (a timeline import's up to 64 MiB, its own cap decided
         # from the declared length); storage bodies (GBs) are streamed, never held in memory.
         assert sorted(p["request_buffers"] for p in buffered) == sorted([api_cap, api_cap, 64 * 1024**2])
-        assert len(streamed) == 1
+        assert len(streamed) == 1 + media_sites
+
+
+def test_compose_serves_the_object_store_under_its_own_name_with_the_clients_host(compose_config, make_run):
+    """Signed URLs name https://<AUTEUR_MEDIA_DOMAIN> (AWS_S3_PUBLIC_ENDPOINT_URL); SigV4 signs the Host,
+    so it reaches MinIO as the client sent it (tests/test_media_site.py sends real signed requests)."""
+    compose = load_compose()["services"]
+    server = the_server(compose_config)
+    [media] = [route for route in server["routes"] if {"host": ["media.localhost"]} in route.get("match", [])]
+    [proxy] = proxies(media)
+    assert proxy["upstreams"] == [{"dial": "minio:9000"}]
+    assert proxy["headers"]["request"] == {"set": {"Host": ["{http.request.hostport}"]}}
+    # Only the two buckets' objects: not MinIO's listing of buckets, its admin API or its health.
+    app_env = env_of(compose["api"])
+    buckets = [app_env["AWS_STORAGE_BUCKET_NAME"], app_env["AUTEUR_PUBLIC_BUCKET_NAME"]]
+    assert [m for m in matchers_above(media, proxy) if m] == [{"host": ["media.localhost"]},
+                                                              {"path": [f"/{b}/*" for b in buckets]}]
+    # The name the app signs for is the name Caddy serves, with the same default.
+    assert interpolate(app_env["AWS_S3_PUBLIC_ENDPOINT_URL"]) == "https://media.localhost"
+    domain = {"AUTEUR_MEDIA_DOMAIN": "m.example.com"}
+    assert interpolate(app_env["AWS_S3_PUBLIC_ENDPOINT_URL"], domain) == "https://m.example.com"
+    assert interpolate(env_of(compose["caddy"])["AUTEUR_MEDIA_SITE"], domain) == "m.example.com"
+    assert app_env["AWS_S3_ADDRESSING_STYLE"] == "path"  # one name for every bucket: no wildcard certificate
+    # `make run` has no object store's site: its local storage's URLs are the API's /storage/.
+    assert not any(p["upstreams"] == [{"dial": "minio:9000"}] for p in proxies(make_run[1]))
 
 
 def test_event_streams_and_the_websocket_go_to_uvicorn_unbuffered(compose_config, make_run):

@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -31,7 +32,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 EXPECTED_SERVICES = {
-    "postgres", "redis", "mongo", "minio", "minio-init", "migrate",
+    "postgres", "db-roles", "redis", "mongo", "minio", "minio-init", "migrate",
     "api", "worker-gpu", "worker-cpu", "beat", "flower", "caddy", "gpu-events", "exporter",
 }
 # Where the containers find their Docker secrets, and the folder of the host they come from.
@@ -45,7 +46,9 @@ SERVER_SECRET_NAMES = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "REDISCLI_AUTH", "
 API_ROLE_SERVICES = {"api", "asgi", "migrate"}
 # Credentials written into a URL: scheme://user:password@host.
 URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.IGNORECASE)
-ONE_SHOT_SERVICES = {"migrate", "minio-init"}
+ONE_SHOT_SERVICES = {"migrate", "minio-init", "db-roles"}
+# The processes that serve requests, which log in to Postgres as the API's own role (DATABASE_API_URL).
+REQUEST_SERVICES = {"api", "asgi"}
 WORKER_SERVICES = {"worker-gpu", "worker-cpu", "worker-webhooks"}
 SKIP_DIRS = {".venv", "var", ".git", "staticfiles", "node_modules"}
 
@@ -579,10 +582,100 @@ def test_the_generated_urls_reach_composes_servers_as_their_users(compose_secret
         return (tmp_path / name).read_text().strip()
 
     assert value("DATABASE_URL") == f"postgres://auteur:{value('POSTGRES_PASSWORD')}@postgres:5432/auteur"
+    assert value("DATABASE_API_URL") == f"postgres://auteur_api:{value('POSTGRES_API_PASSWORD')}@postgres:5432/auteur"
+    assert value("POSTGRES_API_PASSWORD") != value("POSTGRES_PASSWORD")
     assert value("MONGODB_URI") == f"mongodb://auteur:{value('MONGO_APP_PASSWORD')}@mongo:27017/auteur"
     assert value("REDIS_URL_API") == f"redis://api:{value('REDIS_API_PASSWORD')}@redis:6379/0"
     assert value("REDIS_URL_WORKER") == f"redis://worker:{value('REDIS_WORKER_PASSWORD')}@redis:6379/0"
     assert value("AUTEUR_GPU_ANNOUNCE_URL") == f"redis://gpu:{value('REDIS_GPU_PASSWORD')}@redis:6379/0"
+
+
+def api_login_problems(doc: dict[str, Any], made: Path) -> list[str]:
+    """Why a process that serves requests could log in to Postgres as the tables' owner for a
+    request's queries (row-level security then being a SET ROLE that an injected RESET ROLE undoes):
+    its DATABASE_API_URL is missing, is not auteur_api's login, or carries the owner's password; or
+    a password it mounts is Postgres' own. `made`: the folder compose_secrets.make filled."""
+    from auteur.core.rls import API_ROLE
+
+    declared = doc.get("secrets", {})
+
+    def secret(source: str) -> str:
+        path = declared.get(source, {}).get("file", "")
+        name = path.removeprefix(f"{SECRETS_FOLDER}/")
+        return (made / name).read_text().strip() if name and (made / name).is_file() else ""
+
+    owner_password = secret("POSTGRES_PASSWORD")
+    problems = []
+    for name in sorted(REQUEST_SERVICES):
+        service = doc["services"][name]
+        mounts = mounted_secrets(service)
+        if "DATABASE_API_URL" not in mounts:
+            problems.append(f"{name}: no DATABASE_API_URL, so its requests log in as the owner")
+            continue
+        url = urlsplit(secret(mounts["DATABASE_API_URL"]))
+        if url.username != API_ROLE:
+            problems.append(f"{name}: DATABASE_API_URL logs in as {url.username!r}, not {API_ROLE}")
+        if not url.password or unquote(url.password) == owner_password:
+            problems.append(f"{name}: DATABASE_API_URL carries the owner's password")
+        if {"POSTGRES_PASSWORD", "POSTGRES_API_PASSWORD"} & set(mounts.values()):
+            problems.append(f"{name}: mounts a Postgres password itself")
+        if any(key.startswith(("DATABASE_", "PG")) for key in env_of(service)):
+            problems.append(f"{name}: a database login in its environment")
+    # Only they get the API's login; what else runs keeps the owner's (workers ignore it, but have no need of it).
+    problems += [f"{name}: mounts DATABASE_API_URL" for name, service in doc["services"].items()
+                 if name not in REQUEST_SERVICES and "DATABASE_API_URL" in mounted_secrets(service).values()]
+    return problems
+
+
+def test_the_processes_that_serve_requests_log_in_as_the_apis_own_role(compose, compose_secrets, tmp_path):
+    compose_secrets.make(tmp_path, {"AUTEUR_JWT_SECRET": "j" * 40})
+    assert api_login_problems(compose, tmp_path) == []
+    # The owner's login stays beside it, for the views that act across users only (auteur/core/rls.py).
+    for name in REQUEST_SERVICES:
+        assert mounted_secrets(compose["services"][name])["DATABASE_URL"] == "DATABASE_URL", name
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda api: api["secrets"].remove("DATABASE_API_URL"), "api: no DATABASE_API_URL"),
+    (lambda api: api["secrets"].__setitem__(api["secrets"].index("DATABASE_API_URL"),
+                                            {"source": "DATABASE_URL", "target": "DATABASE_API_URL"}),
+     "api: DATABASE_API_URL logs in as 'auteur', not auteur_api"),
+    (lambda api: api["secrets"].append("POSTGRES_PASSWORD"), "api: mounts a Postgres password itself"),
+    (lambda api: api.__setitem__("environment", {**api["environment"], "PGUSER": "auteur"}),
+     "api: a database login in its environment"),
+])
+def test_the_login_check_catches_an_api_that_reaches_the_owner(compose_secrets, tmp_path, change, says):
+    compose_secrets.make(tmp_path, {"AUTEUR_JWT_SECRET": "j" * 40})
+    doc = load_compose()
+    api = doc["services"]["api"]
+    api["secrets"] = list(api["secrets"])  # the anchor's list is shared with asgi's
+    assert api_login_problems(doc, tmp_path) == []
+    change(api)
+    assert any(says in problem for problem in api_login_problems(doc, tmp_path)), api_login_problems(doc, tmp_path)
+    # The owner's password in the API's URL.
+    (tmp_path / "DATABASE_API_URL").chmod(0o644)
+    (tmp_path / "DATABASE_API_URL").write_text(
+        f"postgres://auteur_api:{(tmp_path / 'POSTGRES_PASSWORD').read_text().strip()}@postgres:5432/auteur\n")
+    assert "asgi: DATABASE_API_URL carries the owner's password" in api_login_problems(load_compose(), tmp_path)
+
+
+def test_the_apis_role_is_made_a_login_with_its_password_and_no_power(compose, services):
+    """db-roles runs the SQL of config postgres-api-role as the owner, before the migrations; what
+    that SQL does to a real server is tests/test_compose_secrets.py's."""
+    roles = services["db-roles"]
+    assert roles["image"] == services["postgres"]["image"]
+    assert set(mounted_secrets(roles)) == {"POSTGRES_PASSWORD", "POSTGRES_API_PASSWORD"}
+    [mount] = roles["configs"]
+    argv = shlex.split(argv_of(roles["command"])[0])
+    assert argv[0] == f'PGPASSWORD=$(cat {SECRETS_MOUNT}/POSTGRES_PASSWORD)'  # its environment, not an argument
+    assert f"--file={mount['target']}" in argv and "--username=auteur" in argv and "--host=postgres" in argv
+    sql = compose["configs"][mount["source"]]["content"]
+    assert f"\\set api_password `cat {SECRETS_MOUNT}/POSTGRES_API_PASSWORD`" in sql
+    assert "NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION" in sql
+    # Before the migrations (which would create the role too), and before anything that serves.
+    assert services["migrate"]["depends_on"]["db-roles"]["condition"] == "service_completed_successfully"
+    for name in REQUEST_SERVICES:
+        assert services[name]["depends_on"]["db-roles"]["condition"] == "service_completed_successfully"
 
 
 def test_plain_text_to_the_data_stores_is_allowed_because_they_are_this_projects_own(services):
@@ -726,6 +819,7 @@ def test_the_app_uses_a_minio_user_of_its_own_limited_to_its_bucket(services):
 # A version a tag cannot silently move away from: digits (and MinIO's RELEASE dates), no "latest".
 PINNED_IMAGES = {
     "postgres": r"postgres:15\.\d+",
+    "db-roles": r"postgres:15\.\d+",
     "redis": r"redis:7\.\d+\.\d+",
     "mongo": r"mongo:7\.0\.\d+",
     "minio": r"minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",

@@ -3,10 +3,12 @@ containers start on exactly what compose gives them (their environment and their
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +127,83 @@ def test_an_app_container_starts_in_production_on_what_compose_mounts(service_na
     result = run_python(f"import django; django.setup(); from django.conf import settings; print({show})", env, ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f'[false, "{redis_user}", "auteur-app", true, "postgres"]'
+    # The processes that serve requests (auteur/wsgi.py and asgi.py mark them) log in as the API's
+    # own role; the owner's login is theirs only as the second alias, for the views that act across
+    # users. Everything else logs in as the owner.
+    databases = ("__import__('json').dumps({alias: [db['USER'], db['PASSWORD'], db['HOST']] "
+                 "for alias, db in settings.DATABASES.items()})")
+    serving = run_python(f"import django; django.setup(); from django.conf import settings; print({databases})",
+                         {**env, "AUTEUR_SERVES_REQUESTS": "1"}, ROOT)
+    assert serving.returncode == 0, serving.stderr
+    logins = json.loads(serving.stdout)
+    owner = ["auteur", (made / "POSTGRES_PASSWORD").read_text().strip(), "postgres"]
+    if service_name == "api":
+        assert logins == {"default": ["auteur_api", (made / "POSTGRES_API_PASSWORD").read_text().strip(), "postgres"],
+                          "owner": owner}
+    else:
+        assert logins == {"default": owner}
     if service_name == "flower":
         login = run_python("import django; django.setup(); import runpy; "
                            "print(runpy.run_path('deploy/flowerconfig.py')['basic_auth'][0].split(':')[0])", env, ROOT)
         assert login.returncode == 0 and login.stdout.strip() == "admin", login.stderr
+
+
+# ----------------------------------------------------------------------------- the API's role, on a real server
+
+
+def test_db_roles_makes_the_apis_role_a_login_with_the_files_password_and_no_power(tmp_path):
+    """The SQL docker-compose.yml's db-roles runs, run by psql against this run's PostgreSQL (on a
+    role of its own name, so as not to touch the one the suite logs in as): the role is made when
+    missing, and at every run is a login again, with the file's password (its trailing newline
+    dropped) and every power taken back."""
+    import base64
+    import hashlib
+    import hmac
+
+    import psycopg
+
+    from devstack.servers import _pg_bin_path
+
+    compose = load_compose()
+    [mount] = compose["services"]["db-roles"]["configs"]
+    role = f"auteur_api_t{uuid.uuid4().hex[:8]}"
+    sql = compose["configs"][mount["source"]]["content"].replace("auteur_api", role)
+    sql = sql.replace("/run/secrets/", f"{tmp_path}/")
+    (tmp_path / "api-role.sql").write_text(sql)
+    url = os.environ["DATABASE_URL"]
+
+    def run_db_roles(password: str) -> None:
+        (tmp_path / "POSTGRES_API_PASSWORD").write_text(password + "\n")
+        done = subprocess.run([str(_pg_bin_path() / "psql"), "--no-psqlrc", "--quiet", f"--dbname={url}",
+                               f"--file={tmp_path / 'api-role.sql'}"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    def role_row() -> tuple[Any, ...]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT rolcanlogin, rolsuper, rolbypassrls, rolcreatedb, rolcreaterole, rolreplication,"
+                               " rolpassword FROM pg_authid WHERE rolname = %s", [role]).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    def verifies(verifier: str, password: str) -> bool:
+        """Whether a SCRAM-SHA-256 verifier (what PostgreSQL keeps) is the password's."""
+        iterations, salt, keys = verifier.removeprefix("SCRAM-SHA-256$").replace("$", ":", 1).split(":", 2)
+        stored_key = keys.split(":")[0]
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        return base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
+
+    try:
+        run_db_roles("first-Pw_0123456789")  # missing: created
+        *powers, verifier = role_row()
+        assert powers == [True, False, False, False, False, False]
+        assert verifies(verifier, "first-Pw_0123456789") and not verifies(verifier, "first-Pw_0123456789\n")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'ALTER ROLE "{role}" NOLOGIN SUPERUSER BYPASSRLS CREATEROLE')
+        run_db_roles("second-Pw_9876543210")  # there, with powers it must not have: taken back
+        *powers, verifier = role_row()
+        assert powers == [True, False, False, False, False, False]
+        assert verifies(verifier, "second-Pw_9876543210") and not verifies(verifier, "first-Pw_0123456789")
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')

@@ -87,3 +87,24 @@ def cdn_base_url(value: str, *, debug: bool) -> str:
     if parts.scheme != "https" and not debug:
         raise ValueError("must be https when DJANGO_DEBUG is off (production)")
     return base
+
+
+def public_endpoint_url(value: str, *, debug: bool) -> str:
+    """The public address of the S3 endpoint (AWS_S3_PUBLIC_ENDPOINT_URL) as kept: scheme, host and
+    port only, since signed URLs append the bucket and key to it and sign its host. Raises
+    ValueError saying what is wrong; https outside debug (signed URLs are credentials)."""
+    from urllib.parse import urlsplit
+
+    base = value.strip().rstrip("/")
+    if not base:
+        return ""
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL, e.g. https://media.example.com")
+    if parts.path or parts.query or parts.fragment or "?" in base or "#" in base:
+        raise ValueError("must be a scheme, a host and a port only: signed URLs add the bucket and key")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials")
+    if parts.scheme != "https" and not debug:
+        raise ValueError("must be https when DJANGO_DEBUG is off (production)")
+    return base

@@ -11,6 +11,9 @@ AUTEUR_GPU_BACKEND = env.str("AUTEUR_GPU_BACKEND", default="local")
 # The values AUTEUR_GPU_BACKEND may take (checked when the jobs app starts). The benchmarks'
 # settings (bench/settings.py) add `noop`, which returns canned results and runs no model.
 AUTEUR_GPU_BACKENDS: tuple[str, ...] = ("local", "modal")
+# The backends whose engines run in this deployment's workers, and so reach its object store at its
+# own endpoint (media.storage.s3 `for_engines`); `noop` is the benchmarks'.
+AUTEUR_GPU_LOCAL_BACKENDS: tuple[str, ...] = ("local", "noop")
 # Where the local backend keeps each call's payload, progress and outputs.
 AUTEUR_GPU_LOCAL_DIR = env.str("AUTEUR_GPU_LOCAL_DIR", default=str(VAR_DIR / "gpu-local"))
 # The local runners on this machine: at most this many engines at once, across every worker

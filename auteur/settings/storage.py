@@ -8,7 +8,13 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from auteur.core.secret_values import env_value
-from auteur.core.storage_settings import MAX_CDN_CACHE_SECONDS, cdn_base_url, local_media_storage, s3_media_storage
+from auteur.core.storage_settings import (
+    MAX_CDN_CACHE_SECONDS,
+    cdn_base_url,
+    local_media_storage,
+    public_endpoint_url,
+    s3_media_storage,
+)
 from auteur.core.tls import plaintext_connections
 from auteur.settings.datastores import DATABASE_API_URL, MONGODB_URI, REDIS_URL
 from auteur.settings.environment import DEBUG, VAR_DIR, env, secret
@@ -23,6 +29,16 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_ACCESS_KEY_ID = secret("AWS_ACCESS_KEY_ID", "")
     AWS_SECRET_ACCESS_KEY = secret("AWS_SECRET_ACCESS_KEY", "")
 AWS_S3_ADDRESSING_STYLE: str | None = env.str("AWS_S3_ADDRESSING_STYLE", default="") or None  # MinIO: path
+# The address clients outside the store's network reach its endpoint at, which signed URLs name
+# (S3ObjectStorage: SigV4 signs the host name, so a URL cannot be pointed elsewhere afterwards).
+# docker-compose.yml: https://<AUTEUR_MEDIA_DOMAIN>, the media site Caddy serves in front of MinIO.
+# Empty: AWS_S3_ENDPOINT_URL (S3 and R2 are public already). Engines that run in the workers are
+# given URLs for the endpoint itself, which they reach (media.storage.s3 `for_engines`).
+try:
+    AWS_S3_PUBLIC_ENDPOINT_URL: str = public_endpoint_url(
+        env.str("AWS_S3_PUBLIC_ENDPOINT_URL", default=""), debug=DEBUG)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"AWS_S3_PUBLIC_ENDPOINT_URL {_exc}.") from None
 
 # Production connects to its data stores over TLS unless told otherwise: a URL that reaches another
 # machine unencrypted stops start-up, naming the setting (auteur/core/tls.py: sslmode=require or

@@ -84,7 +84,7 @@ def media_output_targets(
     folder = staging_folder(job_id=job_id, token=uuid.uuid4().hex)
     due_at = timezone.now() + timedelta(seconds=ttl_seconds + LEASE_MARGIN_SECONDS)
     PendingObjectDeletion.objects.create(key=folder + PREFIX_MARK, due_at=due_at, user_id=user_id)
-    storage = get_storage()
+    storage = get_storage().for_engines()  # the address the call reaches the store at
     targets: dict[str, dict[str, Any]] = {}
     for name, content_type in outputs.items():
         key = f"{folder}/{name}"

@@ -114,6 +114,10 @@ class ObjectStorage(ABC):
     def __init__(self, backend: Storage) -> None:
         self.backend = backend
 
+    def for_engines(self) -> ObjectStorage:
+        """The storage whose URLs the GPU engines are given: the address they reach it at."""
+        return self
+
     @abstractmethod
     def check(self) -> None:
         """Raise unless the storage answers within CHECK_TIMEOUT_SECONDS (for /readyz)."""

@@ -1,10 +1,12 @@
 """The S3 backend: S3 or an S3-compatible store (Cloudflare R2, MinIO) through django-storages.
 
-Reads, writes, deletes, existence, sizes and presigned GET URLs go through the Django storage
+Reads, writes, deletes, existence and sizes go through the Django storage
 (``storages.backends.s3.S3Storage``, configured in STORAGES). The rule for boto3: it is called
 only where django-storages has no operation, and only with the storage's own session and
 configuration (its credentials, endpoint and timeouts), all in this module. Those places are:
-presigned PUT URLs for direct uploads (``_put_url``) and multipart uploads beside them (create,
+presigned URLs (``_signer``: django-storages signs a GET with its own endpoint only, and a client
+outside the store's network needs the public address, AWS_S3_PUBLIC_ENDPOINT_URL) for downloads,
+direct uploads (``_put_url``) and multipart uploads beside them (create,
 presign each part, list the parts, complete, abort); the server-side copy behind ``move`` (no byte
 passes through this process), made conditional on an ETag, and the one into the public bucket that
 publishes a file (``copy_public``, with its own headers); the HEAD that reads the ETag with
@@ -32,10 +34,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import tempfile
+import weakref
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.files.storage import Storage
 
 from media.errors import ObjectChanged, StorageError
 from media.storage.base import (
@@ -53,15 +59,58 @@ if TYPE_CHECKING:
     from storages.backends.s3 import S3Storage
 
 
+# The signing clients for a public endpoint: {storage: {endpoint: client}}.
+_SIGNERS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
 def _is_missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
 
 
 class S3ObjectStorage(ObjectStorage):
-    """S3 or an S3-compatible store (Cloudflare R2, MinIO) through django-storages' S3Storage."""
+    """S3 or an S3-compatible store (Cloudflare R2, MinIO) through django-storages' S3Storage.
+
+    Its signed URLs name AWS_S3_PUBLIC_ENDPOINT_URL where one is set (docker-compose.yml: the
+    media site Caddy serves in front of MinIO, which passes the Host header through unchanged, so
+    that the store checks the signature over the name the client used), else the endpoint itself.
+    `public=False`: the store's own endpoint, for readers inside the deployment (`for_engines`)."""
 
     name = "s3"
     backend: S3Storage
+
+    def __init__(self, backend: Storage, *, public: bool = True) -> None:
+        super().__init__(backend)
+        self.public = public
+
+    def for_engines(self) -> S3ObjectStorage:
+        """Engines that run in this deployment's workers (AUTEUR_GPU_LOCAL_BACKENDS) reach the store
+        at its own endpoint, not at the public name (which may not resolve, or not be trusted, inside
+        the deployment's network); Modal's reach it at the public name, as clients do."""
+        if not self.public or settings.AUTEUR_GPU_BACKEND not in settings.AUTEUR_GPU_LOCAL_BACKENDS:
+            return self
+        return S3ObjectStorage(self.backend, public=False)
+
+    @property
+    def _signer(self) -> Any:
+        """The boto3 client that signs URLs: one for the public endpoint, or the storage's own.
+        Signing is computation only (no request is sent), so the public name need not resolve here."""
+        endpoint = getattr(settings, "AWS_S3_PUBLIC_ENDPOINT_URL", "") if self.public else ""
+        if not endpoint or endpoint == self.backend.endpoint_url:
+            return self.client
+        clients = _SIGNERS.setdefault(self.backend, {})
+        client = clients.get(endpoint)
+        if client is None:
+            client = self.backend._create_session().client(
+                "s3",
+                region_name=self.backend.region_name,
+                use_ssl=self.backend.use_ssl,
+                endpoint_url=endpoint,
+                verify=self.backend.verify,
+                config=self.backend.client_config,
+            )
+            # boto3's clients may be shared by threads; two threads may both make one here: either will do.
+            clients[endpoint] = client
+        return client
 
     @property
     def bucket(self) -> str:
@@ -122,13 +171,12 @@ class S3ObjectStorage(ObjectStorage):
     def _put_url(
         self, key: str, content_type: str, size_bytes: int, exact: bool, *, ttl: int, expires_at: datetime
     ) -> str:
-        # django-storages signs only GETs: the PUT is signed with its connection's client.
         # ContentType and ContentLength become signed headers: S3 refuses any other type or size.
         # A presigned PUT cannot sign a range of lengths: an undeclared size is checked at confirm.
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
         if exact:
             params["ContentLength"] = size_bytes
-        return str(self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl, HttpMethod="PUT"))
+        return str(self._signer.generate_presigned_url("put_object", Params=params, ExpiresIn=ttl, HttpMethod="PUT"))
 
     # ---- multipart uploads: the client PUTs each part straight to the bucket. Each part's URL
     # signs its length and its SHA-256 (S3 refuses a body that does not match: BadDigest); the
@@ -148,7 +196,7 @@ class S3ObjectStorage(ObjectStorage):
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
         if sha256:  # S3 signs an exact length only: a part "at most" so many bytes is checked when completed
             params.update(ContentLength=size, ChecksumSHA256=sha256)
-        return str(self.client.generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl, HttpMethod="PUT"))
+        return str(self._signer.generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl, HttpMethod="PUT"))
 
     def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         from botocore.exceptions import ClientError
@@ -198,12 +246,12 @@ class S3ObjectStorage(ObjectStorage):
                 raise
 
     def _get_url(self, key: str, filename: str, *, ttl: int, expires_at: datetime) -> str:
-        parameters: dict[str, Any] = {}
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         disposition = content_disposition(filename)
         if disposition:
-            parameters["ResponseContentDisposition"] = disposition
+            params["ResponseContentDisposition"] = disposition
         with self._errors():
-            return str(self.backend.url(key, parameters=parameters, expire=ttl))
+            return str(self._signer.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl))
 
     # ---- objects: the storage's operations, with transient failures as StorageError
     def head(self, key: str) -> int | None:
