@@ -18,9 +18,10 @@ an id older than the stream's window starts with `event: gap` (no id): what came
 is checked as the REST API checks it (same errors); when it expires the stream sends an `error`
 event and ends: the client reconnects with a fresh token and its last id.
 
-A user holds at most AUTEUR_MAX_STREAMS_PER_USER streams and WebSockets open at once, across every
-ASGI process (realtime/leases.py); one more is answered 429 `too_many_streams`, with
-the limit in `details.limit`.
+A person (or API key) holds at most AUTEUR_MAX_STREAMS_PER_USER streams and WebSockets open at
+once, and the keys and members of the workspaces one account pays for AUTEUR_MAX_STREAMS_PER_ACCOUNT
+together, across every ASGI process (realtime/leases.py); one more is answered 429
+`too_many_streams`, with the limit in `details.limit` and which one in `details.scope`.
 
 Under gunicorn (WSGI) these views answer 503 `stream_unavailable`: a sync worker must never hold
 a connection open.
@@ -50,6 +51,7 @@ from auteur.users.authentication import JWTAuthentication
 from auteur.users.errors import WorkspaceNotFound
 from auteur.users.keys import FoundKey
 from auteur.users.models import ApiKey, Membership, User
+from auteur.users.payers import payer_of
 from auteur.users.roles import allowed
 from auteur.users.selectors import require_seat
 from auteur.users.workspace_context import WORKSPACE_META_KEY, Seat, seat_of
@@ -82,6 +84,8 @@ class StreamCaller:
         self.seat = seat if seat is not None and not seat.personal else None
         # Streams are counted per person: a team's members do not share one allowance.
         self.person_id = seat.member_id if seat is not None else user.id
+        # And per paying account, whose allowance every key and member of its workspaces share.
+        self.account_id = payer_of(seat) if seat is not None else user.id
 
 
 def authenticate_token(token: str, *, client_ip: str, forwarded_for: str | None,
@@ -225,10 +229,11 @@ async def _events(
 
 
 def too_many_streams(exc: TooManyStreams) -> HttpResponse:
+    shared = " by the keys and members of the workspaces this account pays for" if exc.scope == "account" else ""
     return error_response(
         429, "too_many_streams",
-        f"At most {exc.limit} event streams and WebSockets may be open at once; close one first.",
-        {"limit": exc.limit},
+        f"At most {exc.limit} event streams and WebSockets may be open at once{shared}; close one first.",
+        {"limit": exc.limit, "scope": exc.scope},
     )
 
 
@@ -261,7 +266,7 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
         after = "0-0"  # one job's stream starts with its history
     hub = get_hub()
     try:
-        lease = await stream_lease_acquire(hub.redis, caller.person_id)
+        lease = await stream_lease_acquire(hub.redis, caller.person_id, account_id=caller.account_id)
     except TooManyStreams as exc:
         return too_many_streams(exc)
     except RedisError:

@@ -31,9 +31,9 @@ Close codes: 4401 bad or expired token (also when it expires while connected), 4
 or another user's, or a workspace the caller is not a member of (also when their seat ends while
 connected: removed, or given a role that does not see jobs), 4403 a role that does not see the
 workspace's jobs, 4400 a malformed or unknown message, 4408 no auth in time, 4429 (reason
-`too_many_streams`) the user already holds AUTEUR_MAX_STREAMS_PER_USER streams and sockets open
-(realtime/leases.py), 1013 the client fell AUTEUR_STREAM_CLIENT_BUFFER events behind
-(reconnect and resume). A handshake whose Origin
+`too_many_streams`) the person already holds AUTEUR_MAX_STREAMS_PER_USER streams and sockets open,
+or the workspace's paying account AUTEUR_MAX_STREAMS_PER_ACCOUNT (realtime/leases.py), 1013 the
+client fell AUTEUR_STREAM_CLIENT_BUFFER events behind (reconnect and resume). A handshake whose Origin
 is not in CORS_ALLOWED_ORIGINS is refused (403); clients that send no Origin (not a browser)
 are not affected by that check.
 """
@@ -154,7 +154,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._close(code, exc.code)
             return
         try:
-            self.lease = await stream_lease_acquire(get_hub().redis, self.caller.person_id)
+            self.lease = await stream_lease_acquire(get_hub().redis, self.caller.person_id,
+                                                    account_id=self.caller.account_id)
         except TooManyStreams:
             await self._close(CLOSE_TOO_MANY_STREAMS, "too_many_streams")
             return

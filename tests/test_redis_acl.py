@@ -220,7 +220,7 @@ def test_the_api_streams_caches_counts_leases_and_reads_the_live_workers(port, s
     async def lease_and_release() -> None:
         connection = redis.asyncio.Redis.from_url(url("api", port))
         try:
-            lease = await stream_lease_acquire(connection, "u1")
+            lease = await stream_lease_acquire(connection, "u1", account_id="a1")
             await lease.release()
         finally:
             await connection.aclose()

@@ -4,6 +4,11 @@ One sorted set per client holds the times of its accepted requests in the last w
 script trims, counts and adds atomically, so N processes together admit at most `limit`
 requests per window. Refused requests are not recorded: a client that keeps hammering is let in
 again as soon as its oldest accepted request leaves the window.
+
+A signed-in request counts against two windows at once, in the same script: its person's (or API
+key's) own, and its paying account's (auteur/users/payers.py), which every key and member acting
+in the workspaces that account pays for share. Admitted, it is recorded in both; refused by
+either, in neither. One round trip either way.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +27,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from auteur.core import silence
+from auteur.users.payers import payer_of
 from auteur.users.workspace_context import seat_of
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
@@ -28,18 +35,28 @@ if TYPE_CHECKING:  # rest_framework.views imports this module through its settin
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1] the set; ARGV: now (ms), window (ms), limit, member. Returns {allowed, wait_ms}.
+# KEYS: the windows' sets; ARGV: now (ms), window (ms), member, then each set's limit. Returns
+# {allowed, wait_ms}: admitted into every set or into none; refused, it waits for the full set
+# whose oldest request leaves last.
 _SLIDING_WINDOW = """
-local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
-if count < limit then
-  redis.call('ZADD', key, now, ARGV[4])
-  redis.call('PEXPIRE', key, window)
-  return {1, 0}
+local now, window, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local refused, wait = false, 0
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then
+    refused = true
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    wait = math.max(wait, oldest[2] and tonumber(oldest[2]) + window - now or window)
+  end
 end
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-return {0, tonumber(oldest[2]) + window - now}
+if refused then
+  return {0, wait}
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, window)
+end
+return {1, 0}
 """
 
 
@@ -60,10 +77,19 @@ KEY_PREFIX = "rl:"
 def hit(key: str, *, limit: int, window_seconds: int) -> float:
     """Record one request under `key` (which starts with KEY_PREFIX). Returns 0 when allowed, else
     the seconds to wait."""
-    if not key.startswith(KEY_PREFIX):
-        raise ValueError(f"a rate limit's key starts with {KEY_PREFIX!r}: {key!r}")
+    return hit_all(((key, limit),), window_seconds=window_seconds)
+
+
+def hit_all(windows: Sequence[tuple[str, int]], *, window_seconds: int) -> float:
+    """Record one request under each (key, limit) of `windows`, or under none of them if any is
+    full. Returns 0 when allowed, else the seconds to wait."""
+    for key, _ in windows:
+        if not key.startswith(KEY_PREFIX):
+            raise ValueError(f"a rate limit's key starts with {KEY_PREFIX!r}: {key!r}")
     now_ms = int(time.time() * 1000)
-    allowed, wait_ms = _script()(keys=[key], args=[now_ms, window_seconds * 1000, limit, uuid.uuid4().hex])
+    allowed, wait_ms = _script()(keys=[key for key, _ in windows],
+                                 args=[now_ms, window_seconds * 1000, uuid.uuid4().hex,
+                                       *(limit for _, limit in windows)])
     return 0.0 if int(allowed) else max(int(wait_ms), 1) / 1000
 
 
@@ -78,7 +104,9 @@ class SlidingWindowThrottle(BaseThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            return self._allow(f"rl:u:{person_of(request)}", limit=person_limit(request))
+            limit = person_limit(request)
+            return self._allow_all(((f"rl:u:{person_of(request)}", limit),
+                                    (f"rl:a:{account_of(request)}", account_limit(limit))))
         return self.allow_client(request)
 
     def allow_client(self, request: Request, *, scope: str = "ip", limit: int | None = None) -> bool:
@@ -92,13 +120,16 @@ class SlidingWindowThrottle(BaseThrottle):
         return self._allow(f"rl:{scope}:{self.get_ident(request)}", limit=limit)
 
     def _allow(self, key: str, *, limit: int) -> bool:
+        return self._allow_all(((key, limit),))
+
+    def _allow_all(self, windows: Sequence[tuple[str, int]]) -> bool:
         # Fail open: a Redis outage must not lock every user out of reading their data; anything
         # that needs Redis to do its work fails on its own.
         if silence.is_silent(settings.REDIS_URL):
             logger.warning("rate limiter unavailable (no answer lately); request allowed")
             return True
         try:
-            wait = hit(key, limit=limit, window_seconds=self.window_seconds)
+            wait = hit_all(windows, window_seconds=self.window_seconds)
         except redis.RedisError as exc:
             silence.note_failure(settings.REDIS_URL, exc)
             logger.warning("rate limiter unavailable (%s); request allowed", type(exc).__name__)
@@ -121,6 +152,19 @@ def person_limit(request: Request) -> int:
     """A signed-in request's requests per minute: an API key's own, else a person's."""
     seat = seat_of(request._request)
     return (seat.rate_limit if seat is not None else None) or settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE
+
+
+def account_of(request: Request) -> Any:
+    """The account that pays for a signed-in request's workspace, whose window the request also
+    counts against: the same for every key and member acting in the workspaces it pays for."""
+    seat = seat_of(request._request)
+    return payer_of(seat) if seat is not None else request.user.pk
+
+
+def account_limit(person_limit: int) -> int:
+    """A paying account's requests per minute: AUTEUR_RATE_LIMIT_ACCOUNT_PER_MINUTE, or the limit of
+    the one person or key acting where that is higher (an operator who raises one raises both)."""
+    return max(settings.AUTEUR_RATE_LIMIT_ACCOUNT_PER_MINUTE, person_limit)
 
 
 def count_refused(request: Request, person_id: Any) -> None:

@@ -33,6 +33,18 @@ AUTEUR_JWKS_UNKNOWN_KID_TTL_SECONDS = env.int("AUTEUR_JWKS_UNKNOWN_KID_TTL_SECON
 AUTEUR_RATE_LIMIT_USER_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_USER_PER_MINUTE", default=100)
 # An API key's requests per minute, unless the key names its own (each key has its own window).
 AUTEUR_RATE_LIMIT_KEY_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_KEY_PER_MINUTE", default=300)
+# Requests per minute of one paying account: every person and key acting in the workspaces it pays
+# for (its personal one and the team workspaces it created) together, each also within their own
+# limit above; never below one of those (auteur/core/throttling.py). So more keys or more
+# workspaces do not multiply what one sign-up may send.
+AUTEUR_RATE_LIMIT_ACCOUNT_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ACCOUNT_PER_MINUTE", default=1000)
+# API keys in use (neither revoked nor expired) per workspace (409 key_limit_reached past it).
+AUTEUR_MAX_KEYS_PER_WORKSPACE = env.int("AUTEUR_MAX_KEYS_PER_WORKSPACE", default=50)
+# API keys in use across the workspaces one account pays for (409 key_limit_reached past it).
+AUTEUR_MAX_KEYS_PER_ACCOUNT = env.int("AUTEUR_MAX_KEYS_PER_ACCOUNT", default=100)
+# API keys one person may make per hour (429 rate_limited past it): a key is never deleted, so
+# making and revoking keys in a loop would otherwise grow the table without bound.
+AUTEUR_RATE_LIMIT_KEY_CREATES_PER_HOUR = env.int("AUTEUR_RATE_LIMIT_KEY_CREATES_PER_HOUR", default=20)
 AUTEUR_RATE_LIMIT_ANON_PER_MINUTE = env.int("AUTEUR_RATE_LIMIT_ANON_PER_MINUTE", default=30)
 # /readyz probes per client IP per minute (a load balancer probes every few seconds).
 AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE = env.int("AUTEUR_READYZ_RATE_LIMIT_PER_MINUTE", default=60)

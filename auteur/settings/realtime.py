@@ -18,4 +18,8 @@ AUTEUR_WS_AUTH_TIMEOUT_SECONDS = env.float("AUTEUR_WS_AUTH_TIMEOUT_SECONDS", def
 # close 4429). Each holds a lease in Redis, renewed while open: a crashed server's connections
 # stop counting after AUTEUR_STREAM_LEASE_SECONDS.
 AUTEUR_MAX_STREAMS_PER_USER = env.int("AUTEUR_MAX_STREAMS_PER_USER", default=20)
+# The same across one paying account: every person and key acting in the workspaces it pays for
+# (its personal one and the team workspaces it created) together; never below the cap of one of
+# them. So more keys or more workspaces do not multiply what one sign-up may hold open.
+AUTEUR_MAX_STREAMS_PER_ACCOUNT = env.int("AUTEUR_MAX_STREAMS_PER_ACCOUNT", default=100)
 AUTEUR_STREAM_LEASE_SECONDS = env.float("AUTEUR_STREAM_LEASE_SECONDS", default=60.0)

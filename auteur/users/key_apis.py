@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from auteur.core.api import ApiView, KeyedPagination, StrictSerializer, paginated_response, request_user
 from auteur.core.schema import raises
+from auteur.core.throttling import SlidingWindowThrottle, person_of
 from auteur.users.key_services import api_key_create, api_key_get, api_key_list, api_key_revoke
 from auteur.users.roles import SCOPES
 from auteur.users.selectors import membership_get
@@ -40,16 +43,31 @@ class KeyCreatedSerializer(KeyOutputSerializer):
                                                           "`Authorization: Bearer <key>`.")
 
 
+class KeyCreateThrottle(SlidingWindowThrottle):
+    """Keys made per person an hour, counted apart from (and as well as) the general limit: a key is
+    never deleted, so a loop of making and revoking keys would otherwise grow their table without bound."""
+
+    window_seconds = 3600
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        if request.method != "POST":
+            return True
+        return self._allow(f"rl:keys:u:{person_of(request)}", limit=settings.AUTEUR_RATE_LIMIT_KEY_CREATES_PER_HOUR)
+
+
 class KeyListApi(ApiView):
     """The workspace's API keys, newest first, revoked and expired ones included (`?page=`, `?page_size=`).
     POST makes one (owners and admins), with the scopes it may use (`*:write` includes `*:read`; at
     most those the maker's role may do), an optional expiry and an optional rate limit of its own: the
     answer carries the key itself, which is never shown again. A key whose maker is removed, or given
     a role that may not do all its scopes allow, is revoked. Codes: `invalid_scopes`, `invalid_expiry`,
-    `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (at most 50 keys in
-    use)."""
+    `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (keys in use: at
+    most this server's number per workspace, and per account across the workspaces it pays for;
+    `details.scope` says which), `rate_limited` (past this server's number of keys one person may
+    make an hour, with `Retry-After`)."""
 
     acts_in_workspace = False  # the workspace is the path's
+    throttle_classes = [SlidingWindowThrottle, KeyCreateThrottle]
 
     pagination_class = KeyedPagination.of("keys")
 

@@ -10,24 +10,28 @@ may not do what their key's scopes allow, has that key revoked with the change
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from auteur.core import rls
 from auteur.core.errors import ApplicationError
 from auteur.users.errors import KeyLimitReached, KeyNotFound, PermissionDenied
 from auteur.users.keys import key_generate, key_hash, visible_part
-from auteur.users.models import ApiKey, Membership
+from auteur.users.models import ApiKey, Membership, Workspace
+from auteur.users.payers import workspace_payer_id
 from auteur.users.roles import SCOPES, scopes_allowed_to
 from auteur.users.selectors import require
 from auteur.users.workspace_services import acting, streams_end
 
-# Keys in use (neither revoked nor expired) per workspace.
-MAX_ACTIVE_KEYS = 50
+# The first key of the advisory lock that serializes key making per paying account (the users'
+# locks take the one-bigint form, the job types' another first key: no overlap).
+_ACCOUNT_KEYS_LOCK_CLASS = 0x4B45
 
 
 def api_key_list(*, membership: Membership) -> list[ApiKey]:
@@ -60,7 +64,8 @@ def api_key_create(*, membership: Membership, name: str, scopes: Iterable[str], 
     """A new key of the member's workspace and its text, which is shown this once. 403
     `permission_denied` for a scope the member's role may not give; 400 `invalid_expiry` for an
     expiry not in the future, `invalid_rate_limit` for a rate limit above the service's for keys; 409
-    `key_limit_reached` past MAX_ACTIVE_KEYS keys in use."""
+    `key_limit_reached` past AUTEUR_MAX_KEYS_PER_WORKSPACE keys in use in the workspace, or
+    AUTEUR_MAX_KEYS_PER_ACCOUNT in the workspaces its paying account pays for (auteur/users/payers.py)."""
     wanted = sorted(set(scopes))
     unknown = [scope for scope in wanted if scope not in SCOPES]
     if unknown or not wanted:
@@ -80,15 +85,34 @@ def api_key_create(*, membership: Membership, name: str, scopes: Iterable[str], 
         if beyond:
             raise PermissionDenied(f"A workspace's {actor.role} may not give a key the scopes {', '.join(beyond)}.",
                                    details={"action": "keys.manage", "role": actor.role, "scopes": beyond})
-        if ApiKey.objects.filter(ApiKey.usable(now), user_id=actor.workspace_id).count() >= MAX_ACTIVE_KEYS:
-            raise KeyLimitReached(f"A workspace has at most {MAX_ACTIVE_KEYS} keys in use: revoke one first.",
-                                  details={"limit": MAX_ACTIVE_KEYS})
+        _keys_fit(actor.workspace, now)
         text = key_generate()
         key = ApiKey.objects.create(
             user_id=actor.workspace_id, name=name, prefix=visible_part(text), secret_hash=key_hash(text),
             scopes=wanted, created_by_id=actor.user_id, expires_at=expires_at,
             rate_limit_per_minute=rate_limit_per_minute)
     return key, text
+
+
+def _keys_fit(workspace: Workspace, now: datetime) -> None:
+    """Raise KeyLimitReached unless one more key fits the workspace's bound and its paying account's
+    (inside `acting`: the workspace's row is locked; the account's keys are counted under a lock of
+    their own, taken after it, so that keys made at once in two of its workspaces take turns)."""
+    most = settings.AUTEUR_MAX_KEYS_PER_WORKSPACE
+    if ApiKey.objects.filter(ApiKey.usable(now), user_id=workspace.pk).count() >= most:
+        raise KeyLimitReached(f"A workspace has at most {most} keys in use: revoke one first.",
+                              details={"limit": most, "scope": "workspace"})
+    payer = workspace_payer_id(workspace)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                       [_ACCOUNT_KEYS_LOCK_CLASS, zlib.crc32(payer.bytes) - 2**31])
+    # The payer's own workspace and every one it created (a workspace whose creator is gone pays
+    # for itself, and counts only its own keys).
+    paid = Workspace.objects.filter(Q(created_by_id=payer) | Q(pk=payer)).values("pk")
+    most = settings.AUTEUR_MAX_KEYS_PER_ACCOUNT
+    if ApiKey.objects.filter(ApiKey.usable(now), user_id__in=paid).count() >= most:
+        raise KeyLimitReached(f"The workspaces one account pays for have at most {most} keys in use together: "
+                              f"revoke one first.", details={"limit": most, "scope": "account"})
 
 
 def api_key_revoke(*, membership: Membership, key_id: uuid.UUID | str) -> ApiKey:

@@ -110,8 +110,8 @@ def test_a_bad_key_request_is_400_and_makes_nothing(body: dict[str, Any], code: 
     assert not ApiKey.objects.exists()
 
 
-def test_keys_in_use_are_limited_per_workspace(owner: User, team: Workspace, monkeypatch: Any):
-    monkeypatch.setattr("auteur.users.key_services.MAX_ACTIVE_KEYS", 2)
+def test_keys_in_use_are_limited_per_workspace(owner: User, team: Workspace, settings: Any):
+    settings.AUTEUR_MAX_KEYS_PER_WORKSPACE = 2
     make_key(owner, team, ["jobs:read"])
     key, _ = make_key(owner, team, ["jobs:read"])
     with pytest.raises(Exception) as refused:

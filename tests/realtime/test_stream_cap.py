@@ -91,7 +91,7 @@ def test_one_stream_over_the_cap_is_refused_with_a_code(server, make_user):
     refused = Sse(server, token)
     assert refused.status == 429
     assert refused.json()["error"] == {
-        "code": "too_many_streams", "details": {"limit": CAP},
+        "code": "too_many_streams", "details": {"limit": CAP, "scope": "person"},
         "message": f"At most {CAP} event streams and WebSockets may be open at once; close one first.",
     }
     _refused_ws, message, close = ws_open(server, token)
