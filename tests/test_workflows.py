@@ -94,6 +94,31 @@ def test_deploy_pulls_migrates_then_starts_over_ssh():
     assert triggers(workflow)["workflow_run"]["workflows"] == [load("release.yml")["name"]]
 
 
+def test_deploy_ships_the_tags_compose_file_and_caddyfile_before_starting_them():
+    """The host's deployment files are the release's, not whatever was copied there once: an image
+    whose settings the compose file or the Caddyfile of another release does not give would not start,
+    or would sign URLs for a name nobody serves."""
+    workflow = load("deploy.yml")
+    checkout = next(step for step in steps(workflow) if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["ref"] == "refs/tags/v${{ env.RELEASE }}"
+    ship = next(step for step in steps(workflow) if "tar -czf -" in step.get("run", ""))["run"]
+    shipped = set(re.search(r"tar -czf - ([^|]+)\|", ship.replace("\\\n", " "))[1].split())
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    # What compose reads from the host beside ./secrets (bind mounts), and what the host runs.
+    host_files = {volume.split(":")[0].removeprefix("./") for service in compose["services"].values()
+                  for volume in service.get("volumes", []) if volume.startswith("./")}
+    assert host_files == {"Caddyfile"}
+    assert {"docker-compose.yml", ".env.example", "deploy/compose_secrets.py", "deploy/redis_acl.py"} | host_files \
+        <= shipped
+    assert all((ROOT / path).is_file() for path in shipped)
+    for path in shipped:
+        assert f"cp .release/\\$f \\$f" in ship and path in ship.split("for f in ", 1)[1], path
+    script = runs(workflow)
+    assert script.index("tar -czf -") < script.index("python3 deploy/compose_secrets.py")
+    # A changed Caddyfile is loaded by the running Caddy, which keeps serving meanwhile.
+    assert "caddy reload --config /etc/caddy/Caddyfile" in script
+
+
 def test_deploy_modal_runs_when_gpu_tasks_change():
     workflow = load("deploy-modal.yml")
     assert "gpu_tasks/**" in triggers(workflow)["push"]["paths"]

@@ -150,6 +150,7 @@ EOF
 firewall() {
   # Docker publishes ports through its own iptables rules, ahead of UFW's: docker-compose.yml
   # therefore publishes only Caddy's 80 and 443 beyond loopback (tests/test_compose.py holds it).
+  # The object store is one of Caddy's sites (AUTEUR_MEDIA_DOMAIN) on those same ports.
   run ufw default deny incoming
   run ufw default allow outgoing
   run ufw limit 22/tcp
@@ -170,4 +171,6 @@ fail2ban
 firewall
 run systemctl enable --now docker
 say "done: firewall on 22 (rate-limited), 80, 443; SSH by key; Fail2Ban; security updates unattended."
-say "next: as $DEPLOY_USER, put the release's files in $DEPLOY_PATH and run deploy/compose_secrets.py there (docs/deploying.md)."
+say "next: DNS records for AUTEUR_DOMAIN and AUTEUR_MEDIA_DOMAIN (the object store's name) to this host;"
+say "      as $DEPLOY_USER, write $DEPLOY_PATH/.env and $DEPLOY_PATH/secrets/AUTEUR_JWT_SECRET; then deploy.yml"
+say "      ships the release's files there and makes the other secrets (docs/deploying.md)."
