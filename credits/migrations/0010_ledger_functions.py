@@ -14,7 +14,10 @@ writes, and checks what a caller could otherwise abuse:
 - a batch's move is the sum of its entries, computed here, and a per-job limit holds their largest;
 - a refund gives back 1 to what the job's usage entry took, once (credit_tx_one_refund_per_job), and
   its member, job type and month come from that entry, not from the caller: the counters it gives
-  back to are those that counted the charge.
+  back to are those that counted the charge. It locks the account in a statement of its own first:
+  its counters' UPDATE then reads with a snapshot taken after that lock, and so sees a counter that a
+  cap set a moment ago made (under the same lock, counting from the ledger the charge but not yet
+  this refund), which a snapshot taken before the lock would miss, leaving the counter too high.
 
 Grants, subscriptions, purchases and staff adjustments stay on the owner's login (workers, the admin,
 Stripe's webhook), which owns the tables. search_path is pinned to pg_catalog, pg_temp and every name
@@ -200,6 +203,7 @@ BEGIN
     IF public.auteur_user_id() IS NOT NULL AND public.auteur_user_id() <> p_user_id THEN
         RAISE EXCEPTION 'not the session''s account' USING ERRCODE = 'insufficient_privilege';
     END IF;
+    PERFORM FROM public.credit_accounts WHERE user_id = p_user_id FOR UPDATE;
     -- What the refund gives back is tied to the job's charge: 1 to what it took (one refund per job
     -- is the ledger's unique constraint), named for its member, counted back in its month.
     RETURN QUERY
@@ -241,6 +245,7 @@ BEGIN
     IF public.auteur_user_id() IS NOT NULL AND public.auteur_user_id() <> p_user_id THEN
         RAISE EXCEPTION 'not the session''s account' USING ERRCODE = 'insufficient_privilege';
     END IF;
+    PERFORM FROM public.credit_accounts WHERE user_id = p_user_id FOR UPDATE;
     -- Each refund is tied to its job's charge (as auteur_ledger_refund's), and the account moves by
     -- their sum only if every one is: the counters give back what they counted of each charge, in
     -- its month.

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pytest
@@ -89,19 +90,22 @@ def test_charges_refunds_cap_and_role_changes_raced_deadlock_nowhere(make_user: 
 
     def cap(i: int) -> int:
         limit = 50_000 + i
-        [lambda: workspace_cap_set(membership=seat, monthly_limit=limit),
-         lambda: key_cap_set(membership=seat, key_id=keys[i % 2][0].pk, monthly_limit=limit, job_limit=None),
-         lambda: member_budget_set(membership=seat, user_id=editors[i % 2].pk, monthly_limit=limit)][i % 3]()
+        if i % 3 == 0:
+            workspace_cap_set(membership=seat, monthly_limit=limit)
+        elif i % 3 == 1:
+            key_cap_set(membership=seat, key_id=keys[i % 2][0].pk, monthly_limit=limit, job_limit=None)
+        else:
+            member_budget_set(membership=seat, user_id=editors[i % 2].pk, monthly_limit=limit)
         return 200
 
     def role(i: int) -> int:
         member_set_role(membership=seat, user_id=shifting.pk, role=("admin", "editor", "viewer")[i % 3])
         return 200
 
-    works: list[Callable[[], Any]] = [lambda i=i: submit(i) for i in range(24)]
-    works += [lambda i=i: cancel(i) for i in range(8)]
-    works += [lambda i=i: cap(i) for i in range(8)]
-    works += [lambda i=i: role(i) for i in range(8)]
+    works: list[Callable[[], Any]] = [partial(submit, i) for i in range(24)]
+    works += [partial(cancel, i) for i in range(8)]
+    works += [partial(cap, i) for i in range(8)]
+    works += [partial(role, i) for i in range(8)]
     results = race(works)
 
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -111,3 +115,28 @@ def test_charges_refunds_cap_and_role_changes_raced_deadlock_nowhere(make_user: 
     assert answers[202] >= 24  # every submission accepted (the pool and the caps cover them)
     assert deadlocks() == before
     assert ledger_check() == []
+
+
+def test_the_count_sees_a_deadlock(make_user: Callable[..., User]):
+    """The instrument: two transactions that lock two accounts in opposite orders are a deadlock
+    that PostgreSQL breaks, and the count above moves."""
+    from django.db import transaction
+
+    from credits.lock_objects import credit_account_lock
+
+    accounts = []
+    for _ in range(2):
+        user = make_user()
+        accounts.append(credit_grant(user=user, amount=1, description="x").account_id)
+    before = deadlocks()
+    both_hold_one = threading.Barrier(2)
+
+    def cross(first: int) -> None:
+        with transaction.atomic():
+            credit_account_lock(account_id=accounts[first])
+            both_hold_one.wait(timeout=30)
+            credit_account_lock(account_id=accounts[1 - first])
+
+    results = race([partial(cross, 0), partial(cross, 1)])
+    assert sum("deadlock detected" in str(r) for r in results) == 1, results
+    assert deadlocks() == before + 1
