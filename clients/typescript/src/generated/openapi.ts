@@ -1946,8 +1946,10 @@ export interface paths {
          *     most those the maker's role may do), an optional expiry and an optional rate limit of its own: the
          *     answer carries the key itself, which is never shown again. A key whose maker is removed, or given
          *     a role that may not do all its scopes allow, is revoked. Codes: `invalid_scopes`, `invalid_expiry`,
-         *     `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (at most 50 keys in
-         *     use).
+         *     `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (keys in use: at
+         *     most this server's number per workspace, and per account across the workspaces it pays for;
+         *     `details.scope` says which), `rate_limited` (past this server's number of keys one person may
+         *     make an hour, with `Retry-After`).
          */
         get: operations["workspaces_keys_list"];
         put?: never;
@@ -1958,8 +1960,10 @@ export interface paths {
          *     most those the maker's role may do), an optional expiry and an optional rate limit of its own: the
          *     answer carries the key itself, which is never shown again. A key whose maker is removed, or given
          *     a role that may not do all its scopes allow, is revoked. Codes: `invalid_scopes`, `invalid_expiry`,
-         *     `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (at most 50 keys in
-         *     use).
+         *     `invalid_rate_limit` (above the service's limit for keys), `key_limit_reached` (keys in use: at
+         *     most this server's number per workspace, and per account across the workspaces it pays for;
+         *     `details.scope` says which), `rate_limited` (past this server's number of keys one person may
+         *     make an hour, with `Retry-After`).
          */
         post: operations["workspaces_keys_create"];
         delete?: never;
@@ -5964,7 +5968,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `too_many_streams` (details.limit): close a stream or WebSocket first. */
+            /** @description Codes: `too_many_streams` (details.limit; details.scope: `person`, the caller's own cap, or `account`, the one the workspaces of its paying account share): close a stream or WebSocket first. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9934,7 +9938,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `too_many_streams` (details.limit): close a stream or WebSocket first. */
+            /** @description Codes: `too_many_streams` (details.limit; details.scope: `person`, the caller's own cap, or `account`, the one the workspaces of its paying account share): close a stream or WebSocket first. */
             429: {
                 headers: {
                     [name: string]: unknown;
