@@ -42,6 +42,7 @@ from jobs.intake.submission import (
     quoted_body_hash,
     request_hash,
 )
+from jobs.intake.transcribe import transcription_already_asked
 from jobs.life.status import job_cancel
 from jobs.models import Job, JobStatus
 from jobs.prefer_header import event_stream_location, prefer_wait
@@ -98,6 +99,8 @@ class JobSubmitApi(ApiView):
     """Base of the `POST /jobs/<type>` views; `_submit_api` makes one per job type.
 
     202 `{job_id, status: "pending", credits_cost}`: the job was charged and its work queued.
+    200 with `deduplicated: true`: a transcription of a file whose automatic transcription (the
+    same options) is pending, running or done is answered with that job, charged nothing more.
     With an `Idempotency-Key` header, the same key and body within 24 hours answer 200 with
     the original job, in its current status (header `Idempotent-Replayed: true`), and charge
     nothing; the same key with another body is a 422 `idempotency_key_reused`. 404
@@ -130,6 +133,12 @@ class JobSubmitApi(ApiView):
         # render's timeline is read, cut and captioned there, which an account that cannot pay
         # must not cost.
         objects = job_request_objects(user=user, spec=self.spec, data=fields)
+        if options.use_cache:
+            # The same work already asked for (a file's automatic transcription): that job, charged nothing more.
+            doing = transcription_already_asked(user=user, spec=self.spec, objects=objects, webhook=options.webhook)
+            if doing is not None:
+                return Response(JobAcceptedSerializer(doing, context={"deduplicated": True}).data,
+                                status=status.HTTP_200_OK)
         replay = job_submit_precheck(user=user, spec=self.spec, idempotency_key=key, body_hash=body_hash,
                                      member_id=request_member_id(request))
         if replay is not None:

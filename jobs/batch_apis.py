@@ -7,13 +7,17 @@ one that does not exist (jobs/intake/batches.py submits; jobs/selectors/batches.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -330,32 +334,73 @@ class BatchDetailApi(ApiView):
         return Response(BatchSerializer(batch_data(batch)).data)
 
 
+class BatchManifestItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The item's place in the batch, from 0")
+    job_id = serializers.UUIDField()
+    type = serializers.ChoiceField(choices=JOB_TYPE_CHOICES)
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    credits_cost = serializers.IntegerField()
+    credits_refund = serializers.IntegerField()
+    error_code = serializers.CharField(allow_blank=True)
+    error_message = serializers.CharField(allow_blank=True, help_text="A fixed sentence for error_code")
+    retryable = serializers.BooleanField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+    output_data = serializers.DictField(help_text="As GET /jobs/{id} shows it: `output_media_ids` name the files")
+
+
+class BatchManifestSerializer(serializers.Serializer):
+    items = BatchManifestItemSerializer(many=True, help_text="In the items' order")
+
+
+NDJSON, JSON = "application/x-ndjson", "application/json"
+
+
+class _ErrorsAsJson(DefaultContentNegotiation):
+    """DRF's own answers (the errors) are JSON whatever the request accepts; the view picks its
+    manifest's form itself, so `Accept: application/x-ndjson` is no 406."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, str(renderer.media_type)
+
+
 @raises("batch_not_found")
 class BatchManifestApi(ApiView):
-    """The batch's manifest, as JSON lines (`application/x-ndjson`): one line per item, in the
-    items' order: `index`, `job_id`, `type`, `status`, `credits_cost`, `credits_refund`,
-    `error_code`, `error_message`, `retryable`, `completed_at` and `output_data` (as GET /jobs/{id}
-    shows it; `output_media_ids` name the files). Streamed, however large the results; a client
-    that reads slowly (a request is bounded in time) reads it in parts: `?after=<index>&limit=<n>`."""
+    """The batch's manifest: one entry per item, in the items' order: `index`, `job_id`, `type`,
+    `status`, `credits_cost`, `credits_refund`, `error_code`, `error_message`, `retryable`,
+    `completed_at` and `output_data` (as GET /jobs/{id} shows it; `output_media_ids` name the
+    files). As JSON lines (`application/x-ndjson`, one item a line) by default; as one JSON
+    document, `{"items": [...]}`, to a request whose `Accept` prefers `application/json`. Streamed
+    either way, however large the results; a client that reads slowly (a request is bounded in
+    time) reads it in parts: `?after=<index>&limit=<n>`."""
 
     workspace_actions = {"GET": "jobs.view"}
+    content_negotiation_class = _ErrorsAsJson
 
     class QuerySerializer(StrictSerializer):
         after = serializers.IntegerField(min_value=-1, default=-1, help_text="Only the items after this index")
         limit = serializers.IntegerField(min_value=1, required=False, help_text="At most this many items")
 
+    # JSON lines first: what a request that states no preference gets.
     @extend_schema(parameters=[QuerySerializer],
-                   responses={(200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR)},
+                   responses={(200, NDJSON): OpenApiResponse(OpenApiTypes.STR, description="One item a line"),
+                              (200, JSON): BatchManifestSerializer},
                    summary="Get a batch's manifest", tags=["batches"])
     def get(self, request: Request, batch_id: str) -> StreamingHttpResponse:
         batch = batch_get(user=request_user(request), batch_id=batch_id)
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
+        # The form the request's Accept prefers (its q-values weighed); JSON lines when it names neither.
+        form = request._request.get_preferred_type([NDJSON, JSON]) or NDJSON
         manifest = BatchManifest(batch=batch, after=query.validated_data["after"],
-                                 limit=query.validated_data.get("limit"))
+                                 limit=query.validated_data.get("limit"), as_json=form == JSON)
         # Its iterator's close() (called by the response when it ends) closes the cursor.
-        response = StreamingHttpResponse(manifest, content_type="application/x-ndjson")
-        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.jsonl"'
+        response = StreamingHttpResponse(manifest, content_type=form)
+        extension = "json" if form == JSON else "jsonl"
+        response["Content-Disposition"] = f'attachment; filename="batch-{batch.pk}.{extension}"'
+        patch_vary_headers(response, ("Accept",))
         return response
 
 

@@ -34,10 +34,17 @@ class JobAcceptedSerializer(serializers.Serializer):
         "`pending` (its work is queued), or `completed` when the result cache served it"))
     credits_cost = serializers.IntegerField()
     cache = serializers.SerializerMethodField()
+    deduplicated = serializers.SerializerMethodField()
 
     @extend_schema_field(CacheSerializer)
     def get_cache(self, obj: Job) -> dict[str, Any]:
         return CacheSerializer(job_cache(cache_source_id=obj.cache_source_id)).data
+
+    @extend_schema_field(serializers.BooleanField(help_text=(
+        "The job was already doing this work (a file's automatic transcription): it is the answer, in its "
+        "status, and nothing more was charged (200)")))
+    def get_deduplicated(self, obj: Job) -> bool:
+        return bool(self.context.get("deduplicated", False))
 
     def to_representation(self, instance: Job) -> dict[str, Any]:
         # Every submission is answered with it, so it is written out rather than walked field by
@@ -46,7 +53,8 @@ class JobAcceptedSerializer(serializers.Serializer):
         # its schema; tests/jobs/test_api_submit.py holds that both give the same answer.
         source = instance.cache_source_id
         return {"job_id": str(instance.pk), "status": instance.status, "credits_cost": int(instance.credits_cost),
-                "cache": {"hit": source is not None, "source_job_id": None if source is None else str(source)}}
+                "cache": {"hit": source is not None, "source_job_id": None if source is None else str(source)},
+                "deduplicated": bool(self.context.get("deduplicated", False))}
 
 
 class PriorityField(serializers.ChoiceField):

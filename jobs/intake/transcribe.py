@@ -1,22 +1,27 @@
-"""Automatic transcription: a newly ready audio or video file of a project that asks for it."""
+"""Automatic transcription: a newly ready audio or video file of a project that asks for it, and
+the one job that does that work for a client who then asks for it too."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from auteur.users.models import ApiKey
+from auteur.users.models import ApiKey, User
 from auteur.users.roles import scope_allows
 from credits.errors import InsufficientCredits, SpendCapReached
 from jobs.errors import FeatureUnavailable, MediaDurationUnknown
-from jobs.inputs import SubmissionOptions
+from jobs.inputs import SubmissionOptions, WebhookRequest
 from jobs.intake.submission import job_submit, request_hash
-from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, IdempotencyRecord, Job
-from jobs.selectors.requests import job_request_get
-from jobs.specs import JobType, job_spec
-from media.models import MediaFile, MediaType
+from jobs.models import ACTIVE_STATUSES, AUTO_TRANSCRIBE_KEY_PREFIX, IdempotencyRecord, Job, JobStatus
+from jobs.selectors.requests import RequestObjects, job_request_get
+from jobs.specs import JobSpec, JobType, job_spec
+from media.models import MediaFile, MediaStatus, MediaType
+from webhooks.models import JobWebhook
+from webhooks.services import job_webhook_create
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +51,8 @@ def job_auto_transcribe(*, media_id: uuid.UUID | str) -> Job | None:
         _skipped(media, "permission_denied", "The file was uploaded with an API key without the jobs:write scope.")
         return None
     spec = job_spec(JobType.TRANSCRIPTION)
-    body = {"project_id": str(media.project_id), "media_id": str(media.pk)}
-    data = spec.input(data=body)
-    data.is_valid(raise_exception=True)
-    # The work alone, as the API keeps it: the same file transcribed by a client later is one cache key.
-    fields = dict(data.validated_data)
-    options = SubmissionOptions.pop(fields)
+    body = _auto_body(media)
+    fields, options = _auto_fields(body)
     try:
         with transaction.atomic():
             request = job_request_get(user=media.user, spec=spec, data=fields)
@@ -76,3 +77,66 @@ def _skipped(media: MediaFile, code: str, reason: str) -> None:
     metadata = {**media.metadata, "auto_transcribe": {"skipped": code, "reason": reason}}
     MediaFile.objects.filter(pk=media.pk).update(metadata=metadata)
     logger.info("automatic transcription of media %s skipped: %s", media.pk, code)
+
+
+def _auto_body(media: MediaFile) -> dict[str, str]:
+    """The body the automatic transcription of `media` is (what the API would take for it)."""
+    return {"project_id": str(media.project_id), "media_id": str(media.pk)}
+
+
+def _auto_fields(body: dict[str, str]) -> tuple[dict[str, Any], SubmissionOptions]:
+    """The automatic transcription's validated fields and options. The work alone, as the API
+    keeps it: the same file transcribed by a client later is one cache key."""
+    data = job_spec(JobType.TRANSCRIPTION).input(data=body)
+    data.is_valid(raise_exception=True)
+    fields = dict(data.validated_data)
+    return fields, SubmissionOptions.pop(fields)
+
+
+# What an automatic transcription that does the work may be in: to come, under way or done.
+_DOING_THE_WORK = (*ACTIVE_STATUSES, JobStatus.COMPLETED)
+
+
+def _work(params: dict[str, Any]) -> Any:
+    """A job's work as a request names it: its parameters less the quantities priced from them, in
+    JSON's terms (ids as strings), for comparing two requests."""
+    return json.loads(json.dumps({k: v for k, v in params.items() if k not in ("_quantities", "project_id")},
+                                 sort_keys=True, default=str))
+
+
+def transcription_already_asked(*, user: User, spec: JobSpec, objects: RequestObjects,
+                                webhook: WebhookRequest | None = None) -> Job | None:
+    """The automatic transcription that does the work this transcription request asks for (the
+    same file, the same options), pending, running or done: the request's answer, charged nothing
+    more. One job for one piece of work: a client that follows its upload with a transcription
+    request, as the documented flow does, is not charged twice.
+
+    A file of a project that transcribes its uploads, ready, whose automatic transcription has not
+    been made yet (its signal comes just after the file is ready, or was lost): it is made here,
+    as the signal would make it (idempotent on its key), and answers the request. A request that
+    names a webhook gets it on that job while it runs and has none; otherwise (another's webhook on
+    it) the request is not answered with it. None: the request is submitted as any other."""
+    media = objects.media.get("media_id")
+    if spec.type != JobType.TRANSCRIPTION or media is None or objects.project is None:
+        return None
+    wanted = _work(objects.params)
+    record = IdempotencyRecord.objects.filter(user=user, key=f"{AUTO_TRANSCRIBE_KEY_PREFIX}{media.pk}").first()
+    job = None if record is None else Job.objects.filter(pk=record.job_id).first()
+    if (job is None and record is None and objects.project.auto_transcribe and media.status == MediaStatus.READY
+            and wanted == _work(_auto_fields(_auto_body(media))[0])):
+        job = job_auto_transcribe(media_id=media.pk)
+    if job is None or job.status not in _DOING_THE_WORK or _work(job.input_params) != wanted:
+        return None
+    if webhook is not None and job.status != JobStatus.COMPLETED and not _webhook_added(job, user, webhook):
+        return None
+    return job
+
+
+def _webhook_added(job: Job, user: User, webhook: WebhookRequest) -> bool:
+    """Whether the request's webhook is now the job's (a job has at most one)."""
+    try:
+        with transaction.atomic():
+            job_webhook_create(job_id=job.pk, owner=user, url=webhook.url, event_types=webhook.events)
+        return True
+    except IntegrityError:
+        return JobWebhook.objects.filter(job_id=job.pk, url=webhook.url).exists()

@@ -67,10 +67,12 @@ class BatchManifest:
     """A batch's manifest, streamed as JSON lines: one line per item, in the batch's order, with its
     outcome and results. The query runs when this is made (in the request's row-level security
     scope), on a server-side cursor fetched MANIFEST_FETCH_ROWS at a time as the answer is written
-    (WITH HOLD outside a transaction: no snapshot is held open by a slow reader); close() ends it."""
+    (WITH HOLD outside a transaction: no snapshot is held open by a slow reader); close() ends it.
+    `as_json`: the same items as one JSON document instead, `{"items": [...]}`, streamed alike."""
 
-    def __init__(self, *, batch: Batch, after: int = -1, limit: int | None = None) -> None:
+    def __init__(self, *, batch: Batch, after: int = -1, limit: int | None = None, as_json: bool = False) -> None:
         """The items after index `after`, at most `limit` of them (None: all)."""
+        self.as_json = as_json
         query = (Job.objects.filter(batch=batch, batch_index__gt=after).order_by("batch_index")
                  .values_list(*_MANIFEST_COLUMNS))
         if limit is not None:
@@ -97,8 +99,13 @@ class BatchManifest:
                 }
 
     def __iter__(self) -> Iterator[bytes]:
-        for row in self.rows():
-            yield json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        if self.as_json:
+            yield b'{"items":['
+        for n, row in enumerate(self.rows()):
+            line = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+            yield (b"," if n else b"") + line if self.as_json else line + b"\n"
+        if self.as_json:
+            yield b"]}\n"
 
     def close(self) -> None:
         self.cursor.close()

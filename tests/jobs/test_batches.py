@@ -192,6 +192,39 @@ def test_the_batch_counts_and_its_manifest_follow_its_items(auth_client, funded)
     assert [b["id"] for b in listed["batches"]] == [body["id"]] and listed["count"] == 1
 
 
+def test_the_manifest_is_json_lines_by_default_and_one_json_document_to_whom_prefers_it(auth_client, funded,
+                                                                                       client_for):
+    body = post_batch(auth_client, [tts("one"), tts("two"), tts("three")]).json()
+    url = f"/api/v1/batches/{body['id']}/manifest"
+    lines = manifest(auth_client, body["id"])
+    assert [line["index"] for line in lines] == [0, 1, 2]
+
+    def read(accept: str, query: str = "") -> tuple[str, bytes]:
+        response = auth_client.get(url + query, HTTP_ACCEPT=accept)
+        assert response.status_code == 200
+        assert "Accept" in response["Vary"]
+        return response["Content-Type"], b"".join(response.streaming_content)
+
+    for accept in ("application/x-ndjson", "*/*", "application/*", "application/json;q=0.5, application/x-ndjson",
+                   "text/html"):
+        kind, content = read(accept)
+        assert kind == "application/x-ndjson", accept
+        assert [json.loads(line) for line in content.splitlines()] == lines
+    for accept in ("application/json", "application/x-ndjson;q=0.2, application/json", "text/html, application/json"):
+        kind, content = read(accept)
+        assert kind == "application/json", accept
+        assert json.loads(content) == {"items": lines}
+    assert json.loads(read("application/json", "?after=0&limit=1")[1]) == {"items": lines[1:2]}
+    assert json.loads(read("application/json", "?after=2")[1]) == {"items": []}
+    # Whatever the request accepts, an error is the JSON envelope (never a 406).
+    other = client_for(UserFactory.create())
+    for accept in ("application/json", "application/x-ndjson"):
+        response = other.get(url, HTTP_ACCEPT=accept)
+        assert response.status_code == 404 and error_code(response) == "batch_not_found"
+    refused = auth_client.get(url + "?limit=0", HTTP_ACCEPT="application/x-ndjson")
+    assert refused.status_code == 400 and error_code(refused) == "validation_error"
+
+
 def test_the_quote_is_the_sum_of_the_items_prices_and_says_the_refusal(auth_client, user):
     credit_grant(user=user, amount=5, type="bonus", description="test")
     items = [tts(), tts("x" * 1500)]  # 2 and 4 credits: their least prices (2 + 2) fit the balance, they do not

@@ -331,8 +331,10 @@ def test_files_stored_before_hashes_were_recorded_are_hashed_by_the_backfill(aut
 def test_an_automatic_transcription_and_a_clients_of_the_same_file_are_one_work_charged_once(
         auth_client, funded, project, make_media, no_gpu):
     """A project that transcribes its uploads, then the client's own transcription of the same file
-    seconds later (the README's tour): the second is served by the first, for the cache price. The
-    automatic job's input is the work alone, as the API keeps it: no options in it."""
+    seconds later (the README's tour): the client is answered with the automatic job, done, and
+    charged nothing more (tests/jobs/test_transcription_dedupe.py). The automatic job's input is the
+    work alone, as the API keeps it: no options in it, so a client's request with options is the
+    same work, and the same cache key."""
     from jobs.intake.transcribe import job_auto_transcribe
 
     project.auto_transcribe = True
@@ -343,19 +345,19 @@ def test_an_automatic_transcription_and_a_clients_of_the_same_file_are_one_work_
     assert automatic is not None
     assert not set(automatic.input_params) & result_cache.SUBMISSION_OPTIONS, automatic.input_params
     run(automatic.pk)
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(sound.pk)})
-    accepted = response.json()
-    assert (accepted["status"], accepted["cache"]) == ("completed", {"hit": True, "source_job_id": str(automatic.pk)})
-    job = Job.objects.get(pk=accepted["job_id"])
-    assert job.cache_key == automatic.cache_key != ""
-    assert credit_balance_get(user=funded) == before - automatic.credits_cost - accepted["credits_cost"]
-    assert accepted["credits_cost"] == result_cache.cache_price(automatic.credits_cost)
-    # Options are not the work either: another priority, a webhook-free retry policy, the same key.
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        low = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(sound.pk),
-                                                   "priority": "low", "run_within_seconds": 600}).json()
-    assert low["cache"]["hit"] is True
+    body = {"project_id": str(project.pk), "media_id": str(sound.pk)}
+    # Options are not the work either: another priority, a run deadline.
+    for extra in ({}, {"priority": "low", "run_within_seconds": 600}):
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            response = submit(auth_client, "transcription", {**body, **extra})
+        accepted = response.json()
+        assert response.status_code == 200 and accepted["deduplicated"] is True
+        assert (accepted["job_id"], accepted["status"]) == (str(automatic.pk), "completed")
+    assert credit_balance_get(user=funded) == before - automatic.credits_cost
+    # Asked to run again (`cache: false`), it is one more job of the same cache key.
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        fresh = submit(auth_client, "transcription", {**body, "cache": False}).json()
+    assert Job.objects.get(pk=fresh["job_id"]).cache_key == automatic.cache_key != ""
 
 
 def test_a_batch_item_the_cache_serves_completes_at_submission_for_the_cache_price(auth_client, funded, project,

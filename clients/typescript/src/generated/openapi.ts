@@ -74,11 +74,13 @@ export interface paths {
         };
         /**
          * Get a batch's manifest
-         * @description The batch's manifest, as JSON lines (`application/x-ndjson`): one line per item, in the
-         *     items' order: `index`, `job_id`, `type`, `status`, `credits_cost`, `credits_refund`,
-         *     `error_code`, `error_message`, `retryable`, `completed_at` and `output_data` (as GET /jobs/{id}
-         *     shows it; `output_media_ids` name the files). Streamed, however large the results; a client
-         *     that reads slowly (a request is bounded in time) reads it in parts: `?after=<index>&limit=<n>`.
+         * @description The batch's manifest: one entry per item, in the items' order: `index`, `job_id`, `type`,
+         *     `status`, `credits_cost`, `credits_refund`, `error_code`, `error_message`, `retryable`,
+         *     `completed_at` and `output_data` (as GET /jobs/{id} shows it; `output_media_ids` name the
+         *     files). As JSON lines (`application/x-ndjson`, one item a line) by default; as one JSON
+         *     document, `{"items": [...]}`, to a request whose `Accept` prefers `application/json`. Streamed
+         *     either way, however large the results; a client that reads slowly (a request is bounded in
+         *     time) reads it in parts: `?after=<index>&limit=<n>`.
          */
         get: operations["batches_manifest_retrieve"];
         put?: never;
@@ -336,7 +338,9 @@ export interface paths {
          *     quote would say (the cache price for an item the result cache would serve), the balance after
          *     it, and the 402 a submission would get now (`refusal`, with the `shortfall` and the first item
          *     that does not fit), if any (a balance's refusal only to whom may see the balance). The body is
-         *     checked as a submission's (the same 4xx); nothing is charged, made or held.
+         *     checked as a submission's (the same 4xx); nothing is charged, made or held. A balance or cap
+         *     that does not cover even the sum of the items' least prices is a 402 (`details.least: true`),
+         *     as the submission's: no item is resolved (no timeline read) for a batch nobody can pay.
          */
         post: operations["jobs_batch_quote_create"];
         delete?: never;
@@ -360,9 +364,10 @@ export interface paths {
          *     submission times (every criterion given must hold; at least one). Each job is refunded exactly
          *     as its own cancel would be: in full before its inference started (every waiting job), else the
          *     part not yet spent; one whose outputs are being stored is left to finish (`not_cancelable`).
-         *     With `dry_run`, nothing is done and the answer says what would be. Their `canceled` events reach
-         *     the streams and webhooks shortly after the answer. Counted as one cancel against the cancel
-         *     rate limit.
+         *     At most 5,000 a call, oldest first, waiting jobs before running ones (`remaining` says how many
+         *     more another call would take). With `dry_run`, nothing is done and the answer says what would
+         *     be. Their `canceled` events reach the streams and webhooks shortly after the answer. Counted as
+         *     one cancel against the cancel rate limit.
          */
         post: operations["jobs_bulk_cancel_create"];
         delete?: never;
@@ -2185,6 +2190,30 @@ export interface components {
             /** @description An item not started this many seconds after the batch was accepted ends `aborted`, refunded in full. Default: the server's batch queue TTL (7 days). */
             start_within_seconds?: number;
         };
+        BatchManifest: {
+            /** @description In the items' order */
+            items: components["schemas"]["BatchManifestItem"][];
+        };
+        BatchManifestItem: {
+            /** Format: date-time */
+            completed_at: string | null;
+            credits_cost: number;
+            credits_refund: number;
+            error_code: string;
+            /** @description A fixed sentence for error_code */
+            error_message: string;
+            /** @description The item's place in the batch, from 0 */
+            index: number;
+            /** Format: uuid */
+            job_id: string;
+            /** @description As GET /jobs/{id} shows it: `output_media_ids` name the files */
+            output_data: {
+                [key: string]: unknown;
+            };
+            retryable: boolean;
+            status: components["schemas"]["JobStatusEnum"];
+            type: components["schemas"]["JobTypeEnum"];
+        };
         BatchQuote: {
             /** @description Null for an API key without credits:read */
             balance: number | null;
@@ -2257,10 +2286,12 @@ export interface components {
             /** @description Credits given back, together (with dry_run: that would be) */
             credits_refund: number;
             dry_run: boolean;
-            /** @description The unfinished jobs the filter takes */
+            /** @description The unfinished jobs the filter takes, oldest first, at most the batch limit a call */
             matched: number;
             /** @description Running jobs whose outputs are being stored: left to finish */
             not_cancelable: number;
+            /** @description Unfinished jobs the filter takes beyond the batch limit (with dry_run: would): another call cancels them */
+            remaining: number;
         };
         /** @description Which of your jobs: every criterion given must hold, and at least one is given. */
         BulkFilterRequest: {
@@ -3393,6 +3424,8 @@ export interface components {
             gpu_ladder: string[];
             /** @description The spoken languages this server takes for it (`auto`: detect), for the types whose input names one; null for the others */
             languages: components["schemas"]["Language"][] | null;
+            /** @description The engine's limits on the media files the input names, as their probe measured them: a submission past one is a 422 `input_limit_exceeded` naming it, before anything is charged */
+            limits: components["schemas"]["JobTypeListOutputSerializerLimit"][];
             /** @description The model this server's GPU backend runs for it */
             model: string;
             /** @description The plan it needs (null: any account) */
@@ -3403,6 +3436,19 @@ export interface components {
             reason: string | null;
             time_limit_s: number;
             type: string;
+        };
+        JobTypeListOutputSerializerLimit: {
+            /** @description The input field naming the media file */
+            field: string;
+            /**
+             * @description `max_seconds`: its length; `max_frames`: its frames (duration times frame rate)
+             *
+             *     * `max_seconds` - max_seconds
+             *     * `max_frames` - max_frames
+             */
+            limit: components["schemas"]["LimitEnum"];
+            /** Format: double */
+            max: number;
         };
         JobTypeListOutputSerializerPrice: {
             credits: number;
@@ -3636,6 +3682,12 @@ export interface components {
              */
             type: components["schemas"]["TransactionTypeEnum"];
         };
+        /**
+         * @description * `max_seconds` - max_seconds
+         *     * `max_frames` - max_frames
+         * @enum {string}
+         */
+        LimitEnum: "max_seconds" | "max_frames";
         /**
          * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
          *
@@ -5417,11 +5469,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description One item a line */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["BatchManifest"];
                     "application/x-ndjson": string;
                 };
             };
@@ -6398,6 +6452,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -6553,7 +6616,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6626,6 +6689,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -6662,7 +6734,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7090,6 +7162,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -7272,7 +7353,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7345,6 +7426,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -7381,7 +7471,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7600,6 +7690,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -7773,7 +7872,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7846,6 +7945,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -7882,7 +7990,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8028,7 +8136,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8101,6 +8209,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -8137,7 +8254,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8349,6 +8466,15 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8611,6 +8737,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -8859,6 +8994,15 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9190,6 +9334,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
             403: {
                 headers: {
@@ -9429,6 +9582,15 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
