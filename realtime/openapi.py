@@ -36,8 +36,8 @@ def add_event_streams(result: dict[str, Any], generator: Any, request: Any, publ
     ok = {"200": {"description": _STREAM, "content": {"text/event-stream": {
         "schema": {"$ref": "#/components/schemas/StreamEvent"}}}}}
     common = _errors(("401", "Codes: `not_authenticated`, `invalid_token`."),
-                     ("429", "Codes: `too_many_streams` (details.limit; details.scope: `person`, the caller's own "
-                            "cap, or `account`, the one the workspaces of its paying account share): close a "
+                     ("429", "Codes: `too_many_streams` (details.limit; details.scope: person, the caller's own "
+                            "cap, or account, the one the workspaces of its paying account share): close a "
                             "stream or WebSocket first."),
                      ("503", "Codes: `stream_unavailable` (served by the ASGI server only), `service_unavailable`."))
     security: list[dict[str, list[str]]] = [{"bearerAuth": []}]

@@ -6022,7 +6022,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `too_many_streams` (details.limit; details.scope: `person`, the caller's own cap, or `account`, the one the workspaces of its paying account share): close a stream or WebSocket first. */
+            /** @description Codes: `too_many_streams` (details.limit; details.scope: person, the caller's own cap, or account, the one the workspaces of its paying account share): close a stream or WebSocket first. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10100,7 +10100,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `too_many_streams` (details.limit; details.scope: `person`, the caller's own cap, or `account`, the one the workspaces of its paying account share): close a stream or WebSocket first. */
+            /** @description Codes: `too_many_streams` (details.limit; details.scope: person, the caller's own cap, or account, the one the workspaces of its paying account share): close a stream or WebSocket first. */
             429: {
                 headers: {
                     [name: string]: unknown;
