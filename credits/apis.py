@@ -116,11 +116,12 @@ class MemberBudgetListApi(ApiView):
 
 
 class MemberBudgetDetailApi(ApiView):
-    """PUT sets a member's monthly budget (owner, admin; only an owner sets an owner's or an admin's, an
-    admin's own included): from then
-    on a job whose charge would take what they spent this month past it is refused with 402
-    `spend_cap_reached`, and nothing is charged. `null` lifts it; a limit below what they already
-    spent refuses their next charge. What was spent is never changed by this."""
+    """PUT sets a member's monthly budget (owner, admin): from then on a job whose charge would take
+    what they spent this month past it is refused with 402 `spend_cap_reached`, and nothing is
+    charged. `null` lifts it; a limit below what they already spent refuses their next charge. What
+    was spent is never changed by this. Only an owner sets an owner's or an admin's (an admin's own:
+    `own_budget`); an admin held to a budget gives at most what remains of it this month, or lowers
+    one (`budget_above_own`, with `details.remaining`)."""
 
     acts_in_workspace = False  # the workspace is the path's
 
@@ -128,7 +129,8 @@ class MemberBudgetDetailApi(ApiView):
         monthly_limit = serializers.IntegerField(min_value=0, max_value=2**31 - 1, allow_null=True)
 
     @extend_schema(summary="Set a member's budget", request=InputSerializer, responses=MemberBudgetOutputSerializer)
-    @raises("workspace_not_found", "member_not_found", "permission_denied", "personal_workspace")
+    @raises("workspace_not_found", "member_not_found", "permission_denied", "personal_workspace", "own_budget",
+            "budget_above_own")
     def put(self, request: Request, workspace_id: str, user_id: str) -> Response:
         membership = membership_get(user=request_user(request), workspace_id=workspace_id)
         serializer = self.InputSerializer(data=request.data)

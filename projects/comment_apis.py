@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,26 +34,47 @@ class CommentSerializer(serializers.ModelSerializer[Comment]):
                   "resolved_by", "created_at", "updated_at")
 
 
-class CommentInputSerializer(StrictSerializer):
+RANGE = ("start_ms", "end_ms", "edl_version")
+
+
+class CommentThreadInputSerializer(StrictSerializer):
+    """A new thread at a time range of the timeline, as of the timeline's version it was made on."""
+
     text = serializers.CharField(max_length=COMMENT_MAX_CHARS)
-    start_ms = serializers.IntegerField(min_value=0, max_value=MAX_TIME_MS, required=False)
-    end_ms = serializers.IntegerField(min_value=0, max_value=MAX_TIME_MS, required=False)
-    edl_version = serializers.IntegerField(min_value=1, required=False,
-                                           help_text="The timeline's version the comment was made on.")
-    parent_id = serializers.UUIDField(required=False, help_text="A reply to this comment's thread.")
+    start_ms = serializers.IntegerField(min_value=0, max_value=MAX_TIME_MS)
+    end_ms = serializers.IntegerField(min_value=0, max_value=MAX_TIME_MS)
+    edl_version = serializers.IntegerField(min_value=1, help_text="The timeline's version the comment was made on.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        ranged = [name for name in ("start_ms", "end_ms", "edl_version") if name in attrs]
-        if "parent_id" in attrs:
-            if ranged:
-                raise serializers.ValidationError({name: ["A reply has no range of its own."] for name in ranged})
-        elif len(ranged) != 3:
-            raise serializers.ValidationError({name: ["A comment needs start_ms, end_ms and edl_version."]
-                                               for name in ("start_ms", "end_ms", "edl_version")
-                                               if name not in attrs})
-        elif attrs["end_ms"] < attrs["start_ms"]:
+        if attrs["end_ms"] < attrs["start_ms"]:
             raise serializers.ValidationError({"end_ms": ["end_ms is before start_ms."]})
         return attrs
+
+
+class CommentReplyInputSerializer(StrictSerializer):
+    """A reply to a thread (a reply to a reply joins its thread): no range of its own."""
+
+    text = serializers.CharField(max_length=COMMENT_MAX_CHARS)
+    parent_id = serializers.UUIDField(help_text="A reply to this comment's thread.")
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and (ranged := [name for name in RANGE if name in data]):
+            raise serializers.ValidationError({name: ["A reply has no range of its own."] for name in ranged})
+        return super().to_internal_value(data)
+
+
+def comment_input(data: Any) -> dict[str, Any]:
+    """A new comment's fields: a reply's if the body names `parent_id`, else a thread's (which needs
+    all of start_ms, end_ms and edl_version); 400 `validation_error` otherwise."""
+    reply = isinstance(data, dict) and "parent_id" in data
+    serializer = (CommentReplyInputSerializer if reply else CommentThreadInputSerializer)(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+COMMENT_INPUT = PolymorphicProxySerializer(
+    component_name="CommentInput", serializers=[CommentThreadInputSerializer, CommentReplyInputSerializer],
+    resource_type_field_name=None)
 
 
 class CommentUpdateSerializer(StrictSerializer):
@@ -84,14 +105,12 @@ class CommentListApi(ApiView):
         comments = comment_list(project=project, resolved=filters.validated_data["resolved"])
         return paginated_response(request, self, comments, CommentSerializer)
 
-    @extend_schema(summary="Comment on a timeline", request=CommentInputSerializer,
+    @extend_schema(summary="Comment on a timeline", request=COMMENT_INPUT,
                    responses={201: CommentSerializer}, tags=["projects"])
     @raises("comment_not_found", "quota_exceeded")
     def post(self, request: Request, project_id: str) -> Response:
         project = project_get(user=request_user(request), project_id=project_id)
-        data = CommentInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        comment = comment_create(project=project, member_id=request_member_id(request), **data.validated_data)
+        comment = comment_create(project=project, member_id=request_member_id(request), **comment_input(request.data))
         return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
 
 
@@ -109,14 +128,13 @@ class CommentDetailApi(ApiView):
         comment = comment_get(project=project, comment_id=comment_id)
         data = CommentUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        comment = comment_update(comment=comment, member_id=request_member_id(request), **data.validated_data)
+        comment = comment_update(comment=comment, member_id=request_member_id(request), seat=seat_of(request._request),
+                                 **data.validated_data)
         return Response(CommentSerializer(comment).data)
 
     @extend_schema(summary="Delete a comment", responses={204: None}, tags=["projects"])
     def delete(self, request: Request, project_id: str, comment_id: str) -> Response:
         project = project_get(user=request_user(request), project_id=project_id)
-        seat = seat_of(request._request)
         comment_delete(comment=comment_get(project=project, comment_id=comment_id),
-                       member_id=request_member_id(request),
-                       moderates=seat is None or seat.personal or seat.may("comments.moderate"))
+                       member_id=request_member_id(request), seat=seat_of(request._request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from auteur.core.quotas import quota_check
+from auteur.users.workspace_context import KEY_ROLE, Seat
 from projects.errors import CommentNotFound, NotTheAuthor
 from projects.models import Comment, Project
 from projects.signals import comment_changed
@@ -64,14 +65,23 @@ def comment_create(*, project: Project, member_id: uuid.UUID, text: str, start_m
     return comment
 
 
+def _refused(action: str, seat: Seat | None) -> dict[str, object]:
+    """A refusal's details, as every 403 of a workspace names them: the action, the caller's role
+    (an API key's: `key`, with the scope it would need, none here)."""
+    if seat is None or seat.personal:
+        return {"action": action, "role": "owner"}
+    return {"action": action, "role": seat.role, **({"scope": None} if seat.role == KEY_ROLE else {})}
+
+
 def comment_update(*, comment: Comment, member_id: uuid.UUID, text: str | None = None,
-                   resolved: bool | None = None) -> Comment:
+                   resolved: bool | None = None, seat: Seat | None = None) -> Comment:
     """Change a comment's text (its author only), or resolve or reopen its thread (any member who
-    may comment; a reply resolves its thread)."""
+    may comment; a reply resolves its thread). `seat`: the request's (None: the owner's own)."""
     fields = ["updated_at"]
     if text is not None:
         if comment.member_id != member_id:
-            raise NotTheAuthor("Only its author changes a comment's text.", details={"action": "comments.author"})
+            raise NotTheAuthor("Only its author changes a comment's text.",
+                               details=_refused("comments.author", seat))
         comment.text = text
         fields.append("text")
     if resolved is not None:
@@ -88,12 +98,13 @@ def comment_update(*, comment: Comment, member_id: uuid.UUID, text: str | None =
 
 
 @transaction.atomic
-def comment_delete(*, comment: Comment, member_id: uuid.UUID, moderates: bool = False) -> None:
+def comment_delete(*, comment: Comment, member_id: uuid.UUID, seat: Seat | None = None) -> None:
     """Delete a comment (with its replies, for a thread): its author, or a member whose role
-    moderates comments (`moderates`)."""
+    moderates comments. `seat`: the request's (None, or a personal workspace's: the owner's own)."""
+    moderates = seat is None or seat.personal or seat.may("comments.moderate")
     if comment.member_id != member_id and not moderates:
         raise NotTheAuthor("Only its author, an owner or an admin deletes a comment.",
-                           details={"action": "comments.moderate"})
+                           details=_refused("comments.moderate", seat))
     # The project's lock, as a new comment takes it: no reply lands on a thread being deleted.
     list(Project.objects.select_for_update().filter(pk=comment.project_id).values_list("pk"))
     Comment.objects.filter(pk=comment.pk).delete()

@@ -177,6 +177,8 @@ class AutoSchema(drf_spectacular.openapi.AutoSchema):
         if self.view.get_authenticators() and getattr(self.view, "acts_in_workspace", True):
             errors.add(status.HTTP_404_NOT_FOUND, "workspace_not_found")  # the Auteur-Workspace header's
             errors.add(status.HTTP_403_FORBIDDEN, "permission_denied")  # the caller's role there
+        elif self.view.get_authenticators():
+            errors.add(status.HTTP_403_FORBIDDEN, "permission_denied")  # an API key: this is a person's
         errors.add_domain(getattr(type(self.view), "api_error_codes", ()))
         errors.add_domain(getattr(getattr(self.view, self.method.lower(), None), "api_error_codes", ()))
         if self.view.get_throttles():

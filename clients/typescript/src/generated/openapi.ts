@@ -1809,11 +1809,12 @@ export interface paths {
         get?: never;
         /**
          * Set a member's budget
-         * @description PUT sets a member's monthly budget (owner, admin; only an owner sets an owner's or an admin's, an
-         *     admin's own included): from then
-         *     on a job whose charge would take what they spent this month past it is refused with 402
-         *     `spend_cap_reached`, and nothing is charged. `null` lifts it; a limit below what they already
-         *     spent refuses their next charge. What was spent is never changed by this.
+         * @description PUT sets a member's monthly budget (owner, admin): from then on a job whose charge would take
+         *     what they spent this month past it is refused with 402 `spend_cap_reached`, and nothing is
+         *     charged. `null` lifts it; a limit below what they already spent refuses their next charge. What
+         *     was spent is never changed by this. Only an owner sets an owner's or an admin's (an admin's own:
+         *     `own_budget`); an admin held to a budget gives at most what remains of it this month, or lowers
+         *     one (`budget_above_own`, with `details.remaining`).
          */
         put: operations["workspaces_budgets_update"];
         post?: never;
@@ -2505,22 +2506,22 @@ export interface components {
             /** Format: date-time */
             readonly updated_at: string;
         };
-        /**
-         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
-         *
-         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
-         *     field named) rather than getting a default it did not ask for.
-         */
-        CommentInputRequest: {
-            /** @description The timeline's version the comment was made on. */
-            edl_version?: number;
-            end_ms?: number;
+        CommentInputRequest: components["schemas"]["CommentThreadInputRequest"] | components["schemas"]["CommentReplyInputRequest"];
+        /** @description A reply to a thread (a reply to a reply joins its thread): no range of its own. */
+        CommentReplyInputRequest: {
             /**
              * Format: uuid
              * @description A reply to this comment's thread.
              */
-            parent_id?: string;
-            start_ms?: number;
+            parent_id: string;
+            text: string;
+        };
+        /** @description A new thread at a time range of the timeline, as of the timeline's version it was made on. */
+        CommentThreadInputRequest: {
+            /** @description The timeline's version the comment was made on. */
+            edl_version: number;
+            end_ms: number;
+            start_ms: number;
             text: string;
         };
         /** @description Re-encode a video to H.264/AAC with its short side at most 1080, 720 or 480 pixels. */
@@ -3283,6 +3284,8 @@ export interface components {
         JobAccepted: {
             readonly cache: components["schemas"]["Cache"];
             credits_cost: number;
+            /** @description The job was already doing this work (a file's automatic transcription): it is the answer, in its status, and nothing more was charged (200) */
+            readonly deduplicated: boolean;
             /** Format: uuid */
             job_id: string;
             /**
@@ -5258,6 +5261,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `payload_too_large`. */
             413: {
                 headers: {
@@ -6081,7 +6093,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `quota_exceeded`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10848,7 +10860,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["CommentInputRequest"];
             };
@@ -13070,6 +13082,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `rate_limited`. */
             429: {
                 headers: {
@@ -13124,6 +13145,15 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14410,6 +14440,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `not_found`. */
             404: {
                 headers: {
@@ -14480,7 +14519,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `quota_exceeded`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -14550,6 +14589,15 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14729,6 +14777,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Codes: `not_found`, `workspace_not_found`. */
             404: {
                 headers: {
@@ -14811,7 +14868,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`. */
+            /** @description Codes: `permission_denied`, `own_budget`, `budget_above_own`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -15780,6 +15837,15 @@ export interface operations {
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
