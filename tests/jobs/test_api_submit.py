@@ -45,7 +45,7 @@ ALL_TYPES = (*LOCAL_TYPES, *UNAVAILABLE_ON_LOCAL)
 def assert_charged_once(response, user, price: int, balance_before: int) -> Job:
     assert response.status_code == 202, response.json()
     body = response.json()
-    assert set(body) == {"job_id", "status", "credits_cost", "cache"}
+    assert set(body) == {"job_id", "status", "credits_cost", "cache", "deduplicated"} and body["deduplicated"] is False
     assert body["status"] == "pending" and body["credits_cost"] == price
     job = Job.objects.get(pk=body["job_id"])
     assert job.user_id == user.pk and job.status == JobStatus.PENDING and job.credits_cost == price
