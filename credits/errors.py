@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from auteur.core.errors import ApplicationError
 from auteur.users.workspace_context import balances_shown
 
@@ -43,9 +45,22 @@ class PaymentRequired(ApplicationError):
 class SpendCapReached(ApplicationError):
     """The charge would take a spending past its monthly limit (a team member's budget): nothing
     is charged. Details name the cap, its limit, what it has counted this month, the cost, and
-    when it starts again."""
+    when it starts again.
+
+    The limit and the spending are the workspace's credit figures: a caller who may not see its
+    credits (an API key without credits:read) is told which cap refused and the cost only, the
+    figures (and what follows from them: a batch's shortfall and first item beyond) null."""
 
     code = "spend_cap_reached"
+    CREDIT_FIGURES = frozenset({"limit", "monthly_limit", "job_limit", "spent", "remaining", "shortfall", "item"})
+
+    def public(self) -> tuple[str, dict[str, Any]]:
+        message, details = super().public()
+        if balances_shown():
+            return message, details
+        hidden = {name: None if name in self.CREDIT_FIGURES else value for name, value in details.items()}
+        return (f"This needs {details.get('cost')} credits, more than a spend cap ({details.get('cap')}) allows; "
+                "someone who sees the workspace's credits can tell you its limit.", hidden)
 
 
 class OwnBudget(ApplicationError):

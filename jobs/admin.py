@@ -143,7 +143,8 @@ class JobAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="charge")
     def charge(self, obj: Job) -> str:
         """What the API shows as `charge`: from the job's ledger entries alone."""
-        c = job_charge(status=obj.status, error_code=obj.error_code, entries=job_ledger_entries(job_id=obj.pk))
+        c = job_charge(status=obj.status, error_code=obj.error_code, entries=job_ledger_entries(job_id=obj.pk),
+                       balances=True)
         reason = f" ({c['refund_reason']})" if c["refund_reason"] else ""
         return f"charged {c['charged']}, refunded {c['refunded']}{reason}, net {c['net']}"
 

@@ -31,6 +31,7 @@ from auteur.core.api import (
 from auteur.core.schema import raises
 from auteur.core.throttling import SlidingWindowThrottle, person_of
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
+from auteur.users.workspace_context import balances_shown
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import SubmissionOptions
 from jobs.intake.quotes import quote_create, quote_precheck
@@ -384,7 +385,7 @@ class JobDetailApi(ApiView):
         try:
             # The same representation as JobSerializer gives (the renderer writes UUIDs and UTC
             # datetimes as its fields do; tests/jobs/test_api_reads.py compares the two).
-            job = job_detail_get(user_id=subject.id, job_id=job_id)
+            job = job_detail_get(user_id=subject.id, job_id=job_id, balances=balances_shown())
         except JobNotFound:
             subject.account()
             raise

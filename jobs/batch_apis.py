@@ -297,7 +297,8 @@ class BatchQuoteApi(ApiView):
         except ApplicationError as error:
             # A caller who may not see the balance is not told whether it covers the batch either.
             if error.code != "insufficient_credits" or balances_shown():
-                refusal = {"code": error.code, "message": error.message, "details": error.details}
+                message, details = error.public()  # a spend cap's figures only to whom sees the credits
+                refusal = {"code": error.code, "message": message, "details": details}
         balance = credit_balance_get(user=user) if balances_shown() else None
         return Response(BatchQuoteSerializer({
             "item_count": len(priced), "credits_cost": total, "balance": balance,

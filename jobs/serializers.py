@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from auteur.core.tracing import trace_id_of
+from auteur.users.workspace_context import balances_shown
 from credits.models import TransactionType
 from jobs.models import Job, JobPriority, JobStatus
 from jobs.selectors.jobs import job_cache, job_charge, job_ledger_entries, job_output_data, job_output_media
@@ -151,7 +152,9 @@ class JobSummarySerializer(serializers.Serializer):
         entries = getattr(obj, "ledger_entries", None)  # read with the job by the list (jobs.selectors.jobs)
         if entries is None:
             entries = job_ledger_entries(job_id=obj.pk)
-        return ChargeSerializer(job_charge(status=obj.status, error_code=obj.error_code, entries=entries)).data
+        # The request's reader: its seat decided whether it sees the balance (auteur/users/authentication.py).
+        return ChargeSerializer(job_charge(status=obj.status, error_code=obj.error_code, entries=entries,
+                                           balances=balances_shown())).data
 
     cache = serializers.SerializerMethodField()
 
@@ -247,8 +250,10 @@ class QuoteSpendCapSerializer(serializers.Serializer):
         "The workspace's monthly cap, the API key's monthly or per-job limit, or the member's monthly budget"))
     key_id = serializers.UUIDField(required=False, help_text="The API key's (a key's cap)")
     member_id = serializers.UUIDField(required=False, help_text="The member's (a member's budget)")
-    limit = serializers.IntegerField(help_text="Its limit, in credits")
-    spent = serializers.IntegerField(required=False, help_text="What it counted this month (a monthly cap's)")
+    limit = serializers.IntegerField(allow_null=True, help_text=(
+        "Its limit, in credits (null for an API key without credits:read)"))
+    spent = serializers.IntegerField(required=False, allow_null=True, help_text=(
+        "What it counted this month (a monthly cap's; null for an API key without credits:read)"))
     cost = serializers.IntegerField()
     resets_at = serializers.DateTimeField(allow_null=True, help_text="When its month ends (null: a per-job limit)")
     message = serializers.CharField()

@@ -26,6 +26,7 @@ from asgiref.sync import sync_to_async
 from redis.exceptions import RedisError
 from rest_framework.renderers import JSONRenderer
 
+from auteur.users.selectors import member_sees_credits
 from jobs.errors import JobNotFound
 from jobs.models import TERMINAL_STATUSES, Job
 from jobs.prefer_header import prefer_wait
@@ -52,6 +53,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
 def _owner_and_status(job_id: str) -> tuple[uuid.UUID, str] | None:
     row = Job.objects.filter(pk=job_id).values_list("user_id", "status").first()
     return (row[0], row[1]) if row else None
+
+
+def _job_for_submitter(job_id: str, owner_id: uuid.UUID) -> dict[str, Any]:
+    """The job as GET /jobs/{id} shows it to its submitter, who is the request's caller: the
+    balance only if their seat, as the database says now, may see the workspace's credits. (The
+    request's own view ran in another context, whose seat is not this code's to read.)"""
+    member_id = Job.objects.filter(pk=job_id).values_list("member_id", flat=True).first()
+    shown = member_sees_credits(workspace_id=owner_id, member_id=member_id)
+    return job_detail_get(user_id=owner_id, job_id=job_id, balances=shown)
 
 
 async def _until_terminal(job_id: str, user_id: uuid.UUID) -> None:
@@ -109,7 +119,7 @@ class PreferWait:
         job = None
         if ended:
             with contextlib.suppress(JobNotFound):  # deleted with its project meanwhile
-                job = await sync_to_async(job_detail_get)(user_id=found[0], job_id=job_id)
+                job = await sync_to_async(_job_for_submitter)(job_id, found[0])
         if job is None:
             start["headers"] = [*start["headers"], *applied]
             for message in held:

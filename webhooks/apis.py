@@ -4,6 +4,8 @@ each one's delivery log. Scoped to the caller: another user's webhook is a 404
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -19,8 +21,9 @@ from auteur.core.api import (
     request_user,
 )
 from auteur.core.schema import raises
+from auteur.users.workspace_context import balances_shown
 from webhooks.models import ALL_EVENT_TYPES, NoticeKind, WebhookEventType
-from webhooks.selectors import delivery_list, notice_list, webhook_get, webhook_list
+from webhooks.selectors import delivery_list, notice_list, payload_as_seen, webhook_get, webhook_list
 from webhooks.services import (
     ROTATION_KEEP_MAX_SECONDS,
     signing_secret_get,
@@ -85,6 +88,13 @@ class DeliverySerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     attempts = AttemptSerializer(many=True, source="attempt_log.all")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        shown: dict[str, Any] = super().to_representation(instance)
+        # The log's reader is the request's caller, not the webhook's maker (an API key with
+        # webhooks:read and without credits:read sees no balance in it).
+        shown["payload"] = payload_as_seen(shown["payload"], credits=balances_shown())
+        return shown
 
 
 class NoticeSerializer(serializers.Serializer):

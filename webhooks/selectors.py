@@ -18,6 +18,25 @@ def webhook_list(*, owner: User) -> QuerySet[Webhook]:
     return Webhook.objects.filter(owner=owner).order_by("-created_at", "-id")
 
 
+# A message's credit figures: a job's balance after each ledger entry, a spend cap's limit and
+# spending. The message went to a reader who may see them; its log shows them only to such a reader.
+_CAP_FIGURES = ("monthly_limit", "spent")
+
+
+def payload_as_seen(payload: dict[str, Any], *, credits: bool) -> dict[str, Any]:
+    """A delivery's payload as a reader of the webhook's log sees it: without the workspace's
+    credit figures unless `credits` (the reader may see the workspace's credits)."""
+    data = payload.get("data")
+    if credits or not isinstance(data, dict):
+        return payload
+    shown = {**data, **{name: None for name in _CAP_FIGURES if name in data}}
+    charge = data.get("charge")
+    if isinstance(charge, dict) and isinstance(charge.get("entries"), list):
+        entries = [{**e, "balance_after": None} if isinstance(e, dict) else e for e in charge["entries"]]
+        shown["charge"] = {**charge, "entries": entries}
+    return {**payload, "data": shown}
+
+
 def webhook_get(*, owner: User, webhook_id: uuid.UUID | str) -> Webhook:
     try:
         pk = uuid.UUID(str(webhook_id))

@@ -26,7 +26,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -41,6 +41,7 @@ from django.utils import timezone
 from auteur.core import tracing
 from auteur.core.publishing import send
 from auteur.users.models import User
+from auteur.users.selectors import member_sees_credits
 from webhooks import keys, sender, task_names
 from webhooks.errors import WebhookBacklogFull, WebhookLimitReached
 from webhooks.models import (
@@ -54,6 +55,7 @@ from webhooks.models import (
     JobWebhook,
     NoticeKind,
     SigningSecret,
+    Target,
     Webhook,
     WebhookEventType,
 )
@@ -191,25 +193,41 @@ def _payload(type: str, data: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
+# What a job event's payload is, given whether its reader may see the workspace's credits.
+JobData = Callable[[bool], dict[str, Any]]
+
+
 @transaction.atomic
 def deliveries_enqueue(*, owner_id: Any, job_id: uuid.UUID, event_type: WebhookEventType,
-                       data: dict[str, Any], traceparent: str = "") -> list[Delivery]:
+                       data: dict[str, Any] | JobData, traceparent: str = "") -> list[Delivery]:
     """One pending delivery of a job event per enabled target subscribed to its type: the job's
-    own webhook and the owner's account webhooks. `traceparent`: the job's (Job.traceparent)."""
-    payload = _payload(PAYLOAD_TYPES[event_type], data)
+    own webhook and the owner's account webhooks. `traceparent`: the job's (Job.traceparent).
+
+    `data`: the event's data, or what it is for a reader who may (True) or may not (False) see the
+    workspace's credits. Each target is a reader: a job's own webhook is its submitter's, an
+    account webhook its maker's, each as their seat stands now (a key's scopes, a member's role),
+    so the balance reaches only a target whose person or key may read credits."""
     now = timezone.now()
-    rows = [
-        Delivery(owner_id=owner_id, webhook_id=w, job_id=job_id, event_type=event_type, payload=payload,
-                 next_attempt_at=now, traceparent=traceparent)
-        for w in Webhook.objects.filter(owner_id=owner_id, enabled=True, event_types__contains=[event_type])
-        .values_list("pk", flat=True)
-    ]
-    rows += [
-        Delivery(owner_id=owner_id, job_webhook_id=t, job_id=job_id, event_type=event_type, payload=payload,
-                 next_attempt_at=now, traceparent=traceparent)
-        for t in JobWebhook.objects.filter(job_id=job_id, enabled=True, event_types__contains=[event_type])
-        .values_list("pk", flat=True)
-    ]
+    targets: list[tuple[type[Target], Any, uuid.UUID | None]] = [(Webhook, w, maker) for w, maker in
+               Webhook.objects.filter(owner_id=owner_id, enabled=True, event_types__contains=[event_type])
+               .values_list("pk", "member_id")]
+    targets += [(JobWebhook, t, maker) for t, maker in
+                JobWebhook.objects.filter(job_id=job_id, enabled=True, event_types__contains=[event_type])
+                .values_list("pk", "job__member_id")]
+    payloads: dict[bool, dict[str, Any]] = {}
+    sees: dict[uuid.UUID | None, bool] = {}
+    rows = []
+    for kind, target_id, maker in targets:
+        shown = False
+        if callable(data):
+            if maker not in sees:
+                sees[maker] = member_sees_credits(workspace_id=owner_id, member_id=maker)
+            shown = sees[maker]
+        if shown not in payloads:
+            payloads[shown] = _payload(PAYLOAD_TYPES[event_type], data(shown) if callable(data) else data)
+        target = {"webhook_id": target_id} if kind is Webhook else {"job_webhook_id": target_id}
+        rows.append(Delivery(owner_id=owner_id, job_id=job_id, event_type=event_type, payload=payloads[shown],
+                             next_attempt_at=now, traceparent=traceparent, **target))
     created = Delivery.objects.bulk_create(rows)
     for delivery in created:
         transaction.on_commit(partial(_publish, delivery.pk), robust=True)
@@ -217,15 +235,18 @@ def deliveries_enqueue(*, owner_id: Any, job_id: uuid.UUID, event_type: WebhookE
 
 
 @transaction.atomic
-def account_deliveries_enqueue(*, owner_id: Any, event_type: WebhookEventType, data: dict[str, Any]) -> list[Delivery]:
+def account_deliveries_enqueue(*, owner_id: Any, event_type: WebhookEventType, data: dict[str, Any],
+                               credits: bool = False) -> list[Delivery]:
     """One pending delivery of an account's event (of no job) per enabled account webhook of the
-    owner subscribed to its type."""
+    owner subscribed to its type. `credits`: the event tells the workspace's credit figures (a
+    spend cap's limit and spending): only to the webhooks whose maker may see them now."""
     payload = _payload(PAYLOAD_TYPES[event_type], data)
     now = timezone.now()
+    targets = Webhook.objects.filter(owner_id=owner_id, enabled=True, event_types__contains=[event_type])
     created = Delivery.objects.bulk_create([
         Delivery(owner_id=owner_id, webhook_id=w, event_type=event_type, payload=payload, next_attempt_at=now)
-        for w in Webhook.objects.filter(owner_id=owner_id, enabled=True, event_types__contains=[event_type])
-        .values_list("pk", flat=True)
+        for w, maker in targets.values_list("pk", "member_id")
+        if not credits or member_sees_credits(workspace_id=owner_id, member_id=maker)
     ])
     for delivery in created:
         transaction.on_commit(partial(_publish, delivery.pk), robust=True)

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from auteur.core import rls
 from auteur.users.errors import PermissionDenied, WorkspaceNotFound
-from auteur.users.models import Invitation, Membership, User
+from auteur.users.models import ApiKey, Invitation, Membership, User
 from auteur.users.roles import ACTIONS, Role, allowed
 from auteur.users.workspace_context import KEY_ROLE, Seat
 
@@ -55,6 +55,38 @@ def require_seat(seat: Seat, action: str) -> None:
         reason = f"needs the {needed} scope" if needed else "is for the workspace's people only"
         raise PermissionDenied(f"This API key may not {ACTIONS[action].description}: that {reason}.",
                                details={"action": action, "role": KEY_ROLE, "scope": needed})
+
+
+def seat_now(*, workspace_id: uuid.UUID, member_id: uuid.UUID) -> Seat | None:
+    """The seat of the workspace's member (a person, or an API key by its id) as the database says
+    now, or None once it ended: a key revoked or expired, a person removed or their account
+    disabled. What a connection opened earlier re-reads before it is given more (its role may
+    have changed since its credential was checked)."""
+    with rls.trusted():
+        key = (ApiKey.objects.filter(ApiKey.usable(), pk=member_id, user_id=workspace_id)
+               .values_list("scopes", "rate_limit_per_minute").first())
+        if key is not None:
+            return Seat(workspace_id, member_id, KEY_ROLE, frozenset(key[0]), key[1])
+        role = (Membership.objects.filter(workspace_id=workspace_id, user_id=member_id, user__is_active=True)
+                .values_list("role", flat=True).first())
+        # A personal workspace's owner, whatever seat rows say: their account is the workspace.
+        if role is None and member_id == workspace_id and User.objects.filter(
+                pk=workspace_id, is_active=True, is_team=False).exists():
+            role = Role.OWNER
+    return None if role is None else Seat(workspace_id, member_id, role)
+
+
+def member_sees_credits(*, workspace_id: uuid.UUID, member_id: uuid.UUID | None) -> bool:
+    """Whether the workspace's member (a person, or an API key by its id) may see the workspace's
+    credits now (`credits.view`: a key needs credits:read). What decides the balance in what is sent
+    where no request carries the reader's seat: a job's own webhook and its `Prefer: wait` answer
+    (the job's submitter), an account webhook's messages (its maker). Nobody recorded (`None`: from
+    before workspaces) is the owner of a personal workspace only; a team's sees nothing."""
+    if member_id is None:
+        with rls.trusted():
+            return User.objects.filter(pk=workspace_id, is_active=True, is_team=False).exists()
+    seat = seat_now(workspace_id=workspace_id, member_id=member_id)
+    return seat is not None and seat.may("credits.view")
 
 
 def member_list(*, membership: Membership) -> list[Membership]:

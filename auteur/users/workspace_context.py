@@ -71,8 +71,11 @@ def seat_set(request: HttpRequest, seat: Seat) -> None:
 
 
 # Whether the running request may see the balance of the account it acts as (a job's ledger
-# entries carry it): set for every authenticated request; anything else (workers) sees it.
-_balances_shown: contextvars.ContextVar[bool] = contextvars.ContextVar("auteur_balances_shown", default=True)
+# entries carry it), and a spend cap's limits: set for every authenticated request from its seat.
+# Anything else sees nothing: what is sent outside a request (a webhook's payload, a `Prefer:
+# wait` answer) decides from its reader's seat in the database (auteur.users.selectors
+# .member_sees_credits), never from this.
+_balances_shown: contextvars.ContextVar[bool] = contextvars.ContextVar("auteur_balances_shown", default=False)
 
 
 def show_balances(shown: bool) -> None:
@@ -89,12 +92,15 @@ def seat_of(request: HttpRequest) -> Seat | None:
     return seat
 
 
-# A member removed from a team workspace (or left without the role that sees its jobs) has their
-# open event streams of it closed: the change appends the member's id to this stream of the
+# A member removed from a team workspace, or given another role, has their open event streams of
+# it closed: the change appends the member's id (and why) to this stream of the
 # workspace, which every process's stream reader follows while one of its connections reads the
 # workspace's events (realtime/hub.py).
 SEAT_ENDS_PREFIX = "auteur:streams:seat-ends:"
 SEAT_ENDS_KEEP = 100  # entries per workspace; a reader only needs those since it started following
+# Why a member's streams close, in each entry: the seat ended (removed, a key revoked, an account
+# disabled, a role that no longer sees jobs), or its role changed to another that still sees them.
+SEAT_ENDED, SEAT_CHANGED = "ended", "changed"
 
 
 def seat_ends_key(workspace_id: uuid.UUID | str) -> str:

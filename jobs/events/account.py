@@ -26,7 +26,8 @@ def cap_alerts_announce(*, limit: int = ANNOUNCE_BATCH) -> int:
         now = timezone.now()
         for alert in alerts:
             payload = alert_payload(alert)
-            account_deliveries_enqueue(owner_id=alert.user_id, event_type=WebhookEventType.SPEND_CAP, data=payload)
+            account_deliveries_enqueue(owner_id=alert.user_id, event_type=WebhookEventType.SPEND_CAP, data=payload,
+                                       credits=True)
             account_stream_append(user_id=alert.user_id, payload=payload, what=f"spend cap alert {alert.pk}")
             alert.announced_at = now
         CapAlert.objects.bulk_update(alerts, ["announced_at"])

@@ -7,7 +7,7 @@ from typing import Any
 from auteur.core import tracing
 from jobs.errors import JobNotFound
 from jobs.models import JobEvent, JobEventType
-from jobs.selectors.jobs import job_detail_get, job_traceparent
+from jobs.selectors.jobs import job_detail_get, job_detail_without_balances, job_traceparent
 from webhooks.models import WebhookEventType
 from webhooks.selectors import webhook_subscribers
 from webhooks.services import deliveries_enqueue
@@ -50,8 +50,11 @@ def job_event_webhooks_send(event: JobEvent, subscriber: Any = NOT_ASKED) -> Non
     if owner_id is None:
         return
     try:
-        data = job_detail_get(user_id=owner_id, job_id=event.job_id)
+        # Read once, as one who sees the balance; those who may not get it without (the targets
+        # decide: webhooks.services.deliveries_enqueue).
+        data = job_detail_get(user_id=owner_id, job_id=event.job_id, balances=True)
     except JobNotFound:  # the account was deactivated meanwhile
         return
     traceparent = job_traceparent(job_id=event.job_id) if tracing.enabled() else ""
-    deliveries_enqueue(owner_id=owner_id, job_id=event.job_id, event_type=kind, data=data, traceparent=traceparent)
+    deliveries_enqueue(owner_id=owner_id, job_id=event.job_id, event_type=kind,
+                       data=lambda shown: data if shown else job_detail_without_balances(data), traceparent=traceparent)

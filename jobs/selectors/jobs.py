@@ -32,7 +32,6 @@ from django.db.models.functions import Coalesce, JSONObject
 from auteur.core.prepared import PreparedRead
 from auteur.core.tracing import trace_id_of
 from auteur.users.models import User
-from auteur.users.workspace_context import balances_shown
 from credits.models import CreditAccount, CreditTransaction, Plan, TransactionType
 from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, JobNotFound
@@ -114,11 +113,12 @@ def job_ledger_entries(*, job_id: uuid.UUID) -> list[dict[str, Any]]:
     return [dict(entry) for entry in entries]
 
 
-def job_charge(*, status: str, error_code: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def job_charge(*, status: str, error_code: str, entries: list[dict[str, Any]], balances: bool) -> dict[str, Any]:
     """What the job cost, from its ledger entries alone: what was charged (its usage entry), what
     was given back (its refund) and why, and the net (every entry of the job, staff corrections
-    included)."""
-    entries = [_entry(e) for e in entries]
+    included). `balances`: whether its reader may see the workspace's balance, which each entry's
+    `balance_after` is (else null)."""
+    entries = [_entry(e, balances) for e in entries]
     refunded = sum(e["amount"] for e in entries if e["type"] == "refund")
     return {
         "charged": -sum(e["amount"] for e in entries if e["type"] == "usage"),
@@ -129,19 +129,20 @@ def job_charge(*, status: str, error_code: str, entries: list[dict[str, Any]]) -
     }
 
 
-def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+def _entry(entry: dict[str, Any], balances: bool) -> dict[str, Any]:
     """An entry as the API shows it; one read as JSON has its id and time as text."""
     created_at = entry["created_at"]
     if isinstance(created_at, str):
         created_at = datetime.fromisoformat(created_at)
     return {"id": uuid.UUID(str(entry["id"])), "type": entry["type"], "amount": entry["amount"],
-            "balance_after": entry["balance_after"] if balances_shown() else None,
+            "balance_after": entry["balance_after"] if balances else None,
             "description": entry["description"], "created_at": created_at}
 
 
-def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, Any]:
+def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str, balances: bool) -> dict[str, Any]:
     """The fields of the job GET /jobs/{id} shows, with its output media and, while it waits, its
-    place in line (jobs.selectors.queue), or 404.
+    place in line (jobs.selectors.queue), or 404. `balances`: whether its reader may see the
+    workspace's balance (job_charge).
 
     One indexed SELECT of just those columns. It matches only while the owner's account is
     active, so a found job also proves what authentication would otherwise read the account for
@@ -167,11 +168,19 @@ def job_detail_get(*, user_id: uuid.UUID, job_id: uuid.UUID | str) -> dict[str, 
     )
     row["priority"] = JobPriority(row["priority"]).label
     row.update(asdict(estimate))
-    charge = job_charge(status=row["status"], error_code=row["error_code"], entries=row.pop("ledger") or [])
+    charge = job_charge(status=row["status"], error_code=row["error_code"], entries=row.pop("ledger") or [],
+                        balances=balances)
     cache = job_cache(cache_source_id=row.pop("cache_source_id"))
     # In JobSerializer's order: the charge and the cache come after the job's own fields, before its results.
     return {**{k: row.pop(k) for k in JOB_DETAIL_FIELDS if k != "output_data"}, "charge": charge, "cache": cache,
             **row}
+
+
+def job_detail_without_balances(detail: dict[str, Any]) -> dict[str, Any]:
+    """A job_detail_get answer read with `balances`, as one who may not see them reads it."""
+    charge = detail["charge"]
+    entries = [{**entry, "balance_after": None} for entry in charge["entries"]]
+    return {**detail, "charge": {**charge, "entries": entries}}
 
 
 def job_traceparent(*, job_id: uuid.UUID | str) -> str:

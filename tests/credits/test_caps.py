@@ -116,7 +116,9 @@ def test_a_limit_set_later_counts_what_was_spent_this_month(owner: User, team: W
 
 def test_each_threshold_is_announced_once_a_month(owner: User, team: Workspace, fake_dns: Any):  # noqa: F811
     fake_dns({"hooks.example.test": ["93.184.216.34"]})
-    hook, _ = webhook_create(owner=account(team), url="https://hooks.example.test/caps", event_types=["spend_cap"])
+    # Made by the owner, who sees the workspace's credits (a cap's figures go to no other maker's).
+    hook, _ = webhook_create(owner=account(team), url="https://hooks.example.test/caps", event_types=["spend_cap"],
+                             member_id=owner.pk)
     job_hook, _ = webhook_create(owner=account(team), url="https://hooks.example.test/jobs", event_types=["completed"])
     workspace_cap_set(membership=seat(owner, team), monthly_limit=100)
     stream_redis().delete(stream_key(team.pk))
@@ -144,7 +146,9 @@ def test_each_threshold_is_announced_once_a_month(owner: User, team: Workspace, 
 
 
 def test_quotes_name_the_cap_that_would_refuse(owner: User, team: Workspace):
-    key, text = api_key_create(membership=seat(owner, team), name="ci", scopes=["jobs:write", "projects:write"])
+    # (The cap's figures only to a key that sees the credits: tests/jobs/test_spend_cap_visibility.py.)
+    key, text = api_key_create(membership=seat(owner, team), name="ci",
+                               scopes=["jobs:write", "projects:write", "credits:read"])
     project = Project.objects.create(user=account(team), name="p")
     body = {"project_id": str(project.pk), "text": "Hello there"}
     quoted = key_client(text).post("/api/v1/jobs/tts/quote", body, format="json")

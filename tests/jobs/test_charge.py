@@ -4,6 +4,7 @@ the admin); and ledger_check holds every job's own figures to those entries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -142,12 +143,15 @@ def test_the_list_the_serializer_and_the_webhook_payload_show_the_same_charge(au
         assert [str(e["id"]) for e in serialized["entries"]] == [e["id"] for e in detail["entries"]]
         assert {k: serialized[k] for k in ("charged", "refunded", "net")} == {k: detail[k] for k in
                                                                              ("charged", "refunded", "net")}
-    sent: list[dict[str, Any]] = []
+    sent: list[Callable[[bool], dict[str, Any]]] = []
     monkeypatch.setattr("jobs.events.webhooks.webhook_subscribers", lambda job_id, event_type: user.pk)
     monkeypatch.setattr("jobs.events.webhooks.deliveries_enqueue", lambda **kwargs: sent.append(kwargs["data"]))
     job_event_webhooks_send(JobEvent.objects.get(job=jobs[1], type="failed"))
-    assert sent[0]["charge"] == job_detail_get(user_id=user.pk, job_id=jobs[1].pk)["charge"]
-    assert sent[0]["charge"]["refund_reason"] == "failed:internal"
+    # The payload is what each target's reader may see: the owner's (who sees the balance) or not.
+    assert sent[0](True)["charge"] == job_detail_get(user_id=user.pk, job_id=jobs[1].pk, balances=True)["charge"]
+    assert sent[0](False)["charge"] == job_detail_get(user_id=user.pk, job_id=jobs[1].pk, balances=False)["charge"]
+    assert sent[0](True)["charge"]["entries"][0]["balance_after"] is not None
+    assert sent[0](False)["charge"]["refund_reason"] == "failed:internal"
 
 
 def test_ledger_check_finds_a_job_whose_figures_disagree_with_its_entries(user, project, audio):

@@ -258,7 +258,7 @@ def test_a_users_high_priority_job_starts_before_their_older_normal_ones(user, p
 def job_position(user, job: Job) -> int | None:
     from jobs.selectors.jobs import job_detail_get
 
-    return job_detail_get(user_id=user.pk, job_id=job.pk)["queue_position"]
+    return job_detail_get(user_id=user.pk, job_id=job.pk, balances=False)["queue_position"]
 
 
 def test_priority_orders_only_a_users_own_jobs(user, make_user, project, audio):

@@ -67,6 +67,7 @@ def test_a_webhook_body_as_the_server_builds_it_validates(kind, user):
     from webhooks.services import _payload
 
     job = submit(user, project, media)
-    body = _payload(PAYLOAD_TYPES[WebhookEventType(kind)], job_detail_get(user_id=user.pk, job_id=job.pk))
+    body = _payload(PAYLOAD_TYPES[WebhookEventType(kind)],
+                    job_detail_get(user_id=user.pk, job_id=job.pk, balances=True))
     assert event_errors(body, "WebhookPayload") == []
     assert event_errors({**body, "type": "job.teleported"}, "WebhookPayload")

@@ -4471,8 +4471,8 @@ export interface components {
              * @description The API key's (a key's cap)
              */
             key_id?: string;
-            /** @description Its limit, in credits */
-            limit: number;
+            /** @description Its limit, in credits (null for an API key without credits:read) */
+            limit: number | null;
             /**
              * Format: uuid
              * @description The member's (a member's budget)
@@ -4484,8 +4484,8 @@ export interface components {
              * @description When its month ends (null: a per-job limit)
              */
             resets_at: string | null;
-            /** @description What it counted this month (a monthly cap's) */
-            spent?: number;
+            /** @description What it counted this month (a monthly cap's; null for an API key without credits:read) */
+            spent?: number | null;
         };
         /**
          * @description * `workspace` - workspace
