@@ -13,9 +13,9 @@ grow with processes, not with clients.
   limit; it reconnects with its last id and reads the rest as backlog.
 - Redis restarting: the reader retries with backoff and goes on from the last id it read per
   key, so connections stay open and miss nothing that reached the stream.
-- A member's seat ending: a connection opened by a member of a team workspace (its key is the
-  workspace's) is closed (`SeatEnded`) when the member's id is appended to the workspace's
-  seat-ends stream (auteur/users/workspace_context.py), which the reader follows beside the
+- A member's seat ending or changing: a connection opened by a member of a team workspace (its key
+  is the workspace's) is closed (`SeatEnded`, saying which) when the member's id is appended to
+  the workspace's seat-ends stream (auteur/users/workspace_context.py), which the reader follows beside the
   workspace's own key while such a connection is open.
 """
 
@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from auteur.users.workspace_context import seat_ends_key
+from auteur.users.workspace_context import SEAT_ENDED, seat_ends_key
 from jobs.events.stream import is_account_event, is_batch_event, is_comment_event, parse_entry, stream_key
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,12 @@ REDIS_POOL_WAIT_SECONDS = 10
 
 
 class SeatEnded(Exception):
-    """The member who opened the connection no longer sees this workspace's events."""
+    """The member who opened the connection no longer sees this workspace's events as it was
+    opened: `reason` SEAT_ENDED (their seat ended) or SEAT_CHANGED (their role changed)."""
+
+    def __init__(self, reason: str = SEAT_ENDED) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class SlowClient(Exception):
@@ -102,7 +107,7 @@ class Subscription:
         # True when events after `after` may have left the stream (trimmed by length or age, or
         # lost with Redis's data): the client should read /jobs/{id}/events for what it missed.
         self.gap = False
-        self.seat_ended = False
+        self.seat_ended: str | None = None  # why the member's seat ended it (SeatEnded's reason)
 
     def _wants(self, event: dict[str, Any]) -> bool:
         if is_comment_event(event):
@@ -125,13 +130,14 @@ class Subscription:
                 self.queue.get_nowait()
             self.queue.put_nowait(_OVERFLOW)
 
-    def end_seat(self) -> None:
-        """Called by the reader when the member's seat ended: the next get() raises SeatEnded."""
+    def end_seat(self, reason: str = SEAT_ENDED) -> None:
+        """Called by the reader when the member's seat ended or changed: the next get() raises
+        SeatEnded(reason)."""
         self.hub.unsubscribe(self)
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(_SEAT_ENDED)
-        self.seat_ended = True
+        self.seat_ended = reason
 
     async def _read_backlog(self) -> None:
         assert self._backlog_from is not None
@@ -165,7 +171,7 @@ class Subscription:
         deadline = loop.time() + timeout
         while True:
             if self.seat_ended:
-                raise SeatEnded
+                raise SeatEnded(self.seat_ended)
             while not self._backlog and self._backlog_from is not None:
                 await self._read_backlog()
             if self._backlog:
@@ -181,7 +187,7 @@ class Subscription:
             if item is _OVERFLOW:
                 raise SlowClient
             if item is _SEAT_ENDED:
-                raise SeatEnded
+                raise SeatEnded(self.seat_ended or SEAT_ENDED)
             if (event := self._deliver(item)) is not None:
                 return event
 
@@ -344,10 +350,12 @@ class Hub:
     def _end_seats(self, ends: str, entries: list[Any]) -> None:
         workspace_key, _ = self._seat_ends[ends]
         self._seat_ends[ends] = (workspace_key, entries[-1][0].decode())
-        ended = {fields.get(b"member", b"").decode() for _, fields in entries}
+        # Each member's last entry says why (an entry from before reasons were written: ended).
+        ended = {fields.get(b"member", b"").decode(): fields.get(b"reason", SEAT_ENDED.encode()).decode()
+                 for _, fields in entries}
         for sub in list(self._subs.get(workspace_key, ())):
             if sub.member_id in ended:
-                sub.end_seat()
+                sub.end_seat(ended[sub.member_id])
 
 
 _hubs: dict[int, Hub] = {}

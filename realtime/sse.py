@@ -43,18 +43,16 @@ from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from auteur.core import rls
 from auteur.core.asyncdb import released
 from auteur.core.errors import api_exception_handler, error_body, error_response
 from auteur.core.proxies import drop_untrusted_forwarded
 from auteur.users.authentication import JWTAuthentication
 from auteur.users.errors import WorkspaceNotFound
 from auteur.users.keys import FoundKey
-from auteur.users.models import ApiKey, Membership, User
+from auteur.users.models import User
 from auteur.users.payers import payer_of
-from auteur.users.roles import allowed
-from auteur.users.selectors import require_seat
-from auteur.users.workspace_context import WORKSPACE_META_KEY, Seat, seat_of
+from auteur.users.selectors import require_seat, seat_now
+from auteur.users.workspace_context import SEAT_CHANGED, WORKSPACE_META_KEY, Seat, seat_of
 from jobs.models import Job
 from jobs.selectors.jobs import job_get
 from realtime.hub import TERMINAL_EVENT_TYPES, SeatEnded, SlowClient, Subscription, get_hub, valid_event_id
@@ -118,19 +116,29 @@ def _authenticate(request: Request) -> StreamCaller:
     return StreamCaller(user, claims, seat)
 
 
-def still_seated(caller: StreamCaller) -> bool:
-    """Whether the member reading a team workspace's events still may: checked once the stream
-    follows the workspace's seat ends, so that a seat ended since authentication is not missed."""
+def seat_reread(caller: StreamCaller) -> Seat | None:
+    """The team workspace's seat of the member (or API key) reading its events, as the database
+    says now (None: ended); the caller's own events (no seat) need none. A connection re-reads it
+    before it is given more: the role it was opened with may have changed since."""
     seat = caller.seat
     if seat is None:
-        return True
-    if seat.key:
-        with rls.trusted():
-            return ApiKey.objects.filter(ApiKey.usable(), pk=seat.member_id, user_id=seat.workspace_id).exists()
-    with rls.trusted():
-        role = (Membership.objects.filter(workspace_id=seat.workspace_id, user_id=seat.member_id)
-                .values_list("role", flat=True).first())
-    return role is not None and allowed(role, "jobs.view")
+        return None
+    return seat_now(workspace_id=seat.workspace_id, member_id=seat.member_id)
+
+
+def still_seated(caller: StreamCaller, *actions: str) -> None:
+    """Raise unless the member reading a team workspace's events still may: 404 `workspace_not_found`
+    once their seat ended or no longer sees its jobs, 403 `permission_denied` for one of `actions`
+    their seat may not do now. Checked once the stream follows the workspace's seat ends, so that
+    a seat ended or changed since authentication is not missed."""
+    if caller.seat is None:
+        return
+    seat = seat_reread(caller)
+    if seat is None or not seat.may("jobs.view"):
+        raise WorkspaceNotFound("No such workspace.")
+    for action in actions:
+        require_seat(seat, action)
+    caller.seat = seat
 
 
 def _authorize(django_request: HttpRequest, job_id: str | None, *, comments: bool = False, account: bool = False
@@ -203,9 +211,13 @@ async def _events(
             except SlowClient:
                 logger.info("slow SSE client disconnected", extra={"user_id": str(caller.user.id)})
                 return
-            except SeatEnded:
-                yield _error_event("workspace_not_found", "You are no longer a member of this workspace who sees its "
-                                                          "jobs.")
+            except SeatEnded as ended:
+                if ended.reason == SEAT_CHANGED:
+                    yield _error_event("seat_changed", "Your role in this workspace changed: reconnect (with "
+                                                       "Last-Event-ID) to read what it allows now.")
+                else:
+                    yield _error_event("workspace_not_found", "You are no longer a member of this workspace who sees "
+                                                              "its jobs.")
                 return
             except RedisError:
                 yield _error_event("service_unavailable", "The event stream is briefly unavailable; reconnect.")
@@ -278,10 +290,15 @@ async def _stream(request: HttpRequest, job_id: str | None) -> HttpResponseBase:
     except RedisError:
         await lease.release()
         return _unavailable()
-    if caller.seat is not None and not await released(still_seated)(caller):
+    # Each kind of event asked for needs its action under the seat as it is now, not as it was
+    # when the token was checked.
+    also = ["comments.view"] * bool(comments) + ["credits.view"] * bool(account)
+    try:
+        await released(still_seated)(caller, *also)
+    except Exception as exc:  # noqa: BLE001 - rendered as the REST API renders it, or re-raised
         sub.close()
         await lease.release()
-        return exception_response(WorkspaceNotFound("No such workspace."))
+        return exception_response(exc)
     finished = job is not None and job.is_terminal
     # The lease is released when the stream ends; a response never started leaves it to run out.
     stream = StreamingHttpResponse(

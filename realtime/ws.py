@@ -29,8 +29,12 @@ Protocol (JSON text frames):
 
 Close codes: 4401 bad or expired token (also when it expires while connected), 4404 unknown job
 or another user's, or a workspace the caller is not a member of (also when their seat ends while
-connected: removed, or given a role that does not see jobs), 4403 a role that does not see the
-workspace's jobs, 4400 a malformed or unknown message, 4408 no auth in time, 4429 (reason
+connected: removed, a key revoked, or given a role that does not see jobs), 4409 (reason
+`seat_changed`) the member was given another role that still sees the jobs (reconnect: what the
+socket may carry is the new role's), 4403 a role that does not see the workspace's jobs, or a
+subscribe its role or scopes do not allow (the role is read again at every subscribe: a member made
+a viewer since the socket opened is refused the account's events), 4400 a malformed or unknown
+message, 4408 no auth in time, 4429 (reason
 `too_many_streams`) the person already holds AUTEUR_MAX_STREAMS_PER_USER streams and sockets open,
 or the workspace's paying account AUTEUR_MAX_STREAMS_PER_ACCOUNT (realtime/leases.py), 1013 the
 client fell AUTEUR_STREAM_CLIENT_BUFFER events behind (reconnect and resume). A handshake whose Origin
@@ -54,6 +58,7 @@ from rest_framework.exceptions import APIException
 
 from auteur.core.asyncdb import released
 from auteur.core.errors import ApplicationError
+from auteur.users.workspace_context import SEAT_CHANGED
 from jobs.errors import JobNotFound
 from jobs.events.stream import is_account_event, is_batch_event, is_comment_event
 from jobs.selectors.jobs import job_get
@@ -68,10 +73,13 @@ CLOSE_BAD_TOKEN = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_SEAT_CHANGED = 4409
 CLOSE_TOO_MANY_STREAMS = 4429
 CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAVAILABLE = 1011
 MAX_MESSAGE_CHARS = 16384
+# The other kinds of events a socket may subscribe to besides jobs', and the action each needs.
+SUBSCRIBE_ALSO = {"comments": "comments.view", "account": "credits.view", "batches": "jobs.view"}
 
 
 class JobEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -198,21 +206,43 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         if old is not None:
             old.close()
             if old.seat_ended:
-                await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
+                await self._seat_ended(old.seat_ended)
                 return False
-        if self.caller.seat is not None:
-            try:
-                seated = await released(still_seated)(self.caller)
-            except Exception:
-                logger.exception("could not check a member's seat; closing their socket")
-                await self._close(CLOSE_UNAVAILABLE)
-                return False
-            if not seated:  # removed (or demoted) since the token's check or the last subscription
-                await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
-                return False
+        # Removed, or demoted, since the token's check or the last subscription: what this socket
+        # already carries is checked against the seat as it is now.
+        if not await self._still_seated(*self._actions()):
+            return False
         if new.gap:
             await self.send_json({"type": "gap", "after": after})
         self._tasks.append(asyncio.create_task(self._pump(new), name="pump"))
+        return True
+
+    async def _seat_ended(self, reason: str) -> None:
+        if reason == SEAT_CHANGED:
+            await self._close(CLOSE_SEAT_CHANGED, "seat_changed")  # reconnect: the new role decides
+        else:
+            await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
+
+    def _actions(self) -> list[str]:
+        """The actions what this socket carries needs, beyond seeing the jobs."""
+        return [action for kind, action in SUBSCRIBE_ALSO.items() if getattr(self, kind)]
+
+    async def _still_seated(self, *actions: str) -> bool:
+        """Whether the socket's team seat, read again now, still sees the jobs and may do `actions`;
+        else the socket closes (4404 `workspace_not_found`: the seat ended or no longer sees the
+        jobs; 4403 `permission_denied`: an action its role or scopes no longer allow)."""
+        assert self.caller is not None
+        if self.caller.seat is None:
+            return True
+        try:
+            await released(still_seated)(self.caller, *actions)
+        except ApplicationError as exc:
+            await self._close(CLOSE_FORBIDDEN if exc.status_code == 403 else CLOSE_NOT_FOUND, exc.code)
+            return False
+        except Exception:
+            logger.exception("could not check a member's seat; closing their socket")
+            await self._close(CLOSE_UNAVAILABLE)
+            return False
         return True
 
     def _already_sent(self, event_id: str) -> bool:
@@ -229,8 +259,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
                 logger.info("slow WebSocket client disconnected")
                 await self._close(CLOSE_TRY_AGAIN)
                 return
-            except SeatEnded:
-                await self._close(CLOSE_NOT_FOUND, "workspace_not_found")
+            except SeatEnded as ended:
+                await self._seat_ended(ended.reason)
                 return
             except RedisError:
                 await self._close(CLOSE_UNAVAILABLE)
@@ -279,12 +309,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
             return
         if kind == "ping":
             await self.send_json({"type": "pong"})
-        elif kind == "subscribe" and "comments" in content:
-            await self._subscribe_also(content, "comments", "comments.view")
-        elif kind == "subscribe" and "account" in content:
-            await self._subscribe_also(content, "account", "credits.view")
-        elif kind == "subscribe" and "batches" in content:
-            await self._subscribe_also(content, "batches", "jobs.view")
+        elif kind == "subscribe" and (also := next((k for k in SUBSCRIBE_ALSO if k in content), None)):
+            await self._subscribe_also(content, also, SUBSCRIBE_ALSO[also])
         elif kind == "subscribe":
             await self._subscribe(content.get("job_id"))
         elif kind == "resume":
@@ -303,8 +329,9 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         if content.get(kind) is not True or set(content) != {"type", kind}:
             await self._close(CLOSE_BAD_MESSAGE)
             return
-        if self.caller.seat is not None and not self.caller.seat.may(action):
-            await self._close(CLOSE_FORBIDDEN, "permission_denied")
+        # The role is read again for every subscribe: the one the socket was opened with may
+        # have been changed since (a member made a viewer sees no spend caps).
+        if not await self._still_seated(*self._actions(), action):
             return
         setattr(self, kind, True)
         # What was sent so far was filtered otherwise: a later resume may repeat, never skip.
@@ -317,6 +344,8 @@ class JobEventsConsumer(AsyncJsonWebsocketConsumer):
         assert self.caller is not None
         if not isinstance(job_id, str) or not job_id:
             await self._close(CLOSE_BAD_MESSAGE)
+            return
+        if not await self._still_seated(*self._actions()):
             return
         try:
             job = await released(job_get)(user=self.caller.user, job_id=job_id)

@@ -42,7 +42,7 @@ from auteur.users.models import ApiKey, Invitation, Membership, User, Workspace
 from auteur.users.roles import GIVING, Role, allowed, may_give, scopes_allowed_to
 from auteur.users.selectors import require
 from auteur.users.signals import seat_given
-from auteur.users.workspace_context import SEAT_ENDS_KEEP, seat_ends_key
+from auteur.users.workspace_context import SEAT_CHANGED, SEAT_ENDED, SEAT_ENDS_KEEP, seat_ends_key
 
 logger = logging.getLogger(__name__)
 
@@ -158,20 +158,22 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
-def _end_streams(seat: Membership) -> None:
-    streams_end(workspace_id=seat.workspace_id, member_id=seat.user_id)
+def _end_streams(seat: Membership, reason: str = SEAT_ENDED) -> None:
+    streams_end(workspace_id=seat.workspace_id, member_id=seat.user_id, reason=reason)
 
 
-def streams_end(*, workspace_id: uuid.UUID, member_id: uuid.UUID) -> None:
+def streams_end(*, workspace_id: uuid.UUID, member_id: uuid.UUID, reason: str = SEAT_ENDED) -> None:
     """Once the change commits: the member's (or API key's) open event streams of the workspace
-    close (within the stream reader's next read, well under a second). Redis being unreachable
-    leaves them open until their credential is next checked; that is logged."""
+    close (within the stream reader's next read, well under a second), saying `reason`: the seat
+    ended (SEAT_ENDED) or its role changed (SEAT_CHANGED: reconnecting reads what the new role
+    allows). Redis being unreachable leaves them open until their credential is next checked; that
+    is logged."""
 
     def announce() -> None:
         key = seat_ends_key(workspace_id)
         try:
             client = _redis()
-            client.xadd(key, {"member": str(member_id)}, maxlen=SEAT_ENDS_KEEP, approximate=True)
+            client.xadd(key, {"member": str(member_id), "reason": reason}, maxlen=SEAT_ENDS_KEEP, approximate=True)
             client.expire(key, 7 * 24 * 3600)
         except redis.RedisError:
             logger.warning("could not close the ended seat's event streams of workspace %s", workspace_id)
@@ -190,13 +192,16 @@ def member_set_role(*, membership: Membership, user_id: uuid.UUID | str, role: s
         _require_may_give(actor, role)
         if role != Role.OWNER:
             _keeps_an_owner(seat)
+        changed = seat.role != role
         seat.role = role
         seat.save(update_fields=["role"])
         seat_given.send(sender=Membership, giver=actor, seat=seat)
         _revoke_what_they_may_no_longer_offer(seat, role)
         _revoke_keys_beyond(seat, role)
-        if not allowed(role, "jobs.view"):
-            _end_streams(seat)
+        if changed:
+            # Each open stream was allowed what it carries (jobs, the account's events) by the old
+            # role: all of them close, and the client reconnects under the new one.
+            _end_streams(seat, SEAT_CHANGED if allowed(role, "jobs.view") else SEAT_ENDED)
     return seat
 
 

@@ -33,6 +33,8 @@ export const CloseCode = {
   Forbidden: 4403,
   NotFound: 4404,
   AuthTimeout: 4408,
+  /** The member's role in the workspace changed: reconnecting gets what the new role sees. */
+  SeatChanged: 4409,
   TooManyStreams: 4429,
   TryAgain: 1013,
 } as const;
@@ -84,7 +86,8 @@ type Signal =
 
 /** Job events over the WebSocket: authenticates with its first message (the token never appears
  * in a URL or a log), subscribes, and on a dropped connection, a stall, 1013 (fell behind),
- * 4429 (too many streams) or 4401 (token expired: the token source is asked again) reconnects
+ * 4409 (the member's role changed), 4429 (too many streams) or 4401 (token expired: the token
+ * source is asked again) reconnects
  * with backoff and resumes after the last event id. Iterate it; `close()` ends the iteration. */
 export class JobEventsSocket implements AsyncIterable<StreamItem> {
   private last: string | undefined;
