@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin as BaseTOTPDeviceAdmin
@@ -21,6 +22,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from auteur.users.key_services import api_keys_revoke_by_staff
 from auteur.users.models import ApiKey, Invitation, Membership, User, Workspace
 from auteur.users.roles import Role
+from auteur.users.services import user_delete, user_disable
 
 POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
 
@@ -52,6 +54,22 @@ class UserAdmin(BaseUserAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_change_permission(request, obj) and _may_touch(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Disabling goes through the service that revokes the account's keys with it (the admin's
+        # change view is one transaction: the form's other fields are saved with them).
+        disabling = change and "is_active" in form.changed_data and not obj.is_active
+        super().save_model(request, obj, form, change)
+        if disabling:
+            user_disable(user=obj, staff_id=request.user.pk)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        user_delete(user=obj, staff_id=request.user.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        with transaction.atomic():
+            for user in queryset:
+                user_delete(user=user, staff_id=request.user.pk)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A team workspace's account goes only with its workspace, which its owners end.

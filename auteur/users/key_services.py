@@ -135,9 +135,26 @@ def api_keys_revoke_by_staff(*, keys: Iterable[ApiKey], staff_id: uuid.UUID) -> 
     return revoked
 
 
-def _revoke(key: ApiKey, *, by_id: uuid.UUID) -> None:
+def _revoke(key: ApiKey, *, by_id: uuid.UUID | None) -> None:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.revoked_by_id = by_id
         key.save(update_fields=["revoked_at", "revoked_by"])
         streams_end(workspace_id=key.user_id, member_id=key.pk)
+
+
+def api_keys_revoke_of_account(*, user_id: uuid.UUID, by_id: uuid.UUID | None) -> int:
+    """Revoke, in the caller's transaction, every key in use that the account made (in any
+    workspace) and, for a person's account, its personal workspace's keys: what disabling or
+    deleting the account does, so that no key outlives the person it acts for. Their open event
+    streams close once it commits. Returns how many were in use.
+
+    A team workspace's own account suspended by staff keeps its keys: they are refused while it is
+    disabled (auteur/users/authentication.py) and work again when it is enabled."""
+    personal = Q(user_id=user_id, user__is_team=False)
+    with rls.trusted():
+        keys = list(ApiKey.objects.select_for_update(of=("self",)).filter(Q(created_by_id=user_id) | personal,
+                                                              revoked_at__isnull=True).order_by("pk"))
+        for key in keys:
+            _revoke(key, by_id=by_id)
+    return len(keys)

@@ -10,10 +10,12 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
+from django.db import transaction
 from django.utils import timezone
 
+from auteur.core import rls
 from auteur.core.prepared import PreparedRead
-from auteur.users.models import User
+from auteur.users.models import Membership, User
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +168,33 @@ def user_get_or_create_by_email(*, email: str) -> User:
     """The one account with this email, created if there is none (development and scripts)."""
     user = user_find(ref=email)
     return user if user is not None else User.objects.create_user(email=email)
+
+
+@transaction.atomic
+def user_disable(*, user: User, staff_id: uuid.UUID | None) -> User:
+    """Disable an account (staff): every credential it holds stops working together. In one
+    transaction its row is marked inactive (its tokens are refused: 401) and every API key it made,
+    or its personal workspace holds, is revoked (auteur.users.key_services.api_keys_revoke_of_account),
+    so that a failure in either leaves both as they were. Its open event streams of team
+    workspaces, and its keys', close once this commits. Enabling it again gives no key back."""
+    # Imported here: see user_find.
+    from auteur.users.key_services import api_keys_revoke_of_account
+    from auteur.users.workspace_services import streams_end
+
+    with rls.trusted():
+        User.objects.filter(pk=user.pk).update(is_active=False, updated_at=timezone.now())
+        api_keys_revoke_of_account(user_id=user.pk, by_id=staff_id)
+        for workspace_id in Membership.objects.filter(user_id=user.pk).values_list("workspace_id", flat=True):
+            streams_end(workspace_id=workspace_id, member_id=user.pk)
+    user.is_active = False
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user: User, staff_id: uuid.UUID | None) -> None:
+    """Delete an account (staff), revoking first, in the same transaction, the API keys it made in
+    other workspaces, which outlive it (their maker is then unknown) and would otherwise go on
+    working; its personal workspace's keys go with it. Its streams close as user_disable's."""
+    user_disable(user=user, staff_id=staff_id)
+    with rls.trusted():
+        user.delete()
