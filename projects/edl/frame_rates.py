@@ -117,13 +117,25 @@ def cmx_as_declared(text: str, rate: float) -> str:
     return _M2_TIME.sub(mark, _EVENT_TIMES.sub(mark, text))
 
 
+# A list whose first record time is at most this long before a whole hour has a leader (a slate,
+# a countdown) before a program that starts on the hour.
+LEADER_MAX_SECONDS = 60
+
+
 def cmx_record_start(text: str, rate: float) -> otio.opentime.RationalTime | None:
     """Where a CMX 3600 list's sequence starts: the whole hour at or before its first record time
-    (a list states no start; editors start sequences at 00:00:00:00 or 01:00:00:00). None for a
-    list without events."""
+    (a list states no start; editors start sequences at 00:00:00:00 or 01:00:00:00), except where
+    that first record time is within LEADER_MAX_SECONDS before the next whole hour (a leader before
+    a program at 01:00:00:00, from 00:59:50:00): there the sequence starts at its first event, not
+    an hour of nothing before it. None for a list without events."""
     starts = [match.group(6) for match in _EVENT_TIMES.finditer(text)]
     if not starts:
         return None
     first = min(starts, key=lambda tc: frames_of(tc, rate))
-    hour = f"{first[:2]}:00:00{first[8]}00"
-    return otio.opentime.RationalTime(frames_of(hour, rate), exact_rate(rate))
+    exact, separator = exact_rate(rate), first[8]
+    hour = frames_of(f"{first[:2]}:00:00{separator}00", rate)
+    # (A whole hour is never a dropped frame number: the next one is this one plus an hour's frames.)
+    next_hour = hour + frames_of(f"01:00:00{separator}00", rate)
+    at = frames_of(first, rate)
+    leader = (next_hour - at) / exact <= LEADER_MAX_SECONDS
+    return otio.opentime.RationalTime(at if leader else hour, exact)

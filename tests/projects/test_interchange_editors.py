@@ -77,6 +77,51 @@ def test_an_online_list_naming_clips_by_reel_and_clip_name_imports_at_29_97_drop
         ("A001C003.mov", 0, 60, 300), ("shot1.mp4", 60, 135, 150), ("clip_B.mov", 165, 225, 30)]
 
 
+LEADER_EDL = """TITLE: Program with a leader
+FCM: NON-DROP FRAME
+
+001  LEADER   V     C        00:00:00:00 00:00:06:15 00:59:53:10 01:00:00:00
+* FROM CLIP NAME: leader.mov
+002  SHOT1    V     C        00:00:05:00 00:00:07:00 01:00:00:00 01:00:02:00
+* FROM CLIP NAME: shot1.mp4
+"""
+
+
+def test_a_list_whose_first_event_is_a_leader_just_before_the_hour_starts_at_that_event(auth_client, project,
+                                                                                      make_media):
+    """A program at 01:00:00:00 after a leader from 00:59:53:10 (within a minute before the hour):
+    the timeline starts with the leader, not after an hour of nothing from 00:00:00:00."""
+    make_media(project, name="leader.mov", duration_ms=120_000)
+    make_media(project, name="shot1.mp4", duration_ms=60_000)
+    response = post(auth_client, project, "leader.edl", LEADER_EDL, frame_rate="25")
+    assert response.status_code == 200, response.content
+    assert placed(project) == [("video", "leader.mov", 0, 6600, 0), ("video", "shot1.mp4", 6600, 8600, 5000)]
+    # A first event more than a minute before the hour is no leader: the list starts at its hour.
+    early = LEADER_EDL.replace("00:59:53:10", "00:58:59:24").replace("00:00:06:15", "00:01:00:01")
+    response = post(auth_client, project, "early.edl", early, frame_rate="25")
+    assert response.status_code == 200, response.content
+    assert placed(project) == [("video", "leader.mov", 3_539_960, 3_600_000, 0),
+                               ("video", "shot1.mp4", 3_600_000, 3_602_000, 5000)]
+
+
+@pytest.mark.parametrize(("first", "rate", "start"), [
+    ("00:59:53:10", 25, "00:59:53:10"),  # a leader: its first event
+    ("00:59:00:00", 25, "00:59:00:00"),  # a minute before the hour, no more
+    ("00:58:59:24", 25, "00:00:00:00"),  # a frame more than a minute: its hour
+    ("01:00:00:00", 25, "01:00:00:00"),
+    ("01:00:10:00", 24, "01:00:00:00"),
+    ("00:00:05:00", 24, "00:00:00:00"),
+    ("00:59:53;10", 29.97, "00:59:53;10"),  # drop-frame
+    ("09:59:30:00", 30, "09:59:30:00"),  # any hour's
+])
+def test_where_a_cmx_list_starts(first, rate, start):
+    from projects.edl.frame_rates import cmx_record_start, frames_of
+
+    event = f"001  AX       V     C        00:00:00:00 00:00:01:00 {first} {first}\n"
+    found = cmx_record_start(f"TITLE: t\n{event}", rate)
+    assert found is not None and found.value == frames_of(start, rate)
+
+
 def test_a_list_that_declares_drop_frame_and_writes_colons_is_read_drop_frame(auth_client, project, make_media):
     for name in ("A001C003.mov", "shot1.mp4", "clip_B.mov"):
         make_media(project, name=name, duration_ms=900_000)
