@@ -133,8 +133,9 @@ class MemberListApi(ApiView):
 
 class MemberDetailApi(ApiView):
     """A member's seat: PATCH changes its role, DELETE removes it (one's own: leaving). Only an owner
-    makes, changes or removes an owner; the last owner can neither leave nor be demoted (409
-    `last_owner`). A removed member's next request about the workspace is a 404."""
+    makes, changes or removes an owner, and gives the billing role; the last owner can neither leave
+    nor be demoted (409 `last_owner`). A seat an admin with a budget re-roles gets a budget of at most
+    what remains of the admin's own. A removed member's next request about the workspace is a 404."""
 
     acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
 
@@ -171,8 +172,9 @@ class InvitationCreatedSerializer(InvitationOutputSerializer):
 
 class InvitationListApi(ApiView):
     """The workspace's pending invitations (owner, admin); POST makes one with a `role` and answers
-    its token, once. Only an owner invites an owner; a personal workspace invites nobody (409
-    `personal_workspace`)."""
+    its token, once. Only an owner invites an owner or a billing member; the seat an admin with a budget
+    invites starts with a budget of at most what remains of the admin's own when it is taken; a
+    personal workspace invites nobody (409 `personal_workspace`)."""
 
     acts_in_workspace = False  # about the caller themself: the Auteur-Workspace header is ignored
 

@@ -1900,16 +1900,18 @@ export interface paths {
         /**
          * List a workspace's pending invitations
          * @description The workspace's pending invitations (owner, admin); POST makes one with a `role` and answers
-         *     its token, once. Only an owner invites an owner; a personal workspace invites nobody (409
-         *     `personal_workspace`).
+         *     its token, once. Only an owner invites an owner or a billing member; the seat an admin with a budget
+         *     invites starts with a budget of at most what remains of the admin's own when it is taken; a
+         *     personal workspace invites nobody (409 `personal_workspace`).
          */
         get: operations["workspaces_invitations_list"];
         put?: never;
         /**
          * Invite a member
          * @description The workspace's pending invitations (owner, admin); POST makes one with a `role` and answers
-         *     its token, once. Only an owner invites an owner; a personal workspace invites nobody (409
-         *     `personal_workspace`).
+         *     its token, once. Only an owner invites an owner or a billing member; the seat an admin with a budget
+         *     invites starts with a budget of at most what remains of the admin's own when it is taken; a
+         *     personal workspace invites nobody (409 `personal_workspace`).
          */
         post: operations["workspaces_invitations_create"];
         delete?: never;
@@ -2037,8 +2039,9 @@ export interface paths {
         /**
          * Remove a member, or leave
          * @description A member's seat: PATCH changes its role, DELETE removes it (one's own: leaving). Only an owner
-         *     makes, changes or removes an owner; the last owner can neither leave nor be demoted (409
-         *     `last_owner`). A removed member's next request about the workspace is a 404.
+         *     makes, changes or removes an owner, and gives the billing role; the last owner can neither leave
+         *     nor be demoted (409 `last_owner`). A seat an admin with a budget re-roles gets a budget of at most
+         *     what remains of the admin's own. A removed member's next request about the workspace is a 404.
          */
         delete: operations["workspaces_members_destroy"];
         options?: never;
@@ -2046,8 +2049,9 @@ export interface paths {
         /**
          * Change a member's role
          * @description A member's seat: PATCH changes its role, DELETE removes it (one's own: leaving). Only an owner
-         *     makes, changes or removes an owner; the last owner can neither leave nor be demoted (409
-         *     `last_owner`). A removed member's next request about the workspace is a 404.
+         *     makes, changes or removes an owner, and gives the billing role; the last owner can neither leave
+         *     nor be demoted (409 `last_owner`). A seat an admin with a budget re-roles gets a budget of at most
+         *     what remains of the admin's own. A removed member's next request about the workspace is a 404.
          */
         patch: operations["workspaces_members_partial_update"];
         trace?: never;
