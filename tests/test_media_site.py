@@ -344,3 +344,20 @@ def test_a_public_endpoint_that_would_sign_wrong_urls_is_refused(value, debug, m
     with pytest.raises(ValueError, match=message):
         public_endpoint_url(value, debug=debug)
     assert public_endpoint_url("https://media.example.com/", debug=False) == "https://media.example.com"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("backend", "reached_at"), [("local", "store"), ("modal", "public")])
+def test_a_jobs_inputs_and_output_targets_name_the_address_its_engine_reaches(signing_storage, settings, s3_endpoint,
+                                                                               media_site, backend, reached_at):
+    """What the payload code gives a GPU call (jobs/payloads.py, media/services/gpu_outputs.py)."""
+    from jobs.payloads import input_ref
+    from media.services.gpu_outputs import media_output_targets
+    from tests.factories import UserFactory
+
+    settings.AUTEUR_GPU_BACKEND = backend
+    expected = s3_endpoint.moto if reached_at == "store" else f"media.localhost:{media_site}"
+    assert urlsplit(input_ref(f"media/{uuid.uuid4().hex}/in.mp4", 600)["url"]).netloc == expected
+    targets = media_output_targets(job_id=uuid.uuid4(), user_id=UserFactory.create().pk,
+                                   outputs={"video": "video/mp4"}, max_bytes=1024, ttl_seconds=600)
+    assert urlsplit(targets["video"]["url"]).netloc == expected
