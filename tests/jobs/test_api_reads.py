@@ -291,7 +291,7 @@ def test_retrying_a_failed_retryable_job_submits_a_new_job_charged_again(auth_cl
     response = auth_client.post(jobs_url(f"/{job.pk}/retry"), {}, format="json")
     assert response.status_code == 202, response.json()
     body = response.json()
-    assert set(body) == {"job_id", "status", "credits_cost", "cache"}
+    assert set(body) == {"job_id", "status", "credits_cost", "cache", "deduplicated"}
     assert body["job_id"] != str(job.pk) and body["status"] == "pending" and body["credits_cost"] == job.credits_cost
     new = Job.objects.get(pk=body["job_id"])
     assert new.retry_of_id == job.pk and new.input_params == job.input_params and new.type == job.type
