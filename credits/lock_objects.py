@@ -1,5 +1,32 @@
 """Row locks (money moves only under a row lock or a guarded UPDATE), in one place and one order.
 
+The lock order. Every path that moves money, changes a cap, or changes a workspace's members takes
+the locks it needs in this order, never an earlier one after a later one in the same transaction:
+
+1. the workspace's row (`workspaces`, FOR UPDATE): every change of its members, roles, keys and caps
+   starts there (auteur.users.workspace_services.acting);
+2. seats and keys (`workspace_members`, `api_keys`), several in primary-key order; and a job's
+   inputs (`media_files`, in primary-key order), its quote, the jobs a cancel ends;
+3. the account's `users` row, FOR NO KEY UPDATE (auteur.core.quotas.quota_lock: a submission that
+   finds or makes the Library, an upload, the result cache's copies). FOR NO KEY UPDATE, not FOR
+   UPDATE: the foreign keys of every ledger row, counter and job take FOR KEY SHARE on that row, and
+   a refund, a cap change or a grant takes it only after the account's lock (inside the ledger's
+   statement); with FOR UPDATE, a submission holding this row while waiting for the account and a
+   refund holding the account while its ledger row waits for this one would deadlock;
+4. the account (`credit_accounts`): the ledger's statements (services/ledger.py) lock it first
+   thing, by their UPDATE, and a cap change by budgets._LOCK_SQL; several accounts in
+   primary-key order (credit_accounts_lock below);
+5. its spend counters (`credit_spend_caps`), only ever after the account: a charge counts, a refund
+   gives back and a cap change sets them in the same transaction as the account's lock;
+6. ledger rows and cap alerts are only inserted; their foreign keys' FOR KEY SHARE locks conflict
+   with no lock that any path takes on those rows (nothing takes FOR UPDATE on a `users` or
+   `credit_accounts` row that a ledger row references, except the ledger's own UPDATE of the account).
+
+A transaction holding an account's lock therefore never waits for a lock that a transaction waiting
+for that account holds: tests/credits/test_lock_order.py races charges, refunds, cap changes and role
+changes and asserts that PostgreSQL broke no deadlock (pg_stat_database.deadlocks), and
+bench/charge_race.py does so through the API at 200 submissions a run.
+
 The credit services do not lock with these: each balance change is one guarded UPDATE that
 row-locks the account itself and writes its ledger row in the same statement (services/ledger.py).
 These querysets are for code that must hold accounts stable across several statements in one

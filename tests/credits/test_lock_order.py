@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,12 +20,14 @@ from django.db import connection
 from auteur.users.key_services import api_key_create
 from auteur.users.models import Membership, User
 from auteur.users.workspace_services import member_set_role
-from credits.selectors import ledger_check
+from credits.selectors import credit_balance_get, ledger_check
 from credits.services.budgets import key_cap_set, member_budget_set, workspace_cap_set
 from credits.services.ledger import credit_grant
 from tests.factories import acting_in, key_client, team_workspace
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+SUBMISSIONS, CANCELS, CAPS, ROLES = 40, 16, 8, 8
 
 
 def deadlocks() -> int:
@@ -74,11 +77,14 @@ def test_charges_refunds_cap_and_role_changes_raced_deadlock_nowhere(make_user: 
     project = clients[0].post("/api/v1/projects", {"name": "race"}, format="json").json()["id"]
 
     def body(i: int) -> dict[str, str]:
-        return {"project_id": project, "text": f"No deadlock here, {i}."}  # each its own: no cached result
+        # Each its own text (no cached result); every other one names no project: it goes to the
+        # workspace's Library, which a submission finds or makes under the account's `users` row lock.
+        return {"text": f"No deadlock here, {i}."} | ({"project_id": project} if i % 4 == 3 else {})
 
     # Jobs to cancel during the race (a refund each).
-    submitted = [clients[i % len(clients)].post("/api/v1/jobs/tts", body(-1 - i), format="json") for i in range(8)]
-    assert [answer.status_code for answer in submitted] == [202] * 8, submitted[-1].content
+    submitted = [clients[i % len(clients)].post("/api/v1/jobs/tts", body(-1 - i), format="json")
+                 for i in range(CANCELS)]
+    assert [answer.status_code for answer in submitted] == [202] * CANCELS, submitted[-1].content
     to_cancel = [answer.json()["job_id"] for answer in submitted]
     before = deadlocks()
 
@@ -102,17 +108,17 @@ def test_charges_refunds_cap_and_role_changes_raced_deadlock_nowhere(make_user: 
         member_set_role(membership=seat, user_id=shifting.pk, role=("admin", "editor", "viewer")[i % 3])
         return 200
 
-    works: list[Callable[[], Any]] = [partial(submit, i) for i in range(24)]
-    works += [partial(cancel, i) for i in range(8)]
-    works += [partial(cap, i) for i in range(8)]
-    works += [partial(role, i) for i in range(8)]
+    works: list[Callable[[], Any]] = [partial(submit, i) for i in range(SUBMISSIONS)]
+    works += [partial(cancel, i) for i in range(CANCELS)]
+    works += [partial(cap, i) for i in range(CAPS)]
+    works += [partial(role, i) for i in range(ROLES)]
     results = race(works)
 
     errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == []
     answers = Counter(results)
     assert all(status < 500 for status in answers), answers
-    assert answers[202] >= 24  # every submission accepted (the pool and the caps cover them)
+    assert answers[202] >= SUBMISSIONS  # every submission accepted (the pool and the caps cover them)
     assert deadlocks() == before
     assert ledger_check() == []
 
@@ -140,3 +146,45 @@ def test_the_count_sees_a_deadlock(make_user: Callable[..., User]):
     results = race([partial(cross, 0), partial(cross, 1)])
     assert sum("deadlock detected" in str(r) for r in results) == 1, results
     assert deadlocks() == before + 1
+
+
+def test_a_refund_meets_a_submission_holding_the_accounts_users_row_without_a_deadlock(
+    make_user: Callable[..., User],
+):
+    """The order's step 3 before step 4: a submission to the Library holds the account's `users` row
+    (the quota lock) and then waits for the account, which a refund holds while its ledger row's
+    foreign key takes FOR KEY SHARE on that same `users` row. The quota lock is FOR NO KEY UPDATE, which
+    that KEY SHARE does not wait for: the refund commits, then the charge."""
+    from django.db import transaction
+
+    from auteur.core.quotas import quota_lock
+    from credits.services.ledger import credit_deduct_for_job, credit_refund_job
+
+    user = make_user()
+    credit_grant(user=user, amount=100, description="x")
+    charged = uuid.uuid4()
+    credit_deduct_for_job(user=user, job_id=charged, amount=10, description="job")
+    before = deadlocks()
+    submission_holds_the_users_row = threading.Event()
+    refund_started = threading.Event()
+
+    def submission() -> str:
+        with transaction.atomic():
+            quota_lock(user_id=user.pk)
+            submission_holds_the_users_row.set()
+            refund_started.wait(timeout=30)
+            time.sleep(0.5)  # the refund holds the account by now, and its ledger row waits or is written
+            credit_deduct_for_job(user=user, job_id=uuid.uuid4(), amount=5, description="job", new_job=True)
+        return "charged"
+
+    def refund() -> str:
+        submission_holds_the_users_row.wait(timeout=30)
+        refund_started.set()
+        credit_refund_job(job_id=charged, reason="canceled")
+        return "refunded"
+
+    results = race([submission, refund])
+    assert results == ["charged", "refunded"], results
+    assert deadlocks() == before
+    assert credit_balance_get(user=user) == 100 - 10 + 10 - 5
+    assert ledger_check() == []
