@@ -210,8 +210,10 @@ def _submit(s: Submission) -> tuple[Job, bool]:
             cost = taken.credits_cost
         if request.media_ids:
             # Media deletion checks "in use" holding the same row locks: a file cannot be deleted
-            # between this check of its jobs and the job's insert.
-            list(MediaFile.objects.select_for_update().filter(pk__in=request.media_ids).values_list("pk", flat=True))
+            # between this check of its jobs and the job's insert. In primary-key order, as every path
+            # locks several (credits/lock_objects.py).
+            list(MediaFile.objects.select_for_update().filter(pk__in=request.media_ids).order_by("pk")
+                 .values_list("pk", flat=True))
         # A job naming no project nor media goes to the Library, made here on first use: rolled
         # back with the job if the charge fails.
         project = request.project or project_library_get_or_create(user=user)
