@@ -112,7 +112,7 @@ def test_deploy_ships_the_tags_compose_file_and_caddyfile_before_starting_them()
         <= shipped
     assert all((ROOT / path).is_file() for path in shipped)
     for path in shipped:
-        assert f"cp .release/\\$f \\$f" in ship and path in ship.split("for f in ", 1)[1], path
+        assert "cp .release/\\$f \\$f" in ship and path in ship.split("for f in ", 1)[1], path
     script = runs(workflow)
     assert script.index("tar -czf -") < script.index("python3 deploy/compose_secrets.py")
     # A changed Caddyfile is loaded by the running Caddy, which keeps serving meanwhile.
