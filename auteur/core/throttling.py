@@ -167,12 +167,18 @@ def account_limit(person_limit: int) -> int:
     return max(settings.AUTEUR_RATE_LIMIT_ACCOUNT_PER_MINUTE, person_limit)
 
 
-def count_refused(request: Request, person_id: Any) -> None:
+def count_refused(request: Request, person_id: Any, *, account_id: Any = None) -> None:
     """Count a signed-in request about to be refused before DRF's throttles run (404 for the
-    workspace its header names, 403 for the caller's role there) against its person's limit, and
-    raise Throttled (429) instead once that is spent: refusals are not free to repeat."""
+    workspace its header names, 403 for the caller's role there) against its person's limit and
+    its paying account's (`account_id`; by default the seat's, else the person's own), and raise
+    Throttled (429) instead once either is spent: refusals are not free to repeat, nor to multiply
+    with more keys."""
+    if account_id is None:
+        seat = seat_of(request._request)
+        account_id = payer_of(seat) if seat is not None else person_id
+    limit = person_limit(request)
     throttle = SlidingWindowThrottle()
-    if not throttle._allow(f"rl:u:{person_id}", limit=person_limit(request)):
+    if not throttle._allow_all(((f"rl:u:{person_id}", limit), (f"rl:a:{account_id}", account_limit(limit)))):
         raise Throttled(wait=throttle.wait())
 
 

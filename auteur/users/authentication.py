@@ -40,6 +40,7 @@ from auteur.core.throttling import count_refused, count_unauthenticated
 from auteur.users.jwks import ASYMMETRIC_ALGORITHMS, jwks_keys
 from auteur.users.keys import FoundKey, key_find, key_mark_used, looks_like_key
 from auteur.users.models import Membership, User
+from auteur.users.payers import payer_of_workspace
 from auteur.users.roles import Role, allowed
 from auteur.users.services import user_get_or_create_from_claims
 from auteur.users.workspace_context import KEY_ROLE, Seat, named_workspace, seat_set, show_balances
@@ -195,7 +196,7 @@ class JWTAuthentication(BaseAuthentication):
         user_id_var.set(str(key.user_id))
         named = named_workspace(request._request, (request.parser_context or {}).get("view"))
         if named is not None and named.lower() != str(key.user_id):
-            count_refused(request, key.id)
+            count_refused(request, key.id, account_id=payer_of_workspace(key.user_id))
             raise WorkspaceNotFound("No such workspace.")
         seat = Seat(key.user_id, key.id, KEY_ROLE, key.scopes,
                     key.rate_limit_per_minute or settings.AUTEUR_RATE_LIMIT_KEY_PER_MINUTE)

@@ -79,6 +79,28 @@ def test_ten_keys_in_three_workspaces_get_the_accounts_limit_not_ten_times_it(
     assert key_client(make_key(stranger, Workspace.objects.get(pk=stranger.pk))).get("/api/v1/jobs").status_code == 200
 
 
+def test_refused_requests_of_many_keys_count_against_their_account_too(
+    owner: User, workspaces: list[Workspace], settings: Any, client_for: Callable[[User], APIClient],
+):
+    settings.AUTEUR_RATE_LIMIT_ACCOUNT_PER_MINUTE = 6
+    settings.AUTEUR_RATE_LIMIT_USER_PER_MINUTE = 6
+    settings.AUTEUR_RATE_LIMIT_KEY_PER_MINUTE = 6
+    texts = [make_key(owner, workspaces[i % 3]) for i in range(6)]
+    # A wrong workspace header (404) and a person's endpoint (403): each key's first is within its own limit.
+    wrong = [key_client(text, workspace=workspaces[(i + 1) % 3].pk).get("/api/v1/jobs")
+             for i, text in enumerate(texts[:3])]
+    person_only = [key_client(text).get("/api/v1/users/me") for text in texts[3:]]
+    assert [a.status_code for a in wrong] == [404] * 3 and [a.status_code for a in person_only] == [403] * 3
+    assert key_client(texts[0]).get("/api/v1/jobs").status_code == 429
+    assert client_for(owner).get("/api/v1/jobs").status_code == 429
+
+
+def test_an_api_key_makes_no_team_workspace(owner: User, workspaces: list[Workspace]):
+    answer = key_client(make_key(owner, workspaces[1])).post("/api/v1/workspaces", {"name": "More"}, format="json")
+    assert answer.status_code == 403
+    assert not Workspace.objects.filter(name="More").exists()
+
+
 def test_a_keys_and_a_persons_own_limits_still_hold_below_the_accounts(
     owner: User, workspaces: list[Workspace], settings: Any, client_for: Callable[[User], APIClient],
 ):
