@@ -102,7 +102,9 @@ def test_deploy_ships_the_tags_compose_file_and_caddyfile_before_starting_them()
     checkout = next(step for step in steps(workflow) if step.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["ref"] == "refs/tags/v${{ env.RELEASE }}"
     ship = next(step for step in steps(workflow) if "tar -czf -" in step.get("run", ""))["run"]
-    shipped = set(re.search(r"tar -czf - ([^|]+)\|", ship.replace("\\\n", " "))[1].split())
+    listed = re.search(r"tar -czf - ([^|]+)\|", ship.replace("\\\n", " "))
+    assert listed, ship
+    shipped = set(listed[1].split())
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     # What compose reads from the host beside ./secrets (bind mounts), and what the host runs.
     host_files = {volume.split(":")[0].removeprefix("./") for service in compose["services"].values()
