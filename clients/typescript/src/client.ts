@@ -315,7 +315,10 @@ export class AuteurClient {
           await sleep(backoffDelay(attempt, RETRY_FIRST_DELAY_MS, RETRY_MAX_DELAY_MS), options.signal);
           const job = await this.findJobByKey(key, options.signal ? { signal: options.signal } : {});
           if (job !== null) {
-            const accepted = { job_id: job.id, status: job.status, credits_cost: job.credits_cost, cache: job.cache };
+            // The job its own key made: never another's work it was answered with.
+            const accepted = {
+              job_id: job.id, status: job.status, credits_cost: job.credits_cost, cache: job.cache, deduplicated: false,
+            };
             return { state: "accepted", accepted, recovered: true };
           }
         }

@@ -33,7 +33,9 @@ function server(answer: (method: string, url: URL, headers: Headers) => Answer):
 const json = (body: unknown, status = 200): Response =>
   new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
 const JOB = { id: "j-1", type: "tts", status: "pending", credits_cost: 2, cache: { hit: false, source_job_id: null } };
-const ACCEPTED = { job_id: "j-1", status: "pending", credits_cost: 2, cache: { hit: false, source_job_id: null } };
+const ACCEPTED = {
+  job_id: "j-1", status: "pending", credits_cost: 2, cache: { hit: false, source_job_id: null }, deduplicated: false,
+};
 const lost = (): Error => new TypeError("fetch failed");
 
 function client(fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>): AuteurClient {
