@@ -8,7 +8,9 @@ missing, so it is safe to run again:
 
 - Passwords and keys are generated once (random, URL-safe) and never changed: Postgres, MongoDB and
   MinIO take theirs only when their volume is first made, so a new one would lock the app out.
-  Rotating one is deleting its file and changing it in the server too (docs/deploying.md).
+  Rotating one is deleting its file and changing it in the server too (docs/deploying.md); the
+  API's Postgres password (POSTGRES_API_PASSWORD) is set on its role by docker-compose.yml's
+  db-roles at every start, so deleting its file and recreating db-roles, api and asgi is enough.
 - Secrets only their owner has (the identity provider's JWT secret, Modal's and Stripe's keys, a
   Hugging Face token) come from this command's environment when set there (`AUTEUR_JWT_SECRET=...
   python3 deploy/compose_secrets.py`), else from the file already there; an absent optional one is
