@@ -138,3 +138,26 @@ def test_a_suspended_team_workspace_keeps_its_keys_refused_until_it_is_enabled(t
     assert key.revoked_at is None
     assert admin_change(superuser_client, account, is_active="on").status_code == 302
     assert works(text) == 200
+
+
+def test_the_migration_revokes_the_keys_left_by_accounts_ended_before(team: Workspace, admin: User,
+                                                                      make_user: Callable[..., User]):
+    from importlib import import_module
+
+    from django.db import connection
+
+    revoke = import_module("auteur.users.migrations.0012_revoke_keys_of_ended_accounts").REVOKE
+    disabled_in_team, _ = key_of(admin, team)
+    disabled_personal, _ = key_of(admin, admin)
+    gone = make_user()
+    Membership.objects.create(workspace=team, user=gone, role="admin")
+    orphan, _ = key_of(gone, team)
+    kept, kept_text = key_of(owner_of(team), team)
+    # As it was before disabling and deleting revoked keys: the rows changed, the keys left alone.
+    User.objects.filter(pk=admin.pk).update(is_active=False)
+    ApiKey.objects.filter(pk=orphan.pk).update(created_by=None)
+    with connection.cursor() as cursor:
+        cursor.execute(revoke)
+    revoked = set(ApiKey.objects.filter(revoked_at__isnull=False).values_list("pk", flat=True))
+    assert revoked == {disabled_in_team.pk, disabled_personal.pk, orphan.pk}
+    assert kept.pk not in revoked and works(kept_text) == 200
