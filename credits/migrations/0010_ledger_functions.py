@@ -179,7 +179,7 @@ BEGIN
                          date_trunc('month', moved.at) + interval '1 month' - interval '1 microsecond')
             FROM moved, (
                 SELECT u.*, sum(u.amount) OVER (ORDER BY u.n) AS running
-                FROM unnest(p_ids::uuid[], v_amounts::int[], p_job_ids::uuid[], p_job_types::text[],
+                FROM unnest(p_ids::uuid[], p_amounts::int[], p_job_ids::uuid[], p_job_types::text[],
                             p_descriptions::text[], array_fill(p_member_id, ARRAY[cardinality(p_ids)]))
                      WITH ORDINALITY AS u(id, amount, job_id, job_type, description, member_id, n)
             ) e WHERE (SELECT count(*) FROM counted) = (SELECT count(*) FROM subjects)
