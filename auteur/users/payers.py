@@ -1,7 +1,9 @@
 """The account that pays for a workspace's work, whose limits the workspace's requests and streams share.
 
 A personal workspace's payer is its person. A team workspace's is the person whose account created
-it, or the workspace's own account once that person's is gone. So every key and every member acting
+it, whether or not they still belong to it (leaving the workspaces one made, after giving them to
+another owner, must not multiply one's limits), or the workspace's own account once that person's
+account is gone. So every key and every member acting
 in any of the workspaces one sign-up made counts against one allowance of requests
 (auteur/core/throttling.py), of open streams (realtime/leases.py) and of keys in use
 (auteur/users/key_services.py): making more workspaces or more keys does not multiply them.
