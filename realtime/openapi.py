@@ -16,7 +16,9 @@ _STREAM = ("Server-Sent Events. Each event is `id:` (resume after it with `Last-
            "and `data:`, a `JobEvent` (its `data` per type in the event schema, " + EVENTS_SCHEMA_URL + "). "
            "`event: gap` (`StreamGap`, no id) when the id resumed from is older than the stream's window; "
            "`event: error` (`Error`) before the stream ends (an expired token: reconnect with a new one and "
-           "the last id). A comment line every few seconds keeps the connection alive.")
+           "the last id; in a team workspace, `seat_changed` when the reader's role changed: reconnect, and get "
+           "what the new role sees; `workspace_not_found` when their seat ended). A comment line every few seconds "
+           "keeps the connection alive.")
 
 
 def _errors(*codes: tuple[str, str]) -> dict[str, Any]:

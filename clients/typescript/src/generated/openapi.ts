@@ -5993,7 +5993,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Server-Sent Events. Each event is `id:` (resume after it with `Last-Event-ID`), `event:` (its type) and `data:`, a `JobEvent` (its `data` per type in the event schema, /api/schema/events/). `event: gap` (`StreamGap`, no id) when the id resumed from is older than the stream's window; `event: error` (`Error`) before the stream ends (an expired token: reconnect with a new one and the last id). A comment line every few seconds keeps the connection alive. */
+            /** @description Server-Sent Events. Each event is `id:` (resume after it with `Last-Event-ID`), `event:` (its type) and `data:`, a `JobEvent` (its `data` per type in the event schema, /api/schema/events/). `event: gap` (`StreamGap`, no id) when the id resumed from is older than the stream's window; `event: error` (`Error`) before the stream ends (an expired token: reconnect with a new one and the last id; in a team workspace, `seat_changed` when the reader's role changed: reconnect, and get what the new role sees; `workspace_not_found` when their seat ended). A comment line every few seconds keeps the connection alive. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -10080,7 +10080,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Server-Sent Events. Each event is `id:` (resume after it with `Last-Event-ID`), `event:` (its type) and `data:`, a `JobEvent` (its `data` per type in the event schema, /api/schema/events/). `event: gap` (`StreamGap`, no id) when the id resumed from is older than the stream's window; `event: error` (`Error`) before the stream ends (an expired token: reconnect with a new one and the last id). A comment line every few seconds keeps the connection alive. */
+            /** @description Server-Sent Events. Each event is `id:` (resume after it with `Last-Event-ID`), `event:` (its type) and `data:`, a `JobEvent` (its `data` per type in the event schema, /api/schema/events/). `event: gap` (`StreamGap`, no id) when the id resumed from is older than the stream's window; `event: error` (`Error`) before the stream ends (an expired token: reconnect with a new one and the last id; in a team workspace, `seat_changed` when the reader's role changed: reconnect, and get what the new role sees; `workspace_not_found` when their seat ended). A comment line every few seconds keeps the connection alive. */
             200: {
                 headers: {
                     [name: string]: unknown;
