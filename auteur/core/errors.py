@@ -98,7 +98,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "subscription_exists": status.HTTP_409_CONFLICT,
     "subscription_inactive": status.HTTP_409_CONFLICT,
     "webhook_limit_reached": status.HTTP_409_CONFLICT,
-    "key_limit_reached": status.HTTP_409_CONFLICT,  # a workspace's keys in use
+    "key_limit_reached": status.HTTP_409_CONFLICT,  # keys in use: a workspace's or its paying account's (details.scope)
     "plan_active": status.HTTP_409_CONFLICT,  # change or cancel a running plan in the billing portal
     "no_billing_account": status.HTTP_409_CONFLICT,
     "quote_used": status.HTTP_409_CONFLICT,  # a quote pays for one job
