@@ -17,7 +17,7 @@ from websockets.sync.client import ClientConnection
 
 from auteur.users.key_services import api_key_create
 from auteur.users.models import Membership, User, Workspace
-from auteur.users.services import user_issue_token
+from auteur.users.services import user_disable, user_issue_token
 from auteur.users.workspace_services import member_set_role
 from credits.services.ledger import credit_grant
 from jobs.events.record import job_event_record
@@ -144,6 +144,24 @@ def test_a_promotion_closes_the_members_streams_too_and_a_reconnect_gets_what_th
     ended = reading.next()
     assert ended is not None and json.loads(ended["data"])["error"]["code"] == "seat_changed"
     assert Sse(asgi, "/api/v1/events/stream?account=true", token, workspace=str(team.pk)).response.status == 200
+
+
+def test_a_disabled_members_streams_and_their_keys_streams_end_within_a_second(asgi: AsgiServer,
+                                                                               team_with_editor: Any):
+    team, _, editor = team_with_editor
+    Membership.objects.filter(workspace=team, user=editor).update(role="admin")  # an admin makes keys
+    reading = Sse(asgi, "/api/v1/events/stream", user_issue_token(user=editor), workspace=str(team.pk))
+    _, text = api_key_create(membership=Membership.objects.get(workspace=team, user=editor), name="ci",
+                             scopes=["jobs:read"])
+    keys = Sse(asgi, "/api/v1/events/stream", text)
+    assert reading.response.status == keys.response.status == 200
+    disabled_at = time.monotonic()
+    user_disable(user=editor, staff_id=None)
+    ended = [reading.next(), keys.next()]
+    assert time.monotonic() - disabled_at < 1.0
+    for event in ended:
+        assert event is not None and json.loads(event["data"])["error"]["code"] == "workspace_not_found"
+    assert Sse(asgi, "/api/v1/events/stream", text).response.status == 401
 
 
 def test_a_prefer_wait_answer_shows_the_balance_only_to_a_key_with_credits_read(asgi: AsgiServer, worker: Any,
