@@ -254,7 +254,11 @@ def scoped_asgi(app: Any) -> Any:
 # creates is out of the role's reach until that migration grants it (api_grant), beside its policy,
 # and depends on users.0005_api_grants (which takes back every grant made before it).
 # tests/auteur/test_row_level_security.py fails for a table granted to the role without a policy
-# (unless allow-listed there with its reason), and for any default privilege of the role.
+# (unless allow-listed there with its reason), and for any default privilege of the role. The
+# ledger's tables (credit_accounts, credit_transactions, credit_spend_caps) are read-only to the role:
+# a request's charges and refunds are SECURITY DEFINER functions (credits.0010_ledger_functions), so
+# that no statement the role can send moves money without its ledger row. Every SECURITY DEFINER
+# function pins its search_path (pg_catalog, pg_temp, with qualified names); the test lists them.
 
 
 def api_grant(table: str, privileges: str) -> tuple[str, str]:
