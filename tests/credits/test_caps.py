@@ -150,7 +150,8 @@ def test_quotes_name_the_cap_that_would_refuse(owner: User, team: Workspace):
     key, text = api_key_create(membership=seat(owner, team), name="ci",
                                scopes=["jobs:write", "projects:write", "credits:read"])
     project = Project.objects.create(user=account(team), name="p")
-    body = {"project_id": str(project.pk), "text": "Hello there"}
+    # Two units of text: a limit below its cost but not below the type's least price is told, not refused.
+    body = {"project_id": str(project.pk), "text": "Hello there. " * 100}
     quoted = key_client(text).post("/api/v1/jobs/tts/quote", body, format="json")
     assert quoted.status_code == 201, quoted.content
     assert quoted.json()["spend_cap"] is None
@@ -305,16 +306,17 @@ def test_a_key_without_credits_read_is_not_told_the_balance(owner: User, make_us
     seat_ = Membership.objects.get(workspace=poor, user=owner)
     _, blind = api_key_create(membership=seat_, name="runner", scopes=["jobs:write", "projects:write"])
     _, sees = api_key_create(membership=seat_, name="books", scopes=["jobs:write", "projects:write", "credits:read"])
-    credit_grant(user=account(poor), amount=1, description="almost nothing")
+    # The least price of a tts job, not the price of this one (two units of text).
+    credit_grant(user=account(poor), amount=2, description="almost nothing")
     project = key_client(blind).post("/api/v1/projects", {"name": "p"}, format="json").json()
-    body = {"project_id": project["id"], "text": "Hello there, a long enough text"}
+    body = {"project_id": project["id"], "text": "Hello there, a long enough text. " * 40}
     quoted = key_client(blind).post("/api/v1/jobs/tts/quote", body, format="json").json()
     assert (quoted["balance"], quoted["balance_after"]) == (None, None)
-    assert key_client(sees).post("/api/v1/jobs/tts/quote", body, format="json").json()["balance"] == 1
+    assert key_client(sees).post("/api/v1/jobs/tts/quote", body, format="json").json()["balance"] == 2
     refused = key_client(blind).post("/api/v1/jobs/tts", body, format="json").json()["error"]
     assert refused["code"] == "insufficient_credits" and refused["details"]["balance"] is None
     assert "balance is" not in refused["message"]
-    assert key_client(sees).post("/api/v1/jobs/tts", body, format="json").json()["error"]["details"]["balance"] == 1
+    assert key_client(sees).post("/api/v1/jobs/tts", body, format="json").json()["error"]["details"]["balance"] == 2
 
 
 @pytest.mark.django_db(transaction=True)
