@@ -35,6 +35,7 @@ NUMBERED = re.compile(r'"(id|record_id|event_id)":\s?\d+')
 # Fields added to answers since the golden file, as a single user's answer carries them.
 ADDED = (
     ',"spend_cap":null',  # a quote: the spend cap that would refuse it (none for a user who set none)
+    ',"deduplicated":false',  # an accepted job: not another's work it was answered with
 )
 
 
