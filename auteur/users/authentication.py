@@ -142,6 +142,9 @@ class JWTAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[User, Any] | None:
+        # Nothing is shown until this request's seat says so: a thread's previous request (a sync
+        # worker serves many) never lends it its own.
+        show_balances(False)
         token = self.bearer_token(request)
         if token is None:
             return None
