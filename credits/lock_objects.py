@@ -22,6 +22,11 @@ the locks it needs in this order, never an earlier one after a later one in the 
    with no lock that any path takes on those rows (nothing takes FOR UPDATE on a `users` or
    `credit_accounts` row that a ledger row references, except the ledger's own UPDATE of the account).
 
+Inside the workspace's row lock (step 1) a change may lock a seat's keys after the account (a role
+given by an admin bounds the seat's budget, then revokes the keys the role may no longer offer): every
+transaction that locks those keys holds that workspace row first, so they take turns there. Every
+other path (charges, refunds, grants, uploads) takes no step-1 or step-2 lock at all.
+
 A transaction holding an account's lock therefore never waits for a lock that a transaction waiting
 for that account holds: tests/credits/test_lock_order.py races charges, refunds, cap changes and role
 changes and asserts that PostgreSQL broke no deadlock (pg_stat_database.deadlocks), and
