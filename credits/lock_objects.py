@@ -25,7 +25,7 @@ the locks it needs in this order, never an earlier one after a later one in the 
 Inside the workspace's row lock (step 1) a change may lock a seat's keys after the account (a role
 given by an admin bounds the seat's budget, then revokes the keys the role may no longer offer): every
 transaction that locks those keys holds that workspace row first, so they take turns there. Every
-other path (charges, refunds, grants, uploads) takes no step-1 or step-2 lock at all.
+other path (charges, refunds, grants, uploads) locks no workspace row, seat or key.
 
 A transaction holding an account's lock therefore never waits for a lock that a transaction waiting
 for that account holds: tests/credits/test_lock_order.py races charges, refunds, cap changes and role
