@@ -10,10 +10,11 @@ raw      the baseline, the plainest correct loop: per operation one transaction 
          RETURNING balance` and the INSERT of its ledger row, straight through psycopg.
 service  credits.services.ledger.credit_deduct_for_job (a fresh job id each time): the real code path,
          Django's transaction handling and all (its guarded UPDATE and the ledger INSERT are one
-         statement there; see _POST_SQL in credits/services/ledger.py).
+         statement there, run by the SECURITY DEFINER function auteur_ledger_charge_uncapped: a
+         personal owner's charge without a cap; credits/migrations/0010_ledger_functions.py).
 team     the same on a team workspace's account, each worker a member of it: the statement that
-         also counts the member's monthly budget (_CHARGE_SQL), every budget large enough never to
-         refuse. (`service` is a personal owner's charge without a cap: _CHARGE_UNCAPPED_SQL.)
+         also counts the member's monthly budget (auteur_ledger_charge), every budget large enough
+         never to refuse.
 
 Then a drain check for each: an account holding exactly D credits is hammered by all workers
 until it refuses; exactly D deductions must succeed and the balance must end at 0 (an overdraft
