@@ -24,6 +24,10 @@ ledger, one usage and at most one refund per job, ledger rows never changed):
   writes the entry only if every counter stays within its limits. A charge refused by the budget has
   already moved the balance inside its statement, so every refusal rolls back its savepoint (or,
   for a new job, the caller's transaction): nothing a refused charge did survives it.
+* The API's database role writes none of these tables: the statements a request runs (charges,
+  refunds) are SECURITY DEFINER functions of their owner that check what the caller chooses (see
+  the notes above _CHARGE), and the rest (grants, adjustments) run on the owner's login. The locks
+  they take follow the one order of credits/lock_objects.py: the account, then its counters.
 """
 
 from __future__ import annotations
