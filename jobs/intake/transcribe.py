@@ -112,17 +112,22 @@ def transcription_already_asked(*, user: User, spec: JobSpec, objects: RequestOb
     request, as the documented flow does, is not charged twice.
 
     A file of a project that transcribes its uploads, ready, whose automatic transcription has not
-    been made yet (its signal comes just after the file is ready, or was lost): it is made here,
-    as the signal would make it (idempotent on its key), and answers the request. A request that
-    names a webhook gets it on that job while it runs and has none; otherwise (another's webhook on
-    it) the request is not answered with it. None: the request is submitted as any other."""
+    been made yet nor skipped (its signal comes just after the file is ready, or was lost): it is
+    made here, as the signal would make it (idempotent on its key), and answers the request. A
+    request that names a webhook gets it on that job while it runs and has none; otherwise
+    (another's webhook on it) the request is not answered with it. None: the request is submitted
+    as any other."""
     media = objects.media.get("media_id")
     if spec.type != JobType.TRANSCRIPTION or media is None or objects.project is None:
         return None
     wanted = _work(objects.params)
     record = IdempotencyRecord.objects.filter(user=user, key=f"{AUTO_TRANSCRIBE_KEY_PREFIX}{media.pk}").first()
     job = None if record is None else Job.objects.filter(pk=record.job_id).first()
+    # Made here only where the signal has not answered yet: a file whose automatic transcription was
+    # skipped (its uploader's budget, a key that may not run jobs) is not charged to its uploader
+    # because someone else asked.
     if (job is None and record is None and objects.project.auto_transcribe and media.status == MediaStatus.READY
+            and "auto_transcribe" not in (media.metadata or {})
             and wanted == _work(_auto_fields(_auto_body(media))[0])):
         job = job_auto_transcribe(media_id=media.pk)
     if job is None or job.status not in _DOING_THE_WORK or _work(job.input_params) != wanted:

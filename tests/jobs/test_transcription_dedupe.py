@@ -16,6 +16,7 @@ from jobs.models import AUTO_TRANSCRIBE_KEY_PREFIX, IdempotencyRecord, Job, JobS
 from media.models import MediaFile
 from projects.models import Project
 from tests.jobs.support import PRICE, START_BALANCE, submit
+from tests.webhooks.conftest import fake_dns  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +121,35 @@ def test_a_project_that_does_not_transcribe_its_uploads_has_nothing_to_answer_wi
     assert response.status_code == 202 and response.json()["deduplicated"] is False
     assert response.json()["credits_cost"] == PRICE["transcription"]
     assert not IdempotencyRecord.objects.filter(key__startswith=AUTO_TRANSCRIBE_KEY_PREFIX).exists()
+
+
+def test_a_file_whose_automatic_transcription_was_skipped_is_not_charged_to_its_uploader_by_a_request(
+        auth_client, funded, project, make_media, published):
+    """Skipped once (its uploader's budget, say): someone's request later is a job of its own, charged
+    to whoever asks, not the automatic one made after all."""
+    media = transcribing(make_media, project, metadata={"auto_transcribe": {"skipped": "spend_cap_reached"}})
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(media.pk)})
+    assert response.status_code == 202 and response.json()["deduplicated"] is False
+    assert not IdempotencyRecord.objects.filter(key=f"{AUTO_TRANSCRIBE_KEY_PREFIX}{media.pk}").exists()
+    assert len(usage_entries(funded)) == 1
+
+
+def test_a_webhook_in_the_request_is_set_on_the_running_automatic_job(auth_client, funded, project, make_media,
+                                                                      published, fake_dns):  # noqa: F811
+    from jobs.intake.transcribe import job_auto_transcribe
+    from webhooks.models import JobWebhook
+
+    fake_dns({"hooks.example.test": ["93.184.216.34"]})
+    media = transcribing(make_media, project)
+    automatic = job_auto_transcribe(media_id=media.pk)
+    assert automatic is not None
+    body = {"project_id": str(project.pk), "media_id": str(media.pk)}
+    first = submit(auth_client, "transcription", {**body, "webhook": "https://hooks.example.test/a"})
+    assert first.status_code == 200 and first.json()["job_id"] == str(automatic.pk), first.json()
+    assert JobWebhook.objects.get(job_id=automatic.pk).url == "https://hooks.example.test/a"
+    # The same webhook again: the same answer. Another: the job has one already, so the request runs.
+    again = submit(auth_client, "transcription", {**body, "webhook": "https://hooks.example.test/a"})
+    assert again.status_code == 200 and again.json()["job_id"] == str(automatic.pk)
+    other = submit(auth_client, "transcription", {**body, "webhook": "https://hooks.example.test/b"})
+    assert other.status_code == 202 and other.json()["job_id"] != str(automatic.pk)
+    assert len(usage_entries(funded)) == 2
