@@ -158,6 +158,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/api_reads.py
 	$(PY) bench/ledger_contention.py
 	$(PY) bench/cap_race.py
+	$(PY) bench/charge_race.py
 	$(PY) bench/usage_query.py
 	$(PY) bench/batches.py
 	$(PY) bench/batch_fairness.py

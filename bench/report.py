@@ -328,6 +328,14 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{d['ratio_capped_vs_uncapped_per_second']} (submissions/s, capped over uncapped) | overrun 0: "
                     f"{verdict(d['verdict']['no_overrun'])}; each threshold once within 1 s: "
                     f"{verdict(d['verdict']['thresholds_once_within_1s'])} |"))
+    if (d := load("charge_race")) is not None:
+        st = d["settings"]
+        rows.append(("charge_race", f"| the money's lock order raced: {st['submissions']} submissions from "
+                    f"{st['members']} members and {st['keys']} keys, with {st['cancels']} cancels, {st['cap_changes']} "
+                    f"cap changes and {st['role_changes']} role changes, {len(d['runs'])} runs | deadlocks "
+                    f"{d['deadlocks']}; 5xx answers {d['answers_5xx']}; seconds {[r['seconds'] for r in d['runs']]} "
+                    f"| - | - | no deadlock, no 5xx, ledger exact: "
+                    f"{verdict(d['verdict']['no_deadlock_no_5xx_ledger_exact'])} |"))
     if (d := load("usage_query")) is not None:
         idx, base = d["indexed"], d["without_index"]
         rows.append(("usage_query", f"| GET /usage, a month of a workspace with {d['rows']:,} ledger rows "
