@@ -230,7 +230,8 @@ class BatchSubmitApi(ApiView):
     (the first 20) under `details.items`. Its price is the sum of its items' (a cache price for an
     item the result cache serves); a balance, spend cap or per-job limit that does not cover it all
     is a 402 (`insufficient_credits`, `spend_cap_reached`) whose details name the `shortfall` and
-    the first `item` that does not fit, and nothing is charged or made. Its items wait `queued`
+    the first `item` that does not fit, and nothing is charged or made; one that does not cover even
+    the items' least prices is refused so before any item is resolved (`details.least: true`). Its items wait `queued`
     behind your other work (priority `low` by default) and start as your slots free, taking turns
     with other users' work under fair share. With an `Idempotency-Key`, the same key and body
     within 24 hours answer 200 with the same batch (`Idempotent-Replayed: true`) and charge
