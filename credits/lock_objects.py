@@ -9,10 +9,11 @@ the locks it needs in this order, never an earlier one after a later one in the 
    inputs (`media_files`, in primary-key order), its quote, the jobs a cancel ends;
 3. the account's `users` row, FOR NO KEY UPDATE (auteur.core.quotas.quota_lock: a submission that
    finds or makes the Library, an upload, the result cache's copies). FOR NO KEY UPDATE, not FOR
-   UPDATE: the foreign keys of every ledger row, counter and job take FOR KEY SHARE on that row, and
-   a refund, a cap change or a grant takes it only after the account's lock (inside the ledger's
-   statement); with FOR UPDATE, a submission holding this row while waiting for the account and a
-   refund holding the account while its ledger row waits for this one would deadlock;
+   UPDATE: the foreign keys of every job, ledger row and counter take FOR KEY SHARE on that row, and
+   they are checked at COMMIT (Django makes them DEFERRABLE INITIALLY DEFERRED), long after the
+   transaction took the account's lock; with FOR UPDATE, a submission holding this row while it
+   waits for the account, and the charge, refund or cap change holding the account while its commit
+   waits for this row, would deadlock;
 4. the account (`credit_accounts`): the ledger's statements (services/ledger.py) lock it first
    thing, by their UPDATE, and a cap change by budgets._LOCK_SQL; several accounts in
    primary-key order (credit_accounts_lock below);

@@ -75,8 +75,9 @@ def quota_lock(*, user_id: uuid.UUID | str) -> None:
     FOR NO KEY UPDATE, not FOR UPDATE: the foreign keys of the rows a user's requests insert (jobs,
     ledger entries, spend counters) take FOR KEY SHARE on this row, which it does not block. A
     submission holds this lock while it waits for the account's (credits/lock_objects.py: this row
-    comes before the account), and a refund or a cap change holds the account while its rows' foreign
-    keys take that KEY SHARE: with FOR UPDATE the two would deadlock."""
+    comes before the account), and a charge, refund or cap change holds the account while its
+    foreign keys, checked at its commit (deferred), take that KEY SHARE: with FOR UPDATE the two
+    would deadlock."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("quota_lock needs a transaction: the lock ends with it")
     list(User.objects.select_for_update(no_key=True).filter(pk=user_id).values_list("pk", flat=True))

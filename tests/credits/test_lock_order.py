@@ -153,8 +153,9 @@ def test_a_refund_meets_a_submission_holding_the_accounts_users_row_without_a_de
 ):
     """The order's step 3 before step 4: a submission to the Library holds the account's `users` row
     (the quota lock) and then waits for the account, which a refund holds while its ledger row's
-    foreign key takes FOR KEY SHARE on that same `users` row. The quota lock is FOR NO KEY UPDATE, which
-    that KEY SHARE does not wait for: the refund commits, then the charge."""
+    foreign key takes FOR KEY SHARE on that same `users` row (at its commit: the check is deferred; a
+    charge's commit does the same). The quota lock is FOR NO KEY UPDATE, which that KEY SHARE does not
+    wait for: the refund commits, then the charge."""
     from django.db import transaction
 
     from auteur.core.quotas import quota_lock
