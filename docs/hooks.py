@@ -7,7 +7,7 @@ A page asks for a table with a placeholder on a line of its own, replaced in `on
     <!-- table: error-codes -->   every error code the API answers, with its HTTP status
     <!-- table: workspace-roles --> every action of a workspace's members and the roles that may: auteur/users/roles.py
     <!-- table: key-scopes -->    every API key scope and the actions it allows: auteur/users/roles.py
-    <!-- table: role-givers -->   every role and who may give it (invite to it, change a member to it): auteur/users/roles.py
+    <!-- table: role-givers -->   every role and who may give it (by invitation or role change): auteur/users/roles.py
 
 Settings and error codes are found by parsing the source (`ast`, and `tokenize` for the comments
 above each read), so a setting or a code added anywhere appears without an edit here. Job types
