@@ -10,8 +10,11 @@ these functions. Each function moves a balance only with the ledger rows that th
 writes, and checks what a caller could otherwise abuse:
 
 - a charge only takes credits (its amounts are negative: the entry's type is fixed to usage), from
-  the account its session acts for (auteur_user_id(); none: the owner's login);
+  the account its session acts for (auteur_user_id(); an API session must name one: API_SESSION
+  below; the owner's login names none);
 - a batch's move is the sum of its entries, computed here, and a per-job limit holds their largest;
+- a refund from an API session is only the one its job's end recorded, once the job has ended
+  without success (ENDED_JOB_REFUND below): never the charge of a job still waiting or running;
 - a refund gives back 1 to what the job's usage entry took, once (credit_tx_one_refund_per_job), and
   its member, job type and month come from that entry, not from the caller: the counters it gives
   back to are those that counted the charge. It locks the account in a statement of its own first:
@@ -37,7 +40,7 @@ RETURNS TABLE (r_id uuid, r_account_id uuid, r_user_id uuid, r_amount integer, r
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     -- The account its session acts for (none: the owner's login, or a worker).
-    IF public.auteur_user_id() IS NOT NULL AND public.auteur_user_id() <> p_user_id THEN
+    IF {api_session} AND public.auteur_user_id() IS DISTINCT FROM p_user_id THEN
         RAISE EXCEPTION 'not the session''s account' USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF p_amount IS NULL OR p_amount >= 0 THEN
@@ -69,7 +72,7 @@ RETURNS TABLE (r_id uuid, r_account_id uuid, r_user_id uuid, r_amount integer, r
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     -- The account its session acts for (none: the owner's login, or a worker).
-    IF public.auteur_user_id() IS NOT NULL AND public.auteur_user_id() <> p_user_id THEN
+    IF {api_session} AND public.auteur_user_id() IS DISTINCT FROM p_user_id THEN
         RAISE EXCEPTION 'not the session''s account' USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF p_amount IS NULL OR p_amount >= 0 THEN
@@ -134,7 +137,7 @@ DECLARE
     v_negative boolean;
 BEGIN
     -- The account its session acts for (none: the owner's login, or a worker).
-    IF public.auteur_user_id() IS NOT NULL AND public.auteur_user_id() <> p_user_id THEN
+    IF {api_session} AND public.auteur_user_id() IS DISTINCT FROM p_user_id THEN
         RAISE EXCEPTION 'not the session''s account' USING ERRCODE = 'insufficient_privilege';
     END IF;
     SELECT sum(a), max(-a), bool_and(a < 0) INTO v_amount, v_largest, v_negative FROM unnest(p_amounts) a;
@@ -200,8 +203,16 @@ RETURNS TABLE (r_id uuid, r_account_id uuid, r_user_id uuid, r_amount integer, r
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     -- The account its session acts for (none: the owner's login, or a worker).
-    IF public.auteur_user_id() IS NOT NULL AND public.auteur_user_id() <> p_user_id THEN
+    IF {api_session} AND public.auteur_user_id() IS DISTINCT FROM p_user_id THEN
         RAISE EXCEPTION 'not the session''s account' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- From an API session, only the refund that its job's end recorded (ENDED_JOB_REFUND, in the
+    -- migration's Python).
+    IF {api_session} AND NOT EXISTS (
+        SELECT FROM public.jobs j
+        WHERE j.id = p_job_id AND j.user_id = p_user_id AND j.status IN ({ended}) AND j.credits_refund = p_amount
+    ) THEN
+        RAISE EXCEPTION 'the job has not ended with this refund' USING ERRCODE = 'insufficient_privilege';
     END IF;
     PERFORM FROM public.credit_accounts WHERE user_id = p_user_id FOR UPDATE;
     -- What the refund gives back is tied to the job's charge: 1 to what it took (one refund per job
@@ -242,8 +253,17 @@ DECLARE
     v_written bigint;
 BEGIN
     -- The account its session acts for (none: the owner's login, or a worker).
-    IF public.auteur_user_id() IS NOT NULL AND public.auteur_user_id() <> p_user_id THEN
+    IF {api_session} AND public.auteur_user_id() IS DISTINCT FROM p_user_id THEN
         RAISE EXCEPTION 'not the session''s account' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- From an API session, each only the refund that its job's end recorded (as auteur_ledger_refund's).
+    IF {api_session} AND EXISTS (
+        SELECT FROM unnest(p_job_ids, p_amounts) AS r(job_id, amount)
+        WHERE NOT EXISTS (SELECT FROM public.jobs j
+                          WHERE j.id = r.job_id AND j.user_id = p_user_id AND j.status IN ({ended})
+                            AND j.credits_refund = r.amount)
+    ) THEN
+        RAISE EXCEPTION 'a job has not ended with this refund' USING ERRCODE = 'insufficient_privilege';
     END IF;
     PERFORM FROM public.credit_accounts WHERE user_id = p_user_id FOR UPDATE;
     -- Each refund is tied to its job's charge (as auteur_ledger_refund's), and the account moves by
@@ -289,6 +309,27 @@ END
 $fn$;
 """
 
+# Who must say which account it acts for, and which refunds: an API session. Either its user is named
+# (app.user_id), or it is the API's role: its own login (an injected statement can set app.user_id to
+# nothing, never change its login), or the owner's login under SET ROLE (make test's one login, where
+# an injected RESET ROLE lifts every restriction anyway). The owner's own login (workers, beat, the
+# admin, management commands) is not asked.
+API_SESSION = (f"(public.auteur_user_id() IS NOT NULL OR session_user = '{API_ROLE}' "
+               f"OR pg_catalog.current_setting('role') = '{API_ROLE}')")
+# ENDED_JOB_REFUND: an API session's refund is one its job's end recorded. The job (public.jobs: the
+# jobs app's table, read here in SQL; the credits app's Python still imports no app) is the account's,
+# has ended without success (failed, canceled, aborted, the statuses of jobs/models.py's JobStatus)
+# and records this amount as its refund (credits_refund). Every end that refunds (jobs/life/status.py:
+# a cancel, a bulk cancel, a failure, an abort) moves the job's status and records its refund before
+# it refunds, in the same transaction. So an injected statement cannot take back the charge of a job
+# still pending, queued or processing (which would then run for free), nor more than its end gave
+# back: a job that ended refunded 0 writes no refund entry for the one-per-job constraint to stop. The
+# API's role may UPDATE a job's state, so jobs 0027 keeps an API session from writing that record
+# itself: an ended job's status and refund stay as its end wrote them.
+ENDED = "'failed', 'canceled', 'aborted'"
+FUNCTIONS = FUNCTIONS.replace("{api_session}", API_SESSION).replace("{ended}", ENDED)
+assert "{api_session}" not in FUNCTIONS and "{ended}" not in FUNCTIONS
+
 SIGNATURES = (
     "auteur_ledger_charge_uncapped(uuid, uuid, integer, text, uuid, text, uuid)",
     "auteur_ledger_charge(uuid, uuid, integer, text, uuid, text, uuid)",
@@ -323,6 +364,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("credits", "0009_cap_alerts"),
         ("users", "0010_api_keys"),
+        ("jobs", "0002_refund_amount_and_error_detail"),  # the refunds read jobs.status and credits_refund
     ]
 
     operations = [

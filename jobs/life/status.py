@@ -13,9 +13,11 @@ Each move is one conditional UPDATE (`filter(pk=..., status=<from>).update(statu
 delivery is at-least-once, so a redelivered or duplicate step finds its move made by someone
 else and does nothing twice, and of two callers racing to end a job (a worker's failure beside
 the reaper's time-out, a cancel beside the completion) exactly one wins. A refund is written in
-the same transaction as the move to `failed` or `canceled`, so only the winner refunds; the
-ledger's unique constraint on (job, refund) backs that up. Every move records its event and, when
-it frees a slot, starts the user's next waiting job (`jobs.life.slots`).
+the same transaction as the move to `failed`, `canceled` or `aborted`, after it and after the row
+records the refund's amount (the ledger refunds an API session's job only by what its ended row
+records), so only the winner refunds; the ledger's unique constraint on (job, refund) backs that
+up. Every move records its event and, when it frees a slot, starts the user's next waiting job
+(`jobs.life.slots`).
 (tests/jobs/test_status_writes.py fails if another module writes a job's status.)
 """
 
@@ -297,22 +299,26 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
     began = tracing.now_ns()
     with transaction.atomic():
         now = timezone.now()
+        # Locked until commit: the progress and start read now are the last a worker wrote, and no
+        # failure of the job can refund it beside us.
+        job.refresh_from_db(from_queryset=Job.objects.select_for_update())
         # Once inference has produced its result the outputs are being stored: cancelling then
         # would refund work the user is about to receive.
-        moved = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES, inference_ended_at__isnull=True).update(
-            status=JobStatus.CANCELED, completed_at=now, error_message=reason, error_code=code, updated_at=now,
-        )
-        if not moved:
-            job.refresh_from_db()
+        if job.status not in ACTIVE_STATUSES or job.inference_ended_at is not None:
             state = "finishing" if job.status == JobStatus.PROCESSING else job.status
             raise JobNotCancelable(f"The job is already {state}.", details={"status": job.status})
-        # The UPDATE holds the row's lock until commit, so the progress and start read now are the
-        # last a worker wrote, and no failure of the job can refund it beside us.
-        job.refresh_from_db()
         refund = cancel_refund(job=job, at=now)
+        # The end and its refund in one move, before the refund is written: the ledger refunds an API
+        # session's job only by what its ended row records (credits/migrations/0010_ledger_functions.py),
+        # and an API session changes an ended job's row no more (jobs/migrations/0027_ended_jobs_stay_ended.py).
+        moved = Job.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES, inference_ended_at__isnull=True).update(
+            status=JobStatus.CANCELED, completed_at=now, error_message=reason, error_code=code, updated_at=now,
+            credits_refunded=bool(refund), credits_refund=refund,
+        )
+        assert moved, "the row is locked"
+        job.refresh_from_db()
         if refund:
             credit_refund_job(job_id=job.pk, reason=f"{job.type} job canceled", amount=refund)
-            Job.objects.filter(pk=job.pk).update(credits_refunded=True, credits_refund=refund)
         job_event_record(job.pk, JobEventType.CANCELED, reason=reason, refunded=refund, charge=_charge(job, refund),
                          usage=usage_row(job=job, outcome="canceled", refunded=refund, code=code, ended_at=now))
         scheduling.ended(job)  # it held a unit of its type, or a place in its line

@@ -23,8 +23,8 @@ from auteur.core import rls
 from auteur.users.models import Invitation, Membership, User, Workspace
 from auteur.users.services import user_issue_token
 from billing.models import StripeEvent
-from credits.models import CreditAccount
-from jobs.models import Job, JobEvent
+from credits.models import CreditAccount, CreditTransaction, TransactionType
+from jobs.models import Job, JobEvent, JobStatus
 from projects.models import Project
 from tests.auteur.urls_rls import everything
 from tests.factories import MediaFileFactory, ProjectFactory, VoiceCloneFactory, team_workspace
@@ -448,16 +448,11 @@ AS_OWNER = {
     "auteur_ledger_refund": "1 to what a job's charge took, once, named and counted as the charge was",
     "auteur_ledger_refund_many": "refunds of many jobs, each tied to its charge as auteur_ledger_refund's",
 }
-# Every function that runs as its owner, and the search path it runs with: pg_catalog and pg_temp only
-# (every name in its body qualified), so that nothing a session creates stands in for what it means.
-# The two of the jobs app search public too: it names its tables unqualified, and the API's role may
-# create nothing in public (checked below).
-DEFINER_SEARCH_PATHS = {
-    name: "pg_catalog, pg_temp" for name in (
-        "auteur_api_key", "auteur_is_member", "auteur_personal_workspace", "auteur_ledger_charge",
-        "auteur_ledger_charge_uncapped", "auteur_ledger_charge_many", "auteur_ledger_refund",
-        "auteur_ledger_refund_many")
-} | {"auteur_waiting_jobs_before": "public, pg_temp", "auteur_median_processing_ms": "public, pg_temp"}
+# Every function that runs as its owner. Each runs with search_path pg_catalog, pg_temp and names every
+# table and function of ours by its schema, so that nothing a session creates stands in for what it
+# means (pg_temp last: a session's temporary objects are never found before the catalog's).
+DEFINERS = set(AS_OWNER) | {"auteur_personal_workspace"}
+DEFINER_SEARCH_PATH = "pg_catalog, pg_temp"
 
 
 def test_every_table_granted_to_the_api_role_has_a_policy():
@@ -506,7 +501,8 @@ def test_every_function_that_runs_as_its_owner_pins_its_search_path():
         found = dict(cursor.fetchall())
         cursor.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')", [rls.API_ROLE])
         may_create_in_public = cursor.fetchone()[0]
-    assert found == DEFINER_SEARCH_PATHS
+    assert set(found) == DEFINERS
+    assert {name: path for name, path in found.items() if path != DEFINER_SEARCH_PATH} == {}
     assert not may_create_in_public
 
 
@@ -687,7 +683,7 @@ def test_an_injected_statement_moves_no_balance_nor_spend_counter(make_user: Cal
     account = User.objects.get(pk=team.pk)
     credit_grant(user=account, amount=1000, description="pool")
     credit_grant(user=bob, amount=50, description="bob's")
-    job = uuid.uuid4()
+    job = Job.objects.create(user=account, member_id=owner.pk, type="tts", credits_cost=10).pk
     credit_deduct_for_job(user=account, job_id=job, amount=10, description="job", member_id=owner.pk)
 
     def state() -> tuple[int, int, int]:
@@ -720,13 +716,21 @@ def test_an_injected_statement_moves_no_balance_nor_spend_counter(make_user: Cal
         # Another account than the one the session acts for.
         f"SELECT * FROM auteur_ledger_charge(gen_random_uuid(), '{bob.pk}', -50, 'drain', gen_random_uuid(), "
         "NULL, NULL)": psycopg.errors.InsufficientPrivilege,
+        # A refund of no job's end (the job ended nowhere, or is still pending: ENDED_JOB_REFUND).
+        f"SELECT * FROM auteur_ledger_refund(gen_random_uuid(), '{team.pk}', gen_random_uuid(), 100, 'mint')":
+            psycopg.errors.InsufficientPrivilege,
+        f"SELECT * FROM auteur_ledger_refund(gen_random_uuid(), '{team.pk}', '{job}', 10, 'still pending')":
+            psycopg.errors.InsufficientPrivilege,
+        f"SELECT auteur_ledger_refund_many('{team.pk}', ARRAY[gen_random_uuid(), gen_random_uuid()], "
+        f"ARRAY[10, 500], ARRAY['{job}'::uuid, gen_random_uuid()], ARRAY['tts', 'tts'], ARRAY['a', 'b'])":
+            psycopg.errors.InsufficientPrivilege,
     }
-    # Refunds of no charge, or of more than it took: nothing moves.
+    # Refunds of more than the charge took, even where the job's row records that much (which only the
+    # owner's login could write): nothing moves.
     nothing = [
-        f"SELECT * FROM auteur_ledger_refund(gen_random_uuid(), '{team.pk}', gen_random_uuid(), 100, 'mint')",
         f"SELECT * FROM auteur_ledger_refund(gen_random_uuid(), '{team.pk}', '{job}', 11, 'more than charged')",
         f"SELECT auteur_ledger_refund_many('{team.pk}', ARRAY[gen_random_uuid(), gen_random_uuid()], "
-        f"ARRAY[10, 500], ARRAY['{job}'::uuid, gen_random_uuid()], ARRAY['tts', 'tts'], ARRAY['a', 'b'])",
+        f"ARRAY[11, 11], ARRAY['{job}'::uuid, '{job}'::uuid], ARRAY['tts', 'tts'], ARRAY['a', 'b'])",
     ]
     with api_login() as session:
         session.execute("SELECT set_config('app.user_id', %s, false)", [str(team.pk)])
@@ -734,14 +738,90 @@ def test_an_injected_statement_moves_no_balance_nor_spend_counter(make_user: Cal
             with pytest.raises(error):
                 session.execute(sql)
                 pytest.fail(f"not refused: {sql}")
+        Job.objects.filter(pk=job).update(status=JobStatus.CANCELED, credits_refunded=True, credits_refund=11)
         for sql in nothing:
             assert session.execute(sql).fetchall() in ([], [(0,)]), sql
         assert state() == before
-        # What a cancel does: the charge given back once, its member's counter with it; never twice.
+        # What a cancel does (its job ended canceled, its refund recorded, in the same transaction):
+        # the charge given back once, its member's counter with it; never twice.
+        Job.objects.filter(pk=job).update(credits_refund=10)
         refund = f"SELECT r_amount FROM auteur_ledger_refund(gen_random_uuid(), '{team.pk}', '{job}', 10, 'canceled')"
         assert session.execute(refund).fetchall() == [(10,)]
         with pytest.raises(psycopg.errors.UniqueViolation):
             session.execute(refund)
     assert state() == (1000, 0, before[2] + 1)
     assert CreditAccount.objects.get(user=bob).balance == 50
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_injected_refund_of_a_job_that_has_not_ended_is_refused_and_its_cancel_still_refunds(
+    make_user: Callable[..., User],
+):
+    """The attack: as the API's own login, for its own job's charge while the job still waits or runs,
+    call the ledger's refund, to get the credits back and have the job run all the same. Refused, by
+    either function and whatever the session names (nobody, too), until the job has ended without
+    success and by no more than its end recorded, which the session cannot rewrite; the job's own
+    cancel still refunds it, once."""
+    from credits.selectors import ledger_check
+    from credits.services.ledger import credit_deduct_for_job, credit_grant
+
+    alice = make_user()
+    credit_grant(user=alice, amount=100, description="alice's")
+    job = Job.objects.create(user=alice, member_id=alice.pk, project=ProjectFactory.create(user=alice),
+                             type="tts", credits_cost=10, status=JobStatus.QUEUED)
+    credit_deduct_for_job(user=alice, job_id=job.pk, amount=10, description="job", member_id=alice.pk)
+
+    def state() -> tuple[int, int]:
+        return (CreditAccount.objects.get(user=alice).balance,
+                CreditTransaction.objects.filter(job_id=job.pk, type=TransactionType.REFUND).count())
+
+    assert state() == (90, 0)
+    refund = f"SELECT * FROM auteur_ledger_refund(gen_random_uuid(), '{alice.pk}', '{job.pk}', 10, 'mine back')"
+    refund_many = (f"SELECT auteur_ledger_refund_many('{alice.pk}', ARRAY[gen_random_uuid()], ARRAY[10], "
+                   f"ARRAY['{job.pk}'::uuid], ARRAY['tts'], ARRAY['mine back'])")
+    with api_login() as session:
+        for status, recorded in ((JobStatus.PENDING, 0), (JobStatus.QUEUED, 0), (JobStatus.PROCESSING, 0),
+                                 (JobStatus.COMPLETED, 0), (JobStatus.QUEUED, 10),
+                                 # Ended refunded in part, or nothing (no refund entry for the ledger's
+                                 # one-per-job constraint to stop a second): no more than that.
+                                 (JobStatus.CANCELED, 4), (JobStatus.FAILED, 0)):
+            Job.objects.filter(pk=job.pk).update(status=status, credits_refund=recorded)
+            for user_id in (str(alice.pk), ""):  # an injection may name nobody: the login still counts
+                session.execute("SELECT set_config('app.user_id', %s, false)", [user_id])
+                for sql in (refund, refund_many):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        session.execute(sql)
+                        pytest.fail(f"not refused for a {status} job recording {recorded}: {sql}")
+        # Nor may the session write that record itself (jobs 0027): an ended job keeps its status and
+        # refund, and no job records a refund above its cost.
+        session.execute("SELECT set_config('app.user_id', %s, false)", [str(alice.pk)])
+        for status, recorded, sql in (
+                (JobStatus.COMPLETED, 0, "SET status = 'canceled', credits_refund = 10, credits_refunded = true"),
+                (JobStatus.CANCELED, 0, "SET credits_refund = 10"),
+                (JobStatus.FAILED, 10, "SET status = 'queued'"),
+                (JobStatus.QUEUED, 0, "SET status = 'canceled', credits_refund = 11")):
+            Job.objects.filter(pk=job.pk).update(status=status, credits_refund=recorded)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                session.execute(f"UPDATE jobs {sql} WHERE id = %s", [job.pk])
+                pytest.fail(f"not refused for a {status} job: {sql}")
+            assert Job.objects.filter(pk=job.pk, status=status, credits_refund=recorded).exists()
+        # Naming nobody does not let a session charge an account either.
+        session.execute("SELECT set_config('app.user_id', '', false)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            session.execute(f"SELECT * FROM auteur_ledger_charge(gen_random_uuid(), '{alice.pk}', -5, 'drain', "
+                            "gen_random_uuid(), NULL, NULL)")
+    assert state() == (90, 0)
+
+    # The cancel of the API (its own requests' role, the session naming alice): the job ends canceled
+    # with its refund recorded, then is refunded, in one transaction.
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, credits_refund=0)
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=alice)}")
+    response = client.post(f"/api/v1/jobs/{job.pk}/cancel")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "canceled" and response.json()["credits_refunded"] is True
+    assert state() == (100, 1)
+    assert client.post(f"/api/v1/jobs/{job.pk}/cancel").status_code == 409
+    assert state() == (100, 1)
     assert ledger_check() == []
