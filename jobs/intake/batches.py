@@ -423,8 +423,10 @@ def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None
     with transaction.atomic():
         # Locked (in one order) until the retries are committed: a second bulk retry, or a job's own
         # retry, waits and then finds them retried.
-        jobs = list(_retryable(user, where).select_for_update(of=("self",))[:most + 1])
-        remaining, jobs = max(0, len(jobs) - most), jobs[:most]
+        jobs = list(_retryable(user, where).select_for_update(of=("self",))[:most])
+        # How many more another call would take: one COUNT over the account's ended jobs that the filter
+        # takes (no rows read, none locked), made only when this call is full.
+        remaining = _retryable(user, where).count() - len(jobs) if len(jobs) == most else 0
         priced = [_priced_again(index, job) for index, job in enumerate(jobs)]
         for spec in {p.spec.type: p.spec for p in priced}.values():
             require_runnable(user, spec)  # the plan and this server's backend, as a retry of one checks

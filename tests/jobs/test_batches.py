@@ -475,6 +475,28 @@ def test_a_bulk_retry_submits_the_failed_items_again_as_one_new_batch_once(auth_
     assert Job.objects.get(pk=third).status == JobStatus.QUEUED
 
 
+def test_a_bulk_retry_says_how_many_more_remain_however_many_past_its_limit(auth_client, funded, settings):
+    """`remaining` is how many more another call would take, counted, not a sign that some remain:
+    seven retryable jobs (and one that is not) through a limit of two."""
+    from jobs.life.status import job_fail
+
+    body = post_batch(auth_client, [tts(str(n)) for n in range(8)]).json()
+    for n, job_id in enumerate(body["job_ids"]):
+        job_fail(job_id=job_id, code="engine_error" if n else "invalid_input", detail="test", retryable=bool(n))
+    settings.AUTEUR_BATCH_MAX_ITEMS = 2
+    dry = auth_client.post(RETRY_URL, {"batch_id": body["id"], "dry_run": True}, format="json").json()
+    assert (dry["matched"], dry["retried"], dry["remaining"]) == (2, 0, 5)
+    seen = []
+    for _ in range(4):
+        done = auth_client.post(RETRY_URL, {"batch_id": body["id"]}, format="json")
+        assert done.status_code == 200, done.json()
+        seen.append((done.json()["retried"], done.json()["remaining"]))
+    assert seen == [(2, 5), (2, 3), (2, 1), (1, 0)]
+    assert Job.objects.filter(retry_of__batch_id=body["id"]).count() == 7
+    again = auth_client.post(RETRY_URL, {"batch_id": body["id"]}, format="json").json()
+    assert (again["retried"], again["remaining"]) == (0, 0)
+
+
 def test_a_bulk_retry_the_balance_does_not_cover_retries_nothing(auth_client, user):
     from jobs.life.status import job_fail
 
