@@ -621,11 +621,14 @@ def _project_with_media(owner: Any, name: str, rng: random.Random) -> tuple[Any,
     from media.models import MediaFile
     from projects.models import Project
 
-    project = Project.objects.create(user=owner, name=name)
+    # Rows, not uploads: no automatic transcription, so each transcription is a client's own request,
+    # charged to whoever asks.
+    project = Project.objects.create(user=owner, name=name, auto_transcribe=False)
     media = {}
-    for kind, mime in (("audio", "audio/wav"), ("video", "video/mp4")):
+    # The audio is lip sync's too, which takes at most 60 s (more is refused at submission).
+    for kind, mime, longest in (("audio", "audio/wav", 60), ("video", "video/mp4", 300)):
         m = MediaFile.objects.create(project=project, user=owner, name=f"{kind}.bin", type=kind, mime_type=mime,
-                                     status="ready", file_size_bytes=1000, duration_ms=rng.randint(5, 300) * 1000,
+                                     status="ready", file_size_bytes=1000, duration_ms=rng.randint(5, longest) * 1000,
                                      storage_key=f"chaos/{project.pk}/{kind}")
         media[kind] = str(m.pk)
     return project, media

@@ -151,7 +151,7 @@ def test_a_cancel_racing_a_failure_refunds_once_and_never_more_than_the_charge(u
     def fail() -> None:
         barrier.wait()
         try:
-            outcomes["fail"] = lifecycle.job_fail(job_id=job.pk, code="gpu_oom", detail="oom", retryable=False)
+            outcomes["fail"] = lifecycle.job_fail(job_id=job.pk, code="invalid_media", detail="bad", retryable=False)
         finally:
             connection.close()
 
