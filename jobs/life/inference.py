@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -224,10 +224,13 @@ def _climb(job: Job) -> bool:
     bigger = gpu_client.gpu_ladder_next(job.type, job.gpu_class)
     if bigger is None:
         return False
-    if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
-        gpu_call_id="", gpu_class=bigger
-    ):
-        job_event_record(job.id, JobEventType.INFERENCE_RETRY, code="gpu_oom", attempt=job.attempts, gpu=bigger)
+    # The climb and its event commit together: the class a job runs on is the one its events say, even
+    # where the database goes away between them (the next look finds the call out of memory again).
+    with transaction.atomic():
+        if Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, gpu_call_id=job.gpu_call_id).update(
+            gpu_call_id="", gpu_class=bigger
+        ):
+            job_event_record(job.id, JobEventType.INFERENCE_RETRY, code="gpu_oom", attempt=job.attempts, gpu=bigger)
     return True
 
 
