@@ -71,12 +71,13 @@ run: $(STAMP_RUN)
 
 # Production runs PostgreSQL 15 (docker-compose.yml pins it) and the wheel's server is 18: the tests of
 # what depends on the server's major (the migrations, forward and back; row-level security and the API
-# role's grants; the ledger's constraints, under races too; the prepared statements) run again on 15,
-# from Debian's postgresql-15 where it is installed, and are skipped, saying so, where it is not.
+# role's grants; the ledger's constraints and functions, and its lock order, under races too; the
+# prepared statements) run again on 15, from Debian's postgresql-15 where it is installed, and are
+# skipped, saying so, where it is not.
 PG15_BIN ?= /usr/lib/postgresql/15/bin
 PG15_TESTS := tests/auteur/test_row_level_security.py tests/auteur/test_prepared.py tests/auteur/test_plans.py \
 	tests/credits/test_ledger_db.py \
-	tests/credits/test_concurrency.py tests/jobs/test_migrations.py
+	tests/credits/test_concurrency.py tests/credits/test_lock_order.py tests/jobs/test_migrations.py
 
 # Lint first, so CI (which runs `make test`) cannot skip it; mypy's cache in .mypy_cache keeps a rerun quick.
 # The 20 slowest tests close the report: the suite must stay under about 10 minutes.
