@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from auteur.core import publishing, silence
 from auteur.users.models import User
 from auteur.users.services import user_issue_token
+from auteur.users.workspace_context import show_balances
 from jobs.events import stream
 from tests.factories import UserFactory
 
@@ -45,6 +46,9 @@ def _fresh_rate_limits() -> None:
     silence.forget()  # a server a test left silent (a faked time-out) answers the next test
     publishing.unsent.forget()  # and what a test left held is not done during the next
     stream.unstreamed.forget()
+    # Nothing outside a request sees a balance until a seat says so: no test inherits what an
+    # earlier one's request left in this thread.
+    show_balances(False)
 
 
 @pytest.fixture

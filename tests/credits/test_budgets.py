@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from auteur.users.models import Membership, User, Workspace
 from auteur.users.roles import Role
+from auteur.users.workspace_context import show_balances
 from credits.errors import InsufficientCredits, SpendCapReached
 from credits.models import CapScope, CreditTransaction, SpendCap, TransactionType
 from credits.selectors import credit_balance_get, ledger_check, month_end, month_of
@@ -100,6 +101,10 @@ class TestTheCharge:
     def test_the_pool_refuses_before_a_budget_with_room_does(self, pool):
         account, _, editor = pool
         set_limit(account, editor, 1000)
+        with pytest.raises(InsufficientCredits) as refused:
+            charge(account, editor, 101)
+        assert refused.value.details == {"balance": None, "cost": 101}  # outside a request: no seat sees it
+        show_balances(True)  # as a request whose seat may read the credits sets it
         with pytest.raises(InsufficientCredits) as refused:
             charge(account, editor, 101)
         assert refused.value.details == {"balance": 100, "cost": 101}
