@@ -8,16 +8,22 @@ the site once a code is required: it signs in again with the code.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import update_wrapper
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
 from django_otp import devices_for_user, user_has_device
 from django_otp.admin import OTPAdminAuthenticationForm
 from django_otp.models import Device
 from rest_framework.throttling import BaseThrottle
+
+from auteur.users.workspace_context import show_balances
+
+_ViewType = TypeVar("_ViewType", bound=Callable[..., HttpResponseBase])
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -74,3 +80,12 @@ class AuteurAdminSite(AdminSite):
             return False
         user: Any = request.user
         return bool(user.is_verified()) or not otp_required_for(user)
+
+    def admin_view(self, view: _ViewType, cacheable: bool = False) -> _ViewType:
+        def staff_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            # Staff see every account's credits (a refused adjustment names the balance). Decided
+            # for each request: a thread's earlier request (an API call's seat) never lends its own.
+            show_balances(self.has_permission(request))
+            return view(request, *args, **kwargs)
+
+        return super().admin_view(cast(_ViewType, update_wrapper(staff_view, view)), cacheable)

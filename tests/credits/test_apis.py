@@ -117,13 +117,18 @@ def test_insufficient_credits_renders_as_402_with_balance_and_cost():
     from rest_framework.test import APIRequestFactory
 
     from auteur.core.errors import api_exception_handler
+    from auteur.users.workspace_context import show_balances
     from credits.errors import InsufficientCredits
 
     request = APIRequestFactory().get("/")
     response = api_exception_handler(InsufficientCredits(balance=3, cost=5), {"request": request})
     assert response is not None and response.status_code == 402
     assert response.data["error"]["code"] == "insufficient_credits"
-    assert response.data["error"]["details"] == {"balance": 3, "cost": 5}
+    # A caller whose seat may not read the credits is told the cost, not the balance.
+    assert response.data["error"]["details"] == {"balance": None, "cost": 5}
+    show_balances(True)  # as a request whose seat may read them sets it
+    response = api_exception_handler(InsufficientCredits(balance=3, cost=5), {"request": request})
+    assert response is not None and response.data["error"]["details"] == {"balance": 3, "cost": 5}
 
 
 def test_schema_documents_the_credit_endpoints(client):

@@ -6,6 +6,7 @@ import pytest
 from django.db import transaction
 
 from auteur.core.errors import ApplicationError
+from auteur.users.workspace_context import show_balances
 from credits.errors import IdempotencyConflict, InsufficientCredits
 from credits.models import CreditAccount, CreditTransaction, TransactionType
 from credits.selectors import credit_balance_get, ledger_check
@@ -19,6 +20,13 @@ from credits.services.ledger import (
 from tests.credits.helpers import snapshot
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _read_by_the_owner() -> None:
+    """The ledger's refusals as the account's owner reads them: with the balance (a request sets
+    this from its seat; outside one it is hidden)."""
+    show_balances(True)
 
 
 # ----------------------------------------------------------------------------- accounts and grants
