@@ -136,7 +136,8 @@ class JobSubmitApi(ApiView):
         objects = job_request_objects(user=user, spec=self.spec, data=fields)
         if options.use_cache:
             # The same work already asked for (a file's automatic transcription): that job, charged nothing more.
-            doing = transcription_already_asked(user=user, spec=self.spec, objects=objects, webhook=options.webhook)
+            doing = transcription_already_asked(user=user, spec=self.spec, objects=objects,
+                                                member_id=request_member_id(request), webhook=options.webhook)
             if doing is not None:
                 return Response(JobAcceptedSerializer(doing, context={"deduplicated": True}).data,
                                 status=status.HTTP_200_OK)

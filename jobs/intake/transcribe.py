@@ -104,7 +104,7 @@ def _work(params: dict[str, Any]) -> Any:
                                  sort_keys=True, default=str))
 
 
-def transcription_already_asked(*, user: User, spec: JobSpec, objects: RequestObjects,
+def transcription_already_asked(*, user: User, spec: JobSpec, objects: RequestObjects, member_id: uuid.UUID,
                                 webhook: WebhookRequest | None = None) -> Job | None:
     """The automatic transcription that does the work this transcription request asks for (the
     same file, the same options), pending, running or done: the request's answer, charged nothing
@@ -114,9 +114,10 @@ def transcription_already_asked(*, user: User, spec: JobSpec, objects: RequestOb
     A file of a project that transcribes its uploads, ready, whose automatic transcription has not
     been made yet nor skipped (its signal comes just after the file is ready, or was lost): it is
     made here, as the signal would make it (idempotent on its key), and answers the request. A
-    request that names a webhook gets it on that job while it runs and has none; otherwise
-    (another's webhook on it) the request is not answered with it. None: the request is submitted
-    as any other."""
+    request that names a webhook gets it on that job while it runs and has none, if it comes from
+    the job's own submitter (a job's deliveries show what its submitter may see: another member's
+    webhook on it could carry a balance that member may not read); otherwise the request is not
+    answered with it. None: the request is submitted as any other."""
     media = objects.media.get("media_id")
     if spec.type != JobType.TRANSCRIPTION or media is None or objects.project is None:
         return None
@@ -132,7 +133,8 @@ def transcription_already_asked(*, user: User, spec: JobSpec, objects: RequestOb
         job = job_auto_transcribe(media_id=media.pk)
     if job is None or job.status not in _DOING_THE_WORK or _work(job.input_params) != wanted:
         return None
-    if webhook is not None and job.status != JobStatus.COMPLETED and not _webhook_added(job, user, webhook):
+    if webhook is not None and job.status != JobStatus.COMPLETED and (
+            (job.member_id or user.pk) != member_id or not _webhook_added(job, user, webhook)):
         return None
     return job
 

@@ -153,3 +153,26 @@ def test_a_webhook_in_the_request_is_set_on_the_running_automatic_job(auth_clien
     other = submit(auth_client, "transcription", {**body, "webhook": "https://hooks.example.test/b"})
     assert other.status_code == 202 and other.json()["job_id"] != str(automatic.pk)
     assert len(usage_entries(funded)) == 2
+
+
+def test_a_webhook_is_set_on_the_automatic_job_only_by_its_own_submitter(auth_client, funded, project, make_media,
+                                                                         published, fake_dns):  # noqa: F811
+    """A job's deliveries show what its submitter may see (a balance among them): another member's
+    webhook is not put on it; that member's request runs as a job of their own."""
+    import uuid
+
+    from jobs.intake.transcribe import job_auto_transcribe
+    from webhooks.models import JobWebhook
+
+    fake_dns({"hooks.example.test": ["93.184.216.34"]})
+    media = transcribing(make_media, project)
+    automatic = job_auto_transcribe(media_id=media.pk)
+    assert automatic is not None
+    Job.objects.filter(pk=automatic.pk).update(member_id=uuid.uuid4())  # uploaded by another member
+    body = {"project_id": str(project.pk), "media_id": str(media.pk)}
+    plain = submit(auth_client, "transcription", body)
+    assert plain.status_code == 200 and plain.json()["job_id"] == str(automatic.pk)  # no webhook: answered
+    hooked = submit(auth_client, "transcription", {**body, "webhook": "https://hooks.example.test/a"})
+    assert hooked.status_code == 202 and hooked.json()["job_id"] != str(automatic.pk), hooked.json()
+    assert not JobWebhook.objects.filter(job_id=automatic.pk).exists()
+    assert JobWebhook.objects.get(job_id=hooked.json()["job_id"]).url == "https://hooks.example.test/a"
