@@ -250,8 +250,6 @@ class EdlDetailApi(ApiView):
         project = _project(request, project_id)
         if ";" in (request.accepted_media_type or ""):  # e.g. `; indent=2`: rendered as asked
             return _edl_response(edl_get(project=project))
-        # The stored JSON of the content goes out as it is: a large timeline is not parsed and
-        # rendered again (the same bytes as the renderer makes of edl_get's answer).
         return _edl_json_response(*edl_get_json(project=project, render=JSONRenderer().render))
 
     @extend_schema(

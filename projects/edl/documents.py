@@ -6,10 +6,15 @@ truth for field names, types and bounds: ``projects.edl.validation`` checks clie
 against these field definitions (with the exact path of every problem) before anything is
 written.
 
-Writes never go through ``Document.save()``: on a modified document it sends partial ``$set``
-paths such as ``tracks.0.clips.2.out_point_ms``, which the embedded MongoDB-protocol server
-(nx-27017) silently ignores. ``projects.edl.versions`` writes whole documents with pymongo's
-``replace_one`` guarded by the version instead, which is also how an editor saves.
+The ``edl`` document is stored as it reads: settings, tracks with their clips, the transcript
+with its segments, words and pauses, as plain BSON subdocuments any MongoDB client shows and
+queries, plus ``media_ids`` (the media files the timeline plays, indexed). Documents written
+while the content was packed into one text field (``content_z``) are read as well until the data
+migration (projects/migrations/0009_edl_structured.py) has rewritten them.
+
+Writes never go through ``Document.save()``: ``projects.edl.versions`` writes each version with
+one pymongo write guarded by the version (a whole-document ``replace_one``, or a ``$set`` of the
+changed parts where the server applies such paths).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -153,9 +157,13 @@ class EDL(Document):
     created_at = DateTimeField(required=True)
     updated_at = DateTimeField(required=True)
     settings = EmbeddedDocumentField(TimelineSettings, required=True)
-    # What a client sends and reads; stored packed into one text field (PACKED, below).
     tracks = EmbeddedDocumentListField(Track)
     transcript = EmbeddedDocumentField(Transcript, required=True)
+    # Computed by the server on every write (media_ids_of): the media files the non-deleted clips
+    # play, each once. Indexed: "which timelines play this file" is one index lookup.
+    media_ids = ListField(StringField())
+    # Documents written before the content was stored structured: tracks and transcript packed
+    # (PACKED, below). Read until the data migration has rewritten them; never written.
     content_z = StringField()
     # The versions undo and redo step back/forward to, most recent last; their content is in
     # edl_history. Kept here so that they change atomically with the content they describe.
@@ -166,8 +174,10 @@ class EDL(Document):
         "collection": "edl",
         "db_alias": ALIAS,
         # Every query names the project and its owner (projects.edl.store.owned): the unique
-        # project_id index finds the one document, (user_id, project_id) a user's documents.
-        "indexes": [{"fields": ["project_id"], "unique": True}, {"fields": ["user_id", "project_id"]}],
+        # project_id index finds the one document, (user_id, project_id) a user's documents. The
+        # media_ids index (multikey on MongoDB) answers which projects use a media file.
+        "indexes": [{"fields": ["project_id"], "unique": True}, {"fields": ["user_id", "project_id"]},
+                    {"fields": ["media_ids"]}],
         "auto_create_index": False,  # created once per process by projects.edl.store
     }
 
@@ -180,9 +190,11 @@ class EDLHistory(Document):
     # their EDL document: projects/migrations/0005_edl_history_owner.py).
     user_id = StringField(required=True)
     version = IntField(required=True, min_value=1)
-    # The content: its settings, and its tracks and transcript packed as the live EDL keeps them
-    # (PACKED, one string made once for both). Snapshots written before hold it as zlib-compressed
-    # BSON (``snapshot_z``) or, before that, as the plain ``snapshot`` dict; all three are read.
+    # The content: its settings, and its tracks and transcript packed (PACKED). A snapshot is the
+    # server's own undo storage, written on every save and read only by undo/redo, never queried:
+    # packed it is a tenth of the size to write. Snapshots written before hold it as
+    # zlib-compressed BSON (``snapshot_z``) or, before that, as the plain ``snapshot`` dict; all
+    # three are read.
     settings = DictField()
     content_z = StringField()
     snapshot_z = BinaryField()
@@ -206,7 +218,7 @@ class EDLHistory(Document):
 # "undo_stack" / "redo_stack" the versions undo and redo return to (the last first): the server
 # keeps them, and only POST .../edl/undo and .../redo move along them.
 SERVER_FIELDS = frozenset({"id", "project_id", "user_id", "version", "created_at", "updated_at", "history",
-                           "undo_stack", "redo_stack"})
+                           "undo_stack", "redo_stack", "media_ids"})
 CLIENT_FIELDS = ("settings", "tracks", "transcript")
 
 
@@ -302,13 +314,29 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# The stored form of a timeline's tracks and transcript (the bulk of it): their JSON as the API
-# writes it (compact, UTF-8), one line each, zlib-compressed and base64-encoded into one string
-# field of the ``edl`` document. A 2,000-clip timeline is 650 KiB of nested values and about 55 KiB
-# packed; the store then reads and writes one value instead of a hundred thousand, which no query
-# ever looks inside, and a GET answers the stored JSON without parsing it (edl_json). Text, not
-# binary: the embedded server cannot replace a document holding binary data. ``settings`` stays a
-# plain field (read on its own).
+def media_ids_of(content: dict[str, Any]) -> list[str]:
+    """The media files a timeline plays: those its non-deleted clips name, each once, sorted.
+
+    A deleted clip is not rendered and a transcript segment's ``media_file_id`` only says where
+    its words came from (they stay valid text without the file), so neither keeps a file in use.
+    Linear in the clips."""
+    return sorted({
+        clip["media_file_id"]
+        for track in content.get("tracks") or []
+        for clip in track.get("clips") or []
+        if clip.get("media_file_id") and not clip.get("deleted")
+    })
+
+
+def stored_form(doc: dict[str, Any]) -> dict[str, Any]:
+    """An ``edl`` document as it is written: as given, with its ``media_ids`` computed."""
+    return {**doc, "media_ids": media_ids_of(doc)}
+
+
+# The form the content had before it was stored structured, and that history snapshots keep: the
+# JSON of the tracks and the transcript as the API writes it (compact, UTF-8), one line each,
+# zlib-compressed and base64-encoded into one string. Text, not binary: the embedded server cannot
+# replace a document holding binary data.
 PACKED = "content_z"
 
 
@@ -326,39 +354,23 @@ def _content_json(value: object) -> str:
 
 
 def content_pack(content: dict[str, Any]) -> str:
-    """``content``'s tracks and transcript in their stored form (see PACKED)."""
+    """``content``'s tracks and transcript packed (see PACKED)."""
     text = _content_json(content["tracks"]) + "\n" + _content_json(content["transcript"])
     return base64.b64encode(zlib.compress(text.encode(), 1)).decode("ascii")
 
 
-def packed_json(raw: dict[str, Any]) -> tuple[str, str] | None:
-    """(tracks, transcript) of a stored document as their JSON text; None for one stored before
-    they were packed."""
-    if PACKED not in raw:
-        return None
-    tracks, transcript = zlib.decompress(base64.b64decode(raw[PACKED])).decode().split("\n", 1)
-    return tracks, transcript
-
-
 def stored_content(raw: dict[str, Any]) -> dict[str, Any]:
-    """A stored ``edl`` document with its tracks and transcript readable: unpacked, or as they are
-    in a document written before they were packed."""
-    texts = packed_json(raw)
-    if texts is None:
+    """A stored document with its tracks and transcript as fields: a structured one as it is, a
+    packed one (written before the content was stored structured, or a history snapshot) unpacked."""
+    if PACKED not in raw:
         return raw
-    tracks, transcript = json.loads(texts[0]), json.loads(texts[1])
+    tracks_json, transcript_json = zlib.decompress(base64.b64decode(raw[PACKED])).decode().split("\n", 1)
+    tracks, transcript = json.loads(tracks_json), json.loads(transcript_json)
     if isinstance(transcript.get("generated_at"), str):
         transcript["generated_at"] = datetime.fromisoformat(transcript["generated_at"].replace("Z", "+00:00"))
     unpacked = {name: value for name, value in raw.items() if name != PACKED}
     unpacked.update(tracks=tracks, transcript=transcript)
     return unpacked
-
-
-def stored_form(doc: dict[str, Any]) -> dict[str, Any]:
-    """An ``edl`` document as it is written: its tracks and transcript packed."""
-    stored = {name: value for name, value in doc.items() if name not in ("tracks", "transcript")}
-    stored[PACKED] = content_pack(doc)
-    return stored
 
 
 def edl_output(raw: dict[str, Any]) -> dict[str, Any]:
@@ -380,36 +392,3 @@ def edl_output(raw: dict[str, Any]) -> dict[str, Any]:
         "undo_stack": list(raw.get("undo_versions") or []),
         "redo_stack": list(raw.get("redo_versions") or []),
     }
-
-
-# Where edl_json puts the stored JSON: strings no other field of the answer can hold (a NUL is
-# always escaped in JSON, as \u0000).
-_SPLICE = {"tracks": "\x00tracks\x00", "transcript": "\x00transcript\x00"}
-_MARKS = {name: json.dumps(mark).encode() for name, mark in _SPLICE.items()}  # as rendered
-
-
-def edl_json(raw: dict[str, Any], render: Callable[[dict[str, Any]], bytes]) -> bytes:
-    """The answer edl_output(raw) rendered by ``render`` (the API's JSON renderer), made from the
-    stored JSON of a packed document's tracks and transcript without parsing them: the rest of the
-    answer is rendered, and the two are put in its place. Byte for byte what rendering
-    edl_output(raw) gives (tests/projects/test_edl_api.py compares them)."""
-    texts = packed_json(raw)
-    if texts is None:
-        return render(edl_output(raw))
-    light = {**{name: value for name, value in raw.items() if name != PACKED},
-             "tracks": [], "transcript": {"generated_at": None}}
-    answer = edl_output(light)
-    answer.update(_SPLICE)
-    head = render(answer)
-    # Each placeholder's place in the rendered head, found before anything is put in: the content
-    # put in may itself hold a placeholder's text (a name with NULs), which must stay content.
-    places = sorted((head.index(_MARKS[name]), name, text)
-                    for name, text in zip(("tracks", "transcript"), texts, strict=True))
-    parts, at = [], 0
-    for place, name, text in places:
-        # As the renderer does, U+2028 and U+2029 escaped: JSON that is also safe as JavaScript.
-        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-        parts += [head[at:place], text.encode()]
-        at = place + len(_MARKS[name])
-    parts.append(head[at:])
-    return b"".join(parts)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from projects.edl.documents import edl_json, edl_output
+from projects.edl.documents import edl_output
 from projects.edl.store import edl_collection, owned_by, store_errors
 from projects.edl.versions import first_version
 from projects.models import Project
@@ -20,13 +20,9 @@ def edl_get(*, project: Project) -> dict[str, Any]:
 
 
 def edl_get_json(*, project: Project, render: Callable[[dict[str, Any]], bytes]) -> tuple[int, bytes]:
-    """(version, the timeline rendered as edl_get's answer by ``render``), made without parsing the
-    stored JSON of its content (projects.edl.documents.edl_json)."""
-    with store_errors():
-        raw = edl_collection().find_one(owned_by(project))
-    if raw is None:
-        raw = first_version(project=project)
-    return int(raw["version"]), edl_json(raw, render)
+    """(version, edl_get's answer rendered by ``render``)."""
+    edl = edl_get(project=project)
+    return int(edl["version"]), render(edl)
 
 
 def edl_frame_rate(*, project: Project) -> float:

@@ -1,12 +1,13 @@
-"""How an EDL document is written: whole, and only over the version the writer read.
+"""How an EDL document is written: in one write, and only over the version the writer read.
 
-Concurrency: each write replaces the whole document with ``replace_one`` filtered on
-``{project_id, user_id, version}`` and bumps the version; a client that saved from a stale version gets
-409 ``edl_conflict`` and nothing is written. Partial updates are never sent (the embedded MongoDB
-ignores positional paths; an editor saves whole timelines anyway).
+Concurrency: each write is one pymongo write filtered on ``{_id, project_id, user_id, version}``
+that bumps the version; a client that saved from a stale version gets 409 ``edl_conflict`` and
+nothing is written. The write replaces the whole document (``replace_one``), or, where the server
+applies numeric-index paths and the writer knows what the stored version holds, ``$set``s only the
+parts that changed (``projects.edl.partial``): the stored document is the same either way.
 
 Snapshots: the content of every version is also kept in ``edl_history`` (its settings, and its
-tracks and transcript packed as the live document keeps them: ``snapshot_put``/``snapshot_unpack``),
+tracks and transcript packed: ``snapshot_put``/``snapshot_unpack``),
 written right after the version itself, so that the state a save supersedes is already there for
 undo/redo (``projects.edl.history``).
 The EDL holds two small stacks of version numbers, ``undo_versions`` and ``redo_versions``,
@@ -35,7 +36,7 @@ from django.core.cache import cache
 from pymongo.errors import DuplicateKeyError
 from redis.exceptions import RedisError
 
-from projects.edl.documents import PACKED, edl_output, now, stored_content, stored_form
+from projects.edl.documents import PACKED, content_pack, edl_output, now, stored_content, stored_form
 from projects.edl.store import edl_collection, history_collection, owned_by, store_errors
 from projects.errors import EdlConflict, EdlUnavailable
 from projects.models import Project, parse_resolution
@@ -80,7 +81,7 @@ def _new_document(project: Project) -> dict[str, Any]:
 
 
 def first_version(*, project: Project) -> dict[str, Any]:
-    """The stored document (its content unpacked), after writing version 1 (one empty video and
+    """The stored document (its content readable), after writing version 1 (one empty video and
     audio track) if there is none."""
     owner = owned_by(project)
     with store_errors():
@@ -100,7 +101,7 @@ def first_version(*, project: Project) -> dict[str, Any]:
             if existing is None:
                 raise conflict(None) from None
             return stored_content(existing)
-        snapshot_put(owner=owner, version=1, content=doc, packed=stored[PACKED])
+        snapshot_put(owner=owner, version=1, content=doc)
     logger.info("EDL created", extra={"project_id": owner["project_id"]})
     return doc
 
@@ -221,7 +222,7 @@ def version_commit(
             )
             raise conflict(current_version)
         # Only the writer that won version new_version gets here, so the snapshot is its own.
-        snapshot_put(owner=owner, version=new_version, content=content, packed=stored[PACKED])
+        snapshot_put(owner=owner, version=new_version, content=content)
         # Snapshots no stack refers to any more, when this write dropped one (most saves once the
         # undo stack is full; none before). Only versions below ours: a later writer's snapshots
         # (>= new_version) are not ours to judge, and every version below ours that it still
@@ -243,8 +244,8 @@ _CODEC: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(
 
 
 def snapshot_unpack(stored: dict[str, Any]) -> dict[str, Any]:
-    """The content of an ``edl_history`` document: packed as the live document is, compressed
-    BSON, or (written before either) plain."""
+    """The content of an ``edl_history`` document: packed, compressed BSON, or (written before
+    either) plain."""
     if PACKED in stored:
         return stored_content({"settings": stored["settings"], PACKED: stored[PACKED]})
     if "snapshot_z" in stored:
@@ -254,14 +255,15 @@ def snapshot_unpack(stored: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def snapshot_put(*, owner: dict[str, str], version: int, content: dict[str, Any], packed: str) -> None:
+def snapshot_put(*, owner: dict[str, str], version: int, content: dict[str, Any]) -> None:
     """Keep the content of a version, for when undo or redo needs to return to it: its settings,
-    and its tracks and transcript as the live document packs them (``packed``, made once for both).
+    and its tracks and transcript packed (projects.edl.documents.PACKED).
 
     Written right after the version itself; if the process dies in between, that version is
     skipped by undo/redo later (they step over missing snapshots) rather than restored wrongly.
     """
-    doc = {**owner, "version": version, "settings": content["settings"], PACKED: packed, "created_at": now()}
+    doc = {**owner, "version": version, "settings": content["settings"], PACKED: content_pack(content),
+           "created_at": now()}
     history = history_collection()
     try:
         history.insert_one(doc)

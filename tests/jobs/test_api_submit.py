@@ -16,7 +16,6 @@ from credits.services.subscriptions import subscription_create
 from jobs.intake import submission
 from jobs.models import IdempotencyRecord, Job, JobEvent, JobStatus
 from projects.edl import store
-from projects.edl.documents import stored_content, stored_form
 from tests.factories import ProjectFactory, VoiceCloneFactory
 from tests.jobs.support import (
     LOCAL_TYPES,
@@ -265,9 +264,8 @@ def test_render_refuses_effects_saved_before_they_were_checked(auth_client, fund
     key = {"project_id": str(project.pk)}
     found = store.edl_collection().find_one(key)
     assert found is not None
-    doc = stored_content(found)
-    doc["tracks"][0]["clips"][0]["effects"] = [{"type": "blur", "radius": 3}]  # free-form, as once allowed
-    store.edl_collection().replace_one(key, stored_form(doc))
+    found["tracks"][0]["clips"][0]["effects"] = [{"type": "blur", "radius": 3}]  # free-form, as once allowed
+    store.edl_collection().replace_one(key, found)
     before = ledger_state(funded)
     response = submit(auth_client, "render", {"project_id": str(project.pk)})
     assert response.status_code == 422 and error_code(response) == "edl_invalid"

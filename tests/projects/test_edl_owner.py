@@ -13,7 +13,6 @@ from django.apps import apps
 from auteur.users.models import User
 from media.models import MediaFile
 from projects.edl import store
-from projects.edl.documents import stored_content
 from projects.edl.history import edl_undo
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_delete, edl_replace
@@ -25,9 +24,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
 
 def stored(project_id: Any) -> dict[str, Any] | None:
-    """The stored document, its tracks and transcript unpacked."""
-    raw = store.edl_collection().find_one({"project_id": str(project_id)})
-    return None if raw is None else stored_content(raw)
+    """The stored document, as any MongoDB client reads it."""
+    return store.edl_collection().find_one({"project_id": str(project_id)})
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from mongoengine import ValidationError as MongoValidationError
 
 from projects.edl import store
-from projects.edl.documents import CLIENT_FIELDS, EDL, stored_content
+from projects.edl.documents import CLIENT_FIELDS, EDL
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.selectors import edl_get, edl_snapshot
 from projects.edl.services import edl_create, edl_delete, edl_replace
@@ -26,6 +26,7 @@ from tests.projects.test_edl_support import (
     clip,
     content,
     editable,
+    legacy_packed,
     timeline_with,
 )
 
@@ -33,9 +34,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
 
 def stored(project) -> dict[str, Any] | None:
-    """The stored document, its tracks and transcript unpacked."""
-    raw = store.edl_collection().find_one({"project_id": str(project.pk)})
-    return None if raw is None else stored_content(raw)
+    """The stored document, as any MongoDB client reads it."""
+    return store.edl_collection().find_one({"project_id": str(project.pk)})
 
 
 def stored_undo(project) -> list[int]:
@@ -352,7 +352,7 @@ def test_snapshots_are_stored_compressed_and_restore_exactly(project, make_media
     stored_v2 = store.history_collection().find_one({"project_id": str(project.pk), "version": 2})
     assert stored_v2 is not None
     assert set(stored_v2) == {"_id", "project_id", "user_id", "version", "settings", "content_z", "created_at"}
-    # The same packed value as the live document held at that version, far smaller than its JSON.
+    # Packed: far smaller than its JSON.
     assert len(stored_v2["content_z"]) < len(json.dumps(content(v2))) / 2
     assert content(edl_undo(project=project)) == content(v2)
 
@@ -540,35 +540,48 @@ def test_schema_and_service_agree_on_a_written_document(project, make_media):
         EDL._from_son(raw).validate()
 
 
-def test_the_content_is_stored_packed_and_reads_back_as_it_was_saved(project, make_media):
-    """Tracks and transcript are one compressed text field of the stored document; what a GET
-    answers is what was saved (the transcript's time as a date, to the millisecond)."""
+def test_the_content_is_stored_as_subdocuments_and_reads_back_as_it_was_saved(project, make_media):
+    """Tracks, clips, segments and words are plain subdocuments of the stored document, with the
+    media the timeline plays beside them; what a GET answers is what was saved (the transcript's
+    time as a date, to the millisecond)."""
     media = make_media(project)
-    saved = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media,
-                                                                              clips=200))
+    data = timeline_with(edl_get(project=project), media, clips=200)
+    data["tracks"][0]["clips"][0]["deleted"] = True
+    saved = edl_replace(project=project, expected_version=1, data=data)
     raw = store.edl_collection().find_one({"project_id": str(project.pk)})
-    assert raw is not None and "tracks" not in raw and "transcript" not in raw
-    assert isinstance(raw["content_z"], str) and raw["settings"] == saved["settings"]
-    assert len(raw["content_z"]) * 5 < len(json.dumps(saved["tracks"]))
-    unpacked = stored_content(raw)
-    assert unpacked["transcript"]["generated_at"] == datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    assert raw is not None and "content_z" not in raw
+    assert raw["tracks"] == saved["tracks"] and raw["settings"] == saved["settings"]
+    assert raw["transcript"]["generated_at"] == datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    assert raw["transcript"]["segments"] == saved["transcript"]["segments"]
+    assert raw["media_ids"] == [str(media.pk)]
     assert edl_get(project=project) == saved
     assert saved["transcript"]["generated_at"] == "2026-01-31T12:00:00.000Z"
     assert len(saved["tracks"][0]["clips"]) == 200
 
 
-def test_a_document_stored_before_packing_is_read_and_packed_by_its_next_save(project, make_media):
+def test_a_document_stored_packed_is_read_and_stored_structured_by_its_next_save(project, make_media):
     media = make_media(project)
-    packed = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
+    saved = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
     key = {"project_id": str(project.pk)}
     raw = store.edl_collection().find_one(key)
     assert raw is not None
-    plain = stored_content(raw)  # as the store held it before: tracks and transcript as fields
-    store.edl_collection().replace_one(key, plain)
-    assert "tracks" in (store.edl_collection().find_one(key) or {})
-    assert edl_get(project=project) == packed
-    again = edl_replace(project=project, expected_version=packed["version"],
+    store.edl_collection().replace_one(key, legacy_packed(raw))
+    assert "tracks" not in (store.edl_collection().find_one(key) or {})
+    assert edl_get(project=project) == saved
+    again = edl_replace(project=project, expected_version=saved["version"],
                         data=timeline_with(edl_get(project=project), media, clips=3))
     raw = store.edl_collection().find_one(key)
-    assert raw is not None and "tracks" not in raw and "content_z" in raw
+    assert raw is not None and "content_z" not in raw and len(raw["tracks"][0]["clips"]) == 3
+    assert raw["media_ids"] == [str(media.pk)]
     assert edl_get(project=project) == again
+
+
+def test_a_document_stored_before_media_ids_reads_and_gets_them_by_its_next_save(project, make_media):
+    media = make_media(project)
+    saved = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
+    key = {"project_id": str(project.pk)}
+    store.edl_collection().update_one(key, {"$unset": {"media_ids": ""}})
+    assert "media_ids" not in (store.edl_collection().find_one(key) or {})
+    assert edl_get(project=project) == saved
+    edl_replace(project=project, expected_version=saved["version"], data=editable(saved))
+    assert (store.edl_collection().find_one(key) or {})["media_ids"] == [str(media.pk)]

@@ -16,6 +16,7 @@ import pytest
 from auteur.users.models import User
 from media.models import MediaFile
 from projects.edl import store
+from projects.edl.documents import PACKED, content_pack
 from projects.models import Project
 from tests.factories import MediaFileFactory, ProjectFactory
 
@@ -108,3 +109,11 @@ def timeline_with(edl_doc: dict[str, Any], media: MediaFile, *, clips: int = 2) 
         "segments": [segment(0, 1000, id="s0"), segment(1000, 2000, id="s1")],
     }
     return doc
+
+
+def legacy_packed(raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``edl`` document as the store wrote it while the content was packed: tracks and
+    transcript in one text field (content_z), no media_ids. Production only reads this form."""
+    packed = {name: value for name, value in raw.items() if name not in ("tracks", "transcript", "media_ids")}
+    packed[PACKED] = content_pack(raw)
+    return packed
