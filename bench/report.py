@@ -4,6 +4,10 @@ bench/last_results.json (committed) keeps, for each benchmark, the JSON its scri
 bench/results/ (git-ignored), with when and on what machine it was measured. Each run merges the
 fresh files into it, so a figure keeps its last measured value, dated, until it is measured
 again: `make chaos` on a fresh clone rewrites the chaos section and keeps every other row.
+
+A fresh result whose headline figure (HEADLINE_FIGURES) is more than 15 % worse than the value
+it replaces is marked in its row of RESULTS.md and printed after the report, so a regression
+shows the day it lands; the mark stays with the row until that benchmark is measured again.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import platform
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 BENCH = Path(__file__).resolve().parent
 STORE = "last_results.json"
@@ -107,6 +111,22 @@ def load_note(d: dict[str, Any]) -> str:
         return ""
     start, end = d["load_average"]["start"], d["load_average"]["end"]
     return f"; load average {'/'.join(map(str, start))} at start, {'/'.join(map(str, end))} at end (2 cores)"
+
+
+def cpu_ratio_note(d: dict[str, Any]) -> str:
+    """The worker's CPU per job over its CPU per raw chain, measured alternately in the same run:
+    load inflates both, so this is the figure to compare between runs on a shared machine."""
+    if "cpu_ratio_to_raw" not in d:
+        return ""
+    return (f" = {d['cpu_ratio_to_raw']} x the raw chain's {d['raw_cpu_ms_per_chain']} ms/chain (rounds "
+            f"{d['cpu_ratio_to_raw_min_max']})")
+
+
+def throughput_verdicts(d: dict[str, Any]) -> str:
+    targets = d.get("targets", {})
+    ratio, cpu = targets.get("ratio_to_raw", 0.7), targets.get("worker_cpu_ms_per_job", 10)
+    return (f">= {ratio} of raw: {verdict(d['ratio_to_raw'] >= ratio)}; worker CPU <= {cpu} ms/job: "
+            f"{verdict(d['cpu_ms_per_job']['worker'] <= cpu)}")
 
 
 def events_ab_note(d: dict[str, Any]) -> str:
@@ -273,7 +293,7 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"{cold_note(d)}{load_note(d)} | - | - | p99 <= 50 ms: "
                     f"{verdict(max(u['submit_to_inference_start_ms']['p99'], u['inference_end_to_completed_ms']['p99']) <= 50)} |"))
     if (d := load("pipeline_throughput")) is not None:
-        rows.append(("pipeline_throughput", f"| pipeline throughput: {d.get('rounds', 1)} x {d['jobs']} TTS jobs over HTTP, alternating with raw chains, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s, median of rounds ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms; worker CPU {d['cpu_ms_per_job']['worker']} ms/job{load_note(d)} | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (median of {d.get('raw_chain_per_second_each', d.get('raw_chain_per_second_before_after'))}){events_ab_note(d)}{tracing_ab_note(d)} | {d['ratio_to_raw']} (rounds {d.get('ratio_to_raw_min_max', '-')}, spread {d.get('ratio_spread', '-')}) | >= 0.7 of raw: {verdict(d['ratio_to_raw'] >= 0.7)}; worker CPU <= 10 ms/job: {verdict(d['cpu_ms_per_job']['worker'] <= 10)} |"))
+        rows.append(("pipeline_throughput", f"| pipeline throughput: {d.get('rounds', 1)} x {d['jobs']} TTS jobs over HTTP, alternating with raw chains, {d['clients']} clients, {d['users']} users, noop GPU, {d['worker_processes']} worker processes | {d['jobs_per_second']} jobs/s, median of rounds ({d['completed']} completed, {d['failed']} failed); submit p50 {d['submit_ms']['p50']} / p99 {d['submit_ms']['p99']} ms; overhead p99 {d['submit_to_inference_start_ms']['p99']} / {d['inference_end_to_completed_ms']['p99']} ms; worker CPU {d['cpu_ms_per_job']['worker']} ms/job{cpu_ratio_note(d)}{load_note(d)} | raw 3-task Celery chain: {d['raw_chain_per_second']} chains/s (median of {d.get('raw_chain_per_second_each', d.get('raw_chain_per_second_before_after'))}){events_ab_note(d)}{tracing_ab_note(d)} | {d['ratio_to_raw']} (rounds {d.get('ratio_to_raw_min_max', '-')}, spread {d.get('ratio_spread', '-')}) | {throughput_verdicts(d)} |"))
     if (d := load("probe_sandbox")) is not None:
         f, s, cpu = d["fresh_interpreter_ms"], d["server_ms"], d["cpu_ms_per_probe"]
         rows.append(("probe_sandbox", f"| sandboxed probe of a {d['file']}, {d['probes']} probes each way | probe "
@@ -473,7 +493,8 @@ HEADER = """# Benchmark results
 Written by `make bench`, `make chaos`, `make soak` and `make partition` (bench/report.py) from bench/last_results.json, which
 keeps the last result of each script in this folder, dated: a row keeps its figures until that
 benchmark is run again. Each script starts its own throwaway stack; where a baseline is shown, it
-was measured in the same run on the same servers.
+was measured in the same run on the same servers. A row whose headline figure is more than 15 % worse
+than the value it replaced says so in bold in its last column.
 
 """
 
@@ -646,17 +667,86 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
 
 
+class Figure(NamedTuple):
+    """A headline figure of a benchmark's result: its label, its path in the result's JSON, and
+    whether a higher value is better (throughput, a ratio to a baseline) or worse (ms, MB)."""
+
+    label: str
+    path: str
+    higher_is_better: bool
+
+
+def _up(label: str, path: str) -> Figure:
+    return Figure(label, path, True)
+
+
+def _down(label: str, path: str) -> Figure:
+    return Figure(label, path, False)
+
+
+# The figures compared with the values they replace; a figure missing from either result is skipped.
+HEADLINE_FIGURES: dict[str, tuple[Figure, ...]] = {
+    "pipeline_overhead": (_down("submit->inference start p99 ms", "unloaded.submit_to_inference_start_ms.p99"),
+                          _down("inference end->completed p99 ms", "unloaded.inference_end_to_completed_ms.p99")),
+    "pipeline_throughput": (_up("jobs/s", "jobs_per_second"), _up("ratio to raw", "ratio_to_raw"),
+                            _down("worker CPU ms/job", "cpu_ms_per_job.worker"),
+                            _down("worker CPU / raw chain CPU", "cpu_ratio_to_raw")),
+    "api_reads": (_up("req/s", "drf.rps"), _up("ratio to bare", "ratio_rps"), _down("p99 ms", "drf.p99_ms")),
+    "ledger_contention": (_up("ops/s", "service.ops_per_s"), _up("ratio to raw", "ratio_service_to_raw")),
+    "balance_read": (_down("request p99 us", "request.p99_us"),),
+    "edl_latency": (_down("service PUT p99 ms", "service.put.p99_ms"), _down("service GET p99 ms", "service.get.p99_ms")),
+    "render": (_down("ratio to hand-written ffmpeg", "ratio"),),
+    "memory": (_down("API worker MB", "api_worker_mb"), _down("worker pool MB", "worker_pool_mb")),
+    "webhooks": (_down("one at a time p99 ms", "to_receiver_ms.one_at_a_time.p99"),),
+    "probe_sandbox": (_down("probe server p99 ms", "server_ms.p99"),),
+    "batches": (_down("batch accepted s", "batch_median_s"), _down("bulk cancel s", "cancel_median_s")),
+    "usage_query": (_down("FOCUS export p99 ms", "focus_export_p99_ms"),),
+    "media_upload": (_down("upload -> ready s", "median.total_s"),),
+}
+WORSE_BY = 0.15
+
+
+def _figure(result: dict[str, Any], path: str) -> float | None:
+    value: Any = result
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def worse_figures(name: str, before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """The headline figures of `name` that are more than 15 % worse in `after` than in `before`."""
+    worse = []
+    for figure in HEADLINE_FIGURES.get(name, ()):
+        old, new = _figure(before, figure.path), _figure(after, figure.path)
+        if old is None or new is None or old == 0:
+            continue
+        change = (new - old) / abs(old)
+        if (-change if figure.higher_is_better else change) > WORSE_BY:
+            worse.append({"figure": figure.label, "before": old, "after": new, "change": round(change, 3)})
+    return worse
+
+
+def worse_text(worse: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{w['figure']} {w['before']:g} -> {w['after']:g} ({w['change']:+.0%})" for w in worse)
+
+
 def merge_fresh(store: dict[str, Any], results: Path) -> list[str]:
     """Take into `store` each result file in `results` newer than what the store holds for its
-    benchmark, dated by the file's modification time. Returns the names taken."""
+    benchmark, dated by the file's modification time, with the headline figures more than 15 %
+    worse than those of the result it replaces (`worse_than_replaced`). Returns the names taken."""
     taken = []
     for path in sorted(results.glob("*.json")):
         measured = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         kept = store.get(path.stem)
         if kept is not None and datetime.fromisoformat(kept["measured_at"]) >= measured:
             continue  # a leftover file from before the figure the store holds
+        result = json.loads(path.read_text())
         store[path.stem] = {"measured_at": measured.isoformat(timespec="seconds"), "machine": machine(),
-                            "result": json.loads(path.read_text())}
+                            "result": result}
+        if kept is not None and (worse := worse_figures(path.stem, kept["result"], result)):
+            store[path.stem]["worse_than_replaced"] = worse
         taken.append(path.stem)
     return taken
 
@@ -675,7 +765,11 @@ def render(store: dict[str, Any], now: datetime) -> str:
         machines.setdefault(store[name]["machine"], []).append(name)
     machine_lines = "".join(f"- machine: {m}" + (f" ({', '.join(names)})" if len(machines) > 1 else "") + "\n"
                             for m, names in machines.items())
-    rows = [row.removesuffix(" |") + f" | {measured(name)} |" for name, row in named_rows]
+    def mark(name: str) -> str:
+        worse = store[name].get("worse_than_replaced")
+        return f"; **more than 15 % worse than the value it replaced: {worse_text(worse)}**" if worse else ""
+
+    rows = [row.removesuffix(" |") + f" | {measured(name)}{mark(name)} |" for name, row in named_rows]
     return (HEADER + machine_lines + f"- written: {now.strftime(DATE_FORMAT)}\n\n"
             "| benchmark | figure | baseline (same run) | ratio | target | measured |\n"
             "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + chaos_section(load, measured) + push_section(load)
@@ -686,12 +780,17 @@ def render(store: dict[str, Any], now: datetime) -> str:
 def main(bench: Path = BENCH) -> str:
     store_path = bench / STORE
     store: dict[str, Any] = json.loads(store_path.read_text()) if store_path.exists() else {}
-    if merge_fresh(store, bench / "results"):
+    taken = merge_fresh(store, bench / "results")
+    if taken:
         store_path.write_text(json.dumps(store, indent=2) + "\n")
     text = render(store, datetime.now(UTC))
     (bench / "RESULTS.md").write_text(text)
+    print(text)
+    for name in taken:
+        if worse := store[name].get("worse_than_replaced"):
+            print(f"WORSE by more than 15 %: {name}: {worse_text(worse)}")
     return text
 
 
 if __name__ == "__main__":
-    print(main())
+    main()

@@ -140,3 +140,86 @@ def test_a_partition_run_shows_what_each_fault_touched(bench_dir):
     assert (f"| {faults[0]['fault']} | 45 (202: 43, 402: 2) | 40 / 900 / 3100 ms | "
             "8 (canceled 1, completed 7; 2 with 2+ attempts) | 43 (completed 43; 0 with 2+ attempts) |") in text
     assert f"| {faults[1]['fault']} | - | - | - | - |" in text
+
+
+def write_fresh(bench_dir: Path, name: str, result: dict[str, Any], mtime: float | None = None) -> None:
+    (bench_dir / "results").mkdir(exist_ok=True)
+    path = bench_dir / "results" / f"{name}.json"
+    path.write_text(json.dumps(result))
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def throughput_row(text: str) -> str:
+    return next(line for line in table_rows(text) if line.startswith("| pipeline throughput"))
+
+
+def test_a_figure_more_than_15_percent_worse_than_the_one_it_replaces_is_marked_in_its_row_and_on_stdout(
+        bench_dir, capsys):
+    report = load_report()
+    before = json.loads((bench_dir / "last_results.json").read_text())
+    old = before["pipeline_throughput"]["result"]
+    worker = old["cpu_ms_per_job"]["worker"]
+    slower = round(worker * 1.2, 2)
+    change = f"{(slower - worker) / worker:+.0%}"
+    # Worker CPU 20 % higher (worse), jobs/s 10 % lower (within the margin), the ratio 20 % higher (better).
+    fresh = {**old, "cpu_ms_per_job": {**old["cpu_ms_per_job"], "worker": slower},
+             "jobs_per_second": round(old["jobs_per_second"] * 0.9, 1),
+             "ratio_to_raw": round(old["ratio_to_raw"] * 1.2, 3)}
+    write_fresh(bench_dir, "pipeline_throughput", fresh)
+
+    text = report.main(bench_dir)
+
+    row = throughput_row(text)
+    figure = f"worker CPU ms/job {worker:g} -> {slower:g} ({change})"
+    assert f"**more than 15 % worse than the value it replaced: {figure}**" in row
+    marked = row.split("more than 15 %")[1]
+    assert "jobs/s" not in marked and "ratio to raw" not in marked
+    assert f"WORSE by more than 15 %: pipeline_throughput: {figure}" in capsys.readouterr().out
+    # Only the row measured again carries a mark.
+    assert sum("more than 15 % worse" in line for line in table_rows(text)) == 1
+    stored = json.loads((bench_dir / "last_results.json").read_text())
+    assert stored["pipeline_throughput"]["worse_than_replaced"] == [
+        {"figure": "worker CPU ms/job", "before": worker, "after": slower,
+         "change": round((slower - worker) / worker, 3)}]
+
+
+def test_a_lower_throughput_is_worse_and_the_mark_goes_at_the_next_measurement_that_is_not(bench_dir, capsys):
+    report = load_report()
+    old = json.loads((bench_dir / "last_results.json").read_text())["pipeline_throughput"]["result"]
+    slower = {**old, "jobs_per_second": round(old["jobs_per_second"] * 0.8, 1)}
+    write_fresh(bench_dir, "pipeline_throughput", slower, mtime=time.time() - 60)
+    assert "jobs/s" in throughput_row(report.main(bench_dir)).split("more than 15 % worse")[1]
+
+    # Measured again, within 15 % of the slower figure it replaces: no mark, nothing on stdout.
+    write_fresh(bench_dir, "pipeline_throughput", {**slower, "jobs_per_second": slower["jobs_per_second"] * 0.9})
+    capsys.readouterr()
+    text = report.main(bench_dir)
+
+    assert not any("more than 15 % worse" in line for line in table_rows(text))
+    assert "WORSE" not in capsys.readouterr().out
+    assert "worse_than_replaced" not in json.loads((bench_dir / "last_results.json").read_text())["pipeline_throughput"]
+
+
+def test_worse_figures_reads_each_figures_direction_and_skips_what_either_result_lacks():
+    report = load_report()
+    before = {"drf": {"rps": 1000.0, "p99_ms": 40.0}, "ratio_rps": 1.0}
+    assert report.worse_figures("api_reads", before, {"drf": {"rps": 851.0, "p99_ms": 46.0}, "ratio_rps": 1.0}) == []
+    worse = report.worse_figures("api_reads", before, {"drf": {"rps": 849.0, "p99_ms": 46.1}, "ratio_rps": 2.0})
+    assert [w["figure"] for w in worse] == ["req/s", "p99 ms"]
+    assert report.worse_figures("api_reads", before, {"drf": {}}) == []
+    assert report.worse_figures("a_benchmark_without_headline_figures", before, {}) == []
+
+
+def test_the_throughput_row_shows_the_worker_cpu_against_the_raw_chain_and_the_run_targets(bench_dir):
+    report = load_report()
+    old = json.loads((bench_dir / "last_results.json").read_text())["pipeline_throughput"]["result"]
+    fresh = {**old, "raw_cpu_ms_per_chain": 9.5, "cpu_ratio_to_raw": 0.88, "cpu_ratio_to_raw_min_max": [0.86, 0.9],
+             "ratio_to_raw": 0.74, "cpu_ms_per_job": {**old["cpu_ms_per_job"], "worker": 8.4},
+             "targets": {**old["targets"], "ratio_to_raw": 0.75, "worker_cpu_ms_per_job": 9}}
+    write_fresh(bench_dir, "pipeline_throughput", fresh)
+
+    row = throughput_row(report.main(bench_dir))
+
+    assert "worker CPU 8.4 ms/job = 0.88 x the raw chain's 9.5 ms/chain (rounds [0.86, 0.9])" in row
+    assert ">= 0.75 of raw: **misses target**; worker CPU <= 9 ms/job: meets target" in row
