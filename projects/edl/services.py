@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.db import transaction
+
 from auteur.core.collector import collector_paused
 from projects.edl.documents import edl_limits, edl_output
 from projects.edl.selectors import edl_get
@@ -47,7 +49,10 @@ def edl_replace(*, project: Project, expected_version: int, data: dict[str, Any]
     Server fields in ``data`` (project_id, user_id, version, created_at, updated_at, history)
     are ignored: they are what the client read. A save clears what could be redone.
     """
-    with collector_paused():  # bounded by the timeline's size and limits: auteur/core/collector.py
+    # One transaction from the validation's read of the clips' media rows (FOR SHARE) until the
+    # document is written: a media file's deletion, which locks its row FOR UPDATE and then looks
+    # for timelines that play it, either waits for this save or is seen by it (media_use.py).
+    with collector_paused(), transaction.atomic():  # collector: bounded by the limits (auteur/core/collector.py)
         return _replace(project, expected_version, data)
 
 

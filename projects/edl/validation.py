@@ -206,8 +206,11 @@ def _check_media(project: Project, clips: list[tuple[tuple[int, int], str, dict[
             errors.add(f"{_clip_path(*where)}.out_point_ms", f"Past the end of the media file ({int(fit)} ms).")
 
 
+# FOR SHARE: inside a save's transaction, a file its clips play cannot be deleted until the save
+# has written its media_ids (projects/edl/media_use.py); shared locks do not wait for one another.
 _MEDIA_OF_PROJECT = (
     "SELECT id::text, status, type, duration_ms FROM media_files WHERE project_id = %s AND id = ANY(%s::uuid[])"
+    " FOR SHARE"
 )
 
 
