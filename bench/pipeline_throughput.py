@@ -29,6 +29,9 @@ per round (against the raw rounds just before and after it) and over the run. A 
 inflates both (cache misses, context switches, a slower core), so the ratio moves less than the
 milliseconds do: compare it between runs at different loads, and the milliseconds only between
 quiet runs.
+With `--py-spy DIR`, py-spy samples the worker (main process, pool processes and their children,
+100 Hz) during each round of jobs and of raw chains, and writes DIR/<phase>-jobs-<round>.txt and
+DIR/<phase>-raw-<round>.txt in its raw (collapsed stacks) format: where the worker's CPU goes.
 With `--load N`, N CPU-burning processes (one process group, stopped when the benchmark ends) run
 beside the stack from before the worker starts: the same measurement on a busy machine, to check
 that the ratio holds.
@@ -38,6 +41,7 @@ Writes bench/results/pipeline_throughput.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -47,6 +51,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +97,24 @@ def burn_cpu(n: int) -> subprocess.Popen[bytes] | None:
             "while True:\n    pass\n")
     return subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def sampled(folder: Path | None, pid: int, name: str) -> Iterator[None]:
+    """py-spy on `pid` and its children for the block, into folder/name.txt (when a folder is given)."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--subprocesses", "--rate", "100",
+                            "--format", "raw", "--output", str(folder / f"{name}.txt"), "--pid", str(pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+        spy.wait(60)
 
 
 def submit_all(port: int, tokens: list[tuple[str, str]], jobs: int, clients: int) -> tuple[list[float], list[str]]:
@@ -147,6 +170,8 @@ def main() -> None:
                         help="then the same again with traces on (exported to a loopback OTLP receiver)")
     parser.add_argument("--load", type=int, default=0, metavar="N",
                         help="N CPU-burning processes beside the stack throughout (a loaded machine)")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
+                        help="sample the worker with py-spy during each round, into DIR")
     args = parser.parse_args()
     burners = burn_cpu(args.load)
     try:
@@ -236,7 +261,8 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
 
         def raw_round() -> None:
             before = cpu_seconds(worker.pid)
-            raws.append(raw_chains(chains))
+            with sampled(args.py_spy, worker.pid, f"{name}-raw-{len(raws)}"):
+                raws.append(raw_chains(chains))
             raw_cpu.append((cpu_seconds(worker.pid) - before) * 1000 / chains)
 
         raw_round()
@@ -244,14 +270,15 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
             # Where the CPU goes, per job: robust to a machine that other work shares, unlike rates.
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             cpu_before["clients"] = _own_cpu()
-            started = time.monotonic()
-            round_latencies, round_ids = submit_all(port, tokens, args.jobs, args.clients)
-            submitted = time.monotonic()
-            # Every job in this throwaway database is one of ours: one cheap indexed look every
-            # 0.2 s (a look with 2,000 ids every 50 ms cost Postgres more than the jobs themselves).
-            wait_until(lambda: not Job.objects.exclude(status__in=TERMINAL_STATUSES).exists(), 900,
-                       "every job ending", every=0.2)
-            finished = time.monotonic()
+            with sampled(args.py_spy, worker.pid, f"{name}-jobs-{len(rounds)}"):
+                started = time.monotonic()
+                round_latencies, round_ids = submit_all(port, tokens, args.jobs, args.clients)
+                submitted = time.monotonic()
+                # Every job in this throwaway database is one of ours: one cheap indexed look every
+                # 0.2 s (a look with 2,000 ids every 50 ms cost Postgres more than the jobs themselves).
+                wait_until(lambda: not Job.objects.exclude(status__in=TERMINAL_STATUSES).exists(), 900,
+                           "every job ending", every=0.2)
+                finished = time.monotonic()
             cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
             cpu_after["clients"] = _own_cpu()  # this process alone: the stack is its children
             for key in cpu:
