@@ -12,10 +12,17 @@ service  edl_get / edl_replace (head read, validation with its one media query, 
 http     GET / PUT /api/v1/projects/{id}/edl through Django's test client (APIClient): the whole
          middleware stack, JWT authentication, rate limiting in Redis, JSON parsing and
          rendering, but no network socket and no WSGI server. GET's answer is not parsed by the
-         client (the service GET does parse the stored JSON: it returns a dict); PUT's is, since
-         the next PUT edits it.
+         client; PUT's is, since the next PUT edits it. Two kinds of PUT, each over the version
+         the previous one returned:
+           autosave  one clip moved (an editor's autosave);
+           whole     every clip moved (the whole document changes).
+         For each PUT, apart from its total: the client-side BSON encoding of the stored document
+         (what pymongo does in the API process before it sends the write; timed apart, on the
+         same document, right after the PUT) and the server's part (the edl write command's round
+         trip, from pymongo's command monitoring: sending, the server's work, the reply; the
+         encoding is done before it starts). The server's part is what depends on the MongoDB
+         server (nx-27017 here, a stand-in for MongoDB).
 
-Each PUT trims one clip and saves over the version it just read, as an editor's autosave would.
 Results are printed and written to bench/results/edl_latency.json.
 """
 
@@ -36,7 +43,29 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from pymongo import monitoring  # noqa: E402
+
 from bench._stack import django_stack  # noqa: E402 - needs the path above
+
+
+class _WriteTimes(monitoring.CommandListener):
+    """The round trip of each write command to the edl collection (update: a replace or a $set)."""
+
+    def __init__(self) -> None:
+        self.pending: set[int] = set()
+        self.samples: list[float] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update" and event.command.get("update") == "edl":
+            self.pending.add(event.request_id)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.request_id in self.pending:
+            self.pending.discard(event.request_id)
+            self.samples.append(event.duration_micros / 1e6)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.pending.discard(event.request_id)
 
 RESULTS = REPO_ROOT / "bench" / "results" / "edl_latency.json"
 WARMUP = 5
@@ -74,7 +103,8 @@ def _paused(fn: Callable[..., Any], **kwargs: Any) -> Any:
 
 def _timeline(doc: dict[str, Any], media: dict[str, list[str]], clips: int) -> dict[str, Any]:
     """`clips` back-to-back clips over the video and audio tracks, and a word-level transcript."""
-    tracks = [{"id": f"v{i}", "type": "video", "name": f"Video {i + 1}", "clips": []} for i in range(VIDEO_TRACKS)]
+    tracks: list[dict[str, Any]] = [
+        {"id": f"v{i}", "type": "video", "name": f"Video {i + 1}", "clips": []} for i in range(VIDEO_TRACKS)]
     tracks += [{"id": f"a{i}", "type": "audio", "name": f"Audio {i + 1}", "clips": []} for i in range(AUDIO_TRACKS)]
     for n in range(clips):
         track = tracks[n % len(tracks)]
@@ -94,7 +124,7 @@ def _timeline(doc: dict[str, Any], media: dict[str, list[str]], clips: int) -> d
     segments = []
     for s in range(SEGMENTS):
         base = s * 4000
-        words = [{"word": f"word{w}", "start_ms": base + w * 400, "end_ms": base + w * 400 + 350,
+        words: list[dict[str, Any]] = [{"word": f"word{w}", "start_ms": base + w * 400, "end_ms": base + w * 400 + 350,
                   "confidence": 0.93} for w in range(WORDS_PER_SEGMENT)]
         segments.append({"id": f"seg-{s}", "speaker": f"Speaker {s % 2 + 1}", "start_ms": base,
                          "end_ms": base + 3500, "text": " ".join(w["word"] for w in words), "words": words,
@@ -110,18 +140,50 @@ def _trim(doc: dict[str, Any], n: int) -> dict[str, Any]:
     return doc
 
 
+def _move_one(doc: dict[str, Any], n: int) -> dict[str, Any]:
+    """An autosave: one clip moved along its track (into the 500 ms gap after it, and back)."""
+    clip = doc["tracks"][n % len(doc["tracks"])]["clips"][1 + n % 50]
+    clip["start_ms"] = clip["start_ms"] // 1000 * 1000 + (100 if clip["start_ms"] % 1000 == 0 else 0)
+    return doc
+
+
+def _move_all(doc: dict[str, Any], n: int) -> dict[str, Any]:
+    """Every clip moved (by 100 ms, and back on the next save): the whole document changes."""
+    for track in doc["tracks"]:
+        for clip in track["clips"]:
+            clip["start_ms"] = clip["start_ms"] // 1000 * 1000 + (100 if n % 2 == 0 else 0)
+    return doc
+
+
 def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    import bson
     from rest_framework.test import APIClient
 
     from auteur.core.collector import startup_objects_frozen
     from auteur.users.models import User
     from auteur.users.services import user_issue_token
     from media.models import MediaFile
+    from projects.edl import versions
     from projects.edl.selectors import edl_get
     from projects.edl.services import edl_replace
-    from projects.edl.store import history_collection
+    from projects.edl.store import disconnect, history_collection
     from projects.edl.validation import edl_validate
     from projects.models import Project
+
+    # Command monitoring on the store's client: registered before it connects.
+    writes = _WriteTimes()
+    monitoring.register(writes)
+    disconnect()
+    last_stored: dict[str, Any] = {}
+    stored_form = versions.stored_form
+
+    def remembering(doc: dict[str, Any]) -> dict[str, Any]:
+        last_stored["doc"] = stored = stored_form(doc)
+        return stored
+
+    versions.stored_form = remembering  # what each save writes
+    codec: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(
+        tz_aware=True, uuid_representation=bson.binary.UuidRepresentation.STANDARD)
 
     user = User.objects.create_user(email="bench@bench.invalid")
     project = Project.objects.create(user=user, name="EDL bench")
@@ -171,14 +233,46 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         response = client.get(path)
         assert response.status_code == 200, response.content[:300]
 
-    def http_put() -> None:
-        body = json.dumps(_trim(state["doc"], next(counter)))
-        response = client.put(path, body, content_type="application/json",
-                              HTTP_IF_MATCH=f'"{state["doc"]["version"]}"')
-        assert response.status_code == 200, response.content[:300]
-        state["doc"] = response.json()
+    def http_put(change: Callable[[dict[str, Any], int], dict[str, Any]]) -> Callable[[], None]:
+        def put() -> None:
+            body = json.dumps(change(state["doc"], next(counter)))
+            response = client.put(path, body, content_type="application/json",
+                                  HTTP_IF_MATCH=f'"{state["doc"]["version"]}"')
+            assert response.status_code == 200, response.content[:300]
+            state["doc"] = response.json()
+        return put
 
-    http = {"get": _stats(_time(http_get, args.iterations)), "put": _stats(_time(http_put, args.iterations))}
+    def http_put_parts(change: Callable[[dict[str, Any], int], dict[str, Any]]) -> dict[str, Any]:
+        """PUT's total, and apart: the write command's round trip and the client-side encoding."""
+        put, encodes = http_put(change), []
+
+        def timed() -> None:
+            put()
+            t0 = time.perf_counter()
+            bson.encode(last_stored["doc"], codec_options=codec)
+            encodes.append(time.perf_counter() - t0)
+
+        for _ in range(WARMUP):
+            timed()
+        encodes.clear()
+        writes.samples.clear()
+        totals = []
+        for _ in range(args.iterations):
+            t0 = time.perf_counter()
+            put()
+            totals.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            bson.encode(last_stored["doc"], codec_options=codec)
+            encodes.append(time.perf_counter() - t0)
+        assert len(writes.samples) == args.iterations, len(writes.samples)
+        return {"total": _stats(totals), "server_write": _stats(writes.samples),
+                "client_encode": _stats(encodes),
+                "stored_bson_bytes": len(bson.encode(last_stored["doc"], codec_options=codec))}
+
+    http = {"get": _stats(_time(http_get, args.iterations)),
+            "put": _stats(_time(http_put(_trim), args.iterations)),
+            "put_autosave": http_put_parts(_move_one),
+            "put_whole": http_put_parts(_move_all)}
     history = history_collection().count_documents({"project_id": str(project.pk)})
     return {
         "clips": clip_count,
@@ -223,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         ("HTTP GET  (test client)", report["http"]["get"]),
         ("HTTP PUT  (test client)", report["http"]["put"]),
     ]
+    for kind in ("put_autosave", "put_whole"):
+        parts = report["http"][kind]
+        rows += [(f"HTTP PUT {kind[4:]}", parts["total"]), ("  of which server write", parts["server_write"]),
+                 ("  client BSON encode (apart)", parts["client_encode"])]
     for name, s in rows:
         print(f"  {name:<28} p50 {s['p50_ms']:>8.2f} ms   p99 {s['p99_ms']:>8.2f} ms")
     print(f"  written to {RESULTS.relative_to(REPO_ROOT)}")

@@ -20,6 +20,7 @@ from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure
 
 from projects.edl.documents import ALIAS, EDL, EDLHistory
+from projects.edl.partial import forget_probe
 from projects.errors import EdlUnavailable
 from projects.models import Project
 
@@ -66,11 +67,13 @@ def _connect() -> None:
 
 
 def disconnect() -> None:
-    """Forget the connection (tests that point MONGODB_URI elsewhere; process shutdown)."""
+    """Forget the connection (tests that point MONGODB_URI elsewhere; process shutdown), and what
+    was learnt of its server (projects.edl.partial)."""
     global _connected_pid
     with _lock:
         mongoengine.disconnect(alias=ALIAS)
         _connected_pid = None
+        forget_probe()
 
 
 def edl_collection() -> Collection[dict[str, Any]]:

@@ -37,6 +37,7 @@ from pymongo.errors import DuplicateKeyError
 from redis.exceptions import RedisError
 
 from projects.edl.documents import PACKED, content_pack, edl_output, now, stored_content, stored_form
+from projects.edl.partial import ContentDigest, content_digest, content_set, numeric_paths_applied
 from projects.edl.store import edl_collection, history_collection, owned_by, store_errors
 from projects.errors import EdlConflict, EdlUnavailable
 from projects.models import Project, parse_resolution
@@ -116,6 +117,8 @@ class Head:
     undo: list[int]
     redo: list[int]
     remembered: bool = False  # from the cache, not read from the store: a guess (see above)
+    # What this version's content holds, when its writer remembered it (projects.edl.partial).
+    digest: ContentDigest | None = None
 
 
 class HeadStale(Exception):
@@ -135,13 +138,15 @@ def head_remembered(*, project: Project) -> Head | None:
         return None
     if not isinstance(raw, dict):
         return None
+    digest = raw.get("digest")
     return Head(id=raw["id"], version=raw["version"], created_at=raw["created_at"], undo=list(raw["undo"]),
-                redo=list(raw["redo"]), remembered=True)
+                redo=list(raw["redo"]), remembered=True,
+                digest=digest if isinstance(digest, ContentDigest) else None)
 
 
 def _head_remember(owner: dict[str, str], head: Head) -> None:
     entry = {"id": head.id, "version": head.version, "created_at": head.created_at, "undo": head.undo,
-             "redo": head.redo}
+             "redo": head.redo, "digest": head.digest}
     try:
         cache.set(_head_key(owner), entry, HEAD_CACHE_SECONDS)
     except RedisError as exc:
@@ -204,9 +209,15 @@ def version_commit(
     stored = stored_form(new)
     with store_errors():
         edls = edl_collection()
-        # replace_one, not find_one_and_replace: only whether it matched matters, and the server
-        # need not send anything of the old timeline back.
-        matched = edls.replace_one({"_id": head.id, **owner, "version": head.version}, stored).matched_count
+        guard = {"_id": head.id, **owner, "version": head.version}
+        digest = content_digest(content) if numeric_paths_applied(edls.database) else None
+        update = version_update(head, digest, stored)
+        # update_one/replace_one, not find_one_and_*: only whether it matched matters, and the
+        # server need not send anything of the old timeline back.
+        if update is not None:
+            matched = edls.update_one(guard, update).matched_count
+        else:
+            matched = edls.replace_one(guard, stored).matched_count
         if not matched and head.remembered:
             raise HeadStale
         if not matched:
@@ -232,9 +243,26 @@ def version_commit(
             history_collection().delete_many(
                 {**owner, "version": {"$lt": new_version, "$nin": sorted(keep)}}
             )
-    _head_remember(owner, Head(id=head.id, version=new_version, created_at=head.created_at, undo=undo, redo=redo))
+    _head_remember(owner, Head(id=head.id, version=new_version, created_at=head.created_at, undo=undo, redo=redo,
+                               digest=digest))
     new["_id"] = head.id
     return edl_output(new)
+
+
+# The top-level fields every write sets besides the content (the rest of the document's head).
+_BOOKKEEPING = ("version", "updated_at", "undo_versions", "redo_versions", "media_ids")
+
+
+def version_update(head: Head, digest: ContentDigest | None, stored: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``$set`` that turns version ``head.version`` into ``stored`` when the server applies
+    numeric-index paths (``digest`` given) and ``head`` knows what that version holds; None: replace
+    the whole document. Either gives the same stored document (tests/projects/test_edl_partial.py)."""
+    if digest is None or head.digest is None:
+        return None
+    paths = content_set(head.digest, digest, stored)
+    if paths is None:
+        return None
+    return {"$set": {**paths, **{name: stored[name] for name in _BOOKKEEPING}}}
 
 
 # Datetimes come back timezone-aware (UTC), as the store's own reads return them.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from projects.edl import store
 from projects.edl.selectors import edl_get
@@ -227,12 +229,15 @@ def test_media_ids_are_stored_in_canonical_form(project, base, media):
     assert c0(saved)["media_file_id"] == str(media.pk)
 
 
-def test_media_is_looked_up_in_one_query(project, base, make_media, django_assert_num_queries):
+def test_media_is_looked_up_in_one_query(project, base, make_media):
     medias = [make_media(project) for _ in range(5)]
     video = base["tracks"][0]
     video["clips"] = [clip(m, video, start=i * 1000, id=f"m{i}") for i, m in enumerate(medias)]
-    with django_assert_num_queries(1):
+    with CaptureQueriesContext(connection) as queries:
         edl_replace(project=project, expected_version=1, data=base)
+    # Besides the save's transaction (a savepoint inside the test's own): one query, locking the rows.
+    sent = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(sent) == 1 and "media_files" in sent[0] and sent[0].endswith("FOR SHARE")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,173 @@
+"""Partial writes of an EDL version ($set of the changed parts): the stored document they give is the
+one a whole replace gives. Applied here to the old document by MongoDB's rules for every kind of
+change; run on the embedded server for the paths it applies (top-level ones)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+import bson
+import pytest
+
+from projects.edl import partial, store, versions
+from projects.edl.documents import stored_form
+from projects.edl.partial import MAX_PATHS, content_digest, numeric_paths_applied
+from projects.edl.selectors import edl_get
+from projects.edl.services import edl_replace
+from projects.edl.versions import Head, version_update
+from tests.projects.test_edl_support import editable, segment, timeline_with
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
+
+
+def apply_set(doc: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` ({"$set": {path: value}}) applied as MongoDB applies it: a numeric part of a
+    path indexes an array, the value replaces what is there (a new field goes last)."""
+    assert set(update) == {"$set"}
+    result = copy.deepcopy(doc)
+    for path, value in update["$set"].items():
+        *parents, last = path.split(".")
+        target: Any = result
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            target[int(last)] = copy.deepcopy(value)
+        else:
+            target[last] = copy.deepcopy(value)
+    return result
+
+
+def _content(clips: int = 40, segments: int = 6) -> dict[str, Any]:
+    tracks = [{"id": f"t{t}", "type": "video" if t < 2 else "audio", "name": f"T{t}", "clips": [
+        {"id": f"c{t}-{n}", "media_file_id": f"00000000-0000-4000-8000-{n % 7:012d}", "track_id": f"t{t}",
+         "start_ms": n * 2000, "duration_ms": 1500, "in_point_ms": 500, "out_point_ms": 2000, "effects": [],
+         "deleted": False} for n in range(clips // 4)]} for t in range(4)]
+    segs = [segment(s * 1000, s * 1000 + 900, id=f"s{s}") for s in range(segments)]
+    return {"settings": {"resolution": {"width": 1920, "height": 1080}, "frame_rate": 30.0, "duration_ms": 0},
+            "tracks": tracks,
+            "transcript": {"generated_at": datetime(2026, 1, 31, tzinfo=UTC), "segments": segs, "pauses": []}}
+
+
+def _stored(content: dict[str, Any], version: int) -> dict[str, Any]:
+    return stored_form({"_id": "doc", "project_id": "p", "user_id": "u", "version": version,
+                        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+                        "updated_at": datetime(2026, 1, version, tzinfo=UTC), **copy.deepcopy(content),
+                        "undo_versions": list(range(1, version)), "redo_versions": []})
+
+
+def _head(old: dict[str, Any]) -> Head:
+    return Head(id="doc", version=1, created_at=datetime(2026, 1, 1, tzinfo=UTC), undo=[], redo=[], remembered=True,
+                digest=content_digest(old))
+
+
+def _change(name: str, doc: dict[str, Any]) -> None:
+    tracks, transcript = doc["tracks"], doc["transcript"]
+    if name == "one clip moved":
+        tracks[1]["clips"][3]["start_ms"] += 100
+    elif name == "two clips on two tracks":
+        tracks[0]["clips"][0]["deleted"] = True
+        tracks[3]["clips"][9]["effects"] = [{"type": "fade_in", "duration_ms": 200}]
+    elif name == "a clip added":
+        tracks[2]["clips"].append({**tracks[2]["clips"][-1], "id": "new", "start_ms": 99_000})
+    elif name == "a track renamed":
+        tracks[0]["name"] = "Picture"
+    elif name == "a track added":
+        tracks.append({"id": "t9", "type": "audio", "name": "Music", "clips": []})
+    elif name == "a word corrected":
+        transcript["segments"][2]["words"][0]["word"] = "hallo"
+    elif name == "a segment added":
+        transcript["segments"].append(segment(9000, 9500, id="s-new"))
+    elif name == "transcribed again":
+        transcript["generated_at"] = datetime(2026, 2, 1, tzinfo=UTC)
+    elif name == "frame rate":
+        doc["settings"]["frame_rate"] = 25.0
+    elif name == "nothing":
+        pass
+    else:
+        raise AssertionError(name)
+
+
+CHANGES = ["one clip moved", "two clips on two tracks", "a clip added", "a track renamed", "a track added",
+           "a word corrected", "a segment added", "transcribed again", "frame rate", "nothing"]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_set_applied_to_the_old_version_gives_the_new_one(change):
+    old_content = _content()
+    new_content = copy.deepcopy(old_content)
+    _change(change, new_content)
+    old, new = _stored(old_content, 1), _stored(new_content, 2)
+    update = version_update(_head(old_content), content_digest(new_content), new)
+    assert update is not None
+    assert apply_set(old, update) == new
+    assert list(apply_set(old, update)) == list(new)  # the same fields in the same order
+    if change in ("one clip moved", "a word corrected"):
+        assert [p for p in update["$set"] if "." in p] == (
+            ["tracks.1.clips.3"] if change == "one clip moved" else ["transcript.segments.2"])
+
+
+def test_an_autosave_of_a_2000_clip_timeline_sends_kilobytes():
+    old_content = _content(clips=2000, segments=300)
+    new_content = copy.deepcopy(old_content)
+    _change("one clip moved", new_content)
+    new = _stored(new_content, 2)
+    update = version_update(_head(old_content), content_digest(new_content), new)
+    assert update is not None
+    assert len(bson.encode(update)) < 2_000 < len(bson.encode(new)) // 100
+
+
+def test_a_save_that_changes_most_clips_replaces_the_document():
+    old_content = _content(clips=4 * (MAX_PATHS + 1))
+    new_content = copy.deepcopy(old_content)
+    for track in new_content["tracks"]:
+        for c in track["clips"]:
+            c["start_ms"] += 1
+    assert version_update(_head(old_content), content_digest(new_content), _stored(new_content, 2)) is None
+
+
+def test_without_a_digest_of_the_stored_version_the_document_is_replaced():
+    content = _content()
+    head = Head(id="doc", version=1, created_at=datetime(2026, 1, 1, tzinfo=UTC), undo=[], redo=[])
+    assert version_update(head, content_digest(content), _stored(content, 2)) is None
+    assert version_update(_head(content), None, _stored(content, 2)) is None
+
+
+# ----------------------------------------------------------------------------- on the embedded server
+
+
+def test_the_embedded_server_is_found_not_to_apply_partial_writes_and_gets_whole_replaces(project, make_media):
+    """nx-27017 ignores `items.0.n` (DESIGN.md) and stores a date it is sent in a $set as text: the
+    probe says no, nothing of it is left behind, and saves replace the whole document."""
+    store.disconnect()
+    database = store.edl_collection().database
+    assert numeric_paths_applied(database) is False
+    assert database[partial.PROBE_COLLECTION].count_documents({}) == 0
+    media = make_media(project)
+    first = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
+    head = versions.head_remembered(project=project)
+    assert head is not None and head.digest is None  # nothing remembered for a partial write
+    doc = editable(first)
+    doc["tracks"][0]["clips"][0]["start_ms"] = 0
+    assert edl_replace(project=project, expected_version=first["version"], data=doc) == edl_get(project=project)
+
+
+def test_the_top_level_paths_the_embedded_server_applies_give_the_replaced_content(project, make_media):
+    """The content paths a partial write sends when a track or segment is added (whole `tracks`,
+    `transcript`, `settings`), run on the embedded server: the same content as a replace stores."""
+    media = make_media(project)
+    first = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
+    key = {"project_id": str(project.pk)}
+    old = store.edl_collection().find_one(key)
+    assert old is not None
+    doc = editable(first)
+    doc["tracks"].append({"id": "music", "type": "audio", "name": "Music", "clips": []})
+    doc["settings"]["frame_rate"] = 25.0
+    doc["transcript"]["segments"].append(segment(5000, 6000, id="s-new"))
+    doc["transcript"]["generated_at"] = None  # a date in a $set is what this server stores as text
+    new = stored_form({**old, **{k: doc[k] for k in ("settings", "tracks", "transcript")}})
+    paths = partial.content_set(content_digest(old), content_digest(new), new)
+    assert paths is not None and sorted(paths) == ["settings", "tracks", "transcript"]
+    store.edl_collection().update_one({"_id": old["_id"], "version": old["version"]}, {"$set": paths})
+    assert store.edl_collection().find_one(key) == apply_set(old, {"$set": paths})
