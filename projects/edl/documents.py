@@ -335,9 +335,9 @@ def stored_form(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 # The form the content had before it was stored structured, and that history snapshots keep: the
-# JSON of the tracks and the transcript as the API writes it (compact, UTF-8), one line each,
-# zlib-compressed and base64-encoded into one string. Text, not binary: the embedded server cannot
-# replace a document holding binary data.
+# JSON of the tracks and the transcript (compact, UTF-8; a date as an RFC 3339 string), one line
+# each, zlib-compressed and base64-encoded into one string. Text, not binary: the embedded server
+# cannot replace a document holding binary data (a snapshot left by a deleted EDL is replaced).
 PACKED = "content_z"
 
 
