@@ -19,6 +19,7 @@ from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from auteur.users.workspace_context import show_balances
 from jobs.events import stream
+from tests import worker_pool
 from tests.factories import UserFactory
 
 
@@ -33,6 +34,18 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     except psycopg.Error as exc:
         return f"PostgreSQL: not reached ({type(exc).__name__})"
     return f"PostgreSQL: {row[0] if row else '?'}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture of the test (module-scoped ones included): the kept worker meets only the
+    # tests that ask for it (tests/worker_pool.py).
+    if worker_pool.FIXTURE not in getattr(item, "fixturenames", ()):
+        worker_pool.release()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    worker_pool.release()
 
 
 @pytest.fixture(autouse=True)

@@ -65,6 +65,13 @@ LONGEST_FIRST = (
 )
 
 
+# The tests that share the kept plain Celery worker (the `celery_worker` fixture, tests/worker_pool.py),
+# from whichever module: one group, so that they run back to back and start it once; given out with
+# the longest modules (it is about as long as test_pipeline.py was).
+POOL_GROUP = "celery-pool"
+POOL_RANK = LONGEST_FIRST.index("tests/jobs/test_pipeline.py")
+
+
 def worker_index(worker: str) -> int:
     return int(worker.removeprefix("gw"))
 
@@ -195,7 +202,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
-        if _module(item) in HEAVY_MODULES:
+        if "celery_worker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(POOL_GROUP))
+        elif _module(item) in HEAVY_MODULES:
             item.add_marker(pytest.mark.xdist_group(HEAVY_GROUP))
         elif _module(item) in modules_sharing:
             item.add_marker(pytest.mark.xdist_group(_module(item)))
@@ -213,6 +222,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = _module(item)
         if module in HEAVY_MODULES:
             return (0, HEAVY_MODULES.index(module))
+        if any(m.args[:1] == (POOL_GROUP,) for m in item.iter_markers("xdist_group")):
+            return (1, POOL_RANK)
         if module in LONGEST_FIRST:
             return (1, LONGEST_FIRST.index(module))
         return (2 if item.get_closest_marker("xdist_group") else 3, 0)

@@ -21,6 +21,7 @@ from django.conf import settings
 from auteur.core.queues import ALL_QUEUES
 from devstack import REPO_ROOT
 from devstack.process_group import children_running, stop_group
+from tests import worker_pool
 from tests.jobs.support import (  # noqa: F401 - fixtures for every test module here
     funded_fixture,
     gpu_backend_fixture,
@@ -106,6 +107,15 @@ def start_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[Call
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def celery_worker(django_db_setup: None) -> Worker:
+    """A plain worker on the test database (this process's environment, every queue, the consumer
+    beside it), running when the test starts; shared with the tests that ask for it right before or
+    after this one (tests/worker_pool.py). A test that needs a fresh one, one with settings of its
+    own, or one it stops or kills uses `start_worker`."""
+    return worker_pool.get(subprocess_env())
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 90, interval: float = 0.2) -> Any:

@@ -16,11 +16,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SPANISH = "Buenos días, hoy vamos a hablar de la historia de la ciudad."
 
 
-def test_spanish_speech_with_auto_is_transcribed_and_its_language_recorded(start_worker, auth_client, user,
+def test_spanish_speech_with_auto_is_transcribed_and_its_language_recorded(celery_worker, auth_client, user,
                                                                            tmp_path):
     credit_grant(user=user, amount=100, type="bonus", description="test")
     project = ProjectFactory.create(user=user, name="p")
-    start_worker()
     pcm, rate = synthesize(SPANISH, speed=0.9, voice="es")
     write_wav(tmp_path / "es.wav", pcm, rate)
     audio = upload_local(auth_client, project, tmp_path / "es.wav", "audio/wav")

@@ -45,8 +45,7 @@ def submit(client, job_type, body, **headers):
     return response.json()
 
 
-def test_compression_end_to_end(start_worker, auth_client, funded, project, samples):
-    start_worker()
+def test_compression_end_to_end(celery_worker, auth_client, funded, project, samples):
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     before = credit_balance_get(user=funded)
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk),
@@ -65,8 +64,7 @@ def test_compression_end_to_end(start_worker, auth_client, funded, project, samp
         "submitted", "started", "inference_started"]
 
 
-def test_transcription_of_generated_speech_has_word_timings(start_worker, auth_client, project, tmp_path):
-    start_worker()
+def test_transcription_of_generated_speech_has_word_timings(celery_worker, auth_client, project, tmp_path):
     audio = upload_local(auth_client, project, speech_wav(tmp_path / "speech.wav", SENTENCE), "audio/wav")
     accepted = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(audio.pk)})
     assert accepted["credits_cost"] == 5
@@ -82,8 +80,7 @@ def test_transcription_of_generated_speech_has_word_timings(start_worker, auth_c
     assert audio.caption_key and get_storage().head(audio.caption_key)
 
 
-def test_render_of_a_three_clip_timeline(start_worker, auth_client, project, samples):
-    start_worker()
+def test_render_of_a_three_clip_timeline(celery_worker, auth_client, project, samples):
     v1 = upload_local(auth_client, project, samples.video, "video/mp4")
     v2 = upload_local(auth_client, project, samples.video, "video/mp4", filename="second.mp4")
     a1 = upload_local(auth_client, project, samples.wav, "audio/wav")
@@ -169,8 +166,7 @@ def test_a_worker_killed_mid_step_still_completes_the_job_once(start_worker, aut
     assert JobEvent.objects.filter(job=job, type="completed").count() == 1
 
 
-def test_per_user_concurrency_queues_the_rest_in_order(start_worker, auth_client, funded, project, samples):
-    start_worker()
+def test_per_user_concurrency_queues_the_rest_in_order(celery_worker, auth_client, funded, project, samples):
     video = upload_local(auth_client, project, samples.video, "video/mp4")
     body = {"project_id": str(project.pk), "media_id": str(video.pk), "preset": "480p"}
     ids = [submit(auth_client, "compression", body)["job_id"] for _ in range(3)]  # no plan: 1 at a time
@@ -184,7 +180,7 @@ def test_per_user_concurrency_queues_the_rest_in_order(start_worker, auth_client
         assert later.started_at >= earlier.completed_at, "never two processing at once"
 
 
-def test_the_reaper_republishes_a_job_whose_publish_was_lost(start_worker, auth_client, funded, project, samples,
+def test_the_reaper_republishes_a_job_whose_publish_was_lost(celery_worker, auth_client, funded, project, samples,
                                                              monkeypatch):
     from datetime import timedelta
 
@@ -197,9 +193,8 @@ def test_the_reaper_republishes_a_job_whose_publish_was_lost(start_worker, auth_
     monkeypatch.setattr(pipeline, "start", lambda job_id, job_type, trace="": False)  # the broker "lost" it
     accepted = submit(auth_client, "compression", {"project_id": str(project.pk), "media_id": str(video.pk)})
     monkeypatch.undo()
-    start_worker()
     job = Job.objects.get(pk=accepted["job_id"])
-    assert job.status == JobStatus.PENDING
+    assert job.status == JobStatus.PENDING  # a worker runs, and nothing was published to it
     assert jobs_reap(now=timezone.now() + timedelta(minutes=2))["republished"] == 1
     job = wait_terminal(job.pk)
     assert job.status == JobStatus.COMPLETED

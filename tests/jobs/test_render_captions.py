@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ from media.storage import get_storage
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.gpu_tasks.helpers import frame_at
-from tests.jobs.conftest import Worker, subprocess_env, wait_terminal
+from tests.jobs.conftest import Worker, wait_terminal
 from tests.jobs.support import error_code, ledger_state, submit
 from tests.media.conftest import upload_local
 from tests.projects.test_captions import seg
@@ -35,13 +34,11 @@ UM_CUT = (600 - 40) - (250 + 40)
 SHORT_SEGMENTS = [SEGMENTS[0], seg(["Their", "there."], start=1200, id="b", edited_text="They're there.")]
 
 
-@pytest.fixture(scope="module")
-def worker(django_db_setup: None) -> Iterator[Worker]:
-    """One worker for the module's renders (the tests without one submit inside a rolled-back
-    transaction: nothing is published)."""
-    started = Worker(subprocess_env())
-    yield started
-    started.stop()
+@pytest.fixture
+def worker(celery_worker: Worker) -> Worker:
+    """The shared plain worker for the module's renders (the tests without one submit inside a
+    rolled-back transaction: nothing is published)."""
+    return celery_worker
 
 
 def put_transcribed_timeline(project, media, segments: list[dict[str, Any]], clip_ms: int = 4000) -> None:

@@ -262,7 +262,7 @@ def test_credits_balance_stays_exact(auth_client, funded, project, no_gpu):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_through_a_worker_the_same_file_transcribed_in_another_project_is_served_from_the_cache(
-        start_worker, auth_client, user, tmp_path):
+        celery_worker, auth_client, user, tmp_path):
     """The first transcription runs on the local backend; the same bytes uploaded to a second project
     are transcribed at once, for a fifth of the price, with no call: their caption and the second
     project's timeline get the words all the same."""
@@ -270,7 +270,6 @@ def test_through_a_worker_the_same_file_transcribed_in_another_project_is_served
 
     credit_grant(user=user, amount=100, type="bonus", description="test")
     first, second = (ProjectFactory.create(user=user, name=name) for name in ("first", "second"))
-    start_worker()
     wav = speech_wav(tmp_path / "speech.wav", "The quick brown fox jumps over the lazy dog.")
     original = upload_local(auth_client, first, wav, "audio/wav")
     response = submit(auth_client, "transcription", {"project_id": str(first.pk), "media_id": str(original.pk)})

@@ -82,8 +82,7 @@ def stream_seconds(path: Path) -> tuple[float, float]:
         return float(v.duration * v.time_base), float(a.duration * a.time_base)
 
 
-def test_deleting_three_words_cuts_their_span_from_picture_and_sound(start_worker, auth_client, project, tmp_path):
-    start_worker()
+def test_deleting_three_words_cuts_their_span_from_picture_and_sound(celery_worker, auth_client, project, tmp_path):
     media = upload_local(auth_client, project, spoken_video(tmp_path), "video/mp4")
     assert media.duration_ms
     length = media.duration_ms - media.duration_ms % 40  # whole frames of both streams

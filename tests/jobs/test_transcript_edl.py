@@ -174,8 +174,7 @@ def test_a_retry_for_a_project_deleted_meanwhile_records_why_and_a_written_one_i
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_spoken_words_transcribed_by_the_local_engine_appear_in_the_timeline(
-        start_worker, auth_client, project, tmp_path):
-    start_worker()
+        celery_worker, auth_client, project, tmp_path):
     audio = upload_local(auth_client, project, speech_wav(tmp_path / "speech.wav", "The quick brown fox jumps."),
                          "audio/wav")
     assert audio.duration_ms and audio.duration_ms > 1000
