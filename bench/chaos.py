@@ -2,7 +2,7 @@
 that nothing was lost and no credit moved twice.
 
     .venv/bin/python bench/chaos.py [--jobs 1000] [--users 30] [--clients 8] [--seed 7]
-    .venv/bin/python bench/chaos.py --quick        # the short version that `make test` runs
+    .venv/bin/python bench/chaos.py --quick        # the short version that `make test` runs (75 jobs)
     AUTEUR_DEVSTACK_BROKER=rabbitmq .venv/bin/python bench/chaos.py --quick   # `make test-rabbitmq`
 
 On a throwaway stack run as `make run` runs it (gunicorn API, two Celery workers on every queue,
@@ -33,8 +33,9 @@ exits 1 if any invariant fails; a job left running is named with its status, its
 what the reaper did with it. The full run keeps production's timing (time limits, grace, reaper
 period and thresholds), so hung calls are timed out as in production (TTS: 120 s + 30 s grace)
 and jobs whose messages died with a worker or a broker restart show up in the drain time.
---quick runs 150 jobs with every disruption and production's timing scaled down as a whole
-(--time-scale, 0.05: every time limit, the grace, the reaper's period, thresholds and margin).
+--quick runs 75 jobs (and a batch of 15) with every disruption and production's timing scaled down
+as a whole (--time-scale, 0.05: every time limit, the grace, the reaper's period, thresholds and
+margin); its budgeted members have half the budget, as they submit half as much.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ TEAM_SIZE = 3
 # Each team's last member has a monthly budget of this many credits, less than they would spend:
 # some of their submissions meet it (402 spend_cap_reached), refunds of their failed jobs give some back.
 MEMBER_BUDGET = 40
+# --quick: what `make test` runs (its users submit about 7 jobs each, half of what they did at 150).
+QUICK_JOBS, QUICK_BATCH, QUICK_MEMBER_BUDGET = 75, 15, 20
 CANCEL_RATE = 0.05
 
 
@@ -634,7 +637,7 @@ def _project_with_media(owner: Any, name: str, rng: random.Random) -> tuple[Any,
     return project, media
 
 
-def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
+def make_users(count: int, jobs: int, rng: random.Random, member_budget: int = MEMBER_BUDGET) -> list[User]:
     from auteur.users.models import Membership
     from auteur.users.models import User as UserModel
     from auteur.users.services import user_issue_token
@@ -660,7 +663,7 @@ def make_users(count: int, jobs: int, rng: random.Random) -> list[User]:
         seat = workspace_create(user=people[0], name=f"chaos team {t}")
         for person in people[1:]:
             Membership.objects.create(workspace=seat.workspace, user=person, role="editor")
-        member_budget_set(membership=seat, user_id=people[-1].pk, monthly_limit=MEMBER_BUDGET)
+        member_budget_set(membership=seat, user_id=people[-1].pk, monthly_limit=member_budget)
         account = UserModel.objects.get(pk=seat.workspace.pk)
         subscription_create(user=account, plan="pro")
         credit_grant(user=account, amount=200 * (jobs // count + 1) * TEAM_SIZE, type="bonus",
@@ -734,14 +737,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=None,
                         help="production's timing scaled as a whole (default 1; 0.05 with --quick)")
     parser.add_argument("--quick", action="store_true",
-                        help="150 jobs, every disruption, hung calls, production's timing x 0.05")
-    parser.add_argument("--batch", type=int, default=200, help="items of the drill's batch (--quick: 30)")
+                        help=f"{QUICK_JOBS} jobs, every disruption, hung calls, production's timing x 0.05")
+    parser.add_argument("--batch", type=int, default=200, help=f"items of the drill's batch (--quick: {QUICK_BATCH})")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    faults = FAULTS
+    faults, member_budget = FAULTS, MEMBER_BUDGET
     if args.quick:
-        args.jobs, args.users, args.clients = min(args.jobs, 150), min(args.users, 10), min(args.clients, 4)
-        args.batch = min(args.batch, 30)
+        args.jobs, args.users, args.clients = min(args.jobs, QUICK_JOBS), min(args.users, 10), min(args.clients, 4)
+        args.batch = min(args.batch, QUICK_BATCH)
+        member_budget = QUICK_MEMBER_BUDGET
         args.drain_timeout = min(args.drain_timeout, 300)
         faults = QUICK_FAULTS
     scale = args.time_scale if args.time_scale is not None else (0.05 if args.quick else 1.0)
@@ -757,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         AUTEUR_DRILL_TIME_SCALE=str(scale),
     ) as stack:
         timing = timing_in_force()
-        users = make_users(args.users, args.jobs, rng)
+        users = make_users(args.users, args.jobs, rng, member_budget)
         plan = plan_submissions(users, args.jobs, rng)
         port = free_port()
         stack.spawn("api", gunicorn_argv(port, workers=2))

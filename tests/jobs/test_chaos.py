@@ -1,6 +1,6 @@
 """The chaos drill's short version (`bench/chaos.py --quick`), on its own throwaway stack.
 
-150 jobs of every kind with injected GPU faults, hung calls included, while a pool process and a
+75 jobs of every kind (and a batch of 15) with injected GPU faults, hung calls included, while a pool process and a
 whole worker node are SIGKILLed and Redis and Postgres restart (and the RabbitMQ node, under
 `make test-rabbitmq`), on production's timing scaled down as a whole (every time limit, the grace,
 the reaper's period and thresholds x 0.05). The drill checks from the database that no job was lost
@@ -23,6 +23,8 @@ import pytest
 
 from devstack import REPO_ROOT
 
+QUICK_BATCH = 15  # bench/chaos.py's QUICK_BATCH: the batch's items in the quick drill
+
 
 # The drill waits up to 300 s for its jobs to end: a failing drill reports what it left running.
 @pytest.mark.timeout(600)
@@ -42,7 +44,7 @@ def test_the_quick_chaos_drill_keeps_every_invariant(tmp_path: Path) -> None:
     assert len(report["disruptions"]) == (6 if expected_broker == "rabbitmq" else 5)
     # Every submission was answered: accepted, or refused 402 (every 10th user's credits run out, and
     # each team's budgeted member meets their budget); the batch's items were accepted besides.
-    assert figures["batch_items"] == 30
+    assert figures["batch_items"] == QUICK_BATCH
     assert figures["accepted"] - figures["batch_items"] + sum(figures["refused_402"].values()) == report["jobs"]
     assert set(figures["refused_402"]) <= {"insufficient_credits", "spend_cap_reached"}
     assert figures["refused_402"].get("spend_cap_reached", 0) > 0

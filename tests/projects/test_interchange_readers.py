@@ -42,7 +42,7 @@ from projects.edl.interchange.formats import FORMATS
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import editable
-from tests.projects.test_interchange_exports import library, timelines  # noqa: F401 - the fixture
+from tests.projects.test_interchange_exports import examples, library, timelines  # noqa: F401 - the fixture
 
 SAMPLES = Path(__file__).parent / "interchange_samples"
 EXTENSIONS = {".otio": "otio", ".fcpxml": "fcpxml", ".xml": "fcp7xml", ".edl": "edl", ".aaf": "aaf"}
@@ -134,7 +134,7 @@ def export_all(user: Any, project: Any, markers: bool) -> int:
 def test_readers_answer_as_the_adapters_on_exported_timelines(user, project, library):  # noqa: F811
     """Generated timelines (speeds, fades with targets, volumes, text, crops, fits, still pictures,
     transcript cuts, media named with quotes and markup), exported to every format, markers or not."""
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+    @settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                       HealthCheck.too_slow])
     @given(content=timelines(library), markers=st.booleans())
     def check(content: tuple[list[dict[str, Any]], list[dict[str, Any]]], markers: bool) -> None:

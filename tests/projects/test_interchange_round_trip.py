@@ -31,7 +31,7 @@ from projects.edl.interchange.importing import _clip_times, timeline_import
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from tests.projects.test_edl_support import editable
-from tests.projects.test_interchange_exports import library, timelines  # noqa: F401 - the fixture
+from tests.projects.test_interchange_exports import examples, library, timelines  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
@@ -94,8 +94,9 @@ def test_every_accepted_timeline_round_trips_in_every_format_at_every_common_rat
                                                                                    library):  # noqa: F811
     # Each example is ten files written and read back: no "explain" phase (it traces every line
     # of a failing example again), and shrinking bounded.
-    # (AUTEUR_ROUND_TRIP_EXAMPLES: more examples, for a longer search than make test's.)
-    @settings(max_examples=int(os.environ.get("AUTEUR_ROUND_TRIP_EXAMPLES", "25")), deadline=None,
+    # (AUTEUR_ROUND_TRIP_EXAMPLES, or AUTEUR_INTERCHANGE_EXAMPLES for all three properties: more examples,
+    # for a longer search than make test's.)
+    @settings(max_examples=int(os.environ.get("AUTEUR_ROUND_TRIP_EXAMPLES", examples(12))), deadline=None,
               phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(content=timelines(library), rate=st.sampled_from(RATES))
