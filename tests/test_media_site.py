@@ -200,7 +200,8 @@ def s3_endpoint() -> Iterator[Endpoint]:
     seen: list[tuple[str, str, str]] = []
     front = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), type("Front", (SigV4Front,), {"upstream": f"127.0.0.1:{moto_port}", "seen": seen}))
-    threading.Thread(target=front.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop's next poll: 0.05 s, not the default 0.5 s
+    threading.Thread(target=front.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield Endpoint(f"127.0.0.1:{moto_port}", f"127.0.0.1:{front.server_address[1]}", seen)
     finally:

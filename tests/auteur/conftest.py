@@ -105,7 +105,8 @@ def jwks_server(settings: Any, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCu
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.05 s, not the default 0.5 s
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     server_state = JwksServer(
         url=f"http://127.0.0.1:{httpd.server_address[1]}/.well-known/jwks.json",

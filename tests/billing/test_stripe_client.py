@@ -60,7 +60,8 @@ class FakeStripeApi(BaseHTTPRequestHandler):
 @pytest.fixture
 def stripe_api(settings: Any) -> Iterator[list[dict[str, Any]]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeStripeApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.05 s, not the default 0.5 s
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     FakeStripeApi.received = []
     settings.STRIPE_SECRET_KEY = "sk_test_loopback"

@@ -287,7 +287,8 @@ def storage(hd_video: Path) -> Iterator[str]:
     _Storage.files = {"/media/hd.mp4": hd_video.read_bytes()}
     _Storage.uploads = {}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Storage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.05 s, not the default 0.5 s
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -129,7 +129,8 @@ def server(long_clip: Path, late_clip: Path) -> Iterator[str]:
                      "/late.mp4": late_clip.read_bytes()}
     _Ranges.sent, _Ranges.asked, _Ranges.mode = 0, [], ""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ranges)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.05 s, not the default 0.5 s
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()

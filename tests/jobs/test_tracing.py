@@ -59,7 +59,8 @@ class HookReceiver:
                 return None
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # shutdown() waits for the loop's next poll: 0.05 s, not the default 0.5 s
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{HOOK_SECRET_PATH}?token={HOOK_SECRET_QUERY}"
 
 
