@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
+import msgspec
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -198,6 +198,14 @@ def _edl_json_response(version: int, body: bytes) -> HttpResponse:
     return HttpResponse(body, content_type="application/json", headers={"ETag": f'"{version}"'})
 
 
+def _render_edl(edl: dict[str, Any]) -> bytes:
+    """A timeline (plain JSON values) as the API's JSON renderer writes it: compact, UTF-8, with
+    U+2028 and U+2029 escaped so that the answer is also safe as JavaScript. Written by msgspec, a
+    few times faster than the json module on a large timeline (bench/edl_latency.py, GET and PUT);
+    the same JSON values (tests/projects/test_edl_api.py)."""
+    return msgspec.json.encode(edl).replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+
+
 def _if_match(request: Request) -> int | None:
     header = request.headers.get("If-Match")
     if header is None:
@@ -250,7 +258,7 @@ class EdlDetailApi(ApiView):
         project = _project(request, project_id)
         if ";" in (request.accepted_media_type or ""):  # e.g. `; indent=2`: rendered as asked
             return _edl_response(edl_get(project=project))
-        return _edl_json_response(*edl_get_json(project=project, render=JSONRenderer().render))
+        return _edl_json_response(*edl_get_json(project=project, render=_render_edl))
 
     @extend_schema(
         summary="Save a project's timeline (EDL)",
@@ -278,7 +286,7 @@ class EdlDetailApi(ApiView):
             edl = self._save(request, project, header_version)
             if ";" in (request.accepted_media_type or ""):  # e.g. `; indent=2`: rendered as asked
                 return _edl_response(edl)
-            return _edl_json_response(edl["version"], JSONRenderer().render(edl))
+            return _edl_json_response(edl["version"], _render_edl(edl))
 
     @staticmethod
     def _save(request: Request, project: Project, header_version: int | None) -> dict[str, Any]:

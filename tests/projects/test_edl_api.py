@@ -51,9 +51,9 @@ def test_get_returns_the_document_with_its_version_and_etag(auth_client, project
     assert [t["type"] for t in body["tracks"]] == ["video", "audio"]
 
 
-def test_get_answers_the_renderers_bytes_with_text_json_escapes(auth_client, project, make_media):
-    """GET's body is the API's renderer's of the document, with text that JSON escapes or
-    JavaScript must not see raw (U+2028), and names that look like markers kept as they are."""
+def test_get_and_put_answer_the_document_with_text_json_escapes(auth_client, project, make_media):
+    """GET's and PUT's bodies are the document's JSON as the API's renderer gives it (the same
+    values), with text that JSON escapes or JavaScript must not see raw (U+2028)."""
     doc = timeline_with(auth_client.get(url(project)).json(), make_media(project), clips=3)
     doc["tracks"][0]["name"] = "Vidéo \u2028 \u2029 \"quoted\" \\ \t ☃ 🎬"
     doc["tracks"][1]["name"] = "\x00transcript\x00"  # what GET puts in place of the transcript, as a name
@@ -64,8 +64,11 @@ def test_get_answers_the_renderers_bytes_with_text_json_escapes(auth_client, pro
     response = auth_client.get(url(project))
     assert response.status_code == 200 and response["ETag"] == '"2"'
     assert response["Content-Type"] == "application/json"
-    assert response.content == JSONRenderer().render(edl_get(project=project))
-    assert "\u2028" not in response.content.decode() and "\\u2028" in response.content.decode()
+    assert json.loads(response.content) == json.loads(JSONRenderer().render(edl_get(project=project)))
+    assert json.loads(saved.content) == response.json()
+    for body in (response.content.decode(), saved.content.decode()):
+        assert "\u2028" not in body and "\u2029" not in body and "\\u2028" in body and "\\u2029" in body
+        assert "\x00" not in body and "\n" not in body  # control characters escaped, one line
     assert response.json()["transcript"]["generated_at"] == "2026-01-31T12:00:00.000Z"
     # Asked for indented JSON, it is rendered as asked.
     pretty = auth_client.get(url(project), HTTP_ACCEPT="application/json; indent=2")
