@@ -99,6 +99,15 @@ def burn_cpu(n: int) -> subprocess.Popen[bytes] | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def job_tasks_run() -> int:
+    """How many job step tasks (`jobs.*`) the benchmark's worker has run so far (its stats)."""
+    from auteur.celery import app
+
+    stats = app.control.inspect(timeout=3).stats() or {}
+    return sum(n for worker in stats.values() for name, n in (worker.get("total") or {}).items()
+               if name.startswith("jobs."))
+
+
 @contextlib.contextmanager
 def sampled(folder: Path | None, pid: int, name: str) -> Iterator[None]:
     """py-spy on `pid` and its children for the block, into folder/name.txt (when a folder is given)."""
@@ -270,6 +279,7 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
             # Where the CPU goes, per job: robust to a machine that other work shares, unlike rates.
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             cpu_before["clients"] = _own_cpu()
+            tasks_before = job_tasks_run()
             with sampled(args.py_spy, worker.pid, f"{name}-jobs-{len(rounds)}"):
                 started = time.monotonic()
                 round_latencies, round_ids = submit_all(port, tokens, args.jobs, args.clients)
@@ -283,6 +293,8 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
             cpu_after["clients"] = _own_cpu()  # this process alone: the stack is its children
             for key in cpu:
                 cpu[key] += cpu_after[key] - cpu_before[key]
+            # Step tasks per job: 1 (prepare) on the noop backend; more is a step delivered again.
+            tasks_per_job = (job_tasks_run() - tasks_before) / args.jobs
             raw_round()
             completed = Job.objects.filter(pk__in=round_ids, status="completed").count()
             rate = completed / (finished - started)
@@ -292,7 +304,8 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
             rounds.append({"jobs_per_second": round(rate, 1), "raw_chain_per_second": round(raw_rate, 1),
                            "ratio_to_raw": round(rate / raw_rate, 3), "submit_seconds": round(submitted - started, 1),
                            "worker_cpu_ms_per_job": round(worker_ms, 2), "raw_cpu_ms_per_chain": round(raw_ms, 2),
-                           "cpu_ratio_to_raw": round(worker_ms / raw_ms, 3)})
+                           "cpu_ratio_to_raw": round(worker_ms / raw_ms, 3),
+                           "step_tasks_per_job": round(tasks_per_job, 3)})
             latencies += round_latencies
             ids += round_ids
     finally:
@@ -331,6 +344,7 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
         "raw_cpu_ms_per_chain_each": [round(r, 2) for r in raw_cpu],
         "cpu_ratio_to_raw": round(cpu_ms["worker"] / raw_cpu_ms, 3),
         "cpu_ratio_to_raw_min_max": [min(cpu_ratios), max(cpu_ratios)],
+        "step_tasks_per_job": round(statistics.mean(r["step_tasks_per_job"] for r in rounds), 3),
         "load_average": {"start": load_start, "end": load_average()},
     }
 
