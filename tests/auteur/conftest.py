@@ -67,7 +67,9 @@ class JwksServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-@pytest.fixture
+# One RSA key for the session (2048 bits take a tenth of a second or more to make): a key is never
+# changed, and a test that needs a key the JWKS does not hold makes its own.
+@pytest.fixture(scope="session")
 def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
