@@ -9,6 +9,7 @@ every command names code that exists, every image is the one pinned release.
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import re
 import runpy
@@ -61,8 +62,15 @@ INGRESS = {
 }
 
 
+@functools.cache
+def _parsed() -> tuple[dict[str, Any], ...]:
+    return tuple(doc for _name, doc in check_k8s.manifests())
+
+
 def docs() -> list[dict[str, Any]]:
-    return [doc for _name, doc in check_k8s.manifests()]
+    """Every manifest document, parsed once per process (the YAML parse was most of these tests'
+    time); each call gets its own copy, so a test that changes one changes no other test's."""
+    return copy.deepcopy(list(_parsed()))
 
 
 def of_kind(kind: str) -> dict[str, dict[str, Any]]:
