@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,8 +42,19 @@ APPS = ("auteur", "credits", "media", "projects", "jobs", "gpu_tasks", "webhooks
         "metrics_exporter")
 
 
+@functools.cache
+def _parse(text: str, filename: str) -> ast.Module:
+    """A file's syntax tree, once per process for the same text: the tests here walk the tree again and
+    again (read only), and parsing it was most of their time."""
+    return ast.parse(text, filename)
+
+
+def parse(path: Path) -> ast.Module:
+    return _parse(path.read_text(), str(path))
+
+
 def imports(path: Path) -> Iterator[tuple[int, str]]:
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(parse(path)):
         if isinstance(node, ast.Import):
             yield from ((node.lineno, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -224,7 +236,7 @@ def import_graph(package: str) -> dict[str, set[str]]:
     for path in modules(package):
         here = _module_name(path)
         targets: set[str] = set()
-        for node in _runtime_imports(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_imports(parse(path)):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             else:
@@ -386,7 +398,7 @@ def upward_in(source: str, module: str, app: str = "jobs", layers: tuple[set[str
     """The imports in `source` (the code of `module`) of a layer of `app` above the module's own."""
     own = layer_of(module, app, layers)
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(_parse(source, "<unknown>")):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
