@@ -84,9 +84,11 @@ PG15_TESTS := tests/auteur/test_row_level_security.py tests/auteur/test_prepared
 # Bytecode is written during the run (PYTHONDONTWRITEBYTECODE lifted where the machine sets it): every
 # worker, runner and manage.py the tests start would otherwise compile the project from source again
 # (tests/auteur/test_settings.py, which starts 49 processes: 30 s without, 18 s with).
+# The docs site lint has just built strictly (var/site) is the one tests/docs/test_docs_site.py reads.
 PYTEST_ENV := env -u PYTHONDONTWRITEBYTECODE $(TEST_ENV)
 test: lint
-	@$(PYTEST_ENV) $(PY) -m devstack exec -- $(PY) -m pytest $(PYTEST_PARALLEL) --durations=20 $(PYTEST_ARGS)
+	@$(PYTEST_ENV) AUTEUR_TEST_DOCS_SITE="$(CURDIR)/var/site" $(PY) -m devstack exec -- $(PY) -m pytest \
+	  $(PYTEST_PARALLEL) --durations=20 $(PYTEST_ARGS)
 	@if [ -x "$(PG15_BIN)/postgres" ]; then \
 	  echo "make test: again on PostgreSQL 15 ($(PG15_BIN)): $(PG15_TESTS)"; \
 	  $(PYTEST_ENV) AUTEUR_DEVSTACK_POSTGRES_BIN="$(PG15_BIN)" $(PY) -m devstack exec -- $(PY) -m pytest -n 0 $(PG15_TESTS); \
