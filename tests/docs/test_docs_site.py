@@ -38,9 +38,9 @@ READ = re.compile(
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # `make test` runs `make lint` first, which has just built this tree's site strictly into var/site;
     # it names that folder here (AUTEUR_TEST_DOCS_SITE) rather than have the build run twice.
-    built = Path(os.environ.get("AUTEUR_TEST_DOCS_SITE") or "/nonexistent")
-    if (built / "index.html").is_file():
-        return built
+    by_lint = Path(os.environ.get("AUTEUR_TEST_DOCS_SITE") or "/nonexistent")
+    if (by_lint / "index.html").is_file():
+        return by_lint
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     built = subprocess.run([str(MKDOCS), "build", "--strict", "--quiet", "-d", str(out)], cwd=ROOT, env=env,
