@@ -692,9 +692,11 @@ def edl_latency_row(d: dict[str, Any]) -> str:
     parts = []
     for kind, name in (("put_autosave", "autosave PUT (one clip moved)"), ("put_whole", "whole PUT (every clip)")):
         p = d["http"][kind]
+        cpu = p.get("cpu_per_put", {})
         parts.append(f"{name} p50 {p['total']['p50_ms']:.0f} / p99 {p['total']['p99_ms']:.0f} ms, of which the "
                      f"server's write p99 {p['server_write']['p99_ms']:.0f} ms; client BSON encode (apart) p99 "
-                     f"{p['client_encode']['p99_ms']:.1f} ms")
+                     f"{p['client_encode']['p99_ms']:.1f} ms; CPU per PUT: API {cpu.get('api_ms', '?')} ms, "
+                     f"MongoDB-protocol server {cpu.get('mongodb_server_ms', '?')} ms")
     worst = max(d["http"]["put_autosave"]["total"]["p99_ms"], d["http"]["put_whole"]["total"]["p99_ms"])
     load_at_end = d.get("machine", {}).get("load_average_1m_at_end", "?")
     return (f"{head}; {'; '.join(parts)} (embedded nx-27017; load {load_at_end} at end) | - | - | "
