@@ -101,7 +101,7 @@ def _mongodb_server() -> Any:
 
     for child in psutil.Process().children(recursive=True):
         try:
-            if any("nx_27017" in part for part in child.cmdline()):
+            if any("nx_27017" in part or "nx_server.py" in part for part in child.cmdline()):
                 return child
         except psutil.Error:
             continue

@@ -460,7 +460,7 @@ class StreamClients:
 GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("postgres", lambda c: "/bin/postgres " in c),
     ("redis", lambda c: "redis-server" in c),
-    ("mongodb", lambda c: "nx_27017" in c),
+    ("mongodb", lambda c: "nx_27017" in c or "nx_server.py" in c),
     ("proxy", lambda c: "/caddy " in c),
     ("storage", lambda c: "gunicorn " in c and "gthread" in c),
     ("api", lambda c: "gunicorn " in c),

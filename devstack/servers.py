@@ -312,11 +312,12 @@ class MongoServer(EmbeddedServer):
 
     def command(self) -> list[str]:
         # Its PID file defaults to one global path, which would make a second stack (tests
-        # beside `make run`, two checkouts) refuse to start: keep it with the data.
+        # beside `make run`, two checkouts) refuse to start: keep it with the data. Started
+        # through devstack/nx_server.py (cheaper per-value walks; -I: its folder not on sys.path).
         return [
             sys.executable,
-            "-c",
-            "from nx_27017.nx_27017 import main; main()",
+            "-I",
+            str(Path(__file__).with_name("nx_server.py")),
             "--data-dir",
             str(self.data_dir),
             "--host",
