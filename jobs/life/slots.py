@@ -85,21 +85,34 @@ def start_waiting_if_free(user_id: uuid.UUID) -> None:
 
 
 def start_waiting(user_id: uuid.UUID, *, if_free: bool = False) -> None:
+    room: int | None = None  # the user's free slots, read when more than one job waits
     if if_free:
         running = Job.objects.filter(user_id=user_id, status=JobStatus.PROCESSING).count()
-        if not User.objects.filter(pk=user_id).exists() or running >= concurrency_limit(user_id):
+        if not User.objects.filter(pk=user_id).exists() or running >= (limit := concurrency_limit(user_id)):
             return
+        room = limit - running
+    rows = list(_WAITING_NEXT.rows(user_id=user_id))
+    if len(rows) > 1 and room is None:
+        # No more starts than free slots: each start beyond them is a step that runs only to queue
+        # its job again, and every end and every start of a user's backlog (a batch, a burst)
+        # sends a round of them. An end or a start publishes after its own commit, so the slot it
+        # freed is counted; a job that takes a slot meanwhile ends later and starts the next.
+        room = concurrency_limit(user_id) - Job.objects.filter(user_id=user_id, status=JobStatus.PROCESSING).count()
     free: dict[str, int | None] = {}
     full: dict[uuid.UUID, str] = {}
-    for row in _WAITING_NEXT.rows(user_id=user_id):
+    for row in rows:
         job_type = row["type"]
         units = free[job_type] = free[job_type] if job_type in free else units_free(job_type)
+        # Its type is full (for a batch's item: no more free than the headroom it leaves, as its
+        # claim would decide): it waits for a unit, which is handed on when it frees.
+        if units is not None and units <= (batch_headroom(type_capacity(job_type)) if row["batch_id"] else 0):
+            full[row["id"]] = job_type
+            continue
+        if room is not None:
+            if room <= 0:
+                continue  # no slot for it: it stays queued for the next end
+            room -= 1
         if units is not None:
-            # Its type is full (for a batch's item: no more free than the headroom it leaves, as its
-            # claim would decide): it waits for a unit, which is handed on when it frees.
-            if units <= (batch_headroom(type_capacity(job_type)) if row["batch_id"] else 0):
-                full[row["id"]] = job_type
-                continue
             free[job_type] = units - 1
         publish.start(row["id"], job_type, row["traceparent"])
     if full:

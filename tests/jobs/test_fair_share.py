@@ -10,7 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from credits.models import Subscription
@@ -485,3 +487,49 @@ def test_on_a_single_slot_a_batch_still_runs(make_user, started, settings):
     settings.AUTEUR_JOB_CONCURRENCY = {None: 1, "starter": 1, "pro": 1}
     item = as_batch_item(Account(make_user).submit())
     assert claim(item)
+
+
+def test_a_freed_slot_publishes_as_many_starts_as_the_user_has_free_slots(make_user, started, settings):
+    """A user's backlog (a burst, a batch) is started one free slot at a time: a start published
+    beyond the free slots is a step that runs only to queue its job again, and every end and every
+    start of the backlog used to send five."""
+    settings.AUTEUR_TYPE_CAPACITY = {}
+    settings.AUTEUR_JOB_CONCURRENCY = {None: 3, "starter": 3, "pro": 3}
+    user = Account(make_user)
+    jobs = [user.submit() for _ in range(8)]
+    assert [claim(job) for job in jobs[:5]] == [True, True, True, False, False]
+    queued = [job.pk for job in jobs[3:5]]
+    Job.objects.filter(pk__in=[job.pk for job in jobs[5:]]).update(status=JobStatus.QUEUED)  # the rest wait too
+    started.clear()
+
+    slots.start_waiting(user.user.pk)  # every slot taken
+    assert started == []
+
+    Job.objects.filter(pk=jobs[0].pk).update(status=JobStatus.COMPLETED, completed_at=timezone.now())
+    slots.start_waiting(user.user.pk)
+    assert started == queued[:1]  # one slot free: the oldest waiting job, not five
+
+    Job.objects.filter(pk=jobs[1].pk).update(status=JobStatus.COMPLETED, completed_at=timezone.now())
+    started.clear()
+    slots.start_waiting(user.user.pk, if_free=True)
+    assert started == queued  # two free: the two oldest, in order
+    assert claim(jobs[3]) and claim(jobs[4])
+    assert not claim(jobs[5])  # the slots it was not published for are taken
+
+
+def test_a_single_waiting_job_is_published_without_counting_the_slots(make_user, started, settings):
+    """One waiting job is published as before (its claim decides), with no count of the user's
+    running jobs: an end with nothing or one job behind it pays no more than it did."""
+    settings.AUTEUR_TYPE_CAPACITY = {}
+    settings.AUTEUR_JOB_CONCURRENCY = {None: 1, "starter": 1, "pro": 1}
+    user = Account(make_user)
+    first, second = user.submit(), user.submit()
+    assert claim(first) and not claim(second)
+    started.clear()
+    slots.start_waiting(user.user.pk)  # warm: prepared statements
+    started.clear()
+    with CaptureQueriesContext(connection) as queries:
+        slots.start_waiting(user.user.pk)
+    assert started == [second.pk]
+    assert len(queries) == 2  # the waiting jobs, and the type's free units (as before)
+    assert not any("COUNT(" in query["sql"].upper() for query in queries)
