@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from pymongo.errors import ConnectionFailure
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,9 @@ _probed: dict[int, bool] = {}  # pid -> whether the server applies numeric-index
 
 def numeric_paths_applied(database: Any) -> bool:
     """Whether the server behind ``database`` applies ``$set`` of a numeric-index path, asked once
-    per process (a forked child asks again: it may be pointed elsewhere). A probe that fails
-    says no: the whole-document replace is right on every server."""
+    per process (a forked child asks again: it may be pointed elsewhere). A probe the server
+    refuses says no (the whole-document replace is right on every server); an unreachable server
+    raises ConnectionFailure and is asked again by the next save."""
     pid = os.getpid()
     if pid in _probed:
         return _probed[pid]
@@ -134,7 +136,9 @@ def _probe(database: Any) -> bool:
             found = scratch.find_one(key)
         finally:
             scratch.delete_one(key)
-    except Exception as exc:  # noqa: BLE001 - any failure means: replace whole documents
+    except ConnectionFailure:
+        raise  # the store is out of reach: this save fails (503) and the next one asks again
+    except Exception as exc:  # noqa: BLE001 - any other refusal means: replace whole documents
         logger.warning("EDL partial-write probe failed (%s): whole-document writes", type(exc).__name__)
         return False
     return (found is not None and found.get("items") == [{"n": 1}] and isinstance(found.get("at"), datetime)

@@ -17,6 +17,7 @@ from projects.edl.partial import MAX_PATHS, content_digest, numeric_paths_applie
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.edl.versions import Head, version_update
+from projects.errors import EdlUnavailable
 from tests.projects.test_edl_support import editable, segment, timeline_with
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
@@ -171,3 +172,21 @@ def test_the_top_level_paths_the_embedded_server_applies_give_the_replaced_conte
     assert paths is not None and sorted(paths) == ["settings", "tracks", "transcript"]
     store.edl_collection().update_one({"_id": old["_id"], "version": old["version"]}, {"$set": paths})
     assert store.edl_collection().find_one(key) == apply_set(old, {"$set": paths})
+
+
+def test_an_unreachable_store_at_the_first_save_is_a_503_and_the_next_save_asks_again(project, settings):
+    from devstack.ports import free_port
+
+    real = settings.MONGODB_URI
+    settings.MONGODB_URI = f"mongodb://127.0.0.1:{free_port()}/auteur"
+    store.disconnect()
+    try:
+        with pytest.raises(EdlUnavailable):
+            edl_get(project=project)
+        with pytest.raises(EdlUnavailable), store.store_errors():
+            numeric_paths_applied(store.edl_collection().database)
+        assert partial._probed == {}  # nothing concluded from a server out of reach
+    finally:
+        settings.MONGODB_URI = real
+        store.disconnect()
+    assert numeric_paths_applied(store.edl_collection().database) is False  # asked, and answered
