@@ -42,7 +42,7 @@ _JOB_RUNNER = {"dns", "postgres", "redis", "mongodb", "public-https"}
 EGRESS = {
     "auteur-api": _JOB_RUNNER,  # + Stripe, the identity provider's keys (HTTPS)
     "auteur-asgi": _JOB_RUNNER,  # readiness checks every store
-    "auteur-migrate": {"dns", "postgres"},
+    "auteur-migrate": {"dns", "postgres", "mongodb"},  # data migrations rewrite EDL documents
     "auteur-beat": {"dns", "redis"},
     "auteur-flower": {"dns", "redis"},
     "auteur-gpu-events": {"dns", "postgres", "redis", "public-https"},  # Modal's queue

@@ -63,14 +63,17 @@ def edl_structure_all(*, batch: int = BATCH, max_batches: int | None = None) -> 
             query = unstructured_filter()
             if after is not None:
                 query = {"$and": [query, {"_id": {"$gt": after}}]}
-            docs = list(edls.find(query).sort("_id", 1).limit(batch))
-            if not docs:
+            # A batch is its ids; each document is read on its own, so the memory a run holds is
+            # one timeline's (up to the EDL size limit), whatever the batch size.
+            ids = [row["_id"] for row in edls.find(query, {"_id": 1}).sort("_id", 1).limit(batch)]
+            if not ids:
                 break
             report.batches += 1
-            for raw in docs:
-                after = raw["_id"]
-                if _structure_with_retries(raw):
-                    report.converted += 1
+            for doc_id in ids:
+                after = doc_id
+                raw = edls.find_one({"_id": doc_id, **unstructured_filter()})
+                if raw is None or _structure_with_retries(raw):  # None: structured or deleted meanwhile
+                    report.converted += raw is not None
                 else:
                     report.skipped += 1
     logger.info("EDL documents structured", extra={"converted": report.converted, "skipped": report.skipped})
