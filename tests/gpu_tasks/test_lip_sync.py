@@ -129,9 +129,7 @@ def error_of(video: Path, audio: Path, tmp_path: Path, **fields: Any) -> str:
     return info.value.code
 
 
-@pytest.fixture
-def written(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
-    """The frames each run hands to the MP4 writer (compared before lossy encoding)."""
+def _capture_written(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     seen: list[np.ndarray] = []
     original = encode.write_mp4
 
@@ -143,8 +141,32 @@ def written(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     return seen
 
 
-def test_the_video_is_cut_to_the_audio_and_carries_it(media: dict[str, Path], tmp_path: Path) -> None:
-    result, progress = run(media["video"], media["short"], tmp_path)
+@pytest.fixture
+def written(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The frames each run hands to the MP4 writer (compared before lossy encoding)."""
+    return _capture_written(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def short_run(
+    models_dir: Path, media: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], list[float], np.ndarray]:
+    """One run on the 1 s video and the 0.8 s audio: its result, its progress and the frames it
+    handed to the MP4 writer. The tests that only read such a run share it (each run is seconds
+    of CPU); the determinism test runs the same inputs again and compares with these frames."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("AUTEUR_MODELS_DIR", str(models_dir))
+        seen = _capture_written(patch)
+        result, progress = run(media["video"], media["short"], tmp_path_factory.mktemp("short-run"))
+    (frames,) = seen
+    return result, progress, frames
+
+
+def test_the_video_is_cut_to_the_audio_and_carries_it(
+    short_run: tuple[dict[str, Any], list[float], np.ndarray],
+) -> None:
+    result, progress, _ = short_run
     assert (result["frames"], result["fps"], result["width"], result["height"]) == (8, FPS, WIDTH, HEIGHT)
     assert result["duration_ms"] == 800
     assert result["faces_found"] == 8 - FACELESS
@@ -161,10 +183,9 @@ def test_the_video_is_cut_to_the_audio_and_carries_it(media: dict[str, Path], tm
 
 
 def test_only_the_lower_face_of_frames_with_a_face_changes(
-    media: dict[str, Path], tmp_path: Path, written: list[np.ndarray]
+    media: dict[str, Path], short_run: tuple[dict[str, Any], list[float], np.ndarray]
 ) -> None:
-    run(media["video"], media["short"], tmp_path)
-    output = written[0]
+    output = short_run[2]
     source = lip_sync.read_frames(media["video"], VIDEO_FRAMES)
     faces, _detector = lip_sync.find_faces(source)  # the boxes the engine blends in: smoothed over time
     for index in range(8):
@@ -199,11 +220,11 @@ def test_longer_audio_holds_the_last_frame_and_keeps_it_talking(
 
 
 def test_the_same_inputs_give_the_same_frames(
-    media: dict[str, Path], tmp_path: Path, written: list[np.ndarray]
+    media: dict[str, Path], tmp_path: Path, written: list[np.ndarray],
+    short_run: tuple[dict[str, Any], list[float], np.ndarray],
 ) -> None:
-    run(media["video"], media["short"], tmp_path / "a")
-    run(media["video"], media["short"], tmp_path / "b")
-    assert np.array_equal(written[0], written[1])
+    run(media["video"], media["short"], tmp_path)  # again, in the same process, after other runs of the module
+    assert np.array_equal(written[0], short_run[2])
 
 
 def test_the_published_unet_layout_loads_every_weight(models_dir: Path) -> None:
