@@ -41,6 +41,16 @@ from devstack.stack import STARTED_VAR
 
 WORKER_VAR = "PYTEST_XDIST_WORKER"  # set by pytest-xdist in each worker before pytest starts
 
+# The math libraries' thread pools: one thread a process. The suite runs more busy processes than
+# the machine has cores (xdist's, the Celery workers and engine runners tests start), and OpenMP's
+# and OpenBLAS's threads spin at each barrier for a sibling that is not running: on 2 cores beside
+# two busy processes, the engine tests (torch) took 25-34 CPU-seconds on 2 threads, 11 on 1.
+# Set here, before torch or numpy loads, so every process a test starts inherits it; a value the
+# environment gives is kept. The engine tests that compare outputs compare runs made in one
+# process, so on the same thread count either way.
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 # The tests that start a stack, a fleet of processes or hundreds of requests of their own, longest
 # first: one at a time, on one worker, started before everything else so that no worker is left
 # with one of them at the end.
