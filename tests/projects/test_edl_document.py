@@ -24,7 +24,7 @@ from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.edl.structuring import edl_structure_all, structure_one
 from projects.errors import EdlInvalid
-from tests.projects.test_edl_support import clip, editable, legacy_packed, segment, timeline_with
+from tests.projects.test_edl_support import clip, editable, legacy_packed, saved_then_packed, segment, timeline_with
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_edl_store")]
 
@@ -267,11 +267,7 @@ def test_a_migration_cut_short_carries_on_with_what_is_left(project, make_projec
 
 def test_a_save_between_the_migrations_read_and_write_is_not_lost(project, make_media):
     media = make_media(project)
-    saved = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
-    key = {"project_id": str(project.pk)}
-    raw = store.edl_collection().find_one(key)
-    assert raw is not None
-    store.edl_collection().replace_one(key, legacy_packed(raw))
+    saved, key, _raw = saved_then_packed(project, media)
     read_by_migration = store.edl_collection().find_one(key)
     assert read_by_migration is not None
     newer = edl_replace(project=project, expected_version=saved["version"],

@@ -26,7 +26,7 @@ from tests.projects.test_edl_support import (
     clip,
     content,
     editable,
-    legacy_packed,
+    saved_then_packed,
     timeline_with,
 )
 
@@ -561,11 +561,7 @@ def test_the_content_is_stored_as_subdocuments_and_reads_back_as_it_was_saved(pr
 
 def test_a_document_stored_packed_is_read_and_stored_structured_by_its_next_save(project, make_media):
     media = make_media(project)
-    saved = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
-    key = {"project_id": str(project.pk)}
-    raw = store.edl_collection().find_one(key)
-    assert raw is not None
-    store.edl_collection().replace_one(key, legacy_packed(raw))
+    saved, key, _before = saved_then_packed(project, media)
     assert "tracks" not in (store.edl_collection().find_one(key) or {})
     assert edl_get(project=project) == saved
     again = edl_replace(project=project, expected_version=saved["version"],

@@ -17,6 +17,8 @@ from auteur.users.models import User
 from media.models import MediaFile
 from projects.edl import store
 from projects.edl.documents import PACKED, content_pack
+from projects.edl.selectors import edl_get
+from projects.edl.services import edl_replace
 from projects.models import Project
 from tests.factories import MediaFileFactory, ProjectFactory
 
@@ -117,3 +119,14 @@ def legacy_packed(raw: dict[str, Any]) -> dict[str, Any]:
     packed = {name: value for name, value in raw.items() if name not in ("tracks", "transcript", "media_ids")}
     packed[PACKED] = content_pack(raw)
     return packed
+
+
+def saved_then_packed(project: Project, media: MediaFile) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """A timeline of `media` saved, then its stored document rewritten in the packed form: (the saved
+    answer, the store key, the structured document as it was stored before the rewrite)."""
+    saved = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
+    key = {"project_id": str(project.pk)}
+    raw = store.edl_collection().find_one(key)
+    assert raw is not None
+    store.edl_collection().replace_one(key, legacy_packed(raw))
+    return saved, key, raw
