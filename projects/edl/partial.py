@@ -41,8 +41,13 @@ MAX_PATHS = 200
 PROBE_COLLECTION = "edl_probe"
 
 
+# A part whose digest is unchanged is not written, so two contents with one digest must be out of
+# anyone's reach: 128 bits put a collision a user could search for (about 2**64 tries) beyond it.
+DIGEST_BYTES = 16
+
+
 def _digest(value: Any) -> bytes:
-    return hashlib.blake2b(msgspec.json.encode(value), digest_size=8).digest()
+    return hashlib.blake2b(msgspec.json.encode(value), digest_size=DIGEST_BYTES).digest()
 
 
 @dataclass(frozen=True)
