@@ -1,4 +1,5 @@
-"""The embedded MongoDB-protocol server (nx-27017), with its two per-value walks made cheaper.
+"""The embedded MongoDB-protocol server (nx-27017), with its two per-value walks made cheaper and
+``$set`` applied by MongoDB's path rules.
 
     python -I devstack/nx_server.py --data-dir DIR --host H -p PORT ...   (nx-27017's own arguments)
 
@@ -10,15 +11,41 @@ call each, and hand anything else to the original functions: the server's CPU fo
 find of that timeline falls by about a fifth (1.5 s -> 1.24 s for an insert, 30 replaces and 20
 finds). What is stored is unchanged. Run by path with ``python -I``: its own folder, whose module
 names could shadow others, is then not on sys.path.
+
+``$set``: nx-27017 (through neosqlite) takes a numeric part of a path into an array as an object key,
+so ``tracks.2.clips.17`` changes nothing, and stores a date it is sent in a ``$set`` as text. An
+update made of a ``$set`` alone (update_one, and the update ops of a bulk write) is applied here
+instead, as MongoDB applies it: a numeric part indexes an array (an index past the end pads the
+array with nulls), a missing field is created as an embedded document, a path through a value that
+is neither is refused (code 28), two paths of which one is a prefix of the other are refused (code
+40), fields are applied in MongoDB's order (names lexicographically, array indexes numerically),
+and values are stored as a replace stores them (a date stays a date). When every path leads to a
+field that exists, through objects and through array elements that exist, the change is one SQL
+``json_set`` of the stored JSON (no read of the document into Python); otherwise the document is
+read, changed in Python and written back. Other update operators, paths with ``$`` or through
+``_id``, and findAndModify keep nx-27017's own behaviour.
+
+Replace: nx-27017 reads the whole stored document into Python only to keep its ``_id`` when the
+replacement has none; here only the ``_id`` is read.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from bson.int64 import Int64
-from nx_27017 import utils, wire_protocol
+from neosqlite.collection import Collection
+from neosqlite.collection.json_helpers import (
+    neosqlite_json_dumps,
+    neosqlite_json_dumps_for_sql,
+    neosqlite_json_loads,
+)
+from neosqlite.collection.query_helper.crud_operations import CRUDOperationsMixin
+from neosqlite.results import UpdateResult
+from neosqlite.sql_utils import quote_table_name
+from nx_27017 import handler, utils, wire_protocol
 
 # Exactly these types (not subclasses: an Int64 or a dict subclass goes the original's way).
 _PLAIN = frozenset({str, int, float, bool, type(None), datetime})
@@ -64,10 +91,219 @@ def neo_to_bson(doc: Any) -> Any:
     return _original_out(doc)
 
 
+# ----------------------------------------------------------------------------- $set by MongoDB's rules
+
+# A field name the SQL path may hold quoted; any other goes the Python way.
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# MongoDB refuses to pad an array by more than this many nulls.
+MAX_PADDING = 1_500_000
+
+
+class UpdatePathError(Exception):
+    """A ``$set`` MongoDB refuses, with its error code (answered as a write error)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _index(part: str) -> int | None:
+    """The array index a path part names, or None (MongoDB takes only plain decimal digits)."""
+    return int(part) if part.isdecimal() and part.isascii() else None
+
+
+def _order(path: str) -> tuple[tuple[int, int, str], ...]:
+    return tuple((0, index, "") if (index := _index(p)) is not None else (1, 0, p) for p in path.split("."))
+
+
+def set_fields(update: Any) -> dict[str, Any] | None:
+    """The fields of an update that is one ``$set`` applied here, in the order MongoDB applies
+    them; None when nx-27017's own handling keeps it (another operator, ``$`` or ``_id`` in a path,
+    a number with a leading zero, or no field). Raises UpdatePathError for conflicting paths."""
+    if type(update) is not dict or list(update) != ["$set"] or type(update["$set"]) is not dict:
+        return None
+    fields: dict[str, Any] = update["$set"]
+    if not fields:
+        return None
+    for path in fields:
+        parts = path.split(".") if type(path) is str else [""]
+        if parts[0] == "_id" or any(not p or "$" in p or (p.isdecimal() and str(_index(p)) != p) for p in parts):
+            return None
+    for path in fields:
+        head = ""
+        for part in path.split(".")[:-1]:
+            head = f"{head}.{part}" if head else part
+            if head in fields:
+                raise UpdatePathError(40, f"Updating the path '{path}' would create a conflict at '{head}'")
+    return {path: fields[path] for path in sorted(fields, key=_order)}
+
+
+def _element(value: Any) -> str:
+    kind = "array" if isinstance(value, list) else type(value).__name__
+    return f"{{{kind}}}"
+
+
+def apply_set(doc: dict[str, Any], fields: dict[str, Any]) -> None:
+    """``fields`` set in ``doc`` by MongoDB's rules (see the module's docstring)."""
+    for path, value in fields.items():
+        parts = path.split(".")
+        target: Any = doc
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(target, dict):
+                if last:
+                    target[part] = value
+                elif part not in target:
+                    target[part] = target = {}
+                else:
+                    target = target[part]
+                continue
+            index = _index(part)
+            if not isinstance(target, list) or index is None:
+                where = ".".join(parts[:depth]) or "the document"
+                raise UpdatePathError(28, f"Cannot create field '{part}' in element {where} {_element(target)}")
+            if index >= len(target):
+                if index - len(target) > MAX_PADDING:
+                    raise UpdatePathError(2, f"can't backfill more than {MAX_PADDING} elements")
+                target.extend([None] * (index + 1 - len(target)))
+                if not last:
+                    target[index] = {}
+            if last:
+                target[index] = value
+            else:
+                target = target[index]
+
+
+def _sql_path(path: str) -> tuple[str, list[tuple[str, list[Any]]]] | None:
+    """The SQLite JSON path of ``path``, with the SQL conditions (and their parameters) under which
+    it names what MongoDB's path names: each part an existing object's field or an existing array
+    element. None when a name needs the Python way."""
+    sql = "$"
+    conditions: list[tuple[str, list[Any]]] = []
+    for part in path.split("."):
+        index = _index(part)
+        if index is not None:
+            conditions.append(("(json_type(data, ?) = 'array' AND json_array_length(data, ?) > ?)", [sql, sql, index]))
+            sql += f"[{index}]"
+        elif _PLAIN_NAME.fullmatch(part):
+            conditions.append(("json_type(data, ?) = 'object'", [sql]))
+            sql += f'."{part}"'
+        else:
+            return None
+    return sql, conditions
+
+
+def _sql(table: str, statement: str, where: str = "WHERE id = ?") -> str:
+    """``statement`` on ``table`` (quoted by neosqlite) with ``where`` (neosqlite's translation of
+    a filter, or the row's id): every value is a parameter."""
+    return statement.format(table=table, where=where)
+
+
+def _set_in_sql(collection: Collection, table: str, row_id: int, fields: dict[str, str]) -> bool | None:
+    """``fields`` (path: its value as JSON) set in row ``row_id`` with one ``json_set``: whether
+    anything changed, or None (nothing written) when a path does not lead to an existing field
+    through existing objects and array elements."""
+    planned: list[tuple[str, list[tuple[str, list[Any]]], str]] = []
+    for path, value in fields.items():
+        sql_path = _sql_path(path)
+        if sql_path is None:
+            return None
+        planned.append((*sql_path, value))
+    # One statement, so SQLite parses the stored JSON once for all of these.
+    reachable = " AND ".join(condition for _, conditions, _ in planned for condition, _ in conditions)
+    unchanged = " AND ".join("(data -> ?) IS json(?)" for _ in planned)
+    args = [arg for _, conditions, _ in planned for _, params in conditions for arg in params]
+    args += [arg for sql, _, value in planned for arg in (sql, value)]
+    select = f"SELECT {reachable}, {unchanged} FROM {{table}} {{where}}"  # noqa: S608 - values as parameters
+    ok, same = collection.db.execute(_sql(table, select), [*args, row_id]).fetchone()
+    if not ok:
+        return None
+    if same:
+        return False
+    setters = ", ".join("?, json(?)" for _ in planned)
+    update = f"UPDATE {{table}} SET data = json_set(data, {setters}) {{where}}"  # noqa: S608 - as above
+    collection.db.execute(_sql(table, update), [*(arg for sql, _, value in planned for arg in (sql, value)), row_id])
+    return True
+
+
+def _set_in_python(collection: Collection, table: str, row_id: int, fields: dict[str, str]) -> bool:
+    """``fields`` set in row ``row_id`` by reading the document, changing it and writing it back:
+    whether anything changed. Raises UpdatePathError (nothing written) for a path MongoDB refuses."""
+    stored_id, data = collection.db.execute(_sql(table, "SELECT _id, data FROM {table} {where}"),
+                                            (row_id,)).fetchone()
+    doc = collection._load_with_stored_id(row_id, data, stored_id)
+    before = neosqlite_json_dumps_for_sql(doc)
+    apply_set(doc, {path: neosqlite_json_loads(value) for path, value in fields.items()})
+    after = neosqlite_json_dumps_for_sql(doc)
+    if after == before:
+        return False
+    collection.db.execute(_sql(table, "UPDATE {table} SET data = ? {where}"), (after, row_id))
+    return True
+
+
+def _update_one(
+    self: Collection, filter: dict[str, Any], update: dict[str, Any], upsert: bool = False,
+    array_filters: list[dict[str, Any]] | None = None, session: Any = None,
+) -> UpdateResult:
+    """As neosqlite's, with a ``$set`` alone applied by MongoDB's rules (see the module's docstring)."""
+    def own() -> UpdateResult:
+        return _original_update_one(self, filter, update, upsert=upsert, array_filters=array_filters, session=session)
+
+    fields = None if array_filters or self.name.endswith(("_files", "_chunks")) else set_fields(update)
+    if fields is None:
+        return own()
+    try:
+        encoded = {path: neosqlite_json_dumps_for_sql(value) for path, value in fields.items()}
+    except (TypeError, ValueError):  # a value neosqlite cannot store as JSON: its own handling
+        return own()
+    engine = self.query_engine
+    where, params = engine.sql_translator.translate_match(engine.helpers._normalize_id_query(filter))
+    if not where:
+        return own()
+    table = quote_table_name(self.name)
+    row = self.db.execute(_sql(table, "SELECT id FROM {table} {where} LIMIT 1", where), params).fetchone()
+    if row is None:
+        return own() if upsert else UpdateResult(matched_count=0, modified_count=0, upserted_id=None)
+    changed = _set_in_sql(self, table, row[0], encoded)
+    if changed is None:  # a path that creates fields or pads an array, or a name SQL cannot hold
+        changed = _set_in_python(self, table, row[0], encoded)
+    return UpdateResult(matched_count=1, modified_count=int(changed), upserted_id=None)
+
+
+def _internal_replace(self: CRUDOperationsMixin, doc_id: Any, replacement: dict[str, Any]) -> None:
+    """As neosqlite's: the replacement keeps the stored ``_id`` when it has none, read alone."""
+    int_doc_id = self._get_integer_id_for_oid(doc_id)
+    replacement_copy = dict(replacement)
+    table = quote_table_name(self.collection.name)
+    if "_id" not in replacement_copy:
+        row = self.collection.db.execute(_sql(table, "SELECT data -> '$._id', _id FROM {table} {where}"),
+                                         (int_doc_id,)).fetchone()
+        if row is not None:
+            if row[0] is not None:
+                replacement_copy["_id"] = neosqlite_json_loads(row[0])
+            elif row[1] is not None:
+                replacement_copy["_id"] = self.collection._parse_stored_id(row[1])
+    self.collection.db.execute(_sql(table, "UPDATE {table} SET data = ? {where}"),
+                               (neosqlite_json_dumps(replacement_copy), int_doc_id))
+
+
+def _write_error(exc: Exception, index: int) -> dict[str, Any]:
+    if isinstance(exc, UpdatePathError):
+        return {"index": index, "code": exc.code, "errmsg": str(exc)}
+    return _original_write_error(exc, index)
+
+
+_original_update_one = Collection.update_one
+_original_write_error = handler._bulk_write_error
+
+
 def install() -> None:
     utils.convert_bson_to_neo_objectids = bson_to_neo  # looked up at each call by the handler
     utils.convert_neo_to_bson_objectids = neo_to_bson
     wire_protocol._convert_objectids = neo_to_bson  # imported by name there
+    Collection.update_one = _update_one
+    CRUDOperationsMixin._internal_replace = _internal_replace
+    handler._bulk_write_error = _write_error
 
 
 if __name__ == "__main__":

@@ -1,15 +1,22 @@
-"""The embedded MongoDB-protocol server's cheaper value walks give what nx-27017's own give."""
+"""The embedded MongoDB-protocol server's cheaper value walks give what nx-27017's own give, and it applies
+`$set` by MongoDB's rules."""
 
 from __future__ import annotations
 
 import random
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from bson import ObjectId as BsonObjectId
 from bson.int64 import Int64
 from neosqlite.objectid import ObjectId as NeoObjectId
+from pymongo import MongoClient, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import WriteError
 
 from devstack import nx_server
 
@@ -62,3 +69,106 @@ def test_the_comparison_tells_a_walk_that_differs():
     """The check above can fail: a walk that left ObjectIds as they were is caught."""
     doc = {"_id": BsonObjectId(), "clips": [{"media": BsonObjectId()}]}
     assert not _same({**doc}, nx_server._original_in(doc))
+
+
+# ----------------------------------------------------------------------------- $set by MongoDB's rules, on the server
+# Plain pymongo against the embedded server the tests run on (started through devstack/nx_server.py).
+
+
+@pytest.fixture
+def scratch() -> Iterator[Collection[dict[str, Any]]]:
+    from django.conf import settings
+
+    client: MongoClient[dict[str, Any]] = MongoClient(settings.MONGODB_URI, tz_aware=True,
+                                                       uuidRepresentation="standard")
+    collection = client.get_database()[f"nx_set_{uuid.uuid4().hex}"]
+    try:
+        yield collection
+    finally:
+        collection.drop()
+        client.close()
+
+
+def _after(collection: Collection[dict[str, Any]], doc: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    collection.insert_one(doc)
+    result = collection.update_one({"_id": doc["_id"]}, update)
+    assert (result.matched_count, result.modified_count) == (1, 1)
+    found = collection.find_one({"_id": doc["_id"]})
+    assert found is not None
+    return found
+
+
+AT = datetime(2026, 3, 4, 5, 6, 7, 8000, tzinfo=UTC)
+
+
+def test_a_numeric_path_sets_one_subdocument_of_an_array_and_keeps_its_date_a_date(scratch):
+    doc = {"_id": "t", "version": 1, "tracks": [{"id": "v", "clips": [{"n": 0}, {"n": 1, "e": [1, 2]}, {"n": 2}]},
+                                                {"id": "a", "clips": []}]}
+    found = _after(scratch, doc, {"$set": {"tracks.0.clips.1": {"n": 9, "at": AT}, "tracks.0.clips.2.n": 7,
+                                           "tracks.1.id": "music", "version": 2, "updated_at": AT}})
+    assert found == {"_id": "t", "version": 2, "updated_at": AT, "tracks": [
+        {"id": "v", "clips": [{"n": 0}, {"n": 9, "at": AT}, {"n": 7}]}, {"id": "music", "clips": []}]}
+    assert list(found) == ["_id", "version", "tracks", "updated_at"]  # a new field goes last
+    assert isinstance(found["updated_at"], datetime) and isinstance(found["tracks"][0]["clips"][1]["at"], datetime)
+    assert scratch.find_one({"updated_at": AT}, {"_id": 1}) == {"_id": "t"}  # found by the date it holds
+
+
+def test_an_index_past_the_end_pads_the_array_with_nulls(scratch):
+    found = _after(scratch, {"_id": "p", "items": [1], "rows": []}, {"$set": {"items.3": "x", "rows.1.n": 1}})
+    assert found == {"_id": "p", "items": [1, None, None, "x"], "rows": [None, {"n": 1}]}
+
+
+def test_missing_fields_become_embedded_documents_and_a_number_names_an_objects_field(scratch):
+    found = _after(scratch, {"_id": "m", "settings": {"fps": 30}},
+                   {"$set": {"a.b.c": 1, "m.0": "zero", "settings.0": True, "settings.fps": 25}})
+    assert found == {"_id": "m", "settings": {"fps": 25, "0": True}, "a": {"b": {"c": 1}}, "m": {"0": "zero"}}
+
+
+def test_new_fields_are_added_in_mongodbs_order_not_the_order_sent(scratch):
+    found = _after(scratch, {"_id": "o", "z": 0, "list": [{}]},
+                   {"$set": {"b": 1, "a": 1, "list.0.y": 1, "list.0.x": 1}})
+    assert list(found) == ["_id", "z", "list", "a", "b"] and list(found["list"][0]) == ["x", "y"]
+
+
+@pytest.mark.parametrize(("update", "code"), [
+    ({"$set": {"version.n": 1}}, 28),  # through a number
+    ({"$set": {"tracks.name": "x"}}, 28),  # a name into an array
+    ({"$set": {"tracks.0.clips.0.n.deep": 1}}, 28),  # through a number inside an array element
+    ({"$set": {"tracks.0": {}, "tracks.0.clips": []}}, 40),  # one path a prefix of another
+    ({"$set": {"tracks.0.clips.5000000": 1}}, 2),  # padding beyond MongoDB's bound
+])
+def test_a_set_mongodb_refuses_is_a_write_error_and_changes_nothing(scratch, update, code):
+    doc = {"_id": "r", "version": 1, "tracks": [{"clips": [{"n": 1}]}]}
+    scratch.insert_one(doc)
+    with pytest.raises(WriteError) as refused:
+        scratch.update_one({"_id": "r"}, update)
+    assert refused.value.code == code
+    assert scratch.find_one({"_id": "r"}) == doc
+
+
+def test_a_set_of_what_is_stored_modifies_nothing_and_a_guard_that_misses_writes_nothing(scratch):
+    doc = {"_id": "g", "version": 3, "tracks": [{"clips": [{"n": 1, "at": AT}]}]}
+    scratch.insert_one(doc)
+    same = scratch.update_one({"_id": "g"}, {"$set": {"tracks.0.clips.0": {"n": 1, "at": AT}, "version": 3}})
+    assert (same.matched_count, same.modified_count) == (1, 0)
+    missed = scratch.update_one({"_id": "g", "version": 2}, {"$set": {"tracks.0.clips.0.n": 5, "version": 3}})
+    assert (missed.matched_count, missed.modified_count) == (0, 0)
+    assert scratch.find_one({"_id": "g"}) == doc
+
+
+def test_a_set_in_a_bulk_write_follows_the_same_rules(scratch):
+    scratch.insert_many([{"_id": 1, "a": [{"n": 0}]}, {"_id": 2, "a": []}])
+    scratch.bulk_write([UpdateOne({"_id": 1}, {"$set": {"a.0.n": 5}}), UpdateOne({"_id": 2}, {"$set": {"a.1": AT}})])
+    assert list(scratch.find({}, sort=[("_id", 1)])) == [{"_id": 1, "a": [{"n": 5}]}, {"_id": 2, "a": [None, AT]}]
+
+
+def test_other_operators_keep_the_servers_own_handling(scratch):
+    scratch.insert_one({"_id": "i", "n": 1, "tags": ["a"]})
+    scratch.update_one({"_id": "i"}, {"$inc": {"n": 2}, "$push": {"tags": "b"}})
+    assert scratch.find_one({"_id": "i"}) == {"_id": "i", "n": 3, "tags": ["a", "b"]}
+
+
+def test_a_replace_without_an_id_keeps_the_stored_one(scratch):
+    inserted = scratch.insert_one({"v": 1, "clips": [{"n": 1}]}).inserted_id
+    assert scratch.replace_one({"_id": inserted}, {"v": 2, "clips": [], "at": AT}).modified_count == 1
+    assert scratch.find_one({"v": 2}) == {"_id": inserted, "v": 2, "clips": [], "at": AT}

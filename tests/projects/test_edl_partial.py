@@ -1,6 +1,7 @@
 """Partial writes of an EDL version ($set of the changed parts): the stored document they give is the
 one a whole replace gives. Applied here to the old document by MongoDB's rules for every kind of
-change; run on the embedded server for the paths it applies (top-level ones)."""
+change; run on the embedded server, which applies them as MongoDB does (its wrapper,
+devstack/nx_server.py)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,26 @@ def test_the_set_applied_to_the_old_version_gives_the_new_one(change):
             ["tracks.1.clips.3"] if change == "one clip moved" else ["transcript.segments.2"])
 
 
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_set_run_on_the_embedded_server_stores_the_new_version(change):
+    """The same $sets, sent to the embedded server with plain pymongo: what it stores is the new
+    version, field for field and in order (dates as dates)."""
+    old_content = _content()
+    new_content = copy.deepcopy(old_content)
+    _change(change, new_content)
+    old, new = _stored(old_content, 1), _stored(new_content, 2)
+    update = version_update(_head(old_content), content_digest(new_content), new)
+    assert update is not None
+    scratch = store.edl_collection().database["edl_partial_check"]
+    scratch.delete_many({})
+    scratch.insert_one(old)
+    assert scratch.update_one({"_id": "doc", "version": 1}, update).modified_count == 1
+    stored = scratch.find_one({"_id": "doc"})
+    scratch.delete_many({})
+    assert stored == new
+    assert stored is not None and list(stored) == list(new)
+
+
 def test_an_autosave_of_a_2000_clip_timeline_sends_kilobytes():
     old_content = _content(clips=2000, segments=300)
     new_content = copy.deepcopy(old_content)
@@ -138,20 +159,39 @@ def test_without_a_digest_of_the_stored_version_the_document_is_replaced():
 # ----------------------------------------------------------------------------- on the embedded server
 
 
-def test_the_embedded_server_is_found_not_to_apply_partial_writes_and_gets_whole_replaces(project, make_media):
-    """nx-27017 ignores `items.0.n` (DESIGN.md) and stores a date it is sent in a $set as text: the
-    probe says no, nothing of it is left behind, and saves replace the whole document."""
+def test_the_embedded_server_applies_partial_writes_and_an_autosave_sets_only_the_changed_clip(
+        project, make_media, monkeypatch):
+    """The probe finds numeric-index paths applied and dates kept dates on the embedded server (its
+    wrapper applies `$set` by MongoDB's rules), leaving nothing behind; an autosave then sends a $set
+    of the one clip it changed, and the stored document is the old one with that $set applied."""
     store.disconnect()
     database = store.edl_collection().database
-    assert numeric_paths_applied(database) is False
+    assert numeric_paths_applied(database) is True
     assert database[partial.PROBE_COLLECTION].count_documents({}) == 0
     media = make_media(project)
     first = edl_replace(project=project, expected_version=1, data=timeline_with(edl_get(project=project), media))
     head = versions.head_remembered(project=project)
-    assert head is not None and head.digest is None  # nothing remembered for a partial write
+    assert head is not None and head.digest is not None
+    key = {"project_id": str(project.pk)}
+    old = store.edl_collection().find_one(key)
+    assert old is not None
+    sent: list[dict[str, Any] | None] = []
+
+    def recorded(*args: Any) -> dict[str, Any] | None:
+        sent.append(versions_update(*args))
+        return sent[-1]
+
+    versions_update = versions.version_update
+    monkeypatch.setattr(versions, "version_update", recorded)
     doc = editable(first)
-    doc["tracks"][0]["clips"][0]["start_ms"] = 0
-    assert edl_replace(project=project, expected_version=first["version"], data=doc) == edl_get(project=project)
+    doc["tracks"][0]["clips"][0]["deleted"] = True
+    saved = edl_replace(project=project, expected_version=first["version"], data=doc)
+    [update] = sent
+    assert update is not None
+    assert [path for path in update["$set"] if "." in path] == ["tracks.0.clips.0"]
+    stored = store.edl_collection().find_one(key)
+    assert stored == apply_set(old, update)
+    assert saved == edl_get(project=project) and saved["tracks"] == doc["tracks"]
 
 
 def test_the_top_level_paths_the_embedded_server_applies_give_the_replaced_content(project, make_media):
@@ -166,7 +206,7 @@ def test_the_top_level_paths_the_embedded_server_applies_give_the_replaced_conte
     doc["tracks"].append({"id": "music", "type": "audio", "name": "Music", "clips": []})
     doc["settings"]["frame_rate"] = 25.0
     doc["transcript"]["segments"].append(segment(5000, 6000, id="s-new"))
-    doc["transcript"]["generated_at"] = None  # a date in a $set is what this server stores as text
+    doc["transcript"]["generated_at"] = datetime(2026, 2, 1, tzinfo=UTC)  # a date in a $set stays a date
     new = stored_form({**old, **{k: doc[k] for k in ("settings", "tracks", "transcript")}})
     paths = partial.content_set(content_digest(old), content_digest(new), new)
     assert paths is not None and sorted(paths) == ["settings", "tracks", "transcript"]
@@ -189,4 +229,4 @@ def test_an_unreachable_store_at_the_first_save_is_a_503_and_the_next_save_asks_
     finally:
         settings.MONGODB_URI = real
         store.disconnect()
-    assert numeric_paths_applied(store.edl_collection().database) is False  # asked, and answered
+    assert numeric_paths_applied(store.edl_collection().database) is True  # asked, and answered
