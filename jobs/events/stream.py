@@ -180,17 +180,18 @@ def _append(entry: tuple[str, str]) -> str:
     with _renewed_lock:
         renewed_at = _renewed.get(key)
     renew = renewed_at is None or now - renewed_at >= min(RENEW_SECONDS, max_age / 100)
+    if not renew:  # the common case: one command, without a pipeline to build
+        added = stream_redis().xadd(key, {"e": data}, maxlen=settings.AUTEUR_EVENT_STREAM_MAXLEN, approximate=True)
+        return added.decode() if isinstance(added, bytes) else str(added)
     pipe = stream_redis().pipeline(transaction=False)
     pipe.xadd(key, {"e": data}, maxlen=settings.AUTEUR_EVENT_STREAM_MAXLEN, approximate=True)
-    if renew:
-        # XADD takes one trimming rule; the age cap is a second, approximate trim. The key itself
-        # goes once its user has had no event for the whole window.
-        pipe.xtrim(key, minid=f"{int(time.time() * 1000) - max_age * 1000}-0", approximate=True)
-        pipe.expire(key, max_age)
+    # XADD takes one trimming rule; the age cap is a second, approximate trim. The key itself
+    # goes once its user has had no event for the whole window.
+    pipe.xtrim(key, minid=f"{int(time.time() * 1000) - max_age * 1000}-0", approximate=True)
+    pipe.expire(key, max_age)
     entry_id = pipe.execute()[0]
-    if renew:  # only once Redis took it: a failed renewal is tried again with the next append
-        with _renewed_lock:
-            _renewed[key] = now
+    with _renewed_lock:  # only once Redis took it: a failed renewal is tried again with the next append
+        _renewed[key] = now
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
