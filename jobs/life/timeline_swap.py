@@ -33,10 +33,15 @@ PENDING = "pending"
 TASK = task_names.REPLACE_IN_TIMELINE
 
 
+def swap_asked(job: Job) -> bool:
+    """Whether the job's request asked for the swap (its completion then sends the task on commit)."""
+    return bool((job.input_params or {}).get("replace_in_timeline"))
+
+
 def job_timeline_swap_requested(*, job: Job, output_data: dict[str, Any]) -> None:
     """Inside the transaction that completes `job`: mark the swap pending if its request asked for
     one and it made a file, and send the task once that transaction commits."""
-    if not (job.input_params or {}).get("replace_in_timeline") or not output_data.get("output_media_ids"):
+    if not swap_asked(job) or not output_data.get("output_media_ids"):
         return
     output_data["timeline"] = {"status": PENDING}
     job_pk = job.pk
