@@ -59,10 +59,24 @@ def test_the_walks_give_what_the_originals_give_on_random_documents():
     for _ in range(2000):
         doc = {"_id": BsonObjectId(), "body": _value(rng, 5, neo=False)}
         assert _same(nx_server.bson_to_neo(doc), nx_server._original_in(doc))
+        assert _same(nx_server.bson_to_neo(doc["body"]), nx_server._original_in(doc["body"]))
+        without = {"body": _value(rng, 5, neo=True)}  # no BSON ObjectId: often nothing to convert
+        assert _same(nx_server.bson_to_neo(without), nx_server._original_in(without))
         out = {"_id": NeoObjectId(), "body": _value(rng, 5, neo=True)}
         assert _same(nx_server.neo_to_bson(out), nx_server._original_out(out))
     for top in ([BsonObjectId(), 1], BsonObjectId(), "x", None, Tagged(a=[BsonObjectId()])):
         assert _same(nx_server.bson_to_neo(top), nx_server._original_in(top))
+
+
+def test_a_document_with_nothing_to_convert_is_given_back_as_it_is_and_one_with_something_is_walked():
+    plain = {"tracks": [{"clips": [{"n": 1, "at": datetime(2026, 1, 1, tzinfo=UTC), "big": Int64(2)}]}], "x": None}
+    assert nx_server.bson_to_neo(plain) is plain
+    for nested in (BsonObjectId(), Tagged(a=1), [1]):
+        doc = {"tracks": [{"clips": [{"n": 1, "v": [nested]}]}]}
+        assert nx_server.nothing_to_convert(doc) is (type(nested) is list)
+    found = {"tracks": [{"clips": [{"media": BsonObjectId()}]}]}
+    converted = nx_server.bson_to_neo(found)
+    assert type(converted["tracks"][0]["clips"][0]["media"]) is NeoObjectId
 
 
 def test_the_comparison_tells_a_walk_that_differs():
@@ -172,3 +186,20 @@ def test_a_replace_without_an_id_keeps_the_stored_one(scratch):
     inserted = scratch.insert_one({"v": 1, "clips": [{"n": 1}]}).inserted_id
     assert scratch.replace_one({"_id": inserted}, {"v": 2, "clips": [], "at": AT}).modified_count == 1
     assert scratch.find_one({"v": 2}) == {"_id": inserted, "v": 2, "clips": [], "at": AT}
+
+
+def test_a_delete_many_sql_cannot_translate_deletes_exactly_the_matching_documents(scratch):
+    """The EDL history's pruning: {$lt, $nin} on a version, within one project (read field by field)."""
+    docs: list[dict[str, Any]] = [
+        {"_id": i, "project_id": "p" if i < 8 else "q", "version": i, "a": {"b": i % 3}, "content_z": "x" * 1000}
+        for i in range(1, 11)]
+    docs += [{"_id": 20, "project_id": "p"}, {"_id": 21, "project_id": "p", "version": None}]
+    scratch.insert_many(docs)
+    gone = scratch.delete_many({"project_id": "p", "version": {"$lt": 7, "$nin": [2, 4]}})
+    assert gone.deleted_count == 4
+    assert sorted(d["_id"] for d in scratch.find({}, {"_id": 1})) == [2, 4, 7, 8, 9, 10, 20, 21]
+    assert scratch.delete_many({"a.b": {"$nin": [0, 1, 2]}, "project_id": "q"}).deleted_count == 0
+    assert scratch.delete_many({"a.b": {"$nin": [0, 1]}, "project_id": "q"}).deleted_count == 1  # 8: a.b is 2
+    assert scratch.delete_many({"version": {"$nin": [2, 4, 7, 9, 10]}}).deleted_count == 2  # no version, null
+    assert sorted(d["_id"] for d in scratch.find({}, {"_id": 1})) == [2, 4, 7, 9, 10]
+    assert scratch.delete_many({"project_id": "z", "version": {"$nin": [1]}}).deleted_count == 0
