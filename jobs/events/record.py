@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def job_event_record(
     job_id: uuid.UUID | str, type: JobEventType, *, state: JobState | None = None, usage: list[Any] | None = None,
-    move: tuple[str, list[Any]] | None = None, **data: Any,
+    move: tuple[str, list[Any]] | None = None, move_then: str = "", **data: Any,
 ) -> bool:
     """Record an event of the job; once committed, push it (its user's stream, webhooks).
 
@@ -37,6 +37,8 @@ def job_event_record(
     (jobs.events.usage.usage_row), written with its terminal event. `move`: the conditional
     UPDATE of the job that the event records (SQL without RETURNING, and its parameters): the
     event (and usage) are written only if it matched; False when it did not, and nothing was.
+    `move_then`: more common table expressions run with the move (`name AS (...), ...`), which
+    may read `moved` (a row when it matched); their parameters follow the move's in `move[1]`.
 
     One statement, for every event of every job: the move if any, the insert, the usage event if
     any, and for an event that webhooks are sent, whether any of the owner's webhooks wants it
@@ -48,7 +50,8 @@ def job_event_record(
     params: list[Any] = [*(move[1] if move else ()), job_id, str(type), Jsonb(data), created_at, *(usage or ())]
     if kind is not None:  # the owner given when the caller knows it (state)
         params += [*([state.user_id] if state else ()), str(job_id), str(kind), str(kind)]
-    statement = _insert(kind is not None, usage is not None, state is not None, move[0] if move else None)
+    statement = _insert(kind is not None, usage is not None, state is not None, move[0] if move else None,
+                        move_then if move else "")
     with connection.cursor() as cursor:
         statement.execute(cursor, params)
         row = cursor.fetchone()
@@ -64,14 +67,15 @@ def job_event_record(
 
 
 @functools.cache
-def _insert(ask_subscriber: bool, with_usage: bool, owner_given: bool, move_sql: str | None) -> Planned:
-    """The statement for each shape of event; `move_sql`: a move's UPDATE (each is compiled once
-    per process, so the statements built are as few as the moves)."""
+def _insert(ask_subscriber: bool, with_usage: bool, owner_given: bool, move_sql: str | None,
+            move_then: str = "") -> Planned:
+    """The statement for each shape of event; `move_sql`: a move's UPDATE, `move_then`: what runs
+    with it (each is compiled once per process, so the statements built are as few as the moves)."""
     table = JobEvent._meta.db_table
     columns = ", ".join(JobEvent._meta.get_field(name).column  # type: ignore[union-attr, misc]
                         for name in ("job", "type", "data", "created_at"))
     source = " FROM moved" if move_sql else ""
-    move = f"moved AS ({move_sql} RETURNING 1), " if move_sql else ""
+    move = f"moved AS ({move_sql} RETURNING 1), {move_then + ', ' if move_then else ''}" if move_sql else ""
     usage = f", usage AS ({USAGE_INSERT.format(source=source)})" if with_usage else ""
     subscriber = f"({subscriber_sql(owner_given)})" if ask_subscriber else "NULL"
     return Planned(f"""

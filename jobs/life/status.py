@@ -29,13 +29,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from auteur.core import tracing
-from auteur.core.postgres.plans import Planned
 from auteur.core.prepared import PreparedRead, PreparedUpdate, insert_many
 from auteur.users.models import User
 from credits.services.ledger import JobCharge, credit_refund_job, credit_refund_jobs
@@ -81,41 +80,36 @@ _COMPLETE = PreparedUpdate(
 )
 
 
-# A start on a limited type, in one statement: the claim's move (as _CLAIM) and, if it moved and
-# a step is given, the user's charge on the type (jobs.life.fairshare): their start tag (their
-# virtual time, not below the type's clock), the clock moved up to it, their virtual time past it.
-_START_CHARGED_SQL = """
-WITH claimed AS (
-    UPDATE jobs SET status = 'processing', started_at = %(now)s, updated_at = %(now)s,
-                    run_deadline = %(run_deadline)s, waiting_for = ''
-    WHERE id = %(job_id)s AND status = %(status)s
-    RETURNING id
-), mine AS (
+# A start on a limited type, in the statement that records its `started` event: the claim's move
+# (as _CLAIM) and, if it moved and a step is given, the user's charge on the type
+# (jobs.life.fairshare): their start tag (their virtual time, not below the type's clock), the
+# clock moved up to it, their virtual time past it.
+_START_CHARGED_MOVE = """
+UPDATE jobs SET status = 'processing', started_at = %s, updated_at = %s, run_deadline = %s, waiting_for = ''
+WHERE id = %s AND status = %s
+"""
+_START_CHARGED_THEN = """
+mine AS (
     SELECT greatest(
-        coalesce((SELECT virtual_time FROM job_fair_share WHERE type = %(type)s AND user_id = %(user_id)s), 0),
-        coalesce((SELECT virtual_time FROM job_type_clocks WHERE type = %(type)s), 0)
+        coalesce((SELECT virtual_time FROM job_fair_share WHERE type = %s AND user_id = %s), 0),
+        coalesce((SELECT virtual_time FROM job_type_clocks WHERE type = %s), 0)
     ) AS tag
-    FROM claimed WHERE %(step)s::float8 IS NOT NULL
+    FROM moved WHERE %s::float8 IS NOT NULL
 ), clock AS (
-    INSERT INTO job_type_clocks (type, virtual_time) SELECT %(type)s, tag FROM mine
+    INSERT INTO job_type_clocks (type, virtual_time) SELECT %s, tag FROM mine
     ON CONFLICT (type) DO UPDATE SET virtual_time = greatest(job_type_clocks.virtual_time, excluded.virtual_time)
 ), share AS (
     INSERT INTO job_fair_share (type, user_id, virtual_time)
-    SELECT %(type)s, %(user_id)s, tag + %(step)s::float8 FROM mine
+    SELECT %s, %s, tag + %s::float8 FROM mine
     ON CONFLICT (type, user_id) DO UPDATE SET virtual_time = excluded.virtual_time
-)
-SELECT count(*) FROM claimed
-"""
-_START_CHARGED = Planned(_START_CHARGED_SQL)
+)"""
 
 
-def _start_charged(job: Job, *, now: datetime, run_deadline: datetime | None, step: float | None) -> bool:
-    with connection.cursor() as cursor:
-        _START_CHARGED.execute(cursor, {
-            "now": now, "run_deadline": run_deadline, "job_id": job.pk, "status": job.status, "type": job.type,
-            "user_id": job.user_id, "step": step,
-        })
-        return bool(cursor.fetchone()[0])
+def _start_charged(job: Job, *, now: datetime, run_deadline: datetime | None,
+                   step: float | None) -> tuple[str, list[Any]]:
+    """The charged start's move and its parameters, those of _START_CHARGED_THEN after them."""
+    return _START_CHARGED_MOVE, [now, now, run_deadline, job.pk, job.status,
+                                 job.type, job.user_id, job.type, step, job.type, job.type, job.user_id, step]
 
 
 def _charge(job: Job, refund: int) -> dict[str, int]:
@@ -185,15 +179,17 @@ def job_claim_now(*, job_id: uuid.UUID | str) -> tuple[Job | None, bool]:
             # ended before this start, as it was.
             now = timezone.now()
         run_deadline = None if job.run_within_seconds is None else now + timedelta(seconds=job.run_within_seconds)
-        if capacity:  # with its charge to the user's virtual time on the type, in one statement
-            claimed = _start_charged(job, now=now, run_deadline=run_deadline,
-                                     step=scheduling.charge_step(job, decision))
+        # The move and its `started` event in one statement; on a limited type, with its charge to
+        # the user's virtual time on the type.
+        if capacity:
+            move, then = _start_charged(job, now=now, run_deadline=run_deadline,
+                                        step=scheduling.charge_step(job, decision)), _START_CHARGED_THEN
         else:
-            claimed = bool(_CLAIM.run(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline))
-        if not claimed:  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
-            return None, False
+            move, then = _CLAIM.statement(pk=job.pk, status=job.status, now=now, run_deadline=run_deadline), ""
+        if not job_event_record(job.id, JobEventType.STARTED, move=move, move_then=then,
+                                state=JobState(job.user_id, JobStatus.PROCESSING, job.progress)):
+            return None, False  # claimed by a duplicate delivery, or canceled (cancel takes no user lock)
         scheduling.after_start(job, decision)
-        job_event_record(job.id, JobEventType.STARTED, state=JobState(job.user_id, JobStatus.PROCESSING, job.progress))
         job.status, job.started_at, job.updated_at, job.run_deadline = JobStatus.PROCESSING, now, now, run_deadline
         return job, True
 

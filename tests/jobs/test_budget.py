@@ -49,13 +49,13 @@ JOB_LIFE_BUDGET: dict[str, Cost] = {
     # (no savepoint: the job is new, so no charge of it exists to collide with), the `created`
     # event; the first step sent after commit.
     "POST /jobs/tts": Cost(statements=6, commits=4, messages=1),
-    # The job; the claim (type lock, the user's slots, the claim, the `processing` event); the
-    # spawn's claim, then the call id with its `started` event (and whether the owner's webhooks
-    # want it) in one statement; the inference's end; whether a job of its type waits for the unit
-    # it freed; the output's row (not looked up first: a job claimed in this step has stored
+    # The job; the claim (type lock, the user's slots, then the move with its charge on the type and
+    # its `processing` event in one statement); the spawn's claim, then the call id with its
+    # `started` event (and whether the owner's webhooks want it) in one statement; the inference's
+    # end; whether a job of its type waits for the unit it freed; the output's row (not looked up first: a job claimed in this step has stored
     # nothing yet); the completion (the move, the `completed` event, its webhooks and the usage
     # event in one statement); the user's next job.
-    "jobs.audio.prepare": Cost(statements=12, commits=8, messages=0),
+    "jobs.audio.prepare": Cost(statements=11, commits=8, messages=0),
 }
 DETAIL_BUDGET = Cost(statements=1, commits=1, messages=0)  # the job's row, its owner proven by it, the scope with it
 
