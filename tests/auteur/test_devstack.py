@@ -25,6 +25,7 @@ from devstack import REPO_ROOT
 from devstack.ports import free_port, port_is_free, port_offset, preferred_port
 from devstack.process_group import children_running
 from devstack.stack import Stack, load_recorded_urls, running_stack
+from tests.docs.test_tour import paste_the_tour
 
 pytestmark = pytest.mark.slow
 
@@ -149,8 +150,9 @@ def _wait_http(url: str, timeout: float, **kwargs: object) -> requests.Response:
     raise AssertionError(f"{url} never answered: {last}")
 
 
-def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path):
-    """`make run` in miniature: API, worker, beat, Flower over the embedded servers; then SIGINT."""
+def test_run_brings_up_the_whole_stack_the_tour_completes_on_it_and_ctrl_c_leaves_nothing_behind(tmp_path):
+    """`make run` in miniature: API, worker, beat, Flower over the embedded servers; the README's
+    tour pasted whole against it once it is ready (tests/docs/test_tour.py); then SIGINT."""
     api_port, flower_port, exporter_port = free_port(), free_port(), free_port()
     env = {
         k: v
@@ -194,6 +196,9 @@ def test_run_brings_up_the_whole_stack_and_ctrl_c_leaves_nothing_behind(tmp_path
         state = json.loads((tmp_path / "var" / "devstack.json").read_text())
         assert state["pid"] == proc.pid
         assert set(state["urls"]) == {"DATABASE_URL", "REDIS_URL", "MONGODB_URI", "DJANGO_DEBUG", "AUTEUR_VAR_DIR"}
+
+        # What a newcomer does next, from another terminal: the tour, pasted whole.
+        paste_the_tour(api_port, {k: v for k, v in env.items() if k != "AUTEUR_API_PORT"})
 
         # A management command from "another terminal" (no URLs, no secrets) reaches the stack.
         token = subprocess.run(
