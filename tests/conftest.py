@@ -19,7 +19,7 @@ from auteur.users.models import User
 from auteur.users.services import user_issue_token
 from auteur.users.workspace_context import show_balances
 from jobs.events import stream
-from tests import worker_pool
+from tests import parallel, worker_pool
 from tests.factories import UserFactory
 
 
@@ -46,6 +46,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     worker_pool.release()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Under xdist, each process's test database is a copy of one migrated template (tests/parallel.py)."""
+    template = os.environ.get(parallel.TEMPLATE_VAR)
+    if template and os.environ.get(parallel.WORKER_VAR):
+        settings.DATABASES["default"].setdefault("TEST", {})["TEMPLATE"] = parallel.migrated_template(
+            os.environ["DATABASE_URL"], template)
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ the same time as each other, and start first.
 from __future__ import annotations
 
 import os
+import uuid
 from collections import Counter
 from collections.abc import Generator
 from pathlib import Path
@@ -172,6 +173,57 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if os.environ.get("DATABASE_URL"):
         ensure_api_role(os.environ["DATABASE_URL"])
+        # Inherited by the workers, which start after this hook.
+        os.environ[TEMPLATE_VAR] = f"test_template_{uuid.uuid4().hex[:12]}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    name = os.environ.get(TEMPLATE_VAR)
+    if name and is_controller(config) and os.environ.get("DATABASE_URL"):
+        import psycopg
+
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+# Each worker's test database is a copy of one migrated template (CREATE DATABASE ... TEMPLATE, a file
+# copy), not a migration of its own: migrating costs each worker about 5 CPU-seconds and the server as
+# many, and the workers all migrate at once, at the start. The first worker to need it migrates the
+# template (`manage.py migrate`, as Django's test setup would), the others wait for it on a lock; Django's
+# setup then finds every migration applied on its copy. The controller names it for this run alone
+# and drops it at the end.
+TEMPLATE_VAR = "AUTEUR_TEST_DB_TEMPLATE"
+_TEMPLATE_LOCK = 0x61757465_7470  # pg_advisory_lock's key: one template built at a time
+
+
+def migrated_template(database_url: str, name: str) -> str:
+    """The migrated template database `name` (built here unless another worker has), for Django's
+    TEST["TEMPLATE"]."""
+    import subprocess
+    import sys
+
+    import psycopg
+
+    from devstack import REPO_ROOT
+
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_TEMPLATE_LOCK,))
+        try:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                # Built under another name and renamed once whole: a worker that dies halfway leaves
+                # no template that looks ready.
+                building = f"{name}_building"
+                conn.execute(f'DROP DATABASE IF EXISTS "{building}"')
+                conn.execute(f'CREATE DATABASE "{building}"')
+                subprocess.run(
+                    [sys.executable, "manage.py", "migrate", "--run-syncdb", "--no-input", "-v", "0"],
+                    env={**os.environ, "DATABASE_URL": with_path(database_url, f"/{building}")}, cwd=REPO_ROOT,
+                    check=True,
+                )
+                conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_TEMPLATE_LOCK,))
+    return name
 
 
 def _module(item: pytest.Item) -> str:

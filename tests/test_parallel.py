@@ -8,12 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from devstack import REPO_ROOT
 from devstack.stack import STARTED_VAR
+from tests import parallel
 from tests.parallel import worker_environ
 
 pytestmark = pytest.mark.slow
@@ -109,3 +111,35 @@ def test_two_workers_never_see_each_others_redis_keys(tmp_path):
     assert len(run_ids) == 3  # three redis-servers
     assert shared.get("rl:stack") == b"1"  # the stack's own Redis was not touched
     shared.delete("rl:stack")
+
+
+def _databases(conn: Any) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
+
+
+def test_the_workers_template_is_migrated_once_and_a_half_built_one_is_never_taken(monkeypatch):
+    """Each worker's test database is a copy of one template (tests/parallel.py): the first call
+    migrates it whole, under a name of its own until done, so a leftover half-built one is rebuilt;
+    a second call finds it and migrates nothing."""
+    import psycopg
+    from django.db.migrations.loader import MigrationLoader
+
+    url = os.environ["DATABASE_URL"]
+    name = f"test_template_probe_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}_building"')  # what a worker killed halfway leaves
+        try:
+            assert parallel.migrated_template(url, name) == name
+            assert name in _databases(conn) and f"{name}_building" not in _databases(conn)
+            with psycopg.connect(parallel.with_path(url, f"/{name}")) as template:
+                applied = {tuple(row) for row in template.execute("SELECT app, name FROM django_migrations")}
+            assert applied == set(MigrationLoader(None, ignore_no_migrations=True).disk_migrations)
+
+            def no_migrate(*args: Any, **kwargs: Any) -> None:
+                raise AssertionError("migrated again")
+
+            monkeypatch.setattr(subprocess, "run", no_migrate)
+            assert parallel.migrated_template(url, name) == name
+        finally:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}_building"')
