@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 
 from auteur.core import publishing
-from jobs.life.publish import step_task_name, Step
+from jobs.life.publish import Step, step_task_name
 
 QUEUE = "gpu_audio"  # where celeryconfig routes jobs.audio.*
 TASK = step_task_name("audio", Step.PREPARE)

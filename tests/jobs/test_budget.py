@@ -52,9 +52,9 @@ JOB_LIFE_BUDGET: dict[str, Cost] = {
     # The job; the claim (type lock, the user's slots, then the move with its charge on the type and
     # its `processing` event in one statement); the spawn's claim, then the call id with its
     # `started` event (and whether the owner's webhooks want it) in one statement; the inference's
-    # end; whether a job of its type waits for the unit it freed; the output's row (not looked up first: a job claimed in this step has stored
-    # nothing yet); the completion (the move, the `completed` event, its webhooks and the usage
-    # event in one statement); the user's next job.
+    # end; whether a job of its type waits for the unit it freed; the output's row (not looked up
+    # first: a job claimed in this step has stored nothing yet); the completion (the move, the
+    # `completed` event, its webhooks and the usage event in one statement); the user's next job.
     "jobs.audio.prepare": Cost(statements=11, commits=8, messages=0),
 }
 DETAIL_BUDGET = Cost(statements=1, commits=1, messages=0)  # the job's row, its owner proven by it, the scope with it
