@@ -17,12 +17,14 @@ http     GET / PUT /api/v1/projects/{id}/edl through Django's test client (APICl
            autosave  one clip moved (an editor's autosave);
            whole     every clip moved (the whole document changes).
          Only the request is timed (not the bench's JSON of the body nor its parse of the answer).
-         For each PUT, apart from its total: the client-side BSON encoding of the stored document
-         (what pymongo does in the API process before it sends the write; timed apart, on the
-         same document, right after the PUT) and the server's part (the edl write command's round
-         trip, from pymongo's command monitoring: sending, the server's work, the reply; the
-         encoding is done before it starts). The server's part is what depends on the MongoDB
-         server (nx-27017 here, a stand-in for MongoDB).
+         For each PUT, apart from its total: the client-side BSON encoding of what the write sends
+         (the stored document for a whole replace, the $set of the changed parts for a partial
+         write: what pymongo encodes in the API process before it sends the write; timed apart, on
+         the same value, right after the PUT), how many of the timed PUTs were partial writes, and
+         the server's part (the edl write command's round trip, from pymongo's command
+         monitoring: sending, the server's work, the reply; the encoding is done before it
+         starts). The server's part is what depends on the MongoDB server (nx-27017 here, a
+         stand-in for MongoDB).
 
 Results are printed and written to bench/results/edl_latency.json.
 """
@@ -200,7 +202,14 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         last_stored["doc"] = stored = stored_form(doc)
         return stored
 
-    versions.stored_form = remembering  # what each save writes
+    versions.stored_form = remembering  # what each save stores
+    version_update = versions.version_update
+
+    def remembering_update(head: versions.Head, digest: Any, stored: dict[str, Any]) -> dict[str, Any] | None:
+        last_stored["update"] = update = version_update(head, digest, stored)
+        return update
+
+    versions.version_update = remembering_update  # what it sends: a $set, or None for a replace
     codec: bson.CodecOptions[dict[str, Any]] = bson.CodecOptions(
         tz_aware=True, uuid_representation=bson.binary.UuidRepresentation.STANDARD)
 
@@ -268,6 +277,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         an editor does in its own process) are neither in the total nor in the API's CPU."""
         encodes: list[float] = []
         totals: list[float] = []
+        partial = [0]
         bench_cpu = [0.0]
 
         def put(timed: bool) -> None:
@@ -281,13 +291,15 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             assert response.status_code == 200, response.content[:300]
             c0 = time.process_time()
             state["doc"] = response.json()
+            update = last_stored.get("update")
             t0 = time.perf_counter()
-            bson.encode(last_stored["doc"], codec_options=codec)
+            bson.encode(last_stored["doc"] if update is None else update, codec_options=codec)
             encoded = time.perf_counter() - t0
             bench_cpu[0] += time.process_time() - c0
             if timed:
                 totals.append(elapsed)
                 encodes.append(encoded)
+                partial[0] += update is not None
 
         for _ in range(WARMUP):
             put(False)
@@ -303,7 +315,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
                "mongodb_server_ms": round((_cpu_seconds(server) - server_cpu) * 1000 / args.iterations, 2)}
         assert len(writes.samples) == args.iterations, len(writes.samples)
         return {"total": _stats(totals), "server_write": _stats(writes.samples), "cpu_per_put": cpu,
-                "client_encode": _stats(encodes),
+                "client_encode": _stats(encodes), "partial_writes": partial[0],
                 "stored_bson_bytes": len(bson.encode(last_stored["doc"], codec_options=codec))}
 
     http = {"get": _stats(_time(http_get, args.iterations)),
@@ -359,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += [(f"HTTP PUT {kind[4:]}", parts["total"]), ("  of which server write", parts["server_write"]),
                  ("  client BSON encode (apart)", parts["client_encode"])]
         print(f"  {kind}: CPU per PUT: API process {parts['cpu_per_put']['api_ms']} ms, "
-              f"MongoDB-protocol server {parts['cpu_per_put']['mongodb_server_ms']} ms")
+              f"MongoDB-protocol server {parts['cpu_per_put']['mongodb_server_ms']} ms; "
+              f"{parts['partial_writes']} of {args.iterations} partial writes ($set)")
     for name, s in rows:
         print(f"  {name:<28} p50 {s['p50_ms']:>8.2f} ms   p99 {s['p99_ms']:>8.2f} ms")
     print(f"  written to {RESULTS.relative_to(REPO_ROOT)}")
