@@ -28,13 +28,15 @@ read, changed in Python and written back. Other update operators, paths with ``$
 ``_id``, and findAndModify keep nx-27017's own behaviour.
 
 Replace: nx-27017 reads the whole stored document into Python only to keep its ``_id`` when the
-replacement has none; here only the ``_id`` is read. delete_many with a filter neosqlite cannot
-translate to SQL (``$nin``) reads only the fields the filter names, not each candidate whole.
+replacement has none; here only the ``_id`` is read, by the statement that finds the row.
+delete_many with a filter neosqlite cannot translate to SQL (``$nin``) reads only the fields the
+filter names, not each candidate whole.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import pickle
 import re
 from datetime import datetime
@@ -44,11 +46,12 @@ from bson import ObjectId as BsonObjectId
 from bson.int64 import Int64
 from neosqlite.collection import Collection
 from neosqlite.collection.json_helpers import (
-    neosqlite_json_dumps,
+    NeoSQLiteJSONEncoder,
     neosqlite_json_dumps_for_sql,
     neosqlite_json_loads,
 )
-from neosqlite.collection.query_helper.crud_operations import CRUDOperationsMixin
+from neosqlite.collection.query_engine.crud_operations import CRUDOperationsMixin as EngineCrud
+from neosqlite.collection.query_helper.crud_operations import CRUDOperationsMixin as HelperCrud
 from neosqlite.collection.type_utils import validate_session
 from neosqlite.results import DeleteResult, UpdateResult
 from neosqlite.sql_utils import quote_table_name
@@ -319,21 +322,48 @@ def _update_one(
     return UpdateResult(matched_count=1, modified_count=int(changed), upserted_id=None)
 
 
-def _internal_replace(self: CRUDOperationsMixin, doc_id: Any, replacement: dict[str, Any]) -> None:
-    """As neosqlite's: the replacement keeps the stored ``_id`` when it has none, read alone."""
+def _write_replacement(collection: Collection, table: str, row_id: int, replacement: dict[str, Any],
+                       id_json: str | None, stored_id: Any) -> None:
+    """Row ``row_id`` replaced by ``replacement``, which keeps the stored ``_id`` (``id_json``: its
+    JSON in the stored document; else the ``_id`` column's) when it has none, as neosqlite's
+    replace does. Written as neosqlite writes it (check_circular off: the text is the same, and a
+    document decoded from BSON holds no cycle)."""
+    doc = dict(replacement)
+    if "_id" not in doc:
+        if id_json is not None:
+            doc["_id"] = neosqlite_json_loads(id_json)
+        elif stored_id is not None:
+            doc["_id"] = collection._parse_stored_id(stored_id)
+    text = json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
+    collection.db.execute(_sql(table, "UPDATE {table} SET data = ? {where}"), (text, row_id))
+
+
+def _internal_replace(self: HelperCrud, doc_id: Any, replacement: dict[str, Any]) -> None:
+    """As neosqlite's, reading only the stored ``_id``, not the whole document."""
     int_doc_id = self._get_integer_id_for_oid(doc_id)
-    replacement_copy = dict(replacement)
     table = quote_table_name(self.collection.name)
-    if "_id" not in replacement_copy:
-        row = self.collection.db.execute(_sql(table, "SELECT data -> '$._id', _id FROM {table} {where}"),
-                                         (int_doc_id,)).fetchone()
-        if row is not None:
-            if row[0] is not None:
-                replacement_copy["_id"] = neosqlite_json_loads(row[0])
-            elif row[1] is not None:
-                replacement_copy["_id"] = self.collection._parse_stored_id(row[1])
-    self.collection.db.execute(_sql(table, "UPDATE {table} SET data = ? {where}"),
-                               (neosqlite_json_dumps(replacement_copy), int_doc_id))
+    row = self.collection.db.execute(_sql(table, "SELECT data -> '$._id', _id FROM {table} {where}"),
+                                     (int_doc_id,)).fetchone()
+    _write_replacement(self.collection, table, int_doc_id, replacement, *(row or (None, None)))
+
+
+def _replace_one(self: EngineCrud, filter: dict[str, Any], replacement: dict[str, Any], upsert: bool = False,
+                 session: Any = None) -> UpdateResult:
+    """As neosqlite's, with the matched row and its ``_id`` found by one statement (SQLite reads the
+    stored JSON once for the filter and the ``_id``)."""
+    validate_session(session, self.collection._database)
+    where, params = self.sql_translator.translate_match(self.helpers._normalize_id_query(filter))
+    if not where:
+        return _original_replace_one(self, filter, replacement, upsert=upsert, session=session)
+    table = quote_table_name(self.collection.name)
+    row = self.collection.db.execute(
+        _sql(table, "SELECT id, data -> '$._id', _id FROM {table} {where} LIMIT 1", where), params).fetchone()
+    if row is None:
+        if upsert:
+            return _original_replace_one(self, filter, replacement, upsert=True, session=session)
+        return UpdateResult(matched_count=0, modified_count=0, upserted_id=None)
+    _write_replacement(self.collection, table, row[0], replacement, row[1], row[2])
+    return UpdateResult(matched_count=1, modified_count=1, upserted_id=None)
 
 
 # ----------------------------------------------------------------------------- delete_many
@@ -388,6 +418,7 @@ def _write_error(exc: Exception, index: int) -> dict[str, Any]:
 
 _original_update_one = Collection.update_one
 _original_delete_many = Collection.delete_many
+_original_replace_one = EngineCrud.replace_one
 _original_write_error = handler._bulk_write_error
 
 
@@ -397,7 +428,8 @@ def install() -> None:
     wire_protocol._convert_objectids = neo_to_bson  # imported by name there
     Collection.update_one = _update_one
     Collection.delete_many = _delete_many
-    CRUDOperationsMixin._internal_replace = _internal_replace
+    HelperCrud._internal_replace = _internal_replace
+    EngineCrud.replace_one = _replace_one
     handler._bulk_write_error = _write_error
 
 

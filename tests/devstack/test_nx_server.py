@@ -186,6 +186,11 @@ def test_a_replace_without_an_id_keeps_the_stored_one(scratch):
     inserted = scratch.insert_one({"v": 1, "clips": [{"n": 1}]}).inserted_id
     assert scratch.replace_one({"_id": inserted}, {"v": 2, "clips": [], "at": AT}).modified_count == 1
     assert scratch.find_one({"v": 2}) == {"_id": inserted, "v": 2, "clips": [], "at": AT}
+    assert scratch.replace_one({"_id": inserted, "v": 1}, {"v": 9}).matched_count == 0  # a guard that misses
+    assert scratch.find_one_and_replace({"v": 2}, {"v": 3}) == {"_id": inserted, "v": 2, "clips": [], "at": AT}
+    assert list(scratch.find({})) == [{"_id": inserted, "v": 3}]
+    upserted = scratch.replace_one({"v": 7}, {"v": 8}, upsert=True).upserted_id
+    assert upserted is not None and scratch.find_one({"_id": upserted}) == {"_id": upserted, "v": 8}
 
 
 def test_a_delete_many_sql_cannot_translate_deletes_exactly_the_matching_documents(scratch):
