@@ -164,6 +164,12 @@ def _index(part: str) -> int | None:
     return int(part) if part.isdecimal() and part.isascii() else None
 
 
+def _canonical(part: str) -> int | None:
+    """The index ``part`` names when written without a leading zero (MongoDB's array index)."""
+    index = _index(part)
+    return index if index is not None and str(index) == part else None
+
+
 def _order(path: str) -> tuple[tuple[int, int, str], ...]:
     return tuple((0, index, "") if (index := _index(p)) is not None else (1, 0, p) for p in path.split("."))
 
@@ -179,7 +185,7 @@ def set_fields(update: Any) -> dict[str, Any] | None:
         return None
     for path in fields:
         parts = path.split(".") if type(path) is str else [""]
-        if parts[0] == "_id" or any(not p or "$" in p or (p.isdecimal() and str(_index(p)) != p) for p in parts):
+        if parts[0] == "_id" or any(not p or "$" in p or _index(p) not in (None, _canonical(p)) for p in parts):
             return None
     for path in fields:
         head = ""
@@ -234,6 +240,8 @@ def _sql_path(path: str) -> tuple[str, list[tuple[str, list[Any]]]] | None:
     conditions: list[tuple[str, list[Any]]] = []
     for part in path.split("."):
         index = _index(part)
+        if index is not None and index >= MAX_PADDING:  # past what SQLite binds; refused in Python
+            return None
         if index is not None:
             conditions.append(("(json_type(data, ?) = 'array' AND json_array_length(data, ?) > ?)", [sql, sql, index]))
             sql += f"[{index}]"

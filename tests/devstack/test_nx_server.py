@@ -150,6 +150,7 @@ def test_new_fields_are_added_in_mongodbs_order_not_the_order_sent(scratch):
     ({"$set": {"tracks.0.clips.0.n.deep": 1}}, 28),  # through a number inside an array element
     ({"$set": {"tracks.0": {}, "tracks.0.clips": []}}, 40),  # one path a prefix of another
     ({"$set": {"tracks.0.clips.5000000": 1}}, 2),  # padding beyond MongoDB's bound
+    ({"$set": {"tracks.0.clips.99999999999999999999999": 1}}, 2),  # and far beyond what SQLite binds
 ])
 def test_a_set_mongodb_refuses_is_a_write_error_and_changes_nothing(scratch, update, code):
     doc = {"_id": "r", "version": 1, "tracks": [{"clips": [{"n": 1}]}]}
