@@ -40,7 +40,7 @@ import json
 import pickle
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId as BsonObjectId
 from bson.int64 import Int64
@@ -232,25 +232,42 @@ def apply_set(doc: dict[str, Any], fields: dict[str, Any]) -> None:
                 target = target[index]
 
 
-def _sql_path(path: str) -> tuple[str, list[tuple[str, list[Any]]]] | None:
-    """The SQLite JSON path of ``path``, with the SQL conditions (and their parameters) under which
-    it names what MongoDB's path names: each part an existing object's field or an existing array
-    element. None when a name needs the Python way."""
+# The SQL condition under which a container on a path is what MongoDB's path walks through: an
+# array holding the element the next part names (json_array_length is 0 for anything else, NULL
+# for nothing), or an object.
+_HOLDS_ELEMENT = "json_array_length(data, ?) > ?"
+_IS_OBJECT = "json_type(data, ?) = 'object'"
+
+
+class _SqlPath(NamedTuple):
+    path: str  # SQLite's JSON path
+    conditions: dict[tuple[str, int], str]  # (container's path, index or -1) -> its condition
+    in_object: bool  # the last part names an object's field (which may not exist yet)
+
+
+def _sql_path(path: str) -> _SqlPath | None:
+    """The SQLite JSON path of ``path``, with the conditions under which it names what MongoDB's
+    path names: each part an existing object's field or an existing array element (the stored
+    document itself is always an object). None when a name needs the Python way."""
     sql = "$"
-    conditions: list[tuple[str, list[Any]]] = []
+    conditions: dict[tuple[str, int], str] = {}
+    in_object = True
     for part in path.split("."):
         index = _index(part)
         if index is not None and index >= MAX_PADDING:  # past what SQLite binds; refused in Python
             return None
         if index is not None:
-            conditions.append(("(json_type(data, ?) = 'array' AND json_array_length(data, ?) > ?)", [sql, sql, index]))
+            conditions[(sql, index)] = _HOLDS_ELEMENT
             sql += f"[{index}]"
+            in_object = False
         elif _PLAIN_NAME.fullmatch(part):
-            conditions.append(("json_type(data, ?) = 'object'", [sql]))
+            if sql != "$":
+                conditions[(sql, -1)] = _IS_OBJECT
             sql += f'."{part}"'
+            in_object = True
         else:
             return None
-    return sql, conditions
+    return _SqlPath(sql, conditions, in_object)
 
 
 def _sql(table: str, statement: str, where: str = "WHERE id = ?") -> str:
@@ -262,27 +279,42 @@ def _sql(table: str, statement: str, where: str = "WHERE id = ?") -> str:
 def _set_in_sql(collection: Collection, table: str, row_id: int, fields: dict[str, str]) -> bool | None:
     """``fields`` (path: its value as JSON) set in row ``row_id`` with one ``json_set``: whether
     anything changed, or None (nothing written) when a path does not lead to an existing field
-    through existing objects and array elements."""
-    planned: list[tuple[str, list[tuple[str, list[Any]]], str]] = []
+    through existing objects and array elements.
+
+    SQLite parses the stored JSON again for each JSON function over it beyond the few it keeps
+    parsed per statement, so the checks are few: each container once, and the values already
+    there read by one multi-path json_extract."""
+    planned: list[tuple[_SqlPath, str]] = []
     for path, value in fields.items():
         sql_path = _sql_path(path)
         if sql_path is None:
             return None
-        planned.append((*sql_path, value))
-    # One statement, so SQLite parses the stored JSON once for all of these.
-    reachable = " AND ".join(condition for _, conditions, _ in planned for condition, _ in conditions)
-    unchanged = " AND ".join("(data -> ?) IS json(?)" for _ in planned)
-    args = [arg for _, conditions, _ in planned for _, params in conditions for arg in params]
-    args += [arg for sql, _, value in planned for arg in (sql, value)]
-    select = f"SELECT {reachable}, {unchanged} FROM {{table}} {{where}}"  # noqa: S608 - values as parameters
+        planned.append((sql_path, value))
+    conditions: dict[tuple[str, int], str] = {}
+    for sql_path, _ in planned:
+        conditions.update(sql_path.conditions)
+    reachable = " AND ".join(conditions.values()) or "1"
+    args: list[Any] = [arg for (at, index), condition in conditions.items()
+                       for arg in ((at, index) if condition == _HOLDS_ELEMENT else (at,))]
+    marks = ", ".join("?" for _ in planned)
+    stored = f"json_extract(data, {marks})" if len(planned) > 1 else "json_array(data -> ?)"
+    sent = "json_array(" + ", ".join("json(?)" for _ in planned) + ")"
+    args += [sql_path.path for sql_path, _ in planned] + [value for _, value in planned]
+    select = f"SELECT {reachable}, {stored} IS {sent} FROM {{table}} {{where}}"  # noqa: S608 - values as parameters
     ok, same = collection.db.execute(_sql(table, select), [*args, row_id]).fetchone()
     if not ok:
         return None
     if same:
-        return False
+        # A field that does not exist reads as null there too: the same only if every one exists.
+        fresh = [sql_path.path for sql_path, _ in planned if sql_path.in_object]
+        exists = " AND ".join("json_type(data, ?) IS NOT NULL" for _ in fresh) or "1"
+        if collection.db.execute(_sql(table, f"SELECT {exists} FROM {{table}} {{where}}"),  # noqa: S608
+                                 [*fresh, row_id]).fetchone()[0]:
+            return False
     setters = ", ".join("?, json(?)" for _ in planned)
     update = f"UPDATE {{table}} SET data = json_set(data, {setters}) {{where}}"  # noqa: S608 - as above
-    collection.db.execute(_sql(table, update), [*(arg for sql, _, value in planned for arg in (sql, value)), row_id])
+    collection.db.execute(_sql(table, update), [*(arg for sql_path, value in planned for arg in (sql_path.path, value)),
+                                                row_id])
     return True
 
 

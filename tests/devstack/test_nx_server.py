@@ -169,6 +169,12 @@ def test_a_set_of_what_is_stored_modifies_nothing_and_a_guard_that_misses_writes
     missed = scratch.update_one({"_id": "g", "version": 2}, {"$set": {"tracks.0.clips.0.n": 5, "version": 3}})
     assert (missed.matched_count, missed.modified_count) == (0, 0)
     assert scratch.find_one({"_id": "g"}) == doc
+    # A field that is not there, set to null: a change (it is added), though both read as null.
+    added = scratch.update_one({"_id": "g"}, {"$set": {"tracks.0.clips.0.gone": None, "version": 3}})
+    assert (added.matched_count, added.modified_count) == (1, 1)
+    assert scratch.find_one({"_id": "g"}) == {**doc, "tracks": [{"clips": [{"n": 1, "at": AT, "gone": None}]}]}
+    single = scratch.update_one({"_id": "g"}, {"$set": {"version": 3}})
+    assert (single.matched_count, single.modified_count) == (1, 0)
 
 
 def test_a_set_in_a_bulk_write_follows_the_same_rules(scratch):
