@@ -28,7 +28,10 @@ worker CPU per chain and their ratio (`cpu_ratio_to_raw`: job CPU per job / raw 
 per round (against the raw rounds just before and after it) and over the run. A loaded machine
 inflates both (cache misses, context switches, a slower core), so the ratio moves less than the
 milliseconds do: compare it between runs at different loads, and the milliseconds only between
-quiet runs.
+quiet runs. What load cannot move at all is the work a job asks of the servers: the Redis commands
+(every round trip to Redis, the worker's and the API's) and the PostgreSQL write transactions per
+job, and the Redis commands per raw chain, counted over the same rounds (`redis_commands_per_job`,
+`pg_write_transactions_per_job`, `redis_commands_per_raw_chain`).
 With `--py-spy DIR`, py-spy samples the worker (main process, pool processes and their children,
 100 Hz) during each round of jobs and of raw chains, and writes DIR/<phase>-jobs-<round>.txt and
 DIR/<phase>-raw-<round>.txt in its raw (collapsed stacks) format: where the worker's CPU goes.
@@ -106,6 +109,24 @@ def job_tasks_run() -> int:
     stats = app.control.inspect(timeout=3).stats() or {}
     return sum(n for worker in stats.values() for name, n in (worker.get("total") or {}).items()
                if name.startswith("jobs."))
+
+
+def work_counts() -> tuple[int, int]:
+    """(Redis commands processed, PostgreSQL transaction ids handed out) so far on the stack: the
+    work a round asks of the servers, in round trips and write transactions, which the machine's
+    load does not change (the benchmark's own looks at the jobs and the counter are in them too)."""
+    import redis
+    from django.db import connection
+
+    commands = int(redis.Redis.from_url(os.environ["REDIS_URL"]).info("stats")["total_commands_processed"])
+    with connection.cursor() as cursor:  # the next id to be handed out: consumes none
+        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        xid = int(cursor.fetchone()[0])
+    return commands, xid
+
+
+def per(after: tuple[int, ...], before: tuple[int, ...], n: int) -> list[float]:
+    return [(a - b) / n for a, b in zip(after, before, strict=True)]
 
 
 @contextlib.contextmanager
@@ -261,6 +282,8 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
     cpu = dict.fromkeys([*pids, "clients"], 0.0)
     raws: list[float] = []
     raw_cpu: list[float] = []  # the worker's CPU ms per chain of each raw round
+    raw_work: list[list[float]] = []  # each raw round's Redis commands and write transactions per chain
+    job_work: list[list[float]] = []  # the same per job, each round of jobs
     rounds: list[dict[str, Any]] = []
     latencies: list[float] = []
     ids: list[str] = []
@@ -269,10 +292,11 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
         chains = min(args.jobs, 2000)
 
         def raw_round() -> None:
-            before = cpu_seconds(worker.pid)
+            before, counts_before = cpu_seconds(worker.pid), work_counts()
             with sampled(args.py_spy, worker.pid, f"{name}-raw-{len(raws)}"):
                 raws.append(raw_chains(chains))
             raw_cpu.append((cpu_seconds(worker.pid) - before) * 1000 / chains)
+            raw_work.append(per(work_counts(), counts_before, chains))
 
         raw_round()
         for _ in range(args.rounds):
@@ -280,6 +304,7 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             cpu_before["clients"] = _own_cpu()
             tasks_before = job_tasks_run()
+            counts_before = work_counts()
             with sampled(args.py_spy, worker.pid, f"{name}-jobs-{len(rounds)}"):
                 started = time.monotonic()
                 round_latencies, round_ids = submit_all(port, tokens, args.jobs, args.clients)
@@ -291,6 +316,7 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
                 finished = time.monotonic()
             cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
             cpu_after["clients"] = _own_cpu()  # this process alone: the stack is its children
+            job_work.append(per(work_counts(), counts_before, args.jobs))
             for key in cpu:
                 cpu[key] += cpu_after[key] - cpu_before[key]
             # Step tasks per job: 1 (prepare) on the noop backend; more is a step delivered again.
@@ -345,6 +371,11 @@ def run_phase(stack: Any, name: str, api_pid: int, worker_argv: list[str], port:
         "cpu_ratio_to_raw": round(cpu_ms["worker"] / raw_cpu_ms, 3),
         "cpu_ratio_to_raw_min_max": [min(cpu_ratios), max(cpu_ratios)],
         "step_tasks_per_job": round(statistics.mean(r["step_tasks_per_job"] for r in rounds), 3),
+        # What a job and a raw chain ask of the servers, the same at any load: Redis commands
+        # (round trips, the worker's own included) and PostgreSQL write transactions.
+        "redis_commands_per_job": round(statistics.mean(w[0] for w in job_work), 2),
+        "redis_commands_per_raw_chain": round(statistics.mean(w[0] for w in raw_work), 2),
+        "pg_write_transactions_per_job": round(statistics.mean(w[1] for w in job_work), 2),
         "load_average": {"start": load_start, "end": load_average()},
     }
 
