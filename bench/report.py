@@ -119,8 +119,12 @@ def cpu_ratio_note(d: dict[str, Any]) -> str:
     if "cpu_ratio_to_raw" not in d:
         return ""
     tasks = f", {d['step_tasks_per_job']} step tasks/job" if "step_tasks_per_job" in d else ""
+    # The work a job asks of the servers, which load does not move (older results lack it).
+    work = (f", {d['redis_commands_per_job']} Redis commands/job ({d['redis_commands_per_raw_chain']}/raw chain), "
+            f"{d['pg_write_transactions_per_job']} Postgres write transactions/job"
+            if "redis_commands_per_job" in d else "")
     return (f" = {d['cpu_ratio_to_raw']} x the raw chain's {d['raw_cpu_ms_per_chain']} ms/chain (rounds "
-            f"{d['cpu_ratio_to_raw_min_max']}){tasks}")
+            f"{d['cpu_ratio_to_raw_min_max']}){tasks}{work}")
 
 
 def throughput_verdicts(d: dict[str, Any]) -> str:
@@ -711,7 +715,9 @@ HEADLINE_FIGURES: dict[str, tuple[Figure, ...]] = {
     "pipeline_throughput": (_up("jobs/s", "jobs_per_second"), _up("ratio to raw", "ratio_to_raw"),
                             _down("worker CPU ms/job", "cpu_ms_per_job.worker"),
                             _down("worker CPU / raw chain CPU", "cpu_ratio_to_raw"),
-                            _down("step tasks per job", "step_tasks_per_job")),
+                            _down("step tasks per job", "step_tasks_per_job"),
+                            _down("Redis commands per job", "redis_commands_per_job"),
+                            _down("Postgres write transactions per job", "pg_write_transactions_per_job")),
     "api_reads": (_up("req/s", "drf.rps"), _up("ratio to bare", "ratio_rps"), _down("p99 ms", "drf.p99_ms")),
     "ledger_contention": (_up("ops/s", "service.ops_per_s"), _up("ratio to raw", "ratio_service_to_raw")),
     "balance_read": (_down("request p99 us", "request.p99_us"),),

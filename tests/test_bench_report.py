@@ -228,6 +228,20 @@ def test_the_throughput_row_shows_the_worker_cpu_against_the_raw_chain_and_the_r
 
     assert "worker CPU 8.4 ms/job = 0.88 x the raw chain's 9.5 ms/chain (rounds [0.86, 0.9])" in row
     assert ">= 0.75 of raw: **misses target**; worker CPU <= 9 ms/job: meets target" in row
+    assert "Redis commands/job" not in row  # a result from before they were counted
+
+
+def test_the_throughput_row_shows_the_servers_work_per_job_and_a_job_that_asks_more_is_marked(bench_dir):
+    report = load_report()
+    old = json.loads((bench_dir / "last_results.json").read_text())["pipeline_throughput"]["result"]
+    work = {"redis_commands_per_job": 27.9, "redis_commands_per_raw_chain": 45.4, "pg_write_transactions_per_job": 7.0}
+    write_fresh(bench_dir, "pipeline_throughput", {**old, "cpu_ratio_to_raw": 0.88, **work})
+
+    row = throughput_row(report.main(bench_dir))
+
+    assert "27.9 Redis commands/job (45.4/raw chain), 7.0 Postgres write transactions/job" in row
+    more = report.worse_figures("pipeline_throughput", work, {**work, "pg_write_transactions_per_job": 9.0})
+    assert [w["figure"] for w in more] == ["Postgres write transactions per job"]
 
 
 def test_a_stored_mark_stays_in_its_row_after_the_date_until_the_figure_is_measured_again(bench_dir):
