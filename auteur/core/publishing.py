@@ -94,7 +94,7 @@ class _RedisPublishingChannel(kombu_redis.Channel):
             return
         kept = self._publishing_client
         if kept is None or kept.connection_pool is not self.pool:
-            kept = self._publishing_client = self._create_client()
+            kept = self._publishing_client = self._create_client()  # type: ignore[attr-defined]
         yield kept
 
 

@@ -40,7 +40,7 @@ def test_every_message_reaches_the_broker_and_a_channel_builds_one_client(
     fresh_pool: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[Any] = []
-    create = publishing._RedisPublishingChannel._create_client
+    create = publishing._RedisPublishingChannel._create_client  # type: ignore[attr-defined]
 
     def counting(self: Any, asynchronous: bool = False) -> Any:
         client = create(self, asynchronous)
@@ -57,7 +57,8 @@ def test_every_message_reaches_the_broker_and_a_channel_builds_one_client(
         assert [a for a in queued_args(broker) if a in ids] == list(reversed(ids))  # LPUSH: newest first
         assert len(built) == 1  # kombu's own channel builds one client per message
     finally:
-        for raw in broker.lrange(QUEUE, 0, -1):
+        waiting: list[Any] = broker.lrange(QUEUE, 0, -1)
+        for raw in waiting:
             if any(job_id.encode() in base64.b64decode(json.loads(raw)["body"]) for job_id in ids):
                 broker.lrem(QUEUE, 1, raw)
 
@@ -68,7 +69,7 @@ def test_a_channel_whose_pool_was_replaced_builds_a_client_of_the_new_pool(fresh
         assert isinstance(channel, publishing._RedisPublishingChannel)
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as again:
             assert first is again and first.connection_pool is channel.pool
-        channel._pool = None  # what kombu does when it drops a channel's pool
+        channel._pool = None  # type: ignore[attr-defined]  # what kombu does when it drops a channel's pool
         with channel.conn_or_acquire() as renewed:
             assert renewed is not first and renewed.connection_pool is channel.pool
         given = object()
@@ -79,9 +80,9 @@ def test_a_channel_whose_pool_was_replaced_builds_a_client_of_the_new_pool(fresh
 def test_a_broker_that_is_not_plain_redis_keeps_its_own_transport(fresh_pool: None) -> None:
     from celery import current_app
 
-    previous = current_app.conf.broker_write_url
-    current_app.conf.broker_write_url = "amqp://guest:guest@127.0.0.1:1//"
+    previous = current_app.conf.get("broker_write_url")
+    current_app.conf["broker_write_url"] = "amqp://guest:guest@127.0.0.1:1//"
     try:
         assert publishing._producers().connections.connection.transport_cls == "amqp"
     finally:
-        current_app.conf.broker_write_url = previous
+        current_app.conf["broker_write_url"] = previous
