@@ -43,7 +43,7 @@ def api(port: int, token: str, path: str) -> Any:
 
 
 def test_every_page_has_the_same_tour():
-    # One tour, pasted from either page: so running the README's below runs docs/tour.md's too.
+    # One tour, pasted from either page: so pasting the README's (`paste_the_tour`) runs docs/tour.md's too.
     assert len({tour_block(page) for page in PAGES}) == 1
 
 
