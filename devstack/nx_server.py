@@ -31,19 +31,30 @@ Replace: nx-27017 reads the whole stored document into Python only to keep its `
 replacement has none; here only the ``_id`` is read, by the statement that finds the row.
 delete_many with a filter neosqlite cannot translate to SQL (``$nin``) reads only the fields the
 filter names, not each candidate whole.
+
+WAL checkpoints: SQLite copies its write-ahead log into the database file (and syncs both) inside
+whichever commit takes the log past 1,000 pages, about every sixth save of a 650 KiB timeline,
+which then waits for it. Here each database file's connections do no automatic checkpoint and a
+thread checkpoints every file once a second (passively: no writer or reader waits for it).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import logging
+import os
 import pickle
 import re
+import threading
+import time
+import urllib.parse
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from bson import ObjectId as BsonObjectId
 from bson.int64 import Int64
+from neosqlite._sqlite import sqlite3
 from neosqlite.collection import Collection
 from neosqlite.collection.json_helpers import (
     NeoSQLiteJSONEncoder,
@@ -53,6 +64,7 @@ from neosqlite.collection.json_helpers import (
 from neosqlite.collection.query_engine.crud_operations import CRUDOperationsMixin as EngineCrud
 from neosqlite.collection.query_helper.crud_operations import CRUDOperationsMixin as HelperCrud
 from neosqlite.collection.type_utils import validate_session
+from neosqlite.connection import Connection
 from neosqlite.results import DeleteResult, UpdateResult
 from neosqlite.sql_utils import quote_table_name
 from nx_27017 import handler, utils, wire_protocol
@@ -456,6 +468,78 @@ def _write_error(exc: Exception, index: int) -> dict[str, Any]:
     return _original_write_error(exc, index)
 
 
+# ----------------------------------------------------------------------------- WAL checkpoints
+
+logger = logging.getLogger(__name__)
+
+# How often the checkpointer copies what the write-ahead logs hold into their database files.
+CHECKPOINT_INTERVAL_S = 1.0
+
+_wal_files: set[str] = set()
+_wal_lock = threading.Lock()
+
+
+def _configure_connection(self: Connection) -> None:
+    """As neosqlite's, and a connection to a database file in WAL mode leaves checkpoints to the
+    checkpointer (checkpoints_started): SQLite's automatic checkpoint runs inside the commit that
+    takes the log past 1,000 pages (4 MiB: every sixth or so save of a 650 KiB timeline), copying it
+    into the database file and syncing both files, all on that save's time."""
+    _original_configure(self)
+    mode = self.db.execute("PRAGMA journal_mode").fetchone()
+    path = next((file for _, name, file, *_ in self.db.execute("PRAGMA database_list") if name == "main"), "")
+    if not path or mode is None or str(mode[0]).lower() != "wal":  # in memory, or no log to copy
+        return
+    self.db.execute("PRAGMA wal_autocheckpoint = 0")
+    with _wal_lock:
+        _wal_files.add(path)
+
+
+def checkpoint_all() -> dict[str, tuple[int, int, int]]:
+    """One passive checkpoint of each database file a connection registered (it waits for no
+    writer or reader, and copies what it can): {path: (busy, frames in the log, frames copied)}.
+    Each through a connection of its own, opened without creating the file: a file that is gone
+    (its database dropped) is forgotten."""
+    with _wal_lock:
+        paths = sorted(_wal_files)
+    done: dict[str, tuple[int, int, int]] = {}
+    for path in paths:
+        if not os.path.exists(path):
+            with _wal_lock:
+                _wal_files.discard(path)
+            continue
+        try:
+            conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:  # locked or gone meanwhile: the next pass tries again
+            logger.debug("WAL checkpoint of %s skipped: %s", path, exc)
+            continue
+        done[path] = (busy, log, copied)
+    return done
+
+
+def _checkpoints(interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            checkpoint_all()
+        except Exception:  # the checkpointer outlives any one pass
+            logger.exception("WAL checkpoint pass failed")
+
+
+def checkpoints_started(interval: float = CHECKPOINT_INTERVAL_S) -> threading.Thread:
+    """The checkpointer: a daemon thread that checkpoints every registered file each ``interval``
+    seconds, beside the writes (a writer in WAL mode does not wait for a checkpoint). When the
+    server stops, SQLite checkpoints each file as its last connection closes."""
+    thread = threading.Thread(target=_checkpoints, args=(interval,), name="wal-checkpoints", daemon=True)
+    thread.start()
+    return thread
+
+
+_original_configure = Connection._configure_connection
 _original_update_one = Collection.update_one
 _original_delete_many = Collection.delete_many
 _original_replace_one = EngineCrud.replace_one
@@ -471,6 +555,7 @@ def install() -> None:
     HelperCrud._internal_replace = _internal_replace
     EngineCrud.replace_one = _replace_one
     handler._bulk_write_error = _write_error
+    Connection._configure_connection = _configure_connection
 
 
 # The collector's youngest generation is examined after this many more container allocations than
@@ -495,4 +580,5 @@ if __name__ == "__main__":
 
     install()
     collector_tuned()
+    checkpoints_started()
     main()

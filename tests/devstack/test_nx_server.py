@@ -215,3 +215,61 @@ def test_a_delete_many_sql_cannot_translate_deletes_exactly_the_matching_documen
     assert scratch.delete_many({"version": {"$nin": [2, 4, 7, 9, 10]}}).deleted_count == 2  # no version, null
     assert sorted(d["_id"] for d in scratch.find({}, {"_id": 1})) == [2, 4, 7, 9, 10]
     assert scratch.delete_many({"project_id": "z", "version": {"$nin": [1]}}).deleted_count == 0
+
+
+# ----------------------------------------------------------------------------- WAL checkpoints
+
+
+@pytest.fixture
+def wal_files(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The server's connection setup, in this process, with a registry of its own."""
+    from neosqlite.connection import Connection
+
+    files: set[str] = set()
+    monkeypatch.setattr(nx_server, "_wal_files", files)
+    monkeypatch.setattr(Connection, "_configure_connection", nx_server._configure_connection)
+    return files
+
+
+def test_a_database_file_leaves_its_checkpoints_to_the_checkpointer_which_copies_the_whole_log(wal_files, tmp_path):
+    from neosqlite.connection import Connection
+
+    path = tmp_path / "edl.db"
+    conn = Connection(str(path))
+    try:
+        assert conn.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        assert wal_files == {str(path)}
+        docs = conn["timelines"]
+        # 6 MiB, past the 4 MiB at which a commit would have checkpointed on its own.
+        docs.insert_many([{"n": i, "pad": "x" * 200_000} for i in range(30)])
+        wal = tmp_path / "edl.db-wal"
+        assert wal.stat().st_size > 4 * 1024 * 1024  # nothing copied by a commit
+
+        busy, log, copied = nx_server.checkpoint_all()[str(path)]
+        assert (busy, copied) == (0, log) and log > 1000
+
+        logs = []
+        for round_ in range(4):
+            for i in range(30):
+                docs.update_one({"n": i}, {"$set": {"pad": str(round_) * 200_000}})
+            busy, log, copied = nx_server.checkpoint_all()[str(path)]
+            assert (busy, copied) == (0, log)
+            logs.append(log)
+        # The log starts over after a full checkpoint (from the second round on here: the first
+        # write after the inserts still read from the log) rather than growing with every save.
+        assert logs[2] == logs[3] <= logs[1] < 2 * logs[0]
+        assert docs.count_documents({"pad": "3" * 200_000}) == 30
+    finally:
+        conn.close()
+
+
+def test_a_database_in_memory_is_not_registered_and_a_file_gone_is_forgotten_not_created(wal_files, tmp_path):
+    from neosqlite.connection import Connection
+
+    memory = Connection(":memory:")
+    memory.close()
+    assert wal_files == set()
+    gone = tmp_path / "dropped.db"
+    wal_files.add(str(gone))
+    assert nx_server.checkpoint_all() == {}
+    assert wal_files == set() and not gone.exists()
