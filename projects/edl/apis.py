@@ -206,6 +206,11 @@ def _render_edl(edl: dict[str, Any]) -> bytes:
     return msgspec.json.encode(edl).replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
 
 
+def _body_released(request: Request) -> None:
+    """The request's parsed body dropped once the save has used it (read again, it is empty)."""
+    request._full_data = request._data = {}  # type: ignore[attr-defined]
+
+
 def _if_match(request: Request) -> int | None:
     header = request.headers.get("If-Match")
     if header is None:
@@ -286,7 +291,13 @@ class EdlDetailApi(ApiView):
             edl = self._save(request, project, header_version)
             if ";" in (request.accepted_media_type or ""):  # e.g. `; indent=2`: rendered as asked
                 return _edl_response(edl)
-            return _edl_json_response(edl["version"], _render_edl(edl))
+            version, body = edl["version"], _render_edl(edl)
+            # What the save made (the parsed body and the saved timeline: about 40,000 dicts and
+            # lists at 2,000 clips) is freed by reference counting before the collector is back
+            # on, else its first pass (due at once, after so many allocations) walks it all.
+            del edl
+            _body_released(request)
+        return _edl_json_response(version, body)
 
     @staticmethod
     def _save(request: Request, project: Project, header_version: int | None) -> dict[str, Any]:
