@@ -117,29 +117,47 @@ def _databases(conn: Any) -> set[str]:
     return {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
 
 
-def test_the_workers_template_is_migrated_once_and_a_half_built_one_is_never_taken(monkeypatch):
+def test_the_workers_template_is_built_once_under_a_name_of_its_own_and_a_half_built_one_is_never_taken(
+    monkeypatch,
+):
     """Each worker's test database is a copy of one template (tests/parallel.py): the first call
-    migrates it whole, under a name of its own until done, so a leftover half-built one is rebuilt;
-    a second call finds it and migrates nothing."""
+    builds it under a name of its own and renames it once whole, so a leftover half-built one (a
+    worker killed halfway) is built again; a second call finds it and builds nothing. The build
+    itself is `manage.py migrate`, recorded here rather than run (the test below and every test
+    of a parallel run read a copy it made)."""
     import psycopg
-    from django.db.migrations.loader import MigrationLoader
 
     url = os.environ["DATABASE_URL"]
     name = f"test_template_probe_{os.getpid()}"
+    built: list[str] = []
+
+    def migrate(argv: list[str], *, env: dict[str, str], **kwargs: Any) -> None:
+        assert argv[1:3] == ["manage.py", "migrate"] and kwargs.get("check") is True
+        built.append(env["DATABASE_URL"].rsplit("/", 1)[1])
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as building:
+            building.execute("CREATE TABLE whole (x int)")
+
+    monkeypatch.setattr(subprocess, "run", migrate)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}_building"')  # what a worker killed halfway leaves
         try:
             assert parallel.migrated_template(url, name) == name
+            assert built == [f"{name}_building"]
             assert name in _databases(conn) and f"{name}_building" not in _databases(conn)
             with psycopg.connect(parallel.with_path(url, f"/{name}")) as template:
-                applied = {tuple(row) for row in template.execute("SELECT app, name FROM django_migrations")}
-            assert applied == set(MigrationLoader(None, ignore_no_migrations=True).disk_migrations)
-
-            def no_migrate(*args: Any, **kwargs: Any) -> None:
-                raise AssertionError("migrated again")
-
-            monkeypatch.setattr(subprocess, "run", no_migrate)
+                assert template.execute("SELECT to_regclass('whole')").fetchone() == ("whole",)
             assert parallel.migrated_template(url, name) == name
+            assert built == [f"{name}_building"], "built once"
         finally:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'DROP DATABASE IF EXISTS "{name}_building"')
+
+
+@pytest.mark.django_db
+def test_this_processs_test_database_has_every_migration_applied():
+    """Under xdist a copy of the template, else migrated itself: either way, whole."""
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(connection)
+    assert loader.applied_migrations.keys() == loader.disk_migrations.keys()
