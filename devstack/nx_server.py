@@ -288,6 +288,12 @@ def _sql(table: str, statement: str, where: str = "WHERE id = ?") -> str:
     return statement.format(table=table, where=where)
 
 
+# The most paths one json_set, json_extract or json_array call takes here: SQLite caps a function's
+# arguments (127 unless built otherwise) and json_set takes two a path. A $set of more is applied
+# in Python, which has no such cap.
+SQL_SET_PATHS = 60
+
+
 def _set_in_sql(collection: Collection, table: str, row_id: int, fields: dict[str, str]) -> bool | None:
     """``fields`` (path: its value as JSON) set in row ``row_id`` with one ``json_set``: whether
     anything changed, or None (nothing written) when a path does not lead to an existing field
@@ -296,6 +302,8 @@ def _set_in_sql(collection: Collection, table: str, row_id: int, fields: dict[st
     SQLite parses the stored JSON again for each JSON function over it beyond the few it keeps
     parsed per statement, so the checks are few: each container once, and the values already
     there read by one multi-path json_extract."""
+    if len(fields) > SQL_SET_PATHS:
+        return None
     planned: list[tuple[_SqlPath, str]] = []
     for path, value in fields.items():
         sql_path = _sql_path(path)
@@ -369,7 +377,7 @@ def _update_one(
     if row is None:
         return own() if upsert else UpdateResult(matched_count=0, modified_count=0, upserted_id=None)
     changed = _set_in_sql(self, table, row[0], encoded)
-    if changed is None:  # a path that creates fields or pads an array, or a name SQL cannot hold
+    if changed is None:  # a path that creates fields or pads an array, a name SQL cannot hold, or too many paths
         changed = _set_in_python(self, table, row[0], encoded)
     return UpdateResult(matched_count=1, modified_count=int(changed), upserted_id=None)
 

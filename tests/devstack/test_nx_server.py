@@ -127,6 +127,13 @@ def test_a_numeric_path_sets_one_subdocument_of_an_array_and_keeps_its_date_a_da
     assert scratch.find_one({"updated_at": AT}, {"_id": 1}) == {"_id": "t"}  # found by the date it holds
 
 
+@pytest.mark.parametrize("count", [nx_server.SQL_SET_PATHS, nx_server.SQL_SET_PATHS + 1, 200])
+def test_a_set_of_more_paths_than_one_sql_function_call_takes_is_applied_whole(scratch, count):
+    doc = {"_id": f"many-{count}", "clips": [{"n": i, "at": AT} for i in range(count)]}
+    found = _after(scratch, doc, {"$set": {f"clips.{i}": {"n": -i, "at": AT} for i in range(count)}})
+    assert found == {"_id": f"many-{count}", "clips": [{"n": -i, "at": AT} for i in range(count)]}
+
+
 def test_an_index_past_the_end_pads_the_array_with_nulls(scratch):
     found = _after(scratch, {"_id": "p", "items": [1], "rows": []}, {"$set": {"items.3": "x", "rows.1.n": 1}})
     assert found == {"_id": "p", "items": [1, None, None, "x"], "rows": [None, {"n": 1}]}
