@@ -95,14 +95,20 @@ CHANGES = ["one clip moved", "two clips on two tracks", "a clip added", "a track
            "a word corrected", "a segment added", "transcribed again", "frame rate", "nothing"]
 
 
-@pytest.mark.parametrize("change", CHANGES)
-def test_the_set_applied_to_the_old_version_gives_the_new_one(change):
+def _versions_and_set(change: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The stored version 1, version 2 after ``change``, and the $set that turns one into the other."""
     old_content = _content()
     new_content = copy.deepcopy(old_content)
     _change(change, new_content)
     old, new = _stored(old_content, 1), _stored(new_content, 2)
     update = version_update(_head(old_content), content_digest(new_content), new)
     assert update is not None
+    return old, new, update
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_set_applied_to_the_old_version_gives_the_new_one(change):
+    old, new, update = _versions_and_set(change)
     assert apply_set(old, update) == new
     assert list(apply_set(old, update)) == list(new)  # the same fields in the same order
     if change in ("one clip moved", "a word corrected"):
@@ -114,12 +120,7 @@ def test_the_set_applied_to_the_old_version_gives_the_new_one(change):
 def test_the_set_run_on_the_embedded_server_stores_the_new_version(change):
     """The same $sets, sent to the embedded server with plain pymongo: what it stores is the new
     version, field for field and in order (dates as dates)."""
-    old_content = _content()
-    new_content = copy.deepcopy(old_content)
-    _change(change, new_content)
-    old, new = _stored(old_content, 1), _stored(new_content, 2)
-    update = version_update(_head(old_content), content_digest(new_content), new)
-    assert update is not None
+    old, new, update = _versions_and_set(change)
     scratch = store.edl_collection().database["edl_partial_check"]
     scratch.delete_many({})
     scratch.insert_one(old)
