@@ -199,8 +199,9 @@ def job_complete(
 ) -> bool:
     """processing -> completed, with the record of its stored outputs. False if it is not processing.
 
-    Call it inside the transaction that settles the outputs (jobs.life.outputs): a job that ended
-    otherwise meanwhile (failed by the reaper, say) was refunded and must keep none of them.
+    One statement, so it commits by itself where no transaction is open (jobs.life.outputs). On
+    False, a job that ended otherwise meanwhile (failed by the reaper, say) was refunded and must
+    keep none of its outputs: the caller deletes them (media_delete_job_outputs).
     """
     output_data_check(job_type=job.type, output_data=output_data)
     began = tracing.now_ns()

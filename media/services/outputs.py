@@ -277,10 +277,13 @@ def _probe_output(path: Path, type: str) -> ProbeResult:
     return probe_isolated(path, type, limits=probe_limits())
 
 
+@transaction.atomic
 def media_delete_job_outputs(*, job_id: uuid.UUID | str) -> int:
     """Remove what a job stored before it failed (its refund must not leave it the outputs).
 
     Rows now, objects after commit (the same retried task as every deletion). Returns the count.
+    Its own transaction (a savepoint inside a caller's): the rows are locked, and a worker that
+    finds its job ended while storing calls it with no transaction open.
     """
     # Locked: a publication of one of them that records itself now waits, then finds the row gone.
     outputs = list(MediaFile.objects.select_for_update().filter(source_job_id=job_id))

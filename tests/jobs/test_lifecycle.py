@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from billiard.einfo import ExceptionInfo
+from django.db import transaction
 from django.test import TestCase
 
 from credits.models import CreditTransaction
@@ -392,6 +393,27 @@ def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, m
     monkeypatch.setattr(outputs, "media_create_output", reaper_fails_it_meanwhile)
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is None
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and refunds(job) == 1
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("canned_results")
+def test_a_worker_with_no_transaction_open_that_finds_its_job_failed_while_storing_keeps_nothing(
+        user, project, media, monkeypatch):
+    """As a Celery worker runs it: autocommit, no test transaction around it. The completion is one
+    statement committed by itself, and the deletion of what was stored takes its own transaction."""
+    job, result = _storing_tts_job(user, project, media)
+    real = outputs.media_create_output
+
+    def reaper_fails_it_meanwhile(**kwargs):
+        lifecycle.job_fail(job_id=job.pk, code="timeout", detail="no result in time", retryable=True)
+        return real(**kwargs)
+
+    monkeypatch.setattr(outputs, "media_create_output", reaper_fails_it_meanwhile)
+    assert not transaction.get_connection().in_atomic_block
+    assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is None
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and refunds(job) == 1
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
