@@ -381,8 +381,8 @@ def test_a_duplicate_delivery_storing_beside_the_first_keeps_the_outputs(user, p
     assert [str(m.pk) for m in MediaFile.objects.filter(source_job_id=job.pk)] == job.output_data["output_media_ids"]
 
 
-@pytest.mark.usefixtures("canned_results")
-def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, media, monkeypatch):
+def _failed_by_the_reaper_while_storing(user, project, media, monkeypatch) -> tuple[Job, dict[str, Any]]:
+    """A TTS job to store whose output's creation finds it failed by the reaper meanwhile."""
     job, result = _storing_tts_job(user, project, media)
     real = outputs.media_create_output
 
@@ -391,11 +391,21 @@ def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, m
         return real(**kwargs)
 
     monkeypatch.setattr(outputs, "media_create_output", reaper_fails_it_meanwhile)
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is None
+    return job, result
+
+
+def _failed_refunded_once_keeping_nothing(job: Job) -> None:
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and refunds(job) == 1
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+
+
+@pytest.mark.usefixtures("canned_results")
+def test_a_job_failed_by_the_reaper_while_storing_keeps_nothing(user, project, media, monkeypatch):
+    job, result = _failed_by_the_reaper_while_storing(user, project, media, monkeypatch)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is None
+    _failed_refunded_once_keeping_nothing(job)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -404,19 +414,10 @@ def test_a_worker_with_no_transaction_open_that_finds_its_job_failed_while_stori
         user, project, media, monkeypatch):
     """As a Celery worker runs it: autocommit, no test transaction around it. The completion is one
     statement committed by itself, and the deletion of what was stored takes its own transaction."""
-    job, result = _storing_tts_job(user, project, media)
-    real = outputs.media_create_output
-
-    def reaper_fails_it_meanwhile(**kwargs):
-        lifecycle.job_fail(job_id=job.pk, code="timeout", detail="no result in time", retryable=True)
-        return real(**kwargs)
-
-    monkeypatch.setattr(outputs, "media_create_output", reaper_fails_it_meanwhile)
+    job, result = _failed_by_the_reaper_while_storing(user, project, media, monkeypatch)
     assert not transaction.get_connection().in_atomic_block
     assert outputs.job_result_store(job_id=job.pk, result=result, job=job) is None
-    job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and refunds(job) == 1
-    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    _failed_refunded_once_keeping_nothing(job)
 
 
 @pytest.mark.usefixtures("canned_results")
