@@ -41,6 +41,7 @@ thread checkpoints every file once a second (passively: no writer or reader wait
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import os
@@ -52,9 +53,11 @@ import urllib.parse
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import msgspec
 from bson import ObjectId as BsonObjectId
 from bson.int64 import Int64
 from neosqlite._sqlite import sqlite3
+from neosqlite.binary import Binary
 from neosqlite.collection import Collection
 from neosqlite.collection.json_helpers import (
     NeoSQLiteJSONEncoder,
@@ -65,6 +68,7 @@ from neosqlite.collection.query_engine.crud_operations import CRUDOperationsMixi
 from neosqlite.collection.query_helper.crud_operations import CRUDOperationsMixin as HelperCrud
 from neosqlite.collection.type_utils import validate_session
 from neosqlite.connection import Connection
+from neosqlite.objectid import ObjectId as NeoObjectId
 from neosqlite.results import DeleteResult, UpdateResult
 from neosqlite.sql_utils import quote_table_name
 from nx_27017 import handler, utils, wire_protocol
@@ -153,6 +157,53 @@ def neo_to_bson(doc: Any) -> Any:
     if kind is list:
         return [v if type(v) in _PLAIN else _out_value(v) for v in doc]
     return _original_out(doc)
+
+
+# ----------------------------------------------------------------------------- the stored JSON
+
+# The values neosqlite's encoder stores as objects of its own ({"$date": ...} and the like).
+_STORED_AS_OBJECTS = frozenset({datetime, NeoObjectId, Binary})
+_NEO_ENCODER = NeoSQLiteJSONEncoder()
+_JSON_ENCODER = msgspec.json.Encoder()
+# In a protocol-2 pickle a float is BINFLOAT: "G" and its 8 bytes big-endian, whose first 12 bits
+# are all ones for an infinity or a NaN. A string holding the same bytes matches too: then the
+# document merely takes the JSON module's way.
+_NOT_FINITE = re.compile(rb"G[\x7f\xff][\xf0-\xff]")
+
+
+class _PlainJsonProbe(pickle.Pickler):
+    """Stops at the first value that is not an exact dict, list, tuple, str, int, float, bool or
+    None: those never reach ``reducer_override``, and at protocol 2 neither does anything else go
+    past it (bytes, sets and frozensets are written as calls of a function or a type, which do)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        raise _Convertible
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether msgspec's JSON of ``value`` reads back as the JSON module's does: nothing but exact
+    JSON types and finite floats (msgspec writes NaN and the infinities as null, bytes as base64
+    and sets as arrays, where the JSON module writes NaN and refuses the others)."""
+    out = io.BytesIO()
+    probe = _PlainJsonProbe(out, protocol=2)
+    probe.fast = True  # no memo: the document is a tree
+    try:
+        probe.dump(value)
+    except Exception:  # noqa: BLE001 - _Convertible, or anything pickle cannot write
+        return False
+    return _NOT_FINITE.search(out.getbuffer()) is None
+
+
+def stored_json(doc: dict[str, Any]) -> str:
+    """The JSON text neosqlite stores for ``doc``: what ``json.dumps(doc, cls=NeoSQLiteJSONEncoder)``
+    gives, in value (parsed, the same document throughout; the text is compact and UTF-8, where the
+    JSON module's has spaces and escapes). A document whose only values of other types sit at its
+    top level (a timeline's dates, its ``_id``) is written by msgspec, about nine times faster on a
+    2,000-clip timeline; any other by the JSON module."""
+    top = {k: _NEO_ENCODER.default(v) if type(v) in _STORED_AS_OBJECTS else v for k, v in doc.items()}
+    if _plain_json(top):
+        return _JSON_ENCODER.encode(top).decode()
+    return json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
 
 
 # ----------------------------------------------------------------------------- $set by MongoDB's rules
@@ -386,16 +437,14 @@ def _write_replacement(collection: Collection, table: str, row_id: int, replacem
                        id_json: str | None, stored_id: Any) -> None:
     """Row ``row_id`` replaced by ``replacement``, which keeps the stored ``_id`` (``id_json``: its
     JSON in the stored document; else the ``_id`` column's) when it has none, as neosqlite's
-    replace does. Written as neosqlite writes it (check_circular off: the text is the same, and a
-    document decoded from BSON holds no cycle)."""
+    replace does, and stored as neosqlite stores it (stored_json)."""
     doc = dict(replacement)
     if "_id" not in doc:
         if id_json is not None:
             doc["_id"] = neosqlite_json_loads(id_json)
         elif stored_id is not None:
             doc["_id"] = collection._parse_stored_id(stored_id)
-    text = json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
-    collection.db.execute(_sql(table, "UPDATE {table} SET data = ? {where}"), (text, row_id))
+    collection.db.execute(_sql(table, "UPDATE {table} SET data = ? {where}"), (stored_json(doc), row_id))
 
 
 def _internal_replace(self: HelperCrud, doc_id: Any, replacement: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Iterator
@@ -10,9 +11,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from bson import ObjectId as BsonObjectId
 from bson.int64 import Int64
+from neosqlite.collection.json_helpers import NeoSQLiteJSONEncoder, neosqlite_json_loads
 from neosqlite.objectid import ObjectId as NeoObjectId
 from pymongo import MongoClient, UpdateOne
 from pymongo.collection import Collection
@@ -83,6 +86,79 @@ def test_the_comparison_tells_a_walk_that_differs():
     """The check above can fail: a walk that left ObjectIds as they were is caught."""
     doc = {"_id": BsonObjectId(), "clips": [{"media": BsonObjectId()}]}
     assert not _same({**doc}, nx_server._original_in(doc))
+
+
+# ----------------------------------------------------------------------------- the stored JSON
+
+
+def _neo_text(doc: Any) -> str:
+    return json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
+
+
+def _same_read(a: str, b: str) -> bool:
+    """The two texts read back alike (NaN equal to NaN), types included."""
+    def canonical(text: str) -> Any:
+        return neosqlite_json_loads(text.replace("NaN", '"nan"'))  # a string NaN never occurs below
+    return _same(canonical(a), canonical(b))
+
+
+def _stored_json_or_error(doc: Any) -> str | type[Exception]:
+    try:
+        return nx_server.stored_json(doc)
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+def _neo_text_or_error(doc: Any) -> str | type[Exception]:
+    try:
+        return _neo_text(doc)
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+def test_the_stored_json_reads_back_as_neosqlites_own_on_random_documents():
+    rng = random.Random(11)
+    extra = [float("nan"), float("inf"), -float("inf"), {1, 2}, b"", "G\x7f\U0001f600", (1, "a"), 10**30]
+    fast = 0
+    for _ in range(3000):
+        doc = {"_id": NeoObjectId(), "at": datetime(2026, 1, 1, tzinfo=UTC), "body": _value(rng, 5, neo=True)}
+        if rng.random() < 0.2:
+            doc["odd"] = [rng.choice(extra)]
+        ours, theirs = _stored_json_or_error(doc), _neo_text_or_error(doc)
+        if isinstance(theirs, str):
+            assert isinstance(ours, str) and _same_read(ours, theirs), (doc, ours, theirs)
+            fast += ", " not in ours and ": " not in ours  # msgspec's compact text
+        else:
+            assert ours is theirs, (doc, ours, theirs)  # refused alike
+    assert fast > 300  # the msgspec way is taken, not only the JSON module's
+
+
+def test_a_timeline_is_written_by_msgspec_and_any_value_msgspec_would_write_otherwise_is_not():
+    clip = {"id": "c1", "start_ms": 0, "effects": [{"type": "fade_in", "duration_ms": 100}], "gain": 0.5}
+    timeline = {"_id": NeoObjectId(), "version": 3, "updated_at": datetime(2026, 1, 1, tzinfo=UTC),
+                "tracks": [{"id": "v0", "clips": [clip]}], "name": "é \u2028"}
+    text = nx_server.stored_json(timeline)
+    assert text == msgspec.json.encode(
+        {**timeline, "_id": timeline["_id"].encode_for_storage(), "updated_at": {"$date": "2026-01-01T00:00:00+00:00"}}
+    ).decode()
+    assert _same_read(text, _neo_text(timeline))
+    # Each of these, nested, would read back otherwise from msgspec's text: the JSON module writes it.
+    for odd in (float("nan"), float("inf"), datetime(2026, 1, 1, tzinfo=UTC), Int64(2), NeoObjectId()):
+        doc = {**timeline, "tracks": [{"id": "v0", "clips": [{**clip, "odd": odd}]}]}
+        text = nx_server.stored_json(doc)
+        assert text == _neo_text(doc), odd
+    for refused in (b"\x00", {1}, frozenset(), Decimal("1.10")):
+        with pytest.raises(TypeError):
+            nx_server.stored_json({**timeline, "odd": [refused]})
+
+
+def test_a_replaced_timeline_reads_back_whole_with_its_dates(scratch):
+    when = datetime(2026, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    scratch.insert_one({"_id": "t", "v": 1})
+    doc = {"updated_at": when, "name": "ü \u2028", "tracks": [{"clips": [{"n": i, "gain": 0.25} for i in range(50)]}]}
+    assert scratch.replace_one({"_id": "t"}, doc).modified_count == 1
+    assert scratch.find_one({"_id": "t"}) == {"_id": "t", **doc}
+    assert scratch.find_one({"name": "ü \u2028"}, {"_id": 1}) == {"_id": "t"}  # SQLite reads the UTF-8 text
 
 
 # ----------------------------------------------------------------------------- $set by MongoDB's rules, on the server
