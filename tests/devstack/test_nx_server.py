@@ -147,6 +147,7 @@ def test_a_timeline_is_written_by_msgspec_and_any_value_msgspec_would_write_othe
         doc = {**timeline, "tracks": [{"id": "v0", "clips": [{**clip, "odd": odd}]}]}
         text = nx_server.stored_json(doc)
         assert text == _neo_text(doc), odd
+    refused: Any
     for refused in (b"\x00", {1}, frozenset(), Decimal("1.10")):
         with pytest.raises(TypeError):
             nx_server.stored_json({**timeline, "odd": [refused]})
