@@ -44,6 +44,7 @@ import gc
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -197,13 +198,46 @@ def _plain_json(value: Any) -> bool:
 def stored_json(doc: dict[str, Any]) -> str:
     """The JSON text neosqlite stores for ``doc``: what ``json.dumps(doc, cls=NeoSQLiteJSONEncoder)``
     gives, in value (parsed, the same document throughout; the text is compact and UTF-8, where the
-    JSON module's has spaces and escapes). A document whose only values of other types sit at its
-    top level (a timeline's dates, its ``_id``) is written by msgspec, about nine times faster on a
-    2,000-clip timeline; any other by the JSON module."""
-    top = {k: _NEO_ENCODER.default(v) if type(v) in _STORED_AS_OBJECTS else v for k, v in doc.items()}
-    if _plain_json(top):
-        return _JSON_ENCODER.encode(top).decode()
-    return json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
+    JSON module's has spaces and escapes). Written by msgspec, about nine times faster on a
+    2,000-clip timeline, once the values neosqlite stores as objects (dates, ObjectIds, binaries)
+    are swapped for those objects; by the JSON module when anything else would read back otherwise
+    from msgspec's text, or when finding the values to swap takes more than PROBES probes."""
+    plain = _swapped(doc, [PROBES])
+    if plain is _NOT_PLAIN:
+        return json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
+    return _JSON_ENCODER.encode(plain).decode()
+
+
+# Each probe reads a subtree at C speed; a document with values to swap in many places (a date in
+# every clip) costs this many probes at most before it is handed to the JSON module.
+PROBES = 64
+_NOT_PLAIN = object()
+_JSON_LEAVES = frozenset({str, int, bool, type(None)})
+
+
+def _swapped(container: dict[str, Any] | list[Any], probes: list[int]) -> Any:
+    """``container`` with each value neosqlite stores as an object swapped for it, copying only the
+    containers on the way to one; _NOT_PLAIN when msgspec's text of it would read back otherwise
+    (or the probes ran out). Each subtree is probed whole first and only entered when it fails."""
+    items = container.items() if type(container) is dict else enumerate(container)
+    out: dict[Any, Any] = {}
+    for key, value in items:
+        kind = type(value)
+        if kind in _JSON_LEAVES or (kind is float and math.isfinite(value)):
+            out[key] = value
+        elif kind in _STORED_AS_OBJECTS:
+            out[key] = _NEO_ENCODER.default(value)
+        elif kind is dict or kind is list:
+            probes[0] -= 1
+            if probes[0] < 0:
+                return _NOT_PLAIN
+            inner = value if _plain_json(value) else _swapped(value, probes)
+            if inner is _NOT_PLAIN:
+                return _NOT_PLAIN
+            out[key] = inner
+        else:
+            return _NOT_PLAIN
+    return out if type(container) is dict else list(out.values())
 
 
 # ----------------------------------------------------------------------------- $set by MongoDB's rules

@@ -135,22 +135,38 @@ def test_the_stored_json_reads_back_as_neosqlites_own_on_random_documents():
 
 def test_a_timeline_is_written_by_msgspec_and_any_value_msgspec_would_write_otherwise_is_not():
     clip = {"id": "c1", "start_ms": 0, "effects": [{"type": "fade_in", "duration_ms": 100}], "gain": 0.5}
-    timeline = {"_id": NeoObjectId(), "version": 3, "updated_at": datetime(2026, 1, 1, tzinfo=UTC),
-                "tracks": [{"id": "v0", "clips": [clip]}], "name": "é \u2028"}
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    timeline = {"_id": NeoObjectId(), "version": 3, "updated_at": when, "tracks": [{"id": "v0", "clips": [clip]}],
+                "transcript": {"generated_at": when, "segments": [{"text": "é \u2028"}]}}
     text = nx_server.stored_json(timeline)
-    assert text == msgspec.json.encode(
-        {**timeline, "_id": timeline["_id"].encode_for_storage(), "updated_at": {"$date": "2026-01-01T00:00:00+00:00"}}
-    ).decode()
+    date = {"$date": "2026-01-01T00:00:00+00:00"}
+    assert text == msgspec.json.encode({**timeline, "_id": timeline["_id"].encode_for_storage(), "updated_at": date,
+                                        "transcript": {**timeline["transcript"], "generated_at": date}}).decode()
     assert _same_read(text, _neo_text(timeline))
-    # Each of these, nested, would read back otherwise from msgspec's text: the JSON module writes it.
-    for odd in (float("nan"), float("inf"), datetime(2026, 1, 1, tzinfo=UTC), Int64(2), NeoObjectId()):
-        doc = {**timeline, "tracks": [{"id": "v0", "clips": [{**clip, "odd": odd}]}]}
+    # Dates and ObjectIds anywhere are swapped for what neosqlite stores; the values msgspec would
+    # write otherwise (NaN as null, an Int64 the JSON module writes as an int too but the probe
+    # cannot tell from a subclass it would not) send the document to the JSON module.
+    for swapped in (when, NeoObjectId()):
+        doc = {**timeline, "tracks": [{"id": "v0", "clips": [{**clip, "odd": [swapped]}]}]}
         text = nx_server.stored_json(doc)
-        assert text == _neo_text(doc), odd
+        assert ", " not in text and _same_read(text, _neo_text(doc))
+    for odd in (float("nan"), float("inf"), -float("inf"), Int64(2)):
+        for where in ([{**clip, "odd": odd}], [{**clip, "odd": [odd]}]):
+            doc = {**timeline, "tracks": [{"id": "v0", "clips": where}]}
+            assert nx_server.stored_json(doc) == _neo_text(doc), odd
     refused: Any
     for refused in (b"\x00", {1}, frozenset(), Decimal("1.10")):
         with pytest.raises(TypeError):
             nx_server.stored_json({**timeline, "odd": [refused]})
+
+
+def test_a_document_with_dates_in_more_places_than_the_probes_allow_goes_to_the_json_module():
+    clips = [{"id": i, "at": datetime(2026, 1, 1, tzinfo=UTC)} for i in range(nx_server.PROBES + 1)]
+    many = {"tracks": [{"clips": clips}]}
+    assert nx_server.stored_json(many) == _neo_text(many)
+    few = {"tracks": [{"clips": clips[: nx_server.PROBES - 4]}]}
+    text = nx_server.stored_json(few)
+    assert ", " not in text and _same_read(text, _neo_text(few))
 
 
 def test_a_replaced_timeline_reads_back_whole_with_its_dates(scratch):
