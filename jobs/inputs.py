@@ -15,6 +15,7 @@ module's INPUT_BOUNDS): a request the engine would refuse is a 400 here, before 
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from auteur.core.api import StrictSerializer
 from jobs import gpu_client
@@ -148,8 +150,50 @@ _RENDER = gpu_client.input_bounds("render")
 # ----------------------------------------------------------------------------- the inputs
 
 
+# The field classes whose instances a request never changes after their __init__: their attributes
+# are plain values, or containers (validators, error messages, choices) that DRF and this code only
+# read. A copy of one that shares those attributes with the declared field behaves as the fresh
+# field DRF's deep copy builds (each copy is bound to its own serializer, which sets only its own
+# attributes). A ListField of such a child is copied with a copy of its child, bound to it as its
+# __init__ binds it. Exact types: any other field is deep-copied as DRF does.
+_SHAREABLE_FIELDS = frozenset({
+    serializers.BooleanField, serializers.CharField, serializers.ChoiceField, serializers.FloatField,
+    serializers.IntegerField, serializers.UUIDField, MediaRef, VoiceRef, LanguageField,
+})
+# Defaults that a copy may share: DRF hands the default itself to the validated data, so a list or
+# a dict default must be the field's own (deep-copied) or a request could change the next one's.
+_IMMUTABLE_DEFAULTS = (type(None), bool, int, float, str, uuid.UUID)
+
+
+def _shareable_value(value: Any) -> bool:
+    return value is empty or callable(value) or isinstance(value, _IMMUTABLE_DEFAULTS)
+
+
+def _field_copy(field: serializers.Field) -> serializers.Field:
+    child = field.child if type(field) is serializers.ListField else None
+    shareable = type(field) in _SHAREABLE_FIELDS or type(child) in _SHAREABLE_FIELDS
+    # (`initial`, which only a browsable form shows, may be the class's own: DRF shares that one too.)
+    if not (shareable and _shareable_value(field.default)
+            and (_shareable_value(field.initial) or field.initial is getattr(type(field), "initial", empty))):
+        return copy.deepcopy(field)
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    if child is not None:
+        # As ListField.__init__ binds its child: its own copy, bound to this copy.
+        clone.child = _field_copy(child)  # type: ignore[attr-defined]
+        clone.child.source = None  # type: ignore[attr-defined]
+        clone.child.bind(field_name="", parent=clone)  # type: ignore[attr-defined]
+    return clone
+
+
 class JobInput(StrictSerializer):
     """Base of every job type's input: the project, and where to send the job's events."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # DRF deep-copies every declared field for each serializer made, running each field's
+        # __init__ again: a TTS input's fields cost 150 us of CPU a submission that way, 38 us so
+        # (bench/pipeline_profile.md, 2026-11-29), for fields that a request never changes.
+        return {name: _field_copy(field) for name, field in self._declared_fields.items()}
 
     project_id = serializers.UUIDField(
         required=False,
