@@ -80,7 +80,8 @@ class SharedWorker:
 
     def get(self) -> Worker:
         if self.worker is None:
-            self.worker = Worker(subprocess_env(**WORKER_ENV))
+            # No GPU announcements' consumer: the noop backend announces nothing (jobs poll).
+            self.worker = Worker(subprocess_env(**WORKER_ENV), consumer=False)
         return self.worker
 
     def stop(self) -> None:
@@ -253,6 +254,25 @@ def until_terminal(read: Any, job_ids: set[str]) -> dict[str, list[dict[str, Any
 
 def types(events: list[dict[str, Any]]) -> list[str]:
     return [e["data"]["type"] if "data" in e else e["event"]["type"] for e in events]
+
+
+# ----------------------------------------------------------------------------- before the worker starts
+
+
+def post_waiting(server: AsgiServer, token: str, job_type: str, body: dict[str, Any], prefer: str) -> Any:
+    return requests.post(f"{server.http}/api/v1/jobs/{job_type}", json=body, timeout=120,
+                         headers={"Authorization": f"Bearer {token}", "Prefer": prefer})
+
+
+# The one test that needs no worker runs first, before the module's worker is started: placed after
+# one, it would stop it, and the next test that asks for a worker would start another.
+def test_prefer_wait_answers_202_when_the_job_is_not_done_in_time(asgi, no_worker, funded, project, media):
+    # No worker: the job stays pending.
+    slow = post_waiting(asgi, token_for(funded), "tts", valid_body("tts", project, media), "wait=1")
+    assert slow.status_code == 202
+    assert slow.headers["Preference-Applied"] == "wait=1"
+    assert slow.headers["Location"] == f"/api/v1/jobs/{slow.json()['job_id']}/stream"
+    assert Job.objects.get(pk=slow.json()["job_id"]).status == JobStatus.PENDING
 
 
 # ----------------------------------------------------------------------------- SSE
@@ -662,11 +682,6 @@ def test_prefer_wait_is_parsed_as_rfc_7240_says(header, expected):
     assert prefer_wait(header) == expected
 
 
-def post_waiting(server: AsgiServer, token: str, job_type: str, body: dict[str, Any], prefer: str) -> Any:
-    return requests.post(f"{server.http}/api/v1/jobs/{job_type}", json=body, timeout=120,
-                         headers={"Authorization": f"Bearer {token}", "Prefer": prefer})
-
-
 def test_prefer_wait_answers_201_with_the_finished_job(asgi, worker, funded, project, media):
     token = token_for(funded)
     done = post_waiting(asgi, token, "tts", valid_body("tts", project, media), "wait=30")
@@ -679,15 +694,6 @@ def test_prefer_wait_answers_201_with_the_finished_job(asgi, worker, funded, pro
     assert failed.status_code == 201
     assert failed.headers["Preference-Applied"] == "wait=60"  # lowered to the maximum, and said so
     assert failed.json()["status"] == "failed" and failed.json()["credits_refunded"] is True
-
-
-def test_prefer_wait_answers_202_when_the_job_is_not_done_in_time(asgi, no_worker, funded, project, media):
-    # No worker: the job stays pending.
-    slow = post_waiting(asgi, token_for(funded), "tts", valid_body("tts", project, media), "wait=1")
-    assert slow.status_code == 202
-    assert slow.headers["Preference-Applied"] == "wait=1"
-    assert slow.headers["Location"] == f"/api/v1/jobs/{slow.json()['job_id']}/stream"
-    assert Job.objects.get(pk=slow.json()["job_id"]).status == JobStatus.PENDING
 
 
 def test_prefer_wait_leaves_refusals_and_malformed_preferences_alone(asgi, funded, project, media):
