@@ -80,7 +80,8 @@ class SharedWorker:
 
     def get(self) -> Worker:
         if self.worker is None:
-            # No GPU announcements' consumer: the noop backend announces nothing (jobs poll).
+            # No GPU announcements' consumer: the noop backend holds no call here (no AUTEUR_NOOP_HOLD_SECONDS),
+            # so each call has ended when its step first looks at it, and no job waits for an announcement.
             self.worker = Worker(subprocess_env(**WORKER_ENV), consumer=False)
         return self.worker
 
