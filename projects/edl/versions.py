@@ -25,8 +25,12 @@ entry costs a read, never a wrong write.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import uuid
 import zlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -207,6 +211,7 @@ def version_commit(
         "redo_versions": redo,
     }
     stored = stored_form(new)
+    packing = _meanwhile(content_pack, content)  # the snapshot's text, while the write is in flight
     with store_errors():
         edls = edl_collection()
         guard = {"_id": head.id, **owner, "version": head.version}
@@ -232,21 +237,42 @@ def version_commit(
                 extra={"project_id": key, "expected": head.version, "current": current_version},
             )
             raise conflict(current_version)
-        # Only the writer that won version new_version gets here, so the snapshot is its own.
-        snapshot_put(owner=owner, version=new_version, content=content)
         # Snapshots no stack refers to any more, when this write dropped one (most saves once the
         # undo stack is full; none before). Only versions below ours: a later writer's snapshots
         # (>= new_version) are not ours to judge, and every version below ours that it still
         # refers to is in our stacks. The range also sweeps up what a crashed write left behind.
+        # Deleted while the new snapshot is written: the two touch different versions.
         keep = set(undo) | set(redo)
+        pruning = None
         if (set(head.undo) | set(head.redo) | {head.version}) - keep - {new_version}:
-            history_collection().delete_many(
-                {**owner, "version": {"$lt": new_version, "$nin": sorted(keep)}}
-            )
+            pruning = _meanwhile(history_collection().delete_many,
+                                 {**owner, "version": {"$lt": new_version, "$nin": sorted(keep)}})
+        # Only the writer that won version new_version gets here, so the snapshot is its own.
+        snapshot_put(owner=owner, version=new_version, content=content, packed=packing.result())
+        if pruning is not None:
+            pruning.result()
     _head_remember(owner, Head(id=head.id, version=new_version, created_at=head.created_at, undo=undo, redo=redo,
                                digest=digest))
     new["_id"] = head.id
     return edl_output(new)
+
+
+# A save's work that needs neither the other's result nor the caller's thread runs on this pool
+# while the caller waits on the store (the two threads wait on sockets or compress, mostly out of
+# the interpreter's lock). One pool per process: a forked child makes its own.
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _meanwhile(fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+    """``fn(*args)`` started on the pool; its result, or its exception, from ``.result()``."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        with _pool_lock:
+            if _pool is None or _pool_pid != os.getpid():
+                _pool, _pool_pid = ThreadPoolExecutor(max_workers=4, thread_name_prefix="edl-save"), os.getpid()
+    return _pool.submit(fn, *args)
 
 
 # The top-level fields every write sets besides the content (the rest of the document's head).
@@ -283,15 +309,16 @@ def snapshot_unpack(stored: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def snapshot_put(*, owner: dict[str, str], version: int, content: dict[str, Any]) -> None:
+def snapshot_put(*, owner: dict[str, str], version: int, content: dict[str, Any], packed: str | None = None) -> None:
     """Keep the content of a version, for when undo or redo needs to return to it: its settings,
-    and its tracks and transcript packed (projects.edl.documents.PACKED).
+    and its tracks and transcript packed (projects.edl.documents.PACKED; ``packed``: packed already).
 
     Written right after the version itself; if the process dies in between, that version is
     skipped by undo/redo later (they step over missing snapshots) rather than restored wrongly.
     """
-    doc = {**owner, "version": version, "settings": content["settings"], PACKED: content_pack(content),
-           "created_at": now()}
+    if packed is None:
+        packed = content_pack(content)
+    doc = {**owner, "version": version, "settings": content["settings"], PACKED: packed, "created_at": now()}
     history = history_collection()
     try:
         history.insert_one(doc)
