@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -33,7 +34,7 @@ from projects.edl.fillers import DEFAULT_MIN_PAUSE_MS, FILLERS, edl_remove_fille
 from projects.edl.history import edl_redo, edl_undo
 from projects.edl.media_swap import edl_replace_media
 from projects.edl.selectors import edl_get, edl_get_json
-from projects.edl.services import edl_replace
+from projects.edl.services import edl_replace, edl_replace_json
 from projects.errors import EdlInvalid, EdlTooLarge
 from projects.models import Project
 from projects.selectors import project_get
@@ -180,6 +181,7 @@ _IF_MATCH = OpenApiParameter(
 # ----------------------------------------------------------------------------- helpers
 
 _View = TypeVar("_View", bound=Callable[..., Response])
+_Saved = TypeVar("_Saved")
 
 _ETAG_RE = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 
@@ -288,19 +290,18 @@ class EdlDetailApi(ApiView):
         # The body is read, checked, saved and the answer rendered without the cyclic collector's
         # passes over what they make: bounded by the size checked above (auteur/core/collector.py).
         with collector_paused():
-            edl = self._save(request, project, header_version)
             if ";" in (request.accepted_media_type or ""):  # e.g. `; indent=2`: rendered as asked
-                return _edl_response(edl)
-            version, body = edl["version"], _render_edl(edl)
+                return _edl_response(self._save(request, project, header_version, edl_replace))
+            # Rendered while the save's history snapshot is written.
+            version, body = self._save(request, project, header_version, partial(edl_replace_json, render=_render_edl))
             # What the save made (the parsed body and the saved timeline: about 40,000 dicts and
             # lists at 2,000 clips) is freed by reference counting before the collector is back
             # on, else its first pass (due at once, after so many allocations) walks it all.
-            del edl
             _body_released(request)
         return _edl_json_response(version, body)
 
     @staticmethod
-    def _save(request: Request, project: Project, header_version: int | None) -> dict[str, Any]:
+    def _save(request: Request, project: Project, header_version: int | None, save: Callable[..., _Saved]) -> _Saved:
         data = request.data
         if not isinstance(data, dict):
             raise EdlInvalid(
@@ -316,7 +317,7 @@ class EdlDetailApi(ApiView):
                 "Send the version you last read, in If-Match or a version field.",
                 code="version_required",
             )
-        return edl_replace(project=project, expected_version=version, data=data)
+        return save(project=project, expected_version=version, data=data)
 
 
 def _step_schema(summary: str, nothing_code: str, description: str) -> Callable[[_View], _View]:

@@ -38,7 +38,7 @@ def _step(project: Project, expected_version: int | None, *, back: bool) -> dict
         undo, redo = stack, stack_push(head.redo, head.version, bound)
     else:
         undo, redo = stack_push(head.undo, head.version, bound), stack
-    return version_commit(project=project, head=head, content=snapshot, undo=undo, redo=redo)
+    return version_commit(project=project, head=head, content=snapshot, undo=undo, redo=redo).output
 
 
 def edl_undo(*, project: Project, expected_version: int | None = None) -> dict[str, Any]:

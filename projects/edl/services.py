@@ -20,6 +20,7 @@ from projects.edl.selectors import edl_get
 from projects.edl.store import edl_collection, history_collection, owned, project_key, store_errors
 from projects.edl.validation import edl_validate
 from projects.edl.versions import (
+    Committed,
     Head,
     HeadStale,
     conflict,
@@ -49,14 +50,30 @@ def edl_replace(*, project: Project, expected_version: int, data: dict[str, Any]
     Server fields in ``data`` (project_id, user_id, version, created_at, updated_at, history)
     are ignored: they are what the client read. A save clears what could be redone.
     """
+    return _replace_atomic(project, expected_version, data, None).output
+
+
+def edl_replace_json(
+    *, project: Project, expected_version: int, data: dict[str, Any], render: Callable[[dict[str, Any]], bytes]
+) -> tuple[int, bytes]:
+    """(version, edl_replace's answer rendered by ``render``), rendered while the save's history
+    snapshot is being written."""
+    output, body = _replace_atomic(project, expected_version, data, render)
+    assert body is not None
+    return int(output["version"]), body
+
+
+def _replace_atomic(project: Project, expected_version: int, data: dict[str, Any],
+                    render: Callable[[dict[str, Any]], bytes] | None) -> Committed:
     # One transaction from the validation's read of the clips' media rows (FOR SHARE) until the
     # document is written: a media file's deletion, which locks its row FOR UPDATE and then looks
     # for timelines that play it, either waits for this save or is seen by it (media_use.py).
     with collector_paused(), transaction.atomic():  # collector: bounded by the limits (auteur/core/collector.py)
-        return _replace(project, expected_version, data)
+        return _replace(project, expected_version, data, render)
 
 
-def _replace(project: Project, expected_version: int, data: dict[str, Any]) -> dict[str, Any]:
+def _replace(project: Project, expected_version: int, data: dict[str, Any],
+             render: Callable[[dict[str, Any]], bytes] | None) -> Committed:
     head = head_remembered(project=project)
     if head is None or head.version != expected_version:
         head = _current_head(project, expected_version)
@@ -69,11 +86,11 @@ def _replace(project: Project, expected_version: int, data: dict[str, Any]) -> d
     bound = edl_limits().history
     try:
         return version_commit(project=project, head=head, content=content,
-                              undo=stack_push(head.undo, head.version, bound), redo=[])
+                              undo=stack_push(head.undo, head.version, bound), redo=[], render=render)
     except HeadStale:
         head = _current_head(project, expected_version)
         return version_commit(project=project, head=head, content=content,
-                              undo=stack_push(head.undo, head.version, bound), redo=[])
+                              undo=stack_push(head.undo, head.version, bound), redo=[], render=render)
 
 
 def _current_head(project: Project, expected_version: int) -> Head:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import bson
 from django.core.cache import cache
@@ -192,10 +192,19 @@ def stack_push(stack: list[int], version: int, bound: int) -> list[int]:
     return [*stack, version][-bound:] if bound > 0 else []
 
 
+class Committed(NamedTuple):
+    """A written version as the API shows it, and rendered when the writer asked for that."""
+
+    output: dict[str, Any]
+    body: bytes | None
+
+
 def version_commit(
-    *, project: Project, head: Head, content: dict[str, Any], undo: list[int], redo: list[int]
-) -> dict[str, Any]:
-    """Replace version ``head.version`` with ``head.version + 1``; keep the superseded content."""
+    *, project: Project, head: Head, content: dict[str, Any], undo: list[int], redo: list[int],
+    render: Callable[[dict[str, Any]], bytes] | None = None,
+) -> Committed:
+    """Replace version ``head.version`` with ``head.version + 1``; keep the superseded content.
+    ``render`` (the API's JSON of the answer) runs while the version's snapshot is written."""
     owner = owned_by(project)
     key = owner["project_id"]
     new_version = head.version + 1
@@ -247,14 +256,24 @@ def version_commit(
         if (set(head.undo) | set(head.redo) | {head.version}) - keep - {new_version}:
             pruning = _meanwhile(history_collection().delete_many,
                                  {**owner, "version": {"$lt": new_version, "$nin": sorted(keep)}})
-        # Only the writer that won version new_version gets here, so the snapshot is its own.
-        snapshot_put(owner=owner, version=new_version, content=content, packed=packing.result())
-        if pruning is not None:
-            pruning.result()
+        # Only the writer that won version new_version gets here, so the snapshot is its own. The
+        # answer is made (and rendered) while it is written; the save ends when both writes have.
+        snapshot = _meanwhile(_snapshot_put, owner, new_version, content, packing.result())
+        try:
+            new["_id"] = head.id
+            output = edl_output(new)
+            body = render(output) if render is not None else None
+        finally:
+            snapshot.result()
+            if pruning is not None:
+                pruning.result()
     _head_remember(owner, Head(id=head.id, version=new_version, created_at=head.created_at, undo=undo, redo=redo,
                                digest=digest))
-    new["_id"] = head.id
-    return edl_output(new)
+    return Committed(output, body)
+
+
+def _snapshot_put(owner: dict[str, str], version: int, content: dict[str, Any], packed: str) -> None:
+    snapshot_put(owner=owner, version=version, content=content, packed=packed)
 
 
 # A save's work that needs neither the other's result nor the caller's thread runs on this pool
