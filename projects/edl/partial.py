@@ -46,8 +46,20 @@ PROBE_COLLECTION = "edl_probe"
 DIGEST_BYTES = 16
 
 
+_ENCODER = msgspec.json.Encoder()
+
+
 def _digest(value: Any) -> bytes:
-    return hashlib.blake2b(msgspec.json.encode(value), digest_size=DIGEST_BYTES).digest()
+    return hashlib.blake2b(_ENCODER.encode(value), digest_size=DIGEST_BYTES).digest()
+
+
+def _digests(values: list[Any]) -> tuple[bytes, ...]:
+    """Each value's _digest, the values encoded by one call: one compact JSON text a line (a
+    value's compact JSON never holds a newline: one in a string is escaped)."""
+    if not values:
+        return ()
+    lines = _ENCODER.encode_lines(values).split(b"\n")
+    return tuple(hashlib.blake2b(line, digest_size=DIGEST_BYTES).digest() for line in lines[:-1])
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ class ContentDigest:
 def content_digest(content: dict[str, Any]) -> ContentDigest:
     """Linear in the content (each value encoded once)."""
     tracks = tuple(
-        (_digest({k: v for k, v in track.items() if k != "clips"}), tuple(_digest(c) for c in track["clips"]))
+        (_digest({k: v for k, v in track.items() if k != "clips"}), _digests(track["clips"]))
         for track in content["tracks"]
     )
     transcript = content["transcript"]
@@ -71,7 +83,7 @@ def content_digest(content: dict[str, Any]) -> ContentDigest:
         settings=_digest(content["settings"]),
         tracks=tracks,
         transcript=_digest({k: v for k, v in transcript.items() if k != "segments"}),
-        segments=tuple(_digest(s) for s in transcript.get("segments") or []),
+        segments=_digests(transcript.get("segments") or []),
     )
 
 

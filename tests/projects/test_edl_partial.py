@@ -231,3 +231,10 @@ def test_an_unreachable_store_at_the_first_save_is_a_503_and_the_next_save_asks_
         settings.MONGODB_URI = real
         store.disconnect()
     assert numeric_paths_applied(store.edl_collection().database) is True  # asked, and answered
+
+
+def test_values_digested_together_digest_as_each_alone():
+    values = [{"id": "a\nb", "text": "é\u2028\"", "n": [1, 2.5, None]}, {"id": "c", "effects": []}, "x\n", 0]
+    assert partial._digests(values) == tuple(partial._digest(v) for v in values)
+    assert len(set(partial._digests(values))) == len(values)
+    assert partial._digests([]) == ()
