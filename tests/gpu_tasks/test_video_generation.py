@@ -45,8 +45,11 @@ def build_tiny_model(root: Path) -> None:
         text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
         rope_max_seq_len=64,  # enough for the 832x480 the API offers (52 latent columns)
     )  # fmt: skip
+    # One residual block a stage (num_res_blocks=0 adds none to the one each stage has): the same causal
+    # 3-D VAE classes, half the decoder's convolutions. The decode is most of a job's CPU at the API's
+    # 832x480 (tests/jobs/test_model_pipeline.py): 12 CPU-s with two blocks a stage, 6 with one.
     vae = AutoencoderKLWan(
-        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=0, temperal_downsample=[False, True, True]
     )
     text_encoder = UMT5EncoderModel(
         UMT5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=4)
