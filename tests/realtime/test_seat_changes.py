@@ -43,7 +43,9 @@ def asgi(django_db_setup: None) -> Iterator[AsgiServer]:
 @pytest.fixture
 def worker(django_db_setup: None, gpu_backend: Any) -> Iterator[Worker]:
     gpu_backend("noop")
-    started = Worker(subprocess_env(**WORKER_ENV))
+    # No announcements' consumer, as test_realtime.py's worker: the noop backend holds no call here, so
+    # each has ended when its step first looks at it.
+    started = Worker(subprocess_env(**WORKER_ENV), consumer=False)
     yield started
     started.stop()
 
