@@ -206,10 +206,13 @@ def stored_json(doc: dict[str, Any]) -> str:
     2,000-clip timeline, once the values neosqlite stores as objects (dates, ObjectIds, binaries)
     are swapped for those objects; by the JSON module when anything else would read back otherwise
     from msgspec's text, or when finding the values to swap takes more than PROBES probes."""
-    plain = _swapped(doc, [PROBES])
-    if plain is _NOT_PLAIN:
-        return json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
-    return _JSON_ENCODER.encode(plain).decode()
+    plain = _swapped(doc, [PROBES]) if type(doc) is dict else _NOT_PLAIN
+    if plain is not _NOT_PLAIN:
+        try:
+            return _JSON_ENCODER.encode(plain).decode()
+        except (TypeError, UnicodeEncodeError):  # a key msgspec does not write (None, a tuple), a lone surrogate
+            pass
+    return json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
 
 
 # Each probe reads a subtree at C speed; a document with values to swap in many places (a date in

@@ -24,13 +24,14 @@ entry costs a read, never a wrong write.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
 import uuid
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -206,7 +207,6 @@ def version_commit(
     """Replace version ``head.version`` with ``head.version + 1``; keep the superseded content.
     ``render`` (the API's JSON of the answer) runs while the version's snapshot is written."""
     owner = owned_by(project)
-    key = owner["project_id"]
     new_version = head.version + 1
     new: dict[str, Any] = {
         **owner,
@@ -222,54 +222,70 @@ def version_commit(
     stored = stored_form(new)
     packing = _meanwhile(content_pack, content)  # the snapshot's text, while the write is in flight
     with store_errors():
-        edls = edl_collection()
-        guard = {"_id": head.id, **owner, "version": head.version}
-        digest = content_digest(content) if numeric_paths_applied(edls.database) else None
-        update = version_update(head, digest, stored)
-        # update_one/replace_one, not find_one_and_*: only whether it matched matters, and the
-        # server need not send anything of the old timeline back.
-        if update is not None:
-            matched = edls.update_one(guard, update).matched_count
-        else:
-            matched = edls.replace_one(guard, stored).matched_count
-        if not matched and head.remembered:
-            raise HeadStale
-        if not matched:
-            current = edls.find_one(owner, {"version": 1})
-            current_version = current["version"] if current else None
-            if current_version == head.version:
-                # The embedded server answers "no match" when a replace fails; MongoDB would raise.
-                logger.error("EDL replace matched nothing at the current version", extra={"project_id": key})
-                raise EdlUnavailable("The timeline could not be saved. Try again.")
-            logger.info(
-                "EDL write conflict",
-                extra={"project_id": key, "expected": head.version, "current": current_version},
-            )
-            raise conflict(current_version)
+        try:
+            digest = _write_version(head, owner, content, stored)
+            packed = packing.result()
+        finally:
+            packing.cancel()  # a write that failed needs no snapshot (one started runs to its end)
         # Snapshots no stack refers to any more, when this write dropped one (most saves once the
         # undo stack is full; none before). Only versions below ours: a later writer's snapshots
         # (>= new_version) are not ours to judge, and every version below ours that it still
         # refers to is in our stacks. The range also sweeps up what a crashed write left behind.
         # Deleted while the new snapshot is written: the two touch different versions.
         keep = set(undo) | set(redo)
-        pruning = None
+        writes = []
         if (set(head.undo) | set(head.redo) | {head.version}) - keep - {new_version}:
-            pruning = _meanwhile(history_collection().delete_many,
-                                 {**owner, "version": {"$lt": new_version, "$nin": sorted(keep)}})
+            writes.append(_meanwhile(history_collection().delete_many,
+                                     {**owner, "version": {"$lt": new_version, "$nin": sorted(keep)}}))
         # Only the writer that won version new_version gets here, so the snapshot is its own. The
-        # answer is made (and rendered) while it is written; the save ends when both writes have.
-        snapshot = _meanwhile(_snapshot_put, owner, new_version, content, packing.result())
+        # answer is made (and rendered) while it is written; the save ends when both writes have,
+        # failed or not.
+        writes.append(_meanwhile(_snapshot_put, owner, new_version, content, packed))
         try:
             new["_id"] = head.id
             output = edl_output(new)
             body = render(output) if render is not None else None
         finally:
-            snapshot.result()
-            if pruning is not None:
-                pruning.result()
+            wait(writes)
+            for write in writes:
+                write.result()
     _head_remember(owner, Head(id=head.id, version=new_version, created_at=head.created_at, undo=undo, redo=redo,
                                digest=digest))
     return Committed(output, body)
+
+
+def _write_version(head: Head, owner: dict[str, str], content: dict[str, Any],
+                   stored: dict[str, Any]) -> ContentDigest | None:
+    """Version ``head.version + 1`` (``stored``) written over ``head.version``, as a ``$set`` of what
+    changed where the server applies one, else whole; the new content's digest (None when the
+    server takes no partial writes). HeadStale, or 409 ``edl_conflict``, when the stored document
+    is not at ``head.version``."""
+    key = owner["project_id"]
+    edls = edl_collection()
+    guard = {"_id": head.id, **owner, "version": head.version}
+    digest = content_digest(content) if numeric_paths_applied(edls.database) else None
+    update = version_update(head, digest, stored)
+    # update_one/replace_one, not find_one_and_*: only whether it matched matters, and the
+    # server need not send anything of the old timeline back.
+    if update is not None:
+        matched = edls.update_one(guard, update).matched_count
+    else:
+        matched = edls.replace_one(guard, stored).matched_count
+    if not matched and head.remembered:
+        raise HeadStale
+    if not matched:
+        current = edls.find_one(owner, {"version": 1})
+        current_version = current["version"] if current else None
+        if current_version == head.version:
+            # The embedded server answers "no match" when a replace fails; MongoDB would raise.
+            logger.error("EDL replace matched nothing at the current version", extra={"project_id": key})
+            raise EdlUnavailable("The timeline could not be saved. Try again.")
+        logger.info(
+            "EDL write conflict",
+            extra={"project_id": key, "expected": head.version, "current": current_version},
+        )
+        raise conflict(current_version)
+    return digest
 
 
 def _snapshot_put(owner: dict[str, str], version: int, content: dict[str, Any], packed: str) -> None:
@@ -291,7 +307,8 @@ def _meanwhile(fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         with _pool_lock:
             if _pool is None or _pool_pid != os.getpid():
                 _pool, _pool_pid = ThreadPoolExecutor(max_workers=4, thread_name_prefix="edl-save"), os.getpid()
-    return _pool.submit(fn, *args)
+    # In the caller's context: what it logs carries the request's ids.
+    return _pool.submit(contextvars.copy_context().run, fn, *args)
 
 
 # The top-level fields every write sets besides the content (the rest of the document's head).

@@ -160,6 +160,13 @@ def test_a_timeline_is_written_by_msgspec_and_any_value_msgspec_would_write_othe
             nx_server.stored_json({**timeline, "odd": [refused]})
 
 
+def test_what_msgspec_cannot_write_and_a_dict_subclass_go_to_the_json_module():
+    from collections import OrderedDict
+
+    for doc in ({"a": {None: 1}}, {"a": [{True: 1}]}, {"a": "\ud800"}, OrderedDict(x=1, y=[2])):
+        assert nx_server.stored_json(doc) == _neo_text(doc)
+
+
 def test_a_document_with_dates_in_more_places_than_the_probes_allow_goes_to_the_json_module():
     clips = [{"id": i, "at": datetime(2026, 1, 1, tzinfo=UTC)} for i in range(nx_server.PROBES + 1)]
     many = {"tracks": [{"clips": clips}]}

@@ -324,6 +324,42 @@ def test_history_is_bounded_to_the_last_n_versions(project, make_media, settings
     assert len(history_versions(project)) <= 4
 
 
+def test_a_save_whose_snapshot_fails_ends_only_after_its_pruning(project, make_media, settings, monkeypatch):
+    """The snapshot and the pruning are written side by side: a failed snapshot (the store gone) is
+    the save's 503 only once the pruning, slower here, has ended too; nothing is pruned that the
+    stored stacks still name."""
+    import time
+
+    from pymongo.collection import Collection
+    from pymongo.errors import AutoReconnect
+
+    from projects.edl import versions
+
+    settings.AUTEUR_EDL_HISTORY = 2
+    media = make_media(project)
+    docs = saved_versions(project, media, 3)  # v1..v4: the next save drops a snapshot
+    ended: list[float] = []
+    delete_many = Collection.delete_many
+
+    def slow_delete_many(self, *args, **kwargs):
+        time.sleep(0.3)
+        result = delete_many(self, *args, **kwargs)
+        ended.append(time.monotonic())
+        return result
+
+    def snapshot_lost(*args, **kwargs):
+        raise AutoReconnect("the store went away")
+
+    monkeypatch.setattr(Collection, "delete_many", slow_delete_many)
+    monkeypatch.setattr(versions, "snapshot_put", snapshot_lost)
+    with pytest.raises(EdlUnavailable):
+        edl_replace(project=project, expected_version=4, data=timeline_with(docs[-1], media, clips=4))
+    assert ended and ended[0] <= time.monotonic()  # the pruning had ended when the save did
+    doc = stored(project)
+    assert doc is not None and doc["version"] == 5
+    assert set(history_versions(project)) >= set(stored_undo(project))
+
+
 def test_undo_with_a_stale_expected_version_is_a_conflict(project, make_media):
     saved_versions(project, make_media(project), 2)
     with pytest.raises(EdlConflict):
