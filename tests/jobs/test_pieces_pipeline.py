@@ -69,13 +69,16 @@ def _pattern(seed: int, n: int) -> list[bool]:
 
 def test_a_piece_that_fails_once_is_retried_alone(start_worker, auth_client, user, tmp_path):
     """The second piece's first call fails transiently (seeded): it alone is spawned again, and the
-    job completes, charged once."""
+    job completes, charged once. The calls that do not fail go to the noop backend, held half a
+    second and then announced (as the local engine's calls are, to the consumer beside the worker):
+    the retry is the pieces' own whatever runs a call, and the local engine's pieces are the test
+    above's."""
     seed = next(s for s in range(2000) if _pattern(s, 4) == [False, True, False, False])
     credit_grant(user=user, amount=100, type="bonus", description="test")
     project = ProjectFactory.create(user=user)
     start_worker(AUTEUR_PIECES_MIN_MS="10000", AUTEUR_PIECES_TARGET_MS="8000",
                  AUTEUR_FAULT_INJECTION="transcription:transient=0.3", AUTEUR_FAULT_SEED=str(seed),
-                 DJANGO_SETTINGS_MODULE="bench.settings")
+                 DJANGO_SETTINGS_MODULE="bench.settings", AUTEUR_GPU_BACKEND="noop", AUTEUR_NOOP_HOLD_SECONDS="0.5")
     audio = upload_local(auth_client, project, long_speech(tmp_path / "long.wav"), "audio/wav")
     response = auth_client.post("/api/v1/jobs/transcription", {"media_id": str(audio.pk)}, format="json")
     job = wait_terminal(response.json()["job_id"])
@@ -87,10 +90,13 @@ def test_a_piece_that_fails_once_is_retried_alone(start_worker, auth_client, use
 
 
 def _pieced_job(start_worker, auth_client, user, tmp_path, **worker_env: str) -> str:
+    """A pieced transcription on a worker that starts no announcements' consumer: its job ends (or
+    is canceled) on a look at its calls, never on an announcement (the injected failure is seen by
+    the look right after the spawn; a hung call never announces)."""
     credit_grant(user=user, amount=100, type="bonus", description="test")
     project = ProjectFactory.create(user=user)
     start_worker(AUTEUR_PIECES_MIN_MS="10000", AUTEUR_PIECES_TARGET_MS="8000", DJANGO_SETTINGS_MODULE="bench.settings",
-                 **worker_env)
+                 consumer=False, **worker_env)
     audio = upload_local(auth_client, project, long_speech(tmp_path / "long.wav"), "audio/wav")
     response = auth_client.post("/api/v1/jobs/transcription", {"media_id": str(audio.pk)}, format="json")
     assert response.status_code == 202, response.json()
