@@ -17,6 +17,7 @@ it; on every file the adapter reads, the answer is the same.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import random
@@ -75,10 +76,16 @@ def assert_same(data: bytes, fmt: str, rate: float = 24.0, max_clips: int = MAX_
 # ----------------------------------------------------------------------------- files as the adapters write them
 
 SHAPES = [(1, 1, 1), (40, 1, 3), (300, 3, 20), (120, 4, 120), (500, 1, 100)]
+# An AAF file of 500 clips costs the adapter's writer and reader 4 CPU-s and holds no part that the
+# 300-clip one lacks: tracks of 100 source clips (a sequence's vector over several of the mini
+# stream's sectors), media named again and again (20 master mobs), the mobs' index in the file's
+# own sectors (not the mini stream). The readers read a sequence of any length the same way.
+FILES = [pytest.param(fmt, *shape, id=f"{'-'.join(map(str, shape))}-{fmt}")
+         for shape in SHAPES for fmt in ("otio", "fcpxml", "fcp7xml", "edl", "aaf")
+         if not (fmt == "aaf" and shape == (500, 1, 100))]
 
 
-@pytest.mark.parametrize("fmt", ["otio", "fcpxml", "fcp7xml", "edl", "aaf"])
-@pytest.mark.parametrize(("clips", "tracks", "media"), SHAPES)
+@pytest.mark.parametrize(("fmt", "clips", "tracks", "media"), FILES)
 def test_readers_answer_as_the_adapters_on_files_the_adapters_write(fmt, clips, tracks, media):
     if fmt == "edl" and tracks > 1:
         tracks = 1  # a CMX 3600 list holds one track
@@ -86,6 +93,11 @@ def test_readers_answer_as_the_adapters_on_files_the_adapters_write(fmt, clips, 
     answer = assert_same(data, fmt)
     assert answer[0] == "ok"
     assert sum(len(t["clips"]) for t in json.loads(answer[1])["tracks"]) == clips
+    if fmt == "aaf":  # plain edits: the AAF reader reads them itself (no `Unsupported`), not the adapter
+        f = interchange_aaf.AafFile(data)
+        mobs = interchange_aaf.mobs_to_read(f)
+        assert len(mobs) == 1
+        interchange_aaf.read_timeline(f, mobs[0])
 
 
 def mixed_rates() -> bytes:
@@ -211,6 +223,7 @@ def test_readers_refuse_and_answer_as_the_adapters_on_damaged_editors_files(path
 PLAIN_AAF = ["transitions.aaf", "linear_speed_effects.aaf", "timecode_test.aaf", "one_audio_clip.aaf", "simple.aaf"]
 
 
+@functools.cache
 def aaf_export(speeds: bool) -> bytes:
     """An AAF file as the export writes it (the adapter's writer, then `aaf_add_speed`)."""
     timeline = files.with_mob_ids(files.timeline_of(30, 2, media=4))
@@ -226,8 +239,10 @@ def aaf_export(speeds: bool) -> bytes:
 
 
 def test_the_aaf_reader_reads_plain_edits_itself_and_answers_as_the_adapter():
+    """The export's AAF files and Avid's plain edits here; the adapter's own files of every shape
+    (several tracks, a media file per clip or shared) are checked so in the test of those files."""
     editors = [(SAMPLES / "otio-aaf-adapter" / name).read_bytes() for name in PLAIN_AAF]
-    ours = [aaf_export(False), aaf_export(True), files.write(files.timeline_of(200, 3, media=200), "aaf")]
+    ours = [aaf_export(False), aaf_export(True)]
     for data in [*ours, *editors]:
         f = interchange_aaf.AafFile(data)
         mobs = interchange_aaf.mobs_to_read(f)
