@@ -5,7 +5,8 @@ with their costliest methods replaced, and for AAF a reader of our own over the 
 the adapters' former path is kept as the oracle (bench/adapter_interchange_read.py). For every
 file here both paths run, and the answers (the plain tracks, or the refusal with its code and
 message) must be equal: files of several sizes and shapes as each format's adapter writes them,
-timelines exported through the export itself (speeds, volumes, fades, text, cuts, markers), the
+timelines exported through the export itself (speeds, volumes, fades, text, cuts, markers: in the
+export's property test, test_interchange_exports.py, which hands its files to `assert_same`), the
 editors' files of the OpenTimelineIO projects' test data (tests/projects/interchange_samples/),
 those files damaged, and the hostile shapes the import refuses.
 
@@ -16,7 +17,6 @@ it; on every file the adapter reads, the answer is the same.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
@@ -29,8 +29,6 @@ from typing import Any
 
 import opentimelineio as otio
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from bench import adapter_interchange_read as former
 from bench import interchange_files as files
@@ -38,12 +36,6 @@ from gpu_tasks.confined import Refused
 from projects.edl.interchange import aaf as interchange_aaf
 from projects.edl.interchange import documents as interchange_formats
 from projects.edl.interchange import read as interchange_read
-from projects.edl.interchange.export import timeline_export
-from projects.edl.interchange.formats import FORMATS
-from projects.edl.selectors import edl_get
-from projects.edl.services import edl_replace
-from tests.projects.test_edl_support import editable
-from tests.projects.test_interchange_exports import examples, library, timelines  # noqa: F401 - the fixture
 
 SAMPLES = Path(__file__).parent / "interchange_samples"
 EXTENSIONS = {".otio": "otio", ".fcpxml": "fcpxml", ".xml": "fcp7xml", ".edl": "edl", ".aaf": "aaf"}
@@ -125,37 +117,10 @@ def test_readers_answer_as_the_adapters_where_a_track_mixes_rates():
 
 # ----------------------------------------------------------------------------- timelines the export writes
 
-
-def export_all(user: Any, project: Any, markers: bool) -> int:
-    """Each format's export of the project's timeline, read by both paths; the files compared."""
-    compared = 0
-    for fmt in FORMATS:
-        try:
-            export = timeline_export(user=user, project=project, fmt=fmt, markers=markers)
-        except Exception:
-            continue
-        encoding, content = export.content()
-        data = base64.b64decode(content) if encoding == "base64" else content.encode()
-        assert_same(data, fmt, 30.0)
-        compared += 1
-    return compared
-
-
-@pytest.mark.django_db
-@pytest.mark.usefixtures("clean_edl_store")
-def test_readers_answer_as_the_adapters_on_exported_timelines(user, project, library):  # noqa: F811
-    """Generated timelines (speeds, fades with targets, volumes, text, crops, fits, still pictures,
-    transcript cuts, media named with quotes and markup), exported to every format, markers or not."""
-    @settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                      HealthCheck.too_slow])
-    @given(content=timelines(library), markers=st.booleans())
-    def check(content: tuple[list[dict[str, Any]], list[dict[str, Any]]], markers: bool) -> None:
-        doc = editable(edl_get(project=project))
-        doc["tracks"], doc["transcript"] = content[0], {"generated_at": None, "segments": content[1], "pauses": []}
-        edl_replace(project=project, expected_version=doc["version"], data=doc)
-        assert export_all(user, project, markers) >= 4
-
-    check()
+# Generated timelines (speeds, fades with targets, volumes, text, crops, fits, still pictures,
+# transcript cuts, media named with quotes and markup), exported to every format, markers or not,
+# are compared with `assert_same` by the export's property test (test_interchange_exports.py), on
+# the files it exports anyway: an export costs as much as the comparison.
 
 
 # ----------------------------------------------------------------------------- editors' files
