@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,49 +14,34 @@ from jobs import gpu_client
 from jobs.models import Job, JobPiece, JobStatus
 from tests.factories import ProjectFactory
 from tests.gpu_tasks.test_pieces import SENTENCES
-from tests.jobs.conftest import upload_local, wait_terminal
+from tests.jobs.conftest import Worker, subprocess_env, upload_local, wait_terminal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
+@pytest.fixture(scope="module")
+def pieces_worker(django_db_setup: None) -> Iterator[Worker]:
+    """The local engine's pieced jobs (the last two tests here) share one worker, cutting a file of
+    more than 5 s into pieces of about 4 s. It starts after the tests with workers of their own
+    (fault injection) have stopped theirs, so no job of theirs meets it."""
+    worker = Worker(subprocess_env(AUTEUR_PIECES_MIN_MS="5000", AUTEUR_PIECES_TARGET_MS="4000"))
+    yield worker
+    worker.stop()
 
-def long_speech(path):
+
+def long_speech(path, *sentences: str):
+    """The sentences (all six by default: 24 s) spoken, each followed by a second of silence."""
     from gpu_tasks.engines.media import decode_audio
     from gpu_tasks.engines.tts import synthesize, write_wav
 
     rate, chunks = 16000, []
-    for sentence in SENTENCES:
+    for sentence in sentences or SENTENCES:
         pcm, sr = synthesize(sentence)
         one = path.with_name("one.wav")
         write_wav(one, pcm, sr)
         chunks += [decode_audio(one, rate), np.zeros(rate)]
     write_wav(path, (np.concatenate(chunks) * 32767).astype("<i2").tobytes(), rate)
     return path
-
-
-def test_a_long_file_is_transcribed_in_pieces_at_once_and_stitched(start_worker, auth_client, user, tmp_path):
-    credit_grant(user=user, amount=100, type="bonus", description="test")
-    project = ProjectFactory.create(user=user)
-    start_worker(AUTEUR_PIECES_MIN_MS="10000", AUTEUR_PIECES_TARGET_MS="8000")
-    audio = upload_local(auth_client, project, long_speech(tmp_path / "long.wav"), "audio/wav")
-    response = auth_client.post("/api/v1/jobs/transcription", {"media_id": str(audio.pk)}, format="json")
-    assert response.status_code == 202, response.json()
-    job = wait_terminal(response.json()["job_id"])
-    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
-    pieces = list(JobPiece.objects.filter(job=job).order_by("index"))
-    assert len(pieces) == 3 and all(p.state == "succeeded" and p.attempts == 1 for p in pieces)
-    assert job.output_data["pieces"] == 3
-    words = [w["word"].strip(" .,").lower() for s in job.output_data["segments"] for w in s["words"]]
-    for expected in ("river", "village", "school", "market", "harbor", "silver", "fish"):
-        assert expected in words, (expected, words)
-    timed = [(w["word"], w["start_ms"], w["end_ms"]) for s in job.output_data["segments"] for w in s["words"]]
-    assert [start for _, start, _ in timed] == sorted(start for _, start, _ in timed), "in time order"
-    # No word kept from both pieces at a seam: no two neighbours say the same word over the same
-    # time (two different words may share a start: Whisper can give a word no length).
-    assert not any(a[0] == b[0] and b[1] < a[2] for a, b in itertools.pairwise(timed)), "no word twice"
-    # Charged once for the whole file, nothing refunded.
-    assert list(CreditTransaction.objects.filter(job_id=job.pk).values_list("type", flat=True)) == ["usage"]
-    assert Job.objects.get(pk=job.pk).progress == 100
 
 
 def _pattern(seed: int, n: int) -> list[bool]:
@@ -157,7 +143,34 @@ def test_which_jobs_run_in_pieces(settings, user):
     assert not pieces_wanted(job), "pieces switched off"
 
 
-def test_a_long_video_is_compressed_in_pieces_and_joined_frame_for_frame(start_worker, auth_client, user, tmp_path):
+def test_a_long_file_is_transcribed_in_pieces_at_once_and_stitched(pieces_worker, auth_client, user, tmp_path):
+    """Three sentences with a second of silence after each, cut in those silences into three pieces
+    of about 4 s, each transcribed by the local engine (Whisper tiny.en) in its own runner."""
+    credit_grant(user=user, amount=100, type="bonus", description="test")
+    project = ProjectFactory.create(user=user)
+    audio = upload_local(auth_client, project, long_speech(tmp_path / "long.wav", SENTENCES[0], *SENTENCES[2:4]),
+                         "audio/wav")
+    response = auth_client.post("/api/v1/jobs/transcription", {"media_id": str(audio.pk)}, format="json")
+    assert response.status_code == 202, response.json()
+    job = wait_terminal(response.json()["job_id"])
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
+    pieces = list(JobPiece.objects.filter(job=job).order_by("index"))
+    assert len(pieces) == 3 and all(p.state == "succeeded" and p.attempts == 1 for p in pieces)
+    assert job.output_data["pieces"] == 3
+    words = [w["word"].strip(" .,").lower() for s in job.output_data["segments"] for w in s["words"]]
+    for expected in ("river", "village", "school", "market"):  # each piece's words
+        assert expected in words, (expected, words)
+    timed = [(w["word"], w["start_ms"], w["end_ms"]) for s in job.output_data["segments"] for w in s["words"]]
+    assert [start for _, start, _ in timed] == sorted(start for _, start, _ in timed), "in time order"
+    # No word kept from both pieces at a seam: no two neighbours say the same word over the same
+    # time (two different words may share a start: Whisper can give a word no length).
+    assert not any(a[0] == b[0] and b[1] < a[2] for a, b in itertools.pairwise(timed)), "no word twice"
+    # Charged once for the whole file, nothing refunded.
+    assert list(CreditTransaction.objects.filter(job_id=job.pk).values_list("type", flat=True)) == ["usage"]
+    assert Job.objects.get(pk=job.pk).progress == 100
+
+
+def test_a_long_video_is_compressed_in_pieces_and_joined_frame_for_frame(pieces_worker, auth_client, user, tmp_path):
     """A 12 s video with a keyframe every 2 s, each frame its own grey level, compressed in three
     pieces through a worker and the local backend: every frame once and in order, the audio whole,
     charged once, a version of its source; the pieces' calls are let go of."""
@@ -173,7 +186,6 @@ def test_a_long_video_is_compressed_in_pieces_and_joined_frame_for_frame(start_w
            "-g", str(2 * FPS), "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(source))
     credit_grant(user=user, amount=100, type="bonus", description="test")
     project = ProjectFactory.create(user=user)
-    start_worker(AUTEUR_PIECES_MIN_MS="5000", AUTEUR_PIECES_TARGET_MS="4000")
     video = upload_local(auth_client, project, source, "video/mp4")
     response = auth_client.post("/api/v1/jobs/compression", {"media_id": str(video.pk), "preset": "480p"},
                                 format="json")
