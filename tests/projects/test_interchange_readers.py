@@ -129,8 +129,12 @@ def test_readers_answer_as_the_adapters_where_a_track_mixes_rates():
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_readers_answer_as_the_adapters_on_editors_files(path):
     data = path.read_bytes()
-    for rate in (24.0, 30.0):
-        assert_same(data, EXTENSIONS[path.suffix], rate)
+    fmt = EXTENSIONS[path.suffix]
+    # A CMX 3600 list states no rate: it is read at the one given, at two here. Every other file
+    # states its own, and the rate given is read for nothing the two paths answer (only the
+    # import's `frame_rate` when the file's is missing, which `as_former` leaves out): once.
+    for rate in (24.0, 30.0) if fmt == "edl" else (24.0,):
+        assert_same(data, fmt, rate)
 
 
 def damaged_xml(text: str, rnd: random.Random) -> str:
