@@ -209,7 +209,9 @@ def aaf_export(speeds: bool) -> bytes:
 
 def test_the_aaf_reader_reads_plain_edits_itself_and_answers_as_the_adapter():
     """The export's AAF files and Avid's plain edits here; the adapter's own files of every shape
-    (several tracks, a media file per clip or shared) are checked so in the test of those files."""
+    (several tracks, a media file per clip or shared) are checked so in the test of those files.
+    Avid's files are compared with the adapter's answer, at this rate, by the test of the editors'
+    files: here they are read."""
     editors = [(SAMPLES / "otio-aaf-adapter" / name).read_bytes() for name in PLAIN_AAF]
     ours = [aaf_export(False), aaf_export(True)]
     for data in [*ours, *editors]:
@@ -217,7 +219,7 @@ def test_the_aaf_reader_reads_plain_edits_itself_and_answers_as_the_adapter():
         mobs = interchange_aaf.mobs_to_read(f)
         assert len(mobs) == 1
         interchange_aaf.read_timeline(f, mobs[0])  # no `Unsupported`: not the adapter's path
-        answer = assert_same(data, "aaf")
+        answer = assert_same(data, "aaf") if data in ours else outcome(interchange_read.read, data, "aaf", 24.0)
         assert answer[0] == "ok"
 
 
