@@ -28,8 +28,10 @@ TINY_RESOLUTION = "32x32"
 WORDS = ("a", "cat", "walks", "on", "the", "grass", "realistic", "dog", "runs", "in", "red", "blue", "sky")
 
 
-def build_tiny_model(root: Path) -> None:
-    """A random-weight Wan2.1 pipeline of tiny size, saved where the engine looks under `root`."""
+def build_tiny_model(root: Path, *, vae_dim: int = 3) -> None:
+    """A random-weight Wan2.1 pipeline of tiny size, saved where the engine looks under `root`.
+    `vae_dim`: the VAE's base channels (2 is the fewest its decoder takes: it halves them after the
+    first stage); the decode's CPU grows with them, at the API's 832x480 most of a job's."""
     import torch
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -49,7 +51,7 @@ def build_tiny_model(root: Path) -> None:
     # 3-D VAE classes, half the decoder's convolutions. The decode is most of a job's CPU at the API's
     # 832x480 (tests/jobs/test_model_pipeline.py): 12 CPU-s with two blocks a stage, 6 with one.
     vae = AutoencoderKLWan(
-        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=0, temperal_downsample=[False, True, True]
+        base_dim=vae_dim, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=0, temperal_downsample=[False, True, True]
     )
     text_encoder = UMT5EncoderModel(
         UMT5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=4)

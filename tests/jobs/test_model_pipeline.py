@@ -8,6 +8,7 @@ on which other jobs the worker ran before."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,7 +43,8 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "image-generation": test_image_generation.build_tiny_model,
     "audio-generation": test_audio_generation.build_tiny_model,
     "video-query": test_video_query.build_tiny_model,
-    "video-generation": test_video_generation.build_tiny_model,
+    # The VAE with 2 base channels, not 3: the same classes and sizes, the decode at 832x480 cheaper.
+    "video-generation": functools.partial(test_video_generation.build_tiny_model, vae_dim=2),
     "lip-sync": test_lip_sync.build_tiny_model,
     "performance-cloning": test_performance_cloning.build_tiny_model,
     "gaze-redirection": test_performance_cloning.build_tiny_model,  # the same LivePortrait networks
