@@ -220,10 +220,13 @@ def version_commit(
         "redo_versions": redo,
     }
     stored = stored_form(new)
-    packing = _meanwhile(content_pack, content)  # the snapshot's text, while the write is in flight
     with store_errors():
+        digest = content_digest(content) if numeric_paths_applied(edl_collection().database) else None
+        # The snapshot's text is made while the write is in flight (not beside the digest, which
+        # would only take turns with it for the interpreter's lock).
+        packing = _meanwhile(content_pack, content)
         try:
-            digest = _write_version(head, owner, content, stored)
+            _write_version(head, owner, stored, digest)
             packed = packing.result()
         finally:
             packing.cancel()  # a write that failed needs no snapshot (one started runs to its end)
@@ -254,16 +257,14 @@ def version_commit(
     return Committed(output, body)
 
 
-def _write_version(head: Head, owner: dict[str, str], content: dict[str, Any],
-                   stored: dict[str, Any]) -> ContentDigest | None:
-    """Version ``head.version + 1`` (``stored``) written over ``head.version``, as a ``$set`` of what
-    changed where the server applies one, else whole; the new content's digest (None when the
-    server takes no partial writes). HeadStale, or 409 ``edl_conflict``, when the stored document
-    is not at ``head.version``."""
+def _write_version(head: Head, owner: dict[str, str], stored: dict[str, Any], digest: ContentDigest | None) -> None:
+    """Version ``head.version + 1`` (``stored``, whose content is digested as ``digest``) written
+    over ``head.version``, as a ``$set`` of what changed where the server applies one (``digest``
+    given), else whole. HeadStale, or 409 ``edl_conflict``, when the stored document is not at
+    ``head.version``."""
     key = owner["project_id"]
     edls = edl_collection()
     guard = {"_id": head.id, **owner, "version": head.version}
-    digest = content_digest(content) if numeric_paths_applied(edls.database) else None
     update = version_update(head, digest, stored)
     # update_one/replace_one, not find_one_and_*: only whether it matched matters, and the
     # server need not send anything of the old timeline back.
@@ -285,7 +286,6 @@ def _write_version(head: Head, owner: dict[str, str], content: dict[str, Any],
             extra={"project_id": key, "expected": head.version, "current": current_version},
         )
         raise conflict(current_version)
-    return digest
 
 
 def _snapshot_put(owner: dict[str, str], version: int, content: dict[str, Any], packed: str) -> None:
