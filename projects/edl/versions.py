@@ -227,9 +227,9 @@ def version_commit(
         packing = _meanwhile(content_pack, content)
         try:
             _write_version(head, owner, stored, digest)
-            packed = packing.result()
-        finally:
+        except BaseException:
             packing.cancel()  # a write that failed needs no snapshot (one started runs to its end)
+            raise
         # Snapshots no stack refers to any more, when this write dropped one (most saves once the
         # undo stack is full; none before). Only versions below ours: a later writer's snapshots
         # (>= new_version) are not ours to judge, and every version below ours that it still
@@ -243,7 +243,8 @@ def version_commit(
         # Only the writer that won version new_version gets here, so the snapshot is its own. The
         # answer is made (and rendered) while it is written; the save ends when both writes have,
         # failed or not.
-        writes.append(_meanwhile(_snapshot_put, owner, new_version, content, packed))
+        writes.append(_meanwhile(snapshot_put, owner=owner, version=new_version, content=content,
+                                 packed=packing.result()))
         try:
             new["_id"] = head.id
             output = edl_output(new)
@@ -288,27 +289,31 @@ def _write_version(head: Head, owner: dict[str, str], stored: dict[str, Any], di
         raise conflict(current_version)
 
 
-def _snapshot_put(owner: dict[str, str], version: int, content: dict[str, Any], packed: str) -> None:
-    snapshot_put(owner=owner, version=version, content=content, packed=packed)
-
-
 # A save's work that needs neither the other's result nor the caller's thread runs on this pool
 # while the caller waits on the store (the two threads wait on sockets or compress, mostly out of
-# the interpreter's lock). One pool per process: a forked child makes its own.
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
+# the interpreter's lock).
 _pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
 
 
-def _meanwhile(fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-    """``fn(*args)`` started on the pool; its result, or its exception, from ``.result()``."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():
+def _forget_pool() -> None:
+    # A pool's threads do not survive a fork (gunicorn, the prefork pool): each process makes its own.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _meanwhile(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+    """``fn(*args, **kwargs)`` started on the pool; its result, or its exception, from ``.result()``."""
+    global _pool
+    if _pool is None:
         with _pool_lock:
-            if _pool is None or _pool_pid != os.getpid():
-                _pool, _pool_pid = ThreadPoolExecutor(max_workers=4, thread_name_prefix="edl-save"), os.getpid()
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="edl-save")
     # In the caller's context: what it logs carries the request's ids.
-    return _pool.submit(contextvars.copy_context().run, fn, *args)
+    return _pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
 # The top-level fields every write sets besides the content (the rest of the document's head).
