@@ -210,7 +210,7 @@ def stored_json(doc: dict[str, Any]) -> str:
     if plain is not _NOT_PLAIN:
         try:
             return _JSON_ENCODER.encode(plain).decode()
-        except (TypeError, UnicodeEncodeError):  # a key msgspec does not write (None, a tuple), a lone surrogate
+        except (TypeError, UnicodeEncodeError):  # a key msgspec does not write (None, a bool), a lone surrogate
             pass
     return json.dumps(doc, cls=NeoSQLiteJSONEncoder, check_circular=False)
 
