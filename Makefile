@@ -85,14 +85,18 @@ PG15_TESTS := tests/auteur/test_row_level_security.py tests/auteur/test_prepared
 # report follows the suite's. Lint failing stops `make test` before the suite; any of the three failing
 # fails it.
 # The 20 slowest tests close the report: the suite must stay under about 10 minutes.
+# The suite's failing tests are named again last (after the PostgreSQL 15 report), where a log that
+# keeps only its tail still shows them; the suite's whole report is kept in $(SUITE_LOG).
 # Bytecode is written during the run (PYTHONDONTWRITEBYTECODE lifted where the machine sets it): every
 # worker, runner and manage.py the tests start would otherwise compile the project from source again
 # (tests/auteur/test_settings.py, which starts 49 processes: 30 s without, 18 s with).
 # The docs site lint has just built strictly (var/site) is the one tests/docs/test_docs_site.py reads.
 PYTEST_ENV := env -u PYTHONDONTWRITEBYTECODE $(TEST_ENV)
 PG15_LOG := $(VENV)/pg15.log
+SUITE_LOG := $(VENV)/suite.log
 test: $(STAMP_DEV) $(STAMP_NPM)
-	@if [ -x "$(PG15_BIN)/postgres" ]; then \
+	@rm -f $(SUITE_LOG); suite_status=; \
+	if [ -x "$(PG15_BIN)/postgres" ]; then \
 	  echo "make test: on PostgreSQL 15 ($(PG15_BIN)), beside lint and the suite (its report follows): $(PG15_TESTS)"; \
 	  $(PYTEST_ENV) AUTEUR_DEVSTACK_POSTGRES_BIN="$(PG15_BIN)" $(PY) -m devstack exec -- $(PY) -m pytest -n 0 \
 	    $(PG15_TESTS) > $(PG15_LOG) 2>&1 & pg15=$$!; \
@@ -103,11 +107,15 @@ test: $(STAMP_DEV) $(STAMP_NPM)
 	$(MAKE) --no-print-directory lint; status=$$?; \
 	if [ $$status -eq 0 ]; then \
 	  $(PYTEST_ENV) AUTEUR_TEST_DOCS_SITE="$(CURDIR)/var/site" $(PY) -m devstack exec -- $(PY) -m pytest \
-	    $(PYTEST_PARALLEL) --durations=20 $(PYTEST_ARGS); status=$$?; \
+	    $(PYTEST_PARALLEL) --durations=20 $(PYTEST_ARGS) 2>&1 | tee $(SUITE_LOG); status=$${PIPESTATUS[0]}; suite_status=$$status; \
 	fi; \
 	if [ -n "$$pg15" ]; then \
 	  wait $$pg15; pg15_status=$$?; echo "make test: on PostgreSQL 15 ($(PG15_BIN)):"; cat $(PG15_LOG); \
 	  [ $$pg15_status -eq 0 ] || status=1; \
+	fi; \
+	if [ -n "$$suite_status" ] && [ "$$suite_status" -ne 0 ]; then \
+	  echo "make test: the suite failed (exit $$suite_status; its whole report: $(SUITE_LOG)):"; \
+	  grep -E '^(FAILED|ERROR) |^=+ .* in [0-9.]+s' $(SUITE_LOG) || tail -n 15 $(SUITE_LOG); \
 	fi; \
 	exit $$status
 
