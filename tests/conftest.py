@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,8 @@ import psycopg
 import pytest
 import redis
 from django.conf import settings
-from django.test import Client
+from django.core.management.base import CommandError
+from django.test import Client, TransactionTestCase
 from rest_framework.test import APIClient
 
 from auteur.core import publishing, silence
@@ -21,6 +23,41 @@ from auteur.users.workspace_context import show_balances
 from jobs.events import stream
 from tests import parallel, worker_pool
 from tests.factories import UserFactory
+
+_fixture_teardown = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]  # not in the stubs
+
+
+def _flush_retrying_deadlocks(self: TransactionTestCase) -> None:
+    """A transactional test's flush, tried again when PostgreSQL ends it as a deadlock.
+
+    A worker kept from one test to the next (tests/worker_pool.py, a module's own) may still be
+    ending a job of the test when its data is flushed: the flush locks table after table while the
+    worker's transaction holds some job rows and waits for another, and PostgreSQL ends one of the
+    two. Ending the flush leaves nothing behind (it runs in one transaction), and by the next try
+    the worker's transaction has ended (its rows then found gone, as the worker's docstring says).
+    Any other error of the flush, or a fourth deadlock, fails the teardown as before."""
+    for attempt in range(4):
+        try:
+            _fixture_teardown(self)
+            return
+        except CommandError as exc:
+            if attempt == 3 or not _is_deadlock(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _is_deadlock(exc: BaseException) -> bool:
+    """Whether PostgreSQL's deadlock error is the cause of `exc` (Django wraps psycopg's error, and
+    the flush command wraps Django's)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, psycopg.errors.DeadlockDetected):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks  # type: ignore[attr-defined]
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
