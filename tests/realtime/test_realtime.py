@@ -41,7 +41,7 @@ from jobs.events.account import cap_alerts_announce
 from jobs.events.record import job_event_record
 from jobs.events.schema import event_errors
 from jobs.events.stream import event_payload, job_stream_append, stream_key
-from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobEventType, JobStatus
+from jobs.models import Job, JobEvent, JobEventType, JobStatus
 from jobs.prefer_header import prefer_wait
 from projects.comments import comment_create, comment_delete, comment_update
 from projects.models import Project
@@ -96,21 +96,6 @@ def shared_worker(django_db_setup: None) -> Iterator[SharedWorker]:
     shared = SharedWorker()
     yield shared
     shared.stop()
-
-
-@pytest.fixture(autouse=True)
-def jobs_settled(transactional_db: None, shared_worker: SharedWorker) -> Iterator[None]:
-    """After each test, while the module's worker runs, every job it may still be working on ends
-    before the test's data is flushed: the worker would otherwise hold a job's rows while the flush
-    locks every table, and PostgreSQL fails the teardown with a deadlock. A test that submits
-    without asking for the worker is covered too, since the worker started by an earlier test runs
-    its jobs as well. (It asks for the database so that it ends before the flush does.)"""
-    yield
-    if shared_worker.worker is None:
-        return
-    deadline = time.monotonic() + 60
-    while Job.objects.exclude(status__in=TERMINAL_STATUSES).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -726,6 +711,13 @@ def test_prefer_wait_on_the_sync_api_answers_at_once_with_the_stream(worker, aut
     accepted = submit(auth_client, "tts", valid_body("tts", project, media), HTTP_PREFER="wait=30")
     assert accepted.status_code == 202 and "Preference-Applied" not in accepted
     assert accepted["Location"] == f"/api/v1/jobs/{accepted.json()['job_id']}/stream"
+    # The module's worker runs the job: it ends before the test's data is flushed, else the worker
+    # may hold its rows while the flush locks every table (PostgreSQL then fails the teardown).
+    job = Job.objects.get(pk=accepted.json()["job_id"])
+    deadline = time.monotonic() + 30
+    while not job.is_terminal and time.monotonic() < deadline:
+        time.sleep(0.05)
+        job.refresh_from_db()
 
 
 def test_through_caddy_waiting_submissions_go_to_uvicorn_and_others_to_gunicorn(worker, funded, project, media,
