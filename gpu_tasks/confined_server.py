@@ -174,6 +174,7 @@ def handle(stdin: _Input) -> dict[str, Any]:
     data = stdin.exactly(request.size) if request.size > 0 else None
     read_end, write_end = os.pipe()
     deadline = time.monotonic() + request.timeout_seconds
+    server = os.getpid()
     try:
         pid = os.fork()
     except OSError as exc:  # out of processes or memory: this request fails, the server serves on
@@ -182,7 +183,7 @@ def handle(stdin: _Input) -> dict[str, Any]:
         return {"failed": f"could not be forked ({exc.strerror})", "cause": CAUSE_CRASH}
     if pid == 0:
         os.close(read_end)
-        _child(write_end, request, data)
+        _child(write_end, request, data, server)
     os.close(write_end)
     return _collect(pid, read_end, deadline, request)
 
@@ -193,13 +194,14 @@ def _function(name: str) -> Callable[..., Any]:
     return function
 
 
-def _child(out: int, request: Request, data: bytes | None) -> NoReturn:
+def _child(out: int, request: Request, data: bytes | None, server: int) -> NoReturn:
     code = 1
     try:
-        server = os.getppid()
         # Dies with the server: a child left running after a SIGKILLed server has no one to
         # enforce its deadline (opening a FIFO, say, blocks for ever). Set again after the uid
-        # changes, which clears it.
+        # changes, which clears it. `server` is the pid the server had before the fork, never the
+        # child's parent read afterwards: a server killed before the child first runs has already
+        # left it to another parent, whose death the child would then wait for instead.
         isolation.die_with_parent()
         if os.getppid() != server:
             os._exit(1)

@@ -424,13 +424,16 @@ def supervise(call_dir: Path, announce_url: str | None = None) -> int:
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
+    # The child watches for this pid, taken before the fork: its parent read after the fork would
+    # already be another process if the runner were killed before the child first ran.
+    runner = os.getpid()
     pid = os.fork()
     if pid == 0:  # the engine child
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         code = 0
         try:
             # Without the call's own payload: its output targets are the runner's to use, not the engine's.
-            _work(box, {k: v for k, v in call.items() if k != "payload"}, payload, deadline, os.getppid(), sandbox,
+            _work(box, {k: v for k, v in call.items() if k != "payload"}, payload, deadline, runner, sandbox,
                   uid)
         except BaseException:  # noqa: BLE001 - the child must reach os._exit, never return into our loop
             traceback.print_exc()
