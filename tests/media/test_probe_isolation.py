@@ -87,3 +87,32 @@ def test_a_child_blocked_opening_its_file_dies_with_its_server(tmp_path):
     server.stop()  # SIGKILL, as the OOM killer would
     gone, _ = psutil.wait_procs([child], timeout=10)
     assert gone, "the child outlived its server"
+
+
+def test_a_child_whose_server_was_killed_before_it_first_ran_ends_without_opening_its_file(tmp_path):
+    """The race the test above can lose: the server is killed between its fork and the child's
+    first step. The child then has another parent already, and must tell that from its server by
+    the pid the server had before the fork."""
+    from gpu_tasks import confined_server
+
+    fifo = tmp_path / "never.mp4"
+    os.mkfifo(fifo)  # opening it would block: a child that went on would never end by itself
+    request = confined_server._request(json.dumps({
+        "function": probe_sandbox.PROBE, "args": {"declared_type": "video", "max_pixels": 1}, "path": str(fifo),
+        "memory_bytes": 2 * 1024**3, "cpu_seconds": 30, "timeout_seconds": 60, "max_result_bytes": 1024}).encode())
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a child whose parent (this test) is not the server it was forked by
+        os.close(read_end)
+        confined_server._child(write_end, request, None, server=os.getppid() + 1_000_000)
+    os.close(write_end)
+    deadline = time.monotonic() + 10
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if ended[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    answer = os.read(read_end, 1024)
+    os.close(read_end)
+    assert ended[0] == pid, "the child went on after its server was gone"
+    assert os.waitstatus_to_exitcode(ended[1]) == 1 and answer == b""
