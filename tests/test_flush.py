@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import psycopg
 import pytest
+from django.core.management.base import CommandError
 from django.core.management.color import no_style
 from django.core.management.sql import sql_flush
 from django.db import connection
@@ -64,7 +66,7 @@ def test_a_flush_ended_as_a_deadlock_is_tried_again_and_empties_the_tables(monke
                 waited = 0
                 while waited < 100 and not other.execute(
                         "SELECT 1 FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'").fetchone():
-                    threading.Event().wait(0.05)
+                    time.sleep(0.05)
                     waited += 1
                 other.execute(f'SELECT 1 FROM "{first}" LIMIT 1')
                 outcome.append("ended")
@@ -84,8 +86,6 @@ def test_a_flush_ended_as_a_deadlock_is_tried_again_and_empties_the_tables(monke
 
 
 def test_any_other_flush_error_fails_the_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
-    from django.core.management.base import CommandError
-
     from tests import conftest
 
     calls: list[int] = []
