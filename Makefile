@@ -6,13 +6,10 @@ PY := $(VENV)/bin/python
 STAMP_RUN := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_DOCS := $(VENV)/.installed-docs
-# pip does not compile what it installs to bytecode (41 of the dev install's 89 s, for 24,000 modules
-# of which the tests import a fraction): a module is compiled when first imported, and its bytecode
-# kept for every later process, because no recipe here passes PYTHONDONTWRITEBYTECODE on (where the
-# machine sets it, as on the development machines, every process the tests start would otherwise
-# compile torch and the rest from source again: pytest 868 s, not 580).
-PIP_FLAGS ?= --disable-pip-version-check --quiet --no-compile
-unexport PYTHONDONTWRITEBYTECODE
+# pip compiles what it installs to bytecode (a minute for the 24,000 modules): kept, because
+# where PYTHONDONTWRITEBYTECODE is set (as on the development machines) Python would otherwise
+# compile torch and the rest from source in every process the tests start (pytest 868 s, not 580).
+PIP_FLAGS ?= --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
 # How many processes run the suite (pytest-xdist; each has its own servers and names, tests/parallel.py).
 # Three by default: on 2 cores they keep both cores busy while one process waits on a server or a
@@ -90,11 +87,11 @@ PG15_TESTS := tests/auteur/test_row_level_security.py tests/auteur/test_prepared
 # The 20 slowest tests close the report: the suite must stay under about 10 minutes.
 # The suite's failing tests are named again last (after the PostgreSQL 15 report), where a log that
 # keeps only its tail still shows them; the suite's whole report is kept in $(SUITE_LOG).
-# Bytecode is written during the run (see PIP_FLAGS): every worker, runner and manage.py the tests
-# start would otherwise compile the project from source again (tests/auteur/test_settings.py, which
-# starts 49 processes: 30 s without, 18 s with).
+# Bytecode is written during the run (PYTHONDONTWRITEBYTECODE lifted where the machine sets it): every
+# worker, runner and manage.py the tests start would otherwise compile the project from source again
+# (tests/auteur/test_settings.py, which starts 49 processes: 30 s without, 18 s with).
 # The docs site lint has just built strictly (var/site) is the one tests/docs/test_docs_site.py reads.
-PYTEST_ENV := $(TEST_ENV)
+PYTEST_ENV := env -u PYTHONDONTWRITEBYTECODE $(TEST_ENV)
 PG15_LOG := $(VENV)/pg15.log
 SUITE_LOG := $(VENV)/suite.log
 test: $(STAMP_DEV) $(STAMP_NPM)
