@@ -332,6 +332,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"of a cached balance: p50 {rd['p50_us']} / p99 {rd['p99_us']} us | a cache would save "
                     f"{d['saved_per_request_us']} us, {d['saved_share_of_request']:.1%} of the request | - (why no "
                     f"cache: docs/credits-billing.md) |"))
+    if (d := load("screening")) is not None:
+        rows.append(("screening", screening_row(d)))
     if (d := load("ledger_contention")) is not None:
         rows.append(("ledger_contention", f"| ledger: deductions on one hot account, {d['workers']} processes | {d['service']['ops_per_s']} ops/s "
                     f"| raw guarded UPDATE + INSERT: {d['raw']['ops_per_s']} ops/s | {d['ratio_service_to_raw']} | "
@@ -685,6 +687,26 @@ def _down(label: str, path: str) -> Figure:
     return Figure(label, path, False)
 
 
+def screening_row(d: dict[str, Any]) -> str:
+    """Text screening (bench/screening.py): what screen_fields adds to a submission, and its figures on
+    the tests' held-out set."""
+    lat, q = d["latency"], d["quality"]
+    worst = max(lat["prompt"]["p99_ms"], lat["long"]["p99_ms"], lat["long_cold"]["p99_ms"], lat["hostile_worst"]["p99_ms"])
+    target, percent = d["target_p99_ms"], d["target_percent"]
+    per_category = ", ".join(f"{name} {c['refused']}/{c['n']}" for name, c in q["per_category"].items())
+    quality_met = q["refused_rate"] >= percent / 100 and q["benign_pass_rate"] >= percent / 100
+    return (f"| text screening (screen_fields), in-process, {d['threads']} thread, model {d['model_version']}; quality "
+            f"on the tests' held-out set ({q['must_refuse']} must-refuse, {q['benign']} benign near-misses) | "
+            f"60-character prompt p50 {lat['prompt']['p50_ms']} / p99 {lat['prompt']['p99_ms']} ms; 5,000-character "
+            f"text p50 {lat['long']['p50_ms']} / p99 {lat['long']['p99_ms']} ms (every word new: p99 "
+            f"{lat['long_cold']['p99_ms']} ms); slowest hostile shape ({lat['hostile_worst']['shape']}) p99 "
+            f"{lat['hostile_worst']['p99_ms']} ms; model load p50 {d['model_load_ms']['p50_ms']} ms, a fresh process's "
+            f"first screen p50 {d['first_screen_in_fresh_process_ms']['p50_ms']} ms; refused {q['refused_rate']:.1%} "
+            f"(right category {q['right_category_rate']:.1%}), benign passed {q['benign_pass_rate']:.1%}; refused by "
+            f"category: {per_category} | - | - | p99 <= {target} ms added: {verdict(worst <= target)}; {percent} % "
+            f"refused / {percent} % benign passed: {verdict(quality_met)} |")
+
+
 def edl_latency_row(d: dict[str, Any]) -> str:
     """The EDL row: GET, and the two PUTs with the server's write and the client's BSON encoding apart."""
     head = (f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB), stored as subdocuments | service GET "
@@ -721,6 +743,9 @@ HEADLINE_FIGURES: dict[str, tuple[Figure, ...]] = {
     "api_reads": (_up("req/s", "drf.rps"), _up("ratio to bare", "ratio_rps"), _down("p99 ms", "drf.p99_ms")),
     "ledger_contention": (_up("ops/s", "service.ops_per_s"), _up("ratio to raw", "ratio_service_to_raw")),
     "balance_read": (_down("request p99 us", "request.p99_us"),),
+    "screening": (_down("5,000-character text p99 ms", "latency.long.p99_ms"),
+                  _down("60-character prompt p99 ms", "latency.prompt.p99_ms"),
+                  _up("must-refuse refused", "quality.refused_rate"), _up("benign passed", "quality.benign_pass_rate")),
     "edl_latency": (_down("service PUT p99 ms", "service.put.p99_ms"), _down("service GET p99 ms", "service.get.p99_ms"),
                     _down("HTTP PUT autosave p99 ms", "http.put_autosave.total.p99_ms"),
                     _down("HTTP PUT whole p99 ms", "http.put_whole.total.p99_ms")),

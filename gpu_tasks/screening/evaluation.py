@@ -54,11 +54,13 @@ class Figures:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "must_refuse": self.must_refuse.lines, "benign": self.benign_lines,
-            "refused_rate": round(self.refused_rate, 4), "right_category_rate": round(self.right_category_rate, 4),
-            "benign_pass_rate": round(self.benign_pass_rate, 4),
-            "per_category": {c: {"n": t.lines, "refused_rate": round(t.rate(t.refused), 4),
-                                 "right_category_rate": round(t.rate(t.right), 4)}
+            "must_refuse": self.must_refuse.lines, "refused": self.must_refuse.refused,
+            "right_category": self.must_refuse.right, "benign": self.benign_lines, "benign_passed": self.benign_passed,
+            "refused_rate": round(self.refused_rate, 6), "right_category_rate": round(self.right_category_rate, 6),
+            "benign_pass_rate": round(self.benign_pass_rate, 6),
+            "per_category": {c: {"n": t.lines, "refused": t.refused, "right_category": t.right,
+                                 "refused_rate": round(t.rate(t.refused), 6),
+                                 "right_category_rate": round(t.rate(t.right), 6)}
                              for c, t in self.per_category.items()},
         }
 
