@@ -182,7 +182,8 @@ def predict_heads(w: np.ndarray, b: np.ndarray, texts: list[str], idf: np.ndarra
     for i, text in enumerate(texts):
         idx, val = screener.featurize(text, idf)
         if len(idx):
-            z[i] += val.astype(np.float64) @ w[idx.astype(np.int64)]
+            # numpy's sum, not BLAS (@), whose kernels differ by CPU: the bytes must not.
+            z[i] += (val.astype(np.float64)[:, None] * w[idx.astype(np.int64)]).sum(axis=0)
     return 1.0 / (1.0 + np.exp(-z))
 
 

@@ -20,8 +20,14 @@ and a harmful sentence padded with neutral text inside one window is diluted by 
 A field's score per category is its highest over units.
 
 Bounds. A text over MAX_CHARS characters raises ValueError before any work (the caller refuses it):
-every text a job input screens is at most that long. The work is linear in the text's length: at
-most about (4/3 + 2) x MAX_CHARS characters are featurised, whatever the text's shape.
+every text a job input screens is at most that long. The work is linear in the text's length: the
+units hold at most about (4/3 + 2) x MAX_CHARS of its characters whatever its shape, and NFKC
+expands a character 18-fold at most (U+FDFA), the slowest shape bench/screening.py measures. The
+char n-gram cache keeps at most _CHAR_CACHE words of at most MAX_TOKEN characters.
+
+Limits. English only, and trained on the repository's own lines (data/train.jsonl), so it knows
+the phrasings written there; letters of other scripts that look Latin (the Cyrillic U+0456) are
+not folded. Its figures on the tests' held-out set are in bench/RESULTS.md.
 
 The model file (`data/text_head.npz`, no pickle) is what `scripts/train_screening.py` makes from
 `data/train.jsonl`; it is loaded once per process, on first use.
@@ -73,6 +79,7 @@ _SQUEEZE = re.compile(r"([^\W\d_])\1{2,}")
 _APOSTROPHES = re.compile(r"['\u2019\u2018`]")
 _WORD = re.compile(r"[^\W_]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:\n])\s+")
+_LEETISH = re.compile(r"[013457@$]")
 _INVISIBLE = frozenset({"Cf", "Mn", "Me"})  # format characters (U+200B-U+200D, U+2060, U+FEFF...) and marks
 
 
@@ -92,7 +99,8 @@ def normalize(text: str) -> str:
         decomposed = unicodedata.normalize("NFKD", text)
         text = "".join(ch for ch in decomposed if unicodedata.category(ch) not in _INVISIBLE)
     text = unicodedata.normalize("NFKC", text).lower()
-    text = _TOKENISH.sub(_fold, text)
+    if _LEETISH.search(text):  # only these characters fold
+        text = _TOKENISH.sub(_fold, text)
     text = _SQUEEZE.sub(r"\1\1", text)
     return _APOSTROPHES.sub("", text)
 
@@ -103,6 +111,16 @@ def tokens(text: str) -> list[str]:
 
 def _bucket(feature: str) -> int:
     return zlib.crc32(feature.encode("utf-8")) & _MASK
+
+
+@lru_cache(maxsize=_CHAR_CACHE)
+def _word_bucket(word: str) -> int:
+    return _bucket("w:" + word)
+
+
+@lru_cache(maxsize=_CHAR_CACHE)
+def _pair_bucket(first: str, second: str) -> int:
+    return _bucket(f"b:{first} {second}")
 
 
 @lru_cache(maxsize=_CHAR_CACHE)
@@ -117,8 +135,10 @@ def featurize(text: str, idf: np.ndarray | None = None) -> tuple[np.ndarray, np.
     """One unit -> (bucket indices, sorted uint32; float32 values, L2-normalised). `idf`: one float32
     weight per bucket."""
     words = tokens(text)
-    plain = array("I", (_bucket("w:" + w) for w in words))
-    plain.extend(_bucket(f"b:{a} {b}") for a, b in pairwise(words))
+    # The caches keep words of at most MAX_TOKEN characters: a few MB, whatever the texts.
+    plain = array("I", (_word_bucket(w) if len(w) <= MAX_TOKEN else _bucket("w:" + w) for w in words))
+    plain.extend(_pair_bucket(a, b) if len(a) <= MAX_TOKEN >= len(b) else _bucket(f"b:{a} {b}")
+                 for a, b in pairwise(words))
     packed = b"".join([plain.tobytes(), *(_char_buckets(w[:MAX_TOKEN]) for w in words)])
     if not packed:
         return np.zeros(0, np.uint32), np.zeros(0, np.float32)
@@ -126,7 +146,9 @@ def featurize(text: str, idf: np.ndarray | None = None) -> tuple[np.ndarray, np.
     val = 1.0 + np.log(count.astype(np.float32))
     if idf is not None:
         val = val * idf[idx]
-    val /= np.sqrt(np.dot(val, val))
+    # numpy's own sums, never BLAS (np.dot, @): OpenBLAS picks its kernels by CPU, and they add in
+    # different orders, so the same data would train a model of other bytes on another machine.
+    val /= np.sqrt(np.sum(val * val))
     return idx, val.astype(np.float32)
 
 
@@ -221,7 +243,7 @@ class Model:
         for row, text in enumerate(texts):
             idx, val = featurize(text, self.idf)
             if len(idx):
-                z[row] += val @ self.weights[idx]
+                z[row] += (val[:, None] * self.weights[idx]).sum(axis=0)  # not BLAS: see featurize
         return 1.0 / (1.0 + np.exp(-z))
 
     def scores(self, text: str) -> dict[str, float]:
