@@ -18,6 +18,9 @@ Map of the package:
   audio_generation (Stable Audio Open), video_query (Qwen2.5-VL), image_generation (FLUX.1),
   render and compression (ffmpeg); beside them, what they share (media, ffmpeg, encode, faces,
   timeline, effects, captions, fonts, weights).
+- `screening`: what a user asks a model for, screened before the job is priced (text today): the
+  content policy's taxonomy and `screen_fields`, an embedded classifier (numpy, its model in
+  `screening/data/`, made by scripts/train_screening.py).
 - `modal_app`: the deployable Modal app (`modal deploy gpu_tasks/modal_app.py`);
   `modal_runtime`: what each of its functions runs.
 

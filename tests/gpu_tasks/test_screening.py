@@ -6,8 +6,11 @@ held-out evaluation set); each clear case is one the committed model refuses as 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +174,11 @@ def test_the_model_file_holds_no_pickle_and_names_the_taxonomy() -> None:
     with np.load(screener.MODEL_PATH, allow_pickle=False) as z:
         assert tuple(str(h) for h in z["heads"]) == screener.HEADS
         assert all(0 < t < 1 for t in z["thresholds"])
+
+
+def test_importing_the_package_loads_neither_numpy_nor_the_model() -> None:
+    # The API imports it at start-up; numpy and the model come with the first screen.
+    code = "import sys, gpu_tasks.screening; print(sorted({'numpy', 'gpu_tasks.screening.text'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
