@@ -220,6 +220,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/fair_share.py
 	$(PY) bench/probe_sandbox.py
 	$(PY) bench/retention_sweep.py
+	$(PY) bench/screening.py
 	$(PY) bench/report.py
 
 # Fault injection: its own throwaway stack; prints the table and exits 1 if an invariant fails.

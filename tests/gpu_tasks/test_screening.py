@@ -58,6 +58,16 @@ def test_each_field_is_named_with_its_categories_and_a_benign_field_is_not() -> 
     assert result.model_version.startswith("text_head-1:") and len(result.model_version.split(":")[1]) == 12
 
 
+# What a voice-over or a slate says: a word or two that no request hides in.
+SHORT_BENIGN = ("two", "and", "it", "with", "take", "cut", "scene", "12", "16", "18", "Take two.", "Cut!",
+                "Scene 12, take 3", "Hello", "Thanks for watching", "Chapter 3", "The end")
+
+
+@pytest.mark.parametrize("text", SHORT_BENIGN)
+def test_a_word_or_two_is_not_refused_for_what_longer_requests_use_it_for(text: str) -> None:
+    assert screen_fields({"text": (text, "full")}).flagged == {}
+
+
 def test_nothing_to_screen_flags_nothing() -> None:
     assert screen_fields({}).flagged == {}
     assert screen_fields({"prompt": ("", "full"), "negative_prompt": ("  \n", "negative")}).flagged == {}
