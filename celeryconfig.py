@@ -161,6 +161,7 @@ beat_schedule: dict[str, dict[str, object]] = {
             ("event-streams", "jobs.retention.event_streams"),
             ("quotes", "jobs.retention.quotes"),
             ("usage-events", "jobs.retention.usage_events"),
+            ("screening-refusals", "jobs.retention.screening_refusals"),
             ("job-outputs", "media.retention.job_outputs"),
             ("deleted-project-objects", "projects.retention.deleted_project_objects"),
             ("deleted-project-edls", "projects.retention.deleted_project_edls"),

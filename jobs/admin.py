@@ -25,7 +25,7 @@ from jobs.errors import JobNotCancelable
 from jobs.events.usage import usage_write_csv
 from jobs.intake.submission import job_retry
 from jobs.life.status import job_cancel, job_fail
-from jobs.models import ACTIVE_STATUSES, Batch, FairShare, Job, JobEvent, TypeClock, UsageEvent
+from jobs.models import ACTIVE_STATUSES, Batch, FairShare, Job, JobEvent, ScreeningRefusal, TypeClock, UsageEvent
 from jobs.selectors.batches import batch_counts
 from jobs.selectors.jobs import job_charge, job_ledger_entries, job_summary
 from jobs.specs import JOB_SPECS
@@ -259,6 +259,24 @@ class TypeClockAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("type", "virtual_time")
     fields = list_display
     readonly_fields = fields
+
+
+@admin.register(ScreeningRefusal)
+class ScreeningRefusalAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
+    """Requests the content policy refused (jobs.intake.screening), kept
+    AUTEUR_SCREENING_REFUSAL_RETENTION_DAYS: the account, the member, the type, each flagged field
+    and its categories, and the screener that decided. The refused text itself is never stored."""
+
+    list_display = ("created_at", "type", "user", "member_id", "categories", "model_version")
+    list_filter = ("type", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=user__id", "user__email", "=member_id")
+    date_hierarchy = "created_at"
+    list_select_related = ("user",)
+    ordering = ("-created_at",)
+
+    @admin.display(description="fields (categories)")
+    def categories(self, refusal: ScreeningRefusal) -> str:
+        return "; ".join(f"{f['field']} ({', '.join(f['categories'])})" for f in refusal.flagged)
 
 
 @admin.register(UsageEvent)

@@ -35,6 +35,7 @@ from auteur.users.workspace_context import balances_shown
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import SubmissionOptions
 from jobs.intake.quotes import quote_create, quote_precheck
+from jobs.intake.screening import refusals_recorded, request_screen
 from jobs.intake.submission import (
     QuoteRequest,
     job_retry,
@@ -112,7 +113,9 @@ class JobSubmitApi(ApiView):
     would take the member past their monthly budget in a team workspace (nothing created, details
     name the cap, its limit, what was spent, the cost and when it resets), 403 `plan_required`
     (`payment_required` while the plan's renewal is unpaid), 503 `feature_unavailable` when this
-    server's GPU backend cannot run the type (nothing charged).
+    server's GPU backend cannot run the type (nothing charged). 422 `content_policy_violation` when
+    the content policy refuses a text the request asks a model to act on: `details.flagged` names
+    each such field and its categories; no job is made and nothing is charged.
     """
 
     workspace_actions = {"POST": "jobs.run"}
@@ -145,6 +148,8 @@ class JobSubmitApi(ApiView):
                                      member_id=request_member_id(request))
         if replay is not None:
             return _accepted(replay, created=False)
+        with refusals_recorded(user=user, member_id=request_member_id(request)):
+            request_screen(spec=self.spec, params=fields)
         job, created = job_submit(
             user=user,
             spec=self.spec,
@@ -190,6 +195,8 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
                "media_duration_unknown", "media_projects_differ")(Api)
     if spec.languages:
         raises("language_unsupported")(Api)
+    if spec.screened:
+        raises("content_policy_violation")(Api)
     if spec.media_limits:
         raises("input_limit_exceeded")(Api)
     if spec.timeline:
@@ -230,6 +237,8 @@ class JobQuoteApi(ApiView):
         # In a submission's order: the owner checks, the plan, backend and least price, then the rest.
         objects = job_request_objects(user=user, spec=self.spec, data=fields)
         quote_precheck(user=user, spec=self.spec, member_id=request_member_id(request))
+        with refusals_recorded(user=user, member_id=request_member_id(request)):
+            request_screen(spec=self.spec, params=fields)
         job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
                               body_hash=quoted_body_hash(self.spec.type, request.data),
@@ -460,10 +469,11 @@ class JobCancelApi(ApiView):
 
 
 @raises("job_not_retryable", "plan_required", "payment_required", "insufficient_credits", "spend_cap_reached",
-        "feature_unavailable")
+        "feature_unavailable", "content_policy_violation")
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
-    409 `job_not_retryable` unless the job failed with a retryable error."""
+    409 `job_not_retryable` unless the job failed with a retryable error; 422
+    `content_policy_violation` when today's content policy refuses its texts (nothing charged)."""
 
     workspace_actions = {"POST": "jobs.run"}
 
@@ -476,5 +486,7 @@ class JobRetryApi(ApiView):
     def post(self, request: Request, job_id: str) -> Response:
         user = request_user(request)
         EmptyInputSerializer(data=request.data or {}).is_valid(raise_exception=True)
-        new = job_retry(job=job_get(user=user, job_id=job_id), member_id=request_member_id(request))
+        job = job_get(user=user, job_id=job_id)
+        with refusals_recorded(user=user, member_id=request_member_id(request)):
+            new = job_retry(job=job, member_id=request_member_id(request))
         return _accepted(new, created=True)

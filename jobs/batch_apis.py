@@ -52,6 +52,7 @@ from jobs.intake.batches import (
     batch_submit,
     jobs_retry_bulk,
 )
+from jobs.intake.screening import refusals_recorded
 from jobs.intake.submission import request_hash
 from jobs.life.bulk import JobFilter, jobs_cancel_bulk, jobs_cancel_preview
 from jobs.models import ACTIVE_STATUSES, Batch, JobPriority, JobStatus
@@ -207,16 +208,17 @@ class BatchQuoteSerializer(serializers.Serializer):
 _ITEM_ERRORS = ("project_not_found", "media_not_found", "voice_not_found", "media_not_ready", "wrong_media_type",
                 "media_duration_unknown", "media_projects_differ", "input_limit_exceeded", "language_unsupported",
                 "empty_timeline", "edl_invalid", "edl_limit_exceeded", "edl_unavailable", "no_captions",
-                "plan_required", "payment_required", "feature_unavailable")
+                "plan_required", "payment_required", "feature_unavailable", "content_policy_violation")
 
 
 def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
     body = BatchInputSerializer(data=request.data)
     body.is_valid(raise_exception=True)
     items = _items(body.validated_data["items"])
-    return body.validated_data, batch_resolve(user=request_user(request), items=items,
-                                              use_cache=body.validated_data["cache"],
-                                              member_id=request_member_id(request))
+    with refusals_recorded(user=request_user(request), member_id=request_member_id(request)):
+        return body.validated_data, batch_resolve(user=request_user(request), items=items,
+                                                  use_cache=body.validated_data["cache"],
+                                                  member_id=request_member_id(request))
 
 
 @raises("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",
@@ -496,7 +498,7 @@ class BulkRetrySerializer(serializers.Serializer):
 
 
 @raises("batch_not_found", "project_not_found", "insufficient_credits", "spend_cap_reached", "plan_required",
-        "payment_required", "feature_unavailable")
+        "payment_required", "feature_unavailable", "content_policy_violation")
 class BulkRetryApi(ApiView):
     """Submit again, by filter, your jobs that failed with a retryable error or were aborted before
     they started (a batch, a type, `failed`/`aborted`, a project, a span of submission times; at
@@ -515,6 +517,7 @@ class BulkRetryApi(ApiView):
         body = BulkRetryFilterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         dry_run = body.validated_data["dry_run"]
-        done = jobs_retry_bulk(user=user, where=body.job_filter(user), member_id=request_member_id(request),
-                               dry_run=dry_run)
+        with refusals_recorded(user=user, member_id=request_member_id(request)):
+            done = jobs_retry_bulk(user=user, where=body.job_filter(user), member_id=request_member_id(request),
+                                   dry_run=dry_run)
         return Response(BulkRetrySerializer({"dry_run": dry_run, **done}).data)

@@ -30,6 +30,16 @@ class LanguageUnsupported(ApplicationError):
     code = "language_unsupported"
 
 
+class ContentPolicyViolation(ApplicationError):
+    """A text the request asks a model to act on is refused by the content policy: details name
+    every flagged field with its categories (`flagged`), never the text or a score. `job_type` and
+    `model_version` (the screener that decided) are for the refusal's record, not the answer."""
+
+    code = "content_policy_violation"
+    job_type: str = ""
+    model_version: str = ""
+
+
 class MediaNotReady(ApplicationError):
     code = "media_not_ready"
 

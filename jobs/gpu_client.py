@@ -29,17 +29,18 @@ from gpu_tasks.pieces import Piece, pieces_between, plan_pieces, stitch_transcri
 from gpu_tasks.results import UPLOADED, ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
+from gpu_tasks.screening import POLICY_VERSION, Screening, screen_fields
 
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, the calls'
 # announcements of their end, the spoken languages (Whisper's codes) a request may name, and the
 # bounds each type's engines declare of a request's fields (the inputs read them: written once),
-# and how a long file is cut into pieces and their results stitched or joined (jobs.life.pieces).
+# how a long file is cut into pieces and their results stitched or joined (jobs.life.pieces), and
+# the content policy's screening of the texts a model is asked to act on (jobs.intake.screening).
 __all__ = [
-    "LANGUAGE_CHOICES", "UPLOADED", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue", "GpuError",
-    "InputBound", "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "TransientGpuError", "drain_once",
-    "input_bounds",
-    "join_pieces", "parse_announcements", "pieces_between", "plan_pieces",
-    "stitch_transcript", "turns_of",
+    "LANGUAGE_CHOICES", "POLICY_VERSION", "UPLOADED", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue",
+    "GpuError", "InputBound", "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "Screening",
+    "TransientGpuError", "drain_once", "input_bounds", "join_pieces", "parse_announcements", "pieces_between",
+    "plan_pieces", "stitch_transcript", "turns_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,12 @@ def check() -> None:
 
 def supports(job_type: str) -> bool:
     return backend().supports(job_type)
+
+
+def screen_texts(texts: Mapping[str, tuple[str, str]]) -> Screening:
+    """The content policy's verdict on texts a model would act on ({field: (text, policy)}): the
+    embedded screener, in this process (a model file loaded once; no call leaves the machine)."""
+    return screen_fields(texts)
 
 
 def unavailable_reason(job_type: str) -> str | None:

@@ -50,6 +50,17 @@ class VoiceRef(serializers.UUIDField):
     """The id of one of the caller's cloned voices (optional: null is the engine's own voice)."""
 
 
+class ScreenedText(serializers.CharField):
+    """Text a model is asked to act on: screened against the content policy before the job is
+    priced (jobs.intake.screening), so a refused request is a 422 that charges nothing. `policy`
+    "negative" is text that lists what the model must avoid (a negative prompt): only the
+    categories whose words are an offence in themselves count there."""
+
+    def __init__(self, *, policy: str = "full", **kwargs: Any) -> None:
+        self.policy = policy
+        super().__init__(**kwargs)
+
+
 class LanguageField(serializers.ChoiceField):
     """A spoken language: a Whisper language code, or `auto` to detect it. Which of them this
     server takes depends on its GPU backend (`languages` in GET /jobs/types); another is a 422
@@ -73,12 +84,16 @@ def _upper(bound: Bound, key: str) -> dict[str, Any]:
     return {} if bound.high is None else {key: bound.high}
 
 
-def _text(bounds: Mapping[str, InputBound], name: str, **kwargs: Any) -> serializers.CharField:
+def _text(bounds: Mapping[str, InputBound], name: str, *, screened: str | None = None,
+          **kwargs: Any) -> serializers.CharField:
     """Text of at most the engine's length (and at least its least, when it has one). A blank
-    string is refused whatever the bound, as every CharField refuses it."""
+    string is refused whatever the bound, as every CharField refuses it. `screened` (a policy of
+    ScreenedText): text a model acts on, screened before the job is priced."""
     bound = _bound(bounds, name)
     if bound.low:
         kwargs["min_length"] = int(bound.low)
+    if screened is not None:
+        return ScreenedText(policy=screened, **_upper(bound, "max_length"), **kwargs)
     return serializers.CharField(**_upper(bound, "max_length"), **kwargs)
 
 
@@ -158,7 +173,7 @@ _RENDER = gpu_client.input_bounds("render")
 # __init__ binds it. Exact types: any other field is deep-copied as DRF does.
 _SHAREABLE_FIELDS = frozenset({
     serializers.BooleanField, serializers.CharField, serializers.ChoiceField, serializers.FloatField,
-    serializers.IntegerField, serializers.UUIDField, MediaRef, VoiceRef, LanguageField,
+    serializers.IntegerField, serializers.UUIDField, MediaRef, VoiceRef, LanguageField, ScreenedText,
 })
 # Defaults that a copy may share: DRF hands the default itself to the validated data, so a list or
 # a dict default must be the field's own (deep-copied) or a request could change the next one's.
@@ -325,7 +340,7 @@ class TranscriptionInput(JobInput):
 class TtsInput(JobInput):
     """Text to speech, in one of the caller's cloned voices when `voice_id` is given."""
 
-    text = _text(_TTS, "text")
+    text = _text(_TTS, "text", screened="full")
     voice_id = VoiceRef(required=False, allow_null=True, default=None)
     speed = _number(_TTS, "speed", default=_default(_TTS, "speed"))
 
@@ -333,8 +348,8 @@ class TtsInput(JobInput):
 class AudioGenerationInput(JobInput):
     """Sound from a text prompt (Stable Audio Open: up to 47 s of 44.1 kHz stereo), as a WAV."""
 
-    prompt = _text(_AUDIO_GENERATION, "prompt")
-    negative_prompt = _text(_AUDIO_GENERATION, "negative_prompt", required=False)
+    prompt = _text(_AUDIO_GENERATION, "prompt", screened="full")
+    negative_prompt = _text(_AUDIO_GENERATION, "negative_prompt", screened="negative", required=False)
     duration_sec = _integer(_AUDIO_GENERATION, "duration_sec", default=_default(_AUDIO_GENERATION, "duration_sec"))
     seed = _seed(_AUDIO_GENERATION)
     steps = _integer(_AUDIO_GENERATION, "steps", required=False,
@@ -408,7 +423,7 @@ class VideoQueryInput(JobInput):
     when it has one, is part of the question. Priced per question."""
 
     video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
-    question = _text(_VIDEO_QUERY, "question")
+    question = _text(_VIDEO_QUERY, "question", screened="full")
     start_ms = _integer(_VIDEO_QUERY, "start_ms", required=False)
     end_ms = _integer(_VIDEO_QUERY, "end_ms", required=False)
 
@@ -421,8 +436,8 @@ class VideoQueryInput(JobInput):
 class VideoGenerationInput(JobInput):
     """Video from a text prompt (Pro plan): an MP4 at 16 fps lasting exactly `duration_sec`."""
 
-    prompt = _text(_VIDEO_GENERATION, "prompt")
-    negative_prompt = _text(_VIDEO_GENERATION, "negative_prompt", required=False)
+    prompt = _text(_VIDEO_GENERATION, "prompt", screened="full")
+    negative_prompt = _text(_VIDEO_GENERATION, "negative_prompt", screened="negative", required=False)
     duration_sec = _integer(_VIDEO_GENERATION, "duration_sec", default=_default(_VIDEO_GENERATION, "duration_sec"))
     # The sizes the declared Wan2.1 checkpoint was trained at.
     resolution = serializers.ChoiceField(choices=_choices(_VIDEO_GENERATION, "resolution"), required=False,
@@ -447,8 +462,8 @@ class VideoGenerationInput(JobInput):
 class ImageGenerationInput(JobInput):
     """Images from a text prompt, one PNG media file each; the same seed gives the same images."""
 
-    prompt = _text(_IMAGE_GENERATION, "prompt")
-    negative_prompt = _text(_IMAGE_GENERATION, "negative_prompt", required=False,
+    prompt = _text(_IMAGE_GENERATION, "prompt", screened="full")
+    negative_prompt = _text(_IMAGE_GENERATION, "negative_prompt", screened="negative", required=False,
                             help_text="Recorded; FLUX.1-schnell does not apply one.")
     width = _integer(_IMAGE_GENERATION, "width", default=_default(_IMAGE_GENERATION, "width"))
     height = _integer(_IMAGE_GENERATION, "height", default=_default(_IMAGE_GENERATION, "height"))

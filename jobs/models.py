@@ -450,3 +450,26 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.outcome} ({self.credits_net} credits)"
+
+
+class ScreeningRefusal(models.Model):
+    """A request the content policy refused (jobs.intake.screening): who sent it, for which type,
+    and which fields were flagged in which categories. Never the text: what was refused is known
+    by its categories only. Counted per account; read by staff (the admin)."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    member_id = models.UUIDField(null=True, blank=True)  # who asked, in a team workspace
+    type = models.CharField(max_length=32)  # the job type (a batch's refused item's)
+    # [{"field": "prompt", "categories": ["hate"]}, ...]: each flagged field (a batch's: "items[3].prompt").
+    flagged = models.JSONField()
+    model_version = models.CharField(max_length=64)  # the screener that decided
+    policy_version = models.CharField(max_length=16)
+
+    class Meta:
+        db_table = "screening_refusals"
+        indexes = [models.Index(fields=["user", "created_at"], name="screening_refusals_user")]
+
+    def __str__(self) -> str:
+        return f"{self.type} refused ({', '.join(sorted({c for f in self.flagged for c in f['categories']}))})"

@@ -21,6 +21,7 @@ from jobs.models import (
     IdempotencyRecord,
     JobEvent,
     Quote,
+    ScreeningRefusal,
     UsageEvent,
     idempotency_window_start,
 )
@@ -121,6 +122,12 @@ def usage_events_sweep(ctx: SweepContext) -> SweepResult:
     return delete_in_batches("usage_events", UsageEvent.objects.filter(created_at__lt=cutoff), ctx)
 
 
+def screening_refusals_sweep(ctx: SweepContext) -> SweepResult:
+    """Content policy refusals older than AUTEUR_SCREENING_REFUSAL_RETENTION_DAYS."""
+    cutoff = ctx.now - timedelta(days=settings.AUTEUR_SCREENING_REFUSAL_RETENTION_DAYS)
+    return delete_in_batches("screening_refusals", ScreeningRefusal.objects.filter(created_at__lt=cutoff), ctx)
+
+
 SWEEPS = [
     Sweep("job_events", "jobs.retention.job_events",
           "events of jobs ended more than AUTEUR_RETENTION_JOB_EVENTS_DAYS ago", job_events_sweep),
@@ -133,5 +140,7 @@ SWEEPS = [
           quotes_sweep),
     Sweep("usage_events", "jobs.retention.usage_events", "usage analytics older than AUTEUR_USAGE_RETENTION_DAYS",
           usage_events_sweep),
+    Sweep("screening_refusals", "jobs.retention.screening_refusals",
+          "content policy refusals older than AUTEUR_SCREENING_REFUSAL_RETENTION_DAYS", screening_refusals_sweep),
 ]
 

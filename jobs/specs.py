@@ -94,6 +94,13 @@ class JobSpec:
         return {f"{name}_id": limit for name, limit in engine_media_limits(self.type).items()}
 
     @functools.cached_property
+    def screened(self) -> dict[str, str]:
+        """The input's fields that a model acts on, with the content policy each is screened
+        against (`inputs.ScreenedText`), in declaration order."""
+        return {name: field.policy for name, field in self.input().fields.items()
+                if isinstance(field, inputs.ScreenedText)}
+
+    @functools.cached_property
     def languages(self) -> tuple[str, ...]:
         """The input's fields that name a spoken language (checked against the backend's)."""
         return tuple(name for name, field in self.input().fields.items() if isinstance(field, inputs.LanguageField))

@@ -223,6 +223,11 @@ def retention_usage_events() -> str:
     return run_sweep("usage_events", time_budget=TASK_TIME_BUDGET_SECONDS).describe()
 
 
+@shared_task(name="jobs.retention.screening_refusals", acks_late=True)
+def retention_screening_refusals() -> str:
+    return run_sweep("screening_refusals", time_budget=TASK_TIME_BUDGET_SECONDS).describe()
+
+
 @shared_task(name=ANNOUNCE_TASK, acks_late=True, soft_time_limit=50, time_limit=60)
 def spend_cap_alerts() -> int:
     """Sent when a charge crossed a spend cap's threshold, and by beat as a sweep (queue `webhooks`):

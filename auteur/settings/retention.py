@@ -12,4 +12,6 @@ AUTEUR_RETENTION_BATCH_SIZE = env.int("AUTEUR_RETENTION_BATCH_SIZE", default=100
 AUTEUR_RETENTION_JOB_EVENTS_DAYS = env.int("AUTEUR_RETENTION_JOB_EVENTS_DAYS", default=30)
 # Usage analytics (jobs.events.usage): one event per ended job, deleted this many days after it.
 AUTEUR_USAGE_RETENTION_DAYS = env.int("AUTEUR_USAGE_RETENTION_DAYS", default=90)
+# Content policy refusals (jobs.intake.screening): who was refused, for which categories, never the text.
+AUTEUR_SCREENING_REFUSAL_RETENTION_DAYS = env.int("AUTEUR_SCREENING_REFUSAL_RETENTION_DAYS", default=90)
 AUTEUR_RETENTION_JOB_OUTPUTS_DAYS = env.int("AUTEUR_RETENTION_JOB_OUTPUTS_DAYS", default=0)

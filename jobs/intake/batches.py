@@ -58,6 +58,7 @@ from jobs.events.record import job_events_record_many
 from jobs.inputs import Scheduling
 from jobs.intake.admission import languages_check, require_runnable
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
+from jobs.intake.screening import requests_screen
 from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
 from jobs.life.windows import start_deadline_of
@@ -137,6 +138,8 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
             runnable.add(item.spec.type)
     batch_can_pay(user=user, member_id=member_id, priced=[_Least(index, item.spec.price.minimum)
                                                           for index, item in enumerate(items)], least=True)
+    # Every item's texts at once: the refusal names each flagged field of each item.
+    requests_screen([(f"items[{index}].", item.spec, item.fields) for index, item in enumerate(items)])
     resolved: dict[str, JobRequest] = {}
     requests = _each(enumerate(zip(items, objects, strict=True)),
                      lambda pair: _resolve(user, pair[0].spec, pair[1], resolved))
@@ -430,6 +433,8 @@ def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None
         priced = [_priced_again(index, job) for index, job in enumerate(jobs)]
         for spec in {p.spec.type: p.spec for p in priced}.values():
             require_runnable(user, spec)  # the plan and this server's backend, as a retry of one checks
+        # Screened again, as a retry of one is: the refusal names each job's fields by its id.
+        requests_screen([(f"jobs[{job.pk}].", p.spec, job.input_params) for job, p in zip(jobs, priced, strict=True)])
         cost = sum(p.price for p in priced)
         if dry_run or not priced:
             return {"matched": len(priced), "retried": 0 if dry_run else len(priced), "credits_cost": cost,

@@ -24,6 +24,7 @@ from jobs.inputs import Scheduling, WebhookRequest
 from jobs.intake.admission import can_pay, job_submit_checks, require_runnable
 from jobs.intake.quotes import quote_take
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
+from jobs.intake.screening import request_screen
 from jobs.life import publish
 from jobs.life.windows import start_deadline_of
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote, idempotency_window_start
@@ -277,6 +278,8 @@ def job_retry(*, job: Job, member_id: uuid.UUID | None = None) -> Job:
                               details={"status": job.status, "retryable": job.retryable})
     if job.project is None:
         raise JobNotRetryable("The job's project was deleted.")
+    # Screened again: the policy, or its screener, may have changed since the job was accepted.
+    request_screen(spec=job_spec(job.type), params=job.input_params)
     media_ids = [uuid.UUID(str(v)) for k, v in job.input_params.items() if k.endswith("media_id") and v]
     request = JobRequest(
         project=job.project,

@@ -223,7 +223,7 @@ def test_beat_runs_every_sweep_through_its_own_task():
     scheduled = {entry["task"] for entry in beat_schedule.values()}
     names = {sweep.name for sweep in registered_sweeps()}
     assert names == {"job_events", "idempotency_keys", "event_streams", "quotes", "usage_events", "job_outputs",
-                     "deleted_project_objects", "deleted_project_edls"}
+                     "deleted_project_objects", "deleted_project_edls", "screening_refusals"}
     for sweep in registered_sweeps():
         assert sweep.task in scheduled, sweep.name
         assert sweep.task in app.tasks, sweep.name

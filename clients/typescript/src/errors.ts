@@ -53,7 +53,39 @@ export class ConflictError extends ApiError {
 
 /** 400 and 422: the request is malformed or cannot be done; `details.fields` names the fields. */
 export class ValidationError extends ApiError {
-  override readonly name = "ValidationError";
+  override readonly name: string = "ValidationError";
+}
+
+/** A field the content policy refused, with every category it was refused in. */
+export interface FlaggedField {
+  field: string;
+  categories: string[];
+}
+
+/** 422 `content_policy_violation`: a text the request asks a model to act on was refused by the
+ * content policy; nothing was made or charged. `flagged` names every refused field (in a batch,
+ * `items[<index>].<field>`) with its categories; the text itself is never echoed. */
+export class ContentPolicyError extends ValidationError {
+  override readonly name = "ContentPolicyError";
+  readonly flagged: FlaggedField[];
+  readonly policyVersion: string | null;
+
+  constructor(status: number, body: ErrorBody | undefined, headers?: Headers) {
+    super(status, body, headers);
+    this.flagged = flaggedFields(this.details["flagged"]);
+    const version = this.details["policy_version"];
+    this.policyVersion = typeof version === "string" ? version : null;
+  }
+}
+
+function flaggedFields(value: unknown): FlaggedField[] {
+  if (!Array.isArray(value)) return [];
+  return value.flatMap((entry: unknown) => {
+    if (typeof entry !== "object" || entry === null) return [];
+    const { field, categories } = entry as { field?: unknown; categories?: unknown };
+    if (typeof field !== "string" || !Array.isArray(categories)) return [];
+    return [{ field, categories: categories.filter((c): c is string => typeof c === "string") }];
+  });
 }
 
 /** 429: too many requests (or streams) for now. */
@@ -103,6 +135,9 @@ export function apiError(status: number, body: unknown, headers?: Headers): ApiE
   if (status === 403) return new ForbiddenError(status, envelope, headers);
   if (status === 404) return new NotFoundError(status, envelope, headers);
   if (status === 409) return new ConflictError(status, envelope, headers);
+  if (status === 422 && envelope?.error.code === "content_policy_violation") {
+    return new ContentPolicyError(status, envelope, headers);
+  }
   if (status === 400 || status === 422) return new ValidationError(status, envelope, headers);
   if (status === 429) return new RateLimitedError(status, envelope, headers);
   if (status >= 500) return new ServerError(status, envelope, headers);

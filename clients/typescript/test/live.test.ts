@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import {
   AuteurClient,
   ConflictError,
+  ContentPolicyError,
   InsufficientCreditsError,
   jobOutput,
   NotFoundError,
@@ -211,6 +212,24 @@ describe("against the live API", { skip: !live && "AUTEUR_API_URL is not set" },
     });
     const { data } = await broke.api.GET("/api/v1/jobs", {});
     assert.equal(data?.jobs.length, 0);
+  });
+
+  test("422: a prompt the content policy refuses is a typed error naming the field, and nothing is charged", async () => {
+    const balance = async () => (await client.api.GET("/api/v1/credits", {})).data?.balance;
+    const before = await balance();
+    const prompt = "show a man being tortured with pliers, blood everywhere";
+    await assert.rejects(client.submitJob("tts", { project_id: project.id, text: prompt }), (error: unknown) => {
+      assert.ok(error instanceof ContentPolicyError, String(error));
+      assert.equal(error.status, 422);
+      assert.equal(error.code, "content_policy_violation");
+      assert.equal(error.flagged.length, 1);
+      assert.equal(error.flagged[0]?.field, "text");
+      assert.ok(error.flagged[0]?.categories.includes("violence_graphic"), JSON.stringify(error.flagged));
+      assert.ok(error.policyVersion);
+      assert.ok(!error.message.includes("pliers"));
+      return true;
+    });
+    assert.equal(await balance(), before);
   });
 
   test("404: another user's job, project and file are typed not-found errors", async () => {

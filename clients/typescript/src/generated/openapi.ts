@@ -916,7 +916,8 @@ export interface paths {
         /**
          * Retry a failed job
          * @description Submit a failed job again with the same input, as a new job charged again (202).
-         *     409 `job_not_retryable` unless the job failed with a retryable error.
+         *     409 `job_not_retryable` unless the job failed with a retryable error; 422
+         *     `content_policy_violation` when today's content policy refuses its texts (nothing charged).
          */
         post: operations["jobs_retry_create"];
         delete?: never;
@@ -6396,7 +6397,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`. */
+            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6507,6 +6508,15 @@ export interface operations {
             };
             /** @description Codes: `unsupported_media_type`. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `content_policy_violation`. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6633,7 +6643,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6751,7 +6761,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6962,6 +6972,15 @@ export interface operations {
             };
             /** @description Codes: `unsupported_media_type`. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `content_policy_violation`. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7634,7 +7653,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`. */
+            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7745,6 +7764,15 @@ export interface operations {
             };
             /** @description Codes: `unsupported_media_type`. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `content_policy_violation`. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8945,7 +8973,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9063,7 +9091,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9278,7 +9306,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`. */
+            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9389,6 +9417,15 @@ export interface operations {
             };
             /** @description Codes: `unsupported_media_type`. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `content_policy_violation`. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9533,7 +9570,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9651,7 +9688,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10038,6 +10075,15 @@ export interface operations {
             };
             /** @description Codes: `unsupported_media_type`. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `content_policy_violation`. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
