@@ -74,6 +74,7 @@ LONGEST_FIRST = (
     "tests/auteur/test_slow_clients.py",
     "tests/gpu_tasks/test_transcription_hf.py",
     "tests/gpu_tasks/test_lip_sync.py",
+    "tests/gpu_tasks/test_screening_model.py",  # the screener retrained: about 55 s of one core
 )
 
 
