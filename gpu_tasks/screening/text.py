@@ -1,10 +1,11 @@
 """The embedded text screener: a linear classifier over hashed n-grams, numpy only, on CPU.
 
-Features. A text is normalised (format characters such as zero-width spaces and combining marks
-dropped, NFKC, lower case, leetspeak folded inside words, letter runs squeezed to two, apostrophes
-dropped), split into words, and each word, each pair of adjacent words and each character 3- to
-5-gram of a word (with a space at either end, from its first MAX_TOKEN characters) is hashed with
-CRC-32 into N_BUCKETS buckets. Values are sublinear term frequencies (1 + log tf) times the
+Features. A text is normalised (format characters such as zero-width spaces, combining marks and
+the other characters Unicode defines as ignorable, such as the Hangul fillers, dropped, NFKC, lower
+case, leetspeak folded inside words, letter runs squeezed to two, apostrophes dropped), split
+into words, and each word, each pair of adjacent words and each character 3- to 5-gram of a word
+(with a space at either end, from its first MAX_TOKEN characters) is hashed with CRC-32 into
+N_BUCKETS buckets. Values are sublinear term frequencies (1 + log tf) times the
 inverse document frequency of the training texts, L2-normalised per scored unit.
 
 Heads. One logistic regression per category of the taxonomy, plus `minor_ref` (the text refers
@@ -84,6 +85,11 @@ _WORD = re.compile(r"[^\W_]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:\n])\s+")
 _LEETISH = re.compile(r"[013457@$]")
 _INVISIBLE = frozenset({"Cf", "Mn", "Me"})  # format characters (U+200B-U+200D, U+2060, U+FEFF...) and marks
+# The rest of Unicode's Default_Ignorable_Code_Point, characters that render as nothing but are
+# neither of those categories: the Hangul fillers (letters, Lo: "t\u3164o\u3164r..." would be one
+# unknown word) and the unassigned code points reserved for invisible characters (Cn).
+_IGNORABLE = dict.fromkeys([0x115F, 0x1160, 0x3164, 0xFFA0, 0x2065, *range(0xFFF0, 0xFFF9),
+                            *range(0xE0000, 0xE1000)])
 
 
 def _fold(match: re.Match[str]) -> str:
@@ -99,7 +105,7 @@ def normalize(text: str) -> str:
     if not text.isascii():
         # Invisible characters split a word for the tokenizer ("k\u200bill") without changing what a
         # reader or a model sees, so they go before anything else; accents go with them ("kíll").
-        decomposed = unicodedata.normalize("NFKD", text)
+        decomposed = unicodedata.normalize("NFKD", text).translate(_IGNORABLE)
         text = "".join(ch for ch in decomposed if unicodedata.category(ch) not in _INVISIBLE)
     text = unicodedata.normalize("NFKC", text).lower()
     if _LEETISH.search(text):  # only these characters fold
