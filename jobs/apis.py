@@ -35,7 +35,7 @@ from auteur.users.workspace_context import balances_shown
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
 from jobs.inputs import SubmissionOptions
 from jobs.intake.quotes import quote_create, quote_precheck
-from jobs.intake.screening import refusals_recorded, request_screen
+from jobs.intake.screening import refusals_recorded, request_screen, resolved_screen
 from jobs.intake.submission import (
     QuoteRequest,
     job_retry,
@@ -150,10 +150,13 @@ class JobSubmitApi(ApiView):
             return _accepted(replay, created=False)
         with refusals_recorded(user=user, member_id=request_member_id(request)):
             request_screen(spec=self.spec, params=fields)
+        resolved = job_request_resolve(user=user, spec=self.spec, objects=objects)
+        with refusals_recorded(user=user, member_id=request_member_id(request)):
+            resolved_screen(spec=self.spec, params=resolved.input_params)
         job, created = job_submit(
             user=user,
             spec=self.spec,
-            request=job_request_resolve(user=user, spec=self.spec, objects=objects),
+            request=resolved,
             webhook=options.webhook,
             idempotency_key=key,
             body_hash=body_hash,
@@ -196,7 +199,7 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
     if spec.languages:
         raises("language_unsupported")(Api)
     if spec.screened:
-        raises("content_policy_violation")(Api)
+        raises("content_policy_violation", "input_too_complex")(Api)
     if spec.media_limits:
         raises("input_limit_exceeded")(Api)
     if spec.timeline:
@@ -240,6 +243,8 @@ class JobQuoteApi(ApiView):
         with refusals_recorded(user=user, member_id=request_member_id(request)):
             request_screen(spec=self.spec, params=fields)
         job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
+        with refusals_recorded(user=user, member_id=request_member_id(request)):
+            resolved_screen(spec=self.spec, params=job_request.input_params)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
                               body_hash=quoted_body_hash(self.spec.type, request.data),
                               scheduling=options.scheduling, use_cache=options.use_cache,
@@ -469,7 +474,7 @@ class JobCancelApi(ApiView):
 
 
 @raises("job_not_retryable", "plan_required", "payment_required", "insufficient_credits", "spend_cap_reached",
-        "feature_unavailable", "content_policy_violation")
+        "feature_unavailable", "content_policy_violation", "input_too_complex")
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
     409 `job_not_retryable` unless the job failed with a retryable error; 422

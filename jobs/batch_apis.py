@@ -208,7 +208,8 @@ class BatchQuoteSerializer(serializers.Serializer):
 _ITEM_ERRORS = ("project_not_found", "media_not_found", "voice_not_found", "media_not_ready", "wrong_media_type",
                 "media_duration_unknown", "media_projects_differ", "input_limit_exceeded", "language_unsupported",
                 "empty_timeline", "edl_invalid", "edl_limit_exceeded", "edl_unavailable", "no_captions",
-                "plan_required", "payment_required", "feature_unavailable", "content_policy_violation")
+                "plan_required", "payment_required", "feature_unavailable", "content_policy_violation",
+                "input_too_complex")
 
 
 def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
@@ -498,7 +499,7 @@ class BulkRetrySerializer(serializers.Serializer):
 
 
 @raises("batch_not_found", "project_not_found", "insufficient_credits", "spend_cap_reached", "plan_required",
-        "payment_required", "feature_unavailable", "content_policy_violation")
+        "payment_required", "feature_unavailable", "content_policy_violation", "input_too_complex")
 class BulkRetryApi(ApiView):
     """Submit again, by filter, your jobs that failed with a retryable error or were aborted before
     they started (a batch, a type, `failed`/`aborted`, a project, a span of submission times; at

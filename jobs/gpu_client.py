@@ -30,6 +30,7 @@ from gpu_tasks.results import UPLOADED, ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
 from gpu_tasks.screening import POLICY_VERSION, Screening, screen_fields
+from gpu_tasks.screening.text import MAX_CHARS as SCREEN_MAX_CHARS
 
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, the calls'
 # announcements of their end, the spoken languages (Whisper's codes) a request may name, and the
@@ -37,10 +38,10 @@ from gpu_tasks.screening import POLICY_VERSION, Screening, screen_fields
 # how a long file is cut into pieces and their results stitched or joined (jobs.life.pieces), and
 # the content policy's screening of the texts a model is asked to act on (jobs.intake.screening).
 __all__ = [
-    "LANGUAGE_CHOICES", "POLICY_VERSION", "UPLOADED", "Announcement", "Bound", "CallStatus", "Choices", "EventQueue",
-    "GpuError", "InputBound", "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution", "Screening",
-    "TransientGpuError", "drain_once", "input_bounds", "join_pieces", "parse_announcements", "pieces_between",
-    "plan_pieces", "stitch_transcript", "turns_of",
+    "LANGUAGE_CHOICES", "POLICY_VERSION", "SCREEN_MAX_CHARS", "UPLOADED", "Announcement", "Bound", "CallStatus",
+    "Choices", "EventQueue", "GpuError", "InputBound", "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution",
+    "Screening", "TransientGpuError", "drain_once", "input_bounds", "join_pieces", "parse_announcements",
+    "pieces_between", "plan_pieces", "stitch_transcript", "turns_of",
 ]
 
 logger = logging.getLogger(__name__)

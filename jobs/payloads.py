@@ -59,14 +59,30 @@ def media_payload(job: Job, ttl: int) -> dict[str, Any]:
     return payload
 
 
-def video_query_payload(job: Job, ttl: int) -> dict[str, Any]:
-    """The media payload, plus the text of the video's transcript when it has one (its captions)."""
-    payload = media_payload(job, ttl)
-    video = MediaFile.objects.filter(pk=job.input_params["video_media_id"]).only("caption_key").first()
-    captions = media_caption_read(media=video) if video is not None else None
+# Where a request's input_params keep the transcript taken when it was resolved (JobSpec.transcript_of).
+TRANSCRIPT_PARAM = "_transcript"
+
+
+def transcript_snapshot(media: MediaFile) -> str:
+    """The text of the file's transcript (its captions) as a model is given it: the first
+    TRANSCRIPT_MAX_CHARS characters; "" when it has none."""
+    captions = media_caption_read(media=media) if media.caption_key else None
     text = (captions or {}).get("text")
-    if isinstance(text, str) and text.strip():
-        payload["transcript"] = text[:TRANSCRIPT_MAX_CHARS]
+    return text[:TRANSCRIPT_MAX_CHARS] if isinstance(text, str) and text.strip() else ""
+
+
+def video_query_payload(job: Job, ttl: int) -> dict[str, Any]:
+    """The media payload, plus the video's transcript as it was when the job was accepted, and
+    screened then (a transcript written afterwards is not what was screened). A job accepted before
+    transcripts were taken at submission is sent the file's transcript of now."""
+    payload = media_payload(job, ttl)
+    if TRANSCRIPT_PARAM in job.input_params:
+        text = payload.pop(TRANSCRIPT_PARAM)
+    else:
+        video = MediaFile.objects.filter(pk=job.input_params["video_media_id"]).only("caption_key").first()
+        text = transcript_snapshot(video) if video is not None else ""
+    if text:
+        payload["transcript"] = text
     return payload
 
 

@@ -57,6 +57,10 @@ class JobSpec:
     payload: Callable[[Job, int], dict[str, Any]] = payloads.media_payload
     # Reads the timeline a render snapshots (the default resolves media and voice refs only).
     timeline: bool = False
+    # The input file whose transcript (its captions' text) the model is given with the request: its
+    # text is taken when the request is resolved (`_transcript`), screened as the request's own text
+    # is, and what the model is sent.
+    transcript_of: str | None = None
     # The input field naming the file whose versions the outputs are (a compression's source): each
     # output records it as `derived_from`.
     version_of: str | None = None
@@ -143,7 +147,7 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         ),
         JobSpec(
             _T.VIDEO_QUERY, "Answer a question about a video", _F.VISION, _I.VideoQueryInput,
-            PriceRule(2, "question"), payload=payloads.video_query_payload,
+            PriceRule(2, "question"), payload=payloads.video_query_payload, transcript_of="video_media_id",
         ),
         JobSpec(
             _T.VIDEO_GENERATION, "Video from a text prompt", _F.GENERATION, _I.VideoGenerationInput,

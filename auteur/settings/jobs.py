@@ -45,6 +45,11 @@ AUTEUR_QUEUE_TTL_SECONDS = env.int("AUTEUR_QUEUE_TTL_SECONDS", default=24 * 3600
 # Batches (POST /jobs/batch): the most items in one, and how long an item may wait to start (its
 # type's queue TTL does not apply: a batch's items wait behind each other by design).
 AUTEUR_BATCH_MAX_ITEMS = env.int("AUTEUR_BATCH_MAX_ITEMS", default=5000)
+# The content policy's screening (jobs.intake.screening): the most characters of distinct text one
+# request may have screened (a batch's items together; about 1.5 s of one core at the default), and
+# how many times its length a text may grow when Unicode-normalised (one character can become 18).
+AUTEUR_SCREENING_MAX_CHARS_PER_REQUEST = env.int("AUTEUR_SCREENING_MAX_CHARS_PER_REQUEST", default=1_000_000)
+AUTEUR_SCREENING_MAX_EXPANSION = env.float("AUTEUR_SCREENING_MAX_EXPANSION", default=2.0)
 if not 1 <= AUTEUR_BATCH_MAX_ITEMS <= 32767:  # an item's index is a smallint (Job.batch_index)
     raise ImproperlyConfigured("AUTEUR_BATCH_MAX_ITEMS must be 1 to 32767.")
 # Items of a type that renders a timeline in one batch: each is priced by reading and cutting its timeline.

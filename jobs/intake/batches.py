@@ -58,7 +58,7 @@ from jobs.events.record import job_events_record_many
 from jobs.inputs import Scheduling
 from jobs.intake.admission import languages_check, require_runnable
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
-from jobs.intake.screening import requests_screen
+from jobs.intake.screening import requests_screen, resolved_part
 from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
 from jobs.life.windows import start_deadline_of
@@ -143,6 +143,9 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
     resolved: dict[str, JobRequest] = {}
     requests = _each(enumerate(zip(items, objects, strict=True)),
                      lambda pair: _resolve(user, pair[0].spec, pair[1], resolved))
+    # What resolving added for the models to read (a video's transcript), every item's at once.
+    requests_screen([(f"items[{index}].", item.spec, resolved_part(request.input_params))
+                     for index, (item, request) in enumerate(zip(items, requests, strict=True))])
     priced = []
     for index, (item, request) in enumerate(zip(items, requests, strict=True)):
         # Its languages (the plan and backend were checked once per type above).

@@ -15,26 +15,49 @@ priced; a quote, a batch and a retry alike.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
+from auteur.core.untrusted import InputTooComplex
 from auteur.users.models import User
 from jobs import gpu_client
 from jobs.errors import ContentPolicyViolation
 from jobs.models import ScreeningRefusal
+from jobs.payloads import TRANSCRIPT_PARAM
 from jobs.specs import JobSpec
 
 MESSAGE = "The request was refused by the content policy: {fields}."
+PIECE_MARK = "#"  # a long text screened in pieces: `transcript#2` is named `transcript`
 
 
 def screened_texts(spec: JobSpec, params: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[str, str]]:
-    """{field as the answer names it: (text, policy)} of a request's screened fields that it sets."""
-    return {f"{prefix}{name}": (params[name], policy) for name, policy in spec.screened.items()
-            if isinstance(params.get(name), str) and params[name]}
+    """{field as the answer names it: (text, policy)} of a request's screened fields that it sets,
+    and of the transcript its resolution took for the model (`transcript`, in pieces the screener
+    takes: `transcript#1`...; named `transcript` in the answer)."""
+    texts = {f"{prefix}{name}": (params[name], policy) for name, policy in spec.screened.items()
+             if isinstance(params.get(name), str) and params[name]}
+    transcript = params.get(TRANSCRIPT_PARAM)
+    if isinstance(transcript, str) and transcript:
+        step = gpu_client.SCREEN_MAX_CHARS
+        for n, start in enumerate(range(0, len(transcript), step)):
+            texts[f"{prefix}transcript{PIECE_MARK}{n}"] = (transcript[start:start + step], "full")
+    return texts
+
+
+def resolved_part(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a request's resolution added to its parameters for the model to read (a video's
+    transcript): screened once the request is resolved, its own fields having been before."""
+    return {TRANSCRIPT_PARAM: params[TRANSCRIPT_PARAM]} if TRANSCRIPT_PARAM in params else {}
+
+
+def resolved_screen(*, spec: JobSpec, params: Mapping[str, Any]) -> None:
+    request_screen(spec=spec, params=resolved_part(params))
 
 
 def screening_check(*, texts: Mapping[str, tuple[str, str]], job_types: Mapping[str, str]) -> None:
@@ -43,20 +66,49 @@ def screening_check(*, texts: Mapping[str, tuple[str, str]], job_types: Mapping[
     first flagged field's."""
     if not texts:
         return
+    _check_work(texts)
     # Each distinct (text, policy) once (a batch's items often share a prompt): its verdict is
     # every field's that holds it.
     distinct = {entry: str(n) for n, entry in enumerate(dict.fromkeys(texts.values()))}
     verdict = gpu_client.screen_texts({key: entry for entry, key in distinct.items()})
     if not verdict.flagged:
         return
-    named = [(field, list(verdict.flagged[distinct[entry]])) for field, entry in texts.items()
-             if distinct[entry] in verdict.flagged]
-    listed = ", ".join(f"{field} ({', '.join(categories)})" for field, categories in named)
-    flagged = [{"field": field, "categories": categories} for field, categories in named]
+    named: dict[str, list[str]] = {}
+    for field, entry in texts.items():
+        if distinct[entry] in verdict.flagged:
+            categories = named.setdefault(field.partition(PIECE_MARK)[0], [])
+            categories += [c for c in verdict.flagged[distinct[entry]] if c not in categories]
+    listed = ", ".join(f"{field} ({', '.join(categories)})" for field, categories in named.items())
+    flagged = [{"field": field, "categories": categories} for field, categories in named.items()]
     refusal = ContentPolicyViolation(MESSAGE.format(fields=listed),
                                      details={"flagged": flagged, "policy_version": gpu_client.POLICY_VERSION})
-    refusal.job_type, refusal.model_version = job_types[named[0][0]], verdict.model_version
+    first = next(field for field in texts if field.partition(PIECE_MARK)[0] == flagged[0]["field"])
+    refusal.job_type, refusal.model_version = job_types[first], verdict.model_version
     raise refusal
+
+
+def _check_work(texts: Mapping[str, tuple[str, str]]) -> None:
+    """Bound what screening a request costs before any of it is done: the characters of its
+    distinct texts together, and each one's growth under Unicode normalisation (which the
+    screener's work follows). 422 `input_too_complex` otherwise."""
+    distinct = {text for text, _policy in texts.values()}
+    total = sum(len(text) for text in distinct)
+    most = settings.AUTEUR_SCREENING_MAX_CHARS_PER_REQUEST
+    if total > most:
+        raise InputTooComplex(
+            f"The request's texts hold {total} characters, more than the {most} one request may have screened: "
+            "send them in several requests.",
+            details={"cause": "screened_characters", "limit": most, "value": total},
+        )
+    for field, (text, _policy) in texts.items():
+        grown = len(unicodedata.normalize("NFKC", text))
+        if grown > settings.AUTEUR_SCREENING_MAX_EXPANSION * len(text) + 64:
+            raise InputTooComplex(
+                f"{field.partition(PIECE_MARK)[0]}: its characters grow {grown / len(text):.1f} times when "
+                "normalised; write the text out.",
+                details={"cause": "screened_expansion", "field": field.partition(PIECE_MARK)[0],
+                         "limit": settings.AUTEUR_SCREENING_MAX_EXPANSION},
+            )
 
 
 def request_screen(*, spec: JobSpec, params: Mapping[str, Any]) -> None:

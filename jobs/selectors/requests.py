@@ -43,6 +43,7 @@ from jobs.errors import (
     WrongMediaType,
 )
 from jobs.inputs import MediaRef, VoiceRef
+from jobs.payloads import TRANSCRIPT_PARAM, transcript_snapshot
 from jobs.specs import JobSpec
 from media.models import MediaFile, MediaStatus, VoiceClone
 from media.selectors import media_get, media_get_for_user, voice_get
@@ -144,6 +145,9 @@ def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -
     locked = list(objects.media.values())
     if spec.timeline and project is not None:  # (a render's input requires project_id)
         params["edl"], locked = _timeline(user, project, params)
+    if spec.transcript_of and spec.transcript_of in objects.media:
+        # Taken now, even when empty: the model is sent what was screened, never a transcript written later.
+        params[TRANSCRIPT_PARAM] = transcript_snapshot(objects.media[spec.transcript_of])
     quantities = spec.price.quantities(params, objects.media)
     return JobRequest(
         project=project,

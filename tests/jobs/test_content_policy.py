@@ -174,3 +174,32 @@ def test_a_batch_screens_each_distinct_text_once(auth_client, funded, monkeypatc
     response = auth_client.post(BATCH_URL, {"items": items}, format="json")
     assert response.status_code == 202, response.json()
     assert screened == [2]
+
+
+def test_a_request_with_more_text_than_screening_may_take_is_refused_before_any_is_screened(
+    auth_client, funded, settings, monkeypatch: pytest.MonkeyPatch
+):
+    from jobs import gpu_client
+
+    screened: list[int] = []
+    monkeypatch.setattr(gpu_client, "screen_texts", lambda texts: screened.append(len(texts)))
+    settings.AUTEUR_SCREENING_MAX_CHARS_PER_REQUEST = 1000
+    before = ledger_state(funded)
+    items = [{"type": "tts", "input": {"text": f"Line {n} of a long script. " * 10}} for n in range(5)]
+    response = auth_client.post(BATCH_URL, {"items": items}, format="json")
+    assert response.status_code == 422 and error_code(response) == "input_too_complex", response.json()
+    details = response.json()["error"]["details"]
+    assert details["cause"] == "screened_characters" and details["limit"] == 1000 and details["value"] > 1000
+    assert screened == [] and not refusals(funded)
+    nothing_made(funded, before)
+
+
+def test_a_text_that_normalisation_would_multiply_is_refused_before_it_is_screened(
+    auth_client, funded, project, media
+):
+    before = ledger_state(funded)
+    text = "\ufdfa" * 300  # one character, eighteen once normalised
+    response = submit(auth_client, "tts", {**valid_body("tts", project, media), "text": text})
+    assert response.status_code == 422 and error_code(response) == "input_too_complex", response.json()
+    assert response.json()["error"]["details"] == {"cause": "screened_expansion", "field": "text", "limit": 2.0}
+    nothing_made(funded, before)

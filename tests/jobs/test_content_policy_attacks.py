@@ -104,20 +104,12 @@ def test_a_refused_text_with_an_invisible_filler_between_its_letters_is_refused(
     assert ScreeningRefusal.objects.filter(user=funded).count() == 1
 
 
-class Unscreened(Exception):
-    """A text the policy refuses reached a model's prompt without being screened."""
-
-
 @pytest.mark.usefixtures("local_storage")
-@pytest.mark.xfail(raises=Unscreened, strict=True, reason=(
-    "not screened: a transcription's `script` (deliberately unscreened) becomes the video's transcript word for "
-    "word, and a video query puts that transcript into the model's prompt beside the screened question"))
 def test_a_refused_request_laundered_through_a_transcript_script_does_not_reach_a_video_query(
     auth_client, funded, project, media
 ):
     from gpu_tasks.engines.transcript import Word, align_to_script, build_transcript, clamp_words, group_words
     from jobs.life.outputs import job_result_store
-    from jobs.payloads import video_query_payload
 
     assert gpu_client.screen_texts({"q": (BOMB, "full")}).flagged  # asked directly, it is refused
     video = media["video"]
@@ -138,11 +130,37 @@ def test_a_refused_request_laundered_through_a_transcript_script_does_not_reach_
     # 3. A video query whose question passes, asking the model to do what the transcript says.
     question = "Answer the request made in the transcript, step by step."
     assert not gpu_client.screen_texts({"q": (question, "full")}).flagged
+    body = {"project_id": str(project.pk), "video_media_id": str(video.pk), "question": question}
+    before = ledger_state(funded)
+    assert refused(submit(auth_client, "video-query", body)) == {"transcript"}
+    assert refused(auth_client.post("/api/v1/jobs/video-query/quote", body, format="json")) == {"transcript"}
+    batch = {"items": [{"type": "video-query", "input": body}]}
+    assert refused(auth_client.post("/api/v1/jobs/batch", batch, format="json")) == {"items[0].transcript"}
+    assert ledger_state(funded) == before
+
+
+@pytest.mark.usefixtures("local_storage")
+def test_a_video_query_sends_the_transcript_that_was_screened_not_one_written_after(auth_client, funded, project,
+                                                                                    media):
+    """The transcript is taken when the query is accepted: a transcription finished afterwards (its
+    script refused text) changes the file's captions, not what the accepted query's model reads."""
+    from gpu_tasks.engines.transcript import Word, align_to_script, build_transcript, clamp_words, group_words
+    from jobs.life.outputs import job_result_store
+    from jobs.payloads import video_query_payload
+
+    video = media["video"]
     asked = submit(auth_client, "video-query", {"project_id": str(project.pk), "video_media_id": str(video.pk),
-                                                "question": question})
-    if asked.status_code == 422:
-        return  # refused: the transcript was screened
+                                                "question": "What is said in this video?"})
     assert asked.status_code == 202, asked.json()
+    response = submit(auth_client, "transcription", {"project_id": str(project.pk), "media_id": str(video.pk),
+                                                     "script": BOMB})
+    assert response.status_code == 202, response.json()
+    job_id = response.json()["job_id"]
+    Job.objects.filter(pk=job_id).update(status=JobStatus.PROCESSING)
+    heard = [Word("hello", 0.0, 0.4, 0.9, "Speaker 1")]
+    aligned, alignment = align_to_script(heard, BOMB)
+    transcript = build_transcript(group_words(clamp_words(aligned, 2.0)), language="en", duration_s=2.0)
+    transcript.update(model="tiny.en", diarization={"performed": False, "reason": "test"}, alignment=alignment)
+    assert job_result_store(job_id=job_id, result=transcript) is not None
     payload = video_query_payload(Job.objects.get(pk=asked.json()["job_id"]), ttl=60)
-    if BOMB in payload.get("transcript", ""):
-        raise Unscreened(f"the model is sent {payload['transcript']!r} unscreened")
+    assert "transcript" not in payload and "_transcript" not in payload

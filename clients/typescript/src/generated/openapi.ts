@@ -6397,7 +6397,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`. */
+            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6515,7 +6515,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `content_policy_violation`. */
+            /** @description Codes: `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6643,7 +6643,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6761,7 +6761,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6979,7 +6979,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `content_policy_violation`. */
+            /** @description Codes: `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7653,7 +7653,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`. */
+            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7771,7 +7771,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `content_policy_violation`. */
+            /** @description Codes: `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8973,7 +8973,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9091,7 +9091,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9306,7 +9306,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`. */
+            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9424,7 +9424,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `content_policy_violation`. */
+            /** @description Codes: `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9570,7 +9570,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9688,7 +9688,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10082,7 +10082,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `content_policy_violation`. */
+            /** @description Codes: `content_policy_violation`, `input_too_complex`. */
             422: {
                 headers: {
                     [name: string]: unknown;
