@@ -164,3 +164,20 @@ def test_a_video_query_sends_the_transcript_that_was_screened_not_one_written_af
     assert job_result_store(job_id=job_id, result=transcript) is not None
     payload = video_query_payload(Job.objects.get(pk=asked.json()["job_id"]), ttl=60)
     assert "transcript" not in payload and "_transcript" not in payload
+
+
+def test_a_retry_and_a_bulk_retry_screen_the_transcript_the_job_keeps(auth_client, funded, project, media):
+    """A video query whose kept transcript the policy refuses (one accepted before the policy did)
+    is not run again by a retry or a bulk retry: 422 naming the transcript, nothing charged."""
+    video = media["video"]
+    asked = submit(auth_client, "video-query", {"project_id": str(project.pk), "video_media_id": str(video.pk),
+                                                "question": "What is said in this video?"})
+    assert asked.status_code == 202, asked.json()
+    job = Job.objects.get(pk=asked.json()["job_id"])
+    Job.objects.filter(pk=job.pk).update(input_params={**job.input_params, "_transcript": BOMB})
+    assert job_fail(job_id=job.pk, code="engine_error", detail="test", retryable=True)
+    before = ledger_state(funded)
+    assert refused(auth_client.post(f"/api/v1/jobs/{job.pk}/retry", {}, format="json")) == {"transcript"}
+    bulk = auth_client.post("/api/v1/jobs/bulk/retry", {"status": ["failed"]}, format="json")
+    assert refused(bulk) == {f"jobs[{job.pk}].transcript"}
+    assert ledger_state(funded) == before and not Job.objects.filter(retry_of=job).exists()
