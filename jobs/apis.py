@@ -150,8 +150,7 @@ class JobSubmitApi(ApiView):
             return _accepted(replay, created=False)
         with refusals_recorded(user=user, member_id=request_member_id(request)):
             request_screen(spec=self.spec, params=fields)
-        resolved = job_request_resolve(user=user, spec=self.spec, objects=objects)
-        with refusals_recorded(user=user, member_id=request_member_id(request)):
+            resolved = job_request_resolve(user=user, spec=self.spec, objects=objects)
             resolved_screen(spec=self.spec, params=resolved.input_params)
         job, created = job_submit(
             user=user,
@@ -242,8 +241,7 @@ class JobQuoteApi(ApiView):
         quote_precheck(user=user, spec=self.spec, member_id=request_member_id(request))
         with refusals_recorded(user=user, member_id=request_member_id(request)):
             request_screen(spec=self.spec, params=fields)
-        job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
-        with refusals_recorded(user=user, member_id=request_member_id(request)):
+            job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
             resolved_screen(spec=self.spec, params=job_request.input_params)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
                               body_hash=quoted_body_hash(self.spec.type, request.data),

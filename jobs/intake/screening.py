@@ -91,7 +91,8 @@ def _check_work(texts: Mapping[str, tuple[str, str]]) -> None:
     """Bound what screening a request costs before any of it is done: the characters of its
     distinct texts together, and each one's growth under Unicode normalisation (which the
     screener's work follows). 422 `input_too_complex` otherwise."""
-    distinct = {text for text, _policy in texts.values()}
+    # Each distinct text once, under the first field that holds it.
+    distinct = {text: field for field, (text, _policy) in reversed(list(texts.items()))}
     total = sum(len(text) for text in distinct)
     most = settings.AUTEUR_SCREENING_MAX_CHARS_PER_REQUEST
     if total > most:
@@ -100,7 +101,7 @@ def _check_work(texts: Mapping[str, tuple[str, str]]) -> None:
             "send them in several requests.",
             details={"cause": "screened_characters", "limit": most, "value": total},
         )
-    for field, (text, _policy) in texts.items():
+    for text, field in distinct.items():
         grown = len(unicodedata.normalize("NFKC", text))
         if grown > settings.AUTEUR_SCREENING_MAX_EXPANSION * len(text) + 64:
             raise InputTooComplex(
@@ -113,8 +114,7 @@ def _check_work(texts: Mapping[str, tuple[str, str]]) -> None:
 
 def request_screen(*, spec: JobSpec, params: Mapping[str, Any]) -> None:
     """A single request's screening (a submission, a quote, a retry)."""
-    texts = screened_texts(spec, params)
-    screening_check(texts=texts, job_types=dict.fromkeys(texts, spec.type.value))
+    requests_screen([("", spec, params)])
 
 
 def requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]]) -> None:
