@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import pickle
 import threading
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def _cached_encoder() -> SpeakerEncoder:
         state = {k: v for k, v in checkpoint["model_state"].items() if not k.startswith("similarity_")}
         encoder = SpeakerEncoder()
         encoder.load_state_dict(state, strict=True)
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (OSError, EOFError, pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError,
+            AttributeError) as exc:  # a truncated, foreign or altered file
         raise PermanentGpuError("model_unavailable", "the speaker encoder's weights do not load") from exc
     encoder.eval()
     return encoder
