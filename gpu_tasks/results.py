@@ -147,6 +147,8 @@ def check_result(job_type: str, result: Any, *, policy: OutputPolicy, limits: Re
         check_transcript(rest)
     elif spec.output is OutputKind.ANSWER:
         check_answer(rest)
+    elif spec.output is OutputKind.VERIFICATION:
+        check_verification(rest)
     return {**rest, "outputs": checked_outputs} if "outputs" in result else rest
 
 
@@ -330,6 +332,22 @@ def check_answer(result: Mapping[str, Any]) -> None:
         raise refused(f"the answer's timestamps are not a list of at most {MAX_TIMESTAMPS}")
     for stamp in stamps:
         _ms(stamp, "an answer's timestamp")
+
+
+def _figure(value: Any, what: str, low: float, high: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        raise refused(f"{what} is not a number from {low:g} to {high:g}")
+
+
+def check_verification(result: Mapping[str, Any]) -> None:
+    """A consent check's figures, which the worker judges against its own bounds: word error rates
+    (0 and up: a reading may add words) and a cosine similarity."""
+    phrase, speaker = result.get("phrase"), result.get("speaker")
+    if not isinstance(phrase, dict) or not isinstance(speaker, dict):
+        raise refused("a verification has no phrase or speaker figures")
+    _figure(phrase.get("challenge_wer"), "the challenge words' error rate", 0.0, 1e6)
+    _figure(phrase.get("phrase_wer"), "the phrase's error rate", 0.0, 1e6)
+    _figure(speaker.get("similarity"), "the speakers' similarity", -1.0, 1.0)
 
 
 # -- output files ------------------------------------------------------------------------------------

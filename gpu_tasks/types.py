@@ -36,6 +36,7 @@ class JobType(StrEnum):
     RENDER = "render"
     COMPRESSION = "compression"
     IMAGE_GENERATION = "image-generation"
+    VOICE_CONSENT = "voice-consent"
 
 
 class GpuClass(StrEnum):
@@ -55,6 +56,7 @@ class OutputKind(StrEnum):
     TRANSCRIPT = "transcript"  # words, speakers and timings in the result (kept as captions)
     ANSWER = "answer"  # text in the result
     CAPTIONS = "captions"  # a subtitle file (SRT, WebVTT)
+    VERIFICATION = "verification"  # figures a check measured, which the worker judges (no file)
 
     @property
     def is_media(self) -> bool:
@@ -240,6 +242,12 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
               side_outputs={"captions_srt": _O.CAPTIONS, "captions_vtt": _O.CAPTIONS}),
         _spec(_T.COMPRESSION, _G.CPU, 1800, _O.VIDEO, "ffmpeg (libx264, AAC)",
               local="compression:run", modal="compression:run"),
+        # A consent recording's check runs on the worker's CPU whatever the backend: Whisper tiny.en
+        # and the speaker encoder ship in packages (no GPU, no models volume), and each call is seconds.
+        # Never cached: each verification reads a fresh challenge.
+        _spec(_T.VOICE_CONSENT, _G.CPU, 300, _O.VERIFICATION,
+              "Whisper tiny.en (faster-whisper) + Resemblyzer GE2E speaker encoder",
+              local="voice_consent:run_local", determinism=_D.NONE),
     )
 })  # fmt: skip
 CPU_JOB_TYPES = frozenset(t for t, s in JOB_TYPES.items() if not s.is_gpu)

@@ -33,7 +33,7 @@ from auteur.core.throttling import SlidingWindowThrottle, person_of
 from auteur.users.authentication import DeferredAccountJWTAuthentication, TokenSubject
 from auteur.users.workspace_context import balances_shown
 from jobs.errors import InvalidIdempotencyKey, JobNotFound, UnknownJobType
-from jobs.inputs import SubmissionOptions
+from jobs.inputs import SubmissionOptions, VoiceRef
 from jobs.intake.quotes import quote_create, quote_precheck
 from jobs.intake.screening import refusals_recorded, request_screen, resolved_screen
 from jobs.intake.submission import (
@@ -199,6 +199,10 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
         raises("language_unsupported")(Api)
     if spec.screened:
         raises("content_policy_violation", "input_too_complex")(Api)
+    if spec.claims_challenge:
+        raises("challenge_not_found", "challenge_expired", "challenge_used")(Api)
+    if any(isinstance(f, VoiceRef) for f in spec.references.values()) or spec.voice_of:
+        raises("consent_required")(Api)
     if spec.media_limits:
         raises("input_limit_exceeded")(Api)
     if spec.timeline:
@@ -472,7 +476,7 @@ class JobCancelApi(ApiView):
 
 
 @raises("job_not_retryable", "plan_required", "payment_required", "insufficient_credits", "spend_cap_reached",
-        "feature_unavailable", "content_policy_violation", "input_too_complex")
+        "feature_unavailable", "content_policy_violation", "input_too_complex", "consent_required")
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
     409 `job_not_retryable` unless the job failed with a retryable error; 422

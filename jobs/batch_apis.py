@@ -124,6 +124,9 @@ def _items(raw: list[dict[str, Any]]) -> list[BatchItem]:
                 raise serializers.ValidationError(
                     {"input": {name: ["Set for the whole batch, not per item."] for name in options}})
             spec = job_spec(job_type)
+            if spec.claims_challenge:
+                alone = f"A {job_type} job reads a challenge of its own: submit it alone (POST /jobs/{job_type})."
+                raise serializers.ValidationError({"type": [alone]})
             checker = checkers.get(job_type) or checkers.setdefault(job_type, spec.input())
             try:
                 fields = dict(checker.run_validation(body))
@@ -209,7 +212,7 @@ _ITEM_ERRORS = ("project_not_found", "media_not_found", "voice_not_found", "medi
                 "media_duration_unknown", "media_projects_differ", "input_limit_exceeded", "language_unsupported",
                 "empty_timeline", "edl_invalid", "edl_limit_exceeded", "edl_unavailable", "no_captions",
                 "plan_required", "payment_required", "feature_unavailable", "content_policy_violation",
-                "input_too_complex")
+                "input_too_complex", "consent_required")
 
 
 def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
@@ -499,7 +502,8 @@ class BulkRetrySerializer(serializers.Serializer):
 
 
 @raises("batch_not_found", "project_not_found", "insufficient_credits", "spend_cap_reached", "plan_required",
-        "payment_required", "feature_unavailable", "content_policy_violation", "input_too_complex")
+        "payment_required", "feature_unavailable", "content_policy_violation", "input_too_complex",
+        "consent_required")
 class BulkRetryApi(ApiView):
     """Submit again, by filter, your jobs that failed with a retryable error or were aborted before
     they started (a batch, a type, `failed`/`aborted`, a project, a span of submission times; at

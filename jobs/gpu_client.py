@@ -19,7 +19,7 @@ from gpu_tasks.announce import Announcement, EventQueue, RedisAnnouncer, drain_o
 from gpu_tasks.announce import parse_all as parse_announcements
 from gpu_tasks.backends import CallStatus, GpuBackend, make_backend
 from gpu_tasks.backends.local import LocalBackend
-from gpu_tasks.engines import input_bounds, video_generation, weights
+from gpu_tasks.engines import input_bounds, video_generation, voice_consent, weights
 from gpu_tasks.engines.timeline import MAX_CLIPS as RENDER_ENGINE_MAX_CLIPS
 from gpu_tasks.engines.transcript import turns_of
 from gpu_tasks.errors import GpuError, PermanentGpuError, TransientGpuError
@@ -144,6 +144,19 @@ def screen_texts(texts: Mapping[str, tuple[str, str]]) -> Screening:
     """The content policy's verdict on texts a model would act on ({field: (text, policy)}): the
     embedded screener, in this process (a model file loaded once; no call leaves the machine)."""
     return screen_fields(texts)
+
+
+def voice_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], dict[str, Any]]:
+    """A voice-consent call's figures judged here, by this worker's own bounds (a GPU result is
+    input): ({check: passed}, the figures with the bounds they were held to)."""
+    from gpu_tasks.engines import speaker  # (the calibrated threshold beside the encoder it is for)
+
+    verdict = voice_consent.passes(result, speaker.DEFAULT_THRESHOLD)
+    phrase, voice = result["phrase"], result["speaker"]
+    figures = {"challenge_wer": float(phrase["challenge_wer"]), "phrase_wer": float(phrase["phrase_wer"]),
+               "similarity": float(voice["similarity"]), "threshold": speaker.DEFAULT_THRESHOLD,
+               "max_wer": voice_consent.MAX_WER, "models": dict(result.get("models") or {})}
+    return {name: state == "passed" for name, state in verdict["checks"].items()}, figures
 
 
 def unavailable_reason(job_type: str) -> str | None:

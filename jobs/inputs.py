@@ -433,6 +433,20 @@ class VideoQueryInput(JobInput):
         return attrs
 
 
+class VoiceConsentInput(JobInput):
+    """Verify a speaker's consent to have their voice cloned: `recording_media_id` is the speaker
+    reading the phrase of `challenge_id` (POST /voices/consent-challenges), `sample_media_id` the
+    file a voice is to be made from. The recording must say the phrase and its speaker must be the
+    sample's; the job's output_data says which checks passed and names the consent that a voice is
+    then made with (POST /voices). Each challenge is read by one job: 404 `challenge_not_found`,
+    409 `challenge_used`, 410 `challenge_expired`, nothing charged. Priced per verification, charged
+    whether the checks pass or not."""
+
+    challenge_id = serializers.UUIDField()
+    recording_media_id = MediaRef(kinds=_AUDIO_OR_VIDEO, help_text="The speaker reading the challenge's phrase.")
+    sample_media_id = MediaRef(kinds=(MediaType.AUDIO,), help_text="The audio file the voice is to be made from.")
+
+
 class VideoGenerationInput(JobInput):
     """Video from a text prompt (Pro plan): an MP4 at 16 fps lasting exactly `duration_sec`."""
 

@@ -124,6 +124,12 @@ OUTPUT_DATA: dict[str, dict[str, Any]] = {
                                                   "What the request asked for that the model changed or ignored."),
          "output_media_ids": _MEDIA_IDS},
         description="Image i of `num_images` used `seed + i - 1`."),
+    JobType.VOICE_CONSENT: _object(
+        {"passed": _described(_BOOL, "Whether every check passed: the consent is verified and can make a voice."),
+         "checks": _object({name: {"enum": ["passed", "failed"]} for name in ("phrase", "speaker")},
+                           description="`phrase`: the recording says the challenge's phrase. `speaker`: its "
+                                       "speaker is the sample's."),
+         "consent_id": _described(_UUID, "The consent, named when a voice is made (POST /voices).")}),
 }
 
 

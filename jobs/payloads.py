@@ -59,6 +59,21 @@ def media_payload(job: Job, ttl: int) -> dict[str, Any]:
     return payload
 
 
+# Where a verification's input_params keep the phrase of the challenge it claimed, and the SHA-256 of
+# the sample it verifies a consent for (JobSpec.claims_challenge, JobSpec.consent_sample).
+PHRASE_PARAM = "_phrase"
+SAMPLE_SHA256_PARAM = "_sample_sha256"
+
+
+def voice_consent_payload(job: Job, ttl: int) -> dict[str, Any]:
+    """The media payload, with the claimed challenge's words and statement, which the recording must say."""
+    payload = media_payload(job, ttl)
+    phrase = payload.pop(PHRASE_PARAM)
+    payload.pop(SAMPLE_SHA256_PARAM, None)
+    payload.update(phrase_words=list(phrase["words"]), statement=str(phrase["statement"]))
+    return payload
+
+
 # Where a request's input_params keep the transcript taken when it was resolved (JobSpec.transcript_of).
 TRANSCRIPT_PARAM = "_transcript"
 

@@ -64,6 +64,14 @@ class JobSpec:
     # The input field naming the file whose versions the outputs are (a compression's source): each
     # output records it as `derived_from`.
     version_of: str | None = None
+    # The input field naming a consent challenge the job reads: claimed in the transaction that
+    # charges it (one job per challenge), its phrase kept with the job (`_phrase`).
+    claims_challenge: str | None = None
+    # The input file a consent is verified for: its SHA-256, kept with the job (`_sample_sha256`), binds
+    # the consent to those bytes.
+    consent_sample: str | None = None
+    # Input audio files whose speech, when a TTS job made it, must be of a consented voice (lip sync).
+    voice_of: tuple[str, ...] = ()
 
     @property
     def engine(self) -> JobTypeSpec:
@@ -136,6 +144,7 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         JobSpec(
             _T.LIP_SYNC, "Re-time a face's lips to new audio", _F.VISION, _I.LipSyncInput,
             PriceRule(15, "minute of video", MediaDuration("video_media_id"), MINUTE_MS),
+            voice_of=("audio_media_id",),
         ),
         JobSpec(
             _T.PERFORMANCE_CLONING, "Animate a face from a driving video", _F.VISION, _I.PerformanceCloningInput,
@@ -168,6 +177,11 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
             _T.COMPRESSION, "Re-encode a video to 1080p/720p/480p", _F.COMPRESSION, _I.CompressionInput,
             PriceRule(1, "10 min of video", MediaDuration("media_id"), 10 * MINUTE_MS),
             version_of="media_id",
+        ),
+        JobSpec(
+            _T.VOICE_CONSENT, "Verify a speaker's recorded consent to a voice clone", _F.AUDIO, _I.VoiceConsentInput,
+            PriceRule(1, "verification"), payload=payloads.voice_consent_payload, claims_challenge="challenge_id",
+            consent_sample="sample_media_id",
         ),
     )
 })

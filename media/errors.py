@@ -91,3 +91,23 @@ class PublishingUnavailable(ApplicationError):
     def __init__(self) -> None:
         super().__init__("Publishing is not configured on this server (AUTEUR_CDN_BASE_URL is not set, or, with "
                          "an S3/R2 bucket, AUTEUR_PUBLIC_BUCKET_NAME).")
+
+
+class ChallengeNotFound(ApplicationError):
+    code = "challenge_not_found"
+
+
+class ChallengeExpired(ApplicationError):
+    code = "challenge_expired"
+
+
+class ChallengeUsed(ApplicationError):
+    code = "challenge_used"
+
+
+class ConsentRequired(ApplicationError):
+    code = "consent_required"
+
+
+class TooManyConsentAttempts(ApplicationError):
+    code = "too_many_consent_attempts"

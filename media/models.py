@@ -146,6 +146,72 @@ class PendingObjectDeletion(models.Model):
         return self.key
 
 
+class ConsentKind(models.TextChoices):
+    VOICE = "voice"  # a speaker agrees to have their voice cloned
+
+
+class ConsentStatus(models.TextChoices):
+    VERIFIED = "verified"  # every check passed: usable
+    FAILED = "failed"  # a check failed: never usable
+
+
+class ConsentChallenge(models.Model):
+    """A phrase the server issued for one consent recording: single use (claimed by the one
+    verification job that reads it), for a short time, by the workspace member it was issued to."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    member_id = models.UUIDField(null=True, blank=True)
+    kind = models.CharField(max_length=16, choices=ConsentKind.choices)
+    words = models.JSONField()  # the fresh words, in the order they are read
+    statement = models.TextField()
+    language = models.CharField(max_length=8, default="en")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_by_job_id = models.UUIDField(null=True, blank=True, unique=True)
+
+    class Meta:
+        db_table = "consent_challenges"
+        indexes = [models.Index(fields=["user", "expires_at"], name="consent_challenges_open",
+                                condition=models.Q(used_by_job_id__isnull=True))]
+        constraints = [models.CheckConstraint(condition=models.Q(expires_at__gt=models.F("created_at")),
+                                              name="consent_challenge_expires_after_creation")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} challenge {self.pk}"
+
+
+class Consent(models.Model):
+    """The outcome of one verified consent recording, with every figure its checks measured (for
+    staff; the owner is told only which checks passed). A voice consent binds the clone sample it
+    was checked against by its SHA-256: only a voice made from that sample may use it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    member_id = models.UUIDField(null=True, blank=True)
+    kind = models.CharField(max_length=16, choices=ConsentKind.choices)
+    status = models.CharField(max_length=16, choices=ConsentStatus.choices)
+    challenge_id = models.UUIDField(unique=True)
+    job_id = models.UUIDField(unique=True)  # the verification job
+    recording_media_id = models.UUIDField(null=True, blank=True)
+    sample_sha256 = models.CharField(max_length=64)
+    checks = models.JSONField()  # {"phrase": "passed"|"failed", "speaker": "passed"|"failed"}
+    challenge_wer = models.FloatField()
+    phrase_wer = models.FloatField()
+    similarity = models.FloatField()
+    threshold = models.FloatField()  # the speaker similarity a pass needed
+    max_wer = models.FloatField()  # the word error rate a pass allowed
+    models_used = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "consents"
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.kind} consent {self.pk} ({self.status})"
+
+
 class VoiceClone(models.Model):
     """A voice for text-to-speech, cloned from a sample the user uploaded."""
 
@@ -159,6 +225,10 @@ class VoiceClone(models.Model):
     sample_key = models.CharField(max_length=500)
     sample_duration_ms = models.PositiveIntegerField()
     source_media = models.ForeignKey(MediaFile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # The speaker's verified consent: a voice is usable only with one, or within the grace given
+    # to the voices made before consents existed (`consent_grace_until`).
+    consent = models.OneToOneField(Consent, on_delete=models.RESTRICT, null=True, blank=True, related_name="voice")
+    consent_grace_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,4 +1,5 @@
-"""The user's voice clones, included under /api/v1/ by auteur/urls.py (media/voice_urls.py)."""
+"""The user's voice clones and the consents they are made with, included under /api/v1/ by auteur/urls.py
+(media/voice_urls.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from auteur.core.api import (
     request_user,
 )
 from auteur.core.schema import raises
-from media.models import VoiceClone
+from media.consent_phrases import phrase_text
+from media.models import ConsentChallenge, VoiceClone
 from media.selectors import media_get_for_user, voice_get, voice_list
-from media.services.voices import voice_create, voice_delete, voice_sample_url
+from media.services.consents import consent_challenge_create, voice_consent_state
+from media.services.voices import voice_consent_attach, voice_create, voice_delete, voice_sample_url
 
 
 class VoiceSerializer(serializers.Serializer):
@@ -30,17 +33,29 @@ class VoiceSerializer(serializers.Serializer):
     sample_duration_ms = serializers.IntegerField()
     source_media_id = serializers.UUIDField(allow_null=True)
     sample_url = serializers.SerializerMethodField()
+    consent_id = serializers.UUIDField(allow_null=True, help_text="The speaker's verified consent.")
+    consent_status = serializers.SerializerMethodField(
+        help_text="`verified`: usable. `grace`: made before consents existed, usable until `consent_grace_until`. "
+                  "`required`: refused (403 `consent_required`) until a consent is attached.")
+    consent_grace_until = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
 
     def get_sample_url(self, obj: VoiceClone) -> str:
         return voice_sample_url(voice=obj).url
 
+    def get_consent_status(self, obj: VoiceClone) -> str:
+        return voice_consent_state(obj)
+
 
 class VoiceListCreateApi(ApiView):
-    """GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s.
+    """GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s,
+    naming the consent its speaker recorded for that file (a completed `voice-consent` job's
+    `output_data.consent_id`).
 
     The voice keeps the sample's first 30 s (by default) as a mono 24 kHz WAV;
-    403 `quota_exceeded` past the user's voice quota.
+    403 `quota_exceeded` past the user's voice quota; 403 `consent_required` when the consent is not
+    this workspace's, failed its verification, was verified against another file or already made a
+    voice (`details.reason`: `missing`, `failed`, `other_sample`, `used`).
     """
 
     workspace_actions = {"GET": "voices.view", "POST": "voices.edit"}
@@ -48,6 +63,7 @@ class VoiceListCreateApi(ApiView):
     class InputSerializer(StrictSerializer):
         media_id = serializers.UUIDField()
         name = serializers.CharField(max_length=255)
+        consent_id = serializers.UUIDField(help_text="The verified consent of the sample's speaker.")
 
         class Meta:
             ref_name = "VoiceCreateRequest"
@@ -77,14 +93,14 @@ class VoiceListCreateApi(ApiView):
         summary="Create a voice clone",
         tags=["voices"],
     )
-    @raises("media_not_found", "invalid_voice_sample", "quota_exceeded")
+    @raises("media_not_found", "invalid_voice_sample", "quota_exceeded", "consent_required")
     def post(self, request: Request) -> Response:
         user = request_user(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         media = media_get_for_user(user=user, media_id=data.validated_data["media_id"])
         voice = voice_create(user=user, media=media, name=data.validated_data["name"],
-                             member_id=request_member_id(request))
+                             consent_id=data.validated_data["consent_id"], member_id=request_member_id(request))
         return Response({"voice": self.OutputSerializer(voice).data}, status=status.HTTP_201_CREATED)
 
 
@@ -108,3 +124,58 @@ class VoiceDetailApi(ApiView):
     def delete(self, request: Request, voice_id: uuid.UUID) -> Response:
         voice_delete(voice=voice_get(user=request_user(request), voice_id=voice_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VoiceConsentApi(ApiView):
+    """POST: attach its speaker's verified consent to a voice made before consents existed (one in
+    `grace` or `required`). The consent must have been verified against the file the voice was made
+    from (`source_media_id`): 403 `consent_required` otherwise, as at creation."""
+
+    workspace_actions = {"POST": "voices.edit"}
+
+    class InputSerializer(StrictSerializer):
+        consent_id = serializers.UUIDField()
+
+        class Meta:
+            ref_name = "VoiceConsentRequest"
+
+    @extend_schema(request=InputSerializer,
+                   responses={200: inline_serializer("VoiceConsentAttached", {"voice": VoiceSerializer()})},
+                   summary="Attach a consent to a voice", tags=["voices"])
+    @raises("voice_not_found", "consent_required")
+    def post(self, request: Request, voice_id: uuid.UUID) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        voice = voice_get(user=request_user(request), voice_id=voice_id)
+        voice = voice_consent_attach(voice=voice, consent_id=data.validated_data["consent_id"])
+        return Response({"voice": VoiceSerializer(voice).data})
+
+
+class ConsentChallengeSerializer(serializers.Serializer):
+    challenge_id = serializers.UUIDField(source="id")
+    phrase = serializers.SerializerMethodField(help_text="What the speaker reads, whole, in one recording.")
+    words = serializers.ListField(child=serializers.CharField(), help_text="The fresh words, in order.")
+    statement = serializers.CharField()
+    language = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+    def get_phrase(self, obj: ConsentChallenge) -> str:
+        return phrase_text(obj.words, obj.statement)
+
+
+class ConsentChallengeApi(ApiView):
+    """POST: a phrase for the speaker of a voice to read in their consent recording: fresh words and
+    the statement that they agree to have their voice cloned in this workspace. Valid 10 minutes (by
+    default), for one recording, by the member it is issued to. Upload the recording as any media
+    file, then submit a `voice-consent` job naming it, the challenge and the voice's sample.
+    403 `quota_exceeded` past the workspace's unused challenges; 429 `too_many_consent_attempts`
+    after too many failed verifications in a day (`details.retry_after_seconds`)."""
+
+    workspace_actions = {"POST": "voices.edit"}
+
+    @extend_schema(request=None, responses={201: ConsentChallengeSerializer}, summary="Issue a consent challenge",
+                   tags=["voices"])
+    @raises("quota_exceeded", "too_many_consent_attempts")
+    def post(self, request: Request) -> Response:
+        challenge = consent_challenge_create(user=request_user(request), member_id=request_member_id(request))
+        return Response(ConsentChallengeSerializer(challenge).data, status=status.HTTP_201_CREATED)

@@ -2,9 +2,11 @@
 
 from django.urls import path
 
-from media.voice_apis import VoiceDetailApi, VoiceListCreateApi
+from media.voice_apis import ConsentChallengeApi, VoiceConsentApi, VoiceDetailApi, VoiceListCreateApi
 
 urlpatterns = [
     path("voices", VoiceListCreateApi.as_view(), name="voices"),
+    path("voices/consent-challenges", ConsentChallengeApi.as_view(), name="voice-consent-challenges"),
     path("voices/<uuid:voice_id>", VoiceDetailApi.as_view(), name="voice-detail"),
+    path("voices/<uuid:voice_id>/consent", VoiceConsentApi.as_view(), name="voice-consent"),
 ]

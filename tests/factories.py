@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from auteur.users.models import User, Workspace
 from auteur.users.services import user_issue_token
 from auteur.users.workspace_services import workspace_create
-from media.models import MediaFile, VoiceClone
+from media.models import Consent, MediaFile, VoiceClone
 from projects.models import Project
 
 MIME_TYPES = {"video": "video/mp4", "audio": "audio/wav", "image": "image/png"}
@@ -73,7 +73,41 @@ class MediaFileFactory(DjangoModelFactory[MediaFile]):
     storage_key = factory.LazyFunction(lambda: f"k/{uuid.uuid4()}")
 
 
+class ConsentFactory(DjangoModelFactory[Consent]):
+    """A voice consent whose verification passed (every figure within its bounds), for a sample of
+    random bytes unless `sample_sha256` names one."""
+
+    class Meta:
+        model = Consent
+
+    user = factory.SubFactory(UserFactory)
+    kind = "voice"
+    status = "verified"
+    challenge_id = factory.LazyFunction(uuid.uuid4)
+    job_id = factory.LazyFunction(uuid.uuid4)
+    sample_sha256 = factory.LazyFunction(lambda: uuid.uuid4().hex * 2)
+    checks = factory.LazyAttribute(lambda o: {"phrase": "passed", "speaker": "passed"} if o.status == "verified"
+                                   else {"phrase": "passed", "speaker": "failed"})
+    challenge_wer = 0.0
+    phrase_wer = 0.1
+    similarity = factory.LazyAttribute(lambda o: 0.95 if o.status == "verified" else 0.5)
+    threshold = 0.89
+    max_wer = 0.25
+
+
+def consent_of(media: MediaFile) -> str:
+    """The id of a verified voice consent for `media`'s bytes (what a passed voice-consent job records)."""
+    return str(ConsentFactory.create(user=media.user, sample_sha256=media.content_sha256).pk)
+
+
+def voice_body(media: MediaFile, name: str) -> dict[str, str]:
+    """A POST /voices body that makes a voice of `media` with its speaker's verified consent."""
+    return {"media_id": str(media.pk), "name": name, "consent_id": consent_of(media)}
+
+
 class VoiceCloneFactory(DjangoModelFactory[VoiceClone]):
+    """A voice with its speaker's verified consent (`consent=None` for one without)."""
+
     class Meta:
         model = VoiceClone
 
@@ -81,6 +115,7 @@ class VoiceCloneFactory(DjangoModelFactory[VoiceClone]):
     name = "My voice"
     sample_key = factory.LazyFunction(lambda: f"voices/{uuid.uuid4()}.wav")
     sample_duration_ms = 5000
+    consent = factory.SubFactory(ConsentFactory, user=factory.SelfAttribute("..user"))
 
 
 def team_workspace(owner: User, name: str = "Studio") -> Workspace:

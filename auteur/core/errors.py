@@ -67,6 +67,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "quota_exceeded": status.HTTP_403_FORBIDDEN,  # auteur/core/quotas.py: details name the quota and limit
     "own_budget": status.HTTP_403_FORBIDDEN,  # an admin sets no budget of their own: an owner sets it
     "budget_above_own": status.HTTP_403_FORBIDDEN,  # an admin gives at most what remains of their own budget
+    # a voice without its speaker's verified consent: details name the field, the voice and the reason
+    "consent_required": status.HTTP_403_FORBIDDEN,
     # 404: no such object, or another user's (indistinguishable)
     "project_not_found": status.HTTP_404_NOT_FOUND,
     "media_not_found": status.HTTP_404_NOT_FOUND,
@@ -82,6 +84,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "comment_not_found": status.HTTP_404_NOT_FOUND,
     "invitation_not_found": status.HTTP_404_NOT_FOUND,  # a token not signed here, or revoked
     "key_not_found": status.HTTP_404_NOT_FOUND,
+    "challenge_not_found": status.HTTP_404_NOT_FOUND,  # a consent challenge not issued to this caller
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,
     "nothing_to_undo": status.HTTP_409_CONFLICT,
@@ -102,6 +105,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "plan_active": status.HTTP_409_CONFLICT,  # change or cancel a running plan in the billing portal
     "no_billing_account": status.HTTP_409_CONFLICT,
     "quote_used": status.HTTP_409_CONFLICT,  # a quote pays for one job
+    "challenge_used": status.HTTP_409_CONFLICT,  # a consent challenge is read in one recording
     "invitation_used": status.HTTP_409_CONFLICT,  # an invitation seats one account
     "already_member": status.HTTP_409_CONFLICT,
     "last_owner": status.HTTP_409_CONFLICT,  # a workspace keeps at least one owner
@@ -110,6 +114,7 @@ HTTP_STATUS: Mapping[str, int] = {
     # 410: it was valid once, and is no more
     "quote_expired": status.HTTP_410_GONE,
     "invitation_expired": status.HTTP_410_GONE,
+    "challenge_expired": status.HTTP_410_GONE,
     # 413, 415: the body or file itself is refused
     "edl_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     "file_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -150,6 +155,7 @@ HTTP_STATUS: Mapping[str, int] = {
     # 429: too much of something is already under way for this caller
     "webhook_backlog_full": status.HTTP_429_TOO_MANY_REQUESTS,
     "too_many_publications": status.HTTP_429_TOO_MANY_REQUESTS,
+    "too_many_consent_attempts": status.HTTP_429_TOO_MANY_REQUESTS,  # failed verifications in the last day
     # 503: a part of the service is unavailable; nothing was done
     "feature_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "edl_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -36,6 +36,8 @@ QUOTAS: dict[str, Quota] = {
         # Sum of file_size_bytes of the user's media files, uploads in progress included.
         Quota("storage_bytes", "AUTEUR_QUOTA_STORAGE_BYTES", "bytes of stored media"),
         Quota("voices", "AUTEUR_QUOTA_VOICES", "voices"),
+        # Consent challenges issued and neither read nor expired.
+        Quota("consent_challenges", "AUTEUR_CONSENT_OPEN_CHALLENGES", "unused consent challenges"),
         Quota("projects", "AUTEUR_QUOTA_PROJECTS", "projects"),
         # Team workspaces the user created.
         Quota("workspaces", "AUTEUR_QUOTA_WORKSPACES", "team workspaces"),

@@ -9,6 +9,12 @@ AUTEUR_MEDIA_PROBE_RETRY_SECONDS = env.int("AUTEUR_MEDIA_PROBE_RETRY_SECONDS", d
 AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS = env.int("AUTEUR_MEDIA_PROBE_DEADLINE_SECONDS", default=2 * 3600)
 # A voice's sample is stored as a mono 24 kHz WAV of at most this many seconds (the start of the file).
 AUTEUR_VOICE_SAMPLE_MAX_SECONDS = env.int("AUTEUR_VOICE_SAMPLE_MAX_SECONDS", default=30)
+# Voice consent: a challenge phrase is valid this long; a workspace holds at most this many unused
+# ones at once; after this many failed verifications in a day it is issued no new one until the day
+# has passed (so a threshold cannot be probed).
+AUTEUR_CONSENT_CHALLENGE_TTL_SECONDS = env.int("AUTEUR_CONSENT_CHALLENGE_TTL_SECONDS", default=600)
+AUTEUR_CONSENT_OPEN_CHALLENGES = env.int("AUTEUR_CONSENT_OPEN_CHALLENGES", default=10)
+AUTEUR_CONSENT_FAILED_PER_DAY = env.int("AUTEUR_CONSENT_FAILED_PER_DAY", default=3)
 
 # ---- Per-user quotas (auteur/core/quotas.py; EDL history is AUTEUR_EDL_HISTORY below)
 AUTEUR_QUOTA_STORAGE_BYTES = env.int("AUTEUR_QUOTA_STORAGE_BYTES", default=50 * 1024**3)

@@ -143,6 +143,13 @@ def _answer() -> dict[str, Any]:
     return {"answer": "This is a canned answer from the noop backend.", "timestamps_ms": [0]}
 
 
+def _verification() -> dict[str, Any]:
+    # A check that ran and heard nothing like the phrase nor the speaker: the noop backend never
+    # verifies anyone's consent.
+    return {"phrase": {"challenge_wer": 1.0, "phrase_wer": 1.0, "transcript_words": 0},
+            "speaker": {"similarity": 0.0}}
+
+
 # The canned result of each kind of output, so a new job type needs nothing here.
 _CANNED: Mapping[OutputKind, Callable[[], dict[str, Any]]] = {
     OutputKind.VIDEO: _video,
@@ -150,6 +157,7 @@ _CANNED: Mapping[OutputKind, Callable[[], dict[str, Any]]] = {
     OutputKind.IMAGE: _image,
     OutputKind.TRANSCRIPT: _transcript,
     OutputKind.ANSWER: _answer,
+    OutputKind.VERIFICATION: _verification,
 }
 
 
@@ -170,6 +178,7 @@ _ENGINE_FIELDS: Mapping[JobType, Mapping[str, Any]] = {
     JobType.COMPRESSION: {"preset": "480p", "input_size_bytes": len(base64.b64decode(_MP4_B64)),
                           "output_size_bytes": len(base64.b64decode(_MP4_B64))},
     JobType.IMAGE_GENERATION: {"num_images": 1, "guidance": 0.0, "notes": [], **_GENERATED},
+    JobType.VOICE_CONSENT: {"models": {"transcription": "noop", "speaker": "noop"}},
 }
 
 

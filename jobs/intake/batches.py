@@ -59,12 +59,13 @@ from jobs.inputs import Scheduling
 from jobs.intake.admission import languages_check, require_runnable
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
 from jobs.intake.screening import requests_screen, resolved_part
+from jobs.intake.submission import job_voices_consented
 from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
 from jobs.life.windows import start_deadline_of
 from jobs.models import Batch, Job, JobEventType, JobPriority, JobStatus, idempotency_window_start
 from jobs.selectors.requests import Finder, JobRequest, RequestObjects, job_request_objects, job_request_resolve
-from jobs.specs import JobSpec, job_spec
+from jobs.specs import JOB_SPECS, JobSpec, job_spec
 from media.models import MediaFile
 from projects.selectors import project_library_get
 from projects.services import project_library_get_or_create
@@ -409,13 +410,17 @@ def _insert_jobs(user: User, priced: list[Priced], job_ids: list[uuid.UUID], bat
 # ----------------------------------------------------------------------------- retrying by filter
 
 
+# Types whose job claims a challenge: never submitted again (a retry would read a used challenge).
+CHALLENGE_TYPES = tuple(spec.type.value for spec in JOB_SPECS.values() if spec.claims_challenge)
+
+
 def _retryable(user: User, where: JobFilter) -> QuerySet[Job]:
     """The user's ended jobs `where` takes that a retry would run again: failed with a retryable
     error or aborted before they started, of a project that still exists, not retried yet (one
     retry per job), oldest first."""
     retried = Job.objects.filter(retry_of_id=OuterRef("pk"))
     return (where.of(user, (JobStatus.FAILED, JobStatus.ABORTED)).filter(retryable=True, project__isnull=False)
-            .exclude(Exists(retried)).order_by("created_at", "pk"))
+            .exclude(Exists(retried)).exclude(type__in=CHALLENGE_TYPES).order_by("created_at", "pk"))
 
 
 def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None = None,
@@ -438,6 +443,8 @@ def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None
             require_runnable(user, spec)  # the plan and this server's backend, as a retry of one checks
         # Screened again, as a retry of one is: the refusal names each job's fields by its id.
         requests_screen([(f"jobs[{job.pk}].", p.spec, job.input_params) for job, p in zip(jobs, priced, strict=True)])
+        for job in jobs:
+            job_voices_consented(job)  # a voice whose grace ended since is refused, as a retry of one is
         cost = sum(p.price for p in priced)
         if dry_run or not priced:
             return {"matched": len(priced), "retried": 0 if dry_run else len(priced), "credits_cost": cost,

@@ -20,7 +20,7 @@ from credits.services.ledger import credit_deduct_for_job
 from jobs.errors import IdempotencyKeyReused, JobNotRetryable
 from jobs.events.record import job_event_record
 from jobs.events.stream import JobState
-from jobs.inputs import Scheduling, WebhookRequest
+from jobs.inputs import Scheduling, VoiceRef, WebhookRequest
 from jobs.intake.admission import can_pay, job_submit_checks, require_runnable
 from jobs.intake.quotes import quote_take
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
@@ -28,9 +28,11 @@ from jobs.intake.screening import request_screen
 from jobs.life import publish
 from jobs.life.windows import start_deadline_of
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote, idempotency_window_start
-from jobs.selectors.requests import JobRequest
+from jobs.payloads import PHRASE_PARAM
+from jobs.selectors.requests import JobRequest, voices_consented
 from jobs.specs import JobSpec, job_spec
-from media.models import MediaFile
+from media.models import MediaFile, VoiceClone
+from media.services.consents import consent_challenge_claim
 from projects.selectors import project_library_get
 from projects.services import project_library_get_or_create
 from webhooks.selectors import job_webhook_of
@@ -154,6 +156,17 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
     return None
 
 
+def job_voices_consented(job: Job) -> None:
+    """403 `consent_required` when a voice the job speaks in, or puts in a face's mouth, is not usable now."""
+    spec = job_spec(job.type)
+    params = job.input_params
+    voices = {name: voice for name, field in spec.references.items() if isinstance(field, VoiceRef) and params.get(name)
+              if (voice := VoiceClone.objects.filter(pk=params[name], user_id=job.user_id).first()) is not None}
+    media = {name: file for name in spec.voice_of if params.get(name)
+             if (file := MediaFile.objects.filter(pk=params[name], user_id=job.user_id).first()) is not None}
+    voices_consented(spec=spec, voices=voices, media=media)
+
+
 def _cached(s: Submission) -> CachedResult | None:
     """The outputs of the user's earlier job of this work, copied for a new job (before the
     transaction that charges it: a copy is no work for the database, and holds no lock).
@@ -241,6 +254,12 @@ def _submit(s: Submission) -> tuple[Job, bool]:
             run_within_seconds=scheduling.run_within_seconds,
             traceparent=tracing.current_traceparent(),  # the job.submit span's: the job's trace
         )
+        if spec.claims_challenge:
+            # Read by this job alone: a refusal (used, expired, not this member's) rolls back the charge.
+            challenge = consent_challenge_claim(user_id=user.pk, member_id=s.member_id, job_id=job.id,
+                                                challenge_id=request.input_params[spec.claims_challenge])
+            job.input_params = {**job.input_params,
+                                PHRASE_PARAM: {"words": list(challenge.words), "statement": challenge.statement}}
         _INSERT_JOB.run(job)
         if idempotency_key:
             # Inserted before the charge: a racing duplicate blocks here on the unique key and
@@ -278,8 +297,12 @@ def job_retry(*, job: Job, member_id: uuid.UUID | None = None) -> Job:
                               details={"status": job.status, "retryable": job.retryable})
     if job.project is None:
         raise JobNotRetryable("The job's project was deleted.")
-    # Screened again: the policy, or its screener, may have changed since the job was accepted.
+    if job_spec(job.type).claims_challenge:
+        raise JobNotRetryable("A verification reads a fresh challenge: ask for a new one and submit again.")
+    # Screened again: the policy, or its screener, may have changed since the job was accepted; and
+    # its voices' consents checked again (a grace may have ended).
     request_screen(spec=job_spec(job.type), params=job.input_params)
+    job_voices_consented(job)
     media_ids = [uuid.UUID(str(v)) for k, v in job.input_params.items() if k.endswith("media_id") and v]
     request = JobRequest(
         project=job.project,

@@ -25,9 +25,11 @@ from jobs.life.status import job_complete, job_inference_ended
 from jobs.life.timeline_swap import job_timeline_swap_requested, swap_asked
 from jobs.life.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.models import Job, JobStatus
+from jobs.payloads import SAMPLE_SHA256_PARAM
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
+from media.services.consents import consent_record_verification
 from media.services.gpu_outputs import OutputRefused, staged_output
 from media.services.outputs import media_create_output, media_delete_job_outputs
 
@@ -76,14 +78,18 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
             output_data["edl"] = edl
     if output_media:
         output_data["output_media_ids"] = output_media
+    verification = job_spec(job.type).output is OutputKind.VERIFICATION
     # The completion is one statement (job_complete: the move, its event and usage), committed by
     # itself unless a caller's transaction is open: no BEGIN and COMMIT around it, two round trips
     # fewer a job (bench/pipeline_throughput.py). What it sends after commit (the event, the
     # user's next start) is sent once it returns, as after a transaction's commit. A timeline swap
     # asks for its task on commit before the move is made, so it keeps the transaction.
-    settled = transaction.atomic() if swap_asked(job) or transaction.get_connection().in_atomic_block else (
-        contextlib.nullcontext())
+    # A verification's consent is recorded with the completion: a completed verification always has one.
+    settled = transaction.atomic() if verification or swap_asked(job) or transaction.get_connection().in_atomic_block \
+        else contextlib.nullcontext()
     with settled:
+        if verification:
+            output_data = _consent_recorded(job, output_data)
         job_timeline_swap_requested(job=job, output_data=output_data)
         if not job_complete(job=job, output_data=output_data, output_media=output_media, gpu_seconds=gpu_seconds):
             # Completed by a duplicate delivery of this step (the outputs are its too), or ended
@@ -99,6 +105,19 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
     elif job.gpu_call_id:
         gpu_client.release_quietly(job.gpu_call_id)
     return job
+
+
+def _consent_recorded(job: Job, figures: dict[str, Any]) -> dict[str, Any]:
+    """Record the consent a verification's figures decide; what the owner is told of it: which checks
+    passed and the consent's id, never a figure (the figures stay on the consent, for staff)."""
+    checks, kept = gpu_client.voice_consent_verdict(figures)
+    params = job.input_params
+    consent = consent_record_verification(
+        job_id=job.pk, user_id=job.user_id, member_id=job.member_id, challenge_id=params["challenge_id"],
+        recording_media_id=params.get("recording_media_id"), sample_sha256=params.get(SAMPLE_SHA256_PARAM, ""),
+        checks=checks, figures=kept,
+    )
+    return {"passed": consent.status == "verified", "checks": dict(consent.checks), "consent_id": str(consent.pk)}
 
 
 @contextlib.contextmanager

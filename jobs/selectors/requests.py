@@ -25,6 +25,7 @@ lock.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from collections.abc import Callable, Mapping
@@ -43,10 +44,12 @@ from jobs.errors import (
     WrongMediaType,
 )
 from jobs.inputs import MediaRef, VoiceRef
-from jobs.payloads import TRANSCRIPT_PARAM, transcript_snapshot
-from jobs.specs import JobSpec
+from jobs.models import Job
+from jobs.payloads import SAMPLE_SHA256_PARAM, TRANSCRIPT_PARAM, transcript_snapshot
+from jobs.specs import JobSpec, JobType
 from media.models import MediaFile, MediaStatus, VoiceClone
 from media.selectors import media_get, media_get_for_user, voice_get
+from media.services.consents import voice_consent_check
 from projects.captions import CaptionStyle, render_caption_files
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
@@ -77,6 +80,7 @@ class RequestObjects:
     project: Project | None  # None: the user's Library, which does not exist yet
     params: dict[str, Any]  # the body, each reference by its id as a string, a voice's sample key added
     media: dict[str, MediaFile]  # each MediaRef field's file
+    voices: dict[str, VoiceClone] = dataclasses.field(default_factory=dict)  # each VoiceRef field's voice
 
 
 class Finder:
@@ -123,14 +127,15 @@ def job_request_objects(*, user: User, spec: JobSpec, data: Mapping[str, Any],
     params = dict(data)
     project = _project(find, spec, params.pop("project_id", None), params)
     media: dict[str, MediaFile] = {}
+    voices: dict[str, VoiceClone] = {}
     for name, field in spec.references.items():
         if isinstance(field, MediaRef) and project is not None:  # (None: the body names no media)
             media[name] = find.media(project.pk, params[name])
             params[name] = str(media[name].pk)
         elif isinstance(field, VoiceRef) and params.get(name):
-            voice = find.voice(params[name])
+            voice = voices[name] = find.voice(params[name])
             params.update({name: str(voice.pk), "voice_sample_key": voice.sample_key})
-    return RequestObjects(project=project, params=params, media=media)
+    return RequestObjects(project=project, params=params, media=media, voices=voices)
 
 
 def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -> JobRequest:
@@ -142,6 +147,11 @@ def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -
         assert isinstance(field, MediaRef)
         _check_ready(name, media, field.kinds)
         _check_limits(spec, name, media)
+    voices_consented(spec=spec, voices=objects.voices, media=objects.media)
+    if spec.claims_challenge:
+        params[spec.claims_challenge] = str(params[spec.claims_challenge])
+    if spec.consent_sample:
+        params[SAMPLE_SHA256_PARAM] = objects.media[spec.consent_sample].content_sha256
     locked = list(objects.media.values())
     if spec.timeline and project is not None:  # (a render's input requires project_id)
         params["edl"], locked = _timeline(user, project, params)
@@ -156,6 +166,31 @@ def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -
         media_ids=[m.pk for m in locked],
         content={str(m.pk): m.content_sha256 for m in locked},
     )
+
+
+def voices_consented(*, spec: JobSpec, voices: Mapping[str, VoiceClone], media: Mapping[str, MediaFile]) -> None:
+    """403 `consent_required` for a voice the request speaks in (a `VoiceRef`) or puts in a face's
+    mouth (the voice of the TTS job that made a `spec.voice_of` file, or made the file that one is a
+    version of), unless its speaker's verified consent is attached or its grace runs."""
+    for name, voice in voices.items():
+        voice_consent_check(voice, field=name)
+    for name in spec.voice_of:
+        behind = _voice_behind(media[name]) if name in media else None
+        if behind is not None:
+            voice_consent_check(behind, field=name)
+
+
+def _voice_behind(media: MediaFile) -> VoiceClone | None:
+    """The voice whose speech `media` is: the voice of the TTS job that made it (or made the file it
+    is a version of); None for a recording, or for speech of a voice since deleted."""
+    job_id = media.source_job_id
+    if job_id is None and media.derived_from_id is not None:
+        job_id = MediaFile.objects.filter(pk=media.derived_from_id).values_list("source_job_id", flat=True).first()
+    if job_id is None:
+        return None
+    voice_id = (Job.objects.filter(pk=job_id, type=JobType.TTS).values_list("input_params__voice_id", flat=True)
+                .first())
+    return VoiceClone.objects.filter(pk=voice_id, user_id=media.user_id).first() if voice_id else None
 
 
 def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:

@@ -11,15 +11,16 @@ import wave
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 import gpu_tasks.confined as confined
 from auteur.core.quotas import quota_check, quota_lock
 from auteur.users.models import User
-from media.errors import InvalidVoiceSample, MediaNotFound
+from media.errors import ConsentRequired, InvalidVoiceSample, MediaNotFound
 from media.models import MediaFile, MediaStatus, MediaType, VoiceClone
 from media.probing.facts import ffmpeg_exe
 from media.probing.service import probe_limits
+from media.services.consents import consent_for_sample
 from media.services.deletion import schedule_object_deletion
 from media.storage import get_storage
 from media.storage.base import PresignedDownload
@@ -73,8 +74,11 @@ def _check_voice_quota(user: User) -> None:
     quota_check(name="voices", used=VoiceClone.objects.filter(user=user).count())
 
 
-def voice_create(*, user: User, media: MediaFile, name: str, member_id: uuid.UUID | None = None) -> VoiceClone:
-    """Clone a voice from one of the user's ready audio files (at least 3 s long).
+def voice_create(*, user: User, media: MediaFile, name: str, consent_id: uuid.UUID | str | None,
+                 member_id: uuid.UUID | None = None) -> VoiceClone:
+    """Clone a voice from one of the user's ready audio files (at least 3 s long), with its
+    speaker's verified consent to it (`consent_id`: 403 `consent_required` otherwise, see
+    media.services.consents.consent_for_sample; one consent makes one voice).
 
     The sample is stored under the voice's own key as a mono 24 kHz WAV of at most
     AUTEUR_VOICE_SAMPLE_MAX_SECONDS (the start of the file), so a voice costs little storage
@@ -89,6 +93,7 @@ def voice_create(*, user: User, media: MediaFile, name: str, member_id: uuid.UUI
             f"The sample must be processed first (it is {media.status}).", details={"field": "media_id"}
         )
     _too_short(media.duration_ms or 0)
+    consent = consent_for_sample(user=user, consent_id=consent_id, media=media)
     _check_voice_quota(user)  # before the transcode, not to do it for nothing; checked again below
     voice_id = uuid.uuid4()
     sample_key = f"voices/{voice_id}/sample.wav"
@@ -115,7 +120,13 @@ def voice_create(*, user: User, media: MediaFile, name: str, member_id: uuid.UUI
                 sample_key=sample_key,
                 sample_duration_ms=sample_ms,
                 source_media=media,
+                consent=consent,
             )
+    except IntegrityError:
+        storage.delete(sample_key)
+        # Another voice was made with the same consent meanwhile (one voice per consent).
+        raise ConsentRequired("Another voice was made with this consent.",
+                              details={"field": "consent_id", "reason": "used"}) from None
     except BaseException:
         storage.delete(sample_key)
         raise
@@ -130,6 +141,30 @@ def _too_short(duration_ms: int) -> None:
             f"this one lasts {duration_ms / 1000:.1f} s.",
             details={"field": "media_id", "duration_ms": duration_ms, "min_ms": VOICE_MIN_MS},
         )
+
+
+def voice_consent_attach(*, voice: VoiceClone, consent_id: uuid.UUID | str) -> VoiceClone:
+    """Attach its speaker's verified consent to a voice made before consents existed: the consent
+    must have been verified against the file the voice was made from (403 `consent_required`
+    otherwise; a voice whose file was deleted is made again from a new upload)."""
+    if voice.consent_id is not None:
+        raise ConsentRequired("This voice already has a consent.", details={"field": "consent_id", "reason": "used"})
+    source = voice.source_media
+    if source is None:
+        raise ConsentRequired("The file this voice was made from was deleted: make the voice again from a new "
+                              "upload, with its consent.", details={"field": "consent_id", "reason": "other_sample"})
+    consent = consent_for_sample(user=voice.user, consent_id=consent_id, media=source)
+    try:
+        with transaction.atomic():
+            updated = VoiceClone.objects.filter(pk=voice.pk, consent=None).update(consent=consent)
+    except IntegrityError:
+        updated = 0
+    if not updated:
+        raise ConsentRequired("Another voice was made with this consent.",
+                              details={"field": "consent_id", "reason": "used"})
+    voice.refresh_from_db()
+    logger.info("voice %s: consent %s attached", voice.pk, consent.pk)
+    return voice
 
 
 def voice_delete(*, voice: VoiceClone) -> None:

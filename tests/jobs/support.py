@@ -8,9 +8,11 @@ publish of the pipeline never runs, so these tests check what the API and the se
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from auteur.users.models import User
@@ -19,7 +21,7 @@ from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from jobs import gpu_client
 from jobs.models import Job
-from media.models import MediaFile
+from media.models import ConsentChallenge, MediaFile
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.models import Project
@@ -49,6 +51,7 @@ PRICE = {
     "render": 2,  # 4 s timeline: one started minute
     "compression": 1,  # 90 s: one started 10 minutes
     "image-generation": 4,  # one image
+    "voice-consent": 1,  # per verification
 }
 
 
@@ -136,7 +139,20 @@ def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> 
         "compression": {**p, "media_id": video, "preset": "480p"},
         "image-generation": {**p, "prompt": "a lighthouse at dusk"},
     }
+    if job_type == "voice-consent":  # a challenge of its own for each body: a job reads one once
+        bodies["voice-consent"] = {**p, "challenge_id": str(consent_challenge(project.user).pk),
+                                   "recording_media_id": audio, "sample_media_id": audio}
     return bodies[job_type]
+
+
+def consent_challenge(user: Any, *, member_id: Any = None, **fields: Any) -> ConsentChallenge:
+    """A consent challenge issued to `member_id` of the workspace `user` (its owner, by default), as
+    POST /voices/consent-challenges issues it."""
+    now = timezone.now()
+    defaults = {"kind": "voice", "words": ["apple", "river", "candle", "garden", "pencil", "window", "tiger", "yellow"],
+                "statement": "I agree to have my voice cloned in this workspace.",
+                "expires_at": now + timedelta(minutes=10)}
+    return ConsentChallenge.objects.create(user=user, member_id=member_id or user.pk, **{**defaults, **fields})
 
 
 def submit(client: APIClient, job_type: str, body: dict[str, Any], **headers: Any) -> Any:

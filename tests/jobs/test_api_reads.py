@@ -207,7 +207,8 @@ def test_types_lists_every_type_with_price_gpu_and_local_availability(auth_clien
     assert body["backend"] == "local"
     types = {t["type"]: t for t in body["types"]}
     assert set(types) == set(PRICE)
-    assert {t for t, v in types.items() if v["available"]} == {"transcription", "tts", "render", "compression"}
+    assert {t for t, v in types.items() if v["available"]} == {"transcription", "tts", "render", "compression",
+                                                               "voice-consent"}
     assert types["transcription"]["price"] == {
         "rule": "5 credits per started 10 min of audio", "credits": 5, "unit": "10 min of audio",
     }
@@ -221,6 +222,7 @@ def test_types_lists_every_type_with_price_gpu_and_local_availability(auth_clien
         **{t: "input" for t in ("transcription", "lip-sync", "performance-cloning", "gaze-redirection",
                                 "video-query", "render", "compression")},
         **{t: "seed" for t in ("audio-generation", "video-generation", "image-generation")}, "tts": "none",
+        "voice-consent": "none",
     }
     assert all(v["engine_version"] >= 1 for v in types.values())
     # Every type names its model (the local engine's where it runs another), its plan, and why not.

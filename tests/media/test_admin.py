@@ -11,6 +11,7 @@ from django.test import Client
 from media.hooks import register_in_use_check, unregister_in_use_check
 from media.models import MediaFile, VoiceClone
 from media.services.voices import voice_create
+from tests.factories import consent_of
 from tests.media.conftest import body_of, local_get, stored, upload_local
 
 pytestmark = pytest.mark.django_db
@@ -107,7 +108,7 @@ def test_media_records_cannot_be_added_or_edited(staff_client, files):
 
 
 def test_voice_admin(staff_client, files, user, eager_celery, django_capture_on_commit_callbacks):
-    voice = voice_create(user=user, media=files[2], name="Narrator")
+    voice = voice_create(user=user, media=files[2], name="Narrator", consent_id=consent_of(files[2]))
     listing = staff_client.get("/admin/media/voiceclone/", {"q": user.email}).content.decode()
     assert "Narrator" in listing
     page = staff_client.get(f"/admin/media/voiceclone/{voice.pk}/change/").content.decode()

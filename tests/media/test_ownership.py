@@ -10,7 +10,7 @@ import pytest
 
 from media.models import MediaFile, VoiceClone
 from media.services.voices import voice_create
-from tests.factories import MediaFileFactory
+from tests.factories import MediaFileFactory, consent_of
 from tests.media.conftest import stored, upload_local
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def world(make_user, client_for, make_project, samples, local_storage) -> World:
         project=project, name="p.wav", type="audio", status="uploading", duration_ms=None, file_size_bytes=10,
         storage_key=f"projects/{project.pk}/media/{uuid.uuid4()}/p.wav",
     )
-    voice = voice_create(user=owner, media=media, name="Owner's voice")
+    voice = voice_create(user=owner, media=media, name="Owner's voice", consent_id=consent_of(media))
     return World(owner, intruder, project, media, pending, voice, make_project(intruder))
 
 
@@ -105,7 +105,8 @@ def test_another_users_voice_is_404(world, client_for, method, template, body, d
 
 
 def test_voice_creation_from_another_users_media_is_404(world, client_for):
-    response = client_for(world.intruder).post("/api/v1/voices", {"media_id": str(world.media.pk), "name": "x"},
+    response = client_for(world.intruder).post("/api/v1/voices", {"media_id": str(world.media.pk), "name": "x",
+                                                                  "consent_id": consent_of(world.media)},
                                                format="json")
     assert response.status_code == 404
     assert VoiceClone.objects.count() == 1

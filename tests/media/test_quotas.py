@@ -13,7 +13,7 @@ import pytest
 
 from media.models import MediaFile, VoiceClone
 from media.storage import get_storage
-from tests.factories import MediaFileFactory, VoiceCloneFactory
+from tests.factories import MediaFileFactory, VoiceCloneFactory, voice_body
 from tests.media.conftest import local_put, media_path, request_upload, upload_local, upload_url_path
 
 pytestmark = pytest.mark.django_db
@@ -79,10 +79,10 @@ def test_a_confirm_past_the_storage_quota_deletes_the_upload(
 def test_a_voice_past_the_voice_quota_is_refused(auth_client, project, samples, local_storage, settings):
     settings.AUTEUR_QUOTA_VOICES = 1
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
-    first = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "One"}, format="json")
+    first = auth_client.post(VOICES, voice_body(media, "One"), format="json")
     assert first.status_code == 201, first.json()
 
-    refused = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Two"}, format="json")
+    refused = auth_client.post(VOICES, voice_body(media, "Two"), format="json")
     assert quota_error(refused, "voices") == {"quota": "voices", "limit": 1, "used": 1, "requested": 1}
     assert VoiceClone.objects.count() == 1
     assert len(files_under(local_storage / "voices")) == 1  # the first voice's sample only
@@ -100,11 +100,11 @@ def test_a_voice_made_concurrently_past_the_quota_leaves_no_sample(
     transcode = voices.transcode_voice_sample
 
     def racing_transcode(*args: Any, **kwargs: Any) -> int:
-        VoiceCloneFactory.create(user=user, name="racer")
+        VoiceCloneFactory.create(user=user, name="racer", consent=None)
         return transcode(*args, **kwargs)
 
     monkeypatch.setattr(voices, "transcode_voice_sample", racing_transcode)
-    refused = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Late"}, format="json")
+    refused = auth_client.post(VOICES, voice_body(media, "Late"), format="json")
     assert quota_error(refused, "voices")["used"] == 1
     assert list(VoiceClone.objects.values_list("name", flat=True)) == ["racer"]
     assert files_under(local_storage / "voices") == []

@@ -20,6 +20,7 @@ from media.signals import media_ready
 from media.storage import get_storage
 from media.storage.local import LocalStorage
 from media.storage.s3 import S3ObjectStorage
+from tests.factories import consent_of
 from tests.media.conftest import local_put, request_upload, run_probe, stored, upload_local
 
 pytestmark = pytest.mark.django_db
@@ -277,7 +278,9 @@ def test_upload_then_voice_against_s3(auth_client, project, samples, s3_storage)
                         timeout=30).status_code == 200
     assert auth_client.post(f"/api/v1/projects/{project.pk}/media/{ticket['media_id']}/confirm").status_code == 202
     assert run_probe(ticket["media_id"]) == "ready"
-    response = auth_client.post("/api/v1/voices", {"media_id": ticket["media_id"], "name": "S3 voice"}, format="json")
+    consent = consent_of(MediaFile.objects.get(pk=ticket["media_id"]))
+    response = auth_client.post("/api/v1/voices", {"media_id": ticket["media_id"], "name": "S3 voice",
+                                                   "consent_id": consent}, format="json")
     assert response.status_code == 201
     sample = requests.get(response.json()["voice"]["sample_url"], timeout=30)
     assert sample.status_code == 200 and sample.content[:4] == b"RIFF" and sample.content[8:12] == b"WAVE"

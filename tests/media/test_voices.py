@@ -11,6 +11,7 @@ import pytest
 
 from media.models import MediaFile, VoiceClone
 from media.storage import get_storage
+from tests.factories import voice_body
 from tests.media.conftest import body_of, ffmpeg, local_get, request_upload, stored, upload_local
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ def test_a_valid_sample_makes_a_voice_with_its_own_copy(
     auth_client, project, samples, local_storage, eager_celery, django_capture_on_commit_callbacks
 ):
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
-    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Narrator"}, format="json")
+    response = auth_client.post(VOICES, voice_body(media, "Narrator"), format="json")
     assert response.status_code == 201, response.json()
     body = response.json()["voice"]
     assert body["name"] == "Narrator"
@@ -56,7 +57,7 @@ def test_a_valid_sample_makes_a_voice_with_its_own_copy(
 def test_a_one_second_sample_is_too_short(auth_client, project, samples, local_storage):
     media = upload_local(auth_client, project, samples.short_wav, "audio/wav")
     assert media.status == "ready" and media.duration_ms is not None and 990 <= media.duration_ms <= 1010
-    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Tiny"}, format="json")
+    response = auth_client.post(VOICES, voice_body(media, "Tiny"), format="json")
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid_voice_sample"
@@ -87,7 +88,7 @@ def test_the_stored_sample_is_a_small_wav_capped_whatever_was_uploaded(
     path, content_type = (samples.wav, "audio/wav") if source == "wav" else (long_flac, "audio/flac")
     media = upload_local(auth_client, project, path, content_type)
     assert media.status == "ready" and media.duration_ms is not None and media.duration_ms > 3000
-    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Long"}, format="json")
+    response = auth_client.post(VOICES, voice_body(media, "Long"), format="json")
     assert response.status_code == 201, response.json()
     voice = VoiceClone.objects.get(pk=response.json()["voice"]["id"])
     with get_storage().open(voice.sample_key) as fh:
@@ -103,7 +104,7 @@ def test_a_sample_whose_header_claims_more_than_it_holds_is_measured_by_its_audi
 ):
     media = upload_local(auth_client, project, samples.short_wav, "audio/wav")
     MediaFile.objects.filter(pk=media.pk).update(duration_ms=60_000)  # what a lying header would give
-    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Liar"}, format="json")
+    response = auth_client.post(VOICES, voice_body(media, "Liar"), format="json")
     assert response.status_code == 422, response.json()
     error = response.json()["error"]
     assert error["code"] == "invalid_voice_sample" and 990 <= error["details"]["duration_ms"] <= 1010
@@ -120,7 +121,7 @@ def test_only_ready_audio_makes_a_voice(auth_client, project, samples, local_sto
     else:
         media_id = request_upload(auth_client, project, samples.wav, "audio/wav")["media_id"]
         media = MediaFile.objects.get(pk=media_id)
-    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "x"}, format="json")
+    response = auth_client.post(VOICES, voice_body(media, "x"), format="json")
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_voice_sample"
     assert VoiceClone.objects.count() == 0
 
@@ -128,7 +129,7 @@ def test_only_ready_audio_makes_a_voice(auth_client, project, samples, local_sto
 def test_another_users_media_is_404(make_user, client_for, make_project, samples, local_storage):
     owner, intruder = make_user(), make_user()
     media = upload_local(client_for(owner), make_project(owner), samples.wav, "audio/wav")
-    response = client_for(intruder).post(VOICES, {"media_id": str(media.pk), "name": "Stolen"}, format="json")
+    response = client_for(intruder).post(VOICES, voice_body(media, "Stolen"), format="json")
     assert response.status_code == 404 and response.json()["error"]["code"] == "media_not_found"
     assert VoiceClone.objects.count() == 0
     assert not (local_storage / "voices").exists()
@@ -149,7 +150,8 @@ def test_bad_voice_requests_are_400(auth_client, local_storage, body, code):
 
 
 def test_unknown_media_is_404(auth_client, local_storage):
-    response = auth_client.post(VOICES, {"media_id": "6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00", "name": "x"},
+    response = auth_client.post(VOICES, {"media_id": "6c3a3f1e-1111-4c59-9c1b-0d7b8d0d0f00", "name": "x",
+                                       "consent_id": "6c3a3f1e-2222-4c59-9c1b-0d7b8d0d0f00"},
                                 format="json")
     assert response.status_code == 404
 
@@ -192,7 +194,7 @@ def test_the_sample_is_decoded_in_the_sandbox_without_the_apis_secrets(
     wrapper.chmod(0o755)
     monkeypatch.setattr(voices, "ffmpeg_exe", lambda: str(wrapper))
     media = upload_local(auth_client, project, samples.wav, "audio/wav")
-    response = auth_client.post(VOICES, {"media_id": str(media.pk), "name": "Narrator"}, format="json")
+    response = auth_client.post(VOICES, voice_body(media, "Narrator"), format="json")
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_voice_sample"
     assert not VoiceClone.objects.exists()
     [said] = [r.getMessage() for r in caplog.records if "voice sample transcode failed" in r.getMessage()]

@@ -1,0 +1,142 @@
+"""Voice consent: the phrase a speaker reads, the verification's outcome, and who may use a voice.
+
+A voice is cloned only from a sample whose speaker recorded their consent: they read a phrase the
+server issued (fresh words and a statement of consent) and a verification job checked that the
+recording says it and that its speaker is the sample's. The job claims its challenge in the
+transaction that charges it (`consent_challenge_claim`), so a challenge is read once; the worker
+records the outcome with every figure measured (`consent_record_verification`); a voice is then
+made from that sample naming the consent (media.services.voices.voice_create), and only a voice
+with a verified consent, or one made before consents existed and still within its grace, is
+usable (`voice_consent_state`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from auteur.core.quotas import quota_check, quota_lock
+from auteur.users.models import User
+from media.consent_phrases import STATEMENT, new_challenge_words
+from media.errors import ChallengeExpired, ChallengeNotFound, ChallengeUsed, ConsentRequired, TooManyConsentAttempts
+from media.models import Consent, ConsentChallenge, ConsentKind, ConsentStatus, MediaFile, VoiceClone
+
+FAILED_WINDOW = datetime.timedelta(days=1)
+
+
+def consent_challenge_create(*, user: User, member_id: uuid.UUID | None) -> ConsentChallenge:
+    """A fresh phrase for `member_id` of the workspace `user` to read, valid
+    AUTEUR_CONSENT_CHALLENGE_TTL_SECONDS. 403 `quota_exceeded` past AUTEUR_CONSENT_OPEN_CHALLENGES
+    unused ones; 429 `too_many_consent_attempts` after AUTEUR_CONSENT_FAILED_PER_DAY failed
+    verifications in the last 24 hours."""
+    now = timezone.now()
+    with transaction.atomic():
+        quota_lock(user_id=user.pk)
+        failed = list(Consent.objects.filter(user=user, status=ConsentStatus.FAILED, created_at__gt=now - FAILED_WINDOW)
+                      .order_by("created_at").values_list("created_at", flat=True))
+        limit = int(settings.AUTEUR_CONSENT_FAILED_PER_DAY)
+        if len(failed) >= limit:
+            retry_at = failed[-limit] + FAILED_WINDOW
+            raise TooManyConsentAttempts(
+                f"{len(failed)} consent verifications failed in the last 24 hours: no new challenge until "
+                f"{retry_at.isoformat()}.",
+                details={"failed": len(failed), "limit": limit, "retry_after_seconds": max(1, int((retry_at - now)
+                                                                                                   .total_seconds()))},
+            )
+        quota_check(name="consent_challenges",
+                    used=ConsentChallenge.objects.filter(user=user, used_by_job_id=None, expires_at__gt=now).count())
+        ttl = datetime.timedelta(seconds=int(settings.AUTEUR_CONSENT_CHALLENGE_TTL_SECONDS))
+        return ConsentChallenge.objects.create(user=user, member_id=member_id, kind=ConsentKind.VOICE,
+                                               words=new_challenge_words(), statement=STATEMENT, language="en",
+                                               expires_at=now + ttl)
+
+
+def consent_challenge_claim(*, user_id: uuid.UUID, member_id: uuid.UUID | None, challenge_id: uuid.UUID | str,
+                            job_id: uuid.UUID) -> ConsentChallenge:
+    """Mark the challenge read by `job_id`, in the caller's transaction (the one that charges the
+    job, so a refusal charges nothing). 404 `challenge_not_found` for one not issued to this member
+    of this workspace, 409 `challenge_used` for one a job already read, 410 `challenge_expired`."""
+    try:
+        pk = uuid.UUID(str(challenge_id))
+    except ValueError:
+        raise ChallengeNotFound("No such consent challenge.", details={"field": "challenge_id"}) from None
+    challenge = ConsentChallenge.objects.select_for_update().filter(pk=pk, user_id=user_id).first()
+    if challenge is None or challenge.member_id != member_id:
+        raise ChallengeNotFound("No such consent challenge.", details={"field": "challenge_id"})
+    if challenge.used_by_job_id is not None:
+        raise ChallengeUsed("This challenge was already read in a recording: ask for a new one.",
+                            details={"field": "challenge_id"})
+    if challenge.expires_at <= timezone.now():
+        raise ChallengeExpired("This challenge has expired: ask for a new one.",
+                               details={"field": "challenge_id", "expired_at": challenge.expires_at.isoformat()})
+    ConsentChallenge.objects.filter(pk=pk, used_by_job_id=None).update(used_by_job_id=job_id)
+    return challenge
+
+
+def consent_record_verification(*, job_id: uuid.UUID, user_id: uuid.UUID, member_id: uuid.UUID | None,
+                                challenge_id: uuid.UUID | str, recording_media_id: uuid.UUID | str | None,
+                                sample_sha256: str, checks: dict[str, bool], figures: dict[str, Any]) -> Consent:
+    """The verification job's outcome, once per job (a redelivered store finds the first): verified
+    when every check passed. `figures`: what was measured and the bounds it was held to."""
+    consent, _ = Consent.objects.get_or_create(
+        job_id=job_id,
+        defaults={
+            "user_id": user_id, "member_id": member_id, "kind": ConsentKind.VOICE,
+            "status": ConsentStatus.VERIFIED if checks and all(checks.values()) else ConsentStatus.FAILED,
+            "challenge_id": challenge_id, "recording_media_id": recording_media_id, "sample_sha256": sample_sha256,
+            "checks": {name: "passed" if ok else "failed" for name, ok in checks.items()},
+            "challenge_wer": figures["challenge_wer"], "phrase_wer": figures["phrase_wer"],
+            "similarity": figures["similarity"], "threshold": figures["threshold"], "max_wer": figures["max_wer"],
+            "models_used": figures.get("models") or {},
+        },
+    )
+    return consent
+
+
+def consent_for_sample(*, user: User, consent_id: uuid.UUID | str | None, media: MediaFile) -> Consent:
+    """The verified consent that allows cloning `media`, or 403 `consent_required` whose
+    `details.reason` says what is missing: `missing` (none named, or not this workspace's),
+    `failed` (its verification failed), `other_sample` (it was verified against another sample),
+    `used` (another voice was made with it)."""
+    def refused(reason: str, message: str) -> ConsentRequired:
+        return ConsentRequired(message, details={"field": "consent_id", "reason": reason})
+
+    consent = None
+    if consent_id is not None:
+        consent = Consent.objects.filter(pk=consent_id, user=user, kind=ConsentKind.VOICE).first()
+    if consent is None:
+        raise refused("missing", "A voice needs its speaker's verified consent: run a voice-consent job with this "
+                                 "sample and name its consent.")
+    if consent.status != ConsentStatus.VERIFIED:
+        raise refused("failed", "This consent's verification failed: it cannot make a voice.")
+    if not media.content_sha256 or consent.sample_sha256 != media.content_sha256:
+        raise refused("other_sample", "This consent was verified against another sample.")
+    if VoiceClone.objects.filter(consent=consent).exists():
+        raise refused("used", "Another voice was made with this consent.")
+    return consent
+
+
+def voice_consent_state(voice: VoiceClone, now: datetime.datetime | None = None) -> str:
+    """`verified` (usable), `grace` (made before consents existed: usable until
+    `consent_grace_until`) or `required` (not usable until a verified consent is attached)."""
+    if voice.consent_id is not None:
+        return "verified"
+    if voice.consent_grace_until is not None and (now or timezone.now()) < voice.consent_grace_until:
+        return "grace"
+    return "required"
+
+
+def voice_consent_check(voice: VoiceClone, *, field: str) -> str:
+    """403 `consent_required` unless `voice` is usable now; its state otherwise."""
+    state = voice_consent_state(voice)
+    if state == "required":
+        raise ConsentRequired(
+            "This voice has no verified consent of its speaker: attach one (POST /voices/{id}/consent) to use it.",
+            details={"field": field, "voice_id": str(voice.pk), "reason": "missing"},
+        )
+    return state
