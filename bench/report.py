@@ -334,6 +334,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"cache: docs/credits-billing.md) |"))
     if (d := load("screening")) is not None:
         rows.append(("screening", screening_row(d)))
+    if (d := load("speaker_threshold")) is not None:
+        rows.append(("speaker_threshold", speaker_threshold_row(d)))
     if (d := load("ledger_contention")) is not None:
         rows.append(("ledger_contention", f"| ledger: deductions on one hot account, {d['workers']} processes | {d['service']['ops_per_s']} ops/s "
                     f"| raw guarded UPDATE + INSERT: {d['raw']['ops_per_s']} ops/s | {d['ratio_service_to_raw']} | "
@@ -707,6 +709,29 @@ def screening_row(d: dict[str, Any]) -> str:
             f"refused / {percent} % benign passed: {verdict(quality_met)} |")
 
 
+def speaker_threshold_row(d: dict[str, Any]) -> str:
+    """Speaker verification on CPU (bench/speaker_threshold.py): the threshold in use, its false accepts and
+    false rejects, what the threshold rule chooses, the channels it leaves out."""
+    def pct(p: dict[str, Any]) -> str:
+        return f"{p['count']:,}/{p['n']:,} ({p['rate']:.2%})"
+
+    use, rule = d["in_use"], d["rule_result"]
+    left_out = [c for c in d["channels"] if c not in d["rule_channels"]]
+    out_frr = "; ".join(f"{c} {d['frr_by_channel'][c]['rate']:.0%}" for c in left_out)
+    pairs = ", ".join(f"{p['a']}/{p['b']} {p['score']:.3f}" for p in d["top_impostor_pairs"][:5])
+    met = rule["far"]["rate"] <= d["target_far"] and use["far"]["rate"] <= d["target_far"] \
+        and use["frr"]["rate"] <= d["target_frr"]
+    return (f"| speaker verification, {d['model']}, {d['speakers']} eSpeak NG variants x {d['samples_per_speaker']} "
+            f"samples x {d['readings_per_speaker']} readings x {len(d['channels'])} channels | at {use['threshold']:.2f}: "
+            f"false accepts {pct(use['far'])}, false rejects {pct(use['frr'])} ({', '.join(d['rule_channels'])}); "
+            f"EER {d['eer']:.2%} at {d['eer_threshold']:.3f}; rule ({d['rule']}): {rule['threshold']:.2f}; left out "
+            f"of the rule, refused (FRR at {use['threshold']:.2f}): {out_frr}; over every channel the rule would give "
+            f"{d['rule_every_channel_result']['threshold']:.2f} with false accepts "
+            f"{d['rule_every_channel_result']['far']['rate']:.1%}; highest impostor pairs {pairs}; one embedding p50 "
+            f"{d['embed_ms']['p50']} / p99 {d['embed_ms']['p99']} ms (1 thread) | - | - | FRR <= "
+            f"{d['target_frr']:.0%} and FAR <= {d['target_far']:.0%}: {verdict(met)} |")
+
+
 def edl_latency_row(d: dict[str, Any]) -> str:
     """The EDL row: GET, and the two PUTs with the server's write and the client's BSON encoding apart."""
     head = (f"| EDL of {d['clips']} clips ({d['document_bytes'] // 1024} KiB), stored as subdocuments | service GET "
@@ -746,6 +771,8 @@ HEADLINE_FIGURES: dict[str, tuple[Figure, ...]] = {
     "screening": (_down("5,000-character text p99 ms", "latency.long.p99_ms"),
                   _down("60-character prompt p99 ms", "latency.prompt.p99_ms"),
                   _up("must-refuse refused", "quality.refused_rate"), _up("benign passed", "quality.benign_pass_rate")),
+    "speaker_threshold": (_down("false accepts at the threshold", "in_use.far.rate"),
+                          _down("false rejects at the threshold", "in_use.frr.rate"), _down("EER", "eer")),
     "edl_latency": (_down("service PUT p99 ms", "service.put.p99_ms"), _down("service GET p99 ms", "service.get.p99_ms"),
                     _down("HTTP PUT autosave p99 ms", "http.put_autosave.total.p99_ms"),
                     _down("HTTP PUT whole p99 ms", "http.put_whole.total.p99_ms")),

@@ -23,8 +23,10 @@ The rule: the highest threshold, rounded down to 0.01, whose FRR over the genuin
 RULE_CHANNELS (clean, AAC, both speeds) is at most 2 %; FAR there must be at most 2 % or the bench
 misses its target. The telephone band and the noise are measured and printed, not in the rule: over
 every channel the same rule falls to a threshold that admits about a fifth of the impostors.
-These voices are formant synthesis, deterministic and far more self-similar than people's: the
-figures guard the product's own tests, not real speakers.
+These voices are formant synthesis, far more self-similar than people's: the figures guard the
+product's own tests, not real speakers. eSpeak NG voices its whisper variants from random noise, so
+their trials (and a few of the counts) change a little from run to run; every other step is
+deterministic.
 """
 
 from __future__ import annotations
