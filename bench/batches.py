@@ -32,6 +32,7 @@ import pstats
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,18 @@ def main() -> int:
         from credits.selectors import credit_balance_get, ledger_check
         from credits.services.ledger import credit_grant
         from jobs.models import Job, JobEvent
-        from media.models import VoiceClone
+        from media.models import Consent, VoiceClone
 
         def account(name: str) -> tuple[User, Client, str]:
             user = User.objects.create_user(email=f"{name}@bench.invalid")
             credit_grant(user=user, amount=10_000_000, type="bonus", description="bench")
+            # A voice as one is made: with its speaker's consent, as a passed verification records it.
+            consent = Consent.objects.create(user=user, kind="voice", status="verified", challenge_id=uuid.uuid4(),
+                                             job_id=uuid.uuid4(), sample_sha256="0" * 64,
+                                             checks={"phrase": "passed", "speaker": "passed"}, challenge_wer=0.0,
+                                             phrase_wer=0.0, similarity=1.0, threshold=0.88, max_wer=0.25)
             voice = VoiceClone.objects.create(user=user, name="Narrator", sample_key=f"voices/{user.pk}/sample.wav",
-                                              sample_duration_ms=12_000)
+                                              sample_duration_ms=12_000, consent=consent)
             return user, Client(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}"), str(voice.pk)
 
         def items(count: int, voice: str, tag: str) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Staff views of media files and voice clones.
+"""Staff views of media files, voice clones and the consents voices are made with.
 
 Records are read-only here: files are created by uploads and jobs, and their state moves only
 through the probe. Deleting goes through the services, so storage objects are removed too (after
@@ -20,7 +20,7 @@ from django.utils.html import format_html
 
 from auteur.core.errors import ApplicationError
 from media.hooks import media_in_use_reasons
-from media.models import MediaFile, VoiceClone
+from media.models import Consent, MediaFile, VoiceClone
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
 from media.services.publishing import media_unpublish, public_url
@@ -170,7 +170,8 @@ class VoiceCloneAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
     search_fields = ("name", "user__email")
     list_select_related = ("user", "source_media")
     date_hierarchy = "created_at"
-    fields = ("id", "name", "user", "sample_seconds", "sample_link", "sample_key", "source_media", "created_at")
+    fields = ("id", "name", "user", "sample_seconds", "sample_link", "sample_key", "source_media", "consent",
+              "consent_grace_until", "created_at")
     readonly_fields = fields
     actions = ["delete_selected_voices"]
 
@@ -206,3 +207,26 @@ class VoiceCloneAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
             voice_delete(voice=voice)
             count += 1
         self.message_user(request, f"Deleted {count} voice(s).", messages.SUCCESS)
+
+
+@admin.register(Consent)
+class ConsentAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
+    """Every verification's outcome with the figures its checks measured and the bounds they were held
+    to (the owner is told only which checks passed). Written by the worker that ran the check: read-only."""
+
+    list_display = ("id", "kind", "status", "owner", "similarity", "challenge_wer", "phrase_wer", "created_at")
+    list_filter = ("kind", "status")
+    search_fields = ("user__email",)
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    fields = ("id", "kind", "status", "user", "member_id", "checks", "similarity", "threshold", "challenge_wer",
+              "phrase_wer", "max_wer", "models_used", "sample_sha256", "recording_media_id", "challenge_id", "job_id",
+              "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="owner", ordering="user__email")
+    def owner(self, obj: Consent) -> str:
+        return obj.user.email
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

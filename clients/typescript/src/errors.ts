@@ -38,7 +38,25 @@ export class InsufficientCreditsError extends ApiError {
 
 /** 403: not allowed for this caller (a plan required, a quota exceeded...). */
 export class ForbiddenError extends ApiError {
-  override readonly name = "ForbiddenError";
+  override readonly name: string = "ForbiddenError";
+}
+
+/** 403 `consent_required`: a voice without its speaker's verified consent (making one, or speaking
+ * or lip-syncing in one). `reason`: `missing`, `failed`, `other_sample` or `used`; `voiceId` names the
+ * voice refused, when one was; `field` the request's field. */
+export class ConsentRequiredError extends ForbiddenError {
+  override readonly name = "ConsentRequiredError";
+  readonly field: string | null;
+  readonly voiceId: string | null;
+  readonly reason: string | null;
+
+  constructor(status: number, body: ErrorBody | undefined, headers?: Headers) {
+    super(status, body, headers);
+    const text = (key: string) => (typeof this.details[key] === "string" ? (this.details[key] as string) : null);
+    this.field = text("field");
+    this.voiceId = text("voice_id");
+    this.reason = text("reason");
+  }
 }
 
 /** 404: no such object, or another user's: the API does not tell them apart. */
@@ -132,6 +150,9 @@ export function apiError(status: number, body: unknown, headers?: Headers): ApiE
   const envelope = isErrorBody(body) ? { error: { ...body.error, details: body.error.details ?? {} } } : undefined;
   if (status === 401) return new AuthenticationError(status, envelope, headers);
   if (status === 402) return new InsufficientCreditsError(status, envelope, headers);
+  if (status === 403 && envelope?.error.code === "consent_required") {
+    return new ConsentRequiredError(status, envelope, headers);
+  }
   if (status === 403) return new ForbiddenError(status, envelope, headers);
   if (status === 404) return new NotFoundError(status, envelope, headers);
   if (status === 409) return new ConflictError(status, envelope, headers);

@@ -5,8 +5,10 @@ import { readFile } from "node:fs/promises";
 import { describe, test } from "node:test";
 
 import {
+  apiError,
   AuteurClient,
   ConflictError,
+  ConsentRequiredError,
   ContentPolicyError,
   InsufficientCreditsError,
   jobOutput,
@@ -230,6 +232,22 @@ describe("against the live API", { skip: !live && "AUTEUR_API_URL is not set" },
       return true;
     });
     assert.equal(await balance(), before);
+  });
+
+  test("403: a voice without its speaker's verified consent is a typed error saying why, and nothing is made", async () => {
+    const challenge = await client.api.POST("/api/v1/voices/consent-challenges", {});
+    assert.equal(challenge.response.status, 201);
+    assert.equal(challenge.data?.words.length, 8);
+    assert.ok(challenge.data?.phrase.endsWith(challenge.data.statement));
+    const body = { media_id: media.id, name: "Narrator", consent_id: challenge.data?.challenge_id ?? "" };
+    const { error, response } = await client.api.POST("/api/v1/voices", { body });
+    const typed = apiError(response.status, error, response.headers);
+    assert.ok(typed instanceof ConsentRequiredError, String(typed));
+    assert.equal(typed.status, 403);
+    assert.equal(typed.reason, "missing");
+    assert.equal(typed.field, "consent_id");
+    const { data } = await client.api.GET("/api/v1/voices", {});
+    assert.equal(data?.count, 0);
   });
 
   test("404: another user's job, project and file are typed not-found errors", async () => {

@@ -840,6 +840,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/jobs/voice-consent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Submit a voice-consent job
+         * @description Verify a speaker's consent to have their voice cloned: `recording_media_id` is the speaker
+         *         reading the phrase of `challenge_id` (POST /voices/consent-challenges), `sample_media_id` the
+         *         file a voice is to be made from. The recording must say the phrase and its speaker must be the
+         *         sample's; the job's output_data says which checks passed and names the consent that a voice is
+         *         then made with (POST /voices). Each challenge is read by one job: 404 `challenge_not_found`,
+         *         409 `challenge_used`, 410 `challenge_expired`, nothing charged. Priced per verification, charged
+         *         whether the checks pass or not.
+         */
+        post: operations["jobs_voice_consent_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/voice-consent/quote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Quote a voice-consent job
+         * @description The same body as the submission; `quote_id` may not be in it.
+         */
+        post: operations["jobs_voice_consent_quote_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/jobs/{job_id}": {
         parameters: {
             query?: never;
@@ -1514,21 +1560,54 @@ export interface paths {
         };
         /**
          * List voices
-         * @description GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s.
+         * @description GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s,
+         *     naming the consent its speaker recorded for that file (a completed `voice-consent` job's
+         *     `output_data.consent_id`).
          *
          *     The voice keeps the sample's first 30 s (by default) as a mono 24 kHz WAV;
-         *     403 `quota_exceeded` past the user's voice quota.
+         *     403 `quota_exceeded` past the user's voice quota; 403 `consent_required` when the consent is not
+         *     this workspace's, failed its verification, was verified against another file or already made a
+         *     voice (`details.reason`: `missing`, `failed`, `other_sample`, `used`).
          */
         get: operations["voices_list"];
         put?: never;
         /**
          * Create a voice clone
-         * @description GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s.
+         * @description GET: the caller's voices (paginated). POST: clone a voice from a ready audio file of at least 3 s,
+         *     naming the consent its speaker recorded for that file (a completed `voice-consent` job's
+         *     `output_data.consent_id`).
          *
          *     The voice keeps the sample's first 30 s (by default) as a mono 24 kHz WAV;
-         *     403 `quota_exceeded` past the user's voice quota.
+         *     403 `quota_exceeded` past the user's voice quota; 403 `consent_required` when the consent is not
+         *     this workspace's, failed its verification, was verified against another file or already made a
+         *     voice (`details.reason`: `missing`, `failed`, `other_sample`, `used`).
          */
         post: operations["voices_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/voices/consent-challenges": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Issue a consent challenge
+         * @description POST: a phrase for the speaker of a voice to read in their consent recording: fresh words and
+         *     the statement that they agree to have their voice cloned in this workspace. Valid 10 minutes (by
+         *     default), for one recording, by the member it is issued to. Upload the recording as any media
+         *     file, then submit a `voice-consent` job naming it, the challenge and the voice's sample.
+         *     403 `quota_exceeded` past the workspace's unused challenges; 429 `too_many_consent_attempts`
+         *     after too many failed verifications in a day (`details.retry_after_seconds`).
+         */
+        post: operations["voices_consent_challenges_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1554,6 +1633,28 @@ export interface paths {
          * @description GET one of the caller's voices; DELETE it (and its sample in storage, after commit).
          */
         delete: operations["voices_destroy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/voices/{voice_id}/consent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Attach a consent to a voice
+         * @description POST: attach its speaker's verified consent to a voice made before consents existed (one in
+         *     `grace` or `required`). The consent must have been verified against the file the voice was made
+         *     from (`source_media_id`): 403 `consent_required` otherwise, as at creation.
+         */
+        post: operations["voices_consent_create"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -2577,6 +2678,18 @@ export interface components {
             /** @description Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); default: all three. */
             webhook_events_filter?: components["schemas"]["WebhookEventsFilterEnum"][];
         };
+        ConsentChallenge: {
+            /** Format: uuid */
+            challenge_id: string;
+            /** Format: date-time */
+            expires_at: string;
+            language: string;
+            /** @description What the speaker reads, whole, in one recording. */
+            readonly phrase: string;
+            statement: string;
+            /** @description The fresh words, in order. */
+            words: string[];
+        };
         CreditBalanceOutput: {
             balance: number;
         };
@@ -3406,9 +3519,10 @@ export interface components {
          *     * `render` - render
          *     * `compression` - compression
          *     * `image-generation` - image-generation
+         *     * `voice-consent` - voice-consent
          * @enum {string}
          */
-        JobTypeEnum: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation";
+        JobTypeEnum: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation" | "voice-consent";
         JobTypeList: {
             backend: string;
             types: components["schemas"]["JobTypeListOutput"][];
@@ -5061,6 +5175,15 @@ export interface components {
         };
         Voice: {
             /** Format: date-time */
+            consent_grace_until: string | null;
+            /**
+             * Format: uuid
+             * @description The speaker's verified consent.
+             */
+            consent_id: string | null;
+            /** @description `verified`: usable. `grace`: made before consents existed, usable until `consent_grace_until`. `required`: refused (403 `consent_required`) until a consent is attached. */
+            readonly consent_status: string;
+            /** Format: date-time */
             created_at: string;
             /** Format: uuid */
             id: string;
@@ -5070,6 +5193,74 @@ export interface components {
             /** Format: uuid */
             source_media_id: string | null;
         };
+        VoiceConsentAttached: {
+            voice: components["schemas"]["Voice"];
+        };
+        /**
+         * @description Verify a speaker's consent to have their voice cloned: `recording_media_id` is the speaker
+         *     reading the phrase of `challenge_id` (POST /voices/consent-challenges), `sample_media_id` the
+         *     file a voice is to be made from. The recording must say the phrase and its speaker must be the
+         *     sample's; the job's output_data says which checks passed and names the consent that a voice is
+         *     then made with (POST /voices). Each challenge is read by one job: 404 `challenge_not_found`,
+         *     409 `challenge_used`, 410 `challenge_expired`, nothing charged. Priced per verification, charged
+         *     whether the checks pass or not.
+         */
+        VoiceConsentInputRequest: {
+            /**
+             * @description Whether an identical earlier job of yours may serve this one (the same input files' content, parameters, model version and seed): it then completes at once, with no GPU call, for the cache price (a tenth of the price, at least 1 credit). `false` runs it anyway. Only types whose output is a function of their input are cached; generators only when the request names a `seed`.
+             * @default true
+             */
+            cache?: boolean;
+            /** Format: uuid */
+            challenge_id: string;
+            /**
+             * @description Which of your own waiting jobs starts first: `high` before `normal` before `low`, then the older. It never moves your job ahead of another user's.
+             *
+             *     * `low` - low
+             *     * `normal` - normal
+             *     * `high` - high
+             * @default normal
+             */
+            priority?: components["schemas"]["PriorityEnum"];
+            /**
+             * Format: uuid
+             * @description The project whose media the outputs become. Optional: without it, the project of the media files the body names (they must share one: 422 `media_projects_differ`), or, when it names none, your default "Library" project (made on first use).
+             */
+            project_id?: string;
+            /**
+             * Format: uuid
+             * @description A quote of this request (POST /jobs/{type}/quote, with this body less `quote_id`) that has not expired: the job is charged the quoted price. 409 `quote_mismatch` when the body or the work (the media's duration, the timeline) differs from the one quoted, 409 `quote_used` once it paid for a job, 410 `quote_expired` after its time, 404 `quote_not_found`.
+             */
+            quote_id?: string;
+            /**
+             * Format: uuid
+             * @description The speaker reading the challenge's phrase.
+             */
+            recording_media_id: string;
+            /** @description If the job is still running this many seconds after it started, it is canceled (`error_code` `run_deadline`) and refunded the part not spent, as any cancel. */
+            run_within_seconds?: number;
+            /**
+             * Format: uuid
+             * @description The audio file the voice is to be made from.
+             */
+            sample_media_id: string;
+            /** @description If the job has not started this many seconds after it is accepted, it ends `aborted` and is refunded in full; it never starts late. The server's queue TTL for the type applies too (`error_code` `queue_ttl` when it is the earlier). */
+            start_within_seconds?: number;
+            /** @description An https URL that receives the job's events, signed (Standard Webhooks) with the account's jobs secret (GET /webhooks/default/secret). Private, loopback and link-local addresses are refused: 400 `invalid_webhook_url`. */
+            webhook?: string;
+            /** @description Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); default: all three. */
+            webhook_events_filter?: components["schemas"]["WebhookEventsFilterEnum"][];
+        };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        VoiceConsentRequest: {
+            /** Format: uuid */
+            consent_id: string;
+        };
         /**
          * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
          *
@@ -5077,6 +5268,11 @@ export interface components {
          *     field named) rather than getting a default it did not ask for.
          */
         VoiceCreateRequest: {
+            /**
+             * Format: uuid
+             * @description The verified consent of the sample's speaker.
+             */
+            consent_id: string;
             /** Format: uuid */
             media_id: string;
             name: string;
@@ -5085,6 +5281,15 @@ export interface components {
             voice: components["schemas"]["Voice"];
         };
         VoiceDetail: {
+            /** Format: date-time */
+            consent_grace_until: string | null;
+            /**
+             * Format: uuid
+             * @description The speaker's verified consent.
+             */
+            consent_id: string | null;
+            /** @description `verified`: usable. `grace`: made before consents existed, usable until `consent_grace_until`. `required`: refused (403 `consent_required`) until a consent is attached. */
+            readonly consent_status: string;
             /** Format: date-time */
             created_at: string;
             /** Format: uuid */
@@ -6204,8 +6409,9 @@ export interface operations {
                  *     * `render` - render
                  *     * `compression` - compression
                  *     * `image-generation` - image-generation
+                 *     * `voice-consent` - voice-consent
                  */
-                type?: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation";
+                type?: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation" | "voice-consent";
             };
             header?: {
                 /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
@@ -6607,7 +6813,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6725,7 +6931,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6943,7 +7149,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7863,7 +8069,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7999,7 +8205,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8919,7 +9125,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9055,7 +9261,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9719,6 +9925,288 @@ export interface operations {
             };
         };
     };
+    jobs_voice_consent_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+                /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VoiceConsentInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAccepted"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAccepted"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`, `invalid_idempotency_key`, `invalid_webhook_url`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`, `challenge_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `quote_mismatch`, `quote_used`, `challenge_used`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `quote_expired`, `challenge_expired`. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `feature_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_voice_consent_quote_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VoiceConsentInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quote"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`, `invalid_webhook_url`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`, `challenge_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `challenge_used`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `challenge_expired`. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `feature_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     jobs_retrieve: {
         parameters: {
             query?: never;
@@ -10037,7 +10525,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -13375,7 +13863,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `quota_exceeded`. */
+            /** @description Codes: `permission_denied`, `quota_exceeded`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -13421,6 +13909,75 @@ export interface operations {
                 };
             };
             /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    voices_consent_challenges_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentChallenge"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `quota_exceeded`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `too_many_consent_attempts`, `rate_limited`. */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again. */
@@ -13554,6 +14111,108 @@ export interface operations {
             };
             /** @description Codes: `voice_not_found`, `not_found`, `workspace_not_found`. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    voices_consent_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path: {
+                voice_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VoiceConsentRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VoiceConsentAttached"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `consent_required`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `voice_not_found`, `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

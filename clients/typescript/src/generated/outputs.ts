@@ -260,6 +260,22 @@ export interface components {
             /** @description Whether the file's transcript was cut to fit the model. */
             transcript_truncated: boolean;
         };
+        "voice-consent": {
+            /** @description `phrase`: the recording says the challenge's phrase. `speaker`: its speaker is the sample's. */
+            checks: {
+                /** @enum {unknown} */
+                phrase: "passed" | "failed";
+                /** @enum {unknown} */
+                speaker: "passed" | "failed";
+            };
+            /**
+             * Format: uuid
+             * @description The consent, named when a voice is made (POST /voices).
+             */
+            consent_id: string;
+            /** @description Whether every check passed: the consent is verified and can make a voice. */
+            passed: boolean;
+        };
     };
     responses: never;
     parameters: never;
@@ -283,4 +299,5 @@ export interface JobOutputs {
     "tts": components["schemas"]["tts"];
     "video-generation": components["schemas"]["video-generation"];
     "video-query": components["schemas"]["video-query"];
+    "voice-consent": components["schemas"]["voice-consent"];
 }
