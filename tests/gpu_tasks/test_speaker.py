@@ -5,6 +5,9 @@ librosa's output (a golden file made by scripts/make_mel_golden.py)."""
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -87,7 +90,6 @@ def test_an_embedding_is_a_unit_256_vector_and_the_same_for_the_same_audio(say: 
     assert emb.shape == (256,) and emb.dtype == np.float32
     assert abs(float(np.linalg.norm(emb)) - 1.0) < 1e-5
     np.testing.assert_allclose(speaker.embed_file(say(SAMPLE, "en-us+m3")), emb, atol=1e-6)
-    assert "resemblyzer" not in sys.modules  # its weights are read, its code (and librosa) never imported
 
 
 def test_the_same_voice_reading_other_words_passes(embeddings: dict[str, np.ndarray]):
@@ -159,14 +161,88 @@ def test_weights_that_do_not_load_are_model_unavailable(tmp_path: Path, monkeypa
     assert raised.value.code == "model_unavailable"
 
 
-def test_the_wheels_weights_load_by_key_strictly(fresh_encoder: None):
+def test_the_checkpoint_reader_gives_what_torch_load_gives(fresh_encoder: None):
+    import torch
+
     path = speaker.weights_path()
     assert path is not None and path.name == "pretrained.pt" and path.parent.name == "resemblyzer"
+    ours = speaker.read_checkpoint(path, "model_state")
+    theirs = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+    assert set(ours) == set(theirs) == set(speaker.PARAMETERS) | speaker.UNUSED_PARAMETERS
+    for name, tensor in theirs.items():
+        assert ours[name].dtype == np.float32
+        np.testing.assert_array_equal(ours[name], tensor.numpy(), err_msg=name)
     encoder = speaker.load_encoder()
     assert encoder is speaker.load_encoder()  # loaded once per process
-    names = set(encoder.state_dict())
-    assert {"lstm.weight_ih_l0", "lstm.weight_hh_l2", "linear.weight", "linear.bias"} <= names
-    assert encoder.lstm.weight_ih_l0.shape == (1024, 40)
+
+
+def test_the_network_is_torchs_lstm_on_the_checkpoints_parameters():
+    import torch
+    from torch import nn
+
+    path = speaker.weights_path()
+    assert path is not None
+    state = speaker.read_checkpoint(path, "model_state")
+    lstm, linear = nn.LSTM(40, 256, 3, batch_first=True), nn.Linear(256, 256)
+    lstm.load_state_dict({k.removeprefix("lstm."): torch.from_numpy(v) for k, v in state.items()
+                          if k.startswith("lstm.")}, strict=True)
+    linear.load_state_dict({k.removeprefix("linear."): torch.from_numpy(v) for k, v in state.items()
+                            if k.startswith("linear.")}, strict=True)
+    mels = np.random.default_rng(7).gamma(0.5, 2.0, size=(3, 160, 40)).astype(np.float32)
+    with torch.inference_mode():
+        _, (hidden, _) = lstm(torch.from_numpy(mels))
+        expected = torch.nn.functional.normalize(torch.relu(linear(hidden[-1])), dim=1).numpy()
+    np.testing.assert_allclose(speaker.load_encoder()(mels), expected, atol=2e-5)
+
+
+def test_a_checkpoint_asking_for_any_other_class_is_refused_unrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   fresh_encoder: None):
+    """A crafted pickle that would run a command when loaded: refused before anything runs."""
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    crafted = tmp_path / "pretrained.pt"
+    with crafted.open("wb") as file:
+        for header in (speaker.LEGACY_MAGIC, speaker.LEGACY_PROTOCOL, {"little_endian": True}):
+            pickle.dump(header, file, protocol=2)
+        pickle.dump({"model_state": {"lstm.weight_ih_l0": Payload()}}, file, protocol=2)
+    monkeypatch.setattr(speaker, "weights_path", lambda: crafted)
+    with pytest.raises(PermanentGpuError) as raised:
+        speaker.load_encoder()
+    assert raised.value.code == "model_unavailable"
+    assert isinstance(raised.value.__cause__, pickle.UnpicklingError)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_missing_a_parameter_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     fresh_encoder: None):
+    path = speaker.weights_path()
+    assert path is not None
+    state = speaker.read_checkpoint(path, "model_state")
+    del state["lstm.bias_hh_l2"]
+    with pytest.raises(ValueError, match=r"lstm\.bias_hh_l2"):
+        speaker.SpeakerEncoder(state)
+    truncated = tmp_path / "pretrained.pt"
+    truncated.write_bytes(path.read_bytes()[: 5_000_000])
+    monkeypatch.setattr(speaker, "weights_path", lambda: truncated)
+    with pytest.raises(PermanentGpuError) as raised:
+        speaker.load_encoder()
+    assert raised.value.code == "model_unavailable"
+
+
+def test_an_embedding_needs_no_torch(say: Callable[[str, str], Path]):
+    """The worker image has no torch: a fresh interpreter embeds a recording and has imported
+    neither torch nor the resemblyzer package."""
+    code = ("import sys; from pathlib import Path; from gpu_tasks.engines import speaker; "
+            f"e = speaker.embed_file(Path({str(say(READING, 'en-us+m3'))!r})); "
+            "print(e.shape[0], 'torch' in sys.modules, 'resemblyzer' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["256", "False", "False"]
 
 
 def test_similarity_is_the_cosine():
