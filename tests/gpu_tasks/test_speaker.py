@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from gpu_tasks.engines import speaker
+from gpu_tasks.engines.media import decode_audio
 from gpu_tasks.engines.tts import synthesize, write_wav
 from gpu_tasks.errors import PermanentGpuError
 from tests.gpu_tasks.helpers import ffmpeg
@@ -112,6 +113,35 @@ def test_a_recording_through_a_lossy_codec_still_passes(say: Callable[[str, str]
     ffmpeg("-i", str(say(READING, "en-us+m3")), "-c:a", "aac", "-b:a", "64k", str(aac))
     score = speaker.similarity(embeddings["m3 sample"], speaker.embed_file(aac))
     assert score >= speaker.DEFAULT_THRESHOLD, score
+
+
+def test_a_long_recording_is_read_only_to_its_bounds(say: Callable[[str, str], Path],
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """An hour-long upload costs what the bounds allow: the VAD reads the first MAX_INPUT_S, and
+    the network at most MAX_SPEECH_S of speech (bounds shrunk here to keep the test short)."""
+    monkeypatch.setattr(speaker, "MAX_INPUT_S", 12.0)
+    monkeypatch.setattr(speaker, "MAX_SPEECH_S", 5.0)
+    seen: dict[str, int] = {}
+    real_vad = speaker.speech_only
+
+    def spy_vad(samples: np.ndarray) -> np.ndarray:
+        seen["vad_samples"] = samples.size
+        return real_vad(samples)
+
+    encoder = speaker.load_encoder()
+
+    def spy_encoder(mels: np.ndarray) -> np.ndarray:
+        seen["windows"] = mels.shape[0]
+        return encoder(mels)
+
+    monkeypatch.setattr(speaker, "speech_only", spy_vad)
+    monkeypatch.setattr(speaker, "load_encoder", lambda: spy_encoder)
+    one = decode_audio(say(READING, "en-us+m3"))
+    long_recording = np.tile(one, 15)  # about a minute
+    emb = speaker.embed_samples(long_recording)
+    assert emb.shape == (256,)
+    assert seen["vad_samples"] == 12 * 16000
+    assert seen["windows"] == len(speaker.partial_slices(5 * 16000)) == 5  # the windows of 5 s of speech
 
 
 def test_silence_is_invalid_media():
