@@ -124,12 +124,10 @@ def _multilingual_files() -> dict[str, bytes]:
 
 def transcribe_file(
     path: Path, *, language: str = ENGLISH, script: str | None = None, progress: Any = None, max_s: float | None = None,
-    span_ms: tuple[int, int] | None = None, condition_on_previous_text: bool = True,
+    span_ms: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Transcribe `path` in `language` (a code, or `auto` to detect it); only [start, end) of it
-    with `span_ms`, a piece of a long file (gpu_tasks.pieces), its timings then from the start.
-    `condition_on_previous_text=False` decodes each 30 s window without the text before it (what
-    a check of what was said needs: nothing the model heard earlier biases what it hears next)."""
+    with `span_ms`, a piece of a long file (gpu_tasks.pieces), its timings then from the start."""
     if span_ms is not None:
         start_ms, end_ms = span_ms
         ends = end_ms / 1000 if max_s is None else min(max_s, end_ms / 1000)
@@ -146,7 +144,7 @@ def transcribe_file(
         beam_size=5,
         initial_prompt=prompt,
         vad_filter=False,
-        condition_on_previous_text=condition_on_previous_text,
+        condition_on_previous_text=True,
     )
     groups: list[list[Word]] = []
     for segment in segments:  # a generator: decoding happens as we iterate

@@ -8,8 +8,8 @@ Result: `{"phrase": {"challenge_wer", "phrase_wer", "transcript_words"}, "speake
 is from the phrase, and how many words it had.
 
 Phrase check: the local transcription engine's Whisper tiny.en transcribes the recording in
-English with no `script`, no initial prompt and without conditioning on its own earlier text, so
-nothing biases it toward the phrase: a wrong reading cannot be "heard" as the right one. Both the
+English with no initial prompt and without conditioning on its own earlier text, so nothing
+biases it toward the phrase: a wrong reading cannot be "heard" as the right one. Both the
 phrase and the transcript are normalised (`normalise_words`), and `substring_wer` measures the
 phrase against the best-matching stretch of the transcript, so words said before or after it
 ("okay, here goes") cost nothing. Two figures: `challenge_wer` (the eight issued words alone,
@@ -43,6 +43,7 @@ MAX_WORD_CHARS = 32
 MAX_STATEMENT_CHARS = 200
 MAX_STATEMENT_WORDS = 40
 SAMPLE_RATE = 16000
+LEAD_SILENCE_S = 0.5
 MEDIA_LIMITS = {"recording_media": MediaLimit(max_seconds=MAX_RECORDING_S)}
 
 _WORD = re.compile(r"[a-z']+")
@@ -107,14 +108,30 @@ def phrase_figures(words: Sequence[str], statement_words: Sequence[str], heard: 
     }
 
 
-def heard_words(path: Any, *, max_s: float) -> list[str]:
-    """The normalised words Whisper tiny.en hears in the first `max_s` seconds of `path`, unprompted."""
+def heard_words(samples: Any) -> list[str]:
+    """The normalised words Whisper tiny.en hears in `samples` (16 kHz mono float32), unprompted.
+
+    Decoded as the transcription engine decodes (beam 5, no voice-activity filter), but with no
+    initial prompt and without conditioning on earlier text. LEAD_SILENCE_S of silence goes first:
+    tiny.en often skips the opening words of audio whose speech starts at once (bench/
+    consent_phrases.py's readings lost their first challenge word far more often than any other),
+    and silence tells it nothing about what was said.
+    """
+    import numpy as np
+
     from gpu_tasks.engines import transcription
 
-    transcript = transcription.transcribe_file(
-        path, language=transcription.ENGLISH, max_s=max_s, condition_on_previous_text=False
+    model = transcription.load_model(transcription.ENGLISH)
+    lead = np.zeros(round(LEAD_SILENCE_S * SAMPLE_RATE), dtype=np.float32)
+    segments, _info = model.transcribe(
+        np.concatenate([lead, np.asarray(samples, dtype=np.float32)]),
+        language=transcription.ENGLISH,
+        beam_size=5,
+        initial_prompt=None,
+        condition_on_previous_text=False,
+        vad_filter=False,
     )
-    return normalise_words(str(transcript["text"]))
+    return normalise_words(" ".join(segment.text for segment in segments))
 
 
 def _read_limit(ref: Any, most: float) -> float:
@@ -130,11 +147,11 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     recording_ref, sample_ref = payload.get("recording_media"), payload.get("sample_media")
     recording = ctx.input_path(recording_ref, "recording_media", streams=("audio",))
     sample = ctx.input_path(sample_ref, "sample_media", streams=("audio",))
-    recording_s = _read_limit(recording_ref, MAX_RECORDING_S)
+    speech = decode_audio(recording, SAMPLE_RATE, max_s=_read_limit(recording_ref, MAX_RECORDING_S))
     ctx.progress(5.0)
-    heard = heard_words(recording, max_s=recording_s)
+    heard = heard_words(speech)
     ctx.progress(60.0)
-    recording_voice = speaker.embed_samples(decode_audio(recording, SAMPLE_RATE, max_s=recording_s))
+    recording_voice = speaker.embed_samples(speech)
     ctx.progress(80.0)
     sample_voice = speaker.embed_samples(decode_audio(sample, SAMPLE_RATE, max_s=_read_limit(sample_ref, MAX_SAMPLE_S)))
     return {
