@@ -40,7 +40,7 @@ class JobsConfig(AppConfig):
         from jobs import receivers
         from jobs.retention import SWEEPS
         from jobs.selectors.jobs import job_ledger_problems
-        from media.hooks import register_in_use_check
+        from media.hooks import register_in_use_check, register_revocation_handler
         from media.signals import media_ready
         from projects.signals import comment_changed, project_deleting
 
@@ -48,6 +48,7 @@ class JobsConfig(AppConfig):
         comment_changed.connect(receivers.on_comment_changed, dispatch_uid="jobs.comment_changed")
         media_ready.connect(receivers.on_media_ready, dispatch_uid="jobs.media_ready")
         register_in_use_check(receivers.media_in_use)
+        register_revocation_handler(receivers.on_consent_revoked)
         ledger_check_register(job_ledger_problems)
         for sweep in SWEEPS:
             register_sweep(sweep)

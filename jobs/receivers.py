@@ -11,6 +11,7 @@ from django.db import transaction
 
 from jobs.events.stream import comment_stream_append
 from jobs.intake.transcribe import job_auto_transcribe
+from jobs.life.bulk import jobs_cancel_for_voice
 from jobs.life.status import jobs_cancel_for_project
 from jobs.selectors.jobs import job_media_in_use
 
@@ -38,6 +39,11 @@ def on_comment_changed(sender: Any, comment: Comment, change: str, member_id: uu
     """Once a comment's change committed: on the workspace's event stream, for the members who follow
     its comments."""
     comment_stream_append(comment=comment, change=change, member_id=member_id)
+
+
+def on_consent_revoked(user_id: uuid.UUID, voice_id: uuid.UUID | None) -> int:
+    """Inside the revoking transaction: cancel and refund the waiting jobs that use the voice."""
+    return 0 if voice_id is None else jobs_cancel_for_voice(user_id=user_id, voice_id=voice_id)
 
 
 def media_in_use(media: MediaFile) -> str | None:

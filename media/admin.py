@@ -20,7 +20,8 @@ from django.utils.html import format_html
 
 from auteur.core.errors import ApplicationError
 from media.hooks import media_in_use_reasons
-from media.models import Consent, MediaFile, VoiceClone
+from media.models import Consent, ConsentRevoker, ConsentStatus, MediaFile, VoiceClone
+from media.services.consents import consent_revoke
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
 from media.services.publishing import media_unpublish, public_url
@@ -221,8 +222,9 @@ class ConsentAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     fields = ("id", "kind", "status", "user", "member_id", "checks", "similarity", "threshold", "challenge_wer",
               "phrase_wer", "max_wer", "models_used", "sample_sha256", "recording_media_id", "challenge_id", "job_id",
-              "created_at")
+              "created_at", "revoked_at", "revoked_by", "revoked_by_member")
     readonly_fields = fields
+    actions = ["revoke_selected"]
 
     @admin.display(description="owner", ordering="user__email")
     def owner(self, obj: Consent) -> str:
@@ -230,3 +232,22 @@ class ConsentAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        """Staff who may change consents (the model's change permission) may revoke them."""
+        return bool(request.user.has_perm("media.change_consent"))
+
+    @admin.action(description="Revoke selected consents (their voices refused, waiting jobs canceled and refunded)",
+                  permissions=["revoke"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[Consent]) -> None:
+        revoked = canceled = 0
+        for pk in queryset.exclude(status=ConsentStatus.REVOKED).values_list("pk", flat=True):
+            _, jobs = consent_revoke(consent_id=pk, by=ConsentRevoker.STAFF)
+            revoked, canceled = revoked + 1, canceled + jobs
+        self.message_user(request, f"Revoked {revoked} consent(s); {canceled} waiting job(s) canceled and refunded.",
+                          messages.SUCCESS)

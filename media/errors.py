@@ -105,6 +105,10 @@ class ChallengeUsed(ApplicationError):
     code = "challenge_used"
 
 
+class ConsentNotFound(ApplicationError):
+    code = "consent_not_found"
+
+
 class ConsentRequired(ApplicationError):
     code = "consent_required"
 

@@ -19,6 +19,7 @@ using the file can therefore never slip between the check and the delete.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -44,3 +45,25 @@ def unregister_in_use_check(check: InUseCheck) -> None:
 
 def media_in_use_reasons(media: MediaFile) -> list[str]:
     return [reason for check in list(_checks) if (reason := check(media))]
+
+
+# ----------------------------------------------------------------------------- consent revoked
+
+# A handler is called in the transaction that revokes a consent, with the consent's workspace
+# account and the voice made with it (None: none was): the jobs app cancels and refunds the waiting
+# jobs that use the voice there (jobs/receivers.py), so a revocation and its refunds commit together.
+RevocationHandler = Callable[[uuid.UUID, "uuid.UUID | None"], "int"]
+
+_revocation_handlers: list[RevocationHandler] = []
+
+
+def register_revocation_handler(handler: RevocationHandler) -> RevocationHandler:
+    """Register ``handler`` (once; registering it again is a no-op)."""
+    if handler not in _revocation_handlers:
+        _revocation_handlers.append(handler)
+    return handler
+
+
+def consent_revoked(user_id: uuid.UUID, voice_id: uuid.UUID | None) -> int:
+    """Run every revocation handler; how many jobs they canceled together."""
+    return sum(handler(user_id, voice_id) for handler in list(_revocation_handlers))

@@ -153,6 +153,13 @@ class ConsentKind(models.TextChoices):
 class ConsentStatus(models.TextChoices):
     VERIFIED = "verified"  # every check passed: usable
     FAILED = "failed"  # a check failed: never usable
+    REVOKED = "revoked"  # withdrawn by its speaker, the workspace or staff: never usable again
+
+
+class ConsentRevoker(models.TextChoices):
+    SUBJECT = "subject"  # the speaker, through the link issued with the consent
+    MEMBER = "member"  # a member of the workspace
+    STAFF = "staff"
 
 
 class ConsentChallenge(models.Model):
@@ -203,10 +210,17 @@ class Consent(models.Model):
     max_wer = models.FloatField()  # the word error rate a pass allowed
     models_used = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=16, choices=ConsentRevoker.choices, blank=True, default="")
+    revoked_by_member = models.UUIDField(null=True, blank=True)
 
     class Meta:
         db_table = "consents"
         ordering = ("-created_at",)
+        constraints = [models.CheckConstraint(
+            condition=models.Q(status="revoked", revoked_at__isnull=False) | (
+                ~models.Q(status="revoked") & models.Q(revoked_at__isnull=True)),
+            name="consent_revoked_when_revoked_at")]
 
     def __str__(self) -> str:
         return f"{self.kind} consent {self.pk} ({self.status})"

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,9 +23,14 @@ from auteur.core.api import (
 )
 from auteur.core.schema import raises
 from media.consent_phrases import phrase_text
-from media.models import ConsentChallenge, VoiceClone
+from media.models import ConsentChallenge, ConsentRevoker, VoiceClone
 from media.selectors import media_get_for_user, voice_get, voice_list
-from media.services.consents import consent_challenge_create, voice_consent_state
+from media.services.consents import (
+    consent_by_revoke_token,
+    consent_challenge_create,
+    consent_revoke,
+    voice_consent_state,
+)
 from media.services.voices import voice_consent_attach, voice_create, voice_delete, voice_sample_url
 
 
@@ -36,7 +43,8 @@ class VoiceSerializer(serializers.Serializer):
     consent_id = serializers.UUIDField(allow_null=True, help_text="The speaker's verified consent.")
     consent_status = serializers.SerializerMethodField(
         help_text="`verified`: usable. `grace`: made before consents existed, usable until `consent_grace_until`. "
-                  "`required`: refused (403 `consent_required`) until a consent is attached.")
+                  "`required`: refused (403 `consent_required`) until a consent is attached. `revoked`: its consent "
+                  "was revoked; refused for good.")
     consent_grace_until = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
 
@@ -179,3 +187,57 @@ class ConsentChallengeApi(ApiView):
     def post(self, request: Request) -> Response:
         challenge = consent_challenge_create(user=request_user(request), member_id=request_member_id(request))
         return Response(ConsentChallengeSerializer(challenge).data, status=status.HTTP_201_CREATED)
+
+
+class ConsentRevokedSerializer(serializers.Serializer):
+    consent_id = serializers.UUIDField(source="consent.id")
+    status = serializers.CharField(source="consent.status")
+    revoked_at = serializers.DateTimeField(source="consent.revoked_at")
+    jobs_canceled = serializers.IntegerField(help_text="Waiting jobs that used its voice, canceled and refunded now "
+                                                       "(0 when it was already revoked).")
+
+
+class ConsentRevokeApi(ApiView):
+    """POST: revoke one of the workspace's consents, at once and for good. The voice made with it is
+    refused from now on (403 `consent_required`, reason `revoked`); the waiting jobs that use the voice
+    are canceled and refunded in full; a running one finishes, but nothing it makes is kept (it fails
+    `consent_revoked`, refunded). Revoking one already revoked changes nothing."""
+
+    workspace_actions = {"POST": "voices.edit"}
+
+    @extend_schema(request=None, responses={200: ConsentRevokedSerializer}, summary="Revoke a consent",
+                   tags=["voices"])
+    @raises("consent_not_found")
+    def post(self, request: Request, consent_id: uuid.UUID) -> Response:
+        consent, canceled = consent_revoke(consent_id=consent_id, by=ConsentRevoker.MEMBER, user=request_user(request),
+                                           member_id=request_member_id(request))
+        return Response(ConsentRevokedSerializer({"consent": consent, "jobs_canceled": canceled}).data)
+
+
+class ConsentRevokeByTokenApi(ApiView):
+    """POST: the speaker revokes their consent with the token of the link issued with it (a passed
+    voice-consent job's `output_data.revoke_token`, which the workspace hands to the speaker). No
+    sign-in: the token, signed by this server for that one consent, is the authority. The same
+    effects as a member's revocation. 404 `consent_not_found` for a token not signed here or altered."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    # The token names a consent of any workspace: it is verified before any row is read, then the
+    # owner's login revokes that consent alone (auteur/core/rls.py).
+    reads_across_users = True
+
+    class InputSerializer(StrictSerializer):
+        token = serializers.CharField(max_length=500)
+
+        class Meta:
+            ref_name = "ConsentRevokeByTokenRequest"
+
+    @extend_schema(request=InputSerializer, responses={200: ConsentRevokedSerializer}, auth=[],
+                   summary="Revoke a consent with its link", tags=["voices"])
+    @raises("consent_not_found")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        consent = consent_by_revoke_token(data.validated_data["token"])
+        consent, canceled = consent_revoke(consent_id=consent.pk, by=ConsentRevoker.SUBJECT)
+        return Response(ConsentRevokedSerializer({"consent": consent, "jobs_canceled": canceled}).data)

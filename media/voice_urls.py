@@ -2,11 +2,20 @@
 
 from django.urls import path
 
-from media.voice_apis import ConsentChallengeApi, VoiceConsentApi, VoiceDetailApi, VoiceListCreateApi
+from media.voice_apis import (
+    ConsentChallengeApi,
+    ConsentRevokeApi,
+    ConsentRevokeByTokenApi,
+    VoiceConsentApi,
+    VoiceDetailApi,
+    VoiceListCreateApi,
+)
 
 urlpatterns = [
     path("voices", VoiceListCreateApi.as_view(), name="voices"),
     path("voices/consent-challenges", ConsentChallengeApi.as_view(), name="voice-consent-challenges"),
     path("voices/<uuid:voice_id>", VoiceDetailApi.as_view(), name="voice-detail"),
     path("voices/<uuid:voice_id>/consent", VoiceConsentApi.as_view(), name="voice-consent"),
+    path("consents/revoke", ConsentRevokeByTokenApi.as_view(), name="consent-revoke-by-token"),
+    path("consents/<uuid:consent_id>/revoke", ConsentRevokeApi.as_view(), name="consent-revoke"),
 ]

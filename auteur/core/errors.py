@@ -85,6 +85,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "invitation_not_found": status.HTTP_404_NOT_FOUND,  # a token not signed here, or revoked
     "key_not_found": status.HTTP_404_NOT_FOUND,
     "challenge_not_found": status.HTTP_404_NOT_FOUND,  # a consent challenge not issued to this caller
+    "consent_not_found": status.HTTP_404_NOT_FOUND,  # or a revocation link not signed here
     # 409: the object's state forbids it now
     "edl_conflict": status.HTTP_409_CONFLICT,
     "nothing_to_undo": status.HTTP_409_CONFLICT,

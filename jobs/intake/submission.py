@@ -20,7 +20,7 @@ from credits.services.ledger import credit_deduct_for_job
 from jobs.errors import IdempotencyKeyReused, JobNotRetryable
 from jobs.events.record import job_event_record
 from jobs.events.stream import JobState
-from jobs.inputs import Scheduling, VoiceRef, WebhookRequest
+from jobs.inputs import Scheduling, WebhookRequest
 from jobs.intake.admission import can_pay, job_submit_checks, require_runnable
 from jobs.intake.quotes import quote_take
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
@@ -29,10 +29,10 @@ from jobs.life import publish
 from jobs.life.windows import start_deadline_of
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote, idempotency_window_start
 from jobs.payloads import PHRASE_PARAM
-from jobs.selectors.requests import JobRequest, voices_consented
+from jobs.selectors.requests import JobRequest, job_voices
 from jobs.specs import JobSpec, job_spec
-from media.models import MediaFile, VoiceClone
-from media.services.consents import consent_challenge_claim
+from media.models import MediaFile
+from media.services.consents import consent_challenge_claim, voice_consent_check
 from projects.selectors import project_library_get
 from projects.services import project_library_get_or_create
 from webhooks.selectors import job_webhook_of
@@ -158,13 +158,8 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
 
 def job_voices_consented(job: Job) -> None:
     """403 `consent_required` when a voice the job speaks in, or puts in a face's mouth, is not usable now."""
-    spec = job_spec(job.type)
-    params = job.input_params
-    voices = {name: voice for name, field in spec.references.items() if isinstance(field, VoiceRef) and params.get(name)
-              if (voice := VoiceClone.objects.filter(pk=params[name], user_id=job.user_id).first()) is not None}
-    media = {name: file for name in spec.voice_of if params.get(name)
-             if (file := MediaFile.objects.filter(pk=params[name], user_id=job.user_id).first()) is not None}
-    voices_consented(spec=spec, voices=voices, media=media)
+    for name, voice in job_voices(job).items():
+        voice_consent_check(voice, field=name)
 
 
 def _cached(s: Submission) -> CachedResult | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from auteur.core.publishing import send
@@ -37,6 +37,8 @@ from jobs.errors import JobNotCancelable
 from jobs.life.refunds import cancel_refund
 from jobs.life.status import job_cancel, jobs_cancel_waiting
 from jobs.models import WAITING_STATUSES, Job, JobEvent, JobEventType, JobStatus
+from jobs.specs import JobType
+from media.models import MediaFile
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,34 @@ def jobs_cancel_bulk(*, user: User, where: JobFilter) -> dict[str, Any]:
             not_cancelable += 1
     return {"matched": sum(counts.values()) + not_cancelable, "canceled": sum(counts.values()), "by_status": counts,
             "credits_refund": refunded, "not_cancelable": not_cancelable, "remaining": _remaining(user, where)}
+
+
+REVOKED_REASON = "The consent of the voice it uses was revoked; it was refunded in full."
+
+
+def jobs_cancel_for_voice(*, user_id: uuid.UUID, voice_id: uuid.UUID) -> int:
+    """Cancel and refund, in the caller's transaction, the account's waiting jobs that use the voice:
+    TTS in it, and lip syncs of speech a TTS job made in it (or of a version of that speech).
+    Their events are pushed once the caller commits. Running ones are left to their store step,
+    which refuses to keep what they make (jobs.life.outputs). Returns how many were canceled."""
+    tts = Job.objects.filter(user_id=user_id, type=JobType.TTS, input_params__voice_id=str(voice_id)).values("pk")
+    speech = list(MediaFile.objects.filter(user_id=user_id, source_job_id__in=tts).values_list("pk", flat=True))
+    speech += MediaFile.objects.filter(user_id=user_id, derived_from__in=speech).values_list("pk", flat=True)
+    uses = Q(type=JobType.TTS, input_params__voice_id=str(voice_id))
+    if speech:
+        uses |= Q(type=JobType.LIP_SYNC, input_params__audio_media_id__in=[str(pk) for pk in speech])
+    now = timezone.now()
+    jobs = list(Job.objects.filter(uses, user_id=user_id, status__in=WAITING_STATUSES).order_by("pk")
+                .select_for_update()
+                .only("id", "user_id", "member_id", "project_id", "type", "status", "credits_cost", "input_params",
+                      "created_at", "started_at", "gpu_seconds", "cache_source_id", "batch_id"))
+    if not jobs:
+        return 0
+    user = User.objects.get(pk=user_id)
+    refunded = jobs_cancel_waiting(user=user, jobs=jobs, now=now, reason=REVOKED_REASON, code="consent_revoked")
+    transaction.on_commit(functools.partial(_announce, [job.pk for job in jobs], now))
+    logger.info("voice %s revoked: %d waiting jobs canceled, %d credits refunded", voice_id, len(jobs), refunded)
+    return len(jobs)
 
 
 def _announce(job_ids: list[uuid.UUID], since: datetime) -> None:

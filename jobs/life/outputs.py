@@ -21,15 +21,16 @@ from auteur.core import tracing
 from jobs import gpu_client, task_names
 from jobs.life import pieces
 from jobs.life.publish import publish_task
-from jobs.life.status import job_complete, job_inference_ended
+from jobs.life.status import job_complete, job_fail, job_inference_ended
 from jobs.life.timeline_swap import job_timeline_swap_requested, swap_asked
 from jobs.life.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.models import Job, JobStatus
 from jobs.payloads import SAMPLE_SHA256_PARAM
+from jobs.selectors.requests import job_voices
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
-from media.services.consents import consent_record_verification
+from media.services.consents import consent_record_verification, consent_revoke_token, voice_consent_state
 from media.services.gpu_outputs import OutputRefused, staged_output
 from media.services.outputs import media_create_output, media_delete_job_outputs
 
@@ -67,6 +68,12 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
     if not inference_ended and not job_inference_ended(job=job):
         return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
+    revoked = [voice.pk for voice in job_voices(job).values() if voice_consent_state(voice) == "revoked"]
+    if revoked:  # withdrawn while it ran: nothing it made is kept, and the failure refunds it
+        job_fail(job_id=job.pk, code="consent_revoked", detail=f"the consent of voice {revoked[0]} was revoked",
+                 retryable=False)
+        gpu_client.release_quietly(job.gpu_call_id)
+        return None
     with _refusals_logged(job):
         output_media = _store_outputs(job, result.get("outputs") or {}, first_store=first_store)
     if job.gpu_call_id == pieces.PIECES and output_media and "output_size_bytes" in output_data:
@@ -117,7 +124,8 @@ def _consent_recorded(job: Job, figures: dict[str, Any]) -> dict[str, Any]:
         recording_media_id=params.get("recording_media_id"), sample_sha256=params.get(SAMPLE_SHA256_PARAM, ""),
         checks=checks, figures=kept,
     )
-    return {"passed": consent.status == "verified", "checks": dict(consent.checks), "consent_id": str(consent.pk)}
+    told = {"passed": consent.status == "verified", "checks": dict(consent.checks), "consent_id": str(consent.pk)}
+    return {**told, "revoke_token": consent_revoke_token(consent)} if told["passed"] else told
 
 
 @contextlib.contextmanager

@@ -327,14 +327,15 @@ def job_cancel(*, job: Job, reason: str = "canceled by the user", code: str = ""
     return job
 
 
-def jobs_cancel_waiting(*, user: User, jobs: list[Job], now: datetime, reason: str) -> int:
+def jobs_cancel_waiting(*, user: User, jobs: list[Job], now: datetime, reason: str, code: str = "") -> int:
     """Cancel many waiting jobs of one account at once (a bulk cancel: jobs.life.bulk), which the
     caller's transaction has locked and read as pending or queued: each refunded in full, as its own
     cancel would be (nothing was spent), with its `canceled` event and usage row, in a few statements
     whatever their number; their slots, places in line and batches moved on once committed. Their
-    events are pushed by the caller (the webhooks worker: there are many). Returns what was refunded."""
+    events are pushed by the caller (the webhooks worker: there are many). `code`: why, for machines
+    (`consent_revoked`; none for a cancel the user asked for). Returns what was refunded."""
     Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
-        status=JobStatus.CANCELED, completed_at=now, updated_at=now, error_message=reason, error_code="",
+        status=JobStatus.CANCELED, completed_at=now, updated_at=now, error_message=reason, error_code=code,
         credits_refunded=True, credits_refund=F("credits_cost"))
     refunded = credit_refund_jobs(user=user, refunds=[
         JobCharge(job_id=job.pk, amount=job.credits_cost, job_type=job.type, description=f"{job.type} job canceled")

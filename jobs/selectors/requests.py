@@ -46,7 +46,7 @@ from jobs.errors import (
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.models import Job
 from jobs.payloads import SAMPLE_SHA256_PARAM, TRANSCRIPT_PARAM, transcript_snapshot
-from jobs.specs import JobSpec, JobType
+from jobs.specs import JobSpec, JobType, job_spec
 from media.models import MediaFile, MediaStatus, VoiceClone
 from media.selectors import media_get, media_get_for_user, voice_get
 from media.services.consents import voice_consent_check
@@ -172,12 +172,28 @@ def voices_consented(*, spec: JobSpec, voices: Mapping[str, VoiceClone], media: 
     """403 `consent_required` for a voice the request speaks in (a `VoiceRef`) or puts in a face's
     mouth (the voice of the TTS job that made a `spec.voice_of` file, or made the file that one is a
     version of), unless its speaker's verified consent is attached or its grace runs."""
-    for name, voice in voices.items():
+    for name, voice in _voices_used(spec, voices, media).items():
         voice_consent_check(voice, field=name)
+
+
+def _voices_used(spec: JobSpec, voices: Mapping[str, VoiceClone], media: Mapping[str, MediaFile]
+                 ) -> dict[str, VoiceClone]:
+    used = dict(voices)
     for name in spec.voice_of:
         behind = _voice_behind(media[name]) if name in media else None
         if behind is not None:
-            voice_consent_check(behind, field=name)
+            used[name] = behind
+    return used
+
+
+def job_voices(job: Job) -> dict[str, VoiceClone]:
+    """The voices a stored job speaks in or puts in a face's mouth, by the field that names them."""
+    spec, params = job_spec(job.type), job.input_params
+    voices = {name: voice for name, field in spec.references.items() if isinstance(field, VoiceRef) and params.get(name)
+              if (voice := VoiceClone.objects.filter(pk=params[name], user_id=job.user_id).first()) is not None}
+    media = {name: file for name in spec.voice_of if params.get(name)
+             if (file := MediaFile.objects.filter(pk=params[name], user_id=job.user_id).first()) is not None}
+    return _voices_used(spec, voices, media)
 
 
 def _voice_behind(media: MediaFile) -> VoiceClone | None:

@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
                 ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
                 ('member_id', models.UUIDField(blank=True, null=True)),
                 ('kind', models.CharField(choices=[('voice', 'Voice')], max_length=16)),
-                ('status', models.CharField(choices=[('verified', 'Verified'), ('failed', 'Failed')], max_length=16)),
+                ('status', models.CharField(choices=[('verified', 'Verified'), ('failed', 'Failed'), ('revoked', 'Revoked')], max_length=16)),
                 ('challenge_id', models.UUIDField(unique=True)),
                 ('job_id', models.UUIDField(unique=True)),
                 ('recording_media_id', models.UUIDField(blank=True, null=True)),
@@ -56,6 +56,9 @@ class Migration(migrations.Migration):
                 ('max_wer', models.FloatField()),
                 ('models_used', models.JSONField(default=dict)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                ('revoked_by', models.CharField(blank=True, choices=[('subject', 'Subject'), ('member', 'Member'), ('staff', 'Staff')], default='', max_length=16)),
+                ('revoked_by_member', models.UUIDField(blank=True, null=True)),
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
@@ -84,17 +87,28 @@ class Migration(migrations.Migration):
             ],
             options={
                 'db_table': 'consent_challenges',
-                'indexes': [models.Index(condition=models.Q(('used_by_job_id__isnull', True)), fields=['user', 'expires_at'], name='consent_challenges_open')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('created_at'))), name='consent_challenge_expires_after_creation')],
             },
+        ),
+        migrations.AddConstraint(
+            model_name='consent',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('revoked_at__isnull', False), ('status', 'revoked')), models.Q(models.Q(('status', 'revoked'), _negated=True), ('revoked_at__isnull', True)), _connector='OR'), name='consent_revoked_when_revoked_at'),
+        ),
+        migrations.AddIndex(
+            model_name='consentchallenge',
+            index=models.Index(condition=models.Q(('used_by_job_id__isnull', True)), fields=['user', 'expires_at'], name='consent_challenges_open'),
+        ),
+        migrations.AddConstraint(
+            model_name='consentchallenge',
+            constraint=models.CheckConstraint(condition=models.Q(('expires_at__gt', models.F('created_at'))), name='consent_challenge_expires_after_creation'),
         ),
         migrations.RunPython(grace_for_existing_voices, migrations.RunPython.noop),
         migrations.RunSQL(*owner_policy("consent_challenges")),
         migrations.RunSQL(*owner_policy("consents")),
         # The API issues challenges and claims one in the transaction that charges its verification;
-        # consents are written by the worker that ran the verification, and only read by the API.
+        # consents are written by the worker that ran the verification; the API reads them, and a
+        # member revokes one of their workspace's.
         migrations.RunSQL(*api_grant("consent_challenges", "SELECT, INSERT, UPDATE (used_by_job_id)")),
-        migrations.RunSQL(*api_grant("consents", "SELECT")),
+        migrations.RunSQL(*api_grant("consents", "SELECT, UPDATE (status, revoked_at, revoked_by, revoked_by_member)")),
         migrations.RunSQL(
             api_grant("voice_clones", "SELECT, INSERT, UPDATE (source_media_id, consent_id), DELETE")[0],
             api_grant("voice_clones", "SELECT, INSERT, UPDATE (source_media_id), DELETE")[0],

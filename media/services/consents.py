@@ -13,20 +13,33 @@ usable (`voice_consent_state`).
 from __future__ import annotations
 
 import datetime
+import logging
 import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
 from auteur.core.quotas import quota_check, quota_lock
 from auteur.users.models import User
 from media.consent_phrases import STATEMENT, new_challenge_words
-from media.errors import ChallengeExpired, ChallengeNotFound, ChallengeUsed, ConsentRequired, TooManyConsentAttempts
-from media.models import Consent, ConsentChallenge, ConsentKind, ConsentStatus, MediaFile, VoiceClone
+from media.errors import (
+    ChallengeExpired,
+    ChallengeNotFound,
+    ChallengeUsed,
+    ConsentNotFound,
+    ConsentRequired,
+    TooManyConsentAttempts,
+)
+from media.hooks import consent_revoked
+from media.models import Consent, ConsentChallenge, ConsentKind, ConsentRevoker, ConsentStatus, MediaFile, VoiceClone
 
+logger = logging.getLogger(__name__)
 FAILED_WINDOW = datetime.timedelta(days=1)
+# What a revocation link's token is signed for: it names one consent, and nothing else verifies it.
+REVOKE_SALT = "auteur.media.consent-revoke"
 
 
 def consent_challenge_create(*, user: User, member_id: uuid.UUID | None) -> ConsentChallenge:
@@ -112,6 +125,8 @@ def consent_for_sample(*, user: User, consent_id: uuid.UUID | str | None, media:
     if consent is None:
         raise refused("missing", "A voice needs its speaker's verified consent: run a voice-consent job with this "
                                  "sample and name its consent.")
+    if consent.status == ConsentStatus.REVOKED:
+        raise refused("revoked", "This consent was revoked.")
     if consent.status != ConsentStatus.VERIFIED:
         raise refused("failed", "This consent's verification failed: it cannot make a voice.")
     if not media.content_sha256 or consent.sample_sha256 != media.content_sha256:
@@ -123,9 +138,11 @@ def consent_for_sample(*, user: User, consent_id: uuid.UUID | str | None, media:
 
 def voice_consent_state(voice: VoiceClone, now: datetime.datetime | None = None) -> str:
     """`verified` (usable), `grace` (made before consents existed: usable until
-    `consent_grace_until`) or `required` (not usable until a verified consent is attached)."""
+    `consent_grace_until`), `required` (not usable until a verified consent is attached) or
+    `revoked` (its consent was withdrawn: never usable again)."""
     if voice.consent_id is not None:
-        return "verified"
+        consent = voice.consent
+        return "revoked" if consent is not None and consent.status == ConsentStatus.REVOKED else "verified"
     if voice.consent_grace_until is not None and (now or timezone.now()) < voice.consent_grace_until:
         return "grace"
     return "required"
@@ -134,9 +151,55 @@ def voice_consent_state(voice: VoiceClone, now: datetime.datetime | None = None)
 def voice_consent_check(voice: VoiceClone, *, field: str) -> str:
     """403 `consent_required` unless `voice` is usable now; its state otherwise."""
     state = voice_consent_state(voice)
+    if state == "revoked":
+        raise ConsentRequired("This voice's consent was revoked: it cannot be used.",
+                              details={"field": field, "voice_id": str(voice.pk), "reason": "revoked"})
     if state == "required":
         raise ConsentRequired(
             "This voice has no verified consent of its speaker: attach one (POST /voices/{id}/consent) to use it.",
             details={"field": field, "voice_id": str(voice.pk), "reason": "missing"},
         )
     return state
+
+
+def consent_revoke_token(consent: Consent) -> str:
+    """The token of the link its speaker revokes the consent with (POST /consents/revoke): signed
+    with the server's secret, naming the consent, valid as long as the consent exists."""
+    return signing.dumps(str(consent.pk), salt=REVOKE_SALT)
+
+
+def consent_by_revoke_token(token: str) -> Consent:
+    """The consent a revocation token names; 404 `consent_not_found` for a token not signed here,
+    altered, or of a consent since deleted (one answer for all)."""
+    try:
+        pk = uuid.UUID(str(signing.loads(token, salt=REVOKE_SALT)))
+    except (signing.BadSignature, ValueError, TypeError):
+        raise ConsentNotFound("No such consent.") from None
+    consent = Consent.objects.filter(pk=pk).first()
+    if consent is None:
+        raise ConsentNotFound("No such consent.")
+    return consent
+
+
+def consent_revoke(*, consent_id: uuid.UUID | str, by: str, user: User | None = None,
+                   member_id: uuid.UUID | None = None) -> tuple[Consent, int]:
+    """Revoke a consent at once and for good: the voice made with it is refused from now on, and
+    the waiting jobs that use it are canceled and refunded in the same transaction (the revocation
+    handlers: jobs/receivers.py); a running one is failed when its outputs would be stored. `user`:
+    the workspace whose consent it must be (404 `consent_not_found` otherwise); None for the
+    speaker's signed link and staff. Revoking one already revoked changes nothing. Returns the
+    consent and how many jobs were canceled."""
+    with transaction.atomic():
+        found = Consent.objects.select_for_update().filter(pk=consent_id)
+        consent = (found.filter(user=user) if user is not None else found).first()
+        if consent is None:
+            raise ConsentNotFound("No such consent.")
+        if consent.status == ConsentStatus.REVOKED:
+            return consent, 0
+        consent.status, consent.revoked_at = ConsentStatus.REVOKED, timezone.now()
+        consent.revoked_by, consent.revoked_by_member = ConsentRevoker(by), member_id
+        consent.save(update_fields=["status", "revoked_at", "revoked_by", "revoked_by_member"])
+        voice_id = VoiceClone.objects.filter(consent=consent).values_list("pk", flat=True).first()
+        canceled = consent_revoked(consent.user_id, voice_id)
+    logger.info("consent %s revoked by %s: %d waiting jobs canceled", consent.pk, by, canceled)
+    return consent, canceled

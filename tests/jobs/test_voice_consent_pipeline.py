@@ -17,7 +17,9 @@ from credits.services.ledger import credit_grant
 from gpu_tasks.engines import speaker, transcription
 from gpu_tasks.engines.tts import synthesize, write_wav
 from jobs.models import JobStatus
-from media.models import Consent, VoiceClone
+from media.consent_phrases import phrase_text
+from media.models import Consent, ConsentChallenge, VoiceClone
+from media.services.consents import consent_revoke_token
 from tests.factories import ProjectFactory
 from tests.jobs.conftest import upload_local, wait_terminal
 
@@ -39,12 +41,19 @@ def say(path: Path, text: str, voice: str) -> Path:
     return path
 
 
+# The words the challenges of this test are given: the API draws eight at random from the list, and
+# Whisper tiny.en mishears a few of its words now and then on synthetic voices; these eight it hears
+# (tests/gpu_tasks/test_voice_consent.py), so the outcome does not depend on the draw.
+WORDS = ["orange", "window", "garden", "river", "silver", "morning", "candle", "yellow"]
+
+
 def verify(client: Any, project: Any, tmp_path: Path, reader: str, sample_id: str) -> Any:
     """A fresh challenge, read by `reader`, verified against the sample: the finished job."""
     challenge = client.post("/api/v1/voices/consent-challenges")
     assert challenge.status_code == 201, challenge.json()
-    reading = upload_local(client, project, say(tmp_path / f"{reader}.wav", challenge.json()["phrase"], reader),
-                           "audio/wav")
+    ConsentChallenge.objects.filter(pk=challenge.json()["challenge_id"]).update(words=WORDS)
+    phrase = phrase_text(WORDS, challenge.json()["statement"])
+    reading = upload_local(client, project, say(tmp_path / f"{reader}.wav", phrase, reader), "audio/wav")
     accepted = client.post("/api/v1/jobs/voice-consent", {
         "challenge_id": challenge.json()["challenge_id"], "recording_media_id": str(reading.pk),
         "sample_media_id": sample_id}, format="json")
@@ -61,7 +70,7 @@ def test_the_speaker_reading_the_phrase_makes_a_voice_and_another_speaker_does_n
     assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_detail)
     consent = Consent.objects.get(job_id=job.pk)
     assert job.output_data == {"passed": True, "checks": {"phrase": "passed", "speaker": "passed"},
-                               "consent_id": str(consent.pk)}
+                               "consent_id": str(consent.pk), "revoke_token": consent_revoke_token(consent)}
     # The figures stay with the consent, for staff: the owner is told only which checks passed.
     assert consent.status == "verified" and consent.sample_sha256 == sample.content_sha256
     assert consent.challenge_wer <= consent.max_wer == 0.25 and consent.phrase_wer <= 0.25
@@ -79,7 +88,7 @@ def test_the_speaker_reading_the_phrase_makes_a_voice_and_another_speaker_does_n
 
     impostor = verify(auth_client, project, tmp_path, IMPOSTOR, str(sample.pk))
     assert impostor.status == JobStatus.COMPLETED, (impostor.error_code, impostor.error_detail)
-    assert impostor.output_data["passed"] is False
+    assert impostor.output_data["passed"] is False and "revoke_token" not in impostor.output_data
     assert impostor.output_data["checks"]["speaker"] == "failed"
     refused = auth_client.post("/api/v1/voices", {"media_id": str(sample.pk), "name": "Stolen",
                                                   "consent_id": impostor.output_data["consent_id"]}, format="json")

@@ -149,6 +149,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/consents/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke a consent with its link
+         * @description POST: the speaker revokes their consent with the token of the link issued with it (a passed
+         *     voice-consent job's `output_data.revoke_token`, which the workspace hands to the speaker). No
+         *     sign-in: the token, signed by this server for that one consent, is the authority. The same
+         *     effects as a member's revocation. 404 `consent_not_found` for a token not signed here or altered.
+         */
+        post: operations["consents_revoke_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/consents/{consent_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke a consent
+         * @description POST: revoke one of the workspace's consents, at once and for good. The voice made with it is
+         *     refused from now on (403 `consent_required`, reason `revoked`); the waiting jobs that use the voice
+         *     are canceled and refunded in full; a running one finishes, but nothing it makes is kept (it fails
+         *     `consent_revoked`, refunded). Revoking one already revoked changes nothing.
+         */
+        post: operations["consents_revoke_create_2"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/credits": {
         parameters: {
             query?: never;
@@ -2690,6 +2736,24 @@ export interface components {
             /** @description The fresh words, in order. */
             words: string[];
         };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        ConsentRevokeByTokenRequest: {
+            token: string;
+        };
+        ConsentRevoked: {
+            /** Format: uuid */
+            consent_id: string;
+            /** @description Waiting jobs that used its voice, canceled and refunded now (0 when it was already revoked). */
+            jobs_canceled: number;
+            /** Format: date-time */
+            revoked_at: string;
+            status: string;
+        };
         CreditBalanceOutput: {
             balance: number;
         };
@@ -5181,7 +5245,7 @@ export interface components {
              * @description The speaker's verified consent.
              */
             consent_id: string | null;
-            /** @description `verified`: usable. `grace`: made before consents existed, usable until `consent_grace_until`. `required`: refused (403 `consent_required`) until a consent is attached. */
+            /** @description `verified`: usable. `grace`: made before consents existed, usable until `consent_grace_until`. `required`: refused (403 `consent_required`) until a consent is attached. `revoked`: its consent was revoked; refused for good. */
             readonly consent_status: string;
             /** Format: date-time */
             created_at: string;
@@ -5288,7 +5352,7 @@ export interface components {
              * @description The speaker's verified consent.
              */
             consent_id: string | null;
-            /** @description `verified`: usable. `grace`: made before consents existed, usable until `consent_grace_until`. `required`: refused (403 `consent_required`) until a consent is attached. */
+            /** @description `verified`: usable. `grace`: made before consents existed, usable until `consent_grace_until`. `required`: refused (403 `consent_required`) until a consent is attached. `revoked`: its consent was revoked; refused for good. */
             readonly consent_status: string;
             /** Format: date-time */
             created_at: string;
@@ -6015,6 +6079,156 @@ export interface operations {
                 };
             };
             /** @description Codes: `billing_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consents_revoke_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsentRevokeByTokenRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentRevoked"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `consent_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consents_revoke_create_2: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path: {
+                consent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentRevoked"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `consent_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
             503: {
                 headers: {
                     [name: string]: unknown;
