@@ -2,7 +2,8 @@
 
 - `local`: CPU engines in a detached runner process per call (`local.LocalBackend`);
 - `modal`: the deployed Modal app (`modal_backend.ModalBackend`); render and compression, which
-  run on CPU, stay on the worker (`local`) unless `cpu_types_on_modal` is set;
+  run on CPU, stay on the worker (`local`) unless `cpu_types_on_modal` is set; a CPU type that the
+  Modal app does not run (the voice-consent check) stays on the worker whatever is set;
 - `noop`: instant canned results, for benchmarks only (`noop.NoopBackend`);
 - any of them wrapped in `faults.FaultInjectingBackend` when a fault spec is given.
 """
@@ -13,7 +14,7 @@ import os
 from typing import Any
 
 from gpu_tasks.backends.base import CallStatus, GpuBackend
-from gpu_tasks.types import CPU_JOB_TYPES
+from gpu_tasks.types import CPU_JOB_TYPES, JOB_TYPES
 
 BACKEND_NAMES = ("local", "modal", "noop")
 
@@ -73,10 +74,11 @@ def make_backend(
 
             remote = ModalBackend(modal_app or DEFAULT_APP_NAME, environment_name=modal_environment,
                                   announcements=announce_url is not None)
-            if cpu_types_on_modal or local is None:
+            on_worker = [t for t in CPU_JOB_TYPES if not cpu_types_on_modal or not JOB_TYPES[t].modal]
+            if local is None or not on_worker:
                 backend = remote
             else:
-                routes = {t.value: "local" for t in CPU_JOB_TYPES}
+                routes = {t.value: "local" for t in on_worker}
                 backend = RoutingBackend({"modal": remote, "local": local}, default="modal", routes=routes)
     else:
         raise ValueError(f"unknown GPU backend {name!r} (expected one of {BACKEND_NAMES})")

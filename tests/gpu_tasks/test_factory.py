@@ -36,8 +36,14 @@ def test_modal_with_a_local_dir_keeps_cpu_types_on_the_worker(tmp_path: Path) ->
     assert backend.supports("transcription") and backend.supports("tts") and backend.supports("render")
     assert all(backend.supports(t) for t in ("lip-sync", "video-generation")), "Modal runs every type"
     assert backend.poll("nobody:xyz").state == "failed"
+    assert isinstance(backend.backend_for("voice-consent")[1], LocalBackend)
+    # CPU types on Modal too, but for one the Modal app does not run: it stays on the worker.
     everything_remote = make_backend("modal", local_dir=tmp_path, cpu_types_on_modal=True)
-    assert isinstance(everything_remote, ModalBackend)
+    assert isinstance(everything_remote, RoutingBackend)
+    assert isinstance(everything_remote.backend_for("render")[1], ModalBackend)
+    assert isinstance(everything_remote.backend_for("compression")[1], ModalBackend)
+    assert isinstance(everything_remote.backend_for("voice-consent")[1], LocalBackend)
+    assert isinstance(make_backend("modal", cpu_types_on_modal=True), ModalBackend)
 
 
 def test_routing_prefixes_call_ids_and_routes_polls_back(tmp_path: Path) -> None:
