@@ -473,3 +473,40 @@ class ScreeningRefusal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} refused ({', '.join(sorted({c for f in self.flagged for c in f['categories']}))})"
+
+
+class ModerationSource(models.TextChoices):
+    EMBEDDED = "embedded"  # this worker's own screener decided
+    INJECTED = "injected"  # the test seam AUTEUR_SCREENING_INJECT forced it (never in production)
+
+
+class ModerationState(models.TextChoices):
+    HELD = "held"  # withheld, waiting for staff
+    RELEASED = "released"  # staff let the user have it (and charged the job then)
+    CONFIRMED = "confirmed"  # staff agreed it is refused; kept until the quarantine lapses
+
+
+class JobModeration(models.Model):
+    """A job whose outputs output screening withheld (jobs.life.moderation): the job failed
+    `output_moderated` and was refunded; its files wait in the quarantine folder for staff, who
+    confirm the verdict or release them. Read and decided by staff only (the admin)."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    categories = models.JSONField()  # the taxonomy's categories it was flagged for, e.g. ["sexual"]
+    source = models.CharField(max_length=16, choices=ModerationSource.choices)
+    # [{"name", "key", "content_type", "filename"}]: each withheld output where it waits.
+    quarantine = models.JSONField(default=list)
+    model_version = models.CharField(max_length=64)  # the screener that decided
+    state = models.CharField(max_length=16, choices=ModerationState.choices, default=ModerationState.HELD)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "job_moderations"
+        indexes = [models.Index(fields=["state", "created_at"], name="job_moderations_state")]
+
+    def __str__(self) -> str:
+        return f"output of job {self.job_id} {self.state} ({', '.join(self.categories)})"
