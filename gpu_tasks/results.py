@@ -143,6 +143,9 @@ def check_result(job_type: str, result: Any, *, policy: OutputPolicy, limits: Re
     rest = {k: v for k, v in result.items() if k != "outputs"}
     check_json(rest, max_bytes=limits.max_json_bytes)
     check_json({name: ref.get("metadata") for name, ref in checked_outputs.items()}, max_bytes=limits.max_json_bytes)
+    # What a speech engine heard of the speech it made, screened before the speech is kept
+    # (jobs.life.moderation): at most a segment's text, or absent.
+    _text(rest.get("output_transcript"), MAX_SEGMENT_TEXT_CHARS, "the output transcript", optional=True)
     if spec.output is OutputKind.TRANSCRIPT:
         check_transcript(rest)
     elif spec.output is OutputKind.ANSWER:

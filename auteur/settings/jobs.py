@@ -50,6 +50,11 @@ AUTEUR_BATCH_MAX_ITEMS = env.int("AUTEUR_BATCH_MAX_ITEMS", default=5000)
 # how many times its length a text may grow when Unicode-normalised (one character can become 18).
 AUTEUR_SCREENING_MAX_CHARS_PER_REQUEST = env.int("AUTEUR_SCREENING_MAX_CHARS_PER_REQUEST", default=1_000_000)
 AUTEUR_SCREENING_MAX_EXPANSION = env.float("AUTEUR_SCREENING_MAX_EXPANSION", default=2.0)
+# Output screening (jobs.life.moderation): how long a withheld output is kept for staff before it is
+# deleted, and the test seam that flags outputs at random ("image-generation:output=1.0;tts:output=0.05":
+# per job type, the share of its jobs whose outputs are flagged, recorded as injected; "" in production).
+AUTEUR_MODERATION_QUARANTINE_DAYS = env.int("AUTEUR_MODERATION_QUARANTINE_DAYS", default=30)
+AUTEUR_SCREENING_INJECT = env.str("AUTEUR_SCREENING_INJECT", default="")
 if not 1 <= AUTEUR_BATCH_MAX_ITEMS <= 32767:  # an item's index is a smallint (Job.batch_index)
     raise ImproperlyConfigured("AUTEUR_BATCH_MAX_ITEMS must be 1 to 32767.")
 # Items of a type that renders a timeline in one batch: each is priced by reading and cutting its timeline.

@@ -19,7 +19,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from auteur.core import tracing
 from jobs import gpu_client, task_names
-from jobs.life import pieces
+from jobs.life import moderation, pieces
 from jobs.life.publish import publish_task
 from jobs.life.status import job_complete, job_fail, job_inference_ended
 from jobs.life.timeline_swap import job_timeline_swap_requested, swap_asked
@@ -31,8 +31,10 @@ from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
 from media.services.consents import consent_record_verification, consent_revoke_token, voice_consent_state
-from media.services.gpu_outputs import OutputRefused, staged_output
+from media.services.gpu_outputs import OutputRefused, check_staged, media_take_staged, staged_output
+from media.services.keys import quarantine_key
 from media.services.outputs import media_create_output, media_delete_job_outputs
+from media.storage import get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,15 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
                  retryable=False)
         gpu_client.release_quietly(job.gpu_call_id)
         return None
+    # Screened before any row names an output (a row is made ready: its user could list it at once).
+    verdict = moderation.output_verdict(job, result)
+    if verdict is not None:
+        with _refusals_logged(job):
+            quarantine = _quarantined(job, result.get("outputs") or {})
+        moderation.output_withheld(job=job, verdict=verdict, quarantine=quarantine)
+        _release_call(job)
+        return None
+    output_data.pop(moderation.OUTPUT_TRANSCRIPT, None)  # screened; the job's output is what it always was
     with _refusals_logged(job):
         output_media = _store_outputs(job, result.get("outputs") or {}, first_store=first_store)
     if job.gpu_call_id == pieces.PIECES and output_media and "output_size_bytes" in output_data:
@@ -107,11 +118,16 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
         if (output_data.get("edl") or {}).get("status") == PENDING:
             job_pk = job.pk
             transaction.on_commit(lambda: queue_transcript_to_edl(job_pk), robust=True)
+    _release_call(job)
+    return job
+
+
+def _release_call(job: Job) -> None:
+    """The call's files are the store's now (kept, or withheld): the backend may drop its copies."""
     if job.gpu_call_id == pieces.PIECES:
         pieces.pieces_release(job)
     elif job.gpu_call_id:
         gpu_client.release_quietly(job.gpu_call_id)
-    return job
 
 
 def _consent_recorded(job: Job, figures: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +199,35 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
                 media = output(local_path=local)
         stored.append(str(media.pk))
     return stored
+
+
+def _quarantined(job: Job, outputs: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """Each output file of a withheld job in its quarantine folder, for staff (jobs.life.moderation):
+    an uploaded one moved there from its target (checked as a kept one would be), any other landed
+    and saved there. Idempotent: the keys derive from the job and the output name, and a key a
+    delivery before this one filled is kept as it is."""
+    moderation.quarantine_lease(job)
+    storage = get_storage()
+    engine = job_spec(job.type).engine
+    kept: list[dict[str, str]] = []
+    for name, ref in outputs.items():
+        key = quarantine_key(job_id=job.pk, name=name)
+        if ref.get(gpu_client.UPLOADED) and job.gpu_call_id != pieces.PIECES:
+            try:
+                staged = staged_output(job_id=job.id, name=name, content_type=engine.uploaded_outputs.get(name, ""),
+                                       ref=ref)
+                check_staged(staged, size=media_take_staged(staged, key))
+            except OutputRefused as exc:
+                raise gpu_client.PermanentGpuError("invalid_result", exc.message) from None
+        elif not storage.exists(key):
+            with _landing(job, ref["filename"]) as dest:
+                if job.gpu_call_id == pieces.PIECES:
+                    local = pieces.pieces_save_output(job, name, dest)
+                else:
+                    local = gpu_client.save_output(job.gpu_call_id, ref, dest)
+                storage.save_file(key, Path(local), ref["content_type"])
+        kept.append({"name": name, "key": key, "content_type": ref["content_type"], "filename": ref["filename"]})
+    return kept
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from auteur.core.rls import api_grant, owner_policy
+from auteur.core.rls import API_ROLE, owner_policy
 
 
 class Migration(migrations.Migration):
@@ -36,5 +36,5 @@ class Migration(migrations.Migration):
         ),
         migrations.RunSQL(*owner_policy("job_moderations")),
         # Written by workers and read by staff (the admin), both as the tables' owner: the API's role has nothing.
-        migrations.RunSQL("REVOKE ALL ON job_moderations FROM auteur_api;", migrations.RunSQL.noop),
+        migrations.RunSQL(f"REVOKE ALL ON job_moderations FROM {API_ROLE};", migrations.RunSQL.noop),
     ]

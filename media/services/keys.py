@@ -101,6 +101,20 @@ def staging_folder(*, job_id: uuid.UUID | str, token: str) -> str:
     return f"{STAGING_DIR}/{job_id}/{token}"
 
 
+# Where the outputs of a job that output screening withheld are kept for staff (jobs.life.moderation):
+# one folder per job, one key per output name, so a redelivered store writes the same keys. No
+# media key starts so, and no row a user can list names one.
+QUARANTINE_DIR = "quarantine"
+
+
+def quarantine_folder(*, job_id: uuid.UUID | str) -> str:
+    return f"{QUARANTINE_DIR}/{job_id}"
+
+
+def quarantine_key(*, job_id: uuid.UUID | str, name: str) -> str:
+    return f"{quarantine_folder(job_id=job_id)}/{name}"
+
+
 def is_staging_key(key: str) -> bool:
     """Whether `key` is where a GPU call may PUT an output (a signed target, not a file's upload)."""
     return STAGING_KEY.match(key) is not None

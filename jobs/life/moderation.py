@@ -1,0 +1,160 @@
+"""Output screening: what a job made is screened before it is kept, and a flagged output is withheld.
+
+The store step (jobs.life.outputs) asks `output_verdict` once the call's result was checked and
+before any media row exists (rows are made `ready`, so a user could list one at once). A verdict
+that flags the outputs withholds them (`output_withheld`): each file goes to the job's quarantine
+folder (`quarantine/<job_id>/<name>`, media.services.keys), which no row a user can read names and
+which is deleted AUTEUR_MODERATION_QUARANTINE_DAYS later; the job fails `output_moderated`,
+refunded exactly once (jobs.life.status.job_fail), with no `completed` event and no outputs; and a
+`JobModeration` row, written in the same transaction as the failure, tells staff what was flagged
+and where the files wait.
+
+What is screened:
+- speech (`tts`): the transcript of the generated speech, by the text screener under the "full"
+  policy. The local engine (eSpeak NG) says exactly the text it was given, so its transcript is the
+  job's `text`; a result may state the transcript it heard (`output_transcript`, checked as input by
+  gpu_tasks.results), which is then screened too.
+- nothing else yet: images, video frames and generated audio without speech are not screened by a
+  model here; the test seam below can flag any type.
+
+The test seam: AUTEUR_SCREENING_INJECT ("image-generation:output=1.0;tts:output=0.05") flags that
+share of each type's jobs, recorded with source `injected`. The draw is derived from the job's id,
+so every delivery of one job's store step reaches the same verdict.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from jobs import gpu_client
+from jobs.life.status import job_fail
+from jobs.models import Job, JobModeration, ModerationSource
+from jobs.specs import JobType
+from media.models import PendingObjectDeletion
+from media.services.deletion import PREFIX_MARK, media_delete_objects
+from media.services.keys import quarantine_folder
+
+INJECT_KINDS = ("output",)
+INJECTED_CATEGORY = "injected"  # what an injected flag is recorded as: no screener named a category
+INJECTED_MODEL = "injected"
+OUTPUT_TRANSCRIPT = "output_transcript"  # a result's transcript of the speech it made
+_NUMBER = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
+
+
+@dataclass(frozen=True)
+class OutputVerdict:
+    """Why a job's outputs are withheld: the categories, who decided, the screener's version."""
+
+    categories: tuple[str, ...]
+    source: str
+    model_version: str
+
+
+def parse_inject_spec(spec: str) -> dict[str, float]:
+    """{job type or "*": share of its jobs flagged} from a spec like "image-generation:output=1.0;tts:output=0.05".
+    ValueError for anything malformed: an unknown type or kind, a share outside [0, 1], a type named twice."""
+    table: dict[str, float] = {}
+    for part in (p.strip() for p in (spec or "").split(";")):
+        if not part:
+            continue
+        type_name, sep, body = (s.strip() for s in part.partition(":"))
+        if not sep or not body:
+            raise ValueError(f"screening injection {part!r}: expected 'type:output=rate'")
+        if type_name != "*":
+            try:
+                type_name = JobType(type_name).value
+            except ValueError:
+                raise ValueError(f"screening injection: unknown job type {type_name!r}") from None
+        if type_name in table:
+            raise ValueError(f"screening injection: {type_name!r} given twice")
+        kind, eq, value = (s.strip() for s in body.partition("="))
+        if not eq or kind not in INJECT_KINDS:
+            raise ValueError(f"screening injection {part!r}: unknown kind {kind!r} (expected one of {INJECT_KINDS})")
+        if not _NUMBER.match(value) or not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"screening injection {part!r}: rate {value!r} is not a number in [0, 1]")
+        table[type_name] = float(value)
+    return table
+
+
+@functools.lru_cache(maxsize=4)
+def _inject_table(spec: str) -> dict[str, float]:
+    return parse_inject_spec(spec)
+
+
+def injected_rate(job_type: str) -> float:
+    """The share of `job_type`'s jobs the test seam flags: the one place AUTEUR_SCREENING_INJECT is read."""
+    table = _inject_table(settings.AUTEUR_SCREENING_INJECT or "")
+    return table.get(job_type, table.get("*", 0.0))
+
+
+def _draw(job_id: uuid.UUID) -> float:
+    """A number in [0, 1) fixed by the job's id: each delivery of its store step draws the same."""
+    digest = hashlib.sha256(f"screening-inject:{job_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def output_verdict(job: Job, result: Mapping[str, Any]) -> OutputVerdict | None:
+    """The verdict on a job's outputs before they are kept: None when they may be, else why not."""
+    rate = injected_rate(job.type)
+    if rate > 0 and _draw(job.pk) < rate:
+        return OutputVerdict(categories=(INJECTED_CATEGORY,), source=ModerationSource.INJECTED,
+                             model_version=INJECTED_MODEL)
+    if job.type == JobType.TTS.value:
+        return _speech_verdict(job, result)
+    return None
+
+
+def _speech_verdict(job: Job, result: Mapping[str, Any]) -> OutputVerdict | None:
+    """The transcript of the speech a TTS job made, screened as text a user sent would be."""
+    texts = [job.input_params.get("text"), result.get(OUTPUT_TRANSCRIPT)]
+    step = gpu_client.SCREEN_MAX_CHARS
+    pieces = {f"transcript#{n}-{start}": (text[start:start + step], "full")
+              for n, text in enumerate(dict.fromkeys(t for t in texts if isinstance(t, str) and t))
+              for start in range(0, len(text), step)}
+    if not pieces:
+        return None
+    screening = gpu_client.screen_texts(pieces)
+    if not screening.flagged:
+        return None
+    categories = tuple(dict.fromkeys(c for flagged in screening.flagged.values() for c in flagged))
+    return OutputVerdict(categories=categories, source=ModerationSource.EMBEDDED,
+                         model_version=screening.model_version)
+
+
+def quarantine_lease(job: Job) -> None:
+    """The deletion of the job's quarantine folder once staff's time to decide has passed: written
+    before any file goes there, so nothing is kept longer whatever happens to the processes."""
+    key = quarantine_folder(job_id=job.pk) + PREFIX_MARK
+    if not PendingObjectDeletion.objects.filter(key=key).exists():
+        due_at = timezone.now() + timedelta(days=settings.AUTEUR_MODERATION_QUARANTINE_DAYS)
+        PendingObjectDeletion.objects.create(key=key, due_at=due_at)
+
+
+def output_withheld(*, job: Job, verdict: OutputVerdict, quarantine: list[dict[str, str]]) -> bool:
+    """Fail the job `output_moderated` (refunded once, no outputs, no `completed` event) and record
+    what was withheld, in one transaction; its files are in the quarantine folder already. True if
+    this call did it; False when the job had ended meanwhile (a duplicate delivery of this step did
+    it, or the reaper failed it: then, unless a verdict was recorded, the quarantined files go now)."""
+    detail = f"output flagged ({verdict.source}: {', '.join(verdict.categories)})"
+    with transaction.atomic():
+        failed = job_fail(job_id=job.pk, code="output_moderated", detail=detail, retryable=False)
+        if failed:
+            JobModeration.objects.create(job_id=job.pk, user_id=job.user_id, categories=list(verdict.categories),
+                                         source=verdict.source, quarantine=quarantine,
+                                         model_version=verdict.model_version[:64])
+    if not failed and not JobModeration.objects.filter(job_id=job.pk).exists():
+        folder = quarantine_folder(job_id=job.pk)
+        media_delete_objects(keys=[], prefixes=[folder])
+        PendingObjectDeletion.objects.filter(key=folder + PREFIX_MARK).delete()
+    return failed

@@ -1,0 +1,220 @@
+"""Output screening: a job's outputs are screened before they are kept. A flagged one fails the job
+`output_moderated`, refunded exactly once, with nothing the user can fetch and no `completed` event;
+its files wait for staff in the job's quarantine folder. Through the real store step (the job's
+finish step as a worker runs it) on the noop backend, and the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from credits.models import CreditTransaction
+from credits.selectors import credit_balance_get
+from gpu_tasks.backends.noop import fixed_result
+from gpu_tasks.results import MAX_SEGMENT_TEXT_CHARS
+from gpu_tasks.screening.taxonomy import CATEGORIES
+from gpu_tasks.types import JobType
+from jobs import gpu_client
+from jobs.life import moderation
+from jobs.life.outputs import job_result_store
+from jobs.life.publish import Step
+from jobs.models import Job, JobEvent, JobModeration, JobStatus, UsageEvent
+from jobs.specs import job_spec
+from jobs.tasks import STEP_TASKS
+from media.models import MediaFile, PendingObjectDeletion
+from media.services.deletion import PREFIX_MARK
+from media.services.keys import quarantine_folder, quarantine_key
+from media.storage import get_storage
+from tests.factories import ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+JOBS = "/api/v1/jobs"
+GORE = "show a man being tortured with pliers, blood everywhere"
+
+
+@pytest.fixture
+def project(funded):
+    return ProjectFactory.create(user=funded, name="p")
+
+
+@pytest.fixture
+def storage(settings: Any, tmp_path: Path) -> Path:
+    settings.MEDIA_ROOT = str(tmp_path / "storage")
+    settings.AWS_STORAGE_BUCKET_NAME = ""
+    return tmp_path / "storage"
+
+
+def running(client: Any, project: Any, job_type: str, body: dict[str, Any]) -> Job:
+    """A job submitted through the API, then moved to processing on a call of the configured backend."""
+    response = client.post(f"{JOBS}/{job_type}", {"project_id": str(project.pk), **body}, format="json")
+    assert response.status_code == 202, response.json()
+    job_id = response.json()["job_id"]
+    now = timezone.now()
+    Job.objects.filter(pk=job_id).update(status=JobStatus.PROCESSING, started_at=now, inference_started_at=now,
+                                         gpu_call_id=gpu_client.spawn(job_type, body))
+    return Job.objects.get(pk=job_id)
+
+
+def finish(job: Job) -> Job:
+    STEP_TASKS[job_spec(job.type).family, Step.FINISH].apply(args=(str(job.pk),))
+    job.refresh_from_db()
+    return job
+
+
+def ledger(job: Job) -> list[str]:
+    return sorted(CreditTransaction.objects.filter(job_id=job.pk).values_list("type", flat=True))
+
+
+def assert_withheld(client: Any, job: Job, *, categories: list[str], source: str) -> JobModeration:
+    assert (job.status, job.error_code, job.retryable) == (JobStatus.FAILED, "output_moderated", False)
+    assert job.credits_refunded and job.credits_refund == job.credits_cost
+    assert ledger(job) == ["refund", "usage"]
+    assert UsageEvent.objects.filter(job_id=job.pk, outcome="failed").count() == 1
+    shown = client.get(f"{JOBS}/{job.pk}").json()
+    assert shown["status"] == "failed" and shown["error_code"] == "output_moderated"
+    assert shown["error_message"] == "The result was withheld by content moderation; you were not charged."
+    assert not (shown.get("output_data") or {}).get("output_media_ids")
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    listed = client.get(f"/api/v1/projects/{job.project_id}/media").json()
+    assert listed["count"] == 0 and listed["media"] == []
+    events = list(JobEvent.objects.filter(job_id=job.pk).values_list("type", flat=True))
+    assert "completed" not in events and events.count("failed") == 1
+    hold = JobModeration.objects.get(job_id=job.pk)
+    assert (hold.categories, hold.source, hold.state, hold.user_id) == (categories, source, "held", job.user_id)
+    assert hold.quarantine and all(get_storage().exists(entry["key"]) for entry in hold.quarantine)
+    assert [entry["key"] for entry in hold.quarantine] == [quarantine_key(job_id=job.pk, name=entry["name"])
+                                                           for entry in hold.quarantine]
+    lease = PendingObjectDeletion.objects.get(key=quarantine_folder(job_id=job.pk) + PREFIX_MARK)
+    assert 29 <= (lease.due_at - timezone.now()).days <= 30
+    return hold
+
+
+def test_an_injected_flag_withholds_an_image_refunded_once_and_nothing_fetchable(
+        auth_client, funded, project, storage, gpu_backend, settings):
+    gpu_backend("noop")
+    settings.AUTEUR_SCREENING_INJECT = "image-generation:output=1.0"
+    balance = credit_balance_get(user=funded)
+    job = finish(running(auth_client, project, "image-generation", {"prompt": "a fox"}))
+    hold = assert_withheld(auth_client, job, categories=["injected"], source="injected")
+    assert [entry["name"] for entry in hold.quarantine] == ["image_1"]
+    with get_storage().open(hold.quarantine[0]["key"]) as stored:
+        assert stored.read()[:8] == b"\x89PNG\r\n\x1a\n"  # the image, kept for staff
+    assert credit_balance_get(user=funded) == balance
+    # Nothing under the user's project in storage: only the quarantine folder holds the output.
+    assert not [p for p in (storage / "projects").rglob("*") if p.is_file()]
+    assert [p.relative_to(storage).as_posix() for p in storage.rglob("*")
+            if p.is_file() and not p.name.startswith(".")] == [hold.quarantine[0]["key"]]
+
+
+def test_without_injection_the_same_job_completes_and_keeps_its_image(auth_client, funded, project, storage,
+                                                                      gpu_backend, settings):
+    gpu_backend("noop")
+    settings.AUTEUR_SCREENING_INJECT = "image-generation:output=0;tts:output=1.0"
+    job = finish(running(auth_client, project, "image-generation", {"prompt": "a fox"}))
+    assert job.status == JobStatus.COMPLETED
+    assert MediaFile.objects.filter(source_job_id=job.pk).count() == 1
+    assert not JobModeration.objects.filter(job_id=job.pk).exists()
+    assert not get_storage().exists(quarantine_key(job_id=job.pk, name="image_1"))
+    assert ledger(job) == ["usage"]
+
+
+def test_a_redelivered_store_refunds_once_and_keeps_one_hold(auth_client, funded, project, storage, gpu_backend,
+                                                             settings):
+    gpu_backend("noop")
+    settings.AUTEUR_SCREENING_INJECT = "tts:output=1.0"
+    job = running(auth_client, project, "tts", {"text": "Hello there."})
+    result = fixed_result(JobType.TTS)
+    assert job_result_store(job_id=job.pk, result=result, job=job) is None
+    # The same delivery again, with the job as it was when it began (processing): nothing more.
+    assert job_result_store(job_id=job.pk, result=result, job=job, inference_ended=True) is None
+    job = finish(job)
+    assert_withheld(auth_client, job, categories=["injected"], source="injected")
+    assert JobModeration.objects.filter(job_id=job.pk).count() == 1
+    assert PendingObjectDeletion.objects.filter(key=quarantine_folder(job_id=job.pk) + PREFIX_MARK).count() == 1
+
+
+def test_speech_whose_transcript_the_policy_refuses_is_withheld(auth_client, funded, project, storage, gpu_backend):
+    """The text was screened at the door; the speech made of it is screened again before it is kept
+    (a result's own transcript of what it said, or, locally, the text eSpeak says exactly)."""
+    gpu_backend("noop")
+    job = running(auth_client, project, "tts", {"text": "Hello there."})
+    job_result_store(job_id=job.pk, result={**fixed_result(JobType.TTS), "output_transcript": GORE}, job=job)
+    job.refresh_from_db()
+    refused = gpu_client.screen_texts({"t": (GORE, "full")})
+    hold = assert_withheld(auth_client, job, categories=list(refused.flagged["t"]), source="embedded")
+    assert hold.categories and set(hold.categories) <= set(CATEGORIES)
+    assert hold.model_version == refused.model_version
+
+    other = running(auth_client, project, "tts", {"text": "Hello there."})
+    Job.objects.filter(pk=other.pk).update(input_params={**other.input_params, "text": GORE})
+    other = finish(Job.objects.get(pk=other.pk))  # the local engine's transcript is the job's text
+    assert other.error_code == "output_moderated"
+
+
+def test_benign_speech_is_kept_and_its_transcript_is_not_added_to_the_output(auth_client, funded, project, storage,
+                                                                           gpu_backend):
+    gpu_backend("noop")
+    job = running(auth_client, project, "tts", {"text": "Hello there."})
+    job_result_store(job_id=job.pk, result={**fixed_result(JobType.TTS), "output_transcript": "Hello there."}, job=job)
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED and "output_transcript" not in job.output_data
+    assert MediaFile.objects.filter(source_job_id=job.pk).count() == 1
+
+
+def test_an_output_transcript_that_is_not_bounded_text_is_refused(auth_client, funded, project, storage, gpu_backend):
+    gpu_backend("noop")
+    for bad in (["a list"], "x" * (MAX_SEGMENT_TEXT_CHARS + 1)):
+        job = running(auth_client, project, "tts", {"text": "Hello there."})
+        with pytest.raises(gpu_client.PermanentGpuError) as refused:
+            gpu_client.checked_result("tts", job.gpu_call_id, {**fixed_result(JobType.TTS), "output_transcript": bad})
+        assert refused.value.code == "invalid_result"
+
+
+def test_a_job_failed_meanwhile_keeps_no_quarantine(auth_client, funded, project, storage, gpu_backend, settings):
+    """The reaper failed the job while its outputs were screened: no hold is recorded, and the files
+    it moved to quarantine go at once."""
+    gpu_backend("noop")
+    settings.AUTEUR_SCREENING_INJECT = "tts:output=1.0"
+    job = running(auth_client, project, "tts", {"text": "Hello there."})
+    quarantine = [{"name": "audio", "key": quarantine_key(job_id=job.pk, name="audio"), "content_type": "audio/wav",
+                   "filename": "a.wav"}]
+    moderation.quarantine_lease(job)
+    get_storage().save_file(quarantine[0]["key"], _file(storage.parent / "a.wav"), "audio/wav")
+    from jobs.life.status import job_fail
+    assert job_fail(job_id=job.pk, code="worker_lost", detail="reaped", retryable=True)
+    verdict = moderation.output_verdict(job, {})
+    assert verdict is not None and not moderation.output_withheld(job=job, verdict=verdict, quarantine=quarantine)
+    assert not JobModeration.objects.filter(job_id=job.pk).exists()
+    assert not get_storage().exists(quarantine[0]["key"])
+    assert not PendingObjectDeletion.objects.filter(key=quarantine_folder(job_id=job.pk) + PREFIX_MARK).exists()
+    assert ledger(Job.objects.get(pk=job.pk)) == ["refund", "usage"]
+
+
+def _file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF0000WAVE")
+    return path
+
+
+@pytest.mark.parametrize("spec, error", [
+    ("tts", "expected"), ("nope:output=1", "unknown job type"), ("tts:fail=1", "unknown kind"),
+    ("tts:output=1.5", "not a number"), ("tts:output=nan", "not a number"), ("tts:output=1;tts:output=0", "twice"),
+])
+def test_a_malformed_injection_spec_is_refused(spec, error):
+    with pytest.raises(ValueError, match=error):
+        moderation.parse_inject_spec(spec)
+
+
+def test_an_injected_share_flags_that_share_of_jobs_and_each_job_always_the_same_way():
+    import uuid
+
+    assert moderation.parse_inject_spec(" image-generation:output=1.0 ; *:output=0.05 ") == {
+        "image-generation": 1.0, "*": 0.05}
+    ids = [uuid.UUID(int=n * 7919 + 1) for n in range(4000)]
+    flagged = sum(moderation._draw(job_id) < 0.05 for job_id in ids)
+    assert 120 <= flagged <= 280  # 5 % of 4000 is 200
+    assert [moderation._draw(job_id) for job_id in ids[:50]] == [moderation._draw(job_id) for job_id in ids[:50]]
