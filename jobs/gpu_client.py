@@ -7,7 +7,7 @@ below this module (gpu_tasks' Modal backend takes a fake `modal` client), never 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from gpu_tasks.results import UPLOADED, ResultLimits, check_result
 from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
 from gpu_tasks.screening import POLICY_VERSION, Screening, screen_fields
+from gpu_tasks.screening.image import MAX_FRAMES as IMAGE_SCREEN_MAX_FRAMES
+from gpu_tasks.screening.image import ImageScreening
 from gpu_tasks.screening.text import MAX_CHARS as SCREEN_MAX_CHARS
 
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, the calls'
@@ -38,10 +40,33 @@ from gpu_tasks.screening.text import MAX_CHARS as SCREEN_MAX_CHARS
 # how a long file is cut into pieces and their results stitched or joined (jobs.life.pieces), and
 # the content policy's screening of the texts a model is asked to act on (jobs.intake.screening).
 __all__ = [
-    "LANGUAGE_CHOICES", "POLICY_VERSION", "SCREEN_MAX_CHARS", "UPLOADED", "Announcement", "Bound", "CallStatus",
-    "Choices", "EventQueue", "GpuError", "InputBound", "PermanentGpuError", "Piece", "RedisAnnouncer", "Resolution",
-    "Screening", "TransientGpuError", "drain_once", "input_bounds", "join_pieces", "parse_announcements",
-    "pieces_between", "plan_pieces", "stitch_transcript", "turns_of",
+    "IMAGE_SCREEN_MAX_FRAMES",
+    "LANGUAGE_CHOICES",
+    "POLICY_VERSION",
+    "SCREEN_MAX_CHARS",
+    "UPLOADED",
+    "Announcement",
+    "Bound",
+    "CallStatus",
+    "Choices",
+    "EventQueue",
+    "GpuError",
+    "ImageScreening",
+    "InputBound",
+    "PermanentGpuError",
+    "Piece",
+    "RedisAnnouncer",
+    "Resolution",
+    "Screening",
+    "TransientGpuError",
+    "drain_once",
+    "input_bounds",
+    "join_pieces",
+    "parse_announcements",
+    "pieces_between",
+    "plan_pieces",
+    "stitch_transcript",
+    "turns_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +169,14 @@ def screen_texts(texts: Mapping[str, tuple[str, str]]) -> Screening:
     """The content policy's verdict on texts a model would act on ({field: (text, policy)}): the
     embedded screener, in this process (a model file loaded once; no call leaves the machine)."""
     return screen_fields(texts)
+
+
+def screen_images(frames: Sequence[bytes]) -> ImageScreening:
+    """The embedded image screener's verdict on decoded frames (224 x 224 RGB bytes, at most
+    IMAGE_SCREEN_MAX_FRAMES), in this process (gpu_tasks.screening.image)."""
+    from gpu_tasks.screening import image
+
+    return image.screen_frames(frames)
 
 
 def voice_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], dict[str, Any]]:

@@ -14,8 +14,11 @@ What is screened:
   policy. The local engine (eSpeak NG) says exactly the text it was given, so its transcript is the
   job's `text`; a result may state the transcript it heard (`output_transcript`, checked as input by
   gpu_tasks.results), which is then screened too.
-- nothing else yet: images, video frames and generated audio without speech are not screened by a
-  model here; the test seam below can flag any type.
+- images (`image-generation`): each image, decoded in the sandbox (media.probing.facts.screen_frames,
+  bounded by AUTEUR_MEDIA_MAX_PIXELS and the probe's limits), by the embedded image screener
+  (gpu_tasks.screening.image: open_nsfw, category `sexual` only);
+- nothing else yet: frames of generated video and generated audio without speech are not screened
+  by a model here. The test seam below can flag any type.
 
 The test seam: AUTEUR_SCREENING_INJECT ("image-generation:output=1.0;tts:output=0.05") flags that
 share of each type's jobs, recorded with source `injected`. The draw is derived from the job's id,
@@ -31,6 +34,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -42,12 +46,15 @@ from jobs.life.status import job_fail
 from jobs.models import Job, JobModeration, ModerationSource
 from jobs.specs import JobType
 from media.models import PendingObjectDeletion
+from media.probing.service import screening_frames
 from media.services.deletion import PREFIX_MARK, media_delete_objects
 from media.services.keys import quarantine_folder
 
 INJECT_KINDS = ("output",)
 INJECTED_CATEGORY = "injected"  # what an injected flag is recorded as: no screener named a category
 INJECTED_MODEL = "injected"
+# The types whose image outputs the image screener sees (each image, one frame).
+IMAGE_TYPES = frozenset({JobType.IMAGE_GENERATION.value})
 OUTPUT_TRANSCRIPT = "output_transcript"  # a result's transcript of the speech it made
 _NUMBER = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
 
@@ -104,15 +111,45 @@ def _draw(job_id: uuid.UUID) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def output_verdict(job: Job, result: Mapping[str, Any]) -> OutputVerdict | None:
-    """The verdict on a job's outputs before they are kept: None when they may be, else why not."""
+def screens_images(job: Job) -> bool:
+    """Whether the job's image outputs are screened by the image screener (landed first for it)."""
+    return job.type in IMAGE_TYPES
+
+
+def output_verdict(job: Job, result: Mapping[str, Any], landed: Mapping[str, Path] | None = None,
+                   ) -> OutputVerdict | None:
+    """The verdict on a job's outputs before they are kept: None when they may be, else why not.
+    `landed`: {output name: local file} of the image outputs to screen (screens_images)."""
     rate = injected_rate(job.type)
     if rate > 0 and _draw(job.pk) < rate:
         return OutputVerdict(categories=(INJECTED_CATEGORY,), source=ModerationSource.INJECTED,
                              model_version=INJECTED_MODEL)
     if job.type == JobType.TTS.value:
         return _speech_verdict(job, result)
+    if landed:
+        return _image_verdict(landed)
     return None
+
+
+def _image_verdict(landed: Mapping[str, Path]) -> OutputVerdict | None:
+    """Each image, one frame decoded in the sandbox, scored by the embedded image screener. An
+    image that cannot be decoded within the probe's limits is refused as the probe would refuse it."""
+    frames: list[bytes] = []
+    for name, path in landed.items():
+        decoded = screening_frames(path, count=1, every_s=1.0)
+        if not decoded:
+            raise gpu_client.PermanentGpuError("invalid_result", f"output {name} could not be decoded to be screened")
+        frames += decoded
+    screening = None
+    for start in range(0, len(frames), gpu_client.IMAGE_SCREEN_MAX_FRAMES):
+        part = gpu_client.screen_images(frames[start:start + gpu_client.IMAGE_SCREEN_MAX_FRAMES])
+        if part.categories:
+            screening = part
+            break
+    if screening is None:
+        return None
+    return OutputVerdict(categories=screening.categories, source=ModerationSource.EMBEDDED,
+                         model_version=screening.model_version)
 
 
 def _speech_verdict(job: Job, result: Mapping[str, Any]) -> OutputVerdict | None:

@@ -76,17 +76,22 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
                  retryable=False)
         gpu_client.release_quietly(job.gpu_call_id)
         return None
-    # Screened before any row names an output (a row is made ready: its user could list it at once).
-    verdict = moderation.output_verdict(job, result)
-    if verdict is not None:
+    outputs = result.get("outputs") or {}
+    with contextlib.ExitStack() as landings:
+        # Screened before any row names an output (a row is made ready: its user could list it at
+        # once); the images screened are landed first, and kept or withheld from where they landed.
         with _refusals_logged(job):
-            quarantine = _quarantined(job, result.get("outputs") or {})
-        moderation.output_withheld(job=job, verdict=verdict, quarantine=quarantine)
-        _release_call(job)
-        return None
-    output_data.pop(moderation.OUTPUT_TRANSCRIPT, None)  # screened; the job's output is what it always was
-    with _refusals_logged(job):
-        output_media = _store_outputs(job, result.get("outputs") or {}, first_store=first_store)
+            landed = _landed_to_screen(job, outputs, landings)
+            verdict = moderation.output_verdict(job, result, landed)
+            if verdict is not None:
+                quarantine = _quarantined(job, outputs, landed)
+        if verdict is not None:
+            moderation.output_withheld(job=job, verdict=verdict, quarantine=quarantine)
+            _release_call(job)
+            return None
+        output_data.pop(moderation.OUTPUT_TRANSCRIPT, None)  # screened; the job's output is what it always was
+        with _refusals_logged(job):
+            output_media = _store_outputs(job, outputs, first_store=first_store, landed=landed)
     if job.gpu_call_id == pieces.PIECES and output_media and "output_size_bytes" in output_data:
         output_data["output_size_bytes"] = MediaFile.objects.get(pk=output_media[0]).file_size_bytes
     if job_spec(job.type).output is OutputKind.TRANSCRIPT:
@@ -162,8 +167,10 @@ def queue_transcript_to_edl(job_id: uuid.UUID) -> None:
         job_transcript_to_edl_failed(job_id=job_id, exc=KombuOperationalError("the broker could not be reached"))
 
 
-def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store: bool) -> list[str]:
+def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store: bool,
+                   landed: dict[str, Path] | None = None) -> list[str]:
     """Each output file as a media file of the job's project (idempotent per job and name).
+    `landed`: outputs already landed to be screened, {name: local file}, stored from there.
 
     `outputs` are checked refs (gpu_client.checked_result): a plain base name, an allowed content
     type, and bytes or a file that the call's backend produced."""
@@ -190,6 +197,8 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
                 media = output(staged=staged_output(job_id=job.id, name=name, content_type=expected, ref=ref))
             except OutputRefused as exc:
                 raise gpu_client.PermanentGpuError("invalid_result", exc.message) from None
+        elif landed and name in landed:
+            media = output(local_path=landed[name])
         else:
             with _landing(job, filename) as dest:
                 if job.gpu_call_id == pieces.PIECES:
@@ -201,7 +210,22 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
     return stored
 
 
-def _quarantined(job: Job, outputs: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+def _landed_to_screen(job: Job, outputs: dict[str, dict[str, Any]], landings: contextlib.ExitStack,
+                      ) -> dict[str, Path]:
+    """{name: local file} of the image outputs the image screener sees (moderation.screens_images):
+    images are always inline, so each lands from the result, as _store_outputs would land it."""
+    if not moderation.screens_images(job) or job.gpu_call_id == pieces.PIECES:
+        return {}
+    engine = job_spec(job.type).engine
+    landed: dict[str, Path] = {}
+    for name, ref in outputs.items():
+        if engine.output_kind(name) is OutputKind.IMAGE and not ref.get(gpu_client.UPLOADED):
+            dest = landings.enter_context(_landing(job, ref["filename"]))
+            landed[name] = Path(gpu_client.save_output(job.gpu_call_id, ref, dest))
+    return landed
+
+
+def _quarantined(job: Job, outputs: dict[str, dict[str, Any]], landed: dict[str, Path]) -> list[dict[str, str]]:
     """Each output file of a withheld job in its quarantine folder, for staff (jobs.life.moderation):
     an uploaded one moved there from its target (checked as a kept one would be), any other landed
     and saved there. Idempotent: the keys derive from the job and the output name, and a key a
@@ -219,6 +243,8 @@ def _quarantined(job: Job, outputs: dict[str, dict[str, Any]]) -> list[dict[str,
                 check_staged(staged, size=media_take_staged(staged, key))
             except OutputRefused as exc:
                 raise gpu_client.PermanentGpuError("invalid_result", exc.message) from None
+        elif name in landed:
+            storage.save_file(key, landed[name], ref["content_type"])
         elif not storage.exists(key):
             with _landing(job, ref["filename"]) as dest:
                 if job.gpu_call_id == pieces.PIECES:

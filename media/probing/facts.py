@@ -165,6 +165,47 @@ def voice_pcm(*, path: str, fd: int | None, max_ms: int, sample_rate: int, ffmpe
     return {"pcm": base64.b64encode(done.stdout).decode()}
 
 
+def screen_frames(*, path: str, fd: int | None, max_pixels: int, count: int, every_s: float, side: int = 256,
+                  crop: int = 224) -> dict[str, Any]:
+    """Frames of a picture or a video for the image screener (gpu_tasks.screening.image), decoded in
+    this confined child from the descriptor it was handed: the first frame, then one every
+    `every_s` seconds, at most `count`; each resized to `side` x `side` (bilinear), its centre
+    `crop` x `crop` kept, as RGB bytes. A picture over `max_pixels` is refused before it is decoded,
+    as the probe refuses it. {"frames": [base64...]} or {"error": why}."""
+    import av
+
+    if fd is None:
+        return {"error": "the file could not be opened"}
+    options = {**SAFE_INPUT_OPTIONS, "max_pixels": str(max_pixels), "threads": "1", "fd": str(fd),
+               "protocol_whitelist": "fd"}
+    offset = (side - crop) // 2
+    frames: list[str] = []
+    try:
+        with av.open("fd:", metadata_errors="ignore", options=options) as container:
+            video = next((s for s in container.streams.video if not _is_attached_picture(s)), None)
+            if video is None:
+                return {"error": "no picture"}
+            too_large = _size_refusal(video.codec_context.width, video.codec_context.height, max_pixels)
+            if too_large:
+                return {"error": too_large}
+            video.codec_context.thread_count = 1
+            due = 0.0
+            for frame in container.decode(video):
+                at = float(frame.time) if frame.time is not None else due
+                if frames and at < due:
+                    continue
+                rgb = frame.to_ndarray(width=side, height=side, format="rgb24", interpolation="BILINEAR")
+                frames.append(base64.b64encode(rgb[offset:offset + crop, offset:offset + crop].tobytes()).decode())
+                due = at + every_s
+                if len(frames) >= count:
+                    break
+    except MemoryError:
+        return {"error": "out of memory"}
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        return {"error": f"not decodable ({type(exc).__name__})"}
+    return {"frames": frames} if frames else {"error": "no frame decoded"}
+
+
 def probe_captions(path: Path) -> ProbeResult:
     """A subtitle file (SRT, WebVTT, UTF-8): it parses, and lasts until its last cue ends."""
     import pysubs2

@@ -11,15 +11,19 @@ AUTEUR_MEDIA_PROBE_MAX_ATTEMPTS instead of crash-looping the media workers.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import logging
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+import gpu_tasks.confined as confined
 from media.models import MediaFile, MediaStatus, MediaType
 from media.probing.facts import ProbeResult, content_sha256, make_thumbnail
 from media.probing.sandbox import ProbeLimits, probe_isolated
@@ -160,3 +164,25 @@ def media_hash_backfill(*, byte_budget: int = HASH_BACKFILL_BYTES) -> int:
     if hashed:
         logger.info("media hash backfill: %d files, %d bytes", hashed, spent)
     return hashed
+
+
+SCREEN_FRAME_SIDE = 224
+
+
+def screening_frames(path: Path, *, count: int, every_s: float) -> list[bytes] | None:
+    """Frames of a picture or video for the image screener: decoded in a confined child with the
+    probe's sandbox and limits (media.probing.facts.screen_frames), each 224 x 224 RGB bytes. None
+    when they cannot be decoded within those limits (a picture over AUTEUR_MEDIA_MAX_PIXELS too)."""
+    limits = probe_limits()
+    frame_chars = 4 * (SCREEN_FRAME_SIDE * SCREEN_FRAME_SIDE * 3) // 3 + 64
+    bounds = dataclasses.replace(limits.confined(), max_result_bytes=count * frame_chars + 64 * 1024)
+    answer: Any = None
+    try:
+        answer = confined.call("media.probing.facts:screen_frames", limits=bounds, path=path,
+                               max_pixels=limits.max_pixels, count=count, every_s=every_s, crop=SCREEN_FRAME_SIDE)
+        frames = [base64.b64decode(frame, validate=True) for frame in answer["frames"]]
+    except (confined.BudgetSpent, confined.Refused, KeyError, TypeError, ValueError) as exc:
+        why = answer.get("error") if isinstance(answer, dict) else exc
+        logger.warning("screening frames not decoded (%s): %s", type(exc).__name__, str(why)[:300])
+        return None
+    return frames[:count]

@@ -218,3 +218,17 @@ def test_an_injected_share_flags_that_share_of_jobs_and_each_job_always_the_same
     flagged = sum(moderation._draw(job_id) < 0.05 for job_id in ids)
     assert 120 <= flagged <= 280  # 5 % of 4000 is 200
     assert [moderation._draw(job_id) for job_id in ids[:50]] == [moderation._draw(job_id) for job_id in ids[:50]]
+
+
+def test_an_image_the_screener_cannot_decode_within_the_limits_is_not_kept(auth_client, funded, project, storage,
+                                                                            gpu_backend, settings):
+    """The noop engine's 16 x 16 tile over a pixel limit of 100: never decoded, so never screened,
+    so never kept; the job fails and is refunded."""
+    gpu_backend("noop")
+    settings.AUTEUR_MEDIA_MAX_PIXELS = 100
+    job = finish(running(auth_client, project, "image-generation", {"prompt": "a fox"}))
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "invalid_result")
+    assert ledger(job) == ["refund", "usage"]
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert not JobModeration.objects.filter(job_id=job.pk).exists()
+    assert not [p for p in storage.rglob("*") if p.is_file() and not p.name.startswith(".")]
