@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import functools
 import importlib.util
+import os
 import pickle
 import struct
 import threading
@@ -229,6 +230,7 @@ def read_checkpoint(path: Path, group: str) -> dict[str, np.ndarray]:
     Storages of other groups (an optimizer's state) are skipped, not read."""
     storages: dict[str, _Storage] = {}
     with open(path, "rb") as file:
+        length = os.fstat(file.fileno()).st_size
         magic, protocol, info = (_CheckpointUnpickler(file, {}).load() for _ in range(3))
         if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL or not isinstance(info, dict) \
                 or info.get("little_endian") is not True:
@@ -246,6 +248,10 @@ def read_checkpoint(path: Path, group: str) -> dict[str, np.ndarray]:
             if count != storage.size:
                 raise pickle.UnpicklingError("a storage of another size than its reference says")
             size = count * storage.dtype.itemsize
+            if size > length - file.tell():
+                # Before any read: a size the file cannot hold (2**60 elements, say) would otherwise be
+                # allocated by read() first, a MemoryError rather than a refusal.
+                raise EOFError("a truncated checkpoint")
             if id(storage) in wanted:
                 raw = file.read(size)
                 if len(raw) != size:
