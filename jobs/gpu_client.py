@@ -188,8 +188,20 @@ def voice_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], d
     phrase, voice = result["phrase"], result["speaker"]
     figures = {"challenge_wer": float(phrase["challenge_wer"]), "phrase_wer": float(phrase["phrase_wer"]),
                "similarity": float(voice["similarity"]), "threshold": speaker.DEFAULT_THRESHOLD,
-               "max_wer": voice_consent.MAX_WER, "models": dict(result.get("models") or {})}
+               "max_wer": voice_consent.MAX_WER, "models": _models_named(result.get("models"))}
     return {name: state == "passed" for name, state in verdict["checks"].items()}, figures
+
+
+# The models a verification names (kept with its consent, for staff): these keys, short names.
+_VERIFICATION_MODELS = ("transcription", "speaker")
+_MODEL_NAME_CHARS = 200
+
+
+def _models_named(models: Any) -> dict[str, str]:
+    """The model names a result gives, as far as they are names: whatever else it holds (other keys,
+    structures, megabytes of text) is not kept."""
+    named = models if isinstance(models, Mapping) else {}
+    return {key: named[key][:_MODEL_NAME_CHARS] for key in _VERIFICATION_MODELS if isinstance(named.get(key), str)}
 
 
 def unavailable_reason(job_type: str) -> str | None:

@@ -456,6 +456,23 @@ def test_what_a_gpu_result_adds_is_neither_kept_nor_believed(funded, gpu_backend
                                                            default=str)
 
 
+@pytest.mark.django_db
+def test_a_models_map_from_the_gpu_keeps_only_short_model_names(funded, gpu_backend, monkeypatch):
+    gpu_backend("noop")
+    job_id = _verification_job(funded)
+    # Under the result's size limit (16 MiB): only the verdict's own reading bounds what is kept.
+    models = {"transcription": "tiny.en", "speaker": "x" * 5000, "nested": {"a": [1, 2]},
+              **{f"m{i}": "x" * 1000 for i in range(1000)}}
+    job = _finish_with(monkeypatch, job_id, _figures(), models=models)
+    assert job.status == JobStatus.COMPLETED, (job.status, job.error_code)
+    assert Consent.objects.get(job_id=job_id).models_used == {"transcription": "tiny.en", "speaker": "x" * 200}
+    job_id = _verification_job(funded)
+    _finish_with(monkeypatch, job_id, _figures(), models=["not", "a", "map"])
+    assert Consent.objects.get(job_id=job_id).models_used == {}
+
+# ----------------------------------------------------------------------------- a sample of two speakers
+
+
 @OPEN_TWO_SPEAKERS
 def test_a_sample_whose_kept_part_is_another_speaker_fails_the_speaker_check(tmp_path):
     import numpy as np
