@@ -389,6 +389,29 @@ def test_the_api_role_updates_no_consent_of_another_workspace_and_no_figure_of_i
     assert Consent.objects.get(pk=mine.pk).similarity == 0.95
 
 
+@pytest.mark.django_db
+def test_the_api_role_can_only_revoke_its_consents_never_verify_one(funded):
+    failed = ConsentFactory.create(user=funded, status="failed")
+    with rls.request_scope():
+        rls.act_as(funded.pk)
+        with pytest.raises(DatabaseError), transaction.atomic():
+            Consent.objects.filter(pk=failed.pk).update(status="verified")
+        assert Consent.objects.filter(pk=failed.pk).update(status="revoked", revoked_at=timezone.now(),
+                                                           revoked_by="member") == 1
+    assert Consent.objects.get(pk=failed.pk).status == "revoked"
+
+
+@pytest.mark.django_db
+def test_the_api_role_cannot_free_a_used_challenge(funded):
+    used = consent_challenge(funded)
+    ConsentChallenge.objects.filter(pk=used.pk).update(used_by_job_id=uuid.uuid4())
+    with rls.request_scope():
+        rls.act_as(funded.pk)
+        with pytest.raises(DatabaseError), transaction.atomic():
+            ConsentChallenge.objects.filter(pk=used.pk).update(used_by_job_id=None)
+    assert ConsentChallenge.objects.get(pk=used.pk).used_by_job_id is not None
+
+
 # ----------------------------------------------------------------------------- GPU results are input
 
 
@@ -469,6 +492,7 @@ def test_a_models_map_from_the_gpu_keeps_only_short_model_names(funded, gpu_back
     job_id = _verification_job(funded)
     _finish_with(monkeypatch, job_id, _figures(), models=["not", "a", "map"])
     assert Consent.objects.get(job_id=job_id).models_used == {}
+
 
 # ----------------------------------------------------------------------------- a sample of two speakers
 
