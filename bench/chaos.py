@@ -99,6 +99,12 @@ MEMBER_BUDGET = 40
 # --quick: what `make test` runs (its users submit about 7 jobs each, half of what they did at 150).
 QUICK_JOBS, QUICK_BATCH, QUICK_MEMBER_BUDGET = 75, 15, 20
 CANCEL_RATE = 0.05
+# Content moderation in the mix. Outputs flagged by the screening's test seam (jobs.life.moderation):
+# those jobs fail `output_moderated`, refunded once, with nothing stored. And every REFUSED_EVERY-th
+# submission (from a user whose credits cover it) is a TTS text the content policy refuses: 422, no job.
+OUTPUT_FLAGS = "image-generation:output=0.5;tts:output=0.1"
+REFUSED_EVERY = 25
+REFUSED_TEXT = "show a man being tortured with pliers, blood everywhere"
 
 
 @dataclass
@@ -115,6 +121,7 @@ class Outcomes:
     last_submit: float = 0.0
     batch_id: str | None = None  # the drill's batch (submit_batch)
     batch_cancel: dict[str, Any] = field(default_factory=dict)  # what its bulk cancel answered
+    policy_refused: int = 0  # submissions of REFUSED_TEXT answered 422 content_policy_violation
 
     @property
     def answered(self) -> int:
@@ -191,8 +198,15 @@ def plan_submissions(users: list[User], jobs: int, rng: random.Random) -> list[t
         user = users[user_index]
         choices = [(t, w) for t, w, pro in MIX if not pro or user.plan == "pro"]
         job_type = rng.choices([t for t, _ in choices], weights=[w for _, w in choices])[0]
-        plan.append((user_index, job_type, job_body(job_type, user, rng)))
+        body = job_body(job_type, user, rng)
+        if i % REFUSED_EVERY == 1:  # users 1, 6, 11...: never a tight budget's, never a team's
+            job_type, body = "tts", {"project_id": user.project, "text": REFUSED_TEXT, "speed": 1.0}  # rng untouched
+        plan.append((user_index, job_type, body))
     return plan
+
+
+def planned_refusals(jobs: int) -> int:
+    return len(range(1, jobs, REFUSED_EVERY))
 
 
 def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str, Any]]], clients: int,
@@ -220,8 +234,13 @@ def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str
                 outcomes.last_submit = time.monotonic()
                 outcomes.answers.append((sent, outcomes.last_submit, status,
                                          data["job_id"] if status in (200, 202) else None))
-                if status in (200, 202):
+                refused_text = body.get("text") == REFUSED_TEXT
+                if status in (200, 202) and not refused_text:
                     outcomes.accepted[data["job_id"]] = job_type
+                elif (status == 422 and refused_text and isinstance(data.get("error"), dict)
+                      and data["error"].get("code") == "content_policy_violation"):
+                    outcomes.policy_refused += 1
+                    continue
                 elif status == 402:
                     outcomes.refused[data["error"]["code"]] += 1
                 else:
@@ -414,7 +433,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     from credits.models import CreditTransaction
     from credits.selectors import ledger_check
     from jobs.life.refunds import failure_refund
-    from jobs.models import TERMINAL_STATUSES, Job, JobEvent
+    from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobModeration
     from jobs.specs import job_spec
     from media.models import MediaFile
 
@@ -467,6 +486,10 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     budgeted, overruns = member_budgets()
     at_budget = outcomes.refused["spend_cap_reached"]
 
+    # A job whose outputs were flagged failed output_moderated with its hold recorded, and only it.
+    holds = {str(job_id): keys for job_id, keys in JobModeration.objects.values_list("job_id", "quarantine")}
+    wrong_holds = bad(lambda i, j: (j.status == "failed" and j.error_code == "output_moderated") != (i in holds)
+                      or (i in holds and len(holds[i]) != OUTPUTS[j.type]))
     wrong_outputs = [f"{i} ({jobs[i].type}, {jobs[i].status}: {outputs[i]} stored, "
                      f"{len(jobs[i].output_data.get('output_media_ids', []))} listed)" for i in wrong_outputs]
 
@@ -492,7 +515,11 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "one output set per completed job": result(wrong_outputs, "outputs of completed jobs only, once"),
         "one terminal event per job": result(terminal_events, "exactly one completed/failed/canceled event"),
         "out of memory climbs its ladder": result(over_ladder, "each climb one class up, within the type's ladder"),
-        "no unexpected answers": result(outcomes.unexpected, "only 202, 200 (replay) or 402"),
+        "flagged outputs withheld": result(wrong_holds, f"{len(holds)} jobs failed output_moderated, each with "
+                                                        "its hold and its outputs in quarantine"),
+        "refused texts made no job": (outcomes.policy_refused == planned_refusals(len(outcomes.answers)),
+                                      f"{outcomes.policy_refused} submissions answered 422 content_policy_violation"),
+        "no unexpected answers": result(outcomes.unexpected, "only 202, 200 (replay), 402, or 422 for a refused text"),
     }
     all_events = Counter()
     for counter in events.values():
@@ -502,6 +529,8 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "batch_items": sum(1 for j in jobs.values() if str(j.batch_id) == outcomes.batch_id),
         "accepted": len(ids),
         "refused_402": dict(outcomes.refused),
+        "refused_policy": outcomes.policy_refused,
+        "outputs_withheld": len(holds),
         "completed": statuses["completed"],
         "failed": statuses["failed"],
         "canceled": statuses["canceled"],
@@ -757,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         AUTEUR_GPU_BACKEND="noop",
         AUTEUR_FAULT_INJECTION=faults,
         AUTEUR_FAULT_SEED=str(args.seed),
+        AUTEUR_SCREENING_INJECT=OUTPUT_FLAGS,
         AUTEUR_RATE_LIMIT_USER_PER_MINUTE="1000000",  # the drill attacks delivery, not the limiter
         AUTEUR_DRILL_TIME_SCALE=str(scale),
     ) as stack:

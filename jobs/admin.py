@@ -24,8 +24,19 @@ from credits.models import CreditTransaction, Plan
 from jobs.errors import JobNotCancelable
 from jobs.events.usage import usage_write_csv
 from jobs.intake.submission import job_retry
+from jobs.life.moderation import moderation_confirm, moderation_release
 from jobs.life.status import job_cancel, job_fail
-from jobs.models import ACTIVE_STATUSES, Batch, FairShare, Job, JobEvent, ScreeningRefusal, TypeClock, UsageEvent
+from jobs.models import (
+    ACTIVE_STATUSES,
+    Batch,
+    FairShare,
+    Job,
+    JobEvent,
+    JobModeration,
+    ScreeningRefusal,
+    TypeClock,
+    UsageEvent,
+)
 from jobs.selectors.batches import batch_counts
 from jobs.selectors.jobs import job_charge, job_ledger_entries, job_summary
 from jobs.specs import JOB_SPECS
@@ -277,6 +288,53 @@ class ScreeningRefusalAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="fields (categories)")
     def categories(self, refusal: ScreeningRefusal) -> str:
         return "; ".join(f"{f['field']} ({', '.join(f['categories'])})" for f in refusal.flagged)
+
+
+@admin.register(JobModeration)
+class JobModerationAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
+    """Outputs that output screening withheld (jobs.life.moderation): the job failed
+    `output_moderated` and was refunded; its files wait in quarantine for
+    AUTEUR_MODERATION_QUARANTINE_DAYS. Confirm the verdict, or release the output (the job is
+    charged its cost again, and the files become media of its project)."""
+
+    list_display = ("created_at", "job", "user", "categories_shown", "source", "state", "decided_by", "decided_at")
+    list_filter = ("state", "source", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=job__id", "=user__id", "user__email")
+    date_hierarchy = "created_at"
+    list_select_related = ("job", "user", "decided_by")
+    ordering = ("-created_at",)
+    actions = ("confirm_selected", "release_selected")
+
+    @admin.display(description="categories")
+    def categories_shown(self, hold: JobModeration) -> str:
+        return ", ".join(hold.categories)
+
+    @admin.action(description="Confirm: keep the selected outputs withheld", permissions=["change"])
+    def confirm_selected(self, request: HttpRequest, queryset: QuerySet[JobModeration]) -> None:
+        done = sum(moderation_confirm(job_id=job_id, staff_user=request.user)  # type: ignore[arg-type]
+                   for job_id in queryset.values_list("job_id", flat=True))
+        self.message_user(request, f"Confirmed {done} withheld output(s).", messages.SUCCESS)
+        if done < queryset.count():
+            self.message_user(request, f"Skipped {queryset.count() - done}: already decided.", messages.WARNING)
+
+    @admin.action(description="Release the selected outputs to their users (charged then)", permissions=["change"])
+    def release_selected(self, request: HttpRequest, queryset: QuerySet[JobModeration]) -> None:
+        done, skipped, refused = 0, 0, []
+        for job_id in queryset.values_list("job_id", flat=True):
+            try:
+                released = moderation_release(job_id=job_id, staff_user=request.user)  # type: ignore[arg-type]
+            except ApplicationError as exc:
+                refused.append(f"{job_id}: {exc.message}")
+                continue
+            if released is None:
+                skipped += 1
+            else:
+                done += 1
+        self.message_user(request, f"Released {done} output(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped {skipped}: released already.", messages.WARNING)
+        if refused:
+            self.message_user(request, "Refused: " + "; ".join(refused[:5]), messages.ERROR)
 
 
 @admin.register(UsageEvent)

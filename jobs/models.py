@@ -50,6 +50,8 @@ class JobEventType(models.TextChoices):
     FAILED = "failed"  # refunded
     CANCELED = "canceled"  # refunded
     ABORTED = "aborted"  # not started by its start deadline; refunded in full
+    # After its end: staff released an output that moderation withheld (charged then); the job stays failed.
+    OUTPUT_RELEASED = "output_released"
 
 
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)

@@ -67,6 +67,10 @@ EVENT_DATA: dict[str, dict[str, Any]] = {
     JobEventType.CANCELED: _object({"reason": _TEXT, "refunded": _INT, "charge": _CHARGE}),
     JobEventType.ABORTED: _object({"code": {"enum": ["start_deadline", "queue_ttl"]}, "refunded": _INT,
                                    "charge": _CHARGE}),
+    JobEventType.OUTPUT_RELEASED: _object(
+        {"output_media_ids": {"type": "array", "items": _UUID}, "charged": _INT},
+        description="After a failed `output_moderated`: staff released the withheld output, now these media "
+                    "files, and the job was charged `charged` credits for it. The job stays failed."),
 }
 
 JOB_EVENT: dict[str, Any] = {

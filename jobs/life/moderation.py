@@ -30,6 +30,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,14 +43,20 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from auteur.core.errors import ApplicationError
+from auteur.users.models import User
+from credits.services.ledger import credit_adjust
 from jobs import gpu_client
+from jobs.events.record import job_event_record
 from jobs.life.status import job_fail
-from jobs.models import Job, JobModeration, ModerationSource
-from jobs.specs import JobType
-from media.models import PendingObjectDeletion
+from jobs.models import Job, JobEventType, JobModeration, ModerationSource, ModerationState
+from jobs.specs import JobType, OutputKind, job_spec
+from media.models import MediaFile, PendingObjectDeletion
 from media.probing.service import screening_frames
 from media.services.deletion import PREFIX_MARK, media_delete_objects
 from media.services.keys import quarantine_folder
+from media.services.outputs import media_create_output
+from media.storage import get_storage
 
 INJECT_KINDS = ("output",)
 INJECTED_CATEGORY = "injected"  # what an injected flag is recorded as: no screener named a category
@@ -195,3 +203,55 @@ def output_withheld(*, job: Job, verdict: OutputVerdict, quarantine: list[dict[s
         media_delete_objects(keys=[], prefixes=[folder])
         PendingObjectDeletion.objects.filter(key=folder + PREFIX_MARK).delete()
     return failed
+
+
+def moderation_confirm(*, job_id: uuid.UUID | str, staff_user: User) -> bool:
+    """Staff agree with the verdict: the output stays withheld, and goes when its quarantine lapses.
+    True if this call decided it (a held one); a released or confirmed one is left as it is."""
+    return bool(JobModeration.objects.filter(job_id=job_id, state=ModerationState.HELD).update(
+        state=ModerationState.CONFIRMED, decided_by=staff_user, decided_at=timezone.now()))
+
+
+def moderation_release(*, job_id: uuid.UUID | str, staff_user: User) -> list[str] | None:
+    """Staff let the user have a withheld output, in one transaction: the job is charged its cost
+    again through the staff correction (credit_adjust, idempotency key `moderation-release:<job>`,
+    which refuses a balance that cannot cover it: 402 insufficient_credits, nothing done), each
+    quarantined file becomes a media file of the job's project as any output does (probed, with
+    its thumbnail), and an `output_released` event names them. The job stays failed: ended jobs
+    stay ended. Returns the new media ids; None when it was released already (nothing done)."""
+    with transaction.atomic():
+        hold = JobModeration.objects.select_for_update().select_related("job", "job__user").get(job_id=job_id)
+        if hold.state == ModerationState.RELEASED:
+            return None
+        job = hold.job
+        if job.project_id is None:
+            raise ApplicationError("The job's project was deleted: there is nowhere to release its output to.",
+                                   code="project_deleted")
+        charge = 0
+        if job.credits_cost:
+            credit_adjust(user=job.user, amount=-job.credits_cost, staff_user=staff_user,
+                          reason=f"moderated output of job {job.pk} released by staff",
+                          idempotency_key=f"moderation-release:{job.pk}")
+            charge = job.credits_cost
+        media_ids = [str(_released(job, job.project_id, entry).pk) for entry in hold.quarantine]
+        hold.state, hold.decided_by, hold.decided_at = ModerationState.RELEASED, staff_user, timezone.now()
+        hold.save(update_fields=["state", "decided_by", "decided_at"])
+        job_event_record(job.pk, JobEventType.OUTPUT_RELEASED, output_media_ids=media_ids, charged=charge)
+    return media_ids
+
+
+def _released(job: Job, project_id: uuid.UUID, entry: Mapping[str, str]) -> MediaFile:
+    """A quarantined output as a media file of the job's project: a copy of the object, stored as
+    any output is (media_create_output: probed in the sandbox, idempotent per job and name)."""
+    spec = job_spec(job.type)
+    kind = spec.engine.output_kind(entry["name"])
+    with get_storage().local_path(entry["key"]) as path, tempfile.TemporaryDirectory(prefix="auteur-release-") as tmp:
+        copy = Path(tmp) / f"output{Path(entry['filename']).suffix[:16]}"
+        shutil.copyfile(path, copy)
+        return media_create_output(
+            project_id=project_id, user_id=job.user_id, job_id=job.pk,
+            name=f"{job.type}-{str(job.pk)[:8]}-{entry['filename']}",
+            type=kind.value if kind.is_media else OutputKind.VIDEO.value, mime_type=entry["content_type"],
+            local_path=copy,
+            derived_from=job.input_params.get(spec.version_of) if spec.version_of else None,
+        )

@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from auteur.core.errors import ApplicationError
+from auteur.users.models import User
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
+from credits.services.ledger import credit_adjust
 from gpu_tasks.backends.noop import fixed_result
 from gpu_tasks.results import MAX_SEGMENT_TEXT_CHARS
 from gpu_tasks.screening.taxonomy import CATEGORIES
@@ -232,3 +235,83 @@ def test_an_image_the_screener_cannot_decode_within_the_limits_is_not_kept(auth_
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
     assert not JobModeration.objects.filter(job_id=job.pk).exists()
     assert not [p for p in storage.rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------------------------------- staff
+
+HOLDS = "/admin/jobs/jobmoderation/"
+
+
+def withheld_image(client: Any, project: Any, settings: Any) -> Job:
+    settings.AUTEUR_SCREENING_INJECT = "image-generation:output=1.0"
+    job = finish(running(client, project, "image-generation", {"prompt": "a fox"}))
+    assert job.error_code == "output_moderated"
+    return job
+
+
+def test_staff_see_held_outputs_with_their_categories_and_release_one_charged_once(
+        auth_client, funded, project, storage, gpu_backend, settings, superuser_client):
+    gpu_backend("noop")
+    job = withheld_image(auth_client, project, settings)
+    listed = superuser_client.get(HOLDS)
+    page = listed.content.decode()
+    assert listed.status_code == 200 and str(job.pk) in page and "injected" in page
+    balance = credit_balance_get(user=funded)
+
+    for _ in range(2):  # the second click finds it released: nothing more
+        response = superuser_client.post(HOLDS, {"action": "release_selected", "_selected_action": [str(job.pk)]},
+                                         follow=True)
+        assert response.status_code == 200
+    hold = JobModeration.objects.get(job_id=job.pk)
+    assert hold.state == "released" and hold.decided_by is not None and hold.decided_at is not None
+    adjustments = CreditTransaction.objects.filter(user=funded, type="adjustment")
+    assert [t.amount for t in adjustments] == [-job.credits_cost]
+    assert adjustments[0].idempotency_key == f"moderation-release:{job.pk}"
+    assert credit_balance_get(user=funded) == balance - job.credits_cost
+    released = MediaFile.objects.get(source_job_id=job.pk)
+    assert released.status == "ready" and released.project_id == project.pk
+    assert auth_client.get(f"/api/v1/projects/{project.pk}/media").json()["count"] == 1
+    events = JobEvent.objects.filter(job_id=job.pk, type="output_released")
+    assert events.count() == 1 and events[0].data["output_media_ids"] == [str(released.pk)]
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "output_moderated")  # ended jobs stay ended
+
+
+def test_a_release_the_balance_cannot_cover_is_refused_and_changes_nothing(
+        auth_client, funded, project, storage, gpu_backend, settings, superuser_client):
+    gpu_backend("noop")
+    job = withheld_image(auth_client, project, settings)
+    staff = User.objects.get(pk=superuser_client.session["_auth_user_id"])
+    credit_adjust(user=funded, amount=-credit_balance_get(user=funded), reason="spent elsewhere", staff_user=staff)
+    with pytest.raises(ApplicationError) as refused:
+        moderation.moderation_release(job_id=job.pk, staff_user=staff)
+    assert refused.value.code == "insufficient_credits"
+    assert JobModeration.objects.get(job_id=job.pk).state == "held"
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert not CreditTransaction.objects.filter(idempotency_key=f"moderation-release:{job.pk}").exists()
+    assert not JobEvent.objects.filter(job_id=job.pk, type="output_released").exists()
+    assert credit_balance_get(user=funded) == 0
+
+
+def test_staff_confirm_keeps_it_withheld_and_a_confirmed_hold_is_not_confirmed_again(
+        auth_client, funded, project, storage, gpu_backend, settings, superuser_client):
+    gpu_backend("noop")
+    job = withheld_image(auth_client, project, settings)
+    superuser_client.post(HOLDS, {"action": "confirm_selected", "_selected_action": [str(job.pk)]}, follow=True)
+    hold = JobModeration.objects.get(job_id=job.pk)
+    assert hold.state == "confirmed" and hold.decided_by is not None
+    decided_at = hold.decided_at
+    superuser_client.post(HOLDS, {"action": "confirm_selected", "_selected_action": [str(job.pk)]}, follow=True)
+    assert JobModeration.objects.get(job_id=job.pk).decided_at == decided_at
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert get_storage().exists(hold.quarantine[0]["key"])
+
+
+def test_the_api_role_cannot_read_holds():
+    from django.db import connection
+
+    from auteur.core.rls import API_ROLE
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT has_table_privilege('{API_ROLE}', 'job_moderations', 'SELECT'), "
+                       f"has_table_privilege('{API_ROLE}', 'job_moderations', 'INSERT')")
+        assert cursor.fetchone() == (False, False)

@@ -183,6 +183,24 @@ export interface components {
         } | {
             /** Format: date-time */
             created_at: string;
+            data: components["schemas"]["output_released"];
+            /** @description The stream's id of the event: resume after it (Last-Event-ID, `resume`). */
+            id: string;
+            /** Format: uuid */
+            job_id: string;
+            progress: number;
+            /** @description The same event's id in GET /jobs/{id}/events. */
+            record_id: number;
+            /**
+             * @description The job's status as the event left it.
+             * @enum {unknown}
+             */
+            status: "pending" | "queued" | "processing" | "completed" | "failed" | "canceled" | "aborted";
+            /** @enum {string} */
+            type: "output_released";
+        } | {
+            /** Format: date-time */
+            created_at: string;
             data: components["schemas"]["progress"];
             /** @description The stream's id of the event: resume after it (Last-Event-ID, `resume`). */
             id: string;
@@ -326,7 +344,7 @@ export interface components {
             type: "submitted";
         };
         /** @enum {string} */
-        JobEventType: "aborted" | "canceled" | "completed" | "failed" | "inference_retry" | "inference_started" | "progress" | "queued" | "repolled" | "republished" | "started" | "step_redelivered" | "step_retry" | "submitted";
+        JobEventType: "aborted" | "canceled" | "completed" | "failed" | "inference_retry" | "inference_started" | "output_released" | "progress" | "queued" | "repolled" | "republished" | "started" | "step_redelivered" | "step_retry" | "submitted";
         /** @description A threshold (50, 80, 100 %) of a spend cap's monthly limit crossed by a charge, once a month each, on the all-events streams that ask for the account's events; webhooks subscribed to `spend_cap` get the same as `data` of a `spend_cap.threshold` payload. */
         SpendCapEvent: {
             /** @description The same alert in every announcement of it. */
@@ -484,6 +502,11 @@ export interface components {
             call_id: string;
             pieces?: number;
             speakers?: boolean;
+        };
+        /** @description After a failed `output_moderated`: staff released the withheld output, now these media files, and the job was charged `charged` credits for it. The job stays failed. */
+        output_released: {
+            charged: number;
+            output_media_ids: string[];
         };
         progress: {
             progress: number;

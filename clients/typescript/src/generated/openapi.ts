@@ -4846,7 +4846,7 @@ export interface components {
              */
             status: "pending" | "queued" | "processing" | "completed" | "failed" | "canceled" | "aborted";
             /** @enum {unknown} */
-            type: "aborted" | "canceled" | "completed" | "failed" | "inference_retry" | "inference_started" | "progress" | "queued" | "repolled" | "republished" | "started" | "step_redelivered" | "step_retry" | "submitted";
+            type: "aborted" | "canceled" | "completed" | "failed" | "inference_retry" | "inference_started" | "output_released" | "progress" | "queued" | "repolled" | "republished" | "started" | "step_redelivered" | "step_retry" | "submitted";
         };
         /** @description Events after `after` are no longer in the stream window. */
         StreamGap: {
