@@ -55,6 +55,14 @@ OPEN_STORE_RACE = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "The store step reads the consent before it stores the outputs, outside the transaction "
     "that completes the job (jobs/life/outputs.py _store)."
 ))
+OPEN_ONE_FILE = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "The speaker check compares the whole recording with the whole sample: one file that holds "
+    "another speaker's speech, then the reader's phrase, is its own perfect match."
+))
+OPEN_VIEWER_REVOKES = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "A passed verification's output_data names the revoke token to whoever sees jobs (a viewer, a "
+    "jobs:read key), and the public link needs nothing else: revoking is voices.edit by the member API."
+))
 OPEN_TWO_SPEAKERS = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "The verification embeds the sample's first 60 s (36 s of speech) as one average; the "
     "voice keeps its first 30 s: the reader's speech after them carries the check for another "
@@ -533,6 +541,39 @@ def test_a_sample_whose_kept_part_is_another_speaker_fails_the_speaker_check(tmp
     assert voice_consent.passes(figures, speaker.DEFAULT_THRESHOLD)["checks"]["speaker"] == "failed", figures
 
 
+
+@OPEN_ONE_FILE
+def test_a_file_of_another_speaker_then_the_readers_phrase_verifies_nobody(tmp_path):
+    import numpy as np
+
+    from gpu_tasks.contract import EngineContext
+    from gpu_tasks.engines import voice_consent
+    from gpu_tasks.engines.media import decode_audio
+    from gpu_tasks.engines.tts import synthesize, write_wav
+    from media.consent_phrases import STATEMENT, phrase_text
+
+    victim, reader = "en-us+f2", "en-us+m3"
+    # Words Whisper tiny.en hears in eSpeak's voices (as tests/jobs/test_voice_consent_pipeline.py draws them).
+    words = ["orange", "window", "garden", "river", "silver", "morning", "candle", "yellow"]
+    text = "The quick brown fox jumps over the lazy dog near the river bank, and then it rests in the shade. "
+    theirs, rate = synthesize(text * 3, speed=0.9, voice=victim)
+    phrase, _ = synthesize(phrase_text(words, STATEMENT), speed=0.9, voice=reader)
+    kept_s = 28  # inside what POST /voices keeps of a sample (its first 30 s)
+    head = np.zeros(kept_s * rate, dtype=np.int16)
+    spoken = np.frombuffer(theirs, dtype=np.int16)[: kept_s * rate]
+    head[: len(spoken)] = spoken
+    recording, sample = tmp_path / "recording.wav", tmp_path / "sample.wav"
+    for path in (recording, sample):  # two uploads of the same bytes: two media ids
+        write_wav(path, head.tobytes() + phrase, rate)
+    body = {"recording_media": {"path": str(recording)}, "sample_media": {"path": str(sample)},
+            "phrase_words": words, "statement": STATEMENT}
+    figures = voice_consent.run_local(body, EngineContext(workdir=tmp_path / "work", payload=body))
+    kept = speaker.embed_samples(decode_audio(sample, voice_consent.SAMPLE_RATE, max_s=30))
+    write_wav(tmp_path / "reading.wav", phrase, rate)
+    reading = speaker.embed_samples(decode_audio(tmp_path / "reading.wav", voice_consent.SAMPLE_RATE))
+    assert speaker.similarity(kept, reading) < speaker.DEFAULT_THRESHOLD, "the voice would be the other speaker's"
+    assert not voice_consent.passes(figures, speaker.DEFAULT_THRESHOLD)["passed"], figures
+
 # ----------------------------------------------------------------------------- what the answers disclose
 
 
@@ -559,6 +600,31 @@ def test_a_verifications_answers_events_and_logs_carry_no_figure_nor_transcript(
     assert stranger.get(f"{JOBS}/{job_id}").status_code == 404
     assert token not in json.dumps(stranger.get(JOBS).json())
 
+
+
+@OPEN_VIEWER_REVOKES
+@pytest.mark.django_db
+def test_a_viewer_who_may_not_edit_voices_cannot_revoke_a_consent_through_the_token(make_user):
+    from auteur.users.models import Membership, User
+    from tests.factories import acting_in, team_workspace
+
+    owner, viewer = make_user(), make_user()
+    workspace = team_workspace(owner)
+    Membership.objects.create(workspace=workspace, user=viewer, role="viewer")
+    account = User.objects.get(pk=workspace.pk)
+    voice = VoiceCloneFactory.create(user=account)
+    consent = Consent.objects.get(pk=str(voice.consent_id))
+    job = Job.objects.create(user=account, project=ProjectFactory.create(user=account), type="voice-consent",
+                             credits_cost=1, status="completed", input_params={},
+                             output_data={"passed": True, "checks": consent.checks, "consent_id": str(consent.pk),
+                                          "revoke_token": consent_revoke_token(consent)})
+    client = acting_in(viewer, workspace)
+    assert client.post(f"/api/v1/consents/{consent.pk}/revoke").status_code == 403  # the member API: voices.edit
+    shown = client.get(f"{JOBS}/{job.pk}").json()
+    token = (shown.get("output_data") or {}).get("revoke_token")
+    if token is not None:
+        APIClient().post(REVOKE, {"token": token}, format="json")
+    assert Consent.objects.get(pk=consent.pk).status == "verified", "a viewer revoked it through the link"
 
 # ----------------------------------------------------------------------------- the speaker checkpoint's reader
 
