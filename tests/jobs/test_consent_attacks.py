@@ -212,6 +212,25 @@ def test_an_idempotent_replay_reads_the_challenge_once_and_a_changed_body_reads_
     assert ConsentChallenge.objects.get(pk=second.pk).used_by_job_id is None
 
 
+@pytest.mark.django_db(transaction=True)
+def test_two_racing_submissions_with_one_idempotency_key_charge_one_job(funded):
+    audio = MediaFileFactory.create(project=ProjectFactory.create(user=funded), type="audio", content_sha256="ab" * 32)
+    challenge = consent_challenge(funded)
+    key = {"HTTP_IDEMPOTENCY_KEY": f"consent-{uuid.uuid4()}"}
+    clients = [client_of(funded), client_of(funded)]
+    answers = race(*(lambda c=c: c.post(f"{JOBS}/voice-consent", consent_body(challenge, audio), format="json", **key)
+                     for c in clients))
+    assert Job.objects.count() == 1 and charges(funded) == 1
+    job_id = str(Job.objects.get().pk)
+    for answer in answers:
+        assert answer.status_code in (200, 202, 409), answer.json()
+        if answer.status_code == 409:
+            # Today the loser reads the challenge as used (claimed before the key's row is inserted),
+            # not as the replay of the winner's job: one job, one charge all the same.
+            assert answer.json()["error"]["code"] == "challenge_used", answer.json()
+        else:
+            assert answer.json()["job_id"] == job_id
+
 @pytest.mark.django_db
 def test_a_quote_reads_no_challenge_and_its_submission_reads_it_once(auth_client, funded):
     audio = MediaFileFactory.create(project=ProjectFactory.create(user=funded), type="audio", content_sha256="ab" * 32)
