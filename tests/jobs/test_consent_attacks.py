@@ -6,6 +6,7 @@ effect (a voice, a job, a charge, a consent) did not happen."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
@@ -58,6 +59,10 @@ OPEN_STORE_RACE = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
 OPEN_ONE_FILE = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "The speaker check compares the whole recording with the whole sample: one file that holds "
     "another speaker's speech, then the reader's phrase, is its own perfect match."
+))
+OPEN_SYNTHETIC_READING = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "A verification takes any audio of the workspace as its recording, this server's own TTS "
+    "output included: a voice in its grace can read its own challenge."
 ))
 OPEN_VIEWER_REVOKES = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "A passed verification's output_data names the revoke token to whoever sees jobs (a viewer, a "
@@ -245,6 +250,23 @@ def test_a_quote_reads_no_challenge_and_its_submission_reads_it_once(auth_client
     assert again.status_code in (404, 409, 410), again.json()
     assert Job.objects.count() == 1 and charges(funded) == 1
 
+
+
+@OPEN_SYNTHETIC_READING
+@pytest.mark.django_db
+def test_speech_this_server_synthesized_is_no_consent_recording(auth_client, funded):
+    project = ProjectFactory.create(user=funded)
+    sample = MediaFileFactory.create(project=project, type="audio", content_sha256="ab" * 32)
+    graced = VoiceCloneFactory.create(user=funded, consent=None, source_media=sample,
+                                      consent_grace_until=timezone.now() + datetime.timedelta(days=10))
+    # The voice, in its grace, reads the challenge (a TTS job of the phrase): its output is the "recording".
+    reading = tts_speech(funded, graced)
+    MediaFile.objects.filter(pk=reading.pk).update(project=project)
+    body = {"challenge_id": str(consent_challenge(funded).pk), "recording_media_id": str(reading.pk),
+            "sample_media_id": str(sample.pk)}
+    response = auth_client.post(f"{JOBS}/voice-consent", body, format="json")
+    assert response.status_code in (403, 422), response.json()
+    assert not Job.objects.filter(type="voice-consent").exists() and charges(funded) == 0
 
 # ----------------------------------------------------------------------------- a revoked voice, by every path
 
