@@ -233,7 +233,11 @@ def moderation_release(*, job_id: uuid.UUID | str, staff_user: User) -> list[str
                           reason=f"moderated output of job {job.pk} released by staff",
                           idempotency_key=f"moderation-release:{job.pk}")
             charge = job.credits_cost
-        media_ids = [str(_released(job, job.project_id, entry).pk) for entry in hold.quarantine]
+        try:
+            media_ids = [str(_released(job, job.project_id, entry).pk) for entry in hold.quarantine]
+        except FileNotFoundError:  # the quarantine lapsed (and its charge above rolls back with this)
+            raise ApplicationError("The withheld output was deleted when its quarantine lapsed.",
+                                   code="quarantine_lapsed") from None
         hold.state, hold.decided_by, hold.decided_at = ModerationState.RELEASED, staff_user, timezone.now()
         hold.save(update_fields=["state", "decided_by", "decided_at"])
         job_event_record(job.pk, JobEventType.OUTPUT_RELEASED, output_media_ids=media_ids, charged=charge)

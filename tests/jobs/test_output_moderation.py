@@ -157,6 +157,16 @@ def test_speech_whose_transcript_the_policy_refuses_is_withheld(auth_client, fun
     other = finish(Job.objects.get(pk=other.pk))  # the local engine's transcript is the job's text
     assert other.error_code == "output_moderated"
 
+    # A result cannot talk its way out: a benign transcript stated beside a refused text adds to the
+    # screening, it never replaces the text.
+    third = running(auth_client, project, "tts", {"text": "Hello there."})
+    Job.objects.filter(pk=third.pk).update(input_params={**third.input_params, "text": GORE})
+    third = Job.objects.get(pk=third.pk)
+    job_result_store(job_id=third.pk, result={**fixed_result(JobType.TTS), "output_transcript": "Hello there."},
+                     job=third)
+    third.refresh_from_db()
+    assert third.error_code == "output_moderated" and not MediaFile.objects.filter(source_job_id=third.pk).exists()
+
 
 def test_benign_speech_is_kept_and_its_transcript_is_not_added_to_the_output(auth_client, funded, project, storage,
                                                                            gpu_backend):
@@ -291,6 +301,22 @@ def test_a_release_the_balance_cannot_cover_is_refused_and_changes_nothing(
     assert not CreditTransaction.objects.filter(idempotency_key=f"moderation-release:{job.pk}").exists()
     assert not JobEvent.objects.filter(job_id=job.pk, type="output_released").exists()
     assert credit_balance_get(user=funded) == 0
+
+
+def test_a_release_after_the_quarantine_lapsed_is_refused_and_charges_nothing(
+        auth_client, funded, project, storage, gpu_backend, settings, superuser_client):
+    gpu_backend("noop")
+    job = withheld_image(auth_client, project, settings)
+    hold = JobModeration.objects.get(job_id=job.pk)
+    get_storage().delete(hold.quarantine[0]["key"])  # what the sweep does once the lease is due
+    balance = credit_balance_get(user=funded)
+    response = superuser_client.post(HOLDS, {"action": "release_selected", "_selected_action": [str(job.pk)]},
+                                     follow=True)
+    assert response.status_code == 200 and "quarantine lapsed" in response.content.decode()
+    assert JobModeration.objects.get(job_id=job.pk).state == "held"
+    assert credit_balance_get(user=funded) == balance
+    assert not CreditTransaction.objects.filter(idempotency_key=f"moderation-release:{job.pk}").exists()
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
 
 
 def test_staff_confirm_keeps_it_withheld_and_a_confirmed_hold_is_not_confirmed_again(
