@@ -17,19 +17,19 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402 - after the thread setting above
-import base64  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import base64
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._stack import RESULTS_DIR, load_average  # noqa: E402
-from bench._stack import percentile as pct  # noqa: E402
+from bench._stack import RESULTS_DIR, load_average
+from bench._stack import percentile as pct
 
 
 def main() -> None:
