@@ -374,7 +374,7 @@ MEDIA_LAYERS = (
     {"services", "probing.service"},
     {"probing.facts", "probing.sandbox", "hooks", "signals", "status", "storage", "task_names"},
     {"selectors"},
-    {"errors"},
+    {"errors", "consent_phrases"},
     {"models"},
 )
 
