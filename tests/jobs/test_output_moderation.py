@@ -32,6 +32,7 @@ from media.services.deletion import PREFIX_MARK
 from media.services.keys import quarantine_folder, quarantine_key
 from media.storage import get_storage
 from tests.factories import ProjectFactory
+from tests.jobs.conftest import wait_terminal
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +112,25 @@ def test_an_injected_flag_withholds_an_image_refunded_once_and_nothing_fetchable
     assert not [p for p in (storage / "projects").rglob("*") if p.is_file()]
     assert [p.relative_to(storage).as_posix() for p in storage.rglob("*")
             if p.is_file() and not p.name.startswith(".")] == [hold.quarantine[0]["key"]]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_on_the_local_backend_a_flagged_speech_job_is_withheld_by_a_real_worker(start_worker, auth_client, funded):
+    """The local engine (eSpeak NG) speaks in a worker started with the seam set; the API shows the end."""
+    start_worker(AUTEUR_GPU_BACKEND="local", AUTEUR_SCREENING_INJECT="tts:output=1.0")
+    project = ProjectFactory.create(user=funded, name="p")
+    response = auth_client.post(f"{JOBS}/tts", {"project_id": str(project.pk), "text": "Hello from the local engine."},
+                                format="json")
+    assert response.status_code == 202, response.json()
+    job = wait_terminal(response.json()["job_id"])
+    hold = assert_withheld(auth_client, job, categories=["injected"], source="injected")
+    assert [entry["name"] for entry in hold.quarantine] == ["audio"]
+    with get_storage().open(hold.quarantine[0]["key"]) as stored:
+        assert stored.read(4) == b"RIFF"  # the speech the engine made, kept for staff only
+    listed = auth_client.get(f"{JOBS}/{job.pk}/events").json()["events"]
+    assert "completed" not in [event["type"] for event in listed]
+    assert [event["data"]["code"] for event in listed if event["type"] == "failed"] == ["output_moderated"]
 
 
 def test_without_injection_the_same_job_completes_and_keeps_its_image(auth_client, funded, project, storage,
