@@ -201,6 +201,8 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
         raises("content_policy_violation", "input_too_complex")(Api)
     if spec.claims_challenge:
         raises("challenge_not_found", "challenge_expired", "challenge_used")(Api)
+    if spec.recordings:
+        raises("recording_required")(Api)
     if any(isinstance(f, VoiceRef) for f in spec.references.values()) or spec.voice_of:
         raises("consent_required")(Api)
     if spec.media_limits:

@@ -48,6 +48,10 @@ class MediaProjectsDiffer(ApplicationError):
     code = "media_projects_differ"
 
 
+class RecordingRequired(ApplicationError):
+    code = "recording_required"
+
+
 class WrongMediaType(ApplicationError):
     code = "wrong_media_type"
 

@@ -63,6 +63,9 @@ def media_payload(job: Job, ttl: int) -> dict[str, Any]:
 # the sample it verifies a consent for (JobSpec.claims_challenge, JobSpec.consent_sample).
 PHRASE_PARAM = "_phrase"
 SAMPLE_SHA256_PARAM = "_sample_sha256"
+# Where a job speaking in a voice keeps the id of the voice's consent when it was accepted: a
+# revocation of that consent reaches its speech even once the voice is deleted.
+CONSENT_PARAM = "_consent_id"
 
 
 def voice_consent_payload(job: Job, ttl: int) -> dict[str, Any]:

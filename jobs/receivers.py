@@ -11,7 +11,7 @@ from django.db import transaction
 
 from jobs.events.stream import comment_stream_append
 from jobs.intake.transcribe import job_auto_transcribe
-from jobs.life.bulk import jobs_cancel_for_voice
+from jobs.life.bulk import jobs_cancel_for_consent
 from jobs.life.status import jobs_cancel_for_project
 from jobs.selectors.jobs import job_media_in_use
 
@@ -41,9 +41,9 @@ def on_comment_changed(sender: Any, comment: Comment, change: str, member_id: uu
     comment_stream_append(comment=comment, change=change, member_id=member_id)
 
 
-def on_consent_revoked(user_id: uuid.UUID, voice_id: uuid.UUID | None) -> int:
-    """Inside the revoking transaction: cancel and refund the waiting jobs that use the voice."""
-    return 0 if voice_id is None else jobs_cancel_for_voice(user_id=user_id, voice_id=voice_id)
+def on_consent_revoked(user_id: uuid.UUID, consent_id: uuid.UUID, voice_id: uuid.UUID | None) -> int:
+    """Inside the revoking transaction: cancel and refund the waiting jobs that use the consent's voice."""
+    return jobs_cancel_for_consent(user_id=user_id, consent_id=consent_id, voice_id=voice_id)
 
 
 def media_in_use(media: MediaFile) -> str | None:

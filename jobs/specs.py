@@ -72,6 +72,9 @@ class JobSpec:
     consent_sample: str | None = None
     # Input audio files whose speech, when a TTS job made it, must be of a consented voice (lip sync).
     voice_of: tuple[str, ...] = ()
+    # Input files that must be recordings the user uploaded, not files a job made (or versions of
+    # one): a consent is a person's own speech, never this server's synthesis.
+    recordings: tuple[str, ...] = ()
 
     @property
     def engine(self) -> JobTypeSpec:
@@ -181,7 +184,7 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         JobSpec(
             _T.VOICE_CONSENT, "Verify a speaker's recorded consent to a voice clone", _F.AUDIO, _I.VoiceConsentInput,
             PriceRule(1, "verification"), payload=payloads.voice_consent_payload, claims_challenge="challenge_id",
-            consent_sample="sample_media_id",
+            consent_sample="sample_media_id", recordings=("recording_media_id", "sample_media_id"),
         ),
     )
 })

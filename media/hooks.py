@@ -50,9 +50,10 @@ def media_in_use_reasons(media: MediaFile) -> list[str]:
 # ----------------------------------------------------------------------------- consent revoked
 
 # A handler is called in the transaction that revokes a consent, with the consent's workspace
-# account and the voice made with it (None: none was): the jobs app cancels and refunds the waiting
-# jobs that use the voice there (jobs/receivers.py), so a revocation and its refunds commit together.
-RevocationHandler = Callable[[uuid.UUID, "uuid.UUID | None"], "int"]
+# account, the consent and the voice made with it (None: none is, or it was deleted): the jobs app
+# cancels and refunds the waiting jobs that use them there (jobs/receivers.py), so a revocation and
+# its refunds commit together.
+RevocationHandler = Callable[[uuid.UUID, uuid.UUID, "uuid.UUID | None"], "int"]
 
 _revocation_handlers: list[RevocationHandler] = []
 
@@ -64,6 +65,6 @@ def register_revocation_handler(handler: RevocationHandler) -> RevocationHandler
     return handler
 
 
-def consent_revoked(user_id: uuid.UUID, voice_id: uuid.UUID | None) -> int:
+def consent_revoked(user_id: uuid.UUID, consent_id: uuid.UUID, voice_id: uuid.UUID | None) -> int:
     """Run every revocation handler; how many jobs they canceled together."""
-    return sum(handler(user_id, voice_id) for handler in list(_revocation_handlers))
+    return sum(handler(user_id, consent_id, voice_id) for handler in list(_revocation_handlers))

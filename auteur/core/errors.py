@@ -135,6 +135,7 @@ HTTP_STATUS: Mapping[str, int] = {
     "invalid_voice_sample": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_not_ready": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "wrong_media_type": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    "recording_required": status.HTTP_422_UNPROCESSABLE_ENTITY,  # a consent's files: a person's, not a job's output
     "media_too_short": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "interchange_invalid": status.HTTP_422_UNPROCESSABLE_ENTITY,  # an editor's file that cannot be read
     # a document that would take more memory, CPU or time to read than a request may use (details: cause)

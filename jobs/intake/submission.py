@@ -29,10 +29,11 @@ from jobs.life import publish
 from jobs.life.windows import start_deadline_of
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote, idempotency_window_start
 from jobs.payloads import PHRASE_PARAM
-from jobs.selectors.requests import JobRequest, job_voices
+from jobs.selectors.requests import JobRequest, job_voice_uses
 from jobs.specs import JobSpec, job_spec
+from media.errors import ChallengeUsed
 from media.models import MediaFile
-from media.services.consents import consent_challenge_claim, voice_consent_check
+from media.services.consents import consent_challenge_claim, voice_use_check
 from projects.selectors import project_library_get
 from projects.services import project_library_get_or_create
 from webhooks.selectors import job_webhook_of
@@ -124,9 +125,10 @@ def job_submit(
     with tracing.submission_span(spec.type):
         try:
             job, created = _submit(submission)
-        except IntegrityError:
+        except (IntegrityError, ChallengeUsed):
             # Two requests with the same key raced: the loser's whole transaction (job, charge) was
-            # rolled back; it answers with the winner's job.
+            # rolled back (on the key's unique row, or on the challenge the winner claimed first); it
+            # answers with the winner's job.
             if not idempotency_key:
                 raise
             replay = _idempotent_replay(user, idempotency_key, body_hash)
@@ -158,8 +160,8 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
 
 def job_voices_consented(job: Job) -> None:
     """403 `consent_required` when a voice the job speaks in, or puts in a face's mouth, is not usable now."""
-    for name, voice in job_voices(job).items():
-        voice_consent_check(voice, field=name)
+    for name, use in job_voice_uses(job).items():
+        voice_use_check(use, field=name)
 
 
 def _cached(s: Submission) -> CachedResult | None:

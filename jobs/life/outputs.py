@@ -26,11 +26,11 @@ from jobs.life.timeline_swap import job_timeline_swap_requested, swap_asked
 from jobs.life.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.models import Job, JobStatus
 from jobs.payloads import SAMPLE_SHA256_PARAM
-from jobs.selectors.requests import job_voices
+from jobs.selectors.requests import job_voice_uses
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
-from media.services.consents import consent_record_verification, consent_revoke_token, voice_consent_state
+from media.services.consents import consent_record_verification, consent_revoke_token, voice_use_revoked
 from media.services.gpu_outputs import OutputRefused, check_staged, media_take_staged, staged_output
 from media.services.keys import quarantine_key
 from media.services.outputs import media_create_output, media_delete_job_outputs
@@ -70,7 +70,7 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
     if not inference_ended and not job_inference_ended(job=job):
         return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
-    revoked = [voice.pk for voice in job_voices(job).values() if voice_consent_state(voice) == "revoked"]
+    revoked = [use.voice_id for use in job_voice_uses(job).values() if voice_use_revoked(use)]
     if revoked:  # withdrawn while it ran: nothing it made is kept, and the failure refunds it
         job_fail(job_id=job.pk, code="consent_revoked", detail=f"the consent of voice {revoked[0]} was revoked",
                  retryable=False)

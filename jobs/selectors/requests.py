@@ -41,15 +41,16 @@ from jobs.errors import (
     MediaNotReady,
     MediaProjectsDiffer,
     NoCaptions,
+    RecordingRequired,
     WrongMediaType,
 )
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.models import Job
-from jobs.payloads import SAMPLE_SHA256_PARAM, TRANSCRIPT_PARAM, transcript_snapshot
+from jobs.payloads import CONSENT_PARAM, SAMPLE_SHA256_PARAM, TRANSCRIPT_PARAM, transcript_snapshot
 from jobs.specs import JobSpec, JobType, job_spec
 from media.models import MediaFile, MediaStatus, VoiceClone
 from media.selectors import media_get, media_get_for_user, voice_get
-from media.services.consents import voice_consent_check
+from media.services.consents import VoiceUse, voice_use_check
 from projects.captions import CaptionStyle, render_caption_files
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
@@ -148,6 +149,10 @@ def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -
         _check_ready(name, media, field.kinds)
         _check_limits(spec, name, media)
     voices_consented(spec=spec, voices=objects.voices, media=objects.media)
+    for name in spec.recordings:
+        _check_recording(name, objects.media[name])
+    for voice in objects.voices.values():  # the consent its speech is made under: a revocation reaches it
+        params[CONSENT_PARAM] = str(voice.consent_id) if voice.consent_id else None
     if spec.claims_challenge:
         params[spec.claims_challenge] = str(params[spec.claims_challenge])
     if spec.consent_sample:
@@ -171,42 +176,49 @@ def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -
 def voices_consented(*, spec: JobSpec, voices: Mapping[str, VoiceClone], media: Mapping[str, MediaFile]) -> None:
     """403 `consent_required` for a voice the request speaks in (a `VoiceRef`) or puts in a face's
     mouth (the voice of the TTS job that made a `spec.voice_of` file, or made the file that one is a
-    version of), unless its speaker's verified consent is attached or its grace runs."""
-    for name, voice in _voices_used(spec, voices, media).items():
-        voice_consent_check(voice, field=name)
+    version of), unless its speaker's verified consent is attached or its grace runs, and the
+    consent its speech was made under was not revoked since (media.services.consents.voice_use_check)."""
+    for name, use in _voice_uses(spec, voices, media).items():
+        voice_use_check(use, field=name)
 
 
-def _voices_used(spec: JobSpec, voices: Mapping[str, VoiceClone], media: Mapping[str, MediaFile]
-                 ) -> dict[str, VoiceClone]:
-    used = dict(voices)
+def _voice_uses(spec: JobSpec, voices: Mapping[str, VoiceClone], media: Mapping[str, MediaFile]
+                ) -> dict[str, VoiceUse]:
+    uses = {name: VoiceUse(str(voice.pk), voice) for name, voice in voices.items()}
     for name in spec.voice_of:
-        behind = _voice_behind(media[name]) if name in media else None
+        behind = _speech_of(media[name]) if name in media else None
         if behind is not None:
-            used[name] = behind
-    return used
+            uses[name] = behind
+    return uses
 
 
-def job_voices(job: Job) -> dict[str, VoiceClone]:
+def job_voice_uses(job: Job) -> dict[str, VoiceUse]:
     """The voices a stored job speaks in or puts in a face's mouth, by the field that names them."""
     spec, params = job_spec(job.type), job.input_params
-    voices = {name: voice for name, field in spec.references.items() if isinstance(field, VoiceRef) and params.get(name)
-              if (voice := VoiceClone.objects.filter(pk=params[name], user_id=job.user_id).first()) is not None}
+    uses: dict[str, VoiceUse] = {}
+    for name, field in spec.references.items():
+        if isinstance(field, VoiceRef) and params.get(name):
+            voice = VoiceClone.objects.filter(pk=params[name], user_id=job.user_id).first()
+            uses[name] = VoiceUse(str(params[name]), voice, params.get(CONSENT_PARAM))
     media = {name: file for name in spec.voice_of if params.get(name)
              if (file := MediaFile.objects.filter(pk=params[name], user_id=job.user_id).first()) is not None}
-    return _voices_used(spec, voices, media)
+    return {**uses, **_voice_uses(spec, {}, media)}
 
 
-def _voice_behind(media: MediaFile) -> VoiceClone | None:
-    """The voice whose speech `media` is: the voice of the TTS job that made it (or made the file it
-    is a version of); None for a recording, or for speech of a voice since deleted."""
+def _speech_of(media: MediaFile) -> VoiceUse | None:
+    """The voice whose speech `media` is: that of the TTS job that made it (or made the file it is a
+    version of), with the consent the job recorded; None for a file no TTS job made."""
     job_id = media.source_job_id
     if job_id is None and media.derived_from_id is not None:
         job_id = MediaFile.objects.filter(pk=media.derived_from_id).values_list("source_job_id", flat=True).first()
     if job_id is None:
         return None
-    voice_id = (Job.objects.filter(pk=job_id, type=JobType.TTS).values_list("input_params__voice_id", flat=True)
-                .first())
-    return VoiceClone.objects.filter(pk=voice_id, user_id=media.user_id).first() if voice_id else None
+    params = Job.objects.filter(pk=job_id, type=JobType.TTS).values_list("input_params", flat=True).first() or {}
+    voice_id = params.get("voice_id")
+    if not voice_id:
+        return None
+    voice = VoiceClone.objects.filter(pk=voice_id, user_id=media.user_id).first()
+    return VoiceUse(str(voice_id), voice, params.get(CONSENT_PARAM))
 
 
 def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:
@@ -241,6 +253,17 @@ def _check_ready(field: str, media: MediaFile, kinds: tuple[str, ...]) -> None:
         raise WrongMediaType(
             f"{field} must be a {' or '.join(kinds)} file, not {media.type}.",
             details={"field": field, "media_id": str(media.pk), "type": media.type, "allowed": list(kinds)},
+        )
+
+
+def _check_recording(field: str, media: MediaFile) -> None:
+    made = media.source_job_id is not None or (
+        media.derived_from_id is not None
+        and MediaFile.objects.filter(pk=media.derived_from_id, source_job_id__isnull=False).exists())
+    if made:
+        raise RecordingRequired(
+            f"{field} must be a recording you uploaded, not a file a job made.",
+            details={"field": field, "media_id": str(media.pk)},
         )
 
 

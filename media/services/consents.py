@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -162,6 +163,40 @@ def voice_consent_check(voice: VoiceClone, *, field: str) -> str:
     return state
 
 
+@dataclass(frozen=True)
+class VoiceUse:
+    """A voice a job speaks in, or whose speech it puts in a face's mouth: its id, its row (None once
+    deleted), and the consent it had when its speech was made (None: it had none, or it is used now)."""
+
+    voice_id: str
+    voice: VoiceClone | None
+    consent_id: str | None = None
+
+
+def voice_use_check(use: VoiceUse, *, field: str) -> None:
+    """403 `consent_required` unless the voice may be used now: the voice itself (`voice_consent_check`),
+    and the consent its speech was made under, which a revocation ends even after the voice is
+    deleted; speech of a deleted voice that had no consent is refused (`missing`)."""
+    if use.voice is not None:
+        voice_consent_check(use.voice, field=field)
+    details = {"field": field, "voice_id": use.voice_id}
+    if use.consent_id and Consent.objects.filter(pk=use.consent_id, status=ConsentStatus.REVOKED).exists():
+        raise ConsentRequired("The consent of the voice this speech was made in was revoked.",
+                              details={**details, "reason": "revoked"})
+    if use.voice is None and not use.consent_id:
+        raise ConsentRequired("The voice this speech was made in was deleted without a consent of its speaker.",
+                              details={**details, "reason": "missing"})
+
+
+def voice_use_revoked(use: VoiceUse) -> bool:
+    """Whether the voice's consent, or the one its speech was made under, was revoked."""
+    try:
+        voice_use_check(use, field="")
+    except ConsentRequired as refused:
+        return refused.details.get("reason") == "revoked"
+    return False
+
+
 def consent_revoke_token(consent: Consent) -> str:
     """The token of the link its speaker revokes the consent with (POST /consents/revoke): signed
     with the server's secret, naming the consent, valid as long as the consent exists."""
@@ -200,6 +235,6 @@ def consent_revoke(*, consent_id: uuid.UUID | str, by: str, user: User | None = 
         consent.revoked_by, consent.revoked_by_member = ConsentRevoker(by), member_id
         consent.save(update_fields=["status", "revoked_at", "revoked_by", "revoked_by_member"])
         voice_id = VoiceClone.objects.filter(consent=consent).values_list("pk", flat=True).first()
-        canceled = consent_revoked(consent.user_id, voice_id)
+        canceled = consent_revoked(consent.user_id, consent.pk, voice_id)
     logger.info("consent %s revoked by %s: %d waiting jobs canceled", consent.pk, by, canceled)
     return consent, canceled
