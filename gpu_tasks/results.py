@@ -351,6 +351,7 @@ def check_verification(result: Mapping[str, Any]) -> None:
     _figure(phrase.get("challenge_wer"), "the challenge words' error rate", 0.0, 1e6)
     _figure(phrase.get("phrase_wer"), "the phrase's error rate", 0.0, 1e6)
     _figure(speaker.get("similarity"), "the speakers' similarity", -1.0, 1.0)
+    _figure(speaker.get("stretch_similarity"), "the speakers' least similar stretch", -1.0, 1.0)
 
 
 # -- output files ------------------------------------------------------------------------------------

@@ -184,10 +184,11 @@ def voice_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], d
     input): ({check: passed}, the figures with the bounds they were held to)."""
     from gpu_tasks.engines import speaker  # (the calibrated threshold beside the encoder it is for)
 
-    verdict = voice_consent.passes(result, speaker.DEFAULT_THRESHOLD)
+    verdict = voice_consent.passes(result, speaker.DEFAULT_THRESHOLD, speaker.STRETCH_THRESHOLD)
     phrase, voice = result["phrase"], result["speaker"]
     figures = {"challenge_wer": float(phrase["challenge_wer"]), "phrase_wer": float(phrase["phrase_wer"]),
                "similarity": float(voice["similarity"]), "threshold": speaker.DEFAULT_THRESHOLD,
+               "stretch_similarity": float(voice["stretch_similarity"]), "stretch_threshold": speaker.STRETCH_THRESHOLD,
                "max_wer": voice_consent.MAX_WER, "models": _models_named(result.get("models"))}
     return {name: state == "passed" for name, state in verdict["checks"].items()}, figures
 

@@ -73,7 +73,8 @@ def voice_consent_payload(job: Job, ttl: int) -> dict[str, Any]:
     payload = media_payload(job, ttl)
     phrase = payload.pop(PHRASE_PARAM)
     payload.pop(SAMPLE_SHA256_PARAM, None)
-    payload.update(phrase_words=list(phrase["words"]), statement=str(phrase["statement"]))
+    payload.update(phrase_words=list(phrase["words"]), statement=str(phrase["statement"]),
+                   sample_max_s=int(settings.AUTEUR_VOICE_SAMPLE_MAX_SECONDS))
     return payload
 
 

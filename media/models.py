@@ -207,6 +207,9 @@ class Consent(models.Model):
     phrase_wer = models.FloatField()
     similarity = models.FloatField()
     threshold = models.FloatField()  # the speaker similarity a pass needed
+    # The least similar stretch (about 4 s) of either file to the other, and the least a pass needed.
+    stretch_similarity = models.FloatField(null=True, blank=True)
+    stretch_threshold = models.FloatField(null=True, blank=True)
     max_wer = models.FloatField()  # the word error rate a pass allowed
     models_used = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -147,7 +147,7 @@ def _verification() -> dict[str, Any]:
     # A check that ran and heard nothing like the phrase nor the speaker: the noop backend never
     # verifies anyone's consent.
     return {"phrase": {"challenge_wer": 1.0, "phrase_wer": 1.0, "transcript_words": 0},
-            "speaker": {"similarity": 0.0}}
+            "speaker": {"similarity": 0.0, "stretch_similarity": 0.0}}
 
 
 # The canned result of each kind of output, so a new job type needs nothing here.

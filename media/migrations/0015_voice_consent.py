@@ -53,6 +53,8 @@ class Migration(migrations.Migration):
                 ('phrase_wer', models.FloatField()),
                 ('similarity', models.FloatField()),
                 ('threshold', models.FloatField()),
+                ('stretch_similarity', models.FloatField(blank=True, null=True)),
+                ('stretch_threshold', models.FloatField(blank=True, null=True)),
                 ('max_wer', models.FloatField()),
                 ('models_used', models.JSONField(default=dict)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),

@@ -106,6 +106,8 @@ def consent_record_verification(*, job_id: uuid.UUID, user_id: uuid.UUID, member
             "checks": {name: "passed" if ok else "failed" for name, ok in checks.items()},
             "challenge_wer": figures["challenge_wer"], "phrase_wer": figures["phrase_wer"],
             "similarity": figures["similarity"], "threshold": figures["threshold"], "max_wer": figures["max_wer"],
+            "stretch_similarity": figures.get("stretch_similarity"),
+            "stretch_threshold": figures.get("stretch_threshold"),
             "models_used": figures.get("models") or {},
         },
     )

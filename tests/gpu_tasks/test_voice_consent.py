@@ -98,8 +98,8 @@ def test_passes_states_the_rule(
     challenge_wer: float, phrase_wer: float, similarity: float, phrase: str, voice: str
 ) -> None:
     figures = {"phrase": {"challenge_wer": challenge_wer, "phrase_wer": phrase_wer, "transcript_words": 20},
-               "speaker": {"similarity": similarity}}  # fmt: skip
-    verdict = passes(figures, 0.89)
+               "speaker": {"similarity": similarity, "stretch_similarity": similarity}}  # fmt: skip
+    verdict = passes(figures, 0.89, 0.8)
     assert verdict == {"passed": phrase == voice == "passed", "checks": {"phrase": phrase, "speaker": voice}}
 
 
@@ -119,7 +119,7 @@ def test_passes_states_the_rule(
 )
 def test_passes_refuses_figures_the_engine_does_not_produce(figures: dict[str, Any]) -> None:
     with pytest.raises(PermanentGpuError) as refused:
-        passes(figures, 0.89)
+        passes(figures, 0.89, 0.8)
     assert refused.value.code == "invalid_result"
 
 
@@ -176,8 +176,8 @@ def test_the_right_voice_reading_the_phrase_passes_both_checks(tmp_path: Path, r
     assert result["models"] == {"transcription": transcription.MODEL_NAME, "speaker": speaker.MODEL_NAME}
     # No word of the transcript leaves the engine: only numbers, and the models' names.
     assert all(isinstance(v, int | float) for part in ("phrase", "speaker") for v in result[part].values())
-    assert set(result["speaker"]) == {"similarity"}
-    assert passes(result, speaker.DEFAULT_THRESHOLD) == {
+    assert set(result["speaker"]) == {"similarity", "stretch_similarity"}
+    assert passes(result, speaker.DEFAULT_THRESHOLD, speaker.STRETCH_THRESHOLD) == {
         "passed": True, "checks": {"phrase": "passed", "speaker": "passed"},
     }, result  # fmt: skip
     assert progress and progress == sorted(progress)
@@ -187,7 +187,7 @@ def test_another_voice_reading_the_phrase_fails_the_speaker_check(
     tmp_path: Path, readings: dict[str, Path]
 ) -> None:
     result = verify(tmp_path, payload(readings["other_voice"], readings["sample"]))
-    verdict = passes(result, speaker.DEFAULT_THRESHOLD)
+    verdict = passes(result, speaker.DEFAULT_THRESHOLD, speaker.STRETCH_THRESHOLD)
     assert verdict == {"passed": False, "checks": {"phrase": "passed", "speaker": "failed"}}, result
 
 
@@ -195,7 +195,7 @@ def test_the_right_voice_reading_another_challenge_fails_the_phrase_check(
     tmp_path: Path, readings: dict[str, Path]
 ) -> None:
     result = verify(tmp_path, payload(readings["other_words"], readings["sample"]))
-    verdict = passes(result, speaker.DEFAULT_THRESHOLD)
+    verdict = passes(result, speaker.DEFAULT_THRESHOLD, speaker.STRETCH_THRESHOLD)
     assert verdict == {"passed": False, "checks": {"phrase": "failed", "speaker": "passed"}}, result
     assert result["phrase"]["challenge_wer"] >= 0.75
 
