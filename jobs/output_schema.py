@@ -129,9 +129,7 @@ OUTPUT_DATA: dict[str, dict[str, Any]] = {
          "checks": _object({name: {"enum": ["passed", "failed"]} for name in ("phrase", "speaker")},
                            description="`phrase`: the recording says the challenge's phrase. `speaker`: its "
                                        "speaker is the sample's."),
-         "consent_id": _described(_UUID, "The consent, named when a voice is made (POST /voices).")},
-        {"revoke_token": _described(_TEXT, "With a passed check: the token of the speaker's revocation link "
-                                           "(POST /consents/revoke), to hand to the speaker.")}),
+         "consent_id": _described(_UUID, "The consent, named when a voice is made (POST /voices).")}),
 }
 
 

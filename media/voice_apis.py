@@ -28,7 +28,9 @@ from media.selectors import media_get_for_user, voice_get, voice_list
 from media.services.consents import (
     consent_by_revoke_token,
     consent_challenge_create,
+    consent_get,
     consent_revoke,
+    consent_revoke_token,
     voice_consent_state,
 )
 from media.services.voices import voice_consent_attach, voice_create, voice_delete, voice_sample_url
@@ -214,9 +216,28 @@ class ConsentRevokeApi(ApiView):
         return Response(ConsentRevokedSerializer({"consent": consent, "jobs_canceled": canceled}).data)
 
 
+class ConsentRevokeLinkApi(ApiView):
+    """POST: the token of the link its speaker revokes one of the workspace's consents with (POST
+    /consents/revoke), to hand to the speaker. For members who may edit voices, as revoking is: the
+    token alone revokes."""
+
+    workspace_actions = {"POST": "voices.edit"}
+
+    class OutputSerializer(serializers.Serializer):
+        consent_id = serializers.UUIDField()
+        token = serializers.CharField(help_text="Sent as `{\"token\"}` to POST /consents/revoke, with no sign-in.")
+
+    @extend_schema(request=None, responses={200: OutputSerializer}, summary="Get a consent's revocation link",
+                   tags=["voices"])
+    @raises("consent_not_found")
+    def post(self, request: Request, consent_id: uuid.UUID) -> Response:
+        consent = consent_get(user=request_user(request), consent_id=consent_id)
+        return Response(self.OutputSerializer({"consent_id": consent.pk, "token": consent_revoke_token(consent)}).data)
+
+
 class ConsentRevokeByTokenApi(ApiView):
-    """POST: the speaker revokes their consent with the token of the link issued with it (a passed
-    voice-consent job's `output_data.revoke_token`, which the workspace hands to the speaker). No
+    """POST: the speaker revokes their consent with the token of the link issued with it (POST
+    /consents/{id}/revoke-link, which the workspace hands to the speaker). No
     sign-in: the token, signed by this server for that one consent, is the authority. The same
     effects as a member's revocation. 404 `consent_not_found` for a token not signed here or altered."""
 

@@ -6,6 +6,7 @@ from media.voice_apis import (
     ConsentChallengeApi,
     ConsentRevokeApi,
     ConsentRevokeByTokenApi,
+    ConsentRevokeLinkApi,
     VoiceConsentApi,
     VoiceDetailApi,
     VoiceListCreateApi,
@@ -18,4 +19,5 @@ urlpatterns = [
     path("voices/<uuid:voice_id>/consent", VoiceConsentApi.as_view(), name="voice-consent"),
     path("consents/revoke", ConsentRevokeByTokenApi.as_view(), name="consent-revoke-by-token"),
     path("consents/<uuid:consent_id>/revoke", ConsentRevokeApi.as_view(), name="consent-revoke"),
+    path("consents/<uuid:consent_id>/revoke-link", ConsentRevokeLinkApi.as_view(), name="consent-revoke-link"),
 ]

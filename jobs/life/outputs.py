@@ -30,7 +30,7 @@ from jobs.selectors.requests import job_voice_uses
 from jobs.specs import OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
-from media.services.consents import consent_record_verification, consent_revoke_token, voice_use_revoked
+from media.services.consents import consent_record_verification, consents_revoked_locked, voice_use_revoked
 from media.services.gpu_outputs import OutputRefused, check_staged, media_take_staged, staged_output
 from media.services.keys import quarantine_key
 from media.services.outputs import media_create_output, media_delete_job_outputs
@@ -70,11 +70,10 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
     if not inference_ended and not job_inference_ended(job=job):
         return None
     output_data = {k: v for k, v in result.items() if k != "outputs"}
-    revoked = [use.voice_id for use in job_voice_uses(job).values() if voice_use_revoked(use)]
+    uses = job_voice_uses(job)
+    revoked = [use.voice_id for use in uses.values() if voice_use_revoked(use)]
     if revoked:  # withdrawn while it ran: nothing it made is kept, and the failure refunds it
-        job_fail(job_id=job.pk, code="consent_revoked", detail=f"the consent of voice {revoked[0]} was revoked",
-                 retryable=False)
-        gpu_client.release_quietly(job.gpu_call_id)
+        _revoked_fail(job, revoked[0])
         return None
     outputs = result.get("outputs") or {}
     with contextlib.ExitStack() as landings:
@@ -108,9 +107,14 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
     # user's next start) is sent once it returns, as after a transaction's commit. A timeline swap
     # asks for its task on commit before the move is made, so it keeps the transaction.
     # A verification's consent is recorded with the completion: a completed verification always has one.
-    settled = transaction.atomic() if verification or swap_asked(job) or transaction.get_connection().in_atomic_block \
-        else contextlib.nullcontext()
+    # So is a job that speaks in a voice: its consents are read again under a share lock, which a
+    # revocation (holding them for update) waits for or has committed before.
+    settled = transaction.atomic() if verification or uses or swap_asked(job) \
+        or transaction.get_connection().in_atomic_block else contextlib.nullcontext()
     with settled:
+        if uses and (revoked_now := consents_revoked_locked(uses.values())):
+            _revoked_fail(job, revoked_now)  # (its stored outputs deleted with the failure)
+            return None
         if verification:
             output_data = _consent_recorded(job, output_data)
         job_timeline_swap_requested(job=job, output_data=output_data)
@@ -125,6 +129,12 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
             transaction.on_commit(lambda: queue_transcript_to_edl(job_pk), robust=True)
     _release_call(job)
     return job
+
+
+def _revoked_fail(job: Job, voice_id: str) -> None:
+    job_fail(job_id=job.pk, code="consent_revoked", detail=f"the consent of voice {voice_id} was revoked",
+             retryable=False)
+    gpu_client.release_quietly(job.gpu_call_id)
 
 
 def _release_call(job: Job) -> None:
@@ -145,8 +155,7 @@ def _consent_recorded(job: Job, figures: dict[str, Any]) -> dict[str, Any]:
         recording_media_id=params.get("recording_media_id"), sample_sha256=params.get(SAMPLE_SHA256_PARAM, ""),
         checks=checks, figures=kept,
     )
-    told = {"passed": consent.status == "verified", "checks": dict(consent.checks), "consent_id": str(consent.pk)}
-    return {**told, "revoke_token": consent_revoke_token(consent)} if told["passed"] else told
+    return {"passed": consent.status == "verified", "checks": dict(consent.checks), "consent_id": str(consent.pk)}
 
 
 @contextlib.contextmanager

@@ -15,12 +15,13 @@ from __future__ import annotations
 import datetime
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from auteur.core.quotas import quota_check, quota_lock
@@ -197,6 +198,29 @@ def voice_use_revoked(use: VoiceUse) -> bool:
     except ConsentRequired as refused:
         return refused.details.get("reason") == "revoked"
     return False
+
+
+def consents_revoked_locked(uses: Iterable[VoiceUse]) -> str | None:
+    """In the caller's transaction: the consents of `uses` read under a share lock (a revocation, which
+    holds them for update, waits for the caller's commit, or committed before this read), and the id
+    of a voice whose consent is revoked, if any."""
+    uses = list(uses)
+    ids = sorted({str(c) for use in uses for c in (use.consent_id, use.voice and use.voice.consent_id) if c})
+    if not ids:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id::text, status FROM consents WHERE id = ANY(%s::uuid[]) ORDER BY id FOR SHARE", [ids])
+        revoked = {pk for pk, state in cursor.fetchall() if state == ConsentStatus.REVOKED}
+    return next((use.voice_id for use in uses
+                 if {str(use.consent_id), str(use.voice and use.voice.consent_id)} & revoked), None)
+
+
+def consent_get(*, user: User, consent_id: uuid.UUID | str) -> Consent:
+    """One of the workspace's consents; 404 `consent_not_found` for another's or none."""
+    consent = Consent.objects.filter(pk=consent_id, user=user).first()
+    if consent is None:
+        raise ConsentNotFound("No such consent.")
+    return consent
 
 
 def consent_revoke_token(consent: Consent) -> str:

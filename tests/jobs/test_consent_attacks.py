@@ -48,14 +48,6 @@ VOICES = "/api/v1/voices"
 REVOKE = "/api/v1/consents/revoke"
 
 # Attacks that succeed today, performed; strict: each fails the run once its hole is closed, to be unmarked.
-OPEN_STORE_RACE = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "The store step reads the consent before it stores the outputs, outside the transaction "
-    "that completes the job (jobs/life/outputs.py _store)."
-))
-OPEN_VIEWER_REVOKES = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "A passed verification's output_data names the revoke token to whoever sees jobs (a viewer, a "
-    "jobs:read key), and the public link needs nothing else: revoking is voices.edit by the member API."
-))
 
 
 def charges(user: Any) -> int:
@@ -314,7 +306,6 @@ def test_a_voice_deleted_before_its_revocation_leaves_its_speech_refused(auth_cl
     assert not Job.objects.filter(type="lip-sync").exists() and charges(funded) == 0
 
 
-@OPEN_STORE_RACE
 @pytest.mark.django_db(transaction=True)
 def test_a_revocation_committed_while_a_running_job_stores_its_outputs_keeps_nothing(
     funded, gpu_backend, monkeypatch
@@ -605,13 +596,13 @@ def test_a_verifications_answers_events_and_logs_carry_no_figure_nor_transcript(
     job_id = _verification_job(funded)
     job = _finish_with(monkeypatch, job_id, _figures(challenge=0.0, phrase=0.125, similarity=0.9375))
     assert job.status == JobStatus.COMPLETED and job.output_data["passed"] is True
-    token = job.output_data["revoke_token"]
+    token = consent_revoke_token(Consent.objects.get(job_id=job_id))
     client = client_of(funded)
     shown = [client.get(f"{JOBS}/{job_id}").json(), client.get(f"{JOBS}/{job_id}/events").json(),
              client.get(f"{JOBS}?type=voice-consent").json(),
              [event.data for event in JobEvent.objects.filter(job_id=job_id)]]
     text = json.dumps(shown, default=str)
-    for figure in ("0.9375", "0.125", "similarity", "wer", "transcript"):
+    for figure in ("0.9375", "0.125", "similarity", "wer", "transcript", token):
         assert figure not in text, figure
     for record in caplog.records:
         assert token not in record.getMessage() and "0.9375" not in record.getMessage()
@@ -622,9 +613,8 @@ def test_a_verifications_answers_events_and_logs_carry_no_figure_nor_transcript(
 
 
 
-@OPEN_VIEWER_REVOKES
 @pytest.mark.django_db
-def test_a_viewer_who_may_not_edit_voices_cannot_revoke_a_consent_through_the_token(make_user):
+def test_a_viewer_who_may_not_edit_voices_cannot_revoke_a_consent_nor_get_its_link(make_user):
     from auteur.users.models import Membership, User
     from tests.factories import acting_in, team_workspace
 
@@ -634,17 +624,18 @@ def test_a_viewer_who_may_not_edit_voices_cannot_revoke_a_consent_through_the_to
     account = User.objects.get(pk=workspace.pk)
     voice = VoiceCloneFactory.create(user=account)
     consent = Consent.objects.get(pk=str(voice.consent_id))
-    job = Job.objects.create(user=account, project=ProjectFactory.create(user=account), type="voice-consent",
-                             credits_cost=1, status="completed", input_params={},
-                             output_data={"passed": True, "checks": consent.checks, "consent_id": str(consent.pk),
-                                          "revoke_token": consent_revoke_token(consent)})
     client = acting_in(viewer, workspace)
     assert client.post(f"/api/v1/consents/{consent.pk}/revoke").status_code == 403  # the member API: voices.edit
-    shown = client.get(f"{JOBS}/{job.pk}").json()
-    token = (shown.get("output_data") or {}).get("revoke_token")
-    if token is not None:
-        APIClient().post(REVOKE, {"token": token}, format="json")
-    assert Consent.objects.get(pk=consent.pk).status == "verified", "a viewer revoked it through the link"
+    assert client.post(f"/api/v1/consents/{consent.pk}/revoke-link").status_code == 403
+    assert Consent.objects.get(pk=consent.pk).status == "verified"
+    # Whoever may edit voices gets the link, and the link alone revokes.
+    link = acting_in(owner, workspace).post(f"/api/v1/consents/{consent.pk}/revoke-link")
+    assert link.status_code == 200 and link.json()["consent_id"] == str(consent.pk)
+    assert APIClient().post(REVOKE, {"token": link.json()["token"]}, format="json").status_code == 200
+    assert Consent.objects.get(pk=consent.pk).status == "revoked"
+    other = ConsentFactory.create(user=make_user())
+    assert acting_in(owner, workspace).post(f"/api/v1/consents/{other.pk}/revoke-link").status_code == 404
+
 
 # ----------------------------------------------------------------------------- the speaker checkpoint's reader
 

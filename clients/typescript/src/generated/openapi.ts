@@ -160,8 +160,8 @@ export interface paths {
         put?: never;
         /**
          * Revoke a consent with its link
-         * @description POST: the speaker revokes their consent with the token of the link issued with it (a passed
-         *     voice-consent job's `output_data.revoke_token`, which the workspace hands to the speaker). No
+         * @description POST: the speaker revokes their consent with the token of the link issued with it (POST
+         *     /consents/{id}/revoke-link, which the workspace hands to the speaker). No
          *     sign-in: the token, signed by this server for that one consent, is the authority. The same
          *     effects as a member's revocation. 404 `consent_not_found` for a token not signed here or altered.
          */
@@ -189,6 +189,28 @@ export interface paths {
          *     `consent_revoked`, refunded). Revoking one already revoked changes nothing.
          */
         post: operations["consents_revoke_create_2"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/consents/{consent_id}/revoke-link": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Get a consent's revocation link
+         * @description POST: the token of the link its speaker revokes one of the workspace's consents with (POST
+         *     /consents/revoke), to hand to the speaker. For members who may edit voices, as revoking is: the
+         *     token alone revokes.
+         */
+        post: operations["consents_revoke_link_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2743,6 +2765,12 @@ export interface components {
          *     field named) rather than getting a default it did not ask for.
          */
         ConsentRevokeByTokenRequest: {
+            token: string;
+        };
+        ConsentRevokeLinkOutput: {
+            /** Format: uuid */
+            consent_id: string;
+            /** @description Sent as `{"token"}` to POST /consents/revoke, with no sign-in. */
             token: string;
         };
         ConsentRevoked: {
@@ -6188,6 +6216,77 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ConsentRevoked"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `consent_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consents_revoke_link_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path: {
+                consent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentRevokeLinkOutput"];
                 };
             };
             /** @description Codes: `not_authenticated`, `invalid_token`. */

@@ -275,8 +275,6 @@ export interface components {
             consent_id: string;
             /** @description Whether every check passed: the consent is verified and can make a voice. */
             passed: boolean;
-            /** @description With a passed check: the token of the speaker's revocation link (POST /consents/revoke), to hand to the speaker. */
-            revoke_token?: string;
         };
     };
     responses: never;
