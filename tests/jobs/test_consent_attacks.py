@@ -678,7 +678,8 @@ def _rebuild_tensor_v2(*args: Any) -> Any:
 
 
 def _pickle_root(root: Any) -> bytes:
-    """`root` pickled as torch.save pickles it (torch is not installed: its one name is lent for the dump)."""
+    """`root` pickled as torch.save pickles it: its one name is lent for the dump (in place of torch's
+    own, when another test of this process imported torch), then what was there is put back."""
     import sys
     import types
 
@@ -686,15 +687,18 @@ def _pickle_root(root: Any) -> bytes:
     utils._rebuild_tensor_v2 = _rebuild_tensor_v2  # type: ignore[attr-defined]
     _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
     lent = {"torch": types.ModuleType("torch"), "torch._utils": utils}
-    assert not set(lent) & set(sys.modules)
+    before = {name: sys.modules.get(name) for name in lent}
     sys.modules.update(lent)
     try:
         out = io.BytesIO()
         _Persistent(out, protocol=2).dump(root)
         return out.getvalue()
     finally:
-        for name in lent:
-            del sys.modules[name]
+        for name, module in before.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
 
 
 def _read(tmp_path: Path, blob: bytes) -> Any:

@@ -88,7 +88,7 @@ def test_a_job_starts_when_the_first_slot_it_can_take_frees():
 
 def test_lanes_are_the_celery_queues_the_types_share():
     assert lane_of("render") == lane_of("compression") == "render"
-    assert lane_types("gpu_audio") == ["audio-generation", "transcription", "tts"]
+    assert lane_types("gpu_audio") == ["audio-generation", "transcription", "tts", "voice-consent"]
     assert lane_of("video-generation") == "gpu_generation"
 
 
