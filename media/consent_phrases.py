@@ -2,7 +2,7 @@
 
 A challenge is "<w1>, <w2>, ... <w8>. <STATEMENT>". The eight words are drawn with `secrets`
 from `CHALLENGE_WORDS`, so a recording made before the challenge was issued cannot match it: with
-the list's N words a challenge is one of N^8 (the 178 words give about 2^59.8). The words carry
+the list's N words a challenge is one of N^8 (the 227 words give about 2^62.6). The words carry
 that freshness; the statement says what is agreed to.
 
 The list (`data/consent_words_en.txt`) is not written by hand: bench/consent_phrases.py reads
