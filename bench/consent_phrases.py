@@ -191,7 +191,8 @@ def score(trials: list[dict[str, Any]], keep_percent: float) -> dict[str, Any]:
 
 def passed(figures: dict[str, Any]) -> bool:
     """The engine's own phrase rule (`voice_consent.passes`), the speaker check left out."""
-    verdict = voice_consent.passes({"phrase": figures, "speaker": {"similarity": 1.0}}, 0.0)
+    verdict = voice_consent.passes({"phrase": figures, "speaker": {"similarity": 1.0, "stretch_similarity": 1.0}},
+                                   0.0, 0.0)
     return bool(verdict["checks"]["phrase"] == "passed")
 
 
