@@ -720,6 +720,11 @@ def speaker_threshold_row(d: dict[str, Any]) -> str:
     out_frr = "; ".join(f"{c} {d['frr_by_channel'][c]['rate']:.0%}" for c in left_out)
     pairs = ", ".join(f"{p['a']}/{p['b']} {p['score']:.3f}" for p in d["top_impostor_pairs"][:5])
     met = use["far"]["rate"] <= d["target_far"] and use["frr"]["rate"] <= d["target_frr"]
+    stretch = ""
+    if "stretch" in d:  # (results from before the stretch check was measured have none)
+        st = d["stretch"]
+        stretch = (f"; stretch check at {st['threshold']:.2f} (each ~4 s stretch against the other file): false "
+                   f"rejects {pct(st['frr'])}, lowest {st['genuine']['min']:.3f}")
     return (f"| speaker verification, {d['model']}, {d['speakers']} eSpeak NG variants x {d['samples_per_speaker']} "
             f"samples x {d['readings_per_speaker']} readings x {len(d['channels'])} channels | at {use['threshold']:.2f}: "
             f"false accepts {pct(use['far'])}, false rejects {pct(use['frr'])} ({', '.join(d['rule_channels'])}); "
@@ -728,7 +733,7 @@ def speaker_threshold_row(d: dict[str, Any]) -> str:
             f"of the rule, refused (FRR at {use['threshold']:.2f}): {out_frr}; over every channel the rule would give "
             f"{d['rule_every_channel_result']['threshold']:.2f} with false accepts "
             f"{d['rule_every_channel_result']['far']['rate']:.1%}; highest impostor pairs {pairs}; one embedding p50 "
-            f"{d['embed_ms']['p50']} / p99 {d['embed_ms']['p99']} ms (1 thread) | - | - | FRR <= "
+            f"{d['embed_ms']['p50']} / p99 {d['embed_ms']['p99']} ms (1 thread){stretch} | - | - | FRR <= "
             f"{d['target_frr']:.0%} and FAR <= {d['target_far']:.0%}: {verdict(met)} |")
 
 

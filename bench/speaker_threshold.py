@@ -159,6 +159,7 @@ def main() -> None:
     refused: list[dict[str, str]] = []
     sample_emb: dict[str, np.ndarray] = {}  # name -> (2, 256)
     reading_emb: dict[str, dict[str, np.ndarray]] = {}  # name -> channel -> (2, 256)
+    stretches: dict[str, list[np.ndarray]] = {}  # label -> the embedding of each stretch of its speech
     with tempfile.TemporaryDirectory(prefix="speaker-bench-") as tmp:
         work = Path(tmp)
 
@@ -171,7 +172,7 @@ def main() -> None:
         def embed(samples: np.ndarray, label: str) -> np.ndarray:
             t = time.perf_counter()
             try:
-                emb = speaker.embed_samples(samples)
+                emb, stretches[label] = speaker.embed_stretches(samples)
             except PermanentGpuError as exc:  # too little speech found: the recording is refused
                 refused.append({"recording": label, "error": exc.code})
                 return np.full(256, np.nan, dtype=np.float32)
@@ -206,6 +207,21 @@ def main() -> None:
         for channel in CHANNELS
     }
     genuine = np.concatenate(list(genuine_by_channel.values()))
+    # The stretch check: each stretch of a same-voice sample and reading against the other file whole,
+    # the lowest of a pair being what the check compares (speaker.STRETCH_THRESHOLD).
+    stretch_by_channel: dict[str, np.ndarray] = {}
+    for channel in RULE_CHANNELS:
+        lowest = []
+        for n in names:
+            for i in range(len(SAMPLES)):
+                for j in range(len(READINGS)):
+                    sample_label, reading_label = f"{n} sample {i + 1}", f"{n} reading {j + 1} {channel}"
+                    if sample_label not in stretches or reading_label not in stretches:
+                        continue
+                    lowest.append(min([float(s @ reading_emb[n][channel][j]) for s in stretches[sample_label]]
+                                      + [float(s @ sample_emb[n][i]) for s in stretches[reading_label]]))
+        stretch_by_channel[channel] = np.array(lowest)
+    stretch_genuine = np.concatenate(list(stretch_by_channel.values()))
     impostor_pairs: list[tuple[float, str, str]] = []
     impostor_parts: list[np.ndarray] = []
     impostor_degraded_parts: list[np.ndarray] = []
@@ -264,6 +280,14 @@ def main() -> None:
         "frr_by_channel": {c: percent(int(np.sum(g < threshold)), g.size) for c, g in genuine_by_channel.items()},
         "genuine_by_channel": {c: {"min": round(float(g.min()), 4), "p5": round(float(np.percentile(g, 5)), 4),
                                    "mean": round(float(g.mean()), 4)} for c, g in genuine_by_channel.items()},
+        "stretch": {
+            "threshold": speaker.STRETCH_THRESHOLD,
+            "frr": percent(int(np.sum(stretch_genuine < speaker.STRETCH_THRESHOLD)), stretch_genuine.size),
+            "genuine": {"min": round(float(stretch_genuine.min()), 4),
+                        "p5": round(float(np.percentile(stretch_genuine, 5)), 4),
+                        "mean": round(float(stretch_genuine.mean()), 4)},
+            "by_channel": {c: round(float(v.min()), 4) for c, v in stretch_by_channel.items()},
+        },
         "refused_recordings": refused,
         "top_impostor_pairs": [{"a": a, "b": b, "score": round(s, 4)} for (a, b), s in top],
         "embed_ms": {"p50": round(statistics.median(embed_ms), 1),
@@ -303,6 +327,10 @@ def print_summary(r: dict[str, Any]) -> None:
     print("genuine scores by channel (min / p5 / mean): " + "; ".join(
         f"{c} {g['min']} / {g['p5']} / {g['mean']}" for c, g in r["genuine_by_channel"].items()))
     print(f"impostor scores p95 {i['p95']} / max {i['max']} / mean {i['mean']}")
+    st = r["stretch"]
+    print(f"stretch check at {st['threshold']:.2f} (each ~4 s stretch of a same-voice pair against the other file, "
+          f"{', '.join(r['rule_channels'])}): false rejects {pct(st['frr'])}; lowest {st['genuine']['min']}, "
+          f"p5 {st['genuine']['p5']}, mean {st['genuine']['mean']}")
     print(f"FRR per channel at {r['in_use']['threshold']:.2f}: " + "; ".join(
         f"{c} {pct(p)}" for c, p in r["frr_by_channel"].items()))
     print("highest impostor pairs: " + ", ".join(f"{p['a']}/{p['b']} {p['score']}" for p in r["top_impostor_pairs"]))
