@@ -50,9 +50,11 @@ from jobs import gpu_client
 from jobs.events.record import job_event_record
 from jobs.life.status import job_fail
 from jobs.models import Job, JobEventType, JobModeration, ModerationSource, ModerationState
+from jobs.selectors.requests import job_voice_uses
 from jobs.specs import JobType, OutputKind, job_spec
 from media.models import MediaFile, PendingObjectDeletion
 from media.probing.service import screening_frames
+from media.services.consents import consents_revoked_locked
 from media.services.deletion import PREFIX_MARK, media_delete_objects
 from media.services.keys import quarantine_folder
 from media.services.outputs import media_create_output
@@ -215,7 +217,8 @@ def moderation_confirm(*, job_id: uuid.UUID | str, staff_user: User) -> bool:
 def moderation_release(*, job_id: uuid.UUID | str, staff_user: User) -> list[str] | None:
     """Staff let the user have a withheld output, in one transaction: the job is charged its cost
     again through the staff correction (credit_adjust, idempotency key `moderation-release:<job>`,
-    which refuses a balance that cannot cover it: 402 insufficient_credits, nothing done), each
+    which refuses a balance that cannot cover it: 402 insufficient_credits, nothing done; speech in a
+    voice whose consent was revoked is refused, consent_revoked), each
     quarantined file becomes a media file of the job's project as any output does (probed, with
     its thumbnail), and an `output_released` event names them. The job stays failed: ended jobs
     stay ended. Returns the new media ids; None when it was released already (nothing done)."""
@@ -227,6 +230,12 @@ def moderation_release(*, job_id: uuid.UUID | str, staff_user: User) -> list[str
         if job.project_id is None:
             raise ApplicationError("The job's project was deleted: there is nowhere to release its output to.",
                                    code="project_deleted")
+        # What the store step would not keep, a release does not make: speech in a voice whose consent
+        # was revoked since (read under a share lock, as the store step reads it).
+        uses = job_voice_uses(job)
+        if uses and (revoked := consents_revoked_locked(uses.values())):
+            raise ApplicationError(f"The consent of voice {revoked} was revoked: nothing spoken in it is released.",
+                                   code="consent_revoked")
         charge = 0
         if job.credits_cost:
             credit_adjust(user=job.user, amount=-job.credits_cost, staff_user=staff_user,

@@ -297,3 +297,30 @@ def test_a_bomb_within_the_pixel_bound_is_decoded_only_within_the_sandbox_memory
     assert (job.status, job.error_code) == (JobStatus.FAILED, "invalid_result")
     assert ledger(job) == ["refund", "usage"] and credit_balance_get(user=funded) == balance
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists() and files(storage) == []
+
+
+def test_a_withheld_speech_in_a_voice_whose_consent_was_since_revoked_is_never_released(
+        auth_client, funded, project, storage, gpu_backend, settings, superuser_client):
+    """The store step keeps nothing spoken in a revoked voice; staff's release must not either."""
+    from auteur.users.models import User
+    from media.models import Consent
+    from media.services.consents import consent_revoke
+    from tests.factories import VoiceCloneFactory
+
+    gpu_backend("noop")
+    settings.AUTEUR_SCREENING_INJECT = "tts:output=1.0"
+    voice = VoiceCloneFactory.create(user=funded)
+    job = finish(running(auth_client, project, "tts", {"text": "Hello there.", "voice_id": str(voice.pk)}))
+    assert job.error_code == "output_moderated"
+    consent_revoke(consent_id=str(voice.consent_id), by="subject")
+    assert Consent.objects.get(pk=str(voice.consent_id)).status == "revoked"
+    balance = credit_balance_get(user=funded)
+    staff = User.objects.get(pk=superuser_client.session["_auth_user_id"])
+    with pytest.raises(ApplicationError) as refused:
+        moderation.moderation_release(job_id=job.pk, staff_user=staff)
+    assert refused.value.code == "consent_revoked"
+    assert JobModeration.objects.get(job_id=job.pk).state == "held"
+    assert credit_balance_get(user=funded) == balance
+    assert not CreditTransaction.objects.filter(idempotency_key=f"moderation-release:{job.pk}").exists()
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert not JobEvent.objects.filter(job_id=job.pk, type="output_released").exists()
