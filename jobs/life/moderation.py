@@ -56,8 +56,8 @@ from media.models import MediaFile, PendingObjectDeletion
 from media.probing.service import screening_frames
 from media.services.consents import consents_revoked_locked
 from media.services.deletion import PREFIX_MARK, media_delete_objects
-from media.services.keys import quarantine_folder
-from media.services.outputs import media_create_output
+from media.services.keys import media_prefix, quarantine_folder
+from media.services.outputs import media_create_output, output_media_id
 from media.storage import get_storage
 
 INJECT_KINDS = ("output",)
@@ -221,7 +221,20 @@ def moderation_release(*, job_id: uuid.UUID | str, staff_user: User) -> list[str
     voice whose consent was revoked is refused, consent_revoked), each
     quarantined file becomes a media file of the job's project as any output does (probed, with
     its thumbnail), and an `output_released` event names them. The job stays failed: ended jobs
-    stay ended. Returns the new media ids; None when it was released already (nothing done)."""
+    stay ended. Returns the new media ids; None when it was released already (nothing done).
+    A release refused or failed part way leaves no object behind: the rows roll back, and the
+    objects copied for them (each under its media's folder, an id derived from the job and the
+    name: no other row names one) are deleted."""
+    copied: list[str] = []
+    try:
+        return _release(job_id, staff_user, copied)
+    except BaseException:
+        if copied:
+            media_delete_objects(keys=[], prefixes=copied)
+        raise
+
+
+def _release(job_id: uuid.UUID | str, staff_user: User, copied: list[str]) -> list[str] | None:
     with transaction.atomic():
         hold = JobModeration.objects.select_for_update().select_related("job", "job__user").get(job_id=job_id)
         if hold.state == ModerationState.RELEASED:
@@ -242,6 +255,8 @@ def moderation_release(*, job_id: uuid.UUID | str, staff_user: User) -> list[str
                           reason=f"moderated output of job {job.pk} released by staff",
                           idempotency_key=f"moderation-release:{job.pk}")
             charge = job.credits_cost
+        copied += [media_prefix(project_id=job.project_id, media_id=output_media_id(
+            job_id=job.pk, name=_released_name(job, entry))) for entry in hold.quarantine]
         try:
             media_ids = [str(_released(job, job.project_id, entry).pk) for entry in hold.quarantine]
         except FileNotFoundError:  # the quarantine lapsed (and its charge above rolls back with this)
@@ -263,8 +278,13 @@ def _released(job: Job, project_id: uuid.UUID, entry: Mapping[str, str]) -> Medi
         shutil.copyfile(path, copy)
         return media_create_output(
             project_id=project_id, user_id=job.user_id, job_id=job.pk,
-            name=f"{job.type}-{str(job.pk)[:8]}-{entry['filename']}",
+            name=_released_name(job, entry),
             type=kind.value if kind.is_media else OutputKind.VIDEO.value, mime_type=entry["content_type"],
             local_path=copy,
             derived_from=job.input_params.get(spec.version_of) if spec.version_of else None,
         )
+
+
+def _released_name(job: Job, entry: Mapping[str, str]) -> str:
+    """A released output's name, as the store step names a kept one."""
+    return f"{job.type}-{str(job.pk)[:8]}-{entry['filename']}"

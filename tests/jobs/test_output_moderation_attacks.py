@@ -324,3 +324,24 @@ def test_a_withheld_speech_in_a_voice_whose_consent_was_since_revoked_is_never_r
     assert not CreditTransaction.objects.filter(idempotency_key=f"moderation-release:{job.pk}").exists()
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
     assert not JobEvent.objects.filter(job_id=job.pk, type="output_released").exists()
+
+
+def test_a_release_refused_halfway_leaves_no_object_behind(
+        auth_client, funded, project, storage, gpu_backend, settings, superuser_client):
+    """Two withheld images, the second's quarantine gone: the release is refused, and the first,
+    copied before the refusal, leaves no object in the project's storage."""
+    gpu_backend("noop")
+    settings.AUTEUR_SCREENING_INJECT = "image-generation:output=1.0"
+    job = running(auth_client, project, "image-generation", {"prompt": "a fox"})
+    images = {"image_1": picture((0, 200, 0)), "image_2": picture((0, 0, 200))}
+    job_result_store(job_id=job.pk, result=image_result(images), job=job)
+    hold = JobModeration.objects.get(job_id=job.pk)
+    assert [entry["name"] for entry in hold.quarantine] == ["image_1", "image_2"]
+    from media.storage import get_storage
+    get_storage().delete(hold.quarantine[1]["key"])
+    response = superuser_client.post(HOLDS, {"action": "release_selected", "_selected_action": [str(job.pk)]},
+                                     follow=True)
+    assert "quarantine lapsed" in response.content.decode()
+    assert JobModeration.objects.get(job_id=job.pk).state == "held"
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert not [p for p in (storage / "projects").rglob("*") if p.is_file()]
