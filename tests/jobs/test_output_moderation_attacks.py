@@ -345,3 +345,22 @@ def test_a_release_refused_halfway_leaves_no_object_behind(
     assert JobModeration.objects.get(job_id=job.pk).state == "held"
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
     assert not [p for p in (storage / "projects").rglob("*") if p.is_file()]
+
+
+def test_a_user_cannot_name_a_quarantine_key_as_a_jobs_input(
+        auth_client, funded, project, storage, gpu_backend, settings):
+    """The one storage key a request carries to a GPU call (a voice's sample) is the server's, never
+    the body's: a quarantined output named there is not read."""
+    gpu_backend("noop")
+    withheld = withheld_image(auth_client, project, settings)
+    key = JobModeration.objects.get(job_id=withheld.pk).quarantine[0]["key"]
+    answer = auth_client.post(f"{JOBS}/tts", {"project_id": str(project.pk), "text": "Hello there.",
+                                              "voice_sample_key": key}, format="json")
+    if answer.status_code == 202:
+        job = Job.objects.get(pk=answer.json()["job_id"])
+        assert "voice_sample_key" not in job.input_params
+        from jobs.payloads import media_payload
+        assert key not in str(media_payload(job, 60))
+    else:
+        assert answer.status_code == 400, answer.json()
+        assert not Job.objects.filter(type="tts").exists()
