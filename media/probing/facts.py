@@ -165,13 +165,38 @@ def voice_pcm(*, path: str, fd: int | None, max_ms: int, sample_rate: int, ffmpe
     return {"pcm": base64.b64encode(done.stdout).decode()}
 
 
+def _square_windows(frame: Any, side: int, crop: int, tiles: int) -> list[bytes]:
+    """Up to `tiles` square windows along a frame's long side (none for a square frame), as
+    `screen_frames` describes them."""
+    width, height = int(frame.width), int(frame.height)
+    if tiles < 2 or width <= 0 or height <= 0 or width == height:
+        return []
+    wide = width > height
+    long_side = min(round(side * max(width, height) / min(width, height)), side * tiles)
+    if long_side <= side:
+        return []
+    size = {"width": long_side, "height": side} if wide else {"width": side, "height": long_side}
+    rgb = frame.to_ndarray(**size, format="rgb24", interpolation="BILINEAR")
+    count = min(tiles, -(-long_side // side))
+    offset = (side - crop) // 2
+    windows = []
+    for i in range(count):
+        start = round(i * (long_side - side) / (count - 1)) if count > 1 else 0
+        square = rgb[:, start:start + side] if wide else rgb[start:start + side, :]
+        windows.append(square[offset:offset + crop, offset:offset + crop].tobytes())
+    return windows
+
+
 def screen_frames(*, path: str, fd: int | None, max_pixels: int, count: int, every_s: float, side: int = 256,
-                  crop: int = 224) -> dict[str, Any]:
+                  crop: int = 224, tiles: int = 1) -> dict[str, Any]:
     """Frames of a picture or a video for the image screener (gpu_tasks.screening.image), decoded in
     this confined child from the descriptor it was handed: the first frame, then one every
     `every_s` seconds, at most `count`; each resized to `side` x `side` (bilinear), its centre
-    `crop` x `crop` kept, as RGB bytes. A picture over `max_pixels` is refused before it is decoded,
-    as the probe refuses it. {"frames": [base64...]} or {"error": why}."""
+    `crop` x `crop` kept, as RGB bytes. A frame that is not square also gives up to `tiles` square
+    windows along its long side (resized so its short side is `side`, the long side at most `tiles`
+    times that), each cropped the same way: what lies near the edges of a wide picture is scored
+    too, undistorted. A picture over `max_pixels` is refused before it is decoded, as the probe
+    refuses it. {"frames": [base64...]} or {"error": why}."""
     import av
 
     if fd is None:
@@ -196,6 +221,8 @@ def screen_frames(*, path: str, fd: int | None, max_pixels: int, count: int, eve
                     continue
                 rgb = frame.to_ndarray(width=side, height=side, format="rgb24", interpolation="BILINEAR")
                 frames.append(base64.b64encode(rgb[offset:offset + crop, offset:offset + crop].tobytes()).decode())
+                frames.extend(base64.b64encode(window).decode()
+                              for window in _square_windows(frame, side, crop, tiles))
                 due = at + every_s
                 if len(frames) >= count:
                     break

@@ -167,22 +167,29 @@ def media_hash_backfill(*, byte_budget: int = HASH_BACKFILL_BYTES) -> int:
 
 
 SCREEN_FRAME_SIDE = 224
+# A picture that is not square is also scored in up to this many square windows along its long side
+# (a generated image is at most 6:1).
+SCREEN_TILES = 6
 
 
 def screening_frames(path: Path, *, count: int, every_s: float) -> list[bytes] | None:
     """Frames of a picture or video for the image screener: decoded in a confined child with the
-    probe's sandbox and limits (media.probing.facts.screen_frames), each 224 x 224 RGB bytes. None
-    when they cannot be decoded within those limits (a picture over AUTEUR_MEDIA_MAX_PIXELS too)."""
+    probe's sandbox and limits (media.probing.facts.screen_frames), each 224 x 224 RGB bytes: each
+    frame whole, then, when it is not square, up to SCREEN_TILES square windows along its long
+    side. None when they cannot be decoded within those limits (a picture over
+    AUTEUR_MEDIA_MAX_PIXELS too)."""
     limits = probe_limits()
     frame_chars = 4 * (SCREEN_FRAME_SIDE * SCREEN_FRAME_SIDE * 3) // 3 + 64
-    bounds = dataclasses.replace(limits.confined(), max_result_bytes=count * frame_chars + 64 * 1024)
+    most = count * (1 + SCREEN_TILES)
+    bounds = dataclasses.replace(limits.confined(), max_result_bytes=most * frame_chars + 64 * 1024)
     answer: Any = None
     try:
         answer = confined.call("media.probing.facts:screen_frames", limits=bounds, path=path,
-                               max_pixels=limits.max_pixels, count=count, every_s=every_s, crop=SCREEN_FRAME_SIDE)
+                               max_pixels=limits.max_pixels, count=count, every_s=every_s, crop=SCREEN_FRAME_SIDE,
+                               tiles=SCREEN_TILES)
         frames = [base64.b64decode(frame, validate=True) for frame in answer["frames"]]
     except (confined.BudgetSpent, confined.Refused, KeyError, TypeError, ValueError) as exc:
         why = answer.get("error") if isinstance(answer, dict) else exc
         logger.warning("screening frames not decoded (%s): %s", type(exc).__name__, str(why)[:300])
         return None
-    return frames[:count]
+    return frames[:most]

@@ -41,14 +41,40 @@ def test_scores_match_the_wheels_own_classifier(tmp_path, kind):
 
     path = picture(tmp_path / f"{kind}.png", kind)
     frames = screening_frames(path, count=1, every_s=1.0)
-    assert frames is not None and len(frames) == 1 and len(frames[0]) == image.FRAME_BYTES
-    (ours,) = image.nsfw_scores(frames)
+    # The whole picture first (squashed to a square, as the wheel scores it), then its square windows.
+    assert frames is not None and len(frames) == 3 and all(len(f) == image.FRAME_BYTES for f in frames)
+    ours, *windows = image.nsfw_scores(frames)
     theirs = NSFWClassifier(jpeg_reencode=False, providers=["CPUExecutionProvider"]).classify(str(path)).nsfw
-    assert 0.0 <= ours <= 1.0
+    assert 0.0 <= ours <= 1.0 and all(0.0 <= w <= 1.0 for w in windows)
     assert abs(ours - theirs) < 0.05, (ours, theirs)
     verdict = image.screen_frames(frames)
-    assert verdict.categories == (() if ours < image.NSFW_THRESHOLD else ("sexual",))
+    assert verdict.categories == (() if max(ours, *windows) < image.NSFW_THRESHOLD else ("sexual",))
     assert verdict.model_version.startswith("open_nsfw-onnx-")
+
+
+@pytest.mark.parametrize(("size", "windows"), [((1536, 256), 6), ((256, 768), 3), ((300, 256), 2), ((4000, 20), 6)])
+def test_a_picture_that_is_not_square_is_also_scored_in_square_windows_along_its_long_side(tmp_path, size, windows):
+    from PIL import Image
+
+    width, height = size
+    canvas = Image.new("RGB", size, (200, 0, 0))  # red, then its last sixth blue (the far edge)
+    edge = Image.new("RGB", (width // 6, height) if width > height else (width, height // 6), (0, 0, 200))
+    canvas.paste(edge, (width - edge.width, 0) if width > height else (0, height - edge.height))
+    path = tmp_path / "wide.png"
+    canvas.save(path)
+    frames = screening_frames(path, count=1, every_s=1.0)
+    assert frames is not None and len(frames) == 1 + windows
+    assert all(len(frame) == image.FRAME_BYTES for frame in frames)
+    first, last = (np.frombuffer(frames[i], dtype=np.uint8).reshape(224, 224, 3) for i in (1, -1))
+    assert first[..., 0].mean() > 150 and first[..., 2].mean() < 50, "the near end, undistorted: red"
+    if size != (300, 256):  # (a window of a slightly wide picture spans both colours)
+        assert last[..., 2].mean() > 50, "the far edge is in the last window"
+
+
+def test_a_square_picture_is_one_frame(tmp_path):
+    path = picture(tmp_path / "square.png", "gradient", size=(300, 300))
+    frames = screening_frames(path, count=1, every_s=1.0)
+    assert frames is not None and len(frames) == 1
 
 
 def test_a_picture_over_the_pixel_limit_is_not_decoded(tmp_path, settings):
