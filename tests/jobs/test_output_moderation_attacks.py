@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
-from django.utils import timezone
 from PIL import Image
 
 from auteur.core.errors import ApplicationError
@@ -35,6 +34,7 @@ from media.models import MediaFile
 from media.services.keys import quarantine_key
 from projects.models import Project
 from tests.factories import ProjectFactory
+from tests.jobs.test_output_moderation import finish, running
 
 pytestmark = pytest.mark.django_db
 
@@ -52,22 +52,6 @@ def storage(settings: Any, tmp_path: Path) -> Path:
     settings.MEDIA_ROOT = str(tmp_path / "storage")
     settings.AWS_STORAGE_BUCKET_NAME = ""
     return tmp_path / "storage"
-
-
-def running(client: Any, project: Any, job_type: str, body: dict[str, Any]) -> Job:
-    response = client.post(f"{JOBS}/{job_type}", {"project_id": str(project.pk), **body}, format="json")
-    assert response.status_code == 202, response.json()
-    job_id = response.json()["job_id"]
-    now = timezone.now()
-    Job.objects.filter(pk=job_id).update(status=JobStatus.PROCESSING, started_at=now, inference_started_at=now,
-                                         gpu_call_id=gpu_client.spawn(job_type, body))
-    return Job.objects.get(pk=job_id)
-
-
-def finish(job: Job) -> Job:
-    STEP_TASKS[job_spec(job.type).family, Step.FINISH].apply(args=(str(job.pk),))
-    job.refresh_from_db()
-    return job
 
 
 def failed(job: Job, exc: Exception) -> None:
