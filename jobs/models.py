@@ -512,3 +512,42 @@ class JobModeration(models.Model):
 
     def __str__(self) -> str:
         return f"output of job {self.job_id} {self.state} ({', '.join(self.categories)})"
+
+
+class HoldReason(models.TextChoices):
+    """Why an account's generative requests are held for staff review (jobs.intake.standing)."""
+
+    REFUSALS = "refusals"  # too many content policy refusals in a day or a month
+    ZERO_TOLERANCE = "zero_tolerance"  # one refusal in a category that is never a mistake (sexual_minors)
+    OUTPUTS = "outputs"  # outputs that staff confirmed the output screener was right to withhold
+
+
+class AccountStanding(models.Model):
+    """An account's review hold: while `held_since` is set, its generative requests are refused
+    (403 `account_under_review`) until staff lift the hold. A row exists once the account has
+    been refused once; no row, or `held_since` null, is good standing. Counting restarts at
+    `lifted_at`: what was refused before a lift never counts towards the next hold."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="+")
+    held_since = models.DateTimeField(null=True, blank=True)
+    held_reason = models.CharField(max_length=16, choices=HoldReason.choices, blank=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                  related_name="+")
+
+    class Meta:
+        db_table = "account_standings"
+        constraints = [
+            # A hold always says why; a lifted or never-held account has no reason.
+            models.CheckConstraint(
+                condition=(models.Q(held_since__isnull=True, held_reason="")
+                           | (models.Q(held_since__isnull=False) & ~models.Q(held_reason=""))),
+                name="account_standings_reason_with_hold",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.held_since is None:
+            return "in good standing"
+        return f"held since {self.held_since:%Y-%m-%d %H:%M} ({self.held_reason})"
