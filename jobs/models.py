@@ -477,6 +477,31 @@ class ScreeningRefusal(models.Model):
         return f"{self.type} refused ({', '.join(sorted({c for f in self.flagged for c in f['categories']}))})"
 
 
+class MediaVerdict(models.Model):
+    """The image screener's verdict on the pictures of an input file (jobs.intake.media_screening),
+    kept per owner, content and screener: a file is decoded and scored once, whichever job, quote,
+    batch or retry names it next. Holds no content: the file's SHA-256, the categories refused and
+    the highest score. `screener` names the model and how frames were sampled; another screener
+    decides again."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    content_sha256 = models.CharField(max_length=64)
+    screener = models.CharField(max_length=64)
+    categories = models.JSONField(default=list)  # [] when it passed
+    top_score = models.FloatField()
+    frames = models.PositiveSmallIntegerField()  # the pictures scored (frames and their windows)
+
+    class Meta:
+        db_table = "media_verdicts"
+        constraints = [models.UniqueConstraint(fields=["user", "content_sha256", "screener"],
+                                               name="media_verdicts_once")]
+
+    def __str__(self) -> str:
+        return f"{self.content_sha256[:12]}: {', '.join(self.categories) or 'passed'}"
+
+
 class ModerationSource(models.TextChoices):
     EMBEDDED = "embedded"  # this worker's own screener decided
     INJECTED = "injected"  # the test seam AUTEUR_SCREENING_INJECT forced it (never in production)
