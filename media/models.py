@@ -148,10 +148,14 @@ class PendingObjectDeletion(models.Model):
 
 class ConsentKind(models.TextChoices):
     VOICE = "voice"  # a speaker agrees to have their voice cloned
+    LIKENESS = "likeness"  # a person agrees to have their face used (lip sync, performance cloning, gaze)
 
 
 class ConsentStatus(models.TextChoices):
     VERIFIED = "verified"  # every check passed: usable
+    # An owner or admin attested that they hold the person's consent (a likeness, under the workspace's
+    # `attested` policy only): usable while the policy stays `attested`.
+    ATTESTED = "attested"
     FAILED = "failed"  # a check failed: never usable
     REVOKED = "revoked"  # withdrawn by its speaker, the workspace or staff: never usable again
 
@@ -190,27 +194,35 @@ class ConsentChallenge(models.Model):
 
 class Consent(models.Model):
     """The outcome of one verified consent recording, with every figure its checks measured (for
-    staff; the owner is told only which checks passed). A voice consent binds the clone sample it
-    was checked against by its SHA-256: only a voice made from that sample may use it."""
+    staff; the owner is told only which checks passed), or an attestation (`ConsentAttestation`). A
+    voice consent binds the clone sample it was checked against by its SHA-256: only a voice made
+    from that sample may use it. A likeness consent covers the files its subjects name by their
+    SHA-256 (`ConsentSubject`): only those files' faces may be used under it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     member_id = models.UUIDField(null=True, blank=True)
     kind = models.CharField(max_length=16, choices=ConsentKind.choices)
     status = models.CharField(max_length=16, choices=ConsentStatus.choices)
-    challenge_id = models.UUIDField(unique=True)
-    job_id = models.UUIDField(unique=True)  # the verification job
+    # The challenge read and the verification job (none for an attestation).
+    challenge_id = models.UUIDField(unique=True, null=True, blank=True)
+    job_id = models.UUIDField(unique=True, null=True, blank=True)
     recording_media_id = models.UUIDField(null=True, blank=True)
-    sample_sha256 = models.CharField(max_length=64)
-    checks = models.JSONField()  # {"phrase": "passed"|"failed", "speaker": "passed"|"failed"}
-    challenge_wer = models.FloatField()
-    phrase_wer = models.FloatField()
-    similarity = models.FloatField()
-    threshold = models.FloatField()  # the speaker similarity a pass needed
+    sample_sha256 = models.CharField(max_length=64, blank=True, default="")  # a voice's sample
+    # {"phrase": ..., "speaker": ...} of a voice, {"phrase": ..., "face": ...} of a likeness, each
+    # "passed" or "failed"; {} for an attestation, which checks nothing. The figures below are None
+    # for an attestation, and the similarity for a likeness whose recording or subject shows no face.
+    checks = models.JSONField()
+    challenge_wer = models.FloatField(null=True, blank=True)
+    phrase_wer = models.FloatField(null=True, blank=True)
+    similarity = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)  # the speaker's (or face's) similarity a pass needed
     # The least similar stretch (about 4 s) of either file to the other, and the least a pass needed.
     stretch_similarity = models.FloatField(null=True, blank=True)
     stretch_threshold = models.FloatField(null=True, blank=True)
-    max_wer = models.FloatField()  # the word error rate a pass allowed
+    max_wer = models.FloatField(null=True, blank=True)  # the word error rate a pass allowed
+    # A likeness verification's face counts: {"recording_faces": n, "subject_faces": n}.
+    faces = models.JSONField(null=True, blank=True)
     models_used = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -220,13 +232,68 @@ class Consent(models.Model):
     class Meta:
         db_table = "consents"
         ordering = ("-created_at",)
-        constraints = [models.CheckConstraint(
-            condition=models.Q(status="revoked", revoked_at__isnull=False) | (
-                ~models.Q(status="revoked") & models.Q(revoked_at__isnull=True)),
-            name="consent_revoked_when_revoked_at")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status="revoked", revoked_at__isnull=False) | (
+                    ~models.Q(status="revoked") & models.Q(revoked_at__isnull=True)),
+                name="consent_revoked_when_revoked_at"),
+            # A verification names its challenge and job; only a likeness may be attested (without them).
+            models.CheckConstraint(
+                condition=models.Q(challenge_id__isnull=False, job_id__isnull=False)
+                | models.Q(kind="likeness", challenge_id__isnull=True, job_id__isnull=True),
+                name="consent_verified_by_a_job_or_attested"),
+            models.CheckConstraint(condition=~models.Q(status="attested") | models.Q(kind="likeness"),
+                                   name="consent_attested_is_a_likeness"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} consent {self.pk} ({self.status})"
+
+
+class ConsentSubject(models.Model):
+    """A file whose face a likeness consent covers, by the SHA-256 of its bytes (a copy of the file
+    is covered too; a version of it, re-encoded, is not). `similarity`: the verification's face
+    match of the file to the recording (None for an attested one: nothing was compared)."""
+
+    id = models.BigAutoField(primary_key=True)
+    consent = models.ForeignKey(Consent, on_delete=models.CASCADE, related_name="subjects")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    content_sha256 = models.CharField(max_length=64)
+    media_id = models.UUIDField(null=True, blank=True)  # the file it was made for (it may be deleted since)
+    similarity = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "consent_subjects"
+        # The check at submission: a workspace's consents covering one file's bytes.
+        indexes = [models.Index(fields=["user", "content_sha256"], name="consent_subjects_by_content")]
+        constraints = [
+            models.UniqueConstraint(fields=["consent", "content_sha256"], name="consent_subject_once"),
+            models.CheckConstraint(condition=models.Q(content_sha256__regex=r"^[0-9a-f]{64}$"),
+                                   name="consent_subject_is_a_sha256"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content_sha256[:12]} of consent {self.consent_id}"
+
+
+class ConsentAttestation(models.Model):
+    """Who attested a likeness consent, when, and what consent they say they hold (shown with the
+    consent to its workspace and to staff)."""
+
+    consent = models.OneToOneField(Consent, on_delete=models.CASCADE, primary_key=True, related_name="attestation")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    attested_by = models.UUIDField()  # the person (an owner or admin of the workspace)
+    person_name = models.CharField(max_length=200)  # whose face
+    consent_obtained_at = models.DateTimeField()
+    evidence = models.TextField()  # what they hold: a signed release, its reference, where it is kept
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "consent_attestations"
+
+    def __str__(self) -> str:
+        return f"attestation of consent {self.consent_id}"
 
 
 class VoiceClone(models.Model):

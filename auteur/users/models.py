@@ -92,6 +92,16 @@ class User(AbstractBaseUser, PermissionsMixin):
 WORKSPACE_NAME_MAX_LENGTH = 100
 
 
+class LikenessPolicy(models.TextChoices):
+    """What may stand for a person's consent to the use of their face in a workspace's jobs (lip
+    sync, performance cloning, gaze redirection): `verified`, only a consent video the server checked
+    (the person reads an issued phrase on camera, and their face matches the media's); `attested`,
+    also an owner's or admin's written attestation that they hold the person's consent."""
+
+    VERIFIED = "verified"
+    ATTESTED = "attested"
+
+
 class Workspace(models.Model):
     """Who owns work and pays for it: a team, or one person's own.
 
@@ -108,12 +118,23 @@ class Workspace(models.Model):
     name = models.CharField(max_length=WORKSPACE_NAME_MAX_LENGTH)
     personal = models.BooleanField(default=False)
     created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Set by an owner (auteur/users/roles.py `workspace.likeness_policy`). A default in the database
+    # too: the trigger that makes an account's personal workspace names no policy.
+    likeness_policy = models.CharField(max_length=16, choices=LikenessPolicy.choices,
+                                       default=LikenessPolicy.VERIFIED, db_default=LikenessPolicy.VERIFIED)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "workspaces"
         ordering = ("created_at",)
+        constraints = [
+            # One person's own workspace has nobody to attest for them: only verified consents there.
+            models.CheckConstraint(condition=models.Q(personal=False) | models.Q(likeness_policy="verified"),
+                                   name="workspace_personal_likeness_verified"),
+            models.CheckConstraint(condition=models.Q(likeness_policy__in=["verified", "attested"]),
+                                   name="workspace_likeness_policy_known"),
+        ]
 
     def __str__(self) -> str:
         return self.name
