@@ -37,6 +37,7 @@ class JobType(StrEnum):
     COMPRESSION = "compression"
     IMAGE_GENERATION = "image-generation"
     VOICE_CONSENT = "voice-consent"
+    LIKENESS_CONSENT = "likeness-consent"
 
 
 class GpuClass(StrEnum):
@@ -201,6 +202,9 @@ _T, _G, _O, _D = JobType, GpuClass, OutputKind, Determinism
 _UP_FROM_24GB = (GpuClass.L40S, GpuClass.A100_80GB)
 # Performance cloning and gaze redirection run the same LivePortrait networks.
 _LIVEPORTRAIT = Weights("liveportrait", "liveportrait/base_models/spade_generator.pth")
+# The face embedding of a likeness consent (gpu_tasks/engines/face_embed.py); its face detector,
+# RetinaFace, is lip sync's file and is checked by the engine itself.
+_SFACE = Weights("sface", "face_recognition_sface_2021dec.onnx")
 JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
     s.job_type: s
     for s in (
@@ -248,6 +252,12 @@ JOB_TYPES: Mapping[JobType, JobTypeSpec] = MappingProxyType({
         _spec(_T.VOICE_CONSENT, _G.CPU, 300, _O.VERIFICATION,
               "Whisper tiny.en (faster-whisper) + Resemblyzer GE2E speaker encoder",
               local="voice_consent:run_local", determinism=_D.NONE),
+        # A likeness consent's check runs there too: the phrase as voice-consent's, then RetinaFace
+        # and SFace (an ONNX network of 37 MB, onnxruntime) on at most 16 frames of each input,
+        # seconds on a CPU. Their weights are the worker's, under its AUTEUR_MODELS_DIR.
+        _spec(_T.LIKENESS_CONSENT, _G.CPU, 300, _O.VERIFICATION,
+              "Whisper tiny.en (faster-whisper) + RetinaFace MobileNet-0.25 + SFace 2021dec (opencv_zoo)",
+              local="likeness_consent:run_local", determinism=_D.NONE, weights=_SFACE),
     )
 })  # fmt: skip
 CPU_JOB_TYPES = frozenset(t for t, s in JOB_TYPES.items() if not s.is_gpu)

@@ -3,7 +3,7 @@
 - `local`: CPU engines in a detached runner process per call (`local.LocalBackend`);
 - `modal`: the deployed Modal app (`modal_backend.ModalBackend`); render and compression, which
   run on CPU, stay on the worker (`local`) unless `cpu_types_on_modal` is set; a CPU type that the
-  Modal app does not run (the voice-consent check) stays on the worker whatever is set;
+  Modal app does not run (the voice- and likeness-consent checks) stays on the worker whatever is set;
 - `noop`: instant canned results, for benchmarks only (`noop.NoopBackend`);
 - any of them wrapped in `faults.FaultInjectingBackend` when a fault spec is given.
 """

@@ -144,10 +144,9 @@ def _answer() -> dict[str, Any]:
 
 
 def _verification() -> dict[str, Any]:
-    # A check that ran and heard nothing like the phrase nor the speaker: the noop backend never
-    # verifies anyone's consent.
-    return {"phrase": {"challenge_wer": 1.0, "phrase_wer": 1.0, "transcript_words": 0},
-            "speaker": {"similarity": 0.0, "stretch_similarity": 0.0}}
+    # A check that ran and heard nothing like the phrase (each type adds its other check's figures,
+    # as unlike as they come): the noop backend never verifies anyone's consent.
+    return {"phrase": {"challenge_wer": 1.0, "phrase_wer": 1.0, "transcript_words": 0}}
 
 
 # The canned result of each kind of output, so a new job type needs nothing here.
@@ -178,7 +177,10 @@ _ENGINE_FIELDS: Mapping[JobType, Mapping[str, Any]] = {
     JobType.COMPRESSION: {"preset": "480p", "input_size_bytes": len(base64.b64decode(_MP4_B64)),
                           "output_size_bytes": len(base64.b64decode(_MP4_B64))},
     JobType.IMAGE_GENERATION: {"num_images": 1, "guidance": 0.0, "notes": [], **_GENERATED},
-    JobType.VOICE_CONSENT: {"models": {"transcription": "noop", "speaker": "noop"}},
+    JobType.VOICE_CONSENT: {"speaker": {"similarity": 0.0, "stretch_similarity": 0.0},
+                            "models": {"transcription": "noop", "speaker": "noop"}},
+    JobType.LIKENESS_CONSENT: {"face": {"similarity": None, "recording_faces": 0, "subject_faces": 0},
+                               "models": {"transcription": "noop", "face_detector": "noop", "face_embedding": "noop"}},
 }
 
 

@@ -81,7 +81,7 @@ def test_every_job_type_has_a_spec_matching_the_seed() -> None:
     assert (video.gpu, video.time_limit_s, video.max_concurrency) == (GpuClass.A100_80GB, 1800, 10)
     assert get_spec("gaze-redirection").max_concurrency == 50
     assert get_spec("tts").max_concurrency == 100
-    assert {t.value for t in CPU_JOB_TYPES} == {"render", "compression", "voice-consent"}
+    assert {t.value for t in CPU_JOB_TYPES} == {"render", "compression", "voice-consent", "likeness-consent"}
     for spec in JOB_TYPES.values():
         assert spec.time_limit_s > 0
         assert spec.modal_function.isidentifier()
@@ -105,11 +105,11 @@ def test_implemented_types_resolve_to_engines_and_the_rest_are_unavailable() -> 
     # A model engine runs locally where its weights are (gpu_tasks/types.py names the folder);
     # the rest run a model shipped in a package, or ffmpeg.
     model_engines = {"image-generation", "audio-generation", "video-query", "video-generation", "lip-sync",
-                     "performance-cloning", "gaze-redirection"}
+                     "performance-cloning", "gaze-redirection", "likeness-consent"}
     assert {t.value for t, s in JOB_TYPES.items() if s.local} == {"transcription", "tts", "render", "compression",
                                                                   "voice-consent", *model_engines}
-    # The one type the Modal app does not run: the consent check stays on the worker (gpu_tasks/backends).
-    assert {t.value for t, s in JOB_TYPES.items() if not s.modal} == {"voice-consent"}
+    # The types the Modal app does not run: the consent checks stay on the worker (gpu_tasks/backends).
+    assert {t.value for t, s in JOB_TYPES.items() if not s.modal} == {"voice-consent", "likeness-consent"}
     assert {t.value for t, s in JOB_TYPES.items() if s.weights is not None} == model_engines
 
 
