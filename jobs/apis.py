@@ -203,7 +203,7 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
         raises("challenge_not_found", "challenge_expired", "challenge_used")(Api)
     if spec.recordings:
         raises("recording_required")(Api)
-    if any(isinstance(f, VoiceRef) for f in spec.references.values()) or spec.voice_of:
+    if any(isinstance(f, VoiceRef) for f in spec.references.values()) or spec.voice_of or spec.likeness_of:
         raises("consent_required")(Api)
     if spec.media_limits:
         raises("input_limit_exceeded")(Api)

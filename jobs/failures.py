@@ -34,8 +34,8 @@ FAILURE_MESSAGES: Mapping[str, str] = MappingProxyType({
     "canceled": "The job's inference was canceled.",
     "invalid_result": "The inference returned a result that could not be accepted; it has been logged for our team.",
     "face_not_found": "Too few frames of the video show a face: at least half of those to change must show one.",
-    "consent_revoked": ("The consent of the voice the job uses was revoked while it ran: nothing it made is kept, "
-                        "and it was refunded."),
+    "consent_revoked": ("The consent of the voice or face the job uses was revoked while it ran: nothing it made is "
+                        "kept, and it was refunded."),
     "output_moderated": "The result was withheld by content moderation; you were not charged.",
     # The jobs app's own (jobs/life/deliveries.py).
     "crash_loop": "Processing the job stopped the machine running it every time, so it was not tried again.",

@@ -193,8 +193,24 @@ def voice_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], d
     return {name: state == "passed" for name, state in verdict["checks"].items()}, figures
 
 
+def likeness_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], dict[str, Any]]:
+    """A likeness-consent call's figures judged here, by this worker's own bound on the face match (a GPU
+    result is input): ({check: passed}, the figures with the bounds they were held to)."""
+    from gpu_tasks.engines import face_embed, likeness_consent  # (the threshold beside the embedding it is for)
+
+    threshold = face_embed.DEFAULT_THRESHOLD
+    verdict = likeness_consent.passes(result, threshold)
+    phrase, face = result["phrase"], result["face"]
+    similarity = face.get("similarity")
+    figures = {"challenge_wer": float(phrase["challenge_wer"]), "phrase_wer": float(phrase["phrase_wer"]),
+               "similarity": None if similarity is None else float(similarity), "threshold": threshold,
+               "max_wer": voice_consent.MAX_WER, "models": _models_named(result.get("models")),
+               "faces": {"recording_faces": int(face["recording_faces"]), "subject_faces": int(face["subject_faces"])}}
+    return {name: state == "passed" for name, state in verdict["checks"].items()}, figures
+
+
 # The models a verification names (kept with its consent, for staff): these keys, short names.
-_VERIFICATION_MODELS = ("transcription", "speaker")
+_VERIFICATION_MODELS = ("transcription", "speaker", "face_detector", "face_embedding")
 _MODEL_NAME_CHARS = 200
 
 

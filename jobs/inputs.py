@@ -447,6 +447,23 @@ class VoiceConsentInput(JobInput):
     sample_media_id = MediaRef(kinds=(MediaType.AUDIO,), help_text="The audio file the voice is to be made from.")
 
 
+class LikenessConsentInput(JobInput):
+    """Verify a person's consent to the use of their face: `recording_media_id` is a video of the
+    person reading the phrase of `challenge_id` on camera (POST /likeness/consent-challenges),
+    `subject_media_id` the video or image whose face is to be used. The recording must say the phrase
+    and show the face found in the subject; the job's output_data says which checks passed and names
+    the consent, which then covers the subject's bytes: lip sync, performance cloning and gaze
+    redirection of that file are accepted. Each challenge is read by one job (404
+    `challenge_not_found`, 409 `challenge_used`, 410 `challenge_expired`, nothing charged). Priced per
+    verification, charged whether the checks pass or not; never retried, batched or served from the cache."""
+
+    challenge_id = serializers.UUIDField()
+    recording_media_id = MediaRef(kinds=(MediaType.VIDEO,), help_text="The person reading the challenge's phrase "
+                                                                     "on camera.")
+    subject_media_id = MediaRef(kinds=(MediaType.VIDEO, MediaType.IMAGE),
+                                help_text="The video or image whose face the consent is to cover.")
+
+
 class VideoGenerationInput(JobInput):
     """Video from a text prompt (Pro plan): an MP4 at 16 fps lasting exactly `duration_sec`."""
 

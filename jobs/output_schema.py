@@ -130,6 +130,13 @@ OUTPUT_DATA: dict[str, dict[str, Any]] = {
                            description="`phrase`: the recording says the challenge's phrase. `speaker`: its "
                                        "speaker is the sample's."),
          "consent_id": _described(_UUID, "The consent, named when a voice is made (POST /voices).")}),
+    JobType.LIKENESS_CONSENT: _object(
+        {"passed": _described(_BOOL, "Whether every check passed: the consent is verified and covers the subject "
+                                     "file's face."),
+         "checks": _object({name: {"enum": ["passed", "failed"]} for name in ("phrase", "face")},
+                           description="`phrase`: the recording says the challenge's phrase. `face`: the face on "
+                                       "camera is the subject's."),
+         "consent_id": _described(_UUID, "The consent (GET /consents/{id}).")}),
 }
 
 

@@ -78,6 +78,21 @@ def voice_consent_payload(job: Job, ttl: int) -> dict[str, Any]:
     return payload
 
 
+# Where a job that uses a face keeps the id of the likeness consent it was accepted under
+# (JobSpec.likeness_of): a revocation of that consent finds it.
+LIKENESS_PARAM = "_likeness_consent_id"
+
+
+def likeness_consent_payload(job: Job, ttl: int) -> dict[str, Any]:
+    """The recording and subject as refs, with the claimed challenge's words and statement, which the
+    recording must say (gpu_tasks.engines.likeness_consent's payload)."""
+    payload = media_payload(job, ttl)
+    phrase = payload.pop(PHRASE_PARAM)
+    payload.pop(SAMPLE_SHA256_PARAM, None)
+    payload.update(phrase_words=list(phrase["words"]), statement=str(phrase["statement"]))
+    return payload
+
+
 # Where a request's input_params keep the transcript taken when it was resolved (JobSpec.transcript_of).
 TRANSCRIPT_PARAM = "_transcript"
 

@@ -75,6 +75,11 @@ class JobSpec:
     # Input files that must be recordings the user uploaded, not files a job made (or versions of
     # one): a consent is a person's own speech, never this server's synthesis.
     recordings: tuple[str, ...] = ()
+    # The kind of consent challenge `claims_challenge` names (a voice's statement is no consent to a face's use).
+    challenge_kind: str = "voice"
+    # Input files whose face the job makes say or do something (lip sync, performance cloning, gaze): a
+    # likeness consent of the workspace must cover each (media.services.likeness), or 403 `consent_required`.
+    likeness_of: tuple[str, ...] = ()
 
     @property
     def engine(self) -> JobTypeSpec:
@@ -147,15 +152,18 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         JobSpec(
             _T.LIP_SYNC, "Re-time a face's lips to new audio", _F.VISION, _I.LipSyncInput,
             PriceRule(15, "minute of video", MediaDuration("video_media_id"), MINUTE_MS),
-            voice_of=("audio_media_id",),
+            voice_of=("audio_media_id",), likeness_of=("video_media_id",),
         ),
         JobSpec(
             _T.PERFORMANCE_CLONING, "Animate a face from a driving video", _F.VISION, _I.PerformanceCloningInput,
             PriceRule(20, "minute of video", MediaDuration("driving_video_media_id"), MINUTE_MS),
+            # The face that is animated is the source image's; the driving video's performer is not shown.
+            likeness_of=("source_image_media_id",),
         ),
         JobSpec(
             _T.GAZE_REDIRECTION, "Redirect eye gaze to the camera", _F.VISION, _I.GazeRedirectionInput,
             PriceRule(10, "minute of video", MediaDuration("video_media_id"), MINUTE_MS),
+            likeness_of=("video_media_id",),
         ),
         JobSpec(
             _T.VIDEO_QUERY, "Answer a question about a video", _F.VISION, _I.VideoQueryInput,
@@ -185,6 +193,12 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
             _T.VOICE_CONSENT, "Verify a speaker's recorded consent to a voice clone", _F.AUDIO, _I.VoiceConsentInput,
             PriceRule(1, "verification"), payload=payloads.voice_consent_payload, claims_challenge="challenge_id",
             consent_sample="sample_media_id", recordings=("recording_media_id", "sample_media_id"),
+        ),
+        JobSpec(
+            _T.LIKENESS_CONSENT, "Verify a person's recorded consent to the use of their face", _F.VISION,
+            _I.LikenessConsentInput, PriceRule(1, "verification"), payload=payloads.likeness_consent_payload,
+            claims_challenge="challenge_id", challenge_kind="likeness", consent_sample="subject_media_id",
+            recordings=("recording_media_id",),
         ),
     )
 })

@@ -1,4 +1,5 @@
-"""The phrase a speaker reads to consent to a voice clone: eight fresh words, then a fixed statement.
+"""The phrase a person reads to consent to a voice clone (or to their face's use): eight fresh words,
+then a fixed statement.
 
 A challenge is "<w1>, <w2>, ... <w8>. <STATEMENT>". The eight words are drawn with `secrets`
 from `CHALLENGE_WORDS`, so a recording made before the challenge was issued cannot match it: with
@@ -24,6 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 STATEMENT = "I give my permission to copy my voice in this workspace."
+# What a person reads on camera to consent to their face being used (a likeness consent): the same
+# fresh words, then this statement.
+LIKENESS_STATEMENT = "I agree to have my face used in this workspace."
 CHALLENGE_WORD_COUNT = 8
 WORD_LIST = Path(__file__).resolve().parent / "data" / "consent_words_en.txt"
 _WORD = re.compile(r"[a-z]+")

@@ -115,3 +115,9 @@ class ConsentRequired(ApplicationError):
 
 class TooManyConsentAttempts(ApplicationError):
     code = "too_many_consent_attempts"
+
+
+class SubjectNotReady(ApplicationError):
+    """A file named to be covered by a likeness consent that is not ready (its bytes unknown)."""
+
+    code = "media_not_ready"

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from auteur.core.api import ApiView, KeyedPagination, StrictSerializer, paginated_response, request_user
 from auteur.core.schema import raises
-from auteur.users.models import WORKSPACE_NAME_MAX_LENGTH
+from auteur.users.models import WORKSPACE_NAME_MAX_LENGTH, LikenessPolicy
 from auteur.users.roles import Role
 from auteur.users.selectors import invitation_list, member_list, membership_get, membership_list
 from auteur.users.workspace_services import (
@@ -17,6 +17,7 @@ from auteur.users.workspace_services import (
     member_remove,
     member_set_role,
     workspace_create,
+    workspace_likeness_policy_set,
     workspace_rename,
 )
 
@@ -50,6 +51,11 @@ class WorkspaceOutputSerializer(serializers.Serializer):
         help_text="The account's own workspace: its id is the account's, and it has no other member.")
     role = serializers.ChoiceField(choices=Role.choices, read_only=True, help_text="The caller's role here.")
     joined_at = serializers.DateTimeField(source="created_at", read_only=True)
+    likeness_policy = serializers.ChoiceField(
+        source="workspace.likeness_policy", choices=LikenessPolicy.choices, read_only=True,
+        help_text="What may stand for a person's consent to the use of their face: `verified` (a consent video the "
+                  "server checked) or `attested` (also an owner's or admin's attestation). Always `verified` in a "
+                  "personal workspace.")
     created_at = serializers.DateTimeField(source="workspace.created_at", read_only=True)
     updated_at = serializers.DateTimeField(source="workspace.updated_at", read_only=True)
 
@@ -102,6 +108,30 @@ class WorkspaceDetailApi(ApiView):
         serializer = WorkspaceInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         workspace_rename(membership=membership, name=serializer.validated_data["name"])
+        return Response(WorkspaceOutputSerializer(membership).data)
+
+
+class WorkspaceLikenessPolicyApi(ApiView):
+    """PUT: an owner sets the workspace's likeness policy. `attested` lets owners and admins attest a person's
+    consent (POST /consents/attestations) in place of a verified consent video; `verified` (the default, and
+    always a personal workspace's: 409 `personal_workspace`) makes the attested consents unusable, kept."""
+
+    acts_in_workspace = False  # about the workspace in the path: the Auteur-Workspace header is ignored
+
+    class InputSerializer(StrictSerializer):
+        likeness_policy = serializers.ChoiceField(choices=LikenessPolicy.choices)
+
+        class Meta:
+            ref_name = "WorkspaceLikenessPolicyRequest"
+
+    @extend_schema(summary="Set a workspace's likeness policy", request=InputSerializer,
+                   responses=WorkspaceOutputSerializer)
+    @raises("workspace_not_found", "permission_denied", "personal_workspace")
+    def put(self, request: Request, workspace_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        workspace_likeness_policy_set(membership=membership, policy=serializer.validated_data["likeness_policy"])
         return Response(WorkspaceOutputSerializer(membership).data)
 
 

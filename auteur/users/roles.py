@@ -64,6 +64,10 @@ ACTIONS: dict[str, Action] = {
         Action("job_types.view", "see the job types, their prices and which of them this server runs", EVERY_ROLE,
                ANY_KEY),
         Action("workspace.rename", "rename the workspace", RUNS_IT),
+        # Whether an attestation may stand for a person's consent to the use of their face: the owners'
+        # choice, as it decides what the admins' own attestations are worth.
+        Action("workspace.likeness_policy", "choose the workspace's likeness policy (verified or attested consents)",
+               frozenset({Role.OWNER})),
         Action("projects.view", "see projects and their timelines", SEES_WORK, "projects:read"),
         Action("projects.edit", "create, change and delete projects and their timelines", MAKES_WORK,
                "projects:write"),
@@ -75,6 +79,11 @@ ACTIONS: dict[str, Action] = {
         Action("comments.moderate", "delete any member's comment", RUNS_IT),
         Action("voices.view", "see the cloned voices", SEES_WORK, "media:read"),
         Action("voices.edit", "clone and delete voices", MAKES_WORK, "media:write"),
+        Action("consents.view", "see the voice and likeness consents, and who attested a likeness", SEES_WORK,
+               "media:read"),
+        # A person's word that the workspace holds someone's consent: never a key's.
+        Action("consents.attest", "attest a person's consent to the use of their face (under the attested policy)",
+               RUNS_IT),
         Action("jobs.view", "see jobs, their events and what they made", SEES_WORK, "jobs:read"),
         Action("jobs.run", "quote, submit, cancel and retry jobs, spending the workspace's credits", MAKES_WORK,
                "jobs:write"),

@@ -8,6 +8,7 @@ from auteur.users.apis import (
     MemberDetailApi,
     MemberListApi,
     WorkspaceDetailApi,
+    WorkspaceLikenessPolicyApi,
     WorkspaceListApi,
 )
 from auteur.users.key_apis import KeyDetailApi, KeyListApi
@@ -16,6 +17,8 @@ urlpatterns = [
     path("auth/verify", AuthVerifyApi.as_view(), name="auth-verify"),
     path("workspaces", WorkspaceListApi.as_view(), name="workspace-list"),
     path("workspaces/<str:workspace_id>", WorkspaceDetailApi.as_view(), name="workspace-detail"),
+    path("workspaces/<str:workspace_id>/likeness-policy", WorkspaceLikenessPolicyApi.as_view(),
+         name="workspace-likeness-policy"),
     path("workspaces/<str:workspace_id>/members", MemberListApi.as_view(), name="member-list"),
     path("workspaces/<str:workspace_id>/members/<str:user_id>", MemberDetailApi.as_view(), name="member-detail"),
     path("workspaces/<str:workspace_id>/invitations", InvitationListApi.as_view(), name="invitation-list"),

@@ -38,7 +38,7 @@ from auteur.users.errors import (
     PersonalWorkspace,
     WorkspaceNotFound,
 )
-from auteur.users.models import ApiKey, Invitation, Membership, User, Workspace
+from auteur.users.models import ApiKey, Invitation, LikenessPolicy, Membership, User, Workspace
 from auteur.users.roles import GIVING, Role, allowed, may_give, scopes_allowed_to
 from auteur.users.selectors import require
 from auteur.users.signals import seat_given
@@ -68,6 +68,23 @@ def workspace_rename(*, membership: Membership, name: str) -> Workspace:
         workspace = actor.workspace
         workspace.name = name
         workspace.save(update_fields=["name", "updated_at"])
+    membership.workspace = workspace
+    return workspace
+
+
+def workspace_likeness_policy_set(*, membership: Membership, policy: str) -> Workspace:
+    """Set the member's workspace's likeness policy, if their role allows it (owners only). A personal
+    workspace keeps `verified` (409 `personal_workspace`): nobody but its owner could attest there. Back to
+    `verified`, the workspace's attested consents stay stored but no job may use them (checked at submission)."""
+    with acting(membership, "workspace.likeness_policy") as actor:
+        workspace = actor.workspace
+        if workspace.personal and policy != LikenessPolicy.VERIFIED:
+            raise PersonalWorkspace("A personal workspace accepts only verified likeness consents: create a team "
+                                    "workspace to use attested ones.", details={"likeness_policy": policy})
+        if workspace.likeness_policy != policy:
+            workspace.likeness_policy = LikenessPolicy(policy)
+            workspace.save(update_fields=["likeness_policy", "updated_at"])
+            logger.info("workspace %s: likeness policy %s, set by %s", workspace.pk, policy, actor.user_id)
     membership.workspace = workspace
     return workspace
 

@@ -29,6 +29,7 @@ jobs, and reads meant to take the first of their waiting jobs by an index could 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -64,7 +65,14 @@ from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
 from jobs.life.windows import start_deadline_of
 from jobs.models import Batch, Job, JobEventType, JobPriority, JobStatus, idempotency_window_start
-from jobs.selectors.requests import Finder, JobRequest, RequestObjects, job_request_objects, job_request_resolve
+from jobs.selectors.requests import (
+    Finder,
+    JobRequest,
+    RequestObjects,
+    job_likeness_params,
+    job_request_objects,
+    job_request_resolve,
+)
 from jobs.specs import JOB_SPECS, JobSpec, job_spec
 from media.models import MediaFile
 from projects.selectors import project_library_get
@@ -443,8 +451,11 @@ def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None
             require_runnable(user, spec)  # the plan and this server's backend, as a retry of one checks
         # Screened again, as a retry of one is: the refusal names each job's fields by its id.
         requests_screen([(f"jobs[{job.pk}].", p.spec, job.input_params) for job, p in zip(jobs, priced, strict=True)])
-        for job in jobs:
+        for index, job in enumerate(jobs):
             job_voices_consented(job)  # a voice whose grace ended since is refused, as a retry of one is
+            # The face it uses covered by a consent usable now, recorded for a revocation to find.
+            priced[index] = dataclasses.replace(priced[index], request=dataclasses.replace(
+                priced[index].request, input_params=job_likeness_params(job)))
         cost = sum(p.price for p in priced)
         if dry_run or not priced:
             return {"matched": len(priced), "retried": 0 if dry_run else len(priced), "credits_cost": cost,

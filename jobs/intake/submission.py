@@ -28,12 +28,13 @@ from jobs.intake.screening import request_screen
 from jobs.life import publish
 from jobs.life.windows import start_deadline_of
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote, idempotency_window_start
-from jobs.payloads import PHRASE_PARAM
-from jobs.selectors.requests import JobRequest, job_voice_uses
+from jobs.payloads import LIKENESS_PARAM, PHRASE_PARAM
+from jobs.selectors.requests import JobRequest, job_likeness_params, job_voice_uses
 from jobs.specs import JobSpec, job_spec
-from media.errors import ChallengeUsed
+from media.errors import ChallengeUsed, ConsentRequired
 from media.models import MediaFile
 from media.services.consents import consent_challenge_claim, voice_use_check
+from media.services.likeness import likeness_consents_revoked_locked
 from projects.selectors import project_library_get
 from projects.services import project_library_get_or_create
 from webhooks.selectors import job_webhook_of
@@ -225,6 +226,14 @@ def _submit(s: Submission) -> tuple[Job, bool]:
             # locks several (credits/lock_objects.py).
             list(MediaFile.objects.select_for_update().filter(pk__in=request.media_ids).order_by("pk")
                  .values_list("pk", flat=True))
+        if likeness_consents_revoked_locked([request.input_params.get(LIKENESS_PARAM)]):
+            # Revoked since it was checked: the revocation's scan of the waiting jobs has committed and
+            # would never see this one. Read under a share lock, before the account's row is locked
+            # (credits/lock_objects.py), so a revocation either waits for this commit (and cancels the
+            # job) or committed first (and the job is refused here, nothing charged).
+            raise ConsentRequired("The likeness consent of the face this job uses was revoked.",
+                                  details={"field": spec.likeness_of[0] if spec.likeness_of else "",
+                                           "reason": "revoked"})
         # A job naming no project nor media goes to the Library, made here on first use: rolled
         # back with the job if the charge fails.
         project = request.project or project_library_get_or_create(user=user)
@@ -254,7 +263,8 @@ def _submit(s: Submission) -> tuple[Job, bool]:
         if spec.claims_challenge:
             # Read by this job alone: a refusal (used, expired, not this member's) rolls back the charge.
             challenge = consent_challenge_claim(user_id=user.pk, member_id=s.member_id, job_id=job.id,
-                                                challenge_id=request.input_params[spec.claims_challenge])
+                                                challenge_id=request.input_params[spec.claims_challenge],
+                                                kind=spec.challenge_kind)
             job.input_params = {**job.input_params,
                                 PHRASE_PARAM: {"words": list(challenge.words), "statement": challenge.statement}}
         _INSERT_JOB.run(job)
@@ -300,10 +310,11 @@ def job_retry(*, job: Job, member_id: uuid.UUID | None = None) -> Job:
     # its voices' consents checked again (a grace may have ended).
     request_screen(spec=job_spec(job.type), params=job.input_params)
     job_voices_consented(job)
+    params = job_likeness_params(job)  # and the face it uses covered by a consent usable now
     media_ids = [uuid.UUID(str(v)) for k, v in job.input_params.items() if k.endswith("media_id") and v]
     request = JobRequest(
         project=job.project,
-        input_params=job.input_params,
+        input_params=params,
         quantities=job.input_params.get("_quantities", {}),
         media_ids=media_ids,
     )

@@ -37,7 +37,7 @@ from jobs.errors import JobNotCancelable
 from jobs.life.refunds import cancel_refund
 from jobs.life.status import job_cancel, jobs_cancel_waiting
 from jobs.models import WAITING_STATUSES, Job, JobEvent, JobEventType, JobStatus
-from jobs.payloads import CONSENT_PARAM
+from jobs.payloads import CONSENT_PARAM, LIKENESS_PARAM
 from jobs.specs import JobType
 from media.models import MediaFile
 
@@ -135,13 +135,14 @@ def jobs_cancel_bulk(*, user: User, where: JobFilter) -> dict[str, Any]:
             "credits_refund": refunded, "not_cancelable": not_cancelable, "remaining": _remaining(user, where)}
 
 
-REVOKED_REASON = "The consent of the voice it uses was revoked; it was refunded in full."
+REVOKED_REASON = "The consent of the voice or face it uses was revoked; it was refunded in full."
 
 
 def jobs_cancel_for_consent(*, user_id: uuid.UUID, consent_id: uuid.UUID, voice_id: uuid.UUID | None) -> int:
     """Cancel and refund, in the caller's transaction, the account's waiting jobs that use a revoked
     consent's voice: TTS in it (or accepted under the consent, the voice since deleted), and lip syncs
-    of speech a TTS job made in it (or of a version of that speech). Their events are pushed once the
+    of speech a TTS job made in it (or of a version of that speech); or that use a face under a revoked
+    likeness consent (accepted under it: LIKENESS_PARAM). Their events are pushed once the
     caller commits. Running ones are left to their store step, which refuses to keep what they make
     (jobs.life.outputs). Returns how many were canceled."""
     in_voice = Q(input_params__contains={CONSENT_PARAM: str(consent_id)})
@@ -150,7 +151,7 @@ def jobs_cancel_for_consent(*, user_id: uuid.UUID, consent_id: uuid.UUID, voice_
     tts = Job.objects.filter(in_voice, user_id=user_id, type=JobType.TTS).values("pk")
     speech = list(MediaFile.objects.filter(user_id=user_id, source_job_id__in=tts).values_list("pk", flat=True))
     speech += MediaFile.objects.filter(user_id=user_id, derived_from__in=speech).values_list("pk", flat=True)
-    uses = Q(in_voice, type=JobType.TTS)
+    uses = Q(in_voice, type=JobType.TTS) | Q(input_params__contains={LIKENESS_PARAM: str(consent_id)})
     if speech:
         uses |= Q(type=JobType.LIP_SYNC, input_params__audio_media_id__in=[str(pk) for pk in speech])
     now = timezone.now()

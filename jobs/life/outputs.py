@@ -25,12 +25,17 @@ from jobs.life.status import job_complete, job_fail, job_inference_ended
 from jobs.life.timeline_swap import job_timeline_swap_requested, swap_asked
 from jobs.life.transcript_edl import PENDING, job_transcript_to_edl_failed, job_transcript_to_edl_first
 from jobs.models import Job, JobStatus
-from jobs.payloads import SAMPLE_SHA256_PARAM
+from jobs.payloads import LIKENESS_PARAM, SAMPLE_SHA256_PARAM
 from jobs.selectors.requests import job_voice_uses
-from jobs.specs import OutputKind, job_spec
+from jobs.specs import JobType, OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
 from media.services.consents import consent_record_verification, consents_revoked_locked, voice_use_revoked
+from media.services.likeness import (
+    likeness_consent_revoked,
+    likeness_consents_revoked_locked,
+    likeness_record_verification,
+)
 from media.services.gpu_outputs import OutputRefused, check_staged, media_take_staged, staged_output
 from media.services.keys import quarantine_key
 from media.services.outputs import media_create_output, media_delete_job_outputs
@@ -75,6 +80,10 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
     if revoked:  # withdrawn while it ran: nothing it made is kept, and the failure refunds it
         _revoked_fail(job, revoked[0])
         return None
+    likeness = job.input_params.get(LIKENESS_PARAM)
+    if likeness_consent_revoked(likeness):
+        _revoked_fail(job, None)
+        return None
     outputs = result.get("outputs") or {}
     with contextlib.ExitStack() as landings:
         # Screened before any row names an output (a row is made ready: its user could list it at
@@ -109,11 +118,14 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
     # A verification's consent is recorded with the completion: a completed verification always has one.
     # So is a job that speaks in a voice: its consents are read again under a share lock, which a
     # revocation (holding them for update) waits for or has committed before.
-    settled = transaction.atomic() if verification or uses or swap_asked(job) \
+    settled = transaction.atomic() if verification or uses or likeness or swap_asked(job) \
         or transaction.get_connection().in_atomic_block else contextlib.nullcontext()
     with settled:
         if uses and (revoked_now := consents_revoked_locked(uses.values())):
             _revoked_fail(job, revoked_now)  # (its stored outputs deleted with the failure)
+            return None
+        if likeness and likeness_consents_revoked_locked([likeness]):
+            _revoked_fail(job, None)  # (its stored outputs deleted with the failure)
             return None
         if verification:
             output_data = _consent_recorded(job, output_data)
@@ -131,9 +143,10 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
     return job
 
 
-def _revoked_fail(job: Job, voice_id: str) -> None:
-    job_fail(job_id=job.pk, code="consent_revoked", detail=f"the consent of voice {voice_id} was revoked",
-             retryable=False)
+def _revoked_fail(job: Job, voice_id: str | None) -> None:
+    """`voice_id`: the voice whose consent was revoked; None: the likeness consent of the face it uses."""
+    detail = f"the consent of voice {voice_id} was revoked" if voice_id else "the likeness consent it uses was revoked"
+    job_fail(job_id=job.pk, code="consent_revoked", detail=detail, retryable=False)
     gpu_client.release_quietly(job.gpu_call_id)
 
 
@@ -148,8 +161,16 @@ def _release_call(job: Job) -> None:
 def _consent_recorded(job: Job, figures: dict[str, Any]) -> dict[str, Any]:
     """Record the consent a verification's figures decide; what the owner is told of it: which checks
     passed and the consent's id, never a figure (the figures stay on the consent, for staff)."""
-    checks, kept = gpu_client.voice_consent_verdict(figures)
     params = job.input_params
+    if job.type == JobType.LIKENESS_CONSENT:
+        checks, kept = gpu_client.likeness_consent_verdict(figures)
+        consent = likeness_record_verification(
+            job_id=job.pk, user_id=job.user_id, member_id=job.member_id, challenge_id=params["challenge_id"],
+            recording_media_id=params.get("recording_media_id"), subject_media_id=params.get("subject_media_id"),
+            subject_sha256=params.get(SAMPLE_SHA256_PARAM, ""), checks=checks, figures=kept,
+        )
+        return {"passed": consent.status == "verified", "checks": dict(consent.checks), "consent_id": str(consent.pk)}
+    checks, kept = gpu_client.voice_consent_verdict(figures)
     consent = consent_record_verification(
         job_id=job.pk, user_id=job.user_id, member_id=job.member_id, challenge_id=params["challenge_id"],
         recording_media_id=params.get("recording_media_id"), sample_sha256=params.get(SAMPLE_SHA256_PARAM, ""),

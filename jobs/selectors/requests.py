@@ -46,11 +46,12 @@ from jobs.errors import (
 )
 from jobs.inputs import MediaRef, VoiceRef
 from jobs.models import Job
-from jobs.payloads import CONSENT_PARAM, SAMPLE_SHA256_PARAM, TRANSCRIPT_PARAM, transcript_snapshot
+from jobs.payloads import CONSENT_PARAM, LIKENESS_PARAM, SAMPLE_SHA256_PARAM, TRANSCRIPT_PARAM, transcript_snapshot
 from jobs.specs import JobSpec, JobType, job_spec
 from media.models import MediaFile, MediaStatus, VoiceClone
 from media.selectors import media_get, media_get_for_user, voice_get
 from media.services.consents import VoiceUse, voice_use_check
+from media.services.likeness import likeness_consent_check, media_sha256
 from projects.captions import CaptionStyle, render_caption_files
 from projects.edl.cuts import DEFAULT_PADDING_MS, Cuts, count_pieces, cut_tracks, transcript_cuts
 from projects.edl.documents import edl_limits
@@ -149,6 +150,8 @@ def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -
         _check_ready(name, media, field.kinds)
         _check_limits(spec, name, media)
     voices_consented(spec=spec, voices=objects.voices, media=objects.media)
+    for name in spec.likeness_of:  # the consent it is accepted under: a revocation reaches it
+        params[LIKENESS_PARAM] = str(likeness_consent_check(user=user, media=objects.media[name], field=name).pk)
     for name in spec.recordings:
         _check_recording(name, objects.media[name])
     for voice in objects.voices.values():  # the consent its speech is made under: a revocation reaches it
@@ -156,7 +159,7 @@ def job_request_resolve(*, user: User, spec: JobSpec, objects: RequestObjects) -
     if spec.claims_challenge:
         params[spec.claims_challenge] = str(params[spec.claims_challenge])
     if spec.consent_sample:
-        params[SAMPLE_SHA256_PARAM] = objects.media[spec.consent_sample].content_sha256
+        params[SAMPLE_SHA256_PARAM] = _sample_sha256(spec, spec.consent_sample, objects.media[spec.consent_sample])
     locked = list(objects.media.values())
     if spec.timeline and project is not None:  # (a render's input requires project_id)
         params["edl"], locked = _timeline(user, project, params)
@@ -219,6 +222,31 @@ def _speech_of(media: MediaFile) -> VoiceUse | None:
         return None
     voice = VoiceClone.objects.filter(pk=voice_id, user_id=media.user_id).first()
     return VoiceUse(str(voice_id), voice, params.get(CONSENT_PARAM))
+
+
+def _sample_sha256(spec: JobSpec, field: str, media: MediaFile) -> str:
+    """The bytes a consent is verified for; a likeness consent covers them, so they must be known (read
+    now if the probe has not recorded them: 422 `media_not_ready` when they cannot be read)."""
+    if spec.challenge_kind != "likeness":
+        return media.content_sha256
+    sha256 = media_sha256(media)
+    if not sha256:
+        raise MediaNotReady("The file's bytes could not be read: upload it again.",
+                            details={"field": field, "media_id": str(media.pk), "status": media.status})
+    return sha256
+
+
+def job_likeness_params(job: Job) -> dict[str, Any]:
+    """A stored job's input as it would be accepted now (a retry's): with the likeness consent that
+    covers the face it uses now (403 `consent_required` when none does: revoked since, or attested
+    under a policy that is now `verified`)."""
+    spec, params = job_spec(job.type), dict(job.input_params)
+    for name in spec.likeness_of:
+        media = MediaFile.objects.filter(pk=params.get(name), user_id=job.user_id).first()
+        if media is None:
+            raise MediaNotReady("The file whose face the job uses was deleted.", details={"field": name})
+        params[LIKENESS_PARAM] = str(likeness_consent_check(user=job.user, media=media, field=name).pk)
+    return params
 
 
 def job_request_get(*, user: User, spec: JobSpec, data: Mapping[str, Any]) -> JobRequest:

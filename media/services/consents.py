@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from auteur.core.quotas import quota_check, quota_lock
 from auteur.users.models import User
-from media.consent_phrases import STATEMENT, new_challenge_words
+from media.consent_phrases import LIKENESS_STATEMENT, STATEMENT, new_challenge_words
 from media.errors import (
     ChallengeExpired,
     ChallengeNotFound,
@@ -44,8 +44,13 @@ FAILED_WINDOW = datetime.timedelta(days=1)
 REVOKE_SALT = "auteur.media.consent-revoke"
 
 
-def consent_challenge_create(*, user: User, member_id: uuid.UUID | None) -> ConsentChallenge:
-    """A fresh phrase for `member_id` of the workspace `user` to read, valid
+# The statement each kind of consent's challenge ends with.
+STATEMENTS = {ConsentKind.VOICE: STATEMENT, ConsentKind.LIKENESS: LIKENESS_STATEMENT}
+
+
+def consent_challenge_create(*, user: User, member_id: uuid.UUID | None,
+                             kind: str = ConsentKind.VOICE) -> ConsentChallenge:
+    """A fresh phrase of `kind` (its statement: STATEMENTS) for `member_id` of the workspace `user` to read, valid
     AUTEUR_CONSENT_CHALLENGE_TTL_SECONDS. 403 `quota_exceeded` past AUTEUR_CONSENT_OPEN_CHALLENGES
     unused ones; 429 `too_many_consent_attempts` after AUTEUR_CONSENT_FAILED_PER_DAY failed
     verifications in the last 24 hours."""
@@ -66,22 +71,23 @@ def consent_challenge_create(*, user: User, member_id: uuid.UUID | None) -> Cons
         quota_check(name="consent_challenges",
                     used=ConsentChallenge.objects.filter(user=user, used_by_job_id=None, expires_at__gt=now).count())
         ttl = datetime.timedelta(seconds=int(settings.AUTEUR_CONSENT_CHALLENGE_TTL_SECONDS))
-        return ConsentChallenge.objects.create(user=user, member_id=member_id, kind=ConsentKind.VOICE,
-                                               words=new_challenge_words(), statement=STATEMENT, language="en",
-                                               expires_at=now + ttl)
+        return ConsentChallenge.objects.create(user=user, member_id=member_id, kind=ConsentKind(kind),
+                                               words=new_challenge_words(), statement=STATEMENTS[ConsentKind(kind)],
+                                               language="en", expires_at=now + ttl)
 
 
 def consent_challenge_claim(*, user_id: uuid.UUID, member_id: uuid.UUID | None, challenge_id: uuid.UUID | str,
-                            job_id: uuid.UUID) -> ConsentChallenge:
+                            job_id: uuid.UUID, kind: str = ConsentKind.VOICE) -> ConsentChallenge:
     """Mark the challenge read by `job_id`, in the caller's transaction (the one that charges the
     job, so a refusal charges nothing). 404 `challenge_not_found` for one not issued to this member
-    of this workspace, 409 `challenge_used` for one a job already read, 410 `challenge_expired`."""
+    of this workspace, or of another kind (a voice's statement is no consent to a face's use), 409
+    `challenge_used` for one a job already read, 410 `challenge_expired`."""
     try:
         pk = uuid.UUID(str(challenge_id))
     except ValueError:
         raise ChallengeNotFound("No such consent challenge.", details={"field": "challenge_id"}) from None
     challenge = ConsentChallenge.objects.select_for_update().filter(pk=pk, user_id=user_id).first()
-    if challenge is None or challenge.member_id != member_id:
+    if challenge is None or challenge.member_id != member_id or challenge.kind != kind:
         raise ChallengeNotFound("No such consent challenge.", details={"field": "challenge_id"})
     if challenge.used_by_job_id is not None:
         raise ChallengeUsed("This challenge was already read in a recording: ask for a new one.",
@@ -244,8 +250,8 @@ def consent_by_revoke_token(token: str) -> Consent:
 
 def consent_revoke(*, consent_id: uuid.UUID | str, by: str, user: User | None = None,
                    member_id: uuid.UUID | None = None) -> tuple[Consent, int]:
-    """Revoke a consent at once and for good: the voice made with it is refused from now on, and
-    the waiting jobs that use it are canceled and refunded in the same transaction (the revocation
+    """Revoke a consent at once and for good: the voice made with it (or the faces a likeness consent
+    covers) is refused from now on, and the waiting jobs that use it are canceled and refunded in the same transaction (the revocation
     handlers: jobs/receivers.py); a running one is failed when its outputs would be stored. `user`:
     the workspace whose consent it must be (404 `consent_not_found` otherwise); None for the
     speaker's signed link and staff. Revoking one already revoked changes nothing. Returns the
