@@ -62,31 +62,39 @@ def _read_limit(ref: Any, most: float) -> float:
 
 def sampled_frames(path: Path, name: str, *, max_s: float, count: int = MAX_FRAMES) -> Iterator[np.ndarray]:
     """Up to `count` frames of the video (or image) `path` as upright (H, W, 3) uint8 RGB, at most
-    MAX_FRAME_SIDE on the long side, spread evenly over its first `max_s` seconds: the first frame at
-    or after each of `count` evenly spaced times. A file whose length is not known gives its first frame."""
-    import numpy as np
-
+    MAX_FRAME_SIDE on the long side, spread evenly over its first `max_s` seconds: at each of `count`
+    evenly spaced times, the frame showing then (each frame once, however many times fall in it).
+    A file whose length is not known gives its first frame."""
     from gpu_tasks.engines.media import decoded_frames, probe
 
     span = min(probe(path).duration_s, max_s)
     targets = [span * (index + 0.5) / count for index in range(count)] if span > 0 else [0.0]
     taken = 0
+    shown: Any = None  # the frame on screen until the one being read
     first: float | None = None
     for index, frame in enumerate(decoded_frames(path, name, max_s=max_s)):
-        at = float(frame.time) if frame.time is not None else None
-        first = at if first is None else first
-        offset = index / 25.0 if at is None or first is None else at - first
-        if offset < targets[taken]:
-            continue
-        while taken < len(targets) and targets[taken] <= offset:
-            taken += 1  # one frame stands for every target it is at or past (a sparse or short clip)
-        scale = min(1.0, MAX_FRAME_SIDE / max(frame.width, frame.height))
-        width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
-        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
-        turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns to stand it upright
-        yield np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
-        if taken == len(targets):
-            return
+        first = frame.time if first is None else first
+        offset = index / 25.0 if frame.time is None or first is None else float(frame.time - first)
+        if shown is not None and targets[taken] < offset:
+            while taken < len(targets) and targets[taken] < offset:
+                taken += 1
+            yield _upright(shown)
+            if taken == len(targets):
+                return
+        shown = frame
+    if shown is not None:
+        yield _upright(shown)  # on screen from its time to the end: the times left fall in it
+
+
+def _upright(frame: Any) -> np.ndarray:
+    """A decoded frame as (H, W, 3) uint8 RGB at most MAX_FRAME_SIDE long, turned by its display rotation."""
+    import numpy as np
+
+    scale = min(1.0, MAX_FRAME_SIDE / max(frame.width, frame.height))
+    width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+    rgb: np.ndarray = frame.to_ndarray(format="rgb24", width=width, height=height)
+    turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def frame_faces(embedder: face_embed.Embedder, frame: np.ndarray, *, most: int) -> np.ndarray:
@@ -123,12 +131,13 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     recording = ctx.input_path(recording_ref, "recording_media")
     subject = ctx.input_path(subject_ref, "subject_media", streams=("video",))
     recording_s = _read_limit(recording_ref, MAX_RECORDING_S)
+    # The cheap reads first, so that a recording without sound or pictures fails before Whisper runs.
     speech = decode_audio(recording, SAMPLE_RATE, max_s=recording_s)
     ctx.progress(5.0)
-    heard = voice_consent.heard_words(speech)
-    ctx.progress(60.0)
     face = face_figures(embedder, recording, subject, recording_s=recording_s,
                         subject_s=_read_limit(subject_ref, MAX_SUBJECT_S))
+    ctx.progress(40.0)
+    heard = voice_consent.heard_words(speech)
     return {
         "phrase": voice_consent.phrase_figures(words, statement_words, heard),
         "face": face,

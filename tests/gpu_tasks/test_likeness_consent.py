@@ -1,0 +1,406 @@
+"""The likeness-consent engine: the verdict's rule, the frames it reads, the face match, and the
+whole engine on a real recording (eSpeak NG speech read by Whisper tiny.en, muxed under frames).
+
+The face models are tiny and random (tests/gpu_tasks/test_face_embed.py builds them): they run the
+production path, but cannot tell people apart. Where identity matters, faces are drawn here in two
+skin tones (two "people"), a stand-in detector finds them by colour, and the one place the engine
+makes an embedding (`face_embed.embed_faces`) answers each person's own vector."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gpu_tasks.contract import EngineContext
+from gpu_tasks.engines import encode, face_embed, likeness_consent, retinaface, transcription, voice_consent
+from gpu_tasks.engines.likeness_consent import face_figures, passes, sampled_frames
+from gpu_tasks.engines.retinaface import Face
+from gpu_tasks.engines.tts import synthesize, write_wav
+from gpu_tasks.errors import PermanentGpuError
+from media.consent_phrases import LIKENESS_STATEMENT, phrase_text
+from tests.gpu_tasks.helpers import ffmpeg
+from tests.gpu_tasks.test_face_embed import build_tiny_detector, build_tiny_sface
+
+ISSUED = ["coffee", "island", "camera", "dragon", "pencil", "station", "mountain", "tiger"]
+OTHER = ["chocolate", "village", "monkey", "garage", "teacher", "lemon", "castle", "winter"]
+VOICE = "en-us+m5"
+# Two people, told apart by the colour of the face drawn for each.
+SKIN = {"ann": (220, 180, 150), "bob": (120, 200, 90)}
+IDENTITY = {"ann": np.eye(128, dtype=np.float32)[0], "bob": np.eye(128, dtype=np.float32)[1]}
+WIDTH, HEIGHT = 320, 240
+
+
+def draw_face(frame: np.ndarray, who: str, cx: int, cy: int, size: int = 40) -> None:
+    import cv2
+
+    cv2.ellipse(frame, (cx, cy), (size, int(size * 1.3)), 0, 0, 360, SKIN[who], -1)
+    for side in (-1, 1):
+        cv2.circle(frame, (cx + side * int(size * 0.4), cy - int(size * 0.3)), max(2, size // 8), (30, 30, 30), -1)
+    cv2.ellipse(frame, (cx, cy + int(size * 0.6)), (int(size * 0.35), int(size * 0.1)), 0, 0, 360, (140, 60, 60), -1)
+
+
+def frame_of(*people: str) -> np.ndarray:
+    """A grey frame with each named person's face, side by side."""
+    frame = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
+    for index, who in enumerate(people):
+        draw_face(frame, who, WIDTH * (index + 1) // (len(people) + 1), HEIGHT // 2)
+    return frame
+
+
+def detect_drawn(model: Any, frame: np.ndarray, **kwargs: Any) -> list[Face]:
+    """The stand-in detector: each blob of a known skin colour is a face, with landmarks where they are drawn."""
+    import cv2
+
+    faces = []
+    for colour in SKIN.values():
+        mask = (np.abs(frame.astype(np.int16) - colour).max(axis=-1) <= 30).astype(np.uint8)
+        count, _labels, stats, _centres = cv2.connectedComponentsWithStats(mask)
+        for x, y, w, h, area in stats[1:count]:
+            if area < 300:
+                continue
+            cx, cy, size = x + w / 2, y + h / 2, w / 2
+            marks = ((cx - 0.4 * size, cy - 0.3 * size), (cx + 0.4 * size, cy - 0.3 * size), (cx, cy),
+                     (cx - 0.3 * size, cy + 0.6 * size), (cx + 0.3 * size, cy + 0.6 * size))
+            faces.append(Face((float(x), float(y), float(x + w), float(y + h)), 0.99, marks))
+    return faces
+
+
+def embed_by_skin(embedder: Any, crops: Any) -> np.ndarray:
+    """Each aligned crop's person, by the skin colour at its nose: that person's vector."""
+    vectors = []
+    for crop in crops:
+        nose = crop[72, 56].astype(np.int16)
+        who = min(SKIN, key=lambda name: int(np.abs(nose - SKIN[name]).max()))
+        vectors.append(IDENTITY[who])
+    return np.stack(vectors) if vectors else np.zeros((0, 128), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def face_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("likeness-models")
+    build_tiny_sface(root)
+    build_tiny_detector(root)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def models_env(face_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(face_models))
+
+
+@pytest.fixture
+def drawn_people(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The stand-in detector and embeddings; the frames the detector was asked about."""
+    asked: list[np.ndarray] = []
+
+    def detect(model: Any, frame: np.ndarray, **kwargs: Any) -> list[Face]:
+        asked.append(frame)
+        return detect_drawn(model, frame)
+
+    monkeypatch.setattr(retinaface, "detect", detect)
+    monkeypatch.setattr(face_embed, "embed_faces", embed_by_skin)
+    return asked
+
+
+def clip(path: Path, frames: list[np.ndarray], fps: float = 16.0) -> Path:
+    encode.write_mp4(np.stack(frames), fps, path)
+    return path
+
+
+# The verdict -------------------------------------------------------------------------------------
+
+
+def figures(challenge_wer: float = 0.0, phrase_wer: float = 0.0, similarity: Any = 0.9,
+            recording_faces: Any = 16, subject_faces: Any = 16) -> dict[str, Any]:
+    return {"phrase": {"challenge_wer": challenge_wer, "phrase_wer": phrase_wer, "transcript_words": 20},
+            "face": {"similarity": similarity, "recording_faces": recording_faces, "subject_faces": subject_faces}}
+
+
+@pytest.mark.parametrize(
+    ("given", "phrase", "face"),
+    [
+        (figures(), "passed", "passed"),
+        (figures(0.25, 0.25, 0.363), "passed", "passed"),  # each bound is inclusive
+        (figures(similarity=0.3629), "passed", "failed"),
+        (figures(similarity=-1.0), "passed", "failed"),
+        (figures(0.375, 0.2), "failed", "passed"),  # the fresh words misheard
+        (figures(0.0, 0.3), "failed", "passed"),  # the statement left out
+        (figures(similarity=None, recording_faces=0), "passed", "failed"),  # no face on camera
+        (figures(similarity=None, subject_faces=0), "passed", "failed"),  # none in the subject
+        (figures(1.0, 1.0, None, 0, 0), "failed", "failed"),
+    ],
+)
+def test_passes_states_the_rule(given: dict[str, Any], phrase: str, face: str) -> None:
+    assert passes(given, face_embed.DEFAULT_THRESHOLD) == {
+        "passed": phrase == face == "passed", "checks": {"phrase": phrase, "face": face},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},
+        {"phrase": figures()["phrase"]},  # no face figures
+        {**figures(), "face": [0.9, 16, 16]},
+        figures(challenge_wer=float("nan")),
+        figures(phrase_wer=1.5),
+        figures(similarity=1.5),
+        figures(similarity=float("nan")),
+        figures(similarity="0.9"),
+        figures(similarity=True),
+        figures(recording_faces=0),  # a similarity without a face on camera
+        figures(subject_faces=0),
+        figures(recording_faces=17),
+        figures(subject_faces=-1),
+        figures(recording_faces=2.0),
+        figures(subject_faces=None),
+    ],
+)
+def test_passes_refuses_figures_the_engine_does_not_produce(given: dict[str, Any]) -> None:
+    with pytest.raises(PermanentGpuError) as refused:
+        passes(given, face_embed.DEFAULT_THRESHOLD)
+    assert refused.value.code == "invalid_result"
+
+
+# The frames read ---------------------------------------------------------------------------------
+
+
+def numbered_clip(path: Path, count: int, fps: float, step: int = 2) -> Path:
+    """`count` flat grey frames, frame i at level step x i (read back to within a level or two)."""
+    return clip(path, [np.full((48, 64, 3), step * i, dtype=np.uint8) for i in range(count)], fps)
+
+
+def numbers(frames: list[np.ndarray], step: int = 2) -> list[int]:
+    return [round(float(frame.mean()) / step) for frame in frames]
+
+
+def test_at_most_sixteen_frames_are_read_spread_over_the_clip(tmp_path: Path) -> None:
+    video = numbered_clip(tmp_path / "ten.mp4", 100, 10.0)  # 10 s
+    frames = list(sampled_frames(video, "subject_media", max_s=60))
+    expected = [int((k + 0.5) * 10 / 16 * 10) for k in range(16)]  # the frame showing at each time
+    assert len(frames) == likeness_consent.MAX_FRAMES == 16
+    assert all(abs(got - want) <= 1 for got, want in zip(numbers(frames), expected, strict=True)), numbers(frames)
+
+
+def test_only_the_seconds_allowed_are_read(tmp_path: Path) -> None:
+    video = numbered_clip(tmp_path / "ten.mp4", 100, 10.0)
+    frames = list(sampled_frames(video, "subject_media", max_s=2.0))
+    assert 0 < len(frames) <= 16
+    assert max(numbers(frames)) <= 21, "nothing after the first 2 s"
+
+
+def test_a_short_clip_gives_each_frame_once(tmp_path: Path) -> None:
+    video = numbered_clip(tmp_path / "five.mp4", 5, 25.0, step=40)
+    assert numbers(list(sampled_frames(video, "subject_media", max_s=60)), step=40) == [0, 1, 2, 3, 4]
+
+
+def test_an_image_is_one_frame(tmp_path: Path) -> None:
+    image = tmp_path / "face.png"
+    from PIL import Image
+
+    Image.fromarray(frame_of("ann")).save(image)
+    frames = list(sampled_frames(image, "subject_media", max_s=300))
+    assert len(frames) == 1 and np.array_equal(frames[0], frame_of("ann"))
+
+
+def test_large_frames_are_shrunk_and_rotated_ones_stood_upright(tmp_path: Path) -> None:
+    big = tmp_path / "big.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=1920x1080:rate=10:duration=1", "-pix_fmt", "yuv420p", str(big))
+    assert {f.shape for f in sampled_frames(big, "subject_media", max_s=60)} == {(720, 1280, 3)}
+    # A phone's portrait video: stored 320x240 with a display rotation of 90 degrees.
+    stored = clip(tmp_path / "stored.mp4", [frame_of("ann")] * 10, fps=10)
+    portrait = tmp_path / "portrait.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(stored), "-c", "copy", str(portrait))
+    frames = list(sampled_frames(portrait, "recording_media", max_s=60))
+    assert {f.shape for f in frames} == {(WIDTH, HEIGHT, 3)}
+    assert np.abs(frames[0].astype(int) - np.rot90(frame_of("ann")).astype(int)).mean() < 4
+
+
+# The face match (stand-in detector and embeddings) -----------------------------------------------
+
+
+def match(tmp_path: Path, recording: list[np.ndarray], subject: list[np.ndarray] | np.ndarray) -> dict[str, Any]:
+    recording_path = clip(tmp_path / "recording.mp4", recording)
+    if isinstance(subject, np.ndarray):
+        from PIL import Image
+
+        subject_path = tmp_path / "subject.png"
+        Image.fromarray(subject).save(subject_path)
+    else:
+        subject_path = clip(tmp_path / "subject.mp4", subject)
+    return face_figures(face_embed.load(), recording_path, subject_path, recording_s=60, subject_s=300)
+
+
+def face_check(face: dict[str, Any]) -> str:
+    return str(passes({"phrase": figures()["phrase"], "face": face}, face_embed.DEFAULT_THRESHOLD)["checks"]["face"])
+
+
+def pairs(*frames: np.ndarray) -> list[np.ndarray]:
+    """32 frames at 16 fps from 16 (each twice): the engine samples one of each pair."""
+    assert len(frames) == 16
+    return [f for f in frames for _ in range(2)]
+
+
+def test_the_same_person_matches(tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
+    result = match(tmp_path, pairs(*[frame_of("ann")] * 16), frame_of("ann"))
+    assert result == {"similarity": pytest.approx(1.0), "recording_faces": 16, "subject_faces": 1}
+    assert len(drawn_people) == 17, "16 frames of the recording, the image's one"
+    assert face_check(result) == "passed"
+
+
+def test_another_person_does_not_match(tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
+    result = match(tmp_path, pairs(*[frame_of("ann")] * 16), pairs(*[frame_of("bob")] * 16))
+    assert result == {"similarity": pytest.approx(0.0), "recording_faces": 16, "subject_faces": 16}
+    assert face_check(result) == "failed"
+
+
+def test_the_best_face_of_each_subject_frame_counts(tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
+    """The person beside someone else in every frame of the subject still matches."""
+    result = match(tmp_path, pairs(*[frame_of("ann")] * 16), pairs(*[frame_of("bob", "ann")] * 16))
+    assert result["similarity"] == pytest.approx(1.0)
+
+
+def test_a_few_frames_of_someone_else_do_not_move_the_recordings_face(
+    tmp_path: Path, drawn_people: list[np.ndarray]
+) -> None:
+    """Someone walking past the camera in 7 of the 16 frames (the largest face there): the median keeps the reader."""
+    recording = pairs(*[frame_of("ann")] * 9, *[frame_of("bob")] * 7)
+    assert match(tmp_path, recording, frame_of("ann"))["similarity"] == pytest.approx(1.0)
+    assert match(tmp_path, recording, frame_of("bob"))["similarity"] == pytest.approx(0.0)
+
+
+def test_a_subject_who_is_mostly_someone_else_does_not_match(tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
+    subject = pairs(*[frame_of("ann")] * 3, *[frame_of("bob")] * 13)
+    assert match(tmp_path, pairs(*[frame_of("ann")] * 16), subject)["similarity"] == pytest.approx(0.0)
+    # Frames without a face do not count against it: the person in 3 frames, nobody in the rest.
+    empty = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
+    sparse = match(tmp_path, pairs(*[frame_of("ann")] * 16), pairs(*[frame_of("ann")] * 3, *[empty] * 13))
+    assert sparse == {"similarity": pytest.approx(1.0), "recording_faces": 16, "subject_faces": 3}
+
+
+def test_no_face_on_either_side_is_no_similarity(tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
+    empty = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
+    assert match(tmp_path, pairs(*[empty] * 16), frame_of("ann")) == {
+        "similarity": None, "recording_faces": 0, "subject_faces": 1}
+    assert match(tmp_path, pairs(*[frame_of("ann")] * 16), empty) == {
+        "similarity": None, "recording_faces": 16, "subject_faces": 0}
+
+
+# The whole engine --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def readings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The face as a picture, and recordings of it: a lossless video of that picture (every frame
+    exactly its pixels) with the right phrase read aloud, one with another challenge's words, one
+    with no sound."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("likeness")
+    picture = folder / "ann.png"
+    Image.fromarray(frame_of("ann")).save(picture)
+    made: dict[str, Path] = {"picture": picture}
+    for name, words in (("right", ISSUED), ("other_words", OTHER)):
+        pcm, rate = synthesize(phrase_text(words, LIKENESS_STATEMENT), speed=0.9, voice=VOICE)
+        write_wav(folder / f"{name}.wav", pcm, rate)
+        made[name] = folder / f"{name}.mkv"
+        ffmpeg("-loop", "1", "-framerate", "10", "-i", str(picture), "-i", str(folder / f"{name}.wav"), "-shortest",
+               "-c:v", "ffv1", "-pix_fmt", "bgr0", "-c:a", "flac", str(made[name]))  # fmt: skip
+    made["mute"] = folder / "mute.mkv"
+    ffmpeg("-loop", "1", "-framerate", "10", "-i", str(picture), "-t", "2", "-c:v", "ffv1", "-pix_fmt", "bgr0",
+           str(made["mute"]))  # fmt: skip
+    return made
+
+
+def payload(recording: Path, subject: Path, **overrides: Any) -> dict[str, Any]:
+    return {"recording_media": {"path": str(recording)}, "subject_media": {"path": str(subject)},
+            "phrase_words": ISSUED, "statement": LIKENESS_STATEMENT, **overrides}  # fmt: skip
+
+
+def verify(tmp_path: Path, body: Mapping[str, Any]) -> dict[str, Any]:
+    return likeness_consent.run_local(body, EngineContext(workdir=tmp_path / "work", payload=body))
+
+
+def test_the_person_reading_the_phrase_on_camera_passes_on_the_production_path(
+    tmp_path: Path, readings: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real speech and Whisper; RetinaFace and SFace as the engine loads them, with random weights
+    (the detector's score threshold lowered so that they find "faces"): the picture the recording
+    shows, given as the subject, is the same face at similarity 1."""
+    monkeypatch.setattr(face_embed, "DETECT_THRESHOLD", 0.0)
+    progress: list[float] = []
+    body = payload(readings["right"], readings["picture"])
+    result = likeness_consent.run_local(body, EngineContext(workdir=tmp_path, payload=body, progress=progress.append))
+    assert set(result) == {"phrase", "face", "models"}
+    assert set(result["phrase"]) == {"challenge_wer", "phrase_wer", "transcript_words"}
+    assert result["phrase"]["transcript_words"] >= len(ISSUED)
+    assert result["face"]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert 1 <= result["face"]["recording_faces"] <= 16 and result["face"]["subject_faces"] == 1
+    assert result["models"] == {"transcription": transcription.MODEL_NAME, "face_detector": face_embed.DETECTOR_NAME,
+                                "face_embedding": face_embed.MODEL_NAME}
+    # No word of the transcript and no face's vector leaves the engine: numbers and names only.
+    assert all(isinstance(v, int | float) for v in result["phrase"].values())
+    assert passes(result, face_embed.DEFAULT_THRESHOLD) == {
+        "passed": True, "checks": {"phrase": "passed", "face": "passed"}}, result
+    assert progress and progress == sorted(progress)
+
+
+def test_another_challenges_words_fail_the_phrase_and_another_face_the_face(
+    tmp_path: Path, readings: dict[str, Path], drawn_people: list[np.ndarray]
+) -> None:
+    bob = tmp_path / "bob.png"
+    from PIL import Image
+
+    Image.fromarray(frame_of("bob")).save(bob)
+    result = verify(tmp_path, payload(readings["other_words"], bob))
+    assert result["phrase"]["challenge_wer"] >= 0.75, result
+    assert passes(result, face_embed.DEFAULT_THRESHOLD) == {
+        "passed": False, "checks": {"phrase": "failed", "face": "failed"}}, result
+    assert len(drawn_people) <= 2 * likeness_consent.MAX_FRAMES
+
+
+def test_a_recording_without_sound_is_invalid_media(tmp_path: Path, readings: dict[str, Path]) -> None:
+    with pytest.raises(PermanentGpuError) as refused:
+        verify(tmp_path, payload(readings["mute"], readings["picture"]))
+    assert refused.value.code == "invalid_media"
+
+
+def test_a_recording_without_pictures_is_invalid_media(tmp_path: Path, readings: dict[str, Path]) -> None:
+    """Sound alone is no recording of a face."""
+    with pytest.raises(PermanentGpuError) as refused:
+        verify(tmp_path, payload(readings["right"].with_suffix(".wav"), readings["picture"]))
+    assert refused.value.code == "invalid_media"
+    assert "recording_media has no video stream" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"phrase_words": ISSUED[:7]}, {"phrase_words": [*ISSUED[:7], "Taxi"]}, {"statement": None}, {"statement": "!!!"}],
+)
+def test_a_malformed_challenge_is_invalid_input_before_any_media_is_read(
+    tmp_path: Path, overrides: dict[str, Any]
+) -> None:
+    missing = tmp_path / "never-read.mp4"
+    with pytest.raises(PermanentGpuError) as refused:
+        verify(tmp_path, payload(missing, missing, **overrides))
+    assert refused.value.code == "invalid_input"
+
+
+def test_missing_face_weights_are_model_unavailable_before_any_media_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(tmp_path / "empty"))
+    missing = tmp_path / "never-read.mp4"
+    with pytest.raises(PermanentGpuError) as refused:
+        verify(tmp_path, payload(missing, missing))
+    assert refused.value.code == "model_unavailable"
+
+
+def test_the_recording_is_bounded_as_voice_consents_is() -> None:
+    assert likeness_consent.MEDIA_LIMITS["recording_media"].max_seconds == voice_consent.MAX_RECORDING_S
+    assert likeness_consent._read_limit({"path": "x", "max_duration_ms": 5000}, likeness_consent.MAX_SUBJECT_S) == 5
+    assert likeness_consent._read_limit({"path": "x"}, likeness_consent.MAX_SUBJECT_S) == likeness_consent.MAX_SUBJECT_S
