@@ -151,7 +151,7 @@ def check_result(job_type: str, result: Any, *, policy: OutputPolicy, limits: Re
     elif spec.output is OutputKind.ANSWER:
         check_answer(rest)
     elif spec.output is OutputKind.VERIFICATION:
-        check_verification(rest)
+        check_verification(rest, of="face" if spec.job_type == "likeness-consent" else "speaker")
     return {**rest, "outputs": checked_outputs} if "outputs" in result else rest
 
 
@@ -342,16 +342,25 @@ def _figure(value: Any, what: str, low: float, high: float) -> None:
         raise refused(f"{what} is not a number from {low:g} to {high:g}")
 
 
-def check_verification(result: Mapping[str, Any]) -> None:
+def check_verification(result: Mapping[str, Any], of: str = "speaker") -> None:
     """A consent check's figures, which the worker judges against its own bounds: word error rates
-    (0 and up: a reading may add words) and a cosine similarity."""
-    phrase, speaker = result.get("phrase"), result.get("speaker")
-    if not isinstance(phrase, dict) or not isinstance(speaker, dict):
-        raise refused("a verification has no phrase or speaker figures")
+    (0 and up: a reading may add words) and a cosine similarity, of the speakers (a voice) or of the
+    faces (`of="face"`, a likeness: None when either side showed no face)."""
+    phrase, other = result.get("phrase"), result.get(of)
+    if not isinstance(phrase, dict) or not isinstance(other, dict):
+        raise refused(f"a verification has no phrase or {of} figures")
     _figure(phrase.get("challenge_wer"), "the challenge words' error rate", 0.0, 1e6)
     _figure(phrase.get("phrase_wer"), "the phrase's error rate", 0.0, 1e6)
-    _figure(speaker.get("similarity"), "the speakers' similarity", -1.0, 1.0)
-    _figure(speaker.get("stretch_similarity"), "the speakers' least similar stretch", -1.0, 1.0)
+    if of == "face":
+        if other.get("similarity") is not None:
+            _figure(other.get("similarity"), "the faces' similarity", -1.0, 1.0)
+        for count in ("recording_faces", "subject_faces"):
+            value = other.get(count)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10_000:
+                raise refused(f"the verification's {count} is not a frame count")
+        return
+    _figure(other.get("similarity"), "the speakers' similarity", -1.0, 1.0)
+    _figure(other.get("stretch_similarity"), "the speakers' least similar stretch", -1.0, 1.0)
 
 
 # -- output files ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from auteur.users.models import User, Workspace
 from auteur.users.services import user_issue_token
 from auteur.users.workspace_services import workspace_create
-from media.models import Consent, MediaFile, VoiceClone
+from media.models import Consent, ConsentSubject, MediaFile, VoiceClone
 from projects.models import Project
 
 MIME_TYPES = {"video": "video/mp4", "audio": "audio/wav", "image": "image/png"}
@@ -103,6 +103,27 @@ def consent_of(media: MediaFile) -> str:
 def voice_body(media: MediaFile, name: str) -> dict[str, str]:
     """A POST /voices body that makes a voice of `media` with its speaker's verified consent."""
     return {"media_id": str(media.pk), "name": name, "consent_id": consent_of(media)}
+
+
+def likeness_consent_for(media: MediaFile, *, status: str = "verified") -> Consent:
+    """A likeness consent of `media`'s workspace covering the face in it (what a passed likeness-consent
+    job records; `status="attested"` for an owner's attestation), by the SHA-256 of its bytes: a file
+    whose bytes were never hashed is given a random one first. Lip sync, performance cloning and gaze
+    redirection of that file are then accepted."""
+    if not media.content_sha256:
+        media.content_sha256 = uuid.uuid4().hex * 2
+        MediaFile.objects.filter(pk=media.pk).update(content_sha256=media.content_sha256)
+    verified = status != "attested"
+    consent = Consent.objects.create(
+        user=media.user, kind="likeness", status=status,
+        challenge_id=uuid.uuid4() if verified else None, job_id=uuid.uuid4() if verified else None,
+        checks={"phrase": "passed", "face": "passed"} if verified else {},
+        challenge_wer=0.0 if verified else None, phrase_wer=0.1 if verified else None,
+        similarity=0.8 if verified else None, threshold=0.363 if verified else None, max_wer=0.25 if verified else None,
+    )
+    ConsentSubject.objects.create(consent=consent, user=media.user, content_sha256=media.content_sha256,
+                                  media_id=media.pk, similarity=0.8 if verified else None)
+    return consent
 
 
 class VoiceCloneFactory(DjangoModelFactory[VoiceClone]):

@@ -25,7 +25,7 @@ from media.models import ConsentChallenge, MediaFile
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.models import Project
-from tests.factories import MediaFileFactory, ProjectFactory
+from tests.factories import MediaFileFactory, ProjectFactory, likeness_consent_for
 from tests.projects.test_edl_support import clip
 
 START_BALANCE = 1000
@@ -122,8 +122,13 @@ def put_timeline(project: Project, media: MediaFile, *, clips: int = 1, clip_ms:
     return edl_replace(project=project, expected_version=doc["version"], data=doc)
 
 
+# The types that use a face, and which of `media`'s files holds it (JobSpec.likeness_of).
+LIKENESS_OF = {"lip-sync": "video", "performance-cloning": "image", "gaze-redirection": "video"}
+
+
 def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> dict[str, Any]:
-    """A body each type accepts (render also needs a timeline: see put_timeline)."""
+    """A body each type accepts (render also needs a timeline: see put_timeline); for a type that uses a
+    face, the face's file is covered by a likeness consent (`likeness_consent_for`)."""
     p = {"project_id": str(project.pk)}
     video, audio, image = (str(media[k].pk) for k in ("video", "audio", "image"))
     bodies: dict[str, dict[str, Any]] = {
@@ -139,6 +144,8 @@ def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> 
         "compression": {**p, "media_id": video, "preset": "480p"},
         "image-generation": {**p, "prompt": "a lighthouse at dusk"},
     }
+    if job_type in LIKENESS_OF:  # the face it uses covered by a verified likeness consent
+        likeness_consent_for(media[LIKENESS_OF[job_type]])
     if job_type == "voice-consent":  # a challenge of its own for each body: a job reads one once
         bodies["voice-consent"] = {**p, "challenge_id": str(consent_challenge(project.user).pk),
                                    "recording_media_id": audio, "sample_media_id": audio}
