@@ -114,8 +114,10 @@ class JobSubmitApi(ApiView):
     name the cap, its limit, what was spent, the cost and when it resets), 403 `plan_required`
     (`payment_required` while the plan's renewal is unpaid), 503 `feature_unavailable` when this
     server's GPU backend cannot run the type (nothing charged). 422 `content_policy_violation` when
-    the content policy refuses a text the request asks a model to act on: `details.flagged` names
-    each such field and its categories; no job is made and nothing is charged.
+    the content policy refuses a text the request asks a model to act on, a render's captions to burn
+    in (`captions`), or the pictures of an input file a generative model works from (an image, frames
+    of a video): `details.flagged` names each such field and its categories; no job is made and
+    nothing is charged. 422 `media_unscreenable` for such a file that cannot be decoded to be screened.
     """
 
     workspace_actions = {"POST": "jobs.run"}
@@ -197,8 +199,10 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
                "media_duration_unknown", "media_projects_differ")(Api)
     if spec.languages:
         raises("language_unsupported")(Api)
-    if spec.screened:
+    if spec.screened or spec.timeline:  # a render's burned-in captions are screened text
         raises("content_policy_violation", "input_too_complex")(Api)
+    if spec.screened_media:
+        raises("content_policy_violation", "media_unscreenable")(Api)
     if spec.claims_challenge:
         raises("challenge_not_found", "challenge_expired", "challenge_used")(Api)
     if spec.recordings:
@@ -478,11 +482,13 @@ class JobCancelApi(ApiView):
 
 
 @raises("job_not_retryable", "plan_required", "payment_required", "insufficient_credits", "spend_cap_reached",
-        "feature_unavailable", "content_policy_violation", "input_too_complex", "consent_required")
+        "feature_unavailable", "content_policy_violation", "input_too_complex", "media_unscreenable",
+        "consent_required")
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
     409 `job_not_retryable` unless the job failed with a retryable error; 422
-    `content_policy_violation` when today's content policy refuses its texts (nothing charged)."""
+    `content_policy_violation` when today's content policy refuses its texts or the pictures of its
+    input files (nothing charged)."""
 
     workspace_actions = {"POST": "jobs.run"}
 

@@ -212,7 +212,7 @@ _ITEM_ERRORS = ("project_not_found", "media_not_found", "voice_not_found", "medi
                 "media_duration_unknown", "media_projects_differ", "input_limit_exceeded", "language_unsupported",
                 "empty_timeline", "edl_invalid", "edl_limit_exceeded", "edl_unavailable", "no_captions",
                 "plan_required", "payment_required", "feature_unavailable", "content_policy_violation",
-                "input_too_complex", "consent_required")
+                "input_too_complex", "media_unscreenable", "consent_required")
 
 
 def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
@@ -503,7 +503,7 @@ class BulkRetrySerializer(serializers.Serializer):
 
 @raises("batch_not_found", "project_not_found", "insufficient_credits", "spend_cap_reached", "plan_required",
         "payment_required", "feature_unavailable", "content_policy_violation", "input_too_complex",
-        "consent_required")
+        "media_unscreenable", "consent_required")
 class BulkRetryApi(ApiView):
     """Submit again, by filter, your jobs that failed with a retryable error or were aborted before
     they started (a batch, a type, `failed`/`aborted`, a project, a span of submission times; at

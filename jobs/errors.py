@@ -40,6 +40,14 @@ class ContentPolicyViolation(ApplicationError):
     model_version: str = ""
 
 
+class MediaUnscreenable(ApplicationError):
+    """An input file whose pictures the content policy screens could not be decoded for it within
+    the probe's limits: refused, as nothing unscreened reaches a generative model; details name the
+    field and the file."""
+
+    code = "media_unscreenable"
+
+
 class MediaNotReady(ApplicationError):
     code = "media_not_ready"
 

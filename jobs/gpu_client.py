@@ -31,6 +31,7 @@ from gpu_tasks.sandbox import Sandbox
 from gpu_tasks.sandbox import detect as detect_sandbox
 from gpu_tasks.screening import POLICY_VERSION, Screening, screen_fields
 from gpu_tasks.screening.image import MAX_FRAMES as IMAGE_SCREEN_MAX_FRAMES
+from gpu_tasks.screening.image import NSFW_THRESHOLD as IMAGE_SCREEN_THRESHOLD
 from gpu_tasks.screening.image import ImageScreening
 from gpu_tasks.screening.text import MAX_CHARS as SCREEN_MAX_CHARS
 
@@ -41,6 +42,7 @@ from gpu_tasks.screening.text import MAX_CHARS as SCREEN_MAX_CHARS
 # the content policy's screening of the texts a model is asked to act on (jobs.intake.screening).
 __all__ = [
     "IMAGE_SCREEN_MAX_FRAMES",
+    "IMAGE_SCREEN_THRESHOLD",
     "LANGUAGE_CHOICES",
     "POLICY_VERSION",
     "SCREEN_MAX_CHARS",
@@ -177,6 +179,13 @@ def screen_images(frames: Sequence[bytes]) -> ImageScreening:
     from gpu_tasks.screening import image
 
     return image.screen_frames(frames)
+
+
+def image_screener_version() -> str:
+    """The embedded image screener's model version (named without loading the model)."""
+    from gpu_tasks.screening import image
+
+    return image.model_version()
 
 
 def voice_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], dict[str, Any]]:

@@ -39,10 +39,13 @@ MAX_DEADLINE_SECONDS = 7 * 24 * 3600
 
 
 class MediaRef(serializers.UUIDField):
-    """The id of a ready media file of the job's project, of one of `kinds`."""
+    """The id of a ready media file of the job's project, of one of `kinds`. `screened`: a picture
+    or video a generative model works from (a face it animates or re-times): its pictures are
+    screened against the content policy before the job is priced (jobs.intake.media_screening)."""
 
-    def __init__(self, *, kinds: Iterable[str], **kwargs: Any) -> None:
+    def __init__(self, *, kinds: Iterable[str], screened: bool = False, **kwargs: Any) -> None:
         self.kinds = tuple(sorted(str(k) for k in kinds))
+        self.screened = screened
         super().__init__(**kwargs)
 
 
@@ -361,7 +364,7 @@ class AudioGenerationInput(JobInput):
 class LipSyncInput(JobInput):
     """Re-time the face of `video_media_id` to `audio_media_id`; priced by the video's length."""
 
-    video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+    video_media_id = MediaRef(kinds=(MediaType.VIDEO,), screened=True)
     audio_media_id = MediaRef(kinds=(MediaType.AUDIO,))
 
 
@@ -369,8 +372,8 @@ class PerformanceCloningInput(JobInput):
     """Animate the face of a still image with the performance of a driving video (one frame per
     driving frame, with its sound)."""
 
-    source_image_media_id = MediaRef(kinds=(MediaType.IMAGE,))
-    driving_video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+    source_image_media_id = MediaRef(kinds=(MediaType.IMAGE,), screened=True)
+    driving_video_media_id = MediaRef(kinds=(MediaType.VIDEO,), screened=True)
     relative = serializers.BooleanField(default=True, help_text="Motion relative to the first driving frame.")
     stitching = serializers.BooleanField(default=True, help_text="Keep the shoulders still while the face moves.")
 
@@ -412,7 +415,7 @@ class GazeTarget(serializers.Field):
 class GazeRedirectionInput(JobInput):
     """Turn the eyes of the face in a video towards the camera (or given angles), frame by frame."""
 
-    video_media_id = MediaRef(kinds=(MediaType.VIDEO,))
+    video_media_id = MediaRef(kinds=(MediaType.VIDEO,), screened=True)
     target = GazeTarget(default="camera")
     strength = _number(_GAZE, "strength", default=_default(_GAZE, "strength"))
 

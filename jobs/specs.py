@@ -121,6 +121,13 @@ class JobSpec:
                 if isinstance(field, inputs.ScreenedText)}
 
     @functools.cached_property
+    def screened_media(self) -> tuple[str, ...]:
+        """The input's media fields whose pictures are screened before the job is priced
+        (`inputs.MediaRef(screened=True)`), in declaration order."""
+        return tuple(name for name, field in self.references.items()
+                     if isinstance(field, inputs.MediaRef) and field.screened)
+
+    @functools.cached_property
     def languages(self) -> tuple[str, ...]:
         """The input's fields that name a spoken language (checked against the backend's)."""
         return tuple(name for name, field in self.input().fields.items() if isinstance(field, inputs.LanguageField))

@@ -59,6 +59,7 @@ class MediaFileFactory(DjangoModelFactory[MediaFile]):
 
     class Meta:
         model = MediaFile
+        skip_postgeneration_save = True  # (`screened` saves what it changes itself)
 
     project = factory.SubFactory(ProjectFactory)
     user = factory.LazyAttribute(lambda o: o.project.user)
@@ -71,6 +72,14 @@ class MediaFileFactory(DjangoModelFactory[MediaFile]):
     duration_ms = factory.LazyAttribute(lambda o: DURATIONS_MS[o.type])
     file_size_bytes = 1000
     storage_key = factory.LazyFunction(lambda: f"k/{uuid.uuid4()}")
+
+    @factory.post_generation
+    def screened(obj: MediaFile, create: bool, extracted: Any, **kwargs: Any) -> None:
+        """A ready picture or video given a SHA-256 is recorded as screened and passed
+        (`pictures_passed`): its bytes are not in storage to be decoded. `screened=False` leaves it
+        to be screened as an upload is."""
+        if create and extracted is not False and obj.content_sha256:
+            pictures_passed(obj)
 
 
 class ConsentFactory(DjangoModelFactory[Consent]):
@@ -105,6 +114,24 @@ def voice_body(media: MediaFile, name: str) -> dict[str, str]:
     return {"media_id": str(media.pk), "name": name, "consent_id": consent_of(media)}
 
 
+def pictures_passed(*files: MediaFile) -> None:
+    """Record that each picture or video's pictures were screened and passed the content policy (the
+    MediaVerdict its first screening at submission records: jobs.intake.media_screening), as a
+    factory's file has no bytes in storage to decode; a file never hashed is given a random SHA-256
+    first. Its lip sync, performance cloning or gaze redirection is then not refused for them."""
+    from jobs.intake.media_screening import screener_version
+    from jobs.models import MediaVerdict
+
+    for media in files:
+        if media.type not in ("image", "video") or media.status != "ready":
+            continue
+        if not media.content_sha256:
+            media.content_sha256 = uuid.uuid4().hex * 2
+            MediaFile.objects.filter(pk=media.pk).update(content_sha256=media.content_sha256)
+        MediaVerdict.objects.get_or_create(user_id=media.user_id, content_sha256=media.content_sha256,
+                                           screener=screener_version(), defaults={"top_score": 0.0, "frames": 1})
+
+
 def likeness_consent_for(media: MediaFile, *, status: str = "verified") -> Consent:
     """A likeness consent of `media`'s workspace covering the face in it (what a passed likeness-consent
     job records; `status="attested"` for an owner's attestation), by the SHA-256 of its bytes: a file
@@ -113,6 +140,7 @@ def likeness_consent_for(media: MediaFile, *, status: str = "verified") -> Conse
     if not media.content_sha256:
         media.content_sha256 = uuid.uuid4().hex * 2
         MediaFile.objects.filter(pk=media.pk).update(content_sha256=media.content_sha256)
+    pictures_passed(media)  # (screened and passed: no bytes of it are stored to decode)
     verified = status != "attested"
     consent = Consent.objects.create(
         user=media.user, kind="likeness", status=status,

@@ -149,6 +149,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "language_unsupported": status.HTTP_422_UNPROCESSABLE_ENTITY,
     # a text a model would act on is refused by the content policy: details.flagged names each field and its categories
     "content_policy_violation": status.HTTP_422_UNPROCESSABLE_ENTITY,
+    # an input file the content policy screens could not be decoded for it within the probe's limits
+    "media_unscreenable": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "media_projects_differ": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "plan_not_for_sale": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "unknown_credit_pack": status.HTTP_422_UNPROCESSABLE_ENTITY,

@@ -52,9 +52,15 @@ AUTEUR_SCREENING_MAX_CHARS_PER_REQUEST = env.int("AUTEUR_SCREENING_MAX_CHARS_PER
 AUTEUR_SCREENING_MAX_EXPANSION = env.float("AUTEUR_SCREENING_MAX_EXPANSION", default=2.0)
 # Output screening (jobs.life.moderation): how long a withheld output is kept for staff before it is
 # deleted, and the test seam that flags outputs at random ("image-generation:output=1.0;tts:output=0.05":
-# per job type, the share of its jobs whose outputs are flagged, recorded as injected; "" in production).
+# per job type, the share of its jobs whose outputs are flagged, recorded as injected; "lip-sync:input=1.0":
+# the share of the input files it names that are refused at submission; "" in production).
 AUTEUR_MODERATION_QUARANTINE_DAYS = env.int("AUTEUR_MODERATION_QUARANTINE_DAYS", default=30)
 AUTEUR_SCREENING_INJECT = env.str("AUTEUR_SCREENING_INJECT", default="")
+# How many frames of a video the image screener sees, spread evenly over its length (the first one
+# included): of an input video of a generative type, at submission (jobs.intake.media_screening; its
+# verdict kept per file), and of a generated video, at the store step (jobs.life.moderation).
+AUTEUR_SCREENING_INPUT_VIDEO_FRAMES = env.int("AUTEUR_SCREENING_INPUT_VIDEO_FRAMES", default=4)
+AUTEUR_SCREENING_OUTPUT_VIDEO_FRAMES = env.int("AUTEUR_SCREENING_OUTPUT_VIDEO_FRAMES", default=8)
 if not 1 <= AUTEUR_BATCH_MAX_ITEMS <= 32767:  # an item's index is a smallint (Job.batch_index)
     raise ImproperlyConfigured("AUTEUR_BATCH_MAX_ITEMS must be 1 to 32767.")
 # Items of a type that renders a timeline in one batch: each is priced by reading and cutting its timeline.

@@ -59,7 +59,7 @@ from jobs.events.record import job_events_record_many
 from jobs.inputs import Scheduling
 from jobs.intake.admission import languages_check, require_runnable
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
-from jobs.intake.screening import requests_screen, resolved_part
+from jobs.intake.screening import requests_screen, resolved_requests_screen
 from jobs.intake.submission import job_voices_consented
 from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
@@ -152,9 +152,10 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
     resolved: dict[str, JobRequest] = {}
     requests = _each(enumerate(zip(items, objects, strict=True)),
                      lambda pair: _resolve(user, pair[0].spec, pair[1], resolved))
-    # What resolving added for the models to read (a video's transcript), every item's at once.
-    requests_screen([(f"items[{index}].", item.spec, resolved_part(request.input_params))
-                     for index, (item, request) in enumerate(zip(items, requests, strict=True))])
+    # What resolving added for the models to read (a video's transcript, a render's burned captions)
+    # and the pictures of the items' screened media, every item's at once.
+    resolved_requests_screen([(f"items[{index}].", item.spec, request.input_params)
+                              for index, (item, request) in enumerate(zip(items, requests, strict=True))])
     priced = []
     for index, (item, request) in enumerate(zip(items, requests, strict=True)):
         # Its languages (the plan and backend were checked once per type above).
@@ -450,7 +451,8 @@ def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None
         for spec in {p.spec.type: p.spec for p in priced}.values():
             require_runnable(user, spec)  # the plan and this server's backend, as a retry of one checks
         # Screened again, as a retry of one is: the refusal names each job's fields by its id.
-        requests_screen([(f"jobs[{job.pk}].", p.spec, job.input_params) for job, p in zip(jobs, priced, strict=True)])
+        requests_screen([(f"jobs[{job.pk}].", p.spec, job.input_params) for job, p in zip(jobs, priced, strict=True)],
+                        media=True)
         for index, job in enumerate(jobs):
             job_voices_consented(job)  # a voice whose grace ended since is refused, as a retry of one is
             # The face it uses covered by a consent usable now, recorded for a revocation to find.

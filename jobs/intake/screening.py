@@ -11,6 +11,14 @@ own once the request is refused, whatever transaction the refusal came out of.
 Order: a submission screens after the checks that cost nothing or a query (the owner checks, plan,
 backend, replay, a balance that covers the least price) and before the request is resolved and
 priced; a quote, a batch and a retry alike.
+
+What a request's resolution adds is screened once it is resolved, before it is priced: a video's
+transcript the model is given, a render's captions to burn into the picture (field `captions`, under
+the "full" policy), and the pictures of the input files a generative model works from
+(jobs.intake.media_screening), all in one answer. A render's sidecar captions (SRT and WebVTT files
+beside the video) are not screened: they are the project's own transcript handed back as text, as a
+transcription's output is, and no model acts on them; burned ones become part of a picture this
+server makes.
 """
 
 from __future__ import annotations
@@ -28,12 +36,16 @@ from auteur.core.untrusted import InputTooComplex
 from auteur.users.models import User
 from jobs import gpu_client
 from jobs.errors import ContentPolicyViolation
+from jobs.intake.media_screening import media_flagged, screened_media
 from jobs.models import ScreeningRefusal
 from jobs.payloads import TRANSCRIPT_PARAM
 from jobs.specs import JobSpec
 
 MESSAGE = "The request was refused by the content policy: {fields}."
 PIECE_MARK = "#"  # a long text screened in pieces: `transcript#2` is named `transcript`
+# Where a resolved render's input_params keep the captions it burns in (an ASS document,
+# jobs.selectors.requests); screened as the request's field `captions`.
+BURNED_CAPTIONS_PARAM = "captions_ass"
 
 
 def screened_texts(spec: JobSpec, params: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[str, str]]:
@@ -42,48 +54,79 @@ def screened_texts(spec: JobSpec, params: Mapping[str, Any], prefix: str = "") -
     takes: `transcript#1`...; named `transcript` in the answer)."""
     texts = {f"{prefix}{name}": (params[name], policy) for name, policy in spec.screened.items()
              if isinstance(params.get(name), str) and params[name]}
+    step = gpu_client.SCREEN_MAX_CHARS
     transcript = params.get(TRANSCRIPT_PARAM)
     if isinstance(transcript, str) and transcript:
-        step = gpu_client.SCREEN_MAX_CHARS
         for n, start in enumerate(range(0, len(transcript), step)):
             texts[f"{prefix}transcript{PIECE_MARK}{n}"] = (transcript[start:start + step], "full")
+    burned = params.get(BURNED_CAPTIONS_PARAM)
+    if isinstance(burned, str) and burned:
+        lines = burned_caption_text(burned)
+        for n, start in enumerate(range(0, len(lines), step)):
+            texts[f"{prefix}captions{PIECE_MARK}{n}"] = (lines[start:start + step], "full")
     return texts
 
 
+def burned_caption_text(ass: str) -> str:
+    """The words a render's burned-in captions show, one cue a line: the ASS document
+    jobs.selectors.requests made from the project's transcript, less its styles and override tags."""
+    import pysubs2
+
+    return "\n".join(text for event in pysubs2.SSAFile.from_string(ass)
+                     if not event.is_comment and (text := event.plaintext.strip()))
+
+
 def resolved_part(params: Mapping[str, Any]) -> dict[str, Any]:
-    """What a request's resolution added to its parameters for the model to read (a video's
-    transcript): screened once the request is resolved, its own fields having been before."""
-    return {TRANSCRIPT_PARAM: params[TRANSCRIPT_PARAM]} if TRANSCRIPT_PARAM in params else {}
+    """What a request's resolution added to its parameters for a model to read or the picture to
+    show (a video's transcript, a render's burned-in captions): screened once the request is
+    resolved, its own fields having been before."""
+    return {name: params[name] for name in (TRANSCRIPT_PARAM, BURNED_CAPTIONS_PARAM) if name in params}
 
 
 def resolved_screen(*, spec: JobSpec, params: Mapping[str, Any]) -> None:
-    request_screen(spec=spec, params=resolved_part(params))
+    """A resolved request's screening: what its resolution added, and the pictures of its screened media."""
+    resolved_requests_screen([("", spec, params)])
 
 
-def screening_check(*, texts: Mapping[str, tuple[str, str]], job_types: Mapping[str, str]) -> None:
+def resolved_requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]]) -> None:
+    """Many resolved requests (a batch's items) screened at once: what each one's resolution added
+    (`resolved_part`) and the pictures of its screened media (jobs.intake.media_screening)."""
+    requests_screen([(prefix, spec, {**resolved_part(params), **{name: params[name] for name in spec.screened_media
+                                                                  if name in params}})
+                     for prefix, spec, params in requests], media=True)
+
+
+def screening_check(*, texts: Mapping[str, tuple[str, str]], job_types: Mapping[str, str],
+                    media: Mapping[str, str] | None = None) -> None:
     """Raise ContentPolicyViolation naming every flagged field unless the policy passes them all.
     `job_types`: each field's job type (a batch's items differ); the refusal is recorded under the
-    first flagged field's."""
-    if not texts:
-        return
-    _check_work(texts)
-    # Each distinct (text, policy) once (a batch's items often share a prompt): its verdict is
-    # every field's that holds it.
-    distinct = {entry: str(n) for n, entry in enumerate(dict.fromkeys(texts.values()))}
-    verdict = gpu_client.screen_texts({key: entry for entry, key in distinct.items()})
-    if not verdict.flagged:
-        return
+    first flagged field's. `media`: {field: media id} of resolved screened media fields, whose
+    pictures are screened (jobs.intake.media_screening)."""
     named: dict[str, list[str]] = {}
-    for field, entry in texts.items():
-        if distinct[entry] in verdict.flagged:
-            categories = named.setdefault(field.partition(PIECE_MARK)[0], [])
-            categories += [c for c in verdict.flagged[distinct[entry]] if c not in categories]
+    versions: dict[str, str] = {}
+    if texts:
+        _check_work(texts)
+        # Each distinct (text, policy) once (a batch's items often share a prompt): its verdict is
+        # every field's that holds it.
+        distinct = {entry: str(n) for n, entry in enumerate(dict.fromkeys(texts.values()))}
+        verdict = gpu_client.screen_texts({key: entry for entry, key in distinct.items()})
+        for field, entry in texts.items():
+            if distinct[entry] in verdict.flagged:
+                categories = named.setdefault(field.partition(PIECE_MARK)[0], [])
+                categories += [c for c in verdict.flagged[distinct[entry]] if c not in categories]
+                versions[field.partition(PIECE_MARK)[0]] = verdict.model_version
+    for field, pictures in media_flagged(media or {}, job_types).items():
+        named[field] = list(pictures.categories)
+        versions[field] = pictures.model_version
+    if not named:
+        return
     listed = ", ".join(f"{field} ({', '.join(categories)})" for field, categories in named.items())
     flagged = [{"field": field, "categories": categories} for field, categories in named.items()]
     refusal = ContentPolicyViolation(MESSAGE.format(fields=listed),
                                      details={"flagged": flagged, "policy_version": gpu_client.POLICY_VERSION})
-    first = next(field for field in texts if field.partition(PIECE_MARK)[0] == flagged[0]["field"])
-    refusal.job_type, refusal.model_version = job_types[first], verdict.model_version
+    named_first = next(iter(named))
+    first = next(field for field in job_types if field.partition(PIECE_MARK)[0] == named_first)
+    refusal.job_type, refusal.model_version = job_types[first], versions[named_first]
     raise refusal
 
 
@@ -112,21 +155,27 @@ def _check_work(texts: Mapping[str, tuple[str, str]]) -> None:
             )
 
 
-def request_screen(*, spec: JobSpec, params: Mapping[str, Any]) -> None:
+def request_screen(*, spec: JobSpec, params: Mapping[str, Any], media: bool = False) -> None:
     """A single request's screening (a submission, a quote, a retry)."""
-    requests_screen([("", spec, params)])
+    requests_screen([("", spec, params)], media=media)
 
 
-def requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]]) -> None:
+def requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]], *, media: bool = False) -> None:
     """Many requests screened at once, each (the prefix its fields are named with, e.g. `items[3].`,
-    its type, its parameters): a batch's items, a bulk retry's jobs."""
+    its type, its parameters): a batch's items, a bulk retry's jobs. `media`: the parameters are
+    resolved (a job's input_params), and the pictures of their screened media are screened too."""
     texts: dict[str, tuple[str, str]] = {}
+    files: dict[str, str] = {}
     job_types: dict[str, str] = {}
     for prefix, spec, params in requests:
         own = screened_texts(spec, params, prefix=prefix)
         texts.update(own)
         job_types.update(dict.fromkeys(own, spec.type.value))
-    screening_check(texts=texts, job_types=job_types)
+        if media:
+            named = screened_media(spec, params, prefix=prefix)
+            files.update(named)
+            job_types.update(dict.fromkeys(named, spec.type.value))
+    screening_check(texts=texts, job_types=job_types, media=files)
 
 
 @contextmanager

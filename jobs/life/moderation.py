@@ -60,7 +60,9 @@ from media.services.keys import media_prefix, quarantine_folder
 from media.services.outputs import media_create_output, output_media_id
 from media.storage import get_storage
 
-INJECT_KINDS = ("output",)
+# What the test seam flags: a job's outputs at its store step, or the input files a request names
+# (refused at submission, jobs.intake.media_screening).
+INJECT_KINDS = ("output", "input")
 INJECTED_CATEGORY = "injected"  # what an injected flag is recorded as: no screener named a category
 INJECTED_MODEL = "injected"
 # The types whose image outputs the image screener sees (each image, one frame).
@@ -78,10 +80,11 @@ class OutputVerdict:
     model_version: str
 
 
-def parse_inject_spec(spec: str) -> dict[str, float]:
-    """{job type or "*": share of its jobs flagged} from a spec like "image-generation:output=1.0;tts:output=0.05".
-    ValueError for anything malformed: an unknown type or kind, a share outside [0, 1], a type named twice."""
-    table: dict[str, float] = {}
+def parse_inject_spec(spec: str) -> dict[tuple[str, str], float]:
+    """{(job type or "*", kind): share flagged} from a spec like "image-generation:output=1.0;tts:output=0.05;
+    lip-sync:input=1.0". ValueError for anything malformed: an unknown type or kind, a share outside
+    [0, 1], a type named twice for one kind."""
+    table: dict[tuple[str, str], float] = {}
     for part in (p.strip() for p in (spec or "").split(";")):
         if not part:
             continue
@@ -93,32 +96,40 @@ def parse_inject_spec(spec: str) -> dict[str, float]:
                 type_name = JobType(type_name).value
             except ValueError:
                 raise ValueError(f"screening injection: unknown job type {type_name!r}") from None
-        if type_name in table:
-            raise ValueError(f"screening injection: {type_name!r} given twice")
         kind, eq, value = (s.strip() for s in body.partition("="))
         if not eq or kind not in INJECT_KINDS:
             raise ValueError(f"screening injection {part!r}: unknown kind {kind!r} (expected one of {INJECT_KINDS})")
+        if (type_name, kind) in table:
+            raise ValueError(f"screening injection: {type_name!r} given twice for {kind}")
         if not _NUMBER.match(value) or not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"screening injection {part!r}: rate {value!r} is not a number in [0, 1]")
-        table[type_name] = float(value)
+        table[type_name, kind] = float(value)
     return table
 
 
 @functools.lru_cache(maxsize=4)
-def _inject_table(spec: str) -> dict[str, float]:
+def _inject_table(spec: str) -> dict[tuple[str, str], float]:
     return parse_inject_spec(spec)
 
 
-def injected_rate(job_type: str) -> float:
-    """The share of `job_type`'s jobs the test seam flags: the one place AUTEUR_SCREENING_INJECT is read."""
+def injected_rate(job_type: str, kind: str = "output") -> float:
+    """The share of `job_type`'s jobs (kind "output") or of the files its requests name (kind
+    "input") that the test seam flags: the one place AUTEUR_SCREENING_INJECT is read."""
     table = _inject_table(settings.AUTEUR_SCREENING_INJECT or "")
-    return table.get(job_type, table.get("*", 0.0))
+    return table.get((job_type, kind), table.get(("*", kind), 0.0))
 
 
-def _draw(job_id: uuid.UUID) -> float:
-    """A number in [0, 1) fixed by the job's id: each delivery of its store step draws the same."""
+def _draw(job_id: uuid.UUID | str) -> float:
+    """A number in [0, 1) fixed by the job's id (or a file's SHA-256): each delivery of its store
+    step, each request naming the file, draws the same."""
     digest = hashlib.sha256(f"screening-inject:{job_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def injected(job_type: str, kind: str, key: uuid.UUID | str) -> bool:
+    """Whether the test seam flags this job's outputs, or this file (`key`: its SHA-256) as an input."""
+    rate = injected_rate(job_type, kind)
+    return rate > 0 and _draw(key if kind == "output" else f"{kind}:{key}") < rate
 
 
 def screens_images(job: Job) -> bool:
@@ -130,8 +141,7 @@ def output_verdict(job: Job, result: Mapping[str, Any], landed: Mapping[str, Pat
                    ) -> OutputVerdict | None:
     """The verdict on a job's outputs before they are kept: None when they may be, else why not.
     `landed`: {output name: local file} of the image outputs to screen (screens_images)."""
-    rate = injected_rate(job.type)
-    if rate > 0 and _draw(job.pk) < rate:
+    if injected(job.type, "output", job.pk):
         return OutputVerdict(categories=(INJECTED_CATEGORY,), source=ModerationSource.INJECTED,
                              model_version=INJECTED_MODEL)
     if job.type == JobType.TTS.value:

@@ -233,6 +233,77 @@ def screen_frames(*, path: str, fd: int | None, max_pixels: int, count: int, eve
     return {"frames": frames} if frames else {"error": "no frame decoded"}
 
 
+def screen_frames_spread(*, path: str, fd: int | None, max_pixels: int, count: int, duration_s: float | None = None,
+                         side: int = 256, crop: int = 224, tiles: int = 1) -> dict[str, Any]:
+    """`count` frames of a picture or a video spread evenly over its length, for the image
+    screener, decoded in this confined child: the first frame, then the frame at each
+    `i / count` of the length (a seek to the key frame before it, then decoding up to it, so
+    whatever the key frames are, the frame shown at that time is the one scored). Each frame is
+    cropped and windowed as `screen_frames` does. `duration_s`: the length as the probe measured
+    it (None: measured here from the packets, never from the header, which a file may state
+    falsely). A picture gives its one frame. {"frames": [base64...], "seen": [seconds...]} or
+    {"error": why}."""
+    import av
+
+    if fd is None:
+        return {"error": "the file could not be opened"}
+    options = {**SAFE_INPUT_OPTIONS, "max_pixels": str(max_pixels), "threads": "1", "fd": str(fd),
+               "protocol_whitelist": "fd"}
+    offset = (side - crop) // 2
+    frames: list[str] = []
+    seen: list[float] = []
+
+    def keep(frame: Any, at: float) -> None:
+        rgb = frame.to_ndarray(width=side, height=side, format="rgb24", interpolation="BILINEAR")
+        frames.append(base64.b64encode(rgb[offset:offset + crop, offset:offset + crop].tobytes()).decode())
+        frames.extend(base64.b64encode(window).decode() for window in _square_windows(frame, side, crop, tiles))
+        seen.append(round(at, 3))
+
+    try:
+        with av.open("fd:", metadata_errors="ignore", options=options) as container:
+            video = next((s for s in container.streams.video if not _is_attached_picture(s)), None)
+            if video is None:
+                return {"error": "no picture"}
+            too_large = _size_refusal(video.codec_context.width, video.codec_context.height, max_pixels)
+            if too_large:
+                return {"error": too_large}
+            video.codec_context.thread_count = 1
+            base = video.time_base or Fraction(1, 1000)
+            start = video.start_time or 0
+            length = duration_s
+            if length is None:
+                end = start
+                for packet in container.demux(video):
+                    if packet.pts is not None:
+                        end = max(end, packet.pts + (packet.duration or 0))
+                length = float((end - start) * base)
+                container.seek(start, stream=video, backward=True)
+            first = next(iter(container.decode(video)), None)
+            if first is None:
+                return {"error": "no frame decoded"}
+            keep(first, 0.0)
+            last_pts = first.pts
+            for i in range(1, max(1, count)):
+                target = length * i / count
+                if target <= 0:
+                    break
+                container.seek(start + int(target / base), stream=video, backward=True)
+                chosen = None
+                for frame in container.decode(video):
+                    chosen = frame
+                    if frame.time is None or float(frame.time) - float(start * base) >= target - 1e-3:
+                        break
+                if chosen is None or chosen.pts == last_pts:
+                    continue  # past the end, or the same frame again (a picture, a still)
+                keep(chosen, target)
+                last_pts = chosen.pts
+    except MemoryError:
+        return {"error": "out of memory"}
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        return {"error": f"not decodable ({type(exc).__name__})"}
+    return {"frames": frames, "seen": seen}
+
+
 def probe_captions(path: Path) -> ProbeResult:
     """A subtitle file (SRT, WebVTT, UTF-8): it parses, and lasts until its last cue ends."""
     import pysubs2

@@ -193,3 +193,26 @@ def screening_frames(path: Path, *, count: int, every_s: float) -> list[bytes] |
         logger.warning("screening frames not decoded (%s): %s", type(exc).__name__, str(why)[:300])
         return None
     return frames[:most]
+
+
+def screening_frames_spread(path: Path, *, count: int, duration_ms: int | None = None) -> list[bytes] | None:
+    """`count` frames of a picture or video spread evenly over its length, for the image screener
+    (media.probing.facts.screen_frames_spread): decoded in a confined child with the probe's
+    sandbox and limits, each frame whole and, when it is not square, its windows (as
+    `screening_frames`). `duration_ms`: the length the probe measured, when known. None when they
+    cannot be decoded within those limits."""
+    limits = probe_limits()
+    frame_chars = 4 * (SCREEN_FRAME_SIDE * SCREEN_FRAME_SIDE * 3) // 3 + 64
+    most = count * (1 + SCREEN_TILES)
+    bounds = dataclasses.replace(limits.confined(), max_result_bytes=most * frame_chars + 64 * 1024)
+    answer: Any = None
+    try:
+        answer = confined.call("media.probing.facts:screen_frames_spread", limits=bounds, path=path,
+                               max_pixels=limits.max_pixels, count=count, crop=SCREEN_FRAME_SIDE, tiles=SCREEN_TILES,
+                               duration_s=None if duration_ms is None else duration_ms / 1000)
+        frames = [base64.b64decode(frame, validate=True) for frame in answer["frames"]]
+    except (confined.BudgetSpent, confined.Refused, KeyError, TypeError, ValueError) as exc:
+        why = answer.get("error") if isinstance(answer, dict) else exc
+        logger.warning("screening frames not decoded (%s): %s", type(exc).__name__, str(why)[:300])
+        return None
+    return frames[:most]

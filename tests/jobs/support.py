@@ -21,11 +21,12 @@ from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from jobs import gpu_client
 from jobs.models import Job
+from jobs.specs import job_spec
 from media.models import ConsentChallenge, MediaFile
 from projects.edl.selectors import edl_get
 from projects.edl.services import edl_replace
 from projects.models import Project
-from tests.factories import MediaFileFactory, ProjectFactory, likeness_consent_for
+from tests.factories import MediaFileFactory, ProjectFactory, likeness_consent_for, pictures_passed
 from tests.projects.test_edl_support import clip
 
 START_BALANCE = 1000
@@ -146,6 +147,8 @@ def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> 
     }
     if job_type in LIKENESS_OF:  # the face it uses covered by a verified likeness consent
         likeness_consent_for(media[LIKENESS_OF[job_type]])
+    if job_spec(job_type).screened_media:  # its pictures screened and passed: no bytes of them are stored
+        pictures_passed(media["video"], media["image"])
     if job_type == "voice-consent":  # a challenge of its own for each body: a job reads one once
         bodies["voice-consent"] = {**p, "challenge_id": str(consent_challenge(project.user).pk),
                                    "recording_media_id": audio, "sample_media_id": audio}

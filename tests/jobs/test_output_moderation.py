@@ -246,7 +246,7 @@ def test_an_injected_share_flags_that_share_of_jobs_and_each_job_always_the_same
     import uuid
 
     assert moderation.parse_inject_spec(" image-generation:output=1.0 ; *:output=0.05 ") == {
-        "image-generation": 1.0, "*": 0.05}
+        ("image-generation", "output"): 1.0, ("*", "output"): 0.05}
     ids = [uuid.UUID(int=n * 7919 + 1) for n in range(4000)]
     flagged = sum(moderation._draw(job_id) < 0.05 for job_id in ids)
     assert 120 <= flagged <= 280  # 5 % of 4000 is 200

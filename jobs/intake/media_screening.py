@@ -1,0 +1,121 @@
+"""The content policy on the pictures a generative model is given: each input image, and frames of
+each input video, that a request names in a screened field (`jobs.inputs.MediaRef(screened=True)`:
+the face a lip sync re-times, a performance cloning animates or a gaze redirection turns), screened
+once the request is resolved and before it is priced, so a refused file is a 422
+`content_policy_violation` naming the field, with no job and nothing charged (jobs.intake.screening
+builds the answer and records the refusal).
+
+What is scored: an image's one frame, or AUTEUR_SCREENING_INPUT_VIDEO_FRAMES frames of a video spread
+evenly over its length (the first included), each whole and, when it is not square, in square
+windows along its long side; decoded only in the probe's sandbox
+(media.probing.facts.screen_frames_spread), scored by the embedded image screener (open_nsfw,
+`sexual` only: gpu_tasks.screening.image). A file that cannot be decoded for it within the probe's
+limits is refused (422 `media_unscreenable`): nothing unscreened reaches a model.
+
+Cost: a verdict is kept per (owner, content SHA-256, screener) in `MediaVerdict`, so a file is
+decoded and scored once whatever job, quote, batch or retry names it next; later requests read one
+row. `screener` names the model, its threshold and the frames sampled: a change of any decides
+again. A file not yet hashed (older than its hash) is screened each time.
+
+The test seam AUTEUR_SCREENING_INJECT ("lip-sync:input=1.0") refuses that share of the files a
+type's requests name, drawn from each file's SHA-256 (so a file is refused always or never),
+recorded as category `injected` and never kept as a verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from jobs import gpu_client
+from jobs.errors import MediaUnscreenable
+from jobs.life.moderation import INJECTED_CATEGORY, INJECTED_MODEL, injected
+from jobs.models import MediaVerdict
+from jobs.specs import JobSpec
+from media.models import MediaFile, MediaType
+from media.probing.service import screening_frames_spread
+from media.storage import get_storage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PictureVerdict:
+    """The content policy's verdict on one file's pictures: the categories refused (none: it passes)."""
+
+    categories: tuple[str, ...]
+    model_version: str
+
+
+def screened_media(spec: JobSpec, params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{field as the answer names it: media id} of the request's screened media fields it sets."""
+    return {f"{prefix}{name}": str(params[name]) for name in spec.screened_media if params.get(name)}
+
+
+def screener_version() -> str:
+    """What a kept verdict was decided by: the image screener's model and threshold, and how many
+    frames of a video it saw."""
+    return (f"{gpu_client.image_screener_version()}/t{gpu_client.IMAGE_SCREEN_THRESHOLD:g}"
+            f"/n{settings.AUTEUR_SCREENING_INPUT_VIDEO_FRAMES}")
+
+
+def media_flagged(fields: Mapping[str, str], job_types: Mapping[str, str]) -> dict[str, PictureVerdict]:
+    """{field: its file's verdict} of the fields whose file the policy refuses. `fields`: {field:
+    media id}, the files already found to be the caller's, ready, of the kinds the field takes
+    (jobs.selectors.requests); `job_types`: each field's job type (the test seam is per type). Each
+    distinct file is decided once."""
+    if not fields:
+        return {}
+    files = {str(m.pk): m for m in MediaFile.objects.filter(pk__in={uuid.UUID(v) for v in fields.values()})
+             .only("id", "user_id", "type", "storage_key", "content_sha256", "duration_ms")}
+    decided: dict[tuple[str, str], PictureVerdict] = {}
+    flagged: dict[str, PictureVerdict] = {}
+    for field, media_id in fields.items():
+        media = files.get(media_id)
+        if media is None:  # deleted since it was resolved: the charge's lock on it refuses the job
+            continue
+        key = (media_id, job_types[field])
+        if key not in decided:
+            decided[key] = _verdict(media, field=field, job_type=job_types[field])
+        if decided[key].categories:
+            flagged[field] = decided[key]
+    return flagged
+
+
+def _verdict(media: MediaFile, *, field: str, job_type: str) -> PictureVerdict:
+    sha256 = media.content_sha256
+    if injected(job_type, "input", sha256 or str(media.pk)):
+        return PictureVerdict(categories=(INJECTED_CATEGORY,), model_version=INJECTED_MODEL)
+    screener = screener_version()
+    if sha256:
+        kept = (MediaVerdict.objects.filter(user_id=media.user_id, content_sha256=sha256, screener=screener)
+                .values_list("categories", flat=True).first())
+        if kept is not None:
+            return PictureVerdict(categories=tuple(kept), model_version=screener)
+    count = settings.AUTEUR_SCREENING_INPUT_VIDEO_FRAMES if media.type == MediaType.VIDEO else 1
+    with get_storage().local_path(media.storage_key) as path:
+        frames = screening_frames_spread(path, count=count, duration_ms=media.duration_ms)
+    if not frames:
+        raise MediaUnscreenable(
+            f"{field}: the file could not be examined for the content policy within the limits allowed.",
+            details={"field": field, "media_id": str(media.pk)},
+        )
+    categories: tuple[str, ...] = ()
+    top = 0.0
+    step = gpu_client.IMAGE_SCREEN_MAX_FRAMES
+    for start in range(0, len(frames), step):
+        scored = gpu_client.screen_images(frames[start:start + step])
+        top = max(top, scored.top_score)
+        categories = tuple(dict.fromkeys((*categories, *scored.categories)))
+    if sha256:
+        # Two requests screening one file at once both decide it; the first row stays.
+        MediaVerdict.objects.bulk_create([MediaVerdict(
+            user_id=media.user_id, content_sha256=sha256, screener=screener, categories=list(categories),
+            top_score=top, frames=len(frames),
+        )], ignore_conflicts=True)
+    return PictureVerdict(categories=categories, model_version=screener)
