@@ -9,8 +9,10 @@ cannot tell people apart: what is checked here holds for any weights."""
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +226,62 @@ def test_the_real_detector_runs_on_a_frame(embedder: face_embed.Embedder, monkey
     assert areas == sorted(areas, reverse=True)
     vectors = face_embed.embed_faces(embedder, [face_embed.align(frame, f.landmarks) for f in faces[:3]])
     assert vectors.shape == (min(3, len(faces)), 128)
+
+
+# bench/face_threshold.py ---------------------------------------------------------------------------
+
+
+def _bench() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "face_threshold.py"
+    spec = importlib.util.spec_from_file_location("bench_face_threshold", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_threshold_bench_says_it_cannot_measure_without_weights_and_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(tmp_path / "no-models"))
+    results = tmp_path / "face_threshold.json"
+    assert _bench().main(["--results", str(results)]) == 2
+    out = capsys.readouterr().out
+    assert "not measured here" in out and "download_models likeness-consent" in out and "--lfw" in out
+    assert not results.exists()
+
+
+def test_the_threshold_bench_rates_by_hand() -> None:
+    bench = _bench()
+    same, different = np.array([0.9, 0.8, 0.5, 0.3]), np.array([0.1, 0.2, 0.4, 0.6])
+    at = bench.rates(same, different, 0.363)
+    assert (at["far"]["count"], at["far"]["n"], at["frr"]["count"], at["frr"]["n"]) == (2, 4, 1, 4)
+    assert bench.equal_error(same, different) == (0.25, 0.5)
+    assert bench.best_accuracy(same, different) == (0.75, 0.8)  # a tie goes to the stricter threshold
+
+
+def test_the_threshold_bench_reads_lfw_and_scores_its_pairs(
+    face_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bench's mechanics on the tiny models and a made-up LFW of noise pictures (any "face" the
+    random detector finds will do): what it reads, counts and writes; the figures mean nothing here."""
+    from PIL import Image
+
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(face_models))
+    monkeypatch.setattr(face_embed, "DETECT_THRESHOLD", 0.0)
+    lfw = tmp_path / "lfw"
+    for person in ("Ann_A", "Bob_B", "Cy_C"):
+        (lfw / person).mkdir(parents=True)
+        for number in (1, 2):
+            pixels = np.random.default_rng(zlib.crc32(f"{person}{number}".encode())).integers(0, 256, (250, 250, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(lfw / person / f"{person}_{number:04d}.jpg")
+    (lfw / "pairs.txt").write_text("1\t2\nAnn_A\t1\t2\nBob_B\t1\t2\nAnn_A\t1\tBob_B\t2\nCy_C\t1\tAnn_A\t2\n")
+    results = tmp_path / "face_threshold.json"
+    assert _bench().main(["--lfw", str(lfw), "--results", str(results)]) == 0
+    written = json.loads(results.read_text())
+    assert written["pairs"]["same"] + written["pairs"]["different"] + written["pairs"]["unscored_no_face"] == 4
+    assert written["in_use"]["threshold"] == face_embed.DEFAULT_THRESHOLD
+    assert [row["threshold"] for row in written["grid"]] == [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6]
+    assert 0.0 <= written["eer"] <= 1.0

@@ -44,10 +44,11 @@ def draw_face(frame: np.ndarray, who: str, cx: int, cy: int, size: int = 40) -> 
 
 
 def frame_of(*people: str) -> np.ndarray:
-    """A grey frame with each named person's face, side by side."""
+    """A grey frame with each named person's face, side by side, the first named nearest the camera
+    (its face the largest)."""
     frame = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
     for index, who in enumerate(people):
-        draw_face(frame, who, WIDTH * (index + 1) // (len(people) + 1), HEIGHT // 2)
+        draw_face(frame, who, WIDTH * (index + 1) // (len(people) + 1), HEIGHT // 2, size=44 if index == 0 else 30)
     return frame
 
 
@@ -259,9 +260,12 @@ def test_another_person_does_not_match(tmp_path: Path, drawn_people: list[np.nda
 
 
 def test_the_best_face_of_each_subject_frame_counts(tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
-    """The person beside someone else in every frame of the subject still matches."""
+    """The person behind someone else in every frame of the subject still matches; on camera, the
+    reader is the face nearest it."""
     result = match(tmp_path, pairs(*[frame_of("ann")] * 16), pairs(*[frame_of("bob", "ann")] * 16))
     assert result["similarity"] == pytest.approx(1.0)
+    assert match(tmp_path, pairs(*[frame_of("ann", "bob")] * 16), frame_of("ann"))["similarity"] == pytest.approx(1.0)
+    assert match(tmp_path, pairs(*[frame_of("bob", "ann")] * 16), frame_of("ann"))["similarity"] == pytest.approx(0.0)
 
 
 def test_a_few_frames_of_someone_else_do_not_move_the_recordings_face(
