@@ -25,14 +25,17 @@ from jobs.errors import JobNotCancelable
 from jobs.events.usage import usage_write_csv
 from jobs.intake.submission import job_retry
 from jobs.life.moderation import moderation_confirm, moderation_release
+from jobs.life.standing import MONTH, standing_lift
 from jobs.life.status import job_cancel, job_fail
 from jobs.models import (
     ACTIVE_STATUSES,
+    AccountStanding,
     Batch,
     FairShare,
     Job,
     JobEvent,
     JobModeration,
+    ModerationState,
     ScreeningRefusal,
     TypeClock,
     UsageEvent,
@@ -335,6 +338,61 @@ class JobModerationAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, f"Skipped {skipped}: released already.", messages.WARNING)
         if refused:
             self.message_user(request, "Refused: " + "; ".join(refused[:5]), messages.ERROR)
+
+
+class HeldListFilter(admin.SimpleListFilter):
+    """Held now (the default view's purpose), or lifted."""
+
+    title = "standing"
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        return [("yes", "held"), ("no", "not held (lifted)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AccountStanding]) -> QuerySet[AccountStanding]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(held_since__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(AccountStanding)
+class AccountStandingAdmin(ActionsOnlyAdminMixin, admin.ModelAdmin):
+    """Accounts held for review after repeated content policy refusals (jobs.life.standing): their
+    generative requests are refused (403 `account_under_review`) until staff lift the hold. Each shows
+    its refusals of the last 30 days by category (what the screener flagged, never the text) and its
+    outputs confirmed withheld. Lifting a hold restarts the counting from then."""
+
+    list_display = ("user", "held_since", "held_reason", "refusals_30_days", "confirmed_outputs_30_days",
+                    "lifted_at", "lifted_by")
+    list_filter = (HeldListFilter, "held_reason")
+    search_fields = ("=user__id", "user__email")
+    list_select_related = ("user", "lifted_by")
+    ordering = ("-held_since", "-lifted_at")
+    actions = ("lift_selected",)
+
+    @admin.display(description="refusals in 30 days, by category")
+    def refusals_30_days(self, standing: AccountStanding) -> str:
+        since = timezone.now() - MONTH
+        counts: dict[str, int] = {}
+        for flagged in ScreeningRefusal.objects.filter(user_id=standing.user_id, created_at__gte=since) \
+                .values_list("flagged", flat=True):
+            # A refusal counts once for each category it names, whatever its number of fields.
+            for category in sorted({c for f in flagged for c in f["categories"]}):
+                counts[category] = counts.get(category, 0) + 1
+        return ", ".join(f"{category} {n}" for category, n in sorted(counts.items())) or "none"
+
+    @admin.display(description="outputs confirmed in 30 days")
+    def confirmed_outputs_30_days(self, standing: AccountStanding) -> int:
+        return JobModeration.objects.filter(user_id=standing.user_id, state=ModerationState.CONFIRMED,
+                                            decided_at__gte=timezone.now() - MONTH).count()
+
+    @admin.action(description="Lift the hold of the selected accounts", permissions=["change"])
+    def lift_selected(self, request: HttpRequest, queryset: QuerySet[AccountStanding]) -> None:
+        done = sum(standing_lift(user_id=user_id, staff_user=request.user)  # type: ignore[arg-type]
+                   for user_id in queryset.values_list("user_id", flat=True))
+        self.message_user(request, f"Lifted the hold of {done} account(s).", messages.SUCCESS)
+        if done < queryset.count():
+            self.message_user(request, f"Skipped {queryset.count() - done}: not held.", messages.WARNING)
 
 
 @admin.register(UsageEvent)

@@ -113,7 +113,9 @@ class JobSubmitApi(ApiView):
     would take the member past their monthly budget in a team workspace (nothing created, details
     name the cap, its limit, what was spent, the cost and when it resets), 403 `plan_required`
     (`payment_required` while the plan's renewal is unpaid), 503 `feature_unavailable` when this
-    server's GPU backend cannot run the type (nothing charged). 422 `content_policy_violation` when
+    server's GPU backend cannot run the type (nothing charged), 403 `account_under_review` for a
+    generative type while the account is held for staff review after repeated content policy
+    refusals (details: `held_since`, `reason`; nothing charged). 422 `content_policy_violation` when
     the content policy refuses a text the request asks a model to act on, a render's captions to burn
     in (`captions`), or the pictures of an input file a generative model works from (an image, frames
     of a video): `details.flagged` names each such field and its categories; no job is made and
@@ -205,6 +207,8 @@ def _submit_api(spec: JobSpec) -> type[JobSubmitApi]:
         raises("content_policy_violation", "media_unscreenable")(Api)
     if spec.claims_challenge:
         raises("challenge_not_found", "challenge_expired", "challenge_used")(Api)
+    if spec.generative:
+        raises("account_under_review")(Api)
     if spec.recordings:
         raises("recording_required")(Api)
     if any(isinstance(f, VoiceRef) for f in spec.references.values()) or spec.voice_of or spec.likeness_of:
@@ -484,6 +488,7 @@ class JobCancelApi(ApiView):
 @raises("job_not_retryable", "plan_required", "payment_required", "insufficient_credits", "spend_cap_reached",
         "feature_unavailable", "content_policy_violation", "input_too_complex", "media_unscreenable",
         "consent_required")
+@raises("account_under_review")
 class JobRetryApi(ApiView):
     """Submit a failed job again with the same input, as a new job charged again (202).
     409 `job_not_retryable` unless the job failed with a retryable error; 422

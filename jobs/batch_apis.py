@@ -227,6 +227,7 @@ def _resolved(request: Request) -> tuple[dict[str, Any], list[Priced]]:
 
 @raises("invalid_idempotency_key", "idempotency_key_reused", "insufficient_credits", "spend_cap_reached",
         "quota_exceeded", *_ITEM_ERRORS)
+@raises("account_under_review")  # a held account's batch with any generative item
 class BatchSubmitApi(ApiView):
     """Submit up to 5,000 jobs (this server's limit) of one or several types in one request,
     charged together or not at all.
@@ -281,6 +282,7 @@ def _accepted(batch: Batch, *, created: bool) -> Response:
 
 
 @raises("quota_exceeded", "insufficient_credits", "spend_cap_reached", *_ITEM_ERRORS)
+@raises("account_under_review")  # as the batch's submission
 class BatchQuoteApi(ApiView):
     """What a batch would cost if submitted now: the sum of its items' prices, each as its own
     quote would say (the cache price for an item the result cache would serve), the balance after
@@ -504,6 +506,7 @@ class BulkRetrySerializer(serializers.Serializer):
 @raises("batch_not_found", "project_not_found", "insufficient_credits", "spend_cap_reached", "plan_required",
         "payment_required", "feature_unavailable", "content_policy_violation", "input_too_complex",
         "media_unscreenable", "consent_required")
+@raises("account_under_review")  # a held account retries no generative job
 class BulkRetryApi(ApiView):
     """Submit again, by filter, your jobs that failed with a retryable error or were aborted before
     they started (a batch, a type, `failed`/`aborted`, a project, a span of submission times; at

@@ -40,6 +40,13 @@ class ContentPolicyViolation(ApplicationError):
     model_version: str = ""
 
 
+class AccountUnderReview(ApplicationError):
+    """The account is held for staff review (jobs.life.standing): its generative requests are
+    refused until staff lift the hold; details say since when (`held_since`) and why (`reason`)."""
+
+    code = "account_under_review"
+
+
 class MediaUnscreenable(ApplicationError):
     """An input file whose pictures the content policy screens could not be decoded for it within
     the probe's limits: refused, as nothing unscreened reaches a generative model; details name the

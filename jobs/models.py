@@ -540,7 +540,7 @@ class JobModeration(models.Model):
 
 
 class HoldReason(models.TextChoices):
-    """Why an account's generative requests are held for staff review (jobs.intake.standing)."""
+    """Why an account's generative requests are held for staff review (jobs.life.standing)."""
 
     REFUSALS = "refusals"  # too many content policy refusals in a day or a month
     ZERO_TOLERANCE = "zero_tolerance"  # one refusal in a category that is never a mistake (sexual_minors)

@@ -81,6 +81,12 @@ class JobSpec:
     # likeness consent of the workspace must cover each (media.services.likeness), or 403 `consent_required`.
     likeness_of: tuple[str, ...] = ()
 
+    # Whether a model makes new content for it from what the request asks (a voice, a face, a picture,
+    # an answer): an account held for review (jobs.life.standing) may not submit these. Only the types
+    # that work on the user's own media as it is (transcribing, cutting, re-encoding it, verifying a
+    # consent) say False; a new type is held unless it says so.
+    generative: bool = True
+
     @property
     def engine(self) -> JobTypeSpec:
         """The GPU side's half: GPU class, time limit, containers, output kind, engines."""
@@ -146,7 +152,7 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
     for s in (
         JobSpec(
             _T.TRANSCRIPTION, "Speech to text with word timings and speakers", _F.AUDIO, _I.TranscriptionInput,
-            PriceRule(5, "10 min of audio", MediaDuration("media_id"), 10 * MINUTE_MS),
+            PriceRule(5, "10 min of audio", MediaDuration("media_id"), 10 * MINUTE_MS), generative=False,
         ),
         JobSpec(
             _T.TTS, "Text to speech in a cloned voice", _F.AUDIO, _I.TtsInput,
@@ -189,17 +195,17 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
         JobSpec(
             _T.RENDER, "Render the timeline (EDL) to an MP4", _F.RENDER, _I.RenderInput,
             PriceRule(2, "minute of output at 1080p30", RenderOutput(), MINUTE_MS),
-            payload=payloads.render_payload, timeline=True,
+            payload=payloads.render_payload, timeline=True, generative=False,
         ),
         JobSpec(
             _T.COMPRESSION, "Re-encode a video to 1080p/720p/480p", _F.COMPRESSION, _I.CompressionInput,
             PriceRule(1, "10 min of video", MediaDuration("media_id"), 10 * MINUTE_MS),
-            version_of="media_id",
+            version_of="media_id", generative=False,
         ),
         JobSpec(
             _T.VOICE_CONSENT, "Verify a speaker's recorded consent to a voice clone", _F.AUDIO, _I.VoiceConsentInput,
             PriceRule(1, "verification"), payload=payloads.voice_consent_payload, claims_challenge="challenge_id",
-            consent_sample="sample_media_id", recordings=("recording_media_id", "sample_media_id"),
+            consent_sample="sample_media_id", recordings=("recording_media_id", "sample_media_id"), generative=False,
         ),
         JobSpec(
             _T.LIKENESS_CONSENT, "Verify a person's recorded consent to the use of their face", _F.VISION,

@@ -43,8 +43,9 @@ def event_types_field(**kwargs: object) -> serializers.ListField:
     return serializers.ListField(
         child=serializers.ChoiceField(choices=WebhookEventType.choices), min_length=1, max_length=len(WebhookEventType),
         help_text="`start`, `progress`, `completed` (every terminal state: completed, failed, canceled); an account "
-                  "webhook's may add `spend_cap` (a threshold of a spend cap crossed) and `batch` (every item of a "
-                  "batch ended: `batch.completed`, once a batch).",
+                  "webhook's may add `spend_cap` (a threshold of a spend cap crossed), `batch` (every item of a "
+                  "batch ended: `batch.completed`, once a batch) and `review_hold` (the account's generative "
+                  "requests held for staff review, or the hold lifted: `account.review_hold`).",
         **kwargs,  # type: ignore[arg-type]
     )
 

@@ -20,8 +20,8 @@ from django.db import models
 
 class WebhookEventType(models.TextChoices):
     """What a target can subscribe to. `completed` is sent for every terminal state (completed,
-    failed, canceled): the payload's job `status` says which. `spend_cap` and `batch` are an
-    account's, never a job's own webhook's."""
+    failed, canceled): the payload's job `status` says which. `spend_cap`, `batch` and `review_hold`
+    are an account's, never a job's own webhook's."""
 
     START = "start"
     PROGRESS = "progress"
@@ -30,6 +30,8 @@ class WebhookEventType(models.TextChoices):
     SPEND_CAP = "spend_cap"
     # Every item of a batch ended (jobs/events/batches.py): once per batch.
     BATCH = "batch"
+    # The account's generative requests held for staff review, or the hold lifted (jobs/life/standing.py).
+    REVIEW_HOLD = "review_hold"
 
 
 # The payload's `type` for each event (and for the test message, sent whatever the subscription).
@@ -39,11 +41,12 @@ PAYLOAD_TYPES = {
     WebhookEventType.COMPLETED: "job.completed",
     WebhookEventType.SPEND_CAP: "spend_cap.threshold",
     WebhookEventType.BATCH: "batch.completed",
+    WebhookEventType.REVIEW_HOLD: "account.review_hold",
 }
 TEST_EVENT = "test"
 TEST_PAYLOAD_TYPE = "webhook.test"
 # A job's events: what a webhook subscribes to unless it names its types (the account's events,
-# `spend_cap` and `batch`, are asked for by name).
+# `spend_cap`, `batch` and `review_hold`, are asked for by name).
 ALL_EVENT_TYPES = [WebhookEventType.START.value, WebhookEventType.PROGRESS.value, WebhookEventType.COMPLETED.value]
 
 

@@ -69,6 +69,9 @@ HTTP_STATUS: Mapping[str, int] = {
     "budget_above_own": status.HTTP_403_FORBIDDEN,  # an admin gives at most what remains of their own budget
     # a voice without its speaker's verified consent: details name the field, the voice and the reason
     "consent_required": status.HTTP_403_FORBIDDEN,
+    # the account's generative requests are held for staff review (repeated content policy refusals):
+    # details say since when and why
+    "account_under_review": status.HTTP_403_FORBIDDEN,
     # 404: no such object, or another user's (indistinguishable)
     "project_not_found": status.HTTP_404_NOT_FOUND,
     "media_not_found": status.HTTP_404_NOT_FOUND,

@@ -56,6 +56,16 @@ AUTEUR_SCREENING_MAX_EXPANSION = env.float("AUTEUR_SCREENING_MAX_EXPANSION", def
 # the share of the input files it names that are refused at submission; "" in production).
 AUTEUR_MODERATION_QUARANTINE_DAYS = env.int("AUTEUR_MODERATION_QUARANTINE_DAYS", default=30)
 AUTEUR_SCREENING_INJECT = env.str("AUTEUR_SCREENING_INJECT", default="")
+# Review holds (jobs.life.standing): an account's generative requests are held for staff review
+# after this many content policy refusals in 24 hours, or in 30 days, or this many of its outputs
+# confirmed withheld by staff in 30 days (a refusal for sexual_minors holds it at once). Counting
+# starts again when staff lift a hold.
+AUTEUR_REVIEW_HOLD_REFUSALS_PER_DAY = env.int("AUTEUR_REVIEW_HOLD_REFUSALS_PER_DAY", default=5)
+AUTEUR_REVIEW_HOLD_REFUSALS_PER_MONTH = env.int("AUTEUR_REVIEW_HOLD_REFUSALS_PER_MONTH", default=15)
+AUTEUR_REVIEW_HOLD_CONFIRMED_OUTPUTS = env.int("AUTEUR_REVIEW_HOLD_CONFIRMED_OUTPUTS", default=2)
+if min(AUTEUR_REVIEW_HOLD_REFUSALS_PER_DAY, AUTEUR_REVIEW_HOLD_REFUSALS_PER_MONTH,
+       AUTEUR_REVIEW_HOLD_CONFIRMED_OUTPUTS) < 1:
+    raise ImproperlyConfigured("AUTEUR_REVIEW_HOLD_* must each be at least 1.")
 # How many frames of a video the image screener sees, spread evenly over its length (the first one
 # included): of an input video of a generative type, at submission (jobs.intake.media_screening; its
 # verdict kept per file), and of a generated video, at the store step (jobs.life.moderation).

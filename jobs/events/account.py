@@ -1,9 +1,12 @@
-"""The account's events (a spend cap's threshold crossed, credits/alerts.py) announced: on the
-workspace's event stream and to its account webhooks subscribed to `spend_cap`."""
+"""The account's events announced on the workspace's event stream and to its account webhooks: a
+spend cap's threshold crossed (credits/alerts.py; webhooks subscribed to `spend_cap`), and a review
+hold set or lifted (jobs/life/standing.py; `review_hold`)."""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -34,3 +37,17 @@ def cap_alerts_announce(*, limit: int = ANNOUNCE_BATCH) -> int:
     if alerts:
         logger.info("announced %d spend cap alert(s)", len(alerts))
     return len(alerts)
+
+
+REVIEW_HOLD_EVENT = "account.review_hold"
+
+
+def review_hold_announce(*, user_id: uuid.UUID, state: str, reason: str) -> None:
+    """Announce a review hold set (`held`) or lifted (`lifted`), with its reason, in the transaction
+    that changed it: the webhooks' deliveries are rows of it, and the stream's entry is appended once
+    it commits (a hold rolled back is never told)."""
+    payload = {"type": REVIEW_HOLD_EVENT, "state": state, "reason": reason,
+               "created_at": timezone.now().isoformat().replace("+00:00", "Z")}
+    account_deliveries_enqueue(owner_id=user_id, event_type=WebhookEventType.REVIEW_HOLD, data=payload)
+    transaction.on_commit(partial(account_stream_append, user_id=user_id, payload=payload,
+                                  what=f"review hold {state} of account {user_id}"), robust=True)

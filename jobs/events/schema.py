@@ -9,7 +9,7 @@ One event has one shape wherever it arrives:
   same `JobEvent`, a `comment.event` (after `{"type": "subscribe", "comments": true}`) a
   `CommentEvent`, a `batch.event` (after `{"type": "subscribe", "batches": true}`) a `BatchEvent`;
   with `?account=true` (`{"type": "subscribe", "account": true}`), a `spend_cap.threshold` event is
-  a `SpendCapEvent` (an `account.event` message).
+  a `SpendCapEvent` and an `account.review_hold` event a `ReviewHoldEvent` (an `account.event` message).
 - `GET /api/v1/jobs/{id}/events`: the same `type` and `data`, with the record's own id.
 Webhooks deliver the job itself (the OpenAPI document's `JobDetail`) in the Standard Webhooks
 envelope `{type, timestamp, data}` (`WebhookPayload`).
@@ -119,6 +119,16 @@ SPEND_CAP_EVENT: dict[str, Any] = _object(
     description="A threshold (50, 80, 100 %) of a spend cap's monthly limit crossed by a charge, once a month "
                 "each, on the all-events streams that ask for the account's events; webhooks subscribed to "
                 "`spend_cap` get the same as `data` of a `spend_cap.threshold` payload.")
+REVIEW_HOLD_EVENT: dict[str, Any] = _object(
+    {"id": {"type": "string", "pattern": r"^\d+-\d+$"}, "type": {"const": "account.review_hold"},
+     "state": {"enum": ["held", "lifted"], "description": "`held`: generative requests are refused "
+                                                         "(403 `account_under_review`) until staff lift it."},
+     "reason": {"enum": ["refusals", "zero_tolerance", "outputs"], "description": "Why it was held."},
+     "created_at": _TIME},
+    description="The account's generative requests held for staff review after repeated content policy "
+                "refusals, or the hold lifted by staff, on the all-events streams that ask for the account's "
+                "events; webhooks subscribed to `review_hold` get the same as `data` of an `account.review_hold` "
+                "payload.")
 BATCH_EVENT: dict[str, Any] = _object(
     {"id": {"type": "string", "pattern": r"^\d+-\d+$"}, "type": {"enum": ["batch.progress", "batch.completed"]},
      "batch_id": _UUID, "item_count": _INT,
@@ -139,7 +149,8 @@ WS_SERVER_MESSAGE: dict[str, Any] = {"oneOf": [
     _object({"type": {"const": "subscribed"}, "batches": {"const": True}}),
     _object({"type": {"const": "job.event"}, "job_id": _UUID, "event": {"$ref": "#/$defs/JobEvent"}}),
     _object({"type": {"const": "comment.event"}, "project_id": _UUID, "event": {"$ref": "#/$defs/CommentEvent"}}),
-    _object({"type": {"const": "account.event"}, "event": {"$ref": "#/$defs/SpendCapEvent"}}),
+    _object({"type": {"const": "account.event"},
+             "event": {"oneOf": [{"$ref": "#/$defs/SpendCapEvent"}, {"$ref": "#/$defs/ReviewHoldEvent"}]}}),
     _object({"type": {"const": "batch.event"}, "batch_id": _UUID, "event": {"$ref": "#/$defs/BatchEvent"}}),
     _object({"type": {"const": "gap"}, "after": {"type": ["string", "null"]}}),
     _object({"type": {"const": "ping"}}),
@@ -150,7 +161,8 @@ WEBHOOK_PAYLOAD: dict[str, Any] = _object(
      "timestamp": {"type": "string", "format": "date-time"},
      "data": {"type": "object", "description": "The job as GET /api/v1/jobs/{id} shows it (OpenAPI `JobDetail`); "
                                                "`job.completed` is sent for every end, its `status` says which; "
-                                               "for `batch.completed`, a `BatchEvent` without `id`."}},
+                                               "for `batch.completed`, a `BatchEvent` without `id`; for "
+                                               "`account.review_hold`, a `ReviewHoldEvent` without `id`."}},
     description="A webhook delivery's body (Standard Webhooks: signed with webhook-id, webhook-timestamp, "
                 "webhook-signature headers).")
 
@@ -163,7 +175,7 @@ def event_schema() -> dict[str, Any]:
         "title": "Auteur job events",
         "description": __doc__,
         "$defs": {"JobEvent": JOB_EVENT, "CommentEvent": COMMENT_EVENT, "Comment": COMMENT,
-                  "SpendCapEvent": SPEND_CAP_EVENT, "BatchEvent": BATCH_EVENT,
+                  "SpendCapEvent": SPEND_CAP_EVENT, "ReviewHoldEvent": REVIEW_HOLD_EVENT, "BatchEvent": BATCH_EVENT,
                   "StreamGap": STREAM_GAP, "Error": ERROR,
                   "WsServerMessage": WS_SERVER_MESSAGE, "WebhookPayload": WEBHOOK_PAYLOAD, **EVENT_DATA},
     }

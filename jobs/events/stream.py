@@ -120,18 +120,19 @@ def comment_stream_append(*, comment: Comment, change: str, member_id: uuid.UUID
 
 
 def account_stream_append(*, user_id: uuid.UUID, payload: dict[str, Any], what: str) -> str | None:
-    """Append an account's event (a spend cap's threshold crossed: credits/alerts.py) to its
-    workspace's stream; only the connections that asked for the account's events get it."""
+    """Append an account's event (a spend cap's threshold crossed, a review hold: jobs/events/account.py)
+    to its workspace's stream; only the connections that asked for the account's events get it."""
     return _stream(user_id, {**payload, "created_at": payload.get("created_at") or timezone.now().isoformat()},
                    what, {})
 
 
-# The account's events a stream carries (their `type`): only to the connections that ask for them.
-ACCOUNT_EVENT_PREFIX = "spend_cap."
+# The account's events a stream carries (their `type`: a spend cap's threshold, a review hold): only to
+# the connections that ask for them.
+ACCOUNT_EVENT_PREFIXES = ("spend_cap.", "account.")
 
 
 def is_account_event(event: dict[str, Any]) -> bool:
-    return str(event.get("type", "")).startswith(ACCOUNT_EVENT_PREFIX)
+    return str(event.get("type", "")).startswith(ACCOUNT_EVENT_PREFIXES)
 
 
 # A batch's events a stream carries (`batch.progress`, `batch.completed`: jobs/events/batches.py): to

@@ -5,7 +5,8 @@ A batch is checked as its items would be one by one, in a submission's order: th
 every item first (404 for an object that is not the caller's, whatever else is wrong), then the
 plan and this server's backend for each type, a replay of its Idempotency-Key, then a balance and
 caps that cover the sum of its items' least prices (402, before any item is resolved: a batch of
-renders that cannot be paid for reads none of their timelines), then each item resolved (its media
+renders that cannot be paid for reads none of their timelines), the account's review hold when any
+item is of a generative type (403, jobs.life.standing), then each item resolved (its media
 ready, its timeline cut) and priced. Identical items of a timeline's type are resolved once: one
 read and one cut of the timeline for all of them. An item refused is named (`details.item`, its
 index), and nothing of the batch is made.
@@ -63,6 +64,7 @@ from jobs.intake.screening import requests_screen, resolved_requests_screen
 from jobs.intake.submission import job_voices_consented
 from jobs.life.bulk import JobFilter
 from jobs.life.slots import start_waiting
+from jobs.life.standing import standing_check
 from jobs.life.windows import start_deadline_of
 from jobs.models import Batch, Job, JobEventType, JobPriority, JobStatus, idempotency_window_start
 from jobs.selectors.requests import (
@@ -147,6 +149,8 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
             runnable.add(item.spec.type)
     batch_can_pay(user=user, member_id=member_id, priced=[_Least(index, item.spec.price.minimum)
                                                           for index, item in enumerate(items)], least=True)
+    # A held account's batch with any generative item is refused whole, before any screening.
+    standing_check(user=user, specs=[item.spec for item in items])
     # Every item's texts at once: the refusal names each flagged field of each item.
     requests_screen([(f"items[{index}].", item.spec, item.fields) for index, item in enumerate(items)])
     resolved: dict[str, JobRequest] = {}
@@ -450,6 +454,7 @@ def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None
         priced = [_priced_again(index, job) for index, job in enumerate(jobs)]
         for spec in {p.spec.type: p.spec for p in priced}.values():
             require_runnable(user, spec)  # the plan and this server's backend, as a retry of one checks
+        standing_check(user=user, specs=[p.spec for p in priced])  # and the account's review hold
         # Screened again, as a retry of one is: the refusal names each job's fields by its id.
         requests_screen([(f"jobs[{job.pk}].", p.spec, job.input_params) for job, p in zip(jobs, priced, strict=True)],
                         media=True)

@@ -9,8 +9,9 @@ the member, the type, the fields and categories, the screener's version) in a tr
 own once the request is refused, whatever transaction the refusal came out of.
 
 Order: a submission screens after the checks that cost nothing or a query (the owner checks, plan,
-backend, replay, a balance that covers the least price) and before the request is resolved and
-priced; a quote, a batch and a retry alike.
+backend, replay, a balance that covers the least price, the account's review hold for a generative
+type: jobs.life.standing) and before the request is resolved and priced; a quote, a batch and a
+retry alike. Each refusal recorded counts towards the account's review hold.
 
 What a request's resolution adds is screened once it is resolved, before it is priced: a video's
 transcript the model is given, a render's captions to burn into the picture (field `captions`, under
@@ -37,6 +38,7 @@ from auteur.users.models import User
 from jobs import gpu_client
 from jobs.errors import ContentPolicyViolation
 from jobs.intake.media_screening import media_flagged, screened_media
+from jobs.life.standing import standing_refusal_count
 from jobs.models import ScreeningRefusal
 from jobs.payloads import TRANSCRIPT_PARAM
 from jobs.specs import JobSpec
@@ -190,8 +192,12 @@ def refusals_recorded(*, user: User, member_id: uuid.UUID | None) -> Iterator[No
 
 
 def refusal_record(*, user: User, member_id: uuid.UUID | None, refusal: ContentPolicyViolation) -> None:
+    """Record the refusal and count it towards the account's review hold, in one transaction
+    (jobs.life.standing: the hold is decided under the standing's lock)."""
     with transaction.atomic():
         ScreeningRefusal.objects.create(
             user=user, member_id=member_id, type=refusal.job_type, flagged=refusal.details["flagged"],
             model_version=refusal.model_version[:64], policy_version=refusal.details["policy_version"],
         )
+        standing_refusal_count(user_id=user.pk,
+                               categories={c for field in refusal.details["flagged"] for c in field["categories"]})

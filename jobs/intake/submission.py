@@ -26,6 +26,7 @@ from jobs.intake.quotes import quote_take
 from jobs.intake.result_cache import CachedResult, cache_complete, cache_key, cache_lookup, cache_prepare, cache_price
 from jobs.intake.screening import request_screen
 from jobs.life import publish
+from jobs.life.standing import standing_check
 from jobs.life.windows import start_deadline_of
 from jobs.models import IdempotencyRecord, Job, JobEventType, JobStatus, Quote, idempotency_window_start
 from jobs.payloads import LIKENESS_PARAM, PHRASE_PARAM
@@ -145,8 +146,9 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
     """The checks that cost a query or two, made before the request is resolved (for a render:
     its timeline read, cut and captioned, which costs far more): the plan, this server's backend,
     a replay of the same Idempotency-Key (returned: there is nothing else to do), and a balance
-    (and the member's budget, in a team workspace) that covers the type's least price. So an
-    account that cannot pay makes the server do nothing else. `job_submit` then checks the exact
+    (and the member's budget, in a team workspace) that covers the type's least price, then the
+    account's review hold for a generative type. So an account that cannot pay, or is held, makes
+    the server do nothing else (no screening). `job_submit` then checks the exact
     cost under the account's row lock.
     """
     require_runnable(user, spec)
@@ -156,6 +158,7 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
             return replay
     least = spec.price.minimum
     can_pay(user, member_id, least)
+    standing_check(user=user, specs=[spec])  # 403 while the account is held for review (a generative type)
     return None
 
 
@@ -306,8 +309,10 @@ def job_retry(*, job: Job, member_id: uuid.UUID | None = None) -> Job:
         raise JobNotRetryable("The job's project was deleted.")
     if job_spec(job.type).claims_challenge:
         raise JobNotRetryable("A verification reads a fresh challenge: ask for a new one and submit again.")
-    # Screened again: the policy, or its screener, may have changed since the job was accepted; and
-    # its voices' consents checked again (a grace may have ended).
+    # An account held for review retries no generative job. Then screened again: the policy, or its
+    # screener, may have changed since the job was accepted; and its voices' consents checked again
+    # (a grace may have ended).
+    standing_check(user=job.user, specs=[job_spec(job.type)])
     request_screen(spec=job_spec(job.type), params=job.input_params, media=True)
     job_voices_consented(job)
     params = job_likeness_params(job)  # and the face it uses covered by a consent usable now

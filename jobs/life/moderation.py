@@ -48,6 +48,7 @@ from auteur.users.models import User
 from credits.services.ledger import credit_adjust
 from jobs import gpu_client
 from jobs.events.record import job_event_record
+from jobs.life.standing import standing_outputs_count
 from jobs.life.status import job_fail
 from jobs.models import Job, JobEventType, JobModeration, ModerationSource, ModerationState
 from jobs.selectors.requests import job_voice_uses
@@ -217,11 +218,18 @@ def output_withheld(*, job: Job, verdict: OutputVerdict, quarantine: list[dict[s
     return failed
 
 
+@transaction.atomic
 def moderation_confirm(*, job_id: uuid.UUID | str, staff_user: User) -> bool:
     """Staff agree with the verdict: the output stays withheld, and goes when its quarantine lapses.
-    True if this call decided it (a held one); a released or confirmed one is left as it is."""
-    return bool(JobModeration.objects.filter(job_id=job_id, state=ModerationState.HELD).update(
-        state=ModerationState.CONFIRMED, decided_by=staff_user, decided_at=timezone.now()))
+    True if this call decided it (a held one); a released or confirmed one is left as it is. The
+    confirmation counts towards its account's review hold (jobs.life.standing), in this transaction."""
+    held = JobModeration.objects.filter(job_id=job_id, state=ModerationState.HELD).values_list("user_id", flat=True)
+    user_id = held.first()
+    if user_id is None or not held.update(state=ModerationState.CONFIRMED, decided_by=staff_user,
+                                          decided_at=timezone.now()):
+        return False
+    standing_outputs_count(user_id=user_id)
+    return True
 
 
 def moderation_release(*, job_id: uuid.UUID | str, staff_user: User) -> list[str] | None:
