@@ -211,7 +211,7 @@ JOB_SPECS: Mapping[JobType, JobSpec] = MappingProxyType({
             _T.LIKENESS_CONSENT, "Verify a person's recorded consent to the use of their face", _F.VISION,
             _I.LikenessConsentInput, PriceRule(1, "verification"), payload=payloads.likeness_consent_payload,
             claims_challenge="challenge_id", challenge_kind="likeness", consent_sample="subject_media_id",
-            recordings=("recording_media_id",),
+            recordings=("recording_media_id",), generative=False,
         ),
     )
 })

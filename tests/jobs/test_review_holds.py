@@ -77,8 +77,8 @@ def nothing_more(user: Any, before: tuple[int, int, int], quotes: int = 0, batch
 
 
 def test_generative_types_are_declared():
-    assert {t.value for t, spec in JOB_SPECS.items() if not spec.generative} >= {
-        "transcription", "render", "compression", "voice-consent"}
+    assert {t.value for t, spec in JOB_SPECS.items() if not spec.generative} == {
+        "transcription", "render", "compression", "voice-consent", "likeness-consent"}
     assert all(JOB_SPECS[t].generative for t in JOB_SPECS if t.value in (
         "tts", "audio-generation", "image-generation", "video-generation", "lip-sync", "performance-cloning",
         "gaze-redirection", "video-query"))

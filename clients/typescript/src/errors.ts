@@ -59,6 +59,24 @@ export class ConsentRequiredError extends ForbiddenError {
   }
 }
 
+/** 403 `account_under_review`: the account is held for staff review after repeated refusals by the
+ * content policy, so its generative requests (submissions, quotes, batches, retries of the generative
+ * job types) are refused until staff lift the hold; nothing was made or charged. Transcription,
+ * renders and compression still run. `heldSince`: since when (ISO 8601); `reason`: `refusals`,
+ * `zero_tolerance` or `outputs`. */
+export class AccountUnderReviewError extends ForbiddenError {
+  override readonly name = "AccountUnderReviewError";
+  readonly heldSince: string | null;
+  readonly reason: string | null;
+
+  constructor(status: number, body: ErrorBody | undefined, headers?: Headers) {
+    super(status, body, headers);
+    const text = (key: string) => (typeof this.details[key] === "string" ? (this.details[key] as string) : null);
+    this.heldSince = text("held_since");
+    this.reason = text("reason");
+  }
+}
+
 /** 404: no such object, or another user's: the API does not tell them apart. */
 export class NotFoundError extends ApiError {
   override readonly name = "NotFoundError";
@@ -152,6 +170,9 @@ export function apiError(status: number, body: unknown, headers?: Headers): ApiE
   if (status === 402) return new InsufficientCreditsError(status, envelope, headers);
   if (status === 403 && envelope?.error.code === "consent_required") {
     return new ConsentRequiredError(status, envelope, headers);
+  }
+  if (status === 403 && envelope?.error.code === "account_under_review") {
+    return new AccountUnderReviewError(status, envelope, headers);
   }
   if (status === 403) return new ForbiddenError(status, envelope, headers);
   if (status === 404) return new NotFoundError(status, envelope, headers);

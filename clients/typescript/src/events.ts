@@ -14,6 +14,12 @@ export type CommentEvent = EventSchemas["CommentEvent"];
 /** A threshold (50, 80, 100 %) of one of the workspace's spend caps crossed, once a month each, sent to
  * the streams that ask for the account's events. */
 export type SpendCapEvent = EventSchemas["SpendCapEvent"];
+/** The account's generative requests held for staff review after repeated content policy refusals
+ * (`state: "held"`, with its `reason`), or the hold lifted by staff, sent to the streams that ask for
+ * the account's events. */
+export type ReviewHoldEvent = EventSchemas["ReviewHoldEvent"];
+/** An account's event: tell them apart by `type` (`spend_cap.threshold`, `account.review_hold`). */
+export type AccountEvent = SpendCapEvent | ReviewHoldEvent;
 /** A batch's progress as its items end, and its end (`batch.completed`, once), sent to the streams
  * that ask for batches. */
 export type BatchEvent = EventSchemas["BatchEvent"];
@@ -50,7 +56,7 @@ export function isTerminalEvent(event: JobEvent): boolean {
 export type StreamItem =
   | { kind: "event"; event: JobEvent }
   | { kind: "comment"; event: CommentEvent }
-  | { kind: "account"; event: SpendCapEvent }
+  | { kind: "account"; event: AccountEvent }
   | { kind: "batch"; event: BatchEvent }
   | { kind: "gap"; after: string | null };
 
@@ -89,18 +95,21 @@ export function parseCommentEvent(value: unknown): CommentEvent {
   return value as unknown as CommentEvent;
 }
 
-/** Checks the fields every account event has before it is handed on typed. */
-export function parseAccountEvent(value: unknown): SpendCapEvent {
-  if (
-    !isObject(value) ||
-    typeof value["id"] !== "string" ||
-    value["type"] !== "spend_cap.threshold" ||
-    typeof value["alert_id"] !== "number" ||
-    typeof value["threshold"] !== "number"
-  ) {
-    throw new TypeError(`not an account event: ${JSON.stringify(value)}`);
+/** Checks the fields every account event of its type has before it is handed on typed. */
+export function parseAccountEvent(value: unknown): AccountEvent {
+  if (isObject(value) && typeof value["id"] === "string") {
+    if (
+      value["type"] === "spend_cap.threshold" &&
+      typeof value["alert_id"] === "number" &&
+      typeof value["threshold"] === "number"
+    ) {
+      return value as unknown as SpendCapEvent;
+    }
+    if (value["type"] === "account.review_hold" && typeof value["state"] === "string" && typeof value["reason"] === "string") {
+      return value as unknown as ReviewHoldEvent;
+    }
   }
-  return value as unknown as SpendCapEvent;
+  throw new TypeError(`not an account event: ${JSON.stringify(value)}`);
 }
 
 /** Checks the fields every batch event has before it is handed on typed. */

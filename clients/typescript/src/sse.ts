@@ -249,7 +249,7 @@ export class EventStream implements AsyncIterable<StreamItem> {
               streamError = apiError(isErrorBody(body) && body.error.code === "invalid_token" ? 401 : 503, body);
               continue;
             }
-            if (message.event.startsWith("spend_cap.")) {
+            if (message.event.startsWith("spend_cap.") || message.event.startsWith("account.")) {
               const account = parseAccountEvent(JSON.parse(message.data));
               this.last = account.id;
               progressed = true;

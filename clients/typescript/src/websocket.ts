@@ -62,7 +62,7 @@ export interface JobSocketOptions extends ReconnectOptions {
   jobIds?: readonly string[];
   /** The changes of the comments on the projects too (items of kind `comment`). */
   comments?: boolean;
-  /** The account's events too: a spend cap's threshold crossed (items of kind `account`). */
+  /** The account's events too: a spend cap's threshold crossed, a review hold set or lifted (items of kind `account`). */
   account?: boolean;
   /** The batches' progress and ends too (items of kind `batch`). */
   batches?: boolean;

@@ -148,8 +148,29 @@ describe("EventStream", () => {
     ]);
     const stream = new EventStream({ url: "http://x/stream", token: "t", endsAfterTerminal: true, fetch, ...fast });
     const kinds: string[] = [];
-    for await (const item of stream) kinds.push(item.kind === "account" ? `${item.event.cap}:${item.event.threshold}` : item.kind);
+    for await (const item of stream) {
+      kinds.push(item.kind === "account" && item.event.type === "spend_cap.threshold"
+        ? `${item.event.cap}:${item.event.threshold}` : item.kind);
+    }
     assert.deepEqual(kinds, ["event", "workspace:80", "event"]);
+  });
+
+  test("a review hold set and lifted are account items saying why", async () => {
+    const hold = (id: string, state: string) =>
+      `id: ${id}\nevent: account.review_hold\ndata: ${JSON.stringify({
+        id, type: "account.review_hold", state, reason: "refusals", created_at: "2026-11-29T00:00:00Z" })}\n\n`;
+    const { fetch, requests } = fakeFetch([
+      sse([event("1-0", "submitted", "pending"), hold("2-0", "held")], true),
+      sse([hold("3-0", "lifted"), event("4-0", "completed", "completed")]),
+    ]);
+    const stream = new EventStream({ url: "http://x/stream", token: "t", endsAfterTerminal: true, fetch, ...fast });
+    const kinds: string[] = [];
+    for await (const item of stream) {
+      kinds.push(item.kind === "account" && item.event.type === "account.review_hold"
+        ? `${item.event.state}:${item.event.reason}` : item.kind);
+    }
+    assert.deepEqual(kinds, ["event", "held:refusals", "lifted:refusals", "event"]);
+    assert.equal(requests[1]?.get("Last-Event-ID"), "2-0"); // resumed after the hold
   });
 
   test("an expired token's error event reconnects with a fresh token; a token refused then is a typed 401", async () => {

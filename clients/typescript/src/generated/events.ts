@@ -345,6 +345,24 @@ export interface components {
         };
         /** @enum {string} */
         JobEventType: "aborted" | "canceled" | "completed" | "failed" | "inference_retry" | "inference_started" | "output_released" | "progress" | "queued" | "repolled" | "republished" | "started" | "step_redelivered" | "step_retry" | "submitted";
+        /** @description The account's generative requests held for staff review after repeated content policy refusals, or the hold lifted by staff, on the all-events streams that ask for the account's events; webhooks subscribed to `review_hold` get the same as `data` of an `account.review_hold` payload. */
+        ReviewHoldEvent: {
+            /** Format: date-time */
+            created_at: string;
+            id: string;
+            /**
+             * @description Why it was held.
+             * @enum {unknown}
+             */
+            reason: "refusals" | "zero_tolerance" | "outputs";
+            /**
+             * @description `held`: generative requests are refused (403 `account_under_review`) until staff lift it.
+             * @enum {unknown}
+             */
+            state: "held" | "lifted";
+            /** @constant */
+            type: "account.review_hold";
+        };
         /** @description A threshold (50, 80, 100 %) of a spend cap's monthly limit crossed by a charge, once a month each, on the all-events streams that ask for the account's events; webhooks subscribed to `spend_cap` get the same as `data` of a `spend_cap.threshold` payload. */
         SpendCapEvent: {
             /** @description The same alert in every announcement of it. */
@@ -378,12 +396,12 @@ export interface components {
         };
         /** @description A webhook delivery's body (Standard Webhooks: signed with webhook-id, webhook-timestamp, webhook-signature headers). */
         WebhookPayload: {
-            /** @description The job as GET /api/v1/jobs/{id} shows it (OpenAPI `JobDetail`); `job.completed` is sent for every end, its `status` says which; for `batch.completed`, a `BatchEvent` without `id`. */
+            /** @description The job as GET /api/v1/jobs/{id} shows it (OpenAPI `JobDetail`); `job.completed` is sent for every end, its `status` says which; for `batch.completed`, a `BatchEvent` without `id`; for `account.review_hold`, a `ReviewHoldEvent` without `id`. */
             data: Record<string, never>;
             /** Format: date-time */
             timestamp: string;
             /** @enum {unknown} */
-            type: "job.start" | "job.progress" | "job.completed" | "spend_cap.threshold" | "batch.completed" | "webhook.test";
+            type: "job.start" | "job.progress" | "job.completed" | "spend_cap.threshold" | "batch.completed" | "account.review_hold" | "webhook.test";
         };
         WsServerMessage: {
             /** @constant */
@@ -421,7 +439,7 @@ export interface components {
             /** @constant */
             type: "comment.event";
         } | {
-            event: components["schemas"]["SpendCapEvent"];
+            event: components["schemas"]["SpendCapEvent"] | components["schemas"]["ReviewHoldEvent"];
             /** @constant */
             type: "account.event";
         } | {

@@ -149,6 +149,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/consents/attestations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Attest a likeness consent
+         * @description POST: an owner or admin attests that the workspace holds a person's consent to the use of their face
+         *     in the files `subject_media_ids` (at most 20; each covered by its bytes' SHA-256, as a verified consent
+         *     is): the person's name, when they consented, and what the workspace holds as evidence. Only under the
+         *     workspace's `attested` likeness policy (403 `permission_denied`, `details.reason` `policy_verified`,
+         *     otherwise); never with an API key. The attestation is shown with the consent (GET /consents/{id}) and
+         *     to staff; it is revoked as any consent is.
+         */
+        post: operations["consents_attestations_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/consents/revoke": {
         parameters: {
             query?: never;
@@ -166,6 +191,28 @@ export interface paths {
          *     effects as a member's revocation. 404 `consent_not_found` for a token not signed here or altered.
          */
         post: operations["consents_revoke_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/consents/{consent_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a consent
+         * @description GET one of the workspace's consents: its kind, status, whether it is usable now, which checks its
+         *     verification passed (never the figures), the files a likeness consent covers, and who attested an
+         *     attested one, when, and what they hold. 404 `consent_not_found` for another workspace's.
+         */
+        get: operations["consents_retrieve"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -585,6 +632,53 @@ export interface paths {
          * @description The same body as the submission; `quote_id` may not be in it.
          */
         post: operations["jobs_image_generation_quote_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/likeness-consent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Submit a likeness-consent job
+         * @description Verify a person's consent to the use of their face: `recording_media_id` is a video of the
+         *         person reading the phrase of `challenge_id` on camera (POST /likeness/consent-challenges),
+         *         `subject_media_id` the video or image whose face is to be used. The recording must say the phrase
+         *         and show the face found in the subject; the job's output_data says which checks passed and names
+         *         the consent, which then covers the subject's bytes: lip sync, performance cloning and gaze
+         *         redirection of that file are accepted. Each challenge is read by one job (404
+         *         `challenge_not_found`, 409 `challenge_used`, 410 `challenge_expired`, nothing charged). Priced per
+         *         verification, charged whether the checks pass or not; never retried, batched or served from the cache.
+         */
+        post: operations["jobs_likeness_consent_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/likeness-consent/quote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Quote a likeness-consent job
+         * @description The same body as the submission; `quote_id` may not be in it.
+         */
+        post: operations["jobs_likeness_consent_quote_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1031,7 +1125,8 @@ export interface paths {
          * Retry a failed job
          * @description Submit a failed job again with the same input, as a new job charged again (202).
          *     409 `job_not_retryable` unless the job failed with a retryable error; 422
-         *     `content_policy_violation` when today's content policy refuses its texts (nothing charged).
+         *     `content_policy_violation` when today's content policy refuses its texts or the pictures of its
+         *     input files (nothing charged).
          */
         post: operations["jobs_retry_create"];
         delete?: never;
@@ -1054,6 +1149,30 @@ export interface paths {
         get: operations["jobs_stream"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/likeness/consent-challenges": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Issue a likeness consent challenge
+         * @description POST: a phrase for a person to read on camera in their likeness consent recording: fresh words
+         *     and the statement that they agree to have their face used in this workspace. Valid 10 minutes (by
+         *     default), for one recording, by the member it is issued to; the same limits as a voice's challenges
+         *     (403 `quota_exceeded`, 429 `too_many_consent_attempts`). Upload the recording as any video, then
+         *     submit a `likeness-consent` job naming it, the challenge and the file whose face is to be used.
+         */
+        post: operations["likeness_consent_challenges_create"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2177,6 +2296,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workspaces/{workspace_id}/likeness-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set a workspace's likeness policy
+         * @description PUT: an owner sets the workspace's likeness policy. `attested` lets owners and admins attest a person's
+         *     consent (POST /consents/attestations) in place of a verified consent video; `verified` (the default, and
+         *     always a personal workspace's: 409 `personal_workspace`) makes the attested consents unusable, kept.
+         */
+        put: operations["workspaces_likeness_policy_update"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workspaces/{workspace_id}/members": {
         parameters: {
             query?: never;
@@ -2241,6 +2382,23 @@ export interface components {
             response_body: string;
             /** @description null: no answer (see `error`) */
             status_code: number | null;
+        };
+        Attestation: {
+            /**
+             * Format: uuid
+             * @description The member (an owner or admin) who attested it.
+             */
+            attested_by: string;
+            /** Format: date-time */
+            consent_obtained_at: string;
+            /**
+             * Format: date-time
+             * @description When it was attested.
+             */
+            created_at: string;
+            /** @description What the workspace holds as the person's consent, as attested. */
+            evidence: string;
+            person_name: string;
         };
         /** @description Sound from a text prompt (Stable Audio Open: up to 47 s of 44.1 kHz stereo), as a WAV. */
         AudioGenerationInputRequest: {
@@ -2746,6 +2904,54 @@ export interface components {
             /** @description Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); default: all three. */
             webhook_events_filter?: components["schemas"]["WebhookEventsFilterEnum"][];
         };
+        Consent: {
+            readonly attestation: components["schemas"]["Attestation"] | null;
+            /** @description Each check of a verification, `passed` or `failed` ({} when attested). */
+            checks: {
+                [key: string]: string;
+            };
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The verification job (none when attested).
+             */
+            job_id: string | null;
+            kind: components["schemas"]["ConsentKindEnum"];
+            /** Format: date-time */
+            revoked_at: string | null;
+            /** @description `subject` (their link), `member` or `staff`; "" when not revoked. */
+            revoked_by: string;
+            /**
+             * @description `verified`: its checks passed. `attested`: an owner or admin attested it. `failed`: a check failed. `revoked`: withdrawn, for good.
+             *
+             *     * `verified` - Verified
+             *     * `attested` - Attested
+             *     * `failed` - Failed
+             *     * `revoked` - Revoked
+             */
+            status: components["schemas"]["ConsentStatusEnum"];
+            /** @description The files whose face a likeness consent covers. */
+            readonly subjects: components["schemas"]["ConsentSubject"][];
+            /** @description Whether jobs may use it now (an attested likeness only under the workspace's `attested` policy). */
+            readonly usable: boolean;
+        };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        ConsentAttestationRequest: {
+            /** Format: date-time */
+            consent_obtained_at: string;
+            /** @description What the workspace holds: a signed release, its reference, where it is kept. */
+            evidence: string;
+            person_name: string;
+            subject_media_ids: string[];
+        };
         ConsentChallenge: {
             /** Format: uuid */
             challenge_id: string;
@@ -2758,6 +2964,12 @@ export interface components {
             /** @description The fresh words, in order. */
             words: string[];
         };
+        /**
+         * @description * `voice` - Voice
+         *     * `likeness` - Likeness
+         * @enum {string}
+         */
+        ConsentKindEnum: "voice" | "likeness";
         /**
          * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
          *
@@ -2781,6 +2993,23 @@ export interface components {
             /** Format: date-time */
             revoked_at: string;
             status: string;
+        };
+        /**
+         * @description * `verified` - Verified
+         *     * `attested` - Attested
+         *     * `failed` - Failed
+         *     * `revoked` - Revoked
+         * @enum {string}
+         */
+        ConsentStatusEnum: "verified" | "attested" | "failed" | "revoked";
+        ConsentSubject: {
+            /** @description The SHA-256 of the bytes whose face is covered. */
+            content_sha256: string;
+            /**
+             * Format: uuid
+             * @description The file it was made for (it may be deleted since).
+             */
+            media_id: string | null;
         };
         CreditBalanceOutput: {
             balance: number;
@@ -3255,9 +3484,10 @@ export interface components {
          *     * `completed` - Completed
          *     * `spend_cap` - Spend Cap
          *     * `batch` - Batch
+         *     * `review_hold` - Review Hold
          * @enum {string}
          */
-        EventTypesEnum: "start" | "progress" | "completed" | "spend_cap" | "batch";
+        EventTypesEnum: "start" | "progress" | "completed" | "spend_cap" | "batch" | "review_hold";
         FillerWord: {
             end_ms: number;
             /** @description The word's position in its segment's words. */
@@ -3612,9 +3842,10 @@ export interface components {
          *     * `compression` - compression
          *     * `image-generation` - image-generation
          *     * `voice-consent` - voice-consent
+         *     * `likeness-consent` - likeness-consent
          * @enum {string}
          */
-        JobTypeEnum: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation" | "voice-consent";
+        JobTypeEnum: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation" | "voice-consent" | "likeness-consent";
         JobTypeList: {
             backend: string;
             types: components["schemas"]["JobTypeListOutput"][];
@@ -3759,11 +3990,6 @@ export interface components {
             /** @description `active`, `expired` or `revoked`. */
             readonly state: string;
         };
-        /**
-         * @description * `webhook_disabled` - Webhook Disabled
-         * @enum {string}
-         */
-        KindEnum: "webhook_disabled";
         Language: {
             /** @description A Whisper language code, or auto */
             code: string;
@@ -3897,6 +4123,68 @@ export interface components {
              */
             type: components["schemas"]["TransactionTypeEnum"];
         };
+        /**
+         * @description Verify a person's consent to the use of their face: `recording_media_id` is a video of the
+         *     person reading the phrase of `challenge_id` on camera (POST /likeness/consent-challenges),
+         *     `subject_media_id` the video or image whose face is to be used. The recording must say the phrase
+         *     and show the face found in the subject; the job's output_data says which checks passed and names
+         *     the consent, which then covers the subject's bytes: lip sync, performance cloning and gaze
+         *     redirection of that file are accepted. Each challenge is read by one job (404
+         *     `challenge_not_found`, 409 `challenge_used`, 410 `challenge_expired`, nothing charged). Priced per
+         *     verification, charged whether the checks pass or not; never retried, batched or served from the cache.
+         */
+        LikenessConsentInputRequest: {
+            /**
+             * @description Whether an identical earlier job of yours may serve this one (the same input files' content, parameters, model version and seed): it then completes at once, with no GPU call, for the cache price (a tenth of the price, at least 1 credit). `false` runs it anyway. Only types whose output is a function of their input are cached; generators only when the request names a `seed`.
+             * @default true
+             */
+            cache?: boolean;
+            /** Format: uuid */
+            challenge_id: string;
+            /**
+             * @description Which of your own waiting jobs starts first: `high` before `normal` before `low`, then the older. It never moves your job ahead of another user's.
+             *
+             *     * `low` - low
+             *     * `normal` - normal
+             *     * `high` - high
+             * @default normal
+             */
+            priority?: components["schemas"]["PriorityEnum"];
+            /**
+             * Format: uuid
+             * @description The project whose media the outputs become. Optional: without it, the project of the media files the body names (they must share one: 422 `media_projects_differ`), or, when it names none, your default "Library" project (made on first use).
+             */
+            project_id?: string;
+            /**
+             * Format: uuid
+             * @description A quote of this request (POST /jobs/{type}/quote, with this body less `quote_id`) that has not expired: the job is charged the quoted price. 409 `quote_mismatch` when the body or the work (the media's duration, the timeline) differs from the one quoted, 409 `quote_used` once it paid for a job, 410 `quote_expired` after its time, 404 `quote_not_found`.
+             */
+            quote_id?: string;
+            /**
+             * Format: uuid
+             * @description The person reading the challenge's phrase on camera.
+             */
+            recording_media_id: string;
+            /** @description If the job is still running this many seconds after it started, it is canceled (`error_code` `run_deadline`) and refunded the part not spent, as any cancel. */
+            run_within_seconds?: number;
+            /** @description If the job has not started this many seconds after it is accepted, it ends `aborted` and is refunded in full; it never starts late. The server's queue TTL for the type applies too (`error_code` `queue_ttl` when it is the earlier). */
+            start_within_seconds?: number;
+            /**
+             * Format: uuid
+             * @description The video or image whose face the consent is to cover.
+             */
+            subject_media_id: string;
+            /** @description An https URL that receives the job's events, signed (Standard Webhooks) with the account's jobs secret (GET /webhooks/default/secret). Private, loopback and link-local addresses are refused: 400 `invalid_webhook_url`. */
+            webhook?: string;
+            /** @description Which events go to `webhook`: `start`, `progress`, `completed` (every terminal state); default: all three. */
+            webhook_events_filter?: components["schemas"]["WebhookEventsFilterEnum"][];
+        };
+        /**
+         * @description * `verified` - Verified
+         *     * `attested` - Attested
+         * @enum {string}
+         */
+        LikenessPolicyEnum: "verified" | "attested";
         /**
          * @description * `max_seconds` - max_seconds
          *     * `max_frames` - max_frames
@@ -4280,11 +4568,16 @@ export interface components {
             id: number;
             /** Format: uuid */
             job_id: string | null;
-            kind: components["schemas"]["KindEnum"];
+            kind: components["schemas"]["NoticeKindEnum"];
             message: string;
             /** Format: uuid */
             webhook_id: string | null;
         };
+        /**
+         * @description * `webhook_disabled` - Webhook Disabled
+         * @enum {string}
+         */
+        NoticeKindEnum: "webhook_disabled";
         /** @enum {unknown} */
         NullEnum: null;
         OutputMedia: {
@@ -5440,7 +5733,7 @@ export interface components {
             /** @default  */
             description?: string;
             /**
-             * @description `start`, `progress`, `completed` (every terminal state: completed, failed, canceled); an account webhook's may add `spend_cap` (a threshold of a spend cap crossed) and `batch` (every item of a batch ended: `batch.completed`, once a batch).
+             * @description `start`, `progress`, `completed` (every terminal state: completed, failed, canceled); an account webhook's may add `spend_cap` (a threshold of a spend cap crossed), `batch` (every item of a batch ended: `batch.completed`, once a batch) and `review_hold` (the account's generative requests held for staff review, or the hold lifted: `account.review_hold`).
              * @default [
              *       "start",
              *       "progress",
@@ -5492,6 +5785,15 @@ export interface components {
         WorkspaceInputRequest: {
             name: string;
         };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
+        WorkspaceLikenessPolicyRequest: {
+            likeness_policy: components["schemas"]["LikenessPolicyEnum"];
+        };
         /** @description A workspace as one of its members sees it: with that member's own role. */
         WorkspaceOutput: {
             /** Format: date-time */
@@ -5500,6 +5802,13 @@ export interface components {
             readonly id: string;
             /** Format: date-time */
             readonly joined_at: string;
+            /**
+             * @description What may stand for a person's consent to the use of their face: `verified` (a consent video the server checked) or `attested` (also an owner's or admin's attestation). Always `verified` in a personal workspace.
+             *
+             *     * `verified` - Verified
+             *     * `attested` - Attested
+             */
+            readonly likeness_policy: components["schemas"]["LikenessPolicyEnum"];
             readonly name: string;
             /** @description The account's own workspace: its id is the account's, and it has no other member. */
             readonly personal: boolean;
@@ -6117,6 +6426,115 @@ export interface operations {
             };
         };
     };
+    consents_attestations_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsentAttestationRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Consent"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `media_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_ready`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     consents_revoke_create: {
         parameters: {
             query?: never;
@@ -6167,6 +6585,77 @@ export interface operations {
             };
             /** @description Codes: `unsupported_media_type`. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consents_retrieve: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path: {
+                consent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Consent"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`, `consent_not_found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6723,8 +7212,9 @@ export interface operations {
                  *     * `compression` - compression
                  *     * `image-generation` - image-generation
                  *     * `voice-consent` - voice-consent
+                 *     * `likeness-consent` - likeness-consent
                  */
-                type?: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation" | "voice-consent";
+                type?: "transcription" | "tts" | "lip-sync" | "video-generation" | "performance-cloning" | "gaze-redirection" | "audio-generation" | "video-query" | "render" | "compression" | "image-generation" | "voice-consent" | "likeness-consent";
             };
             header?: {
                 /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
@@ -6862,7 +7352,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6998,7 +7488,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7126,7 +7616,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`, `consent_required`. */
+            /** @description Codes: `permission_denied`, `account_under_review`, `quota_exceeded`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7162,7 +7652,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`, `input_too_complex`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`, `input_too_complex`, `media_unscreenable`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7244,7 +7734,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `quota_exceeded`, `plan_required`, `payment_required`, `consent_required`. */
+            /** @description Codes: `permission_denied`, `account_under_review`, `quota_exceeded`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7280,7 +7770,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`, `input_too_complex`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`, `language_unsupported`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `no_captions`, `content_policy_violation`, `input_too_complex`, `media_unscreenable`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7462,7 +7952,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
+            /** @description Codes: `permission_denied`, `account_under_review`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7498,7 +7988,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `content_policy_violation`, `input_too_complex`. */
+            /** @description Codes: `content_policy_violation`, `input_too_complex`, `media_unscreenable`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7854,7 +8344,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7908,7 +8398,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `media_unscreenable`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7990,7 +8480,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8026,7 +8516,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `media_unscreenable`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8118,7 +8608,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8254,7 +8744,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8291,6 +8781,288 @@ export interface operations {
                 };
             };
             /** @description Codes: `content_policy_violation`, `input_too_complex`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `feature_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_likeness_consent_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+                /** @description Optional, 1-255 printable characters: a retry with the same key and body returns the original job instead of charging again. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LikenessConsentInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAccepted"];
+                };
+            };
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAccepted"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`, `invalid_idempotency_key`, `invalid_webhook_url`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `quote_not_found`, `media_not_found`, `voice_not_found`, `challenge_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `quote_mismatch`, `quote_used`, `challenge_used`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `quote_expired`, `challenge_expired`. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `recording_required`, `input_limit_exceeded`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `feature_unavailable`, `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    jobs_likeness_consent_quote_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LikenessConsentInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Quote"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`, `invalid_webhook_url`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `insufficient_credits`, `spend_cap_reached`. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`, `project_not_found`, `media_not_found`, `voice_not_found`, `challenge_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `challenge_used`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `challenge_expired`. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `recording_required`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8382,7 +9154,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8436,7 +9208,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `media_unscreenable`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8518,7 +9290,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8554,7 +9326,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `media_unscreenable`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8646,7 +9418,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8700,7 +9472,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
+            /** @description Codes: `idempotency_key_reused`, `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `media_unscreenable`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8782,7 +9554,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8818,7 +9590,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `input_limit_exceeded`. */
+            /** @description Codes: `media_not_ready`, `wrong_media_type`, `media_duration_unknown`, `media_projects_differ`, `content_policy_violation`, `media_unscreenable`, `input_limit_exceeded`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8964,7 +9736,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `idempotency_key_reused`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `media_not_ready`, `no_captions`. */
+            /** @description Codes: `idempotency_key_reused`, `content_policy_violation`, `input_too_complex`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `media_not_ready`, `no_captions`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9082,7 +9854,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `media_not_ready`, `no_captions`. */
+            /** @description Codes: `content_policy_violation`, `input_too_complex`, `empty_timeline`, `edl_invalid`, `edl_limit_exceeded`, `media_not_ready`, `no_captions`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9438,7 +10210,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9574,7 +10346,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9771,7 +10543,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9907,7 +10679,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10035,7 +10807,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10171,7 +10943,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`. */
+            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `account_under_review`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10838,7 +11610,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `permission_denied`, `plan_required`, `payment_required`, `consent_required`. */
+            /** @description Codes: `permission_denied`, `account_under_review`, `plan_required`, `payment_required`, `consent_required`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10883,7 +11655,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Codes: `content_policy_violation`, `input_too_complex`. */
+            /** @description Codes: `content_policy_violation`, `input_too_complex`, `media_unscreenable`. */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10974,6 +11746,75 @@ export interface operations {
                 };
             };
             /** @description Codes: `stream_unavailable` (served by the ASGI server only), `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    likeness_consent_challenges_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The team workspace to act in (its id), whose member the caller is; without it, the caller's personal workspace. 404 `workspace_not_found` for any other value; 403 `permission_denied` when the caller's role there does not allow the operation. */
+                "Auteur-Workspace"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentChallenge"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`, `quota_exceeded`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `too_many_consent_attempts`, `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -16796,6 +17637,114 @@ export interface operations {
             };
             /** @description Codes: `not_found`, `workspace_not_found`, `key_not_found`. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_likeness_policy_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkspaceLikenessPolicyRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceOutput"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `personal_workspace`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

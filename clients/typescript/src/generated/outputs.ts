@@ -134,6 +134,22 @@ export interface components {
             steps: number;
             width: number;
         };
+        "likeness-consent": {
+            /** @description `phrase`: the recording says the challenge's phrase. `face`: the face on camera is the subject's. */
+            checks: {
+                /** @enum {unknown} */
+                face: "passed" | "failed";
+                /** @enum {unknown} */
+                phrase: "passed" | "failed";
+            };
+            /**
+             * Format: uuid
+             * @description The consent (GET /consents/{id}).
+             */
+            consent_id: string;
+            /** @description Whether every check passed: the consent is verified and covers the subject file's face. */
+            passed: boolean;
+        };
         "lip-sync": {
             /** @description Milliseconds. */
             duration_ms: number;
@@ -292,6 +308,7 @@ export interface JobOutputs {
     "compression": components["schemas"]["compression"];
     "gaze-redirection": components["schemas"]["gaze-redirection"];
     "image-generation": components["schemas"]["image-generation"];
+    "likeness-consent": components["schemas"]["likeness-consent"];
     "lip-sync": components["schemas"]["lip-sync"];
     "performance-cloning": components["schemas"]["performance-cloning"];
     "render": components["schemas"]["render"];
