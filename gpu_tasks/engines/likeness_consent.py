@@ -24,10 +24,11 @@ Face (`face_embed`: RetinaFace, five-point alignment, SFace unit vectors):
 `passes` holds the rule: the phrase as voice consent's, the face when `similarity` is at least
 the caller's threshold (`face_embed.DEFAULT_THRESHOLD` unless configured).
 
-Frames are read with their display rotation applied (a phone's portrait video is stored sideways)
-and shrunk to at most MAX_FRAME_SIDE on the long side before anything else: the work is
-MAX_FRAMES detections and at most MAX_FRAMES x (1 + MAX_FACES_PER_FRAME) embeddings per call,
-whatever the files hold, and the decoding stops at the seconds above (or the input's priced length).
+Frames are read with their display rotation applied (a phone's portrait video is stored sideways;
+FFmpeg gives a JPEG's EXIF orientation the same way) and shrunk to at most MAX_FRAME_SIDE on the
+long side before anything else: the work is 2 x MAX_FRAMES detections and at most
+MAX_FRAMES x (1 + MAX_FACES_PER_FRAME) embeddings per call, whatever the files hold, and the
+decoding stops at the seconds above (or the input's priced length) or MAX_DECODED_FRAMES.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines import face_embed, voice_consent
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.input_bounds import MediaLimit
+from gpu_tasks.input_policy import descriptor_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,6 +52,9 @@ MAX_SUBJECT_S = 300
 MAX_FRAMES = 16
 MAX_FACES_PER_FRAME = 8
 MAX_FRAME_SIDE = 1280
+# The most frames decoded to find the sampled ones (300 s at 120 fps): a file whose timestamps never
+# advance (crafted) would otherwise be decoded to its end.
+MAX_DECODED_FRAMES = 36_000
 SAMPLE_RATE = voice_consent.SAMPLE_RATE
 MEDIA_LIMITS = {"recording_media": MediaLimit(max_seconds=MAX_RECORDING_S)}
 REPOS = face_embed.REPOS  # what `download_models likeness-consent` puts in the models folder
@@ -64,7 +69,7 @@ def sampled_frames(path: Path, name: str, *, max_s: float, count: int = MAX_FRAM
     """Up to `count` frames of the video (or image) `path` as upright (H, W, 3) uint8 RGB, at most
     MAX_FRAME_SIDE on the long side, spread evenly over its first `max_s` seconds: at each of `count`
     evenly spaced times, the frame showing then (each frame once, however many times fall in it).
-    A file whose length is not known gives its first frame."""
+    A file whose length is not known gives its first frame. At most MAX_DECODED_FRAMES are decoded."""
     from gpu_tasks.engines.media import decoded_frames, probe
 
     span = min(probe(path).duration_s, max_s)
@@ -73,6 +78,8 @@ def sampled_frames(path: Path, name: str, *, max_s: float, count: int = MAX_FRAM
     shown: Any = None  # the frame on screen until the one being read
     first: float | None = None
     for index, frame in enumerate(decoded_frames(path, name, max_s=max_s)):
+        if index >= MAX_DECODED_FRAMES:
+            break
         first = frame.time if first is None else first
         offset = index / 25.0 if frame.time is None or first is None else float(frame.time - first)
         if shown is not None and targets[taken] < offset:
@@ -95,6 +102,20 @@ def _upright(frame: Any) -> np.ndarray:
     rgb: np.ndarray = frame.to_ndarray(format="rgb24", width=width, height=height)
     turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def by_content(path: Path, workdir: Path, name: str) -> Path:
+    """`path` under a name without a suffix (a link in `workdir`), so that FFmpeg picks its demuxer by
+    what the file holds, as the upload's probe did (through a descriptor). By a `.jpg` name FFmpeg
+    picks the image2 demuxer for the extension, which the input whitelist refuses: a JPEG photo would
+    be `invalid_media`. A descriptor's path has no suffix to begin with."""
+    if descriptor_of(path) is not None or not path.suffix:
+        return path
+    link = workdir / "by-content" / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(path.resolve())
+    return link
 
 
 def frame_faces(embedder: face_embed.Embedder, frame: np.ndarray, *, most: int) -> np.ndarray:
@@ -128,8 +149,9 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
 
     embedder = face_embed.load()  # before any media is read: missing weights are the operator's to fix
     recording_ref, subject_ref = payload.get("recording_media"), payload.get("subject_media")
-    recording = ctx.input_path(recording_ref, "recording_media")
-    subject = ctx.input_path(subject_ref, "subject_media", streams=("video",))
+    recording = by_content(ctx.input_path(recording_ref, "recording_media"), ctx.workdir, "recording_media")
+    subject = by_content(ctx.input_path(subject_ref, "subject_media", streams=("video",)), ctx.workdir,
+                         "subject_media")
     recording_s = _read_limit(recording_ref, MAX_RECORDING_S)
     # The cheap reads first, so that a recording without sound or pictures fails before Whisper runs.
     speech = decode_audio(recording, SAMPLE_RATE, max_s=recording_s)

@@ -17,7 +17,7 @@ import pytest
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, face_embed, likeness_consent, retinaface, transcription, voice_consent
-from gpu_tasks.engines.likeness_consent import face_figures, passes, sampled_frames
+from gpu_tasks.engines.likeness_consent import by_content, face_figures, passes, sampled_frames
 from gpu_tasks.engines.retinaface import Face
 from gpu_tasks.engines.tts import synthesize, write_wav
 from gpu_tasks.errors import PermanentGpuError
@@ -194,6 +194,27 @@ def test_only_the_seconds_allowed_are_read(tmp_path: Path) -> None:
     assert max(numbers(frames)) <= 21, "nothing after the first 2 s"
 
 
+def test_a_jpeg_is_read_by_its_content_not_its_name(tmp_path: Path) -> None:
+    """Named .jpg, FFmpeg would take a JPEG for the image2 demuxer, which the input whitelist refuses."""
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(photo)
+    with pytest.raises(PermanentGpuError):
+        list(sampled_frames(photo, "subject_media", max_s=300))
+    linked = by_content(photo, tmp_path / "work", "subject_media")
+    assert linked.name == "subject_media" and linked.resolve() == photo.resolve()
+    assert [f.shape for f in sampled_frames(linked, "subject_media", max_s=300)] == [(240, 320, 3)]
+    assert by_content(linked, tmp_path / "work", "again") == linked, "no suffix: the path as it is"
+
+
+def test_no_more_frames_are_decoded_than_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(likeness_consent, "MAX_DECODED_FRAMES", 10)
+    video = numbered_clip(tmp_path / "ten.mp4", 100, 10.0)
+    frames = list(sampled_frames(video, "subject_media", max_s=60))
+    assert len(frames) > 0 and max(numbers(frames)) <= 9
+
+
 def test_a_short_clip_gives_each_frame_once(tmp_path: Path) -> None:
     video = numbered_clip(tmp_path / "five.mp4", 5, 25.0, step=40)
     assert numbers(list(sampled_frames(video, "subject_media", max_s=60)), step=40) == [0, 1, 2, 3, 4]
@@ -219,6 +240,18 @@ def test_large_frames_are_shrunk_and_rotated_ones_stood_upright(tmp_path: Path) 
     frames = list(sampled_frames(portrait, "recording_media", max_s=60))
     assert {f.shape for f in frames} == {(WIDTH, HEIGHT, 3)}
     assert np.abs(frames[0].astype(int) - np.rot90(frame_of("ann")).astype(int)).mean() < 4
+    # A photo whose EXIF says to turn it a quarter clockwise.
+    from PIL import Image, ImageOps
+
+    photo = tmp_path / "photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    Image.fromarray(frame_of("ann")).save(photo, exif=exif.tobytes(), quality=95)
+    (upright,) = sampled_frames(by_content(photo, tmp_path, "subject_media"), "subject_media", max_s=300)
+    with Image.open(photo) as opened:
+        expected = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+    assert upright.shape == expected.shape == (WIDTH, HEIGHT, 3)
+    assert np.abs(upright.astype(int) - expected.astype(int)).mean() < 4
 
 
 # The face match (stand-in detector and embeddings) -----------------------------------------------
@@ -356,10 +389,10 @@ def test_the_person_reading_the_phrase_on_camera_passes_on_the_production_path(
 def test_another_challenges_words_fail_the_phrase_and_another_face_the_face(
     tmp_path: Path, readings: dict[str, Path], drawn_people: list[np.ndarray]
 ) -> None:
-    bob = tmp_path / "bob.png"
+    bob = tmp_path / "bob.jpg"  # a photo, as a phone names it
     from PIL import Image
 
-    Image.fromarray(frame_of("bob")).save(bob)
+    Image.fromarray(frame_of("bob")).save(bob, quality=95)
     result = verify(tmp_path, payload(readings["other_words"], bob))
     assert result["phrase"]["challenge_wer"] >= 0.75, result
     assert passes(result, face_embed.DEFAULT_THRESHOLD) == {
