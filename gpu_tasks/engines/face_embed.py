@@ -29,6 +29,9 @@ upstream's figure, not calibrated here: no face data set is on this machine.
 are present.
 
 ArcFace and insightface's other trained weights are not used: their licence is non-commercial.
+SFace's file is Apache-2.0, but upstream's training recipes (zhongyy/SFace) use CASIA-WebFace,
+VGGFace2 or MS1MV2, face data sets distributed for research, and which one trained this file is not
+stated: a deployment's legal review weighs that, as it would for any face model trained on them.
 """
 
 from __future__ import annotations
