@@ -9,8 +9,8 @@ of it survives alignment to be compared.
 
 Alignment: the similarity transform (rotation, uniform scale, translation) that best maps the five
 landmarks onto the ArcFace 112x112 template (`ALIGNED_LANDMARKS`, the points OpenCV's
-`FaceRecognizerSF.alignCrop` maps them to), estimated by `cv2.estimateAffinePartial2D` and applied
-by `cv2.warpAffine` (bilinear, borders black), as SFace was trained.
+`FaceRecognizerSF.alignCrop` maps them to), the least-squares fit over all five as OpenCV's is,
+estimated by `cv2.estimateAffinePartial2D` and applied by `cv2.warpAffine` (bilinear, borders black).
 
 Embedding: SFace (Yaoyao Zhong, "SFace: Sigmoid-Constrained Hypersphere Loss for Robust Face
 Recognition"; a MobileFaceNet trained on that loss), `face_recognition_sface_2021dec.onnx` from
@@ -130,17 +130,30 @@ def detect(embedder: Embedder, frame_rgb: np.ndarray) -> list[Face]:
     return sorted(usable, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
 
 
-def align(frame_rgb: np.ndarray, landmarks: Sequence[tuple[float, float]]) -> np.ndarray:
-    """The face with these five landmarks as a (112, 112, 3) uint8 crop, aligned to ALIGNED_LANDMARKS.
-    Landmarks that fix no similarity transform (all in one point) are `invalid_media`."""
+def alignment(landmarks: Sequence[tuple[float, float]]) -> np.ndarray:
+    """The 2x3 similarity transform that maps the five landmarks onto ALIGNED_LANDMARKS with the least
+    squared error over all five (what OpenCV's `FaceRecognizerSF.alignCrop` computes, by Umeyama's
+    method): RANSAC with a threshold no point misses keeps all five, and the refinement that follows
+    is that least-squares fit. (LMEDS would fit a subset and move the crop by pixels.) Landmarks
+    that fix no transform (all in one point) are `invalid_media`."""
     import cv2
     import numpy as np
 
     source = np.asarray(landmarks, dtype=np.float32).reshape(5, 2)
     target = np.asarray(ALIGNED_LANDMARKS, dtype=np.float32)
-    matrix, _inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.LMEDS)
-    if matrix is None or not np.isfinite(matrix).all():
+    matrix, _inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=1e6,
+                                                   refineIters=50)
+    if matrix is None or not np.isfinite(matrix).all() or abs(np.linalg.det(matrix[:, :2])) < 1e-12:
         raise PermanentGpuError("invalid_media", "a face's landmarks cannot be aligned")
+    aligned: np.ndarray = matrix
+    return aligned
+
+
+def align(frame_rgb: np.ndarray, landmarks: Sequence[tuple[float, float]]) -> np.ndarray:
+    """The face with these five landmarks as a (112, 112, 3) uint8 crop, aligned by `alignment`."""
+    import cv2
+
+    matrix = alignment(landmarks)
     crop: np.ndarray = cv2.warpAffine(frame_rgb, matrix, (ALIGNED_SIDE, ALIGNED_SIDE), flags=cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return crop
