@@ -4,8 +4,9 @@ high cosine similarity.
 
 Detection: the repo's RetinaFace (MobileNet-0.25, `retinaface.py`), the file lip sync downloads
 (`lip_sync.DETECTOR_FOLDER`), searched at most DETECT_SIDE pixels on the frame's long side. A face
-scoring under DETECT_THRESHOLD or smaller than MIN_FACE_SIDE pixels across is not used: too little
-of it survives alignment to be compared.
+scoring under DETECT_THRESHOLD (0.9, where lip sync takes 0.6: a consent is judged only on faces the
+detector is sure of, and a doubtful one costs a retake, not a false match) or smaller than
+MIN_FACE_SIDE pixels across (too little of it survives alignment to be compared) is not used.
 
 Alignment: the similarity transform (rotation, uniform scale, translation) that best maps the five
 landmarks onto the ArcFace 112x112 template (`ALIGNED_LANDMARKS`, the points OpenCV's
