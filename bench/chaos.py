@@ -187,7 +187,7 @@ def job_body(job_type: str, user: User, rng: random.Random) -> dict[str, Any]:
     elif job_type == "video-query":
         body.update(video_media_id=user.media["video"], question="What happens?")
     elif job_type == "lip-sync":
-        body.update(video_media_id=user.media["video"], audio_media_id=user.media["audio"])
+        body.update(video_media_id=user.media["face"], audio_media_id=user.media["audio"])
     return body
 
 
@@ -649,8 +649,14 @@ def team_pools() -> tuple[dict[str, int], list[str], dict[str, int]]:
 
 def _project_with_media(owner: Any, name: str, rng: random.Random) -> tuple[Any, dict[str, str]]:
     """A project of `owner`'s with an audio and a video file: ready rows, as a probe leaves them (the
-    noop backend never reads the bytes)."""
+    noop backend never reads the bytes); and the video whose face lip syncs use, with its SHA-256 and
+    a verified likeness consent covering it, as a passed likeness-consent job records it (a lip sync
+    needs one; the noop backend, which never verifies anyone, could not make it). Only that file has
+    a hash: the others' jobs stay out of the result cache, as before."""
+    import uuid
+
     from media.models import MediaFile
+    from media.services.likeness import likeness_record_verification
     from projects.models import Project
 
     # Rows, not uploads: no automatic transcription, so each transcription is a client's own request,
@@ -663,6 +669,14 @@ def _project_with_media(owner: Any, name: str, rng: random.Random) -> tuple[Any,
                                      status="ready", file_size_bytes=1000, duration_ms=rng.randint(5, longest) * 1000,
                                      storage_key=f"chaos/{project.pk}/{kind}")
         media[kind] = str(m.pk)
+    face = MediaFile.objects.create(project=project, user=owner, name="face.bin", type="video", mime_type="video/mp4",
+                                    status="ready", file_size_bytes=1000, duration_ms=60_000,
+                                    storage_key=f"chaos/{project.pk}/face", content_sha256=uuid.uuid4().hex * 2)
+    likeness_record_verification(
+        job_id=uuid.uuid4(), user_id=owner.pk, member_id=None, challenge_id=uuid.uuid4(), recording_media_id=None,
+        subject_media_id=face.pk, subject_sha256=face.content_sha256, checks={"phrase": True, "face": True},
+        figures={"challenge_wer": 0.0, "phrase_wer": 0.0, "similarity": 0.9, "threshold": 0.363, "max_wer": 0.25})
+    media["face"] = str(face.pk)
     return project, media
 
 

@@ -20,7 +20,15 @@ from django.utils.html import format_html
 
 from auteur.core.errors import ApplicationError
 from media.hooks import media_in_use_reasons
-from media.models import Consent, ConsentRevoker, ConsentStatus, MediaFile, VoiceClone
+from media.models import (
+    Consent,
+    ConsentAttestation,
+    ConsentRevoker,
+    ConsentStatus,
+    ConsentSubject,
+    MediaFile,
+    VoiceClone,
+)
 from media.services.consents import consent_revoke
 from media.services.deletion import media_delete
 from media.services.downloads import media_urls
@@ -213,7 +221,9 @@ class VoiceCloneAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
 @admin.register(Consent)
 class ConsentAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
     """Every verification's outcome with the figures its checks measured and the bounds they were held
-    to (the owner is told only which checks passed). Written by the worker that ran the check: read-only."""
+    to (the owner is told only which checks passed), and every attested likeness consent with who
+    attested it, when, and what they hold; the files a likeness consent covers. Written by the worker
+    that ran the check or by the attestation: read-only."""
 
     list_display = ("id", "kind", "status", "owner", "similarity", "challenge_wer", "phrase_wer", "created_at")
     list_filter = ("kind", "status")
@@ -221,10 +231,32 @@ class ConsentAdmin(_NoAddChange, _UuidSearchMixin, admin.ModelAdmin):
     list_select_related = ("user",)
     date_hierarchy = "created_at"
     fields = ("id", "kind", "status", "user", "member_id", "checks", "similarity", "threshold", "challenge_wer",
-              "phrase_wer", "max_wer", "models_used", "sample_sha256", "recording_media_id", "challenge_id", "job_id",
-              "created_at", "revoked_at", "revoked_by", "revoked_by_member")
+              "phrase_wer", "max_wer", "faces", "models_used", "sample_sha256", "recording_media_id", "challenge_id",
+              "job_id", "created_at", "revoked_at", "revoked_by", "revoked_by_member")
     readonly_fields = fields
     actions = ["revoke_selected"]
+
+    class SubjectInline(admin.TabularInline):
+        model = ConsentSubject
+        fields = ("content_sha256", "media_id", "similarity", "created_at")
+        readonly_fields = fields
+        extra = 0
+        can_delete = False
+
+        def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+            return False
+
+    class AttestationInline(admin.StackedInline):
+        model = ConsentAttestation
+        fields = ("attested_by", "person_name", "consent_obtained_at", "evidence", "created_at")
+        readonly_fields = fields
+        extra = 0
+        can_delete = False
+
+        def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+            return False
+
+    inlines = [SubjectInline, AttestationInline]
 
     @admin.display(description="owner", ordering="user__email")
     def owner(self, obj: Consent) -> str:

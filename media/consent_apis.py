@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from drf_spectacular.utils import extend_schema, extend_schema_field
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response

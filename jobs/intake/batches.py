@@ -67,6 +67,7 @@ from jobs.life.slots import start_waiting
 from jobs.life.standing import standing_check
 from jobs.life.windows import start_deadline_of
 from jobs.models import Batch, Job, JobEventType, JobPriority, JobStatus, idempotency_window_start
+from jobs.payloads import LIKENESS_PARAM
 from jobs.selectors.requests import (
     Finder,
     JobRequest,
@@ -76,7 +77,9 @@ from jobs.selectors.requests import (
     job_request_resolve,
 )
 from jobs.specs import JOB_SPECS, JobSpec, job_spec
+from media.errors import ConsentRequired
 from media.models import MediaFile
+from media.services.likeness import likeness_consents_revoked_locked
 from projects.selectors import project_library_get
 from projects.services import project_library_get_or_create
 from webhooks.models import JobWebhook
@@ -343,6 +346,11 @@ def _submit(user: User, priced: list[Priced], options: BatchOptions, idempotency
         if media_ids:
             # Media deletion checks "in use" under the same row locks (as a submission does).
             list(MediaFile.objects.select_for_update().filter(pk__in=media_ids).order_by("pk").values_list("pk"))
+        # The likeness consents its items were accepted under, read again under a share lock before the
+        # account's row is locked, as a submission of one does (jobs.intake.submission).
+        if likeness_consents_revoked_locked(p.request.input_params.get(LIKENESS_PARAM) for p in priced):
+            raise ConsentRequired("The likeness consent of a face this batch uses was revoked.",
+                                  details={"reason": "revoked"})
         library = (project_library_get_or_create(user=user) if any(p.request.project is None for p in priced)
                    else None)
         for p in priced:

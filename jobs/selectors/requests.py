@@ -242,7 +242,7 @@ def job_likeness_params(job: Job) -> dict[str, Any]:
     under a policy that is now `verified`)."""
     spec, params = job_spec(job.type), dict(job.input_params)
     for name in spec.likeness_of:
-        media = MediaFile.objects.filter(pk=params.get(name), user_id=job.user_id).first()
+        media = MediaFile.objects.filter(pk=str(params.get(name)), user_id=job.user_id).first()
         if media is None:
             raise MediaNotReady("The file whose face the job uses was deleted.", details={"field": name})
         params[LIKENESS_PARAM] = str(likeness_consent_check(user=job.user, media=media, field=name).pk)

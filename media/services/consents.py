@@ -251,10 +251,10 @@ def consent_by_revoke_token(token: str) -> Consent:
 def consent_revoke(*, consent_id: uuid.UUID | str, by: str, user: User | None = None,
                    member_id: uuid.UUID | None = None) -> tuple[Consent, int]:
     """Revoke a consent at once and for good: the voice made with it (or the faces a likeness consent
-    covers) is refused from now on, and the waiting jobs that use it are canceled and refunded in the same transaction (the revocation
-    handlers: jobs/receivers.py); a running one is failed when its outputs would be stored. `user`:
-    the workspace whose consent it must be (404 `consent_not_found` otherwise); None for the
-    speaker's signed link and staff. Revoking one already revoked changes nothing. Returns the
+    covers) is refused from now on, and the waiting jobs that use it are canceled and refunded in the
+    same transaction (the revocation handlers: jobs/receivers.py); a running one is failed when its
+    outputs would be stored. `user`: the workspace whose consent it must be (404 `consent_not_found`
+    otherwise); None for the speaker's signed link and staff. Revoking one already revoked changes nothing. Returns the
     consent and how many jobs were canceled."""
     with transaction.atomic():
         found = Consent.objects.select_for_update().filter(pk=consent_id)

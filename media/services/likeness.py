@@ -112,7 +112,7 @@ def likeness_consent_usable(consent_id: uuid.UUID | str, *, field: str) -> None:
                           details={"field": field, "consent_id": str(consent_id), "reason": reason})
 
 
-def likeness_consents_revoked_locked(consent_ids: Iterable[str]) -> str | None:
+def likeness_consents_revoked_locked(consent_ids: Iterable[str | None]) -> str | None:
     """In the caller's transaction: the likeness consents `consent_ids` read under a share lock (a
     revocation, which holds its consent for update, waits for the caller's commit, or committed
     before this read), and the id of one revoked, if any."""
@@ -126,7 +126,9 @@ def likeness_consents_revoked_locked(consent_ids: Iterable[str]) -> str | None:
 
 def likeness_consent_revoked(consent_id: uuid.UUID | str | None) -> bool:
     """Whether the consent a job was accepted under was revoked since (its store step asks)."""
-    return bool(consent_id) and Consent.objects.filter(pk=consent_id, status=ConsentStatus.REVOKED).exists()
+    if not consent_id:
+        return False
+    return Consent.objects.filter(pk=consent_id, status=ConsentStatus.REVOKED).exists()
 
 
 def likeness_record_verification(*, job_id: uuid.UUID, user_id: uuid.UUID, member_id: uuid.UUID | None,

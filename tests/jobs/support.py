@@ -7,6 +7,7 @@ publish of the pipeline never runs, so these tests check what the API and the se
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -53,6 +54,7 @@ PRICE = {
     "compression": 1,  # 90 s: one started 10 minutes
     "image-generation": 4,  # one image
     "voice-consent": 1,  # per verification
+    "likeness-consent": 1,  # per verification
 }
 
 
@@ -152,6 +154,13 @@ def valid_body(job_type: str, project: Project, media: dict[str, MediaFile]) -> 
     if job_type == "voice-consent":  # a challenge of its own for each body: a job reads one once
         bodies["voice-consent"] = {**p, "challenge_id": str(consent_challenge(project.user).pk),
                                    "recording_media_id": audio, "sample_media_id": audio}
+    if job_type == "likeness-consent":  # a challenge of its own; a recording short enough, a subject of known bytes
+        challenge = consent_challenge(project.user, kind="likeness",
+                                      statement="I agree to have my face used in this workspace.")
+        recording = MediaFileFactory.create(project=project, type="video", duration_ms=20_000)
+        subject = MediaFileFactory.create(project=project, type="image", content_sha256=uuid.uuid4().hex * 2)
+        bodies["likeness-consent"] = {**p, "challenge_id": str(challenge.pk), "recording_media_id": str(recording.pk),
+                                      "subject_media_id": str(subject.pk)}
     return bodies[job_type]
 
 

@@ -222,7 +222,7 @@ def test_types_lists_every_type_with_price_gpu_and_local_availability(auth_clien
         **{t: "input" for t in ("transcription", "lip-sync", "performance-cloning", "gaze-redirection",
                                 "video-query", "render", "compression")},
         **{t: "seed" for t in ("audio-generation", "video-generation", "image-generation")}, "tts": "none",
-        "voice-consent": "none",
+        "voice-consent": "none", "likeness-consent": "none",
     }
     assert all(v["engine_version"] >= 1 for v in types.values())
     # Every type names its model (the local engine's where it runs another), its plan, and why not.

@@ -40,7 +40,7 @@ from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import Consent, ConsentChallenge, MediaFile, VoiceClone
 from media.services.consents import REVOKE_SALT, consent_revoke, consent_revoke_token
-from tests.factories import ConsentFactory, MediaFileFactory, ProjectFactory, VoiceCloneFactory
+from tests.factories import ConsentFactory, MediaFileFactory, ProjectFactory, VoiceCloneFactory, likeness_consent_for
 from tests.jobs.support import consent_challenge
 
 JOBS = "/api/v1/jobs"
@@ -254,6 +254,7 @@ def test_a_revoked_voice_is_refused_by_every_path_and_nothing_is_charged(auth_cl
     Job.objects.filter(pk=accepted.json()["job_id"]).update(status="failed", retryable=True, error_code="gpu_timeout")
     speech = tts_speech(funded, voice)
     video = MediaFileFactory.create(project=speech.project, type="video")
+    likeness_consent_for(video)  # (its face consented: only the voice is in question)
     consent_revoke(consent_id=str(voice.consent_id), by="subject")
     jobs, spent = Job.objects.count(), charges(funded)
 
@@ -278,6 +279,7 @@ def test_deleting_a_revoked_voice_does_not_free_its_speech_for_a_lip_sync(auth_c
     voice = VoiceCloneFactory.create(user=funded)
     speech = tts_speech(funded, voice)
     video = MediaFileFactory.create(project=speech.project, type="video")
+    likeness_consent_for(video)  # (its face consented: only the voice is in question)
     body = {"video_media_id": str(video.pk), "audio_media_id": str(speech.pk)}
     assert auth_client.post(f"/api/v1/consents/{voice.consent_id}/revoke").status_code == 200
     assert auth_client.post(f"{JOBS}/lip-sync", body, format="json").status_code == 403
@@ -296,6 +298,7 @@ def test_a_voice_deleted_before_its_revocation_leaves_its_speech_refused(auth_cl
     consent_id = str(voice.consent_id)
     speech = tts_speech(funded, voice)
     video = MediaFileFactory.create(project=speech.project, type="video")
+    likeness_consent_for(video)  # (its face consented: only the voice is in question)
     body = {"video_media_id": str(video.pk), "audio_media_id": str(speech.pk)}
     assert auth_client.delete(f"{VOICES}/{voice.pk}").status_code == 204
     revoked = APIClient().post(REVOKE, {"token": consent_revoke_token(Consent.objects.get(pk=consent_id))},
@@ -446,8 +449,9 @@ def _verification_job(funded: Any) -> str:
 
 def _finish_with(monkeypatch: Any, job_id: str, result: dict[str, Any], models: Any = None) -> Job:
     monkeypatch.setitem(noop._CANNED, OutputKind.VERIFICATION, lambda: json.loads(json.dumps(result)))
-    if models is not None:
-        monkeypatch.setitem(noop._ENGINE_FIELDS, noop.JobType.VOICE_CONSENT, {"models": models})
+    # The engine's own fields hold its canned speaker figures: only the models stay beside `result`.
+    monkeypatch.setitem(noop._ENGINE_FIELDS, noop.JobType.VOICE_CONSENT,
+                        {"models": {"transcription": "noop", "speaker": "noop"} if models is None else models})
     STEP_TASKS[job_spec("voice-consent").family, Step.FINISH].apply(args=(job_id,))
     return Job.objects.get(pk=job_id)
 
@@ -472,6 +476,7 @@ def test_verification_figures_out_of_bounds_fail_the_job_and_record_no_consent(f
     job_id = _verification_job(funded)
     balance = credit_balance_get(user=funded)
     monkeypatch.setitem(noop._CANNED, OutputKind.VERIFICATION, lambda: figures)
+    monkeypatch.setitem(noop._ENGINE_FIELDS, noop.JobType.VOICE_CONSENT, {})  # (its canned speaker figures)
     STEP_TASKS[job_spec("voice-consent").family, Step.FINISH].apply(args=(job_id,))
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.error_code) == (JobStatus.FAILED, "invalid_result"), (job.status, job.error_code)

@@ -18,7 +18,7 @@ from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import Consent, MediaFile, VoiceClone
 from media.services.consents import consent_revoke_token
-from tests.factories import ConsentFactory, MediaFileFactory, ProjectFactory, VoiceCloneFactory
+from tests.factories import ConsentFactory, MediaFileFactory, ProjectFactory, VoiceCloneFactory, likeness_consent_for
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,7 @@ def test_a_members_revocation_cancels_the_waiting_jobs_of_the_voice_refunded_onc
                               input_params={"text": "hi", "voice_id": str(voice.pk)})
     speech = MediaFileFactory.create(project=project, type="audio", source_job_id=made.pk)
     video = MediaFileFactory.create(project=project, type="video")
+    likeness_consent_for(video)  # (its face consented: only the voice is in question)
     lip_sync = auth_client.post(f"{JOBS}/lip-sync", {"video_media_id": str(video.pk),
                                                      "audio_media_id": str(speech.pk)}, format="json")
     assert lip_sync.status_code == 202, lip_sync.json()

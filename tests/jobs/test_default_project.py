@@ -9,7 +9,7 @@ from credits.models import Plan
 from credits.services.subscriptions import subscription_create
 from jobs.models import Job, JobStatus
 from projects.models import Project
-from tests.factories import MediaFileFactory, ProjectFactory, UserFactory
+from tests.factories import MediaFileFactory, ProjectFactory, UserFactory, likeness_consent_for
 from tests.jobs.support import PRICE, error_code, jobs_url, ledger_state, submit, valid_body
 from tests.projects.test_edl_support import clean_edl_store_fixture  # noqa: F401 - fixture
 
@@ -50,6 +50,7 @@ def test_the_library_does_not_count_against_the_projects_quota(auth_client, fund
 
 def test_lip_sync_with_only_its_media_runs_in_their_project(auth_client, funded, project, media, gpu_backend):
     gpu_backend("noop")
+    likeness_consent_for(media["video"])
     body = {"video_media_id": str(media["video"].pk), "audio_media_id": str(media["audio"].pk)}
     response = submit(auth_client, "lip-sync", body)
     assert response.status_code == 202, response.json()

@@ -52,6 +52,7 @@ INPUT_BASE: dict[str, dict[str, Any]] = {
     "render": {"project_id": _ID},
     "compression": {"media_id": _ID},
     "voice-consent": {"challenge_id": _ID, "recording_media_id": _ID, "sample_media_id": _ID},
+    "likeness-consent": {"challenge_id": _ID, "recording_media_id": _ID, "subject_media_id": _ID},
 }
 
 

@@ -273,7 +273,7 @@ def test_another_workspaces_consent_and_media_are_not_found(auth_client, funded,
 
     team = team_workspace(funded)
     Workspace.objects.filter(pk=team.pk).update(likeness_policy="attested")
-    their_video = MediaFile.objects.get(pk=theirs.subjects.get().media_id)
+    their_video = MediaFile.objects.get(user=stranger, type="video")
     refused = attest(acting_in(funded, team), their_video)
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "media_not_found", refused.json()
     assert Consent.objects.count() == 1

@@ -26,6 +26,7 @@ from tests.factories import (
     ProjectFactory,
     VoiceCloneFactory,
     acting_in,
+    likeness_consent_for,
     team_workspace,
 )
 from tests.jobs.support import consent_challenge
@@ -235,6 +236,7 @@ def test_a_lip_sync_of_speech_made_in_an_unconsented_voice_is_refused(auth_clien
     speech = MediaFileFactory.create(project=project, type="audio", source_job_id=made.pk)
     compressed = MediaFileFactory.create(project=project, type="audio", derived_from=speech)
     video = MediaFileFactory.create(project=project, type="video")
+    likeness_consent_for(video)  # (its face consented: only the voice is in question)
     recorded = MediaFileFactory.create(project=project, type="audio")
     for audio in (speech, compressed):
         refused = auth_client.post(f"{JOBS}/lip-sync", {"video_media_id": str(video.pk),
