@@ -17,8 +17,15 @@ What is screened:
 - images (`image-generation`): each image, decoded in the sandbox (media.probing.facts.screen_frames,
   bounded by AUTEUR_MEDIA_MAX_PIXELS and the probe's limits), by the embedded image screener
   (gpu_tasks.screening.image: open_nsfw, category `sexual` only);
-- nothing else yet: frames of generated video and generated audio without speech are not screened
-  by a model here. The test seam below can flag any type.
+- video (`video-generation`, `lip-sync`, `performance-cloning`, `gaze-redirection`): the video's
+  frames at AUTEUR_SCREENING_OUTPUT_VIDEO_FRAMES moments spread evenly over its length (its length
+  measured from the packets, never the header; each moment's frame decoded after a seek to the key
+  frame before it: media.probing.facts.screen_frames_spread), in the sandbox, scored as images are.
+  An uploaded video is first moved to the job's quarantine folder, where no URL writes, and
+  screened there: what is kept (moved on from there) is what was screened;
+- nothing else: generated audio without speech, and a render's or a compression's video (the user's
+  own media, cut or re-encoded), are not screened by a model here. The test seam below can flag any
+  type.
 
 The test seam: AUTEUR_SCREENING_INJECT ("image-generation:output=1.0;tts:output=0.05") flags that
 share of each type's jobs, recorded with source `injected`. The draw is derived from the job's id,
@@ -54,7 +61,7 @@ from jobs.models import Job, JobEventType, JobModeration, ModerationSource, Mode
 from jobs.selectors.requests import job_voice_uses
 from jobs.specs import JobType, OutputKind, job_spec
 from media.models import MediaFile, PendingObjectDeletion
-from media.probing.service import screening_frames
+from media.probing.service import screening_frames, screening_frames_spread
 from media.services.consents import consents_revoked_locked
 from media.services.deletion import PREFIX_MARK, media_delete_objects
 from media.services.keys import media_prefix, quarantine_folder
@@ -68,6 +75,9 @@ INJECTED_CATEGORY = "injected"  # what an injected flag is recorded as: no scree
 INJECTED_MODEL = "injected"
 # The types whose image outputs the image screener sees (each image, one frame).
 IMAGE_TYPES = frozenset({JobType.IMAGE_GENERATION.value})
+# The types whose video outputs it sees (frames spread over each video): the generative ones.
+VIDEO_TYPES = frozenset({JobType.VIDEO_GENERATION.value, JobType.LIP_SYNC.value, JobType.PERFORMANCE_CLONING.value,
+                         JobType.GAZE_REDIRECTION.value})
 OUTPUT_TRANSCRIPT = "output_transcript"  # a result's transcript of the speech it made
 _NUMBER = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
 
@@ -133,31 +143,40 @@ def injected(job_type: str, kind: str, key: uuid.UUID | str) -> bool:
     return rate > 0 and _draw(key if kind == "output" else f"{kind}:{key}") < rate
 
 
-def screens_images(job: Job) -> bool:
-    """Whether the job's image outputs are screened by the image screener (landed first for it)."""
-    return job.type in IMAGE_TYPES
+def screened_kinds(job: Job) -> frozenset[OutputKind]:
+    """The kinds of the job's outputs the image screener sees (each landed first for it)."""
+    if job.type in IMAGE_TYPES:
+        return frozenset({OutputKind.IMAGE})
+    if job.type in VIDEO_TYPES:
+        return frozenset({OutputKind.VIDEO})
+    return frozenset()
 
 
 def output_verdict(job: Job, result: Mapping[str, Any], landed: Mapping[str, Path] | None = None,
                    ) -> OutputVerdict | None:
     """The verdict on a job's outputs before they are kept: None when they may be, else why not.
-    `landed`: {output name: local file} of the image outputs to screen (screens_images)."""
+    `landed`: {output name: local file} of the outputs to screen (screened_kinds)."""
     if injected(job.type, "output", job.pk):
         return OutputVerdict(categories=(INJECTED_CATEGORY,), source=ModerationSource.INJECTED,
                              model_version=INJECTED_MODEL)
     if job.type == JobType.TTS.value:
         return _speech_verdict(job, result)
     if landed:
-        return _image_verdict(landed)
+        return _pictures_verdict(job, landed)
     return None
 
 
-def _image_verdict(landed: Mapping[str, Path]) -> OutputVerdict | None:
-    """Each image, one frame decoded in the sandbox, scored by the embedded image screener. An
-    image that cannot be decoded within the probe's limits is refused as the probe would refuse it."""
+def _pictures_verdict(job: Job, landed: Mapping[str, Path]) -> OutputVerdict | None:
+    """Each image, one frame, and each video, frames spread over its length, decoded in the sandbox
+    and scored by the embedded image screener. An output that cannot be decoded within the probe's
+    limits is refused as the probe would refuse it."""
+    engine = job_spec(job.type).engine
     frames: list[bytes] = []
     for name, path in landed.items():
-        decoded = screening_frames(path, count=1, every_s=1.0)
+        if engine.output_kind(name) is OutputKind.VIDEO:
+            decoded = screening_frames_spread(path, count=settings.AUTEUR_SCREENING_OUTPUT_VIDEO_FRAMES)
+        else:
+            decoded = screening_frames(path, count=1, every_s=1.0)
         if not decoded:
             raise gpu_client.PermanentGpuError("invalid_result", f"output {name} could not be decoded to be screened")
         frames += decoded
@@ -197,6 +216,12 @@ def quarantine_lease(job: Job) -> None:
     if not PendingObjectDeletion.objects.filter(key=key).exists():
         due_at = timezone.now() + timedelta(days=settings.AUTEUR_MODERATION_QUARANTINE_DAYS)
         PendingObjectDeletion.objects.create(key=key, due_at=due_at)
+
+
+def quarantine_lease_release(job: Job) -> None:
+    """The lease of the job's quarantine folder once nothing of it is left there: the outputs it held
+    while they were screened were kept (moved to their own keys)."""
+    PendingObjectDeletion.objects.filter(key=quarantine_folder(job_id=job.pk) + PREFIX_MARK).delete()
 
 
 def output_withheld(*, job: Job, verdict: OutputVerdict, quarantine: list[dict[str, str]]) -> bool:

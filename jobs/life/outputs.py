@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -31,13 +32,13 @@ from jobs.specs import JobType, OutputKind, job_spec
 from media.models import MediaFile
 from media.services.captions import media_attach_caption
 from media.services.consents import consent_record_verification, consents_revoked_locked, voice_use_revoked
+from media.services.gpu_outputs import OutputRefused, check_staged, media_take_staged, staged_output
+from media.services.keys import quarantine_key
 from media.services.likeness import (
     likeness_consent_revoked,
     likeness_consents_revoked_locked,
     likeness_record_verification,
 )
-from media.services.gpu_outputs import OutputRefused, check_staged, media_take_staged, staged_output
-from media.services.keys import quarantine_key
 from media.services.outputs import media_create_output, media_delete_job_outputs
 from media.storage import get_storage
 
@@ -100,6 +101,8 @@ def _store(job: Job, result: dict[str, Any], gpu_seconds: float, *, inference_en
         output_data.pop(moderation.OUTPUT_TRANSCRIPT, None)  # screened; the job's output is what it always was
         with _refusals_logged(job):
             output_media = _store_outputs(job, outputs, first_store=first_store, landed=landed)
+        if any(ref.get(gpu_client.UPLOADED) for name, ref in outputs.items() if name in landed):
+            moderation.quarantine_lease_release(job)  # what it held while screened is kept: none is left there
     if job.gpu_call_id == pieces.PIECES and output_media and "output_size_bytes" in output_data:
         output_data["output_size_bytes"] = MediaFile.objects.get(pk=output_media[0]).file_size_bytes
     if job_spec(job.type).output is OutputKind.TRANSCRIPT:
@@ -224,7 +227,10 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
             # PUT by the call to the target its spawn gave (jobs.life.inference): checked there.
             expected = engine.uploaded_outputs.get(name, "")
             try:
-                media = output(staged=staged_output(job_id=job.id, name=name, content_type=expected, ref=ref))
+                staged = staged_output(job_id=job.id, name=name, content_type=expected, ref=ref)
+                if landed and name in landed:  # screened where it was held since (_held_to_screen)
+                    staged = dataclasses.replace(staged, key=quarantine_key(job_id=job.pk, name=name), upload_id="")
+                media = output(staged=staged)
             except OutputRefused as exc:
                 raise gpu_client.PermanentGpuError("invalid_result", exc.message) from None
         elif landed and name in landed:
@@ -242,17 +248,57 @@ def _store_outputs(job: Job, outputs: dict[str, dict[str, Any]], *, first_store:
 
 def _landed_to_screen(job: Job, outputs: dict[str, dict[str, Any]], landings: contextlib.ExitStack,
                       ) -> dict[str, Path]:
-    """{name: local file} of the image outputs the image screener sees (moderation.screens_images):
-    images are always inline, so each lands from the result, as _store_outputs would land it."""
-    if not moderation.screens_images(job) or job.gpu_call_id == pieces.PIECES:
+    """{name: local file} of the outputs the image screener sees (moderation.screened_kinds), each
+    landed as _store_outputs would land it: an inline one from the result (images are always
+    inline; an image sent as an uploaded object is refused by the keep), a job in pieces' by joining
+    them, and an uploaded video held where it is screened (`_held_to_screen`). An output a delivery
+    before this one kept (its row exists) was screened then and is not again."""
+    kinds = moderation.screened_kinds(job)
+    if not kinds:
         return {}
     engine = job_spec(job.type).engine
     landed: dict[str, Path] = {}
     for name, ref in outputs.items():
-        if engine.output_kind(name) is OutputKind.IMAGE and not ref.get(gpu_client.UPLOADED):
+        kind = engine.output_kind(name)
+        if kind not in kinds or (kind is OutputKind.IMAGE and ref.get(gpu_client.UPLOADED)):
+            continue
+        if _kept_before(job, ref["filename"]):
+            continue
+        if job.gpu_call_id == pieces.PIECES:
+            dest = landings.enter_context(_landing(job, ref["filename"]))
+            landed[name] = Path(pieces.pieces_save_output(job, name, dest))
+        elif ref.get(gpu_client.UPLOADED):
+            landed[name] = _held_to_screen(job, name, ref, landings)
+        else:
             dest = landings.enter_context(_landing(job, ref["filename"]))
             landed[name] = Path(gpu_client.save_output(job.gpu_call_id, ref, dest))
     return landed
+
+
+def _kept_before(job: Job, filename: str) -> bool:
+    """Whether a delivery of the store step before this one kept this output (a media row names it)."""
+    return MediaFile.objects.filter(source_job_id=job.pk, name=f"{job.type}-{str(job.pk)[:8]}-{filename}").exists()
+
+
+def _held_to_screen(job: Job, name: str, ref: dict[str, Any], landings: contextlib.ExitStack) -> Path:
+    """An uploaded output, screened where no URL writes: moved from its target to its key in the
+    job's quarantine folder (leased first, as a withheld one is; its size checked against what the
+    result states before a byte is read) and read from there (a local copy where the store is
+    remote). A late PUT to the target changes nothing there, so what is kept is what was screened:
+    the keep moves it on from there (checking its size and SHA-256 as it checks any upload); a
+    withheld one stays."""
+    expected = job_spec(job.type).engine.uploaded_outputs.get(name, "")
+    key = quarantine_key(job_id=job.pk, name=name)
+    try:
+        staged = staged_output(job_id=job.id, name=name, content_type=expected, ref=ref)
+        moderation.quarantine_lease(job)
+        check_staged(staged, size=media_take_staged(staged, key))
+        path = Path(landings.enter_context(get_storage().local_path(key)))
+    except OutputRefused as exc:
+        with contextlib.suppress(Exception):
+            get_storage().delete(key)  # refused: the job fails and keeps nothing of it
+        raise gpu_client.PermanentGpuError("invalid_result", exc.message) from None
+    return path
 
 
 def _quarantined(job: Job, outputs: dict[str, dict[str, Any]], landed: dict[str, Path]) -> list[dict[str, str]]:

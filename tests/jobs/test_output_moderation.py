@@ -33,6 +33,7 @@ from media.services.keys import quarantine_folder, quarantine_key
 from media.storage import get_storage
 from tests.factories import ProjectFactory
 from tests.jobs.conftest import wait_terminal
+from tests.jobs.test_gpu_outputs import served  # noqa: F401 (fixture: local storage, its signed URLs served)
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +74,8 @@ def ledger(job: Job) -> list[str]:
     return sorted(CreditTransaction.objects.filter(job_id=job.pk).values_list("type", flat=True))
 
 
-def assert_withheld(client: Any, job: Job, *, categories: list[str], source: str) -> JobModeration:
+def assert_withheld(client: Any, job: Job, *, categories: list[str], source: str, inputs: int = 0) -> JobModeration:
+    """`inputs`: the files of the job's project that it was given (listed; none of its own is)."""
     assert (job.status, job.error_code, job.retryable) == (JobStatus.FAILED, "output_moderated", False)
     assert job.credits_refunded and job.credits_refund == job.credits_cost
     assert ledger(job) == ["refund", "usage"]
@@ -84,7 +86,7 @@ def assert_withheld(client: Any, job: Job, *, categories: list[str], source: str
     assert not (shown.get("output_data") or {}).get("output_media_ids")
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
     listed = client.get(f"/api/v1/projects/{job.project_id}/media").json()
-    assert listed["count"] == 0 and listed["media"] == []
+    assert listed["count"] == inputs and not [m for m in listed["media"] if m.get("source_job_id")]
     events = list(JobEvent.objects.filter(job_id=job.pk).values_list("type", flat=True))
     assert "completed" not in events and events.count("failed") == 1
     hold = JobModeration.objects.get(job_id=job.pk)
@@ -361,3 +363,152 @@ def test_the_api_role_cannot_read_holds():
         cursor.execute(f"SELECT has_table_privilege('{API_ROLE}', 'job_moderations', 'SELECT'), "
                        f"has_table_privilege('{API_ROLE}', 'job_moderations', 'INSERT')")
         assert cursor.fetchone() == (False, False)
+
+
+# ------------------------------------------------------------------------------------------- video
+
+
+def _clip(path: Path, seconds: int = 2) -> bytes:
+    """A real H.264 video whose picture changes every frame (one key frame), 128 x 72 at 25 fps."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    f"testsrc=size=128x72:rate=25:duration={seconds}", "-c:v", "libx264", "-g", "250",
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path.read_bytes()
+
+
+def _with_video(job_type: str, data: bytes) -> dict[str, Any]:
+    result = fixed_result(JobType(job_type))
+    result["outputs"] = {"video": {"data": data, "content_type": "video/mp4", "size_bytes": len(data),
+                                   "filename": "made.mp4"}}
+    return result
+
+
+@pytest.mark.parametrize("job_type", ["lip-sync", "performance-cloning", "gaze-redirection", "video-generation"])
+def test_an_injected_flag_withholds_a_generated_video_refunded_once_and_nothing_fetchable(
+        auth_client, funded, project, media, storage, gpu_backend, settings, job_type):
+    from credits.services.subscriptions import subscription_create
+    from tests.jobs.support import valid_body
+
+    gpu_backend("noop")
+    subscription_create(user=funded, plan="pro")  # (text to video is a Pro feature)
+    settings.AUTEUR_SCREENING_INJECT = f"{job_type}:output=1.0"
+    job = finish(running(auth_client, project, job_type, valid_body(job_type, project, media)))
+    hold = assert_withheld(auth_client, job, categories=["injected"], source="injected", inputs=3)
+    assert [entry["name"] for entry in hold.quarantine] == ["video"]
+    with get_storage().open(hold.quarantine[0]["key"]) as stored:
+        assert stored.read(12)[4:8] == b"ftyp"  # the video, kept for staff only
+    assert not [p for p in (storage / "projects").rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_a_plain_generated_video_passes_the_real_screener_and_is_kept(auth_client, funded, project, media, storage,
+                                                                    gpu_backend, monkeypatch, tmp_path):
+    """Frames spread over the whole video are scored by the real model (open_nsfw): a test pattern passes."""
+    from tests.jobs.support import valid_body
+
+    gpu_backend("noop")
+    scored: list[int] = []
+    real = gpu_client.screen_images
+    monkeypatch.setattr(gpu_client, "screen_images", lambda frames: (scored.append(len(frames)), real(frames))[1])
+    job = running(auth_client, project, "gaze-redirection", valid_body("gaze-redirection", project, media))
+    job_result_store(job_id=job.pk, result=_with_video("gaze-redirection", _clip(tmp_path / "c.mp4")), job=job)
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+    assert MediaFile.objects.filter(source_job_id=job.pk).count() == 1
+    assert not JobModeration.objects.filter(job_id=job.pk).exists()
+    assert ledger(job) == ["usage"]
+    assert sum(scored) == 8 * 3  # 8 moments, each frame whole and in 2 windows of the 16:9 picture
+    assert not PendingObjectDeletion.objects.filter(key__startswith="quarantine/").exists()
+
+
+@pytest.mark.slow
+def test_a_flag_on_a_frame_deep_in_a_generated_video_withholds_it(auth_client, funded, project, media, storage,
+                                                                 gpu_backend, monkeypatch, tmp_path):
+    """What shows only at the video's last sampled moment is seen: the screener (the real model, its
+    verdict turned into a refusal for that one frame, as no picture the model refuses can be made
+    here) flags it, and the job is withheld with the screener's category, refunded once."""
+    from media.probing.service import screening_frames_spread
+    from tests.jobs.support import valid_body
+
+    gpu_backend("noop")
+    data = _clip(tmp_path / "c.mp4")
+    spread = screening_frames_spread(tmp_path / "c.mp4", count=8)
+    assert spread is not None and len(set(spread[::3])) == 8
+    late = spread[-3]  # the whole frame of the last moment (7/8 of the way)
+    real = gpu_client.screen_images
+
+    def screen(frames: Any) -> Any:
+        verdict = real(frames)
+        if late in frames:
+            return gpu_client.ImageScreening(categories=("sexual",), top_score=0.97, model_version=verdict.model_version)
+        return verdict
+
+    monkeypatch.setattr(gpu_client, "screen_images", screen)
+    job = running(auth_client, project, "lip-sync", valid_body("lip-sync", project, media))
+    job_result_store(job_id=job.pk, result=_with_video("lip-sync", data), job=job)
+    job.refresh_from_db()
+    hold = assert_withheld(auth_client, job, categories=["sexual"], source="embedded", inputs=3)
+    assert hold.model_version.startswith("open_nsfw-onnx-")
+    with get_storage().open(hold.quarantine[0]["key"]) as stored:
+        assert stored.read() == data
+
+
+@pytest.mark.slow
+def test_a_generated_video_the_screener_cannot_decode_within_the_limits_is_not_kept(
+        auth_client, funded, project, media, storage, gpu_backend, settings):
+    """The noop engine's 64 x 36 video over a pixel limit of 100: never decoded, so never screened, so
+    never kept; the job fails and is refunded."""
+    from tests.jobs.support import valid_body
+
+    gpu_backend("noop")
+    job = running(auth_client, project, "lip-sync", valid_body("lip-sync", project, media))
+    settings.AUTEUR_MEDIA_MAX_PIXELS = 100
+    job = finish(job)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "invalid_result")
+    assert ledger(job) == ["refund", "usage"]
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert not JobModeration.objects.filter(job_id=job.pk).exists()
+    assert not [p for p in storage.rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flagged", [False, True])
+def test_an_uploaded_video_is_screened_where_no_url_writes_then_kept_or_withheld_from_there(
+        auth_client, funded, project, served, monkeypatch, tmp_path, settings, flagged):
+    """A local runner PUTs the video to its target (as a Modal call does); the store moves it to the
+    job's quarantine folder before reading it, so a late PUT to the target cannot change what is kept."""
+    from credits.services.subscriptions import subscription_create
+    from gpu_tasks.backends.local import LocalBackend
+    from jobs.life.publish import Step as Steps
+    from tests.jobs.conftest import wait_for
+
+    subscription_create(user=funded, plan="pro")  # (text to video is a Pro feature)
+    settings.AUTEUR_SCREENING_INJECT = "video-generation:output=1.0" if flagged else ""
+    runner = LocalBackend(tmp_path / "calls", engines={"video-generation": "tests.gpu_tasks.probe_engines:padded_video"},
+                          upload_outputs=True)
+    monkeypatch.setattr(gpu_client, "backend", lambda: runner)
+    response = auth_client.post(f"{JOBS}/video-generation", {"project_id": str(project.pk),
+                                                              "prompt": "bytes:100000 a cat"}, format="json")
+    assert response.status_code == 202, response.json()
+    job = Job.objects.get(pk=response.json()["job_id"])
+    STEP_TASKS[job_spec(job.type).family, Steps.PREPARE].apply(args=(str(job.pk),))
+    job.refresh_from_db()
+    wait_for(lambda: runner.poll(job.gpu_call_id).done, timeout=120)
+    job = finish(job)
+    target = [p for p in (served / "gpu-outputs").rglob("video") if p.is_file()]
+    assert target == [], "the upload was moved from its target"
+    held = quarantine_key(job_id=job.pk, name="video")
+    lease = PendingObjectDeletion.objects.filter(key=quarantine_folder(job_id=job.pk) + PREFIX_MARK)
+    if flagged:
+        hold = assert_withheld(auth_client, job, categories=["injected"], source="injected")
+        assert [entry["key"] for entry in hold.quarantine] == [held] and (served / held).stat().st_size == 100_000
+        assert lease.exists()
+    else:
+        assert job.status == JobStatus.COMPLETED, (job.error_code, job.error_message)
+        (kept,) = MediaFile.objects.filter(source_job_id=job.pk)
+        assert kept.file_size_bytes == 100_000 and (served / kept.storage_key).is_file()
+        assert not (served / held).exists() and not lease.exists()  # moved on, and its lease gone with it
