@@ -67,7 +67,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "quota_exceeded": status.HTTP_403_FORBIDDEN,  # auteur/core/quotas.py: details name the quota and limit
     "own_budget": status.HTTP_403_FORBIDDEN,  # an admin sets no budget of their own: an owner sets it
     "budget_above_own": status.HTTP_403_FORBIDDEN,  # an admin gives at most what remains of their own budget
-    # a voice without its speaker's verified consent: details name the field, the voice and the reason
+    # a voice without its speaker's verified consent, or a face no usable likeness consent covers: details
+    # name the field, the voice or the file, and the reason
     "consent_required": status.HTTP_403_FORBIDDEN,
     # the account's generative requests are held for staff review (repeated content policy refusals):
     # details say since when and why

@@ -42,12 +42,16 @@ export class ForbiddenError extends ApiError {
 }
 
 /** 403 `consent_required`: a voice without its speaker's verified consent (making one, or speaking
- * or lip-syncing in one). `reason`: `missing`, `failed`, `other_sample` or `used`; `voiceId` names the
- * voice refused, when one was; `field` the request's field. */
+ * or lip-syncing in one), or a face that no usable likeness consent of the workspace covers (lip sync,
+ * performance cloning, gaze redirection). `reason`: `missing`, `failed`, `other_sample`, `used`,
+ * `revoked` or `policy` (only attested consents cover the face, and the workspace's policy is
+ * `verified`); `voiceId` names the voice refused, when one was, `mediaId` the file whose face was;
+ * `field` the request's field. */
 export class ConsentRequiredError extends ForbiddenError {
   override readonly name = "ConsentRequiredError";
   readonly field: string | null;
   readonly voiceId: string | null;
+  readonly mediaId: string | null;
   readonly reason: string | null;
 
   constructor(status: number, body: ErrorBody | undefined, headers?: Headers) {
@@ -55,6 +59,7 @@ export class ConsentRequiredError extends ForbiddenError {
     const text = (key: string) => (typeof this.details[key] === "string" ? (this.details[key] as string) : null);
     this.field = text("field");
     this.voiceId = text("voice_id");
+    this.mediaId = text("media_id");
     this.reason = text("reason");
   }
 }

@@ -37,6 +37,14 @@ test("other 403s stay what they were", () => {
   assert.ok(plan instanceof ForbiddenError && !(plan instanceof AccountUnderReviewError));
   const consent = apiError(403, { error: { code: "consent_required", message: "No consent.", details: {} } });
   assert.ok(consent instanceof ConsentRequiredError && !(consent instanceof AccountUnderReviewError));
+  assert.equal(consent.mediaId, null);
+  const face = apiError(403, { error: { code: "consent_required", message: "No likeness consent.",
+    details: { field: "video_media_id", media_id: "5f0c", reason: "policy" } } });
+  assert.ok(face instanceof ConsentRequiredError);
+  assert.equal(face.field, "video_media_id");
+  assert.equal(face.mediaId, "5f0c");
+  assert.equal(face.reason, "policy");
+  assert.equal(face.voiceId, null);
   const bare = apiError(403, { error: { code: "account_under_review", message: "Held." } });
   assert.ok(bare instanceof AccountUnderReviewError);
   assert.equal(bare.heldSince, null);
