@@ -321,3 +321,27 @@ def test_two_refusals_at_once_lose_no_count_and_hold_once(make_user, per_day, se
     assert ScreeningRefusal.objects.filter(user=user).count() == 2
     assert held(user) == "refusals"
     assert Delivery.objects.filter(owner=user, event_type="review_hold").count() == 1
+
+
+def test_in_a_team_workspace_the_workspace_account_is_held_not_the_persons(make_user, funded, auth_client,
+                                                                           project, media):
+    """Jobs are billed to the workspace's account, so its members' refusals hold it; the person who
+    sent them keeps their own personal workspace."""
+    from auteur.users.models import User
+    from credits.services.ledger import credit_grant
+    from tests.factories import ProjectFactory, acting_in, team_workspace
+
+    team = team_workspace(funded)
+    account = User.objects.get(pk=team.pk)
+    credit_grant(user=account, amount=100, type="bonus", description="pool")
+    team_project = ProjectFactory.create(user=account)
+    in_team = acting_in(funded, team)
+    response = submit(in_team, "tts", {"project_id": str(team_project.pk), "text": MINORS})
+    assert response.status_code == 422, response.json()
+    [refusal] = ScreeningRefusal.objects.all()
+    assert refusal.user_id == account.pk and refusal.member_id == funded.pk
+    assert held(account) == "zero_tolerance" and held(funded) is None
+    before = ledger_state(account)
+    under_review(submit(in_team, "tts", {"project_id": str(team_project.pk), "text": "Hello"}), "zero_tolerance")
+    assert ledger_state(account) == before
+    assert submit(auth_client, "tts", valid_body("tts", project, media)).status_code == 202  # their own
