@@ -98,8 +98,11 @@ def _verdict(media: MediaFile, *, field: str, job_type: str) -> PictureVerdict:
         if kept is not None:
             return PictureVerdict(categories=tuple(kept), model_version=screener)
     count = settings.AUTEUR_SCREENING_INPUT_VIDEO_FRAMES if media.type == MediaType.VIDEO else 1
-    with get_storage().local_path(media.storage_key) as path:
-        frames = screening_frames_spread(path, count=count, duration_ms=media.duration_ms)
+    try:
+        with get_storage().local_path(media.storage_key) as path:
+            frames = screening_frames_spread(path, count=count, duration_ms=media.duration_ms)
+    except FileNotFoundError:  # its object is gone (deleted meanwhile): nothing to screen, nothing to run
+        frames = None
     if not frames:
         raise MediaUnscreenable(
             f"{field}: the file could not be examined for the content policy within the limits allowed.",

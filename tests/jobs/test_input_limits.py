@@ -15,7 +15,7 @@ from jobs.models import Batch, Job, Quote
 from jobs.specs import JOB_SPECS, job_spec
 from media.models import MediaFile
 from projects.models import Project
-from tests.factories import likeness_consent_for
+from tests.factories import likeness_consent_for, pictures_passed
 from tests.jobs.support import error_code, jobs_url, ledger_state, submit, valid_body
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +49,8 @@ def test_each_limit_is_the_engines_own_number():
 def _body(job_type: str, field: str, project: Project, media: dict[str, MediaFile], file: MediaFile) -> dict[str, Any]:
     if field in job_spec(job_type).likeness_of:
         likeness_consent_for(file)  # (the face in it consented: only its limits are in question)
+    if field in job_spec(job_type).screened_media:
+        pictures_passed(file)  # (its pictures screened and passed: no bytes of it are stored)
     return {**valid_body(job_type, project, media), field: str(file.pk)}
 
 
