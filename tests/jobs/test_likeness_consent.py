@@ -8,13 +8,15 @@ noop backend's canned result, set per test (the engine seam), and the worker's o
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from auteur.core import rls
 from auteur.users.models import Membership, User, Workspace
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
@@ -27,7 +29,9 @@ from jobs.life.publish import Step
 from jobs.models import Job, JobStatus
 from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
+from jobs.selectors import requests
 from media.models import Consent, ConsentChallenge, ConsentSubject, MediaFile
+from media.services.consents import consent_revoke
 from tests.factories import MediaFileFactory, ProjectFactory, acting_in, likeness_consent_for, team_workspace
 from tests.jobs.support import consent_challenge, ledger_state
 
@@ -360,3 +364,94 @@ def test_a_voice_challenge_is_no_likeness_challenge(auth_client, funded, gpu_bac
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "challenge_not_found"
     assert ledger_state(funded) == before
     assert ConsentChallenge.objects.get(pk=voice_challenge.pk).used_by_job_id is None
+
+
+def test_a_likeness_challenge_is_no_voice_challenge(auth_client, funded):
+    audio = MediaFileFactory.create(project=ProjectFactory.create(user=funded), type="audio", content_sha256="ab" * 32)
+    issued = auth_client.post("/api/v1/likeness/consent-challenges").json()["challenge_id"]
+    before = ledger_state(funded)
+    refused = auth_client.post(f"{JOBS}/voice-consent", {"challenge_id": issued, "recording_media_id": str(audio.pk),
+                                                         "sample_media_id": str(audio.pk)}, format="json")
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "challenge_not_found"
+    assert ledger_state(funded) == before and ConsentChallenge.objects.get(pk=issued).used_by_job_id is None
+
+
+# ----------------------------------------------------------------------------- attacks, performed
+
+
+def test_an_attestation_names_at_most_twenty_files_a_past_date_and_its_evidence(team):
+    Workspace.objects.filter(pk=team["workspace"].pk).update(likeness_policy="attested")
+    base = {"subject_media_ids": [str(team["video"].pk)], "person_name": "Ada Example", "consent_obtained_at": WHEN,
+            "evidence": "Signed release R-17."}
+    for change in ({"subject_media_ids": [str(team["video"].pk)] * 21}, {"subject_media_ids": []},
+                   {"consent_obtained_at": "2999-01-01T00:00:00Z"}, {"evidence": ""}, {"person_name": "x" * 201},
+                   {"similarity": 0.99}):
+        refused = team["owner"].post(ATTEST, {**base, **change}, format="json")
+        assert refused.status_code == 400, (change, refused.json())
+    assert not Consent.objects.exists()
+
+
+def test_the_api_role_inserts_only_attested_likeness_consents_of_its_own(funded, make_user):
+    verified = likeness_consent_for(MediaFileFactory.create(project=ProjectFactory.create(user=funded), type="video"))
+    stranger = make_user()
+    with rls.request_scope():
+        rls.act_as(funded.pk)
+        for fields in ({"kind": "likeness", "status": "verified", "challenge_id": uuid.uuid4(), "job_id": uuid.uuid4()},
+                       {"kind": "likeness", "status": "attested", "user_id": stranger.pk},
+                       {"kind": "voice", "status": "verified", "challenge_id": uuid.uuid4(), "job_id": uuid.uuid4()}):
+            with pytest.raises(DatabaseError), transaction.atomic():
+                Consent.objects.create(**{"user_id": funded.pk, "checks": {}, **fields})
+        attested = Consent.objects.create(user_id=funded.pk, kind="likeness", status="attested", checks={})
+        ConsentSubject.objects.create(consent=attested, user_id=funded.pk, content_sha256="ab" * 32)
+        for consent, similarity in ((attested, 0.99), (verified, None)):
+            with pytest.raises(DatabaseError), transaction.atomic():
+                ConsentSubject.objects.create(consent=consent, user_id=funded.pk, content_sha256="cd" * 32,
+                                              similarity=similarity)
+    assert Consent.objects.filter(user=funded).count() == 2
+    assert set(ConsentSubject.objects.values_list("content_sha256", flat=True)) == {
+        verified.subjects.get().content_sha256, "ab" * 32}
+
+
+def test_a_workspaces_account_reads_its_own_policy_and_no_other(team, funded):
+    with rls.request_scope():
+        rls.act_as(team["account"].pk)
+        assert Workspace.objects.filter(pk=team["workspace"].pk).values_list("likeness_policy", flat=True).get() \
+            == "verified"
+        assert not Workspace.objects.filter(pk=funded.pk).exists()
+
+
+def test_a_revocation_committed_between_the_check_and_the_charge_refuses_the_submission(
+    auth_client, funded, project, media, gpu_backend, monkeypatch
+):
+    gpu_backend("noop")
+    consent = likeness_consent_for(media["video"])
+    checked = requests.likeness_consent_check
+
+    def check_then_revoked(**kwargs: Any) -> Consent:
+        found = checked(**kwargs)
+        consent_revoke(consent_id=found.pk, by="subject")  # the person's link, committed meanwhile
+        return found
+
+    monkeypatch.setattr(requests, "likeness_consent_check", check_then_revoked)
+    before = ledger_state(funded)
+    refused = lip_sync(auth_client, media["video"], media["audio"])
+    assert refused.status_code == 403, refused.json()
+    assert refused.json()["error"]["details"]["reason"] == "revoked"
+    assert ledger_state(funded) == before and Consent.objects.get(pk=consent.pk).status == "revoked"
+
+
+def test_a_likeness_is_revoked_by_the_persons_link_and_by_staff(auth_client, funded, project, media, gpu_backend):
+    gpu_backend("noop")
+    by_link, by_staff = likeness_consent_for(media["video"]), likeness_consent_for(media["image"])
+    lip = lip_sync(auth_client, media["video"], media["audio"]).json()["job_id"]
+    animated = auth_client.post(f"{JOBS}/performance-cloning", {
+        "source_image_media_id": str(media["image"].pk), "driving_video_media_id": str(media["video"].pk)},
+        format="json").json()["job_id"]
+    token = auth_client.post(f"/api/v1/consents/{by_link.pk}/revoke-link").json()["token"]
+    revoked = APIClient().post("/api/v1/consents/revoke", {"token": token}, format="json")
+    assert revoked.status_code == 200 and revoked.json()["jobs_canceled"] == 1, revoked.json()
+    assert Job.objects.get(pk=lip).error_code == "consent_revoked" and refunds(lip) == 1
+    assert Job.objects.get(pk=animated).status != JobStatus.CANCELED
+    _, canceled = consent_revoke(consent_id=by_staff.pk, by="staff")
+    assert canceled == 1 and Job.objects.get(pk=animated).error_code == "consent_revoked" and refunds(animated) == 1
+    assert Consent.objects.get(pk=by_staff.pk).revoked_by == "staff"
