@@ -655,6 +655,8 @@ def _project_with_media(owner: Any, name: str, rng: random.Random) -> tuple[Any,
     a hash: the others' jobs stay out of the result cache, as before."""
     import uuid
 
+    from jobs.intake.media_screening import screener_version
+    from jobs.models import MediaVerdict
     from media.models import MediaFile
     from media.services.likeness import likeness_record_verification
     from projects.models import Project
@@ -676,6 +678,10 @@ def _project_with_media(owner: Any, name: str, rng: random.Random) -> tuple[Any,
         job_id=uuid.uuid4(), user_id=owner.pk, member_id=None, challenge_id=uuid.uuid4(), recording_media_id=None,
         subject_media_id=face.pk, subject_sha256=face.content_sha256, checks={"phrase": True, "face": True},
         figures={"challenge_wer": 0.0, "phrase_wer": 0.0, "similarity": 0.9, "threshold": 0.363, "max_wer": 0.25})
+    # Its pictures screened and passed, as the first lip sync naming it records it (no bytes of it are
+    # stored here to decode: jobs.intake.media_screening).
+    MediaVerdict.objects.create(user=owner, content_sha256=face.content_sha256, screener=screener_version(),
+                                top_score=0.0, frames=1)
     media["face"] = str(face.pk)
     return project, media
 
