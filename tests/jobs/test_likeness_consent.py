@@ -27,9 +27,9 @@ from gpu_tasks.types import JobType, OutputKind
 from jobs import gpu_client
 from jobs.life.publish import Step
 from jobs.models import Job, JobStatus
+from jobs.selectors import requests
 from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
-from jobs.selectors import requests
 from media.models import Consent, ConsentChallenge, ConsentSubject, MediaFile
 from media.services.consents import consent_revoke
 from tests.factories import MediaFileFactory, ProjectFactory, acting_in, likeness_consent_for, team_workspace
@@ -383,9 +383,11 @@ def test_an_attestation_names_at_most_twenty_files_a_past_date_and_its_evidence(
     Workspace.objects.filter(pk=team["workspace"].pk).update(likeness_policy="attested")
     base = {"subject_media_ids": [str(team["video"].pk)], "person_name": "Ada Example", "consent_obtained_at": WHEN,
             "evidence": "Signed release R-17."}
-    for change in ({"subject_media_ids": [str(team["video"].pk)] * 21}, {"subject_media_ids": []},
-                   {"consent_obtained_at": "2999-01-01T00:00:00Z"}, {"evidence": ""}, {"person_name": "x" * 201},
-                   {"similarity": 0.99}):
+    changes: list[dict[str, Any]] = [
+        {"subject_media_ids": [str(team["video"].pk)] * 21}, {"subject_media_ids": []},
+        {"consent_obtained_at": "2999-01-01T00:00:00Z"}, {"evidence": ""}, {"person_name": "x" * 201},
+        {"similarity": 0.99}]
+    for change in changes:
         refused = team["owner"].post(ATTEST, {**base, **change}, format="json")
         assert refused.status_code == 400, (change, refused.json())
     assert not Consent.objects.exists()
