@@ -195,14 +195,14 @@ class ConsentRevokedSerializer(serializers.Serializer):
     consent_id = serializers.UUIDField(source="consent.id")
     status = serializers.CharField(source="consent.status")
     revoked_at = serializers.DateTimeField(source="consent.revoked_at")
-    jobs_canceled = serializers.IntegerField(help_text="Waiting jobs that used its voice, canceled and refunded now "
-                                                       "(0 when it was already revoked).")
+    jobs_canceled = serializers.IntegerField(help_text="Waiting jobs that used its voice or face, canceled and "
+                                                       "refunded now (0 when it was already revoked).")
 
 
 class ConsentRevokeApi(ApiView):
-    """POST: revoke one of the workspace's consents, at once and for good. The voice made with it is
-    refused from now on (403 `consent_required`, reason `revoked`); the waiting jobs that use the voice
-    are canceled and refunded in full; a running one finishes, but nothing it makes is kept (it fails
+    """POST: revoke one of the workspace's consents (a voice's or a likeness's), at once and for good. The
+    voice made with it, or the faces it covers, are refused from now on (403 `consent_required`, reason
+    `revoked`); the waiting jobs that use them are canceled and refunded in full; a running one finishes, but nothing it makes is kept (it fails
     `consent_revoked`, refunded). Revoking one already revoked changes nothing."""
 
     workspace_actions = {"POST": "voices.edit"}

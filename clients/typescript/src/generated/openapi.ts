@@ -230,9 +230,9 @@ export interface paths {
         put?: never;
         /**
          * Revoke a consent
-         * @description POST: revoke one of the workspace's consents, at once and for good. The voice made with it is
-         *     refused from now on (403 `consent_required`, reason `revoked`); the waiting jobs that use the voice
-         *     are canceled and refunded in full; a running one finishes, but nothing it makes is kept (it fails
+         * @description POST: revoke one of the workspace's consents (a voice's or a likeness's), at once and for good. The
+         *     voice made with it, or the faces it covers, are refused from now on (403 `consent_required`, reason
+         *     `revoked`); the waiting jobs that use them are canceled and refunded in full; a running one finishes, but nothing it makes is kept (it fails
          *     `consent_revoked`, refunded). Revoking one already revoked changes nothing.
          */
         post: operations["consents_revoke_create_2"];
@@ -2988,7 +2988,7 @@ export interface components {
         ConsentRevoked: {
             /** Format: uuid */
             consent_id: string;
-            /** @description Waiting jobs that used its voice, canceled and refunded now (0 when it was already revoked). */
+            /** @description Waiting jobs that used its voice or face, canceled and refunded now (0 when it was already revoked). */
             jobs_canceled: number;
             /** Format: date-time */
             revoked_at: string;
