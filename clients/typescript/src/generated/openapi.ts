@@ -232,8 +232,9 @@ export interface paths {
          * Revoke a consent
          * @description POST: revoke one of the workspace's consents (a voice's or a likeness's), at once and for good. The
          *     voice made with it, or the faces it covers, are refused from now on (403 `consent_required`, reason
-         *     `revoked`); the waiting jobs that use them are canceled and refunded in full; a running one finishes, but nothing it makes is kept (it fails
-         *     `consent_revoked`, refunded). Revoking one already revoked changes nothing.
+         *     `revoked`); the waiting jobs that use them are canceled and refunded in full; a running one
+         *     finishes, but nothing it makes is kept (it fails `consent_revoked`, refunded). Revoking one already
+         *     revoked changes nothing.
          */
         post: operations["consents_revoke_create_2"];
         delete?: never;
