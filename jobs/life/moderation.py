@@ -58,11 +58,13 @@ from jobs.events.record import job_event_record
 from jobs.life.standing import standing_outputs_count
 from jobs.life.status import job_fail
 from jobs.models import Job, JobEventType, JobModeration, ModerationSource, ModerationState
+from jobs.payloads import LIKENESS_PARAM
 from jobs.selectors.requests import job_voice_uses
 from jobs.specs import JobType, OutputKind, job_spec
 from media.models import MediaFile, PendingObjectDeletion
 from media.probing.service import screening_frames, screening_frames_spread
 from media.services.consents import consents_revoked_locked
+from media.services.likeness import likeness_consents_revoked_locked
 from media.services.deletion import PREFIX_MARK, media_delete_objects
 from media.services.keys import media_prefix, quarantine_folder
 from media.services.outputs import media_create_output, output_media_id
@@ -291,6 +293,10 @@ def _release(job_id: uuid.UUID | str, staff_user: User, copied: list[str]) -> li
         uses = job_voice_uses(job)
         if uses and (revoked := consents_revoked_locked(uses.values())):
             raise ApplicationError(f"The consent of voice {revoked} was revoked: nothing spoken in it is released.",
+                                   code="consent_revoked")
+        # Nor a face whose likeness consent was revoked since (lip sync, performance cloning, gaze).
+        if likeness_consents_revoked_locked([job.input_params.get(LIKENESS_PARAM)]):
+            raise ApplicationError("The likeness consent of the face it uses was revoked: nothing is released.",
                                    code="consent_revoked")
         charge = 0
         if job.credits_cost:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from auteur.core import rls
+from auteur.core.errors import ApplicationError
 from auteur.users.models import Membership, User, Workspace
 from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
@@ -25,8 +26,9 @@ from gpu_tasks.backends import noop
 from gpu_tasks.engines import face_embed
 from gpu_tasks.types import JobType, OutputKind
 from jobs import gpu_client
+from jobs.life import moderation
 from jobs.life.publish import Step
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobModeration, JobStatus
 from jobs.selectors import requests
 from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
@@ -34,6 +36,7 @@ from media.models import Consent, ConsentChallenge, ConsentSubject, MediaFile
 from media.services.consents import consent_revoke
 from tests.factories import MediaFileFactory, ProjectFactory, acting_in, likeness_consent_for, team_workspace
 from tests.jobs.support import consent_challenge, ledger_state
+from tests.jobs.test_output_moderation import finish, running
 
 pytestmark = pytest.mark.django_db
 
@@ -457,3 +460,23 @@ def test_a_likeness_is_revoked_by_the_persons_link_and_by_staff(auth_client, fun
     _, canceled = consent_revoke(consent_id=by_staff.pk, by="staff")
     assert canceled == 1 and Job.objects.get(pk=animated).error_code == "consent_revoked" and refunds(animated) == 1
     assert Consent.objects.get(pk=by_staff.pk).revoked_by == "staff"
+
+
+def test_a_withheld_lip_sync_whose_likeness_was_since_revoked_is_never_released(
+        auth_client, funded, project, media, gpu_backend, settings, admin_user, tmp_path):
+    """The store step keeps nothing of a face whose consent was revoked; staff's release must not either."""
+    gpu_backend("noop")
+    settings.MEDIA_ROOT, settings.AWS_STORAGE_BUCKET_NAME = str(tmp_path / "storage"), ""
+    settings.AUTEUR_SCREENING_INJECT = "lip-sync:output=1.0"
+    consent = likeness_consent_for(media["video"])
+    job = finish(running(auth_client, project, "lip-sync", {"video_media_id": str(media["video"].pk),
+                                                            "audio_media_id": str(media["audio"].pk)}))
+    assert job.error_code == "output_moderated", (job.status, job.error_code, job.error_message)
+    consent_revoke(consent_id=consent.pk, by="subject")
+    balance = credit_balance_get(user=funded)
+    with pytest.raises(ApplicationError) as refused:
+        moderation.moderation_release(job_id=job.pk, staff_user=admin_user)
+    assert refused.value.code == "consent_revoked"
+    assert JobModeration.objects.get(job_id=job.pk).state == "held"
+    assert credit_balance_get(user=funded) == balance
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
