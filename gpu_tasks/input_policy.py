@@ -50,6 +50,33 @@ def start_shift_us(path: str | PathLike[str]) -> int:
     return _SPAN_FILES.get(str(path), 0)
 
 
+# A still image's container by its first bytes. FFmpeg would otherwise pick its `image2` demuxer
+# for a file named `*.jpg` (by the name alone, before reading a byte), which the whitelist refuses,
+# so a JPEG staged under its own name would not open at all.
+_STILL_IMAGE_MAGIC = ((b"\xff\xd8\xff", "jpeg_pipe"), (b"\x89PNG\r\n\x1a\n", "png_pipe"))
+
+
+def still_image_format(path: str | PathLike[str]) -> str | None:
+    """The still-image container a named file holds (by its magic bytes), else None. Descriptor
+    paths need none: "fd:" has no name for FFmpeg to guess from."""
+    if descriptor_of(path) is not None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except OSError:
+        return None  # FFmpeg answers for a file that cannot be read
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp_pipe"
+    return next((name for magic, name in _STILL_IMAGE_MAGIC if head.startswith(magic)), None)
+
+
+def forced_format(path: str | PathLike[str]) -> str | None:
+    """The demuxer `path` is opened with, where its name must not choose one: a span file's, a
+    named still image's; else None (FFmpeg probes the content under the whitelist)."""
+    return span_file_format(path) or still_image_format(path)
+
+
 def input_options(path: str | PathLike[str]) -> dict[str, str]:
     """The whitelists `path` is opened under."""
     if descriptor_of(path) is not None:
@@ -80,8 +107,9 @@ def ffmpeg_input(path: str | PathLike[str], *options: str, max_s: float | None =
     caller passes the descriptor to ffmpeg: gpu_tasks.engines.ffmpeg.run_ffmpeg does)."""
     fd = descriptor_of(path)
     args = [arg for name, value in input_options(path).items() for arg in (f"-{name}", value)]
-    if (forced := span_file_format(path)) is not None:
+    if (forced := forced_format(path)) is not None:
         args += ["-f", forced]
+    if span_file_format(path) is not None:
         seek_s = seek_s or 0.0  # from the source's start, which is not the span file's
     if seek_s is not None:
         args += ["-ss", f"{(round(seek_s * 1_000_000) + start_shift_us(path)) / 1_000_000:.6f}"]

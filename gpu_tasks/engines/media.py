@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_tasks.errors import PermanentGpuError
-from gpu_tasks.input_policy import descriptor_of, input_options, span_file_format, start_shift_us
+from gpu_tasks.input_policy import descriptor_of, forced_format, input_options, span_file_format, start_shift_us
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,7 +43,7 @@ def open_input(path: Path, *, fd: int | None = None) -> Any:
         source = "fd:"
         options.update(fd=str(fd), protocol_whitelist="fd")
     try:
-        return av.open(source, format=span_file_format(path), options=options)
+        return av.open(source, format=forced_format(path), options=options)
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise PermanentGpuError("invalid_media", f"cannot open media: {type(exc).__name__}") from exc
 

@@ -96,6 +96,40 @@ def test_the_pyav_readers_refuse_a_playlist(playlist: Path) -> None:
         assert refused.value.code == "invalid_media"
 
 
+@pytest.fixture(params=["jpg", "jpeg", "png", "webp"])
+def named_image(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A still image staged under its own name, as an input downloaded from its URL is."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / f"input-0.{request.param}"
+    pixels = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format={"jpg": "JPEG"}.get(request.param, request.param.upper()))
+    return path
+
+
+def test_a_still_image_named_by_its_extension_opens_in_every_reader(named_image: Path, tmp_path: Path) -> None:
+    """FFmpeg picks its image2 demuxer for `*.jpg` by the name alone; the whitelist refuses that
+    demuxer, so the container is chosen from the file's first bytes instead."""
+    info = probe(named_image)
+    assert (info.width, info.height) == (64, 48)
+    assert next(decoded_frames(named_image, "video")).width == 64
+    out = tmp_path / "out.png"
+    run_ffmpeg([*ffmpeg_input(named_image), "-frames:v", "1", "-y", str(out)], total_s=10)
+    assert out.stat().st_size > 0
+
+
+def test_a_playlist_named_as_an_image_is_still_refused(secret: Path, tmp_path: Path) -> None:
+    path = tmp_path / "input-0.jpg"
+    path.write_text(f"ffconcat version 1.0\nfile {secret.name}\n")
+    with pytest.raises(PermanentGpuError) as refused:
+        probe(path)
+    assert refused.value.code == "invalid_media"
+    with pytest.raises(PermanentGpuError):
+        run_ffmpeg([*ffmpeg_input(path), "-f", "wav", "-y", str(tmp_path / "out.wav")], total_s=10)
+    assert not (tmp_path / "out.wav").exists()
+
+
 # ----------------------------------------------------------------------------- paid-for length
 
 
