@@ -64,9 +64,9 @@ from jobs.specs import JobType, OutputKind, job_spec
 from media.models import MediaFile, PendingObjectDeletion
 from media.probing.service import screening_frames, screening_frames_spread
 from media.services.consents import consents_revoked_locked
-from media.services.likeness import likeness_consents_revoked_locked
 from media.services.deletion import PREFIX_MARK, media_delete_objects
 from media.services.keys import media_prefix, quarantine_folder
+from media.services.likeness import likeness_consents_revoked_locked
 from media.services.outputs import media_create_output, output_media_id
 from media.storage import get_storage
 
