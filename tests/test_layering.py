@@ -370,7 +370,8 @@ JOBS_LAYERS = (
 # the probe of a processing file, is a service; what it runs, "probing.facts" and its sandbox, sits
 # below every service).
 MEDIA_LAYERS = (
-    {"admin", "apps", "tasks", "voice_apis", "voice_urls", "urls", "public_urls", "storage.local_views"},
+    {"admin", "apps", "tasks", "voice_apis", "consent_apis", "voice_urls", "urls", "public_urls",
+     "storage.local_views"},
     {"services", "probing.service"},
     {"probing.facts", "probing.sandbox", "hooks", "signals", "status", "storage", "task_names"},
     {"selectors"},

@@ -80,7 +80,7 @@ def workspace_likeness_policy_set(*, membership: Membership, policy: str) -> Wor
         workspace = actor.workspace
         if workspace.personal and policy != LikenessPolicy.VERIFIED:
             raise PersonalWorkspace("A personal workspace accepts only verified likeness consents: create a team "
-                                    "workspace to use attested ones.", details={"likeness_policy": policy})
+                                    "workspace to use attested ones.")
         if workspace.likeness_policy != policy:
             workspace.likeness_policy = LikenessPolicy(policy)
             workspace.save(update_fields=["likeness_policy", "updated_at"])

@@ -136,6 +136,12 @@ def test_every_4xx_of_the_workspace_endpoints_carries_its_documented_details(
     s.check("owner", "PATCH", one, "malformed_request", raw=bogus)
     s.check("viewer", "PATCH", one, "permission_denied", {"name": "Mine"})
     s.check("stranger", "PATCH", one, "workspace_not_found", {"name": "Mine"})
+    policy = one + "/likeness-policy"
+    s.check("owner", "PUT", policy, "malformed_request", raw=bogus)
+    s.check("owner", "PUT", policy, "validation_error", {"likeness_policy": "trust me"})
+    s.check("admin", "PUT", policy, "permission_denied", {"likeness_policy": "attested"})
+    s.check("stranger", "PUT", policy, "workspace_not_found", {"likeness_policy": "attested"})
+    s.check("owner", "PUT", policy, "personal_workspace", {"likeness_policy": "attested"}, **personal)
 
     budgets, budget = one + "/budgets", one + "/budgets/{user_id}"
     s.check("owner", "GET", budgets + "?page=0", "validation_error")
