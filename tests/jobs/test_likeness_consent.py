@@ -480,3 +480,15 @@ def test_a_withheld_lip_sync_whose_likeness_was_since_revoked_is_never_released(
     assert JobModeration.objects.get(job_id=job.pk).state == "held"
     assert credit_balance_get(user=funded) == balance
     assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+
+
+def test_the_database_holds_what_an_attestation_may_be(funded):
+    for fields in ({"kind": "voice", "status": "attested"},  # only a likeness is attested
+                   {"kind": "voice", "status": "verified"},  # a voice's consent is always a verification's
+                   {"kind": "likeness", "status": "attested", "job_id": uuid.uuid4()}):  # a job or none of both
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Consent.objects.create(user=funded, checks={}, **fields)
+    consent = Consent.objects.create(user=funded, kind="likeness", status="attested", checks={})
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ConsentSubject.objects.create(consent=consent, user=funded, content_sha256="not a hash")
+    assert Consent.objects.count() == 1 and not ConsentSubject.objects.exists()
