@@ -14,7 +14,10 @@ Model load: the model file read and expanded (`text.Model.load`), `--loads` time
 the first screen of a fresh interpreter (import, load and one call) as many times.
 
 Quality: the figures of the tests' held-out set (tests/gpu_tasks/fixtures/screening_eval.jsonl)
-per category, as tests/gpu_tasks/test_screening_eval.py computes them. Nothing here needs a server.
+per category, as tests/gpu_tasks/test_screening_eval.py computes them; and false refusals of
+ordinary prose: the sentences of 20 to 300 characters of this repository's documentation (docs/,
+fenced code left out, split after `.`, `!` or `?`), none of them harmful and none in the training
+data, each screened as a field of the "full" policy. Nothing here needs a server.
 Written to bench/results/screening.json.
 """
 
@@ -27,10 +30,12 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402 - after the thread settings above
+import collections  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -46,6 +51,7 @@ from gpu_tasks.screening import evaluation, screen_fields  # noqa: E402 - needs 
 from gpu_tasks.screening import text as screener  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results" / "screening.json"
+DOCS = REPO_ROOT / "docs"
 FIXTURE = REPO_ROOT / "tests" / "gpu_tasks" / "fixtures" / "screening_eval.jsonl"
 TARGET_P99_MS = 300
 TARGET_PERCENT = 95
@@ -73,6 +79,29 @@ def long_text() -> str:
     while len(text) < screener.MAX_CHARS:
         text += " ".join(rng.choice(words) for _ in range(12)) + ". "
     return text[:screener.MAX_CHARS]
+
+
+def docs_sentences() -> list[str]:
+    """The documentation's prose sentences of 20 to 300 characters, in file order."""
+    sentences = []
+    for page in sorted(DOCS.rglob("*.md")):
+        prose = re.sub(r"```.*?```", " ", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+        for paragraph in re.split(r"\n\s*\n", prose):
+            sentences += [s for s in re.split(r"(?<=[.!?])\s+", " ".join(paragraph.split())) if 20 <= len(s) <= 300]
+    return sentences
+
+
+def docs_false_refusals() -> dict[str, Any]:
+    sentences = docs_sentences()
+    by_category: collections.Counter[str] = collections.Counter()
+    refused = 0
+    for sentence in sentences:
+        named = screener.refused_categories(sentence)
+        refused += bool(named)
+        by_category.update(named)
+    return {"sentences": len(sentences), "refused": refused,
+            "refused_rate": round(refused / len(sentences), 6) if sentences else 0.0,
+            "by_category": dict(sorted(by_category.items()))}
 
 
 def timed(fn: Callable[[], Any], count: int, before: Callable[[], Any] | None = None) -> list[float]:
@@ -138,6 +167,7 @@ def main() -> int:
         "latency": latency,
         "hostile": hostile,
         "quality": figures.as_dict(),
+        "docs_false_refusals": docs_false_refusals(),
         "target_p99_ms": TARGET_P99_MS,
         "target_percent": TARGET_PERCENT,
     }
@@ -150,6 +180,9 @@ def main() -> int:
     for name, f in latency.items():
         print(f"{name:<16} {f['p50_ms']:>9} {f['p99_ms']:>9} {f['n']:>6}")
     print(f"(slowest hostile shape: {worst})\n\n{figures.table()}\n(target {TARGET_PERCENT} % / {TARGET_PERCENT} %)")
+    docs = result["docs_false_refusals"]
+    print(f"documentation sentences refused: {docs['refused']} of {docs['sentences']} "
+          f"({docs['refused_rate']:.1%}) {docs['by_category']}")
     return 0
 
 
