@@ -34,7 +34,14 @@ from jobs.specs import job_spec
 from jobs.tasks import STEP_TASKS
 from media.models import Consent, ConsentChallenge, ConsentSubject, MediaFile
 from media.services.consents import consent_revoke
-from tests.factories import MediaFileFactory, ProjectFactory, acting_in, likeness_consent_for, team_workspace
+from tests.factories import (
+    MediaFileFactory,
+    ProjectFactory,
+    acting_in,
+    likeness_consent_for,
+    pictures_passed,
+    team_workspace,
+)
 from tests.jobs.support import consent_challenge, ledger_state
 from tests.jobs.test_output_moderation import finish, running
 
@@ -176,6 +183,7 @@ def test_a_face_no_consent_covers_is_refused_at_no_cost_and_a_covered_one_accept
               "gaze-redirection": {"video_media_id": str(media["video"].pk)}}
     field = {"lip-sync": "video_media_id", "performance-cloning": "source_image_media_id",
              "gaze-redirection": "video_media_id"}[job_type]
+    pictures_passed(media["video"], media["image"])  # (their pictures screened and passed: only consent is in question)
     before = ledger_state(funded)
     for path in (job_type, f"{job_type}/quote"):
         refused = auth_client.post(f"{JOBS}/{path}", bodies[job_type], format="json")
