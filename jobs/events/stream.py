@@ -204,8 +204,9 @@ unstreamed = Outbox(
 )  # fmt: skip
 
 
-# The field that names what a stream entry is about, by its type's prefix (a job's event otherwise).
-_KEY_FIELD = {"comment.": "project_id", BATCH_EVENT_PREFIX: "batch_id"}
+# The field that names what a stream entry is about, by its type's prefix (a job's event otherwise);
+# an `account.` event is about the account itself, whose stream it is on: its type names it.
+_KEY_FIELD = {"comment.": "project_id", BATCH_EVENT_PREFIX: "batch_id", "account.": "type"}
 
 
 def parse_entry(entry_id: bytes | str, fields: dict[Any, Any]) -> dict[str, Any]:

@@ -841,6 +841,44 @@ def test_a_spend_caps_thresholds_reach_the_streams_that_ask_for_the_accounts_eve
     assert asking.next() is not None
 
 
+def test_a_review_hold_and_its_lift_reach_the_streams_that_ask_for_the_accounts_events(asgi, make_user):
+    from jobs.errors import ContentPolicyViolation
+    from jobs.intake.screening import refusal_record
+    from jobs.life.standing import standing_lift
+
+    user, staff = make_user(), make_user(is_staff=True)
+    token = user_issue_token(user=user)
+    asking = Sse(asgi, "/api/v1/events/stream?account=true", token)
+    plain = Sse(asgi, "/api/v1/events/stream", token)
+    ws = ws_auth(asgi, token)
+    ws.send(json.dumps({"type": "subscribe", "account": True}))
+    assert json.loads(ws.recv(timeout=30)) == {"type": "subscribed", "account": True}
+    assert asking.response.status == plain.response.status == 200
+
+    refusal = ContentPolicyViolation("refused", details={
+        "flagged": [{"field": "text", "categories": ["sexual", "sexual_minors"]}], "policy_version": "test"})
+    refusal.job_type, refusal.model_version = "tts", "test"
+    refusal_record(user=user, member_id=user.pk, refusal=refusal)
+    assert standing_lift(user_id=user.pk, staff_user=staff)
+    events = [asking.next(), asking.next()]
+    assert [e and e["event"] for e in events] == ["account.review_hold", "account.review_hold"]
+    data = [json.loads(e["data"]) for e in events if e]
+    assert [(d["state"], d["reason"]) for d in data] == [("held", "zero_tolerance"), ("lifted", "zero_tolerance")]
+    for event in data:
+        assert event_errors(event, "ReviewHoldEvent") == []
+    messages = [json.loads(ws.recv(timeout=30)) for _ in range(2)]
+    assert [(m["type"], m["event"]["state"]) for m in messages] == [("account.event", "held"),
+                                                                     ("account.event", "lifted")]
+    for message in messages:
+        assert event_errors(message, "WsServerMessage") == []
+    ws.close()
+    # A job's event after them reaches both; the plain stream never saw the account's.
+    job = make_job(user)
+    with transaction.atomic():
+        job_event_record(job.pk, JobEventType.PROGRESS, progress=1)
+    assert plain.next() == {"id": ANY, "event": "progress", "data": ANY}
+
+
 def test_a_team_workspaces_stream_is_for_the_roles_that_see_its_jobs(asgi, make_user):
     owner, payer, outsider = make_user(), make_user(), make_user()
     team = team_workspace(owner)
