@@ -224,6 +224,7 @@ bench: $(STAMP_DEV)
 	$(PY) bench/probe_sandbox.py
 	$(PY) bench/retention_sweep.py
 	$(PY) bench/screening.py
+	$(PY) bench/input_screening.py
 	$(PY) bench/speaker_threshold.py
 	$(PY) bench/report.py
 

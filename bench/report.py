@@ -334,6 +334,8 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
                     f"cache: docs/credits-billing.md) |"))
     if (d := load("screening")) is not None:
         rows.append(("screening", screening_row(d)))
+    if (d := load("input_screening")) is not None:
+        rows.append(("input_screening", input_screening_row(d)))
     if (d := load("speaker_threshold")) is not None:
         rows.append(("speaker_threshold", speaker_threshold_row(d)))
     if (d := load("ledger_contention")) is not None:
@@ -709,6 +711,19 @@ def screening_row(d: dict[str, Any]) -> str:
             f"refused / {percent} % benign passed: {verdict(quality_met)} |")
 
 
+def input_screening_row(d: dict[str, Any]) -> str:
+    """Input media screening (bench/input_screening.py): what screening a request's input pictures adds
+    to its submission, with each file's verdict kept and the first time a file is named."""
+    kept, sub = d["verdict_kept"], d["submission"]
+    first = "; ".join(f"{name.removesuffix('_first')} p50 {d[name]['p50_ms']} / p99 {d[name]['p99_ms']} ms"
+                      for name in ("image_first", "video_gop50_first", "video_gop250_first"))
+    return (f"| input media screening (a performance cloning's image and video), {d['frames_per_video']} frames a "
+            f"video, open_nsfw on 1 thread{load_note(d)} | verdicts kept (every request after a file's first): "
+            f"added p50 {kept['p50_ms']} / p99 {kept['p99_ms']} ms; a file's first screening: {first} | the whole "
+            f"submission, verdicts kept: p50 {sub['p50_ms']} / p99 {sub['p99_ms']} ms | - | p99 <= 300 ms added "
+            f"(verdict kept): {verdict(kept['p99_ms'] <= 300)} |")
+
+
 def speaker_threshold_row(d: dict[str, Any]) -> str:
     """Speaker verification on CPU (bench/speaker_threshold.py): the threshold in use, its false accepts and
     false rejects, what the threshold rule chooses, the channels it leaves out."""
@@ -776,6 +791,7 @@ HEADLINE_FIGURES: dict[str, tuple[Figure, ...]] = {
     "screening": (_down("5,000-character text p99 ms", "latency.long.p99_ms"),
                   _down("60-character prompt p99 ms", "latency.prompt.p99_ms"),
                   _up("must-refuse refused", "quality.refused_rate"), _up("benign passed", "quality.benign_pass_rate")),
+    "input_screening": (_down("verdict kept p99 ms", "verdict_kept.p99_ms"),),
     "speaker_threshold": (_down("false accepts at the threshold", "in_use.far.rate"),
                           _down("false rejects at the threshold", "in_use.frr.rate"), _down("EER", "eer")),
     "edl_latency": (_down("service PUT p99 ms", "service.put.p99_ms"), _down("service GET p99 ms", "service.get.p99_ms"),

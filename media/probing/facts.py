@@ -236,13 +236,16 @@ def screen_frames(*, path: str, fd: int | None, max_pixels: int, count: int, eve
 def screen_frames_spread(*, path: str, fd: int | None, max_pixels: int, count: int, duration_s: float | None = None,
                          side: int = 256, crop: int = 224, tiles: int = 1) -> dict[str, Any]:
     """`count` frames of a picture or a video spread evenly over its length, for the image
-    screener, decoded in this confined child: the first frame, then the frame at each
-    `i / count` of the length (a seek to the key frame before it, then decoding up to it, so
-    whatever the key frames are, the frame shown at that time is the one scored). Each frame is
-    cropped and windowed as `screen_frames` does. `duration_s`: the length as the probe measured
-    it (None: measured here from the packets, never from the header, which a file may state
-    falsely). A picture gives its one frame. {"frames": [base64...], "seen": [seconds...]} or
-    {"error": why}."""
+    screener, decoded in this confined child: the first frame, then the frame shown at each
+    `i / count` of the length, whatever the key frames are. The packets are read first (no
+    decoding): the length, measured from them, never from the header, which a file may state
+    falsely (`duration_s`, the length the probe measured, is taken when given), and where the key
+    frames are. Each frame is then reached by decoding on from the last one when no key frame lies
+    between them, else after a seek to the key frame before it: each frame is decoded at most once,
+    and never more than from its key frame. Each is cropped and windowed as `screen_frames` does. A
+    picture gives its one frame. {"frames": [base64...], "seen": [seconds...]} or {"error": why}."""
+    import bisect
+
     import av
 
     if fd is None:
@@ -270,33 +273,36 @@ def screen_frames_spread(*, path: str, fd: int | None, max_pixels: int, count: i
             video.codec_context.thread_count = 1
             base = video.time_base or Fraction(1, 1000)
             start = video.start_time or 0
-            length = duration_s
-            if length is None:
-                end = start
-                for packet in container.demux(video):
-                    if packet.pts is not None:
-                        end = max(end, packet.pts + (packet.duration or 0))
-                length = float((end - start) * base)
-                container.seek(start, stream=video, backward=True)
-            first = next(iter(container.decode(video)), None)
+            end, keys = start, []
+            for packet in container.demux(video):
+                if packet.pts is not None:
+                    end = max(end, packet.pts + (packet.duration or 0))
+                    if packet.is_keyframe:
+                        keys.append(packet.pts)
+            keys.sort()
+            length = float((end - start) * base) if duration_s is None else duration_s
+            container.seek(start, stream=video, backward=True)
+            decoded = container.decode(video)
+            first = next(decoded, None)
             if first is None:
                 return {"error": "no frame decoded"}
             keep(first, 0.0)
-            last_pts = first.pts
+            last = first
             for i in range(1, max(1, count)):
-                target = length * i / count
-                if target <= 0:
-                    break
-                container.seek(start + int(target / base), stream=video, backward=True)
+                target = start + int(length * i / count / base)
+                key = keys[bisect.bisect_right(keys, target) - 1] if keys and keys[0] <= target else None
+                if key is not None and last.pts is not None and key > last.pts:
+                    container.seek(key, stream=video, backward=True)
+                    decoded = container.decode(video)
                 chosen = None
-                for frame in container.decode(video):
+                for frame in decoded:
                     chosen = frame
-                    if frame.time is None or float(frame.time) - float(start * base) >= target - 1e-3:
+                    if frame.pts is None or frame.pts >= target:
                         break
-                if chosen is None or chosen.pts == last_pts:
+                if chosen is None or chosen.pts == last.pts:
                     continue  # past the end, or the same frame again (a picture, a still)
-                keep(chosen, target)
-                last_pts = chosen.pts
+                keep(chosen, float((target - start) * base))
+                last = chosen
     except MemoryError:
         return {"error": "out of memory"}
     except (av.FFmpegError, OSError, ValueError) as exc:

@@ -235,3 +235,15 @@ def test_captions_to_burn_in_are_screened_as_the_captions_field_and_a_sidecar_is
     plain = submit(auth_client, "render", {"project_id": str(project.pk)})
     assert plain.status_code == 202, plain.json()
     assert len(refusals(funded)) == 1
+
+
+def test_refused_input_files_count_towards_the_accounts_review_hold(auth_client, funded, project, media, settings):
+    settings.AUTEUR_REVIEW_HOLD_REFUSALS_PER_DAY = 2
+    body = valid_body("lip-sync", project, media)
+    settings.AUTEUR_SCREENING_INJECT = "lip-sync:input=1.0"
+    for _ in range(2):
+        assert flagged(submit(auth_client, "lip-sync", body)) == {"video_media_id": ["injected"]}
+    held = submit(auth_client, "lip-sync", body)
+    assert held.status_code == 403 and error_code(held) == "account_under_review", held.json()
+    assert held.json()["error"]["details"]["reason"] == "refusals"
+    assert len(refusals(funded)) == 2  # the held request was refused before its file was screened
