@@ -19,8 +19,8 @@ What is screened:
   (gpu_tasks.screening.image: open_nsfw, category `sexual` only);
 - video (`video-generation`, `lip-sync`, `performance-cloning`, `gaze-redirection`): the video's
   frames at AUTEUR_SCREENING_OUTPUT_VIDEO_FRAMES moments spread evenly over its length (its length
-  measured from the packets, never the header; each moment's frame decoded after a seek to the key
-  frame before it: media.probing.facts.screen_frames_spread), in the sandbox, scored as images are.
+  measured from the packets, never the header; each moment's frame decoded from the key frame before
+  it: media.probing.facts.screen_frames_spread), in the sandbox, scored as images are.
   An uploaded video is first moved to the job's quarantine folder, where no URL writes, and
   screened there: what is kept (moved on from there) is what was screened;
 - nothing else: generated audio without speech, and a render's or a compression's video (the user's
