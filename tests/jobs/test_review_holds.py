@@ -345,3 +345,22 @@ def test_in_a_team_workspace_the_workspace_account_is_held_not_the_persons(make_
     under_review(submit(in_team, "tts", {"project_id": str(team_project.pk), "text": "Hello"}), "zero_tolerance")
     assert ledger_state(account) == before
     assert submit(auth_client, "tts", valid_body("tts", project, media)).status_code == 202  # their own
+
+
+def test_the_check_is_one_read_by_key_and_only_for_generative_types(auth_client, funded, project, media):
+    from django.test.utils import CaptureQueriesContext
+
+    def standing_reads(job_type: str) -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            submit(auth_client, job_type, valid_body(job_type, project, media))
+        return [q["sql"] for q in queries.captured_queries if "account_standings" in q["sql"]]
+
+    [read] = standing_reads("tts")
+    assert read.startswith("SELECT") and '"account_standings"."user_id" =' in read and "FOR UPDATE" not in read
+    assert standing_reads("transcription") == []
+    refuse(auth_client, project, media, MINORS)
+    with CaptureQueriesContext(connection) as queries:
+        under_review(submit(auth_client, "tts", valid_body("tts", project, media)), "zero_tolerance")
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len([q for q in sql if "account_standings" in q]) == 1
+    assert not [q for q in sql if "screening_refusals" in q or q.startswith("INSERT")]
