@@ -18,11 +18,11 @@ Map of the package:
   audio_generation (Stable Audio Open), video_query (Qwen2.5-VL), image_generation (FLUX.1),
   render and compression (ffmpeg), voice_consent (Whisper tiny.en and `speaker`, Resemblyzer's
   GE2E speaker encoder run with numpy), likeness_consent (voice consent's phrase check and
-  `face_embed`: RetinaFace, five-point alignment, SFace run with onnxruntime); beside them, what they share (media, ffmpeg, encode, faces,
-  timeline, effects, captions, fonts, weights).
-- `screening`: what a user asks a model for, screened before the job is priced (text today): the
-  content policy's taxonomy and `screen_fields`, an embedded classifier (numpy, its model in
-  `screening/data/`, made by scripts/train_screening.py).
+  `face_embed`: RetinaFace, five-point alignment, SFace run with onnxruntime); beside them, what
+  they share (media, ffmpeg, encode, faces, timeline, effects, captions, fonts, weights).
+- `screening`: what a user asks a model for, screened before the job is priced: the content
+  policy's taxonomy and `screen_fields`, an embedded text classifier (numpy, its model in
+  `screening/data/`, made by scripts/train_screening.py) and the image screener (open_nsfw, ONNX).
 - `modal_app`: the deployable Modal app (`modal deploy gpu_tasks/modal_app.py`);
   `modal_runtime`: what each of its functions runs.
 
