@@ -103,9 +103,12 @@ export interface FlaggedField {
   categories: string[];
 }
 
-/** 422 `content_policy_violation`: a text the request asks a model to act on was refused by the
- * content policy; nothing was made or charged. `flagged` names every refused field (in a batch,
- * `items[<index>].<field>`) with its categories; the text itself is never echoed. */
+/** 422 `content_policy_violation`: a text the request asks a model to act on, a render's captions
+ * to burn in (`captions`), or the pictures of an input file a generative model works from (e.g.
+ * `video_media_id` of a lip sync) was refused by the content policy; nothing was made or charged.
+ * `flagged` names every refused field (in a batch, `items[<index>].<field>`) with its categories;
+ * the text itself is never echoed. (A file that could not be decoded to be screened is a plain
+ * ValidationError, code `media_unscreenable`.) */
 export class ContentPolicyError extends ValidationError {
   override readonly name = "ContentPolicyError";
   readonly flagged: FlaggedField[];
