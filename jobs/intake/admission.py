@@ -12,16 +12,22 @@ read nothing of its own.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 
+from auteur.core.prepared import PreparedRead
 from auteur.users.models import User
 from credits.errors import InsufficientCredits
-from credits.selectors import credit_balance_state, may_be_capped, spend_cap_refusal
+from credits.models import CreditAccount
+from credits.selectors import may_be_capped, spend_cap_refusal
 from credits.services.subscriptions import require_plan
 from jobs import gpu_client
 from jobs.errors import FeatureUnavailable, LanguageUnsupported
+from jobs.life.standing import standing_check, standing_refuse
+from jobs.models import AccountStanding
 from jobs.selectors.requests import JobRequest
 from jobs.specs import JobSpec
 
@@ -62,11 +68,24 @@ def languages_check(spec: JobSpec, params: dict[str, Any]) -> None:
             )
 
 
-def can_pay(user: User, member_id: uuid.UUID | None, cost: int) -> None:
+# The balance, whether the workspace's own spend cap counts, and the account's review hold, in one
+# read: the hold is read beside the balance, so that checking it costs a request no statement.
+_ADMISSION = PreparedRead(
+    lambda user_id: CreditAccount.objects.filter(user_id=user_id).values(
+        "balance", "capped",
+        held_since=Subquery(AccountStanding.objects.filter(user_id=OuterRef("user_id")).values("held_since")[:1]),
+        held_reason=Subquery(AccountStanding.objects.filter(user_id=OuterRef("user_id")).values("held_reason")[:1]),
+    )[:1],
+    user_id=uuid.UUID(int=1))
+
+
+def can_pay(user: User, member_id: uuid.UUID | None, cost: int, specs: Sequence[JobSpec] = ()) -> None:
     """Raise InsufficientCredits or SpendCapReached (402) unless the balance, and the member's
     budget if one counts them, cover `cost` now (the charge checks them again, exactly, under the
-    account's lock). A query or two: made before anything of the request is read."""
-    balance, capped = credit_balance_state(user=user)
+    account's lock); then 403 `account_under_review` if the account is held and any of `specs` is
+    generative. A query or two: made before anything of the request is read."""
+    row = _ADMISSION.first(user_id=user.pk)
+    balance, capped = (row["balance"], row["capped"]) if row else (0, False)
     if balance < cost:
         raise InsufficientCredits(balance=balance, cost=cost)
     # A personal workspace's owner without a cap has no counter to read: one query less.
@@ -74,3 +93,7 @@ def can_pay(user: User, member_id: uuid.UUID | None, cost: int) -> None:
         refused = spend_cap_refusal(user=user, member_id=member_id, cost=cost)
         if refused is not None:
             raise refused
+    if row is not None:
+        standing_refuse(held_since=row["held_since"], reason=row["held_reason"], specs=specs)
+    else:
+        standing_check(user=user, specs=specs)  # no account (a free request): the hold read alone

@@ -31,7 +31,6 @@ from jobs.errors import QuoteExpired, QuoteMismatch, QuoteNotFound, QuoteUsed
 from jobs.inputs import Scheduling
 from jobs.intake.admission import can_pay, job_submit_checks, require_runnable
 from jobs.intake.result_cache import cache_key, cache_lookup, cache_price
-from jobs.life.standing import standing_check
 from jobs.models import JobStatus, Quote
 from jobs.selectors.queue import job_queue_estimate
 from jobs.selectors.requests import JobRequest
@@ -48,8 +47,7 @@ def quote_precheck(*, user: User, spec: JobSpec, member_id: uuid.UUID | None = N
     a balance and caps that cover the type's least price (402 otherwise, as a submission's), and the
     account's review hold (403 for a generative type, as a submission's)."""
     require_runnable(user, spec)
-    can_pay(user, member_id, spec.price.minimum)
-    standing_check(user=user, specs=[spec])
+    can_pay(user, member_id, spec.price.minimum, specs=[spec])
 
 
 def quote_create(*, user: User, spec: JobSpec, request: JobRequest, body_hash: str,

@@ -157,8 +157,7 @@ def job_submit_precheck(*, user: User, spec: JobSpec, idempotency_key: str = "",
         if replay is not None:
             return replay
     least = spec.price.minimum
-    can_pay(user, member_id, least)
-    standing_check(user=user, specs=[spec])  # 403 while the account is held for review (a generative type)
+    can_pay(user, member_id, least, specs=[spec])  # and 403 while the account is held for review
     return None
 
 

@@ -48,12 +48,20 @@ MESSAGE = ("This account's requests to generate content are held for review by o
 
 def standing_check(*, user: User, specs: Iterable[JobSpec]) -> None:
     """403 `account_under_review` when any of `specs` is generative and the account is held."""
+    specs = list(specs)
     if not any(spec.generative for spec in specs):
         return
     held = AccountStanding.objects.filter(user_id=user.pk).values_list("held_since", "held_reason").first()
-    if held is not None and held[0] is not None:
-        raise AccountUnderReview(MESSAGE, details={"held_since": held[0].isoformat().replace("+00:00", "Z"),
-                                                   "reason": held[1]})
+    if held is not None:
+        standing_refuse(held_since=held[0], reason=held[1], specs=specs)
+
+
+def standing_refuse(*, held_since: datetime | None, reason: str | None, specs: Iterable[JobSpec]) -> None:
+    """403 `account_under_review` when the account's hold, as read (`held_since`, None when not
+    held), refuses any of `specs` (a generative one)."""
+    if held_since is not None and any(spec.generative for spec in specs):
+        raise AccountUnderReview(MESSAGE, details={"held_since": held_since.isoformat().replace("+00:00", "Z"),
+                                                   "reason": reason or ""})
 
 
 def standing_refusal_count(*, user_id: uuid.UUID, categories: Iterable[str]) -> bool:
