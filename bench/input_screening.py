@@ -29,6 +29,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -136,9 +137,9 @@ def main() -> None:
                                    "load_average": {"start": load_average()}, "first_call_ms": round(first_call_ms, 1)}
         results["verdict_kept"] = timed(lambda: media_flagged(fields, types), args.runs)
         for name in media:
-            one = {"field": str(media[name].pk)}
-            results[f"{name}_first"] = timed(lambda one=one: media_flagged(one, {"field": "performance-cloning"}),
-                                             args.cold_runs, before=lambda name=name: forget(name))
+            results[f"{name}_first"] = timed(functools.partial(media_flagged, {"field": str(media[name].pk)},
+                                                               {"field": "performance-cloning"}),
+                                             args.cold_runs, before=functools.partial(forget, name))
         media_flagged(fields, types)  # (kept again for the submissions)
         client = Client(HTTP_AUTHORIZATION=f"Bearer {user_issue_token(user=user)}")
         body = {"project_id": str(project.pk), **fields}

@@ -368,6 +368,9 @@ def test_the_api_role_cannot_read_holds():
 # ------------------------------------------------------------------------------------------- video
 
 
+PADDED_VIDEO = "tests.gpu_tasks.probe_engines:padded_video"  # a text-to-video of the size its prompt names
+
+
 def _clip(path: Path, seconds: int = 2) -> bytes:
     """A real H.264 video whose picture changes every frame (one key frame), 128 x 72 at 25 fps."""
     import subprocess
@@ -413,7 +416,12 @@ def test_a_plain_generated_video_passes_the_real_screener_and_is_kept(auth_clien
     gpu_backend("noop")
     scored: list[int] = []
     real = gpu_client.screen_images
-    monkeypatch.setattr(gpu_client, "screen_images", lambda frames: (scored.append(len(frames)), real(frames))[1])
+
+    def counted(frames: Any) -> Any:
+        scored.append(len(frames))
+        return real(frames)
+
+    monkeypatch.setattr(gpu_client, "screen_images", counted)
     job = running(auth_client, project, "gaze-redirection", valid_body("gaze-redirection", project, media))
     job_result_store(job_id=job.pk, result=_with_video("gaze-redirection", _clip(tmp_path / "c.mp4")), job=job)
     job.refresh_from_db()
@@ -444,7 +452,8 @@ def test_a_flag_on_a_frame_deep_in_a_generated_video_withholds_it(auth_client, f
     def screen(frames: Any) -> Any:
         verdict = real(frames)
         if late in frames:
-            return gpu_client.ImageScreening(categories=("sexual",), top_score=0.97, model_version=verdict.model_version)
+            return gpu_client.ImageScreening(categories=("sexual",), top_score=0.97,
+                                             model_version=verdict.model_version)
         return verdict
 
     monkeypatch.setattr(gpu_client, "screen_images", screen)
@@ -478,7 +487,7 @@ def test_a_generated_video_the_screener_cannot_decode_within_the_limits_is_not_k
 @pytest.mark.slow
 @pytest.mark.parametrize("flagged", [False, True])
 def test_an_uploaded_video_is_screened_where_no_url_writes_then_kept_or_withheld_from_there(
-        auth_client, funded, project, served, monkeypatch, tmp_path, settings, flagged):
+        auth_client, funded, project, served, monkeypatch, tmp_path, settings, flagged):  # noqa: F811
     """A local runner PUTs the video to its target (as a Modal call does); the store moves it to the
     job's quarantine folder before reading it, so a late PUT to the target cannot change what is kept."""
     from credits.services.subscriptions import subscription_create
@@ -488,8 +497,7 @@ def test_an_uploaded_video_is_screened_where_no_url_writes_then_kept_or_withheld
 
     subscription_create(user=funded, plan="pro")  # (text to video is a Pro feature)
     settings.AUTEUR_SCREENING_INJECT = "video-generation:output=1.0" if flagged else ""
-    runner = LocalBackend(tmp_path / "calls", engines={"video-generation": "tests.gpu_tasks.probe_engines:padded_video"},
-                          upload_outputs=True)
+    runner = LocalBackend(tmp_path / "calls", engines={"video-generation": PADDED_VIDEO}, upload_outputs=True)
     monkeypatch.setattr(gpu_client, "backend", lambda: runner)
     response = auth_client.post(f"{JOBS}/video-generation", {"project_id": str(project.pk),
                                                               "prompt": "bytes:100000 a cat"}, format="json")
@@ -512,3 +520,59 @@ def test_an_uploaded_video_is_screened_where_no_url_writes_then_kept_or_withheld
         (kept,) = MediaFile.objects.filter(source_job_id=job.pk)
         assert kept.file_size_bytes == 100_000 and (served / kept.storage_key).is_file()
         assert not (served / held).exists() and not lease.exists()  # moved on, and its lease gone with it
+
+
+@pytest.mark.slow
+def test_a_put_to_the_target_after_the_video_was_screened_is_never_kept(
+        auth_client, funded, project, served, monkeypatch, tmp_path, settings):  # noqa: F811
+    """The attack: a container taken over by a crafted input uploads a harmless video, states in its
+    result the size and SHA-256 of another one, and PUTs that other one to its target (whose URL is
+    still valid) once the first was screened. Had the store screened the target in place, the keep
+    would move the late video, which matches what the result states. It screens the object it moved
+    out of the target first and keeps only that one, which does not match: nothing is kept."""
+    import hashlib
+    import struct
+
+    from credits.services.subscriptions import subscription_create
+    from gpu_tasks.backends.local import LocalBackend
+    from jobs.life.publish import Step as Steps
+    from tests.jobs.conftest import wait_for
+
+    subscription_create(user=funded, plan="pro")
+    runner = LocalBackend(tmp_path / "calls", engines={"video-generation": PADDED_VIDEO}, upload_outputs=True)
+    monkeypatch.setattr(gpu_client, "backend", lambda: runner)
+    clip = _clip(tmp_path / "late.mp4")
+    late = clip + struct.pack(">I4sQ", 1, b"free", 100_000 - len(clip))
+    late += b"\x00" * (100_000 - len(late))  # the size the harmless one has
+    real_poll, real_verdict = runner.poll, moderation.output_verdict
+    screened: list[str] = []
+
+    def stating_the_late_one(call_id: str) -> Any:
+        status = real_poll(call_id)
+        if status.result and "outputs" in status.result:
+            status.result["outputs"]["video"]["sha256"] = hashlib.sha256(late).hexdigest()
+        return status
+
+    def screened_then_put_again(job: Job, result: dict[str, Any], landed: Any = None) -> Any:
+        verdict = real_verdict(job, result, landed)
+        screened.append(str(verdict))
+        target = served / result["outputs"]["video"]["key"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(late)  # the late PUT
+        return verdict
+
+    monkeypatch.setattr(runner, "poll", stating_the_late_one)
+    monkeypatch.setattr(moderation, "output_verdict", screened_then_put_again)
+    response = auth_client.post(f"{JOBS}/video-generation", {"project_id": str(project.pk),
+                                                              "prompt": "bytes:100000 a cat"}, format="json")
+    assert response.status_code == 202, response.json()
+    job = Job.objects.get(pk=response.json()["job_id"])
+    STEP_TASKS[job_spec(job.type).family, Steps.PREPARE].apply(args=(str(job.pk),))
+    job.refresh_from_db()
+    wait_for(lambda: runner.poll(job.gpu_call_id).done, timeout=120)
+    job = finish(job)
+    assert screened == ["None"]  # the harmless one was screened, and passed
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "invalid_result")
+    assert ledger(job) == ["refund", "usage"]
+    assert not MediaFile.objects.filter(source_job_id=job.pk).exists()
+    assert not [p for p in (served / "projects").rglob("*") if p.is_file()]
