@@ -122,6 +122,10 @@ class Outcomes:
     batch_id: str | None = None  # the drill's batch (submit_batch)
     batch_cancel: dict[str, Any] = field(default_factory=dict)  # what its bulk cancel answered
     policy_refused: int = 0  # submissions of REFUSED_TEXT answered 422 content_policy_violation
+    # Each submission: (paying account, type, sent, answered, HTTP status, error code, a refused
+    # text?): what the review holds are checked against.
+    by_account: list[tuple[str, str, float, float, int, str, bool]] = field(default_factory=list)
+    under_review: int = 0  # submissions answered 403 account_under_review (the account held)
 
     @property
     def answered(self) -> int:
@@ -137,6 +141,7 @@ class User:
     plan: str | None
     media: dict[str, str]  # kind -> media id
     workspace: str | None = None  # the team workspace its member submits in
+    account: str = ""  # the paying account's id (the team's, for a member)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -235,11 +240,16 @@ def submit_all(port: int, users: list[User], plan: list[tuple[int, str, dict[str
                 outcomes.answers.append((sent, outcomes.last_submit, status,
                                          data["job_id"] if status in (200, 202) else None))
                 refused_text = body.get("text") == REFUSED_TEXT
+                code = data["error"].get("code", "") if isinstance(data.get("error"), dict) else ""
+                outcomes.by_account.append((user.account, job_type, sent, outcomes.last_submit, status, code,
+                                            refused_text))
                 if status in (200, 202) and not refused_text:
                     outcomes.accepted[data["job_id"]] = job_type
-                elif (status == 422 and refused_text and isinstance(data.get("error"), dict)
-                      and data["error"].get("code") == "content_policy_violation"):
+                elif status == 422 and refused_text and code == "content_policy_violation":
                     outcomes.policy_refused += 1
+                    continue
+                elif status == 403 and code == "account_under_review":
+                    outcomes.under_review += 1  # checked against the holds after the drill
                     continue
                 elif status == 402:
                     outcomes.refused[data["error"]["code"]] += 1
@@ -493,6 +503,8 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
     wrong_outputs = [f"{i} ({jobs[i].type}, {jobs[i].status}: {outputs[i]} stored, "
                      f"{len(jobs[i].output_data.get('output_media_ids', []))} listed)" for i in wrong_outputs]
 
+    held, wrong_holds_review, held_texts = review_holds(outcomes)
+
     def result(failures: list[Any], what: str) -> tuple[bool, str]:
         return (not failures, what if not failures else f"{what}: {len(failures)} off, e.g. {failures[:3]}")
 
@@ -517,9 +529,16 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "out of memory climbs its ladder": result(over_ladder, "each climb one class up, within the type's ladder"),
         "flagged outputs withheld": result(wrong_holds, f"{len(holds)} jobs failed output_moderated, each with "
                                                         "its hold and its outputs in quarantine"),
-        "refused texts made no job": (outcomes.policy_refused == planned_refusals(len(outcomes.answers)),
-                                      f"{outcomes.policy_refused} submissions answered 422 content_policy_violation"),
-        "no unexpected answers": result(outcomes.unexpected, "only 202, 200 (replay), 402, or 422 for a refused text"),
+        "refused texts made no job": (
+            outcomes.policy_refused + held_texts == planned_refusals(len(outcomes.answers)),
+            f"{outcomes.policy_refused} submissions answered 422 content_policy_violation, {held_texts} 403 "
+            "account_under_review (their account held by then)"),
+        "held accounts generate nothing": result(
+            wrong_holds_review, f"{len(held)} accounts held for review; after their hold, their generative "
+                                f"submissions answered only 403 account_under_review ({outcomes.under_review}), "
+                                "their other work ran"),
+        "no unexpected answers": result(outcomes.unexpected, "only 202, 200 (replay), 402, 422 for a refused text, "
+                                                             "or 403 for a held account"),
     }
     all_events = Counter()
     for counter in events.values():
@@ -530,6 +549,7 @@ def check(outcomes: Outcomes) -> tuple[dict[str, Any], dict[str, tuple[bool, str
         "accepted": len(ids),
         "refused_402": dict(outcomes.refused),
         "refused_policy": outcomes.policy_refused,
+        "held_for_review": {"accounts": len(held), "answered_403": outcomes.under_review},
         "outputs_withheld": len(holds),
         "completed": statuses["completed"],
         "failed": statuses["failed"],
@@ -581,6 +601,40 @@ def batch_check(outcomes: Outcomes, jobs: dict[str, Any]) -> tuple[bool, str]:
     canceled = outcomes.batch_cancel.get("canceled")
     return (not problems, f"{batch.item_count} items: {dict(counted)}; bulk cancel of its waiting "
                           f"transcriptions: {canceled}; end announced" if not problems else "; ".join(problems))
+
+
+def review_holds(outcomes: Outcomes) -> tuple[set[str], list[str], int]:
+    """The accounts held for review, what went against the holds, and how many refused texts were
+    answered 403 (their account held by then). An account is held in the transaction that records
+    the refusal that crosses the threshold, before that 422 is answered: so once an account's
+    AUTEUR_REVIEW_HOLD_REFUSALS_PER_DAY-th 422 is answered, no generative submission it sends is
+    accepted (a 403 account_under_review; a 402, checked first; or a 200 replay of a job accepted
+    before). And a 403 goes only to a held account, for a generative type."""
+    from django.conf import settings
+
+    from jobs.models import AccountStanding
+    from jobs.specs import job_spec
+
+    held = {str(a) for a in AccountStanding.objects.filter(held_since__isnull=False).values_list("user_id", flat=True)}
+    threshold = settings.AUTEUR_REVIEW_HOLD_REFUSALS_PER_DAY
+    wrong: list[str] = []
+    held_texts = 0
+    for account in sorted({a[0] for a in outcomes.by_account}):
+        answers = sorted((a for a in outcomes.by_account if a[0] == account), key=lambda a: a[3])
+        refusals = [a[3] for a in answers if a[4] == 422 and a[5] == "content_policy_violation"]
+        crossed = refusals[threshold - 1] if len(refusals) >= threshold else None
+        if crossed is not None and account not in held:
+            wrong.append(f"{account}: {len(refusals)} refusals answered, not held")
+        for _, job_type, sent, _, status, code, refused_text in answers:
+            generative = job_spec(job_type).generative
+            if status == 403 and code == "account_under_review":
+                held_texts += refused_text
+                if account not in held or not generative:
+                    wrong.append(f"{account}: {job_type} answered 403 account_under_review, held "
+                                 f"{account in held}, generative {generative}")
+            elif crossed is not None and sent > crossed and generative and status == 202:
+                wrong.append(f"{account}: {job_type} accepted after its hold")
+    return held, wrong, held_texts
 
 
 def member_budgets() -> tuple[int, list[str]]:
@@ -706,7 +760,7 @@ def make_users(count: int, jobs: int, rng: random.Random, member_budget: int = M
         budget = 12 if i % TIGHT_BUDGET_EVERY == TIGHT_BUDGET_EVERY - 1 else 200 * (jobs // count + 1)
         credit_grant(user=owner, amount=budget, type="bonus", description="chaos drill")
         project, media = _project_with_media(owner, f"chaos {i}", rng)
-        users.append(User(user_issue_token(user=owner), str(project.pk), plan, media))
+        users.append(User(user_issue_token(user=owner), str(project.pk), plan, media, account=str(owner.pk)))
     for t in range(teams):
         people = [UserModel.objects.create_user(email=f"chaos-team{t}-{n}@bench.invalid") for n in range(TEAM_SIZE)]
         seat = workspace_create(user=people[0], name=f"chaos team {t}")
@@ -718,8 +772,8 @@ def make_users(count: int, jobs: int, rng: random.Random, member_budget: int = M
         credit_grant(user=account, amount=200 * (jobs // count + 1) * TEAM_SIZE, type="bonus",
                      description="chaos drill: the team's pool")
         project, media = _project_with_media(account, f"chaos team {t}", rng)
-        users += [User(user_issue_token(user=person), str(project.pk), "pro", media, workspace=str(account.pk))
-                  for person in people]
+        users += [User(user_issue_token(user=person), str(project.pk), "pro", media, workspace=str(account.pk),
+                       account=str(account.pk)) for person in people]
     return users
 
 
