@@ -27,6 +27,7 @@ from jobs.events import batches as batch_events
 from jobs.events.account import cap_alerts_announce
 from jobs.events.record import bind_job_to_logs, job_event_committed, job_event_record
 from jobs.gpu_client import GpuError, TransientGpuError
+from jobs.intake.media_screening import media_verdict_keep
 from jobs.life import bulk
 from jobs.life.deadlines import jobs_deadlines_enforce
 from jobs.life.deliveries import step_redelivered
@@ -178,6 +179,12 @@ def analyze_after_insert(rows: int) -> bool:
     """Refresh the jobs table's statistics after `rows` of its rows were inserted at once (a batch),
     when that makes them due (auteur/core/postgres/statistics.py)."""
     return statistics.analyze_after_insert(Job._meta.db_table, rows=int(rows))
+
+
+@shared_task(name=task_names.MEDIA_VERDICT, acks_late=True, soft_time_limit=120, time_limit=150)
+def media_verdict(media_id: str) -> bool:
+    """An uploaded image's or video's pictures screened once it is ready, its verdict kept."""
+    return media_verdict_keep(media_id)
 
 
 @shared_task(name=task_names.DEADLINES, acks_late=True, soft_time_limit=50, time_limit=60)

@@ -74,6 +74,7 @@ TASK_ROUTES = {
     "jobs.generation.*": {"queue": QUEUE_GPU_GENERATION},
     "jobs.reap": {"queue": QUEUE_DEFAULT},
     "jobs.analyze_after_insert": {"queue": QUEUE_DEFAULT},
+    "jobs.media_verdict": {"queue": QUEUE_MEDIA},  # an upload's pictures screened: decoding, CPU
     "jobs.deadlines": {"queue": QUEUE_DEFAULT},
     "webhooks.*": {"queue": QUEUE_WEBHOOKS},
 }

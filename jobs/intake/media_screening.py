@@ -14,8 +14,11 @@ limits is refused (422 `media_unscreenable`): nothing unscreened reaches a model
 
 Cost: a verdict is kept per (owner, content SHA-256, screener) in `MediaVerdict`, so a file is
 decoded and scored once whatever job, quote, batch or retry names it next; later requests read one
-row. `screener` names the model, its threshold and the frames sampled: a change of any decides
-again. A file not yet hashed (older than its hash) is screened each time.
+row. Each uploaded image and video is screened once it is ready, on the media queue
+(`media_verdict_keep`, sent by the jobs app's `media_ready` receiver), so a request rarely pays for
+it; one that comes first (the task not run yet, or lost: its message is sent at most once) screens
+the file itself. `screener` names the model, its threshold and the frames sampled: a change of any
+decides again. A file not yet hashed (older than its hash) is screened each time.
 
 The test seam AUTEUR_SCREENING_INJECT ("lip-sync:input=1.0") refuses that share of the files a
 type's requests name, drawn from each file's SHA-256 (so a file is refused always or never),
@@ -37,11 +40,13 @@ from jobs.errors import MediaUnscreenable
 from jobs.life.moderation import INJECTED_CATEGORY, INJECTED_MODEL, injected
 from jobs.models import MediaVerdict
 from jobs.specs import JobSpec
-from media.models import MediaFile, MediaType
+from media.models import MediaFile, MediaStatus, MediaType
 from media.probing.service import screening_frames_spread
 from media.storage import get_storage
 
 logger = logging.getLogger(__name__)
+
+PICTURE_TYPES = (MediaType.IMAGE, MediaType.VIDEO)  # the files whose pictures are screened
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,34 @@ def media_flagged(fields: Mapping[str, str], job_types: Mapping[str, str]) -> di
     return flagged
 
 
+def media_verdict_keep(media_id: uuid.UUID | str) -> bool:
+    """Screen an uploaded image or video now and keep its verdict, so that the requests that name it
+    read one row. False when there is nothing to keep: not a ready picture with its hash, kept
+    already, or not decodable within the probe's limits (a request naming it is then refused
+    `media_unscreenable`, as it would be without this)."""
+    media = (MediaFile.objects.filter(pk=media_id, status=MediaStatus.READY, type__in=PICTURE_TYPES)
+             .exclude(content_sha256="").only("id", "user_id", "type", "storage_key", "content_sha256",
+                                               "duration_ms").first())
+    if media is None or MediaVerdict.objects.filter(user_id=media.user_id, content_sha256=media.content_sha256,
+                                                    screener=screener_version()).exists():
+        return False
+    try:
+        _screened(media, field="media_id")
+    except MediaUnscreenable:
+        return False
+    return True
+
+
 def _verdict(media: MediaFile, *, field: str, job_type: str) -> PictureVerdict:
     sha256 = media.content_sha256
     if injected(job_type, "input", sha256 or str(media.pk)):
         return PictureVerdict(categories=(INJECTED_CATEGORY,), model_version=INJECTED_MODEL)
+    return _screened(media, field=field)
+
+
+def _screened(media: MediaFile, *, field: str) -> PictureVerdict:
+    """The file's kept verdict, or its pictures decoded and scored now (and the verdict kept)."""
+    sha256 = media.content_sha256
     screener = screener_version()
     if sha256:
         kept = (MediaVerdict.objects.filter(user_id=media.user_id, content_sha256=sha256, screener=screener)

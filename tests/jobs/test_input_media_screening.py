@@ -11,16 +11,20 @@ the real model refuses can be made here. The real model decides on real files th
 
 from __future__ import annotations
 
+import fnmatch
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from auteur.core import publishing
+from jobs import task_names
 from jobs.intake.media_screening import screener_version
 from jobs.life import moderation
 from jobs.life.status import job_fail
 from jobs.models import Batch, Job, MediaVerdict, Quote, ScreeningRefusal
+from jobs.tasks import media_verdict
 from media.models import MediaFile
 from media.probing.service import SCREEN_FRAME_SIDE, screening_frames_spread
 from media.storage import get_storage
@@ -168,6 +172,34 @@ def test_the_real_screener_passes_plain_files_records_each_verdict_once_and_read
     again = submit(auth_client, "performance-cloning/quote", body)
     assert again.status_code == 201, again.json()
     assert MediaVerdict.objects.filter(user=funded).count() == 2
+
+
+@pytest.mark.slow
+def test_an_upload_is_screened_on_the_media_queue_once_ready_so_a_request_decodes_nothing(
+        auth_client, funded, project, samples, local_storage, monkeypatch):  # noqa: F811
+    sent: list[publishing.Message] = []
+    monkeypatch.setattr(publishing.unsent, "attempt", sent.append)
+    audio = upload_local(auth_client, project, samples.wav, "audio/wav")
+    video, image = uploaded_faces(auth_client, project, samples)
+    screenings = [m.args for m in sent if m.name == task_names.MEDIA_VERDICT]
+    assert screenings == [(str(video.pk),), (str(image.pk),)]  # pictures only: not the audio
+    assert task_routes_queue(task_names.MEDIA_VERDICT) == "media"
+    assert [media_verdict(str(m.pk)) for m in (video, image, audio)] == [True, True, False]
+    assert media_verdict(str(video.pk)) is False  # kept already: nothing decoded again
+    assert {v.content_sha256 for v in MediaVerdict.objects.filter(user=funded, screener=screener_version())} == {
+        video.content_sha256, image.content_sha256}
+    for media in (video, image):  # the request reads the verdicts: the files' bytes are not needed
+        get_storage().delete(media.storage_key)
+    response = submit(auth_client, "performance-cloning", {"project_id": str(project.pk),
+                                                           "source_image_media_id": str(image.pk),
+                                                           "driving_video_media_id": str(video.pk)})
+    assert response.status_code == 202, response.json()
+
+
+def task_routes_queue(name: str) -> str:
+    from auteur.core.queues import TASK_ROUTES
+
+    return next(route["queue"] for pattern, route in TASK_ROUTES.items() if fnmatch.fnmatch(name, pattern))
 
 
 @pytest.mark.slow
