@@ -1,0 +1,69 @@
+"""Consent and moderation, attacked from outside: each test performs an attack on likeness consent,
+review holds, or input and output screening, and shows it refused or bounded.
+
+The row-level security attacks run as the API's own login (DATABASE_API_URL), as a statement a SQL
+injection in the API could run: the session names its own account, the rows are its own, and what
+the grants and policies let it change must not undo what the application decides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from django.utils import timezone
+
+from auteur.users.models import User
+from jobs.models import AccountStanding
+from media.models import Consent, ConsentKind, ConsentStatus
+from tests.auteur.test_row_level_security import api_login
+
+pytestmark = pytest.mark.django_db
+
+
+# Row-level security: what the API's login may change ----------------------------------------------
+
+
+def _as_account(session: psycopg.Connection[Any], user: User) -> None:
+    session.execute("SELECT set_config('app.user_id', %s, false)", [str(user.pk)])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("start", [ConsentStatus.ATTESTED, ConsentStatus.REVOKED])
+def test_the_api_login_cannot_make_a_consent_usable_by_changing_its_status(make_user: Callable[..., User],
+                                                                           start: ConsentStatus) -> None:
+    """An attested likeness consent (the API inserts those) turned `verified` would be usable under
+    the `verified` policy with no verification; a revoked one turned back would be usable again.
+    The API's login may set a consent's status only to `revoked`."""
+    alice = make_user()
+    consent = Consent.objects.create(user=alice, kind=ConsentKind.LIKENESS, status=start, checks={},
+                                     revoked_at=timezone.now() if start == ConsentStatus.REVOKED else None)
+    with api_login() as session:
+        _as_account(session, alice)
+        for status in (ConsentStatus.VERIFIED, ConsentStatus.ATTESTED):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                session.execute("UPDATE consents SET status = %s WHERE id = %s", [status, consent.pk])
+        # What it is there for still works: a revocation, and the share lock the checks read under.
+        assert session.execute("SELECT status FROM consents WHERE id = %s FOR SHARE", [consent.pk]).fetchall() \
+            == [(start,)]
+        session.execute("UPDATE consents SET status = 'revoked', revoked_at = now() WHERE id = %s", [consent.pk])
+    consent.refresh_from_db()
+    assert consent.status == ConsentStatus.REVOKED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_login_cannot_lift_its_accounts_review_hold(make_user: Callable[..., User]) -> None:
+    alice = make_user()
+    AccountStanding.objects.create(user=alice, held_since=timezone.now(), held_reason="refusals")
+    with api_login() as session:
+        _as_account(session, alice)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            session.execute("UPDATE account_standings SET held_since = NULL, held_reason = '' WHERE user_id = %s",
+                            [alice.pk])
+        # Setting a hold, and reading the row for update, as a refusal does, still work.
+        session.execute("SELECT held_since FROM account_standings WHERE user_id = %s FOR UPDATE", [alice.pk])
+        session.execute("UPDATE account_standings SET held_since = now(), held_reason = 'zero_tolerance' "
+                        "WHERE user_id = %s", [alice.pk])
+    standing = AccountStanding.objects.get(user=alice)
+    assert standing.held_since is not None and standing.held_reason == "zero_tolerance"
