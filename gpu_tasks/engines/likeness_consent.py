@@ -16,9 +16,11 @@ Face (`face_embed`: RetinaFace, five-point alignment, SFace unit vectors):
   in each, the largest face; the reference is the median of their vectors (element by element,
   made unit length again), so a few frames of someone else walking past do not move it;
 - the subject: at most MAX_FRAMES frames spread over its first MAX_SUBJECT_S seconds (the one
-  frame of an image); in each, every face (the MAX_FACES_PER_FRAME largest) is compared with the
-  reference and the best one counts, since the subject may show other people beside the person;
-  `similarity` is the median of those per-frame bests;
+  frame of an image); in each, the largest face is compared with the reference: the face that lip
+  sync, performance cloning and gaze redirection work on is the largest one (gpu_tasks.engines.faces
+  `largest_face`), so a consent must be the person's whose face that is. A subject whose person
+  stands behind someone else does not pass: the one in front is whose face a job would change.
+  `similarity` is the median of those per-frame similarities;
 - `recording_faces` and `subject_faces` count the sampled frames in which a face was found.
   No face in either: `similarity` is None, and the face check fails.
 `passes` holds the rule: the phrase as voice consent's, the face when `similarity` is at least
@@ -26,9 +28,9 @@ the caller's threshold (`face_embed.DEFAULT_THRESHOLD` unless configured).
 
 Frames are read with their display rotation applied (a phone's portrait video is stored sideways;
 FFmpeg gives a JPEG's EXIF orientation the same way) and shrunk to at most MAX_FRAME_SIDE on the
-long side before anything else: the work is 2 x MAX_FRAMES detections and at most
-MAX_FRAMES x (1 + MAX_FACES_PER_FRAME) embeddings per call, whatever the files hold, and the
-decoding stops at the seconds above (or the input's priced length) or MAX_DECODED_FRAMES.
+long side before anything else: the work is at most 2 x MAX_FRAMES detections and embeddings per
+call, whatever the files hold, and the decoding stops at the seconds above (or the input's priced
+length) or MAX_DECODED_FRAMES.
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ if TYPE_CHECKING:
 MAX_RECORDING_S = voice_consent.MAX_RECORDING_S
 MAX_SUBJECT_S = 300
 MAX_FRAMES = 16
-MAX_FACES_PER_FRAME = 8
 MAX_FRAME_SIDE = 1280
 # The most frames decoded to find the sampled ones (300 s at 120 fps): a file whose timestamps never
 # advance (crafted) would otherwise be decoded to its end.
@@ -134,11 +135,11 @@ def face_figures(embedder: face_embed.Embedder, recording: Path, subject: Path, 
     references = [vectors[0] for frame in sampled_frames(recording, "recording_media", max_s=recording_s)
                   if len(vectors := frame_faces(embedder, frame, most=1))]
     reference = face_embed.normalise(np.median(np.stack(references), axis=0)[None])[0] if references else None
-    subjects = [vectors for frame in sampled_frames(subject, "subject_media", max_s=subject_s)
-                if len(vectors := frame_faces(embedder, frame, most=MAX_FACES_PER_FRAME))]
-    bests = [] if reference is None else [max(face_embed.similarity(reference, v) for v in vectors)
-                                          for vectors in subjects]
-    similarity = float(np.median(bests)) if bests else None
+    # Each subject frame's largest face: whose face the generative types change (the module's docstring).
+    subjects = [vectors[0] for frame in sampled_frames(subject, "subject_media", max_s=subject_s)
+                if len(vectors := frame_faces(embedder, frame, most=1))]
+    found = [] if reference is None else [face_embed.similarity(reference, vector) for vector in subjects]
+    similarity = float(np.median(found)) if found else None
     return {"similarity": similarity, "recording_faces": len(references), "subject_faces": len(subjects)}
 
 

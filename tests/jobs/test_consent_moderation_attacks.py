@@ -8,8 +8,10 @@ the grants and policies let it change must not undo what the application decides
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from django.utils import timezone
@@ -18,6 +20,14 @@ from auteur.users.models import User
 from jobs.models import AccountStanding
 from media.models import Consent, ConsentKind, ConsentStatus
 from tests.auteur.test_row_level_security import api_login
+from tests.gpu_tasks.test_likeness_consent import (  # noqa: F401 - drawn_people, face_models: fixtures
+    drawn_people,
+    face_check,
+    face_models,
+    frame_of,
+    match,
+    pairs,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -67,3 +77,26 @@ def test_the_api_login_cannot_lift_its_accounts_review_hold(make_user: Callable[
                         "WHERE user_id = %s", [alice.pk])
     standing = AccountStanding.objects.get(user=alice)
     assert standing.held_since is not None and standing.held_reason == "zero_tolerance"
+
+
+# Likeness verification: whose face the consent covers ------------------------------------------------
+
+
+@pytest.mark.parametrize("subject_kind", ["video", "image"])
+def test_a_consent_is_not_won_for_the_face_in_front_by_someone_standing_behind_it(
+        tmp_path: Path, face_models: Path, drawn_people: list[np.ndarray],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, subject_kind: str) -> None:
+    """Ann reads the phrase on camera; the subject shows Bob nearest the camera and Ann behind him in
+    every frame. Lip sync, performance cloning and gaze redirection change the largest face (Bob's):
+    were the best-matching face of each frame to count, Ann's consent would cover Bob's face."""
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(face_models))
+    recording = pairs(*[frame_of("ann")] * 16)
+    crowd = frame_of("bob", "ann")
+    subject = crowd if subject_kind == "image" else pairs(*[crowd] * 16)
+    figures = match(tmp_path, recording, subject)
+    assert figures["subject_faces"] >= 1
+    assert face_check(figures) == "failed"
+    # The person in front of the others is covered.
+    front = frame_of("ann", "bob")
+    assert face_check(match(tmp_path, recording, front if subject_kind == "image" else pairs(*[front] * 16))) \
+        == "passed"
