@@ -20,13 +20,15 @@ from auteur.users.models import User
 from jobs.models import AccountStanding
 from media.models import Consent, ConsentKind, ConsentStatus
 from tests.auteur.test_row_level_security import api_login
-from tests.gpu_tasks.test_likeness_consent import (  # noqa: F401 - drawn_people, face_models: fixtures
+from tests.gpu_tasks.test_likeness_consent import (  # noqa: F401 - drawn_people, face_models, readings: fixtures
     drawn_people,
     face_check,
     face_models,
     frame_of,
     match,
     pairs,
+    payload,
+    readings,
 )
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +102,67 @@ def test_a_consent_is_not_won_for_the_face_in_front_by_someone_standing_behind_i
     front = frame_of("ann", "bob")
     assert face_check(match(tmp_path, recording, front if subject_kind == "image" else pairs(*[front] * 16))) \
         == "passed"
+
+
+
+@pytest.mark.xfail(strict=True, reason="the engine checks that the phrase is heard and that the recording shows "
+                   "the face, never that the face on camera is the one speaking (no liveness, no audio-visual sync): "
+                   "a still photo of anyone with the phrase dubbed over is a verified consent")
+def test_a_still_photo_of_someone_with_the_phrase_dubbed_over_is_no_consent(
+        tmp_path: Path, face_models: Path, readings: dict[str, Path],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attacker has a photo (or any clip) of the victim: they loop it as the recording's picture
+    and put a synthesiser reading the issued phrase under it. Nobody on camera said a word."""
+    from gpu_tasks.contract import EngineContext
+    from gpu_tasks.engines import face_embed, likeness_consent
+
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(face_models))
+    monkeypatch.setattr(face_embed, "DETECT_THRESHOLD", 0.0)  # (the tiny random detector's "faces")
+    body = payload(readings["right"], readings["picture"])  # the still picture looped, eSpeak NG reading
+    result = likeness_consent.run_local(body, EngineContext(workdir=tmp_path, payload=body))
+    assert likeness_consent.passes(result, face_embed.DEFAULT_THRESHOLD)["passed"] is False
+
+
+# Likeness policy and attestations: who may speak for a person ----------------------------------------
+
+
+@pytest.fixture
+def attested_team(make_user: Callable[..., User]) -> dict[str, Any]:
+    from auteur.users.models import Membership, Workspace
+    from tests.factories import MediaFileFactory, ProjectFactory, team_workspace
+
+    owner = make_user()
+    workspace = team_workspace(owner)
+    Workspace.objects.filter(pk=workspace.pk).update(likeness_policy="attested")
+    project = ProjectFactory.create(user=User.objects.get(pk=workspace.pk))
+    return {"workspace": workspace, "seat": Membership.objects.get(workspace=workspace, user=owner),
+            "video": MediaFileFactory.create(project=project, type="video", content_sha256="d4" * 32)}
+
+
+def test_an_api_key_with_every_scope_neither_attests_nor_sets_the_policy(attested_team: dict[str, Any]) -> None:
+    """An attestation is a person's word that the workspace holds someone's consent, and the policy
+    decides what such words are worth: an owner's key, holding every scope there is, does neither."""
+    from auteur.users.key_services import api_key_create
+    from auteur.users.models import Workspace
+    from auteur.users.roles import SCOPES
+    from media.models import ConsentSubject
+    from tests.factories import key_client
+
+    workspace = attested_team["workspace"]
+    _key, text = api_key_create(membership=attested_team["seat"], name="ci", scopes=list(SCOPES))
+    client = key_client(text, workspace.pk)
+    refused = client.post("/api/v1/consents/attestations", {
+        "subject_media_ids": [str(attested_team["video"].pk)], "person_name": "Ada Example",
+        "consent_obtained_at": "2026-01-05T10:00:00Z", "evidence": "Signed release R-17."}, format="json")
+    assert refused.status_code == 403, refused.json()
+    assert refused.json()["error"]["code"] == "permission_denied"
+    assert not Consent.objects.exists() and not ConsentSubject.objects.exists()
+    for policy in ("verified", "attested"):
+        changed = client.put(f"/api/v1/workspaces/{workspace.pk}/likeness-policy", {"likeness_policy": policy},
+                             format="json")
+        assert changed.status_code in (403, 404), changed.json()
+    Workspace.objects.filter(pk=workspace.pk).update(likeness_policy="verified")
+    changed = client.put(f"/api/v1/workspaces/{workspace.pk}/likeness-policy", {"likeness_policy": "attested"},
+                         format="json")
+    assert changed.status_code in (403, 404), changed.json()
+    assert Workspace.objects.get(pk=workspace.pk).likeness_policy == "verified"
