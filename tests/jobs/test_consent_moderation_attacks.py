@@ -30,6 +30,7 @@ from tests.gpu_tasks.test_likeness_consent import (  # noqa: F401 - drawn_people
     payload,
     readings,
 )
+from tests.jobs.test_output_moderation import storage  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -194,3 +195,59 @@ def test_an_api_key_with_every_scope_neither_attests_nor_sets_the_policy(atteste
                          format="json")
     assert changed.status_code in (403, 404), changed.json()
     assert Workspace.objects.get(pk=workspace.pk).likeness_policy == "verified"
+
+
+# Output screening: what a generated video shows between the moments screened -----------------------
+
+
+def _red(frame: bytes) -> bool:
+    """A screened picture (224 x 224 RGB) that is mostly red: the stand-in for what the policy refuses."""
+    rgb = np.frombuffer(frame, dtype=np.uint8).reshape(-1, 3).astype(int)
+    return bool(((rgb[:, 0] > 150) & (rgb[:, 1] < 80) & (rgb[:, 2] < 80)).mean() > 0.5)
+
+
+def _video_red_between(path: Path, start_s: float, end_s: float, seconds: int = 10) -> bytes:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    f"color=c=gray:s=128x72:r=25:d={seconds}", "-vf",
+                    f"drawbox=x=0:y=0:w=128:h=72:color=red:t=fill:enable='between(t,{start_s},{end_s})'",
+                    "-c:v", "libx264", "-g", "250", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a generated video is screened at AUTEUR_SCREENING_OUTPUT_VIDEO_FRAMES moments fixed by "
+                   "its length (0, 1/8, 2/8 ...), as an input video at 4: what shows only between them is never "
+                   "seen, and a lip sync, performance cloning or gaze redirection keeps the input's pictures, so "
+                   "the user can place it there")
+def test_a_generated_video_showing_what_is_refused_only_between_the_screened_moments_is_withheld(
+        auth_client: Any, funded: User, project: Any, media: Any, storage: Path,  # noqa: F811
+        gpu_backend: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from jobs import gpu_client
+    from jobs.life.outputs import job_result_store
+    from jobs.models import JobStatus
+    from media.probing.service import screening_frames_spread
+    from tests.jobs.support import valid_body
+    from tests.jobs.test_output_moderation import _with_video, running
+
+    gpu_backend("noop")
+    shown = _video_red_between(tmp_path / "at.mp4", 1.1, 1.4)  # the moment at 1/8 of 10 s: 1.25 s
+    between = _video_red_between(tmp_path / "between.mp4", 0.3, 1.1)  # 0.8 s of it, before that moment
+    seen = screening_frames_spread(tmp_path / "at.mp4", count=8)
+    assert seen is not None and any(_red(f) for f in seen), "the stand-in is seen where a moment falls"
+
+    def screen(frames: Any) -> Any:
+        if any(_red(f) for f in frames):
+            return gpu_client.ImageScreening(categories=("sexual",), top_score=0.97, model_version="test")
+        return gpu_client.ImageScreening(categories=(), top_score=0.01, model_version="test")
+
+    monkeypatch.setattr(gpu_client, "screen_images", screen)
+    assert shown != between
+    job = running(auth_client, project, "lip-sync", valid_body("lip-sync", project, media))
+    job_result_store(job_id=job.pk, result=_with_video("lip-sync", between), job=job)
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "output_moderated")
