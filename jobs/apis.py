@@ -153,9 +153,9 @@ class JobSubmitApi(ApiView):
         if replay is not None:
             return _accepted(replay, created=False)
         with refusals_recorded(user=user, member_id=request_member_id(request)):
-            request_screen(spec=self.spec, params=fields)
+            request_screen(spec=self.spec, params=fields, account_id=user.pk)
             resolved = job_request_resolve(user=user, spec=self.spec, objects=objects)
-            resolved_screen(spec=self.spec, params=resolved.input_params)
+            resolved_screen(spec=self.spec, params=resolved.input_params, account_id=user.pk)
         job, created = job_submit(
             user=user,
             spec=self.spec,
@@ -254,9 +254,9 @@ class JobQuoteApi(ApiView):
         objects = job_request_objects(user=user, spec=self.spec, data=fields)
         quote_precheck(user=user, spec=self.spec, member_id=request_member_id(request))
         with refusals_recorded(user=user, member_id=request_member_id(request)):
-            request_screen(spec=self.spec, params=fields)
+            request_screen(spec=self.spec, params=fields, account_id=user.pk)
             job_request = job_request_resolve(user=user, spec=self.spec, objects=objects)
-            resolved_screen(spec=self.spec, params=job_request.input_params)
+            resolved_screen(spec=self.spec, params=job_request.input_params, account_id=user.pk)
         quoted = quote_create(user=user, spec=self.spec, request=job_request,
                               body_hash=quoted_body_hash(self.spec.type, request.data),
                               scheduling=options.scheduling, use_cache=options.use_cache,

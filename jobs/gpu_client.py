@@ -33,6 +33,7 @@ from gpu_tasks.screening import POLICY_VERSION, Screening, screen_fields
 from gpu_tasks.screening.image import MAX_FRAMES as IMAGE_SCREEN_MAX_FRAMES
 from gpu_tasks.screening.image import NSFW_THRESHOLD as IMAGE_SCREEN_THRESHOLD
 from gpu_tasks.screening.image import ImageScreening
+from gpu_tasks.screening.image import refused_at as image_refused_at
 from gpu_tasks.screening.text import MAX_CHARS as SCREEN_MAX_CHARS
 
 # What the jobs app needs of the GPU side's vocabulary: a call's status, its errors, the calls'
@@ -62,6 +63,7 @@ __all__ = [
     "Screening",
     "TransientGpuError",
     "drain_once",
+    "image_refused_at",
     "input_bounds",
     "join_pieces",
     "parse_announcements",

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from auteur.core.api import ApiView, KeyedPagination, StrictSerializer, paginated_response, request_user
 from auteur.core.schema import raises
-from auteur.users.models import WORKSPACE_NAME_MAX_LENGTH, LikenessPolicy
+from auteur.users.models import WORKSPACE_NAME_MAX_LENGTH, ContentPolicy, LikenessPolicy
 from auteur.users.roles import Role
 from auteur.users.selectors import invitation_list, member_list, membership_get, membership_list
 from auteur.users.workspace_services import (
@@ -16,6 +16,7 @@ from auteur.users.workspace_services import (
     invitation_revoke,
     member_remove,
     member_set_role,
+    workspace_content_policy_set,
     workspace_create,
     workspace_likeness_policy_set,
     workspace_rename,
@@ -56,6 +57,11 @@ class WorkspaceOutputSerializer(serializers.Serializer):
         help_text="What may stand for a person's consent to the use of their face: `verified` (a consent video the "
                   "server checked) or `attested` (also an owner's or admin's attestation). Always `verified` in a "
                   "personal workspace.")
+    content_policy = serializers.ChoiceField(
+        source="workspace.content_policy", choices=ContentPolicy.choices, read_only=True,
+        help_text="How strictly the content policy screens the workspace's requests and outputs: `standard` (the "
+                  "platform's) or `strict` (the same categories refused at lower scores; negative prompts screened "
+                  "in every category).")
     created_at = serializers.DateTimeField(source="workspace.created_at", read_only=True)
     updated_at = serializers.DateTimeField(source="workspace.updated_at", read_only=True)
 
@@ -132,6 +138,30 @@ class WorkspaceLikenessPolicyApi(ApiView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         workspace_likeness_policy_set(membership=membership, policy=serializer.validated_data["likeness_policy"])
+        return Response(WorkspaceOutputSerializer(membership).data)
+
+
+class WorkspaceContentPolicyApi(ApiView):
+    """PUT: an owner sets how strictly the content policy screens the workspace's requests and outputs.
+    `strict` refuses the same categories at lower scores, and screens negative prompts in every
+    category; `standard` is the platform's policy, which no workspace can go below."""
+
+    acts_in_workspace = False  # about the workspace in the path: the Auteur-Workspace header is ignored
+
+    class InputSerializer(StrictSerializer):
+        content_policy = serializers.ChoiceField(choices=ContentPolicy.choices)
+
+        class Meta:
+            ref_name = "WorkspaceContentPolicyRequest"
+
+    @extend_schema(summary="Set a workspace's content policy", request=InputSerializer,
+                   responses=WorkspaceOutputSerializer)
+    @raises("workspace_not_found", "permission_denied")
+    def put(self, request: Request, workspace_id: str) -> Response:
+        membership = membership_get(user=request_user(request), workspace_id=workspace_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        workspace_content_policy_set(membership=membership, policy=serializer.validated_data["content_policy"])
         return Response(WorkspaceOutputSerializer(membership).data)
 
 

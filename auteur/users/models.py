@@ -92,6 +92,16 @@ class User(AbstractBaseUser, PermissionsMixin):
 WORKSPACE_NAME_MAX_LENGTH = 100
 
 
+class ContentPolicy(models.TextChoices):
+    """How strictly the content policy screens a workspace's requests and outputs: `standard`, the
+    platform's policy, which every workspace has at least; `strict`, the same categories refused at
+    lower scores, and a negative prompt screened in every category. Nothing can relax the
+    platform's policy."""
+
+    STANDARD = "standard"
+    STRICT = "strict"
+
+
 class LikenessPolicy(models.TextChoices):
     """What may stand for a person's consent to the use of their face in a workspace's jobs (lip
     sync, performance cloning, gaze redirection): `verified`, only a consent video the server checked
@@ -122,6 +132,9 @@ class Workspace(models.Model):
     # too: the trigger that makes an account's personal workspace names no policy.
     likeness_policy = models.CharField(max_length=16, choices=LikenessPolicy.choices,
                                        default=LikenessPolicy.VERIFIED, db_default=LikenessPolicy.VERIFIED)
+    # Set by an owner (auteur/users/roles.py `workspace.content_policy`): at least the platform's.
+    content_policy = models.CharField(max_length=16, choices=ContentPolicy.choices,
+                                      default=ContentPolicy.STANDARD, db_default=ContentPolicy.STANDARD)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -134,6 +147,8 @@ class Workspace(models.Model):
                                    name="workspace_personal_likeness_verified"),
             models.CheckConstraint(condition=models.Q(likeness_policy__in=["verified", "attested"]),
                                    name="workspace_likeness_policy_known"),
+            models.CheckConstraint(condition=models.Q(content_policy__in=["standard", "strict"]),
+                                   name="workspace_content_policy_known"),
         ]
 
     def __str__(self) -> str:

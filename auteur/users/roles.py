@@ -68,6 +68,9 @@ ACTIONS: dict[str, Action] = {
         # choice, as it decides what the admins' own attestations are worth.
         Action("workspace.likeness_policy", "choose the workspace's likeness policy (verified or attested consents)",
                frozenset({Role.OWNER})),
+        # How strictly the content policy screens the workspace's requests: never below the platform's.
+        Action("workspace.content_policy", "choose the workspace's content policy (standard or strict)",
+               frozenset({Role.OWNER})),
         Action("projects.view", "see projects and their timelines", SEES_WORK, "projects:read"),
         Action("projects.edit", "create, change and delete projects and their timelines", MAKES_WORK,
                "projects:write"),

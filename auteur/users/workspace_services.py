@@ -38,7 +38,7 @@ from auteur.users.errors import (
     PersonalWorkspace,
     WorkspaceNotFound,
 )
-from auteur.users.models import ApiKey, Invitation, LikenessPolicy, Membership, User, Workspace
+from auteur.users.models import ApiKey, ContentPolicy, Invitation, LikenessPolicy, Membership, User, Workspace
 from auteur.users.roles import GIVING, Role, allowed, may_give, scopes_allowed_to
 from auteur.users.selectors import require
 from auteur.users.signals import seat_given
@@ -85,6 +85,19 @@ def workspace_likeness_policy_set(*, membership: Membership, policy: str) -> Wor
             workspace.likeness_policy = LikenessPolicy(policy)
             workspace.save(update_fields=["likeness_policy", "updated_at"])
             logger.info("workspace %s: likeness policy %s, set by %s", workspace.pk, policy, actor.user_id)
+    membership.workspace = workspace
+    return workspace
+
+
+def workspace_content_policy_set(*, membership: Membership, policy: str) -> Workspace:
+    """Set the member's workspace's content policy, if their role allows it (owners only): `strict`
+    refuses more than the platform's policy; `standard` is the platform's, the least any workspace has."""
+    with acting(membership, "workspace.content_policy") as actor:
+        workspace = actor.workspace
+        if workspace.content_policy != policy:
+            workspace.content_policy = ContentPolicy(policy)
+            workspace.save(update_fields=["content_policy", "updated_at"])
+            logger.info("workspace %s: content policy %s, set by %s", workspace.pk, policy, actor.user_id)
     membership.workspace = workspace
     return workspace
 

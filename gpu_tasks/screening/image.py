@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from gpu_tasks.errors import PermanentGpuError
+from gpu_tasks.screening.taxonomy import STRICT_SCALE
 
 SIDE = 224
 FRAME_BYTES = SIDE * SIDE * 3
 MAX_FRAMES = 16
 NSFW_THRESHOLD = 0.8
+STRICT_NSFW_THRESHOLD = NSFW_THRESHOLD * STRICT_SCALE  # a workspace's strict policy
 CATEGORY = "sexual"
 MODEL_SHA256 = "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa"
 MEAN_BGR = (104.0, 117.0, 123.0)
@@ -99,6 +101,12 @@ def nsfw_scores(frames: Sequence[bytes]) -> list[float]:
     session = _loaded()
     (probabilities,) = session.run(None, {session.get_inputs()[0].name: x})
     return [float(p) for p in probabilities[:, 1]]
+
+
+def refused_at(top_score: float, strict: bool = False) -> tuple[str, ...]:
+    """The categories a picture whose highest NSFW score is `top_score` is refused for: at
+    NSFW_THRESHOLD, or STRICT_NSFW_THRESHOLD under a workspace's strict policy."""
+    return (CATEGORY,) if top_score >= (STRICT_NSFW_THRESHOLD if strict else NSFW_THRESHOLD) else ()
 
 
 def screen_frames(frames: Sequence[bytes]) -> ImageScreening:

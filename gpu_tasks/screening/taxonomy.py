@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 POLICY_VERSION = "2026-11-29"
+# A workspace's strict policy (its owner's choice; nothing can relax the platform's): every category
+# is refused at this share of the score that refuses it under the platform's policy, in text and in
+# pictures, and a negative prompt is screened in every category.
+STRICT_SCALE = 0.5
 
 
 @dataclass(frozen=True)

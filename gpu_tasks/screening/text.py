@@ -263,10 +263,11 @@ class Model:
         best = combine(self.head_scores(units(text))).max(axis=0)
         return {key: float(best[k]) for k, key in enumerate(SCORE_KEYS)}
 
-    def refused(self, scores: dict[str, float]) -> tuple[str, ...]:
-        """The categories refused for these scores, in the taxonomy's order (empty: the text passes)."""
-        named = tuple(c for c in CATEGORY_NAMES if scores[c] >= self.thresholds[c])
-        if not named and scores[UNSAFE] >= self.thresholds[UNSAFE]:
+    def refused(self, scores: dict[str, float], scale: float = 1.0) -> tuple[str, ...]:
+        """The categories refused for these scores, in the taxonomy's order (empty: the text passes),
+        each at `scale` times its threshold (1.0: the platform's policy; less: a stricter one)."""
+        named = tuple(c for c in CATEGORY_NAMES if scores[c] >= self.thresholds[c] * scale)
+        if not named and scores[UNSAFE] >= self.thresholds[UNSAFE] * scale:
             named = (max(CATEGORY_NAMES, key=lambda c: scores[c] / self.thresholds[c]),)
         return named
 
@@ -287,8 +288,15 @@ def model() -> Model:
 
 def refused_categories(text: str) -> tuple[str, ...]:
     """The taxonomy's categories this text is refused for (empty: it passes). ValueError past MAX_CHARS."""
+    return refused_at(text, (1.0,))[0]
+
+
+def refused_at(text: str, scales: tuple[float, ...]) -> list[tuple[str, ...]]:
+    """The categories this text is refused for at each share of the thresholds (1.0: the platform's
+    policy), the text scored once. ValueError past MAX_CHARS."""
     if not text.strip():
         units(text)  # the length bound holds for blank text too
-        return ()
+        return [() for _ in scales]
     current = model()
-    return current.refused(current.scores(text))
+    scores = current.scores(text)
+    return [current.refused(scores, scale) for scale in scales]

@@ -155,14 +155,16 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
     # A held account's batch with any generative item is refused whole, before any screening.
     standing_check(user=user, specs=[item.spec for item in items])
     # Every item's texts at once: the refusal names each flagged field of each item.
-    requests_screen([(f"items[{index}].", item.spec, item.fields) for index, item in enumerate(items)])
+    requests_screen([(f"items[{index}].", item.spec, item.fields) for index, item in enumerate(items)],
+                    account_id=user.pk)
     resolved: dict[str, JobRequest] = {}
     requests = _each(enumerate(zip(items, objects, strict=True)),
                      lambda pair: _resolve(user, pair[0].spec, pair[1], resolved))
     # What resolving added for the models to read (a video's transcript, a render's burned captions)
     # and the pictures of the items' screened media, every item's at once.
     resolved_requests_screen([(f"items[{index}].", item.spec, request.input_params)
-                              for index, (item, request) in enumerate(zip(items, requests, strict=True))])
+                              for index, (item, request) in enumerate(zip(items, requests, strict=True))],
+                             account_id=user.pk)
     priced = []
     for index, (item, request) in enumerate(zip(items, requests, strict=True)):
         # Its languages (the plan and backend were checked once per type above).
@@ -465,7 +467,7 @@ def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None
         standing_check(user=user, specs=[p.spec for p in priced])  # and the account's review hold
         # Screened again, as a retry of one is: the refusal names each job's fields by its id.
         requests_screen([(f"jobs[{job.pk}].", p.spec, job.input_params) for job, p in zip(jobs, priced, strict=True)],
-                        media=True)
+                        media=True, account_id=user.pk)
         for index, job in enumerate(jobs):
             job_voices_consented(job)  # a voice whose grace ended since is refused, as a retry of one is
             # The face it uses covered by a consent usable now, recorded for a revocation to find.

@@ -55,6 +55,7 @@ class PictureVerdict:
 
     categories: tuple[str, ...]
     model_version: str
+    strict_categories: tuple[str, ...] = ()  # what a workspace's strict policy refuses besides `categories`
 
 
 def screened_media(spec: JobSpec, params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -70,7 +71,8 @@ def screener_version() -> str:
 
 
 def media_flagged(fields: Mapping[str, str], job_types: Mapping[str, str]) -> dict[str, PictureVerdict]:
-    """{field: its file's verdict} of the fields whose file the policy refuses. `fields`: {field:
+    """{field: its file's verdict} of the fields whose file the policy refuses (the platform's, or a
+    workspace's strict one: `PictureVerdict.strict_categories`). `fields`: {field:
     media id}, the files already found to be the caller's, ready, of the kinds the field takes
     (jobs.selectors.requests); `job_types`: each field's job type (the test seam is per type). Each
     distinct file is decided once."""
@@ -87,7 +89,7 @@ def media_flagged(fields: Mapping[str, str], job_types: Mapping[str, str]) -> di
         key = (media_id, job_types[field])
         if key not in decided:
             decided[key] = _verdict(media, field=field, job_type=job_types[field])
-        if decided[key].categories:
+        if decided[key].categories or decided[key].strict_categories:
             flagged[field] = decided[key]
     return flagged
 
@@ -123,9 +125,9 @@ def _screened(media: MediaFile, *, field: str) -> PictureVerdict:
     screener = screener_version()
     if sha256:
         kept = (MediaVerdict.objects.filter(user_id=media.user_id, content_sha256=sha256, screener=screener)
-                .values_list("categories", flat=True).first())
+                .values_list("categories", "top_score").first())
         if kept is not None:
-            return PictureVerdict(categories=tuple(kept), model_version=screener)
+            return _decided(tuple(kept[0]), kept[1], screener)
     count = settings.AUTEUR_SCREENING_INPUT_VIDEO_FRAMES if media.type == MediaType.VIDEO else 1
     try:
         with get_storage().local_path(media.storage_key) as path:
@@ -150,4 +152,9 @@ def _screened(media: MediaFile, *, field: str) -> PictureVerdict:
             user_id=media.user_id, content_sha256=sha256, screener=screener, categories=list(categories),
             top_score=top, frames=len(frames),
         )], ignore_conflicts=True)
-    return PictureVerdict(categories=categories, model_version=screener)
+    return _decided(categories, top, screener)
+
+
+def _decided(categories: tuple[str, ...], top_score: float, screener: str) -> PictureVerdict:
+    strict = tuple(c for c in gpu_client.image_refused_at(top_score, strict=True) if c not in categories)
+    return PictureVerdict(categories=categories, model_version=screener, strict_categories=strict)

@@ -41,6 +41,7 @@ from jobs.intake.media_screening import media_flagged, screened_media
 from jobs.life.standing import standing_refusal_count
 from jobs.models import ScreeningRefusal
 from jobs.payloads import TRANSCRIPT_PARAM
+from jobs.selectors.requests import content_policy_strict
 from jobs.specs import JobSpec
 
 MESSAGE = "The request was refused by the content policy: {fields}."
@@ -85,27 +86,38 @@ def resolved_part(params: Mapping[str, Any]) -> dict[str, Any]:
     return {name: params[name] for name in (TRANSCRIPT_PARAM, BURNED_CAPTIONS_PARAM) if name in params}
 
 
-def resolved_screen(*, spec: JobSpec, params: Mapping[str, Any]) -> None:
+def resolved_screen(*, spec: JobSpec, params: Mapping[str, Any], account_id: uuid.UUID | None = None) -> None:
     """A resolved request's screening: what its resolution added, and the pictures of its screened media."""
-    resolved_requests_screen([("", spec, params)])
+    resolved_requests_screen([("", spec, params)], account_id=account_id)
 
 
-def resolved_requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]]) -> None:
+def resolved_requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]],
+                             account_id: uuid.UUID | None = None) -> None:
     """Many resolved requests (a batch's items) screened at once: what each one's resolution added
     (`resolved_part`) and the pictures of its screened media (jobs.intake.media_screening)."""
     requests_screen([(prefix, spec, {**resolved_part(params), **{name: params[name] for name in spec.screened_media
                                                                   if name in params}})
-                     for prefix, spec, params in requests], media=True)
+                     for prefix, spec, params in requests], media=True, account_id=account_id)
 
 
 def screening_check(*, texts: Mapping[str, tuple[str, str]], job_types: Mapping[str, str],
-                    media: Mapping[str, str] | None = None) -> None:
+                    media: Mapping[str, str] | None = None, account_id: uuid.UUID | None = None) -> None:
     """Raise ContentPolicyViolation naming every flagged field unless the policy passes them all.
     `job_types`: each field's job type (a batch's items differ); the refusal is recorded under the
     first flagged field's. `media`: {field: media id} of resolved screened media fields, whose
-    pictures are screened (jobs.intake.media_screening)."""
+    pictures are screened (jobs.intake.media_screening). `account_id`: the paying account, whose
+    workspace's strict policy (if its owner chose it) refuses more: read only when a field is
+    refused by that policy and not by the platform's."""
     named: dict[str, list[str]] = {}
+    strict: dict[str, list[str]] = {}
     versions: dict[str, str] = {}
+
+    def add(into: dict[str, list[str]], field: str, found: tuple[str, ...], version: str) -> None:
+        if found:
+            categories = into.setdefault(field, [])
+            categories += [c for c in found if c not in categories]
+            versions.setdefault(field, version)
+
     if texts:
         _check_work(texts)
         # Each distinct (text, policy) once (a batch's items often share a prompt): its verdict is
@@ -113,13 +125,15 @@ def screening_check(*, texts: Mapping[str, tuple[str, str]], job_types: Mapping[
         distinct = {entry: str(n) for n, entry in enumerate(dict.fromkeys(texts.values()))}
         verdict = gpu_client.screen_texts({key: entry for entry, key in distinct.items()})
         for field, entry in texts.items():
-            if distinct[entry] in verdict.flagged:
-                categories = named.setdefault(field.partition(PIECE_MARK)[0], [])
-                categories += [c for c in verdict.flagged[distinct[entry]] if c not in categories]
-                versions[field.partition(PIECE_MARK)[0]] = verdict.model_version
+            add(named, field.partition(PIECE_MARK)[0], verdict.flagged.get(distinct[entry], ()), verdict.model_version)
+            add(strict, field.partition(PIECE_MARK)[0], verdict.strict_flagged.get(distinct[entry], ()),
+                verdict.model_version)
     for field, pictures in media_flagged(media or {}, job_types).items():
-        named[field] = list(pictures.categories)
-        versions[field] = pictures.model_version
+        add(named, field, pictures.categories, pictures.model_version)
+        add(strict, field, pictures.strict_categories, pictures.model_version)
+    if strict and account_id is not None and content_policy_strict(account_id):
+        for field, categories in strict.items():
+            add(named, field, tuple(categories), versions[field])
     if not named:
         return
     listed = ", ".join(f"{field} ({', '.join(categories)})" for field, categories in named.items())
@@ -157,15 +171,18 @@ def _check_work(texts: Mapping[str, tuple[str, str]]) -> None:
             )
 
 
-def request_screen(*, spec: JobSpec, params: Mapping[str, Any], media: bool = False) -> None:
-    """A single request's screening (a submission, a quote, a retry)."""
-    requests_screen([("", spec, params)], media=media)
+def request_screen(*, spec: JobSpec, params: Mapping[str, Any], media: bool = False,
+                   account_id: uuid.UUID | None = None) -> None:
+    """A single request's screening (a submission, a quote, a retry) for the paying account."""
+    requests_screen([("", spec, params)], media=media, account_id=account_id)
 
 
-def requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]], *, media: bool = False) -> None:
+def requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]], *, media: bool = False,
+                    account_id: uuid.UUID | None = None) -> None:
     """Many requests screened at once, each (the prefix its fields are named with, e.g. `items[3].`,
     its type, its parameters): a batch's items, a bulk retry's jobs. `media`: the parameters are
-    resolved (a job's input_params), and the pictures of their screened media are screened too."""
+    resolved (a job's input_params), and the pictures of their screened media are screened too.
+    `account_id`: the paying account, whose workspace's policy may be stricter (screening_check)."""
     texts: dict[str, tuple[str, str]] = {}
     files: dict[str, str] = {}
     job_types: dict[str, str] = {}
@@ -177,7 +194,7 @@ def requests_screen(requests: list[tuple[str, JobSpec, Mapping[str, Any]]], *, m
             named = screened_media(spec, params, prefix=prefix)
             files.update(named)
             job_types.update(dict.fromkeys(named, spec.type.value))
-    screening_check(texts=texts, job_types=job_types, media=files)
+    screening_check(texts=texts, job_types=job_types, media=files, account_id=account_id)
 
 
 @contextmanager

@@ -59,7 +59,7 @@ from jobs.life.standing import standing_outputs_count
 from jobs.life.status import job_fail
 from jobs.models import Job, JobEventType, JobModeration, ModerationSource, ModerationState
 from jobs.payloads import LIKENESS_PARAM
-from jobs.selectors.requests import job_voice_uses
+from jobs.selectors.requests import content_policy_strict, job_voice_uses
 from jobs.specs import JobType, OutputKind, job_spec
 from media.models import MediaFile, PendingObjectDeletion
 from media.probing.service import screening_frames, screening_frames_spread
@@ -182,16 +182,18 @@ def _pictures_verdict(job: Job, landed: Mapping[str, Path]) -> OutputVerdict | N
         if not decoded:
             raise gpu_client.PermanentGpuError("invalid_result", f"output {name} could not be decoded to be screened")
         frames += decoded
-    screening = None
+    top, version = 0.0, ""
     for start in range(0, len(frames), gpu_client.IMAGE_SCREEN_MAX_FRAMES):
         part = gpu_client.screen_images(frames[start:start + gpu_client.IMAGE_SCREEN_MAX_FRAMES])
+        top, version = max(top, part.top_score), part.model_version
         if part.categories:
-            screening = part
-            break
-    if screening is None:
-        return None
-    return OutputVerdict(categories=screening.categories, source=ModerationSource.EMBEDDED,
-                         model_version=screening.model_version)
+            return OutputVerdict(categories=part.categories, source=ModerationSource.EMBEDDED,
+                                 model_version=part.model_version)
+    # What the platform's policy passes, the workspace's strict one may not.
+    strict = gpu_client.image_refused_at(top, strict=True)
+    if strict and content_policy_strict(job.user_id):
+        return OutputVerdict(categories=strict, source=ModerationSource.EMBEDDED, model_version=version)
+    return None
 
 
 def _speech_verdict(job: Job, result: Mapping[str, Any]) -> OutputVerdict | None:
@@ -204,9 +206,12 @@ def _speech_verdict(job: Job, result: Mapping[str, Any]) -> OutputVerdict | None
     if not pieces:
         return None
     screening = gpu_client.screen_texts(pieces)
-    if not screening.flagged:
+    found = screening.flagged
+    if not found and screening.strict_flagged and content_policy_strict(job.user_id):
+        found = screening.strict_flagged  # what the workspace's strict policy refuses besides
+    if not found:
         return None
-    categories = tuple(dict.fromkeys(c for flagged in screening.flagged.values() for c in flagged))
+    categories = tuple(dict.fromkeys(c for flagged in found.values() for c in flagged))
     return OutputVerdict(categories=categories, source=ModerationSource.EMBEDDED,
                          model_version=screening.model_version)
 

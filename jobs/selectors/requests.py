@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auteur.core.collector import collector_paused
-from auteur.users.models import User
+from auteur.users.models import ContentPolicy, User, Workspace
 from jobs import gpu_client
 from jobs.errors import (
     EmptyTimeline,
@@ -416,3 +416,9 @@ def _captions(edl: dict[str, Any], transcript: dict[str, Any], params: dict[str,
     if params.get("captions", "none") != "none" and not files:
         raise NoCaptions("The timeline's transcript has no words to caption.")
     return files
+
+
+def content_policy_strict(account_id: uuid.UUID) -> bool:
+    """Whether the account's workspace's owner chose the strict content policy (one read by key)."""
+    policy = Workspace.objects.filter(pk=account_id).values_list("content_policy", flat=True).first()
+    return policy == ContentPolicy.STRICT

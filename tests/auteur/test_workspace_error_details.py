@@ -142,6 +142,11 @@ def test_every_4xx_of_the_workspace_endpoints_carries_its_documented_details(
     s.check("admin", "PUT", policy, "permission_denied", {"likeness_policy": "attested"})
     s.check("stranger", "PUT", policy, "workspace_not_found", {"likeness_policy": "attested"})
     s.check("owner", "PUT", policy, "personal_workspace", {"likeness_policy": "attested"}, **personal)
+    content = one + "/content-policy"
+    s.check("owner", "PUT", content, "malformed_request", raw=bogus)
+    s.check("owner", "PUT", content, "validation_error", {"content_policy": "off"})
+    s.check("admin", "PUT", content, "permission_denied", {"content_policy": "strict"})
+    s.check("stranger", "PUT", content, "workspace_not_found", {"content_policy": "strict"})
 
     budgets, budget = one + "/budgets", one + "/budgets/{user_id}"
     s.check("owner", "GET", budgets + "?page=0", "validation_error")

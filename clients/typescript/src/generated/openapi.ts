@@ -2181,6 +2181,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workspaces/{workspace_id}/content-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set a workspace's content policy
+         * @description PUT: an owner sets how strictly the content policy screens the workspace's requests and outputs.
+         *     `strict` refuses the same categories at lower scores, and screens negative prompts in every
+         *     category; `standard` is the platform's policy, which no workspace can go below.
+         */
+        put: operations["workspaces_content_policy_update"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workspaces/{workspace_id}/invitations": {
         parameters: {
             query?: never;
@@ -3012,6 +3034,12 @@ export interface components {
              */
             media_id: string | null;
         };
+        /**
+         * @description * `standard` - Standard
+         *     * `strict` - Strict
+         * @enum {string}
+         */
+        ContentPolicyEnum: "standard" | "strict";
         CreditBalanceOutput: {
             balance: number;
         };
@@ -5783,6 +5811,15 @@ export interface components {
          *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
          *     field named) rather than getting a default it did not ask for.
          */
+        WorkspaceContentPolicyRequest: {
+            content_policy: components["schemas"]["ContentPolicyEnum"];
+        };
+        /**
+         * @description Input serializer that refuses fields it does not know, instead of silently dropping them.
+         *
+         *     A client that sends `credit_cost` or misspells `media_id` learns it at once (400 with the
+         *     field named) rather than getting a default it did not ask for.
+         */
         WorkspaceInputRequest: {
             name: string;
         };
@@ -5797,6 +5834,13 @@ export interface components {
         };
         /** @description A workspace as one of its members sees it: with that member's own role. */
         WorkspaceOutput: {
+            /**
+             * @description How strictly the content policy screens the workspace's requests and outputs: `standard` (the platform's) or `strict` (the same categories refused at lower scores; negative prompts screened in every category).
+             *
+             *     * `standard` - Standard
+             *     * `strict` - Strict
+             */
+            readonly content_policy: components["schemas"]["ContentPolicyEnum"];
             /** Format: date-time */
             readonly created_at: string;
             /** Format: uuid */
@@ -17003,6 +17047,105 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CapOutput"];
+                };
+            };
+            /** @description Codes: `malformed_request`, `validation_error`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_authenticated`, `invalid_token`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `permission_denied`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `not_found`, `workspace_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `rate_limited`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Codes: `service_unavailable`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    workspaces_content_policy_update: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkspaceContentPolicyRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceOutput"];
                 };
             };
             /** @description Codes: `malformed_request`, `validation_error`. */
