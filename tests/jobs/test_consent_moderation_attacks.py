@@ -152,6 +152,22 @@ def test_a_still_photo_of_someone_with_the_phrase_dubbed_over_is_no_consent(
     assert likeness_consent.passes(result, face_embed.DEFAULT_THRESHOLD)["passed"] is False
 
 
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the subject's frames are sampled at times fixed by its length (16 of them): a video "
+                   "showing the consenting person at those moments and someone else at every other passes, and "
+                   "the generative types change every frame")
+def test_a_subject_that_shows_the_person_only_at_the_moments_sampled_is_not_covered(
+        tmp_path: Path, face_models: Path, drawn_people: list[np.ndarray],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """32 frames at 16 fps: the engine samples the second of each pair (the one showing at its time);
+    Ann is there, Bob in the first of each, half the video."""
+    monkeypatch.setenv("AUTEUR_MODELS_DIR", str(face_models))
+    recording = pairs(*[frame_of("ann")] * 16)
+    subject = [frame for _ in range(16) for frame in (frame_of("bob"), frame_of("ann"))]
+    assert face_check(match(tmp_path, recording, subject)) == "failed"
+
+
 # Likeness policy and attestations: who may speak for a person ----------------------------------------
 
 
