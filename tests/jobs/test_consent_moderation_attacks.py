@@ -267,3 +267,34 @@ def test_a_generated_video_showing_what_is_refused_only_between_the_screened_mom
     job_result_store(job_id=job.pk, result=_with_video("lip-sync", between), job=job)
     job.refresh_from_db()
     assert (job.status, job.error_code) == (JobStatus.FAILED, "output_moderated")
+
+
+# Likeness: a job's output is not its input's face ------------------------------------------------------
+
+
+def test_a_lip_syncs_output_is_not_covered_by_the_consent_of_the_face_it_was_made_from(
+        auth_client: Any, funded: User, project: Any, media: Any, storage: Path,  # noqa: F811
+        gpu_backend: Any) -> None:
+    """The consent covers the bytes the person's face was verified in: what a job made of them (new
+    words in their mouth) is other bytes, so feeding it back to a lip sync or a gaze redirection needs
+    a consent of its own, refused at no cost."""
+    from media.models import MediaFile
+    from tests.factories import likeness_consent_for, pictures_passed
+    from tests.jobs.support import ledger_state, valid_body
+    from tests.jobs.test_output_moderation import finish, running
+
+    gpu_backend("noop")
+    likeness_consent_for(media["video"])
+    done = finish(running(auth_client, project, "lip-sync", valid_body("lip-sync", project, media)))
+    assert done.status == "completed", (done.error_code, done.error_message)
+    (made,) = MediaFile.objects.filter(source_job_id=done.pk)
+    assert made.content_sha256 and made.content_sha256 != media["video"].content_sha256
+    pictures_passed(made)  # (screened and passed: only consent is in question)
+    before = ledger_state(funded)
+    for job_type, body in (("lip-sync", {"video_media_id": str(made.pk), "audio_media_id": str(media["audio"].pk)}),
+                           ("gaze-redirection", {"video_media_id": str(made.pk)})):
+        refused = auth_client.post(f"/api/v1/jobs/{job_type}", body, format="json")
+        assert refused.status_code == 403, refused.json()
+        assert refused.json()["error"]["code"] == "consent_required"
+        assert refused.json()["error"]["details"]["reason"] == "missing"
+    assert ledger_state(funded) == before
