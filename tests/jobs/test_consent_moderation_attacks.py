@@ -298,3 +298,30 @@ def test_a_lip_syncs_output_is_not_covered_by_the_consent_of_the_face_it_was_mad
         assert refused.json()["error"]["code"] == "consent_required"
         assert refused.json()["error"]["details"]["reason"] == "missing"
     assert ledger_state(funded) == before
+
+
+# Review holds: the person behind a held account ------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a hold is the paying account's: the person it held opens a team workspace (or uses one "
+                   "they are a member of), funds it, and generates there; nothing ties the hold to the person")
+def test_a_held_person_does_not_generate_in_a_workspace_they_open_afterwards(
+        make_user: Callable[..., User], gpu_backend: Any) -> None:
+    from credits.services.ledger import credit_grant
+    from jobs.models import Job
+    from tests.factories import acting_in, team_workspace
+
+    gpu_backend("noop")
+    person = make_user()
+    credit_grant(user=person, amount=100, type="bonus", description="test")
+    AccountStanding.objects.create(user=person, held_since=timezone.now(), held_reason="zero_tolerance")
+    own = acting_in(person, str(person.pk))
+    refused = own.post("/api/v1/jobs/tts", {"text": "Hello world"}, format="json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "account_under_review", refused.json()
+
+    workspace = team_workspace(person)  # as POST /workspaces makes it, the person its owner
+    credit_grant(user=User.objects.get(pk=workspace.pk), amount=100, type="bonus", description="test")
+    answered = acting_in(person, workspace).post("/api/v1/jobs/tts", {"text": "Hello world"}, format="json")
+    assert answered.status_code == 403, answered.json()
+    assert not Job.objects.filter(user_id=workspace.pk).exists()
