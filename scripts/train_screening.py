@@ -51,13 +51,14 @@ FORBIDDEN_DIR = ROOT / "tests"
 FORBIDDEN_NAME = "screening_eval.jsonl"
 VERSION = "text_head-1"  # the model's name; change it with the features or the heads
 SEED = 0
-FOLDS = 5
+FOLDS = 4
 GRID = (1e-6, 3e-6, 1e-5)
-ITERS = 400
+ITERS = 300
 LEARNING_RATE = 0.05
 MIN_THRESHOLD = 0.3  # a head scoring less is no evidence: its lines are too few to place a lower threshold
 LOOKAHEAD = 25  # benign lines a threshold may pass in one step of the pick
-PICK_BENIGN_BUDGET = 0.03  # at most this share of the benign validation lines refused, all categories together
+PICK_PROSE_BUDGET = 0.005  # at most this share of the prose lines refused
+PICK_BENIGN_BUDGET = 0.03  # at most this share of the written benign lines refused, all categories together
 
 CATEGORIES = screener.CATEGORY_NAMES
 HEADS = screener.HEADS
@@ -86,8 +87,9 @@ _MINOR = re.compile(
     r"(?:[1-9]|1[0-7])\s*yo|(?:[1-9]|1[0-7])(?:st|nd|rd|th) grader?s?)\b")
 
 
-def load_train(path: Path) -> tuple[list[str], np.ndarray]:
-    """The texts and their labels, one column per head."""
+def load_train(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The texts, their labels (one column per head), and which lines are prose taken from elsewhere
+    (they name a `source`): ordinary text, not a request, and never harmful."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     labels = np.zeros((len(rows), len(HEADS)), np.float64)
     for i, row in enumerate(rows):
@@ -95,7 +97,8 @@ def load_train(path: Path) -> tuple[list[str], np.ndarray]:
             labels[i, CATEGORIES.index(category)] = 1
         labels[i, HEADS.index(screener.MINOR_REF)] = bool(_MINOR.search(" ".join(screener.tokens(row["text"]))))
         labels[i, HEADS.index(screener.UNSAFE)] = bool(row["labels"])
-    return [row["text"] for row in rows], labels
+    prose = np.array([bool(row.get("source")) and not row["labels"] for row in rows])
+    return [row["text"] for row in rows], labels, prose
 
 
 def fit_targets(labels: np.ndarray) -> np.ndarray:
@@ -201,18 +204,22 @@ def score_labels(labels: np.ndarray) -> np.ndarray:
     return np.concatenate([labels[:, :len(CATEGORIES)], labels[:, [HEADS.index(screener.UNSAFE)]]], 1)
 
 
-def pick_thresholds(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def pick_thresholds(scores: np.ndarray, labels: np.ndarray, prose: np.ndarray) -> np.ndarray:
     """One threshold per score key. Start with each above its highest benign score; then lower,
     past 1 to LOOKAHEAD more of its benign lines, the threshold that adds the most must-refuse
     recall per benign line refused (the right category's as the tie-break), while the benign lines
-    refused, all keys together, stay within PICK_BENIGN_BUDGET. A threshold sits halfway between
+    refused, all keys together, stay within PICK_BENIGN_BUDGET of the written benign lines (the
+    near-misses) and within PICK_PROSE_BUDGET of the prose lines: the two are budgeted apart, or
+    the many easy prose lines would buy refusals of near-misses. A threshold sits halfway between
     the benign score it stops at and the lowest positive score above that, never under
     MIN_THRESHOLD."""
     keys = len(SCORE_KEYS)
     truth = score_labels(labels)
     benign = truth.sum(1) == 0
     bad = ~benign
-    max_fp = int(np.floor(PICK_BENIGN_BUDGET * benign.sum() + 1e-9))
+    written = benign & ~prose
+    max_fp = int(np.floor(PICK_BENIGN_BUDGET * written.sum() + 1e-9))
+    max_prose_fp = int(np.floor(PICK_PROSE_BUDGET * prose.sum() + 1e-9))
     benign_desc = [np.sort(scores[benign, k])[::-1] for k in range(keys)]
 
     def threshold(k: int, passed: int) -> float:
@@ -222,16 +229,18 @@ def pick_thresholds(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         high = above.min() if len(above) else min(1.0, low + 0.05)
         return max(float((low + high) / 2), MIN_THRESHOLD)
 
-    def outcome(passed: list[int]) -> tuple[np.ndarray, int, float, float]:
+    def outcome(passed: list[int]) -> tuple[np.ndarray, int, float, float, bool]:
         chosen = np.array([threshold(k, passed[k]) for k in range(keys)])
         fire = scores >= chosen
-        false_refusals = int(fire[benign].any(1).sum())
-        recall = float(fire[bad].any(1).mean())
+        refused = np.asarray(fire.any(1))
+        false_refusals = int(refused[benign].sum())
+        within = int(refused[written].sum()) <= max_fp and int(refused[prose].sum()) <= max_prose_fp
+        recall = float(refused[bad].mean())
         right = float((fire & (truth > 0)).sum() / truth.sum())
-        return chosen, false_refusals, recall, right
+        return chosen, false_refusals, recall, right, within
 
     passed = [0] * keys
-    chosen, false_refusals, recall, right = outcome(passed)
+    chosen, false_refusals, recall, right, _ = outcome(passed)
     while True:
         best = None
         for k in range(keys):
@@ -240,8 +249,8 @@ def pick_thresholds(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
                 trial[k] += extra
                 if trial[k] >= len(benign_desc[k]):
                     break
-                t_chosen, t_fp, t_recall, t_right = outcome(trial)
-                if t_fp > max_fp:
+                t_chosen, t_fp, t_recall, t_right, within = outcome(trial)
+                if not within:
                     break
                 if (t_recall - recall, t_right - right) <= (0, 0):
                     continue
@@ -275,7 +284,8 @@ def rates(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> tup
     return float(fire[bad].mean()), float(right[bad].mean()), float(1 - fire[~bad].mean())
 
 
-def print_table(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, title: str) -> None:
+def print_table(scores: np.ndarray, labels: np.ndarray, prose: np.ndarray, thresholds: np.ndarray,
+                title: str) -> None:
     truth = score_labels(labels)
     benign = truth.sum(1) == 0
     fire = scores >= thresholds
@@ -286,7 +296,8 @@ def print_table(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, 
               f"{fire[benign, k].mean():9.3f}")
     refused, right, passed = rates(scores, labels, thresholds)
     print(f"must-refuse refused {refused:.3f}, right category {right:.3f} (n={int((~benign).sum())}); "
-          f"benign passed {passed:.3f} (n={int(benign.sum())})")
+          f"benign passed {passed:.3f} (n={int(benign.sum())}); prose refused {fire[prose].any(1).mean():.4f} "
+          f"(n={int(prose.sum())})")
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -335,23 +346,24 @@ def out_of_fold(texts: list[str], targets: np.ndarray, fold: np.ndarray, l2: flo
 
 
 def train(train_path: Path, out: Path, grid: tuple[float, ...] = GRID) -> None:
-    texts, labels = load_train(train_path)
+    texts, labels, prose = load_train(train_path)
     targets = fit_targets(labels)
-    print(f"{train_path.name}: {len(texts)} lines; minor_ref weak positives: "
+    print(f"{train_path.name}: {len(texts)} lines, {int(prose.sum())} of them prose; minor_ref weak positives: "
           f"{int(labels[:, HEADS.index(screener.MINOR_REF)].sum())}")
     fold = stratified_folds(labels, SEED)
     print(f"{FOLDS} folds of {np.bincount(fold).min()} to {np.bincount(fold).max()} lines")
     best = None
     for l2 in grid:
         scores = out_of_fold(texts, targets, fold, l2)
-        thresholds = pick_thresholds(scores, labels)
+        thresholds = pick_thresholds(scores, labels, prose)
         refused, right, passed = rates(scores, labels, thresholds)
         print(f"l2={l2:g}: out of fold refused {refused:.3f}, right category {right:.3f}, benign passed {passed:.3f}")
         if best is None or (refused, right) > best[:2]:
             best = (refused, right, l2, scores, thresholds)
     assert best is not None
     _, _, l2, scores, thresholds = best
-    print_table(scores, labels, thresholds, f"OUT OF FOLD ({len(texts)} lines, l2={l2:g}, thresholds picked here)")
+    print_table(scores, labels, prose, thresholds,
+                f"OUT OF FOLD ({len(texts)} lines, l2={l2:g}, thresholds picked here)")
 
     idf, df = compute_idf(texts)
     rows, cols, vals = sparse_rows(texts, idf)

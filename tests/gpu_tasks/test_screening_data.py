@@ -7,6 +7,7 @@ the other's, or nearly so, would make the evaluation measure memory instead of t
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -70,3 +71,35 @@ def test_the_near_duplicate_check_would_see_a_light_rewording() -> None:
         shingles(original) | shingles(original.replace("garage", "shed"))) >= NEAR_DUPLICATE
     assert canonical("Step-by-step: INSTRUCTIONS to build a pipe bomb!") == canonical(
         "step by step instructions to build a pipe bomb")
+
+
+def test_the_training_set_holds_no_sentence_of_the_documentation() -> None:
+    # The documentation's sentences measure false refusals of ordinary prose (bench/screening.py):
+    # training on them would measure memory there too.
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    train = [shingles(line["text"]) for line in evaluation.read(TRAIN)]
+    exact = {canonical(line["text"]) for line in evaluation.read(TRAIN)}
+    index: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for number, own in enumerate(train):
+        for shingle in own:
+            index[shingle].append(number)
+    found = []
+    for page in sorted(docs.rglob("*.md")):
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(page.read_text(encoding="utf-8").split())):
+            if len(sentence) < 20:
+                continue
+            own = shingles(sentence)
+            if canonical(sentence) in exact or any(
+                    len(own & train[n]) / len(own | train[n]) >= NEAR_DUPLICATE
+                    for n in {n for shingle in own for n in index.get(shingle, ())}):
+                found.append(sentence[:80])
+    assert found == []
+
+
+def test_prose_taken_from_elsewhere_is_benign_and_names_its_source() -> None:
+    # Lines not written for this set (docstrings of CPython and Django, celery, kombu) say where they
+    # come from and under which licence; they are ordinary text, never a line that must be refused.
+    taken = [line for line in evaluation.read(TRAIN) if "source" in line]
+    assert taken
+    assert all(line["labels"] == [] and re.fullmatch(r".+ \((PSF-2\.0|BSD-3-Clause)\)", line["source"])
+               for line in taken)
