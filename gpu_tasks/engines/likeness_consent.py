@@ -44,7 +44,6 @@ from gpu_tasks.contract import EngineContext, input_limit_s
 from gpu_tasks.engines import face_embed, voice_consent
 from gpu_tasks.errors import PermanentGpuError
 from gpu_tasks.input_bounds import MediaLimit
-from gpu_tasks.input_policy import descriptor_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,20 +104,6 @@ def _upright(frame: Any) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def by_content(path: Path, workdir: Path, name: str) -> Path:
-    """`path` under a name without a suffix (a link in `workdir`), so that FFmpeg picks its demuxer by
-    what the file holds, as the upload's probe did (through a descriptor). By a `.jpg` name FFmpeg
-    picks the image2 demuxer for the extension, which the input whitelist refuses: a JPEG photo would
-    be `invalid_media`. A descriptor's path has no suffix to begin with."""
-    if descriptor_of(path) is not None or not path.suffix:
-        return path
-    link = workdir / "by-content" / name
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.unlink(missing_ok=True)
-    link.symlink_to(path.resolve())
-    return link
-
-
 def frame_faces(embedder: face_embed.Embedder, frame: np.ndarray, *, most: int) -> np.ndarray:
     """(F, 128) unit vectors of the `most` largest usable faces in `frame`, largest first (F may be 0)."""
     faces = face_embed.detect(embedder, frame)[:most]
@@ -150,9 +135,8 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
 
     embedder = face_embed.load()  # before any media is read: missing weights are the operator's to fix
     recording_ref, subject_ref = payload.get("recording_media"), payload.get("subject_media")
-    recording = by_content(ctx.input_path(recording_ref, "recording_media"), ctx.workdir, "recording_media")
-    subject = by_content(ctx.input_path(subject_ref, "subject_media", streams=("video",)), ctx.workdir,
-                         "subject_media")
+    recording = ctx.input_path(recording_ref, "recording_media")
+    subject = ctx.input_path(subject_ref, "subject_media", streams=("video",))
     recording_s = _read_limit(recording_ref, MAX_RECORDING_S)
     # The cheap reads first, so that a recording without sound or pictures fails before Whisper runs.
     speech = decode_audio(recording, SAMPLE_RATE, max_s=recording_s)

@@ -17,7 +17,7 @@ import pytest
 
 from gpu_tasks.contract import EngineContext
 from gpu_tasks.engines import encode, face_embed, likeness_consent, retinaface, transcription, voice_consent
-from gpu_tasks.engines.likeness_consent import by_content, face_figures, passes, sampled_frames
+from gpu_tasks.engines.likeness_consent import face_figures, passes, sampled_frames
 from gpu_tasks.engines.retinaface import Face
 from gpu_tasks.engines.tts import synthesize, write_wav
 from gpu_tasks.errors import PermanentGpuError
@@ -194,18 +194,14 @@ def test_only_the_seconds_allowed_are_read(tmp_path: Path) -> None:
     assert max(numbers(frames)) <= 21, "nothing after the first 2 s"
 
 
-def test_a_jpeg_is_read_by_its_content_not_its_name(tmp_path: Path) -> None:
-    """Named .jpg, FFmpeg would take a JPEG for the image2 demuxer, which the input whitelist refuses."""
+def test_a_jpeg_named_jpg_is_read(tmp_path: Path) -> None:
+    """By a .jpg name FFmpeg would pick its image2 demuxer, which the input whitelist refuses: the
+    container is chosen from the file's first bytes instead (gpu_tasks.input_policy.forced_format)."""
     from PIL import Image
 
     photo = tmp_path / "photo.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(photo)
-    with pytest.raises(PermanentGpuError):
-        list(sampled_frames(photo, "subject_media", max_s=300))
-    linked = by_content(photo, tmp_path / "work", "subject_media")
-    assert linked.name == "subject_media" and linked.resolve() == photo.resolve()
-    assert [f.shape for f in sampled_frames(linked, "subject_media", max_s=300)] == [(240, 320, 3)]
-    assert by_content(linked, tmp_path / "work", "again") == linked, "no suffix: the path as it is"
+    assert [f.shape for f in sampled_frames(photo, "subject_media", max_s=300)] == [(240, 320, 3)]
 
 
 def test_no_more_frames_are_decoded_than_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,7 +243,7 @@ def test_large_frames_are_shrunk_and_rotated_ones_stood_upright(tmp_path: Path) 
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90 CW to display
     Image.fromarray(frame_of("ann")).save(photo, exif=exif.tobytes(), quality=95)
-    (upright,) = sampled_frames(by_content(photo, tmp_path, "subject_media"), "subject_media", max_s=300)
+    (upright,) = sampled_frames(photo, "subject_media", max_s=300)
     with Image.open(photo) as opened:
         expected = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
     assert upright.shape == expected.shape == (WIDTH, HEIGHT, 3)
