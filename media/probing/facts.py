@@ -234,10 +234,13 @@ def screen_frames(*, path: str, fd: int | None, max_pixels: int, count: int, eve
 
 
 def screen_frames_spread(*, path: str, fd: int | None, max_pixels: int, count: int, duration_s: float | None = None,
-                         side: int = 256, crop: int = 224, tiles: int = 1) -> dict[str, Any]:
-    """`count` frames of a picture or a video spread evenly over its length, for the image
-    screener, decoded in this confined child: the first frame, then the frame shown at each
-    `i / count` of the length, whatever the key frames are. The packets are read first (no
+                         side: int = 256, crop: int = 224, tiles: int = 1,
+                         moments: list[float] | None = None) -> dict[str, Any]:
+    """`count` frames of a picture or a video spread over its length, for the image screener,
+    decoded in this confined child: the first frame, then the frame shown at each `i / count` of
+    the length, or, given `moments` (count - 1 fractions in [0, 1)), at `(i - 1 + moments[i - 1]) /
+    (count - 1)` of it: one moment drawn in each of count - 1 equal stretches of the whole length,
+    whatever the key frames are. The packets are read first (no
     decoding): the length, measured from them, never from the header, which a file may state
     falsely (`duration_s`, the length the probe measured, is taken when given), and where the key
     frames are. Each frame is then reached by decoding on from the last one when no key frame lies
@@ -289,7 +292,8 @@ def screen_frames_spread(*, path: str, fd: int | None, max_pixels: int, count: i
             keep(first, 0.0)
             last = first
             for i in range(1, max(1, count)):
-                target = start + int(length * i / count / base)
+                share = i / count if moments is None else (i - 1 + min(max(moments[i - 1], 0.0), 0.999)) / (count - 1)
+                target = start + int(length * share / base)
                 key = keys[bisect.bisect_right(keys, target) - 1] if keys and keys[0] <= target else None
                 if key is not None and last.pts is not None and key > last.pts:
                     container.seek(key, stream=video, backward=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import logging
 import tempfile
 import uuid
@@ -167,6 +169,7 @@ def media_hash_backfill(*, byte_budget: int = HASH_BACKFILL_BYTES) -> int:
 
 
 SCREEN_FRAME_SIDE = 224
+SCREEN_MOMENT_SAMPLE = 64 * 1024  # the bytes at either end of a file its screened moments are drawn from
 # A picture that is not square is also scored in up to this many square windows along its long side
 # (a generated image is at most 6:1).
 SCREEN_TILES = 6
@@ -195,12 +198,30 @@ def screening_frames(path: Path, *, count: int, every_s: float) -> list[bytes] |
     return frames[:most]
 
 
+def screening_moments(path: Path, count: int) -> list[float]:
+    """Where in each of the count - 1 stretches of a video its screened frames are taken (fractions
+    in [0, 1)): drawn from the file and this server's secret (an HMAC of its size and its first and
+    last 64 KiB), so that the same file is always screened at the same moments, and nobody without
+    the secret can know them and show what is refused only between them."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(SCREEN_MOMENT_SAMPLE)
+        file.seek(max(0, size - SCREEN_MOMENT_SAMPLE))
+        tail = file.read(SCREEN_MOMENT_SAMPLE)
+    digest = hmac.new(settings.SECRET_KEY.encode(), b"screening-moments:%d:" % size + head + tail,
+                      hashlib.sha256).digest()
+    while len(digest) < 2 * max(0, count - 1):
+        digest += hashlib.sha256(digest).digest()
+    return [int.from_bytes(digest[2 * i:2 * i + 2], "big") / 65536 for i in range(max(0, count - 1))]
+
+
 def screening_frames_spread(path: Path, *, count: int, duration_ms: int | None = None) -> list[bytes] | None:
-    """`count` frames of a picture or video spread evenly over its length, for the image screener
-    (media.probing.facts.screen_frames_spread): decoded in a confined child with the probe's
-    sandbox and limits, each frame whole and, when it is not square, its windows (as
-    `screening_frames`). `duration_ms`: the length the probe measured, when known. None when they
-    cannot be decoded within those limits."""
+    """`count` frames of a picture or video for the image screener
+    (media.probing.facts.screen_frames_spread): its first frame, then one at a moment in each of
+    count - 1 equal stretches of its length (`screening_moments`), decoded in a confined child with
+    the probe's sandbox and limits, each frame whole and, when it is not square, its windows (as
+    `screening_frames`). Whatever shows for two stretches' length or longer is seen. `duration_ms`:
+    the length the probe measured, when known. None when they cannot be decoded within those limits."""
     limits = probe_limits()
     frame_chars = 4 * (SCREEN_FRAME_SIDE * SCREEN_FRAME_SIDE * 3) // 3 + 64
     most = count * (1 + SCREEN_TILES)
@@ -209,7 +230,8 @@ def screening_frames_spread(path: Path, *, count: int, duration_ms: int | None =
     try:
         answer = confined.call("media.probing.facts:screen_frames_spread", limits=bounds, path=path,
                                max_pixels=limits.max_pixels, count=count, crop=SCREEN_FRAME_SIDE, tiles=SCREEN_TILES,
-                               duration_s=None if duration_ms is None else duration_ms / 1000)
+                               duration_s=None if duration_ms is None else duration_ms / 1000,
+                               moments=screening_moments(path, count))
         frames = [base64.b64decode(frame, validate=True) for frame in answer["frames"]]
     except (confined.BudgetSpent, confined.Refused, KeyError, TypeError, ValueError) as exc:
         why = answer.get("error") if isinstance(answer, dict) else exc
