@@ -93,7 +93,9 @@ def can_pay(user: User, member_id: uuid.UUID | None, cost: int, specs: Sequence[
         refused = spend_cap_refusal(user=user, member_id=member_id, cost=cost)
         if refused is not None:
             raise refused
-    if row is not None:
-        standing_refuse(held_since=row["held_since"], reason=row["held_reason"], specs=specs)
+    if row is None or (member_id is not None and member_id != user.pk):
+        # No account row (a free request), or a member of a team asking: the holds read (the
+        # person's own too: a hold follows its person into every workspace).
+        standing_check(user=user, specs=specs, member_id=member_id)
     else:
-        standing_check(user=user, specs=specs)  # no account (a free request): the hold read alone
+        standing_refuse(held_since=row["held_since"], reason=row["held_reason"], specs=specs)

@@ -153,7 +153,7 @@ def batch_resolve(*, user: User, items: list[BatchItem], use_cache: bool = True,
     batch_can_pay(user=user, member_id=member_id, priced=[_Least(index, item.spec.price.minimum)
                                                           for index, item in enumerate(items)], least=True)
     # A held account's batch with any generative item is refused whole, before any screening.
-    standing_check(user=user, specs=[item.spec for item in items])
+    standing_check(user=user, specs=[item.spec for item in items], member_id=member_id)
     # Every item's texts at once: the refusal names each flagged field of each item.
     requests_screen([(f"items[{index}].", item.spec, item.fields) for index, item in enumerate(items)],
                     account_id=user.pk)
@@ -464,7 +464,7 @@ def jobs_retry_bulk(*, user: User, where: JobFilter, member_id: uuid.UUID | None
         priced = [_priced_again(index, job) for index, job in enumerate(jobs)]
         for spec in {p.spec.type: p.spec for p in priced}.values():
             require_runnable(user, spec)  # the plan and this server's backend, as a retry of one checks
-        standing_check(user=user, specs=[p.spec for p in priced])  # and the account's review hold
+        standing_check(user=user, specs=[p.spec for p in priced], member_id=member_id)  # and the review holds
         # Screened again, as a retry of one is: the refusal names each job's fields by its id.
         requests_screen([(f"jobs[{job.pk}].", p.spec, job.input_params) for job, p in zip(jobs, priced, strict=True)],
                         media=True, account_id=user.pk)

@@ -311,7 +311,7 @@ def job_retry(*, job: Job, member_id: uuid.UUID | None = None) -> Job:
     # An account held for review retries no generative job. Then screened again: the policy, or its
     # screener, may have changed since the job was accepted; and its voices' consents checked again
     # (a grace may have ended).
-    standing_check(user=job.user, specs=[job_spec(job.type)])
+    standing_check(user=job.user, specs=[job_spec(job.type)], member_id=member_id)
     request_screen(spec=job_spec(job.type), params=job.input_params, media=True, account_id=job.user_id)
     job_voices_consented(job)
     params = job_likeness_params(job)  # and the face it uses covered by a consent usable now

@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from auteur.core import rls
 from auteur.users.models import User
 from jobs.errors import AccountUnderReview
 from jobs.events.account import review_hold_announce
@@ -46,12 +47,22 @@ MESSAGE = ("This account's requests to generate content are held for review by o
            "refusals by the content policy. Other work (transcription, renders, compression) still runs.")
 
 
-def standing_check(*, user: User, specs: Iterable[JobSpec]) -> None:
-    """403 `account_under_review` when any of `specs` is generative and the account is held."""
+def standing_check(*, user: User, specs: Iterable[JobSpec], member_id: uuid.UUID | None = None) -> None:
+    """403 `account_under_review` when any of `specs` is generative and the account is held, or the
+    person who asks for it (`member_id`, in a team workspace) has their own account held: a hold
+    follows its person into every workspace they act in. One read."""
     specs = list(specs)
     if not any(spec.generative for spec in specs):
         return
-    held = AccountStanding.objects.filter(user_id=user.pk).values_list("held_since", "held_reason").first()
+    accounts = {user.pk, member_id or user.pk}
+    holds = AccountStanding.objects.filter(user_id__in=accounts, held_since__isnull=False)
+    if len(accounts) > 1:
+        # The person's own account is another user than the one this request acts as: its hold is
+        # read across users, for the person the request's seat names, and only whether it is held.
+        with rls.trusted():
+            held = holds.values_list("held_since", "held_reason").first()
+    else:
+        held = holds.values_list("held_since", "held_reason").first()
     if held is not None:
         standing_refuse(held_since=held[0], reason=held[1], specs=specs)
 
