@@ -345,7 +345,8 @@ def _figure(value: Any, what: str, low: float, high: float) -> None:
 def check_verification(result: Mapping[str, Any], of: str = "speaker") -> None:
     """A consent check's figures, which the worker judges against its own bounds: word error rates
     (0 and up: a reading may add words) and a cosine similarity, of the speakers (a voice) or of the
-    faces (`of="face"`, a likeness: None when either side showed no face)."""
+    faces (`of="face"`, a likeness: None when either side showed no face; with the speaking check's
+    `liveness`: a correlation, None when unmeasured, an amount of mouth motion and a frame count)."""
     phrase, other = result.get("phrase"), result.get(of)
     if not isinstance(phrase, dict) or not isinstance(other, dict):
         raise refused(f"a verification has no phrase or {of} figures")
@@ -358,6 +359,15 @@ def check_verification(result: Mapping[str, Any], of: str = "speaker") -> None:
             value = other.get(count)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10_000:
                 raise refused(f"the verification's {count} is not a frame count")
+        liveness = result.get("liveness")
+        if not isinstance(liveness, dict):
+            raise refused("a likeness verification has no liveness figures")
+        if liveness.get("sync") is not None:
+            _figure(liveness.get("sync"), "the mouth's sync with the sound", -1.0, 1.0)
+        _figure(liveness.get("mouth_motion"), "the mouth's motion", 0.0, 1.0)
+        frames = liveness.get("frames")
+        if not isinstance(frames, int) or isinstance(frames, bool) or not 0 <= frames <= 10_000:
+            raise refused("the verification's liveness frames is not a frame count")
         return
     _figure(other.get("similarity"), "the speakers' similarity", -1.0, 1.0)
     _figure(other.get("stretch_similarity"), "the speakers' least similar stretch", -1.0, 1.0)

@@ -211,12 +211,17 @@ def likeness_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool]
 
     threshold = face_embed.DEFAULT_THRESHOLD
     verdict = likeness_consent.passes(result, threshold)
-    phrase, face = result["phrase"], result["face"]
-    similarity = face.get("similarity")
+    phrase, face, liveness = result["phrase"], result["face"], result["liveness"]
+    similarity, sync = face.get("similarity"), liveness.get("sync")
+    # The speaking check's figures and bounds are kept with the face counts (the consent's `faces`).
+    speaking = {"sync": None if sync is None else float(sync), "mouth_motion": float(liveness["mouth_motion"]),
+                "frames": int(liveness["frames"]), "min_sync": likeness_consent.MIN_SYNC,
+                "min_mouth_motion": likeness_consent.MIN_MOUTH_MOTION}
     figures = {"challenge_wer": float(phrase["challenge_wer"]), "phrase_wer": float(phrase["phrase_wer"]),
                "similarity": None if similarity is None else float(similarity), "threshold": threshold,
                "max_wer": voice_consent.MAX_WER, "models": _models_named(result.get("models")),
-               "faces": {"recording_faces": int(face["recording_faces"]), "subject_faces": int(face["subject_faces"])}}
+               "faces": {"recording_faces": int(face["recording_faces"]), "subject_faces": int(face["subject_faces"]),
+                         "liveness": speaking}}
     return {name: state == "passed" for name, state in verdict["checks"].items()}, figures
 
 

@@ -133,9 +133,10 @@ OUTPUT_DATA: dict[str, dict[str, Any]] = {
     JobType.LIKENESS_CONSENT: _object(
         {"passed": _described(_BOOL, "Whether every check passed: the consent is verified and covers the subject "
                                      "file's face."),
-         "checks": _object({name: {"enum": ["passed", "failed"]} for name in ("phrase", "face")},
+         "checks": _object({name: {"enum": ["passed", "failed"]} for name in ("phrase", "face", "speaking")},
                            description="`phrase`: the recording says the challenge's phrase. `face`: the face on "
-                                       "camera is the subject's."),
+                                       "camera is the subject's. `speaking`: that face's mouth moves with the "
+                                       "words heard."),
          "consent_id": _described(_UUID, "The consent (GET /consents/{id}).")}),
 }
 

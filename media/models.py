@@ -209,7 +209,7 @@ class Consent(models.Model):
     job_id = models.UUIDField(unique=True, null=True, blank=True)
     recording_media_id = models.UUIDField(null=True, blank=True)
     sample_sha256 = models.CharField(max_length=64, blank=True, default="")  # a voice's sample
-    # {"phrase": ..., "speaker": ...} of a voice, {"phrase": ..., "face": ...} of a likeness, each
+    # {"phrase": ..., "speaker": ...} of a voice, {"phrase", "face", "speaking"} of a likeness, each
     # "passed" or "failed"; {} for an attestation, which checks nothing. The figures below are None
     # for an attestation, and the similarity for a likeness whose recording or subject shows no face.
     checks = models.JSONField()
@@ -221,7 +221,9 @@ class Consent(models.Model):
     stretch_similarity = models.FloatField(null=True, blank=True)
     stretch_threshold = models.FloatField(null=True, blank=True)
     max_wer = models.FloatField(null=True, blank=True)  # the word error rate a pass allowed
-    # A likeness verification's face counts: {"recording_faces": n, "subject_faces": n}.
+    # A likeness verification's face counts and speaking check: {"recording_faces": n, "subject_faces": n,
+    # "liveness": {"sync", "mouth_motion", "frames", "min_sync", "min_mouth_motion"}} (the figures and
+    # bounds of gpu_tasks.engines.likeness_consent; "liveness" absent from consents verified before it).
     faces = models.JSONField(null=True, blank=True)
     models_used = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -180,6 +180,7 @@ _ENGINE_FIELDS: Mapping[JobType, Mapping[str, Any]] = {
     JobType.VOICE_CONSENT: {"speaker": {"similarity": 0.0, "stretch_similarity": 0.0},
                             "models": {"transcription": "noop", "speaker": "noop"}},
     JobType.LIKENESS_CONSENT: {"face": {"similarity": None, "recording_faces": 0, "subject_faces": 0},
+                               "liveness": {"sync": None, "mouth_motion": 0.0, "frames": 0},
                                "models": {"transcription": "noop", "face_detector": "noop", "face_embedding": "noop"}},
 }
 

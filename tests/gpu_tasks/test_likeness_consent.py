@@ -116,28 +116,36 @@ def clip(path: Path, frames: list[np.ndarray], fps: float = 16.0) -> Path:
 
 
 def figures(challenge_wer: float = 0.0, phrase_wer: float = 0.0, similarity: Any = 0.9,
-            recording_faces: Any = 16, subject_faces: Any = 16) -> dict[str, Any]:
+            recording_faces: Any = 16, subject_faces: Any = 16, *, sync: Any = 0.5, mouth_motion: Any = 0.02,
+            frames: Any = 80) -> dict[str, Any]:
     return {"phrase": {"challenge_wer": challenge_wer, "phrase_wer": phrase_wer, "transcript_words": 20},
-            "face": {"similarity": similarity, "recording_faces": recording_faces, "subject_faces": subject_faces}}
+            "face": {"similarity": similarity, "recording_faces": recording_faces, "subject_faces": subject_faces},
+            "liveness": {"sync": sync, "mouth_motion": mouth_motion, "frames": frames}}
 
 
 @pytest.mark.parametrize(
-    ("given", "phrase", "face"),
+    ("given", "phrase", "face", "speaking"),
     [
-        (figures(), "passed", "passed"),
-        (figures(0.25, 0.25, 0.363), "passed", "passed"),  # each bound is inclusive
-        (figures(similarity=0.3629), "passed", "failed"),
-        (figures(similarity=-1.0), "passed", "failed"),
-        (figures(0.375, 0.2), "failed", "passed"),  # the fresh words misheard
-        (figures(0.0, 0.3), "failed", "passed"),  # the statement left out
-        (figures(similarity=None, recording_faces=0), "passed", "failed"),  # no face on camera
-        (figures(similarity=None, subject_faces=0), "passed", "failed"),  # none in the subject
-        (figures(1.0, 1.0, None, 0, 0), "failed", "failed"),
+        (figures(), "passed", "passed", "passed"),
+        (figures(0.25, 0.25, 0.363, sync=0.3, mouth_motion=0.002, frames=20), "passed", "passed", "passed"),  # inclusive
+        (figures(similarity=0.3629), "passed", "failed", "passed"),
+        (figures(similarity=-1.0), "passed", "failed", "passed"),
+        (figures(0.375, 0.2), "failed", "passed", "passed"),  # the fresh words misheard
+        (figures(0.0, 0.3), "failed", "passed", "passed"),  # the statement left out
+        (figures(similarity=None, recording_faces=0), "passed", "failed", "passed"),  # no face on camera
+        (figures(similarity=None, subject_faces=0), "passed", "failed", "passed"),  # none in the subject
+        (figures(1.0, 1.0, None, 0, 0), "failed", "failed", "passed"),
+        (figures(sync=0.2999), "passed", "passed", "failed"),  # a mouth not moving with these words
+        (figures(sync=-1.0), "passed", "passed", "failed"),
+        (figures(mouth_motion=0.0019), "passed", "passed", "failed"),  # barely moving, however well in step
+        (figures(sync=None, mouth_motion=0.0), "passed", "passed", "failed"),  # a still
+        (figures(sync=None, frames=0), "passed", "passed", "failed"),  # no face in the frames taken
     ],
 )
-def test_passes_states_the_rule(given: dict[str, Any], phrase: str, face: str) -> None:
+def test_passes_states_the_rule(given: dict[str, Any], phrase: str, face: str, speaking: str) -> None:
     assert passes(given, face_embed.DEFAULT_THRESHOLD) == {
-        "passed": phrase == face == "passed", "checks": {"phrase": phrase, "face": face},
+        "passed": phrase == face == speaking == "passed",
+        "checks": {"phrase": phrase, "face": face, "speaking": speaking},
     }  # fmt: skip
 
 
@@ -159,11 +167,48 @@ def test_passes_states_the_rule(given: dict[str, Any], phrase: str, face: str) -
         figures(subject_faces=-1),
         figures(recording_faces=2.0),
         figures(subject_faces=None),
+        {key: value for key, value in figures().items() if key != "liveness"},  # no liveness figures
+        {**figures(), "liveness": [0.5, 0.02, 80]},
+        figures(sync=1.5),
+        figures(sync=float("nan")),
+        figures(sync="0.5"),
+        figures(sync=True),
+        figures(mouth_motion=None),
+        figures(mouth_motion=-0.01),
+        figures(mouth_motion=float("inf")),
+        figures(frames=None),
+        figures(frames=likeness_consent.SYNC_MAX_FRAMES + 1),
+        figures(frames=80.0),
+        figures(frames=likeness_consent.SYNC_MIN_PAIRS - 1),  # a sync from fewer frames than it takes
     ],
 )
 def test_passes_refuses_figures_the_engine_does_not_produce(given: dict[str, Any]) -> None:
     with pytest.raises(PermanentGpuError) as refused:
         passes(given, face_embed.DEFAULT_THRESHOLD)
+    assert refused.value.code == "invalid_result"
+
+
+@pytest.mark.parametrize(
+    "liveness",
+    ["absent", None, [0.5, 0.02, 80], {"sync": 2.0, "mouth_motion": 0.02, "frames": 80},
+     {"sync": 0.5, "mouth_motion": "0.02", "frames": 80}, {"sync": 0.5, "mouth_motion": 1.5, "frames": 80},
+     {"sync": 0.5, "mouth_motion": 0.02, "frames": -1}, {"sync": 0.5, "mouth_motion": 0.02, "frames": True}],
+)
+def test_a_worker_refuses_a_result_without_well_formed_liveness_figures(liveness: Any) -> None:
+    """What a GPU container answers is input: the worker's result check (before anything is kept)
+    refuses liveness figures the engine does not produce; the engine's own pass through it."""
+    from gpu_tasks.results import DATA, OutputPolicy, ResultLimits, check_result
+
+    def checked(result: dict[str, Any]) -> dict[str, Any]:
+        return check_result("likeness-consent", result, policy=OutputPolicy(frozenset({DATA})), limits=ResultLimits())
+
+    assert checked(figures()) == figures()
+    assert checked(figures(sync=None, mouth_motion=0.0, frames=0)) == figures(sync=None, mouth_motion=0.0, frames=0)
+    broken = {**figures(), "liveness": liveness}
+    if liveness == "absent":
+        del broken["liveness"]
+    with pytest.raises(PermanentGpuError) as refused:
+        checked(broken)
     assert refused.value.code == "invalid_result"
 
 
@@ -266,7 +311,7 @@ def match(tmp_path: Path, recording: list[np.ndarray], subject: list[np.ndarray]
 
 
 def face_check(face: dict[str, Any]) -> str:
-    return str(passes({"phrase": figures()["phrase"], "face": face}, face_embed.DEFAULT_THRESHOLD)["checks"]["face"])
+    return str(passes({**figures(), "face": face}, face_embed.DEFAULT_THRESHOLD)["checks"]["face"])
 
 
 def pairs(*frames: np.ndarray) -> list[np.ndarray]:
@@ -362,17 +407,19 @@ def verify(tmp_path: Path, body: Mapping[str, Any]) -> dict[str, Any]:
     return likeness_consent.run_local(body, EngineContext(workdir=tmp_path / "work", payload=body))
 
 
-def test_the_person_reading_the_phrase_on_camera_passes_on_the_production_path(
+def test_the_phrase_and_the_face_pass_on_the_production_path(
     tmp_path: Path, readings: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Real speech and Whisper; RetinaFace and SFace as the engine loads them, with random weights
     (the detector's score threshold lowered so that they find "faces"): the picture the recording
-    shows, given as the subject, is the same face at similarity 1."""
+    shows, given as the subject, is the same face at similarity 1. The recording is that picture,
+    still: nobody on camera speaks, and the speaking check fails (tests/jobs/
+    test_consent_moderation_attacks.py performs the attack; a face that speaks passes below)."""
     monkeypatch.setattr(face_embed, "DETECT_THRESHOLD", 0.0)
     progress: list[float] = []
     body = payload(readings["right"], readings["picture"])
     result = likeness_consent.run_local(body, EngineContext(workdir=tmp_path, payload=body, progress=progress.append))
-    assert set(result) == {"phrase", "face", "models"}
+    assert set(result) == {"phrase", "face", "liveness", "models"}
     assert set(result["phrase"]) == {"challenge_wer", "phrase_wer", "transcript_words"}
     assert result["phrase"]["transcript_words"] >= len(ISSUED)
     assert result["face"]["similarity"] == pytest.approx(1.0, abs=1e-5)
@@ -381,8 +428,11 @@ def test_the_person_reading_the_phrase_on_camera_passes_on_the_production_path(
                                 "face_embedding": face_embed.MODEL_NAME}
     # No word of the transcript and no face's vector leaves the engine: numbers and names only.
     assert all(isinstance(v, int | float) for v in result["phrase"].values())
+    # Ten frames a second of the reading (a little over 8 s), a face in each, not a pixel moving.
+    assert result["liveness"]["sync"] is None and result["liveness"]["mouth_motion"] == 0.0
+    assert 60 <= result["liveness"]["frames"] <= 120
     assert passes(result, face_embed.DEFAULT_THRESHOLD) == {
-        "passed": True, "checks": {"phrase": "passed", "face": "passed"}}, result
+        "passed": False, "checks": {"phrase": "passed", "face": "passed", "speaking": "failed"}}, result
     assert progress and progress == sorted(progress)
 
 
@@ -396,8 +446,9 @@ def test_another_challenges_words_fail_the_phrase_and_another_face_the_face(
     result = verify(tmp_path, payload(readings["other_words"], bob))
     assert result["phrase"]["challenge_wer"] >= 0.75, result
     assert passes(result, face_embed.DEFAULT_THRESHOLD) == {
-        "passed": False, "checks": {"phrase": "failed", "face": "failed"}}, result
-    assert len(drawn_people) <= 2 * likeness_consent.MAX_FRAMES
+        "passed": False, "checks": {"phrase": "failed", "face": "failed", "speaking": "failed"}}, result
+    # The face check's frames, and at most SYNC_MAX_FRAMES for the speaking check.
+    assert len(drawn_people) <= 2 * likeness_consent.MAX_FRAMES + likeness_consent.SYNC_MAX_FRAMES
 
 
 def test_a_recording_without_sound_is_invalid_media(tmp_path: Path, readings: dict[str, Path]) -> None:
@@ -441,3 +492,127 @@ def test_the_recording_is_bounded_as_voice_consents_is() -> None:
     assert likeness_consent.MEDIA_LIMITS["recording_media"].max_seconds == voice_consent.MAX_RECORDING_S
     assert likeness_consent._read_limit({"path": "x", "max_duration_ms": 5000}, likeness_consent.MAX_SUBJECT_S) == 5
     assert likeness_consent._read_limit({"path": "x"}, likeness_consent.MAX_SUBJECT_S) == likeness_consent.MAX_SUBJECT_S
+
+
+# Speaking: the face on camera says the words (stand-in detector; decoding, alignment and correlation
+# are the engine's) -------------------------------------------------------------------------------
+
+SPEAKING_FPS = 25.0
+FOX = "The quick brown fox jumps over the lazy dog near the river bank. Then it slept all afternoon."
+
+
+def speech_of(text: str) -> tuple[np.ndarray, int]:
+    pcm, rate = synthesize(text, speed=0.9, voice=VOICE)
+    return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0, rate
+
+
+def loudness(audio: np.ndarray, rate: int, count: int) -> np.ndarray:
+    """(count,) the RMS of `audio` over each frame of a SPEAKING_FPS video, 1 at the loudest, 0 past its end."""
+    hop = rate / SPEAKING_FPS
+    levels = np.array([np.sqrt(np.mean(np.square(piece))) if len(piece := audio[int(i * hop):int((i + 1) * hop)])
+                       else 0.0 for i in range(count)])
+    return levels / levels.max()
+
+
+def talking_face(opening: float, drop: int = 0) -> np.ndarray:
+    """Ann's face, `drop` pixels lower, her mouth open by `opening` (0 closed, 1 wide): the mouth
+    drawn over the closed one of `frame_of`, as tall as 0.3 of the face's half-width at 1."""
+    import cv2
+
+    frame = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
+    cx, cy, size = WIDTH // 2, HEIGHT // 2 + drop, 44
+    draw_face(frame, "ann", cx, cy, size)
+    cv2.ellipse(frame, (cx, cy + int(size * 0.6)), (int(size * 0.35), max(1, round(size * 0.3 * opening))), 0, 0,
+                360, (140, 60, 60), -1)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def speaking(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Recordings with the issued phrase read aloud (eSpeak NG) under Ann's drawn face at 25 fps:
+    her mouth opening with the loudness of those words; the same face still; her mouth following
+    another utterance's loudness; her head bobbing with the words' loudness, mouth shut."""
+    folder = tmp_path_factory.mktemp("speaking")
+    words, rate = speech_of(phrase_text(ISSUED, LIKENESS_STATEMENT))
+    other, _ = speech_of(FOX)
+    count = int(len(words) / rate * SPEAKING_FPS)
+    said, unsaid = loudness(words, rate, count), loudness(other, rate, count)
+    pictures = {
+        "speaking": [talking_face(level) for level in said],
+        "still": [talking_face(0.0)] * count,
+        "other_mouth": [talking_face(level) for level in unsaid],
+        "nodding": [talking_face(0.0, drop=round(8 * level)) for level in said],
+    }
+    made = {}
+    for name, frames in pictures.items():
+        made[name] = folder / f"{name}.mp4"
+        encode.write_mp4(np.stack(frames), SPEAKING_FPS, made[name], audio=words, sample_rate=rate)
+    return made
+
+
+def speaking_check(recording: Path) -> tuple[str, dict[str, Any]]:
+    """The speaking check's verdict on `recording` (the phrase and face figures passing), and its figures."""
+    from gpu_tasks.engines.media import decode_audio
+
+    speech = decode_audio(recording, likeness_consent.SAMPLE_RATE, max_s=60)
+    liveness = likeness_consent.liveness_figures(face_embed.load(), recording, speech, recording_s=60)
+    verdict = passes({**figures(), "liveness": liveness}, face_embed.DEFAULT_THRESHOLD)
+    return str(verdict["checks"]["speaking"]), liveness
+
+
+def test_a_face_whose_mouth_moves_with_the_words_is_speaking(
+    speaking: dict[str, Path], drawn_people: list[np.ndarray]
+) -> None:
+    state, liveness = speaking_check(speaking["speaking"])
+    assert state == "passed", liveness
+    assert liveness["sync"] >= likeness_consent.MIN_SYNC and liveness["mouth_motion"] >= 0.01
+    # Ten frames a second of a reading a little over 8 s long: a face in every one.
+    assert 80 <= liveness["frames"] <= 90 and len(drawn_people) == liveness["frames"]
+
+
+@pytest.mark.parametrize(
+    "recording",
+    [
+        "still",  # a photo of the person with the words dubbed over
+        "other_mouth",  # a video of the person saying something else, dubbed over
+        "nodding",  # a face moving in step with the words, its mouth shut
+    ],
+)
+def test_a_face_that_does_not_say_the_words_is_not_speaking(
+    speaking: dict[str, Path], drawn_people: list[np.ndarray], recording: str
+) -> None:
+    state, liveness = speaking_check(speaking[recording])
+    assert state == "failed", liveness
+    assert liveness["frames"] >= 80, "the face was seen: the check failed on its mouth"
+    if recording == "still":
+        assert liveness == {"sync": None, "mouth_motion": 0.0, "frames": liveness["frames"]}
+
+
+def test_a_face_speaking_the_phrase_passes_every_check(
+    tmp_path: Path, speaking: dict[str, Path], readings: dict[str, Path], drawn_people: list[np.ndarray]
+) -> None:
+    """The whole engine: Whisper hears the phrase, the face on camera is the subject's, and it speaks."""
+    result = verify(tmp_path, payload(speaking["speaking"], readings["picture"]))
+    assert passes(result, face_embed.DEFAULT_THRESHOLD) == {
+        "passed": True, "checks": {"phrase": "passed", "face": "passed", "speaking": "passed"}}, result
+
+
+def test_a_recording_is_looked_at_ten_times_a_second_within_its_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The n-th frame taken is the picture on screen at n/10 s (each of a 25 fps video's frames shows
+    0.04 s); `most` and `max_s` bound them, and MAX_DECODED_FRAMES the decoding."""
+    video = numbered_clip(tmp_path / "four.mp4", 100, 25.0)  # 4 s
+
+    def taken(**bounds: Any) -> list[int]:
+        frames = likeness_consent.frames_at_rate(video, "recording_media", fps=10.0, **bounds)
+        return numbers([likeness_consent._upright(frame) for frame in frames])
+
+    expected = [int(k * 2.5) for k in range(40)]
+    got = taken(max_s=60, most=600)
+    assert len(got) == 41 and all(abs(a - b) <= 1 for a, b in zip(got, [*expected, 99], strict=True)), got
+    assert taken(max_s=60, most=12) == got[:12]
+    assert taken(max_s=1.0, most=600) == got[:10]
+    monkeypatch.setattr(likeness_consent, "MAX_DECODED_FRAMES", 10)
+    assert max(taken(max_s=60, most=600)) <= 9
+

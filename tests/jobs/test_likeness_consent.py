@@ -23,7 +23,7 @@ from credits.models import CreditTransaction
 from credits.selectors import credit_balance_get
 from credits.services.ledger import credit_grant
 from gpu_tasks.backends import noop
-from gpu_tasks.engines import face_embed
+from gpu_tasks.engines import face_embed, likeness_consent
 from gpu_tasks.types import JobType, OutputKind
 from jobs import gpu_client
 from jobs.life import moderation
@@ -298,9 +298,10 @@ def test_another_workspaces_consent_and_media_are_not_found(auth_client, funded,
 
 
 def face_figures(*, challenge: Any = 0.0, phrase: Any = 0.0, similarity: Any = 0.8, recording: int = 16,
-                 subject: int = 16) -> dict[str, Any]:
+                 subject: int = 16, sync: Any = 0.6, mouth_motion: Any = 0.02) -> dict[str, Any]:
     return {"phrase": {"challenge_wer": challenge, "phrase_wer": phrase, "transcript_words": 17},
-            "face": {"similarity": similarity, "recording_faces": recording, "subject_faces": subject}}
+            "face": {"similarity": similarity, "recording_faces": recording, "subject_faces": subject},
+            "liveness": {"sync": sync, "mouth_motion": mouth_motion, "frames": 150}}
 
 
 def verify(client: APIClient, funded: Any, monkeypatch: Any, figures: dict[str, Any]) -> Job:
@@ -333,13 +334,16 @@ def test_a_passed_verification_records_the_consent_covering_the_subject(auth_cli
     job = verify(auth_client, funded, monkeypatch, face_figures(similarity=0.81, phrase=0.125))
     assert job.status == JobStatus.COMPLETED, (job.status, job.error_code, job.error_message)
     consent = Consent.objects.get(job_id=job.pk)
-    assert job.output_data == {"passed": True, "checks": {"phrase": "passed", "face": "passed"},
+    assert job.output_data == {"passed": True, "checks": {"phrase": "passed", "face": "passed", "speaking": "passed"},
                                "consent_id": str(consent.pk)}
     # The figures stay with the consent, for staff.
     assert consent.kind == "likeness" and consent.status == "verified"
     assert consent.similarity == 0.81 and consent.threshold == face_embed.DEFAULT_THRESHOLD
     assert consent.phrase_wer == 0.125 and consent.max_wer == 0.25
-    assert consent.faces == {"recording_faces": 16, "subject_faces": 16}
+    assert consent.faces == {"recording_faces": 16, "subject_faces": 16, "liveness": {
+        "sync": 0.6, "mouth_motion": 0.02, "frames": 150, "min_sync": likeness_consent.MIN_SYNC,
+        "min_mouth_motion": likeness_consent.MIN_MOUTH_MOTION}}
+    assert consent.checks == {"phrase": "passed", "face": "passed", "speaking": "passed"}
     assert consent.models_used == {"face_embedding": "sface"}
     assert list(consent.subjects.values_list("content_sha256", flat=True)) == ["e5" * 32]
     shown = auth_client.get(f"/api/v1/consents/{consent.pk}").json()
@@ -350,6 +354,8 @@ def test_a_passed_verification_records_the_consent_covering_the_subject(auth_cli
     (face_figures(phrase=0.6), "phrase"),
     (face_figures(similarity=0.1), "face"),
     (face_figures(similarity=None, subject=0), "face"),
+    (face_figures(sync=None, mouth_motion=0.0), "speaking"),  # a still picture on camera
+    (face_figures(sync=0.05), "speaking"),  # a mouth that does not move with the words
 ])
 def test_a_failed_verification_says_which_check_failed_and_covers_nothing(auth_client, funded, gpu_backend,
                                                                          monkeypatch, figures, failed):

@@ -135,12 +135,14 @@ export interface components {
             width: number;
         };
         "likeness-consent": {
-            /** @description `phrase`: the recording says the challenge's phrase. `face`: the face on camera is the subject's. */
+            /** @description `phrase`: the recording says the challenge's phrase. `face`: the face on camera is the subject's. `speaking`: that face's mouth moves with the words heard. */
             checks: {
                 /** @enum {unknown} */
                 face: "passed" | "failed";
                 /** @enum {unknown} */
                 phrase: "passed" | "failed";
+                /** @enum {unknown} */
+                speaking: "passed" | "failed";
             };
             /**
              * Format: uuid
