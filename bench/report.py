@@ -707,8 +707,21 @@ def screening_row(d: dict[str, Any]) -> str:
             f"{lat['hostile_worst']['p99_ms']} ms; model load p50 {d['model_load_ms']['p50_ms']} ms, a fresh process's "
             f"first screen p50 {d['first_screen_in_fresh_process_ms']['p50_ms']} ms; refused {q['refused_rate']:.1%} "
             f"(right category {q['right_category_rate']:.1%}), benign passed {q['benign_pass_rate']:.1%}; refused by "
-            f"category: {per_category} | - | - | p99 <= {target} ms added: {verdict(worst <= target)}; {percent} % "
-            f"refused / {percent} % benign passed: {verdict(quality_met)} |")
+            f"category: {per_category}{_screening_extras(d)} | - | - | p99 <= {target} ms added: "
+            f"{verdict(worst <= target)}; {percent} % refused / {percent} % benign passed: {verdict(quality_met)} |")
+
+
+def _screening_extras(d: dict[str, Any]) -> str:
+    """The docs' sentences refused (ordinary prose) and the strict policy's figures, when measured."""
+    extras = ""
+    if "docs_false_refusals" in d:
+        docs = d["docs_false_refusals"]
+        extras += f"; ordinary prose (docs/ sentences) refused {docs['refused']}/{docs['sentences']}"
+    if "quality_strict" in d:
+        strict = d["quality_strict"]
+        extras += (f"; a workspace's strict policy: refused {strict['refused_rate']:.1%}, benign passed "
+                   f"{strict['benign_pass_rate']:.1%}")
+    return extras
 
 
 def input_screening_row(d: dict[str, Any]) -> str:

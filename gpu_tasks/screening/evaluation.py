@@ -78,12 +78,14 @@ def read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def evaluate(lines: Iterable[Mapping[str, Any]]) -> Figures:
+def evaluate(lines: Iterable[Mapping[str, Any]], scale: float = 1.0) -> Figures:
+    """The screener's figures on labelled lines; `scale`: the share of each threshold refused at
+    (1.0: the platform's policy; taxonomy.STRICT_SCALE: a workspace's strict one)."""
     figures = Figures()
     for number, line in enumerate(lines, 1):
         labels = set(line["labels"])
         text = line["text"]
-        named = set(CATEGORIES) if len(text) > screener.MAX_CHARS else set(screener.refused_categories(text))
+        named = set(CATEGORIES) if len(text) > screener.MAX_CHARS else set(screener.refused_at(text, (scale,))[0])
         name = str(line.get("id", number))
         if not labels:
             figures.benign_lines += 1
