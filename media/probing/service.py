@@ -181,15 +181,22 @@ def screening_frames(path: Path, *, count: int, every_s: float) -> list[bytes] |
     frame whole, then, when it is not square, up to SCREEN_TILES square windows along its long
     side. None when they cannot be decoded within those limits (a picture over
     AUTEUR_MEDIA_MAX_PIXELS too)."""
+    return _screened_frames("screen_frames", path, count, every_s=every_s)
+
+
+def _screened_frames(function: str, path: Path, count: int, **arguments: Any) -> list[bytes] | None:
+    """media.probing.facts.<function>'s frames of `path` (`count` moments, each whole and in up to
+    SCREEN_TILES windows), decoded in a confined child with the probe's sandbox and limits; None when
+    they cannot be decoded within those limits."""
     limits = probe_limits()
     frame_chars = 4 * (SCREEN_FRAME_SIDE * SCREEN_FRAME_SIDE * 3) // 3 + 64
     most = count * (1 + SCREEN_TILES)
     bounds = dataclasses.replace(limits.confined(), max_result_bytes=most * frame_chars + 64 * 1024)
     answer: Any = None
     try:
-        answer = confined.call("media.probing.facts:screen_frames", limits=bounds, path=path,
-                               max_pixels=limits.max_pixels, count=count, every_s=every_s, crop=SCREEN_FRAME_SIDE,
-                               tiles=SCREEN_TILES)
+        answer = confined.call(f"media.probing.facts:{function}", limits=bounds, path=path,
+                               max_pixels=limits.max_pixels, count=count, crop=SCREEN_FRAME_SIDE, tiles=SCREEN_TILES,
+                               **arguments)
         frames = [base64.b64decode(frame, validate=True) for frame in answer["frames"]]
     except (confined.BudgetSpent, confined.Refused, KeyError, TypeError, ValueError) as exc:
         why = answer.get("error") if isinstance(answer, dict) else exc
@@ -222,19 +229,5 @@ def screening_frames_spread(path: Path, *, count: int, duration_ms: int | None =
     the probe's sandbox and limits, each frame whole and, when it is not square, its windows (as
     `screening_frames`). Whatever shows for two stretches' length or longer is seen. `duration_ms`:
     the length the probe measured, when known. None when they cannot be decoded within those limits."""
-    limits = probe_limits()
-    frame_chars = 4 * (SCREEN_FRAME_SIDE * SCREEN_FRAME_SIDE * 3) // 3 + 64
-    most = count * (1 + SCREEN_TILES)
-    bounds = dataclasses.replace(limits.confined(), max_result_bytes=most * frame_chars + 64 * 1024)
-    answer: Any = None
-    try:
-        answer = confined.call("media.probing.facts:screen_frames_spread", limits=bounds, path=path,
-                               max_pixels=limits.max_pixels, count=count, crop=SCREEN_FRAME_SIDE, tiles=SCREEN_TILES,
-                               duration_s=None if duration_ms is None else duration_ms / 1000,
-                               moments=screening_moments(path, count))
-        frames = [base64.b64decode(frame, validate=True) for frame in answer["frames"]]
-    except (confined.BudgetSpent, confined.Refused, KeyError, TypeError, ValueError) as exc:
-        why = answer.get("error") if isinstance(answer, dict) else exc
-        logger.warning("screening frames not decoded (%s): %s", type(exc).__name__, str(why)[:300])
-        return None
-    return frames[:most]
+    return _screened_frames("screen_frames_spread", path, count, moments=screening_moments(path, count),
+                            duration_s=None if duration_ms is None else duration_ms / 1000)
