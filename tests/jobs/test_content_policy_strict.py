@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from auteur.users.models import Membership, User, Workspace
-from credits.services.ledger import credit_grant
+from auteur.users.models import Workspace
 from gpu_tasks.screening import screen_fields
 from gpu_tasks.screening.image import NSFW_THRESHOLD, STRICT_NSFW_THRESHOLD
 from gpu_tasks.screening.taxonomy import STRICT_SCALE
@@ -22,8 +21,9 @@ from jobs.intake.media_screening import screener_version
 from jobs.life import moderation
 from jobs.life.moderation import OUTPUT_TRANSCRIPT
 from jobs.models import Job, MediaVerdict, ScreeningRefusal
-from tests.factories import MediaFileFactory, ProjectFactory, acting_in, likeness_consent_for, team_workspace
+from tests.factories import MediaFileFactory, likeness_consent_for
 from tests.jobs.support import error_code, ledger_state, submit
+from tests.jobs.test_likeness_consent import team  # noqa: F401 - a fixture: a funded team, its owner, admin and editor
 
 pytestmark = pytest.mark.django_db
 
@@ -71,20 +71,7 @@ def set_strict(client: Any, workspace: Any) -> None:
     assert done.status_code == 200 and done.json()["content_policy"] == "strict", done.json()
 
 
-@pytest.fixture
-def team(make_user) -> dict[str, Any]:
-    owner, admin, editor = make_user(), make_user(), make_user()
-    workspace = team_workspace(owner)
-    Membership.objects.create(workspace=workspace, user=admin, role="admin")
-    Membership.objects.create(workspace=workspace, user=editor, role="editor")
-    account = User.objects.get(pk=workspace.pk)
-    credit_grant(user=account, amount=1000, type="bonus", description="test")
-    return {"workspace": workspace, "account": account, "project": ProjectFactory.create(user=account),
-            "owner": acting_in(owner, workspace), "admin": acting_in(admin, workspace),
-            "editor": acting_in(editor, workspace)}
-
-
-def test_only_an_owner_chooses_the_policy_and_nothing_goes_below_the_platforms(team, auth_client, user):
+def test_only_an_owner_chooses_the_policy_and_nothing_goes_below_the_platforms(team, auth_client, user):  # noqa: F811
     assert team["owner"].get(f"/api/v1/workspaces/{team['workspace'].pk}").json()["content_policy"] == "standard"
     for role in ("admin", "editor"):
         refused = team[role].put(policy_url(team["workspace"]), {"content_policy": "strict"}, format="json")
@@ -119,7 +106,7 @@ def test_a_strict_workspace_refuses_what_the_platform_passes_and_charges_nothing
     assert refused_quote.status_code == 422, refused_quote.json()
 
 
-def test_a_strict_workspace_screens_a_negative_prompt_in_every_category(team, settings):
+def test_a_strict_workspace_screens_a_negative_prompt_in_every_category(team, settings):  # noqa: F811
     negative = gray(NEGATIVE_CANDIDATES, "negative")
     body = {"project_id": str(team["project"].pk), "prompt": "a quiet harbour at dawn", "negative_prompt": negative}
     client = team["editor"]  # a member's request: the workspace's policy applies to it
@@ -132,7 +119,7 @@ def test_a_strict_workspace_screens_a_negative_prompt_in_every_category(team, se
     assert ledger_state(team["account"]) == before and not Job.objects.filter(user=team["account"]).exists()
 
 
-def test_a_picture_between_the_two_thresholds_is_refused_only_where_the_policy_is_strict(team):
+def test_a_picture_between_the_two_thresholds_is_refused_only_where_the_policy_is_strict(team):  # noqa: F811
     assert STRICT_NSFW_THRESHOLD < NSFW_THRESHOLD
     project = team["project"]
     video = MediaFileFactory.create(project=project, type="video", content_sha256="e5" * 32)
