@@ -127,7 +127,8 @@ def figures(challenge_wer: float = 0.0, phrase_wer: float = 0.0, similarity: Any
     ("given", "phrase", "face", "speaking"),
     [
         (figures(), "passed", "passed", "passed"),
-        (figures(0.25, 0.25, 0.363, sync=0.3, mouth_motion=0.002, frames=20), "passed", "passed", "passed"),  # inclusive
+        # Each bound is inclusive.
+        (figures(0.25, 0.25, 0.363, sync=0.3, mouth_motion=0.002, frames=20), "passed", "passed", "passed"),
         (figures(similarity=0.3629), "passed", "failed", "passed"),
         (figures(similarity=-1.0), "passed", "failed", "passed"),
         (figures(0.375, 0.2), "failed", "passed", "passed"),  # the fresh words misheard
