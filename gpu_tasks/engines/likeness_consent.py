@@ -27,16 +27,19 @@ Face (`face_embed`: RetinaFace, five-point alignment, SFace unit vectors):
 Speaking (`liveness_figures`: is the face on camera the one saying the words?): the phrase and the
 face checks alone pass a still photo of anyone with the phrase dubbed over it. The recording's
 frames are taken at SYNC_FPS (at most SYNC_MAX_FRAMES, over the seconds the phrase is read from);
-in each, the largest face (the one the face check compares) is aligned by its five landmarks as for
-an embedding, so its mouth and the eyes and nose above it fall in fixed regions (`MOUTH_REGION`,
-`UPPER_REGION`) whatever the face's size, place and roll. A pair of consecutive frames with a face
-gives the mouth's motion: the mean absolute grey difference of the mouth region less that of the
+in each, the largest face is aligned by its five landmarks and embedded, and counts only when it is
+the recording's face (the face check's reference, at face_embed.DEFAULT_THRESHOLD): someone else
+speaking between the frames the face check samples does not speak for the person shown there.
+Aligned, its mouth and the eyes and nose above it fall in fixed regions (`MOUTH_REGION`,
+`UPPER_REGION`) whatever the face's size, place and roll. A pair of consecutive frames with that
+face gives the mouth's motion: the mean absolute grey difference of the mouth region less that of the
 upper face (what the head's motion, the landmarks' jitter and the codec move everywhere), never
 below 0, over 255. The sound's RMS over the same interval gives the envelope. Figures:
 `mouth_motion`, the mean of the mouth's motion over the pairs; `sync`, the largest Pearson
 correlation of the two series over lags up to SYNC_MAX_LAG_S either way (a microphone and a camera
-are not in step to the frame), None when fewer than SYNC_MIN_PAIRS pairs count or either series is
-flat; `frames`, the frames taken in which a face was found. A still, or a face whose mouth does not
+are not in step to the frame), None when fewer than SYNC_MIN_PAIRS pairs count, either series is
+flat, or the recording's face is in fewer than SYNC_MIN_SHARE of the frames taken; `frames`, the
+frames taken in which the largest face was the recording's. A still, or a face whose mouth does not
 move with these words, fails. It is not anti-spoofing: a deepfake whose lips follow the words passes.
 
 `passes` holds the rule: the phrase as voice consent's, the face when `similarity` is at least
@@ -47,8 +50,8 @@ Frames are read with their display rotation applied (a phone's portrait video is
 FFmpeg gives a JPEG's EXIF orientation the same way) and shrunk to at most MAX_FRAME_SIDE on the
 long side before anything else: the work is at most 2 x MAX_FRAMES detections and embeddings per
 call, whatever the files hold, and the decoding stops at the seconds above (or the input's priced
-length) or MAX_DECODED_FRAMES. The speaking check adds at most SYNC_MAX_FRAMES detections (no
-embedding) and one more decoding of the recording, under the same bounds.
+length) or MAX_DECODED_FRAMES. The speaking check adds at most SYNC_MAX_FRAMES detections and
+embeddings and one more decoding of the recording, under the same bounds.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ SYNC_FPS = 10.0
 SYNC_MAX_FRAMES = int(MAX_RECORDING_S * SYNC_FPS)
 SYNC_MAX_LAG_S = 0.2
 SYNC_MIN_PAIRS = 20  # 2 s of consecutive frames with a face: fewer is too little to correlate
+SYNC_MIN_SHARE = 0.5  # of the frames taken, those showing the recording's face: fewer, no sync is measured
 # Regions of the aligned 112x112 face (rows, columns), from face_embed.ALIGNED_LANDMARKS: the mouth
 # around its corners (y 92, x 41..71) with room to open; the eyes and nose, which speech does not move.
 MOUTH_REGION = (slice(76, 112), slice(26, 86))
@@ -150,20 +154,31 @@ def frame_faces(embedder: face_embed.Embedder, frame: np.ndarray, *, most: int) 
     return face_embed.embed_faces(embedder, crops)
 
 
-def face_figures(embedder: face_embed.Embedder, recording: Path, subject: Path, *, recording_s: float,
-                 subject_s: float) -> dict[str, Any]:
-    """The face check's figures (the module's docstring)."""
+def recording_reference(embedder: face_embed.Embedder, recording: Path, *,
+                        recording_s: float) -> tuple[np.ndarray | None, int]:
+    """The recording's face (the module's docstring) as a unit vector, None when no frame showed
+    one, and how many of the frames sampled showed a face."""
     import numpy as np
 
     references = [vectors[0] for frame in sampled_frames(recording, "recording_media", max_s=recording_s)
                   if len(vectors := frame_faces(embedder, frame, most=1))]
     reference = face_embed.normalise(np.median(np.stack(references), axis=0)[None])[0] if references else None
+    return reference, len(references)
+
+
+def face_figures(embedder: face_embed.Embedder, recording: Path, subject: Path, *, recording_s: float,
+                 subject_s: float, reference: tuple[np.ndarray | None, int] | None = None) -> dict[str, Any]:
+    """The face check's figures (the module's docstring); `reference`: `recording_reference`'s answer,
+    where the caller has it."""
+    import numpy as np
+
+    vector, found_on_camera = reference or recording_reference(embedder, recording, recording_s=recording_s)
     # Each subject frame's largest face: whose face the generative types change (the module's docstring).
     subjects = [vectors[0] for frame in sampled_frames(subject, "subject_media", max_s=subject_s)
                 if len(vectors := frame_faces(embedder, frame, most=1))]
-    found = [] if reference is None else [face_embed.similarity(reference, vector) for vector in subjects]
+    found = [] if vector is None else [face_embed.similarity(vector, other) for other in subjects]
     similarity = float(np.median(found)) if found else None
-    return {"similarity": similarity, "recording_faces": len(references), "subject_faces": len(subjects)}
+    return {"similarity": similarity, "recording_faces": found_on_camera, "subject_faces": len(subjects)}
 
 
 def frames_at_rate(path: Path, name: str, *, fps: float, max_s: float, most: int) -> Iterator[Any]:
@@ -192,21 +207,23 @@ def frames_at_rate(path: Path, name: str, *, fps: float, max_s: float, most: int
         yield shown
 
 
-def face_regions(embedder: face_embed.Embedder, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def reader_regions(embedder: face_embed.Embedder, frame: np.ndarray,
+                   reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
     """The largest face's mouth and upper face (MOUTH_REGION, UPPER_REGION of the face aligned as for
-    an embedding) as float32 grey, or None when the frame shows no usable face."""
+    an embedding) as float32 grey, when it is the recording's face (`reference`, at a similarity of
+    at least face_embed.DEFAULT_THRESHOLD); None when the frame shows no usable face or another's."""
     import cv2
     import numpy as np
 
     faces = face_embed.detect(embedder, frame)
-    if not faces:
+    if not faces or reference is None:
         return None
-    matrix = face_embed.alignment(faces[0].landmarks)
-    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    side = face_embed.ALIGNED_SIDE
-    aligned = cv2.warpAffine(grey, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    aligned = aligned.astype(np.float32)
-    return aligned[MOUTH_REGION], aligned[UPPER_REGION]
+    crop = face_embed.align(frame, faces[0].landmarks)
+    (vector,) = face_embed.embed_faces(embedder, [crop])
+    if face_embed.similarity(reference, vector) < face_embed.DEFAULT_THRESHOLD:
+        return None
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return grey[MOUTH_REGION], grey[UPPER_REGION]
 
 
 def speech_envelope(speech: np.ndarray, count: int, fps: float = SYNC_FPS) -> np.ndarray:
@@ -248,9 +265,10 @@ def best_correlation(motion: np.ndarray, envelope: np.ndarray, max_lag: int) -> 
 
 
 def liveness_figures(embedder: face_embed.Embedder, recording: Path, speech: np.ndarray, *,
-                     recording_s: float) -> dict[str, Any]:
-    """The speaking check's figures (the module's docstring): does the mouth of the largest face
-    move with the sound? `speech` is the recording's sound at SAMPLE_RATE from its start."""
+                     recording_s: float, reference: np.ndarray | None) -> dict[str, Any]:
+    """The speaking check's figures (the module's docstring): does the mouth of the recording's face
+    (`reference`: `recording_reference`'s vector) move with the sound? `speech` is the recording's
+    sound at SAMPLE_RATE from its start."""
     import numpy as np
 
     regions: list[tuple[np.ndarray, np.ndarray] | None] = []
@@ -258,7 +276,7 @@ def liveness_figures(embedder: face_embed.Embedder, recording: Path, speech: np.
     for frame in frames_at_rate(recording, "recording_media", fps=SYNC_FPS, max_s=recording_s,
                                 most=SYNC_MAX_FRAMES):
         # A frame on screen at two of the times is looked at once: the picture did not change.
-        regions.append(regions[-1] if frame is previous else face_regions(embedder, _upright(frame)))
+        regions.append(regions[-1] if frame is previous else reader_regions(embedder, _upright(frame), reference))
         previous = frame
     motion = np.full(len(regions), np.nan)
     for index in range(1, len(regions)):
@@ -268,9 +286,12 @@ def liveness_figures(embedder: face_embed.Embedder, recording: Path, speech: np.
             upper = float(np.abs(now[1] - before[1]).mean())
             motion[index] = max(0.0, mouth - upper) / 255.0
     moving = motion[np.isfinite(motion)]
+    frames = sum(region is not None for region in regions)
     sync = best_correlation(motion, speech_envelope(speech, len(regions)), round(SYNC_MAX_LAG_S * SYNC_FPS))
-    return {"sync": sync, "mouth_motion": float(moving.mean()) if len(moving) else 0.0,
-            "frames": sum(region is not None for region in regions)}
+    # Someone else speaking between the moments the reader's face shows is not the reader speaking.
+    if frames < SYNC_MIN_SHARE * len(regions):
+        sync = None
+    return {"sync": sync, "mouth_motion": float(moving.mean()) if len(moving) else 0.0, "frames": frames}
 
 
 def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
@@ -286,10 +307,11 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     # The cheap reads first, so that a recording without sound or pictures fails before Whisper runs.
     speech = decode_audio(recording, SAMPLE_RATE, max_s=recording_s)
     ctx.progress(5.0)
+    reference = recording_reference(embedder, recording, recording_s=recording_s)
     face = face_figures(embedder, recording, subject, recording_s=recording_s,
-                        subject_s=_read_limit(subject_ref, MAX_SUBJECT_S))
+                        subject_s=_read_limit(subject_ref, MAX_SUBJECT_S), reference=reference)
     ctx.progress(25.0)
-    liveness = liveness_figures(embedder, recording, speech, recording_s=recording_s)
+    liveness = liveness_figures(embedder, recording, speech, recording_s=recording_s, reference=reference[0])
     ctx.progress(40.0)
     heard = voice_consent.heard_words(speech)
     return {

@@ -515,14 +515,14 @@ def loudness(audio: np.ndarray, rate: int, count: int) -> np.ndarray:
     return levels / levels.max()
 
 
-def talking_face(opening: float, drop: int = 0) -> np.ndarray:
-    """Ann's face, `drop` pixels lower, her mouth open by `opening` (0 closed, 1 wide): the mouth
+def talking_face(opening: float, drop: int = 0, who: str = "ann") -> np.ndarray:
+    """Ann's face (or `who`'s), `drop` pixels lower, the mouth open by `opening` (0 closed, 1 wide):
     drawn over the closed one of `frame_of`, as tall as 0.3 of the face's half-width at 1."""
     import cv2
 
     frame = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
     cx, cy, size = WIDTH // 2, HEIGHT // 2 + drop, 44
-    draw_face(frame, "ann", cx, cy, size)
+    draw_face(frame, who, cx, cy, size)
     cv2.ellipse(frame, (cx, cy + int(size * 0.6)), (int(size * 0.35), max(1, round(size * 0.3 * opening))), 0, 0,
                 360, (140, 60, 60), -1)
     return frame
@@ -532,14 +532,20 @@ def talking_face(opening: float, drop: int = 0) -> np.ndarray:
 def speaking(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Recordings with the issued phrase read aloud (eSpeak NG) under Ann's drawn face at 25 fps:
     her mouth opening with the loudness of those words; the same face still; her mouth following
-    another utterance's loudness; her head bobbing with the words' loudness, mouth shut."""
+    another utterance's loudness; her head bobbing with the words' loudness, mouth shut; Bob saying
+    the words, and Ann's still face only around the 16 moments the face check samples."""
     folder = tmp_path_factory.mktemp("speaking")
     words, rate = speech_of(phrase_text(ISSUED, LIKENESS_STATEMENT))
     other, _ = speech_of(FOX)
     count = int(len(words) / rate * SPEAKING_FPS)
     said, unsaid = loudness(words, rate, count), loudness(other, rate, count)
+    # The frames around each moment the face check samples ((k + 0.5) / 16 of the length).
+    sampled = {round((k + 0.5) * count / likeness_consent.MAX_FRAMES) + shift
+               for k in range(likeness_consent.MAX_FRAMES) for shift in (-1, 0, 1)}
     pictures = {
         "speaking": [talking_face(level) for level in said],
+        "stand_in": [talking_face(0.0) if index in sampled else talking_face(level, who="bob")
+                     for index, level in enumerate(said)],
         "still": [talking_face(0.0)] * count,
         "other_mouth": [talking_face(level) for level in unsaid],
         "nodding": [talking_face(0.0, drop=round(8 * level)) for level in said],
@@ -556,7 +562,9 @@ def speaking_check(recording: Path) -> tuple[str, dict[str, Any]]:
     from gpu_tasks.engines.media import decode_audio
 
     speech = decode_audio(recording, likeness_consent.SAMPLE_RATE, max_s=60)
-    liveness = likeness_consent.liveness_figures(face_embed.load(), recording, speech, recording_s=60)
+    embedder = face_embed.load()
+    reference, _found = likeness_consent.recording_reference(embedder, recording, recording_s=60)
+    liveness = likeness_consent.liveness_figures(embedder, recording, speech, recording_s=60, reference=reference)
     verdict = passes({**figures(), "liveness": liveness}, face_embed.DEFAULT_THRESHOLD)
     return str(verdict["checks"]["speaking"]), liveness
 
@@ -567,8 +575,9 @@ def test_a_face_whose_mouth_moves_with_the_words_is_speaking(
     state, liveness = speaking_check(speaking["speaking"])
     assert state == "passed", liveness
     assert liveness["sync"] >= likeness_consent.MIN_SYNC and liveness["mouth_motion"] >= 0.01
-    # Ten frames a second of a reading a little over 8 s long: a face in every one.
-    assert 80 <= liveness["frames"] <= 90 and len(drawn_people) == liveness["frames"]
+    # Ten frames a second of a reading a little over 8 s long: her face in every one (and in the
+    # face check's 16).
+    assert 80 <= liveness["frames"] <= 90 and len(drawn_people) == 16 + liveness["frames"]
 
 
 @pytest.mark.parametrize(
@@ -587,6 +596,24 @@ def test_a_face_that_does_not_say_the_words_is_not_speaking(
     assert liveness["frames"] >= 80, "the face was seen: the check failed on its mouth"
     if recording == "still":
         assert liveness == {"sync": None, "mouth_motion": 0.0, "frames": liveness["frames"]}
+
+
+def test_someone_else_speaking_between_the_moments_the_face_check_samples_is_not_the_person_speaking(
+    tmp_path: Path, speaking: dict[str, Path], drawn_people: list[np.ndarray]
+) -> None:
+    """The face check's 16 moments are fixed by the recording's length: Ann's photo shows around each,
+    Bob reads the phrase on camera the rest of the time. The face check sees Ann only; the speaking
+    check counts a frame only where the face is the recording's (Ann's), and she never speaks. (Were
+    every face to count, Bob's reading would pass: sync 0.44 on this recording.)"""
+    from PIL import Image
+
+    ann = tmp_path / "ann.png"
+    Image.fromarray(frame_of("ann")).save(ann)
+    face = face_figures(face_embed.load(), speaking["stand_in"], ann, recording_s=60, subject_s=300)
+    assert face_check(face) == "passed" and face["recording_faces"] == 16
+    state, liveness = speaking_check(speaking["stand_in"])
+    assert state == "failed" and liveness["sync"] is None, liveness
+    assert 0 < liveness["frames"] < likeness_consent.SYNC_MIN_SHARE * 80, "Ann's frames only"
 
 
 def test_a_face_speaking_the_phrase_passes_every_check(
