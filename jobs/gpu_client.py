@@ -204,6 +204,13 @@ def voice_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], d
     return {name: state == "passed" for name, state in verdict["checks"].items()}, figures
 
 
+def likeness_samples() -> int:
+    """How many of a likeness subject's frames a verification compares (one in each stretch)."""
+    from gpu_tasks.engines import likeness_consent
+
+    return likeness_consent.MAX_FRAMES
+
+
 def likeness_consent_verdict(result: Mapping[str, Any]) -> tuple[dict[str, bool], dict[str, Any]]:
     """A likeness-consent call's figures judged here, by this worker's own bound on the face match (a GPU
     result is input): ({check: passed}, the figures with the bounds they were held to)."""

@@ -10,10 +10,13 @@ engines read no further into the file than that, whatever its bytes hold by the 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from jobs import gpu_client
 from media.models import MediaFile
 from media.services.captions import media_caption_read
 from media.storage import get_local_storage, get_storage
@@ -89,8 +92,17 @@ def likeness_consent_payload(job: Job, ttl: int) -> dict[str, Any]:
     payload = media_payload(job, ttl)
     phrase = payload.pop(PHRASE_PARAM)
     payload.pop(SAMPLE_SHA256_PARAM, None)
-    payload.update(phrase_words=list(phrase["words"]), statement=str(phrase["statement"]))
+    payload.update(phrase_words=list(phrase["words"]), statement=str(phrase["statement"]),
+                   sample_offsets=likeness_offsets(job))
     return payload
+
+
+def likeness_offsets(job: Job) -> list[float]:
+    """Where in each of its stretches a likeness verification samples the subject's frames: drawn from
+    the job and this server's secret, so that nobody can show the person only at those moments."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"likeness-offsets:{job.pk}".encode(), hashlib.sha256).digest()
+    digest += hashlib.sha256(digest).digest()
+    return [int.from_bytes(digest[2 * i:2 * i + 2], "big") / 65536 for i in range(gpu_client.likeness_samples())]
 
 
 # Where a request's input_params keep the transcript taken when it was resolved (JobSpec.transcript_of).

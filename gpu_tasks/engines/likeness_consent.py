@@ -16,12 +16,16 @@ Face (`face_embed`: RetinaFace, five-point alignment, SFace unit vectors):
 - the recording: at most MAX_FRAMES frames spread evenly over its first MAX_RECORDING_S seconds;
   in each, the largest face; the reference is the median of their vectors (element by element,
   made unit length again), so a few frames of someone else walking past do not move it;
-- the subject: at most MAX_FRAMES frames spread over its first MAX_SUBJECT_S seconds (the one
-  frame of an image); in each, the largest face is compared with the reference: the face that lip
+- the subject: at most MAX_FRAMES frames over its first MAX_SUBJECT_S seconds (the one frame of
+  an image), one in each of MAX_FRAMES equal stretches, at the payload's `sample_offsets` of each
+  (drawn by the server for each verification, so that nobody knows them; the middles without
+  them); in each, the largest face is compared with the reference: the face that lip
   sync, performance cloning and gaze redirection work on is the largest one (gpu_tasks.engines.faces
   `largest_face`), so a consent must be the person's whose face that is. A subject whose person
   stands behind someone else does not pass: the one in front is whose face a job would change.
-  `similarity` is the median of those per-frame similarities;
+  `similarity` is the second lowest of those per-frame similarities (the lowest where one frame
+  had a face): the person's face must be the one in every frame sampled but one, so a video that
+  shows them only at some moments, and someone else between, is not covered;
 - `recording_faces` and `subject_faces` count the sampled frames in which a face was found.
   No face in either: `similarity` is None, and the face check fails.
 Speaking (`liveness_figures`: is the face on camera the one saying the words?): the phrase and the
@@ -57,7 +61,7 @@ embeddings and one more decoding of the recording, under the same bounds.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,15 +111,18 @@ def _read_limit(ref: Any, most: float) -> float:
     return most if priced is None else min(priced, most)
 
 
-def sampled_frames(path: Path, name: str, *, max_s: float, count: int = MAX_FRAMES) -> Iterator[np.ndarray]:
+def sampled_frames(path: Path, name: str, *, max_s: float, count: int = MAX_FRAMES,
+                   offsets: Sequence[float] | None = None) -> Iterator[np.ndarray]:
     """Up to `count` frames of the video (or image) `path` as upright (H, W, 3) uint8 RGB, at most
-    MAX_FRAME_SIDE on the long side, spread evenly over its first `max_s` seconds: at each of `count`
-    evenly spaced times, the frame showing then (each frame once, however many times fall in it).
-    A file whose length is not known gives its first frame. At most MAX_DECODED_FRAMES are decoded."""
+    MAX_FRAME_SIDE on the long side, over its first `max_s` seconds cut in `count` equal stretches:
+    in each, the frame showing at its middle, or at `offsets[i]` of the i-th stretch (each frame
+    once, however many times fall in it). A file whose length is not known gives its first frame.
+    At most MAX_DECODED_FRAMES are decoded."""
     from gpu_tasks.engines.media import decoded_frames, probe
 
     span = min(probe(path).duration_s, max_s)
-    targets = [span * (index + 0.5) / count for index in range(count)] if span > 0 else [0.0]
+    shares = list(offsets) if offsets is not None else [0.5] * count
+    targets = [span * (index + shares[index]) / count for index in range(count)] if span > 0 else [0.0]
     taken = 0
     shown: Any = None  # the frame on screen until the one being read
     first: float | None = None
@@ -167,17 +174,18 @@ def recording_reference(embedder: face_embed.Embedder, recording: Path, *,
 
 
 def face_figures(embedder: face_embed.Embedder, recording: Path, subject: Path, *, recording_s: float,
-                 subject_s: float, reference: tuple[np.ndarray | None, int] | None = None) -> dict[str, Any]:
+                 subject_s: float, reference: tuple[np.ndarray | None, int] | None = None,
+                 offsets: Sequence[float] | None = None) -> dict[str, Any]:
     """The face check's figures (the module's docstring); `reference`: `recording_reference`'s answer,
-    where the caller has it."""
-    import numpy as np
-
+    where the caller has it; `offsets`: where in each stretch of the subject its frames are taken."""
     vector, found_on_camera = reference or recording_reference(embedder, recording, recording_s=recording_s)
     # Each subject frame's largest face: whose face the generative types change (the module's docstring).
-    subjects = [vectors[0] for frame in sampled_frames(subject, "subject_media", max_s=subject_s)
+    subjects = [vectors[0] for frame in sampled_frames(subject, "subject_media", max_s=subject_s, offsets=offsets)
                 if len(vectors := frame_faces(embedder, frame, most=1))]
-    found = [] if vector is None else [face_embed.similarity(vector, other) for other in subjects]
-    similarity = float(np.median(found)) if found else None
+    found = sorted(face_embed.similarity(vector, other) for other in subjects) if vector is not None else []
+    # The subject's face must be the reader's in every frame sampled but one (a blurred or turned
+    # face): a video showing the person only at some moments is not covered.
+    similarity = float(found[min(1, len(found) - 1)]) if found else None
     return {"similarity": similarity, "recording_faces": found_on_camera, "subject_faces": len(subjects)}
 
 
@@ -309,7 +317,8 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
     ctx.progress(5.0)
     reference = recording_reference(embedder, recording, recording_s=recording_s)
     face = face_figures(embedder, recording, subject, recording_s=recording_s,
-                        subject_s=_read_limit(subject_ref, MAX_SUBJECT_S), reference=reference)
+                        subject_s=_read_limit(subject_ref, MAX_SUBJECT_S), reference=reference,
+                        offsets=_offsets(payload))
     ctx.progress(25.0)
     liveness = liveness_figures(embedder, recording, speech, recording_s=recording_s, reference=reference[0])
     ctx.progress(40.0)
@@ -321,6 +330,19 @@ def run_local(payload: Mapping[str, Any], ctx: EngineContext) -> dict[str, Any]:
         "models": {"transcription": transcription.MODEL_NAME, "face_detector": face_embed.DETECTOR_NAME,
                    "face_embedding": face_embed.MODEL_NAME},
     }
+
+
+def _offsets(payload: Mapping[str, Any]) -> list[float] | None:
+    """The payload's `sample_offsets`: MAX_FRAMES fractions in [0, 1), where in each stretch of the
+    subject its frames are taken (drawn by the server, so that nobody can know them); None: the
+    middles."""
+    offsets = payload.get("sample_offsets")
+    if offsets is None:
+        return None
+    if (not isinstance(offsets, list) or len(offsets) != MAX_FRAMES
+            or not all(isinstance(x, float) and 0.0 <= x < 1.0 for x in offsets)):
+        raise PermanentGpuError("invalid_input", f"sample_offsets: {MAX_FRAMES} fractions from 0 to below 1")
+    return offsets
 
 
 def _count(face: Mapping[str, Any], name: str) -> int:

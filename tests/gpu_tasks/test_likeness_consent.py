@@ -299,7 +299,8 @@ def test_large_frames_are_shrunk_and_rotated_ones_stood_upright(tmp_path: Path) 
 # The face match (stand-in detector and embeddings) -----------------------------------------------
 
 
-def match(tmp_path: Path, recording: list[np.ndarray], subject: list[np.ndarray] | np.ndarray) -> dict[str, Any]:
+def match(tmp_path: Path, recording: list[np.ndarray], subject: list[np.ndarray] | np.ndarray,
+          offsets: list[float] | None = None) -> dict[str, Any]:
     recording_path = clip(tmp_path / "recording.mp4", recording)
     if isinstance(subject, np.ndarray):
         from PIL import Image
@@ -308,7 +309,8 @@ def match(tmp_path: Path, recording: list[np.ndarray], subject: list[np.ndarray]
         Image.fromarray(subject).save(subject_path)
     else:
         subject_path = clip(tmp_path / "subject.mp4", subject)
-    return face_figures(face_embed.load(), recording_path, subject_path, recording_s=60, subject_s=300)
+    return face_figures(face_embed.load(), recording_path, subject_path, recording_s=60, subject_s=300,
+                        offsets=offsets)
 
 
 def face_check(face: dict[str, Any]) -> str:
@@ -363,6 +365,30 @@ def test_a_subject_who_is_mostly_someone_else_does_not_match(tmp_path: Path, dra
     empty = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
     sparse = match(tmp_path, pairs(*[frame_of("ann")] * 16), pairs(*[frame_of("ann")] * 3, *[empty] * 13))
     assert sparse == {"similarity": pytest.approx(1.0), "recording_faces": 16, "subject_faces": 3}
+
+
+def test_the_subjects_face_must_be_the_readers_in_every_frame_sampled_but_one(
+        tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
+    recording = pairs(*[frame_of("ann")] * 16)
+    once = pairs(*[frame_of("ann")] * 15, frame_of("bob"))  # a turned or blurred face: one frame off
+    assert match(tmp_path, recording, once)["similarity"] == pytest.approx(1.0)
+    twice = pairs(*[frame_of("ann")] * 7, frame_of("bob"), *[frame_of("ann")] * 7, frame_of("bob"))
+    assert face_check(match(tmp_path, recording, twice)) == "failed"
+
+
+def test_the_server_says_where_in_each_stretch_the_subject_is_sampled(
+        tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
+    """32 frames at 16 fps, Bob in the first of each pair and Ann in the second: at the stretches'
+    middles only Ann is seen; at the offsets the server drew for the verification, Bob is too."""
+    recording = pairs(*[frame_of("ann")] * 16)
+    subject = [frame for _ in range(16) for frame in (frame_of("bob"), frame_of("ann"))]
+    assert face_check(match(tmp_path, recording, subject)) == "passed"
+    drawn = [float(x) for x in np.random.default_rng(7).random(16)]
+    assert face_check(match(tmp_path, recording, subject, offsets=drawn)) == "failed"
+    for wrong in ([0.5] * 15, [0.5] * 15 + [1.0], [0.5] * 15 + ["0.1"], [0.5] * 15 + [1], "x"):
+        with pytest.raises(PermanentGpuError):
+            likeness_consent._offsets({"sample_offsets": wrong})
+    assert likeness_consent._offsets({}) is None
 
 
 def test_no_face_on_either_side_is_no_similarity(tmp_path: Path, drawn_people: list[np.ndarray]) -> None:
