@@ -141,16 +141,23 @@ def likeness_consent_for(media: MediaFile, *, status: str = "verified") -> Conse
         media.content_sha256 = uuid.uuid4().hex * 2
         MediaFile.objects.filter(pk=media.pk).update(content_sha256=media.content_sha256)
     pictures_passed(media)  # (screened and passed: no bytes of it are stored to decode)
+    return likeness_consent_of(media.user, media.content_sha256, media_id=media.pk, status=status)
+
+
+def likeness_consent_of(user: User, sha256: str, *, media_id: uuid.UUID | None = None,
+                        status: str = "verified") -> Consent:
+    """A likeness consent of `user`'s workspace covering the face in the bytes whose SHA-256 is
+    `sha256`, whichever file holds them (one uploaded after it too)."""
     verified = status != "attested"
     consent = Consent.objects.create(
-        user=media.user, kind="likeness", status=status,
+        user=user, kind="likeness", status=status,
         challenge_id=uuid.uuid4() if verified else None, job_id=uuid.uuid4() if verified else None,
         checks={"phrase": "passed", "face": "passed", "speaking": "passed"} if verified else {},
         challenge_wer=0.0 if verified else None, phrase_wer=0.1 if verified else None,
         similarity=0.8 if verified else None, threshold=0.363 if verified else None, max_wer=0.25 if verified else None,
     )
-    ConsentSubject.objects.create(consent=consent, user=media.user, content_sha256=media.content_sha256,
-                                  media_id=media.pk, similarity=0.8 if verified else None)
+    ConsentSubject.objects.create(consent=consent, user=user, content_sha256=sha256,
+                                  media_id=media_id, similarity=0.8 if verified else None)
     return consent
 
 

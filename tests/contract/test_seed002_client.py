@@ -4,6 +4,7 @@ worker (the noop GPU backend answers every job type; media are probed for real).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from jobs.models import Job
 from media.storage import get_storage
 from projects.models import Project
 from tests.contract import seed002_client
-from tests.factories import VoiceCloneFactory
+from tests.factories import VoiceCloneFactory, likeness_consent_of
 from tests.jobs.conftest import start_worker  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -30,6 +31,9 @@ def test_a_seed002_client_runs_unchanged(live_server, settings, start_worker, gp
     start_worker(consumer=False, DJANGO_SETTINGS_MODULE="bench.settings", AUTEUR_GPU_BACKEND="noop")
     credit_grant(user=user, amount=500, type="bonus", description="test")
     subscription_create(user=user, plan=Plan.PRO)  # video generation is Pro-only
+    # The person in the video consented to the use of their face (verified before: the likeness tests
+    # run that verification); the client itself is the seed's, unchanged.
+    likeness_consent_of(user, hashlib.sha256(samples.video.read_bytes()).hexdigest())
     voice = VoiceCloneFactory.create(user=user)
     with samples.short_wav.open("rb") as fh:
         get_storage().save(voice.sample_key, fh, "audio/wav")

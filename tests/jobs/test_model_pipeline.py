@@ -25,7 +25,7 @@ from jobs import gpu_client
 from jobs.models import Job, JobStatus
 from jobs.specs import JOB_SPECS, JobType
 from media.models import MediaFile
-from tests.factories import ProjectFactory
+from tests.factories import ProjectFactory, likeness_consent_for
 from tests.gpu_tasks import (
     test_audio_generation,
     test_image_generation,
@@ -107,7 +107,10 @@ def body_for(job_type: str, project: Any, auth_client: Any, samples: Any, faces:
     base = {"project_id": str(project.pk)}
 
     def upload(path: Path, content_type: str) -> str:
-        return str(upload_local(auth_client, project, path, content_type).pk)
+        media = upload_local(auth_client, project, path, content_type)
+        if media.type in ("image", "video"):
+            likeness_consent_for(media)  # the face's person consented (the likeness tests verify one)
+        return str(media.pk)
 
     if job_type == "lip-sync":
         return {**base, "video_media_id": upload(faces["video"], "video/mp4"),
