@@ -336,8 +336,23 @@ def table_rows(load: Callable[[str], dict[str, Any] | None]) -> list[tuple[str, 
         rows.append(("screening", screening_row(d)))
     if (d := load("input_screening")) is not None:
         rows.append(("input_screening", input_screening_row(d)))
+    if (d := load("output_screening")) is not None:
+        rows.append(("output_screening", f"| output image screening (bench/output_screening.py): a {d['image']}, "
+                    f"decoded in the sandbox, scored by open_nsfw on 1 thread; load average "
+                    f"{'/'.join(map(str, d['load_average']))} (2 cores) | decode p50 "
+                    f"{d['decode_ms']['p50']} / p99 {d['decode_ms']['p99']} ms; score p50 {d['score_ms']['p50']} / p99 "
+                    f"{d['score_ms']['p99']} ms | a process's first call {d['first_call_ms']} ms (model load "
+                    f"{d['load_ms']} ms) | - | - |"))
     if (d := load("speaker_threshold")) is not None:
         rows.append(("speaker_threshold", speaker_threshold_row(d)))
+    if (d := load("consent_phrases")) is not None:
+        statement = next(iter(d["statements"].values()))
+        rows.append(("consent_phrases", f"| consent phrase words (bench/consent_phrases.py): {d['words_tried']} words "
+                    f"read by {len(d['recognised_percent_by_voice'])} eSpeak voices to Whisper tiny.en, "
+                    f"{d['trials']:,} trials | words kept {d['words_kept']} (each heard right >= {d['keep_percent']} "
+                    f"%): heard right {d['recognised_percent_kept']} % of their trials | all words tried: "
+                    f"{d['recognised_percent_all']} %; the statement within the WER bound in "
+                    f"{statement['within_max_wer_percent']} % of its trials | - | - |"))
     if (d := load("ledger_contention")) is not None:
         rows.append(("ledger_contention", f"| ledger: deductions on one hot account, {d['workers']} processes | {d['service']['ops_per_s']} ops/s "
                     f"| raw guarded UPDATE + INSERT: {d['raw']['ops_per_s']} ops/s | {d['ratio_service_to_raw']} | "
